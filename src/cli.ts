@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+/**
+ * The `nereid` command. Flag names follow Triton's tritonserver where a Triton flag exists.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino } from 'pino';
+import { createHttpFrontEnd } from './frontends/http/v2-http.js';
+import { Server } from './server/server.js';
+import { VERSION } from './version.js';
+
+function integer(min: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < min) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    return parsed;
+  };
+}
+
+function booleanFlag(value: string): boolean {
+  if (['true', '1', 'on', 'yes'].includes(value.toLowerCase())) return true;
+  if (['false', '0', 'off', 'no'].includes(value.toLowerCase())) return false;
+  throw new InvalidArgumentError('expected true or false');
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** --log-verbose 0 logs at info, 1 at debug, 2 or more at trace, as Triton's verbosity grows. */
+function logLevel(verbose: number): string {
+  return verbose >= 2 ? 'trace' : verbose === 1 ? 'debug' : 'info';
+}
+
+const program = new Command('nereid').description('Model inference server and toolkit (KServe V2 / Triton compatible)').version(VERSION);
+
+program
+  .command('serve')
+  .description('serve the models of a repository over HTTP (KServe Open Inference Protocol V2)')
+  .requiredOption('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx)')
+  .option('--host <address>', 'address to bind; use 0.0.0.0 to accept connections from other machines', '127.0.0.1')
+  .option('--http-port <port>', 'HTTP port (0 picks a free one)', integer(0), 8000)
+  .addOption(
+    new Option('--model-control-mode <mode>', "'none' loads every model at start; 'explicit' enables the load/unload API")
+      .choices(['none', 'explicit'])
+      .default('none'),
+  )
+  .option('--load-model <name>', "in explicit mode, a model to load at start ('*' for all); repeatable", collect, [])
+  .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, true)
+  .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), 4)
+  .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), 1024)
+  .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted', integer(1), 64 * 1024 * 1024)
+  .option('--http-auth-token <token>', 'require Authorization: Bearer <token> on every route but health (repeatable; env NEREID_HTTP_AUTH_TOKEN)', collect, [])
+  .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
+  .action(async (flags) => {
+    const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
+    const authTokens: string[] = [...flags.httpAuthToken];
+    if (process.env.NEREID_HTTP_AUTH_TOKEN) authTokens.push(process.env.NEREID_HTTP_AUTH_TOKEN);
+    const server = new Server({
+      modelRepository: flags.modelRepository,
+      modelControlMode: flags.modelControlMode,
+      loadModels: flags.loadModel,
+      strictReadiness: flags.strictReadiness,
+      defaultMaxBatchSize: flags.defaultMaxBatchSize,
+      maxQueueSize: flags.maxQueueSize,
+      logger,
+    });
+    const http = createHttpFrontEnd(server, { maxBodyBytes: flags.httpMaxBodyBytes, authTokens });
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      await http.close();
+      await server.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    // Listen first so probes see "live, not ready" while models load.
+    const address = await http.listen({ host: flags.host, port: flags.httpPort });
+    logger.info(`HTTP (KServe V2) listening on ${address}`);
+    await server.start();
+    const index = await server.repositoryIndex();
+    logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${index.filter((m) => m.state === 'READY').length} model version(s) ready`);
+  });
+
+program.parseAsync().catch((error: Error) => {
+  console.error(`nereid: ${error.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,172 @@
+/**
+ * The tensor datatypes of the Open Inference Protocol (V2) and their mappings to
+ * Triton's config names (TYPE_FP32), ONNX Runtime's tensor types and JS typed arrays.
+ */
+export const DATATYPES = [
+  'BOOL',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'FP16',
+  'FP32',
+  'FP64',
+  'BYTES',
+] as const;
+
+export type Datatype = (typeof DATATYPES)[number];
+
+export type NumericArray =
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | BigUint64Array
+  | Int8Array
+  | Int16Array
+  | Int32Array
+  | BigInt64Array
+  | Float32Array
+  | Float64Array;
+
+/** Tensor contents in memory: a typed array for fixed-size types (BOOL as Uint8Array, FP16 as raw Uint16Array bits), Buffers for BYTES. */
+export type TensorData = NumericArray | Buffer[];
+
+interface DatatypeInfo {
+  byteSize: number; // 0 for variable-size BYTES
+  onnxType: string; // onnxruntime-node Tensor type
+  arrayType?: new (buffer: ArrayBufferLike, byteOffset: number, length: number) => NumericArray;
+}
+
+const INFO: Record<Datatype, DatatypeInfo> = {
+  BOOL: { byteSize: 1, onnxType: 'bool', arrayType: Uint8Array },
+  UINT8: { byteSize: 1, onnxType: 'uint8', arrayType: Uint8Array },
+  UINT16: { byteSize: 2, onnxType: 'uint16', arrayType: Uint16Array },
+  UINT32: { byteSize: 4, onnxType: 'uint32', arrayType: Uint32Array },
+  UINT64: { byteSize: 8, onnxType: 'uint64', arrayType: BigUint64Array },
+  INT8: { byteSize: 1, onnxType: 'int8', arrayType: Int8Array },
+  INT16: { byteSize: 2, onnxType: 'int16', arrayType: Int16Array },
+  INT32: { byteSize: 4, onnxType: 'int32', arrayType: Int32Array },
+  INT64: { byteSize: 8, onnxType: 'int64', arrayType: BigInt64Array },
+  FP16: { byteSize: 2, onnxType: 'float16', arrayType: Uint16Array },
+  FP32: { byteSize: 4, onnxType: 'float32', arrayType: Float32Array },
+  FP64: { byteSize: 8, onnxType: 'float64', arrayType: Float64Array },
+  BYTES: { byteSize: 0, onnxType: 'string' },
+};
+
+export function isDatatype(value: unknown): value is Datatype {
+  return typeof value === 'string' && (DATATYPES as readonly string[]).includes(value);
+}
+
+export function byteSize(datatype: Datatype): number {
+  return INFO[datatype].byteSize;
+}
+
+export function onnxTypeOf(datatype: Datatype): string {
+  return INFO[datatype].onnxType;
+}
+
+const FROM_ONNX = new Map<string, Datatype>(
+  (Object.entries(INFO) as [Datatype, DatatypeInfo][]).map(([datatype, info]) => [info.onnxType, datatype]),
+);
+
+export function datatypeFromOnnx(onnxType: string): Datatype | undefined {
+  return FROM_ONNX.get(onnxType);
+}
+
+/** Triton config.pbtxt names: TYPE_FP32 <-> FP32, TYPE_STRING <-> BYTES. */
+export function datatypeFromConfig(configType: string): Datatype | undefined {
+  const name = configType.startsWith('TYPE_') ? configType.slice(5) : configType;
+  if (name === 'STRING') return 'BYTES';
+  return isDatatype(name) ? name : undefined;
+}
+
+export function configTypeOf(datatype: Datatype): string {
+  return datatype === 'BYTES' ? 'TYPE_STRING' : `TYPE_${datatype}`;
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((count, dim) => count * dim, 1);
+}
+
+/** Views little-endian bytes as a typed array, copying only when the bytes are misaligned. */
+export function typedArrayFromBytes(datatype: Exclude<Datatype, 'BYTES'>, bytes: Uint8Array): NumericArray {
+  const info = INFO[datatype];
+  const ArrayType = info.arrayType!;
+  const length = bytes.byteLength / info.byteSize;
+  if (bytes.byteOffset % info.byteSize === 0) return new ArrayType(bytes.buffer, bytes.byteOffset, length);
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new ArrayType(copy.buffer, 0, length);
+}
+
+export function bytesOfTypedArray(data: NumericArray): Buffer {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+export function allocateTypedArray(datatype: Exclude<Datatype, 'BYTES'>, length: number): NumericArray {
+  const info = INFO[datatype];
+  return new info.arrayType!(new ArrayBuffer(length * info.byteSize), 0, length);
+}
+
+/** BYTES tensors travel as 4-byte little-endian length prefixes followed by the bytes (Triton's binary format). */
+export function encodeBytesElements(elements: readonly Buffer[]): Buffer {
+  const total = elements.reduce((sum, element) => sum + 4 + element.length, 0);
+  const out = Buffer.allocUnsafe(total);
+  let offset = 0;
+  for (const element of elements) {
+    out.writeUInt32LE(element.length, offset);
+    element.copy(out, offset + 4);
+    offset += 4 + element.length;
+  }
+  return out;
+}
+
+/** Returns undefined when the bytes are not a whole number of length-prefixed elements. */
+export function decodeBytesElements(bytes: Buffer): Buffer[] | undefined {
+  const elements: Buffer[] = [];
+  let offset = 0;
+  while (offset < bytes.length) {
+    if (offset + 4 > bytes.length) return undefined;
+    const length = bytes.readUInt32LE(offset);
+    offset += 4;
+    if (offset + length > bytes.length) return undefined;
+    elements.push(bytes.subarray(offset, offset + length));
+    offset += length;
+  }
+  return elements;
+}
+
+/** IEEE 754 half precision <-> JS number, for FP16 in JSON. */
+export function halfToNumber(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function numberToHalf(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >> 16) & 0x8000;
+  const exponent = ((x >> 23) & 0xff) - 127 + 15;
+  let mantissa = x & 0x7fffff;
+  if (Number.isNaN(value)) return 0x7e00;
+  if (exponent >= 0x1f) return sign | 0x7c00;
+  if (exponent <= 0) {
+    if (exponent < -10) return sign;
+    mantissa = (mantissa | 0x800000) >> (1 - exponent);
+    return sign | ((mantissa + 0x1000) >> 13);
+  }
+  const half = sign | (exponent << 10) | (mantissa >> 13);
+  // round to nearest: the carry may legitimately bump the exponent
+  return mantissa & 0x1000 ? half + 1 : half;
+}

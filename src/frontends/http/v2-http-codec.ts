@@ -1,0 +1,185 @@
+/**
+ * Translates V2 HTTP bodies (JSON, and Triton's binary tensor data extension) to the core's
+ * InferenceRequest and back. Only wire format lives here; the model rules are the core's.
+ */
+import {
+  byteSize,
+  bytesOfTypedArray,
+  decodeBytesElements,
+  elementCount,
+  encodeBytesElements,
+  isDatatype,
+  typedArrayFromBytes,
+  DATATYPES,
+  type Datatype,
+  type NumericArray,
+  type TensorData,
+} from '../../core/datatype.js';
+import { invalidArgument } from '../../core/errors.js';
+import type { InferenceRequest, InferenceResponse, InferInput, Parameters, RequestedOutput } from '../../core/inference.js';
+import { tensorDataFromJson, tensorDataToJson } from '../../core/tensor.js';
+
+export const HEADER_LENGTH = 'inference-header-content-length';
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (error) {
+    throw invalidArgument(`malformed JSON in ${what}: ${(error as Error).message}`);
+  }
+}
+
+function parseParameters(value: unknown, where: string): Parameters | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw invalidArgument(`${where}: 'parameters' must be an object`);
+  for (const [key, entry] of Object.entries(value)) {
+    if (!['string', 'number', 'boolean'].includes(typeof entry)) {
+      throw invalidArgument(`${where}: parameter '${key}' must be a string, number or boolean`);
+    }
+  }
+  return value as Parameters;
+}
+
+function binaryTensorData(name: string, datatype: Datatype, shape: number[], bytes: Buffer): TensorData {
+  const count = elementCount(shape);
+  if (datatype === 'BYTES') {
+    const elements = decodeBytesElements(bytes);
+    if (!elements) {
+      throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
+    }
+    if (elements.length !== count) {
+      throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${elements.length}`);
+    }
+    return elements;
+  }
+  const expected = count * byteSize(datatype);
+  if (bytes.length !== expected) {
+    throw invalidArgument(
+      `input '${name}': ${datatype} [${shape.join(',')}] needs ${expected} bytes of binary data, got binary_data_size ${bytes.length}`,
+    );
+  }
+  return typedArrayFromBytes(datatype, bytes);
+}
+
+/**
+ * Reads an infer request body. With `Inference-Header-Content-Length`, the JSON header is followed
+ * by the binary tensors in input order, each as long as its `binary_data_size`.
+ */
+export function decodeInferRequest(
+  body: Buffer,
+  headerLength: string | undefined,
+  model: string,
+  version: string | undefined,
+): { request: InferenceRequest; binaryOutputByDefault: boolean } {
+  let jsonLength = body.length;
+  if (headerLength !== undefined) {
+    jsonLength = Number(headerLength);
+    if (!Number.isInteger(jsonLength) || jsonLength < 0 || jsonLength > body.length) {
+      throw invalidArgument(
+        `Inference-Header-Content-Length is '${headerLength}' but the body has ${body.length} bytes; it must be the length of the JSON header`,
+      );
+    }
+  }
+  const header = parseJson(body.subarray(0, jsonLength), 'the inference request');
+  if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
+  if (!Array.isArray(header.inputs)) throw invalidArgument(`the inference request needs 'inputs', an array of tensors`);
+  if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
+  const parameters = parseParameters(header.parameters, 'request');
+  let offset = jsonLength;
+  const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {
+    if (!isObject(raw)) throw invalidArgument(`inputs[${index}] must be an object`);
+    const name = raw.name;
+    if (typeof name !== 'string' || name === '') throw invalidArgument(`inputs[${index}] needs a 'name'`);
+    if (!isDatatype(raw.datatype)) {
+      throw invalidArgument(`input '${name}': datatype must be one of ${DATATYPES.join(', ')}, got ${JSON.stringify(raw.datatype)}`);
+    }
+    const datatype = raw.datatype;
+    if (!Array.isArray(raw.shape) || raw.shape.some((dim) => !Number.isInteger(dim) || dim < 0)) {
+      throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(raw.shape)}`);
+    }
+    const shape = raw.shape as number[];
+    const inputParameters = parseParameters(raw.parameters, `input '${name}'`);
+    const binarySize = inputParameters?.binary_data_size;
+    let data: TensorData;
+    if (binarySize !== undefined) {
+      if (!Number.isInteger(binarySize) || (binarySize as number) < 0) {
+        throw invalidArgument(`input '${name}': binary_data_size must be a non-negative integer`);
+      }
+      if (raw.data !== undefined) throw invalidArgument(`input '${name}' has both 'data' and binary_data_size; send one`);
+      const end = offset + (binarySize as number);
+      if (end > body.length) {
+        throw invalidArgument(
+          `input '${name}': binary_data_size ${binarySize} runs past the end of the body (${body.length - offset} binary bytes left)`,
+        );
+      }
+      data = binaryTensorData(name, datatype, shape, body.subarray(offset, end));
+      offset = end;
+    } else {
+      if (raw.data === undefined) throw invalidArgument(`input '${name}' has no 'data' (and no binary_data_size)`);
+      data = tensorDataFromJson(name, datatype, raw.data);
+    }
+    const { binary_data_size: _, ...rest } = inputParameters ?? {};
+    return { name, datatype, shape, data, parameters: Object.keys(rest).length ? rest : undefined };
+  });
+  if (offset !== body.length) {
+    throw invalidArgument(
+      `the body has ${body.length - offset} bytes after the JSON header and binary inputs that no binary_data_size accounts for`,
+    );
+  }
+  let outputs: RequestedOutput[] | undefined;
+  if (header.outputs !== undefined) {
+    if (!Array.isArray(header.outputs)) throw invalidArgument(`'outputs' must be an array`);
+    outputs = header.outputs.map((raw: unknown, index: number) => {
+      if (!isObject(raw) || typeof raw.name !== 'string') throw invalidArgument(`outputs[${index}] needs a 'name'`);
+      const outputParameters = parseParameters(raw.parameters, `output '${raw.name}'`);
+      const classCount = outputParameters?.class_count;
+      if (classCount !== undefined && typeof classCount !== 'number') {
+        throw invalidArgument(`output '${raw.name}': class_count must be a number`);
+      }
+      return { name: raw.name, classCount: classCount === 0 ? undefined : classCount, parameters: outputParameters };
+    });
+  }
+  return {
+    request: { model, version, id: header.id as string | undefined, parameters, inputs, outputs },
+    binaryOutputByDefault: parameters?.binary_data_output === true,
+  };
+}
+
+function tensorBytes(datatype: Datatype, data: TensorData): Buffer {
+  return datatype === 'BYTES' ? encodeBytesElements(data as Buffer[]) : bytesOfTypedArray(data as NumericArray);
+}
+
+/** Writes a response as JSON, or as a JSON header followed by binary outputs when any output asks for binary. */
+export function encodeInferResponse(
+  response: InferenceResponse,
+  requestedOutputs: readonly RequestedOutput[] | undefined,
+  binaryOutputByDefault: boolean,
+): { body: Buffer; headerLength?: number } {
+  const chunks: Buffer[] = [];
+  const outputs = response.outputs.map((output) => {
+    const requested = requestedOutputs?.find((candidate) => candidate.name === output.name);
+    const binary = (requested?.parameters?.binary_data as boolean | undefined) ?? binaryOutputByDefault;
+    const base = { name: output.name, datatype: output.datatype, shape: output.shape };
+    if (!binary) return { ...base, data: tensorDataToJson(output.datatype, output.data) };
+    const bytes = tensorBytes(output.datatype, output.data);
+    chunks.push(bytes);
+    return { ...base, parameters: { binary_data_size: bytes.length } };
+  });
+  const header = Buffer.from(
+    JSON.stringify({
+      model_name: response.model,
+      model_version: response.version,
+      ...(response.id !== undefined ? { id: response.id } : {}),
+      ...(response.parameters ? { parameters: response.parameters } : {}),
+      outputs,
+    }),
+  );
+  if (chunks.length === 0) return { body: header };
+  return { body: Buffer.concat([header, ...chunks]), headerLength: header.length };
+}

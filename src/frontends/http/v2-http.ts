@@ -1,0 +1,152 @@
+/**
+ * The KServe Open Inference Protocol (V2) over HTTP, with Triton's extensions, as a thin
+ * translator over the Server core: routes parse the wire format, call the core and write back.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { asNereidError, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
+import type { Server } from '../../server/server.js';
+import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from './v2-http-codec.js';
+
+export interface HttpFrontEndOptions {
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes?: number;
+  /** When set, every route but the health probes needs `Authorization: Bearer <one of these>`. */
+  authTokens?: readonly string[];
+}
+
+type ModelParams = { model: string; version?: string };
+
+const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
+  return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: error.message });
+}
+
+function tokenMatches(presented: string, tokens: readonly string[]): boolean {
+  const given = Buffer.from(presented);
+  return tokens.some((token) => {
+    const expected = Buffer.from(token);
+    return expected.length === given.length && timingSafeEqual(expected, given);
+  });
+}
+
+function bodyObject(request: FastifyRequest, what: string): Record<string, unknown> {
+  const body = request.body as Buffer | undefined;
+  if (!body || body.length === 0) return {};
+  const parsed = parseJson(body, what);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw invalidArgument(`the ${what} must be a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const app: FastifyInstance = Fastify({
+    loggerInstance: server.logger.child({ frontEnd: 'http' }) as FastifyBaseLogger,
+    bodyLimit: maxBodyBytes,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+
+  // Every body is read as bytes: infer requests may be JSON followed by binary tensors.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+  if (options.authTokens?.length) {
+    const tokens = options.authTokens;
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.url.startsWith('/v2/health/')) return;
+      const header = request.headers.authorization ?? '';
+      const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
+      if (!presented || !tokenMatches(presented, tokens)) {
+        reply.header('www-authenticate', 'Bearer');
+        return sendError(reply, new NereidError('UNAUTHENTICATED', 'missing or invalid bearer token (Authorization: Bearer <token>)'));
+      }
+    });
+  }
+
+  app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
+    if (error instanceof NereidError) return sendError(reply, error);
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send({ error: `request body is larger than the limit of ${maxBodyBytes} bytes (--http-max-body-bytes)` });
+    }
+    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      return reply.code(error.statusCode).send({ error: error.message });
+    }
+    request.log.error({ err: error }, 'request failed');
+    return sendError(reply, asNereidError(error));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+
+  app.get('/v2/health/live', async (_request, reply) =>
+    server.live ? reply.code(200).send() : sendError(reply, new NereidError('UNAVAILABLE', 'server is not live')),
+  );
+  app.get('/v2/health/ready', async (_request, reply) =>
+    server.ready ? reply.code(200).send() : reply.code(400).send({ error: 'server is not ready' }),
+  );
+  app.get('/v2', async () => server.metadata());
+
+  const modelPaths = (suffix: string) => [`/v2/models/:model${suffix}`, `/v2/models/:model/versions/:version${suffix}`];
+  for (const path of modelPaths('')) {
+    app.get<{ Params: ModelParams }>(path, async (request) => server.modelMetadata(request.params.model, request.params.version));
+  }
+  for (const path of modelPaths('/ready')) {
+    app.get<{ Params: ModelParams }>(path, async (request, reply) => {
+      const { model, version } = request.params;
+      if (server.modelReady(model, version)) return reply.code(200).send();
+      return reply.code(400).send({ error: `model '${model}'${version ? ` version ${version}` : ''} is not ready` });
+    });
+  }
+  for (const path of modelPaths('/config')) {
+    app.get<{ Params: ModelParams }>(path, async (request) => server.modelConfig(request.params.model, request.params.version));
+  }
+  for (const path of modelPaths('/infer')) {
+    app.post<{ Params: ModelParams }>(path, async (request, reply) => {
+      const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
+      const headerLength = request.headers[HEADER_LENGTH];
+      const { request: inference, binaryOutputByDefault } = decodeInferRequest(
+        body,
+        Array.isArray(headerLength) ? headerLength[0] : headerLength,
+        request.params.model,
+        request.params.version,
+      );
+      // A client that hangs up before its answer frees its place in the queue.
+      const abort = new AbortController();
+      const onClose = () => {
+        if (!reply.raw.writableFinished) abort.abort();
+      };
+      reply.raw.once('close', onClose);
+      inference.signal = abort.signal;
+      const response = await server.infer(inference);
+      const encoded = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
+      if (encoded.headerLength === undefined) return reply.type('application/json').send(encoded.body);
+      return reply
+        .type('application/octet-stream')
+        .header('Inference-Header-Content-Length', String(encoded.headerLength))
+        .send(encoded.body);
+    });
+  }
+
+  app.post('/v2/repository/index', async (request) => {
+    const body = bodyObject(request, 'repository index request');
+    return server.repositoryIndex(body.ready === true);
+  });
+  app.post<{ Params: { model: string } }>('/v2/repository/models/:model/load', async (request, reply) => {
+    const body = bodyObject(request, 'load request');
+    const parameters = body.parameters ?? {};
+    if (typeof parameters !== 'object' || parameters === null) throw invalidArgument(`'parameters' must be an object`);
+    await server.loadModel(request.params.model, parameters as Record<string, unknown>);
+    return reply.code(200).send();
+  });
+  app.post<{ Params: { model: string } }>('/v2/repository/models/:model/unload', async (request, reply) => {
+    bodyObject(request, 'unload request');
+    await server.unloadModel(request.params.model);
+    return reply.code(200).send();
+  });
+
+  return app;
+}

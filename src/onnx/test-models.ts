@@ -1,0 +1,129 @@
+/**
+ * Small generated ONNX models and a Triton-layout repository writer, so tests
+ * never depend on downloaded model files.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { attr, buildOnnxModel, type InitializerSpec, type OnnxElementType } from './onnx-model-builder.js';
+
+/**
+ * Writes `<repoDir>/<name>/<version>/model.onnx`, plus `<repoDir>/<name>/config.pbtxt`
+ * when `config` is given and each `extraFiles` entry at its path relative to `<repoDir>/<name>`.
+ */
+export async function writeModel(
+  repoDir: string,
+  name: string,
+  version: number,
+  onnxBytes: Uint8Array,
+  config?: string,
+  extraFiles?: Record<string, string | Uint8Array>,
+): Promise<void> {
+  const modelDir = join(repoDir, name);
+  const versionDir = join(modelDir, String(version));
+  await mkdir(versionDir, { recursive: true });
+  await writeFile(join(versionDir, 'model.onnx'), onnxBytes);
+  if (config !== undefined) await writeFile(join(modelDir, 'config.pbtxt'), config);
+  for (const [relPath, contents] of Object.entries(extraFiles ?? {})) {
+    const path = join(modelDir, relPath);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, contents);
+  }
+}
+
+/**
+ * Triton's "simple" example model: INT32 INPUT0, INPUT1 -> OUTPUT0 = INPUT0 + INPUT1,
+ * OUTPUT1 = INPUT0 - INPUT1. Shapes are ['batch', 16], or [16] when `batch` is false.
+ */
+export function addSubModel(opts: { batch?: boolean; type?: OnnxElementType } = {}): Uint8Array {
+  const type = opts.type ?? 'int32';
+  const shape = opts.batch === false ? [16] : ['batch', 16];
+  return buildOnnxModel({
+    graphName: 'add_sub',
+    inputs: [
+      { name: 'INPUT0', type, shape },
+      { name: 'INPUT1', type, shape },
+    ],
+    outputs: [
+      { name: 'OUTPUT0', type, shape },
+      { name: 'OUTPUT1', type, shape },
+    ],
+    nodes: [
+      { opType: 'Add', inputs: ['INPUT0', 'INPUT1'], outputs: ['OUTPUT0'] },
+      { opType: 'Sub', inputs: ['INPUT0', 'INPUT1'], outputs: ['OUTPUT1'] },
+    ],
+  });
+}
+
+/** INPUT0 -> OUTPUT0 through Identity; works for every element type, strings included. */
+export function identityModel(type: OnnxElementType, shape: (number | string | null)[] = ['batch', 'n']): Uint8Array {
+  return buildOnnxModel({
+    graphName: 'identity',
+    inputs: [{ name: 'INPUT0', type, shape }],
+    outputs: [{ name: 'OUTPUT0', type, shape }],
+    nodes: [{ opType: 'Identity', inputs: ['INPUT0'], outputs: ['OUTPUT0'] }],
+  });
+}
+
+/** FP32 INPUT0 ['batch', 4] -> OUTPUT0 = INPUT0 * 2, for tests that must tell output from input. */
+export function scaleModel(factor = 2): Uint8Array {
+  return buildOnnxModel({
+    graphName: 'scale',
+    inputs: [{ name: 'INPUT0', type: 'float32', shape: ['batch', 4] }],
+    outputs: [{ name: 'OUTPUT0', type: 'float32', shape: ['batch', 4] }],
+    initializers: [{ name: 'factor', type: 'float32', dims: [], values: [factor] }],
+    nodes: [{ opType: 'Mul', inputs: ['INPUT0', 'factor'], outputs: ['OUTPUT0'] }],
+  });
+}
+
+/**
+ * A tiny image classifier: 'image' FP32 ['batch', 1, 28, 28] -> Conv(1->4, 3x3, pad 1) -> Relu
+ * -> GlobalAveragePool -> Flatten -> Gemm(4->10) -> Softmax -> 'probs' FP32 ['batch', 10].
+ * Weights come from a seeded PRNG so outputs are reproducible across runs and machines.
+ */
+export function smallCnnModel(seed = 42): Uint8Array {
+  const rand = mulberry32(seed);
+  const uniform = (n: number, scale: number): number[] => Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+  const initializers: InitializerSpec[] = [
+    { name: 'conv_w', type: 'float32', dims: [4, 1, 3, 3], values: uniform(36, 0.5) },
+    { name: 'conv_b', type: 'float32', dims: [4], values: uniform(4, 0.1) },
+    { name: 'fc_w', type: 'float32', dims: [10, 4], values: uniform(40, 1) },
+    { name: 'fc_b', type: 'float32', dims: [10], values: uniform(10, 0.1) },
+  ];
+  return buildOnnxModel({
+    graphName: 'small_cnn',
+    inputs: [{ name: 'image', type: 'float32', shape: ['batch', 1, 28, 28] }],
+    outputs: [{ name: 'probs', type: 'float32', shape: ['batch', 10] }],
+    initializers,
+    nodes: [
+      {
+        opType: 'Conv',
+        inputs: ['image', 'conv_w', 'conv_b'],
+        outputs: ['conv'],
+        attributes: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [1, 1] },
+      },
+      { opType: 'Relu', inputs: ['conv'], outputs: ['relu'] },
+      { opType: 'GlobalAveragePool', inputs: ['relu'], outputs: ['pooled'] },
+      { opType: 'Flatten', inputs: ['pooled'], outputs: ['features'], attributes: { axis: 1 } },
+      {
+        opType: 'Gemm',
+        inputs: ['features', 'fc_w', 'fc_b'],
+        outputs: ['logits'],
+        // alpha/beta are FLOAT attributes; plain 1 would be written as INT and rejected.
+        attributes: { alpha: attr.float(1), beta: attr.float(1), transB: 1 },
+      },
+      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: 1 } },
+    ],
+  });
+}
+
+/** Small, well-known 32-bit PRNG; returns floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

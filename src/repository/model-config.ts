@@ -1,0 +1,179 @@
+/**
+ * A model's configuration: Triton's ModelConfig fields (as its JSON form uses them), validated
+ * once at load. The same schema reads config.pbtxt, config.yaml and config.json; defaults live here.
+ */
+import { z } from 'zod';
+import { configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatype.js';
+
+/** pbtxt and YAML write a repeated field that occurs once as a single value; accept both. */
+const repeated = <T extends z.ZodType>(item: T) =>
+  z.preprocess((value) => (value === undefined || Array.isArray(value) ? value : [value]), z.array(item));
+
+/** uint64 fields arrive as strings in Triton's JSON form. */
+const count = z.coerce.number().int().nonnegative();
+
+const dataType = z
+  .string()
+  .transform((value, ctx) => {
+    const datatype = datatypeFromConfig(value);
+    if (!datatype) {
+      ctx.addIssue({ code: 'custom', message: `unknown data_type '${value}' (expected e.g. TYPE_FP32, TYPE_INT64, TYPE_STRING)` });
+      return z.NEVER;
+    }
+    return configTypeOf(datatype);
+  });
+
+const dims = repeated(z.coerce.number().int().min(-1));
+
+const reshape = z.object({ shape: dims.default([]) });
+
+const inputSchema = z.looseObject({
+  name: z.string().min(1),
+  data_type: dataType,
+  dims: dims,
+  format: z.string().optional(),
+  optional: z.boolean().default(false),
+  reshape: reshape.optional(),
+});
+
+const outputSchema = z.looseObject({
+  name: z.string().min(1),
+  data_type: dataType,
+  dims: dims,
+  label_filename: z.string().optional(),
+  reshape: reshape.optional(),
+});
+
+const versionPolicySchema = z.union([
+  z.object({ latest: z.object({ num_versions: count.min(1).default(1) }) }),
+  z.object({ all: z.object({}).loose() }),
+  z.object({ specific: z.object({ versions: repeated(count) }) }),
+]);
+
+const instanceGroupSchema = z.looseObject({
+  name: z.string().optional(),
+  kind: z.enum(['KIND_AUTO', 'KIND_CPU', 'KIND_GPU', 'KIND_MODEL']).default('KIND_AUTO'),
+  count: count.min(1).default(1),
+  gpus: repeated(count).optional(),
+});
+
+const queuePolicySchema = z.looseObject({
+  timeout_action: z.enum(['REJECT', 'DELAY']).default('REJECT'),
+  default_timeout_microseconds: count.default(0),
+  allow_timeout_override: z.boolean().default(false),
+  max_queue_size: count.default(0),
+});
+
+const dynamicBatchingSchema = z.looseObject({
+  preferred_batch_size: repeated(count.min(1)).default([]),
+  max_queue_delay_microseconds: count.default(0),
+  preserve_ordering: z.boolean().default(false),
+  priority_levels: count.default(0),
+  default_priority_level: count.default(0),
+  default_queue_policy: queuePolicySchema.default(() => queuePolicySchema.parse({})),
+  priority_queue_policy: z.record(z.string(), queuePolicySchema).optional(),
+});
+
+/** Triton writes parameters as {key: {string_value}}, pbtxt as repeated {key, value}; YAML users write {key: value}. */
+const parametersSchema = z.preprocess((value) => {
+  const entries: [string, unknown][] = Array.isArray(value)
+    ? value.map((entry: { key?: unknown; value?: unknown }) => [String(entry?.key), entry?.value])
+    : value && typeof value === 'object' && 'key' in value && 'value' in value
+      ? [[String((value as { key: unknown }).key), (value as { value: unknown }).value]]
+      : Object.entries((value as Record<string, unknown>) ?? {});
+  return Object.fromEntries(
+    entries.map(([key, entry]) => [
+      key,
+      entry && typeof entry === 'object' && 'string_value' in entry ? entry : { string_value: String(entry) },
+    ]),
+  );
+}, z.record(z.string(), z.object({ string_value: z.string() })));
+
+/** pbtxt map fields (priority_queue_policy) arrive as repeated {key, value}. */
+function mapEntriesToRecord(value: unknown): unknown {
+  if (!value || typeof value !== 'object') return value;
+  const entries = Array.isArray(value) ? value : 'key' in value && 'value' in value ? [value] : undefined;
+  if (!entries) return value;
+  return Object.fromEntries(entries.map((entry: { key: unknown; value: unknown }) => [String(entry.key), entry.value]));
+}
+
+export const modelConfigSchema = z
+  .looseObject({
+    name: z.string().optional(),
+    platform: z.string().optional(),
+    backend: z.string().optional(),
+    /** Absent means: let the backend's metadata decide (Triton's auto-complete). */
+    max_batch_size: count.optional(),
+    version_policy: versionPolicySchema.default({ latest: { num_versions: 1 } }),
+    input: repeated(inputSchema).default([]),
+    output: repeated(outputSchema).default([]),
+    instance_group: repeated(instanceGroupSchema).default([]),
+    dynamic_batching: z
+      .preprocess(
+        (value) =>
+          value && typeof value === 'object'
+            ? { ...value, priority_queue_policy: mapEntriesToRecord((value as Record<string, unknown>).priority_queue_policy) }
+            : value,
+        dynamicBatchingSchema,
+      )
+      .optional(),
+    parameters: parametersSchema.default({}),
+    default_model_filename: z.string().optional(),
+    response_cache: z.looseObject({ enable: z.boolean().default(false) }).optional(),
+  })
+  .superRefine((config, ctx) => {
+    for (const kind of ['input', 'output'] as const) {
+      const seen = new Set<string>();
+      for (const tensor of config[kind]) {
+        if (seen.has(tensor.name)) ctx.addIssue({ code: 'custom', message: `${kind} '${tensor.name}' is declared twice` });
+        seen.add(tensor.name);
+      }
+    }
+    const batching = config.dynamic_batching;
+    if (batching) {
+      if (config.max_batch_size === 0) {
+        ctx.addIssue({ code: 'custom', message: 'dynamic_batching needs max_batch_size > 0' });
+      }
+      for (const size of batching.preferred_batch_size) {
+        if (config.max_batch_size !== undefined && size > config.max_batch_size) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `preferred_batch_size ${size} exceeds max_batch_size ${config.max_batch_size}`,
+          });
+        }
+      }
+      if (batching.priority_levels > 0 && batching.default_priority_level > batching.priority_levels) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `default_priority_level ${batching.default_priority_level} is outside 1..${batching.priority_levels}`,
+        });
+      }
+    }
+  });
+
+export type ModelConfig = z.output<typeof modelConfigSchema>;
+/** A config after completion from the model file: every field a model version runs with is known. */
+export type CompletedModelConfig = ModelConfig & { name: string; max_batch_size: number; backend: string; platform: string };
+export type ModelInputConfig = ModelConfig['input'][number];
+export type ModelOutputConfig = ModelConfig['output'][number];
+export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>;
+export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
+
+/** Validates raw config data; throws an Error whose message lists every problem with its field path. */
+export function parseModelConfig(raw: unknown, source: string): ModelConfig {
+  const result = modelConfigSchema.safeParse(raw ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.length ? issue.path.join('.') : '(config)';
+    return `${path}: ${issue.message}`;
+  });
+  throw new Error(`invalid ${source}: ${problems.join('; ')}`);
+}
+
+export function datatypeOfConfig(tensor: { data_type: string }): Datatype {
+  return datatypeFromConfig(tensor.data_type)!;
+}
+
+export function parameterValue(config: ModelConfig, key: string): string | undefined {
+  return config.parameters[key]?.string_value;
+}

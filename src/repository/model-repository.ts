@@ -1,0 +1,324 @@
+/**
+ * The model repository: discovery, configs, versions and lifecycle of the models in one folder laid
+ * out as Triton lays it out (<repo>/<model>/<version>/model.onnx, config beside the versions).
+ * A model that fails to load is UNAVAILABLE with its reason; the others keep serving.
+ */
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type { Logger } from 'pino';
+import { parse as parseYaml } from 'yaml';
+import type { Backend } from '../backends/backend.js';
+import { invalidArgument, NereidError, notFound, unavailable } from '../core/errors.js';
+import { ModelVersion, type ModelState } from '../model/model-version.js';
+import { parseModelConfig, type ModelConfig } from './model-config.js';
+import { parsePbtxt } from './pbtxt.js';
+
+export interface RepositoryIndexEntry {
+  name: string;
+  version?: string;
+  state?: ModelState;
+  reason?: string;
+}
+
+export interface ModelRepositoryOptions {
+  root: string;
+  backends: readonly Backend[];
+  logger: Logger;
+  defaultMaxBatchSize: number;
+  maxQueueSize: number;
+}
+
+interface ModelEntry {
+  versions: Map<string, ModelVersion>;
+  /** Versions (or the whole model, under key '') that failed, with why. */
+  failures: Map<string, string>;
+  unloaded: boolean;
+}
+
+const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
+const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+/** Model names come from clients: only plain folder names, never paths, parents or URLs. */
+export function checkModelName(name: string): void {
+  if (!SAFE_NAME.test(name) || name.includes('..') || name.length > 255) {
+    throw invalidArgument(
+      `invalid model name '${name}': use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)`,
+    );
+  }
+}
+
+/** A file named inside a config must stay inside the folder it is relative to. */
+function containedPath(folder: string, file: string, what: string): string {
+  const path = resolve(folder, file);
+  const rel = relative(folder, path);
+  if (isAbsolute(file) || rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+    throw new Error(`${what} '${file}' must be a relative path inside ${folder}`);
+  }
+  return path;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function selectVersions(config: ModelConfig, available: number[]): number[] {
+  const sorted = [...available].sort((a, b) => b - a);
+  const policy = config.version_policy;
+  if ('all' in policy) return sorted;
+  if ('specific' in policy) {
+    const missing = policy.specific.versions.filter((version) => !available.includes(version));
+    if (missing.length) throw new Error(`version_policy names version(s) ${missing.join(', ')}, which have no folder`);
+    return sorted.filter((version) => policy.specific.versions.includes(version));
+  }
+  return sorted.slice(0, policy.latest.num_versions);
+}
+
+export class ModelRepository {
+  private readonly entries = new Map<string, ModelEntry>();
+  /** Serialises load/unload of one model so a reload never races another. */
+  private readonly lifecycle = new Map<string, Promise<unknown>>();
+  private rootPath?: string;
+
+  constructor(private readonly options: ModelRepositoryOptions) {}
+
+  private async root(): Promise<string> {
+    this.rootPath ??= await realpath(this.options.root).catch(() => {
+      throw new Error(`model repository '${this.options.root}' does not exist`);
+    });
+    return this.rootPath;
+  }
+
+  /** The model folders in the repository, whether loaded or not. */
+  async discover(): Promise<string[]> {
+    const root = await this.root();
+    const dirents = await readdir(root, { withFileTypes: true });
+    return dirents
+      .filter((dirent) => dirent.isDirectory() && SAFE_NAME.test(dirent.name) && !dirent.name.startsWith('.'))
+      .map((dirent) => dirent.name)
+      .sort();
+  }
+
+  private async modelFolder(name: string): Promise<string> {
+    checkModelName(name);
+    const root = await this.root();
+    const folder = join(root, name);
+    const real = await realpath(folder).catch(() => {
+      throw notFound(`model '${name}' is not in the model repository`);
+    });
+    if (!real.startsWith(root + sep)) throw invalidArgument(`model '${name}' resolves outside the model repository`);
+    if (!(await stat(real)).isDirectory()) throw notFound(`model '${name}' is not in the model repository`);
+    return real;
+  }
+
+  private async readConfig(folder: string, override?: unknown): Promise<ModelConfig> {
+    if (override !== undefined) return parseModelConfig(override, 'config override');
+    for (const file of CONFIG_FILES) {
+      const path = join(folder, file);
+      if (!(await exists(path))) continue;
+      const text = await readFile(path, 'utf8');
+      const raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
+      return parseModelConfig(raw, file);
+    }
+    return parseModelConfig({}, 'default config');
+  }
+
+  private backendFor(config: ModelConfig, name: string): Backend {
+    const { backends } = this.options;
+    const backend = config.backend
+      ? backends.find((candidate) => candidate.name === config.backend)
+      : config.platform
+        ? backends.find((candidate) => candidate.platforms.includes(config.platform!))
+        : backends[0];
+    if (!backend) {
+      throw new Error(
+        `model '${name}' asks for ${config.backend ? `backend '${config.backend}'` : `platform '${config.platform}'`}; available: ${backends.map((b) => `${b.name} (${b.platforms.join(', ')})`).join('; ')}`,
+      );
+    }
+    return backend;
+  }
+
+  /** Loads (or reloads) a model: new versions are ready before old ones go, so serving never stops. */
+  load(name: string, configOverride?: unknown): Promise<void> {
+    return this.serialise(name, () => this.loadNow(name, configOverride));
+  }
+
+  unload(name: string): Promise<void> {
+    return this.serialise(name, () => this.unloadNow(name));
+  }
+
+  private serialise<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.lifecycle.get(name) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    const settled = next.catch(() => undefined);
+    this.lifecycle.set(name, settled);
+    void settled.then(() => {
+      if (this.lifecycle.get(name) === settled) this.lifecycle.delete(name);
+    });
+    return next;
+  }
+
+  private async loadNow(name: string, configOverride?: unknown): Promise<void> {
+    const folder = await this.modelFolder(name);
+    const logger = this.options.logger.child({ model: name });
+    const previous = this.entries.get(name);
+    const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false };
+    let config: ModelConfig;
+    let backend: Backend;
+    let versions: number[];
+    try {
+      config = await this.readConfig(folder, configOverride);
+      if (config.name !== undefined && config.name !== name) {
+        throw new Error(`config name '${config.name}' differs from the model's folder name '${name}'`);
+      }
+      backend = this.backendFor(config, name);
+      const dirents = await readdir(folder, { withFileTypes: true });
+      const available = dirents.filter((d) => d.isDirectory() && /^\d+$/.test(d.name)).map((d) => Number(d.name));
+      if (available.length === 0) throw new Error(`no version folders (1, 2, ...) in ${folder}`);
+      versions = selectVersions(config, available);
+    } catch (error) {
+      const reason = (error as Error).message;
+      logger.error({ reason }, `failed to load model '${name}': ${reason}`);
+      entry.failures.set('', reason);
+      await this.replace(name, entry, previous);
+      throw unavailable(`failed to load model '${name}': ${reason}`);
+    }
+    await Promise.all(
+      versions.map(async (versionNumber) => {
+        const version = String(versionNumber);
+        const started = performance.now();
+        try {
+          const filename = config.default_model_filename ?? backend.defaultModelFilename;
+          const versionFolder = join(folder, version);
+          const modelPath = containedPath(versionFolder, filename, 'default_model_filename');
+          if (!(await exists(modelPath))) throw new Error(`model file ${modelPath} does not exist`);
+          const loaded = await ModelVersion.load({
+            name,
+            version,
+            modelPath,
+            config,
+            backend,
+            logger: logger.child({ version }),
+            defaultMaxBatchSize: this.options.defaultMaxBatchSize,
+            maxQueueSize: this.options.maxQueueSize,
+            readLabels: async (file) =>
+              (await readFile(containedPath(folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
+          });
+          entry.versions.set(version, loaded);
+          logger.info({ version, ms: Math.round(performance.now() - started) }, `loaded model '${name}' version ${version}`);
+        } catch (error) {
+          const reason = (error as Error).message;
+          entry.failures.set(version, reason);
+          logger.error({ version, reason }, `failed to load model '${name}' version ${version}: ${reason}`);
+        }
+      }),
+    );
+    await this.replace(name, entry, previous);
+    if (entry.versions.size === 0) {
+      throw unavailable(`failed to load model '${name}': ${[...entry.failures.values()].join('; ')}`);
+    }
+  }
+
+  private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
+    this.entries.set(name, entry);
+    if (previous) await Promise.all([...previous.versions.values()].map((version) => version.unload()));
+  }
+
+  private async unloadNow(name: string): Promise<void> {
+    checkModelName(name);
+    const entry = this.entries.get(name);
+    if (!entry || entry.unloaded) {
+      // Unloading what is not loaded is not an error in Triton either, but a name not in the repository is.
+      await this.modelFolder(name);
+      return;
+    }
+    entry.unloaded = true;
+    await Promise.all([...entry.versions.values()].map((version) => version.unload()));
+    this.options.logger.info({ model: name }, `unloaded model '${name}'`);
+  }
+
+  /** The version a request addresses: a named one, or the highest ready one. */
+  get(name: string, version?: string): ModelVersion {
+    const entry = this.entries.get(name);
+    if (!entry || entry.unloaded) {
+      if (entry?.unloaded || SAFE_NAME.test(name)) {
+        throw notFound(
+          entry?.unloaded ? `model '${name}' is not loaded (it was unloaded)` : `unknown model '${name}'`,
+        );
+      }
+      throw notFound(`unknown model '${name}'`);
+    }
+    if (version) {
+      if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got '${version}'`);
+      const found = entry.versions.get(String(Number(version)));
+      if (found) return found;
+      const failure = entry.failures.get(String(Number(version)));
+      if (failure) throw unavailable(`model '${name}' version ${version} is unavailable: ${failure}`);
+      throw notFound(`model '${name}' has no version ${version} (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
+    }
+    const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
+    if (ready.length === 0) {
+      const reasons = [...entry.failures.values()];
+      throw unavailable(`model '${name}' is unavailable${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
+    }
+    return ready.reduce((best, candidate) => (Number(candidate.version) > Number(best.version) ? candidate : best));
+  }
+
+  private versionList(entry: ModelEntry): string[] {
+    return [...entry.versions.keys()].sort((a, b) => Number(a) - Number(b));
+  }
+
+  versionsOf(name: string): string[] {
+    const entry = this.entries.get(name);
+    return entry ? this.versionList(entry) : [];
+  }
+
+  isReady(name: string, version?: string): boolean {
+    try {
+      return this.get(name, version).state === 'READY';
+    } catch (error) {
+      if (error instanceof NereidError) return false;
+      throw error;
+    }
+  }
+
+  /** Every model folder, with the state of each version that was loaded or tried. */
+  async index(readyOnly = false): Promise<RepositoryIndexEntry[]> {
+    const names = new Set([...(await this.discover()), ...this.entries.keys()]);
+    const rows: RepositoryIndexEntry[] = [];
+    for (const name of [...names].sort()) {
+      const entry = this.entries.get(name);
+      if (!entry) {
+        if (!readyOnly) rows.push({ name });
+        continue;
+      }
+      const modelFailure = entry.failures.get('');
+      if (modelFailure !== undefined) {
+        if (!readyOnly) rows.push({ name, state: 'UNAVAILABLE', reason: modelFailure });
+        continue;
+      }
+      const versions = new Set([...entry.versions.keys(), ...entry.failures.keys()]);
+      for (const version of [...versions].sort((a, b) => Number(a) - Number(b))) {
+        const loaded = entry.versions.get(version);
+        const state: ModelState = entry.unloaded ? 'UNAVAILABLE' : (loaded?.state ?? 'UNAVAILABLE');
+        if (readyOnly && state !== 'READY') continue;
+        const reason = entry.unloaded ? 'unloaded' : loaded ? loaded.reason : entry.failures.get(version)!;
+        rows.push({ name, version, state, reason });
+      }
+    }
+    return rows;
+  }
+
+  /** Models that were asked to load and have no ready version. */
+  unavailableModels(): string[] {
+    return [...this.entries.entries()]
+      .filter(([, entry]) => !entry.unloaded && ![...entry.versions.values()].some((version) => version.state === 'READY'))
+      .map(([name]) => name);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.entries.keys()].map((name) => this.unload(name).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * A scheduler owns time for one model version: it queues requests, decides what runs together
+ * and on which instance, and enforces queue limits. It knows nothing of wire formats.
+ */
+import type { Tensor } from '../core/tensor.js';
+
+export interface ScheduledRequest {
+  inputs: Record<string, Tensor>;
+  /** Rows along the batch dimension; 0 for models without one. */
+  batchSize: number;
+  outputNames: readonly string[];
+  /** Aborted when the client goes away: a queued request is then dropped, never executed. */
+  signal?: AbortSignal;
+}
+
+export interface Scheduler {
+  schedule(request: ScheduledRequest): Promise<Record<string, Tensor>>;
+  /** Requests waiting for an instance. */
+  readonly queued: number;
+  /** Rejects what is still queued and waits for running work to finish. */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,159 @@
+/**
+ * The core every front end calls: one Server owns its repository and models (no global state, so
+ * several can run side by side). HTTP, gRPC, batch jobs and the library API are translators over it.
+ */
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import type { Backend } from '../backends/backend.js';
+import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
+import { NereidError, invalidArgument } from '../core/errors.js';
+import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
+import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import type { ModelVersion } from '../model/model-version.js';
+import { VERSION } from '../version.js';
+
+export const serverOptionsSchema = z.object({
+  modelRepository: z.string().min(1),
+  /** Triton's --model-control-mode: 'none' loads everything at start and refuses load/unload requests. */
+  modelControlMode: z.enum(['none', 'explicit']).default('none'),
+  /** Models to load at start in explicit mode ('*' for all), like Triton's --load-model. */
+  loadModels: z.array(z.string()).default([]),
+  /** Triton's --strict-readiness: the server is ready only while every model it loaded at start is ready. */
+  strictReadiness: z.boolean().default(true),
+  /** max_batch_size for ONNX models whose config leaves it out and whose first dimension is dynamic (Triton's default). */
+  defaultMaxBatchSize: z.number().int().nonnegative().default(4),
+  /** Requests one model version may hold waiting for an instance; beyond it requests are refused with UNAVAILABLE. */
+  maxQueueSize: z.number().int().positive().default(1024),
+});
+
+export type ServerOptions = z.input<typeof serverOptionsSchema> & { logger?: Logger; backends?: Backend[] };
+
+export const SERVER_EXTENSIONS = [
+  'classification',
+  'model_repository',
+  'model_configuration',
+  'binary_tensor_data',
+  'parameters',
+] as const;
+
+export class Server {
+  readonly options: z.output<typeof serverOptionsSchema>;
+  readonly logger: Logger;
+  readonly repository: ModelRepository;
+  private started = false;
+  private closing = false;
+  private readonly requiredAtStart = new Set<string>();
+
+  constructor(options: ServerOptions) {
+    this.options = serverOptionsSchema.parse(options);
+    this.logger = options.logger ?? pino({ level: 'info' });
+    this.repository = new ModelRepository({
+      root: this.options.modelRepository,
+      backends: options.backends ?? [new OnnxRuntimeBackend()],
+      logger: this.logger,
+      defaultMaxBatchSize: this.options.defaultMaxBatchSize,
+      maxQueueSize: this.options.maxQueueSize,
+    });
+  }
+
+  /** Loads the models the control mode asks for. A model that fails is reported and the rest still load. */
+  async start(): Promise<this> {
+    const { modelControlMode, loadModels } = this.options;
+    const discovered = await this.repository.discover();
+    const names =
+      modelControlMode === 'none' || loadModels.includes('*') ? discovered : loadModels.filter((name) => name !== '*');
+    await Promise.all(
+      names.map(async (name) => {
+        this.requiredAtStart.add(name);
+        await this.repository.load(name).catch(() => undefined); // already logged and kept as the model's state
+      }),
+    );
+    this.started = true;
+    return this;
+  }
+
+  get live(): boolean {
+    return !this.closing;
+  }
+
+  get ready(): boolean {
+    if (!this.started || this.closing) return false;
+    if (!this.options.strictReadiness) return true;
+    const unavailable = new Set(this.repository.unavailableModels());
+    return ![...this.requiredAtStart].some((name) => unavailable.has(name));
+  }
+
+  metadata(): { name: string; version: string; extensions: string[] } {
+    return { name: 'nereid', version: VERSION, extensions: [...SERVER_EXTENSIONS] };
+  }
+
+  model(name: string, version?: string): ModelVersion {
+    checkModelName(name);
+    return this.repository.get(name, version);
+  }
+
+  modelMetadata(name: string, version?: string) {
+    const model = this.model(name, version);
+    return model.metadata(version ? [model.version] : this.repository.versionsOf(name));
+  }
+
+  modelConfig(name: string, version?: string) {
+    return this.model(name, version).config;
+  }
+
+  modelReady(name: string, version?: string): boolean {
+    checkModelName(name);
+    return this.repository.isReady(name, version);
+  }
+
+  async infer(request: InferenceRequest): Promise<InferenceResponse> {
+    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    return this.model(request.model, request.version).infer(request);
+  }
+
+  repositoryIndex(readyOnly = false): Promise<RepositoryIndexEntry[]> {
+    return this.repository.index(readyOnly);
+  }
+
+  private requireExplicitControl(action: string): void {
+    if (this.options.modelControlMode !== 'explicit') {
+      throw new NereidError(
+        'UNAVAILABLE',
+        `explicit model ${action} is not allowed: the server runs with --model-control-mode ${this.options.modelControlMode} (start it with --model-control-mode explicit)`,
+      );
+    }
+  }
+
+  /** Loads or reloads a model from the repository; `config` (a JSON string) replaces its config file, as in Triton. */
+  async loadModel(name: string, parameters: Record<string, unknown> = {}): Promise<void> {
+    this.requireExplicitControl('load');
+    checkModelName(name);
+    let override: unknown;
+    for (const [key, value] of Object.entries(parameters)) {
+      if (key === 'config') {
+        if (typeof value !== 'string') throw invalidArgument(`load parameter 'config' must be a JSON string`);
+        try {
+          override = JSON.parse(value);
+        } catch (error) {
+          throw invalidArgument(`load parameter 'config' is not valid JSON: ${(error as Error).message}`);
+        }
+      } else if (key.startsWith('file:')) {
+        throw invalidArgument(`load parameter '${key}': uploading model files is disabled; models load only from the repository`);
+      } else {
+        throw invalidArgument(`unknown load parameter '${key}' (supported: config)`);
+      }
+    }
+    await this.repository.load(name, override);
+  }
+
+  async unloadModel(name: string): Promise<void> {
+    this.requireExplicitControl('unload');
+    await this.repository.unload(name);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.repository.close();
+  }
+}
