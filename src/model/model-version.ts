@@ -9,11 +9,17 @@ import { configTypeOf } from '../core/datatype.js';
 import { asNereidError, NereidError } from '../core/errors.js';
 import type { InferenceRequest, InferenceResponse, InferOutput } from '../core/inference.js';
 import { describeShape } from '../core/tensor.js';
-import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig } from '../repository/model-config.js';
-import { DirectScheduler } from '../scheduler/direct-scheduler.js';
+import {
+  datatypeOfConfig,
+  type CompletedModelConfig,
+  type ModelConfig,
+  type QueuePolicyConfig,
+} from '../repository/model-config.js';
+import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { classify } from './classification.js';
 import { checkRequestedOutputs, expectedShape, prepareInputs } from './input-validation.js';
+import { ModelStatistics } from './model-statistics.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
 
@@ -102,9 +108,44 @@ export function completeConfig(
   };
 }
 
+function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
+  return {
+    maxQueueSize: config.max_queue_size,
+    defaultTimeoutMicroseconds: config.default_timeout_microseconds,
+    timeoutAction: config.timeout_action,
+    allowTimeoutOverride: config.allow_timeout_override,
+  };
+}
+
+/** Triton's dynamic_batching block as the scheduler's policy; without it each request runs on its own. */
+export function batcherPolicyOf(config: CompletedModelConfig, maxQueuedRequests: number): BatcherPolicy {
+  const batching = config.dynamic_batching;
+  if (!batching || config.max_batch_size === 0) return { ...UNBATCHED_POLICY, maxQueuedRequests };
+  return {
+    maxBatchSize: config.max_batch_size,
+    preferredBatchSizes: batching.preferred_batch_size,
+    maxQueueDelayMicroseconds: batching.max_queue_delay_microseconds,
+    preserveOrdering: batching.preserve_ordering,
+    priorityLevels: batching.priority_levels,
+    defaultPriorityLevel: batching.default_priority_level,
+    defaultQueuePolicy: queuePolicyOf(batching.default_queue_policy),
+    priorityQueuePolicies: new Map(
+      Object.entries(batching.priority_queue_policy ?? {}).map(([level, policy]) => [Number(level), queuePolicyOf(policy)]),
+    ),
+    maxQueuedRequests,
+  };
+}
+
 /** Splits the machine's cores among a model's instances so they do not oversubscribe it. */
 function threadsPerInstance(instanceCount: number): number {
   return Math.max(1, Math.floor(availableParallelism() / instanceCount));
+}
+
+function numericParameter(request: InferenceRequest, key: string): number | undefined {
+  const value = request.parameters?.[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number') throw new NereidError('INVALID_ARGUMENT', `request parameter '${key}' must be a number, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 export class ModelVersion {
@@ -118,6 +159,7 @@ export class ModelVersion {
     private readonly instances: BackendInstance[],
     private readonly scheduler: Scheduler,
     private readonly labels: Map<string, string[]>,
+    readonly statistics: ModelStatistics,
   ) {}
 
   static async load(options: ModelVersionOptions): Promise<ModelVersion> {
@@ -156,8 +198,9 @@ export class ModelVersion {
         if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));
       }
       const label = `model '${options.name}' version ${options.version}`;
-      const scheduler = new DirectScheduler(instances, options.maxQueueSize, label);
-      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels);
+      const statistics = new ModelStatistics(options.name, options.version);
+      const scheduler = new DynamicBatcher(instances, batcherPolicyOf(completed, options.maxQueueSize), statistics, label);
+      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels, statistics);
     } catch (error) {
       await Promise.allSettled(instances.map((instance) => instance.release()));
       throw error;
@@ -193,14 +236,26 @@ export class ModelVersion {
     if (this.state !== 'READY') {
       throw new NereidError('UNAVAILABLE', `model '${this.name}' version ${this.version} is not ready (${this.state.toLowerCase()})`);
     }
-    const { tensors, batchSize } = prepareInputs(this.config, request.inputs);
-    const outputNames = checkRequestedOutputs(this.config, request.outputs);
-    let results;
+    const started = performance.now();
+    let result;
     try {
-      results = await this.scheduler.schedule({ inputs: tensors, batchSize, outputNames, signal: request.signal });
+      const { tensors, batchSize } = prepareInputs(this.config, request.inputs);
+      const outputNames = checkRequestedOutputs(this.config, request.outputs);
+      result = await this.scheduler.schedule({
+        inputs: tensors,
+        batchSize,
+        outputNames,
+        priority: numericParameter(request, 'priority'),
+        timeoutMicroseconds: numericParameter(request, 'timeout'),
+        signal: request.signal,
+      });
+      this.statistics.recordSuccess(Math.max(1, batchSize), (performance.now() - started) * 1e6, result.timings);
     } catch (error) {
+      this.statistics.recordFailure((performance.now() - started) * 1e6);
       throw asNereidError(error);
     }
+    const results = result.outputs;
+    const outputNames = Object.keys(results);
     const outputs: InferOutput[] = outputNames.map((name) => {
       const requested = request.outputs?.find((output) => output.name === name);
       const tensor = results[name];

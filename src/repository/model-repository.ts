@@ -270,6 +270,16 @@ export class ModelRepository {
     return [...entry.versions.keys()].sort((a, b) => Number(a) - Number(b));
   }
 
+  /** Every loaded version, of one model or of all, for statistics. */
+  loadedVersions(name?: string): ModelVersion[] {
+    const names = name === undefined ? [...this.entries.keys()].sort() : [name];
+    return names.flatMap((model) => {
+      const entry = this.entries.get(model);
+      if (!entry || entry.unloaded) return [];
+      return this.versionList(entry).map((version) => entry.versions.get(version)!);
+    });
+  }
+
   versionsOf(name: string): string[] {
     const entry = this.entries.get(name);
     return entry ? this.versionList(entry) : [];

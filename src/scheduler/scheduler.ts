@@ -3,18 +3,28 @@
  * and on which instance, and enforces queue limits. It knows nothing of wire formats.
  */
 import type { Tensor } from '../core/tensor.js';
+import type { RequestTimings } from '../model/model-statistics.js';
 
 export interface ScheduledRequest {
   inputs: Record<string, Tensor>;
   /** Rows along the batch dimension; 0 for models without one. */
   batchSize: number;
   outputNames: readonly string[];
+  /** Priority level, 1 the highest; undefined or 0 for the model's default. */
+  priority?: number;
+  /** Queue timeout asked for by the request, in microseconds (honoured only where the queue policy allows). */
+  timeoutMicroseconds?: number;
   /** Aborted when the client goes away: a queued request is then dropped, never executed. */
   signal?: AbortSignal;
 }
 
+export interface ScheduledResult {
+  outputs: Record<string, Tensor>;
+  timings: RequestTimings;
+}
+
 export interface Scheduler {
-  schedule(request: ScheduledRequest): Promise<Record<string, Tensor>>;
+  schedule(request: ScheduledRequest): Promise<ScheduledResult>;
   /** Requests waiting for an instance. */
   readonly queued: number;
   /** Rejects what is still queued and waits for running work to finish. */

@@ -34,6 +34,8 @@ export const SERVER_EXTENSIONS = [
   'model_configuration',
   'binary_tensor_data',
   'parameters',
+  'statistics',
+  'schedule_policy',
 ] as const;
 
 export class Server {
@@ -104,6 +106,15 @@ export class Server {
   modelReady(name: string, version?: string): boolean {
     checkModelName(name);
     return this.repository.isReady(name, version);
+  }
+
+  /** Triton's statistics extension: every loaded version, or one model's, or one version's. */
+  modelStatistics(name?: string, version?: string): { model_stats: ReturnType<ModelVersion['statistics']['toJSON']>[] } {
+    if (name === undefined) return { model_stats: this.repository.loadedVersions().map((model) => model.statistics.toJSON()) };
+    checkModelName(name);
+    const versions = version ? [this.repository.get(name, version)] : this.repository.loadedVersions(name);
+    if (versions.length === 0) this.repository.get(name); // throws the reason it has none
+    return { model_stats: versions.map((model) => model.statistics.toJSON()) };
   }
 
   async infer(request: InferenceRequest): Promise<InferenceResponse> {

@@ -131,6 +131,11 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     });
   }
 
+  app.get('/v2/models/stats', async () => server.modelStatistics());
+  for (const path of modelPaths('/stats')) {
+    app.get<{ Params: ModelParams }>(path, async (request) => server.modelStatistics(request.params.model, request.params.version));
+  }
+
   app.post('/v2/repository/index', async (request) => {
     const body = bodyObject(request, 'repository index request');
     return server.repositoryIndex(body.ready === true);

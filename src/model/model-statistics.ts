@@ -1,0 +1,109 @@
+/**
+ * Per model version counters in the shape of Triton's statistics extension: request outcomes and
+ * where their time went, and per executed batch size what the executions cost.
+ */
+export interface Duration {
+  count: number;
+  ns: number;
+}
+
+export interface RequestTimings {
+  queueNs: number;
+  computeInputNs: number;
+  computeInferNs: number;
+  computeOutputNs: number;
+}
+
+export interface ExecutionTimings {
+  computeInputNs: number;
+  computeInferNs: number;
+  computeOutputNs: number;
+}
+
+/** What a scheduler reports as it executes; the statistics of a model version implement it. */
+export interface ExecutionRecorder {
+  recordExecution(batchSize: number, timings: ExecutionTimings): void;
+}
+
+const zero = (): Duration => ({ count: 0, ns: 0 });
+
+function add(duration: Duration, ns: number): void {
+  duration.count += 1;
+  duration.ns += Math.round(ns);
+}
+
+export class ModelStatistics implements ExecutionRecorder {
+  lastInference = 0;
+  inferenceCount = 0;
+  executionCount = 0;
+  readonly success = zero();
+  readonly fail = zero();
+  readonly queue = zero();
+  readonly computeInput = zero();
+  readonly computeInfer = zero();
+  readonly computeOutput = zero();
+  readonly batches = new Map<number, { computeInput: Duration; computeInfer: Duration; computeOutput: Duration }>();
+
+  constructor(
+    readonly name: string,
+    readonly version: string,
+  ) {}
+
+  recordExecution(batchSize: number, timings: ExecutionTimings): void {
+    this.executionCount += 1;
+    let batch = this.batches.get(batchSize);
+    if (!batch) {
+      batch = { computeInput: zero(), computeInfer: zero(), computeOutput: zero() };
+      this.batches.set(batchSize, batch);
+    }
+    add(batch.computeInput, timings.computeInputNs);
+    add(batch.computeInfer, timings.computeInferNs);
+    add(batch.computeOutput, timings.computeOutputNs);
+  }
+
+  /** A request answered successfully; `rows` is how many inferences it carried (its batch size, at least 1). */
+  recordSuccess(rows: number, totalNs: number, timings: RequestTimings): void {
+    this.inferenceCount += rows;
+    this.lastInference = Date.now();
+    add(this.success, totalNs);
+    add(this.queue, timings.queueNs);
+    add(this.computeInput, timings.computeInputNs);
+    add(this.computeInfer, timings.computeInferNs);
+    add(this.computeOutput, timings.computeOutputNs);
+  }
+
+  recordFailure(totalNs: number): void {
+    this.lastInference = Date.now();
+    add(this.fail, totalNs);
+  }
+
+  /** Triton's JSON form of one model_stats entry. */
+  toJSON() {
+    return {
+      name: this.name,
+      version: this.version,
+      last_inference: this.lastInference,
+      inference_count: this.inferenceCount,
+      execution_count: this.executionCount,
+      inference_stats: {
+        success: { ...this.success },
+        fail: { ...this.fail },
+        queue: { ...this.queue },
+        compute_input: { ...this.computeInput },
+        compute_infer: { ...this.computeInfer },
+        compute_output: { ...this.computeOutput },
+        cache_hit: zero(),
+        cache_miss: zero(),
+      },
+      batch_stats: [...this.batches.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([batchSize, batch]) => ({
+          batch_size: batchSize,
+          compute_input: { ...batch.computeInput },
+          compute_infer: { ...batch.computeInfer },
+          compute_output: { ...batch.computeOutput },
+        })),
+      memory_usage: [],
+    };
+  }
+}
