@@ -1,0 +1,122 @@
+/**
+ * Concurrent clients against a real server with dynamic batching and two instances: the server's
+ * own statistics must show batches larger than 1, and every client must get its own answer.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { addSubModel, writeModel } from '../src/onnx/test-models.js';
+import { startTestServer, type TestServer } from './support/test-server.js';
+
+const BATCHED_CONFIG = `
+name: "batched"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+output [
+  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+instance_group [ { count: 2 kind: KIND_CPU } ]
+dynamic_batching { max_queue_delay_microseconds: 20000 preferred_batch_size: [ 4, 8 ] }
+`;
+
+const QUEUE_CAPPED_CONFIG = `
+max_batch_size: 8
+dynamic_batching { max_queue_delay_microseconds: 300000 default_queue_policy { max_queue_size: 2 } }
+`;
+
+let server: TestServer;
+
+before(async () => {
+  server = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'batched', 1, addSubModel(), BATCHED_CONFIG);
+      await writeModel(repo, 'capped', 1, addSubModel(), QUEUE_CAPPED_CONFIG);
+    },
+  });
+});
+
+after(() => server.close());
+
+function inferBody(id: string, rows: number, base: number) {
+  const data0 = Array.from({ length: rows * 16 }, (_, index) => base + index);
+  const data1 = Array.from({ length: rows * 16 }, (_, index) => index % 7);
+  return {
+    data0,
+    data1,
+    body: JSON.stringify({
+      id,
+      inputs: [
+        { name: 'INPUT0', datatype: 'INT32', shape: [rows, 16], data: data0 },
+        { name: 'INPUT1', datatype: 'INT32', shape: [rows, 16], data: data1 },
+      ],
+    }),
+  };
+}
+
+async function stats(model: string) {
+  const response = await fetch(`${server.url}/v2/models/${model}/stats`);
+  assert.equal(response.status, 200);
+  const body = (await response.json()) as {
+    model_stats: { inference_count: number; execution_count: number; batch_stats: { batch_size: number; compute_infer: { count: number } }[] }[];
+  };
+  return body.model_stats[0];
+}
+
+test('concurrent requests run in batches larger than 1 and each client gets its own result', async () => {
+  const clients = 40;
+  const requests = Array.from({ length: clients }, (_, client) => {
+    const rows = 1 + (client % 3); // multi-row requests are batched too
+    const { body, data0, data1 } = inferBody(`client-${client}`, rows, client * 1000);
+    return fetch(`${server.url}/v2/models/batched/infer`, { method: 'POST', body })
+      .then(async (response) => ({ status: response.status, body: (await response.json()) as any, rows, data0, data1, client }));
+  });
+  const results = await Promise.all(requests);
+  let rowsSent = 0;
+  for (const result of results) {
+    assert.equal(result.status, 200, JSON.stringify(result.body));
+    assert.equal(result.body.id, `client-${result.client}`);
+    const [sum, difference] = result.body.outputs;
+    assert.deepEqual(sum.shape, [result.rows, 16]);
+    assert.deepEqual(sum.data, result.data0.map((value: number, index: number) => value + result.data1[index]));
+    assert.deepEqual(difference.data, result.data0.map((value: number, index: number) => value - result.data1[index]));
+    rowsSent += result.rows;
+  }
+  const modelStats = await stats('batched');
+  assert.equal(modelStats.inference_count, rowsSent);
+  assert.ok(modelStats.execution_count < clients, `expected fewer executions than requests, got ${modelStats.execution_count}`);
+  const largest = Math.max(...modelStats.batch_stats.map((batch) => batch.batch_size));
+  assert.ok(largest > 1, `expected a batch larger than 1, got ${JSON.stringify(modelStats.batch_stats)}`);
+  assert.ok(largest <= 8, 'no batch exceeds max_batch_size');
+  const executions = modelStats.batch_stats.reduce((sum, batch) => sum + batch.compute_infer.count, 0);
+  assert.equal(executions, modelStats.execution_count);
+  const rowsExecuted = modelStats.batch_stats.reduce((sum, batch) => sum + batch.batch_size * batch.compute_infer.count, 0);
+  assert.equal(rowsExecuted, rowsSent, 'batch_stats account for every row exactly once');
+});
+
+test('a full queue answers 503 with a clear message and the accepted requests still complete', async () => {
+  // A long queue delay holds the first requests in the queue while the rest arrive and find it full.
+  const sends = Array.from({ length: 6 }, (_, client) =>
+    fetch(`${server.url}/v2/models/capped/infer`, { method: 'POST', body: inferBody(`c${client}`, 1, client).body }).then(
+      async (response) => ({ status: response.status, body: (await response.json()) as { error?: string; outputs?: unknown[] } }),
+    ),
+  );
+  const results = await Promise.all(sends);
+  const refused = results.filter((result) => result.status === 503);
+  const served = results.filter((result) => result.status === 200);
+  assert.equal(refused.length, 4, `expected 4 refusals, got ${results.map((r) => r.status)}`);
+  assert.equal(refused.length + served.length, results.length);
+  for (const result of refused) assert.match(result.body.error!, /queue is full/);
+  for (const result of served) assert.equal(result.body.outputs!.length, 2);
+});
+
+test('request priority and timeout parameters are validated by the scheduler', async () => {
+  const { body } = inferBody('p', 1, 0);
+  const parsed = JSON.parse(body);
+  parsed.parameters = { priority: 'high' };
+  const response = await fetch(`${server.url}/v2/models/batched/infer`, { method: 'POST', body: JSON.stringify(parsed) });
+  assert.equal(response.status, 400);
+  assert.match(((await response.json()) as { error: string }).error, /priority/);
+});

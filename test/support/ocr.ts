@@ -1,0 +1,223 @@
+/**
+ * Small, pure helpers for driving the bundled PaddleOCR models: render a text line with sharp,
+ * preprocess it the way PaddleOCR does, CTC-decode the recogniser's output, and speak Triton's
+ * binary tensor data extension. Shared by the OCR end-to-end test and benchmarks.
+ */
+import { readFile } from 'node:fs/promises';
+import sharp, { type Sharp } from 'sharp';
+
+/** An 8-bit RGB image, pixels interleaved row by row (HWC). */
+export interface RgbImage {
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+/** A float32 tensor in NCHW order, ready to send as the models' input `x`. */
+export interface Fp32Tensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+export interface RenderOptions {
+  font?: string;
+  dpi?: number;
+  /** White border added on every side, in pixels. */
+  margin?: number;
+}
+
+/** Renders one line of black text on white with Pango (sharp's text input), as RGB. */
+export async function renderTextLine(text: string, options: RenderOptions = {}): Promise<RgbImage> {
+  const { font = 'DejaVu Sans', dpi = 200, margin = 8 } = options;
+  const { data, info } = await sharp({ text: { text: escapePangoMarkup(text), font, dpi, rgba: true } })
+    .flatten({ background: '#ffffff' })
+    .extend({ top: margin, bottom: margin, left: margin, right: margin, background: '#ffffff' })
+    .toColourspace('srgb')
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`expected an RGB rendering, got ${info.channels} channels`);
+  return { data, width: info.width, height: info.height };
+}
+
+/** sharp's text input is Pango markup: escape what markup would interpret. */
+function escapePangoMarkup(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Turns the image upside down (what the direction classifier calls '180'). */
+export async function rotate180(image: RgbImage): Promise<RgbImage> {
+  return rawRgb(sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).rotate(180));
+}
+
+/** Resizes to exactly width x height (no aspect ratio kept). */
+export async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
+  return rawRgb(
+    sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).resize(width, height, { fit: 'fill' }),
+  );
+}
+
+async function rawRgb(pipeline: Sharp): Promise<RgbImage> {
+  const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
+}
+
+/** PaddleOCR's normalisation, (x / 255 - 0.5) / 0.5, from HWC uint8 to CHW float32 written into `out` at column offset 0. */
+export function normaliseInto(image: RgbImage, out: Float32Array, outWidth: number): void {
+  const { data, width, height } = image;
+  const plane = height * outWidth;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const source = (y * width + x) * 3;
+      const target = y * outWidth + x;
+      for (let c = 0; c < 3; c++) out[c * plane + target] = (data[source + c] / 255 - 0.5) / 0.5;
+    }
+  }
+}
+
+/** The whole image normalised as one NCHW tensor [1, 3, height, width]. */
+export function normalise(image: RgbImage): Fp32Tensor {
+  const data = new Float32Array(3 * image.height * image.width);
+  normaliseInto(image, data, image.width);
+  return { data, shape: [1, 3, image.height, image.width] };
+}
+
+/** Recogniser input: resized to `height` (48) keeping the aspect ratio, normalised, NCHW [1, 3, 48, W]. */
+export async function recognitionInput(image: RgbImage, height = 48): Promise<Fp32Tensor> {
+  const width = Math.max(1, Math.ceil((image.width * height) / image.height));
+  return normalise(await resizeRgb(image, width, height));
+}
+
+/**
+ * Direction-classifier input, as PaddleOCR's classifier prepares it: resized to `height` keeping
+ * the aspect ratio but at most `width` wide, normalised, and padded on the right with zeros
+ * (mid-grey once normalised) to [1, 3, height, width].
+ */
+export async function directionInput(image: RgbImage, height = 48, width = 192): Promise<Fp32Tensor> {
+  const resizedWidth = Math.min(width, Math.max(1, Math.ceil((image.width * height) / image.height)));
+  const resized = await resizeRgb(image, resizedWidth, height);
+  const data = new Float32Array(3 * height * width);
+  normaliseInto(resized, data, width);
+  return { data, shape: [1, 3, height, width] };
+}
+
+/** Reads a Triton labels file: one label per line, kept verbatim (the recogniser's last label is a space). */
+export async function readLabels(path: string): Promise<string[]> {
+  return (await readFile(path, 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/);
+}
+
+/** Index of the largest of `classes` values starting at `offset`. */
+export function argmax(values: ArrayLike<number>, offset: number, classes: number): number {
+  let best = 0;
+  let bestValue = -Infinity;
+  for (let index = 0; index < classes; index++) {
+    const value = values[offset + index];
+    if (value > bestValue) {
+      bestValue = value;
+      best = index;
+    }
+  }
+  return best;
+}
+
+/** Greedy CTC decoding of [steps, classes] probabilities: argmax per step, collapse repeats, drop the blank (class 0). */
+export function ctcGreedyDecode(probabilities: ArrayLike<number>, steps: number, classes: number, labels: readonly string[]): string {
+  if (probabilities.length !== steps * classes) {
+    throw new Error(`expected ${steps} x ${classes} = ${steps * classes} values, got ${probabilities.length}`);
+  }
+  if (labels.length !== classes) throw new Error(`expected ${classes} labels, got ${labels.length}`);
+  let text = '';
+  let previous = -1;
+  for (let step = 0; step < steps; step++) {
+    const index = argmax(probabilities, step * classes, classes);
+    if (index !== 0 && index !== previous) text += labels[index];
+    previous = index;
+  }
+  return text;
+}
+
+/** The V2 `Inference-Header-Content-Length` header, as Triton spells it. */
+export const INFERENCE_HEADER = 'Inference-Header-Content-Length';
+
+export interface BinaryInput {
+  name: string;
+  datatype: string;
+  shape: number[];
+  /** Raw little-endian element bytes. */
+  bytes: Uint8Array;
+}
+
+/** A Triton binary-tensor-data request body: the JSON header followed by each input's bytes. */
+export function encodeBinaryInferRequest(
+  inputs: readonly BinaryInput[],
+  outputs: readonly { name: string; parameters?: Record<string, unknown> }[],
+): { body: Buffer; headerLength: number } {
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: inputs.map(({ name, datatype, shape, bytes }) => ({
+        name,
+        datatype,
+        shape,
+        parameters: { binary_data_size: bytes.byteLength },
+      })),
+      outputs,
+    }),
+  );
+  const body = Buffer.concat([header, ...inputs.map(({ bytes }) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))]);
+  return { body, headerLength: header.length };
+}
+
+export interface DecodedOutput {
+  name: string;
+  datatype: string;
+  shape: number[];
+  parameters?: Record<string, unknown>;
+  /** JSON data, when the output came back as JSON. */
+  data?: unknown[];
+  /** Binary data, when the output came back after the header. */
+  bytes?: Buffer;
+}
+
+export interface DecodedResponse {
+  model_name: string;
+  model_version?: string;
+  outputs: DecodedOutput[];
+}
+
+/** Splits a V2 response body into its JSON header and each binary output's bytes. */
+export function decodeInferResponse(body: Buffer, headerLength: string | null): DecodedResponse {
+  const jsonLength = headerLength === null ? body.length : Number(headerLength);
+  if (!Number.isInteger(jsonLength) || jsonLength < 0 || jsonLength > body.length) {
+    throw new Error(`bad ${INFERENCE_HEADER} '${headerLength}' for a body of ${body.length} bytes`);
+  }
+  const header = JSON.parse(body.subarray(0, jsonLength).toString('utf8')) as DecodedResponse;
+  let offset = jsonLength;
+  for (const output of header.outputs) {
+    const size = output.parameters?.binary_data_size;
+    if (size === undefined) continue;
+    if (typeof size !== 'number' || offset + size > body.length) throw new Error(`output '${output.name}': bad binary_data_size ${size}`);
+    output.bytes = body.subarray(offset, offset + size);
+    offset += size;
+  }
+  if (offset !== body.length) throw new Error(`${body.length - offset} bytes after the last binary output`);
+  return header;
+}
+
+/** Views little-endian float32 bytes as a Float32Array (copying if misaligned). */
+export function float32View(bytes: Buffer): Float32Array {
+  if (bytes.byteLength % 4 !== 0) throw new Error(`${bytes.byteLength} bytes is not a whole number of float32 values`);
+  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  return new Float32Array(Uint8Array.from(bytes).buffer);
+}
+
+/** BYTES elements in Triton's binary form: 4-byte little-endian length, then the bytes. */
+export function decodeBytesTensor(bytes: Buffer): string[] {
+  const elements: string[] = [];
+  let offset = 0;
+  while (offset < bytes.length) {
+    const length = bytes.readUInt32LE(offset);
+    elements.push(bytes.subarray(offset + 4, offset + 4 + length).toString('utf8'));
+    offset += 4 + length;
+  }
+  return elements;
+}
