@@ -11,10 +11,25 @@ function scoreAt(tensor: Tensor, index: number): number {
   return Number(value);
 }
 
-/** Same text as Triton's std::to_string(float): six decimals. */
-function formatScore(score: number): string {
+/**
+ * The text Triton's std::to_string gives: integers as they are, floats with six decimals rounded
+ * as printf rounds (an exact tie goes to the even digit, where toFixed would round up).
+ */
+function formatScore(score: number, integral: boolean): string {
+  if (integral || !Number.isFinite(score)) return String(score);
+  const exact = Math.abs(score).toFixed(100); // a double's decimal expansion is finite; 100 digits covers scores
+  const [whole, fraction] = exact.split('.');
+  if (fraction[6] === '5' && /^0*$/.test(fraction.slice(7))) {
+    const kept = BigInt(whole + fraction.slice(0, 6));
+    const rounded = kept % 2n === 0n ? kept : kept + 1n;
+    const digits = rounded.toString().padStart(7, '0');
+    const text = `${digits.slice(0, -6)}.${digits.slice(-6)}`;
+    return score < 0 ? `-${text}` : text;
+  }
   return score.toFixed(6);
 }
+
+const INTEGRAL = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64']);
 
 export function classify(tensor: Tensor, classCount: number, batched: boolean, labels?: readonly string[]): Tensor {
   const rows = batched ? tensor.shape[0] : 1;
@@ -28,7 +43,8 @@ export function classify(tensor: Tensor, classCount: number, batched: boolean, l
     order.sort((a, b) => scores[b] - scores[a] || a - b);
     for (const index of order.slice(0, k)) {
       const label = labels?.[index];
-      data.push(Buffer.from(`${formatScore(scores[index])}:${index}${label !== undefined ? `:${label}` : ''}`));
+      const score = formatScore(scores[index], INTEGRAL.has(tensor.datatype));
+      data.push(Buffer.from(`${score}:${index}${label ? `:${label}` : ''}`));
     }
   }
   return { datatype: 'BYTES', shape: batched ? [rows, k] : [k], data };

@@ -11,6 +11,7 @@ import type { InferenceRequest, InferenceResponse, InferOutput } from '../core/i
 import { describeShape } from '../core/tensor.js';
 import {
   datatypeOfConfig,
+  parseModelConfig,
   type CompletedModelConfig,
   type ModelConfig,
   type QueuePolicyConfig,
@@ -60,6 +61,10 @@ export function completeConfig(
   const all = [...signature.inputs, ...signature.outputs];
   const firstDimDynamic = all.length > 0 && all.every((tensor) => tensor.shape.length > 0 && tensor.shape[0] === -1);
   const maxBatchSize = config.max_batch_size ?? (firstDimDynamic ? defaults.defaultMaxBatchSize : 0);
+  if (config.max_batch_size === undefined) {
+    // The schema's cross-field checks (dynamic_batching needs batching, preferred sizes fit) now have a max_batch_size to check.
+    parseModelConfig({ ...config, max_batch_size: maxBatchSize }, `config completed with max_batch_size ${maxBatchSize}`);
+  }
   const batched = maxBatchSize > 0;
   if (batched && !firstDimDynamic) {
     const fixed = all.find((tensor) => tensor.shape[0] !== -1)!;

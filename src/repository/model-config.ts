@@ -9,8 +9,13 @@ import { configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatyp
 const repeated = <T extends z.ZodType>(item: T) =>
   z.preprocess((value) => (value === undefined || Array.isArray(value) ? value : [value]), z.array(item));
 
-/** uint64 fields arrive as strings in Triton's JSON form. */
-const count = z.coerce.number().int().nonnegative();
+/**
+ * uint64 fields arrive as strings in Triton's JSON form. Only numbers and numeric strings count:
+ * z.coerce would also turn null (YAML's empty value), '', true and [] into 0 or 1 without a word.
+ */
+const integer = (min: number) =>
+  z.preprocess((value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value), z.number().int().min(min));
+const count = (min = 0) => integer(min);
 
 const dataType = z
   .string()
@@ -23,7 +28,7 @@ const dataType = z
     return configTypeOf(datatype);
   });
 
-const dims = repeated(z.coerce.number().int().min(-1));
+const dims = repeated(integer(-1));
 
 const reshape = z.object({ shape: dims.default([]) });
 
@@ -44,43 +49,47 @@ const outputSchema = z.looseObject({
   reshape: reshape.optional(),
 });
 
-const versionPolicySchema = z.union([
-  z.object({ latest: z.object({ num_versions: count.min(1).default(1) }) }),
-  z.object({ all: z.object({}).loose() }),
-  z.object({ specific: z.object({ versions: repeated(count) }) }),
-]);
+const versionPolicySchema = z.union(
+  [
+    z.object({ latest: z.object({ num_versions: count(1).default(1) }) }),
+    z.object({ all: z.object({}).loose() }),
+    z.object({ specific: z.object({ versions: repeated(count()) }) }),
+  ],
+  { error: 'expected one of { latest: { num_versions } }, { all: {} } or { specific: { versions } }' },
+);
 
 const instanceGroupSchema = z.looseObject({
   name: z.string().optional(),
   kind: z.enum(['KIND_AUTO', 'KIND_CPU', 'KIND_GPU', 'KIND_MODEL']).default('KIND_AUTO'),
-  count: count.min(1).default(1),
-  gpus: repeated(count).optional(),
+  count: count(1).default(1),
+  gpus: repeated(count()).optional(),
 });
 
 const queuePolicySchema = z.looseObject({
   timeout_action: z.enum(['REJECT', 'DELAY']).default('REJECT'),
-  default_timeout_microseconds: count.default(0),
+  default_timeout_microseconds: count().default(0),
   allow_timeout_override: z.boolean().default(false),
-  max_queue_size: count.default(0),
+  max_queue_size: count().default(0),
 });
 
 const dynamicBatchingSchema = z.looseObject({
-  preferred_batch_size: repeated(count.min(1)).default([]),
-  max_queue_delay_microseconds: count.default(0),
+  preferred_batch_size: repeated(count(1)).default([]),
+  max_queue_delay_microseconds: count().default(0),
   preserve_ordering: z.boolean().default(false),
-  priority_levels: count.default(0),
-  default_priority_level: count.default(0),
+  priority_levels: count().default(0),
+  default_priority_level: count().default(0),
   default_queue_policy: queuePolicySchema.default(() => queuePolicySchema.parse({})),
   priority_queue_policy: z.record(z.string(), queuePolicySchema).optional(),
 });
 
 /** Triton writes parameters as {key: {string_value}}, pbtxt as repeated {key, value}; YAML users write {key: value}. */
 const parametersSchema = z.preprocess((value) => {
+  if (!value || typeof value !== 'object') return value; // not a map: let the schema say so
   const entries: [string, unknown][] = Array.isArray(value)
     ? value.map((entry: { key?: unknown; value?: unknown }) => [String(entry?.key), entry?.value])
     : value && typeof value === 'object' && 'key' in value && 'value' in value
       ? [[String((value as { key: unknown }).key), (value as { value: unknown }).value]]
-      : Object.entries((value as Record<string, unknown>) ?? {});
+      : Object.entries(value as Record<string, unknown>);
   return Object.fromEntries(
     entries.map(([key, entry]) => [
       key,
@@ -103,7 +112,7 @@ export const modelConfigSchema = z
     platform: z.string().optional(),
     backend: z.string().optional(),
     /** Absent means: let the backend's metadata decide (Triton's auto-complete). */
-    max_batch_size: count.optional(),
+    max_batch_size: count().optional(),
     version_policy: versionPolicySchema.default({ latest: { num_versions: 1 } }),
     input: repeated(inputSchema).default([]),
     output: repeated(outputSchema).default([]),
@@ -125,19 +134,20 @@ export const modelConfigSchema = z
     for (const kind of ['input', 'output'] as const) {
       const seen = new Set<string>();
       for (const tensor of config[kind]) {
-        if (seen.has(tensor.name)) ctx.addIssue({ code: 'custom', message: `${kind} '${tensor.name}' is declared twice` });
+        if (seen.has(tensor.name)) ctx.addIssue({ code: 'custom', path: [kind], message: `${kind} '${tensor.name}' is declared twice` });
         seen.add(tensor.name);
       }
     }
     const batching = config.dynamic_batching;
     if (batching) {
       if (config.max_batch_size === 0) {
-        ctx.addIssue({ code: 'custom', message: 'dynamic_batching needs max_batch_size > 0' });
+        ctx.addIssue({ code: 'custom', path: ['dynamic_batching'], message: 'dynamic_batching needs max_batch_size > 0' });
       }
       for (const size of batching.preferred_batch_size) {
         if (config.max_batch_size !== undefined && size > config.max_batch_size) {
           ctx.addIssue({
             code: 'custom',
+            path: ['dynamic_batching', 'preferred_batch_size'],
             message: `preferred_batch_size ${size} exceeds max_batch_size ${config.max_batch_size}`,
           });
         }
@@ -145,8 +155,22 @@ export const modelConfigSchema = z
       if (batching.priority_levels > 0 && batching.default_priority_level > batching.priority_levels) {
         ctx.addIssue({
           code: 'custom',
+          path: ['dynamic_batching', 'default_priority_level'],
           message: `default_priority_level ${batching.default_priority_level} is outside 1..${batching.priority_levels}`,
         });
+      }
+      for (const key of Object.keys(batching.priority_queue_policy ?? {})) {
+        const level = Number(key);
+        if (!/^\d+$/.test(key) || level < 1 || level > batching.priority_levels) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['dynamic_batching', 'priority_queue_policy', key],
+            message:
+              batching.priority_levels > 0
+                ? `priority level '${key}' is outside 1..${batching.priority_levels} (priority_levels)`
+                : `priority_queue_policy needs priority_levels > 0`,
+          });
+        }
       }
     }
   });

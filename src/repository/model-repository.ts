@@ -51,7 +51,7 @@ export function checkModelName(name: string): void {
 function containedPath(folder: string, file: string, what: string): string {
   const path = resolve(folder, file);
   const rel = relative(folder, path);
-  if (isAbsolute(file) || rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+  if (isAbsolute(file) || rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
     throw new Error(`${what} '${file}' must be a relative path inside ${folder}`);
   }
   return path;
@@ -119,7 +119,14 @@ export class ModelRepository {
       const path = join(folder, file);
       if (!(await exists(path))) continue;
       const text = await readFile(path, 'utf8');
-      const raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
+      let raw: unknown;
+      try {
+        raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
+      } catch (error) {
+        const message = (error as Error).message;
+        // parsePbtxt already names the file; JSON and YAML parsers do not.
+        throw new Error(message.startsWith(file) ? message : `${file}: ${message}`);
+      }
       return parseModelConfig(raw, file);
     }
     return parseModelConfig({}, 'default config');
@@ -161,8 +168,11 @@ export class ModelRepository {
   }
 
   private async loadNow(name: string, configOverride?: unknown): Promise<void> {
-    const folder = await this.modelFolder(name);
     const logger = this.options.logger.child({ model: name });
+    const folder = await this.modelFolder(name).catch((error: Error) => {
+      logger.error(`cannot load model '${name}': ${error.message}`);
+      throw error;
+    });
     const previous = this.entries.get(name);
     const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false };
     let config: ModelConfig;
@@ -175,14 +185,15 @@ export class ModelRepository {
       }
       backend = this.backendFor(config, name);
       const dirents = await readdir(folder, { withFileTypes: true });
-      const available = dirents.filter((d) => d.isDirectory() && /^\d+$/.test(d.name)).map((d) => Number(d.name));
+      // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
+      const available = dirents.filter((d) => d.isDirectory() && /^[1-9]\d*$/.test(d.name)).map((d) => Number(d.name));
       if (available.length === 0) throw new Error(`no version folders (1, 2, ...) in ${folder}`);
       versions = selectVersions(config, available);
     } catch (error) {
       const reason = (error as Error).message;
       logger.error({ reason }, `failed to load model '${name}': ${reason}`);
       entry.failures.set('', reason);
-      await this.replace(name, entry, previous);
+      await this.replaceUnlessServing(name, entry, previous);
       throw unavailable(`failed to load model '${name}': ${reason}`);
     }
     await Promise.all(
@@ -215,15 +226,26 @@ export class ModelRepository {
         }
       }),
     );
-    await this.replace(name, entry, previous);
     if (entry.versions.size === 0) {
+      await this.replaceUnlessServing(name, entry, previous);
       throw unavailable(`failed to load model '${name}': ${[...entry.failures.values()].join('; ')}`);
     }
+    await this.replace(name, entry, previous);
   }
 
   private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
     this.entries.set(name, entry);
-    if (previous) await Promise.all([...previous.versions.values()].map((version) => version.unload()));
+    // Versions of an unloaded entry were released already; releasing them twice is not safe.
+    if (previous && !previous.unloaded) await Promise.all([...previous.versions.values()].map((version) => version.unload()));
+  }
+
+  /** Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. */
+  private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
+    if (previous && !previous.unloaded && [...previous.versions.values()].some((version) => version.state === 'READY')) {
+      this.options.logger.warn({ model: name }, `reload of model '${name}' failed; the loaded version(s) keep serving`);
+      return;
+    }
+    await this.replace(name, failed, previous);
   }
 
   private async unloadNow(name: string): Promise<void> {
@@ -254,7 +276,7 @@ export class ModelRepository {
       if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got '${version}'`);
       const found = entry.versions.get(String(Number(version)));
       if (found) return found;
-      const failure = entry.failures.get(String(Number(version)));
+      const failure = entry.failures.get(String(Number(version))) ?? entry.failures.get('');
       if (failure) throw unavailable(`model '${name}' version ${version} is unavailable: ${failure}`);
       throw notFound(`model '${name}' has no version ${version} (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }

@@ -1,0 +1,403 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { datatypeOfConfig, parameterValue, parseModelConfig, type ModelConfig } from './model-config.js';
+import { parsePbtxt } from './pbtxt.js';
+
+/** Writes each text to a temp folder and reads it back the way the repository does, by file name. */
+async function parseFiles(files: Record<string, string>): Promise<Record<string, ModelConfig>> {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-config-'));
+  try {
+    const parsed: Record<string, ModelConfig> = {};
+    for (const [file, text] of Object.entries(files)) {
+      await writeFile(join(dir, file), text);
+      const read = await readFile(join(dir, file), 'utf8');
+      const raw = file.endsWith('.pbtxt') ? parsePbtxt(read, file) : file.endsWith('.json') ? JSON.parse(read) : parseYaml(read);
+      parsed[file] = parseModelConfig(raw, file);
+    }
+    return parsed;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function parseError(raw: unknown, source = 'config.json'): string {
+  try {
+    parseModelConfig(raw, source);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  assert.fail(`expected ${JSON.stringify(raw)} to be rejected`);
+}
+
+const PBTXT = `
+name: "simple"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+version_policy: { specific: { versions: [1, 3] } }
+input [
+  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] optional: true }
+]
+output { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ -1 ] label_filename: "labels.txt" }
+output { name: "OUTPUT1" data_type: TYPE_FP32 dims: 16 reshape: { shape: [ 4, 4 ] } }
+instance_group [ { name: "cpu" count: 2 kind: KIND_CPU } ]
+dynamic_batching {
+  preferred_batch_size: [ 2, 4 ]
+  max_queue_delay_microseconds: 100
+  preserve_ordering: true
+  priority_levels: 2
+  default_priority_level: 1
+  default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 5000 allow_timeout_override: true max_queue_size: 16 }
+  priority_queue_policy { key: 1 value: { max_queue_size: 4 } }
+}
+parameters { key: "intra_op_thread_count" value: { string_value: "1" } }
+parameters { key: "execution_mode" value: { string_value: "0" } }
+response_cache { enable: true }
+`;
+
+/** Triton's own JSON form: int64/uint64 fields as strings, parameters as {key: {string_value}}. */
+const TRITON_JSON = JSON.stringify({
+  name: 'simple',
+  platform: 'onnxruntime_onnx',
+  max_batch_size: 8,
+  version_policy: { specific: { versions: ['1', '3'] } },
+  input: [
+    { name: 'INPUT0', data_type: 'TYPE_INT32', dims: ['16'] },
+    { name: 'INPUT1', data_type: 'TYPE_INT32', dims: ['16'], optional: true },
+  ],
+  output: [
+    { name: 'OUTPUT0', data_type: 'TYPE_INT32', dims: ['-1'], label_filename: 'labels.txt' },
+    { name: 'OUTPUT1', data_type: 'TYPE_FP32', dims: ['16'], reshape: { shape: ['4', '4'] } },
+  ],
+  instance_group: [{ name: 'cpu', count: 2, kind: 'KIND_CPU' }],
+  dynamic_batching: {
+    preferred_batch_size: [2, 4],
+    max_queue_delay_microseconds: '100',
+    preserve_ordering: true,
+    priority_levels: '2',
+    default_priority_level: '1',
+    default_queue_policy: {
+      timeout_action: 'DELAY',
+      default_timeout_microseconds: '5000',
+      allow_timeout_override: true,
+      max_queue_size: '16',
+    },
+    priority_queue_policy: { '1': { max_queue_size: '4' } },
+  },
+  parameters: { intra_op_thread_count: { string_value: '1' }, execution_mode: { string_value: '0' } },
+  response_cache: { enable: true },
+});
+
+/** The friendlier YAML form: plain parameter values, datatypes without TYPE_, singletons. */
+const FRIENDLY_YAML = `
+name: simple
+platform: onnxruntime_onnx
+max_batch_size: 8
+version_policy: {specific: {versions: [1, 3]}}
+input:
+  - {name: INPUT0, data_type: INT32, dims: [16]}
+  - {name: INPUT1, data_type: TYPE_INT32, dims: [16], optional: true}
+output:
+  - {name: OUTPUT0, data_type: INT32, dims: [-1], label_filename: labels.txt}
+  - name: OUTPUT1
+    data_type: FP32
+    dims: 16
+    reshape: {shape: [4, 4]}
+instance_group: [{name: cpu, count: 2, kind: KIND_CPU}]
+dynamic_batching:
+  preferred_batch_size: [2, 4]
+  max_queue_delay_microseconds: 100
+  preserve_ordering: true
+  priority_levels: 2
+  default_priority_level: 1
+  default_queue_policy: {timeout_action: DELAY, default_timeout_microseconds: 5000, allow_timeout_override: true, max_queue_size: 16}
+  priority_queue_policy:
+    1: {max_queue_size: 4}
+parameters:
+  intra_op_thread_count: 1
+  execution_mode: "0"
+response_cache: {enable: true}
+`;
+
+const QUEUE_DEFAULTS = { timeout_action: 'REJECT', default_timeout_microseconds: 0, allow_timeout_override: false, max_queue_size: 0 };
+
+const EXPECTED = {
+  name: 'simple',
+  platform: 'onnxruntime_onnx',
+  max_batch_size: 8,
+  version_policy: { specific: { versions: [1, 3] } },
+  input: [
+    { name: 'INPUT0', data_type: 'TYPE_INT32', dims: [16], optional: false },
+    { name: 'INPUT1', data_type: 'TYPE_INT32', dims: [16], optional: true },
+  ],
+  output: [
+    { name: 'OUTPUT0', data_type: 'TYPE_INT32', dims: [-1], label_filename: 'labels.txt' },
+    { name: 'OUTPUT1', data_type: 'TYPE_FP32', dims: [16], reshape: { shape: [4, 4] } },
+  ],
+  instance_group: [{ name: 'cpu', count: 2, kind: 'KIND_CPU' }],
+  dynamic_batching: {
+    preferred_batch_size: [2, 4],
+    max_queue_delay_microseconds: 100,
+    preserve_ordering: true,
+    priority_levels: 2,
+    default_priority_level: 1,
+    default_queue_policy: {
+      timeout_action: 'DELAY',
+      default_timeout_microseconds: 5000,
+      allow_timeout_override: true,
+      max_queue_size: 16,
+    },
+    priority_queue_policy: { '1': { ...QUEUE_DEFAULTS, max_queue_size: 4 } },
+  },
+  parameters: { intra_op_thread_count: { string_value: '1' }, execution_mode: { string_value: '0' } },
+  response_cache: { enable: true },
+};
+
+/** deepEqual that ignores keys whose value is undefined (zod keeps some as explicit undefined). */
+function plain(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value));
+}
+
+test('the same config as config.pbtxt, Triton JSON and friendly YAML parses to the same ModelConfig', async () => {
+  const parsed = await parseFiles({ 'config.pbtxt': PBTXT, 'config.json': TRITON_JSON, 'config.yaml': FRIENDLY_YAML });
+  assert.deepEqual(plain(parsed['config.pbtxt']), EXPECTED);
+  assert.deepEqual(parsed['config.json'], parsed['config.pbtxt']);
+  assert.deepEqual(parsed['config.yaml'], parsed['config.pbtxt']);
+});
+
+test('a minimal config fills every default: version_policy latest 1, empty lists, no batching decision', () => {
+  const config = parseModelConfig({}, 'config.yaml');
+  assert.deepEqual(plain(config), {
+    version_policy: { latest: { num_versions: 1 } },
+    input: [],
+    output: [],
+    instance_group: [],
+    parameters: {},
+  });
+  assert.equal(config.max_batch_size, undefined, 'absent max_batch_size is left to auto-complete');
+  assert.equal(config.dynamic_batching, undefined);
+  assert.deepEqual(parseModelConfig(undefined, 'x').version_policy, { latest: { num_versions: 1 } });
+  assert.deepEqual(parseModelConfig(null, 'x').version_policy, { latest: { num_versions: 1 } });
+});
+
+test('an empty dynamic_batching block gets Triton defaults, default_queue_policy included', async () => {
+  const { 'config.pbtxt': config } = await parseFiles({ 'config.pbtxt': 'max_batch_size: 4\ndynamic_batching { }\n' });
+  assert.deepEqual(plain(config.dynamic_batching), {
+    preferred_batch_size: [],
+    max_queue_delay_microseconds: 0,
+    preserve_ordering: false,
+    priority_levels: 0,
+    default_priority_level: 0,
+    default_queue_policy: QUEUE_DEFAULTS,
+  });
+  const partial = parseModelConfig({ max_batch_size: 4, dynamic_batching: { default_queue_policy: { max_queue_size: 3 } } }, 'x');
+  assert.deepEqual(partial.dynamic_batching!.default_queue_policy, { ...QUEUE_DEFAULTS, max_queue_size: 3 });
+});
+
+test('defaults inside entries: optional false, instance_group KIND_AUTO x1, latest {} is 1 version', () => {
+  const config = parseModelConfig(
+    { input: { name: 'x', data_type: 'FP32', dims: [1] }, instance_group: [{}], version_policy: { latest: {} } },
+    'x',
+  );
+  assert.equal(config.input[0].optional, false);
+  assert.deepEqual(config.instance_group, [{ kind: 'KIND_AUTO', count: 1 }]);
+  assert.deepEqual(config.version_policy, { latest: { num_versions: 1 } });
+  assert.deepEqual(parseModelConfig({ version_policy: { all: {} } }, 'x').version_policy, { all: {} });
+});
+
+test('pbtxt singletons are coerced to arrays: one input block, one dims value, one preferred size, one version', async () => {
+  const { 'config.pbtxt': config } = await parsePbtxtFile(`
+    max_batch_size: 4
+    input { name: "x" data_type: TYPE_FP32 dims: 16 }
+    output { name: "y" data_type: TYPE_FP32 dims: -1 }
+    instance_group { kind: KIND_GPU gpus: 0 }
+    version_policy { specific { versions: 3 } }
+    dynamic_batching { preferred_batch_size: 4 priority_levels: 2 priority_queue_policy { key: 2 value { max_queue_size: 1 } } }
+    parameters { key: "k" value: { string_value: "v" } }
+  `);
+  assert.deepEqual(plain(config.input), [{ name: 'x', data_type: 'TYPE_FP32', dims: [16], optional: false }]);
+  assert.deepEqual(config.output[0].dims, [-1]);
+  assert.deepEqual(config.instance_group, [{ kind: 'KIND_GPU', count: 1, gpus: [0] }]);
+  assert.deepEqual(config.version_policy, { specific: { versions: [3] } });
+  assert.deepEqual(config.dynamic_batching!.preferred_batch_size, [4]);
+  assert.deepEqual(config.dynamic_batching!.priority_queue_policy, { '2': { ...QUEUE_DEFAULTS, max_queue_size: 1 } });
+  assert.deepEqual(config.parameters, { k: { string_value: 'v' } });
+  assert.equal(parameterValue(config, 'k'), 'v');
+  assert.equal(parameterValue(config, 'missing'), undefined);
+});
+
+async function parsePbtxtFile(text: string) {
+  return parseFiles({ 'config.pbtxt': text });
+}
+
+test('data_type accepts TYPE_ names and bare V2 names, and TYPE_STRING / BYTES both mean BYTES', () => {
+  const config = parseModelConfig(
+    {
+      input: [
+        { name: 'a', data_type: 'FP16', dims: [1] },
+        { name: 'b', data_type: 'TYPE_UINT8', dims: [1] },
+        { name: 'c', data_type: 'BYTES', dims: [1] },
+        { name: 'd', data_type: 'TYPE_STRING', dims: [1] },
+        { name: 'e', data_type: 'STRING', dims: [1] },
+      ],
+    },
+    'x',
+  );
+  assert.deepEqual(
+    config.input.map((input) => input.data_type),
+    ['TYPE_FP16', 'TYPE_UINT8', 'TYPE_STRING', 'TYPE_STRING', 'TYPE_STRING'],
+  );
+  assert.deepEqual(config.input.map(datatypeOfConfig), ['FP16', 'UINT8', 'BYTES', 'BYTES', 'BYTES']);
+});
+
+test('parameters: Triton JSON, pbtxt list, and plain YAML values all become {key: {string_value}}', () => {
+  const expected = { a: { string_value: '1' }, b: { string_value: 'true' }, c: { string_value: 'text' } };
+  assert.deepEqual(
+    parseModelConfig({ parameters: { a: { string_value: '1' }, b: { string_value: 'true' }, c: { string_value: 'text' } } }, 'x')
+      .parameters,
+    expected,
+  );
+  assert.deepEqual(parseModelConfig({ parameters: { a: 1, b: true, c: 'text' } }, 'x').parameters, expected);
+  assert.deepEqual(
+    parseModelConfig(
+      {
+        parameters: [
+          { key: 'a', value: { string_value: '1' } },
+          { key: 'b', value: { string_value: 'true' } },
+          { key: 'c', value: { string_value: 'text' } },
+        ],
+      },
+      'x',
+    ).parameters,
+    expected,
+  );
+});
+
+test('uint64 fields written as strings (Triton JSON) are numbers after parsing', () => {
+  const config = parseModelConfig(
+    {
+      max_batch_size: '8',
+      input: [{ name: 'x', data_type: 'TYPE_FP32', dims: ['-1', '3'] }],
+      dynamic_batching: { max_queue_delay_microseconds: '100', default_queue_policy: { max_queue_size: '7' } },
+    },
+    'config.json',
+  );
+  assert.equal(config.max_batch_size, 8);
+  assert.deepEqual(config.input[0].dims, [-1, 3]);
+  assert.equal(config.dynamic_batching!.max_queue_delay_microseconds, 100);
+  assert.equal(config.dynamic_batching!.default_queue_policy.max_queue_size, 7);
+});
+
+test('fields Nereid does not use (Triton JSON extras) pass through instead of failing', () => {
+  const config = parseModelConfig(
+    {
+      max_batch_size: 0,
+      input: [{ name: 'x', data_type: 'TYPE_FP32', format: 'FORMAT_NONE', dims: ['4'], is_shape_tensor: false, allow_ragged_batch: false }],
+      optimization: { graph: { level: 1 } },
+      model_warmup: [],
+    },
+    'config.json',
+  ) as ModelConfig & { optimization?: unknown };
+  assert.equal(config.input[0].format, 'FORMAT_NONE');
+  assert.deepEqual(config.optimization, { graph: { level: 1 } });
+});
+
+// ---------- invalid configs: every error names the field ----------
+
+const INPUT = { name: 'x', data_type: 'TYPE_FP32', dims: [4] };
+
+test('unknown data_type names the field and the bad value', () => {
+  const message = parseError({ input: [{ ...INPUT, data_type: 'TYPE_FLOAT' }] });
+  assert.match(message, /^invalid config\.json: /);
+  assert.match(message, /input\.0\.data_type: unknown data_type 'TYPE_FLOAT'/);
+  assert.match(parseError({ output: [{ ...INPUT, data_type: 'float32' }] }), /output\.0\.data_type: unknown data_type 'float32'/);
+});
+
+test('dims below -1 are rejected with the dims path', () => {
+  assert.match(parseError({ input: [{ ...INPUT, dims: [4, -2] }] }), /input\.0\.dims\.1: .*>=-1/);
+  assert.match(parseError({ output: [{ ...INPUT, dims: [1.5] }] }), /output\.0\.dims\.0: /);
+  assert.match(parseError({ input: [{ name: 'x', data_type: 'TYPE_FP32' }] }), /input\.0\.dims: /);
+});
+
+test('duplicate input or output names are rejected naming the tensor', () => {
+  assert.match(parseError({ input: [INPUT, INPUT] }), /input: input 'x' is declared twice/);
+  assert.match(parseError({ output: [INPUT, { ...INPUT, dims: [2] }] }), /output: output 'x' is declared twice/);
+});
+
+test('preferred_batch_size larger than max_batch_size is rejected', () => {
+  assert.match(
+    parseError({ max_batch_size: 8, dynamic_batching: { preferred_batch_size: [4, 16] } }),
+    /dynamic_batching\.preferred_batch_size: preferred_batch_size 16 exceeds max_batch_size 8/,
+  );
+  assert.match(parseError({ max_batch_size: 8, dynamic_batching: { preferred_batch_size: [0] } }), /preferred_batch_size\.0/);
+});
+
+test('dynamic_batching with max_batch_size 0 is rejected', () => {
+  assert.match(parseError({ max_batch_size: 0, dynamic_batching: {} }), /dynamic_batching: dynamic_batching needs max_batch_size > 0/);
+});
+
+test('bad version_policy shapes are rejected naming version_policy', () => {
+  assert.match(parseError({ version_policy: { newest: {} } }), /version_policy: expected one of .*latest.*all.*specific/);
+  assert.match(parseError({ version_policy: {} }), /version_policy: /);
+  assert.match(parseError({ version_policy: 'latest' }), /version_policy: /);
+  assert.match(parseError({ version_policy: { latest: { num_versions: 0 } } }), /version_policy\.latest\.num_versions: /);
+  assert.match(parseError({ version_policy: { specific: { versions: [-1] } } }), /version_policy\.specific\.versions\.0: /);
+});
+
+test('bad instance_group kind or count is rejected naming the field', () => {
+  assert.match(parseError({ instance_group: [{ kind: 'KIND_TPU' }] }), /instance_group\.0\.kind: .*KIND_CPU/);
+  assert.match(parseError({ instance_group: [{ count: 0 }] }), /instance_group\.0\.count: /);
+});
+
+test('bad numbers: negative, non-numeric strings, null and booleans are not silently coerced', () => {
+  assert.match(parseError({ max_batch_size: -1 }), /max_batch_size: /);
+  assert.match(parseError({ max_batch_size: 'eight' }), /max_batch_size: /);
+  // YAML's empty value must not quietly become max_batch_size 0 (which would switch batching off).
+  assert.match(parseError({ max_batch_size: null }, 'config.yaml'), /max_batch_size: .*null/);
+  assert.match(parseError({ max_batch_size: '' }), /max_batch_size: /);
+  assert.match(parseError({ max_batch_size: true }), /max_batch_size: /);
+  assert.match(parseError({ input: [{ ...INPUT, dims: [null] }] }), /input\.0\.dims\.0: /);
+});
+
+test('queue policy and priority problems name their field', () => {
+  assert.match(
+    parseError({ max_batch_size: 4, dynamic_batching: { default_queue_policy: { timeout_action: 'DROP' } } }),
+    /dynamic_batching\.default_queue_policy\.timeout_action: /,
+  );
+  assert.match(
+    parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2, default_priority_level: 3 } }),
+    /dynamic_batching\.default_priority_level: default_priority_level 3 is outside 1\.\.2/,
+  );
+  assert.match(
+    parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2, priority_queue_policy: { '3': {} } } }),
+    /dynamic_batching\.priority_queue_policy\.3: priority level '3' is outside 1\.\.2/,
+  );
+  assert.match(
+    parseError({ max_batch_size: 4, dynamic_batching: { priority_queue_policy: { '1': {} } } }),
+    /priority_queue_policy needs priority_levels > 0/,
+  );
+});
+
+test('parameters that are not a map are rejected, not split into characters', () => {
+  assert.match(parseError({ parameters: 'abc' }), /parameters: /);
+  assert.match(parseError({ parameters: { a: { string_value: 5 } } }), /parameters\.a\.string_value: /);
+});
+
+test('every problem is listed, each with its path', () => {
+  const message = parseError({ max_batch_size: -1, input: [{ name: '', data_type: 'NOPE', dims: [-3] }] });
+  assert.match(message, /max_batch_size: /);
+  assert.match(message, /input\.0\.name: /);
+  assert.match(message, /input\.0\.data_type: unknown data_type 'NOPE'/);
+  assert.match(message, /input\.0\.dims\.0: /);
+});
+
+test('an invalid config.pbtxt is reported with the file name and the field path', async () => {
+  await assert.rejects(
+    parsePbtxtFile('max_batch_size: 4\ninput { name: "x" data_type: TYPE_FLOAT dims: 1 }\n'),
+    /invalid config\.pbtxt: input\.0\.data_type: unknown data_type 'TYPE_FLOAT'/,
+  );
+});

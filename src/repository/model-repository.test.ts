@@ -1,0 +1,571 @@
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
+import { NereidError, type ErrorCode } from '../core/errors.js';
+import type { ModelVersion } from '../model/model-version.js';
+import { addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
+import { checkModelName, ModelRepository } from './model-repository.js';
+
+const backend = new OnnxRuntimeBackend();
+const logger = pino({ level: 'silent' });
+const DEFAULT_MAX_BATCH_SIZE = 8;
+
+let scratch: string;
+before(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'nereid-repo-'));
+});
+after(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+let counter = 0;
+/** A fresh, empty repository folder and a ModelRepository on it; closed when the test ends. */
+async function repository(t: { after: (fn: () => Promise<void>) => void }): Promise<{ root: string; repo: ModelRepository }> {
+  const root = join(scratch, `repo${counter++}`);
+  await mkdir(root, { recursive: true });
+  const repo = new ModelRepository({ root, backends: [backend], logger, defaultMaxBatchSize: DEFAULT_MAX_BATCH_SIZE, maxQueueSize: 16 });
+  t.after(() => repo.close());
+  return { root, repo };
+}
+
+function isCode(code: ErrorCode, pattern?: RegExp) {
+  return (error: unknown) => {
+    assert.ok(error instanceof NereidError, `expected a NereidError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    if (pattern) assert.match(error.message, pattern);
+    return true;
+  };
+}
+
+/** Runs the scale model once and returns the factor it multiplies by, i.e. which version served. */
+async function scaleFactor(version: ModelVersion): Promise<number> {
+  const response = await version.infer({
+    model: version.name,
+    inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: new Float32Array([1, 1, 1, 1]) }],
+  });
+  return (response.outputs[0].data as Float32Array)[0];
+}
+
+/** Writes versions 1..n of a scale model whose factor is its version number. */
+async function writeVersions(root: string, name: string, versions: number[], config?: string): Promise<void> {
+  for (const version of versions) await writeModel(root, name, version, scaleModel(version), config);
+}
+
+// ---------- names and discovery ----------
+
+test('checkModelName refuses paths, parents, URLs and empty names', () => {
+  for (const bad of ['..', '.', 'a/b', '/abs', 'http://x', '', 'a\\b', '.hidden', 'a..b', 'name with space', 'x'.repeat(256)]) {
+    assert.throws(() => checkModelName(bad), isCode('INVALID_ARGUMENT', /invalid model name/), `'${bad}' must be refused`);
+  }
+  for (const good of ['simple', 'model_1.v2', 'a-b', '0', 'ResNet50']) checkModelName(good);
+});
+
+test('discovery lists model folders only, sorted; index() shows them unloaded', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'zeta', 1, scaleModel());
+  await writeModel(root, 'alpha', 1, scaleModel());
+  await mkdir(join(root, 'empty_model'));
+  await mkdir(join(root, '.git'));
+  await mkdir(join(root, 'has space'));
+  await writeFile(join(root, 'README.md'), 'not a model');
+  assert.deepEqual(await repo.discover(), ['alpha', 'empty_model', 'zeta']);
+  assert.deepEqual(await repo.index(), [{ name: 'alpha' }, { name: 'empty_model' }, { name: 'zeta' }]);
+  assert.deepEqual(await repo.index(true), []);
+});
+
+test('a repository folder that does not exist is reported', async () => {
+  const repo = new ModelRepository({
+    root: join(scratch, 'no-such-repo'),
+    backends: [backend],
+    logger,
+    defaultMaxBatchSize: 8,
+    maxQueueSize: 1,
+  });
+  await assert.rejects(repo.discover(), /model repository .* does not exist/);
+});
+
+// ---------- versions ----------
+
+test('default version policy loads only the latest version', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1, 2, 3]);
+  await repo.load('m');
+  assert.deepEqual(repo.versionsOf('m'), ['3']);
+  assert.equal(await scaleFactor(repo.get('m')), 3);
+  assert.throws(() => repo.get('m', '1'), isCode('NOT_FOUND', /has no version 1 \(loaded: 3\)/));
+});
+
+test('latest { num_versions: 2 } loads the two highest versions; get() serves the highest', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1, 2, 3, 10], 'version_policy: { latest: { num_versions: 2 } }');
+  await repo.load('m');
+  assert.deepEqual(repo.versionsOf('m'), ['3', '10'], 'numeric, not lexical, order');
+  assert.equal(repo.get('m').version, '10');
+  assert.equal(await scaleFactor(repo.get('m')), 10);
+  assert.equal(repo.get('m', '3').version, '3');
+  assert.equal(await scaleFactor(repo.get('m', '3')), 3);
+  assert.throws(() => repo.get('m', '2'), isCode('NOT_FOUND'));
+  assert.ok(repo.isReady('m', '3'));
+  assert.ok(!repo.isReady('m', '2'));
+});
+
+test('all loads every version', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1, 2, 3], 'version_policy: { all: {} }');
+  await mkdir(join(root, 'm', 'not_a_version'));
+  // Triton ignores version folders whose name starts with '0': '02' must not be read as version 2 (or 1/2 twice).
+  await writeModel(root, 'm', 0, scaleModel(100));
+  await mkdir(join(root, 'm', '02'));
+  await repo.load('m');
+  assert.deepEqual(repo.versionsOf('m'), ['1', '2', '3']);
+  assert.deepEqual((await repo.index()).map((row) => row.state), ['READY', 'READY', 'READY']);
+  for (const version of ['1', '2', '3']) assert.equal(await scaleFactor(repo.get('m', version)), Number(version));
+  assert.equal(repo.get('m').version, '3');
+});
+
+test('specific { versions: [1, 3] } loads exactly those', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1, 2, 3, 4], 'version_policy: { specific: { versions: [1, 3] } }');
+  await repo.load('m');
+  assert.deepEqual(repo.versionsOf('m'), ['1', '3']);
+  assert.equal(await scaleFactor(repo.get('m')), 3);
+  assert.equal(await scaleFactor(repo.get('m', '1')), 1);
+  assert.throws(() => repo.get('m', '2'), isCode('NOT_FOUND'));
+  assert.throws(() => repo.get('m', '4'), isCode('NOT_FOUND'));
+  const rows = await repo.index();
+  assert.deepEqual(
+    rows.map(({ name, version, state }) => ({ name, version, state })),
+    [
+      { name: 'm', version: '1', state: 'READY' },
+      { name: 'm', version: '3', state: 'READY' },
+    ],
+  );
+});
+
+test('a specific version that has no folder makes the model UNAVAILABLE naming it', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1], 'version_policy: { specific: { versions: [1, 5] } }');
+  await assert.rejects(repo.load('m'), isCode('UNAVAILABLE', /version\(s\) 5/));
+});
+
+test('a model folder without version folders is UNAVAILABLE', async (t) => {
+  const { root, repo } = await repository(t);
+  await mkdir(join(root, 'empty'));
+  await assert.rejects(repo.load('empty'), isCode('UNAVAILABLE', /no version folders/));
+});
+
+test('get: unknown model and version are NOT_FOUND, a malformed version INVALID_ARGUMENT', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1]);
+  assert.throws(() => repo.get('m'), isCode('NOT_FOUND', /unknown model 'm'/), 'not loaded yet');
+  await repo.load('m');
+  assert.throws(() => repo.get('nope'), isCode('NOT_FOUND', /unknown model 'nope'/));
+  assert.throws(() => repo.get('../m'), isCode('NOT_FOUND'));
+  assert.throws(() => repo.get('m', '7'), isCode('NOT_FOUND', /no version 7/));
+  assert.throws(() => repo.get('m', 'latest'), isCode('INVALID_ARGUMENT'));
+  assert.equal(repo.get('m', '').version, '1', 'an empty version means the current one');
+  await assert.rejects(repo.load('nope'), isCode('NOT_FOUND', /not in the model repository/));
+  await assert.rejects(repo.load('..'), isCode('INVALID_ARGUMENT'));
+  await assert.rejects(repo.load('a/b'), isCode('INVALID_ARGUMENT'));
+  await assert.rejects(repo.load('/etc'), isCode('INVALID_ARGUMENT'));
+});
+
+// ---------- failures ----------
+
+test('a broken model file is UNAVAILABLE with its reason while other models load', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'good', 1, scaleModel());
+  await writeModel(root, 'broken', 1, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  const results = await Promise.allSettled([repo.load('broken'), repo.load('good')]);
+  assert.equal(results[0].status, 'rejected');
+  assert.equal(results[1].status, 'fulfilled');
+  assert.throws(() => repo.get('broken'), isCode('UNAVAILABLE', /model 'broken' is unavailable: .+/));
+  assert.throws(() => repo.get('broken', '1'), isCode('UNAVAILABLE', /version 1 is unavailable: .+/));
+  assert.equal(await scaleFactor(repo.get('good')), 2);
+  const rows = await repo.index();
+  const broken = rows.find((row) => row.name === 'broken')!;
+  assert.equal(broken.state, 'UNAVAILABLE');
+  assert.equal(broken.version, '1');
+  assert.ok(broken.reason && broken.reason.length > 0, 'the reason is reported');
+  assert.deepEqual(
+    rows.find((row) => row.name === 'good'),
+    { name: 'good', version: '1', state: 'READY', reason: '' },
+  );
+  assert.deepEqual((await repo.index(true)).map((row) => row.name), ['good']);
+  assert.deepEqual(repo.unavailableModels(), ['broken']);
+});
+
+test('a model with an invalid config is UNAVAILABLE in index() with the field named', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'good', 1, scaleModel());
+  await writeModel(root, 'bad', 1, scaleModel(), 'max_batch_size: 4\ninstance_group [ { kind: KIND_TPU } ]\n');
+  await assert.rejects(repo.load('bad'), isCode('UNAVAILABLE', /config\.pbtxt: instance_group\.0\.kind/));
+  await repo.load('good');
+  assert.deepEqual(await repo.index(), [
+    { name: 'bad', state: 'UNAVAILABLE', reason: (await repo.index()).find((row) => row.name === 'bad')!.reason },
+    { name: 'good', version: '1', state: 'READY', reason: '' },
+  ]);
+  const bad = (await repo.index()).find((row) => row.name === 'bad')!;
+  assert.match(bad.reason!, /invalid config\.pbtxt: instance_group\.0\.kind/);
+  assert.throws(() => repo.get('bad'), isCode('UNAVAILABLE', /instance_group\.0\.kind/));
+  assert.throws(() => repo.get('bad', '1'), isCode('UNAVAILABLE', /instance_group\.0\.kind/));
+});
+
+test('config syntax errors name the config file, for pbtxt, JSON and YAML', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'p', 1, scaleModel(), 'max_batch_size: 4\ninput { name: "x" \n');
+  await writeModel(root, 'j', 1, scaleModel(), undefined, { 'config.json': '{"max_batch_size": 4,' });
+  await writeModel(root, 'y', 1, scaleModel(), undefined, { 'config.yaml': 'max_batch_size: [4\n' });
+  await assert.rejects(repo.load('p'), isCode('UNAVAILABLE', /config\.pbtxt line \d+/));
+  await assert.rejects(repo.load('j'), isCode('UNAVAILABLE', /config\.json: /));
+  await assert.rejects(repo.load('y'), isCode('UNAVAILABLE', /config\.yaml: /));
+});
+
+test('a config whose name differs from the folder is refused', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(), 'name: "other"');
+  await assert.rejects(repo.load('m'), isCode('UNAVAILABLE', /config name 'other' differs from the model's folder name 'm'/));
+});
+
+test('an unknown backend or platform is refused naming what is available', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'b', 1, scaleModel(), 'backend: "tensorrt"');
+  await writeModel(root, 'p', 1, scaleModel(), 'platform: "tensorflow_savedmodel"');
+  await writeModel(root, 'ok', 1, scaleModel(), 'platform: "onnxruntime_onnx" backend: "onnxruntime"');
+  await assert.rejects(repo.load('b'), isCode('UNAVAILABLE', /backend 'tensorrt'.*onnxruntime/));
+  await assert.rejects(repo.load('p'), isCode('UNAVAILABLE', /platform 'tensorflow_savedmodel'/));
+  await repo.load('ok');
+});
+
+// ---------- auto-complete ----------
+
+test('no config: inputs, outputs and max_batch_size come from the ONNX model (dynamic first dim)', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'simple', 1, addSubModel());
+  await repo.load('simple');
+  const config = repo.get('simple').config;
+  assert.equal(config.name, 'simple');
+  assert.equal(config.max_batch_size, DEFAULT_MAX_BATCH_SIZE);
+  assert.equal(config.backend, 'onnxruntime');
+  assert.equal(config.platform, 'onnxruntime_onnx');
+  assert.deepEqual(
+    config.input.map(({ name, data_type, dims, optional }) => ({ name, data_type, dims, optional })),
+    [
+      { name: 'INPUT0', data_type: 'TYPE_INT32', dims: [16], optional: false },
+      { name: 'INPUT1', data_type: 'TYPE_INT32', dims: [16], optional: false },
+    ],
+  );
+  assert.deepEqual(
+    config.output.map(({ name, data_type, dims }) => ({ name, data_type, dims })),
+    [
+      { name: 'OUTPUT0', data_type: 'TYPE_INT32', dims: [16] },
+      { name: 'OUTPUT1', data_type: 'TYPE_INT32', dims: [16] },
+    ],
+  );
+  assert.deepEqual(repo.get('simple').metadata(['1']).inputs[0], { name: 'INPUT0', datatype: 'INT32', shape: [-1, 16] });
+});
+
+test('no config on a model with fixed dims: max_batch_size 0 and full dims', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'fixed', 1, addSubModel({ batch: false }));
+  await writeModel(root, 'strings', 1, identityModel('string', [2, 'n']));
+  await repo.load('fixed');
+  await repo.load('strings');
+  const fixed = repo.get('fixed').config;
+  assert.equal(fixed.max_batch_size, 0);
+  assert.deepEqual(fixed.input[0].dims, [16]);
+  assert.deepEqual(fixed.output[1].dims, [16]);
+  const strings = repo.get('strings').config;
+  assert.equal(strings.max_batch_size, 0);
+  assert.deepEqual(strings.input[0], { name: 'INPUT0', data_type: 'TYPE_STRING', dims: [2, -1], optional: false });
+});
+
+test('a partial config is completed: max_batch_size kept, missing tensors added from the model', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(
+    root,
+    'simple',
+    1,
+    addSubModel(),
+    'max_batch_size: 2\ninput { name: "INPUT1" data_type: TYPE_INT32 dims: 16 optional: true }\n',
+  );
+  await repo.load('simple');
+  const config = repo.get('simple').config;
+  assert.equal(config.max_batch_size, 2);
+  assert.deepEqual(
+    config.input.map((input) => [input.name, input.optional]),
+    [
+      ['INPUT1', true],
+      ['INPUT0', false],
+    ],
+  );
+  assert.deepEqual(config.output.map((output) => output.name), ['OUTPUT0', 'OUTPUT1']);
+});
+
+test('max_batch_size: 0 on a model with a dynamic first dim keeps that dim in dims', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'simple', 1, addSubModel(), 'max_batch_size: 0');
+  await repo.load('simple');
+  assert.deepEqual(repo.get('simple').config.input[0].dims, [-1, 16]);
+});
+
+test('a config that contradicts the model is UNAVAILABLE with a clear reason', async (t) => {
+  const { root, repo } = await repository(t);
+  const cases: [string, Uint8Array, string, RegExp][] = [
+    [
+      'wrong_type',
+      addSubModel(),
+      'input { name: "INPUT0" data_type: TYPE_FP32 dims: [16] }',
+      /config input 'INPUT0' says TYPE_FP32 but the model has TYPE_INT32/,
+    ],
+    [
+      'wrong_output_type',
+      addSubModel(),
+      'output { name: "OUTPUT1" data_type: TYPE_INT64 dims: [16] }',
+      /config output 'OUTPUT1' says TYPE_INT64 but the model has TYPE_INT32/,
+    ],
+    [
+      'wrong_dims',
+      addSubModel(),
+      'max_batch_size: 4 input { name: "INPUT0" data_type: TYPE_INT32 dims: [8] }',
+      /config input 'INPUT0' has dims \[8\] but the model has \[16\] after the batch dimension/,
+    ],
+    [
+      'wrong_rank',
+      addSubModel(),
+      'input { name: "INPUT0" data_type: TYPE_INT32 dims: [16, 1] }',
+      /config input 'INPUT0' has dims \[16,\s?1\] but the model has \[16\]/,
+    ],
+    [
+      'unknown_input',
+      addSubModel(),
+      'input { name: "IMAGE" data_type: TYPE_INT32 dims: [16] }',
+      /config input 'IMAGE' is not in the model \(it has INPUT0, INPUT1\)/,
+    ],
+    [
+      'batch_on_fixed',
+      addSubModel({ batch: false }),
+      'max_batch_size: 4',
+      /max_batch_size 4 needs a dynamic first dimension .*'INPUT0' is \[16\].*max_batch_size: 0/,
+    ],
+  ];
+  for (const [name, model, config] of cases) await writeModel(root, name, 1, model, config);
+  await writeModel(root, 'fine', 1, addSubModel());
+  for (const [name, , , reason] of cases) {
+    await assert.rejects(repo.load(name), isCode('UNAVAILABLE', reason), name);
+    assert.throws(() => repo.get(name), isCode('UNAVAILABLE', reason), name);
+    assert.match((await repo.index()).find((row) => row.name === name)!.reason!, reason, name);
+  }
+  await repo.load('fine');
+  assert.ok(repo.isReady('fine'));
+});
+
+test('a -1 in the model accepts a concrete dim in the config; reshape is compared instead of dims', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'id', 1, identityModel('float32', ['batch', 'n']), 'max_batch_size: 4 input { name: "INPUT0" data_type: TYPE_FP32 dims: [6] }');
+  await writeModel(
+    root,
+    'reshaped',
+    1,
+    addSubModel(),
+    'max_batch_size: 4 input { name: "INPUT0" data_type: TYPE_INT32 dims: [4, 4] reshape: { shape: [16] } }',
+  );
+  await repo.load('id');
+  await repo.load('reshaped');
+  assert.deepEqual(repo.get('id').config.input[0].dims, [6]);
+  const response = await repo.get('reshaped').infer({
+    model: 'reshaped',
+    inputs: [
+      { name: 'INPUT0', datatype: 'INT32', shape: [1, 4, 4], data: new Int32Array(16).fill(3) },
+      { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: new Int32Array(16).fill(1) },
+    ],
+    outputs: [{ name: 'OUTPUT0' }],
+  });
+  assert.deepEqual([...(response.outputs[0].data as Int32Array)], new Array(16).fill(4));
+});
+
+// ---------- files named by the config ----------
+
+test('default_model_filename and label_filename that escape their folder are refused', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeFile(join(scratch, 'outside.onnx'), scaleModel());
+  await writeFile(join(scratch, 'outside.txt'), 'secret\n');
+  const cases: [string, string, RegExp][] = [
+    ['parent_model', 'default_model_filename: "../../outside.onnx"', /default_model_filename '\.\.\/\.\.\/outside\.onnx' must be a relative path/],
+    ['parent_model2', 'default_model_filename: "../x"', /default_model_filename '\.\.\/x' must be a relative path/],
+    ['abs_model', `default_model_filename: "${join(scratch, 'outside.onnx')}"`, /default_model_filename '\/.*' must be a relative path/],
+    ['dot_model', 'default_model_filename: "."', /default_model_filename '\.' must be a relative path/],
+    [
+      'parent_labels',
+      'output { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "../../outside.txt" }',
+      /label_filename '\.\.\/\.\.\/outside\.txt' must be a relative path/,
+    ],
+    [
+      'abs_labels',
+      `output { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "${join(scratch, 'outside.txt')}" }`,
+      /label_filename '\/.*' must be a relative path/,
+    ],
+  ];
+  for (const [name, config, reason] of cases) {
+    await writeModel(root, name, 1, scaleModel(), config);
+    await assert.rejects(repo.load(name), isCode('UNAVAILABLE', reason), name);
+  }
+});
+
+test('default_model_filename and label_filename inside the model folder work', async (t) => {
+  const { root, repo } = await repository(t);
+  await mkdir(join(root, 'custom', '1'), { recursive: true });
+  await writeFile(join(root, 'custom', '1', 'net.onnx'), scaleModel(5));
+  await writeFile(
+    join(root, 'custom', 'config.yaml'),
+    'default_model_filename: net.onnx\noutput: {name: OUTPUT0, data_type: FP32, dims: [4], label_filename: "..labels.txt"}\n',
+  );
+  await writeFile(join(root, 'custom', '..labels.txt'), 'a\r\nb\r\nc\r\nd\r\n');
+  await repo.load('custom');
+  assert.equal(await scaleFactor(repo.get('custom')), 5);
+  assert.deepEqual(repo.get('custom').labelsOf('OUTPUT0'), ['a', 'b', 'c', 'd']);
+  // The default filename is then missing: the reason says which file.
+  await writeModel(root, 'missing', 1, scaleModel(), 'default_model_filename: "other.onnx"');
+  await assert.rejects(repo.load('missing'), isCode('UNAVAILABLE', /model file .*other\.onnx does not exist/));
+  await writeModel(root, 'no_labels', 1, scaleModel(), 'output { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "labels.txt" }');
+  await assert.rejects(repo.load('no_labels'), isCode('UNAVAILABLE', /labels\.txt/));
+});
+
+test('a symlinked model folder that points outside the repository is refused', async (t) => {
+  const { root, repo } = await repository(t);
+  const outside = join(scratch, `outside-model-${counter}`);
+  await writeModel(outside, 'm', 1, scaleModel());
+  await symlink(join(outside, 'm'), join(root, 'escape'), 'dir');
+  await writeModel(root, 'real', 1, scaleModel());
+  await assert.rejects(repo.load('escape'), isCode('INVALID_ARGUMENT', /resolves outside the model repository/));
+  assert.throws(() => repo.get('escape'), isCode('NOT_FOUND'));
+  assert.ok(!(await repo.discover()).includes('escape'));
+  await repo.load('real');
+});
+
+// ---------- lifecycle ----------
+
+test('reload keeps serving: get() works during the reload, in-flight requests finish, the new version takes over', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(2));
+  await repo.load('m');
+  const before = repo.get('m');
+  await writeModel(root, 'm', 1, scaleModel(7));
+  const inflight = scaleFactor(before);
+  const reloading = repo.load('m');
+  assert.equal(repo.get('m'), before, 'the old version serves while the new one loads');
+  assert.equal(await scaleFactor(repo.get('m')), 2);
+  await reloading;
+  assert.equal(await inflight, 2);
+  const afterReload = repo.get('m');
+  assert.notEqual(afterReload, before);
+  assert.equal(await scaleFactor(afterReload), 7);
+  assert.equal(before.state, 'UNAVAILABLE');
+  await assert.rejects(before.infer({ model: 'm', inputs: [] }), isCode('UNAVAILABLE'));
+});
+
+test('a reload that fails leaves the loaded version serving (Triton semantics)', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(2));
+  await repo.load('m');
+  const loaded = repo.get('m');
+  await writeFile(join(root, 'm', 'config.pbtxt'), 'max_batch_size: -3');
+  await assert.rejects(repo.load('m'), isCode('UNAVAILABLE', /max_batch_size/));
+  assert.equal(repo.get('m'), loaded);
+  assert.equal(await scaleFactor(repo.get('m')), 2);
+  await writeFile(join(root, 'm', 'config.pbtxt'), '');
+  await writeFile(join(root, 'm', '1', 'model.onnx'), 'garbage');
+  await assert.rejects(repo.load('m'), isCode('UNAVAILABLE'));
+  assert.equal(await scaleFactor(repo.get('m')), 2);
+});
+
+test('unload makes get() NOT_FOUND and index() UNAVAILABLE; load brings it back', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(2));
+  await repo.load('m');
+  const loaded = repo.get('m');
+  await repo.unload('m');
+  assert.throws(() => repo.get('m'), isCode('NOT_FOUND', /not loaded \(it was unloaded\)/));
+  assert.throws(() => repo.get('m', '1'), isCode('NOT_FOUND'));
+  assert.equal(loaded.state, 'UNAVAILABLE');
+  assert.deepEqual(await repo.index(), [{ name: 'm', version: '1', state: 'UNAVAILABLE', reason: 'unloaded' }]);
+  assert.deepEqual(repo.unavailableModels(), []);
+  await repo.unload('m'); // twice is fine
+  await repo.unload('never_loaded').catch((error) => isCode('NOT_FOUND')(error));
+  await assert.rejects(repo.unload('../x'), isCode('INVALID_ARGUMENT'));
+  await repo.load('m');
+  assert.equal(await scaleFactor(repo.get('m')), 2);
+});
+
+test('load and unload of one model are serialised', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(2));
+  const steps = await Promise.allSettled([repo.load('m'), repo.unload('m'), repo.load('m'), repo.load('m')]);
+  assert.deepEqual(steps.map((step) => step.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+  assert.equal(await scaleFactor(repo.get('m')), 2);
+});
+
+test('a config override on load replaces the config file', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1, 2, 3], 'max_batch_size: 0');
+  await repo.load('m');
+  assert.equal(repo.get('m').config.max_batch_size, 0);
+  assert.deepEqual(repo.versionsOf('m'), ['3']);
+  // Triton's JSON form, as the load API carries it.
+  await repo.load('m', { max_batch_size: 2, version_policy: { specific: { versions: ['1', '2'] } }, parameters: { intra_op_thread_count: { string_value: '1' } } });
+  assert.deepEqual(repo.versionsOf('m'), ['1', '2']);
+  assert.equal(repo.get('m').config.max_batch_size, 2);
+  assert.equal(await scaleFactor(repo.get('m')), 2);
+  await assert.rejects(repo.load('m', { max_batch_size: 'two' }), isCode('UNAVAILABLE', /invalid config override: max_batch_size/));
+  await assert.rejects(
+    repo.load('m', { default_model_filename: '../../x.onnx' }),
+    isCode('UNAVAILABLE', /default_model_filename/),
+  );
+  assert.equal(repo.get('m').config.max_batch_size, 2, 'failed overrides leave the loaded model serving');
+  // Without an override, the file applies again.
+  await repo.load('m');
+  assert.equal(repo.get('m').config.max_batch_size, 0);
+});
+
+test('config.yaml and config.json are read like config.pbtxt and complete to the same config', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'p', 1, addSubModel(), 'max_batch_size: 4\ninput { name: "INPUT0" data_type: TYPE_INT32 dims: 16 }\nparameters { key: "intra_op_thread_count" value { string_value: "1" } }\n');
+  await writeModel(root, 'y', 1, addSubModel(), undefined, {
+    'config.yaml': 'max_batch_size: 4\ninput: {name: INPUT0, data_type: INT32, dims: 16}\nparameters: {intra_op_thread_count: 1}\n',
+  });
+  await writeModel(root, 'j', 1, addSubModel(), undefined, {
+    'config.json': JSON.stringify({
+      max_batch_size: 4,
+      input: [{ name: 'INPUT0', data_type: 'TYPE_INT32', dims: ['16'] }],
+      parameters: { intra_op_thread_count: { string_value: '1' } },
+    }),
+  });
+  for (const name of ['p', 'y', 'j']) await repo.load(name);
+  const strip = (name: string) => JSON.parse(JSON.stringify({ ...repo.get(name).config, name: undefined }));
+  assert.deepEqual(strip('y'), strip('p'));
+  assert.deepEqual(strip('j'), strip('p'));
+  assert.equal(repo.get('p').config.max_batch_size, 4);
+});
+
+// completeConfig fills max_batch_size from the model, then re-checks dynamic_batching against it, as Triton does.
+test(
+  'dynamic_batching on a model that auto-completes to max_batch_size 0 is UNAVAILABLE',
+  async (t) => {
+    const { root, repo } = await repository(t);
+    await writeModel(root, 'fixed', 1, addSubModel({ batch: false }), 'dynamic_batching { }');
+    await assert.rejects(repo.load('fixed'), isCode('UNAVAILABLE', /dynamic_batching needs max_batch_size > 0/));
+  },
+);
+
+test(
+  'preferred_batch_size above the auto-completed max_batch_size is UNAVAILABLE',
+  async (t) => {
+    const { root, repo } = await repository(t);
+    await writeModel(root, 'simple', 1, addSubModel(), `dynamic_batching { preferred_batch_size: [${DEFAULT_MAX_BATCH_SIZE * 2}] }`);
+    await assert.rejects(repo.load('simple'), isCode('UNAVAILABLE', /preferred_batch_size 16 exceeds max_batch_size 8/));
+  },
+);
