@@ -4,6 +4,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
+import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { createHttpFrontEnd } from './frontends/http/v2-http.js';
 import { Server } from './server/server.js';
 import { VERSION } from './version.js';
@@ -29,14 +30,21 @@ function logLevel(verbose: number): string {
   return verbose >= 2 ? 'trace' : verbose === 1 ? 'debug' : 'info';
 }
 
+/** The gRPC front end's defaults, from its schema, so --help shows the values actually used. */
+const GRPC_DEFAULTS = grpcFrontEndOptionsSchema.parse({});
+
 const program = new Command('nereid').description('Model inference server and toolkit (KServe V2 / Triton compatible)').version(VERSION);
 
 program
   .command('serve')
-  .description('serve the models of a repository over HTTP (KServe Open Inference Protocol V2)')
+  .description('serve the models of a repository over HTTP and gRPC (KServe Open Inference Protocol V2)')
   .requiredOption('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx)')
   .option('--host <address>', 'address to bind; use 0.0.0.0 to accept connections from other machines', '127.0.0.1')
   .option('--http-port <port>', 'HTTP port (0 picks a free one)', integer(0), 8000)
+  .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", integer(0), 8001)
+  .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), GRPC_DEFAULTS.maxReceiveMessageBytes)
+  .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), GRPC_DEFAULTS.keepaliveTimeMs)
+  .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), GRPC_DEFAULTS.keepaliveTimeoutMs)
   .addOption(
     new Option('--model-control-mode <mode>', "'none' loads every model at start; 'explicit' enables the load/unload API")
       .choices(['none', 'explicit'])
@@ -47,7 +55,12 @@ program
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), 4)
   .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), 1024)
   .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted', integer(1), 64 * 1024 * 1024)
-  .option('--http-auth-token <token>', 'require Authorization: Bearer <token> on every route but health (repeatable; env NEREID_HTTP_AUTH_TOKEN)', collect, [])
+  .option(
+    '--http-auth-token <token>',
+    'require Authorization: Bearer <token> on every HTTP route and gRPC RPC but health (repeatable; env NEREID_HTTP_AUTH_TOKEN)',
+    collect,
+    [],
+  )
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
@@ -63,12 +76,23 @@ program
       logger,
     });
     const http = createHttpFrontEnd(server, { maxBodyBytes: flags.httpMaxBodyBytes, authTokens });
+    // The same tokens guard gRPC: a second port must not be a way around them.
+    const grpc: GrpcFrontEnd | undefined =
+      flags.grpcPort === 0
+        ? undefined
+        : createGrpcFrontEnd(server, {
+            maxReceiveMessageBytes: flags.grpcMaxMessageBytes,
+            maxSendMessageBytes: flags.grpcMaxMessageBytes,
+            keepaliveTimeMs: flags.grpcKeepaliveTimeMs,
+            keepaliveTimeoutMs: flags.grpcKeepaliveTimeoutMs,
+            authTokens,
+          });
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      await http.close();
+      await Promise.all([http.close(), grpc?.close()]);
       await server.close();
       process.exit(0);
     };
@@ -77,6 +101,10 @@ program
     // Listen first so probes see "live, not ready" while models load.
     const address = await http.listen({ host: flags.host, port: flags.httpPort });
     logger.info(`HTTP (KServe V2) listening on ${address}`);
+    if (grpc) {
+      const port = await grpc.listen(flags.host, flags.grpcPort);
+      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}`);
+    }
     await server.start();
     const index = await server.repositoryIndex();
     logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${index.filter((m) => m.state === 'READY').length} model version(s) ready`);

@@ -49,6 +49,29 @@ export function httpStatusOf(code: ErrorCode): number {
   return HTTP_STATUS[code];
 }
 
+/**
+ * gRPC status codes (the numbers are fixed by the gRPC spec, so the core needs no gRPC library).
+ * The codes are gRPC's names already, so the mapping is one to one, as Triton's is.
+ */
+const GRPC_STATUS: Record<ErrorCode, number> = {
+  CANCELLED: 1,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+};
+
+export function grpcStatusOf(code: ErrorCode): number {
+  return GRPC_STATUS[code];
+}
+
 /** Anything thrown is reported as a NereidError; unknown failures become INTERNAL with their message. */
 export function asNereidError(error: unknown): NereidError {
   if (error instanceof NereidError) return error;

@@ -2,6 +2,7 @@
  * The one internal request and response that every front end (HTTP, gRPC, batch jobs, the
  * library API) translates to and from.
  */
+import { invalidArgument } from './errors.js';
 import type { Tensor } from './tensor.js';
 
 export type ParameterValue = string | number | boolean;
@@ -17,6 +18,18 @@ export interface RequestedOutput {
   /** Triton's classification extension: answer the top N classes as "score:index:label". */
   classCount?: number;
   parameters?: Parameters;
+}
+
+/**
+ * A requested output from its wire parameters: Triton's classification extension asks for the top
+ * `class_count` classes (0 means the plain tensor). Every front end reads it the same way.
+ */
+export function requestedOutputOf(name: string, parameters: Parameters | undefined): RequestedOutput {
+  const classCount = parameters?.class_count;
+  if (classCount !== undefined && typeof classCount !== 'number') {
+    throw invalidArgument(`output '${name}': class_count must be a number`);
+  }
+  return { name, classCount: classCount === 0 ? undefined : classCount, parameters };
 }
 
 export interface InferenceRequest {

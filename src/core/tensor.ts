@@ -1,7 +1,15 @@
 import {
   allocateTypedArray,
+  byteSize,
+  bytesOfTypedArray,
+  decodeBytesElements,
+  elementCount,
+  encodeBytesElements,
   halfToNumber,
+  isDatatype,
   numberToHalf,
+  typedArrayFromBytes,
+  DATATYPES,
   type Datatype,
   type NumericArray,
   type TensorData,
@@ -74,6 +82,127 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
     numbers[index] = datatype === 'FP16' ? numberToHalf(value) : value;
   });
   return data;
+}
+
+/**
+ * Typed tensor contents as the V2 gRPC protocol sends them (InferTensorContents): one repeated
+ * field per family of datatypes. 64-bit integers may arrive as decimal strings, so none is rounded.
+ */
+export interface TensorContents {
+  bool_contents?: readonly boolean[];
+  int_contents?: readonly number[];
+  int64_contents?: readonly (number | string | bigint)[];
+  uint_contents?: readonly number[];
+  uint64_contents?: readonly (number | string | bigint)[];
+  fp32_contents?: readonly number[];
+  fp64_contents?: readonly number[];
+  bytes_contents?: readonly Uint8Array[];
+}
+
+type ContentsField = keyof TensorContents;
+
+/** The contents field that carries each datatype; FP16 has none and travels only as raw bytes. */
+const CONTENTS_FIELD: Record<Datatype, ContentsField | undefined> = {
+  BOOL: 'bool_contents',
+  UINT8: 'uint_contents',
+  UINT16: 'uint_contents',
+  UINT32: 'uint_contents',
+  UINT64: 'uint64_contents',
+  INT8: 'int_contents',
+  INT16: 'int_contents',
+  INT32: 'int_contents',
+  INT64: 'int64_contents',
+  FP16: undefined,
+  FP32: 'fp32_contents',
+  FP64: 'fp64_contents',
+  BYTES: 'bytes_contents',
+};
+
+const CONTENTS_FIELDS: readonly ContentsField[] = [
+  'bool_contents',
+  'int_contents',
+  'int64_contents',
+  'uint_contents',
+  'uint64_contents',
+  'fp32_contents',
+  'fp64_contents',
+  'bytes_contents',
+];
+
+/**
+ * Converts typed contents to tensor contents with the same element checks as JSON `data`
+ * (INT8 values must fit INT8, and so on), after checking the field matches the datatype.
+ */
+export function tensorDataFromContents(name: string, datatype: Datatype, contents: TensorContents): TensorData {
+  const field = CONTENTS_FIELD[datatype];
+  const stray = CONTENTS_FIELDS.find((other) => other !== field && (contents[other]?.length ?? 0) > 0);
+  if (field === undefined) {
+    throw invalidArgument(`input '${name}': ${datatype} has no typed contents field; send it as raw little-endian bytes (raw_input_contents)`);
+  }
+  if (stray) {
+    throw invalidArgument(`input '${name}' is ${datatype}, whose contents go in ${field}, but the request sets ${stray}`);
+  }
+  const values = contents[field] ?? [];
+  if (datatype === 'BYTES') {
+    return (values as readonly Uint8Array[]).map((element) =>
+      Buffer.isBuffer(element) ? element : Buffer.from(element.buffer, element.byteOffset, element.byteLength),
+    );
+  }
+  if (datatype === 'INT64' || datatype === 'UINT64') {
+    return tensorDataFromJson(
+      name,
+      datatype,
+      (values as readonly (number | string | bigint)[]).map((value) => (typeof value === 'bigint' ? value.toString() : value)),
+    );
+  }
+  return tensorDataFromJson(name, datatype, values as unknown[]);
+}
+
+/** Checks a wire datatype name; every front end reports an unknown one the same way. */
+export function checkDatatype(name: string, value: unknown): Datatype {
+  if (!isDatatype(value)) {
+    throw invalidArgument(`input '${name}': datatype must be one of ${DATATYPES.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Checks a wire shape: an array of non-negative integers. */
+export function checkShape(name: string, value: unknown): number[] {
+  if (!Array.isArray(value) || value.some((dim) => !Number.isSafeInteger(dim) || dim < 0)) {
+    throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(value)}`);
+  }
+  return value as number[];
+}
+
+/**
+ * Reads tensor contents from raw little-endian bytes (BYTES: 4-byte length-prefixed elements), as
+ * Triton's binary tensor data and gRPC raw_input_contents carry them. `sizeSource` names where the
+ * byte count came from in the client's terms (e.g. "binary_data_size").
+ */
+export function tensorDataFromBytes(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): TensorData {
+  const count = elementCount(shape);
+  if (datatype === 'BYTES') {
+    const elements = decodeBytesElements(bytes);
+    if (!elements) {
+      throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
+    }
+    if (elements.length !== count) {
+      throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${elements.length}`);
+    }
+    return elements;
+  }
+  const expected = count * byteSize(datatype);
+  if (bytes.length !== expected) {
+    throw invalidArgument(
+      `input '${name}': ${datatype} [${shape.join(',')}] needs ${expected} bytes of binary data, got ${sizeSource} ${bytes.length}`,
+    );
+  }
+  return typedArrayFromBytes(datatype, bytes);
+}
+
+/** Tensor contents as raw little-endian bytes (BYTES length-prefixed): the inverse of tensorDataFromBytes. */
+export function tensorDataToBytes(datatype: Datatype, data: TensorData): Buffer {
+  return datatype === 'BYTES' ? encodeBytesElements(data as Buffer[]) : bytesOfTypedArray(data as NumericArray);
 }
 
 /** The JSON form of tensor contents: flat, row-major, as Triton answers. */

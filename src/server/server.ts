@@ -67,7 +67,8 @@ export class Server {
     await Promise.all(
       names.map(async (name) => {
         this.requiredAtStart.add(name);
-        await this.repository.load(name).catch(() => undefined); // already logged and kept as the model's state
+        // The repository logs a failed load and keeps it as the model's state; the others keep loading.
+        await this.repository.load(name).catch(() => undefined);
       }),
     );
     this.started = true;

@@ -2,22 +2,10 @@
  * Translates V2 HTTP bodies (JSON, and Triton's binary tensor data extension) to the core's
  * InferenceRequest and back. Only wire format lives here; the model rules are the core's.
  */
-import {
-  byteSize,
-  bytesOfTypedArray,
-  decodeBytesElements,
-  elementCount,
-  encodeBytesElements,
-  isDatatype,
-  typedArrayFromBytes,
-  DATATYPES,
-  type Datatype,
-  type NumericArray,
-  type TensorData,
-} from '../../core/datatype.js';
+import type { Datatype, TensorData } from '../../core/datatype.js';
 import { invalidArgument } from '../../core/errors.js';
-import type { InferenceRequest, InferenceResponse, InferInput, Parameters, RequestedOutput } from '../../core/inference.js';
-import { tensorDataFromJson, tensorDataToJson } from '../../core/tensor.js';
+import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
+import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../../core/tensor.js';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -47,24 +35,7 @@ function parseParameters(value: unknown, where: string): Parameters | undefined 
 }
 
 function binaryTensorData(name: string, datatype: Datatype, shape: number[], bytes: Buffer): TensorData {
-  const count = elementCount(shape);
-  if (datatype === 'BYTES') {
-    const elements = decodeBytesElements(bytes);
-    if (!elements) {
-      throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
-    }
-    if (elements.length !== count) {
-      throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${elements.length}`);
-    }
-    return elements;
-  }
-  const expected = count * byteSize(datatype);
-  if (bytes.length !== expected) {
-    throw invalidArgument(
-      `input '${name}': ${datatype} [${shape.join(',')}] needs ${expected} bytes of binary data, got binary_data_size ${bytes.length}`,
-    );
-  }
-  return typedArrayFromBytes(datatype, bytes);
+  return tensorDataFromBytes(name, datatype, shape, bytes, 'binary_data_size');
 }
 
 /**
@@ -96,14 +67,8 @@ export function decodeInferRequest(
     if (!isObject(raw)) throw invalidArgument(`inputs[${index}] must be an object`);
     const name = raw.name;
     if (typeof name !== 'string' || name === '') throw invalidArgument(`inputs[${index}] needs a 'name'`);
-    if (!isDatatype(raw.datatype)) {
-      throw invalidArgument(`input '${name}': datatype must be one of ${DATATYPES.join(', ')}, got ${JSON.stringify(raw.datatype)}`);
-    }
-    const datatype = raw.datatype;
-    if (!Array.isArray(raw.shape) || raw.shape.some((dim) => !Number.isInteger(dim) || dim < 0)) {
-      throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(raw.shape)}`);
-    }
-    const shape = raw.shape as number[];
+    const datatype = checkDatatype(name, raw.datatype);
+    const shape = checkShape(name, raw.shape);
     const inputParameters = parseParameters(raw.parameters, `input '${name}'`);
     const binarySize = inputParameters?.binary_data_size;
     let data: TensorData;
@@ -137,12 +102,7 @@ export function decodeInferRequest(
     if (!Array.isArray(header.outputs)) throw invalidArgument(`'outputs' must be an array`);
     outputs = header.outputs.map((raw: unknown, index: number) => {
       if (!isObject(raw) || typeof raw.name !== 'string') throw invalidArgument(`outputs[${index}] needs a 'name'`);
-      const outputParameters = parseParameters(raw.parameters, `output '${raw.name}'`);
-      const classCount = outputParameters?.class_count;
-      if (classCount !== undefined && typeof classCount !== 'number') {
-        throw invalidArgument(`output '${raw.name}': class_count must be a number`);
-      }
-      return { name: raw.name, classCount: classCount === 0 ? undefined : classCount, parameters: outputParameters };
+      return requestedOutputOf(raw.name, parseParameters(raw.parameters, `output '${raw.name}'`));
     });
   }
   return {
@@ -151,8 +111,10 @@ export function decodeInferRequest(
   };
 }
 
-function tensorBytes(datatype: Datatype, data: TensorData): Buffer {
-  return datatype === 'BYTES' ? encodeBytesElements(data as Buffer[]) : bytesOfTypedArray(data as NumericArray);
+/** JSON `data` text; 64-bit integers are written digit for digit, where JSON.stringify would round them to doubles. */
+function jsonDataText(datatype: Datatype, data: TensorData): string {
+  if (datatype === 'INT64' || datatype === 'UINT64') return `[${Array.from(data as BigInt64Array, String).join(',')}]`;
+  return JSON.stringify(tensorDataToJson(datatype, data));
 }
 
 /** Writes a response as JSON, or as a JSON header followed by binary outputs when any output asks for binary. */
@@ -165,21 +127,19 @@ export function encodeInferResponse(
   const outputs = response.outputs.map((output) => {
     const requested = requestedOutputs?.find((candidate) => candidate.name === output.name);
     const binary = (requested?.parameters?.binary_data as boolean | undefined) ?? binaryOutputByDefault;
-    const base = { name: output.name, datatype: output.datatype, shape: output.shape };
-    if (!binary) return { ...base, data: tensorDataToJson(output.datatype, output.data) };
-    const bytes = tensorBytes(output.datatype, output.data);
+    const base = JSON.stringify({ name: output.name, datatype: output.datatype, shape: output.shape });
+    if (!binary) return `${base.slice(0, -1)},"data":${jsonDataText(output.datatype, output.data)}}`;
+    const bytes = tensorDataToBytes(output.datatype, output.data);
     chunks.push(bytes);
-    return { ...base, parameters: { binary_data_size: bytes.length } };
+    return `${base.slice(0, -1)},"parameters":${JSON.stringify({ binary_data_size: bytes.length })}}`;
   });
-  const header = Buffer.from(
-    JSON.stringify({
-      model_name: response.model,
-      model_version: response.version,
-      ...(response.id !== undefined ? { id: response.id } : {}),
-      ...(response.parameters ? { parameters: response.parameters } : {}),
-      outputs,
-    }),
-  );
+  const head = JSON.stringify({
+    model_name: response.model,
+    model_version: response.version,
+    ...(response.id !== undefined ? { id: response.id } : {}),
+    ...(response.parameters ? { parameters: response.parameters } : {}),
+  });
+  const header = Buffer.from(`${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`);
   if (chunks.length === 0) return { body: header };
   return { body: Buffer.concat([header, ...chunks]), headerLength: header.length };
 }

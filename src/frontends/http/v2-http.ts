@@ -2,8 +2,9 @@
  * The KServe Open Inference Protocol (V2) over HTTP, with Triton's extensions, as a thin
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { gunzip, inflate as inflateZlib } from 'node:zlib';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { BEARER_TOKEN_MESSAGE, bearerTokenMatches } from '../../core/auth.js';
 import { asNereidError, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
 import type { Server } from '../../server/server.js';
 import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from './v2-http-codec.js';
@@ -23,14 +24,6 @@ function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
   return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: error.message });
 }
 
-function tokenMatches(presented: string, tokens: readonly string[]): boolean {
-  const given = Buffer.from(presented);
-  return tokens.some((token) => {
-    const expected = Buffer.from(token);
-    return expected.length === given.length && timingSafeEqual(expected, given);
-  });
-}
-
 function bodyObject(request: FastifyRequest, what: string): Record<string, unknown> {
   const body = request.body as Buffer | undefined;
   if (!body || body.length === 0) return {};
@@ -47,21 +40,41 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     loggerInstance: server.logger.child({ frontEnd: 'http' }) as FastifyBaseLogger,
     bodyLimit: maxBodyBytes,
     logController: new LogController({ disableRequestLogging: true }),
+    // Long enough for any model name the repository accepts, so the core answers with its own message.
+    routerOptions: { maxParamLength: 1024 },
+    // Errors the router raises before any route runs (a bad %-escape, an over-long path segment) get the same {"error"} body.
+    frameworkErrors: (error, _request, reply) => {
+      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : error.code === 'FST_ERR_BAD_URL' ? 400 : 500;
+      return (reply as unknown as FastifyReply).code(status).type('application/json').send({ error: error.message });
+    },
   });
 
   // Every body is read as bytes: infer requests may be JSON followed by binary tensors.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  // Triton's clients may compress requests (request_compression_algorithm gzip/deflate); the decoded size is bounded too.
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    const encoding = String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (encoding === 'identity' || encoding === '') return done(null, body);
+    const inflate = encoding === 'gzip' || encoding === 'x-gzip' ? gunzip : encoding === 'deflate' ? inflateZlib : undefined;
+    if (!inflate) {
+      return done(invalidArgument(`unsupported Content-Encoding '${encoding}' (supported: gzip, deflate, identity)`), undefined);
+    }
+    inflate(body as Buffer, { maxOutputLength: maxBodyBytes }, (error, decoded) => {
+      if (!error) return done(null, decoded);
+      if ((error as Error & { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+        return done(Object.assign(new Error('decompressed body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE' }), undefined);
+      }
+      done(invalidArgument(`the request body is not valid ${encoding} data (Content-Encoding: ${encoding}): ${error.message}`), undefined);
+    });
+  });
 
   if (options.authTokens?.length) {
     const tokens = options.authTokens;
     app.addHook('onRequest', async (request, reply) => {
       if (request.url.startsWith('/v2/health/')) return;
-      const header = request.headers.authorization ?? '';
-      const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
-      if (!presented || !tokenMatches(presented, tokens)) {
+      if (!bearerTokenMatches(request.headers.authorization, tokens)) {
         reply.header('www-authenticate', 'Bearer');
-        return sendError(reply, new NereidError('UNAUTHENTICATED', 'missing or invalid bearer token (Authorization: Bearer <token>)'));
+        return sendError(reply, new NereidError('UNAUTHENTICATED', BEARER_TOKEN_MESSAGE));
       }
     });
   }

@@ -1,0 +1,274 @@
+/**
+ * Translates V2 gRPC messages (as @grpc/proto-loader decodes them with PROTO_LOADER_OPTIONS) to the
+ * core's InferenceRequest and back, and the core's answers to the protocol's messages. Only wire
+ * format lives here; the checks and messages are the core's, shared with HTTP.
+ */
+import { invalidArgument } from '../../core/errors.js';
+import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters } from '../../core/inference.js';
+import {
+  checkDatatype,
+  checkShape,
+  tensorDataFromBytes,
+  tensorDataFromContents,
+  tensorDataToBytes,
+  type TensorContents,
+} from '../../core/tensor.js';
+import type { CompletedModelConfig } from '../../repository/model-config.js';
+import type { RepositoryIndexEntry } from '../../repository/model-repository.js';
+
+/** int64/uint64 values: decimal strings when decoded (longs: String); numbers are accepted when encoding. */
+type Int64 = string | number;
+
+/** InferParameter / ModelRepositoryParameter: a oneof, `parameter_choice` names the member that is set. */
+export interface ParameterMessage {
+  parameter_choice?: string;
+  bool_param?: boolean;
+  int64_param?: Int64;
+  string_param?: string;
+  double_param?: number;
+  uint64_param?: Int64;
+  bytes_param?: Buffer;
+}
+
+export type ParameterMap = Record<string, ParameterMessage>;
+
+export interface InferInputTensorMessage {
+  name: string;
+  datatype: string;
+  shape: Int64[];
+  parameters?: ParameterMap;
+  contents?: TensorContents | null;
+}
+
+export interface ModelInferRequestMessage {
+  model_name: string;
+  model_version?: string;
+  id?: string;
+  parameters?: ParameterMap;
+  inputs: InferInputTensorMessage[];
+  outputs?: { name: string; parameters?: ParameterMap }[];
+  raw_input_contents?: Buffer[];
+}
+
+export interface ModelInferResponseMessage {
+  model_name: string;
+  model_version: string;
+  id: string;
+  parameters: ParameterMap;
+  outputs: { name: string; datatype: string; shape: number[]; parameters: ParameterMap }[];
+  raw_output_contents: Buffer[];
+}
+
+/** 64-bit integers become numbers when exact, else stay decimal strings (never silently rounded). */
+function int64Value(value: Int64): number | string {
+  const number = Number(value);
+  return Number.isSafeInteger(number) ? number : String(value);
+}
+
+/** InferParameter map -> the core's parameters; undefined when there are none (as HTTP without 'parameters'). */
+export function parametersFromProto(map: ParameterMap | undefined, where: string): Parameters | undefined {
+  const entries = Object.entries(map ?? {});
+  if (entries.length === 0) return undefined;
+  const parameters: Parameters = {};
+  for (const [key, parameter] of entries) {
+    switch (parameter?.parameter_choice) {
+      case 'bool_param':
+        parameters[key] = parameter.bool_param === true;
+        break;
+      case 'int64_param':
+        parameters[key] = int64Value(parameter.int64_param ?? 0);
+        break;
+      case 'uint64_param':
+        parameters[key] = int64Value(parameter.uint64_param ?? 0);
+        break;
+      case 'double_param':
+        parameters[key] = parameter.double_param ?? 0;
+        break;
+      case 'string_param':
+        parameters[key] = parameter.string_param ?? '';
+        break;
+      default:
+        throw invalidArgument(`${where}: parameter '${key}' must be a string, number or boolean`);
+    }
+  }
+  return parameters;
+}
+
+/** The core's parameters -> InferParameter map: integers as int64_param, other numbers as double_param. */
+export function parametersToProto(parameters: Parameters | undefined): ParameterMap {
+  const map: ParameterMap = {};
+  for (const [key, value] of Object.entries(parameters ?? {})) {
+    if (typeof value === 'boolean') map[key] = { bool_param: value };
+    else if (typeof value === 'string') map[key] = { string_param: value };
+    else if (Number.isSafeInteger(value)) map[key] = { int64_param: value };
+    else map[key] = { double_param: value };
+  }
+  return map;
+}
+
+/**
+ * ModelInferRequest -> InferenceRequest. Each input's contents are either typed (`contents`, the
+ * field matching its datatype) or raw (`raw_input_contents`, one entry per input in order), never both.
+ */
+export function decodeModelInferRequest(message: ModelInferRequestMessage): InferenceRequest {
+  const raw = message.raw_input_contents ?? [];
+  const inputsMessage = message.inputs ?? [];
+  if (raw.length > 0 && raw.length !== inputsMessage.length) {
+    throw invalidArgument(
+      `raw_input_contents has ${raw.length} entries but the request has ${inputsMessage.length} inputs; send one entry per input, in the order of 'inputs'`,
+    );
+  }
+  const parameters = parametersFromProto(message.parameters, 'request');
+  const inputs: InferInput[] = inputsMessage.map((input, index) => {
+    const name = input.name;
+    if (!name) throw invalidArgument(`inputs[${index}] needs a 'name'`);
+    const datatype = checkDatatype(name, input.datatype);
+    const shape = checkShape(name, (input.shape ?? []).map(Number));
+    const inputParameters = parametersFromProto(input.parameters, `input '${name}'`);
+    let data;
+    if (raw.length > 0) {
+      if (input.contents) throw invalidArgument(`input '${name}' has both contents and raw_input_contents; send one`);
+      data = tensorDataFromBytes(name, datatype, shape, raw[index], `raw_input_contents[${index}] size`);
+    } else {
+      if (!input.contents) throw invalidArgument(`input '${name}' has no contents (and no raw_input_contents)`);
+      data = tensorDataFromContents(name, datatype, input.contents);
+    }
+    return { name, datatype, shape, data, parameters: inputParameters };
+  });
+  const outputs = message.outputs?.length
+    ? message.outputs.map((output) => requestedOutputOf(output.name, parametersFromProto(output.parameters, `output '${output.name}'`)))
+    : undefined;
+  return {
+    model: message.model_name,
+    version: message.model_version || undefined,
+    id: message.id || undefined,
+    parameters,
+    inputs,
+    outputs,
+  };
+}
+
+/** InferenceResponse -> ModelInferResponse with every output in raw_output_contents, as Triton answers. */
+export function encodeModelInferResponse(response: InferenceResponse): ModelInferResponseMessage {
+  return {
+    model_name: response.model,
+    model_version: response.version,
+    id: response.id ?? '',
+    parameters: parametersToProto(response.parameters),
+    outputs: response.outputs.map((output) => ({
+      name: output.name,
+      datatype: output.datatype,
+      shape: output.shape,
+      parameters: parametersToProto(output.parameters),
+    })),
+    raw_output_contents: response.outputs.map((output) => tensorDataToBytes(output.datatype, output.data)),
+  };
+}
+
+/** ModelRepositoryParameter map -> the load parameters the core reads (`config`: a JSON string). */
+export function repositoryParametersFromProto(map: ParameterMap | undefined): Record<string, unknown> {
+  const parameters: Record<string, unknown> = {};
+  for (const [key, parameter] of Object.entries(map ?? {})) {
+    switch (parameter?.parameter_choice) {
+      case 'bool_param':
+        parameters[key] = parameter.bool_param === true;
+        break;
+      case 'int64_param':
+        parameters[key] = int64Value(parameter.int64_param ?? 0);
+        break;
+      case 'string_param':
+        parameters[key] = parameter.string_param ?? '';
+        break;
+      case 'bytes_param':
+        parameters[key] = parameter.bytes_param ?? Buffer.alloc(0);
+        break;
+      default:
+        throw invalidArgument(`load parameter '${key}' has no value`);
+    }
+  }
+  return parameters;
+}
+
+export function repositoryIndexToProto(entries: readonly RepositoryIndexEntry[]) {
+  return {
+    models: entries.map((entry) => ({
+      name: entry.name,
+      version: entry.version ?? '',
+      state: entry.state ?? '',
+      reason: entry.reason ?? '',
+    })),
+  };
+}
+
+const INPUT_FORMATS = new Set(['FORMAT_NONE', 'FORMAT_NHWC', 'FORMAT_NCHW']);
+
+type QueuePolicy = NonNullable<CompletedModelConfig['dynamic_batching']>['default_queue_policy'];
+
+function queuePolicyToProto(policy: QueuePolicy) {
+  return {
+    timeout_action: policy.timeout_action,
+    default_timeout_microseconds: policy.default_timeout_microseconds,
+    allow_timeout_override: policy.allow_timeout_override,
+    max_queue_size: policy.max_queue_size,
+  };
+}
+
+/**
+ * The completed config as model_config.proto's ModelConfig. Fields are copied one by one, so a
+ * field the proto lacks (configs are loose objects) can neither leak nor break serialization.
+ */
+export function modelConfigToProto(config: CompletedModelConfig) {
+  const policy = config.version_policy;
+  const batching = config.dynamic_batching;
+  return {
+    name: config.name,
+    platform: config.platform,
+    backend: config.backend,
+    version_policy:
+      'latest' in policy
+        ? { latest: { num_versions: policy.latest.num_versions } }
+        : 'specific' in policy
+          ? { specific: { versions: policy.specific.versions } }
+          : { all: {} },
+    max_batch_size: config.max_batch_size,
+    input: config.input.map((input) => ({
+      name: input.name,
+      data_type: input.data_type,
+      format: input.format !== undefined && INPUT_FORMATS.has(input.format) ? input.format : 'FORMAT_NONE',
+      dims: input.dims,
+      reshape: input.reshape ? { shape: input.reshape.shape } : null,
+      optional: input.optional,
+    })),
+    output: config.output.map((output) => ({
+      name: output.name,
+      data_type: output.data_type,
+      dims: output.dims,
+      reshape: output.reshape ? { shape: output.reshape.shape } : null,
+      label_filename: output.label_filename ?? '',
+    })),
+    dynamic_batching: batching
+      ? {
+          preferred_batch_size: batching.preferred_batch_size,
+          max_queue_delay_microseconds: batching.max_queue_delay_microseconds,
+          preserve_ordering: batching.preserve_ordering,
+          priority_levels: batching.priority_levels,
+          default_priority_level: batching.default_priority_level,
+          default_queue_policy: queuePolicyToProto(batching.default_queue_policy),
+          priority_queue_policy: Object.fromEntries(
+            Object.entries(batching.priority_queue_policy ?? {}).map(([level, queue]) => [level, queuePolicyToProto(queue)]),
+          ),
+        }
+      : null,
+    instance_group: config.instance_group.map((group) => ({
+      name: group.name ?? '',
+      kind: group.kind,
+      count: group.count,
+      gpus: 'gpus' in group && Array.isArray(group.gpus) ? group.gpus : [],
+    })),
+    default_model_filename: config.default_model_filename ?? '',
+    parameters: Object.fromEntries(
+      Object.entries(config.parameters).map(([key, value]) => [key, { string_value: value.string_value }]),
+    ),
+    response_cache: config.response_cache ? { enable: config.response_cache.enable } : null,
+  };
+}

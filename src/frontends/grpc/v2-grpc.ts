@@ -1,0 +1,243 @@
+/**
+ * The KServe Open Inference Protocol (V2) over gRPC — Triton's `inference.GRPCInferenceService` —
+ * as a thin translator over the Server core, beside the HTTP front end: each RPC decodes its
+ * message, calls the core, and encodes the answer. Errors map to gRPC codes in core/errors.ts.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { checkBearerToken } from '../../core/auth.js';
+import { asNereidError, grpcStatusOf, NereidError } from '../../core/errors.js';
+import type { Server } from '../../server/server.js';
+import {
+  decodeModelInferRequest,
+  encodeModelInferResponse,
+  modelConfigToProto,
+  repositoryIndexToProto,
+  repositoryParametersFromProto,
+  type ModelInferRequestMessage,
+  type ParameterMap,
+} from './v2-grpc-codec.js';
+import { loadInferenceProto } from './v2-grpc-proto.js';
+
+/** Options of the gRPC front end; the defaults are Triton's, and the message limit matches HTTP's body limit. */
+export const grpcFrontEndOptionsSchema = z.object({
+  /** Largest request message accepted (grpc.max_receive_message_length); larger ones get RESOURCE_EXHAUSTED. */
+  maxReceiveMessageBytes: z.number().int().positive().default(64 * 1024 * 1024),
+  /** Largest response message sent (grpc.max_send_message_length); larger ones fail with RESOURCE_EXHAUSTED. */
+  maxSendMessageBytes: z.number().int().positive().default(64 * 1024 * 1024),
+  /** grpc.keepalive_time_ms: ping a connection after this long without activity (Triton: 2 hours). */
+  keepaliveTimeMs: z.number().int().positive().default(7_200_000),
+  /** grpc.keepalive_timeout_ms: close the connection when a ping is not answered within this (Triton: 20 s). */
+  keepaliveTimeoutMs: z.number().int().positive().default(20_000),
+  /** grpc.http2.min_ping_interval_without_data_ms (Triton: 5 minutes). Passed to grpc-js, which does not enforce it yet. */
+  http2MinPingIntervalWithoutDataMs: z.number().int().nonnegative().default(300_000),
+  /** grpc.keepalive_permit_without_calls (Triton: false). Passed to grpc-js, whose server does not enforce it yet. */
+  keepalivePermitWithoutCalls: z.boolean().default(false),
+  /** When set, every RPC but ServerLive and ServerReady needs metadata `authorization: Bearer <one of these>`. */
+  authTokens: z.array(z.string().min(1)).default([]),
+});
+
+export type GrpcFrontEndOptions = z.input<typeof grpcFrontEndOptionsSchema>;
+
+export interface GrpcFrontEnd {
+  /** The grpc-js server, for callers that need more than listen/close. */
+  readonly grpcServer: grpc.Server;
+  /** Binds `host:port` (port 0 picks a free one) and answers the port bound. */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting calls, lets running ones finish for up to `graceMs`, then cancels the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** RPCs of the service that Nereid does not implement, with what to do instead. */
+const UNIMPLEMENTED_REASONS: Record<string, string> = {
+  SystemSharedMemoryStatus: 'system shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
+  SystemSharedMemoryRegister: 'system shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
+  SystemSharedMemoryUnregister: 'system shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
+  CudaSharedMemoryStatus: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
+  CudaSharedMemoryRegister: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
+  CudaSharedMemoryUnregister: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
+  TraceSetting: 'trace settings are not supported by Nereid',
+  LogSettings: 'log settings are not supported over the API by Nereid; start the server with --log-verbose',
+};
+
+/** Health probes stay open when bearer tokens are required, as over HTTP. */
+const OPEN_METHODS = new Set(['ServerLive', 'ServerReady']);
+
+type GrpcError = Error & { code: grpc.status; details: string };
+
+function grpcError(error: NereidError): GrpcError {
+  return Object.assign(new Error(error.message), { code: grpcStatusOf(error.code) as grpc.status, details: error.message });
+}
+
+function authorizationOf(metadata: grpc.Metadata): string | undefined {
+  const value = metadata.get('authorization')[0];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** `host:port` for grpc-js, with brackets around an IPv6 address. */
+function bindAddress(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions = {}): GrpcFrontEnd {
+  const settings = grpcFrontEndOptionsSchema.parse(options);
+  const logger: Logger = server.logger.child({ frontEnd: 'grpc' });
+  const { service } = loadInferenceProto();
+  const grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': settings.maxReceiveMessageBytes,
+    'grpc.max_send_message_length': settings.maxSendMessageBytes,
+    'grpc.keepalive_time_ms': settings.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': settings.keepaliveTimeoutMs,
+    'grpc.http2.min_ping_interval_without_data_ms': settings.http2MinPingIntervalWithoutDataMs,
+    'grpc.keepalive_permit_without_calls': settings.keepalivePermitWithoutCalls ? 1 : 0,
+  });
+
+  /** Any failure as a gRPC status: NereidErrors keep their code and message; anything else is INTERNAL and logged. */
+  const failure = (method: string, error: unknown): GrpcError => {
+    const nereid = asNereidError(error);
+    if (!(error instanceof NereidError)) logger.error({ err: error, method }, `${method} failed`);
+    return grpcError(nereid);
+  };
+
+  const authorize = (method: string, metadata: grpc.Metadata): void => {
+    if (!OPEN_METHODS.has(method)) checkBearerToken(authorizationOf(metadata), settings.authTokens);
+  };
+
+  /** A unary RPC: authorize, run `handle`, answer its result or its error. Nothing thrown escapes. */
+  const unary =
+    <Request, Response>(method: string, handle: (request: Request, call: grpc.ServerUnaryCall<Request, Response>) => Response | Promise<Response>) =>
+    (call: grpc.ServerUnaryCall<Request, Response>, callback: grpc.sendUnaryData<Response>): void => {
+      (async () => {
+        authorize(method, call.metadata);
+        return handle(call.request, call);
+      })().then(
+        (response) => callback(null, response),
+        (error: unknown) => callback(failure(method, error)),
+      );
+    };
+
+  const model = (request: { name: string; version?: string }) => [request.name, request.version || undefined] as const;
+
+  const handlers: grpc.UntypedServiceImplementation = {
+    ServerLive: unary('ServerLive', () => ({ live: server.live })),
+    ServerReady: unary('ServerReady', () => ({ ready: server.ready })),
+    ModelReady: unary('ModelReady', (request: { name: string; version: string }) => ({ ready: server.modelReady(...model(request)) })),
+    ServerMetadata: unary('ServerMetadata', () => server.metadata()),
+    ModelMetadata: unary('ModelMetadata', (request: { name: string; version: string }) => server.modelMetadata(...model(request))),
+    ModelConfig: unary('ModelConfig', (request: { name: string; version: string }) => ({
+      config: modelConfigToProto(server.modelConfig(...model(request))),
+    })),
+    ModelStatistics: unary('ModelStatistics', (request: { name: string; version: string }) =>
+      server.modelStatistics(request.name || undefined, request.version || undefined),
+    ),
+    RepositoryIndex: unary('RepositoryIndex', async (request: { ready: boolean }) =>
+      repositoryIndexToProto(await server.repositoryIndex(request.ready)),
+    ),
+    RepositoryModelLoad: unary('RepositoryModelLoad', async (request: { model_name: string; parameters: ParameterMap }) => {
+      await server.loadModel(request.model_name, repositoryParametersFromProto(request.parameters));
+      return {};
+    }),
+    RepositoryModelUnload: unary('RepositoryModelUnload', async (request: { model_name: string }) => {
+      await server.unloadModel(request.model_name);
+      return {};
+    }),
+    ModelInfer: unary('ModelInfer', async (message: ModelInferRequestMessage, call) => {
+      const request = decodeModelInferRequest(message);
+      // A client that cancels (or whose deadline passes) frees its place in the queue.
+      const abort = new AbortController();
+      call.once('cancelled', () => abort.abort());
+      request.signal = abort.signal;
+      return encodeModelInferResponse(await server.infer(request));
+    }),
+    ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMessage, unknown>) => modelStreamInfer(call),
+  };
+
+  /**
+   * Many requests on one stream, processed concurrently; each answer carries its request's id. A
+   * failed request is answered with error_message (and the id) and the stream goes on; the stream
+   * ends once the client has finished sending and every answer is written.
+   */
+  const modelStreamInfer = (call: grpc.ServerDuplexStream<ModelInferRequestMessage, unknown>): void => {
+    try {
+      authorize('ModelStreamInfer', call.metadata);
+    } catch (error) {
+      call.emit('error', failure('ModelStreamInfer', error));
+      return;
+    }
+    const running = new Set<AbortController>();
+    let inputEnded = false;
+    let finished = false;
+    const finishWhenDone = () => {
+      if (inputEnded && running.size === 0 && !finished) {
+        finished = true;
+        call.end();
+      }
+    };
+    call.on('data', (message: ModelInferRequestMessage) => {
+      const abort = new AbortController();
+      running.add(abort);
+      (async () => {
+        const request = decodeModelInferRequest(message);
+        request.signal = abort.signal;
+        return { error_message: '', infer_response: encodeModelInferResponse(await server.infer(request)) };
+      })()
+        .catch((error: unknown) => ({
+          error_message: failure('ModelStreamInfer', error).details,
+          infer_response: { model_name: message.model_name, model_version: message.model_version ?? '', id: message.id ?? '' },
+        }))
+        .then((answer) => {
+          running.delete(abort);
+          if (!finished && !call.cancelled) call.write(answer);
+          finishWhenDone();
+        });
+    });
+    call.on('end', () => {
+      inputEnded = true;
+      finishWhenDone();
+    });
+    call.on('cancelled', () => {
+      finished = true;
+      for (const abort of running) abort.abort();
+    });
+    call.on('error', () => undefined); // a failed write after the client left: nothing more to send
+  };
+
+  for (const [method, definition] of Object.entries(service)) {
+    if (handlers[method]) continue;
+    const reason = UNIMPLEMENTED_REASONS[method] ?? 'this RPC is not supported by Nereid';
+    const refusal = new NereidError('UNIMPLEMENTED', `${method} is not implemented: ${reason}`);
+    if (!definition.requestStream && !definition.responseStream) {
+      handlers[method] = unary(method, () => {
+        throw refusal;
+      });
+    } else {
+      handlers[method] = (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', grpcError(refusal));
+    }
+  }
+  grpcServer.addService(service, handlers);
+
+  return {
+    grpcServer,
+    listen(host: string, port: number): Promise<number> {
+      return new Promise((resolve, reject) => {
+        grpcServer.bindAsync(bindAddress(host, port), grpc.ServerCredentials.createInsecure(), (error, bound) =>
+          error ? reject(error) : resolve(bound),
+        );
+      });
+    },
+    close(graceMs = 5000): Promise<void> {
+      return new Promise((resolve) => {
+        const force = setTimeout(() => {
+          grpcServer.forceShutdown();
+          resolve();
+        }, graceMs);
+        force.unref();
+        grpcServer.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}

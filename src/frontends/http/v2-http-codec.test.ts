@@ -1,0 +1,291 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { InferenceResponse } from '../../core/inference.js';
+import { NereidError } from '../../core/errors.js';
+import { decodeInferRequest, encodeInferResponse } from './v2-http-codec.js';
+
+/** JSON header + binary tensors, as Triton's clients send them. */
+function binaryBody(header: unknown, ...buffers: ArrayBufferView[]): { body: Buffer; headerLength: string } {
+  const json = Buffer.from(JSON.stringify(header));
+  return {
+    body: Buffer.concat([json, ...buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))]),
+    headerLength: String(json.length),
+  };
+}
+
+function lengthPrefixed(...elements: string[]): Buffer {
+  return Buffer.concat(
+    elements.flatMap((element) => {
+      const bytes = Buffer.from(element, 'utf8');
+      const prefix = Buffer.alloc(4);
+      prefix.writeUInt32LE(bytes.length);
+      return [prefix, bytes];
+    }),
+  );
+}
+
+function decodeJson(header: unknown) {
+  return decodeInferRequest(Buffer.from(JSON.stringify(header)), undefined, 'm', undefined);
+}
+
+/** Asserts `fn` throws an INVALID_ARGUMENT NereidError whose message contains every fragment. */
+function assertInvalid(fn: () => unknown, ...fragments: string[]): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof NereidError, `expected a NereidError, got ${String(error)}`);
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    for (const fragment of fragments) assert.ok(error.message.includes(fragment), `'${error.message}' lacks '${fragment}'`);
+    return true;
+  });
+}
+
+test('decodes a JSON request: model, version, id, parameters, nested data flattened, requested outputs', () => {
+  const { request, binaryOutputByDefault } = decodeInferRequest(
+    Buffer.from(
+      JSON.stringify({
+        id: 'req-1',
+        parameters: { priority: 2, custom: 'x', flag: true },
+        inputs: [{ name: 'A', datatype: 'INT32', shape: [2, 2], data: [[1, 2], [3, 4]], parameters: { note: 'n' } }],
+        outputs: [{ name: 'Y', parameters: { class_count: 3 } }, { name: 'Z', parameters: { class_count: 0 } }],
+      }),
+    ),
+    undefined,
+    'simple',
+    '2',
+  );
+  assert.equal(request.model, 'simple');
+  assert.equal(request.version, '2');
+  assert.equal(request.id, 'req-1');
+  assert.deepEqual(request.parameters, { priority: 2, custom: 'x', flag: true });
+  assert.equal(binaryOutputByDefault, false);
+  const [input] = request.inputs;
+  assert.equal(input.name, 'A');
+  assert.equal(input.datatype, 'INT32');
+  assert.deepEqual(input.shape, [2, 2]);
+  assert.ok(input.data instanceof Int32Array);
+  assert.deepEqual(Array.from(input.data as Int32Array), [1, 2, 3, 4]);
+  assert.deepEqual(input.parameters, { note: 'n' });
+  assert.equal(request.outputs?.[0].name, 'Y');
+  assert.equal(request.outputs?.[0].classCount, 3);
+  assert.equal(request.outputs?.[1].classCount, undefined, 'class_count 0 means no classification, as in Triton');
+});
+
+test('binary_data_output makes binary the default for outputs', () => {
+  const { binaryOutputByDefault } = decodeJson({ parameters: { binary_data_output: true }, inputs: [] });
+  assert.equal(binaryOutputByDefault, true);
+});
+
+test('decodes binary tensors of every fixed-size type after the JSON header, misaligned or not', () => {
+  const fp32 = new Float32Array([1.5, -2.25, 3e10]);
+  const i64 = new BigInt64Array([-(2n ** 63n), 2n ** 63n - 1n]);
+  const u64 = new BigUint64Array([2n ** 64n - 1n, 0n]);
+  const fp16 = new Uint16Array([0x3c00, 0xc000]); // 1, -2
+  const bool = new Uint8Array([1, 0, 1]);
+  const i8 = new Int8Array([-128, 127]);
+  for (const pad of ['', ' ', '  ', '   ']) {
+    // JSON.stringify never pads, so vary the id length to move the binary part across alignments.
+    const { body, headerLength } = binaryBody(
+      {
+        id: `x${pad.replace(/ /g, 'y')}`,
+        inputs: [
+          { name: 'F', datatype: 'FP32', shape: [3], parameters: { binary_data_size: 12 } },
+          { name: 'I', datatype: 'INT64', shape: [2], parameters: { binary_data_size: 16 } },
+          { name: 'U', datatype: 'UINT64', shape: [1, 2], parameters: { binary_data_size: 16 } },
+          { name: 'H', datatype: 'FP16', shape: [2], parameters: { binary_data_size: 4 } },
+          { name: 'B', datatype: 'BOOL', shape: [3], parameters: { binary_data_size: 3 } },
+          { name: 'S', datatype: 'INT8', shape: [2], parameters: { binary_data_size: 2 } },
+        ],
+      },
+      fp32,
+      i64,
+      u64,
+      fp16,
+      bool,
+      i8,
+    );
+    const { request } = decodeInferRequest(body, headerLength, 'm', undefined);
+    const byName = Object.fromEntries(request.inputs.map((input) => [input.name, input]));
+    assert.deepEqual(Array.from(byName.F.data as Float32Array), Array.from(fp32));
+    assert.deepEqual(Array.from(byName.I.data as BigInt64Array), Array.from(i64));
+    assert.deepEqual(Array.from(byName.U.data as BigUint64Array), Array.from(u64));
+    assert.deepEqual(Array.from(byName.H.data as Uint16Array), [0x3c00, 0xc000]);
+    assert.deepEqual(Array.from(byName.B.data as Uint8Array), [1, 0, 1]);
+    assert.deepEqual(Array.from(byName.S.data as Int8Array), [-128, 127]);
+    assert.equal(byName.F.parameters, undefined, 'binary_data_size is wire format, not a parameter for the core');
+  }
+});
+
+test('binary and JSON inputs mix; binary parts are consumed in input order', () => {
+  const { body, headerLength } = binaryBody(
+    {
+      inputs: [
+        { name: 'A', datatype: 'INT32', shape: [2], parameters: { binary_data_size: 8 } },
+        { name: 'J', datatype: 'INT32', shape: [1], data: [9] },
+        { name: 'B', datatype: 'INT32', shape: [1], parameters: { binary_data_size: 4 } },
+      ],
+    },
+    new Int32Array([1, 2]),
+    new Int32Array([3]),
+  );
+  const { request } = decodeInferRequest(body, headerLength, 'm', undefined);
+  assert.deepEqual(
+    request.inputs.map((input) => [input.name, Array.from(input.data as Int32Array)]),
+    [
+      ['A', [1, 2]],
+      ['J', [9]],
+      ['B', [3]],
+    ],
+  );
+});
+
+test('decodes binary BYTES as 4-byte little-endian length-prefixed elements', () => {
+  const bytes = lengthPrefixed('hello', '', 'wörld');
+  const { body, headerLength } = binaryBody(
+    { inputs: [{ name: 'T', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: bytes.length } }] },
+    bytes,
+  );
+  const { request } = decodeInferRequest(body, headerLength, 'm', undefined);
+  assert.deepEqual((request.inputs[0].data as Buffer[]).map((element) => element.toString('utf8')), ['hello', '', 'wörld']);
+});
+
+test('refuses bad Inference-Header-Content-Length values', () => {
+  const json = Buffer.from(JSON.stringify({ inputs: [] }));
+  for (const bad of ['abc', '-1', String(json.length + 1), '1.5', 'NaN']) {
+    assertInvalid(() => decodeInferRequest(json, bad, 'm', undefined), 'Inference-Header-Content-Length', `'${bad}'`, `${json.length} bytes`);
+  }
+  // A header length that cuts the JSON short is reported as malformed JSON.
+  assertInvalid(() => decodeInferRequest(json, '5', 'm', undefined), 'malformed JSON');
+});
+
+test('refuses binary sizes that do not add up to the body', () => {
+  const header = { inputs: [{ name: 'A', datatype: 'INT32', shape: [2], parameters: { binary_data_size: 8 } }] };
+  // Too little binary data after the header.
+  const short = binaryBody(header, new Int32Array([1]));
+  assertInvalid(() => decodeInferRequest(short.body, short.headerLength, 'm', undefined), "input 'A'", 'binary_data_size 8', 'runs past the end', '4 binary bytes left');
+  // Bytes left over that no input accounts for.
+  const long = binaryBody(header, new Int32Array([1, 2, 3]));
+  assertInvalid(() => decodeInferRequest(long.body, long.headerLength, 'm', undefined), '4 bytes after the JSON header');
+  // binary_data_size without Inference-Header-Content-Length: the whole body is the JSON, so nothing is left.
+  assertInvalid(() => decodeInferRequest(Buffer.from(JSON.stringify(header)), undefined, 'm', undefined), 'runs past the end');
+});
+
+test('refuses a binary size that does not fit the datatype and shape', () => {
+  const { body, headerLength } = binaryBody(
+    { inputs: [{ name: 'A', datatype: 'FP32', shape: [1, 3], parameters: { binary_data_size: 8 } }] },
+    new Float32Array([1, 2]),
+  );
+  assertInvalid(() => decodeInferRequest(body, headerLength, 'm', undefined), "input 'A'", 'FP32 [1,3] needs 12 bytes', 'binary_data_size 8');
+});
+
+test('refuses BYTES binary data that is not well-formed or holds the wrong element count', () => {
+  const truncated = Buffer.concat([lengthPrefixed('abc'), Buffer.from([10, 0, 0, 0, 1, 2])]); // says 10 bytes, has 2
+  const one = binaryBody({ inputs: [{ name: 'T', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: truncated.length } }] }, truncated);
+  assertInvalid(() => decodeInferRequest(one.body, one.headerLength, 'm', undefined), "input 'T'", '4-byte little-endian');
+  const three = lengthPrefixed('a', 'b', 'c');
+  const two = binaryBody({ inputs: [{ name: 'T', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: three.length } }] }, three);
+  assertInvalid(() => decodeInferRequest(two.body, two.headerLength, 'm', undefined), "input 'T'", 'holds 2 elements', 'holds 3');
+});
+
+test('refuses malformed request structure with messages that name the field', () => {
+  assertInvalid(() => decodeInferRequest(Buffer.from('{"inputs": ['), undefined, 'm', undefined), 'malformed JSON');
+  assertInvalid(() => decodeInferRequest(Buffer.from('[]'), undefined, 'm', undefined), 'JSON object');
+  assertInvalid(() => decodeJson({}), "'inputs'");
+  assertInvalid(() => decodeJson({ id: 7, inputs: [] }), "'id' must be a string");
+  assertInvalid(() => decodeJson({ inputs: [{ datatype: 'INT32', shape: [1], data: [1] }] }), "inputs[0] needs a 'name'");
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'FLOAT', shape: [1], data: [1] }] }), "input 'A'", 'datatype must be one of', '"FLOAT"');
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'INT32', shape: [-1], data: [1] }] }), "input 'A'", 'shape', '[-1]');
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'INT32', shape: [1] }] }), "input 'A' has no 'data'");
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'INT32', shape: [1], data: ['x'] }] }), "input 'A'", 'element 0', '"x"');
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'UINT8', shape: [1], data: [256] }] }), "input 'A'", '[0, 255]');
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'BOOL', shape: [1], data: [1] }] }), "input 'A'", 'true or false');
+  assertInvalid(() => decodeJson({ inputs: [], parameters: { nested: { a: 1 } } }), "parameter 'nested'");
+  assertInvalid(() => decodeJson({ inputs: [], outputs: {} }), "'outputs' must be an array");
+  assertInvalid(() => decodeJson({ inputs: [], outputs: [{ name: 'Y', parameters: { class_count: '3' } }] }), "output 'Y'", 'class_count');
+  assertInvalid(
+    () => decodeJson({ inputs: [{ name: 'A', datatype: 'INT32', shape: [1], data: [1], parameters: { binary_data_size: 4 } }] }),
+    "input 'A' has both 'data' and binary_data_size",
+  );
+  assertInvalid(
+    () => decodeJson({ inputs: [{ name: 'A', datatype: 'INT32', shape: [1], parameters: { binary_data_size: -4 } }] }),
+    'binary_data_size must be a non-negative integer',
+  );
+});
+
+const response: InferenceResponse = {
+  model: 'm',
+  version: '3',
+  id: 'abc',
+  outputs: [
+    { name: 'F', datatype: 'FP32', shape: [1, 2], data: new Float32Array([0.5, -1]) },
+    { name: 'T', datatype: 'BYTES', shape: [2], data: [Buffer.from('hi'), Buffer.from('')] },
+    { name: 'I', datatype: 'INT64', shape: [1], data: new BigInt64Array([-5n]) },
+  ],
+};
+
+test('encodes a JSON response with model, version, id and flat data', () => {
+  const encoded = encodeInferResponse(response, undefined, false);
+  assert.equal(encoded.headerLength, undefined);
+  assert.deepEqual(JSON.parse(encoded.body.toString('utf8')), {
+    model_name: 'm',
+    model_version: '3',
+    id: 'abc',
+    outputs: [
+      { name: 'F', datatype: 'FP32', shape: [1, 2], data: [0.5, -1] },
+      { name: 'T', datatype: 'BYTES', shape: [2], data: ['hi', ''] },
+      { name: 'I', datatype: 'INT64', shape: [1], data: [-5] },
+    ],
+  });
+});
+
+test('64-bit integers in JSON are written exactly, beyond the 2^53 a double holds', () => {
+  const encoded = encodeInferResponse(
+    {
+      model: 'm',
+      version: '1',
+      outputs: [
+        { name: 'I', datatype: 'INT64', shape: [3], data: new BigInt64Array([-(2n ** 63n), 2n ** 53n + 1n, 0n]) },
+        { name: 'U', datatype: 'UINT64', shape: [1], data: new BigUint64Array([2n ** 64n - 1n]) },
+      ],
+    },
+    undefined,
+    false,
+  );
+  const text = encoded.body.toString('utf8');
+  assert.ok(text.includes('"data":[-9223372036854775808,9007199254740993,0]'), text);
+  assert.ok(text.includes('"data":[18446744073709551615]'), text);
+  assert.equal(JSON.parse(text).outputs[1].name, 'U', 'still valid JSON');
+});
+
+test('encodes binary outputs after the JSON header, BYTES length-prefixed; per-output binary_data overrides the default', () => {
+  const encoded = encodeInferResponse(
+    response,
+    [{ name: 'F' }, { name: 'T' }, { name: 'I', parameters: { binary_data: false } }],
+    true,
+  );
+  assert.ok(encoded.headerLength !== undefined);
+  const header = JSON.parse(encoded.body.subarray(0, encoded.headerLength).toString('utf8'));
+  assert.deepEqual(header.outputs, [
+    { name: 'F', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } },
+    { name: 'T', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 10 } },
+    { name: 'I', datatype: 'INT64', shape: [1], data: [-5] },
+  ]);
+  const binary = encoded.body.subarray(encoded.headerLength);
+  assert.equal(binary.length, 18);
+  assert.deepEqual(Array.from(new Float32Array(binary.buffer.slice(binary.byteOffset, binary.byteOffset + 8))), [0.5, -1]);
+  assert.deepEqual(binary.subarray(8), lengthPrefixed('hi', ''));
+});
+
+test('a binary response decodes back to the same tensors (round trip through the request decoder)', () => {
+  const encoded = encodeInferResponse(response, [{ name: 'F', parameters: { binary_data: true } }, { name: 'I', parameters: { binary_data: true } }], false);
+  const header = JSON.parse(encoded.body.subarray(0, encoded.headerLength).toString('utf8'));
+  // Feed the response's outputs back in as inputs: the same wire format in the other direction.
+  const inputs = header.outputs.map((output: { name: string; datatype: string; shape: number[]; data?: unknown; parameters?: unknown }) =>
+    output.data !== undefined ? output : { name: output.name, datatype: output.datatype, shape: output.shape, parameters: output.parameters },
+  );
+  const json = Buffer.from(JSON.stringify({ inputs }));
+  const body = Buffer.concat([json, encoded.body.subarray(encoded.headerLength)]);
+  const { request } = decodeInferRequest(body, String(json.length), 'm', undefined);
+  const byName = Object.fromEntries(request.inputs.map((input) => [input.name, input]));
+  assert.deepEqual(Array.from(byName.F.data as Float32Array), [0.5, -1]);
+  assert.deepEqual((byName.T.data as Buffer[]).map(String), ['hi', '']);
+  assert.deepEqual(Array.from(byName.I.data as BigInt64Array), [-5n]);
+});
