@@ -32,6 +32,42 @@ const dims = repeated(integer(-1));
 
 const reshape = z.object({ shape: dims.default([]) });
 
+const nonNegative = z.number().nonnegative();
+
+/**
+ * Nereid's declarative image pre-processing: the input then accepts encoded images (BYTES, one per
+ * batch row) and the server decodes, resizes and normalises them into the tensor the model takes.
+ */
+export const imagePreprocessingSchema = z.object({
+  color: z.enum(['rgb', 'bgr', 'grayscale']).default('rgb'),
+  resize: z.enum(['stretch', 'shorter_side_center_crop', 'letterbox']).default('stretch'),
+  /** Target size; taken from the input's dims when they are fixed. */
+  width: count(1).optional(),
+  height: count(1).optional(),
+  /** Letterbox padding, 0–255 per channel (one value for grayscale). */
+  fill: repeated(nonNegative.max(255)).default([0, 0, 0]),
+  /** Pixel values (0–255) are multiplied by scale, then (x - mean) / std per channel. */
+  scale: z.number().default(1 / 255),
+  mean: repeated(z.number()).default([]),
+  std: repeated(z.number().positive()).default([]),
+  layout: z.enum(['NCHW', 'NHWC']).default('NCHW'),
+  /** Refuse encoded images larger than this, before decoding. */
+  max_bytes: count(1).default(20 * 1024 * 1024),
+  /** Refuse images whose width × height exceeds this (decompression bombs). */
+  max_pixels: count(1).default(40_000_000),
+});
+
+export const outputPostprocessingSchema = z.object({
+  /** Turns logits into probabilities. */
+  activation: z.enum(['none', 'softmax', 'sigmoid']).default('none'),
+  /** Calibration: logits are divided by it before the activation (fit it on a validation set). */
+  temperature: z.number().positive().default(1),
+  /** Predictions returned by the classify endpoint. */
+  top_k: count(1).default(5),
+  /** A prediction whose top probability is below this is flagged low_confidence. */
+  low_confidence_threshold: z.number().min(0).max(1).default(0.5),
+});
+
 const inputSchema = z.looseObject({
   name: z.string().min(1),
   data_type: dataType,
@@ -39,6 +75,7 @@ const inputSchema = z.looseObject({
   format: z.string().optional(),
   optional: z.boolean().default(false),
   reshape: reshape.optional(),
+  preprocess: z.object({ image: imagePreprocessingSchema }).optional(),
 });
 
 const outputSchema = z.looseObject({
@@ -47,6 +84,7 @@ const outputSchema = z.looseObject({
   dims: dims,
   label_filename: z.string().optional(),
   reshape: reshape.optional(),
+  postprocess: outputPostprocessingSchema.optional(),
 });
 
 const versionPolicySchema = z.union(
@@ -184,14 +222,49 @@ export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>
 export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
 
 /** Validates raw config data; throws an Error whose message lists every problem with its field path. */
+function describeIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((issue) => {
+      const path = [prefix, ...issue.path].filter((part) => part !== '').join('.');
+      return `${path || '(config)'}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+const PROCESSING_PARAMETER = /^(preprocess|postprocess)\.(.+)$/;
+
+/**
+ * config.pbtxt has no nested Nereid fields, so pre/post-processing arrive there as parameters
+ * `preprocess.<input>` / `postprocess.<output>` holding the same object as JSON.
+ */
+function applyProcessingParameters(config: ModelConfig, source: string): void {
+  for (const [key, { string_value }] of Object.entries(config.parameters)) {
+    const match = PROCESSING_PARAMETER.exec(key);
+    if (!match) continue;
+    const [, kind, tensorName] = match;
+    let value: unknown;
+    try {
+      value = JSON.parse(string_value);
+    } catch (error) {
+      throw new Error(`invalid ${source}: parameters.${key}: not valid JSON (${(error as Error).message})`);
+    }
+    const schema = kind === 'preprocess' ? z.object({ image: imagePreprocessingSchema }) : outputPostprocessingSchema;
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) throw new Error(`invalid ${source}: ${describeIssues(parsed.error, `parameters.${key}`)}`);
+    const tensors: { name: string; preprocess?: unknown; postprocess?: unknown }[] = kind === 'preprocess' ? config.input : config.output;
+    const tensor = tensors.find((candidate) => candidate.name === tensorName);
+    if (!tensor) {
+      throw new Error(`invalid ${source}: parameters.${key} names ${kind === 'preprocess' ? 'input' : 'output'} '${tensorName}', which the config does not declare`);
+    }
+    tensor[kind as "preprocess" | "postprocess"] = parsed.data;
+  }
+}
+
 export function parseModelConfig(raw: unknown, source: string): ModelConfig {
   const result = modelConfigSchema.safeParse(raw ?? {});
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const path = issue.path.length ? issue.path.join('.') : '(config)';
-    return `${path}: ${issue.message}`;
-  });
-  throw new Error(`invalid ${source}: ${problems.join('; ')}`);
+  if (!result.success) throw new Error(`invalid ${source}: ${describeIssues(result.error)}`);
+  applyProcessingParameters(result.data, source);
+  return result.data;
 }
 
 export function datatypeOfConfig(tensor: { data_type: string }): Datatype {

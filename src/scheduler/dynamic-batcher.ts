@@ -60,10 +60,12 @@ interface Pending {
 
 const now = () => performance.now();
 const msToNs = (ms: number) => ms * 1e6;
+/** setTimeout holds at most 2^31-1 ms (about 24.8 days); a longer delay would fire after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class DynamicBatcher implements Scheduler {
   private readonly idle: BackendInstance[];
-  /** One queue per priority level (index 0 is level 1, the highest), plus each level's delayed requests behind all of them. */
+  /** One queue per priority level (index 0 is level 1, the highest), and per level the requests delayed by a timeout. */
   private readonly queues: Pending[][];
   private readonly delayedQueues: Pending[][];
   private readonly running = new Set<Promise<void>>();
@@ -142,7 +144,7 @@ export class DynamicBatcher implements Scheduler {
           pending.onAbort = () => this.dropQueued(pending, new NereidError('CANCELLED', 'request cancelled by the client'));
           request.signal.addEventListener('abort', pending.onAbort, { once: true });
         }
-        if (timeout > 0) pending.timer = setTimeout(() => this.expire(pending, policy, timeout), timeout / 1000);
+        if (timeout > 0) this.armTimeout(pending, policy, timeout, timeout / 1000);
         this.queues[level].push(pending);
         this.queuedCount += 1;
         this.dispatch();
@@ -150,6 +152,15 @@ export class DynamicBatcher implements Scheduler {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** Waits out a queue timeout in steps setTimeout can hold. */
+  private armTimeout(pending: Pending, policy: QueuePolicy, timeout: number, remainingMs: number): void {
+    const step = Math.min(remainingMs, MAX_TIMER_MS);
+    pending.timer = setTimeout(
+      () => (remainingMs > step ? this.armTimeout(pending, policy, timeout, remainingMs - step) : this.expire(pending, policy, timeout)),
+      step,
+    );
   }
 
   private expire(pending: Pending, policy: QueuePolicy, timeout: number): void {
@@ -175,6 +186,7 @@ export class DynamicBatcher implements Scheduler {
     this.queuedCount -= 1;
     this.detach(pending);
     this.deliver(pending, () => pending.reject(error));
+    this.dispatch(); // the request behind it may now be able to go
   }
 
   private detach(pending: Pending): void {
@@ -194,9 +206,12 @@ export class DynamicBatcher implements Scheduler {
     }
   }
 
+  /** Priority order; within a level, requests whose timeout expired under DELAY come after the rest of that level, as in Triton. */
   private *inOrder(): Generator<Pending> {
-    for (const queue of this.queues) yield* queue;
-    for (const queue of this.delayedQueues) yield* queue;
+    for (let level = 0; level < this.queues.length; level++) {
+      yield* this.queues[level];
+      yield* this.delayedQueues[level];
+    }
   }
 
   /** Picks the next batch, or nothing when it is better to wait for more requests to join. */
@@ -220,7 +235,7 @@ export class DynamicBatcher implements Scheduler {
     if (rows >= maxBatchSize) closed = true;
     const largestPreferred = preferredBatchSizes.length ? Math.max(...preferredBatchSizes) : 0;
     const waitedMicroseconds = (now() - first.enqueuedAt) * 1000;
-    const delayOver = waitedMicroseconds >= maxQueueDelayMicroseconds;
+    const delayOver = this.stopped || waitedMicroseconds >= maxQueueDelayMicroseconds;
     if (!closed && !delayOver && !(largestPreferred > 0 && rows >= largestPreferred)) {
       this.wakeAfter(maxQueueDelayMicroseconds - waitedMicroseconds);
       return undefined;
@@ -243,7 +258,7 @@ export class DynamicBatcher implements Scheduler {
     this.delayTimer = setTimeout(() => {
       this.delayTimer = undefined;
       this.dispatch();
-    }, Math.max(0, microseconds / 1000));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, microseconds / 1000)));
   }
 
   private dispatch(): void {
@@ -320,13 +335,15 @@ export class DynamicBatcher implements Scheduler {
     }
   }
 
+  /**
+   * Accepts nothing new and finishes what was accepted, as Triton does on unload: queued requests
+   * run at once (no more waiting for company), and the promise settles when all have answered.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.delayTimer) clearTimeout(this.delayTimer);
-    const waiting = [...this.inOrder()];
-    for (const pending of waiting) {
-      this.dropQueued(pending, new NereidError('UNAVAILABLE', `${this.label} was unloaded before the request ran`));
-    }
-    await Promise.all(this.running);
+    this.delayTimer = undefined;
+    this.dispatch();
+    while (this.running.size > 0) await Promise.allSettled(this.running);
   }
 }

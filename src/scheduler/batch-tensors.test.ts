@@ -1,0 +1,192 @@
+/**
+ * Joining requests' tensors into one batch along the first dimension and splitting a batch's
+ * outputs back per request: row-major order, several elements per row, numeric, 64-bit integer and
+ * BYTES data; and the rule for which requests may share a batch.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Tensor } from '../core/tensor.js';
+import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
+
+const fp32 = (shape: number[], values: number[]): Tensor => ({ datatype: 'FP32', shape, data: Float32Array.from(values) });
+const int64 = (shape: number[], values: bigint[]): Tensor => ({ datatype: 'INT64', shape, data: BigInt64Array.from(values) });
+const bytes = (shape: number[], values: string[]): Tensor => ({
+  datatype: 'BYTES',
+  shape,
+  data: values.map((value) => Buffer.from(value, 'utf8')),
+});
+const strings = (tensor: Tensor) => (tensor.data as Buffer[]).map((buffer) => buffer.toString('utf8'));
+
+describe('concatRows', () => {
+  it('joins FP32 parts of several rows and several elements per row, in order', () => {
+    const a = fp32([1, 3], [1, 2, 3]);
+    const b = fp32([2, 3], [4, 5, 6, 7, 8, 9]);
+    const c = fp32([1, 3], [10, 11, 12]);
+    const joined = concatRows([a, b, c]);
+    assert.equal(joined.datatype, 'FP32');
+    assert.deepEqual(joined.shape, [4, 3]);
+    assert.ok(joined.data instanceof Float32Array);
+    assert.deepEqual([...joined.data], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    // The parts are copied, not aliased.
+    (a.data as Float32Array)[0] = 100;
+    assert.equal((joined.data as Float32Array)[0], 1);
+  });
+
+  it('keeps further dimensions: [1,2,2] + [1,2,2] -> [2,2,2]', () => {
+    const joined = concatRows([fp32([1, 2, 2], [1, 2, 3, 4]), fp32([1, 2, 2], [5, 6, 7, 8])]);
+    assert.deepEqual(joined.shape, [2, 2, 2]);
+    assert.deepEqual([...joined.data], [1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('joins INT64 data as a BigInt64Array without losing precision', () => {
+    const big = 2n ** 62n + 1n;
+    const joined = concatRows([int64([1, 2], [big, -big]), int64([2, 2], [1n, 2n, 3n, -(2n ** 63n)])]);
+    assert.equal(joined.datatype, 'INT64');
+    assert.deepEqual(joined.shape, [3, 2]);
+    assert.ok(joined.data instanceof BigInt64Array);
+    assert.deepEqual([...(joined.data as BigInt64Array)], [big, -big, 1n, 2n, 3n, -(2n ** 63n)]);
+  });
+
+  it('joins BYTES data as one Buffer list in row order', () => {
+    const joined = concatRows([bytes([1, 2], ['a', 'bb']), bytes([2, 2], ['ccc', '', 'é', 'f'])]);
+    assert.equal(joined.datatype, 'BYTES');
+    assert.deepEqual(joined.shape, [3, 2]);
+    assert.ok(Array.isArray(joined.data));
+    assert.deepEqual(strings(joined), ['a', 'bb', 'ccc', '', 'é', 'f']);
+  });
+
+  it('a single part comes back with the same shape and values', () => {
+    const joined = concatRows([fp32([2, 2], [1, 2, 3, 4])]);
+    assert.deepEqual(joined.shape, [2, 2]);
+    assert.deepEqual([...joined.data], [1, 2, 3, 4]);
+  });
+
+  it('handles the other numeric types (INT32, UINT8/BOOL, FP64)', () => {
+    const i32 = concatRows([
+      { datatype: 'INT32', shape: [1, 2], data: Int32Array.from([-1, 2]) },
+      { datatype: 'INT32', shape: [1, 2], data: Int32Array.from([2147483647, -2147483648]) },
+    ]);
+    assert.ok(i32.data instanceof Int32Array);
+    assert.deepEqual([...i32.data], [-1, 2, 2147483647, -2147483648]);
+    const bool = concatRows([
+      { datatype: 'BOOL', shape: [1], data: Uint8Array.from([1]) },
+      { datatype: 'BOOL', shape: [2], data: Uint8Array.from([0, 1]) },
+    ]);
+    assert.deepEqual(bool.shape, [3]);
+    assert.deepEqual([...bool.data], [1, 0, 1]);
+    const f64 = concatRows([
+      { datatype: 'FP64', shape: [1], data: Float64Array.from([0.1]) },
+      { datatype: 'FP64', shape: [1], data: Float64Array.from([1e300]) },
+    ]);
+    assert.ok(f64.data instanceof Float64Array);
+    assert.deepEqual([...f64.data], [0.1, 1e300]);
+  });
+});
+
+describe('sliceRows', () => {
+  it('splits FP32 rows of several elements back out', () => {
+    const batch = fp32([4, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    const first = sliceRows(batch, 0, 1);
+    const middle = sliceRows(batch, 1, 2);
+    const last = sliceRows(batch, 3, 1);
+    assert.deepEqual(first.shape, [1, 3]);
+    assert.deepEqual([...first.data], [1, 2, 3]);
+    assert.deepEqual(middle.shape, [2, 3]);
+    assert.deepEqual([...middle.data], [4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(last.shape, [1, 3]);
+    assert.deepEqual([...last.data], [10, 11, 12]);
+    assert.equal(middle.datatype, 'FP32');
+    assert.ok(middle.data instanceof Float32Array);
+  });
+
+  it('returns views of the batch, not copies', () => {
+    const batch = fp32([2, 2], [1, 2, 3, 4]);
+    const second = sliceRows(batch, 1, 1);
+    assert.equal((second.data as Float32Array).buffer, (batch.data as Float32Array).buffer);
+    (batch.data as Float32Array)[2] = 30;
+    assert.deepEqual([...second.data], [30, 4]);
+  });
+
+  it('splits INT64 rows', () => {
+    const batch = int64([3, 2], [1n, 2n, 3n, 4n, 2n ** 62n, -(2n ** 62n)]);
+    const tail = sliceRows(batch, 1, 2);
+    assert.equal(tail.datatype, 'INT64');
+    assert.deepEqual(tail.shape, [2, 2]);
+    assert.ok(tail.data instanceof BigInt64Array);
+    assert.deepEqual([...(tail.data as BigInt64Array)], [3n, 4n, 2n ** 62n, -(2n ** 62n)]);
+  });
+
+  it('splits BYTES rows', () => {
+    const batch = bytes([3, 2], ['a', 'b', 'c', 'd', 'e', 'f']);
+    const middle = sliceRows(batch, 1, 1);
+    assert.equal(middle.datatype, 'BYTES');
+    assert.deepEqual(middle.shape, [1, 2]);
+    assert.deepEqual(strings(middle), ['c', 'd']);
+    assert.deepEqual(strings(sliceRows(batch, 0, 3)), ['a', 'b', 'c', 'd', 'e', 'f']);
+  });
+
+  it('keeps further dimensions', () => {
+    const batch = fp32([2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8]);
+    const second = sliceRows(batch, 1, 1);
+    assert.deepEqual(second.shape, [1, 2, 2]);
+    assert.deepEqual([...second.data], [5, 6, 7, 8]);
+  });
+
+  it('inverts concatRows for every part', () => {
+    const parts = [fp32([1, 2], [1, 2]), fp32([3, 2], [3, 4, 5, 6, 7, 8]), fp32([2, 2], [9, 10, 11, 12])];
+    const joined = concatRows(parts);
+    let row = 0;
+    for (const part of parts) {
+      const back = sliceRows(joined, row, part.shape[0]);
+      assert.deepEqual(back.shape, part.shape);
+      assert.deepEqual([...back.data], [...part.data]);
+      row += part.shape[0];
+    }
+    const textParts = [bytes([2], ['x', 'y']), bytes([1], ['z'])];
+    const text = concatRows(textParts);
+    assert.deepEqual(strings(sliceRows(text, 0, 2)), ['x', 'y']);
+    assert.deepEqual(strings(sliceRows(text, 2, 1)), ['z']);
+  });
+});
+
+describe('sameRowShape', () => {
+  it('is true when every input agrees on datatype and on all but the first dimension', () => {
+    assert.equal(sameRowShape({ INPUT0: fp32([1, 3], [1, 2, 3]) }, { INPUT0: fp32([4, 3], new Array(12).fill(0)) }), true);
+    assert.equal(
+      sameRowShape(
+        { A: fp32([1, 2], [1, 2]), B: bytes([1], ['x']) },
+        { B: bytes([3], ['x', 'y', 'z']), A: fp32([3, 2], [1, 2, 3, 4, 5, 6]) },
+      ),
+      true,
+    );
+    assert.equal(sameRowShape({ A: fp32([2], [1, 2]) }, { A: fp32([5], [1, 2, 3, 4, 5]) }), true);
+  });
+
+  it('is false when a non-batch dimension differs', () => {
+    assert.equal(sameRowShape({ INPUT0: fp32([1, 3], [1, 2, 3]) }, { INPUT0: fp32([1, 5], [1, 2, 3, 4, 5]) }), false);
+    assert.equal(sameRowShape({ INPUT0: fp32([1, 2, 2], [1, 2, 3, 4]) }, { INPUT0: fp32([1, 4, 1], [1, 2, 3, 4]) }), false);
+  });
+
+  it('is false when the rank differs', () => {
+    assert.equal(sameRowShape({ INPUT0: fp32([1, 4], [1, 2, 3, 4]) }, { INPUT0: fp32([1, 4, 1], [1, 2, 3, 4]) }), false);
+  });
+
+  it('is false when the datatype differs', () => {
+    const asInt: Tensor = { datatype: 'INT32', shape: [1, 3], data: Int32Array.from([1, 2, 3]) };
+    assert.equal(sameRowShape({ INPUT0: fp32([1, 3], [1, 2, 3]) }, { INPUT0: asInt }), false);
+  });
+
+  it('is false when the input names differ, in either direction', () => {
+    const x = fp32([1, 1], [1]);
+    assert.equal(sameRowShape({ A: x }, { B: x }), false);
+    assert.equal(sameRowShape({ A: x }, { A: x, B: x }), false);
+    assert.equal(sameRowShape({ A: x, B: x }, { A: x }), false);
+  });
+
+  it('is false when only one of several inputs differs', () => {
+    assert.equal(
+      sameRowShape({ A: fp32([1, 2], [1, 2]), B: fp32([1, 2], [1, 2]) }, { A: fp32([1, 2], [1, 2]), B: fp32([1, 3], [1, 2, 3]) }),
+      false,
+    );
+  });
+});

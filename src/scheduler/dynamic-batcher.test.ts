@@ -1,0 +1,1187 @@
+/**
+ * The dynamic batcher's semantics, deterministically: a gated in-test backend instance records
+ * every batch it is given and answers only when the test releases it, computing its outputs from
+ * its inputs (OUTPUT0 = INPUT0 * 2, OUTPUT1 = INPUT0 + 1, batch dimension kept), so every test can
+ * say exactly which requests ran together, in which order, and that each caller got its own rows
+ * back. Statistics go to a real ModelStatistics. Timer cases use short real delays and wait for
+ * events (a batch reaching the instance, a promise settling), never for durations.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { BackendInstance, ModelSignature } from '../backends/backend.js';
+import { NereidError, type ErrorCode } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
+import { ModelStatistics } from '../model/model-statistics.js';
+import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from './dynamic-batcher.js';
+import type { ScheduledRequest, ScheduledResult } from './scheduler.js';
+
+// ---------------------------------------------------------------------------------------------
+// The gated instance
+
+interface RunCall {
+  /** Which instance ran it (its index in the batcher's instance list). */
+  instance: number;
+  inputs: Record<string, Tensor>;
+  outputNames: readonly string[];
+  /** Lets the execution finish, computing its outputs from its inputs. */
+  release(): void;
+  /** Makes the execution fail with `error`. */
+  fail(error: Error): void;
+}
+
+type Model = (inputs: Record<string, Tensor>, outputNames: readonly string[]) => Record<string, Tensor>;
+
+function mapData(tensor: Tensor, numeric: (value: number) => number, big: (value: bigint) => bigint): Tensor {
+  const { data } = tensor;
+  if (Array.isArray(data)) return { ...tensor, data: data.map((buffer) => Buffer.concat([buffer, buffer])) };
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    return { ...tensor, shape: [...tensor.shape], data: (data as BigInt64Array).map(big) };
+  }
+  return { ...tensor, shape: [...tensor.shape], data: (data as Float32Array).map(numeric) };
+}
+
+/** OUTPUT0 = INPUT0 * 2 and OUTPUT1 = INPUT0 + 1, any shape, any datatype; the batch dimension is kept. */
+const doubler: Model = (inputs, outputNames) => {
+  const outputs: Record<string, Tensor> = {};
+  for (const name of outputNames) {
+    if (name === 'OUTPUT0') outputs[name] = mapData(inputs.INPUT0, (v) => v * 2, (v) => v * 2n);
+    else if (name === 'OUTPUT1') outputs[name] = mapData(inputs.INPUT0, (v) => v + 1, (v) => v + 1n);
+    else throw new Error(`unknown output '${name}'`);
+  }
+  return outputs;
+};
+
+class GatedInstance implements BackendInstance {
+  readonly signature: ModelSignature = {
+    inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [-1, -1] }],
+    outputs: [
+      { name: 'OUTPUT0', datatype: 'FP32', shape: [-1, -1] },
+      { name: 'OUTPUT1', datatype: 'FP32', shape: [-1, -1] },
+    ],
+  };
+  readonly threads = 1;
+
+  constructor(
+    private readonly index: number,
+    private readonly harness: Harness,
+  ) {}
+
+  run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
+    if (this.harness.throwOnRun) throw new Error('the instance threw synchronously');
+    return new Promise((resolve, reject) => {
+      this.harness.record({
+        instance: this.index,
+        inputs,
+        outputNames: [...outputNames],
+        release: () => {
+          try {
+            resolve(this.harness.model(inputs, outputNames));
+          } catch (error) {
+            reject(error);
+          }
+        },
+        fail: reject,
+      });
+    });
+  }
+
+  async release(): Promise<void> {}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness, requests and checks
+
+const NO_TIMEOUT: QueuePolicy = { maxQueueSize: 0, defaultTimeoutMicroseconds: 0, timeoutAction: 'REJECT', allowTimeoutOverride: false };
+
+function policyOf(overrides: Partial<BatcherPolicy> = {}): BatcherPolicy {
+  return {
+    maxBatchSize: 8,
+    preferredBatchSizes: [],
+    maxQueueDelayMicroseconds: 0,
+    preserveOrdering: false,
+    priorityLevels: 0,
+    defaultPriorityLevel: 0,
+    defaultQueuePolicy: NO_TIMEOUT,
+    maxQueuedRequests: 1000,
+    ...overrides,
+  };
+}
+
+class Harness {
+  readonly calls: RunCall[] = [];
+  readonly stats = new ModelStatistics('gated', '1');
+  readonly batcher: DynamicBatcher;
+  model: Model = doubler;
+  throwOnRun = false;
+  private waiters: { count: number; resolve: () => void }[] = [];
+
+  constructor(overrides: Partial<BatcherPolicy> = {}, instanceCount = 1) {
+    const instances = Array.from({ length: instanceCount }, (_, index) => new GatedInstance(index, this));
+    this.batcher = new DynamicBatcher(instances, policyOf(overrides), this.stats, "model 'gated' version 1");
+  }
+
+  record(call: RunCall): void {
+    this.calls.push(call);
+    this.waiters = this.waiters.filter((waiter) => {
+      if (this.calls.length < waiter.count) return true;
+      waiter.resolve();
+      return false;
+    });
+  }
+
+  /** Resolves once the instances have been handed `count` batches in all. */
+  waitForCalls(count: number): Promise<void> {
+    if (this.calls.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+  }
+
+  schedule(request: ScheduledRequest): Promise<ScheduledResult> {
+    return this.batcher.schedule(request);
+  }
+
+  /** Request ids of every batch so far, in execution order. */
+  batches(): number[][] {
+    return this.calls.map(idsOf);
+  }
+
+  /** [batch_size, executions] pairs of the statistics' batch_stats. */
+  batchStats(): [number, number][] {
+    return this.stats.toJSON().batch_stats.map((entry) => [entry.batch_size, entry.compute_infer.count]);
+  }
+}
+
+const COLS = 3;
+/** A batch window for tests that wait it out: long against back-to-back synchronous calls, short for a test. */
+const BATCH_WINDOW_US = 250_000;
+
+/** A row of request `id`: [id, id + 0.25, id + 0.5, ...]; exact in FP32 and after doubling. */
+const rowOf = (id: number, cols = COLS) => Array.from({ length: cols }, (_, col) => id + col * 0.25);
+
+interface RequestOptions extends Omit<Partial<ScheduledRequest>, 'inputs' | 'batchSize'> {
+  cols?: number;
+}
+
+/** One FP32 request whose rows carry the given ids (one row per id), shape [ids.length, cols]. */
+function fp32Request(ids: number[], options: RequestOptions = {}): ScheduledRequest {
+  const { cols = COLS, ...rest } = options;
+  const input: Tensor = { datatype: 'FP32', shape: [ids.length, cols], data: Float32Array.from(ids.flatMap((id) => rowOf(id, cols))) };
+  return { inputs: { INPUT0: input }, batchSize: ids.length, outputNames: ['OUTPUT0'], ...rest };
+}
+
+/** The same with INT32 data: row of id `id` is [id * 10, id * 10 + 1, id * 10 + 2]. */
+function int32Request(ids: number[], options: RequestOptions = {}): ScheduledRequest {
+  const input: Tensor = {
+    datatype: 'INT32',
+    shape: [ids.length, COLS],
+    data: Int32Array.from(ids.flatMap((id) => [id * 10, id * 10 + 1, id * 10 + 2])),
+  };
+  return { inputs: { INPUT0: input }, batchSize: ids.length, outputNames: ['OUTPUT0'], ...options };
+}
+
+/** The id of every row of a batch, read back from the first element of each row. */
+function idsOf(call: RunCall): number[] {
+  const input = call.inputs.INPUT0;
+  const rows = input.shape[0];
+  const perRow = input.data.length / rows;
+  const data = input.data as Float32Array | Int32Array;
+  return Array.from({ length: rows }, (_, row) => (input.datatype === 'INT32' ? data[row * perRow] / 10 : data[row * perRow]));
+}
+
+/** The result is this request's own rows, doubled, with its own shape. */
+function assertOwnResult(result: ScheduledResult, ids: number[], cols = COLS): void {
+  const output = result.outputs.OUTPUT0;
+  assert.ok(output, 'OUTPUT0 is in the result');
+  assert.equal(output.datatype, 'FP32');
+  assert.deepEqual(output.shape, [ids.length, cols]);
+  assert.deepEqual([...(output.data as Float32Array)], ids.flatMap((id) => rowOf(id, cols).map((value) => value * 2)));
+  for (const value of Object.values(result.timings)) assert.ok(Number.isFinite(value) && value >= 0);
+}
+
+function isError(code: ErrorCode, pattern?: RegExp) {
+  return (error: unknown) => {
+    assert.ok(error instanceof NereidError, `expected a NereidError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    if (pattern) assert.match(error.message, pattern);
+    return true;
+  };
+}
+
+/** Watches a promise without awaiting it, and keeps a rejection from going unhandled. */
+function track<T>(promise: Promise<T>) {
+  const state: { settled: 'pending' | 'fulfilled' | 'rejected'; value?: T; error?: unknown; promise: Promise<T> } = {
+    settled: 'pending',
+    promise,
+  };
+  promise.then(
+    (value) => Object.assign(state, { settled: 'fulfilled', value }),
+    (error) => Object.assign(state, { settled: 'rejected', error }),
+  );
+  return state;
+}
+
+/** Collects TimeoutOverflowWarnings: setTimeout was asked for more than 2^31-1 ms and will fire after 1 ms. */
+function watchTimeoutOverflow() {
+  const seen: string[] = [];
+  const listener = (warning: Error) => {
+    if (warning.name === 'TimeoutOverflowWarning') seen.push(warning.message);
+  };
+  process.on('warning', listener);
+  return {
+    stop: () => {
+      process.off('warning', listener);
+      return seen;
+    },
+  };
+}
+
+/** Lets every queued promise reaction (and the batcher's follow-up dispatch) run. */
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Releases batch `index` and waits for what follows it (results delivered, the next batch dispatched). */
+async function release(h: Harness, index: number): Promise<void> {
+  h.calls[index].release();
+  await flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('DynamicBatcher: dispatch without a queue delay', () => {
+  it('runs a lone request on an idle instance at once, synchronously, as a batch of 1', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 0 });
+    const result = h.schedule(fp32Request([1]));
+    // Before any timer or even a microtask: the instance already has it.
+    assert.equal(h.calls.length, 1);
+    assert.deepEqual(h.batches(), [[1]]);
+    assert.deepEqual(h.calls[0].outputNames, ['OUTPUT0']);
+    assert.equal(h.batcher.queued, 0);
+    h.calls[0].release();
+    assertOwnResult(await result, [1]);
+    assert.equal(h.stats.toJSON().execution_count, 1);
+    assert.deepEqual(h.batchStats(), [[1, 1]]);
+  });
+
+  it('joins requests queued behind a busy instance into one batch when it frees, up to maxBatchSize rows', async () => {
+    const h = new Harness({ maxBatchSize: 4 });
+    const blocker = h.schedule(fp32Request([0]));
+    assert.deepEqual(h.batches(), [[0]]);
+    // Queued while busy: 1 + 2 + 1 rows fill a batch of 4; the next 2-row request does not fit.
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2, 3]));
+    const c = h.schedule(fp32Request([4]));
+    const d = h.schedule(fp32Request([5, 6]));
+    const e = h.schedule(fp32Request([7]));
+    assert.equal(h.calls.length, 1, 'nothing else runs while the only instance is busy');
+    assert.equal(h.batcher.queued, 5);
+
+    await release(h, 0);
+    assertOwnResult(await blocker, [0]);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3, 4]]);
+    assert.deepEqual(h.calls[1].inputs.INPUT0.shape, [4, COLS]);
+    assert.equal(h.batcher.queued, 2);
+
+    await release(h, 1);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2, 3]);
+    assertOwnResult(await c, [4]);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3, 4], [5, 6, 7]]);
+
+    await release(h, 2);
+    assertOwnResult(await d, [5, 6]);
+    assertOwnResult(await e, [7]);
+    assert.equal(h.batcher.queued, 0);
+    assert.equal(h.stats.toJSON().execution_count, 3);
+    assert.deepEqual(h.batchStats(), [
+      [1, 1],
+      [3, 1],
+      [4, 1],
+    ]);
+  });
+
+  it('a request that does not fit waits for the next batch; later ones do not overtake it', async () => {
+    const h = new Harness({ maxBatchSize: 4 });
+    const blocker = h.schedule(fp32Request([0]));
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2, 3]));
+    const c = h.schedule(fp32Request([4, 5])); // 3 + 2 > 4
+    const d = h.schedule(fp32Request([6])); // would fit the first batch, but must not jump ahead of c
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3]]);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3], [4, 5, 6]]);
+    await release(h, 2);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2, 3]);
+    assertOwnResult(await c, [4, 5]);
+    assertOwnResult(await d, [6]);
+    assert.deepEqual(h.batchStats(), [
+      [1, 1],
+      [3, 2],
+    ]);
+  });
+
+  it('a single request of exactly maxBatchSize rows runs alone', async () => {
+    const h = new Harness({ maxBatchSize: 4 });
+    h.schedule(fp32Request([0]));
+    const full = h.schedule(fp32Request([1, 2, 3, 4]));
+    const next = h.schedule(fp32Request([5]));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3, 4]]);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3, 4], [5]]);
+    await release(h, 2);
+    assertOwnResult(await full, [1, 2, 3, 4]);
+    assertOwnResult(await next, [5]);
+  });
+
+  it('with two instances, two lone requests run at once on different instances', async () => {
+    const h = new Harness({ maxBatchSize: 8 }, 2);
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    assert.deepEqual(h.batches(), [[1], [2]]);
+    assert.notEqual(h.calls[0].instance, h.calls[1].instance);
+    const c = h.schedule(fp32Request([3]));
+    assert.equal(h.calls.length, 2, 'a third waits for an instance');
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[1], [2], [3]]);
+    assert.equal(h.calls[2].instance, h.calls[1].instance, 'it runs on the instance that freed');
+    await release(h, 0);
+    await release(h, 2);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    assertOwnResult(await c, [3]);
+  });
+
+  it('gives each request of a batch only the outputs it asked for, and asks the instance for all of them', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    h.schedule(fp32Request([0]));
+    const a = h.schedule(fp32Request([1], { outputNames: ['OUTPUT0'] }));
+    const b = h.schedule(fp32Request([2, 3], { outputNames: ['OUTPUT1'] }));
+    const c = h.schedule(fp32Request([4], { outputNames: ['OUTPUT1', 'OUTPUT0'] }));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3, 4]]);
+    assert.deepEqual([...h.calls[1].outputNames].sort(), ['OUTPUT0', 'OUTPUT1']);
+    await release(h, 1);
+    const ra = await a;
+    const rb = await b;
+    const rc = await c;
+    assert.deepEqual(Object.keys(ra.outputs), ['OUTPUT0']);
+    assertOwnResult(ra, [1]);
+    assert.deepEqual(Object.keys(rb.outputs), ['OUTPUT1']);
+    assert.deepEqual(rb.outputs.OUTPUT1.shape, [2, COLS]);
+    assert.deepEqual([...(rb.outputs.OUTPUT1.data as Float32Array)], [2, 3].flatMap((id) => rowOf(id).map((v) => v + 1)));
+    assert.deepEqual(Object.keys(rc.outputs).sort(), ['OUTPUT0', 'OUTPUT1']);
+    assertOwnResult(rc, [4]);
+    assert.deepEqual([...(rc.outputs.OUTPUT1.data as Float32Array)], rowOf(4).map((v) => v + 1));
+  });
+
+  it('without batching (maxBatchSize 0) runs every request on its own, FIFO, recorded as batch size 1', async () => {
+    const h = new Harness({ ...UNBATCHED_POLICY, maxQueuedRequests: 100 });
+    // A model without a batch dimension: shape [3], batchSize 0.
+    const plain = (id: number): ScheduledRequest => ({
+      inputs: { INPUT0: { datatype: 'FP32', shape: [3], data: Float32Array.from(rowOf(id)) } },
+      batchSize: 0,
+      outputNames: ['OUTPUT0'],
+    });
+    const results = [h.schedule(plain(1)), h.schedule(plain(2)), h.schedule(plain(3))];
+    assert.equal(h.calls.length, 1);
+    await release(h, 0);
+    await release(h, 1);
+    await release(h, 2);
+    assert.deepEqual(
+      h.calls.map((call) => [...(call.inputs.INPUT0.data as Float32Array)]),
+      [rowOf(1), rowOf(2), rowOf(3)],
+    );
+    for (const [index, promise] of results.entries()) {
+      const output = (await promise).outputs.OUTPUT0;
+      assert.deepEqual(output.shape, [3]);
+      assert.deepEqual([...(output.data as Float32Array)], rowOf(index + 1).map((v) => v * 2));
+    }
+    assert.equal(h.stats.toJSON().execution_count, 3);
+    assert.deepEqual(h.batchStats(), [[1, 3]]);
+  });
+});
+
+describe('DynamicBatcher: max_queue_delay', () => {
+  it('with a delay, three back-to-back requests on an idle instance run as ONE batch of 3', async () => {
+    // The delay only has to outlast three synchronous schedule() calls; it is generous so that a
+    // descheduled test process on a loaded machine cannot see it run out between them.
+    const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: BATCH_WINDOW_US });
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    const c = h.schedule(fp32Request([3]));
+    assert.equal(h.calls.length, 0, 'the first request waits for others to join');
+    assert.equal(h.batcher.queued, 3);
+    await h.waitForCalls(1);
+    assert.deepEqual(h.batches(), [[1, 2, 3]]);
+    assert.equal(h.batcher.queued, 0);
+    await release(h, 0);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    assertOwnResult(await c, [3]);
+    assert.equal(h.calls.length, 1);
+    assert.deepEqual(h.batchStats(), [[3, 1]]);
+  });
+
+  it('with delay 0 the first request runs alone and the others follow together', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 0 });
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    const c = h.schedule(fp32Request([3]));
+    assert.deepEqual(h.batches(), [[1]]);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[1], [2, 3]]);
+    await release(h, 1);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    assertOwnResult(await c, [3]);
+    assert.deepEqual(h.batchStats(), [
+      [1, 1],
+      [2, 1],
+    ]);
+  });
+
+  it('a batch that reaches maxBatchSize is sent without waiting out the delay', async () => {
+    const h = new Harness({ maxBatchSize: 3, maxQueueDelayMicroseconds: 60_000_000 });
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    assert.equal(h.calls.length, 0);
+    const c = h.schedule(fp32Request([3]));
+    assert.deepEqual(h.batches(), [[1, 2, 3]], 'full: sent synchronously');
+    await release(h, 0);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    assertOwnResult(await c, [3]);
+  });
+
+  it('a delay longer than setTimeout can hold (~24.8 days) keeps the request waiting, without a timer that fires every ms', async () => {
+    const overflows = watchTimeoutOverflow();
+    try {
+      const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 30 * 86_400 * 1_000_000 });
+      const waiting = h.schedule(fp32Request([1]));
+      await sleep(30);
+      assert.equal(h.calls.length, 0);
+      const stopped = h.batcher.stop(); // stopping sends what waits for company at once
+      await release(h, 0);
+      await stopped;
+      assertOwnResult(await waiting, [1]);
+    } finally {
+      assert.deepEqual(overflows.stop(), []);
+    }
+  });
+
+  it('a batch the next request cannot join is sent without waiting out the delay', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 60_000_000 });
+    const a = h.schedule(fp32Request([1], { cols: 3 }));
+    assert.equal(h.calls.length, 0);
+    const b = h.schedule(fp32Request([2], { cols: 5 }));
+    assert.deepEqual(h.batches(), [[1]], 'the [1,3] request goes alone as soon as a [1,5] one queues behind it');
+    await release(h, 0);
+    assertOwnResult(await a, [1], 3);
+    // b now waits for company (or its delay); stop() ends the wait by running it.
+    assert.equal(h.batcher.queued, 1);
+    const stopped = h.batcher.stop();
+    await release(h, 1);
+    await stopped;
+    assertOwnResult(await b, [2], 5);
+  });
+});
+
+describe('DynamicBatcher: preferred_batch_size', () => {
+  it('with preferred [4] and a large delay, 4 queued rows dispatch at once', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
+    const results = [h.schedule(fp32Request([1])), h.schedule(fp32Request([2])), h.schedule(fp32Request([3]))];
+    assert.equal(h.calls.length, 0, 'three rows wait for a preferred size');
+    results.push(h.schedule(fp32Request([4])));
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4]], 'the fourth row completes the preferred size: sent synchronously');
+    await release(h, 0);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+    assert.deepEqual(h.batchStats(), [[4, 1]]);
+  });
+
+  it('counts rows, not requests: 2 + 2 rows make the preferred 4', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
+    const a = h.schedule(fp32Request([1, 2]));
+    assert.equal(h.calls.length, 0);
+    const b = h.schedule(fp32Request([3, 4]));
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4]]);
+    await release(h, 0);
+    assertOwnResult(await a, [1, 2]);
+    assertOwnResult(await b, [3, 4]);
+  });
+
+  it('6 queued rows with preferred [2,4] and maxBatchSize 8 are cut to 4; the other 2 follow after the delay', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 10_000 });
+    const blocker = h.schedule(fp32Request([10, 11, 12, 13])); // a preferred size: runs at once
+    assert.deepEqual(h.batches(), [[10, 11, 12, 13]]);
+    const results = [1, 2, 3, 4, 5, 6].map((id) => h.schedule(fp32Request([id])));
+    assert.equal(h.batcher.queued, 6);
+    await release(h, 0);
+    assertOwnResult(await blocker, [10, 11, 12, 13]);
+    assert.deepEqual(h.batches(), [[10, 11, 12, 13], [1, 2, 3, 4]], 'the largest preferred size reached exactly');
+    await release(h, 1);
+    await h.waitForCalls(3);
+    assert.deepEqual(h.batches(), [[10, 11, 12, 13], [1, 2, 3, 4], [5, 6]]);
+    await release(h, 2);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+    assert.deepEqual(h.batchStats(), [
+      [2, 1],
+      [4, 2],
+    ]);
+  });
+
+  it('after the delay, 3 queued rows with preferred [2,4] are cut to the preferred 2; the last row follows alone', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: BATCH_WINDOW_US });
+    const results = [1, 2, 3].map((id) => h.schedule(fp32Request([id])));
+    assert.equal(h.calls.length, 0, 'below the largest preferred size: waits for the delay');
+    await h.waitForCalls(1);
+    assert.deepEqual(h.batches(), [[1, 2]]);
+    await release(h, 0);
+    // The remainder arrived with the others, so its delay is (about) over too: it runs next, alone.
+    await h.waitForCalls(2);
+    assert.deepEqual(h.batches(), [[1, 2], [3]]);
+    await release(h, 1);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+    assert.deepEqual(h.batchStats(), [
+      [1, 1],
+      [2, 1],
+    ]);
+  });
+
+  it('when no prefix reaches a preferred size exactly, the whole batch goes', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
+    const a = h.schedule(fp32Request([1, 2, 3]));
+    const b = h.schedule(fp32Request([4, 5])); // 3 then 5 rows: 4 is never hit exactly
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4, 5]]);
+    await release(h, 0);
+    assertOwnResult(await a, [1, 2, 3]);
+    assertOwnResult(await b, [4, 5]);
+  });
+});
+
+describe('DynamicBatcher: requests that cannot share a batch', () => {
+  it('never merges requests whose non-batch dims differ ([1,3] vs [1,5]); each gets its own result', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const blocker = h.schedule(fp32Request([0], { cols: 3 }));
+    const a = h.schedule(fp32Request([1], { cols: 3 }));
+    const b = h.schedule(fp32Request([2], { cols: 5 }));
+    const c = h.schedule(fp32Request([3], { cols: 3 }));
+    const d = h.schedule(fp32Request([4], { cols: 3 }));
+    await release(h, 0);
+    await release(h, 1);
+    await release(h, 2);
+    await release(h, 3);
+    assert.deepEqual(h.batches(), [[0], [1], [2], [3, 4]]);
+    assert.deepEqual(
+      h.calls.map((call) => call.inputs.INPUT0.shape),
+      [
+        [1, 3],
+        [1, 3],
+        [1, 5],
+        [2, 3],
+      ],
+    );
+    assertOwnResult(await blocker, [0], 3);
+    assertOwnResult(await a, [1], 3);
+    assertOwnResult(await b, [2], 5);
+    assertOwnResult(await c, [3], 3);
+    assertOwnResult(await d, [4], 3);
+    assert.deepEqual(h.batchStats(), [
+      [1, 3],
+      [2, 1],
+    ]);
+  });
+
+  it('never merges requests whose datatypes differ (FP32 vs INT32); each gets its own result', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    h.schedule(fp32Request([0]));
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(int32Request([2]));
+    const c = h.schedule(int32Request([3]));
+    await release(h, 0);
+    await release(h, 1);
+    await release(h, 2);
+    assert.deepEqual(h.batches(), [[0], [1], [2, 3]]);
+    assert.deepEqual(
+      h.calls.map((call) => call.inputs.INPUT0.datatype),
+      ['FP32', 'FP32', 'INT32'],
+    );
+    assertOwnResult(await a, [1]);
+    for (const [promise, id] of [
+      [b, 2],
+      [c, 3],
+    ] as const) {
+      const output = (await promise).outputs.OUTPUT0;
+      assert.equal(output.datatype, 'INT32');
+      assert.ok(output.data instanceof Int32Array);
+      assert.deepEqual(output.shape, [1, COLS]);
+      assert.deepEqual([...output.data], [id * 20, id * 20 + 2, id * 20 + 4]);
+    }
+  });
+
+  it('batches INT64 (BigInt64Array) and BYTES requests and splits them back per caller', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    h.schedule(fp32Request([0]));
+    const int64 = (values: bigint[]): ScheduledRequest => ({
+      inputs: { INPUT0: { datatype: 'INT64', shape: [values.length / 2, 2], data: BigInt64Array.from(values) } },
+      batchSize: values.length / 2,
+      outputNames: ['OUTPUT0'],
+    });
+    const text = (values: string[]): ScheduledRequest => ({
+      inputs: { INPUT0: { datatype: 'BYTES', shape: [values.length], data: values.map((v) => Buffer.from(v)) } },
+      batchSize: values.length,
+      outputNames: ['OUTPUT0'],
+    });
+    const big = 2n ** 61n;
+    const i1 = h.schedule(int64([1n, big]));
+    const i2 = h.schedule(int64([3n, 4n, 5n, -big]));
+    const t1 = h.schedule(text(['ab']));
+    const t2 = h.schedule(text(['c', 'de']));
+    await release(h, 0);
+    assert.deepEqual(h.calls[1].inputs.INPUT0.shape, [3, 2]);
+    assert.deepEqual([...(h.calls[1].inputs.INPUT0.data as BigInt64Array)], [1n, big, 3n, 4n, 5n, -big]);
+    await release(h, 1);
+    assert.deepEqual(h.calls[2].inputs.INPUT0.shape, [3]);
+    await release(h, 2);
+    const o1 = (await i1).outputs.OUTPUT0;
+    const o2 = (await i2).outputs.OUTPUT0;
+    assert.deepEqual(o1.shape, [1, 2]);
+    assert.deepEqual([...(o1.data as BigInt64Array)], [2n, 2n * big]);
+    assert.deepEqual(o2.shape, [2, 2]);
+    assert.deepEqual([...(o2.data as BigInt64Array)], [6n, 8n, 10n, -2n * big]);
+    const s1 = (await t1).outputs.OUTPUT0;
+    const s2 = (await t2).outputs.OUTPUT0;
+    assert.deepEqual(s1.shape, [1]);
+    assert.deepEqual((s1.data as Buffer[]).map(String), ['abab']);
+    assert.deepEqual(s2.shape, [2]);
+    assert.deepEqual((s2.data as Buffer[]).map(String), ['cc', 'dede']);
+    assert.deepEqual(h.batchStats(), [
+      [1, 1],
+      [3, 2],
+    ]);
+  });
+});
+
+describe('DynamicBatcher: preserve_ordering', () => {
+  async function raceTwoInstances(preserveOrdering: boolean) {
+    const h = new Harness({ maxBatchSize: 4, preserveOrdering }, 2);
+    const order: string[] = [];
+    const a = track(h.schedule(fp32Request([1])).then((r) => (order.push('a'), r)));
+    const b = track(h.schedule(fp32Request([2])).then((r) => (order.push('b'), r)));
+    assert.deepEqual(h.batches(), [[1], [2]]);
+    assert.notEqual(h.calls[0].instance, h.calls[1].instance);
+    // The later request's batch finishes first.
+    await release(h, 1);
+    const bSettledEarly = b.settled;
+    await release(h, 0);
+    assertOwnResult(await a.promise, [1]);
+    assertOwnResult(await b.promise, [2]);
+    return { order, bSettledEarly };
+  }
+
+  it('delivers responses in arrival order when a later batch finishes first', async () => {
+    const { order, bSettledEarly } = await raceTwoInstances(true);
+    assert.equal(bSettledEarly, 'pending', 'b is held back until a is answered');
+    assert.deepEqual(order, ['a', 'b']);
+  });
+
+  it('without it, a later batch that finishes first is answered first', async () => {
+    const { order, bSettledEarly } = await raceTwoInstances(false);
+    assert.equal(bSettledEarly, 'fulfilled');
+    assert.deepEqual(order, ['b', 'a']);
+  });
+
+  it('holds later answers behind an earlier failure, then delivers them all in order', async () => {
+    const h = new Harness({ maxBatchSize: 1, preserveOrdering: true }, 2);
+    const order: string[] = [];
+    const a = track(h.schedule(fp32Request([1])).catch((error) => (order.push('a'), Promise.reject(error))));
+    const b = track(h.schedule(fp32Request([2])).then((r) => (order.push('b'), r)));
+    await release(h, 1);
+    assert.equal(b.settled, 'pending');
+    h.calls[0].fail(new Error('boom'));
+    await flush();
+    await assert.rejects(a.promise, isError('INTERNAL', /boom/));
+    assertOwnResult(await b.promise, [2]);
+    assert.deepEqual(order, ['a', 'b']);
+  });
+});
+
+describe('DynamicBatcher: priorities', () => {
+  it('runs a high-priority request ahead of earlier low-priority ones', async () => {
+    const h = new Harness({ maxBatchSize: 1, priorityLevels: 2, defaultPriorityLevel: 2 });
+    const blocker = h.schedule(fp32Request([0]));
+    const low1 = h.schedule(fp32Request([1])); // default level 2
+    const low2 = h.schedule(fp32Request([2], { priority: 0 })); // 0 also means the default
+    const high = h.schedule(fp32Request([3], { priority: 1 }));
+    assert.equal(h.batcher.queued, 3);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [3]]);
+    await release(h, 1);
+    await release(h, 2);
+    await release(h, 3);
+    assert.deepEqual(h.batches(), [[0], [3], [1], [2]]);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await low1, [1]);
+    assertOwnResult(await low2, [2]);
+    assertOwnResult(await high, [3]);
+  });
+
+  it('puts higher-priority requests first within a batch, too', async () => {
+    const h = new Harness({ maxBatchSize: 8, priorityLevels: 2, defaultPriorityLevel: 2 });
+    h.schedule(fp32Request([0]));
+    const low = h.schedule(fp32Request([1], { priority: 2 }));
+    const high = h.schedule(fp32Request([2, 3], { priority: 1 }));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [2, 3, 1]]);
+    await release(h, 1);
+    assertOwnResult(await low, [1]);
+    assertOwnResult(await high, [2, 3]);
+  });
+
+  for (const priority of [3, -1, 1.5]) {
+    it(`rejects priority ${priority} with INVALID_ARGUMENT and never runs it`, async () => {
+      const h = new Harness({ maxBatchSize: 8, priorityLevels: 2, defaultPriorityLevel: 2 });
+      await assert.rejects(h.schedule(fp32Request([1], { priority })), isError('INVALID_ARGUMENT', /priority/));
+      assert.equal(h.calls.length, 0);
+      assert.equal(h.batcher.queued, 0);
+      // The batcher still serves valid requests.
+      const ok = h.schedule(fp32Request([2], { priority: 2 }));
+      assert.deepEqual(h.batches(), [[2]]);
+      await release(h, 0);
+      assertOwnResult(await ok, [2]);
+    });
+  }
+
+  it('applies per-level queue policies: a full level-1 queue does not block level 2', async () => {
+    const h = new Harness({
+      maxBatchSize: 1,
+      priorityLevels: 2,
+      defaultPriorityLevel: 2,
+      priorityQueuePolicies: new Map([[1, { ...NO_TIMEOUT, maxQueueSize: 1 }]]),
+    });
+    h.schedule(fp32Request([0]));
+    const high = h.schedule(fp32Request([1], { priority: 1 }));
+    await assert.rejects(h.schedule(fp32Request([2], { priority: 1 })), isError('UNAVAILABLE', /queue is full/));
+    const low = h.schedule(fp32Request([3], { priority: 2 }));
+    await release(h, 0);
+    await release(h, 1);
+    await release(h, 2);
+    assert.deepEqual(h.batches(), [[0], [1], [3]]);
+    assertOwnResult(await high, [1]);
+    assertOwnResult(await low, [3]);
+  });
+});
+
+describe('DynamicBatcher: queue caps', () => {
+  it('rejects a request beyond defaultQueuePolicy.maxQueueSize with UNAVAILABLE "queue is full" and never runs it', async () => {
+    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: { ...NO_TIMEOUT, maxQueueSize: 2 } });
+    const blocker = h.schedule(fp32Request([0])); // running, not queued
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /queue is full/));
+    assert.equal(h.batcher.queued, 2);
+    await release(h, 0);
+    // Room again: one left the queue.
+    const d = h.schedule(fp32Request([4]));
+    await release(h, 1);
+    await release(h, 2);
+    await release(h, 3);
+    assert.deepEqual(h.batches(), [[0], [1], [2], [4]]);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    assertOwnResult(await d, [4]);
+  });
+
+  it('applies the hard cap maxQueuedRequests when maxQueueSize is 0', async () => {
+    const h = new Harness({ maxBatchSize: 1, maxQueuedRequests: 2 });
+    h.schedule(fp32Request([0]));
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /queue is full/));
+    await release(h, 0);
+    await release(h, 1);
+    await release(h, 2);
+    assert.deepEqual(h.batches(), [[0], [1], [2]]);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+  });
+
+  it('the hard cap also bounds a larger per-level maxQueueSize', async () => {
+    const h = new Harness({ maxBatchSize: 1, maxQueuedRequests: 1, defaultQueuePolicy: { ...NO_TIMEOUT, maxQueueSize: 5 } });
+    h.schedule(fp32Request([0]));
+    h.schedule(fp32Request([1]));
+    await assert.rejects(h.schedule(fp32Request([2])), isError('UNAVAILABLE', /queue is full \(1 requests/));
+    await release(h, 0);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [1]]);
+  });
+});
+
+describe('DynamicBatcher: queue timeouts', () => {
+  const reject = (defaultTimeoutMicroseconds: number, allowTimeoutOverride = false): QueuePolicy => ({
+    maxQueueSize: 0,
+    defaultTimeoutMicroseconds,
+    timeoutAction: 'REJECT',
+    allowTimeoutOverride,
+  });
+
+  it('REJECT: a request that waits past the default timeout is rejected UNAVAILABLE and never executed', async () => {
+    const h = new Harness({ maxBatchSize: 8, defaultQueuePolicy: reject(10_000) });
+    const blocker = h.schedule(fp32Request([0])); // dispatched at once: its timeout no longer applies
+    const late = h.schedule(fp32Request([1]));
+    await assert.rejects(late, isError('UNAVAILABLE', /timeout/));
+    assert.equal(h.batcher.queued, 0);
+    const next = h.schedule(fp32Request([2]));
+    await release(h, 0);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [2]], 'the expired request never reached the instance');
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await next, [2]);
+  });
+
+  it('a running request is not timed out', async () => {
+    const h = new Harness({ maxBatchSize: 8, defaultQueuePolicy: reject(5_000) });
+    const running = h.schedule(fp32Request([1]));
+    await sleep(30);
+    await release(h, 0);
+    assertOwnResult(await running, [1]);
+  });
+
+  it('allowTimeoutOverride: a shorter request timeout applies', async () => {
+    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(5_000_000, true) });
+    h.schedule(fp32Request([0]));
+    const patient = track(h.schedule(fp32Request([1])));
+    const hasty = h.schedule(fp32Request([2], { timeoutMicroseconds: 5_000 }));
+    await assert.rejects(hasty, isError('UNAVAILABLE', /timeout/));
+    assert.equal(patient.settled, 'pending', 'the default (5 s) still holds for the other request');
+    await release(h, 0);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [1]]);
+    assertOwnResult(await patient.promise, [1]);
+  });
+
+  it('allowTimeoutOverride: a longer request timeout does not lengthen the default', { timeout: 5_000 }, async () => {
+    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(10_000, true) });
+    h.schedule(fp32Request([0]));
+    const slow = h.schedule(fp32Request([1], { timeoutMicroseconds: 60_000_000 }));
+    await assert.rejects(slow, isError('UNAVAILABLE', /timeout/));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0]]);
+  });
+
+  it('allowTimeoutOverride false: a request timeout is ignored', async () => {
+    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, false) });
+    h.schedule(fp32Request([0]));
+    const ignored = track(h.schedule(fp32Request([1], { timeoutMicroseconds: 1_000 })));
+    await sleep(30);
+    assert.equal(ignored.settled, 'pending');
+    await release(h, 0);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [1]]);
+    assertOwnResult(await ignored.promise, [1]);
+  });
+
+  it('allowTimeoutOverride true with no default: the request timeout applies', async () => {
+    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, true) });
+    h.schedule(fp32Request([0]));
+    await assert.rejects(h.schedule(fp32Request([1], { timeoutMicroseconds: 1_000 })), isError('UNAVAILABLE', /timeout/));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0]]);
+  });
+
+  it('a request timeout longer than setTimeout can hold (~24.8 days) does not expire at once', async () => {
+    const overflows = watchTimeoutOverflow();
+    try {
+      const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, true) });
+      h.schedule(fp32Request([0]));
+      // 30 days, in microseconds: beyond setTimeout's 2^31-1 ms, which it would shorten to 1 ms.
+      const patient = track(h.schedule(fp32Request([1], { timeoutMicroseconds: 30 * 86_400 * 1_000_000 })));
+      await sleep(30);
+      assert.equal(patient.settled, 'pending');
+      await release(h, 0);
+      await release(h, 1);
+      assertOwnResult(await patient.promise, [1]);
+    } finally {
+      assert.deepEqual(overflows.stop(), []);
+    }
+  });
+
+  it('the same for a default timeout from the config', async () => {
+    const overflows = watchTimeoutOverflow();
+    try {
+      const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(30 * 86_400 * 1_000_000) });
+      h.schedule(fp32Request([0]));
+      const patient = track(h.schedule(fp32Request([1])));
+      await sleep(30);
+      assert.equal(patient.settled, 'pending');
+      await release(h, 0);
+      await release(h, 1);
+      assertOwnResult(await patient.promise, [1]);
+    } finally {
+      assert.deepEqual(overflows.stop(), []);
+    }
+  });
+
+  it('rejects an invalid request timeout with INVALID_ARGUMENT where overrides are allowed', async () => {
+    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, true) });
+    await assert.rejects(h.schedule(fp32Request([1], { timeoutMicroseconds: -5 })), isError('INVALID_ARGUMENT'));
+    await assert.rejects(h.schedule(fp32Request([1], { timeoutMicroseconds: 1.5 })), isError('INVALID_ARGUMENT'));
+    assert.equal(h.calls.length, 0);
+  });
+
+  it('DELAY: an expired request moves behind a later-arriving one, but still runs and succeeds', async () => {
+    const h = new Harness({
+      maxBatchSize: 1,
+      defaultQueuePolicy: { maxQueueSize: 0, defaultTimeoutMicroseconds: 5_000, timeoutAction: 'DELAY', allowTimeoutOverride: false },
+    });
+    const blocker = h.schedule(fp32Request([0]));
+    const early = h.schedule(fp32Request([1]));
+    await sleep(30); // past early's 5 ms timeout: it is now delayed
+    const later = h.schedule(fp32Request([2]));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [2]], 'the later request runs first');
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [2], [1]]);
+    await release(h, 2);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await early, [1]);
+    assertOwnResult(await later, [2]);
+  });
+
+  it('DELAY: a delayed high-priority request stays ahead of lower levels, as in Triton', async () => {
+    const delayAfter5ms = { maxQueueSize: 0, defaultTimeoutMicroseconds: 5_000, timeoutAction: 'DELAY' as const, allowTimeoutOverride: false };
+    const h = new Harness({
+      maxBatchSize: 1,
+      priorityLevels: 2,
+      defaultPriorityLevel: 2,
+      priorityQueuePolicies: new Map([[1, delayAfter5ms]]),
+    });
+    const blocker = h.schedule(fp32Request([0]));
+    const high = h.schedule(fp32Request([1], { priority: 1 }));
+    await sleep(30); // high's timeout expires: delayed within level 1
+    const low = h.schedule(fp32Request([2]));
+    await release(h, 0);
+    await release(h, 1);
+    await release(h, 2);
+    assert.deepEqual(h.batches(), [[0], [1], [2]]);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await high, [1]);
+    assertOwnResult(await low, [2]);
+  });
+
+  it('DELAY: a delayed request still joins a batch, behind the others', async () => {
+    const h = new Harness({
+      maxBatchSize: 4,
+      defaultQueuePolicy: { maxQueueSize: 0, defaultTimeoutMicroseconds: 5_000, timeoutAction: 'DELAY', allowTimeoutOverride: false },
+    });
+    h.schedule(fp32Request([0]));
+    const early = h.schedule(fp32Request([1]));
+    await sleep(30);
+    const later = h.schedule(fp32Request([2, 3]));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [2, 3, 1]]);
+    await release(h, 1);
+    assertOwnResult(await early, [1]);
+    assertOwnResult(await later, [2, 3]);
+  });
+
+  it('DELAY: a delayed request can still be cancelled', async () => {
+    const h = new Harness({
+      maxBatchSize: 1,
+      defaultQueuePolicy: { maxQueueSize: 0, defaultTimeoutMicroseconds: 5_000, timeoutAction: 'DELAY', allowTimeoutOverride: false },
+    });
+    h.schedule(fp32Request([0]));
+    const controller = new AbortController();
+    const delayed = h.schedule(fp32Request([1], { signal: controller.signal }));
+    await sleep(30);
+    controller.abort();
+    await assert.rejects(delayed, isError('CANCELLED'));
+    assert.equal(h.batcher.queued, 0);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0]]);
+  });
+});
+
+describe('DynamicBatcher: cancellation', () => {
+  it('aborting a queued request rejects it with CANCELLED and it never executes', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const blocker = h.schedule(fp32Request([0]));
+    const controller = new AbortController();
+    const a = h.schedule(fp32Request([1]));
+    const cancelled = h.schedule(fp32Request([2], { signal: controller.signal }));
+    const c = h.schedule(fp32Request([3]));
+    controller.abort();
+    await assert.rejects(cancelled, isError('CANCELLED'));
+    assert.equal(h.batcher.queued, 2);
+    await release(h, 0);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [1, 3]]);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await c, [3]);
+  });
+
+  it('aborting a request that waits for the batch delay drops it from the batch', async () => {
+    const h = new Harness({ maxBatchSize: 3, maxQueueDelayMicroseconds: 60_000_000 });
+    const controller = new AbortController();
+    const cancelled = h.schedule(fp32Request([1], { signal: controller.signal }));
+    const b = h.schedule(fp32Request([2]));
+    assert.equal(h.calls.length, 0, 'waiting for the delay (or a full batch)');
+    controller.abort();
+    await assert.rejects(cancelled, isError('CANCELLED'));
+    assert.equal(h.batcher.queued, 1);
+    const c = h.schedule(fp32Request([3, 4])); // fills the batch of 3 in the cancelled one's place
+    assert.deepEqual(h.batches(), [[2, 3, 4]]);
+    await release(h, 0);
+    assertOwnResult(await b, [2]);
+    assertOwnResult(await c, [3, 4]);
+  });
+
+  it('aborting a running request lets it finish with its result', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const controller = new AbortController();
+    const running = h.schedule(fp32Request([1], { signal: controller.signal }));
+    assert.equal(h.calls.length, 1);
+    controller.abort();
+    await flush();
+    await release(h, 0);
+    assertOwnResult(await running, [1]);
+  });
+
+  it('an already-aborted signal is rejected at once and never queued', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(h.schedule(fp32Request([1], { signal: controller.signal })), isError('CANCELLED'));
+    assert.equal(h.calls.length, 0);
+    assert.equal(h.batcher.queued, 0);
+  });
+});
+
+describe('DynamicBatcher: failures', () => {
+  it('an execution that fails rejects every request of its batch with INTERNAL, and the next requests are served', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const blocker = h.schedule(fp32Request([0]));
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2, 3]));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3]]);
+    const aFailed = assert.rejects(a, isError('INTERNAL', /the device fell over/));
+    const bFailed = assert.rejects(b, isError('INTERNAL', /the device fell over/));
+    h.calls[1].fail(new Error('the device fell over'));
+    await aFailed;
+    await bFailed;
+    const c = h.schedule(fp32Request([4]));
+    const d = h.schedule(fp32Request([5]));
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3], [4]]);
+    await release(h, 2);
+    await release(h, 3);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3], [4], [5]]);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await c, [4]);
+    assertOwnResult(await d, [5]);
+  });
+
+  it('an instance whose run throws synchronously rejects its batch with INTERNAL and the batcher keeps serving', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    h.throwOnRun = true;
+    await assert.rejects(h.schedule(fp32Request([1])), isError('INTERNAL', /threw synchronously/));
+    h.throwOnRun = false;
+    const ok = h.schedule(fp32Request([2]));
+    assert.deepEqual(h.batches(), [[2]]);
+    await release(h, 0);
+    assertOwnResult(await ok, [2]);
+  });
+
+  it('a model that drops the batch dimension fails the batch with INTERNAL instead of mis-slicing', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    h.schedule(fp32Request([0]));
+    const a = assert.rejects(h.schedule(fp32Request([1])), isError('INTERNAL', /batch dimension/));
+    const b = assert.rejects(h.schedule(fp32Request([2])), isError('INTERNAL', /batch dimension/));
+    h.model = () => ({ OUTPUT0: { datatype: 'FP32', shape: [1], data: Float32Array.from([0]) } });
+    await release(h, 0);
+    await release(h, 1);
+    assert.deepEqual(h.batches(), [[0], [1, 2]]);
+    await a;
+    await b;
+  });
+
+  it('a NereidError from the instance keeps its code', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const a = h.schedule(fp32Request([1]));
+    h.calls[0].fail(new NereidError('INVALID_ARGUMENT', 'bad shape'));
+    await assert.rejects(a, isError('INVALID_ARGUMENT', /bad shape/));
+  });
+});
+
+describe('DynamicBatcher: stop()', () => {
+  it('runs what was queued, lets running work finish, rejects new requests, and settles when all have answered', async () => {
+    const h = new Harness({ maxBatchSize: 1 });
+    const running = h.schedule(fp32Request([0]));
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    const stopped = track(h.batcher.stop());
+    await flush();
+    assert.equal(stopped.settled, 'pending', 'stop() waits for accepted requests');
+    await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /unloading/));
+    await release(h, 0);
+    await release(h, 1);
+    assert.equal(stopped.settled, 'pending');
+    await release(h, 2);
+    await stopped.promise;
+    assertOwnResult(await running, [0]);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    assert.deepEqual(h.batches(), [[0], [1], [2]], 'every accepted request ran, in order');
+    await assert.rejects(h.schedule(fp32Request([4])), isError('UNAVAILABLE'));
+  });
+
+  it('sends a request waiting for the batch delay at once and leaves no timer behind', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 60_000_000 });
+    const waiting = h.schedule(fp32Request([1]));
+    assert.equal(h.calls.length, 0);
+    const stopped = h.batcher.stop();
+    assert.deepEqual(h.batches(), [[1]]);
+    await release(h, 0);
+    await stopped;
+    assertOwnResult(await waiting, [1]);
+  });
+});
+
+describe('DynamicBatcher: statistics', () => {
+  it('execution_count and batch_stats match the batches executed', async () => {
+    const h = new Harness({ maxBatchSize: 4 });
+    const pending: Promise<ScheduledResult>[] = [h.schedule(fp32Request([0]))]; // batch of 1
+    pending.push(h.schedule(fp32Request([1])), h.schedule(fp32Request([2, 3]))); // batch of 3
+    await release(h, 0);
+    pending.push(h.schedule(fp32Request([4, 5]))); // batch of 2
+    await release(h, 1);
+    pending.push(h.schedule(fp32Request([6])), h.schedule(fp32Request([7, 8]))); // batch of 3
+    await release(h, 2);
+    await release(h, 3);
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3], [4, 5], [6, 7, 8]]);
+    await Promise.all(pending);
+    const json = h.stats.toJSON();
+    assert.equal(json.execution_count, 4);
+    assert.deepEqual(
+      json.batch_stats.map((entry) => ({
+        size: entry.batch_size,
+        input: entry.compute_input.count,
+        infer: entry.compute_infer.count,
+        output: entry.compute_output.count,
+      })),
+      [
+        { size: 1, input: 1, infer: 1, output: 1 },
+        { size: 2, input: 1, infer: 1, output: 1 },
+        { size: 3, input: 2, infer: 2, output: 2 },
+      ],
+    );
+    for (const entry of json.batch_stats) {
+      for (const duration of [entry.compute_input, entry.compute_infer, entry.compute_output]) {
+        assert.ok(Number.isInteger(duration.ns) && duration.ns >= 0);
+      }
+    }
+  });
+});
