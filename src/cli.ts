@@ -2,6 +2,7 @@
 /**
  * The `nereid` command. Flag names follow Triton's tritonserver where a Triton flag exists.
  */
+import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
@@ -108,6 +109,69 @@ program
     await server.start();
     const index = await server.repositoryIndex();
     logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${index.filter((m) => m.state === 'READY').length} model version(s) ready`);
+  });
+
+program
+  .command('classify')
+  .description('classify image files with a model that declares image pre-processing; prints JSON, one line per file')
+  .requiredOption('--model <name>', 'model to classify with')
+  .option('--model-version <version>', 'model version (default: the latest ready one)')
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process', 'models')
+  .option('--url <url>', 'classify through a running Nereid server instead (e.g. http://127.0.0.1:8000)')
+  .option('--top-k <n>', 'predictions per image (default: the model\'s top_k)', integer(1))
+  .argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)')
+  .action(async (files: string[], flags) => {
+    const images = await Promise.all(files.map((file) => readFile(file)));
+    const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
+    if (flags.url) {
+      const base = String(flags.url).replace(/\/$/, '');
+      const path = `/v2/models/${encodeURIComponent(flags.model)}${flags.modelVersion ? `/versions/${flags.modelVersion}` : ''}/classify`;
+      let failed = false;
+      for (const [index, file] of files.entries()) {
+        const query = flags.topK ? `?top_k=${flags.topK}` : '';
+        const response = await fetch(`${base}${path}${query}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/octet-stream' },
+          body: images[index],
+        });
+        const body = (await response.json()) as { error?: string };
+        if (!response.ok) failed = true;
+        print(file, body);
+      }
+      process.exit(failed ? 1 : 0);
+    }
+    const server = new Server({
+      modelRepository: flags.modelRepository,
+      modelControlMode: 'explicit',
+      loadModels: [flags.model],
+      logger: pino({ level: 'warn' }, pino.destination(2)),
+    });
+    await server.start();
+    try {
+      // One call per file, so a bad file is reported on its own line; the batcher still groups them.
+      const started = performance.now();
+      const answers = await Promise.allSettled(
+        images.map((image) => server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK })),
+      );
+      let failed = 0;
+      answers.forEach((answer, index) => {
+        if (answer.status === 'rejected') {
+          failed += 1;
+          return print(files[index], { error: (answer.reason as Error).message });
+        }
+        const { model, version, results, timings } = answer.value;
+        print(files[index], {
+          model_name: model,
+          model_version: version,
+          ...results[0],
+          timing: { preprocess_ms: timings.preprocessMs, inference_ms: timings.inferMs },
+        });
+      });
+      console.error(`${files.length} image(s), ${failed} failed, in ${(performance.now() - started).toFixed(1)} ms`);
+      process.exitCode = failed ? 1 : 0;
+    } finally {
+      await server.close();
+    }
   });
 
 program.parseAsync().catch((error: Error) => {

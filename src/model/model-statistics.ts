@@ -8,6 +8,10 @@ export interface Duration {
 }
 
 export interface RequestTimings {
+  /** Decoding and transforming inputs (image pre-processing) before queueing. */
+  preprocessNs?: number;
+  /** Activation of outputs after the model. */
+  postprocessNs?: number;
   queueNs: number;
   computeInputNs: number;
   computeInferNs: number;
@@ -42,6 +46,8 @@ export class ModelStatistics implements ExecutionRecorder {
   readonly computeInput = zero();
   readonly computeInfer = zero();
   readonly computeOutput = zero();
+  readonly preprocess = zero();
+  readonly postprocess = zero();
   readonly batches = new Map<number, { computeInput: Duration; computeInfer: Duration; computeOutput: Duration }>();
 
   constructor(
@@ -70,6 +76,8 @@ export class ModelStatistics implements ExecutionRecorder {
     add(this.computeInput, timings.computeInputNs);
     add(this.computeInfer, timings.computeInferNs);
     add(this.computeOutput, timings.computeOutputNs);
+    if (timings.preprocessNs !== undefined) add(this.preprocess, timings.preprocessNs);
+    if (timings.postprocessNs !== undefined) add(this.postprocess, timings.postprocessNs);
   }
 
   recordFailure(totalNs: number): void {
@@ -92,6 +100,9 @@ export class ModelStatistics implements ExecutionRecorder {
         compute_input: { ...this.computeInput },
         compute_infer: { ...this.computeInfer },
         compute_output: { ...this.computeOutput },
+        // Nereid's phases around the model, beside Triton's: image decoding before, activation after.
+        preprocess: { ...this.preprocess },
+        postprocess: { ...this.postprocess },
         cache_hit: zero(),
         cache_miss: zero(),
       },

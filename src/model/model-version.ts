@@ -6,21 +6,26 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, TensorSignature } from '../backends/backend.js';
 import { configTypeOf } from '../core/datatype.js';
-import { asNereidError, NereidError } from '../core/errors.js';
+import { asNereidError, invalidArgument, NereidError } from '../core/errors.js';
 import type { InferenceRequest, InferenceResponse, InferOutput } from '../core/inference.js';
-import { describeShape } from '../core/tensor.js';
+import { describeShape, type Tensor } from '../core/tensor.js';
 import {
   datatypeOfConfig,
   parseModelConfig,
+  outputPostprocessingSchema,
   type CompletedModelConfig,
   type ModelConfig,
+  type ModelOutputConfig,
+  type OutputPostprocessing,
   type QueuePolicyConfig,
 } from '../repository/model-config.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
+import { ImagePreprocessor } from '../processing/image-preprocessor.js';
+import { activate, classifyRows, type ImageClassification } from '../processing/output-postprocessor.js';
 import { classify } from './classification.js';
 import { checkRequestedOutputs, expectedShape, prepareInputs } from './input-validation.js';
-import { ModelStatistics } from './model-statistics.js';
+import { ModelStatistics, type RequestTimings } from './model-statistics.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
 
@@ -153,9 +158,20 @@ function numericParameter(request: InferenceRequest, key: string): number | unde
   return value;
 }
 
+/** One classify call's answer: per image, and where its time went. */
+export interface ClassifyResult {
+  results: ImageClassification[];
+  timings: { preprocessMs: number; queueMs: number; inferMs: number; postprocessMs: number; totalMs: number };
+}
+
+const DEFAULT_POSTPROCESSING: OutputPostprocessing = outputPostprocessingSchema.parse({});
+
 export class ModelVersion {
   state: ModelState = 'READY';
   reason = '';
+  /** The config as clients see it: image inputs take encoded images (BYTES, one per batch row). */
+  private readonly clientConfig: CompletedModelConfig;
+  private readonly imageInputs: Map<string, ImagePreprocessor>;
 
   private constructor(
     readonly name: string,
@@ -165,7 +181,22 @@ export class ModelVersion {
     private readonly scheduler: Scheduler,
     private readonly labels: Map<string, string[]>,
     readonly statistics: ModelStatistics,
-  ) {}
+  ) {
+    this.imageInputs = new Map(
+      config.input
+        .filter((input) => input.preprocess?.image)
+        .map((input) => [
+          input.name,
+          new ImagePreprocessor(input.name, input.preprocess!.image, datatypeOfConfig(input), input.reshape?.shape ?? input.dims),
+        ]),
+    );
+    this.clientConfig = {
+      ...config,
+      input: config.input.map((input) =>
+        this.imageInputs.has(input.name) ? { ...input, data_type: 'TYPE_STRING', dims: [1], reshape: undefined } : input,
+      ),
+    };
+  }
 
   static async load(options: ModelVersionOptions): Promise<ModelVersion> {
     const { config, backend, logger } = options;
@@ -226,27 +257,49 @@ export class ModelVersion {
     const describe = (tensor: { name: string; data_type: string; dims: number[] }) => ({
       name: tensor.name,
       datatype: datatypeOfConfig(tensor),
-      shape: expectedShape(this.config, tensor),
+      shape: expectedShape(this.clientConfig, tensor),
     });
     return {
       name: this.name,
       versions,
       platform: this.config.platform,
-      inputs: this.config.input.map(describe),
+      inputs: this.clientConfig.input.map(describe),
       outputs: this.config.output.map(describe),
     };
   }
 
-  async infer(request: InferenceRequest): Promise<InferenceResponse> {
+  /** A batch of encoded images may arrive as [rows] or [rows, 1]; the model's view is [rows, 1]. */
+  private withImageShapes(inputs: InferenceRequest['inputs']): InferenceRequest['inputs'] {
+    if (this.imageInputs.size === 0) return inputs;
+    return inputs.map((input) =>
+      this.imageInputs.has(input.name) && input.datatype === 'BYTES' && input.shape.length === (this.batched ? 1 : 0)
+        ? { ...input, shape: [...input.shape, 1] }
+        : input,
+    );
+  }
+
+  /** Decodes image inputs into the tensors the model takes. */
+  private async preprocess(tensors: Record<string, Tensor>): Promise<void> {
+    await Promise.all(
+      [...this.imageInputs].map(async ([name, preprocessor]) => {
+        const tensor = await preprocessor.run(tensors[name].data as Buffer[]);
+        tensors[name] = this.batched ? tensor : { ...tensor, shape: tensor.shape.slice(1) };
+      }),
+    );
+  }
+
+  private async run(request: InferenceRequest): Promise<{ outputs: Record<string, Tensor>; timings: RequestTimings }> {
     if (this.state !== 'READY') {
       throw new NereidError('UNAVAILABLE', `model '${this.name}' version ${this.version} is not ready (${this.state.toLowerCase()})`);
     }
     const started = performance.now();
-    let result;
     try {
-      const { tensors, batchSize } = prepareInputs(this.config, request.inputs);
+      const { tensors, batchSize } = prepareInputs(this.clientConfig, this.withImageShapes(request.inputs));
       const outputNames = checkRequestedOutputs(this.config, request.outputs);
-      result = await this.scheduler.schedule({
+      const preprocessStart = performance.now();
+      await this.preprocess(tensors);
+      const preprocessNs = (performance.now() - preprocessStart) * 1e6;
+      const result = await this.scheduler.schedule({
         inputs: tensors,
         batchSize,
         outputNames,
@@ -254,22 +307,85 @@ export class ModelVersion {
         timeoutMicroseconds: numericParameter(request, 'timeout'),
         signal: request.signal,
       });
-      this.statistics.recordSuccess(Math.max(1, batchSize), (performance.now() - started) * 1e6, result.timings);
+      const postprocessStart = performance.now();
+      const outputs: Record<string, Tensor> = {};
+      for (const [name, tensor] of Object.entries(result.outputs)) {
+        const spec = this.config.output.find((output) => output.name === name)?.postprocess;
+        outputs[name] = spec ? activate(tensor, spec, this.batched) : tensor;
+      }
+      const timings = { ...result.timings, preprocessNs, postprocessNs: (performance.now() - postprocessStart) * 1e6 };
+      this.statistics.recordSuccess(Math.max(1, batchSize), (performance.now() - started) * 1e6, timings);
+      return { outputs, timings };
     } catch (error) {
       this.statistics.recordFailure((performance.now() - started) * 1e6);
       throw asNereidError(error);
     }
-    const results = result.outputs;
-    const outputNames = Object.keys(results);
-    const outputs: InferOutput[] = outputNames.map((name) => {
+  }
+
+  async infer(request: InferenceRequest): Promise<InferenceResponse> {
+    const { outputs: results } = await this.run(request);
+    const outputs: InferOutput[] = Object.entries(results).map(([name, tensor]) => {
       const requested = request.outputs?.find((output) => output.name === name);
-      const tensor = results[name];
       if (requested?.classCount !== undefined) {
         return { name, ...classify(tensor, requested.classCount, this.batched, this.labels.get(name)) };
       }
       return { name, ...tensor };
     });
     return { model: this.name, version: this.version, id: request.id, outputs };
+  }
+
+  /** The output a classifier answers with: the one with post-processing, else the one with labels, else the only one. */
+  private classificationOutput(): ModelOutputConfig {
+    const output =
+      this.config.output.find((candidate) => candidate.postprocess) ??
+      this.config.output.find((candidate) => candidate.label_filename) ??
+      (this.config.output.length === 1 ? this.config.output[0] : undefined);
+    if (!output) {
+      throw invalidArgument(`model '${this.name}' has several outputs and none declares postprocess or label_filename; it cannot classify`);
+    }
+    return output;
+  }
+
+  /** Photos in, labels out: each image through pre-processing, the model and post-processing, in batches the model accepts. */
+  async classify(images: readonly Buffer[], options: { topK?: number; signal?: AbortSignal } = {}): Promise<ClassifyResult> {
+    const [imageInput, ...others] = this.imageInputs.keys();
+    if (!imageInput || others.length > 0 || this.config.input.some((input) => input.name !== imageInput && !input.optional)) {
+      throw invalidArgument(`model '${this.name}' does not take a single image input (declare preprocess.image on its one input to classify images)`);
+    }
+    if (images.length === 0) throw invalidArgument('no images to classify');
+    if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
+      throw invalidArgument(`top_k must be a positive integer, got ${options.topK}`);
+    }
+    const output = this.classificationOutput();
+    const spec = output.postprocess ?? DEFAULT_POSTPROCESSING;
+    const chunkSize = Math.max(1, this.config.max_batch_size);
+    const chunks: Buffer[][] = [];
+    for (let start = 0; start < images.length; start += chunkSize) chunks.push(images.slice(start, start + chunkSize));
+    const started = performance.now();
+    const answers = await Promise.all(
+      chunks.map((chunk) =>
+        this.run({
+          model: this.name,
+          inputs: [{ name: imageInput, datatype: 'BYTES', shape: this.batched ? [chunk.length, 1] : [1], data: chunk }],
+          outputs: [{ name: output.name }],
+          signal: options.signal,
+        }),
+      ),
+    );
+    const results = answers.flatMap(({ outputs }) =>
+      classifyRows(outputs[output.name], spec, this.batched, this.labels.get(output.name), options.topK),
+    );
+    const sum = (key: keyof RequestTimings) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
+    return {
+      results,
+      timings: {
+        preprocessMs: sum('preprocessNs'),
+        queueMs: sum('queueNs'),
+        inferMs: sum('computeInferNs'),
+        postprocessMs: sum('postprocessNs'),
+        totalMs: performance.now() - started,
+      },
+    };
   }
 
   labelsOf(output: string): readonly string[] | undefined {

@@ -51,6 +51,8 @@ export const imagePreprocessingSchema = z.object({
   mean: repeated(z.number()).default([]),
   std: repeated(z.number().positive()).default([]),
   layout: z.enum(['NCHW', 'NHWC']).default('NCHW'),
+  /** Resampling kernel; 'linear' matches the bilinear resize most training pipelines use. */
+  interpolation: z.enum(['nearest', 'linear', 'cubic', 'lanczos3']).default('linear'),
   /** Refuse encoded images larger than this, before decoding. */
   max_bytes: count(1).default(20 * 1024 * 1024),
   /** Refuse images whose width × height exceeds this (decompression bombs). */
@@ -218,6 +220,8 @@ export type ModelConfig = z.output<typeof modelConfigSchema>;
 export type CompletedModelConfig = ModelConfig & { name: string; max_batch_size: number; backend: string; platform: string };
 export type ModelInputConfig = ModelConfig['input'][number];
 export type ModelOutputConfig = ModelConfig['output'][number];
+export type ImagePreprocessing = z.output<typeof imagePreprocessingSchema>;
+export type OutputPostprocessing = z.output<typeof outputPostprocessingSchema>;
 export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>;
 export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
 

@@ -118,6 +118,13 @@ export class Server {
     return { model_stats: versions.map((model) => model.statistics.toJSON()) };
   }
 
+  /** Photos in, labels out, for a model whose input declares image pre-processing. */
+  async classify(name: string, images: readonly Buffer[], options: { version?: string; topK?: number; signal?: AbortSignal } = {}) {
+    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    const model = this.model(name, options.version);
+    return { model: model.name, version: model.version, ...(await model.classify(images, options)) };
+  }
+
   async infer(request: InferenceRequest): Promise<InferenceResponse> {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     return this.model(request.model, request.version).infer(request);

@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { BEARER_TOKEN_MESSAGE, bearerTokenMatches } from '../../core/auth.js';
 import { asNereidError, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
 import type { Server } from '../../server/server.js';
+import { registerClassifyRoutes } from './classify-http.js';
 import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from './v2-http-codec.js';
 
 export interface HttpFrontEndOptions {
@@ -19,6 +20,15 @@ export interface HttpFrontEndOptions {
 type ModelParams = { model: string; version?: string };
 
 const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+/** A client that hangs up before its answer frees its place in the queue. */
+function abortOnClientClose(reply: FastifyReply): AbortSignal {
+  const abort = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  });
+  return abort.signal;
+}
 
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
   return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: error.message });
@@ -127,13 +137,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
         request.params.model,
         request.params.version,
       );
-      // A client that hangs up before its answer frees its place in the queue.
-      const abort = new AbortController();
-      const onClose = () => {
-        if (!reply.raw.writableFinished) abort.abort();
-      };
-      reply.raw.once('close', onClose);
-      inference.signal = abort.signal;
+      inference.signal = abortOnClientClose(reply);
       const response = await server.infer(inference);
       const encoded = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
       if (encoded.headerLength === undefined) return reply.type('application/json').send(encoded.body);
@@ -143,6 +147,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
         .send(encoded.body);
     });
   }
+
+  registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, abortOnClientClose });
 
   app.get('/v2/models/stats', async () => server.modelStatistics());
   for (const path of modelPaths('/stats')) {

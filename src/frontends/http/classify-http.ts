@@ -1,0 +1,75 @@
+/**
+ * The friendly endpoint beside V2: POST an image (raw body, Content-Type image/*) or several
+ * (multipart form files) and get labels with a confidence back as plain JSON.
+ */
+import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { invalidArgument } from '../../core/errors.js';
+import type { Server } from '../../server/server.js';
+
+type ModelParams = { model: string; version?: string };
+
+export interface ClassifyRouteOptions {
+  maxBodyBytes: number;
+  /** Images one multipart request may carry. */
+  maxFiles?: number;
+  modelPaths: (suffix: string) => string[];
+  abortOnClientClose: (reply: FastifyReply) => AbortSignal;
+}
+
+function topKOf(request: FastifyRequest): number | undefined {
+  const raw = (request.query as Record<string, string | undefined>).top_k;
+  if (raw === undefined) return undefined;
+  const topK = Number(raw);
+  if (!Number.isInteger(topK) || topK < 1) throw invalidArgument(`top_k must be a positive integer, got '${raw}'`);
+  return topK;
+}
+
+async function imagesOf(request: FastifyRequest): Promise<{ file?: string; data: Buffer }[]> {
+  if (request.isMultipart()) {
+    const images: { file?: string; data: Buffer }[] = [];
+    for await (const part of request.parts()) {
+      if (part.type === 'file') images.push({ file: part.filename, data: await part.toBuffer() });
+    }
+    if (images.length === 0) throw invalidArgument('the multipart form has no files; send each image as a file part');
+    return images;
+  }
+  const type = String(request.headers['content-type'] ?? '');
+  if (!/^(image\/|application\/octet-stream)/i.test(type)) {
+    throw invalidArgument(`send the image as the body with Content-Type image/* (got '${type || 'none'}'), or as multipart/form-data files`);
+  }
+  return [{ data: (request.body as Buffer | undefined) ?? Buffer.alloc(0) }];
+}
+
+export function registerClassifyRoutes(app: FastifyInstance, server: Server, options: ClassifyRouteOptions): void {
+  const maxFiles = options.maxFiles ?? 64;
+  void app.register(multipart, {
+    limits: { fileSize: options.maxBodyBytes, files: maxFiles, fields: 16, parts: maxFiles + 16 },
+    throwFileSizeLimit: true,
+  });
+  for (const path of options.modelPaths('/classify')) {
+    app.post<{ Params: ModelParams }>(path, async (request, reply) => {
+      const images = await imagesOf(request);
+      const signal = options.abortOnClientClose(reply);
+      const { model, version, results, timings } = await server.classify(
+        request.params.model,
+        images.map((image) => image.data),
+        { version: request.params.version, topK: topKOf(request), signal },
+      );
+      const timing = {
+        preprocess_ms: timings.preprocessMs,
+        queue_ms: timings.queueMs,
+        inference_ms: timings.inferMs,
+        postprocess_ms: timings.postprocessMs,
+        total_ms: timings.totalMs,
+      };
+      if (!request.isMultipart()) return { model_name: model, model_version: version, ...results[0], timing };
+      return {
+        model_name: model,
+        model_version: version,
+        results: results.map((result, index) => ({ file: images[index].file, ...result })),
+        timing,
+      };
+    });
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Turns encoded images (JPEG, PNG, WebP, GIF, TIFF, AVIF) into the tensor a model takes, as its
+ * config declares: EXIF orientation, color mode, resize mode, scale, mean/std, layout, dtype.
+ * Decoding runs in libvips' thread pool (through sharp), so it overlaps with inference.
+ */
+import sharp from 'sharp';
+import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
+import { invalidArgument } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
+import type { ImagePreprocessing } from '../repository/model-config.js';
+
+const SUPPORTED_TARGETS: readonly Datatype[] = ['FP32', 'FP16', 'FP64', 'UINT8'];
+
+export interface ImageGeometry {
+  channels: number;
+  height: number;
+  width: number;
+}
+
+/** Where channels, height and width sit in the input's dims for the declared layout; sizes the dims leave open come from the spec. */
+export function imageGeometry(inputName: string, dims: readonly number[], spec: ImagePreprocessing): ImageGeometry {
+  if (dims.length !== 3) {
+    throw new Error(`input '${inputName}': image pre-processing needs dims of rank 3 (${spec.layout} without the batch), got [${dims.join(',')}]`);
+  }
+  const [channels, height, width] = spec.layout === 'NCHW' ? dims : [dims[2], dims[0], dims[1]];
+  const expectedChannels = spec.color === 'grayscale' ? 1 : 3;
+  if (channels !== expectedChannels && channels !== -1) {
+    throw new Error(`input '${inputName}': color ${spec.color} gives ${expectedChannels} channel(s) but dims say ${channels}`);
+  }
+  const resolve = (fromDims: number, fromSpec: number | undefined, what: string) => {
+    if (fromSpec !== undefined && fromDims !== -1 && fromSpec !== fromDims) {
+      throw new Error(`input '${inputName}': preprocess ${what} ${fromSpec} contradicts dims [${dims.join(',')}]`);
+    }
+    const size = fromSpec ?? fromDims;
+    if (size < 1) throw new Error(`input '${inputName}': the ${what} is dynamic in dims; set preprocess.image.${what}`);
+    return size;
+  };
+  return { channels: expectedChannels, height: resolve(height, spec.height, 'height'), width: resolve(width, spec.width, 'width') };
+}
+
+function perChannel(values: readonly number[], channels: number, what: string, fallback: number): number[] {
+  if (values.length === 0) return Array(channels).fill(fallback);
+  if (values.length === 1) return Array(channels).fill(values[0]);
+  if (values.length !== channels) throw new Error(`preprocess ${what} has ${values.length} values for ${channels} channel(s)`);
+  return [...values];
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${bytes} bytes`;
+}
+
+/** sharp's messages name libvips internals; say what is wrong with the client's image instead. */
+function describeDecodeError(message: string, spec: ImagePreprocessing): string {
+  if (/pixel limit/i.test(message)) return `it is larger than the limit of ${spec.max_pixels} pixels (max_pixels)`;
+  if (/unsupported image format/i.test(message)) return 'it is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)';
+  if (/premature end|truncated|corrupt|damaged|Read error|end of file|VipsJpeg|gifload|pngload|tiffload|webp|heif/i.test(message)) {
+    return `it is truncated or corrupt (${message.split('\n')[0]})`;
+  }
+  return message.split('\n')[0];
+}
+
+export class ImagePreprocessor {
+  readonly geometry: ImageGeometry;
+  private readonly mean: number[];
+  private readonly std: number[];
+  private readonly fill: { r: number; g: number; b: number };
+
+  constructor(
+    readonly inputName: string,
+    private readonly spec: ImagePreprocessing,
+    private readonly datatype: Datatype,
+    dims: readonly number[],
+  ) {
+    if (!SUPPORTED_TARGETS.includes(datatype)) {
+      throw new Error(`input '${inputName}': image pre-processing produces ${SUPPORTED_TARGETS.join(', ')}, not ${datatype}`);
+    }
+    this.geometry = imageGeometry(inputName, dims, spec);
+    const { channels } = this.geometry;
+    this.mean = perChannel(spec.mean, channels, 'mean', 0);
+    this.std = perChannel(spec.std, channels, 'std', 1);
+    const [r, g = r, b = r] = spec.fill;
+    this.fill = { r, g, b };
+  }
+
+  /** The shape of one preprocessed image, without the batch dimension. */
+  get dims(): number[] {
+    const { channels, height, width } = this.geometry;
+    return this.spec.layout === 'NCHW' ? [channels, height, width] : [height, width, channels];
+  }
+
+  /** Decodes to 8-bit pixels, height × width × channels, in RGB / BGR / gray order. */
+  async decode(image: Buffer, index: number): Promise<Buffer> {
+    const problem = (what: string) => invalidArgument(`input '${this.inputName}' image ${index}: ${what}`);
+    if (image.length === 0) throw problem('the image is empty (0 bytes)');
+    if (image.length > this.spec.max_bytes) {
+      throw problem(`the encoded image is ${formatBytes(image.length)}, over the limit of ${formatBytes(this.spec.max_bytes)} (max_bytes)`);
+    }
+    const { channels, height, width } = this.geometry;
+    const background = this.fill;
+    try {
+      let pipeline = sharp(image, { limitInputPixels: this.spec.max_pixels, failOn: 'warning' })
+        .rotate() // EXIF orientation
+        .flatten({ background });
+      pipeline = channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
+      const fit = { stretch: 'fill', shorter_side_center_crop: 'cover', letterbox: 'contain' } as const;
+      pipeline = pipeline.resize(width, height, { fit: fit[this.spec.resize], position: 'centre', background, kernel: this.spec.interpolation });
+      const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+      if (info.width !== width || info.height !== height || info.channels < channels) {
+        throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${channels}`);
+      }
+      if (info.channels === channels) return data;
+      // libvips may keep an extra channel (e.g. gray + alpha); keep the first ones.
+      const pixels = Buffer.allocUnsafe(width * height * channels);
+      for (let pixel = 0; pixel < width * height; pixel++) {
+        for (let c = 0; c < channels; c++) pixels[pixel * channels + c] = data[pixel * info.channels + c];
+      }
+      return pixels;
+    } catch (error) {
+      throw problem(describeDecodeError((error as Error).message, this.spec));
+    }
+  }
+
+  /** Writes one image's pixels into the batch tensor at `row`, normalised, in the declared layout and dtype. */
+  private write(pixels: Buffer, target: NumericArray, row: number): void {
+    const { channels, height, width } = this.geometry;
+    const plane = height * width;
+    const base = row * plane * channels;
+    const bgr = this.spec.color === 'bgr';
+    const nchw = this.spec.layout === 'NCHW';
+    for (let c = 0; c < channels; c++) {
+      const source = bgr ? channels - 1 - c : c;
+      const scale = this.spec.scale / this.std[c];
+      const offset = this.mean[c] / this.std[c];
+      for (let p = 0; p < plane; p++) {
+        const value = pixels[p * channels + source] * scale - offset;
+        const at = base + (nchw ? c * plane + p : p * channels + c);
+        if (this.datatype === 'FP16') target[at] = numberToHalf(value);
+        else if (this.datatype === 'UINT8') target[at] = Math.min(255, Math.max(0, Math.round(value)));
+        else target[at] = value;
+      }
+    }
+  }
+
+  /** Encoded images, one per batch row, to the model's input tensor [rows, ...dims]. */
+  async run(images: readonly Buffer[]): Promise<Tensor> {
+    const decoded = await Promise.all(images.map((image, index) => this.decode(image, index)));
+    const { channels, height, width } = this.geometry;
+    const data = allocateTypedArray(this.datatype as Exclude<Datatype, 'BYTES'>, images.length * channels * height * width);
+    decoded.forEach((pixels, row) => this.write(pixels, data, row));
+    return { datatype: this.datatype, shape: [images.length, ...this.dims], data };
+  }
+}
