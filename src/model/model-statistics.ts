@@ -24,10 +24,8 @@ export interface ExecutionTimings {
   computeOutputNs: number;
 }
 
-/** What a scheduler reports as it executes; the statistics of a model version implement it. */
-export interface ExecutionRecorder {
-  recordExecution(batchSize: number, timings: ExecutionTimings): void;
-}
+
+import type { ExecutionRecord, InferenceObserver, RequestRecord } from './inference-observer.js';
 
 const zero = (): Duration => ({ count: 0, ns: 0 });
 
@@ -36,7 +34,7 @@ function add(duration: Duration, ns: number): void {
   duration.ns += Math.round(ns);
 }
 
-export class ModelStatistics implements ExecutionRecorder {
+export class ModelStatistics implements InferenceObserver {
   lastInference = 0;
   inferenceCount = 0;
   executionCount = 0;
@@ -54,6 +52,15 @@ export class ModelStatistics implements ExecutionRecorder {
     readonly name: string,
     readonly version: string,
   ) {}
+
+  onExecution(record: ExecutionRecord): void {
+    this.recordExecution(record.batchSize, record.timings);
+  }
+
+  onRequestEnd(record: RequestRecord): void {
+    if (record.success && record.timings) this.recordSuccess(record.rows, record.totalNs, record.timings);
+    else this.recordFailure(record.totalNs);
+  }
 
   recordExecution(batchSize: number, timings: ExecutionTimings): void {
     this.executionCount += 1;

@@ -25,6 +25,7 @@ import { ImagePreprocessor } from '../processing/image-preprocessor.js';
 import { activate, classifyRows, type ImageClassification } from '../processing/output-postprocessor.js';
 import { classify } from './classification.js';
 import { checkRequestedOutputs, expectedShape, prepareInputs } from './input-validation.js';
+import { ObserverGroup, type InferenceObserverFactory } from './inference-observer.js';
 import { ModelStatistics, type RequestTimings } from './model-statistics.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
@@ -40,6 +41,8 @@ export interface ModelVersionOptions {
   defaultMaxBatchSize: number;
   /** Requests that may wait for an instance before new ones are refused. */
   maxQueueSize: number;
+  /** Services that watch this version's requests and executions besides its statistics (metrics, tracing). */
+  observers?: readonly InferenceObserverFactory[];
   /** Reads a labels file named by the config, relative to the model's folder. */
   readLabels: (filename: string) => Promise<string[]>;
 }
@@ -181,6 +184,7 @@ export class ModelVersion {
     private readonly scheduler: Scheduler,
     private readonly labels: Map<string, string[]>,
     readonly statistics: ModelStatistics,
+    private readonly observer: ObserverGroup,
   ) {
     this.imageInputs = new Map(
       config.input
@@ -235,8 +239,12 @@ export class ModelVersion {
       }
       const label = `model '${options.name}' version ${options.version}`;
       const statistics = new ModelStatistics(options.name, options.version);
-      const scheduler = new DynamicBatcher(instances, batcherPolicyOf(completed, options.maxQueueSize), statistics, label);
-      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels, statistics);
+      const observer = new ObserverGroup([
+        statistics,
+        ...(options.observers ?? []).map((create) => create(options.name, options.version)),
+      ]);
+      const scheduler = new DynamicBatcher(instances, batcherPolicyOf(completed, options.maxQueueSize), observer, label);
+      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels, statistics, observer);
     } catch (error) {
       await Promise.allSettled(instances.map((instance) => instance.release()));
       throw error;
@@ -293,8 +301,11 @@ export class ModelVersion {
       throw new NereidError('UNAVAILABLE', `model '${this.name}' version ${this.version} is not ready (${this.state.toLowerCase()})`);
     }
     const started = performance.now();
+    this.observer.onRequestStart();
+    let rows = 1;
     try {
       const { tensors, batchSize } = prepareInputs(this.clientConfig, this.withImageShapes(request.inputs));
+      rows = Math.max(1, batchSize);
       const outputNames = checkRequestedOutputs(this.config, request.outputs);
       const preprocessStart = performance.now();
       await this.preprocess(tensors);
@@ -314,11 +325,12 @@ export class ModelVersion {
         outputs[name] = spec ? activate(tensor, spec, this.batched) : tensor;
       }
       const timings = { ...result.timings, preprocessNs, postprocessNs: (performance.now() - postprocessStart) * 1e6 };
-      this.statistics.recordSuccess(Math.max(1, batchSize), (performance.now() - started) * 1e6, timings);
+      this.observer.onRequestEnd({ rows, success: true, totalNs: (performance.now() - started) * 1e6, timings, requestId: request.id });
       return { outputs, timings };
     } catch (error) {
-      this.statistics.recordFailure((performance.now() - started) * 1e6);
-      throw asNereidError(error);
+      const failure = asNereidError(error);
+      this.observer.onRequestEnd({ rows, success: false, errorCode: failure.code, totalNs: (performance.now() - started) * 1e6, requestId: request.id });
+      throw failure;
     }
   }
 

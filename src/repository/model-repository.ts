@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
 import { invalidArgument, NereidError, notFound, unavailable } from '../core/errors.js';
+import type { InferenceObserverFactory } from '../model/inference-observer.js';
 import { ModelVersion, type ModelState } from '../model/model-version.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
 import { parsePbtxt } from './pbtxt.js';
@@ -26,6 +27,7 @@ export interface ModelRepositoryOptions {
   logger: Logger;
   defaultMaxBatchSize: number;
   maxQueueSize: number;
+  observers?: readonly InferenceObserverFactory[];
 }
 
 interface ModelEntry {
@@ -214,6 +216,7 @@ export class ModelRepository {
             logger: logger.child({ version }),
             defaultMaxBatchSize: this.options.defaultMaxBatchSize,
             maxQueueSize: this.options.maxQueueSize,
+            observers: this.options.observers,
             readLabels: async (file) =>
               (await readFile(containedPath(folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });

@@ -6,7 +6,8 @@
 import type { BackendInstance } from '../backends/backend.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import type { ExecutionRecorder, RequestTimings } from '../model/model-statistics.js';
+import type { ExecutionObserver } from '../model/inference-observer.js';
+import type { RequestTimings } from '../model/model-statistics.js';
 import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
 
@@ -79,7 +80,7 @@ export class DynamicBatcher implements Scheduler {
   constructor(
     instances: readonly BackendInstance[],
     private readonly policy: BatcherPolicy,
-    private readonly recorder: ExecutionRecorder,
+    private readonly observer: ExecutionObserver,
     private readonly label: string,
   ) {
     this.idle = [...instances];
@@ -323,7 +324,7 @@ export class DynamicBatcher implements Scheduler {
         computeInferNs: msToNs(inferred - inputReady),
         computeOutputNs: msToNs(finished - inferred),
       };
-      this.recorder.recordExecution(batched ? totalRows : 1, execution);
+      this.observer.onExecution({ batchSize: batched ? totalRows : 1, timings: execution, threads: instance.threads });
       batch.forEach((pending, index) => {
         const timings: RequestTimings = { queueNs: msToNs(started - pending.enqueuedAt), ...execution };
         this.deliver(pending, () => pending.resolve({ outputs: results[index], timings }));

@@ -9,6 +9,7 @@ import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
 import { NereidError, invalidArgument } from '../core/errors.js';
 import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import type { InferenceObserverFactory } from '../model/inference-observer.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { VERSION } from '../version.js';
 
@@ -26,7 +27,12 @@ export const serverOptionsSchema = z.object({
   maxQueueSize: z.number().int().positive().default(1024),
 });
 
-export type ServerOptions = z.input<typeof serverOptionsSchema> & { logger?: Logger; backends?: Backend[] };
+export type ServerOptions = z.input<typeof serverOptionsSchema> & {
+  logger?: Logger;
+  backends?: Backend[];
+  /** Services that watch every model version's requests (metrics, tracing), beside its statistics. */
+  observers?: InferenceObserverFactory[];
+};
 
 export const SERVER_EXTENSIONS = [
   'classification',
@@ -55,6 +61,7 @@ export class Server {
       logger: this.logger,
       defaultMaxBatchSize: this.options.defaultMaxBatchSize,
       maxQueueSize: this.options.maxQueueSize,
+      observers: options.observers,
     });
   }
 

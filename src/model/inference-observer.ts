@@ -1,0 +1,53 @@
+/**
+ * The named points where cross-cutting services (statistics, metrics, tracing, cost) watch the
+ * path of a request without the path knowing them: a request ends, a batch executes.
+ */
+import type { ErrorCode } from '../core/errors.js';
+import type { ExecutionTimings, RequestTimings } from './model-statistics.js';
+
+export interface RequestRecord {
+  /** Inferences the request carried (its batch rows, at least 1). */
+  rows: number;
+  success: boolean;
+  errorCode?: ErrorCode;
+  totalNs: number;
+  /** Phase timings, for a request that reached the scheduler. */
+  timings?: RequestTimings;
+  requestId?: string;
+}
+
+export interface ExecutionRecord {
+  batchSize: number;
+  timings: ExecutionTimings;
+  /** Threads the executing instance computes with (for compute-seconds). */
+  threads: number;
+}
+
+export interface ExecutionObserver {
+  onExecution(record: ExecutionRecord): void;
+}
+
+export interface InferenceObserver extends ExecutionObserver {
+  onRequestStart?(): void;
+  onRequestEnd(record: RequestRecord): void;
+}
+
+/** Makes the observer of one model version; the server's metrics, for example, label by model and version. */
+export type InferenceObserverFactory = (model: string, version: string) => InferenceObserver;
+
+/** Fans one event out to several observers. */
+export class ObserverGroup implements InferenceObserver {
+  constructor(private readonly observers: readonly InferenceObserver[]) {}
+
+  onRequestStart(): void {
+    for (const observer of this.observers) observer.onRequestStart?.();
+  }
+
+  onRequestEnd(record: RequestRecord): void {
+    for (const observer of this.observers) observer.onRequestEnd(record);
+  }
+
+  onExecution(record: ExecutionRecord): void {
+    for (const observer of this.observers) observer.onExecution(record);
+  }
+}
