@@ -43,6 +43,8 @@ export interface InferenceRequest {
   outputs?: RequestedOutput[];
   /** Aborted when the client goes away, so queued work can be dropped. */
   signal?: AbortSignal;
+  /** W3C trace context from the client (HTTP header or gRPC metadata `traceparent`), for tracing. */
+  traceparent?: string;
 }
 
 export interface InferOutput extends Tensor {

@@ -14,6 +14,9 @@ export interface RequestRecord {
   /** Phase timings, for a request that reached the scheduler. */
   timings?: RequestTimings;
   requestId?: string;
+  /** Wall-clock start, milliseconds since the epoch (span start times). */
+  startedAt: number;
+  traceparent?: string;
 }
 
 export interface ExecutionRecord {

@@ -301,6 +301,8 @@ export class ModelVersion {
       throw new NereidError('UNAVAILABLE', `model '${this.name}' version ${this.version} is not ready (${this.state.toLowerCase()})`);
     }
     const started = performance.now();
+    const startedAt = Date.now();
+    const { traceparent, id: requestId } = request;
     this.observer.onRequestStart();
     let rows = 1;
     try {
@@ -325,11 +327,13 @@ export class ModelVersion {
         outputs[name] = spec ? activate(tensor, spec, this.batched) : tensor;
       }
       const timings = { ...result.timings, preprocessNs, postprocessNs: (performance.now() - postprocessStart) * 1e6 };
-      this.observer.onRequestEnd({ rows, success: true, totalNs: (performance.now() - started) * 1e6, timings, requestId: request.id });
+      const totalNs = (performance.now() - started) * 1e6;
+      this.observer.onRequestEnd({ rows, success: true, totalNs, timings, requestId, startedAt, traceparent });
       return { outputs, timings };
     } catch (error) {
       const failure = asNereidError(error);
-      this.observer.onRequestEnd({ rows, success: false, errorCode: failure.code, totalNs: (performance.now() - started) * 1e6, requestId: request.id });
+      const totalNs = (performance.now() - started) * 1e6;
+      this.observer.onRequestEnd({ rows, success: false, errorCode: failure.code, totalNs, requestId, startedAt, traceparent });
       throw failure;
     }
   }
