@@ -14,6 +14,8 @@ export interface RequestRecord {
   /** Phase timings, for a request that reached the scheduler. */
   timings?: RequestTimings;
   requestId?: string;
+  /** Response cache outcome, when the model's cache is on: lookup (and, on a miss, insert) time. */
+  cache?: { hit: boolean; ns: number };
   /** Wall-clock start, milliseconds since the epoch (span start times). */
   startedAt: number;
   traceparent?: string;

@@ -46,6 +46,8 @@ export class ModelStatistics implements InferenceObserver {
   readonly computeOutput = zero();
   readonly preprocess = zero();
   readonly postprocess = zero();
+  readonly cacheHit = zero();
+  readonly cacheMiss = zero();
   readonly batches = new Map<number, { computeInput: Duration; computeInfer: Duration; computeOutput: Duration }>();
 
   constructor(
@@ -58,8 +60,16 @@ export class ModelStatistics implements InferenceObserver {
   }
 
   onRequestEnd(record: RequestRecord): void {
-    if (record.success && record.timings) this.recordSuccess(record.rows, record.totalNs, record.timings);
-    else this.recordFailure(record.totalNs);
+    if (record.cache) add(record.cache.hit ? this.cacheHit : this.cacheMiss, record.cache.ns);
+    if (!record.success) return this.recordFailure(record.totalNs);
+    if (record.cache?.hit) {
+      // As in Triton, a hit is a successful inference but not an execution: no queue or compute time.
+      this.inferenceCount += record.rows;
+      this.lastInference = Date.now();
+      add(this.success, record.totalNs);
+    } else if (record.timings) {
+      this.recordSuccess(record.rows, record.totalNs, record.timings);
+    }
   }
 
   recordExecution(batchSize: number, timings: ExecutionTimings): void {
@@ -110,8 +120,8 @@ export class ModelStatistics implements InferenceObserver {
         // Nereid's phases around the model, beside Triton's: image decoding before, activation after.
         preprocess: { ...this.preprocess },
         postprocess: { ...this.postprocess },
-        cache_hit: zero(),
-        cache_miss: zero(),
+        cache_hit: { ...this.cacheHit },
+        cache_miss: { ...this.cacheMiss },
       },
       batch_stats: [...this.batches.entries()]
         .sort(([a], [b]) => a - b)

@@ -21,6 +21,9 @@ import {
 } from '../repository/model-config.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
+import { cacheKey, fingerprint } from '../cache/cache-key.js';
+import { decodeOutputs, encodeOutputs } from '../cache/cached-outputs.js';
+import type { ResponseCacheStore } from '../cache/response-cache.js';
 import { ImagePreprocessor } from '../processing/image-preprocessor.js';
 import { activate, classifyRows, type ImageClassification } from '../processing/output-postprocessor.js';
 import { classify } from './classification.js';
@@ -41,6 +44,8 @@ export interface ModelVersionOptions {
   defaultMaxBatchSize: number;
   /** Requests that may wait for an instance before new ones are refused. */
   maxQueueSize: number;
+  /** The server's response cache store; used when the model's config enables response_cache. */
+  responseCache?: ResponseCacheStore;
   /** Services that watch this version's requests and executions besides its statistics (metrics, tracing). */
   observers?: readonly InferenceObserverFactory[];
   /** Reads a labels file named by the config, relative to the model's folder. */
@@ -175,6 +180,10 @@ export class ModelVersion {
   /** The config as clients see it: image inputs take encoded images (BYTES, one per batch row). */
   private readonly clientConfig: CompletedModelConfig;
   private readonly imageInputs: Map<string, ImagePreprocessor>;
+  /** The response cache, when the server has a store and this model's config enables it. */
+  private readonly cache?: { store: ResponseCacheStore; ttlSeconds: number; keyParameters: string[]; fingerprint: string };
+  /** Identical requests being computed now, by cache key. */
+  private readonly inFlight = new Map<string, Promise<{ outputs: Record<string, Tensor>; timings: RequestTimings }>>();
 
   private constructor(
     readonly name: string,
@@ -185,7 +194,16 @@ export class ModelVersion {
     private readonly labels: Map<string, string[]>,
     readonly statistics: ModelStatistics,
     private readonly observer: ObserverGroup,
+    cacheStore?: ResponseCacheStore,
   ) {
+    if (cacheStore && config.response_cache?.enable) {
+      this.cache = {
+        store: cacheStore,
+        ttlSeconds: config.response_cache.ttl_seconds,
+        keyParameters: config.response_cache.key_parameters,
+        fingerprint: fingerprint(config),
+      };
+    }
     this.imageInputs = new Map(
       config.input
         .filter((input) => input.preprocess?.image)
@@ -244,7 +262,7 @@ export class ModelVersion {
         ...(options.observers ?? []).map((create) => create(options.name, options.version)),
       ]);
       const scheduler = new DynamicBatcher(instances, batcherPolicyOf(completed, options.maxQueueSize), observer, label);
-      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels, statistics, observer);
+      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels, statistics, observer, options.responseCache);
     } catch (error) {
       await Promise.allSettled(instances.map((instance) => instance.release()));
       throw error;
@@ -305,36 +323,101 @@ export class ModelVersion {
     const { traceparent, id: requestId } = request;
     this.observer.onRequestStart();
     let rows = 1;
+    let cache: { hit: boolean; ns: number } | undefined;
+    const end = (success: boolean, extra: { timings?: RequestTimings; errorCode?: NereidError['code'] }) =>
+      this.observer.onRequestEnd({ rows, success, totalNs: (performance.now() - started) * 1e6, requestId, startedAt, traceparent, cache, ...extra });
     try {
       const { tensors, batchSize } = prepareInputs(this.clientConfig, this.withImageShapes(request.inputs));
       rows = Math.max(1, batchSize);
       const outputNames = checkRequestedOutputs(this.config, request.outputs);
-      const preprocessStart = performance.now();
-      await this.preprocess(tensors);
-      const preprocessNs = (performance.now() - preprocessStart) * 1e6;
-      const result = await this.scheduler.schedule({
-        inputs: tensors,
-        batchSize,
-        outputNames,
-        priority: numericParameter(request, 'priority'),
-        timeoutMicroseconds: numericParameter(request, 'timeout'),
-        signal: request.signal,
-      });
-      const postprocessStart = performance.now();
-      const outputs: Record<string, Tensor> = {};
-      for (const [name, tensor] of Object.entries(result.outputs)) {
-        const spec = this.config.output.find((output) => output.name === name)?.postprocess;
-        outputs[name] = spec ? activate(tensor, spec, this.batched) : tensor;
+      const compute = () => this.compute(request, tensors, batchSize, outputNames);
+      let result;
+      if (this.cache && request.parameters?.cache_bypass !== true) {
+        const key = cacheKey({
+          model: this.name,
+          version: this.version,
+          configFingerprint: this.cache.fingerprint,
+          inputs: tensors,
+          outputNames,
+          parameters: request.parameters,
+          keyParameters: this.cache.keyParameters,
+        });
+        const outcome = await this.cached(key, compute);
+        cache = { hit: outcome.hit, ns: outcome.cacheNs };
+        result = outcome.result;
+      } else {
+        result = await compute();
       }
-      const timings = { ...result.timings, preprocessNs, postprocessNs: (performance.now() - postprocessStart) * 1e6 };
-      const totalNs = (performance.now() - started) * 1e6;
-      this.observer.onRequestEnd({ rows, success: true, totalNs, timings, requestId, startedAt, traceparent });
-      return { outputs, timings };
+      end(true, { timings: result.timings });
+      return result;
     } catch (error) {
       const failure = asNereidError(error);
-      const totalNs = (performance.now() - started) * 1e6;
-      this.observer.onRequestEnd({ rows, success: false, errorCode: failure.code, totalNs, requestId, startedAt, traceparent });
+      end(false, { errorCode: failure.code });
       throw failure;
+    }
+  }
+
+  /** Pre-processing, the scheduler and post-processing: everything a cache hit skips. */
+  private async compute(
+    request: InferenceRequest,
+    tensors: Record<string, Tensor>,
+    batchSize: number,
+    outputNames: string[],
+  ): Promise<{ outputs: Record<string, Tensor>; timings: RequestTimings }> {
+    const inputs = { ...tensors };
+    const preprocessStart = performance.now();
+    await this.preprocess(inputs);
+    const preprocessNs = (performance.now() - preprocessStart) * 1e6;
+    const result = await this.scheduler.schedule({
+      inputs,
+      batchSize,
+      outputNames,
+      priority: numericParameter(request, 'priority'),
+      timeoutMicroseconds: numericParameter(request, 'timeout'),
+      signal: request.signal,
+    });
+    const postprocessStart = performance.now();
+    const outputs: Record<string, Tensor> = {};
+    for (const [name, tensor] of Object.entries(result.outputs)) {
+      const spec = this.config.output.find((output) => output.name === name)?.postprocess;
+      outputs[name] = spec ? activate(tensor, spec, this.batched) : tensor;
+    }
+    return { outputs, timings: { ...result.timings, preprocessNs, postprocessNs: (performance.now() - postprocessStart) * 1e6 } };
+  }
+
+  /**
+   * Answers from the cache, or computes once for all identical requests in flight (single-flight).
+   * A failed computation is not cached, and its waiters compute for themselves instead of sharing
+   * the failure, which may have been the first client's alone (a cancellation, say).
+   */
+  private async cached(
+    key: string,
+    compute: () => Promise<{ outputs: Record<string, Tensor>; timings: RequestTimings }>,
+  ): Promise<{ hit: boolean; cacheNs: number; result: { outputs: Record<string, Tensor>; timings: RequestTimings } }> {
+    const cache = this.cache!;
+    const lookupStart = performance.now();
+    const stored = await cache.store.get(key);
+    const lookupNs = (performance.now() - lookupStart) * 1e6;
+    const hitTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 };
+    if (stored) return { hit: true, cacheNs: lookupNs, result: { outputs: decodeOutputs(stored), timings: hitTimings } };
+    const inFlight = this.inFlight.get(key);
+    if (inFlight) {
+      const shared = await inFlight.then(
+        (result) => result,
+        () => undefined,
+      );
+      if (shared) return { hit: true, cacheNs: lookupNs, result: { outputs: shared.outputs, timings: hitTimings } };
+      return { hit: false, cacheNs: lookupNs, result: await compute() };
+    }
+    const leader = compute();
+    this.inFlight.set(key, leader);
+    try {
+      const result = await leader;
+      const insertStart = performance.now();
+      await cache.store.set(key, encodeOutputs(result.outputs), cache.ttlSeconds);
+      return { hit: false, cacheNs: lookupNs + (performance.now() - insertStart) * 1e6, result };
+    } finally {
+      this.inFlight.delete(key);
     }
   }
 

@@ -168,7 +168,15 @@ export const modelConfigSchema = z
       .optional(),
     parameters: parametersSchema.default({}),
     default_model_filename: z.string().optional(),
-    response_cache: z.looseObject({ enable: z.boolean().default(false) }).optional(),
+    response_cache: z
+      .looseObject({
+        enable: z.boolean().default(false),
+        /** Nereid: seconds an entry lives; 0 keeps it until evicted. */
+        ttl_seconds: z.number().nonnegative().default(0),
+        /** Nereid: request parameters that change the result, so they are part of the key. */
+        key_parameters: repeated(z.string()).default([]),
+      })
+      .optional(),
   })
   .superRefine((config, ctx) => {
     for (const kind of ['input', 'output'] as const) {

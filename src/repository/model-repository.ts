@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
 import { invalidArgument, NereidError, notFound, unavailable } from '../core/errors.js';
+import type { ResponseCacheStore } from '../cache/response-cache.js';
 import type { InferenceObserverFactory } from '../model/inference-observer.js';
 import { ModelVersion, type ModelState } from '../model/model-version.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
@@ -28,6 +29,7 @@ export interface ModelRepositoryOptions {
   defaultMaxBatchSize: number;
   maxQueueSize: number;
   observers?: readonly InferenceObserverFactory[];
+  responseCache?: ResponseCacheStore;
 }
 
 interface ModelEntry {
@@ -217,6 +219,7 @@ export class ModelRepository {
             defaultMaxBatchSize: this.options.defaultMaxBatchSize,
             maxQueueSize: this.options.maxQueueSize,
             observers: this.options.observers,
+            responseCache: this.options.responseCache,
             readLabels: async (file) =>
               (await readFile(containedPath(folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });

@@ -9,6 +9,8 @@ import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
 import { NereidError, invalidArgument } from '../core/errors.js';
 import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import { createCacheStore, parseCacheConfig } from '../cache/cache-config.js';
+import type { ResponseCacheStore } from '../cache/response-cache.js';
 import type { InferenceObserverFactory } from '../model/inference-observer.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { VERSION } from '../version.js';
@@ -25,6 +27,8 @@ export const serverOptionsSchema = z.object({
   defaultMaxBatchSize: z.number().int().nonnegative().default(4),
   /** Requests one model version may hold waiting for an instance; beyond it requests are refused with UNAVAILABLE. */
   maxQueueSize: z.number().int().positive().default(1024),
+  /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
+  cacheConfig: z.string().optional(),
 });
 
 export type ServerOptions = z.input<typeof serverOptionsSchema> & {
@@ -32,6 +36,8 @@ export type ServerOptions = z.input<typeof serverOptionsSchema> & {
   backends?: Backend[];
   /** Services that watch every model version's requests (metrics, tracing), beside its statistics. */
   observers?: InferenceObserverFactory[];
+  /** A response cache store to use instead of the one `cacheConfig` describes. */
+  responseCache?: ResponseCacheStore;
 };
 
 export const SERVER_EXTENSIONS = [
@@ -48,6 +54,7 @@ export class Server {
   readonly options: z.output<typeof serverOptionsSchema>;
   readonly logger: Logger;
   readonly repository: ModelRepository;
+  readonly responseCache?: ResponseCacheStore;
   private started = false;
   private closing = false;
   private readonly requiredAtStart = new Set<string>();
@@ -55,6 +62,9 @@ export class Server {
   constructor(options: ServerOptions) {
     this.options = serverOptionsSchema.parse(options);
     this.logger = options.logger ?? pino({ level: 'info' });
+    this.responseCache =
+      options.responseCache ??
+      (this.options.cacheConfig ? createCacheStore(parseCacheConfig(this.options.cacheConfig), this.logger) : undefined);
     this.repository = new ModelRepository({
       root: this.options.modelRepository,
       backends: options.backends ?? [new OnnxRuntimeBackend()],
@@ -62,6 +72,7 @@ export class Server {
       defaultMaxBatchSize: this.options.defaultMaxBatchSize,
       maxQueueSize: this.options.maxQueueSize,
       observers: options.observers,
+      responseCache: this.responseCache,
     });
   }
 
@@ -181,5 +192,6 @@ export class Server {
     if (this.closing) return;
     this.closing = true;
     await this.repository.close();
+    await this.responseCache?.close();
   }
 }

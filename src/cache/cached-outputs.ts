@@ -1,0 +1,40 @@
+/**
+ * A response's output tensors as one buffer, for stores that keep bytes (and count them):
+ * a 4-byte header length, a JSON header of names, datatypes, shapes and sizes, then the raw bytes.
+ */
+import { decodeBytesElements, typedArrayFromBytes, type Datatype } from '../core/datatype.js';
+import { tensorDataToBytes, type Tensor } from '../core/tensor.js';
+
+interface HeaderEntry {
+  name: string;
+  datatype: Datatype;
+  shape: number[];
+  bytes: number;
+}
+
+export function encodeOutputs(outputs: Record<string, Tensor>): Buffer {
+  const payloads: Buffer[] = [];
+  const header: HeaderEntry[] = Object.entries(outputs).map(([name, tensor]) => {
+    const bytes = tensorDataToBytes(tensor.datatype, tensor.data);
+    payloads.push(bytes);
+    return { name, datatype: tensor.datatype, shape: tensor.shape, bytes: bytes.length };
+  });
+  const json = Buffer.from(JSON.stringify(header));
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(json.length);
+  return Buffer.concat([length, json, ...payloads]);
+}
+
+export function decodeOutputs(buffer: Buffer): Record<string, Tensor> {
+  const jsonLength = buffer.readUInt32LE(0);
+  const header = JSON.parse(buffer.subarray(4, 4 + jsonLength).toString('utf8')) as HeaderEntry[];
+  let offset = 4 + jsonLength;
+  const outputs: Record<string, Tensor> = {};
+  for (const entry of header) {
+    const bytes = buffer.subarray(offset, offset + entry.bytes);
+    offset += entry.bytes;
+    const data = entry.datatype === 'BYTES' ? decodeBytesElements(bytes)! : typedArrayFromBytes(entry.datatype, bytes);
+    outputs[entry.name] = { datatype: entry.datatype, shape: entry.shape, data };
+  }
+  return outputs;
+}
