@@ -6,6 +6,10 @@ import { existsSync } from 'node:fs';
 const needed = [
   // Text rendered by the OCR test needs a font fontconfig can find.
   { pkg: 'fonts-dejavu-core', provides: '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf' },
+  // The accuracy test classifies Fashion-MNIST test images.
+  { pkg: 'dataset-fashion-mnist', provides: '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz' },
+  // The Redis response cache tests start a real Redis server.
+  { pkg: 'redis-server', provides: '/usr/bin/redis-server' },
 ];
 
 const missing = needed.filter(({ provides }) => !existsSync(provides)).map(({ pkg }) => pkg);
