@@ -66,7 +66,7 @@ test('PNG images through /classify (multipart) match in-process accuracy within 
   for (let start = 0; start < COUNT; start += 50) {
     const form = new FormData();
     for (const index of indices.slice(start, start + 50)) {
-      form.append('images', new Blob([await encode(index, 'png')], { type: 'image/png' }), `${index}.png`);
+      form.append('images', new Blob([new Uint8Array(await encode(index, 'png'))], { type: 'image/png' }), `${index}.png`);
     }
     const response = await fetch(`${server.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: form });
     assert.equal(response.status, 200);
@@ -96,7 +96,7 @@ test('JPEG images through V2 /infer (BYTES input, classification extension) matc
     const response = await fetch(`${server.url}/v2/models/fashion_mnist/infer`, {
       method: 'POST',
       headers: { 'Inference-Header-Content-Length': String(headerLength) },
-      body,
+      body: new Uint8Array(body),
     });
     assert.equal(response.status, 200);
     const { header } = await readInferResponse(response);

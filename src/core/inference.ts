@@ -24,10 +24,12 @@ export interface RequestedOutput {
  * A requested output from its wire parameters: Triton's classification extension asks for the top
  * `class_count` classes (0 means the plain tensor). Every front end reads it the same way.
  */
+/** Triton's clients ask for classification with the output parameter `classification`; `class_count` (their argument's name) is accepted too. */
 export function requestedOutputOf(name: string, parameters: Parameters | undefined): RequestedOutput {
-  const classCount = parameters?.class_count;
+  const key = parameters?.classification !== undefined ? 'classification' : 'class_count';
+  const classCount = parameters?.[key];
   if (classCount !== undefined && typeof classCount !== 'number') {
-    throw invalidArgument(`output '${name}': class_count must be a number`);
+    throw invalidArgument(`output '${name}': ${key} must be a number`);
   }
   return { name, classCount: classCount === 0 ? undefined : classCount, parameters };
 }
@@ -45,6 +47,11 @@ export interface InferenceRequest {
   signal?: AbortSignal;
   /** W3C trace context from the client (HTTP header or gRPC metadata `traceparent`), for tracing. */
   traceparent?: string;
+  /**
+   * The transport's request id (the client's `x-request-id`, else generated), which the front end's
+   * log lines carry; observers fall back to it when the V2 `id` is absent. Never echoed as `id`.
+   */
+  requestId?: string;
 }
 
 export interface InferOutput extends Tensor {

@@ -305,16 +305,17 @@ export class ModelVersion {
   }
 
   /** Decodes image inputs into the tensors the model takes. */
-  private async preprocess(tensors: Record<string, Tensor>): Promise<void> {
+  private async preprocess(tensors: Record<string, Tensor>, firstImageIndex: number): Promise<void> {
     await Promise.all(
       [...this.imageInputs].map(async ([name, preprocessor]) => {
-        const tensor = await preprocessor.run(tensors[name].data as Buffer[]);
+        const tensor = await preprocessor.run(tensors[name].data as Buffer[], firstImageIndex);
         tensors[name] = this.batched ? tensor : { ...tensor, shape: tensor.shape.slice(1) };
       }),
     );
   }
 
-  private async run(request: InferenceRequest): Promise<{ outputs: Record<string, Tensor>; timings: RequestTimings }> {
+  /** `firstImageIndex` numbers images in errors when a request is one chunk of a larger classify call. */
+  private async run(request: InferenceRequest, firstImageIndex = 0): Promise<{ outputs: Record<string, Tensor>; timings: RequestTimings }> {
     if (this.state !== 'READY') {
       throw new NereidError('UNAVAILABLE', `model '${this.name}' version ${this.version} is not ready (${this.state.toLowerCase()})`);
     }
@@ -330,7 +331,7 @@ export class ModelVersion {
       const { tensors, batchSize } = prepareInputs(this.clientConfig, this.withImageShapes(request.inputs));
       rows = Math.max(1, batchSize);
       const outputNames = checkRequestedOutputs(this.config, request.outputs);
-      const compute = () => this.compute(request, tensors, batchSize, outputNames);
+      const compute = () => this.compute(request, tensors, batchSize, outputNames, firstImageIndex);
       let result;
       if (this.cache && request.parameters?.cache_bypass !== true) {
         const key = cacheKey({
@@ -363,11 +364,15 @@ export class ModelVersion {
     tensors: Record<string, Tensor>,
     batchSize: number,
     outputNames: string[],
+    firstImageIndex: number,
   ): Promise<{ outputs: Record<string, Tensor>; timings: RequestTimings }> {
     const inputs = { ...tensors };
-    const preprocessStart = performance.now();
-    await this.preprocess(inputs);
-    const preprocessNs = (performance.now() - preprocessStart) * 1e6;
+    let preprocessNs: number | undefined;
+    if (this.imageInputs.size > 0) {
+      const preprocessStart = performance.now();
+      await this.preprocess(inputs, firstImageIndex);
+      preprocessNs = (performance.now() - preprocessStart) * 1e6;
+    }
     const result = await this.scheduler.schedule({
       inputs,
       batchSize,
@@ -462,13 +467,16 @@ export class ModelVersion {
     for (let start = 0; start < images.length; start += chunkSize) chunks.push(images.slice(start, start + chunkSize));
     const started = performance.now();
     const answers = await Promise.all(
-      chunks.map((chunk) =>
-        this.run({
-          model: this.name,
-          inputs: [{ name: imageInput, datatype: 'BYTES', shape: this.batched ? [chunk.length, 1] : [1], data: chunk }],
-          outputs: [{ name: output.name }],
-          signal: options.signal,
-        }),
+      chunks.map((chunk, index) =>
+        this.run(
+          {
+            model: this.name,
+            inputs: [{ name: imageInput, datatype: 'BYTES', shape: this.batched ? [chunk.length, 1] : [1], data: chunk }],
+            outputs: [{ name: output.name }],
+            signal: options.signal,
+          },
+          index * chunkSize,
+        ),
       ),
     );
     const results = answers.flatMap(({ outputs }) =>

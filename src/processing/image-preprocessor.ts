@@ -10,6 +10,8 @@ import type { Tensor } from '../core/tensor.js';
 import type { ImagePreprocessing } from '../repository/model-config.js';
 
 const SUPPORTED_TARGETS: readonly Datatype[] = ['FP32', 'FP16', 'FP64', 'UINT8'];
+/** sharp's names of the decoders clients may use: JPEG, PNG, WebP, GIF, TIFF and AVIF (heif). */
+const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 
 export interface ImageGeometry {
   channels: number;
@@ -98,7 +100,11 @@ export class ImagePreprocessor {
     const { channels, height, width } = this.geometry;
     const background = this.fill;
     try {
-      let pipeline = sharp(image, { limitInputPixels: this.spec.max_pixels, failOn: 'warning' })
+      const input = sharp(image, { limitInputPixels: this.spec.max_pixels, failOn: 'warning' });
+      // libvips would also render SVG (librsvg) from a client's bytes; take only the formats we name.
+      const { format } = await input.metadata();
+      if (!format || !ACCEPTED_FORMATS.has(format)) throw new Error(`unsupported image format (${format ?? 'unknown'})`);
+      let pipeline = input
         .rotate() // EXIF orientation
         .flatten({ background });
       pipeline = channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
@@ -141,9 +147,9 @@ export class ImagePreprocessor {
     }
   }
 
-  /** Encoded images, one per batch row, to the model's input tensor [rows, ...dims]. */
-  async run(images: readonly Buffer[]): Promise<Tensor> {
-    const decoded = await Promise.all(images.map((image, index) => this.decode(image, index)));
+  /** Encoded images, one per batch row, to the model's input tensor [rows, ...dims]; errors number images from firstIndex. */
+  async run(images: readonly Buffer[], firstIndex = 0): Promise<Tensor> {
+    const decoded = await Promise.all(images.map((image, index) => this.decode(image, firstIndex + index)));
     const { channels, height, width } = this.geometry;
     const data = allocateTypedArray(this.datatype as Exclude<Datatype, 'BYTES'>, images.length * channels * height * width);
     decoded.forEach((pixels, row) => this.write(pixels, data, row));

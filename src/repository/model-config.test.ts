@@ -154,7 +154,7 @@ const EXPECTED = {
     priority_queue_policy: { '1': { ...QUEUE_DEFAULTS, max_queue_size: 4 } },
   },
   parameters: { intra_op_thread_count: { string_value: '1' }, execution_mode: { string_value: '0' } },
-  response_cache: { enable: true },
+  response_cache: { enable: true, ttl_seconds: 0, key_parameters: [] },
 };
 
 /** deepEqual that ignores keys whose value is undefined (zod keeps some as explicit undefined). */

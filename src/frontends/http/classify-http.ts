@@ -25,11 +25,24 @@ function topKOf(request: FastifyRequest): number | undefined {
   return topK;
 }
 
-async function imagesOf(request: FastifyRequest): Promise<{ file?: string; data: Buffer }[]> {
+async function imagesOf(request: FastifyRequest, maxBodyBytes: number): Promise<{ file?: string; data: Buffer }[]> {
   if (request.isMultipart()) {
     const images: { file?: string; data: Buffer }[] = [];
-    for await (const part of request.parts()) {
-      if (part.type === 'file') images.push({ file: part.filename, data: await part.toBuffer() });
+    let total = 0;
+    try {
+      for await (const part of request.parts()) {
+        if (part.type !== 'file') continue;
+        const data = await part.toBuffer();
+        // fileSize bounds each file; the form as a whole gets the same limit as any other body.
+        total += data.length;
+        if (total > maxBodyBytes) throw Object.assign(new Error('multipart body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE' });
+        images.push({ file: part.filename, data });
+      }
+    } catch (error) {
+      const { code, statusCode } = error as { code?: string; statusCode?: number };
+      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (statusCode !== undefined && statusCode < 500)) throw error;
+      // busboy's parse errors (no boundary, cut-off parts) carry no status: they are the client's.
+      throw invalidArgument(`the multipart/form-data body is malformed: ${(error as Error).message}`);
     }
     if (images.length === 0) throw invalidArgument('the multipart form has no files; send each image as a file part');
     return images;
@@ -49,7 +62,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   });
   for (const path of options.modelPaths('/classify')) {
     app.post<{ Params: ModelParams }>(path, async (request, reply) => {
-      const images = await imagesOf(request);
+      const images = await imagesOf(request, options.maxBodyBytes);
       const signal = options.abortOnClientClose(reply);
       const { model, version, results, timings } = await server.classify(
         request.params.model,
