@@ -31,7 +31,9 @@ export function decodeOutputs(buffer: Buffer): Record<string, Tensor> {
   let offset = 4 + jsonLength;
   const outputs: Record<string, Tensor> = {};
   for (const entry of header) {
-    const bytes = buffer.subarray(offset, offset + entry.bytes);
+    // A copy of its own, aligned: an answer must not share memory with the stored entry, which every later hit returns
+    // again (a caller that changes its answer in place would otherwise change the cache).
+    const bytes = Buffer.from(new Uint8Array(buffer.subarray(offset, offset + entry.bytes)).buffer);
     offset += entry.bytes;
     const data = entry.datatype === 'BYTES' ? decodeBytesElements(bytes)! : typedArrayFromBytes(entry.datatype, bytes);
     outputs[entry.name] = { datatype: entry.datatype, shape: entry.shape, data };

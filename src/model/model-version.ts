@@ -174,6 +174,15 @@ export interface ClassifyResult {
 
 const DEFAULT_POSTPROCESSING: OutputPostprocessing = outputPostprocessingSchema.parse({});
 
+/** An entry that cannot be read (written by something else under the same Redis prefix) counts as a miss. */
+function decodeStored(stored: Buffer): Record<string, Tensor> | undefined {
+  try {
+    return decodeOutputs(stored);
+  } catch {
+    return undefined;
+  }
+}
+
 export class ModelVersion {
   state: ModelState = 'READY';
   reason = '';
@@ -331,6 +340,8 @@ export class ModelVersion {
       const { tensors, batchSize } = prepareInputs(this.clientConfig, this.withImageShapes(request.inputs));
       rows = Math.max(1, batchSize);
       const outputNames = checkRequestedOutputs(this.config, request.outputs);
+      // A request a miss would refuse must not be answered by a hit.
+      this.scheduler.validate({ priority: numericParameter(request, 'priority'), timeoutMicroseconds: numericParameter(request, 'timeout') });
       const compute = () => this.compute(request, tensors, batchSize, outputNames, firstImageIndex);
       let result;
       if (this.cache && request.parameters?.cache_bypass !== true) {
@@ -404,7 +415,8 @@ export class ModelVersion {
     const stored = await cache.store.get(key);
     const lookupNs = (performance.now() - lookupStart) * 1e6;
     const hitTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 };
-    if (stored) return { hit: true, cacheNs: lookupNs, result: { outputs: decodeOutputs(stored), timings: hitTimings } };
+    const decoded = stored && decodeStored(stored);
+    if (decoded) return { hit: true, cacheNs: lookupNs, result: { outputs: decoded, timings: hitTimings } };
     const inFlight = this.inFlight.get(key);
     if (inFlight) {
       const shared = await inFlight.then(

@@ -118,6 +118,11 @@ export class DynamicBatcher implements Scheduler {
     return fallback === 0 ? requested : Math.min(requested, fallback);
   }
 
+  /** Checks a request's scheduling parameters (priority, timeout) without queueing it. */
+  validate(request: Pick<ScheduledRequest, 'priority' | 'timeoutMicroseconds'>): void {
+    this.timeoutMicroseconds(this.queuePolicy(this.levelOf(request.priority)), request.timeoutMicroseconds);
+  }
+
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
     try {
       if (this.stopped) throw new NereidError('UNAVAILABLE', `${this.label} is unloading`);

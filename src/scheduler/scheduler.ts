@@ -25,6 +25,8 @@ export interface ScheduledResult {
 
 export interface Scheduler {
   schedule(request: ScheduledRequest): Promise<ScheduledResult>;
+  /** Throws what schedule() would for the request's scheduling parameters, before any work is done for it. */
+  validate(request: Pick<ScheduledRequest, 'priority' | 'timeoutMicroseconds'>): void;
   /** Requests waiting for an instance. */
   readonly queued: number;
   /** Rejects what is still queued and waits for running work to finish. */

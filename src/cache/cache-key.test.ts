@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Tensor } from '../core/tensor.js';
+import { cacheKey, fingerprint, type CacheKeyParts } from './cache-key.js';
+
+function base(): CacheKeyParts {
+  return {
+    model: 'simple',
+    version: '1',
+    configFingerprint: fingerprint({ max_batch_size: 8 }),
+    inputs: {
+      INPUT0: { datatype: 'INT32', shape: [1, 4], data: new Int32Array([1, 2, 3, 4]) },
+      INPUT1: { datatype: 'INT32', shape: [1, 4], data: new Int32Array([5, 6, 7, 8]) },
+    },
+    outputNames: ['OUTPUT0', 'OUTPUT1'],
+    parameters: { temperature: 0.5, mode: 'fast' },
+    keyParameters: ['temperature', 'mode'],
+  };
+}
+
+const keyOf = (change: (parts: CacheKeyParts) => void = () => undefined) => {
+  const parts = base();
+  change(parts);
+  return cacheKey(parts);
+};
+
+test('the key is a SHA-256 hex digest, stable for the same request', () => {
+  const key = keyOf();
+  assert.match(key, /^[0-9a-f]{64}$/);
+  assert.equal(keyOf(), key);
+});
+
+test('the key changes with everything that decides the response', () => {
+  const reference = keyOf();
+  const changes: Record<string, (parts: CacheKeyParts) => void> = {
+    model: (p) => (p.model = 'simple2'),
+    version: (p) => (p.version = '2'),
+    'config fingerprint': (p) => (p.configFingerprint = fingerprint({ max_batch_size: 4 })),
+    'first input byte': (p) => {
+      const data = p.inputs.INPUT0.data as Int32Array;
+      new Uint8Array(data.buffer, data.byteOffset)[0] ^= 1;
+    },
+    'last input byte': (p) => {
+      const data = p.inputs.INPUT1.data as Int32Array;
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength)[data.byteLength - 1] ^= 0x80;
+    },
+    // Same 16 bytes, another datatype.
+    datatype: (p) => (p.inputs.INPUT0 = { ...p.inputs.INPUT0, datatype: 'FP32', data: new Float32Array((p.inputs.INPUT0.data as Int32Array).buffer) }),
+    // Same bytes, another shape.
+    shape: (p) => (p.inputs.INPUT0 = { ...p.inputs.INPUT0, shape: [2, 2] }),
+    'shape rank': (p) => (p.inputs.INPUT0 = { ...p.inputs.INPUT0, shape: [4] }),
+    'input name': (p) => {
+      p.inputs = { INPUT0: p.inputs.INPUT0, INPUT2: p.inputs.INPUT1 };
+    },
+    'inputs swapped between names': (p) => {
+      p.inputs = { INPUT0: p.inputs.INPUT1, INPUT1: p.inputs.INPUT0 };
+    },
+    'an input more': (p) => {
+      p.inputs.INPUT2 = { datatype: 'INT32', shape: [0], data: new Int32Array(0) };
+    },
+    'requested outputs (fewer)': (p) => (p.outputNames = ['OUTPUT0']),
+    'requested outputs (other)': (p) => (p.outputNames = ['OUTPUT1']),
+    'key parameter value (number)': (p) => (p.parameters = { ...p.parameters, temperature: 0.7 }),
+    'key parameter value (string)': (p) => (p.parameters = { ...p.parameters, mode: 'slow' }),
+    'key parameter value (type)': (p) => (p.parameters = { ...p.parameters, temperature: '0.5' }),
+    'key parameter absent': (p) => (p.parameters = { mode: 'fast' }),
+    'key parameters named differently': (p) => (p.keyParameters = ['temperature']),
+  };
+  const seen = new Map<string, string>([[reference, 'reference']]);
+  for (const [what, change] of Object.entries(changes)) {
+    const key = keyOf(change);
+    assert.notEqual(key, reference, `${what} must change the key`);
+    assert.equal(seen.get(key), undefined, `${what} gives the same key as ${seen.get(key)}`);
+    seen.set(key, what);
+  }
+});
+
+test('the key is the same for the same request whatever the order of inputs, outputs and other parameters', () => {
+  const reference = keyOf();
+  assert.equal(
+    keyOf((p) => (p.inputs = { INPUT1: p.inputs.INPUT1, INPUT0: p.inputs.INPUT0 })),
+    reference,
+    'inputs in another order',
+  );
+  assert.equal(keyOf((p) => (p.outputNames = ['OUTPUT1', 'OUTPUT0'])), reference, 'outputs in another order');
+  // Parameters the config does not name (priority, timeout, a client's tag) do not split the cache.
+  assert.equal(keyOf((p) => (p.parameters = { ...p.parameters, priority: 2, timeout: 1000, tag: 'x' })), reference);
+  assert.equal(keyOf((p) => (p.parameters = { mode: 'fast', temperature: 0.5 })), reference, 'parameters in another order');
+  // Equal data in other typed-array views: only bytes count.
+  assert.equal(
+    keyOf((p) => {
+      const copy = new ArrayBuffer(64);
+      const view = new Int32Array(copy, 32, 4);
+      view.set([1, 2, 3, 4]);
+      p.inputs.INPUT0 = { ...p.inputs.INPUT0, data: view };
+    }),
+    reference,
+  );
+});
+
+test('BYTES inputs: element boundaries count, not only the concatenated bytes', () => {
+  const bytesInput = (elements: string[]): Tensor => ({
+    datatype: 'BYTES',
+    shape: [elements.length],
+    data: elements.map((element) => Buffer.from(element)),
+  });
+  const keyWith = (elements: string[]) => keyOf((p) => (p.inputs = { TEXT: bytesInput(elements) }));
+  const ab_c = keyWith(['ab', 'c']);
+  assert.notEqual(ab_c, keyWith(['a', 'bc']));
+  assert.notEqual(ab_c, keyWith(['abc']));
+  assert.equal(ab_c, keyWith(['ab', 'c']));
+});
+
+test('field boundaries cannot be shifted between model and version', () => {
+  assert.notEqual(
+    keyOf((p) => ((p.model = 'ab'), (p.version = '1'))),
+    keyOf((p) => ((p.model = 'a'), (p.version = 'b1'))),
+  );
+});
+
+test('fingerprint is short, stable and changes with the config', () => {
+  const a = fingerprint({ response_cache: { enable: true }, max_batch_size: 8 });
+  assert.match(a, /^[0-9a-f]{16}$/);
+  assert.equal(fingerprint({ response_cache: { enable: true }, max_batch_size: 8 }), a);
+  assert.notEqual(fingerprint({ response_cache: { enable: true }, max_batch_size: 4 }), a);
+});
