@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { addSubModel } from '../onnx/test-models.js';
+import { parseModelConfig } from '../repository/model-config.js';
+import { OnnxRuntimeBackend } from './onnx-runtime-backend.js';
+import type { InstanceOptions } from './backend.js';
+
+async function modelFile(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'model.onnx');
+  await writeFile(path, addSubModel());
+  return path;
+}
+
+function capturingLogger() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(JSON.parse(String(chunk)));
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+function instanceOptions(overrides: Partial<InstanceOptions>, logger = pino({ level: 'silent' })): InstanceOptions {
+  return { index: 0, kind: 'CPU', deviceId: 0, intraOpThreads: 2, interOpThreads: 1, logger, ...overrides };
+}
+
+const inputs = {
+  INPUT0: { datatype: 'INT32' as const, shape: [1, 16], data: new Int32Array(16).fill(3) },
+  INPUT1: { datatype: 'INT32' as const, shape: [1, 16], data: new Int32Array(16).fill(1) },
+};
+
+test('a GPU instance without CUDA binaries falls back to CPU with a logged warning, and still serves', async (t) => {
+  const path = await modelFile(t);
+  const { logger, lines } = capturingLogger();
+  const backend = new OnnxRuntimeBackend();
+  const instance = await backend.createInstance(path, parseModelConfig({}, 'test'), instanceOptions({ kind: 'GPU' }, logger));
+  t.after(() => instance.release());
+  const outputs = await instance.run(inputs, ['OUTPUT0']);
+  assert.deepEqual(Array.from(outputs.OUTPUT0.data as Int32Array), Array(16).fill(4));
+  const warning = lines.find((line) => String(line.msg).includes('falling back to CPU'));
+  assert.ok(warning, `expected a fallback warning, got ${JSON.stringify(lines)}`);
+  assert.deepEqual(warning.requested, ['cuda', 'cpu']);
+});
+
+test('execution_providers from the config are tried in order, CPU closing the list', async (t) => {
+  const path = await modelFile(t);
+  const { logger, lines } = capturingLogger();
+  const config = parseModelConfig({ parameters: { execution_providers: 'tensorrt, cuda' } }, 'test');
+  const instance = await new OnnxRuntimeBackend().createInstance(path, config, instanceOptions({}, logger));
+  t.after(() => instance.release());
+  assert.deepEqual(lines.find((line) => line.requested)?.requested, ['tensorrt', 'cuda', 'cpu']);
+});
+
+test('session options come from config parameters; thread counts decide the instance threads', async (t) => {
+  const path = await modelFile(t);
+  const backend = new OnnxRuntimeBackend();
+  const config = parseModelConfig(
+    { parameters: { intra_op_thread_count: '1', inter_op_thread_count: '1', graph_optimization_level: 'basic', execution_mode: '0' } },
+    'test',
+  );
+  const instance = await backend.createInstance(path, config, instanceOptions({ intraOpThreads: 2 }));
+  t.after(() => instance.release());
+  assert.equal(instance.threads, 1, 'intra_op_thread_count overrides the default');
+  const defaults = await backend.createInstance(path, parseModelConfig({}, 'test'), instanceOptions({ intraOpThreads: 2 }));
+  t.after(() => defaults.release());
+  assert.equal(defaults.threads, 2, 'the model version divides the cores among instances');
+});
+
+test('invalid session parameters fail the load with the parameter named', async (t) => {
+  const path = await modelFile(t);
+  const backend = new OnnxRuntimeBackend();
+  for (const [key, value, pattern] of [
+    ['graph_optimization_level', 'fastest', /graph_optimization_level must be one of disabled, basic, extended, all/],
+    ['intra_op_thread_count', 'two', /intra_op_thread_count must be a non-negative integer/],
+    ['enable_mem_pattern', 'maybe', /enable_mem_pattern must be true or false/],
+  ] as const) {
+    await assert.rejects(
+      backend.createInstance(path, parseModelConfig({ parameters: { [key]: value } }, 'test'), instanceOptions({})),
+      pattern,
+    );
+  }
+});
