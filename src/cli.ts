@@ -7,7 +7,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { createHttpFrontEnd } from './frontends/http/v2-http.js';
+import { createMetricsListener, createTracing, DEFAULT_TRACE_ENDPOINT, PrometheusMetrics } from './observability/index.js';
 import { Server } from './server/server.js';
+import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { VERSION } from './version.js';
 
 function integer(min: number) {
@@ -25,6 +27,16 @@ function booleanFlag(value: string): boolean {
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+function number(min: number, max = Infinity) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (value.trim() === '' || !Number.isFinite(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(max === Infinity ? `expected a number >= ${min}` : `expected a number from ${min} to ${max}`);
+    }
+    return parsed;
+  };
+}
 
 /** --log-verbose 0 logs at info, 1 at debug, 2 or more at trace, as Triton's verbosity grows. */
 function logLevel(verbose: number): string {
@@ -63,11 +75,28 @@ program
     [],
   )
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
+  // Observability: metrics, traces, access log, cost per prediction.
+  .option('--allow-metrics <bool>', 'serve Prometheus metrics on --metrics-port', booleanFlag, true)
+  .option('--metrics-port <port>', 'Prometheus metrics port, GET /metrics (0 picks a free one)', integer(0), 8002)
+  .option('--cost-per-core-hour <usd>', 'price of one core-hour in dollars: cost per 1,000 predictions in metrics and statistics', number(0))
+  .addOption(
+    new Option('--trace-exporter <exporter>', "OpenTelemetry traces: 'none' (off) or 'otlp' (OTLP/HTTP to --trace-endpoint)")
+      .choices(['none', 'otlp'])
+      .default('none'),
+  )
+  .option('--trace-endpoint <url>', 'OTLP/HTTP traces URL', DEFAULT_TRACE_ENDPOINT)
+  .option('--trace-rate <fraction>', "fraction of new traces recorded, 0..1 (a client traceparent's sampled flag is followed)", number(0, 1), 1)
+  .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model', booleanFlag, false)
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
     const authTokens: string[] = [...flags.httpAuthToken];
     if (process.env.NEREID_HTTP_AUTH_TOKEN) authTokens.push(process.env.NEREID_HTTP_AUTH_TOKEN);
+    const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour }) : undefined;
+    const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
+    const metricsListener = metrics ? createMetricsListener(metrics, { logger }) : undefined;
     const server = new Server({
+      costPerCoreHour: flags.costPerCoreHour,
+      observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
       modelRepository: flags.modelRepository,
       modelControlMode: flags.modelControlMode,
       loadModels: flags.loadModel,
@@ -76,7 +105,8 @@ program
       maxQueueSize: flags.maxQueueSize,
       logger,
     });
-    const http = createHttpFrontEnd(server, { maxBodyBytes: flags.httpMaxBodyBytes, authTokens });
+    metrics?.attach(server);
+    const http = createHttpFrontEnd(server, { maxBodyBytes: flags.httpMaxBodyBytes, authTokens, accessLog: flags.logAccess });
     // The same tokens guard gRPC: a second port must not be a way around them.
     const grpc: GrpcFrontEnd | undefined =
       flags.grpcPort === 0
@@ -87,14 +117,16 @@ program
             keepaliveTimeMs: flags.grpcKeepaliveTimeMs,
             keepaliveTimeoutMs: flags.grpcKeepaliveTimeoutMs,
             authTokens,
+            accessLog: flags.logAccess,
           });
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      await Promise.all([http.close(), grpc?.close()]);
+      await Promise.all([http.close(), grpc?.close(), metricsListener?.close()]);
       await server.close();
+      await tracing?.shutdown().catch((error: Error) => logger.warn({ err: error }, 'exporting the last traces failed'));
       process.exit(0);
     };
     process.on('SIGINT', () => void stop('SIGINT'));
@@ -106,6 +138,11 @@ program
       const port = await grpc.listen(flags.host, flags.grpcPort);
       logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}`);
     }
+    if (metricsListener) {
+      const port = await metricsListener.listen(flags.host, flags.metricsPort);
+      logger.info(`Prometheus metrics on http://${flags.host.includes(':') ? `[${flags.host}]` : flags.host}:${port}/metrics`);
+    }
+    if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
     await server.start();
     const index = await server.repositoryIndex();
     logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${index.filter((m) => m.state === 'READY').length} model version(s) ready`);
@@ -173,6 +210,131 @@ program
       await server.close();
     }
   });
+
+// ---------------------------------------------------------------------------------------------
+// Batch jobs (offline inference over the same core): `nereid batch`, `nereid batch status`, `nereid worker`.
+// Records go to --output (JSONL); the summary goes to stderr as text and to stdout as one JSON line.
+
+// `batch status` takes --queue and --job as `batch` does; positional options hand them to the subcommand.
+program.enablePositionalOptions();
+const batch = program
+  .command('batch')
+  .description('run a model over a folder of images, a .jsonl or a .csv file; one JSONL output line per record; resumable; in this process or over a Redis queue (--queue)')
+  .enablePositionalOptions()
+  .option('--model <name>', 'model to run (required)')
+  .option('--model-version <version>', 'model version (default: the latest ready one)')
+  .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
+  .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required)')
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process', 'models')
+  .option('--batch-size <n>', "records per model call (default: the model's max_batch_size)", integer(1))
+  .option('--concurrency <n>', 'records in flight in this process (default: 4 × batch size)', integer(1))
+  .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
+  .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input (default: columns are matched to inputs by name)')
+  .option('--restart', 'empty the output (and, with --queue, the job\'s chunks) and start over', false)
+  .option('--retry-failed', 'run again the records the output holds with an error', false)
+  .addOption(new Option('--progress <mode>', 'progress on stderr: a bar on a terminal, a line every 2 s otherwise').choices(['auto', 'bar', 'lines', 'none']).default('auto'))
+  .option('--queue <url>', 'distribute over workers through this Redis (redis://host:port); see `nereid worker`')
+  .option('--queue-name <name>', 'BullMQ queue the workers listen to', 'nereid-batch')
+  .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
+  .option('--chunk-size <n>', 'records per queued chunk', integer(1), 64)
+  .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), 3)
+  .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', integer(0), 1000)
+  .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), 64)
+  .action(async (flags) => {
+    for (const required of ['model', 'input', 'output'] as const) {
+      if (!flags[required]) throw new Error(`batch needs --${required} (see nereid batch --help)`);
+    }
+    const controller = new AbortController();
+    const interrupt = () => {
+      if (controller.signal.aborted) process.exit(130);
+      console.error('nereid batch: stopping after the records in flight (again to stop now); rerun the same command to continue');
+      controller.abort();
+    };
+    process.on('SIGINT', interrupt);
+    process.on('SIGTERM', interrupt);
+    const common = {
+      model: flags.model,
+      version: flags.modelVersion,
+      input: flags.input,
+      output: flags.output,
+      csvInput: flags.csvInput,
+      topK: flags.topK,
+      restart: flags.restart,
+      retryFailed: flags.retryFailed,
+      progress: flags.progress,
+      batchSize: flags.batchSize,
+      signal: controller.signal,
+      logger: pino({ level: 'warn' }, pino.destination(2)),
+    };
+    const summary = flags.queue
+      ? await runDistributedBatchJob({
+          ...common,
+          queue: flags.queue,
+          queueName: flags.queueName,
+          job: flags.job,
+          chunkSize: flags.chunkSize,
+          attempts: flags.attempts,
+          backoffMs: flags.backoffMs,
+          maxPendingChunks: flags.maxPendingChunks,
+        })
+      : await runLocalBatchJob({ ...common, modelRepository: flags.modelRepository, concurrency: flags.concurrency });
+    console.error(formatSummary(summary));
+    console.log(JSON.stringify(summary));
+    process.exit(summary.interrupted ? 130 : 0);
+  });
+
+batch
+  .command('status')
+  .description('progress of a distributed batch job: chunks waiting/active/completed/failed, records written')
+  .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
+  .requiredOption('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`)')
+  .option('--queue-name <name>', 'BullMQ queue of the job', 'nereid-batch')
+  .option('--json', 'print the status as JSON', false)
+  .action(async (flags) => {
+    const status = await batchJobStatus({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
+    console.log(flags.json ? JSON.stringify(status) : formatStatus(status));
+    process.exit(0);
+  });
+
+program
+  .command('worker')
+  .description('process chunks of distributed batch jobs from a Redis queue; start any number, anywhere with the model repository')
+  .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
+  .option('--queue-name <name>', 'BullMQ queue to listen to', 'nereid-batch')
+  .option('--model-repository <dir>', 'model repository; models load on demand', 'models')
+  .option('--concurrency <n>', 'chunks processed at once', integer(1), 2)
+  .option('--record-concurrency <n>', 'records in flight within a chunk (default: 4 × batch size)', integer(1))
+  .option('--name <name>', 'worker name shown as the processedBy of its chunks (default host:pid)')
+  .option('--lock-duration-ms <ms>', 'a chunk whose worker stops renewing its lock this long is given to another worker', integer(100), 30000)
+  .option('--stalled-interval-ms <ms>', 'how often to look for chunks of dead workers (default: half the lock duration)', integer(100))
+  .option('--max-stalled-count <n>', 'times a chunk may be recovered from dead workers before it fails', integer(0), 2)
+  .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
+  .action(async (flags) => {
+    const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid-worker' } }, pino.destination(2));
+    const worker = await startBatchWorker({
+      queue: flags.queue,
+      queueName: flags.queueName,
+      modelRepository: flags.modelRepository,
+      concurrency: flags.concurrency,
+      recordConcurrency: flags.recordConcurrency,
+      name: flags.name,
+      lockDurationMs: flags.lockDurationMs,
+      stalledIntervalMs: flags.stalledIntervalMs,
+      maxStalledCount: flags.maxStalledCount,
+      logger,
+    });
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) process.exit(130);
+      stopping = true;
+      logger.info({ signal }, 'finishing the chunks in hand, then stopping');
+      await worker.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+  });
+// ---------------------------------------------------------------------------------------------
 
 program.parseAsync().catch((error: Error) => {
   console.error(`nereid: ${error.message}`);

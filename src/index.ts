@@ -4,6 +4,16 @@ export { createHttpFrontEnd, type HttpFrontEndOptions } from './frontends/http/v
 export { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd, type GrpcFrontEndOptions } from './frontends/grpc/v2-grpc.js';
 export { loadInferenceProto, PROTO_DIR, PROTO_LOADER_OPTIONS, type InferenceProto } from './frontends/grpc/v2-grpc-proto.js';
 export { ModelRepository, type RepositoryIndexEntry } from './repository/model-repository.js';
+export {
+  createMetricsListener,
+  createTracing,
+  PrometheusMetrics,
+  Tracing,
+  type CostSummary,
+  type MetricsListener,
+  type PrometheusMetricsOptions,
+  type TracingOptions,
+} from './observability/index.js';
 export { parseModelConfig, type ModelConfig, type CompletedModelConfig } from './repository/model-config.js';
 export { parsePbtxt } from './repository/pbtxt.js';
 export { OnnxRuntimeBackend } from './backends/onnx-runtime-backend.js';
@@ -13,3 +23,4 @@ export { NereidError, httpStatusOf, grpcStatusOf, type ErrorCode } from './core/
 export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, RequestedOutput } from './core/inference.js';
 export type { Tensor } from './core/tensor.js';
 export { DATATYPES, type Datatype } from './core/datatype.js';
+export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';

@@ -25,6 +25,7 @@ export interface ExecutionTimings {
 }
 
 
+import { coreSeconds, costSummary } from '../observability/cost.js';
 import type { ExecutionRecord, InferenceObserver, RequestRecord } from './inference-observer.js';
 
 const zero = (): Duration => ({ count: 0, ns: 0 });
@@ -49,6 +50,10 @@ export class ModelStatistics implements InferenceObserver {
   readonly cacheHit = zero();
   readonly cacheMiss = zero();
   readonly batches = new Map<number, { computeInput: Duration; computeInfer: Duration; computeOutput: Duration }>();
+  /** Core-seconds the executions used (compute_infer time × instance threads), for cost per prediction. */
+  computeSeconds = 0;
+  /** How long loading this version took (set by the repository), for the load-time metric. */
+  loadNs?: number;
 
   constructor(
     readonly name: string,
@@ -57,6 +62,7 @@ export class ModelStatistics implements InferenceObserver {
 
   onExecution(record: ExecutionRecord): void {
     this.recordExecution(record.batchSize, record.timings);
+    this.computeSeconds += coreSeconds(record.timings.computeInferNs, record.threads);
   }
 
   onRequestEnd(record: RequestRecord): void {
@@ -102,8 +108,12 @@ export class ModelStatistics implements InferenceObserver {
     add(this.fail, totalNs);
   }
 
-  /** Triton's JSON form of one model_stats entry. */
-  toJSON() {
+  /**
+   * Triton's JSON form of one model_stats entry, plus Nereid's `cost` (priced when `usdPerCoreHour`
+   * is given). JSON.stringify passes a key string here, which prices nothing.
+   */
+  toJSON(pricing: { usdPerCoreHour?: number } | string = {}) {
+    const usdPerCoreHour = typeof pricing === 'string' ? undefined : pricing.usdPerCoreHour;
     return {
       name: this.name,
       version: this.version,
@@ -132,6 +142,7 @@ export class ModelStatistics implements InferenceObserver {
           compute_output: { ...batch.computeOutput },
         })),
       memory_usage: [],
+      cost: costSummary(this.computeSeconds, this.inferenceCount, usdPerCoreHour),
     };
   }
 }

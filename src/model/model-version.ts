@@ -278,6 +278,11 @@ export class ModelVersion {
     }
   }
 
+  /** Requests waiting in this version's scheduler queue (the metrics' queued gauge). */
+  get queued(): number {
+    return this.scheduler.queued;
+  }
+
   get batched(): boolean {
     return this.config.max_batch_size > 0;
   }
@@ -330,7 +335,8 @@ export class ModelVersion {
     }
     const started = performance.now();
     const startedAt = Date.now();
-    const { traceparent, id: requestId } = request;
+    const { traceparent } = request;
+    const requestId = request.id ?? request.requestId;
     this.observer.onRequestStart();
     let rows = 1;
     let cache: { hit: boolean; ns: number } | undefined;
@@ -463,7 +469,10 @@ export class ModelVersion {
   }
 
   /** Photos in, labels out: each image through pre-processing, the model and post-processing, in batches the model accepts. */
-  async classify(images: readonly Buffer[], options: { topK?: number; signal?: AbortSignal } = {}): Promise<ClassifyResult> {
+  async classify(
+    images: readonly Buffer[],
+    options: { topK?: number; signal?: AbortSignal; traceparent?: string; requestId?: string } = {},
+  ): Promise<ClassifyResult> {
     const [imageInput, ...others] = this.imageInputs.keys();
     if (!imageInput || others.length > 0 || this.config.input.some((input) => input.name !== imageInput && !input.optional)) {
       throw invalidArgument(`model '${this.name}' does not take a single image input (declare preprocess.image on its one input to classify images)`);
@@ -486,6 +495,8 @@ export class ModelVersion {
             inputs: [{ name: imageInput, datatype: 'BYTES', shape: this.batched ? [chunk.length, 1] : [1], data: chunk }],
             outputs: [{ name: output.name }],
             signal: options.signal,
+            traceparent: options.traceparent,
+            requestId: options.requestId,
           },
           index * chunkSize,
         ),

@@ -223,8 +223,10 @@ export class ModelRepository {
             readLabels: async (file) =>
               (await readFile(containedPath(folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });
+          const loadMs = performance.now() - started;
+          loaded.statistics.loadNs = loadMs * 1e6;
           entry.versions.set(version, loaded);
-          logger.info({ version, ms: Math.round(performance.now() - started) }, `loaded model '${name}' version ${version}`);
+          logger.info({ version, ms: Math.round(loadMs) }, `loaded model '${name}' version ${version}`);
         } catch (error) {
           const reason = (error as Error).message;
           entry.failures.set(version, reason);

@@ -27,6 +27,8 @@ export const serverOptionsSchema = z.object({
   defaultMaxBatchSize: z.number().int().nonnegative().default(4),
   /** Requests one model version may hold waiting for an instance; beyond it requests are refused with UNAVAILABLE. */
   maxQueueSize: z.number().int().positive().default(1024),
+  /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
+  costPerCoreHour: z.number().nonnegative().optional(),
   /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
   cacheConfig: z.string().optional(),
 });
@@ -129,15 +131,20 @@ export class Server {
 
   /** Triton's statistics extension: every loaded version, or one model's, or one version's. */
   modelStatistics(name?: string, version?: string): { model_stats: ReturnType<ModelVersion['statistics']['toJSON']>[] } {
-    if (name === undefined) return { model_stats: this.repository.loadedVersions().map((model) => model.statistics.toJSON()) };
+    const pricing = { usdPerCoreHour: this.options.costPerCoreHour };
+    if (name === undefined) return { model_stats: this.repository.loadedVersions().map((model) => model.statistics.toJSON(pricing)) };
     checkModelName(name);
     const versions = version ? [this.repository.get(name, version)] : this.repository.loadedVersions(name);
     if (versions.length === 0) this.repository.get(name); // throws the reason it has none
-    return { model_stats: versions.map((model) => model.statistics.toJSON()) };
+    return { model_stats: versions.map((model) => model.statistics.toJSON(pricing)) };
   }
 
   /** Photos in, labels out, for a model whose input declares image pre-processing. */
-  async classify(name: string, images: readonly Buffer[], options: { version?: string; topK?: number; signal?: AbortSignal } = {}) {
+  async classify(
+    name: string,
+    images: readonly Buffer[],
+    options: { version?: string; topK?: number; signal?: AbortSignal; traceparent?: string; requestId?: string } = {},
+  ) {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     const model = this.model(name, options.version);
     return { model: model.name, version: model.version, ...(await model.classify(images, options)) };

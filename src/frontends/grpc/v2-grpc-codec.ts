@@ -13,6 +13,7 @@ import {
   tensorDataToBytes,
   type TensorContents,
 } from '../../core/tensor.js';
+import type { ModelStatistics } from '../../model/model-statistics.js';
 import type { CompletedModelConfig } from '../../repository/model-config.js';
 import type { RepositoryIndexEntry } from '../../repository/model-repository.js';
 
@@ -197,6 +198,39 @@ export function repositoryIndexToProto(entries: readonly RepositoryIndexEntry[])
       state: entry.state ?? '',
       reason: entry.reason ?? '',
     })),
+  };
+}
+
+type ModelStatsJson = ReturnType<ModelStatistics['toJSON']>;
+
+/**
+ * ModelStatisticsResponse with Triton's fields only: Nereid's additions to the JSON form
+ * (preprocess/postprocess phases, cost) have no field in the protocol's messages.
+ */
+export function modelStatisticsToProto(statistics: { model_stats: readonly ModelStatsJson[] }) {
+  return {
+    model_stats: statistics.model_stats.map((entry) => {
+      const stats = entry.inference_stats;
+      return {
+        name: entry.name,
+        version: entry.version,
+        last_inference: entry.last_inference,
+        inference_count: entry.inference_count,
+        execution_count: entry.execution_count,
+        inference_stats: {
+          success: stats.success,
+          fail: stats.fail,
+          queue: stats.queue,
+          compute_input: stats.compute_input,
+          compute_infer: stats.compute_infer,
+          compute_output: stats.compute_output,
+          cache_hit: stats.cache_hit,
+          cache_miss: stats.cache_miss,
+        },
+        batch_stats: entry.batch_stats,
+        memory_usage: entry.memory_usage,
+      };
+    }),
   };
 }
 

@@ -7,12 +7,14 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { checkBearerToken } from '../../core/auth.js';
-import { asNereidError, grpcStatusOf, NereidError } from '../../core/errors.js';
+import { asNereidError, grpcStatusOf, httpStatusOf, NereidError } from '../../core/errors.js';
+import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { Server } from '../../server/server.js';
 import {
   decodeModelInferRequest,
   encodeModelInferResponse,
   modelConfigToProto,
+  modelStatisticsToProto,
   repositoryIndexToProto,
   repositoryParametersFromProto,
   type ModelInferRequestMessage,
@@ -36,6 +38,8 @@ export const grpcFrontEndOptionsSchema = z.object({
   keepalivePermitWithoutCalls: z.boolean().default(false),
   /** When set, every RPC but ServerLive and ServerReady needs metadata `authorization: Bearer <one of these>`. */
   authTokens: z.array(z.string().min(1)).default([]),
+  /** One log line per call (and per streamed request): RPC, status, ms, request id, model (--log-access). */
+  accessLog: z.boolean().default(false),
 });
 
 export type GrpcFrontEndOptions = z.input<typeof grpcFrontEndOptionsSchema>;
@@ -70,9 +74,20 @@ function grpcError(error: NereidError): GrpcError {
   return Object.assign(new Error(error.message), { code: grpcStatusOf(error.code) as grpc.status, details: error.message });
 }
 
-function authorizationOf(metadata: grpc.Metadata): string | undefined {
-  const value = metadata.get('authorization')[0];
+function metadataString(metadata: grpc.Metadata, key: string): string | undefined {
+  const value = metadata.get(key)[0];
   return typeof value === 'string' ? value : undefined;
+}
+
+function authorizationOf(metadata: grpc.Metadata): string | undefined {
+  return metadataString(metadata, 'authorization');
+}
+
+/** The model a request message names, for the access log. */
+function modelOf(message: unknown): string | undefined {
+  const fields = message as { model_name?: unknown; name?: unknown } | undefined;
+  const name = fields?.model_name ?? fields?.name;
+  return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
 /** `host:port` for grpc-js, with brackets around an IPv6 address. */
@@ -93,11 +108,25 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     'grpc.keepalive_permit_without_calls': settings.keepalivePermitWithoutCalls ? 1 : 0,
   });
 
-  /** Any failure as a gRPC status: NereidErrors keep their code and message; anything else is INTERNAL and logged. */
-  const failure = (method: string, error: unknown): GrpcError => {
+  /**
+   * Any failure as a gRPC status: NereidErrors keep their code and message; anything else is INTERNAL
+   * and logged as an error. A NereidError is logged at debug, by code only for a client's mistake
+   * (its message may quote the request, and tensor data stays out of logs).
+   */
+  const failure = (method: string, error: unknown, reqId: string): GrpcError => {
     const nereid = asNereidError(error);
-    if (!(error instanceof NereidError)) logger.error({ err: error, method }, `${method} failed`);
+    if (!(error instanceof NereidError)) logger.error({ reqId, err: error, method }, `${method} failed`);
+    else {
+      const reason = httpStatusOf(nereid.code) >= 500 ? nereid.message : undefined;
+      logger.debug({ reqId, method, code: nereid.code, reason }, 'request failed');
+    }
     return grpcError(nereid);
+  };
+
+  const access = (rpc: string, reqId: string, message: unknown, started: number, status: grpc.status): void => {
+    if (settings.accessLog) {
+      logger.info({ reqId, rpc, status, ms: Math.round((performance.now() - started) * 1000) / 1000, model: modelOf(message) }, 'request completed');
+    }
   };
 
   const authorize = (method: string, metadata: grpc.Metadata): void => {
@@ -106,14 +135,26 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
 
   /** A unary RPC: authorize, run `handle`, answer its result or its error. Nothing thrown escapes. */
   const unary =
-    <Request, Response>(method: string, handle: (request: Request, call: grpc.ServerUnaryCall<Request, Response>) => Response | Promise<Response>) =>
+    <Request, Response>(
+      method: string,
+      handle: (request: Request, call: grpc.ServerUnaryCall<Request, Response>, reqId: string) => Response | Promise<Response>,
+    ) =>
     (call: grpc.ServerUnaryCall<Request, Response>, callback: grpc.sendUnaryData<Response>): void => {
+      const started = performance.now();
+      const reqId = requestIdOf(metadataString(call.metadata, REQUEST_ID_HEADER));
       (async () => {
         authorize(method, call.metadata);
-        return handle(call.request, call);
+        return handle(call.request, call, reqId);
       })().then(
-        (response) => callback(null, response),
-        (error: unknown) => callback(failure(method, error)),
+        (response) => {
+          callback(null, response);
+          access(method, reqId, call.request, started, grpc.status.OK);
+        },
+        (error: unknown) => {
+          const status = failure(method, error, reqId);
+          callback(status);
+          access(method, reqId, call.request, started, status.code);
+        },
       );
     };
 
@@ -129,7 +170,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       config: modelConfigToProto(server.modelConfig(...model(request))),
     })),
     ModelStatistics: unary('ModelStatistics', (request: { name: string; version: string }) =>
-      server.modelStatistics(request.name || undefined, request.version || undefined),
+      modelStatisticsToProto(server.modelStatistics(request.name || undefined, request.version || undefined)),
     ),
     RepositoryIndex: unary('RepositoryIndex', async (request: { ready: boolean }) =>
       repositoryIndexToProto(await server.repositoryIndex(request.ready)),
@@ -142,8 +183,10 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       await server.unloadModel(request.model_name);
       return {};
     }),
-    ModelInfer: unary('ModelInfer', async (message: ModelInferRequestMessage, call) => {
+    ModelInfer: unary('ModelInfer', async (message: ModelInferRequestMessage, call, reqId) => {
       const request = decodeModelInferRequest(message);
+      request.requestId = reqId;
+      request.traceparent = metadataString(call.metadata, 'traceparent');
       // A client that cancels (or whose deadline passes) frees its place in the queue.
       const abort = new AbortController();
       call.once('cancelled', () => abort.abort());
@@ -159,10 +202,13 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
    * ends once the client has finished sending and every answer is written.
    */
   const modelStreamInfer = (call: grpc.ServerDuplexStream<ModelInferRequestMessage, unknown>): void => {
+    // One stream, one client: its x-request-id (if any) and trace context cover every request on it.
+    const givenRequestId = metadataString(call.metadata, REQUEST_ID_HEADER);
+    const traceparent = metadataString(call.metadata, 'traceparent');
     try {
       authorize('ModelStreamInfer', call.metadata);
     } catch (error) {
-      call.emit('error', failure('ModelStreamInfer', error));
+      call.emit('error', failure('ModelStreamInfer', error, requestIdOf(givenRequestId)));
       return;
     }
     const running = new Set<AbortController>();
@@ -177,16 +223,26 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     call.on('data', (message: ModelInferRequestMessage) => {
       const abort = new AbortController();
       running.add(abort);
+      const started = performance.now();
+      const reqId = requestIdOf(givenRequestId);
+      let status = grpc.status.OK;
       (async () => {
         const request = decodeModelInferRequest(message);
         request.signal = abort.signal;
+        request.requestId = reqId;
+        request.traceparent = traceparent;
         return { error_message: '', infer_response: encodeModelInferResponse(await server.infer(request)) };
       })()
-        .catch((error: unknown) => ({
-          error_message: failure('ModelStreamInfer', error).details,
-          infer_response: { model_name: message.model_name, model_version: message.model_version ?? '', id: message.id ?? '' },
-        }))
+        .catch((error: unknown) => {
+          const grpcFailure = failure('ModelStreamInfer', error, reqId);
+          status = grpcFailure.code;
+          return {
+            error_message: grpcFailure.details,
+            infer_response: { model_name: message.model_name, model_version: message.model_version ?? '', id: message.id ?? '' },
+          };
+        })
         .then((answer) => {
+          access('ModelStreamInfer', reqId, message, started, status);
           running.delete(abort);
           if (!finished && !call.cancelled) call.write(answer);
           finishWhenDone();

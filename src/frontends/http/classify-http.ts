@@ -67,7 +67,13 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
       const { model, version, results, timings } = await server.classify(
         request.params.model,
         images.map((image) => image.data),
-        { version: request.params.version, topK: topKOf(request), signal },
+        {
+          version: request.params.version,
+          topK: topKOf(request),
+          signal,
+          requestId: request.id,
+          traceparent: typeof request.headers.traceparent === 'string' ? request.headers.traceparent : undefined,
+        },
       );
       const timing = {
         preprocess_ms: timings.preprocessMs,

@@ -6,6 +6,7 @@ import { gunzip, inflate as inflateZlib } from 'node:zlib';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BEARER_TOKEN_MESSAGE, bearerTokenMatches } from '../../core/auth.js';
 import { asNereidError, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
+import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { Server } from '../../server/server.js';
 import { registerClassifyRoutes } from './classify-http.js';
 import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from './v2-http-codec.js';
@@ -15,6 +16,8 @@ export interface HttpFrontEndOptions {
   maxBodyBytes?: number;
   /** When set, every route but the health probes needs `Authorization: Bearer <one of these>`. */
   authTokens?: readonly string[];
+  /** One log line per request (method, url, status, ms, request id, model), at info (--log-access). */
+  accessLog?: boolean;
 }
 
 type ModelParams = { model: string; version?: string };
@@ -28,6 +31,14 @@ function abortOnClientClose(reply: FastifyReply): AbortSignal {
     if (!reply.raw.writableFinished) abort.abort();
   });
   return abort.signal;
+}
+
+/**
+ * A failed request's log line, at debug. Client errors are logged by code only: their messages may
+ * quote the request (a JSON parser's excerpt, an element's value), and tensor data stays out of logs.
+ */
+function logFailure(request: FastifyRequest, code: string, status: number, reason?: string): void {
+  request.log.debug({ code, status, reason: status >= 500 ? reason : undefined }, 'request failed');
 }
 
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
@@ -49,6 +60,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const app: FastifyInstance = Fastify({
     loggerInstance: server.logger.child({ frontEnd: 'http' }) as FastifyBaseLogger,
     bodyLimit: maxBodyBytes,
+    // Every log line about a request carries its id (reqId): the client's x-request-id, else a UUID.
+    genReqId: (raw) => requestIdOf(raw.headers[REQUEST_ID_HEADER]),
     logController: new LogController({ disableRequestLogging: true }),
     // Long enough for any model name the repository accepts, so the core answers with its own message.
     routerOptions: { maxParamLength: 1024 },
@@ -78,6 +91,21 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     });
   });
 
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+    done();
+  });
+  if (options.accessLog) {
+    app.addHook('onResponse', (request, reply, done) => {
+      const params = request.params as Partial<ModelParams> | undefined;
+      request.log.info(
+        { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 1000) / 1000, model: params?.model, version: params?.version },
+        'request completed',
+      );
+      done();
+    });
+  }
+
   if (options.authTokens?.length) {
     const tokens = options.authTokens;
     app.addHook('onRequest', async (request, reply) => {
@@ -90,11 +118,16 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   }
 
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
-    if (error instanceof NereidError) return sendError(reply, error);
+    if (error instanceof NereidError) {
+      logFailure(request, error.code, httpStatusOf(error.code), error.message);
+      return sendError(reply, error);
+    }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      logFailure(request, error.code, 413);
       return reply.code(413).send({ error: `request body is larger than the limit of ${maxBodyBytes} bytes (--http-max-body-bytes)` });
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      logFailure(request, error.code ?? 'CLIENT_ERROR', error.statusCode);
       return reply.code(error.statusCode).send({ error: error.message });
     }
     request.log.error({ err: error }, 'request failed');
@@ -138,6 +171,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
         request.params.version,
       );
       inference.signal = abortOnClientClose(reply);
+      inference.requestId = request.id;
+      const traceparent = request.headers.traceparent;
+      if (typeof traceparent === 'string') inference.traceparent = traceparent;
       const response = await server.infer(inference);
       const encoded = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
       if (encoded.headerLength === undefined) return reply.type('application/json').send(encoded.body);

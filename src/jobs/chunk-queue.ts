@@ -1,0 +1,92 @@
+/**
+ * What the submitter, the workers and `batch status` agree on: one BullMQ queue (default
+ * `nereid-batch`) shared by every job; a job's input split into chunks whose BullMQ job id is
+ * `<job>/<chunk index>` (BullMQ refuses ':' in custom ids), so adding a chunk twice is a no-op;
+ * the records travel inside the chunk; a small Redis hash per job holds what status reports.
+ */
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
+import type { RedisOptions } from 'bullmq';
+import { invalidArgument } from '../core/errors.js';
+import type { RecordId, WireRecord } from './job-record.js';
+
+export const DEFAULT_QUEUE_NAME = 'nereid-batch';
+export const CHUNK_FORMAT = 1;
+
+/** The data of one queued chunk: everything a worker needs, inputs included. */
+export interface ChunkData {
+  format: typeof CHUNK_FORMAT;
+  job: string;
+  index: number;
+  model: string;
+  version?: string;
+  topK?: number;
+  /** Records per model call on the worker (default: the model's max_batch_size). */
+  batchSize?: number;
+  records: WireRecord[];
+}
+
+/** What a worker returns for a chunk: one output line per record, in the same order. */
+export interface ChunkResult {
+  ids: RecordId[];
+  lines: string[];
+  worker: string;
+  /** Model execution time attributed to this chunk (the worker's statistics since its previous chunk of that model). */
+  executionNs: number;
+}
+
+const JOB_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+
+export function checkJobName(name: string): string {
+  if (!JOB_NAME.test(name)) throw invalidArgument(`job name '${name}' may use only letters, digits, '_', '.' and '-' (at most 100)`);
+  return name;
+}
+
+/** The default job name: the model and a hash of what the command names, so the same command finds the same job. */
+export function defaultJobName(model: string, version: string | undefined, input: string, output: string): string {
+  const hash = createHash('sha256')
+    .update(JSON.stringify([model, version ?? '', resolve(input), resolve(output)]))
+    .digest('hex')
+    .slice(0, 10);
+  return `${model.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80)}-${hash}`;
+}
+
+export function chunkJobId(job: string, index: number): string {
+  return `${job}/${index}`;
+}
+
+/** The chunk index of a job id of `job`, or undefined for another job's chunk. */
+export function chunkIndexOf(job: string, jobId: string | undefined): number | undefined {
+  if (!jobId?.startsWith(`${job}/`)) return undefined;
+  const index = Number(jobId.slice(job.length + 1));
+  return Number.isInteger(index) && index >= 0 ? index : undefined;
+}
+
+/** The Redis hash with a job's description and counters. */
+export function jobMetaKey(queueName: string, job: string): string {
+  return `nereid:batch:${queueName}:${job}`;
+}
+
+/** Connection options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
+export function redisConnection(url: string): RedisOptions {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw invalidArgument(`--queue must be a Redis URL like redis://127.0.0.1:6379, got '${url}'`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw invalidArgument(`--queue must be a redis:// or rediss:// URL, got '${url}'`);
+  }
+  const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : undefined;
+  if (db !== undefined && !Number.isInteger(db)) throw invalidArgument(`the database in '${url}' must be a number`);
+  return {
+    host: parsed.hostname || '127.0.0.1',
+    port: parsed.port ? Number(parsed.port) : 6379,
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(db !== undefined ? { db } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+    maxRetriesPerRequest: null,
+  };
+}

@@ -1,0 +1,285 @@
+/**
+ * The submitting side of a distributed batch job: reads the input in order, splits it into chunks
+ * of `chunkSize` records (chunk i holds records i·size … (i+1)·size − 1 of the whole input, so
+ * the numbering is the same on every rerun), puts each chunk with its records' bytes on the
+ * queue, and writes the workers' results to the output as chunks finish. The output is resumed
+ * as in a local job and deduplicated by record id, so a rerun, a redelivered chunk or a
+ * resubmitted one never writes a record twice. At most `maxPendingChunks` chunks wait in Redis
+ * at a time, so a large input never sits in Redis all at once.
+ */
+import { resolve } from 'node:path';
+import { Job, Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { asNereidError, NereidError } from '../core/errors.js';
+import {
+  CHUNK_FORMAT,
+  DEFAULT_QUEUE_NAME,
+  checkJobName,
+  chunkIndexOf,
+  chunkJobId,
+  defaultJobName,
+  jobMetaKey,
+  redisConnection,
+  type ChunkData,
+  type ChunkResult,
+} from './chunk-queue.js';
+import { openInput, type InputRecord } from './input-source.js';
+import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
+import { JobOutput } from './job-output.js';
+import { JobProgress, type BatchSummary } from './job-progress.js';
+import type { BatchInputOptions } from './local-batch-job.js';
+
+export interface DistributedBatchOptions extends BatchInputOptions {
+  /** redis://host:port of the queue the workers listen to. */
+  queue: string;
+  queueName?: string;
+  /** The job's name (default: the model and a hash of input, output and version). */
+  job?: string;
+  /** Records per chunk (default 64). */
+  chunkSize?: number;
+  /** Records per model call on the workers (default: the model's max_batch_size). */
+  batchSize?: number;
+  /** Tries of a chunk before it fails (default 3). */
+  attempts?: number;
+  /** Wait before a failed chunk is tried again (default 1000 ms). */
+  backoffMs?: number;
+  /** Chunks in Redis at once, submitted and not yet written (default 64). */
+  maxPendingChunks?: number;
+  /** How often unfinished chunks are checked, besides the queue's events (default 1000 ms). */
+  pollMs?: number;
+}
+
+interface Pending {
+  index: number;
+  ids: RecordId[];
+}
+
+export async function runDistributedBatchJob(options: DistributedBatchOptions): Promise<BatchSummary> {
+  const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
+  const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
+  const chunkSize = options.chunkSize ?? 64;
+  const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+  const maxPending = Math.max(1, options.maxPendingChunks ?? 64);
+  const source = await openInput(options.input, { csvInput: options.csvInput });
+  if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
+  const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
+  const connection = redisConnection(options.queue);
+  const queue = new Queue<ChunkData, ChunkResult>(queueName, { connection });
+  const events = new QueueEvents(queueName, { connection });
+  const redis = new Redis(connection);
+  const metaKey = jobMetaKey(queueName, job);
+  const pending = new Map<number, Pending>();
+  const collecting = new Set<number>();
+  const failedChunks: NonNullable<BatchSummary['failedChunks']> = [];
+  let wake: (() => void) | undefined;
+  const signalChange = () => {
+    wake?.();
+    wake = undefined;
+  };
+  const changed = () => new Promise<void>((resolve) => (wake = resolve));
+  options.signal?.addEventListener('abort', signalChange, { once: true });
+  let progress: JobProgress | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  let fatal: unknown;
+  let processed = 0;
+  let failed = 0;
+  let executionNs = 0;
+
+  const write = async (entries: { id: RecordId; line: string }[]) => {
+    const written = await output.append(entries);
+    processed += written.written;
+    failed += written.failed;
+    progress?.add(written.written, written.failed);
+    if (written.written > 0) {
+      await redis.hset(metaKey, {
+        records_written: output.doneCount,
+        records_failed: output.resumed.failed + failed,
+        updated_at: new Date().toISOString(),
+      });
+    }
+  };
+
+  /** Writes a finished chunk's records (its results, or its error for each) and forgets it. Idempotent. */
+  const collect = async (index: number): Promise<void> => {
+    const chunk = pending.get(index);
+    if (!chunk || collecting.has(index)) return;
+    collecting.add(index);
+    try {
+      const id = chunkJobId(job, index);
+      // The state first: a job read before it finished would carry no result even if it finished a moment later.
+      const state = await queue.getJobState(id);
+      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return;
+      const found = await Job.fromId<ChunkData, ChunkResult>(queue, id);
+      if (!found) {
+        const reason = 'removed from the queue before it finished';
+        await write(chunk.ids.map((record) => ({ id: record, line: errorLine(record, `chunk ${index} was ${reason}`) })));
+        failedChunks.push({ chunk: index, records: chunk.ids.length, reason });
+      } else if (state === 'completed') {
+        const result = found.returnvalue;
+        const lines = new Map<string, string>();
+        result?.ids?.forEach((record, position) => lines.set(recordKey(record), result.lines[position]));
+        await write(
+          chunk.ids.map((record) => ({
+            id: record,
+            line: lines.get(recordKey(record)) ?? errorLine(record, `the worker returned no result for this record (chunk ${index})`),
+          })),
+        );
+        executionNs += result?.executionNs ?? 0;
+        await found.remove().catch(() => undefined); // its inputs and results now live in the output
+        await redis.hincrby(metaKey, 'chunks_collected', 1);
+      } else if (state === 'failed') {
+        const reason = found.failedReason || 'unknown error';
+        const attempts = found.attemptsMade;
+        await write(chunk.ids.map((record) => ({ id: record, line: errorLine(record, `chunk ${index} failed after ${attempts} attempt(s): ${reason}`) })));
+        failedChunks.push({ chunk: index, records: chunk.ids.length, reason });
+        // Keep it in the failed set for inspection, without the inputs it carried.
+        await found.updateData({ ...found.data, records: [] }).catch(() => undefined);
+        await redis.hincrby(metaKey, 'chunks_failed_written', 1);
+      } else {
+        return; // it came back between the two reads; look again later
+      }
+      pending.delete(index);
+      signalChange();
+    } catch (error) {
+      fatal ??= error;
+      signalChange();
+    } finally {
+      collecting.delete(index);
+    }
+  };
+
+  const submit = async (index: number, records: InputRecord[]) => {
+    const loaded = await Promise.all(records.map((record) => record.load()));
+    const unreadable = loaded.filter((record) => record.error !== undefined);
+    if (unreadable.length > 0) await write(unreadable.map((record) => ({ id: record.id, line: errorLine(record.id, record.error!) })));
+    const runnable = loaded.filter((record) => record.error === undefined);
+    if (runnable.length === 0) return;
+    while (pending.size >= maxPending && !fatal && !options.signal?.aborted) await changed();
+    if (fatal || options.signal?.aborted) return;
+    const id = chunkJobId(job, index);
+    const state = await queue.getJobState(id);
+    if (state === 'failed' && options.retryFailed) await queue.remove(id);
+    const data: ChunkData = {
+      format: CHUNK_FORMAT,
+      job,
+      index,
+      model: options.model,
+      ...(options.version ? { version: options.version } : {}),
+      ...(options.topK ? { topK: options.topK } : {}),
+      ...(options.batchSize ? { batchSize: options.batchSize } : {}),
+      records: runnable.map(toWire),
+    };
+    // An id already in the queue (a rerun, another submitter) is not added again; its result is collected.
+    await queue.add('chunk', data, {
+      jobId: id,
+      attempts: options.attempts ?? 3,
+      backoff: { type: 'fixed', delay: options.backoffMs ?? 1000 },
+      removeOnComplete: false,
+      removeOnFail: false,
+    });
+    pending.set(index, { index, ids: runnable.map((record) => record.id) });
+    if (state === 'completed' || state === 'failed') void collect(index);
+  };
+
+  try {
+    await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+    const total = await source.count();
+    const chunks = Math.ceil(total / chunkSize);
+    const meta = await redis.hgetall(metaKey);
+    if (options.restart && meta.chunks) await removeChunks(queue, job, Number(meta.chunks), logger);
+    if (!options.restart && meta.input !== undefined && (meta.input !== resolve(options.input) || meta.model !== options.model || Number(meta.chunk_size) !== chunkSize)) {
+      throw new NereidError(
+        'FAILED_PRECONDITION',
+        `job '${job}' was submitted for model '${meta.model}', input '${meta.input}', chunk size ${meta.chunk_size}; use another --job, the same flags, or --restart`,
+      );
+    }
+    if (options.restart) await redis.del(metaKey);
+    await redis.hset(metaKey, {
+      model: options.model,
+      version: options.version ?? '',
+      input: resolve(options.input),
+      output: resolve(options.output),
+      format: source.format,
+      records: total,
+      chunks,
+      chunk_size: chunkSize,
+      records_written: output.doneCount,
+      records_failed: output.resumed.failed,
+      submitted_at: new Date().toISOString(),
+      updated_at: new Date().toISOString(),
+    });
+    events.on('completed', ({ jobId }) => {
+      const index = chunkIndexOf(job, jobId);
+      if (index !== undefined) void collect(index);
+    });
+    events.on('failed', ({ jobId }) => {
+      const index = chunkIndexOf(job, jobId);
+      if (index !== undefined) void collect(index);
+    });
+    // Events are not replayed (a chunk may finish while no submitter listens), so also look now and then.
+    poll = setInterval(() => {
+      for (const index of pending.keys()) void collect(index);
+    }, options.pollMs ?? 1000);
+
+    const resumed = output.resumed.records;
+    progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress, label: `batch ${job}` }).start();
+    const started = performance.now();
+    let position = 0;
+    let chunkRecords: InputRecord[] = [];
+    let chunkIndex = 0;
+    for await (const record of source.records()) {
+      if (fatal || options.signal?.aborted) break;
+      const index = Math.floor(position / chunkSize);
+      position += 1;
+      if (index !== chunkIndex) {
+        if (chunkRecords.length > 0) await submit(chunkIndex, chunkRecords);
+        chunkRecords = [];
+        chunkIndex = index;
+      }
+      if (!output.has(record.id)) chunkRecords.push(record);
+    }
+    if (chunkRecords.length > 0 && !fatal && !options.signal?.aborted) await submit(chunkIndex, chunkRecords);
+    while (pending.size > 0 && !fatal && !options.signal?.aborted) await changed();
+    if (fatal) throw asNereidError(fatal);
+    progress.stop();
+    const wallSeconds = (performance.now() - started) / 1000;
+    const computeSeconds = executionNs / 1e9;
+    const interrupted = options.signal?.aborted ?? false;
+    return {
+      output: options.output,
+      records: total,
+      resumed,
+      processed,
+      failed,
+      failedTotal: output.resumed.failed + failed,
+      wallSeconds,
+      recordsPerSecond: wallSeconds > 0 ? processed / wallSeconds : 0,
+      computeSeconds,
+      computeShare: wallSeconds > 0 ? computeSeconds / wallSeconds : 0,
+      job,
+      chunks,
+      failedChunks: failedChunks.sort((a, b) => a.chunk - b.chunk),
+      ...(interrupted ? { interrupted } : {}),
+    };
+  } finally {
+    if (poll) clearInterval(poll);
+    progress?.stop();
+    // Let collections under way finish writing before the output closes.
+    while (collecting.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await output.close();
+    await Promise.allSettled([events.close(), queue.close()]);
+    redis.disconnect();
+  }
+}
+
+/** Removes a job's chunks from the queue (for --restart). A chunk a worker holds right now cannot be removed; it is reported. */
+async function removeChunks(queue: Queue, job: string, chunks: number, logger: { warn(message: string): void }): Promise<void> {
+  const ids = Array.from({ length: chunks }, (_, index) => chunkJobId(job, index));
+  for (let start = 0; start < ids.length; start += 200) {
+    const results = await Promise.all(ids.slice(start, start + 200).map((id) => queue.remove(id).then((removed) => ({ id, removed }))));
+    for (const { id, removed } of results) {
+      if (removed === 0 && (await queue.getJobState(id)) !== 'unknown') logger.warn(`chunk ${id} is being processed and was not removed`);
+    }
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Inputs are read in a fixed order with stable ids: sorted image paths, JSONL line numbers,
+ * CSV line numbers with malformed rows in their place.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { openInput, type InputSource } from './input-source.js';
+
+let dir: string;
+before(async () => (dir = await mkdtemp(join(tmpdir(), 'nereid-input-'))));
+after(() => rm(dir, { recursive: true, force: true }));
+
+async function all(source: InputSource) {
+  const records = [];
+  for await (const record of source.records()) records.push(await record.load());
+  return records;
+}
+
+test('an image folder: recursive, sorted, non-images left out', async () => {
+  const folder = join(dir, 'images');
+  await mkdir(join(folder, 'b'), { recursive: true });
+  await writeFile(join(folder, 'b', '2.PNG'), 'x');
+  await writeFile(join(folder, 'a.jpg'), 'y');
+  await writeFile(join(folder, 'readme.txt'), 'z');
+  const source = await openInput(folder);
+  assert.equal(source.format, 'images');
+  assert.equal(source.ignoredFiles, 1);
+  assert.equal(await source.count(), 2);
+  assert.deepEqual((await all(source)).map((record) => [record.id, record.image?.toString()]), [['a.jpg', 'y'], ['b/2.PNG', 'x']]);
+});
+
+test('JSONL: one record per non-blank line, its id the line number', async () => {
+  const path = join(dir, 'in.jsonl');
+  await writeFile(path, '{"a":1}\n\n  \n{"a":2}\n');
+  const source = await openInput(path);
+  assert.equal(await source.count(), 2);
+  assert.deepEqual((await all(source)).map((record) => [record.id, record.json]), [[1, '{"a":1}'], [4, '{"a":2}']]);
+});
+
+test('CSV: rows by line, a wrong-length row and an unclosed quote become errors in place', async () => {
+  const path = join(dir, 'in.csv');
+  await writeFile(path, 'x,y\n1,2\n3\n"4\n5",6\n7,"8\n');
+  const source = await openInput(path);
+  assert.equal(await source.count(), 4);
+  const records = await all(source);
+  assert.deepEqual(records.map((record) => record.id), [2, 3, 5, 6]);
+  assert.deepEqual(records[0].fields, { x: '1', y: '2' });
+  assert.match(records[1].error!, /malformed CSV row: .*expect 2, got 1/);
+  assert.deepEqual(records[2].fields, { x: '4\n5', y: '6' });
+  assert.match(records[3].error!, /malformed CSV row: Quote Not Closed/);
+});
+
+test('CSV with --csv-input: the mostly numeric columns, in order', async () => {
+  const path = join(dir, 'wide.csv');
+  await writeFile(path, 'name,a,b,c\nfirst,1,2,3\nsecond,4,oops,6\nthird,7,8,9\n');
+  const records = await all(await openInput(path, { csvInput: 'v' }));
+  assert.deepEqual(records[0].fields, { v: ['1', '2', '3'] });
+  assert.match(records[1].error!, /column 'b' is "oops", not a number/);
+});
+
+test('other files are refused with what is accepted', async () => {
+  await writeFile(join(dir, 'data.parquet'), '');
+  await assert.rejects(openInput(join(dir, 'data.parquet')), /must be a folder of images, a \.jsonl file or a \.csv file/);
+});

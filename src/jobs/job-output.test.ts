@@ -1,0 +1,81 @@
+/**
+ * The resumable output: ids read back from lines, a partial last line cut off, every record
+ * written once however often it is offered, the lock against a second writer.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { errorLine, idOfLine, isErrorLine } from './job-record.js';
+import { JobOutput } from './job-output.js';
+
+let dir: string;
+before(async () => (dir = await mkdtemp(join(tmpdir(), 'nereid-job-output-'))));
+after(() => rm(dir, { recursive: true, force: true }));
+
+describe('output lines', () => {
+  test('ids are read from the front of a line, strings and numbers kept apart', () => {
+    assert.equal(idOfLine('{"id":12,"outputs":[],"error":null}'), 12);
+    assert.equal(idOfLine('{"id":"a/\\"b\\".png","error":null}'), 'a/"b".png');
+    assert.equal(idOfLine('{"error":null,"id":"late"}'), 'late');
+    assert.equal(idOfLine('{"id":"cut'), undefined);
+    assert.equal(idOfLine('not json'), undefined);
+  });
+
+  test('an error line is told from a result line', () => {
+    assert.equal(isErrorLine(errorLine(3, 'bad')), true);
+    assert.equal(isErrorLine('{"id":3,"outputs":[],"error":null}'), false);
+  });
+});
+
+describe('JobOutput', () => {
+  test('resumes: complete lines are done, a partial last line is cut off, a record is written once', async () => {
+    const path = join(dir, 'resume.jsonl');
+    await writeFile(path, '{"id":1,"error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"outp');
+    const output = await JobOutput.open(path);
+    assert.deepEqual(output.resumed, { records: 2, failed: 1 });
+    assert.equal(output.has(1), true);
+    assert.equal(output.has('1'), false);
+    assert.equal(output.has(3), false);
+    const written = await output.append([
+      { id: 3, line: '{"id":3,"error":null}' },
+      { id: 1, line: '{"id":1,"error":null}' },
+      { id: 3, line: '{"id":3,"error":null}' },
+    ]);
+    assert.deepEqual(written, { written: 1, failed: 0 });
+    await output.close();
+    assert.equal(await readFile(path, 'utf8'), '{"id":1,"error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"error":null}\n');
+  });
+
+  test('--retry-failed drops the failed lines; --restart empties the file', async () => {
+    const path = join(dir, 'retry.jsonl');
+    await writeFile(path, '{"id":1,"error":null}\n{"id":2,"error":"transient"}\n');
+    const retry = await JobOutput.open(path, { retryFailed: true });
+    assert.equal(retry.has(2), false);
+    await retry.close();
+    assert.equal(await readFile(path, 'utf8'), '{"id":1,"error":null}\n');
+    const restart = await JobOutput.open(path, { restart: true });
+    assert.equal(restart.doneCount, 0);
+    await restart.close();
+    assert.equal(await readFile(path, 'utf8'), '');
+  });
+
+  test('a second writer is refused while the first holds the lock; a dead one\'s lock is taken over', async () => {
+    const path = join(dir, 'locked.jsonl');
+    const first = await JobOutput.open(path);
+    await assert.rejects(JobOutput.open(path), /another batch job in this process is writing this output/);
+    await writeFile(join(dir, 'other.lock.jsonl.lock'), '1\n'); // pid 1 is alive
+    await assert.rejects(JobOutput.open(join(dir, 'other.lock.jsonl')), /another batch job \(pid 1\) is writing this output/);
+    await first.close();
+    await writeFile(`${path}.lock`, '2147483646\n'); // no such process
+    const second = await JobOutput.open(path);
+    await second.close();
+  });
+
+  test('a file that is not a batch output is not appended to', async () => {
+    const path = join(dir, 'other.jsonl');
+    await writeFile(path, 'hello\n');
+    await assert.rejects(JobOutput.open(path), /line 1 is not a batch record/);
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * The output of a batch job: an append-only JSONL file, one line per input record, each written
+ * once the record is complete. Opening it again resumes: the lines already there are the records
+ * done, a partial last line (the process died mid-write) is cut off, and those records are skipped.
+ * A lock file beside it keeps two jobs from writing the same output.
+ */
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { NereidError } from '../core/errors.js';
+import { idOfLine, isErrorLine, recordKey, type RecordId } from './job-record.js';
+
+export interface OpenOutputOptions {
+  /** Start over: the existing output is emptied. */
+  restart?: boolean;
+  /** Drop the lines of records that failed, so they run again. */
+  retryFailed?: boolean;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Locks held by this process. A lock file naming this process's pid is otherwise taken for one left
+ * by a dead process whose pid was reused (common in containers), so this process's own are tracked here.
+ */
+const heldHere = new Set<string>();
+
+async function takeLock(lockPath: string): Promise<void> {
+  if (heldHere.has(resolve(lockPath))) {
+    throw new NereidError('FAILED_PRECONDITION', `another batch job in this process is writing this output (${lockPath})`);
+  }
+  await takeLockFile(lockPath);
+  heldHere.add(resolve(lockPath));
+}
+
+async function releaseLock(lockPath: string): Promise<void> {
+  await rm(lockPath, { force: true });
+  heldHere.delete(resolve(lockPath));
+}
+
+async function takeLockFile(lockPath: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(lockPath, `${process.pid}\n`, { flag: 'wx' });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const pid = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+        throw new NereidError(
+          'FAILED_PRECONDITION',
+          `another batch job (pid ${pid}) is writing this output; wait for it, or remove ${lockPath} if that process is not a batch job`,
+        );
+      }
+      await rm(lockPath, { force: true }); // left by a process that died
+    }
+  }
+  throw new NereidError('FAILED_PRECONDITION', `could not take the lock ${lockPath}`);
+}
+
+export class JobOutput {
+  /** Records with a line in the output (before and during this run), by recordKey. */
+  private readonly done = new Set<string>();
+  /** Records found in the output when it was opened, and how many of them had failed. */
+  readonly resumed: { records: number; failed: number };
+  private writes: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    private readonly lockPath: string,
+    resumed: { records: number; failed: number },
+    done: Iterable<string>,
+  ) {
+    this.resumed = resumed;
+    for (const key of done) this.done.add(key);
+  }
+
+  static async open(path: string, options: OpenOutputOptions = {}): Promise<JobOutput> {
+    await mkdir(dirname(path), { recursive: true });
+    const lockPath = `${path}.lock`;
+    await takeLock(lockPath);
+    try {
+      const done = new Set<string>();
+      let records = 0;
+      let failed = 0;
+      if (options.restart) {
+        await writeFile(path, '');
+      } else {
+        const scan = await scanOutput(path, Boolean(options.retryFailed));
+        const keep = options.retryFailed ? scan.lines.filter((line) => !line.failed) : scan.lines;
+        for (const line of keep) {
+          const key = recordKey(line.id);
+          if (done.has(key)) continue;
+          done.add(key);
+          records += 1;
+          if (line.failed) failed += 1;
+        }
+        if (options.retryFailed && keep.length !== scan.lines.length) {
+          // Rewrite without the failed records, atomically: a crash leaves either file, never half of one.
+          const temporary = `${path}.retry-${process.pid}`;
+          await writeFile(temporary, keep.map((line) => `${line.text}\n`).join(''));
+          await rename(temporary, path);
+        } else if (scan.partialFrom !== undefined) {
+          const handle = await open(path, 'r+');
+          await handle.truncate(scan.partialFrom);
+          await handle.close();
+        }
+      }
+      const handle = await open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
+      return new JobOutput(path, handle, lockPath, { records, failed }, done);
+    } catch (error) {
+      await releaseLock(lockPath);
+      throw error;
+    }
+  }
+
+  has(id: RecordId): boolean {
+    return this.done.has(recordKey(id));
+  }
+
+  get doneCount(): number {
+    return this.done.size;
+  }
+
+  /**
+   * Appends the lines of records not written yet (a record is written once, however often it is
+   * offered) in one write, so they reach the file together. Resolves when the write is done.
+   */
+  append(entries: readonly { id: RecordId; line: string }[]): Promise<{ written: number; failed: number }> {
+    let text = '';
+    let written = 0;
+    let failed = 0;
+    for (const { id, line } of entries) {
+      const key = recordKey(id);
+      if (this.done.has(key)) continue;
+      this.done.add(key);
+      text += `${line}\n`;
+      written += 1;
+      if (isErrorLine(line)) failed += 1;
+    }
+    if (written === 0) return Promise.resolve({ written, failed });
+    const write = this.writes.then(async () => {
+      if (this.closed) throw new Error(`the output ${this.path} is closed`);
+      await this.handle.write(text);
+    });
+    this.writes = write.catch(() => undefined);
+    return write.then(() => ({ written, failed }));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.writes;
+    this.closed = true;
+    await this.handle.close();
+    await releaseLock(this.lockPath);
+  }
+}
+
+interface ScannedLine {
+  id: RecordId;
+  failed: boolean;
+  /** The line itself, kept only when the output is to be rewritten. */
+  text?: string;
+}
+
+/** Every complete line of an existing output with its record id; where a partial last line starts. */
+async function scanOutput(path: string, keepText: boolean): Promise<{ lines: ScannedLine[]; partialFrom?: number }> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lines: [] };
+    throw error;
+  }
+  const lines: ScannedLine[] = [];
+  try {
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let carry: Buffer = Buffer.alloc(0);
+    let offset = 0;
+    let lineNumber = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+      if (bytesRead === 0) break;
+      offset += bytesRead;
+      let data = carry.length > 0 ? Buffer.concat([carry, buffer.subarray(0, bytesRead)]) : buffer.subarray(0, bytesRead);
+      let start = 0;
+      for (let newline = data.indexOf(10, start); newline !== -1; newline = data.indexOf(10, start)) {
+        const text = data.toString('utf8', start, newline);
+        start = newline + 1;
+        lineNumber += 1;
+        if (text.trim() === '') continue;
+        const id = idOfLine(text);
+        if (id === undefined) {
+          throw new NereidError(
+            'FAILED_PRECONDITION',
+            `${path} line ${lineNumber} is not a batch record ({"id": ...}); pass --restart to overwrite it, or choose another --output`,
+          );
+        }
+        lines.push({ id, failed: isErrorLine(text), text: keepText ? text : undefined });
+      }
+      carry = Buffer.from(data.subarray(start));
+      data = Buffer.alloc(0);
+    }
+    return { lines, partialFrom: carry.length > 0 ? offset - carry.length : undefined };
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Progress of a batch job on stderr: a cli-progress bar on a terminal, a plain line every few
+ * seconds otherwise (logs, CI), and the summary at the end.
+ */
+import { SingleBar } from 'cli-progress';
+
+export type ProgressMode = 'auto' | 'bar' | 'lines' | 'none';
+
+export interface ProgressOptions {
+  /** Records in the input. */
+  total: number;
+  /** Records already in the output when the job started. */
+  alreadyDone: number;
+  mode?: ProgressMode;
+  stream?: NodeJS.WriteStream;
+  /** Between plain lines. */
+  intervalMs?: number;
+  label?: string;
+}
+
+function formatSeconds(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+export class JobProgress {
+  private done = 0;
+  private failed = 0;
+  private readonly started = performance.now();
+  private bar?: SingleBar;
+  private timer?: NodeJS.Timeout;
+  private readonly mode: Exclude<ProgressMode, 'auto'>;
+  private readonly stream: NodeJS.WriteStream;
+
+  constructor(private readonly options: ProgressOptions) {
+    this.stream = options.stream ?? process.stderr;
+    const mode = options.mode ?? 'auto';
+    this.mode = mode === 'auto' ? (this.stream.isTTY ? 'bar' : 'lines') : mode;
+  }
+
+  start(): this {
+    const { total, alreadyDone } = this.options;
+    if (this.mode === 'bar') {
+      this.bar = new SingleBar({
+        stream: this.stream,
+        format: `${this.options.label ?? 'batch'} {bar} {percentage}% | {value}/{total} records | {rate} records/s | {failed} failed | ETA {eta_formatted}`,
+        hideCursor: true,
+        etaBuffer: 50,
+        fps: 5,
+      });
+      this.bar.start(total, alreadyDone, { rate: '0', failed: 0 });
+    } else if (this.mode === 'lines') {
+      this.timer = setInterval(() => this.stream.write(`${this.line()}\n`), this.options.intervalMs ?? 2000);
+      this.timer.unref();
+    }
+    return this;
+  }
+
+  /** Records completed now, of which `failed` with an error. */
+  add(records: number, failed: number): void {
+    this.done += records;
+    this.failed += failed;
+    this.bar?.update(this.options.alreadyDone + this.done, { rate: this.rate().toFixed(1), failed: this.failed });
+  }
+
+  /** Records per second in this run. */
+  rate(): number {
+    const seconds = (performance.now() - this.started) / 1000;
+    return seconds > 0 ? this.done / seconds : 0;
+  }
+
+  line(): string {
+    const { total, alreadyDone } = this.options;
+    const complete = alreadyDone + this.done;
+    const rate = this.rate();
+    const left = total - complete;
+    const percent = total > 0 ? ((100 * complete) / total).toFixed(1) : '100.0';
+    return `${this.options.label ?? 'batch'}: ${complete}/${total} records (${percent}%), ${this.failed} failed, ${rate.toFixed(1)} records/s, ETA ${rate > 0 ? formatSeconds(left / rate) : '?'}`;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+}
+
+/** What a batch job reports when it ends (stderr as text, stdout as one JSON line from the CLI). */
+export interface BatchSummary {
+  output: string;
+  /** Records in the input. */
+  records: number;
+  /** Records already in the output when this run started (skipped). */
+  resumed: number;
+  /** Records run and written by this run. */
+  processed: number;
+  /** Of those, records written with an error. */
+  failed: number;
+  /** Records in the output with an error, earlier runs included. */
+  failedTotal: number;
+  wallSeconds: number;
+  /** processed / wallSeconds. */
+  recordsPerSecond: number;
+  /** Time inside model execution (Triton's batch statistics: compute input + infer + output), summed over instances and workers. */
+  computeSeconds: number;
+  /** computeSeconds / wallSeconds; over 1 when several instances or workers run at once. */
+  computeShare: number;
+  /** Distributed jobs: the job name and the chunks that failed after every attempt. */
+  job?: string;
+  chunks?: number;
+  failedChunks?: { chunk: number; records: number; reason: string }[];
+  /** Set when the job stopped early (interrupted); rerun the same command to continue. */
+  interrupted?: boolean;
+}
+
+export function formatSummary(summary: BatchSummary): string {
+  const lines = [
+    `${summary.interrupted ? 'interrupted' : 'done'}: ${summary.processed} record(s) in ${formatSeconds(summary.wallSeconds)} ` +
+      `(${summary.recordsPerSecond.toFixed(1)} records/s), ${summary.failed} failed` +
+      (summary.resumed > 0 ? `; ${summary.resumed} already in the output` : '') +
+      `; ${summary.resumed + summary.processed}/${summary.records} records written to ${summary.output}` +
+      (summary.failedTotal > summary.failed ? ` (${summary.failedTotal} with errors in all)` : ''),
+    `model execution ${summary.computeSeconds.toFixed(2)} s = ${(100 * summary.computeShare).toFixed(0)}% of wall time` +
+      (summary.job ? ` (summed over workers), job '${summary.job}', ${summary.chunks} chunk(s)` : ''),
+  ];
+  for (const chunk of summary.failedChunks ?? []) {
+    lines.push(`chunk ${chunk.chunk} failed (${chunk.records} record(s) written with its error): ${chunk.reason}`);
+  }
+  if (summary.interrupted) lines.push('rerun the same command to continue where it stopped');
+  return lines.join('\n');
+}

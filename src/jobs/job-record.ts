@@ -1,0 +1,91 @@
+/**
+ * One input record of a batch job, as it is read (locally) or as it travels in a queued chunk
+ * (distributed), and the one output line it becomes. Every record has an id: the image's path
+ * relative to the input folder, or the line number in a JSONL or CSV file.
+ */
+
+export type RecordId = string | number;
+
+/** A record ready to run. Exactly one of image / json / fields / error is set. */
+export interface JobRecord {
+  id: RecordId;
+  /** Encoded image bytes (JPEG, PNG, …), for a model whose input declares image pre-processing. */
+  image?: Buffer;
+  /** One JSONL line as written: a V2 `inputs` array, `{"inputs": [...]}`, or an object of named fields. */
+  json?: string;
+  /** Named fields from a CSV row: input name → a cell (a scalar, a list, or JSON) or the cells of several columns. */
+  fields?: Record<string, string | string[]>;
+  /** The record could not even be read; it is written with this error and never runs. */
+  error?: string;
+}
+
+/** The JSON form a record has inside a queued chunk: image bytes as base64, the rest as is. */
+export interface WireRecord {
+  id: RecordId;
+  image?: string;
+  json?: string;
+  fields?: Record<string, string | string[]>;
+}
+
+export function toWire(record: JobRecord): WireRecord {
+  const { id, image, json, fields } = record;
+  if (image) return { id, image: image.toString('base64') };
+  if (json !== undefined) return { id, json };
+  return { id, fields };
+}
+
+export function fromWire(record: WireRecord): JobRecord {
+  const { id, image, json, fields } = record;
+  if (image !== undefined) return { id, image: Buffer.from(image, 'base64') };
+  if (json !== undefined) return { id, json };
+  if (fields !== undefined) return { id, fields };
+  return { id, error: 'the queued record carries no input (expected image, json or fields)' };
+}
+
+/** The key a record id is remembered under: 12 (a line) and "12" (a file named 12) stay apart. */
+export function recordKey(id: RecordId): string {
+  return typeof id === 'number' ? `#${id}` : id;
+}
+
+/** The output line of a record that failed; the job goes on. */
+export function errorLine(id: RecordId, message: string): string {
+  return `{"id":${JSON.stringify(id)},"error":${JSON.stringify(message)}}`;
+}
+
+/**
+ * The id of an output line. Lines are written as `{"id":<id>,...`, so the id is read from the
+ * front without parsing the (possibly large) rest; anything else is parsed in full.
+ * Returns undefined when the line is not a record.
+ */
+export function idOfLine(line: string): RecordId | undefined {
+  const prefix = '{"id":';
+  if (line.startsWith(prefix)) {
+    const rest = line.slice(prefix.length);
+    if (rest.startsWith('"')) {
+      let end = 1;
+      while (end < rest.length && rest[end] !== '"') end += rest[end] === '\\' ? 2 : 1;
+      if (end < rest.length) {
+        try {
+          return JSON.parse(rest.slice(0, end + 1)) as string;
+        } catch {
+          // fall through to the full parse
+        }
+      }
+    } else {
+      const match = /^(-?\d+)[,}]/.exec(rest);
+      if (match) return Number(match[1]);
+    }
+  }
+  try {
+    const parsed = JSON.parse(line) as { id?: unknown };
+    if (typeof parsed === 'object' && parsed !== null && (typeof parsed.id === 'string' || typeof parsed.id === 'number')) return parsed.id;
+  } catch {
+    // not JSON
+  }
+  return undefined;
+}
+
+/** True when an output line records a failure (`"error": "<message>"` rather than `"error": null`). */
+export function isErrorLine(line: string): boolean {
+  return !line.endsWith(',"error":null}');
+}

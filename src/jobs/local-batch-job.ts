@@ -1,0 +1,122 @@
+/**
+ * A batch job in this process: the input read lazily, every record through the same Server API
+ * the HTTP front end calls (same repository, batcher, instances, pre/post-processing), the output
+ * appended record by record and resumed after a crash.
+ */
+import { pino, type Logger } from 'pino';
+import { NereidError } from '../core/errors.js';
+import { Server } from '../server/server.js';
+import { openInput, type InputSource } from './input-source.js';
+import { JobOutput } from './job-output.js';
+import { JobProgress, type BatchSummary, type ProgressMode } from './job-progress.js';
+import { RecordProcessor } from './record-processor.js';
+import { runPipeline } from './record-pipeline.js';
+
+export interface BatchInputOptions {
+  model: string;
+  version?: string;
+  /** A folder of images, a .jsonl file or a .csv file. */
+  input: string;
+  /** The JSONL output, appended to and resumed. */
+  output: string;
+  /** CSV: every numeric column of a row forms this one input. */
+  csvInput?: string;
+  /** Predictions per image for classifiers. */
+  topK?: number;
+  /** Empty the output first. */
+  restart?: boolean;
+  /** Run again the records the output holds with an error. */
+  retryFailed?: boolean;
+  progress?: ProgressMode;
+  logger?: Logger;
+  /** Stops taking records; those in flight are written, and a rerun continues. */
+  signal?: AbortSignal;
+}
+
+export interface LocalBatchOptions extends BatchInputOptions {
+  /** The repository to load the model from (ignored when `server` is given). */
+  modelRepository?: string;
+  /** A started Server to use instead of one made for the job (it is left running). */
+  server?: Server;
+  /** Records per call (default: the model's max_batch_size). */
+  batchSize?: number;
+  /** Records in flight (default: 4 × batch size). */
+  concurrency?: number;
+}
+
+/** The repository's reason, when the model did not load. */
+async function requireReady(server: Server, model: string, version?: string): Promise<void> {
+  if (server.modelReady(model, version)) return;
+  const index = await server.repositoryIndex();
+  const reasons = index.filter((entry) => entry.name === model && entry.reason).map((entry) => entry.reason);
+  throw new NereidError('UNAVAILABLE', `model '${model}'${version ? ` version ${version}` : ''} is not ready${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
+}
+
+export function checkInputFits(source: InputSource, processor: RecordProcessor): void {
+  if (source.format === 'images' && !processor.takesImages) {
+    throw new NereidError(
+      'FAILED_PRECONDITION',
+      `model '${processor.model}' does not take images: a folder of images needs a model whose one input declares preprocess.image (give a .jsonl or .csv of tensors instead)`,
+    );
+  }
+}
+
+export async function runLocalBatchJob(options: LocalBatchOptions): Promise<BatchSummary> {
+  const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
+  const source = await openInput(options.input, { csvInput: options.csvInput });
+  if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
+  const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
+  const ownServer = !options.server;
+  const server =
+    options.server ??
+    new Server({ modelRepository: options.modelRepository ?? 'models', modelControlMode: 'explicit', loadModels: [options.model], logger });
+  let progress: JobProgress | undefined;
+  try {
+    const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
+    await requireReady(server, options.model, options.version);
+    const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
+    checkInputFits(source, processor);
+    const batchSize = options.batchSize ?? processor.maxBatchSize;
+    const concurrency = options.concurrency ?? 4 * batchSize;
+    const resumed = output.resumed.records;
+    progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress }).start();
+    const executionAtStart = processor.executionNs();
+    const started = performance.now();
+    let processed = 0;
+    let failed = 0;
+    async function* pending() {
+      for await (const record of source.records()) if (!output.has(record.id)) yield record;
+    }
+    let interrupted = false;
+    try {
+      await runPipeline(pending(), (records) => processor.run(records), { batchSize, concurrency, signal: options.signal }, async (results) => {
+        const written = await output.append(results);
+        processed += written.written;
+        failed += written.failed;
+        progress!.add(written.written, written.failed);
+      });
+      interrupted = options.signal?.aborted ?? false;
+    } finally {
+      progress.stop();
+    }
+    const wallSeconds = (performance.now() - started) / 1000;
+    const computeSeconds = (processor.executionNs() - executionAtStart) / 1e9;
+    return {
+      output: options.output,
+      records: total,
+      resumed,
+      processed,
+      failed,
+      failedTotal: output.resumed.failed + failed,
+      wallSeconds,
+      recordsPerSecond: wallSeconds > 0 ? processed / wallSeconds : 0,
+      computeSeconds,
+      computeShare: wallSeconds > 0 ? computeSeconds / wallSeconds : 0,
+      ...(interrupted ? { interrupted } : {}),
+    };
+  } finally {
+    progress?.stop();
+    await output.close();
+    if (ownServer) await server.close();
+  }
+}

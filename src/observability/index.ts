@@ -1,0 +1,14 @@
+/** Observability: Prometheus metrics, OpenTelemetry traces, request ids and cost per prediction. */
+export { BucketCounts, CollectedMetric } from './collected-metric.js';
+export { costSummary, coreSeconds, usdOf, type CostSummary } from './cost.js';
+export { createMetricsListener, type MetricsListener } from './metrics-listener.js';
+export {
+  BATCH_SIZE_BUCKETS,
+  DURATION_BUCKETS_SECONDS,
+  PrometheusMetrics,
+  type ObservedServer,
+  type ObservedVersion,
+  type PrometheusMetricsOptions,
+} from './prometheus-metrics.js';
+export { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
+export { createTracing, DEFAULT_TRACE_ENDPOINT, Tracing, type TracingOptions } from './tracing.js';

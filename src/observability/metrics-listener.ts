@@ -1,0 +1,57 @@
+/**
+ * The metrics port (Triton's --metrics-port, 8002): `GET /metrics` in Prometheus' text format, on
+ * its own listener so scrapes never queue behind inference traffic and the port can be firewalled
+ * apart. It answers nothing else.
+ */
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { PrometheusMetrics } from './prometheus-metrics.js';
+
+export interface MetricsListener {
+  readonly httpServer: HttpServer;
+  /** Binds `host:port` (0 picks a free port) and answers the port bound. */
+  listen(host: string, port: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function createMetricsListener(metrics: PrometheusMetrics, options: { logger?: Logger } = {}): MetricsListener {
+  const httpServer = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
+      response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no route ${request.method} ${path} (GET /metrics)` }));
+      return;
+    }
+    metrics.metrics().then(
+      (text) => {
+        response.writeHead(200, { 'content-type': metrics.contentType });
+        response.end(request.method === 'HEAD' ? undefined : text);
+      },
+      (error: Error) => {
+        options.logger?.error({ err: error }, 'collecting metrics failed');
+        response.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'collecting metrics failed' }));
+      },
+    );
+  });
+  // A scraper that keeps connections open must not hold the process at shutdown.
+  httpServer.keepAliveTimeout = 5_000;
+  return {
+    httpServer,
+    listen(host: string, port: number): Promise<number> {
+      return new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(port, host, () => {
+          httpServer.off('error', reject);
+          resolve((httpServer.address() as AddressInfo).port);
+        });
+      });
+    },
+    close(): Promise<void> {
+      return new Promise((resolve) => {
+        if (!httpServer.listening) return resolve();
+        httpServer.close(() => resolve());
+        httpServer.closeIdleConnections();
+      });
+    },
+  };
+}

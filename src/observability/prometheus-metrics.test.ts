@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { hrTimeDuration, hrTimeToNanoseconds } from '@opentelemetry/core';
+import type { RequestRecord } from '../model/inference-observer.js';
+import { BucketCounts } from './collected-metric.js';
+import { costSummary } from './cost.js';
+import { PrometheusMetrics } from './prometheus-metrics.js';
+import { requestIdOf } from './request-id.js';
+import { Tracing } from './tracing.js';
+
+const timings = { queueNs: 1e6, computeInputNs: 1e5, computeInferNs: 2e6, computeOutputNs: 1e5, postprocessNs: 5e4 };
+const success: RequestRecord = { rows: 2, success: true, totalNs: 4e6, startedAt: 1_700_000_000_000, timings };
+
+function line(text: string, prefix: string): string | undefined {
+  return text.split('\n').find((candidate) => candidate.startsWith(prefix));
+}
+
+test('a value on a bucket bound counts in that bucket (le is inclusive); above the last only in +Inf', () => {
+  const histogram = new BucketCounts([1, 2, 4]);
+  for (const value of [1, 2, 3, 4, 5]) histogram.observe(value);
+  assert.deepEqual([...histogram.counts], [1, 1, 2]);
+  assert.equal(histogram.count, 5);
+  assert.equal(histogram.sum, 15);
+});
+
+test('observers of successive loads of a version share its series; cache hits add no queue or compute time', async () => {
+  const metrics = new PrometheusMetrics({ processMetrics: false });
+  const first = metrics.observer('m', '1');
+  const reloaded = metrics.observer('m', '1');
+  first.onRequestStart?.();
+  first.onRequestEnd(success);
+  reloaded.onRequestStart?.();
+  reloaded.onRequestEnd({ ...success, rows: 1, cache: { hit: true, ns: 1000 }, timings: { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 } });
+  reloaded.onRequestStart?.();
+  reloaded.onRequestEnd({ rows: 1, success: false, totalNs: 10, startedAt: 0 }); // no code: counted as INTERNAL
+  reloaded.onExecution({ batchSize: 2, threads: 4, timings: { computeInputNs: 0, computeInferNs: 5e8, computeOutputNs: 0 } });
+  const text = await metrics.metrics();
+  assert.equal(line(text, 'nereid_inference_request_success_total{model="m",version="1"}'), 'nereid_inference_request_success_total{model="m",version="1"} 2');
+  assert.equal(line(text, 'nereid_inference_count_total{'), 'nereid_inference_count_total{model="m",version="1"} 3');
+  assert.equal(line(text, 'nereid_inference_request_failure_total{'), 'nereid_inference_request_failure_total{model="m",version="1",reason="INTERNAL"} 1');
+  assert.equal(line(text, 'nereid_inference_in_flight{'), 'nereid_inference_in_flight{model="m",version="1"} 0');
+  assert.equal(line(text, 'nereid_cache_hit_total{'), 'nereid_cache_hit_total{model="m",version="1"} 1');
+  assert.equal(line(text, 'nereid_inference_request_duration_seconds_count{'), 'nereid_inference_request_duration_seconds_count{model="m",version="1"} 2');
+  assert.equal(line(text, 'nereid_inference_queue_duration_seconds_count{'), 'nereid_inference_queue_duration_seconds_count{model="m",version="1"} 1');
+  assert.equal(line(text, 'nereid_compute_seconds_total{'), 'nereid_compute_seconds_total{model="m",version="1"} 2');
+  assert.equal(line(text, 'nereid_inference_batch_size_bucket{model="m",version="1",le="1"}'), 'nereid_inference_batch_size_bucket{model="m",version="1",le="1"} 0');
+  assert.equal(line(text, 'nereid_inference_batch_size_bucket{model="m",version="1",le="2"}'), 'nereid_inference_batch_size_bucket{model="m",version="1",le="2"} 1');
+  assert.equal(line(text, 'nereid_cost_usd_total'), undefined, 'no price, no dollars');
+  assert.equal(line(text, 'process_cpu'), undefined, 'process metrics off');
+});
+
+test('cost: core-seconds per inference and dollars per 1,000 at a price per core-hour', () => {
+  assert.deepEqual(costSummary(7.2, 1000, 0.5), {
+    compute_seconds: 7.2,
+    compute_seconds_per_inference: 0.0072,
+    usd_per_core_hour: 0.5,
+    usd_per_1000_inferences: 0.001,
+  });
+  assert.deepEqual(costSummary(0, 0), { compute_seconds: 0, compute_seconds_per_inference: 0, usd_per_core_hour: null, usd_per_1000_inferences: null });
+});
+
+test('request ids: a sane x-request-id is kept, anything else replaced by a UUID', () => {
+  assert.equal(requestIdOf('abc-123_x.y:z'), 'abc-123_x.y:z');
+  assert.equal(requestIdOf(['first', 'second']), 'first');
+  for (const bad of [undefined, '', 'has space', 'quote"', 'x'.repeat(129), 'line\nbreak']) assert.match(requestIdOf(bad), /^[0-9a-f-]{36}$/);
+});
+
+test('spans: phases back to back from the start, clamped to the parent; a malformed traceparent starts a new trace', async () => {
+  const exporter = new InMemorySpanExporter();
+  const tracing = new Tracing({ exporter, processor: 'simple' });
+  // Phases that add up to more than the total (clock skew): children stop at the parent's end.
+  tracing.observer('m', '1').onRequestEnd({ ...success, totalNs: 3e6, traceparent: 'not-a-traceparent' });
+  await tracing.forceFlush();
+  const spans = exporter.getFinishedSpans();
+  await tracing.shutdown();
+  const parent = spans.find((span) => span.name === 'infer m')!;
+  assert.equal(parent.parentSpanContext, undefined);
+  const children = spans.filter((span) => span.parentSpanContext?.spanId === parent.spanContext().spanId);
+  assert.deepEqual(children.map((span) => span.name), ['queue', 'compute_input', 'compute_infer', 'compute_output', 'postprocess']);
+  assert.deepEqual(parent.startTime, [1_700_000_000, 0]);
+  // Nanoseconds since the parent's start (absolute nanoseconds since the epoch exceed a double's precision).
+  const since = (time: [number, number]) => hrTimeToNanoseconds(hrTimeDuration(parent.startTime, time));
+  assert.equal(since(parent.endTime), 3e6);
+  assert.deepEqual(
+    children.map((span) => [since(span.startTime), since(span.endTime)]),
+    [
+      [0, 1e6],
+      [1e6, 1.1e6],
+      [1.1e6, 3e6],
+      [3e6, 3e6],
+      [3e6, 3e6],
+    ],
+  );
+});

@@ -1,0 +1,159 @@
+/**
+ * OpenTelemetry traces of inference requests. When a request ends, its observer records a span
+ * `infer <model>` from the request's start to its end, parented on the client's W3C `traceparent`
+ * when one came with it, and child spans for its phases (preprocess, queue, compute_input,
+ * compute_infer, compute_output, postprocess) laid out back to back from the measured timings.
+ * Spans are built after the fact from the timings the path already measures, so tracing adds no
+ * work to the path itself, and nothing at all to a request that is not sampled.
+ */
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type HrTime, type TextMapGetter, type Tracer } from '@opentelemetry/api';
+import { addHrTimes, millisToHrTime, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  SimpleSpanProcessor,
+  TraceIdRatioBasedSampler,
+  type SpanExporter,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { ATTR_ERROR_TYPE, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../model/inference-observer.js';
+import type { RequestTimings } from '../model/model-statistics.js';
+import { VERSION } from '../version.js';
+
+export const DEFAULT_TRACE_ENDPOINT = 'http://127.0.0.1:4318/v1/traces';
+
+export interface TracingOptions {
+  /** Where spans go: OTLP/HTTP to `endpoint`, or any SpanExporter (tests pass an InMemorySpanExporter). */
+  exporter: 'otlp' | SpanExporter;
+  /** OTLP/HTTP traces URL (default http://127.0.0.1:4318/v1/traces). */
+  endpoint?: string;
+  /** Fraction of new traces recorded, 0..1 (default 1); a client's sampled flag is followed (parent-based). */
+  sampleRate?: number;
+  /** 'batch' (default) exports in the background; 'simple' exports each span as it ends (tests). */
+  processor?: 'batch' | 'simple';
+  /** service.name of the spans (default 'nereid'). */
+  serviceName?: string;
+}
+
+/** The phases of RequestTimings in the order a request goes through them, with their span names. */
+const PHASES: readonly (readonly [keyof RequestTimings, string])[] = [
+  ['preprocessNs', 'preprocess'],
+  ['queueNs', 'queue'],
+  ['computeInputNs', 'compute_input'],
+  ['computeInferNs', 'compute_infer'],
+  ['computeOutputNs', 'compute_output'],
+  ['postprocessNs', 'postprocess'],
+];
+
+const carrierGetter: TextMapGetter<string> = {
+  keys: () => ['traceparent'],
+  get: (traceparent, key) => (key === 'traceparent' ? traceparent : undefined),
+};
+
+function nanoseconds(ns: number): HrTime {
+  const whole = Math.max(0, Math.round(ns));
+  return [Math.floor(whole / 1e9), whole % 1e9];
+}
+
+export class Tracing {
+  readonly provider: BasicTracerProvider;
+  private readonly propagator = new W3CTraceContextPropagator();
+
+  /** Pass to ServerOptions.observers. */
+  readonly observer: InferenceObserverFactory = (model, version) => new TracingObserver(this, model, version);
+
+  constructor(options: TracingOptions) {
+    const rate = options.sampleRate ?? 1;
+    if (!(rate >= 0 && rate <= 1)) throw new RangeError(`trace sample rate must be between 0 and 1, got ${rate}`);
+    const exporter = options.exporter === 'otlp' ? new OTLPTraceExporter({ url: options.endpoint ?? DEFAULT_TRACE_ENDPOINT }) : options.exporter;
+    const processor: SpanProcessor = options.processor === 'simple' ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter);
+    this.provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName ?? 'nereid', [ATTR_SERVICE_VERSION]: VERSION }),
+      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(rate) }),
+      spanProcessors: [processor],
+    });
+  }
+
+  /** The client's trace context from its `traceparent`, or the root context when there is none (or it is malformed). */
+  parentOf(traceparent: string | undefined): Context {
+    return traceparent ? this.propagator.extract(ROOT_CONTEXT, traceparent, carrierGetter) : ROOT_CONTEXT;
+  }
+
+  forceFlush(): Promise<void> {
+    return this.provider.forceFlush();
+  }
+
+  /** Exports what is pending and stops. */
+  shutdown(): Promise<void> {
+    return this.provider.shutdown();
+  }
+}
+
+/** One model version's spans. */
+class TracingObserver implements InferenceObserver {
+  private readonly tracer: Tracer;
+  private readonly name: string;
+
+  constructor(
+    private readonly tracing: Tracing,
+    private readonly model: string,
+    private readonly version: string,
+  ) {
+    this.tracer = tracing.provider.getTracer('nereid', VERSION);
+    this.name = `infer ${model}`;
+  }
+
+  onExecution(_record: ExecutionRecord): void {}
+
+  onRequestEnd(record: RequestRecord): void {
+    const start = millisToHrTime(record.startedAt);
+    const span = this.tracer.startSpan(
+      this.name,
+      {
+        kind: SpanKind.SERVER,
+        startTime: start,
+        attributes: {
+          'nereid.model.name': this.model,
+          'nereid.model.version': this.version,
+          'nereid.inference.rows': record.rows,
+        },
+      },
+      this.tracing.parentOf(record.traceparent),
+    );
+    if (!span.isRecording()) return; // not sampled: nothing more to build
+    const end = addHrTimes(start, nanoseconds(record.totalNs));
+    if (record.requestId !== undefined) span.setAttribute('nereid.request.id', record.requestId);
+    if (record.cache) span.setAttribute('nereid.cache.hit', record.cache.hit);
+    if (!record.success) {
+      span.setAttribute(ATTR_ERROR_TYPE, record.errorCode ?? 'INTERNAL');
+      span.setStatus({ code: SpanStatusCode.ERROR, message: record.errorCode });
+    }
+    const timings = record.timings;
+    if (timings && !record.cache?.hit) {
+      const parent = trace.setSpan(ROOT_CONTEXT, span);
+      const totalNs = Math.max(0, Math.round(record.totalNs));
+      let offsetNs = 0;
+      for (const [key, phase] of PHASES) {
+        const ns = timings[key];
+        if (ns === undefined) continue;
+        // Back to back from the request's start; never past the parent's end.
+        const from = Math.min(offsetNs, totalNs);
+        offsetNs = Math.min(from + Math.max(0, Math.round(ns)), totalNs);
+        this.tracer
+          .startSpan(phase, { kind: SpanKind.INTERNAL, startTime: addHrTimes(start, nanoseconds(from)) }, parent)
+          .end(addHrTimes(start, nanoseconds(offsetNs)));
+      }
+    }
+    span.end(end);
+  }
+}
+
+/** Tracing as the CLI configures it: off ('none'), or OTLP/HTTP to an endpoint. */
+export function createTracing(options: Omit<TracingOptions, 'exporter'> & { exporter: 'none' | TracingOptions['exporter'] }): Tracing | undefined {
+  if (options.exporter === 'none') return undefined;
+  return new Tracing({ ...options, exporter: options.exporter });
+}

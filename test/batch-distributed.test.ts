@@ -1,0 +1,212 @@
+/**
+ * Distributed batch jobs against a real redis-server: three `nereid worker` processes, a job
+ * submitted with `nereid batch --queue`, one worker killed with SIGKILL while it holds a chunk.
+ * Its chunk is redelivered after the lock expires and the output still holds every record once,
+ * each checked against the Server API. A chunk that always fails ends in the failed set after its
+ * attempts, and its records are written with its error; a model no worker has fails every chunk.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Queue } from 'bullmq';
+import { pino } from 'pino';
+import { chunkJobId, DEFAULT_QUEUE_NAME } from '../src/jobs/index.js';
+import { Server } from '../src/server/server.js';
+import { CNN_LABELS, readOutput, writeBatchModels, writeImageFolder, type OutputRecord } from './support/batch-fixtures.js';
+import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
+
+const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
+const CHUNK_SIZE = 25;
+
+let dir: string;
+let repo: string;
+let redis: RedisTestServer;
+let queueUrl: string;
+let reference: Server;
+let queue: Queue;
+const workers: { name: string; child: ChildProcess; log: () => string; exited: Promise<unknown> }[] = [];
+
+function startWorker(name: string) {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import', 'tsx', CLI, 'worker', '--queue', queueUrl, '--model-repository', repo, '--name', name,
+      '--concurrency', '1', '--record-concurrency', '2', '--lock-duration-ms', '2500', '--stalled-interval-ms', '500',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let log = '';
+  child.stderr!.on('data', (chunk) => (log += chunk));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  workers.push({ name, child, log: () => log, exited });
+  return { child, log: () => log };
+}
+
+/** Runs the CLI to the end; its stdout, stderr and exit code. */
+function cli(args: string[], onSpawn?: (child: ChildProcess) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  onSpawn?.(child);
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'nereid-batch-distributed-'));
+  repo = join(dir, 'repo');
+  await writeBatchModels(repo);
+  redis = await startRedisServer();
+  queueUrl = `redis://127.0.0.1:${redis.port}`;
+  queue = new Queue(DEFAULT_QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port } });
+  for (const name of ['w1', 'w2', 'w3']) startWorker(name);
+  reference = await new Server({ modelRepository: repo, logger: pino({ level: 'silent' }) }).start();
+  // Every worker is up and listening before a job is submitted.
+  const deadline = Date.now() + 20_000;
+  while (!workers.every((worker) => worker.log().includes('waiting for chunks'))) {
+    if (Date.now() > deadline) throw new Error(`workers did not start:\n${workers.map((worker) => worker.log()).join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+});
+
+after(async () => {
+  for (const worker of workers) worker.child.kill('SIGKILL');
+  await Promise.all(workers.map((worker) => worker.exited));
+  await reference?.close();
+  await queue?.close();
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function assertClassification(record: OutputRecord, probabilities: number[]): void {
+  assert.equal(record.error, null, `record ${record.id}: ${record.error}`);
+  const lowestPredicted = Math.min(...record.predictions!.map((prediction) => prediction.score));
+  const predicted = new Set(record.predictions!.map((prediction) => prediction.index));
+  for (const prediction of record.predictions!) {
+    assert.equal(prediction.label, CNN_LABELS[prediction.index]);
+    assert.ok(Math.abs(prediction.score - probabilities[prediction.index]) < 1e-5);
+  }
+  probabilities.forEach((probability, index) => {
+    if (!predicted.has(index)) assert.ok(probability <= lowestPredicted + 1e-5, `record ${record.id}: class ${index} should be in the top 3`);
+  });
+}
+
+describe('distributed batch jobs', () => {
+  test('3 workers, one killed mid-chunk, one chunk that always fails: every record exactly once', { timeout: 90_000 }, async () => {
+    const images = join(dir, 'images');
+    // Larger images than the model takes, so decoding makes each chunk last long enough to be caught active.
+    const ids = [...(await writeImageFolder(images, 600, { size: 160 })), 'set1/zz-broken.png'].sort();
+    await writeFile(join(images, 'set1', 'zz-broken.png'), 'not a PNG at all');
+    const output = join(dir, 'out.jsonl');
+    const job = 'fashion-test';
+
+    // A poison chunk already in the queue under chunk 3's id: the submitter does not add chunk 3
+    // again (same id), the workers cannot run it, and after 3 attempts it is in the failed set.
+    await queue.add('chunk', { format: 0, note: 'poison' }, { jobId: chunkJobId(job, 3), attempts: 3, backoff: { type: 'fixed', delay: 100 } });
+
+    let killed: string | undefined;
+    let submitterDone = false;
+    const w1 = workers[0].child;
+    /** As soon as w1 holds a chunk: freeze it, check it still holds that chunk unfinished, then kill it. */
+    const killW1MidChunk = async () => {
+      const deadline = Date.now() + 30_000;
+      while (!killed && !submitterDone && Date.now() < deadline) {
+        for (const candidate of await queue.getActive()) {
+          const held = await queue.getJob(candidate.id!);
+          if (held?.processedBy !== 'w1' || held.id === chunkJobId(job, 3)) continue;
+          w1.kill('SIGSTOP');
+          const still = await queue.getJob(held.id!);
+          if ((await queue.getJobState(held.id!)) === 'active' && still?.processedBy === 'w1' && !still.finishedOn) {
+            w1.kill('SIGKILL');
+            killed = held.id;
+            return;
+          }
+          w1.kill('SIGCONT'); // it finished that chunk in the meantime; wait for its next one
+        }
+        await new Promise((resolve) => setTimeout(resolve, 3));
+      }
+    };
+    const args = ['batch', '--model', 'cnn', '--input', images, '--output', output, '--queue', queueUrl, '--job', job, '--chunk-size', String(CHUNK_SIZE), '--progress', 'lines'];
+    let killer: Promise<void> | undefined;
+    const { code, stdout, stderr } = await cli(args, () => (killer = killW1MidChunk())).finally(() => (submitterDone = true));
+    await killer;
+    assert.equal(code, 0, stderr);
+    assert.ok(killed, 'w1 was seen holding a chunk and killed');
+    await workers[0].exited;
+    assert.doesNotMatch(workers[0].log(), new RegExp(`chunk ${killed} completed`), 'w1 died before finishing its chunk');
+    // The killed worker's chunk was redelivered and completed by another worker.
+    assert.match(workers[1].log() + workers[2].log(), new RegExp(`chunk ${killed} completed`));
+
+    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+      records: number;
+      processed: number;
+      failed: number;
+      chunks: number;
+      failedChunks: { chunk: number; records: number; reason: string }[];
+    };
+    assert.equal(summary.records, ids.length);
+    assert.equal(summary.processed, ids.length);
+    assert.equal(summary.chunks, Math.ceil(ids.length / CHUNK_SIZE));
+    assert.equal(summary.failedChunks.length, 1);
+    assert.equal(summary.failedChunks[0].chunk, 3);
+    assert.match(summary.failedChunks[0].reason, /not a Nereid batch chunk/);
+    const errors = async () => [...new Set([...(await readOutput(output)).values()].flatMap((record) => (record.error ? [record.error.replace(/\d+/g, 'N')] : [])))];
+    assert.equal(summary.failed, CHUNK_SIZE + 1, `chunk 3's records and the broken file; errors: ${(await errors()).join(' | ')}`);
+    assert.match(stderr, /chunk 3 failed \(25 record\(s\) written with its error\)/);
+
+    // Record by record: every id exactly once; chunk 3 carries its error; the rest agree with server.infer.
+    const records = await readOutput(output);
+    assert.deepEqual([...records.keys()].sort(), ids);
+    const poisoned = new Set(ids.slice(3 * CHUNK_SIZE, 4 * CHUNK_SIZE));
+    for (const id of ids) {
+      const record = records.get(id)!;
+      if (poisoned.has(id as string)) {
+        assert.match(record.error!, /^chunk 3 failed after 3 attempt\(s\): .*not a Nereid batch chunk/);
+      } else if (id === 'set1/zz-broken.png') {
+        assert.match(record.error!, /not an image in a supported format/);
+      } else {
+        const response = await reference.infer({
+          model: 'cnn',
+          inputs: [{ name: 'image', datatype: 'BYTES', shape: [1, 1], data: [await readFile(join(images, id as string))] }],
+        });
+        assertClassification(record, Array.from(response.outputs[0].data as Float32Array));
+      }
+    }
+
+    // The failed chunk stays in the failed set; status reports the job.
+    assert.equal(await queue.getJobState(chunkJobId(job, 3)), 'failed');
+    const status = await cli(['batch', 'status', '--queue', queueUrl, '--job', job, '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const parsed = JSON.parse(status.stdout) as { chunkStates: Record<string, number>; recordsWritten: number; recordsFailed: number };
+    assert.deepEqual(parsed.chunkStates, { waiting: 0, active: 0, delayed: 0, completed: summary.chunks - 1, failed: 1, notQueued: 0 });
+    assert.equal(parsed.recordsWritten, ids.length);
+    assert.equal(parsed.recordsFailed, CHUNK_SIZE + 1);
+
+    // Submitting the same job again adds nothing and writes nothing twice.
+    const again = await cli(args);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout.trim().split('\n').at(-1)!).processed, 0);
+    assert.equal((await readOutput(output)).size, ids.length);
+  });
+
+  test('a model no worker has: every chunk fails after its attempts and every record says why', { timeout: 60_000 }, async () => {
+    const input = join(dir, 'ghost.jsonl');
+    await writeFile(input, `${Array.from({ length: 10 }, (_, n) => JSON.stringify({ INPUT0: [n] })).join('\n')}\n`);
+    const output = join(dir, 'ghost-out.jsonl');
+    const { code, stdout, stderr } = await cli([
+      'batch', '--model', 'ghost', '--input', input, '--output', output, '--queue', queueUrl,
+      '--chunk-size', '4', '--attempts', '2', '--backoff-ms', '50', '--progress', 'none',
+    ]);
+    assert.equal(code, 0, stderr);
+    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as { failed: number; failedChunks: { chunk: number; reason: string }[] };
+    assert.equal(summary.failed, 10);
+    assert.deepEqual(summary.failedChunks.map((chunk) => chunk.chunk), [0, 1, 2]);
+    const records = await readOutput(output);
+    assert.equal(records.size, 10);
+    for (const record of records.values()) assert.match(record.error!, /^chunk \d failed after 2 attempt\(s\): .*model 'ghost'/);
+  });
+});
