@@ -67,6 +67,10 @@ program
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, true)
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), 4)
   .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), 1024)
+  .option(
+    '--cache-config <spec>',
+    "response cache: 'local,size=BYTES' (in memory) or 'redis,host=H,port=P[,password=…]' (shared); models opt in with response_cache { enable: true }",
+  )
   .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted', integer(1), 64 * 1024 * 1024)
   .option(
     '--http-auth-token <token>',
@@ -103,6 +107,7 @@ program
       strictReadiness: flags.strictReadiness,
       defaultMaxBatchSize: flags.defaultMaxBatchSize,
       maxQueueSize: flags.maxQueueSize,
+      cacheConfig: flags.cacheConfig,
       logger,
     });
     metrics?.attach(server);

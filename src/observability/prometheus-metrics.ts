@@ -5,6 +5,7 @@
  * never to the traffic. prom-client's registry formats them with its process metrics.
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { ResponseCacheStore } from '../cache/response-cache.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../model/inference-observer.js';
 import { BucketCounts, CollectedMetric, histogramSamples, type MetricKind, type Sample } from './collected-metric.js';
 import { coreSeconds, usdOf } from './cost.js';
@@ -38,6 +39,8 @@ export interface ObservedVersion {
 /** The server's repository, as far as the metrics read it. */
 export interface ObservedServer {
   readonly repository: { loadedVersions(): readonly ObservedVersion[] };
+  /** The response cache store, when the server has one. */
+  readonly responseCache?: Pick<ResponseCacheStore, 'kind' | 'healthy' | 'counters' | 'usage'>;
 }
 
 /** Everything recorded for one model version; shared by the observers of its successive loads. */
@@ -132,6 +135,7 @@ export class PrometheusMetrics {
     this.batchSizeBuckets = options.batchSizeBuckets ?? BATCH_SIZE_BUCKETS;
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.registerModelMetrics();
+    this.registerCacheMetrics();
   }
 
   /** Reads the server's loaded versions at scrape time: queue depth and load time. */
@@ -186,6 +190,22 @@ export class PrometheusMetrics {
       }
       return samples;
     });
+  }
+
+  /** The response cache store's own counters, read at scrape time; `nereid_cache_healthy` 0 means serving uncached. */
+  private registerCacheMetrics(): void {
+    const cacheGauge = (name: string, help: string, type: MetricKind, value: (cache: NonNullable<ObservedServer['responseCache']>) => number | undefined) =>
+      this.register(name, help, type, () => {
+        const cache = this.server?.responseCache;
+        const measured = cache && value(cache);
+        return cache && measured !== undefined ? [{ labels: { cache: cache.kind }, value: measured }] : [];
+      });
+    cacheGauge('nereid_cache_healthy', 'Whether the response cache store is reachable (0: degraded, serving uncached)', 'gauge', (c) => (c.healthy ? 1 : 0));
+    cacheGauge('nereid_cache_evictions_total', 'Entries evicted from the response cache to stay within its byte budget', 'counter', (c) => c.counters.evictions);
+    cacheGauge('nereid_cache_insertions_total', 'Entries written to the response cache', 'counter', (c) => c.counters.insertions);
+    cacheGauge('nereid_cache_errors_total', 'Response cache lookups or inserts that failed because the store was unreachable', 'counter', (c) => c.counters.errors);
+    cacheGauge('nereid_cache_bytes', 'Bytes held by the local response cache', 'gauge', (c) => c.usage?.bytes);
+    cacheGauge('nereid_cache_entries', 'Entries held by the local response cache', 'gauge', (c) => c.usage?.entries);
   }
 
   private registerModelMetrics(): void {
