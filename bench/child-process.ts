@@ -1,0 +1,151 @@
+/**
+ * Servers under test run as child processes (`node --import tsx <script>`), one at a time, on a
+ * loopback port picked here. Their output goes to a log file shown when they fail to start.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { request } from 'undici';
+
+export interface ChildServer {
+  name: string;
+  pid: number;
+  origin: string;
+  logPath: string;
+  /** User + system CPU seconds of the whole process (all threads) so far, from /proc; undefined off Linux. */
+  cpuSeconds(): number | undefined;
+  stop(): Promise<void>;
+}
+
+export interface ChildSpec {
+  name: string;
+  script: string;
+  args: (port: number) => string[];
+  nodeFlags?: string[];
+  /** GET path that answers 200 once the server can take load. */
+  readyPath: string;
+  cwd: string;
+  logDir: string;
+  startTimeoutMs?: number;
+}
+
+const HOST = '127.0.0.1';
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function procCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds the whole machine spent busy (all cores, all processes) so far, from /proc/stat. */
+export function machineBusySeconds(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = fields;
+    return (user + nice + system + irq + softirq + (steal ?? 0)) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+function tail(path: string, lines = 30): string {
+  try {
+    return readFileSync(path, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function startChild(spec: ChildSpec): Promise<ChildServer> {
+  const port = await freePort();
+  const origin = `http://${HOST}:${port}`;
+  const logPath = join(spec.logDir, `${spec.name}.log`);
+  const log = openSync(logPath, 'w');
+  const child = spawn(process.execPath, [...(spec.nodeFlags ?? []), '--import', 'tsx', spec.script, ...spec.args(port)], {
+    cwd: spec.cwd,
+    stdio: ['ignore', log, log],
+    env: { ...process.env },
+  });
+  closeSync(log);
+  const gone = exited(child);
+  let hasExited = false;
+  void gone.then(() => (hasExited = true));
+  const stop = async () => {
+    if (hasExited) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await gone;
+    clearTimeout(timer);
+  };
+  const deadline = Date.now() + (spec.startTimeoutMs ?? 120_000);
+  for (;;) {
+    if (hasExited) throw new Error(`${spec.name} exited before it was ready (code ${child.exitCode}); log ${logPath}:\n${tail(logPath)}`);
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`${spec.name} was not ready within ${(spec.startTimeoutMs ?? 120_000) / 1000} s; log ${logPath}:\n${tail(logPath)}`);
+    }
+    try {
+      const response = await request(`${origin}${spec.readyPath}`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
+      await response.body.dump();
+      if (response.statusCode === 200) break;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  const pid = child.pid!;
+  return { name: spec.name, pid, origin, logPath, cpuSeconds: () => procCpuSeconds(pid), stop };
+}
+
+/**
+ * Waits until the machine, less the processes named, has been nearly idle for two seconds in a row
+ * (a pause between someone else's jobs is shorter), or until `maxSeconds` pass. Returns the cores
+ * the others were using when it stopped waiting.
+ */
+export async function waitForQuiet(ownPids: readonly number[], maxSeconds: number, threshold = 0.1): Promise<number | undefined> {
+  const deadline = Date.now() + maxSeconds * 1000;
+  const ownSeconds = () => {
+    const usage = process.cpuUsage();
+    return ownPids.reduce((sum, pid) => sum + (procCpuSeconds(pid) ?? 0), 0) + (usage.user + usage.system) / 1e6;
+  };
+  let quietFor = 0;
+  for (;;) {
+    const busyBefore = machineBusySeconds();
+    const ownBefore = ownSeconds();
+    const before = process.hrtime.bigint();
+    await sleep(500);
+    const busyAfter = machineBusySeconds();
+    if (busyBefore === undefined || busyAfter === undefined) return undefined;
+    const seconds = Number(process.hrtime.bigint() - before) / 1e9;
+    const others = Math.max(0, (busyAfter - busyBefore - (ownSeconds() - ownBefore)) / seconds);
+    quietFor = others < threshold ? quietFor + seconds : 0;
+    if (quietFor >= 2 || Date.now() >= deadline) return others;
+  }
+}

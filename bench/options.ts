@@ -1,0 +1,175 @@
+/**
+ * Command-line options of `npm run bench`. Parsed with node:util's parseArgs; every option has a
+ * default here so the rest of the benchmark reads one validated object.
+ */
+import { parseArgs } from 'node:util';
+
+export const TARGETS = ['ceiling', 'nereid', 'peer', 'floor'] as const;
+export type Target = (typeof TARGETS)[number];
+export const ENCODINGS = ['json', 'binary'] as const;
+export type Encoding = (typeof ENCODINGS)[number];
+export type ServerTarget = Exclude<Target, 'ceiling'>;
+
+export interface BenchOptions {
+  model: string;
+  modelRepository: string;
+  concurrency: number[];
+  /** Seconds measured per cell (and per in-process batch size unless ceilingDuration is given). */
+  duration: number;
+  /** Seconds of load before each cell's measurement starts; excluded from the results. */
+  warmup: number;
+  ceilingDuration: number;
+  encodings: Encoding[];
+  /** Per-input dims after the batch dimension (the full shape for a model without batching). */
+  inputShapes: Map<string, number[]>;
+  maxBatchSize?: number;
+  queueDelayUs?: number;
+  instances?: number;
+  /** Nereid run: parameters.intra_op_thread_count (ONNX Runtime threads per instance). */
+  intraOpThreads?: number;
+  /** Batch sizes for the in-process ceiling; default 1, 2, 4, … up to max_batch_size. */
+  batchSizes?: number[];
+  targets: Target[];
+  /** Server children started under `node --cpu-prof`, with a summary printed per cell window. */
+  cpuProf: ServerTarget[];
+  /** Verify one response in this many (plus the first few of each cell). */
+  verifyEvery: number;
+  /** Before each measurement, wait up to this many seconds for the rest of the machine to go quiet. */
+  quietWait: number;
+  /** Measure a cell again (up to this many times) when other processes used > 15% of a core during it; keep the quietest. */
+  retryNoisy: number;
+  outDir: string;
+}
+
+export const HELP = `Usage: npm run bench -- [options]
+
+Measures one model four ways in one run and prints one table:
+  ceiling  in-process ONNX Runtime (intraOpNumThreads = cores), batch 1, 2, 4, … max_batch_size
+  nereid   Nereid over HTTP (child process: src/cli.ts serve), JSON and binary tensor data
+  peer     a plain fastify server calling session.run once per request (bench/peer-server.ts)
+  floor    fastify answering a constant small JSON to the same request bodies (bench/floor-server.ts)
+HTTP load comes from a closed-loop generator on undici's Pool: one request in flight per virtual client.
+
+Options:
+  --model NAME               model folder in --model-repository, or 'simple' for Triton's generated
+                             add/sub INT32 model (max_batch_size 64, dynamic_batching)   [simple]
+  --model-repository DIR     Triton-layout model repository                                   [models]
+  --concurrency LIST         virtual clients per cell                                       [1,4,16,64]
+  --duration SECONDS         measured seconds per cell                                            [5]
+  --warmup SECONDS           unmeasured load before each cell                                     [1]
+  --ceiling-duration SECONDS measured seconds per in-process batch size               [--duration]
+  --encodings LIST           json,binary                                                 [json,binary]
+  --input-shape NAME=DIMS    dims after the batch dimension, for dynamic dims (repeatable),
+                             e.g. --input-shape x=3,48,320
+  --max-batch-size N         Nereid run: max_batch_size in a temporary config override
+  --queue-delay-us N         Nereid run: dynamic_batching.max_queue_delay_microseconds      [0]
+  --instances N              Nereid run: instance_group count (KIND_CPU)
+  --intra-op-threads N       Nereid run: parameters.intra_op_thread_count             [cores/instances]
+  --batch-sizes LIST         in-process batch sizes                       [1,2,4,… max_batch_size]
+  --targets LIST             which of ceiling,nereid,peer,floor to run                         [all]
+  --cpu-prof LIST            run these server children (nereid,peer,floor) under node --cpu-prof and
+                             summarise self/inclusive time inside each measured window
+  --verify-every N           check one response in N for status, outputs and shapes            [200]
+  --quiet-wait SECONDS       before each measurement wait up to this long until other processes use
+                             < 10% of a core (for shared machines; 0: do not wait)                [0]
+  --retry-noisy N            measure a cell again, up to N times, when other processes used more than
+                             15% of a core during it; the quietest attempt is kept                [0]
+  --out DIR                  where the .json and .md results go                       [bench/results]
+  -h, --help                 this help
+
+Any --max-batch-size, --queue-delay-us, --instances or --intra-op-threads copies the model folder into a temporary
+repository whose config.yaml is the original config plus those fields (and dynamic_batching).
+
+Examples:
+  npm run bench -- --model simple --concurrency 1,4,16,64
+  npm run bench -- --model ocr_recognition --input-shape x=3,48,320 --max-batch-size 8 --concurrency 1,4,16
+`;
+
+function positiveNumber(name: string, value: string): number {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} expects a positive number, got '${value}'`);
+  return parsed;
+}
+
+function nonNegativeInteger(name: string, value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0) throw new Error(`--${name} expects a non-negative integer, got '${value}'`);
+  return parsed;
+}
+
+function positiveIntegers(name: string, value: string): number[] {
+  const list = value.split(',').map((part) => part.trim()).filter(Boolean).map((part) => nonNegativeInteger(name, part));
+  if (list.length === 0 || list.some((n) => n === 0)) throw new Error(`--${name} expects a list of positive integers, got '${value}'`);
+  return list;
+}
+
+function choices<T extends string>(name: string, value: string, allowed: readonly T[]): T[] {
+  const list = value.split(',').map((part) => part.trim()).filter(Boolean);
+  for (const item of list) {
+    if (!(allowed as readonly string[]).includes(item)) throw new Error(`--${name}: '${item}' is not one of ${allowed.join(', ')}`);
+  }
+  return [...new Set(list)] as T[];
+}
+
+export function parseOptions(argv: string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: 'string', default: 'simple' },
+      'model-repository': { type: 'string', default: 'models' },
+      concurrency: { type: 'string', default: '1,4,16,64' },
+      duration: { type: 'string', default: '5' },
+      warmup: { type: 'string', default: '1' },
+      'ceiling-duration': { type: 'string' },
+      encodings: { type: 'string', default: 'json,binary' },
+      'input-shape': { type: 'string', multiple: true, default: [] },
+      'max-batch-size': { type: 'string' },
+      'queue-delay-us': { type: 'string' },
+      instances: { type: 'string' },
+      'intra-op-threads': { type: 'string' },
+      'batch-sizes': { type: 'string' },
+      targets: { type: 'string', default: TARGETS.join(',') },
+      'cpu-prof': { type: 'string', default: '' },
+      'verify-every': { type: 'string', default: '200' },
+      'quiet-wait': { type: 'string', default: '0' },
+      'retry-noisy': { type: 'string', default: '0' },
+      out: { type: 'string', default: 'bench/results' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return 'help';
+  const inputShapes = new Map<string, number[]>();
+  for (const spec of values['input-shape']) {
+    const match = /^([^=]+)=([\d,\s]+)$/.exec(spec);
+    if (!match) throw new Error(`--input-shape expects NAME=D1,D2,…, got '${spec}'`);
+    inputShapes.set(match[1], positiveIntegers('input-shape', match[2]));
+  }
+  const duration = positiveNumber('duration', values.duration);
+  const warmup = Number(values.warmup);
+  if (!Number.isFinite(warmup) || warmup < 0) throw new Error(`--warmup expects seconds >= 0, got '${values.warmup}'`);
+  const maxBatchSize = values['max-batch-size'] === undefined ? undefined : nonNegativeInteger('max-batch-size', values['max-batch-size']);
+  const instances = values.instances === undefined ? undefined : positiveIntegers('instances', values.instances)[0];
+  return {
+    model: values.model,
+    modelRepository: values['model-repository'],
+    concurrency: positiveIntegers('concurrency', values.concurrency),
+    duration,
+    warmup,
+    ceilingDuration: values['ceiling-duration'] === undefined ? duration : positiveNumber('ceiling-duration', values['ceiling-duration']),
+    encodings: choices('encodings', values.encodings, ENCODINGS),
+    inputShapes,
+    maxBatchSize,
+    queueDelayUs: values['queue-delay-us'] === undefined ? undefined : nonNegativeInteger('queue-delay-us', values['queue-delay-us']),
+    instances,
+    intraOpThreads: values['intra-op-threads'] === undefined ? undefined : positiveIntegers('intra-op-threads', values['intra-op-threads'])[0],
+    batchSizes: values['batch-sizes'] === undefined ? undefined : positiveIntegers('batch-sizes', values['batch-sizes']),
+    targets: choices('targets', values.targets, TARGETS),
+    cpuProf: choices('cpu-prof', values['cpu-prof'], ['nereid', 'peer', 'floor'] as const),
+    verifyEvery: positiveIntegers('verify-every', values['verify-every'])[0],
+    quietWait: nonNegativeInteger('quiet-wait', values['quiet-wait']),
+    retryNoisy: nonNegativeInteger('retry-noisy', values['retry-noisy']),
+    outDir: values.out,
+  };
+}
