@@ -89,3 +89,52 @@ test('invalid session parameters fail the load with the parameter named', async 
     );
   }
 });
+
+test('execution_thread worker: the session runs in a worker thread with the same results, BYTES included', async (t) => {
+  const { identityModel } = await import('../onnx/test-models.js');
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-worker-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const backend = new OnnxRuntimeBackend();
+  const worker = { parameters: { execution_thread: 'worker' } };
+  await writeFile(join(dir, 'add.onnx'), addSubModel());
+  const addSub = await backend.createInstance(join(dir, 'add.onnx'), parseModelConfig(worker, 'test'), instanceOptions({}));
+  t.after(() => addSub.release());
+  assert.equal(addSub.constructor.name, 'WorkerThreadInstance');
+  assert.deepEqual(addSub.signature.inputs.map((input) => input.name), ['INPUT0', 'INPUT1']);
+  const [sum, difference] = await Promise.all([addSub.run(inputs, ['OUTPUT0']), addSub.run(inputs, ['OUTPUT1'])]);
+  assert.deepEqual(Array.from(sum.OUTPUT0.data as Int32Array), Array(16).fill(4));
+  assert.deepEqual(Array.from(difference.OUTPUT1.data as Int32Array), Array(16).fill(2));
+  await writeFile(join(dir, 'bytes.onnx'), identityModel('string'));
+  const bytes = await backend.createInstance(join(dir, 'bytes.onnx'), parseModelConfig(worker, 'test'), instanceOptions({}));
+  t.after(() => bytes.release());
+  const echoed = await bytes.run({ INPUT0: { datatype: 'BYTES', shape: [1, 2], data: [Buffer.from('wörld'), Buffer.from('日本')] } }, ['OUTPUT0']);
+  assert.ok(Buffer.isBuffer((echoed.OUTPUT0.data as Buffer[])[0]));
+  assert.deepEqual((echoed.OUTPUT0.data as Buffer[]).map(String), ['wörld', '日本']);
+  await assert.rejects(
+    addSub.run({ INPUT0: inputs.INPUT0 }, ['OUTPUT0']),
+    /input/i,
+    'an ONNX Runtime error in the worker reaches the caller',
+  );
+});
+
+test('execution_thread auto keeps small models on the JS thread; bad values fail the load', async (t) => {
+  const path = await modelFile(t);
+  const backend = new OnnxRuntimeBackend();
+  const small = await backend.createInstance(path, parseModelConfig({}, 'test'), instanceOptions({}));
+  t.after(() => small.release());
+  assert.equal(small.constructor.name, 'OnnxRuntimeInstance');
+  await assert.rejects(
+    backend.createInstance(path, parseModelConfig({ parameters: { execution_thread: 'gpu' } }, 'test'), instanceOptions({})),
+    /execution_thread must be auto, main or worker/,
+  );
+});
+
+test('a worker whose session cannot open fails the load with ONNX Runtime\'s reason', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-broken-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'model.onnx'), Buffer.from('not a model'));
+  await assert.rejects(
+    new OnnxRuntimeBackend().createInstance(join(dir, 'model.onnx'), parseModelConfig({ parameters: { execution_thread: 'worker' } }, 'test'), instanceOptions({})),
+    /protobuf parsing failed|failed/i,
+  );
+});

@@ -1,8 +1,10 @@
-import * as ort from 'onnxruntime-node';
-import { datatypeFromOnnx, onnxTypeOf, type NumericArray } from '../core/datatype.js';
+import { stat } from 'node:fs/promises';
+import type * as ort from 'onnxruntime-node';
 import type { Tensor } from '../core/tensor.js';
 import { parameterValue, type ModelConfig } from '../repository/model-config.js';
-import type { Backend, BackendInstance, InstanceOptions, ModelSignature, TensorSignature } from './backend.js';
+import type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backend.js';
+import { openSession, runSession, sessionSignature, type SessionSpec } from './onnx-runtime-session.js';
+import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
 const GRAPH_OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 type GraphOptimizationLevel = (typeof GRAPH_OPTIMIZATION_LEVELS)[number];
@@ -46,15 +48,7 @@ function executionProviders(config: ModelConfig, options: InstanceOptions): stri
   return [...names.filter((name) => name !== 'cpu'), 'cpu'];
 }
 
-function signatureOf(metadata: readonly ort.InferenceSession.ValueMetadata[], what: string): TensorSignature[] {
-  return metadata.map((value) => {
-    if (!value.isTensor) throw new Error(`${what} '${value.name}' is not a tensor; only tensor inputs and outputs are supported`);
-    const datatype = datatypeFromOnnx(value.type);
-    if (!datatype) throw new Error(`${what} '${value.name}' has ONNX type ${value.type}, which the V2 protocol cannot carry`);
-    return { name: value.name, datatype, shape: value.shape.map((dim) => (typeof dim === 'number' && dim >= 0 ? dim : -1)) };
-  });
-}
-
+/** One session on the JS thread: no hand-off cost, but the event loop waits while it computes. */
 class OnnxRuntimeInstance implements BackendInstance {
   constructor(
     private readonly session: ort.InferenceSession,
@@ -62,31 +56,29 @@ class OnnxRuntimeInstance implements BackendInstance {
     readonly threads: number,
   ) {}
 
-  async run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const [name, tensor] of Object.entries(inputs)) {
-      const data =
-        tensor.datatype === 'BYTES' ? (tensor.data as Buffer[]).map((element) => element.toString('utf8')) : tensor.data;
-      feeds[name] = new ort.Tensor(onnxTypeOf(tensor.datatype) as ort.Tensor.Type, data as ort.Tensor.DataType, tensor.shape);
-    }
-    const results = await this.session.run(feeds, outputNames as string[]);
-    const outputs: Record<string, Tensor> = {};
-    for (const name of outputNames) {
-      const result = results[name];
-      const datatype = datatypeFromOnnx(result.type);
-      if (!datatype) throw new Error(`output '${name}' has ONNX type ${result.type}, which the V2 protocol cannot carry`);
-      const data =
-        datatype === 'BYTES'
-          ? (result.data as string[]).map((element) => Buffer.from(element, 'utf8'))
-          : (result.data as NumericArray);
-      outputs[name] = { datatype, shape: [...result.dims], data };
-    }
-    return outputs;
+  run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
+    return runSession(this.session, inputs, outputNames);
   }
 
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** Models at least this large run in a worker thread unless the config says otherwise. */
+const WORKER_THREAD_MIN_MODEL_BYTES = 1024 * 1024;
+
+/**
+ * Where an instance's forward pass runs. onnxruntime-node computes synchronously on the calling
+ * thread, so on the JS thread a 10 ms model stalls every connection for 10 ms; in a worker the
+ * event loop keeps parsing and answering while it computes, and several instances compute at once.
+ * Tiny models are faster in place: the hand-off costs more than their forward pass.
+ */
+async function executionThread(modelPath: string, config: ModelConfig): Promise<'main' | 'worker'> {
+  const chosen = parameterValue(config, 'execution_thread') ?? 'auto';
+  if (chosen === 'main' || chosen === 'worker') return chosen;
+  if (chosen !== 'auto') throw new Error(`parameter execution_thread must be auto, main or worker, got '${chosen}'`);
+  return (await stat(modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES ? 'worker' : 'main';
 }
 
 export class OnnxRuntimeBackend implements Backend {
@@ -98,34 +90,30 @@ export class OnnxRuntimeBackend implements Backend {
     const intraOpThreads = integerParameter(config, 'intra_op_thread_count') || options.intraOpThreads;
     const interOpThreads = integerParameter(config, 'inter_op_thread_count') || options.interOpThreads;
     const executionMode = parameterValue(config, 'execution_mode') === '1' ? 'parallel' : 'sequential';
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: intraOpThreads,
-      interOpNumThreads: interOpThreads,
-      executionMode,
-      graphOptimizationLevel: graphOptimizationLevel(config),
-      enableMemPattern: booleanParameter(config, 'enable_mem_pattern') ?? true,
-      enableCpuMemArena: booleanParameter(config, 'enable_cpu_mem_arena') ?? true,
-      logSeverityLevel: 3,
+    const spec: SessionSpec = {
+      modelPath,
+      options: {
+        intraOpNumThreads: intraOpThreads,
+        interOpNumThreads: interOpThreads,
+        executionMode,
+        graphOptimizationLevel: graphOptimizationLevel(config),
+        enableMemPattern: booleanParameter(config, 'enable_mem_pattern') ?? true,
+        enableCpuMemArena: booleanParameter(config, 'enable_cpu_mem_arena') ?? true,
+        logSeverityLevel: 3,
+      },
+      providers: executionProviders(config, options),
+      deviceId: options.deviceId,
     };
-    const providers = executionProviders(config, options);
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(modelPath, {
-        ...sessionOptions,
-        executionProviders: providers.map((name) => (name === 'cpu' ? name : { name, deviceId: options.deviceId })),
-      } as ort.InferenceSession.SessionOptions);
-    } catch (error) {
-      if (providers.length === 1) throw error;
+    const threads = intraOpThreads * (executionMode === 'parallel' ? interOpThreads : 1);
+    const onFallback = (reason: string) =>
       options.logger.warn(
-        { requested: providers, reason: (error as Error).message },
-        `execution providers ${providers.join(',')} unavailable for instance ${options.index}; falling back to CPU`,
+        { requested: spec.providers, reason },
+        `execution providers ${spec.providers.join(',')} unavailable for instance ${options.index}; falling back to CPU`,
       );
-      session = await ort.InferenceSession.create(modelPath, { ...sessionOptions, executionProviders: ['cpu'] });
+    if ((await executionThread(modelPath, config)) === 'worker') {
+      return WorkerThreadInstance.start(spec, threads, onFallback);
     }
-    const signature = {
-      inputs: signatureOf(session.inputMetadata, 'input'),
-      outputs: signatureOf(session.outputMetadata, 'output'),
-    };
-    return new OnnxRuntimeInstance(session, signature, intraOpThreads * (executionMode === 'parallel' ? interOpThreads : 1));
+    const session = await openSession(spec, onFallback);
+    return new OnnxRuntimeInstance(session, sessionSignature(session), threads);
   }
 }
