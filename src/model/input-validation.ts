@@ -38,13 +38,13 @@ export function prepareInputs(config: CompletedModelConfig, inputs: readonly Inf
     if (tensors[input.name]) throw invalidArgument(`input '${input.name}' is given more than once`);
     const datatype = datatypeOfConfig(declared);
     const shape = expectedShape(config, declared);
-    const describeExpected = `${datatype} ${describeShape(shape)}`;
-    const describeActual = `${input.datatype} ${describeShape(input.shape)}`;
     if (input.shape.some((dim) => !Number.isInteger(dim) || dim < 0)) {
       throw invalidArgument(`input '${input.name}' has an invalid shape ${describeShape(input.shape)}: dimensions must be non-negative integers`);
     }
     if (input.datatype !== datatype || !shapeMatches(shape, input.shape)) {
-      throw invalidArgument(`input '${input.name}' expects ${describeExpected}, got ${describeActual}`);
+      throw invalidArgument(
+        `input '${input.name}' expects ${datatype} ${describeShape(shape)}, got ${input.datatype} ${describeShape(input.shape)}`,
+      );
     }
     const count = elementCount(input.shape);
     if (input.data.length !== count) {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, TensorSignature } from '../backends/backend.js';
 import { configTypeOf } from '../core/datatype.js';
 import { asNereidError, invalidArgument, NereidError } from '../core/errors.js';
-import type { InferenceRequest, InferenceResponse, InferOutput } from '../core/inference.js';
+import type { CancelSignal, InferenceRequest, InferenceResponse, InferOutput } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import {
   datatypeOfConfig,
@@ -471,7 +471,7 @@ export class ModelVersion {
   /** Photos in, labels out: each image through pre-processing, the model and post-processing, in batches the model accepts. */
   async classify(
     images: readonly Buffer[],
-    options: { topK?: number; signal?: AbortSignal; traceparent?: string; requestId?: string } = {},
+    options: { topK?: number; signal?: CancelSignal; traceparent?: string; requestId?: string } = {},
   ): Promise<ClassifyResult> {
     const [imageInput, ...others] = this.imageInputs.keys();
     if (!imageInput || others.length > 0 || this.config.input.some((input) => input.name !== imageInput && !input.optional)) {

@@ -2,6 +2,7 @@
  * A scheduler owns time for one model version: it queues requests, decides what runs together
  * and on which instance, and enforces queue limits. It knows nothing of wire formats.
  */
+import type { CancelSignal } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../model/model-statistics.js';
 
@@ -15,7 +16,7 @@ export interface ScheduledRequest {
   /** Queue timeout asked for by the request, in microseconds (honoured only where the queue policy allows). */
   timeoutMicroseconds?: number;
   /** Aborted when the client goes away: a queued request is then dropped, never executed. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
 }
 
 export interface ScheduledResult {

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
 import { NereidError, invalidArgument } from '../core/errors.js';
-import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
+import type { CancelSignal, InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { createCacheStore, parseCacheConfig } from '../cache/cache-config.js';
 import type { ResponseCacheStore } from '../cache/response-cache.js';
@@ -143,7 +143,7 @@ export class Server {
   async classify(
     name: string,
     images: readonly Buffer[],
-    options: { version?: string; topK?: number; signal?: AbortSignal; traceparent?: string; requestId?: string } = {},
+    options: { version?: string; topK?: number; signal?: CancelSignal; traceparent?: string; requestId?: string } = {},
   ) {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     const model = this.model(name, options.version);

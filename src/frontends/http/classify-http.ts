@@ -5,6 +5,7 @@
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { invalidArgument } from '../../core/errors.js';
+import type { CancelSignal } from '../../core/inference.js';
 import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
@@ -14,7 +15,7 @@ export interface ClassifyRouteOptions {
   /** Images one multipart request may carry. */
   maxFiles?: number;
   modelPaths: (suffix: string) => string[];
-  abortOnClientClose: (reply: FastifyReply) => AbortSignal;
+  abortOnClientClose: (reply: FastifyReply) => CancelSignal;
 }
 
 function topKOf(request: FastifyRequest): number | undefined {

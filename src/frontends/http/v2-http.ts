@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { BEARER_TOKEN_MESSAGE, bearerTokenMatches } from '../../core/auth.js';
 import { asNereidError, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
+import { ClientCancellation, type CancelSignal } from '../../core/inference.js';
 import type { Server } from '../../server/server.js';
 import { registerClassifyRoutes } from './classify-http.js';
 import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from './v2-http-codec.js';
@@ -25,12 +26,12 @@ type ModelParams = { model: string; version?: string };
 const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 /** A client that hangs up before its answer frees its place in the queue. */
-function abortOnClientClose(reply: FastifyReply): AbortSignal {
-  const abort = new AbortController();
+function abortOnClientClose(reply: FastifyReply): CancelSignal {
+  const cancellation = new ClientCancellation();
   reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) abort.abort();
+    if (!reply.raw.writableFinished) cancellation.abort();
   });
-  return abort.signal;
+  return cancellation;
 }
 
 /**
