@@ -46,12 +46,6 @@ export function prepareInputs(config: CompletedModelConfig, inputs: readonly Inf
         `input '${input.name}' expects ${datatype} ${describeShape(shape)}, got ${input.datatype} ${describeShape(input.shape)}`,
       );
     }
-    const count = elementCount(input.shape);
-    if (input.data.length !== count) {
-      throw invalidArgument(
-        `input '${input.name}' has shape ${describeShape(input.shape)}, which holds ${count} elements, but ${input.data.length} were sent`,
-      );
-    }
     if (config.max_batch_size > 0) {
       const rows = input.shape[0];
       if (rows < 1 || rows > config.max_batch_size) {
@@ -64,6 +58,12 @@ export function prepareInputs(config: CompletedModelConfig, inputs: readonly Inf
       }
       batchSize = rows;
       batchSource = input.name;
+    }
+    const count = elementCount(input.shape);
+    if (input.data.length !== count) {
+      throw invalidArgument(
+        `input '${input.name}' has shape ${describeShape(input.shape)}, which holds ${count} elements, but ${input.data.length} were sent`,
+      );
     }
     const reshaped = declared.reshape
       ? [...(config.max_batch_size > 0 ? [input.shape[0]] : []), ...declared.reshape.shape]
