@@ -27,7 +27,7 @@ import {
 import { openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
 import { JobOutput } from './job-output.js';
-import { JobProgress, type BatchSummary } from './job-progress.js';
+import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
 import type { BatchInputOptions } from './local-batch-job.js';
 
 export interface DistributedBatchOptions extends BatchInputOptions {
@@ -243,24 +243,21 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     while (pending.size > 0 && !fatal && !options.signal?.aborted) await changed();
     if (fatal) throw asNereidError(fatal);
     progress.stop();
-    const wallSeconds = (performance.now() - started) / 1000;
-    const computeSeconds = executionNs / 1e9;
-    const interrupted = options.signal?.aborted ?? false;
     return {
-      output: options.output,
-      records: total,
-      resumed,
-      processed,
-      failed,
-      failedTotal: output.resumed.failed + failed,
-      wallSeconds,
-      recordsPerSecond: wallSeconds > 0 ? processed / wallSeconds : 0,
-      computeSeconds,
-      computeShare: wallSeconds > 0 ? computeSeconds / wallSeconds : 0,
+      ...summarize({
+        output: options.output,
+        records: total,
+        resumed,
+        processed,
+        failed,
+        failedBefore: output.resumed.failed,
+        wallSeconds: (performance.now() - started) / 1000,
+        computeSeconds: executionNs / 1e9,
+        interrupted: options.signal?.aborted ?? false,
+      }),
       job,
       chunks,
       failedChunks: failedChunks.sort((a, b) => a.chunk - b.chunk),
-      ...(interrupted ? { interrupted } : {}),
     };
   } finally {
     if (poll) clearInterval(poll);

@@ -117,6 +117,28 @@ export interface BatchSummary {
   interrupted?: boolean;
 }
 
+/** The summary's derived figures (rates and shares) from what a run counted. */
+export function summarize(counted: {
+  output: string;
+  records: number;
+  resumed: number;
+  processed: number;
+  failed: number;
+  failedBefore: number;
+  wallSeconds: number;
+  computeSeconds: number;
+  interrupted: boolean;
+}): BatchSummary {
+  const { failedBefore, interrupted, ...rest } = counted;
+  return {
+    ...rest,
+    failedTotal: failedBefore + counted.failed,
+    recordsPerSecond: counted.wallSeconds > 0 ? counted.processed / counted.wallSeconds : 0,
+    computeShare: counted.wallSeconds > 0 ? counted.computeSeconds / counted.wallSeconds : 0,
+    ...(interrupted ? { interrupted } : {}),
+  };
+}
+
 export function formatSummary(summary: BatchSummary): string {
   const lines = [
     `${summary.interrupted ? 'interrupted' : 'done'}: ${summary.processed} record(s) in ${formatSeconds(summary.wallSeconds)} ` +

@@ -8,7 +8,7 @@ import { NereidError } from '../core/errors.js';
 import { Server } from '../server/server.js';
 import { openInput, type InputSource } from './input-source.js';
 import { JobOutput } from './job-output.js';
-import { JobProgress, type BatchSummary, type ProgressMode } from './job-progress.js';
+import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
 
@@ -99,21 +99,17 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     } finally {
       progress.stop();
     }
-    const wallSeconds = (performance.now() - started) / 1000;
-    const computeSeconds = (processor.executionNs() - executionAtStart) / 1e9;
-    return {
+    return summarize({
       output: options.output,
       records: total,
       resumed,
       processed,
       failed,
-      failedTotal: output.resumed.failed + failed,
-      wallSeconds,
-      recordsPerSecond: wallSeconds > 0 ? processed / wallSeconds : 0,
-      computeSeconds,
-      computeShare: wallSeconds > 0 ? computeSeconds / wallSeconds : 0,
-      ...(interrupted ? { interrupted } : {}),
-    };
+      failedBefore: output.resumed.failed,
+      wallSeconds: (performance.now() - started) / 1000,
+      computeSeconds: (processor.executionNs() - executionAtStart) / 1e9,
+      interrupted,
+    });
   } finally {
     progress?.stop();
     await output.close();
