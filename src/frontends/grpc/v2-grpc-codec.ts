@@ -66,31 +66,37 @@ function int64Value(value: Int64): number | string {
   return Number.isSafeInteger(number) ? number : String(value);
 }
 
+/** The value an InferParameter / ModelRepositoryParameter holds, whichever of its oneof is set. */
+function parameterValueOf(parameter: ParameterMap[string] | undefined): Parameters[string] | Buffer | undefined {
+  switch (parameter?.parameter_choice) {
+    case 'bool_param':
+      return parameter.bool_param === true;
+    case 'int64_param':
+      return int64Value(parameter.int64_param ?? 0);
+    case 'uint64_param':
+      return int64Value(parameter.uint64_param ?? 0);
+    case 'double_param':
+      return parameter.double_param ?? 0;
+    case 'string_param':
+      return parameter.string_param ?? '';
+    case 'bytes_param':
+      return parameter.bytes_param ?? Buffer.alloc(0);
+    default:
+      return undefined;
+  }
+}
+
 /** InferParameter map -> the core's parameters; undefined when there are none (as HTTP without 'parameters'). */
 export function parametersFromProto(map: ParameterMap | undefined, where: string): Parameters | undefined {
   const entries = Object.entries(map ?? {});
   if (entries.length === 0) return undefined;
   const parameters: Parameters = {};
   for (const [key, parameter] of entries) {
-    switch (parameter?.parameter_choice) {
-      case 'bool_param':
-        parameters[key] = parameter.bool_param === true;
-        break;
-      case 'int64_param':
-        parameters[key] = int64Value(parameter.int64_param ?? 0);
-        break;
-      case 'uint64_param':
-        parameters[key] = int64Value(parameter.uint64_param ?? 0);
-        break;
-      case 'double_param':
-        parameters[key] = parameter.double_param ?? 0;
-        break;
-      case 'string_param':
-        parameters[key] = parameter.string_param ?? '';
-        break;
-      default:
-        throw invalidArgument(`${where}: parameter '${key}' must be a string, number or boolean`);
+    const value = parameterValueOf(parameter);
+    if (value === undefined || Buffer.isBuffer(value)) {
+      throw invalidArgument(`${where}: parameter '${key}' must be a string, number or boolean`);
     }
+    parameters[key] = value;
   }
   return parameters;
 }
@@ -170,22 +176,9 @@ export function encodeModelInferResponse(response: InferenceResponse): ModelInfe
 export function repositoryParametersFromProto(map: ParameterMap | undefined): Record<string, unknown> {
   const parameters: Record<string, unknown> = {};
   for (const [key, parameter] of Object.entries(map ?? {})) {
-    switch (parameter?.parameter_choice) {
-      case 'bool_param':
-        parameters[key] = parameter.bool_param === true;
-        break;
-      case 'int64_param':
-        parameters[key] = int64Value(parameter.int64_param ?? 0);
-        break;
-      case 'string_param':
-        parameters[key] = parameter.string_param ?? '';
-        break;
-      case 'bytes_param':
-        parameters[key] = parameter.bytes_param ?? Buffer.alloc(0);
-        break;
-      default:
-        throw invalidArgument(`load parameter '${key}' has no value`);
-    }
+    const value = parameterValueOf(parameter);
+    if (value === undefined) throw invalidArgument(`load parameter '${key}' has no value`);
+    parameters[key] = value;
   }
   return parameters;
 }
