@@ -39,7 +39,15 @@ export function openSession(modelPath: string): Promise<ort.InferenceSession> {
 /** Output names, element types and one request's shapes, learnt from one batch-1 run. */
 export async function outputSpecs(session: ort.InferenceSession, workload: Workload): Promise<OutputSpec[]> {
   const results = await session.run(feedsOf(workload, 1));
-  return session.outputNames.map((name) => ({ name, ortType: results[name].type, shape: [...results[name].dims] }));
+  return session.outputNames.map((name) => {
+    const data = results[name].data as ArrayBufferView;
+    return {
+      name,
+      ortType: results[name].type,
+      shape: [...results[name].dims],
+      expected: Buffer.from(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)),
+    };
+  });
 }
 
 export async function measureBatch(

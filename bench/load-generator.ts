@@ -2,22 +2,18 @@
  * A closed-loop HTTP load generator on undici's Pool: `concurrency` virtual clients, each with one
  * request in flight on its own keep-alive connection, sending the next as soon as the answer is read.
  * Latency is taken per request with process.hrtime.bigint(); the warm-up period is excluded.
+ * The loop itself (runClosedLoop) is shared with the gRPC generator (bench/grpc-load-generator.ts).
  */
 import { Pool } from 'undici';
 import type { ResponseCheck } from './workload.js';
 
-export interface LoadSpec {
+export interface LoadSpec extends LoopSpec {
   origin: string;
   path: string;
   headers: Record<string, string>;
   body: Buffer;
-  concurrency: number;
-  warmupSeconds: number;
-  durationSeconds: number;
   /** Checks a response body; returns a problem or undefined. */
   check: ResponseCheck;
-  /** Verify one response in this many, plus the first few. */
-  verifyEvery: number;
 }
 
 export interface LatencySummary {
@@ -34,8 +30,14 @@ export interface LoadResult {
   completed: number;
   /** Non-200 answers and failed requests inside the measured window. */
   errors: number;
+  /** Successful answers over the whole run, warm-up included (to compare with the server's own counts). */
+  answered: number;
+  /** Failed requests over the whole run, warm-up included. */
+  failed: number;
   errorSamples: string[];
+  /** Answers checked (warm-up included), and how many of them were wrong. */
   verified: number;
+  verifyFailed: number;
   verifyFailures: string[];
   /** The measured window, in process.hrtime.bigint() nanoseconds (for cutting CPU profiles). */
   windowStartNs: bigint;
@@ -68,6 +70,111 @@ export function summarise(latenciesMs: number[]): LatencySummary {
   };
 }
 
+/** What one request came to, as a transport reports it to the closed loop. */
+export interface Outcome {
+  ok: boolean;
+  /** Response bytes read (body, or the whole gRPC message). */
+  bytes: number;
+  /** Why the request failed (ok false), for the error samples. */
+  problem?: string;
+  /** Set when the answer was verified: undefined = it passed, a string = what is wrong with it. */
+  verification?: { failure?: string };
+}
+
+/** The timing of a closed loop, shared by every transport. */
+export interface LoopSpec {
+  concurrency: number;
+  warmupSeconds: number;
+  durationSeconds: number;
+  /** Verify one response in this many, plus the first few. */
+  verifyEvery: number;
+}
+
+/**
+ * The closed loop itself: `concurrency` virtual clients, each sending its next request (`send`, with
+ * client index and whether to verify the answer) as soon as the previous one is answered, until the
+ * measured window ends. Answers finishing inside the window count; latencies are taken for requests
+ * that started and finished inside it.
+ */
+export async function runClosedLoop(spec: LoopSpec, send: (client: number, verify: boolean) => Promise<Outcome>): Promise<LoadResult> {
+  const startNs = process.hrtime.bigint();
+  const windowStartNs = startNs + BigInt(Math.round(spec.warmupSeconds * 1e9));
+  const windowEndNs = windowStartNs + BigInt(Math.round(spec.durationSeconds * 1e9));
+  const latencies: number[] = [];
+  let completed = 0;
+  let errors = 0;
+  let answered = 0;
+  let failed = 0;
+  const errorSamples: string[] = [];
+  let verified = 0;
+  let verifyFailed = 0;
+  const verifyFailures: string[] = [];
+  let responseBytes = 0;
+  let sequence = 0;
+
+  const noteError = (message: string) => {
+    if (errorSamples.length < 5 && !errorSamples.includes(message)) errorSamples.push(message);
+  };
+
+  const client = async (clientIndex: number) => {
+    for (;;) {
+      const started = process.hrtime.bigint();
+      if (started >= windowEndNs) return;
+      const index = sequence++;
+      const verify = index < FIRST_VERIFIED || index % spec.verifyEvery === 0;
+      let outcome: Outcome;
+      try {
+        outcome = await send(clientIndex, verify);
+      } catch (error) {
+        outcome = { ok: false, bytes: 0, problem: `${(error as Error).name}: ${(error as Error).message}` };
+      }
+      const finished = process.hrtime.bigint();
+      if (outcome.ok) answered += 1;
+      else failed += 1;
+      if (outcome.verification) {
+        verified += 1;
+        if (outcome.verification.failure !== undefined) {
+          verifyFailed += 1;
+          if (verifyFailures.length < 5) verifyFailures.push(outcome.verification.failure);
+        }
+      }
+      if (finished > windowStartNs && finished <= windowEndNs) {
+        if (outcome.ok) {
+          completed += 1;
+          responseBytes += outcome.bytes;
+          if (started >= windowStartNs) latencies.push(Number(finished - started) / 1e6);
+        } else {
+          errors += 1;
+        }
+      }
+      if (!outcome.ok) {
+        noteError(outcome.problem ?? 'failed');
+        // A refusing server answers fast; do not spin the CPU the server needs.
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    }
+  };
+
+  await Promise.all(Array.from({ length: spec.concurrency }, (_, index) => client(index)));
+  const seconds = spec.durationSeconds;
+  return {
+    completed,
+    errors,
+    answered,
+    failed,
+    errorSamples,
+    verified,
+    verifyFailed,
+    verifyFailures,
+    windowStartNs,
+    windowEndNs,
+    seconds,
+    requestsPerSecond: completed / seconds,
+    latency: summarise(latencies),
+    responseBytes,
+  };
+}
+
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const pool = new Pool(spec.origin, {
     connections: spec.concurrency,
@@ -77,88 +184,24 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     headersTimeout: 60_000,
     bodyTimeout: 60_000,
   });
-  const startNs = process.hrtime.bigint();
-  const windowStartNs = startNs + BigInt(Math.round(spec.warmupSeconds * 1e9));
-  const windowEndNs = windowStartNs + BigInt(Math.round(spec.durationSeconds * 1e9));
-  const latencies: number[] = [];
-  let completed = 0;
-  let errors = 0;
-  const errorSamples: string[] = [];
-  let verified = 0;
-  const verifyFailures: string[] = [];
-  let responseBytes = 0;
-  let sequence = 0;
-
-  const noteError = (message: string) => {
-    if (errorSamples.length < 5 && !errorSamples.includes(message)) errorSamples.push(message);
-  };
-
-  const client = async () => {
-    for (;;) {
-      const started = process.hrtime.bigint();
-      if (started >= windowEndNs) return;
-      const index = sequence++;
-      const verify = index < FIRST_VERIFIED || index % spec.verifyEvery === 0;
-      let ok = false;
+  const send = async (_client: number, verify: boolean): Promise<Outcome> => {
+    const response = await pool.request({ path: spec.path, method: 'POST', headers: spec.headers, body: spec.body });
+    if (response.statusCode === 200 && !verify) {
       let bytes = 0;
-      let problem: string | undefined;
-      try {
-        const response = await pool.request({ path: spec.path, method: 'POST', headers: spec.headers, body: spec.body });
-        if (response.statusCode === 200 && !verify) {
-          for await (const chunk of response.body) bytes += (chunk as Buffer).length;
-          ok = true;
-        } else {
-          const chunks: Buffer[] = [];
-          for await (const chunk of response.body) chunks.push(chunk as Buffer);
-          const body = Buffer.concat(chunks);
-          bytes = body.length;
-          if (response.statusCode !== 200) {
-            problem = `HTTP ${response.statusCode}: ${body.toString('utf8', 0, Math.min(300, body.length))}`;
-          } else {
-            ok = true;
-            const failure = spec.check(response.headers, body);
-            verified += 1;
-            if (failure && verifyFailures.length < 5) verifyFailures.push(failure);
-          }
-        }
-      } catch (error) {
-        problem = `${(error as Error).name}: ${(error as Error).message}`;
-      }
-      const finished = process.hrtime.bigint();
-      if (finished > windowStartNs && finished <= windowEndNs) {
-        if (ok) {
-          completed += 1;
-          responseBytes += bytes;
-          if (started >= windowStartNs) latencies.push(Number(finished - started) / 1e6);
-        } else {
-          errors += 1;
-        }
-      }
-      if (problem) {
-        noteError(problem);
-        // A refusing server answers fast; do not spin the CPU the server needs.
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      }
+      for await (const chunk of response.body) bytes += (chunk as Buffer).length;
+      return { ok: true, bytes };
     }
+    const chunks: Buffer[] = [];
+    for await (const chunk of response.body) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    if (response.statusCode !== 200) {
+      return { ok: false, bytes: body.length, problem: `HTTP ${response.statusCode}: ${body.toString('utf8', 0, Math.min(300, body.length))}` };
+    }
+    return { ok: true, bytes: body.length, verification: { failure: spec.check(response.headers, body) } };
   };
-
   try {
-    await Promise.all(Array.from({ length: spec.concurrency }, () => client()));
+    return await runClosedLoop(spec, send);
   } finally {
     await pool.close().catch(() => pool.destroy());
   }
-  const seconds = spec.durationSeconds;
-  return {
-    completed,
-    errors,
-    errorSamples,
-    verified,
-    verifyFailures,
-    windowStartNs,
-    windowEndNs,
-    seconds,
-    requestsPerSecond: completed / seconds,
-    latency: summarise(latencies),
-    responseBytes,
-  };
 }

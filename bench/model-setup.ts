@@ -1,7 +1,8 @@
 /**
  * Resolves the model under test: its .onnx file (for the in-process ceiling and the peer) and the
- * repository Nereid serves. Overrides (--max-batch-size, --queue-delay-us, --instances) and the
- * built-in `simple` model go into a temporary repository with a config.yaml, so models/ is never touched.
+ * repository Nereid serves. Overrides (--max-batch-size, --queue-delay-us, --instances), the response
+ * cache switch of the nereid-cache target and the built-in `simple` model go into a temporary
+ * repository with a config.yaml, so models/ is never touched.
  */
 import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -108,10 +109,17 @@ export function applyOverrides(original: RawConfig, options: BenchOptions, force
   return config;
 }
 
-export async function prepareModel(options: BenchOptions): Promise<PreparedModel> {
+/** What the nereid-cache target adds to the model's config: Triton's per-model switch for the response cache. */
+export const RESPONSE_CACHE_CONFIG: RawConfig = { response_cache: { enable: true } };
+
+/**
+ * The model under test in a repository Nereid can serve. `extra` (e.g. RESPONSE_CACHE_CONFIG) is
+ * merged over the config after the overrides and always means a temporary copy.
+ */
+export async function prepareModel(options: BenchOptions, extra?: RawConfig): Promise<PreparedModel> {
   if (options.model === 'simple') {
     const dir = await mkdtemp(join(tmpdir(), 'nereid-bench-'));
-    const config = applyOverrides(SIMPLE_BENCH_CONFIG, options, true);
+    const config = { ...applyOverrides(SIMPLE_BENCH_CONFIG, options, true), ...extra };
     await writeModel(dir, 'simple', 1, addSubModel(), undefined, { 'config.yaml': stringifyYaml(config) });
     return {
       name: 'simple',
@@ -126,7 +134,7 @@ export async function prepareModel(options: BenchOptions): Promise<PreparedModel
   if (!(await exists(folder))) throw new Error(`model '${options.model}' is not in ${options.modelRepository}`);
   const { config: original, file } = await readRawConfig(folder);
   const filename = typeof original.default_model_filename === 'string' ? original.default_model_filename : 'model.onnx';
-  if (!hasOverrides(options)) {
+  if (!hasOverrides(options) && !extra) {
     return {
       name: options.model,
       modelPath: await latestModelFile(folder, filename),
@@ -140,7 +148,7 @@ export async function prepareModel(options: BenchOptions): Promise<PreparedModel
   const copy = join(dir, options.model);
   await cp(folder, copy, { recursive: true });
   for (const name of CONFIG_FILES) await rm(join(copy, name), { force: true });
-  const config = applyOverrides(original, options);
+  const config = { ...applyOverrides(original, options), ...extra };
   await writeFile(join(copy, 'config.yaml'), stringifyYaml(config));
   return {
     name: options.model,

@@ -4,11 +4,17 @@
  */
 import { parseArgs } from 'node:util';
 
-export const TARGETS = ['ceiling', 'nereid', 'peer', 'floor'] as const;
+export const TARGETS = ['ceiling', 'nereid', 'nereid-cache', 'peer', 'floor'] as const;
 export type Target = (typeof TARGETS)[number];
-export const ENCODINGS = ['json', 'binary'] as const;
+/** What --targets means when not given: every target but nereid-cache (which measures the response cache, not inference). */
+export const DEFAULT_TARGETS: readonly Target[] = ['ceiling', 'nereid', 'peer', 'floor'];
+export const ENCODINGS = ['json', 'binary', 'grpc'] as const;
 export type Encoding = (typeof ENCODINGS)[number];
+/** Encodings over HTTP; 'grpc' is KServe V2 gRPC ModelInfer with raw_input_contents, which only Nereid speaks. */
+export type HttpEncoding = Exclude<Encoding, 'grpc'>;
 export type ServerTarget = Exclude<Target, 'ceiling'>;
+/** Targets that are Nereid (and so answer gRPC and /stats). */
+export const NEREID_TARGETS: readonly ServerTarget[] = ['nereid', 'nereid-cache'];
 
 export interface BenchOptions {
   model: string;
@@ -38,17 +44,26 @@ export interface BenchOptions {
   quietWait: number;
   /** Measure a cell again (up to this many times) when other processes used > 15% of a core during it; keep the quietest. */
   retryNoisy: number;
+  /** gRPC cells: client channels (each its own HTTP/2 connection) the virtual clients share, round robin. */
+  grpcChannels: number;
+  /** nereid-cache: the server's --cache-config. */
+  cacheConfig: string;
   outDir: string;
 }
 
 export const HELP = `Usage: npm run bench -- [options]
 
 Measures one model four ways in one run and prints one table:
-  ceiling  in-process ONNX Runtime (intraOpNumThreads = cores), batch 1, 2, 4, … max_batch_size
-  nereid   Nereid over HTTP (child process: src/cli.ts serve), JSON and binary tensor data
-  peer     a plain fastify server calling session.run once per request (bench/peer-server.ts)
-  floor    fastify answering a constant small JSON to the same request bodies (bench/floor-server.ts)
+  ceiling       in-process ONNX Runtime (intraOpNumThreads = cores), batch 1, 2, 4, … max_batch_size
+  nereid        Nereid over HTTP (child process: src/cli.ts serve), JSON and binary tensor data, and over
+                gRPC (encoding 'grpc': ModelInfer with raw_input_contents)
+  peer          a plain fastify server calling session.run once per request (bench/peer-server.ts)
+  floor         fastify answering a constant small JSON to the same request bodies (bench/floor-server.ts)
+  nereid-cache  (only when named) Nereid with --cache-config and the model's response_cache enabled: the
+                request is computed once (warm), then every measured request is a cache hit; each answer
+                checked is compared byte for byte with the computed one, and /stats cache_hit counts are shown
 HTTP load comes from a closed-loop generator on undici's Pool: one request in flight per virtual client.
+gRPC load is the same closed loop on @grpc/grpc-js: the virtual clients share --grpc-channels channels.
 
 Options:
   --model NAME               model folder in --model-repository, or 'simple' for Triton's generated
@@ -58,7 +73,10 @@ Options:
   --duration SECONDS         measured seconds per cell                                            [5]
   --warmup SECONDS           unmeasured load before each cell                                     [1]
   --ceiling-duration SECONDS measured seconds per in-process batch size               [--duration]
-  --encodings LIST           json,binary                                                 [json,binary]
+  --encodings LIST           json,binary,grpc (grpc: Nereid targets only; ×floor against the HTTP
+                             binary floor)                                              [json,binary]
+  --grpc-channels N          gRPC client channels (HTTP/2 connections) shared by the virtual clients [1]
+  --cache-config SPEC        nereid-cache: the server's --cache-config                [local,size=268435456]
   --input-shape NAME=DIMS    dims after the batch dimension, for dynamic dims (repeatable),
                              e.g. --input-shape x=3,48,320
   --max-batch-size N         Nereid run: max_batch_size in a temporary config override
@@ -66,8 +84,9 @@ Options:
   --instances N              Nereid run: instance_group count (KIND_CPU)
   --intra-op-threads N       Nereid run: parameters.intra_op_thread_count             [cores/instances]
   --batch-sizes LIST         in-process batch sizes                       [1,2,4,… max_batch_size]
-  --targets LIST             which of ceiling,nereid,peer,floor to run                         [all]
-  --cpu-prof LIST            run these server children (nereid,peer,floor) under node --cpu-prof and
+  --targets LIST             which of ceiling,nereid,nereid-cache,peer,floor to run
+                                                                         [ceiling,nereid,peer,floor]
+  --cpu-prof LIST            run these server children (nereid,nereid-cache,peer,floor) under node --cpu-prof and
                              summarise self/inclusive time inside each measured window
   --verify-every N           check one response in N for status, outputs and shapes            [200]
   --quiet-wait SECONDS       before each measurement wait up to this long until other processes use
@@ -83,6 +102,8 @@ repository whose config.yaml is the original config plus those fields (and dynam
 Examples:
   npm run bench -- --model simple --concurrency 1,4,16,64
   npm run bench -- --model ocr_recognition --input-shape x=3,48,320 --max-batch-size 8 --concurrency 1,4,16
+  npm run bench -- --model simple --encodings json,binary,grpc --targets ceiling,nereid,floor
+  npm run bench -- --model simple --encodings json,binary --targets nereid-cache,floor
 `;
 
 function positiveNumber(name: string, value: string): number {
@@ -130,7 +151,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       instances: { type: 'string' },
       'intra-op-threads': { type: 'string' },
       'batch-sizes': { type: 'string' },
-      targets: { type: 'string', default: TARGETS.join(',') },
+      targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
+      'grpc-channels': { type: 'string', default: '1' },
+      'cache-config': { type: 'string', default: 'local,size=268435456' },
       'cpu-prof': { type: 'string', default: '' },
       'verify-every': { type: 'string', default: '200' },
       'quiet-wait': { type: 'string', default: '0' },
@@ -166,10 +189,12 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     intraOpThreads: values['intra-op-threads'] === undefined ? undefined : positiveIntegers('intra-op-threads', values['intra-op-threads'])[0],
     batchSizes: values['batch-sizes'] === undefined ? undefined : positiveIntegers('batch-sizes', values['batch-sizes']),
     targets: choices('targets', values.targets, TARGETS),
-    cpuProf: choices('cpu-prof', values['cpu-prof'], ['nereid', 'peer', 'floor'] as const),
+    cpuProf: choices('cpu-prof', values['cpu-prof'], ['nereid', 'nereid-cache', 'peer', 'floor'] as const),
     verifyEvery: positiveIntegers('verify-every', values['verify-every'])[0],
     quietWait: nonNegativeInteger('quiet-wait', values['quiet-wait']),
     retryNoisy: nonNegativeInteger('retry-noisy', values['retry-noisy']),
+    grpcChannels: positiveIntegers('grpc-channels', values['grpc-channels'])[0],
+    cacheConfig: values['cache-config'],
     outDir: values.out,
   };
 }

@@ -3,20 +3,52 @@
  * the options and what each target is). Writes bench/results/<model>-<date>.{json,md}.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { machineBusySeconds, startChild, waitForQuiet, type ChildServer } from './child-process.js';
+import { freePort, machineBusySeconds, startChild, waitForQuiet, type ChildServer } from './child-process.js';
 import { formatProfile, summariseProfile } from './cpu-profile.js';
 import { defaultBatchSizes, measureBatch, openSession, outputSpecs, sessionOptions, type CeilingPoint } from './in-process.js';
-import { runLoad } from './load-generator.js';
-import { prepareModel } from './model-setup.js';
-import { HELP, parseOptions, type BenchOptions, type Encoding, type ServerTarget } from './options.js';
-import { bestCeiling, ceilingTable, cellTable, evaluateGoals, goalLines, ratiosOf, schedulerTable, type Cell, type Report, type SchedulerSummary } from './report.js';
-import { floorResponseCheck, inferResponseCheck, inputSpecs, makeWorkload, requestBody, type OutputSpec, type RequestBody } from './workload.js';
+import { callModelInfer, decodeModelInferResponse, openChannel, runGrpcLoad, serialiseModelInfer } from './grpc-load-generator.js';
+import { runLoad, type LoadResult } from './load-generator.js';
+import { prepareModel, RESPONSE_CACHE_CONFIG, type PreparedModel } from './model-setup.js';
+import { HELP, NEREID_TARGETS, parseOptions, type BenchOptions, type Encoding, type HttpEncoding, type ServerTarget } from './options.js';
+import {
+  bestCeiling,
+  cacheTable,
+  ceilingTable,
+  cellTable,
+  evaluateGoals,
+  floorEncodingOf,
+  goalLines,
+  ratiosOf,
+  schedulerTable,
+  type Cell,
+  type Report,
+  type SchedulerSummary,
+} from './report.js';
+import {
+  compareWithExpected,
+  floorResponseCheck,
+  grpcAnswerTensors,
+  grpcRequest,
+  grpcResponseCheck,
+  httpAnswerTensors,
+  inferResponseCheck,
+  inputSpecs,
+  makeWorkload,
+  requestBody,
+  sameTensors,
+  type AnswerTensors,
+  type GrpcResponseCheck,
+  type OutputSpec,
+  type RequestBody,
+  type ResponseCheck,
+} from './workload.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
@@ -28,14 +60,26 @@ function packageVersion(name: string): string {
   }
 }
 
-/** The commit measured, and how many files the working tree changes on top of it. */
-function sourceState(): { commit: string; modifiedFiles: number } {
+/**
+ * The commit measured, how many files the working tree changes on top of it, how many of them are
+ * under src/ (the server measured), and a digest of src/'s uncommitted diff to tell such states apart.
+ */
+function sourceState(): { commit: string; srcTree?: string; modifiedFiles: number; modifiedSrcFiles: number; srcDiffSha1?: string } {
   try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const status = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' });
-    return { commit, modifiedFiles: status.split('\n').filter(Boolean).length };
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+    const commit = git('rev-parse', '--short', 'HEAD').trim();
+    const status = git('status', '--porcelain');
+    const srcStatus = git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean);
+    const srcDiff = srcStatus.length ? git('diff', 'HEAD', '--', 'src') : '';
+    return {
+      commit,
+      srcTree: git('rev-parse', '--short', 'HEAD:src').trim(),
+      modifiedFiles: status.split('\n').filter(Boolean).length,
+      modifiedSrcFiles: srcStatus.length,
+      srcDiffSha1: srcDiff ? createHash('sha1').update(srcDiff).digest('hex').slice(0, 12) : undefined,
+    };
   } catch {
-    return { commit: 'unknown', modifiedFiles: 0 };
+    return { commit: 'unknown', modifiedFiles: 0, modifiedSrcFiles: 0 };
   }
 }
 
@@ -82,7 +126,7 @@ interface Duration {
 interface ModelStats {
   inference_count: number;
   execution_count: number;
-  inference_stats: Record<'success' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output', Duration>;
+  inference_stats: Record<'success' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output' | 'cache_hit' | 'cache_miss', Duration>;
 }
 
 async function nereidStats(origin: string, model: string): Promise<ModelStats | undefined> {
@@ -101,7 +145,15 @@ function schedulerSummary(before: ModelStats, after: ModelStats): SchedulerSumma
   const requests = after.inference_stats.success.count - before.inference_stats.success.count;
   const perRequest = (key: 'success' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output') =>
     requests > 0 ? (after.inference_stats[key].ns - before.inference_stats[key].ns) / requests / 1e6 : NaN;
+  const count = (key: 'cache_hit' | 'cache_miss') => (after.inference_stats[key]?.count ?? 0) - (before.inference_stats[key]?.count ?? 0);
+  const meanMs = (key: 'cache_hit' | 'cache_miss') =>
+    count(key) > 0 ? ((after.inference_stats[key]?.ns ?? 0) - (before.inference_stats[key]?.ns ?? 0)) / count(key) / 1e6 : NaN;
   return {
+    cacheHits: count('cache_hit'),
+    cacheMisses: count('cache_miss'),
+    meanCacheHitMs: meanMs('cache_hit'),
+    meanCacheMissMs: meanMs('cache_miss'),
+    successes: requests,
     executions,
     meanBatch: executions > 0 ? (after.inference_count - before.inference_count) / executions : NaN,
     meanRequestMs: perRequest('success'),
@@ -119,13 +171,17 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(options: BenchOptions): Promise<void> {
   const started = new Date();
+  const sourceAtStart = sourceState();
   const model = await prepareModel(options);
+  // nereid-cache serves its own copy of the model, whose config turns the response cache on.
+  let cachedModel: PreparedModel | undefined;
   const scratch = await mkdtemp(join(tmpdir(), 'nereid-bench-run-'));
   let current: ChildServer | undefined;
   const interrupt = (signal: NodeJS.Signals) => {
     console.error(`\n${signal}: stopping the server under test`);
     void (current?.stop() ?? Promise.resolve())
       .then(() => model.cleanup())
+      .then(() => cachedModel?.cleanup())
       .then(() => rm(scratch, { recursive: true, force: true }))
       .finally(() => process.exit(130));
   };
@@ -178,11 +234,35 @@ async function main(options: BenchOptions): Promise<void> {
     }
     await session.release();
 
-    // --- HTTP targets, one child at a time ------------------------------------------------------
-    const bodies = new Map<Encoding, RequestBody>(options.encodings.map((encoding) => [encoding, requestBody(workload, outputs, encoding)]));
+    // --- server targets (HTTP, and gRPC for Nereid), one child at a time --------------------------
+    const httpEncodings = (encodings: readonly Encoding[]) => encodings.filter((encoding): encoding is HttpEncoding => encoding !== 'grpc');
+    /** What each target is measured with: Nereid speaks every encoding; the peer and floor HTTP only (the floor also stands in for gRPC, as binary). */
+    const encodingsOf = (target: ServerTarget): Encoding[] =>
+      target === 'peer'
+        ? httpEncodings(options.encodings)
+        : target === 'floor'
+          ? [...new Set(options.encodings.map(floorEncodingOf))]
+          : options.encodings;
+    const bodies = new Map<HttpEncoding, RequestBody>(
+      httpEncodings([...options.encodings, ...options.encodings.map(floorEncodingOf)]).map((encoding) => [encoding, requestBody(workload, outputs, encoding)]),
+    );
+    const grpcMessage = grpcRequest(workload, outputs, model.name);
+    const requestBytesOf = (encoding: Encoding) => (encoding === 'grpc' ? serialiseModelInfer(grpcMessage).length : bodies.get(encoding)!.body.length);
+    /** How a request of each encoding is checked; nereid-cache narrows it to "the same bytes as the computed answer". */
+    interface Checks {
+      http?: ResponseCheck;
+      grpc?: GrpcResponseCheck;
+    }
     const cells: Cell[] = [];
     /** One cell: closed-loop load on the running server, with the CPU each party used over the measured window. */
-    const measureCell = async (server: ChildServer, target: ServerTarget, encoding: Encoding, concurrency: number, body: RequestBody): Promise<Cell> => {
+    const measureCell = async (
+      server: ChildServer,
+      grpcTarget: string | undefined,
+      target: ServerTarget,
+      encoding: Encoding,
+      concurrency: number,
+      checks: Checks,
+    ): Promise<Cell> => {
       // Read at the window's start and at its end (or when the load stops, if sooner).
       let serverCpuAtStart: number | undefined;
       let clientCpuAtStart = process.cpuUsage();
@@ -205,7 +285,8 @@ async function main(options: BenchOptions): Promise<void> {
           otherCores = Math.max(0, (machineBusyAtEnd - machineBusyAtStart) / seconds - serverCores - clientCores);
         }
       };
-      const statsBefore = target === 'nereid' ? await nereidStats(server.origin, model.name) : undefined;
+      const isNereid = NEREID_TARGETS.includes(target);
+      const statsBefore = isNereid ? await nereidStats(server.origin, model.name) : undefined;
       const startTimer = setTimeout(() => {
         serverCpuAtStart = server.cpuSeconds();
         clientCpuAtStart = process.cpuUsage();
@@ -213,17 +294,22 @@ async function main(options: BenchOptions): Promise<void> {
         startedAt = process.hrtime.bigint();
       }, options.warmup * 1000);
       const endTimer = setTimeout(windowEnd, (options.warmup + options.duration) * 1000);
-      const result = await runLoad({
-        origin: server.origin,
-        path: `/v2/models/${model.name}/infer`,
-        headers: body.headers,
-        body: body.body,
-        concurrency,
-        warmupSeconds: options.warmup,
-        durationSeconds: options.duration,
-        check: target === 'floor' ? floorResponseCheck : inferResponseCheck(outputs, encoding),
-        verifyEvery: options.verifyEvery,
-      });
+      const loop = { concurrency, warmupSeconds: options.warmup, durationSeconds: options.duration, verifyEvery: options.verifyEvery };
+      let result: LoadResult;
+      if (encoding === 'grpc') {
+        if (!grpcTarget) throw new Error(`${target} has no gRPC port`);
+        result = await runGrpcLoad({ ...loop, target: grpcTarget, request: grpcMessage, channels: options.grpcChannels, check: checks.grpc ?? grpcResponseCheck(outputs) });
+      } else {
+        const body = bodies.get(encoding)!;
+        result = await runLoad({
+          ...loop,
+          origin: server.origin,
+          path: `/v2/models/${model.name}/infer`,
+          headers: body.headers,
+          body: body.body,
+          check: checks.http ?? (target === 'floor' ? floorResponseCheck : inferResponseCheck(outputs, encoding)),
+        });
+      }
       clearTimeout(startTimer);
       clearTimeout(endTimer);
       windowEnd();
@@ -233,7 +319,7 @@ async function main(options: BenchOptions): Promise<void> {
         target,
         encoding,
         concurrency,
-        requestBytes: body.body.length,
+        requestBytes: requestBytesOf(encoding),
         result,
         inferencesPerSecond: target === 'floor' ? 0 : result.requestsPerSecond,
         serverCores,
@@ -242,43 +328,106 @@ async function main(options: BenchOptions): Promise<void> {
       };
     };
 
-    const serverTargets = (['nereid', 'peer', 'floor'] as const).filter((target) => options.targets.includes(target));
+    /**
+     * nereid-cache: computes the request once per encoding (a cache miss that inserts the answer),
+     * checks that answer against the in-process one, and returns checks that pass only answers with
+     * byte-identical tensors — what every measured request, a hit, must be.
+     */
+    const warmCache = async (server: ChildServer, grpcTarget: string | undefined, encoding: Encoding): Promise<Checks> => {
+      const before = await nereidStats(server.origin, model.name);
+      let reference: AnswerTensors;
+      let checks: Checks;
+      if (encoding === 'grpc') {
+        const channel = openChannel(grpcTarget!);
+        try {
+          const answer = decodeModelInferResponse(await callModelInfer(channel, serialiseModelInfer(grpcMessage)));
+          const problem = grpcResponseCheck(outputs)(answer);
+          if (problem) throw new Error(`the warming gRPC answer is wrong: ${problem}`);
+          reference = grpcAnswerTensors(answer);
+        } finally {
+          channel.close();
+        }
+        const shapeCheck = grpcResponseCheck(outputs);
+        checks = { grpc: (answer) => shapeCheck(answer) ?? sameTensors(reference, grpcAnswerTensors(answer)) };
+      } else {
+        const body = bodies.get(encoding)!;
+        const response = await request(`${server.origin}/v2/models/${model.name}/infer`, { method: 'POST', headers: body.headers, body: body.body });
+        const answer = Buffer.from(await response.body.arrayBuffer());
+        if (response.statusCode !== 200) throw new Error(`the warming request got HTTP ${response.statusCode}: ${answer.toString('utf8', 0, 300)}`);
+        const shapeCheck = inferResponseCheck(outputs, encoding);
+        const problem = shapeCheck(response.headers, answer);
+        if (problem) throw new Error(`the warming answer is wrong: ${problem}`);
+        reference = httpAnswerTensors(response.headers, answer);
+        checks = { http: (headers, bytes) => shapeCheck(headers, bytes) ?? sameTensors(reference, httpAnswerTensors(headers, bytes)) };
+      }
+      const valueProblem = compareWithExpected(outputs, reference);
+      if (valueProblem) throw new Error(`the computed (cached) ${encoding} answer differs from in-process ONNX Runtime: ${valueProblem}`);
+      const after = await nereidStats(server.origin, model.name);
+      const delta = before && after ? schedulerSummary(before, after) : undefined;
+      const already = delta && delta.cacheHits > 0 && delta.cacheMisses === 0 ? ' — already cached by an earlier encoding: the key holds the tensors and output names, not the encoding' : '';
+      console.log(
+        `nereid-cache ${encoding}: warmed with one request (${delta ? `cache_miss +${delta.cacheMisses}, cache_hit +${delta.cacheHits}, executions +${delta.executions}` : 'no stats'}${already}); ` +
+          `its outputs match in-process ONNX Runtime; every answer checked from now on must be byte-identical to it`,
+      );
+      return checks;
+    };
+
+    const serverTargets = (['nereid', 'nereid-cache', 'peer', 'floor'] as const).filter((target) => options.targets.includes(target));
     for (const target of serverTargets) {
       const profiled = options.cpuProf.includes(target);
       const profileDir = join(scratch, `${target}-prof`);
       // No --cpu-prof-name: tsx's loader runs on a worker thread, which writes a profile too; the
       // default names (CPU.<date>.<time>.<pid>.<tid>.<seq>) keep the main thread's (tid 0) apart.
       const nodeFlags = profiled ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+      const targetEncodings = encodingsOf(target);
+      if (targetEncodings.length === 0) {
+        console.log(`${target}: none of --encodings ${options.encodings.join(',')} applies (it speaks HTTP only); skipped`);
+        continue;
+      }
+      // Nereid listens for gRPC only when a gRPC column is measured (--grpc-port 0 disables it), and
+      // its Prometheus listener (on, as by default) goes to a free port instead of 8002.
+      const grpcPort = target === 'nereid' || target === 'nereid-cache' ? (targetEncodings.includes('grpc') ? await freePort() : 0) : undefined;
+      const grpcTarget = grpcPort ? `127.0.0.1:${grpcPort}` : undefined;
+      if (target === 'nereid-cache') cachedModel ??= await prepareModel(options, RESPONSE_CACHE_CONFIG);
+      const served = target === 'nereid-cache' ? cachedModel! : model;
+      const nereidSpec = {
+        script: 'src/cli.ts',
+        args: (port: number) => [
+          'serve',
+          '--model-repository',
+          served.repository,
+          '--http-port',
+          String(port),
+          '--grpc-port',
+          String(grpcPort ?? 0),
+          '--metrics-port',
+          '0',
+          '--model-control-mode',
+          'explicit',
+          '--load-model',
+          model.name,
+          ...(target === 'nereid-cache' ? ['--cache-config', options.cacheConfig] : []),
+        ],
+        readyPath: `/v2/models/${model.name}/ready`,
+      };
       const spec = {
-        nereid: {
-          script: 'src/cli.ts',
-          args: (port: number) => [
-            'serve',
-            '--model-repository',
-            model.repository,
-            '--http-port',
-            String(port),
-            '--model-control-mode',
-            'explicit',
-            '--load-model',
-            model.name,
-          ],
-          readyPath: `/v2/models/${model.name}/ready`,
-        },
+        nereid: nereidSpec,
+        'nereid-cache': nereidSpec,
         peer: { script: 'bench/peer-server.ts', args: (port: number) => ['--model', model.modelPath, '--port', String(port)], readyPath: '/v2/health/ready' },
         floor: { script: 'bench/floor-server.ts', args: (port: number) => ['--port', String(port)], readyPath: '/v2/health/ready' },
       }[target];
+      if (target === 'nereid-cache') console.log(`nereid-cache serves ${served.repository} (${served.configSource}) with --cache-config ${options.cacheConfig}`);
       current = await startChild({ name: target, cwd: ROOT, logDir: scratch, nodeFlags, ...spec });
       const pid = current.pid;
       const targetCells: Cell[] = [];
       try {
-        for (const encoding of options.encodings) {
-          const body = bodies.get(encoding)!;
+        for (const encoding of targetEncodings) {
+          const checks = target === 'nereid-cache' ? await warmCache(current, grpcTarget, encoding) : {};
           for (const concurrency of options.concurrency) {
             let cell: Cell | undefined;
             for (let attempt = 1; attempt <= 1 + options.retryNoisy; attempt++) {
               await quiet([current.pid]);
-              const tried = await measureCell(current, target, encoding, concurrency, body);
+              const tried = await measureCell(current, grpcTarget, target, encoding, concurrency, checks);
               const l = tried.result.latency;
               const pct = (value: number | undefined) => (value === undefined ? '?' : `${(value * 100).toFixed(0)}%`);
               console.log(
@@ -286,11 +435,19 @@ async function main(options: BenchOptions): Promise<void> {
                   `p50 ${l.p50.toFixed(3)} p95 ${l.p95.toFixed(3)} p99 ${l.p99.toFixed(3)} ms, ${tried.result.errors} errors, ${tried.result.verified} verified, ` +
                   `CPU server ${pct(tried.serverCores)} client ${pct(tried.clientCores)} other ${pct(tried.otherCores)}${attempt > 1 ? ` (attempt ${attempt})` : ''}`,
               );
-              if (tried.scheduler) {
+              if (tried.scheduler && target === 'nereid') {
                 const q = tried.scheduler;
                 console.log(
                   `    nereid stats: ${q.executions} executions, mean batch ${q.meanBatch.toFixed(2)}, per request: queue ${q.meanQueueMs.toFixed(3)} ms, ` +
                     `input ${q.meanComputeInputMs.toFixed(3)} ms, infer ${q.meanComputeInferMs.toFixed(3)} ms, output ${q.meanComputeOutputMs.toFixed(3)} ms, total ${q.meanRequestMs.toFixed(3)} ms`,
+                );
+              }
+              if (tried.scheduler && target === 'nereid-cache') {
+                const q = tried.scheduler;
+                console.log(
+                  `    cache: /stats cache_hit +${q.cacheHits}, cache_miss +${q.cacheMisses}, executions +${q.executions} for ${tried.result.answered} answers ` +
+                    `(warm-up included)${q.cacheHits === tried.result.answered && q.cacheMisses === 0 ? ': all hits' : ': NOT ALL HITS'}; ` +
+                    `hit lookup ${q.meanCacheHitMs.toFixed(4)} ms, request ${q.meanRequestMs.toFixed(4)} ms in the server`,
                 );
               }
               for (const sample of tried.result.errorSamples) console.log(`    error: ${sample}`);
@@ -335,12 +492,13 @@ async function main(options: BenchOptions): Promise<void> {
       command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
       machine: machine(),
       source: sourceState(),
+      sourceAtStart,
       maxBatchSize,
       nereidConfig: model.config,
       configSource: model.configSource,
       inProcessSession: sessionOptions(),
       inputs: workload.inputs,
-      outputs,
+      outputs: outputs.map(({ expected: _expected, ...output }) => output),
       options: { ...options, inputShapes: Object.fromEntries(options.inputShapes) },
       ceilingInferencesPerSecond: best?.inferencesPerSecond,
       ceilingBatch: best?.batch,
@@ -353,18 +511,37 @@ async function main(options: BenchOptions): Promise<void> {
       `\`${meta.command}\``,
       '',
       `Machine: ${m.cores} cores, ${m.cpuModel}, ${m.memoryGiB} GiB; node ${m.node}; onnxruntime-node ${m.onnxruntimeNode}; fastify ${m.fastify}; undici ${m.undici}; load average at start ${(m.loadAverageAtStart as number[]).join(' ')}.`,
-      `Source: commit ${meta.source.commit}${meta.source.modifiedFiles ? ` + ${meta.source.modifiedFiles} uncommitted file(s)` : ''}.`,
+      `Source: commit ${meta.source.commit}${meta.source.modifiedFiles ? ` + ${meta.source.modifiedFiles} uncommitted file(s)` : ''}` +
+        `${meta.source.modifiedSrcFiles ? `, ${meta.source.modifiedSrcFiles} of them in src/ (diff sha1 ${meta.source.srcDiffSha1})` : ', src/ as committed'}` +
+        (meta.source.srcTree !== sourceAtStart.srcTree || meta.source.srcDiffSha1 !== sourceAtStart.srcDiffSha1
+          ? ` — CHANGED DURING THE RUN (at the start: commit ${sourceAtStart.commit}${sourceAtStart.srcDiffSha1 ? `, src/ diff sha1 ${sourceAtStart.srcDiffSha1}` : ', src/ as committed'})`
+          : '') +
+        '.',
       `Model: max_batch_size ${maxBatchSize}; inputs ${workload.inputs.map((i) => `${i.name} ${i.ortType} [${batched ? '1,' : ''}${i.rowDims}]`).join(', ')}; ` +
         `outputs ${outputs.map((o) => `${o.name} ${o.ortType} [${o.shape}]`).join(', ')}.`,
       `Nereid config (${model.configSource}): \`${JSON.stringify({ max_batch_size: model.config.max_batch_size, dynamic_batching: model.config.dynamic_batching, instance_group: model.config.instance_group, parameters: model.config.parameters })}\``,
       `Each cell: ${options.warmup} s warm-up (excluded), ${options.duration} s measured; in-process: ${options.ceilingDuration} s per batch size.`,
       '',
       ...(ceiling.length ? ['## In-process ONNX Runtime (the ceiling)', '', ceilingTable(ceiling), ''] : []),
-      '## Over HTTP',
+      options.encodings.includes('grpc') ? '## Over HTTP and gRPC' : '## Over HTTP',
       '',
       cellTable(withRatios),
       '',
-      ...(withRatios.some((cell) => cell.scheduler)
+      ...(withRatios.some((cell) => cell.target === 'nereid-cache')
+        ? [
+            `## Response cache hits (nereid-cache: --cache-config ${options.cacheConfig}, response_cache { enable: true })`,
+            '',
+            'Each encoding was computed once before its cells (a miss that inserted the answer); every request measured is that same request. ' +
+              'cache_hit Δ / answered: the server\'s /stats cache_hit count over the cell against the answers the load generator got (both warm-up included); ' +
+              'checked/wrong: answers compared byte for byte with the computed one. ×floor and +p50 vs floor: against the floor at the same concurrency' +
+              (options.encodings.includes('grpc') ? ' (gRPC: the HTTP binary floor)' : '') +
+              '. hit lookup ms: the server\'s mean cache_hit time (hash + lookup).',
+            '',
+            cacheTable(withRatios),
+            '',
+          ]
+        : []),
+      ...(withRatios.some((cell) => cell.scheduler && cell.target === 'nereid')
         ? [
             "Nereid's own statistics per cell (GET /v2/models/<model>/stats, warm-up included; times are means per request, as Triton's statistics count them):",
             '',
@@ -372,8 +549,14 @@ async function main(options: BenchOptions): Promise<void> {
             '',
           ]
         : []),
-      '×ceiling: inferences/s ÷ best in-process inferences/s. ×peer: ÷ the peer at the same concurrency and encoding. ×floor: requests/s ÷ the floor at the same concurrency and encoding. ' +
-        '+p50 vs b1: p50 − in-process batch-1 p50. CPU: cores used over the measured window (100% = one core) by the server process (all threads), ' +
+      '×ceiling: inferences/s ÷ best in-process inferences/s. ×peer: ÷ the peer at the same concurrency and encoding (none for gRPC: the peer speaks HTTP only). ' +
+        '×floor: requests/s ÷ the floor at the same concurrency and encoding; for grpc rows the floor is the HTTP floor with the binary body (the floor speaks HTTP only). ' +
+        '+p50 vs b1: p50 − in-process batch-1 p50. +p50 vs floor: p50 − that floor\'s p50. ' +
+        (options.encodings.includes('grpc')
+          ? `gRPC: ModelInfer with raw_input_contents over ${options.grpcChannels} @grpc/grpc-js channel(s) shared by the virtual clients (one HTTP/2 connection each; HTTP uses one connection per virtual client). `
+          : '') +
+        (withRatios.some((cell) => cell.target === 'nereid-cache') ? 'nereid-cache rows are cache hits (see above): no ×ceiling, no +p50 vs b1. ' : '') +
+        'CPU: cores used over the measured window (100% = one core) by the server process (all threads), ' +
           'the benchmark process (load generator), and everything else on the machine (\'other\': anything above a few % means the numbers are skewed).',
       '',
       '## Goals',
@@ -391,6 +574,7 @@ async function main(options: BenchOptions): Promise<void> {
     process.off('SIGTERM', interrupt);
     await current?.stop();
     await model.cleanup();
+    await cachedModel?.cleanup();
     await rm(scratch, { recursive: true, force: true });
   }
 }

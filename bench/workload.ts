@@ -3,8 +3,8 @@
  * shapes), its V2 bodies (JSON, and Triton's binary tensor data), and the checks a response must pass.
  */
 import * as ort from 'onnxruntime-node';
-import { elementCount, elementType, jsonValues, type OrtNumericData } from './tensors.js';
-import type { Encoding } from './options.js';
+import { elementCount, elementType, jsonValues, typedFromBytes, type OrtNumericData } from './tensors.js';
+import type { HttpEncoding } from './options.js';
 
 export interface InputSpec {
   name: string;
@@ -18,6 +18,8 @@ export interface OutputSpec {
   ortType: string;
   /** Shape of one request's answer (batch 1 included when the model batches). */
   shape: number[];
+  /** One request's answer computed in process (little-endian bytes), to check a served answer's values. */
+  expected?: Buffer;
 }
 
 export interface Workload {
@@ -92,7 +94,7 @@ export function feedsOf(workload: Workload, batch: number): Record<string, ort.T
 }
 
 /** The V2 body of one request in the given encoding. */
-export function requestBody(workload: Workload, outputs: readonly OutputSpec[], encoding: Encoding): RequestBody {
+export function requestBody(workload: Workload, outputs: readonly OutputSpec[], encoding: HttpEncoding): RequestBody {
   if (encoding === 'json') {
     const body = JSON.stringify({
       inputs: workload.inputs.map((input) => ({
@@ -134,7 +136,7 @@ function headerValue(headers: Headers, name: string): string | undefined {
 }
 
 /** A V2 infer response must hold every expected output with its shape, as JSON data or as binary bytes. */
-export function inferResponseCheck(outputs: readonly OutputSpec[], encoding: Encoding): ResponseCheck {
+export function inferResponseCheck(outputs: readonly OutputSpec[], encoding: HttpEncoding): ResponseCheck {
   return (headers, body) => {
     const lengthHeader = headerValue(headers, 'inference-header-content-length');
     if (encoding === 'binary' && lengthHeader === undefined) return 'binary outputs asked for, but no Inference-Header-Content-Length';
@@ -176,3 +178,118 @@ export const floorResponseCheck: ResponseCheck = (_headers, body) => {
     return `floor answer does not parse: ${(error as Error).message}`;
   }
 };
+
+// --- gRPC (KServe V2 ModelInfer) ------------------------------------------------------------------
+
+/**
+ * The ModelInfer request for the same tensors as the binary HTTP body: every input as
+ * raw_input_contents (little-endian bytes), every output named (gRPC answers raw_output_contents).
+ */
+export function grpcRequest(workload: Workload, outputs: readonly OutputSpec[], modelName: string): Record<string, unknown> {
+  return {
+    model_name: modelName,
+    inputs: workload.inputs.map((input) => ({ name: input.name, datatype: elementType(input.ortType).v2, shape: requestShape(workload, input) })),
+    outputs: outputs.map((output) => ({ name: output.name })),
+    raw_input_contents: workload.inputs.map((input) => {
+      const data = workload.data[input.name];
+      return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    }),
+  };
+}
+
+/** A ModelInferResponse as @grpc/proto-loader decodes it with Nereid's PROTO_LOADER_OPTIONS (int64 as strings). */
+export interface GrpcInferResponse {
+  outputs?: { name: string; datatype: string; shape: (string | number)[] }[];
+  raw_output_contents?: Buffer[];
+}
+
+/** Checks a decoded ModelInferResponse; returns a problem or undefined. */
+export type GrpcResponseCheck = (response: GrpcInferResponse) => string | undefined;
+
+/** Every expected output, with its datatype and shape, and raw bytes of the right size. */
+export function grpcResponseCheck(outputs: readonly OutputSpec[]): GrpcResponseCheck {
+  return (response) => {
+    const got = response.outputs ?? [];
+    const raw = response.raw_output_contents ?? [];
+    if (raw.length !== got.length) return `${got.length} outputs but ${raw.length} raw_output_contents`;
+    for (const expected of outputs) {
+      const index = got.findIndex((candidate) => candidate.name === expected.name);
+      if (index < 0) return `output '${expected.name}' missing (got ${got.map((o) => o.name).join(', ')})`;
+      const output = got[index];
+      const type = elementType(expected.ortType);
+      if (output.datatype !== type.v2) return `output '${expected.name}' is ${output.datatype}, expected ${type.v2}`;
+      const shape = output.shape.map(Number);
+      if (describe(shape) !== describe(expected.shape)) return `output '${expected.name}' has shape ${describe(shape)}, expected ${describe(expected.shape)}`;
+      const wanted = elementCount(expected.shape) * type.bytes;
+      if (raw[index].length !== wanted) return `output '${expected.name}' has ${raw[index].length} raw bytes, expected ${wanted}`;
+    }
+    return undefined;
+  };
+}
+
+// --- values: a served answer against the in-process one, and cache hits against the computed answer ---
+
+/** The tensors of one answer, as bytes (binary, gRPC) or JSON values, by output name. */
+export type AnswerTensors = Map<string, Uint8Array | unknown[]>;
+
+/** The outputs of an HTTP answer (after inferResponseCheck passed). */
+export function httpAnswerTensors(headers: Record<string, string | string[] | undefined>, body: Buffer): AnswerTensors {
+  const lengthHeader = headerValue(headers, 'inference-header-content-length');
+  const jsonLength = lengthHeader === undefined ? body.length : Number(lengthHeader);
+  const header = JSON.parse(body.toString('utf8', 0, jsonLength)) as { outputs: { name: string; data?: unknown[]; parameters?: { binary_data_size?: number } }[] };
+  const tensors: AnswerTensors = new Map();
+  let offset = jsonLength;
+  for (const output of header.outputs) {
+    const size = output.parameters?.binary_data_size;
+    if (size !== undefined) {
+      tensors.set(output.name, body.subarray(offset, offset + size));
+      offset += size;
+    } else {
+      tensors.set(output.name, output.data ?? []);
+    }
+  }
+  return tensors;
+}
+
+export function grpcAnswerTensors(response: GrpcInferResponse): AnswerTensors {
+  const raw = response.raw_output_contents ?? [];
+  return new Map((response.outputs ?? []).map((output, index) => [output.name, raw[index]]));
+}
+
+/**
+ * Compares an answer's values with the in-process answer: integers exactly, floats within
+ * 1e-4 relative (+1e-6 absolute), as batching may change the rounding of a float kernel.
+ */
+export function compareWithExpected(outputs: readonly OutputSpec[], tensors: AnswerTensors): string | undefined {
+  for (const output of outputs) {
+    if (!output.expected) continue;
+    const got = tensors.get(output.name);
+    if (got === undefined) return `output '${output.name}' missing`;
+    const type = elementType(output.ortType);
+    const expected = typedFromBytes(output.ortType, output.expected);
+    const actual = Array.isArray(got) ? type.fromJson(got) : typedFromBytes(output.ortType, got);
+    if (actual.length !== expected.length) return `output '${output.name}' has ${actual.length} values, expected ${expected.length}`;
+    const float = output.ortType.startsWith('float');
+    for (let i = 0; i < expected.length; i++) {
+      const a = Number(actual[i]);
+      const e = Number(expected[i]);
+      const ok = float ? Math.abs(a - e) <= 1e-6 + 1e-4 * Math.abs(e) : a === e;
+      if (!ok) return `output '${output.name}'[${i}] is ${a}, in process ${e}`;
+    }
+  }
+  return undefined;
+}
+
+/** Two answers hold byte-identical tensors (a cache hit against the answer computed for the same request). */
+export function sameTensors(reference: AnswerTensors, tensors: AnswerTensors): string | undefined {
+  for (const [name, expected] of reference) {
+    const got = tensors.get(name);
+    if (got === undefined) return `output '${name}' missing`;
+    const same = Array.isArray(expected)
+      ? Array.isArray(got) && got.length === expected.length && got.every((value, index) => value === expected[index])
+      : !Array.isArray(got) && Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)) === 0;
+    if (!same) return `output '${name}' differs from the computed answer`;
+  }
+  if (tensors.size !== reference.size) return `${tensors.size} outputs, the computed answer has ${reference.size}`;
+  return undefined;
+}

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { checkBearerToken } from '../../core/auth.js';
 import { asNereidError, grpcStatusOf, httpStatusOf, NereidError } from '../../core/errors.js';
+import { ClientCancellation } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { Server } from '../../server/server.js';
 import {
@@ -187,11 +188,19 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       const request = decodeModelInferRequest(message);
       request.requestId = reqId;
       request.traceparent = metadataString(call.metadata, 'traceparent');
-      // A client that cancels (or whose deadline passes) frees its place in the queue.
-      const abort = new AbortController();
-      call.once('cancelled', () => abort.abort());
-      request.signal = abort.signal;
-      return encodeModelInferResponse(await server.infer(request));
+      // A client that cancels (or whose deadline passes) frees its place in the queue. grpc-js also
+      // emits 'cancelled' once a call has been answered, so only a call still running is cancelled.
+      const cancellation = new ClientCancellation();
+      let answered = false;
+      call.once('cancelled', () => {
+        if (!answered) cancellation.abort();
+      });
+      request.signal = cancellation;
+      try {
+        return encodeModelInferResponse(await server.infer(request));
+      } finally {
+        answered = true;
+      }
     }),
     ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMessage, unknown>) => modelStreamInfer(call),
   };
@@ -211,7 +220,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       call.emit('error', failure('ModelStreamInfer', error, requestIdOf(givenRequestId)));
       return;
     }
-    const running = new Set<AbortController>();
+    const running = new Set<ClientCancellation>();
     let inputEnded = false;
     let finished = false;
     const finishWhenDone = () => {
@@ -221,14 +230,14 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       }
     };
     call.on('data', (message: ModelInferRequestMessage) => {
-      const abort = new AbortController();
+      const abort = new ClientCancellation();
       running.add(abort);
       const started = performance.now();
       const reqId = requestIdOf(givenRequestId);
       let status = grpc.status.OK;
       (async () => {
         const request = decodeModelInferRequest(message);
-        request.signal = abort.signal;
+        request.signal = abort;
         request.requestId = reqId;
         request.traceparent = traceparent;
         return { error_message: '', infer_response: encodeModelInferResponse(await server.infer(request)) };
