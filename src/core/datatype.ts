@@ -125,11 +125,14 @@ export function encodeBytesElements(elements: readonly Buffer[]): Buffer {
   return out;
 }
 
-/** Returns undefined when the bytes are not a whole number of length-prefixed elements. */
-export function decodeBytesElements(bytes: Buffer): Buffer[] | undefined {
+/**
+ * Returns undefined when the bytes are not a whole number of length-prefixed elements. Stops after
+ * `limit` + 1 elements, so a caller expecting `limit` learns of extra ones without decoding them all.
+ */
+export function decodeBytesElements(bytes: Buffer, limit = Infinity): Buffer[] | undefined {
   const elements: Buffer[] = [];
   let offset = 0;
-  while (offset < bytes.length) {
+  while (offset < bytes.length && elements.length <= limit) {
     if (offset + 4 > bytes.length) return undefined;
     const length = bytes.readUInt32LE(offset);
     offset += 4;

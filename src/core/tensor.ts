@@ -32,8 +32,15 @@ const INTEGER_RANGE: Partial<Record<Datatype, [number, number]>> = {
 };
 
 /** V2 JSON allows nested row-major arrays or a flat one; both flatten to the same order. */
-function flatten(values: unknown[]): unknown[] {
-  return values.some(Array.isArray) ? (values.flat(Infinity) as unknown[]) : values;
+function flatten(name: string, values: unknown[]): unknown[] {
+  if (!values.some(Array.isArray)) return values;
+  try {
+    return values.flat(Infinity) as unknown[];
+  } catch (error) {
+    // Absurd nesting overflows the stack in flat(): the client's mistake, not the server's.
+    if (error instanceof RangeError) throw invalidArgument(`input '${name}': 'data' is nested too deeply`);
+    throw error;
+  }
 }
 
 /**
@@ -42,12 +49,13 @@ function flatten(values: unknown[]): unknown[] {
  */
 export function tensorDataFromJson(name: string, datatype: Datatype, values: unknown): TensorData {
   if (!Array.isArray(values)) throw invalidArgument(`input '${name}': 'data' must be an array of ${datatype} values`);
-  const flat = flatten(values);
+  const flat = flatten(name, values);
   const bad = (index: number, expected: string) =>
     invalidArgument(
       `input '${name}': element ${index} is ${JSON.stringify(flat[index])}, expected ${expected} for datatype ${datatype}`,
     );
   if (datatype === 'BYTES') {
+    checkBytesElementCount(name, flat.length);
     return flat.map((value, index) => {
       if (typeof value !== 'string') throw bad(index, 'a string');
       return Buffer.from(value, 'utf8');
@@ -174,6 +182,15 @@ export function checkShape(name: string, value: unknown): number[] {
   return value as number[];
 }
 
+/** Each BYTES element becomes an object of its own; past this many a request costs the server more memory than its bytes suggest. */
+export const MAX_BYTES_ELEMENTS = 1 << 20;
+
+export function checkBytesElementCount(name: string, count: number): void {
+  if (count > MAX_BYTES_ELEMENTS) {
+    throw invalidArgument(`input '${name}' has ${count} BYTES elements; at most ${MAX_BYTES_ELEMENTS} are accepted per input`);
+  }
+}
+
 /**
  * Reads tensor contents from raw little-endian bytes (BYTES: 4-byte length-prefixed elements), as
  * Triton's binary tensor data and gRPC raw_input_contents carry them. `sizeSource` names where the
@@ -182,12 +199,20 @@ export function checkShape(name: string, value: unknown): number[] {
 export function tensorDataFromBytes(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): TensorData {
   const count = elementCount(shape);
   if (datatype === 'BYTES') {
-    const elements = decodeBytesElements(bytes);
+    checkBytesElementCount(name, count);
+    // Every element takes at least its 4-byte length: fewer bytes cannot hold the shape, more elements are not decoded.
+    if (bytes.length < 4 * count) {
+      throw invalidArgument(
+        `input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but ${bytes.length} bytes of binary data hold at most ${Math.floor(bytes.length / 4)}`,
+      );
+    }
+    const elements = decodeBytesElements(bytes, count);
     if (!elements) {
       throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
     }
     if (elements.length !== count) {
-      throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${elements.length}`);
+      const found = elements.length > count ? `more than ${count}` : String(elements.length);
+      throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${found}`);
     }
     return elements;
   }
