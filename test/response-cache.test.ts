@@ -545,3 +545,24 @@ describe('redis cache', () => {
     }
   });
 });
+
+test('a reload with new weights under the same version never answers from the old entries', async () => {
+  const server = await startTestServer({
+    models: (repo) => writeModel(repo, 'swapped', 1, scaleModel(2), 'max_batch_size: 4\nresponse_cache { enable: true }\n'),
+    server: { cacheConfig: 'local,size=1048576', modelControlMode: 'explicit', loadModels: ['swapped'] },
+  });
+  try {
+    const request = () =>
+      server.server.infer({
+        model: 'swapped',
+        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: new Float32Array([1, 1, 1, 1]) }],
+      });
+    assert.deepEqual(Array.from((await request()).outputs[0].data as Float32Array), [2, 2, 2, 2]);
+    assert.deepEqual(Array.from((await request()).outputs[0].data as Float32Array), [2, 2, 2, 2], 'a hit');
+    await writeModel(server.repoDir, 'swapped', 1, scaleModel(3));
+    await server.server.loadModel('swapped');
+    assert.deepEqual(Array.from((await request()).outputs[0].data as Float32Array), [3, 3, 3, 3]);
+  } finally {
+    await server.close();
+  }
+});

@@ -2,6 +2,8 @@
  * One loaded version of a model: its completed config, its instances and the scheduler that feeds
  * them. Requests are validated here, once, for every front end.
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, TensorSignature } from '../backends/backend.js';
@@ -183,6 +185,13 @@ function decodeStored(stored: Buffer): Record<string, Tensor> | undefined {
   }
 }
 
+/** SHA-256 of a file, streamed so a large model is not held in memory twice. */
+async function fileDigest(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 export class ModelVersion {
   state: ModelState = 'READY';
   reason = '';
@@ -203,14 +212,15 @@ export class ModelVersion {
     private readonly labels: Map<string, string[]>,
     readonly statistics: ModelStatistics,
     private readonly observer: ObserverGroup,
-    cacheStore?: ResponseCacheStore,
+    cache?: { store: ResponseCacheStore; modelDigest: string },
   ) {
-    if (cacheStore && config.response_cache?.enable) {
+    if (cache && config.response_cache?.enable) {
       this.cache = {
-        store: cacheStore,
+        store: cache.store,
         ttlSeconds: config.response_cache.ttl_seconds,
         keyParameters: config.response_cache.key_parameters,
-        fingerprint: fingerprint(config),
+        // The weights as well as the config: a reload of new weights under the same version never reuses old answers.
+        fingerprint: fingerprint({ config, model: cache.modelDigest }),
       };
     }
     this.imageInputs = new Map(
@@ -271,7 +281,11 @@ export class ModelVersion {
         ...(options.observers ?? []).map((create) => create(options.name, options.version)),
       ]);
       const scheduler = new DynamicBatcher(instances, batcherPolicyOf(completed, options.maxQueueSize), observer, label);
-      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels, statistics, observer, options.responseCache);
+      const cache =
+        options.responseCache && completed.response_cache?.enable
+          ? { store: options.responseCache, modelDigest: await fileDigest(options.modelPath) }
+          : undefined;
+      return new ModelVersion(options.name, options.version, completed, instances, scheduler, labels, statistics, observer, cache);
     } catch (error) {
       await Promise.allSettled(instances.map((instance) => instance.release()));
       throw error;
