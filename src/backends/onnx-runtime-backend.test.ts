@@ -138,3 +138,19 @@ test('a worker whose session cannot open fails the load with ONNX Runtime\'s rea
     /protobuf parsing failed|failed/i,
   );
 });
+
+test('a worker thread that dies is replaced: the next request is served', async (t) => {
+  const path = await modelFile(t);
+  const config = parseModelConfig({ parameters: { execution_thread: 'worker' } }, 'test');
+  const { WorkerThreadInstance } = await import('./onnx-runtime-worker-instance.js');
+  const instance = await new OnnxRuntimeBackend().createInstance(path, config, instanceOptions({}));
+  assert.ok(instance instanceof WorkerThreadInstance);
+  t.after(() => instance.release());
+  await (await instance.workerThread()).terminate(); // a crash
+  let served: Awaited<ReturnType<typeof instance.run>> | undefined;
+  for (let attempt = 0; attempt < 50 && !served; attempt++) {
+    served = await instance.run(inputs, ['OUTPUT0']).catch(() => undefined);
+  }
+  assert.ok(served, 'a new worker serves after the crash');
+  assert.deepEqual(Array.from(served.OUTPUT0.data as Int32Array), Array(16).fill(4));
+});

@@ -16,17 +16,66 @@ function spawnWorker(spec: SessionSpec): Worker {
   return new Worker(bootstrap, { eval: true, workerData: spec });
 }
 
-/** An instance whose session lives in its own worker thread (see executionThread in the backend). */
+interface StartedWorker {
+  worker: Worker;
+  signature: ModelSignature;
+}
+
+/** Starts a worker and waits until its session is open; an exit or error before that fails the start. */
+function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): Promise<StartedWorker> {
+  return new Promise((resolve, reject) => {
+    const worker = spawnWorker(spec);
+    const stop = (error: Error) => {
+      worker.off('message', onMessage);
+      worker.off('error', stop);
+      worker.off('exit', onExit);
+      void worker.terminate();
+      reject(error);
+    };
+    const onExit = (code: number) => stop(new Error(`the model's worker thread exited (code ${code}) before its session opened`));
+    const onMessage = (reply: WorkerReply) => {
+      if (reply.type === 'fallback') return onFallback(reply.reason);
+      if (reply.type === 'failed') return stop(new Error(reply.message));
+      if (reply.type === 'ready') {
+        worker.off('message', onMessage);
+        worker.off('error', stop);
+        worker.off('exit', onExit);
+        resolve({ worker, signature: reply.signature });
+      }
+    };
+    worker.on('message', onMessage);
+    worker.on('error', stop);
+    worker.on('exit', onExit);
+  });
+}
+
+/**
+ * An instance whose session lives in its own worker thread (see executionThread in the backend).
+ * A worker that dies fails the batches it held, and a new one is started for the next, so one
+ * crash does not turn a READY model into one that fails every request.
+ */
 export class WorkerThreadInstance implements BackendInstance {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
-  private failure?: Error;
+  private current: Promise<Worker>;
+  private released = false;
 
   private constructor(
-    private readonly worker: Worker,
+    started: StartedWorker,
     readonly signature: ModelSignature,
     readonly threads: number,
+    private readonly spec: SessionSpec,
+    private readonly onFallback: (reason: string) => void,
   ) {
+    this.current = Promise.resolve(this.adopt(started.worker));
+  }
+
+  static async start(spec: SessionSpec, threads: number, onFallback: (reason: string) => void): Promise<WorkerThreadInstance> {
+    const started = await startWorker(spec, onFallback);
+    return new WorkerThreadInstance(started, started.signature, threads, spec, onFallback);
+  }
+
+  private adopt(worker: Worker): Worker {
     worker.on('message', (reply: WorkerReply) => {
       if (reply.type !== 'result') return;
       const waiting = this.pending.get(reply.id);
@@ -35,51 +84,43 @@ export class WorkerThreadInstance implements BackendInstance {
       if (reply.error !== undefined) waiting.reject(new Error(reply.error));
       else waiting.resolve(restoreBytes(reply.outputs!));
     });
+    let failed = false;
     const fail = (error: Error) => {
-      this.failure = error;
+      if (failed) return;
+      failed = true;
       for (const waiting of this.pending.values()) waiting.reject(error);
       this.pending.clear();
+      if (this.released) return;
+      this.current = startWorker(this.spec, this.onFallback).then((started) => this.adopt(started.worker));
+      this.current.catch(() => undefined); // a failed restart is reported by the next run(), not as an unhandled rejection
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`the model's worker thread exited (code ${code})`)));
+    worker.on('exit', (code) => fail(new Error(`the model's worker thread exited (code ${code}); a new one is starting`)));
+    return worker;
   }
 
-  static start(spec: SessionSpec, threads: number, onFallback: (reason: string) => void): Promise<WorkerThreadInstance> {
-    return new Promise((resolve, reject) => {
-      const worker = spawnWorker(spec);
-      const onMessage = (reply: WorkerReply) => {
-        if (reply.type === 'fallback') return onFallback(reply.reason);
-        if (reply.type === 'failed') {
-          worker.off('message', onMessage);
-          void worker.terminate();
-          return reject(new Error(reply.message));
-        }
-        if (reply.type === 'ready') {
-          worker.off('message', onMessage);
-          worker.off('error', reject);
-          resolve(new WorkerThreadInstance(worker, reply.signature, threads));
-        }
-      };
-      worker.on('message', onMessage);
-      worker.once('error', reject);
-    });
-  }
-
-  run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
-    if (this.failure) return Promise.reject(this.failure);
+  async run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
+    const worker = await this.current;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       // Inputs are copied, not transferred: they may be views into the request's own buffers.
-      this.worker.postMessage({ type: 'run', id, inputs, outputNames: [...outputNames] } satisfies WorkerRequest);
+      worker.postMessage({ type: 'run', id, inputs, outputNames: [...outputNames] } satisfies WorkerRequest);
     });
   }
 
   async release(): Promise<void> {
-    if (this.failure) return;
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
-    this.worker.postMessage({ type: 'release' } satisfies WorkerRequest);
+    this.released = true;
+    const worker = await this.current.catch(() => undefined);
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.postMessage({ type: 'release' } satisfies WorkerRequest);
     await Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, 5000).unref())]);
-    await this.worker.terminate();
+    await worker.terminate();
+  }
+
+  /** For tests: the worker thread now serving, to simulate a crash. */
+  async workerThread(): Promise<Worker> {
+    return this.current;
   }
 }
