@@ -359,6 +359,8 @@ export class ModelRepository {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.entries.keys()].map((name) => this.unload(name).catch(() => undefined)));
+    // Loads still running are included: their unload is queued behind them, so no session outlives the repository.
+    const names = new Set([...this.entries.keys(), ...this.lifecycle.keys()]);
+    await Promise.all([...names].map((name) => this.unload(name).catch(() => undefined)));
   }
 }

@@ -170,6 +170,7 @@ export class Server {
 
   /** Loads or reloads a model from the repository; `config` (a JSON string) replaces its config file, as in Triton. */
   async loadModel(name: string, parameters: Record<string, unknown> = {}): Promise<void> {
+    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     this.requireExplicitControl('load');
     checkModelName(name);
     let override: unknown;
