@@ -552,7 +552,7 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
       "input 'INPUT0': binary BYTES data must be 4-byte little-endian lengths",
     ]);
     await callError(rpc, 'ModelInfer', { model_name: 'identity_bytes', inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, 2] }], raw_input_contents: [lengthPrefixed(['abc'])] }, grpc.status.INVALID_ARGUMENT, [
-      'which holds 2 elements, but its binary data holds 1',
+      'which holds 2 elements, but 7 bytes of binary data hold at most 1',
     ]);
     await callError(rpc, 'ModelInfer', { ...simpleRaw([range16], [ones16]), raw_input_contents: [int32Bytes(range16)] }, grpc.status.INVALID_ARGUMENT, [
       'raw_input_contents has 1 entries but the request has 2 inputs',
