@@ -401,3 +401,11 @@ test('an invalid config.pbtxt is reported with the file name and the field path'
     /invalid config\.pbtxt: input\.0\.data_type: unknown data_type 'TYPE_FLOAT'/,
   );
 });
+
+test('a reshape that changes the element count is refused at load, naming both shapes', () => {
+  assert.throws(
+    () => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [6], reshape: { shape: [2, 2] } }] }, 'config.yaml'),
+    /input 'x': reshape \[2,2\] holds 4 elements but dims \[6\] hold 6/,
+  );
+  assert.doesNotThrow(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [4], reshape: { shape: [2, 2] } }] }, 'config.yaml'));
+});

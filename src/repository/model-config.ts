@@ -184,6 +184,19 @@ export const modelConfigSchema = z
       for (const tensor of config[kind]) {
         if (seen.has(tensor.name)) ctx.addIssue({ code: 'custom', path: [kind], message: `${kind} '${tensor.name}' is declared twice` });
         seen.add(tensor.name);
+        // A reshape must keep the element count, or every request would fail inside the engine instead of at load.
+        const to = tensor.reshape?.shape;
+        if (to && !tensor.dims.includes(-1) && !to.includes(-1)) {
+          const from = tensor.dims.reduce((a, b) => a * b, 1);
+          const into = to.reduce((a, b) => a * b, 1);
+          if (from !== into) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [kind],
+              message: `${kind} '${tensor.name}': reshape [${to.join(',')}] holds ${into} elements but dims [${tensor.dims.join(',')}] hold ${from}`,
+            });
+          }
+        }
       }
     }
     const batching = config.dynamic_batching;

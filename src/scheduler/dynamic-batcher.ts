@@ -75,6 +75,7 @@ export class DynamicBatcher implements Scheduler {
   private nextToDeliver = 0;
   private readonly undelivered = new Map<number, () => void>();
   private delayTimer?: NodeJS.Timeout;
+  private delayDeadline = 0;
   private stopped = false;
 
   constructor(
@@ -259,12 +260,17 @@ export class DynamicBatcher implements Scheduler {
     return batch;
   }
 
+  /** Wakes the dispatcher when the head of the queue has waited long enough; an earlier deadline replaces a later one. */
   private wakeAfter(microseconds: number): void {
-    if (this.delayTimer) return;
+    const delayMs = Math.min(MAX_TIMER_MS, Math.max(0, microseconds / 1000));
+    const deadline = now() + delayMs;
+    if (this.delayTimer && this.delayDeadline <= deadline) return;
+    if (this.delayTimer) clearTimeout(this.delayTimer);
+    this.delayDeadline = deadline;
     this.delayTimer = setTimeout(() => {
       this.delayTimer = undefined;
       this.dispatch();
-    }, Math.min(MAX_TIMER_MS, Math.max(0, microseconds / 1000)));
+    }, delayMs);
   }
 
   private dispatch(): void {
