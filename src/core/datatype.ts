@@ -143,33 +143,42 @@ export function decodeBytesElements(bytes: Buffer, limit = Infinity): Buffer[] |
   return elements;
 }
 
-/** IEEE 754 half precision <-> JS number, for FP16 in JSON. */
+/** IEEE 754 half precision <-> JS number, for FP16 in JSON, images and test models. */
 export function halfToNumber(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
+  const exponent = (bits >>> 10) & 0x1f;
   const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 0) return sign * fraction * 2 ** -24;
   if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
 }
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+/** Rounds to the nearest half, ties to even, as IEEE 754 conversion does. */
 export function numberToHalf(value: number): number {
   f32[0] = value;
   const x = u32[0];
-  const sign = (x >> 16) & 0x8000;
-  const exponent = ((x >> 23) & 0xff) - 127 + 15;
+  const sign = (x >>> 16) & 0x8000;
+  const exponent = (x >>> 23) & 0xff;
   let mantissa = x & 0x7fffff;
-  if (Number.isNaN(value)) return 0x7e00;
-  if (exponent >= 0x1f) return sign | 0x7c00;
-  if (exponent <= 0) {
-    if (exponent < -10) return sign;
-    mantissa = (mantissa | 0x800000) >> (1 - exponent);
-    return sign | ((mantissa + 0x1000) >> 13);
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0); // Inf / NaN
+  const e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to Inf
+  if (e <= 0) {
+    if (e < -10) return sign; // underflows to signed zero
+    mantissa |= 0x800000; // the implicit leading bit, explicit for the subnormal shift
+    const shift = 14 - e;
+    let half = mantissa >>> shift;
+    const rest = mantissa & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rest > halfway || (rest === halfway && half & 1)) half++;
+    return sign | half;
   }
-  const half = sign | (exponent << 10) | (mantissa >> 13);
-  // round to nearest: the carry may legitimately bump the exponent
-  return mantissa & 0x1000 ? half + 1 : half;
+  let half = (e << 10) | (mantissa >>> 13);
+  const rest = mantissa & 0x1fff;
+  // A carry from rounding may bump the exponent; that is the right result (up to Inf).
+  if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++;
+  return sign | half;
 }

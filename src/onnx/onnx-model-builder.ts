@@ -4,6 +4,7 @@
  * tensor inputs/outputs and initializers; nothing more (no subgraphs, functions,
  * sparse tensors or external data).
  */
+import { numberToHalf } from '../core/datatype.js';
 import protobuf from 'protobufjs';
 
 // A subset of onnx/onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto).
@@ -394,7 +395,7 @@ function rawData(type: Exclude<OnnxElementType, 'string'>, values: ArrayLike<num
       arr = Float64Array.from({ length: n }, (_, i) => num(i));
       break;
     case 'float16':
-      arr = Uint16Array.from({ length: n }, (_, i) => float32ToFloat16Bits(num(i)));
+      arr = Uint16Array.from({ length: n }, (_, i) => numberToHalf(num(i)));
       break;
     case 'int8':
       arr = Int8Array.from({ length: n }, (_, i) => num(i));
@@ -435,39 +436,5 @@ function rawData(type: Exclude<OnnxElementType, 'string'>, values: ArrayLike<num
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** IEEE 754 half-precision bits for a number, rounding to nearest even. */
-export function float32ToFloat16Bits(value: number): number {
-  const f32 = new Float32Array([value]);
-  const x = new Uint32Array(f32.buffer)[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf / NaN
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow to Inf
-  if (e <= 0) {
-    if (e < -10) return sign; // underflows to signed zero
-    mant |= 0x800000; // make the implicit leading bit explicit for the subnormal shift
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // Carry from rounding may bump the exponent; that yields the right result (up to Inf).
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
-  return sign | half;
-}
-
-/** The number a half-precision bit pattern stands for. */
-export function float16BitsToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >>> 10) & 0x1f;
-  const mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
+/** Half-precision conversions live with the datatypes; re-exported for the builder's users. */
+export { halfToNumber as float16BitsToNumber, numberToHalf as float32ToFloat16Bits } from '../core/datatype.js';
