@@ -111,8 +111,20 @@ describe('distributed batch jobs', () => {
     let killed: string | undefined;
     let submitterDone = false;
     const w1 = workers[0].child;
+    // w2 and w3 are frozen until w1 has been caught with a chunk, so on a loaded machine they cannot
+    // take every chunk before w1 is seen holding one; they then finish the job, w1's chunk included.
+    const others = [workers[1].child, workers[2].child];
+    for (const other of others) other.kill('SIGSTOP');
+    const resumeOthers = () => others.forEach((other) => other.kill('SIGCONT'));
     /** As soon as w1 holds a chunk: freeze it, check it still holds that chunk unfinished, then kill it. */
     const killW1MidChunk = async () => {
+      try {
+        await catchW1();
+      } finally {
+        resumeOthers();
+      }
+    };
+    const catchW1 = async () => {
       const deadline = Date.now() + 30_000;
       while (!killed && !submitterDone && Date.now() < deadline) {
         for (const candidate of await queue.getActive()) {
