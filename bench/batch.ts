@@ -26,7 +26,7 @@ import sharp from 'sharp';
 import { parse as parseYaml } from 'yaml';
 import { smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import { ImagePreprocessor } from '../src/processing/image-preprocessor.js';
-import { imagePreprocessingSchema } from '../src/repository/model-config.js';
+import { imagePreprocessingSchema } from '../src/config/model-config.js';
 import { freePort } from './child-process.js';
 
 const ROOT = resolve(import.meta.dirname, '..');

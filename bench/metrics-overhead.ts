@@ -17,7 +17,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool, request } from 'undici';
-import type { RequestRecord } from '../src/model/inference-observer.js';
+import type { RequestRecord } from '../src/core/inference-observer.js';
 import { PrometheusMetrics } from '../src/observability/index.js';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
-import { parsePbtxt } from '../src/repository/pbtxt.js';
+import { parsePbtxt } from '../src/config/pbtxt.js';
 import type { BenchOptions } from './options.js';
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;

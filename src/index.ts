@@ -14,8 +14,8 @@ export {
   type PrometheusMetricsOptions,
   type TracingOptions,
 } from './observability/index.js';
-export { parseModelConfig, type ModelConfig, type CompletedModelConfig } from './repository/model-config.js';
-export { parsePbtxt } from './repository/pbtxt.js';
+export { parseModelConfig, type ModelConfig, type CompletedModelConfig } from './config/model-config.js';
+export { parsePbtxt } from './config/pbtxt.js';
 export { OnnxRuntimeBackend } from './backends/onnx-runtime-backend.js';
 export type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backends/backend.js';
 export type { Scheduler, ScheduledRequest } from './scheduler/scheduler.js';

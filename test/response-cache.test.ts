@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { Client } from 'undici';
 import { RedisCacheStore } from '../src/cache/redis-cache-store.js';
-import type { ResponseCacheStore } from '../src/cache/response-cache.js';
+import type { ResponseCacheStore } from '../src/cache/cache-store.js';
 import { addSubModel, identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { freePort, startRedisServer, type RedisTestServer } from './support/redis-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Datatype } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import type { ModelConfig } from '../repository/model-config.js';
+import type { ModelConfig } from '../config/model-config.js';
 
 /** A tensor as the model file declares it: full shape with the batch dimension, -1 where dynamic. */
 export interface TensorSignature {

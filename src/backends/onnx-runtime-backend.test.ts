@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { addSubModel } from '../onnx/test-models.js';
-import { parseModelConfig } from '../repository/model-config.js';
+import { parseModelConfig } from '../config/model-config.js';
 import { OnnxRuntimeBackend } from './onnx-runtime-backend.js';
 import type { InstanceOptions } from './backend.js';
 

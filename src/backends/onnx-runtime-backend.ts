@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import type * as ort from 'onnxruntime-node';
 import type { Tensor } from '../core/tensor.js';
-import { parameterValue, type ModelConfig } from '../repository/model-config.js';
+import { parameterValue, type ModelConfig } from '../config/model-config.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backend.js';
 import { openSession, runSession, sessionSignature, type SessionSpec } from './onnx-runtime-session.js';
 import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { LruCacheStore } from './lru-cache-store.js';
 import { RedisCacheStore } from './redis-cache-store.js';
-import type { ResponseCacheStore } from './response-cache.js';
+import type { ResponseCacheStore } from './cache-store.js';
 
 export type CacheConfig =
   | { kind: 'local'; sizeBytes: number }

@@ -1,4 +1,4 @@
-import { newCounters, type ResponseCacheStore } from './response-cache.js';
+import { newCounters, type ResponseCacheStore } from './cache-store.js';
 
 interface Entry {
   value: Buffer;

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { newCounters, type ResponseCacheStore } from './response-cache.js';
+import { newCounters, type ResponseCacheStore } from './cache-store.js';
 
 export interface RedisCacheOptions {
   host: string;

@@ -8,7 +8,7 @@ import { elementCount, type Datatype } from '../core/datatype.js';
 import { asNereidError, invalidArgument, type ErrorCode } from '../core/errors.js';
 import type { InferenceRequest, InferInput, RequestedOutput, Parameters } from '../core/inference.js';
 import { describeShape, tensorDataFromJson } from '../core/tensor.js';
-import { decodeInferRequest, encodeInferResponse } from '../frontends/http/v2-http-codec.js';
+import { decodeInferRequest, encodeInferResponse } from '../protocol/v2-json.js';
 import { concatRows, sameRowShape, sliceRows } from '../scheduler/batch-tensors.js';
 import type { Server } from '../server/server.js';
 import type { Tensor } from '../core/tensor.js';

@@ -6,7 +6,7 @@ import { elementCount } from '../core/datatype.js';
 import { invalidArgument } from '../core/errors.js';
 import type { InferInput, RequestedOutput } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
-import { datatypeOfConfig, type CompletedModelConfig, type ModelInputConfig } from '../repository/model-config.js';
+import { datatypeOfConfig, type CompletedModelConfig, type ModelInputConfig } from '../config/model-config.js';
 
 export interface PreparedInputs {
   tensors: Record<string, Tensor>;

@@ -20,18 +20,19 @@ import {
   type ModelOutputConfig,
   type OutputPostprocessing,
   type QueuePolicyConfig,
-} from '../repository/model-config.js';
+} from '../config/model-config.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { cacheKey, fingerprint } from '../cache/cache-key.js';
 import { decodeOutputs, encodeOutputs } from '../cache/cached-outputs.js';
-import type { ResponseCacheStore } from '../cache/response-cache.js';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { ImagePreprocessor } from '../processing/image-preprocessor.js';
 import { activate, classifyRows, type ImageClassification } from '../processing/output-postprocessor.js';
-import { classify } from './classification.js';
+import { classify } from '../processing/classification.js';
 import { checkRequestedOutputs, expectedShape, prepareInputs } from './input-validation.js';
-import { ObserverGroup, type InferenceObserverFactory } from './inference-observer.js';
-import { ModelStatistics, type RequestTimings } from './model-statistics.js';
+import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
+import { ModelStatistics } from '../observability/model-statistics.js';
+import type { RequestTimings } from '../core/timings.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
 

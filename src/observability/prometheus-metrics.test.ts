@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { hrTimeDuration, hrTimeToNanoseconds } from '@opentelemetry/core';
-import type { RequestRecord } from '../model/inference-observer.js';
+import type { RequestRecord } from '../core/inference-observer.js';
 import { BucketCounts } from './collected-metric.js';
 import { costSummary } from './cost.js';
 import { PrometheusMetrics } from './prometheus-metrics.js';

@@ -5,8 +5,8 @@
  * never to the traffic. prom-client's registry formats them with its process metrics.
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import type { ResponseCacheStore } from '../cache/response-cache.js';
-import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../model/inference-observer.js';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
+import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import { BucketCounts, CollectedMetric, histogramSamples, type MetricKind, type Sample } from './collected-metric.js';
 import { coreSeconds, usdOf } from './cost.js';
 

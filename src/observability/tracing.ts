@@ -20,8 +20,8 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_ERROR_TYPE, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
-import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../model/inference-observer.js';
-import type { RequestTimings } from '../model/model-statistics.js';
+import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
+import type { RequestTimings } from '../core/timings.js';
 import { VERSION } from '../version.js';
 
 export const DEFAULT_TRACE_ENDPOINT = 'http://127.0.0.1:4318/v1/traces';

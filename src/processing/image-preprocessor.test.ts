@@ -9,7 +9,7 @@ import sharp, { type Sharp } from 'sharp';
 import type { z } from 'zod';
 import type { Datatype } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
-import { imagePreprocessingSchema } from '../repository/model-config.js';
+import { imagePreprocessingSchema } from '../config/model-config.js';
 import { ImagePreprocessor, imageGeometry } from './image-preprocessor.js';
 
 type SpecInput = z.input<typeof imagePreprocessingSchema>;

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
 import { invalidArgument } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import type { ImagePreprocessing } from '../repository/model-config.js';
+import type { ImagePreprocessing } from '../config/model-config.js';
 
 const SUPPORTED_TARGETS: readonly Datatype[] = ['FP32', 'FP16', 'FP64', 'UINT8'];
 /** sharp's names of the decoders clients may use: JPEG, PNG, WebP, GIF, TIFF and AVIF (heif). */

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { z } from 'zod';
 import type { Tensor } from '../core/tensor.js';
-import { outputPostprocessingSchema } from '../repository/model-config.js';
+import { outputPostprocessingSchema } from '../config/model-config.js';
 import { activate, classifyRows } from './output-postprocessor.js';
 
 type SpecInput = z.input<typeof outputPostprocessingSchema>;

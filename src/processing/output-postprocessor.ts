@@ -4,7 +4,7 @@
  */
 import { halfToNumber, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import type { OutputPostprocessing } from '../repository/model-config.js';
+import type { OutputPostprocessing } from '../config/model-config.js';
 
 export interface Prediction {
   label: string;

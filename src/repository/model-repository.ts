@@ -9,11 +9,11 @@ import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
 import { invalidArgument, NereidError, notFound, unavailable } from '../core/errors.js';
-import type { ResponseCacheStore } from '../cache/response-cache.js';
-import type { InferenceObserverFactory } from '../model/inference-observer.js';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
+import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import { ModelVersion, type ModelState } from '../model/model-version.js';
-import { parseModelConfig, type ModelConfig } from './model-config.js';
-import { parsePbtxt } from './pbtxt.js';
+import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import { parsePbtxt } from '../config/pbtxt.js';
 
 export interface RepositoryIndexEntry {
   name: string;

@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import type { BackendInstance, ModelSignature } from '../backends/backend.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import { ModelStatistics } from '../model/model-statistics.js';
+import { ModelStatistics } from '../observability/model-statistics.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from './dynamic-batcher.js';
 import type { ScheduledRequest, ScheduledResult } from './scheduler.js';
 

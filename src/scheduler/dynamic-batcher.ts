@@ -6,8 +6,8 @@
 import type { BackendInstance } from '../backends/backend.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import type { ExecutionObserver } from '../model/inference-observer.js';
-import type { RequestTimings } from '../model/model-statistics.js';
+import type { ExecutionObserver } from '../core/inference-observer.js';
+import type { RequestTimings } from '../core/timings.js';
 import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
 

@@ -4,7 +4,7 @@
  */
 import type { CancelSignal } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
-import type { RequestTimings } from '../model/model-statistics.js';
+import type { RequestTimings } from '../core/timings.js';
 
 export interface ScheduledRequest {
   inputs: Record<string, Tensor>;

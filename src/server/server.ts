@@ -10,8 +10,8 @@ import { NereidError, invalidArgument } from '../core/errors.js';
 import type { CancelSignal, InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { createCacheStore, parseCacheConfig } from '../cache/cache-config.js';
-import type { ResponseCacheStore } from '../cache/response-cache.js';
-import type { InferenceObserverFactory } from '../model/inference-observer.js';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
+import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { VERSION } from '../version.js';
 

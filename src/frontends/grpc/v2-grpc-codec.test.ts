@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { NereidError, grpcStatusOf, type ErrorCode } from '../../core/errors.js';
-import { parseModelConfig, type CompletedModelConfig } from '../../repository/model-config.js';
+import { parseModelConfig, type CompletedModelConfig } from '../../config/model-config.js';
 import {
   decodeModelInferRequest,
   encodeModelInferResponse,

@@ -13,8 +13,8 @@ import {
   tensorDataToBytes,
   type TensorContents,
 } from '../../core/tensor.js';
-import type { ModelStatistics } from '../../model/model-statistics.js';
-import type { CompletedModelConfig } from '../../repository/model-config.js';
+import type { ModelStatistics } from '../../observability/model-statistics.js';
+import type { CompletedModelConfig } from '../../config/model-config.js';
 import type { RepositoryIndexEntry } from '../../repository/model-repository.js';
 
 /** int64/uint64 values: decimal strings when decoded (longs: String); numbers are accepted when encoding. */

@@ -10,7 +10,7 @@ import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.j
 import { ClientCancellation, type CancelSignal } from '../../core/inference.js';
 import type { Server } from '../../server/server.js';
 import { registerClassifyRoutes } from './classify-http.js';
-import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from './v2-http-codec.js';
+import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
 
 export interface HttpFrontEndOptions {
   /** Largest request body accepted, in bytes. */

@@ -2,8 +2,8 @@
  * The named points where cross-cutting services (statistics, metrics, tracing, cost) watch the
  * path of a request without the path knowing them: a request ends, a batch executes.
  */
-import type { ErrorCode } from '../core/errors.js';
-import type { ExecutionTimings, RequestTimings } from './model-statistics.js';
+import type { ErrorCode } from './errors.js';
+import type { ExecutionTimings, RequestTimings } from './timings.js';
 
 export interface RequestRecord {
   /** Inferences the request carried (its batch rows, at least 1). */

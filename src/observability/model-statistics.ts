@@ -2,31 +2,14 @@
  * Per model version counters in the shape of Triton's statistics extension: request outcomes and
  * where their time went, and per executed batch size what the executions cost.
  */
+import type { ExecutionRecord, InferenceObserver, RequestRecord } from '../core/inference-observer.js';
+import type { ExecutionTimings, RequestTimings } from '../core/timings.js';
+import { coreSeconds, costSummary } from './cost.js';
+
 export interface Duration {
   count: number;
   ns: number;
 }
-
-export interface RequestTimings {
-  /** Decoding and transforming inputs (image pre-processing) before queueing. */
-  preprocessNs?: number;
-  /** Activation of outputs after the model. */
-  postprocessNs?: number;
-  queueNs: number;
-  computeInputNs: number;
-  computeInferNs: number;
-  computeOutputNs: number;
-}
-
-export interface ExecutionTimings {
-  computeInputNs: number;
-  computeInferNs: number;
-  computeOutputNs: number;
-}
-
-
-import { coreSeconds, costSummary } from '../observability/cost.js';
-import type { ExecutionRecord, InferenceObserver, RequestRecord } from './inference-observer.js';
 
 const zero = (): Duration => ({ count: 0, ns: 0 });
 

@@ -2,10 +2,10 @@
  * Translates V2 HTTP bodies (JSON, and Triton's binary tensor data extension) to the core's
  * InferenceRequest and back. Only wire format lives here; the model rules are the core's.
  */
-import type { Datatype, TensorData } from '../../core/datatype.js';
-import { invalidArgument } from '../../core/errors.js';
-import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
-import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../../core/tensor.js';
+import type { Datatype, TensorData } from '../core/datatype.js';
+import { invalidArgument } from '../core/errors.js';
+import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
+import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { InferenceResponse } from '../../core/inference.js';
-import { NereidError } from '../../core/errors.js';
-import { decodeInferRequest, encodeInferResponse } from './v2-http-codec.js';
+import type { InferenceResponse } from '../core/inference.js';
+import { NereidError } from '../core/errors.js';
+import { decodeInferRequest, encodeInferResponse } from './v2-json.js';
 
 /** JSON header + binary tensors, as Triton's clients send them. */
 function binaryBody(header: unknown, ...buffers: ArrayBufferView[]): { body: Buffer; headerLength: string } {

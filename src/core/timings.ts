@@ -1,0 +1,20 @@
+/**
+ * Where a request's time goes, phase by phase, as Triton's statistics name the phases; measured
+ * by the scheduler and the model version, read by statistics, metrics, tracing and batch jobs.
+ */
+
+/** What one execution of a batch cost. */
+export interface ExecutionTimings {
+  computeInputNs: number;
+  computeInferNs: number;
+  computeOutputNs: number;
+}
+
+/** One request's phases; the compute phases are those of the execution it was part of. */
+export interface RequestTimings extends ExecutionTimings {
+  /** Decoding and transforming inputs (image pre-processing) before queueing. */
+  preprocessNs?: number;
+  /** Activation of outputs after the model. */
+  postprocessNs?: number;
+  queueNs: number;
+}
