@@ -24,7 +24,7 @@ const LAYERS: readonly (readonly string[])[] = [
 const RANK = new Map(LAYERS.flatMap((names, index) => names.map((name) => [name, LAYERS.length - index] as const)));
 
 const SRC = fileURLToPath(new URL('../src', import.meta.url));
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)/g;
+const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g;
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((entry) => {
@@ -46,7 +46,7 @@ function importGraph(): Map<string, Set<string>> {
   for (const file of files) {
     const targets = new Set<string>();
     for (const match of readFileSync(file, 'utf8').matchAll(IMPORT)) {
-      const target = resolve(file, match[1] ?? match[2]);
+      const target = resolve(file, match[1] ?? match[2] ?? match[3]);
       if (target && target !== file) targets.add(target);
     }
     graph.set(file, targets);
