@@ -20,6 +20,8 @@ export interface CeilingPoint {
   /** CPU cores this process used (ONNX Runtime's threads included), and everything else on the machine. */
   ownCores: number;
   otherCores?: number;
+  /** CPU seconds this process used over the window per inference (row): what Nereid's CPU per inference is compared with. */
+  cpuSecondsPerInference: number;
 }
 
 export function sessionOptions(): ort.InferenceSession.SessionOptions {
@@ -78,7 +80,8 @@ export async function measureBatch(
   }
   const seconds = Number(now - start) / 1e9;
   const cpu = process.cpuUsage(cpuAtStart);
-  const ownCores = (cpu.user + cpu.system) / 1e6 / seconds;
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  const ownCores = cpuSeconds / seconds;
   const busyAtEnd = machineBusySeconds();
   const otherCores = busyAtStart === undefined || busyAtEnd === undefined ? undefined : Math.max(0, (busyAtEnd - busyAtStart) / seconds - ownCores);
   const runsPerSecond = latencies.length / seconds;
@@ -91,6 +94,7 @@ export async function measureBatch(
     latency: summarise(latencies),
     ownCores,
     otherCores,
+    cpuSecondsPerInference: cpuSeconds / (latencies.length * batch),
   };
 }
 

@@ -2,9 +2,11 @@
  * Command-line options of `npm run bench`. Parsed with node:util's parseArgs; every option has a
  * default here so the rest of the benchmark reads one validated object.
  */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-export const TARGETS = ['ceiling', 'nereid', 'nereid-cache', 'peer', 'floor'] as const;
+export const TARGETS = ['ceiling', 'nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const;
 export type Target = (typeof TARGETS)[number];
 /** What --targets means when not given: every target but nereid-cache (which measures the response cache, not inference). */
 export const DEFAULT_TARGETS: readonly Target[] = ['ceiling', 'nereid', 'peer', 'floor'];
@@ -14,7 +16,9 @@ export type Encoding = (typeof ENCODINGS)[number];
 export type HttpEncoding = Exclude<Encoding, 'grpc'>;
 export type ServerTarget = Exclude<Target, 'ceiling'>;
 /** Targets that are Nereid (and so answer gRPC and /stats). */
-export const NEREID_TARGETS: readonly ServerTarget[] = ['nereid', 'nereid-cache'];
+export const NEREID_TARGETS: readonly ServerTarget[] = ['nereid', 'before', 'nereid-cache'];
+/** Nereid targets that compute every answer (no response cache): the ones with ×ceiling, ×peer, CPU per inference and goals. */
+export const COMPUTING_NEREID_TARGETS: readonly ServerTarget[] = ['nereid', 'before'];
 
 export interface BenchOptions {
   model: string;
@@ -48,6 +52,8 @@ export interface BenchOptions {
   grpcChannels: number;
   /** nereid-cache: the server's --cache-config. */
   cacheConfig: string;
+  /** Absolute path of another checkout of this repository, served as the target 'before' (added to the targets when given). */
+  nereidBefore?: string;
   outDir: string;
 }
 
@@ -59,6 +65,8 @@ Measures one model four ways in one run and prints one table:
                 gRPC (encoding 'grpc': ModelInfer with raw_input_contents)
   peer          a plain fastify server calling session.run once per request (bench/peer-server.ts)
   floor         fastify answering a constant small JSON to the same request bodies (bench/floor-server.ts)
+  before        (only with --nereid-before DIR) the same as nereid, but DIR/src/cli.ts run in DIR: another
+                checkout (e.g. a git worktree of an older commit), measured in the same cells for before/after
   nereid-cache  (only when named) Nereid with --cache-config and the model's response_cache enabled: the
                 request is computed once (warm), then every measured request is a cache hit; each answer
                 checked is compared byte for byte with the computed one, and /stats cache_hit counts are shown
@@ -84,9 +92,11 @@ Options:
   --instances N              Nereid run: instance_group count (KIND_CPU)
   --intra-op-threads N       Nereid run: parameters.intra_op_thread_count             [cores/instances]
   --batch-sizes LIST         in-process batch sizes                       [1,2,4,… max_batch_size]
-  --targets LIST             which of ceiling,nereid,nereid-cache,peer,floor to run
+  --targets LIST             which of ceiling,nereid,before,nereid-cache,peer,floor to run
                                                                          [ceiling,nereid,peer,floor]
-  --cpu-prof LIST            run these server children (nereid,nereid-cache,peer,floor) under node --cpu-prof and
+  --nereid-before DIR        also run the target 'before': node --import tsx src/cli.ts serve in DIR (another
+                             checkout of this repository with its node_modules), same repository and flags
+  --cpu-prof LIST            run these server children (nereid,before,nereid-cache,peer,floor) under node --cpu-prof and
                              summarise self/inclusive time inside each measured window
   --verify-every N           check one response in N for status, outputs and shapes            [200]
   --quiet-wait SECONDS       before each measurement wait up to this long until other processes use
@@ -104,6 +114,7 @@ Examples:
   npm run bench -- --model ocr_recognition --input-shape x=3,48,320 --max-batch-size 8 --concurrency 1,4,16
   npm run bench -- --model simple --encodings json,binary,grpc --targets ceiling,nereid,floor
   npm run bench -- --model simple --encodings json,binary --targets nereid-cache,floor
+  npm run bench -- --model simple --concurrency 1,64 --nereid-before /tmp/nereid-before
 `;
 
 function positiveNumber(name: string, value: string): number {
@@ -154,6 +165,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       'grpc-channels': { type: 'string', default: '1' },
       'cache-config': { type: 'string', default: 'local,size=268435456' },
+      'nereid-before': { type: 'string' },
       'cpu-prof': { type: 'string', default: '' },
       'verify-every': { type: 'string', default: '200' },
       'quiet-wait': { type: 'string', default: '0' },
@@ -174,6 +186,15 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   if (!Number.isFinite(warmup) || warmup < 0) throw new Error(`--warmup expects seconds >= 0, got '${values.warmup}'`);
   const maxBatchSize = values['max-batch-size'] === undefined ? undefined : nonNegativeInteger('max-batch-size', values['max-batch-size']);
   const instances = values.instances === undefined ? undefined : positiveIntegers('instances', values.instances)[0];
+  const targets = choices('targets', values.targets, TARGETS);
+  const nereidBefore = values['nereid-before'] === undefined ? undefined : resolve(values['nereid-before']);
+  if (nereidBefore === undefined && targets.includes('before')) throw new Error(`--targets before needs --nereid-before DIR`);
+  if (nereidBefore !== undefined) {
+    for (const needed of ['src/cli.ts', 'node_modules']) {
+      if (!existsSync(join(nereidBefore, needed))) throw new Error(`--nereid-before ${nereidBefore}: no ${needed} there (a checkout of this repository with its node_modules)`);
+    }
+    if (!targets.includes('before')) targets.push('before');
+  }
   return {
     model: values.model,
     modelRepository: values['model-repository'],
@@ -188,13 +209,14 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     instances,
     intraOpThreads: values['intra-op-threads'] === undefined ? undefined : positiveIntegers('intra-op-threads', values['intra-op-threads'])[0],
     batchSizes: values['batch-sizes'] === undefined ? undefined : positiveIntegers('batch-sizes', values['batch-sizes']),
-    targets: choices('targets', values.targets, TARGETS),
-    cpuProf: choices('cpu-prof', values['cpu-prof'], ['nereid', 'nereid-cache', 'peer', 'floor'] as const),
+    targets,
+    cpuProf: choices('cpu-prof', values['cpu-prof'], ['nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const),
     verifyEvery: positiveIntegers('verify-every', values['verify-every'])[0],
     quietWait: nonNegativeInteger('quiet-wait', values['quiet-wait']),
     retryNoisy: nonNegativeInteger('retry-noisy', values['retry-noisy']),
     grpcChannels: positiveIntegers('grpc-channels', values['grpc-channels'])[0],
     cacheConfig: values['cache-config'],
+    nereidBefore,
     outDir: values.out,
   };
 }

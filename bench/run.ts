@@ -16,8 +16,9 @@ import { defaultBatchSizes, measureBatch, openSession, outputSpecs, sessionOptio
 import { callModelInfer, decodeModelInferResponse, openChannel, runGrpcLoad, serialiseModelInfer } from './grpc-load-generator.js';
 import { runLoad, type LoadResult } from './load-generator.js';
 import { prepareModel, RESPONSE_CACHE_CONFIG, type PreparedModel } from './model-setup.js';
-import { HELP, NEREID_TARGETS, parseOptions, type BenchOptions, type Encoding, type HttpEncoding, type ServerTarget } from './options.js';
+import { COMPUTING_NEREID_TARGETS, HELP, NEREID_TARGETS, parseOptions, type BenchOptions, type Encoding, type HttpEncoding, type ServerTarget } from './options.js';
 import {
+  batchMix,
   bestCeiling,
   cacheTable,
   ceilingTable,
@@ -25,6 +26,7 @@ import {
   evaluateGoals,
   floorEncodingOf,
   goalLines,
+  goalsNote,
   ratiosOf,
   schedulerTable,
   type Cell,
@@ -63,10 +65,11 @@ function packageVersion(name: string): string {
 /**
  * The commit measured, how many files the working tree changes on top of it, how many of them are
  * under src/ (the server measured), and a digest of src/'s uncommitted diff to tell such states apart.
+ * `root`: this checkout, or the --nereid-before one.
  */
-function sourceState(): { commit: string; srcTree?: string; modifiedFiles: number; modifiedSrcFiles: number; srcDiffSha1?: string } {
+function sourceState(root = ROOT): { commit: string; srcTree?: string; modifiedFiles: number; modifiedSrcFiles: number; srcDiffSha1?: string } {
   try {
-    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
     const commit = git('rev-parse', '--short', 'HEAD').trim();
     const status = git('status', '--porcelain');
     const srcStatus = git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean);
@@ -81,6 +84,14 @@ function sourceState(): { commit: string; srcTree?: string; modifiedFiles: numbe
   } catch {
     return { commit: 'unknown', modifiedFiles: 0, modifiedSrcFiles: 0 };
   }
+}
+
+/** "commit X + N uncommitted file(s), M of them in src/ (diff sha1 …)", for the report's header. */
+function describeSource(state: ReturnType<typeof sourceState>): string {
+  return (
+    `commit ${state.commit}${state.modifiedFiles ? ` + ${state.modifiedFiles} uncommitted file(s)` : ''}` +
+    `${state.modifiedSrcFiles ? `, ${state.modifiedSrcFiles} of them in src/ (diff sha1 ${state.srcDiffSha1})` : ', src/ as committed'}`
+  );
 }
 
 function machine(): Record<string, unknown> {
@@ -127,6 +138,17 @@ interface ModelStats {
   inference_count: number;
   execution_count: number;
   inference_stats: Record<'success' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output' | 'cache_hit' | 'cache_miss', Duration>;
+  /** Per batch size executed: compute_infer.count is the executions at that size. */
+  batch_stats?: { batch_size: number; compute_infer: Duration }[];
+}
+
+/** Executions per batch size between two /stats readings (sizes that ran in between only). */
+function batchExecutions(before: ModelStats, after: ModelStats): SchedulerSummary['batches'] {
+  const executionsBefore = new Map((before.batch_stats ?? []).map((entry) => [entry.batch_size, entry.compute_infer.count]));
+  return (after.batch_stats ?? [])
+    .map((entry) => ({ batchSize: entry.batch_size, executions: entry.compute_infer.count - (executionsBefore.get(entry.batch_size) ?? 0) }))
+    .filter((entry) => entry.executions > 0)
+    .sort((a, b) => a.batchSize - b.batchSize);
 }
 
 async function nereidStats(origin: string, model: string): Promise<ModelStats | undefined> {
@@ -155,6 +177,7 @@ function schedulerSummary(before: ModelStats, after: ModelStats): SchedulerSumma
     meanCacheMissMs: meanMs('cache_miss'),
     successes: requests,
     executions,
+    batches: batchExecutions(before, after),
     meanBatch: executions > 0 ? (after.inference_count - before.inference_count) / executions : NaN,
     meanRequestMs: perRequest('success'),
     meanQueueMs: perRequest('queue'),
@@ -372,7 +395,7 @@ async function main(options: BenchOptions): Promise<void> {
       return checks;
     };
 
-    const serverTargets = (['nereid', 'nereid-cache', 'peer', 'floor'] as const).filter((target) => options.targets.includes(target));
+    const serverTargets = (['nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const).filter((target) => options.targets.includes(target));
     for (const target of serverTargets) {
       const profiled = options.cpuProf.includes(target);
       const profileDir = join(scratch, `${target}-prof`);
@@ -386,16 +409,18 @@ async function main(options: BenchOptions): Promise<void> {
       }
       // Nereid listens for gRPC only when a gRPC column is measured (--grpc-port 0 disables it), and
       // its Prometheus listener (on, as by default) goes to a free port instead of 8002.
-      const grpcPort = target === 'nereid' || target === 'nereid-cache' ? (targetEncodings.includes('grpc') ? await freePort() : 0) : undefined;
+      const grpcPort = NEREID_TARGETS.includes(target) ? (targetEncodings.includes('grpc') ? await freePort() : 0) : undefined;
       const grpcTarget = grpcPort ? `127.0.0.1:${grpcPort}` : undefined;
       if (target === 'nereid-cache') cachedModel ??= await prepareModel(options, RESPONSE_CACHE_CONFIG);
       const served = target === 'nereid-cache' ? cachedModel! : model;
+      // The same command for nereid and before; before runs the other checkout's src/cli.ts in that
+      // checkout (its tsconfig, its node_modules), so the repository path must be absolute.
       const nereidSpec = {
         script: 'src/cli.ts',
         args: (port: number) => [
           'serve',
           '--model-repository',
-          served.repository,
+          resolve(served.repository),
           '--http-port',
           String(port),
           '--grpc-port',
@@ -412,11 +437,13 @@ async function main(options: BenchOptions): Promise<void> {
       };
       const spec = {
         nereid: nereidSpec,
+        before: { ...nereidSpec, cwd: options.nereidBefore! },
         'nereid-cache': nereidSpec,
         peer: { script: 'bench/peer-server.ts', args: (port: number) => ['--model', model.modelPath, '--port', String(port)], readyPath: '/v2/health/ready' },
         floor: { script: 'bench/floor-server.ts', args: (port: number) => ['--port', String(port)], readyPath: '/v2/health/ready' },
       }[target];
       if (target === 'nereid-cache') console.log(`nereid-cache serves ${served.repository} (${served.configSource}) with --cache-config ${options.cacheConfig}`);
+      if (target === 'before') console.log(`before: ${options.nereidBefore}/src/cli.ts (commit ${sourceState(options.nereidBefore).commit}) serves ${resolve(served.repository)}`);
       current = await startChild({ name: target, cwd: ROOT, logDir: scratch, nodeFlags, ...spec });
       const pid = current.pid;
       const targetCells: Cell[] = [];
@@ -435,10 +462,10 @@ async function main(options: BenchOptions): Promise<void> {
                   `p50 ${l.p50.toFixed(3)} p95 ${l.p95.toFixed(3)} p99 ${l.p99.toFixed(3)} ms, ${tried.result.errors} errors, ${tried.result.verified} verified, ` +
                   `CPU server ${pct(tried.serverCores)} client ${pct(tried.clientCores)} other ${pct(tried.otherCores)}${attempt > 1 ? ` (attempt ${attempt})` : ''}`,
               );
-              if (tried.scheduler && target === 'nereid') {
+              if (tried.scheduler && COMPUTING_NEREID_TARGETS.includes(target)) {
                 const q = tried.scheduler;
                 console.log(
-                  `    nereid stats: ${q.executions} executions, mean batch ${q.meanBatch.toFixed(2)}, per request: queue ${q.meanQueueMs.toFixed(3)} ms, ` +
+                  `    ${target} stats: ${q.executions} executions (batch size×executions ${batchMix(q.batches)}), mean batch ${q.meanBatch.toFixed(2)}, per request: queue ${q.meanQueueMs.toFixed(3)} ms, ` +
                     `input ${q.meanComputeInputMs.toFixed(3)} ms, infer ${q.meanComputeInferMs.toFixed(3)} ms, output ${q.meanComputeOutputMs.toFixed(3)} ms, total ${q.meanRequestMs.toFixed(3)} ms`,
                 );
               }
@@ -484,7 +511,7 @@ async function main(options: BenchOptions): Promise<void> {
 
     // --- report ---------------------------------------------------------------------------------
     const withRatios = cells.map((cell) => ({ ...cell, ratios: ratiosOf(cell, cells, ceiling) }));
-    const goals = evaluateGoals(withRatios, ceiling, maxBatchSize);
+    const goals = evaluateGoals(model.name, withRatios);
     const best = bestCeiling(ceiling);
     const meta = {
       model: model.name,
@@ -493,6 +520,7 @@ async function main(options: BenchOptions): Promise<void> {
       machine: machine(),
       source: sourceState(),
       sourceAtStart,
+      ...(options.nereidBefore ? { before: { checkout: options.nereidBefore, ...sourceState(options.nereidBefore) } } : {}),
       maxBatchSize,
       nereidConfig: model.config,
       configSource: model.configSource,
@@ -511,14 +539,18 @@ async function main(options: BenchOptions): Promise<void> {
       `\`${meta.command}\``,
       '',
       `Machine: ${m.cores} cores, ${m.cpuModel}, ${m.memoryGiB} GiB; node ${m.node}; onnxruntime-node ${m.onnxruntimeNode}; fastify ${m.fastify}; undici ${m.undici}; load average at start ${(m.loadAverageAtStart as number[]).join(' ')}.`,
-      `Source: commit ${meta.source.commit}${meta.source.modifiedFiles ? ` + ${meta.source.modifiedFiles} uncommitted file(s)` : ''}` +
-        `${meta.source.modifiedSrcFiles ? `, ${meta.source.modifiedSrcFiles} of them in src/ (diff sha1 ${meta.source.srcDiffSha1})` : ', src/ as committed'}` +
+      `Source: ${describeSource(meta.source)}` +
         (meta.source.srcTree !== sourceAtStart.srcTree || meta.source.srcDiffSha1 !== sourceAtStart.srcDiffSha1
           ? ` — CHANGED DURING THE RUN (at the start: commit ${sourceAtStart.commit}${sourceAtStart.srcDiffSha1 ? `, src/ diff sha1 ${sourceAtStart.srcDiffSha1}` : ', src/ as committed'})`
           : '') +
         '.',
       `Model: max_batch_size ${maxBatchSize}; inputs ${workload.inputs.map((i) => `${i.name} ${i.ortType} [${batched ? '1,' : ''}${i.rowDims}]`).join(', ')}; ` +
         `outputs ${outputs.map((o) => `${o.name} ${o.ortType} [${o.shape}]`).join(', ')}.`,
+      ...(meta.before
+        ? [
+            `Before (target 'before'): ${meta.before.checkout}, ${describeSource(meta.before)}; the same repository and flags as nereid.`,
+          ]
+        : []),
       `Nereid config (${model.configSource}): \`${JSON.stringify({ max_batch_size: model.config.max_batch_size, dynamic_batching: model.config.dynamic_batching, instance_group: model.config.instance_group, parameters: model.config.parameters })}\``,
       `Each cell: ${options.warmup} s warm-up (excluded), ${options.duration} s measured; in-process: ${options.ceilingDuration} s per batch size.`,
       '',
@@ -541,9 +573,11 @@ async function main(options: BenchOptions): Promise<void> {
             '',
           ]
         : []),
-      ...(withRatios.some((cell) => cell.scheduler && cell.target === 'nereid')
+      ...(withRatios.some((cell) => cell.scheduler && COMPUTING_NEREID_TARGETS.includes(cell.target))
         ? [
-            "Nereid's own statistics per cell (GET /v2/models/<model>/stats, warm-up included; times are means per request, as Triton's statistics count them):",
+            "Nereid's own statistics per cell (GET /v2/models/<model>/stats, warm-up included; times are means per request, as Triton's statistics count them; " +
+              'batch size×executions: the executions at each batch size; server CPU ms/inf: server CPU over the measured window ÷ its inferences; ' +
+              'in-process CPU ms/inf at these batches: the ceiling\'s CPU per inference at each batch size (linear between the sizes it measured), weighted by the rows the server ran at that size):',
             '',
             schedulerTable(withRatios),
             '',
@@ -552,6 +586,7 @@ async function main(options: BenchOptions): Promise<void> {
       '×ceiling: inferences/s ÷ best in-process inferences/s. ×peer: ÷ the peer at the same concurrency and encoding (none for gRPC: the peer speaks HTTP only). ' +
         '×floor: requests/s ÷ the floor at the same concurrency and encoding; for grpc rows the floor is the HTTP floor with the binary body (the floor speaks HTTP only). ' +
         '+p50 vs b1: p50 − in-process batch-1 p50. +p50 vs floor: p50 − that floor\'s p50. ' +
+        'CPU/inf vs in-process: server CPU seconds per inference ÷ in-process CPU seconds per inference at the batch sizes the server ran (see the statistics table). ' +
         (options.encodings.includes('grpc')
           ? `gRPC: ModelInfer with raw_input_contents over ${options.grpcChannels} @grpc/grpc-js channel(s) shared by the virtual clients (one HTTP/2 connection each; HTTP uses one connection per virtual client). `
           : '') +
@@ -559,9 +594,11 @@ async function main(options: BenchOptions): Promise<void> {
         'CPU: cores used over the measured window (100% = one core) by the server process (all threads), ' +
           'the benchmark process (load generator), and everything else on the machine (\'other\': anything above a few % means the numbers are skewed).',
       '',
-      '## Goals',
+      '## Goals (issue 11)',
       '',
-      ...(goals.length ? goalLines(goals) : ['(none measurable with these targets)']),
+      goalsNote(model.name),
+      '',
+      ...goalLines(goals),
       '',
     ].join('\n');
     console.log(`\n${markdown}`);
