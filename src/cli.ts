@@ -5,11 +5,14 @@
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
+import { defaultOf } from './config/schema-defaults.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
-import { createHttpFrontEnd } from './frontends/http/v2-http.js';
-import { createMetricsListener, createTracing, DEFAULT_TRACE_ENDPOINT, PrometheusMetrics } from './observability/index.js';
-import { Server } from './server/server.js';
+import { createHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
+import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
+import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
+import { createServer } from './server/create-server.js';
+import { serverOptionsSchema } from './server/server.js';
 import { VERSION } from './version.js';
 
 function integer(min: number) {
@@ -43,8 +46,11 @@ function logLevel(verbose: number): string {
   return verbose >= 2 ? 'trace' : verbose === 1 ? 'debug' : 'info';
 }
 
-/** The gRPC front end's defaults, from its schema, so --help shows the values actually used. */
-const GRPC_DEFAULTS = grpcFrontEndOptionsSchema.parse({});
+// Defaults come from each component's options schema, so --help shows the values the components apply.
+const serverDefault = <K extends keyof typeof serverOptionsSchema.shape & string>(key: K) => defaultOf(serverOptionsSchema, key);
+const grpcDefault = <K extends keyof typeof grpcFrontEndOptionsSchema.shape & string>(key: K) => defaultOf(grpcFrontEndOptionsSchema, key);
+const distributedDefault = <K extends keyof typeof distributedJobSettingsSchema.shape & string>(key: K) => defaultOf(distributedJobSettingsSchema, key);
+const workerDefault = <K extends keyof typeof batchWorkerSettingsSchema.shape & string>(key: K) => defaultOf(batchWorkerSettingsSchema, key);
 
 const program = new Command('nereid').description('Model inference server and toolkit (KServe V2 / Triton compatible)').version(VERSION);
 
@@ -55,23 +61,23 @@ program
   .option('--host <address>', 'address to bind; use 0.0.0.0 to accept connections from other machines', '127.0.0.1')
   .option('--http-port <port>', 'HTTP port (0 picks a free one)', integer(0), 8000)
   .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", integer(0), 8001)
-  .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), GRPC_DEFAULTS.maxReceiveMessageBytes)
-  .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), GRPC_DEFAULTS.keepaliveTimeMs)
-  .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), GRPC_DEFAULTS.keepaliveTimeoutMs)
+  .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), grpcDefault('maxReceiveMessageBytes'))
+  .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), grpcDefault('keepaliveTimeMs'))
+  .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), grpcDefault('keepaliveTimeoutMs'))
   .addOption(
     new Option('--model-control-mode <mode>', "'none' loads every model at start; 'explicit' enables the load/unload API")
-      .choices(['none', 'explicit'])
-      .default('none'),
+      .choices(serverOptionsSchema.shape.modelControlMode.unwrap().options)
+      .default(serverDefault('modelControlMode')),
   )
   .option('--load-model <name>', "in explicit mode, a model to load at start ('*' for all); repeatable", collect, [])
-  .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, true)
-  .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), 4)
-  .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), 1024)
+  .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
+  .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), serverDefault('defaultMaxBatchSize'))
+  .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), serverDefault('maxQueueSize'))
   .option(
     '--cache-config <spec>',
     "response cache: 'local,size=BYTES' (in memory) or 'redis,host=H,port=P[,password=…]' (shared); models opt in with response_cache { enable: true }",
   )
-  .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted', integer(1), 64 * 1024 * 1024)
+  .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxBodyBytes'))
   .option(
     '--http-auth-token <token>',
     'require Authorization: Bearer <token> on every HTTP route and gRPC RPC but health (repeatable; env NEREID_HTTP_AUTH_TOKEN)',
@@ -88,9 +94,9 @@ program
       .choices(['none', 'otlp'])
       .default('none'),
   )
-  .option('--trace-endpoint <url>', 'OTLP/HTTP traces URL', DEFAULT_TRACE_ENDPOINT)
-  .option('--trace-rate <fraction>', "fraction of new traces recorded, 0..1 (a client traceparent's sampled flag is followed)", number(0, 1), 1)
-  .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model', booleanFlag, false)
+  .option('--trace-endpoint <url>', 'OTLP/HTTP traces URL', defaultOf(tracingSettingsSchema, 'endpoint'))
+  .option('--trace-rate <fraction>', "fraction of new traces recorded, 0..1 (a client traceparent's sampled flag is followed)", number(0, 1), defaultOf(tracingSettingsSchema, 'sampleRate'))
+  .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'accessLog'))
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
     const authTokens: string[] = [...flags.httpAuthToken];
@@ -98,7 +104,7 @@ program
     const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour }) : undefined;
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
     const metricsListener = metrics ? createMetricsListener(metrics, { logger }) : undefined;
-    const server = new Server({
+    const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
       modelRepository: flags.modelRepository,
@@ -158,7 +164,7 @@ program
   .description('classify image files with a model that declares image pre-processing; prints JSON, one line per file')
   .requiredOption('--model <name>', 'model to classify with')
   .option('--model-version <version>', 'model version (default: the latest ready one)')
-  .option('--model-repository <dir>', 'model repository to load the model from, in this process', 'models')
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
   .option('--url <url>', 'classify through a running Nereid server instead (e.g. http://127.0.0.1:8000)')
   .option('--top-k <n>', 'predictions per image (default: the model\'s top_k)', integer(1))
   .argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)')
@@ -182,7 +188,7 @@ program
       }
       process.exit(failed ? 1 : 0);
     }
-    const server = new Server({
+    const server = await createServer({
       modelRepository: flags.modelRepository,
       modelControlMode: 'explicit',
       loadModels: [flags.model],
@@ -230,21 +236,24 @@ const batch = program
   .option('--model-version <version>', 'model version (default: the latest ready one)')
   .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
   .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required)')
-  .option('--model-repository <dir>', 'model repository to load the model from, in this process', 'models')
-  .option('--batch-size <n>', "records per model call (default: the model's max_batch_size)", integer(1))
-  .option('--concurrency <n>', 'records in flight in this process (default: 4 × batch size)', integer(1))
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
   .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
   .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input (default: columns are matched to inputs by name)')
   .option('--restart', 'empty the output (and, with --queue, the job\'s chunks) and start over', false)
   .option('--retry-failed', 'run again the records the output holds with an error', false)
-  .addOption(new Option('--progress <mode>', 'progress on stderr: a bar on a terminal, a line every 2 s otherwise').choices(['auto', 'bar', 'lines', 'none']).default('auto'))
+  .addOption(
+    new Option('--progress <mode>', 'progress on stderr: a bar on a terminal, a line every 2 s otherwise')
+      .choices(localJobSettingsSchema.shape.progress.unwrap().options)
+      .default(defaultOf(localJobSettingsSchema, 'progress')),
+  )
   .option('--queue <url>', 'distribute over workers through this Redis (redis://host:port); see `nereid worker`')
-  .option('--queue-name <name>', 'BullMQ queue the workers listen to', 'nereid-batch')
+  .option('--queue-name <name>', 'BullMQ queue the workers listen to', distributedDefault('queueName'))
   .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
-  .option('--chunk-size <n>', 'records per queued chunk', integer(1), 64)
-  .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), 3)
-  .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', integer(0), 1000)
-  .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), 64)
+  .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
+  .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
+  .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', integer(0), distributedDefault('backoffMs'))
+  .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
   .action(async (flags) => {
     for (const required of ['model', 'input', 'output'] as const) {
       if (!flags[required]) throw new Error(`batch needs --${required} (see nereid batch --help)`);
@@ -267,7 +276,6 @@ const batch = program
       restart: flags.restart,
       retryFailed: flags.retryFailed,
       progress: flags.progress,
-      batchSize: flags.batchSize,
       signal: controller.signal,
       logger: pino({ level: 'warn' }, pino.destination(2)),
     };
@@ -293,7 +301,7 @@ batch
   .description('progress of a distributed batch job: chunks waiting/active/completed/failed, records written')
   .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
   .requiredOption('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`)')
-  .option('--queue-name <name>', 'BullMQ queue of the job', 'nereid-batch')
+  .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
   .option('--json', 'print the status as JSON', false)
   .action(async (flags) => {
     const status = await batchJobStatus({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
@@ -305,14 +313,14 @@ program
   .command('worker')
   .description('process chunks of distributed batch jobs from a Redis queue; start any number, anywhere with the model repository')
   .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
-  .option('--queue-name <name>', 'BullMQ queue to listen to', 'nereid-batch')
-  .option('--model-repository <dir>', 'model repository; models load on demand', 'models')
-  .option('--concurrency <n>', 'chunks processed at once', integer(1), 2)
-  .option('--record-concurrency <n>', 'records in flight within a chunk (default: 4 × batch size)', integer(1))
+  .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
+  .option('--model-repository <dir>', 'model repository; models load on demand', workerDefault('modelRepository'))
+  .option('--concurrency <n>', 'chunks processed at once', integer(1), workerDefault('concurrency'))
+  .option('--record-concurrency <n>', "records in flight within a chunk (default: 4 × the model's max_batch_size)", integer(1))
   .option('--name <name>', 'worker name shown as the processedBy of its chunks (default host:pid)')
-  .option('--lock-duration-ms <ms>', 'a chunk whose worker stops renewing its lock this long is given to another worker', integer(100), 30000)
+  .option('--lock-duration-ms <ms>', 'a chunk whose worker stops renewing its lock this long is given to another worker', integer(100), workerDefault('lockDurationMs'))
   .option('--stalled-interval-ms <ms>', 'how often to look for chunks of dead workers (default: half the lock duration)', integer(100))
-  .option('--max-stalled-count <n>', 'times a chunk may be recovered from dead workers before it fails', integer(0), 2)
+  .option('--max-stalled-count <n>', 'times a chunk may be recovered from dead workers before it fails', integer(0), workerDefault('maxStalledCount'))
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid-worker' } }, pino.destination(2));

@@ -1,5 +1,6 @@
 /** The library API: the same core the server's front ends and batch jobs use. */
 export { Server, serverOptionsSchema, SERVER_EXTENSIONS, type ServerOptions } from './server/server.js';
+export { createServer, createCacheStore, type CreateServerOptions } from './server/create-server.js';
 export { createHttpFrontEnd, type HttpFrontEndOptions } from './frontends/http/v2-http.js';
 export { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd, type GrpcFrontEndOptions } from './frontends/grpc/v2-grpc.js';
 export { loadInferenceProto, PROTO_DIR, PROTO_LOADER_OPTIONS, type InferenceProto } from './frontends/grpc/v2-grpc-proto.js';
@@ -20,7 +21,7 @@ export { OnnxRuntimeBackend } from './backends/onnx-runtime-backend.js';
 export type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backends/backend.js';
 export type { Scheduler, ScheduledRequest } from './scheduler/scheduler.js';
 export { NereidError, httpStatusOf, grpcStatusOf, type ErrorCode } from './core/errors.js';
-export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, RequestedOutput } from './core/inference.js';
+export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, RequestContext, RequestedOutput } from './core/inference.js';
 export type { Tensor } from './core/tensor.js';
 export { DATATYPES, type Datatype } from './core/datatype.js';
 export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';

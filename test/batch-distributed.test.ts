@@ -14,7 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import { chunkJobId, DEFAULT_QUEUE_NAME } from '../src/jobs/index.js';
-import { Server } from '../src/server/server.js';
+import { createServer } from '../src/server/create-server.js';
+import type { Server } from '../src/server/server.js';
 import { CNN_LABELS, readOutput, writeBatchModels, writeImageFolder, type OutputRecord } from './support/batch-fixtures.js';
 import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
 
@@ -64,7 +65,7 @@ before(async () => {
   queueUrl = `redis://127.0.0.1:${redis.port}`;
   queue = new Queue(DEFAULT_QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port } });
   for (const name of ['w1', 'w2', 'w3']) startWorker(name);
-  reference = await new Server({ modelRepository: repo, logger: pino({ level: 'silent' }) }).start();
+  reference = await (await createServer({ modelRepository: repo, logger: pino({ level: 'silent' }) })).start();
   // Every worker is up and listening before a job is submitted.
   const deadline = Date.now() + 20_000;
   while (!workers.every((worker) => worker.log().includes('waiting for chunks'))) {

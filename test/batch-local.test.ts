@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { runLocalBatchJob } from '../src/jobs/index.js';
-import { Server } from '../src/server/server.js';
+import { createServer } from '../src/server/create-server.js';
+import type { Server } from '../src/server/server.js';
 import {
   addSubCsv,
   addSubJsonLine,
@@ -35,7 +36,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'nereid-batch-local-'));
   repo = join(dir, 'repo');
   await writeBatchModels(repo);
-  reference = await new Server({ modelRepository: repo, logger: silent }).start();
+  reference = await (await createServer({ modelRepository: repo, logger: silent })).start();
 });
 
 after(async () => {
@@ -110,7 +111,7 @@ describe('local batch jobs', () => {
     const input = join(dir, 'addsub.jsonl');
     await writeFile(input, `${lines.join('\n')}\n`);
     const output = join(dir, 'addsub-out.jsonl');
-    const summary = await runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, batchSize: 4 });
+    const summary = await runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent });
     assert.equal(summary.records, 32);
     assert.equal(summary.failed, 2);
     const records = await readOutput(output);
@@ -154,7 +155,7 @@ describe('local batch jobs', () => {
     const output = join(dir, 'resume-out.jsonl');
     // A first run stopped early (aborted after its first group is written).
     const controller = new AbortController();
-    const first = runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, batchSize: 2, concurrency: 2, signal: controller.signal });
+    const first = runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, concurrency: 2, signal: controller.signal });
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && !((await stat(output).catch(() => undefined))?.size ?? 0)) await new Promise((resolve) => setTimeout(resolve, 2));
     controller.abort();
@@ -190,10 +191,10 @@ describe('local batch jobs', () => {
     const images = join(dir, 'many');
     const ids = await writeImageFolder(images, 1500, { subfolders: 4 });
     const output = join(dir, 'many.jsonl');
-    // Small calls and little in flight, so the run lasts long enough to be killed in the middle.
+    // One record in flight, so the run lasts long enough to be killed in the middle.
     const args = [
       '--import', 'tsx', CLI, 'batch', '--model', 'cnn', '--input', images, '--output', output,
-      '--model-repository', repo, '--batch-size', '1', '--concurrency', '1', '--progress', 'lines',
+      '--model-repository', repo, '--concurrency', '1', '--progress', 'lines',
     ];
     const first = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let firstStderr = '';

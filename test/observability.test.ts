@@ -221,13 +221,14 @@ describe('Prometheus metrics and V2 statistics', () => {
     if ('queued' in ModelVersion.prototype) assert.equal(valueOf(samples, 'nereid_inference_queued', BATCHED), 0);
 
     // Per-request histograms: one observation per successful request.
-    for (const name of ['request_duration', 'queue_duration', 'compute_infer_duration', 'postprocess_duration']) {
+    for (const name of ['request_duration', 'queue_duration', 'compute_infer_duration']) {
       assert.equal(valueOf(samples, `nereid_inference_${name}_seconds_count`, BATCHED), 6, name);
       assert.equal(valueOf(samples, `nereid_inference_${name}_seconds_bucket`, { ...BATCHED, le: '+Inf' }), 6, name);
       assert.ok(valueOf(samples, `nereid_inference_${name}_seconds_sum`, BATCHED) > 0, name);
     }
-    // No image inputs, so no pre-processing phase.
+    // No image inputs and no activation declared, so no pre- or post-processing phase.
     assert.equal(valueOf(samples, 'nereid_inference_preprocess_duration_seconds_count', BATCHED), 0);
+    assert.equal(valueOf(samples, 'nereid_inference_postprocess_duration_seconds_count', BATCHED), 0);
     // The lone request waited most of the 300 ms delay: its queue time lands above 0.25 s.
     assert.ok(valueOf(samples, 'nereid_inference_queue_duration_seconds_sum', BATCHED) >= 0.25);
     assert.equal(valueOf(samples, 'nereid_inference_queue_duration_seconds_bucket', { ...BATCHED, le: '0.1' }), 5);
@@ -319,7 +320,7 @@ describe('traces', () => {
     const children = spans
       .filter((span) => span.parentSpanContext?.spanId === parent.spanContext().spanId)
       .sort((a, b) => since(a.startTime) - since(b.startTime));
-    assert.deepEqual(children.map((span) => span.name), ['queue', 'compute_input', 'compute_infer', 'compute_output', 'postprocess']);
+    assert.deepEqual(children.map((span) => span.name), ['queue', 'compute_input', 'compute_infer', 'compute_output']);
     assert.equal(since(children[0].startTime), 0);
     children.slice(1).forEach((child, index) => assert.deepEqual(child.startTime, children[index].endTime, child.name));
     assert.ok(since(children.at(-1)!.endTime) <= since(parent.endTime));

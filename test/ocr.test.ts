@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { createHttpFrontEnd } from '../src/frontends/http/v2-http.js';
-import { Server } from '../src/server/server.js';
+import { createServer } from '../src/server/create-server.js';
+import type { Server } from '../src/server/server.js';
 import {
   ctcGreedyDecode,
   decodeInferResponse,
@@ -89,7 +90,7 @@ async function recogniseBinary(input: Fp32Tensor): Promise<{ text: string; proba
 
 describe('OCR end to end on the bundled PaddleOCR models', () => {
   before(async () => {
-    server = await new Server({ modelRepository: MODELS, logger: pino({ level: 'silent' }) }).start();
+    server = await (await createServer({ modelRepository: MODELS, logger: pino({ level: 'silent' }) })).start();
     app = createHttpFrontEnd(server);
     base = await app.listen({ host: '127.0.0.1', port: 0 });
     labels = await readLabels(`${MODELS}/ocr_recognition/labels.txt`);

@@ -500,6 +500,16 @@ describe('infer with binary tensor data', () => {
     const last = binary.OUTPUT0.subarray(binary.OUTPUT0.length - 304, binary.OUTPUT0.length - 300);
     assert.deepEqual([...last], [0x2c, 0x01, 0, 0]);
   });
+
+  test('BYTES an ONNX model cannot carry (a 0 byte, bytes that are not UTF-8) are refused, never silently changed', async () => {
+    for (const [element, index] of [[Buffer.from('a\u0000b'), 1], [Buffer.from([0xff, 0xfe]), 1]] as const) {
+      const input = lengthPrefixed([Buffer.from('fine'), element]);
+      const { body, headerLength } = binaryBody({ inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, 2], parameters: { binary_data_size: input.length } }] }, [input]);
+      const response = await post(main, '/v2/models/identity_bytes/infer', body, { 'Inference-Header-Content-Length': String(headerLength) });
+      assert.equal(response.status, 400);
+      assert.match(((await response.json()) as { error: string }).error, new RegExp(`input 'INPUT0' element ${index} is not UTF-8 text without a 0 byte.*onnxruntime`));
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -79,9 +79,9 @@ test('invalid session parameters fail the load with the parameter named', async 
   const path = await modelFile(t);
   const backend = new OnnxRuntimeBackend();
   for (const [key, value, pattern] of [
-    ['graph_optimization_level', 'fastest', /graph_optimization_level must be one of disabled, basic, extended, all/],
-    ['intra_op_thread_count', 'two', /intra_op_thread_count must be a non-negative integer/],
-    ['enable_mem_pattern', 'maybe', /enable_mem_pattern must be true or false/],
+    ['graph_optimization_level', 'fastest', /parameters\.graph_optimization_level: must be one of disabled, basic, extended, all, got 'fastest'/],
+    ['intra_op_thread_count', 'two', /parameters\.intra_op_thread_count: must be a non-negative integer, got 'two'/],
+    ['enable_mem_pattern', 'maybe', /parameters\.enable_mem_pattern: must be true or false, got 'maybe'/],
   ] as const) {
     await assert.rejects(
       backend.createInstance(path, parseModelConfig({ parameters: { [key]: value } }, 'test'), instanceOptions({})),
@@ -100,7 +100,9 @@ test('execution_thread worker: the session runs in a worker thread with the same
   const addSub = await backend.createInstance(join(dir, 'add.onnx'), parseModelConfig(worker, 'test'), instanceOptions({}));
   t.after(() => addSub.release());
   assert.equal(addSub.constructor.name, 'WorkerThreadInstance');
-  assert.deepEqual(addSub.signature.inputs.map((input) => input.name), ['INPUT0', 'INPUT1']);
+  const signature = await backend.describe(join(dir, 'add.onnx'));
+  assert.deepEqual(signature.inputs.map((input) => input.name), ['INPUT0', 'INPUT1']);
+  assert.deepEqual(signature.outputs[0], { name: 'OUTPUT0', datatype: 'INT32', shape: [-1, 16] });
   const [sum, difference] = await Promise.all([addSub.run(inputs, ['OUTPUT0']), addSub.run(inputs, ['OUTPUT1'])]);
   assert.deepEqual(Array.from(sum.OUTPUT0.data as Int32Array), Array(16).fill(4));
   assert.deepEqual(Array.from(difference.OUTPUT1.data as Int32Array), Array(16).fill(2));
@@ -122,10 +124,10 @@ test('execution_thread auto keeps small models on the JS thread; bad values fail
   const backend = new OnnxRuntimeBackend();
   const small = await backend.createInstance(path, parseModelConfig({}, 'test'), instanceOptions({}));
   t.after(() => small.release());
-  assert.equal(small.constructor.name, 'OnnxRuntimeInstance');
+  assert.equal(small.constructor.name, 'MainThreadInstance');
   await assert.rejects(
     backend.createInstance(path, parseModelConfig({ parameters: { execution_thread: 'gpu' } }, 'test'), instanceOptions({})),
-    /execution_thread must be auto, main or worker/,
+    /parameters\.execution_thread: must be one of auto, main, worker, got 'gpu'/,
   );
 });
 

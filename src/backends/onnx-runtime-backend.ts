@@ -1,67 +1,36 @@
+/**
+ * ONNX Runtime as a backend: one session per instance, on the JS thread for small models and in a
+ * worker thread for large ones.
+ */
 import { stat } from 'node:fs/promises';
-import type * as ort from 'onnxruntime-node';
+import type { ModelConfig } from '../config/model-config.js';
 import type { Tensor } from '../core/tensor.js';
-import { parameterValue, type ModelConfig } from '../config/model-config.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backend.js';
-import { openSession, runSession, sessionSignature, type SessionSpec } from './onnx-runtime-session.js';
+import { computeThreads, executionProviders, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
+import { OnnxSession, type SessionSpec } from './onnx-runtime-session.js';
 import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
-const GRAPH_OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
-type GraphOptimizationLevel = (typeof GRAPH_OPTIMIZATION_LEVELS)[number];
-
-/** Triton's `optimization { graph { level } }`: -1 basic, 1 extended, anything else all. */
-function graphOptimizationLevel(config: ModelConfig): GraphOptimizationLevel {
-  const named = parameterValue(config, 'graph_optimization_level');
-  if (named !== undefined) {
-    if (!(GRAPH_OPTIMIZATION_LEVELS as readonly string[]).includes(named)) {
-      throw new Error(`parameter graph_optimization_level must be one of ${GRAPH_OPTIMIZATION_LEVELS.join(', ')}, got '${named}'`);
-    }
-    return named as GraphOptimizationLevel;
-  }
-  const level = Number((config as { optimization?: { graph?: { level?: unknown } } }).optimization?.graph?.level ?? 0);
-  return level === -1 ? 'basic' : level === 1 ? 'extended' : 'all';
-}
-
-function integerParameter(config: ModelConfig, key: string): number | undefined {
-  const value = parameterValue(config, key);
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 0) throw new Error(`parameter ${key} must be a non-negative integer, got '${value}'`);
-  return parsed;
-}
-
-function booleanParameter(config: ModelConfig, key: string): boolean | undefined {
-  const value = parameterValue(config, key);
-  if (value === undefined) return undefined;
-  if (!['true', 'false', '1', '0'].includes(value)) throw new Error(`parameter ${key} must be true or false, got '${value}'`);
-  return value === 'true' || value === '1';
-}
-
-/** Execution providers in preference order; CPU always closes the list so a missing provider degrades instead of failing. */
-function executionProviders(config: ModelConfig, options: InstanceOptions): string[] {
-  const listed = parameterValue(config, 'execution_providers');
-  const names = listed
-    ? listed.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean)
-    : options.kind === 'GPU'
-      ? ['cuda']
-      : [];
-  return [...names.filter((name) => name !== 'cpu'), 'cpu'];
-}
-
-/** One session on the JS thread: no hand-off cost, but the event loop waits while it computes. */
-class OnnxRuntimeInstance implements BackendInstance {
+/**
+ * One session on the JS thread: no hand-off, so the cheapest for small models, but the event loop
+ * waits while it computes. Its run is synchronous underneath; the scheduler calls it from its own
+ * turn of the event loop, after the requests that arrived together have joined the batch.
+ */
+class MainThreadInstance implements BackendInstance {
   constructor(
-    private readonly session: ort.InferenceSession,
-    readonly signature: ModelSignature,
+    private readonly session: OnnxSession,
     readonly threads: number,
   ) {}
 
   run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
-    return runSession(this.session, inputs, outputNames);
+    try {
+      return Promise.resolve(this.session.run(inputs, outputNames));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    this.session.release();
   }
 }
 
@@ -69,15 +38,13 @@ class OnnxRuntimeInstance implements BackendInstance {
 const WORKER_THREAD_MIN_MODEL_BYTES = 1024 * 1024;
 
 /**
- * Where an instance's forward pass runs. onnxruntime-node computes synchronously on the calling
- * thread, so on the JS thread a 10 ms model stalls every connection for 10 ms; in a worker the
- * event loop keeps parsing and answering while it computes, and several instances compute at once.
- * Tiny models are faster in place: the hand-off costs more than their forward pass.
+ * Where an instance's forward pass runs. ONNX Runtime computes synchronously on the calling thread,
+ * so on the JS thread a 10 ms model stalls every connection for 10 ms; in a worker the event loop
+ * keeps parsing and answering while it computes, and several instances compute at once. Tiny
+ * models are faster in place: the hand-off costs more than their forward pass.
  */
-async function executionThread(modelPath: string, config: ModelConfig): Promise<'main' | 'worker'> {
-  const chosen = parameterValue(config, 'execution_thread') ?? 'auto';
-  if (chosen === 'main' || chosen === 'worker') return chosen;
-  if (chosen !== 'auto') throw new Error(`parameter execution_thread must be auto, main or worker, got '${chosen}'`);
+async function executionThread(modelPath: string, chosen: 'auto' | 'main' | 'worker'): Promise<'main' | 'worker'> {
+  if (chosen !== 'auto') return chosen;
   return (await stat(modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES ? 'worker' : 'main';
 }
 
@@ -85,39 +52,53 @@ export class OnnxRuntimeBackend implements Backend {
   readonly name = 'onnxruntime';
   readonly platforms = ['onnxruntime_onnx'] as const;
   readonly defaultModelFilename = 'model.onnx';
+  /** onnxruntime-node passes string tensors through JS strings, which end at a 0 byte and replace invalid UTF-8. */
+  readonly bytesAsText = true;
+
+  checkConfig(config: ModelConfig): void {
+    onnxRuntimeParameters(config);
+  }
+
+  /**
+   * A model that runs in worker threads is compute-bound: one single-threaded instance per core
+   * computes more per core-second than one instance spread over every core (no spin-waiting, and
+   * no operator waiting for a thread the server's own I/O has taken), and instances never wait for
+   * each other. A model small enough for the JS thread gets one instance there.
+   */
+  async defaultInstanceCount(modelPath: string, config: ModelConfig, cores: number): Promise<number> {
+    return (await executionThread(modelPath, onnxRuntimeParameters(config).execution_thread)) === 'worker' ? cores : 1;
+  }
+
+  /** Opens the model without optimising it, only to read its inputs and outputs. */
+  async describe(modelPath: string): Promise<ModelSignature> {
+    const session = OnnxSession.open(
+      { modelPath, options: { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 }, providers: ['cpu'], deviceId: 0 },
+      () => undefined,
+    );
+    try {
+      return session.signature;
+    } finally {
+      session.release();
+    }
+  }
 
   async createInstance(modelPath: string, config: ModelConfig, options: InstanceOptions): Promise<BackendInstance> {
-    const intraOpThreads = integerParameter(config, 'intra_op_thread_count') || options.intraOpThreads;
-    const interOpThreads = integerParameter(config, 'inter_op_thread_count') || options.interOpThreads;
-    const executionMode = parameterValue(config, 'execution_mode') === '1' ? 'parallel' : 'sequential';
-    const thread = await executionThread(modelPath, config);
-    // ONNX Runtime's default; measured on the OCR recogniser, turning spinning off cost 20 % throughput.
-    const allowSpinning = booleanParameter(config, 'allow_spinning') ?? true;
+    const parameters = onnxRuntimeParameters(config);
     const spec: SessionSpec = {
       modelPath,
-      options: {
-        intraOpNumThreads: intraOpThreads,
-        interOpNumThreads: interOpThreads,
-        executionMode,
-        graphOptimizationLevel: graphOptimizationLevel(config),
-        enableMemPattern: booleanParameter(config, 'enable_mem_pattern') ?? true,
-        enableCpuMemArena: booleanParameter(config, 'enable_cpu_mem_arena') ?? true,
-        logSeverityLevel: 3,
-        extra: { session: { intra_op: { allow_spinning: allowSpinning ? '1' : '0' } } },
-      },
-      providers: executionProviders(config, options),
+      options: sessionOptionsOf(parameters, options),
+      providers: executionProviders(parameters, options.kind),
       deviceId: options.deviceId,
     };
-    const threads = intraOpThreads * (executionMode === 'parallel' ? interOpThreads : 1);
+    const threads = computeThreads(spec.options);
     const onFallback = (reason: string) =>
       options.logger.warn(
         { requested: spec.providers, reason },
         `execution providers ${spec.providers.join(',')} unavailable for instance ${options.index}; falling back to CPU`,
       );
-    if (thread === 'worker') {
+    if ((await executionThread(modelPath, parameters.execution_thread)) === 'worker') {
       return WorkerThreadInstance.start(spec, threads, onFallback);
     }
-    const session = await openSession(spec, onFallback);
-    return new OnnxRuntimeInstance(session, sessionSignature(session), threads);
+    return new MainThreadInstance(OnnxSession.open(spec, onFallback), threads);
   }
 }

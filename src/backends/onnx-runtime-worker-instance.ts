@@ -1,8 +1,37 @@
 import { Worker } from 'node:worker_threads';
+import type { NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import type { BackendInstance, ModelSignature } from './backend.js';
+import type { BackendInstance } from './backend.js';
 import { restoreBytes, type SessionSpec } from './onnx-runtime-session.js';
 import type { WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
+
+/** An error thrown in the worker, with the worker's stack. */
+function workerError(failure: { message: string; stack?: string }): Error {
+  const error = new Error(failure.message);
+  if (failure.stack) error.stack = failure.stack;
+  return error;
+}
+
+/**
+ * The inputs as one message: each numeric tensor copied once into a buffer of its own that is then
+ * transferred, not cloned (a clone copies a view's whole backing store, twice). The caller's
+ * tensors may be views into a request's body, so they are never transferred themselves.
+ */
+function messageOf(inputs: Record<string, Tensor>): { inputs: Record<string, Tensor>; transfer: ArrayBuffer[] } {
+  const copies: Record<string, Tensor> = {};
+  const transfer: ArrayBuffer[] = [];
+  for (const name in inputs) {
+    const tensor = inputs[name];
+    if (tensor.datatype === 'BYTES') {
+      copies[name] = tensor;
+      continue;
+    }
+    const data = (tensor.data as NumericArray).slice();
+    transfer.push(data.buffer as ArrayBuffer);
+    copies[name] = { datatype: tensor.datatype, shape: tensor.shape, data };
+  }
+  return { inputs: copies, transfer };
+}
 
 // The worker's entry sits beside this module: .js once built; from source (.ts, through tsx) the
 // worker registers tsx's loader itself before importing it, since Node 20 workers don't inherit it.
@@ -16,13 +45,9 @@ function spawnWorker(spec: SessionSpec): Worker {
   return new Worker(bootstrap, { eval: true, workerData: spec });
 }
 
-interface StartedWorker {
-  worker: Worker;
-  signature: ModelSignature;
-}
 
 /** Starts a worker and waits until its session is open; an exit or error before that fails the start. */
-function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): Promise<StartedWorker> {
+function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): Promise<Worker> {
   return new Promise((resolve, reject) => {
     const worker = spawnWorker(spec);
     const stop = (error: Error) => {
@@ -35,12 +60,12 @@ function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): P
     const onExit = (code: number) => stop(new Error(`the model's worker thread exited (code ${code}) before its session opened`));
     const onMessage = (reply: WorkerReply) => {
       if (reply.type === 'fallback') return onFallback(reply.reason);
-      if (reply.type === 'failed') return stop(new Error(reply.message));
+      if (reply.type === 'failed') return stop(workerError(reply));
       if (reply.type === 'ready') {
         worker.off('message', onMessage);
         worker.off('error', stop);
         worker.off('exit', onExit);
-        resolve({ worker, signature: reply.signature });
+        resolve(worker);
       }
     };
     worker.on('message', onMessage);
@@ -61,18 +86,16 @@ export class WorkerThreadInstance implements BackendInstance {
   private released = false;
 
   private constructor(
-    started: StartedWorker,
-    readonly signature: ModelSignature,
+    worker: Worker,
     readonly threads: number,
     private readonly spec: SessionSpec,
     private readonly onFallback: (reason: string) => void,
   ) {
-    this.current = Promise.resolve(this.adopt(started.worker));
+    this.current = Promise.resolve(this.adopt(worker));
   }
 
   static async start(spec: SessionSpec, threads: number, onFallback: (reason: string) => void): Promise<WorkerThreadInstance> {
-    const started = await startWorker(spec, onFallback);
-    return new WorkerThreadInstance(started, started.signature, threads, spec, onFallback);
+    return new WorkerThreadInstance(await startWorker(spec, onFallback), threads, spec, onFallback);
   }
 
   private adopt(worker: Worker): Worker {
@@ -81,7 +104,7 @@ export class WorkerThreadInstance implements BackendInstance {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
       this.pending.delete(reply.id);
-      if (reply.error !== undefined) waiting.reject(new Error(reply.error));
+      if (reply.error !== undefined) waiting.reject(workerError(reply.error));
       else waiting.resolve(restoreBytes(reply.outputs!));
     });
     let failed = false;
@@ -91,21 +114,26 @@ export class WorkerThreadInstance implements BackendInstance {
       for (const waiting of this.pending.values()) waiting.reject(error);
       this.pending.clear();
       if (this.released) return;
-      this.current = startWorker(this.spec, this.onFallback).then((started) => this.adopt(started.worker));
+      this.current = startWorker(this.spec, this.onFallback).then((worker) => this.adopt(worker));
       this.current.catch(() => undefined); // a failed restart is reported by the next run(), not as an unhandled rejection
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`the model's worker thread exited (code ${code}); a new one is starting`)));
+    // A reply that cannot be read names no request: fail those waiting rather than leave one waiting forever.
+    worker.on('messageerror', (error) => {
+      fail(error);
+      void worker.terminate();
+    });
     return worker;
   }
 
   async run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
     const worker = await this.current;
     const id = this.nextId++;
+    const message = messageOf(inputs);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      // Inputs are copied, not transferred: they may be views into the request's own buffers.
-      worker.postMessage({ type: 'run', id, inputs, outputNames: [...outputNames] } satisfies WorkerRequest);
+      worker.postMessage({ type: 'run', id, inputs: message.inputs, outputNames: [...outputNames] } satisfies WorkerRequest, message.transfer);
     });
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { responseCacheStoreConformance } from './cache-store.case.js';
 import { LruCacheStore } from './lru-cache-store.js';
 
 /** A value of `n` bytes; with 1-character keys an entry costs n + 1 bytes of the budget. */
@@ -104,4 +105,9 @@ test('replacing a key keeps byte accounting exact and does not evict others need
   assert.equal(store.usage!.bytes, 100);
   await store.close();
   assert.deepEqual(store.usage, { bytes: 0, entries: 0, capacityBytes: 100 });
+});
+
+responseCacheStoreConformance('LruCacheStore', async ({ capacityBytes }) => {
+  const store = new LruCacheStore(capacityBytes);
+  return { store, close: () => store.close() };
 });

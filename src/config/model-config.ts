@@ -247,7 +247,7 @@ export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>
 export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
 
 /** Validates raw config data; throws an Error whose message lists every problem with its field path. */
-function describeIssues(error: z.ZodError, prefix = ''): string {
+export function describeIssues(error: z.ZodError, prefix = ''): string {
   return error.issues
     .map((issue) => {
       const path = [prefix, ...issue.path].filter((part) => part !== '').join('.');

@@ -1,6 +1,7 @@
 /**
- * Errors are values with a code a front end can map and a message a user can act on.
- * The codes follow gRPC's status names, which is also how Triton classifies its errors.
+ * Errors are values with a code a front end can map, a message a user can act on and, for internal
+ * failures, the cause. The codes follow gRPC's status names, which is also how Triton classifies its
+ * errors; the one table below maps them to HTTP statuses and gRPC codes.
  */
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
@@ -20,61 +21,48 @@ export class NereidError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'NereidError';
   }
 }
 
 export const invalidArgument = (message: string) => new NereidError('INVALID_ARGUMENT', message);
 export const notFound = (message: string) => new NereidError('NOT_FOUND', message);
-export const unavailable = (message: string) => new NereidError('UNAVAILABLE', message);
+export const unavailable = (message: string, cause?: unknown) => new NereidError('UNAVAILABLE', message, { cause });
 
-const HTTP_STATUS: Record<ErrorCode, number> = {
-  INVALID_ARGUMENT: 400,
-  NOT_FOUND: 404,
-  UNAVAILABLE: 503,
-  RESOURCE_EXHAUSTED: 429,
-  DEADLINE_EXCEEDED: 504,
-  CANCELLED: 499,
-  PERMISSION_DENIED: 403,
-  UNAUTHENTICATED: 401,
-  FAILED_PRECONDITION: 400,
-  UNIMPLEMENTED: 501,
-  ALREADY_EXISTS: 409,
-  INTERNAL: 500,
+/** HTTP status and gRPC code of each error code (gRPC's numbers are fixed by its spec, so the core needs no gRPC library). */
+const STATUS: Record<ErrorCode, { http: number; grpc: number }> = {
+  CANCELLED: { http: 499, grpc: 1 },
+  INVALID_ARGUMENT: { http: 400, grpc: 3 },
+  DEADLINE_EXCEEDED: { http: 504, grpc: 4 },
+  NOT_FOUND: { http: 404, grpc: 5 },
+  ALREADY_EXISTS: { http: 409, grpc: 6 },
+  PERMISSION_DENIED: { http: 403, grpc: 7 },
+  RESOURCE_EXHAUSTED: { http: 429, grpc: 8 },
+  FAILED_PRECONDITION: { http: 400, grpc: 9 },
+  UNIMPLEMENTED: { http: 501, grpc: 12 },
+  INTERNAL: { http: 500, grpc: 13 },
+  UNAVAILABLE: { http: 503, grpc: 14 },
+  UNAUTHENTICATED: { http: 401, grpc: 16 },
 };
 
 export function httpStatusOf(code: ErrorCode): number {
-  return HTTP_STATUS[code];
+  return STATUS[code].http;
+}
+
+export function grpcStatusOf(code: ErrorCode): number {
+  return STATUS[code].grpc;
 }
 
 /**
- * gRPC status codes (the numbers are fixed by the gRPC spec, so the core needs no gRPC library).
- * The codes are gRPC's names already, so the mapping is one to one, as Triton's is.
+ * Anything thrown, as a NereidError: a NereidError stays as it is; anything else is an INTERNAL
+ * failure that keeps the original as its cause (stack included), its message prefixed with where it
+ * happened when `context` says so.
  */
-const GRPC_STATUS: Record<ErrorCode, number> = {
-  CANCELLED: 1,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-};
-
-export function grpcStatusOf(code: ErrorCode): number {
-  return GRPC_STATUS[code];
-}
-
-/** Anything thrown is reported as a NereidError; unknown failures become INTERNAL with their message. */
-export function asNereidError(error: unknown): NereidError {
+export function asNereidError(error: unknown, context?: string): NereidError {
   if (error instanceof NereidError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  return new NereidError('INTERNAL', message);
+  return new NereidError('INTERNAL', context ? `${context}: ${message}` : message, { cause: error });
 }

@@ -4,6 +4,7 @@
  */
 import { invalidArgument } from './errors.js';
 import type { Tensor } from './tensor.js';
+import type { RequestTimings } from './timings.js';
 
 export type ParameterValue = string | number | boolean;
 export type Parameters = Record<string, ParameterValue>;
@@ -20,10 +21,6 @@ export interface RequestedOutput {
   parameters?: Parameters;
 }
 
-/**
- * A requested output from its wire parameters: Triton's classification extension asks for the top
- * `class_count` classes (0 means the plain tensor). Every front end reads it the same way.
- */
 /** Triton's clients ask for classification with the output parameter `classification`; `class_count` (their argument's name) is accepted too. */
 export function requestedOutputOf(name: string, parameters: Parameters | undefined): RequestedOutput {
   const key = parameters?.classification !== undefined ? 'classification' : 'class_count';
@@ -47,7 +44,7 @@ export interface CancelSignal {
 /** A CancelSignal without EventTarget's cost: creating an AbortController per request shows in profiles. */
 export class ClientCancellation implements CancelSignal {
   aborted = false;
-  private listeners: (() => void)[] = [];
+  private readonly listeners: (() => void)[] = [];
 
   addEventListener(_type: 'abort', listener: () => void): void {
     if (this.aborted) listener();
@@ -55,7 +52,8 @@ export class ClientCancellation implements CancelSignal {
   }
 
   removeEventListener(_type: 'abort', listener: () => void): void {
-    this.listeners = this.listeners.filter((candidate) => candidate !== listener);
+    const index = this.listeners.indexOf(listener);
+    if (index >= 0) this.listeners.splice(index, 1);
   }
 
   abort(): void {
@@ -74,15 +72,21 @@ export interface InferenceRequest {
   inputs: InferInput[];
   /** Undefined: every output of the model. */
   outputs?: RequestedOutput[];
+}
+
+/** What travels beside a request without being part of it: who asked, how to call it off, until when. */
+export interface RequestContext {
   /** Aborted when the client goes away, so queued work can be dropped. */
   signal?: CancelSignal;
-  /** W3C trace context from the client (HTTP header or gRPC metadata `traceparent`), for tracing. */
-  traceparent?: string;
   /**
    * The transport's request id (the client's `x-request-id`, else generated), which the front end's
    * log lines carry; observers fall back to it when the V2 `id` is absent. Never echoed as `id`.
    */
   requestId?: string;
+  /** W3C trace context from the client (HTTP header or gRPC metadata `traceparent`), for tracing. */
+  traceparent?: string;
+  /** performance.now() milliseconds after which the client no longer waits (a gRPC deadline): queued work is dropped. */
+  deadline?: number;
 }
 
 export interface InferOutput extends Tensor {
@@ -96,4 +100,6 @@ export interface InferenceResponse {
   id?: string;
   parameters?: Parameters;
   outputs: InferOutput[];
+  /** Where the request's time went; for in-process callers (jobs, tools), never sent on the wire. */
+  timings?: RequestTimings;
 }

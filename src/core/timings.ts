@@ -17,4 +17,12 @@ export interface RequestTimings extends ExecutionTimings {
   /** Activation of outputs after the model. */
   postprocessNs?: number;
   queueNs: number;
+  /** Rows of the execution the request was part of: its share of the compute phases is its own rows over these. */
+  batchRows?: number;
+}
+
+/** A request's share of the executions it was part of: compute time × its rows ÷ the batch's rows. */
+export function computeShareNs(timings: RequestTimings, rows: number): number {
+  const execution = timings.computeInputNs + timings.computeInferNs + timings.computeOutputNs;
+  return timings.batchRows ? (execution * Math.max(1, rows)) / timings.batchRows : execution;
 }

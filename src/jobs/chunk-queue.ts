@@ -21,8 +21,6 @@ export interface ChunkData {
   model: string;
   version?: string;
   topK?: number;
-  /** Records per model call on the worker (default: the model's max_batch_size). */
-  batchSize?: number;
   records: WireRecord[];
 }
 

@@ -11,10 +11,10 @@ import { resolve } from 'node:path';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
 import {
   CHUNK_FORMAT,
-  DEFAULT_QUEUE_NAME,
   checkJobName,
   chunkIndexOf,
   chunkJobId,
@@ -28,27 +28,17 @@ import { openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
 import { JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
+import { distributedJobSettingsSchema } from './job-options.js';
 import type { BatchInputOptions } from './local-batch-job.js';
 
-export interface DistributedBatchOptions extends BatchInputOptions {
+interface DistributedJobOptions extends BatchInputOptions {
   /** redis://host:port of the queue the workers listen to. */
   queue: string;
-  queueName?: string;
   /** The job's name (default: the model and a hash of input, output and version). */
   job?: string;
-  /** Records per chunk (default 64). */
-  chunkSize?: number;
-  /** Records per model call on the workers (default: the model's max_batch_size). */
-  batchSize?: number;
-  /** Tries of a chunk before it fails (default 3). */
-  attempts?: number;
-  /** Wait before a failed chunk is tried again (default 1000 ms). */
-  backoffMs?: number;
-  /** Chunks in Redis at once, submitted and not yet written (default 64). */
-  maxPendingChunks?: number;
-  /** How often unfinished chunks are checked, besides the queue's events (default 1000 ms). */
-  pollMs?: number;
 }
+
+export type DistributedBatchOptions = DistributedJobOptions & z.input<typeof distributedJobSettingsSchema>;
 
 interface Pending {
   index: number;
@@ -58,9 +48,7 @@ interface Pending {
 export async function runDistributedBatchJob(options: DistributedBatchOptions): Promise<BatchSummary> {
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
-  const chunkSize = options.chunkSize ?? 64;
-  const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
-  const maxPending = Math.max(1, options.maxPendingChunks ?? 64);
+  const { chunkSize, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = distributedJobSettingsSchema.parse(options);
   const source = await openInput(options.input, { csvInput: options.csvInput });
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
@@ -167,14 +155,13 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       model: options.model,
       ...(options.version ? { version: options.version } : {}),
       ...(options.topK ? { topK: options.topK } : {}),
-      ...(options.batchSize ? { batchSize: options.batchSize } : {}),
       records: runnable.map(toWire),
     };
     // An id already in the queue (a rerun, another submitter) is not added again; its result is collected.
     await queue.add('chunk', data, {
       jobId: id,
-      attempts: options.attempts ?? 3,
-      backoff: { type: 'fixed', delay: options.backoffMs ?? 1000 },
+      attempts,
+      backoff: { type: 'fixed', delay: backoffMs },
       removeOnComplete: false,
       removeOnFail: false,
     });
@@ -220,7 +207,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     // Events are not replayed (a chunk may finish while no submitter listens), so also look now and then.
     poll = setInterval(() => {
       for (const index of pending.keys()) void collect(index);
-    }, options.pollMs ?? 1000);
+    }, pollMs);
 
     const resumed = output.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress, label: `batch ${job}` }).start();

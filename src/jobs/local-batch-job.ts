@@ -5,12 +5,14 @@
  */
 import { pino, type Logger } from 'pino';
 import { NereidError } from '../core/errors.js';
-import { Server } from '../server/server.js';
+import { createServer } from '../server/create-server.js';
+import type { Server } from '../server/server.js';
 import { openInput, type InputSource } from './input-source.js';
 import { JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
+import { defaultRecordConcurrency, localJobSettingsSchema } from './job-options.js';
 
 export interface BatchInputOptions {
   model: string;
@@ -38,9 +40,7 @@ export interface LocalBatchOptions extends BatchInputOptions {
   modelRepository?: string;
   /** A started Server to use instead of one made for the job (it is left running). */
   server?: Server;
-  /** Records per call (default: the model's max_batch_size). */
-  batchSize?: number;
-  /** Records in flight (default: 4 × batch size). */
+  /** Records in flight (default: 4 × the model's max_batch_size); the model's batcher forms the batches. */
   concurrency?: number;
 }
 
@@ -62,6 +62,7 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
 }
 
 export async function runLocalBatchJob(options: LocalBatchOptions): Promise<BatchSummary> {
+  const settings = localJobSettingsSchema.parse(options);
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
   const source = await openInput(options.input, { csvInput: options.csvInput });
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
@@ -69,27 +70,27 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   const ownServer = !options.server;
   const server =
     options.server ??
-    new Server({ modelRepository: options.modelRepository ?? 'models', modelControlMode: 'explicit', loadModels: [options.model], logger });
+    (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [options.model], logger }));
   let progress: JobProgress | undefined;
   try {
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
     checkInputFits(source, processor);
-    const batchSize = options.batchSize ?? processor.maxBatchSize;
-    const concurrency = options.concurrency ?? 4 * batchSize;
+    const concurrency = options.concurrency ?? defaultRecordConcurrency(processor.maxBatchSize);
     const resumed = output.resumed.records;
-    progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress }).start();
-    const executionAtStart = processor.executionNs();
+    progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();
     const started = performance.now();
     let processed = 0;
     let failed = 0;
+    let computeNs = 0;
     async function* pending() {
       for await (const record of source.records()) if (!output.has(record.id)) yield record;
     }
     let interrupted = false;
     try {
-      await runPipeline(pending(), (records) => processor.run(records), { batchSize, concurrency, signal: options.signal }, async (results) => {
+      await runPipeline(pending(), (record) => processor.run(record), { concurrency, signal: options.signal }, async (results) => {
+        for (const result of results) computeNs += result.computeNs;
         const written = await output.append(results);
         processed += written.written;
         failed += written.failed;
@@ -107,7 +108,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       failed,
       failedBefore: output.resumed.failed,
       wallSeconds: (performance.now() - started) / 1000,
-      computeSeconds: (processor.executionNs() - executionAtStart) / 1e9,
+      computeSeconds: computeNs / 1e9,
       interrupted,
     });
   } finally {

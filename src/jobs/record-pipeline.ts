@@ -1,74 +1,74 @@
 /**
  * Keeps a bounded number of records in flight: records are read (files loaded) only when there is
- * room, grouped into calls of `batchSize`, and several calls run at once so that reading and
- * decoding the next records overlaps the model running the current ones.
+ * room, each goes to the core on its own (the model's batcher forms the batches), and finished
+ * records are handed on in groups as they complete, so that writing never holds up the model.
  */
 import type { InputRecord } from './input-source.js';
 import type { JobRecord, RecordId } from './job-record.js';
 
 export interface PipelineOptions {
-  /** Records per call of the processor. */
-  batchSize: number;
   /** Records in flight at most (loaded, decoding, queued or running). */
   concurrency: number;
   /** Stops taking new records; those in flight finish. */
   signal?: AbortSignal;
 }
 
-export type RecordRunner = (records: JobRecord[]) => Promise<string[]>;
+export interface RecordResult {
+  line: string;
+  /** Model execution time attributable to the record: its share of the executions it was part of. */
+  computeNs: number;
+}
+
+export type RecordRunner = (record: JobRecord) => Promise<RecordResult>;
+
+export type FinishedRecord = RecordResult & { id: RecordId };
 
 /**
- * Runs every record through `run` and hands each group's lines to `done` as soon as they are
- * complete. Rejects with the first failure that is not a record's own, after the calls in
- * flight have settled.
+ * Runs every record through `run` and hands finished records to `done`, in groups of those that
+ * finished while the previous group was being handled. Rejects with the first failure that is not
+ * a record's own, after the records in flight have settled.
  */
 export async function runPipeline(
   records: AsyncIterable<InputRecord> | Iterable<InputRecord>,
   run: RecordRunner,
   options: PipelineOptions,
-  done: (results: { id: RecordId; line: string }[]) => Promise<unknown> | void,
+  done: (results: FinishedRecord[]) => Promise<unknown> | void,
 ): Promise<void> {
-  const batchSize = Math.max(1, options.batchSize);
-  const concurrency = Math.max(batchSize, options.concurrency);
+  const concurrency = Math.max(1, options.concurrency);
   const inFlight = new Set<Promise<void>>();
-  let inFlightRecords = 0;
   let failure: { error: unknown } | undefined;
+  let finished: FinishedRecord[] = [];
+  let handing: Promise<void> | undefined;
 
-  const launch = (group: InputRecord[]) => {
-    inFlightRecords += group.length;
+  const handOn = async () => {
+    while (finished.length > 0) {
+      const group = finished;
+      finished = [];
+      await done(group);
+    }
+    handing = undefined;
+  };
+  const launch = (record: InputRecord) => {
     const task = (async () => {
-      const loaded = await Promise.all(group.map((record) => record.load()));
-      const lines = await run(loaded);
-      await done(loaded.map((record, index) => ({ id: record.id, line: lines[index] })));
+      const loaded = await record.load();
+      const result = await run(loaded);
+      finished.push({ id: loaded.id, ...result });
+      handing ??= handOn();
+      await handing;
     })()
       .catch((error: unknown) => {
         failure ??= { error };
       })
-      .finally(() => {
-        inFlightRecords -= group.length;
-        inFlight.delete(task);
-      });
+      .finally(() => inFlight.delete(task));
     inFlight.add(task);
   };
-  const makeRoom = async (needed: number) => {
-    while (inFlight.size > 0 && inFlightRecords + needed > concurrency) await Promise.race(inFlight);
-  };
 
-  let group: InputRecord[] = [];
   for await (const record of records) {
+    while (inFlight.size >= concurrency) await Promise.race(inFlight);
     if (failure || options.signal?.aborted) break;
-    group.push(record);
-    if (group.length >= batchSize) {
-      await makeRoom(group.length);
-      if (failure || options.signal?.aborted) break;
-      launch(group);
-      group = [];
-    }
-  }
-  if (group.length > 0 && !failure && !options.signal?.aborted) {
-    await makeRoom(group.length);
-    if (!failure) launch(group);
+    launch(record);
   }
   await Promise.all(inFlight);
+  await handing;
   if (failure) throw failure.error;
 }

@@ -1,18 +1,18 @@
 /**
  * Turns batch-job records into calls of the Server API (`classify` for images, `infer` for
- * tensors) and their answers into output lines. It is a front end like HTTP: V2 JSON goes through
- * the HTTP codec, and every rule about inputs stays in the core. A group of records runs as one
- * call; when that call fails, each record is retried alone, so only the bad ones get an error.
+ * tensors), one record per call, and their answers into output lines. It is a front end like HTTP:
+ * V2 JSON goes through the protocol codec, every rule about inputs stays in the core, and the
+ * model's batcher (not the job) decides what runs together.
  */
 import { elementCount, type Datatype } from '../core/datatype.js';
 import { asNereidError, invalidArgument, type ErrorCode } from '../core/errors.js';
-import type { InferenceRequest, InferInput, RequestedOutput, Parameters } from '../core/inference.js';
-import { describeShape, tensorDataFromJson } from '../core/tensor.js';
+import type { InferenceRequest, InferInput } from '../core/inference.js';
+import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.js';
+import { computeShareNs } from '../core/timings.js';
 import { decodeInferRequest, encodeInferResponse } from '../protocol/v2-json.js';
-import { concatRows, sameRowShape, sliceRows } from '../scheduler/batch-tensors.js';
 import type { Server } from '../server/server.js';
-import type { Tensor } from '../core/tensor.js';
 import { errorLine, type JobRecord, type RecordId } from './job-record.js';
+import type { RecordResult } from './record-pipeline.js';
 
 /**
  * Failures that belong to the record (a bad image, a wrong shape, an engine error on its data):
@@ -31,14 +31,6 @@ export interface RecordProcessorOptions {
   version?: string;
   /** Predictions per image for classifiers (default: the model's top_k). */
   topK?: number;
-}
-
-interface TensorRecord {
-  id: RecordId;
-  inputs: Record<string, Tensor>;
-  rows: number;
-  /** A V2 record that names outputs or parameters runs on its own. */
-  alone?: { outputs?: RequestedOutput[]; parameters?: Parameters };
 }
 
 interface InputSpec {
@@ -66,7 +58,7 @@ function nestedShape(value: unknown): number[] {
 export class RecordProcessor {
   readonly model: string;
   readonly version: string;
-  /** Rows one call may carry: the model's max_batch_size, or 1 when it does not batch. */
+  /** Rows one execution may carry: the model's max_batch_size, or 1 when it does not batch. */
   readonly maxBatchSize: number;
   /** True when the model classifies images (its one input declares image pre-processing). */
   readonly takesImages: boolean;
@@ -77,18 +69,18 @@ export class RecordProcessor {
     private readonly server: Server,
     private readonly options: RecordProcessorOptions,
   ) {
-    const config = server.modelConfig(options.model, options.version);
-    const metadata = server.modelMetadata(options.model, options.version);
+    const model = server.model(options.model, options.version);
+    const metadata = model.metadata([model.version]);
     this.model = options.model;
-    this.version = server.model(options.model, options.version).version;
-    this.batched = config.max_batch_size > 0;
-    this.maxBatchSize = Math.max(1, config.max_batch_size);
-    this.takesImages = config.input.filter((input) => input.preprocess?.image).length === 1;
+    this.version = model.version;
+    this.batched = model.batched;
+    this.maxBatchSize = Math.max(1, model.config.max_batch_size);
+    this.takesImages = model.imageInputs.size === 1;
     this.inputs = metadata.inputs.map((input) => ({
       name: input.name,
       datatype: input.datatype as Datatype,
       shape: input.shape,
-      optional: config.input.find((declared) => declared.name === input.name)?.optional ?? false,
+      optional: model.config.input.find((declared) => declared.name === input.name)?.optional ?? false,
     }));
   }
 
@@ -97,152 +89,36 @@ export class RecordProcessor {
     return new RecordProcessor(server, options);
   }
 
-  /** Nanoseconds the model's instances have spent executing batches so far (Triton's batch statistics). */
-  executionNs(): number {
-    const { model_stats } = this.server.modelStatistics(this.model, this.version);
-    let ns = 0;
-    for (const stats of model_stats) {
-      for (const batch of stats.batch_stats) ns += batch.compute_input.ns + batch.compute_infer.ns + batch.compute_output.ns;
-    }
-    return ns;
-  }
-
-  /**
-   * One output line per record, in the records' order. A record's own failure is its line;
-   * a failure of the model or server is thrown.
-   */
-  async run(records: readonly JobRecord[]): Promise<string[]> {
-    const lines: string[] = new Array(records.length);
-    const images: { index: number; id: RecordId; image: Buffer }[] = [];
-    const tensors: { index: number; record: TensorRecord }[] = [];
-    records.forEach((record, index) => {
-      if (record.error !== undefined) lines[index] = errorLine(record.id, record.error);
-      else if (record.image) images.push({ index, id: record.id, image: record.image });
-      else {
-        try {
-          tensors.push({ index, record: this.parse(record) });
-        } catch (error) {
-          lines[index] = errorLine(record.id, asNereidError(error).message);
-        }
-      }
-    });
-    await Promise.all([
-      ...this.groups(images, () => 1).map(async (group) => {
-        const answers = await this.classifyGroup(group);
-        group.forEach((item, position) => (lines[item.index] = answers[position]));
-      }),
-      ...this.tensorGroups(tensors).map(async (group) => {
-        const answers = await this.inferGroup(group.map((item) => item.record));
-        group.forEach((item, position) => (lines[item.index] = answers[position]));
-      }),
-    ]);
-    return lines;
-  }
-
-  /** Consecutive items in groups of at most maxBatchSize rows. */
-  private groups<T>(items: T[], rowsOf: (item: T) => number): T[][] {
-    const groups: T[][] = [];
-    let current: T[] = [];
-    let rows = 0;
-    for (const item of items) {
-      const itemRows = rowsOf(item);
-      if (current.length > 0 && rows + itemRows > this.maxBatchSize) {
-        groups.push(current);
-        current = [];
-        rows = 0;
-      }
-      current.push(item);
-      rows += itemRows;
-    }
-    if (current.length > 0) groups.push(current);
-    return groups;
-  }
-
-  /** Tensor records that can share one request: same inputs, datatypes and row shapes, batched model, no per-record options. */
-  private tensorGroups(items: { index: number; record: TensorRecord }[]): { index: number; record: TensorRecord }[][] {
-    if (!this.batched) return items.map((item) => [item]);
-    const alone = items.filter((item) => item.record.alone).map((item) => [item]);
-    const buckets: { index: number; record: TensorRecord }[][] = [];
-    for (const item of items.filter((candidate) => !candidate.record.alone)) {
-      const bucket = buckets.find((candidate) => sameRowShape(candidate[0].record.inputs, item.record.inputs));
-      if (bucket) bucket.push(item);
-      else buckets.push([item]);
-    }
-    return [...alone, ...buckets.flatMap((bucket) => this.groups(bucket, (item) => item.record.rows))];
-  }
-
-  private async classifyGroup(group: { id: RecordId; image: Buffer }[]): Promise<string[]> {
-    const attempt = async (items: typeof group): Promise<string[]> => {
-      const { model, version, results } = await this.server.classify(
-        this.model,
-        items.map((item) => item.image),
-        { version: this.options.version, topK: this.options.topK },
-      );
-      const head = `"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)}`;
-      return items.map((item, position) => {
-        const { predictions, confidence } = results[position];
-        return `{"id":${JSON.stringify(item.id)},${head},"predictions":${JSON.stringify(predictions)},"confidence":${JSON.stringify(confidence)},"error":null}`;
-      });
-    };
-    return this.withFallback(group, attempt);
-  }
-
-  private async inferGroup(group: TensorRecord[]): Promise<string[]> {
-    const attempt = async (items: TensorRecord[]): Promise<string[]> => {
-      const first = items[0];
-      const inputs: InferInput[] =
-        items.length === 1
-          ? Object.entries(first.inputs).map(([name, tensor]) => ({ name, ...tensor }))
-          : Object.keys(first.inputs).map((name) => ({ name, ...concatRows(items.map((item) => item.inputs[name])) }));
-      const request: InferenceRequest = {
-        model: this.model,
-        version: this.options.version,
-        inputs,
-        outputs: first.alone?.outputs,
-        parameters: first.alone?.parameters,
-      };
-      const response = await this.server.infer(request);
-      if (items.length > 1) {
-        const totalRows = items.reduce((sum, item) => sum + item.rows, 0);
-        const odd = response.outputs.find((output) => output.shape[0] !== totalRows);
-        if (odd) throw invalidArgument(`output '${odd.name}' has ${describeShape(odd.shape)}, not one row per input row`);
-      }
-      let row = 0;
-      return items.map((item) => {
-        const outputs =
-          items.length === 1 ? response.outputs : response.outputs.map((output) => ({ name: output.name, ...sliceRows(output, row, item.rows) }));
-        row += item.rows;
-        const { body } = encodeInferResponse({ model: response.model, version: response.version, outputs }, request.outputs, false);
-        const json = body.toString('utf8');
-        return `{"id":${JSON.stringify(item.id)},${json.slice(1, -1)},"error":null}`;
-      });
-    };
-    return this.withFallback(group, attempt);
-  }
-
-  /** Runs the group as one call; if that fails, each record alone, so one bad record fails only itself. */
-  private async withFallback<T extends { id: RecordId }>(group: T[], attempt: (items: T[]) => Promise<string[]>): Promise<string[]> {
+  /** The record's output line: its answer, or its own failure. A failure of the model or server is thrown. */
+  async run(record: JobRecord): Promise<RecordResult> {
     try {
-      return await attempt(group);
+      if (record.error !== undefined) return { line: errorLine(record.id, record.error), computeNs: 0 };
+      return record.image ? await this.classify(record.id, record.image) : await this.infer(record);
     } catch (error) {
       if (!isRecordError(error)) throw asNereidError(error);
-      if (group.length === 1) return [errorLine(group[0].id, asNereidError(error).message)];
+      return { line: errorLine(record.id, asNereidError(error).message), computeNs: 0 };
     }
-    return Promise.all(
-      group.map(async (item) => {
-        try {
-          return (await attempt([item]))[0];
-        } catch (error) {
-          if (!isRecordError(error)) throw asNereidError(error);
-          return errorLine(item.id, asNereidError(error).message);
-        }
-      }),
-    );
   }
 
-  /** A JSONL line or CSV row as named input tensors. Throws the record's error. */
-  private parse(record: JobRecord): TensorRecord {
-    if (record.fields) return this.fromFields(record.id, record.fields, true);
+  private async classify(id: RecordId, image: Buffer): Promise<RecordResult> {
+    const { model, version, results, timings } = await this.server.classify(this.model, [image], { version: this.options.version, topK: this.options.topK });
+    const { predictions, confidence } = results[0];
+    const line = `{"id":${JSON.stringify(id)},"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"predictions":${JSON.stringify(predictions)},"confidence":${JSON.stringify(confidence)},"error":null}`;
+    return { line, computeNs: timings.computeShareMs * 1e6 };
+  }
+
+  private async infer(record: JobRecord): Promise<RecordResult> {
+    const request = this.parse(record);
+    const response = await this.server.infer(request);
+    const { chunks, byteLength } = encodeInferResponse({ model: response.model, version: response.version, outputs: response.outputs }, request.outputs, false);
+    const json = (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, byteLength)).toString('utf8');
+    const rows = this.batched ? (request.inputs[0]?.shape[0] ?? 1) : 1;
+    return { line: `{"id":${JSON.stringify(record.id)},${json.slice(1, -1)},"error":null}`, computeNs: response.timings ? computeShareNs(response.timings, rows) : 0 };
+  }
+
+  /** A JSONL line or CSV row as an inference request. Throws the record's error. */
+  private parse(record: JobRecord): InferenceRequest {
+    if (record.fields) return this.fromFields(record.fields, true);
     let value: unknown;
     try {
       value = JSON.parse(record.json ?? '');
@@ -252,23 +128,15 @@ export class RecordProcessor {
     if (Array.isArray(value) || (isObject(value) && Array.isArray(value.inputs))) {
       // V2 JSON, read by the HTTP front end's own codec.
       const body = Array.isArray(value) ? `{"inputs":${record.json}}` : record.json!;
-      const { request } = decodeInferRequest(Buffer.from(body, 'utf8'), undefined, this.model, this.options.version);
-      const inputs: Record<string, Tensor> = {};
-      for (const input of request.inputs) {
-        if (inputs[input.name]) throw invalidArgument(`input '${input.name}' is given more than once`);
-        inputs[input.name] = { datatype: input.datatype, shape: input.shape, data: input.data };
-      }
-      const rows = this.batched ? (request.inputs[0]?.shape[0] ?? 1) : 1;
-      const alone = request.outputs || request.parameters ? { outputs: request.outputs, parameters: request.parameters } : undefined;
-      return { id: record.id, inputs, rows, alone };
+      return decodeInferRequest(Buffer.from(body, 'utf8'), undefined, this.model, this.options.version).request;
     }
-    if (isObject(value)) return this.fromFields(record.id, value, false);
+    if (isObject(value)) return this.fromFields(value, false);
     throw invalidArgument('a JSONL record must be a V2 inputs array, an object with "inputs", or an object of named fields');
   }
 
   /** Named fields mapped to the model's inputs by name, with the model's datatype and shape (batch dimension 1). */
-  private fromFields(id: RecordId, fields: Record<string, unknown>, fromCsv: boolean): TensorRecord {
-    const inputs: Record<string, Tensor> = {};
+  private fromFields(fields: Record<string, unknown>, fromCsv: boolean): InferenceRequest {
+    const inputs: InferInput[] = [];
     for (const spec of this.inputs) {
       let value = fields[spec.name];
       if (value === undefined) {
@@ -284,9 +152,9 @@ export class RecordProcessor {
           `the record has no ${fromCsv ? 'column' : 'field'} '${spec.name}' (the model's inputs: ${this.inputs.map((input) => input.name).join(', ')}; the record has: ${given.join(', ') || 'nothing'})`,
         );
       }
-      inputs[spec.name] = this.tensorOf(spec, value);
+      inputs.push({ name: spec.name, ...this.tensorOf(spec, value) });
     }
-    return { id, inputs, rows: 1 };
+    return { model: this.model, version: this.options.version, inputs };
   }
 
   private tensorOf(spec: InputSpec, value: unknown): Tensor {

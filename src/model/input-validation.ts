@@ -1,17 +1,44 @@
 /**
- * Checks a request against the model's config before it is queued, so that every mistake is
+ * Checks a request against the model's config before anything runs, so that every mistake is
  * reported with what was expected and what arrived, and nothing malformed reaches the engine.
+ * Everything a check needs is worked out once, when the version loads; a request that passes
+ * allocates only its tensor map.
  */
-import { elementCount } from '../core/datatype.js';
-import { invalidArgument } from '../core/errors.js';
-import type { InferInput, RequestedOutput } from '../core/inference.js';
+import { isUtf8 } from 'node:buffer';
+import type { CompletedModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig } from '../config/model-config.js';
+import { elementCount, type Datatype } from '../core/datatype.js';
+import { invalidArgument, NereidError } from '../core/errors.js';
+import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
-import { datatypeOfConfig, type CompletedModelConfig, type ModelInputConfig } from '../config/model-config.js';
+import type { Admission } from '../scheduler/priority-queue.js';
 
-export interface PreparedInputs {
+/** A request as the rest of the path needs it. */
+export interface ValidatedRequest extends Admission {
+  /** By input name, in the model's shapes (reshape applied). */
   tensors: Record<string, Tensor>;
   /** Rows along the batch dimension, 0 for a model without one. */
   batchSize: number;
+  /** The outputs to compute: the requested ones, else all. */
+  outputNames: readonly string[];
+}
+
+interface InputRule {
+  name: string;
+  datatype: Datatype;
+  /** As a client sends it: -1 for the batch dimension when the model batches, and for dynamic dims. */
+  shape: readonly number[];
+  /** The model's dims after the batch dimension, when the config reshapes the input. */
+  reshape?: readonly number[];
+  /** A BYTES input of encoded images also takes one element per row without the trailing [1]. */
+  acceptsRowsOnly: boolean;
+  /** BYTES elements must be text the backend can carry (valid UTF-8, no 0 byte). */
+  textOnly: boolean;
+}
+
+/** The first element that is not text a string tensor can carry, or -1. */
+function firstNonText(elements: readonly Buffer[]): number {
+  return elements.findIndex((element) => element.includes(0) || !isUtf8(element));
 }
 
 /** The shape a client must send, with -1 for the batch dimension when the model batches. */
@@ -20,87 +47,133 @@ export function expectedShape(config: CompletedModelConfig, tensor: { dims: numb
 }
 
 function shapeMatches(expected: readonly number[], actual: readonly number[]): boolean {
-  return expected.length === actual.length && expected.every((dim, index) => dim === -1 || dim === actual[index]);
+  if (expected.length !== actual.length) return false;
+  for (let index = 0; index < expected.length; index++) {
+    if (expected[index] !== -1 && expected[index] !== actual[index]) return false;
+  }
+  return true;
 }
 
-export function prepareInputs(config: CompletedModelConfig, inputs: readonly InferInput[]): PreparedInputs {
-  const byName = new Map<string, ModelInputConfig>(config.input.map((input) => [input.name, input]));
-  const tensors: Record<string, Tensor> = {};
-  let batchSize: number | undefined;
-  let batchSource = '';
-  for (const input of inputs) {
-    const declared = byName.get(input.name);
-    if (!declared) {
-      throw invalidArgument(
-        `model '${config.name}' has no input '${input.name}' (its inputs: ${config.input.map((i) => i.name).join(', ')})`,
-      );
+function numberParameter(request: InferenceRequest, key: string): number | undefined {
+  const value = request.parameters?.[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number') throw invalidArgument(`request parameter '${key}' must be a number, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+export class RequestValidator {
+  private readonly inputs = new Map<string, InputRule>();
+  private readonly required: readonly string[];
+  private readonly outputs: ReadonlyMap<string, Datatype>;
+  private readonly allOutputs: readonly string[];
+  private readonly maxBatchSize: number;
+
+  /** `config` is the config as clients see it; `imageInputs` take encoded images; `bytesAsText`: see Backend.bytesAsText. */
+  constructor(
+    private readonly config: CompletedModelConfig,
+    options: { imageInputs?: ReadonlySet<string>; bytesAsText?: boolean } = {},
+  ) {
+    const imageInputs = options.imageInputs ?? new Set<string>();
+    this.maxBatchSize = config.max_batch_size;
+    for (const input of config.input) {
+      this.inputs.set(input.name, {
+        name: input.name,
+        datatype: datatypeOfConfig(input),
+        shape: expectedShape(config, input),
+        reshape: input.reshape?.shape,
+        acceptsRowsOnly: imageInputs.has(input.name),
+        textOnly: Boolean(options.bytesAsText) && !imageInputs.has(input.name),
+      });
     }
-    if (tensors[input.name]) throw invalidArgument(`input '${input.name}' is given more than once`);
-    const datatype = datatypeOfConfig(declared);
-    const shape = expectedShape(config, declared);
-    if (input.shape.some((dim) => !Number.isInteger(dim) || dim < 0)) {
-      throw invalidArgument(`input '${input.name}' has an invalid shape ${describeShape(input.shape)}: dimensions must be non-negative integers`);
-    }
-    if (input.datatype !== datatype || !shapeMatches(shape, input.shape)) {
-      throw invalidArgument(
-        `input '${input.name}' expects ${datatype} ${describeShape(shape)}, got ${input.datatype} ${describeShape(input.shape)}`,
-      );
-    }
-    if (config.max_batch_size > 0) {
-      const rows = input.shape[0];
-      if (rows < 1 || rows > config.max_batch_size) {
-        throw invalidArgument(
-          `input '${input.name}' has batch size ${rows}; model '${config.name}' accepts 1 to ${config.max_batch_size} (max_batch_size)`,
-        );
-      }
-      if (batchSize !== undefined && rows !== batchSize) {
-        throw invalidArgument(`input '${input.name}' has batch size ${rows} but input '${batchSource}' has ${batchSize}; all inputs must agree`);
-      }
-      batchSize = rows;
-      batchSource = input.name;
-    }
-    const count = elementCount(input.shape);
-    if (input.data.length !== count) {
-      throw invalidArgument(
-        `input '${input.name}' has shape ${describeShape(input.shape)}, which holds ${count} elements, but ${input.data.length} were sent`,
-      );
-    }
-    const reshaped = declared.reshape
-      ? [...(config.max_batch_size > 0 ? [input.shape[0]] : []), ...declared.reshape.shape]
-      : input.shape;
-    tensors[input.name] = { datatype, shape: reshaped, data: input.data };
+    this.required = config.input.filter((input) => !input.optional).map((input) => input.name);
+    this.outputs = new Map(config.output.map((output) => [output.name, datatypeOfConfig(output)]));
+    this.allOutputs = Object.freeze(config.output.map((output) => output.name));
   }
-  const missing = config.input.filter((input) => !input.optional && !tensors[input.name]).map((input) => input.name);
-  if (missing.length > 0) {
-    throw invalidArgument(
-      `model '${config.name}' expects input${missing.length > 1 ? 's' : ''} ${missing.map((name) => `'${name}'`).join(', ')}, which the request lacks`,
+
+  check(request: InferenceRequest): ValidatedRequest {
+    const tensors: Record<string, Tensor> = {};
+    let batchSize = -1;
+    let batchSource = '';
+    for (const input of request.inputs) {
+      const rule = this.inputs.get(input.name);
+      if (!rule) throw this.unknownInput(input.name);
+      if (tensors[input.name]) throw invalidArgument(`input '${input.name}' is given more than once`);
+      const shape = this.clientShape(rule, input);
+      if (this.maxBatchSize > 0) {
+        const rows = shape[0];
+        if (rows < 1 || rows > this.maxBatchSize) {
+          throw invalidArgument(`input '${input.name}' has batch size ${rows}; model '${this.config.name}' accepts 1 to ${this.maxBatchSize} (max_batch_size)`);
+        }
+        if (batchSize !== -1 && rows !== batchSize) {
+          throw invalidArgument(`input '${input.name}' has batch size ${rows} but input '${batchSource}' has ${batchSize}; all inputs must agree`);
+        }
+        batchSize = rows;
+        batchSource = input.name;
+      }
+      const count = elementCount(shape);
+      if (input.data.length !== count) {
+        throw invalidArgument(`input '${input.name}' has shape ${describeShape(shape)}, which holds ${count} elements, but ${input.data.length} were sent`);
+      }
+      if (rule.textOnly && rule.datatype === 'BYTES') {
+        const bad = firstNonText(input.data as Buffer[]);
+        if (bad >= 0) {
+          throw invalidArgument(`input '${input.name}' element ${bad} is not UTF-8 text without a 0 byte, which is all the model's backend (${this.config.backend}) carries in a BYTES tensor`);
+        }
+      }
+      const modelShape = rule.reshape ? (this.maxBatchSize > 0 ? [shape[0], ...rule.reshape] : [...rule.reshape]) : shape;
+      tensors[input.name] = { datatype: rule.datatype, shape: modelShape, data: input.data };
+    }
+    for (const name of this.required) if (!tensors[name]) throw this.missingInputs(tensors);
+    return {
+      tensors,
+      batchSize: Math.max(0, batchSize),
+      outputNames: request.outputs?.length ? this.checkOutputs(request.outputs) : this.allOutputs,
+      priority: numberParameter(request, 'priority'),
+      timeoutMicroseconds: numberParameter(request, 'timeout'),
+    };
+  }
+
+  /** The input's shape after the datatype and shape checks; a row-only image input gets its trailing [1]. */
+  private clientShape(rule: InputRule, input: InferInput): number[] {
+    const shape = input.shape;
+    for (const dim of shape) {
+      if (!Number.isInteger(dim) || dim < 0) {
+        throw invalidArgument(`input '${input.name}' has an invalid shape ${describeShape(shape)}: dimensions must be non-negative integers`);
+      }
+    }
+    if (input.datatype === rule.datatype && shapeMatches(rule.shape, shape)) return shape;
+    if (rule.acceptsRowsOnly && input.datatype === 'BYTES' && shape.length === rule.shape.length - 1) return [...shape, 1];
+    throw invalidArgument(`input '${input.name}' expects ${rule.datatype} ${describeShape(rule.shape)}, got ${input.datatype} ${describeShape(shape)}`);
+  }
+
+  private unknownInput(name: string): NereidError {
+    return invalidArgument(`model '${this.config.name}' has no input '${name}' (its inputs: ${[...this.inputs.keys()].join(', ')})`);
+  }
+
+  private missingInputs(given: Record<string, Tensor>): NereidError {
+    const missing = this.required.filter((name) => !given[name]);
+    return invalidArgument(
+      `model '${this.config.name}' expects input${missing.length > 1 ? 's' : ''} ${missing.map((name) => `'${name}'`).join(', ')}, which the request lacks`,
     );
   }
-  return { tensors, batchSize: batchSize ?? 0 };
-}
 
-export function checkRequestedOutputs(config: CompletedModelConfig, requested: readonly RequestedOutput[] | undefined): string[] {
-  if (!requested || requested.length === 0) return config.output.map((output) => output.name);
-  const names = new Set(config.output.map((output) => output.name));
-  const seen = new Set<string>();
-  for (const output of requested) {
-    if (!names.has(output.name)) {
-      throw invalidArgument(
-        `model '${config.name}' has no output '${output.name}' (its outputs: ${[...names].join(', ')})`,
-      );
-    }
-    if (seen.has(output.name)) throw invalidArgument(`output '${output.name}' is requested more than once`);
-    seen.add(output.name);
-    if (output.classCount !== undefined) {
+  private checkOutputs(requested: readonly RequestedOutput[]): string[] {
+    const names: string[] = [];
+    for (const output of requested) {
+      const datatype = this.outputs.get(output.name);
+      if (!datatype) {
+        throw invalidArgument(`model '${this.config.name}' has no output '${output.name}' (its outputs: ${[...this.outputs.keys()].join(', ')})`);
+      }
+      if (names.includes(output.name)) throw invalidArgument(`output '${output.name}' is requested more than once`);
+      names.push(output.name);
+      if (output.classCount === undefined) continue;
       if (!Number.isInteger(output.classCount) || output.classCount < 1) {
         throw invalidArgument(`output '${output.name}': class_count must be a positive integer, got ${output.classCount}`);
       }
-      const declared = config.output.find((o) => o.name === output.name)!;
-      const datatype = datatypeOfConfig(declared);
       if (datatype === 'BYTES' || datatype === 'BOOL') {
         throw invalidArgument(`output '${output.name}' is ${datatype}; classification needs a numeric output`);
       }
     }
+    return names;
   }
-  return [...seen];
 }

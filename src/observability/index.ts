@@ -11,4 +11,4 @@ export {
   type PrometheusMetricsOptions,
 } from './prometheus-metrics.js';
 export { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
-export { createTracing, DEFAULT_TRACE_ENDPOINT, Tracing, type TracingOptions } from './tracing.js';
+export { createTracing, DEFAULT_TRACE_ENDPOINT, Tracing, tracingSettingsSchema, type TracingOptions } from './tracing.js';

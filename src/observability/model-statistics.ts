@@ -1,7 +1,10 @@
 /**
- * Per model version counters in the shape of Triton's statistics extension: request outcomes and
- * where their time went, and per executed batch size what the executions cost.
+ * The one aggregator of a model version's events, in the shape of Triton's statistics extension:
+ * request outcomes and where their time went, per executed batch size what the executions cost,
+ * and what the metrics read at scrape time (requests in flight, failures by reason, core-seconds).
+ * Each event is counted here once; Prometheus keeps only its histograms.
  */
+import type { ErrorCode } from '../core/errors.js';
 import type { ExecutionRecord, InferenceObserver, RequestRecord } from '../core/inference-observer.js';
 import type { ExecutionTimings, RequestTimings } from '../core/timings.js';
 import { coreSeconds, costSummary } from './cost.js';
@@ -37,6 +40,10 @@ export class ModelStatistics implements InferenceObserver {
   computeSeconds = 0;
   /** How long loading this version took (set by the repository), for the load-time metric. */
   loadNs?: number;
+  /** Requests inside the model now (validation to answer). */
+  inFlight = 0;
+  /** Failed requests by error code. */
+  readonly failures = new Map<ErrorCode, number>();
 
   constructor(
     readonly name: string,
@@ -48,9 +55,18 @@ export class ModelStatistics implements InferenceObserver {
     this.computeSeconds += coreSeconds(record.timings.computeInferNs, record.threads);
   }
 
+  onRequestStart(): void {
+    this.inFlight += 1;
+  }
+
   onRequestEnd(record: RequestRecord): void {
+    this.inFlight -= 1;
     if (record.cache) add(record.cache.hit ? this.cacheHit : this.cacheMiss, record.cache.ns);
-    if (!record.success) return this.recordFailure(record.totalNs);
+    if (!record.success) {
+      const code = record.errorCode ?? 'INTERNAL';
+      this.failures.set(code, (this.failures.get(code) ?? 0) + 1);
+      return this.recordFailure(record.totalNs);
+    }
     if (record.cache?.hit) {
       // As in Triton, a hit is a successful inference but not an execution: no queue or compute time.
       this.inferenceCount += record.rows;

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { hrTimeDuration, hrTimeToNanoseconds } from '@opentelemetry/core';
-import type { RequestRecord } from '../core/inference-observer.js';
+import { ObserverGroup, type RequestRecord } from '../core/inference-observer.js';
 import { BucketCounts } from './collected-metric.js';
 import { costSummary } from './cost.js';
+import { ModelStatistics } from './model-statistics.js';
 import { PrometheusMetrics } from './prometheus-metrics.js';
 import { requestIdOf } from './request-id.js';
 import { Tracing } from './tracing.js';
@@ -24,15 +25,18 @@ test('a value on a bucket bound counts in that bucket (le is inclusive); above t
   assert.equal(histogram.sum, 15);
 });
 
-test('observers of successive loads of a version share its series; cache hits add no queue or compute time', async () => {
+test("counters come from the loaded version's statistics, counted once; histograms are shared by successive loads; cache hits add no queue or compute time", async () => {
   const metrics = new PrometheusMetrics({ processMetrics: false });
-  const first = metrics.observer('m', '1');
-  const reloaded = metrics.observer('m', '1');
-  first.onRequestStart?.();
+  const statistics = new ModelStatistics('m', '1');
+  metrics.attach({ repository: { loadedVersions: () => [{ name: 'm', version: '1', statistics }] } });
+  // As a model version wires them: its statistics and the metrics' observer watch the same events.
+  const first = new ObserverGroup([statistics, metrics.observer('m', '1')]);
+  const reloaded = new ObserverGroup([statistics, metrics.observer('m', '1')]);
+  first.onRequestStart();
   first.onRequestEnd(success);
-  reloaded.onRequestStart?.();
+  reloaded.onRequestStart();
   reloaded.onRequestEnd({ ...success, rows: 1, cache: { hit: true, ns: 1000 }, timings: { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 } });
-  reloaded.onRequestStart?.();
+  reloaded.onRequestStart();
   reloaded.onRequestEnd({ rows: 1, success: false, totalNs: 10, startedAt: 0 }); // no code: counted as INTERNAL
   reloaded.onExecution({ batchSize: 2, threads: 4, timings: { computeInputNs: 0, computeInferNs: 5e8, computeOutputNs: 0 } });
   const text = await metrics.metrics();

@@ -1,14 +1,16 @@
 /**
- * Prometheus metrics per model and version, fed by an inference observer. Requests and executions
- * update per-version accumulators (numbers and bucket arrays, no allocation); a scrape reads them,
- * the scheduler queues and the load times, in work proportional to the number of model versions,
- * never to the traffic. prom-client's registry formats them with its process metrics.
+ * Prometheus metrics per model and version. Counters and gauges are read at scrape time from each
+ * loaded version's statistics (the one aggregator, so nothing is counted twice); this module keeps
+ * only the histograms, which an observer fills per request and execution (bucket arrays, no
+ * allocation). A scrape costs work proportional to the number of model versions, never to the
+ * traffic. prom-client's registry formats them with its process metrics.
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
+import type { ModelStatistics } from './model-statistics.js';
 import { BucketCounts, CollectedMetric, histogramSamples, type MetricKind, type Sample } from './collected-metric.js';
-import { coreSeconds, usdOf } from './cost.js';
+import { usdOf } from './cost.js';
 
 /** Seconds, from 100 µs (a tiny model) to 30 s (a large one under load). */
 export const DURATION_BUCKETS_SECONDS: readonly number[] = [
@@ -27,11 +29,14 @@ export interface PrometheusMetricsOptions {
   batchSizeBuckets?: readonly number[];
 }
 
-/** What a scrape reads from each loaded version (ModelVersion has it). */
+/** What a scrape reads from each loaded version (ModelVersion has it): its statistics are the counters. */
 export interface ObservedVersion {
   readonly name: string;
   readonly version: string;
-  readonly statistics: { readonly loadNs?: number };
+  readonly statistics: Pick<
+    ModelStatistics,
+    'loadNs' | 'inFlight' | 'failures' | 'success' | 'inferenceCount' | 'executionCount' | 'cacheHit' | 'cacheMiss' | 'computeSeconds'
+  >;
   /** Requests waiting in the version's scheduler queue, where the version exposes it. */
   readonly queued?: number;
 }
@@ -43,18 +48,8 @@ export interface ObservedServer {
   readonly responseCache?: Pick<ResponseCacheStore, 'kind' | 'healthy' | 'counters' | 'usage'>;
 }
 
-/** Everything recorded for one model version; shared by the observers of its successive loads. */
-class VersionSeries {
-  successes = 0;
-  inferences = 0;
-  executions = 0;
-  inFlight = 0;
-  cacheHits = 0;
-  cacheMisses = 0;
-  /** Core-seconds of compute_infer time × instance threads. */
-  computeSeconds = 0;
-  /** Failed requests by error code. */
-  readonly failures = new Map<string, number>();
+/** The histograms of one model version; shared by the observers of its successive loads. */
+class VersionHistograms {
   readonly request: BucketCounts;
   readonly queue: BucketCounts;
   readonly preprocess: BucketCounts;
@@ -76,44 +71,25 @@ class VersionSeries {
   }
 }
 
-/** One model version's observer: a handful of additions per request, bound to its series once. */
+/** One model version's observer: a few bucket increments per request, bound to its histograms once. */
 class MetricsObserver implements InferenceObserver {
-  constructor(private readonly series: VersionSeries) {}
-
-  onRequestStart(): void {
-    this.series.inFlight += 1;
-  }
+  constructor(private readonly histograms: VersionHistograms) {}
 
   onRequestEnd(record: RequestRecord): void {
-    const series = this.series;
-    series.inFlight -= 1;
-    const cache = record.cache;
-    if (cache) {
-      if (cache.hit) series.cacheHits += 1;
-      else series.cacheMisses += 1;
-    }
-    if (!record.success) {
-      const reason = record.errorCode ?? 'INTERNAL';
-      series.failures.set(reason, (series.failures.get(reason) ?? 0) + 1);
-      return;
-    }
-    series.successes += 1;
-    series.inferences += record.rows;
-    series.request.observe(record.totalNs / 1e9);
+    if (!record.success) return;
+    const histograms = this.histograms;
+    histograms.request.observe(record.totalNs / 1e9);
     const timings = record.timings;
     // A cache hit skipped the model: it has no queue or compute time to report (as in Triton).
-    if (!timings || cache?.hit) return;
-    series.queue.observe(timings.queueNs / 1e9);
-    series.computeInfer.observe(timings.computeInferNs / 1e9);
-    if (timings.preprocessNs !== undefined) series.preprocess.observe(timings.preprocessNs / 1e9);
-    if (timings.postprocessNs !== undefined) series.postprocess.observe(timings.postprocessNs / 1e9);
+    if (!timings || record.cache?.hit) return;
+    histograms.queue.observe(timings.queueNs / 1e9);
+    histograms.computeInfer.observe(timings.computeInferNs / 1e9);
+    if (timings.preprocessNs !== undefined) histograms.preprocess.observe(timings.preprocessNs / 1e9);
+    if (timings.postprocessNs !== undefined) histograms.postprocess.observe(timings.postprocessNs / 1e9);
   }
 
   onExecution(record: ExecutionRecord): void {
-    const series = this.series;
-    series.executions += 1;
-    series.batchSize.observe(record.batchSize);
-    series.computeSeconds += coreSeconds(record.timings.computeInferNs, record.threads);
+    this.histograms.batchSize.observe(record.batchSize);
   }
 }
 
@@ -121,13 +97,13 @@ export class PrometheusMetrics {
   /** This instance's own registry (no global state: several servers may run side by side). */
   readonly registry = new Registry();
   readonly usdPerCoreHour?: number;
-  private readonly series = new Map<string, VersionSeries>();
+  private readonly histograms = new Map<string, VersionHistograms>();
   private readonly durationBuckets: readonly number[];
   private readonly batchSizeBuckets: readonly number[];
   private server?: ObservedServer;
 
   /** Pass to ServerOptions.observers. */
-  readonly observer: InferenceObserverFactory = (model, version) => new MetricsObserver(this.seriesOf(model, version));
+  readonly observer: InferenceObserverFactory = (model, version) => new MetricsObserver(this.histogramsOf(model, version));
 
   constructor(options: PrometheusMetricsOptions = {}) {
     this.usdPerCoreHour = options.usdPerCoreHour;
@@ -153,36 +129,31 @@ export class PrometheusMetrics {
     return this.registry.contentType;
   }
 
-  private seriesOf(model: string, version: string): VersionSeries {
+  private histogramsOf(model: string, version: string): VersionHistograms {
     const key = `${model}\u0000${version}`;
-    let series = this.series.get(key);
-    if (!series) {
-      series = new VersionSeries({ model, version }, this.durationBuckets, this.batchSizeBuckets);
-      this.series.set(key, series);
+    let histograms = this.histograms.get(key);
+    if (!histograms) {
+      histograms = new VersionHistograms({ model, version }, this.durationBuckets, this.batchSizeBuckets);
+      this.histograms.set(key, histograms);
     }
-    return series;
+    return histograms;
   }
 
   private register(name: string, help: string, type: MetricKind, read: () => Sample[]): void {
     this.registry.registerMetric(new CollectedMetric(name, help, type, read).asMetric());
   }
 
-  /** A metric with one sample per model version. */
-  private perVersion(name: string, help: string, type: MetricKind, value: (series: VersionSeries) => number): void {
-    this.register(name, help, type, () => [...this.series.values()].map((series) => ({ labels: series.labels, value: value(series) })));
-  }
-
-  private histogram(name: string, help: string, pick: (series: VersionSeries) => BucketCounts): void {
+  private histogram(name: string, help: string, pick: (histograms: VersionHistograms) => BucketCounts): void {
     this.register(name, help, 'histogram', () => {
       const samples: Sample[] = [];
-      for (const series of this.series.values()) histogramSamples(name, series.labels, pick(series), samples);
+      for (const histograms of this.histograms.values()) histogramSamples(name, histograms.labels, pick(histograms), samples);
       return samples;
     });
   }
 
-  /** A gauge read from the server's loaded versions; versions that do not expose the value are left out. */
-  private perLoadedVersion(name: string, help: string, value: (version: ObservedVersion) => number | undefined): void {
-    this.register(name, help, 'gauge', () => {
+  /** A metric read from the server's loaded versions (their statistics); versions that do not expose the value are left out. */
+  private perVersion(name: string, help: string, type: MetricKind, value: (version: ObservedVersion) => number | undefined): void {
+    this.register(name, help, type, () => {
       const samples: Sample[] = [];
       for (const version of this.server?.repository.loadedVersions() ?? []) {
         const measured = value(version);
@@ -209,38 +180,41 @@ export class PrometheusMetrics {
   }
 
   private registerModelMetrics(): void {
-    this.perVersion('nereid_inference_request_success_total', 'Successful inference requests', 'counter', (s) => s.successes);
+    const counter = (name: string, help: string, value: (statistics: ObservedVersion['statistics']) => number) =>
+      this.perVersion(name, help, 'counter', (version) => value(version.statistics));
+    const gauge = (name: string, help: string, value: (version: ObservedVersion) => number | undefined) => this.perVersion(name, help, 'gauge', value);
+    counter('nereid_inference_request_success_total', 'Successful inference requests', (s) => s.success.count);
     this.register('nereid_inference_request_failure_total', 'Failed inference requests, by reason (the error code)', 'counter', () =>
-      [...this.series.values()].flatMap((series) =>
-        [...series.failures].map(([reason, count]) => ({ labels: { ...series.labels, reason }, value: count })),
+      (this.server?.repository.loadedVersions() ?? []).flatMap((version) =>
+        [...version.statistics.failures].map(([reason, count]) => ({ labels: { model: version.name, version: version.version, reason }, value: count })),
       ),
     );
-    this.perVersion('nereid_inference_count_total', 'Inferences answered (batch rows of successful requests)', 'counter', (s) => s.inferences);
-    this.perVersion('nereid_inference_exec_count_total', 'Model executions (batches run)', 'counter', (s) => s.executions);
-    this.perVersion('nereid_inference_in_flight', 'Requests inside the model now (validation to answer)', 'gauge', (s) => s.inFlight);
-    this.perVersion('nereid_cache_hit_total', 'Requests answered from the response cache', 'counter', (s) => s.cacheHits);
-    this.perVersion('nereid_cache_miss_total', 'Requests the response cache could not answer', 'counter', (s) => s.cacheMisses);
-    this.perLoadedVersion('nereid_inference_queued', 'Requests waiting in the scheduler queue now', (v) => v.queued);
-    this.perLoadedVersion('nereid_model_load_duration_seconds', 'How long loading the model version took', (v) =>
+    counter('nereid_inference_count_total', 'Inferences answered (batch rows of successful requests)', (s) => s.inferenceCount);
+    counter('nereid_inference_exec_count_total', 'Model executions (batches run)', (s) => s.executionCount);
+    gauge('nereid_inference_in_flight', 'Requests inside the model now (validation to answer)', (v) => v.statistics.inFlight);
+    counter('nereid_cache_hit_total', 'Requests answered from the response cache', (s) => s.cacheHit.count);
+    counter('nereid_cache_miss_total', 'Requests the response cache could not answer', (s) => s.cacheMiss.count);
+    gauge('nereid_inference_queued', 'Requests waiting in the scheduler queue now', (v) => v.queued);
+    gauge('nereid_model_load_duration_seconds', 'How long loading the model version took', (v) =>
       v.statistics.loadNs === undefined ? undefined : v.statistics.loadNs / 1e9,
     );
 
-    this.histogram('nereid_inference_request_duration_seconds', 'End-to-end time of successful requests in the model (validation to answer)', (s) => s.request);
-    this.histogram('nereid_inference_queue_duration_seconds', 'Time successful requests waited in the scheduler queue', (s) => s.queue);
-    this.histogram('nereid_inference_preprocess_duration_seconds', 'Input pre-processing time (image decoding) of successful requests', (s) => s.preprocess);
-    this.histogram('nereid_inference_compute_infer_duration_seconds', "Model compute time (compute_infer) of successful requests' batches", (s) => s.computeInfer);
-    this.histogram('nereid_inference_postprocess_duration_seconds', 'Output post-processing time (activation) of successful requests', (s) => s.postprocess);
-    this.histogram('nereid_inference_batch_size', 'Rows per executed batch', (s) => s.batchSize);
+    this.histogram('nereid_inference_request_duration_seconds', 'End-to-end time of successful requests in the model (validation to answer)', (h) => h.request);
+    this.histogram('nereid_inference_queue_duration_seconds', 'Time successful requests waited in the scheduler queue', (h) => h.queue);
+    this.histogram('nereid_inference_preprocess_duration_seconds', 'Input pre-processing time (image decoding) of successful requests', (h) => h.preprocess);
+    this.histogram('nereid_inference_compute_infer_duration_seconds', "Model compute time (compute_infer) of successful requests' batches", (h) => h.computeInfer);
+    this.histogram('nereid_inference_postprocess_duration_seconds', 'Output post-processing time (activation) of successful requests', (h) => h.postprocess);
+    this.histogram('nereid_inference_batch_size', 'Rows per executed batch', (h) => h.batchSize);
 
-    this.perVersion('nereid_compute_seconds_total', 'Core-seconds of model compute: compute_infer time x instance threads', 'counter', (s) => s.computeSeconds);
-    this.perVersion('nereid_compute_seconds_per_inference', 'Core-seconds of model compute per inference', 'gauge', (s) =>
-      s.inferences > 0 ? s.computeSeconds / s.inferences : 0,
+    counter('nereid_compute_seconds_total', 'Core-seconds of model compute: compute_infer time x instance threads', (s) => s.computeSeconds);
+    gauge('nereid_compute_seconds_per_inference', 'Core-seconds of model compute per inference', ({ statistics: s }) =>
+      s.inferenceCount > 0 ? s.computeSeconds / s.inferenceCount : 0,
     );
     const price = this.usdPerCoreHour;
     if (price !== undefined) {
-      this.perVersion('nereid_cost_usd_total', 'Compute cost in dollars at --cost-per-core-hour', 'counter', (s) => usdOf(s.computeSeconds, price));
-      this.perVersion('nereid_cost_usd_per_1000_inferences', 'Compute cost in dollars per 1,000 inferences at --cost-per-core-hour', 'gauge', (s) =>
-        s.inferences > 0 ? usdOf((s.computeSeconds / s.inferences) * 1000, price) : 0,
+      counter('nereid_cost_usd_total', 'Compute cost in dollars at --cost-per-core-hour', (s) => usdOf(s.computeSeconds, price));
+      gauge('nereid_cost_usd_per_1000_inferences', 'Compute cost in dollars per 1,000 inferences at --cost-per-core-hour', ({ statistics: s }) =>
+        s.inferenceCount > 0 ? usdOf((s.computeSeconds / s.inferenceCount) * 1000, price) : 0,
       );
     }
   }

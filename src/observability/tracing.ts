@@ -20,24 +20,29 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_ERROR_TYPE, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { z } from 'zod';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { RequestTimings } from '../core/timings.js';
 import { VERSION } from '../version.js';
 
 export const DEFAULT_TRACE_ENDPOINT = 'http://127.0.0.1:4318/v1/traces';
 
-export interface TracingOptions {
+/** Tracing's settings and their defaults. */
+export const tracingSettingsSchema = z.object({
+  /** OTLP/HTTP traces URL. */
+  endpoint: z.string().url().default(DEFAULT_TRACE_ENDPOINT),
+  /** Fraction of new traces recorded, 0..1; a client's sampled flag is followed (parent-based). */
+  sampleRate: z.number().min(0, 'trace sample rate must be between 0 and 1').max(1, 'trace sample rate must be between 0 and 1').default(1),
+  /** 'batch' exports in the background; 'simple' exports each span as it ends (tests). */
+  processor: z.enum(['batch', 'simple']).default('batch'),
+  /** service.name of the spans. */
+  serviceName: z.string().min(1).default('nereid'),
+});
+
+export type TracingOptions = z.input<typeof tracingSettingsSchema> & {
   /** Where spans go: OTLP/HTTP to `endpoint`, or any SpanExporter (tests pass an InMemorySpanExporter). */
   exporter: 'otlp' | SpanExporter;
-  /** OTLP/HTTP traces URL (default http://127.0.0.1:4318/v1/traces). */
-  endpoint?: string;
-  /** Fraction of new traces recorded, 0..1 (default 1); a client's sampled flag is followed (parent-based). */
-  sampleRate?: number;
-  /** 'batch' (default) exports in the background; 'simple' exports each span as it ends (tests). */
-  processor?: 'batch' | 'simple';
-  /** service.name of the spans (default 'nereid'). */
-  serviceName?: string;
-}
+};
 
 /** The phases of RequestTimings in the order a request goes through them, with their span names. */
 const PHASES: readonly (readonly [keyof RequestTimings, string])[] = [
@@ -67,13 +72,14 @@ export class Tracing {
   readonly observer: InferenceObserverFactory = (model, version) => new TracingObserver(this, model, version);
 
   constructor(options: TracingOptions) {
-    const rate = options.sampleRate ?? 1;
-    if (!(rate >= 0 && rate <= 1)) throw new RangeError(`trace sample rate must be between 0 and 1, got ${rate}`);
-    const exporter = options.exporter === 'otlp' ? new OTLPTraceExporter({ url: options.endpoint ?? DEFAULT_TRACE_ENDPOINT }) : options.exporter;
-    const processor: SpanProcessor = options.processor === 'simple' ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter);
+    const parsed = tracingSettingsSchema.safeParse(options);
+    if (!parsed.success) throw new RangeError(parsed.error.issues.map((issue) => `${issue.message}, got ${JSON.stringify(options[issue.path[0] as keyof TracingOptions])}`).join('; '));
+    const settings = parsed.data;
+    const exporter = options.exporter === 'otlp' ? new OTLPTraceExporter({ url: settings.endpoint }) : options.exporter;
+    const processor: SpanProcessor = settings.processor === 'simple' ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter);
     this.provider = new BasicTracerProvider({
-      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName ?? 'nereid', [ATTR_SERVICE_VERSION]: VERSION }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(rate) }),
+      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName, [ATTR_SERVICE_VERSION]: VERSION }),
+      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(settings.sampleRate) }),
       spanProcessors: [processor],
     });
   }

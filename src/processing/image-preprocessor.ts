@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
-import { invalidArgument } from '../core/errors.js';
+import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ImagePreprocessing } from '../config/model-config.js';
 
@@ -61,6 +61,17 @@ function describeDecodeError(message: string, spec: ImagePreprocessing): string 
   return message.split('\n')[0];
 }
 
+/** A client's image that cannot be used, with which one and why, so callers can name it in their own terms. */
+export class ImageInputError extends NereidError {
+  constructor(
+    readonly input: string,
+    readonly index: number,
+    readonly reason: string,
+  ) {
+    super('INVALID_ARGUMENT', `input '${input}' image ${index}: ${reason}`);
+  }
+}
+
 export class ImagePreprocessor {
   readonly geometry: ImageGeometry;
   private readonly mean: number[];
@@ -92,7 +103,7 @@ export class ImagePreprocessor {
 
   /** Decodes to 8-bit pixels, height × width × channels, in RGB / BGR / gray order. */
   async decode(image: Buffer, index: number): Promise<Buffer> {
-    const problem = (what: string) => invalidArgument(`input '${this.inputName}' image ${index}: ${what}`);
+    const problem = (what: string) => new ImageInputError(this.inputName, index, what);
     if (image.length === 0) throw problem('the image is empty (0 bytes)');
     if (image.length > this.spec.max_bytes) {
       throw problem(`the encoded image is ${formatBytes(image.length)}, over the limit of ${formatBytes(this.spec.max_bytes)} (max_bytes)`);
@@ -147,9 +158,9 @@ export class ImagePreprocessor {
     }
   }
 
-  /** Encoded images, one per batch row, to the model's input tensor [rows, ...dims]; errors number images from firstIndex. */
-  async run(images: readonly Buffer[], firstIndex = 0): Promise<Tensor> {
-    const decoded = await Promise.all(images.map((image, index) => this.decode(image, firstIndex + index)));
+  /** Encoded images, one per batch row, to the model's input tensor [rows, ...dims]. */
+  async run(images: readonly Buffer[]): Promise<Tensor> {
+    const decoded = await Promise.all(images.map((image, index) => this.decode(image, index)));
     const { channels, height, width } = this.geometry;
     const data = allocateTypedArray(this.datatype as Exclude<Datatype, 'BYTES'>, images.length * channels * height * width);
     decoded.forEach((pixels, row) => this.write(pixels, data, row));

@@ -4,7 +4,10 @@
  */
 import { halfToNumber, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import type { OutputPostprocessing } from '../config/model-config.js';
+import { outputPostprocessingSchema, type OutputPostprocessing } from '../config/model-config.js';
+
+/** What a classifier output without a postprocess block gets: the schema's defaults. */
+export const DEFAULT_POSTPROCESSING: OutputPostprocessing = outputPostprocessingSchema.parse({});
 
 export interface Prediction {
   label: string;
@@ -111,4 +114,27 @@ export function classifyRows(
     });
   }
   return results;
+}
+
+/** Post-processing of one model version's outputs: the activation each output declares, applied after the model. */
+export class OutputPostprocessor {
+  private constructor(
+    private readonly specs: ReadonlyMap<string, OutputPostprocessing>,
+    private readonly batched: boolean,
+  ) {}
+
+  /** The post-processing a config declares, or undefined when no output declares any. */
+  static of(config: { max_batch_size: number; output: readonly { name: string; postprocess?: OutputPostprocessing }[] }): OutputPostprocessor | undefined {
+    const specs = new Map(config.output.filter((output) => output.postprocess).map((output) => [output.name, output.postprocess!]));
+    return specs.size > 0 ? new OutputPostprocessor(specs, config.max_batch_size > 0) : undefined;
+  }
+
+  apply(outputs: Record<string, Tensor>): Record<string, Tensor> {
+    const activated: Record<string, Tensor> = {};
+    for (const name in outputs) {
+      const spec = this.specs.get(name);
+      activated[name] = spec ? activate(outputs[name], spec, this.batched) : outputs[name];
+    }
+    return activated;
+  }
 }

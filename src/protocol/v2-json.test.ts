@@ -224,7 +224,7 @@ const response: InferenceResponse = {
 test('encodes a JSON response with model, version, id and flat data', () => {
   const encoded = encodeInferResponse(response, undefined, false);
   assert.equal(encoded.headerLength, undefined);
-  assert.deepEqual(JSON.parse(encoded.body.toString('utf8')), {
+  assert.deepEqual(JSON.parse(Buffer.concat(encoded.chunks).toString('utf8')), {
     model_name: 'm',
     model_version: '3',
     id: 'abc',
@@ -249,7 +249,7 @@ test('64-bit integers in JSON are written exactly, beyond the 2^53 a double hold
     undefined,
     false,
   );
-  const text = encoded.body.toString('utf8');
+  const text = Buffer.concat(encoded.chunks).toString('utf8');
   assert.ok(text.includes('"data":[-9223372036854775808,9007199254740993,0]'), text);
   assert.ok(text.includes('"data":[18446744073709551615]'), text);
   assert.equal(JSON.parse(text).outputs[1].name, 'U', 'still valid JSON');
@@ -262,13 +262,13 @@ test('encodes binary outputs after the JSON header, BYTES length-prefixed; per-o
     true,
   );
   assert.ok(encoded.headerLength !== undefined);
-  const header = JSON.parse(encoded.body.subarray(0, encoded.headerLength).toString('utf8'));
+  const header = JSON.parse(Buffer.concat(encoded.chunks).subarray(0, encoded.headerLength).toString('utf8'));
   assert.deepEqual(header.outputs, [
     { name: 'F', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } },
     { name: 'T', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 10 } },
     { name: 'I', datatype: 'INT64', shape: [1], data: [-5] },
   ]);
-  const binary = encoded.body.subarray(encoded.headerLength);
+  const binary = Buffer.concat(encoded.chunks).subarray(encoded.headerLength);
   assert.equal(binary.length, 18);
   assert.deepEqual(Array.from(new Float32Array(binary.buffer.slice(binary.byteOffset, binary.byteOffset + 8))), [0.5, -1]);
   assert.deepEqual(binary.subarray(8), lengthPrefixed('hi', ''));
@@ -276,13 +276,13 @@ test('encodes binary outputs after the JSON header, BYTES length-prefixed; per-o
 
 test('a binary response decodes back to the same tensors (round trip through the request decoder)', () => {
   const encoded = encodeInferResponse(response, [{ name: 'F', parameters: { binary_data: true } }, { name: 'I', parameters: { binary_data: true } }], false);
-  const header = JSON.parse(encoded.body.subarray(0, encoded.headerLength).toString('utf8'));
+  const header = JSON.parse(Buffer.concat(encoded.chunks).subarray(0, encoded.headerLength).toString('utf8'));
   // Feed the response's outputs back in as inputs: the same wire format in the other direction.
   const inputs = header.outputs.map((output: { name: string; datatype: string; shape: number[]; data?: unknown; parameters?: unknown }) =>
     output.data !== undefined ? output : { name: output.name, datatype: output.datatype, shape: output.shape, parameters: output.parameters },
   );
   const json = Buffer.from(JSON.stringify({ inputs }));
-  const body = Buffer.concat([json, encoded.body.subarray(encoded.headerLength)]);
+  const body = Buffer.concat([json, Buffer.concat(encoded.chunks).subarray(encoded.headerLength)]);
   const { request } = decodeInferRequest(body, String(json.length), 'm', undefined);
   const byName = Object.fromEntries(request.inputs.map((input) => [input.name, input]));
   assert.deepEqual(Array.from(byName.F.data as Float32Array), [0.5, -1]);

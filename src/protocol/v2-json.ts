@@ -1,8 +1,10 @@
 /**
- * Translates V2 HTTP bodies (JSON, and Triton's binary tensor data extension) to the core's
- * InferenceRequest and back. Only wire format lives here; the model rules are the core's.
+ * The V2 inference request and response in their JSON form (the KServe Open Inference Protocol's
+ * REST body, with Triton's binary tensor data extension) to the core's InferenceRequest and back.
+ * Protocol only, no transport: the HTTP front end and batch jobs both read and write it. The model
+ * rules are the core's.
  */
-import type { Datatype, TensorData } from '../core/datatype.js';
+import type { Datatype, NumericArray, TensorData } from '../core/datatype.js';
 import { invalidArgument } from '../core/errors.js';
 import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
@@ -111,10 +113,37 @@ export function decodeInferRequest(
   };
 }
 
-/** JSON `data` text; 64-bit integers are written digit for digit, where JSON.stringify would round them to doubles. */
+const isFiniteNumber = (value: number) => Number.isFinite(value);
+
+/**
+ * JSON `data` text, written from the typed array without an intermediate array of numbers. 64-bit
+ * integers are written digit for digit (JSON.stringify would round them to doubles); non-finite
+ * floats become null, as JSON.stringify writes them.
+ */
 function jsonDataText(datatype: Datatype, data: TensorData): string {
-  if (datatype === 'INT64' || datatype === 'UINT64') return `[${Array.from(data as BigInt64Array, String).join(',')}]`;
-  return JSON.stringify(tensorDataToJson(datatype, data));
+  switch (datatype) {
+    case 'BYTES':
+    case 'BOOL':
+    case 'FP16':
+      return JSON.stringify(tensorDataToJson(datatype, data));
+    case 'FP32':
+    case 'FP64': {
+      const values = data as Float32Array | Float64Array;
+      if (!values.every(isFiniteNumber)) return JSON.stringify(tensorDataToJson(datatype, data));
+      return `[${values.join(',')}]`;
+    }
+    default:
+      return `[${(data as NumericArray).join(',')}]`;
+  }
+}
+
+/** An encoded response: the JSON header first, then each binary output's bytes (views, not copies). */
+export interface EncodedResponse {
+  chunks: Buffer[];
+  /** Bytes of all chunks together. */
+  byteLength: number;
+  /** Length of the JSON header when binary outputs follow it (Inference-Header-Content-Length); undefined for plain JSON. */
+  headerLength?: number;
 }
 
 /** Writes a response as JSON, or as a JSON header followed by binary outputs when any output asks for binary. */
@@ -122,16 +151,18 @@ export function encodeInferResponse(
   response: InferenceResponse,
   requestedOutputs: readonly RequestedOutput[] | undefined,
   binaryOutputByDefault: boolean,
-): { body: Buffer; headerLength?: number } {
+): EncodedResponse {
   const chunks: Buffer[] = [];
+  let binaryBytes = 0;
   const outputs = response.outputs.map((output) => {
     const requested = requestedOutputs?.find((candidate) => candidate.name === output.name);
     const binary = (requested?.parameters?.binary_data as boolean | undefined) ?? binaryOutputByDefault;
-    const base = JSON.stringify({ name: output.name, datatype: output.datatype, shape: output.shape });
-    if (!binary) return `${base.slice(0, -1)},"data":${jsonDataText(output.datatype, output.data)}}`;
+    const base = `{"name":${JSON.stringify(output.name)},"datatype":"${output.datatype}","shape":[${output.shape.join(',')}]`;
+    if (!binary) return `${base},"data":${jsonDataText(output.datatype, output.data)}}`;
     const bytes = tensorDataToBytes(output.datatype, output.data);
     chunks.push(bytes);
-    return `${base.slice(0, -1)},"parameters":${JSON.stringify({ binary_data_size: bytes.length })}}`;
+    binaryBytes += bytes.length;
+    return `${base},"parameters":{"binary_data_size":${bytes.length}}}`;
   });
   const head = JSON.stringify({
     model_name: response.model,
@@ -140,6 +171,6 @@ export function encodeInferResponse(
     ...(response.parameters ? { parameters: response.parameters } : {}),
   });
   const header = Buffer.from(`${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`);
-  if (chunks.length === 0) return { body: header };
-  return { body: Buffer.concat([header, ...chunks]), headerLength: header.length };
+  chunks.unshift(header);
+  return { chunks, byteLength: header.length + binaryBytes, headerLength: chunks.length > 1 ? header.length : undefined };
 }

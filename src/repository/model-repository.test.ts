@@ -520,10 +520,11 @@ test('a config override on load replaces the config file', async (t) => {
   assert.deepEqual(repo.versionsOf('m'), ['1', '2']);
   assert.equal(repo.get('m').config.max_batch_size, 2);
   assert.equal(await scaleFactor(repo.get('m')), 2);
-  await assert.rejects(repo.load('m', { max_batch_size: 'two' }), isCode('UNAVAILABLE', /invalid config override: max_batch_size/));
+  // A config the client sent is the client's mistake: 4xx, not 503.
+  await assert.rejects(repo.load('m', { max_batch_size: 'two' }), isCode('INVALID_ARGUMENT', /with the config given: invalid config override: max_batch_size/));
   await assert.rejects(
     repo.load('m', { default_model_filename: '../../x.onnx' }),
-    isCode('UNAVAILABLE', /default_model_filename/),
+    isCode('INVALID_ARGUMENT', /default_model_filename/),
   );
   assert.equal(repo.get('m').config.max_batch_size, 2, 'failed overrides leave the loaded model serving');
   // Without an override, the file applies again.

@@ -11,9 +11,10 @@ import type { Backend } from '../backends/backend.js';
 import { invalidArgument, NereidError, notFound, unavailable } from '../core/errors.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
-import { ModelVersion, type ModelState } from '../model/model-version.js';
+import type { ModelState, ModelVersion } from '../model/model-version.js';
 import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
+import { loadModelVersion } from './model-loader.js';
 
 export interface RepositoryIndexEntry {
   name: string;
@@ -29,7 +30,7 @@ export interface ModelRepositoryOptions {
   defaultMaxBatchSize: number;
   maxQueueSize: number;
   observers?: readonly InferenceObserverFactory[];
-  responseCache?: ResponseCacheStore;
+  responseCacheStore?: ResponseCacheStore;
 }
 
 interface ModelEntry {
@@ -151,7 +152,11 @@ export class ModelRepository {
     return backend;
   }
 
-  /** Loads (or reloads) a model: new versions are ready before old ones go, so serving never stops. */
+  /**
+   * Loads (or reloads) a model: new versions are ready before old ones go, so serving never stops.
+   * A config given with the request that does not parse or does not fit the model is the caller's
+   * mistake (INVALID_ARGUMENT); a repository whose model cannot load is UNAVAILABLE.
+   */
   load(name: string, configOverride?: unknown): Promise<void> {
     return this.serialise(name, () => this.loadNow(name, configOverride));
   }
@@ -198,7 +203,7 @@ export class ModelRepository {
       logger.error({ reason }, `failed to load model '${name}': ${reason}`);
       entry.failures.set('', reason);
       await this.replaceUnlessServing(name, entry, previous);
-      throw unavailable(`failed to load model '${name}': ${reason}`);
+      throw this.loadFailure(name, reason, configOverride, error);
     }
     await Promise.all(
       versions.map(async (versionNumber) => {
@@ -209,7 +214,7 @@ export class ModelRepository {
           const versionFolder = join(folder, version);
           const modelPath = containedPath(versionFolder, filename, 'default_model_filename');
           if (!(await exists(modelPath))) throw new Error(`model file ${modelPath} does not exist`);
-          const loaded = await ModelVersion.load({
+          const loaded = await loadModelVersion({
             name,
             version,
             modelPath,
@@ -219,7 +224,7 @@ export class ModelRepository {
             defaultMaxBatchSize: this.options.defaultMaxBatchSize,
             maxQueueSize: this.options.maxQueueSize,
             observers: this.options.observers,
-            responseCache: this.options.responseCache,
+            responseCacheStore: this.options.responseCacheStore,
             readLabels: async (file) =>
               (await readFile(containedPath(folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });
@@ -236,9 +241,14 @@ export class ModelRepository {
     );
     if (entry.versions.size === 0) {
       await this.replaceUnlessServing(name, entry, previous);
-      throw unavailable(`failed to load model '${name}': ${[...entry.failures.values()].join('; ')}`);
+      throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride);
     }
     await this.replace(name, entry, previous);
+  }
+
+  private loadFailure(name: string, reason: string, configOverride: unknown, cause?: unknown): NereidError {
+    if (configOverride !== undefined) return new NereidError('INVALID_ARGUMENT', `failed to load model '${name}' with the config given: ${reason}`, { cause });
+    return unavailable(`failed to load model '${name}': ${reason}`, cause);
   }
 
   private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {

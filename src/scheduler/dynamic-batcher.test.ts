@@ -5,11 +5,20 @@
  * say exactly which requests ran together, in which order, and that each caller got its own rows
  * back. Statistics go to a real ModelStatistics. Timer cases use short real delays and wait for
  * events (a batch reaching the instance, a promise settling), never for durations.
+ *
+ * schedule() never dispatches in the caller's turn: it dispatches on the next check phase
+ * (setImmediate), once for everything scheduled in the same turn, so tests `await flush()` after
+ * scheduling before looking at the batches. The Harness turns cutAtCheapest off: the gated
+ * instance's timings are whatever the test's pace makes them, so learned costs would be noise;
+ * batches fill up to max_batch_size as Triton's do, and the learned cut has its own tests with an
+ * instance whose run time per batch size the test sets.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isError, watchTimeoutOverflow } from '../../test/support/checks.js';
+import { CountWaiters } from '../../test/support/count-waiters.js';
 import type { BackendInstance, ModelSignature } from '../backends/backend.js';
-import { NereidError, type ErrorCode } from '../core/errors.js';
+import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from './dynamic-batcher.js';
@@ -103,6 +112,7 @@ function policyOf(overrides: Partial<BatcherPolicy> = {}): BatcherPolicy {
     defaultPriorityLevel: 0,
     defaultQueuePolicy: NO_TIMEOUT,
     maxQueuedRequests: 1000,
+    cutAtCheapest: false,
     ...overrides,
   };
 }
@@ -113,7 +123,7 @@ class Harness {
   readonly batcher: DynamicBatcher;
   model: Model = doubler;
   throwOnRun = false;
-  private waiters: { count: number; resolve: () => void }[] = [];
+  private readonly runs = new CountWaiters(() => this.calls.length);
 
   constructor(overrides: Partial<BatcherPolicy> = {}, instanceCount = 1) {
     const instances = Array.from({ length: instanceCount }, (_, index) => new GatedInstance(index, this));
@@ -122,17 +132,12 @@ class Harness {
 
   record(call: RunCall): void {
     this.calls.push(call);
-    this.waiters = this.waiters.filter((waiter) => {
-      if (this.calls.length < waiter.count) return true;
-      waiter.resolve();
-      return false;
-    });
+    this.runs.notify();
   }
 
   /** Resolves once the instances have been handed `count` batches in all. */
   waitForCalls(count: number): Promise<void> {
-    if (this.calls.length >= count) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+    return this.runs.until(count);
   }
 
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
@@ -197,15 +202,6 @@ function assertOwnResult(result: ScheduledResult, ids: number[], cols = COLS): v
   for (const value of Object.values(result.timings)) assert.ok(Number.isFinite(value) && value >= 0);
 }
 
-function isError(code: ErrorCode, pattern?: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof NereidError, `expected a NereidError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    if (pattern) assert.match(error.message, pattern);
-    return true;
-  };
-}
-
 /** Watches a promise without awaiting it, and keeps a rejection from going unhandled. */
 function track<T>(promise: Promise<T>) {
   const state: { settled: 'pending' | 'fulfilled' | 'rejected'; value?: T; error?: unknown; promise: Promise<T> } = {
@@ -219,22 +215,10 @@ function track<T>(promise: Promise<T>) {
   return state;
 }
 
-/** Collects TimeoutOverflowWarnings: setTimeout was asked for more than 2^31-1 ms and will fire after 1 ms. */
-function watchTimeoutOverflow() {
-  const seen: string[] = [];
-  const listener = (warning: Error) => {
-    if (warning.name === 'TimeoutOverflowWarning') seen.push(warning.message);
-  };
-  process.on('warning', listener);
-  return {
-    stop: () => {
-      process.off('warning', listener);
-      return seen;
-    },
-  };
-}
-
-/** Lets every queued promise reaction (and the batcher's follow-up dispatch) run. */
+/**
+ * One setImmediate: lets every queued promise reaction run, and the batcher's dispatch of what was
+ * scheduled before it (its setImmediate was armed first, so it runs first in the same check phase).
+ */
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -244,14 +228,20 @@ async function release(h: Harness, index: number): Promise<void> {
   await flush();
 }
 
+
 // ---------------------------------------------------------------------------------------------
 
 describe('DynamicBatcher: dispatch without a queue delay', () => {
-  it('runs a lone request on an idle instance at once, synchronously, as a batch of 1', async () => {
+  it('runs a lone request on the next turn of the event loop, never in the caller\'s turn, as a batch of 1', async () => {
     const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 0 });
     const result = h.schedule(fp32Request([1]));
-    // Before any timer or even a microtask: the instance already has it.
-    assert.equal(h.calls.length, 1);
+    assert.equal(h.calls.length, 0, 'not inside schedule()');
+    await Promise.resolve();
+    assert.equal(h.calls.length, 0, 'not in a microtask of the same turn either');
+    assert.equal(h.batcher.queued, 1);
+    // flush() is the setImmediate armed right after schedule()'s: the dispatch runs just before it,
+    // in the same check phase, with no timer in between.
+    await flush();
     assert.deepEqual(h.batches(), [[1]]);
     assert.deepEqual(h.calls[0].outputNames, ['OUTPUT0']);
     assert.equal(h.batcher.queued, 0);
@@ -261,9 +251,32 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
     assert.deepEqual(h.batchStats(), [[1, 1]]);
   });
 
+  it('requests scheduled in the same turn form ONE batch, even with no queue delay', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 0 });
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2, 3]));
+    const c = h.schedule(fp32Request([4]));
+    assert.equal(h.calls.length, 0);
+    assert.equal(h.batcher.queued, 3);
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4]], 'one execution of 4 rows, in arrival order');
+    assert.deepEqual(h.calls[0].inputs.INPUT0.shape, [4, COLS]);
+    assert.equal(h.batcher.queued, 0);
+    await release(h, 0);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2, 3]);
+    assertOwnResult(await c, [4]);
+    assert.equal(h.calls.length, 1);
+    const timings = (await b).timings;
+    assert.equal(timings.batchRows, 4, 'each answer says how many rows its execution had');
+    assert.equal((await a).timings.computeInferNs, timings.computeInferNs, 'the same execution');
+    assert.deepEqual(h.batchStats(), [[4, 1]]);
+  });
+
   it('joins requests queued behind a busy instance into one batch when it frees, up to maxBatchSize rows', async () => {
     const h = new Harness({ maxBatchSize: 4 });
     const blocker = h.schedule(fp32Request([0]));
+    await flush();
     assert.deepEqual(h.batches(), [[0]]);
     // Queued while busy: 1 + 2 + 1 rows fill a batch of 4; the next 2-row request does not fit.
     const a = h.schedule(fp32Request([1]));
@@ -271,10 +284,15 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
     const c = h.schedule(fp32Request([4]));
     const d = h.schedule(fp32Request([5, 6]));
     const e = h.schedule(fp32Request([7]));
+    await flush();
     assert.equal(h.calls.length, 1, 'nothing else runs while the only instance is busy');
     assert.equal(h.batcher.queued, 5);
 
-    await release(h, 0);
+    // The next batch goes as soon as the execution ends, in the same turn: an immediate armed
+    // before the release sees it already.
+    const seen = new Promise<number>((resolve) => setImmediate(() => resolve(h.calls.length)));
+    h.calls[0].release();
+    assert.equal(await seen, 2, 'dispatched when the instance freed, not a turn later');
     assertOwnResult(await blocker, [0]);
     assert.deepEqual(h.batches(), [[0], [1, 2, 3, 4]]);
     assert.deepEqual(h.calls[1].inputs.INPUT0.shape, [4, COLS]);
@@ -301,6 +319,7 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
   it('a request that does not fit waits for the next batch; later ones do not overtake it', async () => {
     const h = new Harness({ maxBatchSize: 4 });
     const blocker = h.schedule(fp32Request([0]));
+    await flush();
     const a = h.schedule(fp32Request([1]));
     const b = h.schedule(fp32Request([2, 3]));
     const c = h.schedule(fp32Request([4, 5])); // 3 + 2 > 4
@@ -324,6 +343,7 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
   it('a single request of exactly maxBatchSize rows runs alone', async () => {
     const h = new Harness({ maxBatchSize: 4 });
     h.schedule(fp32Request([0]));
+    await flush();
     const full = h.schedule(fp32Request([1, 2, 3, 4]));
     const next = h.schedule(fp32Request([5]));
     await release(h, 0);
@@ -338,10 +358,13 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
   it('with two instances, two lone requests run at once on different instances', async () => {
     const h = new Harness({ maxBatchSize: 8 }, 2);
     const a = h.schedule(fp32Request([1]));
+    await flush();
     const b = h.schedule(fp32Request([2]));
+    await flush();
     assert.deepEqual(h.batches(), [[1], [2]]);
     assert.notEqual(h.calls[0].instance, h.calls[1].instance);
     const c = h.schedule(fp32Request([3]));
+    await flush();
     assert.equal(h.calls.length, 2, 'a third waits for an instance');
     await release(h, 1);
     assert.deepEqual(h.batches(), [[1], [2], [3]]);
@@ -353,9 +376,21 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
     assertOwnResult(await c, [3]);
   });
 
+  it('with two instances idle, requests arriving together are spread over both (cutAtCheapest)', async () => {
+    const h = new Harness({ maxBatchSize: 8, cutAtCheapest: true }, 2);
+    const results = [1, 2, 3, 4].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2], [3, 4]]);
+    assert.notEqual(h.calls[0].instance, h.calls[1].instance);
+    await release(h, 0);
+    await release(h, 1);
+    (await Promise.all(results)).forEach((result, index) => assertOwnResult(result, [index + 1]));
+  });
+
   it('gives each request of a batch only the outputs it asked for, and asks the instance for all of them', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     h.schedule(fp32Request([0]));
+    await flush();
     const a = h.schedule(fp32Request([1], { outputNames: ['OUTPUT0'] }));
     const b = h.schedule(fp32Request([2, 3], { outputNames: ['OUTPUT1'] }));
     const c = h.schedule(fp32Request([4], { outputNames: ['OUTPUT1', 'OUTPUT0'] }));
@@ -384,8 +419,11 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
       batchSize: 0,
       outputNames: ['OUTPUT0'],
     });
+    // Scheduled in the same turn, yet never joined: batching is off.
     const results = [h.schedule(plain(1)), h.schedule(plain(2)), h.schedule(plain(3))];
+    await flush();
     assert.equal(h.calls.length, 1);
+    assert.equal(h.batcher.queued, 2);
     await release(h, 0);
     await release(h, 1);
     await release(h, 2);
@@ -404,14 +442,17 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
 });
 
 describe('DynamicBatcher: max_queue_delay', () => {
-  it('with a delay, three back-to-back requests on an idle instance run as ONE batch of 3', async () => {
-    // The delay only has to outlast three synchronous schedule() calls; it is generous so that a
-    // descheduled test process on a loaded machine cannot see it run out between them.
+  it('with a delay, three requests on an idle instance run as ONE batch of 3, even across turns', async () => {
+    // The delay only has to outlast a turn of the event loop between the requests; it is generous
+    // so that a descheduled test process on a loaded machine cannot see it run out between them.
     const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: BATCH_WINDOW_US });
     const a = h.schedule(fp32Request([1]));
+    await flush();
+    assert.equal(h.calls.length, 0, 'the first request waits for others to join');
     const b = h.schedule(fp32Request([2]));
     const c = h.schedule(fp32Request([3]));
-    assert.equal(h.calls.length, 0, 'the first request waits for others to join');
+    await flush();
+    assert.equal(h.calls.length, 0);
     assert.equal(h.batcher.queued, 3);
     await h.waitForCalls(1);
     assert.deepEqual(h.batches(), [[1, 2, 3]]);
@@ -424,11 +465,15 @@ describe('DynamicBatcher: max_queue_delay', () => {
     assert.deepEqual(h.batchStats(), [[3, 1]]);
   });
 
-  it('with delay 0 the first request runs alone and the others follow together', async () => {
+  it('with delay 0 a lone request runs alone at once and those queued behind it follow together', async () => {
     const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 0 });
     const a = h.schedule(fp32Request([1]));
+    await flush();
+    assert.deepEqual(h.batches(), [[1]], 'no waiting for company');
     const b = h.schedule(fp32Request([2]));
+    await flush();
     const c = h.schedule(fp32Request([3]));
+    await flush();
     assert.deepEqual(h.batches(), [[1]]);
     await release(h, 0);
     assert.deepEqual(h.batches(), [[1], [2, 3]]);
@@ -446,9 +491,11 @@ describe('DynamicBatcher: max_queue_delay', () => {
     const h = new Harness({ maxBatchSize: 3, maxQueueDelayMicroseconds: 60_000_000 });
     const a = h.schedule(fp32Request([1]));
     const b = h.schedule(fp32Request([2]));
+    await flush();
     assert.equal(h.calls.length, 0);
     const c = h.schedule(fp32Request([3]));
-    assert.deepEqual(h.batches(), [[1, 2, 3]], 'full: sent synchronously');
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2, 3]], 'full: sent on the next turn');
     await release(h, 0);
     assertOwnResult(await a, [1]);
     assertOwnResult(await b, [2]);
@@ -474,13 +521,16 @@ describe('DynamicBatcher: max_queue_delay', () => {
   it('a batch the next request cannot join is sent without waiting out the delay', async () => {
     const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 60_000_000 });
     const a = h.schedule(fp32Request([1], { cols: 3 }));
+    await flush();
     assert.equal(h.calls.length, 0);
     const b = h.schedule(fp32Request([2], { cols: 5 }));
+    await flush();
     assert.deepEqual(h.batches(), [[1]], 'the [1,3] request goes alone as soon as a [1,5] one queues behind it');
     await release(h, 0);
     assertOwnResult(await a, [1], 3);
     // b now waits for company (or its delay); stop() ends the wait by running it.
     assert.equal(h.batcher.queued, 1);
+    assert.equal(h.calls.length, 1);
     const stopped = h.batcher.stop();
     await release(h, 1);
     await stopped;
@@ -492,9 +542,11 @@ describe('DynamicBatcher: preferred_batch_size', () => {
   it('with preferred [4] and a large delay, 4 queued rows dispatch at once', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
     const results = [h.schedule(fp32Request([1])), h.schedule(fp32Request([2])), h.schedule(fp32Request([3]))];
+    await flush();
     assert.equal(h.calls.length, 0, 'three rows wait for a preferred size');
     results.push(h.schedule(fp32Request([4])));
-    assert.deepEqual(h.batches(), [[1, 2, 3, 4]], 'the fourth row completes the preferred size: sent synchronously');
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4]], 'the fourth row completes the preferred size: sent on the next turn');
     await release(h, 0);
     for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
     assert.deepEqual(h.batchStats(), [[4, 1]]);
@@ -503,8 +555,10 @@ describe('DynamicBatcher: preferred_batch_size', () => {
   it('counts rows, not requests: 2 + 2 rows make the preferred 4', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
     const a = h.schedule(fp32Request([1, 2]));
+    await flush();
     assert.equal(h.calls.length, 0);
     const b = h.schedule(fp32Request([3, 4]));
+    await flush();
     assert.deepEqual(h.batches(), [[1, 2, 3, 4]]);
     await release(h, 0);
     assertOwnResult(await a, [1, 2]);
@@ -514,6 +568,7 @@ describe('DynamicBatcher: preferred_batch_size', () => {
   it('6 queued rows with preferred [2,4] and maxBatchSize 8 are cut to 4; the other 2 follow after the delay', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 10_000 });
     const blocker = h.schedule(fp32Request([10, 11, 12, 13])); // a preferred size: runs at once
+    await flush();
     assert.deepEqual(h.batches(), [[10, 11, 12, 13]]);
     const results = [1, 2, 3, 4, 5, 6].map((id) => h.schedule(fp32Request([id])));
     assert.equal(h.batcher.queued, 6);
@@ -534,6 +589,7 @@ describe('DynamicBatcher: preferred_batch_size', () => {
   it('after the delay, 3 queued rows with preferred [2,4] are cut to the preferred 2; the last row follows alone', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: BATCH_WINDOW_US });
     const results = [1, 2, 3].map((id) => h.schedule(fp32Request([id])));
+    await flush();
     assert.equal(h.calls.length, 0, 'below the largest preferred size: waits for the delay');
     await h.waitForCalls(1);
     assert.deepEqual(h.batches(), [[1, 2]]);
@@ -552,7 +608,10 @@ describe('DynamicBatcher: preferred_batch_size', () => {
   it('when no prefix reaches a preferred size exactly, the whole batch goes', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
     const a = h.schedule(fp32Request([1, 2, 3]));
+    await flush();
+    assert.equal(h.calls.length, 0, '3 rows wait for the preferred 4');
     const b = h.schedule(fp32Request([4, 5])); // 3 then 5 rows: 4 is never hit exactly
+    await flush();
     assert.deepEqual(h.batches(), [[1, 2, 3, 4, 5]]);
     await release(h, 0);
     assertOwnResult(await a, [1, 2, 3]);
@@ -564,6 +623,7 @@ describe('DynamicBatcher: requests that cannot share a batch', () => {
   it('never merges requests whose non-batch dims differ ([1,3] vs [1,5]); each gets its own result', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     const blocker = h.schedule(fp32Request([0], { cols: 3 }));
+    await flush();
     const a = h.schedule(fp32Request([1], { cols: 3 }));
     const b = h.schedule(fp32Request([2], { cols: 5 }));
     const c = h.schedule(fp32Request([3], { cols: 3 }));
@@ -593,9 +653,23 @@ describe('DynamicBatcher: requests that cannot share a batch', () => {
     ]);
   });
 
+  it('never merges requests of one turn whose shapes differ, either', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const a = h.schedule(fp32Request([1], { cols: 3 }));
+    const b = h.schedule(fp32Request([2], { cols: 5 }));
+    await flush();
+    assert.deepEqual(h.batches(), [[1]]);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[1], [2]]);
+    await release(h, 1);
+    assertOwnResult(await a, [1], 3);
+    assertOwnResult(await b, [2], 5);
+  });
+
   it('never merges requests whose datatypes differ (FP32 vs INT32); each gets its own result', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     h.schedule(fp32Request([0]));
+    await flush();
     const a = h.schedule(fp32Request([1]));
     const b = h.schedule(int32Request([2]));
     const c = h.schedule(int32Request([3]));
@@ -623,6 +697,7 @@ describe('DynamicBatcher: requests that cannot share a batch', () => {
   it('batches INT64 (BigInt64Array) and BYTES requests and splits them back per caller', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     h.schedule(fp32Request([0]));
+    await flush();
     const int64 = (values: bigint[]): ScheduledRequest => ({
       inputs: { INPUT0: { datatype: 'INT64', shape: [values.length / 2, 2], data: BigInt64Array.from(values) } },
       batchSize: values.length / 2,
@@ -668,7 +743,9 @@ describe('DynamicBatcher: preserve_ordering', () => {
     const h = new Harness({ maxBatchSize: 4, preserveOrdering }, 2);
     const order: string[] = [];
     const a = track(h.schedule(fp32Request([1])).then((r) => (order.push('a'), r)));
+    await flush();
     const b = track(h.schedule(fp32Request([2])).then((r) => (order.push('b'), r)));
+    await flush();
     assert.deepEqual(h.batches(), [[1], [2]]);
     assert.notEqual(h.calls[0].instance, h.calls[1].instance);
     // The later request's batch finishes first.
@@ -697,6 +774,8 @@ describe('DynamicBatcher: preserve_ordering', () => {
     const order: string[] = [];
     const a = track(h.schedule(fp32Request([1])).catch((error) => (order.push('a'), Promise.reject(error))));
     const b = track(h.schedule(fp32Request([2])).then((r) => (order.push('b'), r)));
+    await flush();
+    assert.deepEqual(h.batches(), [[1], [2]], 'batches of 1 row: one per instance');
     await release(h, 1);
     assert.equal(b.settled, 'pending');
     h.calls[0].fail(new Error('boom'));
@@ -711,6 +790,7 @@ describe('DynamicBatcher: priorities', () => {
   it('runs a high-priority request ahead of earlier low-priority ones', async () => {
     const h = new Harness({ maxBatchSize: 1, priorityLevels: 2, defaultPriorityLevel: 2 });
     const blocker = h.schedule(fp32Request([0]));
+    await flush();
     const low1 = h.schedule(fp32Request([1])); // default level 2
     const low2 = h.schedule(fp32Request([2], { priority: 0 })); // 0 also means the default
     const high = h.schedule(fp32Request([3], { priority: 1 }));
@@ -730,6 +810,7 @@ describe('DynamicBatcher: priorities', () => {
   it('puts higher-priority requests first within a batch, too', async () => {
     const h = new Harness({ maxBatchSize: 8, priorityLevels: 2, defaultPriorityLevel: 2 });
     h.schedule(fp32Request([0]));
+    await flush();
     const low = h.schedule(fp32Request([1], { priority: 2 }));
     const high = h.schedule(fp32Request([2, 3], { priority: 1 }));
     await release(h, 0);
@@ -739,14 +820,30 @@ describe('DynamicBatcher: priorities', () => {
     assertOwnResult(await high, [2, 3]);
   });
 
+  it('orders a batch formed in one turn by priority as well', async () => {
+    const h = new Harness({ maxBatchSize: 8, priorityLevels: 3, defaultPriorityLevel: 3 });
+    const low = h.schedule(fp32Request([1]));
+    const middle = h.schedule(fp32Request([2], { priority: 2 }));
+    const high = h.schedule(fp32Request([3], { priority: 1 }));
+    await flush();
+    assert.deepEqual(h.batches(), [[3, 2, 1]]);
+    await release(h, 0);
+    assertOwnResult(await low, [1]);
+    assertOwnResult(await middle, [2]);
+    assertOwnResult(await high, [3]);
+  });
+
   for (const priority of [3, -1, 1.5]) {
     it(`rejects priority ${priority} with INVALID_ARGUMENT and never runs it`, async () => {
       const h = new Harness({ maxBatchSize: 8, priorityLevels: 2, defaultPriorityLevel: 2 });
+      assert.throws(() => h.batcher.validate({ priority }), isError('INVALID_ARGUMENT', /priority/));
       await assert.rejects(h.schedule(fp32Request([1], { priority })), isError('INVALID_ARGUMENT', /priority/));
+      await flush();
       assert.equal(h.calls.length, 0);
       assert.equal(h.batcher.queued, 0);
       // The batcher still serves valid requests.
       const ok = h.schedule(fp32Request([2], { priority: 2 }));
+      await flush();
       assert.deepEqual(h.batches(), [[2]]);
       await release(h, 0);
       assertOwnResult(await ok, [2]);
@@ -761,6 +858,7 @@ describe('DynamicBatcher: priorities', () => {
       priorityQueuePolicies: new Map([[1, { ...NO_TIMEOUT, maxQueueSize: 1 }]]),
     });
     h.schedule(fp32Request([0]));
+    await flush();
     const high = h.schedule(fp32Request([1], { priority: 1 }));
     await assert.rejects(h.schedule(fp32Request([2], { priority: 1 })), isError('UNAVAILABLE', /queue is full/));
     const low = h.schedule(fp32Request([3], { priority: 2 }));
@@ -776,10 +874,11 @@ describe('DynamicBatcher: priorities', () => {
 describe('DynamicBatcher: queue caps', () => {
   it('rejects a request beyond defaultQueuePolicy.maxQueueSize with UNAVAILABLE "queue is full" and never runs it', async () => {
     const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: { ...NO_TIMEOUT, maxQueueSize: 2 } });
-    const blocker = h.schedule(fp32Request([0])); // running, not queued
+    const blocker = h.schedule(fp32Request([0]));
+    await flush(); // running, not queued
     const a = h.schedule(fp32Request([1]));
     const b = h.schedule(fp32Request([2]));
-    await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /queue is full/));
+    await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /queue is full \(2 requests/));
     assert.equal(h.batcher.queued, 2);
     await release(h, 0);
     // Room again: one left the queue.
@@ -794,9 +893,22 @@ describe('DynamicBatcher: queue caps', () => {
     assertOwnResult(await d, [4]);
   });
 
+  it('counts requests of the same turn against the cap before any of them runs', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueuedRequests: 2 });
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /queue is full \(2 requests/));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2]]);
+    await release(h, 0);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+  });
+
   it('applies the hard cap maxQueuedRequests when maxQueueSize is 0', async () => {
     const h = new Harness({ maxBatchSize: 1, maxQueuedRequests: 2 });
     h.schedule(fp32Request([0]));
+    await flush();
     const a = h.schedule(fp32Request([1]));
     const b = h.schedule(fp32Request([2]));
     await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /queue is full/));
@@ -811,6 +923,7 @@ describe('DynamicBatcher: queue caps', () => {
   it('the hard cap also bounds a larger per-level maxQueueSize', async () => {
     const h = new Harness({ maxBatchSize: 1, maxQueuedRequests: 1, defaultQueuePolicy: { ...NO_TIMEOUT, maxQueueSize: 5 } });
     h.schedule(fp32Request([0]));
+    await flush();
     h.schedule(fp32Request([1]));
     await assert.rejects(h.schedule(fp32Request([2])), isError('UNAVAILABLE', /queue is full \(1 requests/));
     await release(h, 0);
@@ -827,9 +940,13 @@ describe('DynamicBatcher: queue timeouts', () => {
     allowTimeoutOverride,
   });
 
+  // The default timeout applies to the first request too, between schedule() and its dispatch a turn
+  // later: 100 ms keeps a loaded machine's slow turn from timing it out there.
   it('REJECT: a request that waits past the default timeout is rejected UNAVAILABLE and never executed', async () => {
-    const h = new Harness({ maxBatchSize: 8, defaultQueuePolicy: reject(10_000) });
-    const blocker = h.schedule(fp32Request([0])); // dispatched at once: its timeout no longer applies
+    const h = new Harness({ maxBatchSize: 8, defaultQueuePolicy: reject(100_000) });
+    const blocker = h.schedule(fp32Request([0]));
+    await flush(); // dispatched: its timeout no longer applies
+    assert.deepEqual(h.batches(), [[0]]);
     const late = h.schedule(fp32Request([1]));
     await assert.rejects(late, isError('UNAVAILABLE', /timeout/));
     assert.equal(h.batcher.queued, 0);
@@ -841,17 +958,44 @@ describe('DynamicBatcher: queue timeouts', () => {
     assertOwnResult(await next, [2]);
   });
 
-  it('a running request is not timed out', async () => {
-    const h = new Harness({ maxBatchSize: 8, defaultQueuePolicy: reject(5_000) });
-    const running = h.schedule(fp32Request([1]));
-    await sleep(30);
+  it('a request that arrives past its deadline is DEADLINE_EXCEEDED although an instance is idle, and never runs', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    await assert.rejects(h.schedule(fp32Request([1], { deadline: performance.now() - 1 })), isError('DEADLINE_EXCEEDED', /deadline/));
+    const ok = h.schedule(fp32Request([2], { deadline: performance.now() + 60_000 }));
+    await flush();
+    assert.deepEqual(h.batches(), [[2]], 'only the request in time reached the instance');
+    assert.equal(h.batcher.queued, 0);
     await release(h, 0);
-    assertOwnResult(await running, [1]);
+    assertOwnResult(await ok, [2]);
+  });
+
+  it('a deadline that passes while the request waits drops it with DEADLINE_EXCEEDED', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    h.schedule(fp32Request([0]));
+    await flush();
+    const late = h.schedule(fp32Request([1], { deadline: performance.now() + 10 }));
+    await assert.rejects(late, isError('DEADLINE_EXCEEDED'));
+    assert.equal(h.batcher.queued, 0);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0]]);
+  });
+
+  it('a running request is not timed out', async () => {
+    const h = new Harness({ maxBatchSize: 8, defaultQueuePolicy: reject(100_000) });
+    const running = track(h.schedule(fp32Request([1])));
+    await flush();
+    assert.equal(h.calls.length, 1);
+    await sleep(150);
+    assert.equal(h.calls.length, 1);
+    assert.equal(running.settled, 'pending');
+    await release(h, 0);
+    assertOwnResult(await running.promise, [1]);
   });
 
   it('allowTimeoutOverride: a shorter request timeout applies', async () => {
     const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(5_000_000, true) });
     h.schedule(fp32Request([0]));
+    await flush();
     const patient = track(h.schedule(fp32Request([1])));
     const hasty = h.schedule(fp32Request([2], { timeoutMicroseconds: 5_000 }));
     await assert.rejects(hasty, isError('UNAVAILABLE', /timeout/));
@@ -863,8 +1007,10 @@ describe('DynamicBatcher: queue timeouts', () => {
   });
 
   it('allowTimeoutOverride: a longer request timeout does not lengthen the default', { timeout: 5_000 }, async () => {
-    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(10_000, true) });
+    const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(100_000, true) });
     h.schedule(fp32Request([0]));
+    await flush();
+    assert.equal(h.calls.length, 1);
     const slow = h.schedule(fp32Request([1], { timeoutMicroseconds: 60_000_000 }));
     await assert.rejects(slow, isError('UNAVAILABLE', /timeout/));
     await release(h, 0);
@@ -874,6 +1020,7 @@ describe('DynamicBatcher: queue timeouts', () => {
   it('allowTimeoutOverride false: a request timeout is ignored', async () => {
     const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, false) });
     h.schedule(fp32Request([0]));
+    await flush();
     const ignored = track(h.schedule(fp32Request([1], { timeoutMicroseconds: 1_000 })));
     await sleep(30);
     assert.equal(ignored.settled, 'pending');
@@ -886,6 +1033,7 @@ describe('DynamicBatcher: queue timeouts', () => {
   it('allowTimeoutOverride true with no default: the request timeout applies', async () => {
     const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, true) });
     h.schedule(fp32Request([0]));
+    await flush();
     await assert.rejects(h.schedule(fp32Request([1], { timeoutMicroseconds: 1_000 })), isError('UNAVAILABLE', /timeout/));
     await release(h, 0);
     assert.deepEqual(h.batches(), [[0]]);
@@ -896,6 +1044,7 @@ describe('DynamicBatcher: queue timeouts', () => {
     try {
       const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, true) });
       h.schedule(fp32Request([0]));
+      await flush();
       // 30 days, in microseconds: beyond setTimeout's 2^31-1 ms, which it would shorten to 1 ms.
       const patient = track(h.schedule(fp32Request([1], { timeoutMicroseconds: 30 * 86_400 * 1_000_000 })));
       await sleep(30);
@@ -913,6 +1062,7 @@ describe('DynamicBatcher: queue timeouts', () => {
     try {
       const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(30 * 86_400 * 1_000_000) });
       h.schedule(fp32Request([0]));
+      await flush();
       const patient = track(h.schedule(fp32Request([1])));
       await sleep(30);
       assert.equal(patient.settled, 'pending');
@@ -928,7 +1078,10 @@ describe('DynamicBatcher: queue timeouts', () => {
     const h = new Harness({ maxBatchSize: 1, defaultQueuePolicy: reject(0, true) });
     await assert.rejects(h.schedule(fp32Request([1], { timeoutMicroseconds: -5 })), isError('INVALID_ARGUMENT'));
     await assert.rejects(h.schedule(fp32Request([1], { timeoutMicroseconds: 1.5 })), isError('INVALID_ARGUMENT'));
+    assert.throws(() => h.batcher.validate({ timeoutMicroseconds: -5 }), isError('INVALID_ARGUMENT', /timeout/));
+    await flush();
     assert.equal(h.calls.length, 0);
+    assert.equal(h.batcher.queued, 0);
   });
 
   it('DELAY: an expired request moves behind a later-arriving one, but still runs and succeeds', async () => {
@@ -937,6 +1090,7 @@ describe('DynamicBatcher: queue timeouts', () => {
       defaultQueuePolicy: { maxQueueSize: 0, defaultTimeoutMicroseconds: 5_000, timeoutAction: 'DELAY', allowTimeoutOverride: false },
     });
     const blocker = h.schedule(fp32Request([0]));
+    await flush();
     const early = h.schedule(fp32Request([1]));
     await sleep(30); // past early's 5 ms timeout: it is now delayed
     const later = h.schedule(fp32Request([2]));
@@ -959,6 +1113,7 @@ describe('DynamicBatcher: queue timeouts', () => {
       priorityQueuePolicies: new Map([[1, delayAfter5ms]]),
     });
     const blocker = h.schedule(fp32Request([0]));
+    await flush();
     const high = h.schedule(fp32Request([1], { priority: 1 }));
     await sleep(30); // high's timeout expires: delayed within level 1
     const low = h.schedule(fp32Request([2]));
@@ -977,6 +1132,7 @@ describe('DynamicBatcher: queue timeouts', () => {
       defaultQueuePolicy: { maxQueueSize: 0, defaultTimeoutMicroseconds: 5_000, timeoutAction: 'DELAY', allowTimeoutOverride: false },
     });
     h.schedule(fp32Request([0]));
+    await flush();
     const early = h.schedule(fp32Request([1]));
     await sleep(30);
     const later = h.schedule(fp32Request([2, 3]));
@@ -993,6 +1149,7 @@ describe('DynamicBatcher: queue timeouts', () => {
       defaultQueuePolicy: { maxQueueSize: 0, defaultTimeoutMicroseconds: 5_000, timeoutAction: 'DELAY', allowTimeoutOverride: false },
     });
     h.schedule(fp32Request([0]));
+    await flush();
     const controller = new AbortController();
     const delayed = h.schedule(fp32Request([1], { signal: controller.signal }));
     await sleep(30);
@@ -1008,6 +1165,7 @@ describe('DynamicBatcher: cancellation', () => {
   it('aborting a queued request rejects it with CANCELLED and it never executes', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     const blocker = h.schedule(fp32Request([0]));
+    await flush();
     const controller = new AbortController();
     const a = h.schedule(fp32Request([1]));
     const cancelled = h.schedule(fp32Request([2], { signal: controller.signal }));
@@ -1023,16 +1181,31 @@ describe('DynamicBatcher: cancellation', () => {
     assertOwnResult(await c, [3]);
   });
 
+  it('aborting a request in the turn it was scheduled drops it before the dispatch', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const controller = new AbortController();
+    const cancelled = h.schedule(fp32Request([1], { signal: controller.signal }));
+    const b = h.schedule(fp32Request([2]));
+    controller.abort();
+    await assert.rejects(cancelled, isError('CANCELLED'));
+    await flush();
+    assert.deepEqual(h.batches(), [[2]]);
+    await release(h, 0);
+    assertOwnResult(await b, [2]);
+  });
+
   it('aborting a request that waits for the batch delay drops it from the batch', async () => {
     const h = new Harness({ maxBatchSize: 3, maxQueueDelayMicroseconds: 60_000_000 });
     const controller = new AbortController();
     const cancelled = h.schedule(fp32Request([1], { signal: controller.signal }));
     const b = h.schedule(fp32Request([2]));
+    await flush();
     assert.equal(h.calls.length, 0, 'waiting for the delay (or a full batch)');
     controller.abort();
     await assert.rejects(cancelled, isError('CANCELLED'));
     assert.equal(h.batcher.queued, 1);
     const c = h.schedule(fp32Request([3, 4])); // fills the batch of 3 in the cancelled one's place
+    await flush();
     assert.deepEqual(h.batches(), [[2, 3, 4]]);
     await release(h, 0);
     assertOwnResult(await b, [2]);
@@ -1043,6 +1216,7 @@ describe('DynamicBatcher: cancellation', () => {
     const h = new Harness({ maxBatchSize: 8 });
     const controller = new AbortController();
     const running = h.schedule(fp32Request([1], { signal: controller.signal }));
+    await flush();
     assert.equal(h.calls.length, 1);
     controller.abort();
     await flush();
@@ -1055,26 +1229,39 @@ describe('DynamicBatcher: cancellation', () => {
     const controller = new AbortController();
     controller.abort();
     await assert.rejects(h.schedule(fp32Request([1], { signal: controller.signal })), isError('CANCELLED'));
+    await flush();
     assert.equal(h.calls.length, 0);
     assert.equal(h.batcher.queued, 0);
   });
 });
 
 describe('DynamicBatcher: failures', () => {
+  const LABEL = "model 'gated' version 1: ";
+
   it('an execution that fails rejects every request of its batch with INTERNAL, and the next requests are served', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     const blocker = h.schedule(fp32Request([0]));
+    await flush();
     const a = h.schedule(fp32Request([1]));
     const b = h.schedule(fp32Request([2, 3]));
     await release(h, 0);
     assert.deepEqual(h.batches(), [[0], [1, 2, 3]]);
-    const aFailed = assert.rejects(a, isError('INTERNAL', /the device fell over/));
-    const bFailed = assert.rejects(b, isError('INTERNAL', /the device fell over/));
-    h.calls[1].fail(new Error('the device fell over'));
+    const original = new Error('the device fell over');
+    const failed = (error: unknown) => {
+      isError('INTERNAL', /the device fell over/)(error);
+      assert.ok((error as NereidError).message.startsWith(LABEL), (error as NereidError).message);
+      assert.equal((error as NereidError).cause, original, 'the original error is the cause');
+      return true;
+    };
+    const aFailed = assert.rejects(a, failed);
+    const bFailed = assert.rejects(b, failed);
+    h.calls[1].fail(original);
     await aFailed;
     await bFailed;
     const c = h.schedule(fp32Request([4]));
+    await flush();
     const d = h.schedule(fp32Request([5]));
+    await flush();
     assert.deepEqual(h.batches(), [[0], [1, 2, 3], [4]]);
     await release(h, 2);
     await release(h, 3);
@@ -1087,9 +1274,16 @@ describe('DynamicBatcher: failures', () => {
   it('an instance whose run throws synchronously rejects its batch with INTERNAL and the batcher keeps serving', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     h.throwOnRun = true;
-    await assert.rejects(h.schedule(fp32Request([1])), isError('INTERNAL', /threw synchronously/));
+    let thrown: unknown;
+    const first = h.schedule(fp32Request([1])); // does not throw here: the instance runs on the next turn
+    await first.catch((error) => (thrown = error));
+    isError('INTERNAL', /threw synchronously/)(thrown);
+    assert.ok((thrown as Error).message.startsWith(LABEL));
+    assert.ok((thrown as Error).cause instanceof Error);
+    assert.equal(((thrown as Error).cause as Error).message, 'the instance threw synchronously');
     h.throwOnRun = false;
     const ok = h.schedule(fp32Request([2]));
+    await flush();
     assert.deepEqual(h.batches(), [[2]]);
     await release(h, 0);
     assertOwnResult(await ok, [2]);
@@ -1098,6 +1292,7 @@ describe('DynamicBatcher: failures', () => {
   it('a model that drops the batch dimension fails the batch with INTERNAL instead of mis-slicing', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     h.schedule(fp32Request([0]));
+    await flush();
     const a = assert.rejects(h.schedule(fp32Request([1])), isError('INTERNAL', /batch dimension/));
     const b = assert.rejects(h.schedule(fp32Request([2])), isError('INTERNAL', /batch dimension/));
     h.model = () => ({ OUTPUT0: { datatype: 'FP32', shape: [1], data: Float32Array.from([0]) } });
@@ -1111,6 +1306,7 @@ describe('DynamicBatcher: failures', () => {
   it('a NereidError from the instance keeps its code', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     const a = h.schedule(fp32Request([1]));
+    await h.waitForCalls(1);
     h.calls[0].fail(new NereidError('INVALID_ARGUMENT', 'bad shape'));
     await assert.rejects(a, isError('INVALID_ARGUMENT', /bad shape/));
   });
@@ -1120,6 +1316,7 @@ describe('DynamicBatcher: stop()', () => {
   it('runs what was queued, lets running work finish, rejects new requests, and settles when all have answered', async () => {
     const h = new Harness({ maxBatchSize: 1 });
     const running = h.schedule(fp32Request([0]));
+    await flush();
     const a = h.schedule(fp32Request([1]));
     const b = h.schedule(fp32Request([2]));
     const stopped = track(h.batcher.stop());
@@ -1138,12 +1335,26 @@ describe('DynamicBatcher: stop()', () => {
     await assert.rejects(h.schedule(fp32Request([4])), isError('UNAVAILABLE'));
   });
 
+  it('runs requests scheduled in the turn stop() is called in, before their dispatch was due', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    const stopped = h.batcher.stop();
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2]]);
+    await release(h, 0);
+    await stopped;
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+  });
+
   it('sends a request waiting for the batch delay at once and leaves no timer behind', async () => {
     const h = new Harness({ maxBatchSize: 8, maxQueueDelayMicroseconds: 60_000_000 });
     const waiting = h.schedule(fp32Request([1]));
+    await flush();
     assert.equal(h.calls.length, 0);
     const stopped = h.batcher.stop();
-    assert.deepEqual(h.batches(), [[1]]);
+    assert.deepEqual(h.batches(), [[1]], 'stop() dispatches synchronously');
     await release(h, 0);
     await stopped;
     assertOwnResult(await waiting, [1]);
@@ -1154,6 +1365,7 @@ describe('DynamicBatcher: statistics', () => {
   it('execution_count and batch_stats match the batches executed', async () => {
     const h = new Harness({ maxBatchSize: 4 });
     const pending: Promise<ScheduledResult>[] = [h.schedule(fp32Request([0]))]; // batch of 1
+    await flush();
     pending.push(h.schedule(fp32Request([1])), h.schedule(fp32Request([2, 3]))); // batch of 3
     await release(h, 0);
     pending.push(h.schedule(fp32Request([4, 5]))); // batch of 2
@@ -1162,7 +1374,11 @@ describe('DynamicBatcher: statistics', () => {
     await release(h, 2);
     await release(h, 3);
     assert.deepEqual(h.batches(), [[0], [1, 2, 3], [4, 5], [6, 7, 8]]);
-    await Promise.all(pending);
+    const results = await Promise.all(pending);
+    assert.deepEqual(
+      results.map((result) => result.timings.batchRows),
+      [1, 3, 3, 2, 3, 3],
+    );
     const json = h.stats.toJSON();
     assert.equal(json.execution_count, 4);
     assert.deepEqual(
@@ -1183,5 +1399,206 @@ describe('DynamicBatcher: statistics', () => {
         assert.ok(Number.isInteger(duration.ns) && duration.ns >= 0);
       }
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The learned cut: an instance whose run takes a real time set per batch size
+
+/**
+ * Runs `doubler` after `msOf(rows, run)` real milliseconds (a timer, so the event loop stays free;
+ * `run` counts this instance's runs from 0), and records the rows of every run. calibrate() and the
+ * batcher measure it with performance.now().
+ */
+class TimedInstance implements BackendInstance {
+  readonly threads = 1;
+  readonly rows: number[] = [];
+
+  constructor(private readonly msOf: (rows: number, run: number) => number) {}
+
+  async run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
+    const rows = inputs.INPUT0.shape[0];
+    this.rows.push(rows);
+    await sleep(this.msOf(rows, this.rows.length - 1));
+    return doubler(inputs, outputNames);
+  }
+
+  async release(): Promise<void> {}
+}
+
+/** Inputs of a batch of `rows` rows, for calibrate(). */
+const sampleOf = (rows: number) => fp32Request(Array.from({ length: rows }, (_, row) => row + 1)).inputs;
+
+/**
+ * Milliseconds per execution: batch 2 is by far the cheapest per row (0.5 ms a row, against 8 at
+ * sizes 1, 4 and 8: sixteen times), so that what a loaded machine adds to a run cannot change which
+ * size wins: calibrate() keeps the fastest of several runs, and the 1 ms runs of batch 2 that the
+ * test itself makes (smoothed in at 20 % each) would need some 20 ms added to every one of them.
+ */
+const COST_MS: Record<number, number> = { 1: 8, 2: 1, 4: 32, 8: 64 };
+const costMsOf = (rows: number) => COST_MS[rows] ?? 8 * rows;
+
+function timedBatcher(overrides: Partial<BatcherPolicy> = {}, msOf: (rows: number, run: number) => number = costMsOf) {
+  const instance = new TimedInstance(msOf);
+  // cutAtCheapest left out unless overridden: the default, which is on.
+  const { cutAtCheapest: _off, ...defaults } = policyOf({ maxBatchSize: 8 });
+  const policy: BatcherPolicy = { ...defaults, ...overrides };
+  const batcher = new DynamicBatcher([instance], policy, new ModelStatistics('timed', '1'), "model 'timed' version 1");
+  return { instance, batcher };
+}
+
+/** Cost per row (ns) of each measured size, from the batcher's learned ns per element. */
+function costPerRow(batcher: DynamicBatcher): Map<number, number> {
+  return new Map(batcher.costs.snapshot().map((entry) => [entry.rows, entry.nsPerElement * COLS]));
+}
+
+/** Seconds per element, far above anything a gated run's real time (smoothed in at 20 %) could move. */
+function recordSeconds(batcher: DynamicBatcher, perElement: Record<number, number>): void {
+  for (const [rows, seconds] of Object.entries(perElement)) batcher.costs.record(Number(rows), Number(rows) * COLS, Number(rows) * COLS * seconds * 1e9);
+}
+
+describe('DynamicBatcher: calibrate()', () => {
+  it('measures each power-of-two batch size and max_batch_size, smallest first, on one instance: one sample each', async () => {
+    const { instance, batcher } = timedBatcher({ maxBatchSize: 6 }, () => 1);
+    await batcher.calibrate(sampleOf, ['OUTPUT0']);
+    // Runs grouped by size, in ascending order; each size run at least twice (an unmeasured run first).
+    const groups: [number, number][] = [];
+    for (const rows of instance.rows) {
+      if (groups.at(-1)?.[0] === rows) groups.at(-1)![1] += 1;
+      else groups.push([rows, 1]);
+    }
+    assert.deepEqual(
+      groups.map(([rows]) => rows),
+      [1, 2, 4, 6],
+    );
+    for (const [rows, runs] of groups) assert.ok(runs >= 2, `size ${rows} ran ${runs} times`);
+    assert.deepEqual(
+      batcher.costs.snapshot().map((entry) => [entry.rows, entry.samples]),
+      [
+        [1, 1],
+        [2, 1],
+        [4, 1],
+        [6, 1],
+      ],
+    );
+    for (const entry of batcher.costs.snapshot()) assert.ok(entry.nsPerElement > 0 && Number.isFinite(entry.nsPerElement));
+  });
+
+  it('records the fastest measured run, not the unmeasured first one nor a slow one', async () => {
+    // Size 1 only: the first two runs take 40 ms, the rest 1 ms.
+    const { instance, batcher } = timedBatcher({ maxBatchSize: 1 }, (_rows, run) => (run < 2 ? 40 : 1));
+    await batcher.calibrate(sampleOf, ['OUTPUT0']);
+    assert.ok(instance.rows.length >= 3, `ran ${instance.rows.length} times`);
+    const [measured] = batcher.costs.snapshot();
+    const ms = (measured.nsPerElement * COLS) / 1e6;
+    assert.ok(ms < 30, `recorded ${ms.toFixed(1)} ms, the fastest run being about 1 ms`);
+  });
+
+  it('stops once its budget is spent, and does nothing without batching', async () => {
+    const { instance, batcher } = timedBatcher({ maxBatchSize: 8 }, () => 1);
+    await batcher.calibrate(sampleOf, ['OUTPUT0'], 0);
+    assert.deepEqual(instance.rows, [1, 1], 'the first size is measured once, then the budget (0 ms) is spent');
+    assert.deepEqual(
+      batcher.costs.snapshot().map((entry) => entry.rows),
+      [1],
+    );
+
+    const unbatchedInstance = new TimedInstance(() => 1);
+    const unbatched = new DynamicBatcher([unbatchedInstance], { ...UNBATCHED_POLICY, maxQueuedRequests: 10 }, new ModelStatistics('timed', '1'), 'x');
+    await unbatched.calibrate(sampleOf, ['OUTPUT0']);
+    assert.deepEqual(unbatchedInstance.rows, []);
+    assert.deepEqual(unbatched.costs.snapshot(), []);
+  });
+});
+
+describe('DynamicBatcher: cut where a row is cheapest (learned costs)', () => {
+  it('after calibrate(): max_queue_delay holds a batch only while more rows could make it cheaper, and 8 queued rows run as batches of 2, never 8', { timeout: 30_000 }, async () => {
+    // A 60 s max_queue_delay: whatever runs in this test runs because waiting could not make it cheaper.
+    const { instance, batcher } = timedBatcher({ maxQueueDelayMicroseconds: 60_000_000 });
+    await batcher.calibrate(sampleOf, ['OUTPUT0']);
+    const perRow = costPerRow(batcher);
+    assert.deepEqual([...perRow.keys()], [1, 2, 4, 8]);
+    for (const rows of [1, 4, 8]) {
+      assert.ok(perRow.get(2)! * 4 < perRow.get(rows)!, `batch 2 measured far cheaper per row than ${rows}: ${JSON.stringify([...perRow])}`);
+    }
+    instance.rows.length = 0;
+
+    // One row: a second would make each row cheaper, so it waits for company.
+    const a = batcher.schedule(fp32Request([1]));
+    await flush();
+    assert.deepEqual(instance.rows, [], 'a lone row waits: batch 2 is cheaper per row');
+    // Two rows: no larger batch is cheaper per row; waiting out the delay would only add latency.
+    const b = batcher.schedule(fp32Request([2]));
+    await flush();
+    assert.deepEqual(instance.rows, [2], 'sent on the next turn, not held for the delay');
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+
+    // Eight rows at once: cut into batches of 2, each sent as soon as the instance frees.
+    instance.rows.length = 0;
+    const results = [1, 2, 3, 4, 5, 6, 7, 8].map((id) => batcher.schedule(fp32Request([id])));
+    const answered = await Promise.all(results);
+    assert.deepEqual(instance.rows, [2, 2, 2, 2]);
+    for (const [index, result] of answered.entries()) {
+      assertOwnResult(result, [index + 1]);
+      assert.equal(result.timings.batchRows, 2);
+    }
+    assert.equal(batcher.queued, 0);
+    await batcher.stop();
+  });
+
+  it('with recorded costs (no timing involved), cuts at the cheapest size at every cut', async () => {
+    const h = new Harness({ maxBatchSize: 4, cutAtCheapest: true });
+    // Of the cumulative sizes 1, 2, 3, 4, 2 is the cheapest; of 1, 2 (what is left), 2 again.
+    recordSeconds(h.batcher, { 1: 10, 2: 5, 4: 20 });
+    const results = [1, 2, 3, 4].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2]]);
+    assert.equal(h.batcher.queued, 2);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[1, 2], [3, 4]]);
+    await release(h, 1);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+  });
+
+  it('with recorded costs, a lone row waits for the delay only while a larger batch is cheaper per row', async () => {
+    const h = new Harness({ maxBatchSize: 4, cutAtCheapest: true, maxQueueDelayMicroseconds: 60_000_000 });
+    recordSeconds(h.batcher, { 1: 10, 2: 5, 4: 20 });
+    const a = h.schedule(fp32Request([1]));
+    await flush();
+    assert.equal(h.calls.length, 0, '1 row: 2 would be cheaper, so it waits');
+    const b = h.schedule(fp32Request([2]));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2]], '2 rows: nothing larger is cheaper, so it goes');
+    await release(h, 0);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    // Where the largest is the cheapest, a lone row waits as before (and stop() ends the wait).
+    const flat = new Harness({ maxBatchSize: 4, cutAtCheapest: true, maxQueueDelayMicroseconds: 60_000_000 });
+    recordSeconds(flat.batcher, { 1: 10, 2: 8, 4: 5 });
+    const c = flat.schedule(fp32Request([3]));
+    const d = flat.schedule(fp32Request([4]));
+    await flush();
+    assert.equal(flat.calls.length, 0, '2 rows: 4 would be cheaper, so they wait');
+    const stopped = flat.batcher.stop();
+    await release(flat, 0);
+    await stopped;
+    assert.deepEqual(flat.batches(), [[3, 4]]);
+    assertOwnResult(await c, [3]);
+    assertOwnResult(await d, [4]);
+  });
+
+  it('with cutAtCheapest off, the same learned costs neither cut nor send early: 8 queued rows run as one batch of 8', async () => {
+    const h = new Harness({ maxBatchSize: 8, cutAtCheapest: false, maxQueueDelayMicroseconds: 60_000_000 });
+    recordSeconds(h.batcher, { 1: 10, 2: 5, 4: 20, 8: 20 });
+    const a = h.schedule(fp32Request([1]));
+    const b = h.schedule(fp32Request([2]));
+    await flush();
+    assert.equal(h.calls.length, 0, '2 rows wait for the delay although 2 is the cheapest');
+    const rest = [3, 4, 5, 6, 7, 8].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4, 5, 6, 7, 8]]);
+    await release(h, 0);
+    for (const [index, promise] of [a, b, ...rest].entries()) assertOwnResult(await promise, [index + 1]);
   });
 });

@@ -1,39 +1,34 @@
 /**
- * The scheduler of one model version: priority queues with Triton's queue policies, and a dynamic
- * batcher that joins queued requests into batches for whichever instance is free. With batching
- * off it is Triton's default scheduler: one request per execution, first come first served.
+ * The dynamic batcher of one model version: it forms batches from the priority queue for whichever
+ * instance is free, and nothing else (the queue owns levels, policies and timeouts). A batch is cut
+ * where the model is cheapest per row (learned in BatchCosts), at a preferred batch size when the
+ * config names some, and waits for company only while max_queue_delay allows and more rows could
+ * still make it cheaper. With batching off it is Triton's default scheduler: one request per
+ * execution, first come first served.
  */
 import type { BackendInstance } from '../backends/backend.js';
-import { NereidError } from '../core/errors.js';
-import type { Tensor } from '../core/tensor.js';
+import { asNereidError, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
-import type { RequestTimings } from '../core/timings.js';
+import type { Tensor } from '../core/tensor.js';
+import type { ExecutionTimings } from '../core/timings.js';
 import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
+import { BatchCosts } from './batch-costs.js';
+import { NO_QUEUE_POLICY, PriorityQueue, type Admission, type PriorityQueueOptions, type QueueEntry } from './priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
 
-export interface QueuePolicy {
-  /** 0: no limit of its own (the scheduler's hard cap still applies). */
-  maxQueueSize: number;
-  /** 0: requests never time out in the queue. */
-  defaultTimeoutMicroseconds: number;
-  timeoutAction: 'REJECT' | 'DELAY';
-  allowTimeoutOverride: boolean;
-}
+export { NO_QUEUE_POLICY, type QueuePolicy } from './priority-queue.js';
 
-export interface BatcherPolicy {
+export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label'> {
   /** Rows one execution may hold; 0 runs each request on its own. */
   maxBatchSize: number;
   preferredBatchSizes: readonly number[];
   maxQueueDelayMicroseconds: number;
   preserveOrdering: boolean;
-  /** 0: a single queue. Otherwise levels 1 (highest) to priorityLevels. */
-  priorityLevels: number;
-  defaultPriorityLevel: number;
-  defaultQueuePolicy: QueuePolicy;
-  /** Overrides per priority level. */
-  priorityQueuePolicies?: ReadonlyMap<number, QueuePolicy>;
-  /** Hard cap on requests waiting across all levels, so the queue is never unbounded. */
-  maxQueuedRequests: number;
+  /**
+   * Cut batches where the measured cost per row is lowest, and stop waiting for company once more
+   * rows would not make a batch cheaper (default true). Off: batches fill up to max_batch_size.
+   */
+  cutAtCheapest?: boolean;
 }
 
 export const UNBATCHED_POLICY: Omit<BatcherPolicy, 'maxQueuedRequests'> = {
@@ -43,17 +38,14 @@ export const UNBATCHED_POLICY: Omit<BatcherPolicy, 'maxQueuedRequests'> = {
   preserveOrdering: false,
   priorityLevels: 0,
   defaultPriorityLevel: 0,
-  defaultQueuePolicy: { maxQueueSize: 0, defaultTimeoutMicroseconds: 0, timeoutAction: 'REJECT', allowTimeoutOverride: false },
+  defaultQueuePolicy: NO_QUEUE_POLICY,
 };
 
 interface Pending {
   request: ScheduledRequest;
   rows: number;
-  level: number;
   sequence: number;
-  enqueuedAt: number; // performance.now() milliseconds
-  delayed: boolean;
-  timer?: NodeJS.Timeout;
+  entry?: QueueEntry<Pending>;
   onAbort?: () => void;
   resolve: (result: ScheduledResult) => void;
   reject: (error: Error) => void;
@@ -61,22 +53,32 @@ interface Pending {
 
 const now = () => performance.now();
 const msToNs = (ms: number) => ms * 1e6;
-/** setTimeout holds at most 2^31-1 ms (about 24.8 days); a longer delay would fire after 1 ms instead. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const CANCELLED = 'request cancelled by the client';
+
+/** Input elements of a batch, the unit BatchCosts learns in. */
+function elementsOf(inputs: Record<string, Tensor>): number {
+  let elements = 0;
+  for (const name in inputs) elements += inputs[name].data.length;
+  return elements;
+}
 
 export class DynamicBatcher implements Scheduler {
+  /** What each batch size costs this model, as measured; the batcher cuts batches by it. */
+  readonly costs: BatchCosts;
   private readonly idle: BackendInstance[];
-  /** One queue per priority level (index 0 is level 1, the highest), and per level the requests delayed by a timeout. */
-  private readonly queues: Pending[][];
-  private readonly delayedQueues: Pending[][];
-  private readonly running = new Set<Promise<void>>();
-  private queuedCount = 0;
+  private readonly queue: PriorityQueue<Pending>;
+  private readonly largestPreferred: number;
+  private readonly cutAtCheapest: boolean;
+  private running = 0;
   private nextSequence = 0;
   private nextToDeliver = 0;
   private readonly undelivered = new Map<number, () => void>();
   private delayTimer?: NodeJS.Timeout;
   private delayDeadline = 0;
   private stopped = false;
+  private dispatchPending = false;
+  private onIdle?: () => void;
 
   constructor(
     instances: readonly BackendInstance[],
@@ -85,121 +87,62 @@ export class DynamicBatcher implements Scheduler {
     private readonly label: string,
   ) {
     this.idle = [...instances];
-    const levels = Math.max(1, policy.priorityLevels);
-    this.queues = Array.from({ length: levels }, () => []);
-    this.delayedQueues = Array.from({ length: levels }, () => []);
+    this.costs = new BatchCosts(Math.max(1, policy.maxBatchSize));
+    this.largestPreferred = policy.preferredBatchSizes.length ? Math.max(...policy.preferredBatchSizes) : 0;
+    this.cutAtCheapest = policy.cutAtCheapest ?? true;
+    this.queue = new PriorityQueue<Pending>({ ...policy, label }, (entry, error) => this.settleDropped(entry.value, error));
   }
 
   get queued(): number {
-    return this.queuedCount;
+    return this.queue.size;
   }
 
-  private queuePolicy(level: number): QueuePolicy {
-    return this.policy.priorityQueuePolicies?.get(level + 1) ?? this.policy.defaultQueuePolicy;
-  }
-
-  private levelOf(priority: number | undefined): number {
-    const levels = this.policy.priorityLevels;
-    if (levels === 0) return 0;
-    const chosen = !priority ? this.policy.defaultPriorityLevel || levels : priority;
-    if (!Number.isInteger(chosen) || chosen < 1 || chosen > levels) {
-      throw new NereidError('INVALID_ARGUMENT', `${this.label}: priority must be 1 (highest) to ${levels}, got ${priority}`);
-    }
-    return chosen - 1;
-  }
-
-  /** A request may shorten the queue timeout (never lengthen it) only where the policy allows it, as in Triton. */
-  private timeoutMicroseconds(policy: QueuePolicy, requested: number | undefined): number {
-    const fallback = policy.defaultTimeoutMicroseconds;
-    if (requested === undefined || !policy.allowTimeoutOverride) return fallback;
-    if (!Number.isInteger(requested) || requested < 0) {
-      throw new NereidError('INVALID_ARGUMENT', `${this.label}: timeout must be a non-negative integer of microseconds, got ${requested}`);
-    }
-    if (requested === 0) return fallback;
-    return fallback === 0 ? requested : Math.min(requested, fallback);
-  }
-
-  /** Checks a request's scheduling parameters (priority, timeout) without queueing it. */
-  validate(request: Pick<ScheduledRequest, 'priority' | 'timeoutMicroseconds'>): void {
-    this.timeoutMicroseconds(this.queuePolicy(this.levelOf(request.priority)), request.timeoutMicroseconds);
+  validate(request: Admission): void {
+    this.queue.validate(request);
   }
 
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
-    try {
-      if (this.stopped) throw new NereidError('UNAVAILABLE', `${this.label} is unloading`);
-      if (request.signal?.aborted) throw new NereidError('CANCELLED', 'request cancelled by the client');
-      const level = this.levelOf(request.priority);
-      const policy = this.queuePolicy(level);
-      const levelQueued = this.queues[level].length + this.delayedQueues[level].length;
-      if (this.queuedCount >= this.policy.maxQueuedRequests || (policy.maxQueueSize > 0 && levelQueued >= policy.maxQueueSize)) {
-        const limit = policy.maxQueueSize > 0 ? Math.min(policy.maxQueueSize, this.policy.maxQueuedRequests) : this.policy.maxQueuedRequests;
-        throw new NereidError('UNAVAILABLE', `${this.label}: the queue is full (${limit} requests waiting); retry later`);
-      }
-      const timeout = this.timeoutMicroseconds(policy, request.timeoutMicroseconds);
-      return new Promise((resolve, reject) => {
-        const pending: Pending = {
-          request,
-          rows: Math.max(1, request.batchSize),
-          level,
-          sequence: this.nextSequence++,
-          enqueuedAt: now(),
-          delayed: false,
-          resolve,
-          reject,
+    if (this.stopped) return Promise.reject(new NereidError('UNAVAILABLE', `${this.label} is unloading`));
+    const signal = request.signal;
+    if (signal?.aborted) return Promise.reject(new NereidError('CANCELLED', CANCELLED));
+    return new Promise<ScheduledResult>((resolve, reject) => {
+      const pending: Pending = { request, rows: Math.max(1, request.batchSize), sequence: 0, resolve, reject };
+      pending.entry = this.queue.push(pending, request, now()); // throws when full: the promise rejects with it
+      pending.sequence = this.nextSequence++;
+      if (signal) {
+        pending.onAbort = () => {
+          if (pending.entry && this.queue.remove(pending.entry)) this.settleDropped(pending, new NereidError('CANCELLED', CANCELLED));
         };
-        if (request.signal) {
-          pending.onAbort = () => this.dropQueued(pending, new NereidError('CANCELLED', 'request cancelled by the client'));
-          request.signal.addEventListener('abort', pending.onAbort, { once: true });
-        }
-        if (timeout > 0) this.armTimeout(pending, policy, timeout, timeout / 1000);
-        this.queues[level].push(pending);
-        this.queuedCount += 1;
-        this.dispatch();
-      });
-    } catch (error) {
-      return Promise.reject(error);
-    }
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
+      this.dispatchSoon();
+    });
   }
 
-  /** Waits out a queue timeout in steps setTimeout can hold. */
-  private armTimeout(pending: Pending, policy: QueuePolicy, timeout: number, remainingMs: number): void {
-    const step = Math.min(remainingMs, MAX_TIMER_MS);
-    pending.timer = setTimeout(
-      () => (remainingMs > step ? this.armTimeout(pending, policy, timeout, remainingMs - step) : this.expire(pending, policy, timeout)),
-      step,
-    );
+  /**
+   * Dispatches on the event loop's next check phase, once for all the requests scheduled before it:
+   * requests that arrive together (one socket read's worth, the records of a job) join one batch,
+   * and an instance whose run is synchronous never runs a batch inside a caller's turn.
+   */
+  private dispatchSoon(): void {
+    if (this.dispatchPending) return;
+    this.dispatchPending = true;
+    setImmediate(() => {
+      this.dispatchPending = false;
+      this.dispatch();
+    });
   }
 
-  private expire(pending: Pending, policy: QueuePolicy, timeout: number): void {
-    pending.timer = undefined;
-    if (policy.timeoutAction === 'DELAY') {
-      const queue = this.queues[pending.level];
-      const index = queue.indexOf(pending);
-      if (index < 0) return;
-      queue.splice(index, 1);
-      pending.delayed = true;
-      this.delayedQueues[pending.level].push(pending);
-      return;
-    }
-    this.dropQueued(pending, new NereidError('UNAVAILABLE', `${this.label}: request timeout expired after ${timeout} us in the queue`));
-  }
-
-  /** Removes a request that has not started; one already running is left to finish. */
-  private dropQueued(pending: Pending, error: NereidError): void {
-    const queue = pending.delayed ? this.delayedQueues[pending.level] : this.queues[pending.level];
-    const index = queue.indexOf(pending);
-    if (index < 0) return;
-    queue.splice(index, 1);
-    this.queuedCount -= 1;
+  /** A request the queue gave up on (timeout, deadline, client gone): answered, in order when ordering is preserved. */
+  private settleDropped(pending: Pending, error: NereidError): void {
     this.detach(pending);
     this.deliver(pending, () => pending.reject(error));
     this.dispatch(); // the request behind it may now be able to go
   }
 
   private detach(pending: Pending): void {
-    if (pending.timer) clearTimeout(pending.timer);
-    pending.timer = undefined;
     if (pending.onAbort) pending.request.signal!.removeEventListener('abort', pending.onAbort);
+    pending.onAbort = undefined;
   }
 
   /** With preserve_ordering, answers leave in the order requests arrived. */
@@ -213,51 +156,66 @@ export class DynamicBatcher implements Scheduler {
     }
   }
 
-  /** Priority order; within a level, requests whose timeout expired under DELAY come after the rest of that level, as in Triton. */
-  private *inOrder(): Generator<Pending> {
-    for (let level = 0; level < this.queues.length; level++) {
-      yield* this.queues[level];
-      yield* this.delayedQueues[level];
-    }
-  }
-
   /** Picks the next batch, or nothing when it is better to wait for more requests to join. */
   private nextBatch(): Pending[] | undefined {
+    const head = this.queue.first();
+    if (!head) return undefined;
+    const first = head.value;
     const { maxBatchSize, maxQueueDelayMicroseconds, preferredBatchSizes } = this.policy;
-    const order = this.inOrder();
-    const first = order.next().value as Pending | undefined;
-    if (!first) return undefined;
     if (maxBatchSize === 0) return [first];
     const batch = [first];
+    const sizes = [first.rows];
     let rows = first.rows;
     let closed = false; // nothing more can join this batch, so waiting would only add latency
-    for (const candidate of order) {
+    for (let entry = this.queue.after(head); entry; entry = this.queue.after(entry)) {
+      const candidate = entry.value;
       if (rows + candidate.rows > maxBatchSize || !sameRowShape(first.request.inputs, candidate.request.inputs)) {
         closed = true;
         break;
       }
       batch.push(candidate);
       rows += candidate.rows;
+      sizes.push(rows);
     }
-    if (rows >= maxBatchSize) closed = true;
-    const largestPreferred = preferredBatchSizes.length ? Math.max(...preferredBatchSizes) : 0;
-    const waitedMicroseconds = (now() - first.enqueuedAt) * 1000;
-    const delayOver = this.stopped || waitedMicroseconds >= maxQueueDelayMicroseconds;
-    if (!closed && !delayOver && !(largestPreferred > 0 && rows >= largestPreferred)) {
+    if (rows >= maxBatchSize || (this.largestPreferred > 0 && rows >= this.largestPreferred)) closed = true;
+    const waitedMicroseconds = (now() - head.enqueuedAt) * 1000;
+    if (!closed && !this.stopped && waitedMicroseconds < maxQueueDelayMicroseconds && this.couldGetCheaper(sizes)) {
       this.wakeAfter(maxQueueDelayMicroseconds - waitedMicroseconds);
       return undefined;
     }
-    // Prefer the largest preferred size the queued requests fill exactly.
-    if (preferredBatchSizes.length && !preferredBatchSizes.includes(rows)) {
-      let cumulative = 0;
-      let cut = 0;
-      batch.forEach((pending, index) => {
-        cumulative += pending.rows;
-        if (preferredBatchSizes.includes(cumulative)) cut = index + 1;
-      });
-      if (cut > 0) return batch.slice(0, cut);
+    const cut = preferredBatchSizes.length ? this.preferredCut(sizes) : this.cutAtCheapest ? this.costs.choose(this.fairShare(sizes)) + 1 : sizes.length;
+    return cut < batch.length ? batch.slice(0, cut) : batch;
+  }
+
+  /**
+   * With several instances idle, what is queued is spread over them: one batch takes no more than
+   * an even share (the cut that reaches it), so the others run beside it instead of waiting.
+   */
+  private fairShare(sizes: readonly number[]): readonly number[] {
+    if (this.idle.length < 2) return sizes;
+    const share = Math.ceil(sizes[sizes.length - 1] / this.idle.length);
+    const reaching = sizes.findIndex((size) => size >= share);
+    return sizes.slice(0, reaching + 1);
+  }
+
+  /** With preferred sizes configured, the largest one the queued requests fill exactly, else all of them. */
+  private preferredCut(sizes: readonly number[]): number {
+    for (let index = sizes.length - 1; index >= 0; index--) {
+      if (this.policy.preferredBatchSizes.includes(sizes[index])) return index + 1;
     }
-    return batch;
+    return sizes.length;
+  }
+
+  /**
+   * Whether waiting for company could give a batch cheaper per row than the cheapest cut of what is
+   * queued now (`sizes`, the cumulative rows); pointless otherwise. Judged from the cheapest cut, not
+   * from all the rows queued: 6 rows that will be cut to 2 anyway must not wait out the delay.
+   */
+  private couldGetCheaper(sizes: readonly number[]): boolean {
+    if (this.policy.preferredBatchSizes.length || !this.cutAtCheapest) return true;
+    let cheapest = sizes[sizes.length - 1];
+    for (const size of sizes) if (this.costs.estimate(size) < this.costs.estimate(cheapest)) cheapest = size;
+    return this.costs.largerCouldBeCheaper(cheapest);
   }
 
   /** Wakes the dispatcher when the head of the queue has waited long enough; an earlier deadline replaces a later one. */
@@ -274,76 +232,137 @@ export class DynamicBatcher implements Scheduler {
   }
 
   private dispatch(): void {
-    while (this.idle.length > 0 && this.queuedCount > 0) {
+    while (this.idle.length > 0 && this.queue.size > 0) {
       const batch = this.nextBatch();
       if (!batch) return;
       for (const pending of batch) {
-        const queue = pending.delayed ? this.delayedQueues[pending.level] : this.queues[pending.level];
-        queue.splice(queue.indexOf(pending), 1);
+        this.queue.remove(pending.entry!);
         this.detach(pending);
       }
-      this.queuedCount -= batch.length;
-      if (this.queuedCount === 0 && this.delayTimer) {
+      if (this.queue.size === 0 && this.delayTimer) {
         clearTimeout(this.delayTimer);
         this.delayTimer = undefined;
       }
-      const instance = this.idle.pop()!;
-      const execution = this.execute(instance, batch).finally(() => {
-        this.running.delete(execution);
-        this.idle.push(instance);
-        this.dispatch();
-      });
-      this.running.add(execution);
+      this.execute(this.idle.pop()!, batch);
     }
   }
 
-  private async execute(instance: BackendInstance, batch: Pending[]): Promise<void> {
+  private execute(instance: BackendInstance, batch: Pending[]): void {
+    this.running += 1;
     const started = now();
-    const batched = this.policy.maxBatchSize > 0;
+    let inputReady = started;
+    let rows = 0;
+    let elements = 0;
+    let run: Promise<Record<string, Tensor>>;
     try {
-      const inputs: Record<string, Tensor> =
-        batch.length === 1
-          ? batch[0].request.inputs
-          : Object.fromEntries(
-              Object.keys(batch[0].request.inputs).map((name) => [name, concatRows(batch.map((p) => p.request.inputs[name]))]),
-            );
-      const outputNames = [...new Set(batch.flatMap((pending) => pending.request.outputNames))];
-      const inputReady = now();
-      const outputs = await instance.run(inputs, outputNames);
-      const inferred = now();
-      const totalRows = batch.reduce((sum, pending) => sum + pending.rows, 0);
-      const results: Record<string, Tensor>[] = [];
-      if (batch.length === 1) {
-        results.push(outputs);
-      } else {
-        for (const [name, tensor] of Object.entries(outputs)) {
-          if (tensor.shape[0] !== totalRows) {
-            throw new Error(`output '${name}' has ${tensor.shape[0]} rows for a batch of ${totalRows}; the model does not keep the batch dimension`);
+      const only = batch.length === 1 ? batch[0].request : undefined;
+      const inputs = only ? only.inputs : this.joinInputs(batch);
+      const outputNames = only ? only.outputNames : [...new Set(batch.flatMap((pending) => pending.request.outputNames))];
+      for (const pending of batch) rows += pending.rows;
+      elements = elementsOf(inputs);
+      inputReady = now();
+      run = instance.run(inputs, outputNames);
+    } catch (error) {
+      run = Promise.reject(error);
+    }
+    run
+      .then(
+        (outputs) => {
+          try {
+            this.answer(instance, batch, outputs, rows, elements, started, inputReady);
+          } catch (error) {
+            this.fail(batch, error); // settles only those not answered yet
           }
-        }
-        let row = 0;
-        for (const pending of batch) {
-          results.push(
-            Object.fromEntries(pending.request.outputNames.map((name) => [name, sliceRows(outputs[name], row, pending.rows)])),
-          );
-          row += pending.rows;
+        },
+        (error: unknown) => this.fail(batch, error),
+      )
+      .then(() => {
+        this.running -= 1;
+        this.idle.push(instance);
+        this.dispatch();
+        if (this.running === 0) this.onIdle?.();
+      });
+  }
+
+  private joinInputs(batch: readonly Pending[]): Record<string, Tensor> {
+    const inputs: Record<string, Tensor> = {};
+    for (const name of Object.keys(batch[0].request.inputs)) inputs[name] = concatRows(batch.map((pending) => pending.request.inputs[name]));
+    return inputs;
+  }
+
+  private answer(
+    instance: BackendInstance,
+    batch: readonly Pending[],
+    outputs: Record<string, Tensor>,
+    rows: number,
+    elements: number,
+    started: number,
+    inputReady: number,
+  ): void {
+    const inferred = now();
+    const results: Record<string, Tensor>[] = [];
+    if (batch.length === 1) {
+      results.push(outputs);
+    } else {
+      for (const name in outputs) {
+        if (outputs[name].shape[0] !== rows) {
+          return this.fail(batch, new Error(`output '${name}' has ${outputs[name].shape[0]} rows for a batch of ${rows}; the model does not keep the batch dimension`));
         }
       }
-      const finished = now();
-      const execution = {
-        computeInputNs: msToNs(inputReady - started),
-        computeInferNs: msToNs(inferred - inputReady),
-        computeOutputNs: msToNs(finished - inferred),
-      };
-      this.observer.onExecution({ batchSize: batched ? totalRows : 1, timings: execution, threads: instance.threads });
-      batch.forEach((pending, index) => {
-        const timings: RequestTimings = { queueNs: msToNs(started - pending.enqueuedAt), ...execution };
-        this.deliver(pending, () => pending.resolve({ outputs: results[index], timings }));
-      });
-    } catch (error) {
-      const failure =
-        error instanceof NereidError ? error : new NereidError('INTERNAL', `${this.label}: ${(error as Error).message}`);
-      for (const pending of batch) this.deliver(pending, () => pending.reject(failure));
+      let row = 0;
+      for (const pending of batch) {
+        const own: Record<string, Tensor> = {};
+        for (const name of pending.request.outputNames) own[name] = sliceRows(outputs[name], row, pending.rows);
+        results.push(own);
+        row += pending.rows;
+      }
+    }
+    const finished = now();
+    const execution: ExecutionTimings = {
+      computeInputNs: msToNs(inputReady - started),
+      computeInferNs: msToNs(inferred - inputReady),
+      computeOutputNs: msToNs(finished - inferred),
+    };
+    const batched = this.policy.maxBatchSize > 0;
+    if (batched) this.costs.record(rows, elements, execution.computeInferNs);
+    this.observer.onExecution({ batchSize: batched ? rows : 1, timings: execution, threads: instance.threads });
+    for (let index = 0; index < batch.length; index++) {
+      const pending = batch[index];
+      const timings = { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows };
+      const result = { outputs: results[index], timings };
+      this.deliver(pending, () => pending.resolve(result));
+    }
+  }
+
+  private fail(batch: readonly Pending[], error: unknown): void {
+    const failure = asNereidError(error, this.label);
+    for (const pending of batch) this.deliver(pending, () => pending.reject(failure));
+  }
+
+  /**
+   * Seeds the batch costs before any traffic: on one instance, each power-of-two batch size up to
+   * max_batch_size (and that size itself), after one unmeasured run, the fastest of up to 5 runs
+   * (interference only ever adds time), within `budgetMs` in all. `sample` makes the inputs of a
+   * batch of the given rows.
+   */
+  async calibrate(sample: (rows: number) => Record<string, Tensor>, outputNames: readonly string[], budgetMs = 3000): Promise<void> {
+    const instance = this.idle[0];
+    if (this.policy.maxBatchSize === 0 || !instance) return;
+    const sizes: number[] = [];
+    for (let rows = 1; rows < this.policy.maxBatchSize; rows *= 2) sizes.push(rows);
+    sizes.push(this.policy.maxBatchSize);
+    const deadline = now() + budgetMs;
+    for (const rows of sizes) {
+      const inputs = sample(rows);
+      await instance.run(inputs, outputNames);
+      let fastest = Infinity;
+      for (let run = 0; run < 5 && (run === 0 || now() < deadline); run++) {
+        const measuredFrom = now();
+        await instance.run(inputs, outputNames);
+        fastest = Math.min(fastest, now() - measuredFrom);
+      }
+      this.costs.record(rows, elementsOf(inputs), msToNs(fastest));
+      if (now() > deadline) break;
     }
   }
 
@@ -356,6 +375,10 @@ export class DynamicBatcher implements Scheduler {
     if (this.delayTimer) clearTimeout(this.delayTimer);
     this.delayTimer = undefined;
     this.dispatch();
-    while (this.running.size > 0) await Promise.allSettled(this.running);
+    while (this.running > 0 || this.queue.size > 0) {
+      await new Promise<void>((resolve) => (this.onIdle = resolve));
+      this.dispatch();
+    }
+    this.onIdle = undefined;
   }
 }

@@ -5,16 +5,13 @@
 import type { CancelSignal } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
+import type { Admission } from './priority-queue.js';
 
-export interface ScheduledRequest {
+export interface ScheduledRequest extends Admission {
   inputs: Record<string, Tensor>;
   /** Rows along the batch dimension; 0 for models without one. */
   batchSize: number;
   outputNames: readonly string[];
-  /** Priority level, 1 the highest; undefined or 0 for the model's default. */
-  priority?: number;
-  /** Queue timeout asked for by the request, in microseconds (honoured only where the queue policy allows). */
-  timeoutMicroseconds?: number;
   /** Aborted when the client goes away: a queued request is then dropped, never executed. */
   signal?: CancelSignal;
 }
@@ -27,9 +24,9 @@ export interface ScheduledResult {
 export interface Scheduler {
   schedule(request: ScheduledRequest): Promise<ScheduledResult>;
   /** Throws what schedule() would for the request's scheduling parameters, before any work is done for it. */
-  validate(request: Pick<ScheduledRequest, 'priority' | 'timeoutMicroseconds'>): void;
+  validate(request: Admission): void;
   /** Requests waiting for an instance. */
   readonly queued: number;
-  /** Rejects what is still queued and waits for running work to finish. */
+  /** Accepts nothing new, runs what is queued, and settles once every accepted request is answered. */
   stop(): Promise<void>;
 }

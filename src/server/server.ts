@@ -1,18 +1,19 @@
 /**
  * The core every front end calls: one Server owns its repository and models (no global state, so
  * several can run side by side). HTTP, gRPC, batch jobs and the library API are translators over it.
+ * It names no implementation: the composition root (create-server.ts, the CLI) hands it the
+ * backends and the response cache store, so importing it loads no engine and no Redis client.
  */
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
-import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
-import { NereidError, invalidArgument } from '../core/errors.js';
-import type { CancelSignal, InferenceRequest, InferenceResponse } from '../core/inference.js';
-import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
-import { createCacheStore, parseCacheConfig } from '../cache/cache-config.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
+import { invalidArgument, NereidError } from '../core/errors.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
+import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
+import { classifyImages } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
+import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { VERSION } from '../version.js';
 
 export const serverOptionsSchema = z.object({
@@ -29,16 +30,15 @@ export const serverOptionsSchema = z.object({
   maxQueueSize: z.number().int().positive().default(1024),
   /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
   costPerCoreHour: z.number().nonnegative().optional(),
-  /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
-  cacheConfig: z.string().optional(),
 });
 
 export type ServerOptions = z.input<typeof serverOptionsSchema> & {
+  /** The execution engines models may ask for; the first serves models whose config names none. */
+  backends: readonly Backend[];
   logger?: Logger;
-  backends?: Backend[];
   /** Services that watch every model version's requests (metrics, tracing), beside its statistics. */
   observers?: InferenceObserverFactory[];
-  /** A response cache store to use instead of the one `cacheConfig` describes. */
+  /** Where responses are cached for models whose config enables response_cache; none: no caching. */
   responseCache?: ResponseCacheStore;
 };
 
@@ -63,18 +63,17 @@ export class Server {
 
   constructor(options: ServerOptions) {
     this.options = serverOptionsSchema.parse(options);
+    if (options.backends.length === 0) throw new Error('a Server needs at least one backend');
     this.logger = options.logger ?? pino({ level: 'info' });
-    this.responseCache =
-      options.responseCache ??
-      (this.options.cacheConfig ? createCacheStore(parseCacheConfig(this.options.cacheConfig), this.logger) : undefined);
+    this.responseCache = options.responseCache;
     this.repository = new ModelRepository({
       root: this.options.modelRepository,
-      backends: options.backends ?? [new OnnxRuntimeBackend()],
+      backends: options.backends,
       logger: this.logger,
       defaultMaxBatchSize: this.options.defaultMaxBatchSize,
       maxQueueSize: this.options.maxQueueSize,
       observers: options.observers,
-      responseCache: this.responseCache,
+      responseCacheStore: this.responseCache,
     });
   }
 
@@ -140,19 +139,19 @@ export class Server {
   }
 
   /** Photos in, labels out, for a model whose input declares image pre-processing. */
-  async classify(
-    name: string,
-    images: readonly Buffer[],
-    options: { version?: string; topK?: number; signal?: CancelSignal; traceparent?: string; requestId?: string } = {},
-  ) {
+  async classify(name: string, images: readonly Buffer[], options: { version?: string; topK?: number } = {}, context: RequestContext = {}) {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     const model = this.model(name, options.version);
-    return { model: model.name, version: model.version, ...(await model.classify(images, options)) };
+    return { model: model.name, version: model.version, ...(await classifyImages(model, images, options, context)) };
   }
 
-  async infer(request: InferenceRequest): Promise<InferenceResponse> {
-    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
-    return this.model(request.model, request.version).infer(request);
+  infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
+    if (this.closing) return Promise.reject(new NereidError('UNAVAILABLE', 'server is shutting down'));
+    try {
+      return this.model(request.model, request.version).infer(request, context);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   repositoryIndex(readyOnly = false): Promise<RepositoryIndexEntry[]> {

@@ -12,7 +12,8 @@ import type { Datatype } from '../../src/core/datatype.js';
 import { createHttpFrontEnd, type HttpFrontEndOptions } from '../../src/frontends/http/v2-http.js';
 import type { OnnxElementType } from '../../src/onnx/onnx-model-builder.js';
 import { addSubModel, identityModel, scaleModel, writeModel } from '../../src/onnx/test-models.js';
-import { Server, type ServerOptions } from '../../src/server/server.js';
+import { createServer, type CreateServerOptions } from '../../src/server/create-server.js';
+import type { Server } from '../../src/server/server.js';
 
 export interface TestServerOptions {
   /** Fills the repository folder; defaults to `writeStandardModels`. Ignored when `repoDir` is given. */
@@ -20,7 +21,7 @@ export interface TestServerOptions {
   /** Serve an existing repository instead of creating one (it is then left in place by close()). */
   repoDir?: string;
   /** Server options other than the repository. The logger is silent unless one is given. */
-  server?: Omit<ServerOptions, 'modelRepository'>;
+  server?: Omit<CreateServerOptions, 'modelRepository'>;
   /** Options of the HTTP front end (maxBodyBytes, authTokens). */
   http?: HttpFrontEndOptions;
 }
@@ -138,7 +139,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   let app: FastifyInstance | undefined;
   try {
     if (ownsRepo) await (options.models ?? writeStandardModels)(repoDir);
-    server = new Server({ logger: pino({ level: 'silent' }), ...options.server, modelRepository: repoDir });
+    server = await createServer({ logger: pino({ level: 'silent' }), ...options.server, modelRepository: repoDir });
     await server.start();
     app = createHttpFrontEnd(server, options.http);
     await app.listen({ host: '127.0.0.1', port: 0 });

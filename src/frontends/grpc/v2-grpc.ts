@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { checkBearerToken } from '../../core/auth.js';
 import { asNereidError, grpcStatusOf, httpStatusOf, NereidError } from '../../core/errors.js';
-import { ClientCancellation } from '../../core/inference.js';
+import { ClientCancellation, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { Server } from '../../server/server.js';
 import {
@@ -89,6 +89,13 @@ function modelOf(message: unknown): string | undefined {
   const fields = message as { model_name?: unknown; name?: unknown } | undefined;
   const name = fields?.model_name ?? fields?.name;
   return typeof name === 'string' && name !== '' ? name : undefined;
+}
+
+/** A call's deadline on the performance.now() clock the scheduler keeps, or undefined when it has none. */
+function deadlineOf(call: { getDeadline(): grpc.Deadline }): number | undefined {
+  const deadline = call.getDeadline();
+  const epochMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(epochMs) ? performance.now() + (epochMs - Date.now()) : undefined;
 }
 
 /** `host:port` for grpc-js, with brackets around an IPv6 address. */
@@ -186,8 +193,6 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     }),
     ModelInfer: unary('ModelInfer', async (message: ModelInferRequestMessage, call, reqId) => {
       const request = decodeModelInferRequest(message);
-      request.requestId = reqId;
-      request.traceparent = metadataString(call.metadata, 'traceparent');
       // A client that cancels (or whose deadline passes) frees its place in the queue. grpc-js also
       // emits 'cancelled' once a call has been answered, so only a call still running is cancelled.
       const cancellation = new ClientCancellation();
@@ -195,9 +200,14 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       call.once('cancelled', () => {
         if (!answered) cancellation.abort();
       });
-      request.signal = cancellation;
+      const context: RequestContext = {
+        signal: cancellation,
+        requestId: reqId,
+        traceparent: metadataString(call.metadata, 'traceparent'),
+        deadline: deadlineOf(call),
+      };
       try {
-        return encodeModelInferResponse(await server.infer(request));
+        return encodeModelInferResponse(await server.infer(request, context));
       } finally {
         answered = true;
       }
@@ -237,10 +247,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       let status = grpc.status.OK;
       (async () => {
         const request = decodeModelInferRequest(message);
-        request.signal = abort;
-        request.requestId = reqId;
-        request.traceparent = traceparent;
-        return { error_message: '', infer_response: encodeModelInferResponse(await server.infer(request)) };
+        const response = await server.infer(request, { signal: abort, requestId: reqId, traceparent });
+        return { error_message: '', infer_response: encodeModelInferResponse(response) };
       })()
         .catch((error: unknown) => {
           const grpcFailure = failure('ModelStreamInfer', error, reqId);

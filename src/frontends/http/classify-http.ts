@@ -5,7 +5,7 @@
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { invalidArgument } from '../../core/errors.js';
-import type { CancelSignal } from '../../core/inference.js';
+import type { RequestContext } from '../../core/inference.js';
 import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
@@ -15,7 +15,7 @@ export interface ClassifyRouteOptions {
   /** Images one multipart request may carry. */
   maxFiles?: number;
   modelPaths: (suffix: string) => string[];
-  abortOnClientClose: (reply: FastifyReply) => CancelSignal;
+  contextOf: (request: FastifyRequest, reply: FastifyReply) => RequestContext;
 }
 
 function topKOf(request: FastifyRequest): number | undefined {
@@ -64,17 +64,11 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   for (const path of options.modelPaths('/classify')) {
     app.post<{ Params: ModelParams }>(path, async (request, reply) => {
       const images = await imagesOf(request, options.maxBodyBytes);
-      const signal = options.abortOnClientClose(reply);
       const { model, version, results, timings } = await server.classify(
         request.params.model,
         images.map((image) => image.data),
-        {
-          version: request.params.version,
-          topK: topKOf(request),
-          signal,
-          requestId: request.id,
-          traceparent: typeof request.headers.traceparent === 'string' ? request.headers.traceparent : undefined,
-        },
+        { version: request.params.version, topK: topKOf(request) },
+        options.contextOf(request, reply),
       );
       const timing = {
         preprocess_ms: timings.preprocessMs,

@@ -3,27 +3,28 @@
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
 import { gunzip, inflate as inflateZlib } from 'node:zlib';
+import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BEARER_TOKEN_MESSAGE, bearerTokenMatches } from '../../core/auth.js';
 import { asNereidError, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
+import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
-import { ClientCancellation, type CancelSignal } from '../../core/inference.js';
+import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
 import type { Server } from '../../server/server.js';
 import { registerClassifyRoutes } from './classify-http.js';
-import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
 
-export interface HttpFrontEndOptions {
-  /** Largest request body accepted, in bytes. */
-  maxBodyBytes?: number;
+export const httpFrontEndOptionsSchema = z.object({
+  /** Largest request body accepted, in bytes (decompressed bodies too). */
+  maxBodyBytes: z.number().int().positive().default(64 * 1024 * 1024),
   /** When set, every route but the health probes needs `Authorization: Bearer <one of these>`. */
-  authTokens?: readonly string[];
+  authTokens: z.array(z.string().min(1)).readonly().default([]),
   /** One log line per request (method, url, status, ms, request id, model), at info (--log-access). */
-  accessLog?: boolean;
-}
+  accessLog: z.boolean().default(false),
+});
+
+export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema>;
 
 type ModelParams = { model: string; version?: string };
-
-const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 /** A client that hangs up before its answer frees its place in the queue. */
 function abortOnClientClose(reply: FastifyReply): CancelSignal {
@@ -34,9 +35,16 @@ function abortOnClientClose(reply: FastifyReply): CancelSignal {
   return cancellation;
 }
 
+/** What travels beside an HTTP request into the core. */
+function contextOf(request: FastifyRequest, reply: FastifyReply): RequestContext {
+  const traceparent = request.headers.traceparent;
+  return { signal: abortOnClientClose(reply), requestId: request.id, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+}
+
 /**
- * A failed request's log line, at debug. Client errors are logged by code only: their messages may
- * quote the request (a JSON parser's excerpt, an element's value), and tensor data stays out of logs.
+ * A failed request's log line, at debug: the core has logged an internal failure with its cause
+ * already. Client errors are logged by code only: their messages may quote the request (a JSON
+ * parser's excerpt, an element's value), and tensor data stays out of logs.
  */
 function logFailure(request: FastifyRequest, code: string, status: number, reason?: string): void {
   request.log.debug({ code, status, reason: status >= 500 ? reason : undefined }, 'request failed');
@@ -57,7 +65,8 @@ function bodyObject(request: FastifyRequest, what: string): Record<string, unkno
 }
 
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const settings = httpFrontEndOptionsSchema.parse(options);
+  const maxBodyBytes = settings.maxBodyBytes;
   const app: FastifyInstance = Fastify({
     loggerInstance: server.logger.child({ frontEnd: 'http' }) as FastifyBaseLogger,
     bodyLimit: maxBodyBytes,
@@ -96,7 +105,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     reply.header(REQUEST_ID_HEADER, request.id);
     done();
   });
-  if (options.accessLog) {
+  if (settings.accessLog) {
     app.addHook('onResponse', (request, reply, done) => {
       const params = request.params as Partial<ModelParams> | undefined;
       request.log.info(
@@ -107,8 +116,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     });
   }
 
-  if (options.authTokens?.length) {
-    const tokens = options.authTokens;
+  if (settings.authTokens.length) {
+    const tokens = settings.authTokens;
     app.addHook('onRequest', async (request, reply) => {
       if (request.url.startsWith('/v2/health/')) return;
       if (!bearerTokenMatches(request.headers.authorization, tokens)) {
@@ -163,29 +172,22 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   }
   for (const path of modelPaths('/infer')) {
     app.post<{ Params: ModelParams }>(path, async (request, reply) => {
-      const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
-      const headerLength = request.headers[HEADER_LENGTH];
+      const lengthHeader = request.headers[HEADER_LENGTH];
       const { request: inference, binaryOutputByDefault } = decodeInferRequest(
-        body,
-        Array.isArray(headerLength) ? headerLength[0] : headerLength,
+        (request.body as Buffer | undefined) ?? Buffer.alloc(0),
+        Array.isArray(lengthHeader) ? lengthHeader[0] : lengthHeader,
         request.params.model,
         request.params.version,
       );
-      inference.signal = abortOnClientClose(reply);
-      inference.requestId = request.id;
-      const traceparent = request.headers.traceparent;
-      if (typeof traceparent === 'string') inference.traceparent = traceparent;
-      const response = await server.infer(inference);
-      const encoded = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
-      if (encoded.headerLength === undefined) return reply.type('application/json').send(encoded.body);
-      return reply
-        .type('application/octet-stream')
-        .header('Inference-Header-Content-Length', String(encoded.headerLength))
-        .send(encoded.body);
+      const response = await server.infer(inference, contextOf(request, reply));
+      const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
+      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, byteLength);
+      if (headerLength === undefined) return reply.type('application/json').send(body);
+      return reply.type('application/octet-stream').header('Inference-Header-Content-Length', String(headerLength)).send(body);
     });
   }
 
-  registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, abortOnClientClose });
+  registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, contextOf });
 
   app.get('/v2/models/stats', async () => server.modelStatistics());
   for (const path of modelPaths('/stats')) {

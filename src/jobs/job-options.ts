@@ -1,0 +1,47 @@
+/**
+ * The settings of batch jobs and workers, with their defaults: the job functions apply them and
+ * the CLI's --help shows them, from here.
+ */
+import { z } from 'zod';
+import { DEFAULT_QUEUE_NAME } from './chunk-queue.js';
+
+const positive = z.number().int().positive();
+
+export const localJobSettingsSchema = z.object({
+  /** The repository to load the model from when no server is given. */
+  modelRepository: z.string().min(1).default('models'),
+  /** Progress on stderr: a bar on a terminal, a line every 2 s otherwise. */
+  progress: z.enum(['auto', 'bar', 'lines', 'none']).default('auto'),
+});
+
+export const distributedJobSettingsSchema = z.object({
+  /** The BullMQ queue the workers listen to. */
+  queueName: z.string().min(1).default(DEFAULT_QUEUE_NAME),
+  /** Records per queued chunk. */
+  chunkSize: positive.default(64),
+  /** Tries of a chunk before it fails and its records are written with its error. */
+  attempts: positive.default(3),
+  /** Wait before a failed chunk is tried again, in milliseconds. */
+  backoffMs: z.number().int().nonnegative().default(1000),
+  /** Chunks in Redis at once, submitted and not yet written. */
+  maxPendingChunks: positive.default(64),
+  /** How often unfinished chunks are checked besides the queue's events, in milliseconds. */
+  pollMs: positive.default(1000),
+});
+
+export const batchWorkerSettingsSchema = z.object({
+  queueName: z.string().min(1).default(DEFAULT_QUEUE_NAME),
+  /** The model repository; models load on demand. */
+  modelRepository: z.string().min(1).default('models'),
+  /** Chunks processed at once, so one chunk's reading overlaps another's inference. */
+  concurrency: positive.default(2),
+  /** How long a chunk stays locked to a worker without a renewal before another worker takes it, in milliseconds. */
+  lockDurationMs: z.number().int().min(100).default(30_000),
+  /** Times a chunk may be recovered from dead workers before it fails. */
+  maxStalledCount: z.number().int().nonnegative().default(2),
+});
+
+/** Records in flight for a model: four batches' worth, so reading the next overlaps running the current. */
+export function defaultRecordConcurrency(maxBatchSize: number): number {
+  return 4 * Math.max(1, maxBatchSize);
+}

@@ -1,0 +1,82 @@
+/**
+ * Photos in, labels out, for a model whose one input declares image pre-processing: each image is
+ * one request on the model's path (the batcher batches them), and its answer the top predictions
+ * with a confidence a person can act on.
+ */
+import { invalidArgument } from '../core/errors.js';
+import type { RequestContext } from '../core/inference.js';
+import { computeShareNs, type RequestTimings } from '../core/timings.js';
+import { ImageInputError } from '../processing/image-preprocessor.js';
+import { classifyRows, DEFAULT_POSTPROCESSING, type ImageClassification } from '../processing/output-postprocessor.js';
+import type { ModelVersion } from './model-version.js';
+
+/** One classify call's answer: per image, and where its time went (summed over the images). */
+export interface ClassifyResult {
+  results: ImageClassification[];
+  timings: {
+    preprocessMs: number;
+    queueMs: number;
+    inferMs: number;
+    postprocessMs: number;
+    totalMs: number;
+    /** The images' share of the executions they were part of (what a batch job is charged). */
+    computeShareMs: number;
+  };
+}
+
+/** The output a classifier answers with: the one with post-processing, else the one with labels, else the only one. */
+function classificationOutput(model: ModelVersion) {
+  const outputs = model.config.output;
+  const output = outputs.find((candidate) => candidate.postprocess) ?? outputs.find((candidate) => candidate.label_filename) ?? (outputs.length === 1 ? outputs[0] : undefined);
+  if (!output) throw invalidArgument(`model '${model.name}' has several outputs and none declares postprocess or label_filename; it cannot classify`);
+  return output;
+}
+
+export async function classifyImages(
+  model: ModelVersion,
+  images: readonly Buffer[],
+  options: { topK?: number } = {},
+  context: RequestContext = {},
+): Promise<ClassifyResult> {
+  const [imageInput, ...others] = model.imageInputs;
+  if (!imageInput || others.length > 0 || model.config.input.some((input) => input.name !== imageInput && !input.optional)) {
+    throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to classify images)`);
+  }
+  if (images.length === 0) throw invalidArgument('no images to classify');
+  if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
+    throw invalidArgument(`top_k must be a positive integer, got ${options.topK}`);
+  }
+  const output = classificationOutput(model);
+  const spec = output.postprocess ?? DEFAULT_POSTPROCESSING;
+  const labels = model.labelsOf(output.name);
+  const started = performance.now();
+  const answers = await Promise.all(
+    images.map((image, index) =>
+      model
+        .run(
+          {
+            model: model.name,
+            inputs: [{ name: imageInput, datatype: 'BYTES', shape: model.batched ? [1, 1] : [1], data: [image] }],
+            outputs: [{ name: output.name }],
+          },
+          context,
+        )
+        .catch((error: unknown) => {
+          throw error instanceof ImageInputError ? invalidArgument(`image ${index}: ${error.reason}`) : error;
+        }),
+    ),
+  );
+  const results = answers.flatMap(({ outputs }) => classifyRows(outputs[output.name], spec, model.batched, labels, options.topK));
+  const sum = (key: keyof RequestTimings) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
+  return {
+    results,
+    timings: {
+      preprocessMs: sum('preprocessNs'),
+      queueMs: sum('queueNs'),
+      inferMs: sum('computeInferNs'),
+      postprocessMs: sum('postprocessNs'),
+      totalMs: performance.now() - started,
+      computeShareMs: answers.reduce((total, answer) => total + computeShareNs(answer.timings, 1), 0) / 1e6,
+    },
+  };
+}

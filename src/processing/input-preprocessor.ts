@@ -1,0 +1,50 @@
+/**
+ * Pre-processing of one model version's inputs, as its config declares it: inputs with
+ * `preprocess.image` take encoded images (BYTES, one per batch row) from clients and become the
+ * tensors the model takes. Built once per version; absent when no input declares pre-processing.
+ */
+import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
+import type { Tensor } from '../core/tensor.js';
+import { ImagePreprocessor } from './image-preprocessor.js';
+
+export class InputPreprocessor {
+  private constructor(
+    private readonly images: ReadonlyMap<string, ImagePreprocessor>,
+    private readonly batched: boolean,
+  ) {}
+
+  /** The pre-processing a config declares, or undefined when it declares none. */
+  static of(config: CompletedModelConfig): InputPreprocessor | undefined {
+    const images = new Map(
+      config.input
+        .filter((input) => input.preprocess?.image)
+        .map((input) => [input.name, new ImagePreprocessor(input.name, input.preprocess!.image, datatypeOfConfig(input), input.reshape?.shape ?? input.dims)]),
+    );
+    return images.size > 0 ? new InputPreprocessor(images, config.max_batch_size > 0) : undefined;
+  }
+
+  /** Inputs that take encoded images. */
+  get imageInputs(): ReadonlySet<string> {
+    return new Set(this.images.keys());
+  }
+
+  /** The config as clients see it: an image input takes BYTES [1] per row, the encoded image. */
+  clientConfig(config: CompletedModelConfig): CompletedModelConfig {
+    return {
+      ...config,
+      input: config.input.map((input) => (this.images.has(input.name) ? { ...input, data_type: 'TYPE_STRING', dims: [1], reshape: undefined } : input)),
+    };
+  }
+
+  /** The model's tensors from the client's: images decoded, resized and normalised (in libvips' threads). */
+  async run(tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const inputs = { ...tensors };
+    await Promise.all(
+      [...this.images].map(async ([name, preprocessor]) => {
+        const tensor = await preprocessor.run(tensors[name].data as Buffer[]);
+        inputs[name] = this.batched ? tensor : { ...tensor, shape: tensor.shape.slice(1) };
+      }),
+    );
+    return inputs;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Triton's auto-complete: what a config leaves out is filled from what the model file declares
+ * (Backend.describe), and what it does say is checked against the file, so that a mismatch is
+ * reported at load, not per request.
+ */
+import type { ModelSignature, TensorSignature } from '../backends/backend.js';
+import { datatypeOfConfig, parseModelConfig, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
+import { configTypeOf } from '../core/datatype.js';
+import { describeShape } from '../core/tensor.js';
+
+export interface CompletionDefaults {
+  name: string;
+  backend: { name: string; platforms: readonly string[] };
+  /** max_batch_size given to a model whose config leaves it out but whose first dimension is dynamic. */
+  defaultMaxBatchSize: number;
+  /** Instances of a model whose config names no instance_group (the backend's choice for this machine). */
+  defaultInstanceCount: number;
+}
+
+function dimsFromSignature(signature: TensorSignature, batched: boolean): number[] {
+  return batched ? signature.shape.slice(1) : [...signature.shape];
+}
+
+export function completeConfig(config: ModelConfig, signature: ModelSignature, defaults: CompletionDefaults): CompletedModelConfig {
+  const all = [...signature.inputs, ...signature.outputs];
+  const firstDimDynamic = all.length > 0 && all.every((tensor) => tensor.shape.length > 0 && tensor.shape[0] === -1);
+  const maxBatchSize = config.max_batch_size ?? (firstDimDynamic ? defaults.defaultMaxBatchSize : 0);
+  if (config.max_batch_size === undefined) {
+    // The schema's cross-field checks (dynamic_batching needs batching, preferred sizes fit) now have a max_batch_size to check.
+    parseModelConfig({ ...config, max_batch_size: maxBatchSize }, `config completed with max_batch_size ${maxBatchSize}`);
+  }
+  const batched = maxBatchSize > 0;
+  if (batched && !firstDimDynamic) {
+    const fixed = all.find((tensor) => tensor.shape[0] !== -1)!;
+    throw new Error(
+      `max_batch_size ${maxBatchSize} needs a dynamic first dimension on every input and output, but '${fixed.name}' is ${describeShape(fixed.shape)}; set max_batch_size: 0`,
+    );
+  }
+  const complete = <T extends { name: string; data_type: string; dims: number[]; reshape?: { shape: number[] } }>(
+    kind: 'input' | 'output',
+    declared: T[],
+    fromModel: TensorSignature[],
+  ): T[] => {
+    for (const tensor of declared) {
+      const actual = fromModel.find((candidate) => candidate.name === tensor.name);
+      if (!actual) {
+        throw new Error(`config ${kind} '${tensor.name}' is not in the model (it has ${fromModel.map((t) => t.name).join(', ')})`);
+      }
+      if (datatypeOfConfig(tensor) !== actual.datatype) {
+        throw new Error(`config ${kind} '${tensor.name}' says ${tensor.data_type} but the model has ${configTypeOf(actual.datatype)}`);
+      }
+      const modelDims = dimsFromSignature(actual, batched);
+      const configDims = tensor.reshape ? tensor.reshape.shape : tensor.dims;
+      const compatible =
+        configDims.length === modelDims.length && configDims.every((dim, index) => modelDims[index] === -1 || dim === modelDims[index]);
+      if (!compatible) {
+        throw new Error(
+          `config ${kind} '${tensor.name}' has dims ${describeShape(configDims)} but the model has ${describeShape(modelDims)}${batched ? ' after the batch dimension' : ''}`,
+        );
+      }
+    }
+    const added = fromModel
+      .filter((tensor) => !declared.some((d) => d.name === tensor.name))
+      .map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
+    if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
+    return [...declared, ...added];
+  };
+  return {
+    ...config,
+    name: defaults.name,
+    max_batch_size: maxBatchSize,
+    backend: config.backend ?? defaults.backend.name,
+    platform: config.platform ?? defaults.backend.platforms[0] ?? defaults.backend.name,
+    input: complete('input', config.input, signature.inputs),
+    output: complete('output', config.output, signature.outputs),
+    instance_group: config.instance_group.length > 0 ? config.instance_group : [{ kind: 'KIND_CPU', count: defaults.defaultInstanceCount }],
+  };
+}

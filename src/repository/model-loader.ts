@@ -1,0 +1,151 @@
+/**
+ * Loading one version of a model: the config completed from the model file before any instance
+ * exists, the instances planned and created, and the components of the request's path built
+ * around them (scheduler, pre/post-processing, response cache, observers).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import type { Backend, BackendInstance, InstanceOptions } from '../backends/backend.js';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
+import { ResponseCache } from '../cache/response-cache.js';
+import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
+import { allocateTypedArray, elementCount } from '../core/datatype.js';
+import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
+import type { Tensor } from '../core/tensor.js';
+import { ModelVersion } from '../model/model-version.js';
+import { ModelStatistics } from '../observability/model-statistics.js';
+import { InputPreprocessor } from '../processing/input-preprocessor.js';
+import { OutputPostprocessor } from '../processing/output-postprocessor.js';
+import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
+import { completeConfig } from './config-completion.js';
+
+export interface VersionLoadOptions {
+  name: string;
+  version: string;
+  modelPath: string;
+  config: ModelConfig;
+  backend: Backend;
+  logger: Logger;
+  /** max_batch_size given to an ONNX model whose config leaves it out but whose first dimension is dynamic. */
+  defaultMaxBatchSize: number;
+  /** Requests that may wait for an instance before new ones are refused. */
+  maxQueueSize: number;
+  /** The server's response cache store; used when the model's config enables response_cache. */
+  responseCacheStore?: ResponseCacheStore;
+  /** Services that watch this version's requests and executions besides its statistics (metrics, tracing). */
+  observers?: readonly InferenceObserverFactory[];
+  /** Reads a labels file named by the config, relative to the model's folder. */
+  readLabels: (filename: string) => Promise<string[]>;
+}
+
+function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
+  return {
+    maxQueueSize: config.max_queue_size,
+    defaultTimeoutMicroseconds: config.default_timeout_microseconds,
+    timeoutAction: config.timeout_action,
+    allowTimeoutOverride: config.allow_timeout_override,
+  };
+}
+
+/** Triton's dynamic_batching block as the scheduler's policy; without it each request runs on its own. */
+export function batcherPolicyOf(config: CompletedModelConfig, maxQueuedRequests: number): BatcherPolicy {
+  const batching = config.dynamic_batching;
+  if (!batching || config.max_batch_size === 0) return { ...UNBATCHED_POLICY, maxQueuedRequests };
+  return {
+    maxBatchSize: config.max_batch_size,
+    preferredBatchSizes: batching.preferred_batch_size,
+    maxQueueDelayMicroseconds: batching.max_queue_delay_microseconds,
+    preserveOrdering: batching.preserve_ordering,
+    priorityLevels: batching.priority_levels,
+    defaultPriorityLevel: batching.default_priority_level,
+    defaultQueuePolicy: queuePolicyOf(batching.default_queue_policy),
+    priorityQueuePolicies: new Map(Object.entries(batching.priority_queue_policy ?? {}).map(([level, policy]) => [Number(level), queuePolicyOf(policy)])),
+    maxQueuedRequests,
+  };
+}
+
+/** One instance per count of each instance_group, the machine's cores split among them so they do not oversubscribe it. */
+export function planInstances(config: CompletedModelConfig, logger: Logger): InstanceOptions[] {
+  const groups = config.instance_group;
+  const instanceCount = groups.reduce((sum, group) => sum + group.count, 0);
+  const intraOpThreads = Math.max(1, Math.floor(availableParallelism() / instanceCount));
+  let index = 0;
+  return groups.flatMap((group) =>
+    Array.from({ length: group.count }, (_, positionInGroup) => {
+      const gpus = 'gpus' in group ? group.gpus : undefined;
+      return {
+        index: index++,
+        kind: group.kind === 'KIND_GPU' ? ('GPU' as const) : ('CPU' as const),
+        deviceId: gpus?.length ? gpus[positionInGroup % gpus.length] : 0,
+        intraOpThreads,
+        interOpThreads: 1,
+        logger,
+      };
+    }),
+  );
+}
+
+/** Zero-filled inputs of a given batch size, when every model input has fixed numeric dims; else undefined. */
+function calibrationSample(config: CompletedModelConfig): ((rows: number) => Record<string, Tensor>) | undefined {
+  const inputs = config.input.map((input) => ({ name: input.name, datatype: datatypeOfConfig(input), dims: input.reshape?.shape ?? input.dims }));
+  if (inputs.some((input) => input.datatype === 'BYTES' || input.dims.includes(-1))) return undefined;
+  return (rows) =>
+    Object.fromEntries(
+      inputs.map((input) => {
+        const shape = [rows, ...input.dims];
+        return [input.name, { datatype: input.datatype, shape, data: allocateTypedArray(input.datatype as never, elementCount(shape)) }];
+      }),
+    );
+}
+
+/** SHA-256 of a file, streamed so a large model is not held in memory twice. */
+async function fileDigest(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export async function loadModelVersion(options: VersionLoadOptions): Promise<ModelVersion> {
+  const { backend, logger, name, version } = options;
+  backend.checkConfig?.(options.config);
+  const signature = await backend.describe(options.modelPath, options.config);
+  const defaultInstanceCount = (await backend.defaultInstanceCount?.(options.modelPath, options.config, availableParallelism())) ?? 1;
+  const config = completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount });
+  // Pre/post-processing settings are checked before any instance starts.
+  const preprocessor = InputPreprocessor.of(config);
+  const postprocessor = OutputPostprocessor.of(config);
+  const labels = new Map<string, readonly string[]>();
+  for (const output of config.output) {
+    if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));
+  }
+  const instances: BackendInstance[] = [];
+  try {
+    for (const plan of planInstances(config, logger)) instances.push(await backend.createInstance(options.modelPath, config, plan));
+    const label = `model '${name}' version ${version}`;
+    const statistics = new ModelStatistics(name, version);
+    const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))]);
+    const scheduler = new DynamicBatcher(instances, batcherPolicyOf(config, options.maxQueueSize), observer, label);
+    const sample = calibrationSample(config);
+    if (sample) await scheduler.calibrate(sample, config.output.map((output) => output.name));
+    const cache =
+      options.responseCacheStore && config.response_cache?.enable
+        ? new ResponseCache(options.responseCacheStore, {
+            model: name,
+            version,
+            ttlSeconds: config.response_cache.ttl_seconds,
+            keyParameters: config.response_cache.key_parameters,
+            // The weights as well as the config: a reload of new weights under the same version never reuses old answers.
+            identity: { config, model: await fileDigest(options.modelPath) },
+          })
+        : undefined;
+    return new ModelVersion({
+      ...{ name, version, config, instances, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
+      bytesAsText: backend.bytesAsText,
+    });
+  } catch (error) {
+    await Promise.allSettled(instances.map((instance) => instance.release()));
+    throw error;
+  }
+}

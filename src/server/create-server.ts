@@ -1,0 +1,34 @@
+/**
+ * The composition root for library users and the CLI: a Server with ONNX Runtime as its backend
+ * and the response cache store `cacheConfig` names (Triton's --cache-config). Implementations are
+ * imported only here, and only when asked for, so importing the core loads no engine or Redis client.
+ */
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
+import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
+import { Server, type ServerOptions } from './server.js';
+
+export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
+  /** Default: ONNX Runtime. */
+  backends?: ServerOptions['backends'];
+  /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
+  cacheConfig?: string;
+};
+
+export async function createCacheStore(config: CacheConfig, logger: Logger): Promise<ResponseCacheStore> {
+  if (config.kind === 'local') {
+    const { LruCacheStore } = await import('../cache/lru-cache-store.js');
+    return new LruCacheStore(config.sizeBytes);
+  }
+  const { RedisCacheStore } = await import('../cache/redis-cache-store.js');
+  return new RedisCacheStore({ ...config, logger });
+}
+
+export async function createServer(options: CreateServerOptions): Promise<Server> {
+  const { cacheConfig, ...rest } = options;
+  const logger = options.logger ?? pino({ level: 'info' });
+  const backends = options.backends ?? [new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend()];
+  const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
+  return new Server({ ...rest, logger, backends, responseCache });
+}

@@ -1,0 +1,170 @@
+/**
+ * The Server core over a temporary repository served by the fake backend: lifecycle and readiness,
+ * a model that fails to load beside ones that serve, the errors of the model-control API, and that
+ * importing the core loads no engine and no Redis client (the composition root chooses those).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { doubler, doublerBackend, fakeRepository, FakeBackend, rejectsWith } from '../../test/support/fake-backend.js';
+import { LruCacheStore } from '../cache/lru-cache-store.js';
+import { httpStatusOf, NereidError } from '../core/errors.js';
+import type { InferenceRequest } from '../core/inference.js';
+import { addSubModel } from '../onnx/test-models.js';
+import { Server, type ServerOptions } from './server.js';
+
+const silent = pino({ level: 'silent' });
+
+/** A started server over `repo`, closed after the test. */
+async function started(t: { after: (fn: () => Promise<void>) => void }, options: Partial<ServerOptions> & { modelRepository: string }): Promise<Server> {
+  const server = new Server({ backends: [doublerBackend()], logger: silent, ...options });
+  t.after(() => server.close());
+  return server.start();
+}
+
+const request = (model: string, values = [1, 2, 3, 4]): InferenceRequest => ({
+  model,
+  inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(values) }],
+});
+
+async function doubledBy(server: Server, model: string): Promise<number[]> {
+  const response = await server.infer(request(model));
+  assert.equal(response.model, model);
+  return Array.from(response.outputs.find((output) => output.name === 'OUTPUT0')!.data as Float32Array);
+}
+
+/** A backend named 'broken' whose describe() fails, as one that cannot read a model file would. */
+const brokenBackend = () =>
+  new FakeBackend({
+    name: 'broken',
+    signature: (modelPath) => {
+      throw new Error(`cannot read the weights in ${modelPath}`);
+    },
+    compute: doubler,
+  });
+
+test('start() loads every model in the repository, and readiness follows', async (t) => {
+  const repo = await fakeRepository(t, { configured: 'max_batch_size: 2\n', unconfigured: undefined });
+  const server = new Server({ modelRepository: repo, backends: [doublerBackend()], logger: silent });
+  t.after(() => server.close());
+  assert.deepEqual([server.live, server.ready, server.modelReady('configured')], [true, false, false], 'not ready before start()');
+  await server.start();
+  assert.deepEqual([server.ready, server.modelReady('configured'), server.modelReady('unconfigured')], [true, true, true]);
+  assert.deepEqual(await server.repositoryIndex(), [
+    { name: 'configured', version: '1', state: 'READY', reason: '' },
+    { name: 'unconfigured', version: '1', state: 'READY', reason: '' },
+  ]);
+  assert.equal(server.modelConfig('configured').max_batch_size, 2, 'from config.yaml');
+  assert.equal(server.modelConfig('unconfigured').max_batch_size, 4, "completed from the backend's signature with the default");
+  assert.deepEqual(await doubledBy(server, 'configured'), [2, 4, 6, 8]);
+  assert.deepEqual(await doubledBy(server, 'unconfigured'), [2, 4, 6, 8]);
+});
+
+test("a model whose backend cannot describe it is UNAVAILABLE with the reason, and the others serve", async (t) => {
+  const repo = await fakeRepository(t, { good: undefined, broken: 'backend: broken\n' });
+  const server = await started(t, { modelRepository: repo, backends: [doublerBackend(), brokenBackend()] });
+  const index = await server.repositoryIndex();
+  const broken = index.find((entry) => entry.name === 'broken');
+  assert.equal(broken?.state, 'UNAVAILABLE');
+  assert.match(broken?.reason ?? '', /cannot read the weights in .*broken\/1\/model\.onnx/);
+  assert.equal(index.find((entry) => entry.name === 'good')?.state, 'READY');
+  assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
+  await rejectsWith(server.infer(request('broken')), 'UNAVAILABLE', /cannot read the weights/);
+  assert.deepEqual([server.modelReady('good'), server.modelReady('broken')], [true, false]);
+  assert.equal(server.ready, false, 'strict readiness: a model loaded at start is not ready');
+  const lenient = await started(t, { modelRepository: repo, backends: [doublerBackend(), brokenBackend()], strictReadiness: false });
+  assert.equal(lenient.ready, true, 'without strict readiness the server is ready regardless');
+});
+
+test('infer() of a model the repository does not have is NOT_FOUND; a name that is a path is INVALID_ARGUMENT', async (t) => {
+  const server = await started(t, { modelRepository: await fakeRepository(t, { good: undefined }) });
+  await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model 'missing'/);
+  await rejectsWith(server.infer(request('../good')), 'INVALID_ARGUMENT', /invalid model name/);
+  assert.equal(server.modelReady('missing'), false);
+});
+
+test("model control mode 'none' refuses load and unload with UNAVAILABLE and the flag that allows them", async (t) => {
+  const server = await started(t, { modelRepository: await fakeRepository(t, { good: undefined }) });
+  await rejectsWith(server.loadModel('good'), 'UNAVAILABLE', /--model-control-mode none \(start it with --model-control-mode explicit\)/);
+  await rejectsWith(server.unloadModel('good'), 'UNAVAILABLE', /--model-control-mode explicit/);
+  assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8], 'the model keeps serving');
+});
+
+test("explicit mode: a load whose config is not JSON or does not parse is the caller's mistake (INVALID_ARGUMENT), a good load serves", async (t) => {
+  const repo = await fakeRepository(t, { good: undefined });
+  const server = await started(t, { modelRepository: repo, modelControlMode: 'explicit' });
+  assert.deepEqual(await server.repositoryIndex(), [{ name: 'good' }], 'nothing loads at start without --load-model');
+  const refusals: [Record<string, unknown>, RegExp][] = [
+    [{ config: 'not json' }, /load parameter 'config' is not valid JSON/],
+    [{ config: 42 }, /load parameter 'config' must be a JSON string/],
+    [{ config: JSON.stringify({ max_batch_size: 'many' }) }, /failed to load model 'good' with the config given: invalid config override: max_batch_size/],
+    [{ config: JSON.stringify({ input: [{ name: 'NOPE', data_type: 'TYPE_FP32', dims: [4] }] }) }, /config input 'NOPE' is not in the model/],
+    [{ 'file:1/model.onnx': 'AAAA' }, /uploading model files is disabled/],
+    [{ colour: 'blue' }, /unknown load parameter 'colour'/],
+  ];
+  for (const [parameters, message] of refusals) {
+    await assert.rejects(server.loadModel('good', parameters), (error: unknown) => {
+      assert.ok(error instanceof NereidError && error.code === 'INVALID_ARGUMENT', `INVALID_ARGUMENT for ${JSON.stringify(parameters)}, got ${String(error)}`);
+      assert.equal(httpStatusOf(error.code), 400);
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+  await server.loadModel('good', { config: JSON.stringify({ max_batch_size: 2 }) });
+  assert.equal(server.modelConfig('good').max_batch_size, 2, 'the config given replaces the repository one');
+  assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
+  await server.unloadModel('good');
+  await rejectsWith(server.infer(request('good')), 'NOT_FOUND', /is not loaded \(it was unloaded\)/);
+});
+
+test('close() makes infer() UNAVAILABLE, releases the instances and closes the cache store', async (t) => {
+  const backend = doublerBackend();
+  const store = new LruCacheStore(1024 * 1024);
+  const repo = await fakeRepository(t, { cached: 'max_batch_size: 4\nresponse_cache: { enable: true }\n' });
+  const server = await started(t, { modelRepository: repo, backends: [backend], responseCache: store });
+  assert.deepEqual(await doubledBy(server, 'cached'), [2, 4, 6, 8]);
+  assert.equal(store.usage?.entries, 1, 'the model used the server-wide store');
+  await server.close();
+  assert.deepEqual([server.live, server.ready], [false, false]);
+  await rejectsWith(server.infer(request('cached')), 'UNAVAILABLE', /shutting down/);
+  await rejectsWith(server.loadModel('cached'), 'UNAVAILABLE', /shutting down/);
+  assert.ok(backend.instances.length > 0 && backend.instances.every((instance) => instance.released), 'every instance released');
+  assert.equal(store.usage?.entries, 0, 'the store was closed');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Importing the core loads no engine and no Redis client
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const source = (path: string) => new URL(`../${path}`, import.meta.url).href;
+
+/** Imports `modules` in a fresh Node, optionally describes a model through ONNX Runtime, and lists the onnxruntime/ioredis packages it then holds. */
+async function packagesLoadedBy(modules: string[], describeModel?: string): Promise<string[]> {
+  const probe = `
+    const [modules, describeModel, backend] = JSON.parse(process.argv[1]);
+    for (const module of modules) await import(module);
+    if (describeModel) await new (await import(backend)).OnnxRuntimeBackend().describe(describeModel);
+    const { createRequire } = await import('node:module');
+    const loaded = Object.keys(createRequire(import.meta.url).cache).map((path) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(path)?.[1]);
+    console.log(JSON.stringify([...new Set(loaded.filter((name) => /onnxruntime|ioredis/.test(name ?? '')))].sort()));
+  `;
+  const args = ['--import', 'tsx', '--input-type=module', '-e', probe, JSON.stringify([modules, describeModel, source('backends/onnx-runtime-backend.ts')])];
+  const { stdout } = await promisify(execFile)(process.execPath, args, { cwd: ROOT });
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as string[];
+}
+
+test('importing server.ts loads neither onnxruntime-node nor ioredis (and the check sees them when they are loaded)', async (t) => {
+  assert.deepEqual(await packagesLoadedBy([source('server/server.ts')]), []);
+  // The control: the same check after what the composition root does for ONNX Runtime and a Redis cache.
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-import-probe-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'model.onnx'), addSubModel());
+  const loaded = await packagesLoadedBy([source('server/server.ts'), source('cache/redis-cache-store.ts')], join(dir, 'model.onnx'));
+  for (const name of ['ioredis', 'onnxruntime-node']) assert.ok(loaded.includes(name), `the check sees ${name}: ${loaded.join(', ')}`);
+});
