@@ -81,7 +81,8 @@ function hasOverrides(options: BenchOptions): boolean {
     options.maxBatchSize !== undefined ||
     options.queueDelayUs !== undefined ||
     options.instances !== undefined ||
-    options.intraOpThreads !== undefined
+    options.intraOpThreads !== undefined ||
+    options.parameters !== undefined
   );
 }
 
@@ -103,8 +104,12 @@ export function applyOverrides(original: RawConfig, options: BenchOptions, force
     config.dynamic_batching = batching;
   }
   if (options.instances !== undefined) config.instance_group = [{ count: options.instances, kind: 'KIND_CPU' }];
-  if (options.intraOpThreads !== undefined) {
-    config.parameters = { ...((config.parameters as RawConfig | undefined) ?? {}), intra_op_thread_count: String(options.intraOpThreads) };
+  if (options.intraOpThreads !== undefined || options.parameters) {
+    config.parameters = {
+      ...((config.parameters as RawConfig | undefined) ?? {}),
+      ...options.parameters,
+      ...(options.intraOpThreads !== undefined ? { intra_op_thread_count: String(options.intraOpThreads) } : {}),
+    };
   }
   return config;
 }

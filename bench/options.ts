@@ -37,6 +37,8 @@ export interface BenchOptions {
   instances?: number;
   /** Nereid run: parameters.intra_op_thread_count (ONNX Runtime threads per instance). */
   intraOpThreads?: number;
+  /** Nereid run: config parameters (KEY=VALUE), e.g. execution_thread=worker. */
+  parameters?: Record<string, string>;
   /** Batch sizes for the in-process ceiling; default 1, 2, 4, … up to max_batch_size. */
   batchSizes?: number[];
   targets: Target[];
@@ -91,6 +93,7 @@ Options:
   --queue-delay-us N         Nereid run: dynamic_batching.max_queue_delay_microseconds      [0]
   --instances N              Nereid run: instance_group count (KIND_CPU)
   --intra-op-threads N       Nereid run: parameters.intra_op_thread_count             [cores/instances]
+  --parameter KEY=VALUE      Nereid run: a config parameter, e.g. execution_thread=worker (repeatable)
   --batch-sizes LIST         in-process batch sizes                       [1,2,4,… max_batch_size]
   --targets LIST             which of ceiling,nereid,before,nereid-cache,peer,floor to run
                                                                          [ceiling,nereid,peer,floor]
@@ -106,7 +109,7 @@ Options:
   --out DIR                  where the .json and .md results go                       [bench/results]
   -h, --help                 this help
 
-Any --max-batch-size, --queue-delay-us, --instances or --intra-op-threads copies the model folder into a temporary
+Any --max-batch-size, --queue-delay-us, --instances, --intra-op-threads or --parameter copies the model folder into a temporary
 repository whose config.yaml is the original config plus those fields (and dynamic_batching).
 
 Examples:
@@ -161,6 +164,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'queue-delay-us': { type: 'string' },
       instances: { type: 'string' },
       'intra-op-threads': { type: 'string' },
+      parameter: { type: 'string', multiple: true },
       'batch-sizes': { type: 'string' },
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       'grpc-channels': { type: 'string', default: '1' },
@@ -208,6 +212,15 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     queueDelayUs: values['queue-delay-us'] === undefined ? undefined : nonNegativeInteger('queue-delay-us', values['queue-delay-us']),
     instances,
     intraOpThreads: values['intra-op-threads'] === undefined ? undefined : positiveIntegers('intra-op-threads', values['intra-op-threads'])[0],
+    parameters: values.parameter?.length
+      ? Object.fromEntries(
+          values.parameter.map((pair) => {
+            const at = pair.indexOf('=');
+            if (at <= 0) throw new Error(`--parameter needs KEY=VALUE, got '${pair}'`);
+            return [pair.slice(0, at), pair.slice(at + 1)];
+          }),
+        )
+      : undefined,
     batchSizes: values['batch-sizes'] === undefined ? undefined : positiveIntegers('batch-sizes', values['batch-sizes']),
     targets,
     cpuProf: choices('cpu-prof', values['cpu-prof'], ['nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const),

@@ -140,14 +140,14 @@ export function backendInstanceConformance(name: string, make: InstanceFactory):
     test('a run with a missing input or a wrong shape rejects with an Error naming the input, and the instance keeps serving', async () => {
       const instance = await instanceOf('addsub');
       const good = addSubInputs(1, 3);
-      await assert.rejects(instance.run({ INPUT0: good.INPUT0 }, ['OUTPUT0']), (error: unknown) => {
+      await assert.rejects(async () => instance.run({ INPUT0: good.INPUT0 }, ['OUTPUT0']), (error: unknown) => {
         assert.ok(error instanceof Error, `an Error, got ${String(error)}`);
         assert.match(error.message, /INPUT1/, 'names the missing input');
         return true;
       });
       assertAddSub(await instance.run(good, ['OUTPUT0', 'OUTPUT1']), good);
       const narrow: Tensor = { datatype: 'INT32', shape: [1, 15], data: new Int32Array(15) };
-      await assert.rejects(instance.run({ INPUT0: narrow, INPUT1: narrow }, ['OUTPUT0']), (error: unknown) => {
+      await assert.rejects(async () => instance.run({ INPUT0: narrow, INPUT1: narrow }, ['OUTPUT0']), (error: unknown) => {
         assert.ok(error instanceof Error, `an Error, got ${String(error)}`);
         assert.match(error.message, /INPUT[01]/, 'names the input');
         assert.match(error.message, /15/, 'says what arrived');

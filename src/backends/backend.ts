@@ -30,10 +30,34 @@ export interface InstanceOptions {
   logger: Logger;
 }
 
+/**
+ * Outputs of a run. An instance that knows how long the engine itself computed (apart from handing
+ * the batch over) puts it under this key; the scheduler then times compute_infer and learns batch
+ * costs by it.
+ */
+export const COMPUTE_NS: unique symbol = Symbol('computeNs');
+
+export type RunOutputs = Record<string, Tensor> & { [COMPUTE_NS]?: number };
+
+export interface RunOptions {
+  /** The input buffers are the caller's to give away (a batch it joined): the instance may take them instead of copying. */
+  inputsOwned?: boolean;
+}
+
 export interface BackendInstance {
   /** Threads this instance computes with, for cost accounting. */
   readonly threads: number;
-  run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>>;
+  /**
+   * Batches the instance takes at once (default 1). One that queues the next batch and starts it
+   * the moment the current one ends (a worker thread) takes 2, so it never waits for the scheduler
+   * between batches.
+   */
+  readonly concurrency?: number;
+  /**
+   * Runs one batch. An engine that computes on the calling thread may answer synchronously (and
+   * throw synchronously): the scheduler then answers the batch at once, with no promise between.
+   */
+  run(inputs: Record<string, Tensor>, outputNames: readonly string[], options?: RunOptions): RunOutputs | Promise<RunOutputs>;
   release(): Promise<void>;
 }
 
@@ -50,9 +74,9 @@ export interface Backend {
   /** Checks the backend's own settings in the config (its parameters), so a mistake fails the load before any instance starts. */
   checkConfig?(config: ModelConfig): void;
   /**
-   * How many instances a model gets when its config names no instance_group, on a machine with
-   * `cores` cores; the cores are split evenly between them. Default: one instance using them all.
+   * The instances a model gets when its config names no instance_group, on a machine with `cores`
+   * cores, and the threads each computes with. Default: one instance using every core.
    */
-  defaultInstanceCount?(modelPath: string, config: ModelConfig, cores: number): Promise<number>;
+  defaultInstances?(modelPath: string, config: ModelConfig, cores: number): Promise<{ count: number; threadsPerInstance: number }>;
   createInstance(modelPath: string, config: ModelConfig, options: InstanceOptions): Promise<BackendInstance>;
 }

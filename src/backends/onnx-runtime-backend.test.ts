@@ -113,7 +113,7 @@ test('execution_thread worker: the session runs in a worker thread with the same
   assert.ok(Buffer.isBuffer((echoed.OUTPUT0.data as Buffer[])[0]));
   assert.deepEqual((echoed.OUTPUT0.data as Buffer[]).map(String), ['wörld', '日本']);
   await assert.rejects(
-    addSub.run({ INPUT0: inputs.INPUT0 }, ['OUTPUT0']),
+    async () => addSub.run({ INPUT0: inputs.INPUT0 }, ['OUTPUT0']),
     /input/i,
     'an ONNX Runtime error in the worker reaches the caller',
   );
@@ -151,7 +151,7 @@ test('a worker thread that dies is replaced: the next request is served', async 
   await (await instance.workerThread()).terminate(); // a crash
   let served: Awaited<ReturnType<typeof instance.run>> | undefined;
   for (let attempt = 0; attempt < 50 && !served; attempt++) {
-    served = await instance.run(inputs, ['OUTPUT0']).catch(() => undefined);
+    served = await (async () => instance.run(inputs, ["OUTPUT0"]))().catch(() => undefined);
   }
   assert.ok(served, 'a new worker serves after the crash');
   assert.deepEqual(Array.from(served.OUTPUT0.data as Int32Array), Array(16).fill(4));

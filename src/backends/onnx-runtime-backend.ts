@@ -5,15 +5,15 @@
 import { stat } from 'node:fs/promises';
 import type { ModelConfig } from '../config/model-config.js';
 import type { Tensor } from '../core/tensor.js';
-import type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backend.js';
+import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs } from './backend.js';
 import { computeThreads, executionProviders, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
 import { OnnxSession, type SessionSpec } from './onnx-runtime-session.js';
 import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
 /**
  * One session on the JS thread: no hand-off, so the cheapest for small models, but the event loop
- * waits while it computes. Its run is synchronous underneath; the scheduler calls it from its own
- * turn of the event loop, after the requests that arrived together have joined the batch.
+ * waits while it computes. It answers synchronously; the scheduler calls it from its own turn of
+ * the event loop, after the requests that arrived together have joined the batch.
  */
 class MainThreadInstance implements BackendInstance {
   constructor(
@@ -21,12 +21,8 @@ class MainThreadInstance implements BackendInstance {
     readonly threads: number,
   ) {}
 
-  run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
-    try {
-      return Promise.resolve(this.session.run(inputs, outputNames));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+  run(inputs: Record<string, Tensor>, outputNames: readonly string[]): RunOutputs {
+    return this.session.run(inputs, outputNames);
   }
 
   async release(): Promise<void> {
@@ -34,8 +30,12 @@ class MainThreadInstance implements BackendInstance {
   }
 }
 
-/** Models at least this large run in a worker thread unless the config says otherwise. */
-const WORKER_THREAD_MIN_MODEL_BYTES = 1024 * 1024;
+/**
+ * Models at least this large run in worker threads unless the config says otherwise: the 0.6 MB
+ * direction classifier (about 0.7 ms a row here) already serves more in workers than on the JS
+ * thread (docs/performance.md); tiny models cost less than a hand-off.
+ */
+const WORKER_THREAD_MIN_MODEL_BYTES = 256 * 1024;
 
 /**
  * Where an instance's forward pass runs. ONNX Runtime computes synchronously on the calling thread,
@@ -60,13 +60,15 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   /**
-   * A model that runs in worker threads is compute-bound: one single-threaded instance per core
-   * computes more per core-second than one instance spread over every core (no spin-waiting, and
-   * no operator waiting for a thread the server's own I/O has taken), and instances never wait for
-   * each other. A model small enough for the JS thread gets one instance there.
+   * One single-threaded instance per core for a model that runs in worker threads: it computes more
+   * per core-second than one instance spread over every core (no spin-waiting, no operator waiting
+   * for a thread the server's own I/O has taken), and instances never wait for each other. One
+   * single-threaded instance for a model small enough for the JS thread: a pool thread would only
+   * spin between its short runs, on a core the server's I/O and its clients need.
    */
-  async defaultInstanceCount(modelPath: string, config: ModelConfig, cores: number): Promise<number> {
-    return (await executionThread(modelPath, onnxRuntimeParameters(config).execution_thread)) === 'worker' ? cores : 1;
+  async defaultInstances(modelPath: string, config: ModelConfig, cores: number): Promise<{ count: number; threadsPerInstance: number }> {
+    const thread = await executionThread(modelPath, onnxRuntimeParameters(config).execution_thread);
+    return { count: thread === 'worker' ? cores : 1, threadsPerInstance: 1 };
   }
 
   /** Opens the model without optimising it, only to read its inputs and outputs. */

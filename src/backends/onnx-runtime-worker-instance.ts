@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import type { BackendInstance } from './backend.js';
+import { COMPUTE_NS, type BackendInstance, type RunOptions, type RunOutputs } from './backend.js';
 import { restoreBytes, type SessionSpec } from './onnx-runtime-session.js';
 import type { WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
 
@@ -13,24 +13,26 @@ function workerError(failure: { message: string; stack?: string }): Error {
 }
 
 /**
- * The inputs as one message: each numeric tensor copied once into a buffer of its own that is then
- * transferred, not cloned (a clone copies a view's whole backing store, twice). The caller's
- * tensors may be views into a request's body, so they are never transferred themselves.
+ * The inputs as one message, each numeric tensor's buffer transferred, not cloned (a clone copies a
+ * view's whole backing store, twice). Buffers the caller owns and that hold just the tensor go as
+ * they are; others (views into a request's body) are copied once first.
  */
-function messageOf(inputs: Record<string, Tensor>): { inputs: Record<string, Tensor>; transfer: ArrayBuffer[] } {
-  const copies: Record<string, Tensor> = {};
-  const transfer: ArrayBuffer[] = [];
+function messageOf(inputs: Record<string, Tensor>, owned: boolean): { inputs: Record<string, Tensor>; transfer: ArrayBuffer[] } {
+  const sent: Record<string, Tensor> = {};
+  const transfer = new Set<ArrayBuffer>();
   for (const name in inputs) {
     const tensor = inputs[name];
     if (tensor.datatype === 'BYTES') {
-      copies[name] = tensor;
+      sent[name] = tensor;
       continue;
     }
-    const data = (tensor.data as NumericArray).slice();
-    transfer.push(data.buffer as ArrayBuffer);
-    copies[name] = { datatype: tensor.datatype, shape: tensor.shape, data };
+    let data = tensor.data as NumericArray;
+    const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+    if (!owned || !whole || transfer.has(data.buffer as ArrayBuffer)) data = data.slice();
+    transfer.add(data.buffer as ArrayBuffer);
+    sent[name] = { datatype: tensor.datatype, shape: tensor.shape, data };
   }
-  return { inputs: copies, transfer };
+  return { inputs: sent, transfer: [...transfer] };
 }
 
 // The worker's entry sits beside this module: .js once built; from source (.ts, through tsx) the
@@ -81,7 +83,9 @@ function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): P
  */
 export class WorkerThreadInstance implements BackendInstance {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (outputs: RunOutputs) => void; reject: (error: Error) => void }>();
+  /** The worker takes the next batch while it computes this one, and starts it without waiting for the event loop. */
+  readonly concurrency = 2;
   private current: Promise<Worker>;
   private released = false;
 
@@ -104,8 +108,10 @@ export class WorkerThreadInstance implements BackendInstance {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
       this.pending.delete(reply.id);
-      if (reply.error !== undefined) waiting.reject(workerError(reply.error));
-      else waiting.resolve(restoreBytes(reply.outputs!));
+      if (reply.error !== undefined) return waiting.reject(workerError(reply.error));
+      const outputs: RunOutputs = restoreBytes(reply.outputs!);
+      outputs[COMPUTE_NS] = reply.computeNs;
+      waiting.resolve(outputs);
     });
     let failed = false;
     const fail = (error: Error) => {
@@ -127,10 +133,10 @@ export class WorkerThreadInstance implements BackendInstance {
     return worker;
   }
 
-  async run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
+  async run(inputs: Record<string, Tensor>, outputNames: readonly string[], options: RunOptions = {}): Promise<RunOutputs> {
     const worker = await this.current;
     const id = this.nextId++;
-    const message = messageOf(inputs);
+    const message = messageOf(inputs, options.inputsOwned ?? false);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage({ type: 'run', id, inputs: message.inputs, outputNames: [...outputNames] } satisfies WorkerRequest, message.transfer);

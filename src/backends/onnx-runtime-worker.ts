@@ -15,7 +15,7 @@ export type WorkerReply =
   | { type: 'ready'; signature: ModelSignature }
   | { type: 'fallback'; reason: string }
   | { type: 'failed'; message: string; stack?: string }
-  | { type: 'result'; id: number; outputs?: Record<string, Tensor>; error?: { message: string; stack?: string } };
+  | { type: 'result'; id: number; outputs?: Record<string, Tensor>; computeNs?: number; error?: { message: string; stack?: string } };
 
 const port = parentPort!;
 const post = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
@@ -32,13 +32,15 @@ try {
       return;
     }
     try {
+      const started = performance.now();
       const outputs = session.run(restoreBytes(message.inputs), message.outputNames);
+      const computeNs = (performance.now() - started) * 1e6;
       // The output buffers are this thread's own: hand them over instead of copying.
       const transfer = new Set<ArrayBuffer>();
       for (const name in outputs) {
         if (outputs[name].datatype !== 'BYTES') transfer.add((outputs[name].data as Uint8Array).buffer as ArrayBuffer);
       }
-      post({ type: 'result', id: message.id, outputs }, [...transfer]);
+      post({ type: 'result', id: message.id, outputs, computeNs }, [...transfer]);
     } catch (error) {
       post({ type: 'result', id: message.id, error: { message: (error as Error).message, stack: (error as Error).stack } });
     }

@@ -112,7 +112,7 @@ const queuePolicySchema = z.looseObject({
   max_queue_size: count().default(0),
 });
 
-const dynamicBatchingSchema = z.looseObject({
+export const dynamicBatchingSchema = z.looseObject({
   preferred_batch_size: repeated(count(1)).default([]),
   max_queue_delay_microseconds: count().default(0),
   preserve_ordering: z.boolean().default(false),

@@ -4,7 +4,7 @@
  * reported at load, not per request.
  */
 import type { ModelSignature, TensorSignature } from '../backends/backend.js';
-import { datatypeOfConfig, parseModelConfig, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig, dynamicBatchingSchema, parseModelConfig, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { configTypeOf } from '../core/datatype.js';
 import { describeShape } from '../core/tensor.js';
 
@@ -74,5 +74,8 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     input: complete('input', config.input, signature.inputs),
     output: complete('output', config.output, signature.outputs),
     instance_group: config.instance_group.length > 0 ? config.instance_group : [{ kind: 'KIND_CPU', count: defaults.defaultInstanceCount }],
+    // As Triton's auto-complete does: a batch size the model file allowed (not one the config asked for) comes with the dynamic batcher.
+    dynamic_batching:
+      config.dynamic_batching ?? (config.max_batch_size === undefined && maxBatchSize > 0 && !('sequence_batching' in config) ? dynamicBatchingSchema.parse({}) : undefined),
   };
 }

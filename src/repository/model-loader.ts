@@ -66,11 +66,14 @@ export function batcherPolicyOf(config: CompletedModelConfig, maxQueuedRequests:
   };
 }
 
-/** One instance per count of each instance_group, the machine's cores split among them so they do not oversubscribe it. */
-export function planInstances(config: CompletedModelConfig, logger: Logger): InstanceOptions[] {
+/**
+ * One instance per count of each instance_group, each computing with `threadsPerInstance` threads,
+ * by default the machine's cores split among them so they do not oversubscribe it.
+ */
+export function planInstances(config: CompletedModelConfig, logger: Logger, threadsPerInstance?: number): InstanceOptions[] {
   const groups = config.instance_group;
   const instanceCount = groups.reduce((sum, group) => sum + group.count, 0);
-  const intraOpThreads = Math.max(1, Math.floor(availableParallelism() / instanceCount));
+  const intraOpThreads = threadsPerInstance ?? Math.max(1, Math.floor(availableParallelism() / instanceCount));
   let index = 0;
   return groups.flatMap((group) =>
     Array.from({ length: group.count }, (_, positionInGroup) => {
@@ -111,8 +114,11 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   const { backend, logger, name, version } = options;
   backend.checkConfig?.(options.config);
   const signature = await backend.describe(options.modelPath, options.config);
-  const defaultInstanceCount = (await backend.defaultInstanceCount?.(options.modelPath, options.config, availableParallelism())) ?? 1;
-  const config = completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount });
+  const cores = availableParallelism();
+  const instances = (await backend.defaultInstances?.(options.modelPath, options.config, cores)) ?? { count: 1, threadsPerInstance: cores };
+  const config = completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount: instances.count });
+  // Threads follow the backend's plan when it chose the instances, else the cores split between those the config names.
+  const threadsPerInstance = options.config.instance_group.length > 0 ? undefined : instances.threadsPerInstance;
   // Pre/post-processing settings are checked before any instance starts.
   const preprocessor = InputPreprocessor.of(config);
   const postprocessor = OutputPostprocessor.of(config);
@@ -120,13 +126,13 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   for (const output of config.output) {
     if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));
   }
-  const instances: BackendInstance[] = [];
+  const created: BackendInstance[] = [];
   try {
-    for (const plan of planInstances(config, logger)) instances.push(await backend.createInstance(options.modelPath, config, plan));
+    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, plan));
     const label = `model '${name}' version ${version}`;
     const statistics = new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))]);
-    const scheduler = new DynamicBatcher(instances, batcherPolicyOf(config, options.maxQueueSize), observer, label);
+    const scheduler = new DynamicBatcher(created, batcherPolicyOf(config, options.maxQueueSize), observer, label);
     const sample = calibrationSample(config);
     if (sample) await scheduler.calibrate(sample, config.output.map((output) => output.name));
     const cache =
@@ -141,11 +147,11 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
           })
         : undefined;
     return new ModelVersion({
-      ...{ name, version, config, instances, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
+      ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
       bytesAsText: backend.bytesAsText,
     });
   } catch (error) {
-    await Promise.allSettled(instances.map((instance) => instance.release()));
+    await Promise.allSettled(created.map((instance) => instance.release()));
     throw error;
   }
 }

@@ -33,14 +33,19 @@ describe('BatchCosts: record() and estimate()', () => {
     assert.equal(costs.samples(2), 2);
   });
 
-  it('smooths measurements: a new one weighs 20 %', () => {
+  it('takes the median of the latest 9 executions: one outlier (a GC pause) moves nothing', () => {
     const costs = new BatchCosts(8);
     recordAt(costs, 4, 100);
     recordAt(costs, 4, 200);
-    assert.equal(costs.estimate(4), 120);
+    assert.equal(costs.estimate(4), 150);
     recordAt(costs, 4, 20);
     assert.equal(costs.estimate(4), 100);
     assert.deepEqual(costs.snapshot(), [{ rows: 4, nsPerElement: 100, samples: 3 }]);
+    for (let run = 0; run < 8; run++) recordAt(costs, 4, 50);
+    recordAt(costs, 4, 50_000);
+    assert.equal(costs.estimate(4), 50, 'the outlier is one of 9');
+    for (let run = 0; run < 9; run++) recordAt(costs, 4, 70);
+    assert.equal(costs.estimate(4), 70, 'older executions leave the window');
   });
 
   it('interpolates linearly between the nearest measured sizes', () => {

@@ -1,13 +1,14 @@
 /**
  * What one execution costs a model on this machine at each batch size, learned as it runs (and from
- * warm-up): nanoseconds per input element, smoothed. The batcher asks it where to cut a batch, so
+ * warm-up): nanoseconds per input element, the median of the latest executions at that size (a
+ * garbage collection or a busy neighbour in one of them moves a median, unlike a mean, not at all). The batcher asks it where to cut a batch, so
  * that it never forms a batch slower per row than a smaller one it could form instead:
  * max_batch_size is an upper bound, not a target. Per element rather than per row, so that rows of
  * another width (a text line of another length) still teach the same curve.
  */
 
-/** Weight of a new measurement in the running mean. */
-const SMOOTHING = 0.2;
+/** Executions per size the median is taken over. */
+const WINDOW = 9;
 /**
  * How much cheaper per row a smaller batch must be to be preferred over a larger one: below this
  * the two are the same within what timing noise does to a measurement, and the larger one wins
@@ -18,9 +19,17 @@ export const CHEAPER_BY = 0.1;
 const EXPLORE_EVERY = 64;
 
 export class BatchCosts {
-  /** Index: rows. NaN until measured. */
+  /** Index: rows. The median of `recent`; NaN until measured. */
   private readonly nsPerElement: Float64Array;
   private readonly measured: Uint32Array;
+  /** Per size, the latest WINDOW costs, oldest overwritten first. */
+  private readonly recent: Float64Array[] = [];
+  private readonly sorted = new Float64Array(WINDOW);
+  private readonly overheads = new Float64Array(WINDOW);
+  private overheadCount = 0;
+  private overheadNs = 0;
+  /** Input elements per row of the latest execution, to spread a batch's overhead over its elements. */
+  private elementsPerRow = 0;
   private cuts = 0;
 
   constructor(readonly maxBatchSize: number) {
@@ -29,13 +38,18 @@ export class BatchCosts {
   }
 
   record(rows: number, elements: number, ns: number): void {
-    // Nonsense is ignored, not learned: a NaN or infinite cost would poison the running mean for good.
+    // Nonsense is ignored, not learned.
     if (!Number.isInteger(rows) || rows < 1 || rows > this.maxBatchSize) return;
     if (!(elements > 0 && elements < Infinity) || !(ns > 0 && ns < Infinity)) return;
-    const cost = ns / elements;
-    const previous = this.nsPerElement[rows];
-    this.nsPerElement[rows] = Number.isNaN(previous) ? cost : previous + SMOOTHING * (cost - previous);
+    this.elementsPerRow = elements / rows;
+    const recent = (this.recent[rows] ??= new Float64Array(WINDOW));
+    recent[this.measured[rows] % WINDOW] = ns / elements;
     this.measured[rows] += 1;
+    const count = Math.min(this.measured[rows], WINDOW);
+    const window = this.sorted.subarray(0, count);
+    window.set(recent.subarray(0, count));
+    window.sort();
+    this.nsPerElement[rows] = count % 2 ? window[(count - 1) / 2] : (window[count / 2 - 1] + window[count / 2]) / 2;
   }
 
   /** Executions measured at this size. */
@@ -49,6 +63,28 @@ export class BatchCosts {
    * and gets tried). NaN when nothing is measured.
    */
   estimate(rows: number): number {
+    const engine = this.engineEstimate(rows);
+    return this.overheadNs > 0 && this.elementsPerRow > 0 ? engine + this.overheadNs / (rows * this.elementsPerRow) : engine;
+  }
+
+  /**
+   * What handing a batch to the engine and getting its answer back costs beyond computing it (a
+   * worker thread's round trip through a busy event loop), per batch whatever its size: the
+   * median of the latest measurements. It makes small batches dearer per row, so that an engine
+   * fastest at one row (a single-threaded one) still gets batches its event loop can keep fed.
+   */
+  recordOverhead(ns: number): void {
+    if (!(ns >= 0 && ns < Infinity)) return;
+    this.overheads[this.overheadCount++ % WINDOW] = ns;
+    const count = Math.min(this.overheadCount, WINDOW);
+    const window = this.sorted.subarray(0, count);
+    window.set(this.overheads.subarray(0, count));
+    window.sort();
+    this.overheadNs = count % 2 ? window[(count - 1) / 2] : (window[count / 2 - 1] + window[count / 2]) / 2;
+  }
+
+  /** The engine's own cost per element at a size (see estimate). */
+  private engineEstimate(rows: number): number {
     const known = this.nsPerElement[rows];
     if (!Number.isNaN(known)) return known;
     let below = rows - 1;

@@ -6,7 +6,7 @@
  * still make it cheaper. With batching off it is Triton's default scheduler: one request per
  * execution, first come first served.
  */
-import type { BackendInstance } from '../backends/backend.js';
+import { COMPUTE_NS, type BackendInstance, type RunOutputs } from '../backends/backend.js';
 import { asNereidError, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
@@ -71,13 +71,18 @@ export class DynamicBatcher implements Scheduler {
   private readonly largestPreferred: number;
   private readonly cutAtCheapest: boolean;
   private running = 0;
+  /** Batches each instance holds now. */
+  private readonly holding = new Map<BackendInstance, number>();
   private nextSequence = 0;
   private nextToDeliver = 0;
   private readonly undelivered = new Map<number, () => void>();
   private delayTimer?: NodeJS.Timeout;
   private delayDeadline = 0;
   private stopped = false;
-  private dispatchPending = false;
+  private turnOpen = false;
+  /** Requests scheduled in this turn of the event loop, and in the last finished one (1: traffic is light). */
+  private turnRequests = 0;
+  private lastTurnRequests = Infinity;
   private onIdle?: () => void;
 
   constructor(
@@ -86,7 +91,8 @@ export class DynamicBatcher implements Scheduler {
     private readonly observer: ExecutionObserver,
     private readonly label: string,
   ) {
-    this.idle = [...instances];
+    // An instance that takes several batches at once is free that many times over.
+    this.idle = instances.flatMap((instance) => Array.from({ length: Math.max(1, instance.concurrency ?? 1) }, () => instance));
     this.costs = new BatchCosts(Math.max(1, policy.maxBatchSize));
     this.largestPreferred = policy.preferredBatchSizes.length ? Math.max(...policy.preferredBatchSizes) : 0;
     this.cutAtCheapest = policy.cutAtCheapest ?? true;
@@ -120,17 +126,23 @@ export class DynamicBatcher implements Scheduler {
   }
 
   /**
-   * Dispatches on the event loop's next check phase, once for all the requests scheduled before it:
-   * requests that arrive together (one socket read's worth, the records of a job) join one batch,
-   * and an instance whose run is synchronous never runs a batch inside a caller's turn.
+   * Dispatches on the event loop's next check phase, once for all the requests scheduled in this
+   * turn, so that requests arriving together (one socket read's worth, the records of a job) join
+   * one batch. While traffic is light (the last turn brought a single request), the first request
+   * of a turn goes at once when an instance is idle: waiting a turn would only add latency.
    */
   private dispatchSoon(): void {
-    if (this.dispatchPending) return;
-    this.dispatchPending = true;
-    setImmediate(() => {
-      this.dispatchPending = false;
-      this.dispatch();
-    });
+    this.turnRequests += 1;
+    if (!this.turnOpen) {
+      this.turnOpen = true;
+      setImmediate(() => {
+        this.turnOpen = false;
+        this.lastTurnRequests = this.turnRequests;
+        this.turnRequests = 0;
+        this.dispatch();
+      });
+    }
+    if (this.turnRequests === 1 && this.lastTurnRequests <= 1 && this.queue.size === 1 && this.idle.length > 0) this.dispatch();
   }
 
   /** A request the queue gave up on (timeout, deadline, client gone): answered, in order when ordering is preserved. */
@@ -192,8 +204,9 @@ export class DynamicBatcher implements Scheduler {
    * an even share (the cut that reaches it), so the others run beside it instead of waiting.
    */
   private fairShare(sizes: readonly number[]): readonly number[] {
-    if (this.idle.length < 2) return sizes;
-    const share = Math.ceil(sizes[sizes.length - 1] / this.idle.length);
+    const idleInstances = this.idle.length < 2 ? this.idle.length : new Set(this.idle).size;
+    if (idleInstances < 2) return sizes;
+    const share = Math.ceil(sizes[sizes.length - 1] / idleInstances);
     const reaching = sizes.findIndex((size) => size >= share);
     return sizes.slice(0, reaching + 1);
   }
@@ -234,7 +247,7 @@ export class DynamicBatcher implements Scheduler {
   private dispatch(): void {
     while (this.idle.length > 0 && this.queue.size > 0) {
       const batch = this.nextBatch();
-      if (!batch) return;
+      if (!batch) break;
       for (const pending of batch) {
         this.queue.remove(pending.entry!);
         this.detach(pending);
@@ -247,13 +260,21 @@ export class DynamicBatcher implements Scheduler {
     }
   }
 
+  /**
+   * Runs a batch on an instance. An instance that computes on this thread answers synchronously:
+   * its batch is answered at once, timed exactly, and the instance is idle again when this returns
+   * (the dispatch loop goes on with it). Otherwise the answer comes with the promise, and the
+   * instance goes back to dispatching then.
+   */
   private execute(instance: BackendInstance, batch: Pending[]): void {
     this.running += 1;
+    const alone = !this.holding.get(instance);
+    this.holding.set(instance, (this.holding.get(instance) ?? 0) + 1);
     const started = now();
     let inputReady = started;
     let rows = 0;
     let elements = 0;
-    let run: Promise<Record<string, Tensor>>;
+    let outcome: RunOutputs | Promise<RunOutputs>;
     try {
       const only = batch.length === 1 ? batch[0].request : undefined;
       const inputs = only ? only.inputs : this.joinInputs(batch);
@@ -261,27 +282,39 @@ export class DynamicBatcher implements Scheduler {
       for (const pending of batch) rows += pending.rows;
       elements = elementsOf(inputs);
       inputReady = now();
-      run = instance.run(inputs, outputNames);
+      // A joined batch is this scheduler's own: the instance may take its buffers (a worker's transfer) instead of copying them.
+      outcome = only ? instance.run(inputs, outputNames) : instance.run(inputs, outputNames, { inputsOwned: true });
     } catch (error) {
-      run = Promise.reject(error);
+      this.fail(batch, error);
+      this.release(instance);
+      return;
     }
-    run
-      .then(
-        (outputs) => {
-          try {
-            this.answer(instance, batch, outputs, rows, elements, started, inputReady);
-          } catch (error) {
-            this.fail(batch, error); // settles only those not answered yet
-          }
-        },
-        (error: unknown) => this.fail(batch, error),
-      )
+    const settle = (outputs: RunOutputs) => {
+      try {
+        this.answer(instance, batch, outputs, rows, elements, started, inputReady, alone);
+      } catch (error) {
+        this.fail(batch, error); // settles only those not answered yet
+      }
+    };
+    if (!(outcome instanceof Promise)) {
+      settle(outcome);
+      this.release(instance);
+      return;
+    }
+    outcome
+      .then(settle, (error: unknown) => this.fail(batch, error))
       .then(() => {
-        this.running -= 1;
-        this.idle.push(instance);
+        this.release(instance);
         this.dispatch();
-        if (this.running === 0) this.onIdle?.();
       });
+  }
+
+  /** The instance is free for the next batch. */
+  private release(instance: BackendInstance): void {
+    this.running -= 1;
+    this.holding.set(instance, this.holding.get(instance)! - 1);
+    this.idle.push(instance);
+    if (this.running === 0) this.onIdle?.();
   }
 
   private joinInputs(batch: readonly Pending[]): Record<string, Tensor> {
@@ -293,11 +326,13 @@ export class DynamicBatcher implements Scheduler {
   private answer(
     instance: BackendInstance,
     batch: readonly Pending[],
-    outputs: Record<string, Tensor>,
+    outputs: RunOutputs,
     rows: number,
     elements: number,
     started: number,
     inputReady: number,
+    /** Nothing else was on the instance: the round trip beyond computing is pure hand-off. */
+    alone: boolean,
   ): void {
     const inferred = now();
     const results: Record<string, Tensor>[] = [];
@@ -318,13 +353,20 @@ export class DynamicBatcher implements Scheduler {
       }
     }
     const finished = now();
+    // An engine that timed itself says what computing took; handing the batch over to it (and
+    // waiting behind the batch it was computing) counts as getting the inputs ready.
+    const handedOverNs = msToNs(inferred - inputReady);
+    const engineNs = Math.min(outputs[COMPUTE_NS] ?? handedOverNs, handedOverNs);
     const execution: ExecutionTimings = {
-      computeInputNs: msToNs(inputReady - started),
-      computeInferNs: msToNs(inferred - inputReady),
+      computeInputNs: msToNs(inputReady - started) + handedOverNs - engineNs,
+      computeInferNs: engineNs,
       computeOutputNs: msToNs(finished - inferred),
     };
     const batched = this.policy.maxBatchSize > 0;
-    if (batched) this.costs.record(rows, elements, execution.computeInferNs);
+    if (batched) {
+      this.costs.record(rows, elements, execution.computeInferNs);
+      if (alone) this.costs.recordOverhead(handedOverNs - engineNs);
+    }
     this.observer.onExecution({ batchSize: batched ? rows : 1, timings: execution, threads: instance.threads });
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index];
@@ -358,10 +400,13 @@ export class DynamicBatcher implements Scheduler {
       let fastest = Infinity;
       for (let run = 0; run < 5 && (run === 0 || now() < deadline); run++) {
         const measuredFrom = now();
-        await instance.run(inputs, outputNames);
-        fastest = Math.min(fastest, now() - measuredFrom);
+        const outputs = await instance.run(inputs, outputNames);
+        const wallNs = msToNs(now() - measuredFrom);
+        const engineNs = Math.min(outputs[COMPUTE_NS] ?? wallNs, wallNs);
+        fastest = Math.min(fastest, engineNs);
+        this.costs.recordOverhead(wallNs - engineNs);
       }
-      this.costs.record(rows, elementsOf(inputs), msToNs(fastest));
+      this.costs.record(rows, elementsOf(inputs), fastest);
       if (now() > deadline) break;
     }
   }

@@ -35,6 +35,25 @@ function abortOnClientClose(reply: FastifyReply): CancelSignal {
   return cancellation;
 }
 
+/**
+ * A binary answer: the JSON header and each tensor's bytes written as they are, in one corked
+ * write, instead of copied into one buffer first (a megabyte per answer for the OCR recogniser).
+ */
+function sendChunks(reply: FastifyReply, chunks: readonly Buffer[], byteLength: number, headerLength: number): FastifyReply {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string | number | string[]>),
+    'content-type': 'application/octet-stream',
+    'content-length': byteLength,
+    'inference-header-content-length': headerLength,
+  });
+  raw.cork();
+  for (const chunk of chunks) raw.write(chunk);
+  raw.end();
+  return reply;
+}
+
 /** What travels beside an HTTP request into the core. */
 function contextOf(request: FastifyRequest, reply: FastifyReply): RequestContext {
   const traceparent = request.headers.traceparent;
@@ -181,9 +200,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       );
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
-      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, byteLength);
-      if (headerLength === undefined) return reply.type('application/json').send(body);
-      return reply.type('application/octet-stream').header('Inference-Header-Content-Length', String(headerLength)).send(body);
+      if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
+      return sendChunks(reply, chunks, byteLength, headerLength);
     });
   }
 
