@@ -413,6 +413,9 @@ describe('logs', () => {
     const generated = ok.headers.get('x-request-id');
     assert.match(generated ?? '', /^[0-9a-f-]{36}$/);
 
+    // The access line is written when the server has finished sending, which may be after the client has read the answer.
+    const logged = (id: string | null) => logLines.slice(first).some((line) => line.reqId === id && line.msg === 'request completed');
+    for (let turns = 0; turns < 10_000 && !['req-fail-42', 'req-fail-43', generated].every(logged); turns++) await new Promise((resolve) => setImmediate(resolve));
     const lines = logLines.slice(first);
     for (const id of ['req-fail-42', 'req-fail-43']) {
       const mine = lines.filter((line) => line.reqId === id);
@@ -444,6 +447,9 @@ describe('logs', () => {
     message.inputs[0].datatype = 'FP32';
     const failed = await grpcInfer(message, metadata);
     assert.equal(failed.error?.code, grpc.status.INVALID_ARGUMENT);
+    for (let turns = 0; turns < 10_000 && !logLines.slice(first).some((line) => line.reqId === 'grpc-req-7' && line.msg === 'request completed'); turns++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     const mine = logLines.slice(first).filter((line) => line.reqId === 'grpc-req-7');
     const accessLine = mine.find((line) => line.msg === 'request completed');
     assert.ok(accessLine);

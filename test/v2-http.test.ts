@@ -8,7 +8,12 @@ import http from 'node:http';
 import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { identityModel, writeModel } from '../src/onnx/test-models.js';
 import { VERSION } from '../src/version.js';
+import { CountWaiters } from './support/count-waiters.js';
+import type { LogLine } from './support/fake-backend.js';
 import {
   BROKEN_MODELS,
   IDENTITY_MODELS,
@@ -18,6 +23,7 @@ import {
   readInferResponse,
   startTestServer,
   writeSimpleModel,
+  type BinaryResponse,
   type TestServer,
 } from './support/test-server.js';
 
@@ -508,6 +514,130 @@ describe('infer with binary tensor data', () => {
       const response = await post(main, '/v2/models/identity_bytes/infer', body, { 'Inference-Header-Content-Length': String(headerLength) });
       assert.equal(response.status, 400);
       assert.match(((await response.json()) as { error: string }).error, new RegExp(`input 'INPUT0' element ${index} is not UTF-8 text without a 0 byte.*onnxruntime`));
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Binary answers as written on the wire (header and tensor chunks), with the access log on
+
+describe('binary answers on the wire', () => {
+  let wire: TestServer;
+  const logLines: LogLine[] = [];
+  const watchers = new Set<CountWaiters>();
+
+  before(async () => {
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          logLines.push(JSON.parse(String(chunk)) as LogLine);
+          for (const watcher of watchers) watcher.notify();
+          done();
+        },
+      }),
+    );
+    wire = await startTestServer({
+      models: async (repoDir) => {
+        await writeSimpleModel(repoDir);
+        await writeModel(repoDir, 'identity_bytes', 1, identityModel('string'));
+      },
+      server: { logger },
+      http: { accessLog: true },
+    });
+  });
+  after(async () => {
+    await wire?.close();
+  });
+
+  /** The access log's line for a request id, once it is written (the log follows the answer's last byte). */
+  async function accessLine(requestId: string): Promise<LogLine> {
+    const mine = () => logLines.filter((line) => line.msg === 'request completed' && line.reqId === requestId);
+    const waiter = new CountWaiters(() => mine().length);
+    watchers.add(waiter);
+    await waiter.until(1);
+    watchers.delete(waiter);
+    assert.equal(mine().length, 1, 'one access line per request');
+    return mine()[0];
+  }
+
+  /** Reads a binary answer whole: its bytes, and its header and outputs split as a client splits them. */
+  async function readWhole(response: Response): Promise<{ body: Buffer; parsed: BinaryResponse }> {
+    assert.equal(response.status, 200);
+    const body = Buffer.from(await response.arrayBuffer());
+    return { body, parsed: await readInferResponse(new Response(body, { headers: response.headers })) };
+  }
+
+  const int32Bytes = (values: number[]) => Buffer.from(Int32Array.from(values).buffer);
+
+  test('the simple model\'s binary answer: the client\'s x-request-id, a content-length that is the body\'s, Inference-Header-Content-Length, each tensor\'s exact bytes; the access log says 200', async () => {
+    const rows = [range16.map((v) => v * 7 - 50), range16.map((v) => 2 ** 30 + v)];
+    const other = [range16.map((v) => 3 - v), range16.map((v) => 2 ** 30 - v)];
+    const response = await post(wire, '/v2/models/simple/infer', simpleRequest(rows, other, { parameters: { binary_data_output: true } }), {
+      'x-request-id': 'binary-answer-1',
+      'content-type': 'application/json',
+    });
+    assert.equal(response.headers.get('x-request-id'), 'binary-answer-1');
+    assert.equal(response.headers.get('content-type'), 'application/octet-stream');
+    const { body, parsed } = await readWhole(response);
+    assert.equal(response.headers.get('content-length'), String(body.length));
+    assert.equal(response.headers.get('transfer-encoding'), null, 'framed by its length, not chunked');
+    const headerLength = Number(response.headers.get('inference-header-content-length'));
+    assert.equal(body.length, headerLength + 2 * 128, 'the JSON header, then 2 × 16 INT32 per output');
+    assert.deepEqual(
+      parsed.header.outputs.map(({ name, datatype, shape, parameters }) => ({ name, datatype, shape, parameters })),
+      ['OUTPUT0', 'OUTPUT1'].map((name) => ({ name, datatype: 'INT32', shape: [2, 16], parameters: { binary_data_size: 128 } })),
+    );
+    const flat = rows.flat();
+    const otherFlat = other.flat();
+    assert.deepEqual(parsed.binary.OUTPUT0, int32Bytes(flat.map((v, i) => (v + otherFlat[i]) | 0)));
+    assert.deepEqual(parsed.binary.OUTPUT1, int32Bytes(flat.map((v, i) => (v - otherFlat[i]) | 0)));
+    const line = await accessLine('binary-answer-1');
+    assert.equal(line.status, 200);
+    assert.equal(line.method, 'POST');
+    assert.equal(line.url, '/v2/models/simple/infer');
+    assert.equal(line.model, 'simple');
+    assert.equal(typeof line.ms, 'number');
+  });
+
+  test('without an x-request-id, a binary answer carries the generated one, the one its access line names', async () => {
+    const { body, headerLength } = binaryBody(
+      {
+        inputs: [
+          { name: 'INPUT0', datatype: 'INT32', shape: [1, 16], parameters: { binary_data_size: 64 } },
+          { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], parameters: { binary_data_size: 64 } },
+        ],
+        outputs: [{ name: 'OUTPUT1', parameters: { binary_data: true } }],
+      },
+      [int32Bytes(range16), int32Bytes(range16.map(() => 1))],
+    );
+    const response = await post(wire, '/v2/models/simple/infer', body, { 'Inference-Header-Content-Length': String(headerLength) });
+    const id = response.headers.get('x-request-id') ?? '';
+    assert.match(id, /^[0-9a-f-]{36}$/);
+    const { body: answer, parsed } = await readWhole(response);
+    assert.equal(response.headers.get('content-length'), String(answer.length));
+    assert.deepEqual(parsed.binary.OUTPUT1, int32Bytes(range16.map((v) => v - 1)));
+    assert.equal((await accessLine(id)).status, 200);
+  });
+
+  test('BYTES answers (length-prefixed elements) and answers at once on several connections: each with its own id, length and bytes', async () => {
+    const sets = [['a', ''], ['ünïcödé', 'x'.repeat(300)], ['日本', 'wörld']];
+    const responses = await Promise.all(
+      sets.map((elements, index) =>
+        post(
+          wire,
+          '/v2/models/identity_bytes/infer',
+          { inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, 2], data: elements }], parameters: { binary_data_output: true } },
+          { 'x-request-id': `binary-bytes-${index}` },
+        ),
+      ),
+    );
+    for (const [index, response] of responses.entries()) {
+      assert.equal(response.headers.get('x-request-id'), `binary-bytes-${index}`);
+      const { body, parsed } = await readWhole(response);
+      assert.equal(response.headers.get('content-length'), String(body.length));
+      assert.deepEqual(parsed.binary.OUTPUT0, lengthPrefixed(sets[index]));
+      assert.equal((await accessLine(`binary-bytes-${index}`)).status, 200);
     }
   });
 });

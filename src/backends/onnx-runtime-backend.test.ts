@@ -156,3 +156,30 @@ test('a worker thread that dies is replaced: the next request is served', async 
   assert.ok(served, 'a new worker serves after the crash');
   assert.deepEqual(Array.from(served.OUTPUT0.data as Int32Array), Array(16).fill(4));
 });
+
+test('defaultInstances: a small model gets one single-threaded instance (on the JS thread), execution_thread worker one single-threaded instance per core', async (t) => {
+  const path = await modelFile(t);
+  const backend = new OnnxRuntimeBackend();
+  const withThread = (thread?: string) => parseModelConfig(thread ? { parameters: { execution_thread: thread } } : {}, 'test');
+  for (const cores of [1, 2, 8]) {
+    assert.deepEqual(await backend.defaultInstances(path, withThread(), cores), { count: 1, threadsPerInstance: 1 }, `auto, ${cores} cores`);
+    assert.deepEqual(await backend.defaultInstances(path, withThread('main'), cores), { count: 1, threadsPerInstance: 1 }, `main, ${cores} cores`);
+    assert.deepEqual(await backend.defaultInstances(path, withThread('worker'), cores), { count: cores, threadsPerInstance: 1 }, `worker, ${cores} cores`);
+  }
+  await assert.rejects(backend.defaultInstances(path, withThread('gpu'), 2), /parameters\.execution_thread/);
+});
+
+test('defaultInstances with execution_thread auto: a model file of 256 KiB or more is compute-bound, one worker instance per core; an explicit main keeps it at one', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-sizes-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // Only the file's size decides (the model is not opened), so plain bytes stand in for the weights.
+  const large = join(dir, 'large.onnx');
+  const below = join(dir, 'below.onnx');
+  await writeFile(large, Buffer.alloc(256 * 1024));
+  await writeFile(below, Buffer.alloc(256 * 1024 - 1));
+  const backend = new OnnxRuntimeBackend();
+  const auto = parseModelConfig({}, 'test');
+  assert.deepEqual(await backend.defaultInstances(large, auto, 4), { count: 4, threadsPerInstance: 1 });
+  assert.deepEqual(await backend.defaultInstances(below, auto, 4), { count: 1, threadsPerInstance: 1 });
+  assert.deepEqual(await backend.defaultInstances(large, parseModelConfig({ parameters: { execution_thread: 'main' } }, 'test'), 4), { count: 1, threadsPerInstance: 1 });
+});

@@ -57,8 +57,10 @@ const INFO: Record<Datatype, DatatypeInfo> = {
   BYTES: { byteSize: 0, onnxType: 'string' },
 };
 
+const DATATYPE_NAMES: ReadonlySet<string> = new Set(DATATYPES);
+
 export function isDatatype(value: unknown): value is Datatype {
-  return typeof value === 'string' && (DATATYPES as readonly string[]).includes(value);
+  return typeof value === 'string' && DATATYPE_NAMES.has(value);
 }
 
 export function byteSize(datatype: Datatype): number {

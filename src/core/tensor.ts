@@ -33,7 +33,9 @@ const INTEGER_RANGE: Partial<Record<Datatype, [number, number]>> = {
 
 /** V2 JSON allows nested row-major arrays or a flat one; both flatten to the same order. */
 function flatten(name: string, values: unknown[]): unknown[] {
-  if (!values.some(Array.isArray)) return values;
+  let nested = false;
+  for (let index = 0; index < values.length && !nested; index++) nested = Array.isArray(values[index]);
+  if (!nested) return values;
   try {
     return values.flat(Infinity) as unknown[];
   } catch (error) {
@@ -43,6 +45,10 @@ function flatten(name: string, values: unknown[]): unknown[] {
   }
 }
 
+function badElement(name: string, datatype: Datatype, flat: readonly unknown[], index: number, expected: string) {
+  return invalidArgument(`input '${name}': element ${index} is ${JSON.stringify(flat[index])}, expected ${expected} for datatype ${datatype}`);
+}
+
 /**
  * Converts V2 JSON `data` to tensor contents, checking every element against the datatype so that
  * a bad value is reported by position instead of silently becoming NaN or wrapping around.
@@ -50,45 +56,56 @@ function flatten(name: string, values: unknown[]): unknown[] {
 export function tensorDataFromJson(name: string, datatype: Datatype, values: unknown): TensorData {
   if (!Array.isArray(values)) throw invalidArgument(`input '${name}': 'data' must be an array of ${datatype} values`);
   const flat = flatten(name, values);
-  const bad = (index: number, expected: string) =>
-    invalidArgument(
-      `input '${name}': element ${index} is ${JSON.stringify(flat[index])}, expected ${expected} for datatype ${datatype}`,
-    );
+  const count = flat.length;
   if (datatype === 'BYTES') {
-    checkBytesElementCount(name, flat.length);
-    return flat.map((value, index) => {
-      if (typeof value !== 'string') throw bad(index, 'a string');
-      return Buffer.from(value, 'utf8');
-    });
+    checkBytesElementCount(name, count);
+    const elements: Buffer[] = new Array(count);
+    for (let index = 0; index < count; index++) {
+      const value = flat[index];
+      if (typeof value !== 'string') throw badElement(name, datatype, flat, index, 'a string');
+      elements[index] = Buffer.from(value, 'utf8');
+    }
+    return elements;
   }
-  const data = allocateTypedArray(datatype, flat.length);
+  const data = allocateTypedArray(datatype, count);
   if (datatype === 'BOOL') {
-    flat.forEach((value, index) => {
-      if (typeof value !== 'boolean') throw bad(index, 'true or false');
+    for (let index = 0; index < count; index++) {
+      const value = flat[index];
+      if (typeof value !== 'boolean') throw badElement(name, datatype, flat, index, 'true or false');
       data[index] = value ? 1 : 0;
-    });
+    }
     return data;
   }
   if (datatype === 'INT64' || datatype === 'UINT64') {
     const big = data as BigInt64Array | BigUint64Array;
     const min = datatype === 'INT64' ? -(2n ** 63n) : 0n;
     const max = datatype === 'INT64' ? 2n ** 63n - 1n : 2n ** 64n - 1n;
-    flat.forEach((value, index) => {
+    for (let index = 0; index < count; index++) {
+      const value = flat[index];
       const asBig = typeof value === 'number' && Number.isInteger(value) ? BigInt(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? BigInt(value) : undefined;
-      if (asBig === undefined || asBig < min || asBig > max) throw bad(index, 'an integer in range');
+      if (asBig === undefined || asBig < min || asBig > max) throw badElement(name, datatype, flat, index, 'an integer in range');
       big[index] = asBig;
-    });
+    }
     return data;
   }
-  const range = INTEGER_RANGE[datatype];
   const numbers = data as Exclude<NumericArray, BigInt64Array | BigUint64Array>;
-  flat.forEach((value, index) => {
-    if (typeof value !== 'number') throw bad(index, 'a number');
-    if (range && (!Number.isInteger(value) || value < range[0] || value > range[1])) {
-      throw bad(index, `an integer in [${range[0]}, ${range[1]}]`);
+  const range = INTEGER_RANGE[datatype];
+  if (range) {
+    const [low, high] = range;
+    for (let index = 0; index < count; index++) {
+      const value = flat[index];
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < low || value > high) {
+        throw badElement(name, datatype, flat, index, typeof value !== 'number' ? 'a number' : `an integer in [${low}, ${high}]`);
+      }
+      numbers[index] = value;
     }
+    return data;
+  }
+  for (let index = 0; index < count; index++) {
+    const value = flat[index];
+    if (typeof value !== 'number') throw badElement(name, datatype, flat, index, 'a number');
     numbers[index] = datatype === 'FP16' ? numberToHalf(value) : value;
-  });
+  }
   return data;
 }
 
@@ -176,9 +193,12 @@ export function checkDatatype(name: string, value: unknown): Datatype {
 
 /** Checks a wire shape: an array of non-negative integers. */
 export function checkShape(name: string, value: unknown): number[] {
-  if (!Array.isArray(value) || value.some((dim) => !Number.isSafeInteger(dim) || dim < 0)) {
-    throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(value)}`);
+  let valid = Array.isArray(value);
+  for (let index = 0; valid && index < (value as unknown[]).length; index++) {
+    const dim = (value as unknown[])[index];
+    valid = Number.isSafeInteger(dim) && (dim as number) >= 0;
   }
+  if (!valid) throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(value)}`);
   return value as number[];
 }
 

@@ -25,15 +25,24 @@ export function parseJson(bytes: Buffer, what: string): unknown {
   }
 }
 
-function parseParameters(value: unknown, where: string): Parameters | undefined {
+/** `where` names the holder in messages ("request", "input 'x'"), built only when a message needs it. */
+function parseParameters(value: unknown, where: () => string): Parameters | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw invalidArgument(`${where}: 'parameters' must be an object`);
-  for (const [key, entry] of Object.entries(value)) {
-    if (!['string', 'number', 'boolean'].includes(typeof entry)) {
-      throw invalidArgument(`${where}: parameter '${key}' must be a string, number or boolean`);
+  if (!isObject(value)) throw invalidArgument(`${where()}: 'parameters' must be an object`);
+  for (const key in value) {
+    const type = typeof value[key];
+    if (type !== 'string' && type !== 'number' && type !== 'boolean') {
+      throw invalidArgument(`${where()}: parameter '${key}' must be a string, number or boolean`);
     }
   }
   return value as Parameters;
+}
+
+/** An input's own parameters, binary_data_size (the wire's business) left out; undefined when nothing is left. */
+function withoutBinarySize(parameters: Parameters): Parameters | undefined {
+  if (!('binary_data_size' in parameters)) return parameters;
+  const { binary_data_size: _, ...rest } = parameters;
+  return Object.keys(rest).length ? rest : undefined;
 }
 
 function binaryTensorData(name: string, datatype: Datatype, shape: number[], bytes: Buffer): TensorData {
@@ -63,7 +72,7 @@ export function decodeInferRequest(
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
   if (!Array.isArray(header.inputs)) throw invalidArgument(`the inference request needs 'inputs', an array of tensors`);
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
-  const parameters = parseParameters(header.parameters, 'request');
+  const parameters = parseParameters(header.parameters, () => 'request');
   let offset = jsonLength;
   const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {
     if (!isObject(raw)) throw invalidArgument(`inputs[${index}] must be an object`);
@@ -71,7 +80,7 @@ export function decodeInferRequest(
     if (typeof name !== 'string' || name === '') throw invalidArgument(`inputs[${index}] needs a 'name'`);
     const datatype = checkDatatype(name, raw.datatype);
     const shape = checkShape(name, raw.shape);
-    const inputParameters = parseParameters(raw.parameters, `input '${name}'`);
+    const inputParameters = parseParameters(raw.parameters, () => `input '${name}'`);
     const binarySize = inputParameters?.binary_data_size;
     let data: TensorData;
     if (binarySize !== undefined) {
@@ -91,8 +100,7 @@ export function decodeInferRequest(
       if (raw.data === undefined) throw invalidArgument(`input '${name}' has no 'data' (and no binary_data_size)`);
       data = tensorDataFromJson(name, datatype, raw.data);
     }
-    const { binary_data_size: _, ...rest } = inputParameters ?? {};
-    return { name, datatype, shape, data, parameters: Object.keys(rest).length ? rest : undefined };
+    return { name, datatype, shape, data, parameters: inputParameters && withoutBinarySize(inputParameters) };
   });
   if (offset !== body.length) {
     throw invalidArgument(
@@ -104,7 +112,7 @@ export function decodeInferRequest(
     if (!Array.isArray(header.outputs)) throw invalidArgument(`'outputs' must be an array`);
     outputs = header.outputs.map((raw: unknown, index: number) => {
       if (!isObject(raw) || typeof raw.name !== 'string') throw invalidArgument(`outputs[${index}] needs a 'name'`);
-      return requestedOutputOf(raw.name, parseParameters(raw.parameters, `output '${raw.name}'`));
+      return requestedOutputOf(raw.name, parseParameters(raw.parameters, () => `output '${raw.name}'`));
     });
   }
   return {

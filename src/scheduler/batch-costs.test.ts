@@ -1,6 +1,7 @@
 /**
- * BatchCosts alone, with recorded numbers (no timing): what it learns (ns per input element,
- * smoothed), how it estimates sizes it has not measured, and which cut choose() picks.
+ * BatchCosts alone, with recorded numbers (no timing): what it learns (ns per input element, the
+ * median of the latest executions, and a per-batch hand-off overhead), how it estimates sizes it
+ * has not measured, and which cut choose() picks.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -228,5 +229,75 @@ describe('BatchCosts: largerCouldBeCheaper()', () => {
     recordAt(slightly, 8, 10 / (1 + CHEAPER_BY * 0.5));
     assert.equal(slightly.largerCouldBeCheaper(2), false);
     assert.equal(slightly.largerCouldBeCheaper(8), false, 'nothing is larger than max_batch_size');
+  });
+});
+
+describe('BatchCosts: recordOverhead()', () => {
+  it('spreads a per-batch overhead over the batch\'s elements: small batches get dearer per row, the engine\'s own costs stay as measured', () => {
+    const costs = new BatchCosts(8);
+    recordAt(costs, 1, 100);
+    recordAt(costs, 8, 100);
+    costs.recordOverhead(8_000);
+    assert.equal(costs.estimate(1), 100 + 8_000 / 10);
+    assert.equal(costs.estimate(4), 100 + 8_000 / 40);
+    assert.equal(costs.estimate(8), 100 + 8_000 / 80);
+    assert.deepEqual(costs.snapshot(), [
+      { rows: 1, nsPerElement: 100, samples: 1 },
+      { rows: 8, nsPerElement: 100, samples: 1 },
+    ]);
+    // Rows twice as wide (the latest execution's): the same overhead weighs half as much per element.
+    costs.record(1, 20, 20 * 100);
+    assert.equal(costs.estimate(1), 100 + 8_000 / 20);
+  });
+
+  it('makes choose() cut a larger batch than it would without it, and a larger batch worth waiting for', () => {
+    const engineOnly = new BatchCosts(8);
+    const withOverhead = new BatchCosts(8);
+    for (const costs of [engineOnly, withOverhead]) {
+      recordAt(costs, 1, 100);
+      recordAt(costs, 2, 100);
+      recordAt(costs, 4, 150);
+      recordAt(costs, 8, 150);
+    }
+    withOverhead.recordOverhead(8_000);
+    assert.equal(engineOnly.choose(upTo(8)), 1, 'the engine alone is cheapest per row at 2');
+    assert.equal(withOverhead.choose(upTo(8)), 7, 'with 8 µs per batch on top, 8 rows are the cheapest per row');
+    assert.equal(engineOnly.largerCouldBeCheaper(2), false);
+    assert.equal(withOverhead.largerCouldBeCheaper(2), true);
+  });
+
+  it('takes the median of the latest 9 overheads: one slow hand-off moves nothing, and older ones leave the window', () => {
+    const costs = new BatchCosts(8);
+    recordAt(costs, 1, 100);
+    costs.recordOverhead(1_000);
+    costs.recordOverhead(3_000);
+    assert.equal(costs.estimate(1), 100 + 2_000 / 10, 'of two, their mean');
+    recordAt(costs, 1, 100); // an execution's median in between leaves the overhead's alone
+    assert.equal(costs.estimate(1), 100 + 2_000 / 10);
+    for (let batch = 0; batch < 7; batch++) costs.recordOverhead(1_000);
+    assert.equal(costs.estimate(1), 100 + 1_000 / 10, 'eight of nine are 1 µs');
+    costs.recordOverhead(1e12); // replaces the oldest 1 µs
+    assert.equal(costs.estimate(1), 100 + 1_000 / 10, 'the outlier is one of 9');
+    for (let batch = 0; batch < 9; batch++) costs.recordOverhead(5_000);
+    assert.equal(costs.estimate(1), 100 + 5_000 / 10, 'only the latest 9 count');
+    assert.deepEqual(costs.snapshot(), [{ rows: 1, nsPerElement: 100, samples: 2 }]);
+  });
+
+  it('ignores a NaN, negative or infinite overhead; 0 is a measurement', () => {
+    const costs = new BatchCosts(8);
+    recordAt(costs, 1, 100);
+    costs.recordOverhead(1_000);
+    for (const nonsense of [Number.NaN, -1, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) costs.recordOverhead(nonsense);
+    assert.equal(costs.estimate(1), 100 + 1_000 / 10);
+    costs.recordOverhead(0);
+    assert.equal(costs.estimate(1), 100 + 500 / 10, 'the median of 1 µs and 0');
+  });
+
+  it('an overhead without any measured execution leaves the estimates unknown', () => {
+    const costs = new BatchCosts(8);
+    costs.recordOverhead(1_000);
+    assert.ok(Number.isNaN(costs.estimate(1)));
+    assert.equal(costs.choose(upTo(8)), 7);
+    assert.deepEqual(costs.snapshot(), []);
   });
 });

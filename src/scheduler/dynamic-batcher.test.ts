@@ -6,9 +6,10 @@
  * back. Statistics go to a real ModelStatistics. Timer cases use short real delays and wait for
  * events (a batch reaching the instance, a promise settling), never for durations.
  *
- * schedule() never dispatches in the caller's turn: it dispatches on the next check phase
- * (setImmediate), once for everything scheduled in the same turn, so tests `await flush()` after
- * scheduling before looking at the batches. The Harness turns cutAtCheapest off: the gated
+ * schedule() dispatches on the next check phase (setImmediate), once for everything scheduled in
+ * the same turn, so tests `await flush()` after scheduling before looking at the batches. The one
+ * exception is light traffic: after a turn that brought a single request, the next lone request
+ * goes to an idle instance inside schedule() (its own tests below). The Harness turns cutAtCheapest off: the gated
  * instance's timings are whatever the test's pace makes them, so learned costs would be noise;
  * batches fill up to max_batch_size as Triton's do, and the learned cut has its own tests with an
  * instance whose run time per batch size the test sets.
@@ -17,7 +18,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isError, watchTimeoutOverflow } from '../../test/support/checks.js';
 import { CountWaiters } from '../../test/support/count-waiters.js';
-import type { BackendInstance, ModelSignature } from '../backends/backend.js';
+import { COMPUTE_NS, type BackendInstance, type ModelSignature, type RunOptions, type RunOutputs } from '../backends/backend.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
@@ -32,13 +33,17 @@ interface RunCall {
   instance: number;
   inputs: Record<string, Tensor>;
   outputNames: readonly string[];
+  /** The options the batcher passed (inputsOwned for a batch it joined). */
+  options?: RunOptions;
+  /** performance.now() when the batcher called run(). */
+  ranAt: number;
   /** Lets the execution finish, computing its outputs from its inputs. */
   release(): void;
   /** Makes the execution fail with `error`. */
   fail(error: Error): void;
 }
 
-type Model = (inputs: Record<string, Tensor>, outputNames: readonly string[]) => Record<string, Tensor>;
+type Model = (inputs: Record<string, Tensor>, outputNames: readonly string[]) => RunOutputs;
 
 function mapData(tensor: Tensor, numeric: (value: number) => number, big: (value: bigint) => bigint): Tensor {
   const { data } = tensor;
@@ -73,15 +78,19 @@ class GatedInstance implements BackendInstance {
   constructor(
     private readonly index: number,
     private readonly harness: Harness,
+    readonly concurrency?: number,
   ) {}
 
-  run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<Record<string, Tensor>> {
+  run(inputs: Record<string, Tensor>, outputNames: readonly string[], options?: RunOptions): Promise<RunOutputs> {
     if (this.harness.throwOnRun) throw new Error('the instance threw synchronously');
+    const ranAt = performance.now();
     return new Promise((resolve, reject) => {
       this.harness.record({
         instance: this.index,
         inputs,
         outputNames: [...outputNames],
+        options,
+        ranAt,
         release: () => {
           try {
             resolve(this.harness.model(inputs, outputNames));
@@ -125,8 +134,9 @@ class Harness {
   throwOnRun = false;
   private readonly runs = new CountWaiters(() => this.calls.length);
 
-  constructor(overrides: Partial<BatcherPolicy> = {}, instanceCount = 1) {
-    const instances = Array.from({ length: instanceCount }, (_, index) => new GatedInstance(index, this));
+  /** `concurrency`: what each instance declares (left out: the default, one batch at a time). */
+  constructor(overrides: Partial<BatcherPolicy> = {}, instanceCount = 1, concurrency?: number) {
+    const instances = Array.from({ length: instanceCount }, (_, index) => new GatedInstance(index, this, concurrency));
     this.batcher = new DynamicBatcher(instances, policyOf(overrides), this.stats, "model 'gated' version 1");
   }
 
@@ -1399,6 +1409,256 @@ describe('DynamicBatcher: statistics', () => {
         assert.ok(Number.isInteger(duration.ns) && duration.ns >= 0);
       }
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Light traffic, instances that take several batches, and what instances are told and tell
+
+const msToNs = (ms: number) => ms * 1e6;
+
+/**
+ * Returns once performance.now() reads at least 1 µs past `from` (it moves within that): a
+ * hand-off that began at `from` then certainly took longer than the few ns an engine says it
+ * computed, whatever the machine's load.
+ */
+function clockPast(from: number): void {
+  while (performance.now() - from < 0.001) {
+    // the clock moves on its own
+  }
+}
+
+/** `doubler`, with the engine saying it computed 1 ns per input element (COMPUTE_NS). */
+const selfTimedDoubler: Model = (inputs, outputNames) => Object.assign(doubler(inputs, outputNames), { [COMPUTE_NS]: inputs.INPUT0.data.length });
+
+/**
+ * Runs request [1, 2] alone on a harness with `model`, held until the clock has moved past the
+ * batch's hand-off; returns its result and a lower bound of the hand-off (run() to its answer), in ns.
+ */
+async function runHeld(model: Model): Promise<{ h: Harness; result: ScheduledResult; handOffNs: number }> {
+  const h = new Harness({ maxBatchSize: 8 });
+  h.model = model;
+  const scheduled = h.schedule(fp32Request([1, 2]));
+  await flush();
+  const { ranAt } = h.calls[0];
+  clockPast(ranAt);
+  const releasedAt = performance.now();
+  await release(h, 0);
+  const result = await scheduled;
+  assertOwnResult(result, [1, 2]);
+  return { h, result, handOffNs: msToNs(releasedAt - ranAt) };
+}
+
+describe('DynamicBatcher: light traffic sends a lone request at once', () => {
+  it('after a turn that brought a single request, the next lone request reaches an idle instance inside schedule()', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const first = h.schedule(fp32Request([1]));
+    assert.equal(h.calls.length, 0, 'a fresh batcher knows nothing of the traffic: the first request waits for its turn');
+    await flush();
+    assert.deepEqual(h.batches(), [[1]]);
+    await release(h, 0);
+    assertOwnResult(await first, [1]);
+
+    const second = h.schedule(fp32Request([2]));
+    assert.deepEqual(h.batches(), [[1], [2]], 'the instance had it before schedule() returned');
+    assert.equal(h.batcher.queued, 0);
+    await release(h, 1);
+    assertOwnResult(await second, [2]);
+
+    // Steady light traffic: every lone request goes at once.
+    for (const id of [3, 4, 5]) {
+      const result = h.schedule(fp32Request([id]));
+      assert.equal(h.calls.length, id, `request ${id} reached the instance inside schedule()`);
+      await release(h, id - 1);
+      assertOwnResult(await result, [id]);
+    }
+    assert.deepEqual(h.batchStats(), [[1, 5]]);
+  });
+
+  it('a turn that brings several requests switches back to batching: the others of that turn join one batch, and the next lone request waits for its turn', async () => {
+    const h = new Harness({ maxBatchSize: 8 }, 2);
+    const warmUp = h.schedule(fp32Request([0]));
+    await flush();
+    await release(h, 0);
+    assertOwnResult(await warmUp, [0]);
+
+    // Request i carries row i; results[i - 1] is its answer.
+    const results = [1, 2, 3].map((id) => h.schedule(fp32Request([id])));
+    assert.deepEqual(h.batches(), [[0], [1]], 'only the first request of the turn went inside schedule()');
+    assert.equal(h.batcher.queued, 2);
+    await flush();
+    assert.deepEqual(h.batches(), [[0], [1], [2, 3]], 'the rest of the turn: one batch, when the turn ends');
+    assert.notEqual(h.calls[2].instance, h.calls[1].instance, 'on the other instance');
+    await release(h, 1);
+    await release(h, 2);
+
+    // The last turn brought three: a lone request now waits for the end of its turn, and what else comes in it joins.
+    results.push(h.schedule(fp32Request([4])));
+    assert.equal(h.calls.length, 3, 'not sent inside schedule(): traffic is not light');
+    results.push(h.schedule(fp32Request([5])));
+    await flush();
+    assert.deepEqual(h.batches().slice(3), [[4, 5]]);
+    await release(h, 3);
+    // That turn brought two: still not light.
+    results.push(h.schedule(fp32Request([6])));
+    assert.equal(h.calls.length, 4);
+    await flush();
+    assert.deepEqual(h.batches().slice(4), [[6]]);
+    await release(h, 4);
+    // After a turn of one request, a lone request goes at once again.
+    results.push(h.schedule(fp32Request([7])));
+    assert.deepEqual(h.batches().slice(5), [[7]]);
+    await release(h, 5);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+  });
+});
+
+describe('DynamicBatcher: instances that take several batches at once (concurrency)', () => {
+  it('concurrency 2: a second batch reaches the instance while its first still runs; a third waits for one of them to end', async () => {
+    const h = new Harness({ maxBatchSize: 8 }, 1, 2);
+    const a = h.schedule(fp32Request([1]));
+    await flush();
+    const b = h.schedule(fp32Request([2]));
+    await flush();
+    assert.deepEqual(h.batches(), [[1], [2]]);
+    assert.deepEqual(
+      h.calls.map((call) => call.instance),
+      [0, 0],
+      'both batches on the one instance',
+    );
+    const c = h.schedule(fp32Request([3]));
+    const d = h.schedule(fp32Request([4]));
+    await flush();
+    assert.equal(h.calls.length, 2, 'two batches at once is all it takes');
+    assert.equal(h.batcher.queued, 2);
+    await release(h, 1); // the second batch ends first
+    assertOwnResult(await b, [2]);
+    assert.deepEqual(h.batches(), [[1], [2], [3, 4]], 'the freed place takes what queued');
+    assert.equal(h.calls[2].instance, 0);
+    await release(h, 0);
+    await release(h, 2);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await c, [3]);
+    assertOwnResult(await d, [4]);
+    assert.equal(h.batcher.queued, 0);
+  });
+
+  for (const concurrency of [undefined, 1]) {
+    it(`concurrency ${concurrency ?? 'left out (default 1)'}: the next batch waits until the instance's batch ends, light traffic or not`, async () => {
+      const h = new Harness({ maxBatchSize: 8 }, 1, concurrency);
+      const a = h.schedule(fp32Request([1]));
+      await flush(); // a turn of one request: traffic is light
+      const b = h.schedule(fp32Request([2]));
+      assert.equal(h.calls.length, 1, 'no idle instance: not sent inside schedule()');
+      await flush();
+      assert.deepEqual(h.batches(), [[1]], 'nor at the end of the turn');
+      assert.equal(h.batcher.queued, 1);
+      await release(h, 0);
+      assert.deepEqual(h.batches(), [[1], [2]]);
+      await release(h, 1);
+      assertOwnResult(await a, [1]);
+      assertOwnResult(await b, [2]);
+    });
+  }
+
+  it('one instance of concurrency 2 counts as one instance when work is spread: requests arriving together are not split for it (cutAtCheapest)', async () => {
+    const h = new Harness({ maxBatchSize: 8, cutAtCheapest: true }, 1, 2);
+    const results = [1, 2, 3, 4].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4]], 'two idle instances would have taken [1, 2] and [3, 4]');
+    assert.equal(h.batcher.queued, 0);
+    await release(h, 0);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+  });
+
+  it('under light traffic, a lone request goes at once to an instance of concurrency 2 that still runs a batch', async () => {
+    const h = new Harness({ maxBatchSize: 8 }, 1, 2);
+    const a = h.schedule(fp32Request([1]));
+    await flush();
+    const b = h.schedule(fp32Request([2]));
+    assert.deepEqual(h.batches(), [[1], [2]], 'the instance had a free place: sent inside schedule()');
+    const c = h.schedule(fp32Request([3]));
+    assert.equal(h.calls.length, 2, 'no free place for a third');
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[1], [2], [3]]);
+    await release(h, 1);
+    await release(h, 2);
+    assertOwnResult(await a, [1]);
+    assertOwnResult(await b, [2]);
+    assertOwnResult(await c, [3]);
+  });
+});
+
+describe('DynamicBatcher: what an instance is told (inputsOwned) and tells (COMPUTE_NS)', () => {
+  it('a joined batch is passed with inputsOwned, in buffers of its own; a single request is passed its own inputs, without it', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const lone = fp32Request([1, 2]);
+    const a = h.schedule(lone);
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2]]);
+    assert.equal(h.calls[0].options, undefined, 'the caller\'s buffers are not the batcher\'s to give away');
+    assert.equal(h.calls[0].inputs, lone.inputs, 'a single request\'s inputs go as they are');
+    const joined = [fp32Request([3]), fp32Request([4, 5])];
+    const results = joined.map((request) => h.schedule(request));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[1, 2], [3, 4, 5]]);
+    assert.deepEqual(h.calls[1].options, { inputsOwned: true });
+    const batchBuffer = (h.calls[1].inputs.INPUT0.data as Float32Array).buffer;
+    for (const request of joined) assert.notEqual(batchBuffer, (request.inputs.INPUT0.data as Float32Array).buffer, 'not a caller\'s buffer');
+    await release(h, 1);
+    assertOwnResult(await a, [1, 2]);
+    assertOwnResult(await results[0], [3]);
+    assertOwnResult(await results[1], [4, 5]);
+  });
+
+  it('with COMPUTE_NS on the outputs, compute_infer is the engine\'s time, the rest of the hand-off is compute_input, and BatchCosts learns the engine\'s time', async () => {
+    const { h, result, handOffNs } = await runHeld(selfTimedDoubler);
+    const engineNs = 2 * COLS; // 1 ns per element
+    assert.equal(result.timings.computeInferNs, engineNs);
+    assert.ok(result.timings.computeInputNs >= handOffNs - engineNs - 1, `compute_input ${result.timings.computeInputNs} ns holds the hand-off (${handOffNs} ns at least)`);
+    const [entry] = h.stats.toJSON().batch_stats;
+    assert.equal(entry.batch_size, 2);
+    assert.deepEqual(entry.compute_infer, { count: 1, ns: engineNs });
+    assert.deepEqual(entry.compute_input, { count: 1, ns: Math.round(result.timings.computeInputNs) });
+    assert.deepEqual(h.batcher.costs.snapshot(), [{ rows: 2, nsPerElement: 1, samples: 1 }]);
+  });
+
+  it('without COMPUTE_NS, the whole hand-off is compute_infer, and BatchCosts learns that', async () => {
+    const { h, result: { timings }, handOffNs } = await runHeld(doubler);
+    assert.ok(timings.computeInferNs >= handOffNs, `compute_infer ${timings.computeInferNs} ns, the hand-off at least ${handOffNs} ns`);
+    const [learned] = h.batcher.costs.snapshot();
+    assert.equal(learned.rows, 2);
+    assert.equal(learned.nsPerElement, timings.computeInferNs / (2 * COLS));
+  });
+
+  it('a COMPUTE_NS longer than the hand-off itself is capped at the hand-off', async () => {
+    const claimedNs = 1e15; // some eleven days
+    const { h, result: { timings }, handOffNs } = await runHeld((inputs, outputNames) => Object.assign(doubler(inputs, outputNames), { [COMPUTE_NS]: claimedNs }));
+    assert.ok(timings.computeInferNs < claimedNs, `capped: ${timings.computeInferNs} ns`);
+    assert.ok(timings.computeInferNs >= handOffNs, 'the whole hand-off');
+    assert.ok(h.batcher.costs.snapshot()[0].nsPerElement < claimedNs / (2 * COLS));
+  });
+
+  it('a batch that ran beside another on its instance (concurrency 2) teaches its cost but no hand-off overhead; a batch alone teaches both', async () => {
+    const h = new Harness({ maxBatchSize: 8 }, 1, 2);
+    h.model = selfTimedDoubler;
+    const a = h.schedule(fp32Request([1, 2]));
+    await flush();
+    const b = h.schedule(fp32Request([3, 4]));
+    await flush();
+    assert.deepEqual(h.batches(), [
+      [1, 2],
+      [3, 4],
+    ]);
+    await release(h, 1); // b waited behind a: that wait is no hand-off overhead
+    assertOwnResult(await b, [3, 4]);
+    assert.deepEqual(h.batcher.costs.snapshot(), [{ rows: 2, nsPerElement: 1, samples: 1 }]);
+    assert.equal(h.batcher.costs.estimate(2), 1, 'no per-batch overhead learned from it');
+    clockPast(h.calls[0].ranAt);
+    await release(h, 0); // a had the instance to itself when it started
+    assertOwnResult(await a, [1, 2]);
+    assert.deepEqual(h.batcher.costs.snapshot(), [{ rows: 2, nsPerElement: 1, samples: 2 }]);
+    assert.ok(h.batcher.costs.estimate(2) > 1, `its hand-off beyond the engine's 6 ns is a per-batch overhead: estimate ${h.batcher.costs.estimate(2)}`);
   });
 });
 

@@ -356,7 +356,8 @@ export class DynamicBatcher implements Scheduler {
     // An engine that timed itself says what computing took; handing the batch over to it (and
     // waiting behind the batch it was computing) counts as getting the inputs ready.
     const handedOverNs = msToNs(inferred - inputReady);
-    const engineNs = Math.min(outputs[COMPUTE_NS] ?? handedOverNs, handedOverNs);
+    const reported = outputs[COMPUTE_NS];
+    const engineNs = reported !== undefined && reported >= 0 ? Math.min(reported, handedOverNs) : handedOverNs;
     const execution: ExecutionTimings = {
       computeInputNs: msToNs(inputReady - started) + handedOverNs - engineNs,
       computeInferNs: engineNs,

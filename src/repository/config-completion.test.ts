@@ -1,0 +1,106 @@
+/**
+ * completeConfig's dynamic batching, as Triton's auto-complete does it: a max_batch_size the config
+ * leaves out, completed from the model file to the server's default (> 0), comes with
+ * dynamic_batching at the schema's defaults; a config that says max_batch_size (any value, 0
+ * included), that has dynamic_batching already, or that uses the sequence batcher is left as it is.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ModelSignature } from '../backends/backend.js';
+import { dynamicBatchingSchema, parseModelConfig } from '../config/model-config.js';
+import { batcherPolicyOf } from './model-loader.js';
+import { completeConfig, type CompletionDefaults } from './config-completion.js';
+
+/** FP32 INPUT0 → OUTPUT0, first dimension dynamic (a batch dimension) or fixed. */
+function signatureOf(firstDim: number): ModelSignature {
+  return {
+    inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [firstDim, 4] }],
+    outputs: [{ name: 'OUTPUT0', datatype: 'FP32', shape: [firstDim, 4] }],
+  };
+}
+
+const BATCHABLE = signatureOf(-1);
+
+function defaults(defaultMaxBatchSize = 8): CompletionDefaults {
+  return { name: 'm', backend: { name: 'onnxruntime', platforms: ['onnxruntime_onnx'] }, defaultMaxBatchSize, defaultInstanceCount: 1 };
+}
+
+const complete = (config: Record<string, unknown>, signature = BATCHABLE, defaultMaxBatchSize = 8) =>
+  completeConfig(parseModelConfig(config, 'test config'), signature, defaults(defaultMaxBatchSize));
+
+describe('completeConfig: dynamic_batching with an auto-completed max_batch_size', () => {
+  it('a config without max_batch_size, on a model with a batch dimension, gets the default max_batch_size and dynamic_batching with the schema\'s defaults', () => {
+    const completed = complete({});
+    assert.equal(completed.max_batch_size, 8);
+    assert.deepEqual(completed.dynamic_batching, dynamicBatchingSchema.parse({}));
+    assert.deepEqual(completed.dynamic_batching, {
+      preferred_batch_size: [],
+      max_queue_delay_microseconds: 0,
+      preserve_ordering: false,
+      priority_levels: 0,
+      default_priority_level: 0,
+      default_queue_policy: { timeout_action: 'REJECT', default_timeout_microseconds: 0, allow_timeout_override: false, max_queue_size: 0 },
+    });
+    const policy = batcherPolicyOf(completed, 16);
+    assert.equal(policy.maxBatchSize, 8, 'the scheduler batches it');
+    assert.equal(policy.maxQueueDelayMicroseconds, 0);
+  });
+
+  it('so does a config that says other things but not max_batch_size (inputs, instance_group)', () => {
+    const completed = complete({ input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4] }], instance_group: [{ kind: 'KIND_CPU', count: 2 }] });
+    assert.equal(completed.max_batch_size, 8);
+    assert.deepEqual(completed.dynamic_batching, dynamicBatchingSchema.parse({}));
+  });
+
+  for (const maxBatchSize of [1, 4, 8, 16]) {
+    it(`a config that names max_batch_size ${maxBatchSize} is left without dynamic_batching: each request runs on its own`, () => {
+      const completed = complete({ max_batch_size: maxBatchSize });
+      assert.equal(completed.max_batch_size, maxBatchSize);
+      assert.equal(completed.dynamic_batching, undefined);
+      assert.equal(batcherPolicyOf(completed, 16).maxBatchSize, 0);
+    });
+  }
+
+  it('a config that names max_batch_size 0 stays unbatched', () => {
+    const completed = complete({ max_batch_size: 0 });
+    assert.equal(completed.max_batch_size, 0);
+    assert.equal(completed.dynamic_batching, undefined);
+  });
+
+  it('a config with dynamic_batching keeps its own, with or without max_batch_size', () => {
+    const own = { max_queue_delay_microseconds: 500, preferred_batch_size: [2, 4], preserve_ordering: true };
+    for (const written of [{ dynamic_batching: own }, { max_batch_size: 4, dynamic_batching: own }]) {
+      const config = parseModelConfig(written, 'test config');
+      const completed = completeConfig(config, BATCHABLE, defaults());
+      assert.equal(completed.dynamic_batching, config.dynamic_batching, `${JSON.stringify(written)}: the same block`);
+      assert.equal(completed.dynamic_batching?.max_queue_delay_microseconds, 500);
+      assert.deepEqual(completed.dynamic_batching?.preferred_batch_size, [2, 4]);
+      assert.equal(completed.dynamic_batching?.preserve_ordering, true);
+    }
+  });
+
+  it('a model whose first dimension is fixed auto-completes to max_batch_size 0 and gets no dynamic_batching', () => {
+    const completed = complete({}, signatureOf(2));
+    assert.equal(completed.max_batch_size, 0);
+    assert.equal(completed.dynamic_batching, undefined);
+  });
+
+  it('a server default max_batch_size of 0 gives no dynamic_batching either', () => {
+    const completed = complete({}, BATCHABLE, 0);
+    assert.equal(completed.max_batch_size, 0);
+    assert.equal(completed.dynamic_batching, undefined);
+  });
+
+  it('a config that uses the sequence batcher gets no dynamic_batching beside it', () => {
+    const completed = complete({ sequence_batching: {} });
+    assert.equal(completed.max_batch_size, 8);
+    assert.equal(completed.dynamic_batching, undefined);
+  });
+
+  it('the config it was given is not changed', () => {
+    const config = parseModelConfig({}, 'test config');
+    completeConfig(config, BATCHABLE, defaults());
+    assert.equal(config.max_batch_size, undefined);
+    assert.equal(config.dynamic_batching, undefined);
+  });
+});
