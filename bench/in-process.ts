@@ -22,6 +22,8 @@ export interface CeilingPoint {
   otherCores?: number;
   /** CPU seconds this process used over the window per inference (row): what Nereid's CPU per inference is compared with. */
   cpuSecondsPerInference: number;
+  /** The latency samples themselves (ms per run), to combine --rounds; left out of the JSON. */
+  latenciesMs: number[];
 }
 
 export function sessionOptions(): ort.InferenceSession.SessionOptions {
@@ -95,6 +97,7 @@ export async function measureBatch(
     ownCores,
     otherCores,
     cpuSecondsPerInference: cpuSeconds / (latencies.length * batch),
+    latenciesMs: latencies,
   };
 }
 

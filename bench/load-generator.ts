@@ -47,6 +47,8 @@ export interface LoadResult {
   /** Milliseconds, over requests that started and finished inside the window. */
   latency: LatencySummary;
   responseBytes: number;
+  /** The latency samples themselves (ms), to combine --rounds; left out of the JSON. */
+  latenciesMs: number[];
 }
 
 const FIRST_VERIFIED = 3;
@@ -172,6 +174,7 @@ export async function runClosedLoop(spec: LoopSpec, send: (client: number, verif
     requestsPerSecond: completed / seconds,
     latency: summarise(latencies),
     responseBytes,
+    latenciesMs: latencies,
   };
 }
 

@@ -29,6 +29,8 @@ export interface BenchOptions {
   /** Seconds of load before each cell's measurement starts; excluded from the results. */
   warmup: number;
   ceilingDuration: number;
+  /** Rounds: 1 measures each target's cells in turn; more start every server at once and measure each cell's targets back to back, once per round. */
+  rounds: number;
   encodings: Encoding[];
   /** Per-input dims after the batch dimension (the full shape for a model without batching). */
   inputShapes: Map<string, number[]>;
@@ -83,6 +85,12 @@ Options:
   --duration SECONDS         measured seconds per cell                                            [5]
   --warmup SECONDS           unmeasured load before each cell                                     [1]
   --ceiling-duration SECONDS measured seconds per in-process batch size               [--duration]
+  --rounds N                 for a machine whose speed drifts over minutes: start every server child at
+                             once and measure in N rounds; each round measures the in-process ceiling,
+                             then each cell's targets back to back (order reversed every other round).
+                             The tables combine the rounds (answered ÷ measured seconds, percentiles of
+                             all samples, CPU over all windows); 'Per-round ratios' shows each round's
+                             ×ceiling, ×peer and ×floor and their median. 1: one target after another [1]
   --encodings LIST           json,binary,grpc (grpc: Nereid targets only; ×floor against the HTTP
                              binary floor)                                              [json,binary]
   --grpc-channels N          gRPC client channels (HTTP/2 connections) shared by the virtual clients [1]
@@ -100,12 +108,14 @@ Options:
   --nereid-before DIR        also run the target 'before': node --import tsx src/cli.ts serve in DIR (another
                              checkout of this repository with its node_modules), same repository and flags
   --cpu-prof LIST            run these server children (nereid,before,nereid-cache,peer,floor) under node --cpu-prof and
-                             summarise self/inclusive time inside each measured window
+                             summarise self/inclusive time inside each measured window (not with --rounds > 1:
+                             an idle child under --cpu-prof uses about a third of a core)
   --verify-every N           check one response in N for status, outputs and shapes            [200]
   --quiet-wait SECONDS       before each measurement wait up to this long until other processes use
                              < 10% of a core (for shared machines; 0: do not wait)                [0]
   --retry-noisy N            measure a cell again, up to N times, when other processes used more than
-                             15% of a core during it; the quietest attempt is kept                [0]
+                             15% of a core during it; the quietest attempt is kept (with --rounds:
+                             per round)                                                           [0]
   --out DIR                  where the .json and .md results go                       [bench/results]
   -h, --help                 this help
 
@@ -118,6 +128,7 @@ Examples:
   npm run bench -- --model simple --encodings json,binary,grpc --targets ceiling,nereid,floor
   npm run bench -- --model simple --encodings json,binary --targets nereid-cache,floor
   npm run bench -- --model simple --concurrency 1,64 --nereid-before /tmp/nereid-before
+  npm run bench -- --model simple --concurrency 1,64 --duration 2 --ceiling-duration 1 --rounds 5
 `;
 
 function positiveNumber(name: string, value: string): number {
@@ -158,6 +169,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       duration: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
       'ceiling-duration': { type: 'string' },
+      rounds: { type: 'string', default: '1' },
       encodings: { type: 'string', default: 'json,binary' },
       'input-shape': { type: 'string', multiple: true, default: [] },
       'max-batch-size': { type: 'string' },
@@ -199,6 +211,14 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     }
     if (!targets.includes('before')) targets.push('before');
   }
+  const rounds = positiveIntegers('rounds', values.rounds)[0];
+  const cpuProf = choices('cpu-prof', values['cpu-prof'], ['nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const);
+  if (rounds > 1 && cpuProf.length > 0) {
+    throw new Error(
+      '--cpu-prof does not go with --rounds > 1: every server child then runs from start to end, and one under node --cpu-prof ' +
+        'uses about a third of a core even when idle, which would load the other targets\' measurements; profile with --rounds 1',
+    );
+  }
   return {
     model: values.model,
     modelRepository: values['model-repository'],
@@ -206,6 +226,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     duration,
     warmup,
     ceilingDuration: values['ceiling-duration'] === undefined ? duration : positiveNumber('ceiling-duration', values['ceiling-duration']),
+    rounds,
     encodings: choices('encodings', values.encodings, ENCODINGS),
     inputShapes,
     maxBatchSize,
@@ -223,7 +244,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       : undefined,
     batchSizes: values['batch-sizes'] === undefined ? undefined : positiveIntegers('batch-sizes', values['batch-sizes']),
     targets,
-    cpuProf: choices('cpu-prof', values['cpu-prof'], ['nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const),
+    cpuProf,
     verifyEvery: positiveIntegers('verify-every', values['verify-every'])[0],
     quietWait: nonNegativeInteger('quiet-wait', values['quiet-wait']),
     retryNoisy: nonNegativeInteger('retry-noisy', values['retry-noisy']),

@@ -6,6 +6,7 @@ import type { CeilingPoint } from './in-process.js';
 import type { LoadResult } from './load-generator.js';
 import { COMPUTING_NEREID_TARGETS, type Encoding, type ServerTarget } from './options.js';
 import type { ProfileSummary } from './cpu-profile.js';
+import type { RoundsReport } from './rounds.js';
 
 export interface SchedulerSummary {
   executions: number;
@@ -92,6 +93,8 @@ export interface Report {
   ceiling: CeilingPoint[];
   cells: (Cell & { ratios: Ratios })[];
   goals: Goal[];
+  /** --rounds > 1: each round's ceiling and ratios (the cells and ceiling above combine the rounds). */
+  rounds?: RoundsReport;
 }
 
 export function bestCeiling(ceiling: readonly CeilingPoint[]): CeilingPoint | undefined {
@@ -263,7 +266,7 @@ export function markdownTable(header: string[], rows: string[][], alignRight: bo
 
 const ms = (value: number) => (Number.isNaN(value) ? '—' : value.toFixed(3));
 const rate = (value: number) => (value >= 1000 ? value.toFixed(0) : value.toFixed(1));
-const ratio = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '—' : value.toFixed(2));
+export const ratio = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '—' : value.toFixed(2));
 const signedMs = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '—' : `${value >= 0 ? '+' : ''}${value.toFixed(3)}`);
 /** CPU seconds as milliseconds, three significant digits. */
 const cpuMs = (seconds: number | undefined) => (seconds === undefined || Number.isNaN(seconds) ? '—' : (seconds * 1e3).toPrecision(3));

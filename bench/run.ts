@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { freePort, machineBusySeconds, startChild, waitForQuiet, type ChildServer } from './child-process.js';
-import { formatProfile, summariseProfile } from './cpu-profile.js';
+import { formatProfile, summariseProfile, type ProfileSummary } from './cpu-profile.js';
 import { defaultBatchSizes, measureBatch, openSession, outputSpecs, sessionOptions, type CeilingPoint } from './in-process.js';
 import { callModelInfer, decodeModelInferResponse, openChannel, runGrpcLoad, serialiseModelInfer } from './grpc-load-generator.js';
 import { runLoad, type LoadResult } from './load-generator.js';
@@ -19,6 +19,7 @@ import { prepareModel, RESPONSE_CACHE_CONFIG, type PreparedModel } from './model
 import { COMPUTING_NEREID_TARGETS, HELP, NEREID_TARGETS, parseOptions, type BenchOptions, type Encoding, type HttpEncoding, type ServerTarget } from './options.js';
 import {
   batchMix,
+  beforeBesideNereid,
   bestCeiling,
   cacheTable,
   ceilingTable,
@@ -33,6 +34,19 @@ import {
   type Report,
   type SchedulerSummary,
 } from './report.js';
+import {
+  cellKey,
+  combineCeilingPoints,
+  combineCells,
+  isCellStep,
+  measurementPlan,
+  perRoundRatios,
+  perRoundTable,
+  roundOrder,
+  type CellStep,
+  type PlanSpec,
+  type Step,
+} from './rounds.js';
 import {
   compareWithExpected,
   floorResponseCheck,
@@ -187,6 +201,23 @@ function schedulerSummary(before: ModelStats, after: ModelStats): SchedulerSumma
   };
 }
 
+/** How a request of each encoding is checked; nereid-cache narrows it to "the same bytes as the computed answer". */
+interface Checks {
+  http?: ResponseCheck;
+  grpc?: GrpcResponseCheck;
+}
+
+/** A server child under test, with what its cells need. */
+interface RunningServer {
+  child: ChildServer;
+  /** Nereid's gRPC listener, when a gRPC column is measured. */
+  grpcTarget?: string;
+  /** Per encoding, how answers are checked (nereid-cache: set when the encoding is warmed). */
+  checks: Map<Encoding, Checks>;
+  /** Under --cpu-prof: where node writes the profile. */
+  profileDir?: string;
+}
+
 /** Other processes using more than this many cores during a cell make it noisy. */
 const NOISY_CORES = 0.15;
 
@@ -199,10 +230,12 @@ async function main(options: BenchOptions): Promise<void> {
   // nereid-cache serves its own copy of the model, whose config turns the response cache on.
   let cachedModel: PreparedModel | undefined;
   const scratch = await mkdtemp(join(tmpdir(), 'nereid-bench-run-'));
-  let current: ChildServer | undefined;
+  /** The server children running now: one at a time, or (--rounds > 1) all of them from the start to the end. */
+  const running = new Map<ServerTarget, RunningServer>();
+  const stopAll = () => Promise.all([...running.values()].map((server) => server.child.stop()));
   const interrupt = (signal: NodeJS.Signals) => {
     console.error(`\n${signal}: stopping the server under test`);
-    void (current?.stop() ?? Promise.resolve())
+    void stopAll()
       .then(() => model.cleanup())
       .then(() => cachedModel?.cleanup())
       .then(() => rm(scratch, { recursive: true, force: true }))
@@ -237,27 +270,31 @@ async function main(options: BenchOptions): Promise<void> {
     console.log(
       `max_batch_size ${maxBatchSize}; inputs ${workload.inputs.map((i) => `${i.name} ${i.ortType} [${batched ? '1,' : ''}${i.rowDims}]`).join(', ')}; outputs ${outputs.map((o) => `${o.name} ${o.ortType} [${o.shape}]`).join(', ')}`,
     );
-    const ceiling: CeilingPoint[] = [];
-    if (options.targets.includes('ceiling')) {
+    /** Console lines of a measurement name their round when there are several. */
+    const roundLabel = (round: number) => (options.rounds > 1 ? `[round ${round}/${options.rounds}] ` : '');
+    const runningPids = () => [...running.values()].map((server) => server.child.pid);
+    /** The in-process ceiling: every batch size once (each retried when noisy, the quietest kept). */
+    const measureCeiling = async (round: number): Promise<CeilingPoint[]> => {
+      const points: CeilingPoint[] = [];
       const sizes = (options.batchSizes ?? defaultBatchSizes(maxBatchSize)).filter((size) => size === 1 || size <= maxBatchSize);
       for (const batch of sizes) {
         let kept: CeilingPoint | undefined;
         for (let attempt = 1; attempt <= 1 + options.retryNoisy; attempt++) {
-          await quiet([]);
+          await quiet(runningPids());
           const point = await measureBatch(session, workload, batch, options.warmup, options.ceilingDuration);
           console.log(
-            `ceiling batch ${String(batch).padStart(3)}: ${point.inferencesPerSecond.toFixed(1)} inf/s, p50 ${point.latency.p50.toFixed(3)} ms/run (${point.runs} runs), ` +
+            `${roundLabel(round)}ceiling batch ${String(batch).padStart(3)}: ${point.inferencesPerSecond.toFixed(1)} inf/s, p50 ${point.latency.p50.toFixed(3)} ms/run (${point.runs} runs), ` +
               `CPU ${(point.ownCores * 100).toFixed(0)}% other ${point.otherCores === undefined ? '?' : (point.otherCores * 100).toFixed(0)}%${attempt > 1 ? ` (attempt ${attempt})` : ''}`,
           );
           if (!kept || (point.otherCores ?? 0) < (kept.otherCores ?? 0)) kept = point;
           if ((point.otherCores ?? 0) <= NOISY_CORES) break;
         }
-        ceiling.push(kept!);
+        points.push(kept!);
       }
-    }
-    await session.release();
+      return points;
+    };
 
-    // --- server targets (HTTP, and gRPC for Nereid), one child at a time --------------------------
+    // --- server targets (HTTP, and gRPC for Nereid): one child at a time, or all at once in rounds ---
     const httpEncodings = (encodings: readonly Encoding[]) => encodings.filter((encoding): encoding is HttpEncoding => encoding !== 'grpc');
     /** What each target is measured with: Nereid speaks every encoding; the peer and floor HTTP only (the floor also stands in for gRPC, as binary). */
     const encodingsOf = (target: ServerTarget): Encoding[] =>
@@ -271,12 +308,6 @@ async function main(options: BenchOptions): Promise<void> {
     );
     const grpcMessage = grpcRequest(workload, outputs, model.name);
     const requestBytesOf = (encoding: Encoding) => (encoding === 'grpc' ? serialiseModelInfer(grpcMessage).length : bodies.get(encoding)!.body.length);
-    /** How a request of each encoding is checked; nereid-cache narrows it to "the same bytes as the computed answer". */
-    interface Checks {
-      http?: ResponseCheck;
-      grpc?: GrpcResponseCheck;
-    }
-    const cells: Cell[] = [];
     /** One cell: closed-loop load on the running server, with the CPU each party used over the measured window. */
     const measureCell = async (
       server: ChildServer,
@@ -397,20 +428,27 @@ async function main(options: BenchOptions): Promise<void> {
 
     const serverTargets = (['nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const).filter((target) => options.targets.includes(target));
     for (const target of serverTargets) {
-      const profiled = options.cpuProf.includes(target);
-      const profileDir = join(scratch, `${target}-prof`);
+      if (encodingsOf(target).length === 0) console.log(`${target}: none of --encodings ${options.encodings.join(',')} applies (it speaks HTTP only); skipped`);
+    }
+    const planSpec: PlanSpec = {
+      rounds: options.rounds,
+      ceiling: options.targets.includes('ceiling'),
+      targets: serverTargets.filter((target) => encodingsOf(target).length > 0),
+      encodings: options.encodings,
+      concurrency: options.concurrency,
+      encodingsOf,
+    };
+    const plan = measurementPlan(planSpec);
+
+    /** Starts a target's child (nereid-cache: with its own copy of the model, response cache on). */
+    const startTarget = async (target: ServerTarget): Promise<RunningServer> => {
+      const profileDir = options.cpuProf.includes(target) ? join(scratch, `${target}-prof`) : undefined;
       // No --cpu-prof-name: tsx's loader runs on a worker thread, which writes a profile too; the
       // default names (CPU.<date>.<time>.<pid>.<tid>.<seq>) keep the main thread's (tid 0) apart.
-      const nodeFlags = profiled ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
-      const targetEncodings = encodingsOf(target);
-      if (targetEncodings.length === 0) {
-        console.log(`${target}: none of --encodings ${options.encodings.join(',')} applies (it speaks HTTP only); skipped`);
-        continue;
-      }
+      const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
       // Nereid listens for gRPC only when a gRPC column is measured (--grpc-port 0 disables it), and
       // its Prometheus listener (on, as by default) goes to a free port instead of 8002.
-      const grpcPort = NEREID_TARGETS.includes(target) ? (targetEncodings.includes('grpc') ? await freePort() : 0) : undefined;
-      const grpcTarget = grpcPort ? `127.0.0.1:${grpcPort}` : undefined;
+      const grpcPort = NEREID_TARGETS.includes(target) ? (encodingsOf(target).includes('grpc') ? await freePort() : 0) : undefined;
       if (target === 'nereid-cache') cachedModel ??= await prepareModel(options, RESPONSE_CACHE_CONFIG);
       const served = target === 'nereid-cache' ? cachedModel! : model;
       // The same command for nereid and before; before runs the other checkout's src/cli.ts in that
@@ -444,75 +482,131 @@ async function main(options: BenchOptions): Promise<void> {
       }[target];
       if (target === 'nereid-cache') console.log(`nereid-cache serves ${served.repository} (${served.configSource}) with --cache-config ${options.cacheConfig}`);
       if (target === 'before') console.log(`before: ${options.nereidBefore}/src/cli.ts (commit ${sourceState(options.nereidBefore).commit}) serves ${resolve(served.repository)}`);
-      current = await startChild({ name: target, cwd: ROOT, logDir: scratch, nodeFlags, ...spec });
-      const pid = current.pid;
-      const targetCells: Cell[] = [];
-      try {
-        for (const encoding of targetEncodings) {
-          const checks = target === 'nereid-cache' ? await warmCache(current, grpcTarget, encoding) : {};
-          for (const concurrency of options.concurrency) {
-            let cell: Cell | undefined;
-            for (let attempt = 1; attempt <= 1 + options.retryNoisy; attempt++) {
-              await quiet([current.pid]);
-              const tried = await measureCell(current, grpcTarget, target, encoding, concurrency, checks);
-              const l = tried.result.latency;
-              const pct = (value: number | undefined) => (value === undefined ? '?' : `${(value * 100).toFixed(0)}%`);
-              console.log(
-                `${target.padEnd(6)} ${encoding.padEnd(6)} c=${String(concurrency).padStart(3)}: ${tried.result.requestsPerSecond.toFixed(1)} req/s, ` +
-                  `p50 ${l.p50.toFixed(3)} p95 ${l.p95.toFixed(3)} p99 ${l.p99.toFixed(3)} ms, ${tried.result.errors} errors, ${tried.result.verified} verified, ` +
-                  `CPU server ${pct(tried.serverCores)} client ${pct(tried.clientCores)} other ${pct(tried.otherCores)}${attempt > 1 ? ` (attempt ${attempt})` : ''}`,
-              );
-              if (tried.scheduler && COMPUTING_NEREID_TARGETS.includes(target)) {
-                const q = tried.scheduler;
-                console.log(
-                  `    ${target} stats: ${q.executions} executions (batch size×executions ${batchMix(q.batches)}), mean batch ${q.meanBatch.toFixed(2)}, per request: queue ${q.meanQueueMs.toFixed(3)} ms, ` +
-                    `input ${q.meanComputeInputMs.toFixed(3)} ms, infer ${q.meanComputeInferMs.toFixed(3)} ms, output ${q.meanComputeOutputMs.toFixed(3)} ms, total ${q.meanRequestMs.toFixed(3)} ms`,
-                );
-              }
-              if (tried.scheduler && target === 'nereid-cache') {
-                const q = tried.scheduler;
-                console.log(
-                  `    cache: /stats cache_hit +${q.cacheHits}, cache_miss +${q.cacheMisses}, executions +${q.executions} for ${tried.result.answered} answers ` +
-                    `(warm-up included)${q.cacheHits === tried.result.answered && q.cacheMisses === 0 ? ': all hits' : ': NOT ALL HITS'}; ` +
-                    `hit lookup ${q.meanCacheHitMs.toFixed(4)} ms, request ${q.meanRequestMs.toFixed(4)} ms in the server`,
-                );
-              }
-              for (const sample of tried.result.errorSamples) console.log(`    error: ${sample}`);
-              for (const failure of tried.result.verifyFailures) console.log(`    WRONG RESPONSE: ${failure}`);
-              tried.attempts = attempt;
-              if (!cell || (tried.otherCores ?? 0) < (cell.otherCores ?? 0)) cell = { ...tried, attempts: attempt };
-              await sleep(200);
-              if ((tried.otherCores ?? 0) <= NOISY_CORES) break;
-            }
-            targetCells.push(cell!);
-          }
-        }
-      } finally {
-        await current.stop();
-        current = undefined;
+      const child = await startChild({ name: target, cwd: ROOT, logDir: scratch, nodeFlags, ...spec });
+      return { child, grpcTarget: grpcPort ? `127.0.0.1:${grpcPort}` : undefined, checks: new Map(), profileDir };
+    };
+
+    /** Each cell's kept measurement of each round, in the order first measured. */
+    const measured = new Map<string, Cell[]>();
+    const keyOf = (cell: CellStep | Cell) => cellKey(cell.target, cell.encoding, cell.concurrency);
+    const profiles = new Map<string, ProfileSummary>();
+
+    /** One cell of one round on a running server, measured again when noisy (the quietest attempt kept). */
+    const measureStep = async (server: RunningServer, { round, target, encoding, concurrency }: CellStep): Promise<Cell> => {
+      let checks = server.checks.get(encoding);
+      if (!checks) {
+        checks = target === 'nereid-cache' ? await warmCache(server.child, server.grpcTarget, encoding) : {};
+        server.checks.set(encoding, checks);
       }
-      if (profiled) {
-        const name = existsSync(profileDir) ? readdirSync(profileDir).find((entry) => entry.includes(`.${pid}.0.`)) : undefined;
-        const file = name ? join(profileDir, name) : undefined;
-        if (!file) {
-          console.log(`no main-thread CPU profile was written for ${target} in ${profileDir}`);
-        } else {
-          const keep = join(resolve(options.outDir), `${model.name}-${target}-${started.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
-          await mkdir(resolve(options.outDir), { recursive: true });
-          await writeFile(keep, readFileSync(file));
-          for (const cell of targetCells) {
-            cell.profile = summariseProfile(keep, [{ startNs: cell.result.windowStartNs, endNs: cell.result.windowEndNs }]);
-            console.log(`\n[${cell.target} ${cell.encoding} c=${cell.concurrency}] ${formatProfile(cell.profile)}\n`);
-          }
+      let cell: Cell | undefined;
+      for (let attempt = 1; attempt <= 1 + options.retryNoisy; attempt++) {
+        await quiet(runningPids());
+        const tried = await measureCell(server.child, server.grpcTarget, target, encoding, concurrency, checks);
+        const l = tried.result.latency;
+        const pct = (value: number | undefined) => (value === undefined ? '?' : `${(value * 100).toFixed(0)}%`);
+        console.log(
+          `${roundLabel(round)}${target.padEnd(6)} ${encoding.padEnd(6)} c=${String(concurrency).padStart(3)}: ${tried.result.requestsPerSecond.toFixed(1)} req/s, ` +
+            `p50 ${l.p50.toFixed(3)} p95 ${l.p95.toFixed(3)} p99 ${l.p99.toFixed(3)} ms, ${tried.result.errors} errors, ${tried.result.verified} verified, ` +
+            `CPU server ${pct(tried.serverCores)} client ${pct(tried.clientCores)} other ${pct(tried.otherCores)}${attempt > 1 ? ` (attempt ${attempt})` : ''}`,
+        );
+        if (tried.scheduler && COMPUTING_NEREID_TARGETS.includes(target)) {
+          const q = tried.scheduler;
+          console.log(
+            `    ${target} stats: ${q.executions} executions (batch size×executions ${batchMix(q.batches)}), mean batch ${q.meanBatch.toFixed(2)}, per request: queue ${q.meanQueueMs.toFixed(3)} ms, ` +
+              `input ${q.meanComputeInputMs.toFixed(3)} ms, infer ${q.meanComputeInferMs.toFixed(3)} ms, output ${q.meanComputeOutputMs.toFixed(3)} ms, total ${q.meanRequestMs.toFixed(3)} ms`,
+          );
         }
+        if (tried.scheduler && target === 'nereid-cache') {
+          const q = tried.scheduler;
+          console.log(
+            `    cache: /stats cache_hit +${q.cacheHits}, cache_miss +${q.cacheMisses}, executions +${q.executions} for ${tried.result.answered} answers ` +
+              `(warm-up included)${q.cacheHits === tried.result.answered && q.cacheMisses === 0 ? ': all hits' : ': NOT ALL HITS'}; ` +
+              `hit lookup ${q.meanCacheHitMs.toFixed(4)} ms, request ${q.meanRequestMs.toFixed(4)} ms in the server`,
+          );
+        }
+        for (const sample of tried.result.errorSamples) console.log(`    error: ${sample}`);
+        for (const failure of tried.result.verifyFailures) console.log(`    WRONG RESPONSE: ${failure}`);
+        tried.attempts = attempt;
+        if (!cell || (tried.otherCores ?? 0) < (cell.otherCores ?? 0)) cell = { ...tried, attempts: attempt };
+        await sleep(200);
+        if ((tried.otherCores ?? 0) <= NOISY_CORES) break;
       }
-      cells.push(...targetCells);
+      return cell!;
+    };
+
+    /** Stops a target's child and, under --cpu-prof, summarises its profile over each cell's measured window. */
+    const finishTarget = async (target: ServerTarget): Promise<void> => {
+      const server = running.get(target)!;
+      await server.child.stop();
+      running.delete(target);
+      if (!server.profileDir) return;
+      const { profileDir } = server;
+      const name = existsSync(profileDir) ? readdirSync(profileDir).find((entry) => entry.includes(`.${server.child.pid}.0.`)) : undefined;
+      const file = name ? join(profileDir, name) : undefined;
+      if (!file) {
+        console.log(`no main-thread CPU profile was written for ${target} in ${profileDir}`);
+        return;
+      }
+      const keep = join(resolve(options.outDir), `${model.name}-${target}-${started.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+      await mkdir(resolve(options.outDir), { recursive: true });
+      await writeFile(keep, readFileSync(file));
+      for (const [key, rounds] of measured) {
+        if (rounds[0].target !== target) continue;
+        const profile = summariseProfile(
+          keep,
+          rounds.map((cell) => ({ startNs: cell.result.windowStartNs, endNs: cell.result.windowEndNs })),
+        );
+        profiles.set(key, profile);
+        console.log(`\n[${target} ${rounds[0].encoding} c=${rounds[0].concurrency}] ${formatProfile(profile)}\n`);
+      }
+    };
+
+    /** Each round's in-process measurements (one list of batch sizes per round). */
+    const ceilingRounds: CeilingPoint[][] = [];
+    const lastStepOf = new Map<Step['target'], number>(plan.map((step, index) => [step.target, index]));
+    if (!lastStepOf.has('ceiling')) await session.release();
+    // More than one round: every server child runs from the start (idle ones use no CPU), so that
+    // each cell's targets are measured back to back.
+    if (options.rounds > 1) for (const target of planSpec.targets) running.set(target, await startTarget(target));
+    let round = 0;
+    for (const [index, step] of plan.entries()) {
+      if (options.rounds > 1 && step.round !== round) {
+        round = step.round;
+        console.log(`--- round ${step.round}/${options.rounds}: ${step.target === 'ceiling' ? 'ceiling, then ' : ''}each cell's ${roundOrder(planSpec.targets, step.round).join(', ')}`);
+      }
+      if (step.target === 'ceiling') {
+        ceilingRounds.push(await measureCeiling(step.round));
+        if (index === lastStepOf.get('ceiling')) await session.release();
+        continue;
+      }
+      let server = running.get(step.target);
+      if (!server) {
+        server = await startTarget(step.target);
+        running.set(step.target, server);
+      }
+      const cell = await measureStep(server, step);
+      measured.set(keyOf(step), [...(measured.get(keyOf(step)) ?? []), cell]);
+      if (options.rounds === 1 && index === lastStepOf.get(step.target)) await finishTarget(step.target);
     }
+    for (const target of [...running.keys()]) await finishTarget(target);
+
+    // --- rounds combined: each cell (and in-process batch size) over every round ------------------
+    const ceiling = (ceilingRounds[0] ?? []).map((_, index) => combineCeilingPoints(ceilingRounds.map((points) => points[index])));
+    // Target by target, as one round measures them.
+    const cells = measurementPlan({ ...planSpec, rounds: 1, ceiling: false })
+      .filter(isCellStep)
+      .map((step) => ({ ...combineCells(measured.get(keyOf(step))!), profile: profiles.get(keyOf(step)) }));
 
     // --- report ---------------------------------------------------------------------------------
     const withRatios = cells.map((cell) => ({ ...cell, ratios: ratiosOf(cell, cells, ceiling) }));
     const goals = evaluateGoals(model.name, withRatios);
     const best = bestCeiling(ceiling);
+    const perRound =
+      options.rounds > 1
+        ? beforeBesideNereid(withRatios)
+            .filter((cell) => COMPUTING_NEREID_TARGETS.includes(cell.target))
+            .map((cell) => perRoundRatios(cell, measured, ceilingRounds))
+        : [];
     const meta = {
       model: model.name,
       date: started.toISOString(),
@@ -527,11 +621,27 @@ async function main(options: BenchOptions): Promise<void> {
       inProcessSession: sessionOptions(),
       inputs: workload.inputs,
       outputs: outputs.map(({ expected: _expected, ...output }) => output),
-      options: { ...options, inputShapes: Object.fromEntries(options.inputShapes) },
+      // rounds: left out when 1, as before the option existed.
+      options: { ...options, rounds: options.rounds > 1 ? options.rounds : undefined, inputShapes: Object.fromEntries(options.inputShapes) },
       ceilingInferencesPerSecond: best?.inferencesPerSecond,
       ceilingBatch: best?.batch,
     };
-    const report: Report = { meta, ceiling, cells: withRatios, goals };
+    const report: Report = {
+      meta,
+      ceiling,
+      cells: withRatios,
+      goals,
+      ...(options.rounds > 1
+        ? {
+            rounds: {
+              count: options.rounds,
+              order: Array.from({ length: options.rounds }, (_, index) => roundOrder(planSpec.targets, index + 1)),
+              ceiling: ceilingRounds,
+              ratios: perRound,
+            },
+          }
+        : {}),
+    };
     const m = meta.machine as Record<string, unknown>;
     const markdown = [
       `# ${model.name} — ${started.toISOString()}`,
@@ -552,13 +662,30 @@ async function main(options: BenchOptions): Promise<void> {
           ]
         : []),
       `Nereid config (${model.configSource}): \`${JSON.stringify({ max_batch_size: model.config.max_batch_size, dynamic_batching: model.config.dynamic_batching, instance_group: model.config.instance_group, parameters: model.config.parameters })}\``,
-      `Each cell: ${options.warmup} s warm-up (excluded), ${options.duration} s measured; in-process: ${options.ceilingDuration} s per batch size.`,
+      options.rounds > 1
+        ? `Each cell: ${options.rounds} rounds of ${options.warmup} s warm-up (excluded) and ${options.duration} s measured; in-process: ${options.ceilingDuration} s per batch size, once per round. ` +
+          `Every server ran from start to end; each round measured ${planSpec.ceiling ? 'the in-process ceiling, then ' : ''}each cell's targets back to back ` +
+          `(${roundOrder(planSpec.targets, 1).join(', ')}; reversed in even rounds). The tables combine the rounds: requests/s and inferences/s = answered ÷ measured seconds, ` +
+          `percentiles of every sample, CPU over every window, Nereid's statistics summed; the ratios are those of the combined figures (per round: see 'Per-round ratios').`
+        : `Each cell: ${options.warmup} s warm-up (excluded), ${options.duration} s measured; in-process: ${options.ceilingDuration} s per batch size.`,
       '',
       ...(ceiling.length ? ['## In-process ONNX Runtime (the ceiling)', '', ceilingTable(ceiling), ''] : []),
       options.encodings.includes('grpc') ? '## Over HTTP and gRPC' : '## Over HTTP',
       '',
       cellTable(withRatios),
       '',
+      ...(perRound.length
+        ? [
+            `## Per-round ratios (${options.rounds} rounds)`,
+            '',
+            "Each round's ×ceiling, ×peer and ×floor from that round's measurements alone (against the peer and floor measured just before or after it, " +
+              "and that round's ceiling), their median, and the ratio of the combined figures above (all rounds)." +
+              (ceilingRounds.length ? ` Best in-process inferences/s by round: ${ceilingRounds.map((points) => bestCeiling(points)!.inferencesPerSecond.toFixed(0)).join(', ')}.` : ''),
+            '',
+            perRoundTable(perRound),
+            '',
+          ]
+        : []),
       ...(withRatios.some((cell) => cell.target === 'nereid-cache')
         ? [
             `## Response cache hits (nereid-cache: --cache-config ${options.cacheConfig}, response_cache { enable: true })`,
@@ -603,13 +730,17 @@ async function main(options: BenchOptions): Promise<void> {
     ].join('\n');
     console.log(`\n${markdown}`);
     const base = await resultPath(resolve(options.outDir), model.name);
-    await writeFile(`${base}.json`, JSON.stringify(report, (_key, value) => (typeof value === 'bigint' ? value.toString() : value), 2));
+    // Latency samples (kept to combine rounds) stay out of the JSON: the percentiles stand for them.
+    await writeFile(
+      `${base}.json`,
+      JSON.stringify(report, (key, value) => (key === 'latenciesMs' ? undefined : typeof value === 'bigint' ? value.toString() : value), 2),
+    );
     await writeFile(`${base}.md`, markdown);
     console.log(`wrote ${base}.json and ${base}.md`);
   } finally {
     process.off('SIGINT', interrupt);
     process.off('SIGTERM', interrupt);
-    await current?.stop();
+    await stopAll();
     await model.cleanup();
     await cachedModel?.cleanup();
     await rm(scratch, { recursive: true, force: true });
