@@ -52,6 +52,8 @@ export interface RunResult {
   timings: RequestTimings;
 }
 
+const NO_INPUTS: ReadonlySet<string> = new Set();
+
 /** A cache hit spent no time in the queue or the model. */
 const HIT_TIMINGS: RequestTimings = Object.freeze({ queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 });
 
@@ -88,7 +90,7 @@ export class ModelVersion {
 
   /** Inputs that take encoded images. */
   get imageInputs(): ReadonlySet<string> {
-    return this.parts.preprocessor?.imageInputs ?? new Set();
+    return this.parts.preprocessor?.imageInputs ?? NO_INPUTS;
   }
 
   labelsOf(output: string): readonly string[] | undefined {

@@ -8,10 +8,15 @@ import type { Tensor } from '../core/tensor.js';
 import { ImagePreprocessor } from './image-preprocessor.js';
 
 export class InputPreprocessor {
+  /** Inputs that take encoded images. */
+  readonly imageInputs: ReadonlySet<string>;
+
   private constructor(
     private readonly images: ReadonlyMap<string, ImagePreprocessor>,
     private readonly batched: boolean,
-  ) {}
+  ) {
+    this.imageInputs = new Set(images.keys());
+  }
 
   /** The pre-processing a config declares, or undefined when it declares none. */
   static of(config: CompletedModelConfig): InputPreprocessor | undefined {
@@ -21,11 +26,6 @@ export class InputPreprocessor {
         .map((input) => [input.name, new ImagePreprocessor(input.name, input.preprocess!.image, datatypeOfConfig(input), input.reshape?.shape ?? input.dims)]),
     );
     return images.size > 0 ? new InputPreprocessor(images, config.max_batch_size > 0) : undefined;
-  }
-
-  /** Inputs that take encoded images. */
-  get imageInputs(): ReadonlySet<string> {
-    return new Set(this.images.keys());
   }
 
   /** The config as clients see it: an image input takes BYTES [1] per row, the encoded image. */
