@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { defaultOf } from './config/schema-defaults.js';
+import type { AuthScope, AuthTokens } from './core/auth.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { createHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
@@ -39,6 +40,34 @@ function number(min: number, max = Infinity) {
     }
     return parsed;
   };
+}
+
+/**
+ * Bearer tokens by scope from the flags, the environment (NEREID_<SCOPE>_AUTH_TOKEN, HTTP meaning all)
+ * and --auth-token-file, so that tokens need not appear on a command line other users can read.
+ */
+async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens> {
+  const tokens: Record<AuthScope | 'all', string[]> = { all: [], inference: [], management: [], metrics: [] };
+  const flagOf = { all: 'httpAuthToken', inference: 'inferenceAuthToken', management: 'managementAuthToken', metrics: 'metricsAuthToken' } as const;
+  const envOf = { all: 'NEREID_HTTP_AUTH_TOKEN', inference: 'NEREID_INFERENCE_AUTH_TOKEN', management: 'NEREID_MANAGEMENT_AUTH_TOKEN', metrics: 'NEREID_METRICS_AUTH_TOKEN' } as const;
+  for (const scope of Object.keys(tokens) as (keyof typeof tokens)[]) {
+    tokens[scope].push(...((flags[flagOf[scope]] as string[] | undefined) ?? []));
+    const fromEnv = process.env[envOf[scope]];
+    if (fromEnv) tokens[scope].push(fromEnv);
+  }
+  if (typeof flags.authTokenFile === 'string') {
+    const text = await readFile(flags.authTokenFile, 'utf8');
+    text.split(/\r?\n/).forEach((line, index) => {
+      const content = line.replace(/#.*/, '').trim();
+      if (!content) return;
+      const [scope, token, ...rest] = content.split(/\s+/);
+      if (!(scope in tokens) || !token || rest.length > 0) {
+        throw new Error(`--auth-token-file line ${index + 1}: expected '<scope> <token>' with scope all, inference, management or metrics`);
+      }
+      tokens[scope as keyof typeof tokens].push(token);
+    });
+  }
+  return tokens;
 }
 
 /** --log-verbose 0 logs at info, 1 at debug, 2 or more at trace, as Triton's verbosity grows. */
@@ -80,10 +109,14 @@ program
   .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxBodyBytes'))
   .option(
     '--http-auth-token <token>',
-    'require Authorization: Bearer <token> on every HTTP route and gRPC RPC but health (repeatable; env NEREID_HTTP_AUTH_TOKEN)',
+    'require Authorization: Bearer <token> on every HTTP route, gRPC RPC and the metrics port, health probes excepted (repeatable; env NEREID_HTTP_AUTH_TOKEN)',
     collect,
     [],
   )
+  .option('--inference-auth-token <token>', 'a token for inference only: infer, classify, metadata, statistics (repeatable; env NEREID_INFERENCE_AUTH_TOKEN)', collect, [])
+  .option('--management-auth-token <token>', 'a token for the repository API only: index, load, unload (repeatable; env NEREID_MANAGEMENT_AUTH_TOKEN)', collect, [])
+  .option('--metrics-auth-token <token>', 'a token for the metrics port only (repeatable; env NEREID_METRICS_AUTH_TOKEN)', collect, [])
+  .option('--auth-token-file <path>', "tokens from a file, one '<scope> <token>' per line, scope all|inference|management|metrics ('#' starts a comment)")
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   // Observability: metrics, traces, access log, cost per prediction.
   .option('--allow-metrics <bool>', 'serve Prometheus metrics on --metrics-port', booleanFlag, true)
@@ -99,11 +132,10 @@ program
   .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'accessLog'))
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
-    const authTokens: string[] = [...flags.httpAuthToken];
-    if (process.env.NEREID_HTTP_AUTH_TOKEN) authTokens.push(process.env.NEREID_HTTP_AUTH_TOKEN);
+    const authTokens = await authTokensOf(flags);
     const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour }) : undefined;
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
-    const metricsListener = metrics ? createMetricsListener(metrics, { logger }) : undefined;
+    const metricsListener = metrics ? createMetricsListener(metrics, { logger, authTokens }) : undefined;
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
@@ -118,7 +150,7 @@ program
     });
     metrics?.attach(server);
     const http = createHttpFrontEnd(server, { maxBodyBytes: flags.httpMaxBodyBytes, authTokens, accessLog: flags.logAccess });
-    // The same tokens guard gRPC: a second port must not be a way around them.
+    // The same tokens guard gRPC and the metrics port: another port must not be a way around them.
     const grpc: GrpcFrontEnd | undefined =
       flags.grpcPort === 0
         ? undefined

@@ -834,7 +834,7 @@ describe('errors', () => {
   test('bad Inference-Header-Content-Length', async () => {
     const json = JSON.stringify(simpleRequest([range16], [ones]));
     for (const bad of ['abc', '-5', String(json.length + 10)]) {
-      await assertError(await inferSimple(json, { 'Inference-Header-Content-Length': bad }), 400, 'Inference-Header-Content-Length', `'${bad}'`);
+      await assertError(await inferSimple(json, { 'Inference-Header-Content-Length': bad }), 400, 'Inference-Header-Content-Length', JSON.stringify(bad));
     }
   });
 

@@ -45,7 +45,7 @@ test('parseCacheConfig refuses bad forms with messages that say what is expected
   refuses('redis,port=0', 'port must be 1-65535');
   refuses('redis,port=65536', 'port must be 1-65535');
   refuses('redis,port=abc', 'port must be 1-65535');
-  refuses('redis,host=x,size=5', "unknown setting 'size'", 'host, port, password, prefix');
+  refuses('redis,host=x,size=5', "unknown setting 'size'", 'host, port, password, password_file, prefix');
 });
 
 test('createCacheStore makes the store a config names', async () => {

@@ -1,6 +1,7 @@
 /**
  * Triton's `--cache-config` syntax: `local,size=BYTES` for an in-memory cache in this process, or
- * (Nereid) `redis,host=H,port=P[,password=…][,prefix=…]` for one shared by every replica. The
+ * (Nereid) `redis,host=H,port=P[,password=…|,password_file=PATH][,prefix=…]` for one shared by every
+ * replica; without either, the password comes from NEREID_REDIS_PASSWORD when it is set. The
  * settings and their defaults are the schemas below; the composition root makes the store.
  */
 import { z } from 'zod';
@@ -22,13 +23,15 @@ const redisSchema = z.object({
     .refine((port) => port >= 1 && port <= 65535, 'port must be 1-65535')
     .default(6379),
   password: z.string().optional(),
+  /** A file holding the password, so that it need not be on a command line (or NEREID_REDIS_PASSWORD). */
+  password_file: z.string().min(1).optional(),
   /** Keys are namespaced so several deployments can share one Redis. */
   prefix: z.string().optional(),
 });
 
 export type CacheConfig =
   | { kind: 'local'; sizeBytes: number }
-  | { kind: 'redis'; host: string; port: number; password?: string; prefix?: string };
+  | { kind: 'redis'; host: string; port: number; password?: string; password_file?: string; prefix?: string };
 
 const KNOWN: Record<string, readonly string[]> = {
   local: Object.keys(localSchema.shape).filter((key) => key !== 'kind'),

@@ -66,3 +66,24 @@ export function asNereidError(error: unknown, context?: string): NereidError {
   const message = error instanceof Error ? error.message : String(error);
   return new NereidError('INTERNAL', context ? `${context}: ${message}` : message, { cause: error });
 }
+
+/** Longest error message sent to a client: messages quote client input (names, values), which a client controls. */
+export const MAX_CLIENT_MESSAGE_CHARS = 1024;
+
+/** A message as a client receives it, bounded (an HTTP/2 trailer must stay well under the header limit). */
+export function clientMessage(error: NereidError | string): string {
+  const message = typeof error === 'string' ? error : error.message;
+  if (message.length <= MAX_CLIENT_MESSAGE_CHARS) return message;
+  return `${message.slice(0, MAX_CLIENT_MESSAGE_CHARS)}… (${message.length - MAX_CLIENT_MESSAGE_CHARS} more characters)`;
+}
+
+/** A client's value quoted in a message: JSON, at most `max` characters, and never a stack overflow on absurd nesting. */
+export function quote(value: unknown, max = 80): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    return '(a value too deeply nested to show)';
+  }
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
+}

@@ -14,7 +14,7 @@ import {
   type NumericArray,
   type TensorData,
 } from './datatype.js';
-import { invalidArgument } from './errors.js';
+import { invalidArgument, quote } from './errors.js';
 
 export interface Tensor {
   datatype: Datatype;
@@ -46,7 +46,7 @@ function flatten(name: string, values: unknown[]): unknown[] {
 }
 
 function badElement(name: string, datatype: Datatype, flat: readonly unknown[], index: number, expected: string) {
-  return invalidArgument(`input '${name}': element ${index} is ${JSON.stringify(flat[index])}, expected ${expected} for datatype ${datatype}`);
+  return invalidArgument(`input '${name}': element ${index} is ${quote(flat[index])}, expected ${expected} for datatype ${datatype}`);
 }
 
 /**
@@ -186,7 +186,7 @@ export function tensorDataFromContents(name: string, datatype: Datatype, content
 /** Checks a wire datatype name; every front end reports an unknown one the same way. */
 export function checkDatatype(name: string, value: unknown): Datatype {
   if (!isDatatype(value)) {
-    throw invalidArgument(`input '${name}': datatype must be one of ${DATATYPES.join(', ')}, got ${JSON.stringify(value)}`);
+    throw invalidArgument(`input '${name}': datatype must be one of ${DATATYPES.join(', ')}, got ${quote(value)}`);
   }
   return value;
 }
@@ -198,7 +198,7 @@ export function checkShape(name: string, value: unknown): number[] {
     const dim = (value as unknown[])[index];
     valid = Number.isSafeInteger(dim) && (dim as number) >= 0;
   }
-  if (!valid) throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(value)}`);
+  if (!valid) throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${quote(value)}`);
   return value as number[];
 }
 

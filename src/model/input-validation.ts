@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeOfConfig } from '../config/model-config.js';
 import { elementCount, type Datatype } from '../core/datatype.js';
-import { invalidArgument, NereidError } from '../core/errors.js';
+import { invalidArgument, NereidError, quote } from '../core/errors.js';
 import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Admission } from '../scheduler/priority-queue.js';
@@ -54,10 +54,33 @@ function shapeMatches(expected: readonly number[], actual: readonly number[]): b
   return true;
 }
 
+/** Bounds on the request's own strings: they are echoed (id) or kept (parameters) and a client controls their size. */
+const MAX_ID_CHARS = 256;
+const MAX_PARAMETERS = 64;
+const MAX_PARAMETER_KEY_CHARS = 256;
+const MAX_PARAMETER_VALUE_CHARS = 4096;
+
+function checkRequestFields(request: InferenceRequest): void {
+  if (request.id !== undefined && request.id.length > MAX_ID_CHARS) {
+    throw invalidArgument(`the request id has ${request.id.length} characters; at most ${MAX_ID_CHARS} are accepted`);
+  }
+  const parameters = request.parameters;
+  if (!parameters) return;
+  let count = 0;
+  for (const key in parameters) {
+    if (++count > MAX_PARAMETERS) throw invalidArgument(`the request has more than ${MAX_PARAMETERS} parameters`);
+    if (key.length > MAX_PARAMETER_KEY_CHARS) throw invalidArgument(`request parameter ${quote(key)} has a name longer than ${MAX_PARAMETER_KEY_CHARS} characters`);
+    const value = parameters[key];
+    if (typeof value === 'string' && value.length > MAX_PARAMETER_VALUE_CHARS) {
+      throw invalidArgument(`request parameter '${key}' has ${value.length} characters; at most ${MAX_PARAMETER_VALUE_CHARS} are accepted`);
+    }
+  }
+}
+
 function numberParameter(request: InferenceRequest, key: string): number | undefined {
   const value = request.parameters?.[key];
   if (value === undefined) return undefined;
-  if (typeof value !== 'number') throw invalidArgument(`request parameter '${key}' must be a number, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'number') throw invalidArgument(`request parameter '${key}' must be a number, got ${quote(value)}`);
   return value;
 }
 
@@ -91,6 +114,7 @@ export class RequestValidator {
   }
 
   check(request: InferenceRequest): ValidatedRequest {
+    checkRequestFields(request);
     const tensors: Record<string, Tensor> = {};
     let batchSize = -1;
     let batchSource = '';

@@ -6,6 +6,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { BEARER_TOKEN_MESSAGE, checkBearerToken, type AuthTokens } from '../core/auth.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
 
 export interface MetricsListener {
@@ -15,9 +16,15 @@ export interface MetricsListener {
   close(): Promise<void>;
 }
 
-export function createMetricsListener(metrics: PrometheusMetrics, options: { logger?: Logger } = {}): MetricsListener {
+export function createMetricsListener(metrics: PrometheusMetrics, options: { logger?: Logger; authTokens?: AuthTokens } = {}): MetricsListener {
   const httpServer = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
+    try {
+      checkBearerToken(request.headers.authorization, options.authTokens, 'metrics');
+    } catch {
+      response.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify({ error: BEARER_TOKEN_MESSAGE }));
+      return;
+    }
     if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
       response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no route ${request.method} ${path} (GET /metrics)` }));
       return;

@@ -150,7 +150,7 @@ test('decodes binary BYTES as 4-byte little-endian length-prefixed elements', ()
 test('refuses bad Inference-Header-Content-Length values', () => {
   const json = Buffer.from(JSON.stringify({ inputs: [] }));
   for (const bad of ['abc', '-1', String(json.length + 1), '1.5', 'NaN']) {
-    assertInvalid(() => decodeInferRequest(json, bad, 'm', undefined), 'Inference-Header-Content-Length', `'${bad}'`, `${json.length} bytes`);
+    assertInvalid(() => decodeInferRequest(json, bad, 'm', undefined), 'Inference-Header-Content-Length', JSON.stringify(bad), `${json.length} bytes`);
   }
   // A header length that cuts the JSON short is reported as malformed JSON.
   assertInvalid(() => decodeInferRequest(json, '5', 'm', undefined), 'malformed JSON');

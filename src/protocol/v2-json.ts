@@ -5,7 +5,7 @@
  * rules are the core's.
  */
 import type { Datatype, NumericArray, TensorData } from '../core/datatype.js';
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument, quote } from '../core/errors.js';
 import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
 
@@ -61,10 +61,11 @@ export function decodeInferRequest(
 ): { request: InferenceRequest; binaryOutputByDefault: boolean } {
   let jsonLength = body.length;
   if (headerLength !== undefined) {
-    jsonLength = Number(headerLength);
-    if (!Number.isInteger(jsonLength) || jsonLength < 0 || jsonLength > body.length) {
+    // A plain decimal only: Number() would also take '0xd2', '1e2' or ' 12 '.
+    jsonLength = /^\d{1,15}$/.test(headerLength) ? Number(headerLength) : NaN;
+    if (!Number.isInteger(jsonLength) || jsonLength > body.length) {
       throw invalidArgument(
-        `Inference-Header-Content-Length is '${headerLength}' but the body has ${body.length} bytes; it must be the length of the JSON header`,
+        `Inference-Header-Content-Length is ${quote(headerLength)} but the body has ${body.length} bytes; it must be the length of the JSON header, a decimal number`,
       );
     }
   }

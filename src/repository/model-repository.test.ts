@@ -430,7 +430,8 @@ test('default_model_filename and label_filename inside the model folder work', a
   assert.deepEqual(repo.get('custom').labelsOf('OUTPUT0'), ['a', 'b', 'c', 'd']);
   // The default filename is then missing: the reason says which file.
   await writeModel(root, 'missing', 1, scaleModel(), 'default_model_filename: "other.onnx"');
-  await assert.rejects(repo.load('missing'), isCode('UNAVAILABLE', /model file .*other\.onnx does not exist/));
+  // Named relative to the repository: clients never see the server's absolute paths.
+  await assert.rejects(repo.load('missing'), isCode('UNAVAILABLE', /default_model_filename 'other\.onnx': missing\/1\/other\.onnx does not exist$/));
   await writeModel(root, 'no_labels', 1, scaleModel(), 'output { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "labels.txt" }');
   await assert.rejects(repo.load('no_labels'), isCode('UNAVAILABLE', /labels\.txt/));
 });

@@ -4,6 +4,7 @@
  * A model that fails to load is UNAVAILABLE with its reason; the others keep serving.
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
@@ -12,7 +13,7 @@ import { invalidArgument, NereidError, notFound, unavailable } from '../core/err
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
-import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import { parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
 import { loadModelVersion } from './model-loader.js';
 
@@ -52,14 +53,69 @@ export function checkModelName(name: string): void {
   }
 }
 
-/** A file named inside a config must stay inside the folder it is relative to. */
-function containedPath(folder: string, file: string, what: string): string {
+/** A path as clients may see it: relative to the repository, never the server's absolute layout. */
+function shown(root: string, path: string): string {
+  return relative(root, path) || '.';
+}
+
+/** Absolute paths of the server's file system taken out of a message a client will read (they stay in the log). */
+function redacted(root: string, message: string): string {
+  return message.split(root + sep).join('').split(root).join('<model repository>');
+}
+
+/**
+ * A file named inside a config: a relative path inside its folder that, with every symbolic link
+ * followed, still ends inside the model repository. Returns the real path.
+ */
+async function containedFile(root: string, folder: string, file: string, what: string): Promise<string> {
   const path = resolve(folder, file);
   const rel = relative(folder, path);
   if (isAbsolute(file) || rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
-    throw new Error(`${what} '${file}' must be a relative path inside ${folder}`);
+    throw new Error(`${what} '${file}' must be a relative path inside ${shown(root, folder)}`);
   }
-  return path;
+  const real = await realpath(path).catch(() => {
+    throw new Error(`${what} '${file}': ${shown(root, path)} does not exist`);
+  });
+  if (!real.startsWith(root + sep)) throw new Error(`${what} '${file}' is a link to a file outside the model repository`);
+  return real;
+}
+
+/** The most an override from the load API may ask for: a client must not be able to starve the machine with it. */
+const OVERRIDE_LIMITS = { threadsPerCore: 1, instancesPerCore: 4, maxQueueDelayMicroseconds: 10_000_000, maxTimeoutMicroseconds: 3_600_000_000 };
+
+/**
+ * A config sent with a load request may change how a model is served, within bounds, but not which
+ * files it reads: those come from the repository's own config (a client could otherwise read back
+ * any file of the model folder as labels).
+ */
+function checkOverride(override: ModelConfig, own: ModelConfig | undefined): void {
+  const cores = availableParallelism();
+  const refuse = (what: string) => {
+    throw new Error(`the config given with a load request may not ${what}`);
+  };
+  if (override.default_model_filename !== undefined && override.default_model_filename !== own?.default_model_filename) {
+    refuse(`name a model file (default_model_filename) other than the repository's config does`);
+  }
+  const declaredLabels = new Set((own?.output ?? []).map((output) => output.label_filename).filter((file) => file !== undefined));
+  for (const output of override.output) {
+    if (output.label_filename !== undefined && !declaredLabels.has(output.label_filename)) {
+      refuse(`name a labels file the repository's config does not name ('${output.label_filename}')`);
+    }
+  }
+  for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
+    const value = Number(parameterValue(override, key) ?? 0);
+    if (value > cores * OVERRIDE_LIMITS.threadsPerCore) refuse(`ask for ${value} ${key.replace(/_/g, ' ')}s on a machine of ${cores} cores`);
+  }
+  const instances = override.instance_group.reduce((sum, group) => sum + group.count, 0);
+  if (instances > cores * OVERRIDE_LIMITS.instancesPerCore) refuse(`ask for ${instances} instances on a machine of ${cores} cores`);
+  const batching = override.dynamic_batching;
+  if (batching && batching.max_queue_delay_microseconds > OVERRIDE_LIMITS.maxQueueDelayMicroseconds) {
+    refuse(`set max_queue_delay_microseconds above ${OVERRIDE_LIMITS.maxQueueDelayMicroseconds}`);
+  }
+  const policies = batching ? [batching.default_queue_policy, ...Object.values(batching.priority_queue_policy ?? {})] : [];
+  if (policies.some((policy) => policy.default_timeout_microseconds > OVERRIDE_LIMITS.maxTimeoutMicroseconds)) {
+    refuse(`set a queue timeout above ${OVERRIDE_LIMITS.maxTimeoutMicroseconds} microseconds`);
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -119,7 +175,11 @@ export class ModelRepository {
   }
 
   private async readConfig(folder: string, override?: unknown): Promise<ModelConfig> {
-    if (override !== undefined) return parseModelConfig(override, 'config override');
+    if (override !== undefined) {
+      const config = parseModelConfig(override, 'config override');
+      checkOverride(config, await this.readConfig(folder).catch(() => undefined));
+      return config;
+    }
     for (const file of CONFIG_FILES) {
       const path = join(folder, file);
       if (!(await exists(path))) continue;
@@ -178,6 +238,7 @@ export class ModelRepository {
 
   private async loadNow(name: string, configOverride?: unknown): Promise<void> {
     const logger = this.options.logger.child({ model: name });
+    const root = await this.root();
     const folder = await this.modelFolder(name).catch((error: Error) => {
       logger.error(`cannot load model '${name}': ${error.message}`);
       throw error;
@@ -196,11 +257,11 @@ export class ModelRepository {
       const dirents = await readdir(folder, { withFileTypes: true });
       // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
       const available = dirents.filter((d) => d.isDirectory() && /^[1-9]\d*$/.test(d.name)).map((d) => Number(d.name));
-      if (available.length === 0) throw new Error(`no version folders (1, 2, ...) in ${folder}`);
+      if (available.length === 0) throw new Error(`no version folders (1, 2, ...) in ${shown(root, folder)}`);
       versions = selectVersions(config, available);
     } catch (error) {
-      const reason = (error as Error).message;
-      logger.error({ reason }, `failed to load model '${name}': ${reason}`);
+      const reason = redacted(root, (error as Error).message);
+      logger.error({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
       entry.failures.set('', reason);
       await this.replaceUnlessServing(name, entry, previous);
       throw this.loadFailure(name, reason, configOverride, error);
@@ -211,9 +272,7 @@ export class ModelRepository {
         const started = performance.now();
         try {
           const filename = config.default_model_filename ?? backend.defaultModelFilename;
-          const versionFolder = join(folder, version);
-          const modelPath = containedPath(versionFolder, filename, 'default_model_filename');
-          if (!(await exists(modelPath))) throw new Error(`model file ${modelPath} does not exist`);
+          const modelPath = await containedFile(root, join(folder, version), filename, config.default_model_filename ? 'default_model_filename' : 'model file');
           const loaded = await loadModelVersion({
             name,
             version,
@@ -226,16 +285,15 @@ export class ModelRepository {
             observers: this.options.observers,
             responseCacheStore: this.options.responseCacheStore,
             readLabels: async (file) =>
-              (await readFile(containedPath(folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
+              (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });
           const loadMs = performance.now() - started;
           loaded.statistics.loadNs = loadMs * 1e6;
           entry.versions.set(version, loaded);
           logger.info({ version, ms: Math.round(loadMs) }, `loaded model '${name}' version ${version}`);
         } catch (error) {
-          const reason = (error as Error).message;
-          entry.failures.set(version, reason);
-          logger.error({ version, reason }, `failed to load model '${name}' version ${version}: ${reason}`);
+          entry.failures.set(version, redacted(root, (error as Error).message));
+          logger.error({ version, err: error }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
         }
       }),
     );

@@ -3,6 +3,7 @@
  * and the response cache store `cacheConfig` names (Triton's --cache-config). Implementations are
  * imported only here, and only when asked for, so importing the core loads no engine or Redis client.
  */
+import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
@@ -22,7 +23,8 @@ export async function createCacheStore(config: CacheConfig, logger: Logger): Pro
     return new LruCacheStore(config.sizeBytes);
   }
   const { RedisCacheStore } = await import('../cache/redis-cache-store.js');
-  return new RedisCacheStore({ ...config, logger });
+  const password = config.password_file ? (await readFile(config.password_file, 'utf8')).trim() : (config.password ?? process.env.NEREID_REDIS_PASSWORD);
+  return new RedisCacheStore({ host: config.host, port: config.port, prefix: config.prefix, password, logger });
 }
 
 export async function createServer(options: CreateServerOptions): Promise<Server> {

@@ -6,8 +6,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { checkBearerToken } from '../../core/auth.js';
-import { asNereidError, grpcStatusOf, httpStatusOf, NereidError } from '../../core/errors.js';
+import { authTokensSchema, checkBearerToken } from '../../core/auth.js';
+import { asNereidError, clientMessage, grpcStatusOf, httpStatusOf, NereidError } from '../../core/errors.js';
 import { ClientCancellation, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { Server } from '../../server/server.js';
@@ -37,8 +37,11 @@ export const grpcFrontEndOptionsSchema = z.object({
   http2MinPingIntervalWithoutDataMs: z.number().int().nonnegative().default(300_000),
   /** grpc.keepalive_permit_without_calls (Triton: false). Passed to grpc-js, whose server does not enforce it yet. */
   keepalivePermitWithoutCalls: z.boolean().default(false),
-  /** When set, every RPC but ServerLive and ServerReady needs metadata `authorization: Bearer <one of these>`. */
-  authTokens: z.array(z.string().min(1)).default([]),
+  /**
+   * Bearer tokens in the `authorization` metadata, as over HTTP: a list opens every RPC but ServerLive
+   * and ServerReady; an object scopes them (`management`: the Repository* RPCs; `inference`: the rest).
+   */
+  authTokens: authTokensSchema,
   /** One log line per call (and per streamed request): RPC, status, ms, request id, model (--log-access). */
   accessLog: z.boolean().default(false),
 });
@@ -72,7 +75,8 @@ const OPEN_METHODS = new Set(['ServerLive', 'ServerReady']);
 type GrpcError = Error & { code: grpc.status; details: string };
 
 function grpcError(error: NereidError): GrpcError {
-  return Object.assign(new Error(error.message), { code: grpcStatusOf(error.code) as grpc.status, details: error.message });
+  const message = clientMessage(error);
+  return Object.assign(new Error(message), { code: grpcStatusOf(error.code) as grpc.status, details: message });
 }
 
 function metadataString(metadata: grpc.Metadata, key: string): string | undefined {
@@ -98,6 +102,39 @@ function deadlineOf(call: { getDeadline(): grpc.Deadline }): number | undefined 
   return Number.isFinite(epochMs) ? performance.now() + (epochMs - Date.now()) : undefined;
 }
 
+/** Marks a message that could not be decoded (see withGentleDecoding). */
+const UNDECODABLE = Symbol('undecodable');
+
+/**
+ * The service with decoders that never throw: grpc-js answers a message its decoder throws on with
+ * INTERNAL and ends the call (a whole stream), though the fault is the client's. A message that
+ * cannot be decoded becomes a marker instead, and the handler answers it INVALID_ARGUMENT — on a
+ * stream, as that one request's error, the stream going on.
+ */
+function withGentleDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(service).map(([method, definition]) => [
+      method,
+      {
+        ...definition,
+        requestDeserialize: (bytes: Buffer) => {
+          try {
+            return definition.requestDeserialize(bytes);
+          } catch (error) {
+            return { [UNDECODABLE]: (error as Error).message };
+          }
+        },
+      },
+    ]),
+  );
+}
+
+function requireDecoded<T>(message: T): T {
+  const problem = (message as { [UNDECODABLE]?: string } | undefined)?.[UNDECODABLE];
+  if (problem !== undefined) throw new NereidError('INVALID_ARGUMENT', `the message is not a valid protobuf of this RPC's request type: ${problem}`);
+  return message;
+}
+
 /** `host:port` for grpc-js, with brackets around an IPv6 address. */
 function bindAddress(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -106,7 +143,7 @@ function bindAddress(host: string, port: number): string {
 export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions = {}): GrpcFrontEnd {
   const settings = grpcFrontEndOptionsSchema.parse(options);
   const logger: Logger = server.logger.child({ frontEnd: 'grpc' });
-  const { service } = loadInferenceProto();
+  const service = withGentleDecoding(loadInferenceProto().service);
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': settings.maxReceiveMessageBytes,
     'grpc.max_send_message_length': settings.maxSendMessageBytes,
@@ -138,7 +175,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   };
 
   const authorize = (method: string, metadata: grpc.Metadata): void => {
-    if (!OPEN_METHODS.has(method)) checkBearerToken(authorizationOf(metadata), settings.authTokens);
+    if (OPEN_METHODS.has(method)) return;
+    checkBearerToken(authorizationOf(metadata), settings.authTokens, method.startsWith('Repository') ? 'management' : 'inference');
   };
 
   /** A unary RPC: authorize, run `handle`, answer its result or its error. Nothing thrown escapes. */
@@ -152,7 +190,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       const reqId = requestIdOf(metadataString(call.metadata, REQUEST_ID_HEADER));
       (async () => {
         authorize(method, call.metadata);
-        return handle(call.request, call, reqId);
+        return handle(requireDecoded(call.request), call, reqId);
       })().then(
         (response) => {
           callback(null, response);
@@ -246,7 +284,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       const reqId = requestIdOf(givenRequestId);
       let status = grpc.status.OK;
       (async () => {
-        const request = decodeModelInferRequest(message);
+        const request = decodeModelInferRequest(requireDecoded(message));
         const response = await server.infer(request, { signal: abort, requestId: reqId, traceparent });
         return { error_message: '', infer_response: encodeModelInferResponse(response) };
       })()

@@ -5,8 +5,8 @@
 import { gunzip, inflate as inflateZlib } from 'node:zlib';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { BEARER_TOKEN_MESSAGE, bearerTokenMatches } from '../../core/auth.js';
-import { asNereidError, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
+import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
+import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
@@ -16,8 +16,11 @@ import { registerClassifyRoutes } from './classify-http.js';
 export const httpFrontEndOptionsSchema = z.object({
   /** Largest request body accepted, in bytes (decompressed bodies too). */
   maxBodyBytes: z.number().int().positive().default(64 * 1024 * 1024),
-  /** When set, every route but the health probes needs `Authorization: Bearer <one of these>`. */
-  authTokens: z.array(z.string().min(1)).readonly().default([]),
+  /**
+   * Bearer tokens: a list opens every route but the health probes; an object scopes them —
+   * `inference` (infer, classify, metadata, config, ready, stats), `management` (/v2/repository).
+   */
+  authTokens: authTokensSchema,
   /** One log line per request (method, url, status, ms, request id, model), at info (--log-access). */
   accessLog: z.boolean().default(false),
 });
@@ -70,7 +73,7 @@ function logFailure(request: FastifyRequest, code: string, status: number, reaso
 }
 
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
-  return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: error.message });
+  return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: clientMessage(error) });
 }
 
 function bodyObject(request: FastifyRequest, what: string): Record<string, unknown> {
@@ -97,7 +100,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     // Errors the router raises before any route runs (a bad %-escape, an over-long path segment) get the same {"error"} body.
     frameworkErrors: (error, _request, reply) => {
       const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : error.code === 'FST_ERR_BAD_URL' ? 400 : 500;
-      return (reply as unknown as FastifyReply).code(status).type('application/json').send({ error: error.message });
+      return (reply as unknown as FastifyReply).code(status).type('application/json').send({ error: clientMessage(error.message) });
     },
   });
 
@@ -135,13 +138,16 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     });
   }
 
-  if (settings.authTokens.length) {
-    const tokens = settings.authTokens;
+  const tokens = settings.authTokens;
+  if (tokensFor(tokens, 'inference').length || tokensFor(tokens, 'management').length) {
     app.addHook('onRequest', async (request, reply) => {
       if (request.url.startsWith('/v2/health/')) return;
-      if (!bearerTokenMatches(request.headers.authorization, tokens)) {
+      const scope = request.url.startsWith('/v2/repository') ? 'management' : 'inference';
+      try {
+        checkBearerToken(request.headers.authorization, tokens, scope);
+      } catch (error) {
         reply.header('www-authenticate', 'Bearer');
-        return sendError(reply, new NereidError('UNAUTHENTICATED', BEARER_TOKEN_MESSAGE));
+        return sendError(reply, error as NereidError);
       }
     });
   }
@@ -157,14 +163,14 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
       logFailure(request, error.code ?? 'CLIENT_ERROR', error.statusCode);
-      return reply.code(error.statusCode).send({ error: error.message });
+      return reply.code(error.statusCode).send({ error: clientMessage(error.message) });
     }
     request.log.error({ err: error }, 'request failed');
     return sendError(reply, asNereidError(error));
   });
 
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` }),
+    reply.code(404).send({ error: clientMessage(`no route ${request.method} ${request.url.split('?')[0]}`) }),
   );
 
   app.get('/v2/health/live', async (_request, reply) =>

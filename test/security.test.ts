@@ -1,0 +1,238 @@
+/**
+ * What a hostile client or an over-curious one can and cannot do, over real HTTP, gRPC and the
+ * metrics port: scoped tokens, bounded and path-free error messages, strict wire fields, messages
+ * that cannot be decoded, files that escape the repository through links, and load-API overrides
+ * that would read other files or starve the machine. Each case is a request that showed a defect.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
+import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
+import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
+import { addSubModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { MAX_CLIENT_MESSAGE_CHARS } from '../src/core/errors.js';
+import { SIMPLE_CONFIG, SIMPLE_LABELS, startTestServer, type TestServer } from './support/test-server.js';
+
+const TOKENS = { inference: ['infer-token'], management: ['manage-token'], metrics: ['metrics-token'], all: ['root-token'] };
+const { Client } = loadInferenceProto();
+
+let served: TestServer;
+let grpcFront: GrpcFrontEnd;
+let grpcPort: number;
+let metricsListener: MetricsListener;
+let metricsUrl: string;
+let outside: string;
+
+async function writeModels(repo: string): Promise<void> {
+  await writeModel(repo, 'simple', 1, addSubModel(), SIMPLE_CONFIG, { 'labels.txt': `${SIMPLE_LABELS.join('\n')}\n` });
+  await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 4\n');
+  // A labels file that is a link to a file outside the repository.
+  await writeFile(join(outside, 'secret.txt'), 'the server operator\'s secret\n');
+  await writeModel(repo, 'leaky', 1, scaleModel(2), 'max_batch_size: 4\noutput [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "labels.txt" } ]\n');
+  await symlink(join(outside, 'secret.txt'), join(repo, 'leaky', 'labels.txt'));
+}
+
+before(async () => {
+  outside = await mkdtemp(join(tmpdir(), 'nereid-outside-'));
+  served = await startTestServer({ models: writeModels, server: { modelControlMode: 'explicit', loadModels: ['*'], strictReadiness: false }, http: { authTokens: TOKENS } });
+  grpcFront = createGrpcFrontEnd(served.server, { authTokens: TOKENS });
+  grpcPort = await grpcFront.listen('127.0.0.1', 0);
+  const metrics = new PrometheusMetrics({ processMetrics: false });
+  metricsListener = createMetricsListener(metrics.attach(served.server), { authTokens: TOKENS });
+  metricsUrl = `http://127.0.0.1:${await metricsListener.listen('127.0.0.1', 0)}/metrics`;
+});
+
+after(async () => {
+  await grpcFront?.close();
+  await metricsListener?.close();
+  await served?.close();
+  await rm(outside, { recursive: true, force: true });
+});
+
+const bearer = (token: string, scheme = 'Bearer') => ({ authorization: `${scheme} ${token}` });
+const simpleBody = JSON.stringify({
+  inputs: [
+    { name: 'INPUT0', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(1) },
+    { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(2) },
+  ],
+});
+
+function post(path: string, body: BodyInit, headers: Record<string, string> = bearer('infer-token')) {
+  return fetch(`${served.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+describe('scoped tokens', () => {
+  test('an inference token infers but cannot manage; a management token manages but cannot infer; an all-scopes token does both', async () => {
+    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('infer-token'))).status, 200);
+    assert.equal((await post('/v2/repository/index', '{}', bearer('infer-token'))).status, 401);
+    assert.equal((await post('/v2/repository/index', '{}', bearer('manage-token'))).status, 200);
+    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('manage-token'))).status, 401);
+    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('root-token'))).status, 200);
+    assert.equal((await post('/v2/repository/index', '{}', bearer('root-token'))).status, 200);
+    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('metrics-token'))).status, 401);
+    assert.equal((await fetch(`${served.url}/v2/health/ready`)).status, 200, 'health probes stay open');
+  });
+
+  test('the Bearer scheme is case-insensitive', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+      assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('infer-token', scheme))).status, 200, scheme);
+    }
+    assert.equal((await post('/v2/models/simple/infer', simpleBody, { authorization: 'Basic infer-token' })).status, 401);
+  });
+
+  test('the metrics port needs a metrics (or all-scopes) token', async () => {
+    assert.equal((await fetch(metricsUrl)).status, 401);
+    assert.equal((await fetch(metricsUrl, { headers: bearer('infer-token') })).status, 401);
+    const scraped = await fetch(metricsUrl, { headers: bearer('metrics-token') });
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /nereid_inference_request_success_total/);
+    assert.equal((await fetch(metricsUrl, { headers: bearer('root-token') })).status, 200);
+  });
+
+  test('gRPC: repository RPCs need a management token, the others an inference token', async () => {
+    const client = new Client(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const call = (method: string, request: object, token: string) =>
+      new Promise<grpc.ServiceError | null>((resolve) => {
+        const metadata = new grpc.Metadata();
+        metadata.set('authorization', `bearer ${token}`);
+        client[method](request, metadata, (error: grpc.ServiceError | null) => resolve(error));
+      });
+    try {
+      assert.equal((await call('RepositoryIndex', {}, 'infer-token'))?.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(await call('RepositoryIndex', {}, 'manage-token'), null);
+      assert.equal(await call('ModelMetadata', { name: 'simple' }, 'infer-token'), null);
+      assert.equal((await call('ModelMetadata', { name: 'simple' }, 'manage-token'))?.code, grpc.status.UNAUTHENTICATED);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('client input in messages and on the wire', () => {
+  test('Inference-Header-Content-Length must be a plain decimal', async () => {
+    const body = simpleBody;
+    for (const value of ['0xd2', '1e2', '-0', '+5', '12.0']) {
+      const response = await post('/v2/models/simple/infer', body, { ...bearer('infer-token'), 'inference-header-content-length': value });
+      assert.equal(response.status, 400, value);
+      assert.match(((await response.json()) as { error: string }).error, /decimal number/);
+    }
+  });
+
+  test('absurdly nested datatype or shape is a 400, not a stack overflow', async () => {
+    const nested = `${'['.repeat(100_000)}"FP32"${']'.repeat(100_000)}`;
+    const data = JSON.stringify(Array(16).fill(1));
+    for (const body of [
+      `{"inputs":[{"name":"INPUT0","datatype":${nested},"shape":[1,16],"data":${data}}]}`,
+      `{"inputs":[{"name":"INPUT0","datatype":"INT32","shape":${nested},"data":${data}}]}`,
+    ]) {
+      const response = await post('/v2/models/simple/infer', body);
+      assert.equal(response.status, 400, body.slice(0, 60));
+    }
+  });
+
+  test('an error quoting a huge client string stays short', async () => {
+    const name = 'x'.repeat(100_000);
+    const response = await post('/v2/models/simple/infer', JSON.stringify({ inputs: [{ name, datatype: 'INT32', shape: [1, 16], data: Array(16).fill(1) }] }));
+    assert.equal(response.status, 400);
+    const { error } = (await response.json()) as { error: string };
+    assert.ok(error.length <= MAX_CLIENT_MESSAGE_CHARS + 40, `${error.length} characters`);
+    assert.match(error, /more characters\)$/);
+    const longId = await post('/v2/models/simple/infer', JSON.stringify({ id: 'i'.repeat(1000), ...JSON.parse(simpleBody) }));
+    assert.equal(longId.status, 400);
+    assert.match(((await longId.json()) as { error: string }).error, /request id has 1000 characters; at most 256/);
+  });
+
+  test('gRPC: a model name of ~87 KB is answered (briefly) and the connection keeps serving', async () => {
+    const client = new Client(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const metadata = () => {
+      const m = new grpc.Metadata();
+      m.set('authorization', 'Bearer infer-token');
+      return m;
+    };
+    try {
+      const huge = await new Promise<grpc.ServiceError | null>((resolve) =>
+        client.ModelInfer({ model_name: 'm'.repeat(87_000), inputs: [] }, metadata(), (error: grpc.ServiceError | null) => resolve(error)),
+      );
+      assert.equal(huge?.code, grpc.status.INVALID_ARGUMENT);
+      assert.ok(huge!.details.length <= MAX_CLIENT_MESSAGE_CHARS + 40);
+      const ready = await new Promise<grpc.ServiceError | null>((resolve) =>
+        client.ModelReady({ name: 'simple' }, metadata(), (error: grpc.ServiceError | null) => resolve(error)),
+      );
+      assert.equal(ready, null);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('gRPC: a message that is not valid protobuf is INVALID_ARGUMENT; on a stream that request fails and the stream goes on', async () => {
+    const client = new grpc.Client(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+    const garbage = Buffer.from([0xff]); // a tag whose varint runs past the end of the message
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', 'Bearer infer-token');
+    try {
+      const unary = await new Promise<grpc.ServiceError | null>((resolve) =>
+        client.makeUnaryRequest('/inference.GRPCInferenceService/ModelInfer', (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, garbage, metadata, (error) =>
+          resolve(error),
+        ),
+      );
+      assert.equal(unary?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(unary!.details, /not a valid protobuf/);
+
+      const { service } = loadInferenceProto();
+      const definition = service.ModelStreamInfer;
+      const stream = client.makeBidiStreamRequest('/inference.GRPCInferenceService/ModelStreamInfer', (bytes: Buffer) => bytes, definition.responseDeserialize, metadata);
+      const answers: { error_message: string; infer_response?: { id?: string } }[] = [];
+      const ended = new Promise<void>((resolve, reject) => {
+        stream.on('data', (answer) => answers.push(answer));
+        stream.on('end', resolve);
+        stream.on('error', reject);
+      });
+      stream.write(garbage);
+      const valid = {
+        model_name: 'simple',
+        id: 'after-garbage',
+        inputs: ['INPUT0', 'INPUT1'].map((name) => ({ name, datatype: 'INT32', shape: [1, 16], contents: { int_contents: Array(16).fill(1) } })),
+      };
+      stream.write(definition.requestSerialize(valid));
+      stream.end();
+      await ended;
+      assert.equal(answers.length, 2);
+      assert.ok(answers.some((answer) => /not a valid protobuf/.test(answer.error_message)));
+      assert.ok(answers.some((answer) => answer.error_message === '' && answer.infer_response?.id === 'after-garbage'));
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('files and overrides', () => {
+  test('a labels file that links outside the repository fails the load, and the reason shows no server path', async () => {
+    const index = (await (await post('/v2/repository/index', '{}', bearer('manage-token'))).json()) as { name: string; state?: string; reason?: string }[];
+    const leaky = index.find((entry) => entry.name === 'leaky');
+    assert.equal(leaky?.state, 'UNAVAILABLE');
+    assert.match(leaky!.reason!, /label_filename 'labels.txt' is a link to a file outside the model repository/);
+    for (const entry of index) assert.ok(!entry.reason?.includes(served.repoDir) && !entry.reason?.includes(outside), entry.reason);
+  });
+
+  test('a load override may not name other files, ask for more threads than cores, or a delay that hangs the model', async () => {
+    const load = (config: object) => post('/v2/repository/models/scale/load', JSON.stringify({ parameters: { config: JSON.stringify(config) } }), bearer('manage-token'));
+    const refusals: [object, RegExp][] = [
+      [{ max_batch_size: 4, output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4], label_filename: 'config.pbtxt' }] }, /labels file/],
+      [{ max_batch_size: 4, default_model_filename: 'other.onnx' }, /model file/],
+      [{ max_batch_size: 4, parameters: { intra_op_thread_count: { string_value: '2000' } } }, /2000 intra op thread counts/],
+      [{ max_batch_size: 4, instance_group: [{ count: 5000, kind: 'KIND_CPU' }] }, /5000 instances/],
+      [{ max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: '1000000000000000' } }, /max_queue_delay_microseconds above/],
+    ];
+    for (const [config, pattern] of refusals) {
+      const response = await load(config);
+      assert.equal(response.status, 400, JSON.stringify(config));
+      assert.match(((await response.json()) as { error: string }).error, pattern);
+    }
+    assert.equal((await load({ max_batch_size: 2 })).status, 200, 'a safe override still loads');
+    assert.equal((await post('/v2/models/scale/ready', '', bearer('infer-token'))).status, 404, 'ready is a GET');
+  });
+});
