@@ -269,3 +269,27 @@ test('unload() answers the requests it accepted, refuses new ones with UNAVAILAB
   await rejectsWith(version.infer(request([[4, 4, 4, 4]])), 'UNAVAILABLE', /is not ready \(unavailable\)/);
   assert.deepEqual(backend.rows, [1, 1], 'the two accepted requests ran, nothing after');
 });
+
+test('unload() waits for a request still ahead of the queue (here in a slow cache lookup) and answers it, never "is unloading"', async (t) => {
+  const store = new LruCacheStore(1024 * 1024);
+  let release!: () => void;
+  const lookupHeld = new Promise<void>((resolve) => (release = resolve));
+  let lookupStarted!: () => void;
+  const lookingUp = new Promise<void>((resolve) => (lookupStarted = resolve));
+  const get = store.get.bind(store);
+  store.get = async (key) => {
+    lookupStarted();
+    await lookupHeld;
+    return get(key);
+  };
+  const { version, backend } = await load(t, { max_batch_size: 4, response_cache: { enable: true } }, { store });
+  const accepted = version.infer(request([[5, 5, 5, 5]]));
+  await lookingUp;
+  const unloading = version.unload();
+  assert.equal(version.state, 'UNLOADING');
+  release();
+  assert.deepEqual(output(await accepted, 'OUTPUT0'), doubled([[5, 5, 5, 5]]));
+  await unloading;
+  assert.equal(version.state, 'UNAVAILABLE');
+  assert.deepEqual(backend.rows, [1]);
+});

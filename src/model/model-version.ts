@@ -68,6 +68,9 @@ export class ModelVersion {
   readonly clientConfig: CompletedModelConfig;
   private readonly validator: RequestValidator;
   private readonly label: string;
+  /** Requests past the readiness check and not yet answered; unload waits for them. */
+  private inFlight = 0;
+  private whenIdle?: () => void;
 
   constructor(private readonly parts: ModelVersionParts) {
     this.name = parts.name;
@@ -139,6 +142,7 @@ export class ModelVersion {
       traceparent: context.traceparent,
     };
     observer.onRequestStart?.();
+    this.inFlight++;
     try {
       const validated = this.validator.check(request);
       // A request a miss would refuse (bad priority or timeout) must not be answered by a hit.
@@ -168,6 +172,8 @@ export class ModelVersion {
       record.totalNs = (performance.now() - started) * 1e6;
       observer.onRequestEnd(record);
       throw failure;
+    } finally {
+      if (--this.inFlight === 0) this.whenIdle?.();
     }
   }
 
@@ -199,9 +205,14 @@ export class ModelVersion {
     return { outputs, timings };
   }
 
-  /** Stops taking requests, answers those accepted, and releases the instances. */
+  /**
+   * Stops taking requests, answers those accepted, and releases the instances. A request accepted
+   * while the version was ready may still be pre-processing (decoding images, say) and not yet
+   * queued; the scheduler stops only after it has been answered, so a reload never turns it away.
+   */
   async unload(): Promise<void> {
     this.state = 'UNLOADING';
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
     await this.parts.scheduler.stop();
     await Promise.allSettled(this.parts.instances.map((instance) => instance.release()));
     this.state = 'UNAVAILABLE';
