@@ -102,11 +102,20 @@ program
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), serverDefault('defaultMaxBatchSize'))
   .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), serverDefault('maxQueueSize'))
+  .option('--max-queue-bytes <n>', 'bytes of inputs a model version may queue before refusing more (config max_queue_bytes may lower it)', integer(1), serverDefault('maxQueueBytes'))
+  .option(
+    '--max-queue-wait-ms <ms>',
+    "under overload, refuse at once (503, Retry-After) a request whose estimated queue wait is longer than this, when neither its deadline nor its model's queue timeout says less",
+    integer(1),
+    serverDefault('maxQueueWaitMs'),
+  )
+  .option('--max-inflight-bytes <n>', 'bytes of request bodies held at once across the server (read, inflated, queued, running); beyond it 503', integer(1), serverDefault('maxInflightBytes'))
   .option(
     '--cache-config <spec>',
     "response cache: 'local,size=BYTES' (in memory) or 'redis,host=H,port=P[,password=…]' (shared); models opt in with response_cache { enable: true }",
   )
-  .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxBodyBytes'))
+  .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted, inflated bytes of a compressed body too', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxBodyBytes'))
+  .option('--http-max-inflations <n>', 'compressed request bodies inflated at once; more are refused with 503', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxConcurrentInflations'))
   .option(
     '--http-auth-token <token>',
     'require Authorization: Bearer <token> on every HTTP route, gRPC RPC and the metrics port, health probes excepted (repeatable; env NEREID_HTTP_AUTH_TOKEN)',
@@ -145,11 +154,19 @@ program
       strictReadiness: flags.strictReadiness,
       defaultMaxBatchSize: flags.defaultMaxBatchSize,
       maxQueueSize: flags.maxQueueSize,
+      maxQueueBytes: flags.maxQueueBytes,
+      maxQueueWaitMs: flags.maxQueueWaitMs,
+      maxInflightBytes: flags.maxInflightBytes,
       cacheConfig: flags.cacheConfig,
       logger,
     });
     metrics?.attach(server);
-    const http = createHttpFrontEnd(server, { maxBodyBytes: flags.httpMaxBodyBytes, authTokens, accessLog: flags.logAccess });
+    const http = createHttpFrontEnd(server, {
+      maxBodyBytes: flags.httpMaxBodyBytes,
+      maxConcurrentInflations: flags.httpMaxInflations,
+      authTokens,
+      accessLog: flags.logAccess,
+    });
     // The same tokens guard gRPC and the metrics port: another port must not be a way around them.
     const grpc: GrpcFrontEnd | undefined =
       flags.grpcPort === 0

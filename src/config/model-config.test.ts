@@ -123,7 +123,7 @@ parameters:
 response_cache: {enable: true}
 `;
 
-const QUEUE_DEFAULTS = { timeout_action: 'REJECT', default_timeout_microseconds: 0, allow_timeout_override: false, max_queue_size: 0 };
+const QUEUE_DEFAULTS = { timeout_action: 'REJECT', default_timeout_microseconds: 0, allow_timeout_override: false, max_queue_size: 0, max_queue_bytes: 0 };
 
 const EXPECTED = {
   name: 'simple',
@@ -150,6 +150,7 @@ const EXPECTED = {
       default_timeout_microseconds: 5000,
       allow_timeout_override: true,
       max_queue_size: 16,
+      max_queue_bytes: 0,
     },
     priority_queue_policy: { '1': { ...QUEUE_DEFAULTS, max_queue_size: 4 } },
   },

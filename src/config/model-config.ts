@@ -110,6 +110,8 @@ const queuePolicySchema = z.looseObject({
   default_timeout_microseconds: count().default(0),
   allow_timeout_override: z.boolean().default(false),
   max_queue_size: count().default(0),
+  /** Nereid's: bytes of inputs this level may hold queued (0: only the server's --max-queue-bytes). */
+  max_queue_bytes: count().default(0),
 });
 
 export const dynamicBatchingSchema = z.looseObject({

@@ -18,19 +18,26 @@ export type ErrorCode =
   | 'INTERNAL';
 
 export class NereidError extends Error {
+  /** For a refusal under load: when trying again could succeed (HTTP Retry-After, gRPC grpc-retry-pushback-ms). */
+  readonly retryAfterMs?: number;
+
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
     this.name = 'NereidError';
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
 export const invalidArgument = (message: string) => new NereidError('INVALID_ARGUMENT', message);
 export const notFound = (message: string) => new NereidError('NOT_FOUND', message);
 export const unavailable = (message: string, cause?: unknown) => new NereidError('UNAVAILABLE', message, { cause });
+/** Refused because the server or a model is full: Triton's answer to a full queue (503, gRPC UNAVAILABLE), with a hint of when to retry. */
+export const overloaded = (message: string, retryAfterMs: number) =>
+  new NereidError('UNAVAILABLE', `${message}; retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, { retryAfterMs });
 
 /** HTTP status and gRPC code of each error code (gRPC's numbers are fixed by its spec, so the core needs no gRPC library). */
 const STATUS: Record<ErrorCode, { http: number; grpc: number }> = {

@@ -115,6 +115,17 @@ export class ModelVersion {
     };
   }
 
+  /**
+   * Refuses, before its body is read, a request this version could not take now: not ready, queue
+   * full by count or by bytes (`bytes`: what the body announces), or a backlog it could not wait
+   * out before its deadline. Its priority is not known yet, so it is judged as the highest would be;
+   * run() judges it exactly once it is parsed.
+   */
+  admit(bytes: number, deadline?: number): void {
+    if (this.state !== 'READY') throw new NereidError('UNAVAILABLE', `${this.label} is not ready (${this.state.toLowerCase()})`);
+    this.parts.scheduler.admit({ bytes, deadline, priority: this.config.dynamic_batching?.priority_levels ? 1 : undefined });
+  }
+
   /** A V2 inference: the request's outputs, with Triton's classification extension where an output asks for it. */
   async infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
     const { outputs, timings } = await this.run(request, context);

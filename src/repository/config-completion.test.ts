@@ -39,9 +39,9 @@ describe('completeConfig: dynamic_batching with an auto-completed max_batch_size
       preserve_ordering: false,
       priority_levels: 0,
       default_priority_level: 0,
-      default_queue_policy: { timeout_action: 'REJECT', default_timeout_microseconds: 0, allow_timeout_override: false, max_queue_size: 0 },
+      default_queue_policy: { timeout_action: 'REJECT', default_timeout_microseconds: 0, allow_timeout_override: false, max_queue_size: 0, max_queue_bytes: 0 },
     });
-    const policy = batcherPolicyOf(completed, 16);
+    const policy = batcherPolicyOf(completed, { maxQueuedRequests: 16 });
     assert.equal(policy.maxBatchSize, 8, 'the scheduler batches it');
     assert.equal(policy.maxQueueDelayMicroseconds, 0);
   });
@@ -57,7 +57,7 @@ describe('completeConfig: dynamic_batching with an auto-completed max_batch_size
       const completed = complete({ max_batch_size: maxBatchSize });
       assert.equal(completed.max_batch_size, maxBatchSize);
       assert.equal(completed.dynamic_batching, undefined);
-      assert.equal(batcherPolicyOf(completed, 16).maxBatchSize, 0);
+      assert.equal(batcherPolicyOf(completed, { maxQueuedRequests: 16 }).maxBatchSize, 0);
     });
   }
 

@@ -18,7 +18,7 @@ import { ModelVersion } from '../model/model-version.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
-import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
+import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueueLimits, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import { completeConfig } from './config-completion.js';
 
 export interface VersionLoadOptions {
@@ -32,6 +32,10 @@ export interface VersionLoadOptions {
   defaultMaxBatchSize: number;
   /** Requests that may wait for an instance before new ones are refused. */
   maxQueueSize: number;
+  /** Bytes of inputs that may wait for an instance before new requests are refused. */
+  maxQueueBytes?: number;
+  /** The longest wait a request may expect where neither its deadline nor the queue policy says. */
+  maxQueueWaitMs?: number;
   /** The server's response cache store; used when the model's config enables response_cache. */
   responseCacheStore?: ResponseCacheStore;
   /** Services that watch this version's requests and executions besides its statistics (metrics, tracing). */
@@ -43,6 +47,7 @@ export interface VersionLoadOptions {
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
   return {
     maxQueueSize: config.max_queue_size,
+    maxQueueBytes: config.max_queue_bytes,
     defaultTimeoutMicroseconds: config.default_timeout_microseconds,
     timeoutAction: config.timeout_action,
     allowTimeoutOverride: config.allow_timeout_override,
@@ -50,9 +55,9 @@ function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
 }
 
 /** Triton's dynamic_batching block as the scheduler's policy; without it each request runs on its own. */
-export function batcherPolicyOf(config: CompletedModelConfig, maxQueuedRequests: number): BatcherPolicy {
+export function batcherPolicyOf(config: CompletedModelConfig, limits: QueueLimits): BatcherPolicy {
   const batching = config.dynamic_batching;
-  if (!batching || config.max_batch_size === 0) return { ...UNBATCHED_POLICY, maxQueuedRequests };
+  if (!batching || config.max_batch_size === 0) return { ...UNBATCHED_POLICY, ...limits };
   return {
     maxBatchSize: config.max_batch_size,
     preferredBatchSizes: batching.preferred_batch_size,
@@ -62,7 +67,7 @@ export function batcherPolicyOf(config: CompletedModelConfig, maxQueuedRequests:
     defaultPriorityLevel: batching.default_priority_level,
     defaultQueuePolicy: queuePolicyOf(batching.default_queue_policy),
     priorityQueuePolicies: new Map(Object.entries(batching.priority_queue_policy ?? {}).map(([level, policy]) => [Number(level), queuePolicyOf(policy)])),
-    maxQueuedRequests,
+    ...limits,
   };
 }
 
@@ -132,7 +137,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const label = `model '${name}' version ${version}`;
     const statistics = new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))]);
-    const scheduler = new DynamicBatcher(created, batcherPolicyOf(config, options.maxQueueSize), observer, label);
+    const scheduler = new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);
     const sample = calibrationSample(config);
     if (sample) await scheduler.calibrate(sample, config.output.map((output) => output.name));
     const cache =

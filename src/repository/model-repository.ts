@@ -30,6 +30,8 @@ export interface ModelRepositoryOptions {
   logger: Logger;
   defaultMaxBatchSize: number;
   maxQueueSize: number;
+  maxQueueBytes?: number;
+  maxQueueWaitMs?: number;
   observers?: readonly InferenceObserverFactory[];
   responseCacheStore?: ResponseCacheStore;
 }
@@ -282,6 +284,8 @@ export class ModelRepository {
             logger: logger.child({ version }),
             defaultMaxBatchSize: this.options.defaultMaxBatchSize,
             maxQueueSize: this.options.maxQueueSize,
+            maxQueueBytes: this.options.maxQueueBytes,
+            maxQueueWaitMs: this.options.maxQueueWaitMs,
             observers: this.options.observers,
             responseCacheStore: this.options.responseCacheStore,
             readLabels: async (file) =>

@@ -83,6 +83,11 @@ export class BatchCosts {
     this.overheadNs = count % 2 ? window[(count - 1) / 2] : (window[count / 2 - 1] + window[count / 2]) / 2;
   }
 
+  /** What one execution of this many rows is expected to take, hand-off included; NaN before any measurement. */
+  batchNs(rows: number): number {
+    return this.elementsPerRow > 0 ? this.estimate(rows) * rows * this.elementsPerRow : NaN;
+  }
+
   /** The engine's own cost per element at a size (see estimate). */
   private engineEstimate(rows: number): number {
     const known = this.nsPerElement[rows];

@@ -13,12 +13,16 @@ import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
 import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import { BatchCosts } from './batch-costs.js';
+import { DrainRate } from './drain-rate.js';
 import { NO_QUEUE_POLICY, PriorityQueue, type Admission, type PriorityQueueOptions, type QueueEntry } from './priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
 
 export { NO_QUEUE_POLICY, type QueuePolicy } from './priority-queue.js';
 
-export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label'> {
+/** What bounds a version's queue, from the server's options: count, bytes and the wait a request may expect. */
+export type QueueLimits = Pick<PriorityQueueOptions, 'maxQueuedRequests' | 'maxQueuedBytes' | 'maxQueueWaitMs'>;
+
+export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label' | 'drainRate'> {
   /** Rows one execution may hold; 0 runs each request on its own. */
   maxBatchSize: number;
   preferredBatchSizes: readonly number[];
@@ -31,7 +35,7 @@ export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label'> {
   cutAtCheapest?: boolean;
 }
 
-export const UNBATCHED_POLICY: Omit<BatcherPolicy, 'maxQueuedRequests'> = {
+export const UNBATCHED_POLICY: Omit<BatcherPolicy, keyof QueueLimits> = {
   maxBatchSize: 0,
   preferredBatchSizes: [],
   maxQueueDelayMicroseconds: 0,
@@ -63,9 +67,22 @@ function elementsOf(inputs: Record<string, Tensor>): number {
   return elements;
 }
 
+/** What a request's inputs hold in memory while it waits. */
+function bytesOf(inputs: Record<string, Tensor>): number {
+  let bytes = 0;
+  for (const name in inputs) {
+    const data = inputs[name].data;
+    if (Array.isArray(data)) for (const element of data) bytes += element.length;
+    else bytes += data.byteLength;
+  }
+  return bytes;
+}
+
 export class DynamicBatcher implements Scheduler {
   /** What each batch size costs this model, as measured; the batcher cuts batches by it. */
   readonly costs: BatchCosts;
+  /** How fast the queue drains under a backlog; the queue refuses requests it could not answer in time by it. */
+  readonly drainRate: DrainRate;
   private readonly idle: BackendInstance[];
   private readonly queue: PriorityQueue<Pending>;
   private readonly largestPreferred: number;
@@ -96,7 +113,11 @@ export class DynamicBatcher implements Scheduler {
     this.costs = new BatchCosts(Math.max(1, policy.maxBatchSize));
     this.largestPreferred = policy.preferredBatchSizes.length ? Math.max(...policy.preferredBatchSizes) : 0;
     this.cutAtCheapest = policy.cutAtCheapest ?? true;
-    this.queue = new PriorityQueue<Pending>({ ...policy, label }, (entry, error) => this.settleDropped(entry.value, error));
+    const slots = this.idle.length;
+    const rows = Math.max(1, policy.maxBatchSize);
+    // Before a backlog is measured: every instance running full batches at the engine's measured speed.
+    this.drainRate = new DrainRate(() => (slots * rows) / (this.costs.batchNs(rows) / 1e6));
+    this.queue = new PriorityQueue<Pending>({ ...policy, label, drainRate: this.drainRate }, (entry, error) => this.settleDropped(entry.value, error));
   }
 
   get queued(): number {
@@ -107,13 +128,22 @@ export class DynamicBatcher implements Scheduler {
     this.queue.validate(request);
   }
 
+  admit(request: Admission): void {
+    this.queue.admit(request, now());
+  }
+
+  get queuedBytes(): number {
+    return this.queue.bytes;
+  }
+
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
     if (this.stopped) return Promise.reject(new NereidError('UNAVAILABLE', `${this.label} is unloading`));
     const signal = request.signal;
     if (signal?.aborted) return Promise.reject(new NereidError('CANCELLED', CANCELLED));
     return new Promise<ScheduledResult>((resolve, reject) => {
       const pending: Pending = { request, rows: Math.max(1, request.batchSize), sequence: 0, resolve, reject };
-      pending.entry = this.queue.push(pending, request, now()); // throws when full: the promise rejects with it
+      const admission = { priority: request.priority, timeoutMicroseconds: request.timeoutMicroseconds, deadline: request.deadline, rows: pending.rows, bytes: bytesOf(request.inputs) };
+      pending.entry = this.queue.push(pending, admission, now()); // throws when full: the promise rejects with it
       pending.sequence = this.nextSequence++;
       if (signal) {
         pending.onAbort = () => {
@@ -248,10 +278,13 @@ export class DynamicBatcher implements Scheduler {
     while (this.idle.length > 0 && this.queue.size > 0) {
       const batch = this.nextBatch();
       if (!batch) break;
+      let rows = 0;
       for (const pending of batch) {
         this.queue.remove(pending.entry!);
         this.detach(pending);
+        rows += pending.rows;
       }
+      this.drainRate.taken(rows, now(), this.queue.size > 0);
       if (this.queue.size === 0 && this.delayTimer) {
         clearTimeout(this.delayTimer);
         this.delayTimer = undefined;

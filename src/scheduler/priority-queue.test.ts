@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { isError, watchTimeoutOverflow } from '../../test/support/checks.js';
 import { CountWaiters } from '../../test/support/count-waiters.js';
 import type { NereidError } from '../core/errors.js';
+import { DrainRate } from './drain-rate.js';
 import { NO_QUEUE_POLICY, PriorityQueue, type PriorityQueueOptions, type QueueEntry, type QueuePolicy } from './priority-queue.js';
 
 const LABEL = "model 'q' version 1";
@@ -484,5 +485,114 @@ describe('PriorityQueue: remove()', () => {
     assert.equal(values[count / 4 - 1], String(count / 4 - 1));
     assert.equal(values[count / 4], String((3 * count) / 4));
     assert.equal(values.at(-1), String(count - 1));
+  });
+});
+
+/** A drain rate fixed at `rowsPerMs`, as if measured. */
+const drainingAt = (rowsPerMs: number) => new DrainRate(() => rowsPerMs);
+
+describe('PriorityQueue: admission under overload', () => {
+  it('bytes bound the queue as well as count: beyond max bytes a request is refused with a retry hint, and room comes back as bytes leave', () => {
+    const h = new Harness({ maxQueuedBytes: 1000 });
+    const first = h.queue.push('a', { bytes: 600 }, now());
+    h.queue.push('b', { bytes: 300 }, now());
+    assert.equal(h.queue.bytes, 900);
+    assert.throws(
+      () => h.queue.push('c', { bytes: 200 }, now()),
+      (error: NereidError) => isError('UNAVAILABLE', /queue is full \(900 of its 1000 bytes held, this request brings 200\); retry in \d+ s/)(error) && error.retryAfterMs! > 0,
+    );
+    h.queue.remove(first);
+    assert.equal(h.queue.bytes, 300);
+    h.queue.push('c', { bytes: 200 }, now());
+    assert.deepEqual(h.order(), ['b', 'c']);
+  });
+
+  it('a request larger than the byte limit on its own is taken into an empty queue, or it could never be served', () => {
+    const h = new Harness({ maxQueuedBytes: 100, defaultQueuePolicy: { ...NO_QUEUE_POLICY, maxQueueBytes: 50 } });
+    h.queue.push('huge', { bytes: 5000 }, now());
+    assert.throws(() => h.queue.push('small', { bytes: 1 }, now()), isError('UNAVAILABLE', /of its 50 bytes held/));
+  });
+
+  it("a level's max_queue_bytes bounds that level alone", () => {
+    const h = new Harness({
+      priorityLevels: 2,
+      defaultPriorityLevel: 2,
+      priorityQueuePolicies: new Map([[2, { ...NO_QUEUE_POLICY, maxQueueBytes: 100 }]]),
+    });
+    h.queue.push('low', { bytes: 80 }, now());
+    assert.throws(() => h.queue.push('low2', { bytes: 80 }, now()), isError('UNAVAILABLE', /80 of its 100 bytes/));
+    h.queue.push('high', { priority: 1, bytes: 80 }, now());
+    assert.equal(h.queue.size, 2);
+  });
+
+  it('a request whose estimated wait is longer than it may wait is refused at once, with the time the backlog needs to drain as its hint', () => {
+    // 10 rows per ms: 100 rows ahead is a 10 ms wait.
+    const h = new Harness({ drainRate: drainingAt(10), maxQueueWaitMs: 5 });
+    h.queue.push('backlog', { rows: 100 }, now());
+    assert.equal(h.queue.estimatedWaitMs(), 10);
+    assert.throws(
+      () => h.queue.push('late', {}, now()),
+      (error: NereidError) => isError('UNAVAILABLE', /overloaded — the queue ahead would take about 10 ms, longer than the 5 ms this request may wait/)(error) && Math.abs(error.retryAfterMs! - 5) < 1e-9,
+    );
+    assert.equal(h.queue.size, 1);
+  });
+
+  it('the wait a request may have is its deadline, else its REJECT queue timeout, else the server limit', () => {
+    const h = new Harness({ drainRate: drainingAt(1), maxQueueWaitMs: 1_000_000 });
+    for (let i = 0; i < 50; i++) h.queue.push(`r${i}`, {}, now()); // 50 ms ahead
+    const t = now();
+    assert.throws(() => h.queue.admit({ deadline: t + 20 }, t), isError('UNAVAILABLE', /longer than the 20 ms/));
+    h.queue.admit({ deadline: t + 200 }, t);
+    const withTimeout = new Harness({ drainRate: drainingAt(1), defaultQueuePolicy: reject(10_000) });
+    withTimeout.queue.push('backlog', { rows: 50 }, now());
+    assert.throws(() => withTimeout.queue.admit({}, now()), isError('UNAVAILABLE', /longer than the 10 ms/));
+    // A DELAY timeout does not refuse: the request is still served after it.
+    const delayed = new Harness({ drainRate: drainingAt(1), defaultQueuePolicy: delay(10_000) });
+    for (let i = 0; i < 50; i++) delayed.queue.push(`r${i}`, {}, now());
+    delayed.queue.admit({}, now());
+    h.clear();
+    withTimeout.clear();
+    delayed.clear();
+  });
+
+  it('rows, not requests, make the wait, and a higher priority waits only behind its own level and those above', () => {
+    const h = new Harness({ priorityLevels: 2, defaultPriorityLevel: 2, drainRate: drainingAt(1), maxQueueWaitMs: 30 });
+    h.queue.push('big', { rows: 40 }, now());
+    assert.equal(h.queue.estimatedWaitMs(), 40);
+    assert.equal(h.queue.estimatedWaitMs(1), 0);
+    assert.throws(() => h.queue.admit({}, now()), isError('UNAVAILABLE', /overloaded/));
+    h.queue.admit({ priority: 1 }, now());
+  });
+
+  it('admit() judges like push() but queues nothing; without a known drain rate no wait is estimated', () => {
+    const h = new Harness({ maxQueuedRequests: 1, maxQueueWaitMs: 1 });
+    h.queue.push('a', {}, now());
+    assert.ok(Number.isNaN(h.queue.estimatedWaitMs()));
+    assert.throws(() => h.queue.admit({}, now()), isError('UNAVAILABLE', /queue is full \(1 requests waiting\)/));
+    h.clear();
+    h.queue.admit({ bytes: 10 }, now());
+    assert.equal(h.queue.size, 0);
+    assert.equal(h.queue.bytes, 0);
+  });
+});
+
+describe('DrainRate', () => {
+  it('measures only while a backlog lasts, so idle time does not lower it', () => {
+    const rate = new DrainRate();
+    assert.ok(Number.isNaN(rate.rowsPerMs));
+    rate.taken(8, 0, false); // no backlog: nothing measured
+    rate.taken(8, 1000, true); // a backlog starts
+    rate.taken(8, 1020, true);
+    rate.taken(8, 1040, true);
+    rate.taken(4, 1060, true); // 20 rows over 60 ms
+    assert.ok(Math.abs(rate.rowsPerMs - 20 / 60) < 1e-9, String(rate.rowsPerMs));
+    rate.taken(8, 1070, false); // the backlog ends: the idle time after it is not counted
+    rate.taken(8, 9000, true);
+    rate.taken(100, 9050, true); // 100 rows over 50 ms, blended in
+    assert.ok(rate.rowsPerMs > 20 / 60 && rate.rowsPerMs < 2, String(rate.rowsPerMs));
+  });
+
+  it('stands in with its estimate until a backlog is measured', () => {
+    assert.equal(new DrainRate(() => 3).rowsPerMs, 3);
   });
 });

@@ -3,12 +3,21 @@
  * priority level, each with its queue policy (size limit, timeout, REJECT or DELAY), a hard cap
  * across levels, and deadlines. Entries sit in intrusive doubly linked lists, so that a request
  * leaving early (cancelled, timed out, past its deadline) is removed in O(1).
+ *
+ * It is also where overload is refused, before any work is spent on a request: by count and by
+ * bytes (what the queue holds in memory), and by the wait it would have, estimated from how fast
+ * the queue has been draining, against the time the request may wait (its deadline, the queue
+ * timeout, else the server's limit). A request that would be answered too late is refused at once
+ * instead of served late, so that under overload the work done is work a client still waits for.
  */
-import { NereidError } from '../core/errors.js';
+import { NereidError, overloaded } from '../core/errors.js';
+import type { DrainRate } from './drain-rate.js';
 
 export interface QueuePolicy {
   /** 0: no limit of its own (the queue's hard cap still applies). */
   maxQueueSize: number;
+  /** Bytes of inputs the level may hold; 0 or absent: no limit of its own. */
+  maxQueueBytes?: number;
   /** 0: requests never time out in the queue. */
   defaultTimeoutMicroseconds: number;
   timeoutAction: 'REJECT' | 'DELAY';
@@ -31,6 +40,15 @@ export interface PriorityQueueOptions {
   priorityQueuePolicies?: ReadonlyMap<number, QueuePolicy>;
   /** Hard cap on entries across all levels, so the queue is never unbounded. */
   maxQueuedRequests: number;
+  /** Hard cap on the bytes of inputs queued across all levels; absent: none. */
+  maxQueuedBytes?: number;
+  /**
+   * The longest a request may expect to wait when neither its deadline nor its level's queue
+   * timeout says: beyond it, a request finding a backlog is refused. Absent: no limit.
+   */
+  maxQueueWaitMs?: number;
+  /** How fast the queue drains, measured by its owner; without it, waits are not estimated. */
+  drainRate?: DrainRate;
   /** Names the model version in messages: "model 'x' version 1". */
   label: string;
 }
@@ -43,6 +61,10 @@ export interface Admission {
   timeoutMicroseconds?: number;
   /** performance.now() milliseconds after which the request is dropped with DEADLINE_EXCEEDED. */
   deadline?: number;
+  /** Rows along the batch dimension (1 when absent), which is what the drain rate counts. */
+  rows?: number;
+  /** Bytes of its inputs, which the queue holds while it waits. */
+  bytes?: number;
 }
 
 /** One queued value; owned by the queue while `queued` is true. */
@@ -59,6 +81,8 @@ export class QueueEntry<T> {
     readonly level: number,
     /** performance.now() milliseconds. */
     readonly enqueuedAt: number,
+    readonly rows: number,
+    readonly bytes: number,
   ) {}
 
   get queued(): boolean {
@@ -99,6 +123,10 @@ export class PriorityQueue<T> {
   private readonly waiting: EntryList<T>[];
   private readonly delayed: EntryList<T>[];
   private count = 0;
+  private totalBytes = 0;
+  /** Per level: rows and bytes of its entries. */
+  private readonly levelRows: Float64Array;
+  private readonly levelBytes: Float64Array;
 
   /**
    * `onDropped` hears of an entry the queue removed by itself (a REJECT timeout, a deadline), with
@@ -111,10 +139,17 @@ export class PriorityQueue<T> {
     const levels = Math.max(1, options.priorityLevels);
     this.waiting = Array.from({ length: levels }, () => new EntryList<T>());
     this.delayed = Array.from({ length: levels }, () => new EntryList<T>());
+    this.levelRows = new Float64Array(levels);
+    this.levelBytes = new Float64Array(levels);
   }
 
   get size(): number {
     return this.count;
+  }
+
+  /** Bytes of the inputs queued. */
+  get bytes(): number {
+    return this.totalBytes;
   }
 
   private policyOf(level: number): QueuePolicy {
@@ -149,29 +184,88 @@ export class PriorityQueue<T> {
   }
 
   /**
+   * Throws what push() would for the request now (invalid parameters, a full queue, a wait it
+   * cannot afford, a passed deadline), without queueing anything: a front end asks before it reads
+   * the request's body, with the bytes the body announces.
+   */
+  admit(admission: Admission, now: number): void {
+    const level = this.levelOf(admission.priority);
+    const policy = this.policyOf(level);
+    this.checkRoom(level, policy, this.timeoutOf(policy, admission.timeoutMicroseconds), admission, now);
+  }
+
+  /** Rows waiting at this level or a higher one: what a request of this level waits behind. */
+  private rowsAhead(level: number): number {
+    let rows = 0;
+    for (let index = 0; index <= level; index++) rows += this.levelRows[index];
+    return rows;
+  }
+
+  /** How long a request of this priority would wait, from how fast the queue has drained; 0 when nothing is ahead, NaN when unknown. */
+  estimatedWaitMs(priority?: number): number {
+    return this.waitAtLevelMs(this.levelOf(priority));
+  }
+
+  private waitAtLevelMs(level: number): number {
+    const rows = this.rowsAhead(level);
+    if (rows === 0) return 0;
+    return rows / (this.options.drainRate?.rowsPerMs ?? NaN);
+  }
+
+  private checkRoom(level: number, policy: QueuePolicy, timeoutMicroseconds: number, admission: Admission, now: number): void {
+    const label = this.options.label;
+    const levelSize = this.waiting[level].size + this.delayed[level].size;
+    const cap = this.options.maxQueuedRequests;
+    const levelFull = policy.maxQueueSize > 0 && levelSize >= policy.maxQueueSize;
+    const capFull = this.count >= cap;
+    const waitMs = this.waitAtLevelMs(level);
+    // A refused client is told to come back once the queue ahead of it could have drained.
+    const retryAfterMs = Number.isFinite(waitMs) ? waitMs : 1000;
+    if (levelFull || capFull) {
+      // The limit that refused it: the level's own, or the cap across levels (the smaller when both are reached).
+      const limit = levelFull && capFull ? Math.min(policy.maxQueueSize, cap) : levelFull ? policy.maxQueueSize : cap;
+      throw overloaded(`${label}: the queue is full (${limit} requests waiting)`, retryAfterMs);
+    }
+    // A request larger than a byte cap on its own is still taken into an empty queue, or it could never be served.
+    const bytes = admission.bytes ?? 0;
+    const levelBytesCap = policy.maxQueueBytes ?? 0;
+    if (levelBytesCap > 0 && this.levelBytes[level] > 0 && this.levelBytes[level] + bytes > levelBytesCap) {
+      throw overloaded(`${label}: the queue is full (${this.levelBytes[level]} of its ${levelBytesCap} bytes held, this request brings ${bytes})`, retryAfterMs);
+    }
+    const bytesCap = this.options.maxQueuedBytes ?? 0;
+    if (bytesCap > 0 && this.totalBytes > 0 && this.totalBytes + bytes > bytesCap) {
+      throw overloaded(`${label}: the queue is full (${this.totalBytes} of its ${bytesCap} bytes held, this request brings ${bytes})`, retryAfterMs);
+    }
+    if (admission.deadline !== undefined && admission.deadline <= now) {
+      // Already past: refused here, or an idle instance would run it before a 0 ms timer could drop it.
+      throw new NereidError('DEADLINE_EXCEEDED', `${label}: the request's deadline passed before it was queued`);
+    }
+    if (waitMs > 0) {
+      // What it may wait: its deadline, else the queue timeout that would reject it, else the server's limit.
+      const rejectAfterMs = timeoutMicroseconds > 0 && policy.timeoutAction === 'REJECT' ? timeoutMicroseconds / 1000 : (this.options.maxQueueWaitMs ?? Infinity);
+      const affordableMs = Math.min(rejectAfterMs, admission.deadline === undefined ? Infinity : admission.deadline - now);
+      if (waitMs > affordableMs) {
+        throw overloaded(`${label}: overloaded — the queue ahead would take about ${Math.ceil(waitMs)} ms, longer than the ${Math.floor(affordableMs)} ms this request may wait`, waitMs - affordableMs);
+      }
+    }
+  }
+
+  /**
    * Queues a value behind the others of its level; throws UNAVAILABLE when its level or the whole
-   * queue is full, DEADLINE_EXCEEDED when its deadline has already passed.
+   * queue is full or it could not be answered in time (see admit), DEADLINE_EXCEEDED when its
+   * deadline has already passed.
    */
   push(value: T, admission: Admission, now: number): QueueEntry<T> {
     const level = this.levelOf(admission.priority);
     const policy = this.policyOf(level);
     const timeout = this.timeoutOf(policy, admission.timeoutMicroseconds);
-    const levelSize = this.waiting[level].size + this.delayed[level].size;
-    const cap = this.options.maxQueuedRequests;
-    const levelFull = policy.maxQueueSize > 0 && levelSize >= policy.maxQueueSize;
-    const capFull = this.count >= cap;
-    if (levelFull || capFull) {
-      // The limit that refused it: the level's own, or the cap across levels (the smaller when both are reached).
-      const limit = levelFull && capFull ? Math.min(policy.maxQueueSize, cap) : levelFull ? policy.maxQueueSize : cap;
-      throw new NereidError('UNAVAILABLE', `${this.options.label}: the queue is full (${limit} requests waiting); retry later`);
-    }
-    if (admission.deadline !== undefined && admission.deadline <= now) {
-      // Already past: refused here, or an idle instance would run it before a 0 ms timer could drop it.
-      throw new NereidError('DEADLINE_EXCEEDED', `${this.options.label}: the request's deadline passed before it was queued`);
-    }
-    const entry = new QueueEntry(value, level, now);
+    this.checkRoom(level, policy, timeout, admission, now);
+    const entry = new QueueEntry(value, level, now, admission.rows ?? 1, admission.bytes ?? 0);
     this.waiting[level].append(entry);
     this.count += 1;
+    this.totalBytes += entry.bytes;
+    this.levelRows[level] += entry.rows;
+    this.levelBytes[level] += entry.bytes;
     const timeoutMs = timeout > 0 ? timeout / 1000 : Infinity;
     const deadlineMs = admission.deadline === undefined ? Infinity : admission.deadline - now;
     if (deadlineMs <= timeoutMs && deadlineMs !== Infinity) {
@@ -213,6 +307,9 @@ export class PriorityQueue<T> {
     if (!entry.list) return false;
     entry.list.unlink(entry);
     this.count -= 1;
+    this.totalBytes -= entry.bytes;
+    this.levelRows[entry.level] -= entry.rows;
+    this.levelBytes[entry.level] -= entry.bytes;
     if (entry.timer) clearTimeout(entry.timer);
     entry.timer = undefined;
     return true;

@@ -25,8 +25,15 @@ export interface Scheduler {
   schedule(request: ScheduledRequest): Promise<ScheduledResult>;
   /** Throws what schedule() would for the request's scheduling parameters, before any work is done for it. */
   validate(request: Admission): void;
+  /**
+   * Throws what schedule() would for the request were it scheduled now: invalid parameters, a full
+   * queue (by count or bytes), a wait longer than it may have. Asked before a request's body is read.
+   */
+  admit(request: Admission): void;
   /** Requests waiting for an instance. */
   readonly queued: number;
+  /** Bytes of the inputs of the requests waiting. */
+  readonly queuedBytes: number;
   /** Accepts nothing new, runs what is queued, and settles once every accepted request is answered. */
   stop(): Promise<void>;
 }

@@ -15,6 +15,7 @@ import { classifyImages } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { VERSION } from '../version.js';
+import { ByteBudget, type BodyReservation } from './byte-budget.js';
 
 export const serverOptionsSchema = z.object({
   modelRepository: z.string().min(1),
@@ -28,6 +29,16 @@ export const serverOptionsSchema = z.object({
   defaultMaxBatchSize: z.number().int().nonnegative().default(4),
   /** Requests one model version may hold waiting for an instance; beyond it requests are refused with UNAVAILABLE. */
   maxQueueSize: z.number().int().positive().default(1024),
+  /** Bytes of inputs one model version may hold queued (a config's max_queue_bytes may lower it per priority level). */
+  maxQueueBytes: z.number().int().positive().default(128 * 1024 * 1024),
+  /**
+   * The longest a request may expect to wait in a queue when neither its deadline nor its model's
+   * queue timeout says: under overload, a request that would wait longer is refused at once (503,
+   * Retry-After) instead of being answered after its client has given up.
+   */
+  maxQueueWaitMs: z.number().int().positive().default(2000),
+  /** Bytes of request bodies held at once across the server (read, decoded, queued, running); beyond it requests are refused with 503. */
+  maxInflightBytes: z.number().int().positive().default(256 * 1024 * 1024),
   /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
   costPerCoreHour: z.number().nonnegative().optional(),
 });
@@ -57,6 +68,8 @@ export class Server {
   readonly logger: Logger;
   readonly repository: ModelRepository;
   readonly responseCache?: ResponseCacheStore;
+  /** Bytes of request bodies held now, across front ends. */
+  readonly bodies: ByteBudget;
   private started = false;
   private closing = false;
   private readonly requiredAtStart = new Set<string>();
@@ -66,12 +79,15 @@ export class Server {
     if (options.backends.length === 0) throw new Error('a Server needs at least one backend');
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;
+    this.bodies = new ByteBudget(this.options.maxInflightBytes);
     this.repository = new ModelRepository({
       root: this.options.modelRepository,
       backends: options.backends,
       logger: this.logger,
       defaultMaxBatchSize: this.options.defaultMaxBatchSize,
       maxQueueSize: this.options.maxQueueSize,
+      maxQueueBytes: this.options.maxQueueBytes,
+      maxQueueWaitMs: this.options.maxQueueWaitMs,
       observers: options.observers,
       responseCacheStore: this.responseCache,
     });
@@ -143,6 +159,19 @@ export class Server {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     const model = this.model(name, options.version);
     return { model: model.name, version: model.version, ...(await classifyImages(model, images, options, context)) };
+  }
+
+  /**
+   * Before a request's body is read: refuses what could not be served now (unknown model, model not
+   * ready, its queue full or too far behind, the server's body budget spent) — cheaply, as 503 with
+   * a retry hint where waiting helps — and otherwise reserves the body's `bytes` until the answer.
+   */
+  admit(name: string, version: string | undefined, bytes: number, deadline?: number): BodyReservation {
+    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    this.model(name, version).admit(bytes, deadline);
+    const reservation = this.bodies.reserve();
+    reservation.holdAtLeast(bytes);
+    return reservation;
   }
 
   infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {

@@ -76,7 +76,19 @@ type GrpcError = Error & { code: grpc.status; details: string };
 
 function grpcError(error: NereidError): GrpcError {
   const message = clientMessage(error);
-  return Object.assign(new Error(message), { code: grpcStatusOf(error.code) as grpc.status, details: message });
+  const status = Object.assign(new Error(message), { code: grpcStatusOf(error.code) as grpc.status, details: message });
+  if (error.retryAfterMs === undefined) return status;
+  // gRPC's retry design: a client retrying a refused call waits this long before the next attempt.
+  const metadata = new grpc.Metadata();
+  metadata.set('grpc-retry-pushback-ms', String(Math.max(1, Math.ceil(error.retryAfterMs))));
+  return Object.assign(status, { metadata });
+}
+
+/** Bytes a request message's tensors hold: what it reserves of the server's body budget. */
+function tensorBytesOf(message: ModelInferRequestMessage): number {
+  let bytes = 0;
+  for (const raw of message.raw_input_contents ?? []) bytes += raw.length;
+  return bytes;
 }
 
 function metadataString(metadata: grpc.Metadata, key: string): string | undefined {
@@ -230,7 +242,9 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       return {};
     }),
     ModelInfer: unary('ModelInfer', async (message: ModelInferRequestMessage, call, reqId) => {
-      const request = decodeModelInferRequest(message);
+      const deadline = deadlineOf(call);
+      // Refused before its tensors are decoded when the model could not serve it in time.
+      const reservation = server.admit(message.model_name, message.model_version || undefined, tensorBytesOf(message), deadline);
       // A client that cancels (or whose deadline passes) frees its place in the queue. grpc-js also
       // emits 'cancelled' once a call has been answered, so only a call still running is cancelled.
       const cancellation = new ClientCancellation();
@@ -242,12 +256,13 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         signal: cancellation,
         requestId: reqId,
         traceparent: metadataString(call.metadata, 'traceparent'),
-        deadline: deadlineOf(call),
+        deadline,
       };
       try {
-        return encodeModelInferResponse(await server.infer(request, context));
+        return encodeModelInferResponse(await server.infer(decodeModelInferRequest(message), context));
       } finally {
         answered = true;
+        reservation.release();
       }
     }),
     ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMessage, unknown>) => modelStreamInfer(call),
@@ -284,9 +299,14 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       const reqId = requestIdOf(givenRequestId);
       let status = grpc.status.OK;
       (async () => {
-        const request = decodeModelInferRequest(requireDecoded(message));
-        const response = await server.infer(request, { signal: abort, requestId: reqId, traceparent });
-        return { error_message: '', infer_response: encodeModelInferResponse(response) };
+        const decodable = requireDecoded(message);
+        const reservation = server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
+        try {
+          const response = await server.infer(decodeModelInferRequest(decodable), { signal: abort, requestId: reqId, traceparent });
+          return { error_message: '', infer_response: encodeModelInferResponse(response) };
+        } finally {
+          reservation.release();
+        }
       })()
         .catch((error: unknown) => {
           const grpcFailure = failure('ModelStreamInfer', error, reqId);

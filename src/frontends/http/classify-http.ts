@@ -3,7 +3,7 @@
  * (multipart form files) and get labels with a confidence back as plain JSON.
  */
 import multipart from '@fastify/multipart';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { invalidArgument } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
 import type { Server } from '../../server/server.js';
@@ -16,6 +16,8 @@ export interface ClassifyRouteOptions {
   maxFiles?: number;
   modelPaths: (suffix: string) => string[];
   contextOf: (request: FastifyRequest, reply: FastifyReply) => RequestContext;
+  /** Refuses, from its headers, a request the server could not serve now. */
+  admission: onRequestAsyncHookHandler;
 }
 
 function topKOf(request: FastifyRequest): number | undefined {
@@ -62,7 +64,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
     throwFileSizeLimit: true,
   });
   for (const path of options.modelPaths('/classify')) {
-    app.post<{ Params: ModelParams }>(path, async (request, reply) => {
+    app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
       const images = await imagesOf(request, options.maxBodyBytes);
       const { model, version, results, timings } = await server.classify(
         request.params.model,

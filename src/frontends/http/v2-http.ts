@@ -2,7 +2,6 @@
  * The KServe Open Inference Protocol (V2) over HTTP, with Triton's extensions, as a thin
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
-import { gunzip, inflate as inflateZlib } from 'node:zlib';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
@@ -11,11 +10,14 @@ import { ClientCancellation, type CancelSignal, type RequestContext } from '../.
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
 import type { Server } from '../../server/server.js';
+import { admitFromHeaders, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
 
 export const httpFrontEndOptionsSchema = z.object({
   /** Largest request body accepted, in bytes (decompressed bodies too). */
   maxBodyBytes: z.number().int().positive().default(64 * 1024 * 1024),
+  /** Compressed bodies inflating at once; more are refused with 503 (each is bounded by maxBodyBytes and the server's body budget). */
+  maxConcurrentInflations: z.number().int().positive().default(8),
   /**
    * Bearer tokens: a list opens every route but the health probes; an object scopes them —
    * `inference` (infer, classify, metadata, config, ready, stats), `management` (/v2/repository).
@@ -73,6 +75,7 @@ function logFailure(request: FastifyRequest, code: string, status: number, reaso
 }
 
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
+  if (error.retryAfterMs !== undefined) reply.header('retry-after', Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
   return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: clientMessage(error) });
 }
 
@@ -106,22 +109,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   // Every body is read as bytes: infer requests may be JSON followed by binary tensors.
   app.removeAllContentTypeParsers();
-  // Triton's clients may compress requests (request_compression_algorithm gzip/deflate); the decoded size is bounded too.
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    const encoding = String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-    if (encoding === 'identity' || encoding === '') return done(null, body);
-    const inflate = encoding === 'gzip' || encoding === 'x-gzip' ? gunzip : encoding === 'deflate' ? inflateZlib : undefined;
-    if (!inflate) {
-      return done(invalidArgument(`unsupported Content-Encoding '${encoding}' (supported: gzip, deflate, identity)`), undefined);
-    }
-    inflate(body as Buffer, { maxOutputLength: maxBodyBytes }, (error, decoded) => {
-      if (!error) return done(null, decoded);
-      if ((error as Error & { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-        return done(Object.assign(new Error('decompressed body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE' }), undefined);
-      }
-      done(invalidArgument(`the request body is not valid ${encoding} data (Content-Encoding: ${encoding}): ${error.message}`), undefined);
-    });
-  });
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  // Triton's clients may compress requests (request_compression_algorithm gzip/deflate): inflated as a stream, bounded as it inflates.
+  app.addHook('preParsing', streamBodies({ maxBodyBytes, maxConcurrentInflations: settings.maxConcurrentInflations }));
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
@@ -195,8 +185,10 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   for (const path of modelPaths('/config')) {
     app.get<{ Params: ModelParams }>(path, async (request) => server.modelConfig(request.params.model, request.params.version));
   }
+  // Inference routes are admitted from their headers, before their body is read (auth hooks run first).
+  const admission = admitFromHeaders(server);
   for (const path of modelPaths('/infer')) {
-    app.post<{ Params: ModelParams }>(path, async (request, reply) => {
+    app.post<{ Params: ModelParams }>(path, { onRequest: admission }, async (request, reply) => {
       const lengthHeader = request.headers[HEADER_LENGTH];
       const { request: inference, binaryOutputByDefault } = decodeInferRequest(
         (request.body as Buffer | undefined) ?? Buffer.alloc(0),
@@ -211,7 +203,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     });
   }
 
-  registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, contextOf });
+  registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, contextOf, admission });
 
   app.get('/v2/models/stats', async () => server.modelStatistics());
   for (const path of modelPaths('/stats')) {

@@ -1,0 +1,123 @@
+/**
+ * What an inference route does before and while it reads a body, so that overload and hostile
+ * bodies cost little: the request is admitted from its headers alone (the model's queue and the
+ * server's body budget asked with the announced length) and refused there, before a byte of its
+ * body is read; a body that is compressed or of unannounced length is inflated as a stream, its
+ * inflated bytes counted against the body limit and the budget as they arrive, with a cap on how
+ * many inflate at once.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { createGunzip, createInflate } from 'node:zlib';
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
+import { invalidArgument, overloaded } from '../../core/errors.js';
+import type { BodyReservation } from '../../server/byte-budget.js';
+import type { Server } from '../../server/server.js';
+
+type ModelParams = { model: string; version?: string };
+
+const reservations = new WeakMap<FastifyRequest, BodyReservation>();
+
+/** Fastify's own error for a body over its limit, which the error handler answers 413. */
+export function bodyTooLarge(): Error {
+  return Object.assign(new Error('request body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 });
+}
+
+function announcedLength(request: FastifyRequest): number | undefined {
+  const header = request.headers['content-length'];
+  if (header === undefined) return undefined;
+  const length = Number(header);
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+}
+
+function encodingOf(request: FastifyRequest): string {
+  return String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase() || 'identity';
+}
+
+/** The onRequest hook of inference routes: asks the server whether the request could be served now, and holds its body's bytes until the answer. */
+export function admitFromHeaders(server: Server): onRequestAsyncHookHandler {
+  return async function admitRequest(request: FastifyRequest, reply: FastifyReply) {
+    const { model, version } = request.params as ModelParams;
+    const reservation = server.admit(model, version, announcedLength(request) ?? 0);
+    reservations.set(request, reservation);
+    reply.raw.once('close', () => reservation.release());
+  };
+}
+
+/** Counts the bytes a body inflates to, refusing it once they pass the body limit or the server's budget. */
+class InflatedBytesCounter extends Transform {
+  /** Fastify compares the announced Content-Length with this rather than with the inflated length. */
+  receivedEncodedLength = 0;
+  private inflated = 0;
+
+  constructor(
+    private readonly limit: number,
+    private readonly reservation: BodyReservation | undefined,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.inflated += chunk.length;
+    if (this.inflated > this.limit) return callback(bodyTooLarge());
+    try {
+      this.reservation?.holdAtLeast(this.inflated);
+    } catch (error) {
+      return callback(error as Error);
+    }
+    callback(null, chunk);
+  }
+}
+
+export interface StreamedBodyOptions {
+  maxBodyBytes: number;
+  /** Bodies inflating at once across the server; more are refused with 503. */
+  maxConcurrentInflations: number;
+}
+
+/**
+ * The preParsing hook: an identity body of announced length passes untouched (its bytes were
+ * reserved at admission and Fastify holds it to that length); any other is streamed through the
+ * decoder its Content-Encoding names and counted as it inflates.
+ */
+export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookHandler {
+  let inflating = 0;
+  return async function streamBody(request, _reply, payload) {
+    const encoding = encodingOf(request);
+    const identity = encoding === 'identity';
+    // No body at all, or one of announced length that Fastify holds to it: nothing to count.
+    if (identity && (announcedLength(request) !== undefined || request.headers['transfer-encoding'] === undefined)) return payload;
+    const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip() : encoding === 'deflate' ? createInflate() : identity ? undefined : null;
+    if (decoder === null) throw invalidArgument(`unsupported Content-Encoding '${encoding}' (supported: gzip, deflate, identity)`);
+    if (decoder && inflating >= options.maxConcurrentInflations) {
+      throw overloaded(`${inflating} compressed request bodies are being inflated, the most the server takes at once`, 100);
+    }
+    const counter = new InflatedBytesCounter(options.maxBodyBytes, reservations.get(request));
+    payload.on('data', (chunk: Buffer) => {
+      counter.receivedEncodedLength += chunk.length;
+    });
+    if (!decoder) {
+      payload.on('error', (error) => counter.destroy(error));
+      return payload.pipe(counter);
+    }
+    inflating += 1;
+    let settled = false;
+    const done = () => {
+      if (settled) return;
+      settled = true;
+      inflating -= 1;
+    };
+    counter.once('close', done);
+    counter.once('end', done);
+    decoder.on('error', (error) => {
+      counter.destroy(invalidArgument(`the request body is not valid ${encoding} data (Content-Encoding: ${encoding}): ${error.message}`));
+    });
+    payload.on('error', (error) => counter.destroy(error));
+    // A refused or failed body stops inflating at once: nothing more is read or decoded for it.
+    counter.once('error', () => {
+      payload.unpipe(decoder);
+      decoder.destroy();
+      done();
+    });
+    return payload.pipe(decoder).pipe(counter);
+  };
+}
