@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { defaultOf } from './config/schema-defaults.js';
 import type { AuthScope, AuthTokens } from './core/auth.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
-import { createHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
+import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -115,6 +115,16 @@ program
     "response cache: 'local,size=BYTES' (in memory) or 'redis,host=H,port=P[,password=…]' (shared); models opt in with response_cache { enable: true }",
   )
   .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted, inflated bytes of a compressed body too', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxBodyBytes'))
+  .option('--http-headers-timeout-ms <ms>', "a connection's request headers must arrive within this (else 408, closed)", integer(1), defaultOf(httpFrontEndOptionsSchema, 'headersTimeoutMs'))
+  .option('--http-request-timeout-ms <ms>', 'a whole request, body included, must arrive within this (else 408, closed)', integer(1), defaultOf(httpFrontEndOptionsSchema, 'requestTimeoutMs'))
+  .option('--http-keep-alive-timeout-ms <ms>', 'idle keep-alive connections are closed after this', integer(1), defaultOf(httpFrontEndOptionsSchema, 'keepAliveTimeoutMs'))
+  .option('--http-max-connections <n>', 'HTTP connections open at once; more are closed as they arrive', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxConnections'))
+  .option(
+    '--shutdown-timeout <seconds>',
+    'on SIGTERM/SIGINT: readiness turns false, requests received are answered and connections closed as they finish; after this many seconds the rest are cut and the process exits',
+    integer(1),
+    30,
+  )
   .option('--http-max-inflations <n>', 'compressed request bodies inflated at once; more are refused with 503', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxConcurrentInflations'))
   .option(
     '--http-auth-token <token>',
@@ -164,6 +174,10 @@ program
     const http = createHttpFrontEnd(server, {
       maxBodyBytes: flags.httpMaxBodyBytes,
       maxConcurrentInflations: flags.httpMaxInflations,
+      headersTimeoutMs: flags.httpHeadersTimeoutMs,
+      requestTimeoutMs: flags.httpRequestTimeoutMs,
+      keepAliveTimeoutMs: flags.httpKeepAliveTimeoutMs,
+      maxConnections: flags.httpMaxConnections,
       authTokens,
       accessLog: flags.logAccess,
     });
@@ -180,13 +194,24 @@ program
             accessLog: flags.logAccess,
           });
     let stopping = false;
+    /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
+    const forceExit = (reason: string) => {
+      logger.warn(`${reason}: closing the connections left and exiting`);
+      closeHttpConnections(http);
+      grpc?.grpcServer.forceShutdown();
+      process.exit(1);
+    };
     const stop = async (signal: string) => {
-      if (stopping) return;
+      if (stopping) return forceExit(`${signal} again during the drain`);
       stopping = true;
-      logger.info({ signal }, 'shutting down');
-      await Promise.all([http.close(), grpc?.close(), metricsListener?.close()]);
+      const timeoutMs = flags.shutdownTimeout * 1000;
+      logger.info({ signal, shutdownTimeoutS: flags.shutdownTimeout }, 'draining: not ready any more, answering the requests received, then exiting');
+      server.drain();
+      setTimeout(() => forceExit(`the drain did not finish within --shutdown-timeout ${flags.shutdownTimeout} s`), timeoutMs).unref();
+      await Promise.all([drainHttpFrontEnd(http), grpc?.close(timeoutMs), metricsListener?.close()]);
       await server.close();
       await tracing?.shutdown().catch((error: Error) => logger.warn({ err: error }, 'exporting the last traces failed'));
+      logger.info('drained; exiting');
       process.exit(0);
     };
     process.on('SIGINT', () => void stop('SIGINT'));

@@ -5,7 +5,6 @@
  * CLI's --allow-metrics / --metrics-port / --cost-per-core-hour flags on a real child process.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +17,7 @@ import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { ModelVersion } from '../src/model/model-version.js';
 import { createMetricsListener, PrometheusMetrics, Tracing, type MetricsListener } from '../src/observability/index.js';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
+import { freePort, serveChild, stopChild } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 type Json = Record<string, any>;
@@ -464,59 +464,17 @@ describe('logs', () => {
 // ---------------------------------------------------------------------------------------------
 // The CLI: --allow-metrics false starts no listener; true serves /metrics with the cost gauges.
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/** Starts `nereid serve` and waits for its "server ready" line. */
-async function serve(repo: string, flags: string[]): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', ...flags],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`nereid serve did not get ready:\n${output}`)), 30_000);
-    const check = () => {
-      if (output.includes('server ready')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`nereid serve exited with ${code}:\n${output}`));
-    });
-  });
-  return { child, output: () => output };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 describe('CLI flags', () => {
   test('--allow-metrics false opens no metrics listener; by default --metrics-port serves /metrics', async () => {
     const port = await freePort();
-    const off = await serve(test_server.repoDir, ['--allow-metrics', 'false', '--metrics-port', String(port)]);
+    const off = await serveChild(test_server.repoDir, ['--allow-metrics', 'false', '--metrics-port', String(port)]);
     try {
       await assert.rejects(fetch(`http://127.0.0.1:${port}/metrics`));
       assert.ok(!off.output().includes('Prometheus metrics on'));
     } finally {
-      await stop(off.child);
+      await stopChild(off);
     }
-    const on = await serve(test_server.repoDir, ['--metrics-port', String(port), '--cost-per-core-hour', '0.5']);
+    const on = await serveChild(test_server.repoDir, ['--metrics-port', String(port), '--cost-per-core-hour', '0.5']);
     try {
       assert.ok(on.output().includes(`Prometheus metrics on http://127.0.0.1:${port}/metrics`));
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -525,7 +483,7 @@ describe('CLI flags', () => {
       assert.equal(valueOf(samples, 'nereid_cost_usd_per_1000_inferences', BATCHED), 0);
       assert.ok(valueOf(samples, 'nereid_model_load_duration_seconds', { model: 'plain', version: '1' }) > 0);
     } finally {
-      await stop(on.child);
+      await stopChild(on);
     }
   });
 });

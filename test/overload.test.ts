@@ -6,13 +6,13 @@
  * back to empty and serving once the load stops. No test measures a duration.
  */
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { RawConnection } from './support/raw-http.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 /** Holds requests in its queue for a long while (its batch never fills), at most two of them. */
@@ -31,47 +31,6 @@ async function writeModels(repo: string): Promise<void> {
 const inferBody = (rows = 1) =>
   JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [rows, 4], data: Array(rows * 4).fill(1) }] });
 
-interface RawAnswer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** A raw HTTP/1.1 exchange: the request head is written now, the body only when send() is called (or never). */
-class RawRequest {
-  readonly answer: Promise<RawAnswer>;
-  private readonly socket: Socket;
-
-  constructor(url: string, path: string, headers: Record<string, string | number>) {
-    const { hostname, port } = new URL(url);
-    this.socket = connect(Number(port), hostname);
-    const head = [`POST ${path} HTTP/1.1`, `host: ${hostname}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
-    this.socket.write(head);
-    this.answer = new Promise<RawAnswer>((resolve, reject) => {
-      let received = '';
-      this.socket.on('data', (chunk) => {
-        received += chunk.toString('latin1');
-        const end = received.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const [statusLine, ...lines] = received.slice(0, end).split('\r\n');
-        const fields = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
-        const length = Number(fields['content-length'] ?? 0);
-        if (received.length - end - 4 < length) return;
-        resolve({ status: Number(statusLine.split(' ')[1]), headers: fields, body: received.slice(end + 4, end + 4 + length) });
-      });
-      this.socket.on('error', reject);
-    });
-  }
-
-  send(body: Buffer | string): void {
-    this.socket.write(body);
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
-
 describe('overload over HTTP', () => {
   let served: TestServer;
   before(async () => {
@@ -88,8 +47,8 @@ describe('overload over HTTP', () => {
     const waiting = [fetch(url, { method: 'POST', body: inferBody() }), fetch(url, { method: 'POST', body: inferBody() })];
     const holding = served.server.model('holding');
     while (holding.queued < 2) await new Promise((resolve) => setImmediate(resolve));
-    const refused = new RawRequest(served.url, '/v2/models/holding/infer', { 'content-type': 'application/json', 'content-length': 10_000 });
-    const answer = await refused.answer; // not a byte of the body was sent
+    const refused = new RawConnection(served.url);
+    const answer = await refused.request('POST', '/v2/models/holding/infer', { 'content-type': 'application/json', 'content-length': 10_000 }); // not a byte of the body sent
     refused.close();
     assert.equal(answer.status, 503);
     assert.ok(Number(answer.headers['retry-after']) >= 1, JSON.stringify(answer.headers));
@@ -111,13 +70,14 @@ describe('overload over HTTP', () => {
   });
 
   test('bodies held across the server are bounded: a request whose announced body would pass --max-inflight-bytes is refused before it is read', async () => {
-    const held = new RawRequest(served.url, '/v2/models/scale/infer', { 'content-type': 'application/json', 'content-length': 40 * 1024 });
+    const held = new RawConnection(served.url);
+    const heldAnswer = held.request('POST', '/v2/models/scale/infer', { 'content-type': 'application/json', 'content-length': 40 * 1024 });
     while (served.server.bodies.inUse === 0) await new Promise((resolve) => setImmediate(resolve));
     const refused = await fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: inferBody().padEnd(30 * 1024, ' ') });
     assert.equal(refused.status, 503);
     assert.match((await refused.json()).error, /would pass its limit of 65536 \(--max-inflight-bytes\)/);
     held.send(inferBody().padEnd(40 * 1024, ' '));
-    assert.equal((await held.answer).status, 200);
+    assert.equal((await heldAnswer).status, 200);
     held.close();
     while (served.server.bodies.inUse !== 0) await new Promise((resolve) => setImmediate(resolve));
     const served2 = await fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: inferBody().padEnd(30 * 1024, ' ') });
@@ -147,25 +107,26 @@ describe('overload over HTTP', () => {
     assert.ok([413, 503].includes(tooLarge.status), String(tooLarge.status));
     await tooLarge.arrayBuffer();
     const whole = gzipSync(inferBody());
-    const slow = new RawRequest(served.url, '/v2/models/scale/infer', { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': whole.length });
-    slow.send(whole.subarray(0, 10)); // inflating, and stalled
+    const slow = new RawConnection(served.url);
+    const slowAnswer = slow.request('POST', '/v2/models/scale/infer', { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': whole.length }, whole.subarray(0, 10)); // inflating, and stalled
     await new Promise((resolve) => setTimeout(resolve, 50));
     const second = await fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: whole, headers: { 'content-encoding': 'gzip' } });
     assert.equal(second.status, 503);
     assert.match((await second.json()).error, /1 compressed request bodies are being inflated/);
     slow.send(whole.subarray(10));
-    assert.equal((await slow.answer).status, 200);
+    assert.equal((await slowAnswer).status, 200);
     slow.close();
     const third = await fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: whole, headers: { 'content-encoding': 'gzip' } });
     assert.equal(third.status, 200);
   });
 
   test('a chunked body of unannounced length is counted as it arrives', async () => {
-    const chunked = new RawRequest(served.url, '/v2/models/scale/infer', { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    const chunked = new RawConnection(served.url);
+    const chunkedAnswer = chunked.request('POST', '/v2/models/scale/infer', { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     const chunk = Buffer.alloc(32 * 1024, ' ');
     for (let i = 0; i < 3; i++) chunked.send(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]));
     chunked.send('0\r\n\r\n');
-    const answer = await chunked.answer;
+    const answer = await chunkedAnswer;
     chunked.close();
     assert.equal(answer.status, 503);
     assert.match(JSON.parse(answer.body).error, /--max-inflight-bytes/);
@@ -173,8 +134,8 @@ describe('overload over HTTP', () => {
   });
 
   test('an unknown model is refused from the headers too', async () => {
-    const refused = new RawRequest(served.url, '/v2/models/nope/infer', { 'content-type': 'application/json', 'content-length': 10_000 });
-    const answer = await refused.answer;
+    const refused = new RawConnection(served.url);
+    const answer = await refused.request('POST', '/v2/models/nope/infer', { 'content-type': 'application/json', 'content-length': 10_000 });
     refused.close();
     assert.equal(answer.status, 404);
   });

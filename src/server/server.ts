@@ -72,6 +72,7 @@ export class Server {
   readonly bodies: ByteBudget;
   private started = false;
   private closing = false;
+  private draining = false;
   private readonly requiredAtStart = new Set<string>();
 
   constructor(options: ServerOptions) {
@@ -114,8 +115,21 @@ export class Server {
     return !this.closing;
   }
 
+  /**
+   * Shutdown's first step: readiness turns false, so that load balancers stop sending, while
+   * requests still arriving are served; front ends close their connections as each answer goes.
+   */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** Draining or closed: a front end closes each connection after its current answer. */
+  get stopping(): boolean {
+    return this.draining || this.closing;
+  }
+
   get ready(): boolean {
-    if (!this.started || this.closing) return false;
+    if (!this.started || this.stopping) return false;
     if (!this.options.strictReadiness) return true;
     const unavailable = new Set(this.repository.unavailableModels());
     return ![...this.requiredAtStart].some((name) => unavailable.has(name));

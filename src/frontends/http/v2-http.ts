@@ -2,6 +2,8 @@
  * The KServe Open Inference Protocol (V2) over HTTP, with Triton's extensions, as a thin
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
+import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
@@ -25,6 +27,14 @@ export const httpFrontEndOptionsSchema = z.object({
   authTokens: authTokensSchema,
   /** One log line per request (method, url, status, ms, request id, model), at info (--log-access). */
   accessLog: z.boolean().default(false),
+  /** A connection must have sent a request's headers within this (408 and closed otherwise), so slow-header clients cannot hold it. */
+  headersTimeoutMs: z.number().int().positive().default(10_000),
+  /** A request must have arrived whole, body included, within this (408 and closed otherwise): no client holds a half-sent body forever. */
+  requestTimeoutMs: z.number().int().positive().default(60_000),
+  /** An idle keep-alive connection is closed after this; clients are told it (Keep-Alive: timeout=…), so they do not reuse it as it closes. */
+  keepAliveTimeoutMs: z.number().int().positive().default(5_000),
+  /** Connections open at once; more are closed as they arrive. */
+  maxConnections: z.number().int().positive().default(1024),
 });
 
 export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema>;
@@ -89,10 +99,41 @@ function bodyObject(request: FastifyRequest, what: string): Record<string, unkno
   return parsed as Record<string, unknown>;
 }
 
+/** Node's HTTP server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
+function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>) {
+  return (handler: RequestListener): HttpServer => {
+    const server = createHttpServer(
+      { headersTimeout: settings.headersTimeoutMs, requestTimeout: settings.requestTimeoutMs, connectionsCheckingInterval: 1000 },
+      handler,
+    );
+    server.keepAliveTimeout = settings.keepAliveTimeoutMs;
+    server.maxConnections = settings.maxConnections;
+    return server;
+  };
+}
+
+/**
+ * Stops taking connections and resolves once every open one has closed, without resetting any: a
+ * request in flight is answered (with Connection: close, the server draining), and an idle
+ * keep-alive connection closes at its keep-alive timeout, which its client was told and so does
+ * not send on it as it closes. (http.Server.close() would close idle connections at once, racing a
+ * client that is writing a request on one.) Then the front end closes.
+ */
+export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
+  if (app.server.listening) await new Promise<void>((resolve) => NetServer.prototype.close.call(app.server, () => resolve()));
+  await app.close();
+}
+
+/** Closes every connection of the front end now, answered or not: the end of a drain that ran out of time. */
+export function closeHttpConnections(app: FastifyInstance): void {
+  app.server.closeAllConnections();
+}
+
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
   const settings = httpFrontEndOptionsSchema.parse(options);
   const maxBodyBytes = settings.maxBodyBytes;
   const app: FastifyInstance = Fastify({
+    serverFactory: httpServerWith(settings),
     loggerInstance: server.logger.child({ frontEnd: 'http' }) as FastifyBaseLogger,
     bodyLimit: maxBodyBytes,
     // Every log line about a request carries its id (reqId): the client's x-request-id, else a UUID.
@@ -115,6 +156,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
+    // Draining: this answer is the connection's last, so its client opens its next request elsewhere.
+    if (server.stopping) reply.header('connection', 'close');
     done();
   });
   if (settings.accessLog) {

@@ -1,0 +1,127 @@
+/**
+ * SIGTERM on a real `nereid serve` process: readiness turns false, requests already received are
+ * answered (HTTP and gRPC), a keep-alive connection's next request is answered with
+ * Connection: close instead of reset, and the process exits — after a clean drain, or at
+ * --shutdown-timeout whatever a client holds. Slow clients meet the header and body timeouts.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
+import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { freePort, serveChild, stopChild, type ServedChild } from './support/cli-server.js';
+import { RawConnection } from './support/raw-http.js';
+
+/** Holds each request in its queue for a while (its batch never fills), so that one is in flight when SIGTERM comes. */
+const HOLDING_CONFIG = `
+max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 1000000 }
+`;
+
+const BODY = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+const JSON_HEADERS = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BODY) };
+
+let repo: string;
+const children: ServedChild[] = [];
+
+before(async () => {
+  repo = await mkdtemp(join(tmpdir(), 'nereid-shutdown-'));
+  await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 8\n');
+  await writeModel(repo, 'holding', 1, scaleModel(2), HOLDING_CONFIG);
+});
+
+after(async () => {
+  for (const child of children) {
+    if (child.child.exitCode === null) child.child.kill('SIGKILL');
+  }
+  await rm(repo, { recursive: true, force: true });
+});
+
+async function serve(flags: string[]): Promise<ServedChild> {
+  const child = await serveChild(repo, ['--allow-metrics', 'false', ...flags]);
+  children.push(child);
+  return child;
+}
+
+/** A connection the server has certainly accepted: it answered a request on it. */
+async function acceptedConnection(url: string): Promise<RawConnection> {
+  const connection = new RawConnection(url);
+  assert.equal((await connection.request('GET', '/v2/health/live', {})).status, 200);
+  return connection;
+}
+
+test('SIGTERM: not ready first, requests received are answered over HTTP and gRPC, keep-alive connections get Connection: close instead of a reset, and the process exits 0 once drained', async () => {
+  const grpcPort = await freePort();
+  const served = await serve(['--grpc-port', String(grpcPort), '--http-keep-alive-timeout-ms', '1000']);
+  const keepAlive = await acceptedConnection(served.url);
+  const before = await keepAlive.request('POST', '/v2/models/scale/infer', JSON_HEADERS, BODY);
+  assert.equal(before.status, 200);
+  assert.notEqual(before.headers.connection, 'close');
+  const probe = await acceptedConnection(served.url);
+  const holder = await acceptedConnection(served.url);
+  const held = holder.request('POST', '/v2/models/holding/infer', JSON_HEADERS, BODY);
+  const { Client } = loadInferenceProto();
+  const client = new Client(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+  await new Promise<void>((resolve, reject) => client.ServerLive({}, (error: Error | null) => (error ? reject(error) : resolve())));
+  const grpcHeld = new Promise<{ error: grpc.ServiceError | null; response: { outputs: unknown[] } }>((resolve) =>
+    client.ModelInfer(
+      { model_name: 'holding', inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [Buffer.from(new Float32Array([1, 1, 1, 1]).buffer)] },
+      (error: grpc.ServiceError | null, response: { outputs: unknown[] }) => resolve({ error, response }),
+    ),
+  );
+  // Both held requests are queued once the server has answered a later request on a third connection.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+
+  served.child.kill('SIGTERM');
+  await served.waitFor('draining');
+  const ready = await probe.request('GET', '/v2/health/ready', {});
+  assert.equal(ready.status, 400, 'not ready once draining');
+  assert.equal(ready.headers.connection, 'close');
+  // A request written on an idle keep-alive connection after SIGTERM is answered, and that answer closes it.
+  const after = await keepAlive.request('POST', '/v2/models/scale/infer', JSON_HEADERS, BODY);
+  assert.equal(after.status, 200, after.body);
+  assert.equal(after.headers.connection, 'close');
+  await keepAlive.closed;
+  // What was in flight is answered.
+  const heldAnswer = await held;
+  assert.equal(heldAnswer.status, 200, heldAnswer.body);
+  assert.deepEqual(JSON.parse(heldAnswer.body).outputs[0].data, [2, 4, 6, 8]);
+  const grpcAnswer = await grpcHeld;
+  assert.equal(grpcAnswer.error, null);
+  client.close();
+  // New connections are not taken.
+  await assert.rejects(fetch(`${served.url}/v2/health/live`));
+  assert.equal(await served.exited, 0, served.output());
+  assert.match(served.output(), /drained; exiting/);
+});
+
+test('a client holding half a request body gets 408 at the request timeout, and one that sends no headers is closed at the headers timeout', async () => {
+  const served = await serve(['--http-request-timeout-ms', '1500', '--http-headers-timeout-ms', '1000']);
+  const stalledBody = new RawConnection(served.url);
+  const answer = await stalledBody.request('POST', '/v2/models/scale/infer', { ...JSON_HEADERS, 'content-length': 1000 }, BODY.slice(0, 10));
+  assert.equal(answer.status, 408);
+  await stalledBody.closed;
+  const silent = new RawConnection(served.url);
+  silent.send('POST /v2/models/scale/infer HTTP/1.1\r\nhost: x\r\n'); // and never the end of the head
+  await silent.closed;
+  assert.equal(await stopChild(served), 0);
+});
+
+test('--shutdown-timeout bounds the drain whatever a client holds: a stalled upload is cut and the process exits', async () => {
+  const served = await serve(['--shutdown-timeout', '2']);
+  const stalled = new RawConnection(served.url);
+  const outcome = stalled.request('POST', '/v2/models/scale/infer', { ...JSON_HEADERS, 'content-length': 1000 }, BODY.slice(0, 10)).then(
+    () => 'answered',
+    () => 'cut',
+  );
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  served.child.kill('SIGTERM');
+  assert.equal(await served.exited, 1);
+  assert.match(served.output(), /the drain did not finish within --shutdown-timeout 2 s: closing the connections left and exiting/);
+  assert.equal(await outcome, 'cut');
+});
