@@ -180,7 +180,10 @@ function procMemory(pid: number): ProcMemory | undefined {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     if (/^State:\s+Z/m.test(status)) return undefined;
     const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
+    const [rss, peak] = [kb('VmRSS'), kb('VmHWM')];
+    // An exiting process has already lost its memory lines.
+    if (Number.isNaN(rss) || Number.isNaN(peak)) return undefined;
+    return { rssMb: rss / 1024, peakMb: peak / 1024 };
   } catch {
     return undefined;
   }
