@@ -179,3 +179,31 @@ export function formatTable(tallies: ReadonlyMap<string, KindTally>, roles: Read
     });
   return [header, ...rows].join('\n');
 }
+
+/** Bursts ask for more than the server can queue, so it may shed them with 503; steady valid traffic may not be shed. */
+export function isUnexpectedValid(kind: string, cls: string): boolean {
+  const category = categoryOf(cls);
+  if (category === 'ok' || category === 'skipped') return false;
+  return category !== '503' || !kind.startsWith('burst-');
+}
+
+export function validFailures(total: ReadonlyMap<string, KindTally>, roles: ReadonlyMap<string, Role>): { failed: number; sent: number } {
+  let failed = 0;
+  let sent = 0;
+  for (const [kind, tally] of total) {
+    if (roles.get(kind) !== 'valid') continue;
+    sent += tally.total;
+    for (const [cls, count] of tally.classes) if (isUnexpectedValid(kind, cls)) failed += count;
+  }
+  return { failed, sent };
+}
+
+const DURATION_UNITS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
+
+/** '600', '90s', '10m', '1.5h' → seconds. */
+export function durationSeconds(given: string | undefined): number {
+  if (given === undefined) return 600;
+  const match = /^(\d+(?:\.\d+)?)\s*([smh]?)$/.exec(given.trim());
+  if (!match || Number(match[1]) <= 0) throw new Error(`--duration must be a positive number of seconds, optionally with a unit (90s, 10m, 1h), got '${given}'`);
+  return Number(match[1]) * DURATION_UNITS[match[2]];
+}

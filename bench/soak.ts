@@ -24,7 +24,7 @@ import { readLabels, recognitionInput, renderTextLine } from '../test/support/oc
 import { freePort, startRedisServer, type RedisTestServer } from '../test/support/redis-server.js';
 import { startChild, type ChildServer } from './child-process.js';
 import { SIMPLE_BENCH_CONFIG } from './model-setup.js';
-import { categoryOf, formatTable, goodputOf, isInternalError, latencySummary, Tally, type KindTally, type Outcome, type Role } from './soak-tally.js';
+import { categoryOf, durationSeconds, formatTable, goodputOf, isInternalError, latencySummary, Tally, validFailures, type KindTally, type Role } from './soak-tally.js';
 import {
   compressionBombs,
   hostileKinds,
@@ -130,16 +130,6 @@ function parseOptions(argv: string[]): SoakOptions {
     settleS: number('settle-s', 20),
     keep: Boolean(values.keep),
   };
-}
-
-const DURATION_UNITS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
-
-/** '600', '90s', '10m', '1.5h' → seconds. */
-function durationSeconds(given: string | undefined): number {
-  if (given === undefined) return 600;
-  const match = /^(\d+(?:\.\d+)?)\s*([smh]?)$/.exec(given.trim());
-  if (!match || Number(match[1]) <= 0) throw new Error(`--duration must be a positive number of seconds, optionally with a unit (90s, 10m, 1h), got '${given}'`);
-  return Number(match[1]) * DURATION_UNITS[match[2]];
 }
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
@@ -611,24 +601,6 @@ function describeOutcomes(tallies: ReadonlyMap<string, KindTally>, kinds: (kind:
     );
   }
   return lines;
-}
-
-/** Bursts ask for more than the server can queue, so it may shed them with 503; steady valid traffic may not be shed. */
-function isUnexpectedValid(kind: string, cls: string): boolean {
-  const category = categoryOf(cls);
-  if (category === 'ok' || category === 'skipped') return false;
-  return category !== '503' || !kind.startsWith('burst-');
-}
-
-function validFailures(total: ReadonlyMap<string, KindTally>, roles: ReadonlyMap<string, Role>): { failed: number; sent: number } {
-  let failed = 0;
-  let sent = 0;
-  for (const [kind, tally] of total) {
-    if (roles.get(kind) !== 'valid') continue;
-    sent += tally.total;
-    for (const [cls, count] of tally.classes) if (isUnexpectedValid(kind, cls)) failed += count;
-  }
-  return { failed, sent };
 }
 
 function judge(
