@@ -132,6 +132,16 @@ describe('OCR end to end on the bundled PaddleOCR models', () => {
     });
   }
 
+  it('a line of width 0, which the config allows but the network cannot run, is 400 with the engine\'s reason, not 500', async () => {
+    const response = await fetch(`${base}/v2/models/ocr_recognition/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 48, 0], data: [] }] }),
+    });
+    const body = (await response.json()) as { error: string };
+    assert.equal(response.status, 400, body.error);
+    assert.match(body.error, /the model cannot run on these inputs: .*invalid input shape/i);
+  });
+
   it('reads the same line identically from a plain JSON request', async () => {
     const input = await recognitionInput(await renderTextLine(LINES[0], RENDER));
     const binary = await recogniseBinary(input);

@@ -7,7 +7,7 @@ import type { ModelConfig } from '../config/model-config.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs } from './backend.js';
 import { computeThreads, executionProviders, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
-import { OnnxSession, type SessionSpec } from './onnx-runtime-session.js';
+import { OnnxSession, runFailure, type SessionSpec } from './onnx-runtime-session.js';
 import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
 /**
@@ -22,7 +22,11 @@ class MainThreadInstance implements BackendInstance {
   ) {}
 
   run(inputs: Record<string, Tensor>, outputNames: readonly string[]): RunOutputs {
-    return this.session.run(inputs, outputNames);
+    try {
+      return this.session.run(inputs, outputNames);
+    } catch (error) {
+      throw runFailure(error as Error);
+    }
   }
 
   async release(): Promise<void> {

@@ -8,6 +8,7 @@
 import { createRequire } from 'node:module';
 import type { Binding } from 'onnxruntime-node/dist/binding.js';
 import { datatypeFromOnnx, onnxTypeOf, type NumericArray } from '../core/datatype.js';
+import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ModelSignature, TensorSignature } from './backend.js';
 import type { SessionOptions } from './onnx-runtime-options.js';
@@ -122,6 +123,19 @@ export class OnnxSession {
   release(): void {
     this.session.dispose();
   }
+}
+
+/**
+ * ONNX Runtime's words for inputs its graph cannot take, though they match the config (a width of
+ * 0 that a convolution refuses, dimensions a reshape cannot meet): the request's fault, answered as
+ * INVALID_ARGUMENT with the engine's reason rather than as the server's failure.
+ */
+const INPUT_FAULT = /invalid input shape|got invalid dimensions|invalid rank for input|input dimension.*(invalid|mismatch)|the input tensor cannot be reshaped/i;
+
+/** A run's failure as the caller should see it: the request's fault when the engine says so, else as thrown. */
+export function runFailure(error: Error): Error {
+  if (!INPUT_FAULT.test(error.message)) return error;
+  return new NereidError('INVALID_ARGUMENT', `the model cannot run on these inputs: ${error.message}`, { cause: error });
 }
 
 /** Structured clone (to and from a worker thread) turns Buffers into Uint8Arrays; BYTES elements are Buffers again after it. */

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 import { COMPUTE_NS, type BackendInstance, type RunOptions, type RunOutputs } from './backend.js';
-import { restoreBytes, type SessionSpec } from './onnx-runtime-session.js';
+import { restoreBytes, runFailure, type SessionSpec } from './onnx-runtime-session.js';
 import type { WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
 
 /** An error thrown in the worker, with the worker's stack. */
@@ -108,7 +108,7 @@ export class WorkerThreadInstance implements BackendInstance {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
       this.pending.delete(reply.id);
-      if (reply.error !== undefined) return waiting.reject(workerError(reply.error));
+      if (reply.error !== undefined) return waiting.reject(runFailure(workerError(reply.error)));
       const outputs: RunOutputs = restoreBytes(reply.outputs!);
       outputs[COMPUTE_NS] = reply.computeNs;
       waiting.resolve(outputs);
