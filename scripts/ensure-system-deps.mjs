@@ -10,7 +10,27 @@ const needed = [
   { pkg: 'dataset-fashion-mnist', provides: '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz' },
   // The Redis response cache tests start a real Redis server.
   { pkg: 'redis-server', provides: '/usr/bin/redis-server' },
+  // The TLS tests make their certificates with the openssl command.
+  { pkg: 'openssl', provides: '/usr/bin/openssl' },
 ];
+
+/** Waits for the dpkg lock rather than failing when another apt (e.g. unattended upgrades) holds it. */
+const WAIT_FOR_LOCK = ['-o', 'DPkg::Lock::Timeout=120'];
+const ATTEMPTS = 3;
+
+/** Runs apt-get, trying again when it fails (a lock held past the timeout, a mirror that hiccupped). */
+function aptGet(args, env) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync('apt-get', [...WAIT_FOR_LOCK, ...args], { stdio: 'inherit', env });
+      return;
+    } catch (error) {
+      if (attempt === ATTEMPTS) throw error;
+      console.error(`apt-get ${args.join(' ')} failed (attempt ${attempt} of ${ATTEMPTS}); trying again in 10 s`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10_000);
+    }
+  }
+}
 
 const missing = needed.filter(({ provides }) => !existsSync(provides)).map(({ pkg }) => pkg);
 if (missing.length > 0) {
@@ -20,6 +40,6 @@ if (missing.length > 0) {
   }
   console.log(`installing Debian packages: ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+  aptGet(['update', '-qq'], env);
+  aptGet(['install', '-y', '-qq', '--no-install-recommends', ...missing], env);
 }

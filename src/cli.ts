@@ -3,10 +3,13 @@
  * The `nereid` command. Flag names follow Triton's tritonserver where a Triton flag exists.
  */
 import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { defaultOf } from './config/schema-defaults.js';
 import type { AuthScope, AuthTokens } from './core/auth.js';
+import { readCaFile, readTlsFiles } from './core/tls.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
@@ -68,6 +71,33 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
     });
   }
   return tokens;
+}
+
+/**
+ * POSTs bytes and reads the JSON answer with node:http(s), which, unlike fetch, takes the CA to
+ * trust for a server whose certificate a private CA signed (--tls-ca).
+ */
+function postForJson(url: URL, body: Buffer, ca: Buffer | undefined): Promise<{ ok: boolean; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const options: HttpsRequestOptions = { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length }, ca };
+    const request = send(url, options, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const status = response.statusCode ?? 0;
+        try {
+          resolve({ ok: status >= 200 && status < 300, body: JSON.parse(text) });
+        } catch {
+          reject(new Error(`${url.origin} answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`));
+        }
+      });
+    });
+    request.on('error', (error) => reject(new Error(`${url.origin}: ${error.message}`)));
+    request.end(body);
+  });
 }
 
 /** --log-verbose 0 logs at info, 1 at debug, 2 or more at trace, as Triton's verbosity grows. */
@@ -136,6 +166,9 @@ program
   .option('--management-auth-token <token>', 'a token for the repository API only: index, load, unload (repeatable; env NEREID_MANAGEMENT_AUTH_TOKEN)', collect, [])
   .option('--metrics-auth-token <token>', 'a token for the metrics port only (repeatable; env NEREID_METRICS_AUTH_TOKEN)', collect, [])
   .option('--auth-token-file <path>', "tokens from a file, one '<scope> <token>' per line, scope all|inference|management|metrics ('#' starts a comment)")
+  .option('--tls-cert <pem>', 'serve HTTPS, gRPC over TLS and HTTPS metrics with this certificate chain (PEM file); needs --tls-key')
+  .option('--tls-key <pem>', 'the private key of --tls-cert (PEM file, unencrypted)')
+  .option('--tls-client-ca <pem>', 'mutual TLS: refuse, at the handshake, clients without a certificate signed by this CA (PEM file)')
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   // Observability: metrics, traces, access log, cost per prediction.
   .option('--allow-metrics <bool>', 'serve Prometheus metrics on --metrics-port', booleanFlag, true)
@@ -152,9 +185,11 @@ program
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
+    // Every port gets the same TLS: a port left plain would be the way around it.
+    const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
     const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour }) : undefined;
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
-    const metricsListener = metrics ? createMetricsListener(metrics, { logger, authTokens }) : undefined;
+    const metricsListener = metrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
@@ -180,6 +215,7 @@ program
       maxConnections: flags.httpMaxConnections,
       authTokens,
       accessLog: flags.logAccess,
+      tls,
     });
     // The same tokens guard gRPC and the metrics port: another port must not be a way around them.
     const grpc: GrpcFrontEnd | undefined =
@@ -192,6 +228,7 @@ program
             keepaliveTimeoutMs: flags.grpcKeepaliveTimeoutMs,
             authTokens,
             accessLog: flags.logAccess,
+            tls,
           });
     let stopping = false;
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
@@ -221,11 +258,11 @@ program
     logger.info(`HTTP (KServe V2) listening on ${address}`);
     if (grpc) {
       const port = await grpc.listen(flags.host, flags.grpcPort);
-      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}`);
+      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}`);
     }
     if (metricsListener) {
       const port = await metricsListener.listen(flags.host, flags.metricsPort);
-      logger.info(`Prometheus metrics on http://${flags.host.includes(':') ? `[${flags.host}]` : flags.host}:${port}/metrics`);
+      logger.info(`Prometheus metrics on ${tls ? 'https' : 'http'}://${flags.host.includes(':') ? `[${flags.host}]` : flags.host}:${port}/metrics`);
     }
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
     await server.start();
@@ -240,6 +277,7 @@ program
   .option('--model-version <version>', 'model version (default: the latest ready one)')
   .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
   .option('--url <url>', 'classify through a running Nereid server instead (e.g. http://127.0.0.1:8000)')
+  .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's, trusted instead of Node's built-in CAs")
   .option('--top-k <n>', 'predictions per image (default: the model\'s top_k)', integer(1))
   .argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)')
   .action(async (files: string[], flags) => {
@@ -248,17 +286,13 @@ program
     if (flags.url) {
       const base = String(flags.url).replace(/\/$/, '');
       const path = `/v2/models/${encodeURIComponent(flags.model)}${flags.modelVersion ? `/versions/${flags.modelVersion}` : ''}/classify`;
+      const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
       let failed = false;
       for (const [index, file] of files.entries()) {
         const query = flags.topK ? `?top_k=${flags.topK}` : '';
-        const response = await fetch(`${base}${path}${query}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/octet-stream' },
-          body: images[index],
-        });
-        const body = (await response.json()) as { error?: string };
-        if (!response.ok) failed = true;
-        print(file, body);
+        const answer = await postForJson(new URL(`${base}${path}${query}`), images[index], ca);
+        if (!answer.ok) failed = true;
+        print(file, answer.body);
       }
       process.exit(failed ? 1 : 0);
     }

@@ -23,5 +23,6 @@ export type { Scheduler, ScheduledRequest } from './scheduler/scheduler.js';
 export { NereidError, httpStatusOf, grpcStatusOf, type ErrorCode } from './core/errors.js';
 export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, RequestContext, RequestedOutput } from './core/inference.js';
 export type { Tensor } from './core/tensor.js';
+export { readTlsFiles, type TlsCredentials } from './core/tls.js';
 export { DATATYPES, type Datatype } from './core/datatype.js';
 export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';

@@ -1,7 +1,7 @@
 /** Observability: Prometheus metrics, OpenTelemetry traces, request ids and cost per prediction. */
 export { BucketCounts, CollectedMetric } from './collected-metric.js';
 export { costSummary, coreSeconds, usdOf, type CostSummary } from './cost.js';
-export { createMetricsListener, type MetricsListener } from './metrics-listener.js';
+export { createMetricsListener, type MetricsListener, type MetricsListenerOptions } from './metrics-listener.js';
 export {
   BATCH_SIZE_BUCKETS,
   DURATION_BUCKETS_SECONDS,

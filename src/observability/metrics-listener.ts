@@ -3,10 +3,12 @@
  * its own listener so scrapes never queue behind inference traffic and the port can be firewalled
  * apart. It answers nothing else.
  */
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { BEARER_TOKEN_MESSAGE, checkBearerToken, type AuthTokens } from '../core/auth.js';
+import { httpsServerOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
 
 export interface MetricsListener {
@@ -16,8 +18,16 @@ export interface MetricsListener {
   close(): Promise<void>;
 }
 
-export function createMetricsListener(metrics: PrometheusMetrics, options: { logger?: Logger; authTokens?: AuthTokens } = {}): MetricsListener {
-  const httpServer = createServer((request, response) => {
+export interface MetricsListenerOptions {
+  logger?: Logger;
+  authTokens?: AuthTokens;
+  /** Serve HTTPS, as the other ports do (--tls-*). */
+  tls?: TlsCredentials;
+}
+
+export function createMetricsListener(metrics: PrometheusMetrics, options: MetricsListenerOptions = {}): MetricsListener {
+  const tls = tlsOptionSchema.parse(options.tls);
+  const answer: RequestListener = (request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     try {
       checkBearerToken(request.headers.authorization, options.authTokens, 'metrics');
@@ -39,7 +49,8 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: { log
         response.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'collecting metrics failed' }));
       },
     );
-  });
+  };
+  const httpServer: HttpServer = tls ? createHttpsServer(httpsServerOptions(tls), answer) : createHttpServer(answer);
   // A scraper that keeps connections open must not hold the process at shutdown.
   httpServer.keepAliveTimeout = 5_000;
   return {

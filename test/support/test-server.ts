@@ -22,12 +22,12 @@ export interface TestServerOptions {
   repoDir?: string;
   /** Server options other than the repository. The logger is silent unless one is given. */
   server?: Omit<CreateServerOptions, 'modelRepository'>;
-  /** Options of the HTTP front end (maxBodyBytes, authTokens). */
+  /** Options of the HTTP front end (maxBodyBytes, authTokens, tls). */
   http?: HttpFrontEndOptions;
 }
 
 export interface TestServer {
-  /** Base URL without a trailing slash, e.g. http://127.0.0.1:43121 */
+  /** Base URL without a trailing slash, e.g. http://127.0.0.1:43121 (https when the front end has TLS) */
   url: string;
   server: Server;
   app: FastifyInstance;
@@ -148,7 +148,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     const started = { server, app };
     let closed = false;
     return {
-      url: `http://127.0.0.1:${address.port}`,
+      url: `${options.http?.tls ? 'https' : 'http'}://127.0.0.1:${address.port}`,
       server,
       app,
       repoDir,

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { authTokensSchema, checkBearerToken } from '../../core/auth.js';
+import { tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
 import { asNereidError, clientMessage, grpcStatusOf, httpStatusOf, NereidError } from '../../core/errors.js';
 import { ClientCancellation, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
@@ -44,6 +45,8 @@ export const grpcFrontEndOptionsSchema = z.object({
   authTokens: authTokensSchema,
   /** One log line per call (and per streamed request): RPC, status, ms, request id, model (--log-access). */
   accessLog: z.boolean().default(false),
+  /** Serve over TLS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
+  tls: tlsOptionSchema,
 });
 
 export type GrpcFrontEndOptions = z.input<typeof grpcFrontEndOptionsSchema>;
@@ -145,6 +148,13 @@ function requireDecoded<T>(message: T): T {
   const problem = (message as { [UNDECODABLE]?: string } | undefined)?.[UNDECODABLE];
   if (problem !== undefined) throw new NereidError('INVALID_ARGUMENT', `the message is not a valid protobuf of this RPC's request type: ${problem}`);
   return message;
+}
+
+/** TLS credentials for grpc-js, checking client certificates against the client CA when one is given. */
+function serverCredentials(tls: TlsCredentials | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const clientCa = tls.clientCa === undefined ? null : Buffer.from(tls.clientCa);
+  return grpc.ServerCredentials.createSsl(clientCa, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], clientCa !== null);
 }
 
 /** `host:port` for grpc-js, with brackets around an IPv6 address. */
@@ -352,7 +362,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     grpcServer,
     listen(host: string, port: number): Promise<number> {
       return new Promise((resolve, reject) => {
-        grpcServer.bindAsync(bindAddress(host, port), grpc.ServerCredentials.createInsecure(), (error, bound) =>
+        grpcServer.bindAsync(bindAddress(host, port), serverCredentials(settings.tls), (error, bound) =>
           error ? reject(error) : resolve(bound),
         );
       });

@@ -3,10 +3,12 @@
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
+import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
@@ -35,6 +37,8 @@ export const httpFrontEndOptionsSchema = z.object({
   keepAliveTimeoutMs: z.number().int().positive().default(5_000),
   /** Connections open at once; more are closed as they arrive. */
   maxConnections: z.number().int().positive().default(1024),
+  /** Serve HTTPS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
+  tls: tlsOptionSchema,
 });
 
 export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema>;
@@ -99,13 +103,13 @@ function bodyObject(request: FastifyRequest, what: string): Record<string, unkno
   return parsed as Record<string, unknown>;
 }
 
-/** Node's HTTP server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
+/** Node's HTTP(S) server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
 function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>) {
   return (handler: RequestListener): HttpServer => {
-    const server = createHttpServer(
-      { headersTimeout: settings.headersTimeoutMs, requestTimeout: settings.requestTimeoutMs, connectionsCheckingInterval: 1000 },
-      handler,
-    );
+    const timeouts = { headersTimeout: settings.headersTimeoutMs, requestTimeout: settings.requestTimeoutMs, connectionsCheckingInterval: 1000 };
+    const server: HttpServer = settings.tls
+      ? createHttpsServer({ ...httpsServerOptions(settings.tls), ...timeouts }, handler)
+      : createHttpServer(timeouts, handler);
     server.keepAliveTimeout = settings.keepAliveTimeoutMs;
     server.maxConnections = settings.maxConnections;
     return server;
@@ -134,6 +138,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const maxBodyBytes = settings.maxBodyBytes;
   const app: FastifyInstance = Fastify({
     serverFactory: httpServerWith(settings),
+    // The server comes from serverFactory; this tells Fastify it speaks HTTPS (the address it reports).
+    ...(settings.tls ? { https: httpsServerOptions(settings.tls) } : {}),
     loggerInstance: server.logger.child({ frontEnd: 'http' }) as FastifyBaseLogger,
     bodyLimit: maxBodyBytes,
     // Every log line about a request carries its id (reqId): the client's x-request-id, else a UUID.

@@ -1,0 +1,125 @@
+/**
+ * TLS for the listeners (HTTP, gRPC, metrics): a certificate chain with its private key, and
+ * optionally a CA that every client must present a certificate from (mutual TLS; without one the
+ * handshake is refused). Listeners take PEM contents, not paths: the composition root reads the
+ * files once at start (readTlsFiles), so a bad file stops the start with a message naming the flag
+ * rather than failing the first handshake.
+ */
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import { createSecureContext } from 'node:tls';
+import { z } from 'zod';
+
+export interface TlsCredentials {
+  /** The server's certificate chain, PEM: its own certificate first, then intermediates. */
+  readonly cert: string | Buffer;
+  /** The certificate's private key, PEM, unencrypted. */
+  readonly key: string | Buffer;
+  /** CA certificates, PEM; when given, a client without a certificate signed by one is refused. */
+  readonly clientCa?: string | Buffer;
+}
+
+/** How messages name each part: option paths for library users, flags for the command line. */
+export type TlsPartNames = Readonly<Record<keyof TlsCredentials, string>>;
+
+export const TLS_FLAGS: TlsPartNames = { cert: '--tls-cert', key: '--tls-key', clientCa: '--tls-client-ca' };
+const TLS_OPTION_NAMES: TlsPartNames = { cert: 'tls.cert', key: 'tls.key', clientCa: 'tls.clientCa' };
+
+const reason = (error: unknown) => (error as Error).message;
+
+/** What keeps a TLS server from using these credentials, naming the part at fault; undefined when nothing does. */
+export function tlsCredentialsProblem(credentials: TlsCredentials, names: TlsPartNames = TLS_OPTION_NAMES): string | undefined {
+  let certificate: X509Certificate;
+  let key: KeyObject;
+  try {
+    certificate = new X509Certificate(credentials.cert);
+  } catch (error) {
+    return `${names.cert} does not hold a PEM certificate (${reason(error)})`;
+  }
+  try {
+    key = createPrivateKey(credentials.key);
+  } catch (error) {
+    return `${names.key} does not hold an unencrypted PEM private key (${reason(error)})`;
+  }
+  if (!certificate.checkPrivateKey(key)) {
+    return `${names.key} is not the private key of the certificate in ${names.cert} (subject ${certificate.subject.replace(/\n/g, ', ')})`;
+  }
+  if (credentials.clientCa !== undefined) {
+    try {
+      new X509Certificate(credentials.clientCa);
+    } catch (error) {
+      return `${names.clientCa} does not hold a PEM CA certificate (${reason(error)})`;
+    }
+  }
+  try {
+    createSecureContext({ cert: credentials.cert, key: credentials.key, ca: credentials.clientCa });
+  } catch (error) {
+    return `${names.cert}, ${names.key}${credentials.clientCa === undefined ? '' : ` and ${names.clientCa}`} are refused by TLS: ${reason(error)}`;
+  }
+  return undefined;
+}
+
+const pem = z.union([z.string().min(1), z.instanceof(Buffer).refine((buffer) => buffer.length > 0, 'empty')]);
+
+/** The `tls` option every listener takes: absent means plain HTTP / insecure gRPC. */
+export const tlsOptionSchema = z
+  .object({ cert: pem, key: pem, clientCa: pem.optional() })
+  .superRefine((credentials, context) => {
+    const problem = tlsCredentialsProblem(credentials);
+    if (problem) context.addIssue({ code: 'custom', message: problem });
+  })
+  .optional();
+
+/** Options for node:https (and Fastify's `https`): mutual TLS when a client CA is given. */
+export function httpsServerOptions(credentials: TlsCredentials): HttpsServerOptions {
+  const mutual = credentials.clientCa !== undefined;
+  return { cert: credentials.cert, key: credentials.key, ca: credentials.clientCa, requestCert: mutual, rejectUnauthorized: mutual };
+}
+
+async function readPart(path: string, name: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'a folder, not a file' : reason(error);
+    throw new Error(`${name} ${path}: cannot read it (${why})`);
+  }
+}
+
+/** Reads a CA certificate for a client to trust, checking that it is one; `name` is the flag given it. */
+export async function readCaFile(path: string, name: string): Promise<Buffer> {
+  const ca = await readPart(path, name);
+  try {
+    new X509Certificate(ca);
+  } catch (error) {
+    throw new Error(`${name} ${path} does not hold a PEM CA certificate (${reason(error)})`);
+  }
+  return ca;
+}
+
+/**
+ * Reads and checks the PEM files a server was given: none means no TLS; a certificate needs its
+ * key and a client CA needs both. Throws an Error whose message names the flag at fault.
+ */
+export async function readTlsFiles(
+  paths: { cert?: string; key?: string; clientCa?: string },
+  names: TlsPartNames = TLS_FLAGS,
+): Promise<TlsCredentials | undefined> {
+  if (paths.cert === undefined && paths.key === undefined) {
+    if (paths.clientCa !== undefined) throw new Error(`${names.clientCa} (mutual TLS) needs ${names.cert} and ${names.key} too`);
+    return undefined;
+  }
+  if (paths.cert === undefined || paths.key === undefined) {
+    throw new Error(`${names.cert} and ${names.key} go together: ${paths.cert === undefined ? names.cert : names.key} is missing`);
+  }
+  const credentials: TlsCredentials = {
+    cert: await readPart(paths.cert, names.cert),
+    key: await readPart(paths.key, names.key),
+    clientCa: paths.clientCa === undefined ? undefined : await readPart(paths.clientCa, names.clientCa),
+  };
+  const withPath = (part: keyof TlsCredentials) => `${names[part]} ${paths[part] ?? ''}`.trim();
+  const problem = tlsCredentialsProblem(credentials, { cert: withPath('cert'), key: withPath('key'), clientCa: withPath('clientCa') });
+  if (problem) throw new Error(problem);
+  return credentials;
+}

@@ -1,0 +1,334 @@
+/**
+ * TLS on every port, with real certificates the openssl command makes for the run: HTTPS, gRPC over
+ * TLS and the metrics port over HTTPS, each checked by a client that trusts only the test CA; mutual
+ * TLS refusing clients without a certificate from the client CA; start-time checks of the PEM files
+ * that name the flag and file at fault; and `nereid serve` / `nereid classify --tls-ca` end to end.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { createServer as createNetServer } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import sharp from 'sharp';
+import { Agent, fetch } from 'undici';
+import { readTlsFiles, type TlsCredentials } from '../src/core/tls.js';
+import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
+import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
+import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
+import { smallCnnModel, writeModel } from '../src/onnx/test-models.js';
+import { makeTestCertificates, type Issued, type TestCertificates } from './support/tls-certificates.js';
+import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const { Client } = loadInferenceProto();
+type InferenceClient = grpc.Client & Record<string, Function>;
+
+let certificates: TestCertificates;
+
+before(async () => {
+  certificates = await makeTestCertificates();
+});
+
+after(async () => {
+  await certificates?.remove();
+});
+
+const serverTls = (clientCa?: Buffer): TlsCredentials => ({ cert: certificates.server.cert, key: certificates.server.key, clientCa });
+
+/** An HTTPS client that trusts only the test server CA, presenting `identity` when given. */
+function httpsAgent(identity?: Issued): Agent {
+  return new Agent({ connect: { ca: certificates.serverCa.cert, cert: identity?.cert, key: identity?.key } });
+}
+
+/** The error a TLS client got, with the OpenSSL reason when there is one (undici wraps it in `cause`). */
+async function refusal(request: Promise<unknown>): Promise<string> {
+  const error = await request.then(
+    () => assert.fail('the server answered a client it should have refused'),
+    (error: Error & { cause?: Error & { code?: string } }) => error,
+  );
+  return `${error.message} ${error.cause?.code ?? ''} ${error.cause?.message ?? ''}`;
+}
+
+function grpcClient(port: number, identity?: Issued): InferenceClient {
+  const credentials = grpc.credentials.createSsl(certificates.serverCa.cert, identity?.key ?? null, identity?.cert ?? null);
+  // A host name, not 127.0.0.1: TLS clients send it as the server name, which may not be an IP address.
+  return new Client(`localhost:${port}`, credentials) as InferenceClient;
+}
+
+function grpcCall(client: InferenceClient, method: string, request: object): Promise<{ error: grpc.ServiceError | null; response: unknown }> {
+  return new Promise((resolve) => client[method](request, (error: grpc.ServiceError | null, response: unknown) => resolve({ error, response })));
+}
+
+interface TlsPorts {
+  served: TestServer;
+  grpcPort: number;
+  metricsPort: number;
+  close(): Promise<void>;
+}
+
+/** The simple model behind all three listeners, each with the same TLS, as `nereid serve` sets them up. */
+async function startTlsPorts(tls: TlsCredentials): Promise<TlsPorts> {
+  const served = await startTestServer({ models: writeSimpleModel, http: { tls } });
+  const grpcFront: GrpcFrontEnd = createGrpcFrontEnd(served.server, { tls });
+  const metricsListener: MetricsListener = createMetricsListener(new PrometheusMetrics({ processMetrics: false }).attach(served.server), { tls });
+  return {
+    served,
+    grpcPort: await grpcFront.listen('127.0.0.1', 0),
+    metricsPort: await metricsListener.listen('127.0.0.1', 0),
+    async close() {
+      await grpcFront.close();
+      await metricsListener.close();
+      await served.close();
+    },
+  };
+}
+
+describe('TLS on the HTTP front end, gRPC and the metrics port', () => {
+  let ports: TlsPorts;
+
+  before(async () => (ports = await startTlsPorts(serverTls())));
+
+  after(() => ports?.close());
+
+  test('HTTPS answers a client trusting the test CA, with the certificate made for this run', async () => {
+    assert.match(ports.served.url, /^https:/);
+    const ready = await fetch(`${ports.served.url}/v2/health/ready`, { dispatcher: httpsAgent() });
+    assert.equal(ready.status, 200);
+    const body = JSON.stringify({
+      inputs: [
+        { name: 'INPUT0', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(3) },
+        { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(1) },
+      ],
+    });
+    const inferred = await fetch(`${ports.served.url}/v2/models/simple/infer`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: httpsAgent() });
+    const answer = (await inferred.json()) as { outputs: { name: string; data: number[] }[] };
+    assert.equal(inferred.status, 200);
+    assert.deepEqual(answer.outputs.find((output) => output.name === 'OUTPUT0')?.data, Array(16).fill(4));
+  });
+
+  test('HTTPS is refused by a client that does not trust the CA, and plain HTTP gets no V2 answer', async () => {
+    const untrusting = await refusal(fetch(`${ports.served.url}/v2/health/ready`));
+    assert.match(untrusting, /certificate/i);
+    const plain = await fetch(ports.served.url.replace('https:', 'http:') + '/v2/health/ready').then(
+      (response) => response.status,
+      () => 'refused',
+    );
+    assert.notEqual(plain, 200);
+  });
+
+  test('gRPC over TLS answers a client with the CA; an insecure client gets no answer', async () => {
+    const secure = grpcClient(ports.grpcPort);
+    const insecure = new Client(`127.0.0.1:${ports.grpcPort}`, grpc.credentials.createInsecure()) as InferenceClient;
+    try {
+      const ready = await grpcCall(secure, 'ModelReady', { name: 'simple' });
+      assert.equal(ready.error, null);
+      assert.deepEqual(ready.response, { ready: true });
+      const plain = await grpcCall(insecure, 'ServerLive', {});
+      assert.equal(plain.error?.code, grpc.status.UNAVAILABLE);
+    } finally {
+      secure.close();
+      insecure.close();
+    }
+  });
+
+  test('the metrics port serves /metrics over HTTPS', async () => {
+    const scraped = await fetch(`https://127.0.0.1:${ports.metricsPort}/metrics`, { dispatcher: httpsAgent() });
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /nereid_inference_request_success_total/);
+    assert.match(await refusal(fetch(`https://127.0.0.1:${ports.metricsPort}/metrics`)), /certificate/i);
+  });
+});
+
+describe('mutual TLS', () => {
+  let ports: TlsPorts;
+
+  before(async () => (ports = await startTlsPorts(serverTls(certificates.clientCa.cert))));
+
+  after(() => ports?.close());
+
+  test('HTTPS: a client certificate from the client CA is served; none, or one from another CA, is refused at the handshake', async () => {
+    const url = `${ports.served.url}/v2/health/ready`;
+    assert.equal((await fetch(url, { dispatcher: httpsAgent(certificates.client) })).status, 200);
+    assert.match(await refusal(fetch(url, { dispatcher: httpsAgent() })), /certificate|socket|closed/i);
+    assert.match(await refusal(fetch(url, { dispatcher: httpsAgent(certificates.strangerClient) })), /unknown ca|certificate|socket|closed/i);
+  });
+
+  test('gRPC: only a client holding a certificate from the client CA gets answers', async () => {
+    const trusted = grpcClient(ports.grpcPort, certificates.client);
+    const anonymous = grpcClient(ports.grpcPort);
+    const stranger = grpcClient(ports.grpcPort, certificates.strangerClient);
+    try {
+      assert.deepEqual((await grpcCall(trusted, 'ServerLive', {})).response, { live: true });
+      assert.equal((await grpcCall(anonymous, 'ServerLive', {})).error?.code, grpc.status.UNAVAILABLE);
+      assert.equal((await grpcCall(stranger, 'ServerLive', {})).error?.code, grpc.status.UNAVAILABLE);
+    } finally {
+      trusted.close();
+      anonymous.close();
+      stranger.close();
+    }
+  });
+
+  test('the metrics port asks for the client certificate too', async () => {
+    const url = `https://127.0.0.1:${ports.metricsPort}/metrics`;
+    assert.equal((await fetch(url, { dispatcher: httpsAgent(certificates.client) })).status, 200);
+    await refusal(fetch(url, { dispatcher: httpsAgent() }));
+  });
+});
+
+describe('reading the certificate files at start', () => {
+  const paths = () => ({ cert: certificates.server.certPath, key: certificates.server.keyPath });
+
+  test('no files means no TLS; good files give their contents', async () => {
+    assert.equal(await readTlsFiles({}), undefined);
+    const credentials = await readTlsFiles({ ...paths(), clientCa: certificates.clientCa.certPath });
+    assert.deepEqual(credentials, { cert: certificates.server.cert, key: certificates.server.key, clientCa: certificates.clientCa.cert });
+  });
+
+  test('a missing, unreadable or mismatched file is named with its flag and what is wrong', async () => {
+    const missing = join(certificates.dir, 'nowhere.pem');
+    await assert.rejects(readTlsFiles({ ...paths(), cert: missing }), { message: `--tls-cert ${missing}: cannot read it (no such file)` });
+    await assert.rejects(readTlsFiles({ ...paths(), key: certificates.dir }), { message: `--tls-key ${certificates.dir}: cannot read it (a folder, not a file)` });
+    await assert.rejects(readTlsFiles({ ...paths(), key: certificates.client.keyPath }), (error: Error) => {
+      assert.match(error.message, new RegExp(`^--tls-key ${certificates.client.keyPath} is not the private key of the certificate in --tls-cert ${certificates.server.certPath}`));
+      return true;
+    });
+    await assert.rejects(readTlsFiles({ ...paths(), cert: certificates.server.keyPath }), /^Error: --tls-cert .*server\.key does not hold a PEM certificate/);
+    const notPem = join(certificates.dir, 'not-pem.txt');
+    await writeFile(notPem, 'hello\n');
+    await assert.rejects(readTlsFiles({ ...paths(), key: notPem }), /--tls-key .*not-pem\.txt does not hold an unencrypted PEM private key/);
+    await assert.rejects(readTlsFiles({ ...paths(), clientCa: notPem }), /--tls-client-ca .*not-pem\.txt does not hold a PEM CA certificate/);
+  });
+
+  test('a certificate needs its key, and mutual TLS needs both', async () => {
+    await assert.rejects(readTlsFiles({ cert: certificates.server.certPath }), { message: '--tls-cert and --tls-key go together: --tls-key is missing' });
+    await assert.rejects(readTlsFiles({ key: certificates.server.keyPath }), { message: '--tls-cert and --tls-key go together: --tls-cert is missing' });
+    await assert.rejects(readTlsFiles({ clientCa: certificates.clientCa.certPath }), { message: '--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key too' });
+  });
+
+  test('a library user passing mismatched PEM contents gets the option named', () => {
+    assert.throws(() => createGrpcFrontEnd({} as never, { tls: { cert: certificates.server.cert, key: certificates.client.key } }), /tls\.key is not the private key of the certificate in tls\.cert/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The command line, end to end.
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** A loopback port nothing listens on right now (for gRPC, where port 0 means "off"). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+    probe.on('error', reject);
+  });
+}
+
+interface Served {
+  child: ChildProcess;
+  httpUrl: string;
+  metricsUrl: string;
+}
+
+/** Starts `nereid serve` and waits for its "server ready" line, collecting the ports it logged. */
+function serve(args: string[]): Promise<Served> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    let httpUrl = '';
+    let metricsUrl = '';
+    child.once('exit', (code) => reject(new Error(`nereid serve exited with ${code} before it was ready: ${stderr}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const message = (JSON.parse(line) as { msg: string }).msg;
+      httpUrl = /^HTTP \(KServe V2\) listening on (\S+)/.exec(message)?.[1] ?? httpUrl;
+      metricsUrl = /^Prometheus metrics on (\S+)/.exec(message)?.[1] ?? metricsUrl;
+      if (/^server ready/.test(message)) resolve({ child, httpUrl, metricsUrl });
+    });
+  });
+}
+
+describe('nereid serve --tls-* and nereid classify --tls-ca', () => {
+  let served: TestServer;
+  let running: Served | undefined;
+  let grpcPort: number;
+  let imagePath: string;
+
+  before(async () => {
+    // Only the repository folder is used: the CLI serves it in its own process.
+    served = await startTestServer({
+      models: async (repo) => {
+        await writeSimpleModel(repo);
+        const config = 'max_batch_size: 2\ninput:\n  - name: image\n    data_type: TYPE_FP32\n    dims: [1, 28, 28]\n    preprocess:\n      image: {color: grayscale}\n';
+        await writeModel(repo, 'digits', 1, smallCnnModel(), undefined, { 'config.yaml': config });
+      },
+    });
+    imagePath = join(certificates.dir, 'digit.png');
+    await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toFile(imagePath);
+    grpcPort = await freePort();
+    running = await serve([
+      '--model-repository', served.repoDir, '--http-port', '0', '--grpc-port', String(grpcPort), '--metrics-port', '0',
+      '--tls-cert', certificates.server.certPath, '--tls-key', certificates.server.keyPath, '--tls-client-ca', certificates.clientCa.certPath,
+    ]);
+  });
+
+  after(async () => {
+    if (running?.child.exitCode === null) {
+      const exited = new Promise((resolve) => running!.child.once('exit', resolve));
+      running.child.kill('SIGTERM');
+      await exited;
+    }
+    await served?.close();
+  });
+
+  test('every port of the served process speaks mutual TLS', async () => {
+    assert.match(running!.httpUrl, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(running!.metricsUrl, /^https:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    assert.equal((await fetch(`${running!.httpUrl}/v2/health/ready`, { dispatcher: httpsAgent(certificates.client) })).status, 200);
+    await refusal(fetch(`${running!.httpUrl}/v2/health/ready`, { dispatcher: httpsAgent() }));
+    assert.equal((await fetch(running!.metricsUrl, { dispatcher: httpsAgent(certificates.client) })).status, 200);
+    await refusal(fetch(running!.metricsUrl, { dispatcher: httpsAgent() }));
+    const client = grpcClient(grpcPort, certificates.client);
+    try {
+      assert.deepEqual((await grpcCall(client, 'ServerReady', {})).response, { ready: true });
+    } finally {
+      client.close();
+    }
+  });
+
+  test('a bad certificate file stops `serve` at start with the flag and file named', async () => {
+    const missing = join(certificates.dir, 'absent.pem');
+    const result = await cli(['serve', '--model-repository', served.repoDir, '--tls-cert', missing, '--tls-key', certificates.server.keyPath]);
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr.trim(), `nereid: --tls-cert ${missing}: cannot read it (no such file)`);
+  });
+
+  test('classify --url https:// trusts the server through --tls-ca (and not without it)', async () => {
+    // The served process wants client certificates, so classify talks to a TLS server without them.
+    const oneWay = await startTestServer({ repoDir: served.repoDir, http: { tls: serverTls() } });
+    try {
+      const trusted = await cli(['classify', '--model', 'digits', '--url', oneWay.url, '--tls-ca', certificates.serverCa.certPath, imagePath]);
+      assert.equal(trusted.code, 0, trusted.stderr);
+      const line = JSON.parse(trusted.stdout.trim()) as { file: string; predictions: unknown[] };
+      assert.equal(line.file, imagePath);
+      assert.ok(line.predictions.length > 0);
+      const untrusted = await cli(['classify', '--model', 'digits', '--url', oneWay.url, imagePath]);
+      assert.equal(untrusted.code, 1);
+      assert.match(untrusted.stderr, /certificate/);
+    } finally {
+      await oneWay.close();
+    }
+  });
+});
