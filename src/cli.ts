@@ -6,9 +6,9 @@ import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { defaultOf } from './config/schema-defaults.js';
-import type { AuthScope, AuthTokens } from './core/auth.js';
+import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
 import { readCaFile, readTlsFiles } from './core/tls.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
@@ -71,6 +71,16 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
     });
   }
   return tokens;
+}
+
+/**
+ * A scope with no token of its own (and no 'all' token) stays open, so that protecting one does not
+ * lock the others; when some scope has a token, an operator is told which exposed ones are open.
+ */
+function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope, 'inference'>, boolean>, logger: Logger): void {
+  if (!AUTH_SCOPES.some((scope) => tokensFor(tokens, scope).length > 0)) return;
+  const open = AUTH_SCOPES.filter((scope) => (scope === 'inference' || exposed[scope]) && tokensFor(tokens, scope).length === 0);
+  for (const scope of open) logger.warn(`the ${scope} scope has no token while another scope has one: it is open to anyone who can reach its port (--${scope}-auth-token or --http-auth-token closes it)`);
 }
 
 /**
@@ -185,6 +195,7 @@ program
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
+    warnOfOpenScopes(authTokens, { management: flags.modelControlMode === 'explicit', metrics: flags.allowMetrics }, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
     const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour }) : undefined;

@@ -34,6 +34,10 @@ async function writeModels(repo: string): Promise<void> {
   await writeFile(join(outside, 'secret.txt'), 'the server operator\'s secret\n');
   await writeModel(repo, 'leaky', 1, scaleModel(2), 'max_batch_size: 4\noutput [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "labels.txt" } ]\n');
   await symlink(join(outside, 'secret.txt'), join(repo, 'leaky', 'labels.txt'));
+  // A config that is a link to a file outside the repository.
+  await writeFile(join(outside, 'config.pbtxt'), 'max_batch_size: 4\n');
+  await writeModel(repo, 'linked_config', 1, scaleModel(2));
+  await symlink(join(outside, 'config.pbtxt'), join(repo, 'linked_config', 'config.pbtxt'));
 }
 
 before(async () => {
@@ -215,6 +219,9 @@ describe('files and overrides', () => {
     const leaky = index.find((entry) => entry.name === 'leaky');
     assert.equal(leaky?.state, 'UNAVAILABLE');
     assert.match(leaky!.reason!, /label_filename 'labels.txt' is a link to a file outside the model repository/);
+    const linkedConfig = index.find((entry) => entry.name === 'linked_config');
+    assert.equal(linkedConfig?.state, 'UNAVAILABLE');
+    assert.match(linkedConfig!.reason!, /config file 'config.pbtxt' is a link to a file outside the model repository/);
     for (const entry of index) assert.ok(!entry.reason?.includes(served.repoDir) && !entry.reason?.includes(outside), entry.reason);
   });
 
@@ -226,6 +233,11 @@ describe('files and overrides', () => {
       [{ max_batch_size: 4, parameters: { intra_op_thread_count: { string_value: '2000' } } }, /2000 intra op thread counts/],
       [{ max_batch_size: 4, instance_group: [{ count: 5000, kind: 'KIND_CPU' }] }, /5000 instances/],
       [{ max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: '1000000000000000' } }, /max_queue_delay_microseconds above/],
+      [{ max_batch_size: 1_000_000 }, /max_batch_size above 1024/],
+      [
+        { max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_STRING', dims: [1], preprocess: { image: { width: 4, height: 1, max_pixels: 4_000_000_000 } } }] },
+        /max_pixels above 40000000/,
+      ],
     ];
     for (const [config, pattern] of refusals) {
       const response = await load(config);

@@ -13,7 +13,7 @@ import { invalidArgument, NereidError, notFound, unavailable } from '../core/err
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
-import { parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import { imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
 import { loadModelVersion } from './model-loader.js';
 
@@ -83,7 +83,16 @@ async function containedFile(root: string, folder: string, file: string, what: s
 }
 
 /** The most an override from the load API may ask for: a client must not be able to starve the machine with it. */
-const OVERRIDE_LIMITS = { threadsPerCore: 1, instancesPerCore: 4, maxQueueDelayMicroseconds: 10_000_000, maxTimeoutMicroseconds: 3_600_000_000 };
+const OVERRIDE_LIMITS = {
+  threadsPerCore: 1,
+  instancesPerCore: 4,
+  maxQueueDelayMicroseconds: 10_000_000,
+  maxTimeoutMicroseconds: 3_600_000_000,
+  maxBatchSize: 1024,
+  /** An image input's limits may be raised up to these, the schema's defaults. */
+  imageBytes: imagePreprocessingSchema.shape.max_bytes.parse(undefined),
+  imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
+};
 
 /**
  * A config sent with a load request may change how a model is served, within bounds, but not which
@@ -107,6 +116,18 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
   for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
     const value = Number(parameterValue(override, key) ?? 0);
     if (value > cores * OVERRIDE_LIMITS.threadsPerCore) refuse(`ask for ${value} ${key.replace(/_/g, ' ')}s on a machine of ${cores} cores`);
+  }
+  if ((override.max_batch_size ?? 0) > Math.max(OVERRIDE_LIMITS.maxBatchSize, own?.max_batch_size ?? 0)) {
+    refuse(`set max_batch_size above ${Math.max(OVERRIDE_LIMITS.maxBatchSize, own?.max_batch_size ?? 0)}`);
+  }
+  for (const input of override.input) {
+    const image = input.preprocess?.image;
+    if (!image) continue;
+    const ownImage = own?.input.find((candidate) => candidate.name === input.name)?.preprocess?.image;
+    const maxBytes = Math.max(OVERRIDE_LIMITS.imageBytes, ownImage?.max_bytes ?? 0);
+    const maxPixels = Math.max(OVERRIDE_LIMITS.imagePixels, ownImage?.max_pixels ?? 0);
+    if (image.max_bytes > maxBytes) refuse(`raise input '${input.name}''s max_bytes above ${maxBytes}`);
+    if (image.max_pixels > maxPixels) refuse(`raise input '${input.name}''s max_pixels above ${maxPixels}`);
   }
   const instances = override.instance_group.reduce((sum, group) => sum + group.count, 0);
   if (instances > cores * OVERRIDE_LIMITS.instancesPerCore) refuse(`ask for ${instances} instances on a machine of ${cores} cores`);
@@ -183,9 +204,9 @@ export class ModelRepository {
       return config;
     }
     for (const file of CONFIG_FILES) {
-      const path = join(folder, file);
-      if (!(await exists(path))) continue;
-      const text = await readFile(path, 'utf8');
+      if (!(await exists(join(folder, file)))) continue;
+      // A config that is a link out of the repository is refused like any other file a model reads.
+      const text = await readFile(await containedFile(await this.root(), folder, file, 'config file'), 'utf8');
       let raw: unknown;
       try {
         raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
