@@ -36,7 +36,7 @@ export const serverOptionsSchema = z.object({
    * queue timeout says: under overload, a request that would wait longer is refused at once (503,
    * Retry-After) instead of being answered after its client has given up.
    */
-  maxQueueWaitMs: z.number().int().positive().default(2000),
+  maxQueueWaitMs: z.number().int().positive().default(1000),
   /** Bytes of request bodies held at once across the server (read, decoded, queued, running); beyond it requests are refused with 503. */
   maxInflightBytes: z.number().int().positive().default(256 * 1024 * 1024),
   /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
