@@ -40,19 +40,47 @@ export interface InferenceObserver extends ExecutionObserver {
 /** Makes the observer of one model version; the server's metrics, for example, label by model and version. */
 export type InferenceObserverFactory = (model: string, version: string) => InferenceObserver;
 
-/** Fans one event out to several observers. */
+/** Where an observer's own failure is reported (a pino Logger fits). */
+export interface ObserverFailureLog {
+  error(details: { err: unknown; hook: string }, message: string): void;
+}
+
+const CONSOLE_LOG: ObserverFailureLog = { error: (details, message) => console.error(message, details.err) };
+
+/**
+ * Fans one event out to several observers. An observer that throws is logged and skipped: watching
+ * a request must never fail it, turn its success into a failure or keep the other observers from
+ * seeing it.
+ */
 export class ObserverGroup implements InferenceObserver {
-  constructor(private readonly observers: readonly InferenceObserver[]) {}
+  constructor(
+    private readonly observers: readonly InferenceObserver[],
+    private readonly log: ObserverFailureLog = CONSOLE_LOG,
+  ) {}
 
   onRequestStart(): void {
-    for (const observer of this.observers) observer.onRequestStart?.();
+    this.each('onRequestStart', (observer) => observer.onRequestStart?.());
   }
 
   onRequestEnd(record: RequestRecord): void {
-    for (const observer of this.observers) observer.onRequestEnd(record);
+    this.each('onRequestEnd', (observer) => observer.onRequestEnd(record));
   }
 
   onExecution(record: ExecutionRecord): void {
-    for (const observer of this.observers) observer.onExecution(record);
+    this.each('onExecution', (observer) => observer.onExecution(record));
+  }
+
+  private each(hook: string, call: (observer: InferenceObserver) => void): void {
+    for (const observer of this.observers) {
+      try {
+        call(observer);
+      } catch (error) {
+        this.failed(hook, error);
+      }
+    }
+  }
+
+  private failed(hook: string, error: unknown): void {
+    this.log.error({ err: error, hook }, `an inference observer failed in ${hook} (the request is unaffected): ${(error as Error)?.message ?? String(error)}`);
   }
 }

@@ -13,6 +13,7 @@ import { capturingLogger, doublerBackend, rejectsWith, type FakeBackend } from '
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { LruCacheStore } from '../cache/lru-cache-store.js';
 import { parseModelConfig } from '../config/model-config.js';
+import type { InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { loadModelVersion } from '../repository/model-loader.js';
 import type { ModelVersion } from './model-version.js';
@@ -26,7 +27,7 @@ interface Loaded {
 async function load(
   t: { after: (fn: () => Promise<void>) => void },
   config: Record<string, unknown>,
-  options: { logger?: Logger; store?: ResponseCacheStore } = {},
+  options: { logger?: Logger; store?: ResponseCacheStore; observers?: InferenceObserverFactory[] } = {},
 ): Promise<Loaded> {
   const dir = await mkdtemp(join(tmpdir(), 'nereid-model-version-'));
   const modelPath = join(dir, 'model.onnx');
@@ -42,6 +43,7 @@ async function load(
     defaultMaxBatchSize: 4,
     maxQueueSize: 16,
     responseCacheStore: options.store,
+    observers: options.observers,
     readLabels: async () => [],
   });
   backend.reset();
@@ -145,6 +147,37 @@ test('an engine failure is INTERNAL with the thrown error as its cause, logged o
   assert.equal(version.statistics.failures.get('INTERNAL'), 1);
   assert.deepEqual([stats(version).inference_stats.fail.count, stats(version).inference_stats.success.count], [1, 1]);
   assert.equal(lines.filter((line) => line.level === 50).length, 1, 'the success logged no error');
+});
+
+test('an observer that throws is logged and skipped: the request succeeds, is reported once, and the other observers still see it', async (t) => {
+  const { logger, lines } = capturingLogger();
+  const seen: RequestRecord[] = [];
+  const executions: number[] = [];
+  const broken: InferenceObserverFactory = () => ({
+    onRequestStart: () => {
+      throw new Error('broken at start');
+    },
+    onRequestEnd: () => {
+      throw new Error('broken at end');
+    },
+    onExecution: () => {
+      throw new Error('broken at execution');
+    },
+  });
+  const watching: InferenceObserverFactory = () => ({ onRequestEnd: (record) => seen.push(record), onExecution: (record) => executions.push(record.batchSize) });
+  const { version } = await load(t, { max_batch_size: 4 }, { logger, observers: [broken, watching] });
+  executions.length = 0; // the load's calibration runs
+  const answer = await version.infer(request([[1, 2, 3, 4]]));
+  assert.deepEqual(output(answer, 'OUTPUT0'), doubled([[1, 2, 3, 4]]));
+  assert.deepEqual(seen.map((record) => [record.success, record.errorCode]), [[true, undefined]], 'reported once, as a success');
+  assert.deepEqual(executions, [1], 'the execution reached the observer after the broken one');
+  assert.deepEqual([stats(version).inference_stats.success.count, stats(version).inference_stats.fail.count], [1, 0]);
+  const failures = lines.filter((line) => line.level === 50).map((line) => [line.hook, (line.err as { message: string }).message]);
+  assert.deepEqual(failures, [
+    ['onRequestStart', 'broken at start'],
+    ['onExecution', 'broken at execution'],
+    ['onRequestEnd', 'broken at end'],
+  ]);
 });
 
 test('requests scheduled together run as one batch, each answered with its own rows', async (t) => {

@@ -154,12 +154,13 @@ export class ModelVersion {
     };
     observer.onRequestStart?.();
     this.inFlight++;
+    let result: RunResult | undefined;
+    let failure: NereidError | undefined;
     try {
       const validated = this.validator.check(request);
       // A request a miss would refuse (bad priority or timeout) must not be answered by a hit.
       this.parts.scheduler.validate(validated);
       record.rows = Math.max(1, validated.batchSize);
-      let result: RunResult;
       if (cache && request.parameters?.cache_bypass !== true) {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
@@ -172,20 +173,19 @@ export class ModelVersion {
       }
       record.success = true;
       record.timings = result.timings;
-      record.totalNs = (performance.now() - started) * 1e6;
-      observer.onRequestEnd(record);
-      return result;
     } catch (error) {
-      const failure = asNereidError(error, this.label);
+      failure = asNereidError(error, this.label);
       // Logged once, here, with the original error's stack; the front ends log internal failures only at debug.
       if (failure.code === 'INTERNAL') this.parts.logger.error({ err: failure.cause ?? failure, reqId: record.requestId }, `inference failed: ${failure.message}`);
       record.errorCode = failure.code;
-      record.totalNs = (performance.now() - started) * 1e6;
-      observer.onRequestEnd(record);
-      throw failure;
     } finally {
       if (--this.inFlight === 0) this.whenIdle?.();
     }
+    // Reported once, when the outcome is known; the observers cannot change it.
+    record.totalNs = (performance.now() - started) * 1e6;
+    observer.onRequestEnd(record);
+    if (failure) throw failure;
+    return result!;
   }
 
   /** Pre-processing, the scheduler and post-processing: everything a cache hit skips. */

@@ -136,7 +136,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, plan));
     const label = `model '${name}' version ${version}`;
     const statistics = new ModelStatistics(name, version);
-    const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))]);
+    const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
     const scheduler = new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);
     const sample = calibrationSample(config);
     if (sample) await scheduler.calibrate(sample, config.output.map((output) => output.name));
