@@ -11,8 +11,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { pino } from 'pino';
-import { doublerBackend, type FakeBackend } from '../../test/support/fake-backend.js';
+import { pino, type Logger } from 'pino';
+import { capturingLogger, doublerBackend, type FakeBackend } from '../../test/support/fake-backend.js';
 import type { Backend } from '../backends/backend.js';
 import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
 import { dynamicBatchingSchema, parseModelConfig, type ModelConfig } from '../config/model-config.js';
@@ -26,14 +26,20 @@ type TestContext = { after: (fn: () => Promise<void>) => void };
 const DEFAULT_MAX_BATCH_SIZE = 4;
 
 /** Loads model 'm' version 1 from `bytes` with `config`; unloaded when the test ends. */
-async function loadVersion(t: TestContext, backend: Backend, config: Record<string, unknown>, bytes: Uint8Array | string = 'weights'): Promise<ModelVersion> {
+async function loadVersion(
+  t: TestContext,
+  backend: Backend,
+  config: Record<string, unknown>,
+  bytes: Uint8Array | string = 'weights',
+  logger: Logger = pino({ level: 'silent' }),
+): Promise<ModelVersion> {
   const dir = await mkdtemp(join(tmpdir(), 'nereid-model-loader-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const modelPath = join(dir, 'model.onnx');
   await writeFile(modelPath, bytes);
   const version = await loadModelVersion({
     ...{ name: 'm', version: '1', modelPath, config: parseModelConfig(config, 'test config'), backend },
-    ...{ logger: pino({ level: 'silent' }), defaultMaxBatchSize: DEFAULT_MAX_BATCH_SIZE, maxQueueSize: 16, readLabels: async () => [] },
+    ...{ logger, defaultMaxBatchSize: DEFAULT_MAX_BATCH_SIZE, maxQueueSize: 16, readLabels: async () => [] },
   });
   t.after(async () => {
     if (version.state === 'READY') await version.unload();
@@ -122,6 +128,22 @@ test('a max_batch_size the config names, without dynamic_batching, runs each req
   assert.equal(version.config.dynamic_batching, undefined);
   await Promise.all([1, 2, 3].map((value) => version.infer(doublerRequest([value, value, value, value]))));
   assert.deepEqual(backend.rows, [1, 1, 1]);
+});
+
+test('a failure while calibrating batch costs is logged as a warning with its cause, and the model loads and serves uncalibrated', async (t) => {
+  const backend = doublerBackend();
+  const broken = new Error('the engine refused a calibration batch');
+  backend.failNext(broken);
+  const { logger, lines } = capturingLogger();
+  const version = await loadVersion(t, backend, { max_batch_size: 4, dynamic_batching: {} }, 'weights', logger);
+  assert.equal(version.state, 'READY');
+  assert.ok(backend.rows.length > 0, 'calibration ran');
+  const warnings = lines.filter((line) => line.level === 40);
+  assert.equal(warnings.length, 1, JSON.stringify(lines));
+  assert.match(warnings[0].msg, /calibrating batch costs of model 'm' version 1 failed.*the engine refused a calibration batch/);
+  assert.equal((warnings[0].err as { message: string }).message, broken.message);
+  const answer = await version.infer(doublerRequest([1, 2, 3, 4]));
+  assert.deepEqual(Array.from(answer.outputs.find((output) => output.name === 'OUTPUT0')!.data as Float32Array), [2, 4, 6, 8]);
 });
 
 // ONNX Runtime's plan, through the loader, on the generated add/sub model (a few hundred bytes: small).

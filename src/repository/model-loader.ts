@@ -139,7 +139,12 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
     const scheduler = new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);
     const sample = calibrationSample(config);
-    if (sample) await scheduler.calibrate(sample, config.output.map((output) => output.name));
+    if (sample) {
+      // The costs only tune where batches are cut; without them the batcher learns from traffic, so a failure here is no reason to refuse the model.
+      await scheduler.calibrate(sample, config.output.map((output) => output.name)).catch((error: unknown) => {
+        logger.warn({ err: error }, `calibrating batch costs of ${label} failed; batch costs will be learned from traffic: ${(error as Error)?.message ?? String(error)}`);
+      });
+    }
     const cache =
       options.responseCacheStore && config.response_cache?.enable
         ? new ResponseCache(options.responseCacheStore, {
