@@ -115,18 +115,41 @@ async function fileDigest(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/**
+ * The config does not fit the model or its backend (a setting out of range, an input the model
+ * lacks, pre-processing it cannot do), as opposed to a model the engine cannot open or run. When
+ * the config came with a load request, only this is the caller's mistake.
+ */
+export class ModelConfigError extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'ModelConfigError';
+  }
+}
+
+/** Runs a step that checks or completes the config; what it throws is a ModelConfigError. */
+export function checkingConfig<T>(step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    throw new ModelConfigError(error);
+  }
+}
+
 export async function loadModelVersion(options: VersionLoadOptions): Promise<ModelVersion> {
   const { backend, logger, name, version } = options;
-  backend.checkConfig?.(options.config);
+  checkingConfig(() => backend.checkConfig?.(options.config));
   const signature = await backend.describe(options.modelPath, options.config);
   const cores = availableParallelism();
   const instances = (await backend.defaultInstances?.(options.modelPath, options.config, cores)) ?? { count: 1, threadsPerInstance: cores };
-  const config = completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount: instances.count });
+  const config = checkingConfig(() =>
+    completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount: instances.count }),
+  );
   // Threads follow the backend's plan when it chose the instances, else the cores split between those the config names.
   const threadsPerInstance = options.config.instance_group.length > 0 ? undefined : instances.threadsPerInstance;
   // Pre/post-processing settings are checked before any instance starts.
-  const preprocessor = InputPreprocessor.of(config);
-  const postprocessor = OutputPostprocessor.of(config);
+  const preprocessor = checkingConfig(() => InputPreprocessor.of(config));
+  const postprocessor = checkingConfig(() => OutputPostprocessor.of(config));
   const labels = new Map<string, readonly string[]>();
   for (const output of config.output) {
     if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));

@@ -533,6 +533,30 @@ test('a config override on load replaces the config file', async (t) => {
   assert.equal(repo.get('m').config.max_batch_size, 0);
 });
 
+test('with a config given, a config that does not fit the model is INVALID_ARGUMENT, but a model the engine cannot open is UNAVAILABLE with its cause', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(2));
+  await writeModel(root, 'broken', 1, new TextEncoder().encode('not an ONNX model'));
+  await assert.rejects(
+    repo.load('m', { input: [{ name: 'NOT_THERE', data_type: 'TYPE_FP32', dims: [4] }] }),
+    isCode('INVALID_ARGUMENT', /with the config given: .*config input 'NOT_THERE' is not in the model/),
+  );
+  let failure: NereidError | undefined;
+  await assert.rejects(repo.load('broken', { max_batch_size: 0 }), (error: unknown) => {
+    assert.ok(isCode('UNAVAILABLE', /failed to load model 'broken'/)(error));
+    failure = error as NereidError;
+    return true;
+  });
+  assert.ok(failure!.cause instanceof Error, 'the engine\'s error is the cause');
+  assert.doesNotMatch(failure!.message, /with the config given/);
+  await mkdir(join(root, 'no_versions'));
+  await assert.rejects(repo.load('no_versions', { max_batch_size: 0 }), isCode('UNAVAILABLE', /no version folders/));
+  await assert.rejects(
+    repo.load('m', { version_policy: { specific: { versions: [7] } } }),
+    isCode('INVALID_ARGUMENT', /with the config given: version_policy names version\(s\) 7/),
+  );
+});
+
 test('config.yaml and config.json are read like config.pbtxt and complete to the same config', async (t) => {
   const { root, repo } = await repository(t);
   await writeModel(root, 'p', 1, addSubModel(), 'max_batch_size: 4\ninput { name: "INPUT0" data_type: TYPE_INT32 dims: 16 }\nparameters { key: "intra_op_thread_count" value { string_value: "1" } }\n');

@@ -15,7 +15,7 @@ import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
 import { imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
-import { loadModelVersion } from './model-loader.js';
+import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 
 export interface RepositoryIndexEntry {
   name: string;
@@ -272,23 +272,27 @@ export class ModelRepository {
     let backend: Backend;
     let versions: number[];
     try {
-      config = await this.readConfig(folder, configOverride);
-      if (config.name !== undefined && config.name !== name) {
-        throw new Error(`config name '${config.name}' differs from the model's folder name '${name}'`);
-      }
-      backend = this.backendFor(config, name);
+      config = await this.readConfig(folder, configOverride).catch((error: unknown) => {
+        throw new ModelConfigError(error);
+      });
+      const { name: configName } = config;
+      checkingConfig(() => {
+        if (configName !== undefined && configName !== name) throw new Error(`config name '${configName}' differs from the model's folder name '${name}'`);
+      });
+      backend = checkingConfig(() => this.backendFor(config, name));
       const dirents = await readdir(folder, { withFileTypes: true });
       // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
       const available = dirents.filter((d) => d.isDirectory() && /^[1-9]\d*$/.test(d.name)).map((d) => Number(d.name));
       if (available.length === 0) throw new Error(`no version folders (1, 2, ...) in ${shown(root, folder)}`);
-      versions = selectVersions(config, available);
+      versions = checkingConfig(() => selectVersions(config, available));
     } catch (error) {
       const reason = redacted(root, (error as Error).message);
       logger.error({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
       entry.failures.set('', reason);
       await this.replaceUnlessServing(name, entry, previous);
-      throw this.loadFailure(name, reason, configOverride, error);
+      throw this.loadFailure(name, reason, configOverride, [error]);
     }
+    const versionErrors: unknown[] = [];
     await Promise.all(
       versions.map(async (versionNumber) => {
         const version = String(versionNumber);
@@ -317,6 +321,7 @@ export class ModelRepository {
           entry.versions.set(version, loaded);
           logger.info({ version, ms: Math.round(loadMs) }, `loaded model '${name}' version ${version}`);
         } catch (error) {
+          versionErrors.push(error);
           entry.failures.set(version, redacted(root, (error as Error).message));
           logger.error({ version, err: error }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
         }
@@ -324,13 +329,20 @@ export class ModelRepository {
     );
     if (entry.versions.size === 0) {
       await this.replaceUnlessServing(name, entry, previous);
-      throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride);
+      throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
     await this.replace(name, entry, previous);
   }
 
-  private loadFailure(name: string, reason: string, configOverride: unknown, cause?: unknown): NereidError {
-    if (configOverride !== undefined) return new NereidError('INVALID_ARGUMENT', `failed to load model '${name}' with the config given: ${reason}`, { cause });
+  /**
+   * With a config given, a config that does not parse, is refused or does not fit the model is the
+   * caller's mistake (INVALID_ARGUMENT); a model the engine cannot open or run is not (UNAVAILABLE),
+   * whichever config came with it. `errors`: why the load failed (one per version once it got that far).
+   */
+  private loadFailure(name: string, reason: string, configOverride: unknown, errors: readonly unknown[]): NereidError {
+    const cause = errors[0] instanceof ModelConfigError ? errors[0].cause : errors[0];
+    const callersMistake = configOverride !== undefined && errors.every((error) => error instanceof ModelConfigError);
+    if (callersMistake) return new NereidError('INVALID_ARGUMENT', `failed to load model '${name}' with the config given: ${reason}`, { cause });
     return unavailable(`failed to load model '${name}': ${reason}`, cause);
   }
 
