@@ -30,6 +30,11 @@ export class NereidError extends Error {
     this.name = 'NereidError';
     if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
+
+  /** The server refused for its load, not for the request: the same request may succeed once the load has eased. */
+  get overloaded(): boolean {
+    return this.retryAfterMs !== undefined;
+  }
 }
 
 export const invalidArgument = (message: string) => new NereidError('INVALID_ARGUMENT', message);

@@ -15,7 +15,7 @@ import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { z } from 'zod';
 import { CHUNK_FORMAT, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
-import { batchWorkerSettingsSchema, defaultRecordConcurrency } from './job-options.js';
+import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
 import { fromWire, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
@@ -23,7 +23,7 @@ import { runPipeline } from './record-pipeline.js';
 export type BatchWorkerOptions = z.input<typeof batchWorkerSettingsSchema> & {
   /** redis://host:port */
   queue: string;
-  /** Records in flight within a chunk (default: four of the model's batches). */
+  /** Records in flight within a chunk (default: four of the model's batches; at most the model's queue admits, shared by the chunks run at once). */
   recordConcurrency?: number;
   /** Shown in the queue as the chunk's processedBy (default host:pid). */
   name?: string;
@@ -77,7 +77,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
       return { id: record.id, load: async () => record };
     });
     let executionNs = 0;
-    await runPipeline(records, (record) => processor.run(record), { concurrency: options.recordConcurrency ?? defaultRecordConcurrency(processor.maxBatchSize) }, (results) => {
+    await runPipeline(records, (record) => processor.run(record), { concurrency: recordConcurrency(processor, options.recordConcurrency, settings.concurrency) }, (results) => {
       for (const { id, line, computeNs } of results) {
         ids.push(id);
         lines.push(line);

@@ -41,7 +41,12 @@ export const batchWorkerSettingsSchema = z.object({
   maxStalledCount: z.number().int().nonnegative().default(2),
 });
 
-/** Records in flight for a model: four batches' worth, so reading the next overlaps running the current. */
-export function defaultRecordConcurrency(maxBatchSize: number): number {
-  return 4 * Math.max(1, maxBatchSize);
+/**
+ * Records in flight for a model: those asked for, by default four batches' worth (so reading the
+ * next overlaps running the current), but never more than the model admits at once, shared between
+ * `sharers` pipelines feeding it: records beyond that would only be refused for a full queue.
+ */
+export function recordConcurrency(model: { maxBatchSize: number; admits: number }, requested?: number, sharers = 1): number {
+  const wanted = requested ?? 4 * Math.max(1, model.maxBatchSize);
+  return Math.max(1, Math.min(wanted, Math.floor(model.admits / sharers)));
 }

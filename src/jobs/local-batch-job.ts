@@ -12,7 +12,7 @@ import { JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
-import { defaultRecordConcurrency, localJobSettingsSchema } from './job-options.js';
+import { localJobSettingsSchema, recordConcurrency } from './job-options.js';
 
 export interface BatchInputOptions {
   model: string;
@@ -40,7 +40,7 @@ export interface LocalBatchOptions extends BatchInputOptions {
   modelRepository?: string;
   /** A started Server to use instead of one made for the job (it is left running). */
   server?: Server;
-  /** Records in flight (default: 4 × the model's max_batch_size); the model's batcher forms the batches. */
+  /** Records in flight (default: 4 × the model's max_batch_size; at most what the model's queue admits); the model's batcher forms the batches. */
   concurrency?: number;
 }
 
@@ -77,7 +77,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
     checkInputFits(source, processor);
-    const concurrency = options.concurrency ?? defaultRecordConcurrency(processor.maxBatchSize);
+    const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = output.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();
     const started = performance.now();

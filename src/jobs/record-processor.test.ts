@@ -11,6 +11,7 @@ import { doublerBackend, fakeRepository, rejectsWith, type FakeBackend } from '.
 import type { ExecutionRecord, RequestRecord } from '../core/inference-observer.js';
 import { Server } from '../server/server.js';
 import { isErrorLine, type JobRecord } from './job-record.js';
+import { recordConcurrency } from './job-options.js';
 import { RecordProcessor } from './record-processor.js';
 
 /** Executions of four rows at most, cut at four whenever four are queued, so records sent together run together. */
@@ -24,12 +25,12 @@ interface Setup {
   requests: RequestRecord[];
 }
 
-async function setup(t: { after: (fn: () => Promise<void>) => void }): Promise<Setup> {
+async function setup(t: { after: (fn: () => Promise<void>) => void }, config = CONFIG): Promise<Setup> {
   const backend = doublerBackend();
   const executions: ExecutionRecord[] = [];
   const requests: RequestRecord[] = [];
   const server = new Server({
-    modelRepository: await fakeRepository(t, { doubler: CONFIG }),
+    modelRepository: await fakeRepository(t, { doubler: config }),
     backends: [backend],
     logger: pino({ level: 'silent' }),
     modelControlMode: 'explicit',
@@ -142,4 +143,29 @@ test("computeNs is the record's share of its execution: its rows over the batch'
     results.map((result) => result.computeNs),
     [(execution * 2) / 4, execution / 4, execution / 4],
   );
+});
+
+test('records the model refuses for a full queue are sent again once it has room, and none ends with an error', async (t) => {
+  const { processor, backend, requests } = await setup(t, 'max_batch_size: 4\ndynamic_batching: { default_queue_policy: { max_queue_size: 2 } }\n');
+  assert.equal(processor.admits, 2 + 4, 'two waiting, and one batch of four running on the one instance');
+  const gate = backend.hold();
+  // More at once than the model admits, as two chunks of a worker would send.
+  const running = Array.from({ length: 12 }, (_, index) => processor.run({ id: index, json: JSON.stringify({ INPUT0: [index, 0, 0, 0] }) }));
+  await gate.whenWaiting(1);
+  const refusedBeforeOpening = requests.filter((request) => request.errorCode === 'UNAVAILABLE').length;
+  gate.open();
+  const lines = (await Promise.all(running)).map((result) => parse(result.line));
+  assert.ok(refusedBeforeOpening > 0, 'the queue was full while the first batch ran');
+  assert.deepEqual(lines.map((line) => line.error), Array(12).fill(null));
+  assert.deepEqual(lines.map((line) => outputOf(line)?.data[0]), Array.from({ length: 12 }, (_, index) => 2 * index));
+});
+
+test('a job keeps no more records in flight than the model admits, shared by the chunks that feed it', () => {
+  const model = { maxBatchSize: 4, admits: 6 };
+  assert.equal(recordConcurrency(model), 6, 'four batches would be 16');
+  assert.equal(recordConcurrency(model, 3), 3, 'fewer when asked');
+  assert.equal(recordConcurrency(model, 100), 6);
+  assert.equal(recordConcurrency(model, undefined, 2), 3, 'two chunks at once');
+  assert.equal(recordConcurrency({ maxBatchSize: 4, admits: 1024 + 4 }), 16);
+  assert.equal(recordConcurrency({ maxBatchSize: 1, admits: 1 }, undefined, 4), 1, 'always one at least');
 });

@@ -4,8 +4,9 @@
  * V2 JSON goes through the protocol codec, every rule about inputs stays in the core, and the
  * model's batcher (not the job) decides what runs together.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { elementCount, type Datatype } from '../core/datatype.js';
-import { asNereidError, invalidArgument, type ErrorCode } from '../core/errors.js';
+import { asNereidError, invalidArgument, NereidError, type ErrorCode } from '../core/errors.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.js';
 import { computeShareNs } from '../core/timings.js';
@@ -25,6 +26,13 @@ const RECORD_ERRORS: ReadonlySet<ErrorCode> = new Set(['INVALID_ARGUMENT', 'FAIL
 export function isRecordError(error: unknown): boolean {
   return RECORD_ERRORS.has(asNereidError(error).code);
 }
+
+/**
+ * A record the model refused for its load (a full queue) is sent again after a wait that doubles
+ * from `firstMs` up to `longestMs`, randomised so that records refused together do not return
+ * together; after `tries` refusals the refusal stands and stops the job like any UNAVAILABLE.
+ */
+const OVERLOAD_RETRY = { firstMs: 10, longestMs: 1000, tries: 12 };
 
 export interface RecordProcessorOptions {
   model: string;
@@ -62,6 +70,8 @@ export class RecordProcessor {
   readonly maxBatchSize: number;
   /** True when the model classifies images (its one input declares image pre-processing). */
   readonly takesImages: boolean;
+  /** Requests the model holds at once before refusing more for a full queue: the most a job keeps in flight. */
+  readonly admits: number;
   private readonly batched: boolean;
   private readonly inputs: InputSpec[];
 
@@ -76,6 +86,7 @@ export class RecordProcessor {
     this.batched = model.batched;
     this.maxBatchSize = Math.max(1, model.config.max_batch_size);
     this.takesImages = model.imageInputs.size === 1;
+    this.admits = model.admits;
     this.inputs = metadata.inputs.map((input) => ({
       name: input.name,
       datatype: input.datatype as Datatype,
@@ -93,10 +104,24 @@ export class RecordProcessor {
   async run(record: JobRecord): Promise<RecordResult> {
     try {
       if (record.error !== undefined) return { line: errorLine(record.id, record.error), computeNs: 0 };
-      return record.image ? await this.classify(record.id, record.image) : await this.infer(record);
+      const { image } = record;
+      return await this.untilAdmitted(() => (image ? this.classify(record.id, image) : this.infer(record)));
     } catch (error) {
       if (!isRecordError(error)) throw asNereidError(error);
       return { line: errorLine(record.id, asNereidError(error).message), computeNs: 0 };
+    }
+  }
+
+  /** Sends again, after a wait, what the model refused for its load; the record was accepted and must not be lost. */
+  private async untilAdmitted(send: () => Promise<RecordResult>): Promise<RecordResult> {
+    for (let refusals = 1; ; refusals++) {
+      try {
+        return await send();
+      } catch (error) {
+        if (!(error instanceof NereidError && error.overloaded) || refusals >= OVERLOAD_RETRY.tries) throw error;
+        const longest = Math.min(OVERLOAD_RETRY.longestMs, OVERLOAD_RETRY.firstMs * 2 ** (refusals - 1));
+        await delay(longest * (0.5 + Math.random() / 2));
+      }
     }
   }
 

@@ -87,6 +87,11 @@ export class ModelVersion {
     return this.parts.scheduler.queued;
   }
 
+  /** Requests this version holds at once, waiting or running, before refusing more for a full queue (see Scheduler.admits). */
+  get admits(): number {
+    return this.parts.scheduler.admits;
+  }
+
   get batched(): boolean {
     return this.config.max_batch_size > 0;
   }

@@ -84,6 +84,8 @@ export class DynamicBatcher implements Scheduler {
   /** How fast the queue drains under a backlog; the queue refuses requests it could not answer in time by it. */
   readonly drainRate: DrainRate;
   private readonly idle: BackendInstance[];
+  /** Batches that may run at once, over all instances. */
+  private readonly slots: number;
   private readonly queue: PriorityQueue<Pending>;
   private readonly largestPreferred: number;
   private readonly cutAtCheapest: boolean;
@@ -110,6 +112,7 @@ export class DynamicBatcher implements Scheduler {
   ) {
     // An instance that takes several batches at once is free that many times over.
     this.idle = instances.flatMap((instance) => Array.from({ length: Math.max(1, instance.concurrency ?? 1) }, () => instance));
+    this.slots = this.idle.length;
     this.costs = new BatchCosts(Math.max(1, policy.maxBatchSize));
     this.largestPreferred = policy.preferredBatchSizes.length ? Math.max(...policy.preferredBatchSizes) : 0;
     this.cutAtCheapest = policy.cutAtCheapest ?? true;
@@ -122,6 +125,10 @@ export class DynamicBatcher implements Scheduler {
 
   get queued(): number {
     return this.queue.size;
+  }
+
+  get admits(): number {
+    return this.queue.defaultLevelCapacity + this.slots * Math.max(1, this.policy.maxBatchSize);
   }
 
   validate(request: Admission): void {

@@ -152,6 +152,12 @@ export class PriorityQueue<T> {
     return this.totalBytes;
   }
 
+  /** Entries of the default priority level it takes, when nothing else waits, before it refuses more. */
+  get defaultLevelCapacity(): number {
+    const own = this.policyOf(this.levelOf(undefined)).maxQueueSize;
+    return own > 0 ? Math.min(own, this.options.maxQueuedRequests) : this.options.maxQueuedRequests;
+  }
+
   private policyOf(level: number): QueuePolicy {
     return this.options.priorityQueuePolicies?.get(level + 1) ?? this.options.defaultQueuePolicy;
   }
@@ -286,7 +292,7 @@ export class PriorityQueue<T> {
     entry.timer = undefined;
     if (!entry.queued) return;
     if (policy.timeoutAction === 'REJECT') {
-      this.drop(entry, new NereidError('UNAVAILABLE', `${this.options.label}: request timeout expired after ${timeout} us in the queue`));
+      this.drop(entry, new NereidError('UNAVAILABLE', `${this.options.label}: request timeout expired after ${timeout} us in the queue`, { retryAfterMs: 1000 }));
       return;
     }
     entry.list!.unlink(entry);

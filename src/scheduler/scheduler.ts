@@ -34,6 +34,11 @@ export interface Scheduler {
   readonly queued: number;
   /** Bytes of the inputs of the requests waiting. */
   readonly queuedBytes: number;
+  /**
+   * Requests of the default priority it holds at once, waiting or running, when nothing else is
+   * sent to it: a client that keeps no more than this in flight is not refused for a full queue.
+   */
+  readonly admits: number;
   /** Accepts nothing new, runs what is queued, and settles once every accepted request is answered. */
   stop(): Promise<void>;
 }
