@@ -566,3 +566,46 @@ test('a reload with new weights under the same version never answers from the ol
     await server.close();
   }
 });
+
+test('a reload that only tunes serving (instances, batching, queue, threads, max_batch_size) keeps the cached answers; one that changes post-processing does not', async () => {
+  const cached = 'response_cache { enable: true ttl_seconds: 0 }\n';
+  const server = await startTestServer({
+    models: (repo) => writeModel(repo, 'tuned', 1, scaleModel(2), `max_batch_size: 4\n${cached}`),
+    server: { cacheConfig: 'local,size=1048576', modelControlMode: 'explicit', loadModels: ['tuned'] },
+  });
+  try {
+    const request = async () => {
+      const response = await server.server.infer({
+        model: 'tuned',
+        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: new Float32Array([1, 1, 1, 1]) }],
+      });
+      const { cache_hit, cache_miss } = server.server.modelStatistics('tuned').model_stats[0].inference_stats;
+      return { data: Array.from(response.outputs[0].data as Float32Array), hits: cache_hit.count, misses: cache_miss.count };
+    };
+    assert.deepEqual(await request(), { data: [2, 2, 2, 2], hits: 0, misses: 1 });
+    await writeModel(
+      server.repoDir,
+      'tuned',
+      1,
+      scaleModel(2),
+      `max_batch_size: 8\ninstance_group [{ count: 2 kind: KIND_CPU }]\n` +
+        `dynamic_batching { max_queue_delay_microseconds: 500 default_queue_policy { max_queue_size: 16 } }\n` +
+        `parameters { key: "intra_op_thread_count" value { string_value: "1" } }\n${cached}`,
+    );
+    await server.server.loadModel('tuned');
+    assert.deepEqual(await request(), { data: [2, 2, 2, 2], hits: 1, misses: 0 }, 'answered from the entry the first config made');
+    await writeModel(
+      server.repoDir,
+      'tuned',
+      1,
+      scaleModel(2),
+      `max_batch_size: 8\noutput [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] }]\nparameters { key: "postprocess.OUTPUT0" value { string_value: "{\\"activation\\": \\"sigmoid\\"}" } }\n${cached}`,
+    );
+    await server.server.loadModel('tuned');
+    const postprocessed = await request();
+    assert.deepEqual([postprocessed.hits, postprocessed.misses], [0, 1], 'other post-processing is computed afresh');
+    assert.ok(postprocessed.data.every((value) => Math.abs(value - 1 / (1 + Math.exp(-2))) < 1e-6), `sigmoid of 2, got ${postprocessed.data}`);
+  } finally {
+    await server.close();
+  }
+});

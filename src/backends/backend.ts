@@ -71,6 +71,8 @@ export interface Backend {
   readonly bytesAsText?: boolean;
   /** What the model file declares, read before any instance exists, so the repository can complete the config from it. */
   describe(modelPath: string, config: ModelConfig): Promise<ModelSignature>;
+  /** Config parameters that change only how fast the engine runs, never what it answers (thread counts, say). */
+  readonly tuningParameters?: readonly string[];
   /** Checks the backend's own settings in the config (its parameters), so a mistake fails the load before any instance starts. */
   checkConfig?(config: ModelConfig): void;
   /**

@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import type { ModelConfig } from '../config/model-config.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs } from './backend.js';
-import { computeThreads, executionProviders, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
+import { computeThreads, executionProviders, ONNX_RUNTIME_TUNING_PARAMETERS, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
 import { OnnxSession, runFailure, type SessionSpec } from './onnx-runtime-session.js';
 import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
@@ -58,6 +58,8 @@ export class OnnxRuntimeBackend implements Backend {
   readonly defaultModelFilename = 'model.onnx';
   /** onnxruntime-node passes string tensors through JS strings, which end at a 0 byte and replace invalid UTF-8. */
   readonly bytesAsText = true;
+  /** Threads and memory reuse; the graph optimisation level and the execution providers can change results in the last bits, so they are not here. */
+  readonly tuningParameters = ONNX_RUNTIME_TUNING_PARAMETERS;
 
   checkConfig(config: ModelConfig): void {
     onnxRuntimeParameters(config);

@@ -40,6 +40,17 @@ export type OnnxRuntimeParameters = z.output<typeof onnxRuntimeParametersSchema>
 
 const PARAMETER_NAMES = Object.keys(onnxRuntimeParametersSchema.shape) as (keyof OnnxRuntimeParameters)[];
 
+/** The parameters that change how fast a session runs but not what it computes. */
+export const ONNX_RUNTIME_TUNING_PARAMETERS: readonly (keyof OnnxRuntimeParameters)[] = [
+  'intra_op_thread_count',
+  'inter_op_thread_count',
+  'execution_mode',
+  'execution_thread',
+  'allow_spinning',
+  'enable_mem_pattern',
+  'enable_cpu_mem_arena',
+];
+
 /** Triton's `optimization { graph { level } }`: -1 basic, 1 extended, anything else all. */
 function tritonGraphLevel(config: ModelConfig): 'basic' | 'extended' | 'all' {
   const level = Number((config as { optimization?: { graph?: { level?: unknown } } }).optimization?.graph?.level ?? 0);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Tensor } from '../core/tensor.js';
-import { cacheKey, fingerprint, type CacheKeyParts } from './cache-key.js';
+import type { CompletedModelConfig } from '../config/model-config.js';
+import { answerDecidingConfig, cacheKey, fingerprint, type CacheKeyParts } from './cache-key.js';
 
 function base(): CacheKeyParts {
   return {
@@ -123,4 +124,42 @@ test('fingerprint is short, stable and changes with the config', () => {
   assert.match(a, /^[0-9a-f]{16}$/);
   assert.equal(fingerprint({ response_cache: { enable: true }, max_batch_size: 8 }), a);
   assert.notEqual(fingerprint({ response_cache: { enable: true }, max_batch_size: 4 }), a);
+});
+
+test('the config fingerprint follows what decides answers, not how the model is served', () => {
+  const config = (changes: Record<string, unknown> = {}) =>
+    ({
+      name: 'm',
+      platform: 'onnxruntime_onnx',
+      backend: 'onnxruntime',
+      max_batch_size: 8,
+      version_policy: { latest: { num_versions: 1 } },
+      input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4], optional: false }],
+      output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4] }],
+      instance_group: [{ kind: 'KIND_CPU', count: 1 }],
+      parameters: { intra_op_thread_count: { string_value: '1' }, graph_optimization_level: { string_value: 'all' } },
+      response_cache: { enable: true, ttl_seconds: 0, key_parameters: [] },
+      ...changes,
+    }) as unknown as CompletedModelConfig;
+  const of = (changes?: Record<string, unknown>) => fingerprint(answerDecidingConfig(config(changes), ['intra_op_thread_count']));
+  const original = of();
+  const tuned = {
+    'max_batch_size 8 to 16': { max_batch_size: 16 },
+    'instance count': { instance_group: [{ kind: 'KIND_CPU', count: 4 }] },
+    'dynamic batching and queue policy': { dynamic_batching: { max_queue_delay_microseconds: 100, default_queue_policy: { max_queue_size: 4 } } },
+    'thread parameter': { parameters: { intra_op_thread_count: { string_value: '4' }, graph_optimization_level: { string_value: 'all' } } },
+    'parameter order': { parameters: { graph_optimization_level: { string_value: 'all' }, intra_op_thread_count: { string_value: '1' } } },
+    'cache ttl': { response_cache: { enable: true, ttl_seconds: 60, key_parameters: [] } },
+    'version policy': { version_policy: { all: {} } },
+  };
+  for (const [what, changes] of Object.entries(tuned)) assert.equal(of(changes), original, `${what} keeps the fingerprint`);
+  const deciding = {
+    'batching on or off': { max_batch_size: 0 },
+    'input dims': { input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [2, 2], optional: false }] },
+    'output post-processing': { output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4], postprocess: { activation: 'softmax' } }] },
+    'graph optimisation level': { parameters: { intra_op_thread_count: { string_value: '1' }, graph_optimization_level: { string_value: 'basic' } } },
+    'a field Nereid does not know': { sequence_batching: {} },
+    platform: { platform: 'other' },
+  };
+  for (const [what, changes] of Object.entries(deciding)) assert.notEqual(of(changes), original, `${what} changes the fingerprint`);
 });

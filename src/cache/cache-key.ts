@@ -6,16 +6,54 @@
 import { createHash } from 'node:crypto';
 import { tensorDataToBytes, type Tensor } from '../core/tensor.js';
 import type { Parameters } from '../core/inference.js';
+import type { CompletedModelConfig } from '../config/model-config.js';
 
 export interface CacheKeyParts {
   model: string;
   version: string;
-  /** A fingerprint of the loaded config, so a reload with other pre/post-processing never reuses old answers. */
+  /** A fingerprint of the loaded config's answer-deciding part, so a reload with other pre/post-processing never reuses old answers. */
   configFingerprint: string;
   inputs: Record<string, Tensor>;
   outputNames: readonly string[];
   parameters?: Parameters;
   keyParameters: readonly string[];
+}
+
+/**
+ * Config fields that decide how a model is served but never what it answers: tuning them (more
+ * instances, another queue policy, a longer batching delay, a larger max_batch_size) keeps the
+ * cached answers. The model's name and version are in the key already, and the weights' digest
+ * stands for default_model_filename.
+ */
+const SERVING_ONLY_FIELDS: ReadonlySet<string> = new Set([
+  'name',
+  'version_policy',
+  'instance_group',
+  'dynamic_batching',
+  'response_cache',
+  'default_model_filename',
+  'model_warmup',
+]);
+
+/**
+ * The part of a completed config that decides a model's answers: its inputs and outputs with their
+ * pre/post-processing, the platform, whether it batches, the backend parameters other than
+ * `tuningParameters` (threads, say), and any field Nereid does not know (kept: a stale answer is
+ * worse than a miss).
+ */
+export function answerDecidingConfig(config: CompletedModelConfig, tuningParameters: readonly string[]): Record<string, unknown> {
+  const deciding: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(config)) {
+    if (SERVING_ONLY_FIELDS.has(field) || field === 'max_batch_size' || field === 'parameters') continue;
+    deciding[field] = value;
+  }
+  deciding.batched = config.max_batch_size > 0;
+  const parameters = Object.keys(config.parameters)
+    .filter((key) => !tuningParameters.includes(key))
+    .sort()
+    .map((key) => [key, config.parameters[key].string_value]);
+  deciding.parameters = Object.fromEntries(parameters);
+  return deciding;
 }
 
 export function fingerprint(value: unknown): string {

@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, BackendInstance, InstanceOptions } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
+import { answerDecidingConfig } from '../cache/cache-key.js';
 import { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
 import { allocateTypedArray, elementCount } from '../core/datatype.js';
@@ -175,8 +176,9 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
             version,
             ttlSeconds: config.response_cache.ttl_seconds,
             keyParameters: config.response_cache.key_parameters,
-            // The weights as well as the config: a reload of new weights under the same version never reuses old answers.
-            identity: { config, model: await fileDigest(options.modelPath) },
+            // The weights as well as the config that decides answers: a reload of new weights under the same version never reuses old
+            // answers, while one that only tunes how the model is served (instances, batching, queue) keeps them.
+            identity: { config: answerDecidingConfig(config, backend.tuningParameters ?? []), model: await fileDigest(options.modelPath) },
           })
         : undefined;
     return new ModelVersion({
