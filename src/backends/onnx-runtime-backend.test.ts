@@ -5,6 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
 import { addSubModel } from '../onnx/test-models.js';
 import { parseModelConfig } from '../config/model-config.js';
 import { OnnxRuntimeBackend } from './onnx-runtime-backend.js';
@@ -182,4 +183,34 @@ test('defaultInstances with execution_thread auto: a model file of 256 KiB or mo
   assert.deepEqual(await backend.defaultInstances(large, auto, 4), { count: 4, threadsPerInstance: 1 });
   assert.deepEqual(await backend.defaultInstances(below, auto, 4), { count: 1, threadsPerInstance: 1 });
   assert.deepEqual(await backend.defaultInstances(large, parseModelConfig({ parameters: { execution_thread: 'main' } }, 'test'), 4), { count: 1, threadsPerInstance: 1 });
+});
+
+test('describe reads a large model off the event loop: the loop turns while it is read, and the signature is the same as in place', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-describe-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const width = 100_000; // 400 KB of weights: above the size that goes to a worker thread
+  const large = join(dir, 'large.onnx');
+  await writeFile(
+    large,
+    buildOnnxModel({
+      graphName: 'offset',
+      inputs: [{ name: 'x', type: 'float32', shape: ['batch', width] }],
+      outputs: [{ name: 'y', type: 'float32', shape: ['batch', width] }],
+      initializers: [{ name: 'offset', type: 'float32', dims: [width], values: new Float32Array(width).fill(1) }],
+      nodes: [{ opType: 'Add', inputs: ['x', 'offset'], outputs: ['y'] }],
+    }),
+  );
+  const backend = new OnnxRuntimeBackend();
+  const describing = backend.describe(large);
+  let loopTurned = false;
+  setImmediate(() => (loopTurned = true));
+  const signature = await describing;
+  assert.ok(loopTurned, 'other work ran while the model was being read');
+  assert.deepEqual(signature, {
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, width] }],
+    outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, width] }],
+  });
+  const small = await modelFile(t);
+  assert.deepEqual((await backend.describe(small)).inputs.map((input) => input.name), ['INPUT0', 'INPUT1'], 'a small model is described in place');
+  await assert.rejects(backend.describe(join(dir, 'missing.onnx')), /ENOENT|no such file/);
 });

@@ -8,7 +8,7 @@ import type { Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs } from './backend.js';
 import { computeThreads, executionProviders, ONNX_RUNTIME_TUNING_PARAMETERS, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
 import { OnnxSession, runFailure, type SessionSpec } from './onnx-runtime-session.js';
-import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
+import { describeInWorker, WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
 /**
  * One session on the JS thread: no hand-off, so the cheapest for small models, but the event loop
@@ -77,12 +77,20 @@ export class OnnxRuntimeBackend implements Backend {
     return { count: thread === 'worker' ? cores : 1, threadsPerInstance: 1 };
   }
 
-  /** Opens the model without optimising it, only to read its inputs and outputs. */
+  /**
+   * Opens the model without optimising it, only to read its inputs and outputs: a large one in a
+   * worker thread, since opening reads and parses the whole file and the server must go on
+   * answering meanwhile; a small one in place, quicker than starting a thread.
+   */
   async describe(modelPath: string): Promise<ModelSignature> {
-    const session = OnnxSession.open(
-      { modelPath, options: { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 }, providers: ['cpu'], deviceId: 0 },
-      () => undefined,
-    );
+    const spec: SessionSpec = {
+      modelPath,
+      options: { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 },
+      providers: ['cpu'],
+      deviceId: 0,
+    };
+    if ((await stat(modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES) return describeInWorker(spec);
+    const session = OnnxSession.open(spec, () => undefined);
     try {
       return session.signature;
     } finally {

@@ -1,7 +1,8 @@
+import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import { COMPUTE_NS, type BackendInstance, type RunOptions, type RunOutputs } from './backend.js';
+import { COMPUTE_NS, type BackendInstance, type ModelSignature, type RunOptions, type RunOutputs } from './backend.js';
 import { restoreBytes, runFailure, type SessionSpec } from './onnx-runtime-session.js';
 import type { WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
 
@@ -50,6 +51,22 @@ function spawnWorker(spec: SessionSpec): Worker {
 
 /** Starts a worker and waits until its session is open; an exit or error before that fails the start. */
 function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): Promise<Worker> {
+  return openInWorker(spec, onFallback).then(({ worker }) => worker);
+}
+
+/**
+ * Opens the model in a worker thread only to read its inputs and outputs, then ends the worker: a
+ * large model file is read and parsed there, while the event loop goes on answering requests.
+ */
+export async function describeInWorker(spec: SessionSpec): Promise<ModelSignature> {
+  const { worker, signature } = await openInWorker(spec, () => undefined);
+  const exited = once(worker, 'exit');
+  worker.postMessage({ type: 'release' } satisfies WorkerRequest);
+  await exited;
+  return signature;
+}
+
+function openInWorker(spec: SessionSpec, onFallback: (reason: string) => void): Promise<{ worker: Worker; signature: ModelSignature }> {
   return new Promise((resolve, reject) => {
     const worker = spawnWorker(spec);
     const stop = (error: Error) => {
@@ -67,7 +84,7 @@ function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): P
         worker.off('message', onMessage);
         worker.off('error', stop);
         worker.off('exit', onExit);
-        resolve(worker);
+        resolve({ worker, signature: reply.signature });
       }
     };
     worker.on('message', onMessage);
