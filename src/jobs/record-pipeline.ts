@@ -26,7 +26,8 @@ export type FinishedRecord = RecordResult & { id: RecordId };
 /**
  * Runs every record through `run` and hands finished records to `done`, in groups of those that
  * finished while the previous group was being handled. Rejects with the first failure that is not
- * a record's own, after the records in flight have settled.
+ * a record's own (the source's included), only after the records in flight have settled and been
+ * handed on, so that nothing of the job runs or writes once its caller has the answer.
  */
 export async function runPipeline(
   records: AsyncIterable<InputRecord> | Iterable<InputRecord>,
@@ -63,12 +64,17 @@ export async function runPipeline(
     inFlight.add(task);
   };
 
-  for await (const record of records) {
-    while (inFlight.size >= concurrency) await Promise.race(inFlight);
-    if (failure || options.signal?.aborted) break;
-    launch(record);
+  try {
+    for await (const record of records) {
+      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      if (failure || options.signal?.aborted) break;
+      launch(record);
+    }
+  } catch (error) {
+    // The source failed (an unreadable file, say): it is the job's failure, once what runs has settled.
+    failure ??= { error };
   }
   await Promise.all(inFlight);
-  await handing;
+  await handing?.catch((error: unknown) => void (failure ??= { error }));
   if (failure) throw failure.error;
 }
