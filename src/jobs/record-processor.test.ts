@@ -169,3 +169,21 @@ test('a job keeps no more records in flight than the model admits, shared by the
   assert.equal(recordConcurrency({ maxBatchSize: 4, admits: 1024 + 4 }), 16);
   assert.equal(recordConcurrency({ maxBatchSize: 1, admits: 1 }, undefined, 4), 1, 'always one at least');
 });
+
+test('a record that asks for binary outputs (binary_data, binary_data_output) still gets one JSON line with its data: the HTTP binary extension has no place in a file', async (t) => {
+  const { processor } = await setup(t);
+  const record: JobRecord = {
+    id: 'binary',
+    json: JSON.stringify({
+      parameters: { binary_data_output: true },
+      inputs: [v2Input([[1, 2, 3, 4]])],
+      outputs: [{ name: 'OUTPUT0', parameters: { binary_data: true } }, { name: 'OUTPUT1' }],
+    }),
+  };
+  const { line } = await processor.run(record);
+  assert.doesNotMatch(line, /binary_data/);
+  const parsed = parse(line);
+  assert.equal(parsed.error, null);
+  assert.deepEqual(outputOf(parsed)?.data, [2, 4, 6, 8]);
+  assert.deepEqual(outputOf(parsed, 'OUTPUT1')?.data, [2, 3, 4, 5]);
+});

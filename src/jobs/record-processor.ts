@@ -135,8 +135,8 @@ export class RecordProcessor {
   private async infer(record: JobRecord): Promise<RecordResult> {
     const request = this.parse(record);
     const response = await this.server.infer(request);
-    const { chunks, byteLength } = encodeInferResponse({ model: response.model, version: response.version, outputs: response.outputs }, request.outputs, false);
-    const json = (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, byteLength)).toString('utf8');
+    // Every output as JSON data: binary_data and binary_data_output ask for HTTP's binary extension, which a line of a file cannot carry.
+    const json = encodeInferResponse({ model: response.model, version: response.version, outputs: response.outputs }, undefined, false).chunks[0].toString('utf8');
     const rows = this.batched ? (request.inputs[0]?.shape[0] ?? 1) : 1;
     return { line: `{"id":${JSON.stringify(record.id)},${json.slice(1, -1)},"error":null}`, computeNs: response.timings ? computeShareNs(response.timings, rows) : 0 };
   }
