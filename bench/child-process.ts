@@ -149,3 +149,23 @@ export async function waitForQuiet(ownPids: readonly number[], maxSeconds: numbe
     if (quietFor >= 2 || Date.now() >= deadline) return others;
   }
 }
+
+/**
+ * Waits until every process named has used less than `threshold` of a core over each of two
+ * half-seconds in a row (a server still working through requests its clients gave up on is not),
+ * or until `maxSeconds` pass. Returns whether they went idle.
+ */
+export async function waitForIdleProcesses(pids: readonly number[], maxSeconds: number, threshold = 0.05): Promise<boolean> {
+  const deadline = Date.now() + maxSeconds * 1000;
+  let idleSamples = 0;
+  for (;;) {
+    const before = pids.map(procCpuSeconds);
+    const started = process.hrtime.bigint();
+    await sleep(500);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const busiest = Math.max(...pids.map((pid, index) => ((procCpuSeconds(pid) ?? 0) - (before[index] ?? 0)) / seconds));
+    idleSamples = busiest < threshold ? idleSamples + 1 : 0;
+    if (idleSamples >= 2) return true;
+    if (Date.now() >= deadline) return false;
+  }
+}

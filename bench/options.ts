@@ -59,7 +59,24 @@ export interface BenchOptions {
   /** Absolute path of another checkout of this repository, served as the target 'before' (added to the targets when given). */
   nereidBefore?: string;
   outDir: string;
+  /** Extra flags for every Nereid child (nereid, before, nereid-cache), e.g. --max-queue-size=64. */
+  serverArgs: string[];
+  /** Goodput mode: multiples of each target's closed-loop capacity to offer open-loop (absent: the closed-loop tables). */
+  openLoop?: number[];
+  /** Goodput mode: seconds from a request's scheduled arrival after which the client gives up. */
+  clientTimeout: number;
+  /** Goodput mode: connections the open-loop generator opens to the server before the load. */
+  openLoopConnections: number;
+  /** Goodput mode: worker threads the open-loop generator runs on. */
+  generatorThreads: number;
+  /** Goodput mode: offer every target multiples of this target's capacity (absent: each its own). */
+  capacityFrom?: ServerTarget;
 }
+
+/** What --targets means in goodput mode when not given. */
+export const DEFAULT_OPEN_LOOP_TARGETS: readonly ServerTarget[] = ['nereid'];
+/** Targets goodput mode can measure: servers computing every answer, and the floor to show how far the generator gets. */
+export const OPEN_LOOP_TARGETS: readonly ServerTarget[] = ['nereid', 'before', 'peer', 'floor'];
 
 export const HELP = `Usage: npm run bench -- [options]
 
@@ -116,7 +133,36 @@ Options:
   --retry-noisy N            measure a cell again, up to N times, when other processes used more than
                              15% of a core during it; the quietest attempt is kept (with --rounds:
                              per round)                                                           [0]
+  --server-arg=FLAG          an extra flag for every Nereid child, e.g. --server-arg=--max-queue-size=64
+                             (repeatable; write it with '=' as the flag starts with '-')
   --out DIR                  where the .json and .md results go                       [bench/results]
+
+Goodput mode (overload; issue 12):
+  --open-loop LIST           multiples of capacity to offer, e.g. 1,2,4. First each target's closed-loop
+                             capacity (req/s at the largest --concurrency, --warmup + --duration) and its
+                             unloaded latency (p50 of 20 requests one at a time) are measured; then each
+                             multiple is offered open-loop for --warmup + --duration seconds: Poisson
+                             arrivals at multiple × capacity, latency from the scheduled arrival, each
+                             request given up after --client-timeout. Per target and multiple it prints
+                             offered and achieved rate, goodput (200s/s) and goodput ÷ capacity, success
+                             p50/p99, refusals by status (with Retry-After) and their p50, client timeouts,
+                             the server's RSS (before, peak during the load, 2 s after it stopped: VmRSS
+                             of the child) and the recovery time: seconds from the last request sent until
+                             a probe (one request at a time on its own connection, every 50 ms) is
+                             answered 200 within max(2 × unloaded p50, unloaded p50 + 5 ms); '>30 s' if
+                             none is. 'GENERATOR BEHIND' marks a row whose generator sent < 95% of the
+                             offered rate: its figures describe the generator, not the server.
+                             Targets: nereid (and before with --nereid-before; peer, floor if named in
+                             --targets: the floor shows how fast the generator can go on this machine).
+                             Encoding: binary if --encodings has it, else json.
+  --client-timeout SECONDS   open loop: a client gives up this long after its scheduled arrival    [10]
+  --open-loop-connections N  open loop: keep-alive connections opened before the load; arrivals
+                             finding all busy wait in the client (shown as 'client queue max')  [1024]
+  --generator-threads N      open loop: worker threads generating the load (rate and connections split
+                             between them); more reach higher rates but take cores from the server [1]
+  --capacity-from TARGET     open loop: offer every target multiples of this target's capacity (e.g. nereid,
+                             so that before and nereid face the same load); ÷ capacity stays each
+                             target's own                                                [each its own]
   -h, --help                 this help
 
 Any --max-batch-size, --queue-delay-us, --instances, --intra-op-threads or --parameter copies the model folder into a temporary
@@ -129,12 +175,21 @@ Examples:
   npm run bench -- --model simple --encodings json,binary --targets nereid-cache,floor
   npm run bench -- --model simple --concurrency 1,64 --nereid-before /tmp/nereid-before
   npm run bench -- --model simple --concurrency 1,64 --duration 2 --ceiling-duration 1 --rounds 5
+  npm run bench -- --model simple --open-loop 1,2,4 --nereid-before /tmp/nereid-before --duration 10
+  npm run bench -- --model ocr_recognition --input-shape x=3,48,320 --max-batch-size 8 --concurrency 16 \\
+    --open-loop 1,2,4 --duration 20 --server-arg=--max-queue-size=64
 `;
 
 function positiveNumber(name: string, value: string): number {
   const parsed = Number(value);
   if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} expects a positive number, got '${value}'`);
   return parsed;
+}
+
+function positiveNumbers(name: string, value: string): number[] {
+  const list = value.split(',').map((part) => part.trim()).filter(Boolean).map((part) => positiveNumber(name, part));
+  if (list.length === 0) throw new Error(`--${name} expects a list of positive numbers, got '${value}'`);
+  return list;
 }
 
 function nonNegativeInteger(name: string, value: string): number {
@@ -178,7 +233,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'intra-op-threads': { type: 'string' },
       parameter: { type: 'string', multiple: true },
       'batch-sizes': { type: 'string' },
-      targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
+      targets: { type: 'string' },
       'grpc-channels': { type: 'string', default: '1' },
       'cache-config': { type: 'string', default: 'local,size=268435456' },
       'nereid-before': { type: 'string' },
@@ -187,6 +242,12 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'quiet-wait': { type: 'string', default: '0' },
       'retry-noisy': { type: 'string', default: '0' },
       out: { type: 'string', default: 'bench/results' },
+      'server-arg': { type: 'string', multiple: true, default: [] },
+      'open-loop': { type: 'string' },
+      'client-timeout': { type: 'string', default: '10' },
+      'open-loop-connections': { type: 'string', default: '1024' },
+      'generator-threads': { type: 'string', default: '1' },
+      'capacity-from': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -202,7 +263,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   if (!Number.isFinite(warmup) || warmup < 0) throw new Error(`--warmup expects seconds >= 0, got '${values.warmup}'`);
   const maxBatchSize = values['max-batch-size'] === undefined ? undefined : nonNegativeInteger('max-batch-size', values['max-batch-size']);
   const instances = values.instances === undefined ? undefined : positiveIntegers('instances', values.instances)[0];
-  const targets = choices('targets', values.targets, TARGETS);
+  const openLoop = values['open-loop'] === undefined ? undefined : positiveNumbers('open-loop', values['open-loop']);
+  const targets = choices('targets', values.targets ?? (openLoop ? DEFAULT_OPEN_LOOP_TARGETS : DEFAULT_TARGETS).join(','), TARGETS);
   const nereidBefore = values['nereid-before'] === undefined ? undefined : resolve(values['nereid-before']);
   if (nereidBefore === undefined && targets.includes('before')) throw new Error(`--targets before needs --nereid-before DIR`);
   if (nereidBefore !== undefined) {
@@ -213,6 +275,15 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   }
   const rounds = positiveIntegers('rounds', values.rounds)[0];
   const cpuProf = choices('cpu-prof', values['cpu-prof'], ['nereid', 'before', 'nereid-cache', 'peer', 'floor'] as const);
+  if (openLoop) {
+    const others = targets.filter((target) => !(OPEN_LOOP_TARGETS as readonly string[]).includes(target));
+    if (others.length > 0) throw new Error(`--open-loop measures ${OPEN_LOOP_TARGETS.join(', ')}; not ${others.join(', ')}`);
+    if (rounds > 1 || cpuProf.length > 0) throw new Error('--open-loop does not go with --rounds or --cpu-prof');
+  }
+  const capacityFrom = values['capacity-from'] as ServerTarget | undefined;
+  if (capacityFrom !== undefined && !(openLoop && targets.includes(capacityFrom))) {
+    throw new Error(`--capacity-from ${capacityFrom} needs --open-loop and ${capacityFrom} among the targets (${targets.join(', ')})`);
+  }
   if (rounds > 1 && cpuProf.length > 0) {
     throw new Error(
       '--cpu-prof does not go with --rounds > 1: every server child then runs from start to end, and one under node --cpu-prof ' +
@@ -252,5 +323,11 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     cacheConfig: values['cache-config'],
     nereidBefore,
     outDir: values.out,
+    serverArgs: values['server-arg'],
+    openLoop,
+    clientTimeout: positiveNumber('client-timeout', values['client-timeout']),
+    openLoopConnections: positiveIntegers('open-loop-connections', values['open-loop-connections'])[0],
+    generatorThreads: positiveIntegers('generator-threads', values['generator-threads'])[0],
+    capacityFrom,
   };
 }

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { freePort, machineBusySeconds, startChild, waitForQuiet, type ChildServer } from './child-process.js';
 import { describeSource, machine, resultPath, ROOT, sourceState } from './environment.js';
+import { runGoodput } from './goodput.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './cpu-profile.js';
 import { defaultBatchSizes, measureBatch, openSession, outputSpecs, sessionOptions, type CeilingPoint } from './in-process.js';
 import { callModelInfer, decodeModelInferResponse, openChannel, runGrpcLoad, serialiseModelInfer } from './grpc-load-generator.js';
@@ -396,6 +397,7 @@ async function main(options: BenchOptions): Promise<void> {
           '--load-model',
           model.name,
           ...(target === 'nereid-cache' ? ['--cache-config', options.cacheConfig] : []),
+          ...options.serverArgs,
         ],
         readyPath: `/v2/models/${model.name}/ready`,
       };
@@ -411,6 +413,26 @@ async function main(options: BenchOptions): Promise<void> {
       const child = await startChild({ name: target, cwd: ROOT, logDir: scratch, nodeFlags, ...spec });
       return { child, grpcTarget: grpcPort ? `127.0.0.1:${grpcPort}` : undefined, checks: new Map(), profileDir };
     };
+
+    if (options.openLoop) {
+      await session.release();
+      await runGoodput({
+        options,
+        modelName: model.name,
+        modelLine:
+          `Model: max_batch_size ${maxBatchSize}; inputs ${workload.inputs.map((i) => `${i.name} ${i.ortType} [${batched ? '1,' : ''}${i.rowDims}]`).join(', ')}; ` +
+          `Nereid config (${model.configSource}): \`${JSON.stringify({ max_batch_size: model.config.max_batch_size, dynamic_batching: model.config.dynamic_batching, instance_group: model.config.instance_group, parameters: model.config.parameters })}\`.`,
+        outputs,
+        bodies,
+        started,
+        startServer: async (target) => {
+          const server = await startTarget(target);
+          running.set(target, server);
+          return server.child;
+        },
+      });
+      return;
+    }
 
     /** Each cell's kept measurement of each round, in the order first measured. */
     const measured = new Map<string, Cell[]>();

@@ -1,0 +1,469 @@
+/**
+ * An open-loop HTTP load generator: request arrival times are drawn in advance (Poisson arrivals at a
+ * given rate) and each request is sent at its time whether or not earlier ones were answered, so an overloaded server faces more and more waiting requests instead of slowing its
+ * clients down. Latency runs from the scheduled arrival, so a generator that falls behind, or a
+ * request that waits for a free connection, is counted against the answer rather than hidden
+ * (coordinated omission). A client that waits longer than the client timeout gives up (abort).
+ */
+import { readFileSync } from 'node:fs';
+import { Client, Pool } from 'undici';
+import { percentile, summarise, type LatencySummary } from './load-generator.js';
+import type { ResponseCheck } from './workload.js';
+
+export interface OpenLoopSpec {
+  origin: string;
+  path: string;
+  headers: Record<string, string>;
+  body: Buffer;
+  check: ResponseCheck;
+  ratePerSecond: number;
+  /** Seconds of load before the measured window (its requests are sent, not counted). */
+  warmupSeconds: number;
+  durationSeconds: number;
+  /** From the scheduled arrival: a request unanswered by then is aborted and counted as a client timeout. */
+  clientTimeoutSeconds: number;
+  /** Connections, opened before the load starts; arrivals finding none free wait in the client (counted in clientQueuedMax). */
+  connections: number;
+  /** A GET path answered 200 without inference, used to open the connections. */
+  openPath: string;
+  verifyEvery: number;
+  /** Seeds the Poisson arrivals, so two targets get the same schedule. */
+  seed?: number;
+}
+
+/** What one generator thread counts, and what the threads' counts add up to. */
+interface OpenLoopCounts {
+  /** Requests scheduled in the measured window (what the counts below are counts of). */
+  scheduled: number;
+  /** 200 answers to the window's requests. */
+  successes: number;
+  /** Non-200 answers by status code. */
+  refusalsByStatus: Record<string, number>;
+  /** Refusals that carried a Retry-After header, and a few distinct values of it. */
+  refusalsWithRetryAfter: number;
+  retryAfter: string[];
+  clientTimeouts: number;
+  connectionErrors: number;
+  errorSamples: string[];
+  /** Most requests waiting in the client for a connection at once, and most connections open (sampled every 100 ms; summed over threads). */
+  clientQueuedMax: number;
+  connectionsMax: number;
+  verified: number;
+  verifyFailed: number;
+  verifyFailures: string[];
+  /** Wall-clock ms (performance.timeOrigin + performance.now(), comparable across threads): the last request sent, and every request settled. */
+  loadStopEpochMs: number;
+  settledEpochMs: number;
+}
+
+/** One generator thread's counts and samples (threads' parts are combined by combineOpenLoop). */
+export interface OpenLoopPart extends OpenLoopCounts {
+  /** Requests handed to the connection pool while the measured window ran (by the clock, not the schedule). */
+  sentInWindow: number;
+  /** 200 answers received while the measured window ran. */
+  answeredInWindow: number;
+  /** Milliseconds from the scheduled arrival: 200 answers, and non-200 answers. */
+  successLatenciesMs: number[];
+  refusalLatenciesMs: number[];
+  /** Milliseconds the generator sent after the scheduled time (the window's requests). */
+  sendLagsMs: number[];
+}
+
+export interface OpenLoopResult extends OpenLoopCounts {
+  targetRatePerSecond: number;
+  /** Requests sent while the measured window ran ÷ its seconds. */
+  achievedRatePerSecond: number;
+  /** 200 answers received while the measured window ran ÷ its seconds. */
+  goodputPerSecond: number;
+  successLatency: LatencySummary;
+  refusalLatency: LatencySummary;
+  sendLagP99Ms: number;
+  sendLagMaxMs: number;
+}
+
+/** performance.now() as wall-clock ms, comparable between threads (each has its own timeOrigin). */
+export const epochNow = () => performance.timeOrigin + performance.now();
+
+const addInto = (into: Record<string, number>, from: Record<string, number>) => {
+  for (const [key, count] of Object.entries(from)) into[key] = (into[key] ?? 0) + count;
+  return into;
+};
+const fewDistinct = (lists: string[][]) => [...new Set(lists.flat())].slice(0, 5);
+const sum = (parts: OpenLoopPart[], key: keyof OpenLoopPart) => parts.reduce((total, part) => total + (part[key] as number), 0);
+
+/** The generator threads' parts as one result, at the rate they were offered together. */
+export function combineOpenLoop(parts: OpenLoopPart[], ratePerSecond: number, durationSeconds: number): OpenLoopResult {
+  const sendLags = Float64Array.from(parts.flatMap((part) => part.sendLagsMs)).sort();
+  return {
+    targetRatePerSecond: ratePerSecond,
+    achievedRatePerSecond: sum(parts, 'sentInWindow') / durationSeconds,
+    scheduled: sum(parts, 'scheduled'),
+    goodputPerSecond: sum(parts, 'answeredInWindow') / durationSeconds,
+    successes: sum(parts, 'successes'),
+    refusalsByStatus: parts.reduce((into, part) => addInto(into, part.refusalsByStatus), {} as Record<string, number>),
+    refusalsWithRetryAfter: sum(parts, 'refusalsWithRetryAfter'),
+    retryAfter: fewDistinct(parts.map((part) => part.retryAfter)),
+    clientTimeouts: sum(parts, 'clientTimeouts'),
+    connectionErrors: sum(parts, 'connectionErrors'),
+    errorSamples: fewDistinct(parts.map((part) => part.errorSamples)),
+    successLatency: summarise(parts.flatMap((part) => part.successLatenciesMs)),
+    refusalLatency: summarise(parts.flatMap((part) => part.refusalLatenciesMs)),
+    sendLagP99Ms: percentile(sendLags, 0.99),
+    sendLagMaxMs: sendLags.length ? sendLags[sendLags.length - 1] : NaN,
+    clientQueuedMax: sum(parts, 'clientQueuedMax'),
+    connectionsMax: sum(parts, 'connectionsMax'),
+    verified: sum(parts, 'verified'),
+    verifyFailed: sum(parts, 'verifyFailed'),
+    verifyFailures: parts.flatMap((part) => part.verifyFailures).slice(0, 5),
+    loadStopEpochMs: Math.max(...parts.map((part) => part.loadStopEpochMs)),
+    settledEpochMs: Math.max(...parts.map((part) => part.settledEpochMs)),
+  };
+}
+
+/** A small seeded generator (mulberry32), so that every target is offered the same arrival times. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Poisson arrival offsets in ms from the start, for `seconds` of load at `rate` per second. */
+export function arrivalSchedule(rate: number, seconds: number, seed = 1): Float64Array {
+  const gapMs = 1000 / rate;
+  const random = seededRandom(seed);
+  const times: number[] = [];
+  for (let at = -Math.log(1 - random()) * gapMs; at < seconds * 1000; at += -Math.log(1 - random()) * gapMs) times.push(at);
+  return Float64Array.from(times);
+}
+
+const FIRST_VERIFIED = 3;
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** An open loop ready to start: its connections are open and its schedule drawn. */
+export interface PreparedOpenLoop {
+  /** Starts at `startEpochMs` (wall-clock ms); calls onLoadStop when the last request is sent; resolves when every request has settled. */
+  run(startEpochMs: number, onLoadStop: (epochMs: number) => void): Promise<OpenLoopPart>;
+}
+
+export async function prepareOpenLoop(spec: OpenLoopSpec): Promise<PreparedOpenLoop> {
+  const schedule = arrivalSchedule(spec.ratePerSecond, spec.warmupSeconds + spec.durationSeconds, spec.seed);
+  const pool = new Pool(spec.origin, {
+    connections: spec.connections,
+    pipelining: 1,
+    keepAliveTimeout: 600_000,
+    keepAliveMaxTimeout: 600_000,
+    // The client timeout (an abort) decides when a client gives up, not undici's own timers.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+  await openConnections(pool, spec.connections, spec.openPath);
+  return { run: (startEpochMs, onLoadStop) => runPrepared(spec, schedule, pool, startEpochMs - performance.timeOrigin, onLoadStop) };
+}
+
+async function runPrepared(
+  spec: OpenLoopSpec,
+  schedule: Float64Array,
+  pool: Pool,
+  startMs: number,
+  onLoadStop: (epochMs: number) => void,
+): Promise<OpenLoopPart> {
+  const windowStartMs = spec.warmupSeconds * 1000;
+  const windowEndMs = windowStartMs + spec.durationSeconds * 1000;
+  const timeoutMs = spec.clientTimeoutSeconds * 1000;
+  const inWindow = (offsetMs: number) => offsetMs >= windowStartMs && offsetMs < windowEndMs;
+  const part: OpenLoopPart = {
+    scheduled: 0,
+    sentInWindow: 0,
+    successes: 0,
+    answeredInWindow: 0,
+    refusalsByStatus: {},
+    refusalsWithRetryAfter: 0,
+    retryAfter: [],
+    clientTimeouts: 0,
+    connectionErrors: 0,
+    errorSamples: [],
+    successLatenciesMs: [],
+    refusalLatenciesMs: [],
+    sendLagsMs: [],
+    clientQueuedMax: 0,
+    connectionsMax: 0,
+    verified: 0,
+    verifyFailed: 0,
+    verifyFailures: [],
+    loadStopEpochMs: 0,
+    settledEpochMs: 0,
+  };
+  const noteError = (message: string) => {
+    if (part.errorSamples.length < 5 && !part.errorSamples.includes(message)) part.errorSamples.push(message);
+  };
+
+  // Requests in flight, in arrival order (so deadlines are in order too): the sweeper aborts the
+  // ones past their deadline, from the head.
+  const inFlight: { deadlineMs: number; controller: AbortController; done: boolean }[] = [];
+  let inFlightHead = 0;
+  let pending = 0;
+  let allSent = false;
+  let settle: () => void = () => {};
+  const settled = new Promise<void>((resolve) => (settle = resolve));
+  const finishOne = () => {
+    pending -= 1;
+    if (allSent && pending === 0) settle();
+  };
+
+  const send = (index: number) => {
+    const offsetMs = schedule[index];
+    const scheduledMs = startMs + offsetMs;
+    const sentMs = performance.now();
+    const counted = inWindow(offsetMs);
+    if (counted) {
+      part.scheduled += 1;
+      part.sendLagsMs.push(sentMs - scheduledMs);
+    }
+    if (sentMs - startMs >= windowStartMs && sentMs - startMs < windowEndMs) part.sentInWindow += 1;
+    const verify = index < FIRST_VERIFIED || index % spec.verifyEvery === 0;
+    const entry = { deadlineMs: scheduledMs + timeoutMs, controller: new AbortController(), done: false };
+    inFlight.push(entry);
+    pending += 1;
+    void (async () => {
+      try {
+        const response = await pool.request({ path: spec.path, method: 'POST', headers: spec.headers, body: spec.body, signal: entry.controller.signal });
+        let body: Buffer | undefined;
+        if (verify || response.statusCode !== 200) {
+          const chunks: Buffer[] = [];
+          for await (const chunk of response.body) chunks.push(chunk as Buffer);
+          body = Buffer.concat(chunks);
+        } else {
+          await response.body.dump({ limit: Number.MAX_SAFE_INTEGER });
+        }
+        const finishedMs = performance.now();
+        const latencyMs = finishedMs - scheduledMs;
+        if (response.statusCode === 200) {
+          if (finishedMs - startMs >= windowStartMs && finishedMs - startMs < windowEndMs) part.answeredInWindow += 1;
+          if (verify) {
+            part.verified += 1;
+            const failure = spec.check(response.headers, body!);
+            if (failure !== undefined) {
+              part.verifyFailed += 1;
+              if (part.verifyFailures.length < 5) part.verifyFailures.push(failure);
+            }
+          }
+          if (counted) {
+            part.successes += 1;
+            part.successLatenciesMs.push(latencyMs);
+          }
+          return;
+        }
+        if (!counted) return;
+        const status = String(response.statusCode);
+        part.refusalsByStatus[status] = (part.refusalsByStatus[status] ?? 0) + 1;
+        part.refusalLatenciesMs.push(latencyMs);
+        const retry = headerText(response.headers['retry-after']);
+        if (retry !== undefined) {
+          part.refusalsWithRetryAfter += 1;
+          if (part.retryAfter.length < 5 && !part.retryAfter.includes(retry)) part.retryAfter.push(retry);
+        }
+        noteError(`HTTP ${status}: ${body!.toString('utf8', 0, Math.min(200, body!.length))}`);
+      } catch (error) {
+        if (!counted) return;
+        if (entry.controller.signal.aborted) {
+          part.clientTimeouts += 1;
+        } else {
+          part.connectionErrors += 1;
+          const { code, message } = error as { code?: string; message: string };
+          noteError(`${code ?? (error as Error).name}: ${message}`);
+        }
+      } finally {
+        entry.done = true;
+        finishOne();
+      }
+    })();
+  };
+
+  const sweeper = setInterval(() => {
+    const now = performance.now();
+    while (inFlightHead < inFlight.length && (inFlight[inFlightHead].done || inFlight[inFlightHead].deadlineMs <= now)) {
+      const entry = inFlight[inFlightHead];
+      if (!entry.done) entry.controller.abort();
+      inFlightHead += 1;
+    }
+    // Drop what the sweeper has passed, now and then, so the list does not grow with the run.
+    if (inFlightHead > 4096) {
+      inFlight.splice(0, inFlightHead);
+      inFlightHead = 0;
+    }
+    const stats = pool.stats;
+    part.clientQueuedMax = Math.max(part.clientQueuedMax, stats.queued);
+    part.connectionsMax = Math.max(part.connectionsMax, stats.connected);
+  }, 100);
+
+  // The dispatcher: sends every request whose time has come, then sleeps until the next one is
+  // due (a timer when it is a millisecond or more away; otherwise it yields to I/O and looks again).
+  let next = 0;
+  await new Promise<void>((resolve) => {
+    const dispatch = () => {
+      const nowOffset = performance.now() - startMs;
+      while (next < schedule.length && schedule[next] <= nowOffset) send(next++);
+      if (next >= schedule.length) return resolve();
+      const waitMs = schedule[next] - (performance.now() - startMs);
+      if (waitMs >= 1) setTimeout(dispatch, Math.floor(waitMs));
+      else setImmediate(dispatch);
+    };
+    setTimeout(dispatch, Math.max(0, startMs - performance.now()));
+  });
+  part.loadStopEpochMs = epochNow();
+  onLoadStop(part.loadStopEpochMs);
+  allSent = true;
+  if (pending === 0) settle();
+  await settled;
+  part.settledEpochMs = epochNow();
+  clearInterval(sweeper);
+  await pool.close().catch(() => pool.destroy());
+  return part;
+}
+
+/**
+ * Opens `count` connections of the pool before the load (one GET each, all sent in the same tick, so
+ * none finds another free): a cold pool would otherwise open them under load, and a burst of
+ * connects overflowing the server's accept queue costs seconds of SYN retransmits that would be
+ * counted as the server's latency.
+ */
+async function openConnections(pool: Pool, count: number, path: string): Promise<void> {
+  const answers = await Promise.allSettled(
+    Array.from({ length: count }, () => pool.request({ path, method: 'GET' }).then((response) => response.body.dump())),
+  );
+  const failed = answers.filter((answer) => answer.status === 'rejected');
+  if (failed.length > 0) throw new Error(`opening ${count} connections: ${failed.length} failed (${(failed[0] as PromiseRejectedResult).reason})`);
+  const open = pool.stats.connected;
+  if (open < count) console.warn(`  (opened ${open} of ${count} connections: some requests shared one)`);
+}
+
+/** One inference request, as the probes send it. */
+export interface ProbeRequest {
+  origin: string;
+  path: string;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** Sends one request on `client`; returns its status and milliseconds (the body read). */
+async function timedRequest(client: Client, probe: ProbeRequest, signal?: AbortSignal): Promise<{ status: number; ms: number }> {
+  const sentMs = performance.now();
+  const response = await client.request({ path: probe.path, method: 'POST', headers: probe.headers, body: probe.body, signal });
+  await response.body.dump({ limit: Number.MAX_SAFE_INTEGER });
+  return { status: response.statusCode, ms: performance.now() - sentMs };
+}
+
+/** The latency of an idle server: the median of `count` requests sent one at a time, after a few unmeasured. */
+export async function unloadedLatencyMs(probe: ProbeRequest, count = 20): Promise<number> {
+  const client = new Client(probe.origin, { keepAliveTimeout: 60_000 });
+  try {
+    const latencies: number[] = [];
+    for (let index = 0; index < count + 5; index++) {
+      const { status, ms } = await timedRequest(client, probe);
+      if (status !== 200) throw new Error(`an unloaded request got HTTP ${status}`);
+      if (index >= 5) latencies.push(ms);
+    }
+    return summarise(latencies).p50;
+  } finally {
+    await client.close().catch(() => client.destroy());
+  }
+}
+
+export interface RecoveryResult {
+  /** Seconds from the load stopping to the end of the first probe answered 200 within thresholdMs; undefined: not within the limit. */
+  seconds?: number;
+  thresholdMs: number;
+  limitSeconds: number;
+  probes: number;
+  /** The first probe's outcome (status and ms, or the error), to show what a client met right after the load. */
+  firstProbe: string;
+}
+
+/**
+ * After the load stops: one request at a time on a connection of its own (so it does not wait
+ * behind the load's client queue), a new one every `everyMs`, until one is answered 200 within
+ * `thresholdMs` or `limitSeconds` pass.
+ */
+export async function probeRecovery(
+  probe: ProbeRequest,
+  spec: { loadStopMs: number; thresholdMs: number; everyMs: number; limitSeconds: number },
+): Promise<RecoveryResult> {
+  const client = new Client(probe.origin, { headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 60_000 });
+  const deadlineMs = spec.loadStopMs + spec.limitSeconds * 1000;
+  const result: RecoveryResult = { thresholdMs: spec.thresholdMs, limitSeconds: spec.limitSeconds, probes: 0, firstProbe: '' };
+  try {
+    for (;;) {
+      const sentMs = performance.now();
+      if (sentMs >= deadlineMs) return result;
+      result.probes += 1;
+      let outcome: string;
+      let recovered = false;
+      try {
+        const { status, ms } = await timedRequest(client, probe, AbortSignal.timeout(Math.max(1, Math.ceil(deadlineMs - sentMs))));
+        outcome = `HTTP ${status} in ${ms.toFixed(1)} ms`;
+        recovered = status === 200 && ms <= spec.thresholdMs;
+      } catch (error) {
+        outcome = `${(error as { code?: string }).code ?? (error as Error).name} after ${(performance.now() - sentMs).toFixed(1)} ms`;
+      }
+      if (result.probes === 1) result.firstProbe = outcome;
+      const doneMs = performance.now();
+      if (recovered) return { ...result, seconds: (doneMs - spec.loadStopMs) / 1000 };
+      const waitMs = sentMs + spec.everyMs - doneMs;
+      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  } finally {
+    await client.close().catch(() => client.destroy());
+  }
+}
+
+/** Resident memory of a process, sampled every `everyMs` from /proc/<pid>/status (Linux). */
+export class RssSampler {
+  readonly samples: { atMs: number; bytes: number }[] = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly pid: number,
+    everyMs = 100,
+  ) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  private sample(): void {
+    const bytes = rssBytes(this.pid);
+    if (bytes !== undefined) this.samples.push({ atMs: performance.now(), bytes });
+  }
+
+  /** The largest sample between two performance.now() times. */
+  peak(fromMs: number, toMs: number): number | undefined {
+    const within = this.samples.filter((s) => s.atMs >= fromMs && s.atMs <= toMs).map((s) => s.bytes);
+    return within.length ? Math.max(...within) : undefined;
+  }
+
+  /** The first sample at or after a time. */
+  at(atMs: number): number | undefined {
+    return this.samples.find((s) => s.atMs >= atMs)?.bytes;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
