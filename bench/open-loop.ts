@@ -6,7 +6,8 @@
  * (coordinated omission). A client that waits longer than the client timeout gives up (abort).
  */
 import { readFileSync } from 'node:fs';
-import { Client, Pool } from 'undici';
+import { performance } from 'node:perf_hooks';
+import { Client } from 'undici';
 import { percentile, summarise, type LatencySummary } from './load-generator.js';
 import type { ResponseCheck } from './workload.js';
 
@@ -45,9 +46,14 @@ interface OpenLoopCounts {
   clientTimeouts: number;
   connectionErrors: number;
   errorSamples: string[];
-  /** Most requests waiting in the client for a connection at once, and most connections open (sampled every 100 ms; summed over threads). */
+  /** Most requests waiting in the client for a free connection at once (summed over threads). */
   clientQueuedMax: number;
-  connectionsMax: number;
+  /**
+   * Share of the time from the start to the last request sent that the generator's event loop was
+   * busy (the busiest thread): near 1, answers waited to be read and requests to be sent, so the
+   * latencies include the generator's own delay.
+   */
+  generatorBusy: number;
   verified: number;
   verifyFailed: number;
   verifyFailures: string[];
@@ -58,7 +64,7 @@ interface OpenLoopCounts {
 
 /** One generator thread's counts and samples (threads' parts are combined by combineOpenLoop). */
 export interface OpenLoopPart extends OpenLoopCounts {
-  /** Requests handed to the connection pool while the measured window ran (by the clock, not the schedule). */
+  /** Requests sent (or queued for a free connection) while the measured window ran (by the clock, not the schedule). */
   sentInWindow: number;
   /** 200 answers received while the measured window ran. */
   answeredInWindow: number;
@@ -71,7 +77,8 @@ export interface OpenLoopPart extends OpenLoopCounts {
 
 export interface OpenLoopResult extends OpenLoopCounts {
   targetRatePerSecond: number;
-  /** Requests sent while the measured window ran ÷ its seconds. */
+  /** Requests sent while the measured window ran, and that ÷ its seconds. */
+  sentInWindow: number;
   achievedRatePerSecond: number;
   /** 200 answers received while the measured window ran ÷ its seconds. */
   goodputPerSecond: number;
@@ -96,6 +103,7 @@ export function combineOpenLoop(parts: OpenLoopPart[], ratePerSecond: number, du
   const sendLags = Float64Array.from(parts.flatMap((part) => part.sendLagsMs)).sort();
   return {
     targetRatePerSecond: ratePerSecond,
+    sentInWindow: sum(parts, 'sentInWindow'),
     achievedRatePerSecond: sum(parts, 'sentInWindow') / durationSeconds,
     scheduled: sum(parts, 'scheduled'),
     goodputPerSecond: sum(parts, 'answeredInWindow') / durationSeconds,
@@ -111,7 +119,7 @@ export function combineOpenLoop(parts: OpenLoopPart[], ratePerSecond: number, du
     sendLagP99Ms: percentile(sendLags, 0.99),
     sendLagMaxMs: sendLags.length ? sendLags[sendLags.length - 1] : NaN,
     clientQueuedMax: sum(parts, 'clientQueuedMax'),
-    connectionsMax: sum(parts, 'connectionsMax'),
+    generatorBusy: Math.max(...parts.map((part) => part.generatorBusy)),
     verified: sum(parts, 'verified'),
     verifyFailed: sum(parts, 'verifyFailed'),
     verifyFailures: parts.flatMap((part) => part.verifyFailures).slice(0, 5),
@@ -155,23 +163,26 @@ export interface PreparedOpenLoop {
 
 export async function prepareOpenLoop(spec: OpenLoopSpec): Promise<PreparedOpenLoop> {
   const schedule = arrivalSchedule(spec.ratePerSecond, spec.warmupSeconds + spec.durationSeconds, spec.seed);
-  const pool = new Pool(spec.origin, {
-    connections: spec.connections,
-    pipelining: 1,
-    keepAliveTimeout: 600_000,
-    keepAliveMaxTimeout: 600_000,
-    // The client timeout (an abort) decides when a client gives up, not undici's own timers.
-    headersTimeout: 0,
-    bodyTimeout: 0,
-  });
-  await openConnections(pool, spec.connections, spec.openPath);
-  return { run: (startEpochMs, onLoadStop) => runPrepared(spec, schedule, pool, startEpochMs - performance.timeOrigin, onLoadStop) };
+  const clients = Array.from(
+    { length: spec.connections },
+    () =>
+      new Client(spec.origin, {
+        pipelining: 1,
+        keepAliveTimeout: 600_000,
+        keepAliveMaxTimeout: 600_000,
+        // The client timeout (an abort) decides when a client gives up, not undici's own timers.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      }),
+  );
+  await openConnections(clients, spec.openPath);
+  return { run: (startEpochMs, onLoadStop) => runPrepared(spec, schedule, clients, startEpochMs - performance.timeOrigin, onLoadStop) };
 }
 
 async function runPrepared(
   spec: OpenLoopSpec,
   schedule: Float64Array,
-  pool: Pool,
+  clients: Client[],
   startMs: number,
   onLoadStop: (epochMs: number) => void,
 ): Promise<OpenLoopPart> {
@@ -194,7 +205,7 @@ async function runPrepared(
     refusalLatenciesMs: [],
     sendLagsMs: [],
     clientQueuedMax: 0,
-    connectionsMax: 0,
+    generatorBusy: 0,
     verified: 0,
     verifyFailed: 0,
     verifyFailures: [],
@@ -205,9 +216,15 @@ async function runPrepared(
     if (part.errorSamples.length < 5 && !part.errorSamples.includes(message)) part.errorSamples.push(message);
   };
 
-  // Requests in flight, in arrival order (so deadlines are in order too): the sweeper aborts the
-  // ones past their deadline, from the head.
-  const inFlight: { deadlineMs: number; controller: AbortController; done: boolean }[] = [];
+  // Arrivals finding every connection busy wait here, first come first served. Connections are taken
+  // from a free list: undici's Pool looks for a free one by walking all of them, which at a thousand
+  // connections and thousands of requests a second costs the generator more than sending does.
+  const free = [...clients];
+  const waiting: Arrival[] = [];
+  let waitingHead = 0;
+  // Requests on a connection, in arrival order (connections go to arrivals in that order, so their
+  // deadlines are in order too): the sweeper aborts the ones past their deadline, from the head.
+  const inFlight: Arrival[] = [];
   let inFlightHead = 0;
   let pending = 0;
   let allSent = false;
@@ -216,6 +233,84 @@ async function runPrepared(
   const finishOne = () => {
     pending -= 1;
     if (allSent && pending === 0) settle();
+  };
+
+  /** Counts a request that got no answer: given up by the client, or failed on the connection. */
+  const noteFailure = (arrival: Arrival, error?: unknown) => {
+    if (!arrival.counted) return;
+    if (error === undefined || arrival.controller.signal.aborted) {
+      part.clientTimeouts += 1;
+    } else {
+      part.connectionErrors += 1;
+      const { code, message } = error as { code?: string; message: string };
+      noteError(`${code ?? (error as Error).name}: ${message}`);
+    }
+  };
+
+  /** Gives a freed connection to the oldest waiting arrival still within its deadline, or back to the free list. */
+  const release = (client: Client) => {
+    const now = performance.now();
+    while (waitingHead < waiting.length) {
+      const arrival = waiting[waitingHead++];
+      if (arrival.deadlineMs > now) return transmit(arrival, client);
+      noteFailure(arrival);
+      finishOne();
+    }
+    waiting.length = 0;
+    waitingHead = 0;
+    free.push(client);
+  };
+
+  const transmit = (arrival: Arrival, client: Client) => {
+    inFlight.push(arrival);
+    void (async () => {
+      try {
+        const response = await client.request({ path: spec.path, method: 'POST', headers: spec.headers, body: spec.body, signal: arrival.controller.signal });
+        let body: Buffer | undefined;
+        if (arrival.verify || response.statusCode !== 200) {
+          const chunks: Buffer[] = [];
+          for await (const chunk of response.body) chunks.push(chunk as Buffer);
+          body = Buffer.concat(chunks);
+        } else {
+          await response.body.dump({ limit: Number.MAX_SAFE_INTEGER });
+        }
+        const finishedMs = performance.now();
+        const latencyMs = finishedMs - arrival.scheduledMs;
+        if (response.statusCode === 200) {
+          if (finishedMs - startMs >= windowStartMs && finishedMs - startMs < windowEndMs) part.answeredInWindow += 1;
+          if (arrival.verify) {
+            part.verified += 1;
+            const failure = spec.check(response.headers, body!);
+            if (failure !== undefined) {
+              part.verifyFailed += 1;
+              if (part.verifyFailures.length < 5) part.verifyFailures.push(failure);
+            }
+          }
+          if (arrival.counted) {
+            part.successes += 1;
+            part.successLatenciesMs.push(latencyMs);
+          }
+          return;
+        }
+        if (!arrival.counted) return;
+        const status = String(response.statusCode);
+        part.refusalsByStatus[status] = (part.refusalsByStatus[status] ?? 0) + 1;
+        part.refusalLatenciesMs.push(latencyMs);
+        const retry = headerText(response.headers['retry-after']);
+        if (retry !== undefined) {
+          part.refusalsWithRetryAfter += 1;
+          if (part.retryAfter.length < 5 && !part.retryAfter.includes(retry)) part.retryAfter.push(retry);
+        }
+        noteError(`HTTP ${status}: ${body!.toString('utf8', 0, Math.min(200, body!.length))}`);
+      } catch (error) {
+        noteFailure(arrival, error);
+      } finally {
+        arrival.done = true;
+        finishOne();
+        // An aborted request closed its connection; undici opens a new one for the next request.
+        release(client);
+      }
+    })();
   };
 
   const send = (index: number) => {
@@ -228,70 +323,30 @@ async function runPrepared(
       part.sendLagsMs.push(sentMs - scheduledMs);
     }
     if (sentMs - startMs >= windowStartMs && sentMs - startMs < windowEndMs) part.sentInWindow += 1;
-    const verify = index < FIRST_VERIFIED || index % spec.verifyEvery === 0;
-    const entry = { deadlineMs: scheduledMs + timeoutMs, controller: new AbortController(), done: false };
-    inFlight.push(entry);
+    const arrival: Arrival = {
+      scheduledMs,
+      deadlineMs: scheduledMs + timeoutMs,
+      counted,
+      verify: index < FIRST_VERIFIED || index % spec.verifyEvery === 0,
+      controller: new AbortController(),
+      done: false,
+    };
     pending += 1;
-    void (async () => {
-      try {
-        const response = await pool.request({ path: spec.path, method: 'POST', headers: spec.headers, body: spec.body, signal: entry.controller.signal });
-        let body: Buffer | undefined;
-        if (verify || response.statusCode !== 200) {
-          const chunks: Buffer[] = [];
-          for await (const chunk of response.body) chunks.push(chunk as Buffer);
-          body = Buffer.concat(chunks);
-        } else {
-          await response.body.dump({ limit: Number.MAX_SAFE_INTEGER });
-        }
-        const finishedMs = performance.now();
-        const latencyMs = finishedMs - scheduledMs;
-        if (response.statusCode === 200) {
-          if (finishedMs - startMs >= windowStartMs && finishedMs - startMs < windowEndMs) part.answeredInWindow += 1;
-          if (verify) {
-            part.verified += 1;
-            const failure = spec.check(response.headers, body!);
-            if (failure !== undefined) {
-              part.verifyFailed += 1;
-              if (part.verifyFailures.length < 5) part.verifyFailures.push(failure);
-            }
-          }
-          if (counted) {
-            part.successes += 1;
-            part.successLatenciesMs.push(latencyMs);
-          }
-          return;
-        }
-        if (!counted) return;
-        const status = String(response.statusCode);
-        part.refusalsByStatus[status] = (part.refusalsByStatus[status] ?? 0) + 1;
-        part.refusalLatenciesMs.push(latencyMs);
-        const retry = headerText(response.headers['retry-after']);
-        if (retry !== undefined) {
-          part.refusalsWithRetryAfter += 1;
-          if (part.retryAfter.length < 5 && !part.retryAfter.includes(retry)) part.retryAfter.push(retry);
-        }
-        noteError(`HTTP ${status}: ${body!.toString('utf8', 0, Math.min(200, body!.length))}`);
-      } catch (error) {
-        if (!counted) return;
-        if (entry.controller.signal.aborted) {
-          part.clientTimeouts += 1;
-        } else {
-          part.connectionErrors += 1;
-          const { code, message } = error as { code?: string; message: string };
-          noteError(`${code ?? (error as Error).name}: ${message}`);
-        }
-      } finally {
-        entry.done = true;
-        finishOne();
-      }
-    })();
+    const client = free.pop();
+    if (client) return transmit(arrival, client);
+    if (waitingHead > 4096) {
+      waiting.splice(0, waitingHead);
+      waitingHead = 0;
+    }
+    waiting.push(arrival);
+    part.clientQueuedMax = Math.max(part.clientQueuedMax, waiting.length - waitingHead);
   };
 
   const sweeper = setInterval(() => {
     const now = performance.now();
     while (inFlightHead < inFlight.length && (inFlight[inFlightHead].done || inFlight[inFlightHead].deadlineMs <= now)) {
-      const entry = inFlight[inFlightHead];
-      if (!entry.done) entry.controller.abort();
+      const arrival = inFlight[inFlightHead];
+      if (!arrival.done) arrival.controller.abort();
       inFlightHead += 1;
     }
     // Drop what the sweeper has passed, now and then, so the list does not grow with the run.
@@ -299,14 +354,12 @@ async function runPrepared(
       inFlight.splice(0, inFlightHead);
       inFlightHead = 0;
     }
-    const stats = pool.stats;
-    part.clientQueuedMax = Math.max(part.clientQueuedMax, stats.queued);
-    part.connectionsMax = Math.max(part.connectionsMax, stats.connected);
-  }, 100);
+  }, 20);
 
   // The dispatcher: sends every request whose time has come, then sleeps until the next one is
   // due (a timer when it is a millisecond or more away; otherwise it yields to I/O and looks again).
   let next = 0;
+  let loopAtStart = performance.eventLoopUtilization();
   await new Promise<void>((resolve) => {
     const dispatch = () => {
       const nowOffset = performance.now() - startMs;
@@ -316,8 +369,12 @@ async function runPrepared(
       if (waitMs >= 1) setTimeout(dispatch, Math.floor(waitMs));
       else setImmediate(dispatch);
     };
-    setTimeout(dispatch, Math.max(0, startMs - performance.now()));
+    setTimeout(() => {
+      loopAtStart = performance.eventLoopUtilization();
+      dispatch();
+    }, Math.max(0, startMs - performance.now()));
   });
+  part.generatorBusy = performance.eventLoopUtilization(loopAtStart).utilization;
   part.loadStopEpochMs = epochNow();
   onLoadStop(part.loadStopEpochMs);
   allSent = true;
@@ -325,24 +382,31 @@ async function runPrepared(
   await settled;
   part.settledEpochMs = epochNow();
   clearInterval(sweeper);
-  await pool.close().catch(() => pool.destroy());
+  await Promise.all(clients.map((client) => client.close().catch(() => client.destroy())));
   return part;
 }
 
+/** One scheduled request, from its arrival to its answer. */
+interface Arrival {
+  scheduledMs: number;
+  /** When the client gives up on it (the scheduled time plus the client timeout). */
+  deadlineMs: number;
+  /** Scheduled inside the measured window. */
+  counted: boolean;
+  verify: boolean;
+  controller: AbortController;
+  done: boolean;
+}
+
 /**
- * Opens `count` connections of the pool before the load (one GET each, all sent in the same tick, so
- * none finds another free): a cold pool would otherwise open them under load, and a burst of
- * connects overflowing the server's accept queue costs seconds of SYN retransmits that would be
- * counted as the server's latency.
+ * Opens every connection before the load (one GET each, all at once): a cold client would open them
+ * under load, and a burst of connects overflowing the server's accept queue costs seconds of SYN
+ * retransmits that would be counted as the server's latency.
  */
-async function openConnections(pool: Pool, count: number, path: string): Promise<void> {
-  const answers = await Promise.allSettled(
-    Array.from({ length: count }, () => pool.request({ path, method: 'GET' }).then((response) => response.body.dump())),
-  );
+async function openConnections(clients: Client[], path: string): Promise<void> {
+  const answers = await Promise.allSettled(clients.map((client) => client.request({ path, method: 'GET' }).then((response) => response.body.dump())));
   const failed = answers.filter((answer) => answer.status === 'rejected');
-  if (failed.length > 0) throw new Error(`opening ${count} connections: ${failed.length} failed (${(failed[0] as PromiseRejectedResult).reason})`);
-  const open = pool.stats.connected;
-  if (open < count) console.warn(`  (opened ${open} of ${count} connections: some requests shared one)`);
+  if (failed.length > 0) throw new Error(`opening ${clients.length} connections: ${failed.length} failed (${(failed[0] as PromiseRejectedResult).reason})`);
 }
 
 /** One inference request, as the probes send it. */

@@ -151,7 +151,9 @@ Goodput mode (overload; issue 12):
                              a probe (one request at a time on its own connection, every 50 ms) is
                              answered 200 within max(2 × unloaded p50, unloaded p50 + 5 ms); '>30 s' if
                              none is. 'GENERATOR BEHIND' marks a row whose generator sent < 95% of the
-                             offered rate: its figures describe the generator, not the server.
+                             requests its schedule held in the window (Poisson: about the offered rate)
+                             or whose event loop was > 90% busy: its figures describe the generator as
+                             much as the server.
                              Targets: nereid (and before with --nereid-before; peer, floor if named in
                              --targets: the floor shows how fast the generator can go on this machine).
                              Encoding: binary if --encodings has it, else json.
