@@ -159,7 +159,9 @@ Goodput mode (overload; issue 12):
                              Encoding: binary if --encodings has it, else json.
   --client-timeout SECONDS   open loop: a client gives up this long after its scheduled arrival    [10]
   --open-loop-connections N  open loop: keep-alive connections opened before the load; arrivals
-                             finding all busy wait in the client (shown as 'client queue max')  [1024]
+                             finding all busy wait in the client (shown as 'client queue max'). Fewer
+                             cost the generator less but keep the excess load in the client, where the
+                             server never sees it; keep it above the server's queue limit     [1024]
   --generator-threads N      open loop: worker threads generating the load (rate and connections split
                              between them); more reach higher rates but take cores from the server [1]
   --capacity-from TARGET     open loop: offer every target multiples of this target's capacity (e.g. nereid,
