@@ -36,7 +36,7 @@ export const httpFrontEndOptionsSchema = z.object({
   /** An idle keep-alive connection is closed after this; clients are told it (Keep-Alive: timeout=…), so they do not reuse it as it closes. */
   keepAliveTimeoutMs: z.number().int().positive().default(5_000),
   /** Connections open at once; more are closed as they arrive. */
-  maxConnections: z.number().int().positive().default(1024),
+  maxConnections: z.number().int().positive().default(4096),
   /** Serve HTTPS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
   tls: tlsOptionSchema,
 });
