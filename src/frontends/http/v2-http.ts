@@ -32,7 +32,7 @@ export const httpFrontEndOptionsSchema = z.object({
   /** A connection must have sent a request's headers within this (408 and closed otherwise), so slow-header clients cannot hold it. */
   headersTimeoutMs: z.number().int().positive().default(10_000),
   /** A request must have arrived whole, body included, within this (408 and closed otherwise): no client holds a half-sent body forever. */
-  requestTimeoutMs: z.number().int().positive().default(60_000),
+  requestTimeoutMs: z.number().int().positive().default(30_000),
   /** An idle keep-alive connection is closed after this; clients are told it (Keep-Alive: timeout=…), so they do not reuse it as it closes. */
   keepAliveTimeoutMs: z.number().int().positive().default(5_000),
   /** Connections open at once; more are closed as they arrive. */
