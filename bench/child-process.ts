@@ -3,7 +3,7 @@
  * loopback port picked here. Their output goes to a log file shown when they fail to start.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, readFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -64,6 +64,65 @@ export function machineBusySeconds(): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+export interface ProcMemory {
+  rssMb: number;
+  /** Peak RSS since the process started, or since resetPeakRss (VmHWM): catches spikes between samples. */
+  peakMb: number;
+}
+
+/** A process's resident memory from /proc/PID/status; undefined when it is gone (or off Linux). */
+export function procMemory(pid: number): ProcMemory | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    if (/^State:\s+Z/m.test(status)) return undefined;
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    const [rss, peak] = [kb('VmRSS'), kb('VmHWM')];
+    // An exiting process has already lost its memory lines.
+    if (Number.isNaN(rss) || Number.isNaN(peak)) return undefined;
+    return { rssMb: rss / 1024, peakMb: peak / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sets a process's VmHWM back to its current RSS (Linux: clear_refs 5), so a later peak is the peak since now; false when not allowed. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `nereid serve` (src/cli.ts of whichever checkout the child runs in) on one model in explicit
+ * control mode, with gRPC off unless a port is given and Prometheus on a free port instead of 8002.
+ * The repository path must be absolute: the child may run in another checkout.
+ */
+export function nereidServeSpec(repository: string, model: string, options: { grpcPort?: number; extraArgs?: string[] } = {}): Pick<ChildSpec, 'script' | 'args' | 'readyPath'> {
+  return {
+    script: 'src/cli.ts',
+    args: (port: number) => [
+      'serve',
+      '--model-repository',
+      repository,
+      '--http-port',
+      String(port),
+      '--grpc-port',
+      String(options.grpcPort ?? 0),
+      '--metrics-port',
+      '0',
+      '--model-control-mode',
+      'explicit',
+      '--load-model',
+      model,
+      ...(options.extraArgs ?? []),
+    ],
+    readyPath: `/v2/models/${model}/ready`,
+  };
 }
 
 function tail(path: string, lines = 30): string {

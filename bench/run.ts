@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
-import { freePort, machineBusySeconds, startChild, waitForQuiet, type ChildServer } from './child-process.js';
+import { freePort, machineBusySeconds, nereidServeSpec, startChild, waitForQuiet, type ChildServer } from './child-process.js';
 import { describeSource, machine, resultPath, ROOT, sourceState } from './environment.js';
 import { runGoodput } from './goodput.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './cpu-profile.js';
@@ -379,28 +379,11 @@ async function main(options: BenchOptions): Promise<void> {
       if (target === 'nereid-cache') cachedModel ??= await prepareModel(options, RESPONSE_CACHE_CONFIG);
       const served = target === 'nereid-cache' ? cachedModel! : model;
       // The same command for nereid and before; before runs the other checkout's src/cli.ts in that
-      // checkout (its tsconfig, its node_modules), so the repository path must be absolute.
-      const nereidSpec = {
-        script: 'src/cli.ts',
-        args: (port: number) => [
-          'serve',
-          '--model-repository',
-          resolve(served.repository),
-          '--http-port',
-          String(port),
-          '--grpc-port',
-          String(grpcPort ?? 0),
-          '--metrics-port',
-          '0',
-          '--model-control-mode',
-          'explicit',
-          '--load-model',
-          model.name,
-          ...(target === 'nereid-cache' ? ['--cache-config', options.cacheConfig] : []),
-          ...options.serverArgs,
-        ],
-        readyPath: `/v2/models/${model.name}/ready`,
-      };
+      // checkout (its tsconfig, its node_modules).
+      const nereidSpec = nereidServeSpec(resolve(served.repository), model.name, {
+        grpcPort: grpcPort ?? 0,
+        extraArgs: [...(target === 'nereid-cache' ? ['--cache-config', options.cacheConfig] : []), ...options.serverArgs],
+      });
       const spec = {
         nereid: nereidSpec,
         before: { ...nereidSpec, cwd: options.nereidBefore! },

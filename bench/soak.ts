@@ -22,7 +22,7 @@ import { httpFrontEndOptionsSchema } from '../src/frontends/http/v2-http.js';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
 import { readLabels, recognitionInput, renderTextLine } from '../test/support/ocr.js';
 import { freePort, startRedisServer, type RedisTestServer } from '../test/support/redis-server.js';
-import { startChild, type ChildServer } from './child-process.js';
+import { procMemory, startChild, type ChildServer } from './child-process.js';
 import { SIMPLE_BENCH_CONFIG } from './model-setup.js';
 import { categoryOf, durationSeconds, formatTable, goodputOf, isInternalError, latencySummary, Tally, validFailures, type KindTally, type Role } from './soak-tally.js';
 import {
@@ -157,27 +157,7 @@ async function prepareRepository(): Promise<{ dir: string; ocrConfig: Record<str
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server process: RSS from /proc, event-loop lag from its own metrics.
-
-interface ProcMemory {
-  rssMb: number;
-  /** Peak RSS since the process started (VmHWM): catches spikes between samples. */
-  peakMb: number;
-}
-
-function procMemory(pid: number): ProcMemory | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    if (/^State:\s+Z/m.test(status)) return undefined;
-    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    const [rss, peak] = [kb('VmRSS'), kb('VmHWM')];
-    // An exiting process has already lost its memory lines.
-    if (Number.isNaN(rss) || Number.isNaN(peak)) return undefined;
-    return { rssMb: rss / 1024, peakMb: peak / 1024 };
-  } catch {
-    return undefined;
-  }
-}
+// The server process: RSS from /proc (procMemory), event-loop lag from its own metrics.
 
 /** prom-client's event-loop lag gauges, each covering the time since the previous scrape. */
 async function scrapeEventLoop(endpoints: SoakEndpoints, agent: Agent): Promise<{ p99Ms: number; maxMs: number } | undefined> {
