@@ -168,6 +168,9 @@ Goodput mode (overload; issue 12):
                              so that before and nereid face the same load); ÷ capacity stays each
                              target's own                                                [each its own]
   -h, --help                 this help
+  --memory-attacks           instead of all the above, the memory attacks of issue 12 (gzip bombs, a queue
+                             flood, stalled bodies) with the server's RSS sampled; see
+                             npm run bench -- --memory-attacks --help
 
 Any --max-batch-size, --queue-delay-us, --instances, --intra-op-threads or --parameter copies the model folder into a temporary
 repository whose config.yaml is the original config plus those fields (and dynamic_batching).
@@ -182,7 +185,15 @@ Examples:
   npm run bench -- --model simple --open-loop 1,2,4 --nereid-before /tmp/nereid-before --duration 10
   npm run bench -- --model ocr_recognition --input-shape x=3,48,320 --max-batch-size 8 --concurrency 16 \\
     --open-loop 1,2,4 --duration 20 --server-arg=--max-queue-size=64
+  npm run bench -- --memory-attacks --nereid-before /tmp/nereid-before
 `;
+
+/** Throws unless `dir` looks like a checkout of this repository that can serve: src/cli.ts and node_modules. */
+export function checkNereidBefore(dir: string): void {
+  for (const needed of ['src/cli.ts', 'node_modules']) {
+    if (!existsSync(join(dir, needed))) throw new Error(`--nereid-before ${dir}: no ${needed} there (a checkout of this repository with its node_modules)`);
+  }
+}
 
 function positiveNumber(name: string, value: string): number {
   const parsed = Number(value);
@@ -272,9 +283,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const nereidBefore = values['nereid-before'] === undefined ? undefined : resolve(values['nereid-before']);
   if (nereidBefore === undefined && targets.includes('before')) throw new Error(`--targets before needs --nereid-before DIR`);
   if (nereidBefore !== undefined) {
-    for (const needed of ['src/cli.ts', 'node_modules']) {
-      if (!existsSync(join(nereidBefore, needed))) throw new Error(`--nereid-before ${nereidBefore}: no ${needed} there (a checkout of this repository with its node_modules)`);
-    }
+    checkNereidBefore(nereidBefore);
     if (!targets.includes('before')) targets.push('before');
   }
   const rounds = positiveIntegers('rounds', values.rounds)[0];

@@ -28,6 +28,7 @@ import {
   goalLines,
   goalsNote,
   ratiosOf,
+  resultPath,
   schedulerTable,
   type Cell,
   type Report,
@@ -678,18 +679,38 @@ async function main(options: BenchOptions): Promise<void> {
   }
 }
 
-let options: BenchOptions | 'help';
-try {
-  options = parseOptions(process.argv.slice(2));
-} catch (error) {
-  console.error(`bench: ${(error as Error).message}\n\n${HELP}`);
-  process.exit(2);
-}
-if (options === 'help') {
-  console.log(HELP);
+const argv = process.argv.slice(2);
+if (argv.includes('--memory-attacks')) {
+  // A benchmark of its own (bench/memory-attacks.ts) with its own options.
+  const { MEMORY_ATTACKS_HELP, parseMemoryAttackOptions, runMemoryAttacks } = await import('./memory-attacks.js');
+  let attackOptions: ReturnType<typeof parseMemoryAttackOptions>;
+  try {
+    attackOptions = parseMemoryAttackOptions(argv.filter((arg) => arg !== '--memory-attacks'));
+  } catch (error) {
+    console.error(`bench --memory-attacks: ${(error as Error).message}\n\n${MEMORY_ATTACKS_HELP}`);
+    process.exit(2);
+  }
+  if (attackOptions === 'help') console.log(MEMORY_ATTACKS_HELP);
+  else {
+    await runMemoryAttacks(attackOptions).catch((error: Error) => {
+      console.error(`bench --memory-attacks failed: ${error.stack ?? error.message}`);
+      process.exitCode = 1;
+    });
+  }
 } else {
-  await main(options).catch((error: Error) => {
-    console.error(`bench failed: ${error.stack ?? error.message}`);
-    process.exitCode = 1;
-  });
+  let options: BenchOptions | 'help';
+  try {
+    options = parseOptions(argv);
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}\n\n${HELP}`);
+    process.exit(2);
+  }
+  if (options === 'help') {
+    console.log(HELP);
+  } else {
+    await main(options).catch((error: Error) => {
+      console.error(`bench failed: ${error.stack ?? error.message}`);
+      process.exitCode = 1;
+    });
+  }
 }

@@ -122,13 +122,13 @@ export function ocrFixture(tensor: Fp32Tensor): OcrFixture {
 // ---------------------------------------------------------------------------------------------
 // Transport: one HTTP request or gRPC call, never throwing.
 
-interface HttpAnswer {
+export interface HttpAnswer {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
 }
 
-interface HttpRequest {
+export interface HttpRequest {
   method?: 'GET' | 'POST';
   path: string;
   headers?: Record<string, string>;
@@ -142,7 +142,7 @@ function errorText(error: unknown): string {
   return `${code ?? (error as Error).name ?? 'error'}: ${message ?? String(error)}`;
 }
 
-async function httpCall(agent: Agent, origin: string, req: HttpRequest, timeoutMs: number): Promise<HttpAnswer | { cls: 'reset' | 'timeout'; detail: string }> {
+export async function httpCall(agent: Agent, origin: string, req: HttpRequest, timeoutMs: number): Promise<HttpAnswer | { cls: 'reset' | 'timeout'; detail: string }> {
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     const response = await request(`${origin}${req.path}`, {
