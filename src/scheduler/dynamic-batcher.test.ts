@@ -1769,6 +1769,24 @@ describe('DynamicBatcher: calibrate()', () => {
     assert.deepEqual(unbatchedInstance.rows, []);
     assert.deepEqual(unbatched.costs.snapshot(), []);
   });
+
+  it('leaves out the sizes whose inputs are more than the queue may hold (such a batch never forms), never making their samples', async () => {
+    const rowBytes = COLS * 4;
+    const sampled: number[] = [];
+    const countingSample = (rows: number) => {
+      sampled.push(rows);
+      return sampleOf(rows);
+    };
+    // Room for 5 rows: sizes 1, 2 and 4 fit, 8 does not.
+    const { instance, batcher } = timedBatcher({ maxBatchSize: 8, maxQueuedBytes: 5 * rowBytes }, () => 1);
+    await batcher.calibrate(countingSample, ['OUTPUT0']);
+    assert.deepEqual([...new Set(instance.rows)], [1, 2, 4]);
+    assert.deepEqual(sampled, [1, 2, 4], 'the sample of 8 rows is never allocated, and the one of a row is made once');
+    // A queue smaller than one request still takes one, so a row is always measured.
+    const tiny = timedBatcher({ maxBatchSize: 8, maxQueuedBytes: 1 }, () => 1);
+    await tiny.batcher.calibrate(sampleOf, ['OUTPUT0']);
+    assert.deepEqual([...new Set(tiny.instance.rows)], [1]);
+  });
 });
 
 describe('DynamicBatcher: cut where a row is cheapest (learned costs)', () => {

@@ -426,7 +426,9 @@ export class DynamicBatcher implements Scheduler {
    * Seeds the batch costs before any traffic: on one instance, each power-of-two batch size up to
    * max_batch_size (and that size itself), after one unmeasured run, the fastest of up to 5 runs
    * (interference only ever adds time), within `budgetMs` in all. `sample` makes the inputs of a
-   * batch of the given rows.
+   * batch of the given rows. Sizes whose inputs are more than the queue may hold are left out:
+   * such a batch can never form, and its zero-filled sample would cost memory until the next
+   * garbage collection (max_batch_size rows of a 9 MB input are 2.3 GB).
    */
   async calibrate(sample: (rows: number) => Record<string, Tensor>, outputNames: readonly string[], budgetMs = 3000): Promise<void> {
     const instance = this.idle[0];
@@ -434,9 +436,14 @@ export class DynamicBatcher implements Scheduler {
     const sizes: number[] = [];
     for (let rows = 1; rows < this.policy.maxBatchSize; rows *= 2) sizes.push(rows);
     sizes.push(this.policy.maxBatchSize);
+    const oneRow = sample(1);
+    const bytesPerRow = bytesOf(oneRow);
+    const queueBytes = this.policy.maxQueuedBytes ?? 0;
     const deadline = now() + budgetMs;
     for (const rows of sizes) {
-      const inputs = sample(rows);
+      // A queue holding less than one request's bytes still takes one, so one row always fits.
+      if (rows > 1 && queueBytes > 0 && rows * bytesPerRow > queueBytes) break;
+      const inputs = rows === 1 ? oneRow : sample(rows);
       await instance.run(inputs, outputNames);
       let fastest = Infinity;
       for (let run = 0; run < 5 && (run === 0 || now() < deadline); run++) {
