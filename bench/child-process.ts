@@ -99,10 +99,14 @@ export function resetPeakRss(pid: number): boolean {
 
 /**
  * `nereid serve` (src/cli.ts of whichever checkout the child runs in) on one model in explicit
- * control mode, with gRPC off unless a port is given and Prometheus on a free port instead of 8002.
+ * control mode, with gRPC off unless a port is given and Prometheus on the port given, else a free one instead of 8002.
  * The repository path must be absolute: the child may run in another checkout.
  */
-export function nereidServeSpec(repository: string, model: string, options: { grpcPort?: number; extraArgs?: string[] } = {}): Pick<ChildSpec, 'script' | 'args' | 'readyPath'> {
+export function nereidServeSpec(
+  repository: string,
+  model: string,
+  options: { grpcPort?: number; metricsPort?: number; extraArgs?: string[] } = {},
+): Pick<ChildSpec, 'script' | 'args' | 'readyPath'> {
   return {
     script: 'src/cli.ts',
     args: (port: number) => [
@@ -114,7 +118,7 @@ export function nereidServeSpec(repository: string, model: string, options: { gr
       '--grpc-port',
       String(options.grpcPort ?? 0),
       '--metrics-port',
-      '0',
+      String(options.metricsPort ?? 0),
       '--model-control-mode',
       'explicit',
       '--load-model',

@@ -21,11 +21,11 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
-import { Agent } from 'undici';
+import { Agent, request } from 'undici';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { writeModel } from '../src/onnx/test-models.js';
 import { binaryBody } from '../test/support/test-server.js';
-import { nereidServeSpec, procMemory, resetPeakRss, startChild, type ChildServer } from './child-process.js';
+import { freePort, nereidServeSpec, procMemory, resetPeakRss, startChild, type ChildServer } from './child-process.js';
 import { checkNereidBefore } from './options.js';
 import { markdownTable, resultPath } from './report.js';
 import { httpCall, type HttpRequest } from './soak-traffic.js';
@@ -54,6 +54,8 @@ const BOMB_INFLATED_BYTES = 1 << 30;
 const FLOOD_REQUESTS = 120;
 const SLOW_CONNECTIONS = 300;
 const SAMPLE_EVERY_MS = 100;
+/** How often the server's metrics are read during an attack (each read also waits for its answer). */
+const SPLIT_EVERY_MS = 250;
 /** Long enough for the first wave's server, which answers the flood after a 1 GB batch. */
 const REQUEST_TIMEOUT_MS = 120_000;
 
@@ -75,6 +77,7 @@ Options:
   --attacks LIST             which of ${ATTACKS.join(',')}                 [all]
   --slow-body-checks LIST    seconds after the slow bodies were sent to count open connections  [15,65]
   --settle-s SECONDS         wait after an attack before the "after" RSS                         [3]
+  --rounds N                 run the attacks N times on the same server (does memory settle or grow?)  [1]
   --out DIR                  where memory-attacks-<date>.{json,md} go                  [bench/results]
   -h, --help                 this help
 `;
@@ -83,6 +86,7 @@ export interface MemoryAttackOptions {
   nereidBefore?: string;
   attacks: Attack[];
   slowBodyChecksS: number[];
+  rounds: number;
   settleS: number;
   outDir: string;
 }
@@ -97,6 +101,7 @@ export function parseMemoryAttackOptions(argv: string[]): MemoryAttackOptions | 
       attacks: { type: 'string', default: ATTACKS.join(',') },
       'slow-body-checks': { type: 'string', default: '15,65' },
       'settle-s': { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '1' },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -112,6 +117,8 @@ export function parseMemoryAttackOptions(argv: string[]): MemoryAttackOptions | 
     return value;
   };
   const checks = values['slow-body-checks'].split(',').map((text) => seconds('slow-body-checks', text.trim()));
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds expects a positive integer, got '${values.rounds}'`);
   const nereidBefore = values['nereid-before'] === undefined ? undefined : resolve(values['nereid-before']);
   if (nereidBefore !== undefined) checkNereidBefore(nereidBefore);
   return {
@@ -119,6 +126,7 @@ export function parseMemoryAttackOptions(argv: string[]): MemoryAttackOptions | 
     attacks: ATTACKS.filter((attack) => attacks.includes(attack)),
     slowBodyChecksS: [...new Set(checks)].sort((a, b) => a - b),
     settleS: seconds('settle-s', values['settle-s']),
+    rounds,
     outDir: values.out,
   };
 }
@@ -151,6 +159,8 @@ export class Answers {
 
 export interface AttackResult {
   attack: Attack;
+  /** 1, 2, … with --rounds. */
+  round: number;
   target: string;
   baselineMb: number;
   /** Highest RSS seen: the samples, and VmHWM when it could be reset before the attack. */
@@ -162,7 +172,16 @@ export interface AttackResult {
   answers: Answers;
   /** slow-bodies: connections the server still held open at each check. */
   openAt?: { seconds: number; open: number }[];
+  /** Where the memory was before, at the highest RSS its metrics were read at, and after. */
+  split: { baseline?: MemorySplit; peak?: MemorySplit; after?: MemorySplit };
   serverGone: boolean;
+}
+
+/** RSS, and from the server's Prometheus metrics the JS heap in use and the memory V8 tracks outside it (Buffers, typed arrays). */
+export interface MemorySplit {
+  rssMb: number;
+  heapMb: number;
+  externalMb: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,29 +334,71 @@ class RssSampler {
   }
 }
 
+const MIB = 1024 * 1024;
+
+/** The split now: the server's metrics read, then its RSS; undefined when either cannot be read. */
+async function memorySplit(server: ChildServer, metricsOrigin: string): Promise<MemorySplit | undefined> {
+  try {
+    const response = await request(`${metricsOrigin}/metrics`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
+    const text = await response.body.text();
+    const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / MIB;
+    const rssMb = procMemory(server.pid)?.rssMb;
+    const split = { rssMb: rssMb ?? NaN, heapMb: gauge('nodejs_heap_size_used_bytes'), externalMb: gauge('nodejs_external_memory_bytes') };
+    return Object.values(split).some(Number.isNaN) ? undefined : split;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads the split over and over (each read waits for the server's answer) until stopped, keeping the one at the highest RSS. */
+function splitAtPeak(server: ChildServer, metricsOrigin: string): () => Promise<MemorySplit | undefined> {
+  let stopped = false;
+  let highest: MemorySplit | undefined;
+  const reading = (async () => {
+    while (!stopped) {
+      const split = await memorySplit(server, metricsOrigin);
+      if (split && split.rssMb > (highest?.rssMb ?? -1)) highest = split;
+      await sleep(SPLIT_EVERY_MS);
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await reading;
+    return highest;
+  };
+}
+
 async function measureAttack(
   server: ChildServer,
+  metricsOrigin: string,
   attack: Attack,
+  round: number,
   settleS: number,
   run: () => Promise<{ answers: Answers; openAt?: { seconds: number; open: number }[] }>,
 ): Promise<AttackResult> {
   await sleep(1000);
+  const baseline = await memorySplit(server, metricsOrigin);
   const baselineMb = procMemory(server.pid)?.rssMb ?? NaN;
   const sampler = new RssSampler(server.pid);
+  const stopSplits = splitAtPeak(server, metricsOrigin);
   const started = performance.now();
   const outcome = await run();
   const attackSeconds = (performance.now() - started) / 1000;
   await sleep(settleS * 1000);
   const afterMb = procMemory(server.pid)?.rssMb;
-  return { attack, target: server.name, baselineMb, peakMb: sampler.stop(), afterMb, attackSeconds, ...outcome, serverGone: afterMb === undefined };
+  const after = await memorySplit(server, metricsOrigin);
+  const peak = await stopSplits();
+  return { attack, round, target: server.name, baselineMb, peakMb: sampler.stop(), afterMb, attackSeconds, ...outcome, split: { baseline, peak, after }, serverGone: afterMb === undefined };
 }
 
+/** The attack, and from the second round on (--rounds) which round. */
+const attackLabel = (result: AttackResult) => (result.round > 1 ? `${result.attack} #${result.round}` : result.attack);
 const mb = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '—' : value.toFixed(0));
 
 export function resultsTable(results: readonly AttackResult[], targetLabels: ReadonlyMap<string, string>): string {
   const header = ['attack', 'target', 'baseline MB', 'peak MB', 'after MB', ...ANSWER_COLUMNS, 'open'];
   const rows = results.map((result) => [
-    result.attack,
+    attackLabel(result),
     targetLabels.get(result.target) ?? result.target,
     mb(result.baselineMb),
     mb(result.peakMb),
@@ -348,12 +409,27 @@ export function resultsTable(results: readonly AttackResult[], targetLabels: Rea
   return markdownTable(header, rows, header.map((_, column) => column >= 2 && column < header.length - 1));
 }
 
+const split = (value: MemorySplit | undefined) => (value ? `${mb(value.rssMb)} = ${mb(value.heapMb)} + ${mb(value.externalMb)} + ${mb(value.rssMb - value.heapMb - value.externalMb)}` : '—');
+
+/** RSS = JS heap used + external (Buffers, typed arrays) + the rest (native: ONNX Runtime, malloc, heap not in use, code), in MB. */
+export function splitTable(results: readonly AttackResult[], targetLabels: ReadonlyMap<string, string>): string {
+  const header = ['attack', 'target', 'before', 'at the highest RSS read', 'after'];
+  const rows = results.map((result) => [
+    attackLabel(result),
+    targetLabels.get(result.target) ?? result.target,
+    split(result.split.baseline),
+    split(result.split.peak),
+    split(result.split.after),
+  ]);
+  return markdownTable(header, rows, [false, false, true, true, true]);
+}
+
 export function detailLines(results: readonly AttackResult[], targetLabels: ReadonlyMap<string, string>): string[] {
   return results
     .filter((result) => Object.keys(result.answers.details).length > 0)
     .map(
       (result) =>
-        `- ${result.attack}, ${targetLabels.get(result.target) ?? result.target}: ` +
+        `- ${attackLabel(result)}, ${targetLabels.get(result.target) ?? result.target}: ` +
         Object.entries(result.answers.details)
           .map(([what, count]) => `${what} ×${count}`)
           .join(', '),
@@ -388,20 +464,23 @@ export async function runMemoryAttacks(options: MemoryAttackOptions): Promise<vo
     const results: AttackResult[] = [];
     for (const target of targets) {
       console.log(`\n${target.name}: ${target.cwd}/src/cli.ts, ${describeSource(target.source)}`);
-      const server = await startChild({ name: target.name, cwd: target.cwd, logDir, ...nereidServeSpec(repository, MODEL) });
+      const metricsPort = await freePort();
+      const metricsOrigin = `http://127.0.0.1:${metricsPort}`;
+      const server = await startChild({ name: target.name, cwd: target.cwd, logDir, ...nereidServeSpec(repository, MODEL, { metricsPort }) });
       running.add(server);
       try {
-        for (const attack of options.attacks) {
+        const plan = Array.from({ length: options.rounds }, (_, index) => options.attacks.map((attack) => ({ attack, round: index + 1 }))).flat();
+        for (const { attack, round } of plan) {
           if (procMemory(server.pid) === undefined) break;
           const run = {
             'gzip-bombs': async () => ({ answers: await gzipBombs(server.origin, bomb) }),
             'queue-flood': async () => ({ answers: await queueFlood(server.origin, flood) }),
             'slow-bodies': () => slowBodies(server.origin, flood, options.slowBodyChecksS),
           }[attack];
-          const result = await measureAttack(server, attack, options.settleS, run);
+          const result = await measureAttack(server, metricsOrigin, attack, round, options.settleS, run);
           results.push(result);
           console.log(
-            `  ${attack}: RSS ${mb(result.baselineMb)} -> peak ${mb(result.peakMb)} -> ${result.serverGone ? 'server gone' : `${mb(result.afterMb)} MB ${options.settleS} s after`}` +
+            `  ${attackLabel(result)}: RSS ${mb(result.baselineMb)} -> peak ${mb(result.peakMb)} -> ${result.serverGone ? 'server gone' : `${mb(result.afterMb)} MB ${options.settleS} s after`}` +
               ` (${result.attackSeconds.toFixed(1)} s); answers ${JSON.stringify(result.answers.toJSON())}` +
               (result.openAt ? `; open ${result.openAt.map(({ seconds, open }) => `${open} at ${seconds} s`).join(', ')}` : ''),
           );
@@ -422,7 +501,20 @@ export async function runMemoryAttacks(options: MemoryAttackOptions): Promise<vo
       `Memory attacks, ${started.toISOString()}; ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}; ` +
       `each server with its default limits. RSS in MB (VmRSS sampled every ${SAMPLE_EVERY_MS} ms, peak also from VmHWM); after: ${options.settleS} s after the attack; ` +
       `open: slow-body connections the server still held at each check.`;
-    const markdown = [heading, '', ...targets.map((target) => `- ${targetLabels.get(target.name)}: ${target.cwd}, ${describeSource(target.source)}`), '', table, '', ...(details.length ? ['Other and reset answers:', ...details, ''] : [])].join('\n');
+    const markdown = [
+      heading,
+      '',
+      ...targets.map((target) => `- ${targetLabels.get(target.name)}: ${target.cwd}, ${describeSource(target.source)}`),
+      '',
+      table,
+      '',
+      ...(details.length ? ['Other and reset answers:', ...details, ''] : []),
+      'Where the memory was, MB: RSS = JS heap used + external (Buffers, typed arrays) + the rest (native: ONNX Runtime, malloc, free heap, code), from the server\'s Prometheus metrics',
+      `(read every ${SPLIT_EVERY_MS} ms during an attack, each read waiting for the server's answer, so the highest RSS read may be below the peak):`,
+      '',
+      splitTable(results, targetLabels),
+      '',
+    ].join('\n');
     console.log(`\n${markdown}`);
     const base = await resultPath(resolve(options.outDir), 'memory-attacks');
     await writeFile(`${base}.json`, JSON.stringify({ started: started.toISOString(), targets, options, results }, null, 2));
