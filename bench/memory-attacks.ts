@@ -27,9 +27,9 @@ import { writeModel } from '../src/onnx/test-models.js';
 import { binaryBody } from '../test/support/test-server.js';
 import { freePort, nereidServeSpec, procMemory, resetPeakRss, startChild, type ChildServer } from './child-process.js';
 import { checkNereidBefore } from './options.js';
-import { markdownTable, resultPath } from './report.js';
+import { markdownTable } from './report.js';
 import { httpCall, type HttpRequest } from './soak-traffic.js';
-import { describeSource, sourceState } from './source-state.js';
+import { describeSource, resultPath, sourceState } from './environment.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 

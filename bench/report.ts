@@ -2,9 +2,6 @@
  * Results: per-cell ratios to the ceiling, the peer and the floor, the goals, and the markdown
  * written next to the JSON (aligned, so the console shows the same table).
  */
-import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { CeilingPoint } from './in-process.js';
 import type { LoadResult } from './load-generator.js';
 import { COMPUTING_NEREID_TARGETS, type Encoding, type ServerTarget } from './options.js';
@@ -257,16 +254,6 @@ export function evaluateGoals(model: string, cells: readonly (Cell & { ratios: R
     goals.push({ id: 'latency', target, model, encoding: latency.encoding, concurrency: latency.concurrency, checks, status: statusOf(checks) });
   }
   return goals;
-}
-
-/** A fresh `<outDir>/<name>-<date>[-n]` (no .json or .md there yet) for a run's results. */
-export async function resultPath(outDir: string, model: string): Promise<string> {
-  await mkdir(outDir, { recursive: true });
-  const date = new Date().toISOString().slice(0, 10);
-  for (let n = 1; ; n++) {
-    const base = join(outDir, `${model}-${date}${n === 1 ? '' : `-${n}`}`);
-    if (!existsSync(`${base}.json`) && !existsSync(`${base}.md`)) return base;
-  }
 }
 
 export function markdownTable(header: string[], rows: string[][], alignRight: boolean[] = []): string {

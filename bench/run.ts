@@ -28,7 +28,6 @@ import {
   goalLines,
   goalsNote,
   ratiosOf,
-  resultPath,
   schedulerTable,
   type Cell,
   type Report,
