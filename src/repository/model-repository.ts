@@ -141,6 +141,11 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
   }
 }
 
+/** A load that failed on the config a client sent is the client's mistake, logged as a warning; any other failure is an error. */
+function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
+  return configOverride !== undefined && error instanceof ModelConfigError ? 'warn' : 'error';
+}
+
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,
@@ -287,7 +292,7 @@ export class ModelRepository {
       versions = checkingConfig(() => selectVersions(config, available));
     } catch (error) {
       const reason = redacted(root, (error as Error).message);
-      logger.error({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
+      logger[levelOf(error, configOverride)]({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
       entry.failures.set('', reason);
       await this.replaceUnlessServing(name, entry, previous);
       throw this.loadFailure(name, reason, configOverride, [error]);
@@ -323,7 +328,7 @@ export class ModelRepository {
         } catch (error) {
           versionErrors.push(error);
           entry.failures.set(version, redacted(root, (error as Error).message));
-          logger.error({ version, err: error }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
+          logger[levelOf(error, configOverride)]({ version, err: error }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
         }
       }),
     );
