@@ -267,8 +267,9 @@ export class ModelRepository {
   private async loadNow(name: string, configOverride?: unknown): Promise<void> {
     const logger = this.options.logger.child({ model: name });
     const root = await this.root();
+    // A name with no folder is the caller's mistake (NOT_FOUND), not the server's.
     const folder = await this.modelFolder(name).catch((error: Error) => {
-      logger.error(`cannot load model '${name}': ${error.message}`);
+      logger.warn(`cannot load model '${name}': ${error.message}`);
       throw error;
     });
     const previous = this.entries.get(name);
