@@ -90,6 +90,8 @@ export class DynamicBatcher implements Scheduler {
   private readonly largestPreferred: number;
   private readonly cutAtCheapest: boolean;
   private running = 0;
+  /** Rows of the batches running now. */
+  private rowsRunning = 0;
   /** Batches each instance holds now. */
   private readonly holding = new Map<BackendInstance, number>();
   private nextSequence = 0;
@@ -120,7 +122,10 @@ export class DynamicBatcher implements Scheduler {
     const rows = Math.max(1, policy.maxBatchSize);
     // Before a backlog is measured: every instance running full batches at the engine's measured speed.
     this.drainRate = new DrainRate(() => (slots * rows) / (this.costs.batchNs(rows) / 1e6));
-    this.queue = new PriorityQueue<Pending>({ ...policy, label, drainRate: this.drainRate }, (entry, error) => this.settleDropped(entry.value, error));
+    this.queue = new PriorityQueue<Pending>(
+      { ...policy, label, drainRate: this.drainRate, rowsInService: () => this.rowsRunning },
+      (entry, error) => this.settleDropped(entry.value, error),
+    );
   }
 
   get queued(): number {
@@ -296,7 +301,7 @@ export class DynamicBatcher implements Scheduler {
         clearTimeout(this.delayTimer);
         this.delayTimer = undefined;
       }
-      this.execute(this.idle.pop()!, batch);
+      this.execute(this.idle.pop()!, batch, rows);
     }
   }
 
@@ -306,27 +311,26 @@ export class DynamicBatcher implements Scheduler {
    * (the dispatch loop goes on with it). Otherwise the answer comes with the promise, and the
    * instance goes back to dispatching then.
    */
-  private execute(instance: BackendInstance, batch: Pending[]): void {
+  private execute(instance: BackendInstance, batch: Pending[], rows: number): void {
     this.running += 1;
+    this.rowsRunning += rows;
     const alone = !this.holding.get(instance);
     this.holding.set(instance, (this.holding.get(instance) ?? 0) + 1);
     const started = now();
     let inputReady = started;
-    let rows = 0;
     let elements = 0;
     let outcome: RunOutputs | Promise<RunOutputs>;
     try {
       const only = batch.length === 1 ? batch[0].request : undefined;
       const inputs = only ? only.inputs : this.joinInputs(batch);
       const outputNames = only ? only.outputNames : [...new Set(batch.flatMap((pending) => pending.request.outputNames))];
-      for (const pending of batch) rows += pending.rows;
       elements = elementsOf(inputs);
       inputReady = now();
       // A joined batch is this scheduler's own: the instance may take its buffers (a worker's transfer) instead of copying them.
       outcome = only ? instance.run(inputs, outputNames) : instance.run(inputs, outputNames, { inputsOwned: true });
     } catch (error) {
       this.fail(batch, error);
-      this.release(instance);
+      this.release(instance, rows);
       return;
     }
     const settle = (outputs: RunOutputs) => {
@@ -338,20 +342,21 @@ export class DynamicBatcher implements Scheduler {
     };
     if (!(outcome instanceof Promise)) {
       settle(outcome);
-      this.release(instance);
+      this.release(instance, rows);
       return;
     }
     outcome
       .then(settle, (error: unknown) => this.fail(batch, error))
       .then(() => {
-        this.release(instance);
+        this.release(instance, rows);
         this.dispatch();
       });
   }
 
   /** The instance is free for the next batch. */
-  private release(instance: BackendInstance): void {
+  private release(instance: BackendInstance, rows: number): void {
     this.running -= 1;
+    this.rowsRunning -= rows;
     this.holding.set(instance, this.holding.get(instance)! - 1);
     this.idle.push(instance);
     if (this.running === 0) this.onIdle?.();

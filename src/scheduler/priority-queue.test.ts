@@ -537,6 +537,20 @@ describe('PriorityQueue: admission under overload', () => {
     assert.equal(h.queue.size, 1);
   });
 
+  it('behind a backlog a request also waits for the rows running now; with nothing queued it is never refused for them', () => {
+    let running = 0;
+    const h = new Harness({ drainRate: drainingAt(10), maxQueueWaitMs: 5, rowsInService: () => running });
+    running = 1000; // a long batch running, nothing queued
+    h.queue.admit({}, now());
+    h.queue.push('a', { rows: 40 }, now());
+    running = 20;
+    assert.equal(h.queue.estimatedWaitMs(), 6);
+    assert.throws(() => h.queue.admit({}, now()), isError('UNAVAILABLE'), 'running rows count once something is queued');
+    running = 0;
+    h.queue.admit({}, now());
+    h.clear();
+  });
+
   it('the wait a request may have is its deadline, else its REJECT queue timeout, else the server limit', () => {
     const h = new Harness({ drainRate: drainingAt(1), maxQueueWaitMs: 1_000_000 });
     for (let i = 0; i < 50; i++) h.queue.push(`r${i}`, {}, now()); // 50 ms ahead

@@ -49,6 +49,8 @@ export interface PriorityQueueOptions {
   maxQueueWaitMs?: number;
   /** How fast the queue drains, measured by its owner; without it, waits are not estimated. */
   drainRate?: DrainRate;
+  /** Rows its owner is running now, which a request behind a backlog waits for as well. */
+  rowsInService?: () => number;
   /** Names the model version in messages: "model 'x' version 1". */
   label: string;
 }
@@ -207,15 +209,16 @@ export class PriorityQueue<T> {
     return rows;
   }
 
-  /** How long a request of this priority would wait, from how fast the queue has drained; 0 when nothing is ahead, NaN when unknown. */
+  /** How long a request of this priority would wait, from how fast the queue has drained: rows ahead and rows running over the rate; 0 when nothing is queued ahead, NaN when unknown. */
   estimatedWaitMs(priority?: number): number {
     return this.waitAtLevelMs(this.levelOf(priority));
   }
 
   private waitAtLevelMs(level: number): number {
     const rows = this.rowsAhead(level);
+    // An empty queue is never a wait to refuse for, however long the running batches take.
     if (rows === 0) return 0;
-    return rows / (this.options.drainRate?.rowsPerMs ?? NaN);
+    return (rows + (this.options.rowsInService?.() ?? 0)) / (this.options.drainRate?.rowsPerMs ?? NaN);
   }
 
   private checkRoom(level: number, policy: QueuePolicy, timeoutMicroseconds: number, admission: Admission, now: number): void {
