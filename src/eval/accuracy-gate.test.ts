@@ -1,0 +1,33 @@
+/** The accuracy gate: what it accepts, and how it judges figures against its clauses. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { judgeGate, parseGate } from './accuracy-gate.js';
+
+test('a gate is clauses of metric, comparison and bound', () => {
+  assert.deepEqual(parseGate('accuracy_drop<=0.005, agreement >= 0.99'), [
+    { metric: 'accuracy_drop', comparison: '<=', bound: 0.005, text: 'accuracy_drop<=0.005' },
+    { metric: 'agreement', comparison: '>=', bound: 0.99, text: 'agreement >= 0.99' },
+  ]);
+  assert.equal(parseGate('max_abs_delta<1e-3')[0].bound, 0.001);
+});
+
+test('a malformed gate is refused with what a clause must look like', () => {
+  assert.throws(() => parseGate(''), /has no clause/);
+  assert.throws(() => parseGate('agreement=0.99'), /is not <metric><op><number>/);
+  assert.throws(() => parseGate('precision>=0.9'), /unknown metric 'precision'; known: accuracy, accuracy_drop/);
+});
+
+test('the gate passes only when every clause holds, and names each that does not', () => {
+  const gate = parseGate('accuracy_drop<=0.005,agreement>=0.99');
+  assert.deepEqual(judgeGate(gate, { accuracy_drop: 0.004, agreement: 0.995 }), { passed: true, failures: [] });
+  assert.deepEqual(judgeGate(gate, { accuracy_drop: 0.004, agreement: 0.985 }), { passed: false, failures: ['agreement>=0.99: measured agreement = 0.985'] });
+  // Bounds are inclusive for <= and >=, strict for < and >.
+  assert.equal(judgeGate(parseGate('agreement>=0.99'), { agreement: 0.99 }).passed, true);
+  assert.equal(judgeGate(parseGate('agreement>0.99'), { agreement: 0.99 }).passed, false);
+});
+
+test('a clause on a figure the run did not measure fails instead of passing unchecked', () => {
+  const verdict = judgeGate(parseGate('accuracy_drop<=0.005,agreement>=0.99'), { agreement: 1 });
+  assert.equal(verdict.passed, false);
+  assert.match(verdict.failures[0], /accuracy_drop was not measured \(reference's top-1 accuracy minus the candidate's \(needs labels\)\)/);
+});

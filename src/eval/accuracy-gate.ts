@@ -1,0 +1,64 @@
+/**
+ * The accuracy gate of `nereid eval --gate "accuracy_drop<=0.005,agreement>=0.99"`: clauses that
+ * must all hold for a candidate version to pass, so that CI can refuse a quantized model that
+ * agrees too little with the original. A clause naming a figure the run did not produce (accuracy
+ * without labels) fails with the reason, rather than passing unchecked.
+ */
+
+/** Figures a gate may name, with what each means. */
+export const GATE_METRICS = {
+  accuracy: 'top-1 accuracy of the candidate (needs labels)',
+  accuracy_drop: "reference's top-1 accuracy minus the candidate's (needs labels)",
+  top_k_accuracy: 'top-k accuracy of the candidate (needs labels)',
+  agreement: "share of examples whose top-1 class is the reference's",
+  ece: 'expected calibration error of the candidate (needs labels)',
+  ece_increase: "candidate's calibration error minus the reference's (needs labels)",
+  max_abs_delta: 'largest absolute difference of any score from the reference',
+} as const;
+
+export type GateMetric = keyof typeof GATE_METRICS;
+type Comparison = '<=' | '>=' | '<' | '>';
+
+export interface GateClause {
+  metric: GateMetric;
+  comparison: Comparison;
+  bound: number;
+  /** As written, for messages. */
+  text: string;
+}
+
+const CLAUSE = /^\s*([a-z_]+)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$/i;
+
+export function parseGate(spec: string): GateClause[] {
+  const clauses = spec.split(',').filter((part) => part.trim() !== '');
+  if (clauses.length === 0) throw new Error(`--gate '${spec}' has no clause; write e.g. "accuracy_drop<=0.005,agreement>=0.99"`);
+  return clauses.map((text) => {
+    const match = CLAUSE.exec(text);
+    if (!match) throw new Error(`--gate clause '${text.trim()}' is not <metric><op><number> with op one of <=, >=, <, >`);
+    const metric = match[1].toLowerCase();
+    if (!(metric in GATE_METRICS)) throw new Error(`--gate clause '${text.trim()}': unknown metric '${metric}'; known: ${Object.keys(GATE_METRICS).join(', ')}`);
+    return { metric: metric as GateMetric, comparison: match[2] as Comparison, bound: Number(match[3]), text: text.trim() };
+  });
+}
+
+export interface GateVerdict {
+  passed: boolean;
+  /** One line per clause that failed: the figure measured against the bound, or why it is missing. */
+  failures: string[];
+}
+
+/** Judges measured figures (absent: not measured) against the clauses. */
+export function judgeGate(clauses: readonly GateClause[], figures: Partial<Record<GateMetric, number>>): GateVerdict {
+  const failures: string[] = [];
+  for (const clause of clauses) {
+    const value = figures[clause.metric];
+    if (value === undefined || Number.isNaN(value)) {
+      failures.push(`${clause.text}: ${clause.metric} was not measured (${GATE_METRICS[clause.metric]})`);
+      continue;
+    }
+    const holds =
+      clause.comparison === '<=' ? value <= clause.bound : clause.comparison === '>=' ? value >= clause.bound : clause.comparison === '<' ? value < clause.bound : value > clause.bound;
+    if (!holds) failures.push(`${clause.text}: measured ${clause.metric} = ${value}`);
+  }
+  return { passed: failures.length === 0, failures };
+}
