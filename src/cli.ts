@@ -12,6 +12,7 @@ import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/
 import { readCaFile, readTlsFiles } from './core/tls.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
+import { evalOptionsSchema, formatEvalReport, GATE_METRICS, runEval } from './eval/index.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -339,6 +340,25 @@ program
     } finally {
       await server.close();
     }
+  });
+
+program
+  .command('eval')
+  .description("score a classifier's versions on labelled images (a folder per class, named as its labels): accuracy, per-class figures, calibration, agreement between versions, speed; with --gate, exit 1 when the last version fails it")
+  .requiredOption('--model <name>', 'model to evaluate')
+  .requiredOption('--data <dir>', 'labelled images: one sub-folder per class, named as the model\'s labels')
+  .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', (value: string) => value.split(',').map((part) => part.trim()))
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--top-k <n>', 'k of the top-k accuracy', integer(1), defaultOf(evalOptionsSchema, 'topK'))
+  .option('--gate <clauses>', `what the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99"; metrics: ${Object.keys(GATE_METRICS).join(', ')}`)
+  .option('--json', 'print the report as one JSON object')
+  .action(async (flags) => {
+    const report = await runEval(
+      { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, topK: flags.topK, gate: flags.gate },
+      pino({ level: 'warn' }, pino.destination(2)),
+    );
+    console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
+    process.exitCode = report.gate && !report.gate.passed ? 1 : 0;
   });
 
 // ---------------------------------------------------------------------------------------------

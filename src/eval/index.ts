@@ -1,3 +1,4 @@
 /** The evaluation tool's public surface: classification figures, version agreement and the accuracy gate. */
 export { argmax, compareScores, evaluateClassification, type AgreementReport, type ClassificationReport, type ClassMetrics, type ClassScores } from './classification-metrics.js';
 export { GATE_METRICS, judgeGate, parseGate, type GateClause, type GateMetric, type GateVerdict } from './accuracy-gate.js';
+export { classFolderName, evalOptionsSchema, formatEvalReport, readLabelledImages, runEval, type EvalOptions, type EvalReport, type VersionEvaluation } from './run-eval.js';

@@ -32,25 +32,19 @@ function classificationOutput(model: ModelVersion) {
   return output;
 }
 
-export async function classifyImages(
-  model: ModelVersion,
-  images: readonly Buffer[],
-  options: { topK?: number } = {},
-  context: RequestContext = {},
-): Promise<ClassifyResult> {
+/** The model's one image input and the output it classifies with; refuses a model that has no such pair. */
+function imageClassifier(model: ModelVersion) {
   const [imageInput, ...others] = model.imageInputs;
   if (!imageInput || others.length > 0 || model.config.input.some((input) => input.name !== imageInput && !input.optional)) {
     throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to classify images)`);
   }
-  if (images.length === 0) throw invalidArgument('no images to classify');
-  if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
-    throw invalidArgument(`top_k must be a positive integer, got ${options.topK}`);
-  }
-  const output = classificationOutput(model);
-  const spec = output.postprocess ?? DEFAULT_POSTPROCESSING;
-  const labels = model.labelsOf(output.name);
-  const started = performance.now();
-  const answers = await Promise.all(
+  return { imageInput, output: classificationOutput(model) };
+}
+
+/** Each image as one request on the model's path; its answer holds the classification output, activated. */
+function runImages(model: ModelVersion, images: readonly Buffer[], context: RequestContext) {
+  const { imageInput, output } = imageClassifier(model);
+  return Promise.all(
     images.map((image, index) =>
       model
         .run(
@@ -66,6 +60,35 @@ export async function classifyImages(
         }),
     ),
   );
+}
+
+/** The labels of the output a classifier answers with, in class order; undefined when it has none. */
+export function classLabels(model: ModelVersion): readonly string[] | undefined {
+  return model.labelsOf(imageClassifier(model).output.name);
+}
+
+/** Per image, the scores of every class (after the output's activation: probabilities for softmax): what an evaluation compares. */
+export async function imageScores(model: ModelVersion, images: readonly Buffer[], context: RequestContext = {}): Promise<Float32Array[]> {
+  const { output } = imageClassifier(model);
+  const answers = await runImages(model, images, context);
+  return answers.map(({ outputs }) => Float32Array.from(outputs[output.name].data as ArrayLike<number>));
+}
+
+export async function classifyImages(
+  model: ModelVersion,
+  images: readonly Buffer[],
+  options: { topK?: number } = {},
+  context: RequestContext = {},
+): Promise<ClassifyResult> {
+  const { output } = imageClassifier(model);
+  if (images.length === 0) throw invalidArgument('no images to classify');
+  if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
+    throw invalidArgument(`top_k must be a positive integer, got ${options.topK}`);
+  }
+  const spec = output.postprocess ?? DEFAULT_POSTPROCESSING;
+  const labels = model.labelsOf(output.name);
+  const started = performance.now();
+  const answers = await runImages(model, images, context);
   const results = answers.flatMap(({ outputs }) => classifyRows(outputs[output.name], spec, model.batched, labels, options.topK));
   const sum = (key: keyof RequestTimings) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
   return {

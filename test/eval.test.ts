@@ -1,0 +1,94 @@
+/**
+ * `nereid eval` end to end on real data: Fashion-MNIST test images written as PNG into a folder per
+ * class, two versions of the bundled model (the same weights twice, so they must agree entirely),
+ * the report's figures consistent with each other, and the gate's exit codes.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import sharp from 'sharp';
+import { classFolderName, type EvalReport } from '../src/eval/index.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DATASET = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
+const COUNT = 200;
+const SIDE = 28;
+
+let work: string;
+let repository: string;
+let data: string;
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'nereid-eval-'));
+  repository = join(work, 'models');
+  data = join(work, 'data');
+  const model = join(repository, 'fashion_mnist');
+  await cp(join(ROOT, 'models', 'fashion_mnist'), model, { recursive: true });
+  await cp(join(model, '1'), join(model, '2'), { recursive: true });
+  const labels = (await readFile(join(model, 'labels.txt'), 'utf8')).trim().split('\n');
+  const images = gunzipSync(await readFile(join(DATASET, 't10k-images-idx3-ubyte.gz')));
+  const classes = gunzipSync(await readFile(join(DATASET, 't10k-labels-idx1-ubyte.gz')));
+  for (const label of labels) await mkdir(join(data, classFolderName(label)), { recursive: true });
+  for (let index = 0; index < COUNT; index++) {
+    const pixels = images.subarray(16 + index * SIDE * SIDE, 16 + (index + 1) * SIDE * SIDE);
+    const png = await sharp(pixels, { raw: { width: SIDE, height: SIDE, channels: 1 } }).png().toBuffer();
+    await writeFile(join(data, classFolderName(labels[classes[8 + index]]), `${index}.png`), png);
+  }
+});
+
+after(() => rm(work, { recursive: true, force: true }));
+
+function nereid(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], { cwd: ROOT, timeout: 120_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+const evalArgs = (...more: string[]) => ['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', data, '--versions', '1,2', ...more];
+
+test('two versions scored on real labelled images: consistent figures, full agreement, the gate passes with exit 0', async () => {
+  const { code, stdout, stderr } = await nereid(evalArgs('--json', '--top-k', '3', '--gate', 'agreement>=0.99,accuracy_drop<=0'));
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout) as EvalReport;
+  assert.equal(report.images, COUNT);
+  assert.deepEqual(report.versions.map((version) => version.version), ['1', '2']);
+  for (const { classification } of report.versions) {
+    const total = classification.confusion.flat().reduce((sum, value) => sum + value, 0);
+    const diagonal = classification.confusion.reduce((sum, row, index) => sum + row[index], 0);
+    assert.equal(total, COUNT);
+    assert.equal(classification.top1Accuracy, diagonal / COUNT);
+    assert.ok(classification.topKAccuracy >= classification.top1Accuracy);
+    // The bundled model scores 91.9 % on the whole test set.
+    assert.ok(classification.top1Accuracy > 0.85, `top-1 ${classification.top1Accuracy}`);
+    assert.ok(classification.ece >= 0 && classification.ece < 0.1, `ECE ${classification.ece}`);
+  }
+  assert.equal(report.versions[0].classification.top1Accuracy, report.versions[1].classification.top1Accuracy);
+  assert.equal(report.versions[1].agreement?.top1Agreement, 1);
+  assert.equal(report.versions[1].agreement?.maxAbsDelta, 0);
+  assert.deepEqual(report.gate, { spec: 'agreement>=0.99,accuracy_drop<=0', passed: true, failures: [] });
+});
+
+test('a gate the candidate misses exits 1 and says which clause; the table names every class', async () => {
+  const { code, stdout } = await nereid(evalArgs('--gate', 'accuracy>=0.9999'));
+  assert.equal(code, 1);
+  assert.match(stdout, /gate "accuracy>=0\.9999": FAILED\n  accuracy>=0\.9999: measured accuracy = 0\.\d+/);
+  assert.match(stdout, /\| Ankle boot \| /);
+});
+
+test('a class folder that names no label of the model is refused, naming the labels', async () => {
+  await mkdir(join(data, 'Hat'));
+  try {
+    const { code, stderr } = await nereid(evalArgs());
+    assert.equal(code, 1);
+    assert.match(stderr, /folder\(s\) 'Hat' name no class of the model; its classes: T-shirt_top, Trouser/);
+  } finally {
+    await rm(join(data, 'Hat'), { recursive: true });
+  }
+});
