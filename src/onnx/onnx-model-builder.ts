@@ -127,6 +127,9 @@ message TensorProto {
   optional bytes raw_data = 9;
   repeated double double_data = 10 [packed = true];
   repeated uint64 uint64_data = 11 [packed = true];
+  // Declared so that a reader can tell a tensor kept in an external file (the writer never sets them).
+  repeated StringStringEntryProto external_data = 13;
+  optional int32 data_location = 14;
 }
 
 message TensorShapeProto {
@@ -159,7 +162,8 @@ message OperatorSetIdProto {
 
 // keepCase so the plain objects below can use the official snake_case field names.
 const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
-const ModelProto = root.lookupType('onnx.ModelProto');
+/** ONNX's ModelProto as this subset declares it: what the builder writes and onnx-model-file.ts reads and rewrites. */
+export const ModelProto = root.lookupType('onnx.ModelProto');
 
 export type OnnxElementType =
   | 'float32'

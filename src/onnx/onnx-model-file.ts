@@ -1,0 +1,154 @@
+/**
+ * Reading an ONNX model file into its protobuf message, changing its graph, and writing it back:
+ * the ground a quantizer stands on. The message keeps ONNX's own snake_case field names and int64s
+ * as Long values, so what is not changed is written back as it was read. Fields the schema subset
+ * does not declare (external data, sparse initializers, training info, non-tensor types) would be
+ * lost, so a model that uses them is refused rather than rewritten wrong.
+ */
+import { ModelProto } from './onnx-model-builder.js';
+
+/** An int64 as protobufjs reads it: a number when it fits, else a Long-like pair of 32-bit halves. */
+type Int64 = number | { low: number; high: number; unsigned: boolean };
+
+export interface OnnxTensor {
+  name?: string;
+  dims?: Int64[];
+  data_type?: number;
+  raw_data?: Uint8Array;
+  float_data?: number[];
+  int32_data?: number[];
+  int64_data?: Int64[];
+  [field: string]: unknown;
+}
+
+export interface OnnxAttribute {
+  name?: string;
+  type?: number;
+  f?: number;
+  i?: Int64;
+  t?: OnnxTensor;
+  floats?: number[];
+  ints?: Int64[];
+  [field: string]: unknown;
+}
+
+export interface OnnxNode {
+  input: string[];
+  output: string[];
+  name?: string;
+  op_type?: string;
+  domain?: string;
+  attribute: OnnxAttribute[];
+  [field: string]: unknown;
+}
+
+export interface OnnxGraph {
+  node: OnnxNode[];
+  initializer: OnnxTensor[];
+  [field: string]: unknown;
+}
+
+export interface OnnxModel {
+  graph: OnnxGraph;
+  opset_import: { domain?: string; version?: Int64 }[];
+  [field: string]: unknown;
+}
+
+/** Protobuf wire type 2 (length-delimited) fields whose presence means the subset cannot carry the model. */
+const UNCARRIED_MODEL_FIELDS = new Map([
+  [20, 'training_info'],
+  [25, 'functions'],
+]);
+
+/** Field numbers at the top level of a ModelProto, read from the bytes. */
+function topLevelFields(bytes: Uint8Array): Set<number> {
+  const fields = new Set<number>();
+  let offset = 0;
+  const varint = () => {
+    let value = 0;
+    let shift = 0;
+    for (;;) {
+      const byte = bytes[offset++];
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+      shift += 7;
+    }
+  };
+  while (offset < bytes.length) {
+    const key = varint();
+    const wireType = key % 8;
+    fields.add(Math.floor(key / 8));
+    if (wireType === 0) varint();
+    else if (wireType === 1) offset += 8;
+    else if (wireType === 2) {
+      const length = varint(); // read before adding: `offset += varint()` would add to the offset before the length
+      offset += length;
+    }
+    else if (wireType === 5) offset += 4;
+    else throw new Error(`not an ONNX model: unexpected protobuf wire type ${wireType} at byte ${offset}`);
+  }
+  return fields;
+}
+
+export function readOnnxModel(bytes: Uint8Array): OnnxModel {
+  for (const field of topLevelFields(bytes)) {
+    const name = UNCARRIED_MODEL_FIELDS.get(field);
+    if (name) throw new Error(`the model has ${name}, which Nereid's ONNX reader does not carry; it cannot be rewritten`);
+  }
+  const model = ModelProto.decode(bytes) as unknown as OnnxModel;
+  if (!model.graph) throw new Error('not an ONNX model: it has no graph');
+  for (const tensor of model.graph.initializer) {
+    if (tensor.data_location === 1 || (Array.isArray(tensor.external_data) && tensor.external_data.length > 0)) {
+      throw new Error(`initializer '${tensor.name}' keeps its data in an external file, which Nereid's ONNX reader does not carry`);
+    }
+  }
+  return model;
+}
+
+export function writeOnnxModel(model: OnnxModel): Uint8Array {
+  return ModelProto.encode(model as never).finish();
+}
+
+/** ONNX attribute types of a Constant's value forms that become an initializer. */
+const FLOAT = 1;
+const INT64 = 7;
+
+/**
+ * Constant nodes become initializers (exporters such as Paddle's keep weights in them, where a
+ * quantizer and ONNX Runtime's constant folding look for initializers). Returns how many moved; a
+ * Constant whose value form has no tensor equivalent here (sparse, strings) stays a node.
+ */
+export function constantsToInitializers(model: OnnxModel): number {
+  const kept: OnnxNode[] = [];
+  let moved = 0;
+  for (const node of model.graph.node) {
+    const tensor = node.op_type === 'Constant' && (node.domain ?? '') === '' ? constantTensor(node) : undefined;
+    if (!tensor) {
+      kept.push(node);
+      continue;
+    }
+    model.graph.initializer.push({ ...tensor, name: node.output[0] });
+    moved += 1;
+  }
+  model.graph.node = kept;
+  return moved;
+}
+
+function constantTensor(node: OnnxNode): OnnxTensor | undefined {
+  if (node.attribute.length !== 1) return undefined;
+  const [attribute] = node.attribute;
+  switch (attribute.name) {
+    case 'value':
+      return attribute.t;
+    case 'value_float':
+      return { dims: [], data_type: FLOAT, float_data: [attribute.f ?? 0] };
+    case 'value_floats':
+      return { dims: [attribute.floats?.length ?? 0], data_type: FLOAT, float_data: attribute.floats ?? [] };
+    case 'value_int':
+      return { dims: [], data_type: INT64, int64_data: [attribute.i ?? 0] };
+    case 'value_ints':
+      return { dims: [attribute.ints?.length ?? 0], data_type: INT64, int64_data: attribute.ints ?? [] };
+    default:
+      return undefined;
+  }
+}
