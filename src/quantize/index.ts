@@ -1,3 +1,4 @@
-/** The quantizer's public surface (so far: the int8 arithmetic it writes into models, and calibration of activation ranges). */
+/** The quantizer's public surface (so far: the int8 arithmetic, calibration of activation ranges, static QDQ rewriting). */
 export { dequantizeUint8, percentileRange, quantizePerChannelSymmetric, quantizeUint8, roundHalfToEven, uint8Params, type PerChannelInt8, type Uint8Params } from './int8-arithmetic.js';
 export { calibrateRanges, exposingTensors, type CalibrationOptions, type RangeMethod } from './calibration.js';
+export { quantizeStaticQdq, type StaticQuantization } from './static-qdq.js';

@@ -1,0 +1,160 @@
+/**
+ * Static int8 quantization in ONNX's QDQ form: each Conv, MatMul and Gemm gets its weight as int8
+ * per output channel behind a DequantizeLinear, its bias as int32 at the product of the input's and
+ * the weight's scales, and its float input and output wrapped in QuantizeLinear → DequantizeLinear
+ * pairs with uint8 parameters from calibrated ranges. The file stays portable ONNX that computes in
+ * float anywhere; ONNX Runtime's graph optimizer (level extended and above) fuses each
+ * DQ → op → Q group into an integer kernel (QLinearConv, QLinearMatMul, QGemm).
+ */
+import type { OnnxModel, OnnxNode, OnnxTensor } from '../onnx/onnx-model-file.js';
+import { quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type Uint8Params } from './int8-arithmetic.js';
+
+const FLOAT = 1;
+const UINT8 = 2;
+const INT8 = 3;
+const INT32 = 6;
+
+/** Ops quantized, and which of their weight's axes holds the output channels. */
+function weightAxis(node: OnnxNode): number | undefined {
+  if (node.op_type === 'Conv') return 0;
+  if (node.op_type === 'MatMul') return 1;
+  if (node.op_type === 'Gemm') {
+    const transB = node.attribute.find((attribute) => attribute.name === 'transB');
+    return Number(transB?.i ?? 0) === 1 ? 0 : 1;
+  }
+  return undefined;
+}
+
+const toNumber = (value: unknown) => Number(typeof value === 'object' && value !== null ? (value as { toString(): string }).toString() : value);
+
+function dimsOf(tensor: OnnxTensor): number[] {
+  return (tensor.dims ?? []).map(toNumber);
+}
+
+function floatsOf(tensor: OnnxTensor): Float32Array {
+  if (tensor.data_type !== FLOAT) throw new Error(`tensor '${tensor.name}' is not float32`);
+  if (tensor.raw_data && tensor.raw_data.length > 0) {
+    const raw = tensor.raw_data;
+    return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  }
+  return Float32Array.from(tensor.float_data ?? []);
+}
+
+function rawTensor(name: string, dataType: number, dims: number[], data: ArrayBufferView): OnnxTensor {
+  return { name, data_type: dataType, dims, raw_data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
+}
+
+export interface StaticQuantization {
+  /** Nodes quantized, by name (or op type and index). */
+  quantized: string[];
+  /** Nodes left in float, and why. */
+  skipped: { node: string; reason: string }[];
+}
+
+/**
+ * Rewrites the model in place. `ranges`: the calibrated range of every float tensor that is a
+ * quantized node's input or output. `exclude`: node names to keep in float (what an accuracy
+ * search decides).
+ */
+export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, { min: number; max: number }>, exclude: ReadonlySet<string> = new Set()): StaticQuantization {
+  const graph = model.graph;
+  const initializers = new Map(graph.initializer.map((tensor) => [tensor.name!, tensor]));
+  const result: StaticQuantization = { quantized: [], skipped: [] };
+  const added: OnnxNode[] = [];
+  /** Activation tensors already wrapped: original name → its dequantized stand-in and parameters. */
+  const wrapped = new Map<string, { dequantized: string; params: Uint8Params }>();
+  const activationParams = (name: string) => {
+    const range = ranges.get(name);
+    if (!range) throw new Error(`no calibrated range for tensor '${name}'`);
+    return uint8Params(range.min, range.max);
+  };
+  const addQdq = (source: string, target: string, params: Uint8Params) => {
+    graph.initializer.push(rawTensor(`${source}_scale`, FLOAT, [], Float32Array.of(params.scale)), rawTensor(`${source}_zero_point`, UINT8, [], Uint8Array.of(params.zeroPoint)));
+    added.push(
+      { op_type: 'QuantizeLinear', name: `${source}_QuantizeLinear`, input: [source, `${source}_scale`, `${source}_zero_point`], output: [`${source}_quantized`], attribute: [] },
+      { op_type: 'DequantizeLinear', name: `${source}_DequantizeLinear`, input: [`${source}_quantized`, `${source}_scale`, `${source}_zero_point`], output: [target], attribute: [] },
+    );
+  };
+  const rewritten: OnnxNode[] = [];
+  for (const [index, node] of graph.node.entries()) {
+    const label = node.name || `${node.op_type}_${index}`;
+    const axis = weightAxis(node);
+    const weight = axis === undefined ? undefined : initializers.get(node.input[1]);
+    if (axis === undefined || (node.domain ?? '') !== '') {
+      rewritten.push(node);
+      continue;
+    }
+    if (exclude.has(label)) {
+      result.skipped.push({ node: label, reason: 'excluded' });
+      rewritten.push(node);
+      continue;
+    }
+    if (!weight || weight.data_type !== FLOAT) {
+      result.skipped.push({ node: label, reason: 'its weight is not a float initializer' });
+      rewritten.push(node);
+      continue;
+    }
+    // The input, wrapped once however many nodes read it.
+    const input = node.input[0];
+    let inputQdq = wrapped.get(input);
+    if (!inputQdq) {
+      inputQdq = { dequantized: `${input}_dequantized`, params: activationParams(input) };
+      addQdq(input, inputQdq.dequantized, inputQdq.params);
+      wrapped.set(input, inputQdq);
+    }
+    // The weight: int8 per output channel.
+    const dims = dimsOf(weight);
+    const { values, scales } = quantizePerChannelSymmetric(floatsOf(weight), dims, axis);
+    const w = node.input[1];
+    graph.initializer.push(
+      rawTensor(`${w}_quantized`, INT8, dims, values),
+      rawTensor(`${w}_scale`, FLOAT, [scales.length], scales),
+      rawTensor(`${w}_zero_point`, INT8, [scales.length], new Int8Array(scales.length)),
+    );
+    const axisAttribute = { name: 'axis', type: 2, i: axis };
+    added.push({ op_type: 'DequantizeLinear', name: `${w}_DequantizeLinear`, input: [`${w}_quantized`, `${w}_scale`, `${w}_zero_point`], output: [`${w}_dequantized`], attribute: [axisAttribute] });
+    const inputs = [inputQdq.dequantized, `${w}_dequantized`, ...node.input.slice(2)];
+    // The bias (Conv, Gemm): int32 at input scale × weight scale per channel, as the integer kernels take it.
+    const biasName = node.input[2];
+    const bias = biasName ? initializers.get(biasName) : undefined;
+    if (bias && bias.data_type === FLOAT && dimsOf(bias).length === 1) {
+      const biasScales = scales.map((scale) => Math.fround(scale * inputQdq!.params.scale));
+      const quantizedBias = Int32Array.from(floatsOf(bias), (value, channel) => roundHalfToEven(value / biasScales[channel]));
+      graph.initializer.push(
+        rawTensor(`${biasName}_quantized`, INT32, [quantizedBias.length], quantizedBias),
+        rawTensor(`${biasName}_scale`, FLOAT, [biasScales.length], biasScales),
+        rawTensor(`${biasName}_zero_point`, INT32, [biasScales.length], new Int32Array(biasScales.length)),
+      );
+      added.push({ op_type: 'DequantizeLinear', name: `${biasName}_DequantizeLinear`, input: [`${biasName}_quantized`, `${biasName}_scale`, `${biasName}_zero_point`], output: [`${biasName}_dequantized`], attribute: [{ name: 'axis', type: 2, i: 0 }] });
+      inputs[2] = `${biasName}_dequantized`;
+    }
+    // The output: computed under a new name, quantized, and dequantized back under its own, so its readers are unchanged.
+    const output = node.output[0];
+    const outputParams = activationParams(output);
+    addQdq(`${output}_float`, output, outputParams);
+    wrapped.set(output, { dequantized: output, params: outputParams });
+    rewritten.push({ ...node, input: inputs, output: [`${output}_float`, ...node.output.slice(1)] });
+    result.quantized.push(label);
+  }
+  // ONNX wants nodes in topological order: each added node goes right before the first node that reads what it makes.
+  graph.node = topologicalOrder([...added, ...rewritten], new Set([...graph.initializer.map((tensor) => tensor.name!), ...((graph as { input?: { name?: string }[] }).input ?? []).map((input) => input.name!)]));
+  return result;
+}
+
+/** The nodes ordered so that every input is made before it is read (Kahn's algorithm, stable). */
+function topologicalOrder(nodes: OnnxNode[], available: Set<string>): OnnxNode[] {
+  const ordered: OnnxNode[] = [];
+  let pending = nodes;
+  while (pending.length > 0) {
+    const next: OnnxNode[] = [];
+    for (const node of pending) {
+      if (node.input.every((input) => input === '' || available.has(input))) {
+        ordered.push(node);
+        for (const output of node.output) available.add(output);
+      } else next.push(node);
+    }
+    if (next.length === pending.length) throw new Error(`the graph has inputs nothing makes: ${next[0].input.filter((input) => !available.has(input)).join(', ')}`);
+    pending = next;
+  }
+  return ordered;
+}
