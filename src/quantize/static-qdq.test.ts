@@ -55,6 +55,7 @@ test('two convolutions quantized to QDQ are fused by ONNX Runtime into QLinearCo
   const ranges = await calibrateRanges(model, ['x', 'c1', 'r1', 'y'], samples, { method: { kind: 'minmax' } });
   const report = quantizeStaticQdq(model, ranges);
   assert.deepEqual(report, { quantized: ['conv1', 'conv2'], skipped: [] });
+  assert.ok(!model.graph.initializer.some((tensor) => ['w1', 'b1', 'w2', 'b2'].includes(tensor.name!)), 'the float weights are gone');
   const quantized = writeOnnxModel(model);
   const dir = await mkdtemp(join(tmpdir(), 'nereid-qdq-'));
   try {

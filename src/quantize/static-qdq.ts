@@ -138,6 +138,10 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
   }
   // ONNX wants nodes in topological order: each added node goes right before the first node that reads what it makes.
   graph.node = topologicalOrder([...added, ...rewritten], new Set([...graph.initializer.map((tensor) => tensor.name!), ...((graph as { input?: { name?: string }[] }).input ?? []).map((input) => input.name!)]));
+  // The float weights and biases replaced by their int8 and int32 forms go, or the file would grow.
+  const read = new Set(graph.node.flatMap((node) => node.input));
+  for (const output of (graph as { output?: { name?: string }[] }).output ?? []) read.add(output.name!);
+  graph.initializer = graph.initializer.filter((tensor) => read.has(tensor.name!));
   return result;
 }
 
