@@ -5,19 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
-import sharp from 'sharp';
 import { classFolderName, type EvalReport } from '../src/eval/index.js';
+import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const DATASET = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const COUNT = 200;
-const SIDE = 28;
 
 let work: string;
 let repository: string;
@@ -31,14 +28,7 @@ before(async () => {
   await cp(join(ROOT, 'models', 'fashion_mnist'), model, { recursive: true });
   await cp(join(model, '1'), join(model, '2'), { recursive: true });
   const labels = (await readFile(join(model, 'labels.txt'), 'utf8')).trim().split('\n');
-  const images = gunzipSync(await readFile(join(DATASET, 't10k-images-idx3-ubyte.gz')));
-  const classes = gunzipSync(await readFile(join(DATASET, 't10k-labels-idx1-ubyte.gz')));
-  for (const label of labels) await mkdir(join(data, classFolderName(label)), { recursive: true });
-  for (let index = 0; index < COUNT; index++) {
-    const pixels = images.subarray(16 + index * SIDE * SIDE, 16 + (index + 1) * SIDE * SIDE);
-    const png = await sharp(pixels, { raw: { width: SIDE, height: SIDE, channels: 1 } }).png().toBuffer();
-    await writeFile(join(data, classFolderName(labels[classes[8 + index]]), `${index}.png`), png);
-  }
+  await writeFashionMnistPngs(data, 't10k', COUNT, (label) => classFolderName(labels[label]));
 });
 
 after(() => rm(work, { recursive: true, force: true }));

@@ -62,7 +62,7 @@ export async function calibrateRanges(
   feeds: Iterable<Record<string, ort.Tensor>> | AsyncIterable<Record<string, ort.Tensor>>,
   options: CalibrationOptions,
 ): Promise<Map<string, { min: number; max: number }>> {
-  const session = await ort.InferenceSession.create(exposingTensors(model, names));
+  const session = await ort.InferenceSession.create(exposingTensors(model, names), { logSeverityLevel: 3 });
   const minmax = new Map(names.map((name) => [name, { min: Infinity, max: -Infinity }]));
   const samples = options.method.kind === 'percentile' ? new Map(names.map((name) => [name, new ValueSample(options.sampleSize ?? 200_000)])) : undefined;
   let runs = 0;

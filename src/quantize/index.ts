@@ -2,3 +2,4 @@
 export { dequantizeUint8, percentileRange, quantizePerChannelSymmetric, quantizeUint8, roundHalfToEven, uint8Params, type PerChannelInt8, type Uint8Params } from './int8-arithmetic.js';
 export { calibrateRanges, exposingTensors, type CalibrationOptions, type RangeMethod } from './calibration.js';
 export { quantizeStaticQdq, type StaticQuantization } from './static-qdq.js';
+export { quantizeOptionsSchema, runQuantize, type QuantizeOptions, type QuantizeReport } from './run-quantize.js';

@@ -1,0 +1,64 @@
+/**
+ * `nereid quantize` end to end on real data: the bundled Fashion-MNIST model calibrated on training
+ * images through its own pre-processing, written as version 2 beside version 1 with its report,
+ * then checked against version 1 by `nereid eval` on test images — the workflow docs/eval.md and
+ * issue 13 describe.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { classFolderName } from '../src/eval/index.js';
+import { writeFashionMnistPngs } from './support/fashion-mnist.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+let work: string;
+let repository: string;
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'nereid-quantize-'));
+  repository = join(work, 'models');
+  await cp(join(ROOT, 'models', 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
+  const labels = (await readFile(join(repository, 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
+  await writeFashionMnistPngs(join(work, 'calibration'), 'train', 150);
+  await writeFashionMnistPngs(join(work, 'test'), 't10k', 300, (label) => classFolderName(labels[label]));
+});
+
+after(() => rm(work, { recursive: true, force: true }));
+
+function nereid(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], { cwd: ROOT, timeout: 180_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test('quantize writes a smaller int8 version beside the original with its report, and eval finds it agreeing', async () => {
+  const quantized = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--json']);
+  assert.equal(quantized.code, 0, quantized.stderr);
+  const report = JSON.parse(quantized.stdout);
+  assert.equal(report.outputVersion, '2');
+  assert.deepEqual(report.floatNodes, []);
+  assert.equal(report.quantizedNodes.length, 3, 'two convolutions and the classifier');
+  assert.equal(report.calibration.images + report.calibration.heldOut, 150);
+  assert.ok(report.sizes.ratio < 0.3, `size ratio ${report.sizes.ratio}`);
+  assert.ok(report.agreement.top1 >= 0.9, `held-out agreement ${report.agreement.top1}`);
+  const written = JSON.parse(await readFile(join(repository, 'fashion_mnist', '2', 'quantization.json'), 'utf8'));
+  assert.equal(written.method, 'static');
+  assert.equal(written.calibration.sha256, report.calibration.sha256);
+  assert.equal((await readFile(join(repository, 'fashion_mnist', '2', 'model.onnx'))).length, report.sizes.int8Bytes);
+
+  const evaluated = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', join(work, 'test'), '--versions', '1,2', '--json', '--gate', 'agreement>=0.97,accuracy_drop<=0.02']);
+  assert.equal(evaluated.code, 0, evaluated.stdout + evaluated.stderr);
+  const comparison = JSON.parse(evaluated.stdout);
+  assert.ok(comparison.versions[1].sizeBytes < comparison.versions[0].sizeBytes * 0.3);
+  assert.equal(comparison.gate.passed, true);
+
+  const again = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--output-version', '2']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /version 2 of 'fashion_mnist' exists already/);
+});
