@@ -395,7 +395,7 @@ program
         `calibration: ${report.calibration.images} images (${report.calibration.ranges}), ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
         `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
         `size: ${report.sizes.fp32Bytes} -> ${report.sizes.int8Bytes} bytes (${report.sizes.ratio.toFixed(3)}x)`,
-        `held-out agreement: top-1 ${(report.agreement.top1 * 100).toFixed(2)} %, largest score delta ${report.agreement.maxAbsDelta.toFixed(4)}`,
+        `held-out agreement: top-1 ${(report.agreement.top1 * 100).toFixed(2)} %, largest delta of the raw output ${report.agreement.maxAbsDelta.toFixed(4)}`,
         `ms per image (batch 1, 1 thread): fp32 ${report.msPerImage.fp32.toFixed(3)}, int8 ${report.msPerImage.int8.toFixed(3)} (${report.msPerImage.speedup.toFixed(2)}x)`,
       ].join('\n'),
     );

@@ -101,7 +101,7 @@ export interface QuantizeReport {
   quantizedNodes: string[];
   floatNodes: { node: string; reason: string }[];
   sizes: { fp32Bytes: number; int8Bytes: number; ratio: number };
-  /** On the held-out images, through the model's first output. */
+  /** On the held-out images, of the model's first output as the ONNX file computes it (before any activation the config declares). */
   agreement: { top1: number; maxAbsDelta: number };
   msPerImage: { fp32: number; int8: number; speedup: number };
 }
@@ -122,7 +122,8 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   try {
     await server.start();
     await server.loadModel(settings.model);
-    config = server.model(settings.model, sourceVersion).config;
+    // The config is the model's, whichever version its policy loaded; it decides the pre-processing and file name.
+    config = server.model(settings.model).config;
   } finally {
     await server.close();
   }
