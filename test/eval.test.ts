@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -49,7 +49,8 @@ test('two versions scored on real labelled images: consistent figures, full agre
   const report = JSON.parse(stdout) as EvalReport;
   assert.equal(report.images, COUNT);
   assert.deepEqual(report.versions.map((version) => version.version), ['1', '2']);
-  for (const { classification } of report.versions) {
+  for (const version of report.versions) {
+    const classification = version.classification!;
     const total = classification.confusion.flat().reduce((sum, value) => sum + value, 0);
     const diagonal = classification.confusion.reduce((sum, row, index) => sum + row[index], 0);
     assert.equal(total, COUNT);
@@ -59,7 +60,7 @@ test('two versions scored on real labelled images: consistent figures, full agre
     assert.ok(classification.top1Accuracy > 0.85, `top-1 ${classification.top1Accuracy}`);
     assert.ok(classification.ece >= 0 && classification.ece < 0.1, `ECE ${classification.ece}`);
   }
-  assert.equal(report.versions[0].classification.top1Accuracy, report.versions[1].classification.top1Accuracy);
+  assert.equal(report.versions[0].classification!.top1Accuracy, report.versions[1].classification!.top1Accuracy);
   assert.equal(report.versions[1].agreement?.top1Agreement, 1);
   assert.equal(report.versions[1].agreement?.maxAbsDelta, 0);
   assert.deepEqual(report.gate, { spec: 'agreement>=0.99,accuracy_drop<=0', passed: true, failures: [] });
@@ -70,6 +71,22 @@ test('a gate the candidate misses exits 1 and says which clause; the table names
   assert.equal(code, 1);
   assert.match(stdout, /gate "accuracy>=0\.9999": FAILED\n  accuracy>=0\.9999: measured accuracy = 0\.\d+/);
   assert.match(stdout, /\| Ankle boot \| /);
+});
+
+test('images without class folders are compared by agreement alone; a gate on accuracy then fails as not measured', async () => {
+  const unlabelled = join(work, 'unlabelled');
+  await mkdir(unlabelled);
+  for (const folder of (await readdir(data)).slice(0, 3)) {
+    for (const file of await readdir(join(data, folder))) await cp(join(data, folder, file), join(unlabelled, `${folder}-${file}`));
+  }
+  const images = (await readdir(unlabelled)).length;
+  const { code, stdout } = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', unlabelled, '--versions', '1,2', '--json', '--gate', 'agreement>=0.99,accuracy_drop<=0']);
+  assert.equal(code, 1);
+  const report = JSON.parse(stdout) as EvalReport;
+  assert.equal(report.images, images);
+  assert.ok(report.versions.every((version) => version.classification === undefined));
+  assert.equal(report.versions[1].agreement?.top1Agreement, 1);
+  assert.deepEqual(report.gate?.failures, ["accuracy_drop<=0: accuracy_drop was not measured (reference's top-1 accuracy minus the candidate's (needs labels))"]);
 });
 
 test('a class folder that names no label of the model is refused, naming the labels', async () => {

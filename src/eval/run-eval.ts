@@ -33,7 +33,8 @@ const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.bm
 export interface LabelledImages {
   /** Class names, in the model's label order. */
   classes: readonly string[];
-  files: { path: string; label: number }[];
+  /** `label` absent: an unlabelled data set (images directly in the folder), judged by agreement alone. */
+  files: { path: string; label?: number }[];
 }
 
 /** The folder a class's images go in: its label, with '/' (which no folder name can hold) written as '_'. */
@@ -43,8 +44,14 @@ export function classFolderName(label: string): string {
 
 /** The images of a class-per-folder data set, each labelled with the class its folder names (by label, see classFolderName, or by index). */
 export async function readLabelledImages(dir: string, labels: readonly string[]): Promise<LabelledImages> {
-  const folders = (await readdir(dir, { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort();
-  if (folders.length === 0) throw new Error(`--data ${dir} has no sub-folders; put each class's images in a folder named as its label`);
+  const entries = await readdir(dir, { withFileTypes: true });
+  const folders = entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort();
+  if (folders.length === 0) {
+    // No class folders: images without labels, which versions can still be compared on.
+    const unlabelled = entries.filter((entry) => entry.isFile() && IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase())).map((entry) => ({ path: join(dir, entry.name) }));
+    if (unlabelled.length === 0) throw new Error(`--data ${dir} has neither class sub-folders nor images; put each class's images in a folder named as its label`);
+    return { classes: labels, files: unlabelled.sort((a, b) => a.path.localeCompare(b.path)) };
+  }
   const byFolder = new Map(labels.map((label, index) => [classFolderName(label), index]));
   const classOf = (folder: string) => byFolder.get(folder) ?? (/^\d+$/.test(folder) && Number(folder) < labels.length ? Number(folder) : undefined);
   const unknown = folders.filter((folder) => classOf(folder) === undefined);
@@ -64,7 +71,8 @@ export interface VersionEvaluation {
   version: string;
   /** Bytes of its model file. */
   sizeBytes: number;
-  classification: ClassificationReport;
+  /** Against the labels; absent for unlabelled data. */
+  classification?: ClassificationReport;
   /** Against the first version; absent for the first. */
   agreement?: AgreementReport;
   imagesPerSecond: number;
@@ -105,7 +113,8 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     if (!labels) throw new Error(`model '${settings.model}' has no labels file on its classification output; eval names classes by their labels`);
     const data = await readLabelledImages(settings.data, labels);
     const images = await Promise.all(data.files.map((file) => readFile(file.path)));
-    const truth = data.files.map((file) => file.label);
+    const labelled = data.files.every((file) => file.label !== undefined);
+    const truth = data.files.map((file) => file.label ?? -1);
     const evaluations: VersionEvaluation[] = [];
     let reference: Float32Array[] | undefined;
     for (const version of versions) {
@@ -117,7 +126,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       evaluations.push({
         version,
         sizeBytes: (await stat(join(settings.modelRepository, settings.model, version, model.config.default_model_filename ?? 'model.onnx'))).size,
-        classification: evaluateClassification(scores, truth, { classes: labels.length, topK: settings.topK }),
+        classification: labelled ? evaluateClassification(scores, truth, { classes: labels.length, topK: settings.topK }) : undefined,
         agreement: reference ? compareScores(reference, scores) : undefined,
         imagesPerSecond: images.length / seconds,
       });
@@ -133,18 +142,22 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
 
 /** The figures a gate judges: the last version's, and its differences from the first. */
 function gateFigures(evaluations: readonly VersionEvaluation[]): Partial<Record<GateMetric, number>> {
-  const first = evaluations[0].classification;
   const last = evaluations[evaluations.length - 1];
+  const agreement = {
+    // A version against itself agrees entirely.
+    agreement: last.agreement?.top1Agreement ?? 1,
+    max_abs_delta: last.agreement?.maxAbsDelta ?? 0,
+  };
+  const first = evaluations[0].classification;
   const candidate = last.classification;
+  if (!first || !candidate) return agreement;
   return {
+    ...agreement,
     accuracy: candidate.top1Accuracy,
     accuracy_drop: first.top1Accuracy - candidate.top1Accuracy,
     top_k_accuracy: candidate.topKAccuracy,
     ece: candidate.ece,
     ece_increase: candidate.ece - first.ece,
-    // A version against itself agrees entirely.
-    agreement: last.agreement?.top1Agreement ?? 1,
-    max_abs_delta: last.agreement?.maxAbsDelta ?? 0,
   };
 }
 
@@ -152,23 +165,26 @@ const percent = (value: number) => (Number.isNaN(value) ? '—' : `${(value * 10
 
 /** The report as a person reads it: one row per version, then the per-class figures and the gate's verdict. */
 export function formatEvalReport(report: EvalReport): string {
-  const lines = [`model ${report.model}: ${report.images} images, ${report.classes.length} classes`, ''];
-  const k = report.versions[0]?.classification.k;
-  lines.push(`| version | size | top-1 | top-${k} | ECE | agreement with v${report.versions[0]?.version} | max score delta | images/s |`, '|---|---:|---:|---:|---:|---:|---:|---:|');
+  const labelled = report.versions[0]?.classification !== undefined;
+  const lines = [`model ${report.model}: ${report.images} images, ${labelled ? `${report.classes.length} classes` : 'unlabelled (agreement only)'}`, ''];
+  const k = report.versions[0]?.classification?.k;
+  lines.push(`| version | size | top-1 | top-${k ?? 'k'} | ECE | agreement with v${report.versions[0]?.version} | max score delta | images/s |`, '|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const evaluation of report.versions) {
     const { classification: c, agreement: a } = evaluation;
     lines.push(
-      `| ${evaluation.version} | ${(evaluation.sizeBytes / 1024).toFixed(0)} KiB | ${percent(c.top1Accuracy)} | ${percent(c.topKAccuracy)} | ${percent(c.ece)} | ${a ? percent(a.top1Agreement) : '—'} | ${a ? a.maxAbsDelta.toFixed(4) : '—'} | ${evaluation.imagesPerSecond.toFixed(1)} |`,
+      `| ${evaluation.version} | ${(evaluation.sizeBytes / 1024).toFixed(0)} KiB | ${percent(c?.top1Accuracy ?? NaN)} | ${percent(c?.topKAccuracy ?? NaN)} | ${percent(c?.ece ?? NaN)} | ${a ? percent(a.top1Agreement) : '—'} | ${a ? a.maxAbsDelta.toFixed(4) : '—'} | ${evaluation.imagesPerSecond.toFixed(1)} |`,
     );
   }
   for (const evaluation of report.versions) {
+    const classification = evaluation.classification;
+    if (!classification) continue;
     lines.push('', `version ${evaluation.version}, per class:`, '| class | precision | recall | support |', '|---|---:|---:|---:|');
-    evaluation.classification.perClass.forEach((metrics, index) => {
+    classification.perClass.forEach((metrics, index) => {
       lines.push(`| ${report.classes[index]} | ${percent(metrics.precision)} | ${percent(metrics.recall)} | ${metrics.support} |`);
     });
     const indices = report.classes.map((_, index) => String(index));
     lines.push('', `version ${evaluation.version}, confusion (rows: label, columns: predicted class by index):`, `| label | ${indices.join(' | ')} |`, `|---|${indices.map(() => '---:').join('|')}|`);
-    evaluation.classification.confusion.forEach((row, index) => lines.push(`| ${index} ${report.classes[index]} | ${row.join(' | ')} |`));
+    classification.confusion.forEach((row, index) => lines.push(`| ${index} ${report.classes[index]} | ${row.join(' | ')} |`));
   }
   if (report.gate) {
     lines.push('', report.gate.passed ? `gate "${report.gate.spec}": PASSED` : `gate "${report.gate.spec}": FAILED`);
