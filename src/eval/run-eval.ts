@@ -8,6 +8,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { IMAGE_EXTENSIONS } from '../jobs/input-source.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
@@ -28,7 +29,6 @@ export const evalOptionsSchema = z.object({
 
 export type EvalOptions = z.input<typeof evalOptionsSchema>;
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.bmp', '.tif', '.tiff']);
 
 export interface LabelledImages {
   /** Class names, in the model's label order. */

@@ -8,11 +8,12 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { compareScores } from '../eval/classification-metrics.js';
+import { openInput } from '../jobs/input-source.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { createServer } from '../server/create-server.js';
@@ -39,14 +40,18 @@ export const quantizeOptionsSchema = z.object({
 
 export type QuantizeOptions = z.input<typeof quantizeOptionsSchema>;
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.bmp', '.tif', '.tiff']);
-
-async function imageFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  return entries
-    .filter((entry) => entry.isFile() && IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase()))
-    .map((entry) => join(entry.parentPath, entry.name))
-    .sort();
+/** Encoded calibration images from a batch job's image folder (sub-folders included), at most `limit`. */
+async function calibrationImages(path: string, limit: number): Promise<Buffer[]> {
+  const source = await openInput(path);
+  if (source.format !== 'images') throw new Error(`--calibration ${path}: a folder of images is needed; ${source.format} calibration is not supported yet`);
+  const images: Buffer[] = [];
+  for await (const record of source.records()) {
+    if (images.length >= limit) break;
+    const loaded = await record.load();
+    if (!loaded.image) throw new Error(`--calibration ${path}: ${loaded.id}: ${loaded.error ?? 'no image'}`);
+    images.push(loaded.image);
+  }
+  return images;
 }
 
 async function versionFolders(modelDir: string): Promise<number[]> {
@@ -132,19 +137,18 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   if (!preprocessor || !imageInput || others.length > 0 || config.input.length !== 1) {
     throw new Error(`model '${settings.model}' does not take a single image input with preprocess.image; calibration from images needs one`);
   }
-  const files = (await imageFiles(settings.calibration)).slice(0, settings.maxImages);
-  if (files.length < 5) throw new Error(`--calibration ${settings.calibration}: ${files.length} image(s); calibration needs at least 5`);
+  const images = await calibrationImages(settings.calibration, settings.maxImages);
+  if (images.length < 5) throw new Error(`--calibration ${settings.calibration}: ${images.length} image(s); calibration needs at least 5`);
   const digest = createHash('sha256');
   const feeds: Record<string, ort.Tensor>[] = [];
-  for (const file of files) {
-    const bytes = await readFile(file);
+  for (const bytes of images) {
     digest.update(createHash('sha256').update(bytes).digest());
     const tensors = await preprocessor.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [bytes] } });
     const tensor = tensors[imageInput];
     const shape = config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape];
     feeds.push({ [imageInput]: new ort.Tensor('float32', tensor.data as Float32Array, shape) });
   }
-  const heldOut = Math.max(1, Math.round(files.length * settings.holdOut));
+  const heldOut = Math.max(1, Math.round(images.length * settings.holdOut));
   const calibrationFeeds = feeds.slice(0, feeds.length - heldOut);
   const evaluationFeeds = feeds.slice(feeds.length - heldOut);
 
