@@ -4,13 +4,13 @@
  * the report's figures consistent with each other, and the gate's exit codes.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { classFolderName, type EvalReport } from '../src/eval/index.js';
+import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -33,13 +33,7 @@ before(async () => {
 
 after(() => rm(work, { recursive: true, force: true }));
 
-function nereid(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], { cwd: ROOT, timeout: 120_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const nereid = (args: string[]) => runCli(args, 120_000);
 
 const evalArgs = (...more: string[]) => ['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', data, '--versions', '1,2', ...more];
 

@@ -5,13 +5,13 @@
  * issue 13 describe.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { classFolderName } from '../src/eval/index.js';
+import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -29,13 +29,7 @@ before(async () => {
 
 after(() => rm(work, { recursive: true, force: true }));
 
-function nereid(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], { cwd: ROOT, timeout: 180_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const nereid = (args: string[]) => runCli(args, 180_000);
 
 test('quantize writes a smaller int8 version beside the original with its report, and eval finds it agreeing', async () => {
   const quantized = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--json']);

@@ -5,12 +5,8 @@
  * that name the flag and file at fault; and `nereid serve` / `nereid classify --tls-ca` end to end.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
@@ -20,10 +16,10 @@ import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
 import { smallCnnModel, writeModel } from '../src/onnx/test-models.js';
+import { freePort, runCli, serveChild, stopChild, type ServedChild } from './support/cli-server.js';
 import { makeTestCertificates, type Issued, type TestCertificates } from './support/tls-certificates.js';
 import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { Client } = loadInferenceProto();
 type InferenceClient = grpc.Client & Record<string, Function>;
 
@@ -217,52 +213,11 @@ describe('reading the certificate files at start', () => {
 // ---------------------------------------------------------------------------------------------
 // The command line, end to end.
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-/** A loopback port nothing listens on right now (for gRPC, where port 0 means "off"). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-    probe.on('error', reject);
-  });
-}
-
-interface Served {
-  child: ChildProcess;
-  httpUrl: string;
-  metricsUrl: string;
-}
-
-/** Starts `nereid serve` and waits for its "server ready" line, collecting the ports it logged. */
-function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    let httpUrl = '';
-    let metricsUrl = '';
-    child.once('exit', (code) => reject(new Error(`nereid serve exited with ${code} before it was ready: ${stderr}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const message = (JSON.parse(line) as { msg: string }).msg;
-      httpUrl = /^HTTP \(KServe V2\) listening on (\S+)/.exec(message)?.[1] ?? httpUrl;
-      metricsUrl = /^Prometheus metrics on (\S+)/.exec(message)?.[1] ?? metricsUrl;
-      if (/^server ready/.test(message)) resolve({ child, httpUrl, metricsUrl });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 describe('nereid serve --tls-* and nereid classify --tls-ca', () => {
   let served: TestServer;
-  let running: Served | undefined;
+  let running: ServedChild | undefined;
   let grpcPort: number;
   let imagePath: string;
 
@@ -278,28 +233,24 @@ describe('nereid serve --tls-* and nereid classify --tls-ca', () => {
     imagePath = join(certificates.dir, 'digit.png');
     await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toFile(imagePath);
     grpcPort = await freePort();
-    running = await serve([
-      '--model-repository', served.repoDir, '--http-port', '0', '--grpc-port', String(grpcPort), '--metrics-port', '0',
+    running = await serveChild(served.repoDir, [
+      '--grpc-port', String(grpcPort), '--metrics-port', '0',
       '--tls-cert', certificates.server.certPath, '--tls-key', certificates.server.keyPath, '--tls-client-ca', certificates.clientCa.certPath,
     ]);
   });
 
   after(async () => {
-    if (running?.child.exitCode === null) {
-      const exited = new Promise((resolve) => running!.child.once('exit', resolve));
-      running.child.kill('SIGTERM');
-      await exited;
-    }
+    if (running) await stopChild(running);
     await served?.close();
   });
 
   test('every port of the served process speaks mutual TLS', async () => {
-    assert.match(running!.httpUrl, /^https:\/\/127\.0\.0\.1:\d+$/);
-    assert.match(running!.metricsUrl, /^https:\/\/127\.0\.0\.1:\d+\/metrics$/);
-    assert.equal((await fetch(`${running!.httpUrl}/v2/health/ready`, { dispatcher: httpsAgent(certificates.client) })).status, 200);
-    await refusal(fetch(`${running!.httpUrl}/v2/health/ready`, { dispatcher: httpsAgent() }));
-    assert.equal((await fetch(running!.metricsUrl, { dispatcher: httpsAgent(certificates.client) })).status, 200);
-    await refusal(fetch(running!.metricsUrl, { dispatcher: httpsAgent() }));
+    assert.match(running!.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(running!.metricsUrl ?? '',  /^https:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    assert.equal((await fetch(`${running!.url}/v2/health/ready`, { dispatcher: httpsAgent(certificates.client) })).status, 200);
+    await refusal(fetch(`${running!.url}/v2/health/ready`, { dispatcher: httpsAgent() }));
+    assert.equal((await fetch(running!.metricsUrl!, { dispatcher: httpsAgent(certificates.client) })).status, 200);
+    await refusal(fetch(running!.metricsUrl!, { dispatcher: httpsAgent() }));
     const client = grpcClient(grpcPort, certificates.client);
     try {
       assert.deepEqual((await grpcCall(client, 'ServerReady', {})).response, { ready: true });

@@ -1,22 +1,31 @@
-/** `nereid serve` as a real child process, for tests of what only a whole process shows (flags, signals, exit). */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
+/** The `nereid` command as a real child process, for tests of what only a whole process shows (flags, signals, exit codes). */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** A port free now (for a child that must be told its port, such as gRPC, whose port 0 means off). */
-export async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
+export { freePort } from './redis-server.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CLI = ['--import', 'tsx', join(ROOT, 'src/cli.ts')];
+
+/** Runs one `nereid` command to its end; `timeoutMs` kills it (default: none). */
+export function runCli(args: string[], timeoutMs = 0): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [...CLI, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
 }
 
 export interface ServedChild {
   child: ChildProcess;
   /** Everything it wrote so far, stdout and stderr. */
   output: () => string;
-  /** Its HTTP base URL, from its "listening on" line. */
+  /** Its HTTP(S) base URL, from its "listening on" line. */
   url: string;
+  /** Its metrics URL, from its "Prometheus metrics on" line, when it serves metrics. */
+  metricsUrl?: string;
   /** Resolves once `text` appears in its output. */
   waitFor: (text: string) => Promise<void>;
   /** Resolves with its exit code once it has exited. */
@@ -25,11 +34,10 @@ export interface ServedChild {
 
 /** Starts `nereid serve` on an ephemeral HTTP port (gRPC off unless the flags say) and waits for its "server ready" line. */
 export async function serveChild(repo: string, flags: string[]): Promise<ServedChild> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', ...flags],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, [...CLI, 'serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', ...flags], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const watchers = new Set<() => void>();
   const collect = (chunk: Buffer) => {
@@ -53,9 +61,10 @@ export async function serveChild(repo: string, flags: string[]): Promise<ServedC
       watch();
     });
   await waitFor('server ready');
-  const url = /HTTP \(KServe V2\) listening on (http:\/\/[^\s"]+)/.exec(output)?.[1];
+  const url = /HTTP \(KServe V2\) listening on (https?:\/\/[^\s"]+)/.exec(output)?.[1];
   if (!url) throw new Error(`no HTTP address in:\n${output}`);
-  return { child, output: () => output, url, waitFor, exited };
+  const metricsUrl = /Prometheus metrics on (https?:\/\/[^\s"]+)/.exec(output)?.[1];
+  return { child, output: () => output, url, metricsUrl, waitFor, exited };
 }
 
 /** SIGTERM, and its exit. */
