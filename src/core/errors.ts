@@ -42,7 +42,10 @@ export const notFound = (message: string) => new NereidError('NOT_FOUND', messag
 export const unavailable = (message: string, cause?: unknown) => new NereidError('UNAVAILABLE', message, { cause });
 /** Refused because the server or a model is full: Triton's answer to a full queue (503, gRPC UNAVAILABLE), with a hint of when to retry. */
 export const overloaded = (message: string, retryAfterMs: number) =>
-  new NereidError('UNAVAILABLE', `${message}; retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, { retryAfterMs });
+  new NereidError('UNAVAILABLE', `${message}; retry in ${retryAfterSeconds(retryAfterMs)} s`, { retryAfterMs });
+
+/** A retry hint in whole seconds, at least 1: what HTTP's Retry-After carries and a refusal's message says. */
+export const retryAfterSeconds = (retryAfterMs: number) => Math.max(1, Math.ceil(retryAfterMs / 1000));
 
 /** HTTP status and gRPC code of each error code (gRPC's numbers are fixed by its spec, so the core needs no gRPC library). */
 const STATUS: Record<ErrorCode, { http: number; grpc: number }> = {

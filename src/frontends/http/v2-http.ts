@@ -9,7 +9,7 @@ import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
 import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
-import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError } from '../../core/errors.js';
+import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError, retryAfterSeconds } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
@@ -89,7 +89,7 @@ function logFailure(request: FastifyRequest, code: string, status: number, reaso
 }
 
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
-  if (error.retryAfterMs !== undefined) reply.header('retry-after', Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
+  if (error.retryAfterMs !== undefined) reply.header('retry-after', retryAfterSeconds(error.retryAfterMs));
   return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: clientMessage(error) });
 }
 
