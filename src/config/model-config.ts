@@ -248,12 +248,12 @@ export type OutputPostprocessing = z.output<typeof outputPostprocessingSchema>;
 export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>;
 export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
 
-/** Validates raw config data; throws an Error whose message lists every problem with its field path. */
-export function describeIssues(error: z.ZodError, prefix = ''): string {
+/** Every problem zod found, each with its field path; `whole` names a problem with the value itself. */
+export function describeIssues(error: z.ZodError, prefix = '', whole = '(config)'): string {
   return error.issues
     .map((issue) => {
       const path = [prefix, ...issue.path].filter((part) => part !== '').join('.');
-      return `${path || '(config)'}: ${issue.message}`;
+      return `${path || whole}: ${issue.message}`;
     })
     .join('; ');
 }

@@ -80,7 +80,7 @@ export class RecordProcessor {
     private readonly options: RecordProcessorOptions,
   ) {
     const model = server.model(options.model, options.version);
-    const metadata = model.metadata([model.version]);
+    const metadata = model.metadata([model]);
     this.model = options.model;
     this.version = model.version;
     this.batched = model.batched;

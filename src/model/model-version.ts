@@ -27,6 +27,40 @@ export interface TensorMetadata {
   shape: number[];
 }
 
+/** What a quantized version's record (quantization.json, written by `nereid quantize`) says it is. */
+export interface QuantizationSummary {
+  /** The record's method, e.g. 'static'. */
+  method: string;
+  /** The method for people, e.g. 'int8 static QDQ'. */
+  description: string;
+  /** The version it was quantized from. */
+  sourceVersion: string;
+  /** Its model file's size over the source version's. */
+  sizeRatio: number;
+}
+
+/**
+ * The V2 model metadata answer. `parameters`, present only when a version it lists is quantized,
+ * follows the protocol's parameters objects (scalar values; MLServer has the same field on this
+ * answer): Triton's clients hand the JSON back as it came, and answers for float models are
+ * unchanged.
+ */
+export interface ModelMetadata {
+  name: string;
+  versions: string[];
+  platform: string;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+  parameters?: {
+    /** The listed versions that are quantized, comma-separated. */
+    quantized_versions: string;
+    /** The rest describe the version this answer describes (inputs, outputs), when it is quantized. */
+    quantization?: string;
+    quantized_from_version?: string;
+    quantized_size_ratio?: number;
+  };
+}
+
 /** What the repository builds for a version when it loads it. */
 export interface ModelVersionParts {
   name: string;
@@ -44,6 +78,10 @@ export interface ModelVersionParts {
   logger: Logger;
   /** The backend carries BYTES only as text (see Backend.bytesAsText). */
   bytesAsText?: boolean;
+  /** Present when the version is a quantized one, from its quantization record. */
+  quantization?: QuantizationSummary;
+  /** Size of the model file it was loaded from. */
+  modelFileBytes?: number;
 }
 
 /** The outputs a request computed, and where its time went. */
@@ -105,18 +143,37 @@ export class ModelVersion {
     return this.parts.labels.get(output);
   }
 
-  metadata(versions: string[]): { name: string; versions: string[]; platform: string; inputs: TensorMetadata[]; outputs: TensorMetadata[] } {
+  /** Present when the version is a quantized one, from its quantization record. */
+  get quantization(): QuantizationSummary | undefined {
+    return this.parts.quantization;
+  }
+
+  /** Size of the model file it was loaded from. */
+  get modelFileBytes(): number | undefined {
+    return this.parts.modelFileBytes;
+  }
+
+  /** The metadata answer describing this version, listing `versions` (this one, or all the model's loaded ones). */
+  metadata(versions: readonly Pick<ModelVersion, 'version' | 'quantization'>[]): ModelMetadata {
     const describe = (tensor: { name: string; data_type: string; dims: number[] }) => ({
       name: tensor.name,
       datatype: datatypeOfConfig(tensor),
       shape: expectedShape(this.clientConfig, tensor),
     });
+    const quantized = versions.filter((listed) => listed.quantization).map((listed) => listed.version);
+    const own = this.quantization;
     return {
       name: this.name,
-      versions,
+      versions: versions.map((listed) => listed.version),
       platform: this.config.platform,
       inputs: this.clientConfig.input.map(describe),
       outputs: this.config.output.map(describe),
+      ...(quantized.length > 0 && {
+        parameters: {
+          quantized_versions: quantized.join(','),
+          ...(own && { quantization: own.description, quantized_from_version: own.sourceVersion, quantized_size_ratio: Number(own.sizeRatio.toFixed(4)) }),
+        },
+      }),
     };
   }
 

@@ -16,6 +16,7 @@ import { compareScores } from '../eval/classification-metrics.js';
 import { openInput } from '../jobs/input-source.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
+import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
 import { calibrateRanges } from './calibration.js';
 import { quantizeStaticQdq } from './static-qdq.js';
@@ -189,7 +190,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   };
   await mkdir(target);
   await writeFile(join(target, config.default_model_filename ?? 'model.onnx'), int8);
-  await writeFile(join(target, 'quantization.json'), `${JSON.stringify({ ...report, path: undefined, created: new Date().toISOString() }, null, 2)}\n`);
+  await writeFile(join(target, QUANTIZATION_RECORD_FILE), `${JSON.stringify({ ...report, path: undefined, created: new Date().toISOString() }, null, 2)}\n`);
   logger.info({ version: outputVersion, bytes: (await stat(join(target, config.default_model_filename ?? 'model.onnx'))).size }, `wrote version ${outputVersion} of '${settings.model}'`);
   return report;
 }

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, BackendInstance, InstanceOptions } from '../backends/backend.js';
@@ -15,7 +16,7 @@ import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig, type Que
 import { allocateTypedArray, elementCount } from '../core/datatype.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
-import { ModelVersion } from '../model/model-version.js';
+import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
@@ -43,6 +44,8 @@ export interface VersionLoadOptions {
   observers?: readonly InferenceObserverFactory[];
   /** Reads a labels file named by the config, relative to the model's folder. */
   readLabels: (filename: string) => Promise<string[]>;
+  /** What the version's quantization record says, when it has one. */
+  quantization?: QuantizationSummary;
 }
 
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
@@ -184,6 +187,8 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     return new ModelVersion({
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
       bytesAsText: backend.bytesAsText,
+      quantization: options.quantization,
+      modelFileBytes: (await stat(options.modelPath)).size,
     });
   } catch (error) {
     await Promise.allSettled(created.map((instance) => instance.release()));

@@ -266,7 +266,7 @@ test('no config: inputs, outputs and max_batch_size come from the ONNX model (dy
       { name: 'OUTPUT1', data_type: 'TYPE_INT32', dims: [16] },
     ],
   );
-  assert.deepEqual(repo.get('simple').metadata(['1']).inputs[0], { name: 'INPUT0', datatype: 'INT32', shape: [-1, 16] });
+  assert.deepEqual(repo.get('simple').metadata([repo.get('simple')]).inputs[0], { name: 'INPUT0', datatype: 'INT32', shape: [-1, 16] });
 });
 
 test('no config on a model with fixed dims: max_batch_size 0 and full dims', async (t) => {
@@ -446,6 +446,58 @@ test('a symlinked model folder that points outside the repository is refused', a
   assert.throws(() => repo.get('escape'), isCode('NOT_FOUND'));
   assert.ok(!(await repo.discover()).includes('escape'));
   await repo.load('real');
+});
+
+// ---------- quantization records ----------
+
+/** What `nereid quantize` writes beside a version it made from version 1, with the fields serving reads. */
+const QUANTIZATION_RECORD = JSON.stringify({
+  model: 'm',
+  sourceVersion: '1',
+  outputVersion: '2',
+  method: 'static',
+  calibration: { images: 40, heldOut: 10, sha256: 'ab'.repeat(32), ranges: 'percentile 99.99' },
+  sizes: { fp32Bytes: 1000, int8Bytes: 283, ratio: 0.283 },
+});
+
+test('a version with a quantization record says so; the others do not, and the model file size is kept per version', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1, 2], 'version_policy: { all: {} }');
+  await writeFile(join(root, 'm', '2', 'quantization.json'), QUANTIZATION_RECORD);
+  await repo.load('m');
+  assert.equal(repo.get('m', '1').quantization, undefined);
+  assert.deepEqual(repo.get('m', '2').quantization, { method: 'static', description: 'int8 static QDQ', sourceVersion: '1', sizeRatio: 0.283 });
+  assert.equal(repo.get('m', '2').modelFileBytes, scaleModel(2).length);
+  const [one, two] = repo.loadedVersions('m');
+  assert.deepEqual(two.metadata([one, two]).parameters, { quantized_versions: '2', quantization: 'int8 static QDQ', quantized_from_version: '1', quantized_size_ratio: 0.283 });
+  assert.deepEqual(one.metadata([one, two]).parameters, { quantized_versions: '2' }, 'the listed versions are named, details only of a quantized one');
+  assert.equal('parameters' in one.metadata([one]), false, 'a float version alone answers as before');
+});
+
+test('a quantization record that does not parse makes its version UNAVAILABLE naming the file; the other versions serve', async (t) => {
+  const { root, repo } = await repository(t);
+  const cases: [string, string, RegExp][] = [
+    ['not JSON', '{"method": "static",', /m\/2\/quantization\.json is not valid JSON: /],
+    ['a field missing', JSON.stringify({ ...JSON.parse(QUANTIZATION_RECORD), sizes: undefined }), /m\/2\/quantization\.json is not a quantization record: sizes: /],
+    ['a wrong type', JSON.stringify({ ...JSON.parse(QUANTIZATION_RECORD), sourceVersion: 1 }), /m\/2\/quantization\.json is not a quantization record: sourceVersion: /],
+    ['too large', JSON.stringify({ ...JSON.parse(QUANTIZATION_RECORD), padding: 'x'.repeat(1024 * 1024) }), /m\/2\/quantization\.json is \d+ bytes; a quantization record is at most 1048576$/],
+  ];
+  await writeVersions(root, 'm', [1, 2], 'version_policy: { all: {} }');
+  for (const [what, record, reason] of cases) {
+    await writeFile(join(root, 'm', '2', 'quantization.json'), record);
+    await repo.load('m');
+    assert.throws(() => repo.get('m', '2'), isCode('UNAVAILABLE', reason), what);
+    assert.equal(await scaleFactor(repo.get('m')), 1, `${what}: version 1 serves`);
+  }
+});
+
+test('a quantization record that links outside the repository is refused', async (t) => {
+  const { root, repo } = await repository(t);
+  const outside = join(scratch, `outside-record-${counter}.json`);
+  await writeFile(outside, QUANTIZATION_RECORD);
+  await writeVersions(root, 'm', [1]);
+  await symlink(outside, join(root, 'm', '1', 'quantization.json'));
+  await assert.rejects(repo.load('m'), isCode('UNAVAILABLE', /quantization record 'quantization\.json' is a link to a file outside the model repository/));
 });
 
 // ---------- lifecycle ----------

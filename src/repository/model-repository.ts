@@ -16,6 +16,7 @@ import type { ModelState, ModelVersion } from '../model/model-version.js';
 import { imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
+import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 
 export interface RepositoryIndexEntry {
   name: string;
@@ -305,7 +306,12 @@ export class ModelRepository {
         const started = performance.now();
         try {
           const filename = config.default_model_filename ?? backend.defaultModelFilename;
-          const modelPath = await containedFile(root, join(folder, version), filename, config.default_model_filename ? 'default_model_filename' : 'model file');
+          const versionFolder = join(folder, version);
+          const modelPath = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file');
+          const recordPath = join(versionFolder, QUANTIZATION_RECORD_FILE);
+          const quantization = (await exists(recordPath))
+            ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath))
+            : undefined;
           const loaded = await loadModelVersion({
             name,
             version,
@@ -319,6 +325,7 @@ export class ModelRepository {
             maxQueueWaitMs: this.options.maxQueueWaitMs,
             observers: this.options.observers,
             responseCacheStore: this.options.responseCacheStore,
+            quantization,
             readLabels: async (file) =>
               (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });

@@ -146,7 +146,7 @@ export class Server {
 
   modelMetadata(name: string, version?: string) {
     const model = this.model(name, version);
-    return model.metadata(version ? [model.version] : this.repository.versionsOf(name));
+    return model.metadata(version ? [model] : this.repository.loadedVersions(name));
   }
 
   modelConfig(name: string, version?: string) {
