@@ -28,7 +28,7 @@ test('a value on a bucket bound counts in that bucket (le is inclusive); above t
 test("counters come from the loaded version's statistics, counted once; histograms are shared by successive loads; cache hits add no queue or compute time", async () => {
   const metrics = new PrometheusMetrics({ processMetrics: false });
   const statistics = new ModelStatistics('m', '1');
-  metrics.attach({ repository: { loadedVersions: () => [{ name: 'm', version: '1', statistics }] } });
+  metrics.attach({ repository: { loadedVersions: () => [{ name: 'm', version: '1', statistics, modelFileBytes: 57_120 }] } });
   // As a model version wires them: its statistics and the metrics' observer watch the same events.
   const first = new ObserverGroup([statistics, metrics.observer('m', '1')]);
   const reloaded = new ObserverGroup([statistics, metrics.observer('m', '1')]);
@@ -50,6 +50,7 @@ test("counters come from the loaded version's statistics, counted once; histogra
   assert.equal(line(text, 'nereid_compute_seconds_total{'), 'nereid_compute_seconds_total{model="m",version="1"} 2');
   assert.equal(line(text, 'nereid_inference_batch_size_bucket{model="m",version="1",le="1"}'), 'nereid_inference_batch_size_bucket{model="m",version="1",le="1"} 0');
   assert.equal(line(text, 'nereid_inference_batch_size_bucket{model="m",version="1",le="2"}'), 'nereid_inference_batch_size_bucket{model="m",version="1",le="2"} 1');
+  assert.equal(line(text, 'nereid_model_file_bytes{'), 'nereid_model_file_bytes{model="m",version="1"} 57120');
   assert.equal(line(text, 'nereid_cost_usd_total'), undefined, 'no price, no dollars');
   assert.equal(line(text, 'process_cpu'), undefined, 'process metrics off');
 });

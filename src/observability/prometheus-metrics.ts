@@ -39,6 +39,8 @@ export interface ObservedVersion {
   >;
   /** Requests waiting in the version's scheduler queue, where the version exposes it. */
   readonly queued?: number;
+  /** Size of the model file the version was loaded from, where the version knows it. */
+  readonly modelFileBytes?: number;
 }
 
 /** The server's repository, as far as the metrics read it. */
@@ -198,6 +200,8 @@ export class PrometheusMetrics {
     gauge('nereid_model_load_duration_seconds', 'How long loading the model version took', (v) =>
       v.statistics.loadNs === undefined ? undefined : v.statistics.loadNs / 1e9,
     );
+    // Beside the cost per inference, the size a quantized version saves, per version.
+    gauge('nereid_model_file_bytes', 'Size of the model file the version was loaded from', (v) => v.modelFileBytes);
 
     this.histogram('nereid_inference_request_duration_seconds', 'End-to-end time of successful requests in the model (validation to answer)', (h) => h.request);
     this.histogram('nereid_inference_queue_duration_seconds', 'Time successful requests waited in the scheduler queue', (h) => h.queue);
