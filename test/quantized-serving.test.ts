@@ -1,0 +1,129 @@
+/**
+ * A quantized version served beside its source (issue 13, "Serving"): the bundled Fashion-MNIST
+ * model quantized for real by runQuantize as version 2, both served under version_policy all over
+ * real HTTP. The metadata names version 2 as quantized and version 1 not, statistics and metrics
+ * are per version with each one's model file size, and a version whose quantization.json is broken
+ * is UNAVAILABLE naming the file while the others serve.
+ */
+import assert from 'node:assert/strict';
+import { appendFile, copyFile, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
+import { runQuantize, type QuantizeReport } from '../src/quantize/run-quantize.js';
+import { writeFashionMnistPngs } from './support/fashion-mnist.js';
+import { startTestServer, type TestServer } from './support/test-server.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const MODEL = 'fashion_mnist';
+const logger = pino({ level: 'silent' });
+
+type Json = Record<string, any>;
+
+let work: string;
+let repository: string;
+let report: QuantizeReport;
+let srv: TestServer;
+let metrics: PrometheusMetrics;
+let listener: MetricsListener;
+let metricsUrl: string;
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'nereid-quantized-serving-'));
+  repository = join(work, 'models');
+  const modelDir = join(repository, MODEL);
+  await cp(join(ROOT, 'models', MODEL), modelDir, { recursive: true });
+  await appendFile(join(modelDir, 'config.yaml'), 'version_policy: { all: {} }\n');
+  await writeFashionMnistPngs(join(work, 'calibration'), 'train', 25);
+  await writeFashionMnistPngs(join(work, 'test'), 't10k', 2);
+  report = await runQuantize({ modelRepository: repository, model: MODEL, calibration: join(work, 'calibration') }, logger);
+  // Version 3: the float model with a record that lost its sizes, as a hand edit or a cut-off copy would leave it.
+  await mkdir(join(modelDir, '3'));
+  await copyFile(join(modelDir, '1', 'model.onnx'), join(modelDir, '3', 'model.onnx'));
+  await writeFile(join(modelDir, '3', 'quantization.json'), JSON.stringify({ method: 'static', sourceVersion: '1' }));
+
+  metrics = new PrometheusMetrics({ processMetrics: false });
+  srv = await startTestServer({ repoDir: repository, server: { logger, observers: [metrics.observer] } });
+  metrics.attach(srv.server);
+  listener = createMetricsListener(metrics);
+  metricsUrl = `http://127.0.0.1:${await listener.listen('127.0.0.1', 0)}/metrics`;
+});
+
+after(async () => {
+  await listener?.close();
+  await srv?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+async function getJson(path: string, status = 200): Promise<Json> {
+  const response = await fetch(`${srv.url}${path}`);
+  const body = await response.json();
+  assert.equal(response.status, status, JSON.stringify(body));
+  return body;
+}
+
+test('the metadata names the quantized version among those it lists, with what it was made from', async () => {
+  assert.equal(report.outputVersion, '2');
+  const parameters = { quantized_versions: '2', quantization: 'int8 static QDQ', quantized_from_version: '1', quantized_size_ratio: Number(report.sizes.ratio.toFixed(4)) };
+  const whole = await getJson(`/v2/models/${MODEL}`);
+  assert.deepEqual(whole.versions, ['1', '2'], 'version 3 did not load');
+  assert.deepEqual(whole.parameters, parameters, 'an unversioned answer describes version 2, the one an unversioned request runs');
+  assert.deepEqual(whole.inputs, [{ name: 'image', datatype: 'BYTES', shape: [-1, 1] }]);
+
+  const two = await getJson(`/v2/models/${MODEL}/versions/2`);
+  assert.deepEqual(two.versions, ['2']);
+  assert.deepEqual(two.parameters, parameters);
+
+  const one = await getJson(`/v2/models/${MODEL}/versions/1`);
+  assert.deepEqual(Object.keys(one).sort(), ['inputs', 'name', 'outputs', 'platform', 'versions'], 'a float version answers with the protocol fields only');
+  assert.deepEqual(one.versions, ['1']);
+});
+
+test('a version whose quantization.json is broken is UNAVAILABLE naming the file; the others serve', async () => {
+  const refused = await getJson(`/v2/models/${MODEL}/versions/3`, 503);
+  assert.match(refused.error, /version 3 is unavailable: fashion_mnist\/3\/quantization\.json is not a quantization record: sizes: /);
+  const index = await (await fetch(`${srv.url}/v2/repository/index`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).json();
+  assert.deepEqual(
+    index.map((row: Json) => [row.version, row.state]),
+    [
+      ['1', 'READY'],
+      ['2', 'READY'],
+      ['3', 'UNAVAILABLE'],
+    ],
+  );
+});
+
+test('statistics and metrics are per version, with each version model file size', async () => {
+  const image = await readFile(join(work, 'test', '0.png'));
+  for (const version of ['1', '2', '2']) {
+    const response = await fetch(`${srv.url}/v2/models/${MODEL}/versions/${version}/classify`, { method: 'POST', body: image, headers: { 'content-type': 'image/png' } });
+    const answer = (await response.json()) as Json;
+    assert.equal(response.status, 200, JSON.stringify(answer));
+    assert.equal(answer.model_version, version);
+  }
+  const stats = await getJson(`/v2/models/${MODEL}/stats`);
+  assert.deepEqual(
+    stats.model_stats.map((entry: Json) => [entry.version, entry.inference_count]),
+    [
+      ['1', 1],
+      ['2', 2],
+    ],
+  );
+  assert.ok(stats.model_stats.every((entry: Json) => entry.cost.compute_seconds > 0), 'cost is counted per version');
+
+  const text = await (await fetch(metricsUrl)).text();
+  const sample = (name: string, version: string) => {
+    const line = text.split('\n').find((candidate) => candidate.startsWith(`${name}{model="${MODEL}",version="${version}"}`));
+    assert.ok(line, `${name} for version ${version}`);
+    return Number(line.split(' ').at(-1));
+  };
+  for (const version of ['1', '2']) {
+    assert.equal(sample('nereid_model_file_bytes', version), (await stat(join(repository, MODEL, version, 'model.onnx'))).size);
+  }
+  assert.equal(sample('nereid_model_file_bytes', '2'), report.sizes.int8Bytes);
+  assert.equal(sample('nereid_model_file_bytes', '1'), report.sizes.fp32Bytes);
+  assert.equal(sample('nereid_inference_count_total', '2'), 2);
+});
