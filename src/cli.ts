@@ -12,8 +12,8 @@ import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/
 import { readCaFile, readTlsFiles } from './core/tls.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
-import { evalOptionsSchema, formatEvalReport, GATE_METRICS, runEval } from './eval/index.js';
-import { quantizeOptionsSchema, runQuantize } from './quantize/index.js';
+import { evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval } from './eval/index.js';
+import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -345,17 +345,20 @@ program
 
 program
   .command('eval')
-  .description("score a classifier's versions on labelled images (a folder per class, named as its labels): accuracy, per-class figures, calibration, agreement between versions, speed; with --gate, exit 1 when the last version fails it")
+  .description("score a model's versions side by side on the same examples: against labels (accuracy, per-class figures, calibration; text accuracy for CTC recognisers) and against the first version (agreement, output deltas), with size and speed; with --gate, exit 1 when the last version fails it")
   .requiredOption('--model <name>', 'model to evaluate')
-  .requiredOption('--data <dir>', 'labelled images: one sub-folder per class, named as the model\'s labels')
+  .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), or a JSONL or CSV file of input tensors with an optional label field")
   .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', (value: string) => value.split(',').map((part) => part.trim()))
   .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--output <name>', 'output to judge (default: the first)')
+  .addOption(new Option('--kind <kind>', 'what the output means (default: from its declaration: labelled vector = classification, labelled matrix = CTC text, unlabelled = a probability map)').choices(OUTPUT_KINDS))
+  .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(evalOptionsSchema, 'threshold'))
   .option('--top-k <n>', 'k of the top-k accuracy', integer(1), defaultOf(evalOptionsSchema, 'topK'))
   .option('--gate <clauses>', `what the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99"; metrics: ${Object.keys(GATE_METRICS).join(', ')}`)
   .option('--json', 'print the report as one JSON object')
   .action(async (flags) => {
     const report = await runEval(
-      { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, topK: flags.topK, gate: flags.gate },
+      { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate },
       pino({ level: 'warn' }, pino.destination(2)),
     );
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
@@ -364,15 +367,18 @@ program
 
 program
   .command('quantize')
-  .description('write a static int8 (QDQ) version of a model beside the original, calibrated on images through its own pre-processing; reports size, speed and agreement on held-out images (then check it with nereid eval)')
+  .description('write a smaller version of a model beside the original — static int8 (QDQ) calibrated on sample inputs, dynamic int8 MatMuls, fp16 weights, or auto: static with the costliest nodes kept float until the gate holds, and only if faster — with its size, speed and agreement on held-out examples (then check it with nereid eval); exit 1 when no version was written')
   .requiredOption('--model <name>', 'model to quantize')
-  .requiredOption('--calibration <dir>', 'a folder of images (sub-folders included), e.g. a sample of production inputs')
+  .requiredOption('--calibration <path>', 'sample inputs: a folder of images (through the model\'s pre-processing), or a JSONL or CSV file of input tensors as nereid batch reads them')
   .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
   .option('--version <n>', 'version to quantize (default: the highest)')
   .option('--output-version <n>', 'version folder to write (default: one above the highest; under the default version policy it then serves)')
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
   .option('--ranges <how>', "activation ranges: 'minmax' or a percentile of the values kept, e.g. 99.99", (value: string) => (value === 'minmax' ? value : number(50, 100)(value)), defaultOf(quantizeOptionsSchema, 'ranges'))
-  .option('--max-images <n>', 'calibration images read at most', integer(5), defaultOf(quantizeOptionsSchema, 'maxImages'))
+  .option('--max-examples <n>', 'calibration examples read at most (a fifth held out to measure agreement and speed)', integer(5), defaultOf(quantizeOptionsSchema, 'maxExamples'))
+  .option('--gate <clauses>', `what the new version must meet on the held-out examples (auto searches until it does); default by output kind: ${Object.entries(DEFAULT_GATES).map(([kind, gate]) => `${kind} "${gate}"`).join(', ')}`)
+  .addOption(new Option('--kind <kind>', 'what the first output means (default: from its declaration, as nereid eval reads it)').choices(OUTPUT_KINDS))
+  .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(quantizeOptionsSchema, 'threshold'))
   .option('--json', 'print the report as one JSON object')
   .action(async (flags) => {
     const report = await runQuantize(
@@ -384,19 +390,26 @@ program
         calibration: flags.calibration,
         method: flags.method,
         ranges: flags.ranges,
-        maxImages: flags.maxImages,
+        maxExamples: flags.maxExamples,
+        gate: flags.gate,
+        kind: flags.kind,
+        threshold: flags.threshold,
       },
       pino({ level: 'warn' }, pino.destination(2)),
     );
+    process.exitCode = report.decision.written ? 0 : 1;
     if (flags.json) return console.log(JSON.stringify(report));
+    const { agreement, msPerExample, sizes } = report;
+    const percent = (value: number | undefined) => (value === undefined ? '—' : `${(value * 100).toFixed(2)} %`);
     console.log(
       [
-        `${report.model} version ${report.sourceVersion} -> ${report.outputVersion} (${report.path}), static int8 QDQ`,
-        `calibration: ${report.calibration.images} images (${report.calibration.ranges}), ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
+        report.decision.written ? `${report.model} version ${report.sourceVersion} -> ${report.outputVersion} (${report.path}): ${report.decision.reason}` : `${report.model} version ${report.sourceVersion}: no version written — ${report.decision.reason}`,
+        `calibration: ${report.calibration.examples} examples (${report.calibration.ranges}), ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
         `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
-        `size: ${report.sizes.fp32Bytes} -> ${report.sizes.int8Bytes} bytes (${report.sizes.ratio.toFixed(3)}x)`,
-        `held-out agreement: top-1 ${(report.agreement.top1 * 100).toFixed(2)} %, largest delta of the raw output ${report.agreement.maxAbsDelta.toFixed(4)}`,
-        `ms per image (batch 1, 1 thread): fp32 ${report.msPerImage.fp32.toFixed(3)}, int8 ${report.msPerImage.int8.toFixed(3)} (${report.msPerImage.speedup.toFixed(2)}x)`,
+        ...(report.search ? [`search: ${report.search.map((step) => `${step.floatNodes} float -> ${percent(step.agreement)}${step.passed ? ' (passes)' : ''}`).join(', ')}`] : []),
+        `size: ${sizes.sourceBytes} -> ${sizes.quantizedBytes} bytes (${sizes.ratio.toFixed(3)}x)`,
+        `held-out agreement (${agreement.measure}): ${percent(agreement.agreement)}${agreement.characterAgreement === undefined ? '' : `, characters ${percent(agreement.characterAgreement)}`}, largest delta of the raw output ${agreement.maxAbsDelta.toFixed(4)}; gate "${report.gate.spec}" ${report.gate.passed ? 'passed' : 'FAILED'}`,
+        `ms per example (batch 1, 1 thread): source ${msPerExample.source.toFixed(3)}, quantized ${msPerExample.quantized.toFixed(3)} (${msPerExample.speedup.toFixed(2)}x)`,
       ].join('\n'),
     );
   });

@@ -41,7 +41,7 @@ test('two versions scored on real labelled images: consistent figures, full agre
   const { code, stdout, stderr } = await nereid(evalArgs('--json', '--top-k', '3', '--gate', 'agreement>=0.99,accuracy_drop<=0'));
   assert.equal(code, 0, stderr);
   const report = JSON.parse(stdout) as EvalReport;
-  assert.equal(report.images, COUNT);
+  assert.equal(report.examples, COUNT);
   assert.deepEqual(report.versions.map((version) => version.version), ['1', '2']);
   for (const version of report.versions) {
     const classification = version.classification!;
@@ -55,7 +55,7 @@ test('two versions scored on real labelled images: consistent figures, full agre
     assert.ok(classification.ece >= 0 && classification.ece < 0.1, `ECE ${classification.ece}`);
   }
   assert.equal(report.versions[0].classification!.top1Accuracy, report.versions[1].classification!.top1Accuracy);
-  assert.equal(report.versions[1].agreement?.top1Agreement, 1);
+  assert.equal(report.versions[1].agreement?.agreement, 1);
   assert.equal(report.versions[1].agreement?.maxAbsDelta, 0);
   assert.deepEqual(report.gate, { spec: 'agreement>=0.99,accuracy_drop<=0', passed: true, failures: [] });
 });
@@ -77,10 +77,10 @@ test('images without class folders are compared by agreement alone; a gate on ac
   const { code, stdout } = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', unlabelled, '--versions', '1,2', '--json', '--gate', 'agreement>=0.99,accuracy_drop<=0']);
   assert.equal(code, 1);
   const report = JSON.parse(stdout) as EvalReport;
-  assert.equal(report.images, images);
+  assert.equal(report.examples, images);
   assert.ok(report.versions.every((version) => version.classification === undefined));
-  assert.equal(report.versions[1].agreement?.top1Agreement, 1);
-  assert.deepEqual(report.gate?.failures, ["accuracy_drop<=0: accuracy_drop was not measured (reference's top-1 accuracy minus the candidate's (needs labels))"]);
+  assert.equal(report.versions[1].agreement?.agreement, 1);
+  assert.deepEqual(report.gate?.failures, ["accuracy_drop<=0: accuracy_drop was not measured (reference's accuracy minus the candidate's (needs labels))"]);
 });
 
 test('a class folder that names no label of the model is refused, naming the labels', async () => {

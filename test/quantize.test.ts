@@ -38,13 +38,13 @@ test('quantize writes a smaller int8 version beside the original with its report
   assert.equal(report.outputVersion, '2');
   assert.deepEqual(report.floatNodes, []);
   assert.equal(report.quantizedNodes.length, 3, 'two convolutions and the classifier');
-  assert.equal(report.calibration.images + report.calibration.heldOut, 150);
+  assert.equal(report.calibration.examples + report.calibration.heldOut, 150);
   assert.ok(report.sizes.ratio < 0.3, `size ratio ${report.sizes.ratio}`);
-  assert.ok(report.agreement.top1 >= 0.9, `held-out agreement ${report.agreement.top1}`);
+  assert.ok(report.agreement.agreement >= 0.9, `held-out agreement ${report.agreement.agreement}`);
   const written = JSON.parse(await readFile(join(repository, 'fashion_mnist', '2', 'quantization.json'), 'utf8'));
   assert.equal(written.method, 'static');
   assert.equal(written.calibration.sha256, report.calibration.sha256);
-  assert.equal((await readFile(join(repository, 'fashion_mnist', '2', 'model.onnx'))).length, report.sizes.int8Bytes);
+  assert.equal((await readFile(join(repository, 'fashion_mnist', '2', 'model.onnx'))).length, report.sizes.quantizedBytes);
 
   const evaluated = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', join(work, 'test'), '--versions', '1,2', '--json', '--gate', 'agreement>=0.97,accuracy_drop<=0.02']);
   assert.equal(evaluated.code, 0, evaluated.stdout + evaluated.stderr);

@@ -123,7 +123,7 @@ test('statistics and metrics are per version, with each version model file size'
   for (const version of ['1', '2']) {
     assert.equal(sample('nereid_model_file_bytes', version), (await stat(join(repository, MODEL, version, 'model.onnx'))).size);
   }
-  assert.equal(sample('nereid_model_file_bytes', '2'), report.sizes.int8Bytes);
-  assert.equal(sample('nereid_model_file_bytes', '1'), report.sizes.fp32Bytes);
+  assert.equal(sample('nereid_model_file_bytes', '2'), report.sizes.quantizedBytes);
+  assert.equal(sample('nereid_model_file_bytes', '1'), report.sizes.sourceBytes);
   assert.equal(sample('nereid_inference_count_total', '2'), 2);
 });

@@ -7,13 +7,15 @@
 
 /** Figures a gate may name, with what each means. */
 export const GATE_METRICS = {
-  accuracy: 'top-1 accuracy of the candidate (needs labels)',
-  accuracy_drop: "reference's top-1 accuracy minus the candidate's (needs labels)",
-  top_k_accuracy: 'top-k accuracy of the candidate (needs labels)',
-  agreement: "share of examples whose top-1 class is the reference's",
-  ece: 'expected calibration error of the candidate (needs labels)',
-  ece_increase: "candidate's calibration error minus the reference's (needs labels)",
-  max_abs_delta: 'largest absolute difference of any score from the reference',
+  accuracy: 'top-1 accuracy of the candidate, or for text its share of lines read exactly (needs labels)',
+  accuracy_drop: "reference's accuracy minus the candidate's (needs labels)",
+  top_k_accuracy: 'top-k accuracy of the candidate (needs class labels)',
+  character_accuracy: "1 - characters edited / characters expected, of the candidate's text (needs text labels)",
+  agreement: "share of examples whose top-1 class (or text line) is the reference's; for maps, the mean IoU of the regions above the threshold",
+  character_agreement: "1 - characters edited / characters of the reference's text",
+  ece: 'expected calibration error of the candidate (needs class labels)',
+  ece_increase: "candidate's calibration error minus the reference's (needs class labels)",
+  max_abs_delta: 'largest absolute difference of any output value from the reference',
 } as const;
 
 export type GateMetric = keyof typeof GATE_METRICS;

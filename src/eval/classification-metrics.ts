@@ -103,7 +103,7 @@ export function evaluateClassification(predictions: readonly ClassScores[], labe
   return { count, top1Accuracy: count ? correct / count : NaN, k, topKAccuracy: count ? correctTopK / count : NaN, perClass, confusion, ece };
 }
 
-export interface AgreementReport {
+export interface ScoreAgreement {
   count: number;
   /** Share of examples whose top-1 class is the same in both. */
   top1Agreement: number;
@@ -114,7 +114,7 @@ export interface AgreementReport {
 }
 
 /** How two versions' scores on the same examples compare; labels are not needed. */
-export function compareScores(reference: readonly ClassScores[], candidate: readonly ClassScores[]): AgreementReport {
+export function compareScores(reference: readonly ClassScores[], candidate: readonly ClassScores[]): ScoreAgreement {
   if (reference.length !== candidate.length) throw new Error(`${reference.length} reference predictions but ${candidate.length} candidate ones`);
   let agree = 0;
   let maxAbsDelta = 0;

@@ -1,4 +1,5 @@
 /** The evaluation tool's public surface: classification figures, version agreement and the accuracy gate. */
-export { argmax, compareScores, evaluateClassification, type AgreementReport, type ClassificationReport, type ClassMetrics, type ClassScores } from './classification-metrics.js';
+export { argmax, compareScores, evaluateClassification, type ClassificationReport, type ScoreAgreement, type ClassMetrics, type ClassScores } from './classification-metrics.js';
 export { GATE_METRICS, judgeGate, parseGate, type GateClause, type GateMetric, type GateVerdict } from './accuracy-gate.js';
-export { classFolderName, evalOptionsSchema, formatEvalReport, readLabelledImages, runEval, type EvalOptions, type EvalReport, type VersionEvaluation } from './run-eval.js';
+export { compareOutputs, ctcGreedyText, editDistance, evaluateText, normaliseText, OUTPUT_KINDS, outputKindOf, thresholdIou, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
+export { agreementFigures, classFolderName, evalOptionsSchema, formatEvalReport, readLabelledImages, runEval, type EvalOptions, type EvalReport, type VersionEvaluation } from './run-eval.js';

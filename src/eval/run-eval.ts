@@ -1,27 +1,40 @@
 /**
- * `nereid eval` on a folder of labelled images (one sub-folder per class, named as the model's
- * labels, '/' written '_'): every version asked for runs over every image in this process, through the model's own
- * pre-processing, batcher and activation — the path production requests take — and is scored
- * against the labels and against the first version, timed in the same run.
+ * `nereid eval`: every version asked for runs over the same examples in this process, through the
+ * path production requests take (the model's pre-processing, batcher and activation), and is scored
+ * against the labels and against the first version, timed in the same run. Examples are a folder of
+ * labelled images (one sub-folder per class, named by label, '/' written '_'), a folder of images
+ * without labels, or a batch job's JSONL or CSV file of tensors with an optional `label` field.
+ * What a label and an agreement mean follows the output's kind: classes, CTC text, or a map.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { IMAGE_EXTENSIONS } from '../jobs/input-source.js';
+import type { InferenceRequest } from '../core/inference.js';
+import { IMAGE_EXTENSIONS, openInput } from '../jobs/input-source.js';
+import { RecordProcessor } from '../jobs/record-processor.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
+import type { ModelVersion } from '../model/model-version.js';
+import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { judgeGate, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
-import { compareScores, evaluateClassification, type AgreementReport, type ClassificationReport } from './classification-metrics.js';
+import { evaluateClassification, type ClassificationReport } from './classification-metrics.js';
+import { compareOutputs, ctcGreedyText, evaluateText, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
 
 export const evalOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
   /** Versions to compare, the first being the reference; empty: the versions the model's policy loads. */
   versions: z.array(z.string().regex(/^[1-9]\d*$/, 'a version is a positive integer')).default([]),
-  /** A folder with one sub-folder of images per class. */
+  /** A folder of images (one sub-folder per class when labelled), or a JSONL or CSV file of tensors. */
   data: z.string().min(1),
+  /** The output judged; default: the first the model declares. */
+  output: z.string().optional(),
+  /** What the output means; default: from its declaration (labelled vector: classes, labelled matrix: CTC text, unlabelled: a map). */
+  kind: z.enum(OUTPUT_KINDS).optional(),
+  /** A map's values at or above it form the region compared (PaddleOCR's detection threshold by default). */
+  threshold: z.number().min(0).max(1).default(0.3),
   topK: z.number().int().positive().default(5),
   /** Clauses the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99". */
   gate: z.string().optional(),
@@ -71,23 +84,29 @@ export interface VersionEvaluation {
   version: string;
   /** Bytes of its model file. */
   sizeBytes: number;
-  /** Against the labels; absent for unlabelled data. */
+  /** Classes against their labels; absent for unlabelled data or other kinds. */
   classification?: ClassificationReport;
+  /** CTC text against the expected text. */
+  text?: TextReport;
   /** Against the first version; absent for the first. */
   agreement?: AgreementReport;
-  imagesPerSecond: number;
+  examplesPerSecond: number;
 }
 
 export interface EvalReport {
   model: string;
-  images: number;
-  classes: readonly string[];
+  /** The output judged, and what it means. */
+  output: string;
+  kind: OutputKind;
+  examples: number;
+  /** The output's labels (class names), when it has them. */
+  classes?: readonly string[];
   versions: VersionEvaluation[];
   /** The last version against the first, when a gate was given. */
   gate?: GateVerdict & { spec: string };
 }
 
-/** Images scored at once: enough for the batcher to fill its batches, few enough to bound memory. */
+/** Examples sent at once: enough for the batcher to fill its batches, few enough to bound memory. */
 const CHUNK = 256;
 
 async function loadVersions(server: Server, model: string, versions: readonly string[]): Promise<string[]> {
@@ -101,6 +120,89 @@ async function loadVersions(server: Server, model: string, versions: readonly st
   return [...versions];
 }
 
+/** The examples of a run: how many, their labels (class index or text), and one version's outputs on all of them, in order. */
+interface Examples {
+  count: number;
+  labels?: (number | string)[];
+  run(model: ModelVersion): Promise<ExampleOutput[]>;
+}
+
+async function imageExamples(dir: string, model: ModelVersion, labels: readonly string[]): Promise<Examples> {
+  const data = await readLabelledImages(dir, labels);
+  const images = await Promise.all(data.files.map((file) => readFile(file.path)));
+  const labelled = data.files.every((file) => file.label !== undefined);
+  return {
+    count: images.length,
+    labels: labelled ? data.files.map((file) => file.label!) : undefined,
+    async run(version) {
+      const scores: ExampleOutput[] = [];
+      for (let start = 0; start < images.length; start += CHUNK) {
+        for (const data of await imageScores(version, images.slice(start, start + CHUNK))) scores.push({ data, dims: [data.length] });
+      }
+      return scores;
+    },
+  };
+}
+
+/** A label as written in a record: for classes, a label of the model or a class index; for text, the text. */
+function labelOf(value: unknown, kind: OutputKind, classes: readonly string[] | undefined, where: string): number | string {
+  if (kind === 'ctc') {
+    if (typeof value !== 'string') throw new Error(`${where}: the label of a text output must be a string, got ${JSON.stringify(value)}`);
+    return value;
+  }
+  const index = typeof value === 'number' ? value : typeof value === 'string' ? (classes?.indexOf(value) ?? -1) >= 0 ? classes!.indexOf(value) : /^\d+$/.test(value) ? Number(value) : -1 : -1;
+  if (!Number.isInteger(index) || index < 0 || (classes && index >= classes.length)) {
+    throw new Error(`${where}: label ${JSON.stringify(value)} is neither a class of the model nor an index 0..${(classes?.length ?? 1) - 1}`);
+  }
+  return index;
+}
+
+/** The requests of a batch job's JSONL or CSV input, each with its `label` when it has one. */
+async function recordExamples(path: string, server: Server, model: ModelVersion, output: string, kind: OutputKind, classes: readonly string[] | undefined): Promise<Examples> {
+  const source = await openInput(path);
+  const processor = RecordProcessor.create(server, { model: model.name, version: model.version });
+  const requests: InferenceRequest[] = [];
+  const labels: (number | string)[] = [];
+  for await (const entry of source.records()) {
+    const record = await entry.load();
+    const where = `--data ${path}, record ${record.id}`;
+    if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
+    let label: unknown;
+    if (record.fields) label = record.fields.label;
+    else if (record.json !== undefined) {
+      const value: unknown = JSON.parse(record.json);
+      if (value && typeof value === 'object' && !Array.isArray(value)) label = (value as Record<string, unknown>).label;
+    }
+    if (label !== undefined && label !== '') labels.push(labelOf(label, kind, classes, where));
+    try {
+      requests.push({ ...processor.request(record), outputs: [{ name: output }] });
+    } catch (error) {
+      throw new Error(`${where}: ${(error as Error).message}`);
+    }
+  }
+  if (requests.length === 0) throw new Error(`--data ${path} has no records`);
+  if (labels.length !== 0 && labels.length !== requests.length) throw new Error(`--data ${path}: ${labels.length} of ${requests.length} records have a label; label all of them or none`);
+  const declared = model.config.output.find((candidate) => candidate.name === output)!;
+  return {
+    count: requests.length,
+    labels: labels.length > 0 ? labels : undefined,
+    async run(version) {
+      const outputs: ExampleOutput[] = [];
+      for (let start = 0; start < requests.length; start += CHUNK) {
+        const answers = await Promise.all(requests.slice(start, start + CHUNK).map((request) => version.infer({ ...request, version: version.version })));
+        for (const answer of answers) {
+          let tensor = answer.outputs.find((candidate) => candidate.name === output)!;
+          // Classes are judged as the classify endpoint answers them: after the output's activation.
+          if (kind === 'classification') tensor = { ...tensor, ...activate(tensor, declared.postprocess ?? DEFAULT_POSTPROCESSING, version.batched) };
+          const dims = version.batched ? tensor.shape.slice(1) : tensor.shape;
+          outputs.push({ data: Float32Array.from(tensor.data as ArrayLike<number>), dims });
+        }
+      }
+      return outputs;
+    },
+  };
+}
+
 export async function runEval(options: EvalOptions, logger: Logger): Promise<EvalReport> {
   const settings = evalOptionsSchema.parse(options);
   const gate = settings.gate === undefined ? undefined : parseGate(settings.gate);
@@ -109,30 +211,36 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     await server.start();
     const versions = await loadVersions(server, settings.model, settings.versions);
     if (versions.length === 0) throw new Error(`model '${settings.model}' has no ready version in ${settings.modelRepository}`);
-    const labels = classLabels(server.model(settings.model, versions[0]));
-    if (!labels) throw new Error(`model '${settings.model}' has no labels file on its classification output; eval names classes by their labels`);
-    const data = await readLabelledImages(settings.data, labels);
-    const images = await Promise.all(data.files.map((file) => readFile(file.path)));
-    const labelled = data.files.every((file) => file.label !== undefined);
-    const truth = data.files.map((file) => file.label ?? -1);
+    const first = server.model(settings.model, versions[0]);
+    const declared = settings.output === undefined ? first.config.output[0] : first.config.output.find((candidate) => candidate.name === settings.output);
+    if (!declared) throw new Error(`--output ${settings.output}: model '${settings.model}' has no such output; its outputs: ${first.config.output.map((candidate) => candidate.name).join(', ')}`);
+    const classes = first.labelsOf(declared.name);
+    const kind = settings.kind ?? outputKindOf({ dims: declared.dims, labelled: classes !== undefined });
+    if (kind !== 'mask' && !classes) throw new Error(`output '${declared.name}' of '${settings.model}' has no labels file; ${kind} outputs are read by their labels`);
+    const isFolder = (await stat(settings.data)).isDirectory();
+    if (isFolder && (first.imageInputs.size !== 1 || kind !== 'classification' || classLabels(first) === undefined)) {
+      throw new Error(`--data ${settings.data} is a folder of images, which needs a classifier taking images (preprocess.image); give this model a JSONL or CSV file of its input tensors`);
+    }
+    const examples = isFolder ? await imageExamples(settings.data, first, classes!) : await recordExamples(settings.data, server, first, declared.name, kind, classes);
     const evaluations: VersionEvaluation[] = [];
-    let reference: Float32Array[] | undefined;
+    let reference: ExampleOutput[] | undefined;
     for (const version of versions) {
       const model = server.model(settings.model, version);
       const started = performance.now();
-      const scores: Float32Array[] = [];
-      for (let start = 0; start < images.length; start += CHUNK) scores.push(...(await imageScores(model, images.slice(start, start + CHUNK))));
+      const outputs = await examples.run(model);
       const seconds = (performance.now() - started) / 1000;
+      const labels = examples.labels;
       evaluations.push({
         version,
         sizeBytes: (await stat(join(settings.modelRepository, settings.model, version, model.config.default_model_filename ?? 'model.onnx'))).size,
-        classification: labelled ? evaluateClassification(scores, truth, { classes: labels.length, topK: settings.topK }) : undefined,
-        agreement: reference ? compareScores(reference, scores) : undefined,
-        imagesPerSecond: images.length / seconds,
+        classification: labels && kind === 'classification' ? evaluateClassification(outputs.map((output) => output.data), labels as number[], { classes: classes!.length, topK: settings.topK }) : undefined,
+        text: labels && kind === 'ctc' ? evaluateText(outputs.map((output) => ctcGreedyText(output, classes!)), labels as string[]) : undefined,
+        agreement: reference ? compareOutputs(kind, reference, outputs, { labels: classes, threshold: settings.threshold }) : undefined,
+        examplesPerSecond: examples.count / seconds,
       });
-      reference ??= scores;
+      reference ??= outputs;
     }
-    const report: EvalReport = { model: settings.model, images: images.length, classes: data.classes, versions: evaluations };
+    const report: EvalReport = { model: settings.model, output: declared.name, kind, examples: examples.count, classes, versions: evaluations };
     if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, gateFigures(evaluations)) };
     return report;
   } finally {
@@ -140,24 +248,30 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
   }
 }
 
+/** What a comparison with the reference tells a gate. */
+export function agreementFigures(agreement: AgreementReport | undefined): Partial<Record<GateMetric, number>> {
+  // A version against itself agrees entirely.
+  if (!agreement) return { agreement: 1, character_agreement: 1, max_abs_delta: 0 };
+  return { agreement: agreement.agreement, character_agreement: agreement.characterAgreement, max_abs_delta: agreement.maxAbsDelta };
+}
+
 /** The figures a gate judges: the last version's, and its differences from the first. */
 function gateFigures(evaluations: readonly VersionEvaluation[]): Partial<Record<GateMetric, number>> {
+  const first = evaluations[0];
   const last = evaluations[evaluations.length - 1];
-  const agreement = {
-    // A version against itself agrees entirely.
-    agreement: last.agreement?.top1Agreement ?? 1,
-    max_abs_delta: last.agreement?.maxAbsDelta ?? 0,
-  };
-  const first = evaluations[0].classification;
-  const candidate = last.classification;
-  if (!first || !candidate) return agreement;
+  const figures = agreementFigures(last.agreement);
+  if (first.text && last.text) {
+    return { ...figures, accuracy: last.text.lineAccuracy, accuracy_drop: first.text.lineAccuracy - last.text.lineAccuracy, character_accuracy: last.text.characterAccuracy };
+  }
+  const [reference, candidate] = [first.classification, last.classification];
+  if (!reference || !candidate) return figures;
   return {
-    ...agreement,
+    ...figures,
     accuracy: candidate.top1Accuracy,
-    accuracy_drop: first.top1Accuracy - candidate.top1Accuracy,
+    accuracy_drop: reference.top1Accuracy - candidate.top1Accuracy,
     top_k_accuracy: candidate.topKAccuracy,
     ece: candidate.ece,
-    ece_increase: candidate.ece - first.ece,
+    ece_increase: candidate.ece - reference.ece,
   };
 }
 
@@ -165,26 +279,40 @@ const percent = (value: number) => (Number.isNaN(value) ? '—' : `${(value * 10
 
 /** The report as a person reads it: one row per version, then the per-class figures and the gate's verdict. */
 export function formatEvalReport(report: EvalReport): string {
-  const labelled = report.versions[0]?.classification !== undefined;
-  const lines = [`model ${report.model}: ${report.images} images, ${labelled ? `${report.classes.length} classes` : 'unlabelled (agreement only)'}`, ''];
-  const k = report.versions[0]?.classification?.k;
-  lines.push(`| version | size | top-1 | top-${k ?? 'k'} | ECE | agreement with v${report.versions[0]?.version} | max score delta | images/s |`, '|---|---:|---:|---:|---:|---:|---:|---:|');
+  const [reference] = report.versions;
+  const classified = reference?.classification !== undefined;
+  const read = reference?.text !== undefined;
+  const labelling = classified ? `${report.classes!.length} classes` : read ? 'labelled with text' : 'unlabelled (agreement only)';
+  const lines = [`model ${report.model}, output ${report.output} (${report.kind}): ${report.examples} examples, ${labelling}`, ''];
+  const measure = report.versions[1]?.agreement?.measure ?? (report.kind === 'classification' ? 'top-1' : report.kind === 'ctc' ? 'identical lines' : 'mean IoU');
+  const columns = ['version', 'size'];
+  if (classified) columns.push('top-1', `top-${reference.classification!.k}`, 'ECE');
+  if (read) columns.push('lines read exactly', 'characters right');
+  columns.push(`agreement with v${reference?.version} (${measure})`);
+  if (report.kind === 'ctc') columns.push('characters agreeing');
+  columns.push('max value delta', 'examples/s');
+  lines.push(`| ${columns.join(' | ')} |`, `|---|${columns.slice(1).map(() => '---:').join('|')}|`);
   for (const evaluation of report.versions) {
-    const { classification: c, agreement: a } = evaluation;
-    lines.push(
-      `| ${evaluation.version} | ${(evaluation.sizeBytes / 1024).toFixed(0)} KiB | ${percent(c?.top1Accuracy ?? NaN)} | ${percent(c?.topKAccuracy ?? NaN)} | ${percent(c?.ece ?? NaN)} | ${a ? percent(a.top1Agreement) : '—'} | ${a ? a.maxAbsDelta.toFixed(4) : '—'} | ${evaluation.imagesPerSecond.toFixed(1)} |`,
-    );
+    const { classification: c, text: t, agreement: a } = evaluation;
+    const cells = [evaluation.version, `${(evaluation.sizeBytes / 1024).toFixed(0)} KiB`];
+    if (classified) cells.push(percent(c?.top1Accuracy ?? NaN), percent(c?.topKAccuracy ?? NaN), percent(c?.ece ?? NaN));
+    if (read) cells.push(percent(t?.lineAccuracy ?? NaN), percent(t?.characterAccuracy ?? NaN));
+    cells.push(a ? percent(a.agreement) : '—');
+    if (report.kind === 'ctc') cells.push(a ? percent(a.characterAgreement ?? NaN) : '—');
+    cells.push(a ? a.maxAbsDelta.toFixed(4) : '—', evaluation.examplesPerSecond.toFixed(1));
+    lines.push(`| ${cells.join(' | ')} |`);
   }
   for (const evaluation of report.versions) {
     const classification = evaluation.classification;
     if (!classification) continue;
+    const classes = report.classes!;
     lines.push('', `version ${evaluation.version}, per class:`, '| class | precision | recall | support |', '|---|---:|---:|---:|');
     classification.perClass.forEach((metrics, index) => {
-      lines.push(`| ${report.classes[index]} | ${percent(metrics.precision)} | ${percent(metrics.recall)} | ${metrics.support} |`);
+      lines.push(`| ${classes[index]} | ${percent(metrics.precision)} | ${percent(metrics.recall)} | ${metrics.support} |`);
     });
-    const indices = report.classes.map((_, index) => String(index));
+    const indices = classes.map((_, index) => String(index));
     lines.push('', `version ${evaluation.version}, confusion (rows: label, columns: predicted class by index):`, `| label | ${indices.join(' | ')} |`, `|---|${indices.map(() => '---:').join('|')}|`);
-    classification.confusion.forEach((row, index) => lines.push(`| ${index} ${report.classes[index]} | ${row.join(' | ')} |`));
+    classification.confusion.forEach((row, index) => lines.push(`| ${index} ${classes[index]} | ${row.join(' | ')} |`));
   }
   if (report.gate) {
     lines.push('', report.gate.passed ? `gate "${report.gate.spec}": PASSED` : `gate "${report.gate.spec}": FAILED`);

@@ -133,7 +133,7 @@ export class RecordProcessor {
   }
 
   private async infer(record: JobRecord): Promise<RecordResult> {
-    const request = this.parse(record);
+    const request = this.request(record);
     const response = await this.server.infer(request);
     // Every output as JSON data: binary_data and binary_data_output ask for HTTP's binary extension, which a line of a file cannot carry.
     const json = encodeInferResponse({ model: response.model, version: response.version, outputs: response.outputs }, undefined, false).chunks[0].toString('utf8');
@@ -142,7 +142,7 @@ export class RecordProcessor {
   }
 
   /** A JSONL line or CSV row as an inference request. Throws the record's error. */
-  private parse(record: JobRecord): InferenceRequest {
+  request(record: JobRecord): InferenceRequest {
     if (record.fields) return this.fromFields(record.fields, true);
     let value: unknown;
     try {

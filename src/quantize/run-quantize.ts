@@ -1,9 +1,10 @@
 /**
- * `nereid quantize`: a model version of the repository made static int8 (QDQ) from calibration
- * images and written as a new version beside it, with what was done and measured in
- * quantization.json — the calibration set's digest and size, the ranges' method, the nodes
- * quantized and left float, sizes, and agreement and speed against the float version on
- * calibration images held out from the ranges.
+ * `nereid quantize`: a model version of the repository made smaller — static int8 (QDQ) from
+ * calibration data, dynamic int8 for its MatMuls, fp16 weights, or `auto`, which quantizes
+ * statically and keeps in float the nodes that cost most agreement until a gate holds — and written
+ * as a new version beside it, with what was done and measured in quantization.json: the
+ * calibration set's digest and size, the nodes quantized and left float, sizes, and agreement and
+ * speed against the source version on calibration examples held out from the ranges.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -12,47 +13,64 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { compareScores } from '../eval/classification-metrics.js';
+import type { CompletedModelConfig } from '../config/model-config.js';
+import { onnxTypeOf } from '../core/datatype.js';
+import type { Datatype } from '../core/datatype.js';
+import { judgeGate, parseGate, type GateClause, type GateVerdict } from '../eval/accuracy-gate.js';
+import { compareOutputs, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind } from '../eval/output-comparison.js';
+import { agreementFigures } from '../eval/run-eval.js';
 import { openInput } from '../jobs/input-source.js';
+import { RecordProcessor } from '../jobs/record-processor.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
+import { upgradeOpset } from '../onnx/opset-upgrade.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
+import type { Server } from '../server/server.js';
 import { calibrateRanges } from './calibration.js';
-import { quantizeStaticQdq } from './static-qdq.js';
+import { quantizeStaticQdq, type StaticQuantization } from './static-qdq.js';
 
 export const quantizeOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
   /** Default: the highest version folder. */
   version: z.string().regex(/^[1-9]\d*$/).optional(),
-  /** A folder of images (sub-folders included), decoded and normalised by the model's own pre-processing. */
+  /**
+   * A folder of images (sub-folders included), decoded and normalised by the model's own
+   * pre-processing, or a batch job's JSONL or CSV file of the model's input tensors.
+   */
   calibration: z.string().min(1),
   method: z.enum(['static', 'dynamic', 'fp16', 'auto']).default('static'),
   /** 'minmax', or the percentile of each tensor's values its range keeps. */
   ranges: z.union([z.literal('minmax'), z.number().gt(50).lte(100)]).default(99.99),
-  /** Images read from the calibration folder at most. */
-  maxImages: z.number().int().positive().default(500),
-  /** Share of the images held out of calibration to measure agreement on. */
+  /** Calibration examples read at most. */
+  maxExamples: z.number().int().positive().default(500),
+  /** Share of the examples held out of calibration to measure agreement and speed on. */
   holdOut: z.number().gt(0).lt(1).default(0.2),
   /** Default: one above the highest version folder. */
   outputVersion: z.string().regex(/^[1-9]\d*$/).optional(),
+  /** What the new version must meet against the source on the held-out examples; auto searches until it holds. Default by output kind (see DEFAULT_GATES). */
+  gate: z.string().optional(),
+  /** What the judged (first) output means; default: from its declaration, as `nereid eval` reads it. */
+  kind: z.enum(OUTPUT_KINDS).optional(),
+  /** A map's values at or above it form the region compared by IoU. */
+  threshold: z.number().min(0).max(1).default(0.3),
 });
 
 export type QuantizeOptions = z.input<typeof quantizeOptionsSchema>;
 
-/** Encoded calibration images from a batch job's image folder (sub-folders included), at most `limit`. */
-async function calibrationImages(path: string, limit: number): Promise<Buffer[]> {
-  const source = await openInput(path);
-  if (source.format !== 'images') throw new Error(`--calibration ${path}: a folder of images is needed; ${source.format} calibration is not supported yet`);
-  const images: Buffer[] = [];
-  for await (const record of source.records()) {
-    if (images.length >= limit) break;
-    const loaded = await record.load();
-    if (!loaded.image) throw new Error(`--calibration ${path}: ${loaded.id}: ${loaded.error ?? 'no image'}`);
-    images.push(loaded.image);
-  }
-  return images;
+/** What a quantized version must meet on the held-out examples unless --gate says otherwise: issue 13's goals for each kind of output. */
+export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
+  classification: 'agreement>=0.99',
+  ctc: 'agreement>=0.95,character_agreement>=0.99',
+  mask: 'agreement>=0.95',
+};
+
+type Feed = Record<string, ort.Tensor>;
+
+interface Calibration {
+  feeds: Feed[];
+  sha256: string;
 }
 
 async function versionFolders(modelDir: string): Promise<number[]> {
@@ -60,55 +78,133 @@ async function versionFolders(modelDir: string): Promise<number[]> {
   return entries.filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name)).map((entry) => Number(entry.name)).sort((a, b) => a - b);
 }
 
-/** The model with BatchNormalization folded into its convolutions and constants folded, by ONNX Runtime at level basic, still portable ONNX. */
-async function normalised(model: OnnxModel): Promise<OnnxModel> {
+/**
+ * The calibration examples as the model's input tensors: images through the model's own
+ * pre-processing, JSONL and CSV records read as `nereid batch` reads them. Each example is one row.
+ */
+async function readCalibration(path: string, limit: number, server: Server, model: string, config: CompletedModelConfig): Promise<Calibration> {
+  const source = await openInput(path);
+  const digest = createHash('sha256');
+  const feeds: Feed[] = [];
+  const preprocessor = InputPreprocessor.of(config);
+  const [imageInput, ...otherImages] = preprocessor ? [...preprocessor.imageInputs] : [];
+  if (source.format === 'images' && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
+    throw new Error(`--calibration ${path} is a folder of images, but model '${model}' does not take a single image input with preprocess.image; give a JSONL or CSV file of its input tensors`);
+  }
+  const processor = source.format === 'images' ? undefined : RecordProcessor.create(server, { model });
+  const asOrt = (datatype: Datatype, data: unknown, shape: readonly number[]) => new ort.Tensor(onnxTypeOf(datatype) as 'float32', data as Float32Array, [...shape]);
+  for await (const entry of source.records()) {
+    if (feeds.length >= limit) break;
+    const record = await entry.load();
+    const where = `--calibration ${path}, record ${record.id}`;
+    if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
+    if (record.image) {
+      digest.update(createHash('sha256').update(record.image).digest());
+      const tensor = (await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }))[imageInput];
+      feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
+      continue;
+    }
+    digest.update(createHash('sha256').update(record.json ?? JSON.stringify(record.fields)).digest());
+    let request;
+    try {
+      request = processor!.request(record);
+    } catch (error) {
+      throw new Error(`${where}: ${(error as Error).message}`);
+    }
+    feeds.push(Object.fromEntries(request.inputs.map((input) => [input.name, asOrt(input.datatype, input.data, input.shape)])));
+  }
+  return { feeds, sha256: digest.digest('hex') };
+}
+
+/**
+ * The model ready to rewrite: Constant nodes as initializers (Paddle exports keep weights in them),
+ * opset raised to 13 (per-channel DequantizeLinear), and BatchNormalization folded into convolutions
+ * by ONNX Runtime at level basic (saved with optimizedModelFilePath; still portable ONNX).
+ */
+async function normalised(source: Uint8Array, feeds: readonly Feed[], output: string): Promise<Uint8Array> {
+  const model = readOnnxModel(source);
+  constantsToInitializers(model);
+  upgradeOpset(model, 13);
   const dir = await mkdtemp(join(tmpdir(), 'nereid-quantize-'));
+  let bytes: Uint8Array;
   try {
     const optimizedModelFilePath = join(dir, 'basic.onnx');
     const session = await ort.InferenceSession.create(writeOnnxModel(model), { graphOptimizationLevel: 'basic', optimizedModelFilePath, logSeverityLevel: 3 });
     await session.release();
-    return readOnnxModel(await readFile(optimizedModelFilePath));
+    bytes = new Uint8Array(await readFile(optimizedModelFilePath));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+  // Raising the opset changes what Softmax computes unless its axis is the last; folding only rounds differently.
+  const [before, after] = await runSideBySide([source, bytes], feeds.slice(0, 2), output, { intraOpNumThreads: 0 });
+  for (const [index, expected] of before.outputs.entries()) {
+    const actual = after.outputs[index].data;
+    const scale = expected.data.reduce((largest, value) => Math.max(largest, Math.abs(value)), 1e-6);
+    const delta = expected.data.reduce((largest, value, at) => Math.max(largest, Math.abs(value - actual[at])), 0);
+    if (!(delta <= 1e-3 * scale)) throw new Error(`normalising the model (opset 13, BatchNormalization folded) changed its output by ${delta} (of values up to ${scale}); it cannot be quantized safely`);
+  }
+  return bytes;
+}
+
+interface SideBySideRun {
+  outputs: ExampleOutput[];
+  msPerExample: number;
 }
 
 /**
- * One version over the held-out images, in one session: its first output per image, and the
- * milliseconds per image at batch 1 on one intra-op thread (level all: ONNX Runtime's fusions, the
- * integer kernels included), timed after three warm-up runs.
+ * Models over the same feeds with sessions open side by side, alternating per feed so that the
+ * machine's drift affects each alike: outputs, and milliseconds per example at batch 1, timed after
+ * three warm-up runs. Level all: ONNX Runtime's fusions, the integer kernels included.
  */
-async function heldOutRun(bytes: Uint8Array, feeds: readonly Record<string, ort.Tensor>[], output: string): Promise<{ outputs: Float32Array[]; msPerImage: number }> {
-  const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', intraOpNumThreads: 1, logSeverityLevel: 3 });
+async function runSideBySide(models: readonly Uint8Array[], feeds: readonly Feed[], output: string, options: { intraOpNumThreads: number }): Promise<SideBySideRun[]> {
+  const sessions: ort.InferenceSession[] = [];
   try {
-    for (const feed of feeds.slice(0, 3)) await session.run(feed);
-    const outputs: Float32Array[] = [];
-    const started = performance.now();
-    for (const feed of feeds) outputs.push((await session.run(feed))[output].data as Float32Array);
-    return { outputs, msPerImage: (performance.now() - started) / feeds.length };
+    for (const bytes of models) sessions.push(await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', intraOpNumThreads: options.intraOpNumThreads, logSeverityLevel: 3 }));
+    for (const session of sessions) for (const feed of feeds.slice(0, 3)) await session.run(feed);
+    const runs = sessions.map(() => ({ outputs: [] as ExampleOutput[], ms: 0 }));
+    for (const feed of feeds) {
+      for (const [index, session] of sessions.entries()) {
+        const started = performance.now();
+        const tensor = (await session.run(feed, [output]))[output];
+        runs[index].ms += performance.now() - started;
+        runs[index].outputs.push({ data: tensor.data as Float32Array, dims: tensor.dims.slice(1) });
+      }
+    }
+    return runs.map((run) => ({ outputs: run.outputs, msPerExample: run.ms / feeds.length }));
   } finally {
-    await session.release();
+    for (const session of sessions) await session.release();
   }
 }
 
 export interface QuantizeReport {
   model: string;
   sourceVersion: string;
-  outputVersion: string;
-  path: string;
-  method: 'static';
-  calibration: { images: number; heldOut: number; sha256: string; ranges: string };
+  /** Absent when no version was written (auto kept float, or the gate failed). */
+  outputVersion?: string;
+  path?: string;
+  method: 'static' | 'dynamic' | 'fp16' | 'auto';
+  /** What was done: the method that made the version, or why none was written. */
+  decision: { written: boolean; reason: string };
+  calibration: { examples: number; heldOut: number; sha256: string; ranges?: string };
   quantizedNodes: string[];
   floatNodes: { node: string; reason: string }[];
-  sizes: { fp32Bytes: number; int8Bytes: number; ratio: number };
-  /** On the held-out images, of the model's first output as the ONNX file computes it (before any activation the config declares). */
-  agreement: { top1: number; maxAbsDelta: number };
-  msPerImage: { fp32: number; int8: number; speedup: number };
+  sizes: { sourceBytes: number; quantizedBytes: number; ratio: number };
+  /** On the held-out examples, of the model's first output (before any activation the config declares), by its kind. */
+  agreement: AgreementReport;
+  gate: GateVerdict & { spec: string };
+  /** Batch 1, one intra-op thread, the two sessions alternated. */
+  msPerExample: { source: number; quantized: number; speedup: number };
+  /** auto: the nodes tried in float, most costly first, and how each step fared. */
+  search?: { floatNodes: number; agreement: number; passed: boolean }[];
+}
+
+interface Candidate {
+  bytes: Uint8Array;
+  result: StaticQuantization;
 }
 
 export async function runQuantize(options: QuantizeOptions, logger: Logger): Promise<QuantizeReport> {
   const settings = quantizeOptionsSchema.parse(options);
-  if (settings.method !== 'static') throw new Error(`--method ${settings.method} is not implemented yet; use --method static`);
   const modelDir = join(settings.modelRepository, settings.model);
   const versions = await versionFolders(modelDir);
   const sourceVersion = settings.version ?? String(versions.at(-1) ?? '');
@@ -116,81 +212,131 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const outputVersion = settings.outputVersion ?? String((versions.at(-1) ?? 0) + 1);
   if (versions.includes(Number(outputVersion))) throw new Error(`version ${outputVersion} of '${settings.model}' exists already; choose another --output-version`);
 
-  // The model's own pre-processing turns calibration images into the tensors it takes.
+  // The model as it serves decides the pre-processing, the output judged and what it means.
   const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger });
-  let config;
+  let config: CompletedModelConfig;
+  let labels: readonly string[] | undefined;
+  let calibration: Calibration;
   try {
     await server.start();
     await server.loadModel(settings.model);
-    // The config is the model's, whichever version its policy loaded; it decides the pre-processing and file name.
-    config = server.model(settings.model).config;
+    const model = server.model(settings.model);
+    config = model.config;
+    labels = model.labelsOf(config.output[0].name);
+    calibration = await readCalibration(settings.calibration, settings.maxExamples, server, settings.model, config);
   } finally {
     await server.close();
   }
-  const preprocessor = InputPreprocessor.of(config);
-  const [imageInput, ...others] = preprocessor ? [...preprocessor.imageInputs] : [];
-  if (!preprocessor || !imageInput || others.length > 0 || config.input.length !== 1) {
-    throw new Error(`model '${settings.model}' does not take a single image input with preprocess.image; calibration from images needs one`);
-  }
-  const images = await calibrationImages(settings.calibration, settings.maxImages);
-  if (images.length < 5) throw new Error(`--calibration ${settings.calibration}: ${images.length} image(s); calibration needs at least 5`);
-  const digest = createHash('sha256');
-  const feeds: Record<string, ort.Tensor>[] = [];
-  for (const bytes of images) {
-    digest.update(createHash('sha256').update(bytes).digest());
-    const tensors = await preprocessor.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [bytes] } });
-    const tensor = tensors[imageInput];
-    const shape = config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape];
-    feeds.push({ [imageInput]: new ort.Tensor('float32', tensor.data as Float32Array, shape) });
-  }
-  const heldOut = Math.max(1, Math.round(images.length * settings.holdOut));
+  const { feeds } = calibration;
+  if (feeds.length < 5) throw new Error(`--calibration ${settings.calibration}: ${feeds.length} example(s); calibration needs at least 5`);
+  const output = config.output[0].name;
+  const kind = settings.kind ?? outputKindOf({ dims: config.output[0].dims, labelled: labels !== undefined });
+  const gateSpec = settings.gate ?? DEFAULT_GATES[kind];
+  const gate = parseGate(gateSpec);
+  const heldOut = Math.max(1, Math.round(feeds.length * settings.holdOut));
   const calibrationFeeds = feeds.slice(0, feeds.length - heldOut);
   const evaluationFeeds = feeds.slice(feeds.length - heldOut);
+  const compare = (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => compareOutputs(kind, reference, candidate, { labels, threshold: settings.threshold });
 
-  const sourcePath = join(modelDir, sourceVersion, config.default_model_filename ?? 'model.onnx');
-  const fp32Bytes = new Uint8Array(await readFile(sourcePath));
-  const parsed = readOnnxModel(fp32Bytes);
-  constantsToInitializers(parsed);
-  const model = await normalised(parsed);
-  const tensors = new Set<string>();
-  for (const node of model.graph.node) {
-    if (['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '')) {
-      tensors.add(node.input[0]);
-      tensors.add(node.output[0]);
-    }
-  }
+  const fileName = config.default_model_filename ?? 'model.onnx';
+  const source = new Uint8Array(await readFile(join(modelDir, sourceVersion, fileName)));
+  const base = await normalised(source, calibrationFeeds, output);
   const method = settings.ranges === 'minmax' ? ({ kind: 'minmax' } as const) : ({ kind: 'percentile', percentile: settings.ranges } as const);
-  const ranges = await calibrateRanges(model, [...tensors], calibrationFeeds, { method });
-  const { quantized, skipped } = quantizeStaticQdq(model, ranges);
-  const int8 = writeOnnxModel(model);
+  const rangesOf = async () => {
+    const model = readOnnxModel(base);
+    const tensors = new Set<string>();
+    for (const node of model.graph.node) {
+      if (['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '')) tensors.add(node.input[0]).add(node.output[0]);
+    }
+    return calibrateRanges(model, [...tensors], calibrationFeeds, { method });
+  };
+  const ranges = await rangesOf();
+  const staticCandidate = (exclude: ReadonlySet<string>): Candidate => {
+    const model: OnnxModel = readOnnxModel(base);
+    const result = quantizeStaticQdq(model, ranges, exclude);
+    return { bytes: writeOnnxModel(model), result };
+  };
 
-  const output = config.output[0].name;
-  const fp32 = await heldOutRun(fp32Bytes, evaluationFeeds, output);
-  const quantizedRun = await heldOutRun(int8, evaluationFeeds, output);
-  const agreement = compareScores(fp32.outputs, quantizedRun.outputs);
-  const [fp32Ms, int8Ms] = [fp32.msPerImage, quantizedRun.msPerImage];
+  let candidate = staticCandidate(new Set());
+  let search: QuantizeReport['search'];
+  if (settings.method === 'auto') {
+    const found = await searchFloatNodes(candidate, staticCandidate, evaluationFeeds, output, source, compare, gate);
+    candidate = found.candidate;
+    search = found.steps;
+  } else if (settings.method !== 'static') {
+    throw new Error(`--method ${settings.method} is not implemented yet; use --method static or auto`);
+  }
+
+  const [sourceRun, quantizedRun] = await runSideBySide([source, candidate.bytes], evaluationFeeds, output, { intraOpNumThreads: 1 });
+  const agreement = compare(sourceRun.outputs, quantizedRun.outputs);
+  const verdict = judgeGate(gate, agreementFigures(agreement));
+  const speedup = sourceRun.msPerExample / quantizedRun.msPerExample;
+  let decision: QuantizeReport['decision'];
+  if (!verdict.passed) decision = { written: false, reason: `the gate "${gateSpec}" failed on the held-out examples: ${verdict.failures.join('; ')}` };
+  else if (settings.method === 'auto' && speedup <= 1) decision = { written: false, reason: `kept float: the quantized model was not faster (${speedup.toFixed(2)}x the source's speed at batch 1, one thread)` };
+  else decision = { written: true, reason: settings.method === 'auto' ? `static int8 with ${candidate.result.skipped.length} node(s) kept float` : `${settings.method} int8` };
   const target = join(modelDir, outputVersion);
   const report: QuantizeReport = {
     model: settings.model,
     sourceVersion,
-    outputVersion,
-    path: target,
-    method: 'static',
-    calibration: {
-      images: calibrationFeeds.length,
-      heldOut,
-      sha256: digest.digest('hex'),
-      ranges: settings.ranges === 'minmax' ? 'minmax' : `percentile ${settings.ranges}`,
-    },
-    quantizedNodes: quantized,
-    floatNodes: skipped,
-    sizes: { fp32Bytes: fp32Bytes.length, int8Bytes: int8.length, ratio: int8.length / fp32Bytes.length },
-    agreement: { top1: agreement.top1Agreement, maxAbsDelta: agreement.maxAbsDelta },
-    msPerImage: { fp32: fp32Ms, int8: int8Ms, speedup: fp32Ms / int8Ms },
+    ...(decision.written ? { outputVersion, path: target } : {}),
+    method: settings.method,
+    decision,
+    calibration: { examples: calibrationFeeds.length, heldOut, sha256: calibration.sha256, ranges: settings.ranges === 'minmax' ? 'minmax' : `percentile ${settings.ranges}` },
+    quantizedNodes: candidate.result.quantized,
+    floatNodes: candidate.result.skipped,
+    sizes: { sourceBytes: source.length, quantizedBytes: candidate.bytes.length, ratio: candidate.bytes.length / source.length },
+    agreement,
+    gate: { spec: gateSpec, ...verdict },
+    msPerExample: { source: sourceRun.msPerExample, quantized: quantizedRun.msPerExample, speedup },
+    search,
   };
+  if (!decision.written) return report;
   await mkdir(target);
-  await writeFile(join(target, config.default_model_filename ?? 'model.onnx'), int8);
+  await writeFile(join(target, fileName), candidate.bytes);
   await writeFile(join(target, QUANTIZATION_RECORD_FILE), `${JSON.stringify({ ...report, path: undefined, created: new Date().toISOString() }, null, 2)}\n`);
-  logger.info({ version: outputVersion, bytes: (await stat(join(target, config.default_model_filename ?? 'model.onnx'))).size }, `wrote version ${outputVersion} of '${settings.model}'`);
+  logger.info({ version: outputVersion, bytes: (await stat(join(target, fileName))).size }, `wrote version ${outputVersion} of '${settings.model}'`);
   return report;
+}
+
+/** Held-out examples the sensitivity of each node is measured on: enough to rank nodes, few enough to try every one. */
+const PROBE_EXAMPLES = 16;
+
+/**
+ * auto: when the fully quantized model misses the gate, ranks its quantized nodes by how much
+ * closer to the source's output the model comes with that one node left float (mean absolute
+ * difference over a probe of the held-out examples), then leaves float the 1, 2, 4, … most costly
+ * until the gate holds on all held-out examples. Returns the first candidate that passes, or the
+ * last one tried.
+ */
+async function searchFloatNodes(
+  full: Candidate,
+  make: (exclude: ReadonlySet<string>) => Candidate,
+  feeds: readonly Feed[],
+  output: string,
+  source: Uint8Array,
+  compare: (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => AgreementReport,
+  gate: readonly GateClause[],
+): Promise<{ candidate: Candidate; steps: NonNullable<QuantizeReport['search']> }> {
+  const judge = async (candidate: Candidate, on: readonly Feed[]) => {
+    const [reference, quantized] = await runSideBySide([source, candidate.bytes], on, output, { intraOpNumThreads: 0 });
+    return compare(reference.outputs, quantized.outputs);
+  };
+  const fullAgreement = await judge(full, feeds);
+  const steps: NonNullable<QuantizeReport['search']> = [{ floatNodes: 0, agreement: fullAgreement.agreement, passed: judgeGate(gate, agreementFigures(fullAgreement)).passed }];
+  if (steps[0].passed) return { candidate: full, steps };
+  const probe = feeds.slice(0, PROBE_EXAMPLES);
+  const sensitivity: { node: string; error: number }[] = [];
+  for (const node of full.result.quantized) {
+    sensitivity.push({ node, error: (await judge(make(new Set([node])), probe)).meanAbsDelta });
+  }
+  sensitivity.sort((a, b) => a.error - b.error);
+  let candidate = full;
+  for (let count = 1; ; count = Math.min(count * 2, sensitivity.length)) {
+    candidate = make(new Set(sensitivity.slice(0, count).map((entry) => entry.node)));
+    const agreement = await judge(candidate, feeds);
+    const passed = judgeGate(gate, agreementFigures(agreement)).passed;
+    steps.push({ floatNodes: count, agreement: agreement.agreement, passed });
+    if (passed || count === sensitivity.length) return { candidate, steps };
+  }
 }

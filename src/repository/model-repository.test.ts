@@ -457,7 +457,7 @@ const QUANTIZATION_RECORD = JSON.stringify({
   outputVersion: '2',
   method: 'static',
   calibration: { images: 40, heldOut: 10, sha256: 'ab'.repeat(32), ranges: 'percentile 99.99' },
-  sizes: { fp32Bytes: 1000, int8Bytes: 283, ratio: 0.283 },
+  sizes: { sourceBytes: 1000, quantizedBytes: 283, ratio: 0.283 },
 });
 
 test('a version with a quantization record says so; the others do not, and the model file size is kept per version', async (t) => {

@@ -28,8 +28,8 @@ export const quantizationRecordSchema = z.object({
   method: z.string().min(1),
   sourceVersion: z.string().regex(/^[1-9]\d*$/, 'expected a version number'),
   sizes: z.object({
-    fp32Bytes: z.number().int().positive(),
-    int8Bytes: z.number().int().positive(),
+    sourceBytes: z.number().int().positive(),
+    quantizedBytes: z.number().int().positive(),
     ratio: z.number().positive(),
   }),
 });
