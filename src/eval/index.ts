@@ -2,3 +2,4 @@
 export { argmax, compareScores, evaluateClassification, type AgreementReport, type ClassificationReport, type ClassMetrics, type ClassScores } from './classification-metrics.js';
 export { GATE_METRICS, judgeGate, parseGate, type GateClause, type GateMetric, type GateVerdict } from './accuracy-gate.js';
 export { classFolderName, evalOptionsSchema, formatEvalReport, readLabelledImages, runEval, type EvalOptions, type EvalReport, type VersionEvaluation } from './run-eval.js';
+export { chartFormatOf, comparisonChartSvg, renderComparisonChart, writeComparisonChart, type ChartFormat } from './comparison-chart.js';

@@ -161,7 +161,12 @@ function gateFigures(evaluations: readonly VersionEvaluation[]): Partial<Record<
   };
 }
 
-const percent = (value: number) => (Number.isNaN(value) ? '—' : `${(value * 100).toFixed(2)} %`);
+/** A share as the report prints it, e.g. "92.50 %"; '—' for one that could not be measured. */
+export const formatPercent = (value: number) => (Number.isNaN(value) ? '—' : `${(value * 100).toFixed(2)} %`);
+/** A model file's size as the report prints it, in whole KiB. */
+export const formatSize = (bytes: number) => `${(bytes / 1024).toFixed(0)} KiB`;
+/** Throughput as the report prints it, images per second to one decimal. */
+export const formatRate = (imagesPerSecond: number) => imagesPerSecond.toFixed(1);
 
 /** The report as a person reads it: one row per version, then the per-class figures and the gate's verdict. */
 export function formatEvalReport(report: EvalReport): string {
@@ -172,7 +177,7 @@ export function formatEvalReport(report: EvalReport): string {
   for (const evaluation of report.versions) {
     const { classification: c, agreement: a } = evaluation;
     lines.push(
-      `| ${evaluation.version} | ${(evaluation.sizeBytes / 1024).toFixed(0)} KiB | ${percent(c?.top1Accuracy ?? NaN)} | ${percent(c?.topKAccuracy ?? NaN)} | ${percent(c?.ece ?? NaN)} | ${a ? percent(a.top1Agreement) : '—'} | ${a ? a.maxAbsDelta.toFixed(4) : '—'} | ${evaluation.imagesPerSecond.toFixed(1)} |`,
+      `| ${evaluation.version} | ${formatSize(evaluation.sizeBytes)} | ${formatPercent(c?.top1Accuracy ?? NaN)} | ${formatPercent(c?.topKAccuracy ?? NaN)} | ${formatPercent(c?.ece ?? NaN)} | ${a ? formatPercent(a.top1Agreement) : '—'} | ${a ? a.maxAbsDelta.toFixed(4) : '—'} | ${formatRate(evaluation.imagesPerSecond)} |`,
     );
   }
   for (const evaluation of report.versions) {
@@ -180,7 +185,7 @@ export function formatEvalReport(report: EvalReport): string {
     if (!classification) continue;
     lines.push('', `version ${evaluation.version}, per class:`, '| class | precision | recall | support |', '|---|---:|---:|---:|');
     classification.perClass.forEach((metrics, index) => {
-      lines.push(`| ${report.classes[index]} | ${percent(metrics.precision)} | ${percent(metrics.recall)} | ${metrics.support} |`);
+      lines.push(`| ${report.classes[index]} | ${formatPercent(metrics.precision)} | ${formatPercent(metrics.recall)} | ${metrics.support} |`);
     });
     const indices = report.classes.map((_, index) => String(index));
     lines.push('', `version ${evaluation.version}, confusion (rows: label, columns: predicted class by index):`, `| label | ${indices.join(' | ')} |`, `|---|${indices.map(() => '---:').join('|')}|`);
