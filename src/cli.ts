@@ -2,7 +2,9 @@
 /**
  * The `nereid` command. Flag names follow Triton's tritonserver where a Triton flag exists.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -12,7 +14,7 @@ import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/
 import { readCaFile, readTlsFiles } from './core/tls.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
-import { evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval } from './eval/index.js';
+import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
@@ -36,6 +38,16 @@ function booleanFlag(value: string): boolean {
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** A chart file name, refused before any work when its extension names no format the chart is written in. */
+function chartPath(value: string): string {
+  try {
+    chartFormatOf(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+  return value;
+}
 
 function number(min: number, max = Infinity) {
   return (value: string): number => {
@@ -356,12 +368,16 @@ program
   .option('--top-k <n>', 'k of the top-k accuracy', integer(1), defaultOf(evalOptionsSchema, 'topK'))
   .option('--gate <clauses>', `what the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99"; metrics: ${Object.keys(GATE_METRICS).join(', ')}`)
   .option('--json', 'print the report as one JSON object')
+  .option('--plot <file>', 'also write a chart of the comparison, as SVG (file ending in .svg) or PNG (.png)', chartPath)
   .action(async (flags) => {
+    // Found out now rather than after a long evaluation.
+    if (flags.plot) await access(dirname(resolve(flags.plot)), constants.W_OK).catch(() => Promise.reject(new Error(`--plot ${flags.plot}: its folder does not exist or cannot be written`)));
     const report = await runEval(
       { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate },
       pino({ level: 'warn' }, pino.destination(2)),
     );
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
+    if (flags.plot) await writeComparisonChart(report, flags.plot);
     process.exitCode = report.gate && !report.gate.passed ? 1 : 0;
   });
 

@@ -1,15 +1,16 @@
 /**
  * `nereid eval` end to end on real data: Fashion-MNIST test images written as PNG into a folder per
  * class, two versions of the bundled model (the same weights twice, so they must agree entirely),
- * the report's figures consistent with each other, and the gate's exit codes.
+ * the report's figures consistent with each other, the gate's exit codes, and the chart --plot writes.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { access, cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { classFolderName, type EvalReport } from '../src/eval/index.js';
+import sharp from 'sharp';
+import { classFolderName, comparisonChartSvg, type EvalReport } from '../src/eval/index.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
@@ -38,9 +39,12 @@ const nereid = (args: string[]) => runCli(args, 120_000);
 const evalArgs = (...more: string[]) => ['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', data, '--versions', '1,2', ...more];
 
 test('two versions scored on real labelled images: consistent figures, full agreement, the gate passes with exit 0', async () => {
-  const { code, stdout, stderr } = await nereid(evalArgs('--json', '--top-k', '3', '--gate', 'agreement>=0.99,accuracy_drop<=0'));
+  const chart = join(work, 'passed.svg');
+  const { code, stdout, stderr } = await nereid(evalArgs('--json', '--top-k', '3', '--gate', 'agreement>=0.99,accuracy_drop<=0', '--plot', chart));
   assert.equal(code, 0, stderr);
   const report = JSON.parse(stdout) as EvalReport;
+  // The chart --plot wrote is the one the report draws.
+  assert.equal(await readFile(chart, 'utf8'), comparisonChartSvg(report));
   assert.equal(report.examples, COUNT);
   assert.deepEqual(report.versions.map((version) => version.version), ['1', '2']);
   for (const version of report.versions) {
@@ -60,11 +64,31 @@ test('two versions scored on real labelled images: consistent figures, full agre
   assert.deepEqual(report.gate, { spec: 'agreement>=0.99,accuracy_drop<=0', passed: true, failures: [] });
 });
 
-test('a gate the candidate misses exits 1 and says which clause; the table names every class', async () => {
-  const { code, stdout } = await nereid(evalArgs('--gate', 'accuracy>=0.9999'));
+test('a gate the candidate misses exits 1 and says which clause; the table names every class; --plot still writes the chart', async () => {
+  const chart = join(work, 'failed.png');
+  const { code, stdout } = await nereid(evalArgs('--gate', 'accuracy>=0.9999', '--plot', chart));
   assert.equal(code, 1);
   assert.match(stdout, /gate "accuracy>=0\.9999": FAILED\n  accuracy>=0\.9999: measured accuracy = 0\.\d+/);
   assert.match(stdout, /\| Ankle boot \| /);
+  const png = await readFile(chart);
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const metadata = await sharp(png).metadata();
+  assert.equal(metadata.format, 'png');
+  // The chart is 960 wide, rendered at twice its size.
+  assert.equal(metadata.width, 1920);
+});
+
+test('--plot to a file that is neither .svg nor .png is refused before any evaluation, naming both', async () => {
+  const chart = join(work, 'chart.jpg');
+  const { code, stdout, stderr } = await nereid(evalArgs('--plot', chart));
+  assert.equal(code, 1);
+  assert.match(stderr, /\.svg \(vector\) or \.png \(image\); '.*chart\.jpg' ends in '\.jpg'/);
+  assert.equal(stdout, '', 'no report: nothing was evaluated');
+  await assert.rejects(access(chart));
+  const nowhere = await nereid(evalArgs('--plot', join(work, 'no-such-folder', 'chart.png')));
+  assert.equal(nowhere.code, 1);
+  assert.match(nowhere.stderr, /no-such-folder\/chart\.png: its folder does not exist or cannot be written/);
+  assert.equal(nowhere.stdout, '');
 });
 
 test('images without class folders are compared by agreement alone; a gate on accuracy then fails as not measured', async () => {

@@ -124,8 +124,12 @@ async function loadVersions(server: Server, model: string, versions: readonly st
 interface Examples {
   count: number;
   labels?: (number | string)[];
-  run(model: ModelVersion): Promise<ExampleOutput[]>;
+  /** The outputs of the first `count` examples (default: all). */
+  run(model: ModelVersion, count?: number): Promise<ExampleOutput[]>;
 }
+
+/** Examples run untimed on each version first, so that the first version timed does not also pay for warming up the process. */
+const WARM_UP_EXAMPLES = 16;
 
 async function imageExamples(dir: string, model: ModelVersion, labels: readonly string[]): Promise<Examples> {
   const data = await readLabelledImages(dir, labels);
@@ -134,10 +138,10 @@ async function imageExamples(dir: string, model: ModelVersion, labels: readonly 
   return {
     count: images.length,
     labels: labelled ? data.files.map((file) => file.label!) : undefined,
-    async run(version) {
+    async run(version, count = images.length) {
       const scores: ExampleOutput[] = [];
-      for (let start = 0; start < images.length; start += CHUNK) {
-        for (const data of await imageScores(version, images.slice(start, start + CHUNK))) scores.push({ data, dims: [data.length] });
+      for (let start = 0; start < count; start += CHUNK) {
+        for (const data of await imageScores(version, images.slice(start, Math.min(count, start + CHUNK)))) scores.push({ data, dims: [data.length] });
       }
       return scores;
     },
@@ -186,10 +190,10 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
   return {
     count: requests.length,
     labels: labels.length > 0 ? labels : undefined,
-    async run(version) {
+    async run(version, count = requests.length) {
       const outputs: ExampleOutput[] = [];
-      for (let start = 0; start < requests.length; start += CHUNK) {
-        const answers = await Promise.all(requests.slice(start, start + CHUNK).map((request) => version.infer({ ...request, version: version.version })));
+      for (let start = 0; start < count; start += CHUNK) {
+        const answers = await Promise.all(requests.slice(start, Math.min(count, start + CHUNK)).map((request) => version.infer({ ...request, version: version.version })));
         for (const answer of answers) {
           let tensor = answer.outputs.find((candidate) => candidate.name === output)!;
           // Classes are judged as the classify endpoint answers them: after the output's activation.
@@ -206,7 +210,8 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
 export async function runEval(options: EvalOptions, logger: Logger): Promise<EvalReport> {
   const settings = evalOptionsSchema.parse(options);
   const gate = settings.gate === undefined ? undefined : parseGate(settings.gate);
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [settings.model], logger });
+  // The evaluation is this server's only client and sends a chunk at a time: a wait is expected, not an overload to refuse.
+  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [settings.model], logger, maxQueueWaitMs: 3_600_000 });
   try {
     await server.start();
     const versions = await loadVersions(server, settings.model, settings.versions);
@@ -226,6 +231,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     let reference: ExampleOutput[] | undefined;
     for (const version of versions) {
       const model = server.model(settings.model, version);
+      await examples.run(model, Math.min(examples.count, WARM_UP_EXAMPLES));
       const started = performance.now();
       const outputs = await examples.run(model);
       const seconds = (performance.now() - started) / 1000;
@@ -275,7 +281,12 @@ function gateFigures(evaluations: readonly VersionEvaluation[]): Partial<Record<
   };
 }
 
-const percent = (value: number) => (Number.isNaN(value) ? '—' : `${(value * 100).toFixed(2)} %`);
+/** A share as the report prints it, e.g. "92.50 %"; '—' for one that could not be measured. */
+export const formatPercent = (value: number) => (Number.isNaN(value) ? '—' : `${(value * 100).toFixed(2)} %`);
+/** A model file's size as the report prints it, in whole KiB. */
+export const formatSize = (bytes: number) => `${(bytes / 1024).toFixed(0)} KiB`;
+/** Throughput as the report prints it, examples per second to one decimal. */
+export const formatRate = (examplesPerSecond: number) => examplesPerSecond.toFixed(1);
 
 /** The report as a person reads it: one row per version, then the per-class figures and the gate's verdict. */
 export function formatEvalReport(report: EvalReport): string {
@@ -294,12 +305,12 @@ export function formatEvalReport(report: EvalReport): string {
   lines.push(`| ${columns.join(' | ')} |`, `|---|${columns.slice(1).map(() => '---:').join('|')}|`);
   for (const evaluation of report.versions) {
     const { classification: c, text: t, agreement: a } = evaluation;
-    const cells = [evaluation.version, `${(evaluation.sizeBytes / 1024).toFixed(0)} KiB`];
-    if (classified) cells.push(percent(c?.top1Accuracy ?? NaN), percent(c?.topKAccuracy ?? NaN), percent(c?.ece ?? NaN));
-    if (read) cells.push(percent(t?.lineAccuracy ?? NaN), percent(t?.characterAccuracy ?? NaN));
-    cells.push(a ? percent(a.agreement) : '—');
-    if (report.kind === 'ctc') cells.push(a ? percent(a.characterAgreement ?? NaN) : '—');
-    cells.push(a ? a.maxAbsDelta.toFixed(4) : '—', evaluation.examplesPerSecond.toFixed(1));
+    const cells = [evaluation.version, formatSize(evaluation.sizeBytes)];
+    if (classified) cells.push(formatPercent(c?.top1Accuracy ?? NaN), formatPercent(c?.topKAccuracy ?? NaN), formatPercent(c?.ece ?? NaN));
+    if (read) cells.push(formatPercent(t?.lineAccuracy ?? NaN), formatPercent(t?.characterAccuracy ?? NaN));
+    cells.push(a ? formatPercent(a.agreement) : '—');
+    if (report.kind === 'ctc') cells.push(a ? formatPercent(a.characterAgreement ?? NaN) : '—');
+    cells.push(a ? a.maxAbsDelta.toFixed(4) : '—', formatRate(evaluation.examplesPerSecond));
     lines.push(`| ${cells.join(' | ')} |`);
   }
   for (const evaluation of report.versions) {
@@ -308,7 +319,7 @@ export function formatEvalReport(report: EvalReport): string {
     const classes = report.classes!;
     lines.push('', `version ${evaluation.version}, per class:`, '| class | precision | recall | support |', '|---|---:|---:|---:|');
     classification.perClass.forEach((metrics, index) => {
-      lines.push(`| ${classes[index]} | ${percent(metrics.precision)} | ${percent(metrics.recall)} | ${metrics.support} |`);
+      lines.push(`| ${classes[index]} | ${formatPercent(metrics.precision)} | ${formatPercent(metrics.recall)} | ${metrics.support} |`);
     });
     const indices = classes.map((_, index) => String(index));
     lines.push('', `version ${evaluation.version}, confusion (rows: label, columns: predicted class by index):`, `| label | ${indices.join(' | ')} |`, `|---|${indices.map(() => '---:').join('|')}|`);
