@@ -27,7 +27,8 @@ export function nodeLabel(node: OnnxNode, index: number): string {
   return node.name || `${node.op_type}_${index}`;
 }
 
-const toNumber = (value: unknown) => Number(typeof value === 'object' && value !== null ? (value as { toString(): string }).toString() : value);
+/** An int64 field's value as a number, whether protobufjs read it as a number or a Long. */
+export const toNumber = (value: unknown) => Number(typeof value === 'object' && value !== null ? (value as { toString(): string }).toString() : value);
 
 export function dimsOf(tensor: OnnxTensor): number[] {
   return (tensor.dims ?? []).map(toNumber);
