@@ -28,7 +28,10 @@ import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { calibrateRanges } from './calibration.js';
-import { quantizeStaticQdq, type StaticQuantization } from './static-qdq.js';
+import { quantizeDynamicMatMul } from './dynamic-int8.js';
+import { storeWeightsAsFp16 } from './fp16-weights.js';
+import type { NodeRewrite } from './graph-rewriting.js';
+import { quantizeStaticQdq } from './static-qdq.js';
 
 export const quantizeOptionsSchema = z.object({
   modelRepository: z.string().min(1),
@@ -200,8 +203,27 @@ export interface QuantizeReport {
 
 interface Candidate {
   bytes: Uint8Array;
-  result: StaticQuantization;
+  result: NodeRewrite;
 }
+
+/** The normalised model rewritten by one of the methods that need no calibration. */
+function uncalibratedCandidate(base: Uint8Array, method: 'dynamic' | 'fp16'): Candidate {
+  const model = readOnnxModel(base);
+  let result: NodeRewrite;
+  if (method === 'dynamic') result = quantizeDynamicMatMul(model);
+  else {
+    const converted = storeWeightsAsFp16(model);
+    result = { quantized: converted.converted, skipped: converted.skipped.map(({ tensor, reason }) => ({ node: tensor, reason })) };
+  }
+  return { bytes: writeOnnxModel(model), result };
+}
+
+const DECISIONS: Readonly<Record<QuantizeReport['method'], (result: NodeRewrite) => string>> = {
+  static: () => 'static int8 (QDQ)',
+  auto: (result) => `static int8 (QDQ) with ${result.skipped.length} node(s) kept float`,
+  dynamic: () => 'dynamic int8 MatMuls (activations quantized per batch at run time)',
+  fp16: () => 'fp16 weights (computed in float32)',
+};
 
 export async function runQuantize(options: QuantizeOptions, logger: Logger): Promise<QuantizeReport> {
   const settings = quantizeOptionsSchema.parse(options);
@@ -241,31 +263,25 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const fileName = config.default_model_filename ?? 'model.onnx';
   const source = new Uint8Array(await readFile(join(modelDir, sourceVersion, fileName)));
   const base = await normalised(source, calibrationFeeds, output);
-  const method = settings.ranges === 'minmax' ? ({ kind: 'minmax' } as const) : ({ kind: 'percentile', percentile: settings.ranges } as const);
-  const rangesOf = async () => {
-    const model = readOnnxModel(base);
-    const tensors = new Set<string>();
-    for (const node of model.graph.node) {
-      if (['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '')) tensors.add(node.input[0]).add(node.output[0]);
-    }
-    return calibrateRanges(model, [...tensors], calibrationFeeds, { method });
-  };
-  const ranges = await rangesOf();
-  const staticCandidate = (exclude: ReadonlySet<string>): Candidate => {
-    const model: OnnxModel = readOnnxModel(base);
-    const result = quantizeStaticQdq(model, ranges, exclude);
-    return { bytes: writeOnnxModel(model), result };
-  };
-
-  let candidate = staticCandidate(new Set());
+  let candidate: Candidate;
   let search: QuantizeReport['search'];
-  if (settings.method === 'auto') {
-    const found = await searchFloatNodes(candidate, staticCandidate, evaluationFeeds, output, source, compare, gate);
-    candidate = found.candidate;
-    search = found.steps;
-  } else if (settings.method !== 'static') {
-    throw new Error(`--method ${settings.method} is not implemented yet; use --method static or auto`);
+  if (settings.method === 'dynamic' || settings.method === 'fp16') {
+    candidate = uncalibratedCandidate(base, settings.method);
+  } else {
+    const ranges = await calibrateActivations(base, calibrationFeeds, settings.ranges);
+    const staticCandidate = (exclude: ReadonlySet<string>): Candidate => {
+      const model: OnnxModel = readOnnxModel(base);
+      const result = quantizeStaticQdq(model, ranges, exclude);
+      return { bytes: writeOnnxModel(model), result };
+    };
+    candidate = staticCandidate(new Set());
+    if (settings.method === 'auto') {
+      const found = await searchFloatNodes(candidate, staticCandidate, evaluationFeeds, output, source, compare, gate);
+      candidate = found.candidate;
+      search = found.steps;
+    }
   }
+  if (candidate.result.quantized.length === 0) throw new Error(`--method ${settings.method} found nothing to rewrite in '${settings.model}': ${candidate.result.skipped.map((entry) => `${entry.node} (${entry.reason})`).join(', ') || 'no Conv, MatMul or Gemm'}`);
 
   const [sourceRun, quantizedRun] = await runSideBySide([source, candidate.bytes], evaluationFeeds, output, { intraOpNumThreads: 1 });
   const agreement = compare(sourceRun.outputs, quantizedRun.outputs);
@@ -274,7 +290,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   let decision: QuantizeReport['decision'];
   if (!verdict.passed) decision = { written: false, reason: `the gate "${gateSpec}" failed on the held-out examples: ${verdict.failures.join('; ')}` };
   else if (settings.method === 'auto' && speedup <= 1) decision = { written: false, reason: `kept float: the quantized model was not faster (${speedup.toFixed(2)}x the source's speed at batch 1, one thread)` };
-  else decision = { written: true, reason: settings.method === 'auto' ? `static int8 with ${candidate.result.skipped.length} node(s) kept float` : `${settings.method} int8` };
+  else decision = { written: true, reason: DECISIONS[settings.method](candidate.result) };
   const target = join(modelDir, outputVersion);
   const report: QuantizeReport = {
     model: settings.model,
@@ -282,7 +298,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     ...(decision.written ? { outputVersion, path: target } : {}),
     method: settings.method,
     decision,
-    calibration: { examples: calibrationFeeds.length, heldOut, sha256: calibration.sha256, ranges: settings.ranges === 'minmax' ? 'minmax' : `percentile ${settings.ranges}` },
+    calibration: { examples: calibrationFeeds.length, heldOut, sha256: calibration.sha256, ranges: settings.method === 'dynamic' || settings.method === 'fp16' ? undefined : settings.ranges === 'minmax' ? 'minmax' : `percentile ${settings.ranges}` },
     quantizedNodes: candidate.result.quantized,
     floatNodes: candidate.result.skipped,
     sizes: { sourceBytes: source.length, quantizedBytes: candidate.bytes.length, ratio: candidate.bytes.length / source.length },
@@ -297,6 +313,17 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   await writeFile(join(target, QUANTIZATION_RECORD_FILE), `${JSON.stringify({ ...report, path: undefined, created: new Date().toISOString() }, null, 2)}\n`);
   logger.info({ version: outputVersion, bytes: (await stat(join(target, fileName))).size }, `wrote version ${outputVersion} of '${settings.model}'`);
   return report;
+}
+
+/** The calibrated range of every tensor a static rewrite wraps: each Conv's, MatMul's and Gemm's input and output. */
+async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ranges: 'minmax' | number): Promise<Map<string, { min: number; max: number }>> {
+  const model = readOnnxModel(base);
+  const tensors = new Set<string>();
+  for (const node of model.graph.node) {
+    if (['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '')) tensors.add(node.input[0]).add(node.output[0]);
+  }
+  const method = ranges === 'minmax' ? ({ kind: 'minmax' } as const) : ({ kind: 'percentile', percentile: ranges } as const);
+  return calibrateRanges(model, [...tensors], feeds, { method });
 }
 
 /** Held-out examples the sensitivity of each node is measured on: enough to rank nodes, few enough to try every one. */

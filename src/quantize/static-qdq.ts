@@ -6,50 +6,19 @@
  * float anywhere; ONNX Runtime's graph optimizer (level extended and above) fuses each
  * DQ → op → Q group into an integer kernel (QLinearConv, QLinearMatMul, QGemm).
  */
-import type { OnnxModel, OnnxNode, OnnxTensor } from '../onnx/onnx-model-file.js';
+import type { OnnxModel, OnnxNode } from '../onnx/onnx-model-file.js';
+import { dimsOf, dropUnreadInitializers, FLOAT, floatsOf, graphValueNames, INT32, INT8, INT_ATTRIBUTE, intAttribute, nodeLabel, rawTensor, UINT8, type NodeRewrite } from './graph-rewriting.js';
 import { quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type Uint8Params } from './int8-arithmetic.js';
-
-const FLOAT = 1;
-const UINT8 = 2;
-const INT8 = 3;
-const INT32 = 6;
 
 /** Ops quantized, and which of their weight's axes holds the output channels. */
 function weightAxis(node: OnnxNode): number | undefined {
   if (node.op_type === 'Conv') return 0;
   if (node.op_type === 'MatMul') return 1;
-  if (node.op_type === 'Gemm') {
-    const transB = node.attribute.find((attribute) => attribute.name === 'transB');
-    return Number(transB?.i ?? 0) === 1 ? 0 : 1;
-  }
+  if (node.op_type === 'Gemm') return intAttribute(node, 'transB', 0) === 1 ? 0 : 1;
   return undefined;
 }
 
-const toNumber = (value: unknown) => Number(typeof value === 'object' && value !== null ? (value as { toString(): string }).toString() : value);
-
-function dimsOf(tensor: OnnxTensor): number[] {
-  return (tensor.dims ?? []).map(toNumber);
-}
-
-function floatsOf(tensor: OnnxTensor): Float32Array {
-  if (tensor.data_type !== FLOAT) throw new Error(`tensor '${tensor.name}' is not float32`);
-  if (tensor.raw_data && tensor.raw_data.length > 0) {
-    const raw = tensor.raw_data;
-    return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-  }
-  return Float32Array.from(tensor.float_data ?? []);
-}
-
-function rawTensor(name: string, dataType: number, dims: number[], data: ArrayBufferView): OnnxTensor {
-  return { name, data_type: dataType, dims, raw_data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
-}
-
-export interface StaticQuantization {
-  /** Nodes quantized, by name (or op type and index). */
-  quantized: string[];
-  /** Nodes left in float, and why. */
-  skipped: { node: string; reason: string }[];
-}
+export type StaticQuantization = NodeRewrite;
 
 /**
  * Rewrites the model in place. `ranges`: the calibrated range of every float tensor that is a
@@ -77,7 +46,7 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
   };
   const rewritten: OnnxNode[] = [];
   for (const [index, node] of graph.node.entries()) {
-    const label = node.name || `${node.op_type}_${index}`;
+    const label = nodeLabel(node, index);
     const axis = weightAxis(node);
     const weight = axis === undefined ? undefined : initializers.get(node.input[1]);
     if (axis === undefined || (node.domain ?? '') !== '') {
@@ -111,7 +80,7 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
       rawTensor(`${w}_scale`, FLOAT, [scales.length], scales),
       rawTensor(`${w}_zero_point`, INT8, [scales.length], new Int8Array(scales.length)),
     );
-    const axisAttribute = { name: 'axis', type: 2, i: axis };
+    const axisAttribute = { name: 'axis', type: INT_ATTRIBUTE, i: axis };
     added.push({ op_type: 'DequantizeLinear', name: `${w}_DequantizeLinear`, input: [`${w}_quantized`, `${w}_scale`, `${w}_zero_point`], output: [`${w}_dequantized`], attribute: [axisAttribute] });
     const inputs = [inputQdq.dequantized, `${w}_dequantized`, ...node.input.slice(2)];
     // The bias (Conv, Gemm): int32 at input scale × weight scale per channel, as the integer kernels take it.
@@ -125,7 +94,7 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
         rawTensor(`${biasName}_scale`, FLOAT, [biasScales.length], biasScales),
         rawTensor(`${biasName}_zero_point`, INT32, [biasScales.length], new Int32Array(biasScales.length)),
       );
-      added.push({ op_type: 'DequantizeLinear', name: `${biasName}_DequantizeLinear`, input: [`${biasName}_quantized`, `${biasName}_scale`, `${biasName}_zero_point`], output: [`${biasName}_dequantized`], attribute: [{ name: 'axis', type: 2, i: 0 }] });
+      added.push({ op_type: 'DequantizeLinear', name: `${biasName}_DequantizeLinear`, input: [`${biasName}_quantized`, `${biasName}_scale`, `${biasName}_zero_point`], output: [`${biasName}_dequantized`], attribute: [{ name: 'axis', type: INT_ATTRIBUTE, i: 0 }] });
       inputs[2] = `${biasName}_dequantized`;
     }
     // The output: computed under a new name, quantized, and dequantized back under its own, so its readers are unchanged.
@@ -137,11 +106,9 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
     result.quantized.push(label);
   }
   // ONNX wants nodes in topological order: each added node goes right before the first node that reads what it makes.
-  graph.node = topologicalOrder([...added, ...rewritten], new Set([...graph.initializer.map((tensor) => tensor.name!), ...((graph as { input?: { name?: string }[] }).input ?? []).map((input) => input.name!)]));
-  // The float weights and biases replaced by their int8 and int32 forms go, or the file would grow.
-  const read = new Set(graph.node.flatMap((node) => node.input));
-  for (const output of (graph as { output?: { name?: string }[] }).output ?? []) read.add(output.name!);
-  graph.initializer = graph.initializer.filter((tensor) => read.has(tensor.name!));
+  graph.node = topologicalOrder([...added, ...rewritten], new Set([...graph.initializer.map((tensor) => tensor.name!), ...graphValueNames(graph, 'input')]));
+  // The float weights and biases replaced by their int8 and int32 forms go.
+  dropUnreadInitializers(graph);
   return result;
 }
 

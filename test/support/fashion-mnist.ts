@@ -7,17 +7,36 @@ import sharp from 'sharp';
 const DATASET = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const SIDE = 28;
 
+/** The first `count` images of a split as 28×28 grayscale pixels (white garment on black), with their class indices. */
+export async function readFashionMnist(split: 'train' | 't10k', count: number): Promise<{ pixels: Uint8Array[]; labels: number[] }> {
+  const images = gunzipSync(await readFile(join(DATASET, `${split}-images-idx3-ubyte.gz`)));
+  const labels = gunzipSync(await readFile(join(DATASET, `${split}-labels-idx1-ubyte.gz`)));
+  return {
+    pixels: Array.from({ length: count }, (_, index) => images.subarray(16 + index * SIDE * SIDE, 16 + (index + 1) * SIDE * SIDE)),
+    labels: Array.from(labels.subarray(8, 8 + count)),
+  };
+}
+
+/**
+ * The first `count` images of a split as the bundled model's input batch [count, 1, 28, 28]:
+ * scaled to [0, 1] and normalised with the mean and standard deviation its config declares.
+ */
+export async function fashionMnistBatch(split: 'train' | 't10k', count: number): Promise<Float32Array> {
+  const { pixels } = await readFashionMnist(split, count);
+  const batch = new Float32Array(count * SIDE * SIDE);
+  pixels.forEach((image, index) => batch.set(Float32Array.from(image, (value) => (value / 255 - 0.2858173) / 0.3529372), index * SIDE * SIDE));
+  return batch;
+}
+
 /**
  * The first `count` images of a split as PNG: in `dir` itself, or, when `folderOf` is given, in the
  * sub-folder it names for each image's class index.
  */
 export async function writeFashionMnistPngs(dir: string, split: 'train' | 't10k', count: number, folderOf?: (label: number) => string): Promise<void> {
-  const images = gunzipSync(await readFile(join(DATASET, `${split}-images-idx3-ubyte.gz`)));
-  const labels = gunzipSync(await readFile(join(DATASET, `${split}-labels-idx1-ubyte.gz`)));
-  for (let index = 0; index < count; index++) {
-    const pixels = images.subarray(16 + index * SIDE * SIDE, 16 + (index + 1) * SIDE * SIDE);
-    const folder = folderOf ? join(dir, folderOf(labels[8 + index])) : dir;
+  const { pixels, labels } = await readFashionMnist(split, count);
+  for (const [index, image] of pixels.entries()) {
+    const folder = folderOf ? join(dir, folderOf(labels[index])) : dir;
     await mkdir(folder, { recursive: true });
-    await writeFile(join(folder, `${index}.png`), await sharp(pixels, { raw: { width: SIDE, height: SIDE, channels: 1 } }).png().toBuffer());
+    await writeFile(join(folder, `${index}.png`), await sharp(image, { raw: { width: SIDE, height: SIDE, channels: 1 } }).png().toBuffer());
   }
 }
