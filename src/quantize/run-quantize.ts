@@ -22,7 +22,7 @@ import { agreementFigures } from '../eval/run-eval.js';
 import { openInput } from '../jobs/input-source.js';
 import { RecordProcessor } from '../jobs/record-processor.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
-import { upgradeOpset } from '../onnx/opset-upgrade.js';
+import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
@@ -94,6 +94,9 @@ async function readCalibration(path: string, limit: number, server: Server, mode
   if (source.format === 'images' && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
     throw new Error(`--calibration ${path} is a folder of images, but model '${model}' does not take a single image input with preprocess.image; give a JSONL or CSV file of its input tensors`);
   }
+  if (source.format !== 'images' && preprocessor) {
+    throw new Error(`--calibration ${path} is a ${source.format} file, but model '${model}' takes encoded images (preprocess.image); give a folder of images`);
+  }
   const processor = source.format === 'images' ? undefined : RecordProcessor.create(server, { model });
   const asOrt = (datatype: Datatype, data: unknown, shape: readonly number[]) => new ort.Tensor(onnxTypeOf(datatype) as 'float32', data as Float32Array, [...shape]);
   for await (const entry of source.records()) {
@@ -124,10 +127,10 @@ async function readCalibration(path: string, limit: number, server: Server, mode
  * opset raised to 13 (per-channel DequantizeLinear), and BatchNormalization folded into convolutions
  * by ONNX Runtime at level basic (saved with optimizedModelFilePath; still portable ONNX).
  */
-async function normalised(source: Uint8Array, feeds: readonly Feed[], output: string): Promise<Uint8Array> {
+async function normalised(source: Uint8Array, feeds: readonly Feed[], output: string): Promise<{ bytes: Uint8Array; opset: OpsetUpgrade }> {
   const model = readOnnxModel(source);
   constantsToInitializers(model);
-  upgradeOpset(model, 13);
+  const opset = upgradeOpset(model, 13);
   const dir = await mkdtemp(join(tmpdir(), 'nereid-quantize-'));
   let bytes: Uint8Array;
   try {
@@ -146,7 +149,7 @@ async function normalised(source: Uint8Array, feeds: readonly Feed[], output: st
     const delta = expected.data.reduce((largest, value, at) => Math.max(largest, Math.abs(value - actual[at])), 0);
     if (!(delta <= 1e-3 * scale)) throw new Error(`normalising the model (opset 13, BatchNormalization folded) changed its output by ${delta} (of values up to ${scale}); it cannot be quantized safely`);
   }
-  return bytes;
+  return { bytes, opset };
 }
 
 interface SideBySideRun {
@@ -189,6 +192,8 @@ export interface QuantizeReport {
   /** What was done: the method that made the version, or why none was written. */
   decision: { written: boolean; reason: string };
   calibration: { examples: number; heldOut: number; sha256: string; ranges?: string };
+  /** The source's opset and what raising it to 13 rewrote. */
+  opset: OpsetUpgrade;
   quantizedNodes: string[];
   floatNodes: { node: string; reason: string }[];
   sizes: { sourceBytes: number; quantizedBytes: number; ratio: number };
@@ -262,7 +267,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
 
   const fileName = config.default_model_filename ?? 'model.onnx';
   const source = new Uint8Array(await readFile(join(modelDir, sourceVersion, fileName)));
-  const base = await normalised(source, calibrationFeeds, output);
+  const { bytes: base, opset } = await normalised(source, calibrationFeeds, output);
   let candidate: Candidate;
   let search: QuantizeReport['search'];
   if (settings.method === 'dynamic' || settings.method === 'fp16') {
@@ -281,7 +286,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
       search = found.steps;
     }
   }
-  if (candidate.result.quantized.length === 0) throw new Error(`--method ${settings.method} found nothing to rewrite in '${settings.model}': ${candidate.result.skipped.map((entry) => `${entry.node} (${entry.reason})`).join(', ') || 'no Conv, MatMul or Gemm'}`);
+  if (candidate.result.quantized.length === 0 && settings.method !== 'auto') throw new Error(`--method ${settings.method} found nothing to rewrite in '${settings.model}': ${candidate.result.skipped.map((entry) => `${entry.node} (${entry.reason})`).join(', ') || 'no Conv, MatMul or Gemm'}`);
 
   const [sourceRun, quantizedRun] = await runSideBySide([source, candidate.bytes], evaluationFeeds, output, { intraOpNumThreads: 1 });
   const agreement = compare(sourceRun.outputs, quantizedRun.outputs);
@@ -289,6 +294,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const speedup = sourceRun.msPerExample / quantizedRun.msPerExample;
   let decision: QuantizeReport['decision'];
   if (!verdict.passed) decision = { written: false, reason: `the gate "${gateSpec}" failed on the held-out examples: ${verdict.failures.join('; ')}` };
+  else if (candidate.result.quantized.length === 0) decision = { written: false, reason: 'kept float: the gate holds only with every node float' };
   else if (settings.method === 'auto' && speedup <= 1) decision = { written: false, reason: `kept float: the quantized model was not faster (${speedup.toFixed(2)}x the source's speed at batch 1, one thread)` };
   else decision = { written: true, reason: DECISIONS[settings.method](candidate.result) };
   const target = join(modelDir, outputVersion);
@@ -299,6 +305,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     method: settings.method,
     decision,
     calibration: { examples: calibrationFeeds.length, heldOut, sha256: calibration.sha256, ranges: settings.method === 'dynamic' || settings.method === 'fp16' ? undefined : settings.ranges === 'minmax' ? 'minmax' : `percentile ${settings.ranges}` },
+    opset,
     quantizedNodes: candidate.result.quantized,
     floatNodes: candidate.result.skipped,
     sizes: { sourceBytes: source.length, quantizedBytes: candidate.bytes.length, ratio: candidate.bytes.length / source.length },

@@ -101,6 +101,55 @@ export async function directionInput(image: RgbImage, height = 48, width = 192):
   return { data, shape: [1, 3, height, width] };
 }
 
+/** PaddleOCR's detector normalisation (ImageNet's mean and std), per RGB channel. */
+const DETECTION_MEAN = [0.485, 0.456, 0.406];
+const DETECTION_STD = [0.229, 0.224, 0.225];
+
+/** Detector input: text lines stacked on white, padded to sides that are multiples of 32, normalised, NCHW [1, 3, H, W]. */
+export async function detectionInput(lines: readonly RgbImage[]): Promise<Fp32Tensor> {
+  const width = Math.ceil(Math.max(...lines.map((line) => line.width)) / 32) * 32;
+  const height = Math.ceil(lines.reduce((sum, line) => sum + line.height, 0) / 32) * 32;
+  let top = 0;
+  const composite = lines.map((line) => {
+    const placed = { input: line.data, raw: { width: line.width, height: line.height, channels: 3 as const }, top, left: 0 };
+    top += line.height;
+    return placed;
+  });
+  const data = await sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(composite).raw().toBuffer();
+  const plane = width * height;
+  const tensor = new Float32Array(3 * plane);
+  for (let pixel = 0; pixel < plane; pixel++) {
+    for (let c = 0; c < 3; c++) tensor[c * plane + pixel] = (data[pixel * 3 + c] / 255 - DETECTION_MEAN[c]) / DETECTION_STD[c];
+  }
+  return { data: tensor, shape: [1, 3, height, width] };
+}
+
+/** A batch-job JSONL record of the models' input `x` in V2 form, with an optional label; values rounded to what 8-bit pixels need. */
+export function inputRecord(tensor: Fp32Tensor, label?: string): string {
+  const data = Array.from(tensor.data, (value) => Math.round(value * 1e5) / 1e5);
+  const inputs = [{ name: 'x', datatype: 'FP32', shape: tensor.shape, data }];
+  return JSON.stringify(label === undefined ? { inputs } : { inputs, label });
+}
+
+/** Text lines from plain-text files: paragraphs' words wrapped at 48 characters, lines of 8 or more, printable ASCII, each once. */
+export async function textLines(paths: readonly string[]): Promise<string[]> {
+  const lines: string[] = [];
+  for (const path of paths) {
+    for (const paragraph of (await readFile(path, 'utf8')).split(/\n\s*\n/)) {
+      let line = '';
+      for (const word of paragraph.split(/\s+/).filter(Boolean)) {
+        if (line && line.length + 1 + word.length > 48) {
+          lines.push(line);
+          line = '';
+        }
+        line = line ? `${line} ${word}` : word;
+      }
+      if (line) lines.push(line);
+    }
+  }
+  return [...new Set(lines.filter((line) => line.length >= 8 && line.length <= 48 && /^[\x20-\x7e]+$/.test(line)))];
+}
+
 /** Reads a Triton labels file: one label per line, kept verbatim (the recogniser's last label is a space). */
 export async function readLabels(path: string): Promise<string[]> {
   return (await readFile(path, 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/);
