@@ -5,12 +5,13 @@
  * issue 13 describe.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { classFolderName } from '../src/eval/index.js';
+import type { QuantizeReport } from '../src/quantize/index.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
@@ -55,4 +56,39 @@ test('quantize writes a smaller int8 version beside the original with its report
   const again = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--output-version', '2']);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /version 2 of 'fashion_mnist' exists already/);
+});
+
+test('fp16 halves the file and agrees entirely; dynamic quantizes only the classifier, leaving the convolutions float', async () => {
+  const fp16 = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--method', 'fp16', '--output-version', '3', '--json']);
+  assert.equal(fp16.code, 0, fp16.stderr);
+  const halved = JSON.parse(fp16.stdout) as QuantizeReport;
+  assert.ok(halved.sizes.ratio > 0.45 && halved.sizes.ratio < 0.55, `fp16 size ratio ${halved.sizes.ratio}`);
+  assert.equal(halved.agreement.agreement, 1);
+  assert.equal(halved.calibration.ranges, undefined, 'fp16 needs no activation ranges');
+  assert.equal(JSON.parse(await readFile(join(repository, 'fashion_mnist', '3', 'quantization.json'), 'utf8')).method, 'fp16');
+
+  const dynamic = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--method', 'dynamic', '--output-version', '4', '--json']);
+  assert.equal(dynamic.code, 0, dynamic.stderr);
+  const report = JSON.parse(dynamic.stdout) as QuantizeReport;
+  assert.equal(report.quantizedNodes.length, 1);
+  assert.match(report.quantizedNodes[0], /Gemm/);
+  assert.equal(report.floatNodes.length, 2);
+  assert.ok(report.floatNodes.every((entry) => /Conv/.test(entry.node)));
+});
+
+test('auto keeps the costliest nodes float until the gate holds, and writes nothing when only an all-float model meets it', async () => {
+  const { code, stdout } = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--method', 'auto', '--gate', 'max_abs_delta<=0.0001', '--output-version', '9', '--json']);
+  assert.equal(code, 1);
+  const report = JSON.parse(stdout) as QuantizeReport;
+  assert.deepEqual(report.search!.map((step) => step.floatNodes), [0, 1, 2, 3]);
+  assert.deepEqual(report.search!.map((step) => step.passed), [false, false, false, true]);
+  assert.deepEqual(report.decision, { written: false, reason: 'kept float: the gate holds only with every node float' });
+  await assert.rejects(stat(join(repository, 'fashion_mnist', '9')), /ENOENT/);
+});
+
+test('a static version that misses the gate is not written, and the command exits 1 saying which clause failed', async () => {
+  const { code, stdout } = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--gate', 'max_abs_delta<=0', '--output-version', '8']);
+  assert.equal(code, 1);
+  assert.match(stdout, /no version written — the gate "max_abs_delta<=0" failed on the held-out examples: max_abs_delta<=0: measured max_abs_delta = \d+\.\d+/);
+  await assert.rejects(stat(join(repository, 'fashion_mnist', '8')), /ENOENT/);
 });
