@@ -4,13 +4,14 @@
  * the report's figures consistent with each other, the gate's exit codes, and the chart --plot writes.
  */
 import assert from 'node:assert/strict';
-import { access, cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { access, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { classFolderName, comparisonChartSvg, type EvalReport } from '../src/eval/index.js';
+import { identityModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
@@ -116,4 +117,26 @@ test('a class folder that names no label of the model is refused, naming the lab
   } finally {
     await rm(join(data, 'Hat'), { recursive: true });
   }
+});
+
+test('a CSV of tensors with a label column is scored exactly: an identity "classifier" whose scores are its inputs', async () => {
+  const csvRepository = join(work, 'csv-models');
+  const config = 'max_batch_size: 8\ninput { name: "INPUT0" data_type: TYPE_FP32 dims: [3] }\noutput { name: "OUTPUT0" data_type: TYPE_FP32 dims: [3] label_filename: "labels.txt" }\n';
+  for (const version of [1, 2]) await writeModel(csvRepository, 'pick', version, identityModel('float32'), config, { 'labels.txt': 'cat\ndog\nbird\n' });
+  // Rows 1-3 are right (argmax = label), row 4 is not: top-1 3/4; labels by name and by index.
+  const csv = join(work, 'scores.csv');
+  await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,label\n9,1,1,cat\n1,9,1,1\n1,1,9,bird\n9,1,1,dog\n');
+  const { code, stdout, stderr } = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1,2', '--json', '--gate', 'accuracy>=0.75,agreement>=1']);
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout) as EvalReport;
+  assert.equal(report.kind, 'classification');
+  assert.equal(report.examples, 4);
+  assert.equal(report.versions[0].classification!.top1Accuracy, 0.75);
+  assert.deepEqual(report.versions[0].classification!.confusion, [[1, 0, 0], [1, 1, 0], [0, 0, 1]]);
+  assert.equal(report.versions[1].agreement!.agreement, 1);
+
+  await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,label\n9,1,1,cat\n1,9,1,horse\n');
+  const refused = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /record 3: label "horse" is neither a class of the model nor an index 0\.\.2/);
 });

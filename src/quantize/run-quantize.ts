@@ -225,7 +225,7 @@ function uncalibratedCandidate(base: Uint8Array, method: 'dynamic' | 'fp16'): Ca
 
 const DECISIONS: Readonly<Record<QuantizeReport['method'], (result: NodeRewrite) => string>> = {
   static: () => 'static int8 (QDQ)',
-  auto: (result) => `static int8 (QDQ) with ${result.skipped.length} node(s) kept float`,
+  auto: (result) => `static int8 (QDQ) with ${result.skipped.filter((entry) => entry.reason === 'excluded').length} node(s) kept float by the search`,
   dynamic: () => 'dynamic int8 MatMuls (activations quantized per batch at run time)',
   fp16: () => 'fp16 weights (computed in float32)',
 };

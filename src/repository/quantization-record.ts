@@ -15,6 +15,7 @@ const MAX_RECORD_BYTES = 1024 * 1024;
 
 const METHOD_DESCRIPTIONS: Readonly<Record<string, string>> = {
   static: 'int8 static QDQ',
+  auto: 'int8 static QDQ, costliest nodes float',
   dynamic: 'int8 dynamic',
   fp16: 'fp16 weights',
 };
