@@ -69,9 +69,9 @@ export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
   mask: 'agreement>=0.95',
 };
 
-type Feed = Record<string, ort.Tensor>;
+export type Feed = Record<string, ort.Tensor>;
 
-interface Calibration {
+export interface Calibration {
   feeds: Feed[];
   sha256: string;
 }
@@ -85,7 +85,7 @@ async function versionFolders(modelDir: string): Promise<number[]> {
  * The calibration examples as the model's input tensors: images through the model's own
  * pre-processing, JSONL and CSV records read as `nereid batch` reads them. Each example is one row.
  */
-async function readCalibration(path: string, limit: number, server: Server, model: string, config: CompletedModelConfig): Promise<Calibration> {
+export async function readCalibration(path: string, limit: number, server: Server, model: string, config: CompletedModelConfig): Promise<Calibration> {
   const source = await openInput(path);
   const digest = createHash('sha256');
   const feeds: Feed[] = [];
@@ -152,7 +152,7 @@ async function normalised(source: Uint8Array, feeds: readonly Feed[], output: st
   return { bytes, opset };
 }
 
-interface SideBySideRun {
+export interface SideBySideRun {
   outputs: ExampleOutput[];
   msPerExample: number;
 }
@@ -162,7 +162,7 @@ interface SideBySideRun {
  * machine's drift affects each alike: outputs, and milliseconds per example at batch 1, timed after
  * three warm-up runs. Level all: ONNX Runtime's fusions, the integer kernels included.
  */
-async function runSideBySide(models: readonly Uint8Array[], feeds: readonly Feed[], output: string, options: { intraOpNumThreads: number }): Promise<SideBySideRun[]> {
+export async function runSideBySide(models: readonly Uint8Array[], feeds: readonly Feed[], output: string, options: { intraOpNumThreads: number }): Promise<SideBySideRun[]> {
   const sessions: ort.InferenceSession[] = [];
   try {
     for (const bytes of models) sessions.push(await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', intraOpNumThreads: options.intraOpNumThreads, logSeverityLevel: 3 }));
