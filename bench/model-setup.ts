@@ -63,11 +63,14 @@ async function readRawConfig(folder: string): Promise<{ config: RawConfig; file?
   return { config: {} };
 }
 
-/** The highest version folder that holds the model file (what version_policy latest serves). */
-async function latestModelFile(folder: string, filename: string): Promise<string> {
+/** The highest version folder that holds the model file among those the version policy serves (a `specific` list, else all). */
+async function latestModelFile(folder: string, filename: string, config: RawConfig): Promise<string> {
+  const policy = config.version_policy as { specific?: { versions?: number[] } } | undefined;
+  const served = policy?.specific?.versions?.map(Number);
   const versions = (await readdir(folder, { withFileTypes: true }))
     .filter((entry) => entry.isDirectory() && /^\d+$/.test(entry.name))
     .map((entry) => Number(entry.name))
+    .filter((version) => !served || served.includes(version))
     .sort((a, b) => b - a);
   for (const version of versions) {
     const path = join(folder, String(version), filename);
@@ -142,7 +145,7 @@ export async function prepareModel(options: BenchOptions, extra?: RawConfig): Pr
   if (!hasOverrides(options) && !extra) {
     return {
       name: options.model,
-      modelPath: await latestModelFile(folder, filename),
+      modelPath: await latestModelFile(folder, filename, original),
       repository: options.modelRepository,
       config: original,
       configSource: file ? join(folder, file) : `none (completed from the model)`,
@@ -157,7 +160,7 @@ export async function prepareModel(options: BenchOptions, extra?: RawConfig): Pr
   await writeFile(join(copy, 'config.yaml'), stringifyYaml(config));
   return {
     name: options.model,
-    modelPath: await latestModelFile(copy, filename),
+    modelPath: await latestModelFile(copy, filename, config),
     repository: dir,
     config,
     configSource: `${file ? join(folder, file) : 'no config'} + overrides, written to ${join(copy, 'config.yaml')}`,
