@@ -56,6 +56,11 @@ test('quantize writes a smaller int8 version beside the original with its report
   const again = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--output-version', '2']);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /version 2 of 'fashion_mnist' exists already/);
+
+  // Version 2 now serves (latest policy) and is the default source: quantizing it again is refused.
+  const twice = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration')]);
+  assert.equal(twice.code, 1);
+  assert.match(twice.stderr, /version 2 of 'fashion_mnist' is already quantized \(it has a quantization\.json\); quantize the float version it came from with --version/);
 });
 
 test('fp16 halves the file and agrees entirely; dynamic quantizes only the classifier, leaving the convolutions float', async () => {

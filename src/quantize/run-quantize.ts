@@ -36,7 +36,7 @@ import { quantizeStaticQdq } from './static-qdq.js';
 export const quantizeOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
-  /** Default: the highest version folder. */
+  /** Default: the version the model's policy serves (its highest ready one). */
   version: z.string().regex(/^[1-9]\d*$/).optional(),
   /**
    * A folder of images (sub-folders included), decoded and normalised by the model's own
@@ -234,8 +234,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const settings = quantizeOptionsSchema.parse(options);
   const modelDir = join(settings.modelRepository, settings.model);
   const versions = await versionFolders(modelDir);
-  const sourceVersion = settings.version ?? String(versions.at(-1) ?? '');
-  if (!versions.includes(Number(sourceVersion))) throw new Error(`model '${settings.model}' has no version ${sourceVersion || '(none)'} in ${settings.modelRepository}`);
+  if (settings.version !== undefined && !versions.includes(Number(settings.version))) throw new Error(`model '${settings.model}' has no version ${settings.version} in ${settings.modelRepository}`);
   const outputVersion = settings.outputVersion ?? String((versions.at(-1) ?? 0) + 1);
   if (versions.includes(Number(outputVersion))) throw new Error(`version ${outputVersion} of '${settings.model}' exists already; choose another --output-version`);
 
@@ -244,10 +243,12 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   let config: CompletedModelConfig;
   let labels: readonly string[] | undefined;
   let calibration: Calibration;
+  let sourceVersion: string;
   try {
     await server.start();
     await server.loadModel(settings.model);
     const model = server.model(settings.model);
+    sourceVersion = settings.version ?? model.version;
     config = model.config;
     labels = model.labelsOf(config.output[0].name);
     calibration = await readCalibration(settings.calibration, settings.maxExamples, server, settings.model, config);
@@ -266,6 +267,9 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const compare = (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => compareOutputs(kind, reference, candidate, { labels, threshold: settings.threshold });
 
   const fileName = config.default_model_filename ?? 'model.onnx';
+  if (await stat(join(modelDir, sourceVersion, QUANTIZATION_RECORD_FILE)).then(() => true, () => false)) {
+    throw new Error(`version ${sourceVersion} of '${settings.model}' is already quantized (it has a ${QUANTIZATION_RECORD_FILE}); quantize the float version it came from with --version`);
+  }
   const source = new Uint8Array(await readFile(join(modelDir, sourceVersion, fileName)));
   const { bytes: base, opset } = await normalised(source, calibrationFeeds, output);
   let candidate: Candidate;
