@@ -171,18 +171,17 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
     const record = await entry.load();
     const where = `--data ${path}, record ${record.id}`;
     if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
-    let label: unknown;
-    if (record.fields) label = record.fields.label;
-    else if (record.json !== undefined) {
-      const value: unknown = JSON.parse(record.json);
-      if (value && typeof value === 'object' && !Array.isArray(value)) label = (value as Record<string, unknown>).label;
-    }
-    if (label !== undefined && label !== '') labels.push(labelOf(label, kind, classes, where));
+    let label: unknown = record.fields?.label;
     try {
+      if (record.json !== undefined) {
+        const value: unknown = JSON.parse(record.json);
+        if (value && typeof value === 'object' && !Array.isArray(value)) label = (value as Record<string, unknown>).label;
+      }
       requests.push({ ...processor.request(record), outputs: [{ name: output }] });
     } catch (error) {
       throw new Error(`${where}: ${(error as Error).message}`);
     }
+    if (label !== undefined && label !== '') labels.push(labelOf(label, kind, classes, where));
   }
   if (requests.length === 0) throw new Error(`--data ${path} has no records`);
   if (labels.length !== 0 && labels.length !== requests.length) throw new Error(`--data ${path}: ${labels.length} of ${requests.length} records have a label; label all of them or none`);
