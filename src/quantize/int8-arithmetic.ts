@@ -26,7 +26,7 @@ export interface PerChannelInt8 {
  * [in, out]): each channel's scale maps its largest magnitude to 127, so -128 is never used and
  * the integer kernels need no saturation correction.
  */
-export function quantizePerChannelSymmetric(weights: Float32Array, dims: readonly number[], axis: number): PerChannelInt8 {
+export function quantizePerChannelSymmetric(weights: Float32Array, dims: readonly number[], axis: number, minScales?: ArrayLike<number>): PerChannelInt8 {
   if (axis < 0 || axis >= dims.length) throw new Error(`axis ${axis} is outside a tensor of rank ${dims.length}`);
   const channels = dims[axis];
   const inner = dims.slice(axis + 1).reduce((product, dim) => product * dim, 1);
@@ -36,7 +36,7 @@ export function quantizePerChannelSymmetric(weights: Float32Array, dims: readonl
     const channel = channelOf(index);
     largest[channel] = Math.max(largest[channel], Math.abs(weights[index]));
   }
-  const scales = largest.map((max) => (max > 0 ? max / 127 : 1));
+  const scales = largest.map((max, channel) => Math.max(max > 0 ? max / 127 : 1, minScales?.[channel] ?? 0));
   const values = new Int8Array(weights.length);
   for (let index = 0; index < weights.length; index++) {
     values[index] = Math.max(-127, Math.min(127, roundHalfToEven(weights[index] / scales[channelOf(index)])));

@@ -88,3 +88,22 @@ test('an excluded node stays float, and a tensor without a calibrated range is r
   assert.ok(await outputOf(writeOnnxModel(model), samples[1]));
   assert.throws(() => quantizeStaticQdq(readOnnxModel(NETWORK), new Map()), /no calibrated range for tensor 'x'/);
 });
+
+test("a nearly dead channel's large bias still fits int32: its weight scale grows instead of the bias wrapping", async () => {
+  // What BatchNormalization folded into a convolution can leave: a channel with weights near 0 and a bias of 50.
+  const dead = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 1, 2, 2] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [1, 2, 2, 2] }],
+    initializers: [
+      { name: 'w', type: 'float32', dims: [2, 1, 1, 1], values: [1e-8, 0.5] },
+      { name: 'b', type: 'float32', dims: [2], values: [50, 0.1] },
+    ],
+    nodes: [{ name: 'conv', opType: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['y'] }],
+  });
+  const model = readOnnxModel(dead);
+  quantizeStaticQdq(model, new Map([['x', { min: 0, max: 1 }], ['y', { min: 0, max: 51 }]]));
+  const feed = { x: new ort.Tensor('float32', Float32Array.of(0, 0.25, 0.5, 1), [1, 1, 2, 2]) };
+  const [expected, actual] = [await outputOf(dead, feed), await outputOf(writeOnnxModel(model), feed)];
+  const step = 51 / 255;
+  assert.ok(Math.max(...expected.map((value, index) => Math.abs(value - actual[index]))) <= step, `float ${Array.from(expected)} vs int8 ${Array.from(actual)}`);
+});

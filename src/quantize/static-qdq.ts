@@ -10,6 +10,9 @@ import type { OnnxModel, OnnxNode } from '../onnx/onnx-model-file.js';
 import { dimsOf, dropUnreadInitializers, FLOAT, floatsOf, graphValueNames, INT32, INT8, INT_ATTRIBUTE, intAttribute, nodeLabel, rawTensor, UINT8, type NodeRewrite } from './graph-rewriting.js';
 import { quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type Uint8Params } from './int8-arithmetic.js';
 
+/** The largest int32 bias allowed, leaving headroom below 2^31 for the integer kernel to add the products to it. */
+const INT32_BIAS_LIMIT = 2 ** 30;
+
 /** Ops quantized, and which of their weight's axes holds the output channels. */
 function weightAxis(node: OnnxNode): number | undefined {
   if (node.op_type === 'Conv') return 0;
@@ -71,9 +74,14 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
       addQdq(input, inputQdq.dequantized, inputQdq.params);
       wrapped.set(input, inputQdq);
     }
-    // The weight: int8 per output channel.
+    // The weight: int8 per output channel, its scale large enough that the channel's bias fits int32 at input scale × weight scale
+    // (BatchNormalization folded into a nearly dead channel leaves tiny weights beside a large bias, whose int32 would wrap).
     const dims = dimsOf(weight);
-    const { values, scales } = quantizePerChannelSymmetric(floatsOf(weight), dims, axis);
+    const biasName = node.input[2];
+    const bias = biasName ? initializers.get(biasName) : undefined;
+    const biasValues = bias && bias.data_type === FLOAT && dimsOf(bias).length === 1 ? floatsOf(bias) : undefined;
+    const minScales = biasValues?.map((value) => Math.abs(value) / (inputQdq!.params.scale * INT32_BIAS_LIMIT));
+    const { values, scales } = quantizePerChannelSymmetric(floatsOf(weight), dims, axis, minScales);
     const w = node.input[1];
     graph.initializer.push(
       rawTensor(`${w}_quantized`, INT8, dims, values),
@@ -84,11 +92,9 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
     added.push({ op_type: 'DequantizeLinear', name: `${w}_DequantizeLinear`, input: [`${w}_quantized`, `${w}_scale`, `${w}_zero_point`], output: [`${w}_dequantized`], attribute: [axisAttribute] });
     const inputs = [inputQdq.dequantized, `${w}_dequantized`, ...node.input.slice(2)];
     // The bias (Conv, Gemm): int32 at input scale × weight scale per channel, as the integer kernels take it.
-    const biasName = node.input[2];
-    const bias = biasName ? initializers.get(biasName) : undefined;
-    if (bias && bias.data_type === FLOAT && dimsOf(bias).length === 1) {
+    if (biasValues) {
       const biasScales = scales.map((scale) => Math.fround(scale * inputQdq!.params.scale));
-      const quantizedBias = Int32Array.from(floatsOf(bias), (value, channel) => roundHalfToEven(value / biasScales[channel]));
+      const quantizedBias = Int32Array.from(biasValues, (value, channel) => roundHalfToEven(value / biasScales[channel]));
       graph.initializer.push(
         rawTensor(`${biasName}_quantized`, INT32, [quantizedBias.length], quantizedBias),
         rawTensor(`${biasName}_scale`, FLOAT, [biasScales.length], biasScales),
