@@ -16,6 +16,7 @@ import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from
 import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
+import { profileOptionsSchema, runMonitor, runProfile } from './tools/index.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -379,6 +380,47 @@ program
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
     if (flags.plot) await writeComparisonChart(report, flags.plot);
     process.exitCode = report.gate && !report.gate.passed ? 1 : 0;
+  });
+
+program
+  .command('profile')
+  .description("build a model version's reference profile from in-distribution data (what it was trained or validated on) and store it beside the version as reference.json: an out-of-distribution detector on the representation its classifier head reads, with the threshold set for --false-positive-rate on held-out examples")
+  .requiredOption('--model <name>', 'model to profile')
+  .requiredOption('--data <path>', "in-distribution examples: a folder of images (through the model's pre-processing) or a JSONL or CSV file of input tensors")
+  .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--version <n>', "version to profile (default: the one the model's policy serves)")
+  .option('--false-positive-rate <p>', 'share of held-out in-distribution examples the OOD flag may raise', number(0, 1), defaultOf(profileOptionsSchema, 'falsePositiveRate'))
+  .option('--max-examples <n>', 'examples read at most (80 % fit the detector, 10 % set the threshold, 10 % check it)', integer(50), defaultOf(profileOptionsSchema, 'maxExamples'))
+  .option('--tensor <name>', 'representation to score (default: the tensor the classifier head reads, pooled per channel)')
+  .option('--json', 'print the summary as one JSON object')
+  .action(async (flags) => {
+    const profile = await runProfile(
+      { modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, falsePositiveRate: flags.falsePositiveRate, maxExamples: flags.maxExamples, tensor: flags.tensor },
+      pino({ level: 'warn' }, pino.destination(2)),
+    );
+    const summary = { path: profile.path, examples: profile.examples, tensor: profile.ood.tensor, features: profile.ood.precision.length, threshold: profile.ood.threshold, targetFalsePositiveRate: profile.ood.targetFalsePositiveRate, heldOutFalsePositiveRate: profile.ood.heldOutFalsePositiveRate };
+    console.log(
+      flags.json
+        ? JSON.stringify(summary)
+        : `wrote ${summary.path}: ${summary.examples} examples; OOD detector on '${summary.tensor}' (${summary.features} features), threshold ${summary.threshold.toFixed(2)} for ${(summary.targetFalsePositiveRate * 100).toFixed(1)} % false positives, ${(summary.heldOutFalsePositiveRate * 100).toFixed(1)} % measured on held-out examples`,
+    );
+  });
+
+program
+  .command('monitor')
+  .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution")
+  .requiredOption('--model <name>', 'model whose profile to use')
+  .requiredOption('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors')
+  .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--version <n>', "version (default: the one the model's policy serves)")
+  .option('--json', 'print the report, with every example\'s score, as one JSON object')
+  .action(async (flags) => {
+    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data }, pino({ level: 'warn' }, pino.destination(2)));
+    console.log(
+      flags.json
+        ? JSON.stringify(report)
+        : `${report.model} version ${report.version}: ${report.outOfDistribution} of ${report.examples} examples out of distribution (${(report.share * 100).toFixed(1)} %, score above ${report.threshold.toFixed(2)})`,
+    );
   });
 
 program

@@ -2,7 +2,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 
 const DATASET = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const SIDE = 28;
@@ -30,13 +30,14 @@ export async function fashionMnistBatch(split: 'train' | 't10k', count: number):
 
 /**
  * The first `count` images of a split as PNG: in `dir` itself, or, when `folderOf` is given, in the
- * sub-folder it names for each image's class index.
+ * sub-folder it names for each image's class index; `shift` changes each image first (rotated, inverted, blurred…).
  */
-export async function writeFashionMnistPngs(dir: string, split: 'train' | 't10k', count: number, folderOf?: (label: number) => string): Promise<void> {
+export async function writeFashionMnistPngs(dir: string, split: 'train' | 't10k', count: number, folderOf?: (label: number) => string, shift?: (image: Sharp) => Sharp): Promise<void> {
   const { pixels, labels } = await readFashionMnist(split, count);
   for (const [index, image] of pixels.entries()) {
     const folder = folderOf ? join(dir, folderOf(labels[index])) : dir;
     await mkdir(folder, { recursive: true });
-    await writeFile(join(folder, `${index}.png`), await sharp(image, { raw: { width: SIDE, height: SIDE, channels: 1 } }).png().toBuffer());
+    const decoded = sharp(image, { raw: { width: SIDE, height: SIDE, channels: 1 } });
+    await writeFile(join(folder, `${index}.png`), await (shift ? shift(decoded) : decoded).png().toBuffer());
   }
 }

@@ -1,0 +1,83 @@
+/**
+ * Out-of-distribution detection on real data: `nereid profile` builds a Fashion-MNIST reference
+ * profile from training images, and `nereid monitor` scores, against the profile bundled with the
+ * model (built from 12,000 training images), its test images (in distribution), real photos
+ * (scikit-image's sample images, from Debian's python3-skimage) and test images made unlike the
+ * training set (inverted, brightened).
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import type { MonitorReport } from '../src/tools/index.js';
+import { runCli } from './support/cli-server.js';
+import { writeFashionMnistPngs } from './support/fashion-mnist.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const PHOTOS = '/usr/lib/python3/dist-packages/skimage/data';
+let work: string;
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'nereid-ood-'));
+});
+
+after(() => rm(work, { recursive: true, force: true }));
+
+const nereid = (args: string[]) => runCli(args, 180_000);
+
+async function monitor(data: string): Promise<MonitorReport> {
+  const { code, stdout, stderr } = await nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--data', data, '--json']);
+  assert.equal(code, 0, stderr);
+  return JSON.parse(stdout) as MonitorReport;
+}
+
+test('nereid profile fits the detector on training images and sets its threshold for the stated false-positive rate', async () => {
+  const repository = join(work, 'models');
+  await cp(join(ROOT, 'models', 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
+  await rm(join(repository, 'fashion_mnist', '1', 'reference.json'));
+  await writeFashionMnistPngs(join(work, 'train'), 'train', 1500);
+  const { code, stdout, stderr } = await nereid(['profile', '--model', 'fashion_mnist', '--model-repository', repository, '--data', join(work, 'train'), '--false-positive-rate', '0.1', '--json']);
+  assert.equal(code, 0, stderr);
+  const summary = JSON.parse(stdout);
+  assert.equal(summary.examples, 1500);
+  assert.equal(summary.tensor, '/MaxPool_1_output_0', 'what the classifier head reads, before Flatten');
+  assert.equal(summary.features, 64, 'one per channel');
+  assert.equal(summary.targetFalsePositiveRate, 0.1);
+  // 75 held-out images check the threshold set on 75 others: near the target, not equal to it.
+  assert.ok(summary.heldOutFalsePositiveRate <= 0.25, `held-out false positives ${summary.heldOutFalsePositiveRate}`);
+  const written = JSON.parse(await readFile(join(repository, 'fashion_mnist', '1', 'reference.json'), 'utf8'));
+  assert.equal(written.ood.method, 'mahalanobis');
+  assert.equal(written.ood.classMeans.length, 10);
+});
+
+test('the bundled profile flags few test images and nearly every real photo', async () => {
+  await writeFashionMnistPngs(join(work, 'test'), 't10k', 2000);
+  const inDistribution = await monitor(join(work, 'test'));
+  assert.equal(inDistribution.examples, 2000);
+  // All 10,000 test images: 4.6 % (docs/monitoring.md); a fifth of them varies by about a point.
+  assert.ok(inDistribution.share <= 0.06, `in-distribution flagged ${inDistribution.share}`);
+
+  const photos = join(work, 'photos');
+  await mkdir(photos);
+  for (const name of await readdir(PHOTOS)) {
+    if (!/\.(png|jpg)$/.test(name)) continue;
+    // One sample is truncated on purpose (it tests scikit-image's reader); leave out what does not decode.
+    if (await sharp(join(PHOTOS, name)).stats().then(() => false, () => true)) continue;
+    await cp(join(PHOTOS, name), join(photos, name));
+  }
+  const report = await monitor(photos);
+  assert.ok(report.examples >= 30, `${report.examples} photos`);
+  assert.ok(report.share >= 0.9, `photos flagged ${report.share} (${report.outOfDistribution} of ${report.examples})`);
+});
+
+test('test images made unlike the training set are flagged: inverted and brightened', async () => {
+  await writeFashionMnistPngs(join(work, 'inverted'), 't10k', 300, undefined, (image) => image.negate());
+  await writeFashionMnistPngs(join(work, 'brightened'), 't10k', 300, undefined, (image) => image.linear(1, 80));
+  for (const shift of ['inverted', 'brightened']) {
+    const report = await monitor(join(work, shift));
+    assert.ok(report.share >= 0.95, `${shift}: flagged ${report.share}`);
+  }
+});
