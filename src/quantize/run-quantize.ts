@@ -73,6 +73,10 @@ export type Feed = Record<string, ort.Tensor>;
 
 export interface Calibration {
   feeds: Feed[];
+  /** Each example's record id (an image's path in the folder, a line number), in the order of `feeds`. */
+  ids: (string | number)[];
+  /** Encoded images, in the order of `feeds`, when the data is a folder of images. */
+  images?: Buffer[];
   sha256: string;
 }
 
@@ -89,6 +93,8 @@ export async function readCalibration(path: string, limit: number, server: Serve
   const source = await openInput(path);
   const digest = createHash('sha256');
   const feeds: Feed[] = [];
+  const ids: (string | number)[] = [];
+  const images: Buffer[] = [];
   const preprocessor = InputPreprocessor.of(config);
   const [imageInput, ...otherImages] = preprocessor ? [...preprocessor.imageInputs] : [];
   if (source.format === 'images' && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
@@ -108,6 +114,8 @@ export async function readCalibration(path: string, limit: number, server: Serve
       digest.update(createHash('sha256').update(record.image).digest());
       const tensor = (await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }))[imageInput];
       feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
+      ids.push(record.id);
+      images.push(record.image);
       continue;
     }
     digest.update(createHash('sha256').update(record.json ?? JSON.stringify(record.fields)).digest());
@@ -118,8 +126,9 @@ export async function readCalibration(path: string, limit: number, server: Serve
       throw new Error(`${where}: ${(error as Error).message}`);
     }
     feeds.push(Object.fromEntries(request.inputs.map((input) => [input.name, asOrt(input.datatype, input.data, input.shape)])));
+    ids.push(record.id);
   }
-  return { feeds, sha256: digest.digest('hex') };
+  return { feeds, ids, images: source.format === 'images' ? images : undefined, sha256: digest.digest('hex') };
 }
 
 /**
