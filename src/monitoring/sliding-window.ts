@@ -12,6 +12,8 @@ export const slidingWindowOptionsSchema = z.object({
   maxAgeMs: z.number().positive().default(3_600_000),
 });
 export type SlidingWindowOptions = z.infer<typeof slidingWindowOptionsSchema>;
+/** The options as a caller gives them: any omitted take the schema's defaults. */
+export type SlidingWindowSettings = z.input<typeof slidingWindowOptionsSchema>;
 
 /** What a window covers now, for a report: how many entries, its bounds, and when its oldest and newest arrived. */
 export interface WindowSpan {
@@ -41,7 +43,7 @@ export abstract class TimedWindow {
   private latest = -Infinity;
 
   constructor(
-    options: z.input<typeof slidingWindowOptionsSchema>,
+    options: SlidingWindowSettings,
     private readonly now: () => number,
   ) {
     const parsed = slidingWindowOptionsSchema.parse(options);
@@ -111,7 +113,7 @@ export abstract class TimedWindow {
 export class NumericWindow extends TimedWindow {
   private readonly slots: Float64Array;
 
-  constructor(options: z.input<typeof slidingWindowOptionsSchema> = {}, now: () => number = Date.now) {
+  constructor(options: SlidingWindowSettings = {}, now: () => number = Date.now) {
     super(options, now);
     this.slots = new Float64Array(this.capacity);
   }
@@ -148,7 +150,7 @@ export class CategoricalWindow extends TimedWindow {
 
   constructor(
     readonly classCount: number,
-    options: z.input<typeof slidingWindowOptionsSchema> = {},
+    options: SlidingWindowSettings = {},
     now: () => number = Date.now,
   ) {
     super(options, now);
