@@ -398,17 +398,33 @@ program
       { modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, falsePositiveRate: flags.falsePositiveRate, maxExamples: flags.maxExamples, tensor: flags.tensor },
       pino({ level: 'warn' }, pino.destination(2)),
     );
-    const summary = { path: profile.path, examples: profile.examples, tensor: profile.ood.tensor, features: profile.ood.precision.length, threshold: profile.ood.threshold, targetFalsePositiveRate: profile.ood.targetFalsePositiveRate, heldOutFalsePositiveRate: profile.ood.heldOutFalsePositiveRate };
+    const ood = profile.ood!;
+    const summary = {
+      path: profile.path,
+      examples: profile.provenance.data.examples,
+      tensor: ood.tensor,
+      features: ood.precision.length,
+      threshold: ood.threshold,
+      targetFalsePositiveRate: ood.targetFalsePositiveRate,
+      heldOutFalsePositiveRate: ood.heldOutFalsePositiveRate,
+      monitored: Object.keys(profile.features),
+      calibration: profile.calibration ? { examples: profile.calibration.examples, ece: profile.calibration.ece } : undefined,
+    };
     console.log(
       flags.json
         ? JSON.stringify(summary)
-        : `wrote ${summary.path}: ${summary.examples} examples; OOD detector on '${summary.tensor}' (${summary.features} features), threshold ${summary.threshold.toFixed(2)} for ${(summary.targetFalsePositiveRate * 100).toFixed(1)} % false positives, ${(summary.heldOutFalsePositiveRate * 100).toFixed(1)} % measured on held-out examples`,
+        : [
+            `wrote ${summary.path}: ${summary.examples} examples`,
+            `OOD detector on '${summary.tensor}' (${summary.features} features): threshold ${summary.threshold.toFixed(2)} for ${(summary.targetFalsePositiveRate * 100).toFixed(1)} % false positives, ${(summary.heldOutFalsePositiveRate * 100).toFixed(1)} % measured on held-out examples`,
+            `monitored values: ${summary.monitored.join(', ')}`,
+            summary.calibration ? `calibration from the class folders: ECE ${(summary.calibration.ece * 100).toFixed(2)} % over ${summary.calibration.examples} examples` : 'no class folders: no calibration (the accuracy estimate needs one)',
+          ].join('\n'),
     );
   });
 
 program
   .command('monitor')
-  .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution")
+  .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders)")
   .requiredOption('--model <name>', 'model whose profile to use')
   .requiredOption('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors')
   .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
@@ -416,10 +432,18 @@ program
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
   .action(async (flags) => {
     const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data }, pino({ level: 'warn' }, pino.destination(2)));
+    if (flags.json) return console.log(JSON.stringify(report));
+    const percent = (value: number) => `${(value * 100).toFixed(1)} %`;
     console.log(
-      flags.json
-        ? JSON.stringify(report)
-        : `${report.model} version ${report.version}: ${report.outOfDistribution} of ${report.examples} examples out of distribution (${(report.share * 100).toFixed(1)} %, score above ${report.threshold.toFixed(2)})`,
+      [
+        `${report.model} version ${report.version}: ${report.examples} examples, state ${report.state.toUpperCase()}`,
+        `out of distribution: ${report.outOfDistribution} (${percent(report.share)}, score above ${report.threshold.toFixed(2)})`,
+        ...(report.classShares ? [`predicted class shares: Jensen–Shannon ${report.classShares.divergence.toFixed(4)} bits from the reference (${report.classShares.level})`] : []),
+        ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
+        '| value | PSI | KS D | level |',
+        '|---|---:|---:|---|',
+        ...report.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks.toFixed(3)} | ${feature.level} |`),
+      ].join('\n'),
     );
   });
 

@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { classFolderName } from '../src/eval/index.js';
 import type { MonitorReport } from '../src/tools/index.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
@@ -48,17 +49,26 @@ test('nereid profile fits the detector on training images and sets its threshold
   assert.equal(summary.targetFalsePositiveRate, 0.1);
   // 75 held-out images check the threshold set on 75 others: near the target, not equal to it.
   assert.ok(summary.heldOutFalsePositiveRate <= 0.25, `held-out false positives ${summary.heldOutFalsePositiveRate}`);
+  assert.deepEqual(summary.monitored.slice(0, 3), ['output.confidence', 'output.entropy', 'output.margin']);
+  assert.ok(summary.monitored.includes('input.brightness'));
+  assert.equal(summary.calibration, undefined, 'no class folders, no calibration');
   const written = JSON.parse(await readFile(join(repository, 'fashion_mnist', '1', 'reference.json'), 'utf8'));
   assert.equal(written.ood.method, 'mahalanobis');
   assert.equal(written.ood.classMeans.length, 10);
+  assert.equal(written.provenance.data.examples, 1500);
 });
 
-test('the bundled profile flags few test images and nearly every real photo', async () => {
-  await writeFashionMnistPngs(join(work, 'test'), 't10k', 2000);
+test('the bundled profile flags few test images and nearly every real photo, and estimates accuracy without labels', async () => {
+  const labels = (await readFile(join(ROOT, 'models', 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
+  await writeFashionMnistPngs(join(work, 'test'), 't10k', 2000, (label) => classFolderName(labels[label]));
   const inDistribution = await monitor(join(work, 'test'));
   assert.equal(inDistribution.examples, 2000);
-  // All 10,000 test images: 4.6 % (docs/monitoring.md); a fifth of them varies by about a point.
+  // All 10,000 test images: 4.4 % (docs/monitoring.md); a fifth of them varies by about a point.
   assert.ok(inDistribution.share <= 0.06, `in-distribution flagged ${inDistribution.share}`);
+  assert.equal(inDistribution.state, 'ok', JSON.stringify(inDistribution.features));
+  // The class folders give the realised accuracy; the estimate comes from confidence alone (all 10,000: 93.4 % vs 91.9 %).
+  const error = Math.abs(inDistribution.expectedAccuracy! - inDistribution.realisedAccuracy!);
+  assert.ok(error <= 0.03, `expected ${inDistribution.expectedAccuracy} vs realised ${inDistribution.realisedAccuracy}`);
 
   const photos = join(work, 'photos');
   await mkdir(photos);
@@ -71,13 +81,23 @@ test('the bundled profile flags few test images and nearly every real photo', as
   const report = await monitor(photos);
   assert.ok(report.examples >= 30, `${report.examples} photos`);
   assert.ok(report.share >= 0.9, `photos flagged ${report.share} (${report.outOfDistribution} of ${report.examples})`);
+  assert.equal(report.state, 'drift');
+  assert.equal(report.classShares!.level, 'drift');
 });
 
-test('test images made unlike the training set are flagged: inverted and brightened', async () => {
+test('test images made unlike the training set are flagged: inverted and brightened; a milder shift drifts in its inputs', async () => {
   await writeFashionMnistPngs(join(work, 'inverted'), 't10k', 300, undefined, (image) => image.negate());
   await writeFashionMnistPngs(join(work, 'brightened'), 't10k', 300, undefined, (image) => image.linear(1, 80));
   for (const shift of ['inverted', 'brightened']) {
     const report = await monitor(join(work, shift));
     assert.ok(report.share >= 0.95, `${shift}: flagged ${report.share}`);
+    assert.equal(report.state, 'drift');
   }
+  // Darker images look like garments to the network (few flagged) but their brightness has drifted, and the estimate follows the accuracy down.
+  const labels = (await readFile(join(ROOT, 'models', 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
+  await writeFashionMnistPngs(join(work, 'faded'), 't10k', 1000, (label) => classFolderName(labels[label]), (image) => image.linear(0.85, 20));
+  const faded = await monitor(join(work, 'faded'));
+  assert.equal(faded.state, 'drift');
+  assert.ok(faded.features.some((feature) => feature.feature === 'input.brightness' && feature.level === 'drift'), JSON.stringify(faded.features.slice(0, 3)));
+  assert.ok(Math.abs(faded.expectedAccuracy! - faded.realisedAccuracy!) <= 0.03, `expected ${faded.expectedAccuracy} vs realised ${faded.realisedAccuracy}`);
 });

@@ -100,14 +100,15 @@ function exampleProfile(): ReferenceProfile {
     },
     classShares: { 'T-shirt/top': 0.25, Trouser: 0.75 },
     ood: {
-      method: 'mahalanobis-pca',
+      method: 'mahalanobis',
       tensor: '/fc1/Relu_output_0',
-      mean: [0.5, -1.25, 3],
-      components: [
+      pooling: 'none',
+      classMeans: [[0.5, -1.25, 3], [], [1, 1, 1]],
+      precision: [
         [1, 0, 0],
-        [0, 0.6, 0.8],
+        [0, 0.6, 0],
+        [0, 0, 0.8],
       ],
-      componentVariances: [2.5, 1e-7],
       threshold: 17.3,
       targetFalsePositiveRate: 0.05,
       heldOutFalsePositiveRate: 0.047,
@@ -146,8 +147,8 @@ describe('reading and writing reference profiles', () => {
     assert.deepEqual(await readReferenceProfile(path), profile);
     const text = await readFile(path, 'utf8');
     assert.match(text, /"binCounts": \[10, 10, 10, 10, 10, 10, 10, 10, 10, 10\]/);
-    assert.match(text, /\[0, 0\.6, 0\.8\]/);
-    assert.match(text, /"componentVariances": \[2\.5, 1e-7\]/);
+    assert.match(text, /\[0, 0\.6, 0\]/);
+    assert.match(text, /\[0\.5, -1\.25, 3\]/);
     assert.ok(text.split('\n').length < 100, `${text.split('\n').length} lines`);
     assert.deepEqual(await readdir(dir), [REFERENCE_PROFILE_FILE]);
     // Optional blocks may be absent.
@@ -160,8 +161,8 @@ describe('reading and writing reference profiles', () => {
     const cases: [string, (profile: ReferenceProfile) => void, RegExp][] = [
       ['counts', (profile) => profile.features['input.brightness'].binCounts.pop(), /features\["input\.brightness"\]\.binCounts: expected 10 counts \(one more than binEdges\), got 9/],
       ['sample', (profile) => profile.features['output.confidence'].sample.reverse(), /features\["output\.confidence"\]\.sample\[1\]: .* the sample is sorted ascending/],
-      ['width', (profile) => profile.ood!.components[1].push(0), /ood\.components\[1\]: has 4 values; mean has 3/],
-      ['variances', (profile) => profile.ood!.componentVariances.pop(), /ood\.componentVariances: 1 variances for 2 components/],
+      ['width', (profile) => profile.ood!.precision[1].push(0), /ood\.precision\[1\]: has 4 values; the matrix has 3 rows/],
+      ['class mean', (profile) => profile.ood!.classMeans[2].pop(), /ood\.classMeans\[2\]: has 2 values; precision is 3 wide/],
       ['method', (profile) => Object.assign(profile.ood!, { method: 'energy' }), /ood\.method: /],
       ['shares', (profile) => (profile.classShares!.Trouser = 0.7), /classShares: the shares do not add up to 1/],
       ['bins', (profile) => (profile.calibration!.bins[1].lower = 0.8), /calibration\.bins\[1\]: starts at 0\.8, inside the bin before it/],
@@ -206,14 +207,13 @@ describe('reading and writing reference profiles', () => {
     // A valid profile padded with whitespace past the bound: refused for its size alone.
     await writeFile(big, JSON.stringify(exampleProfile()) + ' '.repeat(MAX_REFERENCE_PROFILE_BYTES));
     await assert.rejects(readReferenceProfile(big, 'models/m/1/reference.json'), /^Error: models\/m\/1\/reference\.json is \d+ bytes; a reference profile is at most 8388608$/);
-    // 1024 components of a 512-wide layer: about 10 MiB of JSON.
+    // The precision of a 1024-wide representation: about 20 MiB of JSON.
     const profile = exampleProfile();
-    const width = 512;
+    const width = 1024;
     profile.ood = {
       ...profile.ood!,
-      mean: new Array(width).fill(0.123456789),
-      components: Array.from({ length: 1024 }, (_, row) => Array.from({ length: width }, (_, column) => Math.sin(row * width + column))),
-      componentVariances: new Array(1024).fill(1),
+      classMeans: [new Array(width).fill(0.123456789)],
+      precision: Array.from({ length: width }, (_, row) => Array.from({ length: width }, (_, column) => Math.sin(row * width + column))),
     };
     await assert.rejects(writeReferenceProfile(join(dir, 'huge.json'), profile, 'huge.json'), /^Error: refusing to write huge\.json: it would be \d+ bytes, and a reference profile is at most 8388608/);
     assert.ok(!(await readdir(dir)).some((name) => name.startsWith('huge')), 'nothing is left of it');

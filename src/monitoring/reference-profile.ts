@@ -63,37 +63,33 @@ export const featureSummarySchema = z
   });
 
 /**
- * The representation-based detector: the chosen tensor's values, centred on `mean`, projected on the
- * k principal `components` (each a unit vector of the tensor's d values), and scored by Mahalanobis
- * distance with the `componentVariances`; above `threshold` is out of distribution. The threshold
- * was chosen for `targetFalsePositiveRate` on in-distribution data and flagged
- * `heldOutFalsePositiveRate` of a held-out part of it.
+ * The representation-based detector (see representation-ood.ts): the chosen tensor's values, pooled
+ * per channel (`pooling`), scored by their squared Mahalanobis distance to the nearest of
+ * `classMeans` under the shared `precision` (the inverse covariance); above `threshold` is out of
+ * distribution. The threshold was chosen for `targetFalsePositiveRate` on in-distribution data and
+ * flagged `heldOutFalsePositiveRate` of another held-out part of it.
  */
-const mahalanobisPcaSchema = z
+const mahalanobisSchema = z
   .object({
-    method: z.literal('mahalanobis-pca'),
+    method: z.literal('mahalanobis'),
     tensor: z.string().min(1),
-    mean: z.array(z.number()).min(1),
-    components: z.array(z.array(z.number())).min(1),
-    componentVariances: z.array(z.number().positive()),
+    pooling: z.enum(['spatial-mean', 'none']),
+    classMeans: z.array(z.array(z.number())).min(1),
+    precision: z.array(z.array(z.number())).min(1),
     threshold: z.number(),
     targetFalsePositiveRate: z.number().gt(0).lt(1),
     heldOutFalsePositiveRate: z.number().min(0).max(1),
   })
   .superRefine((detector, context) => {
-    const width = detector.mean.length;
-    const wrong = detector.components.findIndex((component) => component.length !== width);
-    if (wrong >= 0) {
-      raise(context, { path: ['components', wrong], message: `has ${detector.components[wrong].length} values; mean has ${width}` });
-    }
-    if (detector.componentVariances.length !== detector.components.length) {
-      const message = `${detector.componentVariances.length} variances for ${detector.components.length} components`;
-      raise(context, { path: ['componentVariances'], message });
-    }
+    const width = detector.precision.length;
+    const row = detector.precision.findIndex((values) => values.length !== width);
+    if (row >= 0) raise(context, { path: ['precision', row], message: `has ${detector.precision[row].length} values; the matrix has ${width} rows` });
+    const mean = detector.classMeans.findIndex((values) => values.length !== 0 && values.length !== width);
+    if (mean >= 0) raise(context, { path: ['classMeans', mean], message: `has ${detector.classMeans[mean].length} values; precision is ${width} wide` });
   });
 
 /** A discriminated union on `method`, so that other detectors (k-NN, energy) can be added beside it. */
-export const oodDetectorSchema = z.discriminatedUnion('method', [mahalanobisPcaSchema]);
+export const oodDetectorSchema = z.discriminatedUnion('method', [mahalanobisSchema]);
 
 /**
  * From labelled reference data: per confidence bin, how often the top prediction was right. Bins

@@ -5,44 +5,40 @@
  * of the tensor the classifier head reads (pooled per channel) by their Mahalanobis distance to the
  * nearest class, with the threshold set for a stated false-positive rate on held-out examples.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CompletedModelConfig } from '../config/model-config.js';
-import { fitMahalanobis, MahalanobisScorer, pooledFeatures, thresholdForFalsePositiveRate, type Pooling } from '../monitoring/representation-ood.js';
+import {
+  DRIFT_THRESHOLDS,
+  expectedCalibrationError,
+  featureBin,
+  fitMahalanobis,
+  imageProperties,
+  imagePropertyFeatures,
+  jensenShannon,
+  ksStatistic,
+  MahalanobisScorer,
+  pooledFeatures,
+  psi,
+  readReferenceProfile,
+  REFERENCE_PROFILE_FILE,
+  reliabilityBins,
+  summariseFeature,
+  thresholdForFalsePositiveRate,
+  writeReferenceProfile,
+  type FeatureSummary,
+  type Pooling,
+  type ReferenceProfile,
+} from '../monitoring/index.js';
 import { readOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
+import { classFolderName } from '../eval/run-eval.js';
 import { exposingTensors } from '../quantize/calibration.js';
 import { readCalibration, type Feed } from '../quantize/run-quantize.js';
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
-
-export const REFERENCE_PROFILE_FILE = 'reference.json';
-
-const oodDetectorSchema = z.object({
-  method: z.literal('mahalanobis'),
-  tensor: z.string().min(1),
-  pooling: z.enum(['spatial-mean', 'none']),
-  classMeans: z.array(z.array(z.number())),
-  precision: z.array(z.array(z.number())),
-  threshold: z.number(),
-  targetFalsePositiveRate: z.number(),
-  heldOutFalsePositiveRate: z.number(),
-});
-
-export const referenceProfileSchema = z.object({
-  format: z.literal(1),
-  model: z.string(),
-  version: z.string(),
-  created: z.string(),
-  nereid: z.string(),
-  examples: z.number().int(),
-  data: z.object({ path: z.string(), sha256: z.string() }),
-  ood: oodDetectorSchema,
-});
-
-export type ReferenceProfile = z.infer<typeof referenceProfileSchema>;
 
 /**
  * The tensor the classifier head reads, followed back through Flatten, Reshape and Dropout to where
@@ -60,32 +56,62 @@ export function representationTensor(model: OnnxModel, output: string): { tensor
   return { tensor, pooling: flattened ? 'spatial-mean' : 'none' };
 }
 
-/** One session over the model with the representation exposed: per example, its features and the output's scores. */
-async function representations(model: OnnxModel, feeds: readonly Feed[], tensor: string, pooling: Pooling, output: string): Promise<{ features: Float64Array[]; predicted: number[] }> {
+/** What one example tells the monitors: its pooled representation, the model's scores for it, and its input's properties. */
+interface Observations {
+  features: Float64Array[];
+  /** Per example, the classifier output's probabilities (the config's activation and temperature applied). */
+  probabilities: Float64Array[];
+  predicted: number[];
+  /** Named per-example values compared by drift statistics: output confidence, entropy and margin, and image properties. */
+  values: Record<string, number[]>;
+}
+
+/** Scores as probabilities: softmax with the config's temperature unless the output already sums to 1. */
+function probabilitiesOf(scores: Float32Array, config: CompletedModelConfig): Float64Array {
+  const postprocess = config.output[0].postprocess;
+  const sum = scores.reduce((total, value) => total + value, 0);
+  if (postprocess?.activation !== 'softmax' && Math.abs(sum - 1) < 1e-3 && scores.every((value) => value >= 0)) return Float64Array.from(scores);
+  const temperature = postprocess?.temperature ?? 1;
+  const largest = Math.max(...scores);
+  const exponentials = Float64Array.from(scores, (value) => Math.exp((value - largest) / temperature));
+  const total = exponentials.reduce((a, b) => a + b, 0);
+  return exponentials.map((value) => value / total);
+}
+
+/** One session over the model with the representation exposed, over every example. */
+async function observe(model: OnnxModel, loaded: LoadedVersion, tensor: string, pooling: Pooling): Promise<Observations> {
+  const output = loaded.config.output[0].name;
   const session = await ort.InferenceSession.create(exposingTensors(model, [tensor]), { graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-  const features: Float64Array[] = [];
-  const predicted: number[] = [];
+  const observed: Observations = { features: [], probabilities: [], predicted: [], values: { 'output.confidence': [], 'output.entropy': [], 'output.margin': [] } };
   try {
-    for (const feed of feeds) {
+    for (const feed of loaded.feeds) {
       const results = await session.run(feed, [tensor, output]);
       const representation = results[tensor];
-      features.push(pooledFeatures(representation.data as Float32Array, representation.dims.slice(1), pooling));
-      const scores = results[output].data as Float32Array;
-      let best = 0;
-      for (let index = 1; index < scores.length; index++) if (scores[index] > scores[best]) best = index;
-      predicted.push(best);
+      observed.features.push(pooledFeatures(representation.data as Float32Array, representation.dims.slice(1), pooling));
+      const probabilities = probabilitiesOf(results[output].data as Float32Array, loaded.config);
+      const ranked = [...probabilities].sort((a, b) => b - a);
+      observed.probabilities.push(probabilities);
+      observed.predicted.push(probabilities.indexOf(ranked[0]));
+      observed.values['output.confidence'].push(ranked[0]);
+      observed.values['output.margin'].push(ranked[0] - (ranked[1] ?? 0));
+      observed.values['output.entropy'].push(-probabilities.reduce((sum, p) => sum + (p > 0 ? p * Math.log(p) : 0), 0));
     }
   } finally {
     await session.release();
   }
-  return { features, predicted };
+  for (const image of loaded.images ?? []) {
+    for (const [name, value] of Object.entries(imagePropertyFeatures(await imageProperties(image)))) (observed.values[name] ??= []).push(value);
+  }
+  return observed;
 }
 
 interface LoadedVersion {
   config: CompletedModelConfig;
   version: string;
-  classes: number;
+  labels?: readonly string[];
   feeds: Feed[];
+  ids: (string | number)[];
+  images?: Buffer[];
   sha256: string;
   modelPath: string;
 }
@@ -99,19 +125,47 @@ async function loadData(modelRepository: string, modelName: string, version: str
     const model = server.model(modelName);
     const config = model.config;
     const chosen = version ?? model.version;
-    const classes = model.labelsOf(config.output[0].name)?.length ?? config.output[0].dims.at(-1) ?? 0;
-    const { feeds, sha256 } = await readCalibration(data, limit, server, modelName, config);
-    return { config, version: chosen, classes, feeds, sha256, modelPath: join(modelRepository, modelName, chosen, config.default_model_filename ?? 'model.onnx') };
+    const read = await readCalibration(data, limit, server, modelName, config);
+    return { config, version: chosen, labels: model.labelsOf(config.output[0].name), ...read, modelPath: join(modelRepository, modelName, chosen, config.default_model_filename ?? 'model.onnx') };
   } finally {
     await server.close();
   }
+}
+
+/** Each example's true class from the class folder its image is in (named by label, '/' written '_', or by index); undefined unless every image has one. */
+function folderLabels(loaded: LoadedVersion): number[] | undefined {
+  if (!loaded.images || !loaded.labels) return undefined;
+  const byFolder = new Map(loaded.labels.map((label, index) => [classFolderName(label), index]));
+  const classes = loaded.ids.map((id) => {
+    const folder = String(id).split('/').slice(0, -1).join('/');
+    return byFolder.get(folder) ?? (/^\d+$/.test(folder) && Number(folder) < loaded.labels!.length ? Number(folder) : undefined);
+  });
+  return classes.every((cls) => cls !== undefined) ? (classes as number[]) : undefined;
+}
+
+const shares = (classes: readonly number[], names: readonly string[]): Record<string, number> => {
+  const counts = new Array<number>(names.length).fill(0);
+  for (const cls of classes) counts[cls] += 1;
+  return Object.fromEntries(names.map((name, index) => [name, counts[index] / classes.length]));
+};
+
+/** 0 … count−1 in an order fixed by a seed (Fisher–Yates over a 32-bit LCG), so a profile is the same each time it is built from the same data. */
+function shuffledIndices(count: number): number[] {
+  const indices = Array.from({ length: count }, (_, index) => index);
+  let state = 0x9e3779b9;
+  for (let index = count - 1; index > 0; index--) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    const other = state % (index + 1);
+    [indices[index], indices[other]] = [indices[other], indices[index]];
+  }
+  return indices;
 }
 
 export const profileOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
   version: z.string().regex(/^[1-9]\d*$/).optional(),
-  /** In-distribution examples: images (through the model's pre-processing) or a JSONL/CSV of tensors. */
+  /** In-distribution examples: images (through the model's pre-processing; class folders add calibration) or a JSONL/CSV of tensors. */
   data: z.string().min(1),
   /** Share of held-out in-distribution examples the OOD flag may raise. */
   falsePositiveRate: z.number().gt(0).lt(1).default(0.05),
@@ -122,50 +176,54 @@ export const profileOptionsSchema = z.object({
 
 export type ProfileOptions = z.input<typeof profileOptionsSchema>;
 
-/** Fits the detector on 80 % of the examples, sets the threshold on half the rest and measures its false-positive rate on the other half. */
+/**
+ * Fits the detector on 80 % of the examples (a fixed shuffle of them), sets the threshold on half the
+ * rest and measures its false-positive rate on the other half; summarises every monitored value over
+ * all examples.
+ */
 export async function runProfile(options: ProfileOptions, logger: Logger): Promise<ReferenceProfile & { path: string }> {
   const settings = profileOptionsSchema.parse(options);
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
   if (loaded.feeds.length < 50) throw new Error(`--data ${settings.data}: ${loaded.feeds.length} example(s); a profile needs at least 50`);
-  const bytes = new Uint8Array(await readFile(loaded.modelPath));
-  const model = readOnnxModel(bytes);
-  const output = loaded.config.output[0].name;
-  const { tensor, pooling } = settings.tensor ? { tensor: settings.tensor, pooling: 'spatial-mean' as const } : representationTensor(model, output);
-  const { features, predicted } = await representations(model, loaded.feeds, tensor, pooling, output);
+  const model = readOnnxModel(new Uint8Array(await readFile(loaded.modelPath)));
+  const { tensor, pooling } = settings.tensor ? { tensor: settings.tensor, pooling: 'spatial-mean' as const } : representationTensor(model, loaded.config.output[0].name);
+  const observed = await observe(model, loaded, tensor, pooling);
+  const { predicted } = observed;
+  const classCount = observed.probabilities[0].length;
+  // Folders list their images class by class: the three parts are drawn from a fixed shuffle, so each holds every class.
+  const order = shuffledIndices(observed.features.length);
+  const features = order.map((index) => observed.features[index]);
   const fitted = Math.floor(features.length * 0.8);
   const thresholdEnd = fitted + Math.floor((features.length - fitted) / 2);
   // The model's own predictions name the classes: profiles need no labels, and they describe what the model sees.
-  const fit = fitMahalanobis(features.slice(0, fitted), predicted.slice(0, fitted), loaded.classes);
+  const fit = fitMahalanobis(features.slice(0, fitted), order.slice(0, fitted).map((index) => predicted[index]), classCount);
   const scorer = new MahalanobisScorer(fit);
   const threshold = thresholdForFalsePositiveRate(features.slice(fitted, thresholdEnd).map((vector) => scorer.score(vector)), settings.falsePositiveRate);
   const check = features.slice(thresholdEnd);
   const heldOutFalsePositiveRate = check.filter((vector) => scorer.score(vector) > threshold).length / check.length;
+  const truth = folderLabels(loaded);
+  const confidences = observed.values['output.confidence'];
+  const names = loaded.labels ?? Array.from({ length: classCount }, (_, index) => String(index));
   const profile: ReferenceProfile = {
     format: 1,
-    model: settings.model,
-    version: loaded.version,
-    created: new Date().toISOString(),
-    nereid: VERSION,
-    examples: features.length,
-    data: { path: settings.data, sha256: loaded.sha256 },
+    provenance: {
+      created: new Date().toISOString(),
+      model: settings.model,
+      modelVersion: loaded.version,
+      nereidVersion: VERSION,
+      data: { source: settings.data, digest: `sha256:${loaded.sha256}`, examples: features.length },
+    },
+    features: Object.fromEntries(Object.entries(observed.values).map(([name, values]) => [name, summariseFeature(values)])),
+    classShares: shares(predicted, names),
     ood: { method: 'mahalanobis', tensor, pooling, ...fit, threshold, targetFalsePositiveRate: settings.falsePositiveRate, heldOutFalsePositiveRate },
   };
+  if (truth) {
+    const correct = predicted.map((cls, index) => cls === truth[index]);
+    profile.calibration = { examples: correct.length, bins: reliabilityBins(confidences, correct), ece: expectedCalibrationError(confidences, correct) ?? 0 };
+  }
   const path = join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE);
-  await writeFile(path, `${JSON.stringify(profile)}\n`);
+  await writeReferenceProfile(path, profile);
   return { ...profile, path };
-}
-
-/** Far above a real profile (a 64-feature detector is ~100 KB), far below a memory concern. */
-const MAX_PROFILE_BYTES = 16 * 1024 * 1024;
-
-export async function readReferenceProfile(path: string): Promise<ReferenceProfile> {
-  const { size } = await stat(path).catch(() => {
-    throw new Error(`${path} does not exist; build it with nereid profile`);
-  });
-  if (size > MAX_PROFILE_BYTES) throw new Error(`${path} is ${size} bytes; a reference profile is at most ${MAX_PROFILE_BYTES}`);
-  const parsed = referenceProfileSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
-  if (!parsed.success) throw new Error(`${path} is not a reference profile: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
-  return parsed.data;
 }
 
 export const monitorOptionsSchema = z.object({
@@ -178,27 +236,89 @@ export const monitorOptionsSchema = z.object({
 
 export type MonitorOptions = z.input<typeof monitorOptionsSchema>;
 
+export type DriftLevel = 'ok' | 'warning' | 'drift';
+
+export interface FeatureDrift {
+  feature: string;
+  /** Population stability index over the reference's decile bins. */
+  psi: number;
+  /** Two-sample Kolmogorov–Smirnov D against the reference's sample. */
+  ks: number;
+  level: DriftLevel;
+}
+
 export interface MonitorReport {
   model: string;
   version: string;
   examples: number;
-  /** Examples whose score exceeds the profile's threshold. */
+  /** Examples whose OOD score exceeds the profile's threshold. */
   outOfDistribution: number;
   share: number;
   threshold: number;
   /** Per example, in input order. */
   scores: number[];
+  /** Per monitored value, most drifted first. */
+  features: FeatureDrift[];
+  /** Jensen–Shannon divergence (bits) of the predicted classes' shares from the reference's. */
+  classShares?: { divergence: number; level: DriftLevel; current: Record<string, number> };
+  /** The worst level of any feature or of the class shares. */
+  state: DriftLevel;
+  /** Accuracy expected from the reference's calibration (each prediction counts as its confidence bin's accuracy on the reference); needs a profile built on labelled data. */
+  expectedAccuracy?: number;
+  /** With class folders in --data: the accuracy actually reached. */
+  realisedAccuracy?: number;
 }
 
-/** Scores a batch of new data against the version's reference profile. */
+const levelOf = (value: number, thresholds: { warning: number; drift: number }): DriftLevel => (value >= thresholds.drift ? 'drift' : value >= thresholds.warning ? 'warning' : 'ok');
+const LEVELS: readonly DriftLevel[] = ['ok', 'warning', 'drift'];
+const worst = (levels: readonly DriftLevel[]): DriftLevel => LEVELS[Math.max(0, ...levels.map((level) => LEVELS.indexOf(level)))];
+
+function featureDrift(feature: string, reference: FeatureSummary, values: readonly number[]): FeatureDrift {
+  const counts = new Array<number>(reference.binCounts.length).fill(0);
+  for (const value of values) counts[featureBin(reference.binEdges, value)] += 1;
+  const stability = psi(reference.binCounts, counts);
+  const ks = ksStatistic(reference.sample, values);
+  return { feature, psi: stability, ks, level: worst([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(ks, DRIFT_THRESHOLDS.ks)]) };
+}
+
+/** Scores a batch of new data against the version's reference profile: out-of-distribution examples, drift of every monitored value, and accuracy. */
 export async function runMonitor(options: MonitorOptions, logger: Logger): Promise<MonitorReport> {
   const settings = monitorOptionsSchema.parse(options);
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
   const profile = await readReferenceProfile(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
-  const bytes = new Uint8Array(await readFile(loaded.modelPath));
-  const { features } = await representations(readOnnxModel(bytes), loaded.feeds, profile.ood.tensor, profile.ood.pooling, loaded.config.output[0].name);
+  if (!profile.ood) throw new Error(`the reference profile of '${settings.model}' version ${loaded.version} has no OOD detector; rebuild it with nereid profile`);
+  const observed = await observe(readOnnxModel(new Uint8Array(await readFile(loaded.modelPath))), loaded, profile.ood.tensor, profile.ood.pooling);
   const scorer = new MahalanobisScorer(profile.ood);
-  const scores = features.map((vector) => scorer.score(vector));
-  const outOfDistribution = scores.filter((score) => score > profile.ood.threshold).length;
-  return { model: settings.model, version: loaded.version, examples: scores.length, outOfDistribution, share: outOfDistribution / scores.length, threshold: profile.ood.threshold, scores };
+  const scores = observed.features.map((vector) => scorer.score(vector));
+  const outOfDistribution = scores.filter((score) => score > profile.ood!.threshold).length;
+  const features = Object.entries(observed.values)
+    .filter(([name, values]) => profile.features[name] && values.length > 0)
+    .map(([name, values]) => featureDrift(name, profile.features[name], values))
+    .sort((a, b) => b.psi - a.psi);
+  const report: MonitorReport = {
+    model: settings.model,
+    version: loaded.version,
+    examples: scores.length,
+    outOfDistribution,
+    share: outOfDistribution / scores.length,
+    threshold: profile.ood.threshold,
+    scores,
+    features,
+    state: worst(features.map((feature) => feature.level)),
+  };
+  if (profile.classShares) {
+    const names = Object.keys(profile.classShares);
+    const current = shares(observed.predicted, names);
+    const divergence = jensenShannon(names.map((name) => profile.classShares![name]), names.map((name) => current[name]));
+    report.classShares = { divergence, level: levelOf(divergence, DRIFT_THRESHOLDS.jensenShannon), current };
+    report.state = worst([report.state, report.classShares.level]);
+  }
+  if (profile.calibration) {
+    const bins = profile.calibration.bins;
+    const expected = observed.values['output.confidence'].map((confidence) => (bins.find((bin) => confidence >= bin.lower && (confidence < bin.upper || bin.upper === 1)) ?? { accuracy: confidence }).accuracy);
+    report.expectedAccuracy = expected.reduce((sum, value) => sum + value, 0) / expected.length;
+  }
+  const truth = folderLabels(loaded);
+  if (truth) report.realisedAccuracy = observed.predicted.filter((cls, index) => cls === truth[index]).length / truth.length;
+  return report;
 }
