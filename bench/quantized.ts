@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import pino from 'pino';
-import { readCalibration, runSideBySide, type Feed } from '../src/quantize/run-quantize.js';
+import { readModelInputs, type Feed } from '../src/jobs/model-inputs.js';
+import { runSideBySide } from '../src/quantize/run-quantize.js';
 import { createServer } from '../src/server/create-server.js';
 
 const { values } = parseArgs({
@@ -34,7 +35,7 @@ const server = await createServer({ modelRepository: repository, modelControlMod
 await server.start();
 await server.loadModel(values.model);
 const config = server.model(values.model).config;
-const { feeds } = await readCalibration(values.data, Number(values.examples), server, values.model, config);
+const { feeds } = await readModelInputs(values.data, Number(values.examples), server, values.model, config);
 await server.close();
 const output = config.output[0].name;
 const files = await Promise.all(versions.map(async (version) => new Uint8Array(await readFile(join(repository, values.model!, version, config.default_model_filename ?? 'model.onnx')))));

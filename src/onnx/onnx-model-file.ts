@@ -109,6 +109,17 @@ export function writeOnnxModel(model: OnnxModel): Uint8Array {
   return ModelProto.encode(model as never).finish();
 }
 
+/**
+ * A copy of the model whose graph also outputs these float tensors (intermediate ones included), so
+ * that one session can fetch what calibration, profiling or monitoring reads inside the model.
+ */
+export function exposingTensors(model: OnnxModel, names: readonly string[]): Uint8Array {
+  const graph = model.graph as OnnxGraph & { output: { name?: string }[] };
+  const present = new Set(graph.output.map((output) => output.name));
+  const extra = names.filter((name) => !present.has(name)).map((name) => ({ name, type: { tensor_type: { elem_type: FLOAT } } }));
+  return writeOnnxModel({ ...model, graph: { ...graph, output: [...graph.output, ...extra] } });
+}
+
 /** ONNX attribute types of a Constant's value forms that become an initializer. */
 const FLOAT = 1;
 const INT64 = 7;

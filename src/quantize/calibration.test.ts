@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
 import { constantsToInitializers, readOnnxModel } from '../onnx/onnx-model-file.js';
-import { calibrateRanges, exposingTensors } from './calibration.js';
+import { exposingTensors } from '../onnx/onnx-model-file.js';
+import { calibrateRanges } from './calibration.js';
 
 /** y = x × 2 + 1, with m = x × 2 an intermediate tensor. */
 const AFFINE = readOnnxModel(

@@ -6,19 +6,9 @@
  * common values keep their levels).
  */
 import * as ort from 'onnxruntime-node';
-import type { OnnxModel } from '../onnx/onnx-model-file.js';
-import { writeOnnxModel } from '../onnx/onnx-model-file.js';
+import { exposingTensors, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { percentileRange } from './int8-arithmetic.js';
 
-const FLOAT = 1;
-
-/** A copy of the model whose graph also outputs these float tensors (intermediate ones included). */
-export function exposingTensors(model: OnnxModel, names: readonly string[]): Uint8Array {
-  const graph = model.graph as OnnxModel['graph'] & { output: { name?: string }[] };
-  const present = new Set(graph.output.map((output) => output.name));
-  const extra = names.filter((name) => !present.has(name)).map((name) => ({ name, type: { tensor_type: { elem_type: FLOAT } } }));
-  return writeOnnxModel({ ...model, graph: { ...graph, output: [...graph.output, ...extra] } });
-}
 
 export type RangeMethod = { kind: 'minmax' } | { kind: 'percentile'; percentile: number };
 

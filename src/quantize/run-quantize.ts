@@ -19,8 +19,7 @@ import type { Datatype } from '../core/datatype.js';
 import { judgeGate, parseGate, type GateClause, type GateVerdict } from '../eval/accuracy-gate.js';
 import { compareOutputs, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind } from '../eval/output-comparison.js';
 import { agreementFigures } from '../eval/run-eval.js';
-import { openInput } from '../jobs/input-source.js';
-import { RecordProcessor } from '../jobs/record-processor.js';
+import { readModelInputs, type Feed, type ModelInputs } from '../jobs/model-inputs.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
@@ -69,67 +68,11 @@ export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
   mask: 'agreement>=0.95',
 };
 
-export type Feed = Record<string, ort.Tensor>;
-
-export interface Calibration {
-  feeds: Feed[];
-  /** Each example's record id (an image's path in the folder, a line number), in the order of `feeds`. */
-  ids: (string | number)[];
-  /** Encoded images, in the order of `feeds`, when the data is a folder of images. */
-  images?: Buffer[];
-  sha256: string;
-}
-
 async function versionFolders(modelDir: string): Promise<number[]> {
   const entries = await readdir(modelDir, { withFileTypes: true });
   return entries.filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name)).map((entry) => Number(entry.name)).sort((a, b) => a - b);
 }
 
-/**
- * The calibration examples as the model's input tensors: images through the model's own
- * pre-processing, JSONL and CSV records read as `nereid batch` reads them. Each example is one row.
- */
-export async function readCalibration(path: string, limit: number, server: Server, model: string, config: CompletedModelConfig): Promise<Calibration> {
-  const source = await openInput(path);
-  const digest = createHash('sha256');
-  const feeds: Feed[] = [];
-  const ids: (string | number)[] = [];
-  const images: Buffer[] = [];
-  const preprocessor = InputPreprocessor.of(config);
-  const [imageInput, ...otherImages] = preprocessor ? [...preprocessor.imageInputs] : [];
-  if (source.format === 'images' && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
-    throw new Error(`--calibration ${path} is a folder of images, but model '${model}' does not take a single image input with preprocess.image; give a JSONL or CSV file of its input tensors`);
-  }
-  if (source.format !== 'images' && preprocessor) {
-    throw new Error(`--calibration ${path} is a ${source.format} file, but model '${model}' takes encoded images (preprocess.image); give a folder of images`);
-  }
-  const processor = source.format === 'images' ? undefined : RecordProcessor.create(server, { model });
-  const asOrt = (datatype: Datatype, data: unknown, shape: readonly number[]) => new ort.Tensor(onnxTypeOf(datatype) as 'float32', data as Float32Array, [...shape]);
-  for await (const entry of source.records()) {
-    if (feeds.length >= limit) break;
-    const record = await entry.load();
-    const where = `--calibration ${path}, record ${record.id}`;
-    if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
-    if (record.image) {
-      digest.update(createHash('sha256').update(record.image).digest());
-      const tensor = (await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }))[imageInput];
-      feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
-      ids.push(record.id);
-      images.push(record.image);
-      continue;
-    }
-    digest.update(createHash('sha256').update(record.json ?? JSON.stringify(record.fields)).digest());
-    let request;
-    try {
-      request = processor!.request(record);
-    } catch (error) {
-      throw new Error(`${where}: ${(error as Error).message}`);
-    }
-    feeds.push(Object.fromEntries(request.inputs.map((input) => [input.name, asOrt(input.datatype, input.data, input.shape)])));
-    ids.push(record.id);
-  }
-  return { feeds, ids, images: source.format === 'images' ? images : undefined, sha256: digest.digest('hex') };
-}
 
 /**
  * The model ready to rewrite: Constant nodes as initializers (Paddle exports keep weights in them),
@@ -251,7 +194,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger });
   let config: CompletedModelConfig;
   let labels: readonly string[] | undefined;
-  let calibration: Calibration;
+  let calibration: ModelInputs;
   let sourceVersion: string;
   try {
     await server.start();
@@ -260,7 +203,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     sourceVersion = settings.version ?? model.version;
     config = model.config;
     labels = model.labelsOf(config.output[0].name);
-    calibration = await readCalibration(settings.calibration, settings.maxExamples, server, settings.model, config);
+    calibration = await readModelInputs(settings.calibration, settings.maxExamples, server, settings.model, config, '--calibration');
   } finally {
     await server.close();
   }

@@ -33,10 +33,9 @@ import {
   type Pooling,
   type ReferenceProfile,
 } from '../monitoring/index.js';
-import { readOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
+import { exposingTensors, readOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { classFolderName } from '../eval/run-eval.js';
-import { exposingTensors } from '../quantize/calibration.js';
-import { readCalibration, type Feed } from '../quantize/run-quantize.js';
+import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
 
@@ -125,7 +124,7 @@ async function loadData(modelRepository: string, modelName: string, version: str
     const model = server.model(modelName);
     const config = model.config;
     const chosen = version ?? model.version;
-    const read = await readCalibration(data, limit, server, modelName, config);
+    const read = await readModelInputs(data, limit, server, modelName, config);
     return { config, version: chosen, labels: model.labelsOf(config.output[0].name), ...read, modelPath: join(modelRepository, modelName, chosen, config.default_model_filename ?? 'model.onnx') };
   } finally {
     await server.close();

@@ -1,0 +1,71 @@
+/**
+ * Data given to the tools that run a model in process (quantize's calibration, profile, monitor,
+ * bench) read as the model's own input tensors, one example per row, with a digest that identifies
+ * the data.
+ */
+import { createHash } from 'node:crypto';
+import * as ort from 'onnxruntime-node';
+import type { CompletedModelConfig } from '../config/model-config.js';
+import { onnxTypeOf, type Datatype } from '../core/datatype.js';
+import { InputPreprocessor } from '../processing/input-preprocessor.js';
+import type { Server } from '../server/server.js';
+import { openInput } from './input-source.js';
+import { RecordProcessor } from './record-processor.js';
+
+export type Feed = Record<string, ort.Tensor>;
+
+export interface ModelInputs {
+  feeds: Feed[];
+  /** Each example's record id (an image's path in the folder, a line number), in the order of `feeds`. */
+  ids: (string | number)[];
+  /** Encoded images, in the order of `feeds`, when the data is a folder of images. */
+  images?: Buffer[];
+  sha256: string;
+}
+
+/**
+ * At most `limit` examples of a folder of images, a JSONL or a CSV file as the model's input
+ * tensors: images through the model's own pre-processing, JSONL and CSV records read as `nereid
+ * batch` reads them. Each example is one row. `flag` names the option the path came from, in errors.
+ */
+export async function readModelInputs(path: string, limit: number, server: Server, model: string, config: CompletedModelConfig, flag = '--data'): Promise<ModelInputs> {
+  const source = await openInput(path);
+  const digest = createHash('sha256');
+  const feeds: Feed[] = [];
+  const ids: (string | number)[] = [];
+  const images: Buffer[] = [];
+  const preprocessor = InputPreprocessor.of(config);
+  const [imageInput, ...otherImages] = preprocessor ? [...preprocessor.imageInputs] : [];
+  if (source.format === 'images' && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
+    throw new Error(`${flag} ${path} is a folder of images, but model '${model}' does not take a single image input with preprocess.image; give a JSONL or CSV file of its input tensors`);
+  }
+  if (source.format !== 'images' && preprocessor) {
+    throw new Error(`${flag} ${path} is a ${source.format} file, but model '${model}' takes encoded images (preprocess.image); give a folder of images`);
+  }
+  const processor = source.format === 'images' ? undefined : RecordProcessor.create(server, { model });
+  const asOrt = (datatype: Datatype, data: unknown, shape: readonly number[]) => new ort.Tensor(onnxTypeOf(datatype) as 'float32', data as Float32Array, [...shape]);
+  for await (const entry of source.records()) {
+    if (feeds.length >= limit) break;
+    const record = await entry.load();
+    const where = `${flag} ${path}, record ${record.id}`;
+    if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
+    if (record.image) {
+      digest.update(createHash('sha256').update(record.image).digest());
+      const tensor = (await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }))[imageInput];
+      feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
+      ids.push(record.id);
+      images.push(record.image);
+      continue;
+    }
+    digest.update(createHash('sha256').update(record.json ?? JSON.stringify(record.fields)).digest());
+    let request;
+    try {
+      request = processor!.request(record);
+    } catch (error) {
+      throw new Error(`${where}: ${(error as Error).message}`);
+    }
+    feeds.push(Object.fromEntries(request.inputs.map((input) => [input.name, asOrt(input.datatype, input.data, input.shape)])));
+    ids.push(record.id);
+  }
+  return { feeds, ids, images: source.format === 'images' ? images : undefined, sha256: digest.digest('hex') };
+}
