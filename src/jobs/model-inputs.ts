@@ -24,12 +24,14 @@ export interface ModelInputs {
 }
 
 /**
- * At most `limit` examples of a folder of images, a JSONL or a CSV file as the model's input
- * tensors: images through the model's own pre-processing, JSONL and CSV records read as `nereid
+ * At most `limit` examples of a folder of images, a JSONL or a CSV file (evenly spaced through it
+ * when it holds more) as the model's input tensors: images through the model's own pre-processing, JSONL and CSV records read as `nereid
  * batch` reads them. Each example is one row. `flag` names the option the path came from, in errors.
  */
 export async function readModelInputs(path: string, limit: number, server: Server, model: string, config: CompletedModelConfig, flag = '--data'): Promise<ModelInputs> {
-  const source = await openInput(path);
+  const source = await openInput(path).catch((error: Error) => {
+    throw new Error(`${flag}: ${error.message}`);
+  });
   const digest = createHash('sha256');
   const feeds: Feed[] = [];
   const ids: (string | number)[] = [];
@@ -44,8 +46,15 @@ export async function readModelInputs(path: string, limit: number, server: Serve
   }
   const processor = source.format === 'images' ? undefined : RecordProcessor.create(server, { model });
   const asOrt = (datatype: Datatype, data: unknown, shape: readonly number[]) => new ort.Tensor(onnxTypeOf(datatype) as 'float32', data as Float32Array, [...shape]);
+  // More records than asked for: every k-th, evenly through the input, so a folder sorted class by class still gives every class.
+  const total = await source.count();
+  const stride = total > limit ? total / limit : 1;
+  let position = 0;
+  let next = 0;
   for await (const entry of source.records()) {
     if (feeds.length >= limit) break;
+    if (position++ < Math.round(next)) continue;
+    next += stride;
     const record = await entry.load();
     const where = `${flag} ${path}, record ${record.id}`;
     if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
