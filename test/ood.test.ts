@@ -16,6 +16,8 @@ import { classFolderName } from '../src/eval/index.js';
 import type { MonitorReport } from '../src/tools/index.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
+import { encodeBinaryInferRequest, INFERENCE_HEADER } from './support/ocr.js';
+import { startTestServer } from './support/test-server.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PHOTOS = '/usr/lib/python3/dist-packages/skimage/data';
@@ -100,4 +102,43 @@ test('test images made unlike the training set are flagged: inverted and brighte
   assert.equal(faded.state, 'drift');
   assert.ok(faded.features.some((feature) => feature.feature === 'input.brightness' && feature.level === 'drift'), JSON.stringify(faded.features.slice(0, 3)));
   assert.ok(Math.abs(faded.expectedAccuracy! - faded.realisedAccuracy!) <= 0.03, `expected ${faded.expectedAccuracy} vs realised ${faded.realisedAccuracy}`);
+});
+
+test('served with its profile, each answer carries its OOD verdict: /classify per image, V2 inference as response parameters', async () => {
+  const repository = join(work, 'served');
+  await cp(join(ROOT, 'models', 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
+  const profile = JSON.parse(await readFile(join(repository, 'fashion_mnist', '1', 'reference.json'), 'utf8'));
+  await writeFashionMnistPngs(join(work, 'served-images'), 't10k', 1);
+  const garment = await readFile(join(work, 'served-images', '0.png'));
+  const photo = await readFile(join(PHOTOS, 'chelsea.png'));
+  const served = await startTestServer({ repoDir: repository });
+  try {
+    const classify = async (image: Buffer) => {
+      const response = await fetch(`${served.url}/v2/models/fashion_mnist/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(image) });
+      assert.equal(response.status, 200);
+      return (await response.json()) as { ood: { score: number; out_of_distribution: boolean; threshold: number }; confidence: { low_confidence: boolean } };
+    };
+    const inDistribution = await classify(garment);
+    assert.equal(inDistribution.ood.out_of_distribution, false);
+    assert.equal(inDistribution.ood.threshold, profile.ood.threshold);
+    const cat = await classify(photo);
+    assert.equal(cat.ood.out_of_distribution, true, `a cat photo scored ${cat.ood.score}`);
+    assert.ok(cat.ood.score > inDistribution.ood.score);
+
+    // Two encoded images as one V2 request (BYTES, binary extension: each element length-prefixed).
+    const element = (bytes: Buffer) => Buffer.concat([Buffer.from(Uint32Array.of(bytes.length).buffer), bytes]);
+    const bytes = Buffer.concat([element(garment), element(photo)]);
+    const { body, headerLength } = encodeBinaryInferRequest([{ name: 'image', datatype: 'BYTES', shape: [2, 1], bytes }], [{ name: 'logits', parameters: { binary_data: false } }]);
+    const response = await fetch(`${served.url}/v2/models/fashion_mnist/infer`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', [INFERENCE_HEADER]: String(headerLength) }, body: new Uint8Array(body) });
+    const answer = (await response.json()) as { parameters: Record<string, unknown>; outputs: { name: string }[] };
+    assert.equal(response.status, 200, JSON.stringify(answer));
+    assert.deepEqual(answer.outputs.map((output) => output.name), ['logits'], 'the representation the detector reads is not answered');
+    assert.equal(answer.parameters.ood, true, 'one of the two rows is a photo');
+    const scores = String(answer.parameters.ood_scores).split(',').map(Number);
+    assert.equal(scores.length, 2);
+    assert.ok(scores[0] < profile.ood.threshold && scores[1] > profile.ood.threshold, String(answer.parameters.ood_scores));
+    assert.equal(answer.parameters.ood_score, Math.max(...scores));
+  } finally {
+    await served.close();
+  }
 });

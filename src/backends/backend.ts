@@ -28,6 +28,8 @@ export interface InstanceOptions {
   intraOpThreads: number;
   interOpThreads: number;
   logger: Logger;
+  /** Tensors inside the model a run may also fetch by name (what a monitor reads), besides the model's outputs. */
+  exposedOutputs?: readonly string[];
 }
 
 /**

@@ -105,6 +105,7 @@ export class OnnxRuntimeBackend implements Backend {
       options: sessionOptionsOf(parameters, options),
       providers: executionProviders(parameters, options.kind),
       deviceId: options.deviceId,
+      exposedOutputs: options.exposedOutputs ? [...options.exposedOutputs] : undefined,
     };
     const threads = computeThreads(spec.options);
     const onFallback = (reason: string) =>

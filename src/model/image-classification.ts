@@ -89,7 +89,9 @@ export async function classifyImages(
   const labels = model.labelsOf(output.name);
   const started = performance.now();
   const answers = await runImages(model, images, context);
-  const results = answers.flatMap(({ outputs }) => classifyRows(outputs[output.name], spec, model.batched, labels, options.topK));
+  const results = answers.flatMap(({ outputs, ood }) =>
+    classifyRows(outputs[output.name], spec, model.batched, labels, options.topK).map((result, row) => (ood?.[row] ? { ...result, ood: ood[row] } : result)),
+  );
   const sum = (key: keyof RequestTimings) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
   return {
     results,

@@ -12,10 +12,11 @@ import type { InferenceObserver, RequestRecord } from '../core/inference-observe
 import type { InferenceRequest, InferenceResponse, InferOutput, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
+import { pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
 import { classify } from '../processing/classification.js';
 import type { InputPreprocessor } from '../processing/input-preprocessor.js';
-import type { OutputPostprocessor } from '../processing/output-postprocessor.js';
+import type { OutOfDistribution, OutputPostprocessor } from '../processing/output-postprocessor.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { expectedShape, RequestValidator, type ValidatedRequest } from './input-validation.js';
 
@@ -82,12 +83,39 @@ export interface ModelVersionParts {
   quantization?: QuantizationSummary;
   /** Size of the model file it was loaded from. */
   modelFileBytes?: number;
+  /** The reference profile's out-of-distribution detector: the instances also output `tensor`, each row of which is scored. */
+  ood?: OodMonitor;
+}
+
+export interface OodMonitor {
+  tensor: string;
+  pooling: Pooling;
+  threshold: number;
+  scorer: MahalanobisScorer;
+}
+
+
+
+/**
+ * The OOD verdict as V2 response parameters, which hold scalars: whether any row is out of
+ * distribution, the largest score and the threshold; for several rows, every row's score too.
+ */
+function oodParameters(rows: readonly OutOfDistribution[]): Record<string, string | number | boolean> {
+  const parameters: Record<string, string | number | boolean> = {
+    ood: rows.some((row) => row.out_of_distribution),
+    ood_score: Math.max(...rows.map((row) => row.score)),
+    ood_threshold: rows[0].threshold,
+  };
+  if (rows.length > 1) parameters.ood_scores = rows.map((row) => row.score).join(',');
+  return parameters;
 }
 
 /** The outputs a request computed, and where its time went. */
 export interface RunResult {
   outputs: Record<string, Tensor>;
   timings: RequestTimings;
+  /** Per row, when the version has a reference profile and the answer was computed (a cache hit carries none). */
+  ood?: OutOfDistribution[];
 }
 
 const NO_INPUTS: ReadonlySet<string> = new Set();
@@ -190,7 +218,7 @@ export class ModelVersion {
 
   /** A V2 inference: the request's outputs, with Triton's classification extension where an output asks for it. */
   async infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
-    const { outputs, timings } = await this.run(request, context);
+    const { outputs, timings, ood } = await this.run(request, context);
     const answered: InferOutput[] = [];
     for (const name in outputs) {
       const requested = request.outputs?.find((output) => output.name === name);
@@ -198,7 +226,9 @@ export class ModelVersion {
         requested?.classCount !== undefined ? classify(outputs[name], requested.classCount, this.batched, this.labelsOf(name)) : outputs[name];
       answered.push({ name, datatype: tensor.datatype, shape: tensor.shape, data: tensor.data });
     }
-    return { model: this.name, version: this.version, id: request.id, outputs: answered, timings };
+    const response: InferenceResponse = { model: this.name, version: this.version, id: request.id, outputs: answered, timings };
+    if (ood) response.parameters = oodParameters(ood);
+    return response;
   }
 
   /** The path of a request: validate → response cache → (pre-process → schedule → post-process) → observers. */
@@ -260,22 +290,38 @@ export class ModelVersion {
       inputs = await preprocessor.run(inputs);
       preprocessNs = (performance.now() - preprocessStart) * 1e6;
     }
+    const { ood } = this.parts;
     const scheduled = await scheduler.schedule({
       inputs,
       batchSize: request.batchSize,
-      outputNames: request.outputNames,
+      outputNames: ood ? [...request.outputNames, ood.tensor] : request.outputNames,
       priority: request.priority,
       timeoutMicroseconds: request.timeoutMicroseconds,
       signal: context.signal,
       deadline: context.deadline,
     });
-    if (!preprocessor && !postprocessor) return scheduled;
+    const verdicts = ood ? this.judge(scheduled.outputs, ood) : undefined;
+    if (!preprocessor && !postprocessor) return verdicts ? { ...scheduled, ood: verdicts } : scheduled;
     const timings: RequestTimings = { ...scheduled.timings, preprocessNs };
-    if (!postprocessor) return { outputs: scheduled.outputs, timings };
+    if (!postprocessor) return { outputs: scheduled.outputs, timings, ood: verdicts };
     const postprocessStart = performance.now();
     const outputs = postprocessor.apply(scheduled.outputs);
     timings.postprocessNs = (performance.now() - postprocessStart) * 1e6;
-    return { outputs, timings };
+    return { outputs, timings, ood: verdicts };
+  }
+
+  /** Scores each row of the detector's tensor and takes the tensor out of the answer, which the client did not ask for. */
+  private judge(outputs: Record<string, Tensor>, ood: OodMonitor): OutOfDistribution[] {
+    const representation = outputs[ood.tensor];
+    delete outputs[ood.tensor];
+    const rows = this.batched ? representation.shape[0] : 1;
+    const dims = this.batched ? representation.shape.slice(1) : representation.shape;
+    const width = (representation.data as ArrayLike<number>).length / rows;
+    const data = representation.data as Float32Array;
+    return Array.from({ length: rows }, (_, row) => {
+      const score = ood.scorer.score(pooledFeatures(data.subarray(row * width, (row + 1) * width), dims, ood.pooling));
+      return { score, out_of_distribution: score > ood.threshold, threshold: ood.threshold };
+    });
   }
 
   /**

@@ -28,9 +28,20 @@ export interface Confidence {
   temperature: number;
 }
 
+/** How far the input is from what the model was profiled on (its reference profile's detector); a separate signal from confidence. */
+export interface OutOfDistribution {
+  /** Squared Mahalanobis distance of the model's representation to the nearest class of the reference data. */
+  score: number;
+  /** The score is above the profile's threshold (set for a stated false-positive rate on in-distribution data). */
+  out_of_distribution: boolean;
+  threshold: number;
+}
+
 export interface ImageClassification {
   predictions: Prediction[];
   confidence: Confidence;
+  /** Present when the model version has a reference profile and the answer was computed (not a cache hit). */
+  ood?: OutOfDistribution;
 }
 
 function valuesOf(tensor: Tensor): Float64Array {

@@ -17,6 +17,8 @@ import { allocateTypedArray, elementCount } from '../core/datatype.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
+import type { ReferenceProfile } from '../monitoring/reference-profile.js';
+import { MahalanobisScorer } from '../monitoring/representation-ood.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
@@ -46,6 +48,8 @@ export interface VersionLoadOptions {
   readLabels: (filename: string) => Promise<string[]>;
   /** What the version's quantization record says, when it has one. */
   quantization?: QuantizationSummary;
+  /** The version's reference profile (nereid profile), when it has one: its OOD detector scores every computed answer. */
+  referenceProfile?: ReferenceProfile;
 }
 
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
@@ -160,7 +164,10 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   }
   const created: BackendInstance[] = [];
   try {
-    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, plan));
+    const ood = options.referenceProfile?.ood;
+    // The detector reads a tensor inside the model: every instance's session also outputs it.
+    const exposedOutputs = ood ? [ood.tensor] : undefined;
+    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, exposedOutputs }));
     const label = `model '${name}' version ${version}`;
     const statistics = new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
@@ -188,6 +195,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
       bytesAsText: backend.bytesAsText,
       quantization: options.quantization,
+      ood: ood ? { tensor: ood.tensor, pooling: ood.pooling, threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
       modelFileBytes: (await stat(options.modelPath)).size,
     });
   } catch (error) {

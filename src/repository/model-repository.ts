@@ -17,6 +17,7 @@ import { imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelC
 import { parsePbtxt } from '../config/pbtxt.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
+import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 
 export interface RepositoryIndexEntry {
   name: string;
@@ -312,10 +313,15 @@ export class ModelRepository {
           const quantization = (await exists(recordPath))
             ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath))
             : undefined;
+          const profilePath = join(versionFolder, REFERENCE_PROFILE_FILE);
+          const referenceProfile = (await exists(profilePath))
+            ? await readReferenceProfile(await containedFile(root, versionFolder, REFERENCE_PROFILE_FILE, 'reference profile'), shown(root, profilePath))
+            : undefined;
           const loaded = await loadModelVersion({
             name,
             version,
             modelPath,
+            referenceProfile,
             config,
             backend,
             logger: logger.child({ version }),
