@@ -126,4 +126,8 @@ test('statistics and metrics are per version, with each version model file size'
   assert.equal(sample('nereid_model_file_bytes', '2'), report.sizes.quantizedBytes);
   assert.equal(sample('nereid_model_file_bytes', '1'), report.sizes.sourceBytes);
   assert.equal(sample('nereid_inference_count_total', '2'), 2);
+  // Version 1 was copied with the bundled reference profile, so its answers were checked for being out of distribution (a test garment is not).
+  assert.equal(sample('nereid_ood_checked_total', '1'), 1);
+  assert.equal(sample('nereid_ood_total', '1'), 0);
+  assert.equal(sample('nereid_ood_checked_total', '2'), 0, 'the quantized version has no profile of its own');
 });

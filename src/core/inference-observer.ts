@@ -16,6 +16,8 @@ export interface RequestRecord {
   requestId?: string;
   /** Response cache outcome, when the model's cache is on: lookup (and, on a miss, insert) time. */
   cache?: { hit: boolean; ns: number };
+  /** Rows the version's out-of-distribution detector scored, and how many it flagged (versions with a reference profile). */
+  ood?: { checked: number; flagged: number };
   /** Wall-clock start, milliseconds since the epoch (span start times). */
   startedAt: number;
   traceparent?: string;

@@ -265,6 +265,7 @@ export class ModelVersion {
       }
       record.success = true;
       record.timings = result.timings;
+      if (result.ood) record.ood = { checked: result.ood.length, flagged: result.ood.filter((row) => row.out_of_distribution).length };
     } catch (error) {
       failure = asNereidError(error, this.label);
       // Logged once, here, with the original error's stack; the front ends log internal failures only at debug.

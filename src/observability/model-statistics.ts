@@ -44,6 +44,9 @@ export class ModelStatistics implements InferenceObserver {
   inFlight = 0;
   /** Failed requests by error code. */
   readonly failures = new Map<ErrorCode, number>();
+  /** Rows the out-of-distribution detector scored, and those it flagged. */
+  oodChecked = 0;
+  oodFlagged = 0;
 
   constructor(
     readonly name: string,
@@ -62,6 +65,10 @@ export class ModelStatistics implements InferenceObserver {
   onRequestEnd(record: RequestRecord): void {
     this.inFlight -= 1;
     if (record.cache) add(record.cache.hit ? this.cacheHit : this.cacheMiss, record.cache.ns);
+    if (record.ood) {
+      this.oodChecked += record.ood.checked;
+      this.oodFlagged += record.ood.flagged;
+    }
     if (!record.success) {
       const code = record.errorCode ?? 'INTERNAL';
       this.failures.set(code, (this.failures.get(code) ?? 0) + 1);

@@ -35,7 +35,7 @@ export interface ObservedVersion {
   readonly version: string;
   readonly statistics: Pick<
     ModelStatistics,
-    'loadNs' | 'inFlight' | 'failures' | 'success' | 'inferenceCount' | 'executionCount' | 'cacheHit' | 'cacheMiss' | 'computeSeconds'
+    'loadNs' | 'inFlight' | 'failures' | 'success' | 'inferenceCount' | 'executionCount' | 'cacheHit' | 'cacheMiss' | 'computeSeconds' | 'oodChecked' | 'oodFlagged'
   >;
   /** Requests waiting in the version's scheduler queue, where the version exposes it. */
   readonly queued?: number;
@@ -194,6 +194,8 @@ export class PrometheusMetrics {
     counter('nereid_inference_count_total', 'Inferences answered (batch rows of successful requests)', (s) => s.inferenceCount);
     counter('nereid_inference_exec_count_total', 'Model executions (batches run)', (s) => s.executionCount);
     gauge('nereid_inference_in_flight', 'Requests inside the model now (validation to answer)', (v) => v.statistics.inFlight);
+    counter('nereid_ood_checked_total', "Answer rows the version's out-of-distribution detector scored (versions with a reference profile)", (s) => s.oodChecked);
+    counter('nereid_ood_total', "Answer rows flagged out of distribution by the version's reference profile", (s) => s.oodFlagged);
     counter('nereid_cache_hit_total', 'Requests answered from the response cache', (s) => s.cacheHit.count);
     counter('nereid_cache_miss_total', 'Requests the response cache could not answer', (s) => s.cacheMiss.count);
     gauge('nereid_inference_queued', 'Requests waiting in the scheduler queue now', (v) => v.queued);
