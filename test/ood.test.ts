@@ -142,3 +142,20 @@ test('served with its profile, each answer carries its OOD verdict: /classify pe
     await served.close();
   }
 });
+
+test('a batch job over images writes each record its OOD verdict', async () => {
+  const input = join(work, 'batch-input');
+  await writeFashionMnistPngs(input, 't10k', 1);
+  await cp(join(PHOTOS, 'chelsea.png'), join(input, 'cat.png'));
+  const output = join(work, 'batch-output.jsonl');
+  const { code, stderr } = await nereid(['batch', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--input', input, '--output', output]);
+  assert.equal(code, 0, stderr);
+  const records = (await readFile(output, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { id: string; ood: { out_of_distribution: boolean } });
+  assert.deepEqual(
+    records.map((record) => [record.id, record.ood.out_of_distribution]).sort(),
+    [
+      ['0.png', false],
+      ['cat.png', true],
+    ],
+  );
+});

@@ -127,8 +127,10 @@ export class RecordProcessor {
 
   private async classify(id: RecordId, image: Buffer): Promise<RecordResult> {
     const { model, version, results, timings } = await this.server.classify(this.model, [image], { version: this.options.version, topK: this.options.topK });
-    const { predictions, confidence } = results[0];
-    const line = `{"id":${JSON.stringify(id)},"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"predictions":${JSON.stringify(predictions)},"confidence":${JSON.stringify(confidence)},"error":null}`;
+    const { predictions, confidence, ood } = results[0];
+    // A version with a reference profile also says whether the image is out of distribution, as /classify does.
+    const verdict = ood ? `,"ood":${JSON.stringify(ood)}` : '';
+    const line = `{"id":${JSON.stringify(id)},"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"predictions":${JSON.stringify(predictions)},"confidence":${JSON.stringify(confidence)}${verdict},"error":null}`;
     return { line, computeNs: timings.computeShareMs * 1e6 };
   }
 
