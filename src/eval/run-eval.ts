@@ -55,6 +55,12 @@ export function classFolderName(label: string): string {
   return label.replaceAll('/', '_');
 }
 
+/** The class a folder names (by label, see classFolderName, or by index), or undefined when it names none. */
+export function classOfFolder(labels: readonly string[]): (folder: string) => number | undefined {
+  const byFolder = new Map(labels.map((label, index) => [classFolderName(label), index]));
+  return (folder) => byFolder.get(folder) ?? (/^\d+$/.test(folder) && Number(folder) < labels.length ? Number(folder) : undefined);
+}
+
 /** The images of a class-per-folder data set, each labelled with the class its folder names (by label, see classFolderName, or by index). */
 export async function readLabelledImages(dir: string, labels: readonly string[]): Promise<LabelledImages> {
   const entries = await readdir(dir, { withFileTypes: true });
@@ -65,8 +71,7 @@ export async function readLabelledImages(dir: string, labels: readonly string[])
     if (unlabelled.length === 0) throw new Error(`--data ${dir} has neither class sub-folders nor images; put each class's images in a folder named as its label`);
     return { classes: labels, files: unlabelled.sort((a, b) => a.path.localeCompare(b.path)) };
   }
-  const byFolder = new Map(labels.map((label, index) => [classFolderName(label), index]));
-  const classOf = (folder: string) => byFolder.get(folder) ?? (/^\d+$/.test(folder) && Number(folder) < labels.length ? Number(folder) : undefined);
+  const classOf = classOfFolder(labels);
   const unknown = folders.filter((folder) => classOf(folder) === undefined);
   if (unknown.length > 0) {
     throw new Error(`--data ${dir}: folder(s) ${unknown.map((name) => `'${name}'`).join(', ')} name no class of the model; its classes: ${labels.map(classFolderName).join(', ')} (or 0..${labels.length - 1})`);

@@ -34,7 +34,7 @@ import {
   type ReferenceProfile,
 } from '../monitoring/index.js';
 import { exposingTensors, readOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
-import { classFolderName } from '../eval/run-eval.js';
+import { classOfFolder } from '../eval/run-eval.js';
 import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
@@ -134,11 +134,8 @@ async function loadData(modelRepository: string, modelName: string, version: str
 /** Each example's true class from the class folder its image is in (named by label, '/' written '_', or by index); undefined unless every image has one. */
 function folderLabels(loaded: LoadedVersion): number[] | undefined {
   if (!loaded.images || !loaded.labels) return undefined;
-  const byFolder = new Map(loaded.labels.map((label, index) => [classFolderName(label), index]));
-  const classes = loaded.ids.map((id) => {
-    const folder = String(id).split('/').slice(0, -1).join('/');
-    return byFolder.get(folder) ?? (/^\d+$/.test(folder) && Number(folder) < loaded.labels!.length ? Number(folder) : undefined);
-  });
+  const classOf = classOfFolder(loaded.labels);
+  const classes = loaded.ids.map((id) => classOf(String(id).split('/').slice(0, -1).join('/')));
   return classes.every((cls) => cls !== undefined) ? (classes as number[]) : undefined;
 }
 

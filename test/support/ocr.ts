@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
+import { ctcGreedyText } from '../../src/eval/output-comparison.js';
 
 /** An 8-bit RGB image, pixels interleaved row by row (HWC). */
 export interface RgbImage {
@@ -155,34 +156,14 @@ export async function readLabels(path: string): Promise<string[]> {
   return (await readFile(path, 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/);
 }
 
-/** Index of the largest of `classes` values starting at `offset`. */
-export function argmax(values: ArrayLike<number>, offset: number, classes: number): number {
-  let best = 0;
-  let bestValue = -Infinity;
-  for (let index = 0; index < classes; index++) {
-    const value = values[offset + index];
-    if (value > bestValue) {
-      bestValue = value;
-      best = index;
-    }
-  }
-  return best;
-}
-
-/** Greedy CTC decoding of [steps, classes] probabilities: argmax per step, collapse repeats, drop the blank (class 0). */
+/** Greedy CTC decoding of [steps, classes] probabilities (the evaluator's decoder), checking the sizes first. */
 export function ctcGreedyDecode(probabilities: ArrayLike<number>, steps: number, classes: number, labels: readonly string[]): string {
   if (probabilities.length !== steps * classes) {
     throw new Error(`expected ${steps} x ${classes} = ${steps * classes} values, got ${probabilities.length}`);
   }
   if (labels.length !== classes) throw new Error(`expected ${classes} labels, got ${labels.length}`);
-  let text = '';
-  let previous = -1;
-  for (let step = 0; step < steps; step++) {
-    const index = argmax(probabilities, step * classes, classes);
-    if (index !== 0 && index !== previous) text += labels[index];
-    previous = index;
-  }
-  return text;
+  const data = probabilities instanceof Float32Array ? probabilities : Float32Array.from(probabilities);
+  return ctcGreedyText({ data, dims: [steps, classes] }, labels);
 }
 
 /** The V2 `Inference-Header-Content-Length` header, as Triton spells it. */
