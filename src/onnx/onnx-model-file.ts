@@ -10,6 +10,9 @@ import { ModelProto } from './onnx-model-builder.js';
 /** An int64 as protobufjs reads it: a number when it fits, else a Long-like pair of 32-bit halves. */
 type Int64 = number | { low: number; high: number; unsigned: boolean };
 
+/** An int64 field's value (a number, or a Long-like read by protobufjs) as a number. */
+export const toNumber = (value: unknown): number => Number(typeof value === 'object' && value !== null ? (value as { toString(): string }).toString() : value);
+
 export interface OnnxTensor {
   name?: string;
   dims?: Int64[];

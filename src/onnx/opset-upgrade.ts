@@ -6,7 +6,7 @@
  * tensors' ranks tell, so the caller must compare the upgraded model's outputs with the original's.
  * Operators this module cannot carry across are refused by name rather than left wrong.
  */
-import type { OnnxAttribute, OnnxModel, OnnxNode, OnnxTensor } from './onnx-model-file.js';
+import { toNumber, type OnnxAttribute, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-model-file.js';
 
 const FLOAT = 1;
 const INT64 = 7;
@@ -20,7 +20,6 @@ interface Upgrade {
 
 type ConstantMaker = (suffix: string, tensor: Omit<OnnxTensor, 'name'>) => string;
 
-const toNumber = (value: unknown) => Number(typeof value === 'object' && value !== null ? (value as { toString(): string }).toString() : value);
 
 function takeAttribute(node: OnnxNode, name: string): OnnxAttribute | undefined {
   const index = node.attribute.findIndex((attribute) => attribute.name === name);

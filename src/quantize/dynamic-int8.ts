@@ -14,7 +14,8 @@
  * float convolutions and its outputs changing with batch composition.
  */
 import type { OnnxModel, OnnxNode, OnnxTensor } from '../onnx/onnx-model-file.js';
-import { dimsOf, dropUnreadInitializers, FLOAT, floatAttribute, floatsOf, INT8, INT_ATTRIBUTE, intAttribute, nodeLabel, rawTensor, toNumber, type NodeRewrite } from './graph-rewriting.js';
+import { defaultOpset } from '../onnx/opset-upgrade.js';
+import { dimsOf, dropUnreadInitializers, FLOAT, floatAttribute, floatsOf, INT8, INT_ATTRIBUTE, intAttribute, nodeLabel, rawTensor, type NodeRewrite } from './graph-rewriting.js';
 import { quantizePerChannelSymmetric } from './int8-arithmetic.js';
 
 export type DynamicQuantization = NodeRewrite;
@@ -55,7 +56,7 @@ function refusal(node: OnnxNode, initializers: ReadonlyMap<string, OnnxTensor>):
  */
 export function quantizeDynamicMatMul(model: OnnxModel, exclude: ReadonlySet<string> = new Set()): DynamicQuantization {
   const graph = model.graph;
-  const opset = toNumber(model.opset_import.find((entry) => (entry.domain ?? '') === '')?.version ?? 1);
+  const opset = defaultOpset(model);
   const initializers = new Map(graph.initializer.map((tensor) => [tensor.name!, tensor]));
   const result: DynamicQuantization = { quantized: [], skipped: [] };
   /** Weights already quantized (a weight two nodes read is stored once), by name and orientation. */

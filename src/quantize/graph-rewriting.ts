@@ -2,7 +2,7 @@
  * What every graph rewrite of the quantizer needs: tensor data read and written as ONNX stores it,
  * a name for each node, its attributes, and the initializers a rewrite left unread dropped.
  */
-import type { OnnxGraph, OnnxNode, OnnxTensor } from '../onnx/onnx-model-file.js';
+import { toNumber, type OnnxGraph, type OnnxNode, type OnnxTensor } from '../onnx/onnx-model-file.js';
 
 /** TensorProto.DataType numbers of the tensors the rewrites read and write. */
 export const FLOAT = 1;
@@ -26,9 +26,6 @@ export interface NodeRewrite {
 export function nodeLabel(node: OnnxNode, index: number): string {
   return node.name || `${node.op_type}_${index}`;
 }
-
-/** An int64 field's value as a number, whether protobufjs read it as a number or a Long. */
-export const toNumber = (value: unknown) => Number(typeof value === 'object' && value !== null ? (value as { toString(): string }).toString() : value);
 
 export function dimsOf(tensor: OnnxTensor): number[] {
   return (tensor.dims ?? []).map(toNumber);
