@@ -36,6 +36,7 @@ import {
 import { exposingTensors, readOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { classOfFolder } from '../eval/run-eval.js';
 import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
+import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
 
@@ -65,16 +66,13 @@ interface Observations {
   values: Record<string, number[]>;
 }
 
-/** Scores as probabilities: softmax with the config's temperature unless the output already sums to 1. */
+/** Scores as probabilities: softmax with the config's temperature (as the classify endpoint applies it) unless the output already sums to 1. */
 function probabilitiesOf(scores: Float32Array, config: CompletedModelConfig): Float64Array {
-  const postprocess = config.output[0].postprocess;
+  const postprocess = config.output[0].postprocess ?? DEFAULT_POSTPROCESSING;
   const sum = scores.reduce((total, value) => total + value, 0);
-  if (postprocess?.activation !== 'softmax' && Math.abs(sum - 1) < 1e-3 && scores.every((value) => value >= 0)) return Float64Array.from(scores);
-  const temperature = postprocess?.temperature ?? 1;
-  const largest = Math.max(...scores);
-  const exponentials = Float64Array.from(scores, (value) => Math.exp((value - largest) / temperature));
-  const total = exponentials.reduce((a, b) => a + b, 0);
-  return exponentials.map((value) => value / total);
+  if (postprocess.activation !== 'softmax' && Math.abs(sum - 1) < 1e-3 && scores.every((value) => value >= 0)) return Float64Array.from(scores);
+  const activated = activate({ datatype: 'FP32', shape: [scores.length], data: scores }, { ...postprocess, activation: 'softmax' }, false);
+  return Float64Array.from(activated.data as Float32Array);
 }
 
 /** One session over the model with the representation exposed, over every example. */
