@@ -6,7 +6,6 @@
  * calibration set's digest and size, the nodes quantized and left float, sizes, and agreement and
  * speed against the source version on calibration examples held out from the ranges.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,18 +13,14 @@ import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CompletedModelConfig } from '../config/model-config.js';
-import { onnxTypeOf } from '../core/datatype.js';
-import type { Datatype } from '../core/datatype.js';
 import { judgeGate, parseGate, type GateClause, type GateVerdict } from '../eval/accuracy-gate.js';
 import { compareOutputs, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind } from '../eval/output-comparison.js';
 import { agreementFigures } from '../eval/run-eval.js';
 import { readModelInputs, type Feed, type ModelInputs } from '../jobs/model-inputs.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
-import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
-import type { Server } from '../server/server.js';
 import { calibrateRanges } from './calibration.js';
 import { quantizeDynamicMatMul } from './dynamic-int8.js';
 import { storeWeightsAsFp16 } from './fp16-weights.js';
