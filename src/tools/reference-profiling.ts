@@ -23,7 +23,7 @@ import {
   MahalanobisScorer,
   pooledFeatures,
   psi,
-  readReferenceProfile,
+  readReferenceProfileIfPresent,
   REFERENCE_PROFILE_FILE,
   reliabilityBins,
   summariseFeature,
@@ -279,7 +279,8 @@ function featureDrift(feature: string, reference: FeatureSummary, values: readon
 export async function runMonitor(options: MonitorOptions, logger: Logger): Promise<MonitorReport> {
   const settings = monitorOptionsSchema.parse(options);
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
-  const profile = await readReferenceProfile(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
+  const profile = await readReferenceProfileIfPresent(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
+  if (!profile) throw new Error(`'${settings.model}' version ${loaded.version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with nereid profile --model ${settings.model} --data <in-distribution data>`);
   if (!profile.ood) throw new Error(`the reference profile of '${settings.model}' version ${loaded.version} has no OOD detector; rebuild it with nereid profile`);
   const observed = await observe(readOnnxModel(new Uint8Array(await readFile(loaded.modelPath))), loaded, profile.ood.tensor, profile.ood.pooling);
   const scorer = new MahalanobisScorer(profile.ood);
