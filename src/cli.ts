@@ -20,6 +20,7 @@ import { profileOptionsSchema, runMonitor, runProfile } from './tools/index.js';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
+import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema } from './server/server.js';
 import { VERSION } from './version.js';
@@ -206,7 +207,12 @@ program
   )
   .option('--trace-endpoint <url>', 'OTLP/HTTP traces URL', defaultOf(tracingSettingsSchema, 'endpoint'))
   .option('--trace-rate <fraction>', "fraction of new traces recorded, 0..1 (a client traceparent's sampled flag is followed)", number(0, 1), defaultOf(tracingSettingsSchema, 'sampleRate'))
-  .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'accessLog'))
+  .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model, rows checked and flagged out of distribution', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'accessLog'))
+  // Monitoring of versions with a reference profile (nereid profile): OOD flags, drift windows, accuracy estimates.
+  .option('--monitoring <bool>', 'read reference profiles: OOD flags on answers, drift and accuracy windows at /v2/models/<m>/monitor', booleanFlag, true)
+  .option('--monitor-window <rows>', 'rows each drift window holds (the most recent)', integer(1), defaultOf(slidingWindowOptionsSchema, 'capacity'))
+  .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', number(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
+  .option('--monitor-evaluate-every <rows>', 'rows between two comparisons of the windows with the profile', integer(1), defaultOf(versionMonitorOptionsSchema, 'evaluateEvery'))
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
@@ -229,6 +235,7 @@ program
       maxQueueWaitMs: flags.maxQueueWaitMs,
       maxInflightBytes: flags.maxInflightBytes,
       cacheConfig: flags.cacheConfig,
+      monitoring: flags.monitoring && { window: { capacity: flags.monitorWindow, maxAgeMs: flags.monitorMaxAgeS * 1000 }, evaluateEvery: flags.monitorEvaluateEvery },
       logger,
     });
     metrics?.attach(server);
@@ -442,7 +449,7 @@ program
         ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
         '| value | PSI | KS D | level |',
         '|---|---:|---:|---|',
-        ...report.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks.toFixed(3)} | ${feature.level} |`),
+        ...report.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? "–"} | ${feature.level} |`),
       ].join('\n'),
     );
   });

@@ -87,6 +87,8 @@ export interface RequestContext {
   traceparent?: string;
   /** performance.now() milliseconds after which the client no longer waits (a gRPC deadline): queued work is dropped. */
   deadline?: number;
+  /** Written by the model once it has answered: rows its out-of-distribution detector scored and flagged, for the front end's access log. */
+  ood?: { checked: number; flagged: number };
 }
 
 export interface InferOutput extends Tensor {

@@ -50,6 +50,8 @@ function runImages(model: ModelVersion, images: readonly Buffer[], context: Requ
         .run(
           {
             model: model.name,
+            // Several images are rows of one request to the client: `<id>/<row>`, as the monitor names a batch's rows for feedback.
+            id: images.length > 1 && context.requestId ? `${context.requestId}/${index}` : undefined,
             inputs: [{ name: imageInput, datatype: 'BYTES', shape: model.batched ? [1, 1] : [1], data: [image] }],
             outputs: [{ name: output.name }],
           },

@@ -14,9 +14,10 @@ import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
 import { pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
+import type { VersionMonitor } from '../monitoring/version-monitor.js';
 import { classify } from '../processing/classification.js';
 import type { InputPreprocessor } from '../processing/input-preprocessor.js';
-import type { OutOfDistribution, OutputPostprocessor } from '../processing/output-postprocessor.js';
+import { DEFAULT_POSTPROCESSING, rowProbabilities, type OutOfDistribution, type OutputPostprocessor } from '../processing/output-postprocessor.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { expectedShape, RequestValidator, type ValidatedRequest } from './input-validation.js';
 
@@ -85,6 +86,8 @@ export interface ModelVersionParts {
   modelFileBytes?: number;
   /** The reference profile's out-of-distribution detector: the instances also output `tensor`, each row of which is scored. */
   ood?: OodMonitor;
+  /** The reference profile's drift and accuracy windows: each computed row of the first output is recorded. */
+  monitor?: VersionMonitor;
 }
 
 export interface OodMonitor {
@@ -163,6 +166,11 @@ export class ModelVersion {
   }
 
   /** Inputs that take encoded images. */
+  /** The drift and accuracy windows, when the version has a reference profile. */
+  get monitor(): VersionMonitor | undefined {
+    return this.parts.monitor;
+  }
+
   get imageInputs(): ReadonlySet<string> {
     return this.parts.preprocessor?.imageInputs ?? NO_INPUTS;
   }
@@ -256,16 +264,20 @@ export class ModelVersion {
       if (cache && request.parameters?.cache_bypass !== true) {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
-          () => this.compute(validated, context),
+          () => this.compute(validated, context, record.requestId),
         );
         record.cache = { hit: outcome.hit, ns: outcome.ns };
         result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS };
       } else {
-        result = await this.compute(validated, context);
+        result = await this.compute(validated, context, record.requestId);
       }
       record.success = true;
       record.timings = result.timings;
-      if (result.ood) record.ood = { checked: result.ood.length, flagged: result.ood.filter((row) => row.out_of_distribution).length };
+      if (result.ood) {
+        record.ood = { checked: result.ood.length, flagged: result.ood.filter((row) => row.out_of_distribution).length };
+        // One context may carry several runs (a multipart classify request, one run per image): the access log gets their sum.
+        context.ood = { checked: (context.ood?.checked ?? 0) + record.ood.checked, flagged: (context.ood?.flagged ?? 0) + record.ood.flagged };
+      }
     } catch (error) {
       failure = asNereidError(error, this.label);
       // Logged once, here, with the original error's stack; the front ends log internal failures only at debug.
@@ -282,26 +294,31 @@ export class ModelVersion {
   }
 
   /** Pre-processing, the scheduler and post-processing: everything a cache hit skips. */
-  private async compute(request: ValidatedRequest, context: RequestContext): Promise<RunResult> {
-    const { preprocessor, postprocessor, scheduler } = this.parts;
+  private async compute(request: ValidatedRequest, context: RequestContext, requestId?: string): Promise<RunResult> {
+    const { preprocessor, postprocessor, scheduler, ood, monitor } = this.parts;
     let inputs = request.tensors;
     let preprocessNs: number | undefined;
+    let properties: Record<string, number>[] | undefined;
     if (preprocessor) {
       const preprocessStart = performance.now();
-      inputs = await preprocessor.run(inputs);
+      ({ inputs, properties } = await preprocessor.runMeasured(inputs, monitor !== undefined));
       preprocessNs = (performance.now() - preprocessStart) * 1e6;
     }
-    const { ood } = this.parts;
+    // The detector's tensor and the monitored output are computed whether or not the client asked for them, and taken out after.
+    const watched = monitor ? this.config.output[0].name : undefined;
+    const extra = [ood?.tensor, watched].filter((name): name is string => name !== undefined && !request.outputNames.includes(name));
     const scheduled = await scheduler.schedule({
       inputs,
       batchSize: request.batchSize,
-      outputNames: ood ? [...request.outputNames, ood.tensor] : request.outputNames,
+      outputNames: extra.length > 0 ? [...request.outputNames, ...extra] : request.outputNames,
       priority: request.priority,
       timeoutMicroseconds: request.timeoutMicroseconds,
       signal: context.signal,
       deadline: context.deadline,
     });
     const verdicts = ood ? this.judge(scheduled.outputs, ood) : undefined;
+    if (monitor) this.observe(monitor, scheduled.outputs[watched!], verdicts, properties, requestId);
+    for (const name of extra) delete scheduled.outputs[name];
     if (!preprocessor && !postprocessor) return verdicts ? { ...scheduled, ood: verdicts } : scheduled;
     const timings: RequestTimings = { ...scheduled.timings, preprocessNs };
     if (!postprocessor) return { outputs: scheduled.outputs, timings, ood: verdicts };
@@ -311,10 +328,23 @@ export class ModelVersion {
     return { outputs, timings, ood: verdicts };
   }
 
-  /** Scores each row of the detector's tensor and takes the tensor out of the answer, which the client did not ask for. */
+  /** Records the answer's rows in the monitor; a monitoring fault is logged and never fails the answer. */
+  private observe(monitor: VersionMonitor, scores: Tensor | undefined, verdicts: readonly OutOfDistribution[] | undefined, properties: Record<string, number>[] | undefined, requestId?: string): void {
+    if (!scores) return;
+    try {
+      const probabilities = rowProbabilities(scores, this.config.output[0].postprocess ?? DEFAULT_POSTPROCESSING, this.batched);
+      monitor.record(
+        probabilities.map((row, index) => ({ probabilities: row, oodScore: verdicts?.[index]?.score, inputs: properties?.[index] })),
+        requestId,
+      );
+    } catch (error) {
+      this.parts.logger.error({ err: error }, `monitoring ${this.label} failed; the answer is unaffected: ${(error as Error).message}`);
+    }
+  }
+
+  /** Scores each row of the detector's tensor. */
   private judge(outputs: Record<string, Tensor>, ood: OodMonitor): OutOfDistribution[] {
     const representation = outputs[ood.tensor];
-    delete outputs[ood.tensor];
     const rows = this.batched ? representation.shape[0] : 1;
     const dims = this.batched ? representation.shape.slice(1) : representation.shape;
     const width = (representation.data as ArrayLike<number>).length / rows;

@@ -11,6 +11,9 @@ import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, Requ
 import type { ModelStatistics } from './model-statistics.js';
 import { BucketCounts, CollectedMetric, histogramSamples, type MetricKind, type Sample } from './collected-metric.js';
 import { usdOf } from './cost.js';
+import type { VersionMonitor } from '../monitoring/version-monitor.js';
+
+const DRIFT_STATES = ['insufficient_data', 'ok', 'warning', 'drift'] as const;
 
 /** Seconds, from 100 µs (a tiny model) to 30 s (a large one under load). */
 export const DURATION_BUCKETS_SECONDS: readonly number[] = [
@@ -41,6 +44,8 @@ export interface ObservedVersion {
   readonly queued?: number;
   /** Size of the model file the version was loaded from, where the version knows it. */
   readonly modelFileBytes?: number;
+  /** The version's drift and accuracy windows, when it has a reference profile. */
+  readonly monitor?: Pick<VersionMonitor, 'latest' | 'driftState' | 'confidence' | 'classNames' | 'predictedTotals' | 'accuracySummary'>;
 }
 
 /** The server's repository, as far as the metrics read it. */
@@ -113,6 +118,7 @@ export class PrometheusMetrics {
     this.batchSizeBuckets = options.batchSizeBuckets ?? BATCH_SIZE_BUCKETS;
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.registerModelMetrics();
+    this.registerMonitorMetrics();
     this.registerCacheMetrics();
   }
 
@@ -163,6 +169,59 @@ export class PrometheusMetrics {
       }
       return samples;
     });
+  }
+
+  /** Drift, prediction and accuracy figures of monitored versions (those with a reference profile), read from their monitors at scrape time. */
+  private registerMonitorMetrics(): void {
+    const monitored = (read: (labels: { model: string; version: string }, monitor: NonNullable<ObservedVersion['monitor']>, samples: Sample[]) => void) => () => {
+      const samples: Sample[] = [];
+      for (const version of this.server?.repository.loadedVersions() ?? []) {
+        if (version.monitor) read({ model: version.name, version: version.version }, version.monitor, samples);
+      }
+      return samples;
+    };
+    this.register(
+      'nereid_drift_score',
+      "Population stability index of each monitored feature's recent window against the reference profile (at the last evaluation)",
+      'gauge',
+      monitored((labels, monitor, samples) => {
+        for (const feature of monitor.latest?.features ?? []) samples.push({ labels: { ...labels, feature: feature.feature }, value: feature.psi });
+      }),
+    );
+    this.register(
+      'nereid_drift_state',
+      'Drift state of the version: 1 for the state it is in (insufficient_data, ok, warning, drift), 0 for the others',
+      'gauge',
+      monitored((labels, monitor, samples) => {
+        for (const state of DRIFT_STATES) samples.push({ labels: { ...labels, state }, value: monitor.driftState === state ? 1 : 0 });
+      }),
+    );
+    this.register(
+      'nereid_prediction_confidence',
+      'Top-1 probability of computed predictions of monitored versions',
+      'histogram',
+      monitored((labels, monitor, samples) => histogramSamples('nereid_prediction_confidence', labels, monitor.confidence, samples)),
+    );
+    this.register(
+      'nereid_predicted_class_total',
+      'Computed predictions of monitored versions, by predicted class',
+      'counter',
+      monitored((labels, monitor, samples) => {
+        monitor.classNames.forEach((name, index) => samples.push({ labels: { ...labels, class: name }, value: monitor.predictedTotals[index] }));
+      }),
+    );
+    const accuracy = (name: string, help: string, pick: (summary: ReturnType<VersionMonitor['accuracySummary']>) => number | undefined) =>
+      this.register(
+        name,
+        help,
+        'gauge',
+        monitored((labels, monitor, samples) => {
+          const value = pick(monitor.accuracySummary());
+          if (value !== undefined) samples.push({ labels, value });
+        }),
+      );
+    accuracy('nereid_expected_accuracy', "Accuracy expected over the recent window from calibrated confidence (the reference profile's calibration)", (summary) => summary?.expectedAccuracy);
+    accuracy('nereid_realised_accuracy', 'Accuracy over the recent window on predictions whose true labels were fed back', (summary) => summary?.realisedAccuracy);
   }
 
   /** The response cache store's own counters, read at scrape time; `nereid_cache_healthy` 0 means serving uncached. */

@@ -8,6 +8,7 @@ import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } fr
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ImagePreprocessing } from '../config/model-config.js';
+import { pixelToneProperties } from '../monitoring/input-properties.js';
 
 const SUPPORTED_TARGETS: readonly Datatype[] = ['FP32', 'FP16', 'FP64', 'UINT8'];
 /** sharp's names of the decoders clients may use: JPEG, PNG, WebP, GIF, TIFF and AVIF (heif). */
@@ -103,6 +104,11 @@ export class ImagePreprocessor {
 
   /** Decodes to 8-bit pixels, height × width × channels, in RGB / BGR / gray order. */
   async decode(image: Buffer, index: number): Promise<Buffer> {
+    return (await this.decodeSized(image, index)).pixels;
+  }
+
+  /** The pixels, and the encoded image's own width and height (before orientation and resizing). */
+  private async decodeSized(image: Buffer, index: number): Promise<{ pixels: Buffer; width: number; height: number }> {
     const problem = (what: string) => new ImageInputError(this.inputName, index, what);
     if (image.length === 0) throw problem('the image is empty (0 bytes)');
     if (image.length > this.spec.max_bytes) {
@@ -113,7 +119,7 @@ export class ImagePreprocessor {
     try {
       const input = sharp(image, { limitInputPixels: this.spec.max_pixels, failOn: 'warning' });
       // libvips would also render SVG (librsvg) from a client's bytes; take only the formats we name.
-      const { format } = await input.metadata();
+      const { format, width: encodedWidth = 0, height: encodedHeight = 0 } = await input.metadata();
       if (!format || !ACCEPTED_FORMATS.has(format)) throw new Error(`unsupported image format (${format ?? 'unknown'})`);
       let pipeline = input
         .rotate() // EXIF orientation
@@ -125,13 +131,14 @@ export class ImagePreprocessor {
       if (info.width !== width || info.height !== height || info.channels < channels) {
         throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${channels}`);
       }
-      if (info.channels === channels) return data;
+      const sized = { width: encodedWidth, height: encodedHeight };
+      if (info.channels === channels) return { pixels: data, ...sized };
       // libvips may keep an extra channel (e.g. gray + alpha); keep the first ones.
       const pixels = Buffer.allocUnsafe(width * height * channels);
       for (let pixel = 0; pixel < width * height; pixel++) {
         for (let c = 0; c < channels; c++) pixels[pixel * channels + c] = data[pixel * info.channels + c];
       }
-      return pixels;
+      return { pixels, ...sized };
     } catch (error) {
       throw problem(describeDecodeError((error as Error).message, this.spec));
     }
@@ -160,10 +167,34 @@ export class ImagePreprocessor {
 
   /** Encoded images, one per batch row, to the model's input tensor [rows, ...dims]. */
   async run(images: readonly Buffer[]): Promise<Tensor> {
-    const decoded = await Promise.all(images.map((image, index) => this.decode(image, index)));
+    return (await this.runMeasured(images, false)).tensor;
+  }
+
+  /**
+   * As run, and with `measure` each image's properties as monitoring features (`input.width`,
+   * `input.brightness`, …): its own size, and tones measured on the pixels the model is given, so
+   * that no image is decoded twice.
+   */
+  async runMeasured(images: readonly Buffer[], measure = true): Promise<{ tensor: Tensor; properties?: Record<string, number>[] }> {
+    const decoded = await Promise.all(images.map((image, index) => this.decodeSized(image, index)));
     const { channels, height, width } = this.geometry;
     const data = allocateTypedArray(this.datatype as Exclude<Datatype, 'BYTES'>, images.length * channels * height * width);
-    decoded.forEach((pixels, row) => this.write(pixels, data, row));
-    return { datatype: this.datatype, shape: [images.length, ...this.dims], data };
+    decoded.forEach(({ pixels }, row) => this.write(pixels, data, row));
+    const tensor = { datatype: this.datatype, shape: [images.length, ...this.dims], data };
+    if (!measure) return { tensor };
+    const properties = decoded.map(({ pixels, width: imageWidth, height: imageHeight }) => {
+      const tones = pixelToneProperties(pixels, channels);
+      return {
+        'input.width': imageWidth,
+        'input.height': imageHeight,
+        'input.aspectRatio': imageHeight > 0 ? imageWidth / imageHeight : 0,
+        'input.brightness': tones.brightness,
+        'input.contrast': tones.contrast,
+        'input.colourfulness': tones.colourfulness,
+        'input.darkShare': tones.darkShare,
+        'input.brightShare': tones.brightShare,
+      };
+    });
+    return { tensor, properties };
   }
 }

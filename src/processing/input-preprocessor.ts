@@ -38,13 +38,20 @@ export class InputPreprocessor {
 
   /** The model's tensors from the client's: images decoded, resized and normalised (in libvips' threads). */
   async run(tensors: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    return (await this.runMeasured(tensors, false)).inputs;
+  }
+
+  /** As run, and with `measure` the properties of the first image input's images, per row (see ImagePreprocessor.runMeasured). */
+  async runMeasured(tensors: Record<string, Tensor>, measure = true): Promise<{ inputs: Record<string, Tensor>; properties?: Record<string, number>[] }> {
     const inputs = { ...tensors };
+    let properties: Record<string, number>[] | undefined;
     await Promise.all(
-      [...this.images].map(async ([name, preprocessor]) => {
-        const tensor = await preprocessor.run(tensors[name].data as Buffer[]);
-        inputs[name] = this.batched ? tensor : { ...tensor, shape: tensor.shape.slice(1) };
+      [...this.images].map(async ([name, preprocessor], index) => {
+        const measured = await preprocessor.runMeasured(tensors[name].data as Buffer[], measure && index === 0);
+        inputs[name] = this.batched ? measured.tensor : { ...measured.tensor, shape: measured.tensor.shape.slice(1) };
+        if (measured.properties) properties = measured.properties;
       }),
     );
-    return inputs;
+    return { inputs, properties };
   }
 }

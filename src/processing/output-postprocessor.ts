@@ -73,6 +73,30 @@ export function activate(tensor: Tensor, spec: OutputPostprocessing, batched: bo
   return { datatype: 'FP32', shape: [...tensor.shape], data: out };
 }
 
+/**
+ * Each row of a classifier output as probabilities, as the reference profile and the monitors read
+ * them: the output's softmax with its temperature, unless no softmax is declared and the scores
+ * already are probabilities (non-negative, summing to 1).
+ */
+export function rowProbabilities(tensor: Tensor, spec: OutputPostprocessing, batched: boolean): Float64Array[] {
+  const values = valuesOf(tensor);
+  const rows = batched ? tensor.shape[0] : 1;
+  const width = rows === 0 ? 0 : values.length / rows;
+  const probabilities: Float64Array[] = [];
+  let activated: Float64Array | undefined;
+  for (let row = 0; row < rows; row++) {
+    const scores = values.subarray(row * width, (row + 1) * width);
+    const sum = scores.reduce((total, value) => total + value, 0);
+    if (spec.activation !== 'softmax' && Math.abs(sum - 1) < 1e-3 && scores.every((value) => value >= 0)) {
+      probabilities.push(scores);
+      continue;
+    }
+    activated ??= Float64Array.from(activate(tensor, { ...spec, activation: 'softmax' }, batched).data as Float32Array);
+    probabilities.push(activated.subarray(row * width, (row + 1) * width));
+  }
+  return probabilities;
+}
+
 function entropyOf(probabilities: Float64Array, multiLabel: boolean): number {
   const k = probabilities.length;
   if (k < 2) return 0;

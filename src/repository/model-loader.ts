@@ -19,6 +19,7 @@ import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
 import type { ReferenceProfile } from '../monitoring/reference-profile.js';
 import { MahalanobisScorer } from '../monitoring/representation-ood.js';
+import { VersionMonitor, type VersionMonitorSettings } from '../monitoring/version-monitor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
@@ -50,6 +51,21 @@ export interface VersionLoadOptions {
   quantization?: QuantizationSummary;
   /** The version's reference profile (nereid profile), when it has one: its OOD detector scores every computed answer. */
   referenceProfile?: ReferenceProfile;
+  /** Window and state settings of the version's monitor (built when it has a reference profile). */
+  monitoring?: VersionMonitorSettings;
+}
+
+/** The version's live monitor, which logs each change of its drift state as a warning with the features that moved it. */
+function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings | undefined, label: string, logger: Logger): VersionMonitor {
+  return new VersionMonitor(profile, settings, {
+    onTransition: (transition, evaluation) => {
+      const top = evaluation.features.slice(0, 3).map((feature) => ({ feature: feature.feature, psi: Number(feature.psi.toFixed(4)), level: feature.level }));
+      logger.warn(
+        { drift: { from: transition.from, to: transition.to, score: transition.score, samples: transition.sampleCount, top } },
+        `${label} drift state ${transition.from} → ${transition.to}${top.length ? ` (most drifted: ${top.map((feature) => `${feature.feature} PSI ${feature.psi}`).join(', ')})` : ''}`,
+      );
+    },
+  });
 }
 
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
@@ -196,6 +212,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       bytesAsText: backend.bytesAsText,
       quantization: options.quantization,
       ood: ood ? { tensor: ood.tensor, pooling: ood.pooling, threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
+      monitor: options.referenceProfile && monitorOf(options.referenceProfile, options.monitoring, label, logger),
       modelFileBytes: (await stat(options.modelPath)).size,
     });
   } catch (error) {

@@ -18,6 +18,7 @@ import { parsePbtxt } from '../config/pbtxt.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
+import type { VersionMonitorSettings } from '../monitoring/version-monitor.js';
 
 export interface RepositoryIndexEntry {
   name: string;
@@ -36,6 +37,8 @@ export interface ModelRepositoryOptions {
   maxQueueWaitMs?: number;
   observers?: readonly InferenceObserverFactory[];
   responseCacheStore?: ResponseCacheStore;
+  /** How versions with a reference profile are monitored; false: their profiles are not read (no OOD flags, no drift windows). */
+  monitoring?: VersionMonitorSettings | false;
 }
 
 interface ModelEntry {
@@ -314,7 +317,7 @@ export class ModelRepository {
             ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath))
             : undefined;
           const profilePath = join(versionFolder, REFERENCE_PROFILE_FILE);
-          const referenceProfile = (await exists(profilePath))
+          const referenceProfile = this.options.monitoring !== false && (await exists(profilePath))
             ? await readReferenceProfile(await containedFile(root, versionFolder, REFERENCE_PROFILE_FILE, 'reference profile'), shown(root, profilePath))
             : undefined;
           const loaded = await loadModelVersion({
@@ -322,6 +325,7 @@ export class ModelRepository {
             version,
             modelPath,
             referenceProfile,
+            monitoring: this.options.monitoring || undefined,
             config,
             backend,
             logger: logger.child({ version }),

@@ -13,6 +13,8 @@ import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import { classifyImages } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
+import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
+import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
@@ -41,6 +43,8 @@ export const serverOptionsSchema = z.object({
   maxInflightBytes: z.number().int().positive().default(256 * 1024 * 1024),
   /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
   costPerCoreHour: z.number().nonnegative().optional(),
+  /** Drift and accuracy windows of versions with a reference profile; false: profiles are not read (no OOD flags, nothing to /monitor). */
+  monitoring: z.union([z.literal(false), versionMonitorOptionsSchema]).prefault({}),
 });
 
 export type ServerOptions = z.input<typeof serverOptionsSchema> & {
@@ -91,6 +95,7 @@ export class Server {
       maxQueueWaitMs: this.options.maxQueueWaitMs,
       observers: options.observers,
       responseCacheStore: this.responseCache,
+      monitoring: this.options.monitoring,
     });
   }
 
@@ -166,6 +171,18 @@ export class Server {
     const versions = version ? [this.repository.get(name, version)] : this.repository.loadedVersions(name);
     if (versions.length === 0) this.repository.get(name); // throws the reason it has none
     return { model_stats: versions.map((model) => model.statistics.toJSON(pricing)) };
+  }
+
+  /** Drift, out-of-distribution share and accuracy of one version over its recent traffic (the served version when none is named). */
+  modelMonitor(name: string, version?: string): MonitorAnswer {
+    const model = this.model(name, version);
+    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false);
+  }
+
+  /** True labels for earlier predictions of a version, by request id: the realised accuracy its monitor reports. */
+  feedback(name: string, version: string | undefined, body: unknown): FeedbackAnswer {
+    const model = this.model(name, version);
+    return applyFeedback(model.name, model.version, model.monitor, body);
   }
 
   /** Photos in, labels out, for a model whose input declares image pre-processing. */

@@ -12,31 +12,32 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import {
-  DRIFT_THRESHOLDS,
+  categoricalFeatureDrift,
+  expectedAccuracyAt,
   expectedCalibrationError,
-  featureBin,
   fitMahalanobis,
   imageProperties,
   imagePropertyFeatures,
-  jensenShannon,
-  ksStatistic,
   MahalanobisScorer,
+  numericFeatureDrift,
   pooledFeatures,
-  psi,
   readReferenceProfileIfPresent,
   REFERENCE_PROFILE_FILE,
   reliabilityBins,
   summariseFeature,
+  summariseProbabilities,
   thresholdForFalsePositiveRate,
+  worstLevel,
+  type DriftLevel,
+  type FeatureDrift,
   writeReferenceProfile,
-  type FeatureSummary,
   type Pooling,
   type ReferenceProfile,
 } from '../monitoring/index.js';
 import { exposingTensors, readOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { classOfFolder } from '../eval/run-eval.js';
 import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
-import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
+import { DEFAULT_POSTPROCESSING, rowProbabilities } from '../processing/output-postprocessor.js';
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
 
@@ -66,18 +67,10 @@ interface Observations {
   values: Record<string, number[]>;
 }
 
-/** Scores as probabilities: softmax with the config's temperature (as the classify endpoint applies it) unless the output already sums to 1. */
-function probabilitiesOf(scores: Float32Array, config: CompletedModelConfig): Float64Array {
-  const postprocess = config.output[0].postprocess ?? DEFAULT_POSTPROCESSING;
-  const sum = scores.reduce((total, value) => total + value, 0);
-  if (postprocess.activation !== 'softmax' && Math.abs(sum - 1) < 1e-3 && scores.every((value) => value >= 0)) return Float64Array.from(scores);
-  const activated = activate({ datatype: 'FP32', shape: [scores.length], data: scores }, { ...postprocess, activation: 'softmax' }, false);
-  return Float64Array.from(activated.data as Float32Array);
-}
-
 /** One session over the model with the representation exposed, over every example. */
 async function observe(model: OnnxModel, loaded: LoadedVersion, tensor: string, pooling: Pooling): Promise<Observations> {
   const output = loaded.config.output[0].name;
+  const postprocess = loaded.config.output[0].postprocess ?? DEFAULT_POSTPROCESSING;
   const session = await ort.InferenceSession.create(exposingTensors(model, [tensor]), { graphOptimizationLevel: 'all', logSeverityLevel: 3 });
   const observed: Observations = { features: [], probabilities: [], predicted: [], values: { 'output.confidence': [], 'output.entropy': [], 'output.margin': [] } };
   try {
@@ -85,13 +78,14 @@ async function observe(model: OnnxModel, loaded: LoadedVersion, tensor: string, 
       const results = await session.run(feed, [tensor, output]);
       const representation = results[tensor];
       observed.features.push(pooledFeatures(representation.data as Float32Array, representation.dims.slice(1), pooling));
-      const probabilities = probabilitiesOf(results[output].data as Float32Array, loaded.config);
-      const ranked = [...probabilities].sort((a, b) => b - a);
+      const scores = results[output];
+      const [probabilities] = rowProbabilities({ datatype: 'FP32', shape: scores.dims as number[], data: scores.data as Float32Array }, postprocess, true);
+      const summary = summariseProbabilities(probabilities);
       observed.probabilities.push(probabilities);
-      observed.predicted.push(probabilities.indexOf(ranked[0]));
-      observed.values['output.confidence'].push(ranked[0]);
-      observed.values['output.margin'].push(ranked[0] - (ranked[1] ?? 0));
-      observed.values['output.entropy'].push(-probabilities.reduce((sum, p) => sum + (p > 0 ? p * Math.log(p) : 0), 0));
+      observed.predicted.push(summary.predicted);
+      observed.values['output.confidence'].push(summary.confidence);
+      observed.values['output.margin'].push(summary.margin);
+      observed.values['output.entropy'].push(summary.entropy);
     }
   } finally {
     await session.release();
@@ -230,17 +224,6 @@ export const monitorOptionsSchema = z.object({
 
 export type MonitorOptions = z.input<typeof monitorOptionsSchema>;
 
-export type DriftLevel = 'ok' | 'warning' | 'drift';
-
-export interface FeatureDrift {
-  feature: string;
-  /** Population stability index over the reference's decile bins. */
-  psi: number;
-  /** Two-sample Kolmogorov–Smirnov D against the reference's sample. */
-  ks: number;
-  level: DriftLevel;
-}
-
 export interface MonitorReport {
   model: string;
   version: string;
@@ -254,25 +237,13 @@ export interface MonitorReport {
   /** Per monitored value, most drifted first. */
   features: FeatureDrift[];
   /** Jensen–Shannon divergence (bits) of the predicted classes' shares from the reference's. */
-  classShares?: { divergence: number; level: DriftLevel; current: Record<string, number> };
+  classShares?: { divergence: number; psi: number; level: DriftLevel; current: Record<string, number> };
   /** The worst level of any feature or of the class shares. */
   state: DriftLevel;
   /** Accuracy expected from the reference's calibration (each prediction counts as its confidence bin's accuracy on the reference); needs a profile built on labelled data. */
   expectedAccuracy?: number;
   /** With class folders in --data: the accuracy actually reached. */
   realisedAccuracy?: number;
-}
-
-const levelOf = (value: number, thresholds: { warning: number; drift: number }): DriftLevel => (value >= thresholds.drift ? 'drift' : value >= thresholds.warning ? 'warning' : 'ok');
-const LEVELS: readonly DriftLevel[] = ['ok', 'warning', 'drift'];
-const worst = (levels: readonly DriftLevel[]): DriftLevel => LEVELS[Math.max(0, ...levels.map((level) => LEVELS.indexOf(level)))];
-
-function featureDrift(feature: string, reference: FeatureSummary, values: readonly number[]): FeatureDrift {
-  const counts = new Array<number>(reference.binCounts.length).fill(0);
-  for (const value of values) counts[featureBin(reference.binEdges, value)] += 1;
-  const stability = psi(reference.binCounts, counts);
-  const ks = ksStatistic(reference.sample, values);
-  return { feature, psi: stability, ks, level: worst([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(ks, DRIFT_THRESHOLDS.ks)]) };
 }
 
 /** Scores a batch of new data against the version's reference profile: out-of-distribution examples, drift of every monitored value, and accuracy. */
@@ -288,7 +259,7 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   const outOfDistribution = scores.filter((score) => score > profile.ood!.threshold).length;
   const features = Object.entries(observed.values)
     .filter(([name, values]) => profile.features[name] && values.length > 0)
-    .map(([name, values]) => featureDrift(name, profile.features[name], values))
+    .map(([name, values]) => numericFeatureDrift(name, profile.features[name], values))
     .sort((a, b) => b.psi - a.psi);
   const report: MonitorReport = {
     model: settings.model,
@@ -299,18 +270,18 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     threshold: profile.ood.threshold,
     scores,
     features,
-    state: worst(features.map((feature) => feature.level)),
+    state: worstLevel(features.map((feature) => feature.level)),
   };
   if (profile.classShares) {
     const names = Object.keys(profile.classShares);
     const current = shares(observed.predicted, names);
-    const divergence = jensenShannon(names.map((name) => profile.classShares![name]), names.map((name) => current[name]));
-    report.classShares = { divergence, level: levelOf(divergence, DRIFT_THRESHOLDS.jensenShannon), current };
-    report.state = worst([report.state, report.classShares.level]);
+    const drift = categoricalFeatureDrift('output.class', names.map((name) => profile.classShares![name]), names.map((name) => current[name]));
+    report.classShares = { divergence: drift.jensenShannon!, psi: drift.psi, level: drift.level, current };
+    report.state = worstLevel([report.state, drift.level]);
   }
   if (profile.calibration) {
-    const bins = profile.calibration.bins;
-    const expected = observed.values['output.confidence'].map((confidence) => (bins.find((bin) => confidence >= bin.lower && (confidence < bin.upper || bin.upper === 1)) ?? { accuracy: confidence }).accuracy);
+    const calibration = profile.calibration;
+    const expected = observed.values['output.confidence'].map((confidence) => expectedAccuracyAt(calibration, confidence));
     report.expectedAccuracy = expected.reduce((sum, value) => sum + value, 0) / expected.length;
   }
   const truth = folderLabels(loaded);

@@ -73,10 +73,15 @@ function sendChunks(reply: FastifyReply, chunks: readonly Buffer[], byteLength: 
   return reply;
 }
 
+/** Each inference request's context, for the access log to read what the model wrote back into it. */
+const contexts = new WeakMap<FastifyRequest, RequestContext>();
+
 /** What travels beside an HTTP request into the core. */
 function contextOf(request: FastifyRequest, reply: FastifyReply): RequestContext {
   const traceparent = request.headers.traceparent;
-  return { signal: abortOnClientClose(reply), requestId: request.id, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+  const context = { signal: abortOnClientClose(reply), requestId: request.id, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+  contexts.set(request, context);
+  return context;
 }
 
 /**
@@ -170,7 +175,15 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     app.addHook('onResponse', (request, reply, done) => {
       const params = request.params as Partial<ModelParams> | undefined;
       request.log.info(
-        { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 1000) / 1000, model: params?.model, version: params?.version },
+        {
+          method: request.method,
+          url: request.url,
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 1000) / 1000,
+          model: params?.model,
+          version: params?.version,
+          ood: contexts.get(request)?.ood,
+        },
         'request completed',
       );
       done();
@@ -253,6 +266,13 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   }
 
   registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, contextOf, admission });
+
+  for (const path of modelPaths('/monitor')) {
+    app.get<{ Params: ModelParams }>(path, async (request) => server.modelMonitor(request.params.model, request.params.version));
+  }
+  for (const path of modelPaths('/feedback')) {
+    app.post<{ Params: ModelParams }>(path, async (request) => server.feedback(request.params.model, request.params.version, bodyObject(request, 'feedback')));
+  }
 
   app.get('/v2/models/stats', async () => server.modelStatistics());
   for (const path of modelPaths('/stats')) {

@@ -1,0 +1,143 @@
+/**
+ * The `/monitor` answer of one model version (JSON, snake_case as the rest of the V2 answers), and
+ * the labels clients feed back for its predictions (`/feedback`).
+ */
+import { z } from 'zod';
+import { invalidArgument, NereidError } from '../core/errors.js';
+import type { DriftLevel } from '../monitoring/drift-report.js';
+import { REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
+import type { VersionMonitor } from '../monitoring/version-monitor.js';
+
+const isoTime = (at: number | undefined) => (at === undefined ? undefined : new Date(at).toISOString());
+const rounded = (value: number | undefined, digits = 6) => (value === undefined ? undefined : Number(value.toFixed(digits)));
+
+export interface FeatureAnswer {
+  feature: string;
+  psi: number;
+  ks?: number;
+  jensen_shannon?: number;
+  level: DriftLevel;
+}
+
+export interface MonitorAnswer {
+  model: string;
+  version: string;
+  /** False when the version has no reference profile (or the server runs with monitoring off); `reason` says which and what to do. */
+  monitored: boolean;
+  reason?: string;
+  [field: string]: unknown;
+}
+
+/** The version's monitor as clients read it; without one, why not and how to get one. */
+export function monitorAnswer(model: string, version: string, monitor: VersionMonitor | undefined, monitoringOff: boolean): MonitorAnswer {
+  if (!monitor) {
+    const reason = monitoringOff
+      ? 'the server runs with monitoring off (--no-monitoring)'
+      : `version ${version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with: nereid profile --model ${model} --data <in-distribution data>`;
+    return { model, version, monitored: false, reason };
+  }
+  const snapshot = monitor.snapshot();
+  const { provenance } = monitor.profile;
+  const features: FeatureAnswer[] = (snapshot.evaluation?.features ?? []).map((feature) => ({
+    feature: feature.feature,
+    psi: rounded(feature.psi)!,
+    ks: rounded(feature.ks),
+    jensen_shannon: rounded(feature.jensenShannon),
+    level: feature.level,
+  }));
+  const { window } = snapshot;
+  const accuracy = snapshot.accuracy;
+  return {
+    model,
+    version,
+    monitored: true,
+    reference: { created: provenance.created, data: provenance.data.source, digest: provenance.data.digest, examples: provenance.data.examples },
+    window: { rows: window.size, capacity: window.capacity, max_age_ms: window.maxAgeMs, oldest: isoTime(window.oldestAt), newest: isoTime(window.newestAt) },
+    rows_since_load: snapshot.rows,
+    state: snapshot.state,
+    since: isoTime(snapshot.since),
+    drift_score: rounded(snapshot.evaluation?.score),
+    min_rows: monitor.options.state.minSamples,
+    thresholds: { warning: monitor.options.state.warningAt, drift: monitor.options.state.driftAt },
+    top_features: features.slice(0, monitor.options.topFeatures),
+    features,
+    ood: snapshot.ood && {
+      threshold: rounded(snapshot.ood.threshold),
+      share: rounded(snapshot.ood.share),
+      expected_share: rounded(snapshot.ood.expectedShare),
+      checked_since_load: snapshot.ood.checked,
+      flagged_since_load: snapshot.ood.flagged,
+    },
+    class_counts: snapshot.classCounts,
+    accuracy: accuracy && {
+      expected: rounded(accuracy.expectedAccuracy),
+      predictions: accuracy.predictions,
+      labelled: accuracy.labelled,
+      realised: rounded(accuracy.realisedAccuracy),
+      expected_on_labelled: rounded(accuracy.expectedAccuracyOnLabelled),
+      estimate_error: rounded(accuracy.estimateError),
+    },
+    transitions: snapshot.transitions.map((transition) => ({
+      from: transition.from,
+      to: transition.to,
+      at: isoTime(transition.at),
+      score: rounded(transition.score),
+      rows: transition.sampleCount,
+    })),
+  };
+}
+
+/** Enough for a day's labels of a busy model in a few posts; far below the HTTP body limit. */
+export const MAX_FEEDBACK_LABELS = 10_000;
+
+const feedbackSchema = z.strictObject({
+  labels: z
+    .array(
+      z.strictObject({
+        /** The request's id (its V2 `id` or X-Request-ID); `<id>/<row>` for a row of a batched request. */
+        id: z.string().min(1).max(256),
+        /** The true class: its label, or its index. */
+        label: z.union([z.string().min(1).max(256), z.int().nonnegative()]),
+      }),
+    )
+    .min(1)
+    .max(MAX_FEEDBACK_LABELS),
+});
+
+export interface FeedbackAnswer {
+  accepted: number;
+  /** Ids with no prediction in the window (never made, aged out): up to 100 of them, and how many there were. */
+  unknown: string[];
+  unknown_count: number;
+}
+
+/** Records true labels for earlier predictions of a monitored version. */
+export function applyFeedback(model: string, version: string, monitor: VersionMonitor | undefined, body: unknown): FeedbackAnswer {
+  if (!monitor?.profile.calibration) {
+    const why = monitor ? 'its reference profile was built without labels (give nereid profile class folders)' : 'it has no reference profile';
+    throw new NereidError('FAILED_PRECONDITION', `model '${model}' version ${version} cannot take feedback: ${why}`);
+  }
+  const parsed = feedbackSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw invalidArgument(
+      `feedback must be {"labels": [{"id": "<request id>", "label": "<class>" | <index>}, …]} with 1 to ${MAX_FEEDBACK_LABELS} labels; ${issue.path.join('.') || 'the body'}: ${issue.message}`,
+    );
+  }
+  const names = monitor.classNames;
+  const classes = parsed.data.labels.map(({ label }, index) => {
+    const cls = typeof label === 'number' ? label : names.indexOf(label);
+    if (cls < 0 || cls >= names.length) {
+      const known = names.length <= 20 ? `: ${names.join(', ')}` : '';
+      throw invalidArgument(`labels.${index}.label: '${label}' is not one of the model's ${names.length} classes${known}`);
+    }
+    return cls;
+  });
+  const unknown: string[] = [];
+  let accepted = 0;
+  parsed.data.labels.forEach(({ id }, index) => {
+    if (monitor.feedback(id, classes[index])) accepted += 1;
+    else unknown.push(id);
+  });
+  return { accepted, unknown: unknown.slice(0, 100), unknown_count: unknown.length };
+}

@@ -1,0 +1,84 @@
+/**
+ * How a set of recent values compares with a reference profile, feature by feature: the same
+ * figures for the offline `nereid monitor` report and the server's sliding windows, so that a
+ * batch job's records and live traffic are judged alike.
+ */
+import { DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi } from './drift-statistics.js';
+import { featureBin, type Calibration, type FeatureSummary } from './reference-profile.js';
+
+export type DriftLevel = 'ok' | 'warning' | 'drift';
+
+export interface FeatureDrift {
+  feature: string;
+  /** Population stability index over the reference's decile bins (for class shares and the OOD share: over the categories). */
+  psi: number;
+  /** Two-sample Kolmogorov–Smirnov D against the reference's sample; absent for categorical features. */
+  ks?: number;
+  /** Jensen–Shannon divergence in bits; categorical features only. */
+  jensenShannon?: number;
+  level: DriftLevel;
+}
+
+const LEVELS: readonly DriftLevel[] = ['ok', 'warning', 'drift'];
+
+export const levelOf = (value: number, thresholds: { readonly warning: number; readonly drift: number }): DriftLevel =>
+  value >= thresholds.drift ? 'drift' : value >= thresholds.warning ? 'warning' : 'ok';
+
+/** The most severe of the levels ('ok' for none). */
+export const worstLevel = (levels: readonly DriftLevel[]): DriftLevel => LEVELS[Math.max(0, ...levels.map((level) => LEVELS.indexOf(level)))];
+
+/** A numeric feature's drift: PSI over the reference's bins and KS D against its sample; the level is the worse of the two. */
+export function numericFeatureDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>): FeatureDrift {
+  const counts = new Array<number>(reference.binCounts.length).fill(0);
+  for (let index = 0; index < values.length; index++) counts[featureBin(reference.binEdges, values[index])] += 1;
+  const stability = psi(reference.binCounts, counts);
+  const ks = ksStatistic(reference.sample, values);
+  return { feature, psi: stability, ks, level: worstLevel([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(ks, DRIFT_THRESHOLDS.ks)]) };
+}
+
+/** A categorical feature's drift (class shares, flagged or not): PSI and Jensen–Shannon over the categories; the level is the worse of the two. */
+export function categoricalFeatureDrift(feature: string, referenceShares: ArrayLike<number>, currentCounts: ArrayLike<number>): FeatureDrift {
+  const stability = psi(referenceShares, currentCounts);
+  const divergence = jensenShannon(referenceShares, currentCounts);
+  return {
+    feature,
+    psi: stability,
+    jensenShannon: divergence,
+    level: worstLevel([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(divergence, DRIFT_THRESHOLDS.jensenShannon)]),
+  };
+}
+
+/**
+ * The accuracy the reference's calibration expects of a prediction made with `confidence`: the
+ * accuracy of the reference examples in its confidence bin (confidence-based performance
+ * estimation). A confidence in no bin (the reference never saw one like it) counts as itself.
+ */
+export function expectedAccuracyAt(calibration: Calibration, confidence: number): number {
+  const bin = calibration.bins.find((candidate) => confidence >= candidate.lower && (confidence < candidate.upper || candidate.upper === 1));
+  return bin ? bin.accuracy : confidence;
+}
+
+/** Top-1 class, confidence, margin over the runner-up and entropy (nats) of one row of probabilities. */
+export interface OutputSummary {
+  predicted: number;
+  confidence: number;
+  margin: number;
+  entropy: number;
+}
+
+export function summariseProbabilities(probabilities: ArrayLike<number>): OutputSummary {
+  let predicted = 0;
+  let best = -Infinity;
+  let second = -Infinity;
+  let entropy = 0;
+  for (let index = 0; index < probabilities.length; index++) {
+    const p = probabilities[index];
+    if (p > best) {
+      second = best;
+      best = p;
+      predicted = index;
+    } else if (p > second) second = p;
+    if (p > 0) entropy -= p * Math.log(p);
+  }
+  return { predicted, confidence: best, margin: best - (Number.isFinite(second) ? second : 0), entropy };
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { reliabilityBins } from './accuracy-estimate.js';
+import { summariseFeature, type ReferenceProfile } from './reference-profile.js';
+import { VersionMonitor, type MonitoredRow } from './version-monitor.js';
+
+/** A deterministic stream in [0, 1): the same values for the same seed. */
+function uniform(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
+/** Two classes; the model's top probability is uniform in [0.5, 1) and right that often; brightness uniform in [0, 1). */
+function profile(): ReferenceProfile {
+  const random = uniform(1);
+  const confidences = Array.from({ length: 4000 }, () => 0.5 + random() / 2);
+  const correct = confidences.map((confidence) => random() < confidence);
+  return {
+    format: 1,
+    provenance: {
+      created: '2026-12-02T00:00:00.000Z',
+      model: 'm',
+      modelVersion: '1',
+      nereidVersion: 'test',
+      data: { source: 'synthetic', digest: `sha256:${'0'.repeat(64)}`, examples: 4000 },
+    },
+    features: {
+      'output.confidence': summariseFeature(confidences),
+      'input.brightness': summariseFeature(Array.from({ length: 4000 }, random)),
+    },
+    classShares: { cat: 0.5, dog: 0.5 },
+    ood: { method: 'mahalanobis', tensor: 't', pooling: 'none', classMeans: [[0]], precision: [[1]], threshold: 10, targetFalsePositiveRate: 0.05, heldOutFalsePositiveRate: 0.05 },
+    calibration: { examples: 4000, bins: reliabilityBins(confidences, correct), ece: 0 },
+  };
+}
+
+function rows(count: number, random: () => number, shift = 0): MonitoredRow[] {
+  return Array.from({ length: count }, () => {
+    const confidence = 0.5 + random() / 2;
+    const predicted = random() < 0.5 ? 0 : 1;
+    return {
+      probabilities: predicted === 0 ? [confidence, 1 - confidence] : [1 - confidence, confidence],
+      oodScore: random() < 0.05 + shift ? 20 : 1,
+      inputs: { 'input.brightness': Math.min(1, random() + shift) },
+    };
+  });
+}
+
+test('in-distribution rows keep the state ok; shifted rows move it to drift at once, with a warning callback; recovery takes exitAfter evaluations', () => {
+  let now = 0;
+  const transitions: string[] = [];
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 50 }, { now: () => now, onTransition: (transition) => transitions.push(`${transition.from}→${transition.to}`) });
+  const random = uniform(7);
+  for (let batch = 0; batch < 10; batch++) monitor.record(rows(50, random), `r${batch}`);
+  assert.equal(monitor.driftState, 'ok', JSON.stringify(monitor.latest?.features));
+  assert.deepEqual(transitions, ['insufficient_data→ok']);
+
+  now += 1000;
+  let rowsToDrift = 0;
+  while (monitor.driftState !== 'drift' && rowsToDrift < 500) {
+    monitor.record(rows(50, random, 0.5));
+    rowsToDrift += 50;
+  }
+  assert.ok(rowsToDrift <= 250, `drift after ${rowsToDrift} shifted rows`);
+  assert.equal(transitions.at(-1)?.endsWith('→drift'), true, transitions.join(', '));
+  const top = monitor.latest!.features[0].feature;
+  assert.ok(['input.brightness', 'ood.flagged'].includes(top), top);
+
+  let rowsToOk = 0;
+  while (monitor.driftState !== 'ok' && rowsToOk < 2000) {
+    monitor.record(rows(50, random));
+    rowsToOk += 50;
+  }
+  assert.ok(rowsToOk >= 500 && rowsToOk <= 1000, `ok after ${rowsToOk} rows: the window must refill, then stay below the exit level for three evaluations`);
+  const snapshot = monitor.snapshot();
+  assert.equal(snapshot.rows, 500 + rowsToDrift + rowsToOk);
+  assert.equal(snapshot.window.size, 500);
+  assert.equal(snapshot.transitions.at(-1)!.to, 'ok');
+  assert.ok(Math.abs(snapshot.ood!.share! - 0.05) < 0.04, `OOD share ${snapshot.ood!.share}`);
+});
+
+test('features with too few rows are left out; a quiet window ages empty', () => {
+  let now = 0;
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 1000, maxAgeMs: 60_000 }, evaluateEvery: 10 }, { now: () => now });
+  const random = uniform(3);
+  monitor.record(rows(150, random).map(({ probabilities }) => ({ probabilities })));
+  const evaluation = monitor.evaluate();
+  assert.deepEqual(evaluation.features, [], 'under the 200-row minimum, nothing is judged');
+  assert.equal(monitor.driftState, 'insufficient_data');
+  monitor.record(rows(100, random).map(({ probabilities }) => ({ probabilities })));
+  assert.deepEqual(monitor.evaluate().features.map((feature) => feature.feature).sort(), ['output.class', 'output.confidence'], 'no input properties or OOD scores were given');
+  now += 61_000;
+  assert.equal(monitor.snapshot().window.size, 0);
+});
+
+test('labels fed back by request id give realised accuracy beside the calibrated estimate; unknown ids are reported', () => {
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 5000 } });
+  const random = uniform(11);
+  const batch = rows(2000, random);
+  batch.forEach((row, index) => monitor.record([row], `id-${index}`));
+  let accepted = 0;
+  batch.forEach((row, index) => {
+    const [p0, p1] = row.probabilities as number[];
+    const predicted = p0 >= p1 ? 0 : 1;
+    const right = random() < Math.max(p0, p1);
+    if (monitor.feedback(`id-${index}`, right ? predicted : 1 - predicted)) accepted += 1;
+  });
+  assert.equal(accepted, 2000);
+  assert.equal(monitor.feedback('id-unknown', 0), false);
+  const accuracy = monitor.snapshot().accuracy!;
+  assert.equal(accuracy.labelled, 2000);
+  assert.ok(Math.abs(accuracy.estimateError!) < 0.03, `estimate ${accuracy.expectedAccuracyOnLabelled} vs realised ${accuracy.realisedAccuracy}`);
+  // A batched request's rows are named <id>/<row>.
+  monitor.record(rows(3, random), 'batch');
+  assert.equal(monitor.feedback('batch/2', 1), true);
+  assert.equal(monitor.feedback('batch', 1), false);
+});

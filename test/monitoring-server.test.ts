@@ -1,0 +1,206 @@
+/**
+ * Drift monitoring in the server, on real data: the bundled Fashion-MNIST model with its reference
+ * profile, served over HTTP, shown a stream of its test images, then of the same images inverted,
+ * then of test images again. The drift state, the `/monitor` answer, the warning log line, the
+ * Prometheus gauges and labels fed back through `/feedback` are read as an operator would.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import sharp from 'sharp';
+import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
+import { readFashionMnist } from './support/fashion-mnist.js';
+import { startTestServer, type TestServer } from './support/test-server.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const REPOSITORY = join(ROOT, 'models');
+/** Rows per /classify request (multipart, one file part per image). */
+const PER_REQUEST = 25;
+/** Below about 400 rows, the largest of a dozen features' PSI reaches the warning level by noise alone (docs/monitoring.md). */
+const WINDOW = 400;
+
+interface MonitorBody {
+  monitored: boolean;
+  reason?: string;
+  state: string;
+  drift_score: number;
+  window: { rows: number; capacity: number };
+  rows_since_load: number;
+  top_features: { feature: string; psi: number; level: string }[];
+  ood: { share: number; expected_share: number; flagged_since_load: number };
+  accuracy: { expected: number; predictions: number; labelled: number; realised?: number; estimate_error?: number };
+  class_counts: Record<string, number>;
+  transitions: { from: string; to: string; at: string; rows: number }[];
+}
+
+let garments: Buffer[];
+let inverted: Buffer[];
+let labels: number[];
+let classNames: string[];
+
+before(async () => {
+  const data = await readFashionMnist('t10k', 1400);
+  labels = data.labels;
+  const png = (pixels: Uint8Array, negate: boolean) => {
+    const image = sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } });
+    return (negate ? image.negate() : image).png().toBuffer();
+  };
+  garments = await Promise.all(data.pixels.map((pixels) => png(pixels, false)));
+  inverted = await Promise.all(data.pixels.map((pixels) => png(pixels, true)));
+  classNames = (await readFile(join(REPOSITORY, 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
+});
+
+async function classify(served: TestServer, images: readonly Buffer[], requestId?: string): Promise<void> {
+  const form = new FormData();
+  images.forEach((image, index) => form.append('image', new Blob([new Uint8Array(image)], { type: 'image/png' }), `${index}.png`));
+  const response = await fetch(`${served.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: form, headers: requestId ? { 'x-request-id': requestId } : {} });
+  assert.equal(response.status, 200, await response.clone().text());
+  await response.arrayBuffer();
+}
+
+async function monitorOf(served: TestServer, model = 'fashion_mnist'): Promise<MonitorBody> {
+  const response = await fetch(`${served.url}/v2/models/${model}/monitor`);
+  assert.equal(response.status, 200);
+  return (await response.json()) as MonitorBody;
+}
+
+/** Sends `images` in requests of PER_REQUEST rows until `until` holds of the /monitor answer; the rows it took, or undefined. */
+async function streamUntil(served: TestServer, images: readonly Buffer[], until: (body: MonitorBody) => boolean): Promise<number | undefined> {
+  for (let start = 0; start < images.length; start += PER_REQUEST) {
+    await classify(served, images.slice(start, start + PER_REQUEST));
+    if (until(await monitorOf(served))) return start + PER_REQUEST;
+  }
+  return undefined;
+}
+
+function capturingLogger(lines: Record<string, unknown>[]) {
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return pino({ level: 'warn' }, stream);
+}
+
+test('a stream of test images is ok, turns to drift within one window of inverted images, and back to ok after test images return', async () => {
+  const logged: Record<string, unknown>[] = [];
+  const metrics = new PrometheusMetrics({ processMetrics: false });
+  const served = await startTestServer({
+    repoDir: REPOSITORY,
+    server: {
+      logger: capturingLogger(logged),
+      observers: [metrics.observer],
+      monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST },
+    },
+  });
+  metrics.attach(served.server);
+  try {
+    const before = await monitorOf(served);
+    assert.equal(before.monitored, true);
+    assert.equal(before.state, 'insufficient_data', 'no traffic yet');
+
+    const okAfter = await streamUntil(served, garments.slice(0, 400), (body) => body.state === 'ok');
+    assert.ok(okAfter !== undefined && okAfter <= 200 + PER_REQUEST, `test images reached ok after ${okAfter} rows (the state's minimum sample is 200)`);
+    await streamUntil(served, garments.slice(okAfter, WINDOW), () => false);
+    const steady = await monitorOf(served);
+    assert.equal(steady.state, 'ok', JSON.stringify(steady.top_features));
+    assert.equal(steady.window.rows, WINDOW);
+    assert.ok(steady.ood.share <= 0.1, `test images flagged ${steady.ood.share}`);
+
+    const driftAfter = await streamUntil(served, inverted.slice(0, WINDOW), (body) => body.state === 'drift');
+    assert.ok(driftAfter !== undefined && driftAfter <= WINDOW, `inverted images reached drift after ${driftAfter} rows`);
+    const drifted = await monitorOf(served);
+    const top = drifted.top_features.map((feature) => feature.feature);
+    assert.ok(top.includes('ood.flagged') || top.includes('input.brightness'), `most drifted: ${top.join(', ')}`);
+    const warning = logged.find((line) => String(line.msg).includes('→ drift'));
+    assert.ok(warning, `a warning names the move to drift: ${JSON.stringify(logged)}`);
+    assert.equal(warning.level, 40);
+
+    const scrape = await metrics.metrics();
+    assert.match(scrape, /nereid_drift_state\{model="fashion_mnist",version="1",state="drift"\} 1/);
+    assert.match(scrape, /nereid_drift_score\{model="fashion_mnist",version="1",feature="ood\.flagged"\} \d/);
+    assert.match(scrape, /nereid_prediction_confidence_count\{model="fashion_mnist",version="1"\} \d+/);
+    assert.match(scrape, /nereid_predicted_class_total\{model="fashion_mnist",version="1",class="Bag"\} \d+/);
+    assert.match(scrape, /nereid_expected_accuracy\{model="fashion_mnist",version="1"\} 0\.\d+/);
+
+    const backAfter = await streamUntil(served, garments.slice(WINDOW, 1400), (body) => body.state === 'ok');
+    assert.ok(backAfter !== undefined && backAfter <= 2 * WINDOW, `test images again reached ok after ${backAfter} rows`);
+    const recovered = await monitorOf(served);
+    const moves = recovered.transitions.map((transition) => transition.to);
+    assert.equal(moves.at(-1), 'ok', JSON.stringify(recovered.transitions));
+    assert.ok(moves.slice(moves.indexOf('drift')).length >= 2, `drift, then on the way down (through warning or not) ok: ${moves.join(' → ')}`);
+    console.log(`# rows to ok: ${okAfter}; to drift after the switch: ${driftAfter}; back to ok: ${backAfter} (window ${WINDOW}, evaluated every ${PER_REQUEST})`);
+  } finally {
+    await served.close();
+  }
+});
+
+test('labels fed back by request id give the realised accuracy beside the estimate; bad feedback is refused with what was expected', async () => {
+  const served = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } } });
+  try {
+    const rows = 400;
+    for (let start = 0; start < rows; start += PER_REQUEST) await classify(served, garments.slice(start, start + PER_REQUEST), `batch-${start}`);
+    const feedback = labels.slice(0, rows).map((label, index) => ({
+      id: `batch-${index - (index % PER_REQUEST)}/${index % PER_REQUEST}`,
+      label: index % 2 === 0 ? classNames[label] : label,
+    }));
+    feedback.push({ id: 'never-seen', label: 0 });
+    const post = (body: unknown) => fetch(`${served.url}/v2/models/fashion_mnist/feedback`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const answer = await post({ labels: feedback });
+    assert.equal(answer.status, 200);
+    assert.deepEqual(await answer.json(), { accepted: rows, unknown: ['never-seen'], unknown_count: 1 });
+
+    const body = await monitorOf(served);
+    assert.equal(body.accuracy.predictions, rows);
+    assert.equal(body.accuracy.labelled, rows);
+    assert.ok(body.accuracy.realised! > 0.85, `realised ${body.accuracy.realised}`);
+    // The label-free estimate is within 3 points of what the labels say (docs/monitoring.md has the full-set figures).
+    assert.ok(Math.abs(body.accuracy.estimate_error!) <= 0.03, `expected ${body.accuracy.expected} vs realised ${body.accuracy.realised}`);
+
+    const refused = await post({ labels: [{ id: 'batch-0/0', label: 'Spaceship' }] });
+    assert.equal(refused.status, 400);
+    assert.match(((await refused.json()) as { error: string }).error, /'Spaceship' is not one of the model's 10 classes: T-shirt\/top/);
+    const malformed = await post({ labels: [{ request: 'x' }] });
+    assert.equal(malformed.status, 400);
+    assert.match(((await malformed.json()) as { error: string }).error, /feedback must be \{"labels"/);
+  } finally {
+    await served.close();
+  }
+});
+
+test('a version without a reference profile says so in /monitor and serves as before; monitoring off reads no profile', async () => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-monitor-'));
+  try {
+    const { cp } = await import('node:fs/promises');
+    await cp(join(REPOSITORY, 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
+    await rm(join(repository, 'fashion_mnist', '1', 'reference.json'));
+    const served = await startTestServer({ repoDir: repository });
+    try {
+      await classify(served, garments.slice(0, 2));
+      const body = await monitorOf(served);
+      assert.equal(body.monitored, false);
+      assert.match(body.reason!, /no reference profile \(reference\.json\); build one with: nereid profile --model fashion_mnist/);
+      const feedback = await fetch(`${served.url}/v2/models/fashion_mnist/feedback`, { method: 'POST', body: JSON.stringify({ labels: [{ id: 'a', label: 0 }] }) });
+      assert.equal(feedback.status, 400);
+      assert.match(((await feedback.json()) as { error: string }).error, /cannot take feedback: it has no reference profile/);
+    } finally {
+      await served.close();
+    }
+    const off = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: false } });
+    try {
+      const response = await fetch(`${off.url}/v2/models/fashion_mnist/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(garments[0]) });
+      assert.equal(((await response.json()) as { ood?: unknown }).ood, undefined, 'no OOD verdict with monitoring off');
+      assert.match((await monitorOf(off)).reason!, /monitoring off/);
+    } finally {
+      await off.close();
+    }
+  } finally {
+    await rm(repository, { recursive: true, force: true });
+  }
+});
