@@ -436,9 +436,10 @@ program
   .requiredOption('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors')
   .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
   .option('--version <n>', "version (default: the one the model's policy serves)")
+  .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
   .action(async (flags) => {
-    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data }, pino({ level: 'warn' }, pino.destination(2)));
+    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, pino({ level: 'warn' }, pino.destination(2)));
     if (flags.json) return console.log(JSON.stringify(report));
     const percent = (value: number) => `${(value * 100).toFixed(1)} %`;
     console.log(

@@ -78,14 +78,14 @@ async function streamUntil(served: TestServer, images: readonly Buffer[], until:
   return undefined;
 }
 
-function capturingLogger(lines: Record<string, unknown>[]) {
+function capturingLogger(lines: Record<string, unknown>[], level = 'warn') {
   const stream = new Writable({
     write(chunk, _encoding, done) {
       for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
       done();
     },
   });
-  return pino({ level: 'warn' }, stream);
+  return pino({ level }, stream);
 }
 
 test('a stream of test images is ok, turns to drift within one window of inverted images, and back to ok after test images return', async () => {
@@ -142,10 +142,19 @@ test('a stream of test images is ok, turns to drift within one window of inverte
 });
 
 test('labels fed back by request id give the realised accuracy beside the estimate; bad feedback is refused with what was expected', async () => {
-  const served = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } } });
+  const logged: Record<string, unknown>[] = [];
+  const served = await startTestServer({
+    repoDir: REPOSITORY,
+    server: { logger: capturingLogger(logged, 'info'), monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } },
+    http: { accessLog: true },
+  });
   try {
     const rows = 400;
     for (let start = 0; start < rows; start += PER_REQUEST) await classify(served, garments.slice(start, start + PER_REQUEST), `batch-${start}`);
+    const access = logged.find((line) => line.msg === 'request completed' && String(line.url).endsWith('/classify'));
+    const ood = access?.ood as { checked: number; flagged: number } | undefined;
+    assert.equal(ood?.checked, PER_REQUEST, `the access log line counts every image of the multipart request: ${JSON.stringify(access)}`);
+    assert.ok(ood.flagged <= PER_REQUEST / 5, `test images flagged ${ood.flagged}`);
     const feedback = labels.slice(0, rows).map((label, index) => ({
       id: `batch-${index - (index % PER_REQUEST)}/${index % PER_REQUEST}`,
       label: index % 2 === 0 ? classNames[label] : label,

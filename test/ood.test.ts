@@ -58,6 +58,13 @@ test('nereid profile fits the detector on training images and sets its threshold
   assert.equal(written.ood.method, 'mahalanobis');
   assert.equal(written.ood.classMeans.length, 10);
   assert.equal(written.provenance.data.examples, 1500);
+
+  // The bundled model's repository, checked against the profile just written (--reference) rather than its own.
+  const checked = await nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--reference', join(repository, 'fashion_mnist', '1', 'reference.json'), '--data', join(work, 'train'), '--json']);
+  assert.equal(checked.code, 0, checked.stderr);
+  const report = JSON.parse(checked.stdout) as MonitorReport;
+  assert.equal(report.threshold, written.ood.threshold);
+  assert.equal(report.state, 'ok', 'the profiling data against its own profile');
 });
 
 test('the bundled profile flags few test images and nearly every real photo, and estimates accuracy without labels', async () => {

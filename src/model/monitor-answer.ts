@@ -2,6 +2,7 @@
  * The `/monitor` answer of one model version (JSON, snake_case as the rest of the V2 answers), and
  * the labels clients feed back for its predictions (`/feedback`).
  */
+import { basename } from 'node:path';
 import { z } from 'zod';
 import { invalidArgument, NereidError } from '../core/errors.js';
 import type { DriftLevel } from '../monitoring/drift-report.js';
@@ -51,7 +52,8 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
     model,
     version,
     monitored: true,
-    reference: { created: provenance.created, data: provenance.data.source, digest: provenance.data.digest, examples: provenance.data.examples },
+    // The folder's name only: the profiling machine's paths are not the client's business.
+    reference: { created: provenance.created, data: basename(provenance.data.source), digest: provenance.data.digest, examples: provenance.data.examples },
     window: { rows: window.size, capacity: window.capacity, max_age_ms: window.maxAgeMs, oldest: isoTime(window.oldestAt), newest: isoTime(window.newestAt) },
     rows_since_load: snapshot.rows,
     state: snapshot.state,

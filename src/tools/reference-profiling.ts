@@ -21,6 +21,7 @@ import {
   MahalanobisScorer,
   numericFeatureDrift,
   pooledFeatures,
+  readReferenceProfile,
   readReferenceProfileIfPresent,
   REFERENCE_PROFILE_FILE,
   reliabilityBins,
@@ -219,6 +220,8 @@ export const monitorOptionsSchema = z.object({
   model: z.string().min(1),
   version: z.string().regex(/^[1-9]\d*$/).optional(),
   data: z.string().min(1),
+  /** A profile file to compare with; default: the version's own. */
+  reference: z.string().min(1).optional(),
   maxExamples: z.number().int().positive().default(100_000),
 });
 
@@ -250,7 +253,9 @@ export interface MonitorReport {
 export async function runMonitor(options: MonitorOptions, logger: Logger): Promise<MonitorReport> {
   const settings = monitorOptionsSchema.parse(options);
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
-  const profile = await readReferenceProfileIfPresent(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
+  const profile = settings.reference
+    ? await readReferenceProfile(settings.reference)
+    : await readReferenceProfileIfPresent(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
   if (!profile) throw new Error(`'${settings.model}' version ${loaded.version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with nereid profile --model ${settings.model} --data <in-distribution data>`);
   if (!profile.ood) throw new Error(`the reference profile of '${settings.model}' version ${loaded.version} has no OOD detector; rebuild it with nereid profile`);
   const observed = await observe(readOnnxModel(new Uint8Array(await readFile(loaded.modelPath))), loaded, profile.ood.tensor, profile.ood.pooling);
