@@ -16,7 +16,8 @@ import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from
 import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
-import { profileOptionsSchema, runMonitor, runProfile } from './tools/index.js';
+import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, writeTunedConfig, writeTuneChart } from './tools/index.js';
+import { Presets, SingleBar } from 'cli-progress';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -453,6 +454,79 @@ program
         ...report.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? "–"} | ${feature.level} |`),
       ].join('\n'),
     );
+  });
+
+/** NAME=D1,D2,…: one input's dims after the batch dimension. */
+function inputShape(value: string, previous: Record<string, number[]>): Record<string, number[]> {
+  const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value);
+  if (!match) throw new InvalidArgumentError(`expected NAME=D1,D2,… (e.g. x=3,48,320), got '${value}'`);
+  return { ...previous, [match[1]]: match[2].split(',').map(Number) };
+}
+
+const integerList = (value: string): number[] => {
+  const values = value.split(',').map(Number);
+  if (values.some((entry) => !Number.isInteger(entry) || entry < 1)) throw new InvalidArgumentError(`expected positive integers separated by commas, got '${value}'`);
+  return values;
+};
+
+program
+  .command('tune')
+  .description(
+    "find the serving config that does best for a model on this machine by measuring it: the batch curve first, then instance × thread splits and execution thread, batch size, queue delay, graph optimisation and the model's versions one at a time, each under real requests through the server core; prints the table with the Pareto front, and writes the winner into the config with --write",
+  )
+  .requiredOption('--model <name>', 'model to tune')
+  .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at', integerList, defaultOf(tuneOptionsSchema, 'concurrency'))
+  .option('--p99-ms <ms>', 'objective: the best throughput whose p99 latency stays under this', number(0.001))
+  .option('--max-cost <usd>', 'objective: the best throughput whose compute cost per 1,000 inferences stays under this', number(0))
+  .option('--cost-per-core-hour <usd>', 'price of one core-hour, for costs', number(0), defaultOf(tuneOptionsSchema, 'usdPerCoreHour'))
+  .option('--budget-s <seconds>', 'stop starting new measurements after this many seconds', number(1), defaultOf(tuneOptionsSchema, 'budgetSeconds'))
+  .option('--warmup-s <seconds>', 'warm-up before each measurement', number(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
+  .option('--duration-s <seconds>', 'length of each measurement', number(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
+  .option('--repeats <n>', 'measurements per concurrency level (the median is kept)', integer(1), defaultOf(tuneOptionsSchema, 'repeats'))
+  .option('--max-batch-size <n>', 'largest max_batch_size tried', integer(1), defaultOf(tuneOptionsSchema, 'maxBatchSizeLimit'))
+  .option('--input-shape <name=dims>', 'dims after the batch dimension of an input with dynamic dims, e.g. x=3,48,320 (repeatable)', inputShape, {})
+  .option('--over-http', 'send the requests over HTTP on loopback (binary tensors) instead of calling the core in process')
+  .option('--chart <file>', 'draw throughput against p99 latency, as .svg or .png')
+  .option('--write', "write the winner's settings into the model's config (config.yaml/.json), keeping a backup of the old file")
+  .option('--dry-run', 'print the settings the winner would write, and write nothing (the default without --write)')
+  .option('--json', 'print the whole report as JSON')
+  .action(async (flags) => {
+    const logger = pino({ level: 'warn' }, pino.destination(2));
+    const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
+    bar?.start(1, 0, { label: 'starting', elapsed: 0, budget: flags.budgetS });
+    const report = await runTune(
+      {
+        modelRepository: flags.modelRepository,
+        model: flags.model,
+        concurrency: flags.concurrency,
+        p99Ms: flags.p99Ms,
+        maxCostUsd: flags.maxCost,
+        usdPerCoreHour: flags.costPerCoreHour,
+        budgetSeconds: flags.budgetS,
+        warmupSeconds: flags.warmupS,
+        durationSeconds: flags.durationS,
+        repeats: flags.repeats,
+        maxBatchSizeLimit: flags.maxBatchSize,
+        inputShapes: flags.inputShape,
+        overHttp: Boolean(flags.overHttp),
+      },
+      logger,
+      (progress) => {
+        bar?.setTotal(Math.max(progress.planned, progress.done));
+        bar?.update(progress.done, { label: progress.label, elapsed: progress.elapsedSeconds.toFixed(0), budget: progress.budgetSeconds });
+      },
+    ).finally(() => bar?.stop());
+    if (flags.chart) await writeTuneChart(report, flags.chart);
+    if (flags.json) console.log(JSON.stringify(report));
+    else console.log(formatTuneReport(report, flags.costPerCoreHour));
+    const changed = report.winner !== undefined && report.winner > 0;
+    if (changed && flags.write && !flags.dryRun) {
+      const { path, backup } = await writeTunedConfig(resolve(flags.modelRepository, flags.model), report);
+      if (!flags.json) console.log(`wrote ${path} (the old one: ${backup})`);
+    } else if (changed && !flags.json) {
+      console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.winner!].candidate))}`);
+    }
   });
 
 program

@@ -1,0 +1,161 @@
+/**
+ * What `nereid tune` shows and writes: the table of candidates with the Pareto front marked, the
+ * throughput–latency chart (self-contained SVG, or PNG rendered from it by sharp), and the winning
+ * settings written into the model's config (YAML or JSON) with a backup of the old file and, in
+ * YAML, a comment that says what was measured and when.
+ */
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { parseDocument } from 'yaml';
+import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
+import { describeCandidate, judgedLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
+import type { TuneReport } from './tune.js';
+
+const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
+
+/** The level a row of the table shows: the one the objective judged, else the highest throughput. */
+function shownLevel(report: TuneReport, index: number): LevelResult {
+  const measured = report.results[index];
+  return judgedLevel(measured, report.objective) ?? measured.levels.reduce((top, level) => (level.throughput > top.throughput ? level : top));
+}
+
+export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): string {
+  const lines: string[] = [];
+  const objective =
+    report.objective.kind === 'p99'
+      ? `best throughput with p99 ≤ ${report.objective.maxMs} ms`
+      : report.objective.kind === 'cost'
+        ? `best throughput at ≤ $${report.objective.maxUsdPer1000} per 1,000 inferences`
+        : 'best throughput';
+  lines.push(`${report.model}: ${report.results.length} configs measured in ${report.seconds.toFixed(0)} s on ${report.cores} cores; objective: ${objective}`);
+  if (report.batchCurve.length) {
+    lines.push(`batch curve (compute per row, one instance, ${report.cores} threads): ${report.batchCurve.map((point) => `${point.batchSize}: ${(point.computeNsPerRow / 1e6).toFixed(3)} ms`).join(', ')}`);
+  }
+  const levels = report.results[0].levels.map((level) => level.concurrency);
+  lines.push('');
+  lines.push(`| # | step | config | ${levels.map((c) => `c=${c} inf/s`).join(' | ')} | p50 / p95 / p99 ms | CPU ms/inf | $/1k inf | rows/batch | front |`);
+  lines.push(`|---|---|---|${levels.map(() => '---:').join('|')}|---:|---:|---:|---:|:-:|`);
+  report.results.forEach((measured, index) => {
+    const shown = shownLevel(report, index);
+    const marks = `${measured.pareto ? '●' : ''}${index === report.winner ? ' ← best' : ''}`;
+    lines.push(
+      `| ${index} | ${measured.step} | ${describeCandidate(measured.candidate)} | ${measured.levels.map((level) => fixed(level.throughput, 1)).join(' | ')} | ${fixed(shown.p50Ms, 2)} / ${fixed(shown.p95Ms, 2)} / ${fixed(shown.p99Ms, 2)} (c=${shown.concurrency}) | ${fixed(shown.cpuSecondsPerInference * 1000, 3)} | ${fixed(usdPer1000(shown.cpuSecondsPerInference, usdPerCoreHour), 6)} | ${fixed(shown.meanBatchRows, 1)} | ${marks} |`,
+    );
+  });
+  lines.push('');
+  if (report.winner === undefined) lines.push('No config met the objective.');
+  else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
+  else {
+    const gain = shownLevel(report, report.winner).throughput / shownLevel(report, 0).throughput;
+    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gain.toFixed(2)}× the current config's throughput.`);
+  }
+  if (report.skipped.length) lines.push(`Not measured (--budget-s reached): ${report.skipped.join('; ')}`);
+  return lines.join('\n');
+}
+
+/** Throughput against p99 of every candidate at its shown level; the front joined, the current config and the winner labelled. */
+export function tuneChartSvg(report: TuneReport): string {
+  const width = 760;
+  const height = 480;
+  const left = 70;
+  const right = 20;
+  const top = 40;
+  const bottom = 60;
+  const points = report.results.map((_, index) => ({ index, level: shownLevel(report, index) }));
+  const maxX = Math.max(...points.map((point) => point.level.p99Ms)) * 1.1 || 1;
+  const maxY = Math.max(...points.map((point) => point.level.throughput)) * 1.1 || 1;
+  const x = (ms: number) => left + (ms / maxX) * (width - left - right);
+  const y = (throughput: number) => height - bottom - (throughput / maxY) * (height - top - bottom);
+  const svg: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="'DejaVu Sans', Verdana, sans-serif">`,
+    `<rect width="${width}" height="${height}" fill="#fff"/>`,
+    `<text x="${left}" y="24" font-size="15" font-weight="bold">${escapeXml(`${report.model}: throughput against p99 latency (${report.cores} cores)`)}</text>`,
+    `<line x1="${left}" y1="${height - bottom}" x2="${width - right}" y2="${height - bottom}" stroke="#333"/>`,
+    `<line x1="${left}" y1="${top}" x2="${left}" y2="${height - bottom}" stroke="#333"/>`,
+    `<text x="${(left + width - right) / 2}" y="${height - 18}" font-size="13" text-anchor="middle">p99 latency (ms)</text>`,
+    `<text x="18" y="${(top + height - bottom) / 2}" font-size="13" text-anchor="middle" transform="rotate(-90 18 ${(top + height - bottom) / 2})">inferences / s</text>`,
+  ];
+  for (let tick = 0; tick <= 4; tick++) {
+    const ms = (maxX * tick) / 4;
+    const rate = (maxY * tick) / 4;
+    svg.push(`<text x="${x(ms).toFixed(1)}" y="${height - bottom + 18}" font-size="11" text-anchor="middle">${ms.toFixed(ms < 10 ? 1 : 0)}</text>`);
+    svg.push(`<text x="${left - 6}" y="${(y(rate) + 4).toFixed(1)}" font-size="11" text-anchor="end">${rate.toFixed(0)}</text>`);
+  }
+  const front = points.filter((point) => report.results[point.index].pareto).sort((a, b) => a.level.p99Ms - b.level.p99Ms);
+  if (front.length > 1) svg.push(`<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="${front.map((point) => `${x(point.level.p99Ms).toFixed(1)},${y(point.level.throughput).toFixed(1)}`).join(' ')}"/>`);
+  for (const point of points) {
+    const onFront = report.results[point.index].pareto;
+    const cx = x(point.level.p99Ms).toFixed(1);
+    const cy = y(point.level.throughput).toFixed(1);
+    const colour = point.index === report.winner ? '#D55E00' : point.index === 0 ? '#000' : onFront ? '#0072B2' : '#999';
+    svg.push(`<circle cx="${cx}" cy="${cy}" r="${point.index === report.winner || point.index === 0 ? 6 : 4}" fill="${colour}"/>`);
+    svg.push(`<text x="${Number(cx) + 8}" y="${Number(cy) - 6}" font-size="11" fill="${colour}">${point.index === 0 ? '0 current' : point.index === report.winner ? `${point.index} best` : String(point.index)}</text>`);
+  }
+  svg.push(`<text x="${width - right}" y="${top}" font-size="11" text-anchor="end" fill="#0072B2">blue line: Pareto front (numbers: rows of the table)</text>`);
+  svg.push('</svg>');
+  return svg.join('\n');
+}
+
+export async function writeTuneChart(report: TuneReport, path: string): Promise<void> {
+  const svg = Buffer.from(tuneChartSvg(report));
+  await writeFile(path, chartFormatOf(path) === 'svg' ? svg : await sharp(svg, { density: 144 }).png().toBuffer());
+}
+
+/** The tuned fields as they go into a config written by hand (YAML's plain {key: value} parameters). */
+function tunedFields(candidate: Candidate): Record<string, unknown> {
+  const fields: Record<string, unknown> = {
+    max_batch_size: candidate.maxBatchSize,
+    instance_group: [{ count: candidate.instances, kind: 'KIND_CPU' }],
+  };
+  if (candidate.maxBatchSize > 0) fields.dynamic_batching = { max_queue_delay_microseconds: candidate.maxQueueDelayUs };
+  return fields;
+}
+
+const TUNED_PARAMETERS = (candidate: Candidate): Record<string, string> => ({
+  intra_op_thread_count: String(candidate.threadsPerInstance),
+  execution_thread: candidate.executionThread,
+  graph_optimization_level: candidate.graphLevel,
+});
+
+/**
+ * Writes the winner's settings into the model's config file (config.yaml/.yml or config.json),
+ * after copying the old file to `<name>.bak-<timestamp>`. Other fields, and in YAML the comments,
+ * stay. A different version winning is reported, never written: which version serves decides the
+ * answers clients get, which a speed measurement must not change. config.pbtxt is refused.
+ */
+export async function writeTunedConfig(modelDirectory: string, report: TuneReport): Promise<{ path: string; backup: string }> {
+  if (report.winner === undefined || report.winner === 0) throw new Error('nothing to write: the current config is the best measured');
+  const candidate = report.results[report.winner].candidate;
+  const files = await readdir(modelDirectory);
+  const name = ['config.yaml', 'config.yml', 'config.json', 'config.pbtxt'].find((file) => files.includes(file));
+  if (!name) throw new Error(`${modelDirectory} has no config file to update; write one (config.yaml) first`);
+  if (name === 'config.pbtxt') throw new Error('--write updates config.yaml or config.json; for config.pbtxt, copy the settings that --dry-run prints');
+  const path = join(modelDirectory, name);
+  const backup = `${path}.bak-${report.date.replace(/[-:]/g, '').replace(/\..*$/, '')}`;
+  const text = await readFile(path, 'utf8');
+  await copyFile(path, backup);
+  const winner = shownLevel(report, report.winner);
+  const before = shownLevel(report, 0);
+  const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${name}.bak-…).`;
+  if (name === 'config.json') {
+    const config = JSON.parse(text) as Record<string, Record<string, unknown> | unknown>;
+    const fields = tunedFields(candidate);
+    config.max_batch_size = fields.max_batch_size;
+    config.instance_group = fields.instance_group;
+    if (fields.dynamic_batching) config.dynamic_batching = { ...(config.dynamic_batching as object | undefined), ...(fields.dynamic_batching as object) };
+    const parameters = Object.fromEntries(Object.entries(TUNED_PARAMETERS(candidate)).map(([key, value]) => [key, { string_value: value }]));
+    config.parameters = { ...(config.parameters as object | undefined), ...parameters };
+    await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
+    return { path, backup };
+  }
+  const document = parseDocument(text);
+  const fields = tunedFields(candidate);
+  document.set('max_batch_size', fields.max_batch_size);
+  document.set('instance_group', document.createNode(fields.instance_group, { flow: true }));
+  if (fields.dynamic_batching) document.setIn(['dynamic_batching', 'max_queue_delay_microseconds'], candidate.maxQueueDelayUs);
+  for (const [key, value] of Object.entries(TUNED_PARAMETERS(candidate))) document.setIn(['parameters', key], value);
+  document.commentBefore = [document.commentBefore, note].filter(Boolean).join('\n');
+  await writeFile(path, document.toString());
+  return { path, backup };
+}

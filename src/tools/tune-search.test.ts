@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { batchSizeCandidates, candidateConfig, chooseWinner, instanceSplits, judgedLevel, paretoFront, type Candidate, type LevelResult, type Measured } from './tune-search.js';
+
+const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
+const level = (concurrency: number, throughput: number, p99Ms: number, cpuSecondsPerInference = 0.001): LevelResult => ({
+  concurrency,
+  throughput,
+  p50Ms: p99Ms / 2,
+  p95Ms: p99Ms * 0.9,
+  p99Ms,
+  cpuSecondsPerInference,
+  meanBatchRows: 1,
+  errors: 0,
+});
+const measured = (...levels: LevelResult[]): Measured => ({ candidate, step: 'test', levels });
+
+test('the batch curve keeps the cheapest batch size and the smallest within 10 % of it; larger ones only add latency', () => {
+  const curve = new Map([
+    [1, 1000],
+    [2, 600],
+    [4, 420],
+    [8, 400],
+    [16, 410],
+    [32, 450],
+  ]);
+  assert.deepEqual(batchSizeCandidates(curve), [4, 8]);
+  assert.deepEqual(batchSizeCandidates(new Map([[1, 5], [2, 9]])), [1], 'the cheapest is also the smallest');
+});
+
+test('instance splits cover one instance with every core, one per core and the halvings between', () => {
+  assert.deepEqual(instanceSplits(2), [
+    { instances: 1, threadsPerInstance: 2 },
+    { instances: 2, threadsPerInstance: 1 },
+  ]);
+  assert.deepEqual(
+    instanceSplits(12).map((split) => `${split.instances}x${split.threadsPerInstance}`),
+    ['1x12', '2x6', '4x3', '8x1', '12x1'],
+  );
+});
+
+test('objectives: throughput takes the fastest level; a p99 bound or a cost bound leaves out the levels over it; errors disqualify', () => {
+  const results = [measured(level(1, 100, 2), level(16, 300, 40)), measured(level(1, 120, 3), level(16, 250, 20))];
+  assert.equal(chooseWinner(results, { kind: 'throughput' }), 0);
+  assert.equal(chooseWinner(results, { kind: 'p99', maxMs: 30 }), 1, '300/s comes at p99 40 ms; 250/s within 30 ms');
+  assert.equal(chooseWinner(results, { kind: 'p99', maxMs: 1 }), undefined);
+  const cheap = measured(level(16, 200, 10, 0.0001));
+  const dear = measured(level(16, 400, 10, 0.01));
+  // 0.01 core-seconds at $0.36 per core-hour: $0.001 per 1,000 inferences.
+  assert.equal(chooseWinner([dear, cheap], { kind: 'cost', maxUsdPer1000: 0.0005, usdPerCoreHour: 0.36 }), 1);
+  assert.equal(judgedLevel(measured({ ...level(16, 900, 1), errors: 3 }), { kind: 'throughput' }), undefined);
+  assert.equal(chooseWinner([measured(level(16, 100, 5)), measured(level(16, 100, 5))], { kind: 'throughput' }), 0, 'a tie goes to the earlier (the current config)');
+});
+
+test('the Pareto front keeps the points no other beats on both throughput and p99', () => {
+  assert.deepEqual(
+    paretoFront([
+      { throughput: 100, p99Ms: 10 },
+      { throughput: 200, p99Ms: 20 },
+      { throughput: 150, p99Ms: 25 },
+      { throughput: 200, p99Ms: 20 },
+    ]),
+    [true, true, false, true],
+  );
+});
+
+test("a candidate's config changes only the tuned fields, keeping the others and other parameters", () => {
+  const config = {
+    max_batch_size: 4,
+    input: [{ name: 'x' }],
+    dynamic_batching: { preferred_batch_size: [4], max_queue_delay_microseconds: 100 },
+    parameters: { enable_mem_pattern: { string_value: 'false' } },
+  };
+  const tuned = candidateConfig(config, { ...candidate, maxBatchSize: 16, maxQueueDelayUs: 500, instances: 2, threadsPerInstance: 1, executionThread: 'worker', graphLevel: 'basic' });
+  assert.deepEqual(tuned, {
+    max_batch_size: 16,
+    input: [{ name: 'x' }],
+    dynamic_batching: { preferred_batch_size: [4], max_queue_delay_microseconds: 500 },
+    instance_group: [{ count: 2, kind: 'KIND_CPU' }],
+    parameters: { enable_mem_pattern: 'false', intra_op_thread_count: '1', execution_thread: 'worker', graph_optimization_level: 'basic' },
+  });
+  assert.equal(candidateConfig(config, { ...candidate, maxBatchSize: 0 }).dynamic_batching, undefined, 'no batching, no dynamic_batching block');
+});

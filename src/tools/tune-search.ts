@@ -1,0 +1,162 @@
+/**
+ * What `nereid tune` searches and how it judges: the serving settings of one candidate, the
+ * candidates a measured batch curve leaves worth trying, the Pareto front of throughput against
+ * tail latency, and the winner under an objective. Pure functions, so the search's decisions are
+ * tested without measuring anything.
+ */
+
+export type ExecutionThread = 'auto' | 'main' | 'worker';
+export type GraphLevel = 'basic' | 'extended' | 'all';
+
+/** One serving configuration of the model: the fields `nereid tune` varies. */
+export interface Candidate {
+  version: string;
+  maxBatchSize: number;
+  /** Microseconds a batch may wait for company (dynamic_batching.max_queue_delay_microseconds). */
+  maxQueueDelayUs: number;
+  instances: number;
+  threadsPerInstance: number;
+  executionThread: ExecutionThread;
+  graphLevel: GraphLevel;
+}
+
+/** One concurrency level's figures for a candidate. */
+export interface LevelResult {
+  concurrency: number;
+  /** Inferences (rows) answered per second. */
+  throughput: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  /** Process CPU seconds per inference (server core and load generator together, in process). */
+  cpuSecondsPerInference: number;
+  /** Rows per model execution, from the version's statistics. */
+  meanBatchRows: number;
+  errors: number;
+}
+
+export interface Measured {
+  candidate: Candidate;
+  /** Why it was tried: 'current config', 'instances', 'batch size', 'queue delay', 'graph', 'version'. */
+  step: string;
+  levels: LevelResult[];
+}
+
+export type Objective = { kind: 'throughput' } | { kind: 'p99'; maxMs: number } | { kind: 'cost'; maxUsdPer1000: number; usdPerCoreHour: number };
+
+export const usdPer1000 = (cpuSecondsPerInference: number, usdPerCoreHour: number) => (cpuSecondsPerInference * 1000 * usdPerCoreHour) / 3600;
+
+/**
+ * The level a candidate is judged at under the objective: the one with the highest throughput among
+ * those that meet the objective's bound (p99 under the limit, cost under the limit); undefined when
+ * none does.
+ */
+export function judgedLevel(measured: Measured, objective: Objective): LevelResult | undefined {
+  const eligible = measured.levels.filter((level) => {
+    if (level.errors > 0 || level.throughput <= 0) return false;
+    if (objective.kind === 'p99') return level.p99Ms <= objective.maxMs;
+    if (objective.kind === 'cost') return usdPer1000(level.cpuSecondsPerInference, objective.usdPerCoreHour) <= objective.maxUsdPer1000;
+    return true;
+  });
+  let best: LevelResult | undefined;
+  for (const level of eligible) if (!best || level.throughput > best.throughput) best = level;
+  return best;
+}
+
+/** The index of the best candidate under the objective (ties: the earlier one, so the current config wins a tie); undefined when none qualifies. */
+export function chooseWinner(results: readonly Measured[], objective: Objective): number | undefined {
+  let winner: number | undefined;
+  let best = -Infinity;
+  results.forEach((measured, index) => {
+    const level = judgedLevel(measured, objective);
+    if (level && level.throughput > best) {
+      best = level.throughput;
+      winner = index;
+    }
+  });
+  return winner;
+}
+
+/** Whether each point is on the Pareto front of higher throughput and lower p99: no other point is at least as good on both and better on one. */
+export function paretoFront(points: readonly { throughput: number; p99Ms: number }[]): boolean[] {
+  return points.map((point, index) =>
+    points.every(
+      (other, otherIndex) =>
+        otherIndex === index || !(other.throughput >= point.throughput && other.p99Ms <= point.p99Ms && (other.throughput > point.throughput || other.p99Ms < point.p99Ms)),
+    ),
+  );
+}
+
+/** Powers of two up to `max`, and `max` itself. */
+export function batchSizesUpTo(max: number): number[] {
+  const sizes: number[] = [];
+  for (let size = 1; size < max; size *= 2) sizes.push(size);
+  sizes.push(max);
+  return sizes;
+}
+
+/**
+ * The max_batch_size values worth serving with, from the measured cost per row of each batch size:
+ * the cheapest, and the smallest within `tolerance` of it (the same throughput for less waiting).
+ * Larger sizes than the cheapest only add latency, so they are pruned.
+ */
+export function batchSizeCandidates(costPerRowNs: ReadonlyMap<number, number>, tolerance = 0.1): number[] {
+  const sizes = [...costPerRowNs.keys()].sort((a, b) => a - b);
+  if (sizes.length === 0) return [];
+  let cheapest = sizes[0];
+  for (const size of sizes) if (costPerRowNs.get(size)! < costPerRowNs.get(cheapest)!) cheapest = size;
+  const bound = costPerRowNs.get(cheapest)! * (1 + tolerance);
+  const smallest = sizes.find((size) => costPerRowNs.get(size)! <= bound)!;
+  return smallest === cheapest ? [cheapest] : [smallest, cheapest];
+}
+
+/**
+ * Ways to split `cores` between instances: one instance with every core, one per core, and between
+ * them halvings (2 × cores/2, …). The rest differ from these by a thread here or there.
+ */
+export function instanceSplits(cores: number): { instances: number; threadsPerInstance: number }[] {
+  const splits = new Map<number, { instances: number; threadsPerInstance: number }>();
+  for (let instances = 1; instances <= cores; instances *= 2) splits.set(instances, { instances, threadsPerInstance: Math.max(1, Math.floor(cores / instances)) });
+  splits.set(cores, { instances: cores, threadsPerInstance: 1 });
+  return [...splits.values()];
+}
+
+export function describeCandidate(candidate: Candidate): string {
+  const delay = candidate.maxBatchSize > 0 ? ` delay ${candidate.maxQueueDelayUs} µs` : '';
+  return `v${candidate.version} batch ${candidate.maxBatchSize}${delay}, ${candidate.instances}×${candidate.threadsPerInstance} threads (${candidate.executionThread}), graph ${candidate.graphLevel}`;
+}
+
+export const sameCandidate = (a: Candidate, b: Candidate) => describeCandidate(a) === describeCandidate(b);
+
+/**
+ * The model config with the candidate's settings: max_batch_size, dynamic batching with its delay
+ * (other dynamic_batching fields kept), one CPU instance group, and the ONNX Runtime parameters for
+ * threads, execution thread and graph optimisation. The input is the config as written (or as
+ * completed); nothing else in it changes.
+ */
+export function candidateConfig(config: Record<string, unknown>, candidate: Candidate): Record<string, unknown> {
+  const parameters = { ...(asRecord(config.parameters) ?? {}) };
+  parameters.intra_op_thread_count = String(candidate.threadsPerInstance);
+  parameters.execution_thread = candidate.executionThread;
+  parameters.graph_optimization_level = candidate.graphLevel;
+  const tuned: Record<string, unknown> = {
+    ...config,
+    max_batch_size: candidate.maxBatchSize,
+    instance_group: [{ count: candidate.instances, kind: 'KIND_CPU' }],
+    parameters,
+  };
+  if (candidate.maxBatchSize > 0) tuned.dynamic_batching = { ...(asRecord(config.dynamic_batching) ?? {}), max_queue_delay_microseconds: candidate.maxQueueDelayUs };
+  else delete tuned.dynamic_batching;
+  return tuned;
+}
+
+/** Parameters as a plain map, whichever of Triton's shapes the config used ({key: {string_value}}, [{key, value}], {key: value}). */
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  if (!value || typeof value !== 'object') return undefined;
+  if (Array.isArray(value)) {
+    return Object.fromEntries(value.map((entry: { key?: string; value?: unknown }) => [String(entry.key), plainValue(entry.value)]));
+  }
+  return Object.fromEntries(Object.entries(value).map(([key, entry]) => [key, plainValue(entry)]));
+}
+
+const plainValue = (value: unknown) => (value && typeof value === 'object' && 'string_value' in value ? (value as { string_value: unknown }).string_value : value);

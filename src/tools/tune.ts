@@ -1,0 +1,356 @@
+/**
+ * `nereid tune`: the serving config that does best for one model on this machine, found by
+ * measuring. Every candidate is loaded through Triton's own mechanism (a load with a config
+ * override, in explicit model-control mode) into one in-process server and driven by the
+ * benchmark's closed loop (src/tools/closed-loop.ts) through the same core clients reach, in
+ * process or over HTTP. The search does not try every combination: it measures the batch curve
+ * first (what each batch size costs per row, from the backend's compute timings), keeps the batch
+ * sizes near its cheapest, then varies one setting at a time from the best so far — instance ×
+ * thread splits and execution thread, the batch size, the queue delay, graph optimisation, the
+ * other versions — within a time budget.
+ */
+import { readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
+import { allocateTypedArray } from '../core/datatype.js';
+import type { InferenceRequest, InferInput } from '../core/inference.js';
+import { createHttpFrontEnd } from '../frontends/http/v2-http.js';
+import type { ModelVersion } from '../model/model-version.js';
+import { createServer } from '../server/create-server.js';
+import type { Server } from '../server/server.js';
+import { runClosedLoop, type LoadResult } from './closed-loop.js';
+import {
+  batchSizeCandidates,
+  batchSizesUpTo,
+  candidateConfig,
+  chooseWinner,
+  describeCandidate,
+  instanceSplits,
+  paretoFront,
+  sameCandidate,
+  type Candidate,
+  type ExecutionThread,
+  type GraphLevel,
+  type LevelResult,
+  type Measured,
+  type Objective,
+} from './tune-search.js';
+
+export const tuneOptionsSchema = z.object({
+  modelRepository: z.string().min(1),
+  model: z.string().min(1),
+  /** Client concurrency levels each candidate is measured at (closed loop). */
+  concurrency: z.array(z.int().positive()).min(1).default([1, 16]),
+  warmupSeconds: z.number().nonnegative().default(1),
+  durationSeconds: z.number().positive().default(3),
+  /** Runs per level; the median throughput's run is kept. */
+  repeats: z.int().min(1).default(1),
+  /** The whole search stops starting candidates past this. */
+  budgetSeconds: z.number().positive().default(600),
+  /** Best throughput whose p99 stays under this; absent: best throughput. */
+  p99Ms: z.number().positive().optional(),
+  /** Best throughput whose compute cost per 1,000 inferences stays under this (at usdPerCoreHour). */
+  maxCostUsd: z.number().positive().optional(),
+  usdPerCoreHour: z.number().positive().default(0.05),
+  /** Largest max_batch_size tried. */
+  maxBatchSizeLimit: z.int().positive().default(64),
+  /** Dynamic dimensions of the inputs (name → dims without the batch dimension). */
+  inputShapes: z.record(z.string(), z.array(z.int().positive())).default({}),
+  overHttp: z.boolean().default(false),
+  cores: z.int().positive().optional(),
+});
+export type TuneOptions = z.input<typeof tuneOptionsSchema>;
+
+export interface TuneProgress {
+  done: number;
+  planned: number;
+  label: string;
+  elapsedSeconds: number;
+  budgetSeconds: number;
+}
+
+export interface TuneReport {
+  model: string;
+  objective: Objective;
+  cores: number;
+  /** Measured compute per row of each batch size (ns), on one instance with every core. */
+  batchCurve: { batchSize: number; computeNsPerRow: number }[];
+  /** The first is the config as it is. */
+  results: (Measured & { pareto: boolean })[];
+  winner?: number;
+  /** Candidates not measured because the budget ran out. */
+  skipped: string[];
+  seconds: number;
+  date: string;
+}
+
+function objectiveOf(settings: z.output<typeof tuneOptionsSchema>): Objective {
+  if (settings.p99Ms !== undefined) return { kind: 'p99', maxMs: settings.p99Ms };
+  if (settings.maxCostUsd !== undefined) return { kind: 'cost', maxUsdPer1000: settings.maxCostUsd, usdPerCoreHour: settings.usdPerCoreHour };
+  return { kind: 'throughput' };
+}
+
+/** Random values of the input's type, or for an image input a noise PNG: what one client row sends. */
+async function syntheticInput(model: ModelVersion, input: CompletedModelConfig['input'][number], rows: number, shapes: Record<string, number[]>): Promise<InferInput> {
+  const batch = model.batched ? [rows] : [];
+  if (model.imageInputs.has(input.name)) {
+    const noise = Buffer.alloc(64 * 64 * 3);
+    for (let index = 0; index < noise.length; index++) noise[index] = (index * 2654435761) >>> 24;
+    const png = await sharp(noise, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer();
+    return { name: input.name, datatype: 'BYTES', shape: [...batch, 1], data: Array.from({ length: rows }, () => png) };
+  }
+  const dims = shapes[input.name] ?? input.dims;
+  if (dims.some((dim) => dim < 0)) {
+    throw new Error(`input '${input.name}' has dynamic dimensions [${input.dims.join(', ')}]; give them with --input-shape ${input.name}=${input.dims.map((dim) => (dim < 0 ? 'N' : dim)).join(',')}`);
+  }
+  const datatype = datatypeOfConfig(input);
+  const length = rows * dims.reduce((product, dim) => product * dim, 1);
+  if (datatype === 'BYTES') return { name: input.name, datatype, shape: [...batch, ...dims], data: Array.from({ length }, () => Buffer.from('nereid')) };
+  const data = allocateTypedArray(datatype, length);
+  for (let index = 0; index < length; index++) (data as Float32Array)[index] = datatype.startsWith('FP') ? ((index * 37) % 101) / 101 : index % 7;
+  return { name: input.name, datatype, shape: [...batch, ...dims], data };
+}
+
+async function syntheticRequest(model: ModelVersion, rows: number, shapes: Record<string, number[]>): Promise<InferenceRequest> {
+  const inputs = await Promise.all(model.clientConfig.input.filter((input) => !input.optional).map((input) => syntheticInput(model, input, rows, shapes)));
+  return { model: model.name, inputs };
+}
+
+/** The V2 binary tensor extension's body: a JSON header, then each input's bytes (BYTES elements length-prefixed). */
+function binaryBody(request: InferenceRequest): { body: Buffer; headerLength: number } {
+  const chunks: Buffer[] = [];
+  const inputs = request.inputs.map((input) => {
+    const bytes = Array.isArray(input.data)
+      ? Buffer.concat((input.data as Buffer[]).flatMap((element) => [Buffer.from(Uint32Array.of(element.length).buffer), element]))
+      : Buffer.from((input.data as Float32Array).buffer, (input.data as Float32Array).byteOffset, (input.data as Float32Array).byteLength);
+    chunks.push(bytes);
+    return { name: input.name, datatype: input.datatype, shape: input.shape, parameters: { binary_data_size: bytes.length } };
+  });
+  const header = Buffer.from(JSON.stringify({ inputs, outputs: [], parameters: { binary_data_output: true } }));
+  return { body: Buffer.concat([header, ...chunks]), headerLength: header.length };
+}
+
+const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+class Tuner {
+  private readonly started = performance.now();
+  private origin?: string;
+  private closeHttp?: () => Promise<void>;
+
+  constructor(
+    private readonly server: Server,
+    private readonly settings: z.output<typeof tuneOptionsSchema>,
+    private readonly logger: Logger,
+  ) {}
+
+  get elapsedSeconds(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  async openHttp(): Promise<void> {
+    const app = createHttpFrontEnd(this.server, { maxBodyBytes: 256 * 1024 * 1024 });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const address = app.server.address();
+    if (!address || typeof address === 'string') throw new Error('the HTTP front end did not bind a TCP port');
+    this.origin = `http://127.0.0.1:${address.port}`;
+    this.closeHttp = () => app.close();
+  }
+
+  async close(): Promise<void> {
+    await this.closeHttp?.();
+  }
+
+  /** Loads the model with `config` (undefined: as its files say) and returns the served version. */
+  async load(config?: Record<string, unknown>): Promise<ModelVersion> {
+    await this.server.loadModel(this.settings.model, config ? { config: JSON.stringify(config) } : {});
+    return this.server.model(this.settings.model);
+  }
+
+  /** Compute per row of each batch size, from the backend's own compute timings of requests run one at a time. */
+  async batchCurve(model: ModelVersion): Promise<Map<number, number>> {
+    const curve = new Map<number, number>();
+    for (const rows of batchSizesUpTo(model.config.max_batch_size)) {
+      const request = await syntheticRequest(model, rows, this.settings.inputShapes);
+      const samples: number[] = [];
+      const until = performance.now() + 400;
+      while (samples.length < 3 || (performance.now() < until && samples.length < 50)) {
+        const answer = await model.infer(request);
+        samples.push(answer.timings!.computeInferNs);
+      }
+      curve.set(rows, median(samples) / rows);
+    }
+    return curve;
+  }
+
+  /** Drives the loaded model at each concurrency level; `repeats` runs each, keeping the median. */
+  async measure(model: ModelVersion): Promise<LevelResult[]> {
+    const request = await syntheticRequest(model, 1, this.settings.inputShapes);
+    const send = this.origin ? this.httpSender(model, request) : async () => (await model.infer(request), { ok: true, bytes: 0 });
+    const levels: LevelResult[] = [];
+    for (const concurrency of this.settings.concurrency) {
+      const runs: { result: LoadResult; cpuSeconds: number; rows: number; executions: number }[] = [];
+      for (let repeat = 0; repeat < this.settings.repeats; repeat++) {
+        const cpuBefore = process.cpuUsage();
+        const { inferenceCount, executionCount } = model.statistics;
+        const result = await runClosedLoop({ concurrency, warmupSeconds: this.settings.warmupSeconds, durationSeconds: this.settings.durationSeconds, verifyEvery: Number.MAX_SAFE_INTEGER }, send);
+        const cpu = process.cpuUsage(cpuBefore);
+        runs.push({ result, cpuSeconds: (cpu.user + cpu.system) / 1e6, rows: model.statistics.inferenceCount - inferenceCount, executions: model.statistics.executionCount - executionCount });
+      }
+      runs.sort((a, b) => a.result.requestsPerSecond - b.result.requestsPerSecond);
+      const { result, cpuSeconds, rows, executions } = runs[Math.floor(runs.length / 2)];
+      if (result.errors > 0) this.logger.warn({ samples: result.errorSamples }, `${result.errors} request(s) failed at concurrency ${concurrency}`);
+      levels.push({
+        concurrency,
+        throughput: result.requestsPerSecond,
+        p50Ms: result.latency.p50,
+        p95Ms: result.latency.p95,
+        p99Ms: result.latency.p99,
+        cpuSecondsPerInference: rows > 0 ? cpuSeconds / rows : Infinity,
+        meanBatchRows: executions > 0 ? rows / executions : 0,
+        errors: result.errors,
+      });
+    }
+    return levels;
+  }
+
+  private httpSender(model: ModelVersion, request: InferenceRequest) {
+    const { body, headerLength } = binaryBody(request);
+    const url = `${this.origin}/v2/models/${model.name}/infer`;
+    const headers = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) };
+    return async () => {
+      const response = await fetch(url, { method: 'POST', headers, body: new Uint8Array(body) });
+      const answer = await response.arrayBuffer();
+      return response.ok ? { ok: true, bytes: answer.byteLength } : { ok: false, bytes: answer.byteLength, problem: `HTTP ${response.status}: ${Buffer.from(answer).toString('utf8', 0, 200)}` };
+    };
+  }
+
+  /** Seconds one candidate takes to measure, load included. */
+  get candidateSeconds(): number {
+    const { concurrency, repeats, warmupSeconds, durationSeconds } = this.settings;
+    return concurrency.length * repeats * (warmupSeconds + durationSeconds) + 2;
+  }
+}
+
+/** The candidate the config as written amounts to (for the table; it is measured as written, without an override). */
+function currentCandidate(model: ModelVersion, cores: number): Candidate {
+  const config = model.config;
+  const parameters = (config.parameters ?? {}) as Record<string, unknown>;
+  const instances = config.instance_group.reduce((sum, group) => sum + (group.count ?? 1), 0) || 1;
+  const threads = Number(parameters.intra_op_thread_count ?? 0) || Math.max(1, Math.floor(cores / instances));
+  return {
+    version: model.version,
+    maxBatchSize: config.max_batch_size,
+    maxQueueDelayUs: config.dynamic_batching?.max_queue_delay_microseconds ?? 0,
+    instances,
+    threadsPerInstance: threads,
+    executionThread: (parameters.execution_thread as ExecutionThread | undefined) ?? 'auto',
+    graphLevel: (parameters.graph_optimization_level as GraphLevel | undefined) ?? 'all',
+  };
+}
+
+/**
+ * Measures each of `configs` (whole model configs, as a load override takes them) the way the search
+ * measures a candidate, in one server: to hold a written config against the one it replaced.
+ */
+export async function measureConfigs(options: TuneOptions, configs: readonly Record<string, unknown>[], logger: Logger): Promise<LevelResult[][]> {
+  const settings = tuneOptionsSchema.parse(options);
+  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
+  await server.start();
+  const tuner = new Tuner(server, settings, logger);
+  try {
+    const measured: LevelResult[][] = [];
+    for (const config of configs) measured.push(await tuner.measure(await tuner.load(config)));
+    return measured;
+  } finally {
+    await server.close();
+  }
+}
+
+/** Measures the model's current config, then candidates chosen step by step, within the budget. */
+export async function runTune(options: TuneOptions, logger: Logger, onProgress?: (progress: TuneProgress) => void): Promise<TuneReport> {
+  const settings = tuneOptionsSchema.parse(options);
+  const objective = objectiveOf(settings);
+  const cores = settings.cores ?? availableParallelism();
+  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
+  await server.start();
+  const tuner = new Tuner(server, settings, logger);
+  const results: Measured[] = [];
+  const skipped: string[] = [];
+  let planned = 1;
+  let curve = new Map<number, number>();
+  try {
+    if (settings.overHttp) await tuner.openHttp();
+    const progress = (label: string) => onProgress?.({ done: results.length, planned, label, elapsedSeconds: tuner.elapsedSeconds, budgetSeconds: settings.budgetSeconds });
+    progress('the current config');
+    const current = await tuner.load();
+    const written = current.config as unknown as Record<string, unknown>;
+    // Every version folder, served or not (an int8 version the policy leaves out is worth measuring too).
+    const folders = await readdir(join(settings.modelRepository, settings.model), { withFileTypes: true });
+    const versions = folders.filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name)).map((entry) => entry.name);
+    results.push({ candidate: currentCandidate(current, cores), step: 'current config', levels: await tuner.measure(current) });
+
+    const configOf = (candidate: Candidate) => ({ ...candidateConfig(written, candidate), version_policy: { specific: { versions: [Number(candidate.version)] } } });
+    const tryCandidate = async (candidate: Candidate, step: string): Promise<Measured | undefined> => {
+      if (results.some((measured) => sameCandidate(measured.candidate, candidate))) return undefined;
+      if (tuner.elapsedSeconds + tuner.candidateSeconds > settings.budgetSeconds) {
+        skipped.push(`${step}: ${describeCandidate(candidate)}`);
+        return undefined;
+      }
+      progress(describeCandidate(candidate));
+      try {
+        const model = await tuner.load(configOf(candidate));
+        const measured = { candidate, step, levels: await tuner.measure(model) };
+        results.push(measured);
+        return measured;
+      } catch (error) {
+        logger.warn({ err: error }, `candidate ${describeCandidate(candidate)} could not be measured: ${(error as Error).message}`);
+        return undefined;
+      }
+    };
+    const best = () => results[chooseWinner(results, objective) ?? 0].candidate;
+
+    // The batch curve, on one instance with every core, batching up to the limit.
+    const batching = current.config.max_batch_size > 0;
+    const base: Candidate = { ...currentCandidate(current, cores), instances: 1, threadsPerInstance: cores, maxQueueDelayUs: 0 };
+    if (batching) {
+      const upper = Math.max(current.config.max_batch_size, settings.maxBatchSizeLimit);
+      curve = await tuner.batchCurve(await tuner.load(configOf({ ...base, maxBatchSize: upper })));
+    }
+    const batchSizes = batching ? batchSizeCandidates(curve) : [0];
+    const cheapest = batchSizes.at(-1)!;
+    const splits = instanceSplits(cores);
+    const threads: ExecutionThread[] = ['main', 'worker'];
+    planned = 1 + splits.length * threads.length + (batchSizes.length - 1) + (batching ? 3 : 0) + 1 + versions.length - 1;
+
+    for (const split of splits) for (const executionThread of threads) await tryCandidate({ ...base, ...split, executionThread, maxBatchSize: cheapest, maxQueueDelayUs: batching ? 500 : 0 }, 'instances');
+    for (const maxBatchSize of batchSizes) await tryCandidate({ ...best(), maxBatchSize }, 'batch size');
+    if (batching) for (const maxQueueDelayUs of [0, 500, 2000]) await tryCandidate({ ...best(), maxQueueDelayUs }, 'queue delay');
+    await tryCandidate({ ...best(), graphLevel: best().graphLevel === 'basic' ? 'all' : 'basic' }, 'graph');
+    for (const version of versions) await tryCandidate({ ...best(), version }, 'version');
+    progress('done');
+  } finally {
+    await tuner.close();
+    await server.close();
+  }
+  const front = paretoFront(
+    results.map((measured) => {
+      const level = measured.levels.reduce((top, level) => (level.throughput > top.throughput ? level : top));
+      return { throughput: level.throughput, p99Ms: level.p99Ms };
+    }),
+  );
+  return {
+    model: settings.model,
+    objective,
+    cores,
+    batchCurve: [...curve].map(([batchSize, computeNsPerRow]) => ({ batchSize, computeNsPerRow })),
+    results: results.map((measured, index) => ({ ...measured, pareto: front[index] })),
+    winner: chooseWinner(results, objective),
+    skipped,
+    seconds: tuner.elapsedSeconds,
+    date: new Date().toISOString(),
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * `nereid tune` end to end on a generated model whose config is a poor start (no batching, one
+ * single-threaded instance in a worker thread): the search stays within its budget, writes a config
+ * the server loads, and the written config measures at least as well as the one it replaced.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { parse } from 'yaml';
+import { smallCnnModel, writeModel } from '../src/onnx/test-models.js';
+import { measureConfigs, type TuneReport } from '../src/tools/index.js';
+import { runCli } from './support/cli-server.js';
+import { startTestServer } from './support/test-server.js';
+
+const POOR_CONFIG = `# a first guess, never measured
+max_batch_size: 1
+instance_group: [{ count: 1, kind: KIND_CPU }]
+parameters: { intra_op_thread_count: "1", execution_thread: worker }
+`;
+
+test('nereid tune searches within its budget, writes a config the server loads, and the written config measures no worse than the old one', async () => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-'));
+  try {
+    await writeModel(repository, 'cnn', 1, smallCnnModel(), undefined, { 'config.yaml': POOR_CONFIG });
+    const budget = 25;
+    const chart = join(repository, 'tune.svg');
+    const args = ['tune', '--model', 'cnn', '--model-repository', repository, '--concurrency', '1,16', '--warmup-s', '0.2', '--duration-s', '0.5', '--budget-s', String(budget), '--max-batch-size', '32'];
+    const { code, stdout, stderr } = await runCli([...args, '--write', '--chart', chart, '--json'], 180_000);
+    assert.equal(code, 0, stderr);
+    const report = JSON.parse(stdout) as TuneReport;
+    // The budget stops new measurements from starting; one already started may finish past it (2 levels × 0.7 s, and its load).
+    assert.ok(report.seconds <= budget + 5, `searched for ${report.seconds} s with a budget of ${budget} s`);
+    assert.equal(report.results[0].step, 'current config');
+    assert.ok(report.results.length >= 3, `${report.results.length} configs measured`);
+    assert.deepEqual(report.batchCurve.map((point) => point.batchSize), [1, 2, 4, 8, 16, 32]);
+    assert.ok(report.winner !== undefined && report.winner > 0, 'a poor start is improved on');
+    assert.match(await readFile(chart, 'utf8'), /^<svg[^>]*>[\s\S]*Pareto front[\s\S]*<\/svg>$/);
+
+    const files = await readdir(join(repository, 'cnn'));
+    const backup = files.find((file) => file.startsWith('config.yaml.bak-'));
+    assert.ok(backup, files.join(', '));
+    assert.equal(await readFile(join(repository, 'cnn', backup), 'utf8'), POOR_CONFIG);
+    const writtenText = await readFile(join(repository, 'cnn', 'config.yaml'), 'utf8');
+    assert.match(writtenText, /^# nereid tune, \d{4}-\d\d-\d\d, \d+ cores: [\s\S]*\n# a first guess, never measured\n/, 'the measurement is noted, the old comment stays');
+    const written = parse(writtenText) as Record<string, unknown>;
+    const winner = report.results[report.winner].candidate;
+    assert.equal(written.max_batch_size, winner.maxBatchSize);
+    assert.deepEqual(written.instance_group, [{ count: winner.instances, kind: 'KIND_CPU' }]);
+
+    const served = await startTestServer({ repoDir: repository });
+    try {
+      const rows = winner.maxBatchSize > 0 ? [1] : [];
+      const response = await fetch(`${served.url}/v2/models/cnn/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [...rows, 1, 28, 28], data: new Array(784).fill(0.5) }] }),
+      });
+      assert.equal(response.status, 200, await response.text());
+    } finally {
+      await served.close();
+    }
+
+    // Both configs again, interleaved, in one server: the written one is no worse (order only).
+    const settings = { modelRepository: repository, model: 'cnn', concurrency: [16], warmupSeconds: 0.3, durationSeconds: 1 };
+    const old = parse(POOR_CONFIG) as Record<string, unknown>;
+    const [before1, after1, before2, after2] = (await measureConfigs(settings, [old, written, old, written], pino({ level: 'silent' }))).map((levels) => levels[0].throughput);
+    const [before, after] = [Math.max(before1, before2), Math.max(after1, after2)];
+    assert.ok(after >= before, `written ${after.toFixed(0)}/s against the old ${before.toFixed(0)}/s`);
+    console.log(`# tuned ${after.toFixed(0)} inferences/s against ${before.toFixed(0)} (c=16); chose ${JSON.stringify(winner)}`);
+  } finally {
+    await rm(repository, { recursive: true, force: true });
+  }
+});
