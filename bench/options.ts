@@ -171,6 +171,8 @@ Goodput mode (overload; issue 12):
   --memory-attacks           instead of all the above, the memory attacks of issue 12 (gzip bombs, a queue
                              flood, stalled bodies) with the server's RSS sampled; see
                              npm run bench -- --memory-attacks --help
+  --monitoring-overhead      instead of all the above, what drift monitoring costs a request (issue 14); see
+                             npm run bench -- --monitoring-overhead --help
 
 Any --max-batch-size, --queue-delay-us, --instances, --intra-op-threads or --parameter copies the model folder into a temporary
 repository whose config.yaml is the original config plus those fields (and dynamic_batching).

@@ -679,23 +679,43 @@ async function main(options: BenchOptions): Promise<void> {
 }
 
 const argv = process.argv.slice(2);
-if (argv.includes('--memory-attacks')) {
-  // A benchmark of its own (bench/memory-attacks.ts) with its own options.
-  const { MEMORY_ATTACKS_HELP, parseMemoryAttackOptions, runMemoryAttacks } = await import('./memory-attacks.js');
-  let attackOptions: ReturnType<typeof parseMemoryAttackOptions>;
+
+/** A benchmark of its own, with its own options, help and run. */
+interface OwnBenchmark<Options> {
+  help: string;
+  parse: (argv: string[]) => Options | 'help';
+  run: (options: Options) => Promise<void>;
+}
+
+async function runOwnBenchmark<Options>(flag: string, { help, parse, run }: OwnBenchmark<Options>): Promise<void> {
+  let options: Options | 'help';
   try {
-    attackOptions = parseMemoryAttackOptions(argv.filter((arg) => arg !== '--memory-attacks'));
+    options = parse(argv.filter((arg) => arg !== flag));
   } catch (error) {
-    console.error(`bench --memory-attacks: ${(error as Error).message}\n\n${MEMORY_ATTACKS_HELP}`);
+    console.error(`bench ${flag}: ${(error as Error).message}\n\n${help}`);
     process.exit(2);
   }
-  if (attackOptions === 'help') console.log(MEMORY_ATTACKS_HELP);
-  else {
-    await runMemoryAttacks(attackOptions).catch((error: Error) => {
-      console.error(`bench --memory-attacks failed: ${error.stack ?? error.message}`);
-      process.exitCode = 1;
-    });
-  }
+  if (options === 'help') return console.log(help);
+  await run(options).catch((error: Error) => {
+    console.error(`bench ${flag} failed: ${error.stack ?? error.message}`);
+    process.exitCode = 1;
+  });
+}
+
+const OWN_BENCHMARKS: Record<string, (flag: string) => Promise<void>> = {
+  '--memory-attacks': async (flag) => {
+    const { MEMORY_ATTACKS_HELP, parseMemoryAttackOptions, runMemoryAttacks } = await import('./memory-attacks.js');
+    await runOwnBenchmark(flag, { help: MEMORY_ATTACKS_HELP, parse: parseMemoryAttackOptions, run: runMemoryAttacks });
+  },
+  '--monitoring-overhead': async (flag) => {
+    const { MONITORING_OVERHEAD_HELP, parseMonitoringOverheadOptions, runMonitoringOverhead } = await import('./monitoring-overhead.js');
+    await runOwnBenchmark(flag, { help: MONITORING_OVERHEAD_HELP, parse: parseMonitoringOverheadOptions, run: runMonitoringOverhead });
+  },
+};
+const ownFlag = Object.keys(OWN_BENCHMARKS).find((flag) => argv.includes(flag));
+
+if (ownFlag) {
+  await OWN_BENCHMARKS[ownFlag](ownFlag);
 } else {
   let options: BenchOptions | 'help';
   try {
