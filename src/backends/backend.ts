@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { ModelConfig } from '../config/model-config.js';
 import type { Datatype } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
+import type { ExposedTensor } from '../onnx/onnx-model-file.js';
 
 /** A tensor as the model file declares it: full shape with the batch dimension, -1 where dynamic. */
 export interface TensorSignature {
@@ -29,7 +30,7 @@ export interface InstanceOptions {
   interOpThreads: number;
   logger: Logger;
   /** Tensors inside the model a run may also fetch by name (what a monitor reads), besides the model's outputs. */
-  exposedOutputs?: readonly string[];
+  exposedOutputs?: readonly ExposedTensor[];
 }
 
 /**

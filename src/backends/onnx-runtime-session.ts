@@ -11,7 +11,7 @@ import type { Binding } from 'onnxruntime-node/dist/binding.js';
 import { datatypeFromOnnx, onnxTypeOf, type NumericArray } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import { exposingTensors, readOnnxModel } from '../onnx/onnx-model-file.js';
+import { exposingTensors, readOnnxModel, type ExposedTensor } from '../onnx/onnx-model-file.js';
 import type { ModelSignature, TensorSignature } from './backend.js';
 import type { SessionOptions } from './onnx-runtime-options.js';
 
@@ -23,7 +23,7 @@ export interface SessionSpec {
   providers: string[];
   deviceId: number;
   /** Tensors inside the model to add to its outputs (the session then loads the model from memory, changed). */
-  exposedOutputs?: string[];
+  exposedOutputs?: ExposedTensor[];
 }
 
 type NativeBinding = typeof import('onnxruntime-node/dist/binding.js');

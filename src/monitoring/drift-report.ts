@@ -29,6 +29,15 @@ export const worstLevel = (levels: readonly DriftLevel[]): DriftLevel => LEVELS[
 
 /** A numeric feature's drift: PSI over the reference's bins and KS D against its sample; the level is the worse of the two. */
 export function numericFeatureDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>): FeatureDrift {
+  // A feature that never varied on the reference (every image 28 wide) has one bin and a sample of one value: what can
+  // drift is the share of values that differ from it, which is KS D exactly, and PSI over (same, different).
+  if (reference.min === reference.max) {
+    let different = 0;
+    for (let index = 0; index < values.length; index++) if (values[index] !== reference.min) different += 1;
+    const share = values.length > 0 ? different / values.length : 0;
+    const stability = psi([1, 0], [values.length - different, different]);
+    return { feature, psi: stability, ks: share, level: worstLevel([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(share, DRIFT_THRESHOLDS.ks)]) };
+  }
   const counts = new Array<number>(reference.binCounts.length).fill(0);
   for (let index = 0; index < values.length; index++) counts[featureBin(reference.binEdges, values[index])] += 1;
   const stability = psi(reference.binCounts, counts);

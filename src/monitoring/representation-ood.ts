@@ -103,26 +103,34 @@ export function fitMahalanobis(features: readonly Float64Array[], classes: reado
  * Precomputes P·μ and μᵀPμ per class, so a score costs one d×d product and a dot product per class.
  */
 export class MahalanobisScorer {
-  private readonly precision: Float64Array[];
+  private readonly size: number;
+  /** The precision's upper triangle, symmetrised, row after row: xᵀPx = Σₐ xₐ (Pₐₐ xₐ + 2 Σ_{b>a} Pₐᵦ xᵦ) takes half the products. */
+  private readonly upper: Float64Array;
   private readonly projectedMeans: Float64Array[];
   private readonly meanTerms: number[];
 
   constructor(fit: MahalanobisFit) {
-    this.precision = fit.precision.map((row) => Float64Array.from(row));
+    const precision = fit.precision;
+    const size = (this.size = precision.length);
+    this.upper = new Float64Array((size * (size + 1)) / 2);
+    let at = 0;
+    for (let a = 0; a < size; a++) for (let b = a; b < size; b++) this.upper[at++] = (precision[a][b] + precision[b][a]) / 2;
     const present = fit.classMeans.filter((mean) => mean.length > 0);
-    this.projectedMeans = present.map((mean) => Float64Array.from(this.precision, (row) => row.reduce((sum, value, index) => sum + value * mean[index], 0)));
+    this.projectedMeans = present.map((mean) => Float64Array.from(precision, (row) => row.reduce((sum, value, index) => sum + value * mean[index], 0)));
     this.meanTerms = present.map((mean, cls) => mean.reduce((sum, value, index) => sum + value * this.projectedMeans[cls][index], 0));
   }
 
   score(features: ArrayLike<number>): number {
-    const size = this.precision.length;
+    const { size, upper } = this;
     if (features.length !== size) throw new Error(`expected ${size} features, got ${features.length}`);
     let quadratic = 0;
+    let at = 0;
     for (let a = 0; a < size; a++) {
-      const row = this.precision[a];
-      let sum = 0;
-      for (let b = 0; b < size; b++) sum += row[b] * features[b];
-      quadratic += features[a] * sum;
+      const value = features[a];
+      let off = 0;
+      const diagonal = upper[at++];
+      for (let b = a + 1; b < size; b++) off += upper[at++] * features[b];
+      quadratic += value * (diagonal * value + 2 * off);
     }
     let nearest = Infinity;
     for (let cls = 0; cls < this.projectedMeans.length; cls++) {

@@ -113,14 +113,32 @@ export function writeOnnxModel(model: OnnxModel): Uint8Array {
 }
 
 /**
+ * A tensor inside the model to fetch with the outputs. `channelMean`: its per-channel mean over the
+ * spatial positions instead ([N, C, …] → [N, C, 1, 1], by a GlobalAveragePool added to the graph),
+ * so a monitor that pools anyway takes C values per row out of the engine instead of C × H × W.
+ */
+export interface ExposedTensor {
+  tensor: string;
+  channelMean?: boolean;
+}
+
+/** The output name an exposed tensor is fetched by. */
+export const exposedName = (exposed: string | ExposedTensor): string =>
+  typeof exposed === 'string' ? exposed : exposed.channelMean ? `${exposed.tensor}::channel_mean` : exposed.tensor;
+
+/**
  * A copy of the model whose graph also outputs these float tensors (intermediate ones included), so
  * that one session can fetch what calibration, profiling or monitoring reads inside the model.
  */
-export function exposingTensors(model: OnnxModel, names: readonly string[]): Uint8Array {
+export function exposingTensors(model: OnnxModel, tensors: readonly (string | ExposedTensor)[]): Uint8Array {
   const graph = model.graph as OnnxGraph & { output: { name?: string }[] };
   const present = new Set(graph.output.map((output) => output.name));
-  const extra = names.filter((name) => !present.has(name)).map((name) => ({ name, type: { tensor_type: { elem_type: FLOAT } } }));
-  return writeOnnxModel({ ...model, graph: { ...graph, output: [...graph.output, ...extra] } });
+  const wanted = tensors.filter((exposed) => !present.has(exposedName(exposed)));
+  const pools: OnnxNode[] = wanted
+    .filter((exposed): exposed is ExposedTensor => typeof exposed !== 'string' && exposed.channelMean === true)
+    .map((exposed) => ({ op_type: 'GlobalAveragePool', name: exposedName(exposed), input: [exposed.tensor], output: [exposedName(exposed)], attribute: [] }));
+  const extra = wanted.map((exposed) => ({ name: exposedName(exposed), type: { tensor_type: { elem_type: FLOAT } } }));
+  return writeOnnxModel({ ...model, graph: { ...graph, node: [...graph.node, ...pools], output: [...graph.output, ...extra] } });
 }
 
 /** ONNX attribute types of a Constant's value forms that become an initializer. */

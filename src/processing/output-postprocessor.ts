@@ -79,20 +79,31 @@ export function activate(tensor: Tensor, spec: OutputPostprocessing, batched: bo
  * already are probabilities (non-negative, summing to 1).
  */
 export function rowProbabilities(tensor: Tensor, spec: OutputPostprocessing, batched: boolean): Float64Array[] {
-  const values = valuesOf(tensor);
+  const values = tensor.datatype === 'FP16' ? valuesOf(tensor) : (tensor.data as ArrayLike<number>);
   const rows = batched ? tensor.shape[0] : 1;
   const width = rows === 0 ? 0 : values.length / rows;
   const probabilities: Float64Array[] = [];
-  let activated: Float64Array | undefined;
   for (let row = 0; row < rows; row++) {
-    const scores = values.subarray(row * width, (row + 1) * width);
-    const sum = scores.reduce((total, value) => total + value, 0);
-    if (spec.activation !== 'softmax' && Math.abs(sum - 1) < 1e-3 && scores.every((value) => value >= 0)) {
-      probabilities.push(scores);
+    const start = row * width;
+    const out = new Float64Array(width);
+    let sum = 0;
+    let negative = false;
+    let max = -Infinity;
+    for (let index = 0; index < width; index++) {
+      const value = values[start + index];
+      out[index] = value;
+      sum += value;
+      if (value < 0) negative = true;
+      if (value / spec.temperature > max) max = value / spec.temperature;
+    }
+    if (spec.activation !== 'softmax' && Math.abs(sum - 1) < 1e-3 && !negative) {
+      probabilities.push(out);
       continue;
     }
-    activated ??= Float64Array.from(activate(tensor, { ...spec, activation: 'softmax' }, batched).data as Float32Array);
-    probabilities.push(activated.subarray(row * width, (row + 1) * width));
+    let total = 0;
+    for (let index = 0; index < width; index++) total += out[index] = Math.exp(out[index] / spec.temperature - max);
+    for (let index = 0; index < width; index++) out[index] /= total;
+    probabilities.push(out);
   }
   return probabilities;
 }

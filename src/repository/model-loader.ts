@@ -19,6 +19,7 @@ import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
 import type { ReferenceProfile } from '../monitoring/reference-profile.js';
 import { MahalanobisScorer } from '../monitoring/representation-ood.js';
+import { exposedName, type ExposedTensor } from '../onnx/onnx-model-file.js';
 import { VersionMonitor, type VersionMonitorSettings } from '../monitoring/version-monitor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
@@ -182,7 +183,8 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   try {
     const ood = options.referenceProfile?.ood;
     // The detector reads a tensor inside the model: every instance's session also outputs it.
-    const exposedOutputs = ood ? [ood.tensor] : undefined;
+    const exposed: ExposedTensor | undefined = ood && { tensor: ood.tensor, channelMean: ood.pooling === 'spatial-mean' };
+    const exposedOutputs = exposed && [exposed];
     for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, exposedOutputs }));
     const label = `model '${name}' version ${version}`;
     const statistics = new ModelStatistics(name, version);
@@ -211,7 +213,8 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
       bytesAsText: backend.bytesAsText,
       quantization: options.quantization,
-      ood: ood ? { tensor: ood.tensor, pooling: ood.pooling, threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
+      // Pooled inside the engine when the detector pools: the rows arrive as the features it scores.
+      ood: ood ? { tensor: exposedName(exposed!), pooling: 'none', threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
       monitor: options.referenceProfile && monitorOf(options.referenceProfile, options.monitoring, label, logger),
       modelFileBytes: (await stat(options.modelPath)).size,
     });
