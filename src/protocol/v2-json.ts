@@ -4,7 +4,7 @@
  * Protocol only, no transport: the HTTP front end and batch jobs both read and write it. The model
  * rules are the core's.
  */
-import type { Datatype, NumericArray, TensorData } from '../core/datatype.js';
+import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
 import { invalidArgument, quote } from '../core/errors.js';
 import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
@@ -17,12 +17,84 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Triton refuses JSON nested deeper than this; no V2 body needs more than a handful of levels. */
+export const MAX_JSON_DEPTH = 100;
+
+/**
+ * How deeply the JSON text nests arrays and objects, counted on the bytes before parsing (brackets
+ * inside strings skipped), so that a hostile body never reaches the parser's recursion.
+ */
+function jsonDepthOver(bytes: Buffer, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let index = 0; index < bytes.length; index++) {
+    const byte = bytes[index];
+    if (inString) {
+      if (byte === 0x5c) index++; // backslash: skip the escaped byte
+      else if (byte === 0x22) inString = false;
+    } else if (byte === 0x22) inString = true;
+    else if (byte === 0x5b || byte === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (byte === 0x5d || byte === 0x7d) depth--;
+  }
+  return false;
+}
+
 export function parseJson(bytes: Buffer, what: string): unknown {
+  if (jsonDepthOver(bytes, MAX_JSON_DEPTH)) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch (error) {
     throw invalidArgument(`malformed JSON in ${what}: ${(error as Error).message}`);
   }
+}
+
+/** What a raw binary request needs to know of the model: its one input, as clients see it, and whether it batches. */
+export interface RawInputModel {
+  inputs: readonly { name: string; datatype: Datatype; dims: readonly number[]; optional?: boolean }[];
+  batched: boolean;
+}
+
+/**
+ * Triton's raw binary request (`Inference-Header-Content-Length: 0`): the whole body is the one
+ * input of a single-input model, in its declared datatype. BYTES: the body is one element. Numeric:
+ * the shape is the config's dims with a single -1 among them taken from the body's size (one row
+ * for a batching model), or with fixed dims as many rows as the body holds.
+ */
+export function decodeRawInferRequest(body: Buffer, model: RawInputModel, modelName: string, version: string | undefined): InferenceRequest {
+  const required = model.inputs.filter((input) => !input.optional);
+  if (model.inputs.length !== 1 && required.length !== 1) {
+    throw invalidArgument(
+      `a raw binary request (Inference-Header-Content-Length: 0) is for models with one input; '${modelName}' has ${model.inputs.length} (${model.inputs.map((input) => input.name).join(', ')}): send a JSON header naming them`,
+    );
+  }
+  const [input] = required.length === 1 ? required : model.inputs;
+  const batch = model.batched ? [1] : [];
+  if (input.datatype === 'BYTES') {
+    return { model: modelName, version, inputs: [{ name: input.name, datatype: 'BYTES', shape: [...batch, 1], data: [body] }] };
+  }
+  const elementBytes = byteSize(input.datatype);
+  if (body.length % elementBytes !== 0) {
+    throw invalidArgument(`a raw binary request for input '${input.name}' (${input.datatype}) needs a multiple of ${elementBytes} bytes; the body has ${body.length}`);
+  }
+  const elements = body.length / elementBytes;
+  const dims = [...input.dims];
+  const unknown = dims.filter((dim) => dim < 0).length;
+  const known = dims.filter((dim) => dim >= 0).reduce((product, dim) => product * dim, 1);
+  const shape = (() => {
+    if (unknown > 1) return undefined;
+    // A variable dimension takes what the body holds, in one row: rows and that dimension cannot both be told from a size.
+    if (unknown === 1) return known > 0 && elements % known === 0 ? [...batch, ...dims.map((dim) => (dim < 0 ? elements / known : dim))] : undefined;
+    if (!model.batched) return elements === known ? dims : undefined;
+    return known > 0 && elements % known === 0 && elements > 0 ? [elements / known, ...dims] : undefined;
+  })();
+  if (!shape) {
+    throw invalidArgument(
+      `a raw binary request for input '${input.name}' (${input.datatype}, dims [${input.dims.join(', ')}]${model.batched ? ', batched' : ''}) cannot take its shape from a body of ${elements} elements; send a JSON header with the shape`,
+    );
+  }
+  const data = tensorDataFromBytes(input.name, input.datatype, shape, body, 'the body');
+  return { model: modelName, version, inputs: [{ name: input.name, datatype: input.datatype, shape, data }] };
 }
 
 /** `where` names the holder in messages ("request", "input 'x'"), built only when a message needs it. */

@@ -15,6 +15,8 @@ import { classifyImages } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
 import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
+import type { RawInputModel } from '../protocol/v2-json.js';
+import { datatypeOfConfig } from '../config/model-config.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
@@ -171,6 +173,15 @@ export class Server {
     const versions = version ? [this.repository.get(name, version)] : this.repository.loadedVersions(name);
     if (versions.length === 0) this.repository.get(name); // throws the reason it has none
     return { model_stats: versions.map((model) => model.statistics.toJSON(pricing)) };
+  }
+
+  /** The model's inputs as a raw binary request (Inference-Header-Content-Length: 0) reads them: one, typed by its config. */
+  rawInputModel(name: string, version?: string): RawInputModel {
+    const model = this.model(name, version);
+    return {
+      batched: model.batched,
+      inputs: model.clientConfig.input.map((input) => ({ name: input.name, datatype: datatypeOfConfig(input), dims: input.dims, optional: input.optional })),
+    };
   }
 
   /** Drift, out-of-distribution share and accuracy of one version over its recent traffic (the served version when none is named). */

@@ -12,7 +12,7 @@ import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError, retryAfterSeconds } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
-import { decodeInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
+import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
 import type { Server } from '../../server/server.js';
 import { admitFromHeaders, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
@@ -252,12 +252,14 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   for (const path of modelPaths('/infer')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: admission }, async (request, reply) => {
       const lengthHeader = request.headers[HEADER_LENGTH];
-      const { request: inference, binaryOutputByDefault } = decodeInferRequest(
-        (request.body as Buffer | undefined) ?? Buffer.alloc(0),
-        Array.isArray(lengthHeader) ? lengthHeader[0] : lengthHeader,
-        request.params.model,
-        request.params.version,
-      );
+      const requestHeaderLength = Array.isArray(lengthHeader) ? lengthHeader[0] : lengthHeader;
+      const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
+      const { model, version } = request.params;
+      // Triton's raw binary request: no JSON header at all, the body is the model's one input; the answer comes back binary.
+      const { request: inference, binaryOutputByDefault } =
+        requestHeaderLength === '0'
+          ? { request: decodeRawInferRequest(body, server.rawInputModel(model, version), model, version), binaryOutputByDefault: true }
+          : decodeInferRequest(body, requestHeaderLength, model, version);
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
       if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
@@ -281,6 +283,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   app.post('/v2/repository/index', async (request) => {
     const body = bodyObject(request, 'repository index request');
+    if (body.ready !== undefined && typeof body.ready !== 'boolean') throw invalidArgument(`'ready' must be true or false, got ${JSON.stringify(body.ready)}`);
     return server.repositoryIndex(body.ready === true);
   });
   app.post<{ Params: { model: string } }>('/v2/repository/models/:model/load', async (request, reply) => {
