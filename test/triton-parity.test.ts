@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 let served: TestServer;
@@ -83,4 +84,68 @@ test("the repository index takes 'ready' as a boolean only, and JSON nested deep
   // Brackets inside strings do not count.
   const quoted = await index(JSON.stringify({ ready: false, note: '['.repeat(500) }));
   assert.equal(quoted.status, 200);
+});
+
+test("reshape: inputs and outputs in the config's dims, a -1 taken from the row, and rank-0 rows as dims [1] with reshape []", async () => {
+  const reshaping = await startTestServer({
+    models: async (repo) => {
+      await writeModel(
+        repo,
+        'square',
+        1,
+        addSubModel(),
+        `max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_INT32 dims: [ 4, 4 ] reshape: { shape: [ 16 ] } }, { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 4, 4 ] reshape: { shape: [ 16 ] } }, { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] } ]
+`,
+      );
+      await writeModel(
+        repo,
+        'open',
+        1,
+        identityModel('float32'),
+        `max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 2, -1 ] reshape: { shape: [ -1 ] } } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 2, -1 ] reshape: { shape: [ -1 ] } } ]
+`,
+      );
+      await writeModel(
+        repo,
+        'scalar',
+        1,
+        identityModel('float32', ['batch']),
+        `max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } } ]
+`,
+      );
+    },
+  });
+  try {
+    const infer = async (model: string, inputs: unknown[]) => {
+      const response = await fetch(`${reshaping.url}/v2/models/${model}/infer`, { method: 'POST', body: JSON.stringify({ inputs }) });
+      const body = (await response.json()) as { outputs?: { name: string; shape: number[]; data: number[] }[]; error?: string };
+      return { status: response.status, body };
+    };
+    const ones = new Array(16).fill(1);
+    const square = await infer('square', [
+      { name: 'INPUT0', datatype: 'INT32', shape: [1, 4, 4], data: ones },
+      { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: ones },
+    ]);
+    assert.equal(square.status, 200, JSON.stringify(square.body));
+    assert.deepEqual(square.body.outputs!.find((output) => output.name === 'OUTPUT0')!.shape, [1, 4, 4]);
+    assert.deepEqual(square.body.outputs!.find((output) => output.name === 'OUTPUT1')!.shape, [1, 16]);
+
+    const open = await infer('open', [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 2, 3], data: [1, 2, 3, 4, 5, 6] }]);
+    assert.equal(open.status, 200, JSON.stringify(open.body));
+    assert.deepEqual(open.body.outputs![0].shape, [1, 2, 3]);
+    assert.deepEqual(open.body.outputs![0].data, [1, 2, 3, 4, 5, 6]);
+
+    const scalar = await infer('scalar', [{ name: 'INPUT0', datatype: 'FP32', shape: [2, 1], data: [7, 8] }]);
+    assert.equal(scalar.status, 200, JSON.stringify(scalar.body));
+    assert.deepEqual(scalar.body.outputs![0].shape, [2, 1]);
+    assert.deepEqual(scalar.body.outputs![0].data, [7, 8]);
+  } finally {
+    await reshaping.close();
+  }
 });

@@ -264,3 +264,15 @@ export function tensorDataToJson(datatype: Datatype, data: TensorData): unknown[
 export function describeShape(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
+
+/**
+ * `dims` (a config's dims or reshape, -1 for at most one dimension that takes the rest) made
+ * concrete for a row of `elements` elements; undefined when they cannot hold exactly that many.
+ */
+export function concreteDims(dims: readonly number[], elements: number): number[] | undefined {
+  const open = dims.filter((dim) => dim < 0).length;
+  const known = dims.reduce((product, dim) => (dim < 0 ? product : product * dim), 1);
+  if (open === 0) return known === elements ? [...dims] : undefined;
+  if (open > 1 || known === 0 || elements % known !== 0) return undefined;
+  return dims.map((dim) => (dim < 0 ? elements / known : dim));
+}

@@ -10,7 +10,7 @@ import { datatypeOfConfig } from '../config/model-config.js';
 import { elementCount, type Datatype } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote } from '../core/errors.js';
 import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
-import { describeShape, type Tensor } from '../core/tensor.js';
+import { concreteDims, describeShape, type Tensor } from '../core/tensor.js';
 import type { Admission } from '../scheduler/priority-queue.js';
 
 /** A request as the rest of the path needs it. */
@@ -144,7 +144,7 @@ export class RequestValidator {
           throw invalidArgument(`input '${input.name}' element ${bad} is not UTF-8 text without a 0 byte, which is all the model's backend (${this.config.backend}) carries in a BYTES tensor`);
         }
       }
-      const modelShape = rule.reshape ? (this.maxBatchSize > 0 ? [shape[0], ...rule.reshape] : [...rule.reshape]) : shape;
+      const modelShape = rule.reshape ? this.reshaped(input.name, shape, rule.reshape) : shape;
       tensors[input.name] = { datatype: rule.datatype, shape: modelShape, data: input.data };
     }
     for (const name of this.required) if (!tensors[name]) throw this.missingInputs(tensors);
@@ -155,6 +155,15 @@ export class RequestValidator {
       priority: numberParameter(request, 'priority'),
       timeoutMicroseconds: numberParameter(request, 'timeout'),
     };
+  }
+
+  /** The model's shape of an input the config reshapes: the batch dimension kept, a -1 in the reshape taken from the row's size. */
+  private reshaped(name: string, shape: readonly number[], reshape: readonly number[]): number[] {
+    const batched = this.maxBatchSize > 0;
+    const row = batched ? shape.slice(1) : shape;
+    const dims = concreteDims(reshape, elementCount(row));
+    if (!dims) throw invalidArgument(`input '${name}' has shape ${describeShape(shape)}, which the config's reshape [${reshape.join(', ')}] cannot hold`);
+    return batched ? [shape[0], ...dims] : dims;
   }
 
   /** The input's shape after the datatype and shape checks; a row-only image input gets its trailing [1]. */

@@ -10,7 +10,7 @@ import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-con
 import { asNereidError, NereidError } from '../core/errors.js';
 import type { InferenceObserver, RequestRecord } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, InferOutput, RequestContext } from '../core/inference.js';
-import type { Tensor } from '../core/tensor.js';
+import { concreteDims, type Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
 import { pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
@@ -137,6 +137,8 @@ export class ModelVersion {
   readonly clientConfig: CompletedModelConfig;
   private readonly validator: RequestValidator;
   private readonly label: string;
+  /** Outputs the config reshapes: answered in the config's dims rather than the model's. */
+  private readonly outputDims: ReadonlyMap<string, readonly number[]>;
   /** Requests past the readiness check and not yet answered; unload waits for them. */
   private inFlight = 0;
   private whenIdle?: () => void;
@@ -149,6 +151,7 @@ export class ModelVersion {
     this.clientConfig = parts.preprocessor?.clientConfig(parts.config) ?? parts.config;
     this.validator = new RequestValidator(this.clientConfig, { imageInputs: parts.preprocessor?.imageInputs, bytesAsText: parts.bytesAsText });
     this.label = `model '${parts.name}' version ${parts.version}`;
+    this.outputDims = new Map(parts.config.output.filter((output) => output.reshape).map((output) => [output.name, output.dims]));
   }
 
   /** Requests waiting in this version's scheduler queue (the metrics' queued gauge). */
@@ -319,6 +322,7 @@ export class ModelVersion {
     const verdicts = ood ? this.judge(scheduled.outputs, ood) : undefined;
     if (monitor) this.observe(monitor, scheduled.outputs[watched!], verdicts, properties, requestId);
     for (const name of extra) delete scheduled.outputs[name];
+    if (this.outputDims.size > 0) this.reshapeOutputs(scheduled.outputs);
     if (!preprocessor && !postprocessor) return verdicts ? { ...scheduled, ood: verdicts } : scheduled;
     const timings: RequestTimings = { ...scheduled.timings, preprocessNs };
     if (!postprocessor) return { outputs: scheduled.outputs, timings, ood: verdicts };
@@ -326,6 +330,19 @@ export class ModelVersion {
     const outputs = postprocessor.apply(scheduled.outputs);
     timings.postprocessNs = (performance.now() - postprocessStart) * 1e6;
     return { outputs, timings, ood: verdicts };
+  }
+
+  /** Outputs the config reshapes, from the model's shape to the config's dims (a -1 there taken from the row's size). */
+  private reshapeOutputs(outputs: Record<string, Tensor>): void {
+    for (const [name, dims] of this.outputDims) {
+      const tensor = outputs[name];
+      if (!tensor) continue;
+      const rows = this.batched ? tensor.shape[0] : undefined;
+      const perRow = rows === undefined ? tensor.data.length : rows === 0 ? 0 : tensor.data.length / rows;
+      const concrete = concreteDims(dims, perRow);
+      if (!concrete) throw new NereidError('INTERNAL', `output '${name}' of shape [${tensor.shape.join(', ')}] does not fit the config's dims [${dims.join(', ')}]`);
+      outputs[name] = { ...tensor, shape: rows === undefined ? concrete : [rows, ...concrete] };
+    }
   }
 
   /** Records the answer's rows in the monitor; a monitoring fault is logged and never fails the answer. */
