@@ -86,7 +86,7 @@ test("the repository index takes 'ready' as a boolean only, and JSON nested deep
   assert.equal(quoted.status, 200);
 });
 
-test("reshape: inputs and outputs in the config's dims, a -1 taken from the row, and rank-0 rows as dims [1] with reshape []", async () => {
+test("reshape: inputs and outputs in the config's dims, a -1 taken from the row, rank-0 rows as dims [1] with reshape [], rank-0 tensors as dims [1]", async () => {
   const reshaping = await startTestServer({
     models: async (repo) => {
       await writeModel(
@@ -119,6 +119,16 @@ input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] 
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } } ]
 `,
       );
+      await writeModel(
+        repo,
+        'rank0',
+        1,
+        identityModel('float32', []),
+        `max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
+`,
+      );
     },
   });
   try {
@@ -145,6 +155,12 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ 
     assert.equal(scalar.status, 200, JSON.stringify(scalar.body));
     assert.deepEqual(scalar.body.outputs![0].shape, [2, 1]);
     assert.deepEqual(scalar.body.outputs![0].data, [7, 8]);
+
+    // A rank-0 ONNX tensor declared dims [1], no reshape: accepted at load, as Triton does.
+    const rank0 = await infer('rank0', [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [2.5] }]);
+    assert.equal(rank0.status, 200, JSON.stringify(rank0.body));
+    assert.deepEqual(rank0.body.outputs![0].shape, [1]);
+    assert.deepEqual(rank0.body.outputs![0].data, [2.5]);
   } finally {
     await reshaping.close();
   }

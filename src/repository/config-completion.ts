@@ -41,7 +41,14 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     declared: T[],
     fromModel: TensorSignature[],
   ): T[] => {
-    for (const tensor of declared) {
+    const completed = declared.map((tensor) => {
+      const actual = fromModel.find((candidate) => candidate.name === tensor.name);
+      // As Triton: a rank-0 tensor (per row) may be declared dims [1]; it then travels as if reshaped to [].
+      return actual && !tensor.reshape && dimsFromSignature(actual, batched).length === 0 && tensor.dims.length === 1 && tensor.dims[0] === 1
+        ? { ...tensor, reshape: { shape: [] } }
+        : tensor;
+    });
+    for (const tensor of completed) {
       const actual = fromModel.find((candidate) => candidate.name === tensor.name);
       if (!actual) {
         throw new Error(`config ${kind} '${tensor.name}' is not in the model (it has ${fromModel.map((t) => t.name).join(', ')})`);
@@ -60,10 +67,10 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       }
     }
     const added = fromModel
-      .filter((tensor) => !declared.some((d) => d.name === tensor.name))
+      .filter((tensor) => !completed.some((d) => d.name === tensor.name))
       .map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
     if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
-    return [...declared, ...added];
+    return [...completed, ...added];
   };
   return {
     ...config,
