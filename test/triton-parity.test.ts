@@ -165,3 +165,25 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
     await reshaping.close();
   }
 });
+
+test('a version policy naming a version without a folder loads the others and reports the missing one', async () => {
+  const partial = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'gappy', 3, identityModel('float32'), 'version_policy: { specific: { versions: [ 1, 3 ] } }\n');
+    },
+  });
+  try {
+    const index = (await (await fetch(`${partial.url}/v2/repository/index`, { method: 'POST', body: '{}' })).json()) as { version: string; state: string; reason: string }[];
+    assert.deepEqual(
+      index.map(({ version, state }) => [version, state]),
+      [
+        ['1', 'UNAVAILABLE'],
+        ['3', 'READY'],
+      ],
+    );
+    assert.match(index[0].reason, /no folder/);
+    assert.equal((await fetch(`${partial.url}/v2/models/gappy/versions/3/ready`)).status, 200);
+  } finally {
+    await partial.close();
+  }
+});

@@ -146,10 +146,14 @@ test('specific { versions: [1, 3] } loads exactly those', async (t) => {
   );
 });
 
-test('a specific version that has no folder makes the model UNAVAILABLE naming it', async (t) => {
+test('a specific version that has no folder is reported UNAVAILABLE while the others load; with none left the model fails naming them', async (t) => {
   const { root, repo } = await repository(t);
   await writeVersions(root, 'm', [1], 'version_policy: { specific: { versions: [1, 5] } }');
-  await assert.rejects(repo.load('m'), isCode('UNAVAILABLE', /version\(s\) 5/));
+  await repo.load('m');
+  assert.equal(repo.get('m', '1').state, 'READY');
+  assert.deepEqual((await repo.index()).find((row) => row.version === '5'), { name: 'm', version: '5', state: 'UNAVAILABLE', reason: 'version_policy names this version, which has no folder' });
+  await writeVersions(root, 'n', [1], 'version_policy: { specific: { versions: [4, 5] } }');
+  await assert.rejects(repo.load('n'), isCode('UNAVAILABLE', /version\(s\) 4, 5/));
 });
 
 test('a model folder without version folders is UNAVAILABLE', async (t) => {

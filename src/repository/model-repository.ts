@@ -158,16 +158,22 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-function selectVersions(config: ModelConfig, available: number[]): number[] {
+/**
+ * The versions the policy serves, and those it names that have no folder: as in Triton, a missing
+ * version is reported (UNAVAILABLE in the index) while the others load; only when none is left does
+ * the model fail.
+ */
+function selectVersions(config: ModelConfig, available: number[]): { versions: number[]; missing: number[] } {
   const sorted = [...available].sort((a, b) => b - a);
   const policy = config.version_policy;
-  if ('all' in policy) return sorted;
+  if ('all' in policy) return { versions: sorted, missing: [] };
   if ('specific' in policy) {
     const missing = policy.specific.versions.filter((version) => !available.includes(version));
-    if (missing.length) throw new Error(`version_policy names version(s) ${missing.join(', ')}, which have no folder`);
-    return sorted.filter((version) => policy.specific.versions.includes(version));
+    const versions = sorted.filter((version) => policy.specific.versions.includes(version));
+    if (versions.length === 0) throw new Error(`version_policy names version(s) ${missing.join(', ')}, which have no folder`);
+    return { versions, missing };
   }
-  return sorted.slice(0, policy.latest.num_versions);
+  return { versions: sorted.slice(0, policy.latest.num_versions), missing: [] };
 }
 
 export class ModelRepository {
@@ -295,7 +301,9 @@ export class ModelRepository {
       // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
       const available = dirents.filter((d) => d.isDirectory() && /^[1-9]\d*$/.test(d.name)).map((d) => Number(d.name));
       if (available.length === 0) throw new Error(`no version folders (1, 2, ...) in ${shown(root, folder)}`);
-      versions = checkingConfig(() => selectVersions(config, available));
+      const selected = checkingConfig(() => selectVersions(config, available));
+      versions = selected.versions;
+      for (const version of selected.missing) entry.failures.set(String(version), 'version_policy names this version, which has no folder');
     } catch (error) {
       const reason = redacted(root, (error as Error).message);
       logger[levelOf(error, configOverride)]({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
