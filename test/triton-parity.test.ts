@@ -187,3 +187,26 @@ test('a version policy naming a version without a folder loads the others and re
     await partial.close();
   }
 });
+
+test('a config given with a load is kept by later loads without one, until an unload', async () => {
+  const explicit = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'tunable', 1, identityModel('float32'), 'max_batch_size: 4\n');
+    },
+    server: { modelControlMode: 'explicit', loadModels: ['tunable'] },
+  });
+  try {
+    const load = (body: unknown) => fetch(`${explicit.url}/v2/repository/models/tunable/load`, { method: 'POST', body: JSON.stringify(body) });
+    const maxBatch = async () => ((await (await fetch(`${explicit.url}/v2/models/tunable/config`)).json()) as { max_batch_size: number }).max_batch_size;
+    assert.equal(await maxBatch(), 4);
+    assert.equal((await load({ parameters: { config: JSON.stringify({ max_batch_size: 2 }) } })).status, 200);
+    assert.equal(await maxBatch(), 2);
+    assert.equal((await load({})).status, 200);
+    assert.equal(await maxBatch(), 2, 'a plain load keeps the override');
+    assert.equal((await fetch(`${explicit.url}/v2/repository/models/tunable/unload`, { method: 'POST', body: '{}' })).status, 200);
+    assert.equal((await load({})).status, 200);
+    assert.equal(await maxBatch(), 4, 'after an unload, the files again');
+  } finally {
+    await explicit.close();
+  }
+});

@@ -584,7 +584,10 @@ test('a config override on load replaces the config file', async (t) => {
     isCode('INVALID_ARGUMENT', /default_model_filename/),
   );
   assert.equal(repo.get('m').config.max_batch_size, 2, 'failed overrides leave the loaded model serving');
-  // Without an override, the file applies again.
+  // As Triton: a load without a config keeps the last one given; after an unload, the file applies again.
+  await repo.load('m');
+  assert.equal(repo.get('m').config.max_batch_size, 2);
+  await repo.unload('m');
   await repo.load('m');
   assert.equal(repo.get('m').config.max_batch_size, 0);
 });

@@ -178,6 +178,8 @@ function selectVersions(config: ModelConfig, available: number[]): { versions: n
 
 export class ModelRepository {
   private readonly entries = new Map<string, ModelEntry>();
+  /** The config the last load of each model was given, kept for its later loads. */
+  private readonly overrides = new Map<string, unknown>();
   /** Serialises load/unload of one model so a reload never races another. */
   private readonly lifecycle = new Map<string, Promise<unknown>>();
   private rootPath?: string;
@@ -257,11 +259,19 @@ export class ModelRepository {
    * mistake (INVALID_ARGUMENT); a repository whose model cannot load is UNAVAILABLE.
    */
   load(name: string, configOverride?: unknown): Promise<void> {
-    return this.serialise(name, () => this.loadNow(name, configOverride));
+    return this.serialise(name, async () => {
+      // As Triton: a load without a config keeps the last one a load gave, until another is given or the model is unloaded.
+      const config = configOverride ?? this.overrides.get(name);
+      await this.loadNow(name, config);
+      if (configOverride !== undefined) this.overrides.set(name, configOverride);
+    });
   }
 
   unload(name: string): Promise<void> {
-    return this.serialise(name, () => this.unloadNow(name));
+    return this.serialise(name, async () => {
+      this.overrides.delete(name);
+      await this.unloadNow(name);
+    });
   }
 
   private serialise<T>(name: string, task: () => Promise<T>): Promise<T> {
