@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -208,5 +209,46 @@ test('a config given with a load is kept by later loads without one, until an un
     assert.equal(await maxBatch(), 4, 'after an unload, the files again');
   } finally {
     await explicit.close();
+  }
+});
+
+test('an input the model backs with an initializer may be declared and left out; sending it is refused with the reason', async () => {
+  const withDefault = buildOnnxModel({
+    graphName: 'bias',
+    inputs: [
+      { name: 'X', type: 'float32', shape: ['batch', 4] },
+      { name: 'INITIALIZER', type: 'float32', shape: [4] },
+    ],
+    outputs: [{ name: 'Y', type: 'float32', shape: ['batch', 4] }],
+    initializers: [{ name: 'INITIALIZER', type: 'float32', dims: [4], values: [1, 2, 3, 4] }],
+    nodes: [{ opType: 'Add', inputs: ['X', 'INITIALIZER'], outputs: ['Y'] }],
+  });
+  const biased = await startTestServer({
+    models: async (repo) => {
+      await writeModel(
+        repo,
+        'bias',
+        1,
+        withDefault,
+        `max_batch_size: 2
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "INITIALIZER" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ 4 ] } ]
+`,
+      );
+    },
+  });
+  try {
+    const infer = (inputs: unknown[]) => fetch(`${biased.url}/v2/models/bias/infer`, { method: 'POST', body: JSON.stringify({ inputs }) });
+    const x = { name: 'X', datatype: 'FP32', shape: [1, 4], data: [10, 10, 10, 10] };
+    const left = await infer([x]);
+    assert.equal(left.status, 200, await left.clone().text());
+    assert.deepEqual(((await left.json()) as { outputs: { data: number[] }[] }).outputs[0].data, [11, 12, 13, 14]);
+    const sent = await infer([x, { name: 'INITIALIZER', datatype: 'FP32', shape: [4], data: [0, 0, 0, 0] }]);
+    assert.equal(sent.status, 400);
+    assert.match(((await sent.json()) as { error: string }).error, /takes the value built into the model \(an ONNX initializer\)/);
+    const config = (await (await fetch(`${biased.url}/v2/models/bias/config`)).json()) as { input: { name: string; optional: boolean }[] };
+    assert.equal(config.input.find((input) => input.name === 'INITIALIZER')?.optional, true);
+  } finally {
+    await biased.close();
   }
 });

@@ -13,6 +13,8 @@ export interface TensorSignature {
   name: string;
   datatype: Datatype;
   shape: number[];
+  /** An input the model gives a default value (an ONNX initializer): it may be left out, and the engine does not take another. */
+  defaulted?: boolean;
 }
 
 export interface ModelSignature {

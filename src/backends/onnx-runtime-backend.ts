@@ -2,7 +2,8 @@
  * ONNX Runtime as a backend: one session per instance, on the JS thread for small models and in a
  * worker thread for large ones.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { initializerBackedInputs, readOnnxModel } from '../onnx/onnx-model-file.js';
 import type { ModelConfig } from '../config/model-config.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs } from './backend.js';
@@ -89,7 +90,18 @@ export class OnnxRuntimeBackend implements Backend {
       providers: ['cpu'],
       deviceId: 0,
     };
-    if ((await stat(modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES) return describeInWorker(spec);
+    const signature = await this.sessionSignature(spec);
+    // A model Nereid's own reader cannot carry (external data) still serves; it just declares no defaulted inputs.
+    const backed = await readFile(modelPath).then(
+      (bytes) => initializerBackedInputs(readOnnxModel(bytes)),
+      () => [],
+    ).catch(() => []);
+    const defaulted = backed.filter((input) => !signature.inputs.some((known) => known.name === input.name));
+    return { inputs: [...signature.inputs, ...defaulted.map((input) => ({ ...input, defaulted: true }))], outputs: signature.outputs };
+  }
+
+  private async sessionSignature(spec: SessionSpec): Promise<ModelSignature> {
+    if ((await stat(spec.modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES) return describeInWorker(spec);
     const session = OnnxSession.open(spec, () => undefined);
     try {
       return session.signature;

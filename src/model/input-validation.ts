@@ -87,15 +87,18 @@ function numberParameter(request: InferenceRequest, key: string): number | undef
 export class RequestValidator {
   private readonly inputs = new Map<string, InputRule>();
   private readonly required: readonly string[];
+  /** Inputs the model gives a default value (see TensorSignature.defaulted). */
+  private readonly defaulted: ReadonlySet<string>;
   private readonly outputs: ReadonlyMap<string, Datatype>;
   private readonly allOutputs: readonly string[];
   private readonly maxBatchSize: number;
 
-  /** `config` is the config as clients see it; `imageInputs` take encoded images; `bytesAsText`: see Backend.bytesAsText. */
+  /** `config` is the config as clients see it; `imageInputs` take encoded images; `bytesAsText`: see Backend.bytesAsText; `defaultedInputs` may only be left out. */
   constructor(
     private readonly config: CompletedModelConfig,
-    options: { imageInputs?: ReadonlySet<string>; bytesAsText?: boolean } = {},
+    options: { imageInputs?: ReadonlySet<string>; bytesAsText?: boolean; defaultedInputs?: ReadonlySet<string> } = {},
   ) {
+    this.defaulted = options.defaultedInputs ?? new Set();
     const imageInputs = options.imageInputs ?? new Set<string>();
     this.maxBatchSize = config.max_batch_size;
     for (const input of config.input) {
@@ -121,6 +124,9 @@ export class RequestValidator {
     for (const input of request.inputs) {
       const rule = this.inputs.get(input.name);
       if (!rule) throw this.unknownInput(input.name);
+      if (this.defaulted.has(input.name)) {
+        throw invalidArgument(`input '${input.name}' takes the value built into the model (an ONNX initializer), which ONNX Runtime does not let a request replace; leave it out`);
+      }
       if (tensors[input.name]) throw invalidArgument(`input '${input.name}' is given more than once`);
       const shape = this.clientShape(rule, input);
       if (this.maxBatchSize > 0) {

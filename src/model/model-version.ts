@@ -78,6 +78,8 @@ export interface ModelVersionParts {
   postprocessor?: OutputPostprocessor;
   cache?: ResponseCache;
   logger: Logger;
+  /** Inputs the model gives a default value: clients leave them out (see TensorSignature.defaulted). */
+  defaultedInputs?: ReadonlySet<string>;
   /** The backend carries BYTES only as text (see Backend.bytesAsText). */
   bytesAsText?: boolean;
   /** Present when the version is a quantized one, from its quantization record. */
@@ -149,7 +151,7 @@ export class ModelVersion {
     this.config = parts.config;
     this.statistics = parts.statistics;
     this.clientConfig = parts.preprocessor?.clientConfig(parts.config) ?? parts.config;
-    this.validator = new RequestValidator(this.clientConfig, { imageInputs: parts.preprocessor?.imageInputs, bytesAsText: parts.bytesAsText });
+    this.validator = new RequestValidator(this.clientConfig, { imageInputs: parts.preprocessor?.imageInputs, bytesAsText: parts.bytesAsText, defaultedInputs: parts.defaultedInputs });
     this.label = `model '${parts.name}' version ${parts.version}`;
     this.outputDims = new Map(parts.config.output.filter((output) => output.reshape).map((output) => [output.name, output.dims]));
   }

@@ -5,7 +5,8 @@
  * does not declare (external data, sparse initializers, training info, non-tensor types) would be
  * lost, so a model that uses them is refused rather than rewritten wrong.
  */
-import { ModelProto } from './onnx-model-builder.js';
+import { datatypeFromOnnx, type Datatype } from '../core/datatype.js';
+import { ModelProto, ONNX_ELEMENT_TYPES } from './onnx-model-builder.js';
 
 /** An int64 as protobufjs reads it: a number when it fits, else a Long-like pair of 32-bit halves. */
 type Int64 = number | { low: number; high: number; unsigned: boolean };
@@ -48,6 +49,7 @@ export interface OnnxNode {
 export interface OnnxGraph {
   node: OnnxNode[];
   initializer: OnnxTensor[];
+  input: { name?: string }[];
   [field: string]: unknown;
 }
 
@@ -183,4 +185,19 @@ function constantTensor(node: OnnxNode): OnnxTensor | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * Graph inputs that the model also gives as initializers (default values, IR version 3 style):
+ * ONNX Runtime leaves them out of a session's inputs and computes with the initializer, so a
+ * server can declare them optional. Their type and shape are the initializer's.
+ */
+export function initializerBackedInputs(model: OnnxModel): { name: string; datatype: Datatype; shape: number[] }[] {
+  const initializers = new Map(model.graph.initializer.map((tensor) => [tensor.name, tensor]));
+  const typeNames = new Map(Object.entries(ONNX_ELEMENT_TYPES).map(([name, code]) => [code, name]));
+  return model.graph.input.flatMap((input) => {
+    const initializer = initializers.get(input.name ?? '');
+    const datatype = initializer && datatypeFromOnnx(typeNames.get(toNumber(initializer.data_type)) ?? '');
+    return initializer?.name && datatype ? [{ name: initializer.name, datatype, shape: (initializer.dims ?? []).map(toNumber) }] : [];
+  });
 }

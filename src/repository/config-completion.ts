@@ -17,12 +17,13 @@ export interface CompletionDefaults {
   defaultInstanceCount: number;
 }
 
+/** A tensor's dims after the batch dimension; an initializer-backed input is never sent, so it has none to drop. */
 function dimsFromSignature(signature: TensorSignature, batched: boolean): number[] {
-  return batched ? signature.shape.slice(1) : [...signature.shape];
+  return batched && !signature.defaulted ? signature.shape.slice(1) : [...signature.shape];
 }
 
 export function completeConfig(config: ModelConfig, signature: ModelSignature, defaults: CompletionDefaults): CompletedModelConfig {
-  const all = [...signature.inputs, ...signature.outputs];
+  const all = [...signature.inputs.filter((input) => !input.defaulted), ...signature.outputs];
   const firstDimDynamic = all.length > 0 && all.every((tensor) => tensor.shape.length > 0 && tensor.shape[0] === -1);
   const maxBatchSize = config.max_batch_size ?? (firstDimDynamic ? defaults.defaultMaxBatchSize : 0);
   if (config.max_batch_size === undefined) {
@@ -43,6 +44,8 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
   ): T[] => {
     const completed = declared.map((tensor) => {
       const actual = fromModel.find((candidate) => candidate.name === tensor.name);
+      // An input the model gives a default value may be left out by clients.
+      if (actual?.defaulted) return { ...tensor, optional: true };
       // As Triton: a rank-0 tensor (per row) may be declared dims [1]; it then travels as if reshaped to [].
       return actual && !tensor.reshape && dimsFromSignature(actual, batched).length === 0 && tensor.dims.length === 1 && tensor.dims[0] === 1
         ? { ...tensor, reshape: { shape: [] } }
@@ -67,7 +70,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       }
     }
     const added = fromModel
-      .filter((tensor) => !completed.some((d) => d.name === tensor.name))
+      .filter((tensor) => !tensor.defaulted && !completed.some((d) => d.name === tensor.name))
       .map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
     if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
     return [...completed, ...added];

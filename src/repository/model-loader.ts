@@ -212,6 +212,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     return new ModelVersion({
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
       bytesAsText: backend.bytesAsText,
+      defaultedInputs: new Set(signature.inputs.filter((input) => input.defaulted).map((input) => input.name)),
       quantization: options.quantization,
       // Pooled inside the engine when the detector pools: the rows arrive as the features it scores.
       ood: ood ? { tensor: exposedName(exposed!), pooling: 'none', threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,

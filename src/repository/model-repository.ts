@@ -178,8 +178,8 @@ function selectVersions(config: ModelConfig, available: number[]): { versions: n
 
 export class ModelRepository {
   private readonly entries = new Map<string, ModelEntry>();
-  /** The config the last load of each model was given, kept for its later loads. */
-  private readonly overrides = new Map<string, unknown>();
+  /** The config the last load of each model was given, kept for its later loads while its config files stay as they were. */
+  private readonly overrides = new Map<string, { config: unknown; files: string }>();
   /** Serialises load/unload of one model so a reload never races another. */
   private readonly lifecycle = new Map<string, Promise<unknown>>();
   private rootPath?: string;
@@ -260,11 +260,26 @@ export class ModelRepository {
    */
   load(name: string, configOverride?: unknown): Promise<void> {
     return this.serialise(name, async () => {
-      // As Triton: a load without a config keeps the last one a load gave, until another is given or the model is unloaded.
-      const config = configOverride ?? this.overrides.get(name);
+      // As Triton: a load without a config keeps the last one a load gave, until another is given, the model is
+      // unloaded, or its config file changes on disk (a reload from disk then reads the file).
+      const files = await this.configFilesText(name);
+      const kept = this.overrides.get(name);
+      const config = configOverride ?? (kept && kept.files === files ? kept.config : undefined);
+      if (configOverride === undefined && kept && kept.files !== files) this.overrides.delete(name);
       await this.loadNow(name, config);
-      if (configOverride !== undefined) this.overrides.set(name, configOverride);
+      if (configOverride !== undefined) this.overrides.set(name, { config: configOverride, files });
     });
+  }
+
+  /** The model folder's config files as they are now, to tell whether they changed since a load; '' when unreadable. */
+  private async configFilesText(name: string): Promise<string> {
+    try {
+      const folder = await this.modelFolder(name);
+      const texts = await Promise.all(CONFIG_FILES.map((file) => readFile(join(folder, file), 'utf8').catch(() => '')));
+      return texts.join('\u0000');
+    } catch {
+      return '';
+    }
   }
 
   unload(name: string): Promise<void> {
