@@ -49,6 +49,8 @@ interface ModelEntry {
 }
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
+/** Triton reads model_warmup input_data_file from this folder of the model. */
+const WARMUP_FOLDER = 'warmup';
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 /** Model names come from clients: only plain folder names, never paths, parents or URLs. */
@@ -72,9 +74,9 @@ function redacted(root: string, message: string): string {
 
 /**
  * A file named inside a config: a relative path inside its folder that, with every symbolic link
- * followed, still ends inside the model repository. Returns the real path.
+ * followed, still ends inside the model repository (or inside `within`, a narrower folder). Returns the real path.
  */
-async function containedFile(root: string, folder: string, file: string, what: string): Promise<string> {
+async function containedFile(root: string, folder: string, file: string, what: string, within = root): Promise<string> {
   const path = resolve(folder, file);
   const rel = relative(folder, path);
   if (isAbsolute(file) || rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
@@ -83,7 +85,9 @@ async function containedFile(root: string, folder: string, file: string, what: s
   const real = await realpath(path).catch(() => {
     throw new Error(`${what} '${file}': ${shown(root, path)} does not exist`);
   });
-  if (!real.startsWith(root + sep)) throw new Error(`${what} '${file}' is a link to a file outside the model repository`);
+  if (!real.startsWith(within + sep)) {
+    throw new Error(`${what} '${file}' is a link to a file outside ${within === root ? 'the model repository' : shown(root, within)}`);
+  }
   return real;
 }
 
@@ -94,6 +98,7 @@ const OVERRIDE_LIMITS = {
   maxQueueDelayMicroseconds: 10_000_000,
   maxTimeoutMicroseconds: 3_600_000_000,
   maxBatchSize: 1024,
+  warmupRows: 10_000,
   /** An image input's limits may be raised up to these, the schema's defaults. */
   imageBytes: imagePreprocessingSchema.shape.max_bytes.parse(undefined),
   imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
@@ -117,6 +122,15 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     if (output.label_filename !== undefined && !declaredLabels.has(output.label_filename)) {
       refuse(`name a labels file the repository's config does not name ('${output.label_filename}')`);
     }
+  }
+  const declaredWarmupFiles = new Set((own?.model_warmup ?? []).flatMap((entry) => Object.values(entry.inputs).map((input) => input.input_data_file)));
+  for (const entry of override.model_warmup) {
+    for (const input of Object.values(entry.inputs)) {
+      if (input.input_data_file !== undefined && !declaredWarmupFiles.has(input.input_data_file)) {
+        refuse(`name a warmup input_data_file the repository's config does not name ('${input.input_data_file}')`);
+      }
+    }
+    if (entry.count * entry.batch_size > OVERRIDE_LIMITS.warmupRows) refuse(`ask warmup '${entry.name}' for more than ${OVERRIDE_LIMITS.warmupRows} rows (count × batch_size)`);
   }
   for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
     const value = Number(parameterValue(override, key) ?? 0);
@@ -336,6 +350,7 @@ export class ModelRepository {
             observers: this.options.observers,
             responseCacheStore: this.options.responseCacheStore,
             quantization,
+            readWarmupFile: async (file) => readFile(await containedFile(root, join(folder, WARMUP_FOLDER), file, 'input_data_file', folder)),
             readLabels: async (file) =>
               (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });
