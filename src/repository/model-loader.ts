@@ -3,8 +3,6 @@
  * exists, the instances planned and created, and the components of the request's path built
  * around them (scheduler, pre/post-processing, response cache, observers).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
@@ -24,6 +22,7 @@ import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueueLimits, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import { completeConfig } from './config-completion.js';
+import { fileDigest } from './model-fingerprint.js';
 import { warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
 
 export interface VersionLoadOptions {
@@ -126,13 +125,6 @@ function calibrationSample(config: CompletedModelConfig): ((rows: number) => Rec
   const inputs = config.input.map((input) => ({ name: input.name, datatype: datatypeOfConfig(input), dims: input.reshape?.shape ?? input.dims }));
   if (inputs.some((input) => input.datatype === 'BYTES' || input.dims.includes(-1))) return undefined;
   return (rows) => Object.fromEntries(inputs.map((input) => [input.name, zeroTensor(input.datatype, [rows, ...input.dims])]));
-}
-
-/** SHA-256 of a file, streamed so a large model is not held in memory twice. */
-async function fileDigest(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /**

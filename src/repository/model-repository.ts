@@ -46,6 +46,8 @@ interface ModelEntry {
   /** Versions (or the whole model, under key '') that failed, with why. */
   failures: Map<string, string>;
   unloaded: boolean;
+  /** Why the last reload failed while these versions kept serving; cleared by the next load that replaces them. */
+  reloadFailure?: string;
 }
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
@@ -199,6 +201,11 @@ export class ModelRepository {
     return this.rootPath;
   }
 
+  /** A model's folder with every link followed (checked to be inside the repository). */
+  folderOf(name: string): Promise<string> {
+    return this.modelFolder(name);
+  }
+
   /** The model folders in the repository, whether loaded or not. */
   async discover(): Promise<string[]> {
     const root = await this.root();
@@ -314,7 +321,7 @@ export class ModelRepository {
       const reason = redacted(root, (error as Error).message);
       logger[levelOf(error, configOverride)]({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
       entry.failures.set('', reason);
-      await this.replaceUnlessServing(name, entry, previous);
+      await this.replaceUnlessServing(name, entry, previous, reason);
       throw this.loadFailure(name, reason, configOverride, [error]);
     }
     const versionErrors: unknown[] = [];
@@ -366,7 +373,7 @@ export class ModelRepository {
       }),
     );
     if (entry.versions.size === 0) {
-      await this.replaceUnlessServing(name, entry, previous);
+      await this.replaceUnlessServing(name, entry, previous, [...entry.failures.values()].join('; '));
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
     await this.replace(name, entry, previous);
@@ -391,9 +398,11 @@ export class ModelRepository {
   }
 
   /** Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. */
-  private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
+  private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined, reason: string): Promise<void> {
     if (previous && !previous.unloaded && [...previous.versions.values()].some((version) => version.state === 'READY')) {
-      this.options.logger.warn({ model: name }, `reload of model '${name}' failed; the loaded version(s) keep serving`);
+      // The index shows why beside the versions that keep serving, until a load replaces them.
+      previous.reloadFailure = reason;
+      this.options.logger.warn({ model: name, reason }, `reload of model '${name}' failed; the loaded version(s) keep serving: ${reason}`);
       return;
     }
     await this.replace(name, failed, previous);
@@ -487,7 +496,11 @@ export class ModelRepository {
         const loaded = entry.versions.get(version);
         const state: ModelState = entry.unloaded ? 'UNAVAILABLE' : (loaded?.state ?? 'UNAVAILABLE');
         if (readyOnly && state !== 'READY') continue;
-        const reason = entry.unloaded ? 'unloaded' : loaded ? loaded.reason : entry.failures.get(version)!;
+        const reason = entry.unloaded
+          ? 'unloaded'
+          : loaded
+            ? loaded.reason || (entry.reloadFailure ? `serving; its reload failed: ${entry.reloadFailure}` : '')
+            : entry.failures.get(version)!;
         rows.push({ name, version, state, reason });
       }
     }
