@@ -9,7 +9,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino, type Logger } from "pino";
-import { capturingLogger, DOUBLER_SIGNATURE, doublerBackend, fakeRepository, type FakeBackend } from '../../test/support/fake-backend.js';
+import { capturingLogger, doubler, DOUBLER_SIGNATURE, doublerBackend, fakeRepository, type FakeBackend } from '../../test/support/fake-backend.js';
 import { ModelRepository } from './model-repository.js';
 
 type TestContext = { after: (fn: () => Promise<void>) => void };
@@ -176,4 +176,19 @@ test('a config sent with a load request may not name a warmup file the repositor
     /may not ask warmup 'forever' for more than 10000 rows \(count × batch_size\)/,
   );
   assert.equal(repo.get('m').state, 'READY', 'the loaded version keeps serving');
+});
+
+test('warmup yields to the event loop between runs, so the versions already serving keep answering while a new one warms', async (t) => {
+  let runsWhenTheLoopTurned: number | undefined;
+  const backend = doublerBackend({
+    compute: (inputs) => {
+      // The first run asks to be told when the event loop next gets a turn.
+      if (backend.batches.length === 1) setImmediate(() => (runsWhenTheLoopTurned = backend.batches.length));
+      return doubler(inputs);
+    },
+  });
+  const { error } = await loadWith(t, `max_batch_size: 8\ninput: [{ name: INPUT0, data_type: TYPE_FP32, dims: [4] }]\nmodel_warmup: [{ name: many, count: 500, inputs: { INPUT0: { data_type: TYPE_FP32, dims: [4], zero_data: true } } }]\n`, backend);
+  assert.equal(error, undefined);
+  assert.ok(backend.batches.length >= 500);
+  assert.equal(runsWhenTheLoopTurned, 1, 'the loop turned right after the first run, not after all 500');
 });

@@ -171,6 +171,8 @@ export async function warmUp(instances: readonly BackendInstance[], samples: rea
         for (let run = 0; run < sample.runs; run++) {
           try {
             await instance.run(sample.inputs, outputNames);
+            // An instance on the JS thread answers synchronously: yield between runs, so the versions already serving keep answering.
+            await new Promise((resolve) => setImmediate(resolve));
           } catch (error) {
             throw new Error(`warmup sample '${sample.name}' failed on instance ${index}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
           }
