@@ -151,10 +151,14 @@ program
   .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), grpcDefault('keepaliveTimeMs'))
   .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), grpcDefault('keepaliveTimeoutMs'))
   .addOption(
-    new Option('--model-control-mode <mode>', "'none' loads every model at start; 'explicit' enables the load/unload API")
+    new Option(
+      '--model-control-mode <mode>',
+      "'none' loads every model at start; 'explicit' enables the load/unload API; 'poll' loads every model at start, then loads, reloads and unloads as the repository's files change",
+    )
       .choices(serverOptionsSchema.shape.modelControlMode.unwrap().options)
       .default(serverDefault('modelControlMode')),
   )
+  .option('--repository-poll-secs <seconds>', 'in poll mode, seconds between two scans of the model repository', number(0.001), serverDefault('repositoryPollSecs'))
   .option('--load-model <name>', "in explicit mode, a model to load at start ('*' for all); repeatable", collect, [])
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), serverDefault('defaultMaxBatchSize'))
@@ -228,6 +232,7 @@ program
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
       modelRepository: flags.modelRepository,
       modelControlMode: flags.modelControlMode,
+      repositoryPollSecs: flags.repositoryPollSecs,
       loadModels: flags.loadModel,
       strictReadiness: flags.strictReadiness,
       defaultMaxBatchSize: flags.defaultMaxBatchSize,

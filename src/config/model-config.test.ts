@@ -155,6 +155,7 @@ const EXPECTED = {
     priority_queue_policy: { '1': { ...QUEUE_DEFAULTS, max_queue_size: 4 } },
   },
   parameters: { intra_op_thread_count: { string_value: '1' }, execution_mode: { string_value: '0' } },
+  model_warmup: [],
   response_cache: { enable: true, ttl_seconds: 0, key_parameters: [] },
 };
 
@@ -178,6 +179,7 @@ test('a minimal config fills every default: version_policy latest 1, empty lists
     output: [],
     instance_group: [],
     parameters: {},
+    model_warmup: [],
   });
   assert.equal(config.max_batch_size, undefined, 'absent max_batch_size is left to auto-complete');
   assert.equal(config.dynamic_batching, undefined);
@@ -409,4 +411,76 @@ test('a reshape that changes the element count is refused at load, naming both s
     /input 'x': reshape \[2,2\] holds 4 elements but dims \[6\] hold 6/,
   );
   assert.doesNotThrow(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [4], reshape: { shape: [2, 2] } }] }, 'config.yaml'));
+});
+
+// ---------- model_warmup ----------
+
+test('model_warmup reads the same from config.pbtxt (inputs as a map of key/value entries), config.yaml and config.json', async () => {
+  const parsed = await parseFiles({
+    'config.pbtxt': `
+model_warmup [
+  { name: "line" batch_size: 2 count: 3 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [3, 48, 320] zero_data: true } } }
+]
+model_warmup {
+  name: "pair"
+  inputs [
+    { key: "a" value { data_type: TYPE_INT64 dims: 4 random_data: true } },
+    { key: "b" value { data_type: TYPE_STRING dims: [1] input_data_file: "b.bin" } }
+  ]
+}
+parameters { key: "warmup" value: { string_value: "auto" } }`,
+    'config.yaml': `
+model_warmup:
+  - { name: line, batch_size: 2, count: 3, inputs: { x: { data_type: TYPE_FP32, dims: [3, 48, 320], zero_data: true } } }
+  - name: pair
+    inputs:
+      a: { data_type: TYPE_INT64, dims: [4], random_data: true }
+      b: { data_type: TYPE_STRING, dims: [1], input_data_file: b.bin }
+parameters: { warmup: auto }`,
+    'config.json': JSON.stringify({
+      model_warmup: [
+        { name: 'line', batch_size: '2', count: 3, inputs: { x: { data_type: 'TYPE_FP32', dims: ['3', '48', '320'], zero_data: true } } },
+        { name: 'pair', inputs: { a: { data_type: 'TYPE_INT64', dims: [4], random_data: true }, b: { data_type: 'TYPE_STRING', dims: [1], input_data_file: 'b.bin' } } },
+      ],
+      parameters: { warmup: { string_value: 'auto' } },
+    }),
+  });
+  const expected = [
+    { name: 'line', batch_size: 2, count: 3, inputs: { x: { data_type: 'TYPE_FP32', dims: [3, 48, 320], zero_data: true } } },
+    {
+      name: 'pair',
+      batch_size: 1,
+      count: 1,
+      inputs: { a: { data_type: 'TYPE_INT64', dims: [4], random_data: true }, b: { data_type: 'TYPE_STRING', dims: [1], input_data_file: 'b.bin' } },
+    },
+  ];
+  for (const [file, config] of Object.entries(parsed)) {
+    assert.deepEqual(config.model_warmup, expected, file);
+    assert.equal(parameterValue(config, 'warmup'), 'auto', file);
+  }
+});
+
+test('model_warmup count 0 runs once, as in Triton; a config without model_warmup has none', () => {
+  const config = parseModelConfig({ model_warmup: { name: 'once', count: 0, inputs: { x: { data_type: 'TYPE_FP32', zero_data: true } } } }, 'config.json');
+  assert.equal(config.model_warmup[0].count, 1);
+  assert.deepEqual(parseModelConfig({}, 'config.json').model_warmup, []);
+});
+
+test('a warmup input_data_file outside the warmup folder is refused at parse time, naming the file and the rule', () => {
+  for (const file of ['../../secrets.bin', '../config.pbtxt', 'sub/../../x.bin', '/etc/passwd', 'C:\\windows\\x.bin', '..\\x.bin']) {
+    const message = parseError({ model_warmup: [{ name: 'w', inputs: { x: { data_type: 'TYPE_FP32', dims: [1], input_data_file: file } } }] }, 'config.yaml');
+    assert.match(message, /^invalid config\.yaml: model_warmup\.0\.inputs\.x\.input_data_file: /, file);
+    assert.ok(message.includes(`input_data_file '${file}' must be a relative path inside the model's warmup folder`), message);
+  }
+  // A name that merely contains dots is a name.
+  parseModelConfig({ model_warmup: [{ name: 'w', inputs: { x: { data_type: 'TYPE_FP32', input_data_file: 'sample..v2.bin' } } }] }, 'config.yaml');
+});
+
+test('a warmup input takes exactly one data source and fixed dims, each mistake named with its path', () => {
+  const input = (fields: Record<string, unknown>) => ({ model_warmup: [{ name: 'w', inputs: { x: { data_type: 'TYPE_FP32', ...fields } } }] });
+  assert.match(parseError(input({ dims: [1] })), /model_warmup\.0\.inputs\.x: give exactly one of zero_data: true, random_data: true or input_data_file/);
+  assert.match(parseError(input({ dims: [1], zero_data: true, random_data: true })), /give exactly one of/);
+  assert.match(parseError(input({ dims: [3, -1], zero_data: true })), /model_warmup\.0\.inputs\.x\.dims\.1: warmup dims are sizes of 1 or more/);
+  assert.match(parseError(input({ dims: [1], zero_data: true, data_type: 'TYPE_FLOAT' })), /unknown data_type 'TYPE_FLOAT'/);
+  assert.match(parseError({ model_warmup: [{ inputs: {} }] }), /model_warmup\.0\.name/);
 });

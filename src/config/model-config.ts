@@ -13,8 +13,8 @@ const repeated = <T extends z.ZodType>(item: T) =>
  * uint64 fields arrive as strings in Triton's JSON form. Only numbers and numeric strings count:
  * z.coerce would also turn null (YAML's empty value), '', true and [] into 0 or 1 without a word.
  */
-const integer = (min: number) =>
-  z.preprocess((value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value), z.number().int().min(min));
+const integer = (min: number, belowMin?: string) =>
+  z.preprocess((value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value), z.number().int().min(min, belowMin && { error: belowMin }));
 const count = (min = 0) => integer(min);
 
 const dataType = z
@@ -124,6 +124,40 @@ export const dynamicBatchingSchema = z.looseObject({
   priority_queue_policy: z.record(z.string(), queuePolicySchema).optional(),
 });
 
+/**
+ * A warmup input file is read from the model's `warmup` folder (Triton's layout). The load checks it
+ * again with links followed; refusing absolute and parent paths here names the mistake at parse time.
+ */
+const warmupFile = z
+  .string()
+  .min(1)
+  .refine((file) => !/^([\\/]|[A-Za-z]:)/.test(file) && !file.split(/[\\/]/).includes('..'), {
+    error: (issue) => `input_data_file '${String(issue.input)}' must be a relative path inside the model's warmup folder (no absolute path, no '..')`,
+  });
+
+/** One input of a warmup sample: its shape without the batch dimension and where its values come from (exactly one source). */
+const warmupInputSchema = z
+  .object({
+    data_type: dataType,
+    dims: repeated(integer(1, 'warmup dims are sizes of 1 or more: a sample has one fixed shape (-1 belongs in the input declaration)')).default([]),
+    zero_data: z.boolean().optional(),
+    random_data: z.boolean().optional(),
+    input_data_file: warmupFile.optional(),
+  })
+  .refine((input) => [input.zero_data === true, input.random_data === true, input.input_data_file !== undefined].filter(Boolean).length === 1, {
+    error: 'give exactly one of zero_data: true, random_data: true or input_data_file',
+  });
+
+/** Triton's ModelWarmup: a sample run `count` times (0 meaning once, as in Triton) on every instance before the version is ready. */
+export const modelWarmupSchema = z.object({
+  name: z.string().min(1),
+  batch_size: count(1).default(1),
+  inputs: z.preprocess(mapEntriesToRecord, z.record(z.string(), warmupInputSchema)),
+  count: count()
+    .default(1)
+    .transform((runs) => Math.max(1, runs)),
+});
+
 /** Triton writes parameters as {key: {string_value}}, pbtxt as repeated {key, value}; YAML users write {key: value}. */
 const parametersSchema = z.preprocess((value) => {
   if (!value || typeof value !== 'object') return value; // not a map: let the schema say so
@@ -169,6 +203,7 @@ export const modelConfigSchema = z
       )
       .optional(),
     parameters: parametersSchema.default({}),
+    model_warmup: repeated(modelWarmupSchema).default([]),
     default_model_filename: z.string().optional(),
     response_cache: z
       .looseObject({
@@ -246,6 +281,7 @@ export type ModelOutputConfig = ModelConfig['output'][number];
 export type ImagePreprocessing = z.output<typeof imagePreprocessingSchema>;
 export type OutputPostprocessing = z.output<typeof outputPostprocessingSchema>;
 export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>;
+export type ModelWarmupConfig = z.output<typeof modelWarmupSchema>;
 export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
 
 /** Every problem zod found, each with its field path; `whole` names a problem with the value itself. */

@@ -3,8 +3,6 @@
  * exists, the instances planned and created, and the components of the request's path built
  * around them (scheduler, pre/post-processing, response cache, observers).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
@@ -13,7 +11,6 @@ import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { answerDecidingConfig } from '../cache/cache-key.js';
 import { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
-import { allocateTypedArray, elementCount } from '../core/datatype.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
@@ -26,6 +23,8 @@ import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueueLimits, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import { completeConfig } from './config-completion.js';
+import { fileDigest } from './model-fingerprint.js';
+import { warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
 
 export interface VersionLoadOptions {
   name: string;
@@ -48,6 +47,8 @@ export interface VersionLoadOptions {
   observers?: readonly InferenceObserverFactory[];
   /** Reads a labels file named by the config, relative to the model's folder. */
   readLabels: (filename: string) => Promise<string[]>;
+  /** Reads a model_warmup input_data_file, relative to the model's warmup folder; absent: such samples are refused. */
+  readWarmupFile?: (filename: string) => Promise<Buffer>;
   /** What the version's quantization record says, when it has one. */
   quantization?: QuantizationSummary;
   /** The version's reference profile (nereid profile), when it has one: its OOD detector scores every computed answer. */
@@ -124,20 +125,7 @@ export function planInstances(config: CompletedModelConfig, logger: Logger, thre
 function calibrationSample(config: CompletedModelConfig): ((rows: number) => Record<string, Tensor>) | undefined {
   const inputs = config.input.map((input) => ({ name: input.name, datatype: datatypeOfConfig(input), dims: input.reshape?.shape ?? input.dims }));
   if (inputs.some((input) => input.datatype === 'BYTES' || input.dims.includes(-1))) return undefined;
-  return (rows) =>
-    Object.fromEntries(
-      inputs.map((input) => {
-        const shape = [rows, ...input.dims];
-        return [input.name, { datatype: input.datatype, shape, data: allocateTypedArray(input.datatype as never, elementCount(shape)) }];
-      }),
-    );
-}
-
-/** SHA-256 of a file, streamed so a large model is not held in memory twice. */
-async function fileDigest(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  return (rows) => Object.fromEntries(inputs.map((input) => [input.name, zeroTensor(input.datatype, [rows, ...input.dims])]));
 }
 
 /**
@@ -161,6 +149,10 @@ export function checkingConfig<T>(step: () => T): T {
   }
 }
 
+async function noWarmupFolder(file: string): Promise<Buffer> {
+  throw new Error(`input_data_file '${file}' cannot be read: this load has no model folder to read warmup files from`);
+}
+
 export async function loadModelVersion(options: VersionLoadOptions): Promise<ModelVersion> {
   const { backend, logger, name, version } = options;
   checkingConfig(() => backend.checkConfig?.(options.config));
@@ -179,6 +171,11 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   for (const output of config.output) {
     if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));
   }
+  const label = `model '${name}' version ${version}`;
+  // Samples are built and checked before any instance starts: a mistake in them is the config's, and costs no session.
+  const samples = await warmupSamples(config, options.readWarmupFile ?? noWarmupFolder, logger, label).catch((error: unknown) => {
+    throw new ModelConfigError(error);
+  });
   const created: BackendInstance[] = [];
   try {
     const ood = options.referenceProfile?.ood;
@@ -186,7 +183,12 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const exposed: ExposedTensor | undefined = ood && { tensor: ood.tensor, channelMean: ood.pooling === 'spatial-mean' };
     const exposedOutputs = exposed && [exposed];
     for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, exposedOutputs }));
-    const label = `model '${name}' version ${version}`;
+    if (samples.length > 0) {
+      const warmupStarted = performance.now();
+      await warmUp(created, samples, config.output.map((output) => output.name));
+      const ms = Math.round(performance.now() - warmupStarted);
+      logger.info({ warmup: { ms, samples: samples.length, instances: created.length } }, `warmed up ${label} in ${ms} ms (${samples.length} sample(s) on ${created.length} instance(s))`);
+    }
     const statistics = new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
     const scheduler = new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);

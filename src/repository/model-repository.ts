@@ -46,9 +46,13 @@ interface ModelEntry {
   /** Versions (or the whole model, under key '') that failed, with why. */
   failures: Map<string, string>;
   unloaded: boolean;
+  /** Why the last reload failed while these versions kept serving; cleared by the next load that replaces them. */
+  reloadFailure?: string;
 }
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
+/** Triton reads model_warmup input_data_file from this folder of the model. */
+const WARMUP_FOLDER = 'warmup';
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 /** Model names come from clients: only plain folder names, never paths, parents or URLs. */
@@ -72,9 +76,9 @@ function redacted(root: string, message: string): string {
 
 /**
  * A file named inside a config: a relative path inside its folder that, with every symbolic link
- * followed, still ends inside the model repository. Returns the real path.
+ * followed, still ends inside the model repository (or inside `within`, a narrower folder). Returns the real path.
  */
-async function containedFile(root: string, folder: string, file: string, what: string): Promise<string> {
+async function containedFile(root: string, folder: string, file: string, what: string, within = root): Promise<string> {
   const path = resolve(folder, file);
   const rel = relative(folder, path);
   if (isAbsolute(file) || rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
@@ -83,7 +87,9 @@ async function containedFile(root: string, folder: string, file: string, what: s
   const real = await realpath(path).catch(() => {
     throw new Error(`${what} '${file}': ${shown(root, path)} does not exist`);
   });
-  if (!real.startsWith(root + sep)) throw new Error(`${what} '${file}' is a link to a file outside the model repository`);
+  if (!real.startsWith(within + sep)) {
+    throw new Error(`${what} '${file}' is a link to a file outside ${within === root ? 'the model repository' : shown(root, within)}`);
+  }
   return real;
 }
 
@@ -94,6 +100,7 @@ const OVERRIDE_LIMITS = {
   maxQueueDelayMicroseconds: 10_000_000,
   maxTimeoutMicroseconds: 3_600_000_000,
   maxBatchSize: 1024,
+  warmupRows: 10_000,
   /** An image input's limits may be raised up to these, the schema's defaults. */
   imageBytes: imagePreprocessingSchema.shape.max_bytes.parse(undefined),
   imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
@@ -117,6 +124,15 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     if (output.label_filename !== undefined && !declaredLabels.has(output.label_filename)) {
       refuse(`name a labels file the repository's config does not name ('${output.label_filename}')`);
     }
+  }
+  const declaredWarmupFiles = new Set((own?.model_warmup ?? []).flatMap((entry) => Object.values(entry.inputs).map((input) => input.input_data_file)));
+  for (const entry of override.model_warmup) {
+    for (const input of Object.values(entry.inputs)) {
+      if (input.input_data_file !== undefined && !declaredWarmupFiles.has(input.input_data_file)) {
+        refuse(`name a warmup input_data_file the repository's config does not name ('${input.input_data_file}')`);
+      }
+    }
+    if (entry.count * entry.batch_size > OVERRIDE_LIMITS.warmupRows) refuse(`ask warmup '${entry.name}' for more than ${OVERRIDE_LIMITS.warmupRows} rows (count × batch_size)`);
   }
   for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
     const value = Number(parameterValue(override, key) ?? 0);
@@ -191,6 +207,11 @@ export class ModelRepository {
       throw new Error(`model repository '${this.options.root}' does not exist`);
     });
     return this.rootPath;
+  }
+
+  /** A model's folder with every link followed (checked to be inside the repository). */
+  folderOf(name: string): Promise<string> {
+    return this.modelFolder(name);
   }
 
   /** The model folders in the repository, whether loaded or not. */
@@ -333,7 +354,7 @@ export class ModelRepository {
       const reason = redacted(root, (error as Error).message);
       logger[levelOf(error, configOverride)]({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
       entry.failures.set('', reason);
-      await this.replaceUnlessServing(name, entry, previous);
+      await this.replaceUnlessServing(name, entry, previous, reason);
       throw this.loadFailure(name, reason, configOverride, [error]);
     }
     const versionErrors: unknown[] = [];
@@ -369,6 +390,7 @@ export class ModelRepository {
             observers: this.options.observers,
             responseCacheStore: this.options.responseCacheStore,
             quantization,
+            readWarmupFile: async (file) => readFile(await containedFile(root, join(folder, WARMUP_FOLDER), file, 'input_data_file', folder)),
             readLabels: async (file) =>
               (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });
@@ -384,7 +406,7 @@ export class ModelRepository {
       }),
     );
     if (entry.versions.size === 0) {
-      await this.replaceUnlessServing(name, entry, previous);
+      await this.replaceUnlessServing(name, entry, previous, [...entry.failures.values()].join('; '));
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
     await this.replace(name, entry, previous);
@@ -409,9 +431,11 @@ export class ModelRepository {
   }
 
   /** Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. */
-  private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
+  private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined, reason: string): Promise<void> {
     if (previous && !previous.unloaded && [...previous.versions.values()].some((version) => version.state === 'READY')) {
-      this.options.logger.warn({ model: name }, `reload of model '${name}' failed; the loaded version(s) keep serving`);
+      // The index shows why beside the versions that keep serving, until a load replaces them.
+      previous.reloadFailure = reason;
+      this.options.logger.warn({ model: name, reason }, `reload of model '${name}' failed; the loaded version(s) keep serving: ${reason}`);
       return;
     }
     await this.replace(name, failed, previous);
@@ -505,7 +529,11 @@ export class ModelRepository {
         const loaded = entry.versions.get(version);
         const state: ModelState = entry.unloaded ? 'UNAVAILABLE' : (loaded?.state ?? 'UNAVAILABLE');
         if (readyOnly && state !== 'READY') continue;
-        const reason = entry.unloaded ? 'unloaded' : loaded ? loaded.reason : entry.failures.get(version)!;
+        const reason = entry.unloaded
+          ? 'unloaded'
+          : loaded
+            ? loaded.reason || (entry.reloadFailure ? `serving; its reload failed: ${entry.reloadFailure}` : '')
+            : entry.failures.get(version)!;
         rows.push({ name, version, state, reason });
       }
     }

@@ -18,13 +18,20 @@ import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig } from '../config/model-config.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
 
 export const serverOptionsSchema = z.object({
   modelRepository: z.string().min(1),
-  /** Triton's --model-control-mode: 'none' loads everything at start and refuses load/unload requests. */
-  modelControlMode: z.enum(['none', 'explicit']).default('none'),
+  /**
+   * Triton's --model-control-mode: 'none' loads everything at start and refuses load/unload requests;
+   * 'explicit' loads what is asked (--load-model, the load API); 'poll' loads everything at start,
+   * then follows the repository's changes every repositoryPollSecs and refuses load/unload requests.
+   */
+  modelControlMode: z.enum(['none', 'explicit', 'poll']).default('none'),
+  /** Triton's --repository-poll-secs: seconds between two scans of the repository in poll mode. */
+  repositoryPollSecs: z.number().positive().default(15),
   /** Models to load at start in explicit mode ('*' for all), like Triton's --load-model. */
   loadModels: z.array(z.string()).default([]),
   /** Triton's --strict-readiness: the server is ready only while every model it loaded at start is ready. */
@@ -80,6 +87,8 @@ export class Server {
   private closing = false;
   private draining = false;
   private readonly requiredAtStart = new Set<string>();
+  /** In poll mode, what follows the repository's changes. */
+  readonly poller?: RepositoryPoller;
 
   constructor(options: ServerOptions) {
     this.options = serverOptionsSchema.parse(options);
@@ -99,6 +108,9 @@ export class Server {
       responseCacheStore: this.responseCache,
       monitoring: this.options.monitoring,
     });
+    if (this.options.modelControlMode === 'poll') {
+      this.poller = new RepositoryPoller({ repository: this.repository, intervalMs: this.options.repositoryPollSecs * 1000, logger: this.logger });
+    }
   }
 
   /** Loads the models the control mode asks for. A model that fails is reported and the rest still load. */
@@ -106,7 +118,8 @@ export class Server {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
     const names =
-      modelControlMode === 'none' || loadModels.includes('*') ? discovered : loadModels.filter((name) => name !== '*');
+      modelControlMode !== 'explicit' || loadModels.includes('*') ? discovered : loadModels.filter((name) => name !== '*');
+    await this.poller?.baseline();
     await Promise.all(
       names.map(async (name) => {
         this.requiredAtStart.add(name);
@@ -115,6 +128,7 @@ export class Server {
       }),
     );
     this.started = true;
+    this.poller?.start();
     return this;
   }
 
@@ -229,11 +243,15 @@ export class Server {
     return this.repository.index(readyOnly);
   }
 
+  /** As in Triton, only explicit mode takes load/unload requests: in poll mode the repository's files decide what is loaded. */
   private requireExplicitControl(action: string): void {
-    if (this.options.modelControlMode !== 'explicit') {
+    const mode = this.options.modelControlMode;
+    if (mode !== 'explicit') {
       throw new NereidError(
         'UNAVAILABLE',
-        `explicit model ${action} is not allowed: the server runs with --model-control-mode ${this.options.modelControlMode} (start it with --model-control-mode explicit)`,
+        `explicit model ${action} is not allowed: the server runs with --model-control-mode ${mode} (${
+          mode === 'poll' ? 'change the model repository and the next poll applies it, or ' : ''
+        }start it with --model-control-mode explicit)`,
       );
     }
   }
@@ -269,6 +287,7 @@ export class Server {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    await this.poller?.stop();
     await this.repository.close();
     await this.responseCache?.close();
   }

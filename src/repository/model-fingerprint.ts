@@ -1,0 +1,75 @@
+/**
+ * What a model folder holds, as one digest of every file's content (configs, version folders,
+ * labels, warmup files), so a poll reloads a model when a byte changed and not when a file was
+ * only touched. Digests are remembered by each file's size, mtime, ctime and inode: an unchanged
+ * file is not read again, and a write that restores the mtime still changes the ctime.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+
+/** SHA-256 of a file, streamed so a large model is not held in memory twice. */
+export async function fileDigest(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Folders deeper than this inside a model folder, and files beyond this count, are not part of a model. */
+const MAX_DEPTH = 4;
+const MAX_FILES = 10_000;
+
+export class FolderFingerprints {
+  private readonly digests = new Map<string, { stamp: string; digest: string }>();
+
+  /** The digest of everything in `folder` (hidden entries aside); a file that vanishes while read counts as a change, not an error. */
+  async of(folder: string): Promise<string> {
+    const files: string[] = [];
+    await this.collect(folder, '', 0, files);
+    const hash = createHash('sha256');
+    const seen = new Set<string>();
+    for (const relative of files.sort()) {
+      const path = join(folder, relative);
+      seen.add(path);
+      hash.update(`${relative}\0${await this.digestOf(path)}\n`);
+    }
+    for (const path of this.digests.keys()) if (path.startsWith(folder + sep) && !seen.has(path)) this.digests.delete(path);
+    return hash.digest('hex');
+  }
+
+  /** Forgets the files of a folder that is gone. */
+  forget(folder: string): void {
+    for (const path of this.digests.keys()) if (path.startsWith(folder + sep)) this.digests.delete(path);
+  }
+
+  private async collect(folder: string, prefix: string, depth: number, files: string[]): Promise<void> {
+    const entries = await readdir(join(folder, prefix), { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      if (entry.name.startsWith('.') || files.length >= MAX_FILES) continue;
+      const relative = prefix ? join(prefix, entry.name) : entry.name;
+      // A link counts as what it points to, so a model file linked from elsewhere is followed like the loader follows it.
+      const info = entry.isSymbolicLink() ? await stat(join(folder, relative)).catch(() => undefined) : entry;
+      if (info?.isDirectory()) {
+        if (depth < MAX_DEPTH) await this.collect(folder, relative, depth + 1, files);
+      } else if (info?.isFile()) {
+        files.push(relative);
+      }
+    }
+  }
+
+  private async digestOf(path: string): Promise<string> {
+    try {
+      const info = await stat(path);
+      const stamp = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}`;
+      const known = this.digests.get(path);
+      if (known?.stamp === stamp) return known.digest;
+      const digest = await fileDigest(path);
+      this.digests.set(path, { stamp, digest });
+      return digest;
+    } catch {
+      this.digests.delete(path);
+      return 'unreadable';
+    }
+  }
+}

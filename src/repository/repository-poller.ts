@@ -1,0 +1,101 @@
+/**
+ * Triton's --model-control-mode poll: every period the repository is scanned and each model folder
+ * compared with the last scan by the digest of its contents. A new folder is loaded, a changed one
+ * reloaded and a removed one unloaded, all through the repository's own load path, which keeps the
+ * loaded versions serving when a reload fails (and the index then says why).
+ */
+import type { Logger } from 'pino';
+import { FolderFingerprints } from './model-fingerprint.js';
+import type { ModelRepository } from './model-repository.js';
+
+export interface RepositoryPollerOptions {
+  repository: ModelRepository;
+  intervalMs: number;
+  logger: Logger;
+}
+
+interface Seen {
+  folder: string;
+  fingerprint: string;
+}
+
+export class RepositoryPoller {
+  private readonly fingerprints = new FolderFingerprints();
+  private seen = new Map<string, Seen>();
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private stopped = false;
+  /** Scans finished since start(), with the loads and unloads they caused. */
+  completedPolls = 0;
+
+  constructor(private readonly options: RepositoryPollerOptions) {}
+
+  /** Records the repository as it is now, before the initial load: a change made during that load is seen by the first poll. */
+  async baseline(): Promise<void> {
+    this.seen = await this.scan();
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  /** No further scan starts; resolves once the one running (and its loads) has finished. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    // One scan at a time: the next is timed from the end of the last, so a slow load never piles scans up.
+    this.timer = setTimeout(() => {
+      this.running = this.poll().finally(() => {
+        this.completedPolls++;
+        this.running = undefined;
+        this.schedule();
+      });
+    }, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** One scan: loads what is new or changed and unloads what is gone. */
+  async poll(): Promise<void> {
+    const { repository, logger } = this.options;
+    let now: Map<string, Seen>;
+    try {
+      now = await this.scan();
+    } catch (error) {
+      logger.warn({ err: error }, `repository poll failed; models stay as they are: ${(error as Error).message}`);
+      return;
+    }
+    const actions: Promise<void>[] = [];
+    for (const [name, current] of now) {
+      const before = this.seen.get(name);
+      if (before?.fingerprint === current.fingerprint) continue;
+      logger.info({ model: name }, `repository poll: model '${name}' ${before ? 'changed; reloading' : 'is new; loading'}`);
+      // The repository logs a failed load and keeps it as the model's state (or its reason beside the versions still serving).
+      actions.push(repository.load(name).catch(() => undefined));
+    }
+    for (const [name, before] of this.seen) {
+      if (now.has(name)) continue;
+      logger.info({ model: name }, `repository poll: model '${name}' was removed; unloading`);
+      this.fingerprints.forget(before.folder);
+      actions.push(repository.unload(name).catch(() => undefined));
+    }
+    this.seen = now;
+    await Promise.all(actions);
+  }
+
+  private async scan(): Promise<Map<string, Seen>> {
+    const { repository } = this.options;
+    const seen = new Map<string, Seen>();
+    for (const name of await repository.discover()) {
+      // A folder that vanished or turned into a link out of the repository since discover() is simply not there.
+      const folder = await repository.folderOf(name).catch(() => undefined);
+      if (folder) seen.set(name, { folder, fingerprint: await this.fingerprints.of(folder) });
+    }
+    return seen;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * --model-control-mode poll on a real server over HTTP: the repository is rescanned every 0.2 s and
+ * the server follows its files. A new version is served, a touched but unchanged file reloads
+ * nothing, a changed file reloads even with its mtime put back, a config that does not parse
+ * keeps the loaded version serving with the reason in the index and a warning in the log, its fix
+ * reloads, a new model folder loads and a removed one unloads. The load/unload API is refused, as
+ * in Triton. Each wait is bounded in polls (the server counts them), not in seconds.
+ */
+import assert from 'node:assert/strict';
+import { rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import type { Server } from '../src/server/server.js';
+import { capturingLogger } from './support/fake-backend.js';
+import { startTestServer } from './support/test-server.js';
+
+const config = (maxBatchSize: number) => `name: "scale"\nplatform: "onnxruntime_onnx"\nmax_batch_size: ${maxBatchSize}\n`;
+
+/** Polls that may pass before a change must have taken effect: one to see it (it may land mid-scan), one to apply it, and slack. */
+const POLLS_ALLOWED = 6;
+
+/**
+ * Waits until `check` holds, checking after each finished poll; fails once POLLS_ALLOWED polls have
+ * passed without it (a long wall-clock guard only stops a stuck server from hanging the suite).
+ */
+async function withinPolls(server: Server, what: string, check: () => Promise<boolean>): Promise<void> {
+  const poller = server.poller!;
+  const from = poller.completedPolls;
+  const guard = Date.now() + 120_000;
+  let seen = poller.completedPolls;
+  while (Date.now() < guard) {
+    if (await check()) return;
+    if (poller.completedPolls - from > POLLS_ALLOWED) assert.fail(`${what}: not after ${POLLS_ALLOWED} polls`);
+    while (poller.completedPolls === seen && Date.now() < guard) await new Promise((resolve) => setTimeout(resolve, 20));
+    seen = poller.completedPolls;
+  }
+  assert.fail(`${what}: the server stopped polling`);
+}
+
+/** Waits for `count` more polls to finish. */
+async function polls(server: Server, count: number): Promise<void> {
+  const target = server.poller!.completedPolls + count;
+  while (server.poller!.completedPolls < target) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+test('poll mode loads, reloads and unloads as the repository changes; a config that does not parse keeps the old version serving, with the reason shown', async (t) => {
+  const { logger, lines } = capturingLogger();
+  const served = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'scale', 1, scaleModel(1), config(8));
+    },
+    server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger },
+  });
+  t.after(() => served.close());
+  const { server, url, repoDir } = served;
+  const folder = join(repoDir, 'scale');
+
+  const infer = async (model = 'scale') => {
+    const response = await fetch(`${url}/v2/models/${model}/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }),
+    });
+    const body = (await response.json()) as { model_version?: string; outputs?: { data: number[] }[]; error?: string };
+    return { status: response.status, version: body.model_version, factor: body.outputs?.[0].data[0], error: body.error };
+  };
+  const indexRow = async () => {
+    const response = await fetch(`${url}/v2/repository/index`, { method: 'POST', body: '{}' });
+    return ((await response.json()) as { name: string; version?: string; state?: string; reason?: string }[]).filter((row) => row.name === 'scale');
+  };
+  assert.deepEqual(await infer(), { status: 200, version: '1', factor: 1, error: undefined });
+
+  // As in Triton, the files decide in poll mode: load and unload requests are refused.
+  for (const action of ['load', 'unload']) {
+    const response = await fetch(`${url}/v2/repository/models/scale/${action}`, { method: 'POST', body: '{}' });
+    const body = (await response.json()) as { error: string };
+    assert.equal(response.status, 503, body.error);
+    assert.match(body.error, new RegExp(`explicit model ${action} is not allowed: the server runs with --model-control-mode poll`));
+  }
+
+  // Touched, not changed: the same version object keeps serving.
+  const before = server.model('scale');
+  const later = new Date(Date.now() + 60_000);
+  await utimes(join(folder, '1', 'model.onnx'), later, later);
+  await utimes(join(folder, 'config.pbtxt'), later, later);
+  await polls(server, 3);
+  assert.equal(server.model('scale'), before, 'a touched file reloads nothing');
+
+  await writeModel(repoDir, 'scale', 2, scaleModel(2));
+  await withinPolls(server, 'version 2 served', async () => (await infer()).version === '2');
+  assert.equal((await infer()).factor, 2);
+
+  // New bytes under the old mtime: the digest sees them.
+  const modelFile = join(folder, '2', 'model.onnx');
+  const { atime, mtime } = await stat(modelFile);
+  await writeFile(modelFile, scaleModel(3));
+  await utimes(modelFile, atime, mtime);
+  await withinPolls(server, 'changed weights with the mtime put back reloaded', async () => (await infer()).factor === 3);
+
+  await writeFile(join(folder, 'config.pbtxt'), 'name: "scale"\nmax_batch_size: [\n');
+  await withinPolls(server, 'the broken config reported in the index', async () => ((await indexRow())[0]?.reason ?? '') !== '');
+  const [row] = await indexRow();
+  assert.equal(row.state, 'READY');
+  assert.equal(row.version, '2');
+  assert.match(row.reason!, /^serving; its reload failed: config\.pbtxt line 2, column 17: '\[' for field 'max_batch_size' is never closed/);
+  assert.deepEqual(await infer(), { status: 200, version: '2', factor: 3, error: undefined }, 'the loaded version keeps serving');
+  const warning = lines.find((line) => line.level === 40 && /^reload of model 'scale' failed; the loaded version\(s\) keep serving: config\.pbtxt line 2, column 17/.test(line.msg));
+  assert.ok(warning, lines.map((line) => `${line.level} ${line.msg}`).join('\n'));
+
+  await writeFile(join(folder, 'config.pbtxt'), config(4));
+  await withinPolls(server, 'the fixed config reloaded', async () => server.model('scale').config.max_batch_size === 4);
+  assert.deepEqual(await indexRow(), [{ name: 'scale', version: '2', state: 'READY', reason: '' }]);
+  assert.equal((await infer()).factor, 3);
+
+  await writeModel(repoDir, 'newcomer', 1, scaleModel(5));
+  await withinPolls(server, 'a new model folder loaded', async () => (await infer('newcomer')).factor === 5);
+
+  await rm(folder, { recursive: true });
+  await withinPolls(server, 'the removed model unloaded', async () => (await infer()).status === 404);
+  assert.match((await infer()).error!, /model 'scale' is not loaded \(it was unloaded\)/);
+  assert.equal((await infer('newcomer')).status, 200, 'the other model keeps serving');
+  assert.ok(lines.some((line) => line.level === 30 && line.msg === "repository poll: model 'scale' was removed; unloading"));
+});
