@@ -205,6 +205,25 @@ export const modelConfigSchema = z
     parameters: parametersSchema.default({}),
     model_warmup: repeated(modelWarmupSchema).default([]),
     default_model_filename: z.string().optional(),
+    /**
+     * Nereid's: how requests that name no version are split between the versions the policy serves
+     * (a canary), and a version that sees a copy of them without answering (a shadow).
+     */
+    traffic: z
+      .strictObject({
+        /** Version → weight (any non-negative numbers; shares are weight / total); absent: every request to the highest version, as Triton routes. */
+        weights: z.preprocess(mapEntriesToRecord, z.record(z.string().regex(/^[1-9]\d*$/, 'expected a version number'), z.number().nonnegative())).optional(),
+        /** A request parameter whose value keeps a client on one version (by its hash); absent: each request is drawn anew. */
+        sticky_parameter: z.string().min(1).optional(),
+        shadow: z
+          .strictObject({
+            version: z.union([z.string(), z.number()]).transform(String).pipe(z.string().regex(/^[1-9]\d*$/, 'expected a version number')),
+            /** Shadow requests running at once; beyond it a request is not copied (counted as skipped), so the shadow never queues up. */
+            max_in_flight: count(1).default(8),
+          })
+          .optional(),
+      })
+      .optional(),
     response_cache: z
       .looseObject({
         enable: z.boolean().default(false),

@@ -21,6 +21,7 @@ import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../r
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
+import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
 
 export const serverOptionsSchema = z.object({
   modelRepository: z.string().min(1),
@@ -87,6 +88,8 @@ export class Server {
   private closing = false;
   private draining = false;
   private readonly requiredAtStart = new Set<string>();
+  /** Per model, the shadow comparisons by primary and shadow version. */
+  private readonly shadows = new Map<string, Map<string, ShadowComparison>>();
   /** In poll mode, what follows the repository's changes. */
   readonly poller?: RepositoryPoller;
 
@@ -233,10 +236,50 @@ export class Server {
   infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
     if (this.closing) return Promise.reject(new NereidError('UNAVAILABLE', 'server is shutting down'));
     try {
-      return this.model(request.model, request.version).infer(request, context);
+      const model = this.routed(request);
+      const traffic = model.config.traffic;
+      const answer = model.infer(request, context);
+      if (!traffic?.shadow || request.version || traffic.shadow.version === model.version) return answer;
+      const started = performance.now();
+      return answer.then((response) => {
+        this.copyToShadow(model, traffic.shadow!, request, response, performance.now() - started);
+        return response;
+      });
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** The version that answers: the one named, else the traffic policy's draw, else the highest ready. */
+  private routed(request: InferenceRequest): ModelVersion {
+    const served = this.model(request.model, request.version);
+    if (request.version) return served;
+    return chooseVersion(served.config.traffic, this.repository.loadedVersions(request.model), request) ?? served;
+  }
+
+  private copyToShadow(primary: ModelVersion, shadow: { version: string; max_in_flight: number }, request: InferenceRequest, response: InferenceResponse, primaryMs: number): void {
+    let target: ModelVersion;
+    try {
+      target = this.repository.get(primary.name, shadow.version);
+    } catch {
+      return; // the shadow version is not loaded (the policy does not serve it): nothing to copy to
+    }
+    if (target.state !== 'READY') return;
+    const comparisons = this.shadows.get(primary.name) ?? new Map<string, ShadowComparison>();
+    this.shadows.set(primary.name, comparisons);
+    const key = `${primary.version}>${target.version}`;
+    const comparison = comparisons.get(key) ?? new ShadowComparison(primary.version, target.version);
+    comparisons.set(key, comparison);
+    comparison.copy(target, request, response, primaryMs, shadow.max_in_flight, (error) =>
+      this.logger.debug({ err: error, model: primary.name, version: target.version }, 'shadow request failed'),
+    );
+  }
+
+  /** The shadow comparisons of a model (its `traffic.shadow`): per primary and shadow version, how their answers differ. */
+  modelComparison(name: string): { model: string; shadows: ShadowSummary[] } {
+    checkModelName(name);
+    this.repository.get(name); // unknown or unloaded: its error
+    return { model: name, shadows: [...(this.shadows.get(name)?.values() ?? [])].map((comparison) => comparison.summary()) };
   }
 
   repositoryIndex(readyOnly = false): Promise<RepositoryIndexEntry[]> {

@@ -269,6 +269,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, contextOf, admission });
 
+  app.get<{ Params: { model: string } }>('/v2/models/:model/compare', async (request) => server.modelComparison(request.params.model));
   for (const path of modelPaths('/monitor')) {
     app.get<{ Params: ModelParams }>(path, async (request) => server.modelMonitor(request.params.model, request.params.version));
   }
