@@ -104,10 +104,10 @@ function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope,
  * POSTs bytes and reads the JSON answer with node:http(s), which, unlike fetch, takes the CA to
  * trust for a server whose certificate a private CA signed (--tls-ca).
  */
-function postForJson(url: URL, body: Buffer, ca: Buffer | undefined): Promise<{ ok: boolean; body: unknown }> {
+function postForJson(url: URL, body: Buffer, ca: Buffer | undefined, headers: Record<string, string> = {}): Promise<{ ok: boolean; body: unknown }> {
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const options: HttpsRequestOptions = { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length }, ca };
+    const options: HttpsRequestOptions = { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length, ...headers }, ca };
     const request = send(url, options, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -473,6 +473,37 @@ const integerList = (value: string): number[] => {
   if (values.some((entry) => !Number.isInteger(entry) || entry < 1)) throw new InvalidArgumentError(`expected positive integers separated by commas, got '${value}'`);
   return values;
 };
+
+/** 1=90,2=10: version → weight. */
+function versionWeights(value: string): Record<string, number> {
+  const weights: Record<string, number> = {};
+  for (const part of value.split(',')) {
+    const match = /^([1-9]\d*)=(\d+(?:\.\d+)?)$/.exec(part.trim());
+    if (!match) throw new InvalidArgumentError(`expected VERSION=WEIGHT pairs separated by commas (e.g. 1=90,2=10), got '${part}'`);
+    weights[match[1]] = Number(match[2]);
+  }
+  return weights;
+}
+
+program
+  .command('promote')
+  .description("shift a running server's traffic between a model's versions (its canary weights), without a reload; needs --model-control-mode explicit on the server")
+  .requiredOption('--model <name>', 'model whose traffic to shift')
+  .requiredOption('--weights <pairs>', 'VERSION=WEIGHT pairs, e.g. 1=50,2=50 or 2=100 to send everything to version 2', versionWeights)
+  .option('--url <url>', 'the server', 'http://127.0.0.1:8000')
+  .option('--token <token>', 'a management token, when the server requires one (env NEREID_MANAGEMENT_AUTH_TOKEN)')
+  .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's")
+  .action(async (flags) => {
+    const token = flags.token ?? process.env.NEREID_MANAGEMENT_AUTH_TOKEN;
+    const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
+    const url = new URL(`${String(flags.url).replace(/\/$/, '')}/v2/repository/models/${encodeURIComponent(flags.model)}/traffic`);
+    const answer = await postForJson(url, Buffer.from(JSON.stringify({ weights: flags.weights })), ca, {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    });
+    console.log(JSON.stringify(answer.body));
+    process.exit(answer.ok ? 0 : 1);
+  });
 
 program
   .command('tune')

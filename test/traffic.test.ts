@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { addSubModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { runCli } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 let served: TestServer;
@@ -90,4 +91,32 @@ test('a shadow gets a copy of each answered request, compared in /compare; a fai
   const broken = (await compare('broken_shadow')) as unknown as { shadows: { failed: number; compared: number }[] };
   assert.equal(broken.shadows[0].compared, 0);
   assert.ok(broken.shadows[0].failed > 0, JSON.stringify(broken));
+});
+
+test('nereid promote shifts the weights of a running server (explicit model control); without it the server refuses', async () => {
+  const refused = await runCli(['promote', '--model', 'canary', '--weights', '2=1', '--url', served.url], 60_000);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stdout, /--model-control-mode explicit/);
+
+  const explicit = await startTestServer({
+    repoDir: served.repoDir,
+    server: { modelControlMode: 'explicit', loadModels: ['canary'] },
+  });
+  try {
+    const promoted = await runCli(['promote', '--model', 'canary', '--weights', '1=0,2=1', '--url', explicit.url], 60_000);
+    assert.equal(promoted.code, 0, promoted.stderr + promoted.stdout);
+    assert.deepEqual(JSON.parse(promoted.stdout), { model: 'canary', weights: { '1': 0, '2': 1 } });
+    const versions = await Promise.all(
+      Array.from({ length: 40 }, async () => {
+        const response = await fetch(`${explicit.url}/v2/models/canary/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }) });
+        return ((await response.json()) as { model_version: string }).model_version;
+      }),
+    );
+    assert.deepEqual(new Set(versions), new Set(['2']));
+    const unknown = await runCli(['promote', '--model', 'canary', '--weights', '7=1', '--url', explicit.url], 60_000);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stdout, /version 7 of 'canary' is not loaded \(loaded: 1, 2\)/);
+  } finally {
+    await explicit.close();
+  }
 });

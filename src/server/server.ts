@@ -88,6 +88,8 @@ export class Server {
   private closing = false;
   private draining = false;
   private readonly requiredAtStart = new Set<string>();
+  /** Traffic weights set at run time (setTrafficWeights), over the config's. */
+  private readonly trafficWeights = new Map<string, Record<string, number>>();
   /** Per model, the shadow comparisons by primary and shadow version. */
   private readonly shadows = new Map<string, Map<string, ShadowComparison>>();
   /** In poll mode, what follows the repository's changes. */
@@ -254,7 +256,32 @@ export class Server {
   private routed(request: InferenceRequest): ModelVersion {
     const served = this.model(request.model, request.version);
     if (request.version) return served;
-    return chooseVersion(served.config.traffic, this.repository.loadedVersions(request.model), request) ?? served;
+    const weights = this.trafficWeights.get(request.model);
+    const traffic = weights ? { ...served.config.traffic, weights } : served.config.traffic;
+    return chooseVersion(traffic, this.repository.loadedVersions(request.model), request) ?? served;
+  }
+
+  /**
+   * Shifts a model's traffic at run time (`nereid promote`): new weights for the versions it serves,
+   * kept until changed again or the server restarts, over the config's. A management operation,
+   * allowed in explicit model-control mode.
+   */
+  setTrafficWeights(name: string, weights: unknown): { model: string; weights: Record<string, number> } {
+    this.requireExplicitControl('traffic change');
+    checkModelName(name);
+    const loaded = this.repository.loadedVersions(name).map((version) => version.version);
+    if (loaded.length === 0) this.repository.get(name); // throws why it has none
+    if (!weights || typeof weights !== 'object' || Array.isArray(weights)) throw invalidArgument(`'weights' must be an object of version → weight, e.g. {"1": 90, "2": 10}`);
+    const entries = Object.entries(weights as Record<string, unknown>);
+    for (const [version, weight] of entries) {
+      if (!loaded.includes(version)) throw invalidArgument(`version ${version} of '${name}' is not loaded (loaded: ${loaded.join(', ')})`);
+      if (typeof weight !== 'number' || !(weight >= 0)) throw invalidArgument(`the weight of version ${version} must be a number ≥ 0, got ${JSON.stringify(weight)}`);
+    }
+    if (!entries.some(([, weight]) => (weight as number) > 0)) throw invalidArgument('at least one version needs a weight above 0');
+    const accepted = Object.fromEntries(entries) as Record<string, number>;
+    this.trafficWeights.set(name, accepted);
+    this.logger.info({ model: name, weights: accepted }, `traffic of model '${name}' set to ${entries.map(([version, weight]) => `v${version}: ${weight}`).join(', ')}`);
+    return { model: name, weights: accepted };
   }
 
   private copyToShadow(primary: ModelVersion, shadow: { version: string; max_in_flight: number }, request: InferenceRequest, response: InferenceResponse, primaryMs: number): void {

@@ -294,6 +294,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     await server.loadModel(request.params.model, parameters as Record<string, unknown>);
     return reply.code(200).send();
   });
+  app.post<{ Params: { model: string } }>('/v2/repository/models/:model/traffic', async (request) =>
+    server.setTrafficWeights(request.params.model, bodyObject(request, 'traffic request').weights),
+  );
   app.post<{ Params: { model: string } }>('/v2/repository/models/:model/unload', async (request, reply) => {
     bodyObject(request, 'unload request');
     await server.unloadModel(request.params.model);
