@@ -679,7 +679,24 @@ async function main(options: BenchOptions): Promise<void> {
 }
 
 const argv = process.argv.slice(2);
-if (argv.includes('--memory-attacks')) {
+if (argv.includes('--latency-batching')) {
+  // A benchmark of its own (bench/latency-batching.ts) with its own options.
+  const { LATENCY_BATCHING_HELP, parseLatencyBatchingOptions, runLatencyBatching } = await import('./latency-batching.js');
+  let batchingOptions: ReturnType<typeof parseLatencyBatchingOptions>;
+  try {
+    batchingOptions = parseLatencyBatchingOptions(argv.filter((arg) => arg !== '--latency-batching'));
+  } catch (error) {
+    console.error(`bench --latency-batching: ${(error as Error).message}\n\n${LATENCY_BATCHING_HELP}`);
+    process.exit(2);
+  }
+  if (batchingOptions === 'help') console.log(LATENCY_BATCHING_HELP);
+  else {
+    await runLatencyBatching(batchingOptions).catch((error: Error) => {
+      console.error(`bench --latency-batching failed: ${error.stack ?? error.message}`);
+      process.exitCode = 1;
+    });
+  }
+} else if (argv.includes('--memory-attacks')) {
   // A benchmark of its own (bench/memory-attacks.ts) with its own options.
   const { MEMORY_ATTACKS_HELP, parseMemoryAttackOptions, runMemoryAttacks } = await import('./memory-attacks.js');
   let attackOptions: ReturnType<typeof parseMemoryAttackOptions>;
