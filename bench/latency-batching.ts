@@ -44,6 +44,8 @@ Options:
   --targets LIST       target_latency_us values to compare                                  [10000]
   --layers N           MatMuls in the model (cost per row grows with it)                      [384]
   --steady FRACTION    steady and bursty mean rate, as a share of the measured capacity       [0.6]
+  --rate RPS           steady and bursty mean rate in requests/s instead (a shared machine's capacity
+                       moves from minute to minute; a fixed rate keeps the load equal across runs)
   --on-ms MS           bursty: arrivals during MS of every on+off                             [100]
   --off-ms MS          bursty: silence between bursts                                          [200]
   --low-rate RPS       low traffic: requests per second                                        [10]
@@ -59,6 +61,8 @@ export interface LatencyBatchingOptions {
   targetsUs: number[];
   layers: number;
   steadyShare: number;
+  /** Steady and bursty mean rate, requests/s; absent: steadyShare × the measured capacity. */
+  rate?: number;
   onOff: OnOff;
   lowRate: number;
   duration: number;
@@ -77,6 +81,7 @@ export function parseLatencyBatchingOptions(argv: string[]): LatencyBatchingOpti
       targets: { type: 'string', default: '10000' },
       layers: { type: 'string', default: '384' },
       steady: { type: 'string', default: '0.6' },
+      rate: { type: 'string' },
       'on-ms': { type: 'string', default: '100' },
       'off-ms': { type: 'string', default: '200' },
       'low-rate': { type: 'string', default: '10' },
@@ -101,6 +106,7 @@ export function parseLatencyBatchingOptions(argv: string[]): LatencyBatchingOpti
     targetsUs: list('targets', values.targets).filter((target) => target > 0),
     layers: number('layers', values.layers, { integer: true }),
     steadyShare: number('steady', values.steady),
+    rate: values.rate === undefined ? undefined : number('rate', values.rate),
     onOff: { onMs: number('on-ms', values['on-ms']), offMs: number('off-ms', values['off-ms'], { zero: true }) },
     lowRate: number('low-rate', values['low-rate']),
     duration: number('duration', values.duration),
@@ -183,10 +189,10 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
     const check = inferResponseCheck([{ name: 'y', ortType: 'float32', shape: [1, 4] }], 'json');
     const pathOf = (config: BatchingConfig) => `/v2/models/${config.model}/infer`;
 
-    const reference = configs[0];
+    const first = configs[0];
     const capacity = await runLoad({
-      origin: servers.get(reference.model)!.origin,
-      path: pathOf(reference),
+      origin: servers.get(first.model)!.origin,
+      path: pathOf(first),
       headers,
       body,
       check,
@@ -195,9 +201,9 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
       durationSeconds: 3,
       verifyEvery: 100,
     });
-    const steadyRate = options.steadyShare * capacity.requestsPerSecond;
+    const steadyRate = options.rate ?? options.steadyShare * capacity.requestsPerSecond;
     console.log(
-      `capacity (${reference.label}, 16 clients closed-loop): ${capacity.requestsPerSecond.toFixed(0)} req/s, p50 ${capacity.latency.p50.toFixed(1)} ms; ` +
+      `capacity (${first.label}, 16 clients closed-loop): ${capacity.requestsPerSecond.toFixed(0)} req/s, p50 ${capacity.latency.p50.toFixed(1)} ms; ` +
         `offering steady and bursty ${steadyRate.toFixed(0)} req/s, low ${options.lowRate} req/s`,
     );
     const rateOf = (traffic: Traffic) => (traffic === 'low' ? options.lowRate : steadyRate);
@@ -249,6 +255,19 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
       }
     }
 
+    // Each config's p99 over the latency-aware one's in the same round (the first target's): pairs cancel the slow drifts of a shared machine.
+    const reference = configs.find((config) => config.model.startsWith('target_'));
+    const pairedP99 = (traffic: Traffic, config: BatchingConfig) => {
+      if (!reference) return NaN;
+      const ratios: number[] = [];
+      for (let round = 0; round < options.rounds; round++) {
+        const at = (label: string) => cells.find((cell) => cell.traffic === traffic && cell.round === round && cell.config === label);
+        const mine = at(config.label);
+        const theirs = at(reference.label);
+        if (mine && theirs) ratios.push(mine.result.successLatency.p99 / theirs.result.successLatency.p99);
+      }
+      return median(ratios);
+    };
     const rows = TRAFFIC.flatMap((traffic) =>
       configs.map((config) => {
         const mine = cells.filter((cell) => cell.traffic === traffic && cell.config === config.label);
@@ -263,15 +282,16 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
           median(mine.map((cell) => cell.result.goodputPerSecond)).toFixed(0),
           median(mine.map((cell) => cell.result.successLatency.p50)).toFixed(2),
           median(mine.map((cell) => cell.result.successLatency.p99)).toFixed(2),
+          pairedP99(traffic, config).toFixed(2),
           median(mine.map((cell) => cell.meanBatch)).toFixed(2),
           String(failed),
         ];
       }),
     );
     const table = markdownTable(
-      ['traffic', 'batching', 'offered req/s', 'answered req/s', 'p50 ms', 'p99 ms', 'mean batch', 'failed'],
+      ['traffic', 'batching', 'offered req/s', 'answered req/s', 'p50 ms', 'p99 ms', 'p99 ÷ latency-aware (paired)', 'mean batch', 'failed'],
       rows,
-      [false, false, true, true, true, true, true, true],
+      [false, false, true, true, true, true, true, true, true],
     );
     const source = sourceState();
     const m = machine();
@@ -284,8 +304,9 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
       `Source: ${describeSource(source)}.`,
       `Model: FP32 [batch, ${WIDTH}] through ${options.layers} MatMuls, max_batch_size ${MAX_BATCH_SIZE}, one worker-thread instance. ` +
         `Capacity (${configs[0].label}, 16 clients closed-loop): ${capacity.requestsPerSecond.toFixed(0)} req/s.`,
-      `Traffic: steady Poisson at ${steadyRate.toFixed(0)} req/s (${options.steadyShare} × capacity); bursty at the same mean, on ${options.onOff.onMs} ms / off ${options.onOff.offMs} ms; low ${options.lowRate} req/s. ` +
-        `${options.rounds} interleaved rounds of ${options.warmup} s + ${options.duration} s per cell; medians over rounds; latency from the scheduled arrival.`,
+      `Traffic: steady Poisson at ${steadyRate.toFixed(0)} req/s${options.rate ? '' : ` (${options.steadyShare} × capacity)`}; bursty at the same mean, on ${options.onOff.onMs} ms / off ${options.onOff.offMs} ms; low ${options.lowRate} req/s. ` +
+        `${options.rounds} interleaved rounds of ${options.warmup} s + ${options.duration} s per cell; medians over rounds; latency from the scheduled arrival; ` +
+        `'p99 ÷ latency-aware': the median over rounds of each config's p99 over the latency-aware config's in the same round.`,
       '',
       table,
       '',
