@@ -253,8 +253,9 @@ export class DynamicBatcher implements Scheduler {
   }
 
   /**
-   * Whether to leave the batch starting at `head` (`sizes`: its cumulative rows) open for company, a wake-up set
-   * for when to look again: a fixed max_queue_delay, or with a target latency, as batch-hold.ts decides.
+   * Whether to leave the batch starting at `head` (`sizes`: its cumulative rows) open for company,
+   * with a wake-up set for when to look again: a fixed max_queue_delay, or with a target latency,
+   * as batch-hold.ts decides.
    */
   private shouldHold(head: QueueEntry<Pending>, sizes: readonly number[]): boolean {
     const { maxQueueDelayMicroseconds, targetLatencyMicroseconds = 0 } = this.policy;
