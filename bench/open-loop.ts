@@ -30,6 +30,13 @@ export interface OpenLoopSpec {
   verifyEvery: number;
   /** Seeds the Poisson arrivals, so two targets get the same schedule. */
   seed?: number;
+  /** Bursty traffic: arrivals only during `onMs` of every `onMs + offMs`, at the rate that keeps the same mean. Absent: steady. */
+  onOff?: OnOff;
+}
+
+export interface OnOff {
+  onMs: number;
+  offMs: number;
 }
 
 /** What one generator thread counts, and what the threads' counts add up to. */
@@ -140,12 +147,18 @@ function seededRandom(seed: number): () => number {
   };
 }
 
-/** Poisson arrival offsets in ms from the start, for `seconds` of load at `rate` per second. */
-export function arrivalSchedule(rate: number, seconds: number, seed = 1): Float64Array {
-  const gapMs = 1000 / rate;
+/**
+ * Poisson arrival offsets in ms from the start, for `seconds` of load at `rate` per second on
+ * average. On-off: a Poisson stream over the on-periods only, at the rate that keeps the mean
+ * (its clock stops while off).
+ */
+export function arrivalSchedule(rate: number, seconds: number, seed = 1, onOff?: OnOff): Float64Array {
+  const onShare = onOff ? onOff.onMs / (onOff.onMs + onOff.offMs) : 1;
+  const gapMs = (1000 * onShare) / rate;
+  const wallMs = (onMs: number) => (onOff ? Math.floor(onMs / onOff.onMs) * (onOff.onMs + onOff.offMs) + (onMs % onOff.onMs) : onMs);
   const random = seededRandom(seed);
   const times: number[] = [];
-  for (let at = -Math.log(1 - random()) * gapMs; at < seconds * 1000; at += -Math.log(1 - random()) * gapMs) times.push(at);
+  for (let at = -Math.log(1 - random()) * gapMs; wallMs(at) < seconds * 1000; at += -Math.log(1 - random()) * gapMs) times.push(wallMs(at));
   return Float64Array.from(times);
 }
 
@@ -162,7 +175,7 @@ export interface PreparedOpenLoop {
 }
 
 export async function prepareOpenLoop(spec: OpenLoopSpec): Promise<PreparedOpenLoop> {
-  const schedule = arrivalSchedule(spec.ratePerSecond, spec.warmupSeconds + spec.durationSeconds, spec.seed);
+  const schedule = arrivalSchedule(spec.ratePerSecond, spec.warmupSeconds + spec.durationSeconds, spec.seed, spec.onOff);
   const clients = Array.from(
     { length: spec.connections },
     () =>

@@ -167,6 +167,8 @@ Goodput mode (overload; issue 12):
   --capacity-from TARGET     open loop: offer every target multiples of this target's capacity (e.g. nereid,
                              so that before and nereid face the same load); ÷ capacity stays each
                              target's own                                                [each its own]
+  --latency-batching         instead of all the above, latency-aware vs fixed-delay batching (issue 15); see
+                             npm run bench -- --latency-batching --help
   -h, --help                 this help
   --memory-attacks           instead of all the above, the memory attacks of issue 12 (gzip bombs, a queue
                              flood, stalled bodies) with the server's RSS sampled; see

@@ -703,6 +703,10 @@ async function runOwnBenchmark<Options>(flag: string, { help, parse, run }: OwnB
 }
 
 const OWN_BENCHMARKS: Record<string, (flag: string) => Promise<void>> = {
+  '--latency-batching': async (flag) => {
+    const { LATENCY_BATCHING_HELP, parseLatencyBatchingOptions, runLatencyBatching } = await import('./latency-batching.js');
+    await runOwnBenchmark(flag, { help: LATENCY_BATCHING_HELP, parse: parseLatencyBatchingOptions, run: runLatencyBatching });
+  },
   '--memory-attacks': async (flag) => {
     const { MEMORY_ATTACKS_HELP, parseMemoryAttackOptions, runMemoryAttacks } = await import('./memory-attacks.js');
     await runOwnBenchmark(flag, { help: MEMORY_ATTACKS_HELP, parse: parseMemoryAttackOptions, run: runMemoryAttacks });

@@ -142,6 +142,7 @@ const EXPECTED = {
   dynamic_batching: {
     preferred_batch_size: [2, 4],
     max_queue_delay_microseconds: 100,
+    target_latency_us: 0,
     preserve_ordering: true,
     priority_levels: 2,
     default_priority_level: 1,
@@ -192,6 +193,7 @@ test('an empty dynamic_batching block gets Triton defaults, default_queue_policy
   assert.deepEqual(plain(config.dynamic_batching), {
     preferred_batch_size: [],
     max_queue_delay_microseconds: 0,
+    target_latency_us: 0,
     preserve_ordering: false,
     priority_levels: 0,
     default_priority_level: 0,

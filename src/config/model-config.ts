@@ -117,6 +117,14 @@ const queuePolicySchema = z.looseObject({
 export const dynamicBatchingSchema = z.looseObject({
   preferred_batch_size: repeated(count(1)).default([]),
   max_queue_delay_microseconds: count().default(0),
+  /**
+   * Nereid's latency-aware batching: instead of waiting a fixed max_queue_delay for company, a batch
+   * is held only while rows arrive fast enough to make it cheaper per row and its oldest request,
+   * after the wait and the larger batch's learned run time, is still answered within this many µs
+   * (or its own timeout or deadline, when sooner). max_queue_delay_microseconds then bounds the
+   * hold (0: no bound beyond this target). 0: off, a fixed delay as in Triton.
+   */
+  target_latency_us: count().default(0),
   preserve_ordering: z.boolean().default(false),
   priority_levels: count().default(0),
   default_priority_level: count().default(0),

@@ -4,7 +4,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { attr, buildOnnxModel, type InitializerSpec, type OnnxElementType } from './onnx-model-builder.js';
+import { attr, buildOnnxModel, type InitializerSpec, type NodeSpec, type OnnxElementType } from './onnx-model-builder.js';
 
 /**
  * Writes `<repoDir>/<name>/<version>/model.onnx`, plus `<repoDir>/<name>/config.pbtxt`
@@ -112,6 +112,34 @@ export function smallCnnModel(seed = 42): Uint8Array {
         attributes: { alpha: attr.float(1), beta: attr.float(1), transB: 1 },
       },
       { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: 1 } },
+    ],
+  });
+}
+
+/**
+ * FP32 x [batch, width] through `layers` MatMuls by one width×width weight (every element 1/width,
+ * made in the graph, so the file stays a few hundred bytes however heavy the model), then to
+ * y [batch, 4]. Per row it costs about width² × layers multiply-adds, and far less per row in
+ * batches (matrix-vector products become one matrix product): a model where batching pays.
+ */
+export function matMulChainModel({ width, layers }: { width: number; layers: number }): Uint8Array {
+  /** A [rows, cols] weight of 1/width everywhere, made by a node from its shape. */
+  const constant = (name: string, dims: number[]): [InitializerSpec, NodeSpec] => [
+    { name: `${name}_shape`, type: 'int64', dims: [2], values: dims.map(BigInt) },
+    { opType: 'ConstantOfShape', inputs: [`${name}_shape`], outputs: [name], attributes: { value: attr.tensor({ type: 'float32', dims: [1], values: [1 / width] }) } },
+  ];
+  const [squareShape, square] = constant('w', [width, width]);
+  const [narrowShape, narrow] = constant('out_w', [width, 4]);
+  return buildOnnxModel({
+    graphName: 'matmul_chain',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', width] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 4] }],
+    initializers: [squareShape, narrowShape],
+    nodes: [
+      square,
+      narrow,
+      ...Array.from({ length: layers }, (_, layer) => ({ opType: 'MatMul', inputs: [layer === 0 ? 'x' : `h${layer}`, 'w'], outputs: [`h${layer + 1}`] })),
+      { opType: 'MatMul', inputs: [`h${layers}`, 'out_w'], outputs: ['y'] },
     ],
   });
 }

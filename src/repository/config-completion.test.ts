@@ -36,6 +36,7 @@ describe('completeConfig: dynamic_batching with an auto-completed max_batch_size
     assert.deepEqual(completed.dynamic_batching, {
       preferred_batch_size: [],
       max_queue_delay_microseconds: 0,
+      target_latency_us: 0,
       preserve_ordering: false,
       priority_levels: 0,
       default_priority_level: 0,

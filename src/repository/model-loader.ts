@@ -88,6 +88,7 @@ export function batcherPolicyOf(config: CompletedModelConfig, limits: QueueLimit
     maxBatchSize: config.max_batch_size,
     preferredBatchSizes: batching.preferred_batch_size,
     maxQueueDelayMicroseconds: batching.max_queue_delay_microseconds,
+    targetLatencyMicroseconds: batching.target_latency_us,
     preserveOrdering: batching.preserve_ordering,
     priorityLevels: batching.priority_levels,
     defaultPriorityLevel: batching.default_priority_level,

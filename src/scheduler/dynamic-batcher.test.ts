@@ -1880,3 +1880,77 @@ describe('DynamicBatcher: cut where a row is cheapest (learned costs)', () => {
     for (const [index, promise] of [a, b, ...rest].entries()) assertOwnResult(await promise, [index + 1]);
   });
 });
+
+describe('DynamicBatcher: latency-aware hold (target latency)', () => {
+  /** Seeds the learned costs (3 elements a row): one row `oneRowMs`, four rows `fourRowsMs`; five times, so a test-paced execution does not move the medians. */
+  function seedCosts(h: Harness, oneRowMs: number, fourRowsMs: number): void {
+    for (let time = 0; time < 5; time++) {
+      h.batcher.costs.record(1, COLS, oneRowMs * 1e6);
+      h.batcher.costs.record(4, 4 * COLS, fourRowsMs * 1e6);
+    }
+  }
+
+  /** Runs request 1 alone, then queues request 2 (the next turn) behind it while it runs, and releases request 1. */
+  async function secondQueuedBehindFirst(h: Harness, second: ScheduledRequest) {
+    const first = h.schedule(fp32Request([1]));
+    await flush();
+    assert.deepEqual(h.batches(), [[1]], 'the first request runs at once: nothing is known of the arrival rate yet');
+    const queued = track(h.schedule(second));
+    await flush();
+    assert.equal(h.batcher.queued, 1, 'request 2 waits behind the busy instance');
+    await release(h, 0);
+    assertOwnResult(await first, [1]);
+    return queued;
+  }
+
+  it('holds a batch for company while requests arrive faster than it would run, and sends it once full', async () => {
+    const h = new Harness({ maxBatchSize: 4, targetLatencyMicroseconds: 60_000_000 });
+    // One row takes a second, four rows 1.1 s: batching pays, and requests ms apart come long before one row would have run.
+    seedCosts(h, 1000, 1100);
+    const second = await secondQueuedBehindFirst(h, fp32Request([2]));
+    assert.equal(h.calls.length, 1, 'the instance is idle, yet request 2 is held for company');
+    const rest = [3, 4, 5].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.deepEqual(h.batches(), [[1], [2, 3, 4, 5]], 'sent as soon as the batch is full');
+    await release(h, 1);
+    assertOwnResult(await second.promise, [2]);
+    for (const [index, result] of rest.entries()) assertOwnResult(await result, [index + 3]);
+  });
+
+  it('does not hold a request whose own timeout leaves no room for a larger batch', async () => {
+    const h = new Harness({
+      maxBatchSize: 4,
+      targetLatencyMicroseconds: 60_000_000,
+      defaultQueuePolicy: { ...NO_TIMEOUT, allowTimeoutOverride: true },
+    });
+    seedCosts(h, 1000, 1100);
+    // 1.05 s: the larger batch's 1.1 s alone would overrun it, whatever the target says.
+    await secondQueuedBehindFirst(h, fp32Request([2], { timeoutMicroseconds: 1_050_000 }));
+    assert.deepEqual(h.batches(), [[1], [2]], 'request 2 ran as soon as the instance was free');
+    await release(h, 1);
+  });
+
+  it('at low traffic sends a lone request at once, where a fixed max_queue_delay holds it', async () => {
+    const held = new Harness({ maxBatchSize: 4, maxQueueDelayMicroseconds: BATCH_WINDOW_US });
+    const latencyAware = new Harness({ maxBatchSize: 4, maxQueueDelayMicroseconds: BATCH_WINDOW_US, targetLatencyMicroseconds: 60_000_000 });
+    for (const h of [held, latencyAware]) {
+      // One row takes 1 ms, four rows 1.2 ms: batching pays, if company comes.
+      seedCosts(h, 1, 1.2);
+      const first = h.schedule(fp32Request([1]));
+      await h.waitForCalls(1); // the fixed delay holds even the first request for company
+      await release(h, 0);
+      assertOwnResult(await first, [1]);
+      // Requests 20 ms apart against a 1 ms batch: company would come long after this one could have run.
+      await sleep(20);
+      h.schedule(fp32Request([2]));
+      await flush();
+    }
+    assert.equal(held.calls.length, 1, 'the fixed delay holds request 2 for company');
+    assert.deepEqual(latencyAware.batches(), [[1], [2]], 'the latency-aware batcher sends it at once');
+    await release(latencyAware, 1);
+    const stopped = held.batcher.stop(); // sends what it holds at once
+    await held.waitForCalls(2);
+    await release(held, 1);
+    await stopped;
+  });
+});

@@ -3,8 +3,10 @@
  * instance is free, and nothing else (the queue owns levels, policies and timeouts). A batch is cut
  * where the model is cheapest per row (learned in BatchCosts), at a preferred batch size when the
  * config names some, and waits for company only while max_queue_delay allows and more rows could
- * still make it cheaper. With batching off it is Triton's default scheduler: one request per
- * execution, first come first served.
+ * still make it cheaper. With a target latency (Nereid's target_latency_us) it holds a batch only
+ * while more rows are expected soon and the oldest request can still be answered in time (see
+ * batch-hold.ts), max_queue_delay bounding the hold. With batching off it is Triton's default
+ * scheduler: one request per execution, first come first served.
  */
 import { COMPUTE_NS, type BackendInstance, type RunOutputs } from '../backends/backend.js';
 import { asNereidError, NereidError } from '../core/errors.js';
@@ -12,7 +14,9 @@ import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
 import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
+import { ArrivalRate } from './arrival-rate.js';
 import { BatchCosts } from './batch-costs.js';
+import { holdBatchUntil } from './batch-hold.js';
 import { DrainRate } from './drain-rate.js';
 import { NO_QUEUE_POLICY, PriorityQueue, type Admission, type PriorityQueueOptions, type QueueEntry } from './priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
@@ -33,6 +37,13 @@ export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label' | 'dra
    * rows would not make a batch cheaper (default true). Off: batches fill up to max_batch_size.
    */
   cutAtCheapest?: boolean;
+  /**
+   * Latency-aware batching: hold a batch for more rows only while its oldest request can still be
+   * answered within this many µs (or its own timeout or deadline, when sooner) and rows are arriving
+   * fast enough to fill it; maxQueueDelayMicroseconds then bounds the hold (0: no bound). 0 or
+   * absent: wait a fixed maxQueueDelayMicroseconds.
+   */
+  targetLatencyMicroseconds?: number;
 }
 
 export const UNBATCHED_POLICY: Omit<BatcherPolicy, keyof QueueLimits> = {
@@ -89,6 +100,8 @@ export class DynamicBatcher implements Scheduler {
   private readonly queue: PriorityQueue<Pending>;
   private readonly largestPreferred: number;
   private readonly cutAtCheapest: boolean;
+  /** How fast rows arrive; kept only with a target latency, which is all it is for. */
+  private readonly arrivals?: ArrivalRate;
   private running = 0;
   /** Rows of the batches running now. */
   private rowsRunning = 0;
@@ -118,6 +131,7 @@ export class DynamicBatcher implements Scheduler {
     this.costs = new BatchCosts(Math.max(1, policy.maxBatchSize));
     this.largestPreferred = policy.preferredBatchSizes.length ? Math.max(...policy.preferredBatchSizes) : 0;
     this.cutAtCheapest = policy.cutAtCheapest ?? true;
+    if ((policy.targetLatencyMicroseconds ?? 0) > 0) this.arrivals = new ArrivalRate();
     const slots = this.idle.length;
     const rows = Math.max(1, policy.maxBatchSize);
     // Before a backlog is measured: every instance running full batches at the engine's measured speed.
@@ -157,6 +171,7 @@ export class DynamicBatcher implements Scheduler {
       const admission = { priority: request.priority, timeoutMicroseconds: request.timeoutMicroseconds, deadline: request.deadline, rows: pending.rows, bytes: bytesOf(request.inputs) };
       pending.entry = this.queue.push(pending, admission, now()); // throws when full: the promise rejects with it
       pending.sequence = this.nextSequence++;
+      this.arrivals?.arrived(pending.rows, pending.entry.enqueuedAt);
       if (signal) {
         pending.onAbort = () => {
           if (pending.entry && this.queue.remove(pending.entry)) this.settleDropped(pending, new NereidError('CANCELLED', CANCELLED));
@@ -215,7 +230,7 @@ export class DynamicBatcher implements Scheduler {
     const head = this.queue.first();
     if (!head) return undefined;
     const first = head.value;
-    const { maxBatchSize, maxQueueDelayMicroseconds, preferredBatchSizes } = this.policy;
+    const { maxBatchSize, preferredBatchSizes } = this.policy;
     if (maxBatchSize === 0) return [first];
     const batch = [first];
     const sizes = [first.rows];
@@ -232,13 +247,40 @@ export class DynamicBatcher implements Scheduler {
       sizes.push(rows);
     }
     if (rows >= maxBatchSize || (this.largestPreferred > 0 && rows >= this.largestPreferred)) closed = true;
-    const waitedMicroseconds = (now() - head.enqueuedAt) * 1000;
-    if (!closed && !this.stopped && waitedMicroseconds < maxQueueDelayMicroseconds && this.couldGetCheaper(sizes)) {
-      this.wakeAfter(maxQueueDelayMicroseconds - waitedMicroseconds);
-      return undefined;
-    }
+    if (!closed && !this.stopped && this.shouldHold(head, sizes)) return undefined;
     const cut = preferredBatchSizes.length ? this.preferredCut(sizes) : this.cutAtCheapest ? this.costs.choose(this.fairShare(sizes)) + 1 : sizes.length;
     return cut < batch.length ? batch.slice(0, cut) : batch;
+  }
+
+  /**
+   * Whether to leave the batch starting at `head` (`sizes`: its cumulative rows) open for company,
+   * with a wake-up set for when to look again: a fixed max_queue_delay, or with a target latency,
+   * as batch-hold.ts decides.
+   */
+  private shouldHold(head: QueueEntry<Pending>, sizes: readonly number[]): boolean {
+    const { maxQueueDelayMicroseconds, targetLatencyMicroseconds = 0 } = this.policy;
+    const clock = now();
+    if (this.arrivals) {
+      const until = holdBatchUntil({
+        nowMs: clock,
+        headEnqueuedMs: head.enqueuedAt,
+        headDueMs: Math.min(head.enqueuedAt + targetLatencyMicroseconds / 1000, head.dueAt),
+        rows: sizes[sizes.length - 1],
+        maxRows: this.largestPreferred || this.policy.maxBatchSize,
+        holdLimitMs: maxQueueDelayMicroseconds > 0 ? maxQueueDelayMicroseconds / 1000 : Infinity,
+        arrivalRowsPerMs: this.arrivals.rowsPerMs(clock),
+        costs: this.costs,
+      });
+      if (until === undefined) return false;
+      this.wakeAfter((until - clock) * 1000);
+      return true;
+    }
+    const waitedMicroseconds = (clock - head.enqueuedAt) * 1000;
+    if (waitedMicroseconds < maxQueueDelayMicroseconds && this.couldGetCheaper(sizes)) {
+      this.wakeAfter(maxQueueDelayMicroseconds - waitedMicroseconds);
+      return true;
+    }
+    return false;
   }
 
   /**

@@ -77,6 +77,8 @@ export class QueueEntry<T> {
   timer?: NodeJS.Timeout;
   /** Moved behind the rest of its level by a DELAY timeout. */
   delayed = false;
+  /** performance.now() ms when its queue timeout or deadline, whichever is sooner, runs out; Infinity: neither. */
+  dueAt = Infinity;
 
   constructor(
     readonly value: T,
@@ -277,6 +279,7 @@ export class PriorityQueue<T> {
     this.levelBytes[level] += entry.bytes;
     const timeoutMs = timeout > 0 ? timeout / 1000 : Infinity;
     const deadlineMs = admission.deadline === undefined ? Infinity : admission.deadline - now;
+    entry.dueAt = now + Math.min(timeoutMs, deadlineMs);
     if (deadlineMs <= timeoutMs && deadlineMs !== Infinity) {
       this.arm(entry, deadlineMs, () => this.drop(entry, new NereidError('DEADLINE_EXCEEDED', `${this.options.label}: the request's deadline passed while it waited in the queue`)));
     } else if (timeoutMs !== Infinity) {
