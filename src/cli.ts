@@ -221,7 +221,8 @@ program
   .action(async (flags) => {
     const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
-    warnOfOpenScopes(authTokens, { management: flags.modelControlMode === 'explicit', metrics: flags.allowMetrics }, logger);
+    // The management scope is always exposed: trace and logging settings can be changed in any control mode.
+    warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
     const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour }) : undefined;
@@ -230,6 +231,7 @@ program
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
+      traceSettings: tracing?.settings,
       modelRepository: flags.modelRepository,
       modelControlMode: flags.modelControlMode,
       repositoryPollSecs: flags.repositoryPollSecs,

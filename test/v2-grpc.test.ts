@@ -297,8 +297,6 @@ describe('health, metadata, config, statistics, repository', () => {
     await callError(rpc, 'SystemSharedMemoryRegister', { name: 'r', key: '/k', byte_size: 16 }, grpc.status.UNIMPLEMENTED, ['shared memory']);
     await callError(rpc, 'CudaSharedMemoryRegister', { name: 'r' }, grpc.status.UNIMPLEMENTED, ['CUDA shared memory']);
     await callError(rpc, 'CudaSharedMemoryUnregister', {}, grpc.status.UNIMPLEMENTED, ['CudaSharedMemoryUnregister']);
-    await callError(rpc, 'TraceSetting', {}, grpc.status.UNIMPLEMENTED, ['trace settings']);
-    await callError(rpc, 'LogSettings', {}, grpc.status.UNIMPLEMENTED, ['--log-verbose']);
   });
 });
 

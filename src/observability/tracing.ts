@@ -5,6 +5,10 @@
  * compute_infer, compute_output, postprocess) laid out back to back from the measured timings.
  * Spans are built after the fact from the timings the path already measures, so tracing adds no
  * work to the path itself, and nothing at all to a request that is not sampled.
+ *
+ * Which requests are traced: the trace extension's settings (trace-settings.ts: level, one in
+ * trace_rate, trace_count left) decide first, per model; a request they pick then goes through the
+ * OpenTelemetry sampler (the `sampleRate` fraction, or the client's sampled flag).
  */
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type HrTime, type TextMapGetter, type Tracer } from '@opentelemetry/api';
 import { addHrTimes, millisToHrTime, W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -24,6 +28,7 @@ import { z } from 'zod';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { RequestTimings } from '../core/timings.js';
 import { VERSION } from '../version.js';
+import { TraceSettings } from './trace-settings.js';
 
 export const DEFAULT_TRACE_ENDPOINT = 'http://127.0.0.1:4318/v1/traces';
 
@@ -66,6 +71,8 @@ function nanoseconds(ns: number): HrTime {
 
 export class Tracing {
   readonly provider: BasicTracerProvider;
+  /** The trace extension's settings, which the front ends read and change (GET/POST /v2/trace/setting). */
+  readonly settings = new TraceSettings({ exporting: true });
   private readonly propagator = new W3CTraceContextPropagator();
 
   /** Pass to ServerOptions.observers. */
@@ -93,6 +100,11 @@ export class Tracing {
     return this.provider.forceFlush();
   }
 
+  /** log_frequency's export: started now, finished in the background; a failed export is the exporter's to report. */
+  flushInBackground(): void {
+    this.provider.forceFlush().catch(() => undefined);
+  }
+
   /** Exports what is pending and stops. */
   shutdown(): Promise<void> {
     return this.provider.shutdown();
@@ -116,6 +128,8 @@ class TracingObserver implements InferenceObserver {
   onExecution(_record: ExecutionRecord): void {}
 
   onRequestEnd(record: RequestRecord): void {
+    const policy = this.tracing.settings.policyFor(this.model);
+    if (!policy.sample()) return;
     const start = millisToHrTime(record.startedAt);
     const span = this.tracer.startSpan(
       this.name,
@@ -155,6 +169,7 @@ class TracingObserver implements InferenceObserver {
       }
     }
     span.end(end);
+    if (policy.recorded()) this.tracing.flushInBackground();
   }
 }
 

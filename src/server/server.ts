@@ -15,6 +15,8 @@ import { classifyImages } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
 import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
+import { LogSettings, type LogSettingsAnswer } from '../observability/log-settings.js';
+import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig } from '../config/model-config.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
@@ -65,6 +67,8 @@ export type ServerOptions = z.input<typeof serverOptionsSchema> & {
   observers?: InferenceObserverFactory[];
   /** Where responses are cached for models whose config enables response_cache; none: no caching. */
   responseCache?: ResponseCacheStore;
+  /** The tracing's settings (Tracing.settings), for the trace extension; none: tracing is off and cannot be turned on. */
+  traceSettings?: TraceSettings;
 };
 
 export const SERVER_EXTENSIONS = [
@@ -75,6 +79,8 @@ export const SERVER_EXTENSIONS = [
   'parameters',
   'statistics',
   'schedule_policy',
+  'trace',
+  'logging',
 ] as const;
 
 export class Server {
@@ -84,6 +90,8 @@ export class Server {
   readonly responseCache?: ResponseCacheStore;
   /** Bytes of request bodies held now, across front ends. */
   readonly bodies: ByteBudget;
+  readonly traceSettings: TraceSettings;
+  readonly logSettings: LogSettings;
   private started = false;
   private closing = false;
   private draining = false;
@@ -101,6 +109,8 @@ export class Server {
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;
     this.bodies = new ByteBudget(this.options.maxInflightBytes);
+    this.traceSettings = options.traceSettings ?? new TraceSettings({ exporting: false });
+    this.logSettings = new LogSettings(this.logger);
     this.repository = new ModelRepository({
       root: this.options.modelRepository,
       backends: options.backends,
@@ -192,6 +202,27 @@ export class Server {
     const versions = version ? [this.repository.get(name, version)] : this.repository.loadedVersions(name);
     if (versions.length === 0) this.repository.get(name); // throws the reason it has none
     return { model_stats: versions.map((model) => model.statistics.toJSON(pricing)) };
+  }
+
+  /** Triton's trace extension: the settings in effect globally, or for one model (its own, else the global ones). */
+  traceSetting(model?: string): TraceSettingAnswer {
+    if (model !== undefined) this.model(model);
+    return this.traceSettings.settings(model);
+  }
+
+  /** Changes trace settings, globally or for one model (`null` clears a model's override of a setting). */
+  updateTraceSetting(changes: Readonly<Record<string, unknown>>, model?: string): TraceSettingAnswer {
+    if (model !== undefined) this.model(model);
+    return this.traceSettings.update(changes, model);
+  }
+
+  /** Triton's logging extension: the logger's settings now. */
+  logging(): LogSettingsAnswer {
+    return this.logSettings.settings();
+  }
+
+  updateLogging(changes: Readonly<Record<string, unknown>>): LogSettingsAnswer {
+    return this.logSettings.update(changes);
   }
 
   /** The model's inputs as a raw binary request (Inference-Header-Content-Length: 0) reads them: one, typed by its config. */

@@ -23,6 +23,7 @@ import {
   type ParameterMap,
 } from './v2-grpc-codec.js';
 import { loadInferenceProto } from './v2-grpc-proto.js';
+import { logChangesFromProto, logSettingsToProto, traceChangesFromProto, traceSettingToProto, type TraceSettingRequestMessage } from './v2-grpc-settings.js';
 
 /** Options of the gRPC front end; the defaults are Triton's, and the message limit matches HTTP's body limit. */
 export const grpcFrontEndOptionsSchema = z.object({
@@ -40,7 +41,8 @@ export const grpcFrontEndOptionsSchema = z.object({
   keepalivePermitWithoutCalls: z.boolean().default(false),
   /**
    * Bearer tokens in the `authorization` metadata, as over HTTP: a list opens every RPC but ServerLive
-   * and ServerReady; an object scopes them (`management`: the Repository* RPCs; `inference`: the rest).
+   * and ServerReady; an object scopes them (`management`: the Repository* RPCs, TraceSetting and
+   * LogSettings; `inference`: the rest).
    */
   authTokens: authTokensSchema,
   /** One log line per call (and per streamed request): RPC, status, ms, request id, model (--log-access). */
@@ -68,9 +70,10 @@ const UNIMPLEMENTED_REASONS: Record<string, string> = {
   CudaSharedMemoryStatus: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
   CudaSharedMemoryRegister: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
   CudaSharedMemoryUnregister: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
-  TraceSetting: 'trace settings are not supported by Nereid',
-  LogSettings: 'log settings are not supported over the API by Nereid; start the server with --log-verbose',
 };
+
+/** RPCs that change how the server runs (the model repository, trace and log settings): the management scope, as over HTTP. */
+const MANAGEMENT_METHODS = /^(?:Repository|TraceSetting$|LogSettings$)/;
 
 /** Health probes stay open when bearer tokens are required, as over HTTP. */
 const OPEN_METHODS = new Set(['ServerLive', 'ServerReady']);
@@ -198,7 +201,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
 
   const authorize = (method: string, metadata: grpc.Metadata): void => {
     if (OPEN_METHODS.has(method)) return;
-    checkBearerToken(authorizationOf(metadata), settings.authTokens, method.startsWith('Repository') ? 'management' : 'inference');
+    checkBearerToken(authorizationOf(metadata), settings.authTokens, MANAGEMENT_METHODS.test(method) ? 'management' : 'inference');
   };
 
   /** A unary RPC: authorize, run `handle`, answer its result or its error. Nothing thrown escapes. */
@@ -275,6 +278,15 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         reservation.release();
       }
     }),
+    // Triton's gRPC TraceSetting: no settings reads them; a setting with no value clears a model's override of it.
+    TraceSetting: unary('TraceSetting', (request: TraceSettingRequestMessage) => {
+      const model = request.model_name || undefined;
+      const changes = traceChangesFromProto(request.settings);
+      return traceSettingToProto(Object.keys(changes).length === 0 ? server.traceSetting(model) : server.updateTraceSetting(changes, model));
+    }),
+    LogSettings: unary('LogSettings', (request: { settings: Parameters<typeof logChangesFromProto>[0] }) =>
+      logSettingsToProto(server.updateLogging(logChangesFromProto(request.settings))),
+    ),
     ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMessage, unknown>) => modelStreamInfer(call),
   };
 

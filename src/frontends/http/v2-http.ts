@@ -24,7 +24,8 @@ export const httpFrontEndOptionsSchema = z.object({
   maxConcurrentInflations: z.number().int().positive().default(8),
   /**
    * Bearer tokens: a list opens every route but the health probes; an object scopes them —
-   * `inference` (infer, classify, metadata, config, ready, stats), `management` (/v2/repository).
+   * `inference` (infer, classify, metadata, config, ready, stats), `management` (/v2/repository,
+   * trace and logging settings).
    */
   authTokens: authTokensSchema,
   /** One log line per request (method, url, status, ms, request id, model), at info (--log-access). */
@@ -44,6 +45,13 @@ export const httpFrontEndOptionsSchema = z.object({
 export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema>;
 
 type ModelParams = { model: string; version?: string };
+
+/**
+ * Routes that change how the server runs rather than ask it for answers: the model repository, and
+ * the trace and logging settings (global and per model). Matched on the route's pattern when one
+ * matched, so no spelling of the URL reaches them under the inference scope.
+ */
+const MANAGEMENT_ROUTE = /^\/v2\/(?:repository|trace|logging)(?:[/?]|$)|^\/v2\/models\/:model\/trace\//;
 
 /** A client that hangs up before its answer frees its place in the queue. */
 function abortOnClientClose(reply: FastifyReply): CancelSignal {
@@ -194,7 +202,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   if (tokensFor(tokens, 'inference').length || tokensFor(tokens, 'management').length) {
     app.addHook('onRequest', async (request, reply) => {
       if (request.url.startsWith('/v2/health/')) return;
-      const scope = request.url.startsWith('/v2/repository') ? 'management' : 'inference';
+      const scope = MANAGEMENT_ROUTE.test(request.routeOptions.url ?? request.url) ? 'management' : 'inference';
       try {
         checkBearerToken(request.headers.authorization, tokens, scope);
       } catch (error) {
@@ -302,6 +310,16 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     await server.unloadModel(request.params.model);
     return reply.code(200).send();
   });
+
+  // Triton's trace and logging extensions: the answer is always the settings now in effect.
+  app.get('/v2/trace/setting', async () => server.traceSetting());
+  app.post('/v2/trace/setting', async (request) => server.updateTraceSetting(bodyObject(request, 'trace setting request')));
+  app.get<{ Params: { model: string } }>('/v2/models/:model/trace/setting', async (request) => server.traceSetting(request.params.model));
+  app.post<{ Params: { model: string } }>('/v2/models/:model/trace/setting', async (request) =>
+    server.updateTraceSetting(bodyObject(request, 'trace setting request'), request.params.model),
+  );
+  app.get('/v2/logging', async () => server.logging());
+  app.post('/v2/logging', async (request) => server.updateLogging(bodyObject(request, 'log setting request')));
 
   return app;
 }
