@@ -558,12 +558,12 @@ program
     if (flags.chart) await writeTuneChart(report, flags.chart);
     if (flags.json) console.log(JSON.stringify(report));
     else console.log(formatTuneReport(report, flags.costPerCoreHour));
-    const changed = report.winner !== undefined && report.winner > 0;
+    const changed = report.best !== undefined && report.best > 0;
     if (changed && flags.write && !flags.dryRun) {
       const { path, backup } = await writeTunedConfig(resolve(flags.modelRepository, flags.model), report);
       if (!flags.json) console.log(`wrote ${path} (the old one: ${backup})`);
     } else if (changed && !flags.json) {
-      console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.winner!].candidate))}`);
+      console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.best!].candidate))}`);
     }
   });
 

@@ -38,17 +38,24 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   lines.push(`|---|---|---|${levels.map(() => '---:').join('|')}|---:|---:|---:|---:|:-:|`);
   report.results.forEach((measured, index) => {
     const shown = shownLevel(report, index);
-    const marks = `${measured.pareto ? '●' : ''}${index === report.winner ? ' ← best' : ''}`;
+    const marks = `${measured.pareto ? '●' : ''}${index === report.winner ? ' ← best' : ''}${index === report.best && index !== report.winner ? ' ← best of the served version' : ''}`;
     lines.push(
       `| ${index} | ${measured.step} | ${describeCandidate(measured.candidate)} | ${measured.levels.map((level) => fixed(level.throughput, 1)).join(' | ')} | ${fixed(shown.p50Ms, 2)} / ${fixed(shown.p95Ms, 2)} / ${fixed(shown.p99Ms, 2)} (c=${shown.concurrency}) | ${fixed(shown.cpuSecondsPerInference * 1000, 3)} | ${fixed(usdPer1000(shown.cpuSecondsPerInference, usdPerCoreHour), 6)} | ${fixed(shown.meanBatchRows, 1)} | ${marks} |`,
     );
   });
   lines.push('');
+  const gainOf = (index: number) => shownLevel(report, index).throughput / shownLevel(report, 0).throughput;
   if (report.winner === undefined) lines.push('No config met the objective.');
   else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
   else {
-    const gain = shownLevel(report, report.winner).throughput / shownLevel(report, 0).throughput;
-    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gain.toFixed(2)}× the current config's throughput.`);
+    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gainOf(report.winner).toFixed(2)}× the current config's throughput.`);
+    if (report.best !== undefined && report.best !== report.winner) {
+      lines.push(
+        report.best === 0
+          ? `For the version served now (v${report.results[0].candidate.version}) the current config is the best measured; switching versions is a decision about answers, so --write leaves it.`
+          : `For the version served now (v${report.results[0].candidate.version}): ${describeCandidate(report.results[report.best].candidate)} — ${gainOf(report.best).toFixed(2)}×; that is what --write writes.`,
+      );
+    }
   }
   if (report.skipped.length) lines.push(`Not measured (--budget-s reached): ${report.skipped.join('; ')}`);
   return lines.join('\n');
@@ -125,8 +132,8 @@ const TUNED_PARAMETERS = (candidate: Candidate): Record<string, string> => ({
  * answers clients get, which a speed measurement must not change. config.pbtxt is refused.
  */
 export async function writeTunedConfig(modelDirectory: string, report: TuneReport): Promise<{ path: string; backup: string }> {
-  if (report.winner === undefined || report.winner === 0) throw new Error('nothing to write: the current config is the best measured');
-  const candidate = report.results[report.winner].candidate;
+  if (report.best === undefined || report.best === 0) throw new Error('nothing to write: the current config is the best measured for the version it serves');
+  const candidate = report.results[report.best].candidate;
   const files = await readdir(modelDirectory);
   const name = ['config.yaml', 'config.yml', 'config.json', 'config.pbtxt'].find((file) => files.includes(file));
   if (!name) throw new Error(`${modelDirectory} has no config file to update; write one (config.yaml) first`);
@@ -135,7 +142,7 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
   const backup = `${path}.bak-${report.date.replace(/[-:]/g, '').replace(/\..*$/, '')}`;
   const text = await readFile(path, 'utf8');
   await copyFile(path, backup);
-  const winner = shownLevel(report, report.winner);
+  const winner = shownLevel(report, report.best);
   const before = shownLevel(report, 0);
   const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${name}.bak-…).`;
   if (name === 'config.json') {

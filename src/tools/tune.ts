@@ -82,6 +82,8 @@ export interface TuneReport {
   /** The first is the config as it is. */
   results: (Measured & { pareto: boolean })[];
   winner?: number;
+  /** The best of the served version's configs: what --write writes (a different version is reported, never switched to). */
+  best?: number;
   /** Candidates not measured because the budget ran out. */
   skipped: string[];
   seconds: number;
@@ -270,6 +272,14 @@ export async function measureConfigs(options: TuneOptions, configs: readonly Rec
   }
 }
 
+/** The index, among all results, of the best config of the version the current config serves. */
+function bestOfServedVersion(results: readonly Measured[], objective: Objective): number | undefined {
+  const served = results[0]?.candidate.version;
+  const indices = results.flatMap((measured, index) => (measured.candidate.version === served ? [index] : []));
+  const best = chooseWinner(indices.map((index) => results[index]), objective);
+  return best === undefined ? undefined : indices[best];
+}
+
 /** Measures the model's current config, then candidates chosen step by step, within the budget. */
 export async function runTune(options: TuneOptions, logger: Logger, onProgress?: (progress: TuneProgress) => void): Promise<TuneReport> {
   const settings = tuneOptionsSchema.parse(options);
@@ -349,6 +359,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     batchCurve: [...curve].map(([batchSize, computeNsPerRow]) => ({ batchSize, computeNsPerRow })),
     results: results.map((measured, index) => ({ ...measured, pareto: front[index] })),
     winner: chooseWinner(results, objective),
+    best: bestOfServedVersion(results, objective),
     skipped,
     seconds: tuner.elapsedSeconds,
     date: new Date().toISOString(),
