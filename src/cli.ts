@@ -519,6 +519,7 @@ program
   .option('--max-cost <usd>', 'objective: the best throughput whose compute cost per 1,000 inferences stays under this', number(0))
   .option('--cost-per-core-hour <usd>', 'price of one core-hour, for costs', number(0), defaultOf(tuneOptionsSchema, 'usdPerCoreHour'))
   .option('--budget-s <seconds>', 'stop starting new measurements after this many seconds', number(1), defaultOf(tuneOptionsSchema, 'budgetSeconds'))
+  .option('--min-gain <fraction>', 'write another config only when it beats the current one by this much (0.05: 5 %)', number(0), defaultOf(tuneOptionsSchema, 'minGain'))
   .option('--warmup-s <seconds>', 'warm-up before each measurement', number(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
   .option('--duration-s <seconds>', 'length of each measurement', number(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
   .option('--repeats <n>', 'measurements per concurrency level (the median is kept)', integer(1), defaultOf(tuneOptionsSchema, 'repeats'))
@@ -542,6 +543,7 @@ program
         maxCostUsd: flags.maxCost,
         usdPerCoreHour: flags.costPerCoreHour,
         budgetSeconds: flags.budgetS,
+        minGain: flags.minGain,
         warmupSeconds: flags.warmupS,
         durationSeconds: flags.durationS,
         repeats: flags.repeats,

@@ -52,7 +52,7 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
     if (report.best !== undefined && report.best !== report.winner) {
       lines.push(
         report.best === 0
-          ? `For the version served now (v${report.results[0].candidate.version}) the current config is the best measured; switching versions is a decision about answers, so --write leaves it.`
+          ? `For the version served now (v${report.results[0].candidate.version}) nothing measured beat the current config by the least gain worth a change (--min-gain); --write leaves it.`
           : `For the version served now (v${report.results[0].candidate.version}): ${describeCandidate(report.results[report.best].candidate)} — ${gainOf(report.best).toFixed(2)}×; that is what --write writes.`,
       );
     }

@@ -38,6 +38,7 @@ import {
   type LevelResult,
   type Measured,
   type Objective,
+  judgedLevel,
 } from './tune-search.js';
 
 export const tuneOptionsSchema = z.object({
@@ -56,6 +57,11 @@ export const tuneOptionsSchema = z.object({
   /** Best throughput whose compute cost per 1,000 inferences stays under this (at usdPerCoreHour). */
   maxCostUsd: z.number().positive().optional(),
   usdPerCoreHour: z.number().positive().default(0.05),
+  /**
+   * The least gain over the config as written that makes another config the one to write: on a shared machine two
+   * measurements of the same config differ by a few per cent, and a config is not worth changing for noise.
+   */
+  minGain: z.number().nonnegative().default(0.05),
   /** Largest max_batch_size tried. */
   maxBatchSizeLimit: z.int().positive().default(64),
   /** Dynamic dimensions of the inputs (name → dims without the batch dimension). */
@@ -273,11 +279,15 @@ export async function measureConfigs(options: TuneOptions, configs: readonly Rec
 }
 
 /** The index, among all results, of the best config of the version the current config serves. */
-function bestOfServedVersion(results: readonly Measured[], objective: Objective): number | undefined {
+function bestOfServedVersion(results: readonly Measured[], objective: Objective, minGain: number): number | undefined {
   const served = results[0]?.candidate.version;
   const indices = results.flatMap((measured, index) => (measured.candidate.version === served ? [index] : []));
   const best = chooseWinner(indices.map((index) => results[index]), objective);
-  return best === undefined ? undefined : indices[best];
+  if (best === undefined) return undefined;
+  const current = judgedLevel(results[0], objective)?.throughput;
+  const found = judgedLevel(results[indices[best]], objective)!.throughput;
+  // Within minGain of the config as written (which met the objective): keep it.
+  return current !== undefined && found < current * (1 + minGain) ? 0 : indices[best];
 }
 
 /** Measures the model's current config, then candidates chosen step by step, within the budget. */
@@ -359,7 +369,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     batchCurve: [...curve].map(([batchSize, computeNsPerRow]) => ({ batchSize, computeNsPerRow })),
     results: results.map((measured, index) => ({ ...measured, pareto: front[index] })),
     winner: chooseWinner(results, objective),
-    best: bestOfServedVersion(results, objective),
+    best: bestOfServedVersion(results, objective, settings.minGain),
     skipped,
     seconds: tuner.elapsedSeconds,
     date: new Date().toISOString(),
