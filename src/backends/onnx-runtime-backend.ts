@@ -92,10 +92,9 @@ export class OnnxRuntimeBackend implements Backend {
     };
     const signature = await this.sessionSignature(spec);
     // A model Nereid's own reader cannot carry (external data) still serves; it just declares no defaulted inputs.
-    const backed = await readFile(modelPath).then(
-      (bytes) => initializerBackedInputs(readOnnxModel(bytes)),
-      () => [],
-    ).catch(() => []);
+    const backed = await readFile(modelPath)
+      .then((bytes) => initializerBackedInputs(readOnnxModel(bytes)))
+      .catch(() => []);
     const defaulted = backed.filter((input) => !signature.inputs.some((known) => known.name === input.name));
     return { inputs: [...signature.inputs, ...defaulted.map((input) => ({ ...input, defaulted: true }))], outputs: signature.outputs };
   }
