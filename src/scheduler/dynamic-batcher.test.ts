@@ -615,17 +615,34 @@ describe('DynamicBatcher: preferred_batch_size', () => {
     ]);
   });
 
-  it('when no prefix reaches a preferred size exactly, the whole batch goes', async () => {
+  it('a batch never grows past the largest preferred size: 3 rows then 2 go as 3, and the 2 wait for company (as Triton)', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
     const a = h.schedule(fp32Request([1, 2, 3]));
     await flush();
     assert.equal(h.calls.length, 0, '3 rows wait for the preferred 4');
-    const b = h.schedule(fp32Request([4, 5])); // 3 then 5 rows: 4 is never hit exactly
+    const b = h.schedule(fp32Request([4, 5])); // 3 + 2 would pass the preferred 4
     await flush();
-    assert.deepEqual(h.batches(), [[1, 2, 3, 4, 5]]);
+    assert.deepEqual(h.batches(), [[1, 2, 3]]);
     await release(h, 0);
     assertOwnResult(await a, [1, 2, 3]);
+    const c = h.schedule(fp32Request([6, 7])); // 2 + 2: the preferred 4 exactly, at once
+    await h.waitForCalls(2);
+    assert.deepEqual(h.batches(), [
+      [1, 2, 3],
+      [4, 5, 6, 7],
+    ]);
+    await release(h, 1);
     assertOwnResult(await b, [4, 5]);
+    assertOwnResult(await c, [6, 7]);
+  });
+
+  it('a preferred size reached exactly goes at once, without waiting out the delay for a larger one', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 6], maxQueueDelayMicroseconds: 10_000_000 });
+    const a = h.schedule(fp32Request([1, 2]));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2]]);
+    await release(h, 0);
+    assertOwnResult(await a, [1, 2]);
   });
 });
 

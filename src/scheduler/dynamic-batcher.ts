@@ -236,9 +236,11 @@ export class DynamicBatcher implements Scheduler {
     const sizes = [first.rows];
     let rows = first.rows;
     let closed = false; // nothing more can join this batch, so waiting would only add latency
+    // With preferred sizes, as Triton's batcher: a batch never grows past the largest one.
+    const limit = this.largestPreferred > 0 ? Math.min(maxBatchSize, Math.max(this.largestPreferred, first.rows)) : maxBatchSize;
     for (let entry = this.queue.after(head); entry; entry = this.queue.after(entry)) {
       const candidate = entry.value;
-      if (rows + candidate.rows > maxBatchSize || !sameRowShape(first.request.inputs, candidate.request.inputs)) {
+      if (rows + candidate.rows > limit || !sameRowShape(first.request.inputs, candidate.request.inputs)) {
         closed = true;
         break;
       }
@@ -246,7 +248,8 @@ export class DynamicBatcher implements Scheduler {
       rows += candidate.rows;
       sizes.push(rows);
     }
-    if (rows >= maxBatchSize || (this.largestPreferred > 0 && rows >= this.largestPreferred)) closed = true;
+    // A preferred size reached exactly goes at once: waiting could only make it a size nobody asked for.
+    if (rows >= limit || preferredBatchSizes.includes(rows)) closed = true;
     if (!closed && !this.stopped && this.shouldHold(head, sizes)) return undefined;
     const cut = preferredBatchSizes.length ? this.preferredCut(sizes) : this.cutAtCheapest ? this.costs.choose(this.fairShare(sizes)) + 1 : sizes.length;
     return cut < batch.length ? batch.slice(0, cut) : batch;
