@@ -458,12 +458,9 @@ export class ModelRepository {
   get(name: string, version?: string): ModelVersion {
     const entry = this.entries.get(name);
     if (!entry || entry.unloaded) {
-      if (entry?.unloaded || SAFE_NAME.test(name)) {
-        throw notFound(
-          entry?.unloaded ? `model '${name}' is not loaded (it was unloaded)` : `unknown model '${name}'`,
-        );
-      }
-      throw notFound(`unknown model '${name}'`);
+      // Triton's clients look for the phrase "Request for unknown model".
+      if (entry?.unloaded) throw notFound(`Request for unknown model: model '${name}' is not loaded (it was unloaded)`);
+      throw notFound(`Request for unknown model '${name}': it is not in the model repository`);
     }
     if (version) {
       if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got '${version}'`);
