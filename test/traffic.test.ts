@@ -120,3 +120,13 @@ test('nereid promote shifts the weights of a running server (explicit model cont
     await explicit.close();
   }
 });
+
+test('the repository index gives each weighed version its share of unversioned requests', async () => {
+  const rows = (await (await fetch(`${served.url}/v2/repository/index`, { method: 'POST', body: '{}' })).json()) as { name: string; version: string; traffic_share?: number }[];
+  const canary = rows.filter((row) => row.name === 'canary').map((row) => [row.version, row.traffic_share]);
+  assert.deepEqual(canary, [
+    ['1', 0.9],
+    ['2', 0.1],
+  ]);
+  assert.equal(rows.find((row) => row.name === 'shadowed' && row.version === '2')?.traffic_share, 0, 'a shadow answers nobody');
+});

@@ -340,8 +340,17 @@ export class Server {
     return { model: name, shadows: [...(this.shadows.get(name)?.values() ?? [])].map((comparison) => comparison.summary()) };
   }
 
-  repositoryIndex(readyOnly = false): Promise<RepositoryIndexEntry[]> {
-    return this.repository.index(readyOnly);
+  /** Triton's repository index; versions a traffic policy weighs also carry their share of unversioned requests. */
+  async repositoryIndex(readyOnly = false): Promise<(RepositoryIndexEntry & { traffic_share?: number })[]> {
+    const rows = await this.repository.index(readyOnly);
+    return rows.map((row) => {
+      if (row.version === undefined || row.state !== 'READY') return row;
+      const weights = this.trafficWeights.get(row.name) ?? this.repository.get(row.name, row.version).config.traffic?.weights;
+      if (!weights) return row;
+      const ready = this.repository.loadedVersions(row.name).filter((version) => version.state === 'READY');
+      const total = ready.reduce((sum, version) => sum + (weights[version.version] ?? 0), 0);
+      return total > 0 ? { ...row, traffic_share: (weights[row.version] ?? 0) / total } : row;
+    });
   }
 
   /** As in Triton, only explicit mode takes load/unload requests: in poll mode the repository's files decide what is loaded. */
