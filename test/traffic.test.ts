@@ -5,14 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
 import { addSubModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 let served: TestServer;
+const metrics = new PrometheusMetrics({ processMetrics: false });
 
 before(async () => {
   served = await startTestServer({
+    server: { observers: [metrics.observer] },
     models: async (repo) => {
       const yaml = (traffic: string) => ({ 'config.yaml': `max_batch_size: 8\nversion_policy: { all: {} }\ntraffic: ${traffic}\n` });
       await writeModel(repo, 'canary', 1, scaleModel(2), undefined, yaml('{ weights: { "1": 90, "2": 10 } }'));
@@ -26,6 +29,7 @@ before(async () => {
       await writeModel(repo, 'broken_shadow', 2, addSubModel());
     },
   });
+  metrics.attach(served.server);
 });
 
 after(() => served.close());
@@ -86,6 +90,7 @@ test('a shadow gets a copy of each answered request, compared in /compare; a fai
   // ×3 against ×2 of [1, 2, 3, 4]: differences 1, 2, 3, 4.
   assert.equal(shadows[0].max_abs_delta, 4);
   assert.equal(shadows[0].mean_abs_delta, 2.5);
+  assert.match(await metrics.metrics(), /nereid_shadow_compared_total\{model="shadowed",primary_version="1",shadow_version="2"\} 30/);
 
   for (let index = 0; index < 30; index++) assert.equal((await infer('broken_shadow')).status, 200);
   const broken = (await compare('broken_shadow')) as unknown as { shadows: { failed: number; compared: number }[] };

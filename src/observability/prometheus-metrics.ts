@@ -53,6 +53,20 @@ export interface ObservedServer {
   readonly repository: { loadedVersions(): readonly ObservedVersion[] };
   /** The response cache store, when the server has one. */
   readonly responseCache?: Pick<ResponseCacheStore, 'kind' | 'healthy' | 'counters' | 'usage'>;
+  /** Shadow comparisons (a model's traffic.shadow), per model and primary/shadow version. */
+  shadowComparisons?(): readonly ObservedShadow[];
+}
+
+/** What a scrape reads of one shadow: the figures /v2/models/{m}/compare reports. */
+export interface ObservedShadow {
+  model: string;
+  primary_version: string;
+  shadow_version: string;
+  compared: number;
+  skipped: number;
+  failed: number;
+  top1_agreement?: number;
+  mean_abs_delta?: number;
 }
 
 /** The histograms of one model version; shared by the observers of its successive loads. */
@@ -119,6 +133,7 @@ export class PrometheusMetrics {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.registerModelMetrics();
     this.registerMonitorMetrics();
+    this.registerShadowMetrics();
     this.registerCacheMetrics();
   }
 
@@ -222,6 +237,22 @@ export class PrometheusMetrics {
       );
     accuracy('nereid_expected_accuracy', "Accuracy expected over the recent window from calibrated confidence (the reference profile's calibration)", (summary) => summary?.expectedAccuracy);
     accuracy('nereid_realised_accuracy', 'Accuracy over the recent window on predictions whose true labels were fed back', (summary) => summary?.realisedAccuracy);
+  }
+
+  /** A shadow version's copies and how its answers differ from the primary's, per model and version pair. */
+  private registerShadowMetrics(): void {
+    const shadowMetric = (name: string, help: string, type: MetricKind, value: (shadow: ObservedShadow) => number | undefined) =>
+      this.register(name, help, type, () =>
+        (this.server?.shadowComparisons?.() ?? []).flatMap((shadow) => {
+          const measured = value(shadow);
+          return measured === undefined ? [] : [{ labels: { model: shadow.model, primary_version: shadow.primary_version, shadow_version: shadow.shadow_version }, value: measured }];
+        }),
+      );
+    shadowMetric('nereid_shadow_compared_total', "Requests copied to a model's shadow version and compared with the primary's answer", 'counter', (s) => s.compared);
+    shadowMetric('nereid_shadow_skipped_total', 'Requests not copied to the shadow because it had max_in_flight copies running', 'counter', (s) => s.skipped);
+    shadowMetric('nereid_shadow_failed_total', 'Copies the shadow version failed (clients never see these)', 'counter', (s) => s.failed);
+    shadowMetric('nereid_shadow_top1_agreement', 'Share of compared rows whose top-1 class the shadow and the primary agree on', 'gauge', (s) => s.top1_agreement);
+    shadowMetric('nereid_shadow_mean_abs_delta', "Mean absolute difference between the shadow's and the primary's output values", 'gauge', (s) => s.mean_abs_delta);
   }
 
   /** The response cache store's own counters, read at scrape time; `nereid_cache_healthy` 0 means serving uncached. */

@@ -333,6 +333,11 @@ export class Server {
     );
   }
 
+  /** Every model's shadow comparisons, for metrics. */
+  shadowComparisons(): (ShadowSummary & { model: string })[] {
+    return [...this.shadows].flatMap(([model, comparisons]) => [...comparisons.values()].map((comparison) => ({ model, ...comparison.summary() })));
+  }
+
   /** The shadow comparisons of a model (its `traffic.shadow`): per primary and shadow version, how their answers differ. */
   modelComparison(name: string): { model: string; shadows: ShadowSummary[] } {
     checkModelName(name);
