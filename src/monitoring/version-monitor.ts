@@ -80,6 +80,8 @@ export class VersionMonitor {
   readonly confidence = new BucketCounts(CONFIDENCE_BUCKETS);
   readonly predictedTotals: Float64Array;
   private readonly numeric = new Map<string, NumericWindow>();
+  /** One entry per recorded row, whatever features the profile has: the window's span and the state's sample size. */
+  private readonly recent: CategoricalWindow;
   private readonly classes?: CategoricalWindow;
   private readonly flagged?: CategoricalWindow;
   private readonly accuracy?: AccuracyWindow;
@@ -100,6 +102,7 @@ export class VersionMonitor {
     this.now = hooks.now ?? Date.now;
     const window = this.options.window;
     for (const name of Object.keys(profile.features)) this.numeric.set(name, new NumericWindow(window, this.now));
+    this.recent = new CategoricalWindow(1, window, this.now);
     this.classNames = Object.keys(profile.classShares ?? {});
     this.predictedTotals = new Float64Array(this.classNames.length);
     if (this.classNames.length > 0) this.classes = new CategoricalWindow(this.classNames.length, window, this.now);
@@ -123,6 +126,7 @@ export class VersionMonitor {
     const threshold = this.profile.ood?.threshold;
     rows.forEach((row, index) => {
       const summary = summariseProbabilities(row.probabilities);
+      this.recent.push(0);
       this.confidence.observe(summary.confidence);
       this.numeric.get('output.confidence')?.push(summary.confidence);
       this.numeric.get('output.entropy')?.push(summary.entropy);
@@ -183,7 +187,7 @@ export class VersionMonitor {
     this.sinceEvaluation = 0;
     const evaluation = this.evaluate();
     this.lastEvaluation = evaluation;
-    const transition = this.state.evaluate(evaluation.score, this.sampleCount());
+    const transition = this.state.evaluate(evaluation.score, this.recent.size);
     if (transition) this.hooks.onTransition?.(transition, evaluation);
     return transition;
   }
@@ -206,7 +210,7 @@ export class VersionMonitor {
   snapshot(): MonitorSnapshot {
     const state = this.state.snapshot();
     const snapshot: MonitorSnapshot = {
-      window: this.widest().span(),
+      window: this.recent.span(),
       rows: this.rows,
       state: state.state,
       since: state.since,
@@ -226,16 +230,5 @@ export class VersionMonitor {
       snapshot.classCounts = Object.fromEntries(this.classNames.map((name, index) => [name, counts[index]]));
     }
     return snapshot;
-  }
-
-  /** Rows the state's minimum sample is judged against: the fullest window's. */
-  private sampleCount(): number {
-    return this.widest().size;
-  }
-
-  private widest(): NumericWindow | CategoricalWindow {
-    let widest: NumericWindow | CategoricalWindow | undefined = this.numeric.get('output.confidence') ?? this.classes;
-    for (const window of this.numeric.values()) if (!widest || window.size > widest.size) widest = window;
-    return widest ?? new NumericWindow(this.options.window, this.now);
   }
 }
