@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
+import { RawConnection } from './support/raw-http.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 let served: TestServer;
@@ -250,5 +251,19 @@ output [ { name: "Y" data_type: TYPE_FP32 dims: [ 4 ] } ]
     assert.equal(config.input.find((input) => input.name === 'INITIALIZER')?.optional, true);
   } finally {
     await biased.close();
+  }
+});
+
+test('a chunked body in more pieces than the limit is refused with the reason, before it is whole', async () => {
+  const connection = new RawConnection(served.url);
+  try {
+    const pieces = 70_000; // over the default 65,536
+    const chunks = Buffer.from('1\r\n0\r\n'.repeat(pieces) + '0\r\n\r\n', 'latin1');
+    const answer = connection.request('POST', '/v2/models/identity_fp32/infer', { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, chunks);
+    const { status, body } = await answer;
+    assert.equal(status, 400);
+    assert.match(body, /arrived in more than 65536 pieces \(chunks\)/);
+  } finally {
+    connection.close();
   }
 });

@@ -43,14 +43,20 @@ export function admitFromHeaders(server: Server): onRequestAsyncHookHandler {
   };
 }
 
-/** Counts the bytes a body inflates to, refusing it once they pass the body limit or the server's budget. */
+/**
+ * Counts the bytes a body inflates to, refusing it once they pass the body limit or the server's
+ * budget, and the pieces it arrives in: every piece is an object held until the body is whole, so a
+ * chunked body of a million one-byte chunks would cost far more memory than its bytes.
+ */
 class InflatedBytesCounter extends Transform {
   /** Fastify compares the announced Content-Length with this rather than with the inflated length. */
   receivedEncodedLength = 0;
   private inflated = 0;
+  private pieces = 0;
 
   constructor(
     private readonly limit: number,
+    private readonly maxPieces: number,
     private readonly reservation: BodyReservation | undefined,
   ) {
     super();
@@ -59,6 +65,9 @@ class InflatedBytesCounter extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.inflated += chunk.length;
     if (this.inflated > this.limit) return callback(bodyTooLarge());
+    if (++this.pieces > this.maxPieces) {
+      return callback(invalidArgument(`the request body arrived in more than ${this.maxPieces} pieces (chunks); send it in fewer, larger chunks`));
+    }
     try {
       this.reservation?.holdAtLeast(this.inflated);
     } catch (error) {
@@ -72,6 +81,8 @@ export interface StreamedBodyOptions {
   maxBodyBytes: number;
   /** Bodies inflating at once across the server; more are refused with 503. */
   maxConcurrentInflations: number;
+  /** Pieces (HTTP chunks, inflated blocks) a streamed body may arrive in. */
+  maxBodyChunks: number;
 }
 
 /**
@@ -91,7 +102,7 @@ export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookH
     if (decoder && inflating >= options.maxConcurrentInflations) {
       throw overloaded(`${inflating} compressed request bodies are being inflated, the most the server takes at once`, 100);
     }
-    const counter = new InflatedBytesCounter(options.maxBodyBytes, reservations.get(request));
+    const counter = new InflatedBytesCounter(options.maxBodyBytes, options.maxBodyChunks, reservations.get(request));
     payload.on('data', (chunk: Buffer) => {
       counter.receivedEncodedLength += chunk.length;
     });

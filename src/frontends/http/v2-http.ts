@@ -23,6 +23,11 @@ export const httpFrontEndOptionsSchema = z.object({
   /** Compressed bodies inflating at once; more are refused with 503 (each is bounded by maxBodyBytes and the server's body budget). */
   maxConcurrentInflations: z.number().int().positive().default(8),
   /**
+   * Pieces a chunked or compressed body may arrive in: 65,536 is 64 MiB in 1 KiB chunks, far more than any client
+   * sends, and bounds the per-piece memory a body of one-byte chunks would take (Triton limits chunks too).
+   */
+  maxBodyChunks: z.number().int().positive().default(65_536),
+  /**
    * Bearer tokens: a list opens every route but the health probes; an object scopes them —
    * `inference` (infer, classify, metadata, config, ready, stats), `management` (/v2/repository,
    * trace and logging settings).
@@ -171,7 +176,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
   // Triton's clients may compress requests (request_compression_algorithm gzip/deflate): inflated as a stream, bounded as it inflates.
-  app.addHook('preParsing', streamBodies({ maxBodyBytes, maxConcurrentInflations: settings.maxConcurrentInflations }));
+  app.addHook('preParsing', streamBodies({ maxBodyBytes, maxConcurrentInflations: settings.maxConcurrentInflations, maxBodyChunks: settings.maxBodyChunks }));
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
