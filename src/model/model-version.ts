@@ -124,6 +124,7 @@ export interface RunResult {
 }
 
 const NO_INPUTS: ReadonlySet<string> = new Set();
+const NO_EXTRA_OUTPUTS: readonly string[] = [];
 
 /** A cache hit spent no time in the queue or the model. */
 const HIT_TIMINGS: RequestTimings = Object.freeze({ queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 });
@@ -311,7 +312,8 @@ export class ModelVersion {
     }
     // The detector's tensor and the monitored output are computed whether or not the client asked for them, and taken out after.
     const watched = monitor ? this.config.output[0].name : undefined;
-    const extra = [ood?.tensor, watched].filter((name): name is string => name !== undefined && !request.outputNames.includes(name));
+    // Versions without a profile (most) allocate nothing here on each request.
+    const extra = ood || monitor ? [ood?.tensor, watched].filter((name): name is string => name !== undefined && !request.outputNames.includes(name)) : NO_EXTRA_OUTPUTS;
     const scheduled = await scheduler.schedule({
       inputs,
       batchSize: request.batchSize,

@@ -287,9 +287,15 @@ export class Server {
   private routed(request: InferenceRequest): ModelVersion {
     const served = this.model(request.model, request.version);
     if (request.version) return served;
-    const weights = this.trafficWeights.get(request.model);
-    const traffic = weights ? { ...served.config.traffic, weights } : served.config.traffic;
-    return chooseVersion(traffic, this.repository.loadedVersions(request.model), request) ?? served;
+    // Most models weigh no versions: their requests skip the draw (and the list of loaded versions) entirely.
+    const weights = this.weightsOf(served);
+    if (!weights) return served;
+    return chooseVersion({ ...served.config.traffic, weights }, this.repository.loadedVersions(request.model), request) ?? served;
+  }
+
+  /** The traffic weights of a version's model: those set at run time, else its config's. */
+  private weightsOf(version: ModelVersion): Record<string, number> | undefined {
+    return this.trafficWeights.get(version.name) ?? version.config.traffic?.weights;
   }
 
   /**
@@ -350,7 +356,7 @@ export class Server {
     const rows = await this.repository.index(readyOnly);
     return rows.map((row) => {
       if (row.version === undefined || row.state !== 'READY') return row;
-      const weights = this.trafficWeights.get(row.name) ?? this.repository.get(row.name, row.version).config.traffic?.weights;
+      const weights = this.weightsOf(this.repository.get(row.name, row.version));
       if (!weights) return row;
       const ready = this.repository.loadedVersions(row.name).filter((version) => version.state === 'READY');
       const total = ready.reduce((sum, version) => sum + (weights[version.version] ?? 0), 0);
