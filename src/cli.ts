@@ -153,13 +153,19 @@ program
   .addOption(
     new Option(
       '--model-control-mode <mode>',
-      "'none' loads every model at start; 'explicit' enables the load/unload API; 'poll' loads every model at start, then loads, reloads and unloads as the repository's files change",
+      "'none' loads every model at start; 'explicit' enables the load/unload API; 'poll' loads every model at start, then loads, reloads and unloads as the repository's files change; 'on_demand' loads pinned models at start and every other on its first request, unloading the least recently used idle ones to keep within --model-memory-budget",
     )
       .choices(serverOptionsSchema.shape.modelControlMode.unwrap().options)
       .default(serverDefault('modelControlMode')),
   )
   .option('--repository-poll-secs <seconds>', 'in poll mode, seconds between two scans of the model repository', number(0.001), serverDefault('repositoryPollSecs'))
-  .option('--load-model <name>', "in explicit mode, a model to load at start ('*' for all); repeatable", collect, [])
+  .option('--load-model <name>', "in explicit or on_demand mode, a model to load at start ('*' for all); repeatable", collect, [])
+  .option(
+    '--model-memory-budget <bytes>',
+    "memory the loaded models may take (each charged its resident-set growth at load): bytes (8GB, 512MiB) or a fraction of the machine's (0.5); on-demand models beyond it are unloaded, least recently used first",
+  )
+  .option('--pin-model <name>', 'in on_demand mode, a model loaded at start and never unloaded to make room; repeatable', collect, [])
+  .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', integer(1), serverDefault('modelLoadWaitMs'))
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), serverDefault('defaultMaxBatchSize'))
   .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), serverDefault('maxQueueSize'))
@@ -236,6 +242,9 @@ program
       modelControlMode: flags.modelControlMode,
       repositoryPollSecs: flags.repositoryPollSecs,
       loadModels: flags.loadModel,
+      modelMemoryBudget: flags.modelMemoryBudget,
+      pinModels: flags.pinModel,
+      modelLoadWaitMs: flags.modelLoadWaitMs,
       strictReadiness: flags.strictReadiness,
       defaultMaxBatchSize: flags.defaultMaxBatchSize,
       maxQueueSize: flags.maxQueueSize,

@@ -120,7 +120,7 @@ async function loadVersions(server: Server, model: string, versions: readonly st
     return loaded.sort((a, b) => Number(a) - Number(b));
   }
   // The repository's config with the versions to compare as its policy, so that all of them load side by side.
-  const config = { ...server.modelConfig(model), version_policy: { specific: { versions: versions.map(Number) } } };
+  const config = { ...(await server.modelConfig(model)), version_policy: { specific: { versions: versions.map(Number) } } };
   await server.loadModel(model, { config: JSON.stringify(config) });
   return [...versions];
 }

@@ -55,6 +55,15 @@ export interface ObservedServer {
   readonly responseCache?: Pick<ResponseCacheStore, 'kind' | 'healthy' | 'counters' | 'usage'>;
   /** Shadow comparisons (a model's traffic.shadow), per model and primary/shadow version. */
   shadowComparisons?(): readonly ObservedShadow[];
+  /** Models whose residency the server manages (on-demand loads, the memory budget). */
+  residencySummary?(): ObservedResidency;
+}
+
+/** What a scrape reads of the models' residency: the memory budget and, per model, its charge, loads and evictions. */
+export interface ObservedResidency {
+  budget_bytes?: number;
+  used_bytes: number;
+  models: readonly { model: string; resident: boolean; charged_bytes?: number; loads: number; evictions: number }[];
 }
 
 /** What a scrape reads of one shadow: the figures /v2/models/{m}/compare reports. */
@@ -134,6 +143,7 @@ export class PrometheusMetrics {
     this.registerModelMetrics();
     this.registerMonitorMetrics();
     this.registerShadowMetrics();
+    this.registerResidencyMetrics();
     this.registerCacheMetrics();
   }
 
@@ -253,6 +263,30 @@ export class PrometheusMetrics {
     shadowMetric('nereid_shadow_failed_total', 'Copies the shadow version failed (clients never see these)', 'counter', (s) => s.failed);
     shadowMetric('nereid_shadow_top1_agreement', 'Share of compared rows whose top-1 class the shadow and the primary agree on', 'gauge', (s) => s.top1_agreement);
     shadowMetric('nereid_shadow_mean_abs_delta', "Mean absolute difference between the shadow's and the primary's output values", 'gauge', (s) => s.mean_abs_delta);
+  }
+
+  /** Loads, unloads to make room and memory charged, per model whose residency is managed. */
+  private registerResidencyMetrics(): void {
+    const residency = () => this.server?.residencySummary?.();
+    const perModel = (name: string, help: string, type: MetricKind, value: (model: ObservedResidency['models'][number]) => number | undefined) =>
+      this.register(name, help, type, () =>
+        (residency()?.models ?? []).flatMap((model) => {
+          const measured = value(model);
+          return measured === undefined ? [] : [{ labels: { model: model.model }, value: measured }];
+        }),
+      );
+    perModel('nereid_model_loads_total', 'Loads of a model whose residency is managed (at start, on demand, explicit or polled)', 'counter', (m) => m.loads);
+    perModel('nereid_model_evictions_total', 'Unloads of a model to keep within the memory budget', 'counter', (m) => m.evictions);
+    perModel('nereid_model_resident', 'Whether the model is in memory (1) or loads on its next request (0)', 'gauge', (m) => (m.resident ? 1 : 0));
+    perModel('nereid_model_memory_bytes', "Bytes a model in memory is charged: the resident set's growth over its load", 'gauge', (m) => (m.resident ? m.charged_bytes : undefined));
+    this.register('nereid_model_memory_budget_bytes', 'The memory budget of the models in memory (--model-memory-budget)', 'gauge', () => {
+      const budget = residency()?.budget_bytes;
+      return budget === undefined ? [] : [{ labels: {}, value: budget }];
+    });
+    this.register('nereid_model_memory_used_bytes', 'Bytes charged to the models in memory now', 'gauge', () => {
+      const summary = residency();
+      return summary && summary.models.length > 0 ? [{ labels: {}, value: summary.used_bytes }] : [];
+    });
   }
 
   /** The response cache store's own counters, read at scrape time; `nereid_cache_healthy` 0 means serving uncached. */

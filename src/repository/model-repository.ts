@@ -310,6 +310,19 @@ export class ModelRepository {
     });
   }
 
+  /**
+   * Unloads a model to free its memory, keeping what its next load needs (the config a load request
+   * gave it): the model is still wanted, and loads again as it was.
+   */
+  evict(name: string): Promise<void> {
+    return this.serialise(name, () => this.unloadNow(name));
+  }
+
+  /** A model's config as its files say now (not the one a load request may have given). */
+  async configOf(name: string): Promise<ModelConfig> {
+    return this.readConfig(await this.modelFolder(name));
+  }
+
   private serialise<T>(name: string, task: () => Promise<T>): Promise<T> {
     const previous = this.lifecycle.get(name) ?? Promise.resolve();
     const next = previous.then(task, task);

@@ -12,6 +12,10 @@ export interface RepositoryPollerOptions {
   repository: ModelRepository;
   intervalMs: number;
   logger: Logger;
+  /** How a new or changed model is loaded (default: the repository's load). */
+  load?: (name: string) => Promise<void>;
+  /** How a removed model is unloaded (default: the repository's unload). */
+  unload?: (name: string) => Promise<void>;
 }
 
 interface Seen {
@@ -63,6 +67,8 @@ export class RepositoryPoller {
   /** One scan: loads what is new or changed and unloads what is gone. */
   async poll(): Promise<void> {
     const { repository, logger } = this.options;
+    const load = this.options.load ?? ((name: string) => repository.load(name));
+    const unload = this.options.unload ?? ((name: string) => repository.unload(name));
     let now: Map<string, Seen>;
     try {
       now = await this.scan();
@@ -76,13 +82,13 @@ export class RepositoryPoller {
       if (before?.fingerprint === current.fingerprint) continue;
       logger.info({ model: name }, `repository poll: model '${name}' ${before ? 'changed; reloading' : 'is new; loading'}`);
       // The repository logs a failed load and keeps it as the model's state (or its reason beside the versions still serving).
-      actions.push(repository.load(name).catch(() => undefined));
+      actions.push(load(name).catch(() => undefined));
     }
     for (const [name, before] of this.seen) {
       if (now.has(name)) continue;
       logger.info({ model: name }, `repository poll: model '${name}' was removed; unloading`);
       this.fingerprints.forget(before.folder);
-      actions.push(repository.unload(name).catch(() => undefined));
+      actions.push(unload(name).catch(() => undefined));
     }
     this.seen = now;
     await Promise.all(actions);

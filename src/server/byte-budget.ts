@@ -38,6 +38,7 @@ export class ByteBudget {
 export class BodyReservation {
   private held = 0;
   private released = false;
+  private alsoRelease?: () => void;
 
   constructor(private readonly budget: ByteBudget) {}
 
@@ -52,11 +53,19 @@ export class BodyReservation {
     this.held = bytes;
   }
 
+  /** Also lets `release` go with the reservation (what else the request held until its answer). */
+  onRelease(release: () => void): void {
+    if (this.released) return release();
+    const previous = this.alsoRelease;
+    this.alsoRelease = previous ? () => (previous(), release()) : release;
+  }
+
   release(): void {
     if (this.released) return;
     this.released = true;
     this.budget.give(this.held);
     this.held = 0;
+    this.alsoRelease?.();
   }
 
   private refusal(bytes: number): NereidError {

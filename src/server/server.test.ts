@@ -60,8 +60,8 @@ test('start() loads every model in the repository, and readiness follows', async
     { name: 'configured', version: '1', state: 'READY', reason: '' },
     { name: 'unconfigured', version: '1', state: 'READY', reason: '' },
   ]);
-  assert.equal(server.modelConfig('configured').max_batch_size, 2, 'from config.yaml');
-  assert.equal(server.modelConfig('unconfigured').max_batch_size, 4, "completed from the backend's signature with the default");
+  assert.equal((await server.modelConfig('configured')).max_batch_size, 2, 'from config.yaml');
+  assert.equal((await server.modelConfig('unconfigured')).max_batch_size, 4, "completed from the backend's signature with the default");
   assert.deepEqual(await doubledBy(server, 'configured'), [2, 4, 6, 8]);
   assert.deepEqual(await doubledBy(server, 'unconfigured'), [2, 4, 6, 8]);
 });
@@ -91,7 +91,7 @@ test('infer() of a model the repository does not have is NOT_FOUND; a name that 
 
 test("model control mode 'none' refuses load and unload with UNAVAILABLE and the flag that allows them", async (t) => {
   const server = await started(t, { modelRepository: await fakeRepository(t, { good: undefined }) });
-  await rejectsWith(server.loadModel('good'), 'UNAVAILABLE', /--model-control-mode none \(start it with --model-control-mode explicit\)/);
+  await rejectsWith(server.loadModel('good'), 'UNAVAILABLE', /--model-control-mode none \(start it with --model-control-mode explicit or on_demand\)/);
   await rejectsWith(server.unloadModel('good'), 'UNAVAILABLE', /--model-control-mode explicit/);
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8], 'the model keeps serving');
 });
@@ -117,7 +117,7 @@ test("explicit mode: a load whose config is not JSON or does not parse is the ca
     });
   }
   await server.loadModel('good', { config: JSON.stringify({ max_batch_size: 2 }) });
-  assert.equal(server.modelConfig('good').max_batch_size, 2, 'the config given replaces the repository one');
+  assert.equal((await server.modelConfig('good')).max_batch_size, 2, 'the config given replaces the repository one');
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
   await server.unloadModel('good');
   await rejectsWith(server.infer(request('good')), 'NOT_FOUND', /is not loaded \(it was unloaded\)/);

@@ -4,6 +4,7 @@
  * It names no implementation: the composition root (create-server.ts, the CLI) hands it the
  * backends and the response cache store, so importing it loads no engine and no Redis client.
  */
+import { totalmem } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
@@ -18,11 +19,12 @@ import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import { LogSettings, type LogSettingsAnswer } from '../observability/log-settings.js';
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
-import { datatypeOfConfig } from '../config/model-config.js';
+import { datatypeOfConfig, parameterValue } from '../config/model-config.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
+import { ModelResidency, parseMemoryBudget, type Residency, type ResidencySummary } from './model-residency.js';
 import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
 
 export const serverOptionsSchema = z.object({
@@ -30,11 +32,35 @@ export const serverOptionsSchema = z.object({
   /**
    * Triton's --model-control-mode: 'none' loads everything at start and refuses load/unload requests;
    * 'explicit' loads what is asked (--load-model, the load API); 'poll' loads everything at start,
-   * then follows the repository's changes every repositoryPollSecs and refuses load/unload requests.
+   * then follows the repository's changes every repositoryPollSecs and refuses load/unload requests;
+   * 'on_demand' loads only pinned models (and loadModels) at start, every other model on its first
+   * request, unloads the least recently used idle ones to keep within modelMemoryBudget, and takes
+   * load/unload requests as explicit mode does.
    */
-  modelControlMode: z.enum(['none', 'explicit', 'poll']).default('none'),
+  modelControlMode: z.enum(['none', 'explicit', 'poll', 'on_demand']).default('none'),
   /** Triton's --repository-poll-secs: seconds between two scans of the repository in poll mode. */
   repositoryPollSecs: z.number().positive().default(15),
+  /**
+   * Bytes the models in memory may take, measured as the resident set's growth over each load, or a
+   * fraction of the machine's memory ('0.5'); beyond it on-demand models (modelControlMode
+   * 'on_demand', or config `parameters { residency: on_demand }`) are unloaded, least recently used first.
+   */
+  modelMemoryBudget: z
+    .union([z.number().positive(), z.string()])
+    .optional()
+    .transform((value, context) => {
+      if (value === undefined) return undefined;
+      try {
+        return parseMemoryBudget(value, totalmem());
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  /** In on_demand mode, models loaded at start and never unloaded to make room (as config `parameters { residency: pinned }`). */
+  pinModels: z.array(z.string()).default([]),
+  /** The longest a request waits for its on-demand model to load before a 503 with Retry-After. */
+  modelLoadWaitMs: z.number().int().positive().default(30_000),
   /** Models to load at start in explicit mode ('*' for all), like Triton's --load-model. */
   loadModels: z.array(z.string()).default([]),
   /** Triton's --strict-readiness: the server is ready only while every model it loaded at start is ready. */
@@ -102,6 +128,8 @@ export class Server {
   private readonly shadows = new Map<string, Map<string, ShadowComparison>>();
   /** In poll mode, what follows the repository's changes. */
   readonly poller?: RepositoryPoller;
+  /** Which models are in memory: on-demand loads and unloads under the memory budget. */
+  readonly residency: ModelResidency;
 
   constructor(options: ServerOptions) {
     this.options = serverOptionsSchema.parse(options);
@@ -123,23 +151,80 @@ export class Server {
       responseCacheStore: this.responseCache,
       monitoring: this.options.monitoring,
     });
+    this.residency = new ModelResidency({
+      repository: this.repository,
+      budgetBytes: this.options.modelMemoryBudget,
+      loadWaitMs: this.options.modelLoadWaitMs,
+      maxWaiting: this.options.maxQueueSize,
+      logger: this.logger,
+    });
     if (this.options.modelControlMode === 'poll') {
-      this.poller = new RepositoryPoller({ repository: this.repository, intervalMs: this.options.repositoryPollSecs * 1000, logger: this.logger });
+      this.poller = new RepositoryPoller({
+        repository: this.repository,
+        intervalMs: this.options.repositoryPollSecs * 1000,
+        logger: this.logger,
+        load: (name) => this.reloadChanged(name),
+        unload: (name) => this.repository.unload(name).finally(() => this.residency.unloaded(name)),
+      });
     }
+  }
+
+  /** A polled change: a model in memory is reloaded; an on-demand one not in memory loads its new files on its next request. */
+  private reloadChanged(name: string): Promise<void> {
+    const kept = this.residency.summary().find((tenant) => tenant.model === name);
+    if (kept && kept.residency === 'on_demand' && !kept.resident) return Promise.resolve();
+    return this.residency.load(name, () => this.repository.load(name));
+  }
+
+  /**
+   * How each model is kept. In on_demand mode every model loads on demand unless pinned; in none and
+   * poll modes only those whose config says `residency: on_demand`, the others (declared pinned only
+   * when there is something to share memory with) load at start. Explicit mode keeps its own rules.
+   */
+  private async planResidency(discovered: readonly string[]): Promise<Map<string, Residency>> {
+    const { modelControlMode: mode, pinModels, modelMemoryBudget } = this.options;
+    const plan = new Map<string, Residency>();
+    if (mode === 'explicit') return plan;
+    const declared = new Map<string, string | undefined>();
+    await Promise.all(
+      discovered.map(async (name) => {
+        // A config that does not parse fails at its load, with its reason; here it only lacks a residency.
+        const residency = await this.repository.configOf(name).then((config) => parameterValue(config, 'residency'), () => undefined);
+        if (residency !== undefined && residency !== 'pinned' && residency !== 'on_demand') {
+          this.logger.warn({ model: name }, `model '${name}': parameters.residency must be 'pinned' or 'on_demand', got '${residency}'; treated as ${mode === 'on_demand' ? 'on_demand' : 'pinned'}`);
+        }
+        declared.set(name, residency);
+      }),
+    );
+    for (const name of pinModels) if (!declared.has(name)) throw new Error(`--pin-model '${name}': no such model in the repository`);
+    if (mode === 'on_demand') {
+      for (const name of discovered) plan.set(name, pinModels.includes(name) || declared.get(name) === 'pinned' ? 'pinned' : 'on_demand');
+      return plan;
+    }
+    const onDemand = discovered.filter((name) => declared.get(name) === 'on_demand');
+    if (onDemand.length === 0 && modelMemoryBudget === undefined) return plan;
+    for (const name of discovered) plan.set(name, onDemand.includes(name) ? 'on_demand' : 'pinned');
+    return plan;
   }
 
   /** Loads the models the control mode asks for. A model that fails is reported and the rest still load. */
   async start(): Promise<this> {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
+    const plan = await this.planResidency(discovered);
+    for (const [name, residency] of plan) this.residency.declare(name, residency);
     const names =
-      modelControlMode !== 'explicit' || loadModels.includes('*') ? discovered : loadModels.filter((name) => name !== '*');
+      modelControlMode === 'on_demand'
+        ? discovered.filter((name) => plan.get(name) === 'pinned' || loadModels.includes(name) || loadModels.includes('*'))
+        : modelControlMode !== 'explicit' || loadModels.includes('*')
+          ? discovered.filter((name) => plan.get(name) !== 'on_demand')
+          : loadModels.filter((name) => name !== '*');
     await this.poller?.baseline();
     await Promise.all(
       names.map(async (name) => {
         this.requiredAtStart.add(name);
         // The repository logs a failed load and keeps it as the model's state; the others keep loading.
-        await this.repository.load(name).catch(() => undefined);
+        await this.residency.load(name, () => this.repository.load(name)).catch(() => undefined);
       }),
     );
     this.started = true;
@@ -180,13 +265,41 @@ export class Server {
     return this.repository.get(name, version);
   }
 
-  modelMetadata(name: string, version?: string) {
-    const model = this.model(name, version);
-    return model.metadata(version ? [model] : this.repository.loadedVersions(name));
+  /**
+   * Holds a model in memory for one request, loading it first when it is on demand and not loaded;
+   * the function returned lets it go. Undefined when its residency is not managed (the control mode
+   * alone decides whether it is loaded).
+   */
+  private hold(name: string): (() => void) | Promise<() => void> | undefined {
+    const lease = this.residency.lease(name);
+    if (lease !== undefined || this.options.modelControlMode !== 'on_demand' || this.residency.residencyOf(name) !== undefined) return lease;
+    // on_demand mode serves every model of the repository, folders added since start too.
+    return this.repository.folderOf(name).then(
+      () => {
+        this.residency.declare(name, 'on_demand');
+        return this.residency.lease(name)!;
+      },
+      () => () => undefined, // not in the repository: the request's own lookup says so
+    );
   }
 
-  modelConfig(name: string, version?: string) {
-    return this.model(name, version).config;
+  async modelMetadata(name: string, version?: string) {
+    const release = await this.hold(name);
+    try {
+      const model = this.model(name, version);
+      return model.metadata(version ? [model] : this.repository.loadedVersions(name));
+    } finally {
+      release?.();
+    }
+  }
+
+  async modelConfig(name: string, version?: string) {
+    const release = await this.hold(name);
+    try {
+      return this.model(name, version).config;
+    } finally {
+      release?.();
+    }
   }
 
   modelReady(name: string, version?: string): boolean {
@@ -249,8 +362,13 @@ export class Server {
   /** Photos in, labels out, for a model whose input declares image pre-processing. */
   async classify(name: string, images: readonly Buffer[], options: { version?: string; topK?: number } = {}, context: RequestContext = {}) {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
-    const model = this.model(name, options.version);
-    return { model: model.name, version: model.version, ...(await classifyImages(model, images, options, context)) };
+    const release = await this.hold(name);
+    try {
+      const model = this.model(name, options.version);
+      return { model: model.name, version: model.version, ...(await classifyImages(model, images, options, context)) };
+    } finally {
+      release?.();
+    }
   }
 
   /**
@@ -258,8 +376,25 @@ export class Server {
    * ready, its queue full or too far behind, the server's body budget spent) — cheaply, as 503 with
    * a retry hint where waiting helps — and otherwise reserves the body's `bytes` until the answer.
    */
-  admit(name: string, version: string | undefined, bytes: number, deadline?: number): BodyReservation {
+  admit(name: string, version: string | undefined, bytes: number, deadline?: number): BodyReservation | Promise<BodyReservation> {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    const held = this.hold(name);
+    if (held === undefined) return this.admitNow(name, version, bytes, deadline);
+    // The model stays in memory until the answer: the reservation's release lets it go.
+    const admitHeld = (release: () => void) => {
+      try {
+        const reservation = this.admitNow(name, version, bytes, deadline);
+        reservation.onRelease(release);
+        return reservation;
+      } catch (error) {
+        release();
+        throw error;
+      }
+    };
+    return typeof held === 'function' ? admitHeld(held) : held.then(admitHeld);
+  }
+
+  private admitNow(name: string, version: string | undefined, bytes: number, deadline?: number): BodyReservation {
     this.model(name, version).admit(bytes, deadline);
     const reservation = this.bodies.reserve();
     reservation.holdAtLeast(bytes);
@@ -268,6 +403,17 @@ export class Server {
 
   infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
     if (this.closing) return Promise.reject(new NereidError('UNAVAILABLE', 'server is shutting down'));
+    const held = this.hold(request.model);
+    if (held === undefined) return this.inferNow(request, context);
+    const inferHeld = (release: () => void) => {
+      const answer = this.inferNow(request, context);
+      answer.then(release, release);
+      return answer;
+    };
+    return typeof held === 'function' ? inferHeld(held) : held.then(inferHeld);
+  }
+
+  private inferNow(request: InferenceRequest, context: RequestContext): Promise<InferenceResponse> {
     try {
       const model = this.routed(request);
       const traffic = model.config.traffic;
@@ -352,9 +498,12 @@ export class Server {
   }
 
   /** Triton's repository index; versions a traffic policy weighs also carry their share of unversioned requests. */
-  async repositoryIndex(readyOnly = false): Promise<(RepositoryIndexEntry & { traffic_share?: number })[]> {
+  async repositoryIndex(readyOnly = false): Promise<(RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number })[]> {
     const rows = await this.repository.index(readyOnly);
+    const residency = new Map(this.residency.summary().map((tenant) => [tenant.model, tenant]));
     return rows.map((row) => {
+      const tenant = residency.get(row.name);
+      if (tenant) row = this.withResidency(row, tenant);
       if (row.version === undefined || row.state !== 'READY') return row;
       const weights = this.weightsOf(this.repository.get(row.name, row.version));
       if (!weights) return row;
@@ -364,15 +513,27 @@ export class Server {
     });
   }
 
+  /** An index row of a model whose residency is managed: how it is kept, what it is charged, and why an on-demand one is not in memory. */
+  private withResidency(row: RepositoryIndexEntry, tenant: ResidencySummary): RepositoryIndexEntry & { residency: Residency; memory_bytes?: number } {
+    const shown = { ...row, residency: tenant.residency, ...(tenant.resident && row.state === 'READY' ? { memory_bytes: tenant.charged_bytes } : {}) };
+    if (tenant.resident || tenant.residency !== 'on_demand' || (row.state !== undefined && row.reason !== 'unloaded')) return shown;
+    const reason = this.residency.evicted(row.name)
+      ? 'unloaded to keep within the memory budget (least recently used); loads again on its next request'
+      : row.state === undefined
+        ? 'not loaded; loads on its first request'
+        : 'unloaded; loads again on its next request';
+    return { ...shown, reason };
+  }
+
   /** As in Triton, only explicit mode takes load/unload requests: in poll mode the repository's files decide what is loaded. */
   private requireExplicitControl(action: string): void {
     const mode = this.options.modelControlMode;
-    if (mode !== 'explicit') {
+    if (mode !== 'explicit' && mode !== 'on_demand') {
       throw new NereidError(
         'UNAVAILABLE',
         `explicit model ${action} is not allowed: the server runs with --model-control-mode ${mode} (${
           mode === 'poll' ? 'change the model repository and the next poll applies it, or ' : ''
-        }start it with --model-control-mode explicit)`,
+        }start it with --model-control-mode explicit or on_demand)`,
       );
     }
   }
@@ -397,12 +558,22 @@ export class Server {
         throw invalidArgument(`unknown load parameter '${key}' (supported: config)`);
       }
     }
-    await this.repository.load(name, override);
+    if (this.options.modelControlMode === 'on_demand' && this.residency.residencyOf(name) === undefined) {
+      await this.repository.folderOf(name);
+      this.residency.declare(name, 'on_demand');
+    }
+    await this.residency.load(name, () => this.repository.load(name, override));
   }
 
   async unloadModel(name: string): Promise<void> {
     this.requireExplicitControl('unload');
     await this.repository.unload(name);
+    this.residency.unloaded(name);
+  }
+
+  /** Per model whose residency is managed: whether it is in memory, what it was charged, its loads and evictions. */
+  residencySummary(): { budget_bytes?: number; used_bytes: number; models: ResidencySummary[] } {
+    return { budget_bytes: this.residency.budgetBytes, used_bytes: this.residency.usedBytes, models: this.residency.summary() };
   }
 
   async close(): Promise<void> {

@@ -237,8 +237,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     ModelReady: unary('ModelReady', (request: { name: string; version: string }) => ({ ready: server.modelReady(...model(request)) })),
     ServerMetadata: unary('ServerMetadata', () => server.metadata()),
     ModelMetadata: unary('ModelMetadata', (request: { name: string; version: string }) => server.modelMetadata(...model(request))),
-    ModelConfig: unary('ModelConfig', (request: { name: string; version: string }) => ({
-      config: modelConfigToProto(server.modelConfig(...model(request))),
+    ModelConfig: unary('ModelConfig', async (request: { name: string; version: string }) => ({
+      config: modelConfigToProto(await server.modelConfig(...model(request))),
     })),
     ModelStatistics: unary('ModelStatistics', (request: { name: string; version: string }) =>
       modelStatisticsToProto(server.modelStatistics(request.name || undefined, request.version || undefined)),
@@ -257,7 +257,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     ModelInfer: unary('ModelInfer', async (message: ModelInferRequestMessage, call, reqId) => {
       const deadline = deadlineOf(call);
       // Refused before its tensors are decoded when the model could not serve it in time.
-      const reservation = server.admit(message.model_name, message.model_version || undefined, tensorBytesOf(message), deadline);
+      const reservation = await server.admit(message.model_name, message.model_version || undefined, tensorBytesOf(message), deadline);
       // A client that cancels (or whose deadline passes) frees its place in the queue. grpc-js also
       // emits 'cancelled' once a call has been answered, so only a call still running is cancelled.
       const cancellation = new ClientCancellation();
@@ -322,7 +322,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       let status = grpc.status.OK;
       (async () => {
         const decodable = requireDecoded(message);
-        const reservation = server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
+        const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
         try {
           const response = await server.infer(decodeModelInferRequest(decodable), { signal: abort, requestId: reqId, traceparent });
           return { error_message: '', infer_response: encodeModelInferResponse(response) };

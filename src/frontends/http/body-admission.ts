@@ -37,7 +37,7 @@ function encodingOf(request: FastifyRequest): string {
 export function admitFromHeaders(server: Server): onRequestAsyncHookHandler {
   return async function admitRequest(request: FastifyRequest, reply: FastifyReply) {
     const { model, version } = request.params as ModelParams;
-    const reservation = server.admit(model, version, announcedLength(request) ?? 0);
+    const reservation = await server.admit(model, version, announcedLength(request) ?? 0);
     reservations.set(request, reservation);
     reply.raw.once('close', () => reservation.release());
   };

@@ -1,0 +1,148 @@
+/**
+ * Models loaded on demand under a memory budget, over real HTTP and ONNX Runtime: three models and
+ * a budget for two (sized from the charges a first server measured for them), loads on first
+ * request, least-recently-used unloads, a model with a request in flight never unloaded, pinned
+ * models, and what the index, the metrics and the load/unload API say.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
+import { matMulChainModel, writeModel } from '../src/onnx/test-models.js';
+import { RawConnection } from './support/raw-http.js';
+import { startTestServer, type TestServer } from './support/test-server.js';
+
+const WIDTH = 3072;
+const MODELS = ['a', 'b', 'c'] as const;
+
+async function writeModels(repo: string): Promise<void> {
+  // Each folds to a width² weight at load (36 MiB: above glibc's largest mmap threshold, so it is
+  // mapped and unmapped rather than recycled): its memory is ONNX Runtime's, which only the resident set shows.
+  for (const name of MODELS) await writeModel(repo, name, 1, matMulChainModel({ width: WIDTH, layers: 2 }));
+  await writeModel(repo, 'pinned', 1, matMulChainModel({ width: 16, layers: 1 }), undefined, { 'config.yaml': 'parameters: { residency: pinned }\n' });
+}
+
+const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: Array.from({ length: WIDTH }, () => 1) }] });
+
+async function infer(served: TestServer, model: string): Promise<{ status: number; y?: number[]; error?: string }> {
+  const response = await fetch(`${served.url}/v2/models/${model}/infer`, { method: 'POST', body });
+  const answer = (await response.json()) as { outputs?: { data: number[] }[]; error?: string };
+  return { status: response.status, y: answer.outputs?.[0]?.data, error: answer.error };
+}
+
+type IndexRow = { name: string; version?: string; state?: string; reason?: string; residency?: string; memory_bytes?: number };
+
+async function index(served: TestServer): Promise<Map<string, IndexRow>> {
+  const response = await fetch(`${served.url}/v2/repository/index`, { method: 'POST', body: '{}' });
+  return new Map(((await response.json()) as IndexRow[]).map((row) => [row.name, row]));
+}
+
+const resident = (served: TestServer) =>
+  served.server
+    .residencySummary()
+    .models.filter((model) => model.resident)
+    .map((model) => model.model)
+    .sort();
+
+test('three models under a budget for two: loaded on first request, least recently used unloaded, never one in flight', async (t) => {
+  // What each model costs is measured by a first server with no budget: the resident set's growth over its load.
+  const calibration = await startTestServer({ models: writeModels, server: { modelControlMode: 'on_demand' } });
+  for (const name of MODELS) assert.equal((await infer(calibration, name)).status, 200);
+  const charges = MODELS.map((name) => calibration.server.residencySummary().models.find((model) => model.model === name)!.charged_bytes!);
+  await calibration.close();
+  const pairs = [charges[0]! + charges[1]!, charges[0]! + charges[2]!, charges[1]! + charges[2]!];
+  const all = charges[0]! + charges[1]! + charges[2]!;
+  // Half-way between what two take and what three take: two fit, three do not, with a margin of half a model.
+  const budget = Math.round((Math.max(...pairs) + all) / 2);
+  t.diagnostic(`charged per model (MB): ${charges.map((bytes) => (bytes / 1e6).toFixed(1)).join(', ')}; budget ${(budget / 1e6).toFixed(1)} MB`);
+  assert.ok(charges.every((bytes) => bytes > WIDTH * WIDTH * 4), 'each is charged at least its folded weight');
+
+  const metrics = new PrometheusMetrics({ processMetrics: false });
+  const served = await startTestServer({ models: writeModels, server: { modelControlMode: 'on_demand', modelMemoryBudget: budget, observers: [metrics.observer] } });
+  metrics.attach(served.server);
+  t.after(() => served.close());
+
+  let rows = await index(served);
+  assert.deepEqual(resident(served), ['pinned'], 'only the pinned model loads at start');
+  assert.equal(rows.get('a')!.reason, 'not loaded; loads on its first request');
+  assert.equal(rows.get('pinned')!.state, 'READY');
+  assert.equal(rows.get('pinned')!.residency, 'pinned');
+
+  // The first request waits for its model's load and is answered: every y is the sum of the ones.
+  const first = await infer(served, 'a');
+  assert.equal(first.status, 200, first.error);
+  assert.ok(Math.abs(first.y![0]! - 1) < 1e-3, `y ${first.y![0]}`);
+  assert.equal((await infer(served, 'b')).status, 200);
+  assert.deepEqual(resident(served), ['a', 'b', 'pinned']);
+  assert.equal((await infer(served, 'a')).status, 200); // b is now the least recently used
+  assert.equal((await infer(served, 'c')).status, 200);
+  assert.deepEqual(resident(served), ['a', 'c', 'pinned'], 'b, the least recently used, made room for c');
+  rows = await index(served);
+  assert.match(rows.get('b')!.reason!, /unloaded to keep within the memory budget \(least recently used\); loads again on its next request/);
+  assert.ok(rows.get('c')!.memory_bytes! > 0);
+
+  // a's request is in flight (its head is admitted, its body not yet sent); c is used after it, so a is the least recently used.
+  const slow = new RawConnection(served.url);
+  t.after(() => slow.close());
+  const held = slow.request('POST', '/v2/models/a/infer', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  await waitFor(() => served.server.residencySummary().models.find((model) => model.model === 'a')!.leases === 1);
+  assert.equal((await infer(served, 'c')).status, 200);
+  assert.equal((await infer(served, 'b')).status, 200, 'b loads again on its next request');
+  assert.deepEqual(resident(served), ['a', 'b', 'pinned'], 'c went, not a: a had a request in flight');
+  slow.send(body);
+  const answer = await held;
+  assert.equal(answer.status, 200, answer.body);
+
+  t.diagnostic(`charged by the budgeted server (MB): ${served.server.residencySummary().models.map((model) => `${model.model} ${((model.charged_bytes ?? 0) / 1e6).toFixed(1)}`).join(', ')}`);
+  const text = await metrics.registry.metrics();
+  assert.match(text, /nereid_model_evictions_total\{model="b"\} 1/);
+  assert.match(text, /nereid_model_evictions_total\{model="c"\} 1/);
+  assert.match(text, /nereid_model_loads_total\{model="b"\} 2/);
+  assert.match(text, /nereid_model_resident\{model="c"\} 0/);
+  assert.match(text, new RegExp(`nereid_model_memory_budget_bytes ${budget}`));
+  const used = Number(/nereid_model_memory_used_bytes (\d+)/.exec(text)![1]);
+  assert.ok(used <= budget, `${used} bytes charged of ${budget}`);
+});
+
+test('on_demand mode: explicit load and unload work, an unloaded model loads again on its next request, an unknown one is 404', async (t) => {
+  const served = await startTestServer({ models: writeModels, server: { modelControlMode: 'on_demand' } });
+  t.after(() => served.close());
+  const load = await fetch(`${served.url}/v2/repository/models/a/load`, { method: 'POST', body: '{}' });
+  assert.equal(load.status, 200);
+  assert.deepEqual(resident(served), ['a', 'pinned']);
+  const unload = await fetch(`${served.url}/v2/repository/models/a/unload`, { method: 'POST', body: '{}' });
+  assert.equal(unload.status, 200);
+  assert.deepEqual(resident(served), ['pinned']);
+  assert.equal((await index(served)).get('a')!.reason, 'unloaded; loads again on its next request');
+  const metadata = await fetch(`${served.url}/v2/models/a`);
+  assert.equal(metadata.status, 200, 'metadata loads the model too: clients ask for it before inferring');
+  assert.equal((await infer(served, 'a')).status, 200);
+  const unknown = await infer(served, 'nothing_here');
+  assert.equal(unknown.status, 404);
+  assert.match(unknown.error!, /unknown model/);
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("in none mode, a model whose config says residency: on_demand is not loaded at start but on its first request; the others are pinned", async (t) => {
+  const served = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'always', 1, matMulChainModel({ width: 16, layers: 1 }));
+      await writeModel(repo, 'rarely', 1, matMulChainModel({ width: 16, layers: 1 }), undefined, { 'config.yaml': 'parameters: { residency: on_demand }\n' });
+    },
+  });
+  t.after(() => served.close());
+  assert.deepEqual(resident(served), ['always']);
+  const rows = await index(served);
+  assert.equal(rows.get('always')!.residency, 'pinned');
+  assert.equal(rows.get('rarely')!.reason, 'not loaded; loads on its first request');
+  const response = await fetch(`${served.url}/v2/models/rarely/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 16], data: Array(16).fill(1) }] }) });
+  assert.equal(response.status, 200);
+  assert.deepEqual(resident(served), ['always', 'rarely']);
+  assert.equal(served.server.ready, true, 'readiness asks only for the models loaded at start');
+});
