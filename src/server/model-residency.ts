@@ -5,8 +5,8 @@
  * Pinned models load at start and are never unloaded to make room.
  *
  * What a model costs is measured, not guessed: loads made here run one at a time and each is
- * charged the growth of the process's resident set over it (at least the bytes of its files),
- * which covers what ONNX Runtime allocates natively and no heap statistic sees.
+ * charged the growth of the process's resident set (outside the JavaScript heap) over it, at least
+ * the bytes of its files: that covers what ONNX Runtime allocates natively, which no heap statistic sees.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ export interface ModelResidencyOptions {
   /** Requests one model may have waiting for its load; more are refused with a 503. */
   maxWaiting: number;
   logger: Logger;
-  /** The process's resident set in bytes (a parameter so that a test can measure with its own). */
+  /** The process's resident set outside the JS heap, in bytes (a parameter so that a test can measure with its own). */
   residentSetBytes?: () => number;
 }
 
@@ -60,6 +60,15 @@ export interface ResidencySummary {
 }
 
 const MIB = 1024 * 1024;
+
+/**
+ * The resident set outside the JavaScript heap: what ONNX Runtime allocates lives there, while the
+ * heap grows and shrinks with every garbage collection, which would otherwise blur a load's growth.
+ */
+function nativeResidentBytes(): number {
+  const usage = process.memoryUsage();
+  return usage.rss - usage.heapTotal;
+}
 const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
 
 /** Bytes of the files in a model folder (versions, labels, config): the least a load can cost. */
@@ -83,7 +92,7 @@ export class ModelResidency {
   private readonly residentSetBytes: () => number;
 
   constructor(private readonly options: ModelResidencyOptions) {
-    this.residentSetBytes = options.residentSetBytes ?? (() => process.memoryUsage.rss());
+    this.residentSetBytes = options.residentSetBytes ?? nativeResidentBytes;
   }
 
   get budgetBytes(): number | undefined {
