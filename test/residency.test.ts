@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
 import { matMulChainModel, writeModel } from '../src/onnx/test-models.js';
+import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { RawConnection } from './support/raw-http.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -117,6 +118,18 @@ test('on_demand mode: explicit load and unload work, an unloaded model loads aga
   const metadata = await fetch(`${served.url}/v2/models/a`);
   assert.equal(metadata.status, 200, 'metadata loads the model too: clients ask for it before inferring');
   assert.equal((await infer(served, 'a')).status, 200);
+  // Over gRPC the same: the call waits for the load of a model that is not in memory.
+  const grpc = await startGrpcEndpoint(served.server);
+  t.after(() => grpc.close());
+  await fetch(`${served.url}/v2/repository/models/b/unload`, { method: 'POST', body: '{}' });
+  const answer = await new Promise<{ outputs: { name: string }[] }>((resolve, reject) =>
+    grpc.client.ModelInfer(
+      { model_name: 'b', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], contents: { fp32_contents: Array(WIDTH).fill(1) } }] },
+      (error: Error | null, response: { outputs: { name: string }[] }) => (error ? reject(error) : resolve(response)),
+    ),
+  );
+  assert.deepEqual(answer.outputs.map((output) => output.name), ['y']);
+  assert.ok(resident(served).includes('b'));
   const unknown = await infer(served, 'nothing_here');
   assert.equal(unknown.status, 404);
   assert.match(unknown.error!, /unknown model/);
