@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
 import { readCaFile, readTlsFiles } from './core/tls.js';
@@ -20,7 +20,7 @@ import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, ru
 import { Presets, SingleBar } from 'cli-progress';
 import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
-import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
+import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
 import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema } from './server/server.js';
@@ -207,6 +207,8 @@ program
   .option('--tls-key <pem>', 'the private key of --tls-cert (PEM file, unencrypted)')
   .option('--tls-client-ca <pem>', 'mutual TLS: refuse, at the handshake, clients without a certificate signed by this CA (PEM file)')
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
+  .addOption(new Option('--log-format <format>', 'log lines as text (for a person) or json (for a collector); default: text on a terminal, else json').choices(['text', 'json']))
+  .option('--log-file <path>', 'append logs to this file instead of the terminal')
   // Observability: metrics, traces, access log, cost per prediction.
   .option('--allow-metrics <bool>', 'serve Prometheus metrics on --metrics-port', booleanFlag, true)
   .option('--metrics-port <port>', 'Prometheus metrics port, GET /metrics (0 picks a free one)', integer(0), 8002)
@@ -225,7 +227,7 @@ program
   .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', number(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
   .option('--monitor-evaluate-every <rows>', 'rows between two comparisons of the windows with the profile', integer(1), defaultOf(versionMonitorOptionsSchema, 'evaluateEvery'))
   .action(async (flags) => {
-    const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid' } });
+    const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
     // The management scope is always exposed: trace and logging settings can be changed in any control mode.
     warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, logger);
@@ -350,7 +352,7 @@ program
       modelRepository: flags.modelRepository,
       modelControlMode: 'explicit',
       loadModels: [flags.model],
-      logger: pino({ level: 'warn' }, pino.destination(2)),
+      logger: createLogger({ level: 'warn', fd: 2 }),
     });
     await server.start();
     try {
@@ -399,7 +401,7 @@ program
     if (flags.plot) await access(dirname(resolve(flags.plot)), constants.W_OK).catch(() => Promise.reject(new Error(`--plot ${flags.plot}: its folder does not exist or cannot be written`)));
     const report = await runEval(
       { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate },
-      pino({ level: 'warn' }, pino.destination(2)),
+      createLogger({ level: 'warn', fd: 2 }),
     );
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
     if (flags.plot) await writeComparisonChart(report, flags.plot);
@@ -420,7 +422,7 @@ program
   .action(async (flags) => {
     const profile = await runProfile(
       { modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, falsePositiveRate: flags.falsePositiveRate, maxExamples: flags.maxExamples, tensor: flags.tensor },
-      pino({ level: 'warn' }, pino.destination(2)),
+      createLogger({ level: 'warn', fd: 2 }),
     );
     const ood = profile.ood!;
     const summary = {
@@ -456,7 +458,7 @@ program
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
   .action(async (flags) => {
-    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, pino({ level: 'warn' }, pino.destination(2)));
+    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, createLogger({ level: 'warn', fd: 2 }));
     if (flags.json) return console.log(JSON.stringify(report));
     const percent = (value: number) => `${(value * 100).toFixed(1)} %`;
     console.log(
@@ -540,7 +542,7 @@ program
   .option('--dry-run', 'print the settings the winner would write, and write nothing (the default without --write)')
   .option('--json', 'print the whole report as JSON')
   .action(async (flags) => {
-    const logger = pino({ level: 'warn' }, pino.destination(2));
+    const logger = createLogger({ level: 'warn', fd: 2 });
     const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
     bar?.start(1, 0, { label: 'starting', elapsed: 0, budget: flags.budgetS });
     const report = await runTune(
@@ -608,7 +610,7 @@ program
         kind: flags.kind,
         threshold: flags.threshold,
       },
-      pino({ level: 'warn' }, pino.destination(2)),
+      createLogger({ level: 'warn', fd: 2 }),
     );
     process.exitCode = report.decision.written ? 0 : 1;
     if (flags.json) return console.log(JSON.stringify(report));
@@ -682,7 +684,7 @@ const batch = program
       retryFailed: flags.retryFailed,
       progress: flags.progress,
       signal: controller.signal,
-      logger: pino({ level: 'warn' }, pino.destination(2)),
+      logger: createLogger({ level: 'warn', fd: 2 }),
     };
     const summary = flags.queue
       ? await runDistributedBatchJob({
@@ -727,8 +729,10 @@ program
   .option('--stalled-interval-ms <ms>', 'how often to look for chunks of dead workers (default: half the lock duration)', integer(100))
   .option('--max-stalled-count <n>', 'times a chunk may be recovered from dead workers before it fails', integer(0), workerDefault('maxStalledCount'))
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
+  .addOption(new Option('--log-format <format>', 'log lines as text (for a person) or json (for a collector); default: text on a terminal, else json').choices(['text', 'json']))
+  .option('--log-file <path>', 'append logs to this file instead of the terminal')
   .action(async (flags) => {
-    const logger = pino({ level: logLevel(flags.logVerbose), base: { service: 'nereid-worker' } }, pino.destination(2));
+    const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, fd: 2, base: { service: 'nereid-worker' } });
     const worker = await startBatchWorker({
       queue: flags.queue,
       queueName: flags.queueName,

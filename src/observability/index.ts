@@ -10,6 +10,7 @@ export {
   type ObservedVersion,
   type PrometheusMetricsOptions,
 } from './prometheus-metrics.js';
+export { createLogger, type LogOutputFormat, type LogOutputOptions } from './log-output.js';
 export { LOG_FORMATS, LogSettings, type LogFormat, type LogSettingsAnswer } from './log-settings.js';
 export { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
 export { TracePolicy, TraceSettings, type TraceLevel, type TraceSettingAnswer, type TraceSettingsOptions } from './trace-settings.js';

@@ -32,12 +32,14 @@ export interface ServedChild {
   exited: Promise<number | null>;
 }
 
+/** Starts a `nereid` command as a child process, its output piped. */
+export function spawnCli(args: string[]): ChildProcess {
+  return spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 /** Starts `nereid serve` on an ephemeral HTTP port (gRPC off unless the flags say) and waits for its "server ready" line. */
 export async function serveChild(repo: string, flags: string[]): Promise<ServedChild> {
-  const child = spawn(process.execPath, [...CLI, 'serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', ...flags], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnCli(['serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', ...flags]);
   let output = '';
   const watchers = new Set<() => void>();
   const collect = (chunk: Buffer) => {
