@@ -649,6 +649,7 @@ const batch = program
   .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input (default: columns are matched to inputs by name)')
   .option('--restart', 'empty the output (and, with --queue, the job\'s chunks) and start over', false)
   .option('--retry-failed', 'run again the records the output holds with an error', false)
+  .option('--allow-all-failed', 'exit 0 even when every record of the run failed (each is written with its error either way)', false)
   .addOption(
     new Option('--progress <mode>', 'progress on stderr: a bar on a terminal, a line every 2 s otherwise')
       .choices(localJobSettingsSchema.shape.progress.unwrap().options)
@@ -700,7 +701,9 @@ const batch = program
       : await runLocalBatchJob({ ...common, modelRepository: flags.modelRepository, concurrency: flags.concurrency });
     console.error(formatSummary(summary));
     console.log(JSON.stringify(summary));
-    process.exit(summary.interrupted ? 130 : 0);
+    const allFailed = summary.processed > 0 && summary.failed === summary.processed;
+    if (allFailed && !flags.allowAllFailed) console.error(`nereid batch: every record of this run failed (${summary.failed}); exiting 1 (--allow-all-failed exits 0)`);
+    process.exit(summary.interrupted ? 130 : allFailed && !flags.allowAllFailed ? 1 : 0);
   });
 
 batch

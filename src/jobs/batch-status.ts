@@ -5,6 +5,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { notFound } from '../core/errors.js';
+import { requireRedis } from './redis-reachability.js';
 import { DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, jobMetaKey, redisConnection } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
@@ -34,8 +35,10 @@ export interface BatchStatus {
 export async function batchJobStatus(options: BatchStatusOptions): Promise<BatchStatus> {
   const job = checkJobName(options.job);
   const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+  await requireRedis(options.queue);
   const connection = redisConnection(options.queue);
   const redis = new Redis(connection);
+  redis.on('error', () => undefined); // a failure reaches the caller through the command that met it
   const queue = new Queue(queueName, { connection });
   try {
     const meta = await redis.hgetall(jobMetaKey(queueName, job));

@@ -18,6 +18,7 @@ import { CHUNK_FORMAT, redisConnection, type ChunkData, type ChunkResult } from 
 import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
 import { fromWire, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
+import { requireRedis } from './redis-reachability.js';
 import { runPipeline } from './record-pipeline.js';
 
 export type BatchWorkerOptions = z.input<typeof batchWorkerSettingsSchema> & {
@@ -43,6 +44,7 @@ export interface BatchWorker {
 
 export async function startBatchWorker(options: BatchWorkerOptions): Promise<BatchWorker> {
   const settings = batchWorkerSettingsSchema.parse(options);
+  await requireRedis(options.queue);
   const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
   const name = options.name ?? `${hostname()}:${process.pid}`;
   const ownServer = !options.server;

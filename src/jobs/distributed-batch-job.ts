@@ -28,6 +28,7 @@ import { openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
 import { JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
+import { requireRedis } from './redis-reachability.js';
 import { distributedJobSettingsSchema } from './job-options.js';
 import type { BatchInputOptions } from './local-batch-job.js';
 
@@ -49,6 +50,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const { chunkSize, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = distributedJobSettingsSchema.parse(options);
+  await requireRedis(options.queue);
   const source = await openInput(options.input, { csvInput: options.csvInput });
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
@@ -56,6 +58,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const queue = new Queue<ChunkData, ChunkResult>(queueName, { connection });
   const events = new QueueEvents(queueName, { connection });
   const redis = new Redis(connection);
+  redis.on('error', (error) => logger.warn(`Redis: ${error.message}`));
   const metaKey = jobMetaKey(queueName, job);
   const pending = new Map<number, Pending>();
   const collecting = new Set<number>();

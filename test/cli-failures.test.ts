@@ -1,0 +1,48 @@
+/**
+ * Commands fail fast and say why: with Redis unreachable every command that needs it exits non-zero
+ * with "cannot reach Redis at …" (after one short connection attempt, not retrying forever), and a
+ * batch job whose records all failed exits 1 unless told otherwise.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { freePort, runCli } from './support/cli-server.js';
+
+test('every command that needs Redis exits non-zero with the address when Redis is unreachable', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-noredis-'));
+  await writeModel(repo, 'scale', 1, scaleModel(2));
+  const input = join(repo, 'in.jsonl');
+  await writeFile(input, '{"INPUT0":[1,2,3,4]}\n');
+  const queue = `redis://127.0.0.1:${await freePort()}`; // nothing listens there
+  const commands = [
+    ['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', join(repo, 'out.jsonl'), '--queue', queue],
+    ['batch', 'status', '--queue', queue, '--job', 'anything'],
+    ['worker', '--queue', queue, '--model-repository', repo],
+  ];
+  // The limit only stops a command that would hang; the assertion is on how it ends.
+  const results = await Promise.all(commands.map((args) => runCli(args, 120_000)));
+  results.forEach((result, index) => {
+    assert.notEqual(result.code, 0, `${commands[index]!.join(' ')} exits non-zero`);
+    assert.match(result.stderr, new RegExp(`nereid: cannot reach Redis at 127\\.0\\.0\\.1:\\d+ \\(${queue.replace(/[/.]/g, '\\$&')}\\): connect ECONNREFUSED`), result.stderr);
+    assert.doesNotMatch(result.stderr, /Unhandled error event|at TCPConnectWrap/, 'no client stack traces');
+  });
+});
+
+test('a batch job whose records all failed exits 1, and 0 with --allow-all-failed; each record is written with its error', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-allfail-'));
+  await writeModel(repo, 'scale', 1, scaleModel(2));
+  const input = join(repo, 'in.jsonl');
+  await writeFile(input, '{"WRONG":[1,2,3,4]}\n{"WRONG":[5,6,7,8]}\n');
+  const args = ['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--progress', 'none'];
+  const failing = await runCli([...args, '--output', join(repo, 'a.jsonl')], 120_000);
+  assert.equal(failing.code, 1, failing.stderr);
+  assert.match(failing.stderr, /every record of this run failed \(2\); exiting 1/);
+  const lines = (await readFile(join(repo, 'a.jsonl'), 'utf8')).trim().split('\n');
+  assert.equal(lines.length, 2);
+  assert.ok(lines.every((line) => JSON.parse(line).error), 'each record carries its error');
+  const allowed = await runCli([...args, '--output', join(repo, 'b.jsonl'), '--allow-all-failed'], 120_000);
+  assert.equal(allowed.code, 0, allowed.stderr);
+});
