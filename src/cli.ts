@@ -41,6 +41,8 @@ function booleanFlag(value: string): boolean {
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+/** A comma-separated list, repeatable: '--x a,b --x c' is [a, b, c]. */
+const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((part) => part.trim()).filter((part) => part !== '')];
 
 /** A chart file name, refused before any work when its extension names no format the chart is written in. */
 function chartPath(value: string): string {
@@ -647,6 +649,9 @@ const batch = program
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
   .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
   .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input (default: columns are matched to inputs by name)')
+  .option('--input-columns <names>', 'CSV columns (JSONL fields) that are inputs, comma-separated, in order (default: all but --id-column and --pass-through)', list)
+  .option('--id-column <name>', "CSV column (JSONL field) whose value is each record's id in the output (default: the line number)")
+  .option('--pass-through <names>', 'CSV columns (JSONL fields) copied into each output line as "pass_through", e.g. a label; comma-separated', list)
   .option('--restart', 'empty the output (and, with --queue, the job\'s chunks) and start over', false)
   .option('--retry-failed', 'run again the records the output holds with an error', false)
   .option('--allow-all-failed', 'exit 0 even when every record of the run failed (each is written with its error either way)', false)
@@ -680,6 +685,9 @@ const batch = program
       input: flags.input,
       output: flags.output,
       csvInput: flags.csvInput,
+      inputColumns: flags.inputColumns,
+      idColumn: flags.idColumn,
+      passThrough: flags.passThrough,
       topK: flags.topK,
       restart: flags.restart,
       retryFailed: flags.retryFailed,

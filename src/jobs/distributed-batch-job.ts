@@ -51,7 +51,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const { chunkSize, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = distributedJobSettingsSchema.parse(options);
   await requireRedis(options.queue);
-  const source = await openInput(options.input, { csvInput: options.csvInput });
+  const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
   const connection = redisConnection(options.queue);
@@ -143,7 +143,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const submit = async (index: number, records: InputRecord[]) => {
     const loaded = await Promise.all(records.map((record) => record.load()));
     const unreadable = loaded.filter((record) => record.error !== undefined);
-    if (unreadable.length > 0) await write(unreadable.map((record) => ({ id: record.id, line: errorLine(record.id, record.error!) })));
+    if (unreadable.length > 0) await write(unreadable.map((record) => ({ id: record.id, line: errorLine(record.id, record.error!, record.passThrough) })));
     const runnable = loaded.filter((record) => record.error === undefined);
     if (runnable.length === 0) return;
     while (pending.size >= maxPending && !fatal && !options.signal?.aborted) await changed();

@@ -34,6 +34,34 @@ export interface InputSource {
 export interface InputOptions {
   /** CSV: put every numeric column of a row into this one input, in column order. */
   csvInput?: string;
+  /** CSV columns (or JSONL object fields) that are the model's inputs; default: all but the id and pass-through ones. */
+  inputColumns?: readonly string[];
+  /** The CSV column (or JSONL field) whose value is the record's id, instead of its line number. */
+  idColumn?: string;
+  /** CSV columns (or JSONL fields) copied into each output line as they are, e.g. a label. */
+  passThrough?: readonly string[];
+}
+
+/** What of a record is not an input: its id and the values carried through to its output. */
+interface RecordColumns {
+  idColumn?: string;
+  passThrough: readonly string[];
+  inputColumns?: readonly string[];
+}
+
+/** Ids given by a column must be unique: resuming a job finds its records by id. */
+class SeenIds {
+  private readonly lines = new Map<string, number>();
+
+  /** The id of `line`, or why it cannot be one. */
+  check(value: unknown, column: string, line: number): { id: string } | { error: string } {
+    if (value === undefined || value === null || String(value).trim() === '') return { error: `the id column '${column}' is empty` };
+    const id = typeof value === 'object' ? JSON.stringify(value) : String(value);
+    const first = this.lines.get(id);
+    if (first !== undefined) return { error: `id ${JSON.stringify(id)} (column '${column}') was already used on line ${first}; ids must be unique` };
+    this.lines.set(id, line);
+    return { id };
+  }
 }
 
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
@@ -48,8 +76,9 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
   }
   if (info.isDirectory()) return imageFolder(path);
   const extension = extname(path).toLowerCase();
-  if (JSONL_EXTENSIONS.has(extension)) return jsonlFile(path);
-  if (extension === '.csv') return csvFile(path, options.csvInput);
+  const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns };
+  if (JSONL_EXTENSIONS.has(extension)) return jsonlFile(path, columns);
+  if (extension === '.csv') return csvFile(path, options.csvInput, columns);
   throw invalidArgument(`input '${path}' must be a folder of images, a .jsonl file or a .csv file`);
 }
 
@@ -109,7 +138,40 @@ async function* jsonlLines(path: string): AsyncGenerator<{ line: number; text: s
   }
 }
 
-function jsonlFile(path: string): InputSource {
+/**
+ * A JSONL line with an id field, pass-through fields or chosen input fields: an object of named
+ * fields, split into the record's id, what it carries through and the fields that are inputs.
+ * Lines stay unparsed (as the processor reads them) when none of these is asked for.
+ */
+function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids: SeenIds): JobRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { id: line, error: `line ${line} is not valid JSON: ${(error as Error).message}` };
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value) || 'inputs' in value) {
+    return { id: line, error: `--id-column, --pass-through and --input-columns need each line to be an object of named fields, e.g. {"id": "a", "x": [1, 2]}` };
+  }
+  const object = value as Record<string, unknown>;
+  const passThrough = columns.passThrough.length > 0 ? Object.fromEntries(columns.passThrough.map((name) => [name, object[name] ?? null])) : undefined;
+  let id: RecordId = line;
+  if (columns.idColumn !== undefined) {
+    const checked = ids.check(object[columns.idColumn], columns.idColumn, line);
+    if ('error' in checked) return { id: line, error: checked.error, passThrough };
+    id = checked.id;
+  }
+  const notInputs = new Set([columns.idColumn, ...columns.passThrough]);
+  const inputs = columns.inputColumns
+    ? Object.fromEntries(columns.inputColumns.map((name) => [name, object[name]]))
+    : Object.fromEntries(Object.entries(object).filter(([name]) => !notInputs.has(name)));
+  const missing = columns.inputColumns?.find((name) => object[name] === undefined);
+  if (missing !== undefined) return { id, error: `the line has no field '${missing}' (--input-columns)`, passThrough };
+  return { id, json: JSON.stringify(inputs), ...(passThrough ? { passThrough } : {}) };
+}
+
+function jsonlFile(path: string, columns: RecordColumns): InputSource {
+  const split = columns.idColumn !== undefined || columns.passThrough.length > 0 || columns.inputColumns !== undefined;
   return {
     format: 'jsonl',
     path,
@@ -120,9 +182,10 @@ function jsonlFile(path: string): InputSource {
       return count;
     },
     async *records() {
+      const ids = new SeenIds();
       for await (const { line, text } of jsonlLines(path)) {
-        const record: JobRecord = { id: line, json: text };
-        yield { id: line, load: async () => record };
+        const record: JobRecord = split ? splitJsonlLine(line, text, columns, ids) : { id: line, json: text };
+        yield { id: record.id, load: async () => record };
       }
     },
   };
@@ -149,7 +212,16 @@ async function* csvRows(path: string): AsyncGenerator<CsvRow> {
 
 const isNumber = (cell: string) => cell.trim() !== '' && Number.isFinite(Number(cell));
 
-function csvFile(path: string, csvInput: string | undefined): InputSource {
+/** The header's index of each named column; a name the header lacks stops the job before any record runs. */
+function columnIndexes(header: readonly string[], names: readonly string[], flag: string): number[] {
+  return names.map((name) => {
+    const index = header.indexOf(name);
+    if (index < 0) throw invalidArgument(`${flag} names column '${name}', which the CSV header does not have (columns: ${header.join(', ')})`);
+    return index;
+  });
+}
+
+function csvFile(path: string, csvInput: string | undefined, selected: RecordColumns): InputSource {
   let numericColumns: number[] | undefined;
   /** With --csv-input, a column is numeric when most of its non-empty cells are numbers (a stray bad cell fails only its row). */
   const findNumericColumns = async (): Promise<number[]> => {
@@ -188,27 +260,41 @@ function csvFile(path: string, csvInput: string | undefined): InputSource {
       return count;
     },
     async *records() {
-      const columns = csvInput ? await findNumericColumns() : [];
+      const ids = new SeenIds();
       let header: string[] | undefined;
+      let idIndex: number | undefined;
+      let carried: number[] = [];
+      let inputs: number[] = [];
       for await (const row of csvRows(path)) {
-        const id = row.line;
+        let id: RecordId = row.line;
         let record: JobRecord;
         if ('error' in row) {
           record = { id, error: `malformed CSV row: ${row.error}` };
         } else if (!header) {
           header = row.cells;
+          idIndex = selected.idColumn === undefined ? undefined : columnIndexes(header, [selected.idColumn], '--id-column')[0];
+          carried = columnIndexes(header, selected.passThrough, '--pass-through');
+          const notInputs = new Set([idIndex, ...carried]);
+          // A numeric id or label is not a feature: only the columns chosen, or all the others, are inputs.
+          inputs = selected.inputColumns
+            ? columnIndexes(header, selected.inputColumns, '--input-columns')
+            : (csvInput ? await findNumericColumns() : header.map((_, index) => index)).filter((index) => !notInputs.has(index));
           continue;
-        } else if (csvInput) {
-          const values = columns.map((index) => row.cells[index]);
-          const bad = columns.findIndex((index) => !isNumber(row.cells[index] ?? ''));
-          record =
-            bad >= 0
-              ? { id, error: `column '${header[columns[bad]]}' is ${JSON.stringify(row.cells[columns[bad]])}, not a number` }
-              : { id, fields: { [csvInput]: values } };
         } else {
-          const fields: Record<string, string> = {};
-          header.forEach((name, index) => (fields[name] = row.cells[index]));
-          record = { id, fields };
+          const cells = row.cells;
+          const passThrough = carried.length > 0 ? Object.fromEntries(carried.map((index) => [header![index], cells[index] ?? null])) : undefined;
+          const checked = idIndex === undefined ? { id } : ids.check(cells[idIndex], header[idIndex]!, row.line);
+          if ('id' in checked) id = checked.id;
+          const bad = csvInput ? inputs.findIndex((index) => !isNumber(cells[index] ?? '')) : -1;
+          record =
+            'error' in checked
+              ? { id, error: checked.error }
+              : bad >= 0
+                ? { id, error: `column '${header[inputs[bad]!]}' is ${JSON.stringify(cells[inputs[bad]!])}, not a number` }
+                : csvInput
+                  ? { id, fields: { [csvInput]: inputs.map((index) => cells[index]!) } }
+                  : { id, fields: Object.fromEntries(inputs.map((index) => [header![index], cells[index]!])) };
+          if (passThrough) record.passThrough = passThrough;
         }
         const loaded = record;
         yield { id, load: async () => loaded };

@@ -17,6 +17,8 @@ export interface JobRecord {
   fields?: Record<string, string | string[]>;
   /** The record could not even be read; it is written with this error and never runs. */
   error?: string;
+  /** Columns or fields copied into the output line as they are (--pass-through: e.g. a label to score against). */
+  passThrough?: Record<string, unknown>;
 }
 
 /** The JSON form a record has inside a queued chunk: image bytes as base64, the rest as is. */
@@ -25,21 +27,24 @@ export interface WireRecord {
   image?: string;
   json?: string;
   fields?: Record<string, string | string[]>;
+  passThrough?: Record<string, unknown>;
 }
 
 export function toWire(record: JobRecord): WireRecord {
-  const { id, image, json, fields } = record;
-  if (image) return { id, image: image.toString('base64') };
-  if (json !== undefined) return { id, json };
-  return { id, fields };
+  const { id, image, json, fields, passThrough } = record;
+  const carried = passThrough ? { passThrough } : {};
+  if (image) return { id, image: image.toString('base64'), ...carried };
+  if (json !== undefined) return { id, json, ...carried };
+  return { id, fields, ...carried };
 }
 
 export function fromWire(record: WireRecord): JobRecord {
-  const { id, image, json, fields } = record;
-  if (image !== undefined) return { id, image: Buffer.from(image, 'base64') };
-  if (json !== undefined) return { id, json };
-  if (fields !== undefined) return { id, fields };
-  return { id, error: 'the queued record carries no input (expected image, json or fields)' };
+  const { id, image, json, fields, passThrough } = record;
+  const carried = passThrough ? { passThrough } : {};
+  if (image !== undefined) return { id, image: Buffer.from(image, 'base64'), ...carried };
+  if (json !== undefined) return { id, json, ...carried };
+  if (fields !== undefined) return { id, fields, ...carried };
+  return { id, error: 'the queued record carries no input (expected image, json or fields)', ...carried };
 }
 
 /** The key a record id is remembered under: 12 (a line) and "12" (a file named 12) stay apart. */
@@ -47,9 +52,14 @@ export function recordKey(id: RecordId): string {
   return typeof id === 'number' ? `#${id}` : id;
 }
 
+/** How every output line starts: the record's id, then what it carries through from the input. */
+export function lineHead(id: RecordId, passThrough?: Record<string, unknown>): string {
+  return `{"id":${JSON.stringify(id)}${passThrough ? `,"pass_through":${JSON.stringify(passThrough)}` : ''}`;
+}
+
 /** The output line of a record that failed; the job goes on. */
-export function errorLine(id: RecordId, message: string): string {
-  return `{"id":${JSON.stringify(id)},"error":${JSON.stringify(message)}}`;
+export function errorLine(id: RecordId, message: string, passThrough?: Record<string, unknown>): string {
+  return `${lineHead(id, passThrough)},"error":${JSON.stringify(message)}}`;
 }
 
 /**

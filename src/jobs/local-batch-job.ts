@@ -23,6 +23,12 @@ export interface BatchInputOptions {
   output: string;
   /** CSV: every numeric column of a row forms this one input. */
   csvInput?: string;
+  /** CSV columns (JSONL fields) that are inputs; default: all but the id and pass-through ones. */
+  inputColumns?: readonly string[];
+  /** The CSV column (JSONL field) that is each record's id, instead of its line number. */
+  idColumn?: string;
+  /** CSV columns (JSONL fields) copied into each output line, e.g. a label. */
+  passThrough?: readonly string[];
   /** Predictions per image for classifiers. */
   topK?: number;
   /** Empty the output first. */
@@ -64,7 +70,7 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
 export async function runLocalBatchJob(options: LocalBatchOptions): Promise<BatchSummary> {
   const settings = localJobSettingsSchema.parse(options);
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
-  const source = await openInput(options.input, { csvInput: options.csvInput });
+  const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
   const ownServer = !options.server;

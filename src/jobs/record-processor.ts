@@ -12,7 +12,7 @@ import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.j
 import { computeShareNs } from '../core/timings.js';
 import { decodeInferRequest, encodeInferResponse } from '../protocol/v2-json.js';
 import type { Server } from '../server/server.js';
-import { errorLine, type JobRecord, type RecordId } from './job-record.js';
+import { errorLine, lineHead, type JobRecord } from './job-record.js';
 import type { RecordResult } from './record-pipeline.js';
 
 /**
@@ -103,12 +103,12 @@ export class RecordProcessor {
   /** The record's output line: its answer, or its own failure. A failure of the model or server is thrown. */
   async run(record: JobRecord): Promise<RecordResult> {
     try {
-      if (record.error !== undefined) return { line: errorLine(record.id, record.error), computeNs: 0 };
+      if (record.error !== undefined) return { line: errorLine(record.id, record.error, record.passThrough), computeNs: 0 };
       const { image } = record;
-      return await this.untilAdmitted(() => (image ? this.classify(record.id, image) : this.infer(record)));
+      return await this.untilAdmitted(() => (image ? this.classify(record, image) : this.infer(record)));
     } catch (error) {
       if (!isRecordError(error)) throw asNereidError(error);
-      return { line: errorLine(record.id, asNereidError(error).message), computeNs: 0 };
+      return { line: errorLine(record.id, asNereidError(error).message, record.passThrough), computeNs: 0 };
     }
   }
 
@@ -125,12 +125,12 @@ export class RecordProcessor {
     }
   }
 
-  private async classify(id: RecordId, image: Buffer): Promise<RecordResult> {
+  private async classify(record: JobRecord, image: Buffer): Promise<RecordResult> {
     const { model, version, results, timings } = await this.server.classify(this.model, [image], { version: this.options.version, topK: this.options.topK });
     const { predictions, confidence, ood } = results[0];
     // A version with a reference profile also says whether the image is out of distribution, as /classify does.
     const verdict = ood ? `,"ood":${JSON.stringify(ood)}` : '';
-    const line = `{"id":${JSON.stringify(id)},"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"predictions":${JSON.stringify(predictions)},"confidence":${JSON.stringify(confidence)}${verdict},"error":null}`;
+    const line = `${lineHead(record.id, record.passThrough)},"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"predictions":${JSON.stringify(predictions)},"confidence":${JSON.stringify(confidence)}${verdict},"error":null}`;
     return { line, computeNs: timings.computeShareMs * 1e6 };
   }
 
@@ -140,7 +140,7 @@ export class RecordProcessor {
     // Every output as JSON data: binary_data and binary_data_output ask for HTTP's binary extension, which a line of a file cannot carry.
     const json = encodeInferResponse({ model: response.model, version: response.version, outputs: response.outputs }, undefined, false).chunks[0].toString('utf8');
     const rows = this.batched ? (request.inputs[0]?.shape[0] ?? 1) : 1;
-    return { line: `{"id":${JSON.stringify(record.id)},${json.slice(1, -1)},"error":null}`, computeNs: response.timings ? computeShareNs(response.timings, rows) : 0 };
+    return { line: `${lineHead(record.id, record.passThrough)},${json.slice(1, -1)},"error":null}`, computeNs: response.timings ? computeShareNs(response.timings, rows) : 0 };
   }
 
   /** A JSONL line or CSV row as an inference request. Throws the record's error. */

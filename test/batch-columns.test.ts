@@ -1,0 +1,71 @@
+/**
+ * Choosing what of a CSV row or JSONL object is input, id and pass-through: ids and labels travel
+ * from the input to the output lines (locally and through the CLI), are never taken as features,
+ * and repeated or missing ids and unknown column names are refused with what was expected.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { runLocalBatchJob } from '../src/jobs/index.js';
+import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { runCli } from './support/cli-server.js';
+
+const silent = pino({ level: 'silent' });
+
+async function workspace(): Promise<{ dir: string; repo: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-columns-'));
+  const repo = join(dir, 'repo');
+  await writeModel(repo, 'scale', 1, scaleModel(2));
+  return { dir, repo };
+}
+
+type Line = { id: string | number; pass_through?: Record<string, unknown>; outputs?: { data: number[] }[]; error: string | null };
+
+const linesOf = async (path: string): Promise<Line[]> => (await readFile(path, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Line);
+
+test('a CSV with a numeric id column and a label: the id names each output line, the label is carried through, neither is a feature', async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'rows.csv');
+  await writeFile(input, 'sample,a,b,c,d,label\n101,1,2,3,4,cat\n102,5,6,7,8,dog\n103,x,6,7,8,dog\n101,0,0,0,0,cat\n');
+  const output = join(dir, 'out.jsonl');
+  const summary = await runLocalBatchJob({ model: 'scale', input, output, modelRepository: repo, csvInput: 'INPUT0', idColumn: 'sample', passThrough: ['label'], progress: 'none', logger: silent });
+  assert.equal(summary.processed, 4);
+  // Lines are written as records finish; each is found by its id.
+  const byId = new Map((await linesOf(output)).map((line) => [line.id, line]));
+  assert.deepEqual([...byId.keys()].sort(), [5, '101', '102', '103'].sort(), 'ids from the column; a repeated id keeps its line number');
+  assert.deepEqual(byId.get('101')!.outputs![0]!.data, [2, 4, 6, 8], 'four features: the id and the label are not among them');
+  assert.deepEqual(byId.get('102')!.pass_through, { label: 'dog' });
+  assert.match(byId.get('103')!.error!, /column 'a' is "x", not a number/);
+  assert.deepEqual(byId.get('103')!.pass_through, { label: 'dog' }, 'a failed record still carries its label');
+  assert.match(byId.get(5)!.error!, /id "101" \(column 'sample'\) was already used on line 2; ids must be unique/);
+});
+
+test('--input-columns picks and orders the features; a column the header lacks stops the job with the header named', async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'rows.csv');
+  await writeFile(input, 'd,c,b,a,noise\n4,3,2,1,99\n');
+  const output = join(dir, 'out.jsonl');
+  await runLocalBatchJob({ model: 'scale', input, output, modelRepository: repo, csvInput: 'INPUT0', inputColumns: ['a', 'b', 'c', 'd'], progress: 'none', logger: silent });
+  assert.deepEqual((await linesOf(output))[0]!.outputs![0]!.data, [2, 4, 6, 8]);
+  await assert.rejects(
+    runLocalBatchJob({ model: 'scale', input, output: join(dir, 'other.jsonl'), modelRepository: repo, csvInput: 'INPUT0', idColumn: 'sample', progress: 'none', logger: silent }),
+    /--id-column names column 'sample', which the CSV header does not have \(columns: d, c, b, a, noise\)/,
+  );
+});
+
+test('JSONL objects through the CLI: --id-column and --pass-through take fields out of the inputs and into the output', async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'rows.jsonl');
+  await writeFile(input, '{"key":"first","INPUT0":[1,1,1,1],"label":3}\n{"key":"second","INPUT0":[2,2,2,2],"label":7}\n');
+  const output = join(dir, 'out.jsonl');
+  const run = await runCli(['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', output, '--id-column', 'key', '--pass-through', 'label', '--progress', 'none'], 120_000);
+  assert.equal(run.code, 0, run.stderr);
+  const lines = (await linesOf(output)).sort((a, b) => String(a.id).localeCompare(String(b.id)));
+  assert.deepEqual(lines.map((line) => [line.id, line.pass_through, line.outputs![0]!.data]), [
+    ['first', { label: 3 }, [2, 2, 2, 2]],
+    ['second', { label: 7 }, [4, 4, 4, 4]],
+  ]);
+});
