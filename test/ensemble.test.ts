@@ -280,3 +280,142 @@ describe('over gRPC', () => {
     assert.ok(Number(model_stats[0].inference_count) >= 1);
   });
 });
+
+describe('checked at load (explicit model control), each mistake named', () => {
+  let explicit: TestServer;
+  const int32Any = (name: string) => `{ name: "${name}" data_type: TYPE_INT32 dims: [ -1 ] }`;
+  const mistakes: Record<string, { config: (name: string) => string; expected: string[] }> = {
+    e_unknown: {
+      config: (name) => ensembleConfig(name, { steps: [step('nope', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["ensemble 'e_unknown' step 0 (model 'nope')", "model 'nope' is not in the model repository"],
+    },
+    e_unmapped: {
+      config: (name) => ensembleConfig(name, { steps: [step('add_sub4', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["input 'INPUT1' of model 'add_sub4' (step 0) is not mapped to any ensemble tensor"],
+    },
+    e_not_an_input: {
+      config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN', INPUT9: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["step 0 (model 'scale2') maps ensemble tensor 'IN' to input 'INPUT9', which model 'scale2' does not have (its inputs: INPUT0)"],
+    },
+    e_ghost: {
+      config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'ghost' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["step 0 (model 'scale2') feeds input 'INPUT0' from ensemble tensor 'ghost', which is neither an input of the ensemble nor mapped from any step's output"],
+    },
+    e_datatype: {
+      config: (name) =>
+        ensembleConfig(name, {
+          outputs: [int32Any('OUT')],
+          steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'T' }), step('identity_int32', { INPUT0: 'T' }, { OUTPUT0: 'OUT' })],
+        }),
+      expected: ["ensemble tensor 'T' is FP32 [-1,4] as output 'OUTPUT0' of model 'scale2' (step 0), but input 'INPUT0' of model 'identity_int32' (step 1) takes INT32 [-1,-1]"],
+    },
+    e_shape: {
+      config: (name) =>
+        ensembleConfig(name, {
+          outputs: ['{ name: "OUT" data_type: TYPE_FP32 dims: [ 16 ] }'],
+          steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'T' }), step('wide', { INPUT0: 'T' }, { OUTPUT0: 'OUT' })],
+        }),
+      expected: ["ensemble tensor 'T' is FP32 [-1,4] as output 'OUTPUT0' of model 'scale2' (step 0), but input 'INPUT0' of model 'wide' (step 1) takes FP32 [-1,16]"],
+    },
+    e_cycle: {
+      config: (name) =>
+        ensembleConfig(name, {
+          steps: [step('add_sub4', { INPUT0: 'IN', INPUT1: 'Y' }, { OUTPUT0: 'X', OUTPUT1: 'OUT' }), step('scale2', { INPUT0: 'X' }, { OUTPUT0: 'Y' })],
+        }),
+      expected: ["steps of ensemble 'e_cycle' form a cycle", "step 0 (model 'add_sub4') → 'X' → step 1 (model 'scale2') → 'Y' → step 0 (model 'add_sub4')"],
+    },
+    e_no_producer: {
+      config: (name) => ensembleConfig(name, { outputs: [tensor4('OUT'), tensor4('OUT2')], steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["output 'OUT2' of ensemble 'e_no_producer' is produced by no step"],
+    },
+    e_unused_output: {
+      config: (name) => ensembleConfig(name, { steps: [step('add_sub4', { INPUT0: 'IN', INPUT1: 'IN' }, { OUTPUT0: 'OUT', OUTPUT1: 'SPARE' })] }),
+      expected: ["ensemble tensor 'SPARE' (output 'OUTPUT1' of step 0 (model 'add_sub4')) is read by no step and is not an output of the ensemble"],
+    },
+    e_two_producers: {
+      config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' }), step('scale3', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["ensemble tensor 'OUT' is produced by both step 0 (model 'scale2') and step 1 (model 'scale3')"],
+    },
+    e_batch: {
+      config: (name) => ensembleConfig(name, { maxBatchSize: 4, steps: [step('one_row', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["ensemble 'e_batch' allows max_batch_size 4, but its step 0 (model 'one_row') allows only 1"],
+    },
+    e_self: {
+      config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'T' }), step('e_self', { IN: 'T' }, { OUT: 'OUT' })] }),
+      expected: ["ensemble 'e_self' contains itself: 'e_self' → 'e_self'"],
+    },
+  };
+
+  before(async () => {
+    explicit = await startTestServer({
+      server: { modelControlMode: 'explicit' },
+      models: async (repoDir) => {
+        await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
+        await writeModel(repoDir, 'scale3', 1, scaleModel(3), 'max_batch_size: 8\n');
+        await writeModel(repoDir, 'add_sub4', 1, addSub4Model(), 'max_batch_size: 8\n');
+        await writeModel(repoDir, 'one_row', 1, scaleModel(3), 'max_batch_size: 1\n');
+        await writeModel(repoDir, 'identity_int32', 1, identityModel('int32'), 'max_batch_size: 8\n');
+        await writeModel(repoDir, 'wide', 1, identityModel('float32', ['batch', 16]), 'max_batch_size: 8\n');
+        for (const [name, { config }] of Object.entries(mistakes)) await writeEnsemble(repoDir, name, config(name));
+        // The same graph in YAML: scale2 then scale3.
+        await mkdir(join(repoDir, 'chain_yaml', '1'), { recursive: true });
+        await writeFile(
+          join(repoDir, 'chain_yaml', 'config.yaml'),
+          [
+            'platform: ensemble',
+            'max_batch_size: 4',
+            'input: [{ name: IN, data_type: TYPE_FP32, dims: [4] }]',
+            'output: [{ name: OUT, data_type: TYPE_FP32, dims: [4] }]',
+            'ensemble_scheduling:',
+            '  step:',
+            '    - { model_name: scale2, model_version: -1, input_map: { INPUT0: IN }, output_map: { OUTPUT0: T } }',
+            '    - { model_name: scale3, model_version: 1, input_map: { INPUT0: T }, output_map: { OUTPUT0: OUT } }',
+            '',
+          ].join('\n'),
+        );
+      },
+    });
+  });
+
+  after(async () => {
+    await explicit?.close();
+  });
+
+  for (const [name, { expected }] of Object.entries(mistakes)) {
+    test(`${name}: ${expected[0]}`, async () => {
+      const error = await explicit.server.loadModel(name).then(
+        () => assert.fail(`${name} loaded`),
+        (error: Error) => error,
+      );
+      for (const fragment of expected) assert.ok(error.message.includes(fragment), `'${error.message}' lacks '${fragment}'`);
+    });
+  }
+
+  test('the load API and the index give the reason', async () => {
+    const answer = await fetch(`${explicit.url}/v2/repository/models/e_cycle/load`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    assert.ok(answer.status >= 400);
+    assert.match((await answer.json()).error, /steps of ensemble 'e_cycle' form a cycle/);
+    const index = await (await fetch(`${explicit.url}/v2/repository/index`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).json();
+    assert.match(index.find((row: Json) => row.name === 'e_cycle').reason, /form a cycle/);
+  });
+
+  test('loading an ensemble loads its steps, as Triton does; a step unloaded later fails its requests by name', async () => {
+    assert.equal(explicit.server.modelReady('scale3'), false);
+    await explicit.server.loadModel('chain_yaml');
+    assert.equal(explicit.server.modelReady('scale2'), true);
+    assert.equal(explicit.server.modelReady('scale3'), true);
+    const request = { inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] };
+    const infer = () =>
+      fetch(`${explicit.url}/v2/models/chain_yaml/infer`, { method: 'POST', body: JSON.stringify(request), headers: { 'content-type': 'application/json' } }).then(async (response) => ({
+        status: response.status,
+        body: await response.json(),
+      }));
+    assert.deepEqual((await infer()).body.outputs[0].data, [6, 12, 18, 24]);
+    await explicit.server.unloadModel('scale3');
+    const failed = await infer();
+    assert.equal(failed.status, 404, JSON.stringify(failed.body));
+    assert.match(failed.body.error, /^ensemble 'chain_yaml' step 1 \(model 'scale3'\): Request for unknown model/);
+    await explicit.server.loadModel('scale3');
+    assert.equal((await infer()).status, 200);
+  });
+});
