@@ -93,6 +93,14 @@ async function writeModels(repoDir: string): Promise<void> {
       ],
     }),
   );
+  await writeEnsemble(
+    repoDir,
+    'two_branches',
+    ensembleConfig('two_branches', {
+      outputs: [tensor4('OUT3'), tensor4('OUT5')],
+      steps: [step('scale3', { INPUT0: 'IN' }, { OUTPUT0: 'OUT3' }), step('scale5', { INPUT0: 'IN' }, { OUTPUT0: 'OUT5' })],
+    }),
+  );
   const width = 256;
   for (const name of ['chain_b', 'chain_c']) await writeModel(repoDir, name, 1, matMulChainModel({ width, layers: 64 }), SLOW_CONFIG);
   await writeEnsemble(
@@ -192,6 +200,15 @@ describe('a diamond ensemble (scale2 → scale3 and scale5 → add_sub4)', () =>
     const answer = await http('/v2/models/diamond/infer', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }], outputs: [{ name: 'DIFF' }] });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.deepEqual(answer.body.outputs.map((output: Json) => [output.name, output.data]), [['DIFF', [-4, -4, -4, -4]]]);
+  });
+
+  test('runs only the steps the requested outputs need', async () => {
+    const [scale3Before, scale5Before] = await Promise.all([statsOf('scale3'), statsOf('scale5')]);
+    const answer = await http('/v2/models/two_branches/infer', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }], outputs: [{ name: 'OUT5' }] });
+    assert.deepEqual(answer.body.outputs.map((output: Json) => [output.name, output.data]), [['OUT5', [5, 10, 15, 20]]]);
+    const [scale3After, scale5After] = await Promise.all([statsOf('scale3'), statsOf('scale5')]);
+    assert.equal(scale5After.inference_count - scale5Before.inference_count, 1);
+    assert.equal(scale3After.inference_count, scale3Before.inference_count);
   });
 
   test('is described like any model: metadata, config, readiness, index, statistics of the ensemble and of each step', async () => {
@@ -339,6 +356,10 @@ describe('checked at load (explicit model control), each mistake named', () => {
     e_batch: {
       config: (name) => ensembleConfig(name, { maxBatchSize: 4, steps: [step('one_row', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
       expected: ["ensemble 'e_batch' allows max_batch_size 4, but its step 0 (model 'one_row') allows only 1"],
+    },
+    e_cached: {
+      config: (name) => `${ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] })}response_cache { enable: true }\n`,
+      expected: ["ensemble 'e_cached' enables response_cache, which ensembles do not support yet"],
     },
     e_self: {
       config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'T' }), step('e_self', { IN: 'T' }, { OUT: 'OUT' })] }),

@@ -52,6 +52,9 @@ export function planEnsemble(name: string, config: ModelConfig): EnsemblePlan {
       throw new Error(`${ensemble} may not set ${field}: an ensemble runs nothing itself, each step runs on its own model's instances and scheduler`);
     }
   }
+  if (config.response_cache?.enable) {
+    throw new Error(`${ensemble} enables response_cache, which ensembles do not support yet: enable it on its steps' models instead`);
+  }
   if (config.input.length === 0) throw new Error(`${ensemble} declares no input: list the tensors it takes under input, as for any model`);
   if (config.output.length === 0) throw new Error(`${ensemble} declares no output: list the tensors it returns under output, as for any model`);
 
