@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { InferenceObserver, RequestRecord } from '../src/core/inference-observer.js';
+import { Tracing } from '../src/observability/tracing.js';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { identityModel, matMulChainModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { startGrpcEndpoint, type GrpcEndpoint } from './support/grpc-endpoint.js';
@@ -155,21 +157,27 @@ class InFlightWatch {
 }
 
 const watch = new InFlightWatch();
+const spans = new InMemorySpanExporter();
+const tracing = new Tracing({ exporter: spans, processor: 'simple' });
 let main: TestServer;
 let rpc: GrpcEndpoint;
 
 before(async () => {
-  main = await startTestServer({ models: writeModels, server: { observers: [(model) => watch.observer(model)] } });
+  main = await startTestServer({ models: writeModels, server: { observers: [(model) => watch.observer(model), tracing.observer] } });
   rpc = await startGrpcEndpoint(main.server);
 });
 
 after(async () => {
   await rpc?.close();
   await main?.close();
+  await tracing.shutdown();
 });
 
-async function http(path: string, body?: unknown): Promise<{ status: number; body: Json }> {
-  const response = await fetch(`${main.url}${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+async function http(path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Json }> {
+  const response = await fetch(
+    `${main.url}${path}`,
+    body === undefined ? { headers } : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } },
+  );
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : {} };
 }
@@ -253,6 +261,31 @@ describe('independent steps', () => {
     assert.deepEqual(watch.ended.sort(), ['chain_b', 'chain_c']);
     // Sequential steps would never have both in flight: the second would start only once the first had answered.
     assert.equal(watch.peak, 2);
+  });
+});
+
+describe('traces', () => {
+  const traceId = 'e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1';
+  const clientSpan = 'c1c1c1c1c1c1c1c1';
+  const nanos = (time: [number, number]) => BigInt(time[0]) * 1_000_000_000n + BigInt(time[1]);
+
+  test("the ensemble's span holds one span per step, where it ran; each step model's own span joins the client's trace", async () => {
+    const answer = await http('/v2/models/slow_pair/infer', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 256], data: Array(256).fill(1) }] }, { traceparent: `00-${traceId}-${clientSpan}-01` });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const traced = spans.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+    const ensemble = traced.find((span) => span.name === 'infer slow_pair')!;
+    assert.equal(ensemble.parentSpanContext?.spanId, clientSpan);
+    const steps = traced.filter((span) => span.parentSpanContext?.spanId === ensemble.spanContext().spanId);
+    assert.deepEqual(steps.map((span) => span.name).sort(), ['step 0 chain_b', 'step 1 chain_c', 'step 2 add_sub4']);
+    for (const model of ['chain_b', 'chain_c', 'add_sub4']) {
+      assert.equal(traced.find((span) => span.name === `infer ${model}`)?.parentSpanContext?.spanId, clientSpan, model);
+    }
+    // The two chains' intervals overlap: each started before the other ended.
+    const [b, c] = ['step 0 chain_b', 'step 1 chain_c'].map((name) => steps.find((span: ReadableSpan) => span.name === name)!);
+    assert.ok(nanos(b.startTime) < nanos(c.endTime) && nanos(c.startTime) < nanos(b.endTime), 'the independent steps ran at the same time');
+    // add_sub4 reads both: it starts once both have ended (1 µs: the float milliseconds the times pass through).
+    const sum = steps.find((span) => span.name === 'step 2 add_sub4')!;
+    assert.ok(nanos(sum.startTime) >= nanos(b.endTime) - 1_000n && nanos(sum.startTime) >= nanos(c.endTime) - 1_000n);
   });
 });
 

@@ -7,7 +7,7 @@
 import { asNereidError, NereidError } from '../core/errors.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
-import type { RequestTimings } from '../core/timings.js';
+import type { RequestTimings, StepTiming } from '../core/timings.js';
 import type { Admission } from '../scheduler/priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from '../scheduler/scheduler.js';
 import { stepDependencies, type EnsemblePlan, type EnsembleStep } from './ensemble-plan.js';
@@ -36,8 +36,8 @@ function neededSteps(plan: EnsemblePlan, outputs: readonly string[]): Map<Ensemb
 }
 
 /** The ensemble's timings: its steps' queue times and their shares of the executions they were part of, summed. */
-function summedTimings(parts: readonly (RequestTimings | undefined)[], rows: number): RequestTimings {
-  const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 };
+function summedTimings(parts: readonly (RequestTimings | undefined)[], rows: number, steps: StepTiming[]): RequestTimings {
+  const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, steps };
   for (const timings of parts) {
     if (!timings) continue;
     const share = timings.batchRows ? Math.max(1, rows) / timings.batchRows : 1;
@@ -88,6 +88,7 @@ export class EnsembleScheduler implements Scheduler {
     const steps = neededSteps(plan, request.outputNames);
     const waiting = new Map([...steps.keys()].map((step) => [step, new Set([...step.inputs.values()].filter((tensor) => plan.producers.has(tensor)))]));
     const timings: (RequestTimings | undefined)[] = [];
+    const stepTimings: StepTiming[] = [];
     const context: RequestContext = {
       signal: request.signal,
       deadline: request.deadline,
@@ -100,7 +101,7 @@ export class EnsembleScheduler implements Scheduler {
       const finish = () => {
         const outputs: Record<string, Tensor> = {};
         for (const name of request.outputNames) outputs[name] = tensors.get(name)!;
-        resolve({ outputs, timings: summedTimings(timings, request.batchSize) });
+        resolve({ outputs, timings: summedTimings(timings, request.batchSize, stepTimings.sort((a, b) => a.step - b.step)) });
       };
       const start = (step: EnsembleStep) => {
         waiting.delete(step);
@@ -112,10 +113,12 @@ export class EnsembleScheduler implements Scheduler {
           inputs: [...step.inputs].filter(([, tensor]) => tensors.has(tensor)).map(([input, tensor]) => ({ name: input, ...tensors.get(tensor)! })),
           outputs: steps.get(step)!.map((name) => ({ name })),
         };
+        const sent = performance.now();
         this.callStep(stepRequest, context).then(
           (response) => {
             if (failed) return;
             timings.push(response.timings);
+            stepTimings.push({ step: step.index, model: step.model, startedAt: performance.timeOrigin + sent, totalNs: (performance.now() - sent) * 1e6 });
             for (const output of response.outputs) {
               const tensor = step.outputs.get(output.name);
               if (tensor !== undefined) tensors.set(tensor, { datatype: output.datatype, shape: output.shape, data: output.data });
