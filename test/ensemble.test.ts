@@ -103,6 +103,18 @@ async function writeModels(repoDir: string): Promise<void> {
       steps: [step('scale3', { INPUT0: 'IN' }, { OUTPUT0: 'OUT3' }), step('scale5', { INPUT0: 'IN' }, { OUTPUT0: 'OUT5' })],
     }),
   );
+  // An ensemble of an ensemble, in JSON: the diamond's SUM only (a step maps the outputs it needs).
+  await mkdir(join(repoDir, 'nested', '1'), { recursive: true });
+  await writeFile(
+    join(repoDir, 'nested', 'config.json'),
+    JSON.stringify({
+      platform: 'ensemble',
+      max_batch_size: 4,
+      input: [{ name: 'X', data_type: 'TYPE_FP32', dims: [4] }],
+      output: [{ name: 'Y', data_type: 'TYPE_FP32', dims: [4] }],
+      ensemble_scheduling: { step: [{ model_name: 'diamond', model_version: '1', input_map: { IN: 'X' }, output_map: { SUM: 'Y' } }] },
+    }),
+  );
   const width = 256;
   for (const name of ['chain_b', 'chain_c']) await writeModel(repoDir, name, 1, matMulChainModel({ width, layers: 64 }), SLOW_CONFIG);
   await writeEnsemble(
@@ -217,6 +229,12 @@ describe('a diamond ensemble (scale2 → scale3 and scale5 → add_sub4)', () =>
     const [scale3After, scale5After] = await Promise.all([statsOf('scale3'), statsOf('scale5')]);
     assert.equal(scale5After.inference_count - scale5Before.inference_count, 1);
     assert.equal(scale3After.inference_count, scale3Before.inference_count);
+  });
+
+  test('can be a step of another ensemble (configured in JSON)', async () => {
+    const answer = await http('/v2/models/nested/infer', { inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.outputs.map((output: Json) => [output.name, output.data]), [['Y', [16, 32, 48, 64]]]);
   });
 
   test('is described like any model: metadata, config, readiness, index, statistics of the ensemble and of each step', async () => {
@@ -393,6 +411,18 @@ describe('checked at load (explicit model control), each mistake named', () => {
     e_cached: {
       config: (name) => `${ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] })}response_cache { enable: true }\n`,
       expected: ["ensemble 'e_cached' enables response_cache, which ensembles do not support yet"],
+    },
+    e_unused_input: {
+      config: (name) => ensembleConfig(name, { inputs: [tensor4('IN'), tensor4('EXTRA')], steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["input 'EXTRA' of ensemble 'e_unused_input' is read by no step"],
+    },
+    e_instances: {
+      config: (name) => `${ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] })}instance_group [ { count: 2 } ]\n`,
+      expected: ["ensemble 'e_instances' may not set instance_group"],
+    },
+    e_no_platform: {
+      config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }).replace('platform: "ensemble"', ''),
+      expected: ['ensemble_scheduling is set but platform is not: an ensemble needs platform "ensemble"'],
     },
     e_self: {
       config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'T' }), step('e_self', { IN: 'T' }, { OUT: 'OUT' })] }),
