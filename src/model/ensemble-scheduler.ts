@@ -114,29 +114,30 @@ export class EnsembleScheduler implements Scheduler {
           outputs: steps.get(step)!.map((name) => ({ name })),
         };
         const sent = performance.now();
-        this.callStep(stepRequest, context).then(
-          (response) => {
+        this.callStep(stepRequest, context)
+          .then((response) => {
             if (failed) return;
             timings.push(response.timings);
             stepTimings.push({ step: step.index, model: step.model, startedAt: performance.timeOrigin + sent, totalNs: (performance.now() - sent) * 1e6 });
-            for (const output of response.outputs) {
-              const tensor = step.outputs.get(output.name);
-              if (tensor !== undefined) tensors.set(tensor, { datatype: output.datatype, shape: output.shape, data: output.data });
+            const answered = new Map(response.outputs.map((output) => [output.name, output]));
+            for (const name of stepRequest.outputs!.map((output) => output.name)) {
+              const output = answered.get(name);
+              if (!output) throw new NereidError('INTERNAL', `model '${step.model}' answered without its output '${name}'`);
+              tensors.set(step.outputs.get(name)!, { datatype: output.datatype, shape: output.shape, data: output.data });
             }
             if (--left === 0) return finish();
             for (const [next, missing] of waiting) {
               for (const tensor of step.outputs.values()) missing.delete(tensor);
               if (missing.size === 0) start(next);
             }
-          },
-          (error: unknown) => {
+          })
+          .catch((error: unknown) => {
             if (failed) return;
             failed = true;
             const cause = asNereidError(error);
             // The step's code stands (a step's bad input is the client's, a full queue is a retry), with the step named.
             reject(new NereidError(cause.code, `ensemble '${plan.name}' ${step.label}: ${cause.message}`, { cause, retryAfterMs: cause.retryAfterMs }));
-          },
-        );
+          });
       };
       if (left === 0) return finish();
       for (const [step, missing] of [...waiting]) if (missing.size === 0) start(step);
