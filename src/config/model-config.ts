@@ -190,6 +190,17 @@ function mapEntriesToRecord(value: unknown): unknown {
   return Object.fromEntries(entries.map((entry: { key: unknown; value: unknown }) => [String(entry.key), entry.value]));
 }
 
+/**
+ * One step of Triton's ensemble_scheduling: a model, the version it runs (-1: the one its model
+ * serves), which ensemble tensor feeds each of its inputs and which tensor each output it maps becomes.
+ */
+const ensembleStepSchema = z.looseObject({
+  model_name: z.string().min(1),
+  model_version: integer(-1).default(-1),
+  input_map: z.preprocess(mapEntriesToRecord, z.record(z.string(), z.string().min(1))).optional(),
+  output_map: z.preprocess(mapEntriesToRecord, z.record(z.string(), z.string().min(1))).optional(),
+});
+
 export const modelConfigSchema = z
   .looseObject({
     name: z.string().optional(),
@@ -213,6 +224,8 @@ export const modelConfigSchema = z
     parameters: parametersSchema.default({}),
     model_warmup: repeated(modelWarmupSchema).default([]),
     default_model_filename: z.string().optional(),
+    /** Triton's ensemble (platform "ensemble"): the steps run as a graph of tensors, each through its own model. */
+    ensemble_scheduling: z.looseObject({ step: repeated(ensembleStepSchema).default([]) }).optional(),
     /**
      * Nereid's: how requests that name no version are split between the versions the policy serves
      * (a canary), and a version that sees a copy of them without answering (a shadow).
@@ -310,6 +323,7 @@ export type OutputPostprocessing = z.output<typeof outputPostprocessingSchema>;
 export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>;
 export type ModelWarmupConfig = z.output<typeof modelWarmupSchema>;
 export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
+export type EnsembleStepConfig = NonNullable<ModelConfig['ensemble_scheduling']>['step'][number];
 
 /** Every problem zod found, each with its field path; `whole` names a problem with the value itself. */
 export function describeIssues(error: z.ZodError, prefix = '', whole = '(config)'): string {

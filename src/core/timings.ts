@@ -10,6 +10,16 @@ export interface ExecutionTimings {
   computeOutputNs: number;
 }
 
+/** One step of an ensemble's request: its model, when it was sent and how long its answer took. */
+export interface StepTiming {
+  /** Position of the step in the ensemble's config. */
+  step: number;
+  model: string;
+  /** Wall-clock time it was sent, milliseconds since the epoch (fractional). */
+  startedAt: number;
+  totalNs: number;
+}
+
 /** One request's phases; the compute phases are those of the execution it was part of. */
 export interface RequestTimings extends ExecutionTimings {
   /** Decoding and transforming inputs (image pre-processing) before queueing. */
@@ -19,7 +29,12 @@ export interface RequestTimings extends ExecutionTimings {
   queueNs: number;
   /** Rows of the execution the request was part of: its share of the compute phases is its own rows over these. */
   batchRows?: number;
+  /** An ensemble's request: its steps, which ran as a graph (their phases, summed above, overlapped). */
+  steps?: StepTiming[];
 }
+
+/** The measured durations of RequestTimings (and batchRows), every key but the ensemble's steps. */
+export type TimingKey = Exclude<keyof RequestTimings, 'steps'>;
 
 /** A request's share of the executions it was part of: compute time × its rows ÷ the batch's rows. */
 export function computeShareNs(timings: RequestTimings, rows: number): number {

@@ -5,7 +5,7 @@
  */
 import { invalidArgument } from '../core/errors.js';
 import type { RequestContext } from '../core/inference.js';
-import { computeShareNs, type RequestTimings } from '../core/timings.js';
+import { computeShareNs, type TimingKey } from '../core/timings.js';
 import { ImageInputError } from '../processing/image-preprocessor.js';
 import { classifyRows, DEFAULT_POSTPROCESSING, type ImageClassification } from '../processing/output-postprocessor.js';
 import type { ModelVersion } from './model-version.js';
@@ -94,7 +94,7 @@ export async function classifyImages(
   const results = answers.flatMap(({ outputs, ood }) =>
     classifyRows(outputs[output.name], spec, model.batched, labels, options.topK).map((result, row) => (ood?.[row] ? { ...result, ood: ood[row] } : result)),
   );
-  const sum = (key: keyof RequestTimings) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
+  const sum = (key: TimingKey) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
   return {
     results,
     timings: {

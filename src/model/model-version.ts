@@ -322,6 +322,7 @@ export class ModelVersion {
       timeoutMicroseconds: request.timeoutMicroseconds,
       signal: context.signal,
       deadline: context.deadline,
+      context,
     });
     const verdicts = ood ? this.judge(scheduled.outputs, ood) : undefined;
     if (monitor) this.observe(monitor, scheduled.outputs[watched!], verdicts, properties, requestId);

@@ -26,7 +26,7 @@ import {
 import { ATTR_ERROR_TYPE, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { z } from 'zod';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
-import type { RequestTimings } from '../core/timings.js';
+import type { TimingKey } from '../core/timings.js';
 import { VERSION } from '../version.js';
 import { TraceSettings } from './trace-settings.js';
 
@@ -50,7 +50,7 @@ export type TracingOptions = z.input<typeof tracingSettingsSchema> & {
 };
 
 /** The phases of RequestTimings in the order a request goes through them, with their span names. */
-const PHASES: readonly (readonly [keyof RequestTimings, string])[] = [
+const PHASES: readonly (readonly [TimingKey, string])[] = [
   ['preprocessNs', 'preprocess'],
   ['queueNs', 'queue'],
   ['computeInputNs', 'compute_input'],
@@ -153,7 +153,16 @@ class TracingObserver implements InferenceObserver {
       span.setStatus({ code: SpanStatusCode.ERROR, message: record.errorCode });
     }
     const timings = record.timings;
-    if (timings && !record.cache?.hit) {
+    if (timings?.steps) {
+      // An ensemble's steps overlap: each gets its own span, where it ran, instead of phases laid back to back.
+      const parent = trace.setSpan(ROOT_CONTEXT, span);
+      for (const step of timings.steps) {
+        const stepStart = millisToHrTime(step.startedAt);
+        this.tracer
+          .startSpan(`step ${step.step} ${step.model}`, { kind: SpanKind.INTERNAL, startTime: stepStart, attributes: { 'nereid.ensemble.step': step.step, 'nereid.model.name': step.model } }, parent)
+          .end(addHrTimes(stepStart, nanoseconds(step.totalNs)));
+      }
+    } else if (timings && !record.cache?.hit) {
       const parent = trace.setSpan(ROOT_CONTEXT, span);
       const totalNs = Math.max(0, Math.round(record.totalNs));
       let offsetNs = 0;

@@ -12,9 +12,13 @@ import type { Backend } from '../backends/backend.js';
 import { invalidArgument, NereidError, notFound, unavailable } from '../core/errors.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
+import type { InferenceRequest } from '../core/inference.js';
+import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
+import type { StepCall } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
 import { imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
+import { loadEnsembleVersion } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
@@ -39,6 +43,11 @@ export interface ModelRepositoryOptions {
   responseCacheStore?: ResponseCacheStore;
   /** How versions with a reference profile are monitored; false: their profiles are not read (no OOD flags, no drift windows). */
   monitoring?: VersionMonitorSettings | false;
+  /**
+   * How an ensemble's steps reach their models. The server passes its own inference path (on-demand
+   * loading, traffic policies); without it a step goes straight to the version the repository serves.
+   */
+  callStep?: StepCall;
 }
 
 interface ModelEntry {
@@ -345,7 +354,7 @@ export class ModelRepository {
     const previous = this.entries.get(name);
     const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false };
     let config: ModelConfig;
-    let backend: Backend;
+    let backend: Backend | undefined;
     let versions: number[];
     try {
       config = await this.readConfig(folder, configOverride).catch((error: unknown) => {
@@ -355,7 +364,14 @@ export class ModelRepository {
       checkingConfig(() => {
         if (configName !== undefined && configName !== name) throw new Error(`config name '${configName}' differs from the model's folder name '${name}'`);
       });
-      backend = checkingConfig(() => this.backendFor(config, name));
+      if (isEnsembleConfig(config)) {
+        await this.checkEnsembleNesting(name, config);
+      } else {
+        checkingConfig(() => {
+          if (config.ensemble_scheduling) throw new Error(`ensemble_scheduling is set but platform is ${config.platform ? `'${config.platform}'` : 'not'}: an ensemble needs platform "ensemble"`);
+        });
+        backend = checkingConfig(() => this.backendFor(config, name));
+      }
       const dirents = await readdir(folder, { withFileTypes: true });
       // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
       const available = dirents.filter((d) => d.isDirectory() && /^[1-9]\d*$/.test(d.name)).map((d) => Number(d.name));
@@ -376,6 +392,12 @@ export class ModelRepository {
         const version = String(versionNumber);
         const started = performance.now();
         try {
+          if (!backend) {
+            const loaded = await this.loadEnsembleVersion(name, version, config, logger, folder);
+            entry.versions.set(version, loaded);
+            logger.info({ version }, `loaded ensemble '${name}' version ${version}`);
+            return;
+          }
           const filename = config.default_model_filename ?? backend.defaultModelFilename;
           const versionFolder = join(folder, version);
           const modelPath = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file');
@@ -423,6 +445,55 @@ export class ModelRepository {
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
     await this.replace(name, entry, previous);
+  }
+
+  private loadEnsembleVersion(name: string, version: string, config: ModelConfig, logger: Logger, folder: string): Promise<ModelVersion> {
+    const callStep: StepCall = this.options.callStep ?? ((request: InferenceRequest, context) => this.get(request.model, request.version).infer(request, context));
+    return loadEnsembleVersion({
+      name,
+      version,
+      config,
+      logger: logger.child({ version }),
+      observers: this.options.observers,
+      maxQueueSize: this.options.maxQueueSize,
+      callStep,
+      stepConfig: async (step: EnsembleStep) => {
+        await this.ensureLoaded(step.model);
+        return this.get(step.model, step.version).clientConfig;
+      },
+      readLabels: async (file) => (await readFile(await containedFile(await this.root(), folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
+    });
+  }
+
+  /**
+   * A model an ensemble needs, loaded when it is not (as Triton loads an ensemble's composing
+   * models with it): a load of it already under way is waited for rather than repeated.
+   */
+  private async ensureLoaded(name: string): Promise<void> {
+    await this.lifecycle.get(name);
+    if (this.isReady(name)) return;
+    await this.load(name);
+  }
+
+  /** An ensemble that is, through the ensembles among its steps, one of its own steps would wait for its own load: refused, with the loop named. */
+  private async checkEnsembleNesting(name: string, config: ModelConfig): Promise<void> {
+    const visit = async (config: ModelConfig, path: string[]): Promise<void> => {
+      for (const step of config.ensemble_scheduling?.step ?? []) {
+        if (step.model_name === name) {
+          throw new ModelConfigError(new Error(`ensemble '${name}' contains itself: ${[...path, name].map((model) => `'${model}'`).join(' → ')}`));
+        }
+        if (path.includes(step.model_name)) continue;
+        // A step that cannot be read fails later, when the step loads, with its own reason.
+        const stepConfig = await this.configOf(step.model_name).catch(() => undefined);
+        if (stepConfig && isEnsembleConfig(stepConfig)) await visit(stepConfig, [...path, step.model_name]);
+      }
+    };
+    await visit(config, [name]);
+  }
+
+  /** Whether a model's config, as its files say now, makes it an ensemble (false when it cannot be read). */
+  async isEnsemble(name: string): Promise<boolean> {
+    return this.configOf(name).then(isEnsembleConfig, () => false);
   }
 
   /**

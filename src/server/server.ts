@@ -150,6 +150,8 @@ export class Server {
       observers: options.observers,
       responseCacheStore: this.responseCache,
       monitoring: this.options.monitoring,
+      // An ensemble's steps are requests like any client's: on-demand loading and traffic policies apply to them.
+      callStep: (request, context) => this.infer(request, context),
     });
     this.residency = new ModelResidency({
       repository: this.repository,
@@ -220,13 +222,19 @@ export class Server {
           ? discovered.filter((name) => plan.get(name) !== 'on_demand')
           : loadModels.filter((name) => name !== '*');
     await this.poller?.baseline();
-    await Promise.all(
-      names.map(async (name) => {
-        this.requiredAtStart.add(name);
-        // The repository logs a failed load and keeps it as the model's state; the others keep loading.
-        await this.residency.load(name, () => this.repository.load(name)).catch(() => undefined);
-      }),
-    );
+    const loadAll = (batch: readonly string[]) =>
+      Promise.all(
+        batch.map(async (name) => {
+          this.requiredAtStart.add(name);
+          // The repository logs a failed load and keeps it as the model's state; the others keep loading.
+          await this.residency.load(name, () => this.repository.load(name)).catch(() => undefined);
+        }),
+      );
+    // Ensembles load after the other models, which are their steps: loading an ensemble loads any step not loaded yet, which would
+    // otherwise be loaded twice.
+    const ensembles = new Set((await Promise.all(names.map(async (name) => ((await this.repository.isEnsemble(name)) ? name : undefined)))).filter((name) => name !== undefined));
+    await loadAll(names.filter((name) => !ensembles.has(name)));
+    await loadAll([...ensembles]);
     this.started = true;
     this.poller?.start();
     return this;

@@ -297,5 +297,15 @@ export function modelConfigToProto(config: CompletedModelConfig) {
       Object.entries(config.parameters).map(([key, value]) => [key, { string_value: value.string_value }]),
     ),
     response_cache: config.response_cache ? { enable: config.response_cache.enable } : null,
+    ensemble_scheduling: config.ensemble_scheduling
+      ? {
+          step: config.ensemble_scheduling.step.map((step) => ({
+            model_name: step.model_name,
+            model_version: step.model_version,
+            input_map: step.input_map ?? {},
+            output_map: step.output_map ?? {},
+          })),
+        }
+      : null,
   };
 }

@@ -1,0 +1,151 @@
+/**
+ * The scheduler of an ensemble version: it runs the ensemble's graph for each request. A step
+ * starts the moment the tensors it reads exist, so independent steps run at once, and each goes
+ * to its model as any request would (through the server's inference path), where it queues and
+ * batches with that model's other traffic. Only the steps the requested outputs need are run.
+ */
+import { asNereidError, NereidError } from '../core/errors.js';
+import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
+import type { Tensor } from '../core/tensor.js';
+import type { RequestTimings, StepTiming } from '../core/timings.js';
+import type { Admission } from '../scheduler/priority-queue.js';
+import type { ScheduledRequest, ScheduledResult, Scheduler } from '../scheduler/scheduler.js';
+import { stepDependencies, type EnsemblePlan, type EnsembleStep } from './ensemble-plan.js';
+
+/** Sends one step's request to its model: the server's own inference path, so the step is served as any client's request. */
+export type StepCall = (request: InferenceRequest, context: RequestContext) => Promise<InferenceResponse>;
+
+/** The steps needed for `outputs`, and which outputs each must return (those a needed step or the answer reads). */
+function neededSteps(plan: EnsemblePlan, outputs: readonly string[]): Map<EnsembleStep, string[]> {
+  const wanted = new Set(outputs);
+  const needed = new Set<EnsembleStep>();
+  const pending = outputs.map((tensor) => plan.producers.get(tensor)).filter((step) => step !== undefined);
+  while (pending.length > 0) {
+    const step = pending.pop()!;
+    if (needed.has(step)) continue;
+    needed.add(step);
+    for (const tensor of step.inputs.values()) wanted.add(tensor);
+    pending.push(...stepDependencies(plan, step));
+  }
+  const returned = new Map<EnsembleStep, string[]>();
+  for (const step of plan.steps) {
+    if (!needed.has(step)) continue;
+    returned.set(step, [...step.outputs].filter(([, tensor]) => wanted.has(tensor)).map(([output]) => output));
+  }
+  return returned;
+}
+
+/** The ensemble's timings: its steps' queue times and their shares of the executions they were part of, summed. */
+function summedTimings(parts: readonly (RequestTimings | undefined)[], rows: number, steps: StepTiming[]): RequestTimings {
+  const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, steps };
+  for (const timings of parts) {
+    if (!timings) continue;
+    const share = timings.batchRows ? Math.max(1, rows) / timings.batchRows : 1;
+    sum.queueNs += timings.queueNs;
+    sum.computeInputNs += timings.computeInputNs * share;
+    sum.computeInferNs += timings.computeInferNs * share;
+    sum.computeOutputNs += timings.computeOutputNs * share;
+    if (timings.preprocessNs !== undefined) sum.preprocessNs = (sum.preprocessNs ?? 0) + timings.preprocessNs;
+    if (timings.postprocessNs !== undefined) sum.postprocessNs = (sum.postprocessNs ?? 0) + timings.postprocessNs;
+  }
+  return sum;
+}
+
+export class EnsembleScheduler implements Scheduler {
+  readonly queued = 0;
+  readonly queuedBytes = 0;
+  private running = 0;
+  private stopping = false;
+  private whenIdle?: () => void;
+
+  constructor(
+    private readonly plan: EnsemblePlan,
+    private readonly callStep: StepCall,
+    /** Requests it holds at once before a client should expect refusals: the steps' queues decide, so the server's queue size. */
+    readonly admits: number,
+  ) {}
+
+  /** The steps' models judge priority, timeouts and room when each step arrives. */
+  validate(_request: Admission): void {}
+
+  admit(_request: Admission): void {
+    if (this.stopping) throw new NereidError('UNAVAILABLE', `ensemble '${this.plan.name}' is stopping`);
+  }
+
+  async schedule(request: ScheduledRequest): Promise<ScheduledResult> {
+    this.admit(request);
+    this.running++;
+    try {
+      return await this.run(request);
+    } finally {
+      if (--this.running === 0) this.whenIdle?.();
+    }
+  }
+
+  private run(request: ScheduledRequest): Promise<ScheduledResult> {
+    const { plan } = this;
+    const tensors = new Map<string, Tensor>(Object.entries(request.inputs));
+    const steps = neededSteps(plan, request.outputNames);
+    const waiting = new Map([...steps.keys()].map((step) => [step, new Set([...step.inputs.values()].filter((tensor) => plan.producers.has(tensor)))]));
+    const timings: (RequestTimings | undefined)[] = [];
+    const stepTimings: StepTiming[] = [];
+    const context: RequestContext = {
+      signal: request.signal,
+      deadline: request.deadline,
+      requestId: request.context?.requestId,
+      traceparent: request.context?.traceparent,
+    };
+    return new Promise<ScheduledResult>((resolve, reject) => {
+      let failed = false;
+      let left = steps.size;
+      const finish = () => {
+        const outputs: Record<string, Tensor> = {};
+        for (const name of request.outputNames) outputs[name] = tensors.get(name)!;
+        resolve({ outputs, timings: summedTimings(timings, request.batchSize, stepTimings.sort((a, b) => a.step - b.step)) });
+      };
+      const start = (step: EnsembleStep) => {
+        waiting.delete(step);
+        const stepRequest: InferenceRequest = {
+          model: step.model,
+          version: step.version,
+          id: request.context?.requestId,
+          // An optional ensemble input the request left out stays out: the step's model says whether it may.
+          inputs: [...step.inputs].filter(([, tensor]) => tensors.has(tensor)).map(([input, tensor]) => ({ name: input, ...tensors.get(tensor)! })),
+          outputs: steps.get(step)!.map((name) => ({ name })),
+        };
+        const sent = performance.now();
+        this.callStep(stepRequest, context)
+          .then((response) => {
+            if (failed) return;
+            timings.push(response.timings);
+            stepTimings.push({ step: step.index, model: step.model, startedAt: performance.timeOrigin + sent, totalNs: (performance.now() - sent) * 1e6 });
+            const answered = new Map(response.outputs.map((output) => [output.name, output]));
+            for (const name of stepRequest.outputs!.map((output) => output.name)) {
+              const output = answered.get(name);
+              if (!output) throw new NereidError('INTERNAL', `model '${step.model}' answered without its output '${name}'`);
+              tensors.set(step.outputs.get(name)!, { datatype: output.datatype, shape: output.shape, data: output.data });
+            }
+            if (--left === 0) return finish();
+            for (const [next, missing] of waiting) {
+              for (const tensor of step.outputs.values()) missing.delete(tensor);
+              if (missing.size === 0) start(next);
+            }
+          })
+          .catch((error: unknown) => {
+            if (failed) return;
+            failed = true;
+            const cause = asNereidError(error);
+            // The step's code stands (a step's bad input is the client's, a full queue is a retry), with the step named.
+            reject(new NereidError(cause.code, `ensemble '${plan.name}' ${step.label}: ${cause.message}`, { cause, retryAfterMs: cause.retryAfterMs }));
+          });
+      };
+      if (left === 0) return finish();
+      for (const [step, missing] of [...waiting]) if (missing.size === 0) start(step);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.running > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
+  }
+}

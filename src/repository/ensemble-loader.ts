@@ -1,0 +1,50 @@
+/**
+ * Loading one version of an ensemble: its graph checked, its steps' models loaded and checked
+ * against it, and a model version built whose scheduler runs the graph. An ensemble has no model
+ * file and no instances; its steps' models do the work, each through its own scheduler.
+ */
+import type { Logger } from 'pino';
+import type { CompletedModelConfig, ModelConfig } from '../config/model-config.js';
+import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
+import { checkEnsembleSteps, ENSEMBLE_PLATFORM, planEnsemble, type EnsembleStep } from '../model/ensemble-plan.js';
+import { EnsembleScheduler, type StepCall } from '../model/ensemble-scheduler.js';
+import { ModelVersion } from '../model/model-version.js';
+import { ModelStatistics } from '../observability/model-statistics.js';
+import { checkingConfig } from './model-loader.js';
+
+export interface EnsembleLoadOptions {
+  name: string;
+  version: string;
+  config: ModelConfig;
+  logger: Logger;
+  observers?: readonly InferenceObserverFactory[];
+  /** The server's queue size: how many requests the ensemble takes at once before its steps' queues refuse. */
+  maxQueueSize: number;
+  /** The config (as clients see it) of the version a step runs, its model loaded first when it is not. */
+  stepConfig: (step: EnsembleStep) => Promise<CompletedModelConfig>;
+  /** Runs a step's request through its model. */
+  callStep: StepCall;
+  readLabels: (filename: string) => Promise<string[]>;
+}
+
+export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise<ModelVersion> {
+  const { name, version, logger } = options;
+  const plan = checkingConfig(() => planEnsemble(name, options.config));
+  const config: CompletedModelConfig = { ...options.config, name, platform: ENSEMBLE_PLATFORM, backend: '', max_batch_size: options.config.max_batch_size ?? 0 };
+  const stepConfigs = await Promise.all(
+    plan.steps.map((step) =>
+      options.stepConfig(step).catch((error: unknown) => {
+        throw new Error(`ensemble '${name}' ${step.label}: ${(error as Error).message}`, { cause: error });
+      }),
+    ),
+  );
+  checkingConfig(() => checkEnsembleSteps(plan, config, stepConfigs));
+  const labels = new Map<string, readonly string[]>();
+  for (const output of config.output) {
+    if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));
+  }
+  const statistics = new ModelStatistics(name, version);
+  const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
+  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize);
+  return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, logger });
+}
