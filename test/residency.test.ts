@@ -5,9 +5,11 @@
  * models, and what the index, the metrics and the load/unload API say.
  */
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
-import { matMulChainModel, writeModel } from '../src/onnx/test-models.js';
+import { matMulChainModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { RawConnection } from './support/raw-http.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
@@ -159,4 +161,41 @@ test("in none mode, a model whose config says residency: on_demand is not loaded
   assert.equal(response.status, 200);
   assert.deepEqual(resident(served), ['always', 'rarely']);
   assert.equal(served.server.ready, true, 'readiness asks only for the models loaded at start');
+});
+
+test('on_demand mode: an ensemble loads on its first request, its steps through the residency (each loaded once, each unloadable), the ensemble itself never', async (t) => {
+  const ensemble = `name: "twice_scaled"
+platform: "ensemble"
+max_batch_size: 4
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
+ensemble_scheduling { step [
+  { model_name: "double" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "MID" } },
+  { model_name: "triple" model_version: -1 input_map { key: "INPUT0" value: "MID" } output_map { key: "OUTPUT0" value: "OUT" } }
+] }
+`;
+  const served = await startTestServer({
+    server: { modelControlMode: 'on_demand' },
+    models: async (repo) => {
+      await writeModel(repo, 'double', 1, scaleModel(2));
+      await writeModel(repo, 'triple', 1, scaleModel(3));
+      await mkdir(join(repo, 'twice_scaled', '1'), { recursive: true });
+      await writeFile(join(repo, 'twice_scaled', 'config.pbtxt'), ensemble);
+    },
+  });
+  t.after(() => served.close());
+  assert.deepEqual(resident(served), []);
+  const answers = await Promise.all(
+    [1, 2, 3].map(() => fetch(`${served.url}/v2/models/twice_scaled/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }) })),
+  );
+  for (const answer of answers) {
+    assert.equal(answer.status, 200);
+    assert.deepEqual(((await answer.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data, [6, 12, 18, 24]);
+  }
+  assert.deepEqual(resident(served), ['double', 'triple'], 'the steps are managed; the ensemble holds no memory of its own');
+  const loads = Object.fromEntries(served.server.residencySummary().models.map((model) => [model.model, model.loads]));
+  assert.deepEqual(loads, { double: 1, triple: 1 }, 'three requests, one load of each step');
+  await fetch(`${served.url}/v2/repository/models/triple/unload`, { method: 'POST', body: '{}' });
+  const again = await fetch(`${served.url}/v2/models/twice_scaled/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }) });
+  assert.equal(again.status, 200, 'a step unloaded meanwhile loads again on the ensemble\'s next request');
 });

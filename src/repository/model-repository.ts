@@ -48,6 +48,11 @@ export interface ModelRepositoryOptions {
    * loading, traffic policies); without it a step goes straight to the version the repository serves.
    */
   callStep?: StepCall;
+  /**
+   * Holds a step model in memory while an ensemble reads its config at load, loading it through
+   * whatever manages its residency; undefined when nothing does (the repository then loads it itself).
+   */
+  holdStep?: (name: string) => (() => void) | Promise<() => void> | undefined;
 }
 
 interface ModelEntry {
@@ -470,6 +475,8 @@ export class ModelRepository {
    * models with it): a load of it already under way is waited for rather than repeated.
    */
   private async ensureLoaded(name: string): Promise<void> {
+    const held = this.options.holdStep?.(name);
+    if (held !== undefined) return (await held)();
     await this.lifecycle.get(name);
     if (this.isReady(name)) return;
     await this.load(name);

@@ -130,6 +130,8 @@ export class Server {
   readonly poller?: RepositoryPoller;
   /** Which models are in memory: on-demand loads and unloads under the memory budget. */
   readonly residency: ModelResidency;
+  /** Loads under way of models residency does not manage (ensembles), shared by the requests waiting for them. */
+  private readonly unmanagedLoads = new Map<string, Promise<void>>();
 
   constructor(options: ServerOptions) {
     this.options = serverOptionsSchema.parse(options);
@@ -152,6 +154,7 @@ export class Server {
       monitoring: this.options.monitoring,
       // An ensemble's steps are requests like any client's: on-demand loading and traffic policies apply to them.
       callStep: (request, context) => this.infer(request, context),
+      holdStep: (name) => this.hold(name),
     });
     this.residency = new ModelResidency({
       repository: this.repository,
@@ -188,8 +191,13 @@ export class Server {
     const plan = new Map<string, Residency>();
     if (mode === 'explicit') return plan;
     const declared = new Map<string, string | undefined>();
+    // An ensemble holds no memory of its own and is never unloaded to make room: its steps are, each
+    // held by the requests that reach it. (Its load, which loads its steps, must also stay out of the
+    // one-at-a-time loads its steps go through.)
+    const ensembles = new Set((await Promise.all(discovered.map(async (name) => ((await this.repository.isEnsemble(name)) ? name : undefined)))).filter((name) => name !== undefined));
+    const models = discovered.filter((name) => !ensembles.has(name));
     await Promise.all(
-      discovered.map(async (name) => {
+      models.map(async (name) => {
         // A config that does not parse fails at its load, with its reason; here it only lacks a residency.
         const residency = await this.repository.configOf(name).then((config) => parameterValue(config, 'residency'), () => undefined);
         if (residency !== undefined && residency !== 'pinned' && residency !== 'on_demand') {
@@ -200,12 +208,12 @@ export class Server {
     );
     for (const name of pinModels) if (!declared.has(name)) throw new Error(`--pin-model '${name}': no such model in the repository`);
     if (mode === 'on_demand') {
-      for (const name of discovered) plan.set(name, pinModels.includes(name) || declared.get(name) === 'pinned' ? 'pinned' : 'on_demand');
+      for (const name of models) plan.set(name, pinModels.includes(name) || declared.get(name) === 'pinned' ? 'pinned' : 'on_demand');
       return plan;
     }
-    const onDemand = discovered.filter((name) => declared.get(name) === 'on_demand');
+    const onDemand = models.filter((name) => declared.get(name) === 'on_demand');
     if (onDemand.length === 0 && modelMemoryBudget === undefined) return plan;
-    for (const name of discovered) plan.set(name, onDemand.includes(name) ? 'on_demand' : 'pinned');
+    for (const name of models) plan.set(name, onDemand.includes(name) ? 'on_demand' : 'pinned');
     return plan;
   }
 
@@ -281,14 +289,30 @@ export class Server {
   private hold(name: string): (() => void) | Promise<() => void> | undefined {
     const lease = this.residency.lease(name);
     if (lease !== undefined || this.options.modelControlMode !== 'on_demand' || this.residency.residencyOf(name) !== undefined) return lease;
+    if (this.repository.versionsOf(name).length > 0) return undefined; // loaded and not managed: an ensemble
     // on_demand mode serves every model of the repository, folders added since start too.
+    const letGo = () => undefined;
     return this.repository.folderOf(name).then(
-      () => {
+      async () => {
+        if (await this.repository.isEnsemble(name)) {
+          await this.loadUnmanaged(name);
+          return letGo;
+        }
         this.residency.declare(name, 'on_demand');
         return this.residency.lease(name)!;
       },
-      () => () => undefined, // not in the repository: the request's own lookup says so
+      () => letGo, // not in the repository: the request's own lookup says so
     );
+  }
+
+  /** One load of a model residency does not manage (an ensemble) for every request that finds it not loaded. */
+  private loadUnmanaged(name: string): Promise<void> {
+    let loading = this.unmanagedLoads.get(name);
+    if (!loading) {
+      loading = this.repository.load(name).finally(() => this.unmanagedLoads.delete(name));
+      this.unmanagedLoads.set(name, loading);
+    }
+    return loading;
   }
 
   async modelMetadata(name: string, version?: string) {
