@@ -14,6 +14,8 @@ const needed = [
   { pkg: 'redis-server', provides: '/usr/bin/redis-server' },
   // The TLS tests make their certificates with the openssl command.
   { pkg: 'openssl', provides: '/usr/bin/openssl' },
+  // The rolling-restart test puts three replicas behind a real nginx.
+  { pkg: 'nginx', provides: '/usr/sbin/nginx' },
 ];
 
 /** Waits for the dpkg lock rather than failing when another apt (e.g. unattended upgrades) holds it. */

@@ -89,6 +89,24 @@ test('infer() of a model the repository does not have is NOT_FOUND; a name that 
   assert.equal(server.modelReady('missing'), false);
 });
 
+test('while start() is still loading, a model not known yet is UNAVAILABLE with a retry hint (a proxy tries another replica), not NOT_FOUND', async (t) => {
+  const repo = await fakeRepository(t, { good: undefined });
+  const server = new Server({ modelRepository: repo, backends: [doublerBackend()], logger: silent });
+  t.after(() => server.close());
+  const error = await server.infer(request('good')).then(
+    () => assert.fail('answered before start()'),
+    (caught: unknown) => caught,
+  );
+  assert.ok(error instanceof NereidError);
+  assert.equal(error.code, 'UNAVAILABLE');
+  assert.match(error.message, /model 'good' is not available yet: the server is starting and still loading its models; retry in 1 s/);
+  assert.equal(error.retryAfterMs, 1000);
+  assert.equal(httpStatusOf(error.code), 503);
+  await server.start();
+  assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
+  await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model 'missing'/);
+});
+
 test("model control mode 'none' refuses load and unload with UNAVAILABLE and the flag that allows them", async (t) => {
   const server = await started(t, { modelRepository: await fakeRepository(t, { good: undefined }) });
   await rejectsWith(server.loadModel('good'), 'UNAVAILABLE', /--model-control-mode none \(start it with --model-control-mode explicit or on_demand\)/);

@@ -9,7 +9,7 @@ import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { invalidArgument, NereidError } from '../core/errors.js';
+import { invalidArgument, NereidError, overloaded } from '../core/errors.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import { classifyImages } from '../model/image-classification.js';
@@ -26,6 +26,9 @@ import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
 import { ModelResidency, parseMemoryBudget, type Residency, type ResidencySummary } from './model-residency.js';
 import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
+
+/** Retry-After of a request that arrives while the server is still loading its models at start. */
+const STARTING_RETRY_AFTER_MS = 1000;
 
 export const serverOptionsSchema = z.object({
   modelRepository: z.string().min(1),
@@ -278,7 +281,16 @@ export class Server {
 
   model(name: string, version?: string): ModelVersion {
     checkModelName(name);
-    return this.repository.get(name, version);
+    try {
+      return this.repository.get(name, version);
+    } catch (error) {
+      // The HTTP port opens before the models load (so that liveness answers): until start() is done, a model not
+      // known yet may be one still loading, and a 503 tells a proxy to try another replica where a 404 would be final.
+      if (!this.started && error instanceof NereidError && error.code === 'NOT_FOUND') {
+        throw overloaded(`model '${name}' is not available yet: the server is starting and still loading its models`, STARTING_RETRY_AFTER_MS);
+      }
+      throw error;
+    }
   }
 
   /**
