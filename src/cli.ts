@@ -22,6 +22,7 @@ import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, ru
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
 import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
+import { readinessSummary } from './repository/model-repository.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema } from './server/server.js';
 import { VERSION } from './version.js';
@@ -317,7 +318,7 @@ program
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
     await server.start();
     const index = await server.repositoryIndex();
-    logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${index.filter((m) => m.state === 'READY').length} model version(s) ready`);
+    logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
   });
 
 program

@@ -211,6 +211,10 @@ export class Server {
   async start(): Promise<this> {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
+    for (const file of await this.repository.looseModelFiles()) {
+      const model = file.replace(/\.onnx$/i, '');
+      this.logger.warn(`${file} lies directly in the model repository and is not served: a model is a folder, ${model}/1/model.onnx`);
+    }
     const plan = await this.planResidency(discovered);
     for (const [name, residency] of plan) this.residency.declare(name, residency);
     const names =
