@@ -501,6 +501,22 @@ export class Server {
     return { model: name, shadows: [...(this.shadows.get(name)?.values() ?? [])].map((comparison) => comparison.summary()) };
   }
 
+  /**
+   * Every model of the repository at a glance (GET /v2/models): its ready versions and one state,
+   * READY when a version is, with why not otherwise. The repository index has the per-version detail.
+   */
+  async modelList(): Promise<{ models: { name: string; state: 'READY' | 'UNAVAILABLE'; versions: string[]; reason?: string }[] }> {
+    const byName = new Map<string, RepositoryIndexEntry[]>();
+    for (const row of await this.repositoryIndex()) byName.set(row.name, [...(byName.get(row.name) ?? []), row]);
+    const models = [...byName].map(([name, rows]) => {
+      const versions = rows.filter((row) => row.state === 'READY' && row.version !== undefined).map((row) => row.version!);
+      if (versions.length > 0) return { name, state: 'READY' as const, versions };
+      const reason = rows.map((row) => row.reason).find((text) => text) ?? 'not loaded';
+      return { name, state: 'UNAVAILABLE' as const, versions, reason };
+    });
+    return { models };
+  }
+
   /** Triton's repository index; versions a traffic policy weighs also carry their share of unversioned requests. */
   async repositoryIndex(readyOnly = false): Promise<(RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number })[]> {
     const rows = await this.repository.index(readyOnly);

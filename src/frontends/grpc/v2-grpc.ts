@@ -22,6 +22,7 @@ import {
   type ModelInferRequestMessage,
   type ParameterMap,
 } from './v2-grpc-codec.js';
+import { addHealthService } from './grpc-health.js';
 import { loadInferenceProto } from './v2-grpc-proto.js';
 import { logChangesFromProto, logSettingsToProto, traceChangesFromProto, traceSettingToProto, type TraceSettingRequestMessage } from './v2-grpc-settings.js';
 
@@ -369,6 +370,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     }
   }
   grpcServer.addService(service, handlers);
+  const health = addHealthService(grpcServer, () => server.ready);
 
   return {
     grpcServer,
@@ -380,6 +382,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       });
     },
     close(graceMs = 5000): Promise<void> {
+      health.close();
       return new Promise((resolve) => {
         const force = setTimeout(() => {
           grpcServer.forceShutdown();
