@@ -151,6 +151,7 @@ program
   .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), grpcDefault('maxReceiveMessageBytes'))
   .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), grpcDefault('keepaliveTimeMs'))
   .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), grpcDefault('keepaliveTimeoutMs'))
+  .option('--grpc-reflection <bool>', 'serve gRPC reflection when the optional package @grpc/reflection is installed', booleanFlag, grpcDefault('reflection'))
   .addOption(
     new Option(
       '--model-control-mode <mode>',
@@ -277,6 +278,7 @@ program
             maxSendMessageBytes: flags.grpcMaxMessageBytes,
             keepaliveTimeMs: flags.grpcKeepaliveTimeMs,
             keepaliveTimeoutMs: flags.grpcKeepaliveTimeoutMs,
+            reflection: flags.grpcReflection,
             authTokens,
             accessLog: flags.logAccess,
             tls,
@@ -309,7 +311,7 @@ program
     logger.info(`HTTP (KServe V2) listening on ${address}`);
     if (grpc) {
       const port = await grpc.listen(flags.host, flags.grpcPort);
-      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}`);
+      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}${grpc.reflection ? ', with reflection' : ''}`);
     }
     if (metricsListener) {
       const port = await metricsListener.listen(flags.host, flags.metricsPort);
