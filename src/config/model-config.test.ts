@@ -339,8 +339,8 @@ test("Triton's fields that Nereid does not use are accepted as they are and list
     {
       sequence_batching: { max_sequence_idle_microseconds: 5 },
       model_transaction_policy: { decoupled: false },
-      input: [{ ...INPUT_FIELDS, is_shape_tensor: false }],
-      instance_group: [{ count: 1, passive: false }],
+      input: [{ ...INPUT_FIELDS, is_shape_tensor: true }],
+      instance_group: [{ count: 1, passive: true }],
       optimization: { graph: { level: -1 }, eager_batching: true },
     },
     'config.json',
@@ -348,6 +348,33 @@ test("Triton's fields that Nereid does not use are accepted as they are and list
   assert.deepEqual(ignoredTritonFields(config).sort(), ['input.0.is_shape_tensor', 'instance_group.0.passive', 'model_transaction_policy', 'optimization.eager_batching', 'sequence_batching']);
   assert.deepEqual(config.optimization?.graph, { level: -1 });
   assert.deepEqual(ignoredTritonFields(parseModelConfig({ input: [INPUT_FIELDS] }, 'config.json')), []);
+});
+
+test("Triton's JSON form of a config, which writes every field at its default, loads with nothing to warn of", () => {
+  const config = parseModelConfig(
+    {
+      name: 'm',
+      platform: 'onnxruntime_onnx',
+      backend: 'onnxruntime',
+      runtime: '',
+      version_policy: { latest: { num_versions: 1 } },
+      max_batch_size: 8,
+      input: [{ ...INPUT_FIELDS, format: 'FORMAT_NONE', is_shape_tensor: false, allow_ragged_batch: false, optional: false, is_non_linear_format_io: false }],
+      output: [{ ...INPUT_FIELDS, label_filename: '', is_shape_tensor: false, is_non_linear_format_io: false }],
+      batch_input: [],
+      batch_output: [],
+      optimization: { priority: 'PRIORITY_DEFAULT', gather_kernel_buffer_threshold: 0, eager_batching: false },
+      dynamic_batching: { preferred_batch_size: [], max_queue_delay_microseconds: '0', preserve_ordering: false, priority_levels: '0', default_priority_level: '0', priority_queue_policy: {} },
+      instance_group: [{ name: 'm_0', kind: 'KIND_CPU', count: 1, gpus: [], secondary_devices: [], profile: [], passive: false, host_policy: '' }],
+      default_model_filename: 'model.onnx',
+      cc_model_filenames: {},
+      metric_tags: {},
+      parameters: {},
+      model_warmup: [],
+    },
+    'config.json',
+  );
+  assert.deepEqual(ignoredTritonFields(config), []);
 });
 
 const INPUT = { name: 'x', data_type: 'TYPE_FP32', dims: [4] };

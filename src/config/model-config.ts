@@ -26,7 +26,7 @@ function configObject<Shape extends z.core.$ZodLooseShape>(shape: Shape) {
   });
 }
 
-/** Fields of Triton's model_config.proto that Nereid does not use, per place in the config where they appear. */
+/** Fields of Triton's model_config.proto that Nereid does not use, per top-level field of the config where they appear ('' for the config itself). */
 const tritonOnlyFields = new Map<string, readonly string[]>();
 
 /**
@@ -406,9 +406,18 @@ function applyProcessingParameters(config: ModelConfig, source: string): void {
   }
 }
 
+/** A value as Triton writes an unset field in its JSON form (false, 0, '', [], {}, PRIORITY_DEFAULT): nothing to warn of. */
+function isUnset(value: unknown): boolean {
+  if (value === undefined || value === null || value === false || value === 0 || value === '') return true;
+  if (typeof value === 'string') return value.endsWith('_DEFAULT');
+  if (Array.isArray(value)) return value.length === 0;
+  return typeof value === 'object' && Object.keys(value).length === 0;
+}
+
 /**
  * Fields of Triton's config that this config sets and Nereid does not use, by path (input.0.is_shape_tensor),
- * so that the load can say they have no effect here.
+ * so that the load can say they have no effect here. Fields at their default, as Triton's JSON form
+ * writes every field, are left out.
  */
 export function ignoredTritonFields(config: ModelConfig): string[] {
   const found: string[] = [];
@@ -417,7 +426,7 @@ export function ignoredTritonFields(config: ModelConfig): string[] {
     const objects = Array.isArray(value) ? value.map((item, index) => [`${place}.${index}`, item] as const) : [[place, value] as const];
     for (const [path, object] of objects) {
       if (!object || typeof object !== 'object') continue;
-      for (const name of names) if ((object as Record<string, unknown>)[name] !== undefined) found.push(path ? `${path}.${name}` : name);
+      for (const name of names) if (!isUnset((object as Record<string, unknown>)[name])) found.push(path ? `${path}.${name}` : name);
     }
   }
   return found;
