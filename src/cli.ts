@@ -22,6 +22,7 @@ import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, ru
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
 import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
+import { readinessSummary } from './repository/model-repository.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema } from './server/server.js';
 import { VERSION } from './version.js';
@@ -152,6 +153,7 @@ program
   .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), grpcDefault('maxReceiveMessageBytes'))
   .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), grpcDefault('keepaliveTimeMs'))
   .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), grpcDefault('keepaliveTimeoutMs'))
+  .option('--grpc-reflection <bool>', 'serve gRPC reflection when the optional package @grpc/reflection is installed', booleanFlag, grpcDefault('reflection'))
   .addOption(
     new Option(
       '--model-control-mode <mode>',
@@ -280,6 +282,7 @@ program
             maxSendMessageBytes: flags.grpcMaxMessageBytes,
             keepaliveTimeMs: flags.grpcKeepaliveTimeMs,
             keepaliveTimeoutMs: flags.grpcKeepaliveTimeoutMs,
+            reflection: flags.grpcReflection,
             authTokens,
             accessLog: flags.logAccess,
             tls,
@@ -312,7 +315,7 @@ program
     logger.info(`HTTP (KServe V2) listening on ${address}`);
     if (grpc) {
       const port = await grpc.listen(flags.host, flags.grpcPort);
-      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}`);
+      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}${grpc.reflection ? ', with reflection' : ''}`);
     }
     if (metricsListener) {
       const port = await metricsListener.listen(flags.host, flags.metricsPort);
@@ -321,7 +324,7 @@ program
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
     await server.start();
     const index = await server.repositoryIndex();
-    logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${index.filter((m) => m.state === 'READY').length} model version(s) ready`);
+    logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
   });
 
 program

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { datatypeOfConfig, parameterValue, parseModelConfig, type ModelConfig } from './model-config.js';
+import { datatypeOfConfig, ignoredTritonFields, parameterValue, parseModelConfig, type ModelConfig } from './model-config.js';
 import { parsePbtxt } from './pbtxt.js';
 
 /** Writes each text to a temp folder and reads it back the way the repository does, by file name. */
@@ -312,6 +312,70 @@ test('fields Nereid does not use (Triton JSON extras) pass through instead of fa
 });
 
 // ---------- invalid configs: every error names the field ----------
+
+const INPUT_FIELDS = { name: 'x', data_type: 'TYPE_FP32', dims: [4] };
+
+test('an unknown field is refused at every depth, named with its place and the known field closest to it', () => {
+  assert.equal(parseError({ max_batch_sise: 8 }, 'config.pbtxt'), "invalid config.pbtxt: unknown field 'max_batch_sise' (did you mean 'max_batch_size'?)");
+  const cases: [unknown, RegExp][] = [
+    [{ input: [{ ...INPUT_FIELDS, dimz: [4] }] }, /input\.0: unknown field 'dimz' \(did you mean 'dims'\?\)/],
+    [{ output: [{ ...INPUT_FIELDS, label_file: 'l.txt' }] }, /output\.0: unknown field 'label_file' \(did you mean 'label_filename'\?\)/],
+    [{ input: [{ ...INPUT_FIELDS, reshape: { shap: [4] } }] }, /input\.0\.reshape: unknown field 'shap' \(did you mean 'shape'\?\)/],
+    [{ instance_group: [{ count: 1, gpu: [0] }] }, /instance_group\.0: unknown field 'gpu' \(did you mean 'gpus'\?\)/],
+    [{ max_batch_size: 4, dynamic_batching: { default_queue_policy: { max_queue_sise: 2 } } }, /dynamic_batching\.default_queue_policy: unknown field 'max_queue_sise'/],
+    [{ version_policy: { latest: { num_version: 2 } } }, /version_policy\.latest: unknown field 'num_version' \(did you mean 'num_versions'\?\)/],
+    [{ model_warmup: [{ name: 'w', inputs: { x: { data_type: 'TYPE_FP32', dims: [4], zero_data: true, zero: true } } }] }, /model_warmup\.0\.inputs\.x: unknown field 'zero'/],
+    [{ response_cache: { enabled: true } }, /response_cache: unknown field 'enabled' \(did you mean 'enable'\?\)/],
+    [{ optimization: { graph: { levl: 1 } } }, /optimization\.graph: unknown field 'levl' \(did you mean 'level'\?\)/],
+    [{ input: [{ ...INPUT_FIELDS, preprocess: { image: { colour: 'rgb' } } }] }, /input\.0\.preprocess\.image: unknown field 'colour' \(did you mean 'color'\?\)/],
+  ];
+  for (const [raw, expected] of cases) assert.match(parseError(raw), expected);
+  // A word nothing like a field gets the list of fields instead of a guess.
+  assert.match(parseError({ flurb: 1 }), /unknown field 'flurb' \(known: .*max_batch_size.*\)/);
+});
+
+test("Triton's fields that Nereid does not use are accepted as they are and listed for a warning", () => {
+  const config = parseModelConfig(
+    {
+      sequence_batching: { max_sequence_idle_microseconds: 5 },
+      model_transaction_policy: { decoupled: false },
+      input: [{ ...INPUT_FIELDS, is_shape_tensor: true }],
+      instance_group: [{ count: 1, passive: true }],
+      optimization: { graph: { level: -1 }, eager_batching: true },
+    },
+    'config.json',
+  );
+  assert.deepEqual(ignoredTritonFields(config).sort(), ['input.0.is_shape_tensor', 'instance_group.0.passive', 'model_transaction_policy', 'optimization.eager_batching', 'sequence_batching']);
+  assert.deepEqual(config.optimization?.graph, { level: -1 });
+  assert.deepEqual(ignoredTritonFields(parseModelConfig({ input: [INPUT_FIELDS] }, 'config.json')), []);
+});
+
+test("Triton's JSON form of a config, which writes every field at its default, loads with nothing to warn of", () => {
+  const config = parseModelConfig(
+    {
+      name: 'm',
+      platform: 'onnxruntime_onnx',
+      backend: 'onnxruntime',
+      runtime: '',
+      version_policy: { latest: { num_versions: 1 } },
+      max_batch_size: 8,
+      input: [{ ...INPUT_FIELDS, format: 'FORMAT_NONE', is_shape_tensor: false, allow_ragged_batch: false, optional: false, is_non_linear_format_io: false }],
+      output: [{ ...INPUT_FIELDS, label_filename: '', is_shape_tensor: false, is_non_linear_format_io: false }],
+      batch_input: [],
+      batch_output: [],
+      optimization: { priority: 'PRIORITY_DEFAULT', gather_kernel_buffer_threshold: 0, eager_batching: false },
+      dynamic_batching: { preferred_batch_size: [], max_queue_delay_microseconds: '0', preserve_ordering: false, priority_levels: '0', default_priority_level: '0', priority_queue_policy: {} },
+      instance_group: [{ name: 'm_0', kind: 'KIND_CPU', count: 1, gpus: [], secondary_devices: [], profile: [], passive: false, host_policy: '' }],
+      default_model_filename: 'model.onnx',
+      cc_model_filenames: {},
+      metric_tags: {},
+      parameters: {},
+      model_warmup: [],
+    },
+    'config.json',
+  );
+  assert.deepEqual(ignoredTritonFields(config), []);
+});
 
 const INPUT = { name: 'x', data_type: 'TYPE_FP32', dims: [4] };
 

@@ -4,6 +4,42 @@
  */
 import { z } from 'zod';
 import { configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatype.js';
+import { closestName } from '../core/edit-distance.js';
+
+/**
+ * An object of the config that refuses fields it does not know, naming each and the known field
+ * closest to it: Triton refuses them too, and a typo (max_batch_sise) would otherwise load silently
+ * with the default.
+ */
+function configObject<Shape extends z.core.$ZodLooseShape>(shape: Shape) {
+  const known = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (issue) => {
+      if (issue.code !== 'unrecognized_keys') return undefined;
+      return issue.keys
+        .map((key) => {
+          const near = closestName(key, known);
+          return `unknown field '${key}'${near ? ` (did you mean '${near}'?)` : ` (known: ${known.join(', ')})`}`;
+        })
+        .join('; ');
+    },
+  });
+}
+
+/** Fields of Triton's model_config.proto that Nereid does not use, per top-level field of the config where they appear ('' for the config itself). */
+const tritonOnlyFields = new Map<string, readonly string[]>();
+
+/**
+ * configObject that also accepts, as they are, the fields of Triton's model_config.proto at `place`
+ * that Nereid does not use, so that a config written for Triton still loads (ignoredTritonFields
+ * lists them for a warning). A field the shape declares is Nereid's, whatever the list says.
+ */
+function tritonObject<const Names extends readonly string[], Shape extends z.core.$ZodLooseShape>(place: string, tritonOnly: Names, shape: Shape) {
+  const ignored = tritonOnly.filter((name) => !(name in shape));
+  tritonOnlyFields.set(place, ignored);
+  const accepted = Object.fromEntries(ignored.map((name) => [name, z.unknown().optional()])) as { [Name in Names[number]]: z.ZodOptional<z.ZodUnknown> };
+  return configObject({ ...accepted, ...shape });
+}
 
 /** pbtxt and YAML write a repeated field that occurs once as a single value; accept both. */
 const repeated = <T extends z.ZodType>(item: T) =>
@@ -30,7 +66,7 @@ const dataType = z
 
 const dims = repeated(integer(-1));
 
-const reshape = z.object({ shape: dims.default([]) });
+const reshape = configObject({ shape: dims.default([]) });
 
 const nonNegative = z.number().nonnegative();
 
@@ -38,7 +74,7 @@ const nonNegative = z.number().nonnegative();
  * Nereid's declarative image pre-processing: the input then accepts encoded images (BYTES, one per
  * batch row) and the server decodes, resizes and normalises them into the tensor the model takes.
  */
-export const imagePreprocessingSchema = z.object({
+export const imagePreprocessingSchema = configObject({
   color: z.enum(['rgb', 'bgr', 'grayscale']).default('rgb'),
   resize: z.enum(['stretch', 'shorter_side_center_crop', 'letterbox']).default('stretch'),
   /** Target size; taken from the input's dims when they are fixed. */
@@ -59,7 +95,7 @@ export const imagePreprocessingSchema = z.object({
   max_pixels: count(1).default(40_000_000),
 });
 
-export const outputPostprocessingSchema = z.object({
+export const outputPostprocessingSchema = configObject({
   /** Turns logits into probabilities. */
   activation: z.enum(['none', 'softmax', 'sigmoid']).default('none'),
   /** Calibration: logits are divided by it before the activation (fit it on a validation set). */
@@ -70,17 +106,17 @@ export const outputPostprocessingSchema = z.object({
   low_confidence_threshold: z.number().min(0).max(1).default(0.5),
 });
 
-const inputSchema = z.looseObject({
+const inputSchema = tritonObject('input', ['is_shape_tensor', 'allow_ragged_batch', 'is_non_linear_format_io'], {
   name: z.string().min(1),
   data_type: dataType,
   dims: dims,
   format: z.string().optional(),
   optional: z.boolean().default(false),
   reshape: reshape.optional(),
-  preprocess: z.object({ image: imagePreprocessingSchema }).optional(),
+  preprocess: configObject({ image: imagePreprocessingSchema }).optional(),
 });
 
-const outputSchema = z.looseObject({
+const outputSchema = tritonObject('output', ['is_shape_tensor', 'is_non_linear_format_io'], {
   name: z.string().min(1),
   data_type: dataType,
   dims: dims,
@@ -91,21 +127,21 @@ const outputSchema = z.looseObject({
 
 const versionPolicySchema = z.union(
   [
-    z.object({ latest: z.object({ num_versions: count(1).default(1) }) }),
-    z.object({ all: z.object({}).loose() }),
-    z.object({ specific: z.object({ versions: repeated(count()) }) }),
+    configObject({ latest: configObject({ num_versions: count(1).default(1) }) }),
+    configObject({ all: configObject({}) }),
+    configObject({ specific: configObject({ versions: repeated(count()) }) }),
   ],
   { error: 'expected one of { latest: { num_versions } }, { all: {} } or { specific: { versions } }' },
 );
 
-const instanceGroupSchema = z.looseObject({
+const instanceGroupSchema = tritonObject('instance_group', ['rate_limiter', 'secondary_devices', 'profile', 'passive', 'host_policy'], {
   name: z.string().optional(),
   kind: z.enum(['KIND_AUTO', 'KIND_CPU', 'KIND_GPU', 'KIND_MODEL']).default('KIND_AUTO'),
   count: count(1).default(1),
   gpus: repeated(count()).optional(),
 });
 
-const queuePolicySchema = z.looseObject({
+const queuePolicySchema = configObject({
   timeout_action: z.enum(['REJECT', 'DELAY']).default('REJECT'),
   default_timeout_microseconds: count().default(0),
   allow_timeout_override: z.boolean().default(false),
@@ -114,7 +150,7 @@ const queuePolicySchema = z.looseObject({
   max_queue_bytes: count().default(0),
 });
 
-export const dynamicBatchingSchema = z.looseObject({
+export const dynamicBatchingSchema = configObject({
   preferred_batch_size: repeated(count(1)).default([]),
   max_queue_delay_microseconds: count().default(0),
   /**
@@ -144,8 +180,7 @@ const warmupFile = z
   });
 
 /** One input of a warmup sample: its shape without the batch dimension and where its values come from (exactly one source). */
-const warmupInputSchema = z
-  .object({
+const warmupInputSchema = configObject({
     data_type: dataType,
     dims: repeated(integer(1, 'warmup dims are sizes of 1 or more: a sample has one fixed shape (-1 belongs in the input declaration)')).default([]),
     zero_data: z.boolean().optional(),
@@ -157,7 +192,7 @@ const warmupInputSchema = z
   });
 
 /** Triton's ModelWarmup: a sample run `count` times (0 meaning once, as in Triton) on every instance before the version is ready. */
-export const modelWarmupSchema = z.object({
+export const modelWarmupSchema = configObject({
   name: z.string().min(1),
   batch_size: count(1).default(1),
   inputs: z.preprocess(mapEntriesToRecord, z.record(z.string(), warmupInputSchema)),
@@ -180,7 +215,7 @@ const parametersSchema = z.preprocess((value) => {
       entry && typeof entry === 'object' && 'string_value' in entry ? entry : { string_value: String(entry) },
     ]),
   );
-}, z.record(z.string(), z.object({ string_value: z.string() })));
+}, z.record(z.string(), configObject({ string_value: z.string() })));
 
 /** pbtxt map fields (priority_queue_policy) arrive as repeated {key, value}. */
 function mapEntriesToRecord(value: unknown): unknown {
@@ -194,15 +229,29 @@ function mapEntriesToRecord(value: unknown): unknown {
  * One step of Triton's ensemble_scheduling: a model, the version it runs (-1: the one its model
  * serves), which ensemble tensor feeds each of its inputs and which tensor each output it maps becomes.
  */
-const ensembleStepSchema = z.looseObject({
+const ensembleStepSchema = configObject({
   model_name: z.string().min(1),
   model_version: integer(-1).default(-1),
   input_map: z.preprocess(mapEntriesToRecord, z.record(z.string(), z.string().min(1))).optional(),
   output_map: z.preprocess(mapEntriesToRecord, z.record(z.string(), z.string().min(1))).optional(),
 });
 
-export const modelConfigSchema = z
-  .looseObject({
+/** ModelConfig's fields that Nereid does not use (a field the schema below declares is used, whatever this list says). */
+const TRITON_ONLY_CONFIG_FIELDS = [
+  'runtime',
+  'batch_input',
+  'batch_output',
+  'sequence_batching',
+  'ensemble_scheduling',
+  'cc_model_filenames',
+  'metric_tags',
+  'model_operations',
+  'model_transaction_policy',
+  'model_repository_agents',
+  'model_metrics',
+] as const;
+
+export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
     name: z.string().optional(),
     platform: z.string().optional(),
     backend: z.string().optional(),
@@ -225,7 +274,13 @@ export const modelConfigSchema = z
     model_warmup: repeated(modelWarmupSchema).default([]),
     default_model_filename: z.string().optional(),
     /** Triton's ensemble (platform "ensemble"): the steps run as a graph of tensors, each through its own model. */
-    ensemble_scheduling: z.looseObject({ step: repeated(ensembleStepSchema).default([]) }).optional(),
+    ensemble_scheduling: configObject({ step: repeated(ensembleStepSchema).default([]) }).optional(),
+    /** Triton's ModelOptimizationPolicy; ONNX Runtime reads graph.level (its graph optimisation level). */
+    optimization: tritonObject(
+      'optimization',
+      ['priority', 'cuda', 'execution_accelerators', 'input_pinned_memory', 'output_pinned_memory', 'gather_kernel_buffer_threshold', 'eager_batching'],
+      { graph: configObject({ level: integer(-1).optional() }).optional() },
+    ).optional(),
     /**
      * Nereid's: how requests that name no version are split between the versions the policy serves
      * (a canary), and a version that sees a copy of them without answering (a shadow).
@@ -245,8 +300,7 @@ export const modelConfigSchema = z
           .optional(),
       })
       .optional(),
-    response_cache: z
-      .looseObject({
+    response_cache: configObject({
         enable: z.boolean().default(false),
         /** Nereid: seconds an entry lives; 0 keeps it until evicted. */
         ttl_seconds: z.number().nonnegative().default(0),
@@ -330,6 +384,8 @@ export function describeIssues(error: z.ZodError, prefix = '', whole = '(config)
   return error.issues
     .map((issue) => {
       const path = [prefix, ...issue.path].filter((part) => part !== '').join('.');
+      // An unknown field's message names it; at the top there is no place to name besides the file.
+      if (!path && issue.code === 'unrecognized_keys') return issue.message;
       return `${path || whole}: ${issue.message}`;
     })
     .join('; ');
@@ -352,7 +408,7 @@ function applyProcessingParameters(config: ModelConfig, source: string): void {
     } catch (error) {
       throw new Error(`invalid ${source}: parameters.${key}: not valid JSON (${(error as Error).message})`);
     }
-    const schema = kind === 'preprocess' ? z.object({ image: imagePreprocessingSchema }) : outputPostprocessingSchema;
+    const schema = kind === 'preprocess' ? configObject({ image: imagePreprocessingSchema }) : outputPostprocessingSchema;
     const parsed = schema.safeParse(value);
     if (!parsed.success) throw new Error(`invalid ${source}: ${describeIssues(parsed.error, `parameters.${key}`)}`);
     const tensors: { name: string; preprocess?: unknown; postprocess?: unknown }[] = kind === 'preprocess' ? config.input : config.output;
@@ -362,6 +418,32 @@ function applyProcessingParameters(config: ModelConfig, source: string): void {
     }
     tensor[kind as "preprocess" | "postprocess"] = parsed.data;
   }
+}
+
+/** A value as Triton writes an unset field in its JSON form (false, 0, '', [], {}, PRIORITY_DEFAULT): nothing to warn of. */
+function isUnset(value: unknown): boolean {
+  if (value === undefined || value === null || value === false || value === 0 || value === '') return true;
+  if (typeof value === 'string') return value.endsWith('_DEFAULT');
+  if (Array.isArray(value)) return value.length === 0;
+  return typeof value === 'object' && Object.keys(value).length === 0;
+}
+
+/**
+ * Fields of Triton's config that this config sets and Nereid does not use, by path (input.0.is_shape_tensor),
+ * so that the load can say they have no effect here. Fields at their default, as Triton's JSON form
+ * writes every field, are left out.
+ */
+export function ignoredTritonFields(config: ModelConfig): string[] {
+  const found: string[] = [];
+  for (const [place, names] of tritonOnlyFields) {
+    const value = place === '' ? config : (config as Record<string, unknown>)[place];
+    const objects = Array.isArray(value) ? value.map((item, index) => [`${place}.${index}`, item] as const) : [[place, value] as const];
+    for (const [path, object] of objects) {
+      if (!object || typeof object !== 'object') continue;
+      for (const name of names) if (!isUnset((object as Record<string, unknown>)[name])) found.push(path ? `${path}.${name}` : name);
+    }
+  }
+  return found;
 }
 
 export function parseModelConfig(raw: unknown, source: string): ModelConfig {

@@ -96,7 +96,7 @@ export function clientMessage(error: NereidError | string): string {
 export function quote(value: unknown, max = 80): string {
   let text: string;
   try {
-    text = JSON.stringify(value) ?? String(value);
+    text = typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
   } catch {
     return '(a value too deeply nested to show)';
   }

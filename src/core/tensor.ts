@@ -82,7 +82,14 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
     const max = datatype === 'INT64' ? 2n ** 63n - 1n : 2n ** 64n - 1n;
     for (let index = 0; index < count; index++) {
       const value = flat[index];
-      const asBig = typeof value === 'number' && Number.isInteger(value) ? BigInt(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? BigInt(value) : undefined;
+      const asBig =
+        typeof value === 'bigint'
+          ? value
+          : typeof value === 'number' && Number.isInteger(value)
+            ? BigInt(value)
+            : typeof value === 'string' && /^-?\d+$/.test(value)
+              ? BigInt(value)
+              : undefined;
       if (asBig === undefined || asBig < min || asBig > max) throw badElement(name, datatype, flat, index, 'an integer in range');
       big[index] = asBig;
     }
@@ -95,14 +102,15 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
     for (let index = 0; index < count; index++) {
       const value = flat[index];
       if (typeof value !== 'number' || !Number.isInteger(value) || value < low || value > high) {
-        throw badElement(name, datatype, flat, index, typeof value !== 'number' ? 'a number' : `an integer in [${low}, ${high}]`);
+        throw badElement(name, datatype, flat, index, typeof value !== 'number' && typeof value !== 'bigint' ? 'a number' : `an integer in [${low}, ${high}]`);
       }
       numbers[index] = value;
     }
     return data;
   }
   for (let index = 0; index < count; index++) {
-    const value = flat[index];
+    // An integer literal beyond 2^53 arrives as a bigint; a float tensor takes its nearest value, as JSON would.
+    const value = typeof flat[index] === 'bigint' ? Number(flat[index]) : flat[index];
     if (typeof value !== 'number') throw badElement(name, datatype, flat, index, 'a number');
     numbers[index] = datatype === 'FP16' ? numberToHalf(value) : value;
   }

@@ -7,6 +7,9 @@
  * unlabelled ones are maps.
  */
 import { argmax, compareScores, type ClassScores } from './classification-metrics.js';
+import { editDistance } from '../core/edit-distance.js';
+
+export { editDistance };
 
 export type OutputKind = 'classification' | 'ctc' | 'mask';
 
@@ -62,19 +65,6 @@ export function ctcGreedyText(output: ExampleOutput, labels: readonly string[]):
 /** Text as lines are compared: whitespace runs as one space, none at the ends (where margins make it uncertain). */
 export function normaliseText(text: string): string {
   return text.replace(/\s+/gu, ' ').trim();
-}
-
-/** Levenshtein distance, by code point. */
-export function editDistance(a: string, b: string): number {
-  const x = [...a];
-  const y = [...b];
-  let row = Array.from({ length: y.length + 1 }, (_, index) => index);
-  for (let i = 1; i <= x.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= y.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1));
-    row = next;
-  }
-  return row[y.length];
 }
 
 export interface TextReport {

@@ -289,3 +289,49 @@ test('a binary response decodes back to the same tensors (round trip through the
   assert.deepEqual((byName.T.data as Buffer[]).map(String), ['hi', '']);
   assert.deepEqual(Array.from(byName.I.data as BigInt64Array), [-5n]);
 });
+
+// ---------- 64-bit integers beyond 2^53 in JSON ----------
+
+const decodeText = (text: string) => decodeInferRequest(Buffer.from(text), undefined, 'm', undefined).request;
+
+test('INT64 and UINT64 literals beyond 2^53 keep every digit; other bodies parse as before', () => {
+  const request = decodeText(
+    '{"inputs":[{"name":"a","datatype":"INT64","shape":[4],"data":[9007199254740993,-9223372036854775808,9223372036854775807,-9007199254740993]},' +
+      '{"name":"b","datatype":"UINT64","shape":[2],"data":[[18446744073709551615],[9007199254740993]]},' +
+      '{"name":"c","datatype":"FP64","shape":[3],"data":[100000000000000000000,0.12345678901234567,1234567890123456789.5]},' +
+      '{"name":"d","datatype":"BYTES","shape":[1],"data":["12345678901234567890 stays text"]}]}',
+  );
+  assert.deepEqual([...(request.inputs[0].data as BigInt64Array)], [2n ** 53n + 1n, -(2n ** 63n), 2n ** 63n - 1n, -(2n ** 53n) - 1n]);
+  assert.deepEqual([...(request.inputs[1].data as BigUint64Array)], [2n ** 64n - 1n, 2n ** 53n + 1n]);
+  assert.deepEqual([...(request.inputs[2].data as Float64Array)], [1e20, 0.12345678901234567, 1234567890123456789.5]);
+  assert.equal((request.inputs[3].data as Buffer[])[0].toString(), '12345678901234567890 stays text');
+  // Sixteen-digit values within 2^53 are numbers as before, wherever they are.
+  const safe = decodeText('{"parameters":{"seed":1000000000000000},"inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[1000000000000000]}]}');
+  assert.equal(safe.parameters?.seed, 1e15);
+  assert.deepEqual([...(safe.inputs[0].data as BigInt64Array)], [10n ** 15n]);
+});
+
+test('integers JSON cannot carry exactly are refused with what to send instead, never rounded', () => {
+  assertInvalid(() => decodeText('{"inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[9223372036854775808]}]}'), "input 'a': element 0 is 9223372036854775808", 'INT64');
+  assertInvalid(() => decodeText('{"inputs":[{"name":"a","datatype":"UINT64","shape":[1],"data":[-9007199254740993]}]}'), 'element 0 is -9007199254740993');
+  assertInvalid(() => decodeText('{"inputs":[{"name":"a","datatype":"INT32","shape":[1],"data":[12345678901234567890]}]}'), 'expected an integer in [-2147483648, 2147483647]');
+  assertInvalid(() => decodeText('{"parameters":{"seed":12345678901234567890},"inputs":[]}'), "parameter 'seed' is an integer beyond 2^53", 'send it as a string');
+  // A literal JSON does not allow stays refused, marked or not.
+  assertInvalid(() => decodeText('{"inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[0012345678901234567]}]}'), 'malformed JSON');
+  // The marker the lossless parse uses cannot be forged by a client string.
+  assertInvalid(() => decodeText('{"id":"\\u0001x","inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[12345678901234567890]}]}'), 'send such integers as strings');
+});
+
+test('INT64 and UINT64 outputs are written as exact JSON numbers', () => {
+  const response: InferenceResponse = {
+    model: 'm',
+    version: '1',
+    outputs: [
+      { name: 'a', datatype: 'INT64', shape: [2], data: BigInt64Array.from([2n ** 53n + 1n, -(2n ** 63n)]) },
+      { name: 'b', datatype: 'UINT64', shape: [1], data: BigUint64Array.from([2n ** 64n - 1n]) },
+    ],
+  };
+  const text = Buffer.concat(encodeInferResponse(response, undefined, false).chunks).toString();
+  assert.ok(text.includes('"data":[9007199254740993,-9223372036854775808]'), text);
+  assert.ok(text.includes('"data":[18446744073709551615]'), text);
+});

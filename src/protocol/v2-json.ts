@@ -20,33 +20,124 @@ function isObject(value: unknown): value is Json {
 /** Triton refuses JSON nested deeper than this; no V2 body needs more than a handful of levels. */
 export const MAX_JSON_DEPTH = 100;
 
+/** 2^53 has 16 digits: an integer literal with fewer is exact as a JSON number; one with more may not be. */
+const LONG_INTEGER_DIGITS = 16;
+
+interface JsonScan {
+  tooDeep: boolean;
+  /** An integer literal of 16 digits or more outside strings (one that JSON.parse may round). */
+  longInteger: boolean;
+}
+
 /**
  * How deeply the JSON text nests arrays and objects, counted on the bytes before parsing (brackets
- * inside strings skipped), so that a hostile body never reaches the parser's recursion.
+ * inside strings skipped), so that a hostile body never reaches the parser's recursion; and, in the
+ * same pass, whether an integer literal is long enough that JSON.parse might round it.
  */
-function jsonDepthOver(bytes: Buffer, limit: number): boolean {
+function scanJson(bytes: Buffer, limit: number): JsonScan {
   let depth = 0;
   let inString = false;
+  let digits = 0;
+  let longInteger = false;
   for (let index = 0; index < bytes.length; index++) {
     const byte = bytes[index];
     if (inString) {
       if (byte === 0x5c) index++; // backslash: skip the escaped byte
       else if (byte === 0x22) inString = false;
-    } else if (byte === 0x22) inString = true;
+      continue;
+    }
+    if (byte <= 0x39 && byte >= 0x30) {
+      digits++;
+      continue;
+    }
+    if (digits !== 0) {
+      // A run of digits that is neither a fraction nor followed by one or by an exponent is an integer.
+      if (digits >= LONG_INTEGER_DIGITS && bytes[index - digits - 1] !== 0x2e && byte !== 0x2e && (byte | 0x20) !== 0x65) longInteger = true;
+      digits = 0;
+    }
+    if (byte === 0x22) inString = true;
     else if (byte === 0x5b || byte === 0x7b) {
-      if (++depth > limit) return true;
+      if (++depth > limit) return { tooDeep: true, longInteger };
     } else if (byte === 0x5d || byte === 0x7d) depth--;
   }
-  return false;
+  if (digits >= LONG_INTEGER_DIGITS && bytes[bytes.length - digits - 1] !== 0x2e) longInteger = true;
+  return { tooDeep: false, longInteger };
 }
 
-export function parseJson(bytes: Buffer, what: string): unknown {
-  if (jsonDepthOver(bytes, MAX_JSON_DEPTH)) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+function parseJsonText(text: string, what: string, reviver?: (key: string, value: unknown) => unknown): unknown {
   try {
-    return JSON.parse(bytes.toString('utf8'));
+    return JSON.parse(text, reviver);
   } catch (error) {
     throw invalidArgument(`malformed JSON in ${what}: ${(error as Error).message}`);
   }
+}
+
+export function parseJson(bytes: Buffer, what: string): unknown {
+  if (scanJson(bytes, MAX_JSON_DEPTH).tooDeep) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return parseJsonText(bytes.toString('utf8'), what);
+}
+
+/**
+ * Marks a long integer literal turned into a string before parsing (written as the escape, since
+ * JSON strings may not hold control characters raw): U+0001 can reach a parsed string in no other way.
+ */
+const LONG_INTEGER_MARK = '\\u0001';
+const INTEGER_LITERAL = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/**
+ * JSON text with each integer literal of 16 digits or more written as a marked string, so that
+ * JSON.parse keeps its digits; the reviver turns it back into a number, or a bigint beyond 2^53.
+ */
+function markLongIntegers(text: string): string {
+  const parts: string[] = [];
+  let copied = 0;
+  let inString = false;
+  for (let index = 0; index < text.length; index++) {
+    const char = text.charCodeAt(index);
+    if (inString) {
+      if (char === 0x5c) index++;
+      else if (char === 0x22) inString = false;
+      continue;
+    }
+    if (char === 0x22) {
+      inString = true;
+      continue;
+    }
+    if (char !== 0x2d && (char < 0x30 || char > 0x39)) continue;
+    INTEGER_LITERAL.lastIndex = index;
+    const literal = INTEGER_LITERAL.exec(text)?.[0];
+    if (!literal) continue;
+    // Only what JSON allows (no leading zeros): anything else is left for JSON.parse to refuse.
+    if (/^-?(0|[1-9]\d*)$/.test(literal) && literal.replace('-', '').length >= LONG_INTEGER_DIGITS) {
+      parts.push(text.slice(copied, index), `"${LONG_INTEGER_MARK}${literal}"`);
+      copied = index + literal.length;
+    }
+    index += literal.length - 1;
+  }
+  parts.push(text.slice(copied));
+  return parts.join('');
+}
+
+function reviveLongInteger(_key: string, value: unknown): unknown {
+  if (typeof value !== 'string' || value.charCodeAt(0) !== 1) return value;
+  const exact = BigInt(value.slice(1));
+  return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
+}
+
+/**
+ * An infer request's JSON. JSON.parse rounds integers beyond 2^53 to doubles, which would change
+ * INT64/UINT64 inputs without a word; a body holding such a literal (found in the pass that checks
+ * depth) is parsed keeping them exact as bigints. Other bodies take the plain, fast parse.
+ */
+function parseInferenceJson(bytes: Buffer, what: string): unknown {
+  const scan = scanJson(bytes, MAX_JSON_DEPTH);
+  if (scan.tooDeep) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  const text = bytes.toString('utf8');
+  if (!scan.longInteger) return parseJsonText(text, what);
+  if (/\\u0001/i.test(text)) {
+    throw invalidArgument(`${what} has integers of 16 digits or more and a string with \\u0001 in it; send such integers as strings ("9007199254740993")`);
+  }
+  return parseJsonText(markLongIntegers(text), what, reviveLongInteger);
 }
 
 /** What a raw binary request needs to know of the model: its one input, as clients see it, and whether it batches. */
@@ -103,6 +194,9 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
   if (!isObject(value)) throw invalidArgument(`${where()}: 'parameters' must be an object`);
   for (const key in value) {
     const type = typeof value[key];
+    if (type === 'bigint') {
+      throw invalidArgument(`${where()}: parameter '${key}' is an integer beyond 2^53, which a JSON number cannot carry exactly; send it as a string`);
+    }
     if (type !== 'string' && type !== 'number' && type !== 'boolean') {
       throw invalidArgument(`${where()}: parameter '${key}' must be a string, number or boolean`);
     }
@@ -141,7 +235,7 @@ export function decodeInferRequest(
       );
     }
   }
-  const header = parseJson(body.subarray(0, jsonLength), 'the inference request');
+  const header = parseInferenceJson(body.subarray(0, jsonLength), 'the inference request');
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
   if (!Array.isArray(header.inputs)) throw invalidArgument(`the inference request needs 'inputs', an array of tensors`);
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);

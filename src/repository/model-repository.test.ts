@@ -435,7 +435,11 @@ test('default_model_filename and label_filename inside the model folder work', a
   // The default filename is then missing: the reason says which file.
   await writeModel(root, 'missing', 1, scaleModel(), 'default_model_filename: "other.onnx"');
   // Named relative to the repository: clients never see the server's absolute paths.
-  await assert.rejects(repo.load('missing'), isCode('UNAVAILABLE', /default_model_filename 'other\.onnx': missing\/1\/other\.onnx does not exist$/));
+  // The ONNX file the folder does hold is named, with the two ways to make it the model file.
+  await assert.rejects(
+    repo.load('missing'),
+    isCode('UNAVAILABLE', /default_model_filename 'other\.onnx': missing\/1\/other\.onnx does not exist; the folder holds model\.onnx: rename it to other\.onnx or set default_model_filename: model\.onnx in the config$/),
+  );
   await writeModel(root, 'no_labels', 1, scaleModel(), 'output { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "labels.txt" }');
   await assert.rejects(repo.load('no_labels'), isCode('UNAVAILABLE', /labels\.txt/));
 });

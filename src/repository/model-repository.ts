@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
@@ -16,7 +16,7 @@ import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { StepCall } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
-import { imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
 import { loadEnsembleVersion } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
@@ -29,6 +29,14 @@ export interface RepositoryIndexEntry {
   version?: string;
   state?: ModelState;
   reason?: string;
+}
+
+/** The start's one line: how many versions are ready, how many failed and which (their reasons are in the index). */
+export function readinessSummary(index: readonly RepositoryIndexEntry[]): string {
+  const ready = index.filter((row) => row.state === 'READY').length;
+  const failed = index.filter((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded');
+  const names = failed.map((row) => (row.version === undefined ? row.name : `${row.name} version ${row.version}`));
+  return `${ready} model version(s) ready, ${failed.length} failed${names.length > 0 ? ` (${names.join(', ')})` : ''}`;
 }
 
 export interface ModelRepositoryOptions {
@@ -181,6 +189,29 @@ function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
   return configOverride !== undefined && error instanceof ModelConfigError ? 'warn' : 'error';
 }
 
+const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.onnx';
+
+/**
+ * The repository folder with links followed, checked before a server listens: a path to a file or to
+ * nothing would otherwise show only as a raw ENOTDIR, or as a server with no models.
+ */
+export async function repositoryFolder(path: string): Promise<string> {
+  const found = await stat(path).catch(() => undefined);
+  if (!found) throw new Error(`model repository '${path}' does not exist (expected ${LAYOUT})`);
+  if (!found.isDirectory()) {
+    const model = basename(path, extname(path));
+    const hint = extname(path).toLowerCase() === '.onnx' ? `; to serve this file, move it to <folder>/${model}/1/model.onnx and give <folder> as the model repository` : '';
+    throw new Error(`model repository '${path}' is a file, not a folder (expected ${LAYOUT}${hint})`);
+  }
+  return realpath(path);
+}
+
+/** ONNX files in a folder other than `expected`, for hints when a model file is not where it is looked for. */
+async function otherOnnxFiles(folder: string, expected?: string): Promise<string[]> {
+  const dirents = await readdir(folder, { withFileTypes: true }).catch(() => []);
+  return dirents.filter((dirent) => dirent.isFile() && extname(dirent.name).toLowerCase() === '.onnx' && dirent.name !== expected).map((dirent) => dirent.name).sort();
+}
+
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,
@@ -217,9 +248,7 @@ export class ModelRepository {
   constructor(private readonly options: ModelRepositoryOptions) {}
 
   private async root(): Promise<string> {
-    this.rootPath ??= await realpath(this.options.root).catch(() => {
-      throw new Error(`model repository '${this.options.root}' does not exist`);
-    });
+    this.rootPath ??= await repositoryFolder(this.options.root);
     return this.rootPath;
   }
 
@@ -236,6 +265,11 @@ export class ModelRepository {
       .filter((dirent) => dirent.isDirectory() && SAFE_NAME.test(dirent.name) && !dirent.name.startsWith('.'))
       .map((dirent) => dirent.name)
       .sort();
+  }
+
+  /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */
+  async looseModelFiles(): Promise<string[]> {
+    return otherOnnxFiles(await this.root());
   }
 
   private async modelFolder(name: string): Promise<string> {
@@ -365,6 +399,8 @@ export class ModelRepository {
       config = await this.readConfig(folder, configOverride).catch((error: unknown) => {
         throw new ModelConfigError(error);
       });
+      const ignored = ignoredTritonFields(config);
+      if (ignored.length > 0) logger.warn(`model '${name}': config field(s) ${ignored.join(', ')} are Triton's and have no effect in Nereid`);
       const { name: configName } = config;
       checkingConfig(() => {
         if (configName !== undefined && configName !== name) throw new Error(`config name '${configName}' differs from the model's folder name '${name}'`);
@@ -380,7 +416,11 @@ export class ModelRepository {
       const dirents = await readdir(folder, { withFileTypes: true });
       // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
       const available = dirents.filter((d) => d.isDirectory() && /^[1-9]\d*$/.test(d.name)).map((d) => Number(d.name));
-      if (available.length === 0) throw new Error(`no version folders (1, 2, ...) in ${shown(root, folder)}`);
+      if (available.length === 0) {
+        const files = await otherOnnxFiles(folder);
+        const hint = files.length > 0 ? `; ${files.join(', ')} must go in a version folder: ${shown(root, join(folder, '1', backend?.defaultModelFilename ?? 'model.onnx'))}` : '';
+        throw new Error(`no version folders (1, 2, ...) in ${shown(root, folder)}${hint}`);
+      }
       const selected = checkingConfig(() => selectVersions(config, available));
       versions = selected.versions;
       for (const version of selected.missing) entry.failures.set(String(version), 'version_policy names this version, which has no folder');
@@ -405,7 +445,11 @@ export class ModelRepository {
           }
           const filename = config.default_model_filename ?? backend.defaultModelFilename;
           const versionFolder = join(folder, version);
-          const modelPath = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file');
+          const modelPath = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file').catch(async (error: Error) => {
+            const others = await otherOnnxFiles(versionFolder, filename);
+            if (others.length === 0) throw error;
+            throw new Error(`${error.message}; the folder holds ${others.join(', ')}: rename it to ${filename} or set default_model_filename: ${others[0]} in the config`);
+          });
           const recordPath = join(versionFolder, QUANTIZATION_RECORD_FILE);
           const quantization = (await exists(recordPath))
             ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath))

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { pino } from 'pino';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
+import { repositoryFolder } from '../repository/model-repository.js';
 import { Server, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
@@ -29,6 +30,8 @@ export async function createCacheStore(config: CacheConfig, logger: Logger): Pro
 
 export async function createServer(options: CreateServerOptions): Promise<Server> {
   const { cacheConfig, ...rest } = options;
+  // Before anything listens: a repository that is a file or missing is the operator's mistake, said plainly.
+  await repositoryFolder(options.modelRepository);
   const logger = options.logger ?? pino({ level: 'info' });
   const backends = options.backends ?? [new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend()];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);

@@ -224,6 +224,10 @@ export class Server {
   async start(): Promise<this> {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
+    for (const file of await this.repository.looseModelFiles()) {
+      const model = file.replace(/\.onnx$/i, '');
+      this.logger.warn(`${file} lies directly in the model repository and is not served: a model is a folder, ${model}/1/model.onnx`);
+    }
     const plan = await this.planResidency(discovered);
     for (const [name, residency] of plan) this.residency.declare(name, residency);
     const names =
@@ -539,6 +543,22 @@ export class Server {
     checkModelName(name);
     this.repository.get(name); // unknown or unloaded: its error
     return { model: name, shadows: [...(this.shadows.get(name)?.values() ?? [])].map((comparison) => comparison.summary()) };
+  }
+
+  /**
+   * Every model of the repository at a glance (GET /v2/models): its ready versions and one state,
+   * READY when a version is, with why not otherwise. The repository index has the per-version detail.
+   */
+  async modelList(): Promise<{ models: { name: string; state: 'READY' | 'UNAVAILABLE'; versions: string[]; reason?: string }[] }> {
+    const byName = new Map<string, RepositoryIndexEntry[]>();
+    for (const row of await this.repositoryIndex()) byName.set(row.name, [...(byName.get(row.name) ?? []), row]);
+    const models = [...byName].map(([name, rows]) => {
+      const versions = rows.filter((row) => row.state === 'READY' && row.version !== undefined).map((row) => row.version!);
+      if (versions.length > 0) return { name, state: 'READY' as const, versions };
+      const reason = rows.map((row) => row.reason).find((text) => text) ?? 'not loaded';
+      return { name, state: 'UNAVAILABLE' as const, versions, reason };
+    });
+    return { models };
   }
 
   /** Triton's repository index; versions a traffic policy weighs also carry their share of unversioned requests. */

@@ -22,6 +22,8 @@ import {
   type ModelInferRequestMessage,
   type ParameterMap,
 } from './v2-grpc-codec.js';
+import { addHealthService } from './grpc-health.js';
+import { addReflectionService } from './grpc-reflection.js';
 import { loadInferenceProto } from './v2-grpc-proto.js';
 import { logChangesFromProto, logSettingsToProto, traceChangesFromProto, traceSettingToProto, type TraceSettingRequestMessage } from './v2-grpc-settings.js';
 
@@ -45,6 +47,8 @@ export const grpcFrontEndOptionsSchema = z.object({
    * LogSettings; `inference`: the rest).
    */
   authTokens: authTokensSchema,
+  /** Serve gRPC reflection (list and describe the services) when the optional package @grpc/reflection is installed. */
+  reflection: z.boolean().default(true),
   /** One log line per call (and per streamed request): RPC, status, ms, request id, model (--log-access). */
   accessLog: z.boolean().default(false),
   /** Serve over TLS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
@@ -56,6 +60,8 @@ export type GrpcFrontEndOptions = z.input<typeof grpcFrontEndOptionsSchema>;
 export interface GrpcFrontEnd {
   /** The grpc-js server, for callers that need more than listen/close. */
   readonly grpcServer: grpc.Server;
+  /** Whether gRPC reflection is served (asked for, and @grpc/reflection installed). */
+  readonly reflection: boolean;
   /** Binds `host:port` (port 0 picks a free one) and answers the port bound. */
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting calls, lets running ones finish for up to `graceMs`, then cancels the rest. */
@@ -369,9 +375,12 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     }
   }
   grpcServer.addService(service, handlers);
+  const health = addHealthService(grpcServer, () => server.ready);
+  const reflection = settings.reflection && addReflectionService(grpcServer);
 
   return {
     grpcServer,
+    reflection,
     listen(host: string, port: number): Promise<number> {
       return new Promise((resolve, reject) => {
         grpcServer.bindAsync(bindAddress(host, port), serverCredentials(settings.tls), (error, bound) =>
@@ -380,6 +389,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       });
     },
     close(graceMs = 5000): Promise<void> {
+      health.close();
       return new Promise((resolve) => {
         const force = setTimeout(() => {
           grpcServer.forceShutdown();

@@ -245,6 +245,14 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     server.ready ? reply.code(200).send() : reply.code(400).send({ error: 'server is not ready' }),
   );
   app.get('/v2', async () => server.metadata());
+  app.get('/v2/models', async () => server.modelList());
+  // A person or a tool opening the server's address finds where to go from here.
+  app.get('/', async () => {
+    const { name, version } = server.metadata();
+    const links: Record<string, string> = { metadata: '/v2', models: '/v2/models', live: '/v2/health/live', ready: '/v2/health/ready' };
+    if (app.hasRoute({ method: 'GET', url: '/docs' })) links.docs = '/docs';
+    return { name, version, protocol: 'KServe V2 (Triton compatible)', links };
+  });
 
   const modelPaths = (suffix: string) => [`/v2/models/:model${suffix}`, `/v2/models/:model/versions/:version${suffix}`];
   for (const path of modelPaths('')) {

@@ -1,0 +1,142 @@
+/**
+ * The mistakes a new user makes with a model repository, each refused or flagged with what was found
+ * and what to do: typos in any config format and at any depth, Triton fields Nereid does not use,
+ * model files in the wrong place or under another name, a repository path that is not a folder.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { pino } from 'pino';
+import { identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { runCli, serveChild, stopChild } from './support/cli-server.js';
+import { startTestServer, type TestServer } from './support/test-server.js';
+
+const SCALE_INPUT = 'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n';
+
+async function writeRepository(repo: string): Promise<void> {
+  await writeModel(repo, 'typo_pbtxt', 1, scaleModel(2), `max_batch_sise: 8\n${SCALE_INPUT}`);
+  await writeModel(repo, 'typo_yaml', 1, scaleModel(2), undefined, {
+    'config.yaml': ['max_batch_size: 4', 'dynamic_batching:', '  max_queue_delay_microsecond: 100', ''].join('\n'),
+  });
+  await writeModel(repo, 'typo_json', 1, scaleModel(2), undefined, {
+    'config.json': JSON.stringify({ max_batch_size: 4, instance_group: [{ kind: 'KIND_CPU', cout: 2 }] }),
+  });
+  await writeModel(repo, 'typo_nested', 1, scaleModel(2), 'max_batch_size: 4\ninput [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] reshap: { shape: [ 4 ] } } ]\n');
+  // A config written for Triton, with fields of model_config.proto that Nereid has no use for.
+  await writeModel(
+    repo,
+    'triton_extras',
+    1,
+    scaleModel(2),
+    [
+      'max_batch_size: 4',
+      'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] is_shape_tensor: false allow_ragged_batch: false } ]',
+      'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] is_non_linear_format_io: false } ]',
+      'instance_group [ { kind: KIND_CPU count: 1 host_policy: "cpu" rate_limiter { priority: 1 } } ]',
+      'optimization { graph { level: 1 } input_pinned_memory { enable: true } }',
+      'model_transaction_policy { decoupled: false }',
+      'metric_tags { key: "team" value: "search" }',
+      '',
+    ].join('\n'),
+  );
+  await writeModel(repo, 'renamed_file', 1, scaleModel(2), 'max_batch_size: 4\n');
+  await rm(join(repo, 'renamed_file', '1', 'model.onnx'));
+  await writeFile(join(repo, 'renamed_file', '1', 'scale.onnx'), scaleModel(2));
+  await mkdir(join(repo, 'no_version_folder'));
+  await writeFile(join(repo, 'no_version_folder', 'model.onnx'), scaleModel(2));
+  await writeFile(join(repo, 'stray.onnx'), identityModel('float32'));
+}
+
+let served: TestServer;
+let log = '';
+
+before(async () => {
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      log += chunk;
+      done();
+    },
+  });
+  served = await startTestServer({ models: writeRepository, server: { logger: pino({ level: 'info' }, sink), strictReadiness: false } });
+});
+after(() => served?.close());
+
+async function reasonOf(model: string): Promise<string> {
+  const response = await fetch(`${served.url}/v2/repository/index`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+  const rows = (await response.json()) as { name: string; state?: string; reason?: string }[];
+  const row = rows.find((candidate) => candidate.name === model);
+  assert.ok(row, `${model} is in the index`);
+  assert.equal(row.state, 'UNAVAILABLE', `${model} does not load`);
+  return row.reason ?? '';
+}
+
+test('a typo in config.pbtxt, config.yaml or config.json is refused, naming the field, where it is and the field meant', async () => {
+  assert.match(await reasonOf('typo_pbtxt'), /config\.pbtxt: unknown field 'max_batch_sise' \(did you mean 'max_batch_size'\?\)/);
+  assert.match(await reasonOf('typo_yaml'), /config\.yaml: dynamic_batching: unknown field 'max_queue_delay_microsecond' \(did you mean 'max_queue_delay_microseconds'\?\)/);
+  assert.match(await reasonOf('typo_json'), /config\.json: instance_group\.0: unknown field 'cout' \(did you mean 'count'\?\)/);
+  assert.match(await reasonOf('typo_nested'), /input\.0: unknown field 'reshap' \(did you mean 'reshape'\?\)/);
+});
+
+test("a Triton config with model_config.proto fields Nereid does not use loads, with a warning naming those set", async () => {
+  const response = await fetch(`${served.url}/v2/models/triton_extras/ready`);
+  assert.equal(response.status, 200);
+  const warning = log.split('\n').find((line) => line.includes("model 'triton_extras'") && line.includes('no effect'));
+  assert.ok(warning, 'a warning names the ignored fields');
+  for (const field of ['instance_group.0.host_policy', 'instance_group.0.rate_limiter', 'optimization.input_pinned_memory', 'model_transaction_policy', 'metric_tags']) {
+    assert.ok(warning.includes(field), `the warning names ${field}: ${warning}`);
+  }
+  // Fields at their default change nothing anywhere; graph.level is used (ONNX Runtime's optimisation level).
+  for (const field of ['is_shape_tensor', 'allow_ragged_batch', 'is_non_linear_format_io', 'optimization.graph']) {
+    assert.ok(!warning.includes(field), `the warning leaves out ${field}: ${warning}`);
+  }
+});
+
+test('a model file with another name than model.onnx gets a hint: rename it or set default_model_filename', async () => {
+  assert.match(await reasonOf('renamed_file'), /1\/model\.onnx does not exist; the folder holds scale\.onnx: rename it to model\.onnx or set default_model_filename: scale\.onnx/);
+});
+
+test('a model file outside a version folder gets a hint where it belongs', async () => {
+  assert.match(await reasonOf('no_version_folder'), /no version folders \(1, 2, \.\.\.\) in no_version_folder; model\.onnx must go in a version folder: no_version_folder\/1\/model\.onnx/);
+});
+
+test('a loose .onnx directly in the repository is named in the log with the layout it needs', () => {
+  assert.match(log, /stray\.onnx lies directly in the model repository and is not served: a model is a folder, stray\/1\/model\.onnx/);
+});
+
+test('--model-repository naming a file or a missing folder fails before listening, saying what was expected', async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'nereid-not-a-repo-'));
+  try {
+    const file = join(folder, 'model.onnx');
+    await writeFile(file, scaleModel(2));
+    for (const [path, said] of [
+      [file, /model repository '.*model\.onnx' is a file, not a folder \(expected a folder holding one folder per model: <model>\/<version>\/model\.onnx; to serve this file, move it to <folder>\/model\/1\/model\.onnx/],
+      [join(folder, 'missing'), /model repository '.*missing' does not exist \(expected a folder holding one folder per model/],
+    ] as const) {
+      const { code, stdout, stderr } = await runCli(['serve', '--model-repository', path, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false']);
+      assert.notEqual(code, 0);
+      assert.match(stderr, said);
+      assert.ok(!`${stdout}${stderr}`.includes('listening'), 'nothing listened');
+    }
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+});
+
+test('the readiness line counts ready and failed model versions, naming the failed', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-summary-'));
+  try {
+    await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
+    await writeModel(repo, 'typo', 1, scaleModel(2), 'max_batch_sise: 4\n');
+    const child = await serveChild(repo, ['--strict-readiness', 'false', '--allow-metrics', 'false']);
+    try {
+      assert.match(child.output(), /server ready: 1 model version\(s\) ready, 1 failed \(typo\)/);
+    } finally {
+      await stopChild(child);
+    }
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
+});
