@@ -6,6 +6,7 @@ import type { CancelSignal } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
 import type { Admission } from './priority-queue.js';
+import type { SequenceFlags } from './sequence-control.js';
 
 export interface ScheduledRequest extends Admission {
   inputs: Record<string, Tensor>;
@@ -14,6 +15,8 @@ export interface ScheduledRequest extends Admission {
   outputNames: readonly string[];
   /** Aborted when the client goes away: a queued request is then dropped, never executed. */
   signal?: CancelSignal;
+  /** For a model with sequence batching: the sequence the request belongs to (its correlation id and START/END flags). */
+  sequence?: SequenceFlags;
 }
 
 export interface ScheduledResult {
