@@ -14,6 +14,8 @@ const needed = [
   { pkg: 'redis-server', provides: '/usr/bin/redis-server' },
   // The TLS tests make their certificates with the openssl command.
   { pkg: 'openssl', provides: '/usr/bin/openssl' },
+  // The sequence batching test streams speech rendered by espeak-ng through the Silero VAD model.
+  { pkg: 'espeak-ng', provides: '/usr/bin/espeak-ng' },
 ];
 
 /** Waits for the dpkg lock rather than failing when another apt (e.g. unattended upgrades) holds it. */

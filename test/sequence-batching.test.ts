@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { accumulatorModel, writeModel } from '../src/onnx/test-models.js';
-import { startGrpcEndpoint, type GrpcEndpoint } from './support/grpc-endpoint.js';
+import { openInferStream, startGrpcEndpoint, type GrpcEndpoint } from './support/grpc-endpoint.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 type Json = Record<string, any>;
@@ -148,6 +148,8 @@ describe('sequence batching: one sequence', () => {
     const late = await infer('acc_text', body(1, { sequence_id: 'session-a' }, [1]));
     assert.equal(late.status, 400);
     assert.match(late.body.error, /sequence 'session-a' to model 'acc_text' must specify the START flag/);
+    // Started again: from the initial state, which the first sequence's run left intact.
+    assert.deepEqual(await output('acc_text', body(4, { sequence_id: 'session-a', sequence_start: true, sequence_end: true }, [1])), [4]);
   });
 
   test('a string id to a model whose CORRID takes integers is refused', async () => {
@@ -211,13 +213,7 @@ describe('sequence batching: several sequences', () => {
     assert.equal(valueOf(await unary(grpcRequest({ int64_param: 9001 }, 4, { sequence_end: { bool_param: true } }))), 8);
     await assert.rejects(unary(grpcRequest({ int64_param: 9002 }, 1)), (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT && /must specify the START flag/.test(error.details));
 
-    const stream = rpc.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;
-    const answers = new Map<string, Json>();
-    const done = new Promise<void>((resolve, reject) => {
-      stream.on('data', (answer: Json) => answers.set(answer.infer_response.id, answer));
-      stream.on('error', reject);
-      stream.on('status', (status: grpc.StatusObject) => (status.code === grpc.status.OK ? resolve() : reject(new Error(status.details))));
-    });
+    const { stream, answers, done } = openInferStream(rpc.client);
     const sessions = [9101, 9102, 9103];
     for (let step = 0; step < 4; step++) {
       for (const id of sessions) {

@@ -322,7 +322,8 @@ export class SequenceBatcher implements Scheduler {
     try {
       const inputs = this.inputsOf(batch, pendings, rows);
       inputReady = now();
-      outcome = this.instances[instance].run(inputs, outputNames, { inputsOwned: true });
+      // Joined tensors are this batcher's own, for the instance to take; unjoined ones are the client's and the initial states.
+      outcome = this.instances[instance].run(inputs, outputNames, { inputsOwned: this.policy.maxBatchSize > 0 });
     } catch (error) {
       outcome = Promise.reject(error);
     }
