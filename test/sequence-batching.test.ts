@@ -54,6 +54,7 @@ before(async () => {
       await writeModel(repo, 'acc_direct_wait', 1, batched, config('acc_direct_wait', 3, 'direct { max_queue_delay_microseconds: 60000000 }', 'TYPE_INT64'));
       await writeModel(repo, 'acc_oldest', 1, batched, config('acc_oldest', 4, 'oldest { max_candidate_sequences: 4 preferred_batch_size: [ 2 ] max_queue_delay_microseconds: 60000000 }', 'TYPE_INT64'));
       await writeModel(repo, 'acc_text', 1, accumulatorModel({ batch: false, corrid: 'string' }), config('acc_text', 0, '', 'TYPE_STRING', 'max_sequence_idle_microseconds: 50000'));
+      await writeModel(repo, 'acc_no_state', 1, batched, config('acc_no_state', 4, 'direct { }').replace('input_name: "STATE_IN"', 'input_name: "MEMORY"'));
       await writeModel(repo, 'acc_both', 1, batched, `${config('acc_both', 4, 'direct { }')}\ndynamic_batching { }`);
     },
   });
@@ -93,6 +94,12 @@ describe('sequence batching: config', () => {
     const index = (await (await fetch(`${server.url}/v2/repository/index`, { method: 'POST' })).json()) as Json[];
     const reason = index.find((entry) => entry.name === 'acc_both')!.reason as string;
     assert.match(reason, /sequence_batching and dynamic_batching cannot both be set/);
+  });
+
+  test('control and state inputs must be inputs of the model', async () => {
+    const index = (await (await fetch(`${server.url}/v2/repository/index`, { method: 'POST' })).json()) as Json[];
+    const reason = index.find((entry) => entry.name === 'acc_no_state')!.reason as string;
+    assert.match(reason, /sequence_batching state input 'MEMORY' is not an input of the model \(it has INPUT, STATE_IN, START, END, READY, CORRID\)/);
   });
 
   test('control and state tensors are neither inputs nor outputs clients see', async () => {

@@ -265,12 +265,13 @@ function mapEntriesToRecord(value: unknown): unknown {
 }
 
 /** Cross-field rules of sequence_batching: one batcher, controls and states naming distinct inputs. */
-function checkSequenceBatching(config: { max_batch_size?: number; dynamic_batching?: unknown; response_cache?: { enable: boolean }; input: { name: string }[]; sequence_batching?: z.output<typeof sequenceBatchingSchema> }, ctx: z.RefinementCtx): void {
+function checkSequenceBatching(config: { max_batch_size?: number; dynamic_batching?: unknown; response_cache?: { enable: boolean }; model_warmup: unknown[]; input: { name: string }[]; sequence_batching?: z.output<typeof sequenceBatchingSchema> }, ctx: z.RefinementCtx): void {
   const batching = config.sequence_batching!;
   const issue = (message: string, ...path: (string | number)[]) => ctx.addIssue({ code: 'custom', path: ['sequence_batching', ...path], message });
   if (config.dynamic_batching) {
     ctx.addIssue({ code: 'custom', path: ['dynamic_batching'], message: 'a model has one scheduler: sequence_batching and dynamic_batching cannot both be set (remove dynamic_batching; sequence_batching batches sequences itself)' });
   }
+  if (config.model_warmup.length > 0) ctx.addIssue({ code: 'custom', path: ['model_warmup'], message: 'model_warmup is not supported with sequence_batching yet (its samples carry no sequence controls or state)' });
   if (config.response_cache?.enable) issue('a stateful model\'s answers depend on the sequence so far: response_cache cannot be enabled with sequence_batching');
   const named = new Set<string>();
   const claim = (name: string, what: string, ...path: (string | number)[]) => {
