@@ -54,6 +54,11 @@ before(async () => {
       await writeModel(repo, 'acc_direct_wait', 1, batched, config('acc_direct_wait', 3, 'direct { max_queue_delay_microseconds: 60000000 }', 'TYPE_INT64'));
       await writeModel(repo, 'acc_oldest', 1, batched, config('acc_oldest', 4, 'oldest { max_candidate_sequences: 4 preferred_batch_size: [ 2 ] max_queue_delay_microseconds: 60000000 }', 'TYPE_INT64'));
       await writeModel(repo, 'acc_text', 1, accumulatorModel({ batch: false, corrid: 'string' }), config('acc_text', 0, '', 'TYPE_STRING', 'max_sequence_idle_microseconds: 50000'));
+      // START given 0 either way, so that the model keeps the initial state the file holds.
+      const fromFile = config('acc_initial', 4, 'direct { }', 'TYPE_INT64')
+        .replace('fp32_false_true: [ 0, 1 ] } ] },\n    { name: "END"', 'fp32_false_true: [ 0, 0 ] } ] },\n    { name: "END"')
+        .replace('zero_data: true', 'data_file: "ten.bin"');
+      await writeModel(repo, 'acc_initial', 1, batched, fromFile, { 'initial_state/ten.bin': new Uint8Array(new Float32Array([10]).buffer) });
       await writeModel(repo, 'acc_no_state', 1, batched, config('acc_no_state', 4, 'direct { }').replace('input_name: "STATE_IN"', 'input_name: "MEMORY"'));
       await writeModel(repo, 'acc_both', 1, batched, `${config('acc_both', 4, 'direct { }')}\ndynamic_batching { }`);
     },
@@ -142,6 +147,11 @@ describe('sequence batching: one sequence', () => {
     const twoRows = await infer('acc', { parameters: { sequence_id: 6, sequence_start: true }, inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [2, 1], data: [1, 2] }] });
     assert.equal(twoRows.status, 400);
     assert.match(twoRows.body.error, /must have batch size 1.*got 2/);
+  });
+
+  test('a state starts from the initial_state data_file', async () => {
+    assert.deepEqual(await output('acc_initial', body(1, { sequence_id: 1, sequence_start: true })), [11]);
+    assert.deepEqual(await output('acc_initial', body(1, { sequence_id: 1, sequence_end: true })), [12]);
   });
 
   test('string ids: a separate space from integers, passed to a STRING CORRID; an idle sequence is released and logged', async () => {
