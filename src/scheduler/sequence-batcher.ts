@@ -182,6 +182,8 @@ export class SequenceBatcher implements Scheduler {
     } catch (error) {
       return Promise.reject(error);
     }
+    const refused = this.correlationIdProblem(flags.id);
+    if (refused) return Promise.reject(invalidArgument(refused));
     const key = sequenceKey(flags.id);
     let sequence = this.sequences.get(key);
     if (!sequence) {
@@ -215,6 +217,15 @@ export class SequenceBatcher implements Scheduler {
       this.waitingBytes += pending.bytes;
       this.dispatch();
     });
+  }
+
+  /** Why the model's CORRID control cannot carry this id (a string to an integer control, an integer out of its range), if it cannot. */
+  private correlationIdProblem(id: number | string): string | undefined {
+    const control = this.policy.controls.find((candidate) => candidate.kind === 'CORRID');
+    if (!control || control.datatype === 'BYTES') return undefined;
+    if (typeof id === 'string') return `model '${this.model}' takes integer correlation ids (its CORRID control is ${control.datatype}), got the string sequence_id ${describeSequence(id)}`;
+    const largest = control.datatype === 'INT32' ? 2 ** 31 - 1 : control.datatype === 'UINT32' ? 2 ** 32 - 1 : Number.MAX_SAFE_INTEGER;
+    return id > largest ? `model '${this.model}' takes correlation ids up to ${largest} (its CORRID control is ${control.datatype}), got sequence_id ${id}` : undefined;
   }
 
   private unqueue(pending: Pending): void {
@@ -251,7 +262,7 @@ export class SequenceBatcher implements Scheduler {
     this.liveCount -= 1;
     this.sequences.delete(sequence.key);
     sequence.state = undefined;
-    this.logger?.debug({ sequence: sequence.id, model: this.model }, `sequence ${describeSequence(sequence.id)} of ${this.label} released: ${why}`);
+    this.logger?.debug({ sequence: sequence.id }, `sequence ${describeSequence(sequence.id)} of ${this.label} released: ${why}`);
   }
 
   /** Sequences ready to run a request: live, not running, something waiting; the oldest request first. */
@@ -367,9 +378,6 @@ export class SequenceBatcher implements Scheduler {
         const on = flags !== undefined && (control.kind === 'READY' || (control.kind === 'START' ? flags.start : flags.end));
         return control.values[on ? 1 : 0];
       });
-      if (control.kind === 'CORRID' && control.datatype !== 'BYTES' && values.some((value) => typeof value === 'string')) {
-        throw invalidArgument(`model '${this.model}' takes integer correlation ids (its CORRID control is ${control.datatype}), got the string sequence_id ${describeSequence(values.find((value) => typeof value === 'string') as string)}`);
-      }
       inputs[control.name] = filled(control.datatype, controlShape, values);
     }
     for (const state of this.policy.states) {
@@ -456,7 +464,7 @@ export class SequenceBatcher implements Scheduler {
       if (idleMs < limitMs) continue;
       this.release(sequence, `idle for ${Math.round(idleMs)} ms, longer than max_sequence_idle_microseconds ${this.policy.maxSequenceIdleMicroseconds}`);
       this.logger?.info(
-        { sequence: sequence.id, model: this.model, idleMs: Math.round(idleMs) },
+        { sequence: sequence.id, idleMs: Math.round(idleMs) },
         `sequence ${describeSequence(sequence.id)} of ${this.label} released after ${Math.round(idleMs)} ms without a request (max_sequence_idle_microseconds ${this.policy.maxSequenceIdleMicroseconds}); its state is freed`,
       );
     }
