@@ -296,6 +296,11 @@ export class SequenceBatcher implements Scheduler {
       }
       this.execute(instance, batch);
     }
+    // Nothing held back any more: a wake-up set for an earlier hold would only keep the process alive.
+    if (soonest === Infinity && this.delayTimer) {
+      clearTimeout(this.delayTimer);
+      this.delayTimer = undefined;
+    }
     if (soonest < Infinity && !this.delayTimer) {
       this.delayTimer = setTimeout(() => {
         this.delayTimer = undefined;
