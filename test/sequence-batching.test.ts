@@ -59,6 +59,7 @@ before(async () => {
         .replace('fp32_false_true: [ 0, 1 ] } ] },\n    { name: "END"', 'fp32_false_true: [ 0, 0 ] } ] },\n    { name: "END"')
         .replace('zero_data: true', 'data_file: "ten.bin"');
       await writeModel(repo, 'acc_initial', 1, batched, fromFile, { 'initial_state/ten.bin': new Uint8Array(new Float32Array([10]).buffer) });
+      await writeModel(repo, 'acc_text_kept', 1, accumulatorModel({ batch: false, corrid: 'string' }), config('acc_text_kept', 0, '', 'TYPE_STRING'));
       await writeModel(repo, 'acc_no_state', 1, batched, config('acc_no_state', 4, 'direct { }').replace('input_name: "STATE_IN"', 'input_name: "MEMORY"'));
       await writeModel(repo, 'acc_both', 1, batched, `${config('acc_both', 4, 'direct { }')}\ndynamic_batching { }`);
     },
@@ -228,6 +229,9 @@ describe('sequence batching: several sequences', () => {
     const valueOf = (answer: Json) => (answer.raw_output_contents[0] as Buffer).readFloatLE(0);
     await unary(grpcRequest({ int64_param: 9001 }, 4, { sequence_start: { bool_param: true } }));
     assert.equal(valueOf(await unary(grpcRequest({ int64_param: 9001 }, 4, { sequence_end: { bool_param: true } }))), 8);
+    const text = await unary({ ...grpcRequest({ string_param: 'grpc-session' }, 3, { sequence_start: { bool_param: true } }), model_name: 'acc_text_kept', inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [1], contents: { fp32_contents: [3] } }] });
+    assert.equal(valueOf(text), 3);
+    assert.equal(valueOf(await unary({ ...grpcRequest({ string_param: 'grpc-session' }, 3, { sequence_end: { bool_param: true } }), model_name: 'acc_text_kept', inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [1], contents: { fp32_contents: [4] } }] })), 7);
     await assert.rejects(unary(grpcRequest({ int64_param: 9002 }, 1)), (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT && /must specify the START flag/.test(error.details));
 
     const { stream, answers, done } = openInferStream(rpc.client);

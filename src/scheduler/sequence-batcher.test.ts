@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BackendInstance, RunOutputs } from '../backends/backend.js';
+import type { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import type { ScheduledResult } from './scheduler.js';
@@ -136,5 +137,18 @@ describe('SequenceBatcher', () => {
     assert.deepEqual(column(executions[2], 'CORRID'), [2]);
     executions[2].answer();
     assert.equal((await second).outputs.OUTPUT.data[0], 2);
+  });
+
+  it('more waiting requests than --max-queue-size are refused with a retry hint', async () => {
+    const { executions, send } = setup({ maxQueuedRequests: 1 });
+    const first = send(1, 1, { start: true });
+    await settled();
+    const waiting = send(1, 1);
+    await assert.rejects(send(1, 1), (error: NereidError) => error.code === 'UNAVAILABLE' && error.retryAfterMs !== undefined && /1 requests waiting/.test(error.message));
+    executions[0].answer();
+    await first;
+    await settled();
+    executions[1].answer();
+    assert.equal((await waiting).outputs.OUTPUT.data[0], 2);
   });
 });

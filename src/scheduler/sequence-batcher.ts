@@ -402,8 +402,7 @@ export class SequenceBatcher implements Scheduler {
     const results = pendings.map((pending, index) => {
       const own: Record<string, Tensor> = {};
       for (const name of pending.request.outputNames) own[name] = batched ? sliceRows(outputs[name], rows[index], 1) : outputs[name];
-      const sequence = batch[index];
-      sequence.state = {};
+      const carried: Record<string, Tensor> = {};
       for (const state of this.policy.states) {
         const produced = outputs[state.output];
         if (!produced) throw new NereidError('INTERNAL', `the model did not output state '${state.output}'`);
@@ -411,8 +410,10 @@ export class SequenceBatcher implements Scheduler {
         if (row.data.length !== state.initial.data.length) {
           throw new NereidError('INTERNAL', `state output '${state.output}' has shape [${produced.shape.join(', ')}], which does not hold the state's dims [${state.initial.shape.join(', ')}]`);
         }
-        sequence.state[state.input] = owned(row, state.initial.shape);
+        carried[state.input] = owned(row, state.initial.shape);
       }
+      // Kept only once every state of the row is whole: a failed answer leaves the sequence's state as it was.
+      batch[index].state = carried;
       return own;
     });
     const finished = now();
