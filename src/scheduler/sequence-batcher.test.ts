@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BackendInstance, RunOutputs } from '../backends/backend.js';
 import type { NereidError } from '../core/errors.js';
+import { ClientCancellation } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import type { ScheduledResult } from './scheduler.js';
@@ -150,5 +151,22 @@ describe('SequenceBatcher', () => {
     await settled();
     executions[1].answer();
     assert.equal((await waiting).outputs.OUTPUT.data[0], 2);
+  });
+
+  it('a waiting request whose client went away is dropped, and the rest of its sequence goes on', async () => {
+    const { batcher, executions, send } = setup({});
+    const first = send(1, 1, { start: true });
+    await settled();
+    const gone = new ClientCancellation();
+    const cancelled = batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([50]) } }, batchSize: 1, outputNames: ['OUTPUT'], signal: gone, sequence: { id: 1, start: false, end: false } });
+    const kept = send(1, 2);
+    gone.abort();
+    await assert.rejects(cancelled, (error: NereidError) => error.code === 'CANCELLED');
+    executions[0].answer();
+    await first;
+    await settled();
+    assert.equal(executions.length, 2);
+    executions[1].answer();
+    assert.equal((await kept).outputs.OUTPUT.data[0], 3, 'the cancelled request never ran');
   });
 });

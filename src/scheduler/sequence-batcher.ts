@@ -209,6 +209,8 @@ export class SequenceBatcher implements Scheduler {
           this.unqueue(pending);
           reject(new NereidError('CANCELLED', CANCELLED));
           this.forgetIfEmpty(owner);
+          // A live sequence left with nothing to run is released once idle, like any other.
+          this.watchIdle();
         };
         request.signal.addEventListener('abort', pending.onAbort, { once: true });
       }
