@@ -16,6 +16,8 @@ const needed = [
   { pkg: 'openssl', provides: '/usr/bin/openssl' },
   // The rolling-restart test puts three replicas behind a real nginx.
   { pkg: 'nginx', provides: '/usr/sbin/nginx' },
+  // The sequence batching test streams speech rendered by espeak-ng through the Silero VAD model.
+  { pkg: 'espeak-ng', provides: '/usr/bin/espeak-ng' },
 ];
 
 /** Waits for the dpkg lock rather than failing when another apt (e.g. unattended upgrades) holds it. */

@@ -168,6 +168,80 @@ export const dynamicBatchingSchema = configObject({
   priority_queue_policy: z.record(z.string(), queuePolicySchema).optional(),
 });
 
+/** One control a sequence model takes (Triton's ModelSequenceBatching.Control): its kind and the values it is given. */
+const sequenceControlSchema = z
+  .looseObject({
+    kind: z.enum(['CONTROL_SEQUENCE_START', 'CONTROL_SEQUENCE_READY', 'CONTROL_SEQUENCE_END', 'CONTROL_SEQUENCE_CORRID']),
+    int32_false_true: repeated(z.number().int()).optional(),
+    fp32_false_true: repeated(z.number()).optional(),
+    bool_false_true: repeated(z.boolean()).optional(),
+    data_type: dataType.optional(),
+  })
+  .superRefine((control, ctx) => {
+    const given = (['int32_false_true', 'fp32_false_true', 'bool_false_true'] as const).filter((field) => control[field] !== undefined);
+    if (control.kind === 'CONTROL_SEQUENCE_CORRID') {
+      if (!control.data_type) ctx.addIssue({ code: 'custom', message: 'a CONTROL_SEQUENCE_CORRID control needs data_type (TYPE_UINT64, TYPE_INT64, TYPE_UINT32, TYPE_INT32 or TYPE_STRING)' });
+      else if (!['TYPE_UINT64', 'TYPE_INT64', 'TYPE_UINT32', 'TYPE_INT32', 'TYPE_STRING'].includes(control.data_type)) {
+        ctx.addIssue({ code: 'custom', message: `a CONTROL_SEQUENCE_CORRID control takes TYPE_UINT64, TYPE_INT64, TYPE_UINT32, TYPE_INT32 or TYPE_STRING, got ${control.data_type}` });
+      }
+      return;
+    }
+    if (given.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: `a ${control.kind} control needs exactly one of int32_false_true, fp32_false_true or bool_false_true, got ${given.length}` });
+    } else if (control[given[0]]!.length !== 2) {
+      ctx.addIssue({ code: 'custom', message: `${given[0]} holds the [false, true] values: 2 of them, got ${control[given[0]]!.length}` });
+    }
+  });
+
+/** Triton's ModelSequenceBatching.InitialState: what a state input holds on a sequence's first request. */
+const initialStateSchema = z
+  .looseObject({
+    name: z.string().optional(),
+    data_type: dataType,
+    dims: dims.default([]),
+    zero_data: z.boolean().optional(),
+    /** Raw bytes of the tensor, in the model's `initial_state` folder (Triton's layout). */
+    data_file: z
+      .string()
+      .min(1)
+      .refine((file) => !/^([\\/]|[A-Za-z]:)/.test(file) && !file.split(/[\\/]/).includes('..'), {
+        error: (issue) => `data_file '${String(issue.input)}' must be a relative path inside the model's initial_state folder (no absolute path, no '..')`,
+      })
+      .optional(),
+  })
+  .refine((initial) => (initial.zero_data === true) !== (initial.data_file !== undefined), { error: 'give exactly one of zero_data: true or data_file' });
+
+export const sequenceBatchingSchema = z
+  .looseObject({
+    direct: z
+      .looseObject({
+        max_queue_delay_microseconds: count().default(0),
+        minimum_slot_utilization: z.number().min(0).max(1).default(0),
+      })
+      .optional(),
+    oldest: z
+      .looseObject({
+        max_candidate_sequences: count(1),
+        preferred_batch_size: repeated(count(1)).default([]),
+        max_queue_delay_microseconds: count().default(0),
+        preserve_ordering: z.boolean().default(false),
+      })
+      .optional(),
+    /** As Triton: a sequence with no request for this long is released, its slot and state freed. */
+    max_sequence_idle_microseconds: count(1).default(1_000_000),
+    control_input: repeated(z.looseObject({ name: z.string().min(1), control: repeated(sequenceControlSchema).default([]) })).default([]),
+    state: repeated(
+      z.looseObject({
+        input_name: z.string().min(1),
+        output_name: z.string().min(1),
+        data_type: dataType,
+        dims: dims,
+        initial_state: repeated(initialStateSchema).default([]),
+      }),
+    ).default([]),
+  })
+  .refine((batching) => !(batching.direct && batching.oldest), { error: 'give one strategy: direct {} or oldest {}, not both' });
+
 /**
  * A warmup input file is read from the model's `warmup` folder (Triton's layout). The load checks it
  * again with links followed; refusing absolute and parent paths here names the mistake at parse time.
@@ -225,6 +299,32 @@ function mapEntriesToRecord(value: unknown): unknown {
   return Object.fromEntries(entries.map((entry: { key: unknown; value: unknown }) => [String(entry.key), entry.value]));
 }
 
+/** Cross-field rules of sequence_batching: one batcher, controls and states naming distinct inputs. */
+function checkSequenceBatching(config: { max_batch_size?: number; dynamic_batching?: unknown; response_cache?: { enable: boolean }; model_warmup: unknown[]; input: { name: string }[]; sequence_batching?: z.output<typeof sequenceBatchingSchema> }, ctx: z.RefinementCtx): void {
+  const batching = config.sequence_batching!;
+  const issue = (message: string, ...path: (string | number)[]) => ctx.addIssue({ code: 'custom', path: ['sequence_batching', ...path], message });
+  if (config.dynamic_batching) {
+    ctx.addIssue({ code: 'custom', path: ['dynamic_batching'], message: 'a model has one scheduler: sequence_batching and dynamic_batching cannot both be set (remove dynamic_batching; sequence_batching batches sequences itself)' });
+  }
+  if (config.model_warmup.length > 0) ctx.addIssue({ code: 'custom', path: ['model_warmup'], message: 'model_warmup is not supported with sequence_batching yet (its samples carry no sequence controls or state)' });
+  if (config.response_cache?.enable) issue('a stateful model\'s answers depend on the sequence so far: response_cache cannot be enabled with sequence_batching');
+  const named = new Set<string>();
+  const claim = (name: string, what: string, ...path: (string | number)[]) => {
+    if (named.has(name)) issue(`input '${name}' is named twice among the control and state inputs`, ...path);
+    if (config.input.some((input) => input.name === name)) issue(`${what} '${name}' is filled by the sequence batcher: leave it out of 'input'`, ...path);
+    named.add(name);
+  };
+  batching.control_input.forEach((control, index) => {
+    claim(control.name, 'control input', 'control_input', index);
+    if (control.control.length !== 1) issue(`control input '${control.name}' needs exactly one control, got ${control.control.length}`, 'control_input', index);
+  });
+  batching.state.forEach((state, index) => claim(state.input_name, 'state input', 'state', index));
+  const oldest = batching.oldest;
+  for (const size of oldest?.preferred_batch_size ?? []) {
+    if (config.max_batch_size !== undefined && size > Math.max(1, config.max_batch_size)) issue(`preferred_batch_size ${size} exceeds max_batch_size ${config.max_batch_size}`, 'oldest', 'preferred_batch_size');
+  }
+}
+
 /**
  * One step of Triton's ensemble_scheduling: a model, the version it runs (-1: the one its model
  * serves), which ensemble tensor feeds each of its inputs and which tensor each output it maps becomes.
@@ -270,6 +370,8 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
         dynamicBatchingSchema,
       )
       .optional(),
+    /** Triton's sequence batcher for stateful models: requests carry a correlation id (sequence_id) and run in order, one slot per live sequence. */
+    sequence_batching: sequenceBatchingSchema.optional(),
     parameters: parametersSchema.default({}),
     model_warmup: repeated(modelWarmupSchema).default([]),
     default_model_filename: z.string().optional(),
@@ -330,6 +432,7 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
         }
       }
     }
+    if (config.sequence_batching) checkSequenceBatching(config, ctx);
     const batching = config.dynamic_batching;
     if (batching) {
       if (config.max_batch_size === 0) {
@@ -375,6 +478,7 @@ export type ModelOutputConfig = ModelConfig['output'][number];
 export type ImagePreprocessing = z.output<typeof imagePreprocessingSchema>;
 export type OutputPostprocessing = z.output<typeof outputPostprocessingSchema>;
 export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>;
+export type SequenceBatchingConfig = NonNullable<ModelConfig['sequence_batching']>;
 export type ModelWarmupConfig = z.output<typeof modelWarmupSchema>;
 export type QueuePolicyConfig = DynamicBatchingConfig['default_queue_policy'];
 export type EnsembleStepConfig = NonNullable<ModelConfig['ensemble_scheduling']>['step'][number];

@@ -19,6 +19,7 @@ import { classify } from '../processing/classification.js';
 import type { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { DEFAULT_POSTPROCESSING, rowProbabilities, type OutOfDistribution, type OutputPostprocessor } from '../processing/output-postprocessor.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
+import { sequenceFlagsOf, type SequenceFlags } from '../scheduler/sequence-control.js';
 import { expectedShape, RequestValidator, type ValidatedRequest } from './input-validation.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
@@ -266,16 +267,17 @@ export class ModelVersion {
       const validated = this.validator.check(request);
       // A request a miss would refuse (bad priority or timeout) must not be answered by a hit.
       this.parts.scheduler.validate(validated);
+      const sequence = this.config.sequence_batching ? sequenceFlagsOf(request.parameters, this.name) : undefined;
       record.rows = Math.max(1, validated.batchSize);
       if (cache && request.parameters?.cache_bypass !== true) {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
-          () => this.compute(validated, context, record.requestId),
+          () => this.compute(validated, context, record.requestId, sequence),
         );
         record.cache = { hit: outcome.hit, ns: outcome.ns };
         result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS };
       } else {
-        result = await this.compute(validated, context, record.requestId);
+        result = await this.compute(validated, context, record.requestId, sequence);
       }
       record.success = true;
       record.timings = result.timings;
@@ -300,7 +302,7 @@ export class ModelVersion {
   }
 
   /** Pre-processing, the scheduler and post-processing: everything a cache hit skips. */
-  private async compute(request: ValidatedRequest, context: RequestContext, requestId?: string): Promise<RunResult> {
+  private async compute(request: ValidatedRequest, context: RequestContext, requestId?: string, sequence?: SequenceFlags): Promise<RunResult> {
     const { preprocessor, postprocessor, scheduler, ood, monitor } = this.parts;
     let inputs = request.tensors;
     let preprocessNs: number | undefined;
@@ -323,6 +325,7 @@ export class ModelVersion {
       signal: context.signal,
       deadline: context.deadline,
       context,
+      sequence,
     });
     const verdicts = ood ? this.judge(scheduled.outputs, ood) : undefined;
     if (monitor) this.observe(monitor, scheduled.outputs[watched!], verdicts, properties, requestId);

@@ -155,3 +155,34 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * A stateful accumulator for sequence batching: FP32 INPUT, STATE_IN (the implicit state) and the
+ * controls START, END, READY (FP32, 0 or 1) ['batch', 1] → STATE_OUT = STATE_IN × (1 − START) +
+ * INPUT, OUTPUT = STATE_OUT, CONTROLS = [START, END, READY] per row; with `corrid`, CORRID (INT64
+ * or STRING) comes back as CORRID_OUT. Without `batch` every shape drops its batch dimension.
+ */
+export function accumulatorModel(opts: { batch?: boolean; corrid?: 'int64' | 'string' } = {}): Uint8Array {
+  const row = opts.batch === false ? [1] : ['batch', 1];
+  const float = (name: string) => ({ name, type: 'float32' as const, shape: row });
+  const corrid = opts.corrid ? [{ name: 'CORRID', type: opts.corrid, shape: row }] : [];
+  return buildOnnxModel({
+    graphName: 'accumulator',
+    inputs: [float('INPUT'), float('STATE_IN'), float('START'), float('END'), float('READY'), ...corrid],
+    outputs: [
+      float('OUTPUT'),
+      float('STATE_OUT'),
+      { name: 'CONTROLS', type: 'float32', shape: opts.batch === false ? [3] : ['batch', 3] },
+      ...(opts.corrid ? [{ name: 'CORRID_OUT', type: opts.corrid, shape: row }] : []),
+    ],
+    initializers: [{ name: 'one', type: 'float32', dims: [], values: [1] }],
+    nodes: [
+      { opType: 'Sub', inputs: ['one', 'START'], outputs: ['keep'] },
+      { opType: 'Mul', inputs: ['STATE_IN', 'keep'], outputs: ['kept'] },
+      { opType: 'Add', inputs: ['kept', 'INPUT'], outputs: ['STATE_OUT'] },
+      { opType: 'Identity', inputs: ['STATE_OUT'], outputs: ['OUTPUT'] },
+      { opType: 'Concat', inputs: ['START', 'END', 'READY'], outputs: ['CONTROLS'], attributes: { axis: attr.int(opts.batch === false ? 0 : 1) } },
+      ...(opts.corrid ? [{ opType: 'Identity', inputs: ['CORRID'], outputs: ['CORRID_OUT'] }] : []),
+    ],
+  });
+}

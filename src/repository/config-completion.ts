@@ -22,6 +22,42 @@ function dimsFromSignature(signature: TensorSignature, batched: boolean): number
   return batched && !signature.defaulted ? signature.shape.slice(1) : [...signature.shape];
 }
 
+/**
+ * The control and state inputs of a sequence model (and its state outputs) are the sequence
+ * batcher's to fill and take: checked against the model here, and left out of the config's inputs
+ * and outputs, so clients neither send nor receive them. Returns their names.
+ */
+function checkSequenceTensors(config: ModelConfig, signature: ModelSignature, batched: boolean): ReadonlySet<string> {
+  const batching = config.sequence_batching;
+  if (!batching) return new Set();
+  const find = (kind: 'input' | 'output', name: string, what: string): TensorSignature => {
+    const tensors = kind === 'input' ? signature.inputs : signature.outputs;
+    const found = tensors.find((tensor) => tensor.name === name);
+    if (!found) throw new Error(`sequence_batching ${what} '${name}' is not an ${kind} of the model (it has ${tensors.map((t) => t.name).join(', ')})`);
+    return found;
+  };
+  for (const { name, control } of batching.control_input) {
+    const actual = find('input', name, 'control input');
+    const [only] = control;
+    const expected = only.data_type ?? (only.fp32_false_true ? 'TYPE_FP32' : only.bool_false_true ? 'TYPE_BOOL' : 'TYPE_INT32');
+    if (configTypeOf(actual.datatype) !== expected) throw new Error(`sequence_batching control input '${name}' (${only.kind}) gives ${expected} but the model takes ${configTypeOf(actual.datatype)}`);
+  }
+  for (const state of batching.state) {
+    for (const [kind, name] of [['input', state.input_name], ['output', state.output_name]] as const) {
+      const actual = find(kind, name, `state ${kind}`);
+      if (configTypeOf(actual.datatype) !== state.data_type) throw new Error(`sequence_batching state ${kind} '${name}' says ${state.data_type} but the model has ${configTypeOf(actual.datatype)}`);
+    }
+    const modelDims = dimsFromSignature(find('input', state.input_name, 'state input'), batched);
+    const fits = modelDims.length === state.dims.length && state.dims.every((dim, index) => dim > 0 && (modelDims[index] === -1 || modelDims[index] === dim));
+    if (!fits) {
+      throw new Error(
+        `sequence_batching state '${state.input_name}' has dims ${describeShape(state.dims)} but the model has ${describeShape(modelDims)}${batched ? ' after the batch dimension' : ''} (state dims must be fixed sizes)`,
+      );
+    }
+  }
+  return new Set([...batching.control_input.map((control) => control.name), ...batching.state.flatMap((state) => [state.input_name, state.output_name])]);
+}
+
 export function completeConfig(config: ModelConfig, signature: ModelSignature, defaults: CompletionDefaults): CompletedModelConfig {
   const all = [...signature.inputs.filter((input) => !input.defaulted), ...signature.outputs];
   const firstDimDynamic = all.length > 0 && all.every((tensor) => tensor.shape.length > 0 && tensor.shape[0] === -1);
@@ -37,6 +73,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       `max_batch_size ${maxBatchSize} needs a dynamic first dimension on every input and output, but '${fixed.name}' is ${describeShape(fixed.shape)}; set max_batch_size: 0`,
     );
   }
+  const filledBySequenceBatcher = checkSequenceTensors(config, signature, batched);
   const complete = <T extends { name: string; data_type: string; dims: number[]; reshape?: { shape: number[] } }>(
     kind: 'input' | 'output',
     declared: T[],
@@ -70,7 +107,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       }
     }
     const added = fromModel
-      .filter((tensor) => !tensor.defaulted && !completed.some((d) => d.name === tensor.name))
+      .filter((tensor) => !tensor.defaulted && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name))
       .map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
     if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
     return [...completed, ...added];

@@ -22,7 +22,9 @@ import { ModelStatistics } from '../observability/model-statistics.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueueLimits, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
+import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
 import { completeConfig } from './config-completion.js';
+import { sequencePolicyOf } from './sequence-policy.js';
 import { fileDigest } from './model-fingerprint.js';
 import { warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
 
@@ -49,6 +51,8 @@ export interface VersionLoadOptions {
   readLabels: (filename: string) => Promise<string[]>;
   /** Reads a model_warmup input_data_file, relative to the model's warmup folder; absent: such samples are refused. */
   readWarmupFile?: (filename: string) => Promise<Buffer>;
+  /** Reads a sequence_batching initial_state data_file, relative to the model's initial_state folder; absent: such states are refused. */
+  readInitialStateFile?: (filename: string) => Promise<Buffer>;
   /** What the version's quantization record says, when it has one. */
   quantization?: QuantizationSummary;
   /** The version's reference profile (nereid profile), when it has one: its OOD detector scores every computed answer. */
@@ -154,6 +158,10 @@ async function noWarmupFolder(file: string): Promise<Buffer> {
   throw new Error(`input_data_file '${file}' cannot be read: this load has no model folder to read warmup files from`);
 }
 
+async function noInitialStateFolder(file: string): Promise<Buffer> {
+  throw new Error(`initial_state data_file '${file}' cannot be read: this load has no model folder to read it from`);
+}
+
 export async function loadModelVersion(options: VersionLoadOptions): Promise<ModelVersion> {
   const { backend, logger, name, version } = options;
   checkingConfig(() => backend.checkConfig?.(options.config));
@@ -192,9 +200,13 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     }
     const statistics = new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
-    const scheduler = new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);
-    const sample = calibrationSample(config);
-    if (sample) {
+    const scheduler = config.sequence_batching
+      ? new SequenceBatcher(created, await sequencePolicyOf(config, created.length, options.maxQueueSize, options.readInitialStateFile ?? noInitialStateFolder).catch((error: unknown) => {
+          throw new ModelConfigError(error);
+        }), observer, label, name, logger)
+      : new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);
+    const sample = scheduler instanceof DynamicBatcher ? calibrationSample(config) : undefined;
+    if (sample && scheduler instanceof DynamicBatcher) {
       // The costs only tune where batches are cut; without them the batcher learns from traffic, so a failure here is no reason to refuse the model.
       await scheduler.calibrate(sample, config.output.map((output) => output.name)).catch((error: unknown) => {
         logger.warn({ err: error }, `calibrating batch costs of ${label} failed; batch costs will be learned from traffic: ${(error as Error)?.message ?? String(error)}`);

@@ -475,6 +475,7 @@ export class ModelRepository {
             responseCacheStore: this.options.responseCacheStore,
             quantization,
             readWarmupFile: async (file) => readFile(await containedFile(root, join(folder, WARMUP_FOLDER), file, 'input_data_file', folder)),
+            readInitialStateFile: async (file) => readFile(await containedFile(root, join(folder, 'initial_state'), file, 'data_file', folder)),
             readLabels: async (file) =>
               (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });

@@ -47,3 +47,14 @@ export function sliceRows(tensor: Tensor, startRow: number, rows: number): Tenso
     tensor.datatype === 'BYTES' ? (tensor.data as Buffer[]).slice(start, end) : (tensor.data as NumericArray).subarray(start, end);
   return { datatype: tensor.datatype, shape: [rows, ...tensor.shape.slice(1)], data };
 }
+
+/** What a request's inputs hold in memory while it waits. */
+export function bytesOf(inputs: Record<string, Tensor>): number {
+  let bytes = 0;
+  for (const name in inputs) {
+    const data = inputs[name].data;
+    if (Array.isArray(data)) for (const element of data) bytes += element.length;
+    else bytes += data.byteLength;
+  }
+  return bytes;
+}

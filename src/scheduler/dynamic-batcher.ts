@@ -13,7 +13,7 @@ import { asNereidError, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
-import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
+import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { BatchCosts } from './batch-costs.js';
 import { holdBatchUntil } from './batch-hold.js';
@@ -76,17 +76,6 @@ function elementsOf(inputs: Record<string, Tensor>): number {
   let elements = 0;
   for (const name in inputs) elements += inputs[name].data.length;
   return elements;
-}
-
-/** What a request's inputs hold in memory while it waits. */
-function bytesOf(inputs: Record<string, Tensor>): number {
-  let bytes = 0;
-  for (const name in inputs) {
-    const data = inputs[name].data;
-    if (Array.isArray(data)) for (const element of data) bytes += element.length;
-    else bytes += data.byteLength;
-  }
-  return bytes;
 }
 
 export class DynamicBatcher implements Scheduler {

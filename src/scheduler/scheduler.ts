@@ -6,6 +6,7 @@ import type { CancelSignal, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
 import type { Admission } from './priority-queue.js';
+import type { SequenceFlags } from './sequence-control.js';
 
 export interface ScheduledRequest extends Admission {
   inputs: Record<string, Tensor>;
@@ -16,6 +17,8 @@ export interface ScheduledRequest extends Admission {
   signal?: CancelSignal;
   /** What travelled beside the request (request id, trace parent), for a scheduler that calls other models with it. */
   context?: RequestContext;
+  /** For a model with sequence batching: the sequence the request belongs to (its correlation id and START/END flags). */
+  sequence?: SequenceFlags;
 }
 
 export interface ScheduledResult {

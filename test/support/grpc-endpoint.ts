@@ -28,3 +28,15 @@ export async function startGrpcEndpoint(server: Server, options: GrpcFrontEndOpt
     },
   };
 }
+
+/** A ModelStreamInfer stream whose answers are kept by request id; `done` settles when the server ends the stream. */
+export function openInferStream(client: GrpcEndpoint['client']): { stream: grpc.ClientDuplexStream<any, any>; answers: Map<string, any>; done: Promise<void> } {
+  const stream = client.ModelStreamInfer() as grpc.ClientDuplexStream<any, any>;
+  const answers = new Map<string, any>();
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on('data', (answer: { infer_response: { id: string } }) => answers.set(answer.infer_response.id, answer));
+    stream.on('error', reject);
+    stream.on('status', (status: grpc.StatusObject) => (status.code === grpc.status.OK ? resolve() : reject(new Error(status.details))));
+  });
+  return { stream, answers, done };
+}

@@ -1,0 +1,53 @@
+/**
+ * A request's place in a sequence, from its parameters as Triton's clients send them:
+ * `sequence_id` (a correlation id, integer or string), `sequence_start` and `sequence_end`.
+ */
+import { invalidArgument, quote } from '../core/errors.js';
+import type { Parameters } from '../core/inference.js';
+
+export interface SequenceFlags {
+  /** The correlation id: integer and string ids are different sequences, as in Triton. */
+  id: number | string;
+  start: boolean;
+  end: boolean;
+}
+
+/** One key per sequence, integer and string ids apart ("7" and 7 are two sequences). */
+export function sequenceKey(id: number | string): string {
+  return typeof id === 'number' ? `#${id}` : `'${id}`;
+}
+
+/** How messages name a sequence: its id as the client sent it. */
+export function describeSequence(id: number | string): string {
+  return typeof id === 'number' ? String(id) : `'${id}'`;
+}
+
+const MAX_ID_CHARS = 256;
+
+function flag(parameters: Parameters | undefined, name: string): boolean {
+  const value = parameters?.[name];
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw invalidArgument(`parameter '${name}' must be a boolean, got ${quote(value)}`);
+  return value;
+}
+
+/** The request's sequence flags; throws INVALID_ARGUMENT (400) when the id is missing or malformed. */
+export function sequenceFlagsOf(parameters: Parameters | undefined, model: string): SequenceFlags {
+  const id = parameters?.sequence_id;
+  const start = flag(parameters, 'sequence_start');
+  const end = flag(parameters, 'sequence_end');
+  if (id === undefined || id === 0 || id === '') {
+    throw invalidArgument(
+      `inference request to model '${model}' must specify a non-zero or non-empty correlation ID: the model uses sequence batching, so each request needs parameter 'sequence_id' (an integer of 1 or more, or a non-empty string)` +
+        (id === undefined ? '' : `, got ${quote(id)}`),
+    );
+  }
+  if (typeof id === 'number') {
+    if (!Number.isSafeInteger(id) || id < 0) throw invalidArgument(`parameter 'sequence_id' must be an integer of 1 or more or a non-empty string, got ${id}`);
+  } else if (typeof id !== 'string') {
+    throw invalidArgument(`parameter 'sequence_id' must be an integer of 1 or more or a non-empty string, got ${quote(id)}`);
+  } else if (id.length > MAX_ID_CHARS) {
+    throw invalidArgument(`parameter 'sequence_id' holds at most ${MAX_ID_CHARS} characters, got ${id.length}`);
+  }
+  return { id, start, end };
+}
