@@ -337,7 +337,6 @@ test('an unknown field is refused at every depth, named with its place and the k
 test("Triton's fields that Nereid does not use are accepted as they are and listed for a warning", () => {
   const config = parseModelConfig(
     {
-      sequence_batching: { max_sequence_idle_microseconds: 5 },
       model_transaction_policy: { decoupled: false },
       input: [{ ...INPUT_FIELDS, is_shape_tensor: true }],
       instance_group: [{ count: 1, passive: true }],
@@ -345,7 +344,7 @@ test("Triton's fields that Nereid does not use are accepted as they are and list
     },
     'config.json',
   );
-  assert.deepEqual(ignoredTritonFields(config).sort(), ['input.0.is_shape_tensor', 'instance_group.0.passive', 'model_transaction_policy', 'optimization.eager_batching', 'sequence_batching']);
+  assert.deepEqual(ignoredTritonFields(config).sort(), ['input.0.is_shape_tensor', 'instance_group.0.passive', 'model_transaction_policy', 'optimization.eager_batching']);
   assert.deepEqual(config.optimization?.graph, { level: -1 });
   assert.deepEqual(ignoredTritonFields(parseModelConfig({ input: [INPUT_FIELDS] }, 'config.json')), []);
 });
