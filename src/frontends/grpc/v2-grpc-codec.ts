@@ -264,6 +264,7 @@ export function modelConfigToProto(config: CompletedModelConfig) {
       format: input.format !== undefined && INPUT_FORMATS.has(input.format) ? input.format : 'FORMAT_NONE',
       dims: input.dims,
       reshape: input.reshape ? { shape: input.reshape.shape } : null,
+      allow_ragged_batch: input.allow_ragged_batch,
       optional: input.optional,
     })),
     output: config.output.map((output) => ({
@@ -272,6 +273,12 @@ export function modelConfigToProto(config: CompletedModelConfig) {
       dims: output.dims,
       reshape: output.reshape ? { shape: output.reshape.shape } : null,
       label_filename: output.label_filename ?? '',
+    })),
+    batch_input: config.batch_input.map((entry) => ({
+      kind: entry.kind,
+      target_name: entry.target_name,
+      data_type: entry.data_type,
+      source_input: entry.source_input,
     })),
     dynamic_batching: batching
       ? {
