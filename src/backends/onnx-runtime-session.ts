@@ -144,14 +144,3 @@ export function runFailure(error: Error): Error {
   if (!INPUT_FAULT.test(error.message)) return error;
   return new NereidError('INVALID_ARGUMENT', `the model cannot run on these inputs: ${error.message}`, { cause: error });
 }
-
-/** Structured clone (to and from a worker thread) turns Buffers into Uint8Arrays; BYTES elements are Buffers again after it. */
-export function restoreBytes(tensors: Record<string, Tensor>): Record<string, Tensor> {
-  for (const name in tensors) {
-    const tensor = tensors[name];
-    if (tensor.datatype === 'BYTES') {
-      tensor.data = (tensor.data as Uint8Array[]).map((element) => Buffer.from(element.buffer, element.byteOffset, element.byteLength));
-    }
-  }
-  return tensors;
-}
