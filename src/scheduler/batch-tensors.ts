@@ -1,6 +1,7 @@
 /**
  * Joining requests into one batch tensor along the first dimension, and splitting the batch's
- * outputs back, row-major, without copying on the way out.
+ * outputs back, row-major, without copying on the way out; for ragged inputs, joining their
+ * elements flat and computing the batch inputs that say where each request's lie.
  */
 import type { BatchInputConfig } from '../config/model-config.js';
 import { allocateTypedArray, elementCount, type NumericArray } from '../core/datatype.js';
