@@ -1,12 +1,29 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import type { NumericArray } from '../core/datatype.js';
+import { decodeBytesElementsInSlices, encodeBytesElementsInSlices, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 import { COMPUTE_NS, type BackendInstance, type ModelSignature, type RunOptions, type RunOutputs } from './backend.js';
-import { restoreBytes, runFailure, type SessionSpec } from './onnx-runtime-session.js';
-import type { WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
+import { runFailure, type SessionSpec } from './onnx-runtime-session.js';
+import type { PackedBytes, WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
 
 /** An error thrown in the worker, with the worker's stack. */
+/** A worker's outputs on this thread: packed BYTES decoded a few milliseconds at a time. */
+async function unpackedOutputs(outputs: Record<string, Tensor | PackedBytes>): Promise<Record<string, Tensor>> {
+  const unpacked: Record<string, Tensor> = {};
+  for (const name in outputs) {
+    const tensor = outputs[name];
+    if (!('packed' in tensor)) {
+      unpacked[name] = tensor;
+      continue;
+    }
+    const packed = Buffer.from(tensor.packed.buffer, tensor.packed.byteOffset, tensor.packed.byteLength);
+    const data = await decodeBytesElementsInSlices(packed);
+    if (!data) throw new Error(`output '${name}' came back from the worker thread malformed`);
+    unpacked[name] = { datatype: 'BYTES', shape: tensor.shape, data };
+  }
+  return unpacked;
+}
+
 function workerError(failure: { message: string; stack?: string }): Error {
   const error = new Error(failure.message);
   if (failure.stack) error.stack = failure.stack;
@@ -16,15 +33,18 @@ function workerError(failure: { message: string; stack?: string }): Error {
 /**
  * The inputs as one message, each numeric tensor's buffer transferred, not cloned (a clone copies a
  * view's whole backing store, twice). Buffers the caller owns and that hold just the tensor go as
- * they are; others (views into a request's body) are copied once first.
+ * they are; others (views into a request's body) are copied once first. BYTES go packed (see
+ * PackedBytes), encoded a few milliseconds at a time.
  */
-function messageOf(inputs: Record<string, Tensor>, owned: boolean): { inputs: Record<string, Tensor>; transfer: ArrayBuffer[] } {
-  const sent: Record<string, Tensor> = {};
+async function messageOf(inputs: Record<string, Tensor>, owned: boolean): Promise<{ inputs: Record<string, Tensor | PackedBytes>; transfer: ArrayBuffer[] }> {
+  const sent: Record<string, Tensor | PackedBytes> = {};
   const transfer = new Set<ArrayBuffer>();
   for (const name in inputs) {
     const tensor = inputs[name];
     if (tensor.datatype === 'BYTES') {
-      sent[name] = tensor;
+      const packed = await encodeBytesElementsInSlices(tensor.data as Buffer[]);
+      transfer.add(packed.buffer as ArrayBuffer);
+      sent[name] = { datatype: 'BYTES', shape: tensor.shape, packed };
       continue;
     }
     let data = tensor.data as NumericArray;
@@ -126,9 +146,10 @@ export class WorkerThreadInstance implements BackendInstance {
       if (!waiting) return;
       this.pending.delete(reply.id);
       if (reply.error !== undefined) return waiting.reject(runFailure(workerError(reply.error)));
-      const outputs: RunOutputs = restoreBytes(reply.outputs!);
-      outputs[COMPUTE_NS] = reply.computeNs;
-      waiting.resolve(outputs);
+      void unpackedOutputs(reply.outputs!).then((outputs: RunOutputs) => {
+        outputs[COMPUTE_NS] = reply.computeNs;
+        waiting.resolve(outputs);
+      }, waiting.reject);
     });
     let failed = false;
     const fail = (error: Error) => {
@@ -153,7 +174,7 @@ export class WorkerThreadInstance implements BackendInstance {
   async run(inputs: Record<string, Tensor>, outputNames: readonly string[], options: RunOptions = {}): Promise<RunOutputs> {
     const worker = await this.current;
     const id = this.nextId++;
-    const message = messageOf(inputs, options.inputsOwned ?? false);
+    const message = await messageOf(inputs, options.inputsOwned ?? false);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage({ type: 'run', id, inputs: message.inputs, outputNames: [...outputNames] } satisfies WorkerRequest, message.transfer);

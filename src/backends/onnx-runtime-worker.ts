@@ -5,17 +5,19 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Tensor } from '../core/tensor.js';
 import type { ModelSignature } from './backend.js';
-import { OnnxSession, restoreBytes, type SessionSpec } from './onnx-runtime-session.js';
+import { OnnxSession, type PackedBytes, type SessionSpec } from './onnx-runtime-session.js';
+
+export type { PackedBytes } from './onnx-runtime-session.js';
 
 export type WorkerRequest =
-  | { type: 'run'; id: number; inputs: Record<string, Tensor>; outputNames: string[] }
+  | { type: 'run'; id: number; inputs: Record<string, Tensor | PackedBytes>; outputNames: string[] }
   | { type: 'release' };
 
 export type WorkerReply =
   | { type: 'ready'; signature: ModelSignature }
   | { type: 'fallback'; reason: string }
   | { type: 'failed'; message: string; stack?: string }
-  | { type: 'result'; id: number; outputs?: Record<string, Tensor>; computeNs?: number; error?: { message: string; stack?: string } };
+  | { type: 'result'; id: number; outputs?: Record<string, Tensor | PackedBytes>; computeNs?: number; error?: { message: string; stack?: string } };
 
 const port = parentPort!;
 const post = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
@@ -33,12 +35,13 @@ try {
     }
     try {
       const started = performance.now();
-      const outputs = session.run(restoreBytes(message.inputs), message.outputNames);
+      const outputs = session.runPacked(message.inputs, message.outputNames);
       const computeNs = (performance.now() - started) * 1e6;
       // The output buffers are this thread's own: hand them over instead of copying.
       const transfer = new Set<ArrayBuffer>();
       for (const name in outputs) {
-        if (outputs[name].datatype !== 'BYTES') transfer.add((outputs[name].data as Uint8Array).buffer as ArrayBuffer);
+        const output = outputs[name];
+        transfer.add(('packed' in output ? output.packed : (output.data as Uint8Array)).buffer as ArrayBuffer);
       }
       post({ type: 'result', id: message.id, outputs, computeNs }, [...transfer]);
     } catch (error) {

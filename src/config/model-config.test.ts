@@ -131,8 +131,8 @@ const EXPECTED = {
   max_batch_size: 8,
   version_policy: { specific: { versions: [1, 3] } },
   input: [
-    { name: 'INPUT0', data_type: 'TYPE_INT32', dims: [16], optional: false },
-    { name: 'INPUT1', data_type: 'TYPE_INT32', dims: [16], optional: true },
+    { name: 'INPUT0', data_type: 'TYPE_INT32', dims: [16], optional: false, allow_ragged_batch: false },
+    { name: 'INPUT1', data_type: 'TYPE_INT32', dims: [16], optional: true, allow_ragged_batch: false },
   ],
   output: [
     { name: 'OUTPUT0', data_type: 'TYPE_INT32', dims: [-1], label_filename: 'labels.txt' },
@@ -157,6 +157,7 @@ const EXPECTED = {
   },
   parameters: { intra_op_thread_count: { string_value: '1' }, execution_mode: { string_value: '0' } },
   model_warmup: [],
+  batch_input: [],
   response_cache: { enable: true, ttl_seconds: 0, key_parameters: [] },
 };
 
@@ -181,6 +182,7 @@ test('a minimal config fills every default: version_policy latest 1, empty lists
     instance_group: [],
     parameters: {},
     model_warmup: [],
+    batch_input: [],
   });
   assert.equal(config.max_batch_size, undefined, 'absent max_batch_size is left to auto-complete');
   assert.equal(config.dynamic_batching, undefined);
@@ -224,7 +226,7 @@ test('pbtxt singletons are coerced to arrays: one input block, one dims value, o
     dynamic_batching { preferred_batch_size: 4 priority_levels: 2 priority_queue_policy { key: 2 value { max_queue_size: 1 } } }
     parameters { key: "k" value: { string_value: "v" } }
   `);
-  assert.deepEqual(plain(config.input), [{ name: 'x', data_type: 'TYPE_FP32', dims: [16], optional: false }]);
+  assert.deepEqual(plain(config.input), [{ name: 'x', data_type: 'TYPE_FP32', dims: [16], optional: false, allow_ragged_batch: false }]);
   assert.deepEqual(config.output[0].dims, [-1]);
   assert.deepEqual(config.instance_group, [{ kind: 'KIND_GPU', count: 1, gpus: [0] }]);
   assert.deepEqual(config.version_policy, { specific: { versions: [3] } });
@@ -548,4 +550,41 @@ test('a warmup input takes exactly one data source and fixed dims, each mistake 
   assert.match(parseError(input({ dims: [3, -1], zero_data: true })), /model_warmup\.0\.inputs\.x\.dims\.1: warmup dims are sizes of 1 or more/);
   assert.match(parseError(input({ dims: [1], zero_data: true, data_type: 'TYPE_FLOAT' })), /unknown data_type 'TYPE_FLOAT'/);
   assert.match(parseError({ model_warmup: [{ inputs: {} }] }), /model_warmup\.0\.name/);
+});
+
+test('ragged batching: allow_ragged_batch and batch_input read the same from pbtxt, JSON and YAML', async () => {
+  const parsed = await parseFiles({
+    'config.pbtxt': `
+max_batch_size: 8
+input [ { name: "INPUT" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]
+batch_input [ { kind: BATCH_ACCUMULATED_ELEMENT_COUNT target_name: "INDEX" data_type: TYPE_FP32 source_input: "INPUT" } ]`,
+    'config.json': JSON.stringify({
+      max_batch_size: 8,
+      input: [{ name: 'INPUT', data_type: 'TYPE_FP32', dims: ['-1'], allow_ragged_batch: true }],
+      batch_input: [{ kind: 'BATCH_ACCUMULATED_ELEMENT_COUNT', target_name: ['INDEX'], data_type: 'TYPE_FP32', source_input: ['INPUT'] }],
+    }),
+    'config.yaml': `
+max_batch_size: 8
+input:
+  - { name: INPUT, data_type: TYPE_FP32, dims: [-1], allow_ragged_batch: true }
+batch_input:
+  - { kind: BATCH_ACCUMULATED_ELEMENT_COUNT, target_name: INDEX, data_type: TYPE_FP32, source_input: INPUT }`,
+  });
+  for (const config of Object.values(parsed)) {
+    assert.equal(config.input[0].allow_ragged_batch, true);
+    assert.deepEqual(config.batch_input, [{ kind: 'BATCH_ACCUMULATED_ELEMENT_COUNT', target_name: ['INDEX'], data_type: 'TYPE_FP32', source_input: ['INPUT'] }]);
+  }
+  assert.equal(parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [1] }] }, 'c').input[0].allow_ragged_batch, false);
+});
+
+test('ragged batching: a batch_input that cannot work is refused at load, saying why', () => {
+  const input = [{ name: 'INPUT', data_type: 'TYPE_FP32', dims: [-1], allow_ragged_batch: true }];
+  const entry = { kind: 'BATCH_ELEMENT_COUNT', target_name: 'COUNT', data_type: 'TYPE_INT32', source_input: 'INPUT' };
+  assert.match(parseError({ max_batch_size: 8, input, batch_input: [{ ...entry, kind: 'BATCH_SOMETHING' }] }), /batch_input\.0\.kind/);
+  assert.match(parseError({ max_batch_size: 8, input, batch_input: [{ ...entry, data_type: 'TYPE_INT64' }] }), /batch_input data_type must be TYPE_INT32 or TYPE_FP32/);
+  assert.match(parseError({ max_batch_size: 8, input, batch_input: [{ ...entry, source_input: 'OTHER' }] }), /source_input 'OTHER' is not a declared input \(declared: INPUT\)/);
+  assert.match(parseError({ max_batch_size: 8, input, batch_input: [{ ...entry, target_name: 'INPUT' }] }), /target_name 'INPUT' is a declared input, which clients send/);
+  assert.match(parseError({ max_batch_size: 8, input, batch_input: [entry, entry] }), /target_name 'COUNT' is the target of more than one batch_input/);
+  assert.match(parseError({ max_batch_size: 8, input, batch_input: [{ ...entry, target_name: ['A', 'B'] }] }), /expected exactly one target_name/);
+  assert.match(parseError({ max_batch_size: 0, input }), /input 'INPUT' has allow_ragged_batch but max_batch_size is 0/);
 });

@@ -106,7 +106,7 @@ export const outputPostprocessingSchema = configObject({
   low_confidence_threshold: z.number().min(0).max(1).default(0.5),
 });
 
-const inputSchema = tritonObject('input', ['is_shape_tensor', 'allow_ragged_batch', 'is_non_linear_format_io'], {
+const inputSchema = tritonObject('input', ['is_shape_tensor', 'is_non_linear_format_io'], {
   name: z.string().min(1),
   data_type: dataType,
   dims: dims,
@@ -114,6 +114,8 @@ const inputSchema = tritonObject('input', ['is_shape_tensor', 'allow_ragged_batc
   optional: z.boolean().default(false),
   reshape: reshape.optional(),
   preprocess: configObject({ image: imagePreprocessingSchema }).optional(),
+  /** Triton's ragged batching: requests whose shapes differ in this input still batch, their elements concatenated into one flat tensor. */
+  allow_ragged_batch: z.boolean().default(false),
 });
 
 const outputSchema = tritonObject('output', ['is_shape_tensor', 'is_non_linear_format_io'], {
@@ -123,6 +125,25 @@ const outputSchema = tritonObject('output', ['is_shape_tensor', 'is_non_linear_f
   label_filename: z.string().optional(),
   reshape: reshape.optional(),
   postprocess: outputPostprocessingSchema.optional(),
+});
+
+/** The batch_input kinds that describe a ragged batch to an ONNX model (Triton's BatchInput.Kind). */
+export const BATCH_INPUT_KINDS = [
+  'BATCH_ELEMENT_COUNT',
+  'BATCH_ACCUMULATED_ELEMENT_COUNT',
+  'BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO',
+  'BATCH_MAX_ELEMENT_COUNT_AS_SHAPE',
+  'BATCH_ITEM_SHAPE',
+  'BATCH_ITEM_SHAPE_FLATTEN',
+] as const;
+
+/** A model input the server computes for each batch (Triton's batch_input); clients never send it. */
+const batchInputSchema = z.looseObject({
+  kind: z.enum(BATCH_INPUT_KINDS),
+  /** Repeated in Triton's proto; Nereid feeds one model input per entry. */
+  target_name: repeated(z.string().min(1)).refine((names) => names.length === 1, { error: 'expected exactly one target_name' }),
+  data_type: dataType.refine((type) => type === 'TYPE_INT32' || type === 'TYPE_FP32', { error: 'batch_input data_type must be TYPE_INT32 or TYPE_FP32' }),
+  source_input: repeated(z.string().min(1)).refine((names) => names.length === 1, { error: 'expected exactly one source_input' }),
 });
 
 const versionPolicySchema = z.union(
@@ -291,6 +312,36 @@ const parametersSchema = z.preprocess((value) => {
   );
 }, z.record(z.string(), configObject({ string_value: z.string() })));
 
+/**
+ * What the config alone can tell of ragged batching: a batch input reads a declared input and feeds
+ * one the clients do not send, and ragged inputs need a batch dimension. That the target is one of
+ * the model's inputs is checked at load, against the model file.
+ */
+function checkBatchInputs(
+  config: { max_batch_size?: number; input: { name: string; allow_ragged_batch: boolean }[]; batch_input: { target_name: string[]; source_input: string[] }[] },
+  ctx: z.RefinementCtx,
+): void {
+  if (config.max_batch_size === 0) {
+    for (const input of config.input.filter((declared) => declared.allow_ragged_batch)) {
+      ctx.addIssue({ code: 'custom', path: ['input'], message: `input '${input.name}' has allow_ragged_batch but max_batch_size is 0; ragged batching needs max_batch_size > 0` });
+    }
+  }
+  const targets = new Set<string>();
+  config.batch_input.forEach((batchInput, index) => {
+    const [target] = batchInput.target_name;
+    const [source] = batchInput.source_input;
+    const path = ['batch_input', index];
+    if (config.input.some((input) => input.name === target)) {
+      ctx.addIssue({ code: 'custom', path, message: `target_name '${target}' is a declared input, which clients send; a batch input must be a model input the config does not declare` });
+    }
+    if (targets.has(target)) ctx.addIssue({ code: 'custom', path, message: `target_name '${target}' is the target of more than one batch_input` });
+    targets.add(target);
+    if (source !== undefined && !config.input.some((input) => input.name === source)) {
+      ctx.addIssue({ code: 'custom', path, message: `source_input '${source}' is not a declared input (declared: ${config.input.map((input) => input.name).join(', ') || 'none'})` });
+    }
+  });
+}
+
 /** pbtxt map fields (priority_queue_policy) arrive as repeated {key, value}. */
 function mapEntriesToRecord(value: unknown): unknown {
   if (!value || typeof value !== 'object') return value;
@@ -339,10 +390,7 @@ const ensembleStepSchema = configObject({
 /** ModelConfig's fields that Nereid does not use (a field the schema below declares is used, whatever this list says). */
 const TRITON_ONLY_CONFIG_FIELDS = [
   'runtime',
-  'batch_input',
   'batch_output',
-  'sequence_batching',
-  'ensemble_scheduling',
   'cc_model_filenames',
   'metric_tags',
   'model_operations',
@@ -360,6 +408,7 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
     version_policy: versionPolicySchema.default({ latest: { num_versions: 1 } }),
     input: repeated(inputSchema).default([]),
     output: repeated(outputSchema).default([]),
+    batch_input: repeated(batchInputSchema).default([]),
     instance_group: repeated(instanceGroupSchema).default([]),
     dynamic_batching: z
       .preprocess(
@@ -433,6 +482,7 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
       }
     }
     if (config.sequence_batching) checkSequenceBatching(config, ctx);
+    checkBatchInputs(config, ctx);
     const batching = config.dynamic_batching;
     if (batching) {
       if (config.max_batch_size === 0) {
@@ -475,6 +525,7 @@ export type ModelConfig = z.output<typeof modelConfigSchema>;
 export type CompletedModelConfig = ModelConfig & { name: string; max_batch_size: number; backend: string; platform: string };
 export type ModelInputConfig = ModelConfig['input'][number];
 export type ModelOutputConfig = ModelConfig['output'][number];
+export type BatchInputConfig = ModelConfig['batch_input'][number];
 export type ImagePreprocessing = z.output<typeof imagePreprocessingSchema>;
 export type OutputPostprocessing = z.output<typeof outputPostprocessingSchema>;
 export type DynamicBatchingConfig = NonNullable<ModelConfig['dynamic_batching']>;

@@ -132,17 +132,88 @@ export function encodeBytesElements(elements: readonly Buffer[]): Buffer {
  * `limit` + 1 elements, so a caller expecting `limit` learns of extra ones without decoding them all.
  */
 export function decodeBytesElements(bytes: Buffer, limit = Infinity): Buffer[] | undefined {
-  const elements: Buffer[] = [];
-  let offset = 0;
-  while (offset < bytes.length && elements.length <= limit) {
-    if (offset + 4 > bytes.length) return undefined;
-    const length = bytes.readUInt32LE(offset);
-    offset += 4;
-    if (offset + length > bytes.length) return undefined;
-    elements.push(bytes.subarray(offset, offset + length));
-    offset += length;
+  const decoder = new BytesElementsDecoder(bytes, limit);
+  return decoder.decode(Infinity) ? decoder.result() : undefined;
+}
+
+/**
+ * How long a sliced BYTES codec works before letting the event loop run: a million elements take
+ * seconds, and other connections must not wait for them.
+ */
+export const SLICE_MS = 4;
+/** Elements between looks at the clock. */
+const ELEMENTS_PER_CLOCK_CHECK = 2048;
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Length-prefixed BYTES elements read a stretch at a time (see decodeBytesElements). */
+class BytesElementsDecoder {
+  private readonly elements: Buffer[] = [];
+  private offset = 0;
+  private malformed = false;
+
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly limit: number,
+  ) {}
+
+  /** Reads until done or until `untilMs` (performance.now()) has passed; true when done. */
+  decode(untilMs: number): boolean {
+    const { bytes, elements } = this;
+    let offset = this.offset;
+    let sinceCheck = 0;
+    while (offset < bytes.length && elements.length <= this.limit) {
+      if (offset + 4 > bytes.length) return (this.malformed = true);
+      const length = bytes.readUInt32LE(offset);
+      offset += 4;
+      if (offset + length > bytes.length) return (this.malformed = true);
+      elements.push(bytes.subarray(offset, offset + length));
+      offset += length;
+      if (++sinceCheck === ELEMENTS_PER_CLOCK_CHECK) {
+        sinceCheck = 0;
+        if (performance.now() >= untilMs) {
+          this.offset = offset;
+          return false;
+        }
+      }
+    }
+    this.offset = bytes.length;
+    return true;
   }
-  return elements;
+
+  result(): Buffer[] | undefined {
+    return this.malformed ? undefined : this.elements;
+  }
+}
+
+/** decodeBytesElements, letting the event loop run every SLICE_MS. */
+export async function decodeBytesElementsInSlices(bytes: Buffer, limit = Infinity): Promise<Buffer[] | undefined> {
+  const decoder = new BytesElementsDecoder(bytes, limit);
+  while (!decoder.decode(performance.now() + SLICE_MS)) await nextTurn();
+  return decoder.result();
+}
+
+/**
+ * encodeBytesElements, letting the event loop run every SLICE_MS. The buffer is never one of Node's
+ * pooled ones, so it may be transferred to a worker thread.
+ */
+export async function encodeBytesElementsInSlices(elements: readonly Buffer[]): Promise<Buffer> {
+  let total = 0;
+  for (const element of elements) total += 4 + element.length;
+  const out = Buffer.allocUnsafeSlow(total);
+  let offset = 0;
+  let until = performance.now() + SLICE_MS;
+  for (let index = 0; index < elements.length; index++) {
+    const element = elements[index];
+    out.writeUInt32LE(element.length, offset);
+    element.copy(out, offset + 4);
+    offset += 4 + element.length;
+    if (index % ELEMENTS_PER_CLOCK_CHECK === 0 && performance.now() >= until) {
+      await nextTurn();
+      until = performance.now() + SLICE_MS;
+    }
+  }
+  return out;
 }
 
 /** IEEE 754 half precision <-> JS number, for FP16 in JSON, images and test models. */

@@ -3,8 +3,10 @@ import {
   byteSize,
   bytesOfTypedArray,
   decodeBytesElements,
+  decodeBytesElementsInSlices,
   elementCount,
   encodeBytesElements,
+  encodeBytesElementsInSlices,
   halfToNumber,
   isDatatype,
   numberToHalf,
@@ -227,22 +229,8 @@ export function checkBytesElementCount(name: string, count: number): void {
 export function tensorDataFromBytes(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): TensorData {
   const count = elementCount(shape);
   if (datatype === 'BYTES') {
-    checkBytesElementCount(name, count);
-    // Every element takes at least its 4-byte length: fewer bytes cannot hold the shape, more elements are not decoded.
-    if (bytes.length < 4 * count) {
-      throw invalidArgument(
-        `input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but ${bytes.length} bytes of binary data hold at most ${Math.floor(bytes.length / 4)}`,
-      );
-    }
-    const elements = decodeBytesElements(bytes, count);
-    if (!elements) {
-      throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
-    }
-    if (elements.length !== count) {
-      const found = elements.length > count ? `more than ${count}` : String(elements.length);
-      throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${found}`);
-    }
-    return elements;
+    checkBinaryBytes(name, shape, count, bytes);
+    return checkedBytesElements(name, shape, count, decodeBytesElements(bytes, count));
   }
   const expected = count * byteSize(datatype);
   if (bytes.length !== expected) {
@@ -251,6 +239,43 @@ export function tensorDataFromBytes(name: string, datatype: Datatype, shape: rea
     );
   }
   return typedArrayFromBytes(datatype, bytes);
+}
+
+/**
+ * tensorDataFromBytes for a request that may be large: BYTES elements are decoded a few
+ * milliseconds at a time (decodeBytesElementsInSlices), so other requests are served meanwhile.
+ */
+export async function tensorDataFromBytesInSlices(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): Promise<TensorData> {
+  if (datatype !== 'BYTES') return tensorDataFromBytes(name, datatype, shape, bytes, sizeSource);
+  const count = elementCount(shape);
+  checkBinaryBytes(name, shape, count, bytes);
+  return checkedBytesElements(name, shape, count, await decodeBytesElementsInSlices(bytes, count));
+}
+
+function checkBinaryBytes(name: string, shape: readonly number[], count: number, bytes: Buffer): void {
+  checkBytesElementCount(name, count);
+  // Every element takes at least its 4-byte length: fewer bytes cannot hold the shape, more elements are not decoded.
+  if (bytes.length < 4 * count) {
+    throw invalidArgument(
+      `input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but ${bytes.length} bytes of binary data hold at most ${Math.floor(bytes.length / 4)}`,
+    );
+  }
+}
+
+function checkedBytesElements(name: string, shape: readonly number[], count: number, elements: Buffer[] | undefined): Buffer[] {
+  if (!elements) {
+    throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
+  }
+  if (elements.length !== count) {
+    const found = elements.length > count ? `more than ${count}` : String(elements.length);
+    throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${found}`);
+  }
+  return elements;
+}
+
+/** tensorDataToBytes, BYTES encoded a few milliseconds at a time (see tensorDataFromBytesInSlices). */
+export async function tensorDataToBytesInSlices(datatype: Datatype, data: TensorData): Promise<Buffer> {
+  return datatype === 'BYTES' ? encodeBytesElementsInSlices(data as Buffer[]) : tensorDataToBytes(datatype, data);
 }
 
 /** Tensor contents as raw little-endian bytes (BYTES length-prefixed): the inverse of tensorDataFromBytes. */

@@ -123,7 +123,11 @@ export class RequestValidator {
     let batchSource = '';
     for (const input of request.inputs) {
       const rule = this.inputs.get(input.name);
-      if (!rule) throw this.unknownInput(input.name);
+      if (!rule) {
+        const computed = this.config.batch_input.find((entry) => entry.target_name[0] === input.name);
+        if (computed) throw invalidArgument(`input '${input.name}' is computed by the server for each batch (batch_input ${computed.kind}); leave it out`);
+        throw this.unknownInput(input.name);
+      }
       if (this.defaulted.has(input.name)) {
         throw invalidArgument(`input '${input.name}' takes the value built into the model (an ONNX initializer), which ONNX Runtime does not let a request replace; leave it out`);
       }

@@ -186,3 +186,44 @@ export function accumulatorModel(opts: { batch?: boolean; corrid?: 'int64' | 'st
     ],
   });
 }
+
+/**
+ * A ragged-batching model (Triton's allow_ragged_batch): INPUT is every request's FP32 elements
+ * concatenated into one flat tensor, OFFSETS the element offsets of each request's start and the
+ * batch's end (BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO), COUNT each request's element count
+ * (BATCH_ELEMENT_COUNT). Per request: SUM, the sum of its elements (differences of the running
+ * sum taken at the offsets), and ELEMENTS, its element count; both [requests, 1].
+ */
+export function raggedSumModel(): Uint8Array {
+  return buildOnnxModel({
+    graphName: 'ragged_sum',
+    inputs: [
+      { name: 'INPUT', type: 'float32', shape: ['elements'] },
+      { name: 'OFFSETS', type: 'int32', shape: ['requests_and_one'] },
+      { name: 'COUNT', type: 'int32', shape: ['requests'] },
+    ],
+    outputs: [
+      { name: 'SUM', type: 'float32', shape: ['requests', 1] },
+      { name: 'ELEMENTS', type: 'int32', shape: ['requests', 1] },
+    ],
+    initializers: [
+      { name: 'axis', type: 'int64', dims: [], values: [0n] },
+      { name: 'zero', type: 'float32', dims: [1], values: [0] },
+      { name: 'one', type: 'int64', dims: [1], values: [1n] },
+      { name: 'minus_one', type: 'int64', dims: [1], values: [-1n] },
+      { name: 'start', type: 'int64', dims: [1], values: [0n] },
+      { name: 'to_end', type: 'int64', dims: [1], values: [2n ** 62n] },
+      { name: 'column', type: 'int64', dims: [2], values: [-1n, 1n] },
+    ],
+    nodes: [
+      { opType: 'CumSum', inputs: ['INPUT', 'axis'], outputs: ['running'] },
+      { opType: 'Concat', inputs: ['zero', 'running'], outputs: ['running_from_zero'], attributes: { axis: 0 } },
+      { opType: 'Gather', inputs: ['running_from_zero', 'OFFSETS'], outputs: ['at_offsets'], attributes: { axis: 0 } },
+      { opType: 'Slice', inputs: ['at_offsets', 'one', 'to_end'], outputs: ['at_ends'] },
+      { opType: 'Slice', inputs: ['at_offsets', 'start', 'minus_one'], outputs: ['at_starts'] },
+      { opType: 'Sub', inputs: ['at_ends', 'at_starts'], outputs: ['sums'] },
+      { opType: 'Reshape', inputs: ['sums', 'column'], outputs: ['SUM'] },
+      { opType: 'Reshape', inputs: ['COUNT', 'column'], outputs: ['ELEMENTS'] },
+    ],
+  });
+}

@@ -105,3 +105,38 @@ describe('completeConfig: dynamic_batching with an auto-completed max_batch_size
     assert.equal(config.dynamic_batching, undefined);
   });
 });
+
+describe('completeConfig: ragged inputs and batch inputs', () => {
+  const signature: ModelSignature = {
+    inputs: [
+      { name: 'INPUT', datatype: 'FP32', shape: [-1] },
+      { name: 'INDEX', datatype: 'INT32', shape: [-1] },
+    ],
+    outputs: [{ name: 'OUTPUT', datatype: 'FP32', shape: [-1, 1] }],
+  };
+  const ragged = {
+    max_batch_size: 4,
+    input: [{ name: 'INPUT', data_type: 'TYPE_FP32', dims: [-1], allow_ragged_batch: true }],
+    batch_input: [{ kind: 'BATCH_ACCUMULATED_ELEMENT_COUNT', target_name: 'INDEX', data_type: 'TYPE_INT32', source_input: 'INPUT' }],
+  };
+
+  it('takes a flat model input as the ragged input, and leaves the batch input out of the inputs clients send', () => {
+    const completed = complete(ragged, signature);
+    assert.deepEqual(completed.input.map((input) => input.name), ['INPUT']);
+    assert.deepEqual(completed.output[0].dims, [1]);
+  });
+
+  it('an auto-completed max_batch_size ignores the batch input\'s shape', () => {
+    const { max_batch_size: _, ...withoutSize } = ragged;
+    assert.equal(complete(withoutSize, signature).max_batch_size, 8);
+  });
+
+  it('refuses a batch input the model lacks, of another type or rank, and a ragged input the model does not take flat', () => {
+    const entry = ragged.batch_input[0];
+    assert.throws(() => complete({ ...ragged, batch_input: [{ ...entry, target_name: 'NOPE' }] }, signature), /batch_input target_name 'NOPE' is not an input of the model \(it has INPUT, INDEX\)/);
+    assert.throws(() => complete({ ...ragged, batch_input: [{ ...entry, data_type: 'TYPE_FP32' }] }, signature), /batch_input 'INDEX' says TYPE_FP32 but the model's input is TYPE_INT32/);
+    assert.throws(() => complete({ ...ragged, batch_input: [{ ...entry, kind: 'BATCH_ITEM_SHAPE' }] }, signature), /batch_input 'INDEX' \(BATCH_ITEM_SHAPE\) has 2 dimensions, but the model's input is \[-1\]/);
+    const twoDims = { ...signature, inputs: [{ name: 'INPUT', datatype: 'FP32' as const, shape: [-1, 3] }, signature.inputs[1]] };
+    assert.throws(() => complete(ragged, twoDims), /allows ragged batches, which reach the model as one flat tensor, but the model's input is \[-1,3\]/);
+  });
+});

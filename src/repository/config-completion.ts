@@ -58,8 +58,29 @@ function checkSequenceTensors(config: ModelConfig, signature: ModelSignature, ba
   return new Set([...batching.control_input.map((control) => control.name), ...batching.state.flatMap((state) => [state.input_name, state.output_name])]);
 }
 
+/** Each batch_input feeds one of the model's inputs, of its data type and rank. */
+function checkBatchInputTargets(config: ModelConfig, signature: ModelSignature): void {
+  for (const entry of config.batch_input) {
+    const target = entry.target_name[0];
+    const actual = signature.inputs.find((input) => input.name === target);
+    if (!actual) {
+      throw new Error(`batch_input target_name '${target}' is not an input of the model (it has ${signature.inputs.map((input) => input.name).join(', ')})`);
+    }
+    if (configTypeOf(actual.datatype) !== entry.data_type) {
+      throw new Error(`batch_input '${target}' says ${entry.data_type} but the model's input is ${configTypeOf(actual.datatype)}`);
+    }
+    const rank = entry.kind === 'BATCH_ITEM_SHAPE' ? 2 : 1;
+    if (actual.shape.length !== rank) {
+      throw new Error(`batch_input '${target}' (${entry.kind}) has ${rank} dimension${rank > 1 ? 's' : ''}, but the model's input is ${describeShape(actual.shape)}`);
+    }
+  }
+}
+
 export function completeConfig(config: ModelConfig, signature: ModelSignature, defaults: CompletionDefaults): CompletedModelConfig {
-  const all = [...signature.inputs.filter((input) => !input.defaulted), ...signature.outputs];
+  // Batch inputs are the server's: a model sees them with its own shapes, not with a batch dimension.
+  const batchTargets = new Set(config.batch_input.map((entry) => entry.target_name[0]));
+  checkBatchInputTargets(config, signature);
+  const all = [...signature.inputs.filter((input) => !input.defaulted && !batchTargets.has(input.name)), ...signature.outputs];
   const firstDimDynamic = all.length > 0 && all.every((tensor) => tensor.shape.length > 0 && tensor.shape[0] === -1);
   const maxBatchSize = config.max_batch_size ?? (firstDimDynamic ? defaults.defaultMaxBatchSize : 0);
   if (config.max_batch_size === undefined) {
@@ -96,6 +117,13 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       if (datatypeOfConfig(tensor) !== actual.datatype) {
         throw new Error(`config ${kind} '${tensor.name}' says ${tensor.data_type} but the model has ${configTypeOf(actual.datatype)}`);
       }
+      if ('allow_ragged_batch' in tensor && tensor.allow_ragged_batch) {
+        // The model takes the elements of every request in the batch as one flat tensor.
+        if (actual.shape.length !== 1) {
+          throw new Error(`config input '${tensor.name}' allows ragged batches, which reach the model as one flat tensor, but the model's input is ${describeShape(actual.shape)}; it must have one dimension`);
+        }
+        continue;
+      }
       const modelDims = dimsFromSignature(actual, batched);
       const configDims = tensor.reshape ? tensor.reshape.shape : tensor.dims;
       const compatible =
@@ -107,7 +135,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       }
     }
     const added = fromModel
-      .filter((tensor) => !tensor.defaulted && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name))
+      .filter((tensor) => !tensor.defaulted && !batchTargets.has(tensor.name) && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name))
       .map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
     if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
     return [...completed, ...added];

@@ -23,6 +23,7 @@ import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueueLimits, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
+import { RaggedBatching } from '../scheduler/batch-tensors.js';
 import { completeConfig } from './config-completion.js';
 import { sequencePolicyOf } from './sequence-policy.js';
 import { fileDigest } from './model-fingerprint.js';
@@ -87,8 +88,10 @@ function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
 /** Triton's dynamic_batching block as the scheduler's policy; without it each request runs on its own. */
 export function batcherPolicyOf(config: CompletedModelConfig, limits: QueueLimits): BatcherPolicy {
   const batching = config.dynamic_batching;
-  if (!batching || config.max_batch_size === 0) return { ...UNBATCHED_POLICY, ...limits };
+  const ragged = RaggedBatching.of(config);
+  if (!batching || config.max_batch_size === 0) return { ...UNBATCHED_POLICY, ragged, ...limits };
   return {
+    ragged,
     maxBatchSize: config.max_batch_size,
     preferredBatchSizes: batching.preferred_batch_size,
     maxQueueDelayMicroseconds: batching.max_queue_delay_microseconds,

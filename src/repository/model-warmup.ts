@@ -9,6 +9,7 @@ import type { BackendInstance } from '../backends/backend.js';
 import { datatypeOfConfig, parameterValue, type CompletedModelConfig, type ModelInputConfig, type ModelWarmupConfig } from '../config/model-config.js';
 import { allocateTypedArray, byteSize, decodeBytesElements, elementCount, numberToHalf, typedArrayFromBytes, type Datatype, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
+import { RaggedBatching } from '../scheduler/batch-tensors.js';
 
 export interface WarmupSample {
   name: string;
@@ -160,7 +161,11 @@ export async function warmupSamples(
   logger: Logger,
   label: string,
 ): Promise<WarmupSample[]> {
-  return [...(await declaredSamples(config, readFile)), ...automaticSamples(config, logger, label)];
+  const samples = [...(await declaredSamples(config, readFile)), ...automaticSamples(config, logger, label)];
+  // A model with ragged or batch inputs takes its samples as the batcher would hand them over: one request per row.
+  const ragged = RaggedBatching.of(config);
+  if (!ragged) return samples;
+  return samples.map((sample) => ({ ...sample, inputs: ragged.joinRows(sample.inputs, Object.values(sample.inputs)[0]?.shape[0] ?? 1) }));
 }
 
 /** Runs every sample on every instance (instances side by side, samples in order); the first failure names sample and instance. */

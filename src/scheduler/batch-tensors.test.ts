@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Tensor } from '../core/tensor.js';
-import { concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
+import { concatRows, RaggedBatching, sameRowShape, sliceRows, type BatchInputSpec } from './batch-tensors.js';
 
 const fp32 = (shape: number[], values: number[]): Tensor => ({ datatype: 'FP32', shape, data: Float32Array.from(values) });
 const int64 = (shape: number[], values: bigint[]): Tensor => ({ datatype: 'INT64', shape, data: BigInt64Array.from(values) });
@@ -188,5 +188,65 @@ describe('sameRowShape', () => {
       sameRowShape({ A: fp32([1, 2], [1, 2]), B: fp32([1, 2], [1, 2]) }, { A: fp32([1, 2], [1, 2]), B: fp32([1, 3], [1, 2, 3]) }),
       false,
     );
+  });
+});
+
+describe('RaggedBatching', () => {
+  const spec = (kind: BatchInputSpec['kind'], datatype: BatchInputSpec['datatype'] = 'INT32'): BatchInputSpec => ({ kind, target: kind, datatype, source: 'x' });
+  // Three requests of 2, 0 and 3 elements, the last one of two rows [2, 1].
+  const parts = [
+    { inputs: { x: fp32([1, 2], [1, 2]) }, rows: 1 },
+    { inputs: { x: fp32([1, 0], []) }, rows: 1 },
+    { inputs: { x: fp32([2, 1], [3, 4]) }, rows: 2 },
+  ];
+  const values = (tensor: Tensor) => Array.from(tensor.data as Int32Array);
+
+  it('concatenates a ragged input element after element into one flat tensor, whatever the shapes', () => {
+    const joined = new RaggedBatching(new Set(['x']), []).join(parts);
+    assert.deepEqual(joined.x.shape, [4]);
+    assert.deepEqual(Array.from(joined.x.data as Float32Array), [1, 2, 3, 4]);
+  });
+
+  it('computes each batch input kind as Triton does: per request for counts, per row for item shapes', () => {
+    const batching = new RaggedBatching(
+      new Set(['x']),
+      (['BATCH_ELEMENT_COUNT', 'BATCH_ACCUMULATED_ELEMENT_COUNT', 'BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO', 'BATCH_MAX_ELEMENT_COUNT_AS_SHAPE', 'BATCH_ITEM_SHAPE', 'BATCH_ITEM_SHAPE_FLATTEN'] as const).map((kind) => spec(kind)),
+    );
+    const joined = batching.join(parts);
+    assert.deepEqual([joined.BATCH_ELEMENT_COUNT.shape, values(joined.BATCH_ELEMENT_COUNT)], [[3], [2, 0, 2]]);
+    assert.deepEqual([joined.BATCH_ACCUMULATED_ELEMENT_COUNT.shape, values(joined.BATCH_ACCUMULATED_ELEMENT_COUNT)], [[3], [2, 2, 4]]);
+    assert.deepEqual([joined.BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO.shape, values(joined.BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO)], [[4], [0, 2, 2, 4]]);
+    assert.deepEqual(joined.BATCH_MAX_ELEMENT_COUNT_AS_SHAPE.shape, [2]);
+    assert.deepEqual([joined.BATCH_ITEM_SHAPE.shape, values(joined.BATCH_ITEM_SHAPE)], [[4, 1], [2, 0, 1, 1]]);
+    assert.deepEqual([joined.BATCH_ITEM_SHAPE_FLATTEN.shape, values(joined.BATCH_ITEM_SHAPE_FLATTEN)], [[4], [2, 0, 1, 1]]);
+  });
+
+  it('writes a batch input as FP32 when the config asks for it', () => {
+    const joined = new RaggedBatching(new Set(['x']), [spec('BATCH_ACCUMULATED_ELEMENT_COUNT', 'FP32')]).join(parts);
+    assert.equal(joined.BATCH_ACCUMULATED_ELEMENT_COUNT.datatype, 'FP32');
+    assert.ok(joined.BATCH_ACCUMULATED_ELEMENT_COUNT.data instanceof Float32Array);
+    assert.deepEqual(Array.from(joined.BATCH_ACCUMULATED_ELEMENT_COUNT.data as Float32Array), [2, 2, 4]);
+  });
+
+  it('stacks inputs that are not ragged by rows, as a plain batch', () => {
+    const joined = new RaggedBatching(new Set(['x']), []).join([
+      { inputs: { x: fp32([1, 1], [5]), y: fp32([1, 2], [1, 2]) }, rows: 1 },
+      { inputs: { x: fp32([1, 3], [6, 7, 8]), y: fp32([1, 2], [3, 4]) }, rows: 1 },
+    ]);
+    assert.deepEqual(joined.y.shape, [2, 2]);
+    assert.deepEqual(joined.x.shape, [4]);
+  });
+
+  it('joins a stacked sample as requests of one row each', () => {
+    const joined = new RaggedBatching(new Set(['x']), [spec('BATCH_ELEMENT_COUNT')]).joinRows({ x: fp32([3, 2], [1, 2, 3, 4, 5, 6]) }, 3);
+    assert.deepEqual(joined.x.shape, [6]);
+    assert.deepEqual(values(joined.BATCH_ELEMENT_COUNT), [2, 2, 2]);
+  });
+
+  it('lets requests that differ only in a ragged input share a batch', () => {
+    const short = { x: fp32([1, 2], [1, 2]) };
+    const long = { x: fp32([1, 5], [1, 2, 3, 4, 5]) };
+    assert.equal(sameRowShape(short, long), false);
+    assert.equal(sameRowShape(short, long, new Set(['x'])), true);
   });
 });

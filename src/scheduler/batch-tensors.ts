@@ -1,12 +1,17 @@
 /**
  * Joining requests into one batch tensor along the first dimension, and splitting the batch's
- * outputs back, row-major, without copying on the way out.
+ * outputs back, row-major, without copying on the way out; for ragged inputs, joining their
+ * elements flat and computing the batch inputs that say where each request's lie.
  */
-import { allocateTypedArray, type NumericArray } from '../core/datatype.js';
+import type { BatchInputConfig } from '../config/model-config.js';
+import { allocateTypedArray, elementCount, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 
-/** Requests can share a batch only when every input agrees on datatype and on all but the first dimension. */
-export function sameRowShape(a: Record<string, Tensor>, b: Record<string, Tensor>): boolean {
+/**
+ * Requests can share a batch only when every input agrees on datatype and on all but the first
+ * dimension, except a ragged input's dimensions (see RaggedBatching).
+ */
+export function sameRowShape(a: Record<string, Tensor>, b: Record<string, Tensor>, ragged?: ReadonlySet<string>): boolean {
   const names = Object.keys(a);
   if (names.length !== Object.keys(b).length) return false;
   return names.every((name) => {
@@ -16,7 +21,7 @@ export function sameRowShape(a: Record<string, Tensor>, b: Record<string, Tensor
       y !== undefined &&
       x.datatype === y.datatype &&
       x.shape.length === y.shape.length &&
-      x.shape.every((dim, index) => index === 0 || dim === y.shape[index])
+      (ragged?.has(name) || x.shape.every((dim, index) => index === 0 || dim === y.shape[index]))
     );
   });
 }
@@ -57,4 +62,119 @@ export function bytesOf(inputs: Record<string, Tensor>): number {
     else bytes += data.byteLength;
   }
   return bytes;
+}
+
+/** A request's share of a batch: its inputs and its rows along the batch dimension. */
+export interface BatchPart {
+  inputs: Record<string, Tensor>;
+  rows: number;
+}
+
+export type BatchInputKind = BatchInputConfig['kind'];
+
+/** A model input the server computes from the batch it formed (Triton's batch_input). */
+export interface BatchInputSpec {
+  kind: BatchInputKind;
+  /** The model input it feeds. */
+  target: string;
+  datatype: 'INT32' | 'FP32';
+  /** The request input it describes. */
+  source: string;
+}
+
+/**
+ * Triton's ragged batching for backends that take ragged inputs as one flat tensor (ONNX Runtime's
+ * among them): each ragged input of the requests in a batch is concatenated element after element,
+ * whatever the shapes, and the batch inputs tell the model where each request's elements lie. The
+ * model must keep a batch dimension in its outputs: they are split back by rows, as for any batch.
+ */
+export class RaggedBatching {
+  constructor(
+    /** Inputs sent to the model flattened and concatenated: requests may differ in their shapes. */
+    readonly raggedInputs: ReadonlySet<string>,
+    readonly batchInputs: readonly BatchInputSpec[],
+  ) {}
+
+  /** From a config's allow_ragged_batch inputs and batch_input entries; undefined when it has neither. */
+  static of(config: { input: readonly { name: string; allow_ragged_batch: boolean }[]; batch_input: readonly BatchInputConfig[] }): RaggedBatching | undefined {
+    const ragged = new Set(config.input.filter((input) => input.allow_ragged_batch).map((input) => input.name));
+    if (ragged.size === 0 && config.batch_input.length === 0) return undefined;
+    const batchInputs = config.batch_input.map((entry) => ({
+      kind: entry.kind,
+      target: entry.target_name[0],
+      datatype: entry.data_type === 'TYPE_FP32' ? ('FP32' as const) : ('INT32' as const),
+      source: entry.source_input[0],
+    }));
+    return new RaggedBatching(ragged, batchInputs);
+  }
+
+  /** The model's inputs for a batch of these requests, in order: ragged inputs flat, the others stacked by rows, plus the batch inputs. */
+  join(parts: readonly BatchPart[]): Record<string, Tensor> {
+    const inputs: Record<string, Tensor> = {};
+    for (const name of Object.keys(parts[0].inputs)) {
+      const tensors = parts.map((part) => part.inputs[name]);
+      inputs[name] = this.raggedInputs.has(name) ? concatElements(tensors) : concatRows(tensors);
+    }
+    for (const spec of this.batchInputs) inputs[spec.target] = batchInputTensor(spec, parts);
+    return inputs;
+  }
+
+  /** A batch of `rows` rows in one set of tensors, as requests of one row each would be joined (warmup and calibration samples). */
+  joinRows(inputs: Record<string, Tensor>, rows: number): Record<string, Tensor> {
+    const parts = Array.from({ length: rows }, (_, row) => ({
+      inputs: Object.fromEntries(Object.entries(inputs).map(([name, tensor]) => [name, sliceRows(tensor, row, 1)])),
+      rows: 1,
+    }));
+    return this.join(parts);
+  }
+}
+
+/** Every element of the tensors, one after the other, as a flat tensor (a single one is only reshaped). */
+export function concatElements(parts: readonly Tensor[]): Tensor {
+  const flat = parts.map((part) => ({ ...part, shape: [part.data.length] }));
+  return flat.length === 1 ? flat[0] : concatRows(flat);
+}
+
+/** The values of one batch input for these requests, as Triton's backends compute them. */
+export function batchInputTensor(spec: BatchInputSpec, parts: readonly BatchPart[]): Tensor {
+  const sources = parts.map((part) => part.inputs[spec.source]);
+  const counts = sources.map((tensor) => tensor.data.length);
+  let shape: number[];
+  let values: number[];
+  switch (spec.kind) {
+    case 'BATCH_ELEMENT_COUNT':
+      values = counts;
+      shape = [counts.length];
+      break;
+    case 'BATCH_ACCUMULATED_ELEMENT_COUNT':
+    case 'BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO': {
+      let total = 0;
+      values = spec.kind === 'BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO' ? [0] : [];
+      for (const count of counts) values.push((total += count));
+      shape = [values.length];
+      break;
+    }
+    case 'BATCH_MAX_ELEMENT_COUNT_AS_SHAPE':
+      // Only the shape carries meaning; the values are zeros.
+      shape = [Math.max(0, ...counts)];
+      values = [];
+      break;
+    case 'BATCH_ITEM_SHAPE':
+    case 'BATCH_ITEM_SHAPE_FLATTEN': {
+      // One entry per batch item (row), holding the source's shape after the batch dimension.
+      values = [];
+      let items = 0;
+      for (let index = 0; index < parts.length; index++) {
+        const itemShape = sources[index].shape.slice(1);
+        for (let row = 0; row < parts[index].rows; row++) values.push(...itemShape);
+        items += parts[index].rows;
+      }
+      const rank = sources[0].shape.length - 1;
+      shape = spec.kind === 'BATCH_ITEM_SHAPE' ? [items, rank] : [items * rank];
+      break;
+    }
+  }
+  const data = allocateTypedArray(spec.datatype, elementCount(shape)) as Float32Array | Int32Array;
+  data.set(values);
+  return { datatype: spec.datatype, shape, data };
 }

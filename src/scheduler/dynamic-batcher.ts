@@ -13,7 +13,7 @@ import { asNereidError, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
-import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
+import { bytesOf, concatRows, sameRowShape, sliceRows, type RaggedBatching } from './batch-tensors.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { BatchCosts } from './batch-costs.js';
 import { holdBatchUntil } from './batch-hold.js';
@@ -44,6 +44,8 @@ export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label' | 'dra
    * absent: wait a fixed maxQueueDelayMicroseconds.
    */
   targetLatencyMicroseconds?: number;
+  /** Ragged inputs and batch inputs (Triton's ragged batching): every batch, even of one request, is assembled by it. */
+  ragged?: RaggedBatching;
 }
 
 export const UNBATCHED_POLICY: Omit<BatcherPolicy, keyof QueueLimits> = {
@@ -229,7 +231,7 @@ export class DynamicBatcher implements Scheduler {
     const limit = this.largestPreferred > 0 ? Math.min(maxBatchSize, Math.max(this.largestPreferred, first.rows)) : maxBatchSize;
     for (let entry = this.queue.after(head); entry; entry = this.queue.after(entry)) {
       const candidate = entry.value;
-      if (rows + candidate.rows > limit || !sameRowShape(first.request.inputs, candidate.request.inputs)) {
+      if (rows + candidate.rows > limit || !sameRowShape(first.request.inputs, candidate.request.inputs, this.policy.ragged?.raggedInputs)) {
         closed = true;
         break;
       }
@@ -356,7 +358,7 @@ export class DynamicBatcher implements Scheduler {
     let outcome: RunOutputs | Promise<RunOutputs>;
     try {
       const only = batch.length === 1 ? batch[0].request : undefined;
-      const inputs = only ? only.inputs : this.joinInputs(batch);
+      const inputs = only && !this.policy.ragged ? only.inputs : this.joinInputs(batch);
       const outputNames = only ? only.outputNames : [...new Set(batch.flatMap((pending) => pending.request.outputNames))];
       elements = elementsOf(inputs);
       inputReady = now();
@@ -397,6 +399,7 @@ export class DynamicBatcher implements Scheduler {
   }
 
   private joinInputs(batch: readonly Pending[]): Record<string, Tensor> {
+    if (this.policy.ragged) return this.policy.ragged.join(batch.map((pending) => ({ inputs: pending.request.inputs, rows: pending.rows })));
     const inputs: Record<string, Tensor> = {};
     for (const name of Object.keys(batch[0].request.inputs)) inputs[name] = concatRows(batch.map((pending) => pending.request.inputs[name]));
     return inputs;
@@ -482,7 +485,8 @@ export class DynamicBatcher implements Scheduler {
     for (const rows of sizes) {
       // A queue holding less than one request's bytes still takes one, so one row always fits.
       if (rows > 1 && queueBytes > 0 && rows * bytesPerRow > queueBytes) break;
-      const inputs = rows === 1 ? oneRow : sample(rows);
+      const stacked = rows === 1 ? oneRow : sample(rows);
+      const inputs = this.policy.ragged ? this.policy.ragged.joinRows(stacked, rows) : stacked;
       await instance.run(inputs, outputNames);
       let fastest = Infinity;
       for (let run = 0; run < 5 && (run === 0 || now() < deadline); run++) {

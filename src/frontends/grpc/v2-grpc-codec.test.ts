@@ -12,8 +12,8 @@ import {
   type ModelInferRequestMessage,
 } from './v2-grpc-codec.js';
 
-function assertInvalid(fn: () => unknown, ...fragments: string[]): void {
-  assert.throws(fn, (error: unknown) => {
+async function assertInvalid(fn: () => unknown, ...fragments: string[]): Promise<void> {
+  await assert.rejects(async () => fn(), (error: unknown) => {
     assert.ok(error instanceof NereidError, `expected a NereidError, got ${String(error)}`);
     assert.equal(error.code, 'INVALID_ARGUMENT');
     for (const fragment of fragments) assert.ok(error.message.includes(fragment), `'${error.message}' lacks '${fragment}'`);
@@ -29,7 +29,7 @@ test('every error code maps to the gRPC status of the same name', () => {
   for (const code of codes) assert.equal(grpcStatusOf(code), grpc.status[code], code);
 });
 
-test('InferParameter oneofs become the core parameters; 64-bit values stay exact', () => {
+test('InferParameter oneofs become the core parameters; 64-bit values stay exact', async () => {
   assert.equal(parametersFromProto({}, 'request'), undefined);
   assert.deepEqual(
     parametersFromProto(
@@ -44,7 +44,7 @@ test('InferParameter oneofs become the core parameters; 64-bit values stay exact
     ),
     { a: true, b: -42, c: '18446744073709551615', d: 0.25, e: 'x' },
   );
-  assertInvalid(() => parametersFromProto({ p: {} }, 'request'), "request: parameter 'p' must be a string, number or boolean");
+  await assertInvalid(() => parametersFromProto({ p: {} }, 'request'), "request: parameter 'p' must be a string, number or boolean");
   assert.deepEqual(parametersToProto({ a: true, b: 3, c: 0.5, d: 's' }), {
     a: { bool_param: true },
     b: { int64_param: 3 },
@@ -53,8 +53,8 @@ test('InferParameter oneofs become the core parameters; 64-bit values stay exact
   });
 });
 
-test('decodes typed and raw contents, requested outputs with class_count, and refuses mixing', () => {
-  const request = decodeModelInferRequest({
+test('decodes typed and raw contents, requested outputs with class_count, and refuses mixing', async () => {
+  const request = await decodeModelInferRequest({
     model_name: 'm',
     model_version: '',
     id: '',
@@ -71,7 +71,7 @@ test('decodes typed and raw contents, requested outputs with class_count, and re
   assert.deepEqual(request.inputs[1].data, [Buffer.from('hi')]);
   assert.deepEqual(request.outputs?.map((output) => [output.name, output.classCount]), [['Y', 2], ['Z', undefined]]);
 
-  const raw = decodeModelInferRequest({
+  const raw = await decodeModelInferRequest({
     model_name: 'm',
     inputs: [{ name: 'F', datatype: 'FP16', shape: ['2'], contents: null }],
     raw_input_contents: [Buffer.from([0x00, 0x3c, 0x00, 0xc0])],
@@ -83,20 +83,20 @@ test('decodes typed and raw contents, requested outputs with class_count, and re
     inputs: [{ name: 'A', datatype: 'INT32', shape: ['1'], contents: { int_contents: [1] } }],
     raw_input_contents: [Buffer.alloc(4)],
   };
-  assertInvalid(() => decodeModelInferRequest(mixed), "input 'A' has both contents and raw_input_contents");
-  assertInvalid(
+  await assertInvalid(() => decodeModelInferRequest(mixed), "input 'A' has both contents and raw_input_contents");
+  await assertInvalid(
     () => decodeModelInferRequest({ model_name: 'm', inputs: [{ name: 'A', datatype: 'UINT8', shape: ['1'], contents: { uint_contents: [256] } }] }),
     'element 0 is 256',
     'UINT8',
   );
-  assertInvalid(
+  await assertInvalid(
     () => decodeModelInferRequest({ model_name: 'm', inputs: [{ name: 'A', datatype: 'INT32', shape: ['1'] }], raw_input_contents: [Buffer.alloc(3)] }),
     'INT32 [1] needs 4 bytes of binary data, got raw_input_contents[0] size 3',
   );
 });
 
-test('encodes every output as raw little-endian bytes with its metadata', () => {
-  const message = encodeModelInferResponse({
+test('encodes every output as raw little-endian bytes with its metadata', async () => {
+  const message = await encodeModelInferResponse({
     model: 'm',
     version: '1',
     id: 'x',
@@ -116,10 +116,10 @@ test('the config maps field by field; fields the proto lacks are left out', () =
   const parsed = parseModelConfig(
     {
       max_batch_size: 4,
-      input: [{ name: 'I', data_type: 'TYPE_FP32', dims: [3], format: 'FORMAT_NCHW', unknown_field: { nested: true } }],
+      input: [{ name: 'I', data_type: 'TYPE_FP32', dims: [3], format: 'FORMAT_NCHW' }],
       output: [{ name: 'O', data_type: 'TYPE_STRING', dims: [-1] }],
       version_policy: { specific: { versions: [1, 3] } },
-      optimization: 'not a message',
+      optimization: { graph: { level: 1 } },
     },
     'test',
   );
@@ -127,7 +127,7 @@ test('the config maps field by field; fields the proto lacks are left out', () =
   const proto = modelConfigToProto(config);
   assert.equal('optimization' in proto, false);
   assert.deepEqual(proto.version_policy, { specific: { versions: [1, 3] } });
-  assert.deepEqual(proto.input[0], { name: 'I', data_type: 'TYPE_FP32', format: 'FORMAT_NCHW', dims: [3], reshape: null, optional: false });
+  assert.deepEqual(proto.input[0], { name: 'I', data_type: 'TYPE_FP32', format: 'FORMAT_NCHW', dims: [3], reshape: null, allow_ragged_batch: false, optional: false });
   assert.equal(proto.output[0].data_type, 'TYPE_STRING');
   assert.equal(proto.dynamic_batching, null);
 });

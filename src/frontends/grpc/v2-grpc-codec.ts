@@ -8,9 +8,9 @@ import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type 
 import {
   checkDatatype,
   checkShape,
-  tensorDataFromBytes,
+  tensorDataFromBytesInSlices,
   tensorDataFromContents,
-  tensorDataToBytes,
+  tensorDataToBytesInSlices,
   type TensorContents,
 } from '../../core/tensor.js';
 import type { ModelStatistics } from '../../observability/model-statistics.js';
@@ -116,8 +116,9 @@ export function parametersToProto(parameters: Parameters | undefined): Parameter
 /**
  * ModelInferRequest -> InferenceRequest. Each input's contents are either typed (`contents`, the
  * field matching its datatype) or raw (`raw_input_contents`, one entry per input in order), never both.
+ * Raw BYTES are decoded a few milliseconds at a time: millions of elements must not hold up other calls.
  */
-export function decodeModelInferRequest(message: ModelInferRequestMessage): InferenceRequest {
+export async function decodeModelInferRequest(message: ModelInferRequestMessage): Promise<InferenceRequest> {
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
   if (raw.length > 0 && raw.length !== inputsMessage.length) {
@@ -126,7 +127,9 @@ export function decodeModelInferRequest(message: ModelInferRequestMessage): Infe
     );
   }
   const parameters = parametersFromProto(message.parameters, 'request');
-  const inputs: InferInput[] = inputsMessage.map((input, index) => {
+  const inputs: InferInput[] = [];
+  for (let index = 0; index < inputsMessage.length; index++) {
+    const input = inputsMessage[index];
     const name = input.name;
     if (!name) throw invalidArgument(`inputs[${index}] needs a 'name'`);
     const datatype = checkDatatype(name, input.datatype);
@@ -135,13 +138,13 @@ export function decodeModelInferRequest(message: ModelInferRequestMessage): Infe
     let data;
     if (raw.length > 0) {
       if (input.contents) throw invalidArgument(`input '${name}' has both contents and raw_input_contents; send one`);
-      data = tensorDataFromBytes(name, datatype, shape, raw[index], `raw_input_contents[${index}] size`);
+      data = await tensorDataFromBytesInSlices(name, datatype, shape, raw[index], `raw_input_contents[${index}] size`);
     } else {
       if (!input.contents) throw invalidArgument(`input '${name}' has no contents (and no raw_input_contents)`);
       data = tensorDataFromContents(name, datatype, input.contents);
     }
-    return { name, datatype, shape, data, parameters: inputParameters };
-  });
+    inputs.push({ name, datatype, shape, data, parameters: inputParameters });
+  }
   const outputs = message.outputs?.length
     ? message.outputs.map((output) => requestedOutputOf(output.name, parametersFromProto(output.parameters, `output '${output.name}'`)))
     : undefined;
@@ -155,8 +158,10 @@ export function decodeModelInferRequest(message: ModelInferRequestMessage): Infe
   };
 }
 
-/** InferenceResponse -> ModelInferResponse with every output in raw_output_contents, as Triton answers. */
-export function encodeModelInferResponse(response: InferenceResponse): ModelInferResponseMessage {
+/** InferenceResponse -> ModelInferResponse with every output in raw_output_contents, as Triton answers (BYTES encoded in slices). */
+export async function encodeModelInferResponse(response: InferenceResponse): Promise<ModelInferResponseMessage> {
+  const raw: Buffer[] = [];
+  for (const output of response.outputs) raw.push(await tensorDataToBytesInSlices(output.datatype, output.data));
   return {
     model_name: response.model,
     model_version: response.version,
@@ -168,7 +173,7 @@ export function encodeModelInferResponse(response: InferenceResponse): ModelInfe
       shape: output.shape,
       parameters: parametersToProto(output.parameters),
     })),
-    raw_output_contents: response.outputs.map((output) => tensorDataToBytes(output.datatype, output.data)),
+    raw_output_contents: raw,
   };
 }
 
@@ -264,6 +269,7 @@ export function modelConfigToProto(config: CompletedModelConfig) {
       format: input.format !== undefined && INPUT_FORMATS.has(input.format) ? input.format : 'FORMAT_NONE',
       dims: input.dims,
       reshape: input.reshape ? { shape: input.reshape.shape } : null,
+      allow_ragged_batch: input.allow_ragged_batch,
       optional: input.optional,
     })),
     output: config.output.map((output) => ({
@@ -272,6 +278,12 @@ export function modelConfigToProto(config: CompletedModelConfig) {
       dims: output.dims,
       reshape: output.reshape ? { shape: output.reshape.shape } : null,
       label_filename: output.label_filename ?? '',
+    })),
+    batch_input: config.batch_input.map((entry) => ({
+      kind: entry.kind,
+      target_name: entry.target_name,
+      data_type: entry.data_type,
+      source_input: entry.source_input,
     })),
     dynamic_batching: batching
       ? {

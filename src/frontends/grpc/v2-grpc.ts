@@ -278,7 +278,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         deadline,
       };
       try {
-        return encodeModelInferResponse(await server.infer(decodeModelInferRequest(message), context));
+        return encodeModelInferResponse(await server.infer(await decodeModelInferRequest(message), context));
       } finally {
         answered = true;
         reservation.release();
@@ -330,8 +330,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         const decodable = requireDecoded(message);
         const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
         try {
-          const response = await server.infer(decodeModelInferRequest(decodable), { signal: abort, requestId: reqId, traceparent });
-          return { error_message: '', infer_response: encodeModelInferResponse(response) };
+          const response = await server.infer(await decodeModelInferRequest(decodable), { signal: abort, requestId: reqId, traceparent });
+          return { error_message: '', infer_response: await encodeModelInferResponse(response) };
         } finally {
           reservation.release();
         }
