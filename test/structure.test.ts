@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 /** Top to bottom; a name is a folder directly under src/, or a file there. */
 const LAYERS: readonly (readonly string[])[] = [
   ['cli.ts', 'index.ts'],
-  ['frontends', 'jobs', 'tools', 'eval', 'quantize'],
+  ['frontends', 'jobs', 'tools', 'eval', 'quantize', 'client'],
   ['server'],
   ['repository'],
   ['model'],

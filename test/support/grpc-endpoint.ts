@@ -9,6 +9,8 @@ import type { Server } from '../../src/server/server.js';
 
 export interface GrpcEndpoint {
   front: GrpcFrontEnd;
+  /** The loopback port it listens on. */
+  port: number;
   /** Methods by RPC name, e.g. client.ModelInfer(request, metadata, callback). */
   client: grpc.Client & Record<string, any>;
   close(): Promise<void>;
@@ -21,6 +23,7 @@ export async function startGrpcEndpoint(server: Server, options: GrpcFrontEndOpt
   const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as GrpcEndpoint['client'];
   return {
     front,
+    port,
     client,
     async close() {
       client.close();

@@ -1,0 +1,108 @@
+/**
+ * Tensors as a client holds them and as they travel: typed arrays (or plain arrays, converted to the
+ * datatype's typed array), BYTES as Buffers or strings, FP16 given and returned as numbers. The
+ * wire forms are the V2 protocol's: raw little-endian bytes for binary tensors (BYTES with 4-byte
+ * length prefixes), JSON arrays otherwise.
+ */
+import {
+  allocateTypedArray,
+  bytesOfTypedArray,
+  decodeBytesElements,
+  elementCount,
+  encodeBytesElements,
+  halfToNumber,
+  isDatatype,
+  numberToHalf,
+  typedArrayFromBytes,
+  type Datatype,
+  type NumericArray,
+} from '../core/datatype.js';
+
+/** What a client sends for one input. */
+export interface ClientTensor {
+  datatype: Datatype;
+  shape: readonly number[];
+  /** A typed array of the datatype (FP16: values as Float32Array or numbers), plain numbers/booleans/bigints, or, for BYTES, strings or Buffers. */
+  data: NumericArray | readonly number[] | readonly boolean[] | readonly bigint[] | readonly (string | Buffer)[];
+}
+
+/** What a client receives for one output. */
+export interface OutputTensor {
+  name: string;
+  datatype: Datatype;
+  shape: number[];
+  /** A typed array (FP16 as Float32Array values, BOOL as Uint8Array 0/1), or Buffers for BYTES. */
+  data: NumericArray | Buffer[];
+  /** Classification outputs (`classification` asked): "score:index[:label]" strings, decoded. */
+  classes?: { score: number; index: number; label?: string }[];
+}
+
+/** The raw little-endian bytes of an input, as binary tensors and gRPC's raw_input_contents carry them. */
+export function tensorBytes(tensor: ClientTensor): Buffer {
+  const { datatype, data } = tensor;
+  const count = elementCount(tensor.shape);
+  if (data.length !== count) throw new Error(`a ${datatype} tensor of shape [${tensor.shape.join(', ')}] holds ${count} elements; ${data.length} were given`);
+  if (datatype === 'BYTES') return encodeBytesElements((data as readonly (string | Buffer)[]).map((element) => (typeof element === 'string' ? Buffer.from(element) : element)));
+  if (datatype === 'FP16') {
+    const bits = new Uint16Array(count);
+    for (let index = 0; index < count; index++) bits[index] = numberToHalf(Number(data[index]));
+    return bytesOfTypedArray(bits);
+  }
+  if (ArrayBuffer.isView(data)) return bytesOfTypedArray(data as NumericArray);
+  const array = allocateTypedArray(datatype, count);
+  const big = datatype === 'INT64' || datatype === 'UINT64';
+  for (let index = 0; index < count; index++) {
+    const value = data[index] as number | boolean | bigint;
+    (array as unknown as (number | bigint)[])[index] = big ? BigInt(value) : Number(value);
+  }
+  return bytesOfTypedArray(array);
+}
+
+/** An input's data as a V2 JSON array (64-bit integers written exactly, BYTES as strings). */
+export function tensorJson(tensor: ClientTensor): string {
+  const { datatype, data } = tensor;
+  if (datatype === 'BYTES') return JSON.stringify((data as readonly (string | Buffer)[]).map((element) => element.toString()));
+  if (datatype === 'BOOL') return JSON.stringify(Array.from(data as ArrayLike<unknown>, Boolean));
+  // JSON.stringify cannot write a bigint, and a number beyond 2^53 would be rounded: each value is written as its digits.
+  return `[${Array.from(data as ArrayLike<number | bigint>, (value) => String(value)).join(',')}]`;
+}
+
+/** An output's data from its raw bytes. */
+export function outputFromBytes(name: string, datatype: string, shape: readonly (number | string)[], bytes: Buffer): OutputTensor {
+  const type = checkedDatatype(datatype, name);
+  const dims = shape.map(Number);
+  if (type === 'BYTES') {
+    const elements = decodeBytesElements(bytes);
+    if (!elements) throw new Error(`output '${name}': its BYTES data is not a sequence of length-prefixed elements`);
+    return { name, datatype: type, shape: dims, data: elements };
+  }
+  const copy = Buffer.from(bytes); // the response buffer is shared; the tensor owns its data
+  const array = typedArrayFromBytes(type, copy);
+  return { name, datatype: type, shape: dims, data: type === 'FP16' ? Float32Array.from(array as Uint16Array, halfToNumber) : array };
+}
+
+/** An output's data from a V2 JSON array. */
+export function outputFromJson(name: string, datatype: string, shape: readonly number[], values: readonly unknown[]): OutputTensor {
+  const type = checkedDatatype(datatype, name);
+  if (type === 'BYTES') return { name, datatype: type, shape: [...shape], data: values.map((value) => Buffer.from(String(value))) };
+  if (type === 'FP16') return { name, datatype: type, shape: [...shape], data: Float32Array.from(values as number[]) };
+  const array = allocateTypedArray(type, values.length);
+  const big = type === 'INT64' || type === 'UINT64';
+  values.forEach((value, index) => ((array as unknown as (number | bigint)[])[index] = big ? BigInt(value as number | string) : Number(value)));
+  return { name, datatype: type, shape: [...shape], data: array };
+}
+
+/** Classification strings ("score:index:label") as objects, when an output carries them. */
+export function withClasses(output: OutputTensor): OutputTensor {
+  if (output.datatype !== 'BYTES') return output;
+  const classes = (output.data as Buffer[]).map((element) => {
+    const [score, index, ...label] = element.toString().split(':');
+    return { score: Number(score), index: Number(index), ...(label.length ? { label: label.join(':') } : {}) };
+  });
+  return classes.every((entry) => Number.isFinite(entry.score) && Number.isInteger(entry.index)) ? { ...output, classes } : output;
+}
+
+function checkedDatatype(datatype: string, name: string): Datatype {
+  if (!isDatatype(datatype)) throw new Error(`output '${name}' has datatype '${datatype}', which is not a V2 datatype`);
+  return datatype;
+}

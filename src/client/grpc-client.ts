@@ -1,0 +1,154 @@
+/**
+ * A client of the V2 gRPC protocol (Triton's GRPCInferenceService), with the same typed tensors as
+ * the HTTP client: inputs travel as raw_input_contents, outputs come back decoded; UNAVAILABLE and
+ * RESOURCE_EXHAUSTED are tried again with backoff; ModelStreamInfer is an async iterable of answers.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { loadInferenceProto } from '../frontends/grpc/v2-grpc-proto.js';
+import { outputFromBytes, outputFromJson, tensorBytes, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
+import type { InferOptions, InferResult } from './http-client.js';
+import { retryingCall, type RetryOptions } from './retry.js';
+
+export interface GrpcClientOptions {
+  /** host:port, e.g. 127.0.0.1:8001. */
+  address: string;
+  /** Sent as authorization: Bearer metadata. */
+  token?: string;
+  /** TLS: the CA that signed the server's certificate (PEM); none: plaintext. */
+  rootCertificate?: Buffer;
+  retry?: RetryOptions;
+  /** A deadline for each call. Default: none. */
+  timeoutMs?: number;
+}
+
+type Parameter = { bool_param?: boolean; int64_param?: number; string_param?: string; double_param?: number };
+
+interface InferResponseMessage {
+  model_name: string;
+  model_version: string;
+  id: string;
+  outputs: { name: string; datatype: string; shape: string[]; contents?: Record<string, unknown[]> | null }[];
+  raw_output_contents: Buffer[];
+}
+
+function parameterOf(value: string | number | boolean): Parameter {
+  if (typeof value === 'boolean') return { bool_param: value };
+  if (typeof value === 'string') return { string_param: value };
+  return Number.isInteger(value) ? { int64_param: value } : { double_param: value };
+}
+
+/** A gRPC failure as the server stated it: its status code and details. */
+export class GrpcCallError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+  ) {
+    super(`${grpc.status[code] ?? code}: ${details}`);
+    this.name = 'GrpcCallError';
+  }
+}
+
+function retryVerdict(error: unknown) {
+  if (!(error instanceof GrpcCallError)) return { retry: false };
+  return { retry: error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.RESOURCE_EXHAUSTED };
+}
+
+export class GrpcClient {
+  private readonly client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+  constructor(private readonly options: GrpcClientOptions) {
+    const { Client } = loadInferenceProto();
+    const credentials = options.rootCertificate ? grpc.credentials.createSsl(options.rootCertificate) : grpc.credentials.createInsecure();
+    this.client = new Client(options.address, credentials) as GrpcClient['client'];
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  async serverReady(): Promise<boolean> {
+    return ((await this.unary('ServerReady', {})) as { ready: boolean }).ready;
+  }
+
+  async serverLive(): Promise<boolean> {
+    return ((await this.unary('ServerLive', {})) as { live: boolean }).live;
+  }
+
+  async modelReady(model: string, version = ''): Promise<boolean> {
+    return ((await this.unary('ModelReady', { name: model, version })) as { ready: boolean }).ready;
+  }
+
+  modelMetadata(model: string, version = ''): Promise<Record<string, unknown>> {
+    return this.unary('ModelMetadata', { name: model, version }) as Promise<Record<string, unknown>>;
+  }
+
+  /** Runs a model on named inputs; outputs come back by name, decoded to typed arrays. */
+  async infer(model: string, inputs: Record<string, ClientTensor>, options: InferOptions = {}): Promise<InferResult> {
+    const response = (await this.unary('ModelInfer', this.request(model, inputs, options), options.signal)) as InferResponseMessage;
+    return decodeResponse(response, options.classification !== undefined);
+  }
+
+  /**
+   * Many requests on one ModelStreamInfer stream: each answer (or its error) as it comes, in the
+   * server's order. The stream ends once every request sent has been answered.
+   */
+  async *stream(requests: AsyncIterable<{ model: string; inputs: Record<string, ClientTensor>; options?: InferOptions }> | Iterable<{ model: string; inputs: Record<string, ClientTensor>; options?: InferOptions }>): AsyncGenerator<InferResult | { id: string; error: string }> {
+    const call = this.client.ModelStreamInfer(this.metadata(), this.callOptions()) as grpc.ClientDuplexStream<unknown, { error_message: string; infer_response: InferResponseMessage }>;
+    const writing = (async () => {
+      for await (const { model, inputs, options } of requests) call.write(this.request(model, inputs, options ?? {}));
+      call.end();
+    })();
+    writing.catch(() => call.cancel()); // the requests' own error reaches the caller from `await writing`
+    for await (const message of call) {
+      if (message.error_message) yield { id: message.infer_response?.id ?? '', error: message.error_message };
+      else yield decodeResponse(message.infer_response, false);
+    }
+    await writing;
+  }
+
+  private request(model: string, inputs: Record<string, ClientTensor>, options: InferOptions) {
+    const entries = Object.entries(inputs);
+    const outputParameters = options.classification ? { classification: parameterOf(options.classification) } : {};
+    return {
+      model_name: model,
+      model_version: options.version ?? '',
+      id: options.id ?? '',
+      parameters: Object.fromEntries(Object.entries(options.parameters ?? {}).map(([key, value]) => [key, parameterOf(value)])),
+      inputs: entries.map(([name, tensor]) => ({ name, datatype: tensor.datatype, shape: tensor.shape })),
+      outputs: options.outputs?.map((name) => ({ name, parameters: outputParameters })) ?? [],
+      raw_input_contents: entries.map(([, tensor]) => tensorBytes(tensor)),
+    };
+  }
+
+  private metadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    if (this.options.token) metadata.set('authorization', `Bearer ${this.options.token}`);
+    return metadata;
+  }
+
+  private callOptions(): grpc.CallOptions {
+    return this.options.timeoutMs ? { deadline: Date.now() + this.options.timeoutMs } : {};
+  }
+
+  private unary(method: string, request: unknown, signal?: AbortSignal): Promise<unknown> {
+    return retryingCall(this.options.retry, signal, retryVerdict, () => {
+      return new Promise((resolve, reject) => {
+        const call = this.client[method]!(request, this.metadata(), this.callOptions(), (error: grpc.ServiceError | null, response: unknown) =>
+          error ? reject(new GrpcCallError(error.code, error.details)) : resolve(response),
+        ) as grpc.ClientUnaryCall;
+        signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      });
+    });
+  }
+}
+
+function decodeResponse(response: InferResponseMessage, classification: boolean): InferResult {
+  const outputs: Record<string, OutputTensor> = {};
+  response.outputs.forEach((output, index) => {
+    const raw = response.raw_output_contents[index];
+    const contents = output.contents ? Object.values(output.contents).find((values) => Array.isArray(values) && values.length > 0) : undefined;
+    const tensor = raw !== undefined ? outputFromBytes(output.name, output.datatype, output.shape, raw) : outputFromJson(output.name, output.datatype, output.shape.map(Number), contents ?? []);
+    outputs[output.name] = classification ? withClasses(tensor) : tensor;
+  });
+  return { model: response.model_name, version: response.model_version, ...(response.id ? { id: response.id } : {}), outputs };
+}

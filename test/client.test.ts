@@ -1,0 +1,107 @@
+/**
+ * The TypeScript client against a real server, over HTTP (binary and JSON) and gRPC: every datatype
+ * round-trips exactly through identity models, classification comes back decoded, errors keep the
+ * server's status and message, a 503 with Retry-After is tried again, and a gRPC stream answers each request.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { ClientError, GrpcCallError, GrpcClient, HttpClient, type ClientTensor } from '../src/client/index.js';
+import { matMulChainModel, writeModel } from '../src/onnx/test-models.js';
+import { startGrpcEndpoint, type GrpcEndpoint } from './support/grpc-endpoint.js';
+import { IDENTITY_MODELS, SIMPLE_LABELS, startTestServer, writeStandardModels, type TestServer } from './support/test-server.js';
+
+let served: TestServer;
+let grpcEndpoint: GrpcEndpoint;
+let http: HttpClient;
+let grpc: GrpcClient;
+
+before(async () => {
+  served = await startTestServer({ models: writeStandardModels });
+  grpcEndpoint = await startGrpcEndpoint(served.server);
+  http = new HttpClient({ url: served.url });
+  grpc = new GrpcClient({ address: `127.0.0.1:${grpcEndpoint.port}` });
+});
+
+after(async () => {
+  grpc.close();
+  await grpcEndpoint.close();
+  await served.close();
+});
+
+/** Two rows of each datatype, at the edges of its range where it has them. */
+const SAMPLES: Record<string, ClientTensor['data']> = {
+  BOOL: [true, false],
+  UINT8: Uint8Array.of(0, 255),
+  UINT16: Uint16Array.of(0, 65535),
+  UINT32: Uint32Array.of(0, 4294967295),
+  UINT64: BigUint64Array.of(0n, 18446744073709551615n),
+  INT8: Int8Array.of(-128, 127),
+  INT16: Int16Array.of(-32768, 32767),
+  INT32: Int32Array.of(-2147483648, 2147483647),
+  INT64: BigInt64Array.of(-9223372036854775808n, 9007199254740993n),
+  FP16: [1.5, -65504],
+  FP32: Float32Array.of(3.25, -1e-3),
+  FP64: Float64Array.of(Math.PI, -1e300),
+  BYTES: ['héllo', Buffer.from('wörld')],
+};
+
+const expected = (datatype: string, data: ClientTensor['data']) =>
+  datatype === 'BYTES' ? (data as (string | Buffer)[]).map((element) => Buffer.from(element)) : datatype === 'BOOL' ? [1, 0] : Array.from(data as ArrayLike<unknown>);
+
+for (const [model, { datatype }] of Object.entries(IDENTITY_MODELS)) {
+  test(`${datatype} round-trips exactly over HTTP (binary and JSON) and gRPC`, async () => {
+    const data = SAMPLES[datatype]!;
+    const inputs = { INPUT0: { datatype, shape: [1, 2], data } };
+    const answers = [await http.infer(model, inputs), await grpc.infer(model, inputs)];
+    // JSON.parse rounds 64-bit integers beyond 2^53: binary, the default, carries them exactly.
+    if (!['INT64', 'UINT64'].includes(datatype)) answers.push(await http.infer(model, inputs, { binary: false }));
+    for (const answer of answers) {
+      const output = answer.outputs.OUTPUT0!;
+      assert.equal(output.datatype, datatype);
+      assert.deepEqual(output.shape, [1, 2]);
+      assert.deepEqual(Array.from(output.data as ArrayLike<unknown>), expected(datatype, data));
+    }
+  });
+}
+
+test('classification comes back as scores, indexes and labels', async () => {
+  const inputs = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: Int32Array.from({ length: 16 }, (_, index) => index) }, INPUT1: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16).fill(1) } } as const;
+  for (const client of [http, grpc]) {
+    const answer = await client.infer('simple', inputs, { outputs: ['OUTPUT0'], classification: 2 });
+    assert.deepEqual(answer.outputs.OUTPUT0!.classes, [
+      { score: 16, index: 15, label: SIMPLE_LABELS[15] },
+      { score: 15, index: 14, label: SIMPLE_LABELS[14] },
+    ]);
+  }
+});
+
+test('errors keep the status and the server\'s message; health and metadata calls answer', async () => {
+  await assert.rejects(http.infer('nothing_here', { X: { datatype: 'FP32', shape: [1], data: [1] } }), (error: ClientError) => error.status === 404 && /Request for unknown model/.test(error.message));
+  await assert.rejects(grpc.infer('nothing_here', { X: { datatype: 'FP32', shape: [1], data: [1] } }), (error: GrpcCallError) => error.code === 5 && /Request for unknown model/.test(error.details));
+  assert.equal(await http.serverReady(), false, 'the standard repository has broken models: not ready');
+  assert.equal(await http.serverLive(), true);
+  assert.equal(await http.modelReady('simple'), true);
+  assert.equal(await grpc.modelReady('simple'), true);
+  assert.equal((await http.modelMetadata('simple')).name, 'simple');
+  assert.equal((await grpc.modelMetadata('simple')).name, 'simple');
+  assert.ok((await http.repositoryIndex()).some((row) => row.name === 'broken' && row.state === 'UNAVAILABLE'));
+});
+
+test('a gRPC stream answers every request it carries, in order of the ids', async () => {
+  const requests = [1, 2, 3, 4, 5].map((value) => ({ model: 'identity_fp32', inputs: { INPUT0: { datatype: 'FP32' as const, shape: [1, 1], data: [value] } }, options: { id: `r${value}` } }));
+  const answers = [];
+  for await (const answer of grpc.stream(requests)) answers.push(answer);
+  assert.deepEqual(answers.map((answer) => ('error' in answer ? answer.error : [answer.id, Array.from(answer.outputs.OUTPUT0!.data as Float32Array)])).sort(), requests.map((request) => [request.options.id, request.inputs.INPUT0.data]).sort());
+});
+
+test('a 503 with Retry-After (a model still loading on demand) is tried again until it is answered', async (t) => {
+  const loading = await startTestServer({
+    models: (repo) => writeModel(repo, 'slow_to_load', 1, matMulChainModel({ width: 1024, layers: 2 })),
+    server: { modelControlMode: 'on_demand', modelLoadWaitMs: 1 },
+  });
+  t.after(() => loading.close());
+  const inputs = { x: { datatype: 'FP32' as const, shape: [1, 1024], data: new Float32Array(1024).fill(1) } };
+  await assert.rejects(new HttpClient({ url: loading.url, retry: { tries: 1 } }).infer('slow_to_load', inputs), (error: ClientError) => error.status === 503 && error.retryAfterSeconds === 1);
+  const answer = await new HttpClient({ url: loading.url, retry: { tries: 5, maxDelayMs: 1000 } }).infer('slow_to_load', inputs);
+  assert.deepEqual(answer.outputs.y!.shape, [1, 4]);
+});
