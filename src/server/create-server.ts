@@ -11,7 +11,7 @@ import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { Server, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
-  /** Default: ONNX Runtime. */
+  /** Default: ONNX Runtime, and JavaScript handlers (which load only with allowCodeModels). */
   backends?: ServerOptions['backends'];
   /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
   cacheConfig?: string;
@@ -30,7 +30,11 @@ export async function createCacheStore(config: CacheConfig, logger: Logger): Pro
 export async function createServer(options: CreateServerOptions): Promise<Server> {
   const { cacheConfig, ...rest } = options;
   const logger = options.logger ?? pino({ level: 'info' });
-  const backends = options.backends ?? [new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend()];
+  const backends = options.backends ?? [
+    new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend(),
+    // Registered always, so a javascript model without --allow-code-models is refused by name rather than as an unknown backend.
+    new (await import('../backends/javascript-backend.js')).JavaScriptBackend(),
+  ];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
   return new Server({ ...rest, logger, backends, responseCache });
 }
