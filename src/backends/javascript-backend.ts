@@ -12,7 +12,7 @@ import { describeIssues, parameterValue, type CompletedModelConfig, type ModelCo
 import { datatypeFromConfig } from '../core/datatype.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { InferenceRequest } from '../core/inference.js';
-import type { Tensor } from '../core/tensor.js';
+import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
 import { withBuffers } from './handler-tensors.js';
 import type { HandlerSpec, HandlerWorkerReply, HandlerWorkerRequest } from './javascript-worker.js';
@@ -97,6 +97,8 @@ export class JavaScriptInstance implements BackendInstance {
   private current: Promise<Worker>;
   private nextId = 0;
   private running?: Running & { id: number };
+  /** Settles when the batch handed over last has been answered. */
+  private turn: Promise<unknown> = Promise.resolve();
   private released = false;
   /** Workers stopped or dead: their exit is expected and starts nothing. */
   private readonly retired = new WeakSet<Worker>();
@@ -216,9 +218,52 @@ export class JavaScriptInstance implements BackendInstance {
     return answer;
   }
 
-  async runRequests(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
+  /** Batches run one after another: one the scheduler sends while another runs (a caller of run()) waits its turn. */
+  runRequests(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
+    const answered = this.turn.then(() => this.execute(requests));
+    this.turn = answered.catch(() => undefined);
+    return answered;
+  }
+
+  /**
+   * Requests whose inputs do not match the config are answered with their error here (the server
+   * checks a client's, but not a warmup sample's or a library caller's); the others go to the handler.
+   */
+  private async execute(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
+    const refusals = requests.map((request) => this.inputMismatch(request.inputs));
+    const sent = requests.filter((_, index) => refusals[index] === undefined);
+    const handled = sent.length > 0 ? await this.executeInWorker(sent) : { answers: [] };
+    let next = 0;
+    return { answers: refusals.map((refusal) => refusal ?? handled.answers[next++]), computeNs: handled.computeNs };
+  }
+
+  private inputMismatch(inputs: Record<string, Tensor>): Error | undefined {
+    const { config } = this.spec;
+    const batched = config.max_batch_size > 0;
+    for (const name of Object.keys(inputs)) {
+      if (!config.input.some((input) => input.name === name)) {
+        return new NereidError('INVALID_ARGUMENT', `${this.label}: input '${name}' is not an input of the model (its inputs: ${config.input.map((input) => input.name).join(', ')})`);
+      }
+    }
+    for (const declared of config.input) {
+      const tensor = inputs[declared.name];
+      if (!tensor) {
+        if (declared.optional) continue;
+        return new NereidError('INVALID_ARGUMENT', `${this.label}: input '${declared.name}' is missing (the model takes ${config.input.map((input) => input.name).join(', ')})`);
+      }
+      const dims = declared.reshape?.shape ?? declared.dims;
+      const shape = batched ? [-1, ...dims] : dims;
+      const datatype = datatypeFromConfig(declared.data_type);
+      const fits = tensor.datatype === datatype && tensor.shape.length === shape.length && shape.every((dim, index) => dim === -1 || dim === tensor.shape[index]);
+      if (!fits) {
+        return new NereidError('INVALID_ARGUMENT', `${this.label}: input '${declared.name}' expects ${datatype} ${describeShape(shape)}, got ${tensor.datatype} ${describeShape(tensor.shape)}`);
+      }
+    }
+    return undefined;
+  }
+
+  private async executeInWorker(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
     const worker = await this.current;
-    if (this.running) throw new Error(`${this.label} was given a batch while it runs another`);
     const id = this.nextId++;
     const message: HandlerWorkerRequest = {
       type: 'execute',
