@@ -6,9 +6,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { readFile } from 'node:fs/promises';
+import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
+import { serveChild, stopChild } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 type Json = any;
@@ -235,4 +239,46 @@ describe('javascript handler models without --allow-code-models', () => {
     assert.match((await answer.json()).error, /--allow-code-models/);
     assert.notEqual((await indexEntry(served.url, 'times2')).state, 'READY');
   });
+});
+
+test('nereid serve --allow-code-models serves a handler; its log lines and finalize() reach the server log', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-js-cli-'));
+  try {
+    const logged = `
+      let context;
+      export function initialize(given) { context = given; given.log('hello from', given.modelName, 'instance', given.instance); }
+      export function finalize() { context.log.warn('goodbye from', context.modelName); }
+      ${UPPER}`;
+    await writeHandler(repo, 'upper', `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]\n`, logged);
+    const served = await serveChild(repo, ['--allow-code-models', '--allow-metrics', 'false']);
+    try {
+      const answer = await infer(served.url, 'upper', { inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [1], data: ['cli'] }] });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.deepEqual(answer.body.outputs[0].data, ['CLI']);
+      assert.match(served.output(), /"instance":0.*"msg":"hello from upper instance 0"/);
+    } finally {
+      await stopChild(served);
+    }
+    assert.match(served.output(), /"msg":"goodbye from upper"/);
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
+});
+
+test('a batch job runs a handler model when allowed (nereid batch --allow-code-models)', async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'nereid-js-batch-'));
+  try {
+    const repo = join(folder, 'models');
+    await writeHandler(repo, 'double', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')}, { name: "BATCH" data_type: TYPE_FP32 dims: [ 1 ] } ]\ndynamic_batching { }\n`, DOUBLE);
+    await writeFile(join(folder, 'in.jsonl'), [1, 2, 3].map((seed) => JSON.stringify({ IN: [seed, seed, seed, seed] })).join('\n') + '\n');
+    const options = { model: 'double', input: join(folder, 'in.jsonl'), output: join(folder, 'out.jsonl'), modelRepository: repo, progress: 'none' as const };
+    await assert.rejects(runLocalBatchJob(options), /--allow-code-models/);
+    const summary = await runLocalBatchJob({ ...options, allowCodeModels: true });
+    assert.deepEqual([summary.processed, summary.failed], [3, 0], JSON.stringify(summary));
+    const lines = (await readFile(join(folder, 'out.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+    const doubled = lines.sort((a, b) => a.id - b.id).map((line) => line.outputs.find((output: Json) => output.name === 'OUT').data);
+    assert.deepEqual(doubled, [[2, 2, 2, 2], [4, 4, 4, 4], [6, 6, 6, 6]]);
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
 });
