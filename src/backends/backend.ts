@@ -48,6 +48,8 @@ export interface BatchRequest {
   inputs: Record<string, Tensor>;
   outputNames: readonly string[];
   parameters?: Parameters;
+  /** What travelled beside the request (request id, trace parent, deadline, cancel signal), for calls made on its behalf. */
+  context?: RequestContext;
 }
 
 /** One answer per request of a batch, in order: its outputs, or the error that fails that request alone. */

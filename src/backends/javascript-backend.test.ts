@@ -11,6 +11,7 @@ import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseModelConfig, type CompletedModelConfig } from '../config/model-config.js';
 import { NereidError } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
 import type { BackendInstance } from './backend.js';
 import { backendInstanceConformance, TEST_INSTANCE_OPTIONS } from './backend-instance.case.js';
 import { JavaScriptBackend } from './javascript-backend.js';
@@ -108,24 +109,33 @@ describe('JavaScriptInstance beyond the shared suite', () => {
     const instance = await handlerInstance(
       `let context;
       export const initialize = (given) => { context = given; };
-      export const execute = (requests) => requests.map(async ({ inputs }) => {
+      export const execute = (requests) => requests.map(async (request) => {
+        const { inputs } = request;
         try {
-          const answer = await context.infer(inputs.IN.data[0] > 0 ? 'other' : 'missing', { X: { datatype: 'FP32', shape: [2], data: inputs.IN.data } }, { version: 2 });
+          const answer = await context.infer(inputs.IN.data[0] > 0 ? 'other' : 'missing', { X: { datatype: 'FP32', shape: [2], data: inputs.IN.data } }, { version: 2, request });
           return { OUT: { shape: [2], data: answer.Y.data } };
         } catch (error) {
           return { OUT: { shape: [2], data: [error.code === 'NOT_FOUND' ? -404 : 0, 0] } };
         }
       });`,
       FP32,
-      async (request) => {
-        calls.push({ model: request.model, version: request.version, inputs: request.inputs.map((tensor) => [tensor.name, Array.from(tensor.data as Float32Array)]) });
+      async (request, context) => {
+        calls.push({ model: request.model, version: request.version, inputs: request.inputs.map((tensor) => [tensor.name, Array.from(tensor.data as Float32Array)]), requestId: context.requestId });
         if (request.model === 'missing') throw new NereidError('NOT_FOUND', "model 'missing' is not in the model repository");
         return { model: request.model, version: '2', outputs: [{ name: 'Y', datatype: 'FP32', shape: [2], data: Float32Array.from([7, 8]) }] };
       },
     );
     try {
-      assert.deepEqual(Array.from((await instance.run(input([1, 2]), ['OUT'])).OUT.data as Float32Array), [7, 8]);
-      assert.deepEqual(calls, [{ model: 'other', version: '2', inputs: [['X', [1, 2]]] }]);
+      const { answers } = await instance.runRequests!([
+        { inputs: input([1, 2]), outputNames: ['OUT'], context: { requestId: 'first' } },
+        { inputs: input([5, 6]), outputNames: ['OUT'], context: { requestId: 'second' } },
+      ]);
+      assert.deepEqual(answers.map((answer) => Array.from((answer as Record<string, Tensor>).OUT.data as Float32Array)), [[7, 8], [7, 8]]);
+      // Each call carries the request it was made for (its id, trace and deadline).
+      assert.deepEqual(calls, [
+        { model: 'other', version: '2', inputs: [['X', [1, 2]]], requestId: 'first' },
+        { model: 'other', version: '2', inputs: [['X', [5, 6]]], requestId: 'second' },
+      ]);
       assert.deepEqual(Array.from((await instance.run(input([-1, 2]), ['OUT'])).OUT.data as Float32Array), [-404, 0], 'the handler saw the refusal with its code');
     } finally {
       await instance.release();

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { describeIssues, parameterValue, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
-import type { InferenceRequest } from '../core/inference.js';
+import type { InferenceRequest, RequestContext } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
 import { withBuffers } from './handler-tensors.js';
@@ -83,6 +83,7 @@ interface Running {
   resolve: (answers: RequestAnswers) => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
+  contexts: (RequestContext | undefined)[];
 }
 
 /**
@@ -124,7 +125,7 @@ export class JavaScriptInstance implements BackendInstance {
   private static startWorker(spec: HandlerSpec, limits: JavaScriptParameters, logger: Logger, callModel?: ModelCall): Promise<Worker> {
     return new Promise((resolve, reject) => {
       const worker = spawnWorker(spec, limits);
-      const early = (message: HandlerWorkerReply) => serveWorkerCall(worker, message, logger, callModel);
+      const early = (message: HandlerWorkerReply) => serveWorkerCall(worker, message, logger, callModel, () => undefined);
       const stop = (error: Error) => {
         clearTimeout(timer);
         worker.off('message', onMessage);
@@ -168,7 +169,7 @@ export class JavaScriptInstance implements BackendInstance {
 
   private adopt(worker: Worker): Worker {
     worker.on('message', (reply: HandlerWorkerReply) => {
-      if (reply.type !== 'result') return serveWorkerCall(worker, reply, this.logger, this.callModel);
+      if (reply.type !== 'result') return serveWorkerCall(worker, reply, this.logger, this.callModel, (origin) => this.contextOf(origin));
       const running = this.running;
       if (!running || running.id !== reply.id) return;
       this.settle();
@@ -204,6 +205,17 @@ export class JavaScriptInstance implements BackendInstance {
     if (this.released) return;
     this.current = JavaScriptInstance.startWorker(this.spec, this.limits, this.logger, this.callModel).then((next) => this.adopt(next));
     this.current.catch(() => undefined); // a failed restart is reported by the next batch, not as an unhandled rejection
+  }
+
+  /**
+   * What travelled beside the request a call is made for: the one it names, else the batch's only
+   * request; none for a call from a batch of several that names none, or from initialize().
+   */
+  private contextOf(origin: { batch: number; index: number } | undefined): RequestContext | undefined {
+    const running = this.running;
+    if (!running) return undefined;
+    if (origin) return origin.batch === running.id ? running.contexts[origin.index] : undefined;
+    return running.contexts.length === 1 ? running.contexts[0] : undefined;
   }
 
   private settle(): void {
@@ -283,7 +295,7 @@ export class JavaScriptInstance implements BackendInstance {
         this.running = undefined;
         this.replace(worker);
       }, this.limits.execute_timeout_ms);
-      this.running = { id, resolve, reject, timer };
+      this.running = { id, resolve, reject, timer, contexts: requests.map((request) => request.context) };
       worker.postMessage(message);
     });
   }
@@ -308,7 +320,13 @@ export class JavaScriptInstance implements BackendInstance {
 }
 
 /** A worker's log line or context.infer call, answered on the main thread. */
-function serveWorkerCall(worker: Worker, reply: HandlerWorkerReply, logger: Logger, callModel: ModelCall | undefined): void {
+function serveWorkerCall(
+  worker: Worker,
+  reply: HandlerWorkerReply,
+  logger: Logger,
+  callModel: ModelCall | undefined,
+  contextOf: (origin: { batch: number; index: number } | undefined) => RequestContext | undefined,
+): void {
   if (reply.type === 'log') {
     logger[reply.level](reply.message);
     return;
@@ -332,7 +350,10 @@ function serveWorkerCall(worker: Worker, reply: HandlerWorkerReply, logger: Logg
     inputs: Object.entries(withBuffers(reply.inputs)).map(([name, tensor]) => ({ name, ...tensor })),
     outputs: reply.outputs?.map((name) => ({ name })),
   };
-  callModel(request, {}).then(
+  // A copy: what the called model writes into its context (its OOD counts) is its own, not the handler's request's.
+  const origin = contextOf(reply.origin);
+  const context: RequestContext = origin ? { signal: origin.signal, requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline } : {};
+  callModel(request, context).then(
     (response) => {
       const outputs = Object.fromEntries(response.outputs.map((output) => [output.name, { datatype: output.datatype, shape: output.shape, data: output.data } as Tensor]));
       // The response's buffers may be shared (a cached answer, a view into a batch): copied, not moved.

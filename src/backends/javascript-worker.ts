@@ -42,7 +42,7 @@ export type HandlerWorkerReply =
   | { type: 'ready' }
   | { type: 'failed'; message: string; stack?: string }
   | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; error?: { message: string; stack?: string } }
-  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[] }
+  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; origin?: { batch: number; index: number } }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   | { type: 'finalized'; error?: string };
 
@@ -86,6 +86,8 @@ function failureOf(error: unknown): { message: string; code?: string; stack?: st
 const port = parentPort!;
 const spec = workerData as HandlerSpec;
 const post = (reply: HandlerWorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
+/** Each request handed to execute(), by the batch and position it came in. */
+const origins = new WeakMap<object, { batch: number; index: number }>();
 const calls = new Map<number, { resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
 let nextCall = 0;
 
@@ -100,7 +102,7 @@ const context = Object.freeze({
   parameters: spec.parameters,
   log: Object.assign(log('info'), { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') }),
   /** Calls another model through the server (Triton's BLS): `inputs` by name, answers its outputs by name. */
-  infer(model: string, inputs: Record<string, unknown>, options: { version?: string | number; outputs?: string[] } = {}): Promise<Record<string, Tensor>> {
+  infer(model: string, inputs: Record<string, unknown>, options: { version?: string | number; outputs?: string[]; request?: object } = {}): Promise<Record<string, Tensor>> {
     return new Promise((resolve, reject) => {
       if (typeof model !== 'string') throw new Error(`context.infer(model, inputs): model must be a model's name, got ${String(model)}`);
       if (typeof inputs !== 'object' || inputs === null) throw new Error(`context.infer('${model}', inputs): inputs must be an object of tensors by name`);
@@ -109,14 +111,21 @@ const context = Object.freeze({
       const call = nextCall++;
       calls.set(call, { resolve, reject });
       // Copied, not transferred: the handler may still hold the tensors it passes on.
-      post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs });
+      // The call is made for `request` (one execute() was given): it carries that request's trace and deadline.
+      const origin = options.request === undefined ? undefined : origins.get(options.request);
+      if (options.request !== undefined && !origin) throw new Error(`context.infer('${model}'): options.request must be one of the requests execute() was given`);
+      post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, origin });
     });
   },
 });
 
 async function executeBatch(handler: Handler, id: number, requests: WorkerBatchRequest[]): Promise<void> {
   const started = performance.now();
-  const given = requests.map((request) => ({ inputs: withBuffers(request.inputs), parameters: request.parameters, outputs: request.outputNames }));
+  const given = requests.map((request, index) => {
+    const handed = { inputs: withBuffers(request.inputs), parameters: request.parameters, outputs: request.outputNames };
+    origins.set(handed, { batch: id, index });
+    return handed;
+  });
   let answers: unknown;
   try {
     answers = await handler.execute(given);

@@ -284,7 +284,7 @@ export class ModelRepository {
         : backends[0];
     if (!backend) {
       throw new Error(
-        `model '${name}' asks for ${config.backend ? `backend '${config.backend}'` : `platform '${config.platform}'`}; available: ${backends.map((b) => `${b.name} (${b.platforms.join(', ')})`).join('; ')}`,
+        `model '${name}' asks for ${config.backend ? `backend '${config.backend}'` : `platform '${config.platform}'`}; available: ${backends.map((b) => (b.platforms.length ? `${b.name} (${b.platforms.join(', ')})` : b.name)).join('; ')}`,
       );
     }
     return backend;

@@ -404,7 +404,7 @@ export class DynamicBatcher implements Scheduler {
 
   /** Runs a batch on an instance that answers each request apart: one request's error fails that request alone. */
   private executeRequests(instance: BackendInstance, batch: Pending[], rows: number, started: number, alone: boolean): void {
-    const requests = batch.map(({ request }) => ({ inputs: request.inputs, outputNames: request.outputNames, parameters: request.parameters }));
+    const requests = batch.map(({ request }) => ({ inputs: request.inputs, outputNames: request.outputNames, parameters: request.parameters, context: request.context }));
     let elements = 0;
     for (const { inputs } of requests) elements += elementsOf(inputs);
     const inputReady = now();
