@@ -101,6 +101,14 @@ async function writeModels(repoDir: string): Promise<void> {
     `max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\noutput [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]\nparameters { key: "execute_timeout_ms" value: { string_value: "1000" } }\n`,
     RUNAWAY,
   );
+  // An ensemble whose second step is a handler (which itself calls two ONNX models): 2·IN, then 5·that.
+  await mkdir(join(repoDir, 'js_pipeline', '1'), { recursive: true });
+  await writeFile(
+    join(repoDir, 'js_pipeline', 'config.pbtxt'),
+    `name: "js_pipeline"\nplatform: "ensemble"\nmax_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n` +
+      `ensemble_scheduling { step [ { model_name: "times2" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "DOUBLED" } }, ` +
+      `{ model_name: "combine" model_version: -1 input_map { key: "IN" value: "DOUBLED" } output_map { key: "OUT" value: "OUT" } } ] }\n`,
+  );
   await writeHandler(repoDir, 'no_outputs', `max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\n`, UPPER);
   // A handler file that is a link to code outside its version folder (still inside the repository).
   await writeHandler(repoDir, 'escaping', `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, RUNAWAY, 'unused.mjs');
@@ -191,6 +199,12 @@ describe('javascript handler models with --allow-code-models', () => {
     assert.equal(after.status, 200, JSON.stringify(after.body));
     assert.deepEqual(after.body.outputs[0].data, [4, 3, 2, 1]);
     assert.equal((await indexEntry(served.url, 'runaway')).state, 'READY');
+  });
+
+  test('a handler serves as an ensemble step', async () => {
+    const answer = await infer(served.url, 'js_pipeline', fp32('IN', [[1, -2, 0.5, 3]]));
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.outputs[0].data, [10, -20, 5, 30]);
   });
 
   test('a javascript config without outputs is refused at load, saying what to declare', async () => {
