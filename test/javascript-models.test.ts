@@ -109,6 +109,7 @@ async function writeModels(repoDir: string): Promise<void> {
       `ensemble_scheduling { step [ { model_name: "times2" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "DOUBLED" } }, ` +
       `{ model_name: "combine" model_version: -1 input_map { key: "IN" value: "DOUBLED" } output_map { key: "OUT" value: "OUT" } } ] }\n`,
   );
+  await writeHandler(repoDir, 'no_file', `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, '', 'README.txt');
   await writeHandler(repoDir, 'no_outputs', `max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\n`, UPPER);
   // A handler file that is a link to code outside its version folder (still inside the repository).
   await writeHandler(repoDir, 'escaping', `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, RUNAWAY, 'unused.mjs');
@@ -211,6 +212,12 @@ describe('javascript handler models with --allow-code-models', () => {
     const entry = await indexEntry(served.url, 'no_outputs');
     assert.equal(entry.state, 'UNAVAILABLE');
     assert.match(entry.reason, /a javascript model declares its inputs and outputs in its config, and this config has no output/);
+  });
+
+  test('a version folder without model.js or model.mjs is refused, naming both', async () => {
+    const entry = await indexEntry(served.url, 'no_file');
+    assert.equal(entry.state, 'UNAVAILABLE');
+    assert.match(entry.reason, /no_file\/1 holds no model file: backend 'javascript' reads model\.js or model\.mjs/);
   });
 
   test('a handler file that links outside its version folder is refused', async () => {

@@ -469,6 +469,7 @@ export class ModelRepository {
   private async modelFilename(backend: Backend, versionFolder: string): Promise<string> {
     const names = backend.modelFilenames ?? [backend.defaultModelFilename];
     for (const name of names) if (await exists(join(versionFolder, name))) return name;
+    if (names.length > 1) throw new Error(`${shown(await this.root(), versionFolder)} holds no model file: backend '${backend.name}' reads ${names.join(' or ')}`);
     return names[0];
   }
 
