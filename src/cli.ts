@@ -171,6 +171,7 @@ program
   .option('--pin-model <name>', 'in on_demand mode, a model loaded at start and never unloaded to make room; repeatable', collect, [])
   .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', integer(1), serverDefault('modelLoadWaitMs'))
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
+  .option('--allow-code-models', 'load models that run code from the repository (backend "javascript" handlers): off by default, since that is code execution', false)
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), serverDefault('defaultMaxBatchSize'))
   .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), serverDefault('maxQueueSize'))
   .option('--max-queue-bytes <n>', 'bytes of inputs a model version may queue before refusing more (config max_queue_bytes may lower it)', integer(1), serverDefault('maxQueueBytes'))
@@ -252,6 +253,7 @@ program
       pinModels: flags.pinModel,
       modelLoadWaitMs: flags.modelLoadWaitMs,
       strictReadiness: flags.strictReadiness,
+      allowCodeModels: flags.allowCodeModels,
       defaultMaxBatchSize: flags.defaultMaxBatchSize,
       maxQueueSize: flags.maxQueueSize,
       maxQueueBytes: flags.maxQueueBytes,
@@ -649,6 +651,7 @@ const batch = program
   .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
   .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required)')
   .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--allow-code-models', 'the model may run code from the repository (a backend "javascript" handler), as serve\'s flag', false)
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
   .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
   .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input (default: columns are matched to inputs by name)')
@@ -709,7 +712,7 @@ const batch = program
           backoffMs: flags.backoffMs,
           maxPendingChunks: flags.maxPendingChunks,
         })
-      : await runLocalBatchJob({ ...common, modelRepository: flags.modelRepository, concurrency: flags.concurrency });
+      : await runLocalBatchJob({ ...common, modelRepository: flags.modelRepository, allowCodeModels: flags.allowCodeModels, concurrency: flags.concurrency });
     console.error(formatSummary(summary));
     console.log(JSON.stringify(summary));
     const allFailed = summary.processed > 0 && summary.failed === summary.processed;
@@ -736,6 +739,7 @@ program
   .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
   .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
   .option('--model-repository <dir>', 'model repository; models load on demand', workerDefault('modelRepository'))
+  .option('--allow-code-models', 'models may run code from the repository (backend "javascript" handlers), as serve\'s flag', false)
   .option('--concurrency <n>', 'chunks processed at once', integer(1), workerDefault('concurrency'))
   .option('--record-concurrency <n>', "records in flight within a chunk (default: 4 × the model's max_batch_size)", integer(1))
   .option('--name <name>', 'worker name shown as the processedBy of its chunks (default host:pid)')
@@ -751,6 +755,7 @@ program
       queue: flags.queue,
       queueName: flags.queueName,
       modelRepository: flags.modelRepository,
+      allowCodeModels: flags.allowCodeModels,
       concurrency: flags.concurrency,
       recordConcurrency: flags.recordConcurrency,
       name: flags.name,

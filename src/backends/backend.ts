@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { ModelConfig } from '../config/model-config.js';
 import type { Datatype } from '../core/datatype.js';
+import type { InferenceRequest, InferenceResponse, Parameters, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExposedTensor } from '../onnx/onnx-model-file.js';
 
@@ -23,6 +24,8 @@ export interface ModelSignature {
 }
 
 export interface InstanceOptions {
+  /** The model version the instance serves, for names in its messages. */
+  version?: string;
   /** Position among the model's instances; used in names and to spread devices. */
   index: number;
   kind: 'CPU' | 'GPU';
@@ -33,6 +36,27 @@ export interface InstanceOptions {
   logger: Logger;
   /** Tensors inside the model a run may also fetch by name (what a monitor reads), besides the model's outputs. */
   exposedOutputs?: readonly ExposedTensor[];
+  /** How code the instance runs calls another model (a handler's context.infer): the server's inference path, given from above. */
+  callModel?: ModelCall;
+}
+
+/** One inference request through the server's own path, as an ensemble step or a handler's call to another model is sent. */
+export type ModelCall = (request: InferenceRequest, context: RequestContext) => Promise<InferenceResponse>;
+
+/** One request of a batch, as an instance that answers each request itself (runRequests) receives it. */
+export interface BatchRequest {
+  inputs: Record<string, Tensor>;
+  outputNames: readonly string[];
+  parameters?: Parameters;
+  /** What travelled beside the request (request id, trace parent, deadline, cancel signal), for calls made on its behalf. */
+  context?: RequestContext;
+}
+
+/** One answer per request of a batch, in order: its outputs, or the error that fails that request alone. */
+export interface RequestAnswers {
+  answers: (Record<string, Tensor> | Error)[];
+  /** How long the engine itself computed the batch, as COMPUTE_NS says for run(). */
+  computeNs?: number;
 }
 
 /**
@@ -63,6 +87,12 @@ export interface BackendInstance {
    * throw synchronously): the scheduler then answers the batch at once, with no promise between.
    */
   run(inputs: Record<string, Tensor>, outputNames: readonly string[], options?: RunOptions): RunOutputs | Promise<RunOutputs>;
+  /**
+   * Runs a batch whose requests stay apart (a handler that answers each request itself, and may
+   * fail one alone). When an instance has it, the scheduler hands batches over this way instead of
+   * joining their rows, and requests whose rows differ in shape may share a batch.
+   */
+  runRequests?(requests: readonly BatchRequest[]): Promise<RequestAnswers>;
   release(): Promise<void>;
 }
 
@@ -72,6 +102,13 @@ export interface Backend {
   /** Triton platform names this backend answers for, e.g. 'onnxruntime_onnx'. */
   readonly platforms: readonly string[];
   readonly defaultModelFilename: string;
+  /** File names a version folder may hold the model under, tried in order when the config names none (default: defaultModelFilename). */
+  readonly modelFilenames?: readonly string[];
+  /**
+   * The model file is code the server runs (a handler): such models load only when the server
+   * allows code models (--allow-code-models), and only from files inside their version folder.
+   */
+  readonly runsRepositoryCode?: boolean;
   /** The engine carries BYTES elements only as text: each must be valid UTF-8 without a 0 byte, or it would arrive changed. */
   readonly bytesAsText?: boolean;
   /** What the model file declares, read before any instance exists, so the repository can complete the config from it. */

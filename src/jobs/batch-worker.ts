@@ -49,7 +49,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   const name = options.name ?? `${hostname()}:${process.pid}`;
   const ownServer = !options.server;
   const server =
-    options.server ?? (await (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', logger })).start());
+    options.server ?? (await (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', allowCodeModels: settings.allowCodeModels, logger })).start());
   const loading = new Map<string, Promise<void>>();
 
   const ensureModel = async (model: string, version?: string): Promise<void> => {

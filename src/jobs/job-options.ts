@@ -12,6 +12,8 @@ export const localJobSettingsSchema = z.object({
   modelRepository: z.string().min(1).default('models'),
   /** Progress on stderr: a bar on a terminal, a line every 2 s otherwise. */
   progress: z.enum(['auto', 'bar', 'lines', 'none']).default('auto'),
+  /** Models that run code from the repository (backend "javascript") may load, as serve's --allow-code-models. */
+  allowCodeModels: z.boolean().default(false),
 });
 
 export const distributedJobSettingsSchema = z.object({
@@ -39,6 +41,8 @@ export const batchWorkerSettingsSchema = z.object({
   lockDurationMs: z.number().int().min(100).default(30_000),
   /** Times a chunk may be recovered from dead workers before it fails. */
   maxStalledCount: z.number().int().nonnegative().default(2),
+  /** Models that run code from the repository (backend "javascript") may load, as serve's --allow-code-models. */
+  allowCodeModels: z.boolean().default(false),
 });
 
 /**

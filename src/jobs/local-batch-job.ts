@@ -44,6 +44,8 @@ export interface BatchInputOptions {
 export interface LocalBatchOptions extends BatchInputOptions {
   /** The repository to load the model from (ignored when `server` is given). */
   modelRepository?: string;
+  /** The model may run code from the repository (a javascript handler); ignored when `server` is given. */
+  allowCodeModels?: boolean;
   /** A started Server to use instead of one made for the job (it is left running). */
   server?: Server;
   /** Records in flight (default: 4 × the model's max_batch_size; at most what the model's queue admits); the model's batcher forms the batches. */
@@ -76,7 +78,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   const ownServer = !options.server;
   const server =
     options.server ??
-    (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [options.model], logger }));
+    (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [options.model], allowCodeModels: settings.allowCodeModels, logger }));
   let progress: JobProgress | undefined;
   try {
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);

@@ -9,7 +9,7 @@ import type { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
 import { asNereidError, NereidError } from '../core/errors.js';
 import type { InferenceObserver, RequestRecord } from '../core/inference-observer.js';
-import type { InferenceRequest, InferenceResponse, InferOutput, RequestContext } from '../core/inference.js';
+import type { InferenceRequest, InferenceResponse, InferOutput, Parameters, RequestContext } from '../core/inference.js';
 import { concreteDims, type Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
 import { pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
@@ -272,12 +272,12 @@ export class ModelVersion {
       if (cache && request.parameters?.cache_bypass !== true) {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
-          () => this.compute(validated, context, record.requestId, sequence),
+          () => this.compute(validated, context, record.requestId, sequence, request.parameters),
         );
         record.cache = { hit: outcome.hit, ns: outcome.ns };
         result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS };
       } else {
-        result = await this.compute(validated, context, record.requestId, sequence);
+        result = await this.compute(validated, context, record.requestId, sequence, request.parameters);
       }
       record.success = true;
       record.timings = result.timings;
@@ -302,7 +302,7 @@ export class ModelVersion {
   }
 
   /** Pre-processing, the scheduler and post-processing: everything a cache hit skips. */
-  private async compute(request: ValidatedRequest, context: RequestContext, requestId?: string, sequence?: SequenceFlags): Promise<RunResult> {
+  private async compute(request: ValidatedRequest, context: RequestContext, requestId?: string, sequence?: SequenceFlags, parameters?: Parameters): Promise<RunResult> {
     const { preprocessor, postprocessor, scheduler, ood, monitor } = this.parts;
     let inputs = request.tensors;
     let preprocessNs: number | undefined;
@@ -324,6 +324,7 @@ export class ModelVersion {
       timeoutMicroseconds: request.timeoutMicroseconds,
       signal: context.signal,
       deadline: context.deadline,
+      parameters,
       context,
       sequence,
     });

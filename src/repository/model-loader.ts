@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import type { Backend, BackendInstance, InstanceOptions } from '../backends/backend.js';
+import type { Backend, BackendInstance, InstanceOptions, ModelCall } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { answerDecidingConfig } from '../cache/cache-key.js';
 import { ResponseCache } from '../cache/response-cache.js';
@@ -60,6 +60,8 @@ export interface VersionLoadOptions {
   referenceProfile?: ReferenceProfile;
   /** Window and state settings of the version's monitor (built when it has a reference profile). */
   monitoring?: VersionMonitorSettings;
+  /** How the version's instances call other models (a handler's context.infer). */
+  callModel?: ModelCall;
 }
 
 /** The version's live monitor, which logs each change of its drift state as a warning with the features that moved it. */
@@ -194,7 +196,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     // The detector reads a tensor inside the model: every instance's session also outputs it.
     const exposed: ExposedTensor | undefined = ood && { tensor: ood.tensor, channelMean: ood.pooling === 'spatial-mean' };
     const exposedOutputs = exposed && [exposed];
-    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, exposedOutputs }));
+    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel }));
     if (samples.length > 0) {
       const warmupStarted = performance.now();
       await warmUp(created, samples, config.output.map((output) => output.name));

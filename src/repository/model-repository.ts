@@ -61,6 +61,8 @@ export interface ModelRepositoryOptions {
    * whatever manages its residency; undefined when nothing does (the repository then loads it itself).
    */
   holdStep?: (name: string) => (() => void) | Promise<() => void> | undefined;
+  /** Models whose backend runs code from the repository (javascript handlers) may load: the server's --allow-code-models. */
+  allowCodeModels?: boolean;
 }
 
 interface ModelEntry {
@@ -316,7 +318,7 @@ export class ModelRepository {
         : backends[0];
     if (!backend) {
       throw new Error(
-        `model '${name}' asks for ${config.backend ? `backend '${config.backend}'` : `platform '${config.platform}'`}; available: ${backends.map((b) => `${b.name} (${b.platforms.join(', ')})`).join('; ')}`,
+        `model '${name}' asks for ${config.backend ? `backend '${config.backend}'` : `platform '${config.platform}'`}; available: ${backends.map((b) => (b.platforms.length ? `${b.name} (${b.platforms.join(', ')})` : b.name)).join('; ')}`,
       );
     }
     return backend;
@@ -412,6 +414,11 @@ export class ModelRepository {
           if (config.ensemble_scheduling) throw new Error(`ensemble_scheduling is set but platform is ${config.platform ? `'${config.platform}'` : 'not'}: an ensemble needs platform "ensemble"`);
         });
         backend = checkingConfig(() => this.backendFor(config, name));
+        if (backend.runsRepositoryCode && !this.options.allowCodeModels) {
+          throw new ModelConfigError(
+            new Error(`model '${name}' uses backend '${backend.name}', which runs code from the model repository; the server loads such models only when started with --allow-code-models`),
+          );
+        }
       }
       const dirents = await readdir(folder, { withFileTypes: true });
       // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
@@ -443,9 +450,11 @@ export class ModelRepository {
             logger.info({ version }, `loaded ensemble '${name}' version ${version}`);
             return;
           }
-          const filename = config.default_model_filename ?? backend.defaultModelFilename;
           const versionFolder = join(folder, version);
-          const modelPath = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file').catch(async (error: Error) => {
+          const filename = config.default_model_filename ?? (await this.modelFilename(backend, versionFolder));
+          // Code is read only from inside its own version folder, links included.
+          const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
+          const modelPath = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
             const others = await otherOnnxFiles(versionFolder, filename);
             if (others.length === 0) throw error;
             throw new Error(`${error.message}; the folder holds ${others.join(', ')}: rename it to ${filename} or set default_model_filename: ${others[0]} in the config`);
@@ -474,6 +483,7 @@ export class ModelRepository {
             observers: this.options.observers,
             responseCacheStore: this.options.responseCacheStore,
             quantization,
+            callModel: this.options.callStep ?? this.directCall,
             readWarmupFile: async (file) => readFile(await containedFile(root, join(folder, WARMUP_FOLDER), file, 'input_data_file', folder)),
             readInitialStateFile: async (file) => readFile(await containedFile(root, join(folder, 'initial_state'), file, 'data_file', folder)),
             readLabels: async (file) =>
@@ -497,8 +507,26 @@ export class ModelRepository {
     await this.replace(name, entry, previous);
   }
 
+  /** Without the server's path: a call goes straight to the version the repository serves. */
+  private readonly directCall: StepCall = (request: InferenceRequest, context) => this.get(request.model, request.version).infer(request, context);
+
+  /** The first of the backend's model file names the version folder holds (the first name when it holds none, for the message). */
+  private async modelFilename(backend: Backend, versionFolder: string): Promise<string> {
+    const names = backend.modelFilenames ?? [backend.defaultModelFilename];
+    for (const name of names) if (await exists(join(versionFolder, name))) return name;
+    if (names.length > 1) throw new Error(`${shown(await this.root(), versionFolder)} holds no model file: backend '${backend.name}' reads ${names.join(' or ')}`);
+    return names[0];
+  }
+
+  /** A version folder with every link followed, refused when that leaves the repository. */
+  private async containedFolder(root: string, folder: string): Promise<string> {
+    const real = await realpath(folder);
+    if (!real.startsWith(root + sep)) throw new Error(`${shown(root, folder)} is a link to a folder outside the model repository`);
+    return real;
+  }
+
   private loadEnsembleVersion(name: string, version: string, config: ModelConfig, logger: Logger, folder: string): Promise<ModelVersion> {
-    const callStep: StepCall = this.options.callStep ?? ((request: InferenceRequest, context) => this.get(request.model, request.version).infer(request, context));
+    const callStep: StepCall = this.options.callStep ?? this.directCall;
     return loadEnsembleVersion({
       name,
       version,

@@ -8,7 +8,7 @@
  * batch-hold.ts), max_queue_delay bounding the hold. With batching off it is Triton's default
  * scheduler: one request per execution, first come first served.
  */
-import { COMPUTE_NS, type BackendInstance, type RunOutputs } from '../backends/backend.js';
+import { COMPUTE_NS, type BackendInstance, type RequestAnswers, type RunOutputs } from '../backends/backend.js';
 import { asNereidError, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
@@ -91,6 +91,8 @@ export class DynamicBatcher implements Scheduler {
   private readonly queue: PriorityQueue<Pending>;
   private readonly largestPreferred: number;
   private readonly cutAtCheapest: boolean;
+  /** The instances answer each request of a batch apart (runRequests): rows are never joined, so shapes need not match. */
+  private readonly requestWise: boolean;
   /** How fast rows arrive; kept only with a target latency, which is all it is for. */
   private readonly arrivals?: ArrivalRate;
   private running = 0;
@@ -119,6 +121,7 @@ export class DynamicBatcher implements Scheduler {
     // An instance that takes several batches at once is free that many times over.
     this.idle = instances.flatMap((instance) => Array.from({ length: Math.max(1, instance.concurrency ?? 1) }, () => instance));
     this.slots = this.idle.length;
+    this.requestWise = instances.length > 0 && instances.every((instance) => instance.runRequests !== undefined);
     this.costs = new BatchCosts(Math.max(1, policy.maxBatchSize));
     this.largestPreferred = policy.preferredBatchSizes.length ? Math.max(...policy.preferredBatchSizes) : 0;
     this.cutAtCheapest = policy.cutAtCheapest ?? true;
@@ -231,7 +234,7 @@ export class DynamicBatcher implements Scheduler {
     const limit = this.largestPreferred > 0 ? Math.min(maxBatchSize, Math.max(this.largestPreferred, first.rows)) : maxBatchSize;
     for (let entry = this.queue.after(head); entry; entry = this.queue.after(entry)) {
       const candidate = entry.value;
-      if (rows + candidate.rows > limit || !sameRowShape(first.request.inputs, candidate.request.inputs, this.policy.ragged?.raggedInputs)) {
+      if (rows + candidate.rows > limit || (!this.requestWise && !sameRowShape(first.request.inputs, candidate.request.inputs, this.policy.ragged?.raggedInputs))) {
         closed = true;
         break;
       }
@@ -355,6 +358,7 @@ export class DynamicBatcher implements Scheduler {
     const started = now();
     let inputReady = started;
     let elements = 0;
+    if (this.requestWise) return this.executeRequests(instance, batch, rows, started, alone);
     let outcome: RunOutputs | Promise<RunOutputs>;
     try {
       const only = batch.length === 1 ? batch[0].request : undefined;
@@ -387,6 +391,45 @@ export class DynamicBatcher implements Scheduler {
         this.release(instance, rows);
         this.dispatch();
       });
+  }
+
+  /** Runs a batch on an instance that answers each request apart: one request's error fails that request alone. */
+  private executeRequests(instance: BackendInstance, batch: Pending[], rows: number, started: number, alone: boolean): void {
+    const requests = batch.map(({ request }) => ({ inputs: request.inputs, outputNames: request.outputNames, parameters: request.parameters, context: request.context }));
+    let elements = 0;
+    for (const { inputs } of requests) elements += elementsOf(inputs);
+    const inputReady = now();
+    instance
+      .runRequests!(requests)
+      .then(
+        (outcome) => this.answerEach(batch, outcome, { instance, rows, elements, started, inputReady, alone }),
+        (error: unknown) => this.fail(batch, error),
+      )
+      .catch((error: unknown) => this.fail(batch, error))
+      .then(() => {
+        this.release(instance, rows);
+        this.dispatch();
+      });
+  }
+
+  /** Each request's own answer or error, with the batch's timings. */
+  private answerEach(batch: readonly Pending[], outcome: RequestAnswers, run: { instance: BackendInstance; rows: number; elements: number; started: number; inputReady: number; alone: boolean }): void {
+    const { instance, rows, elements, started, inputReady, alone } = run;
+    if (outcome.answers.length !== batch.length) throw new Error(`the instance answered ${outcome.answers.length} requests of a batch of ${batch.length}`);
+    const outputs: RunOutputs = {};
+    outputs[COMPUTE_NS] = outcome.computeNs;
+    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone);
+    for (let index = 0; index < batch.length; index++) {
+      const pending = batch[index];
+      const answer = outcome.answers[index];
+      if (answer instanceof Error) {
+        const failure = asNereidError(answer, this.label);
+        this.deliver(pending, () => pending.reject(failure));
+        continue;
+      }
+      const result = { outputs: answer, timings: { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows } };
+      this.deliver(pending, () => pending.resolve(result));
+    }
   }
 
   /** The instance is free for the next batch. */
@@ -434,6 +477,26 @@ export class DynamicBatcher implements Scheduler {
         row += pending.rows;
       }
     }
+    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, inferred, alone);
+    for (let index = 0; index < batch.length; index++) {
+      const pending = batch[index];
+      const timings = { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows };
+      const result = { outputs: results[index], timings };
+      this.deliver(pending, () => pending.resolve(result));
+    }
+  }
+
+  /** An execution's timings, recorded in the batch costs and reported to the observer. */
+  private executionTimings(
+    instance: BackendInstance,
+    outputs: RunOutputs,
+    rows: number,
+    elements: number,
+    started: number,
+    inputReady: number,
+    inferred: number,
+    alone: boolean,
+  ): ExecutionTimings {
     const finished = now();
     // An engine that timed itself says what computing took; handing the batch over to it (and
     // waiting behind the batch it was computing) counts as getting the inputs ready.
@@ -451,12 +514,7 @@ export class DynamicBatcher implements Scheduler {
       if (alone) this.costs.recordOverhead(handedOverNs - engineNs);
     }
     this.observer.onExecution({ batchSize: batched ? rows : 1, timings: execution, threads: instance.threads });
-    for (let index = 0; index < batch.length; index++) {
-      const pending = batch[index];
-      const timings = { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows };
-      const result = { outputs: results[index], timings };
-      this.deliver(pending, () => pending.resolve(result));
-    }
+    return execution;
   }
 
   private fail(batch: readonly Pending[], error: unknown): void {
@@ -474,7 +532,8 @@ export class DynamicBatcher implements Scheduler {
    */
   async calibrate(sample: (rows: number) => Record<string, Tensor>, outputNames: readonly string[], budgetMs = 3000): Promise<void> {
     const instance = this.idle[0];
-    if (this.policy.maxBatchSize === 0 || !instance) return;
+    // A handler is not run on made-up inputs: its costs are learned from traffic.
+    if (this.policy.maxBatchSize === 0 || !instance || this.requestWise) return;
     const sizes: number[] = [];
     for (let rows = 1; rows < this.policy.maxBatchSize; rows *= 2) sizes.push(rows);
     sizes.push(this.policy.maxBatchSize);

@@ -2,7 +2,7 @@
  * A scheduler owns time for one model version: it queues requests, decides what runs together
  * and on which instance, and enforces queue limits. It knows nothing of wire formats.
  */
-import type { CancelSignal, RequestContext } from '../core/inference.js';
+import type { CancelSignal, Parameters, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
 import type { Admission } from './priority-queue.js';
@@ -15,6 +15,8 @@ export interface ScheduledRequest extends Admission {
   outputNames: readonly string[];
   /** Aborted when the client goes away: a queued request is then dropped, never executed. */
   signal?: CancelSignal;
+  /** The request's parameters, for an instance that answers each request itself (a handler reads them). */
+  parameters?: Parameters;
   /** What travelled beside the request (request id, trace parent), for a scheduler that calls other models with it. */
   context?: RequestContext;
   /** For a model with sequence batching: the sequence the request belongs to (its correlation id and START/END flags). */

@@ -12,7 +12,7 @@ import { repositoryFolder } from '../repository/model-repository.js';
 import { Server, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
-  /** Default: ONNX Runtime. */
+  /** Default: ONNX Runtime, and JavaScript handlers (which load only with allowCodeModels). */
   backends?: ServerOptions['backends'];
   /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
   cacheConfig?: string;
@@ -33,7 +33,11 @@ export async function createServer(options: CreateServerOptions): Promise<Server
   // Before anything listens: a repository that is a file or missing is the operator's mistake, said plainly.
   await repositoryFolder(options.modelRepository);
   const logger = options.logger ?? pino({ level: 'info' });
-  const backends = options.backends ?? [new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend()];
+  const backends = options.backends ?? [
+    new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend(),
+    // Registered always, so a javascript model without --allow-code-models is refused by name rather than as an unknown backend.
+    new (await import('../backends/javascript-backend.js')).JavaScriptBackend(),
+  ];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
   return new Server({ ...rest, logger, backends, responseCache });
 }

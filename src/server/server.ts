@@ -86,6 +86,11 @@ export const serverOptionsSchema = z.object({
   costPerCoreHour: z.number().nonnegative().optional(),
   /** Drift and accuracy windows of versions with a reference profile; false: profiles are not read (no OOD flags, nothing to /monitor). */
   monitoring: z.union([z.literal(false), versionMonitorOptionsSchema]).prefault({}),
+  /**
+   * --allow-code-models: models whose backend runs code from the repository (backend "javascript")
+   * may load. Off, such a model (or a load request's config that asks for one) is refused.
+   */
+  allowCodeModels: z.boolean().default(false),
 });
 
 export type ServerOptions = z.input<typeof serverOptionsSchema> & {
@@ -158,6 +163,7 @@ export class Server {
       // An ensemble's steps are requests like any client's: on-demand loading and traffic policies apply to them.
       callStep: (request, context) => this.infer(request, context),
       holdStep: (name) => this.hold(name),
+      allowCodeModels: this.options.allowCodeModels,
     });
     this.residency = new ModelResidency({
       repository: this.repository,

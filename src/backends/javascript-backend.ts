@@ -1,0 +1,419 @@
+/**
+ * JavaScript handler models (backend "javascript"), the shape of Triton's Python backend in JS: a
+ * version folder's model.js / model.mjs exports initialize(context), execute(requests) and
+ * finalize(). Each instance runs the handler in its own worker thread, with memory limits and a
+ * time limit per call; context.infer reaches other models through the server's inference path
+ * (InstanceOptions.callModel), proxied over the worker's message port.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { describeIssues, parameterValue, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
+import { datatypeFromConfig } from '../core/datatype.js';
+import { NereidError, type ErrorCode } from '../core/errors.js';
+import type { InferenceRequest, RequestContext } from '../core/inference.js';
+import { describeShape, type Tensor } from '../core/tensor.js';
+import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
+import { withBuffers } from './handler-tensors.js';
+import type { HandlerSpec, HandlerWorkerReply, HandlerWorkerRequest } from './javascript-worker.js';
+
+const megabytes = (fallback: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: (issue) => `must be a whole number of megabytes, got '${String(issue.input)}'` })
+    .transform(Number)
+    .pipe(z.number().int().min(1, { error: 'must be at least 1' }).max(max, { error: `must be at most ${max}` }))
+    .default(fallback);
+
+/** The limits each instance's worker runs under, from the config's parameters; the defaults live here. */
+export const javascriptParametersSchema = z.object({
+  /** How long one call of execute (and initialize, finalize) may take before the worker is stopped and replaced. */
+  execute_timeout_ms: z
+    .string()
+    .regex(/^\d+$/, { error: (issue) => `must be a whole number of milliseconds, got '${String(issue.input)}'` })
+    .transform(Number)
+    .pipe(z.number().int().min(1, { error: 'must be at least 1' }).max(3_600_000, { error: 'must be at most 3600000 (an hour)' }))
+    .default(30_000),
+  /** The worker's heap for long-lived objects (resourceLimits.maxOldGenerationSizeMb). */
+  max_old_generation_mb: megabytes(256, 16_384),
+  /** The worker's heap for new objects (resourceLimits.maxYoungGenerationSizeMb). */
+  max_young_generation_mb: megabytes(32, 1024),
+  /** The worker's stack (resourceLimits.stackSizeMb). */
+  stack_size_mb: megabytes(4, 64),
+});
+
+export type JavaScriptParameters = z.output<typeof javascriptParametersSchema>;
+
+export function javascriptParameters(config: ModelConfig): JavaScriptParameters {
+  const names = Object.keys(javascriptParametersSchema.shape);
+  const raw = Object.fromEntries(names.map((name) => [name, parameterValue(config, name)]).filter(([, value]) => value !== undefined));
+  const parsed = javascriptParametersSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(describeIssues(parsed.error, 'parameters'));
+  return parsed.data;
+}
+
+// As for the ONNX Runtime worker: .js once built; from source the worker registers tsx's loader itself.
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER_ENTRY = new URL(`./javascript-worker${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url);
+
+function spawnWorker(spec: HandlerSpec, limits: JavaScriptParameters): Worker {
+  const options = {
+    workerData: spec,
+    resourceLimits: { maxOldGenerationSizeMb: limits.max_old_generation_mb, maxYoungGenerationSizeMb: limits.max_young_generation_mb, stackSizeMb: limits.stack_size_mb },
+    // The handler's console output goes to the server's, not to a pipe nobody reads.
+    stdout: false,
+    stderr: false,
+  };
+  if (!FROM_SOURCE) return new Worker(WORKER_ENTRY, options);
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => api.register()).then(() => import(${JSON.stringify(WORKER_ENTRY.href)}))`;
+  return new Worker(bootstrap, { ...options, eval: true });
+}
+
+const KNOWN_CODES = new Set<string>(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);
+
+function handlerError(failure: { message: string; code?: string; stack?: string }, label: string): NereidError {
+  const code = (failure.code && KNOWN_CODES.has(failure.code) ? failure.code : 'INTERNAL') as ErrorCode;
+  const cause = new Error(failure.message);
+  if (failure.stack) cause.stack = failure.stack;
+  return new NereidError(code, `${label}: ${failure.message}`, { cause });
+}
+
+interface Running {
+  resolve: (answers: RequestAnswers) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+  contexts: (RequestContext | undefined)[];
+}
+
+/**
+ * One handler instance: a worker thread running the handler, one batch at a time (as Triton's
+ * Python backend calls execute). A call that overruns execute_timeout_ms, a worker over its
+ * memory limits or one that exits fails the batch it held, and a new worker (initialize again)
+ * takes the next batch.
+ */
+export class JavaScriptInstance implements BackendInstance {
+  readonly threads = 1;
+  readonly concurrency = 1;
+  private current: Promise<Worker>;
+  private nextId = 0;
+  private running?: Running & { id: number };
+  /** Settles when the batch handed over last has been answered. */
+  private turn: Promise<unknown> = Promise.resolve();
+  private released = false;
+  /** Workers stopped or dead: their exit is expected and starts nothing. */
+  private readonly retired = new WeakSet<Worker>();
+  private readonly label: string;
+
+  private constructor(
+    worker: Worker,
+    private readonly spec: HandlerSpec,
+    private readonly limits: JavaScriptParameters,
+    private readonly logger: Logger,
+    private readonly callModel: ModelCall | undefined,
+  ) {
+    this.label = `handler of model '${spec.modelName}' version ${spec.version} (instance ${spec.instance})`;
+    this.current = Promise.resolve(this.adopt(worker));
+  }
+
+  static async start(spec: HandlerSpec, limits: JavaScriptParameters, logger: Logger, callModel?: ModelCall): Promise<JavaScriptInstance> {
+    const worker = await JavaScriptInstance.startWorker(spec, limits, logger, callModel);
+    return new JavaScriptInstance(worker, spec, limits, logger, callModel);
+  }
+
+  /** A worker whose handler was imported and initialized; an error, an exit or a timeout before that fails the start. */
+  private static startWorker(spec: HandlerSpec, limits: JavaScriptParameters, logger: Logger, callModel?: ModelCall): Promise<Worker> {
+    return new Promise((resolve, reject) => {
+      const worker = spawnWorker(spec, limits);
+      const early = (message: HandlerWorkerReply) => serveWorkerCall(worker, message, logger, callModel, () => undefined);
+      const stop = (error: Error) => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('message', early);
+        worker.off('error', stop);
+        worker.off('exit', onExit);
+        void worker.terminate();
+        reject(error);
+      };
+      let timer: NodeJS.Timeout | undefined;
+      const onExit = (code: number) => stop(new Error(`the handler's worker thread exited (code ${code}) before it was ready`));
+      const onMessage = (reply: HandlerWorkerReply) => {
+        // Booting the thread is not the handler's time; importing and initializing it are.
+        if (reply.type === 'started') {
+          timer = setTimeout(
+            () => stop(new Error(`loading the handler and its initialize() did not finish within ${limits.execute_timeout_ms} ms (parameter execute_timeout_ms); the worker was stopped`)),
+            limits.execute_timeout_ms,
+          );
+          return;
+        }
+        if (reply.type === 'failed') {
+          const error = new Error(`the handler failed to start: ${reply.message}`);
+          if (reply.stack) error.stack = reply.stack;
+          return stop(error);
+        }
+        if (reply.type !== 'ready') return;
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('message', early);
+        worker.off('error', stop);
+        worker.off('exit', onExit);
+        resolve(worker);
+      };
+      worker.on('message', onMessage);
+      // initialize() may already log or call other models.
+      worker.on('message', early);
+      worker.on('error', stop);
+      worker.on('exit', onExit);
+    });
+  }
+
+  private adopt(worker: Worker): Worker {
+    worker.on('message', (reply: HandlerWorkerReply) => {
+      if (reply.type !== 'result') return serveWorkerCall(worker, reply, this.logger, this.callModel, (origin) => this.contextOf(origin));
+      const running = this.running;
+      if (!running || running.id !== reply.id) return;
+      this.settle();
+      if (reply.error) return running.reject(handlerError(reply.error, `${this.label}: execute() threw`));
+      const answers = reply.answers!.map((answer) =>
+        'outputs' in answer ? withBuffers(answer.outputs) : handlerError(answer.error, `${this.label}: request failed`),
+      );
+      running.resolve({ answers, computeNs: reply.computeNs });
+    });
+    const fail = (error: Error) => {
+      if (this.retired.has(worker)) return;
+      const running = this.running;
+      this.settle();
+      running?.reject(error);
+      this.logger.warn({ err: error }, `${this.label}: ${error.message}`);
+      this.replace(worker);
+    };
+    worker.on('error', (error: Error & { code?: string }) =>
+      fail(
+        error.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new NereidError('INTERNAL', `${this.label} ran out of memory (parameters max_old_generation_mb ${this.limits.max_old_generation_mb}, max_young_generation_mb ${this.limits.max_young_generation_mb}); a new worker is starting`, { cause: error })
+          : new NereidError('INTERNAL', `${this.label} crashed: ${error.message}; a new worker is starting`, { cause: error }),
+      ),
+    );
+    worker.on('exit', (code) => fail(new NereidError('INTERNAL', `${this.label}: its worker thread exited (code ${code}); a new one is starting`)));
+    return worker;
+  }
+
+  /** Stops a worker and starts the next, which the batches after this one wait for. */
+  private replace(worker: Worker): void {
+    this.retired.add(worker);
+    void worker.terminate();
+    if (this.released) return;
+    this.current = JavaScriptInstance.startWorker(this.spec, this.limits, this.logger, this.callModel).then((next) => this.adopt(next));
+    this.current.catch(() => undefined); // a failed restart is reported by the next batch, not as an unhandled rejection
+  }
+
+  /**
+   * What travelled beside the request a call is made for: the one it names, else the batch's only
+   * request; none for a call from a batch of several that names none, or from initialize().
+   */
+  private contextOf(origin: { batch: number; index: number } | undefined): RequestContext | undefined {
+    const running = this.running;
+    if (!running) return undefined;
+    if (origin) return origin.batch === running.id ? running.contexts[origin.index] : undefined;
+    return running.contexts.length === 1 ? running.contexts[0] : undefined;
+  }
+
+  private settle(): void {
+    if (this.running) clearTimeout(this.running.timer);
+    this.running = undefined;
+  }
+
+  async run(inputs: Record<string, Tensor>, outputNames: readonly string[]): Promise<RunOutputs> {
+    const { answers } = await this.runRequests([{ inputs, outputNames }]);
+    const [answer] = answers;
+    if (answer instanceof Error) throw answer;
+    return answer;
+  }
+
+  /** Batches run one after another: one the scheduler sends while another runs (a caller of run()) waits its turn. */
+  runRequests(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
+    const answered = this.turn.then(() => this.execute(requests));
+    this.turn = answered.catch(() => undefined);
+    return answered;
+  }
+
+  /**
+   * Requests whose inputs do not match the config are answered with their error here (the server
+   * checks a client's, but not a warmup sample's or a library caller's); the others go to the handler.
+   */
+  private async execute(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
+    const refusals = requests.map((request) => this.inputMismatch(request.inputs));
+    const sent = requests.filter((_, index) => refusals[index] === undefined);
+    const handled = sent.length > 0 ? await this.executeInWorker(sent) : { answers: [] };
+    let next = 0;
+    return { answers: refusals.map((refusal) => refusal ?? handled.answers[next++]), computeNs: handled.computeNs };
+  }
+
+  private inputMismatch(inputs: Record<string, Tensor>): Error | undefined {
+    const { config } = this.spec;
+    const batched = config.max_batch_size > 0;
+    for (const name of Object.keys(inputs)) {
+      if (!config.input.some((input) => input.name === name)) {
+        return new NereidError('INVALID_ARGUMENT', `${this.label}: input '${name}' is not an input of the model (its inputs: ${config.input.map((input) => input.name).join(', ')})`);
+      }
+    }
+    for (const declared of config.input) {
+      const tensor = inputs[declared.name];
+      if (!tensor) {
+        if (declared.optional) continue;
+        return new NereidError('INVALID_ARGUMENT', `${this.label}: input '${declared.name}' is missing (the model takes ${config.input.map((input) => input.name).join(', ')})`);
+      }
+      const dims = declared.reshape?.shape ?? declared.dims;
+      const shape = batched ? [-1, ...dims] : dims;
+      const datatype = datatypeFromConfig(declared.data_type);
+      const fits = tensor.datatype === datatype && tensor.shape.length === shape.length && shape.every((dim, index) => dim === -1 || dim === tensor.shape[index]);
+      if (!fits) {
+        return new NereidError('INVALID_ARGUMENT', `${this.label}: input '${declared.name}' expects ${datatype} ${describeShape(shape)}, got ${tensor.datatype} ${describeShape(tensor.shape)}`);
+      }
+    }
+    return undefined;
+  }
+
+  private async executeInWorker(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
+    const worker = await this.current;
+    const id = this.nextId++;
+    const message: HandlerWorkerRequest = {
+      type: 'execute',
+      id,
+      requests: requests.map((request) => ({ inputs: request.inputs, outputNames: [...request.outputNames], parameters: request.parameters ?? {} })),
+    };
+    return new Promise<RequestAnswers>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.running?.id !== id) return;
+        // A handler that does not give the thread back (a loop, a wait that never ends) can only be stopped with its worker.
+        this.running.reject(
+          new NereidError(
+            'INTERNAL',
+            `${this.label}: execute() did not answer within ${this.limits.execute_timeout_ms} ms (parameter execute_timeout_ms); its worker was stopped and a new one is starting`,
+          ),
+        );
+        this.running = undefined;
+        this.replace(worker);
+      }, this.limits.execute_timeout_ms);
+      this.running = { id, resolve, reject, timer, contexts: requests.map((request) => request.context) };
+      worker.postMessage(message);
+    });
+  }
+
+  async release(): Promise<void> {
+    this.released = true;
+    const worker = await this.current.catch(() => undefined);
+    if (!worker) return;
+    this.retired.add(worker);
+    const finished = new Promise<void>((resolve) => {
+      worker.once('exit', () => resolve());
+      worker.on('message', (reply: HandlerWorkerReply) => {
+        if (reply.type !== 'finalized') return;
+        if (reply.error) this.logger.warn(`${this.label}: finalize() threw: ${reply.error}`);
+        resolve();
+      });
+    });
+    worker.postMessage({ type: 'finalize' } satisfies HandlerWorkerRequest);
+    await Promise.race([finished, new Promise<void>((resolve) => setTimeout(resolve, this.limits.execute_timeout_ms).unref())]);
+    await worker.terminate();
+  }
+}
+
+/** A worker's log line or context.infer call, answered on the main thread. */
+function serveWorkerCall(
+  worker: Worker,
+  reply: HandlerWorkerReply,
+  logger: Logger,
+  callModel: ModelCall | undefined,
+  contextOf: (origin: { batch: number; index: number } | undefined) => RequestContext | undefined,
+): void {
+  if (reply.type === 'log') {
+    logger[reply.level](reply.message);
+    return;
+  }
+  if (reply.type !== 'infer') return;
+  const answer = (message: HandlerWorkerRequest, transfer: ArrayBuffer[] = []) => {
+    // The worker may have been stopped (a timeout) while the call ran: nobody waits for the answer then.
+    try {
+      worker.postMessage(message, transfer);
+    } catch {
+      /* the worker is gone */
+    }
+  };
+  if (!callModel) {
+    answer({ type: 'answer', call: reply.call, error: { message: 'context.infer is not available: this instance was created without a way to call other models', code: 'UNAVAILABLE' } });
+    return;
+  }
+  const request: InferenceRequest = {
+    model: reply.model,
+    version: reply.version,
+    inputs: Object.entries(withBuffers(reply.inputs)).map(([name, tensor]) => ({ name, ...tensor })),
+    outputs: reply.outputs?.map((name) => ({ name })),
+  };
+  // A copy: what the called model writes into its context (its OOD counts) is its own, not the handler's request's.
+  const origin = contextOf(reply.origin);
+  const context: RequestContext = origin ? { signal: origin.signal, requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline } : {};
+  callModel(request, context).then(
+    (response) => {
+      const outputs = Object.fromEntries(response.outputs.map((output) => [output.name, { datatype: output.datatype, shape: output.shape, data: output.data } as Tensor]));
+      // The response's buffers may be shared (a cached answer, a view into a batch): copied, not moved.
+      answer({ type: 'answer', call: reply.call, outputs });
+    },
+    (error: unknown) => {
+      const failure = error instanceof NereidError ? { message: error.message, code: error.code } : { message: (error as Error)?.message ?? String(error), code: 'INTERNAL' };
+      answer({ type: 'answer', call: reply.call, error: failure });
+    },
+  );
+}
+
+export class JavaScriptBackend implements Backend {
+  readonly name = 'javascript';
+  readonly platforms = [] as const;
+  readonly defaultModelFilename = 'model.js';
+  readonly modelFilenames = ['model.js', 'model.mjs'] as const;
+  readonly runsRepositoryCode = true;
+  readonly tuningParameters = ['execute_timeout_ms', 'max_old_generation_mb', 'max_young_generation_mb', 'stack_size_mb'] as const;
+
+  checkConfig(config: ModelConfig): void {
+    javascriptParameters(config);
+    // Guessing batching from dims written -1 would be a guess about code: the handler's author says.
+    if (config.max_batch_size === undefined) throw new Error('a javascript model sets max_batch_size in its config (0: its tensors have no batch dimension)');
+    const missing = [config.input.length === 0 && 'input', config.output.length === 0 && 'output'].filter((kind) => kind);
+    if (missing.length > 0) {
+      throw new Error(
+        `a javascript model declares its inputs and outputs in its config, and this config has no ${missing.join(' and no ')} (add e.g. input [ { name: "IN", data_type: TYPE_FP32, dims: [ -1 ] } ])`,
+      );
+    }
+  }
+
+  /** The config is the handler's only declaration of what it takes and gives. */
+  async describe(_modelPath: string, config: ModelConfig): Promise<ModelSignature> {
+    this.checkConfig(config);
+    const batched = (config.max_batch_size ?? 0) > 0;
+    const signatureOf = (tensor: { name: string; data_type: string; dims: number[]; reshape?: { shape: number[] } }) => ({
+      name: tensor.name,
+      datatype: datatypeFromConfig(tensor.data_type)!,
+      shape: batched ? [-1, ...(tensor.reshape?.shape ?? tensor.dims)] : [...(tensor.reshape?.shape ?? tensor.dims)],
+    });
+    return { inputs: config.input.map(signatureOf), outputs: config.output.map(signatureOf) };
+  }
+
+  /** One instance; a handler that computes much asks for more with instance_group. */
+  async defaultInstances(): Promise<{ count: number; threadsPerInstance: number }> {
+    return { count: 1, threadsPerInstance: 1 };
+  }
+
+  async createInstance(modelPath: string, config: ModelConfig, options: InstanceOptions): Promise<BackendInstance> {
+    const completed = config as CompletedModelConfig;
+    const spec: HandlerSpec = {
+      file: modelPath,
+      modelName: completed.name,
+      version: options.version ?? '',
+      config: completed,
+      parameters: Object.fromEntries(Object.entries(config.parameters).map(([key, value]) => [key, value.string_value])),
+      instance: options.index,
+    };
+    const logger = options.logger.child({ instance: options.index });
+    return JavaScriptInstance.start(spec, javascriptParameters(config), logger, options.callModel);
+  }
+}

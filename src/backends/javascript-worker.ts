@@ -1,0 +1,190 @@
+/**
+ * A worker thread that hosts one instance of a JavaScript handler model: it imports the handler's
+ * file, calls initialize(context) once, execute(requests) per batch and finalize() on release.
+ * context.infer is sent to the main thread, which runs it through the server's inference path.
+ * Messages: 'execute', 'answer' (to an infer call) and 'finalize' in; 'ready', 'failed',
+ * 'result', 'infer', 'log' and 'finalized' out.
+ */
+import { pathToFileURL } from 'node:url';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { CompletedModelConfig } from '../config/model-config.js';
+import { datatypeFromConfig } from '../core/datatype.js';
+import type { Parameters } from '../core/inference.js';
+import { describeShape, type Tensor } from '../core/tensor.js';
+import { tensorFromHandler, transferable, withBuffers } from './handler-tensors.js';
+
+export interface HandlerSpec {
+  file: string;
+  modelName: string;
+  version: string;
+  config: CompletedModelConfig;
+  /** The config's parameters as plain strings. */
+  parameters: Record<string, string>;
+  instance: number;
+}
+
+export interface WorkerBatchRequest {
+  inputs: Record<string, Tensor>;
+  outputNames: string[];
+  parameters: Parameters;
+}
+
+/** What a handler's request answers in a result: its outputs, or why it failed. */
+export type WorkerAnswer = { outputs: Record<string, Tensor> } | { error: { message: string; code?: string; stack?: string } };
+
+export type HandlerWorkerRequest =
+  | { type: 'execute'; id: number; requests: WorkerBatchRequest[] }
+  | { type: 'answer'; call: number; outputs?: Record<string, Tensor>; error?: { message: string; code: string } }
+  | { type: 'finalize' };
+
+export type HandlerWorkerReply =
+  | { type: 'started' }
+  | { type: 'ready' }
+  | { type: 'failed'; message: string; stack?: string }
+  | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; error?: { message: string; stack?: string } }
+  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; origin?: { batch: number; index: number } }
+  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
+  | { type: 'finalized'; error?: string };
+
+interface Handler {
+  initialize?: (context: unknown) => unknown;
+  execute: (requests: unknown[]) => unknown;
+  finalize?: () => unknown;
+}
+
+/** Error codes a handler may give a failed request; any other failure of a request is INTERNAL. */
+const REQUEST_ERROR_CODES = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);
+
+/** The outputs of one request's answer, checked against the config's declarations. */
+function outputsOf(answer: unknown, request: WorkerBatchRequest, config: CompletedModelConfig): Record<string, Tensor> {
+  if (typeof answer !== 'object' || answer === null) throw new Error(`execute() answered ${String(answer)} instead of an object of output tensors`);
+  const outputs: Record<string, Tensor> = {};
+  const batched = config.max_batch_size > 0;
+  for (const name of request.outputNames) {
+    const declaration = config.output.find((output) => output.name === name)!;
+    const value = (answer as Record<string, unknown>)[name];
+    if (value === undefined) throw new Error(`execute() answered without output '${name}' (it gave: ${Object.keys(answer).join(', ') || 'none'})`);
+    const tensor = tensorFromHandler(`output '${name}'`, value, datatypeFromConfig(declaration.data_type));
+    const dims = declaration.reshape?.shape ?? declaration.dims;
+    const expected = batched ? [-1, ...dims] : dims;
+    if (tensor.shape.length !== expected.length || !expected.every((dim, index) => dim === -1 || dim === tensor.shape[index])) {
+      throw new Error(`output '${name}' has shape ${describeShape(tensor.shape)}, but the config declares ${describeShape(expected)}`);
+    }
+    outputs[name] = tensor;
+  }
+  return outputs;
+}
+
+function failureOf(error: unknown): { message: string; code?: string; stack?: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { message: error.message, stack: error.stack, code: typeof code === 'string' && REQUEST_ERROR_CODES.has(code) ? code : undefined };
+  }
+  return { message: String(error) };
+}
+
+const port = parentPort!;
+const spec = workerData as HandlerSpec;
+const post = (reply: HandlerWorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
+/** Each request handed to execute(), by the batch and position it came in. */
+const origins = new WeakMap<object, { batch: number; index: number }>();
+const calls = new Map<number, { resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
+let nextCall = 0;
+
+const log = (level: 'debug' | 'info' | 'warn' | 'error') => (...parts: unknown[]) =>
+  post({ type: 'log', level, message: parts.map((part) => (typeof part === 'string' ? part : JSON.stringify(part))).join(' ') });
+
+const context = Object.freeze({
+  modelName: spec.modelName,
+  version: spec.version,
+  instance: spec.instance,
+  config: spec.config,
+  parameters: spec.parameters,
+  log: Object.assign(log('info'), { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') }),
+  /** Calls another model through the server (Triton's BLS): `inputs` by name, answers its outputs by name. */
+  infer(model: string, inputs: Record<string, unknown>, options: { version?: string | number; outputs?: string[]; request?: object } = {}): Promise<Record<string, Tensor>> {
+    return new Promise((resolve, reject) => {
+      if (typeof model !== 'string') throw new Error(`context.infer(model, inputs): model must be a model's name, got ${String(model)}`);
+      if (typeof inputs !== 'object' || inputs === null) throw new Error(`context.infer('${model}', inputs): inputs must be an object of tensors by name`);
+      const sent: Record<string, Tensor> = {};
+      for (const [name, value] of Object.entries(inputs)) sent[name] = tensorFromHandler(`context.infer('${model}') input '${name}'`, value);
+      const call = nextCall++;
+      calls.set(call, { resolve, reject });
+      // Copied, not transferred: the handler may still hold the tensors it passes on.
+      // The call is made for `request` (one execute() was given): it carries that request's trace and deadline.
+      const origin = options.request === undefined ? undefined : origins.get(options.request);
+      if (options.request !== undefined && !origin) throw new Error(`context.infer('${model}'): options.request must be one of the requests execute() was given`);
+      post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, origin });
+    });
+  },
+});
+
+async function executeBatch(handler: Handler, id: number, requests: WorkerBatchRequest[]): Promise<void> {
+  const started = performance.now();
+  const given = requests.map((request, index) => {
+    const handed = { inputs: withBuffers(request.inputs), parameters: request.parameters, outputs: request.outputNames };
+    origins.set(handed, { batch: id, index });
+    return handed;
+  });
+  let answers: unknown;
+  try {
+    answers = await handler.execute(given);
+  } catch (error) {
+    return post({ type: 'result', id, computeNs: (performance.now() - started) * 1e6, error: failureOf(error) });
+  }
+  if (!Array.isArray(answers) || answers.length !== requests.length) {
+    const got = Array.isArray(answers) ? `${answers.length} answers` : String(answers);
+    return post({ type: 'result', id, computeNs: (performance.now() - started) * 1e6, error: { message: `execute() must return one answer per request (an array of ${requests.length}), got ${got}` } });
+  }
+  // An answer may be a promise (execute mapped its requests through an async function): one that rejects fails its request alone.
+  const settled = await Promise.allSettled(answers);
+  const computeNs = (performance.now() - started) * 1e6;
+  const replies: WorkerAnswer[] = settled.map((outcome, index) => {
+    try {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      if (outcome.value instanceof Error) throw outcome.value;
+      return { outputs: outputsOf(outcome.value, requests[index], spec.config) };
+    } catch (error) {
+      return { error: failureOf(error) };
+    }
+  });
+  const tensors = replies.flatMap((reply) => ('outputs' in reply ? Object.values(reply.outputs) : []));
+  try {
+    post({ type: 'result', id, answers: replies, computeNs }, transferable(tensors));
+  } catch {
+    // A buffer listed twice or one that cannot move: send copies instead.
+    post({ type: 'result', id, answers: replies, computeNs });
+  }
+}
+
+// The thread is up: from here on, loading and initializing the handler are on its clock.
+post({ type: 'started' });
+try {
+  const loaded = (await import(pathToFileURL(spec.file).href)) as Partial<Handler> & { default?: Partial<Handler> };
+  // ESM exports execute itself; a CommonJS model.js exports it on module.exports (the import's default).
+  const handler = (typeof loaded.execute === 'function' ? loaded : loaded.default) as Partial<Handler> | undefined;
+  if (typeof handler?.execute !== 'function') throw new Error(`the model file exports no execute(requests) function`);
+  await handler.initialize?.(context);
+  port.on('message', (message: HandlerWorkerRequest) => {
+    if (message.type === 'execute') {
+      void executeBatch(handler as Handler, message.id, message.requests);
+    } else if (message.type === 'answer') {
+      const waiting = calls.get(message.call);
+      if (!waiting) return;
+      calls.delete(message.call);
+      if (message.error) waiting.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+      else waiting.resolve(withBuffers(message.outputs!));
+    } else if (message.type === 'finalize') {
+      Promise.resolve()
+        .then(() => handler.finalize?.())
+        .then(
+          () => post({ type: 'finalized' }),
+          (error: unknown) => post({ type: 'finalized', error: (error as Error)?.message ?? String(error) }),
+        )
+        .finally(() => port.close());
+    }
+  });
+  post({ type: 'ready' });
+} catch (error) {
+  post({ type: 'failed', message: (error as Error)?.message ?? String(error), stack: (error as Error)?.stack });
+}

@@ -1,0 +1,305 @@
+/**
+ * JavaScript handler models (backend "javascript") on a real server over loopback HTTP: handlers in
+ * worker threads answering batches, calling generated ONNX models through context.infer (BLS), one
+ * request of a batch failing alone, a runaway handler stopped and replaced, BYTES in and out, and
+ * the --allow-code-models opt-in refusing them (and load requests that would switch to them) when off.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { readFile } from 'node:fs/promises';
+import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
+import { serveChild, stopChild } from './support/cli-server.js';
+import { startTestServer, type TestServer } from './support/test-server.js';
+
+type Json = any;
+
+/** Writes a handler model: config.pbtxt beside version 1, the handler as 1/<file>. */
+async function writeHandler(repoDir: string, name: string, config: string, code: string, file = 'model.mjs'): Promise<void> {
+  await mkdir(join(repoDir, name, '1'), { recursive: true });
+  await writeFile(join(repoDir, name, 'config.pbtxt'), `name: "${name}"\nbackend: "javascript"\n${config}`);
+  await writeFile(join(repoDir, name, '1', file), code);
+}
+
+const FP32_4 = (name: string) => `{ name: "${name}" data_type: TYPE_FP32 dims: [ 4 ] }`;
+
+/** Doubles IN; also answers how many requests its batch held, and the parameter `tag` it was given. */
+const DOUBLE = `
+export function execute(requests) {
+  return requests.map((request) => {
+    const input = request.inputs.IN;
+    return {
+      OUT: { datatype: 'FP32', shape: input.shape, data: input.data.map((value) => value * 2) },
+      BATCH: { shape: [input.shape[0], 1], data: Array(input.shape[0]).fill(requests.length) },
+    };
+  });
+}
+`;
+
+/** Calls two ONNX models (×2 and ×3) through context.infer and adds their answers: ×5. */
+const COMBINE = `
+let context;
+export function initialize(given) { context = given; context.log('combine ready for', given.modelName); }
+export async function execute(requests) {
+  return Promise.all(requests.map(async (request) => {
+    const input = { INPUT0: request.inputs.IN };
+    const [doubled, tripled] = await Promise.all([context.infer('times2', input), context.infer('times3', input, { outputs: ['OUTPUT0'] })]);
+    const a = doubled.OUTPUT0.data, b = tripled.OUTPUT0.data;
+    return { OUT: { shape: doubled.OUTPUT0.shape, data: a.map((value, index) => value + b[index]) } };
+  }));
+}
+`;
+
+/** A CommonJS handler: fails a request whose input holds a negative value, answering the others. */
+const PICKY = `
+module.exports = {
+  execute(requests) {
+    return requests.map(async (request) => {
+      const data = request.inputs.IN.data;
+      if (data.some((value) => value < 0)) throw Object.assign(new Error('negative values are not accepted, got ' + Array.from(data).join(',')), { code: 'INVALID_ARGUMENT' });
+      return { OUT: { shape: request.inputs.IN.shape, data }, BATCH: { shape: [request.inputs.IN.shape[0], 1], data: [requests.length] } };
+    });
+  },
+};
+`;
+
+/** Upper-cases BYTES elements. */
+const UPPER = `
+export function execute(requests) {
+  return requests.map(({ inputs }) => ({ OUT: { shape: inputs.TEXT.shape, data: inputs.TEXT.data.map((bytes) => bytes.toString('utf8').toUpperCase()) } }));
+}
+`;
+
+/** Never returns when asked to spin (request parameter spin: true); echoes otherwise. */
+const RUNAWAY = `
+export function execute(requests) {
+  if (requests.some((request) => request.parameters.spin === true)) for (;;) {}
+  return requests.map((request) => ({ OUT: request.inputs.IN }));
+}
+`;
+
+const BATCHED = (preferred: number) => `
+max_batch_size: 8
+input [ ${FP32_4('IN')} ]
+output [ ${FP32_4('OUT')}, { name: "BATCH" data_type: TYPE_FP32 dims: [ 1 ] } ]
+dynamic_batching { preferred_batch_size: [ ${preferred} ] max_queue_delay_microseconds: 30000000 }
+`;
+
+async function writeModels(repoDir: string): Promise<void> {
+  await writeModel(repoDir, 'times2', 1, scaleModel(2), 'max_batch_size: 8\n');
+  await writeModel(repoDir, 'times3', 1, scaleModel(3), 'max_batch_size: 8\n');
+  await writeHandler(repoDir, 'double', BATCHED(4), DOUBLE);
+  await writeHandler(repoDir, 'combine', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, COMBINE);
+  await writeHandler(repoDir, 'picky', BATCHED(3), PICKY, 'model.js');
+  await writeHandler(repoDir, 'upper', `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]\n`, UPPER);
+  await writeHandler(
+    repoDir,
+    'runaway',
+    `max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\noutput [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]\nparameters { key: "execute_timeout_ms" value: { string_value: "1000" } }\n`,
+    RUNAWAY,
+  );
+  // An ensemble whose second step is a handler (which itself calls two ONNX models): 2·IN, then 5·that.
+  await mkdir(join(repoDir, 'js_pipeline', '1'), { recursive: true });
+  await writeFile(
+    join(repoDir, 'js_pipeline', 'config.pbtxt'),
+    `name: "js_pipeline"\nplatform: "ensemble"\nmax_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n` +
+      `ensemble_scheduling { step [ { model_name: "times2" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "DOUBLED" } }, ` +
+      `{ model_name: "combine" model_version: -1 input_map { key: "IN" value: "DOUBLED" } output_map { key: "OUT" value: "OUT" } } ] }\n`,
+  );
+  await writeHandler(repoDir, 'no_file', `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, '', 'README.txt');
+  await writeHandler(repoDir, 'no_outputs', `max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\n`, UPPER);
+  // A handler file that is a link to code outside its version folder (still inside the repository).
+  await writeHandler(repoDir, 'escaping', `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, RUNAWAY, 'unused.mjs');
+  await writeFile(join(repoDir, 'escaping', 'shared.mjs'), RUNAWAY);
+  await symlink(join(repoDir, 'escaping', 'shared.mjs'), join(repoDir, 'escaping', '1', 'model.mjs'));
+}
+
+async function infer(url: string, model: string, body: Json): Promise<{ status: number; body: Json }> {
+  const response = await fetch(`${url}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: response.status, body: await response.json() };
+}
+
+const fp32 = (name: string, rows: number[][], parameters?: Json) => ({
+  inputs: [{ name, datatype: 'FP32', shape: [rows.length, rows[0].length], data: rows.flat() }],
+  ...(parameters ? { parameters } : {}),
+});
+
+async function statistics(url: string, model: string): Promise<Json> {
+  return (await (await fetch(`${url}/v2/models/${model}/stats`)).json()).model_stats[0];
+}
+
+async function indexEntry(url: string, model: string): Promise<Json> {
+  const index: Json[] = await (await fetch(`${url}/v2/repository/index`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).json();
+  return index.find((entry) => entry.name === model);
+}
+
+describe('javascript handler models with --allow-code-models', () => {
+  let served: TestServer;
+  before(async () => {
+    served = await startTestServer({ models: writeModels, server: { allowCodeModels: true } });
+  });
+  after(async () => served?.close());
+
+  test('a handler doubles its input; metadata comes from its config', async () => {
+    const metadata = await (await fetch(`${served.url}/v2/models/double`)).json();
+    assert.equal(metadata.platform, 'javascript');
+    assert.deepEqual(metadata.inputs, [{ name: 'IN', datatype: 'FP32', shape: [-1, 4] }]);
+    // Alone it would wait for company (preferred size 4): four at once make one batch.
+    const answers = await Promise.all([1, 2, 3, 4].map((seed) => infer(served.url, 'double', fp32('IN', [[seed, -seed, 0.5, seed * 10]]))));
+    answers.forEach((answer, index) => {
+      const seed = index + 1;
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const out = answer.body.outputs.find((output: Json) => output.name === 'OUT');
+      assert.deepEqual(out.data, [seed * 2, -seed * 2, 1, seed * 20]);
+      assert.deepEqual(out.shape, [1, 4]);
+      assert.deepEqual(answer.body.outputs.find((output: Json) => output.name === 'BATCH').data, [4], 'execute() got the four requests together');
+    });
+    const stats = await statistics(served.url, 'double');
+    assert.equal(stats.inference_count, 4);
+    assert.equal(stats.execution_count, 1, 'four requests, one execution');
+    assert.equal(stats.inference_stats.success.count, 4);
+  });
+
+  test('a handler calls two ONNX models through context.infer and combines their answers (BLS)', async () => {
+    const answer = await infer(served.url, 'combine', fp32('IN', [[1, 2, 3, 4], [-1, 0, 0.25, 8]]));
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.outputs[0].data, [5, 10, 15, 20, -5, 0, 1.25, 40]);
+    assert.deepEqual(answer.body.outputs[0].shape, [2, 4]);
+    // The calls went through the server: each ONNX model counts the request the handler made.
+    assert.equal((await statistics(served.url, 'times2')).inference_stats.success.count, 1);
+    assert.equal((await statistics(served.url, 'times3')).inference_stats.success.count, 1);
+  });
+
+  test('a request the handler fails, in a batch, fails alone with its message and code', async () => {
+    const rows = [[1, 2, 3, 4], [5, -6, 7, 8], [9, 10, 11, 12]];
+    const answers = await Promise.all(rows.map((row) => infer(served.url, 'picky', fp32('IN', [row]))));
+    assert.equal(answers[1].status, 400, JSON.stringify(answers[1].body));
+    assert.match(answers[1].body.error, /negative values are not accepted, got 5,-6,7,8/);
+    for (const index of [0, 2]) {
+      assert.equal(answers[index].status, 200, JSON.stringify(answers[index].body));
+      assert.deepEqual(answers[index].body.outputs.find((output: Json) => output.name === 'OUT').data, rows[index]);
+      assert.deepEqual(answers[index].body.outputs.find((output: Json) => output.name === 'BATCH').data, [3], 'all three were one batch');
+    }
+    assert.equal((await statistics(served.url, 'picky')).execution_count, 1);
+  });
+
+  test('BYTES in and out: strings upper-cased', async () => {
+    const answer = await infer(served.url, 'upper', { inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [3], data: ['hello', 'wörld', ''] }] });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.outputs[0], { name: 'OUT', datatype: 'BYTES', shape: [3], data: ['HELLO', 'WÖRLD', ''] });
+  });
+
+  test('a runaway handler is stopped after execute_timeout_ms, its request failed, and the model keeps serving', async () => {
+    const stuck = await infer(served.url, 'runaway', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] }], parameters: { spin: true } });
+    assert.equal(stuck.status, 500, JSON.stringify(stuck.body));
+    assert.match(stuck.body.error, /did not answer within 1000 ms \(parameter execute_timeout_ms\); its worker was stopped/);
+    const after = await infer(served.url, 'runaway', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [4], data: [4, 3, 2, 1] }] });
+    assert.equal(after.status, 200, JSON.stringify(after.body));
+    assert.deepEqual(after.body.outputs[0].data, [4, 3, 2, 1]);
+    assert.equal((await indexEntry(served.url, 'runaway')).state, 'READY');
+  });
+
+  test('a handler serves as an ensemble step', async () => {
+    const answer = await infer(served.url, 'js_pipeline', fp32('IN', [[1, -2, 0.5, 3]]));
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.outputs[0].data, [10, -20, 5, 30]);
+  });
+
+  test('a javascript config without outputs is refused at load, saying what to declare', async () => {
+    const entry = await indexEntry(served.url, 'no_outputs');
+    assert.equal(entry.state, 'UNAVAILABLE');
+    assert.match(entry.reason, /a javascript model declares its inputs and outputs in its config, and this config has no output/);
+  });
+
+  test('a version folder without model.js or model.mjs is refused, naming both', async () => {
+    const entry = await indexEntry(served.url, 'no_file');
+    assert.equal(entry.state, 'UNAVAILABLE');
+    assert.match(entry.reason, /no_file\/1 holds no model file: backend 'javascript' reads model\.js or model\.mjs/);
+  });
+
+  test('a handler file that links outside its version folder is refused', async () => {
+    const entry = await indexEntry(served.url, 'escaping');
+    assert.equal(entry.state, 'UNAVAILABLE');
+    assert.match(entry.reason, /model file 'model\.mjs' is a link to a file outside escaping\/1/);
+  });
+});
+
+describe('javascript handler models without --allow-code-models', () => {
+  let served: TestServer;
+  before(async () => {
+    served = await startTestServer({
+      models: async (repoDir) => {
+        await writeModel(repoDir, 'times2', 1, scaleModel(2), 'max_batch_size: 8\n');
+        await writeHandler(repoDir, 'double', BATCHED(4), DOUBLE);
+      },
+      server: { modelControlMode: 'explicit' },
+    });
+  });
+  after(async () => served?.close());
+
+  const load = (model: string, config?: Json) =>
+    fetch(`${served.url}/v2/repository/models/${model}/load`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(config ? { parameters: { config: JSON.stringify(config) } } : {}),
+    });
+
+  test('loading a javascript model is refused, naming the flag', async () => {
+    const answer = await load('double');
+    assert.ok(answer.status >= 400, `status ${answer.status}`);
+    assert.match((await answer.json()).error, /backend 'javascript', which runs code from the model repository; .*--allow-code-models/);
+    assert.equal((await indexEntry(served.url, 'double')).state, 'UNAVAILABLE');
+  });
+
+  test('a load request cannot switch a model to backend javascript', async () => {
+    const answer = await load('times2', { backend: 'javascript', max_batch_size: 8, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4] }], output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4] }] });
+    assert.equal(answer.status, 400);
+    assert.match((await answer.json()).error, /--allow-code-models/);
+    assert.notEqual((await indexEntry(served.url, 'times2')).state, 'READY');
+  });
+});
+
+test('nereid serve --allow-code-models serves a handler; its log lines and finalize() reach the server log', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-js-cli-'));
+  try {
+    const logged = `
+      let context;
+      export function initialize(given) { context = given; given.log('hello from', given.modelName, 'instance', given.instance); }
+      export function finalize() { context.log.warn('goodbye from', context.modelName); }
+      ${UPPER}`;
+    await writeHandler(repo, 'upper', `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]\n`, logged);
+    const served = await serveChild(repo, ['--allow-code-models', '--allow-metrics', 'false']);
+    try {
+      const answer = await infer(served.url, 'upper', { inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [1], data: ['cli'] }] });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.deepEqual(answer.body.outputs[0].data, ['CLI']);
+      assert.match(served.output(), /"instance":0.*"msg":"hello from upper instance 0"/);
+    } finally {
+      await stopChild(served);
+    }
+    assert.match(served.output(), /"msg":"goodbye from upper"/);
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
+});
+
+test('a batch job runs a handler model when allowed (nereid batch --allow-code-models)', async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'nereid-js-batch-'));
+  try {
+    const repo = join(folder, 'models');
+    await writeHandler(repo, 'double', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')}, { name: "BATCH" data_type: TYPE_FP32 dims: [ 1 ] } ]\ndynamic_batching { }\n`, DOUBLE);
+    await writeFile(join(folder, 'in.jsonl'), [1, 2, 3].map((seed) => JSON.stringify({ IN: [seed, seed, seed, seed] })).join('\n') + '\n');
+    const options = { model: 'double', input: join(folder, 'in.jsonl'), output: join(folder, 'out.jsonl'), modelRepository: repo, progress: 'none' as const };
+    await assert.rejects(runLocalBatchJob(options), /--allow-code-models/);
+    const summary = await runLocalBatchJob({ ...options, allowCodeModels: true });
+    assert.deepEqual([summary.processed, summary.failed], [3, 0], JSON.stringify(summary));
+    const lines = (await readFile(join(folder, 'out.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+    const doubled = lines.sort((a, b) => a.id - b.id).map((line) => line.outputs.find((output: Json) => output.name === 'OUT').data);
+    assert.deepEqual(doubled, [[2, 2, 2, 2], [4, 4, 4, 4], [6, 6, 6, 6]]);
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+});
