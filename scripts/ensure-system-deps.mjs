@@ -16,6 +16,8 @@ const needed = [
   { pkg: 'openssl', provides: '/usr/bin/openssl' },
   // The rolling-restart test puts three replicas behind a real nginx.
   { pkg: 'nginx', provides: '/usr/sbin/nginx' },
+  // The dashboard's end-to-end tests drive a headless Chromium (playwright-core, no downloaded browser).
+  { pkg: 'chromium', provides: '/usr/bin/chromium' },
 ];
 
 /** Waits for the dpkg lock rather than failing when another apt (e.g. unattended upgrades) holds it. */
