@@ -190,7 +190,7 @@ function overviewPage() {
           const link = version.stats ? html`<a href="#/model/${encodeURIComponent(version.name)}/${encodeURIComponent(version.version)}">${version.name}</a>` : html`${version.name}`;
           return html`<tr data-model="${version.name}" data-version="${version.version}">
             <td>${link}</td><td>${version.version || '–'}</td><td>${stateBadge(version)}</td>
-            <td class="num wide">${version.traffic_share === undefined ? '' : percent(version.traffic_share)}</td>
+            <td class="num wide">${model.shadows?.some((s) => s.shadow_version === version.version) ? 'shadow' : version.traffic_share === undefined ? '' : percent(version.traffic_share)}</td>
             <td class="num">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
             <td class="num wide">${version.stats ? number(version.stats.inference_stats.success.count, 0) : ''}</td>
             <td class="wide">${version.residency ?? ''}${version.memory_bytes === undefined ? '' : ` · ${bytes(version.memory_bytes)}`}</td>
@@ -205,25 +205,27 @@ function overviewPage() {
   };
 }
 
-function card(title, value, detail, id) {
-  return html`<div class="card" data-testid="${id}"><div class="card-title">${title}</div><div class="card-value">${value}</div><div class="card-detail">${detail}</div></div>`;
+function card(title, value, detail, id, level) {
+  return html`<div class="card" data-testid="${id}" data-level="${level ?? ''}"><div class="card-title">${title}</div><div class="card-value">${value}</div><div class="card-detail">${detail}</div></div>`;
 }
 
 const CHARTS = [
   { id: 'throughput', title: 'Throughput', unit: '/s', series: ['requests/s', 'inferences/s', 'failures/s'], pick: (p) => [p.rates.requests_per_s, p.rates.inferences_per_s, p.rates.failures_per_s] },
   {
     id: 'latency',
-    title: 'Request latency in the model (ms)',
+    title: 'Request latency in the model (ms, log scale)',
+    log: true,
     series: ['p50', 'p95', 'p99', 'mean'],
     pick: (p) => [p.rates.percentiles.request?.p50, p.rates.percentiles.request?.p95, p.rates.percentiles.request?.p99, p.rates.mean_ms.request],
   },
   {
     id: 'phases',
-    title: 'Mean time by phase (ms)',
+    title: 'Mean time by phase (ms, log scale)',
+    log: true,
     series: ['queue', 'pre-process', 'compute input', 'compute infer', 'compute output', 'post-process'],
     pick: (p) => ['queue', 'preprocess', 'compute_input', 'compute_infer', 'compute_output', 'postprocess'].map((phase) => p.rates.mean_ms[phase]),
   },
-  { id: 'batch', title: 'Batch size (rows per execution)', series: ['mean', 'p95'], pick: (p) => [p.rates.mean_batch_size, p.rates.percentiles.batch_size?.p95] },
+  { id: 'batch', title: 'Batch size (rows per execution)', series: ['mean', 'p95 (bucket)'], pick: (p) => [p.rates.mean_batch_size, p.rates.percentiles.batch_size?.p95] },
   { id: 'queue', title: 'Queue and in flight', series: ['queued', 'in flight'], decimals: 0, pick: (p) => [p.queued, p.inFlight] },
   { id: 'cache', title: 'Cache hit rate', unit: '%', decimals: 0, max: 100, series: ['hit rate'], pick: (p) => [p.rates.cache_hit_rate === undefined ? null : p.rates.cache_hit_rate * 100] },
 ];
@@ -272,7 +274,7 @@ function modelPage(name, versionName) {
         ${card('Failures', number(stats.inference_stats.fail.count, 0), '', 'failures')}
         ${card('Queue', number(version.queued, 0), `${number(version.in_flight, 0)} in flight`, 'queued')}
         ${card('Cache hits', lookups ? percent(stats.inference_stats.cache_hit.count / lookups) : '–', lookups ? `${lookups} lookups` : 'no response cache', 'cache')}
-        ${card('Cost / 1,000', cost === null ? '–' : dollars(cost), cost === null ? 'set --cost-per-core-hour' : `predictions · ${stats.cost.compute_seconds.toFixed(2)} core-s in all`, 'cost')}
+        ${card('Cost / 1,000', cost === null ? '–' : dollars(cost), cost === null ? 'set --cost-per-core-hour' : 'predictions', 'cost')}
         ${version.memory_bytes === undefined ? '' : card('Memory', bytes(version.memory_bytes), version.residency ?? '', 'memory')}`,
       );
       // A model without a response cache has no hit rate to draw.
@@ -287,7 +289,7 @@ function modelPage(name, versionName) {
       render(
         document.getElementById('errors'),
         failures.length
-          ? html`<table><thead><tr><th>Code</th><th>Since load</th><th>Last second</th></tr></thead><tbody>${failures.map(
+          ? html`<table class="narrow"><thead><tr><th>Code</th><th class="num">Since load</th><th class="num">Last second</th></tr></thead><tbody>${failures.map(
               ([code, count]) => html`<tr><td>${code}</td><td class="num">${count}</td><td class="num">${rates?.failures[code] ?? 0}</td></tr>`,
             )}</tbody></table>`
           : html`<p class="muted">No failed requests since load.</p>`,
@@ -306,11 +308,11 @@ function showMonitor(monitor) {
   render(
     document.getElementById('monitor'),
     html`<div class="cards">
-      ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? `score ${number(monitor.drift_score, 3)} · ${monitor.window.rows} rows` : monitor.reason, 'drift')}
+      ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? `score ${number(monitor.drift_score, 3)} · ${monitor.window.rows} rows` : monitor.reason, 'drift', monitor.state)}
       ${monitor.ood ? card('Out of distribution', percent(monitor.ood.share), `expected ${percent(monitor.ood.expected_share)}`, 'ood') : ''}
       ${monitor.accuracy ? card('Accuracy (estimated)', percent(monitor.accuracy.expected), monitor.accuracy.realised === undefined ? 'from calibrated confidence' : `realised ${percent(monitor.accuracy.realised)}`, 'accuracy') : ''}
     </div>
-    ${features.length ? html`<table><thead><tr><th>Feature</th><th>PSI</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td>${f.level}</td></tr>`)}</tbody></table>` : ''}`,
+    ${features.length ? html`<table class="narrow"><thead><tr><th>Top drifting feature</th><th class="num">PSI</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td><span class="level" data-level="${f.level}">${f.level}</span></td></tr>`)}</tbody></table>` : ''}`,
   );
 }
 
@@ -320,7 +322,7 @@ function showShadows(shadows) {
   if (!shadows?.length) return;
   render(
     document.getElementById('shadows'),
-    html`<table><thead><tr><th>Primary → shadow</th><th>Compared</th><th>Top-1 agreement</th><th>Mean |Δ|</th><th>Failed</th></tr></thead><tbody>${shadows.map(
+    html`<table class="narrow"><thead><tr><th>Primary → shadow</th><th class="num">Compared</th><th class="num">Top-1 agreement</th><th class="num">Mean |Δ|</th><th class="num">Failed</th></tr></thead><tbody>${shadows.map(
       (s) => html`<tr><td>v${s.primary_version} → v${s.shadow_version}</td><td class="num">${s.compared}</td><td class="num">${percent(s.top1_agreement)}</td><td class="num">${number(s.mean_abs_delta, 4)}</td><td class="num">${s.failed}</td></tr>`,
     )}</tbody></table>`,
   );

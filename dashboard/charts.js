@@ -7,6 +7,8 @@ const WINDOW_S = 60;
 
 const PALETTE = ['#2f7ed8', '#e4572e', '#17a673', '#a05ad6', '#f0a202', '#5b6b7a', '#d6336c'];
 
+const powersOfTen = (_u, splits) => splits.map((split) => (Number.isInteger(Math.round(Math.log10(split) * 1e6) / 1e6) ? split : null));
+
 function themeColors() {
   const style = getComputedStyle(document.documentElement);
   return { axis: style.getPropertyValue('--muted').trim() || '#888', grid: style.getPropertyValue('--grid').trim() || 'rgba(128,128,128,0.2)' };
@@ -16,7 +18,7 @@ function themeColors() {
  * A chart of several series against time. `update(times, columns)` redraws it with new data; the
  * chart follows its container's width.
  */
-export function lineChart(container, { title, series, unit = '', decimals = 2, max }) {
+export function lineChart(container, { title, series, unit = '', decimals = 2, max, log = false }) {
   const colors = themeColors();
   const format = (value) => (value === null || value === undefined ? '–' : `${Number(value).toFixed(decimals)}${unit}`);
   const axis = { stroke: colors.axis, grid: { stroke: colors.grid, width: 1 }, ticks: { stroke: colors.grid, width: 1 } };
@@ -30,12 +32,20 @@ export function lineChart(container, { title, series, unit = '', decimals = 2, m
     scales: {
       // At least the last minute, so that a fresh page does not stretch its first seconds across the chart.
       x: { time: true, range: (_u, min, max) => [Math.min(min ?? Date.now() / 1000, (max ?? Date.now() / 1000) - WINDOW_S), max ?? Date.now() / 1000] },
-      y: { range: (_u, min, top) => [0, max ?? (Math.max(top ?? 0, min ?? 0) * 1.1 || 1)] },
+      // Latencies on a log scale: a cold start's seconds do not flatten the milliseconds after it.
+      y: log ? { distr: 3, log: 10 } : { range: (_u, min, top) => [0, max ?? (Math.max(top ?? 0, min ?? 0) * 1.1 || 1)] },
     },
     axes: [
       { ...axis },
       // Counts get whole-number ticks only.
-      { ...axis, size: 56, ...(decimals === 0 ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] } : {}), values: (_u, ticks) => ticks.map((tick) => `${+tick.toFixed(decimals)}${unit}`) },
+      {
+        ...axis,
+        size: 56,
+        ...(decimals === 0 ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] } : {}),
+        // A log axis keeps its powers of ten only: a tick and a grid line at every 2…9 crowds it.
+        ...(log ? { filter: powersOfTen, grid: { ...axis.grid, filter: powersOfTen }, ticks: { ...axis.ticks, filter: powersOfTen } } : {}),
+        values: (_u, ticks) => ticks.map((tick) => (tick === null ? '' : log ? `${+tick.toPrecision(1)}${unit}` : `${+tick.toFixed(decimals)}${unit}`)),
+      },
     ],
     series: [
       {},

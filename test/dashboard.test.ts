@@ -155,6 +155,7 @@ describe('dashboard', () => {
     assert.equal(quantileBetween(before, after, 0.5), 2);
     assert.equal(quantileBetween(before, after, 0.75), 3);
     assert.equal(quantileBetween(after, after, 0.5), undefined, 'nothing observed in between');
+    assert.equal(quantileBetween(before, after, 0.75, false), 4, 'without interpolation: the upper bound of the bucket the rank falls in');
   });
 
   test('with tokens, the pages open but the API takes the management token only', async () => {
@@ -176,9 +177,16 @@ describe('dashboard', () => {
     }
   });
 
+  /** What the pages threw: checked as each test closes its pages. */
+  const pageErrors: string[] = [];
+  const closePage = async (page: Page) => {
+    await page.close();
+    assert.deepEqual(pageErrors.splice(0), [], 'the page threw');
+  };
+
   const openPage = async (url: string, options: { width?: number; dark?: boolean } = {}): Promise<Page> => {
     const page = await browser.newPage({ viewport: { width: options.width ?? 1280, height: 900 }, colorScheme: options.dark ? 'dark' : 'light' });
-    page.on('pageerror', (error) => assert.fail(`the page threw: ${error.message}`));
+    page.on('pageerror', (error) => pageErrors.push(`${page.url()}: ${error.message}`));
     await page.goto(url);
     return page;
   };
@@ -193,11 +201,11 @@ describe('dashboard', () => {
     assert.equal(await page.locator('tr[data-model="broken"] [data-testid="reason"]').textContent(), reason);
     await page.locator('[data-testid="cpu"] .card-value', { hasText: '%' }).waitFor();
     await page.screenshot({ path: join(SCREENSHOTS, 'overview.png') });
-    await page.close();
+    await closePage(page);
     const phone = await openPage(`${open.url}/dashboard/`, { width: 390, dark: true });
     await phone.locator('tr[data-model="broken"]').waitFor();
     await phone.screenshot({ path: join(SCREENSHOTS, 'overview-phone-dark.png'), fullPage: true });
-    await phone.close();
+    await closePage(phone);
   });
 
   test("traffic moves the model page's numbers to what /stats reports", async () => {
@@ -215,7 +223,7 @@ describe('dashboard', () => {
     // The charts have drawn the interval in which the traffic arrived.
     await page.waitForFunction(() => document.querySelectorAll('.chart canvas').length === 6);
     await page.screenshot({ path: join(SCREENSHOTS, 'model.png'), fullPage: true });
-    await page.close();
+    await closePage(page);
   });
 
   test('the try-it panel classifies a photo and shows its label and confidence', async () => {
@@ -230,7 +238,7 @@ describe('dashboard', () => {
     assert.ok(LABELS.includes(expected.predictions[0].label));
     assert.equal(await top.locator('[data-testid="confidence"]').textContent(), `${(expected.predictions[0].score * 100).toFixed(1)} %`);
     await page.screenshot({ path: join(SCREENSHOTS, 'try-it.png') });
-    await page.close();
+    await closePage(page);
   });
 
   test('with a token set, the dashboard asks for it and then shows the models', async () => {
@@ -241,6 +249,6 @@ describe('dashboard', () => {
     await page.click('#token-form button[type="submit"]');
     await page.locator('tr[data-model="simple"]').waitFor();
     assert.equal(await page.evaluate(() => sessionStorage.getItem('nereid-dashboard-token')), MANAGEMENT_TOKEN);
-    await page.close();
+    await closePage(page);
   });
 });

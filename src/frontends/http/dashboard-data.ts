@@ -130,9 +130,11 @@ export interface Percentiles {
 
 /**
  * The q-quantile of the observations between two readings, interpolated inside its bucket as
- * Prometheus's histogram_quantile does; one past the last bound reads as the last bound.
+ * Prometheus's histogram_quantile does (or, with `interpolate` false, the bucket's upper bound: for
+ * whole numbers such as batch sizes, where 0.95 rows means nothing); one past the last bound reads
+ * as the last bound.
  */
-export function quantileBetween(before: HistogramSnapshot | undefined, after: HistogramSnapshot, q: number): number | undefined {
+export function quantileBetween(before: HistogramSnapshot | undefined, after: HistogramSnapshot, q: number, interpolate = true): number | undefined {
   const total = after.count - (before?.count ?? 0);
   if (total <= 0) return undefined;
   const rank = q * total;
@@ -142,7 +144,7 @@ export function quantileBetween(before: HistogramSnapshot | undefined, after: Hi
     const count = after.cumulative[index] - (before?.cumulative[index] ?? 0);
     if (count >= rank) {
       const inBucket = count - lowerCount;
-      return inBucket <= 0 ? after.le[index] : lowerBound + ((after.le[index] - lowerBound) * (rank - lowerCount)) / inBucket;
+      return inBucket <= 0 || !interpolate ? after.le[index] : lowerBound + ((after.le[index] - lowerBound) * (rank - lowerCount)) / inBucket;
     }
     lowerBound = after.le[index];
     lowerCount = count;
@@ -150,9 +152,9 @@ export function quantileBetween(before: HistogramSnapshot | undefined, after: Hi
   return after.le[after.le.length - 1];
 }
 
-function percentilesBetween(before: HistogramSnapshot | undefined, after: HistogramSnapshot | undefined, scale: number): Percentiles | undefined {
+function percentilesBetween(before: HistogramSnapshot | undefined, after: HistogramSnapshot | undefined, scale: number, interpolate: boolean): Percentiles | undefined {
   if (!after) return undefined;
-  const at = (q: number) => quantileBetween(before, after, q);
+  const at = (q: number) => quantileBetween(before, after, q, interpolate);
   const p50 = at(0.5);
   if (p50 === undefined) return undefined;
   return { p50: p50 * scale, p95: at(0.95)! * scale, p99: at(0.99)! * scale };
@@ -166,7 +168,7 @@ export interface VersionInterval {
   executions_per_s: number;
   /** Mean time per request of each phase over the interval, ms (undefined: no request went through it). */
   mean_ms: Partial<Record<'queue' | 'compute_input' | 'compute_infer' | 'compute_output' | 'preprocess' | 'postprocess' | 'request', number>>;
-  /** Percentiles over the interval from the metrics' histograms, ms (batch_size in rows). */
+  /** Percentiles over the interval from the metrics' histograms, ms (batch_size in rows: the bucket's upper bound, 1, 2, 4, 8…). */
   percentiles: Partial<Record<HistogramName, Percentiles>>;
   /** Rows per execution over the interval. */
   mean_batch_size?: number;
@@ -214,7 +216,7 @@ export function intervalOf(before: DashboardSnapshot, after: DashboardSnapshot):
     }
     const percentiles: VersionInterval['percentiles'] = {};
     for (const [name, histogram] of Object.entries(version.histograms ?? {}) as [HistogramName, HistogramSnapshot][]) {
-      const shown = percentilesBetween(then?.histograms?.[name], histogram, name === 'batch_size' ? 1 : 1000);
+      const shown = name === 'batch_size' ? percentilesBetween(then?.histograms?.[name], histogram, 1, false) : percentilesBetween(then?.histograms?.[name], histogram, 1000, true);
       if (shown) percentiles[name] = shown;
     }
     const executions = delta((stats) => stats.execution_count);
