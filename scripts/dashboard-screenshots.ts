@@ -66,22 +66,28 @@ try {
   const overview = await open('');
   const model = await open('#/model/fashion_mnist/1', { height: 1400 });
   const canary = await open('#/model/canary/1', { height: 1400 });
-  const ends = Date.now() + SECONDS * 1000;
+  // Traffic keeps flowing while the pages are saved, so that their "now" figures are not an idle second's.
+  let stopped = false;
   let tick = 0;
-  while (Date.now() < ends) {
-    tick += 1;
-    // A load that rises and falls, so that the charts have a shape.
-    const burst = 1 + Math.round(6 * (1 + Math.sin(tick / 25)));
-    await Promise.all([
-      ...Array.from({ length: burst }, (_, index) => post('/v2/models/fashion_mnist/classify', images[(tick + index) % IMAGES], 'image/png')),
-      post('/v2/models/canary/infer', vector([tick % 7, 1, 2, 3]), 'application/json'),
-      post('/v2/models/simple/infer', simple(tick % 40 === 0 ? 15 : 16), 'application/json'), // a wrong shape now and then: INVALID_ARG
-    ]);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const traffic = (async () => {
+    while (!stopped) {
+      tick += 1;
+      // A load that rises and falls, so that the charts have a shape.
+      const burst = 1 + Math.round(6 * (1 + Math.sin(tick / 25)));
+      await Promise.all([
+        ...Array.from({ length: burst }, (_, index) => post('/v2/models/fashion_mnist/classify', images[(tick + index) % IMAGES], 'image/png')),
+        post('/v2/models/canary/infer', vector([tick % 7, 1, 2, 3]), 'application/json'),
+        post('/v2/models/simple/infer', simple(tick % 40 === 0 ? 15 : 16), 'application/json'), // a wrong shape now and then: INVALID_ARG
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000));
   await save(overview, 'overview.png');
   await save(model, 'model.png', true);
   await save(canary, 'model-canary.png', true);
+  stopped = true;
+  await traffic;
 
   const phone = await open('', { width: 390, height: 844, dark: true });
   await phone.locator('tr[data-model="broken"]').waitFor();

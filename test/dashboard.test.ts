@@ -226,7 +226,7 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
-  test('the try-it panel classifies a photo and shows its label and confidence', async () => {
+  test('the try-it panel classifies a photo and shows its label and confidence, and sends a pasted V2 request', async () => {
     const expected = (await classify(1))[0];
     const page = await openPage(`${open.url}/dashboard/#/try/fashion_mnist`);
     await page.locator('#try-model option[value="fashion_mnist"]').waitFor({ state: 'attached' });
@@ -238,6 +238,14 @@ describe('dashboard', () => {
     assert.ok(LABELS.includes(expected.predictions[0].label));
     assert.equal(await top.locator('[data-testid="confidence"]').textContent(), `${(expected.predictions[0].score * 100).toFixed(1)} %`);
     await page.screenshot({ path: join(SCREENSHOTS, 'try-it.png') });
+    // A model that takes tensors: a pasted V2 request goes to /infer and its answer is shown.
+    await page.selectOption('#try-model', 'simple');
+    await page.locator('#try-file:disabled').waitFor();
+    await page.click('[data-tab="json"]');
+    await page.fill('#try-json', simpleRequest);
+    await page.click('#try-send');
+    const answer = JSON.parse((await page.locator('#try-answer pre').textContent()) ?? '{}');
+    assert.deepEqual(answer.outputs.find((output: Json) => output.name === 'OUTPUT0').data, Array.from({ length: 16 }, (_, i) => i + 1));
     await closePage(page);
   });
 
