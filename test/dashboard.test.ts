@@ -147,6 +147,20 @@ describe('dashboard', () => {
     }
   });
 
+  test('a draining server ends its streams, so that they do not hold the drain', async () => {
+    const draining = await startTestServer({ models: writeSimpleModel });
+    try {
+      const stream = await openStream(`${draining.url}/dashboard/api/stream`);
+      await stream.next();
+      draining.server.drain();
+      await assert.rejects(async () => {
+        for (;;) await stream.next();
+      }, /the stream ended/);
+    } finally {
+      await draining.close();
+    }
+  });
+
   test('percentiles between two histogram readings interpolate inside the bucket the rank falls in', () => {
     const le = [1, 2, 4];
     const before = { le, cumulative: [10, 10, 10], count: 10, sum: 5 };

@@ -5,6 +5,7 @@
  * holds cumulative figures, and `intervalOf` turns two successive snapshots into rates, per-interval
  * means and percentiles, as a Prometheus query over two scrapes would.
  */
+import { monitorAnswer } from '../../model/monitor-answer.js';
 import type { HistogramName, HistogramSnapshot } from '../../observability/prometheus-metrics.js';
 import type { Server } from '../../server/server.js';
 
@@ -107,7 +108,8 @@ function versionSnapshot(
   const key = `${name}\u0000${version}`;
   const model = loaded.get(key);
   if (version === undefined || !model) return shown;
-  const monitor = model.monitor ? server.modelMonitor(name, version) : undefined;
+  // The answer /monitor gives, read from the version in hand: a version loading or unloading has no lookup to throw from.
+  const monitor = model.monitor ? monitorAnswer(name, version, model.monitor, false) : undefined;
   return {
     ...shown,
     stats: statsOf.get(key),
