@@ -294,23 +294,39 @@ function modelPage(name, versionName) {
             )}</tbody></table>`
           : html`<p class="muted">No failed requests since load.</p>`,
       );
-      showMonitor(version.monitor);
+      showMonitor(version.monitor, version.confidence);
       showShadows(model.shadows);
     },
   };
 }
 
-function showMonitor(monitor) {
+/** Columns of counts, each with its label under it and its count on hover. */
+function columns(title, entries, id) {
+  const most = Math.max(1, ...entries.map(([, count]) => count));
+  return html`<figure class="columns-figure" data-testid="${id}"><figcaption>${title}</figcaption><div class="columns">${entries.map(
+    ([label, count]) => html`<div class="column" title="${label}: ${count}"><span style="height:calc((100% - 1.1rem) * ${(count / most).toFixed(3)})"></span><small>${label}</small></div>`,
+  )}</div></figure>`;
+}
+
+function showMonitor(monitor, confidence) {
   const panel = document.getElementById('monitor-panel');
   panel.hidden = !monitor;
   if (!monitor) return;
   const features = monitor.top_features ?? [];
+  const confidenceColumns = confidence
+    ? confidence.le.map((bound, index) => [`≤${bound}`, confidence.cumulative[index] - (index ? confidence.cumulative[index - 1] : 0)])
+    : [];
+  const classColumns = Object.entries(monitor.class_counts ?? {});
   render(
     document.getElementById('monitor'),
     html`<div class="cards">
       ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? `score ${number(monitor.drift_score, 3)} · ${monitor.window.rows} rows` : monitor.reason, 'drift', monitor.state)}
       ${monitor.ood ? card('Out of distribution', percent(monitor.ood.share), `expected ${percent(monitor.ood.expected_share)}`, 'ood') : ''}
       ${monitor.accuracy ? card('Accuracy (estimated)', percent(monitor.accuracy.expected), monitor.accuracy.realised === undefined ? 'from calibrated confidence' : `realised ${percent(monitor.accuracy.realised)}`, 'accuracy') : ''}
+    </div>
+    <div class="histograms">
+      ${confidenceColumns.length ? columns(`Top-1 confidence of ${confidence.count} predictions since load`, confidenceColumns, 'confidence-histogram') : ''}
+      ${classColumns.length ? columns('Predicted classes in the recent window', classColumns, 'class-histogram') : ''}
     </div>
     ${features.length ? html`<table class="narrow"><thead><tr><th>Top drifting feature</th><th class="num">PSI</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td><span class="level" data-level="${f.level}">${f.level}</span></td></tr>`)}</tbody></table>` : ''}`,
   );

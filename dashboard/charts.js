@@ -31,7 +31,15 @@ export function lineChart(container, { title, series, unit = '', decimals = 2, m
     legend: { live: false },
     scales: {
       // At least the last minute, so that a fresh page does not stretch its first seconds across the chart.
-      x: { time: true, range: (_u, min, max) => [Math.min(min ?? Date.now() / 1000, (max ?? Date.now() / 1000) - WINDOW_S), max ?? Date.now() / 1000] },
+      // Read from the data itself: with a single point uPlot widens what it passes here to years.
+      x: {
+        time: true,
+        range: (u) => {
+          const times = u.data[0];
+          const last = times.length ? times[times.length - 1] : Date.now() / 1000;
+          return [Math.min(times.length ? times[0] : last, last - WINDOW_S), last];
+        },
+      },
       // Latencies on a log scale: a cold start's seconds do not flatten the milliseconds after it.
       y: log ? { distr: 3, log: 10 } : { range: (_u, min, top) => [0, max ?? (Math.max(top ?? 0, min ?? 0) * 1.1 || 1)] },
     },

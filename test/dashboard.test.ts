@@ -234,6 +234,10 @@ describe('dashboard', () => {
     assert.match((await page.locator('[data-testid="cost"] .card-value').textContent()) ?? '', /^\$\d/);
     const monitor = await json(`${open.url}/v2/models/fashion_mnist/versions/1/monitor`);
     await page.locator('[data-testid="drift"] .card-value', { hasText: monitor.state.replace('_', ' ') }).waitFor();
+    // The monitor's confidence histogram counted every computed prediction, as nereid_prediction_confidence does.
+    const confidence = (await json(`${open.url}/dashboard/api/overview`)).models.find((model: Json) => model.name === 'fashion_mnist').versions[0].confidence;
+    await page.locator('[data-testid="confidence-histogram"] figcaption', { hasText: `of ${confidence.count} predictions` }).waitFor();
+    assert.equal(await page.locator('[data-testid="confidence-histogram"] .column').count(), confidence.le.length);
     // The charts have drawn the interval in which the traffic arrived.
     await page.waitForFunction(() => document.querySelectorAll('.chart canvas').length === 6);
     await page.screenshot({ path: join(SCREENSHOTS, 'model.png'), fullPage: true });

@@ -89,7 +89,7 @@ export interface HistogramSnapshot {
   sum: number;
 }
 
-function snapshotOf(histogram: BucketCounts): HistogramSnapshot {
+export function snapshotOf(histogram: BucketCounts): HistogramSnapshot {
   let running = 0;
   const cumulative = Array.from(histogram.counts, (count) => (running += count));
   return { le: histogram.bounds, cumulative, count: histogram.count, sum: histogram.sum };

@@ -6,7 +6,7 @@
  * means and percentiles, as a Prometheus query over two scrapes would.
  */
 import { monitorAnswer } from '../../model/monitor-answer.js';
-import type { HistogramName, HistogramSnapshot } from '../../observability/prometheus-metrics.js';
+import { snapshotOf, type HistogramName, type HistogramSnapshot } from '../../observability/prometheus-metrics.js';
 import type { Server } from '../../server/server.js';
 
 /** Where the dashboard reads a version's histograms (PrometheusMetrics.histogramSnapshot); none: no percentiles. */
@@ -36,6 +36,8 @@ export interface VersionSnapshot {
   takes_images?: boolean;
   /** The /v2/models/{m}/versions/{v}/monitor answer, when the version has a reference profile. */
   monitor?: Record<string, unknown>;
+  /** Top-1 confidence of the computed predictions since load, as nereid_prediction_confidence exposes it (versions with a reference profile). */
+  confidence?: HistogramSnapshot;
 }
 
 export interface ModelSnapshot {
@@ -120,6 +122,7 @@ function versionSnapshot(
     histograms: histograms?.(name, version),
     takes_images: model.imageInputs.size === 1,
     monitor,
+    confidence: model.monitor && snapshotOf(model.monitor.confidence),
   };
 }
 
