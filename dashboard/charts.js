@@ -9,6 +9,12 @@ const PALETTE = ['#2f7ed8', '#e4572e', '#17a673', '#a05ad6', '#f0a202', '#5b6b7a
 
 const powersOfTen = (_u, splits) => splits.map((split) => (Number.isInteger(Math.round(Math.log10(split) * 1e6) / 1e6) ? split : null));
 
+/** The container's content width: clientWidth counts its padding, which would push the chart's right edge out of view. */
+function widthOf(container) {
+  const style = getComputedStyle(container);
+  return Math.max(container.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight), 200);
+}
+
 function themeColors() {
   const style = getComputedStyle(document.documentElement);
   return { axis: style.getPropertyValue('--muted').trim() || '#888', grid: style.getPropertyValue('--grid').trim() || 'rgba(128,128,128,0.2)' };
@@ -24,7 +30,7 @@ export function lineChart(container, { title, series, unit = '', decimals = 2, m
   const axis = { stroke: colors.axis, grid: { stroke: colors.grid, width: 1 }, ticks: { stroke: colors.grid, width: 1 } };
   const options = {
     title,
-    width: Math.max(container.clientWidth, 240),
+    width: widthOf(container),
     height: 180,
     cursor: { drag: { x: false, y: false } },
     // The legend names the series; values show on hover only, so a still page reads cleanly.
@@ -61,7 +67,7 @@ export function lineChart(container, { title, series, unit = '', decimals = 2, m
     ],
   };
   const chart = new uPlot(options, [[], ...series.map(() => [])], container);
-  const resize = new ResizeObserver(() => chart.setSize({ width: Math.max(container.clientWidth, 240), height: 180 }));
+  const resize = new ResizeObserver(() => chart.setSize({ width: widthOf(container), height: 180 }));
   resize.observe(container);
   return {
     update(times, columns) {

@@ -242,6 +242,10 @@ describe('dashboard', () => {
     await page.waitForFunction(() => document.querySelectorAll('.chart canvas').length === 6);
     await page.screenshot({ path: join(SCREENSHOTS, 'model.png'), fullPage: true });
     await closePage(page);
+    const phone = await openPage(`${open.url}/dashboard/#/model/fashion_mnist/1`, { width: 390, dark: true });
+    await phone.locator('[data-testid="confidence-histogram"]').waitFor();
+    await phone.screenshot({ path: join(SCREENSHOTS, 'model-phone-dark.png'), fullPage: true });
+    await closePage(phone);
   });
 
   test('the try-it panel classifies a photo and shows its label and confidence, and sends a pasted V2 request', async () => {
