@@ -18,6 +18,8 @@ const needed = [
   { pkg: 'nginx', provides: '/usr/sbin/nginx' },
   // The sequence batching test streams speech rendered by espeak-ng through the Silero VAD model.
   { pkg: 'espeak-ng', provides: '/usr/bin/espeak-ng' },
+  // The dashboard's end-to-end tests drive a headless Chromium (playwright-core, no downloaded browser).
+  { pkg: 'chromium', provides: '/usr/bin/chromium' },
 ];
 
 /** Waits for the dpkg lock rather than failing when another apt (e.g. unattended upgrades) holds it. */

@@ -225,6 +225,7 @@ program
   )
   .option('--trace-endpoint <url>', 'OTLP/HTTP traces URL', defaultOf(tracingSettingsSchema, 'endpoint'))
   .option('--trace-rate <fraction>', "fraction of new traces recorded, 0..1 (a client traceparent's sampled flag is followed)", number(0, 1), defaultOf(tracingSettingsSchema, 'sampleRate'))
+  .option('--dashboard <bool>', 'serve the web dashboard on the HTTP port under /dashboard (behind the management tokens when set)', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'dashboard'))
   .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model, rows checked and flagged out of distribution', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'accessLog'))
   // Monitoring of versions with a reference profile (nereid profile): OOD flags, drift windows, accuracy estimates.
   .option('--monitoring <bool>', 'read reference profiles: OOD flags on answers, drift and accuracy windows at /v2/models/<m>/monitor', booleanFlag, true)
@@ -274,6 +275,8 @@ program
       authTokens,
       accessLog: flags.logAccess,
       tls,
+      dashboard: flags.dashboard,
+      dashboardHistograms: metrics && ((model, version) => metrics.histogramSnapshot(model, version)),
     });
     // The same tokens guard gRPC and the metrics port: another port must not be a way around them.
     const grpc: GrpcFrontEnd | undefined =
@@ -315,6 +318,7 @@ program
     // Listen first so probes see "live, not ready" while models load.
     const address = await http.listen({ host: flags.host, port: flags.httpPort });
     logger.info(`HTTP (KServe V2) listening on ${address}`);
+    if (flags.dashboard) logger.info(`Dashboard on ${address}/dashboard/`);
     if (grpc) {
       const port = await grpc.listen(flags.host, flags.grpcPort);
       logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}${grpc.reflection ? ', with reflection' : ''}`);

@@ -78,6 +78,23 @@ export interface ObservedShadow {
   mean_abs_delta?: number;
 }
 
+/** The histograms a version keeps: durations in seconds, batch sizes in rows. */
+export type HistogramName = 'request' | 'queue' | 'preprocess' | 'compute_infer' | 'postprocess' | 'batch_size';
+
+/** A histogram read at one moment: `cumulative[i]` observations were ≤ `le[i]`, `count` in all (the +Inf bucket). */
+export interface HistogramSnapshot {
+  le: readonly number[];
+  cumulative: number[];
+  count: number;
+  sum: number;
+}
+
+export function snapshotOf(histogram: BucketCounts): HistogramSnapshot {
+  let running = 0;
+  const cumulative = Array.from(histogram.counts, (count) => (running += count));
+  return { le: histogram.bounds, cumulative, count: histogram.count, sum: histogram.sum };
+}
+
 /** The histograms of one model version; shared by the observers of its successive loads. */
 class VersionHistograms {
   readonly request: BucketCounts;
@@ -160,6 +177,23 @@ export class PrometheusMetrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+
+  /**
+   * One version's histograms as the exposition has them (cumulative counts per upper bound), for
+   * readers that want percentiles without scraping: the dashboard takes successive ones apart.
+   */
+  histogramSnapshot(model: string, version: string): Record<HistogramName, HistogramSnapshot> | undefined {
+    const histograms = this.histograms.get(`${model}\u0000${version}`);
+    if (!histograms) return undefined;
+    return {
+      request: snapshotOf(histograms.request),
+      queue: snapshotOf(histograms.queue),
+      preprocess: snapshotOf(histograms.preprocess),
+      compute_infer: snapshotOf(histograms.computeInfer),
+      postprocess: snapshotOf(histograms.postprocess),
+      batch_size: snapshotOf(histograms.batchSize),
+    };
   }
 
   private histogramsOf(model: string, version: string): VersionHistograms {

@@ -16,6 +16,8 @@ import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_
 import type { Server } from '../../server/server.js';
 import { admitFromHeaders, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
+import type { HistogramSource } from './dashboard-data.js';
+import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
 
 export const httpFrontEndOptionsSchema = z.object({
   /** Largest request body accepted, in bytes (decompressed bodies too). */
@@ -45,9 +47,14 @@ export const httpFrontEndOptionsSchema = z.object({
   maxConnections: z.number().int().positive().default(4096),
   /** Serve HTTPS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
   tls: tlsOptionSchema,
+  /** The web dashboard under /dashboard (--dashboard); behind the management scope's tokens (the inference scope's when only those are set). */
+  dashboard: z.boolean().default(true),
 });
 
-export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema>;
+export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema> & {
+  /** Where the dashboard reads latency and batch-size histograms (PrometheusMetrics.histogramSnapshot); none: no percentiles. */
+  dashboardHistograms?: HistogramSource;
+};
 
 type ModelParams = { model: string; version?: string };
 
@@ -205,9 +212,15 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   const tokens = settings.authTokens;
   if (tokensFor(tokens, 'inference').length || tokensFor(tokens, 'management').length) {
+    // The dashboard shows every model's statistics: a management token opens it, or an inference one where only those exist.
+    const dashboardScope = tokensFor(tokens, 'management').length ? 'management' : 'inference';
     app.addHook('onRequest', async (request, reply) => {
       if (request.url.startsWith('/v2/health/')) return;
-      const scope = MANAGEMENT_ROUTE.test(request.routeOptions.url ?? request.url) ? 'management' : 'inference';
+      const route = request.routeOptions.url ?? request.url;
+      const dashboard = settings.dashboard && (route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`));
+      // The pages hold no data; they ask for the token that their API calls then carry.
+      if (dashboard && !DASHBOARD_API.test(route)) return;
+      const scope = dashboard ? dashboardScope : MANAGEMENT_ROUTE.test(route) ? 'management' : 'inference';
       try {
         checkBearerToken(request.headers.authorization, tokens, scope);
       } catch (error) {
@@ -333,6 +346,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   );
   app.get('/v2/logging', async () => server.logging());
   app.post('/v2/logging', async (request) => server.updateLogging(bodyObject(request, 'log setting request')));
+
+  if (settings.dashboard) registerDashboardRoutes(app, server, { histograms: options.dashboardHistograms });
 
   return app;
 }

@@ -1,0 +1,466 @@
+// The Nereid dashboard: reads /dashboard/api/stream (Server-Sent Events over fetch, so that a bearer
+// token can travel in a header) and draws the overview, a model's live charts and the try-it panel.
+import { lineChart } from './charts.js';
+
+const API = new URL('api/', new URL('..', import.meta.url)).pathname;
+const ROOT = new URL('../..', import.meta.url).pathname; // the server's root, for the V2 routes
+const HISTORY_POINTS = 300; // five minutes at one event a second
+const TOKEN_KEY = 'nereid-dashboard-token';
+
+const main = document.getElementById('main');
+const connection = document.getElementById('connection');
+
+// ---------------------------------------------------------------------------------------------
+// Markup: interpolated values are escaped unless wrapped in raw().
+
+const RAW = Symbol('raw');
+const raw = (text) => ({ [RAW]: text });
+const escape = (value) => String(value).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+function html(strings, ...values) {
+  let out = strings[0];
+  values.forEach((value, index) => {
+    const parts = Array.isArray(value) ? value : [value];
+    out += parts.map((part) => (part === undefined || part === null || part === false ? '' : part[RAW] !== undefined ? part[RAW] : escape(part))).join('');
+    out += strings[index + 1];
+  });
+  return raw(out);
+}
+const render = (element, markup) => {
+  element.innerHTML = markup[RAW];
+};
+
+const number = (value, digits = 1) => (value === undefined || value === null || Number.isNaN(value) ? '–' : Number(value).toLocaleString(undefined, { maximumFractionDigits: digits }));
+const percent = (value) => (value === undefined || value === null ? '–' : `${(value * 100).toFixed(1)} %`);
+function bytes(value) {
+  if (value === undefined || value === null) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let scaled = value;
+  let unit = 0;
+  while (scaled >= 1024 && unit < units.length - 1) {
+    scaled /= 1024;
+    unit += 1;
+  }
+  return `${scaled.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}
+/** Dollars to the cent; under a cent in scientific notation rather than a row of zeros. */
+const dollars = (value) => (value === 0 || value >= 0.01 ? `$${value.toFixed(value >= 100 ? 0 : 2)}` : `$${value.toExponential(2)}`);
+function duration(seconds) {
+  const s = Math.floor(seconds);
+  const parts = [[Math.floor(s / 86400), 'd'], [Math.floor((s % 86400) / 3600), 'h'], [Math.floor((s % 3600) / 60), 'm'], [s % 60, 's']];
+  return parts.filter(([value], index) => value > 0 || index === 3).slice(0, 2).map(([value, unit]) => `${value}${unit}`).join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token: asked for when the API answers 401, kept in this tab only.
+
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+const authorized = (init = {}) => {
+  const headers = new Headers(init.headers);
+  if (token()) headers.set('authorization', `Bearer ${token()}`);
+  return { ...init, headers };
+};
+
+let tokenWaiters = [];
+function askForToken(wasRejected) {
+  const dialog = document.getElementById('token-dialog');
+  const error = document.getElementById('token-error');
+  error.hidden = !wasRejected;
+  error.textContent = wasRejected ? 'The server refused that token.' : '';
+  if (!dialog.open) dialog.showModal();
+  return new Promise((resolve) => tokenWaiters.push(resolve));
+}
+document.getElementById('token-form').addEventListener('submit', () => {
+  sessionStorage.setItem(TOKEN_KEY, document.getElementById('token-input').value.trim());
+  const waiters = tokenWaiters;
+  tokenWaiters = [];
+  waiters.forEach((resolve) => resolve());
+});
+
+/** fetch with the token; a 401 asks for one and tries again. */
+async function call(path, init) {
+  for (;;) {
+    const response = await fetch(path, authorized(init));
+    if (response.status !== 401) return response;
+    await askForToken(Boolean(token()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State: the latest snapshot and, per model version, the last minutes of intervals.
+
+const state = { snapshot: undefined, history: new Map(), configs: new Map() };
+
+function record({ snapshot, interval }) {
+  state.snapshot = snapshot;
+  if (!interval) return;
+  const at = snapshot.at / 1000;
+  for (const model of snapshot.models) {
+    for (const version of model.versions) {
+      const key = `${version.name}/${version.version}`;
+      const rates = interval.versions[key];
+      if (!rates) continue;
+      const points = state.history.get(key) ?? [];
+      points.push({ at, rates, queued: version.queued, inFlight: version.in_flight });
+      if (points.length > HISTORY_POINTS) points.shift();
+      state.history.set(key, points);
+    }
+  }
+  state.cpuCores = interval.cpu_cores;
+}
+
+async function stream() {
+  for (;;) {
+    try {
+      const response = await call(`${API}stream`);
+      if (!response.ok || !response.body) throw new Error(`stream answered ${response.status}`);
+      connection.dataset.state = 'live';
+      connection.textContent = 'live';
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffered = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffered += value;
+        let end;
+        while ((end = buffered.indexOf('\n\n')) >= 0) {
+          const event = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = event.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
+          if (data) {
+            record(JSON.parse(data));
+            update();
+          }
+        }
+      }
+    } catch (error) {
+      console.warn('dashboard stream', error);
+    }
+    connection.dataset.state = 'down';
+    connection.textContent = 'reconnecting…';
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages, chosen by the URL's hash: #/ · #/model/<name>/<version> · #/try/<name>
+
+let page = { name: '', update() {}, leave() {} };
+
+function route() {
+  const [, kind, ...rest] = location.hash.replace(/^#/, '').split('/').map(decodeURIComponent);
+  page.leave();
+  document.querySelectorAll('[data-nav]').forEach((link) => link.classList.toggle('current', link.dataset.nav === (kind === 'try' ? 'try' : 'overview')));
+  if (kind === 'model' && rest[0]) page = modelPage(rest[0], rest[1]);
+  else if (kind === 'try') page = tryPage(rest[0]);
+  else page = overviewPage();
+  update();
+}
+
+function update() {
+  if (state.snapshot) page.update(state.snapshot);
+}
+
+const latestRates = (key) => state.history.get(key)?.at(-1)?.rates;
+
+function stateBadge(version) {
+  const label = version.state ?? 'NOT LOADED';
+  const kind = label === 'READY' ? 'ok' : label === 'UNAVAILABLE' ? 'bad' : 'idle';
+  return html`<span class="badge ${kind}" data-testid="state">${label}</span>`;
+}
+
+function overviewPage() {
+  render(main, html`<section class="cards" id="server-cards"></section><section class="panel"><h2>Models</h2><div id="models" class="table-wrap"></div></section>`);
+  return {
+    name: 'overview',
+    leave() {},
+    update(snapshot) {
+      const { server } = snapshot;
+      render(
+        document.getElementById('server-cards'),
+        html`
+        ${card('Server', server.ready ? 'ready' : server.live ? 'not ready' : 'stopping', server.ready || !server.live ? `nereid ${server.version}` : 'a model it loaded at start is not ready, or it is draining', 'server-state')}
+        ${card('Uptime', duration(server.uptime_s), '', 'uptime')}
+        ${card('CPU', state.cpuCores === undefined ? '–' : `${(state.cpuCores * 100).toFixed(0)} %`, 'of one core, this process', 'cpu')}
+        ${card('Memory', bytes(server.rss_bytes), `heap ${bytes(server.heap_used_bytes)}`, 'memory')}
+        ${card('Models', String(snapshot.models.length), `${snapshot.models.filter((m) => m.versions.some((v) => v.state === 'READY')).length} ready`, 'model-count')}`,
+      );
+      const rows = snapshot.models.flatMap((model) =>
+        model.versions.map((version) => {
+          const rates = latestRates(`${version.name}/${version.version}`);
+          const link = version.stats ? html`<a href="#/model/${encodeURIComponent(version.name)}/${encodeURIComponent(version.version)}">${version.name}</a>` : html`${version.name}`;
+          return html`<tr data-model="${version.name}" data-version="${version.version}">
+            <td>${link}</td><td>${version.version || '–'}</td><td>${stateBadge(version)}</td>
+            <td class="num wide">${model.shadows?.some((s) => s.shadow_version === version.version) ? 'shadow' : version.traffic_share === undefined ? '' : percent(version.traffic_share)}</td>
+            <td class="num">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
+            <td class="num wide">${version.stats ? number(version.stats.inference_stats.success.count, 0) : ''}</td>
+            <td class="wide">${version.residency ?? ''}${version.memory_bytes === undefined ? '' : ` · ${bytes(version.memory_bytes)}`}</td>
+            <td class="reason" data-testid="reason">${version.reason ?? ''}</td></tr>`;
+        }),
+      );
+      render(
+        document.getElementById('models'),
+        html`<table class="models"><thead><tr><th>Model</th><th>Version</th><th>State</th><th class="num wide">Traffic</th><th class="num">req/s</th><th class="num wide">inf/s</th><th class="num wide">Requests</th><th class="wide">Residency</th><th>Reason</th></tr></thead><tbody>${rows}</tbody></table>`,
+      );
+    },
+  };
+}
+
+function card(title, value, detail, id, level) {
+  return html`<div class="card" data-testid="${id}" data-level="${level ?? ''}"><div class="card-title">${title}</div><div class="card-value">${value}</div><div class="card-detail">${detail}</div></div>`;
+}
+
+const CHARTS = [
+  { id: 'throughput', title: 'Throughput', unit: '/s', series: ['requests/s', 'inferences/s', 'failures/s'], pick: (p) => [p.rates.requests_per_s, p.rates.inferences_per_s, p.rates.failures_per_s] },
+  {
+    id: 'latency',
+    title: 'Request latency in the model (ms, log scale)',
+    log: true,
+    series: ['p50', 'p95', 'p99', 'mean'],
+    pick: (p) => [p.rates.percentiles.request?.p50, p.rates.percentiles.request?.p95, p.rates.percentiles.request?.p99, p.rates.mean_ms.request],
+  },
+  {
+    id: 'phases',
+    title: 'Mean time by phase (ms, log scale)',
+    log: true,
+    series: ['queue', 'pre-process', 'compute input', 'compute infer', 'compute output', 'post-process'],
+    pick: (p) => ['queue', 'preprocess', 'compute_input', 'compute_infer', 'compute_output', 'postprocess'].map((phase) => p.rates.mean_ms[phase]),
+  },
+  { id: 'batch', title: 'Batch size (rows per execution)', series: ['mean', 'p95 (bucket)'], pick: (p) => [p.rates.mean_batch_size, p.rates.percentiles.batch_size?.p95] },
+  { id: 'queue', title: 'Queue and in flight', series: ['queued', 'in flight'], decimals: 0, pick: (p) => [p.queued, p.inFlight] },
+  { id: 'cache', title: 'Cache hit rate', unit: '%', decimals: 0, max: 100, series: ['hit rate'], pick: (p) => [p.rates.cache_hit_rate === undefined ? null : p.rates.cache_hit_rate * 100] },
+];
+
+function modelPage(name, versionName) {
+  const key = () => {
+    const model = state.snapshot?.models.find((m) => m.name === name);
+    const version = model?.versions.find((v) => (versionName ? v.version === versionName : v.stats));
+    return version && `${name}/${version.version}`;
+  };
+  render(
+    main,
+    html`<h1 class="page-title"><a href="#/">Models</a> › <span data-testid="model-name">${name}</span> <span id="version-label"></span></h1>
+    <section class="cards" id="model-cards"></section>
+    <section class="charts">${CHARTS.map((chart) => html`<div class="chart panel" id="chart-${chart.id}"></div>`)}</section>
+    <section class="panel"><h2>Errors by code</h2><div id="errors"></div></section>
+    <section class="panel" id="monitor-panel" hidden><h2>Drift and accuracy</h2><div id="monitor"></div></section>
+    <section class="panel" id="shadow-panel" hidden><h2>Shadow agreement</h2><div id="shadows" class="table-wrap"></div></section>
+    <p class="note">Rates and means are taken between successive statistics (one a second); percentiles from the metrics' histograms (bucket-interpolated, shown when --allow-metrics is on).</p>`,
+  );
+  const charts = CHARTS.map((chart) => ({ ...chart, view: lineChart(document.getElementById(`chart-${chart.id}`), chart) }));
+  return {
+    name: 'model',
+    leave() {
+      charts.forEach((chart) => chart.view.destroy());
+    },
+    update(snapshot) {
+      const shown = key();
+      const model = snapshot.models.find((m) => m.name === name);
+      const version = model?.versions.find((v) => `${v.name}/${v.version}` === shown);
+      document.getElementById('version-label').textContent = version ? `version ${version.version}` : '';
+      if (!version?.stats) {
+        render(document.getElementById('model-cards'), html`<p class="reason">${version?.reason ?? `model '${name}' has no loaded version`}</p>`);
+        return;
+      }
+      const stats = version.stats;
+      const rates = latestRates(shown);
+      const cost = stats.cost.usd_per_1000_inferences;
+      const lookups = stats.inference_stats.cache_hit.count + stats.inference_stats.cache_miss.count;
+      render(
+        document.getElementById('model-cards'),
+        html`${card('State', version.state, version.reason ?? '', 'model-state')}
+        ${card('Requests', number(stats.inference_stats.success.count, 0), `${number(rates?.requests_per_s)} /s now`, 'requests')}
+        ${card('Inferences', number(stats.inference_count, 0), `${number(rates?.inferences_per_s)} /s now`, 'inferences')}
+        ${card('Executions', number(stats.execution_count, 0), `mean batch ${number(rates?.mean_batch_size)}`, 'executions')}
+        ${card('Failures', number(stats.inference_stats.fail.count, 0), '', 'failures')}
+        ${card('Queue', number(version.queued, 0), `${number(version.in_flight, 0)} in flight`, 'queued')}
+        ${card('Cache hits', lookups ? percent(stats.inference_stats.cache_hit.count / lookups) : '–', lookups ? `${lookups} lookups` : 'no response cache', 'cache')}
+        ${card('Cost / 1,000', cost === null ? '–' : dollars(cost), cost === null ? 'set --cost-per-core-hour' : 'predictions', 'cost')}
+        ${version.memory_bytes === undefined ? '' : card('Memory', bytes(version.memory_bytes), version.residency ?? '', 'memory')}`,
+      );
+      // A model without a response cache has no hit rate to draw.
+      document.getElementById('chart-cache').hidden = lookups === 0;
+      const points = state.history.get(shown) ?? [];
+      const times = points.map((point) => point.at);
+      for (const chart of charts) {
+        const columns = chart.series.map((_, index) => points.map((point) => chart.pick(point)[index] ?? null));
+        chart.view.update(times, columns);
+      }
+      const failures = Object.entries(version.failures ?? {});
+      render(
+        document.getElementById('errors'),
+        failures.length
+          ? html`<table class="narrow"><thead><tr><th>Code</th><th class="num">Since load</th><th class="num">Last second</th></tr></thead><tbody>${failures.map(
+              ([code, count]) => html`<tr><td>${code}</td><td class="num">${count}</td><td class="num">${rates?.failures[code] ?? 0}</td></tr>`,
+            )}</tbody></table>`
+          : html`<p class="muted">No failed requests since load.</p>`,
+      );
+      showMonitor(version.monitor, version.confidence);
+      showShadows(model.shadows);
+    },
+  };
+}
+
+/** Columns of counts, each with its label under it and its count on hover. */
+function columns(title, entries, id) {
+  const most = Math.max(1, ...entries.map(([, count]) => count));
+  return html`<figure class="columns-figure" data-testid="${id}"><figcaption>${title}</figcaption><div class="columns">${entries.map(
+    ([label, count]) => html`<div class="column" title="${label}: ${count}"><span style="height:calc((100% - 1.1rem) * ${(count / most).toFixed(3)})"></span><small>${label}</small></div>`,
+  )}</div></figure>`;
+}
+
+function showMonitor(monitor, confidence) {
+  const panel = document.getElementById('monitor-panel');
+  panel.hidden = !monitor;
+  if (!monitor) return;
+  const features = monitor.top_features ?? [];
+  const confidenceColumns = confidence
+    ? confidence.le.map((bound, index) => [`≤${bound}`, confidence.cumulative[index] - (index ? confidence.cumulative[index - 1] : 0)])
+    : [];
+  const classColumns = Object.entries(monitor.class_counts ?? {});
+  render(
+    document.getElementById('monitor'),
+    html`<div class="cards">
+      ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? `score ${number(monitor.drift_score, 3)} · ${monitor.window.rows} rows` : monitor.reason, 'drift', monitor.state)}
+      ${monitor.ood ? card('Out of distribution', percent(monitor.ood.share), `expected ${percent(monitor.ood.expected_share)}`, 'ood') : ''}
+      ${monitor.accuracy ? card('Accuracy (estimated)', percent(monitor.accuracy.expected), monitor.accuracy.realised === undefined ? 'from calibrated confidence' : `realised ${percent(monitor.accuracy.realised)}`, 'accuracy') : ''}
+    </div>
+    <div class="histograms">
+      ${confidenceColumns.length ? columns(`Top-1 confidence of ${confidence.count} predictions since load`, confidenceColumns, 'confidence-histogram') : ''}
+      ${classColumns.length ? columns('Predicted classes in the recent window', classColumns, 'class-histogram') : ''}
+    </div>
+    ${features.length ? html`<table class="narrow"><thead><tr><th>Top drifting feature</th><th class="num">PSI</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td><span class="level" data-level="${f.level}">${f.level}</span></td></tr>`)}</tbody></table>` : ''}`,
+  );
+}
+
+function showShadows(shadows) {
+  const panel = document.getElementById('shadow-panel');
+  panel.hidden = !shadows?.length;
+  if (!shadows?.length) return;
+  render(
+    document.getElementById('shadows'),
+    html`<table class="narrow"><thead><tr><th>Primary → shadow</th><th class="num">Compared</th><th class="num">Top-1 agreement</th><th class="num">Mean |Δ|</th><th class="num">Failed</th></tr></thead><tbody>${shadows.map(
+      (s) => html`<tr><td>v${s.primary_version} → v${s.shadow_version}</td><td class="num">${s.compared}</td><td class="num">${percent(s.top1_agreement)}</td><td class="num">${number(s.mean_abs_delta, 4)}</td><td class="num">${s.failed}</td></tr>`,
+    )}</tbody></table>`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Try it: an image to /classify, or a V2 JSON request to /infer.
+
+async function configOf(name) {
+  if (!state.configs.has(name)) {
+    const response = await call(`${ROOT}v2/models/${encodeURIComponent(name)}/config`);
+    state.configs.set(name, response.ok ? await response.json() : undefined);
+  }
+  return state.configs.get(name);
+}
+
+function tryPage(chosen) {
+  render(
+    main,
+    html`<h1 class="page-title">Try a model</h1>
+    <section class="panel try">
+      <label>Model <select id="try-model" data-testid="try-model"></select></label>
+      <div class="tabs"><button type="button" data-tab="image" class="current">Image</button><button type="button" data-tab="json">V2 JSON</button></div>
+      <div data-pane="image">
+        <p class="muted" id="image-hint"></p>
+        <label class="drop" id="drop">
+          <input type="file" accept="image/*" id="try-file" data-testid="try-file">
+          <span>Drop an image here, or pick one</span>
+        </label>
+      </div>
+      <div data-pane="json" hidden>
+        <textarea id="try-json" rows="10" spellcheck="false" placeholder='{"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}'></textarea>
+        <button type="button" id="try-send">Send to /infer</button>
+      </div>
+    </section>
+    <section class="panel" id="try-result" hidden>
+      <div class="result">
+        <img id="try-preview" alt="the image sent">
+        <div id="try-answer" data-testid="try-answer"></div>
+      </div>
+    </section>`,
+  );
+  const select = document.getElementById('try-model');
+  let filled = false;
+  const fill = (snapshot) => {
+    const ready = snapshot.models.filter((model) => model.versions.some((version) => version.state === 'READY')).map((model) => model.name);
+    if (filled || ready.length === 0) return;
+    filled = true;
+    render(select, html`${ready.map((name) => html`<option value="${name}">${name}</option>`)}`);
+    if (chosen && ready.includes(chosen)) select.value = chosen;
+    void describe();
+  };
+  const describe = async () => {
+    const config = await configOf(select.value);
+    const image = state.snapshot?.models.find((model) => model.name === select.value)?.versions.some((version) => version.takes_images);
+    document.getElementById('image-hint').textContent = image
+      ? `${select.value} decodes images itself: send a photo and get its labels back (POST /v2/models/${select.value}/classify).`
+      : `${select.value} takes tensors, not images: use the V2 JSON tab.`;
+    document.getElementById('try-file').disabled = !image;
+    const example = config?.input?.map((input) => ({ name: input.name, shape: [...(config.max_batch_size > 0 ? [1] : []), ...input.dims.map((d) => (d < 0 ? 1 : d))], datatype: input.data_type.replace('TYPE_', '').replace('STRING', 'BYTES'), data: [] }));
+    document.getElementById('try-json').value = example ? JSON.stringify({ inputs: example }, null, 2) : '';
+  };
+  select.addEventListener('change', () => void describe());
+  main.querySelectorAll('[data-tab]').forEach((tab) =>
+    tab.addEventListener('click', () => {
+      main.querySelectorAll('[data-tab]').forEach((other) => other.classList.toggle('current', other === tab));
+      main.querySelectorAll('[data-pane]').forEach((pane) => (pane.hidden = pane.dataset.pane !== tab.dataset.tab));
+    }),
+  );
+  const file = document.getElementById('try-file');
+  const drop = document.getElementById('drop');
+  file.addEventListener('change', () => file.files[0] && void classify(select.value, file.files[0]));
+  drop.addEventListener('dragover', (event) => event.preventDefault());
+  drop.addEventListener('drop', (event) => {
+    event.preventDefault();
+    const dropped = event.dataTransfer?.files[0];
+    if (dropped) void classify(select.value, dropped);
+  });
+  document.getElementById('try-send').addEventListener('click', () => void infer(select.value, document.getElementById('try-json').value));
+  return { name: 'try', leave() {}, update: fill };
+}
+
+async function classify(model, image) {
+  const preview = document.getElementById('try-preview');
+  preview.hidden = false;
+  preview.src = URL.createObjectURL(image);
+  const response = await call(`${ROOT}v2/models/${encodeURIComponent(model)}/classify?top_k=5`, { method: 'POST', headers: { 'content-type': image.type || 'application/octet-stream' }, body: image });
+  const answer = await response.json();
+  document.getElementById('try-result').hidden = false;
+  const target = document.getElementById('try-answer');
+  if (!response.ok) return render(target, html`<p class="error">${response.status}: ${answer.error}</p>`);
+  const predictions = answer.predictions ?? [];
+  const timing = answer.timing ?? {};
+  render(
+    target,
+    html`<h2>${model} v${answer.model_version}</h2>
+    <ol class="labels">${predictions.map(
+      (p) => html`<li data-testid="label"><span class="label-name">${p.label}</span><span class="bar"><span style="width:${(p.score * 100).toFixed(1)}%"></span></span><span class="num" data-testid="confidence">${percent(p.score)}</span></li>`,
+    )}</ol>
+    ${answer.confidence?.low_confidence ? html`<p class="warn">Low confidence: the model is unsure of this one.</p>` : ''}
+    <table class="timings"><tbody>${[['pre-process', timing.preprocess_ms], ['queue', timing.queue_ms], ['inference', timing.inference_ms], ['post-process', timing.postprocess_ms], ['total', timing.total_ms]].map(
+      ([phase, ms]) => html`<tr><td>${phase}</td><td class="num">${ms === undefined ? '–' : `${ms.toFixed(2)} ms`}</td></tr>`,
+    )}</tbody></table>`,
+  );
+}
+
+async function infer(model, body) {
+  const started = performance.now();
+  const response = await call(`${ROOT}v2/models/${encodeURIComponent(model)}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const text = await response.text();
+  const elapsed = performance.now() - started;
+  document.getElementById('try-result').hidden = false;
+  document.getElementById('try-preview').hidden = true;
+  let shown = text;
+  try {
+    shown = JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    // not JSON: shown as it came
+  }
+  render(document.getElementById('try-answer'), html`<p class="${response.ok ? 'muted' : 'error'}">${response.status} in ${elapsed.toFixed(1)} ms (round trip)</p><pre>${shown}</pre>`);
+}
+
+window.addEventListener('hashchange', route);
+route();
+void stream();

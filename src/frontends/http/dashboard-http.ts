@@ -1,0 +1,96 @@
+/**
+ * The web dashboard on the HTTP front end: its pages and scripts under /dashboard (a fixed list of
+ * files shipped in the package's dashboard/ folder, and uPlot's from its package), and the data
+ * they read under /dashboard/api — one JSON snapshot, or the same as Server-Sent Events with the
+ * rates between successive snapshots.
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Server } from '../../server/server.js';
+import { dashboardSnapshot, intervalOf, type DashboardSnapshot, type HistogramSource } from './dashboard-data.js';
+
+export const DASHBOARD_PATH = '/dashboard';
+export const DASHBOARD_API = /^\/dashboard\/api(?:[/?]|$)/;
+
+/** The same folder from src/frontends/http (tsx) and dist/frontends/http (built). */
+const ASSETS_DIR = fileURLToPath(new URL('../../../dashboard/', import.meta.url));
+
+const ASSETS: Readonly<Record<string, { file: () => string; type: string }>> = {
+  'index.html': { file: () => `${ASSETS_DIR}index.html`, type: 'text/html; charset=utf-8' },
+  'app.js': { file: () => `${ASSETS_DIR}app.js`, type: 'text/javascript; charset=utf-8' },
+  'charts.js': { file: () => `${ASSETS_DIR}charts.js`, type: 'text/javascript; charset=utf-8' },
+  'style.css': { file: () => `${ASSETS_DIR}style.css`, type: 'text/css; charset=utf-8' },
+  'uPlot.esm.js': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.esm.js'), type: 'text/javascript; charset=utf-8' },
+  'uPlot.min.css': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+
+/** Scripts and styles from this origin only; images the try-it panel previews are blob: URLs. */
+const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+export interface DashboardOptions {
+  histograms?: HistogramSource;
+  /** Milliseconds between two events of the stream. */
+  streamIntervalMs?: number;
+}
+
+export function registerDashboardRoutes(app: FastifyInstance, server: Server, options: DashboardOptions = {}): void {
+  const intervalMs = options.streamIntervalMs ?? 1000;
+  const cached = new Map<string, Buffer>();
+
+  const sendAsset = async (name: string, reply: FastifyReply) => {
+    const asset = ASSETS[name];
+    if (!asset) return reply.code(404).send({ error: `no dashboard file '${name}' (files: ${Object.keys(ASSETS).join(', ')})` });
+    let body = cached.get(name);
+    if (!body) {
+      body = await readFile(asset.file());
+      cached.set(name, body);
+    }
+    return reply
+      .header('content-security-policy', CONTENT_SECURITY_POLICY)
+      .header('x-content-type-options', 'nosniff')
+      .header('referrer-policy', 'no-referrer')
+      .header('cache-control', 'no-cache')
+      .type(asset.type)
+      .send(body);
+  };
+
+  app.get(DASHBOARD_PATH, async (_request, reply) => reply.redirect(`${DASHBOARD_PATH}/`));
+  app.get(`${DASHBOARD_PATH}/`, async (_request, reply) => sendAsset('index.html', reply));
+  app.get<{ Params: { file: string } }>(`${DASHBOARD_PATH}/assets/:file`, async (request, reply) => sendAsset(request.params.file, reply));
+
+  app.get(`${DASHBOARD_PATH}/api/overview`, async () => dashboardSnapshot(server, options.histograms));
+
+  app.get(`${DASHBOARD_PATH}/api/stream`, async (request, reply) => {
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+      'x-request-id': request.id,
+    });
+    let previous: DashboardSnapshot | undefined;
+    let closed = false;
+    const send = async () => {
+      const snapshot = await dashboardSnapshot(server, options.histograms);
+      if (closed) return;
+      const interval = previous ? intervalOf(previous, snapshot) : undefined;
+      previous = snapshot;
+      raw.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot, interval })}\n\n`);
+    };
+    const timer = setInterval(() => {
+      // A draining server ends its streams, so that their connections do not hold the drain.
+      if (server.stopping) return stop();
+      send().catch((error) => request.log.warn({ err: error }, 'dashboard snapshot failed'));
+    }, intervalMs);
+    const stop = () => {
+      closed = true;
+      clearInterval(timer);
+      if (!raw.writableEnded) raw.end();
+    };
+    raw.once('close', stop);
+    await send();
+  });
+}
