@@ -33,7 +33,7 @@ test('GET / answers the server name and version and links that each answer', asy
   const body = (await response.json()) as { name: string; version: string; links: Record<string, string> };
   assert.equal(body.name, 'nereid');
   assert.match(body.version, /^\d+\.\d+\.\d+/);
-  assert.deepEqual(Object.keys(body.links).sort(), ['live', 'metadata', 'models', 'ready']);
+  assert.deepEqual(Object.keys(body.links).sort(), ['dashboard', 'docs', 'live', 'metadata', 'models', 'openapi', 'ready']);
   for (const link of Object.values(body.links)) assert.equal((await fetch(`${served.url}${link}`)).status, 200, link);
 });
 

@@ -16,6 +16,7 @@ import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_
 import type { Server } from '../../server/server.js';
 import { admitFromHeaders, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
+import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
 
@@ -158,6 +159,9 @@ export function closeHttpConnections(app: FastifyInstance): void {
   app.server.closeAllConnections();
 }
 
+/** Each front end's OpenAPI document and the routes it could not document, for tests and tools. */
+export const openApiDocuments = new WeakMap<FastifyInstance, ServedOpenApi>();
+
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
   const settings = httpFrontEndOptionsSchema.parse(options);
   const maxBodyBytes = settings.maxBodyBytes;
@@ -215,7 +219,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     // The dashboard shows every model's statistics: a management token opens it, or an inference one where only those exist.
     const dashboardScope = tokensFor(tokens, 'management').length ? 'management' : 'inference';
     app.addHook('onRequest', async (request, reply) => {
-      if (request.url.startsWith('/v2/health/')) return;
+      // Health probes and the API's description carry nothing a token protects.
+      if (request.url.startsWith('/v2/health/') || request.url === OPENAPI_PATH || request.url.startsWith(DOCS_PATH)) return;
       const route = request.routeOptions.url ?? request.url;
       const dashboard = settings.dashboard && (route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`));
       // The pages hold no data; they ask for the token that their API calls then carry.
@@ -247,6 +252,10 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     return sendError(reply, asNereidError(error));
   });
 
+  // Before any route: the document learns of each route as it is added.
+  const openApi = serveOpenApi(app);
+  openApiDocuments.set(app, openApi);
+
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: clientMessage(`no route ${request.method} ${request.url.split('?')[0]}`) }),
   );
@@ -262,8 +271,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   // A person or a tool opening the server's address finds where to go from here.
   app.get('/', async () => {
     const { name, version } = server.metadata();
-    const links: Record<string, string> = { metadata: '/v2', models: '/v2/models', live: '/v2/health/live', ready: '/v2/health/ready' };
-    if (app.hasRoute({ method: 'GET', url: '/docs' })) links.docs = '/docs';
+    const links: Record<string, string> = { metadata: '/v2', models: '/v2/models', live: '/v2/health/live', ready: '/v2/health/ready', openapi: OPENAPI_PATH, docs: `${DOCS_PATH}/` };
+    if (settings.dashboard) links.dashboard = `${DASHBOARD_PATH}/`;
     return { name, version, protocol: 'KServe V2 (Triton compatible)', links };
   });
 

@@ -1,0 +1,167 @@
+/**
+ * The HTTP API as an OpenAPI 3 document, made from the routes the front end registers (so it lists
+ * every route there is, and only those) and a table that says what each is for; served at
+ * /openapi.json and browsable at /docs (Swagger UI, its assets from the package, no network).
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance, RouteOptions } from 'fastify';
+import { VERSION } from '../../version.js';
+
+export const DOCS_PATH = '/docs';
+export const OPENAPI_PATH = '/openapi.json';
+
+type Body = 'json' | 'infer' | 'image';
+
+interface RouteDoc {
+  summary: string;
+  tag: 'health' | 'models' | 'inference' | 'monitoring' | 'repository' | 'settings' | 'dashboard';
+  body?: Body;
+}
+
+/**
+ * What each route does, by method and path (a model's versioned path shares its unversioned one's
+ * entry). A route missing here is a test failure: every route is documented.
+ */
+const ROUTE_DOCS: Record<string, RouteDoc> = {
+  'GET /': { summary: 'Server name, version and where to go next', tag: 'health' },
+  'GET /v2': { summary: 'Server metadata and the protocol extensions it supports', tag: 'health' },
+  'GET /v2/health/live': { summary: 'Liveness: 200 while the process serves', tag: 'health' },
+  'GET /v2/health/ready': { summary: 'Readiness: 200 while every model loaded at start is ready (400 otherwise)', tag: 'health' },
+  'GET /v2/models': { summary: 'Every model of the repository: ready versions, state and why it is not ready', tag: 'models' },
+  'GET /v2/models/{model}': { summary: "A model's metadata: versions, platform, inputs and outputs", tag: 'models' },
+  'GET /v2/models/{model}/ready': { summary: 'Model readiness: 200 when ready, 400 otherwise', tag: 'models' },
+  'GET /v2/models/{model}/config': { summary: "A model's completed configuration (Triton's model_config)", tag: 'models' },
+  'POST /v2/models/{model}/infer': {
+    summary: 'Inference (KServe V2): JSON, or a JSON header followed by binary tensors (Inference-Header-Content-Length), or one raw input',
+    tag: 'inference',
+    body: 'infer',
+  },
+  'POST /v2/models/{model}/classify': { summary: 'Images in (raw body or multipart files), labels with confidence out', tag: 'inference', body: 'image' },
+  'GET /v2/models/stats': { summary: "Every loaded version's statistics (Triton's statistics extension)", tag: 'monitoring' },
+  'GET /v2/models/{model}/stats': { summary: "A model's statistics: counts and time per phase, per batch size", tag: 'monitoring' },
+  'GET /v2/models/{model}/monitor': { summary: 'Drift, out-of-distribution share and accuracy over recent traffic', tag: 'monitoring' },
+  'POST /v2/models/{model}/feedback': { summary: 'True labels of earlier predictions, by request id: realised accuracy', tag: 'monitoring', body: 'json' },
+  'GET /v2/models/{model}/compare': { summary: "How a shadow version's answers differ from the primary's", tag: 'monitoring' },
+  'POST /v2/repository/index': { summary: 'Every model folder with the state of each version (and traffic share, residency)', tag: 'repository', body: 'json' },
+  'POST /v2/repository/models/{model}/load': { summary: 'Load or reload a model, optionally with a config (explicit or on_demand mode)', tag: 'repository', body: 'json' },
+  'POST /v2/repository/models/{model}/unload': { summary: 'Unload a model (explicit or on_demand mode)', tag: 'repository', body: 'json' },
+  'POST /v2/repository/models/{model}/traffic': { summary: "Shift a model's traffic weights between its versions (explicit mode)", tag: 'repository', body: 'json' },
+  'GET /v2/trace/setting': { summary: 'Trace settings (Triton trace extension)', tag: 'settings' },
+  'POST /v2/trace/setting': { summary: 'Change trace settings', tag: 'settings', body: 'json' },
+  'GET /v2/models/{model}/trace/setting': { summary: "A model's trace settings", tag: 'settings' },
+  'POST /v2/models/{model}/trace/setting': { summary: "Change a model's trace settings (null clears one)", tag: 'settings', body: 'json' },
+  'GET /v2/logging': { summary: 'Log settings (Triton logging extension)', tag: 'settings' },
+  'POST /v2/logging': { summary: 'Change log verbosity and format', tag: 'settings', body: 'json' },
+  'GET /dashboard': { summary: 'The web dashboard (redirects to /dashboard/)', tag: 'dashboard' },
+  'GET /dashboard/': { summary: 'The web dashboard', tag: 'dashboard' },
+  'GET /dashboard/assets/{file}': { summary: "The dashboard's scripts, styles and chart library", tag: 'dashboard' },
+  'GET /dashboard/api/overview': { summary: 'One snapshot of every model: state, statistics, monitor, shadows, process', tag: 'dashboard' },
+  'GET /dashboard/api/stream': { summary: 'The snapshot every second with rates and percentiles (Server-Sent Events)', tag: 'dashboard' },
+};
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+
+const REQUEST_BODIES: Record<Body, object> = {
+  json: { required: false, content: { 'application/json': { schema: { type: 'object' } } } },
+  infer: {
+    required: true,
+    content: {
+      'application/json': { schema: { $ref: '#/components/schemas/InferenceRequest' } },
+      'application/octet-stream': { schema: { type: 'string', format: 'binary' }, description: 'JSON header then binary tensors, or one raw input with Inference-Header-Content-Length: 0' },
+    },
+  },
+  image: {
+    required: true,
+    content: {
+      'image/*': { schema: { type: 'string', format: 'binary' } },
+      'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'array', items: { type: 'string', format: 'binary' } } } } },
+    },
+  },
+};
+
+/** '/v2/models/:model/versions/:version/infer' → its documented path and the parameters it takes. */
+function openApiPath(url: string): { path: string; key: string; parameters: string[] } {
+  const path = url.replace(/:(\w+)/g, '{$1}');
+  const parameters = [...url.matchAll(/:(\w+)/g)].map((match) => match[1]!);
+  return { path, key: path.replace('/versions/{version}', ''), parameters };
+}
+
+export interface OpenApiDocument {
+  openapi: string;
+  info: { title: string; version: string; description: string };
+  paths: Record<string, Record<string, unknown>>;
+  components: Record<string, unknown>;
+}
+
+export interface ServedOpenApi {
+  document: OpenApiDocument;
+  /** Routes registered without a ROUTE_DOCS entry (a test asserts there are none). */
+  undocumented: string[];
+}
+
+/**
+ * Documents every route registered on `app` from now on and serves the document and its UI. Call it
+ * before the routes are added: it learns of them as they are.
+ */
+export function serveOpenApi(app: FastifyInstance): ServedOpenApi {
+  const document: OpenApiDocument = {
+    openapi: '3.0.3',
+    info: { title: 'Nereid', version: VERSION, description: 'KServe Open Inference Protocol (V2) over HTTP, as Triton speaks it, with Nereid’s extensions.' },
+    paths: {},
+    components: {
+      schemas: {
+        Error: { type: 'object', required: ['error'], properties: { error: { type: 'string', description: 'what was expected and what arrived' } } },
+        InferenceRequest: {
+          type: 'object',
+          required: ['inputs'],
+          properties: {
+            id: { type: 'string' },
+            parameters: { type: 'object' },
+            inputs: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['name', 'datatype', 'shape'],
+                properties: { name: { type: 'string' }, datatype: { type: 'string', example: 'FP32' }, shape: { type: 'array', items: { type: 'integer' } }, data: { type: 'array', items: {} }, parameters: { type: 'object' } },
+              },
+            },
+            outputs: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, parameters: { type: 'object' } } } },
+          },
+        },
+      },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'needed when the server runs with auth tokens' } },
+    },
+  };
+  const undocumented: string[] = [];
+  app.addHook('onRoute', (route: RouteOptions) => {
+    if (route.url.startsWith(DOCS_PATH) || route.url === OPENAPI_PATH) return;
+    for (const method of [route.method].flat()) {
+      if (method === 'HEAD') continue;
+      const { path, key, parameters } = openApiPath(route.url);
+      const doc = ROUTE_DOCS[`${method} ${key}`];
+      if (!doc) undocumented.push(`${method} ${route.url}`);
+      (document.paths[path] ??= {})[method.toLowerCase()] = {
+        summary: doc?.summary ?? '',
+        tags: doc ? [doc.tag] : [],
+        parameters: parameters.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } })),
+        ...(doc?.body ? { requestBody: REQUEST_BODIES[doc.body] } : {}),
+        security: [{}, { bearer: [] }],
+        responses: {
+          200: { description: 'the answer' },
+          400: errorResponse('the request is malformed; the message says what was expected and what arrived'),
+          401: errorResponse('a token is needed (servers started with auth tokens)'),
+          404: errorResponse('no such model, version or route'),
+          503: errorResponse('not ready, shutting down or overloaded (with Retry-After when retrying helps)'),
+        },
+      };
+    }
+  });
+  void app.register(swagger, { mode: 'static', specification: { document: document as never } });
+  void app.register(swaggerUi, { routePrefix: DOCS_PATH });
+  app.get(OPENAPI_PATH, async () => document);
+  return { document, undocumented };
+}
