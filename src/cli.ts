@@ -217,6 +217,9 @@ program
   // Observability: metrics, traces, access log, cost per prediction.
   .option('--allow-metrics <bool>', 'serve Prometheus metrics on --metrics-port', booleanFlag, true)
   .option('--metrics-port <port>', 'Prometheus metrics port, GET /metrics (0 picks a free one)', integer(0), 8002)
+  .addOption(
+    new Option('--metrics-compat <names>', "'triton' also exports the per-model counters under Triton's nv_ names, for dashboards written for Triton").choices(['none', 'triton']).default('none'),
+  )
   .option('--cost-per-core-hour <usd>', 'price of one core-hour in dollars: cost per 1,000 predictions in metrics and statistics', number(0))
   .addOption(
     new Option('--trace-exporter <exporter>', "OpenTelemetry traces: 'none' (off) or 'otlp' (OTLP/HTTP to --trace-endpoint)")
@@ -239,7 +242,7 @@ program
     warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
-    const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour }) : undefined;
+    const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour, tritonNames: flags.metricsCompat === 'triton' }) : undefined;
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
     const metricsListener = metrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
     const server = await createServer({

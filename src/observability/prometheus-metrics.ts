@@ -30,6 +30,11 @@ export interface PrometheusMetricsOptions {
   processMetrics?: boolean;
   durationBuckets?: readonly number[];
   batchSizeBuckets?: readonly number[];
+  /**
+   * Also export the per-model counters under Triton's own names (`nv_inference_request_success`, …,
+   * durations in microseconds), so dashboards and alerts written for Triton find them (--metrics-compat triton).
+   */
+  tritonNames?: boolean;
 }
 
 /** What a scrape reads from each loaded version (ModelVersion has it): its statistics are the counters. */
@@ -38,7 +43,21 @@ export interface ObservedVersion {
   readonly version: string;
   readonly statistics: Pick<
     ModelStatistics,
-    'loadNs' | 'inFlight' | 'failures' | 'success' | 'inferenceCount' | 'executionCount' | 'cacheHit' | 'cacheMiss' | 'computeSeconds' | 'oodChecked' | 'oodFlagged'
+    | 'loadNs'
+    | 'inFlight'
+    | 'failures'
+    | 'success'
+    | 'queue'
+    | 'computeInput'
+    | 'computeInfer'
+    | 'computeOutput'
+    | 'inferenceCount'
+    | 'executionCount'
+    | 'cacheHit'
+    | 'cacheMiss'
+    | 'computeSeconds'
+    | 'oodChecked'
+    | 'oodFlagged'
   >;
   /** Requests waiting in the version's scheduler queue, where the version exposes it. */
   readonly queued?: number;
@@ -161,6 +180,7 @@ export class PrometheusMetrics {
     this.registerMonitorMetrics();
     this.registerShadowMetrics();
     this.registerResidencyMetrics();
+    if (options.tritonNames) this.registerTritonNamedMetrics();
     this.registerCacheMetrics();
   }
 
@@ -297,6 +317,28 @@ export class PrometheusMetrics {
     shadowMetric('nereid_shadow_failed_total', 'Copies the shadow version failed (clients never see these)', 'counter', (s) => s.failed);
     shadowMetric('nereid_shadow_top1_agreement', 'Share of compared rows whose top-1 class the shadow and the primary agree on', 'gauge', (s) => s.top1_agreement);
     shadowMetric('nereid_shadow_mean_abs_delta', "Mean absolute difference between the shadow's and the primary's output values", 'gauge', (s) => s.mean_abs_delta);
+  }
+
+  /**
+   * The counters Triton exports, under its names and units (counters without `_total`, durations in
+   * cumulative microseconds), read from the same statistics as the nereid_ metrics: never a second count.
+   */
+  private registerTritonNamedMetrics(): void {
+    const counter = (name: string, help: string, value: (statistics: ObservedVersion['statistics']) => number) =>
+      this.perVersion(name, help, 'counter', (version) => value(version.statistics));
+    const microseconds = (ns: number) => Math.round(ns / 1e3);
+    counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', (s) => s.success.count);
+    counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', (s) => [...s.failures.values()].reduce((sum, count) => sum + count, 0));
+    counter('nv_inference_count', 'Number of inferences performed (does not include cached requests)', (s) => s.inferenceCount);
+    counter('nv_inference_exec_count', 'Number of model executions performed (does not include cached requests)', (s) => s.executionCount);
+    counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (includes cached requests)', (s) => microseconds(s.success.ns));
+    counter('nv_inference_queue_duration_us', 'Cumulative inference queuing duration in microseconds', (s) => microseconds(s.queue.ns));
+    counter('nv_inference_compute_input_duration_us', 'Cumulative compute input duration in microseconds', (s) => microseconds(s.computeInput.ns));
+    counter('nv_inference_compute_infer_duration_us', 'Cumulative compute inference duration in microseconds', (s) => microseconds(s.computeInfer.ns));
+    counter('nv_inference_compute_output_duration_us', 'Cumulative inference compute output duration in microseconds', (s) => microseconds(s.computeOutput.ns));
+    counter('nv_cache_num_hits_per_model', 'Number of cache hits per model', (s) => s.cacheHit.count);
+    counter('nv_cache_num_misses_per_model', 'Number of cache misses per model', (s) => s.cacheMiss.count);
+    this.perVersion('nv_inference_pending_request_count', 'Instantaneous number of pending requests awaiting execution per-model', 'gauge', (version) => version.queued);
   }
 
   /** Loads, unloads to make room and memory charged, per model whose residency is managed. */
