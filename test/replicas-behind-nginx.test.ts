@@ -2,15 +2,16 @@
  * Three `nereid serve` replicas behind a real nginx, configured as docs/deploy.md tells users (passive health checks,
  * retries of refused or reset requests on the next replica), sharing one Redis response cache. Under steady load
  * through nginx the replicas are restarted one at a time — SIGTERM, wait for the exit, start again on the same port,
- * wait until nginx routes to it — and no client request fails. Loopback only; the load is bounded by count.
+ * wait until nginx routes to it — and no client request fails. Beside them, workers on the same Redis drain one
+ * batch job through its BullMQ queue, every record exactly once. Loopback only; the load is bounded by count.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
-import { freePort, serveChild, stopChild, type ServedChild } from './support/cli-server.js';
+import { freePort, runCli, serveChild, spawnCli, stopChild, type ServedChild } from './support/cli-server.js';
 import { startNginx, type NginxServer } from './support/nginx.js';
 import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
 
@@ -204,4 +205,38 @@ test('a rolling restart of the three replicas under steady load through nginx fa
   for (const port of ports) assert.ok((routedTo.get(`127.0.0.1:${port}`) ?? 0) > 0, `replica on ${port} answered through nginx`);
   // Each restarted replica starts with an empty process but a warm shared cache.
   for (const [index, counts] of restarted.entries()) assert.ok(counts.hits > 0, `restarted replica ${index} answered from the shared cache: ${JSON.stringify(counts)}`);
+});
+
+test('workers beside the replicas drain one batch job from the shared Redis queue, every record exactly once', async (t) => {
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const workers = ['w1', 'w2', 'w3'].map((name) => {
+    const child = spawnCli(['worker', '--queue', queue, '--model-repository', repo, '--name', name, '--concurrency', '1']);
+    let log = '';
+    child.stderr!.on('data', (chunk: Buffer) => (log += chunk));
+    child.stdout!.on('data', (chunk: Buffer) => (log += chunk));
+    return { name, child, log: () => log, exited: new Promise((resolve) => child.once('exit', resolve)) };
+  });
+  t.after(async () => {
+    for (const worker of workers) worker.child.kill('SIGTERM');
+    await Promise.all(workers.map((worker) => worker.exited));
+  });
+  for (const worker of workers) {
+    while (!worker.log().includes('waiting for chunks')) {
+      if (worker.child.exitCode !== null) throw new Error(`worker ${worker.name} exited: ${worker.log()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  const input = join(repo, 'records.jsonl');
+  const records = 120;
+  await writeFile(input, `${Array.from({ length: records }, (_, n) => JSON.stringify({ INPUT0: [n, n, n, n] })).join('\n')}\n`);
+  const output = join(repo, 'records-out.jsonl');
+  const run = await runCli(['batch', '--model', 'scale', '--input', input, '--output', output, '--queue', queue, '--chunk-size', '4', '--progress', 'none'], 300_000);
+  assert.equal(run.code, 0, run.stderr);
+  const lines = (await readFile(output, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { id: number; outputs: { data: number[] }[] });
+  assert.equal(lines.length, records, 'one line per record');
+  assert.equal(new Set(lines.map((line) => line.id)).size, records, 'each record exactly once');
+  for (const line of lines) assert.deepEqual(line.outputs[0]!.data, Array(4).fill(2 * (line.id - 1)), `record ${line.id} computed once, right`);
+  const busy = workers.filter((worker) => /chunk \S+ completed/.test(worker.log()));
+  t.diagnostic(`chunks completed per worker: ${workers.map((worker) => `${worker.name} ${(worker.log().match(/chunk \S+ completed/g) ?? []).length}`).join(', ')}`);
+  assert.ok(busy.length >= 2, 'the job was shared between workers');
 });
