@@ -295,6 +295,10 @@ export class ModelResidency {
     );
   }
 
+  isResident(name: string): boolean {
+    return this.tenants.get(name)?.phase === 'resident';
+  }
+
   /** Whether a model was unloaded to make room (and loads again on demand). */
   evicted(name: string): boolean {
     const tenant = this.tenants.get(name);

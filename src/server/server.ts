@@ -12,6 +12,7 @@ import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { invalidArgument, NereidError, overloaded } from '../core/errors.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
+import { isEnsembleConfig } from '../model/ensemble-plan.js';
 import { classifyImages } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
@@ -19,7 +20,7 @@ import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import { LogSettings, type LogSettingsAnswer } from '../observability/log-settings.js';
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
-import { datatypeOfConfig, parameterValue } from '../config/model-config.js';
+import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
 import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
@@ -185,8 +186,7 @@ export class Server {
 
   /** A polled change: a model in memory is reloaded; an on-demand one not in memory loads its new files on its next request. */
   private reloadChanged(name: string): Promise<void> {
-    const kept = this.residency.summary().find((tenant) => tenant.model === name);
-    if (kept && kept.residency === 'on_demand' && !kept.resident) return Promise.resolve();
+    if (this.residency.residencyOf(name) === 'on_demand' && !this.residency.isResident(name)) return Promise.resolve();
     return this.residency.load(name, () => this.repository.load(name));
   }
 
@@ -195,26 +195,20 @@ export class Server {
    * poll modes only those whose config says `residency: on_demand`, the others (declared pinned only
    * when there is something to share memory with) load at start. Explicit mode keeps its own rules.
    */
-  private async planResidency(discovered: readonly string[]): Promise<Map<string, Residency>> {
+  private planResidency(models: readonly string[], configs: ReadonlyMap<string, ModelConfig | undefined>): Map<string, Residency> {
     const { modelControlMode: mode, pinModels, modelMemoryBudget } = this.options;
     const plan = new Map<string, Residency>();
     if (mode === 'explicit') return plan;
     const declared = new Map<string, string | undefined>();
-    // An ensemble holds no memory of its own and is never unloaded to make room: its steps are, each
-    // held by the requests that reach it. (Its load, which loads its steps, must also stay out of the
-    // one-at-a-time loads its steps go through.)
-    const ensembles = new Set((await Promise.all(discovered.map(async (name) => ((await this.repository.isEnsemble(name)) ? name : undefined)))).filter((name) => name !== undefined));
-    const models = discovered.filter((name) => !ensembles.has(name));
-    await Promise.all(
-      models.map(async (name) => {
-        // A config that does not parse fails at its load, with its reason; here it only lacks a residency.
-        const residency = await this.repository.configOf(name).then((config) => parameterValue(config, 'residency'), () => undefined);
-        if (residency !== undefined && residency !== 'pinned' && residency !== 'on_demand') {
-          this.logger.warn({ model: name }, `model '${name}': parameters.residency must be 'pinned' or 'on_demand', got '${residency}'; treated as ${mode === 'on_demand' ? 'on_demand' : 'pinned'}`);
-        }
-        declared.set(name, residency);
-      }),
-    );
+    for (const name of models) {
+      // A config that does not parse fails at its load, with its reason; here it only lacks a residency.
+      const config = configs.get(name);
+      const residency = config && parameterValue(config, 'residency');
+      if (residency !== undefined && residency !== 'pinned' && residency !== 'on_demand') {
+        this.logger.warn({ model: name }, `model '${name}': parameters.residency must be 'pinned' or 'on_demand', got '${residency}'; treated as ${mode === 'on_demand' ? 'on_demand' : 'pinned'}`);
+      }
+      declared.set(name, residency);
+    }
     for (const name of pinModels) if (!declared.has(name)) throw new Error(`--pin-model '${name}': no such model in the repository`);
     if (mode === 'on_demand') {
       for (const name of models) plan.set(name, pinModels.includes(name) || declared.get(name) === 'pinned' ? 'pinned' : 'on_demand');
@@ -234,7 +228,18 @@ export class Server {
       const model = file.replace(/\.onnx$/i, '');
       this.logger.warn(`${file} lies directly in the model repository and is not served: a model is a folder, ${model}/1/model.onnx`);
     }
-    const plan = await this.planResidency(discovered);
+    // Each model's config is read once here: whether it is an ensemble, and how it asks to be kept.
+    const configs = new Map(await Promise.all(discovered.map(async (name) => [name, await this.repository.configOf(name).catch(() => undefined)] as const)));
+    // An ensemble holds no memory of its own and is never unloaded to make room: its steps are, each
+    // held by the requests that reach it. (Its load, which loads its steps, must also stay out of the
+    // one-at-a-time loads its steps go through.)
+    const ensembles = new Set(
+      discovered.filter((name) => {
+        const config = configs.get(name);
+        return config !== undefined && isEnsembleConfig(config);
+      }),
+    );
+    const plan = this.planResidency(discovered.filter((name) => !ensembles.has(name)), configs);
     for (const [name, residency] of plan) this.residency.declare(name, residency);
     const names =
       modelControlMode === 'on_demand'
@@ -253,9 +258,8 @@ export class Server {
       );
     // Ensembles load after the other models, which are their steps: loading an ensemble loads any step not loaded yet, which would
     // otherwise be loaded twice.
-    const ensembles = new Set((await Promise.all(names.map(async (name) => ((await this.repository.isEnsemble(name)) ? name : undefined)))).filter((name) => name !== undefined));
     await loadAll(names.filter((name) => !ensembles.has(name)));
-    await loadAll([...ensembles]);
+    await loadAll(names.filter((name) => ensembles.has(name)));
     this.started = true;
     this.poller?.start();
     return this;
