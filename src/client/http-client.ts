@@ -193,8 +193,8 @@ export class HttpClient {
       await this.call('GET', path);
       return true;
     } catch (error) {
-      if (error instanceof ClientError && error.status < 500) return false;
-      if (error instanceof ClientError && error.status === 503) return false;
+      // A refusal (4xx) or an unavailable server (503) is a "no"; anything else is a failure to ask.
+      if (error instanceof ClientError && (error.status < 500 || error.status === 503)) return false;
       throw error;
     }
   }
