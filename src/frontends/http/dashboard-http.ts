@@ -62,6 +62,25 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
 
   app.get(`${DASHBOARD_PATH}/api/overview`, async () => dashboardSnapshot(server, options.histograms));
 
+  // One snapshot a tick, shared by every open stream: each dashboard costs a write, not a snapshot.
+  const streams = new Map<(snapshot: DashboardSnapshot) => void, () => void>();
+  let ticker: NodeJS.Timeout | undefined;
+  const tick = () => {
+    if (streams.size === 0 || server.stopping) {
+      // A draining server ends its streams, so that their connections do not hold the drain.
+      for (const stop of [...streams.values()]) stop();
+      clearInterval(ticker);
+      ticker = undefined;
+      return;
+    }
+    dashboardSnapshot(server, options.histograms).then(
+      (snapshot) => {
+        for (const send of streams.keys()) send(snapshot);
+      },
+      (error: unknown) => app.log.warn({ err: error }, 'dashboard snapshot failed'),
+    );
+  };
+
   app.get(`${DASHBOARD_PATH}/api/stream`, async (request, reply) => {
     reply.hijack();
     const raw = reply.raw;
@@ -73,24 +92,20 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
     });
     let previous: DashboardSnapshot | undefined;
     let closed = false;
-    const send = async () => {
-      const snapshot = await dashboardSnapshot(server, options.histograms);
+    const send = (snapshot: DashboardSnapshot) => {
       if (closed) return;
       const interval = previous ? intervalOf(previous, snapshot) : undefined;
       previous = snapshot;
       raw.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot, interval })}\n\n`);
     };
-    const timer = setInterval(() => {
-      // A draining server ends its streams, so that their connections do not hold the drain.
-      if (server.stopping) return stop();
-      send().catch((error) => request.log.warn({ err: error }, 'dashboard snapshot failed'));
-    }, intervalMs);
     const stop = () => {
       closed = true;
-      clearInterval(timer);
+      streams.delete(send);
       if (!raw.writableEnded) raw.end();
     };
+    streams.set(send, stop);
+    ticker ??= setInterval(tick, intervalMs);
     raw.once('close', stop);
-    await send();
+    send(await dashboardSnapshot(server, options.histograms));
   });
 }
