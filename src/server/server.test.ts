@@ -186,3 +186,10 @@ test('importing server.ts loads neither onnxruntime-node nor ioredis (and the ch
   const loaded = await packagesLoadedBy([source('server/server.ts'), source('cache/redis-cache-store.ts')], join(dir, 'model.onnx'));
   for (const name of ['ioredis', 'onnxruntime-node']) assert.ok(loaded.includes(name), `the check sees ${name}: ${loaded.join(', ')}`);
 });
+
+test('a wrong server option is refused with what was expected, naming the option', () => {
+  assert.throws(
+    () => new Server({ backends: [doublerBackend()], logger: silent, modelRepository: 'models', modelMemoryBudget: 'lots' }),
+    /^Error: invalid server options:\n✖ a memory budget is bytes .* got 'lots'\n {2}→ at modelMemoryBudget$/,
+  );
+});

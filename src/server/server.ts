@@ -143,7 +143,10 @@ export class Server {
   private readonly unmanagedLoads = new Map<string, Promise<void>>();
 
   constructor(options: ServerOptions) {
-    this.options = serverOptionsSchema.parse(options);
+    const parsed = serverOptionsSchema.safeParse(options);
+    // A wrong option (a flag's value, once the CLI has passed it on) reads as what was expected, not as a list of schema issues.
+    if (!parsed.success) throw new Error(`invalid server options:\n${z.prettifyError(parsed.error)}`);
+    this.options = parsed.data;
     if (options.backends.length === 0) throw new Error('a Server needs at least one backend');
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;
