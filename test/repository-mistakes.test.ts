@@ -125,6 +125,19 @@ test('--model-repository naming a file or a missing folder fails before listenin
   }
 });
 
+test('a --pin-model the repository lacks fails before listening, naming the models it has', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-pin-typo-'));
+  try {
+    await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
+    const { code, stdout, stderr } = await runCli(['serve', '--model-repository', repo, '--model-control-mode', 'on_demand', '--pin-model', 'godo', '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false']);
+    assert.notEqual(code, 0);
+    assert.match(stderr, /--pin-model 'godo': no such model in the repository .* \(it has good\)/);
+    assert.ok(!`${stdout}${stderr}`.includes('listening'), 'nothing listened');
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
+});
+
 test('the readiness line counts ready and failed model versions, naming the failed', async () => {
   const repo = await mkdtemp(join(tmpdir(), 'nereid-summary-'));
   try {

@@ -39,5 +39,7 @@ export async function createServer(options: CreateServerOptions): Promise<Server
     new (await import('../backends/javascript-backend.js')).JavaScriptBackend(),
   ];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
-  return new Server({ ...rest, logger, backends, responseCache });
+  const server = new Server({ ...rest, logger, backends, responseCache });
+  await server.checkPinnedModels();
+  return server;
 }

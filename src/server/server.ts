@@ -212,7 +212,6 @@ export class Server {
       }
       declared.set(name, residency);
     }
-    for (const name of pinModels) if (!declared.has(name)) throw new Error(`--pin-model '${name}': no such model in the repository`);
     if (mode === 'on_demand') {
       for (const name of models) plan.set(name, pinModels.includes(name) || declared.get(name) === 'pinned' ? 'pinned' : 'on_demand');
       return plan;
@@ -223,10 +222,20 @@ export class Server {
     return plan;
   }
 
+  /** A pinned model the repository lacks is the operator's typo: refused before anything listens or loads. */
+  async checkPinnedModels(discovered?: readonly string[]): Promise<void> {
+    const models = new Set(discovered ?? (await this.repository.discover()));
+    const missing = this.options.pinModels.filter((name) => !models.has(name));
+    if (missing.length > 0) {
+      throw new Error(`--pin-model ${missing.map((name) => `'${name}'`).join(', ')}: no such model in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
+    }
+  }
+
   /** Loads the models the control mode asks for. A model that fails is reported and the rest still load. */
   async start(): Promise<this> {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
+    await this.checkPinnedModels(discovered);
     for (const file of await this.repository.looseModelFiles()) {
       const model = file.replace(/\.onnx$/i, '');
       this.logger.warn(`${file} lies directly in the model repository and is not served: a model is a folder, ${model}/1/model.onnx`);
