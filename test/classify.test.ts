@@ -58,6 +58,10 @@ async function writeClassifierModels(repoDir: string): Promise<void> {
   await writeModel(repoDir, 'cnn_pbtxt', 1, smallCnnModel(), PBTXT_CONFIG, labels);
   // The same network without pre-processing: it takes the FP32 tensor itself.
   await writeModel(repoDir, 'cnn_plain', 1, smallCnnModel(), `max_batch_size: ${MAX_BATCH}\n`, labels);
+  // Two versions whose traffic policy sends every unversioned request to the older one.
+  const canaryConfig = `${YAML_CONFIG.replace('name: cnn_yaml', 'name: cnn_canary')}version_policy: { all: {} }\ntraffic: { weights: { "1": 1 } }\n`;
+  await writeModel(repoDir, 'cnn_canary', 1, smallCnnModel(), undefined, { 'config.yaml': canaryConfig, ...labels });
+  await writeModel(repoDir, 'cnn_canary', 2, smallCnnModel());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,4 +471,11 @@ describe('nereid classify (CLI)', () => {
     assert.equal(remote.code, 1, `remote stderr: ${remote.stderr}`);
     await expectLines(remote.stdout, 'cnn_pbtxt');
   });
+});
+
+test('/classify without a version follows the model\'s traffic policy, as /infer does; a named version is honoured', async () => {
+  const drawn = await okJson(await post('/v2/models/cnn_canary/classify', bytes(images.a), { 'content-type': 'image/png' }));
+  assert.equal(drawn.model_version, '1');
+  const named = await okJson(await post('/v2/models/cnn_canary/versions/2/classify', bytes(images.a), { 'content-type': 'image/png' }));
+  assert.equal(named.model_version, '2');
 });

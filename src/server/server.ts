@@ -429,12 +429,12 @@ export class Server {
     return applyFeedback(model.name, model.version, model.monitor, body);
   }
 
-  /** Photos in, labels out, for a model whose input declares image pre-processing. */
+  /** Photos in, labels out, for a model whose input declares image pre-processing. Versions are drawn by the model's traffic policy, as for infer. */
   async classify(name: string, images: readonly Buffer[], options: { version?: string; topK?: number } = {}, context: RequestContext = {}) {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     const release = await this.hold(name);
     try {
-      const model = this.model(name, options.version);
+      const model = this.routed({ model: name, version: options.version });
       return { model: model.name, version: model.version, ...(await classifyImages(model, images, options, context)) };
     } finally {
       release?.();
@@ -500,7 +500,7 @@ export class Server {
   }
 
   /** The version that answers: the one named, else the traffic policy's draw, else the highest ready. */
-  private routed(request: InferenceRequest): ModelVersion {
+  private routed(request: Pick<InferenceRequest, 'model' | 'version' | 'parameters'>): ModelVersion {
     const served = this.model(request.model, request.version);
     if (request.version) return served;
     // Most models weigh no versions: their requests skip the draw (and the list of loaded versions) entirely.
