@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '../frontends/grpc/v2-grpc-proto.js';
 import { outputFromBytes, outputFromJson, tensorBytes, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
 import type { InferOptions, InferResult } from './http-client.js';
-import { retryingCall, type RetryOptions } from './retry.js';
+import { retryingCall, type RetryOptions } from '../core/retry.js';
 
 export interface GrpcClientOptions {
   /** host:port, e.g. 127.0.0.1:8001. */

@@ -3,7 +3,7 @@
  * inference with typed tensors, binary by default (exact for every datatype, and cheaper than JSON
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
-import { retryingCall, type RetryOptions } from './retry.js';
+import { retryingCall, type RetryOptions } from '../core/retry.js';
 import { outputFromBytes, outputFromJson, tensorBytes, tensorJson, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
 
 export interface HttpClientOptions {

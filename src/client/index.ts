@@ -2,4 +2,4 @@
 export { type ClientTensor, type OutputTensor } from './client-tensors.js';
 export { GrpcCallError, GrpcClient, type GrpcClientOptions } from './grpc-client.js';
 export { ClientError, ConnectionError, HttpClient, type HttpClientOptions, type InferOptions, type InferResult } from './http-client.js';
-export { type RetryOptions } from './retry.js';
+export { type RetryOptions } from '../core/retry.js';

@@ -4,9 +4,9 @@
  * V2 JSON goes through the protocol codec, every rule about inputs stays in the core, and the
  * model's batcher (not the job) decides what runs together.
  */
-import { setTimeout as delay } from 'node:timers/promises';
 import { elementCount, type Datatype } from '../core/datatype.js';
 import { asNereidError, invalidArgument, NereidError, type ErrorCode } from '../core/errors.js';
+import { retryingCall, type RetryOptions } from '../core/retry.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.js';
 import { computeShareNs } from '../core/timings.js';
@@ -32,7 +32,7 @@ export function isRecordError(error: unknown): boolean {
  * from `firstMs` up to `longestMs`, randomised so that records refused together do not return
  * together; after `tries` refusals the refusal stands and stops the job like any UNAVAILABLE.
  */
-const OVERLOAD_RETRY = { firstMs: 10, longestMs: 1000, tries: 12 };
+const OVERLOAD_RETRY: RetryOptions = { firstDelayMs: 10, maxDelayMs: 1000, tries: 12 };
 
 export interface RecordProcessorOptions {
   model: string;
@@ -113,16 +113,8 @@ export class RecordProcessor {
   }
 
   /** Sends again, after a wait, what the model refused for its load; the record was accepted and must not be lost. */
-  private async untilAdmitted(send: () => Promise<RecordResult>): Promise<RecordResult> {
-    for (let refusals = 1; ; refusals++) {
-      try {
-        return await send();
-      } catch (error) {
-        if (!(error instanceof NereidError && error.overloaded) || refusals >= OVERLOAD_RETRY.tries) throw error;
-        const longest = Math.min(OVERLOAD_RETRY.longestMs, OVERLOAD_RETRY.firstMs * 2 ** (refusals - 1));
-        await delay(longest * (0.5 + Math.random() / 2));
-      }
-    }
+  private untilAdmitted(send: () => Promise<RecordResult>): Promise<RecordResult> {
+    return retryingCall(OVERLOAD_RETRY, undefined, (error) => ({ retry: error instanceof NereidError && error.overloaded }), send);
   }
 
   private async classify(record: JobRecord, image: Buffer): Promise<RecordResult> {

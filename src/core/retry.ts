@@ -1,7 +1,8 @@
 /**
  * Trying a call again when the server said the same call could succeed later (a 503 or 429 with its
  * Retry-After, gRPC UNAVAILABLE with its pushback) or the connection was refused: with exponential
- * backoff and jitter, at most `tries` times, never past the caller's abort.
+ * backoff and jitter, at most `tries` times, never past the caller's abort. The client retries
+ * calls to a server with it, batch jobs the records the server refused for its load.
  */
 export interface RetryOptions {
   /** Tries in all, the first included. Default 3; 1 turns retries off. */
