@@ -35,13 +35,18 @@ function neededSteps(plan: EnsemblePlan, outputs: readonly string[]): Map<Ensemb
   return returned;
 }
 
-/** The ensemble's timings: its steps' queue times and their shares of the executions they were part of, summed. */
+/**
+ * The ensemble's timings: its steps' queue times and their shares of the executions they were part
+ * of, summed; its core-seconds (its cost) are the sum of the steps' own shares.
+ */
 function summedTimings(parts: readonly (RequestTimings | undefined)[], rows: number, steps: StepTiming[]): RequestTimings {
-  const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, steps };
+  const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, coreSeconds: 0, steps };
   for (const timings of parts) {
     if (!timings) continue;
-    const share = timings.batchRows ? Math.max(1, rows) / timings.batchRows : 1;
+    // A step that does not batch took the ensemble's rows as one request, alone in its execution: its share is the whole.
+    const share = timings.batchRows ? Math.min(1, Math.max(1, rows) / timings.batchRows) : 1;
     sum.queueNs += timings.queueNs;
+    sum.coreSeconds! += timings.coreSeconds ?? 0;
     sum.computeInputNs += timings.computeInputNs * share;
     sum.computeInferNs += timings.computeInferNs * share;
     sum.computeOutputNs += timings.computeOutputNs * share;
