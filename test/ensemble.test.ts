@@ -408,10 +408,6 @@ describe('checked at load (explicit model control), each mistake named', () => {
       config: (name) => ensembleConfig(name, { maxBatchSize: 4, steps: [step('one_row', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
       expected: ["ensemble 'e_batch' allows max_batch_size 4, but its step 0 (model 'one_row') allows only 1"],
     },
-    e_cached: {
-      config: (name) => `${ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] })}response_cache { enable: true }\n`,
-      expected: ["ensemble 'e_cached' enables response_cache, which ensembles do not support yet"],
-    },
     e_unused_input: {
       config: (name) => ensembleConfig(name, { inputs: [tensor4('IN'), tensor4('EXTRA')], steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
       expected: ["input 'EXTRA' of ensemble 'e_unused_input' is read by no step"],

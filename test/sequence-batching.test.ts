@@ -113,6 +113,33 @@ describe('sequence batching: config', () => {
     assert.deepEqual(metadata.inputs.map((input: Json) => input.name), ['INPUT']);
     assert.deepEqual(metadata.outputs.map((output: Json) => output.name).sort(), ['CONTROLS', 'CORRID_OUT', 'OUTPUT']);
   });
+
+  test("gRPC ModelConfig carries sequence_batching as Triton's ModelSequenceBatching: strategy, idle limit, controls, state", async () => {
+    const configOf = (name: string) =>
+      new Promise<Json>((resolve, reject) => rpc.client.ModelConfig({ name }, (error: grpc.ServiceError | null, answer: Json) => (error ? reject(error) : resolve(answer.config))));
+    const oldest = await configOf('acc_oldest');
+    assert.equal(oldest.scheduling_choice, 'sequence_batching');
+    const batching = oldest.sequence_batching;
+    assert.equal(batching.strategy_choice, 'oldest');
+    assert.deepEqual(batching.oldest, { max_candidate_sequences: 4, preferred_batch_size: [2], max_queue_delay_microseconds: '60000000', preserve_ordering: false });
+    assert.equal(batching.max_sequence_idle_microseconds, '1000000');
+    assert.deepEqual(
+      batching.control_input.map((input: Json) => [input.name, input.control[0].kind]),
+      [['START', 'CONTROL_SEQUENCE_START'], ['END', 'CONTROL_SEQUENCE_END'], ['READY', 'CONTROL_SEQUENCE_READY'], ['CORRID', 'CONTROL_SEQUENCE_CORRID']],
+    );
+    assert.deepEqual(batching.control_input[0].control[0].fp32_false_true, [0, 1]);
+    assert.equal(batching.control_input[3].control[0].data_type, 'TYPE_INT64');
+    const [state] = batching.state;
+    assert.deepEqual([state.input_name, state.output_name, state.data_type, state.dims], ['STATE_IN', 'STATE_OUT', 'TYPE_FP32', ['1']]);
+    assert.equal(state.initial_state[0].state_data, 'zero_data');
+    assert.equal(state.initial_state[0].zero_data, true);
+
+    const direct = (await configOf('acc_direct_wait')).sequence_batching;
+    assert.equal(direct.strategy_choice, 'direct');
+    assert.equal(direct.direct.max_queue_delay_microseconds, '60000000');
+    const fromFile = (await configOf('acc_initial')).sequence_batching.state[0].initial_state[0];
+    assert.deepEqual([fromFile.state_data, fromFile.data_file], ['data_file', 'ten.bin']);
+  });
 });
 
 describe('sequence batching: one sequence', () => {

@@ -190,8 +190,7 @@ export const dynamicBatchingSchema = configObject({
 });
 
 /** One control a sequence model takes (Triton's ModelSequenceBatching.Control): its kind and the values it is given. */
-const sequenceControlSchema = z
-  .looseObject({
+const sequenceControlSchema = configObject({
     kind: z.enum(['CONTROL_SEQUENCE_START', 'CONTROL_SEQUENCE_READY', 'CONTROL_SEQUENCE_END', 'CONTROL_SEQUENCE_CORRID']),
     int32_false_true: repeated(z.number().int()).optional(),
     fp32_false_true: repeated(z.number()).optional(),
@@ -215,8 +214,7 @@ const sequenceControlSchema = z
   });
 
 /** Triton's ModelSequenceBatching.InitialState: what a state input holds on a sequence's first request. */
-const initialStateSchema = z
-  .looseObject({
+const initialStateSchema = configObject({
     name: z.string().optional(),
     data_type: dataType,
     dims: dims.default([]),
@@ -232,16 +230,13 @@ const initialStateSchema = z
   })
   .refine((initial) => (initial.zero_data === true) !== (initial.data_file !== undefined), { error: 'give exactly one of zero_data: true or data_file' });
 
-export const sequenceBatchingSchema = z
-  .looseObject({
-    direct: z
-      .looseObject({
+export const sequenceBatchingSchema = configObject({
+    direct: configObject({
         max_queue_delay_microseconds: count().default(0),
         minimum_slot_utilization: z.number().min(0).max(1).default(0),
       })
       .optional(),
-    oldest: z
-      .looseObject({
+    oldest: configObject({
         max_candidate_sequences: count(1),
         preferred_batch_size: repeated(count(1)).default([]),
         max_queue_delay_microseconds: count().default(0),
@@ -250,16 +245,21 @@ export const sequenceBatchingSchema = z
       .optional(),
     /** As Triton: a sequence with no request for this long is released, its slot and state freed. */
     max_sequence_idle_microseconds: count(1).default(1_000_000),
-    control_input: repeated(z.looseObject({ name: z.string().min(1), control: repeated(sequenceControlSchema).default([]) })).default([]),
+    control_input: repeated(configObject({ name: z.string().min(1), control: repeated(sequenceControlSchema).default([]) })).default([]),
     state: repeated(
-      z.looseObject({
+      configObject({
         input_name: z.string().min(1),
         output_name: z.string().min(1),
         data_type: dataType,
         dims: dims,
         initial_state: repeated(initialStateSchema).default([]),
+        // Triton's options for where its state buffers live; the state is held in plain memory here, so they change nothing.
+        use_same_buffer_for_input_output: z.boolean().optional(),
+        use_growable_memory: z.boolean().optional(),
       }),
     ).default([]),
+    /** Triton's iterative sequences need a backend that reschedules its requests; no backend here does. */
+    iterative_sequence: z.literal(false, { error: 'iterative_sequence is not supported: no backend here reschedules its own requests' }).optional(),
   })
   .refine((batching) => !(batching.direct && batching.oldest), { error: 'give one strategy: direct {} or oldest {}, not both' });
 

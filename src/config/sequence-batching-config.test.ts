@@ -78,3 +78,20 @@ test('mistakes are named with what was expected', () => {
   assert.match(errorOf({ model_warmup: [{ name: 'w', inputs: { X: { data_type: 'TYPE_FP32', dims: [1], zero_data: true } } }], sequence_batching: {} }), /model_warmup is not supported with sequence_batching/);
   assert.match(errorOf({ response_cache: { enable: true }, sequence_batching: {} }), /response_cache cannot be enabled with sequence_batching/);
 });
+
+test("unknown fields are refused with their names, as everywhere in the config; Triton's state-buffer options are accepted", () => {
+  assert.match(errorOf({ sequence_batching: { max_sequence_idle_microsecond: 5 } }), /sequence_batching: unknown field 'max_sequence_idle_microsecond' \(did you mean 'max_sequence_idle_microseconds'\?\)/);
+  assert.match(errorOf({ sequence_batching: { oldest: { max_candidate_sequences: 2, preferred_batch_sizes: [2] } } }), /unknown field 'preferred_batch_sizes' \(did you mean 'preferred_batch_size'\?\)/);
+  assert.match(errorOf({ sequence_batching: { control_input: [{ name: 'S', controls: [] }] } }), /unknown field 'controls' \(did you mean 'control'\?\)/);
+  assert.match(
+    errorOf({ sequence_batching: { control_input: [{ name: 'S', control: [{ kind: 'CONTROL_SEQUENCE_START', int32_false_true: [0, 1], int32_true_false: [1, 0] }] }] } }),
+    /unknown field 'int32_true_false'/,
+  );
+  assert.match(errorOf({ sequence_batching: { state: [{ input_name: 'A', output_name: 'B', data_type: 'TYPE_FP32', dims: [1], initial_state: [{ data_type: 'TYPE_FP32', dims: [1], zero_data: true, zeros: true }] }] } }), /unknown field 'zeros'/);
+  assert.match(errorOf({ sequence_batching: { iterative_sequence: true } }), /iterative_sequence is not supported/);
+  const accepted = parseModelConfig(
+    { sequence_batching: { iterative_sequence: false, state: [{ input_name: 'A', output_name: 'B', data_type: 'TYPE_FP32', dims: [1], use_same_buffer_for_input_output: true, use_growable_memory: false }] } },
+    'config.json',
+  );
+  assert.equal(accepted.sequence_batching!.state[0].input_name, 'A');
+});

@@ -29,6 +29,11 @@ export interface RequestTimings extends ExecutionTimings {
   queueNs: number;
   /** Rows of the execution the request was part of: its share of the compute phases is its own rows over these. */
   batchRows?: number;
+  /**
+   * Its share of the core-seconds of the executions it was part of (compute_infer × the instance's
+   * threads × its rows ÷ the batch's rows); an ensemble's request: its steps' shares, summed.
+   */
+  coreSeconds?: number;
   /** An ensemble's request: its steps, which ran as a graph (their phases, summed above, overlapped). */
   steps?: StepTiming[];
 }

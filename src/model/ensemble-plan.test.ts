@@ -86,3 +86,14 @@ test('an optional input of a step may stay unmapped; a required one may not', ()
   const withRequired = { ...withOptional, input: parseModelConfig({ input: [tensor('x'), tensor('hint')] }, 'm').input };
   assert.throws(() => checkEnsembleSteps(plan, completed(config), [withRequired]), /input 'hint' of model 'm' \(step 0\) is not mapped to any ensemble tensor/);
 });
+
+test('a cached ensemble may not have a stateful step: its answers depend on the sequence so far', () => {
+  const config = ensemble([{ model_name: 'stateful', input_map: { x: 'IN' }, output_map: { y: 'OUT' } }], { response_cache: { enable: true } });
+  const plan = planEnsemble('e', config);
+  const step = model('stateful', 0, tensor('x', [-1, 4]), tensor('y', [-1, 4]));
+  assert.doesNotThrow(() => checkEnsembleSteps(plan, completed(config), [step]));
+  const stateful = { ...step, sequence_batching: parseModelConfig({ sequence_batching: {} }, 'stateful').sequence_batching };
+  assert.throws(() => checkEnsembleSteps(plan, completed(config), [stateful]), {
+    message: "ensemble 'e' enables response_cache, but its step 0 (model 'stateful') is stateful (sequence_batching): its answers depend on the sequence so far, so the ensemble's cannot be cached",
+  });
+});

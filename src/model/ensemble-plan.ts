@@ -52,9 +52,6 @@ export function planEnsemble(name: string, config: ModelConfig): EnsemblePlan {
       throw new Error(`${ensemble} may not set ${field}: an ensemble runs nothing itself, each step runs on its own model's instances and scheduler`);
     }
   }
-  if (config.response_cache?.enable) {
-    throw new Error(`${ensemble} enables response_cache, which ensembles do not support yet: enable it on its steps' models instead`);
-  }
   if (config.input.length === 0) throw new Error(`${ensemble} declares no input: list the tensors it takes under input, as for any model`);
   if (config.output.length === 0) throw new Error(`${ensemble} declares no output: list the tensors it returns under output, as for any model`);
 
@@ -193,6 +190,9 @@ export function checkEnsembleSteps(plan: EnsemblePlan, ensembleConfig: Completed
     const config = stepConfigs[step.index];
     const batched = config.max_batch_size > 0;
     const where = `model '${step.model}' (step ${step.index})`;
+    if (ensembleConfig.response_cache?.enable && config.sequence_batching) {
+      throw new Error(`${ensemble} enables response_cache, but its ${step.label} is stateful (sequence_batching): its answers depend on the sequence so far, so the ensemble's cannot be cached`);
+    }
     if (batched && config.max_batch_size < ensembleConfig.max_batch_size) {
       throw new Error(`${ensemble} allows max_batch_size ${ensembleConfig.max_batch_size}, but its ${step.label} allows only ${config.max_batch_size}`);
     }

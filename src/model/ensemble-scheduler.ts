@@ -3,9 +3,11 @@
  * starts the moment the tensors it reads exist, so independent steps run at once, and each goes
  * to its model as any request would (through the server's inference path), where it queues and
  * batches with that model's other traffic. Only the steps the requested outputs need are run.
+ * The request's priority goes to every step, and its timeout as what is left of it when the step
+ * is sent, as Triton passes both to an ensemble's composing models.
  */
 import { asNereidError, NereidError } from '../core/errors.js';
-import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
+import type { InferenceRequest, InferenceResponse, Parameters, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings, StepTiming } from '../core/timings.js';
 import type { Admission } from '../scheduler/priority-queue.js';
@@ -35,13 +37,18 @@ function neededSteps(plan: EnsemblePlan, outputs: readonly string[]): Map<Ensemb
   return returned;
 }
 
-/** The ensemble's timings: its steps' queue times and their shares of the executions they were part of, summed. */
+/**
+ * The ensemble's timings: its steps' queue times and their shares of the executions they were part
+ * of, summed; its core-seconds (its cost) are the sum of the steps' own shares.
+ */
 function summedTimings(parts: readonly (RequestTimings | undefined)[], rows: number, steps: StepTiming[]): RequestTimings {
-  const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, steps };
+  const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, coreSeconds: 0, steps };
   for (const timings of parts) {
     if (!timings) continue;
-    const share = timings.batchRows ? Math.max(1, rows) / timings.batchRows : 1;
+    // A step that does not batch took the ensemble's rows as one request, alone in its execution: its share is the whole.
+    const share = timings.batchRows ? Math.min(1, Math.max(1, rows) / timings.batchRows) : 1;
     sum.queueNs += timings.queueNs;
+    sum.coreSeconds! += timings.coreSeconds ?? 0;
     sum.computeInputNs += timings.computeInputNs * share;
     sum.computeInferNs += timings.computeInferNs * share;
     sum.computeOutputNs += timings.computeOutputNs * share;
@@ -63,13 +70,29 @@ export class EnsembleScheduler implements Scheduler {
     private readonly callStep: StepCall,
     /** Requests it holds at once before a client should expect refusals: the steps' queues decide, so the server's queue size. */
     readonly admits: number,
+    /** The fewest priority levels among the steps that have any (0: none has): a priority above it would be refused by a step. */
+    private readonly priorityLevels = 0,
   ) {}
 
-  /** The steps' models judge priority, timeouts and room when each step arrives. */
-  validate(_request: Admission): void {}
+  /**
+   * Refuses what a step would refuse for any request (so that a cached answer never goes to a
+   * request a computed one would refuse): a priority beyond a step's levels, a timeout that is not
+   * a count of microseconds. The steps' queues judge room when each step arrives.
+   */
+  validate(request: Admission): void {
+    const ensemble = `ensemble '${this.plan.name}'`;
+    const { priority, timeoutMicroseconds } = request;
+    if (priority !== undefined && priority !== 0 && this.priorityLevels > 0 && !(Number.isInteger(priority) && priority >= 1 && priority <= this.priorityLevels)) {
+      throw new NereidError('INVALID_ARGUMENT', `${ensemble}: priority must be 1 (highest) to ${this.priorityLevels}, the priority levels its steps have, got ${priority}`);
+    }
+    if (timeoutMicroseconds !== undefined && !(Number.isInteger(timeoutMicroseconds) && timeoutMicroseconds >= 0)) {
+      throw new NereidError('INVALID_ARGUMENT', `${ensemble}: timeout must be a non-negative integer of microseconds, got ${timeoutMicroseconds}`);
+    }
+  }
 
-  admit(_request: Admission): void {
+  admit(request: Admission): void {
     if (this.stopping) throw new NereidError('UNAVAILABLE', `ensemble '${this.plan.name}' is stopping`);
+    this.validate(request);
   }
 
   async schedule(request: ScheduledRequest): Promise<ScheduledResult> {
@@ -82,8 +105,22 @@ export class EnsembleScheduler implements Scheduler {
     }
   }
 
+  /** The scheduling parameters a step is sent with: the request's priority, and what is left of its timeout (undefined: none is left). */
+  private stepParameters(request: ScheduledRequest, started: number): Parameters | undefined {
+    const parameters: Parameters = {};
+    if (request.priority) parameters.priority = request.priority;
+    if (request.timeoutMicroseconds) {
+      const left = request.timeoutMicroseconds - Math.ceil((performance.now() - started) * 1000);
+      // 0 would mean "no timeout" to the step: a budget spent is a failure here, not a step without limit.
+      if (left < 1) return undefined;
+      parameters.timeout = left;
+    }
+    return parameters;
+  }
+
   private run(request: ScheduledRequest): Promise<ScheduledResult> {
     const { plan } = this;
+    const started = performance.now();
     const tensors = new Map<string, Tensor>(Object.entries(request.inputs));
     const steps = neededSteps(plan, request.outputNames);
     const waiting = new Map([...steps.keys()].map((step) => [step, new Set([...step.inputs.values()].filter((tensor) => plan.producers.has(tensor)))]));
@@ -103,12 +140,25 @@ export class EnsembleScheduler implements Scheduler {
         for (const name of request.outputNames) outputs[name] = tensors.get(name)!;
         resolve({ outputs, timings: summedTimings(timings, request.batchSize, stepTimings.sort((a, b) => a.step - b.step)) });
       };
+      const fail = (step: EnsembleStep, cause: NereidError) => {
+        if (failed) return;
+        failed = true;
+        // The step's code stands (a step's bad input is the client's, a full queue is a retry), with the step named.
+        reject(new NereidError(cause.code, `ensemble '${plan.name}' ${step.label}: ${cause.message}`, { cause, retryAfterMs: cause.retryAfterMs }));
+      };
       const start = (step: EnsembleStep) => {
         waiting.delete(step);
+        const parameters = this.stepParameters(request, started);
+        if (!parameters) {
+          const spent = Math.round((performance.now() - started) * 1000);
+          const expired = new NereidError('UNAVAILABLE', `the request's timeout of ${request.timeoutMicroseconds} us ran out (${spent} us spent in the steps before it) before the step was sent`, { retryAfterMs: 1000 });
+          return fail(step, expired);
+        }
         const stepRequest: InferenceRequest = {
           model: step.model,
           version: step.version,
           id: request.context?.requestId,
+          ...(Object.keys(parameters).length > 0 && { parameters }),
           // An optional ensemble input the request left out stays out: the step's model says whether it may.
           inputs: [...step.inputs].filter(([, tensor]) => tensors.has(tensor)).map(([input, tensor]) => ({ name: input, ...tensors.get(tensor)! })),
           outputs: steps.get(step)!.map((name) => ({ name })),
@@ -131,13 +181,7 @@ export class EnsembleScheduler implements Scheduler {
               if (missing.size === 0) start(next);
             }
           })
-          .catch((error: unknown) => {
-            if (failed) return;
-            failed = true;
-            const cause = asNereidError(error);
-            // The step's code stands (a step's bad input is the client's, a full queue is a retry), with the step named.
-            reject(new NereidError(cause.code, `ensemble '${plan.name}' ${step.label}: ${cause.message}`, { cause, retryAfterMs: cause.retryAfterMs }));
-          });
+          .catch((error: unknown) => fail(step, asNereidError(error)));
       };
       if (left === 0) return finish();
       for (const [step, missing] of [...waiting]) if (missing.size === 0) start(step);

@@ -36,7 +36,7 @@ export class ModelStatistics implements InferenceObserver {
   readonly cacheHit = zero();
   readonly cacheMiss = zero();
   readonly batches = new Map<number, { computeInput: Duration; computeInfer: Duration; computeOutput: Duration }>();
-  /** Core-seconds the executions used (compute_infer time × instance threads), for cost per prediction. */
+  /** Core-seconds the executions used (compute_infer time × instance threads), for cost per prediction; an ensemble's: its steps' shares. */
   computeSeconds = 0;
   /** How long loading this version took (set by the repository), for the load-time metric. */
   loadNs?: number;
@@ -81,6 +81,8 @@ export class ModelStatistics implements InferenceObserver {
       add(this.success, record.totalNs);
     } else if (record.timings) {
       this.recordSuccess(record.rows, record.totalNs, record.timings);
+      // An ensemble executes nothing itself: what its requests cost is its steps' shares of their executions.
+      if (record.timings.steps) this.computeSeconds += record.timings.coreSeconds ?? 0;
     }
   }
 

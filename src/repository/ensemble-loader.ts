@@ -1,16 +1,19 @@
 /**
  * Loading one version of an ensemble: its graph checked, its steps' models loaded and checked
  * against it, and a model version built whose scheduler runs the graph. An ensemble has no model
- * file and no instances; its steps' models do the work, each through its own scheduler.
+ * file and no instances; its steps' models do the work, each through its own scheduler. With
+ * response_cache on, the ensemble's whole request is cached, through the same path as a model's.
  */
 import type { Logger } from 'pino';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
+import { answerDecidingConfig } from '../cache/cache-key.js';
 import type { CompletedModelConfig, ModelConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import { checkEnsembleSteps, ENSEMBLE_PLATFORM, planEnsemble, type EnsembleStep } from '../model/ensemble-plan.js';
 import { EnsembleScheduler, type StepCall } from '../model/ensemble-scheduler.js';
 import { ModelVersion } from '../model/model-version.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
-import { checkingConfig } from './model-loader.js';
+import { checkingConfig, responseCacheOf } from './model-loader.js';
 
 export interface EnsembleLoadOptions {
   name: string;
@@ -25,6 +28,8 @@ export interface EnsembleLoadOptions {
   /** Runs a step's request through its model. */
   callStep: StepCall;
   readLabels: (filename: string) => Promise<string[]>;
+  /** The server's response cache store; used when the ensemble's config enables response_cache. */
+  responseCacheStore?: ResponseCacheStore;
 }
 
 export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise<ModelVersion> {
@@ -45,6 +50,13 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   }
   const statistics = new ModelStatistics(name, version);
   const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
-  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize);
-  return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, logger });
+  const levels = stepConfigs.map((step) => step.dynamic_batching?.priority_levels ?? 0).filter((count) => count > 0);
+  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize, levels.length > 0 ? Math.min(...levels) : 0);
+  // The steps' configs as loaded are part of what decides the answers: a step reloaded with other inputs, outputs or processing is
+  // a new ensemble for the cache once the ensemble reloads. Their weights are not (an ensemble reads no model file).
+  const cache = await responseCacheOf(options.responseCacheStore, name, version, config, async () => ({
+    config: answerDecidingConfig(config, []),
+    steps: stepConfigs.map((step) => answerDecidingConfig(step, [])),
+  }));
+  return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, cache, logger });
 }

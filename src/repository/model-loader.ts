@@ -77,6 +77,22 @@ function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings |
   });
 }
 
+/**
+ * The version's response cache, when the server has a store and the config enables it; `identity`
+ * gives whatever besides the request decides an answer (read only then: it may hash the weights).
+ */
+export async function responseCacheOf(
+  store: ResponseCacheStore | undefined,
+  name: string,
+  version: string,
+  config: CompletedModelConfig,
+  identity: () => Promise<unknown>,
+): Promise<ResponseCache | undefined> {
+  if (!store || !config.response_cache?.enable) return undefined;
+  const { ttl_seconds, key_parameters } = config.response_cache;
+  return new ResponseCache(store, { model: name, version, ttlSeconds: ttl_seconds, keyParameters: key_parameters, identity: await identity() });
+}
+
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
   return {
     maxQueueSize: config.max_queue_size,
@@ -217,18 +233,12 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
         logger.warn({ err: error }, `calibrating batch costs of ${label} failed; batch costs will be learned from traffic: ${(error as Error)?.message ?? String(error)}`);
       });
     }
-    const cache =
-      options.responseCacheStore && config.response_cache?.enable
-        ? new ResponseCache(options.responseCacheStore, {
-            model: name,
-            version,
-            ttlSeconds: config.response_cache.ttl_seconds,
-            keyParameters: config.response_cache.key_parameters,
-            // The weights as well as the config that decides answers: a reload of new weights under the same version never reuses old
-            // answers, while one that only tunes how the model is served (instances, batching, queue) keeps them.
-            identity: { config: answerDecidingConfig(config, backend.tuningParameters ?? []), model: await fileDigest(options.modelPath) },
-          })
-        : undefined;
+    // The weights as well as the config that decides answers: a reload of new weights under the same version never reuses old
+    // answers, while one that only tunes how the model is served (instances, batching, queue) keeps them.
+    const cache = await responseCacheOf(options.responseCacheStore, name, version, config, async () => ({
+      config: answerDecidingConfig(config, backend.tuningParameters ?? []),
+      model: await fileDigest(options.modelPath),
+    }));
     return new ModelVersion({
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
       bytesAsText: backend.bytesAsText,

@@ -534,6 +534,7 @@ export class ModelRepository {
       logger: logger.child({ version }),
       observers: this.options.observers,
       maxQueueSize: this.options.maxQueueSize,
+      responseCacheStore: this.options.responseCacheStore,
       callStep,
       stepConfig: async (step: EnsembleStep) => {
         await this.ensureLoaded(step.model);

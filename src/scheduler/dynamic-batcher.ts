@@ -13,6 +13,7 @@ import { asNereidError, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
+import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows, type RaggedBatching } from './batch-tensors.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { BatchCosts } from './batch-costs.js';
@@ -419,6 +420,7 @@ export class DynamicBatcher implements Scheduler {
     const outputs: RunOutputs = {};
     outputs[COMPUTE_NS] = outcome.computeNs;
     const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone);
+    const coreSecondsPerRow = coreSeconds(execution.computeInferNs, instance.threads) / rows;
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index];
       const answer = outcome.answers[index];
@@ -427,7 +429,8 @@ export class DynamicBatcher implements Scheduler {
         this.deliver(pending, () => pending.reject(failure));
         continue;
       }
-      const result = { outputs: answer, timings: { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows } };
+      const timings = { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows, coreSeconds: coreSecondsPerRow * pending.rows };
+      const result = { outputs: answer, timings };
       this.deliver(pending, () => pending.resolve(result));
     }
   }
@@ -478,9 +481,10 @@ export class DynamicBatcher implements Scheduler {
       }
     }
     const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, inferred, alone);
+    const coreSecondsPerRow = coreSeconds(execution.computeInferNs, instance.threads) / rows;
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index];
-      const timings = { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows };
+      const timings = { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows, coreSeconds: coreSecondsPerRow * pending.rows };
       const result = { outputs: results[index], timings };
       this.deliver(pending, () => pending.resolve(result));
     }

@@ -19,6 +19,7 @@ import { asNereidError, invalidArgument, NereidError, overloaded } from '../core
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
+import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import type { Admission } from './priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
@@ -424,9 +425,12 @@ export class SequenceBatcher implements Scheduler {
       computeInferNs: msToNs(times.inferred - times.inputReady),
       computeOutputNs: msToNs(finished - times.inferred),
     };
-    this.observer.onExecution({ batchSize: batched ? pendings.length : 1, timings: execution, threads: this.instances[0]?.threads ?? 1 });
+    const threads = this.instances[0]?.threads ?? 1;
+    this.observer.onExecution({ batchSize: batched ? pendings.length : 1, timings: execution, threads });
+    // Each request of a sequence batch is one row of it.
+    const share = coreSeconds(execution.computeInferNs, threads) / pendings.length;
     pendings.forEach((pending, index) => {
-      pending.resolve({ outputs: results[index], timings: { queueNs: msToNs(times.started - pending.enqueuedAt), ...execution, batchRows: pendings.length } });
+      pending.resolve({ outputs: results[index], timings: { queueNs: msToNs(times.started - pending.enqueuedAt), ...execution, batchRows: pendings.length, coreSeconds: share } });
     });
   }
 

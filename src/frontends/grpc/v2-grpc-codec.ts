@@ -14,7 +14,7 @@ import {
   type TensorContents,
 } from '../../core/tensor.js';
 import type { ModelStatistics } from '../../observability/model-statistics.js';
-import type { CompletedModelConfig } from '../../config/model-config.js';
+import type { CompletedModelConfig, SequenceBatchingConfig } from '../../config/model-config.js';
 import type { RepositoryIndexEntry } from '../../repository/model-repository.js';
 
 /** int64/uint64 values: decimal strings when decoded (longs: String); numbers are accepted when encoding. */
@@ -245,6 +245,47 @@ function queuePolicyToProto(policy: QueuePolicy) {
   };
 }
 
+/** sequence_batching as model_config.proto's ModelSequenceBatching: the strategy, idle limit, controls and states. */
+function sequenceBatchingToProto(batching: SequenceBatchingConfig) {
+  return {
+    ...(batching.oldest
+      ? {
+          oldest: {
+            max_candidate_sequences: batching.oldest.max_candidate_sequences,
+            preferred_batch_size: batching.oldest.preferred_batch_size,
+            max_queue_delay_microseconds: batching.oldest.max_queue_delay_microseconds,
+            preserve_ordering: batching.oldest.preserve_ordering,
+          },
+        }
+      : batching.direct && {
+          direct: { max_queue_delay_microseconds: batching.direct.max_queue_delay_microseconds, minimum_slot_utilization: batching.direct.minimum_slot_utilization },
+        }),
+    max_sequence_idle_microseconds: batching.max_sequence_idle_microseconds,
+    control_input: batching.control_input.map((input) => ({
+      name: input.name,
+      control: input.control.map((control) => ({
+        kind: control.kind,
+        int32_false_true: control.int32_false_true ?? [],
+        fp32_false_true: control.fp32_false_true ?? [],
+        bool_false_true: control.bool_false_true ?? [],
+        data_type: control.data_type ?? 'TYPE_INVALID',
+      })),
+    })),
+    state: batching.state.map((state) => ({
+      input_name: state.input_name,
+      output_name: state.output_name,
+      data_type: state.data_type,
+      dims: state.dims,
+      initial_state: state.initial_state.map((initial) => ({
+        name: initial.name ?? '',
+        data_type: initial.data_type,
+        dims: initial.dims,
+        ...(initial.data_file !== undefined ? { data_file: initial.data_file } : { zero_data: true }),
+      })),
+    })),
+  };
+}
+
 /**
  * The completed config as model_config.proto's ModelConfig. Fields are copied one by one, so a
  * field the proto lacks (configs are loose objects) can neither leak nor break serialization.
@@ -298,6 +339,7 @@ export function modelConfigToProto(config: CompletedModelConfig) {
           ),
         }
       : null,
+    sequence_batching: config.sequence_batching ? sequenceBatchingToProto(config.sequence_batching) : null,
     instance_group: config.instance_group.map((group) => ({
       name: group.name ?? '',
       kind: group.kind,
