@@ -662,7 +662,7 @@ function showJobs(target, answer) {
       return html`<section class="panel job" data-job="${job.job}">
         <h2>${job.job} <span class="badge ${badge}" data-testid="job-status">${status}</span></h2>
         <p class="muted">model <strong>${job.model}</strong> · ${number(job.records, 0)} records in ${number(job.chunks, 0)} chunk(s) of ${job.chunkSize}${job.submittedAt ? ` · submitted ${new Date(job.submittedAt).toLocaleString()}` : ''}</p>
-        <div class="progress" title="${percent(done)} written"><span style="width:${(done * 100).toFixed(1)}%"></span></div>
+        <div class="progress" title="${percent(done)} written, ${number(job.recordsFailed, 0)} with errors"><span style="width:${(Math.max(0, job.recordsWritten - job.recordsFailed) / Math.max(1, job.records) * 100).toFixed(1)}%"></span><span class="failed" style="width:${(job.recordsFailed / Math.max(1, job.records) * 100).toFixed(1)}%"></span></div>
         <div class="cards">
           ${card('Written', `${number(job.recordsWritten, 0)} / ${number(job.records, 0)}`, percent(done), 'job-written')}
           ${card('With errors', number(job.recordsFailed, 0), 'records written with their error', 'job-failed', job.recordsFailed > 0 ? 'warning' : '')}
