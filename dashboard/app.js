@@ -1,6 +1,7 @@
 // The Nereid dashboard: reads /dashboard/api/stream (Server-Sent Events over fetch, so that a bearer
 // token can travel in a header) and draws the overview, a model's live charts and the try-it panel.
 import { lineChart } from './charts.js';
+import { answerKind, detectionShapes, drawShapes, imageModeOf, textShapes } from './try-it.js';
 
 const API = new URL('api/', new URL('..', import.meta.url)).pathname;
 const ROOT = new URL('../..', import.meta.url).pathname; // the server's root, for the V2 routes
@@ -142,16 +143,17 @@ async function stream() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pages, chosen by the URL's hash: #/ · #/model/<name>/<version> · #/try/<name>
+// Pages, chosen by the URL's hash: #/ · #/model/<name>/<version> · #/try/<name> · #/jobs
 
 let page = { name: '', update() {}, leave() {} };
 
 function route() {
   const [, kind, ...rest] = location.hash.replace(/^#/, '').split('/').map(decodeURIComponent);
   page.leave();
-  document.querySelectorAll('[data-nav]').forEach((link) => link.classList.toggle('current', link.dataset.nav === (kind === 'try' ? 'try' : 'overview')));
+  document.querySelectorAll('[data-nav]').forEach((link) => link.classList.toggle('current', link.dataset.nav === (kind === 'try' || kind === 'jobs' ? kind : 'overview')));
   if (kind === 'model' && rest[0]) page = modelPage(rest[0], rest[1]);
   else if (kind === 'try') page = tryPage(rest[0]);
+  else if (kind === 'jobs') page = jobsPage();
   else page = overviewPage();
   update();
 }
@@ -218,17 +220,34 @@ const CHARTS = [
     series: ['p50', 'p95', 'p99', 'mean'],
     pick: (p) => [p.rates.percentiles.request?.p50, p.rates.percentiles.request?.p95, p.rates.percentiles.request?.p99, p.rates.mean_ms.request],
   },
-  {
-    id: 'phases',
-    title: 'Mean time by phase (ms, log scale)',
-    log: true,
-    series: ['queue', 'pre-process', 'compute input', 'compute infer', 'compute output', 'post-process'],
-    pick: (p) => ['queue', 'preprocess', 'compute_input', 'compute_infer', 'compute_output', 'postprocess'].map((phase) => p.rates.mean_ms[phase]),
-  },
   { id: 'batch', title: 'Batch size (rows per execution)', series: ['mean', 'p95 (bucket)'], pick: (p) => [p.rates.mean_batch_size, p.rates.percentiles.batch_size?.p95] },
   { id: 'queue', title: 'Queue and in flight', series: ['queued', 'in flight'], decimals: 0, pick: (p) => [p.queued, p.inFlight] },
   { id: 'cache', title: 'Cache hit rate', unit: '%', decimals: 0, max: 100, series: ['hit rate'], pick: (p) => [p.rates.cache_hit_rate === undefined ? null : p.rates.cache_hit_rate * 100] },
 ];
+
+/**
+ * The phases of a request, each with the metrics histogram its percentiles come from and the
+ * statistics field its mean and count come from (compute: the model run, compute_infer).
+ */
+const PHASES = [
+  { id: 'queue', title: 'Queue', histogram: 'queue', field: 'queue' },
+  { id: 'preprocess', title: 'Pre-process', histogram: 'preprocess', field: 'preprocess' },
+  { id: 'compute', title: 'Compute', histogram: 'compute_infer', field: 'compute_infer' },
+  { id: 'postprocess', title: 'Post-process', histogram: 'postprocess', field: 'postprocess' },
+];
+const PHASE_CHARTS = PHASES.map((phase) => ({
+  id: `phase-${phase.id}`,
+  phase,
+  title: `${phase.title} (ms, log scale)`,
+  log: true,
+  height: 150,
+  compact: true,
+  series: ['p50', 'p95', 'p99', 'mean'],
+  pick: (p) => {
+    const percentiles = p.rates.percentiles[phase.histogram];
+    return [percentiles?.p50, percentiles?.p95, percentiles?.p99, p.rates.mean_ms[phase.field]];
+  },
+}));
 
 function modelPage(name, versionName) {
   const key = () => {
@@ -241,12 +260,16 @@ function modelPage(name, versionName) {
     html`<h1 class="page-title"><a href="#/">Models</a> › <span data-testid="model-name">${name}</span> <span id="version-label"></span></h1>
     <section class="cards" id="model-cards"></section>
     <section class="charts">${CHARTS.map((chart) => html`<div class="chart panel" id="chart-${chart.id}"></div>`)}</section>
+    <section class="panel phases"><h2>Latency by phase: p50, p95, p99 and mean</h2>
+      <div class="phase-charts">${PHASE_CHARTS.map((chart) => html`<div class="chart" id="chart-${chart.id}" data-testid="${chart.id}"></div>`)}</div>
+      <div class="table-wrap"><table class="narrow" id="phase-table" data-testid="phase-table"></table></div>
+    </section>
     <section class="panel"><h2>Errors by code</h2><div id="errors"></div></section>
     <section class="panel" id="monitor-panel" hidden><h2>Drift and accuracy</h2><div id="monitor"></div></section>
     <section class="panel" id="shadow-panel" hidden><h2>Shadow agreement</h2><div id="shadows" class="table-wrap"></div></section>
-    <p class="note">Rates and means are taken between successive statistics (one a second); percentiles from the metrics' histograms (bucket-interpolated, shown when --allow-metrics is on).</p>`,
+    <p class="note">Rates and means are taken between successive statistics (one a second); percentiles from the metrics' histograms of the same second (interpolated inside their buckets, as Prometheus's histogram_quantile does).</p>`,
   );
-  const charts = CHARTS.map((chart) => ({ ...chart, view: lineChart(document.getElementById(`chart-${chart.id}`), chart) }));
+  const charts = [...CHARTS, ...PHASE_CHARTS].map((chart) => ({ ...chart, view: lineChart(document.getElementById(`chart-${chart.id}`), chart) }));
   return {
     name: 'model',
     leave() {
@@ -279,12 +302,15 @@ function modelPage(name, versionName) {
       );
       // A model without a response cache has no hit rate to draw.
       document.getElementById('chart-cache').hidden = lookups === 0;
+      // Nor a phase the model has not got (pre- and post-processing are declared per model).
+      for (const chart of PHASE_CHARTS) document.getElementById(`chart-${chart.id}`).hidden = stats.inference_stats[chart.phase.field].count === 0;
       const points = state.history.get(shown) ?? [];
       const times = points.map((point) => point.at);
       for (const chart of charts) {
         const columns = chart.series.map((_, index) => points.map((point) => chart.pick(point)[index] ?? null));
         chart.view.update(times, columns);
       }
+      showPhaseTable(points, stats);
       const failures = Object.entries(version.failures ?? {});
       render(
         document.getElementById('errors'),
@@ -298,6 +324,33 @@ function modelPage(name, versionName) {
       showShadows(model.shadows);
     },
   };
+}
+
+/**
+ * The latest percentiles of each phase, from the last second that had requests through it: the
+ * numbers the charts end on, for a reader who wants figures.
+ */
+function showPhaseTable(points, stats) {
+  const ago = (seconds) => (seconds < 1 ? 'this second' : `${duration(seconds)} ago`);
+  const latest = (pick) => {
+    for (let index = points.length - 1; index >= 0; index -= 1) {
+      const value = pick(points[index]);
+      if (value !== undefined) return { value, at: points[index].at };
+    }
+    return undefined;
+  };
+  const rows = [{ id: 'request', title: 'Whole request', histogram: 'request', field: 'success' }, ...PHASES]
+    .filter((phase) => stats.inference_stats[phase.field].count > 0)
+    .map((phase) => {
+      const found = latest((point) => point.rates.percentiles[phase.histogram]);
+      const shown = found?.value;
+      const ms = (value) => (value === undefined ? '–' : number(value, value < 1 ? 3 : 1));
+      return html`<tr data-phase="${phase.id}"><td>${phase.title}</td><td class="num" data-q="p50">${ms(shown?.p50)}</td><td class="num" data-q="p95">${ms(shown?.p95)}</td><td class="num" data-q="p99">${ms(shown?.p99)}</td><td class="num muted">${found ? ago(points.at(-1).at - found.at) : ''}</td></tr>`;
+    });
+  render(
+    document.getElementById('phase-table'),
+    html`<thead><tr><th>Phase</th><th class="num">p50 ms</th><th class="num">p95 ms</th><th class="num">p99 ms</th><th class="num">measured</th></tr></thead><tbody>${rows}</tbody>`,
+  );
 }
 
 /** Columns of counts, each with its label under it and its count on hover. */
@@ -345,7 +398,8 @@ function showShadows(shadows) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Try it: an image to /classify, or a V2 JSON request to /infer.
+// Try it: an image to /classify (labels), /detect (boxes and labels) or an OCR model's /infer
+// (boxes and text), or a V2 JSON request to /infer.
 
 async function configOf(name) {
   if (!state.configs.has(name)) {
@@ -355,6 +409,22 @@ async function configOf(name) {
   return state.configs.get(name);
 }
 
+/** The routes for images this server has, from its OpenAPI document (made from its registered routes). */
+let imageRoutes;
+async function imageRoutesOf() {
+  imageRoutes ??= fetch(`${ROOT}openapi.json`)
+    .then((response) => (response.ok ? response.json() : { paths: {} }))
+    .then((document) => ({ classify: Boolean(document.paths?.['/v2/models/{model}/classify']), detect: Boolean(document.paths?.['/v2/models/{model}/detect']) }))
+    .catch(() => ({ classify: true, detect: false }));
+  return imageRoutes;
+}
+
+const IMAGE_MODES = {
+  classify: { label: 'labels (/classify)', hint: (model) => `send a photo and get its labels back (POST /v2/models/${model}/classify)` },
+  detect: { label: 'boxes and labels (/detect)', hint: (model) => `send a photo and get the objects found in it, boxed (POST /v2/models/${model}/detect)` },
+  text: { label: 'boxes and text (/infer)', hint: (model) => `send an image and get its lines of text, boxed (POST /v2/models/${model}/infer, the image as its BYTES input)` },
+};
+
 function tryPage(chosen) {
   render(
     main,
@@ -363,9 +433,10 @@ function tryPage(chosen) {
       <label>Model <select id="try-model" data-testid="try-model"></select></label>
       <div class="tabs"><button type="button" data-tab="image" class="current">Image</button><button type="button" data-tab="json">V2 JSON</button></div>
       <div data-pane="image">
+        <label class="mode">Answer <select id="try-mode" data-testid="try-mode"></select></label>
         <p class="muted" id="image-hint"></p>
         <label class="drop" id="drop">
-          <input type="file" accept="image/*" id="try-file" data-testid="try-file">
+          <input type="file" accept="image/*" id="try-file" data-testid="try-file" disabled>
           <span>Drop an image here, or pick one</span>
         </label>
       </div>
@@ -376,12 +447,13 @@ function tryPage(chosen) {
     </section>
     <section class="panel" id="try-result" hidden>
       <div class="result">
-        <img id="try-preview" alt="the image sent">
+        <figure class="preview" id="try-figure"><img id="try-preview" alt="the image sent"><svg id="try-overlay" data-testid="try-overlay" aria-hidden="true"></svg></figure>
         <div id="try-answer" data-testid="try-answer"></div>
       </div>
     </section>`,
   );
   const select = document.getElementById('try-model');
+  const modeSelect = document.getElementById('try-mode');
   let filled = false;
   const fill = (snapshot) => {
     const ready = snapshot.models.filter((model) => model.versions.some((version) => version.state === 'READY')).map((model) => model.name);
@@ -391,17 +463,25 @@ function tryPage(chosen) {
     if (chosen && ready.includes(chosen)) select.value = chosen;
     void describe();
   };
+  const showHint = () => {
+    const mode = IMAGE_MODES[modeSelect.value];
+    document.getElementById('image-hint').textContent = mode ? `${select.value}: ${mode.hint(select.value)}.` : `${select.value} takes tensors, not images: use the V2 JSON tab.`;
+    document.getElementById('try-file').disabled = !mode;
+  };
   const describe = async () => {
-    const config = await configOf(select.value);
-    const image = state.snapshot?.models.find((model) => model.name === select.value)?.versions.some((version) => version.takes_images);
-    document.getElementById('image-hint').textContent = image
-      ? `${select.value} decodes images itself: send a photo and get its labels back (POST /v2/models/${select.value}/classify).`
-      : `${select.value} takes tensors, not images: use the V2 JSON tab.`;
-    document.getElementById('try-file').disabled = !image;
+    const [config, routes] = await Promise.all([configOf(select.value), imageRoutesOf()]);
+    const takesImages = state.snapshot?.models.find((model) => model.name === select.value)?.versions.some((version) => version.takes_images);
+    const mode = imageModeOf(select.value, config, takesImages, routes);
+    // Every route the server has stays pickable: the guess reads names, and a person may know better.
+    const offered = Object.keys(IMAGE_MODES).filter((name) => name === 'text' || routes[name]);
+    render(modeSelect, html`${offered.map((name) => html`<option value="${name}">${IMAGE_MODES[name].label}</option>`)}<option value="">none: tensors only</option>`);
+    modeSelect.value = mode ?? '';
+    showHint();
     const example = config?.input?.map((input) => ({ name: input.name, shape: [...(config.max_batch_size > 0 ? [1] : []), ...input.dims.map((d) => (d < 0 ? 1 : d))], datatype: input.data_type.replace('TYPE_', '').replace('STRING', 'BYTES'), data: [] }));
     document.getElementById('try-json').value = example ? JSON.stringify({ inputs: example }, null, 2) : '';
   };
   select.addEventListener('change', () => void describe());
+  modeSelect.addEventListener('change', showHint);
   main.querySelectorAll('[data-tab]').forEach((tab) =>
     tab.addEventListener('click', () => {
       main.querySelectorAll('[data-tab]').forEach((other) => other.classList.toggle('current', other === tab));
@@ -410,39 +490,110 @@ function tryPage(chosen) {
   );
   const file = document.getElementById('try-file');
   const drop = document.getElementById('drop');
-  file.addEventListener('change', () => file.files[0] && void classify(select.value, file.files[0]));
+  const send = (image) => void sendImage(select.value, modeSelect.value, image);
+  file.addEventListener('change', () => file.files[0] && send(file.files[0]));
   drop.addEventListener('dragover', (event) => event.preventDefault());
   drop.addEventListener('drop', (event) => {
     event.preventDefault();
     const dropped = event.dataTransfer?.files[0];
-    if (dropped) void classify(select.value, dropped);
+    if (dropped) send(dropped);
   });
   document.getElementById('try-send').addEventListener('click', () => void infer(select.value, document.getElementById('try-json').value));
   return { name: 'try', leave() {}, update: fill };
 }
 
-async function classify(model, image) {
+/**
+ * A V2 request carrying one encoded image as the BYTES input of `config` (Triton's binary tensor
+ * data: the JSON header, then the element's 4-byte little-endian length and its bytes), asking for
+ * every output as JSON.
+ */
+async function binaryImageRequest(config, image) {
+  const input = config?.input?.find((candidate) => candidate.data_type === 'TYPE_STRING') ?? config?.input?.[0];
+  if (!input) throw new Error('the model declares no input to send the image to');
+  const bytes = new Uint8Array(await image.arrayBuffer());
+  const shape = [...(config.max_batch_size > 0 ? [1] : []), ...input.dims.map((d) => (d < 0 ? 1 : d))];
+  const header = new TextEncoder().encode(
+    JSON.stringify({
+      inputs: [{ name: input.name, datatype: 'BYTES', shape, parameters: { binary_data_size: bytes.length + 4 } }],
+      outputs: (config.output ?? []).map((output) => ({ name: output.name, parameters: { binary_data: false } })),
+    }),
+  );
+  const body = new Uint8Array(header.length + 4 + bytes.length);
+  body.set(header, 0);
+  new DataView(body.buffer).setUint32(header.length, bytes.length, true);
+  body.set(bytes, header.length + 4);
+  return { body, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } };
+}
+
+async function sendImage(model, mode, image) {
+  if (!IMAGE_MODES[mode]) return;
   const preview = document.getElementById('try-preview');
-  preview.hidden = false;
+  const figure = document.getElementById('try-figure');
+  const overlay = document.getElementById('try-overlay');
+  overlay.replaceChildren();
+  figure.hidden = false;
+  // Boxes need the image large enough to read; labels alone do with a thumbnail.
+  figure.classList.toggle('large', mode !== 'classify');
   preview.src = URL.createObjectURL(image);
-  const response = await call(`${ROOT}v2/models/${encodeURIComponent(model)}/classify?top_k=5`, { method: 'POST', headers: { 'content-type': image.type || 'application/octet-stream' }, body: image });
-  const answer = await response.json();
+  const started = performance.now();
+  let response;
+  try {
+    const path = `${ROOT}v2/models/${encodeURIComponent(model)}`;
+    if (mode === 'text') response = await call(`${path}/infer`, { method: 'POST', ...(await binaryImageRequest(await configOf(model), image)) });
+    else response = await call(`${path}/${mode}${mode === 'classify' ? '?top_k=5' : ''}`, { method: 'POST', headers: { 'content-type': image.type || 'application/octet-stream' }, body: image });
+  } catch (error) {
+    document.getElementById('try-result').hidden = false;
+    return render(document.getElementById('try-answer'), html`<p class="error">${error.message}</p>`);
+  }
+  const text = await response.text();
+  const elapsed = performance.now() - started;
+  let answer;
+  try {
+    answer = JSON.parse(text);
+  } catch {
+    answer = { error: text };
+  }
   document.getElementById('try-result').hidden = false;
   const target = document.getElementById('try-answer');
   if (!response.ok) return render(target, html`<p class="error">${response.status}: ${answer.error}</p>`);
-  const predictions = answer.predictions ?? [];
-  const timing = answer.timing ?? {};
-  render(
-    target,
-    html`<h2>${model} v${answer.model_version}</h2>
-    <ol class="labels">${predictions.map(
-      (p) => html`<li data-testid="label"><span class="label-name">${p.label}</span><span class="bar"><span style="width:${(p.score * 100).toFixed(1)}%"></span></span><span class="num" data-testid="confidence">${percent(p.score)}</span></li>`,
-    )}</ol>
-    ${answer.confidence?.low_confidence ? html`<p class="warn">Low confidence: the model is unsure of this one.</p>` : ''}
-    <table class="timings"><tbody>${[['pre-process', timing.preprocess_ms], ['queue', timing.queue_ms], ['inference', timing.inference_ms], ['post-process', timing.postprocess_ms], ['total', timing.total_ms]].map(
-      ([phase, ms]) => html`<tr><td>${phase}</td><td class="num">${ms === undefined ? '–' : `${ms.toFixed(2)} ms`}</td></tr>`,
-    )}</tbody></table>`,
-  );
+  if (!preview.complete) await new Promise((resolve) => preview.addEventListener('load', resolve, { once: true }));
+  // A small image shown large keeps its pixels sharp, as the classifier's thumbnail does.
+  preview.classList.toggle('pixels', preview.naturalWidth < 200);
+  showAnswer(target, overlay, model, answer, { width: answer.image?.width ?? preview.naturalWidth, height: answer.image?.height ?? preview.naturalHeight }, elapsed);
+}
+
+/** Draws an answer by its shape: detections (boxes and labels), OCR outputs (boxes and text) or predictions (labels). */
+function showAnswer(target, overlay, model, answer, size, elapsed) {
+  const kind = answerKind(answer);
+  const title = html`<h2>${model} v${answer.model_version}</h2>`;
+  if (kind === 'detections' || kind === 'text') {
+    const shapes = kind === 'detections' ? detectionShapes(answer) : textShapes(answer);
+    drawShapes(overlay, shapes, size);
+    return render(
+      target,
+      html`${title}
+      <p class="muted">${shapes.length} ${kind === 'detections' ? 'object(s)' : 'line(s) of text'} · ${elapsed.toFixed(1)} ms (round trip)</p>
+      <ol class="labels ${kind}">${shapes.map(
+        (shape) => html`<li data-testid="${kind === 'detections' ? 'detection' : 'text-line'}"><span class="label-name">${shape.label}</span><span class="bar"><span style="width:${((shape.score ?? 0) * 100).toFixed(1)}%"></span></span><span class="num" data-testid="confidence">${percent(shape.score)}</span></li>`,
+      )}</ol>
+      ${shapes.length === 0 ? html`<p class="muted">Nothing found${kind === 'detections' ? ' above the threshold' : ''}.</p>` : ''}`,
+    );
+  }
+  if (kind === 'predictions') {
+    const timing = answer.timing ?? {};
+    return render(
+      target,
+      html`${title}
+      <ol class="labels">${answer.predictions.map(
+        (p) => html`<li data-testid="label"><span class="label-name">${p.label}</span><span class="bar"><span style="width:${(p.score * 100).toFixed(1)}%"></span></span><span class="num" data-testid="confidence">${percent(p.score)}</span></li>`,
+      )}</ol>
+      ${answer.confidence?.low_confidence ? html`<p class="warn">Low confidence: the model is unsure of this one.</p>` : ''}
+      <table class="timings"><tbody>${[['pre-process', timing.preprocess_ms], ['queue', timing.queue_ms], ['inference', timing.inference_ms], ['post-process', timing.postprocess_ms], ['total', timing.total_ms]].map(
+        ([phase, ms]) => html`<tr><td>${phase}</td><td class="num">${ms === undefined ? '–' : `${ms.toFixed(2)} ms`}</td></tr>`,
+      )}</tbody></table>`,
+    );
+  }
+  render(target, html`${title}<pre>${JSON.stringify(answer, null, 2)}</pre>`);
 }
 
 async function infer(model, body) {
@@ -451,7 +602,7 @@ async function infer(model, body) {
   const text = await response.text();
   const elapsed = performance.now() - started;
   document.getElementById('try-result').hidden = false;
-  document.getElementById('try-preview').hidden = true;
+  document.getElementById('try-figure').hidden = true;
   let shown = text;
   try {
     shown = JSON.stringify(JSON.parse(text), null, 2);
@@ -459,6 +610,71 @@ async function infer(model, body) {
     // not JSON: shown as it came
   }
   render(document.getElementById('try-answer'), html`<p class="${response.ok ? 'muted' : 'error'}">${response.status} in ${elapsed.toFixed(1)} ms (round trip)</p><pre>${shown}</pre>`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch jobs: the jobs of the Redis queue the server follows (--jobs-queue), read every few seconds.
+
+const JOBS_POLL_MS = 3000;
+
+function jobsPage() {
+  render(main, html`<h1 class="page-title">Batch jobs</h1><div id="jobs" data-testid="jobs"><p class="muted">Reading the queue…</p></div>`);
+  let timer;
+  let left = false;
+  const poll = async () => {
+    try {
+      const response = await call(`${API}jobs`);
+      const answer = await response.json();
+      if (left) return;
+      const target = document.getElementById('jobs');
+      if (!response.ok) render(target, html`<p class="error" data-testid="jobs-error">${response.status}: ${answer.error}</p>`);
+      else if (!answer.configured) render(target, html`<section class="panel"><p data-testid="jobs-hint">${answer.hint}</p></section>`);
+      else showJobs(target, answer);
+    } catch (error) {
+      console.warn('dashboard jobs', error);
+    }
+    if (!left) timer = setTimeout(poll, JOBS_POLL_MS);
+  };
+  void poll();
+  return {
+    name: 'jobs',
+    leave() {
+      left = true;
+      clearTimeout(timer);
+    },
+    update() {},
+  };
+}
+
+function showJobs(target, answer) {
+  const read = new Date().toLocaleTimeString();
+  render(
+    target,
+    html`<p class="muted">Queue <strong>${answer.queue_name}</strong> at ${answer.queue} · read at ${read}, every ${JOBS_POLL_MS / 1000} s</p>
+    ${answer.jobs.length === 0 ? html`<section class="panel"><p class="muted">No jobs on this queue yet: <code>nereid batch --queue ${answer.queue} …</code> submits one.</p></section>` : ''}
+    ${answer.jobs.map((job) => {
+      const states = job.chunkStates;
+      const done = job.records > 0 ? job.recordsWritten / job.records : 0;
+      // Written whole (every record, with its answer or its error), being worked on, waiting for a worker, or neither: its submitter stopped.
+      const finished = job.recordsWritten >= job.records;
+      const status = finished ? (job.recordsFailed >= job.records ? 'failed' : 'done') : states.active > 0 ? 'running' : states.waiting + states.delayed > 0 ? 'waiting' : 'stopped';
+      const badge = { done: job.recordsFailed > 0 ? 'caution' : 'ok', failed: 'bad', stopped: 'bad', running: 'idle', waiting: 'idle' }[status];
+      return html`<section class="panel job" data-job="${job.job}">
+        <h2>${job.job} <span class="badge ${badge}" data-testid="job-status">${status}</span></h2>
+        <p class="muted">model <strong>${job.model}</strong> · ${number(job.records, 0)} records in ${number(job.chunks, 0)} chunk(s) of ${job.chunkSize}${job.submittedAt ? ` · submitted ${new Date(job.submittedAt).toLocaleString()}` : ''}</p>
+        <div class="progress" title="${percent(done)} written, ${number(job.recordsFailed, 0)} with errors"><span style="width:${(Math.max(0, job.recordsWritten - job.recordsFailed) / Math.max(1, job.records) * 100).toFixed(1)}%"></span><span class="failed" style="width:${(job.recordsFailed / Math.max(1, job.records) * 100).toFixed(1)}%"></span></div>
+        <div class="cards">
+          ${card('Written', `${number(job.recordsWritten, 0)} / ${number(job.records, 0)}`, percent(done), 'job-written')}
+          ${card('With errors', number(job.recordsFailed, 0), 'records written with their error', 'job-failed', job.recordsFailed > 0 ? 'warning' : '')}
+          ${card('Chunks', `${states.completed} done`, `${states.active} active · ${states.waiting} waiting · ${states.delayed} retrying`, 'job-chunks')}
+          ${card('Failed chunks', String(states.failed), states.failed ? 'after all their attempts' : 'none', 'job-failed-chunks', states.failed > 0 ? 'drift' : '')}
+        </div>
+        ${job.activeChunks.length ? html`<table class="narrow"><thead><tr><th>Active chunk</th><th>Worker</th><th class="num">Attempt</th></tr></thead><tbody>${job.activeChunks.map((chunk) => html`<tr><td>${chunk.chunk}</td><td>${chunk.worker ?? '?'}</td><td class="num">${chunk.attempt}</td></tr>`)}</tbody></table>` : ''}
+        ${job.failedChunks.length ? html`<div class="table-wrap"><table data-testid="failed-chunks"><thead><tr><th>Failed chunk</th><th class="num">Attempts</th><th>Last error</th></tr></thead><tbody>${job.failedChunks.map((chunk) => html`<tr><td>${chunk.chunk}</td><td class="num">${chunk.attempts}</td><td class="reason">${chunk.reason}</td></tr>`)}</tbody></table></div>` : ''}
+        <p class="note">input ${job.input} → output ${job.output}${job.updatedAt ? ` · updated ${new Date(job.updatedAt).toLocaleTimeString()}` : ''}</p>
+      </section>`;
+    })}`,
+  );
 }
 
 window.addEventListener('hashchange', route);

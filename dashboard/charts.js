@@ -1,10 +1,10 @@
 // Live line charts over the last minutes, drawn by uPlot (served from the package, no CDN).
 import uPlot from './uPlot.esm.js';
 
-/** Series colours that read on light and dark backgrounds alike. */
 /** Seconds of history a chart spans at least. */
 const WINDOW_S = 60;
 
+/** Series colours that read on light and dark backgrounds alike. */
 const PALETTE = ['#2f7ed8', '#e4572e', '#17a673', '#a05ad6', '#f0a202', '#5b6b7a', '#d6336c'];
 
 const powersOfTen = (_u, splits) => splits.map((split) => (Number.isInteger(Math.round(Math.log10(split) * 1e6) / 1e6) ? split : null));
@@ -13,6 +13,12 @@ const powersOfTen = (_u, splits) => splits.map((split) => (Number.isInteger(Math
 function widthOf(container) {
   const style = getComputedStyle(container);
   return Math.max(container.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight), 200);
+}
+
+/** hh:mm:ss of a time in seconds since the epoch. */
+function clockTime(seconds) {
+  const date = new Date(seconds * 1000);
+  return [date.getHours(), date.getMinutes(), date.getSeconds()].map((part) => String(part).padStart(2, '0')).join(':');
 }
 
 function themeColors() {
@@ -24,14 +30,14 @@ function themeColors() {
  * A chart of several series against time. `update(times, columns)` redraws it with new data; the
  * chart follows its container's width.
  */
-export function lineChart(container, { title, series, unit = '', decimals = 2, max, log = false }) {
+export function lineChart(container, { title, series, unit = '', decimals = 2, max, log = false, height = 180, compact = false }) {
   const colors = themeColors();
   const format = (value) => (value === null || value === undefined ? '–' : `${Number(value).toFixed(decimals)}${unit}`);
   const axis = { stroke: colors.axis, grid: { stroke: colors.grid, width: 1 }, ticks: { stroke: colors.grid, width: 1 } };
   const options = {
     title,
     width: widthOf(container),
-    height: 180,
+    height,
     cursor: { drag: { x: false, y: false } },
     // The legend names the series; values show on hover only, so a still page reads cleanly.
     legend: { live: false },
@@ -50,7 +56,8 @@ export function lineChart(container, { title, series, unit = '', decimals = 2, m
       y: log ? { distr: 3, log: 10 } : { range: (_u, min, top) => [0, max ?? (Math.max(top ?? 0, min ?? 0) * 1.1 || 1)] },
     },
     axes: [
-      { ...axis },
+      // A narrow chart has no room for uPlot's two-line date labels: the time of day, further apart.
+      compact ? { ...axis, space: 80, values: (_u, ticks) => ticks.map(clockTime) } : { ...axis },
       // Counts get whole-number ticks only.
       {
         ...axis,
@@ -67,7 +74,7 @@ export function lineChart(container, { title, series, unit = '', decimals = 2, m
     ],
   };
   const chart = new uPlot(options, [[], ...series.map(() => [])], container);
-  const resize = new ResizeObserver(() => chart.setSize({ width: widthOf(container), height: 180 }));
+  const resize = new ResizeObserver(() => chart.setSize({ width: widthOf(container), height }));
   resize.observe(container);
   return {
     update(times, columns) {

@@ -1,8 +1,10 @@
 /**
  * The screenshots of docs/dashboard.md: a real server (the bundled Fashion-MNIST model, a canary
- * with a shadow version, a broken model) under about a minute of mixed traffic, its dashboard open
- * in headless Chromium the whole time so that the charts have history, then each page saved as a
- * small palette PNG. Run: node --import tsx scripts/dashboard-screenshots.ts [seconds]
+ * with a shadow version, a broken model, a handler with the OCR pipeline's outputs) under about a
+ * minute of mixed traffic, its dashboard open in headless Chromium the whole time so that the
+ * charts have history, following a Redis queue with two finished batch jobs (redis-server must be
+ * installed); then each page saved as a small palette PNG.
+ * Run: node --import tsx scripts/dashboard-screenshots.ts [seconds]
  */
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +13,10 @@ import { chromium, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { PrometheusMetrics } from '../src/observability/index.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { batchJobsSource } from '../src/jobs/index.js';
+import { runDashboardJobs, TEXT_LINES, writeTextLinesModel } from '../test/support/dashboard-fixtures.js';
 import { writeFashionMnistPngs } from '../test/support/fashion-mnist.js';
+import { startRedisServer } from '../test/support/redis-server.js';
 import { startTestServer, writeSimpleModel } from '../test/support/test-server.js';
 
 const OUT = join(process.cwd(), 'docs', 'dashboard');
@@ -27,14 +32,29 @@ await writeModel(repoDir, 'canary', 1, scaleModel(2), undefined, { 'config.yaml'
 await writeModel(repoDir, 'canary', 2, scaleModel(2));
 await writeModel(repoDir, 'canary', 3, scaleModel(3));
 await writeModel(repoDir, 'broken', 1, new TextEncoder().encode('not an ONNX model'));
+await writeTextLinesModel(repoDir);
 await writeFashionMnistPngs(imagesDir, 't10k', IMAGES);
+// An image whose text sits where text_lines says its lines are.
+const [textWidth, textHeight] = [560, 240];
+const textImage = join(imagesDir, 'text.png');
+const lines = TEXT_LINES.map(({ text, x: [x0, x1], y: [y0, y1] }) => {
+  // As large as the box allows, by its height and by its width (a character is about 0.55 of the font size wide).
+  const size = Math.min((y1 - y0) * textHeight * 0.75, ((x1 - x0) * textWidth) / (text.length * 0.55));
+  return `<text x="${x0 * textWidth + 4}" y="${y1 * textHeight - (y1 - y0) * textHeight * 0.22}" font-size="${size.toFixed(1)}" font-family="DejaVu Sans, sans-serif">${text}</text>`;
+});
+await sharp(Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${textWidth}" height="${textHeight}"><rect width="100%" height="100%" fill="#f4efe4"/>${lines.join('')}</svg>`))
+  .png()
+  .toFile(textImage);
+const redis = await startRedisServer();
+const queue = `redis://127.0.0.1:${redis.port}`;
+const jobs = await runDashboardJobs(queue, repoDir);
 const images = await Promise.all(Array.from({ length: IMAGES }, (_, index) => readFile(join(imagesDir, `${index}.png`))));
 
 const metrics = new PrometheusMetrics({ processMetrics: false, usdPerCoreHour: 0.048 });
 const server = await startTestServer({
   repoDir,
-  server: { observers: [metrics.observer], costPerCoreHour: 0.048 },
-  http: { dashboardHistograms: (model, version) => metrics.histogramSnapshot(model, version) },
+  server: { observers: [metrics.observer], costPerCoreHour: 0.048, allowCodeModels: true },
+  http: { dashboardHistograms: (model, version) => metrics.histogramSnapshot(model, version), dashboardJobs: batchJobsSource({ queue }) },
 });
 metrics.attach(server.server);
 const guarded = await startTestServer({ models: writeSimpleModel, http: { authTokens: ['a-token'] } });
@@ -100,6 +120,16 @@ try {
   await tryIt.locator('[data-testid="label"]').first().waitFor();
   await save(tryIt, 'try-it.png');
 
+  const textTry = await open('#/try/text_lines');
+  await textTry.locator('#try-mode option[value="text"]:checked').waitFor({ state: 'attached' });
+  await textTry.setInputFiles('#try-file', textImage);
+  await textTry.locator('[data-testid="text-line"]').first().waitFor();
+  await save(textTry, 'try-it-text.png');
+
+  const jobsPage = await open('#/jobs');
+  await jobsPage.locator('section[data-job="dashboard-ghost"]').waitFor();
+  await save(jobsPage, 'jobs.png', true);
+
   const token = await open('', { base: guarded.url });
   await token.locator('#token-dialog[open]').waitFor();
   await save(token, 'token.png');
@@ -107,6 +137,8 @@ try {
   await browser.close();
   await server.close();
   await guarded.close();
+  await jobs.close();
+  await redis.stop();
   await rm(repoDir, { recursive: true, force: true });
   await rm(imagesDir, { recursive: true, force: true });
 }

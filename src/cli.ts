@@ -13,12 +13,13 @@ import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
 import { readCaFile, readTlsFiles } from './core/tls.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
-import { closeHttpConnections, createHttpFrontEnd, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
+import { closeHttpConnections, createHttpFrontEnd, dashboardAddress, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
-import { batchJobStatus, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
+import { batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
+import { redisConnection } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
 import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
@@ -33,6 +34,22 @@ function integer(min: number) {
     if (!Number.isInteger(parsed) || parsed < min) throw new InvalidArgumentError(`expected an integer >= ${min}`);
     return parsed;
   };
+}
+
+function port(value: string): number {
+  const parsed = Number(value);
+  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < 0 || parsed > 65_535) throw new InvalidArgumentError('expected a port number from 0 to 65535 (0 picks a free one)');
+  return parsed;
+}
+
+/** A redis:// URL, refused before anything starts when it is not one. */
+function redisUrl(value: string): string {
+  try {
+    redisConnection(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message.replace(/^--queue /, ''));
+  }
+  return value;
 }
 
 function booleanFlag(value: string): boolean {
@@ -229,6 +246,9 @@ program
   .option('--trace-endpoint <url>', 'OTLP/HTTP traces URL', defaultOf(tracingSettingsSchema, 'endpoint'))
   .option('--trace-rate <fraction>', "fraction of new traces recorded, 0..1 (a client traceparent's sampled flag is followed)", number(0, 1), defaultOf(tracingSettingsSchema, 'sampleRate'))
   .option('--dashboard <bool>', 'serve the web dashboard on the HTTP port under /dashboard (behind the management tokens when set)', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'dashboard'))
+  .option('--dashboard-port <port>', 'serve the dashboard on this port of its own (on --host, same tokens and TLS) instead of under /dashboard on the HTTP port; 0 picks a free one', port)
+  .option('--jobs-queue <url>', "the Redis queue of batch jobs (redis://host:6379, as `nereid batch --queue`) whose progress and failures the dashboard's jobs page shows", redisUrl)
+  .option('--jobs-queue-name <name>', 'the BullMQ queue name of --jobs-queue', DEFAULT_QUEUE_NAME)
   .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model, rows checked and flagged out of distribution', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'accessLog'))
   // Monitoring of versions with a reference profile (nereid profile): OOD flags, drift windows, accuracy estimates.
   .option('--monitoring <bool>', 'read reference profiles: OOD flags on answers, drift and accuracy windows at /v2/models/<m>/monitor', booleanFlag, true)
@@ -242,9 +262,17 @@ program
     warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
-    const metrics = flags.allowMetrics ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour, tritonNames: flags.metricsCompat === 'triton' }) : undefined;
+    if (flags.dashboardPort !== undefined && !flags.dashboard) throw new Error('--dashboard-port serves the dashboard: it cannot go with --dashboard false');
+    if (flags.dashboardPort !== undefined && flags.dashboardPort !== 0 && [flags.httpPort, flags.grpcPort, flags.allowMetrics && flags.metricsPort].includes(flags.dashboardPort)) {
+      throw new Error(`--dashboard-port ${flags.dashboardPort} is the port of another listener (--http-port, --grpc-port or --metrics-port): give it one of its own`);
+    }
+    // The dashboard's percentiles come from the metrics' histograms: they are kept for it even without the metrics port.
+    const metrics =
+      flags.allowMetrics || flags.dashboard
+        ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour, tritonNames: flags.metricsCompat === 'triton', processMetrics: flags.allowMetrics })
+        : undefined;
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
-    const metricsListener = metrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
+    const metricsListener = metrics && flags.allowMetrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
@@ -279,7 +307,10 @@ program
       accessLog: flags.logAccess,
       tls,
       dashboard: flags.dashboard,
+      dashboardPort: flags.dashboardPort,
+      dashboardHost: flags.host,
       dashboardHistograms: metrics && ((model, version) => metrics.histogramSnapshot(model, version)),
+      dashboardJobs: flags.jobsQueue ? batchJobsSource({ queue: flags.jobsQueue, queueName: flags.jobsQueueName }) : undefined,
     });
     // The same tokens guard gRPC and the metrics port: another port must not be a way around them.
     const grpc: GrpcFrontEnd | undefined =
@@ -321,7 +352,7 @@ program
     // Listen first so probes see "live, not ready" while models load.
     const address = await http.listen({ host: flags.host, port: flags.httpPort });
     logger.info(`HTTP (KServe V2) listening on ${address}`);
-    if (flags.dashboard) logger.info(`Dashboard on ${address}/dashboard/`);
+    if (flags.dashboard) logger.info(`Dashboard on ${dashboardAddress(http) ?? address}/dashboard/${flags.jobsQueue ? `, following the batch jobs of queue '${flags.jobsQueueName}'` : ''}`);
     if (grpc) {
       const port = await grpc.listen(flags.host, flags.grpcPort);
       logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}${grpc.reflection ? ', with reflection' : ''}`);

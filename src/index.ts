@@ -1,7 +1,7 @@
 /** The library API: the same core the server's front ends and batch jobs use. */
 export { Server, serverOptionsSchema, SERVER_EXTENSIONS, type ServerOptions } from './server/server.js';
 export { createServer, createCacheStore, type CreateServerOptions } from './server/create-server.js';
-export { createHttpFrontEnd, type HttpFrontEndOptions } from './frontends/http/v2-http.js';
+export { createHttpFrontEnd, dashboardAddress, type HttpFrontEndOptions } from './frontends/http/v2-http.js';
 export { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd, type GrpcFrontEndOptions } from './frontends/grpc/v2-grpc.js';
 export { loadInferenceProto, PROTO_DIR, PROTO_LOADER_OPTIONS, type InferenceProto } from './frontends/grpc/v2-grpc-proto.js';
 export { ModelRepository, type RepositoryIndexEntry } from './repository/model-repository.js';
@@ -25,4 +25,4 @@ export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, Requ
 export type { Tensor } from './core/tensor.js';
 export { readTlsFiles, type TlsCredentials } from './core/tls.js';
 export { DATATYPES, type Datatype } from './core/datatype.js';
-export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';
+export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, batchJobList, batchJobsSource, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';

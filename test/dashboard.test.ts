@@ -11,10 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import sharp from 'sharp';
 import { quantileBetween } from '../src/frontends/http/dashboard-data.js';
+import { JOBS_HINT } from '../src/frontends/http/dashboard-http.js';
+import { dashboardAddress } from '../src/frontends/http/v2-http.js';
+import { batchJobsSource, batchJobStatus } from '../src/jobs/index.js';
 import { PrometheusMetrics } from '../src/observability/index.js';
 import { writeModel } from '../src/onnx/test-models.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
+import { runDashboardJobs, TEXT_LINES, writeTextLinesModel } from './support/dashboard-fixtures.js';
+import { startRedisServer } from './support/redis-server.js';
 import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
 
 type Json = Record<string, any>;
@@ -29,6 +35,13 @@ async function writeRepository(dir: string): Promise<void> {
   await cp(join(process.cwd(), 'models', 'fashion_mnist'), join(dir, 'fashion_mnist'), { recursive: true });
   await writeSimpleModel(dir);
   await writeModel(dir, 'broken', 1, new TextEncoder().encode('not an ONNX model'));
+  await writeTextLinesModel(dir);
+}
+
+/** A histogram's cumulative bucket counts as /metrics exposes them, by upper bound. */
+function metricBuckets(text: string, name: string, model: string): number[] {
+  const pattern = new RegExp(`^${name}_bucket\\{model="${model}",version="1",le="([^"]+)"\\} (\\d+)$`, 'gm');
+  return [...text.matchAll(pattern)].filter((match) => match[1] !== '+Inf').map((match) => Number(match[2]));
 }
 
 const simpleRequest = JSON.stringify({
@@ -76,6 +89,7 @@ describe('dashboard', () => {
   let open: TestServer;
   let guarded: TestServer;
   let browser: Browser;
+  let metrics: PrometheusMetrics;
 
   before(async () => {
     repoDir = await mkdtemp(join(tmpdir(), 'nereid-dashboard-'));
@@ -83,10 +97,10 @@ describe('dashboard', () => {
     await writeRepository(repoDir);
     await writeFashionMnistPngs(imagesDir, 't10k', 1);
     await mkdir(SCREENSHOTS, { recursive: true });
-    const metrics = new PrometheusMetrics({ processMetrics: false, usdPerCoreHour: 0.05 });
+    metrics = new PrometheusMetrics({ processMetrics: false, usdPerCoreHour: 0.05 });
     open = await startTestServer({
       repoDir,
-      server: { observers: [metrics.observer], costPerCoreHour: 0.05 },
+      server: { observers: [metrics.observer], costPerCoreHour: 0.05, allowCodeModels: true },
       http: { dashboardHistograms: (model, version) => metrics.histogramSnapshot(model, version) },
     });
     metrics.attach(open.server);
@@ -147,6 +161,31 @@ describe('dashboard', () => {
     }
   });
 
+  test("each phase's percentiles come from the histograms /metrics exposes, bucket for bucket", async () => {
+    const stream = await openStream(`${open.url}/dashboard/api/stream`);
+    try {
+      await stream.next();
+      await classify(6);
+      const answered = (await json(`${open.url}/v2/models/fashion_mnist/versions/1/stats`)).model_stats[0].inference_stats.success.count;
+      const fashionOf = (event: Json) => event.snapshot.models.find((model: Json) => model.name === 'fashion_mnist').versions[0];
+      // The events up to the first that saw every request (the traffic may straddle a tick).
+      const events: Json[] = [];
+      while (!events.length || fashionOf(events.at(-1)!).stats.inference_stats.success.count < answered) events.push(await stream.next());
+      const text = await metrics.metrics(); // no traffic since the last event's snapshot
+      const fashion = fashionOf(events.at(-1)!);
+      const names = { request: 'request', queue: 'queue', preprocess: 'preprocess', compute_infer: 'compute_infer', postprocess: 'postprocess' } as const;
+      for (const [histogram, metric] of Object.entries(names)) {
+        assert.deepEqual(fashion.histograms[histogram].cumulative, metricBuckets(text, `nereid_inference_${metric}_duration_seconds`, 'fashion_mnist'), `${histogram}: the dashboard's buckets are /metrics'`);
+        const shown = events.map((event) => event.interval.versions['fashion_mnist/1'].percentiles[histogram]).find(Boolean);
+        assert.ok(shown && shown.p50 > 0 && shown.p50 <= shown.p95 && shown.p95 <= shown.p99, `${histogram}: p50 ≤ p95 ≤ p99 over an interval with traffic (${JSON.stringify(shown)})`);
+      }
+      const stats = (await json(`${open.url}/v2/models/fashion_mnist/versions/1/stats`)).model_stats[0];
+      assert.equal(fashion.histograms.preprocess.count, stats.inference_stats.preprocess.count, 'one observation per pre-processed request, as /stats counts them');
+    } finally {
+      stream.close();
+    }
+  });
+
   test('a draining server ends its streams, so that they do not hold the drain', async () => {
     const draining = await startTestServer({ models: writeSimpleModel });
     try {
@@ -188,6 +227,54 @@ describe('dashboard', () => {
       assert.equal((await fetch(`${off.url}/dashboard/api/overview`)).status, 404);
     } finally {
       await off.close();
+    }
+  });
+
+  test('--dashboard-port serves the dashboard and the routes its pages call on a port of its own, behind the same tokens', async () => {
+    const own = await startTestServer({ models: writeSimpleModel, http: { dashboardPort: 0, authTokens: { management: [MANAGEMENT_TOKEN], inference: [INFERENCE_TOKEN] } } });
+    const dashboard = dashboardAddress(own.app)!;
+    try {
+      assert.match(dashboard, /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.notEqual(dashboard, own.url);
+      const management = { authorization: `Bearer ${MANAGEMENT_TOKEN}` };
+      const inference = { authorization: `Bearer ${INFERENCE_TOKEN}` };
+      assert.equal((await fetch(`${dashboard}/dashboard/`)).status, 200);
+      assert.equal((await fetch(`${dashboard}/`, { redirect: 'manual' })).headers.get('location'), '/dashboard/');
+      assert.equal((await fetch(`${dashboard}/dashboard/api/overview`)).status, 401, 'the same tokens');
+      assert.equal((await fetch(`${dashboard}/dashboard/api/overview`, { headers: management })).status, 200);
+      // The try-it panel's calls, under the inference scope as on the HTTP port.
+      assert.equal((await fetch(`${dashboard}/v2/models/simple/config`, { headers: inference })).status, 200);
+      const answer = await json(`${dashboard}/v2/models/simple/infer`, { method: 'POST', body: simpleRequest, headers: { ...inference, 'content-type': 'application/json' } });
+      assert.deepEqual(answer.outputs.find((output: Json) => output.name === 'OUTPUT0').data, Array.from({ length: 16 }, (_, i) => i + 1));
+      // Everything else stays on the HTTP port, and the dashboard leaves it.
+      const elsewhere = await fetch(`${dashboard}/v2/repository/index`, { method: 'POST', headers: management });
+      assert.equal(elsewhere.status, 404);
+      assert.match(((await elsewhere.json()) as Json).error, /dashboard's port/);
+      const moved = await fetch(`${own.url}/dashboard/api/overview`, { headers: management });
+      assert.equal(moved.status, 404);
+      assert.match(((await moved.json()) as Json).error, new RegExp(`its own port \\(--dashboard-port: ${dashboard}/dashboard/\\)`));
+      assert.equal((await fetch(`${own.url}/v2/models/simple/config`, { headers: inference })).status, 200);
+      assert.equal((await json(`${own.url}/`, { headers: inference })).links.dashboard, undefined);
+      // A page opened on that port reads its data there.
+      const page = await openPage(`${dashboard}/dashboard/`);
+      await page.locator('#token-dialog[open]').waitFor();
+      await page.fill('#token-input', MANAGEMENT_TOKEN);
+      await page.click('#token-form button[type="submit"]');
+      await page.locator('tr[data-model="simple"]').waitFor();
+      await closePage(page);
+    } finally {
+      await own.close();
+    }
+    await assert.rejects(fetch(`${dashboard}/dashboard/`), 'the port closed with the front end');
+  });
+
+  test('a dashboard port already taken fails the front end\'s listen, saying which port', async () => {
+    const holder = await startTestServer({ models: writeSimpleModel });
+    try {
+      const taken = Number(new URL(holder.url).port);
+      await assert.rejects(startTestServer({ models: writeSimpleModel, http: { dashboardPort: taken } }), new RegExp(`dashboard's port 127\\.0\\.0\\.1:${taken} \\(--dashboard-port\\) cannot be bound: .*EADDRINUSE`));
+    } finally {
+      await holder.close();
     }
   });
 
@@ -239,7 +326,12 @@ describe('dashboard', () => {
     await page.locator('[data-testid="confidence-histogram"] figcaption', { hasText: `of ${confidence.count} predictions` }).waitFor();
     assert.equal(await page.locator('[data-testid="confidence-histogram"] .column').count(), confidence.le.length);
     // The charts have drawn the interval in which the traffic arrived.
-    await page.waitForFunction(() => document.querySelectorAll('.chart canvas').length === 6);
+    await page.waitForFunction(() => document.querySelectorAll('.chart canvas').length === 9);
+    // Latency by phase: a chart per phase the model has, and the latest p50/p95/p99 of each.
+    for (const phase of ['queue', 'preprocess', 'compute', 'postprocess']) assert.equal(await page.locator(`[data-testid="phase-${phase}"]`).isVisible(), true, phase);
+    for (const phase of ['request', 'queue', 'preprocess', 'compute', 'postprocess']) {
+      await page.locator(`#phase-table tr[data-phase="${phase}"] td[data-q="p95"]`, { hasText: /\d/ }).waitFor();
+    }
     await page.screenshot({ path: join(SCREENSHOTS, 'model.png'), fullPage: true });
     await closePage(page);
     const phone = await openPage(`${open.url}/dashboard/#/model/fashion_mnist/1`, { width: 390, dark: true });
@@ -269,6 +361,129 @@ describe('dashboard', () => {
     const answer = JSON.parse((await page.locator('#try-answer pre').textContent()) ?? '{}');
     assert.deepEqual(answer.outputs.find((output: Json) => output.name === 'OUTPUT0').data, Array.from({ length: 16 }, (_, i) => i + 1));
     await closePage(page);
+  });
+
+  test("the try-it panel sends an image to a model with the OCR outputs and draws its lines' boxes and text", async () => {
+    const image = join(imagesDir, '0.png');
+    const { width, height } = await sharp(image).metadata();
+    const page = await openPage(`${open.url}/dashboard/#/try/text_lines`);
+    await page.locator('#try-model option[value="text_lines"]').waitFor({ state: 'attached' });
+    // Chosen from the model's outputs (text, boxes): the image goes to /infer as its BYTES input.
+    await page.locator('#try-mode option[value="text"]:checked').waitFor({ state: 'attached' });
+    await page.setInputFiles('#try-file', image);
+    await page.locator('[data-testid="text-line"]').nth(1).waitFor();
+    assert.deepEqual(await page.locator('[data-testid="text-line"] .label-name').allTextContents(), TEXT_LINES.map((line) => line.text));
+    assert.deepEqual(await page.locator('[data-testid="text-line"] [data-testid="confidence"]').allTextContents(), TEXT_LINES.map((line) => `${(line.score * 100).toFixed(1)} %`));
+    const overlay = await page.locator('#try-overlay').evaluate((svg) => ({
+      viewBox: svg.getAttribute('viewBox'),
+      polygons: [...svg.querySelectorAll('polygon')].map((polygon) => polygon.getAttribute('points')!.split(/[ ,]/).map(Number)),
+      captions: [...svg.querySelectorAll('text')].map((text) => text.textContent),
+    }));
+    assert.equal(overlay.viewBox, `0 0 ${width} ${height}`, "drawn in the image's own pixels");
+    assert.deepEqual(overlay.captions, TEXT_LINES.map((line) => `${line.text} ${Math.round(line.score * 100)}%`));
+    // Clockwise from top-left, in pixels.
+    const expected = TEXT_LINES.map(({ x: [x0, x1], y: [y0, y1] }) => [x0, y0, x1, y0, x1, y1, x0, y1].map((fraction, index) => fraction * (index % 2 ? height! : width!)));
+    overlay.polygons.forEach((points, line) => points.forEach((value, index) => assert.ok(Math.abs(value - expected[line][index]) < 1e-3, `line ${line} point ${index}: ${value}`)));
+    await page.screenshot({ path: join(SCREENSHOTS, 'try-it-text.png') });
+    await closePage(page);
+  });
+
+  test('the try-it panel reads and draws a /detect answer: boxes in image pixels with label and score', async () => {
+    const page = await openPage(`${open.url}/dashboard/`);
+    const drawn = await page.evaluate(async (module) => {
+      const { answerKind, detectionShapes, drawShapes, imageModeOf } = await import(module);
+      // The contract's answer (helper "tfjs"): box [x_min, y_min, x_max, y_max] in pixels of the image sent.
+      const answer = {
+        model_name: 'object_detection',
+        model_version: '1',
+        image: { width: 640, height: 480 },
+        detections: [
+          { label: 'cat', index: 15, score: 0.83, box: [10, 60, 300, 400] },
+          { label: 'dog', index: 16, score: 0.5, box: [320, 0, 630, 470] },
+        ],
+      };
+      const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+      document.body.append(svg);
+      drawShapes(svg, detectionShapes(answer), answer.image);
+      const texts = [...svg.querySelectorAll('text')];
+      return {
+        kind: answerKind(answer),
+        viewBox: svg.getAttribute('viewBox'),
+        polygons: [...svg.querySelectorAll('polygon')].map((polygon) => polygon.getAttribute('points')),
+        captions: texts.map((text) => text.textContent),
+        // The dog's box touches the top: its caption goes inside the image.
+        captionTops: texts.map((text) => Number(text.getAttribute('y'))),
+        modes: [
+          imageModeOf('ocr', { output: [{ name: 'text' }, { name: 'boxes' }, { name: 'scores' }] }, false, { classify: true, detect: false }),
+          imageModeOf('object_detection', { output: [{ name: 'detection_boxes' }] }, false, { classify: true, detect: true }),
+          imageModeOf('object_detection', { output: [{ name: 'Identity' }] }, false, { classify: true, detect: true }),
+          imageModeOf('fashion_mnist', { output: [{ name: 'logits' }] }, true, { classify: true, detect: true }),
+          imageModeOf('simple', { output: [{ name: 'OUTPUT0' }] }, false, { classify: true, detect: true }),
+        ],
+      };
+    }, '/dashboard/assets/try-it.js');
+    assert.equal(drawn.kind, 'detections');
+    assert.equal(drawn.viewBox, '0 0 640 480');
+    assert.deepEqual(drawn.polygons, ['10,60 300,60 300,400 10,400', '320,0 630,0 630,470 320,470']);
+    assert.deepEqual(drawn.captions, ['cat 83%', 'dog 50%']);
+    assert.ok(drawn.captionTops[0] < 60 && drawn.captionTops[1] > 0, `captions above the box, or inside it at the top edge: ${drawn.captionTops}`);
+    assert.deepEqual(drawn.modes, ['text', 'detect', 'detect', 'classify', undefined]);
+    await closePage(page);
+  });
+
+  test('the batch jobs page says how to follow a queue, then shows the progress and failures of its jobs', { timeout: 120_000 }, async () => {
+    const unconfigured = await openPage(`${open.url}/dashboard/#/jobs`);
+    assert.equal(await unconfigured.locator('[data-testid="jobs-hint"]').textContent(), JOBS_HINT);
+    await closePage(unconfigured);
+
+    const redis = await startRedisServer();
+    const queue = `redis://127.0.0.1:${redis.port}`;
+    const jobs = await runDashboardJobs(queue, repoDir);
+    const following = await startTestServer({ models: writeSimpleModel, http: { dashboardJobs: batchJobsSource({ queue }) } });
+    try {
+      const listed = await json(`${following.url}/dashboard/api/jobs`);
+      assert.equal(listed.configured, true);
+      assert.equal(listed.queue, queue);
+      assert.equal(listed.queue_name, 'nereid-batch');
+      for (const name of ['dashboard-simple', 'dashboard-ghost']) {
+        const shown = listed.jobs.find((candidate: Json) => candidate.job === name);
+        assert.deepEqual(shown, JSON.parse(JSON.stringify(await batchJobStatus({ queue, job: name }))), `${name}: what \`nereid batch status\` reports`);
+      }
+      const simple = listed.jobs.find((candidate: Json) => candidate.job === 'dashboard-simple');
+      assert.equal(simple.recordsWritten, 7);
+      assert.equal(simple.recordsFailed, 1);
+      const ghost = listed.jobs.find((candidate: Json) => candidate.job === 'dashboard-ghost');
+      assert.equal(ghost.chunkStates.failed, 3);
+      assert.match(ghost.failedChunks[0].reason, /ghost/);
+
+      const page = await openPage(`${following.url}/dashboard/#/jobs`);
+      const simpleJob = page.locator('section[data-job="dashboard-simple"]');
+      await simpleJob.waitFor();
+      assert.equal(await simpleJob.locator('[data-testid="job-status"]').textContent(), 'done');
+      assert.equal(await simpleJob.locator('[data-testid="job-written"] .card-value').textContent(), '7 / 7');
+      assert.equal(await simpleJob.locator('[data-testid="job-failed"] .card-value').textContent(), '1');
+      const ghostJob = page.locator('section[data-job="dashboard-ghost"]');
+      assert.equal(await ghostJob.locator('[data-testid="job-failed-chunks"] .card-value').textContent(), '3');
+      assert.equal(await ghostJob.locator('[data-testid="failed-chunks"] tbody tr').count(), 3);
+      assert.match((await ghostJob.locator('[data-testid="failed-chunks"] td.reason').first().textContent()) ?? '', /ghost/);
+      await page.screenshot({ path: join(SCREENSHOTS, 'jobs.png'), fullPage: true });
+      await closePage(page);
+      const phone = await openPage(`${following.url}/dashboard/#/jobs`, { width: 390, dark: true });
+      await phone.locator('section[data-job="dashboard-ghost"]').waitFor();
+      await phone.screenshot({ path: join(SCREENSHOTS, 'jobs-phone-dark.png'), fullPage: true });
+      await closePage(phone);
+
+      // Redis gone: the page says so instead of showing stale jobs.
+      await jobs.close();
+      await redis.stop();
+      const down = await fetch(`${following.url}/dashboard/api/jobs`);
+      assert.equal(down.status, 503);
+      assert.match(((await down.json()) as Json).error, /cannot reach Redis at 127\.0\.0\.1/);
+    } finally {
+      await following.close();
+      await jobs.close();
+      await redis.stop();
+    }
   });
 
   test('with a token set, the dashboard asks for it and then shows the models', async () => {

@@ -1,18 +1,28 @@
 /**
  * `nereid batch status`: where a distributed job stands, from the queue (each chunk's state) and
- * the job's hash (records written by the submitter).
+ * the job's hash (records written by the submitter); and every job of a queue, for the dashboard.
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { notFound } from '../core/errors.js';
 import { requireRedis } from './redis-reachability.js';
-import { DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, jobMetaKey, redisConnection } from './chunk-queue.js';
+import { DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, isJobName, jobMetaKey, redisConnection } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
   queueName?: string;
   job: string;
 }
+
+export interface BatchJobListOptions {
+  queue: string;
+  queueName?: string;
+  /** The most recently submitted jobs shown (default 20). */
+  limit?: number;
+}
+
+/** Failed chunks a status lists with their reasons, at most; the count in chunkStates is whole. */
+const FAILED_CHUNKS_LISTED = 20;
 
 export interface BatchStatus {
   job: string;
@@ -26,68 +36,132 @@ export interface BatchStatus {
   chunkStates: { waiting: number; active: number; delayed: number; completed: number; failed: number; notQueued: number };
   /** Chunks being worked on, with the worker holding each. */
   activeChunks: { chunk: string; worker?: string; attempt: number }[];
+  /** Chunks that failed after their attempts, with the last attempt's error (the first 20). */
+  failedChunks: { chunk: string; reason: string; attempts: number }[];
   recordsWritten: number;
   recordsFailed: number;
   submittedAt?: string;
   updatedAt?: string;
 }
 
-export async function batchJobStatus(options: BatchStatusOptions): Promise<BatchStatus> {
-  const job = checkJobName(options.job);
-  const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
-  await requireRedis(options.queue);
-  const connection = redisConnection(options.queue);
+type StatusQueue = Pick<Queue, 'getJobState' | 'getJob'>;
+
+/** Opens the queue and a Redis client for one reading, and closes both after it. */
+async function readingQueue<T>(url: string, queueName: string, read: (redis: Redis, queue: StatusQueue) => Promise<T>): Promise<T> {
+  await requireRedis(url);
+  const connection = redisConnection(url);
   const redis = new Redis(connection);
   redis.on('error', () => undefined); // a failure reaches the caller through the command that met it
   const queue = new Queue(queueName, { connection });
   try {
-    const meta = await redis.hgetall(jobMetaKey(queueName, job));
-    if (meta.chunks === undefined) throw notFound(`no batch job '${job}' on queue '${queueName}' at ${options.queue}`);
-    const chunks = Number(meta.chunks);
-    const states = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, notQueued: 0 };
-    const activeIds: string[] = [];
-    for (let start = 0; start < chunks; start += 500) {
-      const ids = Array.from({ length: Math.min(500, chunks - start) }, (_, offset) => chunkJobId(job, start + offset));
-      const found = await Promise.all(ids.map((id) => queue.getJobState(id)));
-      found.forEach((state, offset) => {
-        if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children') states.waiting += 1;
-        else if (state === 'active') {
-          states.active += 1;
-          activeIds.push(ids[offset]);
-        } else if (state === 'delayed') states.delayed += 1;
-        else if (state === 'completed') states.completed += 1;
-        else if (state === 'failed') states.failed += 1;
-        else states.notQueued += 1;
-      });
-    }
-    const collected = Math.min(states.notQueued, Number(meta.chunks_collected ?? 0));
-    states.completed += collected;
-    states.notQueued -= collected;
-    const activeChunks = await Promise.all(
-      activeIds.map(async (id) => {
-        const job = await queue.getJob(id);
-        return { chunk: id, worker: job?.processedBy, attempt: (job?.attemptsMade ?? 0) + 1 };
-      }),
-    );
-    return {
-      job,
-      model: meta.model,
-      input: meta.input,
-      output: meta.output,
-      records: Number(meta.records),
-      chunks,
-      chunkSize: Number(meta.chunk_size),
-      chunkStates: states,
-      activeChunks,
-      recordsWritten: Number(meta.records_written ?? 0),
-      recordsFailed: Number(meta.records_failed ?? 0),
-      submittedAt: meta.submitted_at,
-      updatedAt: meta.updated_at,
-    };
+    return await read(redis, queue);
   } finally {
     await queue.close().catch(() => undefined);
     redis.disconnect();
   }
+}
+
+export async function batchJobStatus(options: BatchStatusOptions): Promise<BatchStatus> {
+  const job = checkJobName(options.job);
+  const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+  return readingQueue(options.queue, queueName, async (redis, queue) => {
+    const meta = await redis.hgetall(jobMetaKey(queueName, job));
+    if (meta.chunks === undefined) throw notFound(`no batch job '${job}' on queue '${queueName}' at ${options.queue}`);
+    return statusOf(queue, job, meta);
+  });
+}
+
+/** Every job submitted to the queue, the most recent first, each as `batchJobStatus` reports it. */
+export async function batchJobList(options: BatchJobListOptions): Promise<BatchStatus[]> {
+  const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+  return readingQueue(options.queue, queueName, async (redis, queue) => {
+    const prefix = jobMetaKey(queueName, '');
+    const names: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 500);
+      cursor = next;
+      // A job name has no ':': a longer key belongs to another queue whose name starts like this one's.
+      names.push(...keys.map((key) => key.slice(prefix.length)).filter((name) => isJobName(name)));
+    } while (cursor !== '0');
+    const metas = await Promise.all([...new Set(names)].map(async (job) => ({ job, meta: await redis.hgetall(jobMetaKey(queueName, job)) })));
+    const recent = metas
+      .filter(({ meta }) => meta.chunks !== undefined)
+      .sort((a, b) => (b.meta.submitted_at ?? '').localeCompare(a.meta.submitted_at ?? '') || a.job.localeCompare(b.job))
+      .slice(0, options.limit ?? 20);
+    return Promise.all(recent.map(({ job, meta }) => statusOf(queue, job, meta)));
+  });
+}
+
+/** A queue's jobs for a reader that polls them (the dashboard): where the queue is, and a fresh reading per call. */
+export interface BatchJobsSource {
+  /** redis://host:port[/db], credentials left out: fit to show. */
+  queue: string;
+  queueName: string;
+  jobs(): Promise<BatchStatus[]>;
+}
+
+export function batchJobsSource(options: BatchJobListOptions): BatchJobsSource {
+  redisConnection(options.queue); // a URL that is not Redis's fails here, before any reading
+  const shown = new URL(options.queue);
+  shown.username = '';
+  shown.password = '';
+  return { queue: shown.toString(), queueName: options.queueName ?? DEFAULT_QUEUE_NAME, jobs: () => batchJobList(options) };
+}
+
+/** A job's status from its hash (`meta`) and its chunks' states in the queue. */
+async function statusOf(queue: StatusQueue, job: string, meta: Record<string, string>): Promise<BatchStatus> {
+  const chunks = Number(meta.chunks);
+  const states = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, notQueued: 0 };
+  const activeIds: string[] = [];
+  const failedIds: string[] = [];
+  for (let start = 0; start < chunks; start += 500) {
+    const ids = Array.from({ length: Math.min(500, chunks - start) }, (_, offset) => chunkJobId(job, start + offset));
+    const found = await Promise.all(ids.map((id) => queue.getJobState(id)));
+    found.forEach((state, offset) => {
+      if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children') states.waiting += 1;
+      else if (state === 'active') {
+        states.active += 1;
+        activeIds.push(ids[offset]);
+      } else if (state === 'delayed') states.delayed += 1;
+      else if (state === 'completed') states.completed += 1;
+      else if (state === 'failed') {
+        states.failed += 1;
+        failedIds.push(ids[offset]);
+      } else states.notQueued += 1;
+    });
+  }
+  const collected = Math.min(states.notQueued, Number(meta.chunks_collected ?? 0));
+  states.completed += collected;
+  states.notQueued -= collected;
+  const activeChunks = await Promise.all(
+    activeIds.map(async (id) => {
+      const chunk = await queue.getJob(id);
+      return { chunk: id, worker: chunk?.processedBy, attempt: (chunk?.attemptsMade ?? 0) + 1 };
+    }),
+  );
+  const failedChunks = await Promise.all(
+    failedIds.slice(0, FAILED_CHUNKS_LISTED).map(async (id) => {
+      const chunk = await queue.getJob(id);
+      return { chunk: id, reason: chunk?.failedReason || 'unknown error', attempts: chunk?.attemptsMade ?? 0 };
+    }),
+  );
+  return {
+    job,
+    model: meta.model,
+    input: meta.input,
+    output: meta.output,
+    records: Number(meta.records),
+    chunks,
+    chunkSize: Number(meta.chunk_size),
+    chunkStates: states,
+    activeChunks,
+    failedChunks,
+    recordsWritten: Number(meta.records_written ?? 0),
+    recordsFailed: Number(meta.records_failed ?? 0),
+    submittedAt: meta.submitted_at,
+    updatedAt: meta.updated_at,
+  };
 }
 
 export function formatStatus(status: BatchStatus): string {
@@ -98,6 +172,7 @@ export function formatStatus(status: BatchStatus): string {
     `  output ${status.output}`,
     `chunks: ${s.completed} completed, ${s.active} active, ${s.waiting} waiting, ${s.delayed} retrying, ${s.failed} failed, ${s.notQueued} not queued`,
     ...status.activeChunks.map((chunk) => `  ${chunk.chunk} on ${chunk.worker ?? '?'} (attempt ${chunk.attempt})`),
+    ...status.failedChunks.map((chunk) => `  ${chunk.chunk} failed after ${chunk.attempts} attempt(s): ${chunk.reason}`),
     `records: ${status.recordsWritten}/${status.records} written to the output, ${status.recordsFailed} with errors` +
       (status.updatedAt ? ` (as of ${status.updatedAt})` : ''),
   ].join('\n');

@@ -35,8 +35,12 @@ export interface ChunkResult {
 
 const JOB_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 
+export function isJobName(name: string): boolean {
+  return JOB_NAME.test(name);
+}
+
 export function checkJobName(name: string): string {
-  if (!JOB_NAME.test(name)) throw invalidArgument(`job name '${name}' may use only letters, digits, '_', '.' and '-' (at most 100)`);
+  if (!isJobName(name)) throw invalidArgument(`job name '${name}' may use only letters, digits, '_', '.' and '-' (at most 100)`);
   return name;
 }
 

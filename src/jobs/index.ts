@@ -2,7 +2,16 @@
 export { runLocalBatchJob, type LocalBatchOptions, type BatchInputOptions } from './local-batch-job.js';
 export { runDistributedBatchJob, type DistributedBatchOptions } from './distributed-batch-job.js';
 export { startBatchWorker, type BatchWorker, type BatchWorkerOptions } from './batch-worker.js';
-export { batchJobStatus, formatStatus, type BatchStatus, type BatchStatusOptions } from './batch-status.js';
+export {
+  batchJobList,
+  batchJobsSource,
+  batchJobStatus,
+  formatStatus,
+  type BatchJobListOptions,
+  type BatchJobsSource,
+  type BatchStatus,
+  type BatchStatusOptions,
+} from './batch-status.js';
 export { formatSummary, JobProgress, type BatchSummary, type ProgressMode } from './job-progress.js';
 export { openInput, type InputFormat, type InputRecord, type InputSource } from './input-source.js';
 export { JobOutput } from './job-output.js';

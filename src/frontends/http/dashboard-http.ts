@@ -2,12 +2,13 @@
  * The web dashboard on the HTTP front end: its pages and scripts under /dashboard (a fixed list of
  * files shipped in the package's dashboard/ folder, and uPlot's from its package), and the data
  * they read under /dashboard/api — one JSON snapshot, or the same as Server-Sent Events with the
- * rates between successive snapshots.
+ * rates between successive snapshots, and the batch jobs of a Redis queue when the server follows one.
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import type { Server } from '../../server/server.js';
 import { dashboardSnapshot, intervalOf, type DashboardSnapshot, type HistogramSource } from './dashboard-data.js';
 
@@ -21,6 +22,7 @@ const ASSETS: Readonly<Record<string, { file: () => string; type: string }>> = {
   'index.html': { file: () => `${ASSETS_DIR}index.html`, type: 'text/html; charset=utf-8' },
   'app.js': { file: () => `${ASSETS_DIR}app.js`, type: 'text/javascript; charset=utf-8' },
   'charts.js': { file: () => `${ASSETS_DIR}charts.js`, type: 'text/javascript; charset=utf-8' },
+  'try-it.js': { file: () => `${ASSETS_DIR}try-it.js`, type: 'text/javascript; charset=utf-8' },
   'style.css': { file: () => `${ASSETS_DIR}style.css`, type: 'text/css; charset=utf-8' },
   'uPlot.esm.js': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.esm.js'), type: 'text/javascript; charset=utf-8' },
   'uPlot.min.css': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
@@ -29,8 +31,14 @@ const ASSETS: Readonly<Record<string, { file: () => string; type: string }>> = {
 /** Scripts and styles from this origin only; images the try-it panel previews are blob: URLs. */
 const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
+/** What the batch jobs page shows without a queue: how to give the server one. */
+export const JOBS_HINT =
+  'no batch job queue is configured: start the server with --jobs-queue redis://HOST:6379 (the queue `nereid batch --queue` submits to; --jobs-queue-name when it is not nereid-batch) to follow its jobs here';
+
 export interface DashboardOptions {
   histograms?: HistogramSource;
+  /** The Redis queue of batch jobs the jobs page follows (--jobs-queue; batchJobsSource). */
+  jobs?: BatchJobsSource;
   /** Milliseconds between two events of the stream. */
   streamIntervalMs?: number;
 }
@@ -61,6 +69,12 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
   app.get<{ Params: { file: string } }>(`${DASHBOARD_PATH}/assets/:file`, async (request, reply) => sendAsset(request.params.file, reply));
 
   app.get(`${DASHBOARD_PATH}/api/overview`, async () => dashboardSnapshot(server, options.histograms));
+
+  // Read when asked (the jobs page polls it), not with every snapshot: it costs Redis round trips per chunk.
+  const jobs = options.jobs;
+  app.get(`${DASHBOARD_PATH}/api/jobs`, async () =>
+    jobs ? { configured: true, queue: jobs.queue, queue_name: jobs.queueName, jobs: await jobs.jobs() } : { configured: false, hint: JOBS_HINT },
+  );
 
   // One snapshot a tick, shared by every open stream: each dashboard costs a write, not a snapshot.
   const streams = new Map<(snapshot: DashboardSnapshot) => void, () => void>();

@@ -58,6 +58,7 @@ const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /dashboard/assets/{file}': { summary: "The dashboard's scripts, styles and chart library", tag: 'dashboard' },
   'GET /dashboard/api/overview': { summary: 'One snapshot of every model: state, statistics, monitor, shadows, process', tag: 'dashboard' },
   'GET /dashboard/api/stream': { summary: 'The snapshot every second with rates and percentiles (Server-Sent Events)', tag: 'dashboard' },
+  'GET /dashboard/api/jobs': { summary: 'The batch jobs of the Redis queue the server follows (--jobs-queue): progress and failures', tag: 'dashboard' },
 };
 
 const errorResponse = (description: string) => ({

@@ -13,12 +13,14 @@ import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidErro
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
+import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import type { Server } from '../../server/server.js';
 import { admitFromHeaders, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
+import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
 
 export const httpFrontEndOptionsSchema = z.object({
   /** Largest request body accepted, in bytes (decompressed bodies too). */
@@ -50,11 +52,20 @@ export const httpFrontEndOptionsSchema = z.object({
   tls: tlsOptionSchema,
   /** The web dashboard under /dashboard (--dashboard); behind the management scope's tokens (the inference scope's when only those are set). */
   dashboard: z.boolean().default(true),
+  /**
+   * Serve the dashboard on a port of its own (--dashboard-port; 0 picks a free one) instead of under /dashboard on the
+   * HTTP port: bound when the front end listens, with the same routes, tokens, TLS and limits. `dashboardAddress(app)` reads it.
+   */
+  dashboardPort: z.number().int().min(0).max(65_535).optional(),
+  /** The address the dashboard's own port binds (--host): loopback unless told otherwise, like every listener. */
+  dashboardHost: z.string().min(1).default('127.0.0.1'),
 });
 
 export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema> & {
   /** Where the dashboard reads latency and batch-size histograms (PrometheusMetrics.histogramSnapshot); none: no percentiles. */
   dashboardHistograms?: HistogramSource;
+  /** Where the dashboard's batch jobs page reads the jobs of a Redis queue (--jobs-queue); none: the page says how to set one. */
+  dashboardJobs?: BatchJobsSource;
 };
 
 type ModelParams = { model: string; version?: string };
@@ -150,13 +161,20 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>) {
  * client that is writing a request on one.) Then the front end closes.
  */
 export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
-  if (app.server.listening) await new Promise<void>((resolve) => NetServer.prototype.close.call(app.server, () => resolve()));
+  const listeners = [app.server, dashboardListenerOf(app)?.httpServer].filter((listener) => listener?.listening) as HttpServer[];
+  await Promise.all(listeners.map((listener) => new Promise<void>((resolve) => NetServer.prototype.close.call(listener, () => resolve()))));
   await app.close();
 }
 
 /** Closes every connection of the front end now, answered or not: the end of a drain that ran out of time. */
 export function closeHttpConnections(app: FastifyInstance): void {
   app.server.closeAllConnections();
+  dashboardListenerOf(app)?.httpServer.closeAllConnections();
+}
+
+/** Where the dashboard's own port listens (http://host:port), when the front end has one (dashboardPort) and it is bound. */
+export function dashboardAddress(app: FastifyInstance): string | undefined {
+  return dashboardListenerOf(app)?.address();
 }
 
 /** Each front end's OpenAPI document and the routes it could not document, for tests and tools. */
@@ -212,6 +230,12 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       );
       done();
     });
+  }
+
+  // The dashboard on its own port: that port answers the dashboard and the model routes its pages call, this one the rest.
+  let dashboardListener: DashboardListener | undefined;
+  if (settings.dashboard && settings.dashboardPort !== undefined) {
+    dashboardListener = separateDashboard(app, httpServerWith(settings), { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
   }
 
   const tokens = settings.authTokens;
@@ -272,7 +296,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   app.get('/', async () => {
     const { name, version } = server.metadata();
     const links: Record<string, string> = { metadata: '/v2', models: '/v2/models', live: '/v2/health/live', ready: '/v2/health/ready', openapi: OPENAPI_PATH, docs: `${DOCS_PATH}/` };
-    if (settings.dashboard) links.dashboard = `${DASHBOARD_PATH}/`;
+    if (settings.dashboard && !dashboardListener) links.dashboard = `${DASHBOARD_PATH}/`;
     return { name, version, protocol: 'KServe V2 (Triton compatible)', links };
   });
 
@@ -356,7 +380,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   app.get('/v2/logging', async () => server.logging());
   app.post('/v2/logging', async (request) => server.updateLogging(bodyObject(request, 'log setting request')));
 
-  if (settings.dashboard) registerDashboardRoutes(app, server, { histograms: options.dashboardHistograms });
+  if (settings.dashboard) registerDashboardRoutes(app, server, { histograms: options.dashboardHistograms, jobs: options.dashboardJobs });
 
   return app;
 }

@@ -1,0 +1,100 @@
+// What the try-it panel sends an image to, and what it draws over the image: the boxes of a /detect
+// answer with their labels, and the text lines of an OCR answer (outputs `text`, `boxes`, `scores`)
+// with their text. Shapes are read from the answer first, then drawn as SVG in the image's own pixel
+// coordinates, so that they stay on their objects however large the image is shown. No page state
+// here: the browser test imports this module on its own.
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/**
+ * How the panel sends an image to a model, from its metadata: outputs `text` and `boxes` (the OCR
+ * pipeline's) → its /infer; an output named for boxes, or a name saying detection, where the server
+ * has /detect → /detect; image pre-processing declared → /classify; otherwise none (the V2 JSON tab).
+ */
+export function imageModeOf(model, config, takesImages, routes) {
+  const outputs = (config?.output ?? []).map((output) => output.name);
+  if (outputs.includes('text') && outputs.includes('boxes')) return 'text';
+  if (routes.detect && (outputs.some((name) => /box/i.test(name)) || /detect/i.test(model))) return 'detect';
+  if (takesImages && routes.classify) return 'classify';
+  return undefined;
+}
+
+/**
+ * The shapes of a /detect answer: `{ image: { width, height }, detections: [{ label, score, box: [x_min, y_min, x_max, y_max] }] }`.
+ * Each shape: `{ points: [[x, y] × 4] clockwise from top-left, label, score }`.
+ */
+export function detectionShapes(answer) {
+  return (answer.detections ?? []).map((detection) => {
+    const [x0, y0, x1, y1] = detection.box;
+    return { points: [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], label: detection.label ?? String(detection.index), score: detection.score };
+  });
+}
+
+/**
+ * The shapes of a V2 answer with the OCR outputs: `text` BYTES [n] (one string per line), `boxes`
+ * FP32 [n, 4, 2] (each line's quadrilateral, clockwise from top-left), `scores` FP32 [n]. Undefined
+ * when the answer has no `text` and `boxes` outputs.
+ */
+export function textShapes(answer) {
+  const output = (name) => answer.outputs?.find((candidate) => candidate.name === name);
+  const text = output('text');
+  const boxes = output('boxes');
+  if (!text || !boxes) return undefined;
+  const scores = output('scores')?.data ?? [];
+  return text.data.map((line, index) => ({
+    points: [0, 1, 2, 3].map((corner) => [boxes.data[index * 8 + corner * 2], boxes.data[index * 8 + corner * 2 + 1]]),
+    label: String(line),
+    score: scores[index],
+  }));
+}
+
+/** Whether an answer is one the panel draws, and how: 'detections', 'text', 'predictions' or undefined. */
+export function answerKind(answer) {
+  if (Array.isArray(answer?.detections)) return 'detections';
+  if (answer && textShapes(answer)) return 'text';
+  if (Array.isArray(answer?.predictions)) return 'predictions';
+  return undefined;
+}
+
+const element = (name, attributes, text) => {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+
+/**
+ * Draws `shapes` into `svg` over an image of `width` × `height` pixels: an outline per shape and its
+ * label above it (inside the image when the shape touches the top). Series colours repeat per label.
+ */
+export function drawShapes(svg, shapes, { width, height }) {
+  svg.replaceChildren();
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('preserveAspectRatio', 'xMidYMid meet');
+  // In image pixels, a fortieth of its longer side: about 15 px on screen at the size the panel shows images.
+  const fontSize = Math.max(width, height) / 40;
+  const colours = new Map();
+  const PALETTE = ['#2f7ed8', '#e4572e', '#17a673', '#a05ad6', '#f0a202', '#d6336c'];
+  shapes.forEach((shape, index) => {
+    if (!colours.has(shape.label)) colours.set(shape.label, PALETTE[colours.size % PALETTE.length]);
+    const colour = colours.get(shape.label);
+    const group = element('g', { 'data-shape': index, 'data-label': shape.label });
+    group.append(
+      element('polygon', {
+        points: shape.points.map(([x, y]) => `${x},${y}`).join(' '),
+        fill: 'none',
+        stroke: colour,
+        'stroke-width': 2,
+        'vector-effect': 'non-scaling-stroke',
+      }),
+    );
+    const [x, y] = shape.points[0];
+    const caption = shape.score === undefined ? shape.label : `${shape.label} ${(shape.score * 100).toFixed(0)}%`;
+    const above = y - fontSize * 1.3 >= 0;
+    const top = above ? y - fontSize * 1.3 : y;
+    // A background sized from the caption's length: measuring text would need the SVG laid out first.
+    group.append(element('rect', { x, y: top, width: caption.length * fontSize * 0.6 + fontSize * 0.5, height: fontSize * 1.3, fill: colour, opacity: 0.85 }));
+    group.append(element('text', { x: x + fontSize * 0.25, y: top + fontSize, 'font-size': fontSize, fill: '#fff' }, caption));
+    svg.append(group);
+  });
+}

@@ -1,0 +1,86 @@
+/**
+ * The dashboard's flags of `nereid serve`, as a whole process: --dashboard-port moves the dashboard
+ * to a port of its own, the latency percentiles stay without the metrics port (--allow-metrics
+ * false), and a bad --dashboard-port or --jobs-queue is refused before anything starts, naming it.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { runCli, serveChild, stopChild } from './support/cli-server.js';
+import { writeSimpleModel } from './support/test-server.js';
+
+let repo: string;
+
+before(async () => {
+  repo = await mkdtemp(join(tmpdir(), 'nereid-dashboard-cli-'));
+  await writeSimpleModel(repo);
+});
+
+after(async () => {
+  await rm(repo, { recursive: true, force: true });
+});
+
+const simpleRequest = JSON.stringify({
+  inputs: ['INPUT0', 'INPUT1'].map((name) => ({ name, shape: [1, 16], datatype: 'INT32', data: Array.from({ length: 16 }, (_, i) => i) })),
+});
+
+test('--dashboard-port serves the dashboard there and not on the HTTP port; its percentiles need no metrics port', async () => {
+  const served = await serveChild(repo, ['--dashboard-port', '0', '--allow-metrics', 'false']);
+  try {
+    const dashboard = /Dashboard on (http:\/\/127\.0\.0\.1:\d+)\/dashboard\//.exec(served.output())?.[1];
+    assert.ok(dashboard, served.output());
+    assert.notEqual(dashboard, served.url);
+    assert.equal((await fetch(`${dashboard}/dashboard/`)).status, 200);
+    assert.equal((await fetch(`${served.url}/dashboard/`)).status, 404);
+    assert.doesNotMatch(served.output(), /Prometheus metrics on/);
+
+    // An interval with the traffic holds its percentiles: the histograms are kept for the dashboard.
+    const controller = new AbortController();
+    const response = await fetch(`${dashboard}/dashboard/api/stream`, { signal: controller.signal });
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let buffered = '';
+    const events: Record<string, any>[] = [];
+    const withTraffic = () => events.find((event) => event.interval?.versions['simple/1']?.percentiles.request);
+    try {
+      while (!withTraffic()) {
+        assert.ok(events.length < 20, 'no interval with percentiles in 20 events');
+        const { value, done } = await reader.read();
+        assert.equal(done, false, 'the stream ended');
+        buffered += value;
+        for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
+          events.push(JSON.parse(buffered.slice(0, end).split('\n').find((line) => line.startsWith('data: '))!.slice(6)));
+          buffered = buffered.slice(end + 2);
+          if (events.length === 1) {
+            const answers = await Promise.all(
+              Array.from({ length: 4 }, () => fetch(`${served.url}/v2/models/simple/infer`, { method: 'POST', body: simpleRequest, headers: { 'content-type': 'application/json' } })),
+            );
+            assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200, 200]);
+          }
+        }
+      }
+    } finally {
+      controller.abort();
+    }
+    const percentiles = withTraffic()!.interval.versions['simple/1'].percentiles;
+    assert.ok(percentiles.request.p50 > 0 && percentiles.compute_infer.p99 > 0, JSON.stringify(percentiles));
+  } finally {
+    assert.equal(await stopChild(served), 0);
+  }
+});
+
+test('a bad --dashboard-port or --jobs-queue, or --dashboard-port with --dashboard false, is refused with what was expected', async () => {
+  const serve = ['serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'];
+  const [tooHigh, notAUrl, off] = await Promise.all([
+    runCli([...serve, '--dashboard-port', '70000'], 60_000),
+    runCli([...serve, '--jobs-queue', 'localhost:6379'], 60_000),
+    runCli([...serve, '--dashboard', 'false', '--dashboard-port', '8003'], 60_000),
+  ]);
+  assert.notEqual(tooHigh.code, 0);
+  assert.match(tooHigh.stderr, /--dashboard-port <port>' argument '70000' is invalid\. expected a port number from 0 to 65535/);
+  assert.notEqual(notAUrl.code, 0);
+  assert.match(notAUrl.stderr, /--jobs-queue <url>' argument 'localhost:6379' is invalid\. must be a redis:\/\/ or rediss:\/\/ URL/);
+  assert.notEqual(off.code, 0);
+  assert.match(off.stderr, /nereid: --dashboard-port serves the dashboard: it cannot go with --dashboard false/);
+});
