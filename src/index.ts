@@ -18,6 +18,9 @@ export {
 export { parseModelConfig, type ModelConfig, type CompletedModelConfig } from './config/model-config.js';
 export { parsePbtxt } from './config/pbtxt.js';
 export { OnnxRuntimeBackend } from './backends/onnx-runtime-backend.js';
+// Importing it loads no TF.js: the engine starts only in an instance's worker thread.
+export { TfjsBackend } from './backends/tfjs-backend.js';
+export type { Detection } from './processing/object-detection.js';
 export type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backends/backend.js';
 export type { Scheduler, ScheduledRequest } from './scheduler/scheduler.js';
 export { NereidError, httpStatusOf, grpcStatusOf, type ErrorCode } from './core/errors.js';

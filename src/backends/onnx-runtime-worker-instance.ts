@@ -56,21 +56,35 @@ async function messageOf(inputs: Record<string, Tensor>, owned: boolean): Promis
   return { inputs: sent, transfer: [...transfer] };
 }
 
-// The worker's entry sits beside this module: .js once built; from source (.ts, through tsx) the
+// A worker's entry sits beside this module: .js once built; from source (.ts, through tsx) the
 // worker registers tsx's loader itself before importing it, since Node 20 workers don't inherit it.
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER_ENTRY = new URL(`./onnx-runtime-worker${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url);
 
-function spawnWorker(spec: SessionSpec): Worker {
-  if (!FROM_SOURCE) return new Worker(WORKER_ENTRY, { workerData: spec });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => api.register()).then(() => import(${JSON.stringify(WORKER_ENTRY.href)}))`;
-  return new Worker(bootstrap, { eval: true, workerData: spec });
+/** The entry of a worker module beside this one (`onnx-runtime-worker`, `tfjs-worker`), built or from source. */
+export function siblingWorkerEntry(module: string): URL {
+  return new URL(`./${module}${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url);
 }
 
+const ONNX_RUNTIME_WORKER = siblingWorkerEntry('onnx-runtime-worker');
+
+/**
+ * What a worker entry is started with: its module, and the plain data it opens its model from.
+ * Every entry speaks the same messages (WorkerRequest in, WorkerReply out).
+ */
+export interface WorkerSpec {
+  entry: URL;
+  data: unknown;
+}
+
+function spawnWorker({ entry, data }: WorkerSpec): Worker {
+  if (!FROM_SOURCE) return new Worker(entry, { workerData: data });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => api.register()).then(() => import(${JSON.stringify(entry.href)}))`;
+  return new Worker(bootstrap, { eval: true, workerData: data });
+}
 
 /** Starts a worker and waits until its session is open; an exit or error before that fails the start. */
-function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): Promise<Worker> {
+function startWorker(spec: WorkerSpec, onFallback: (reason: string) => void): Promise<Worker> {
   return openInWorker(spec, onFallback).then(({ worker }) => worker);
 }
 
@@ -79,14 +93,14 @@ function startWorker(spec: SessionSpec, onFallback: (reason: string) => void): P
  * large model file is read and parsed there, while the event loop goes on answering requests.
  */
 export async function describeInWorker(spec: SessionSpec): Promise<ModelSignature> {
-  const { worker, signature } = await openInWorker(spec, () => undefined);
+  const { worker, signature } = await openInWorker({ entry: ONNX_RUNTIME_WORKER, data: spec }, () => undefined);
   const exited = once(worker, 'exit');
   worker.postMessage({ type: 'release' } satisfies WorkerRequest);
   await exited;
   return signature;
 }
 
-function openInWorker(spec: SessionSpec, onFallback: (reason: string) => void): Promise<{ worker: Worker; signature: ModelSignature }> {
+function openInWorker(spec: WorkerSpec, onFallback: (reason: string) => void): Promise<{ worker: Worker; signature: ModelSignature }> {
   return new Promise((resolve, reject) => {
     const worker = spawnWorker(spec);
     const stop = (error: Error) => {
@@ -129,14 +143,16 @@ export class WorkerThreadInstance implements BackendInstance {
   private constructor(
     worker: Worker,
     readonly threads: number,
-    private readonly spec: SessionSpec,
+    private readonly spec: WorkerSpec,
     private readonly onFallback: (reason: string) => void,
   ) {
     this.current = Promise.resolve(this.adopt(worker));
   }
 
-  static async start(spec: SessionSpec, threads: number, onFallback: (reason: string) => void): Promise<WorkerThreadInstance> {
-    return new WorkerThreadInstance(await startWorker(spec, onFallback), threads, spec, onFallback);
+  /** An instance whose worker opens an ONNX Runtime session from `spec`, or runs another engine's entry that speaks the same messages. */
+  static async start(spec: SessionSpec | WorkerSpec, threads: number, onFallback: (reason: string) => void): Promise<WorkerThreadInstance> {
+    const worker: WorkerSpec = 'entry' in spec ? spec : { entry: ONNX_RUNTIME_WORKER, data: spec };
+    return new WorkerThreadInstance(await startWorker(worker, onFallback), threads, worker, onFallback);
   }
 
   private adopt(worker: Worker): Worker {

@@ -44,6 +44,11 @@ function imageClassifier(model: ModelVersion) {
 /** Each image as one request on the model's path; its answer holds the classification output, activated. */
 function runImages(model: ModelVersion, images: readonly Buffer[], context: RequestContext) {
   const { imageInput, output } = imageClassifier(model);
+  return runImagesThrough(model, imageInput, output.name, images, context);
+}
+
+/** Each image as one request to the model's image input, answered with one output; an image that cannot be used is named by its position. */
+export function runImagesThrough(model: ModelVersion, imageInput: string, outputName: string, images: readonly Buffer[], context: RequestContext) {
   return Promise.all(
     images.map((image, index) =>
       model
@@ -53,7 +58,7 @@ function runImages(model: ModelVersion, images: readonly Buffer[], context: Requ
             // Several images are rows of one request to the client: `<id>/<row>`, as the monitor names a batch's rows for feedback.
             id: images.length > 1 && context.requestId ? `${context.requestId}/${index}` : undefined,
             inputs: [{ name: imageInput, datatype: 'BYTES', shape: model.batched ? [1, 1] : [1], data: [image] }],
-            outputs: [{ name: output.name }],
+            outputs: [{ name: outputName }],
           },
           context,
         )

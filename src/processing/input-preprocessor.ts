@@ -13,19 +13,28 @@ export class InputPreprocessor {
 
   private constructor(
     private readonly images: ReadonlyMap<string, ImagePreprocessor>,
-    private readonly batched: boolean,
+    /** Inputs whose tensor keeps the images' row dimension: every input of a batching model, and a non-batching one's [1, …] image. */
+    private readonly withRows: ReadonlySet<string>,
   ) {
     this.imageInputs = new Set(images.keys());
   }
 
   /** The pre-processing a config declares, or undefined when it declares none. */
   static of(config: CompletedModelConfig): InputPreprocessor | undefined {
+    const batched = config.max_batch_size > 0;
+    const withRows = new Set<string>();
     const images = new Map(
       config.input
         .filter((input) => input.preprocess?.image)
-        .map((input) => [input.name, new ImagePreprocessor(input.name, input.preprocess!.image, datatypeOfConfig(input), input.reshape?.shape ?? input.dims)]),
+        .map((input) => {
+          let dims = input.reshape?.shape ?? input.dims;
+          // A graph exported for one image at a time ([1, H, W, C], no batching): the leading 1 is that image's row.
+          if (!batched && dims.length === 4 && dims[0] === 1) dims = dims.slice(1);
+          if (batched || dims !== (input.reshape?.shape ?? input.dims)) withRows.add(input.name);
+          return [input.name, new ImagePreprocessor(input.name, input.preprocess!.image, datatypeOfConfig(input), dims)];
+        }),
     );
-    return images.size > 0 ? new InputPreprocessor(images, config.max_batch_size > 0) : undefined;
+    return images.size > 0 ? new InputPreprocessor(images, withRows) : undefined;
   }
 
   /** The config as clients see it: an image input takes BYTES [1] per row, the encoded image. */
@@ -48,7 +57,7 @@ export class InputPreprocessor {
     await Promise.all(
       [...this.images].map(async ([name, preprocessor], index) => {
         const measured = await preprocessor.runMeasured(tensors[name].data as Buffer[], measure && index === 0);
-        inputs[name] = this.batched ? measured.tensor : { ...measured.tensor, shape: measured.tensor.shape.slice(1) };
+        inputs[name] = this.withRows.has(name) ? measured.tensor : { ...measured.tensor, shape: measured.tensor.shape.slice(1) };
         if (measured.properties) properties = measured.properties;
       }),
     );

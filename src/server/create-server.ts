@@ -1,5 +1,5 @@
 /**
- * The composition root for library users and the CLI: a Server with ONNX Runtime as its backend
+ * The composition root for library users and the CLI: a Server with ONNX Runtime (and TF.js) as its backends
  * and the response cache store `cacheConfig` names (Triton's --cache-config). Implementations are
  * imported only here, and only when asked for, so importing the core loads no engine or Redis client.
  */
@@ -12,7 +12,7 @@ import { repositoryFolder } from '../repository/model-repository.js';
 import { Server, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
-  /** Default: ONNX Runtime, and JavaScript handlers (which load only with allowCodeModels). */
+  /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels) and TF.js. */
   backends?: ServerOptions['backends'];
   /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
   cacheConfig?: string;
@@ -37,6 +37,8 @@ export async function createServer(options: CreateServerOptions): Promise<Server
     new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend(),
     // Registered always, so a javascript model without --allow-code-models is refused by name rather than as an unknown backend.
     new (await import('../backends/javascript-backend.js')).JavaScriptBackend(),
+    // TF.js graph models; the engine itself loads only in an instance's worker thread.
+    new (await import('../backends/tfjs-backend.js')).TfjsBackend(),
   ];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
   const server = new Server({ ...rest, logger, backends, responseCache });

@@ -14,6 +14,7 @@ import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import { isEnsembleConfig } from '../model/ensemble-plan.js';
 import { classifyImages } from '../model/image-classification.js';
+import { detectObjects } from '../model/object-detection.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
 import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
@@ -436,6 +437,18 @@ export class Server {
     try {
       const model = this.routed({ model: name, version: options.version });
       return { model: model.name, version: model.version, ...(await classifyImages(model, images, options, context)) };
+    } finally {
+      release?.();
+    }
+  }
+
+  /** Photos in, labelled boxes out, for a detector (see detectObjects); `query` holds threshold, max_detections, iou_threshold. */
+  async detect(name: string, images: readonly Buffer[], options: { version?: string; query?: unknown } = {}, context: RequestContext = {}) {
+    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    const release = await this.hold(name);
+    try {
+      const model = this.model(name, options.version);
+      return { model: model.name, version: model.version, ...(await detectObjects(model, images, options.query, context)) };
     } finally {
       release?.();
     }

@@ -1,6 +1,7 @@
 /**
- * The friendly endpoint beside V2: POST an image (raw body, Content-Type image/*) or several
- * (multipart form files) and get labels with a confidence back as plain JSON.
+ * The friendly endpoints beside V2: POST an image (raw body, Content-Type image/*) or several
+ * (multipart form files) and get labels with a confidence (/classify), or labelled boxes
+ * (/detect), back as plain JSON.
  */
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
@@ -72,20 +73,41 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
         { version: request.params.version, topK: topKOf(request) },
         options.contextOf(request, reply),
       );
-      const timing = {
-        preprocess_ms: timings.preprocessMs,
-        queue_ms: timings.queueMs,
-        inference_ms: timings.inferMs,
-        postprocess_ms: timings.postprocessMs,
-        total_ms: timings.totalMs,
-      };
-      if (!request.isMultipart()) return { model_name: model, model_version: version, ...results[0], timing };
-      return {
-        model_name: model,
-        model_version: version,
-        results: results.map((result, index) => ({ file: images[index].file, ...result })),
-        timing,
-      };
+      const timing = timingOf(timings);
+      return answerOf(request, model, version, results, images, timing);
     });
   }
+  for (const path of options.modelPaths('/detect')) {
+    app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
+      const images = await imagesOf(request, options.maxBodyBytes);
+      const { model, version, results, timings } = await server.detect(
+        request.params.model,
+        images.map((image) => image.data),
+        { version: request.params.version, query: request.query },
+        options.contextOf(request, reply),
+      );
+      return answerOf(request, model, version, results, images, timingOf(timings));
+    });
+  }
+}
+
+function timingOf(timings: { preprocessMs: number; queueMs: number; inferMs: number; postprocessMs: number; totalMs: number }) {
+  return {
+    preprocess_ms: timings.preprocessMs,
+    queue_ms: timings.queueMs,
+    inference_ms: timings.inferMs,
+    postprocess_ms: timings.postprocessMs,
+    total_ms: timings.totalMs,
+  };
+}
+
+/** One image's result beside the model's name, or, for a multipart form, each file's under `results`. */
+function answerOf(request: FastifyRequest, model: string, version: string, results: object[], images: { file?: string }[], timing: object) {
+  if (!request.isMultipart()) return { model_name: model, model_version: version, ...results[0], timing };
+  return {
+    model_name: model,
+    model_version: version,
+    results: results.map((result, index) => ({ file: images[index].file, ...result })),
+    timing,
+  };
 }

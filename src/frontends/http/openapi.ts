@@ -38,6 +38,11 @@ const ROUTE_DOCS: Record<string, RouteDoc> = {
     body: 'infer',
   },
   'POST /v2/models/{model}/classify': { summary: 'Images in (raw body or multipart files), labels with confidence out', tag: 'inference', body: 'image' },
+  'POST /v2/models/{model}/detect': {
+    summary: 'Images in (raw body or multipart files), labelled boxes out in the image\'s pixels (query: threshold, max_detections, iou_threshold)',
+    tag: 'inference',
+    body: 'image',
+  },
   'GET /v2/models/stats': { summary: "Every loaded version's statistics (Triton's statistics extension)", tag: 'monitoring' },
   'GET /v2/models/{model}/stats': { summary: "A model's statistics: counts and time per phase, per batch size", tag: 'monitoring' },
   'GET /v2/models/{model}/monitor': { summary: 'Drift, out-of-distribution share and accuracy over recent traffic', tag: 'monitoring' },

@@ -1,0 +1,70 @@
+/**
+ * Photos in, labelled boxes out, for a detector: a model whose one input declares image
+ * pre-processing and one of whose outputs, with labels, gives rows [x_min, y_min, x_max, y_max,
+ * score, class] in the input's pixels (the bundled CenterNet does). Each image is one request on the
+ * model's path; its rows become boxes in the photo's own pixels.
+ */
+import { invalidArgument } from '../core/errors.js';
+import type { RequestContext } from '../core/inference.js';
+import type { TimingKey } from '../core/timings.js';
+import { imageGeometry } from '../processing/image-preprocessor.js';
+import { decodeDetections, DETECTION_ROW_VALUES, detectionOptionsSchema, orientedSize, type Detection, type DetectionGeometry } from '../processing/object-detection.js';
+import { runImagesThrough } from './image-classification.js';
+import type { ModelVersion } from './model-version.js';
+
+export interface ImageDetections {
+  /** The photo's own size (after its EXIF orientation), the space the boxes are in. */
+  image: { width: number; height: number };
+  detections: Detection[];
+}
+
+export interface DetectResult {
+  results: ImageDetections[];
+  timings: { preprocessMs: number; queueMs: number; inferMs: number; postprocessMs: number; totalMs: number };
+}
+
+/** The detector's image input, how it is resized, and the output whose rows are detections. */
+function detector(model: ModelVersion) {
+  const [imageInput, ...others] = model.imageInputs;
+  if (!imageInput || others.length > 0) {
+    throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to detect objects)`);
+  }
+  const input = model.config.input.find((candidate) => candidate.name === imageInput)!;
+  const rows = (dims: readonly number[]) => dims.length >= 1 && dims[dims.length - 1] === DETECTION_ROW_VALUES;
+  const output = model.config.output.find((candidate) => candidate.label_filename && rows(candidate.dims));
+  if (!output) {
+    throw invalidArgument(
+      `model '${model.name}' has no detections output (an output with label_filename whose rows are [x_min, y_min, x_max, y_max, score, class]); it cannot detect objects`,
+    );
+  }
+  const spec = input.preprocess!.image;
+  const dims = input.reshape?.shape ?? input.dims;
+  // As the pre-processing reads them: a non-batching model's [1, H, W, C] is one image.
+  const { width, height } = imageGeometry(input.name, !model.batched && dims.length === 4 && dims[0] === 1 ? dims.slice(1) : dims, spec);
+  return { imageInput, output: output.name, input: { width, height, resize: spec.resize } };
+}
+
+export async function detectObjects(model: ModelVersion, images: readonly Buffer[], query: unknown = {}, context: RequestContext = {}): Promise<DetectResult> {
+  const { imageInput, output, input } = detector(model);
+  if (images.length === 0) throw invalidArgument('no images to detect objects in');
+  const parsed = detectionOptionsSchema.safeParse(query);
+  if (!parsed.success) throw invalidArgument(parsed.error.issues.map((issue) => issue.message).join('; '));
+  const labels = model.labelsOf(output);
+  const started = performance.now();
+  const answers = await runImagesThrough(model, imageInput, output, images, context);
+  const postprocessStarted = performance.now();
+  const results = await Promise.all(
+    answers.map(async ({ outputs }, index) => {
+      // The image decoded for the model, so its header reads.
+      const size = await orientedSize(images[index]);
+      const geometry: DetectionGeometry = { imageWidth: size.width, imageHeight: size.height, inputWidth: input.width, inputHeight: input.height, resize: input.resize };
+      return { image: size, detections: decodeDetections(outputs[output].data as Float32Array, geometry, labels, parsed.data) };
+    }),
+  );
+  const postprocessMs = performance.now() - postprocessStarted;
+  const sum = (key: TimingKey) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
+  return {
+    results,
+    timings: { preprocessMs: sum('preprocessNs'), queueMs: sum('queueNs'), inferMs: sum('computeInferNs'), postprocessMs, totalMs: performance.now() - started },
+  };
+}

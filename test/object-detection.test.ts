@@ -1,0 +1,164 @@
+/**
+ * A photo in, "cat" out, end to end: the bundled CenterNet (COCO-80, a TF.js graph model served by
+ * the tfjs backend) behind a real server on a loopback port, real photos from Debian packages
+ * (scikit-image's Chelsea the cat, darknet's dog with a bicycle), a blank image, and the mistakes a
+ * client makes, through POST /v2/models/object_detection/detect.
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { binaryBody, lengthPrefixed, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
+
+const MODELS = fileURLToPath(new URL('../models', import.meta.url));
+const CHELSEA = '/usr/lib/python3/dist-packages/skimage/data/chelsea.png';
+const DOG = '/usr/share/darknet/data/dog.jpg';
+
+type Box = [number, number, number, number];
+interface Detection {
+  label: string;
+  index: number;
+  score: number;
+  box: Box;
+}
+interface DetectAnswer {
+  model_name: string;
+  model_version: string;
+  image: { width: number; height: number };
+  detections: Detection[];
+}
+
+function intersectionOverUnion(a: Box, b: Box): number {
+  const width = Math.min(a[2], b[2]) - Math.max(a[0], b[0]);
+  const height = Math.min(a[3], b[3]) - Math.max(a[1], b[1]);
+  if (width <= 0 || height <= 0) return 0;
+  const area = (box: Box) => (box[2] - box[0]) * (box[3] - box[1]);
+  return (width * height) / (area(a) + area(b) - width * height);
+}
+
+let testServer: TestServer;
+before(async () => {
+  testServer = await startTestServer({ repoDir: MODELS, server: { modelControlMode: 'explicit', loadModels: ['object_detection', 'fashion_mnist'] } });
+});
+after(async () => testServer?.close());
+
+async function detect(body: Buffer, type: string, query = ''): Promise<Response> {
+  return fetch(`${testServer.url}/v2/models/object_detection/detect${query}`, { method: 'POST', headers: { 'content-type': type }, body: new Uint8Array(body) });
+}
+
+async function detected(body: Buffer, type: string, query = ''): Promise<DetectAnswer> {
+  const response = await detect(body, type, query);
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  return JSON.parse(text) as DetectAnswer;
+}
+
+describe('POST /v2/models/object_detection/detect', () => {
+  test('finds the cat in Chelsea, with a box around her in the photo\'s pixels', async () => {
+    const answer = await detected(await readFile(CHELSEA), 'image/png');
+    assert.equal(answer.model_name, 'object_detection');
+    assert.deepEqual(answer.image, { width: 451, height: 300 });
+    const [best] = answer.detections;
+    assert.ok(best, 'something is detected');
+    assert.equal(best.label, 'cat', JSON.stringify(answer.detections));
+    assert.equal(best.index, 15);
+    assert.ok(best.score >= 0.3 && best.score <= 1, `score ${best.score}`);
+    // Chelsea fills most of the frame: her head is left of centre, her body runs to the right edge.
+    assert.ok(intersectionOverUnion(best.box, [60, 20, 451, 300]) > 0.5, `cat box ${best.box}`);
+    const scores = answer.detections.map((detection) => detection.score);
+    assert.deepEqual(scores, [...scores].sort((a, b) => b - a), 'best first');
+  });
+
+  test("the README's first example: examples/images/cat.jpg comes back labelled cat", async () => {
+    const answer = await detected(await readFile(new URL('../examples/images/cat.jpg', import.meta.url)), 'image/jpeg');
+    assert.deepEqual(
+      answer.detections.map((detection) => detection.label),
+      ['cat'],
+      JSON.stringify(answer.detections),
+    );
+  });
+
+  test('finds the dog and the bicycle in darknet\'s dog.jpg, each where it is', async () => {
+    const answer = await detected(await readFile(DOG), 'image/jpeg');
+    assert.deepEqual(answer.image, { width: 768, height: 576 });
+    const find = (label: string) => answer.detections.find((detection) => detection.label === label);
+    const dog = find('dog');
+    const bicycle = find('bicycle');
+    assert.ok(dog && bicycle, JSON.stringify(answer.detections));
+    // Where YOLO's darknet demo draws them: the dog sits bottom left, the bicycle spans the middle.
+    assert.ok(intersectionOverUnion(dog.box, [125, 215, 325, 545]) > 0.5, `dog box ${dog.box}`);
+    assert.ok(intersectionOverUnion(bicycle.box, [115, 125, 570, 450]) > 0.5, `bicycle box ${bicycle.box}`);
+  });
+
+  test('a blank image has nothing above the threshold, and the threshold and max_detections apply', async () => {
+    const blank = await sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toBuffer();
+    assert.deepEqual((await detected(blank, 'image/png')).detections, []);
+    const dog = await readFile(DOG);
+    const all = await detected(dog, 'image/jpeg', '?threshold=0.05&max_detections=100');
+    assert.ok(all.detections.every((detection) => detection.score >= 0.05));
+    const two = await detected(dog, 'image/jpeg', '?threshold=0.05&max_detections=2');
+    assert.deepEqual(two.detections, all.detections.slice(0, 2));
+  });
+
+  test('an EXIF-rotated photo is answered in its upright pixels', async () => {
+    // Orientation 6: the stored pixels are turned a quarter; viewers (and the pre-processing) turn them back.
+    const stored = await sharp(CHELSEA).rotate(-90).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    const answer = await detected(stored, 'image/jpeg');
+    assert.deepEqual(answer.image, { width: 451, height: 300 });
+    assert.equal(answer.detections[0]?.label, 'cat', JSON.stringify(answer.detections));
+  });
+
+  test('multipart files are answered one result per file', async () => {
+    const form = new FormData();
+    form.append('first', new Blob([await readFile(CHELSEA)], { type: 'image/png' }), 'chelsea.png');
+    form.append('second', new Blob([await readFile(DOG)], { type: 'image/jpeg' }), 'dog.jpg');
+    const response = await fetch(`${testServer.url}/v2/models/object_detection/detect`, { method: 'POST', body: form });
+    const answer = (await response.json()) as { results: (DetectAnswer & { file: string })[] };
+    assert.equal(response.status, 200, JSON.stringify(answer));
+    assert.deepEqual(
+      answer.results.map((result) => [result.file, result.detections[0]?.label]),
+      [
+        ['chelsea.png', 'cat'],
+        ['dog.jpg', answer.results[1].detections[0]?.label],
+      ],
+    );
+    assert.ok(answer.results[1].detections.some((detection) => detection.label === 'dog'));
+  });
+
+  test('mistakes are 4xx that say what was expected and what arrived', async () => {
+    const cases: [Response, number, RegExp][] = [
+      [await detect(Buffer.from('hello'), 'text/plain'), 400, /Content-Type image\/\* \(got 'text\/plain'\)/],
+      [await detect(Buffer.from('not a jpeg at all'), 'image/jpeg'), 400, /image 0: .*not an image in a supported format/],
+      [await detect(Buffer.alloc(0), 'image/png'), 400, /image 0: the image is empty/],
+      [await detect(await readFile(CHELSEA), 'image/png', '?threshold=2'), 400, /threshold must be a number from 0 to 1, got '2'/],
+      [await detect(await readFile(CHELSEA), 'image/png', '?max_detections=1.5'), 400, /max_detections must be a whole number from 1 to 1000, got '1.5'/],
+    ];
+    const classifier = await fetch(`${testServer.url}/v2/models/fashion_mnist/detect`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(await readFile(CHELSEA)) });
+    cases.push([classifier, 400, /model 'fashion_mnist' has no detections output/]);
+    for (const [response, status, message] of cases) {
+      const body = await response.text();
+      assert.equal(response.status, status, body);
+      assert.match(body, message);
+    }
+  });
+
+  test('V2 /infer on the same model answers the raw detections tensor for an encoded image (binary tensor data)', async () => {
+    const data = lengthPrefixed([await readFile(CHELSEA)]);
+    const { body, headerLength } = binaryBody(
+      { inputs: [{ name: 'tower_0/images', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: data.length } }], outputs: [{ name: 'tower_0/detections', parameters: { binary_data: false } }] },
+      [data],
+    );
+    const response = await fetch(`${testServer.url}/v2/models/object_detection/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) },
+      body: new Uint8Array(body),
+    });
+    const { header } = await readInferResponse(response);
+    assert.equal(response.status, 200, JSON.stringify(header));
+    const [detections] = header.outputs;
+    assert.deepEqual(detections.shape, [1, 100, 6]);
+    // The first row is the best: a cat (class 15), its box in the model's 512×512 input pixels.
+    assert.equal(detections.data?.[5], 15);
+  });
+});
