@@ -12,7 +12,7 @@ import { repositoryFolder } from '../repository/model-repository.js';
 import { Server, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
-  /** Default: ONNX Runtime, and JavaScript handlers (which load only with allowCodeModels). */
+  /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels) and the built-in pipelines. */
   backends?: ServerOptions['backends'];
   /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
   cacheConfig?: string;
@@ -37,6 +37,8 @@ export async function createServer(options: CreateServerOptions): Promise<Server
     new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend(),
     // Registered always, so a javascript model without --allow-code-models is refused by name rather than as an unknown backend.
     new (await import('../backends/javascript-backend.js')).JavaScriptBackend(),
+    // Pipelines that ship with Nereid (the bundled ocr): their code is the server's, so they need no flag.
+    new (await import('../pipelines/builtin-backend.js')).BuiltinBackend(),
   ];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
   return new Server({ ...rest, logger, backends, responseCache });

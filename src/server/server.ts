@@ -141,6 +141,7 @@ export class Server {
   readonly residency: ModelResidency;
   /** Loads under way of models residency does not manage (ensembles), shared by the requests waiting for them. */
   private readonly unmanagedLoads = new Map<string, Promise<void>>();
+  private readonly backends: readonly Backend[];
 
   constructor(options: ServerOptions) {
     const parsed = serverOptionsSchema.safeParse(options);
@@ -148,6 +149,7 @@ export class Server {
     if (!parsed.success) throw new Error(`invalid server options:\n${z.prettifyError(parsed.error)}`);
     this.options = parsed.data;
     if (options.backends.length === 0) throw new Error('a Server needs at least one backend');
+    this.backends = options.backends;
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;
     this.bodies = new ByteBudget(this.options.maxInflightBytes);
@@ -259,13 +261,24 @@ export class Server {
           await this.residency.load(name, () => this.repository.load(name)).catch(() => undefined);
         }),
       );
-    // Ensembles load after the other models, which are their steps: loading an ensemble loads any step not loaded yet, which would
-    // otherwise be loaded twice.
-    await loadAll(names.filter((name) => !ensembles.has(name)));
-    await loadAll(names.filter((name) => ensembles.has(name)));
+    // Ensembles, and models whose code calls others (a built-in pipeline), load after the other models, which are their steps: loading
+    // one loads any step not loaded yet, which would otherwise be loaded twice.
+    const callsOthers = (name: string) => ensembles.has(name) || this.stepModelsOf(configs.get(name)).length > 0;
+    await loadAll(names.filter((name) => !callsOthers(name)));
+    await loadAll(names.filter(callsOthers));
     this.started = true;
     this.poller?.start();
     return this;
+  }
+
+  /** The models a config's backend says its code calls; none for a config that names no such backend or that it refuses. */
+  private stepModelsOf(config: ModelConfig | undefined): string[] {
+    const backend = config?.backend === undefined ? undefined : this.backends.find((candidate) => candidate.name === config.backend);
+    try {
+      return backend?.stepModels?.(config!) ?? [];
+    } catch {
+      return []; // the load says what is wrong with it
+    }
   }
 
   get live(): boolean {
