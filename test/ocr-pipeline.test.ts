@@ -20,6 +20,8 @@ import { editDistance } from '../src/core/edit-distance.js';
 import { normaliseText } from '../src/eval/output-comparison.js';
 import { createHttpFrontEnd } from '../src/frontends/http/v2-http.js';
 import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { Tracing } from '../src/observability/tracing.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
 import { decodeBytesTensor, decodeInferResponse, INFERENCE_HEADER, renderTextLine } from './support/ocr.js';
@@ -30,6 +32,8 @@ const SKIMAGE = '/usr/lib/python3/dist-packages/skimage/data';
 const PAGE = ['Nereid reads photos of text', 'Each line comes back with its box', 'KServe V2 and Triton clients 2026'];
 const NOISY = ['Speckles do not hide the words', 'Grey noise behind 42 letters'];
 
+const spans = new InMemorySpanExporter();
+const tracing = new Tracing({ exporter: spans, processor: 'simple' });
 let server: Server;
 let app: FastifyInstance;
 let base: string;
@@ -99,7 +103,9 @@ async function renderPage(lines: readonly string[], options: { noise?: boolean; 
 
 describe('the bundled OCR pipeline', () => {
   before(async () => {
-    server = await (await createServer({ modelRepository: MODELS, modelControlMode: 'explicit', loadModels: ['ocr'], logger: pino({ level: 'silent' }) })).start();
+    server = await (
+      await createServer({ modelRepository: MODELS, modelControlMode: 'explicit', loadModels: ['ocr'], observers: [tracing.observer], logger: pino({ level: 'silent' }) })
+    ).start();
     app = createHttpFrontEnd(server);
     base = await app.listen({ host: '127.0.0.1', port: 0 });
   });
@@ -107,6 +113,7 @@ describe('the bundled OCR pipeline', () => {
   after(async () => {
     await app?.close();
     await server?.close();
+    await tracing.shutdown();
   });
 
   it('loads without --allow-code-models, its three step models with it', async () => {
@@ -188,6 +195,24 @@ describe('the bundled OCR pipeline', () => {
     const decoded = decodeInferResponse(Buffer.from(await response.arrayBuffer()), response.headers.get(INFERENCE_HEADER));
     const text = decodeBytesTensor(decoded.outputs.find((output) => output.name === 'text')!.bytes!);
     assert.ok(characterAccuracy(text, PAGE.slice(0, 1)) >= 0.95, JSON.stringify(text));
+  });
+
+  it("with a traceparent, each step model's request joins the client's trace with its own span", async () => {
+    const traceId = '0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c';
+    const clientSpan = 'c1c1c1c1c1c1c1c1';
+    const response = await fetch(`${base}/v2/models/ocr/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png', traceparent: `00-${traceId}-${clientSpan}-01` },
+      body: new Uint8Array(await renderPage(PAGE.slice(0, 2))),
+    });
+    assert.equal(response.status, 200);
+    const traced = spans.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+    const count = (name: string) => traced.filter((span) => span.name === name && span.parentSpanContext?.spanId === clientSpan).length;
+    assert.deepEqual(
+      ['ocr', 'ocr_detection', 'ocr_direction', 'ocr_recognition'].map((model) => count(`infer ${model}`)),
+      [1, 1, 2, 2],
+      traced.map((span) => span.name).join(', '),
+    );
   });
 
   it('a blank image has no lines', async () => {
