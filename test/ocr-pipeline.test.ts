@@ -266,3 +266,15 @@ describe('the bundled OCR pipeline', () => {
     assert.match(lines.find((line) => line.id === 'broken.jpg')!.error!, /input 'image' must be one encoded image/);
   });
 });
+
+describe('the OCR pipeline with --model-control-mode on_demand and a memory budget', () => {
+  it('loads on its first request, its step models with it, and answers it', async (t) => {
+    const onDemand = await (await createServer({ modelRepository: MODELS, modelControlMode: 'on_demand', modelMemoryBudget: '4GiB', logger: pino({ level: 'silent' }) })).start();
+    t.after(() => onDemand.close());
+    assert.equal(onDemand.modelReady('ocr'), false);
+    const response = await onDemand.infer({ model: 'ocr', inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [await renderPage(PAGE.slice(0, 1))] }] });
+    const text = (response.outputs.find((output) => output.name === 'text')!.data as Buffer[]).map(String);
+    assert.ok(characterAccuracy(text, PAGE.slice(0, 1)) >= 0.95, JSON.stringify(text));
+    for (const model of ['ocr_detection', 'ocr_direction', 'ocr_recognition']) assert.equal(onDemand.modelReady(model), true, model);
+  });
+});

@@ -589,10 +589,6 @@ export class ModelRepository {
     await visit(config, [name]);
   }
 
-  /** Whether a model's config, as its files say now, makes it an ensemble (false when it cannot be read). */
-  async isEnsemble(name: string): Promise<boolean> {
-    return this.configOf(name).then(isEnsembleConfig, () => false);
-  }
 
   /**
    * With a config given, a config that does not parse, is refused or does not fit the model is the
