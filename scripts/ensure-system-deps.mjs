@@ -8,7 +8,8 @@ const needed = [
   { pkg: 'fonts-dejavu-core', provides: '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf' },
   // The accuracy test classifies Fashion-MNIST test images.
   { pkg: 'dataset-fashion-mnist', provides: '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz' },
-  // The out-of-distribution tests show the Fashion-MNIST model real photos: scikit-image's sample images.
+  // The out-of-distribution tests show the Fashion-MNIST model real photos, and the OCR pipeline test reads a scanned
+  // page (page.png): scikit-image's sample images.
   { pkg: 'python3-skimage', provides: '/usr/lib/python3/dist-packages/skimage/data/astronaut.png' },
   // The object detector's test finds the dog and the bicycle in darknet's sample photo.
   { pkg: 'darknet', provides: '/usr/share/darknet/data/dog.jpg' },

@@ -49,6 +49,9 @@ for (const [file, target] of [
 // The recogniser's classes: 0 is the CTC blank, then the dictionary, then the space PaddleOCR appends.
 const dictionary = (await readFile(join(assets, 'ppocr_keys_v1.txt'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/);
 const labels = ['<blank>', ...dictionary, ' '].join('\n') + '\n';
-const labelsPath = join(repository, 'ocr_recognition', 'labels.txt');
-const current = await readFile(labelsPath, 'utf8').catch(() => '');
-if (current !== labels) await writeFile(labelsPath, labels);
+// The ocr pipeline decodes the recogniser's output with the same dictionary (the labels of its output 'text').
+for (const model of ['ocr_recognition', 'ocr']) {
+  const labelsPath = join(repository, model, 'labels.txt');
+  const current = await readFile(labelsPath, 'utf8').catch(() => '');
+  if (current !== labels) await writeFile(labelsPath, labels);
+}

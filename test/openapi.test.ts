@@ -30,7 +30,7 @@ test('every route is in the document, described, with its path parameters; /docs
       assert.deepEqual(operation.parameters.map((parameter) => parameter.name), declared, `${method} ${path} declares its path parameters`);
     }
   }
-  assert.deepEqual(Object.keys(document.paths['/v2/models/{model}/infer']!.post!.requestBody!.content).sort(), ['application/json', 'application/octet-stream']);
+  assert.deepEqual(Object.keys(document.paths['/v2/models/{model}/infer']!.post!.requestBody!.content).sort(), ['application/json', 'application/octet-stream', 'image/*']);
   assert.ok(document.paths['/v2/models/{model}/classify']!.post!.requestBody!.content['multipart/form-data']);
   const page = await fetch(`${served.url}/docs/`);
   assert.equal(page.status, 200);

@@ -1,7 +1,7 @@
 /**
  * The images the README's first examples post give the answers it shows: a Fashion-MNIST sneaker
- * and bag are classified as such, and a photo of a cat is flagged out of distribution with low
- * confidence rather than passed off as a garment.
+ * and bag are classified as such, a photo of a cat is flagged out of distribution with low
+ * confidence rather than passed off as a garment, and the scanned page's lines are read.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -20,4 +20,14 @@ test('README examples: sneaker and bag are recognised, the cat is flagged out of
   const cat = await classify('cat.jpg');
   assert.equal(cat.ood?.out_of_distribution, true, 'a photo is nothing like a 28×28 garment thumbnail');
   assert.equal(cat.confidence?.low_confidence, true);
+});
+
+test('README example: the ocr pipeline reads the lines of the scanned page', async (t) => {
+  const server = await (await createServer({ modelRepository: 'models', modelControlMode: 'explicit', loadModels: ['ocr'], logger: pino({ level: 'silent' }) })).start();
+  t.after(() => server.close());
+  const response = await server.infer({ model: 'ocr', inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [await readFile('examples/images/page.png')] }] });
+  const text = (response.outputs.find((output) => output.name === 'text')!.data as Buffer[]).map(String);
+  assert.ok(text.includes('Let us first determine markers of the coins and the'), JSON.stringify(text));
+  assert.ok(text.includes('histogram of grey values:'), JSON.stringify(text));
+  assert.match(text[0]!, /^Region-based ?segmentation$/);
 });

@@ -16,7 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['server'],
   ['repository'],
   ['model'],
-  ['scheduler', 'processing', 'observability', 'monitoring'],
+  ['scheduler', 'processing', 'observability', 'monitoring', 'pipelines'],
   ['backends', 'cache'],
   ['config', 'protocol', 'onnx'],
   ['core', 'version.ts'],

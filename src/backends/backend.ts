@@ -38,6 +38,8 @@ export interface InstanceOptions {
   exposedOutputs?: readonly ExposedTensor[];
   /** How code the instance runs calls another model (a handler's context.infer): the server's inference path, given from above. */
   callModel?: ModelCall;
+  /** The labels of the outputs that name a label_filename, by output name (a handler decodes with them). */
+  labels?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** One inference request through the server's own path, as an ensemble step or a handler's call to another model is sent. */
@@ -109,6 +111,14 @@ export interface Backend {
    * allows code models (--allow-code-models), and only from files inside their version folder.
    */
   readonly runsRepositoryCode?: boolean;
+  /**
+   * The backend runs code that ships with the server, picked by the config from the backend's own
+   * table: the file it runs, instead of a model file in the version folder (which then holds none).
+   * Throws when the config names nothing in the table.
+   */
+  builtinModelPath?(config: ModelConfig): string;
+  /** Models the model's code calls, which the repository loads before it (as it loads an ensemble's steps). */
+  stepModels?(config: ModelConfig): string[];
   /** The engine carries BYTES elements only as text: each must be valid UTF-8 without a 0 byte, or it would arrive changed. */
   readonly bytesAsText?: boolean;
   /** What the model file declares, read before any instance exists, so the repository can complete the config from it. */

@@ -412,6 +412,7 @@ export class JavaScriptBackend implements Backend {
       config: completed,
       parameters: Object.fromEntries(Object.entries(config.parameters).map(([key, value]) => [key, value.string_value])),
       instance: options.index,
+      labels: Object.fromEntries([...(options.labels ?? [])].map(([name, labels]) => [name, [...labels]])),
     };
     const logger = options.logger.child({ instance: options.index });
     return JavaScriptInstance.start(spec, javascriptParameters(config), logger, options.callModel);

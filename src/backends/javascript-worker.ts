@@ -21,6 +21,8 @@ export interface HandlerSpec {
   /** The config's parameters as plain strings. */
   parameters: Record<string, string>;
   instance: number;
+  /** The labels of outputs that name a label_filename, by output name. */
+  labels: Record<string, string[]>;
 }
 
 export interface WorkerBatchRequest {
@@ -100,6 +102,7 @@ const context = Object.freeze({
   instance: spec.instance,
   config: spec.config,
   parameters: spec.parameters,
+  labels: spec.labels,
   log: Object.assign(log('info'), { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') }),
   /** Calls another model through the server (Triton's BLS): `inputs` by name, answers its outputs by name. */
   infer(model: string, inputs: Record<string, unknown>, options: { version?: string | number; outputs?: string[]; request?: object } = {}): Promise<Record<string, Tensor>> {

@@ -6,8 +6,9 @@
  * labelled outputs of one dimension are classes, labelled outputs of two are sequences, and
  * unlabelled ones are maps.
  */
-import { argmax, compareScores, type ClassScores } from './classification-metrics.js';
+import { compareScores, type ClassScores } from './classification-metrics.js';
 import { editDistance } from '../core/edit-distance.js';
+import { decodeCtc } from '../pipelines/ocr/ctc-decode.js';
 
 export { editDistance };
 
@@ -52,14 +53,7 @@ export interface AgreementReport {
 export function ctcGreedyText(output: ExampleOutput, labels: readonly string[]): string {
   const classes = output.dims[output.dims.length - 1];
   if (classes !== labels.length) throw new Error(`the output has ${classes} classes but the labels file ${labels.length}`);
-  let text = '';
-  let previous = -1;
-  for (let offset = 0; offset < output.data.length; offset += classes) {
-    const index = argmax(output.data.subarray(offset, offset + classes));
-    if (index !== 0 && index !== previous) text += labels[index];
-    previous = index;
-  }
-  return text;
+  return decodeCtc(output.data, labels).text;
 }
 
 /** Text as lines are compared: whitespace runs as one space, none at the ends (where margins make it uncertain). */

@@ -64,7 +64,7 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
   if (source.format === 'images' && !processor.takesImages) {
     throw new NereidError(
       'FAILED_PRECONDITION',
-      `model '${processor.model}' does not take images: a folder of images needs a model whose one input declares preprocess.image (give a .jsonl or .csv of tensors instead)`,
+      `model '${processor.model}' does not take images: a folder of images needs a model whose one input declares preprocess.image or is one encoded image (BYTES [1], as the ocr pipeline's) (give a .jsonl or .csv of tensors instead)`,
     );
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Turns batch-job records into calls of the Server API (`classify` for images, `infer` for
- * tensors), one record per call, and their answers into output lines. It is a front end like HTTP:
+ * tensors and for images a model takes encoded, as the ocr pipeline does), one record per call, and their answers into output lines. It is a front end like HTTP:
  * V2 JSON goes through the protocol codec, every rule about inputs stays in the core, and the
  * model's batcher (not the job) decides what runs together.
  */
@@ -68,8 +68,10 @@ export class RecordProcessor {
   readonly version: string;
   /** Rows one execution may carry: the model's max_batch_size, or 1 when it does not batch. */
   readonly maxBatchSize: number;
-  /** True when the model classifies images (its one input declares image pre-processing). */
+  /** True when the model takes images: it classifies them (its one input declares image pre-processing), or takes them encoded. */
   readonly takesImages: boolean;
+  /** The model's one input when it is one encoded image (BYTES, one element: [1], or [-1,1] batched) that the model decodes itself. */
+  private readonly encodedImageInput?: string;
   /** Requests the model holds at once before refusing more for a full queue: the most a job keeps in flight. */
   readonly admits: number;
   private readonly batched: boolean;
@@ -85,7 +87,6 @@ export class RecordProcessor {
     this.version = model.version;
     this.batched = model.batched;
     this.maxBatchSize = Math.max(1, model.config.max_batch_size);
-    this.takesImages = model.imageInputs.size === 1;
     this.admits = model.admits;
     this.inputs = metadata.inputs.map((input) => ({
       name: input.name,
@@ -93,6 +94,10 @@ export class RecordProcessor {
       shape: input.shape,
       optional: model.config.input.find((declared) => declared.name === input.name)?.optional ?? false,
     }));
+    const [only] = this.inputs;
+    const oneElement = only && describeShape(this.batched ? only.shape.slice(1) : only.shape) === '[1]';
+    if (this.inputs.length === 1 && only.datatype === 'BYTES' && oneElement && model.imageInputs.size === 0) this.encodedImageInput = only.name;
+    this.takesImages = model.imageInputs.size === 1 || this.encodedImageInput !== undefined;
   }
 
   /** For a model the server has loaded; throws the server's reason when it is not ready. */
@@ -105,7 +110,7 @@ export class RecordProcessor {
     try {
       if (record.error !== undefined) return { line: errorLine(record.id, record.error, record.passThrough), computeNs: 0 };
       const { image } = record;
-      return await this.untilAdmitted(() => (image ? this.classify(record, image) : this.infer(record)));
+      return await this.untilAdmitted(() => (image && !this.encodedImageInput ? this.classify(record, image) : this.infer(record)));
     } catch (error) {
       if (!isRecordError(error)) throw asNereidError(error);
       return { line: errorLine(record.id, asNereidError(error).message, record.passThrough), computeNs: 0 };
@@ -135,8 +140,12 @@ export class RecordProcessor {
     return { line: `${lineHead(record.id, record.passThrough)},${json.slice(1, -1)},"error":null}`, computeNs: response.timings ? computeShareNs(response.timings, rows) : 0 };
   }
 
-  /** A JSONL line or CSV row as an inference request. Throws the record's error. */
+  /** A JSONL line or CSV row (or an image, for a model that takes it encoded) as an inference request. Throws the record's error. */
   request(record: JobRecord): InferenceRequest {
+    if (record.image && this.encodedImageInput) {
+      const input: InferInput = { name: this.encodedImageInput, datatype: 'BYTES', shape: this.batched ? [1, 1] : [1], data: [record.image] };
+      return { model: this.model, version: this.options.version, inputs: [input] };
+    }
     if (record.fields) return this.fromFields(record.fields, true);
     let value: unknown;
     try {

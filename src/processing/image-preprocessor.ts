@@ -12,7 +12,7 @@ import { pixelToneProperties } from '../monitoring/input-properties.js';
 
 const SUPPORTED_TARGETS: readonly Datatype[] = ['FP32', 'FP16', 'FP64', 'UINT8'];
 /** sharp's names of the decoders clients may use: JPEG, PNG, WebP, GIF, TIFF and AVIF (heif). */
-const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
+export const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 
 export interface ImageGeometry {
   channels: number;
@@ -53,8 +53,8 @@ function formatBytes(bytes: number): string {
 }
 
 /** sharp's messages name libvips internals; say what is wrong with the client's image instead. */
-function describeDecodeError(message: string, spec: ImagePreprocessing): string {
-  if (/pixel limit/i.test(message)) return `it is larger than the limit of ${spec.max_pixels} pixels (max_pixels)`;
+export function describeDecodeError(message: string, maxPixels: number): string {
+  if (/pixel limit/i.test(message)) return `it is larger than the limit of ${maxPixels} pixels (max_pixels)`;
   if (/unsupported image format/i.test(message)) return 'it is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)';
   if (/premature end|truncated|corrupt|damaged|Read error|end of file|VipsJpeg|gifload|pngload|tiffload|webp|heif/i.test(message)) {
     return `it is truncated or corrupt (${message.split('\n')[0]})`;
@@ -140,7 +140,7 @@ export class ImagePreprocessor {
       }
       return { pixels, ...sized };
     } catch (error) {
-      throw problem(describeDecodeError((error as Error).message, this.spec));
+      throw problem(describeDecodeError((error as Error).message, this.spec.max_pixels));
     }
   }
 

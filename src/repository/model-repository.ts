@@ -419,6 +419,7 @@ export class ModelRepository {
             new Error(`model '${name}' uses backend '${backend.name}', which runs code from the model repository; the server loads such models only when started with --allow-code-models`),
           );
         }
+        await this.loadStepModels(name, checkingConfig(() => backend!.stepModels?.(config) ?? []));
       }
       const dirents = await readdir(folder, { withFileTypes: true });
       // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
@@ -451,14 +452,9 @@ export class ModelRepository {
             return;
           }
           const versionFolder = join(folder, version);
-          const filename = config.default_model_filename ?? (await this.modelFilename(backend, versionFolder));
-          // Code is read only from inside its own version folder, links included.
-          const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
-          const modelPath = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
-            const others = await otherOnnxFiles(versionFolder, filename);
-            if (others.length === 0) throw error;
-            throw new Error(`${error.message}; the folder holds ${others.join(', ')}: rename it to ${filename} or set default_model_filename: ${others[0]} in the config`);
-          });
+          const modelPath = backend.builtinModelPath
+            ? checkingConfig(() => backend!.builtinModelPath!(config))
+            : await this.modelFile(root, backend, config, versionFolder);
           const recordPath = join(versionFolder, QUANTIZATION_RECORD_FILE);
           const quantization = (await exists(recordPath))
             ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath))
@@ -510,6 +506,18 @@ export class ModelRepository {
   /** Without the server's path: a call goes straight to the version the repository serves. */
   private readonly directCall: StepCall = (request: InferenceRequest, context) => this.get(request.model, request.version).infer(request, context);
 
+  /** The version's model file: the one the config names, else the first the backend reads that the folder holds. */
+  private async modelFile(root: string, backend: Backend, config: ModelConfig, versionFolder: string): Promise<string> {
+    const filename = config.default_model_filename ?? (await this.modelFilename(backend, versionFolder));
+    // Code is read only from inside its own version folder, links included.
+    const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
+    return containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
+      const others = await otherOnnxFiles(versionFolder, filename);
+      if (others.length === 0) throw error;
+      throw new Error(`${error.message}; the folder holds ${others.join(', ')}: rename it to ${filename} or set default_model_filename: ${others[0]} in the config`);
+    });
+  }
+
   /** The first of the backend's model file names the version folder holds (the first name when it holds none, for the message). */
   private async modelFilename(backend: Backend, versionFolder: string): Promise<string> {
     const names = backend.modelFilenames ?? [backend.defaultModelFilename];
@@ -556,6 +564,16 @@ export class ModelRepository {
     await this.load(name);
   }
 
+  /** The models a model's code calls, loaded first when they are not; one that cannot load fails the model with its reason. */
+  private async loadStepModels(name: string, steps: readonly string[]): Promise<void> {
+    for (const step of steps) {
+      if (step === name) throw new ModelConfigError(new Error(`model '${name}' names itself among the models it calls`));
+      await this.ensureLoaded(step).catch((error: Error) => {
+        throw new Error(`model '${name}' calls model '${step}', which is not available: ${error.message}`, { cause: error });
+      });
+    }
+  }
+
   /** An ensemble that is, through the ensembles among its steps, one of its own steps would wait for its own load: refused, with the loop named. */
   private async checkEnsembleNesting(name: string, config: ModelConfig): Promise<void> {
     const visit = async (config: ModelConfig, path: string[]): Promise<void> => {
@@ -572,10 +590,6 @@ export class ModelRepository {
     await visit(config, [name]);
   }
 
-  /** Whether a model's config, as its files say now, makes it an ensemble (false when it cannot be read). */
-  async isEnsemble(name: string): Promise<boolean> {
-    return this.configOf(name).then(isEnsembleConfig, () => false);
-  }
 
   /**
    * With a config given, a config that does not parse, is refused or does not fit the model is the

@@ -12,7 +12,7 @@ import { repositoryFolder } from '../repository/model-repository.js';
 import { Server, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
-  /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels) and TF.js. */
+  /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels), TF.js and the built-in pipelines. */
   backends?: ServerOptions['backends'];
   /** Triton's --cache-config: 'local,size=BYTES' or 'redis,host=H,port=P'; models opt in with response_cache { enable: true }. */
   cacheConfig?: string;
@@ -39,6 +39,8 @@ export async function createServer(options: CreateServerOptions): Promise<Server
     new (await import('../backends/javascript-backend.js')).JavaScriptBackend(),
     // TF.js graph models; the engine itself loads only in an instance's worker thread.
     new (await import('../backends/tfjs-backend.js')).TfjsBackend(),
+    // Pipelines that ship with Nereid (the bundled ocr): their code is the server's, so they need no flag.
+    new (await import('../pipelines/builtin-backend.js')).BuiltinBackend(),
   ];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
   const server = new Server({ ...rest, logger, backends, responseCache });

@@ -140,8 +140,9 @@ export class Server {
   readonly poller?: RepositoryPoller;
   /** Which models are in memory: on-demand loads and unloads under the memory budget. */
   readonly residency: ModelResidency;
-  /** Loads under way of models residency does not manage (ensembles), shared by the requests waiting for them. */
+  /** Loads under way of models residency does not manage (ensembles, pipelines), shared by the requests waiting for them. */
   private readonly unmanagedLoads = new Map<string, Promise<void>>();
+  private readonly backends: readonly Backend[];
 
   constructor(options: ServerOptions) {
     const parsed = serverOptionsSchema.safeParse(options);
@@ -149,6 +150,7 @@ export class Server {
     if (!parsed.success) throw new Error(`invalid server options:\n${z.prettifyError(parsed.error)}`);
     this.options = parsed.data;
     if (options.backends.length === 0) throw new Error('a Server needs at least one backend');
+    this.backends = options.backends;
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;
     this.bodies = new ByteBudget(this.options.maxInflightBytes);
@@ -245,13 +247,9 @@ export class Server {
     const configs = new Map(await Promise.all(discovered.map(async (name) => [name, await this.repository.configOf(name).catch(() => undefined)] as const)));
     // An ensemble holds no memory of its own and is never unloaded to make room: its steps are, each
     // held by the requests that reach it. (Its load, which loads its steps, must also stay out of the
-    // one-at-a-time loads its steps go through.)
-    const ensembles = new Set(
-      discovered.filter((name) => {
-        const config = configs.get(name);
-        return config !== undefined && isEnsembleConfig(config);
-      }),
-    );
+    // one-at-a-time loads its steps go through.) A model whose code calls others (a built-in pipeline)
+    // loads its steps too, and is kept the same way.
+    const ensembles = new Set(discovered.filter((name) => this.callsOtherModels(configs.get(name))));
     const plan = this.planResidency(discovered.filter((name) => !ensembles.has(name)), configs);
     for (const [name, residency] of plan) this.residency.declare(name, residency);
     const names =
@@ -269,13 +267,25 @@ export class Server {
           await this.residency.load(name, () => this.repository.load(name)).catch(() => undefined);
         }),
       );
-    // Ensembles load after the other models, which are their steps: loading an ensemble loads any step not loaded yet, which would
-    // otherwise be loaded twice.
+    // Ensembles (and pipelines) load after the other models, which are their steps: loading one loads any step not loaded yet, which
+    // would otherwise be loaded twice.
     await loadAll(names.filter((name) => !ensembles.has(name)));
     await loadAll(names.filter((name) => ensembles.has(name)));
     this.started = true;
     this.poller?.start();
     return this;
+  }
+
+  /** An ensemble, or a model whose backend says its code calls other models (a built-in pipeline); false for a config it refuses. */
+  private callsOtherModels(config: ModelConfig | undefined): boolean {
+    if (config === undefined) return false;
+    if (isEnsembleConfig(config)) return true;
+    const backend = config.backend === undefined ? undefined : this.backends.find((candidate) => candidate.name === config.backend);
+    try {
+      return (backend?.stepModels?.(config) ?? []).length > 0;
+    } catch {
+      return false; // the load says what is wrong with it
+    }
   }
 
   get live(): boolean {
@@ -333,7 +343,7 @@ export class Server {
     const letGo = () => undefined;
     return this.repository.folderOf(name).then(
       async () => {
-        if (await this.repository.isEnsemble(name)) {
+        if (this.callsOtherModels(await this.repository.configOf(name).catch(() => undefined))) {
           await this.loadUnmanaged(name);
           return letGo;
         }

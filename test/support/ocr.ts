@@ -6,13 +6,9 @@
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { ctcGreedyText } from '../../src/eval/output-comparison.js';
+import { detectionTensor, normaliseInto, type RgbImage } from '../../src/pipelines/ocr/line-image.js';
 
-/** An 8-bit RGB image, pixels interleaved row by row (HWC). */
-export interface RgbImage {
-  data: Buffer;
-  width: number;
-  height: number;
-}
+export type { RgbImage };
 
 /** A float32 tensor in NCHW order, ready to send as the models' input `x`. */
 export interface Fp32Tensor {
@@ -63,19 +59,6 @@ async function rawRgb(pipeline: Sharp): Promise<RgbImage> {
   return { data, width: info.width, height: info.height };
 }
 
-/** PaddleOCR's normalisation, (x / 255 - 0.5) / 0.5, from HWC uint8 to CHW float32 written into `out` at column offset 0. */
-export function normaliseInto(image: RgbImage, out: Float32Array, outWidth: number): void {
-  const { data, width, height } = image;
-  const plane = height * outWidth;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const source = (y * width + x) * 3;
-      const target = y * outWidth + x;
-      for (let c = 0; c < 3; c++) out[c * plane + target] = (data[source + c] / 255 - 0.5) / 0.5;
-    }
-  }
-}
-
 /** The whole image normalised as one NCHW tensor [1, 3, height, width]. */
 export function normalise(image: RgbImage): Fp32Tensor {
   const data = new Float32Array(3 * image.height * image.width);
@@ -102,10 +85,6 @@ export async function directionInput(image: RgbImage, height = 48, width = 192):
   return { data, shape: [1, 3, height, width] };
 }
 
-/** PaddleOCR's detector normalisation (ImageNet's mean and std), per RGB channel. */
-const DETECTION_MEAN = [0.485, 0.456, 0.406];
-const DETECTION_STD = [0.229, 0.224, 0.225];
-
 /** Detector input: text lines stacked on white, padded to sides that are multiples of 32, normalised, NCHW [1, 3, H, W]. */
 export async function detectionInput(lines: readonly RgbImage[]): Promise<Fp32Tensor> {
   const width = Math.ceil(Math.max(...lines.map((line) => line.width)) / 32) * 32;
@@ -117,12 +96,7 @@ export async function detectionInput(lines: readonly RgbImage[]): Promise<Fp32Te
     return placed;
   });
   const data = await sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(composite).raw().toBuffer();
-  const plane = width * height;
-  const tensor = new Float32Array(3 * plane);
-  for (let pixel = 0; pixel < plane; pixel++) {
-    for (let c = 0; c < 3; c++) tensor[c * plane + pixel] = (data[pixel * 3 + c] / 255 - DETECTION_MEAN[c]) / DETECTION_STD[c];
-  }
-  return { data: tensor, shape: [1, 3, height, width] };
+  return { data: detectionTensor({ data, width, height }), shape: [1, 3, height, width] };
 }
 
 /** A batch-job JSONL record of the models' input `x` in V2 form, with an optional label; values rounded to what 8-bit pixels need. */

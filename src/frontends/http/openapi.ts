@@ -78,6 +78,7 @@ const REQUEST_BODIES: Record<Body, object> = {
     content: {
       'application/json': { schema: { $ref: '#/components/schemas/InferenceRequest' } },
       'application/octet-stream': { schema: { type: 'string', format: 'binary' }, description: 'JSON header then binary tensors, or one raw input with Inference-Header-Content-Length: 0' },
+      'image/*': { schema: { type: 'string', format: 'binary' }, description: 'one encoded image, for a model whose one input is BYTES (the ocr pipeline); answered in JSON' },
     },
   },
   image: {

@@ -12,7 +12,7 @@ import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError, retryAfterSeconds } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
-import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson } from '../../protocol/v2-json.js';
+import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import type { Server } from '../../server/server.js';
 import { admitFromHeaders, streamBodies } from './body-admission.js';
@@ -180,6 +180,17 @@ export function dashboardAddress(app: FastifyInstance): string | undefined {
 /** Each front end's OpenAPI document and the routes it could not document, for tests and tools. */
 export const openApiDocuments = new WeakMap<FastifyInstance, ServedOpenApi>();
 
+/** An image body is one encoded image: only for a model whose one input takes it as BYTES (others decode images with /classify). */
+function imageInputModel(model: RawInputModel, name: string, imageBody: boolean): RawInputModel {
+  const [input, ...others] = model.inputs;
+  if (imageBody && (others.length > 0 || input?.datatype !== 'BYTES')) {
+    throw invalidArgument(
+      `an image body (Content-Type image/*) is for models whose one input is an encoded image (BYTES); '${name}' takes ${model.inputs.map((tensor) => `${tensor.name} ${tensor.datatype}`).join(', ')}: send V2 JSON, or the image to /v2/models/${name}/classify when the model declares image pre-processing`,
+    );
+  }
+  return model;
+}
+
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
   const settings = httpFrontEndOptionsSchema.parse(options);
   const maxBodyBytes = settings.maxBodyBytes;
@@ -323,9 +334,11 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
       const { model, version } = request.params;
       // Triton's raw binary request: no JSON header at all, the body is the model's one input; the answer comes back binary.
+      // Nereid's image body (Content-Type image/*) is the same for a model whose one input is an encoded image, answered in JSON.
+      const imageBody = requestHeaderLength === undefined && /^image\//i.test(request.headers['content-type'] ?? '');
       const { request: inference, binaryOutputByDefault } =
-        requestHeaderLength === '0'
-          ? { request: decodeRawInferRequest(body, server.rawInputModel(model, version), model, version), binaryOutputByDefault: true }
+        requestHeaderLength === '0' || imageBody
+          ? { request: decodeRawInferRequest(body, imageInputModel(server.rawInputModel(model, version), model, imageBody), model, version), binaryOutputByDefault: !imageBody }
           : decodeInferRequest(body, requestHeaderLength, model, version);
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);

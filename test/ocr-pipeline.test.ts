@@ -1,0 +1,280 @@
+/**
+ * The bundled OCR pipeline (`ocr`) end to end: a real server on `models/` started in explicit mode
+ * with only `ocr` named (its three step models load with it), the HTTP front end, real ONNX
+ * Runtime. Photos go in as Triton's raw binary request (the body is the one BYTES element): pages
+ * of rendered lines, on white, upside down and on a noisy background, read with character accuracy
+ * of 95 % or better, and a large JPEG of a page turned 8°; a scanned book page from scikit-image; a blank image gives no lines; a body
+ * that is no image, or one too large, is a 400 that says so. The step models' statistics show the
+ * lines going through their batchers, and a batch job over a folder writes each file's text.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import sharp from 'sharp';
+import { editDistance } from '../src/core/edit-distance.js';
+import { normaliseText } from '../src/eval/output-comparison.js';
+import { createHttpFrontEnd } from '../src/frontends/http/v2-http.js';
+import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { Tracing } from '../src/observability/tracing.js';
+import { createServer } from '../src/server/create-server.js';
+import type { Server } from '../src/server/server.js';
+import { decodeBytesTensor, decodeInferResponse, INFERENCE_HEADER, renderTextLine } from './support/ocr.js';
+
+const MODELS = fileURLToPath(new URL('../models', import.meta.url));
+const SKIMAGE = '/usr/lib/python3/dist-packages/skimage/data';
+
+const PAGE = ['Nereid reads photos of text', 'Each line comes back with its box', 'KServe V2 and Triton clients 2026'];
+const NOISY = ['Speckles do not hide the words', 'Grey noise behind 42 letters'];
+
+const spans = new InMemorySpanExporter();
+const tracing = new Tracing({ exporter: spans, processor: 'simple' });
+let server: Server;
+let app: FastifyInstance;
+let base: string;
+
+interface OcrAnswer {
+  status: number;
+  error?: string;
+  text: string[];
+  boxes: number[][][];
+  scores: number[];
+  timings: Record<string, number>;
+}
+
+/** POSTs one encoded image as the body (Content-Type image/*) and reads the JSON answer. */
+async function ocr(image: Buffer | Uint8Array): Promise<OcrAnswer> {
+  const response = await fetch(`${base}/v2/models/ocr/infer`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(image) });
+  const body = (await response.json()) as { error?: string; outputs?: { name: string; shape: number[]; data: unknown[] }[] };
+  if (!body.outputs) return { status: response.status, error: body.error, text: [], boxes: [], scores: [], timings: {} };
+  const output = (name: string) => body.outputs!.find((candidate) => candidate.name === name)!;
+  const corners = output('boxes').data as number[];
+  const boxes = Array.from({ length: output('boxes').shape[0] }, (_, line) => Array.from({ length: 4 }, (_, corner) => corners.slice(line * 8 + corner * 2, line * 8 + corner * 2 + 2)));
+  return {
+    status: response.status,
+    text: output('text').data as string[],
+    boxes,
+    scores: output('scores').data as number[],
+    timings: JSON.parse((output('timings').data as string[])[0]) as Record<string, number>,
+  };
+}
+
+/** 1 - edits / expected characters, over the lines joined (whitespace normalised). */
+function characterAccuracy(read: readonly string[], expected: readonly string[]): number {
+  const want = expected.map(normaliseText).join('\n');
+  const got = read.map(normaliseText).join('\n');
+  return 1 - editDistance(want, got) / [...want].length;
+}
+
+/** A deterministic pseudo-random sequence (mulberry32), so the noisy page is the same every run. */
+function random(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Lines rendered black on white, stacked with gaps on a page (white, or light grey noise), as PNG. */
+async function renderPage(lines: readonly string[], options: { noise?: boolean; rotate?: number } = {}): Promise<Buffer> {
+  const rendered = await Promise.all(lines.map((line) => renderTextLine(line, { margin: 4 })));
+  const width = Math.max(...rendered.map((line) => line.width)) + 80;
+  const gap = 30;
+  const height = rendered.reduce((sum, line) => sum + line.height + gap, gap) + 20;
+  let top = gap;
+  const placed = rendered.map((line) => {
+    const at = { input: line.data, raw: { width: line.width, height: line.height, channels: 3 as const }, top, left: 40, blend: 'multiply' as const };
+    top += line.height + gap;
+    return at;
+  });
+  const next = random(18);
+  const background = Buffer.alloc(width * height * 3, 255);
+  if (options.noise) for (let index = 0; index < background.length; index++) background[index] = 150 + Math.floor(next() * 106);
+  const page = await sharp(background, { raw: { width, height, channels: 3 } }).composite(placed).png().toBuffer();
+  return options.rotate ? sharp(page).rotate(options.rotate).png().toBuffer() : page;
+}
+
+describe('the bundled OCR pipeline', () => {
+  before(async () => {
+    server = await (
+      await createServer({ modelRepository: MODELS, modelControlMode: 'explicit', loadModels: ['ocr'], observers: [tracing.observer], logger: pino({ level: 'silent' }) })
+    ).start();
+    app = createHttpFrontEnd(server);
+    base = await app.listen({ host: '127.0.0.1', port: 0 });
+  });
+
+  after(async () => {
+    await app?.close();
+    await server?.close();
+    await tracing.shutdown();
+  });
+
+  it('loads without --allow-code-models, its three step models with it', async () => {
+    for (const model of ['ocr', 'ocr_detection', 'ocr_direction', 'ocr_recognition']) {
+      const response = await fetch(`${base}/v2/models/${model}/ready`);
+      assert.equal(response.status, 200, `${model}: ${await response.text()}`);
+    }
+    const metadata = (await (await fetch(`${base}/v2/models/ocr`)).json()) as { inputs: unknown[]; outputs: unknown[] };
+    assert.deepEqual(metadata.inputs, [{ name: 'image', datatype: 'BYTES', shape: [1] }]);
+    assert.deepEqual(metadata.outputs, [
+      { name: 'text', datatype: 'BYTES', shape: [-1] },
+      { name: 'boxes', datatype: 'FP32', shape: [-1, 4, 2] },
+      { name: 'scores', datatype: 'FP32', shape: [-1] },
+      { name: 'timings', datatype: 'BYTES', shape: [1] },
+    ]);
+  });
+
+  it('reads several lines of a page in order, each with a box around it and a confidence', async () => {
+    const page = await renderPage(PAGE);
+    const { width, height } = await sharp(page).metadata();
+    const answer = await ocr(page);
+    assert.equal(answer.status, 200, answer.error);
+    assert.equal(answer.text.length, PAGE.length, JSON.stringify(answer.text));
+    const accuracy = characterAccuracy(answer.text, PAGE);
+    assert.ok(accuracy >= 0.95, `character accuracy ${accuracy}: ${JSON.stringify(answer.text)}`);
+    for (const [line, box] of answer.boxes.entries()) {
+      const [topLeft, topRight, bottomRight, bottomLeft] = box;
+      assert.ok(topLeft[0] < topRight[0] && bottomLeft[0] < bottomRight[0] && topLeft[1] < bottomLeft[1], `box ${line} is clockwise from the top-left: ${JSON.stringify(box)}`);
+      for (const [x, y] of box) assert.ok(x >= 0 && x < width! && y >= 0 && y < height!, `corner ${x},${y} is inside the ${width}×${height} image`);
+      if (line > 0) assert.ok(topLeft[1] > answer.boxes[line - 1][0][1], 'lines come top to bottom');
+    }
+    for (const score of answer.scores) assert.ok(score > 0.5 && score <= 1, `score ${score}`);
+    for (const phase of ['decode_ms', 'detection_ms', 'boxes_ms', 'crop_ms', 'direction_ms', 'recognition_ms', 'total_ms']) {
+      assert.equal(typeof answer.timings[phase], 'number', `timings has ${phase}: ${JSON.stringify(answer.timings)}`);
+    }
+    assert.ok(answer.timings.total_ms >= answer.timings.recognition_ms);
+  });
+
+  it('reads a page turned upside down: each line is turned back, and the lines come in the order they now stand', async () => {
+    const answer = await ocr(await renderPage(PAGE.slice(0, 2), { rotate: 180 }));
+    assert.equal(answer.status, 200, answer.error);
+    const accuracy = characterAccuracy(answer.text, PAGE.slice(0, 2).reverse());
+    assert.ok(accuracy >= 0.95, `character accuracy ${accuracy}: ${JSON.stringify(answer.text)}`);
+  });
+
+  it('reads a large JPEG of the page turned 8°: the boxes turn with the lines, and each is straightened before it is read', async () => {
+    const turned = await sharp(await renderPage(PAGE)).rotate(8, { background: '#ffffff' }).png().toBuffer();
+    const photo = await sharp(turned).resize({ width: 3000 }).jpeg({ quality: 85 }).toBuffer();
+    const answer = await ocr(photo);
+    assert.equal(answer.status, 200, answer.error);
+    const accuracy = characterAccuracy(answer.text, PAGE);
+    assert.ok(accuracy >= 0.95, `character accuracy ${accuracy}: ${JSON.stringify(answer.text)}`);
+    // Turned clockwise, a line's right end stands lower than its left.
+    for (const [topLeft, topRight] of answer.boxes) assert.ok(topRight[1] - topLeft[1] > 0.1 * (topRight[0] - topLeft[0]), JSON.stringify(answer.boxes));
+  });
+
+  it('reads lines on a noisy background', async () => {
+    const answer = await ocr(await renderPage(NOISY, { noise: true }));
+    assert.equal(answer.status, 200, answer.error);
+    const accuracy = characterAccuracy(answer.text, NOISY);
+    assert.ok(accuracy >= 0.95, `character accuracy ${accuracy}: ${JSON.stringify(answer.text)}`);
+  });
+
+  it('reads a scanned book page (scikit-image page.png)', async () => {
+    const answer = await ocr(await readFile(`${SKIMAGE}/page.png`));
+    assert.equal(answer.status, 200, answer.error);
+    const words = answer.text.join(' ');
+    // Words checked by looking at the scan.
+    for (const word of ['Region-based', 'segmentation', 'Let us first determine markers of the coins and the', 'histogram of grey values']) assert.match(words, new RegExp(word), `"${word}" in ${JSON.stringify(answer.text)}`);
+  });
+
+  it("Triton's raw binary request (the body is the image, Inference-Header-Content-Length: 0) is answered in binary", async () => {
+    const response = await fetch(`${base}/v2/models/ocr/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', [INFERENCE_HEADER]: '0' },
+      body: new Uint8Array(await renderPage(PAGE.slice(0, 1))),
+    });
+    assert.equal(response.status, 200);
+    const decoded = decodeInferResponse(Buffer.from(await response.arrayBuffer()), response.headers.get(INFERENCE_HEADER));
+    const text = decodeBytesTensor(decoded.outputs.find((output) => output.name === 'text')!.bytes!);
+    assert.ok(characterAccuracy(text, PAGE.slice(0, 1)) >= 0.95, JSON.stringify(text));
+  });
+
+  it("with a traceparent, each step model's request joins the client's trace with its own span", async () => {
+    const traceId = '0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c';
+    const clientSpan = 'c1c1c1c1c1c1c1c1';
+    const response = await fetch(`${base}/v2/models/ocr/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png', traceparent: `00-${traceId}-${clientSpan}-01` },
+      body: new Uint8Array(await renderPage(PAGE.slice(0, 2))),
+    });
+    assert.equal(response.status, 200);
+    const traced = spans.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+    const count = (name: string) => traced.filter((span) => span.name === name && span.parentSpanContext?.spanId === clientSpan).length;
+    assert.deepEqual(
+      ['ocr', 'ocr_detection', 'ocr_direction', 'ocr_recognition'].map((model) => count(`infer ${model}`)),
+      [1, 1, 2, 2],
+      traced.map((span) => span.name).join(', '),
+    );
+  });
+
+  it('a blank image has no lines', async () => {
+    const blank = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#ffffff' } }).jpeg().toBuffer();
+    const answer = await ocr(blank);
+    assert.equal(answer.status, 200, answer.error);
+    assert.deepEqual(answer.text, []);
+    assert.deepEqual(answer.boxes, []);
+    assert.deepEqual(answer.scores, []);
+  });
+
+  it('a body that is no image, an empty one and one of too many pixels are 400s that say what was expected', async () => {
+    const garbage = await ocr(Buffer.from('this is not a photo'));
+    assert.equal(garbage.status, 400);
+    assert.match(garbage.error!, /input 'image' must be one encoded image, but it is not an image in a supported format \(JPEG, PNG/);
+    const empty = await ocr(Buffer.alloc(0));
+    assert.equal(empty.status, 400);
+    const huge = await ocr(await sharp({ create: { width: 6500, height: 6500, channels: 3, background: '#ffffff' } }).png().toBuffer());
+    assert.equal(huge.status, 400, huge.error);
+    assert.match(huge.error!, /40000000 .*max_pixels/);
+  });
+
+  it('the step models count the calls, and the recogniser batched lines together', async () => {
+    const stats = async (model: string) =>
+      ((await (await fetch(`${base}/v2/models/${model}/stats`)).json()) as { model_stats: { inference_count: number; execution_count: number }[] }).model_stats[0];
+    const ocrStats = await stats('ocr');
+    const detection = await stats('ocr_detection');
+    const recognition = await stats('ocr_recognition');
+    assert.ok(ocrStats.inference_count >= 5, JSON.stringify(ocrStats));
+    // Every image that decoded went through the detector once.
+    assert.ok(detection.inference_count >= 5 && detection.inference_count <= ocrStats.inference_count, JSON.stringify(detection));
+    assert.ok(recognition.inference_count >= PAGE.length + 2 + NOISY.length, JSON.stringify(recognition));
+    assert.ok(recognition.execution_count < recognition.inference_count, `lines shared executions: ${JSON.stringify(recognition)}`);
+  });
+
+  it('nereid batch over a folder of photos writes each file\'s text', async (t) => {
+    const folder = await mkdtemp(join(tmpdir(), 'nereid-ocr-batch-'));
+    t.after(() => rm(folder, { recursive: true, force: true }));
+    await mkdir(join(folder, 'photos'));
+    await writeFile(join(folder, 'photos', 'page.png'), await renderPage(PAGE.slice(0, 1)));
+    await writeFile(join(folder, 'photos', 'broken.jpg'), 'not a jpeg');
+    const output = join(folder, 'text.jsonl');
+    const summary = await runLocalBatchJob({ model: 'ocr', input: join(folder, 'photos'), output, server, progress: 'none', logger: pino({ level: 'silent' }) });
+    assert.equal(summary.records, 2);
+    assert.equal(summary.failed, 1);
+    const lines = (await readFile(output, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { id: string; outputs?: { name: string; data: unknown[] }[]; error: string | null });
+    const page = lines.find((line) => line.id === 'page.png')!;
+    assert.equal(page.error, null);
+    const text = page.outputs!.find((output) => output.name === 'text')!.data as string[];
+    assert.ok(characterAccuracy(text, PAGE.slice(0, 1)) >= 0.95, JSON.stringify(text));
+    assert.match(lines.find((line) => line.id === 'broken.jpg')!.error!, /input 'image' must be one encoded image/);
+  });
+});
+
+describe('the OCR pipeline with --model-control-mode on_demand and a memory budget', () => {
+  it('loads on its first request, its step models with it, and answers it', async (t) => {
+    const onDemand = await (await createServer({ modelRepository: MODELS, modelControlMode: 'on_demand', modelMemoryBudget: '4GiB', logger: pino({ level: 'silent' }) })).start();
+    t.after(() => onDemand.close());
+    assert.equal(onDemand.modelReady('ocr'), false);
+    const response = await onDemand.infer({ model: 'ocr', inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [await renderPage(PAGE.slice(0, 1))] }] });
+    const text = (response.outputs.find((output) => output.name === 'text')!.data as Buffer[]).map(String);
+    assert.ok(characterAccuracy(text, PAGE.slice(0, 1)) >= 0.95, JSON.stringify(text));
+    for (const model of ['ocr_detection', 'ocr_direction', 'ocr_recognition']) assert.equal(onDemand.modelReady(model), true, model);
+  });
+});
