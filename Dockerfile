@@ -6,7 +6,8 @@
 # --- build: dev dependencies, TypeScript compile, bundled models ---
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-# onnxruntime-node's install script would otherwise fetch CUDA binaries the CPU image never loads (as .npmrc says).
+# onnxruntime-node's install script would otherwise fetch CUDA binaries the CPU image never loads (.npmrc already skips
+# every dependency install script; this says so for that one even if .npmrc changes).
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund

@@ -23,6 +23,7 @@ import { redisConnection } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
 import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
+import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema } from './server/server.js';
@@ -163,7 +164,7 @@ const program = new Command('nereid').description('Model inference server and to
 program
   .command('serve')
   .description('serve the models of a repository over HTTP and gRPC (KServe Open Inference Protocol V2)')
-  .requiredOption('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx)')
+  .option('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx); default: the example repository that ships with Nereid')
   .option('--host <address>', 'address to bind; use 0.0.0.0 to accept connections from other machines', '127.0.0.1')
   .option('--http-port <port>', 'HTTP port (0 picks a free one)', integer(0), 8000)
   .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", integer(0), 8001)
@@ -273,11 +274,13 @@ program
         : undefined;
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
     const metricsListener = metrics && flags.allowMetrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
+    const modelRepository: string = flags.modelRepository ?? BUNDLED_REPOSITORY;
+    if (await isBundledRepository(modelRepository)) await prepareBundledRepository(logger);
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),
       traceSettings: tracing?.settings,
-      modelRepository: flags.modelRepository,
+      modelRepository,
       modelControlMode: flags.modelControlMode,
       repositoryPollSecs: flags.repositoryPollSecs,
       loadModels: flags.loadModel,

@@ -39,7 +39,11 @@ export function spawnCli(args: string[]): ChildProcess {
 
 /** Starts `nereid serve` on an ephemeral HTTP port (gRPC off unless the flags say) and waits for its "server ready" line. */
 export async function serveChild(repo: string, flags: string[]): Promise<ServedChild> {
-  const child = spawnCli(['serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', ...flags]);
+  return servedBy(spawnCli(['serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', ...flags]));
+}
+
+/** Watches a `nereid serve` child, this checkout's or an installed package's, until its "server ready" line. */
+export async function servedBy(child: ChildProcess): Promise<ServedChild> {
   let output = '';
   const watchers = new Set<() => void>();
   const collect = (chunk: Buffer) => {

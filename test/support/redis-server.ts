@@ -33,7 +33,7 @@ export function redisServerBinary(): string {
   }
   throw new Error(
     'redis-server is not installed (looked on PATH and at /usr/bin/redis-server). The Redis cache tests need a real one: ' +
-      'run `npm test` (its pretest installs it via scripts/ensure-system-deps.mjs) or `sudo apt-get install -y redis-server`.',
+      'run `npm test` (it installs it first, via scripts/ensure-system-deps.mjs) or `sudo apt-get install -y redis-server`.',
   );
 }
 
