@@ -568,7 +568,7 @@ function showAnswer(target, overlay, model, answer, size, elapsed) {
   const title = html`<h2>${model} v${answer.model_version}</h2>`;
   if (kind === 'detections' || kind === 'text') {
     const shapes = kind === 'detections' ? detectionShapes(answer) : textShapes(answer);
-    drawShapes(overlay, shapes, size);
+    drawShapes(overlay, shapes, size, { numbered: kind === 'text' });
     return render(
       target,
       html`${title}

@@ -66,8 +66,10 @@ const element = (name, attributes, text) => {
 /**
  * Draws `shapes` into `svg` over an image of `width` × `height` pixels: an outline per shape and its
  * label above it (inside the image when the shape touches the top). Series colours repeat per label.
+ * `numbered` captions each shape with its number in the list beside the image instead, at its left:
+ * lines of text lie close together, and a caption above one would hide the line before it.
  */
-export function drawShapes(svg, shapes, { width, height }) {
+export function drawShapes(svg, shapes, { width, height }, { numbered = false } = {}) {
   svg.replaceChildren();
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   svg.setAttribute('preserveAspectRatio', 'xMidYMid meet');
@@ -89,12 +91,14 @@ export function drawShapes(svg, shapes, { width, height }) {
       }),
     );
     const [x, y] = shape.points[0];
-    const caption = shape.score === undefined ? shape.label : `${shape.label} ${(shape.score * 100).toFixed(0)}%`;
-    const above = y - fontSize * 1.3 >= 0;
-    const top = above ? y - fontSize * 1.3 : y;
+    const caption = numbered ? String(index + 1) : shape.score === undefined ? shape.label : `${shape.label} ${(shape.score * 100).toFixed(0)}%`;
     // A background sized from the caption's length: measuring text would need the SVG laid out first.
-    group.append(element('rect', { x, y: top, width: caption.length * fontSize * 0.6 + fontSize * 0.5, height: fontSize * 1.3, fill: colour, opacity: 0.85 }));
-    group.append(element('text', { x: x + fontSize * 0.25, y: top + fontSize, 'font-size': fontSize, fill: '#fff' }, caption));
+    const tagWidth = caption.length * fontSize * 0.6 + fontSize * 0.5;
+    const [left, top] = numbered
+      ? [x - tagWidth >= 0 ? x - tagWidth : x, y]
+      : [x, y - fontSize * 1.3 >= 0 ? y - fontSize * 1.3 : y];
+    group.append(element('rect', { x: left, y: top, width: tagWidth, height: fontSize * 1.3, fill: colour, opacity: 0.85 }));
+    group.append(element('text', { x: left + fontSize * 0.25, y: top + fontSize, 'font-size': fontSize, fill: '#fff' }, caption));
     svg.append(group);
   });
 }
