@@ -5,7 +5,8 @@
  * client makes, through POST /v2/models/object_detection/detect.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -161,4 +162,27 @@ describe('POST /v2/models/object_detection/detect', () => {
     // The first row is the best: a cat (class 15), its box in the model's 512×512 input pixels.
     assert.equal(detections.data?.[5], 15);
   });
+});
+
+test('/detect without a version follows the model\'s traffic policy; a named version is honoured', async () => {
+  // The bundled detector twice, with a policy that sends every unversioned request to the older version.
+  const config = `${await readFile(`${MODELS}/object_detection/config.yaml`, 'utf8')}version_policy: { all: {} }\ntraffic: { weights: { "1": 1 } }\ninstance_group: [{ count: 1 }]\n`;
+  const canary = await startTestServer({
+    models: async (repo) => {
+      for (const version of ['1', '2']) await cp(`${MODELS}/object_detection/1`, join(repo, 'detector', version), { recursive: true });
+      await writeFile(join(repo, 'detector', 'config.yaml'), config);
+      await cp(`${MODELS}/object_detection/labels.txt`, join(repo, 'detector', 'labels.txt'));
+    },
+  });
+  try {
+    const post = async (path: string) => {
+      const response = await fetch(`${canary.url}${path}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(await readFile(CHELSEA)) });
+      assert.equal(response.status, 200);
+      return (await response.json()) as DetectAnswer;
+    };
+    assert.equal((await post('/v2/models/detector/detect')).model_version, '1');
+    assert.equal((await post('/v2/models/detector/versions/2/detect')).model_version, '2');
+  } finally {
+    await canary.close();
+  }
 });

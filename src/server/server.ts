@@ -452,12 +452,12 @@ export class Server {
     }
   }
 
-  /** Photos in, labelled boxes out, for a detector (see detectObjects); `query` holds threshold, max_detections, iou_threshold. */
+  /** Photos in, labelled boxes out, for a detector (see detectObjects); `query` holds threshold, max_detections, iou_threshold. Versions are drawn by the traffic policy, as for infer. */
   async detect(name: string, images: readonly Buffer[], options: { version?: string; query?: unknown } = {}, context: RequestContext = {}) {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     const release = await this.hold(name);
     try {
-      const model = this.model(name, options.version);
+      const model = this.routed({ model: name, version: options.version });
       return { model: model.name, version: model.version, ...(await detectObjects(model, images, options.query, context)) };
     } finally {
       release?.();
