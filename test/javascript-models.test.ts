@@ -81,6 +81,24 @@ export function execute(requests) {
 }
 `;
 
+/** Keeps its core busy for 300 ms, then echoes IN. */
+const BUSY = `
+export function execute(requests) {
+  const until = performance.now() + 300;
+  while (performance.now() < until) {}
+  return requests.map((request) => ({ OUT: request.inputs.IN }));
+}
+`;
+
+/** Only waits on another model: context.infer('busy'). */
+const WAITER = `
+let context;
+export function initialize(given) { context = given; }
+export async function execute(requests) {
+  return Promise.all(requests.map(async (request) => ({ OUT: (await context.infer('busy', { IN: request.inputs.IN })).OUT })));
+}
+`;
+
 const BATCHED = (preferred: number) => `
 max_batch_size: 8
 input [ ${FP32_4('IN')} ]
@@ -94,6 +112,9 @@ async function writeModels(repoDir: string): Promise<void> {
   await writeHandler(repoDir, 'double', BATCHED(4), DOUBLE);
   await writeHandler(repoDir, 'combine', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, COMBINE);
   await writeHandler(repoDir, 'picky', BATCHED(3), PICKY, 'model.js');
+  const echo4 = `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`;
+  await writeHandler(repoDir, 'busy', echo4, BUSY);
+  await writeHandler(repoDir, 'waiter', echo4, WAITER);
   await writeHandler(repoDir, 'upper', `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]\n`, UPPER);
   await writeHandler(
     repoDir,
@@ -161,6 +182,15 @@ describe('javascript handler models with --allow-code-models', () => {
     assert.equal(stats.inference_count, 4);
     assert.equal(stats.execution_count, 1, 'four requests, one execution');
     assert.equal(stats.inference_stats.success.count, 4);
+  });
+
+  test("a handler's compute time leaves out its wait on the models it calls, which count their own", async () => {
+    const answer = await infer(served.url, 'waiter', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] }] });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const busy = (await statistics(served.url, 'busy')).inference_stats.compute_infer.ns;
+    const waiter = (await statistics(served.url, 'waiter')).inference_stats.compute_infer.ns;
+    assert.ok(busy >= 300e6, `busy computed ${busy} ns`);
+    assert.ok(waiter < busy / 2, `the waiter's compute (${waiter} ns) must not hold busy's (${busy} ns) a second time`);
   });
 
   test('a handler calls two ONNX models through context.infer and combines their answers (BLS)', async () => {

@@ -92,6 +92,15 @@ const post = (reply: HandlerWorkerReply, transfer: ArrayBuffer[] = []) => port.p
 const origins = new WeakMap<object, { batch: number; index: number }>();
 const calls = new Map<number, { resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
 let nextCall = 0;
+/**
+ * Time spent with at least one context.infer call awaiting its answer. A handler's compute time
+ * leaves it out: the models it calls count their own compute, and a pipeline waiting on them uses
+ * no core (otherwise the ocr pipeline's cost would count its steps' time a second time).
+ */
+let callsAwaited = 0;
+let awaitingSince = 0;
+let awaitedMs = 0;
+const awaitedUntilNow = () => awaitedMs + (callsAwaited > 0 ? performance.now() - awaitingSince : 0);
 
 const log = (level: 'debug' | 'info' | 'warn' | 'error') => (...parts: unknown[]) =>
   post({ type: 'log', level, message: parts.map((part) => (typeof part === 'string' ? part : JSON.stringify(part))).join(' ') });
@@ -117,6 +126,7 @@ const context = Object.freeze({
       // The call is made for `request` (one execute() was given): it carries that request's trace and deadline.
       const origin = options.request === undefined ? undefined : origins.get(options.request);
       if (options.request !== undefined && !origin) throw new Error(`context.infer('${model}'): options.request must be one of the requests execute() was given`);
+      if (callsAwaited++ === 0) awaitingSince = performance.now();
       post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, origin });
     });
   },
@@ -124,6 +134,8 @@ const context = Object.freeze({
 
 async function executeBatch(handler: Handler, id: number, requests: WorkerBatchRequest[]): Promise<void> {
   const started = performance.now();
+  const awaitedBefore = awaitedUntilNow();
+  const ownNs = () => (performance.now() - started - (awaitedUntilNow() - awaitedBefore)) * 1e6;
   const given = requests.map((request, index) => {
     const handed = { inputs: withBuffers(request.inputs), parameters: request.parameters, outputs: request.outputNames };
     origins.set(handed, { batch: id, index });
@@ -133,15 +145,15 @@ async function executeBatch(handler: Handler, id: number, requests: WorkerBatchR
   try {
     answers = await handler.execute(given);
   } catch (error) {
-    return post({ type: 'result', id, computeNs: (performance.now() - started) * 1e6, error: failureOf(error) });
+    return post({ type: 'result', id, computeNs: ownNs(), error: failureOf(error) });
   }
   if (!Array.isArray(answers) || answers.length !== requests.length) {
     const got = Array.isArray(answers) ? `${answers.length} answers` : String(answers);
-    return post({ type: 'result', id, computeNs: (performance.now() - started) * 1e6, error: { message: `execute() must return one answer per request (an array of ${requests.length}), got ${got}` } });
+    return post({ type: 'result', id, computeNs: ownNs(), error: { message: `execute() must return one answer per request (an array of ${requests.length}), got ${got}` } });
   }
   // An answer may be a promise (execute mapped its requests through an async function): one that rejects fails its request alone.
   const settled = await Promise.allSettled(answers);
-  const computeNs = (performance.now() - started) * 1e6;
+  const computeNs = ownNs();
   const replies: WorkerAnswer[] = settled.map((outcome, index) => {
     try {
       if (outcome.status === 'rejected') throw outcome.reason;
@@ -175,6 +187,7 @@ try {
       const waiting = calls.get(message.call);
       if (!waiting) return;
       calls.delete(message.call);
+      if (--callsAwaited === 0) awaitedMs += performance.now() - awaitingSince;
       if (message.error) waiting.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
       else waiting.resolve(withBuffers(message.outputs!));
     } else if (message.type === 'finalize') {
