@@ -184,13 +184,18 @@ describe('javascript handler models with --allow-code-models', () => {
     assert.equal(stats.inference_stats.success.count, 4);
   });
 
-  test("a handler's compute time leaves out its wait on the models it calls, which count their own", async () => {
+  test("a handler's compute time leaves out its wait on the models it calls; its cost adds what they computed for it", async () => {
     const answer = await infer(served.url, 'waiter', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] }] });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     const busy = (await statistics(served.url, 'busy')).inference_stats.compute_infer.ns;
     const waiter = (await statistics(served.url, 'waiter')).inference_stats.compute_infer.ns;
     assert.ok(busy >= 300e6, `busy computed ${busy} ns`);
     assert.ok(waiter < busy / 2, `the waiter's compute (${waiter} ns) must not hold busy's (${busy} ns) a second time`);
+    // Its cost is its own compute and what it had busy compute for it, as an ensemble's is its steps'.
+    const busyCost = (await statistics(served.url, 'busy')).cost.compute_seconds;
+    const waiterCost = (await statistics(served.url, 'waiter')).cost.compute_seconds;
+    assert.ok(busyCost >= 0.3, `busy cost ${busyCost} core-seconds`);
+    assert.ok(waiterCost >= busyCost && waiterCost - busyCost < busyCost / 2, `the waiter's cost (${waiterCost}) is busy's (${busyCost}) and its own`);
   });
 
   test('a handler calls two ONNX models through context.infer and combines their answers (BLS)', async () => {

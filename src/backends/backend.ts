@@ -59,6 +59,8 @@ export interface RequestAnswers {
   answers: (Record<string, Tensor> | Error)[];
   /** How long the engine itself computed the batch, as COMPUTE_NS says for run(). */
   computeNs?: number;
+  /** Core-seconds the models the batch called (a handler's context.infer) computed for it: part of its cost. */
+  calledCoreSeconds?: number;
 }
 
 /**

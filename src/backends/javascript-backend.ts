@@ -98,6 +98,8 @@ export class JavaScriptInstance implements BackendInstance {
   private current: Promise<Worker>;
   private nextId = 0;
   private running?: Running & { id: number };
+  /** Core-seconds the running batch's context.infer calls cost; one batch runs at a time. */
+  private calledCoreSeconds = 0;
   /** Settles when the batch handed over last has been answered. */
   private turn: Promise<unknown> = Promise.resolve();
   private released = false;
@@ -169,7 +171,9 @@ export class JavaScriptInstance implements BackendInstance {
 
   private adopt(worker: Worker): Worker {
     worker.on('message', (reply: HandlerWorkerReply) => {
-      if (reply.type !== 'result') return serveWorkerCall(worker, reply, this.logger, this.callModel, (origin) => this.contextOf(origin));
+      if (reply.type !== 'result') {
+        return serveWorkerCall(worker, reply, this.logger, this.callModel, (origin) => this.contextOf(origin), (coreSeconds) => (this.calledCoreSeconds += coreSeconds));
+      }
       const running = this.running;
       if (!running || running.id !== reply.id) return;
       this.settle();
@@ -177,7 +181,7 @@ export class JavaScriptInstance implements BackendInstance {
       const answers = reply.answers!.map((answer) =>
         'outputs' in answer ? withBuffers(answer.outputs) : handlerError(answer.error, `${this.label}: request failed`),
       );
-      running.resolve({ answers, computeNs: reply.computeNs });
+      running.resolve({ answers, computeNs: reply.computeNs, calledCoreSeconds: this.calledCoreSeconds });
     });
     const fail = (error: Error) => {
       if (this.retired.has(worker)) return;
@@ -246,7 +250,7 @@ export class JavaScriptInstance implements BackendInstance {
     const sent = requests.filter((_, index) => refusals[index] === undefined);
     const handled = sent.length > 0 ? await this.executeInWorker(sent) : { answers: [] };
     let next = 0;
-    return { answers: refusals.map((refusal) => refusal ?? handled.answers[next++]), computeNs: handled.computeNs };
+    return { answers: refusals.map((refusal) => refusal ?? handled.answers[next++]), computeNs: handled.computeNs, calledCoreSeconds: handled.calledCoreSeconds };
   }
 
   private inputMismatch(inputs: Record<string, Tensor>): Error | undefined {
@@ -296,6 +300,7 @@ export class JavaScriptInstance implements BackendInstance {
         this.replace(worker);
       }, this.limits.execute_timeout_ms);
       this.running = { id, resolve, reject, timer, contexts: requests.map((request) => request.context) };
+      this.calledCoreSeconds = 0;
       worker.postMessage(message);
     });
   }
@@ -326,6 +331,7 @@ function serveWorkerCall(
   logger: Logger,
   callModel: ModelCall | undefined,
   contextOf: (origin: { batch: number; index: number } | undefined) => RequestContext | undefined,
+  onCalledCost?: (coreSeconds: number) => void,
 ): void {
   if (reply.type === 'log') {
     logger[reply.level](reply.message);
@@ -355,6 +361,7 @@ function serveWorkerCall(
   const context: RequestContext = origin ? { signal: origin.signal, requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline } : {};
   callModel(request, context).then(
     (response) => {
+      onCalledCost?.(response.timings?.coreSeconds ?? 0);
       const outputs = Object.fromEntries(response.outputs.map((output) => [output.name, { datatype: output.datatype, shape: output.shape, data: output.data } as Tensor]));
       // The response's buffers may be shared (a cached answer, a view into a batch): copied, not moved.
       answer({ type: 'answer', call: reply.call, outputs });

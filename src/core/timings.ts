@@ -8,6 +8,8 @@ export interface ExecutionTimings {
   computeInputNs: number;
   computeInferNs: number;
   computeOutputNs: number;
+  /** Core-seconds of the models the execution called (a handler's context.infer), counted in its cost beside its own. */
+  calledCoreSeconds?: number;
 }
 
 /** One step of an ensemble's request: its model, when it was sent and how long its answer took. */

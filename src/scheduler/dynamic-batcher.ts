@@ -419,8 +419,8 @@ export class DynamicBatcher implements Scheduler {
     if (outcome.answers.length !== batch.length) throw new Error(`the instance answered ${outcome.answers.length} requests of a batch of ${batch.length}`);
     const outputs: RunOutputs = {};
     outputs[COMPUTE_NS] = outcome.computeNs;
-    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone);
-    const coreSecondsPerRow = coreSeconds(execution.computeInferNs, instance.threads) / rows;
+    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone, outcome.calledCoreSeconds);
+    const coreSecondsPerRow = (coreSeconds(execution.computeInferNs, instance.threads) + (execution.calledCoreSeconds ?? 0)) / rows;
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index];
       const answer = outcome.answers[index];
@@ -500,6 +500,7 @@ export class DynamicBatcher implements Scheduler {
     inputReady: number,
     inferred: number,
     alone: boolean,
+    calledCoreSeconds?: number,
   ): ExecutionTimings {
     const finished = now();
     // An engine that timed itself says what computing took; handing the batch over to it (and
@@ -512,6 +513,7 @@ export class DynamicBatcher implements Scheduler {
       computeInferNs: engineNs,
       computeOutputNs: msToNs(finished - inferred),
     };
+    if (calledCoreSeconds) execution.calledCoreSeconds = calledCoreSeconds;
     const batched = this.policy.maxBatchSize > 0;
     if (batched) {
       this.costs.record(rows, elements, execution.computeInferNs);
