@@ -10,18 +10,27 @@ import { ImageInputError } from '../processing/image-preprocessor.js';
 import { classifyRows, DEFAULT_POSTPROCESSING, type ImageClassification } from '../processing/output-postprocessor.js';
 import type { ModelVersion } from './model-version.js';
 
+/** Where the time of a call over images went, summed over its images (/classify and /detect answer it as `timing`). */
+export interface ImageTimings {
+  preprocessMs: number;
+  queueMs: number;
+  inferMs: number;
+  postprocessMs: number;
+  totalMs: number;
+}
+
 /** One classify call's answer: per image, and where its time went (summed over the images). */
 export interface ClassifyResult {
   results: ImageClassification[];
-  timings: {
-    preprocessMs: number;
-    queueMs: number;
-    inferMs: number;
-    postprocessMs: number;
-    totalMs: number;
+  timings: ImageTimings & {
     /** The images' share of the executions they were part of (what a batch job is charged). */
     computeShareMs: number;
   };
+}
+
+/** One phase's time over the images' answers, in milliseconds. */
+export function summedMs(answers: readonly { timings: Partial<Record<TimingKey, number>> }[], key: TimingKey): number {
+  return answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
 }
 
 /** The output a classifier answers with: the one with post-processing, else the one with labels, else the only one. */
@@ -99,7 +108,7 @@ export async function classifyImages(
   const results = answers.flatMap(({ outputs, ood }) =>
     classifyRows(outputs[output.name], spec, model.batched, labels, options.topK).map((result, row) => (ood?.[row] ? { ...result, ood: ood[row] } : result)),
   );
-  const sum = (key: TimingKey) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
+  const sum = (key: TimingKey) => summedMs(answers, key);
   return {
     results,
     timings: {

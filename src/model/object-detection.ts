@@ -9,7 +9,7 @@ import type { RequestContext } from '../core/inference.js';
 import type { TimingKey } from '../core/timings.js';
 import { imageGeometry } from '../processing/image-preprocessor.js';
 import { decodeDetections, DETECTION_ROW_VALUES, detectionOptionsSchema, orientedSize, type Detection, type DetectionGeometry } from '../processing/object-detection.js';
-import { runImagesThrough } from './image-classification.js';
+import { runImagesThrough, summedMs, type ImageTimings } from './image-classification.js';
 import type { ModelVersion } from './model-version.js';
 
 export interface ImageDetections {
@@ -20,7 +20,7 @@ export interface ImageDetections {
 
 export interface DetectResult {
   results: ImageDetections[];
-  timings: { preprocessMs: number; queueMs: number; inferMs: number; postprocessMs: number; totalMs: number };
+  timings: ImageTimings;
 }
 
 /** The detector's image input, how it is resized, and the output whose rows are detections. */
@@ -62,7 +62,7 @@ export async function detectObjects(model: ModelVersion, images: readonly Buffer
     }),
   );
   const postprocessMs = performance.now() - postprocessStarted;
-  const sum = (key: TimingKey) => answers.reduce((total, answer) => total + (answer.timings[key] ?? 0), 0) / 1e6;
+  const sum = (key: TimingKey) => summedMs(answers, key);
   return {
     results,
     timings: { preprocessMs: sum('preprocessNs'), queueMs: sum('queueNs'), inferMs: sum('computeInferNs'), postprocessMs, totalMs: performance.now() - started },

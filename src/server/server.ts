@@ -441,24 +441,22 @@ export class Server {
   }
 
   /** Photos in, labels out, for a model whose input declares image pre-processing. Versions are drawn by the model's traffic policy, as for infer. */
-  async classify(name: string, images: readonly Buffer[], options: { version?: string; topK?: number } = {}, context: RequestContext = {}) {
-    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
-    const release = await this.hold(name);
-    try {
-      const model = this.routed({ model: name, version: options.version });
-      return { model: model.name, version: model.version, ...(await classifyImages(model, images, options, context)) };
-    } finally {
-      release?.();
-    }
+  classify(name: string, images: readonly Buffer[], options: { version?: string; topK?: number } = {}, context: RequestContext = {}) {
+    return this.withRouted(name, options.version, (model) => classifyImages(model, images, options, context));
   }
 
   /** Photos in, labelled boxes out, for a detector (see detectObjects); `query` holds threshold, max_detections, iou_threshold. Versions are drawn by the traffic policy, as for infer. */
-  async detect(name: string, images: readonly Buffer[], options: { version?: string; query?: unknown } = {}, context: RequestContext = {}) {
+  detect(name: string, images: readonly Buffer[], options: { version?: string; query?: unknown } = {}, context: RequestContext = {}) {
+    return this.withRouted(name, options.version, (model) => detectObjects(model, images, options.query, context));
+  }
+
+  /** Runs `work` on the version that answers (named, or drawn by the traffic policy), the model held in memory until it ends. */
+  private async withRouted<T extends object>(name: string, version: string | undefined, work: (model: ModelVersion) => Promise<T>) {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     const release = await this.hold(name);
     try {
-      const model = this.routed({ model: name, version: options.version });
-      return { model: model.name, version: model.version, ...(await detectObjects(model, images, options.query, context)) };
+      const model = this.routed({ model: name, version });
+      return { model: model.name, version: model.version, ...(await work(model)) };
     } finally {
       release?.();
     }

@@ -7,6 +7,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { invalidArgument } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
+import type { ImageTimings } from '../../model/image-classification.js';
 import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
@@ -91,7 +92,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   }
 }
 
-function timingOf(timings: { preprocessMs: number; queueMs: number; inferMs: number; postprocessMs: number; totalMs: number }) {
+function timingOf(timings: ImageTimings) {
   return {
     preprocess_ms: timings.preprocessMs,
     queue_ms: timings.queueMs,
