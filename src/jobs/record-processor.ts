@@ -29,7 +29,7 @@ export function isRecordError(error: unknown): boolean {
 
 /**
  * A record the model refused for its load (a full queue) is sent again after a wait that doubles
- * from `firstMs` up to `longestMs`, randomised so that records refused together do not return
+ * from `firstDelayMs` up to `maxDelayMs`, randomised so that records refused together do not return
  * together; after `tries` refusals the refusal stands and stops the job like any UNAVAILABLE.
  */
 const OVERLOAD_RETRY: RetryOptions = { firstDelayMs: 10, maxDelayMs: 1000, tries: 12 };
