@@ -27,5 +27,5 @@ export { NereidError, httpStatusOf, grpcStatusOf, type ErrorCode } from './core/
 export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, RequestContext, RequestedOutput } from './core/inference.js';
 export type { Tensor } from './core/tensor.js';
 export { readTlsFiles, type TlsCredentials } from './core/tls.js';
-export { DATATYPES, type Datatype } from './core/datatype.js';
+export { bytesElements, DATATYPES, PackedBytes, type BytesData, type Datatype, type TensorData } from './core/datatype.js';
 export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, batchJobList, batchJobsSource, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';

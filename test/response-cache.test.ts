@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { Client } from 'undici';
+import { bytesElements } from '../src/core/datatype.js';
 import { RedisCacheStore } from '../src/cache/redis-cache-store.js';
 import type { ResponseCacheStore } from '../src/cache/cache-store.js';
 import { addSubModel, identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
@@ -226,9 +227,9 @@ describe('local cache', () => {
       inputs: [{ name: 'INPUT0', datatype: 'BYTES' as const, shape: [1, 3], data: ['héllo', '', 'wörld ✓'].map((text) => Buffer.from(text)) }],
     });
     const inProcess = await cached.server.infer(request());
-    (inProcess.outputs[0].data as Buffer[])[0].fill(0x21);
+    bytesElements(inProcess.outputs[0].data)[0].fill(0x21);
     const again = await cached.server.infer(request());
-    assert.deepEqual((again.outputs[0].data as Buffer[]).map((element) => element.toString('utf8')), ['héllo', '', 'wörld ✓']);
+    assert.deepEqual(bytesElements(again.outputs[0].data).map((element) => element.toString('utf8')), ['héllo', '', 'wörld ✓']);
     assert.deepEqual(await counts(cached, 'text'), { executions: 1, hits: 3, misses: 1 });
   });
 

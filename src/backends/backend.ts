@@ -131,8 +131,9 @@ export interface Backend {
   checkConfig?(config: ModelConfig): void;
   /**
    * The instances a model gets when its config names no instance_group, on a machine with `cores`
-   * cores, and the threads each computes with. Default: one instance using every core.
+   * cores, and the threads each computes with (`signature`: what describe() found). Default: one
+   * instance using every core.
    */
-  defaultInstances?(modelPath: string, config: ModelConfig, cores: number): Promise<{ count: number; threadsPerInstance: number }>;
+  defaultInstances?(modelPath: string, config: ModelConfig, cores: number, signature: ModelSignature): Promise<{ count: number; threadsPerInstance: number }>;
   createInstance(modelPath: string, config: ModelConfig, options: InstanceOptions): Promise<BackendInstance>;
 }

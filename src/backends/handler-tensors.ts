@@ -2,8 +2,18 @@
  * Tensors between a JavaScript handler and the server: what a handler gives (plain arrays, strings)
  * checked and made into the server's tensors, and tensors made whole again after a thread hop.
  */
-import { allocateTypedArray, elementCount, isDatatype, type Datatype, type NumericArray } from '../core/datatype.js';
+import { allocateTypedArray, bytesElements, elementCount, isDatatype, PackedBytes, type Datatype, type NumericArray } from '../core/datatype.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
+
+/** Tensors ready for a message to a handler's thread: packed BYTES split into their elements, since a class does not survive the structured clone. */
+export function cloneable(tensors: Record<string, Tensor>): Record<string, Tensor> {
+  const sent: Record<string, Tensor> = {};
+  for (const name in tensors) {
+    const tensor = tensors[name];
+    sent[name] = tensor.data instanceof PackedBytes ? { ...tensor, data: bytesElements(tensor.data) } : tensor;
+  }
+  return sent;
+}
 
 /** Structured clone turns Buffers into plain Uint8Arrays: handlers get Buffers back. */
 export function withBuffers(tensors: Record<string, Tensor>): Record<string, Tensor> {

@@ -14,7 +14,7 @@ import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { InferenceRequest, RequestContext } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
-import { withBuffers } from './handler-tensors.js';
+import { cloneable, withBuffers } from './handler-tensors.js';
 import type { HandlerSpec, HandlerWorkerReply, HandlerWorkerRequest } from './javascript-worker.js';
 
 const megabytes = (fallback: number, max: number) =>
@@ -284,7 +284,7 @@ export class JavaScriptInstance implements BackendInstance {
     const message: HandlerWorkerRequest = {
       type: 'execute',
       id,
-      requests: requests.map((request) => ({ inputs: request.inputs, outputNames: [...request.outputNames], parameters: request.parameters ?? {} })),
+      requests: requests.map((request) => ({ inputs: cloneable(request.inputs), outputNames: [...request.outputNames], parameters: request.parameters ?? {} })),
     };
     return new Promise<RequestAnswers>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -364,7 +364,7 @@ function serveWorkerCall(
       onCalledCost?.(response.timings?.coreSeconds ?? 0);
       const outputs = Object.fromEntries(response.outputs.map((output) => [output.name, { datatype: output.datatype, shape: output.shape, data: output.data } as Tensor]));
       // The response's buffers may be shared (a cached answer, a view into a batch): copied, not moved.
-      answer({ type: 'answer', call: reply.call, outputs });
+      answer({ type: 'answer', call: reply.call, outputs: cloneable(outputs) });
     },
     (error: unknown) => {
       const failure = error instanceof NereidError ? { message: error.message, code: error.code } : { message: (error as Error)?.message ?? String(error), code: 'INTERNAL' };

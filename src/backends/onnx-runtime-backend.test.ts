@@ -9,7 +9,8 @@ import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
 import { addSubModel } from '../onnx/test-models.js';
 import { parseModelConfig } from '../config/model-config.js';
 import { OnnxRuntimeBackend } from './onnx-runtime-backend.js';
-import type { InstanceOptions } from './backend.js';
+import type { InstanceOptions, ModelSignature } from './backend.js';
+import { bytesElements, PackedBytes, type Datatype } from '../core/datatype.js';
 
 async function modelFile(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-'));
@@ -111,8 +112,10 @@ test('execution_thread worker: the session runs in a worker thread with the same
   const bytes = await backend.createInstance(join(dir, 'bytes.onnx'), parseModelConfig(worker, 'test'), instanceOptions({}));
   t.after(() => bytes.release());
   const echoed = await bytes.run({ INPUT0: { datatype: 'BYTES', shape: [1, 2], data: [Buffer.from('wörld'), Buffer.from('日本')] } }, ['OUTPUT0']);
-  assert.ok(Buffer.isBuffer((echoed.OUTPUT0.data as Buffer[])[0]));
-  assert.deepEqual((echoed.OUTPUT0.data as Buffer[]).map(String), ['wörld', '日本']);
+  assert.ok(echoed.OUTPUT0.data instanceof PackedBytes, 'BYTES come back packed, as the worker sent them');
+  assert.deepEqual(bytesElements(echoed.OUTPUT0.data).map(String), ['wörld', '日本']);
+  const packed = await bytes.run({ INPUT0: { datatype: 'BYTES', shape: [1, 2], data: PackedBytes.of([Buffer.from('a'), Buffer.from('')]) } }, ['OUTPUT0']);
+  assert.deepEqual(bytesElements(packed.OUTPUT0.data).map(String), ['a', ''], 'packed inputs go as they are');
   await assert.rejects(
     async () => addSub.run({ INPUT0: inputs.INPUT0 }, ['OUTPUT0']),
     /input/i,
@@ -158,16 +161,33 @@ test('a worker thread that dies is replaced: the next request is served', async 
   assert.deepEqual(Array.from(served.OUTPUT0.data as Int32Array), Array(16).fill(4));
 });
 
+/** What describe() finds for a model of these datatypes; defaultInstances reads only the datatypes. */
+const signatureOf = (...datatypes: Datatype[]): ModelSignature => ({
+  inputs: datatypes.map((datatype, index) => ({ name: `IN${index}`, datatype, shape: [-1] })),
+  outputs: [{ name: 'OUT', datatype: 'INT32', shape: [-1] }],
+});
+const INT32_SIGNATURE = signatureOf('INT32');
+
 test('defaultInstances: a small model gets one single-threaded instance (on the JS thread), execution_thread worker one single-threaded instance per core', async (t) => {
   const path = await modelFile(t);
   const backend = new OnnxRuntimeBackend();
   const withThread = (thread?: string) => parseModelConfig(thread ? { parameters: { execution_thread: thread } } : {}, 'test');
   for (const cores of [1, 2, 8]) {
-    assert.deepEqual(await backend.defaultInstances(path, withThread(), cores), { count: 1, threadsPerInstance: 1 }, `auto, ${cores} cores`);
-    assert.deepEqual(await backend.defaultInstances(path, withThread('main'), cores), { count: 1, threadsPerInstance: 1 }, `main, ${cores} cores`);
-    assert.deepEqual(await backend.defaultInstances(path, withThread('worker'), cores), { count: cores, threadsPerInstance: 1 }, `worker, ${cores} cores`);
+    assert.deepEqual(await backend.defaultInstances(path, withThread(), cores, INT32_SIGNATURE), { count: 1, threadsPerInstance: 1 }, `auto, ${cores} cores`);
+    assert.deepEqual(await backend.defaultInstances(path, withThread('main'), cores, INT32_SIGNATURE), { count: 1, threadsPerInstance: 1 }, `main, ${cores} cores`);
+    assert.deepEqual(await backend.defaultInstances(path, withThread('worker'), cores, INT32_SIGNATURE), { count: cores, threadsPerInstance: 1 }, `worker, ${cores} cores`);
   }
-  await assert.rejects(backend.defaultInstances(path, withThread('gpu'), 2), /parameters\.execution_thread/);
+  await assert.rejects(backend.defaultInstances(path, withThread('gpu'), 2, INT32_SIGNATURE), /parameters\.execution_thread/);
+});
+
+test('defaultInstances with execution_thread auto: a small model that takes or gives BYTES runs in workers (the binding converts each element on its thread); main keeps it in place', async (t) => {
+  const path = await modelFile(t);
+  const backend = new OnnxRuntimeBackend();
+  assert.deepEqual(await backend.defaultInstances(path, parseModelConfig({}, 'test'), 2, signatureOf('INT32', 'BYTES')), { count: 2, threadsPerInstance: 1 });
+  const bytesOut: ModelSignature = { inputs: INT32_SIGNATURE.inputs, outputs: [{ name: 'OUT', datatype: 'BYTES', shape: [-1] }] };
+  assert.deepEqual(await backend.defaultInstances(path, parseModelConfig({}, 'test'), 2, bytesOut), { count: 2, threadsPerInstance: 1 });
+  const main = parseModelConfig({ parameters: { execution_thread: 'main' } }, 'test');
+  assert.deepEqual(await backend.defaultInstances(path, main, 2, signatureOf('BYTES')), { count: 1, threadsPerInstance: 1 });
 });
 
 test('defaultInstances with execution_thread auto: a model file of 256 KiB or more is compute-bound, one worker instance per core; an explicit main keeps it at one', async (t) => {
@@ -180,9 +200,9 @@ test('defaultInstances with execution_thread auto: a model file of 256 KiB or mo
   await writeFile(below, Buffer.alloc(256 * 1024 - 1));
   const backend = new OnnxRuntimeBackend();
   const auto = parseModelConfig({}, 'test');
-  assert.deepEqual(await backend.defaultInstances(large, auto, 4), { count: 4, threadsPerInstance: 1 });
-  assert.deepEqual(await backend.defaultInstances(below, auto, 4), { count: 1, threadsPerInstance: 1 });
-  assert.deepEqual(await backend.defaultInstances(large, parseModelConfig({ parameters: { execution_thread: 'main' } }, 'test'), 4), { count: 1, threadsPerInstance: 1 });
+  assert.deepEqual(await backend.defaultInstances(large, auto, 4, INT32_SIGNATURE), { count: 4, threadsPerInstance: 1 });
+  assert.deepEqual(await backend.defaultInstances(below, auto, 4, INT32_SIGNATURE), { count: 1, threadsPerInstance: 1 });
+  assert.deepEqual(await backend.defaultInstances(large, parseModelConfig({ parameters: { execution_thread: 'main' } }, 'test'), 4, INT32_SIGNATURE), { count: 1, threadsPerInstance: 1 });
 });
 
 test('describe reads a large model off the event loop: the loop turns while it is read, and the signature is the same as in place', async (t) => {

@@ -4,7 +4,8 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { initializerBackedInputs, readOnnxModel } from '../onnx/onnx-model-file.js';
-import type { ModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig, type ModelConfig } from '../config/model-config.js';
+import type { Datatype } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs } from './backend.js';
 import { computeThreads, executionProviders, ONNX_RUNTIME_TUNING_PARAMETERS, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
@@ -46,12 +47,19 @@ const WORKER_THREAD_MIN_MODEL_BYTES = 256 * 1024;
  * Where an instance's forward pass runs. ONNX Runtime computes synchronously on the calling thread,
  * so on the JS thread a 10 ms model stalls every connection for 10 ms; in a worker the event loop
  * keeps parsing and answering while it computes, and several instances compute at once. Tiny
- * models are faster in place: the hand-off costs more than their forward pass.
+ * models are faster in place: the hand-off costs more than their forward pass. A model that takes
+ * or gives BYTES goes to a worker whatever its size: the binding turns each element into a JS
+ * string and back (about 2 µs an element), which for a request of a million elements would hold
+ * the event loop for seconds.
  */
-async function executionThread(modelPath: string, chosen: 'auto' | 'main' | 'worker'): Promise<'main' | 'worker'> {
+async function executionThread(modelPath: string, chosen: 'auto' | 'main' | 'worker', datatypes: readonly Datatype[]): Promise<'main' | 'worker'> {
   if (chosen !== 'auto') return chosen;
+  if (datatypes.includes('BYTES')) return 'worker';
   return (await stat(modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES ? 'worker' : 'main';
 }
+
+const signatureDatatypes = (signature: ModelSignature) => [...signature.inputs, ...signature.outputs].map((tensor) => tensor.datatype);
+const configDatatypes = (config: ModelConfig) => [...config.input, ...config.output].map((tensor) => datatypeOfConfig(tensor));
 
 export class OnnxRuntimeBackend implements Backend {
   readonly name = 'onnxruntime';
@@ -73,8 +81,8 @@ export class OnnxRuntimeBackend implements Backend {
    * single-threaded instance for a model small enough for the JS thread: a pool thread would only
    * spin between its short runs, on a core the server's I/O and its clients need.
    */
-  async defaultInstances(modelPath: string, config: ModelConfig, cores: number): Promise<{ count: number; threadsPerInstance: number }> {
-    const thread = await executionThread(modelPath, onnxRuntimeParameters(config).execution_thread);
+  async defaultInstances(modelPath: string, config: ModelConfig, cores: number, signature: ModelSignature): Promise<{ count: number; threadsPerInstance: number }> {
+    const thread = await executionThread(modelPath, onnxRuntimeParameters(config).execution_thread, signatureDatatypes(signature));
     return { count: thread === 'worker' ? cores : 1, threadsPerInstance: 1 };
   }
 
@@ -124,7 +132,7 @@ export class OnnxRuntimeBackend implements Backend {
         { requested: spec.providers, reason },
         `execution providers ${spec.providers.join(',')} unavailable for instance ${options.index}; falling back to CPU`,
       );
-    if ((await executionThread(modelPath, parameters.execution_thread)) === 'worker') {
+    if ((await executionThread(modelPath, parameters.execution_thread, configDatatypes(config))) === 'worker') {
       return WorkerThreadInstance.start(spec, threads, onFallback);
     }
     return new MainThreadInstance(OnnxSession.open(spec, onFallback), threads);

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Binding } from 'onnxruntime-node/dist/binding.js';
-import { datatypeFromOnnx, onnxTypeOf, type NumericArray } from '../core/datatype.js';
+import { bytesElements, datatypeFromOnnx, onnxTypeOf, type NumericArray } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { exposingTensors, readOnnxModel, type ExposedTensor } from '../onnx/onnx-model-file.js';
@@ -70,7 +70,7 @@ function signatureOf(metadata: readonly Binding.ValueMetadata[], what: string): 
  * A BYTES tensor crossing threads: its elements length-prefixed in one transferred buffer. Cloning a
  * million small Buffers instead costs the sending thread seconds, and the receiving one as many.
  */
-export interface PackedBytes {
+export interface PackedBytesTensor {
   datatype: 'BYTES';
   shape: number[];
   packed: Uint8Array;
@@ -147,17 +147,17 @@ export class OnnxSession {
     return this.runWith(
       inputs,
       outputNames,
-      (tensor) => ((tensor as Tensor).data as Buffer[]).map((element) => element.toString('utf8')),
+      (tensor) => bytesElements((tensor as Tensor).data).map((element) => element.toString('utf8')),
       (strings) => strings.map((element) => Buffer.from(element, 'utf8')),
     ) as Record<string, Tensor>;
   }
 
-  /** One forward pass whose BYTES come and go packed (see PackedBytes): no Buffer per element on this thread. */
-  runPacked(inputs: Record<string, Tensor | PackedBytes>, outputNames: readonly string[]): Record<string, Tensor | PackedBytes> {
+  /** One forward pass whose BYTES come and go packed (see PackedBytesTensor): no Buffer per element on this thread. */
+  runPacked(inputs: Record<string, Tensor | PackedBytesTensor>, outputNames: readonly string[]): Record<string, Tensor | PackedBytesTensor> {
     return this.runWith(
       inputs,
       outputNames,
-      (tensor, name) => ('packed' in tensor ? unpackStrings(name, tensor.packed) : (tensor.data as Buffer[]).map((element) => element.toString('utf8'))),
+      (tensor, name) => ('packed' in tensor ? unpackStrings(name, tensor.packed) : bytesElements(tensor.data).map((element) => element.toString('utf8'))),
       (strings) => packStrings(strings),
       true,
     );
@@ -165,12 +165,12 @@ export class OnnxSession {
 
   /** The binding's run, BYTES converted to its strings by `toStrings` and back by `fromStrings` (packed when `packed`). */
   private runWith(
-    inputs: Record<string, Tensor | PackedBytes>,
+    inputs: Record<string, Tensor | PackedBytesTensor>,
     outputNames: readonly string[],
-    toStrings: (tensor: Tensor | PackedBytes, name: string) => string[],
+    toStrings: (tensor: Tensor | PackedBytesTensor, name: string) => string[],
     fromStrings: (strings: string[]) => Buffer[] | Uint8Array,
     packed = false,
-  ): Record<string, Tensor | PackedBytes> {
+  ): Record<string, Tensor | PackedBytesTensor> {
     const feeds: Record<string, BindingTensor> = {};
     for (const name in inputs) {
       const tensor = inputs[name];
@@ -180,7 +180,7 @@ export class OnnxSession {
     const fetches: Record<string, null> = {};
     for (const name of outputNames.length ? outputNames : this.fetchTemplate) fetches[name] = null;
     const results = this.session.run(feeds as never, fetches, {}) as Record<string, { type: string; dims: readonly number[]; data: unknown }>;
-    const outputs: Record<string, Tensor | PackedBytes> = {};
+    const outputs: Record<string, Tensor | PackedBytesTensor> = {};
     for (const name in fetches) {
       const result = results[name];
       const datatype = datatypeFromOnnx(result.type);

@@ -1,55 +1,61 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { decodeBytesElementsInSlices, encodeBytesElementsInSlices, type NumericArray } from '../core/datatype.js';
+import { elementCount, packedBytesInSlices, PackedBytes, type BytesData, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 import { COMPUTE_NS, type BackendInstance, type ModelSignature, type RunOptions, type RunOutputs } from './backend.js';
 import { runFailure, type SessionSpec } from './onnx-runtime-session.js';
-import type { PackedBytes, WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
+import type { PackedBytesTensor, WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
 
-/** An error thrown in the worker, with the worker's stack. */
-/** A worker's outputs on this thread: packed BYTES decoded a few milliseconds at a time. */
-async function unpackedOutputs(outputs: Record<string, Tensor | PackedBytes>): Promise<Record<string, Tensor>> {
-  const unpacked: Record<string, Tensor> = {};
+/** A worker's outputs on this thread, BYTES kept packed as they came. */
+function receivedOutputs(outputs: Record<string, Tensor | PackedBytesTensor>): Record<string, Tensor> {
+  const received: Record<string, Tensor> = {};
   for (const name in outputs) {
     const tensor = outputs[name];
     if (!('packed' in tensor)) {
-      unpacked[name] = tensor;
+      received[name] = tensor;
       continue;
     }
-    const packed = Buffer.from(tensor.packed.buffer, tensor.packed.byteOffset, tensor.packed.byteLength);
-    const data = await decodeBytesElementsInSlices(packed);
-    if (!data) throw new Error(`output '${name}' came back from the worker thread malformed`);
-    unpacked[name] = { datatype: 'BYTES', shape: tensor.shape, data };
+    const bytes = Buffer.from(tensor.packed.buffer, tensor.packed.byteOffset, tensor.packed.byteLength);
+    received[name] = { datatype: 'BYTES', shape: tensor.shape, data: new PackedBytes(bytes, elementCount(tensor.shape)) };
   }
-  return unpacked;
+  return received;
 }
 
+/** An error thrown in the worker, with the worker's stack. */
 function workerError(failure: { message: string; stack?: string }): Error {
   const error = new Error(failure.message);
   if (failure.stack) error.stack = failure.stack;
   return error;
 }
 
+/** Whether a view covers all of its own (non-shared) buffer, which can then be transferred without taking others' bytes. */
+function isWholeBuffer(view: ArrayBufferView): boolean {
+  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength && view.buffer instanceof ArrayBuffer;
+}
+
 /**
  * The inputs as one message, each numeric tensor's buffer transferred, not cloned (a clone copies a
  * view's whole backing store, twice). Buffers the caller owns and that hold just the tensor go as
  * they are; others (views into a request's body) are copied once first. BYTES go packed (see
- * PackedBytes), encoded a few milliseconds at a time.
+ * PackedBytes); Buffer elements are packed a few milliseconds at a time.
  */
-async function messageOf(inputs: Record<string, Tensor>, owned: boolean): Promise<{ inputs: Record<string, Tensor | PackedBytes>; transfer: ArrayBuffer[] }> {
-  const sent: Record<string, Tensor | PackedBytes> = {};
+async function messageOf(inputs: Record<string, Tensor>, owned: boolean): Promise<{ inputs: Record<string, Tensor | PackedBytesTensor>; transfer: ArrayBuffer[] }> {
+  const sent: Record<string, Tensor | PackedBytesTensor> = {};
   const transfer = new Set<ArrayBuffer>();
   for (const name in inputs) {
     const tensor = inputs[name];
     if (tensor.datatype === 'BYTES') {
-      const packed = await encodeBytesElementsInSlices(tensor.data as Buffer[]);
+      const data = tensor.data as BytesData;
+      let packed: Uint8Array = await packedBytesInSlices(data);
+      // Elements packed just now are this message's own; bytes that came packed are the caller's.
+      const ours = !(data instanceof PackedBytes) || owned;
+      if (!ours || !isWholeBuffer(packed) || transfer.has(packed.buffer as ArrayBuffer)) packed = packed.slice();
       transfer.add(packed.buffer as ArrayBuffer);
       sent[name] = { datatype: 'BYTES', shape: tensor.shape, packed };
       continue;
     }
     let data = tensor.data as NumericArray;
-    const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
-    if (!owned || !whole || transfer.has(data.buffer as ArrayBuffer)) data = data.slice();
+    if (!owned || !isWholeBuffer(data) || transfer.has(data.buffer as ArrayBuffer)) data = data.slice();
     transfer.add(data.buffer as ArrayBuffer);
     sent[name] = { datatype: tensor.datatype, shape: tensor.shape, data };
   }
@@ -162,10 +168,9 @@ export class WorkerThreadInstance implements BackendInstance {
       if (!waiting) return;
       this.pending.delete(reply.id);
       if (reply.error !== undefined) return waiting.reject(runFailure(workerError(reply.error)));
-      void unpackedOutputs(reply.outputs!).then((outputs: RunOutputs) => {
-        outputs[COMPUTE_NS] = reply.computeNs;
-        waiting.resolve(outputs);
-      }, waiting.reject);
+      const outputs: RunOutputs = receivedOutputs(reply.outputs!);
+      outputs[COMPUTE_NS] = reply.computeNs;
+      waiting.resolve(outputs);
     });
     let failed = false;
     const fail = (error: Error) => {

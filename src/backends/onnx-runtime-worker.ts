@@ -5,19 +5,19 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Tensor } from '../core/tensor.js';
 import type { ModelSignature } from './backend.js';
-import { OnnxSession, type PackedBytes, type SessionSpec } from './onnx-runtime-session.js';
+import { OnnxSession, type PackedBytesTensor, type SessionSpec } from './onnx-runtime-session.js';
 
-export type { PackedBytes } from './onnx-runtime-session.js';
+export type { PackedBytesTensor } from './onnx-runtime-session.js';
 
 export type WorkerRequest =
-  | { type: 'run'; id: number; inputs: Record<string, Tensor | PackedBytes>; outputNames: string[] }
+  | { type: 'run'; id: number; inputs: Record<string, Tensor | PackedBytesTensor>; outputNames: string[] }
   | { type: 'release' };
 
 export type WorkerReply =
   | { type: 'ready'; signature: ModelSignature }
   | { type: 'fallback'; reason: string }
   | { type: 'failed'; message: string; stack?: string }
-  | { type: 'result'; id: number; outputs?: Record<string, Tensor | PackedBytes>; computeNs?: number; error?: { message: string; stack?: string } };
+  | { type: 'result'; id: number; outputs?: Record<string, Tensor | PackedBytesTensor>; computeNs?: number; error?: { message: string; stack?: string } };
 
 const port = parentPort!;
 const post = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);

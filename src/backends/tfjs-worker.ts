@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { decodeBytesElements, encodeBytesElements, type Datatype, type NumericArray } from '../core/datatype.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { ModelSignature } from './backend.js';
-import type { PackedBytes, WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
+import type { PackedBytesTensor, WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
 import { readModelJson, readWeightShards, signatureOfModelJson, TFJS_DTYPE_OF, v2Name } from './tfjs-model-files.js';
 
 /** What a TF.js worker is started with, as plain data. */
@@ -61,7 +61,7 @@ async function loadModel(tf: Tf, modelPath: string): Promise<{ model: GraphModel
 }
 
 /** A tensor from the server as TF.js takes it, checked against the model's signature. */
-function toTfTensor(tf: Tf, name: string, tensor: Tensor | PackedBytes, signature: ModelSignature): TfTensor {
+function toTfTensor(tf: Tf, name: string, tensor: Tensor | PackedBytesTensor, signature: ModelSignature): TfTensor {
   const declared = signature.inputs.find((input) => input.name === name);
   if (!declared) throw new Error(`input '${name}' is not an input of the model (its inputs: ${signature.inputs.map((input) => input.name).join(', ')})`);
   const fits = tensor.shape.length === declared.shape.length && declared.shape.every((dim, index) => dim === -1 || dim === tensor.shape[index]);
@@ -78,7 +78,7 @@ function toTfTensor(tf: Tf, name: string, tensor: Tensor | PackedBytes, signatur
 }
 
 /** An output's contents in a buffer of its own (so it can be transferred), BYTES packed. */
-async function fromTfTensor(name: string, output: TfTensor): Promise<Tensor | PackedBytes> {
+async function fromTfTensor(name: string, output: TfTensor): Promise<Tensor | PackedBytesTensor> {
   const datatype = DATATYPE_OF_DTYPE[output.dtype];
   if (!datatype) throw new Error(`output '${name}' is TF.js ${output.dtype}, which the V2 protocol cannot carry`);
   if (datatype === 'BYTES') {
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
         const outputNames = message.outputNames.length > 0 ? message.outputNames : signature.outputs.map((output) => output.name);
         const results = await execute(inputs, outputNames.map(tfName));
         tensors.push(...results);
-        const outputs: Record<string, Tensor | PackedBytes> = {};
+        const outputs: Record<string, Tensor | PackedBytesTensor> = {};
         for (const [index, name] of outputNames.entries()) outputs[name] = await fromTfTensor(name, results[index]);
         const computeNs = (performance.now() - started) * 1e6;
         const transfer = new Set<ArrayBuffer>();

@@ -2,7 +2,7 @@
  * A response's output tensors as one buffer, for stores that keep bytes (and count them):
  * a 4-byte header length, a JSON header of names, datatypes, shapes and sizes, then the raw bytes.
  */
-import { decodeBytesElements, typedArrayFromBytes, type Datatype } from '../core/datatype.js';
+import { elementCount, PackedBytes, typedArrayFromBytes, type Datatype } from '../core/datatype.js';
 import { tensorDataToBytes, type Tensor } from '../core/tensor.js';
 
 interface HeaderEntry {
@@ -35,7 +35,7 @@ export function decodeOutputs(buffer: Buffer): Record<string, Tensor> {
     // again (a caller that changes its answer in place would otherwise change the cache).
     const bytes = Buffer.from(new Uint8Array(buffer.subarray(offset, offset + entry.bytes)).buffer);
     offset += entry.bytes;
-    const data = entry.datatype === 'BYTES' ? decodeBytesElements(bytes)! : typedArrayFromBytes(entry.datatype, bytes);
+    const data = entry.datatype === 'BYTES' ? new PackedBytes(bytes, elementCount(entry.shape)) : typedArrayFromBytes(entry.datatype, bytes);
     outputs[entry.name] = { datatype: entry.datatype, shape: entry.shape, data };
   }
   return outputs;

@@ -1,10 +1,10 @@
 /**
- * The sliced BYTES codecs: the same elements as decoding or encoding in one go, with the event
- * loop given turns on the way, and a buffer that may be transferred to a worker thread.
+ * Packed BYTES (one buffer, length-prefixed elements) and the work over many elements done in
+ * slices: the same elements as the one-go codecs, with the event loop given turns on the way.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeBytesElements, decodeBytesElementsInSlices, encodeBytesElements, encodeBytesElementsInSlices } from './datatype.js';
+import { countBytesElements, decodeBytesElements, encodeBytesElements, findIndexInSlices, packedBytesInSlices, PackedBytes } from './datatype.js';
 
 const ELEMENTS = 500_000;
 const elements = Array.from({ length: ELEMENTS }, (_, index) => Buffer.from(index % 7 === 0 ? '' : `élément ${index}`, 'utf8'));
@@ -24,23 +24,48 @@ async function turnsDuring<T>(work: () => Promise<T>): Promise<{ result: T; turn
   return { result, turns };
 }
 
-test('decoding in slices gives the elements of decoding in one go, and lets the event loop run meanwhile', async () => {
-  const bytes = encodeBytesElements(elements);
-  const { result, turns } = await turnsDuring(() => decodeBytesElementsInSlices(bytes));
-  assert.deepEqual(result, decodeBytesElements(bytes));
-  assert.ok(turns > 0, `the event loop had ${turns} turns while ${ELEMENTS} elements were decoded`);
+test('packed elements read back as the elements they were packed from, by index, in slices and joined', () => {
+  const packed = PackedBytes.of(elements);
+  assert.equal(packed.length, ELEMENTS);
+  assert.ok(packed.bytes.equals(encodeBytesElements(elements)));
+  assert.deepEqual(packed.elements(), elements);
+  assert.deepEqual(packed.element(7), Buffer.alloc(0));
+  assert.equal(packed.element(ELEMENTS - 1).toString('utf8'), `élément ${ELEMENTS - 1}`);
+  assert.deepEqual(packed.slice(10, 13).elements(), elements.slice(10, 13));
+  assert.deepEqual(packed.slice(5, 5).elements(), []);
+  const inOrder = packed.inOrder();
+  assert.deepEqual([0, 1, 2, 3].map(inOrder), elements.slice(0, 4));
+  assert.deepEqual(inOrder(9), elements[9], 'out of order, by the index');
+  const joined = PackedBytes.concat([packed.slice(0, 3), PackedBytes.of([Buffer.from('x')]), packed.slice(3, 4)]);
+  assert.deepEqual(joined.elements(), [...elements.slice(0, 3), Buffer.from('x'), elements[3]]);
+  const copy = packed.slice(1, 2).copy();
+  assert.notEqual(copy.bytes.buffer, packed.bytes.buffer);
+  assert.deepEqual(copy.elements(), [elements[1]]);
 });
 
-test('decoding in slices refuses malformed bytes and stops past the limit, as decoding in one go does', async () => {
+test('counting elements allocates nothing, refuses malformed bytes and stops past the limit', () => {
   const bytes = encodeBytesElements(elements);
-  assert.equal(await decodeBytesElementsInSlices(bytes.subarray(0, bytes.length - 1)), undefined);
-  assert.equal((await decodeBytesElementsInSlices(bytes, 10))!.length, 11);
+  assert.equal(countBytesElements(bytes), ELEMENTS);
+  assert.equal(countBytesElements(bytes.subarray(0, bytes.length - 1)), -1, 'the last element is cut short');
+  assert.equal(countBytesElements(Buffer.from([1, 0])), -1, 'a length prefix cut short');
+  assert.equal(countBytesElements(bytes, 10), 11);
+  assert.equal(countBytesElements(Buffer.alloc(0)), 0);
+  assert.deepEqual(decodeBytesElements(bytes, 10), elements.slice(0, 11));
 });
 
-test('encoding in slices gives the bytes of encoding in one go, in a buffer of its own that a worker can take', async () => {
-  const { result, turns } = await turnsDuring(() => encodeBytesElementsInSlices(elements));
+test('finding an index in slices finds what finding in one go finds, and lets the event loop run meanwhile', async () => {
+  const { result, turns } = await turnsDuring(() => findIndexInSlices(ELEMENTS, (index) => elements[index].length === 0 && index > 400_000));
+  assert.equal(result, elements.findIndex((element, index) => element.length === 0 && index > 400_000));
+  assert.ok(turns > 0, `the event loop had ${turns} turns while ${ELEMENTS} elements were searched`);
+  assert.equal(await findIndexInSlices(3, () => false), -1);
+});
+
+test('packing in slices gives the bytes of packing in one go, in a buffer of its own that a worker can take; packed data as it is', async () => {
+  const { result, turns } = await turnsDuring(() => packedBytesInSlices(elements));
   assert.ok(result.equals(encodeBytesElements(elements)));
-  assert.ok(turns > 0, `the event loop had ${turns} turns while ${ELEMENTS} elements were encoded`);
-  const small = await encodeBytesElementsInSlices([Buffer.from('a')]);
+  assert.ok(turns > 0, `the event loop had ${turns} turns while ${ELEMENTS} elements were packed`);
+  const small = await packedBytesInSlices([Buffer.from('a')]);
   assert.equal(small.buffer.byteLength, small.byteLength, 'not a slice of the shared pool');
+  const packed = PackedBytes.of([Buffer.from('b')]);
+  assert.equal(await packedBytesInSlices(packed), packed.bytes);
 });

@@ -32,8 +32,14 @@ export type NumericArray =
   | Float32Array
   | Float64Array;
 
-/** Tensor contents in memory: a typed array for fixed-size types (BOOL as Uint8Array, FP16 as raw Uint16Array bits), Buffers for BYTES. */
-export type TensorData = NumericArray | Buffer[];
+/**
+ * Tensor contents in memory: a typed array for fixed-size types (BOOL as Uint8Array, FP16 as raw
+ * Uint16Array bits); for BYTES, a Buffer per element or the elements packed in one buffer as the
+ * binary protocols carry them (PackedBytes).
+ */
+export type TensorData = NumericArray | BytesData;
+
+export type BytesData = Buffer[] | PackedBytes;
 
 interface DatatypeInfo {
   byteSize: number; // 0 for variable-size BYTES
@@ -115,16 +121,135 @@ export function allocateTypedArray(datatype: Exclude<Datatype, 'BYTES'>, length:
 }
 
 /** BYTES tensors travel as 4-byte little-endian length prefixes followed by the bytes (Triton's binary format). */
-export function encodeBytesElements(elements: readonly Buffer[]): Buffer {
-  const total = elements.reduce((sum, element) => sum + 4 + element.length, 0);
+export function encodeBytesElements(elements: readonly Uint8Array[]): Buffer {
+  let total = 0;
+  for (const element of elements) total += 4 + element.length;
   const out = Buffer.allocUnsafe(total);
   let offset = 0;
   for (const element of elements) {
     out.writeUInt32LE(element.length, offset);
-    element.copy(out, offset + 4);
+    out.set(element, offset + 4);
     offset += 4 + element.length;
   }
   return out;
+}
+
+/**
+ * How many length-prefixed elements `bytes` holds, reading no further than `limit` + 1 of them (a
+ * caller expecting `limit` learns of extra ones without reading them all); -1 when the bytes are
+ * not a whole number of elements. Allocates nothing: a million elements take a few milliseconds.
+ */
+export function countBytesElements(bytes: Uint8Array, limit = Infinity): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const end = bytes.byteLength;
+  let offset = 0;
+  let count = 0;
+  while (offset < end && count <= limit) {
+    if (offset + 4 > end) return -1;
+    offset += 4 + view.getUint32(offset, true);
+    if (offset > end) return -1;
+    count++;
+  }
+  return count;
+}
+
+/**
+ * BYTES elements kept as the binary protocols carry them: each a 4-byte little-endian length and its
+ * bytes, one after another, in one buffer. A request of a million elements is then one object for
+ * the garbage collector instead of a million, whose pauses over them would hold the event loop for
+ * hundreds of milliseconds; it crosses to a worker thread and back to the wire without being split.
+ */
+export class PackedBytes {
+  /** Where each element's length prefix starts, and the end: read once, when an element is first asked for. */
+  private starts?: Uint32Array;
+
+  /** `bytes` must hold exactly `count` elements (see countBytesElements). */
+  constructor(
+    readonly bytes: Buffer,
+    readonly count: number,
+  ) {}
+
+  /** The element count, as an array's length. */
+  get length(): number {
+    return this.count;
+  }
+
+  static of(elements: readonly Uint8Array[]): PackedBytes {
+    return new PackedBytes(encodeBytesElements(elements), elements.length);
+  }
+
+  /** The parts' elements one after another. */
+  static concat(parts: readonly PackedBytes[]): PackedBytes {
+    let count = 0;
+    for (const part of parts) count += part.count;
+    return new PackedBytes(Buffer.concat(parts.map((part) => part.bytes)), count);
+  }
+
+  /** Element `index`, a view into the packed bytes. */
+  element(index: number): Buffer {
+    const starts = this.elementStarts();
+    return this.bytes.subarray(starts[index] + 4, starts[index + 1]);
+  }
+
+  /**
+   * Elements by index for a caller that asks for them in order from 0 (as findIndexInSlices does):
+   * each is read after the one before, without first indexing all of them at once.
+   */
+  inOrder(): (index: number) => Buffer {
+    let next = 0;
+    let offset = 0;
+    return (index) => {
+      if (index !== next) return this.element(index);
+      const length = this.bytes.readUInt32LE(offset);
+      const element = this.bytes.subarray(offset + 4, offset + 4 + length);
+      offset += 4 + length;
+      next++;
+      return element;
+    };
+  }
+
+  elements(): Buffer[] {
+    const elements: Buffer[] = new Array(this.count);
+    for (let index = 0; index < this.count; index++) elements[index] = this.element(index);
+    return elements;
+  }
+
+  /** Elements `start` to `end` (exclusive), sharing these bytes. */
+  slice(start: number, end: number): PackedBytes {
+    // A batch of one request takes all of its outputs: no need to index a million elements for that.
+    if (start === 0 && end === this.count) return this;
+    const starts = this.elementStarts();
+    return new PackedBytes(this.bytes.subarray(starts[start], starts[end]), end - start);
+  }
+
+  /** A copy that owns its bytes. */
+  copy(): PackedBytes {
+    return new PackedBytes(Buffer.from(this.bytes), this.count);
+  }
+
+  private elementStarts(): Uint32Array {
+    if (this.starts) return this.starts;
+    const starts = new Uint32Array(this.count + 1);
+    let offset = 0;
+    for (let index = 0; index < this.count; index++) {
+      starts[index] = offset;
+      offset += 4 + this.bytes.readUInt32LE(offset);
+    }
+    starts[this.count] = offset;
+    return (this.starts = starts);
+  }
+}
+
+/** BYTES contents as a Buffer per element (packed ones split, as views of their bytes). */
+export function bytesElements(data: TensorData): Buffer[] {
+  if (data instanceof PackedBytes) return data.elements();
+  if (!Array.isArray(data)) throw new TypeError('bytesElements: the tensor holds numbers, not BYTES');
+  return data;
+}
+
+/** BYTES contents packed (see PackedBytes); packed ones as they are. */
+export function packedBytes(data: BytesData): PackedBytes {
+  return data instanceof PackedBytes ? data : PackedBytes.of(data);
 }
 
 /**
@@ -132,12 +257,12 @@ export function encodeBytesElements(elements: readonly Buffer[]): Buffer {
  * `limit` + 1 elements, so a caller expecting `limit` learns of extra ones without decoding them all.
  */
 export function decodeBytesElements(bytes: Buffer, limit = Infinity): Buffer[] | undefined {
-  const decoder = new BytesElementsDecoder(bytes, limit);
-  return decoder.decode(Infinity) ? decoder.result() : undefined;
+  const count = countBytesElements(bytes, limit);
+  return count < 0 ? undefined : new PackedBytes(bytes, count).elements();
 }
 
 /**
- * How long a sliced BYTES codec works before letting the event loop run: a million elements take
+ * How long work over many elements runs before letting the event loop run: a million elements take
  * seconds, and other connections must not wait for them.
  */
 export const SLICE_MS = 4;
@@ -146,73 +271,39 @@ const ELEMENTS_PER_CLOCK_CHECK = 2048;
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Length-prefixed BYTES elements read a stretch at a time (see decodeBytesElements). */
-class BytesElementsDecoder {
-  private readonly elements: Buffer[] = [];
-  private offset = 0;
-  private malformed = false;
-
-  constructor(
-    private readonly bytes: Buffer,
-    private readonly limit: number,
-  ) {}
-
-  /** Reads until done or until `untilMs` (performance.now()) has passed; true when done. */
-  decode(untilMs: number): boolean {
-    const { bytes, elements } = this;
-    let offset = this.offset;
-    let sinceCheck = 0;
-    while (offset < bytes.length && elements.length <= this.limit) {
-      if (offset + 4 > bytes.length) return (this.malformed = true);
-      const length = bytes.readUInt32LE(offset);
-      offset += 4;
-      if (offset + length > bytes.length) return (this.malformed = true);
-      elements.push(bytes.subarray(offset, offset + length));
-      offset += length;
-      if (++sinceCheck === ELEMENTS_PER_CLOCK_CHECK) {
-        sinceCheck = 0;
-        if (performance.now() >= untilMs) {
-          this.offset = offset;
-          return false;
-        }
-      }
-    }
-    this.offset = bytes.length;
-    return true;
-  }
-
-  result(): Buffer[] | undefined {
-    return this.malformed ? undefined : this.elements;
-  }
-}
-
-/** decodeBytesElements, letting the event loop run every SLICE_MS. */
-export async function decodeBytesElementsInSlices(bytes: Buffer, limit = Infinity): Promise<Buffer[] | undefined> {
-  const decoder = new BytesElementsDecoder(bytes, limit);
-  while (!decoder.decode(performance.now() + SLICE_MS)) await nextTurn();
-  return decoder.result();
-}
-
 /**
- * encodeBytesElements, letting the event loop run every SLICE_MS. The buffer is never one of Node's
- * pooled ones, so it may be transferred to a worker thread.
+ * The first index in [0, count) for which `test` is true, or -1, letting the event loop run every
+ * SLICE_MS.
  */
-export async function encodeBytesElementsInSlices(elements: readonly Buffer[]): Promise<Buffer> {
-  let total = 0;
-  for (const element of elements) total += 4 + element.length;
-  const out = Buffer.allocUnsafeSlow(total);
-  let offset = 0;
+export async function findIndexInSlices(count: number, test: (index: number) => boolean): Promise<number> {
   let until = performance.now() + SLICE_MS;
-  for (let index = 0; index < elements.length; index++) {
-    const element = elements[index];
-    out.writeUInt32LE(element.length, offset);
-    element.copy(out, offset + 4);
-    offset += 4 + element.length;
-    if (index % ELEMENTS_PER_CLOCK_CHECK === 0 && performance.now() >= until) {
+  for (let index = 0; index < count; index++) {
+    if (test(index)) return index;
+    if (index % ELEMENTS_PER_CLOCK_CHECK === ELEMENTS_PER_CLOCK_CHECK - 1 && performance.now() >= until) {
       await nextTurn();
       until = performance.now() + SLICE_MS;
     }
   }
+  return -1;
+}
+
+/**
+ * BYTES contents length-prefixed in one buffer of their own (never one of Node's pooled ones, so it
+ * may be transferred to a worker thread), Buffer elements copied a few milliseconds at a time.
+ */
+export async function packedBytesInSlices(data: BytesData): Promise<Buffer> {
+  if (data instanceof PackedBytes) return data.bytes;
+  let total = 0;
+  for (const element of data) total += 4 + element.length;
+  const out = Buffer.allocUnsafeSlow(total);
+  let offset = 0;
+  await findIndexInSlices(data.length, (index) => {
+    const element = data[index];
+    out.writeUInt32LE(element.length, offset);
+    out.set(element, offset + 4);
+    offset += 4 + element.length;
+    return false;
+  });
   return out;
 }
 

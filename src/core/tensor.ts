@@ -2,16 +2,18 @@ import {
   allocateTypedArray,
   byteSize,
   bytesOfTypedArray,
-  decodeBytesElements,
-  decodeBytesElementsInSlices,
+  bytesElements,
+  countBytesElements,
   elementCount,
   encodeBytesElements,
-  encodeBytesElementsInSlices,
+  packedBytesInSlices,
   halfToNumber,
   isDatatype,
   numberToHalf,
   typedArrayFromBytes,
+  PackedBytes,
   DATATYPES,
+  type BytesData,
   type Datatype,
   type NumericArray,
   type TensorData,
@@ -212,7 +214,7 @@ export function checkShape(name: string, value: unknown): number[] {
   return value as number[];
 }
 
-/** Each BYTES element becomes an object of its own; past this many a request costs the server more memory than its bytes suggest. */
+/** In JSON and typed contents each BYTES element is an object of its own, and code that needs elements one by one splits packed ones: past this many a request costs the server more memory and time than its bytes suggest. */
 export const MAX_BYTES_ELEMENTS = 1 << 20;
 
 export function checkBytesElementCount(name: string, count: number): void {
@@ -222,16 +224,13 @@ export function checkBytesElementCount(name: string, count: number): void {
 }
 
 /**
- * Reads tensor contents from raw little-endian bytes (BYTES: 4-byte length-prefixed elements), as
- * Triton's binary tensor data and gRPC raw_input_contents carry them. `sizeSource` names where the
- * byte count came from in the client's terms (e.g. "binary_data_size").
+ * Reads tensor contents from raw little-endian bytes (BYTES: 4-byte length-prefixed elements, kept
+ * packed), as Triton's binary tensor data and gRPC raw_input_contents carry them. `sizeSource` names
+ * where the byte count came from in the client's terms (e.g. "binary_data_size").
  */
 export function tensorDataFromBytes(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): TensorData {
   const count = elementCount(shape);
-  if (datatype === 'BYTES') {
-    checkBinaryBytes(name, shape, count, bytes);
-    return checkedBytesElements(name, shape, count, decodeBytesElements(bytes, count));
-  }
+  if (datatype === 'BYTES') return packedBytesOf(name, shape, count, bytes);
   const expected = count * byteSize(datatype);
   if (bytes.length !== expected) {
     throw invalidArgument(
@@ -241,51 +240,39 @@ export function tensorDataFromBytes(name: string, datatype: Datatype, shape: rea
   return typedArrayFromBytes(datatype, bytes);
 }
 
-/**
- * tensorDataFromBytes for a request that may be large: BYTES elements are decoded a few
- * milliseconds at a time (decodeBytesElementsInSlices), so other requests are served meanwhile.
- */
-export async function tensorDataFromBytesInSlices(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): Promise<TensorData> {
-  if (datatype !== 'BYTES') return tensorDataFromBytes(name, datatype, shape, bytes, sizeSource);
-  const count = elementCount(shape);
-  checkBinaryBytes(name, shape, count, bytes);
-  return checkedBytesElements(name, shape, count, await decodeBytesElementsInSlices(bytes, count));
-}
-
-function checkBinaryBytes(name: string, shape: readonly number[], count: number, bytes: Buffer): void {
+function packedBytesOf(name: string, shape: readonly number[], count: number, bytes: Buffer): PackedBytes {
   checkBytesElementCount(name, count);
-  // Every element takes at least its 4-byte length: fewer bytes cannot hold the shape, more elements are not decoded.
+  // Every element takes at least its 4-byte length: fewer bytes cannot hold the shape, more elements are not read.
   if (bytes.length < 4 * count) {
     throw invalidArgument(
       `input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but ${bytes.length} bytes of binary data hold at most ${Math.floor(bytes.length / 4)}`,
     );
   }
-}
-
-function checkedBytesElements(name: string, shape: readonly number[], count: number, elements: Buffer[] | undefined): Buffer[] {
-  if (!elements) {
+  const found = countBytesElements(bytes, count);
+  if (found < 0) {
     throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
   }
-  if (elements.length !== count) {
-    const found = elements.length > count ? `more than ${count}` : String(elements.length);
-    throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${found}`);
+  if (found !== count) {
+    const what = found > count ? `more than ${count}` : String(found);
+    throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${what}`);
   }
-  return elements;
+  return new PackedBytes(bytes, count);
 }
 
-/** tensorDataToBytes, BYTES encoded a few milliseconds at a time (see tensorDataFromBytesInSlices). */
+/** tensorDataToBytes, Buffer elements of BYTES copied a few milliseconds at a time so other requests are served meanwhile. */
 export async function tensorDataToBytesInSlices(datatype: Datatype, data: TensorData): Promise<Buffer> {
-  return datatype === 'BYTES' ? encodeBytesElementsInSlices(data as Buffer[]) : tensorDataToBytes(datatype, data);
+  return datatype === 'BYTES' ? packedBytesInSlices(data as BytesData) : tensorDataToBytes(datatype, data);
 }
 
 /** Tensor contents as raw little-endian bytes (BYTES length-prefixed): the inverse of tensorDataFromBytes. */
 export function tensorDataToBytes(datatype: Datatype, data: TensorData): Buffer {
-  return datatype === 'BYTES' ? encodeBytesElements(data as Buffer[]) : bytesOfTypedArray(data as NumericArray);
+  if (datatype !== 'BYTES') return bytesOfTypedArray(data as NumericArray);
+  return data instanceof PackedBytes ? data.bytes : encodeBytesElements(data as Buffer[]);
 }
 
 /** The JSON form of tensor contents: flat, row-major, as Triton answers. */
 export function tensorDataToJson(datatype: Datatype, data: TensorData): unknown[] {
-  if (datatype === 'BYTES') return (data as Buffer[]).map((element) => element.toString('utf8'));
+  if (datatype === 'BYTES') return bytesElements(data).map((element) => element.toString('utf8'));
   if (datatype === 'BOOL') return Array.from(data as Uint8Array, (value) => value !== 0);
   if (datatype === 'FP16') return Array.from(data as Uint16Array, halfToNumber);
   if (datatype === 'INT64' || datatype === 'UINT64') {

@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeOfConfig } from '../config/model-config.js';
-import { elementCount, type Datatype } from '../core/datatype.js';
+import { elementCount, findIndexInSlices, PackedBytes, type BytesData, type Datatype } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote } from '../core/errors.js';
 import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
 import { concreteDims, describeShape, type Tensor } from '../core/tensor.js';
@@ -36,10 +36,7 @@ interface InputRule {
   textOnly: boolean;
 }
 
-/** The first element that is not text a string tensor can carry, or -1. */
-function firstNonText(elements: readonly Buffer[]): number {
-  return elements.findIndex((element) => element.includes(0) || !isUtf8(element));
-}
+const isText = (element: Buffer) => !element.includes(0) && isUtf8(element);
 
 /** The shape a client must send, with -1 for the batch dimension when the model batches. */
 export function expectedShape(config: CompletedModelConfig, tensor: { dims: number[] }): number[] {
@@ -87,6 +84,8 @@ function numberParameter(request: InferenceRequest, key: string): number | undef
 export class RequestValidator {
   private readonly inputs = new Map<string, InputRule>();
   private readonly required: readonly string[];
+  /** BYTES inputs whose elements must be text (see InputRule.textOnly). */
+  private readonly textInputs: readonly string[];
   /** Inputs the model gives a default value (see TensorSignature.defaulted). */
   private readonly defaulted: ReadonlySet<string>;
   private readonly outputs: ReadonlyMap<string, Datatype>;
@@ -112,8 +111,31 @@ export class RequestValidator {
       });
     }
     this.required = config.input.filter((input) => !input.optional).map((input) => input.name);
+    this.textInputs = [...this.inputs.values()].filter((rule) => rule.textOnly && rule.datatype === 'BYTES').map((rule) => rule.name);
     this.outputs = new Map(config.output.map((output) => [output.name, datatypeOfConfig(output)]));
     this.allOutputs = Object.freeze(config.output.map((output) => output.name));
+  }
+
+  /**
+   * Checks that the BYTES inputs the backend carries as text (see Backend.bytesAsText) are text, a
+   * few milliseconds at a time: a request may hold a million elements. Undefined when the model
+   * has no such input, so other requests wait for nothing.
+   */
+  checkText(tensors: Record<string, Tensor>): Promise<void> | undefined {
+    if (this.textInputs.length === 0) return undefined;
+    return this.checkTextInSlices(tensors);
+  }
+
+  private async checkTextInSlices(tensors: Record<string, Tensor>): Promise<void> {
+    for (const name of this.textInputs) {
+      const data = tensors[name]?.data as BytesData | undefined;
+      if (!data) continue;
+      const element = data instanceof PackedBytes ? data.inOrder() : (index: number) => data[index];
+      const bad = await findIndexInSlices(data.length, (index) => !isText(element(index)));
+      if (bad >= 0) {
+        throw invalidArgument(`input '${name}' element ${bad} is not UTF-8 text without a 0 byte, which is all the model's backend (${this.config.backend}) carries in a BYTES tensor`);
+      }
+    }
   }
 
   check(request: InferenceRequest): ValidatedRequest {
@@ -147,12 +169,6 @@ export class RequestValidator {
       const count = elementCount(shape);
       if (input.data.length !== count) {
         throw invalidArgument(`input '${input.name}' has shape ${describeShape(shape)}, which holds ${count} elements, but ${input.data.length} were sent`);
-      }
-      if (rule.textOnly && rule.datatype === 'BYTES') {
-        const bad = firstNonText(input.data as Buffer[]);
-        if (bad >= 0) {
-          throw invalidArgument(`input '${input.name}' element ${bad} is not UTF-8 text without a 0 byte, which is all the model's backend (${this.config.backend}) carries in a BYTES tensor`);
-        }
       }
       const modelShape = rule.reshape ? this.reshaped(input.name, shape, rule.reshape) : shape;
       tensors[input.name] = { datatype: rule.datatype, shape: modelShape, data: input.data };

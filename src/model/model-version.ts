@@ -265,6 +265,8 @@ export class ModelVersion {
     let failure: NereidError | undefined;
     try {
       const validated = this.validator.check(request);
+      const textChecked = this.validator.checkText(validated.tensors);
+      if (textChecked) await textChecked;
       // A request a miss would refuse (bad priority or timeout) must not be answered by a hit.
       this.parts.scheduler.validate(validated);
       const sequence = this.config.sequence_batching ? sequenceFlagsOf(request.parameters, this.name) : undefined;

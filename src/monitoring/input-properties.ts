@@ -20,7 +20,7 @@
  * 64×64) rather than decode a second time.
  */
 import sharp from 'sharp';
-import { halfToNumber } from '../core/datatype.js';
+import { halfToNumber, PackedBytes } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 
 export interface ImageProperties {
@@ -204,7 +204,7 @@ function featureLayout(tensorName: string, shape: readonly number[], grouping?: 
 /** The tensor's elements as numbers: FP16 from its bits, 64-bit integers rounded to the nearest double. */
 function numericReader(tensorName: string, tensor: Tensor): (index: number) => number {
   const { data, datatype } = tensor;
-  if (datatype === 'BYTES' || Array.isArray(data)) throw new Error(`tensor '${tensorName}' is BYTES; feature summaries need numbers`);
+  if (datatype === 'BYTES' || Array.isArray(data) || data instanceof PackedBytes) throw new Error(`tensor '${tensorName}' is BYTES; feature summaries need numbers`);
   if (datatype === 'FP16') return (index) => halfToNumber(data[index] as number);
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) return (index) => Number(data[index]);
   return (index) => data[index] as number;

@@ -4,6 +4,7 @@
  * tensors the model takes. Built once per version; absent when no input declares pre-processing.
  */
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
+import { bytesElements } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 import { ImagePreprocessor } from './image-preprocessor.js';
 
@@ -56,7 +57,7 @@ export class InputPreprocessor {
     let properties: Record<string, number>[] | undefined;
     await Promise.all(
       [...this.images].map(async ([name, preprocessor], index) => {
-        const measured = await preprocessor.runMeasured(tensors[name].data as Buffer[], measure && index === 0);
+        const measured = await preprocessor.runMeasured(bytesElements(tensors[name].data), measure && index === 0);
         inputs[name] = this.withRows.has(name) ? measured.tensor : { ...measured.tensor, shape: measured.tensor.shape.slice(1) };
         if (measured.properties) properties = measured.properties;
       }),

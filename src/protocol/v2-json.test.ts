@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { InferenceResponse } from '../core/inference.js';
 import { NereidError } from '../core/errors.js';
 import { decodeInferRequest, encodeInferResponse } from './v2-json.js';
@@ -144,7 +145,8 @@ test('decodes binary BYTES as 4-byte little-endian length-prefixed elements', ()
     bytes,
   );
   const { request } = decodeInferRequest(body, headerLength, 'm', undefined);
-  assert.deepEqual((request.inputs[0].data as Buffer[]).map((element) => element.toString('utf8')), ['hello', '', 'wörld']);
+  assert.ok(request.inputs[0].data instanceof PackedBytes, 'kept packed: one object however many elements');
+  assert.deepEqual(bytesElements(request.inputs[0].data).map((element) => element.toString('utf8')), ['hello', '', 'wörld']);
 });
 
 test('refuses bad Inference-Header-Content-Length values', () => {

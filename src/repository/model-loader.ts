@@ -188,7 +188,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   checkingConfig(() => backend.checkConfig?.(options.config));
   const signature = await backend.describe(options.modelPath, options.config);
   const cores = availableParallelism();
-  const instances = (await backend.defaultInstances?.(options.modelPath, options.config, cores)) ?? { count: 1, threadsPerInstance: cores };
+  const instances = (await backend.defaultInstances?.(options.modelPath, options.config, cores, signature)) ?? { count: 1, threadsPerInstance: cores };
   const config = checkingConfig(() =>
     completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount: instances.count }),
   );

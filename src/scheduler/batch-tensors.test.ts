@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 import { concatRows, RaggedBatching, sameRowShape, sliceRows, type BatchInputSpec } from './batch-tensors.js';
 
@@ -15,7 +16,8 @@ const bytes = (shape: number[], values: string[]): Tensor => ({
   shape,
   data: values.map((value) => Buffer.from(value, 'utf8')),
 });
-const strings = (tensor: Tensor) => (tensor.data as Buffer[]).map((buffer) => buffer.toString('utf8'));
+const strings = (tensor: Tensor) => bytesElements(tensor.data).map((buffer) => buffer.toString('utf8'));
+const packed = (shape: number[], values: string[]): Tensor => ({ datatype: 'BYTES', shape, data: PackedBytes.of(values.map((value) => Buffer.from(value))) });
 
 describe('concatRows', () => {
   it('joins FP32 parts of several rows and several elements per row, in order', () => {
@@ -26,7 +28,7 @@ describe('concatRows', () => {
     assert.equal(joined.datatype, 'FP32');
     assert.deepEqual(joined.shape, [4, 3]);
     assert.ok(joined.data instanceof Float32Array);
-    assert.deepEqual([...joined.data], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    assert.deepEqual(Array.from(joined.data as ArrayLike<number>), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     // The parts are copied, not aliased.
     (a.data as Float32Array)[0] = 100;
     assert.equal((joined.data as Float32Array)[0], 1);
@@ -35,7 +37,7 @@ describe('concatRows', () => {
   it('keeps further dimensions: [1,2,2] + [1,2,2] -> [2,2,2]', () => {
     const joined = concatRows([fp32([1, 2, 2], [1, 2, 3, 4]), fp32([1, 2, 2], [5, 6, 7, 8])]);
     assert.deepEqual(joined.shape, [2, 2, 2]);
-    assert.deepEqual([...joined.data], [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual([...(joined.data as Float32Array)], [1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
   it('joins INT64 data as a BigInt64Array without losing precision', () => {
@@ -55,10 +57,18 @@ describe('concatRows', () => {
     assert.deepEqual(strings(joined), ['a', 'bb', 'ccc', '', 'é', 'f']);
   });
 
+  it('joins BYTES packed when any part came packed, so a packed request is never split into a Buffer per element', () => {
+    const joined = concatRows([packed([1, 2], ['a', 'bb']), bytes([1, 2], ['ccc', '']), packed([1, 2], ['é', 'f'])]);
+    assert.deepEqual(joined.shape, [3, 2]);
+    assert.ok(joined.data instanceof PackedBytes);
+    assert.equal(joined.data.length, 6);
+    assert.deepEqual(strings(joined), ['a', 'bb', 'ccc', '', 'é', 'f']);
+  });
+
   it('a single part comes back with the same shape and values', () => {
     const joined = concatRows([fp32([2, 2], [1, 2, 3, 4])]);
     assert.deepEqual(joined.shape, [2, 2]);
-    assert.deepEqual([...joined.data], [1, 2, 3, 4]);
+    assert.deepEqual([...(joined.data as Float32Array)], [1, 2, 3, 4]);
   });
 
   it('handles the other numeric types (INT32, UINT8/BOOL, FP64)', () => {
@@ -67,19 +77,19 @@ describe('concatRows', () => {
       { datatype: 'INT32', shape: [1, 2], data: Int32Array.from([2147483647, -2147483648]) },
     ]);
     assert.ok(i32.data instanceof Int32Array);
-    assert.deepEqual([...i32.data], [-1, 2, 2147483647, -2147483648]);
+    assert.deepEqual(Array.from(i32.data as ArrayLike<number>), [-1, 2, 2147483647, -2147483648]);
     const bool = concatRows([
       { datatype: 'BOOL', shape: [1], data: Uint8Array.from([1]) },
       { datatype: 'BOOL', shape: [2], data: Uint8Array.from([0, 1]) },
     ]);
     assert.deepEqual(bool.shape, [3]);
-    assert.deepEqual([...bool.data], [1, 0, 1]);
+    assert.deepEqual(Array.from(bool.data as ArrayLike<number>), [1, 0, 1]);
     const f64 = concatRows([
       { datatype: 'FP64', shape: [1], data: Float64Array.from([0.1]) },
       { datatype: 'FP64', shape: [1], data: Float64Array.from([1e300]) },
     ]);
     assert.ok(f64.data instanceof Float64Array);
-    assert.deepEqual([...f64.data], [0.1, 1e300]);
+    assert.deepEqual(Array.from(f64.data as ArrayLike<number>), [0.1, 1e300]);
   });
 });
 
@@ -90,11 +100,11 @@ describe('sliceRows', () => {
     const middle = sliceRows(batch, 1, 2);
     const last = sliceRows(batch, 3, 1);
     assert.deepEqual(first.shape, [1, 3]);
-    assert.deepEqual([...first.data], [1, 2, 3]);
+    assert.deepEqual(Array.from(first.data as ArrayLike<number>), [1, 2, 3]);
     assert.deepEqual(middle.shape, [2, 3]);
-    assert.deepEqual([...middle.data], [4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(Array.from(middle.data as ArrayLike<number>), [4, 5, 6, 7, 8, 9]);
     assert.deepEqual(last.shape, [1, 3]);
-    assert.deepEqual([...last.data], [10, 11, 12]);
+    assert.deepEqual(Array.from(last.data as ArrayLike<number>), [10, 11, 12]);
     assert.equal(middle.datatype, 'FP32');
     assert.ok(middle.data instanceof Float32Array);
   });
@@ -104,7 +114,7 @@ describe('sliceRows', () => {
     const second = sliceRows(batch, 1, 1);
     assert.equal((second.data as Float32Array).buffer, (batch.data as Float32Array).buffer);
     (batch.data as Float32Array)[2] = 30;
-    assert.deepEqual([...second.data], [30, 4]);
+    assert.deepEqual(Array.from(second.data as ArrayLike<number>), [30, 4]);
   });
 
   it('splits INT64 rows', () => {
@@ -125,11 +135,22 @@ describe('sliceRows', () => {
     assert.deepEqual(strings(sliceRows(batch, 0, 3)), ['a', 'b', 'c', 'd', 'e', 'f']);
   });
 
+  it('splits packed BYTES rows into packed views of the batch', () => {
+    const batch = packed([3, 2], ['a', 'bb', '', 'dddd', 'é', 'f']);
+    const middle = sliceRows(batch, 1, 1);
+    assert.ok(middle.data instanceof PackedBytes);
+    assert.deepEqual(middle.shape, [1, 2]);
+    assert.deepEqual(strings(middle), ['', 'dddd']);
+    assert.equal((middle.data as PackedBytes).bytes.buffer, (batch.data as PackedBytes).bytes.buffer, 'a view, not a copy');
+    assert.deepEqual(strings(sliceRows(batch, 2, 1)), ['é', 'f']);
+    assert.deepEqual(strings(sliceRows(batch, 0, 3)), ['a', 'bb', '', 'dddd', 'é', 'f']);
+  });
+
   it('keeps further dimensions', () => {
     const batch = fp32([2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8]);
     const second = sliceRows(batch, 1, 1);
     assert.deepEqual(second.shape, [1, 2, 2]);
-    assert.deepEqual([...second.data], [5, 6, 7, 8]);
+    assert.deepEqual(Array.from(second.data as ArrayLike<number>), [5, 6, 7, 8]);
   });
 
   it('inverts concatRows for every part', () => {
@@ -139,7 +160,7 @@ describe('sliceRows', () => {
     for (const part of parts) {
       const back = sliceRows(joined, row, part.shape[0]);
       assert.deepEqual(back.shape, part.shape);
-      assert.deepEqual([...back.data], [...part.data]);
+      assert.deepEqual(Array.from(back.data as ArrayLike<number>), Array.from(part.data as ArrayLike<number>));
       row += part.shape[0];
     }
     const textParts = [bytes([2], ['x', 'y']), bytes([1], ['z'])];

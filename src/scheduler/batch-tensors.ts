@@ -4,7 +4,7 @@
  * elements flat and computing the batch inputs that say where each request's lie.
  */
 import type { BatchInputConfig } from '../config/model-config.js';
-import { allocateTypedArray, elementCount, type NumericArray } from '../core/datatype.js';
+import { allocateTypedArray, elementCount, PackedBytes, packedBytes, type BytesData, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 
 /**
@@ -30,9 +30,7 @@ export function concatRows(parts: readonly Tensor[]): Tensor {
   const first = parts[0];
   const rows = parts.reduce((sum, part) => sum + part.shape[0], 0);
   const shape = [rows, ...first.shape.slice(1)];
-  if (first.datatype === 'BYTES') {
-    return { datatype: 'BYTES', shape, data: parts.flatMap((part) => part.data as Buffer[]) };
-  }
+  if (first.datatype === 'BYTES') return { datatype: 'BYTES', shape, data: concatBytes(parts.map((part) => part.data as BytesData)) };
   const length = parts.reduce((sum, part) => sum + part.data.length, 0);
   const data = allocateTypedArray(first.datatype, length);
   let offset = 0;
@@ -43,13 +41,19 @@ export function concatRows(parts: readonly Tensor[]): Tensor {
   return { datatype: first.datatype, shape, data };
 }
 
+/** BYTES parts joined: packed when any part came packed, so a packed request is never split into a Buffer per element. */
+function concatBytes(parts: readonly BytesData[]): BytesData {
+  if (parts.length === 1) return parts[0];
+  if (parts.some((part) => part instanceof PackedBytes)) return PackedBytes.concat(parts.map(packedBytes));
+  return (parts as Buffer[][]).flat();
+}
+
 export function sliceRows(tensor: Tensor, startRow: number, rows: number): Tensor {
   const totalRows = tensor.shape[0];
   const perRow = totalRows === 0 ? 0 : tensor.data.length / totalRows;
   const start = startRow * perRow;
   const end = start + rows * perRow;
-  const data =
-    tensor.datatype === 'BYTES' ? (tensor.data as Buffer[]).slice(start, end) : (tensor.data as NumericArray).subarray(start, end);
+  const data = tensor.datatype === 'BYTES' ? (tensor.data as BytesData).slice(start, end) : (tensor.data as NumericArray).subarray(start, end);
   return { datatype: tensor.datatype, shape: [rows, ...tensor.shape.slice(1)], data };
 }
 
@@ -59,6 +63,7 @@ export function bytesOf(inputs: Record<string, Tensor>): number {
   for (const name in inputs) {
     const data = inputs[name].data;
     if (Array.isArray(data)) for (const element of data) bytes += element.length;
+    else if (data instanceof PackedBytes) bytes += data.bytes.length;
     else bytes += data.byteLength;
   }
   return bytes;

@@ -65,6 +65,8 @@ function setup(overrides: Partial<SequencePolicy>) {
 
 const column = (execution: Execution, name: string) => Array.from(execution.inputs[name].data as ArrayLike<number | bigint>, Number);
 const settled = () => new Promise((resolve) => setImmediate(resolve));
+/** The first element of a numeric output. */
+const firstOf = (tensor: Tensor) => (tensor.data as ArrayLike<number>)[0];
 
 describe('SequenceBatcher', () => {
   it('direct: each sequence keeps its slot row; rows without a request are padded with READY false', async () => {
@@ -75,20 +77,20 @@ describe('SequenceBatcher', () => {
     const c = send(3, 100, { start: true });
     assert.equal(executions.length, 1, 'the instance is busy with sequence 1: 2 and 3 wait');
     executions[0].answer();
-    assert.equal((await a).outputs.OUTPUT.data[0], 1);
+    assert.equal(firstOf((await a).outputs.OUTPUT), 1);
     await settled();
     assert.equal(executions.length, 2);
     assert.deepEqual(column(executions[1], 'READY'), [0, 1, 1], 'slot 0 (sequence 1) has no request: padded');
     assert.deepEqual(column(executions[1], 'START'), [0, 1, 1]);
     assert.deepEqual(column(executions[1], 'CORRID'), [0, 2, 3]);
     executions[1].answer();
-    assert.deepEqual([(await b).outputs.OUTPUT.data[0], (await c).outputs.OUTPUT.data[0]], [10, 100]);
+    assert.deepEqual([firstOf((await b).outputs.OUTPUT), firstOf((await c).outputs.OUTPUT)], [10, 100]);
     const next = send(3, 5, { end: true });
     await settled();
     assert.deepEqual(column(executions[2], 'READY'), [0, 0, 1], 'sequence 3 stays in row 2');
     assert.deepEqual(column(executions[2], 'STATE_IN'), [0, 0, 100], 'its state came back from its last run');
     executions[2].answer();
-    assert.equal((await next).outputs.OUTPUT.data[0], 105);
+    assert.equal(firstOf((await next).outputs.OUTPUT), 105);
   });
 
   it('oldest: ready requests of different sequences are packed, oldest first, up to the preferred size', async () => {
@@ -105,7 +107,7 @@ describe('SequenceBatcher', () => {
     assert.deepEqual(column(executions[1], 'CORRID'), [9, 7], 'the oldest request first');
     assert.deepEqual(column(executions[1], 'STATE_IN'), [0, 1]);
     executions[1].answer();
-    assert.equal((await fourth).outputs.OUTPUT.data[0], 2);
+    assert.equal(firstOf((await fourth).outputs.OUTPUT), 2);
   });
 
   it('one sequence runs one request at a time, in the order they came', async () => {
@@ -117,7 +119,7 @@ describe('SequenceBatcher', () => {
       assert.deepEqual(column(executions[step], 'INPUT'), [step + 1]);
       executions[step].answer();
     }
-    assert.deepEqual(await Promise.all(answers.map(async (answer) => (await answer).outputs.OUTPUT.data[0])), [1, 3, 6]);
+    assert.deepEqual(await Promise.all(answers.map(async (answer) => firstOf((await answer).outputs.OUTPUT))), [1, 3, 6]);
   });
 
   it('a START beyond the slots waits, and gets the slot its predecessor freed', async () => {
@@ -137,7 +139,7 @@ describe('SequenceBatcher', () => {
     await settled();
     assert.deepEqual(column(executions[2], 'CORRID'), [2]);
     executions[2].answer();
-    assert.equal((await second).outputs.OUTPUT.data[0], 2);
+    assert.equal(firstOf((await second).outputs.OUTPUT), 2);
   });
 
   it('more waiting requests than --max-queue-size are refused with a retry hint', async () => {
@@ -150,7 +152,7 @@ describe('SequenceBatcher', () => {
     await first;
     await settled();
     executions[1].answer();
-    assert.equal((await waiting).outputs.OUTPUT.data[0], 2);
+    assert.equal(firstOf((await waiting).outputs.OUTPUT), 2);
   });
 
   it('a waiting request whose client went away is dropped, and the rest of its sequence goes on', async () => {
@@ -167,6 +169,6 @@ describe('SequenceBatcher', () => {
     await settled();
     assert.equal(executions.length, 2);
     executions[1].answer();
-    assert.equal((await kept).outputs.OUTPUT.data[0], 3, 'the cancelled request never ran');
+    assert.equal(firstOf((await kept).outputs.OUTPUT), 3, 'the cancelled request never ran');
   });
 });

@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { BackendInstance, RunOutputs } from '../backends/backend.js';
-import { allocateTypedArray, type Datatype } from '../core/datatype.js';
+import { allocateTypedArray, PackedBytes, type Datatype } from '../core/datatype.js';
 import { asNereidError, invalidArgument, NereidError, overloaded } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
@@ -105,7 +105,7 @@ function zeroRow(tensor: Tensor): Tensor {
 
 /** A copy that owns its buffer: a row sliced from a batch's output would otherwise keep the whole batch alive. */
 function owned(tensor: Tensor, shape: readonly number[]): Tensor {
-  const data = Array.isArray(tensor.data) ? [...tensor.data] : tensor.data.slice();
+  const data = Array.isArray(tensor.data) ? [...tensor.data] : tensor.data instanceof PackedBytes ? tensor.data.copy() : tensor.data.slice();
   return { datatype: tensor.datatype, shape: [...shape], data } as Tensor;
 }
 

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
 import { allocateTypedArray } from '../core/datatype.js';
+import { tensorDataToBytes } from '../core/tensor.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { createHttpFrontEnd } from '../frontends/http/v2-http.js';
 import type { ModelVersion } from '../model/model-version.js';
@@ -132,9 +133,7 @@ async function syntheticRequest(model: ModelVersion, rows: number, shapes: Recor
 function binaryBody(request: InferenceRequest): { body: Buffer; headerLength: number } {
   const chunks: Buffer[] = [];
   const inputs = request.inputs.map((input) => {
-    const bytes = Array.isArray(input.data)
-      ? Buffer.concat((input.data as Buffer[]).flatMap((element) => [Buffer.from(Uint32Array.of(element.length).buffer), element]))
-      : Buffer.from((input.data as Float32Array).buffer, (input.data as Float32Array).byteOffset, (input.data as Float32Array).byteLength);
+    const bytes = tensorDataToBytes(input.datatype, input.data);
     chunks.push(bytes);
     return { name: input.name, datatype: input.datatype, shape: input.shape, parameters: { binary_data_size: bytes.length } };
   });

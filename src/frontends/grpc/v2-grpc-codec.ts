@@ -8,7 +8,7 @@ import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type 
 import {
   checkDatatype,
   checkShape,
-  tensorDataFromBytesInSlices,
+  tensorDataFromBytes,
   tensorDataFromContents,
   tensorDataToBytesInSlices,
   type TensorContents,
@@ -138,7 +138,7 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage)
     let data;
     if (raw.length > 0) {
       if (input.contents) throw invalidArgument(`input '${name}' has both contents and raw_input_contents; send one`);
-      data = await tensorDataFromBytesInSlices(name, datatype, shape, raw[index], `raw_input_contents[${index}] size`);
+      data = tensorDataFromBytes(name, datatype, shape, raw[index], `raw_input_contents[${index}] size`);
     } else {
       if (!input.contents) throw invalidArgument(`input '${name}' has no contents (and no raw_input_contents)`);
       data = tensorDataFromContents(name, datatype, input.contents);
