@@ -508,8 +508,14 @@ describe('infer with binary tensor data', () => {
   });
 
   test('BYTES an ONNX model cannot carry (a 0 byte, bytes that are not UTF-8) are refused, never silently changed', async () => {
-    for (const [element, index] of [[Buffer.from('a\u0000b'), 1], [Buffer.from([0xff, 0xfe]), 1]] as const) {
-      const input = lengthPrefixed([Buffer.from('fine'), element]);
+    const cases = [
+      [Buffer.from('a\u0000b'), 1],
+      [Buffer.from([0xff, 0xfe]), 1],
+      [Buffer.from('wörld\u0000'), 1], // a 0 byte after text that is not ASCII
+      [Buffer.from([0x61, 0x62, 0xc3]), 1], // ASCII, then a sequence cut short
+    ] as const;
+    for (const [element, index] of cases) {
+      const input = lengthPrefixed([Buffer.from('fïne'), element]);
       const { body, headerLength } = binaryBody({ inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, 2], parameters: { binary_data_size: input.length } }] }, [input]);
       const response = await post(main, '/v2/models/identity_bytes/infer', body, { 'Inference-Header-Content-Length': String(headerLength) });
       assert.equal(response.status, 400);

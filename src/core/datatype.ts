@@ -191,21 +191,9 @@ export class PackedBytes {
     return this.bytes.subarray(starts[index] + 4, starts[index + 1]);
   }
 
-  /**
-   * Elements by index for a caller that asks for them in order from 0 (as findIndexInSlices does):
-   * each is read after the one before, without first indexing all of them at once.
-   */
-  inOrder(): (index: number) => Buffer {
-    let next = 0;
-    let offset = 0;
-    return (index) => {
-      if (index !== next) return this.element(index);
-      const length = this.bytes.readUInt32LE(offset);
-      const element = this.bytes.subarray(offset + 4, offset + 4 + length);
-      offset += 4 + length;
-      next++;
-      return element;
-    };
+  /** Walks the elements in order without making an object for each (see PackedBytesCursor). */
+  cursor(): PackedBytesCursor {
+    return new PackedBytesCursor(this.bytes);
   }
 
   elements(): Buffer[] {
@@ -237,6 +225,19 @@ export class PackedBytes {
     }
     starts[this.count] = offset;
     return (this.starts = starts);
+  }
+}
+
+/** After each next(), `bytes` [start, end) is the next element of a PackedBytes. */
+export class PackedBytesCursor {
+  start = 0;
+  end = 0;
+
+  constructor(readonly bytes: Buffer) {}
+
+  next(): void {
+    this.start = this.end + 4;
+    this.end = this.start + this.bytes.readUInt32LE(this.end);
   }
 }
 

@@ -38,6 +38,30 @@ interface InputRule {
 
 const isText = (element: Buffer) => !element.includes(0) && isUtf8(element);
 
+/**
+ * isText for bytes [start, end): ASCII without a 0 byte is read byte by byte, with no object made
+ * for the element (a million of them would keep the collector busy); past the first non-ASCII byte,
+ * isUtf8 decides.
+ */
+function isTextRange(bytes: Buffer, start: number, end: number): boolean {
+  for (let at = start; at < end; at++) {
+    const byte = bytes[at];
+    if (byte === 0) return false;
+    if (byte >= 0x80) return isText(bytes.subarray(start, end));
+  }
+  return true;
+}
+
+/** Whether BYTES element `index` is not text, for indexes asked in order from 0 (as findIndexInSlices asks). */
+function nonTextInOrder(data: BytesData): (index: number) => boolean {
+  if (!(data instanceof PackedBytes)) return (index) => !isText(data[index]);
+  const cursor = data.cursor();
+  return () => {
+    cursor.next();
+    return !isTextRange(data.bytes, cursor.start, cursor.end);
+  };
+}
+
 /** The shape a client must send, with -1 for the batch dimension when the model batches. */
 export function expectedShape(config: CompletedModelConfig, tensor: { dims: number[] }): number[] {
   return config.max_batch_size > 0 ? [-1, ...tensor.dims] : [...tensor.dims];
@@ -130,8 +154,7 @@ export class RequestValidator {
     for (const name of this.textInputs) {
       const data = tensors[name]?.data as BytesData | undefined;
       if (!data) continue;
-      const element = data instanceof PackedBytes ? data.inOrder() : (index: number) => data[index];
-      const bad = await findIndexInSlices(data.length, (index) => !isText(element(index)));
+      const bad = await findIndexInSlices(data.length, nonTextInOrder(data));
       if (bad >= 0) {
         throw invalidArgument(`input '${name}' element ${bad} is not UTF-8 text without a 0 byte, which is all the model's backend (${this.config.backend}) carries in a BYTES tensor`);
       }

@@ -6,7 +6,7 @@
  * inflated bytes counted against the body limit and the budget as they arrive, with a cap on how
  * many inflate at once.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
 import { invalidArgument, overloaded } from '../../core/errors.js';
@@ -31,6 +31,52 @@ function announcedLength(request: FastifyRequest): number | undefined {
 
 function encodingOf(request: FastifyRequest): string {
   return String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase() || 'identity';
+}
+
+/** What Fastify answers 400 for a body whose length differs from its Content-Length. */
+function lengthMismatch(announced: number, received: number): Error {
+  return Object.assign(new Error(`request body is ${received} bytes but Content-Length said ${announced}`), { code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH', statusCode: 400 });
+}
+
+/**
+ * Reads a body (after the preParsing hook: inflated, counted) into one Buffer, as Fastify's own
+ * reader does, except that a body of announced length and no Content-Encoding is copied into a
+ * buffer of that length chunk by chunk as it arrives: joining a 48 MiB body's chunks at the end
+ * holds the event loop for ~100 ms in one go, and 64 KiB at a time never does.
+ */
+export function readBody(request: FastifyRequest, payload: Readable, limit: number): Promise<Buffer> {
+  const announced = encodingOf(request) === 'identity' ? announcedLength(request) : undefined;
+  return new Promise<Buffer>((resolve, reject) => {
+    if (announced !== undefined && announced > limit) return reject(bodyTooLarge());
+    const whole = announced !== undefined ? Buffer.allocUnsafe(announced) : undefined;
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const stop = (error?: Error) => {
+      payload.off('data', onData);
+      payload.off('end', onEnd);
+      payload.off('error', onError);
+      if (error) reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      const at = received;
+      received += chunk.length;
+      const encodedLength = (payload as Readable & { receivedEncodedLength?: number }).receivedEncodedLength ?? 0;
+      if (received > limit || encodedLength > limit) return stop(bodyTooLarge());
+      if (!whole) return void chunks.push(chunk);
+      if (received > whole.length) return stop(lengthMismatch(announced!, received));
+      chunk.copy(whole, at);
+    };
+    const onEnd = () => {
+      stop();
+      if (announced !== undefined && received !== announced) return reject(lengthMismatch(announced, received));
+      resolve(whole ?? Buffer.concat(chunks, received));
+    };
+    const onError = (error: Error & { statusCode?: number }) => stop(typeof error.statusCode === 'number' && error.statusCode >= 400 ? error : Object.assign(error, { statusCode: 400 }));
+    payload.on('data', onData);
+    payload.on('end', onEnd);
+    payload.on('error', onError);
+    payload.resume();
+  });
 }
 
 /** The onRequest hook of inference routes: asks the server whether the request could be served now, and holds its body's bytes until the answer. */

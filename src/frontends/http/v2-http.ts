@@ -5,6 +5,7 @@
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
+import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
@@ -15,7 +16,7 @@ import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.j
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import type { Server } from '../../server/server.js';
-import { admitFromHeaders, streamBodies } from './body-admission.js';
+import { admitFromHeaders, readBody, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
@@ -214,7 +215,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   // Every body is read as bytes: infer requests may be JSON followed by binary tensors.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable) => readBody(request, payload, maxBodyBytes));
   // Triton's clients may compress requests (request_compression_algorithm gzip/deflate): inflated as a stream, bounded as it inflates.
   app.addHook('preParsing', streamBodies({ maxBodyBytes, maxConcurrentInflations: settings.maxConcurrentInflations, maxBodyChunks: settings.maxBodyChunks }));
 
