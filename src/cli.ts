@@ -26,7 +26,8 @@ import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monit
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { createServer } from './server/create-server.js';
-import { serverOptionsSchema } from './server/server.js';
+import { serverOptionsSchema, type Server } from './server/server.js';
+import type { ImageTimings } from './model/image-classification.js';
 import { VERSION } from './version.js';
 
 function integer(min: number) {
@@ -370,64 +371,93 @@ program
     logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
   });
 
-program
-  .command('classify')
-  .description('classify image files with a model that declares image pre-processing; prints JSON, one line per file')
-  .requiredOption('--model <name>', 'model to classify with')
-  .option('--model-version <version>', 'model version (default: the latest ready one)')
-  .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
-  .option('--url <url>', 'classify through a running Nereid server instead (e.g. http://127.0.0.1:8000)')
-  .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's, trusted instead of Node's built-in CAs")
-  .option('--top-k <n>', 'predictions per image (default: the model\'s top_k)', integer(1))
-  .argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)')
-  .action(async (files: string[], flags) => {
-    const images = await Promise.all(files.map((file) => readFile(file)));
-    const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
-    if (flags.url) {
-      const base = String(flags.url).replace(/\/$/, '');
-      const path = `/v2/models/${encodeURIComponent(flags.model)}${flags.modelVersion ? `/versions/${flags.modelVersion}` : ''}/classify`;
-      const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
-      let failed = false;
-      for (const [index, file] of files.entries()) {
-        const query = flags.topK ? `?top_k=${flags.topK}` : '';
-        const answer = await postForJson(new URL(`${base}${path}${query}`), images[index], ca);
-        if (!answer.ok) failed = true;
-        print(file, answer.body);
+/** What an image command asks of a server in this process for one image, in the shape both routes answer. */
+type LocalImageCall = (server: Server, image: Buffer) => Promise<{ model: string; version: string; results: object[]; timings: ImageTimings }>;
+
+/**
+ * Runs `nereid classify` or `nereid detect` over image files: through a running server's route
+ * (`--url`), or in this process with the model loaded from the repository. One JSON line per file,
+ * a bad file reported on its own line; exit code 1 when any failed.
+ */
+async function runImageCommand(files: string[], flags: Record<string, string | undefined>, route: 'classify' | 'detect', query: URLSearchParams, local: LocalImageCall) {
+  const images = await Promise.all(files.map((file) => readFile(file)));
+  const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
+  const model = flags.model!;
+  if (flags.url) {
+    const base = String(flags.url).replace(/\/$/, '');
+    const path = `/v2/models/${encodeURIComponent(model)}${flags.modelVersion ? `/versions/${flags.modelVersion}` : ''}/${route}`;
+    const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
+    const search = query.size > 0 ? `?${query}` : '';
+    let failed = false;
+    for (const [index, file] of files.entries()) {
+      const answer = await postForJson(new URL(`${base}${path}${search}`), images[index], ca);
+      if (!answer.ok) failed = true;
+      print(file, answer.body);
+    }
+    process.exit(failed ? 1 : 0);
+  }
+  const logger = createLogger({ level: 'warn', fd: 2 });
+  const modelRepository = flags.modelRepository ?? BUNDLED_REPOSITORY;
+  if (await isBundledRepository(modelRepository)) await prepareBundledRepository(logger);
+  const server = await createServer({ modelRepository, modelControlMode: 'explicit', loadModels: [model], logger });
+  await server.start();
+  try {
+    // One call per file, so a bad file is reported on its own line; the batcher still groups them.
+    const started = performance.now();
+    const answers = await Promise.allSettled(images.map((image) => local(server, image)));
+    let failed = 0;
+    answers.forEach((answer, index) => {
+      if (answer.status === 'rejected') {
+        failed += 1;
+        return print(files[index], { error: (answer.reason as Error).message });
       }
-      process.exit(failed ? 1 : 0);
-    }
-    const server = await createServer({
-      modelRepository: flags.modelRepository,
-      modelControlMode: 'explicit',
-      loadModels: [flags.model],
-      logger: createLogger({ level: 'warn', fd: 2 }),
-    });
-    await server.start();
-    try {
-      // One call per file, so a bad file is reported on its own line; the batcher still groups them.
-      const started = performance.now();
-      const answers = await Promise.allSettled(
-        images.map((image) => server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK })),
-      );
-      let failed = 0;
-      answers.forEach((answer, index) => {
-        if (answer.status === 'rejected') {
-          failed += 1;
-          return print(files[index], { error: (answer.reason as Error).message });
-        }
-        const { model, version, results, timings } = answer.value;
-        print(files[index], {
-          model_name: model,
-          model_version: version,
-          ...results[0],
-          timing: { preprocess_ms: timings.preprocessMs, inference_ms: timings.inferMs },
-        });
+      const { model, version, results, timings } = answer.value;
+      print(files[index], {
+        model_name: model,
+        model_version: version,
+        ...results[0],
+        timing: { preprocess_ms: timings.preprocessMs, inference_ms: timings.inferMs },
       });
-      console.error(`${files.length} image(s), ${failed} failed, in ${(performance.now() - started).toFixed(1)} ms`);
-      process.exitCode = failed ? 1 : 0;
-    } finally {
-      await server.close();
-    }
+    });
+    console.error(`${files.length} image(s), ${failed} failed, in ${(performance.now() - started).toFixed(1)} ms`);
+    process.exitCode = failed ? 1 : 0;
+  } finally {
+    await server.close();
+  }
+}
+
+/** The options `classify` and `detect` share: which model, and where it runs. */
+function imageCommand(name: 'classify' | 'detect', description: string, defaultModel?: string): Command {
+  const command = program.command(name).description(description);
+  const modelHelp = `model to ${name} with`;
+  if (defaultModel) command.option('--model <name>', modelHelp, defaultModel);
+  else command.requiredOption('--model <name>', modelHelp);
+  return command
+    .option('--model-version <version>', 'model version (default: the latest ready one)')
+    .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the bundled one)')
+    .option('--url <url>', `${name} through a running Nereid server instead (e.g. http://127.0.0.1:8000)`)
+    .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's, trusted instead of Node's built-in CAs")
+    .argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
+}
+
+imageCommand('classify', 'classify image files with a model that declares image pre-processing; prints JSON, one line per file')
+  .option('--top-k <n>', 'predictions per image (default: the model\'s top_k)', integer(1))
+  .action(async (files: string[], flags) => {
+    const query = new URLSearchParams(flags.topK ? { top_k: String(flags.topK) } : {});
+    await runImageCommand(files, flags, 'classify', query, (server, image) => server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK }));
+  });
+
+imageCommand('detect', 'find objects in image files with a detection model (bundled: object_detection, COCO-80); prints JSON, one line per file: each object\'s label, score and box in the image\'s pixels', 'object_detection')
+  .option('--threshold <p>', 'leave out detections scoring below this (default 0.3)')
+  .option('--max-detections <n>', 'at most this many detections per image, the best first (default 20)')
+  .option('--iou-threshold <p>', 'boxes of one class overlapping more than this are one object (default 0.5)')
+  .action(async (files: string[], flags) => {
+    // Checked by the server, as a query: the same message for a bad value either way.
+    const options: Record<string, string> = {};
+    if (flags.threshold !== undefined) options.threshold = flags.threshold;
+    if (flags.maxDetections !== undefined) options.max_detections = flags.maxDetections;
+    if (flags.iouThreshold !== undefined) options.iou_threshold = flags.iouThreshold;
+    await runImageCommand(files, flags, 'detect', new URLSearchParams(options), (server, image) => server.detect(flags.model, [image], { version: flags.modelVersion, query: options }));
   });
 
 program

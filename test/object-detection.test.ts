@@ -5,13 +5,17 @@
  * client makes, through POST /v2/models/object_detection/detect.
  */
 import assert from 'node:assert/strict';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { ClientError, HttpClient } from '../src/client/index.js';
 import { binaryBody, lengthPrefixed, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
 
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODELS = fileURLToPath(new URL('../models', import.meta.url));
 const CHELSEA = '/usr/lib/python3/dist-packages/skimage/data/chelsea.png';
 const DOG = '/usr/share/darknet/data/dog.jpg';
@@ -102,6 +106,21 @@ describe('POST /v2/models/object_detection/detect', () => {
     assert.deepEqual(two.detections, all.detections.slice(0, 2));
   });
 
+  test('the HTTP client\'s detect() answers what the route answers, its options as the query; a bad option is a ClientError 400', async () => {
+    const dog = await readFile(DOG);
+    const client = new HttpClient({ url: testServer.url });
+    const answer = await client.detect('object_detection', dog, { contentType: 'image/jpeg', threshold: 0.05, maxDetections: 2 });
+    const route = await detected(dog, 'image/jpeg', '?threshold=0.05&max_detections=2');
+    assert.deepEqual(answer.detections, route.detections);
+    assert.deepEqual(answer.image, { width: 768, height: 576 });
+    await assert.rejects(client.detect('object_detection', dog, { contentType: 'image/jpeg', threshold: 2 }), (error: unknown) => {
+      assert.ok(error instanceof ClientError);
+      assert.equal(error.status, 400);
+      assert.match(error.message, /threshold must be a number from 0 to 1, got '2'/);
+      return true;
+    });
+  });
+
   test('an EXIF-rotated photo is answered in its upright pixels', async () => {
     // Orientation 6: the stored pixels are turned a quarter; viewers (and the pre-processing) turn them back.
     const stored = await sharp(CHELSEA).rotate(-90).withMetadata({ orientation: 6 }).jpeg().toBuffer();
@@ -161,6 +180,43 @@ describe('POST /v2/models/object_detection/detect', () => {
     assert.deepEqual(detections.shape, [1, 100, 6]);
     // The first row is the best: a cat (class 15), its box in the model's 512×512 input pixels.
     assert.equal(detections.data?.[5], 15);
+  });
+});
+
+describe('nereid detect (CLI)', () => {
+  const cli = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+      execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), 'detect', ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') return reject(error);
+        resolve({ code: typeof error?.code === 'number' ? error.code : 0, stdout, stderr });
+      });
+    });
+
+  test('the bundled detector by default, in process and through --url: a JSON line per file with labels and boxes, a bad file on its own line and exit code 1', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nereid-detect-cli-'));
+    try {
+      const bad = join(dir, 'notes.txt');
+      await writeFile(bad, 'not an image\n');
+      const [local, remote] = await Promise.all([
+        cli(['--model-repository', MODELS, '--max-detections', '3', DOG, bad]),
+        cli(['--url', testServer.url, '--max-detections', '3', DOG, bad]),
+      ]);
+      for (const [run, where] of [[local, 'in process'], [remote, 'through --url']] as const) {
+        assert.equal(run.code, 1, `${where}: ${run.stderr}`);
+        const [dog, notes] = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+        assert.equal(dog.file, DOG);
+        assert.equal(dog.model_name, 'object_detection');
+        assert.ok(dog.detections.length > 0 && dog.detections.length <= 3, `${where}: ${JSON.stringify(dog.detections)}`);
+        assert.ok(dog.detections.some((detection: Detection) => detection.label === 'dog'), `${where}: ${JSON.stringify(dog.detections)}`);
+        assert.equal(notes.file, bad);
+        assert.match(notes.error, /not an image in a supported format/);
+      }
+      const refused = await cli(['--url', testServer.url, '--threshold', 'high', DOG]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stdout, /threshold must be a number from 0 to 1, got 'high'/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

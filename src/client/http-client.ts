@@ -164,6 +164,24 @@ export class HttpClient {
     return JSON.parse(Buffer.from(await response.arrayBuffer()).toString('utf8'));
   }
 
+  /**
+   * Objects in an image through /detect (Nereid's own route): each with its label, score and box
+   * ([x_min, y_min, x_max, y_max] in the image's pixels), the best first.
+   */
+  async detect(
+    model: string,
+    image: Buffer,
+    options: { version?: string; threshold?: number; maxDetections?: number; iouThreshold?: number; contentType?: string } = {},
+  ): Promise<{ image: { width: number; height: number }; detections: { label: string; index: number; score: number; box: [number, number, number, number] }[] }> {
+    const query = new URLSearchParams();
+    if (options.threshold !== undefined) query.set('threshold', String(options.threshold));
+    if (options.maxDetections !== undefined) query.set('max_detections', String(options.maxDetections));
+    if (options.iouThreshold !== undefined) query.set('iou_threshold', String(options.iouThreshold));
+    const search = query.size > 0 ? `?${query}` : '';
+    const response = await this.call('POST', `${this.modelPath(model, options.version)}/detect${search}`, image, { 'content-type': options.contentType ?? 'image/png' });
+    return JSON.parse(Buffer.from(await response.arrayBuffer()).toString('utf8'));
+  }
+
   private async decodeInferResponse(response: Response, classification: boolean): Promise<InferResult> {
     const body = Buffer.from(await response.arrayBuffer());
     const headerLength = Number(response.headers.get(HEADER_LENGTH) ?? body.length);
