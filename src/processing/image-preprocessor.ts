@@ -3,7 +3,7 @@
  * config declares: EXIF orientation, color mode, resize mode, scale, mean/std, layout, dtype.
  * Decoding runs in libvips' thread pool (through sharp), so it overlaps with inference.
  */
-import sharp from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
@@ -62,6 +62,39 @@ export function describeDecodeError(message: string, maxPixels: number): string 
   return message.split('\n')[0];
 }
 
+/** Why a client's encoded image cannot be used, worded to follow "input X image N: " or the like. */
+export class ImageRejection extends Error {}
+
+/**
+ * Opens a client's encoded image for decoding, after refusing what should never be decoded: an
+ * empty one, one over `max_bytes`, a format not in ACCEPTED_FORMATS (libvips would also render
+ * SVG or PDF from a client's bytes) and one over `max_pixels` by its header. Its own width and
+ * height (before EXIF orientation) come with it.
+ */
+export async function openEncodedImage(
+  image: Buffer,
+  limits: { max_bytes: number; max_pixels: number },
+  failOn: 'warning' | 'error',
+): Promise<{ input: Sharp; width: number; height: number }> {
+  if (image.length === 0) throw new ImageRejection('the image is empty (0 bytes)');
+  if (image.length > limits.max_bytes) {
+    throw new ImageRejection(`the encoded image is ${formatBytes(image.length)}, over the limit of ${formatBytes(limits.max_bytes)} (max_bytes)`);
+  }
+  const input = sharp(image, { limitInputPixels: limits.max_pixels, failOn });
+  let metadata: Metadata;
+  try {
+    metadata = await input.metadata();
+  } catch (error) {
+    throw new ImageRejection(describeDecodeError((error as Error).message, limits.max_pixels));
+  }
+  const { format, width = 0, height = 0 } = metadata;
+  if (!format || !ACCEPTED_FORMATS.has(format)) throw new ImageRejection(describeDecodeError(`unsupported image format (${format ?? 'unknown'})`, limits.max_pixels));
+  if (width * height > limits.max_pixels) {
+    throw new ImageRejection(`it is ${width}×${height} = ${width * height} pixels, larger than the limit of ${limits.max_pixels} pixels (max_pixels)`);
+  }
+  return { input, width, height };
+}
+
 /** A client's image that cannot be used, with which one and why, so callers can name it in their own terms. */
 export class ImageInputError extends NereidError {
   constructor(
@@ -110,17 +143,10 @@ export class ImagePreprocessor {
   /** The pixels, and the encoded image's own width and height (before orientation and resizing). */
   private async decodeSized(image: Buffer, index: number): Promise<{ pixels: Buffer; width: number; height: number }> {
     const problem = (what: string) => new ImageInputError(this.inputName, index, what);
-    if (image.length === 0) throw problem('the image is empty (0 bytes)');
-    if (image.length > this.spec.max_bytes) {
-      throw problem(`the encoded image is ${formatBytes(image.length)}, over the limit of ${formatBytes(this.spec.max_bytes)} (max_bytes)`);
-    }
     const { channels, height, width } = this.geometry;
     const background = this.fill;
     try {
-      const input = sharp(image, { limitInputPixels: this.spec.max_pixels, failOn: 'warning' });
-      // libvips would also render SVG (librsvg) from a client's bytes; take only the formats we name.
-      const { format, width: encodedWidth = 0, height: encodedHeight = 0 } = await input.metadata();
-      if (!format || !ACCEPTED_FORMATS.has(format)) throw new Error(`unsupported image format (${format ?? 'unknown'})`);
+      const { input, width: encodedWidth, height: encodedHeight } = await openEncodedImage(image, this.spec, 'warning');
       let pipeline = input
         .rotate() // EXIF orientation
         .flatten({ background });
@@ -140,7 +166,7 @@ export class ImagePreprocessor {
       }
       return { pixels, ...sized };
     } catch (error) {
-      throw problem(describeDecodeError((error as Error).message, this.spec.max_pixels));
+      throw problem(error instanceof ImageRejection ? error.message : describeDecodeError((error as Error).message, this.spec.max_pixels));
     }
   }
 

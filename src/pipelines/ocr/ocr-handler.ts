@@ -9,7 +9,7 @@
  */
 import sharp from 'sharp';
 import type { Parameters } from '../../core/inference.js';
-import { ACCEPTED_FORMATS, describeDecodeError } from '../../processing/image-preprocessor.js';
+import { describeDecodeError, ImageRejection, openEncodedImage } from '../../processing/image-preprocessor.js';
 import { decodeCtc } from './ctc-decode.js';
 import { cropQuad, detectionTensor, normaliseInto, rotateHalf, type RgbImage } from './line-image.js';
 import { ocrParameters, type OcrParameters } from './ocr-parameters.js';
@@ -119,21 +119,13 @@ function boxSettings() {
 /** The photo as upright RGB (its EXIF orientation applied, transparency on white); a body that is no accepted image is the client's mistake. */
 async function decodeImage(encoded: Buffer): Promise<RgbImage> {
   const problem = (reason: string) => refusal(`input 'image' must be one encoded image, but ${reason}`);
-  if (encoded.length === 0) throw problem('it is empty (0 bytes)');
-  if (encoded.length > settings.max_bytes) throw problem(`it is ${encoded.length} bytes, over the limit of ${settings.max_bytes} (parameter max_bytes)`);
   try {
-    const input = sharp(encoded, { limitInputPixels: settings.max_pixels, failOn: 'error' });
-    const { format, width = 0, height = 0 } = await input.metadata();
-    // libvips would also render SVG or PDF from a client's bytes; only the formats named are read.
-    if (!format || !ACCEPTED_FORMATS.has(format)) throw new Error(`unsupported image format (${format ?? 'unknown'})`);
-    if (width * height > settings.max_pixels) {
-      throw problem(`it is ${width}×${height} = ${width * height} pixels, over the limit of ${settings.max_pixels} (parameter max_pixels)`);
-    }
+    const { input } = await openEncodedImage(encoded, settings, 'error');
     const { data, info } = await input.rotate().flatten({ background: '#ffffff' }).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels instead of 3`);
     return { data, width: info.width, height: info.height };
   } catch (error) {
-    if ((error as { code?: string }).code === 'INVALID_ARGUMENT') throw error;
+    if (error instanceof ImageRejection) throw problem(error.message);
     const reason = describeDecodeError((error as Error).message, settings.max_pixels);
     throw problem(reason.startsWith('it is') ? reason : `it could not be decoded (${reason})`);
   }
