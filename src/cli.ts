@@ -40,7 +40,7 @@ function integer(min: number) {
 
 function port(value: string): number {
   const parsed = Number(value);
-  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < 0 || parsed > 65_535) throw new InvalidArgumentError('expected a port number from 0 to 65535 (0 picks a free one)');
+  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < 0 || parsed > 65_535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
   return parsed;
 }
 
@@ -167,8 +167,8 @@ program
   .description('serve the models of a repository over HTTP and gRPC (KServe Open Inference Protocol V2)')
   .option('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx); default: the example repository that ships with Nereid')
   .option('--host <address>', 'address to bind; use 0.0.0.0 to accept connections from other machines', '127.0.0.1')
-  .option('--http-port <port>', 'HTTP port (0 picks a free one)', integer(0), 8000)
-  .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", integer(0), 8001)
+  .option('--http-port <port>', 'HTTP port (0 picks a free one)', port, 8000)
+  .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", port, 8001)
   .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), grpcDefault('maxReceiveMessageBytes'))
   .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), grpcDefault('keepaliveTimeMs'))
   .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), grpcDefault('keepaliveTimeoutMs'))
@@ -235,7 +235,7 @@ program
   .option('--log-file <path>', 'append logs to this file instead of the terminal')
   // Observability: metrics, traces, access log, cost per prediction.
   .option('--allow-metrics <bool>', 'serve Prometheus metrics on --metrics-port', booleanFlag, true)
-  .option('--metrics-port <port>', 'Prometheus metrics port, GET /metrics (0 picks a free one)', integer(0), 8002)
+  .option('--metrics-port <port>', 'Prometheus metrics port, GET /metrics (0 picks a free one)', port, 8002)
   .addOption(
     new Option('--metrics-compat <names>', "'triton' also exports the per-model counters under Triton's nv_ names, for dashboards written for Triton").choices(['none', 'triton']).default('none'),
   )

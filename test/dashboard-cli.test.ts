@@ -70,13 +70,19 @@ test('--dashboard-port serves the dashboard there and not on the HTTP port; its 
   }
 });
 
-test('a bad --dashboard-port or --jobs-queue, or --dashboard-port with --dashboard false, is refused with what was expected', async () => {
+test('a bad port (any of them), --jobs-queue, or --dashboard-port with --dashboard false, is refused with what was expected', async () => {
   const serve = ['serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'];
-  const [tooHigh, notAUrl, off] = await Promise.all([
+  const [tooHigh, notAUrl, off, httpTooHigh, metricsNegative] = await Promise.all([
     runCli([...serve, '--dashboard-port', '70000'], 60_000),
     runCli([...serve, '--jobs-queue', 'localhost:6379'], 60_000),
     runCli([...serve, '--dashboard', 'false', '--dashboard-port', '8003'], 60_000),
+    runCli([...serve, '--http-port', '65536'], 60_000),
+    runCli([...serve, '--metrics-port', '-1'], 60_000),
   ]);
+  for (const [run, flag, value] of [[httpTooHigh, '--http-port', '65536'], [metricsNegative, '--metrics-port', '-1']] as const) {
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, new RegExp(`${flag} <port>' argument '${value}' is invalid\\. expected a port number from 0 to 65535`), run.stderr);
+  }
   assert.notEqual(tooHigh.code, 0);
   assert.match(tooHigh.stderr, /--dashboard-port <port>' argument '70000' is invalid\. expected a port number from 0 to 65535/);
   assert.notEqual(notAUrl.code, 0);
