@@ -56,6 +56,10 @@ Issue 14's goal: server CPU per request on/off - 1 <= ${GOAL_PERCENT} %.
 Options:
   --seconds S                 measured seconds per round and server                     [3]
   --rounds N                  rounds, each measuring both servers back to back          [6]
+  --restarts N                fresh pairs of server processes, each running every round [1]
+                              (a process's own luck — JIT, heap layout — moves its CPU per
+                              request by more than monitoring costs; pairs of processes
+                              average it out)
   --warmup S                  unmeasured seconds per server before the rounds           [2]
   --concurrency N             closed-loop clients                                       [16]
   --images N                  distinct t10k images the requests cycle through           [500]
@@ -70,6 +74,7 @@ Options:
 export interface MonitoringOverheadOptions {
   seconds: number;
   rounds: number;
+  restarts: number;
   warmup: number;
   concurrency: number;
   images: number;
@@ -86,6 +91,7 @@ export function parseMonitoringOverheadOptions(argv: string[]): MonitoringOverhe
     options: {
       seconds: { type: 'string', default: '3' },
       rounds: { type: 'string', default: '6' },
+      restarts: { type: 'string', default: '1' },
       warmup: { type: 'string', default: '2' },
       concurrency: { type: 'string', default: '16' },
       images: { type: 'string', default: '500' },
@@ -110,9 +116,11 @@ export function parseMonitoringOverheadOptions(argv: string[]): MonitoringOverhe
   };
   const images = number('images');
   if (images > 10_000) throw new Error(`--images expects at most 10000 (the t10k split), got ${images}`);
+  if (values['cpu-prof'] && Number(values.restarts) > 1) throw new Error('--cpu-prof profiles one pair of servers: use it with --restarts 1');
   return {
     seconds: number('seconds', { integer: false, min: 0.1 }),
     rounds: number('rounds'),
+    restarts: number('restarts'),
     warmup: number('warmup', { integer: false, min: 0 }),
     concurrency: number('concurrency'),
     images,
@@ -302,23 +310,35 @@ export async function runMonitoringOverhead(options: MonitoringOverheadOptions):
       });
       return { side, label: `monitoring ${side}`, child };
     };
-    servers.push(await start('on'), await start('off'));
     const path = `/v2/models/${MODEL}/classify`;
-    const run = await interleavedRounds(
-      [servers[0], servers[1]],
-      { rounds: options.rounds, seconds: options.seconds, warmupSeconds: options.warmup, concurrency: options.concurrency, quietSeconds: options.quietSeconds },
-      (sequence) => ({ path, headers: { 'content-type': 'image/png' }, body: images.pngs[sequence % images.pngs.length] }),
-    );
-    const checks = await Promise.all(servers.map(monitorStatus));
+    const runs: OnOffRun[] = [];
+    let checks: string[] = [];
+    let batch = 1;
+    for (let restart = 0; restart < options.restarts; restart++) {
+      servers.splice(0, servers.length, await start('on'), await start('off'));
+      const pairRun = await interleavedRounds(
+        [servers[0], servers[1]],
+        { rounds: options.rounds, seconds: options.seconds, warmupSeconds: options.warmup, concurrency: options.concurrency, quietSeconds: options.quietSeconds },
+        (sequence) => ({ path, headers: { 'content-type': 'image/png' }, body: images.pngs[sequence % images.pngs.length] }),
+      );
+      runs.push(pairRun);
+      if (restart === options.restarts - 1) {
+        checks = await Promise.all(servers.map(monitorStatus));
+        batch = await meanBatchSize(servers[0]);
+      } else {
+        await Promise.all(servers.map((server) => server.child.stop()));
+      }
+      if (options.restarts > 1) console.error(`server pair ${restart + 1}/${options.restarts}: CPU per request on/off ${summariseOnOff(pairRun).cpuRatio.median.toFixed(3)} (median of its pairs)`);
+    }
+    const run: OnOffRun = { rounds: runs.flatMap((each) => each.rounds), pairs: runs.flatMap((each) => each.pairs) };
     const summary = summariseOnOff(run);
-    const batch = await meanBatchSize(servers[0]);
     const costs = await inProcessCosts(options, images, Math.max(1, Math.round(batch)));
     const percent = (summary.cpuRatio.median - 1) * 100;
     const offUs = summary.off.cpuUs;
     const perRowNs = costs.filter((cost) => cost.perRow).reduce((sum, cost) => sum + cost.nsPerRow, 0);
     console.log(
       `\n${MODEL} POST …/classify, one PNG per request (${(images.pngs.reduce((sum, png) => sum + png.length, 0) / images.pngs.length).toFixed(0)} bytes on average) (${options.images} distinct t10k images in turn), ` +
-        `concurrency ${options.concurrency}, ${options.rounds} rounds of ${options.seconds} s each, interleaved; medians of rounds`,
+        `concurrency ${options.concurrency}, ${options.rounds} rounds of ${options.seconds} s each, interleaved, on ${options.restarts} fresh pair(s) of server processes; medians of rounds`,
     );
     console.log(`${environmentLine()}\n`);
     console.log(onOffTable(summary, { on: 'monitoring on', off: 'monitoring off' }));
@@ -326,6 +346,10 @@ export async function runMonitoringOverhead(options: MonitoringOverheadOptions):
       `\nserver CPU per request, monitoring on/off − 1: ${percent >= 0 ? '+' : ''}${percent.toFixed(1)} % (median of the pairs; ` +
         `the medians' ratio gives ${((summary.on.cpuUs / summary.off.cpuUs - 1) * 100).toFixed(1)} %); goal ≤ ${GOAL_PERCENT} %: ${percent <= GOAL_PERCENT ? 'met' : 'MISSED'}`,
     );
+    if (options.restarts > 1) {
+      const perPair = runs.map((each) => (summariseOnOff(each).cpuRatio.median - 1) * 100);
+      console.log(`per pair of server processes, CPU per request on/off − 1 (median of its rounds): ${perPair.map((value) => `${value >= 0 ? '+' : ''}${value.toFixed(1)} %`).join(', ')}`);
+    }
     for (const check of checks) console.log(check);
     console.log(`\nIn process, CPU per row (${options.inProcessRows} rows per part; ONNX Runtime: ${ortRuns(options, Math.max(1, Math.round(batch)))} runs each at the monitored server's mean batch size ${batch.toFixed(2)} (/stats, warm-up included), one thread):\n`);
     console.log(
