@@ -40,6 +40,8 @@ export interface InstanceOptions {
   callModel?: ModelCall;
   /** The labels of the outputs that name a label_filename, by output name (a handler decodes with them). */
   labels?: ReadonlyMap<string, readonly string[]>;
+  /** What describe() found in the model: its own tensors, where the config may show the client's (an image input as BYTES). */
+  signature?: ModelSignature;
 }
 
 /** One inference request through the server's own path, as an ensemble step or a handler's call to another model is sent. */

@@ -123,6 +123,24 @@ test('execution_thread worker: the session runs in a worker thread with the same
   );
 });
 
+test('execution_thread auto: a small model that takes BYTES runs in a worker thread, judged by the model\'s own tensors, not the config\'s client view', async (t) => {
+  const { identityModel } = await import('../onnx/test-models.js');
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-bytes-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const backend = new OnnxRuntimeBackend();
+  const strings = join(dir, 'strings.onnx');
+  await writeFile(strings, identityModel('string'));
+  const bytes = await backend.createInstance(strings, parseModelConfig({}, 'test'), instanceOptions({ signature: await backend.describe(strings) }));
+  t.after(() => bytes.release());
+  assert.equal(bytes.constructor.name, 'WorkerThreadInstance');
+  // An image input is BYTES to clients and FP32 (here INT32) to the model: the model's tensors decide.
+  const path = await modelFile(t);
+  const clientView = parseModelConfig({ input: [{ name: 'INPUT0', data_type: 'TYPE_STRING', dims: [16] }] }, 'test');
+  const numeric = await backend.createInstance(path, clientView, instanceOptions({ signature: await backend.describe(path) }));
+  t.after(() => numeric.release());
+  assert.equal(numeric.constructor.name, 'MainThreadInstance');
+});
+
 test('execution_thread auto keeps small models on the JS thread; bad values fail the load', async (t) => {
   const path = await modelFile(t);
   const backend = new OnnxRuntimeBackend();

@@ -132,7 +132,8 @@ export class OnnxRuntimeBackend implements Backend {
         { requested: spec.providers, reason },
         `execution providers ${spec.providers.join(',')} unavailable for instance ${options.index}; falling back to CPU`,
       );
-    if ((await executionThread(modelPath, parameters.execution_thread, configDatatypes(config))) === 'worker') {
+    const datatypes = options.signature ? signatureDatatypes(options.signature) : configDatatypes(config);
+    if ((await executionThread(modelPath, parameters.execution_thread, datatypes)) === 'worker') {
       return WorkerThreadInstance.start(spec, threads, onFallback);
     }
     return new MainThreadInstance(OnnxSession.open(spec, onFallback), threads);

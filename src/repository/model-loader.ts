@@ -212,7 +212,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     // The detector reads a tensor inside the model: every instance's session also outputs it.
     const exposed: ExposedTensor | undefined = ood && { tensor: ood.tensor, channelMean: ood.pooling === 'spatial-mean' };
     const exposedOutputs = exposed && [exposed];
-    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels }));
+    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels, signature }));
     if (samples.length > 0) {
       const warmupStarted = performance.now();
       await warmUp(created, samples, config.output.map((output) => output.name));
