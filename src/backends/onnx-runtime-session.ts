@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Binding } from 'onnxruntime-node/dist/binding.js';
-import { bytesElements, datatypeFromOnnx, onnxTypeOf, type NumericArray } from '../core/datatype.js';
+import { bytesElements, countBytesElements, datatypeFromOnnx, onnxTypeOf, PackedBytes, type NumericArray } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { exposingTensors, readOnnxModel, type ExposedTensor } from '../onnx/onnx-model-file.js';
@@ -79,13 +79,13 @@ export interface PackedBytesTensor {
 /** Packed elements as the strings the binding takes, without a Buffer per element. */
 function unpackStrings(name: string, packed: Uint8Array): string[] {
   const bytes = Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength);
-  const strings: string[] = [];
-  let offset = 0;
-  while (offset < bytes.length) {
-    const end = offset + 4 <= bytes.length ? offset + 4 + bytes.readUInt32LE(offset) : Infinity;
-    if (end > bytes.length) throw new Error(`input '${name}' reached the worker thread malformed`);
-    strings.push(bytes.toString('utf8', offset + 4, end));
-    offset = end;
+  const count = countBytesElements(bytes);
+  if (count < 0) throw new Error(`input '${name}' reached the worker thread malformed`);
+  const strings: string[] = new Array(count);
+  const cursor = new PackedBytes(bytes, count).cursor();
+  for (let index = 0; index < count; index++) {
+    cursor.next();
+    strings[index] = bytes.toString('utf8', cursor.start, cursor.end);
   }
   return strings;
 }

@@ -163,16 +163,11 @@ export class PackedBytes {
   /** Where each element's length prefix starts, and the end: read once, when an element is first asked for. */
   private starts?: Uint32Array;
 
-  /** `bytes` must hold exactly `count` elements (see countBytesElements). */
+  /** `bytes` must hold exactly `length` elements (see countBytesElements); the name is an array's, so code counting elements reads both forms alike. */
   constructor(
     readonly bytes: Buffer,
-    readonly count: number,
+    readonly length: number,
   ) {}
-
-  /** The element count, as an array's length. */
-  get length(): number {
-    return this.count;
-  }
 
   static of(elements: readonly Uint8Array[]): PackedBytes {
     return new PackedBytes(encodeBytesElements(elements), elements.length);
@@ -180,9 +175,9 @@ export class PackedBytes {
 
   /** The parts' elements one after another. */
   static concat(parts: readonly PackedBytes[]): PackedBytes {
-    let count = 0;
-    for (const part of parts) count += part.count;
-    return new PackedBytes(Buffer.concat(parts.map((part) => part.bytes)), count);
+    let length = 0;
+    for (const part of parts) length += part.length;
+    return new PackedBytes(Buffer.concat(parts.map((part) => part.bytes)), length);
   }
 
   /** Element `index`, a view into the packed bytes. */
@@ -197,33 +192,33 @@ export class PackedBytes {
   }
 
   elements(): Buffer[] {
-    const elements: Buffer[] = new Array(this.count);
-    for (let index = 0; index < this.count; index++) elements[index] = this.element(index);
+    const elements: Buffer[] = new Array(this.length);
+    for (let index = 0; index < this.length; index++) elements[index] = this.element(index);
     return elements;
   }
 
   /** Elements `start` to `end` (exclusive), sharing these bytes. */
   slice(start: number, end: number): PackedBytes {
     // A batch of one request takes all of its outputs: no need to index a million elements for that.
-    if (start === 0 && end === this.count) return this;
+    if (start === 0 && end === this.length) return this;
     const starts = this.elementStarts();
     return new PackedBytes(this.bytes.subarray(starts[start], starts[end]), end - start);
   }
 
   /** A copy that owns its bytes. */
   copy(): PackedBytes {
-    return new PackedBytes(Buffer.from(this.bytes), this.count);
+    return new PackedBytes(Buffer.from(this.bytes), this.length);
   }
 
   private elementStarts(): Uint32Array {
     if (this.starts) return this.starts;
-    const starts = new Uint32Array(this.count + 1);
-    let offset = 0;
-    for (let index = 0; index < this.count; index++) {
-      starts[index] = offset;
-      offset += 4 + this.bytes.readUInt32LE(offset);
+    const starts = new Uint32Array(this.length + 1);
+    const cursor = this.cursor();
+    for (let index = 0; index < this.length; index++) {
+      starts[index] = cursor.end;
+      cursor.next();
     }
-    starts[this.count] = offset;
+    starts[this.length] = cursor.end;
     return (this.starts = starts);
   }
 }
