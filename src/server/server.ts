@@ -26,6 +26,7 @@ import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../r
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
+import { IdleMemoryReclaimer, idleMemoryReclaimerOptionsSchema, processMemory } from './idle-memory-reclaimer.js';
 import { ModelResidency, parseMemoryBudget, type Residency, type ResidencySummary } from './model-residency.js';
 import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
 
@@ -88,6 +89,8 @@ export const serverOptionsSchema = z.object({
   costPerCoreHour: z.number().nonnegative().optional(),
   /** Drift and accuracy windows of versions with a reference profile; false: profiles are not read (no OOD flags, nothing to /monitor). */
   monitoring: z.union([z.literal(false), versionMonitorOptionsSchema]).prefault({}),
+  /** Full garbage collections when the server goes quiet after a burst of large requests (see IdleMemoryReclaimer); false: none. */
+  reclaimIdleMemory: z.union([z.literal(false), idleMemoryReclaimerOptionsSchema]).prefault({}),
   /**
    * --allow-code-models: models whose backend runs code from the repository (backend "javascript")
    * may load. Off, such a model (or a load request's config that asks for one) is refused.
@@ -143,6 +146,8 @@ export class Server {
   /** Loads under way of models residency does not manage (ensembles, pipelines), shared by the requests waiting for them. */
   private readonly unmanagedLoads = new Map<string, Promise<void>>();
   private readonly backends: readonly Backend[];
+  private requestsStarted = 0;
+  private readonly memoryReclaimer?: IdleMemoryReclaimer;
 
   constructor(options: ServerOptions) {
     const parsed = serverOptionsSchema.safeParse(options);
@@ -179,6 +184,10 @@ export class Server {
       maxWaiting: this.options.maxQueueSize,
       logger: this.logger,
     });
+    if (this.options.reclaimIdleMemory) {
+      const activity = { requestsStarted: () => this.requestsStarted, bodyBytesHeld: () => this.bodies.inUse };
+      this.memoryReclaimer = new IdleMemoryReclaimer(activity, processMemory(), this.options.reclaimIdleMemory, this.logger);
+    }
     if (this.options.modelControlMode === 'poll') {
       this.poller = new RepositoryPoller({
         repository: this.repository,
@@ -273,6 +282,7 @@ export class Server {
     await loadAll(names.filter((name) => ensembles.has(name)));
     this.started = true;
     this.poller?.start();
+    this.memoryReclaimer?.start();
     return this;
   }
 
@@ -469,6 +479,7 @@ export class Server {
    */
   admit(name: string, version: string | undefined, bytes: number, deadline?: number): BodyReservation | Promise<BodyReservation> {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    this.requestsStarted += 1;
     const held = this.hold(name);
     if (held === undefined) return this.admitNow(name, version, bytes, deadline);
     // The model stays in memory until the answer: the reservation's release lets it go.
@@ -494,6 +505,7 @@ export class Server {
 
   infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
     if (this.closing) return Promise.reject(new NereidError('UNAVAILABLE', 'server is shutting down'));
+    this.requestsStarted += 1;
     const held = this.hold(request.model);
     if (held === undefined) return this.inferNow(request, context);
     const inferHeld = (release: () => void) => {
@@ -686,6 +698,7 @@ export class Server {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.memoryReclaimer?.stop();
     await this.poller?.stop();
     await this.repository.close();
     await this.responseCache?.close();

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { IdleMemoryReclaimer, processMemory } from './idle-memory-reclaimer.js';
+
+const MB = 1024 * 1024;
+
+/** A server and a heap whose numbers the test sets; collect frees what `garbage` says. */
+function fixture(options: { growthMb?: number } = {}) {
+  const state = { requests: 0, bodyBytes: 0, arrayBuffers: 10 * MB, garbage: 0, collections: 0 };
+  const reclaimer = new IdleMemoryReclaimer(
+    { requestsStarted: () => state.requests, bodyBytesHeld: () => state.bodyBytes },
+    {
+      arrayBufferBytes: () => state.arrayBuffers,
+      collect: () => {
+        state.collections += 1;
+        state.arrayBuffers -= state.garbage;
+        state.garbage = 0;
+      },
+    },
+    { growthBytes: (options.growthMb ?? 64) * MB },
+  );
+  return { state, reclaimer };
+}
+
+test('a quiet server whose ArrayBuffers grew past the threshold is collected once', () => {
+  const { state, reclaimer } = fixture();
+  state.requests = 120;
+  state.arrayBuffers += 300 * MB;
+  state.garbage = 300 * MB;
+  reclaimer.check(); // requests started since the last look: not quiet yet
+  assert.equal(state.collections, 0);
+  reclaimer.check();
+  assert.equal(state.collections, 1);
+  assert.equal(state.arrayBuffers, 10 * MB);
+  reclaimer.check();
+  assert.equal(state.collections, 1, 'nothing new to collect');
+});
+
+test('no collection while a request body is held or requests keep arriving', () => {
+  const { state, reclaimer } = fixture();
+  state.arrayBuffers += 200 * MB;
+  state.garbage = 200 * MB;
+  state.bodyBytes = 9 * MB;
+  reclaimer.check();
+  reclaimer.check();
+  assert.equal(state.collections, 0, 'a body is held');
+  state.bodyBytes = 0;
+  for (let look = 0; look < 3; look += 1) {
+    state.requests += 1;
+    reclaimer.check();
+  }
+  assert.equal(state.collections, 0, 'requests started between every look');
+  reclaimer.check();
+  assert.equal(state.collections, 1);
+});
+
+test('growth under the threshold is left to V8', () => {
+  const { state, reclaimer } = fixture({ growthMb: 64 });
+  state.arrayBuffers += 63 * MB;
+  reclaimer.check();
+  reclaimer.check();
+  assert.equal(state.collections, 0);
+  state.arrayBuffers += 2 * MB;
+  reclaimer.check();
+  assert.equal(state.collections, 1);
+});
+
+test('growth counts from the lowest level seen, so memory V8 freed on its own is not counted as new', () => {
+  const { state, reclaimer } = fixture({ growthMb: 64 });
+  state.arrayBuffers += 50 * MB;
+  reclaimer.check();
+  state.arrayBuffers = 5 * MB; // V8 collected under load
+  reclaimer.check();
+  state.arrayBuffers += 60 * MB;
+  reclaimer.check();
+  assert.equal(state.collections, 0, '60 MB over the lowest level, under the threshold');
+});
+
+test('the process probe finds a collector without --expose-gc and leaves no gc global behind', () => {
+  const probe = processMemory();
+  assert.equal(typeof probe.collect, 'function');
+  assert.equal((globalThis as { gc?: unknown }).gc, undefined);
+  let garbage: Buffer[] | undefined = Array.from({ length: 8 }, () => Buffer.alloc(4 * MB, 1));
+  assert.ok(probe.arrayBufferBytes() >= 32 * MB);
+  garbage = undefined;
+  probe.collect!();
+  assert.equal(garbage, undefined);
+  assert.ok(probe.arrayBufferBytes() < 32 * MB, `ArrayBuffers after the collection: ${probe.arrayBufferBytes()} bytes`);
+});
