@@ -5,16 +5,18 @@
  * the profile's Mahalanobis OOD detector on an extra internal tensor, and recorded in the drift
  * windows, compared with the profile every --monitor-evaluate-every rows) and one with --monitoring
  * false (the profile not read), measured in interleaved rounds by POST …/classify with one real
- * Fashion-MNIST test image as PNG per request (bench/on-off-rounds.ts). Then, in process, what each
- * part of monitoring costs a row, to say where the time goes.
+ * Fashion-MNIST test image as PNG per request (bench/on-off-rounds.ts). With --one-process, one child
+ * serves the model twice, with and without its profile, and the rounds alternate between the two
+ * models: the round-to-round drift of the machine and the process's own luck then fall on both sides
+ * alike. Then, in process, what each part of monitoring costs a row, to say where the time goes.
  *
  * The V2 /infer path is not measured apart: the model's input declares image pre-processing, so it
  * takes encoded images only (a BYTES tensor), and /infer with a PNG runs the same path as /classify.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -22,7 +24,7 @@ import { request } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { parseModelConfig } from '../src/config/model-config.js';
 import { pixelToneProperties } from '../src/monitoring/input-properties.js';
-import { readReferenceProfile } from '../src/monitoring/reference-profile.js';
+import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../src/monitoring/reference-profile.js';
 import { MahalanobisScorer, pooledFeatures } from '../src/monitoring/representation-ood.js';
 import { slidingWindowOptionsSchema } from '../src/monitoring/sliding-window.js';
 import { VersionMonitor, versionMonitorOptionsSchema, type MonitoredRow } from '../src/monitoring/version-monitor.js';
@@ -39,6 +41,8 @@ import { markdownTable } from './report.js';
 
 const MODEL = 'fashion_mnist';
 const REPOSITORY = join(ROOT, 'models');
+/** With --one-process, the same model served without its reference profile, beside it. */
+const UNMONITORED = `${MODEL}_unmonitored`;
 const VERSION_DIR = join(REPOSITORY, MODEL, '1');
 const DEFAULT_WINDOW = slidingWindowOptionsSchema.parse({}).capacity;
 const DEFAULT_EVALUATE_EVERY = versionMonitorOptionsSchema.parse({}).evaluateEvery;
@@ -60,6 +64,10 @@ Options:
                               (a process's own luck — JIT, heap layout — moves its CPU per
                               request by more than monitoring costs; pairs of processes
                               average it out)
+  --one-process               one server process instead of a pair, serving the model twice:
+                              ${MODEL} (monitored) and ${UNMONITORED} (the same files without
+                              reference.json); the rounds alternate between the two models, so
+                              the process's own luck falls on both alike
   --warmup S                  unmeasured seconds per server before the rounds           [2]
   --concurrency N             closed-loop clients                                       [16]
   --images N                  distinct t10k images the requests cycle through           [500]
@@ -83,6 +91,7 @@ export interface MonitoringOverheadOptions {
   inProcessRows: number;
   cpuProf: boolean;
   quietSeconds: number;
+  oneProcess: boolean;
 }
 
 export function parseMonitoringOverheadOptions(argv: string[]): MonitoringOverheadOptions | 'help' {
@@ -100,6 +109,7 @@ export function parseMonitoringOverheadOptions(argv: string[]): MonitoringOverhe
       'in-process-rows': { type: 'string', default: '200000' },
       'cpu-prof': { type: 'boolean', default: false },
       'quiet-wait': { type: 'string', default: '10' },
+      'one-process': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -129,6 +139,7 @@ export function parseMonitoringOverheadOptions(argv: string[]): MonitoringOverhe
     inProcessRows: number('in-process-rows', { min: 1000 }),
     cpuProf: values['cpu-prof'],
     quietSeconds: number('quiet-wait', { integer: false, min: 0 }),
+    oneProcess: values['one-process'],
   };
 }
 
@@ -271,16 +282,16 @@ async function inProcessCosts(options: MonitoringOverheadOptions, images: { pixe
 }
 
 /** What GET …/monitor says: rows and OOD checks since load and the drift state, or why the version is not monitored. */
-async function monitorStatus(server: OnOffServer): Promise<string> {
-  const answer = await request(`${server.child.origin}/v2/models/${MODEL}/monitor`);
+async function monitorStatus(server: OnOffServer, model: string): Promise<string> {
+  const answer = await request(`${server.child.origin}/v2/models/${model}/monitor`);
   const body = (await answer.body.json()) as { monitored?: boolean; reason?: string; rows_since_load?: number; state?: string; ood?: { checked_since_load: number; flagged_since_load: number } };
   if (answer.statusCode !== 200 || !body.monitored) return `${server.label}: GET …/monitor: HTTP ${answer.statusCode}, not monitored (${body.reason ?? 'no reason given'})`;
   return `${server.label}: GET …/monitor: ${body.rows_since_load} rows recorded since load, state ${body.state}, OOD flagged ${body.ood?.flagged_since_load}/${body.ood?.checked_since_load}`;
 }
 
 /** Rows per execution the server ran so far (GET …/stats). */
-async function meanBatchSize(server: OnOffServer): Promise<number> {
-  const answer = await request(`${server.child.origin}/v2/models/${MODEL}/stats`);
+async function meanBatchSize(server: OnOffServer, model: string): Promise<number> {
+  const answer = await request(`${server.child.origin}/v2/models/${model}/stats`);
   const { model_stats: stats } = (await answer.body.json()) as { model_stats: { inference_count: number; execution_count: number }[] };
   return stats[0].inference_count / Math.max(1, stats[0].execution_count);
 }
@@ -299,8 +310,9 @@ export async function runMonitoringOverhead(options: MonitoringOverheadOptions):
   const servers: OnOffServer[] = [];
   try {
     const images = await testImages(options.images);
+    const monitorFlags = ['--monitor-window', String(options.window), '--monitor-evaluate-every', String(options.evaluateEvery)];
     const start = async (side: OnOffServer['side']): Promise<OnOffServer> => {
-      const flags = side === 'on' ? ['--monitoring', 'true', '--monitor-window', String(options.window), '--monitor-evaluate-every', String(options.evaluateEvery)] : ['--monitoring', 'false'];
+      const flags = side === 'on' ? ['--monitoring', 'true', ...monitorFlags] : ['--monitoring', 'false'];
       const child = await startChild({
         name: `monitoring-${side}`,
         ...nereidServeSpec(REPOSITORY, MODEL, { extraArgs: flags }),
@@ -310,23 +322,41 @@ export async function runMonitoringOverhead(options: MonitoringOverheadOptions):
       });
       return { side, label: `monitoring ${side}`, child };
     };
-    const path = `/v2/models/${MODEL}/classify`;
+    // One process serving the model twice, with and without its profile: the rounds alternate between the two models.
+    const startOne = async (): Promise<[OnOffServer, OnOffServer]> => {
+      const repository = join(scratch, 'models');
+      await cp(join(REPOSITORY, MODEL), join(repository, MODEL), { recursive: true });
+      await cp(join(REPOSITORY, MODEL), join(repository, UNMONITORED), { recursive: true, filter: (source) => basename(source) !== REFERENCE_PROFILE_FILE });
+      const child = await startChild({
+        name: 'monitoring-one-process',
+        ...nereidServeSpec(repository, MODEL, { extraArgs: ['--monitoring', 'true', ...monitorFlags, '--load-model', UNMONITORED] }),
+        nodeFlags: options.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', scratch] : undefined,
+        cwd: ROOT,
+        logDir: scratch,
+      });
+      return [
+        { side: 'on', label: `monitoring on (${MODEL})`, child },
+        { side: 'off', label: `monitoring off (${UNMONITORED})`, child },
+      ];
+    };
+    const modelOf = (server: OnOffServer) => (options.oneProcess && server.side === 'off' ? UNMONITORED : MODEL);
+    const stopAll = () => Promise.all([...new Set(servers.map((server) => server.child))].map((child) => child.stop()));
     const runs: OnOffRun[] = [];
     let checks: string[] = [];
     let batch = 1;
     for (let restart = 0; restart < options.restarts; restart++) {
-      servers.splice(0, servers.length, await start('on'), await start('off'));
+      servers.splice(0, servers.length, ...(options.oneProcess ? await startOne() : [await start('on'), await start('off')]));
       const pairRun = await interleavedRounds(
         [servers[0], servers[1]],
         { rounds: options.rounds, seconds: options.seconds, warmupSeconds: options.warmup, concurrency: options.concurrency, quietSeconds: options.quietSeconds },
-        (sequence) => ({ path, headers: { 'content-type': 'image/png' }, body: images.pngs[sequence % images.pngs.length] }),
+        (sequence, server) => ({ path: `/v2/models/${modelOf(server)}/classify`, headers: { 'content-type': 'image/png' }, body: images.pngs[sequence % images.pngs.length] }),
       );
       runs.push(pairRun);
       if (restart === options.restarts - 1) {
-        checks = await Promise.all(servers.map(monitorStatus));
-        batch = await meanBatchSize(servers[0]);
+        checks = await Promise.all(servers.map((server) => monitorStatus(server, modelOf(server))));
+        batch = await meanBatchSize(servers[0], MODEL);
       } else {
-        await Promise.all(servers.map((server) => server.child.stop()));
+        await stopAll();
       }
       if (options.restarts > 1) console.error(`server pair ${restart + 1}/${options.restarts}: CPU per request on/off ${summariseOnOff(pairRun).cpuRatio.median.toFixed(3)} (median of its pairs)`);
     }
@@ -364,11 +394,11 @@ export async function runMonitoringOverhead(options: MonitoringOverheadOptions):
       ),
     );
     if (options.cpuProf) {
-      await Promise.all(servers.map((server) => server.child.stop()));
+      await stopAll();
       for (const line of profileSummaries(servers, run, scratch)) console.log(`\n${line}`);
     }
   } finally {
-    await Promise.all(servers.map((server) => server.child.stop()));
+    await Promise.all([...new Set(servers.map((server) => server.child))].map((child) => child.stop()));
     await rm(scratch, { recursive: true, force: true });
   }
 }

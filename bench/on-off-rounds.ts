@@ -23,8 +23,8 @@ export interface OnOffServer {
   alongside?: () => () => void;
 }
 
-/** The request a client sends `sequence`-th (counting every request to the server so far in the round). */
-export type RequestOf = (sequence: number) => { path: string; headers: Record<string, string>; body: Buffer | string };
+/** The request a client sends `sequence`-th (counting every request to the server so far in the round) to `server`. */
+export type RequestOf = (sequence: number, server: OnOffServer) => { path: string; headers: Record<string, string>; body: Buffer | string };
 
 export interface RoundFigures {
   side: Side;
@@ -69,7 +69,7 @@ export async function driveRound(server: OnOffServer, concurrency: number, secon
   const started = process.hrtime.bigint();
   try {
     const result = await runClosedLoop({ concurrency, warmupSeconds: 0, durationSeconds: seconds, verifyEvery: Number.MAX_SAFE_INTEGER }, async () => {
-      const { path, headers, body } = requestOf(sequence++);
+      const { path, headers, body } = requestOf(sequence++, server);
       const answer = await pool.request({ path, method: 'POST', headers, body });
       const text = await answer.body.text();
       if (answer.statusCode === 200) return { ok: true, bytes: text.length };
@@ -114,7 +114,7 @@ export async function interleavedRounds(servers: readonly [OnOffServer, OnOffSer
   for (let round = 0; round < plan.rounds; round++) {
     const pair: RoundFigures[] = [];
     for (const server of round % 2 === 0 ? servers : [...servers].reverse()) {
-      if (plan.quietSeconds) await waitForQuiet([servers[0].child.pid, servers[1].child.pid], plan.quietSeconds);
+      if (plan.quietSeconds) await waitForQuiet([...new Set(servers.map((each) => each.child.pid))], plan.quietSeconds);
       const result = await driveRound(server, plan.concurrency, plan.seconds, requestOf);
       pair.push(result);
       run.rounds.push(result);
