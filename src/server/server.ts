@@ -80,9 +80,10 @@ export const serverOptionsSchema = z.object({
   /**
    * The longest a request may expect to wait in a queue when neither its deadline nor its model's
    * queue timeout says: under overload, a request that would wait longer is refused at once (503,
-   * Retry-After) instead of being answered after its client has given up.
+   * Retry-After) instead of being answered after its client has given up. A backlog outlasts the
+   * load that made it by about this plus one batch: 800 ms keeps that under a second.
    */
-  maxQueueWaitMs: z.number().int().positive().default(1000),
+  maxQueueWaitMs: z.number().int().positive().default(800),
   /** Bytes of request bodies held at once across the server (read, decoded, queued, running); beyond it requests are refused with 503. */
   maxInflightBytes: z.number().int().positive().default(256 * 1024 * 1024),
   /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
