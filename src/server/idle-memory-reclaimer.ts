@@ -39,8 +39,12 @@ export interface MemoryProbe {
  * flag goes off again so that no other code sees a `gc` global.
  */
 export function processMemory(): MemoryProbe {
-  return { arrayBufferBytes: () => process.memoryUsage().arrayBuffers, collect: fullCollection() };
+  processCollector ??= { collect: fullCollection() };
+  return { arrayBufferBytes: () => process.memoryUsage().arrayBuffers, collect: processCollector.collect };
 }
+
+/** One per process: each lookup makes a V8 context, which the collector it returns keeps alive. */
+let processCollector: { collect?: () => void } | undefined;
 
 function fullCollection(): (() => void) | undefined {
   const exposed = (globalThis as { gc?: () => void }).gc;
