@@ -27,7 +27,7 @@ import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } fro
 import { readinessSummary } from './repository/model-repository.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema, type Server } from './server/server.js';
-import type { ImageTimings } from './model/image-classification.js';
+import { timingAnswer, type ImageTimings } from './model/image-classification.js';
 import { VERSION } from './version.js';
 
 function integer(min: number) {
@@ -416,7 +416,7 @@ async function runImageCommand(files: string[], flags: Record<string, string | u
         model_name: model,
         model_version: version,
         ...results[0],
-        timing: { preprocess_ms: timings.preprocessMs, inference_ms: timings.inferMs },
+        timing: timingAnswer(timings),
       });
     });
     console.error(`${files.length} image(s), ${failed} failed, in ${(performance.now() - started).toFixed(1)} ms`);

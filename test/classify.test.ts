@@ -455,6 +455,7 @@ describe('nereid classify (CLI)', () => {
       assert.deepEqual(line.predictions.map((p: Json) => [p.index, p.label]), expected.map((p: Json) => [p.index, p.label]));
       closeTo(line.predictions.map((p: Json) => p.score), expected.map((p: Json) => p.score));
       assert.equal(typeof line.confidence.probability, 'number');
+      assert.deepEqual(Object.keys(line.timing), ['preprocess_ms', 'queue_ms', 'inference_ms', 'postprocess_ms', 'total_ms'], 'the route\'s timings, in process too');
     }
     assert.match(bad.error, /not an image in a supported format/);
     assert.equal(bad.predictions, undefined);

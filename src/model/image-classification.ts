@@ -19,6 +19,17 @@ export interface ImageTimings {
   totalMs: number;
 }
 
+/** The timings as the classify and detect answers carry them (`timing`), wherever the call was made. */
+export function timingAnswer(timings: ImageTimings) {
+  return {
+    preprocess_ms: timings.preprocessMs,
+    queue_ms: timings.queueMs,
+    inference_ms: timings.inferMs,
+    postprocess_ms: timings.postprocessMs,
+    total_ms: timings.totalMs,
+  };
+}
+
 /** One classify call's answer: per image, and where its time went (summed over the images). */
 export interface ClassifyResult {
   results: ImageClassification[];

@@ -7,7 +7,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { invalidArgument } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
-import type { ImageTimings } from '../../model/image-classification.js';
+import { timingAnswer } from '../../model/image-classification.js';
 import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
@@ -74,7 +74,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
         { version: request.params.version, topK: topKOf(request) },
         options.contextOf(request, reply),
       );
-      const timing = timingOf(timings);
+      const timing = timingAnswer(timings);
       return answerOf(request, model, version, results, images, timing);
     });
   }
@@ -87,19 +87,9 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
         { version: request.params.version, query: request.query },
         options.contextOf(request, reply),
       );
-      return answerOf(request, model, version, results, images, timingOf(timings));
+      return answerOf(request, model, version, results, images, timingAnswer(timings));
     });
   }
-}
-
-function timingOf(timings: ImageTimings) {
-  return {
-    preprocess_ms: timings.preprocessMs,
-    queue_ms: timings.queueMs,
-    inference_ms: timings.inferMs,
-    postprocess_ms: timings.postprocessMs,
-    total_ms: timings.totalMs,
-  };
 }
 
 /** One image's result beside the model's name, or, for a multipart form, each file's under `results`. */
