@@ -145,6 +145,7 @@ export class ModelVersion {
   private readonly outputDims: ReadonlyMap<string, readonly number[]>;
   /** Requests past the readiness check and not yet answered; unload waits for them. */
   private inFlight = 0;
+  private started = 0;
   private whenIdle?: () => void;
 
   constructor(private readonly parts: ModelVersionParts) {
@@ -174,6 +175,11 @@ export class ModelVersion {
 
   /** Inputs that take encoded images. */
   /** The drift and accuracy windows, when the version has a reference profile. */
+  /** Requests started on this version so far, and those not yet answered: what tells an idle server from a busy one. */
+  get activity(): { started: number; inFlight: number } {
+    return { started: this.started, inFlight: this.inFlight };
+  }
+
   get monitor(): VersionMonitor | undefined {
     return this.parts.monitor;
   }
@@ -261,6 +267,7 @@ export class ModelVersion {
     };
     observer.onRequestStart?.();
     this.inFlight++;
+    this.started++;
     let result: RunResult | undefined;
     let failure: NereidError | undefined;
     try {

@@ -6,9 +6,9 @@ const MB = 1024 * 1024;
 
 /** A server and a heap whose numbers the test sets; collect frees what `garbage` says. */
 function fixture(options: { growthMb?: number } = {}) {
-  const state = { requests: 0, bodyBytes: 0, arrayBuffers: 10 * MB, garbage: 0, collections: 0 };
+  const state = { requests: 0, inFlight: 0, bodyBytes: 0, arrayBuffers: 10 * MB, garbage: 0, collections: 0 };
   const reclaimer = new IdleMemoryReclaimer(
-    { requestsStarted: () => state.requests, bodyBytesHeld: () => state.bodyBytes },
+    { requestsStarted: () => state.requests, requestsInFlight: () => state.inFlight, bodyBytesHeld: () => state.bodyBytes },
     {
       arrayBufferBytes: () => state.arrayBuffers,
       collect: () => {
@@ -36,7 +36,7 @@ test('a quiet server whose ArrayBuffers grew past the threshold is collected onc
   assert.equal(state.collections, 1, 'nothing new to collect');
 });
 
-test('no collection while a request body is held or requests keep arriving', () => {
+test('no collection while a request body is held, a request is in flight or requests keep arriving', () => {
   const { state, reclaimer } = fixture();
   state.arrayBuffers += 200 * MB;
   state.garbage = 200 * MB;
@@ -45,6 +45,10 @@ test('no collection while a request body is held or requests keep arriving', () 
   reclaimer.check();
   assert.equal(state.collections, 0, 'a body is held');
   state.bodyBytes = 0;
+  state.inFlight = 1;
+  reclaimer.check();
+  assert.equal(state.collections, 0, 'a long request is running');
+  state.inFlight = 0;
   for (let look = 0; look < 3; look += 1) {
     state.requests += 1;
     reclaimer.check();
@@ -65,6 +69,29 @@ test('growth under the threshold is left to V8', () => {
   assert.equal(state.collections, 1);
 });
 
+test('a look that fails (process.memoryUsage out of file descriptors) is skipped, and the timer goes on', async () => {
+  let looks = 0;
+  const warnings: string[] = [];
+  const reclaimer = new IdleMemoryReclaimer(
+    { requestsStarted: () => 0, requestsInFlight: () => 0, bodyBytesHeld: () => 0 },
+    {
+      arrayBufferBytes: () => {
+        looks += 1;
+        if (looks > 1) throw Object.assign(new Error('EMFILE: too many open files, uv_resident_set_memory'), { code: 'EMFILE' });
+        return 0;
+      },
+      collect: () => undefined,
+    },
+    { checkEveryMs: 5 },
+    { warn: (_: unknown, message: string) => warnings.push(message), debug: () => undefined } as never,
+  );
+  reclaimer.start();
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  reclaimer.stop();
+  assert.ok(looks >= 3, `looks: ${looks}`);
+  assert.match(warnings[0], /idle memory check skipped: EMFILE/);
+});
+
 test('growth counts from the lowest level seen, so memory V8 freed on its own is not counted as new', () => {
   const { state, reclaimer } = fixture({ growthMb: 64 });
   state.arrayBuffers += 50 * MB;
@@ -77,9 +104,11 @@ test('growth counts from the lowest level seen, so memory V8 freed on its own is
 });
 
 test('the process probe finds a collector without --expose-gc and leaves no gc global behind', () => {
+  const exposedBefore = (globalThis as { gc?: unknown }).gc;
   const probe = processMemory();
   assert.equal(typeof probe.collect, 'function');
-  assert.equal((globalThis as { gc?: unknown }).gc, undefined);
+  // Started with --expose-gc (NODE_OPTIONS), the process's own gc is the one used.
+  assert.equal((globalThis as { gc?: unknown }).gc, exposedBefore);
   let garbage: Buffer[] | undefined = Array.from({ length: 8 }, () => Buffer.alloc(4 * MB, 1));
   assert.ok(probe.arrayBufferBytes() >= 32 * MB);
   garbage = undefined;

@@ -4,9 +4,10 @@
  * goes idle after a flood of 9 MB bodies allocates next to nothing, so hundreds of MB of garbage
  * Buffers stayed held for as long as it stayed idle (measured: 364 MB of ArrayBuffers three
  * seconds after the flood). So, when the ArrayBuffers have grown by `growthBytes` since the last
- * collection and the server has been quiet for a whole check interval (no request started, no
- * request body held), the reclaimer runs one full collection. It never runs under load, where V8
- * collects on its own, and an idle collection costs a few ms that no request waits for.
+ * collection and the server has been quiet for a whole check interval (no request started, none in
+ * flight, no request body held), the reclaimer runs one full collection. It never runs under load,
+ * where V8 collects on its own; a collection takes tens of ms, which only a request arriving during
+ * it waits for.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -23,6 +24,8 @@ export const idleMemoryReclaimerOptionsSchema = z.object({
 export interface ServerActivity {
   /** Requests started so far (any number that grows with each one). */
   requestsStarted(): number;
+  /** Requests started and not yet answered. */
+  requestsInFlight(): number;
   /** Request body bytes held now. */
   bodyBytesHeld(): number;
 }
@@ -85,7 +88,14 @@ export class IdleMemoryReclaimer {
 
   start(): void {
     if (this.timer || !this.memory.collect) return;
-    this.timer = setInterval(() => this.check(), this.options.checkEveryMs).unref();
+    this.timer = setInterval(() => {
+      try {
+        this.check();
+      } catch (error) {
+        // process.memoryUsage() reads /proc and fails when the process is out of file descriptors: skip this look, never crash.
+        this.logger?.warn({ err: error }, `idle memory check skipped: ${(error as Error).message}`);
+      }
+    }, this.options.checkEveryMs).unref();
   }
 
   stop(): void {
@@ -96,7 +106,7 @@ export class IdleMemoryReclaimer {
   /** One look at the server (what the timer runs): collects when it was quiet and the garbage is worth it. */
   check(): void {
     const requests = this.activity.requestsStarted();
-    const quiet = requests === this.requestsAtLastCheck && this.activity.bodyBytesHeld() === 0;
+    const quiet = requests === this.requestsAtLastCheck && this.activity.requestsInFlight() === 0 && this.activity.bodyBytesHeld() === 0;
     this.requestsAtLastCheck = requests;
     const held = this.memory.arrayBufferBytes();
     // What a collection left can shrink as later ones free more: growth counts from the lowest level seen.

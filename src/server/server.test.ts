@@ -193,3 +193,35 @@ test('a wrong server option is refused with what was expected, naming the option
     /^Error: invalid server options:\n✖ a memory budget is bytes .* got 'lots'\n {2}→ at modelMemoryBudget$/,
   );
 });
+
+test('the idle memory reclaimer collects only while nothing runs, however the request came, and is off with reclaimIdleMemory: false', async (t) => {
+  const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
+  const backend = doublerBackend();
+  const server = new Server({ modelRepository: repo, backends: [backend], logger: silent, reclaimIdleMemory: { growthBytes: 1, checkEveryMs: 3_600_000 } });
+  t.after(() => server.close());
+  await server.start();
+  const reclaimer = server.memoryReclaimer!;
+  const grow = () => Buffer.alloc(1024 * 1024, 1);
+  let garbage = grow();
+  reclaimer.check();
+  reclaimer.check();
+  const quietCollections = reclaimer.collected;
+  assert.ok(quietCollections >= 1, 'a quiet server whose ArrayBuffers grew is collected');
+
+  // A request held inside the model: in flight, and started by a caller that bypasses admission (a job, tune, eval).
+  const gate = backend.hold();
+  const answer = server.model('m').infer(request('m'));
+  await gate.whenWaiting();
+  garbage = grow();
+  reclaimer.check();
+  reclaimer.check();
+  reclaimer.check();
+  assert.equal(reclaimer.collected, quietCollections, 'no collection while a request runs');
+  gate.open();
+  await answer;
+  assert.ok(garbage.length > 0);
+
+  const off = new Server({ modelRepository: repo, backends: [doublerBackend()], logger: silent, reclaimIdleMemory: false });
+  t.after(() => off.close());
+  assert.equal(off.memoryReclaimer, undefined);
+});

@@ -148,7 +148,8 @@ export class Server {
   private readonly unmanagedLoads = new Map<string, Promise<void>>();
   private readonly backends: readonly Backend[];
   private requestsStarted = 0;
-  private readonly memoryReclaimer?: IdleMemoryReclaimer;
+  /** What gives memory back after a burst of large requests (none with reclaimIdleMemory: false). */
+  readonly memoryReclaimer?: IdleMemoryReclaimer;
 
   constructor(options: ServerOptions) {
     const parsed = serverOptionsSchema.safeParse(options);
@@ -186,7 +187,7 @@ export class Server {
       logger: this.logger,
     });
     if (this.options.reclaimIdleMemory) {
-      const activity = { requestsStarted: () => this.requestsStarted, bodyBytesHeld: () => this.bodies.inUse };
+      const activity = { requestsStarted: () => this.requestsStarted + this.versionActivity().started, requestsInFlight: () => this.versionActivity().inFlight, bodyBytesHeld: () => this.bodies.inUse };
       this.memoryReclaimer = new IdleMemoryReclaimer(activity, processMemory(), this.options.reclaimIdleMemory, this.logger);
     }
     if (this.options.modelControlMode === 'poll') {
@@ -198,6 +199,18 @@ export class Server {
         unload: (name) => this.repository.unload(name).finally(() => this.residency.unloaded(name)),
       });
     }
+  }
+
+  /** Requests started and in flight over every loaded version, however they were called (front ends, jobs, tune, eval). */
+  private versionActivity(): { started: number; inFlight: number } {
+    let started = 0;
+    let inFlight = 0;
+    for (const version of this.repository.loadedVersions()) {
+      const activity = version.activity;
+      started += activity.started;
+      inFlight += activity.inFlight;
+    }
+    return { started, inFlight };
   }
 
   /** A polled change: a model in memory is reloaded; an on-demand one not in memory loads its new files on its next request. */
@@ -282,6 +295,8 @@ export class Server {
     await loadAll(names.filter((name) => !ensembles.has(name)));
     await loadAll(names.filter((name) => ensembles.has(name)));
     this.started = true;
+    // A close() during the loads (SIGTERM at start) has stopped what would otherwise start here.
+    if (this.closing) return this;
     this.poller?.start();
     this.memoryReclaimer?.start();
     return this;
