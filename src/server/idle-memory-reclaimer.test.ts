@@ -5,7 +5,7 @@ import { IdleMemoryReclaimer, processMemory } from './idle-memory-reclaimer.js';
 const MB = 1024 * 1024;
 
 /** A server and a heap whose numbers the test sets; collect frees what `garbage` says. */
-function fixture(options: { growthMb?: number } = {}) {
+function fixture(options: { growthMb?: number; recheckChecks?: number } = {}) {
   const state = { requests: 0, inFlight: 0, bodyBytes: 0, arrayBuffers: 10 * MB, garbage: 0, collections: 0 };
   const reclaimer = new IdleMemoryReclaimer(
     { requestsStarted: () => state.requests, requestsInFlight: () => state.inFlight, bodyBytesHeld: () => state.bodyBytes },
@@ -17,7 +17,7 @@ function fixture(options: { growthMb?: number } = {}) {
         state.garbage = 0;
       },
     },
-    { growthBytes: (options.growthMb ?? 64) * MB },
+    { growthBytes: (options.growthMb ?? 64) * MB, checkEveryMs: 1000, recheckMs: (options.recheckChecks ?? 10) * 1000, maxRecheckMs: 40_000 },
   );
   return { state, reclaimer };
 }
@@ -115,4 +115,34 @@ test('the process probe finds a collector without --expose-gc and leaves no gc g
   probe.collect!();
   assert.equal(garbage, undefined);
   assert.ok(probe.arrayBufferBytes() < 32 * MB, `ArrayBuffers after the collection: ${probe.arrayBufferBytes()} bytes`);
+});
+
+test('memory a collection could not free (still referenced then) is collected again after a quiet while, less often each time it stays', () => {
+  const { state, reclaimer } = fixture({ recheckChecks: 10 });
+  // A burst: 300 MB, of which 100 MB still referenced at the first collection (open keep-alive connections, say).
+  state.requests = 1;
+  state.arrayBuffers += 300 * MB;
+  state.garbage = 200 * MB;
+  reclaimer.check();
+  reclaimer.check();
+  assert.equal(state.collections, 1);
+  assert.equal(state.arrayBuffers, 110 * MB);
+  state.garbage = 100 * MB; // the connections closed
+  const looksUntilCollected = () => {
+    const before = state.collections;
+    for (let look = 1; look <= 100; look += 1) {
+      reclaimer.check();
+      if (state.collections > before) return look;
+    }
+    return Infinity;
+  };
+  assert.equal(looksUntilCollected(), 10, 'ten quiet looks after the first collection');
+  assert.equal(state.arrayBuffers, 10 * MB, 'back to where it started');
+  // Legitimately held memory (a cache): rechecks back off, 10, 20, 40 looks, then stay at the 40 s bound.
+  state.arrayBuffers += 100 * MB;
+  state.requests += 1;
+  reclaimer.check();
+  reclaimer.check();
+  assert.equal(state.collections, 3, 'grown by 100 MB: collected (nothing freed)');
+  assert.deepEqual([looksUntilCollected(), looksUntilCollected(), looksUntilCollected(), looksUntilCollected()], [10, 20, 40, 40]);
 });

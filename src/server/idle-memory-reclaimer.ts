@@ -19,6 +19,14 @@ export const idleMemoryReclaimerOptionsSchema = z.object({
   growthBytes: z.number().int().positive().default(64 * 1024 * 1024),
   /** How often the server is looked at; it must have been quiet for one whole interval. */
   checkEveryMs: z.number().int().positive().default(1000),
+  /**
+   * Memory still above the lowest level a collection ever left, but not grown since the last one, is
+   * collected again after this long quiet (what an open keep-alive connection or a cache held at the
+   * last collection may have let go since); the wait doubles each time that frees little, up to
+   * `maxRecheckMs`.
+   */
+  recheckMs: z.number().int().positive().default(10_000),
+  maxRecheckMs: z.number().int().positive().default(600_000),
 });
 
 export interface ServerActivity {
@@ -67,8 +75,12 @@ export class IdleMemoryReclaimer {
   private readonly options: z.output<typeof idleMemoryReclaimerOptionsSchema>;
   private timer?: NodeJS.Timeout;
   private afterLastCollection: number;
+  /** The lowest level a collection left (or the level at start). */
+  private floor: number;
   private requestsAtLastCheck: number;
   private collections = 0;
+  private checksSinceCollection = 0;
+  private recheckAfterChecks: number;
 
   constructor(
     private readonly activity: ServerActivity,
@@ -78,7 +90,13 @@ export class IdleMemoryReclaimer {
   ) {
     this.options = idleMemoryReclaimerOptionsSchema.parse(options);
     this.afterLastCollection = memory.arrayBufferBytes();
+    this.floor = this.afterLastCollection;
     this.requestsAtLastCheck = activity.requestsStarted();
+    this.recheckAfterChecks = this.checksFor(this.options.recheckMs);
+  }
+
+  private checksFor(ms: number): number {
+    return Math.max(1, Math.ceil(ms / this.options.checkEveryMs));
   }
 
   /** Full collections run so far. */
@@ -111,13 +129,25 @@ export class IdleMemoryReclaimer {
     const held = this.memory.arrayBufferBytes();
     // What a collection left can shrink as later ones free more: growth counts from the lowest level seen.
     this.afterLastCollection = Math.min(this.afterLastCollection, held);
-    if (!quiet || !this.memory.collect || held - this.afterLastCollection < this.options.growthBytes) return;
+    this.checksSinceCollection += 1;
+    if (!quiet || !this.memory.collect) return;
+    const { growthBytes } = this.options;
+    const grown = held - this.afterLastCollection >= growthBytes;
+    const stillHigh = held - this.floor >= growthBytes && this.checksSinceCollection >= this.recheckAfterChecks;
+    if (!grown && !stillHigh) return;
     const started = performance.now();
     this.memory.collect();
     this.collections += 1;
-    this.afterLastCollection = this.memory.arrayBufferBytes();
+    const after = this.memory.arrayBufferBytes();
+    const freedLittle = held - after < growthBytes / 2;
+    // Memory that a recheck finds still held is likely to stay (a cache, a model's buffers): look again less and less often.
+    this.recheckAfterChecks =
+      !grown && freedLittle ? Math.min(this.recheckAfterChecks * 2, this.checksFor(this.options.maxRecheckMs)) : this.checksFor(this.options.recheckMs);
+    this.afterLastCollection = after;
+    this.floor = Math.min(this.floor, after);
+    this.checksSinceCollection = 0;
     this.logger?.debug(
-      { arrayBuffersBefore: held, arrayBuffersAfter: this.afterLastCollection, ms: Math.round(performance.now() - started) },
+      { arrayBuffersBefore: held, arrayBuffersAfter: after, ms: Math.round(performance.now() - started), recheck: !grown },
       'idle server: collected the garbage a burst of large requests left',
     );
   }

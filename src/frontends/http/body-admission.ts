@@ -15,6 +15,18 @@ import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
 
+/**
+ * The size of an inflating body's output buffers: zlib's 16 KiB for a small body, up to 1 MiB for a
+ * large or unannounced one. A gzip bomb inflated in 16 KiB pieces left its hundreds of MB scattered
+ * through malloc's heap, which glibc cannot give back (RSS 509 MB, baseline 212, 12 s after 48
+ * bombs); in 1 MiB pieces it inflates twice as fast and leaves 378 MB.
+ */
+function inflatedChunkBytes(request: FastifyRequest): number {
+  const compressed = announcedLength(request);
+  if (compressed === undefined) return 1024 * 1024;
+  return Math.min(1024 * 1024, Math.max(16 * 1024, 2 ** Math.ceil(Math.log2(Math.max(1, compressed) * 4))));
+}
+
 const reservations = new WeakMap<FastifyRequest, BodyReservation>();
 
 /** Fastify's own error for a body over its limit, which the error handler answers 413. */
@@ -143,7 +155,8 @@ export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookH
     const identity = encoding === 'identity';
     // No body at all, or one of announced length that Fastify holds to it: nothing to count.
     if (identity && (announcedLength(request) !== undefined || request.headers['transfer-encoding'] === undefined)) return payload;
-    const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip() : encoding === 'deflate' ? createInflate() : identity ? undefined : null;
+    const chunkSize = identity ? 0 : inflatedChunkBytes(request);
+    const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip({ chunkSize }) : encoding === 'deflate' ? createInflate({ chunkSize }) : identity ? undefined : null;
     if (decoder === null) throw invalidArgument(`unsupported Content-Encoding '${encoding}' (supported: gzip, deflate, identity)`);
     if (decoder && inflating >= options.maxConcurrentInflations) {
       throw overloaded(`${inflating} compressed request bodies are being inflated, the most the server takes at once`, 100);
