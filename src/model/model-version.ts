@@ -173,17 +173,17 @@ export class ModelVersion {
     return this.config.max_batch_size > 0;
   }
 
-  /** Inputs that take encoded images. */
-  /** The drift and accuracy windows, when the version has a reference profile. */
   /** Requests started on this version so far, and those not yet answered: what tells an idle server from a busy one. */
   get activity(): { started: number; inFlight: number } {
     return { started: this.started, inFlight: this.inFlight };
   }
 
+  /** The drift and accuracy windows, when the version has a reference profile. */
   get monitor(): VersionMonitor | undefined {
     return this.parts.monitor;
   }
 
+  /** Inputs that take encoded images. */
   get imageInputs(): ReadonlySet<string> {
     return this.parts.preprocessor?.imageInputs ?? NO_INPUTS;
   }
