@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ArrivalRate } from './arrival-rate.js';
-import { holdBatchUntil, type BatchCostModel, type HoldSituation } from './batch-hold.js';
+import { holdBatchUntil, LOW_TRAFFIC_ROWS, type BatchCostModel, type HoldSituation } from './batch-hold.js';
 
 /** 10 ms + 1 ms per row beyond the first. */
 const amortised: BatchCostModel = { batchNs: (rows) => (10 + (rows - 1)) * 1e6 };
@@ -30,41 +30,40 @@ function situation(change: Partial<HoldSituation> = {}): HoldSituation {
 }
 
 describe('holdBatchUntil', () => {
-  it('holds while rows arrive fast and slack remains, until the rows for the cheapest reachable batch are expected', () => {
-    // 7 more rows at 1/ms come within 7 ms, less than the 10 ms one row takes; 8 rows run in 17 ms, well within the goal.
-    assert.equal(holdBatchUntil(situation()), 1007);
-  });
-
-  it('holds for fewer rows when the rate only brings a few within the cost of running now', () => {
-    // At 0.25 rows/ms, 2 more rows take 8 ms (under 10 ms), 3 more take 12 ms (over).
-    assert.equal(holdBatchUntil(situation({ arrivalRowsPerMs: 0.25 })), 1008);
+  it('holds a head, counted from its arrival, for at most the time its batch takes to run, when company is expected and cheaper per row', () => {
+    // One row runs in 10 ms: the head may wait until 1010; 7 more rows expected by then make a batch of 8 (17 ms), well within the goal.
+    assert.equal(holdBatchUntil(situation()), 1010);
+    // A head that already waited 5 ms holds for the rest only.
+    assert.equal(holdBatchUntil(situation({ headEnqueuedMs: 995 })), 1005);
+    // Fewer arrivals do not shorten the hold: it is on the chance of company, as a fixed delay's is.
+    assert.equal(holdBatchUntil(situation({ arrivalRowsPerMs: 0.25 })), 1010);
   });
 
   it('never holds at low traffic, however generous the goal and the bound', () => {
-    // One row every 50 ms against a 10 ms batch: the next row comes long after this one could have run.
-    assert.equal(holdBatchUntil(situation({ arrivalRowsPerMs: 0.02, headDueMs: 1e9 })), undefined);
+    // One row every 200 ms against a 10 ms hold: 0.05 rows expected, under LOW_TRAFFIC_ROWS.
+    assert.ok(0.005 * 10 < LOW_TRAFFIC_ROWS);
+    assert.equal(holdBatchUntil(situation({ arrivalRowsPerMs: 0.005, headDueMs: 1e9 })), undefined);
     // Nothing seen yet.
     assert.equal(holdBatchUntil(situation({ arrivalRowsPerMs: 0, headDueMs: 1e9 })), undefined);
   });
 
-  it('dispatches when waiting and then running the larger batch would finish the head after its goal', () => {
+  it('dispatches when waiting and then running a larger batch would finish the head after its goal', () => {
     // The head has waited 90 ms of its 100: 10 ms run now fits, any wait plus a larger batch (≥ 11 ms) does not.
     assert.equal(holdBatchUntil(situation({ headEnqueuedMs: 910, headDueMs: 1010 })), undefined);
   });
 
-  it('holds only for the larger batches that still finish by the goal', () => {
-    // 14 ms left: waiting 1 ms for a batch of 2 (11 ms) ends at 12 ms; waiting 2 ms for 3 rows (12 ms) ends at 14 ms; 3 ms for 4 rows (13 ms) at 16 ms is too late.
+  it('shortens the hold so that the batch of the rows expected by its end still finishes by the goal', () => {
+    // 14 ms left at 1 row/ms: holding 2 ms brings 2 rows (a batch of 3, 12 ms) ending at 14 ms; longer holds end later.
     assert.equal(holdBatchUntil(situation({ headDueMs: 1014 })), 1002);
   });
 
   it('respects a request\'s own timeout or deadline when it is sooner than the target', () => {
-    // The caller passes the sooner of the two as the head's due time: a 12 ms timeout leaves room for 2 rows only.
+    // The caller passes the sooner of the two as the head's due time: a 12 ms timeout leaves room to wait 1 ms for 1 row.
     assert.equal(holdBatchUntil(situation({ headDueMs: 1000 + 12 })), 1001);
     assert.equal(holdBatchUntil(situation({ headDueMs: 1000 + 10 })), undefined);
   });
 
   it('treats max_queue_delay as an upper bound on the hold, counted from the head\'s arrival', () => {
-    // 3 ms bound: rows expected by 1003 at the latest, so the hold ends there.
     assert.equal(holdBatchUntil(situation({ holdLimitMs: 3 })), 1003);
     // The head already waited out the bound.
     assert.equal(holdBatchUntil(situation({ headEnqueuedMs: 995, holdLimitMs: 5 })), undefined);
@@ -79,9 +78,9 @@ describe('holdBatchUntil', () => {
     assert.equal(holdBatchUntil(situation({ rows: 8 })), undefined);
   });
 
-  it('counts rows, not requests: 6 queued rows of 8 wait only for the 2 missing', () => {
-    // Running 6 rows takes 15 ms; 2 more rows at 1/ms come in 2 ms.
-    assert.equal(holdBatchUntil(situation({ rows: 6 })), 1002);
+  it('counts rows, not requests: 6 queued rows of 8 are held for their run time at most (the batcher sends the batch once full)', () => {
+    // Running 6 rows takes 15 ms; 2 more rows make 8 (17 ms), within the goal.
+    assert.equal(holdBatchUntil(situation({ rows: 6 })), 1015);
   });
 });
 
