@@ -308,6 +308,8 @@ function profileSummaries(servers: readonly OnOffServer[], run: OnOffRun, profil
 export async function runMonitoringOverhead(options: MonitoringOverheadOptions): Promise<void> {
   const scratch = await mkdtemp(join(tmpdir(), 'nereid-monitoring-overhead-'));
   const servers: OnOffServer[] = [];
+  // In --one-process mode both sides share one child.
+  const stopAll = () => Promise.all([...new Set(servers.map((server) => server.child))].map((child) => child.stop()));
   try {
     const images = await testImages(options.images);
     const monitorFlags = ['--monitor-window', String(options.window), '--monitor-evaluate-every', String(options.evaluateEvery)];
@@ -340,7 +342,6 @@ export async function runMonitoringOverhead(options: MonitoringOverheadOptions):
       ];
     };
     const modelOf = (server: OnOffServer) => (options.oneProcess && server.side === 'off' ? UNMONITORED : MODEL);
-    const stopAll = () => Promise.all([...new Set(servers.map((server) => server.child))].map((child) => child.stop()));
     const runs: OnOffRun[] = [];
     let checks: string[] = [];
     let batch = 1;
@@ -398,7 +399,7 @@ export async function runMonitoringOverhead(options: MonitoringOverheadOptions):
       for (const line of profileSummaries(servers, run, scratch)) console.log(`\n${line}`);
     }
   } finally {
-    await Promise.all([...new Set(servers.map((server) => server.child))].map((child) => child.stop()));
+    await stopAll();
     await rm(scratch, { recursive: true, force: true });
   }
 }

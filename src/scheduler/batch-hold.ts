@@ -56,7 +56,8 @@ export function holdBatchUntil(situation: HoldSituation): number | undefined {
   const expectedRows = (until: number) => Math.min(maxRows - rows, Math.max(1, Math.ceil((until - nowMs) * arrivalRowsPerMs)));
   // The longest hold after which the batch of the rows expected by then still finishes by the head's goal.
   let until: number | undefined;
-  for (let extra = 1; extra <= expectedRows(holdEnd); extra++) {
+  const mostExtra = expectedRows(holdEnd);
+  for (let extra = 1; extra <= mostExtra; extra++) {
     const runMs = costs.batchNs(rows + extra) / 1e6;
     if (!(runMs > 0)) continue;
     const end = Math.min(holdEnd, headDueMs - runMs);
@@ -64,7 +65,8 @@ export function holdBatchUntil(situation: HoldSituation): number | undefined {
   }
   if (until === undefined || (until - nowMs) * arrivalRowsPerMs < LOW_TRAFFIC_ROWS) return undefined;
   const perRowNow = runNowMs / rows;
-  for (let size = rows + 1; size <= rows + expectedRows(until); size++) {
+  const largest = rows + expectedRows(until);
+  for (let size = rows + 1; size <= largest; size++) {
     const runMs = costs.batchNs(size) / 1e6;
     if (runMs > 0 && runMs / size <= perRowNow / (1 + CHEAPER_BY)) return until;
   }

@@ -8,7 +8,7 @@ const MB = 1024 * 1024;
 function fixture(options: { growthMb?: number; recheckChecks?: number } = {}) {
   const state = { requests: 0, inFlight: 0, bodyBytes: 0, arrayBuffers: 10 * MB, garbage: 0, collections: 0 };
   const reclaimer = new IdleMemoryReclaimer(
-    { requestsStarted: () => state.requests, requestsInFlight: () => state.inFlight, bodyBytesHeld: () => state.bodyBytes },
+    () => ({ requestsStarted: state.requests, requestsInFlight: state.inFlight, bodyBytesHeld: state.bodyBytes }),
     {
       arrayBufferBytes: () => state.arrayBuffers,
       collect: () => {
@@ -73,7 +73,7 @@ test('a look that fails (process.memoryUsage out of file descriptors) is skipped
   let looks = 0;
   const warnings: string[] = [];
   const reclaimer = new IdleMemoryReclaimer(
-    { requestsStarted: () => 0, requestsInFlight: () => 0, bodyBytesHeld: () => 0 },
+    () => ({ requestsStarted: 0, requestsInFlight: 0, bodyBytesHeld: 0 }),
     {
       arrayBufferBytes: () => {
         looks += 1;

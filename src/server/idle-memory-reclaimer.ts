@@ -29,13 +29,14 @@ export const idleMemoryReclaimerOptionsSchema = z.object({
   maxRecheckMs: z.number().int().positive().default(600_000),
 });
 
+/** What the server is doing, read once per look. */
 export interface ServerActivity {
   /** Requests started so far (any number that grows with each one). */
-  requestsStarted(): number;
+  requestsStarted: number;
   /** Requests started and not yet answered. */
-  requestsInFlight(): number;
+  requestsInFlight: number;
   /** Request body bytes held now. */
-  bodyBytesHeld(): number;
+  bodyBytesHeld: number;
 }
 
 export interface MemoryProbe {
@@ -83,7 +84,7 @@ export class IdleMemoryReclaimer {
   private recheckAfterChecks: number;
 
   constructor(
-    private readonly activity: ServerActivity,
+    private readonly activity: () => ServerActivity,
     private readonly memory: MemoryProbe,
     options: z.input<typeof idleMemoryReclaimerOptionsSchema> = {},
     private readonly logger?: Logger,
@@ -91,7 +92,7 @@ export class IdleMemoryReclaimer {
     this.options = idleMemoryReclaimerOptionsSchema.parse(options);
     this.afterLastCollection = memory.arrayBufferBytes();
     this.floor = this.afterLastCollection;
-    this.requestsAtLastCheck = activity.requestsStarted();
+    this.requestsAtLastCheck = activity().requestsStarted;
     this.recheckAfterChecks = this.checksFor(this.options.recheckMs);
   }
 
@@ -123,9 +124,9 @@ export class IdleMemoryReclaimer {
 
   /** One look at the server (what the timer runs): collects when it was quiet and the garbage is worth it. */
   check(): void {
-    const requests = this.activity.requestsStarted();
-    const quiet = requests === this.requestsAtLastCheck && this.activity.requestsInFlight() === 0 && this.activity.bodyBytesHeld() === 0;
-    this.requestsAtLastCheck = requests;
+    const { requestsStarted, requestsInFlight, bodyBytesHeld } = this.activity();
+    const quiet = requestsStarted === this.requestsAtLastCheck && requestsInFlight === 0 && bodyBytesHeld === 0;
+    this.requestsAtLastCheck = requestsStarted;
     const held = this.memory.arrayBufferBytes();
     // What a collection left can shrink as later ones free more: growth counts from the lowest level seen.
     this.afterLastCollection = Math.min(this.afterLastCollection, held);

@@ -26,7 +26,7 @@ import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../r
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
-import { IdleMemoryReclaimer, idleMemoryReclaimerOptionsSchema, processMemory } from './idle-memory-reclaimer.js';
+import { IdleMemoryReclaimer, idleMemoryReclaimerOptionsSchema, processMemory, type ServerActivity } from './idle-memory-reclaimer.js';
 import { ModelResidency, parseMemoryBudget, type Residency, type ResidencySummary } from './model-residency.js';
 import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
 
@@ -187,8 +187,7 @@ export class Server {
       logger: this.logger,
     });
     if (this.options.reclaimIdleMemory) {
-      const activity = { requestsStarted: () => this.requestsStarted + this.versionActivity().started, requestsInFlight: () => this.versionActivity().inFlight, bodyBytesHeld: () => this.bodies.inUse };
-      this.memoryReclaimer = new IdleMemoryReclaimer(activity, processMemory(), this.options.reclaimIdleMemory, this.logger);
+      this.memoryReclaimer = new IdleMemoryReclaimer(() => this.activity(), processMemory(), this.options.reclaimIdleMemory, this.logger);
     }
     if (this.options.modelControlMode === 'poll') {
       this.poller = new RepositoryPoller({
@@ -201,16 +200,16 @@ export class Server {
     }
   }
 
-  /** Requests started and in flight over every loaded version, however they were called (front ends, jobs, tune, eval). */
-  private versionActivity(): { started: number; inFlight: number } {
-    let started = 0;
+  /** Requests started and in flight over every loaded version, however they were called (front ends, jobs, tune, eval), and the bodies held. */
+  private activity(): ServerActivity {
+    let started = this.requestsStarted;
     let inFlight = 0;
     for (const version of this.repository.loadedVersions()) {
       const activity = version.activity;
       started += activity.started;
       inFlight += activity.inFlight;
     }
-    return { started, inFlight };
+    return { requestsStarted: started, requestsInFlight: inFlight, bodyBytesHeld: this.bodies.inUse };
   }
 
   /** A polled change: a model in memory is reloaded; an on-demand one not in memory loads its new files on its next request. */

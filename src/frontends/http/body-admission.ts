@@ -155,7 +155,7 @@ export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookH
     const identity = encoding === 'identity';
     // No body at all, or one of announced length that Fastify holds to it: nothing to count.
     if (identity && (announcedLength(request) !== undefined || request.headers['transfer-encoding'] === undefined)) return payload;
-    const chunkSize = identity ? 0 : inflatedChunkBytes(request);
+    const chunkSize = inflatedChunkBytes(request);
     const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip({ chunkSize }) : encoding === 'deflate' ? createInflate({ chunkSize }) : identity ? undefined : null;
     if (decoder === null) throw invalidArgument(`unsupported Content-Encoding '${encoding}' (supported: gzip, deflate, identity)`);
     if (decoder && inflating >= options.maxConcurrentInflations) {
