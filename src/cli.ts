@@ -670,6 +670,7 @@ program
   .option('--output-version <n>', 'version folder to write (default: one above the highest; under the default version policy it then serves)')
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
   .option('--ranges <how>', "activation ranges: 'minmax' or a percentile of the values kept, e.g. 99.99", (value: string) => (value === 'minmax' ? value : number(50, 100)(value)), defaultOf(quantizeOptionsSchema, 'ranges'))
+  .option('--no-bias-correction', "static and auto: keep Conv and Gemm biases as they are instead of correcting them for the shift their int8 weights cause (from the calibration inputs' channel means)")
   .option('--max-examples <n>', 'calibration examples read at most (a fifth held out to measure agreement and speed)', integer(5), defaultOf(quantizeOptionsSchema, 'maxExamples'))
   .option('--gate <clauses>', `what the new version must meet on the held-out examples (auto searches until it does); default by output kind: ${Object.entries(DEFAULT_GATES).map(([kind, gate]) => `${kind} "${gate}"`).join(', ')}`)
   .addOption(new Option('--kind <kind>', 'what the first output means (default: from its declaration, as nereid eval reads it)').choices(OUTPUT_KINDS))
@@ -685,6 +686,7 @@ program
         calibration: flags.calibration,
         method: flags.method,
         ranges: flags.ranges,
+        biasCorrection: flags.biasCorrection,
         maxExamples: flags.maxExamples,
         gate: flags.gate,
         kind: flags.kind,
@@ -699,7 +701,7 @@ program
     console.log(
       [
         report.decision.written ? `${report.model} version ${report.sourceVersion} -> ${report.outputVersion} (${report.path}): ${report.decision.reason}` : `${report.model} version ${report.sourceVersion}: no version written — ${report.decision.reason}`,
-        `calibration: ${report.calibration.examples} examples (${report.calibration.ranges}), ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
+        `calibration: ${report.calibration.examples} examples (${report.calibration.ranges}${report.calibration.biasCorrection ? ', biases corrected' : ''}), ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
         `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
         ...(report.search ? [`search: ${report.search.map((step) => `${step.floatNodes} float -> ${percent(step.agreement)}${step.passed ? ' (passes)' : ''}`).join(', ')}`] : []),
         `size: ${sizes.sourceBytes} -> ${sizes.quantizedBytes} bytes (${sizes.ratio.toFixed(3)}x)`,

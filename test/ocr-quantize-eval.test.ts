@@ -104,3 +104,35 @@ test('the detector is compared by the IoU of its thresholded maps; a gate on acc
   assert.deepEqual(report.versions[1].agreement && { measure: report.versions[1].agreement.measure, agreement: report.versions[1].agreement.agreement }, { measure: 'mean IoU', agreement: 1 });
   assert.deepEqual(report.gate!.failures, ["accuracy>=0.9: accuracy was not measured (top-1 accuracy of the candidate, or for text its share of lines read exactly (needs labels))"]);
 });
+
+test('auto quantizes the detector from rendered pages, keeping float the nodes that cost its maps most, until their IoU passes the gate', async () => {
+  const fonts = ['DejaVu Sans', 'DejaVu Serif', 'DejaVu Sans Mono'];
+  const dpis = [96, 110, 130];
+  const pages: string[] = [];
+  for (let page = 0; page < 15; page++) {
+    const rendered = await Promise.all(lines.slice(100 + page * 3, 103 + page * 3).map((text, at) => renderTextLine(text, { font: fonts[(page + at) % 3], dpi: dpis[(page + at) % 3], margin: 12 })));
+    pages.push(inputRecord(await detectionInput(rendered)));
+  }
+  await writeFile(join(work, 'detection-calibration.jsonl'), `${pages.join('\n')}\n`);
+  const { code, stdout, stderr } = await nereid(['quantize', '--model', 'ocr_detection', '--model-repository', repository, '--calibration', join(work, 'detection-calibration.jsonl'), '--method', 'auto', '--output-version', '5', '--json']);
+  const report = JSON.parse(stdout) as QuantizeReport;
+  assert.equal(report.agreement.measure, 'mean IoU');
+  assert.equal(report.calibration.biasCorrection, true);
+  const steps = report.search!;
+  assert.equal(steps[0].floatNodes, 0);
+  assert.equal(steps[0].passed, false, `fully int8, the maps' IoU was ${steps[0].agreement}`);
+  if (report.decision.written) {
+    assert.equal(code, 0, stderr);
+    assert.ok(report.agreement.agreement >= 0.95, `held-out IoU ${report.agreement.agreement}`);
+    const kept = report.floatNodes.filter((entry) => entry.reason === 'excluded').length;
+    assert.ok(kept > 0 && report.quantizedNodes.length > 0);
+    // The fewest float nodes that passed: every step that tried fewer failed.
+    assert.ok(steps.some((step) => step.passed && step.floatNodes === kept));
+    assert.ok(steps.every((step) => step.floatNodes >= kept || !step.passed), JSON.stringify(steps));
+    assert.equal(JSON.parse(await readFile(join(repository, 'ocr_detection', '5', 'quantization.json'), 'utf8')).method, 'auto');
+  } else {
+    // Written only when faster than float; the decision then says so.
+    assert.equal(code, 1);
+    assert.match(report.decision.reason, /not faster/);
+  }
+});

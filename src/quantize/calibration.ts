@@ -3,7 +3,8 @@
  * quantized exposed as extra outputs, so that each one's observed range can set its uint8 scale.
  * Two ways to turn what was seen into a range: min-max (every value fits, an outlier stretches the
  * range) and a percentile of a bounded sample of the values (the rarest extremes are clipped so the
- * common values keep their levels).
+ * common values keep their levels). The same pass can average chosen tensors per channel: what a
+ * quantized node's input carries on average, from which the shift its int8 weights cause is known.
  */
 import * as ort from 'onnxruntime-node';
 import { exposingTensors, type OnnxModel } from '../onnx/onnx-model-file.js';
@@ -16,6 +17,36 @@ export interface CalibrationOptions {
   method: RangeMethod;
   /** Values kept per tensor for a percentile (a uniform sample of everything seen); default 200,000. */
   sampleSize?: number;
+  /** Tensors to average per channel, each with its channel axis. */
+  channelAxes?: ReadonlyMap<string, number>;
+}
+
+export interface Calibration {
+  ranges: Map<string, { min: number; max: number }>;
+  /** Per `channelAxes`: each channel's mean over every value seen. */
+  channelMeans: Map<string, Float64Array>;
+}
+
+/** Running per-channel sums of a tensor's values along one axis. */
+class ChannelMean {
+  private sums?: Float64Array;
+  private counts = 0;
+
+  constructor(private readonly axis: number) {}
+
+  add(data: Float32Array, dims: readonly number[]): void {
+    if (this.axis >= dims.length) throw new Error(`channel axis ${this.axis} is outside a tensor of rank ${dims.length}`);
+    const channels = dims[this.axis];
+    const inner = dims.slice(this.axis + 1).reduce((product, dim) => product * dim, 1);
+    this.sums ??= new Float64Array(channels);
+    if (this.sums.length !== channels) throw new Error(`${channels} channels where earlier runs had ${this.sums.length}`);
+    for (let index = 0; index < data.length; index++) this.sums[Math.floor(index / inner) % channels] += data[index];
+    this.counts += data.length / channels;
+  }
+
+  get means(): Float64Array {
+    return (this.sums ?? new Float64Array(0)).map((sum) => sum / this.counts);
+  }
 }
 
 /** Keeps a uniform sample of a stream of values (reservoir sampling), with a fixed seed so runs repeat. */
@@ -45,20 +76,25 @@ class ValueSample {
   }
 }
 
+type Feeds = Iterable<Record<string, ort.Tensor>> | AsyncIterable<Record<string, ort.Tensor>>;
+
 /** Observed ranges of `names` over the feeds, by the method asked for. */
-export async function calibrateRanges(
-  model: OnnxModel,
-  names: readonly string[],
-  feeds: Iterable<Record<string, ort.Tensor>> | AsyncIterable<Record<string, ort.Tensor>>,
-  options: CalibrationOptions,
-): Promise<Map<string, { min: number; max: number }>> {
-  const session = await ort.InferenceSession.create(exposingTensors(model, names), { logSeverityLevel: 3 });
+export async function calibrateRanges(model: OnnxModel, names: readonly string[], feeds: Feeds, options: CalibrationOptions): Promise<Map<string, { min: number; max: number }>> {
+  return (await calibrate(model, names, feeds, options)).ranges;
+}
+
+/** Observed ranges of `names` and channel means of `options.channelAxes`' tensors over the feeds, in one pass. */
+export async function calibrate(model: OnnxModel, names: readonly string[], feeds: Feeds, options: CalibrationOptions): Promise<Calibration> {
+  const averaged = new Map([...(options.channelAxes ?? [])].map(([name, axis]) => [name, new ChannelMean(axis)]));
+  const fetched = [...new Set([...names, ...averaged.keys()])];
+  const session = await ort.InferenceSession.create(exposingTensors(model, fetched), { logSeverityLevel: 3 });
   const minmax = new Map(names.map((name) => [name, { min: Infinity, max: -Infinity }]));
   const samples = options.method.kind === 'percentile' ? new Map(names.map((name) => [name, new ValueSample(options.sampleSize ?? 200_000)])) : undefined;
   let runs = 0;
   try {
     for await (const feed of feeds) {
-      const results = await session.run(feed, [...names]);
+      const results = await session.run(feed, fetched);
+      for (const [name, mean] of averaged) mean.add(results[name].data as Float32Array, results[name].dims);
       for (const name of names) {
         const data = results[name].data as Float32Array;
         const range = minmax.get(name)!;
@@ -75,6 +111,7 @@ export async function calibrateRanges(
   }
   if (runs === 0) throw new Error('calibration had no inputs to run');
   const method = options.method;
-  if (method.kind === 'minmax') return minmax;
-  return new Map(names.map((name) => [name, percentileRange(samples!.get(name)!.kept, method.percentile)]));
+  const channelMeans = new Map([...averaged].map(([name, mean]) => [name, mean.means]));
+  if (method.kind === 'minmax') return { ranges: minmax, channelMeans };
+  return { ranges: new Map(names.map((name) => [name, percentileRange(samples!.get(name)!.kept, method.percentile)])), channelMeans };
 }

@@ -21,7 +21,7 @@ import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel 
 import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
-import { calibrateRanges } from './calibration.js';
+import { calibrate, type Calibration } from './calibration.js';
 import { quantizeDynamicMatMul } from './dynamic-int8.js';
 import { storeWeightsAsFp16 } from './fp16-weights.js';
 import type { NodeRewrite } from './graph-rewriting.js';
@@ -40,6 +40,8 @@ export const quantizeOptionsSchema = z.object({
   method: z.enum(['static', 'dynamic', 'fp16', 'auto']).default('static'),
   /** 'minmax', or the percentile of each tensor's values its range keeps. */
   ranges: z.union([z.literal('minmax'), z.number().gt(50).lte(100)]).default(99.99),
+  /** Correct Conv and Gemm biases for the shift their int8 weights cause, from the calibration inputs' channel means. */
+  biasCorrection: z.boolean().default(true),
   /** Calibration examples read at most. */
   maxExamples: z.number().int().positive().default(500),
   /** Share of the examples held out of calibration to measure agreement and speed on. */
@@ -138,7 +140,7 @@ export interface QuantizeReport {
   method: 'static' | 'dynamic' | 'fp16' | 'auto';
   /** What was done: the method that made the version, or why none was written. */
   decision: { written: boolean; reason: string };
-  calibration: { examples: number; heldOut: number; sha256: string; ranges?: string };
+  calibration: { examples: number; heldOut: number; sha256: string; ranges?: string; biasCorrection?: boolean };
   /** The source's opset and what raising it to 13 rewrote. */
   opset: OpsetUpgrade;
   quantizedNodes: string[];
@@ -224,10 +226,10 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   if (settings.method === 'dynamic' || settings.method === 'fp16') {
     candidate = uncalibratedCandidate(base, settings.method);
   } else {
-    const ranges = await calibrateActivations(base, calibrationFeeds, settings.ranges);
+    const { ranges, channelMeans } = await calibrateActivations(base, calibrationFeeds, settings.ranges, settings.biasCorrection);
     const staticCandidate = (exclude: ReadonlySet<string>): Candidate => {
       const model: OnnxModel = readOnnxModel(base);
-      const result = quantizeStaticQdq(model, ranges, exclude);
+      const result = quantizeStaticQdq(model, ranges, { exclude, inputMeans: channelMeans });
       return { bytes: writeOnnxModel(model), result };
     };
     candidate = staticCandidate(new Set());
@@ -255,7 +257,12 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     ...(decision.written ? { outputVersion, path: target } : {}),
     method: settings.method,
     decision,
-    calibration: { examples: calibrationFeeds.length, heldOut, sha256: calibration.sha256, ranges: settings.method === 'dynamic' || settings.method === 'fp16' ? undefined : settings.ranges === 'minmax' ? 'minmax' : `percentile ${settings.ranges}` },
+    calibration: {
+      examples: calibrationFeeds.length,
+      heldOut,
+      sha256: calibration.sha256,
+      ...(settings.method === 'dynamic' || settings.method === 'fp16' ? {} : { ranges: settings.ranges === 'minmax' ? 'minmax' : `percentile ${settings.ranges}`, biasCorrection: settings.biasCorrection }),
+    },
     opset,
     quantizedNodes: candidate.result.quantized,
     floatNodes: candidate.result.skipped,
@@ -273,26 +280,35 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   return report;
 }
 
-/** The calibrated range of every tensor a static rewrite wraps: each Conv's, MatMul's and Gemm's input and output. */
-async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ranges: 'minmax' | number): Promise<Map<string, { min: number; max: number }>> {
+/**
+ * The calibrated range of every tensor a static rewrite wraps (each Conv's, MatMul's and Gemm's
+ * input and output) and, for bias correction, the channel means of Conv and Gemm inputs (both
+ * have their channels on axis 1).
+ */
+async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ranges: 'minmax' | number, biasCorrection: boolean): Promise<Calibration> {
   const model = readOnnxModel(base);
   const tensors = new Set<string>();
+  const channelAxes = new Map<string, number>();
   for (const node of model.graph.node) {
-    if (['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '')) tensors.add(node.input[0]).add(node.output[0]);
+    if (!['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '')) continue;
+    tensors.add(node.input[0]).add(node.output[0]);
+    if (biasCorrection && node.op_type !== 'MatMul') channelAxes.set(node.input[0], 1);
   }
   const method = ranges === 'minmax' ? ({ kind: 'minmax' } as const) : ({ kind: 'percentile', percentile: ranges } as const);
-  return calibrateRanges(model, [...tensors], feeds, { method });
+  return calibrate(model, [...tensors], feeds, { method, channelAxes });
 }
 
 /** Held-out examples the sensitivity of each node is measured on: enough to rank nodes, few enough to try every one. */
 const PROBE_EXAMPLES = 16;
 
 /**
- * auto: when the fully quantized model misses the gate, ranks its quantized nodes by how much
- * closer to the source's output the model comes with that one node left float (mean absolute
- * difference over a probe of the held-out examples), then leaves float the 1, 2, 4, … most costly
- * until the gate holds on all held-out examples. Returns the first candidate that passes, or the
- * last one tried.
+ * auto: when the fully quantized model misses the gate, ranks its quantized nodes by what each
+ * costs alone — the model with only that node quantized, against the source on a probe of the
+ * held-out examples: agreement by the gate's measure first, then the mean absolute difference.
+ * Measured alone, a node's cost is not hidden by the noise of all the others (leaving one node float
+ * in a fully quantized model barely moves a map's IoU). Then leaves float the 1, 2, 4, … costliest
+ * until the gate holds on all held-out examples, and halves the last step to find the fewest that
+ * pass. Returns the candidate with the fewest float nodes that passes, or the last one tried.
  */
 async function searchFloatNodes(
   full: Candidate,
@@ -311,17 +327,35 @@ async function searchFloatNodes(
   const steps: NonNullable<QuantizeReport['search']> = [{ floatNodes: 0, agreement: fullAgreement.agreement, passed: judgeGate(gate, agreementFigures(fullAgreement)).passed }];
   if (steps[0].passed) return { candidate: full, steps };
   const probe = feeds.slice(0, PROBE_EXAMPLES);
-  const sensitivity: { node: string; error: number }[] = [];
-  for (const node of full.result.quantized) {
-    sensitivity.push({ node, error: (await judge(make(new Set([node])), probe)).meanAbsDelta });
+  const nodes = full.result.quantized;
+  if (nodes.length === 0) return { candidate: full, steps };
+  const cost: { node: string; agreement: number; error: number }[] = [];
+  for (const node of nodes) {
+    const alone = await judge(make(new Set(nodes.filter((other) => other !== node))), probe);
+    cost.push({ node, agreement: alone.agreement, error: alone.meanAbsDelta });
   }
-  sensitivity.sort((a, b) => a.error - b.error);
-  let candidate = full;
-  for (let count = 1; ; count = Math.min(count * 2, sensitivity.length)) {
-    candidate = make(new Set(sensitivity.slice(0, count).map((entry) => entry.node)));
+  cost.sort((a, b) => a.agreement - b.agreement || b.error - a.error);
+  const tried = new Map<number, Candidate>();
+  const attempt = async (count: number): Promise<boolean> => {
+    const candidate = make(new Set(cost.slice(0, count).map((entry) => entry.node)));
+    tried.set(count, candidate);
     const agreement = await judge(candidate, feeds);
     const passed = judgeGate(gate, agreementFigures(agreement)).passed;
     steps.push({ floatNodes: count, agreement: agreement.agreement, passed });
-    if (passed || count === sensitivity.length) return { candidate, steps };
+    return passed;
+  };
+  let failing = 0;
+  let count = 1;
+  while (!(await attempt(count))) {
+    if (count === cost.length) return { candidate: tried.get(count)!, steps };
+    failing = count;
+    count = Math.min(count * 2, cost.length);
   }
+  let passing = count;
+  while (passing - failing > 1) {
+    const middle = Math.floor((failing + passing) / 2);
+    if (await attempt(middle)) passing = middle;
+    else failing = middle;
+  }
+  return { candidate: tried.get(passing)!, steps };
 }

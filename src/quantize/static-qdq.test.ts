@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
-import { readOnnxModel, writeOnnxModel } from '../onnx/onnx-model-file.js';
-import { calibrateRanges } from './calibration.js';
+import { exposingTensors, readOnnxModel, writeOnnxModel } from '../onnx/onnx-model-file.js';
+import { calibrate, calibrateRanges } from './calibration.js';
 import { quantizeStaticQdq } from './static-qdq.js';
 
 /** Deterministic values in [-1, 1). */
@@ -80,7 +80,7 @@ test('two convolutions quantized to QDQ are fused by ONNX Runtime into QLinearCo
 test('an excluded node stays float, and a tensor without a calibrated range is refused', async () => {
   const model = readOnnxModel(NETWORK);
   const ranges = await calibrateRanges(model, ['x', 'c1', 'r1', 'y'], samples, { method: { kind: 'minmax' } });
-  const report = quantizeStaticQdq(model, ranges, new Set(['conv2']));
+  const report = quantizeStaticQdq(model, ranges, { exclude: new Set(['conv2']) });
   assert.deepEqual(report, { quantized: ['conv1'], skipped: [{ node: 'conv2', reason: 'excluded' }] });
   const kinds = model.graph.node.map((node) => node.op_type);
   assert.equal(kinds.filter((kind) => kind === 'Conv').length, 2);
@@ -106,4 +106,53 @@ test("a nearly dead channel's large bias still fits int32: its weight scale grow
   const [expected, actual] = [await outputOf(dead, feed), await outputOf(writeOnnxModel(model), feed)];
   const step = 51 / 255;
   assert.ok(Math.max(...expected.map((value, index) => Math.abs(value - actual[index]))) <= step, `float ${Array.from(expected)} vs int8 ${Array.from(actual)}`);
+});
+
+/**
+ * What each op computes before its output is quantized, on inputs whose values int8 represents
+ * exactly: with biases corrected for the weights' rounding, the mean output is the float one.
+ */
+async function meanErrorBeforeOutputQuantization(network: Uint8Array, feed: Record<string, ort.Tensor>, inputMeans: ReadonlyMap<string, ArrayLike<number>> | undefined): Promise<number> {
+  const model = readOnnxModel(network);
+  const ranges = new Map([['x', { min: 0, max: 2.55 }], ['y', { min: -10, max: 10 }]]);
+  quantizeStaticQdq(model, ranges, { inputMeans });
+  const session = await ort.InferenceSession.create(exposingTensors(model, ['y_float']), { graphOptimizationLevel: 'disabled' });
+  const expected = await outputOf(network, feed);
+  try {
+    const actual = (await session.run(feed)).y_float.data as Float32Array;
+    return Math.abs(actual.reduce((sum, value, index) => sum + value - expected[index], 0) / actual.length);
+  } finally {
+    await session.release();
+  }
+}
+
+test("bias correction: a grouped convolution's and a Gemm's int8 weights no longer move their outputs' mean", async () => {
+  // Weights that int8 rounds badly (small beside their channel's largest), inputs exactly on the uint8 grid (scale 0.01).
+  const weights = [1, 0.0062, -0.0051, 0.0048, 0.9, -0.0071, 0.0055, 0.0066];
+  const grouped = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 4, 2, 2] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [1, 4, 2, 2] }],
+    initializers: [
+      { name: 'w', type: 'float32', dims: [4, 2, 1, 1], values: weights },
+      { name: 'b', type: 'float32', dims: [4], values: [0.1, -0.2, 0.3, 0] },
+    ],
+    nodes: [{ name: 'conv', opType: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['y'], attributes: { group: 2 } }],
+  });
+  const gemm = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: [2, 4] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [2, 2] }],
+    initializers: [{ name: 'w', type: 'float32', dims: [2, 4], values: weights }],
+    nodes: [{ name: 'gemm', opType: 'Gemm', inputs: ['x', 'w'], outputs: ['y'], attributes: { transB: 1 } }],
+  });
+  const channelValues = [2, 1.5, 2.5, 0.5];
+  const convFeed = { x: new ort.Tensor('float32', Float32Array.from({ length: 16 }, (_, index) => channelValues[Math.floor(index / 4)]), [1, 4, 2, 2]) };
+  const gemmFeed = { x: new ort.Tensor('float32', Float32Array.from({ length: 8 }, (_, index) => channelValues[index % 4]), [2, 4]) };
+  for (const [network, feed] of [[grouped, convFeed], [gemm, gemmFeed]] as const) {
+    const { channelMeans } = await calibrate(readOnnxModel(network), ['x'], [feed], { method: { kind: 'minmax' }, channelAxes: new Map([['x', 1]]) });
+    assert.deepEqual([...channelMeans.get('x')!], channelValues);
+    const uncorrected = await meanErrorBeforeOutputQuantization(network, feed, undefined);
+    const corrected = await meanErrorBeforeOutputQuantization(network, feed, channelMeans);
+    assert.ok(uncorrected > 5e-4, `the weights' rounding shifts the mean by ${uncorrected}`);
+    assert.ok(corrected < uncorrected / 20, `corrected ${corrected} against ${uncorrected}`);
+  }
 });

@@ -5,10 +5,15 @@
  * pairs with uint8 parameters from calibrated ranges. The file stays portable ONNX that computes in
  * float anywhere; ONNX Runtime's graph optimizer (level extended and above) fuses each
  * DQ → op → Q group into an integer kernel (QLinearConv, QLinearMatMul, QGemm).
+ *
+ * Rounding a channel's weights moves its output's mean by what the rounding errors weigh the
+ * input's channel means with; given those means (from calibration), a Conv's or Gemm's bias is
+ * corrected by that much before it is quantized (bias correction, Nagel et al. 2019). Padding is
+ * ignored: the border of a map reads zeros, not the mean.
  */
 import type { OnnxModel, OnnxNode } from '../onnx/onnx-model-file.js';
-import { dimsOf, dropUnreadInitializers, FLOAT, floatsOf, graphValueNames, INT32, INT8, INT_ATTRIBUTE, intAttribute, nodeLabel, rawTensor, UINT8, type NodeRewrite } from './graph-rewriting.js';
-import { quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type Uint8Params } from './int8-arithmetic.js';
+import { dimsOf, dropUnreadInitializers, FLOAT, floatsOf, graphValueNames, INT32, INT8, INT_ATTRIBUTE, floatAttribute, intAttribute, nodeLabel, rawTensor, UINT8, type NodeRewrite } from './graph-rewriting.js';
+import { quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type PerChannelInt8, type Uint8Params } from './int8-arithmetic.js';
 
 /** The largest int32 bias allowed, leaving headroom below 2^31 for the integer kernel to add the products to it. */
 const INT32_BIAS_LIMIT = 2 ** 30;
@@ -21,14 +26,46 @@ function weightAxis(node: OnnxNode): number | undefined {
   return undefined;
 }
 
+/** Which input channel each weight element reads, for the ops whose bias can be corrected. */
+function inputChannelOf(node: OnnxNode, dims: readonly number[]): ((index: number) => number) | undefined {
+  if (node.op_type === 'Conv') {
+    const [outputs, inputsPerGroup] = dims;
+    const kernel = dims.slice(2).reduce((product, dim) => product * dim, 1);
+    const outputsPerGroup = outputs / intAttribute(node, 'group', 1);
+    return (index) => {
+      const output = Math.floor(index / (inputsPerGroup * kernel));
+      return Math.floor(output / outputsPerGroup) * inputsPerGroup + (Math.floor(index / kernel) % inputsPerGroup);
+    };
+  }
+  const plainGemm = intAttribute(node, 'transA', 0) === 0 && floatAttribute(node, 'alpha', 1) === 1 && floatAttribute(node, 'beta', 1) === 1;
+  if (node.op_type === 'Gemm' && plainGemm) return intAttribute(node, 'transB', 0) === 1 ? (index) => index % dims[1] : (index) => Math.floor(index / dims[1]);
+  return undefined;
+}
+
+/** The shift of each output channel's mean that int8 weights cause: Σ (dequantized − float weight) × the input channel's mean. */
+function weightRoundingShift(weights: Float32Array, quantized: PerChannelInt8, channelOf: (index: number) => number, inputChannelOf: (index: number) => number, inputMeans: ArrayLike<number>): Float64Array {
+  const shift = new Float64Array(quantized.scales.length);
+  for (let index = 0; index < weights.length; index++) {
+    const channel = channelOf(index);
+    shift[channel] += (quantized.values[index] * quantized.scales[channel] - weights[index]) * inputMeans[inputChannelOf(index)];
+  }
+  return shift;
+}
+
 export type StaticQuantization = NodeRewrite;
+
+export interface StaticQuantizationOptions {
+  /** Node names to keep in float (what an accuracy search decides). */
+  exclude?: ReadonlySet<string>;
+  /** Per-channel means of quantized nodes' inputs, by tensor name: Conv and Gemm biases are corrected for the weights' rounding (a bias is added where there was none). */
+  inputMeans?: ReadonlyMap<string, ArrayLike<number>>;
+}
 
 /**
  * Rewrites the model in place. `ranges`: the calibrated range of every float tensor that is a
- * quantized node's input or output. `exclude`: node names to keep in float (what an accuracy
- * search decides).
+ * quantized node's input or output.
  */
-export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, { min: number; max: number }>, exclude: ReadonlySet<string> = new Set()): StaticQuantization {
+export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, { min: number; max: number }>, { exclude = new Set(), inputMeans }: StaticQuantizationOptions = {}): StaticQuantization {
   const graph = model.graph;
   const initializers = new Map(graph.initializer.map((tensor) => [tensor.name!, tensor]));
   const result: StaticQuantization = { quantized: [], skipped: [] };
@@ -77,11 +114,26 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
     // The weight: int8 per output channel, its scale large enough that the channel's bias fits int32 at input scale × weight scale
     // (BatchNormalization folded into a nearly dead channel leaves tiny weights beside a large bias, whose int32 would wrap).
     const dims = dimsOf(weight);
-    const biasName = node.input[2];
+    const weights = floatsOf(weight);
+    const means = inputMeans?.get(input);
+    const readsChannel = means ? inputChannelOf(node, dims) : undefined;
+    let biasName = node.input[2];
+    if (readsChannel && !biasName) {
+      biasName = `${node.output[0]}_bias`;
+      graph.initializer.push(rawTensor(biasName, FLOAT, [dims[axis]], new Float32Array(dims[axis])));
+      initializers.set(biasName, graph.initializer.at(-1)!);
+    }
     const bias = biasName ? initializers.get(biasName) : undefined;
-    const biasValues = bias && bias.data_type === FLOAT && dimsOf(bias).length === 1 ? floatsOf(bias) : undefined;
+    let biasValues = bias && bias.data_type === FLOAT && dimsOf(bias).length === 1 ? floatsOf(bias) : undefined;
+    // The limit leaves 2^30 of headroom, ample for the correction the bias gets after its scales are chosen.
     const minScales = biasValues?.map((value) => Math.abs(value) / (inputQdq!.params.scale * INT32_BIAS_LIMIT));
-    const { values, scales } = quantizePerChannelSymmetric(floatsOf(weight), dims, axis, minScales);
+    const quantized = quantizePerChannelSymmetric(weights, dims, axis, minScales);
+    if (readsChannel && biasValues?.length === dims[axis]) {
+      const inner = dims.slice(axis + 1).reduce((product, dim) => product * dim, 1);
+      const shift = weightRoundingShift(weights, quantized, (index) => Math.floor(index / inner) % dims[axis], readsChannel, means!);
+      biasValues = biasValues.map((value, channel) => value - shift[channel]);
+    }
+    const { values, scales } = quantized;
     const w = node.input[1];
     graph.initializer.push(
       rawTensor(`${w}_quantized`, INT8, dims, values),
@@ -91,6 +143,7 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
     const axisAttribute = { name: 'axis', type: INT_ATTRIBUTE, i: axis };
     added.push({ op_type: 'DequantizeLinear', name: `${w}_DequantizeLinear`, input: [`${w}_quantized`, `${w}_scale`, `${w}_zero_point`], output: [`${w}_dequantized`], attribute: [axisAttribute] });
     const inputs = [inputQdq.dequantized, `${w}_dequantized`, ...node.input.slice(2)];
+    if (biasName) inputs[2] = biasName;
     // The bias (Conv, Gemm): int32 at input scale × weight scale per channel, as the integer kernels take it.
     if (biasValues) {
       const biasScales = scales.map((scale) => Math.fround(scale * inputQdq!.params.scale));
