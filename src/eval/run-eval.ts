@@ -215,7 +215,8 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
   const settings = evalOptionsSchema.parse(options);
   const gate = settings.gate === undefined ? undefined : parseGate(settings.gate);
   // The evaluation is this server's only client and sends a chunk at a time: a wait is expected, not an overload to refuse.
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [settings.model], logger, maxQueueWaitMs: 3_600_000 });
+  // Its examples come in the data's order (a labelled folder, class by class), which drift monitoring would call drift.
+  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [settings.model], logger, maxQueueWaitMs: 3_600_000, monitoring: false });
   try {
     await server.start();
     const versions = await loadVersions(server, settings.model, settings.versions);

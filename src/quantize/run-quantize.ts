@@ -188,7 +188,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   if (versions.includes(Number(outputVersion))) throw new Error(`version ${outputVersion} of '${settings.model}' exists already; choose another --output-version`);
 
   // The model as it serves decides the pre-processing, the output judged and what it means.
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger });
+  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
   let config: CompletedModelConfig;
   let labels: readonly string[] | undefined;
   let calibration: ModelInputs;
