@@ -8,7 +8,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { exposingTensors, type OnnxModel } from '../onnx/onnx-model-file.js';
-import { percentileRange } from './int8-arithmetic.js';
+import { channelAlong, percentileRange } from './int8-arithmetic.js';
 
 
 export type RangeMethod = { kind: 'minmax' } | { kind: 'percentile'; percentile: number };
@@ -30,22 +30,21 @@ export interface Calibration {
 /** Running per-channel sums of a tensor's values along one axis. */
 class ChannelMean {
   private sums?: Float64Array;
-  private counts = 0;
+  private valuesPerChannel = 0;
 
   constructor(private readonly axis: number) {}
 
   add(data: Float32Array, dims: readonly number[]): void {
-    if (this.axis >= dims.length) throw new Error(`channel axis ${this.axis} is outside a tensor of rank ${dims.length}`);
+    const channelOf = channelAlong(dims, this.axis);
     const channels = dims[this.axis];
-    const inner = dims.slice(this.axis + 1).reduce((product, dim) => product * dim, 1);
     this.sums ??= new Float64Array(channels);
     if (this.sums.length !== channels) throw new Error(`${channels} channels where earlier runs had ${this.sums.length}`);
-    for (let index = 0; index < data.length; index++) this.sums[Math.floor(index / inner) % channels] += data[index];
-    this.counts += data.length / channels;
+    for (let index = 0; index < data.length; index++) this.sums[channelOf(index)] += data[index];
+    this.valuesPerChannel += data.length / channels;
   }
 
   get means(): Float64Array {
-    return (this.sums ?? new Float64Array(0)).map((sum) => sum / this.counts);
+    return (this.sums ?? new Float64Array(0)).map((sum) => sum / this.valuesPerChannel);
   }
 }
 

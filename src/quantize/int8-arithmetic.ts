@@ -21,16 +21,22 @@ export interface PerChannelInt8 {
   scales: Float32Array;
 }
 
+/** The channel along `axis` that each element of a row-major tensor of these dims lies in. */
+export function channelAlong(dims: readonly number[], axis: number): (index: number) => number {
+  if (axis < 0 || axis >= dims.length) throw new Error(`axis ${axis} is outside a tensor of rank ${dims.length}`);
+  const channels = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((product, dim) => product * dim, 1);
+  return (index) => Math.floor(index / inner) % channels;
+}
+
 /**
  * Symmetric int8 per channel along `axis` (0 for Conv weights [out, in, kh, kw], 1 for MatMul's
  * [in, out]): each channel's scale maps its largest magnitude to 127, so -128 is never used and
  * the integer kernels need no saturation correction.
  */
 export function quantizePerChannelSymmetric(weights: Float32Array, dims: readonly number[], axis: number, minScales?: ArrayLike<number>): PerChannelInt8 {
-  if (axis < 0 || axis >= dims.length) throw new Error(`axis ${axis} is outside a tensor of rank ${dims.length}`);
   const channels = dims[axis];
-  const inner = dims.slice(axis + 1).reduce((product, dim) => product * dim, 1);
-  const channelOf = (index: number) => Math.floor(index / inner) % channels;
+  const channelOf = channelAlong(dims, axis);
   const largest = new Float32Array(channels);
   for (let index = 0; index < weights.length; index++) {
     const channel = channelOf(index);

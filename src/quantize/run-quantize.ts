@@ -25,7 +25,7 @@ import { calibrate, type Calibration } from './calibration.js';
 import { quantizeDynamicMatMul } from './dynamic-int8.js';
 import { storeWeightsAsFp16 } from './fp16-weights.js';
 import type { NodeRewrite } from './graph-rewriting.js';
-import { quantizeStaticQdq } from './static-qdq.js';
+import { biasCorrectable, quantizeStaticQdq } from './static-qdq.js';
 
 export const quantizeOptionsSchema = z.object({
   modelRepository: z.string().min(1),
@@ -151,7 +151,7 @@ export interface QuantizeReport {
   gate: GateVerdict & { spec: string };
   /** Batch 1, one intra-op thread, the two sessions alternated. */
   msPerExample: { source: number; quantized: number; speedup: number };
-  /** auto: the nodes tried in float, most costly first, and how each step fared. */
+  /** auto: each count of the costliest nodes tried in float, in the order tried (doubling, then halving back), and how it fared; the version keeps the fewest that passed. */
   search?: { floatNodes: number; agreement: number; passed: boolean }[];
 }
 
@@ -282,8 +282,8 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
 
 /**
  * The calibrated range of every tensor a static rewrite wraps (each Conv's, MatMul's and Gemm's
- * input and output) and, for bias correction, the channel means of Conv and Gemm inputs (both
- * have their channels on axis 1).
+ * input and output) and, for bias correction, the channel means of the inputs of the nodes whose
+ * bias can be corrected (a Conv's NCHW input and a plain Gemm's [rows, K] both have them on axis 1).
  */
 async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ranges: 'minmax' | number, biasCorrection: boolean): Promise<Calibration> {
   const model = readOnnxModel(base);
@@ -292,7 +292,7 @@ async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ra
   for (const node of model.graph.node) {
     if (!['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '')) continue;
     tensors.add(node.input[0]).add(node.output[0]);
-    if (biasCorrection && node.op_type !== 'MatMul') channelAxes.set(node.input[0], 1);
+    if (biasCorrection && biasCorrectable(node)) channelAxes.set(node.input[0], 1);
   }
   const method = ranges === 'minmax' ? ({ kind: 'minmax' } as const) : ({ kind: 'percentile', percentile: ranges } as const);
   return calibrate(model, [...tensors], feeds, { method, channelAxes });
@@ -304,7 +304,8 @@ const PROBE_EXAMPLES = 16;
 /**
  * auto: when the fully quantized model misses the gate, ranks its quantized nodes by what each
  * costs alone — the model with only that node quantized, against the source on a probe of the
- * held-out examples: agreement by the gate's measure first, then the mean absolute difference.
+ * held-out examples: its agreement first (the measure of the output's kind: top-1, identical lines,
+ * a map's mean IoU), then the mean absolute difference.
  * Measured alone, a node's cost is not hidden by the noise of all the others (leaving one node float
  * in a fully quantized model barely moves a map's IoU). Then leaves float the 1, 2, 4, … costliest
  * until the gate holds on all held-out examples, and halves the last step to find the fewest that
@@ -335,19 +336,20 @@ async function searchFloatNodes(
     cost.push({ node, agreement: alone.agreement, error: alone.meanAbsDelta });
   }
   cost.sort((a, b) => a.agreement - b.agreement || b.error - a.error);
-  const tried = new Map<number, Candidate>();
+  let last = full;
+  let best: Candidate | undefined;
   const attempt = async (count: number): Promise<boolean> => {
-    const candidate = make(new Set(cost.slice(0, count).map((entry) => entry.node)));
-    tried.set(count, candidate);
-    const agreement = await judge(candidate, feeds);
+    last = make(new Set(cost.slice(0, count).map((entry) => entry.node)));
+    const agreement = await judge(last, feeds);
     const passed = judgeGate(gate, agreementFigures(agreement)).passed;
     steps.push({ floatNodes: count, agreement: agreement.agreement, passed });
+    if (passed) best = last;
     return passed;
   };
   let failing = 0;
   let count = 1;
   while (!(await attempt(count))) {
-    if (count === cost.length) return { candidate: tried.get(count)!, steps };
+    if (count === cost.length) return { candidate: last, steps };
     failing = count;
     count = Math.min(count * 2, cost.length);
   }
@@ -357,5 +359,5 @@ async function searchFloatNodes(
     if (await attempt(middle)) passing = middle;
     else failing = middle;
   }
-  return { candidate: tried.get(passing)!, steps };
+  return { candidate: best!, steps };
 }

@@ -12,6 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
 import { exposingTensors, readOnnxModel, writeOnnxModel } from '../onnx/onnx-model-file.js';
 import { calibrate, calibrateRanges } from './calibration.js';
+import { channelAlong } from './int8-arithmetic.js';
 import { quantizeStaticQdq } from './static-qdq.js';
 
 /** Deterministic values in [-1, 1). */
@@ -110,49 +111,60 @@ test("a nearly dead channel's large bias still fits int32: its weight scale grow
 
 /**
  * What each op computes before its output is quantized, on inputs whose values int8 represents
- * exactly: with biases corrected for the weights' rounding, the mean output is the float one.
+ * exactly: the largest shift of an output channel's mean from the float model's (channels on axis 1).
+ * With biases corrected for the weights' rounding, there is none left.
  */
-async function meanErrorBeforeOutputQuantization(network: Uint8Array, feed: Record<string, ort.Tensor>, inputMeans: ReadonlyMap<string, ArrayLike<number>> | undefined): Promise<number> {
+async function channelMeanError(network: Uint8Array, feed: Record<string, ort.Tensor>, inputMeans: ReadonlyMap<string, ArrayLike<number>> | undefined): Promise<number> {
   const model = readOnnxModel(network);
   const ranges = new Map([['x', { min: 0, max: 2.55 }], ['y', { min: -10, max: 10 }]]);
   quantizeStaticQdq(model, ranges, { inputMeans });
   const session = await ort.InferenceSession.create(exposingTensors(model, ['y_float']), { graphOptimizationLevel: 'disabled' });
   const expected = await outputOf(network, feed);
   try {
-    const actual = (await session.run(feed)).y_float.data as Float32Array;
-    return Math.abs(actual.reduce((sum, value, index) => sum + value - expected[index], 0) / actual.length);
+    const { data, dims } = (await session.run(feed)).y_float;
+    const channelOf = channelAlong(dims, 1);
+    const shifts = new Float64Array(dims[1]);
+    (data as Float32Array).forEach((value, index) => (shifts[channelOf(index)] += (value - expected[index]) / (expected.length / dims[1])));
+    return Math.max(...shifts.map(Math.abs));
   } finally {
     await session.release();
   }
 }
 
-test("bias correction: a grouped convolution's and a Gemm's int8 weights no longer move their outputs' mean", async () => {
+test("bias correction: grouped and depthwise convolutions' and Gemms' int8 weights no longer move their outputs' mean", async () => {
   // Weights that int8 rounds badly (small beside their channel's largest), inputs exactly on the uint8 grid (scale 0.01).
-  const weights = [1, 0.0062, -0.0051, 0.0048, 0.9, -0.0071, 0.0055, 0.0066];
-  const grouped = buildOnnxModel({
-    inputs: [{ name: 'x', type: 'float32', shape: [1, 4, 2, 2] }],
-    outputs: [{ name: 'y', type: 'float32', shape: [1, 4, 2, 2] }],
-    initializers: [
-      { name: 'w', type: 'float32', dims: [4, 2, 1, 1], values: weights },
-      { name: 'b', type: 'float32', dims: [4], values: [0.1, -0.2, 0.3, 0] },
-    ],
-    nodes: [{ name: 'conv', opType: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['y'], attributes: { group: 2 } }],
-  });
-  const gemm = buildOnnxModel({
-    inputs: [{ name: 'x', type: 'float32', shape: [2, 4] }],
-    outputs: [{ name: 'y', type: 'float32', shape: [2, 2] }],
-    initializers: [{ name: 'w', type: 'float32', dims: [2, 4], values: weights }],
-    nodes: [{ name: 'gemm', opType: 'Gemm', inputs: ['x', 'w'], outputs: ['y'], attributes: { transB: 1 } }],
-  });
+  const weights = [1, 0.0062, 0.0051, -0.9, 0.8, -0.0071, 0.0055, 0.7];
+  const convolution = (dims: number[], group: number, withBias: boolean) =>
+    buildOnnxModel({
+      inputs: [{ name: 'x', type: 'float32', shape: [1, 4, 2, 2] }],
+      outputs: [{ name: 'y', type: 'float32', shape: [1, 4, 2, 3 - dims[3]] }],
+      initializers: [{ name: 'w', type: 'float32', dims, values: weights }, ...(withBias ? [{ name: 'b', type: 'float32' as const, dims: [4], values: [0.1, -0.2, 0.3, 0] }] : [])],
+      nodes: [{ name: 'conv', opType: 'Conv', inputs: withBias ? ['x', 'w', 'b'] : ['x', 'w'], outputs: ['y'], attributes: { group } }],
+    });
+  const gemm = (transB: 0 | 1) =>
+    buildOnnxModel({
+      inputs: [{ name: 'x', type: 'float32', shape: [2, 4] }],
+      outputs: [{ name: 'y', type: 'float32', shape: [2, 2] }],
+      initializers: [{ name: 'w', type: 'float32', dims: transB ? [2, 4] : [4, 2], values: weights }],
+      nodes: [{ name: 'gemm', opType: 'Gemm', inputs: ['x', 'w'], outputs: ['y'], attributes: { transB } }],
+    });
   const channelValues = [2, 1.5, 2.5, 0.5];
   const convFeed = { x: new ort.Tensor('float32', Float32Array.from({ length: 16 }, (_, index) => channelValues[Math.floor(index / 4)]), [1, 4, 2, 2]) };
   const gemmFeed = { x: new ort.Tensor('float32', Float32Array.from({ length: 8 }, (_, index) => channelValues[index % 4]), [2, 4]) };
-  for (const [network, feed] of [[grouped, convFeed], [gemm, gemmFeed]] as const) {
+  const cases = {
+    'grouped convolution with a bias': [convolution([4, 2, 1, 1], 2, true), convFeed],
+    'depthwise 1×2 convolution without one': [convolution([4, 1, 1, 2], 4, false), convFeed],
+    'Gemm, B transposed': [gemm(1), gemmFeed],
+    'Gemm, B as [K, N]': [gemm(0), gemmFeed],
+  } as const;
+  for (const [name, [network, feed]] of Object.entries(cases)) {
     const { channelMeans } = await calibrate(readOnnxModel(network), ['x'], [feed], { method: { kind: 'minmax' }, channelAxes: new Map([['x', 1]]) });
     assert.deepEqual([...channelMeans.get('x')!], channelValues);
-    const uncorrected = await meanErrorBeforeOutputQuantization(network, feed, undefined);
-    const corrected = await meanErrorBeforeOutputQuantization(network, feed, channelMeans);
-    assert.ok(uncorrected > 5e-4, `the weights' rounding shifts the mean by ${uncorrected}`);
-    assert.ok(corrected < uncorrected / 20, `corrected ${corrected} against ${uncorrected}`);
+    const uncorrected = await channelMeanError(network, feed, undefined);
+    const corrected = await channelMeanError(network, feed, channelMeans);
+    assert.ok(uncorrected > 2e-4, `${name}: the weights' rounding shifts the mean by ${uncorrected}`);
+    assert.ok(corrected < uncorrected / 20, `${name}: corrected ${corrected} against ${uncorrected}`);
   }
+  const mismatched = readOnnxModel(convolution([4, 2, 1, 1], 2, true));
+  assert.throws(() => quantizeStaticQdq(mismatched, new Map([['x', { min: 0, max: 2.55 }], ['y', { min: -10, max: 10 }]]), { inputMeans: new Map([['x', [1, 2]]]) }), /node 'conv' reads 4 input channels but 2 channel means were given for 'x'/);
 });

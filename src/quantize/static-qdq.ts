@@ -13,7 +13,7 @@
  */
 import type { OnnxModel, OnnxNode } from '../onnx/onnx-model-file.js';
 import { dimsOf, dropUnreadInitializers, FLOAT, floatsOf, graphValueNames, INT32, INT8, INT_ATTRIBUTE, floatAttribute, intAttribute, nodeLabel, rawTensor, UINT8, type NodeRewrite } from './graph-rewriting.js';
-import { quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type PerChannelInt8, type Uint8Params } from './int8-arithmetic.js';
+import { channelAlong, quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type PerChannelInt8, type Uint8Params } from './int8-arithmetic.js';
 
 /** The largest int32 bias allowed, leaving headroom below 2^31 for the integer kernel to add the products to it. */
 const INT32_BIAS_LIMIT = 2 ** 30;
@@ -26,27 +26,33 @@ function weightAxis(node: OnnxNode): number | undefined {
   return undefined;
 }
 
-/** Which input channel each weight element reads, for the ops whose bias can be corrected. */
-function inputChannelOf(node: OnnxNode, dims: readonly number[]): ((index: number) => number) | undefined {
-  if (node.op_type === 'Conv') {
-    const [outputs, inputsPerGroup] = dims;
-    const kernel = dims.slice(2).reduce((product, dim) => product * dim, 1);
-    const outputsPerGroup = outputs / intAttribute(node, 'group', 1);
-    return (index) => {
-      const output = Math.floor(index / (inputsPerGroup * kernel));
-      return Math.floor(output / outputsPerGroup) * inputsPerGroup + (Math.floor(index / kernel) % inputsPerGroup);
-    };
-  }
-  const plainGemm = intAttribute(node, 'transA', 0) === 0 && floatAttribute(node, 'alpha', 1) === 1 && floatAttribute(node, 'beta', 1) === 1;
-  if (node.op_type === 'Gemm' && plainGemm) return intAttribute(node, 'transB', 0) === 1 ? (index) => index % dims[1] : (index) => Math.floor(index / dims[1]);
-  return undefined;
+/** Conv, and Gemm computing A·B + C as written (no transposed input, alpha and beta 1): the ops whose bias can take the weights' rounding back. */
+export function biasCorrectable(node: OnnxNode): boolean {
+  if (node.op_type === 'Conv') return true;
+  return node.op_type === 'Gemm' && intAttribute(node, 'transA', 0) === 0 && floatAttribute(node, 'alpha', 1) === 1 && floatAttribute(node, 'beta', 1) === 1;
 }
 
-/** The shift of each output channel's mean that int8 weights cause: Σ (dequantized − float weight) × the input channel's mean. */
-function weightRoundingShift(weights: Float32Array, quantized: PerChannelInt8, channelOf: (index: number) => number, inputChannelOf: (index: number) => number, inputMeans: ArrayLike<number>): Float64Array {
+/** The input channels a bias-correctable node reads, and which one each element of its weight multiplies. */
+function inputChannels(node: OnnxNode, dims: readonly number[]): { count: number; of: (index: number) => number } {
+  if (node.op_type === 'Conv') {
+    const [outputs, inputsPerGroup] = dims;
+    const groups = intAttribute(node, 'group', 1);
+    const kernel = dims.slice(2).reduce((product, dim) => product * dim, 1);
+    const outputsPerGroup = outputs / groups;
+    return {
+      count: inputsPerGroup * groups,
+      of: (index) => Math.floor(Math.floor(index / (inputsPerGroup * kernel)) / outputsPerGroup) * inputsPerGroup + (Math.floor(index / kernel) % inputsPerGroup),
+    };
+  }
+  // Gemm's B: [K, N], or [N, K] when transposed; K is the input's channel axis.
+  return intAttribute(node, 'transB', 0) === 1 ? { count: dims[1], of: channelAlong(dims, 1) } : { count: dims[0], of: channelAlong(dims, 0) };
+}
+
+/** The shift of each output channel's mean that int8 weights cause: Σ (dequantized − float weight) × the mean of the input channel it multiplies. */
+function weightRoundingShift(weights: Float32Array, quantized: PerChannelInt8, outputChannelOf: (index: number) => number, inputChannelOf: (index: number) => number, inputMeans: ArrayLike<number>): Float64Array {
   const shift = new Float64Array(quantized.scales.length);
   for (let index = 0; index < weights.length; index++) {
-    const channel = channelOf(index);
+    const channel = outputChannelOf(index);
     shift[channel] += (quantized.values[index] * quantized.scales[channel] - weights[index]) * inputMeans[inputChannelOf(index)];
   }
   return shift;
@@ -115,22 +121,23 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
     // (BatchNormalization folded into a nearly dead channel leaves tiny weights beside a large bias, whose int32 would wrap).
     const dims = dimsOf(weight);
     const weights = floatsOf(weight);
-    const means = inputMeans?.get(input);
-    const readsChannel = means ? inputChannelOf(node, dims) : undefined;
+    const means = biasCorrectable(node) ? inputMeans?.get(input) : undefined;
+    const reads = means ? inputChannels(node, dims) : undefined;
+    if (reads && means!.length !== reads.count) throw new Error(`node '${label}' reads ${reads.count} input channels but ${means!.length} channel means were given for '${input}'`);
     let biasName = node.input[2];
-    if (readsChannel && !biasName) {
+    if (reads && !biasName) {
       biasName = `${node.output[0]}_bias`;
+      for (let suffix = 2; initializers.has(biasName); suffix++) biasName = `${node.output[0]}_bias${suffix}`;
       graph.initializer.push(rawTensor(biasName, FLOAT, [dims[axis]], new Float32Array(dims[axis])));
       initializers.set(biasName, graph.initializer.at(-1)!);
     }
     const bias = biasName ? initializers.get(biasName) : undefined;
     let biasValues = bias && bias.data_type === FLOAT && dimsOf(bias).length === 1 ? floatsOf(bias) : undefined;
-    // The limit leaves 2^30 of headroom, ample for the correction the bias gets after its scales are chosen.
+    // The limit leaves 2^30 of headroom, ample for the correction the bias gets after its scales are chosen (checked below).
     const minScales = biasValues?.map((value) => Math.abs(value) / (inputQdq!.params.scale * INT32_BIAS_LIMIT));
     const quantized = quantizePerChannelSymmetric(weights, dims, axis, minScales);
-    if (readsChannel && biasValues?.length === dims[axis]) {
-      const inner = dims.slice(axis + 1).reduce((product, dim) => product * dim, 1);
-      const shift = weightRoundingShift(weights, quantized, (index) => Math.floor(index / inner) % dims[axis], readsChannel, means!);
+    if (reads && biasValues?.length === dims[axis]) {
+      const shift = weightRoundingShift(weights, quantized, channelAlong(dims, axis), reads.of, means!);
       biasValues = biasValues.map((value, channel) => value - shift[channel]);
     }
     const { values, scales } = quantized;
@@ -143,11 +150,14 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
     const axisAttribute = { name: 'axis', type: INT_ATTRIBUTE, i: axis };
     added.push({ op_type: 'DequantizeLinear', name: `${w}_DequantizeLinear`, input: [`${w}_quantized`, `${w}_scale`, `${w}_zero_point`], output: [`${w}_dequantized`], attribute: [axisAttribute] });
     const inputs = [inputQdq.dequantized, `${w}_dequantized`, ...node.input.slice(2)];
-    if (biasName) inputs[2] = biasName;
     // The bias (Conv, Gemm): int32 at input scale × weight scale per channel, as the integer kernels take it.
     if (biasValues) {
       const biasScales = scales.map((scale) => Math.fround(scale * inputQdq!.params.scale));
-      const quantizedBias = Int32Array.from(biasValues, (value, channel) => roundHalfToEven(value / biasScales[channel]));
+      const quantizedBias = Int32Array.from(biasValues, (value, channel) => {
+        const integer = roundHalfToEven(value / biasScales[channel]);
+        if (!(Math.abs(integer) < 2 ** 31)) throw new Error(`node '${label}': channel ${channel}'s bias ${value} does not fit int32 at scale ${biasScales[channel]}`);
+        return integer;
+      });
       graph.initializer.push(
         rawTensor(`${biasName}_quantized`, INT32, [quantizedBias.length], quantizedBias),
         rawTensor(`${biasName}_scale`, FLOAT, [biasScales.length], biasScales),
