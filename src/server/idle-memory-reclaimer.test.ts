@@ -6,7 +6,7 @@ const MB = 1024 * 1024;
 
 /** A server and a heap whose numbers the test sets; collect frees what `garbage` says. */
 function fixture(options: { growthMb?: number; recheckChecks?: number } = {}) {
-  const state = { requests: 0, inFlight: 0, bodyBytes: 0, arrayBuffers: 10 * MB, garbage: 0, collections: 0 };
+  const state = { requests: 0, inFlight: 0, bodyBytes: 0, arrayBuffers: 10 * MB, garbage: 0, collections: 0, trims: 0, resident: 200 * MB, freePages: 0 };
   const reclaimer = new IdleMemoryReclaimer(
     () => ({ requestsStarted: state.requests, requestsInFlight: state.inFlight, bodyBytesHeld: state.bodyBytes }),
     {
@@ -16,6 +16,12 @@ function fixture(options: { growthMb?: number; recheckChecks?: number } = {}) {
         state.arrayBuffers -= state.garbage;
         state.garbage = 0;
       },
+      returnFreePages: () => {
+        state.trims += 1;
+        state.resident -= state.freePages;
+        state.freePages = 0;
+      },
+      residentBytes: () => state.resident,
     },
     { growthBytes: (options.growthMb ?? 64) * MB, checkEveryMs: 1000, recheckMs: (options.recheckChecks ?? 10) * 1000, maxRecheckMs: 40_000 },
   );
@@ -145,4 +151,62 @@ test('memory a collection could not free (still referenced then) is collected ag
   reclaimer.check();
   assert.equal(state.collections, 3, 'grown by 100 MB: collected (nothing freed)');
   assert.deepEqual([looksUntilCollected(), looksUntilCollected(), looksUntilCollected(), looksUntilCollected()], [10, 20, 40, 40]);
+});
+
+test('free pages are handed back at the next quiet look after a collection, once, and never while busy', () => {
+  const { state, reclaimer } = fixture();
+  state.arrayBuffers += 300 * MB;
+  state.garbage = 300 * MB;
+  reclaimer.check();
+  assert.equal(state.collections, 1);
+  assert.equal(state.trims, 0, 'V8 frees what it collected in the background: not in the same look');
+  state.requests += 1;
+  reclaimer.check();
+  assert.equal(state.trims, 0, 'a request started since the last look');
+  reclaimer.check();
+  assert.equal(state.trims, 1);
+  reclaimer.check();
+  reclaimer.check();
+  assert.equal(state.trims, 1, 'nothing collected since');
+  assert.equal(reclaimer.trimmed, 1);
+});
+
+test('a resident set grown by the threshold without garbage Buffers (native memory freed) is trimmed once, and memory still in use is not trimmed again', () => {
+  const { state, reclaimer } = fixture({ growthMb: 64 });
+  state.resident += 63 * MB;
+  reclaimer.check();
+  assert.equal(state.trims, 0, 'under the threshold');
+  state.resident += 200 * MB;
+  state.freePages = 150 * MB;
+  state.requests += 1;
+  reclaimer.check();
+  assert.equal(state.trims, 0, 'not quiet');
+  reclaimer.check();
+  assert.equal(state.trims, 1);
+  assert.equal(state.resident, 313 * MB);
+  assert.equal(state.collections, 0, 'no garbage Buffers: no collection');
+  for (let look = 0; look < 5; look += 1) reclaimer.check();
+  assert.equal(state.trims, 1, '113 MB still in use is the new level growth counts from');
+  state.resident += 64 * MB;
+  reclaimer.check();
+  assert.equal(state.trims, 2);
+});
+
+test("on glibc, the process probe returns freed heap pages that malloc kept (a burst of 100 KiB buffers, some still held)", async (t) => {
+  const probe = processMemory();
+  if (!probe.returnFreePages) {
+    t.skip('no glibc malloc_trim on this platform');
+    return;
+  }
+  // 100 KiB is under glibc's mmap threshold: the buffers come from its heap, and every 80th one kept pins the pages between them.
+  let burst: Buffer[] | undefined = Array.from({ length: 3000 }, () => Buffer.alloc(100 * 1024, 1));
+  const pinned = burst.filter((_, index) => index % 80 === 0);
+  burst = undefined;
+  probe.collect!();
+  for (let wait = 0; wait < 40 && probe.arrayBufferBytes() > 64 * MB; wait += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+  const held = probe.residentBytes!();
+  probe.returnFreePages();
+  const after = probe.residentBytes!();
+  assert.ok(held - after >= 150 * MB, `resident ${Math.round(held / MB)} MB before, ${Math.round(after / MB)} MB after handing back ~290 MB freed`);
+  assert.equal(pinned.length, 38);
 });
