@@ -201,7 +201,7 @@ program
     serverDefault('maxQueueWaitMs'),
   )
   .option('--max-inflight-bytes <n>', 'bytes of request bodies held at once across the server (read, inflated, queued, running); beyond it 503', integer(1), serverDefault('maxInflightBytes'))
-  .option('--reclaim-idle-memory <bool>', 'once the server is quiet for a second after a burst of large requests (ArrayBuffers grown by 64 MiB), run one full garbage collection so their memory is freed', booleanFlag, true)
+  .option('--reclaim-idle-memory <bool>', 'once the server is quiet for a second after a burst of large requests (ArrayBuffers grown by 64 MiB), run one full garbage collection so their memory is freed, then hand malloc\'s free pages back to the system (glibc malloc_trim)', booleanFlag, true)
   .option(
     '--cache-config <spec>',
     "response cache: 'local,size=BYTES' (in memory) or 'redis,host=H,port=P[,password=…]' (shared); models opt in with response_cache { enable: true }",
