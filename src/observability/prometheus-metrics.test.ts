@@ -117,3 +117,17 @@ test('the response cache store is reported at scrape time: health, evictions, in
   const without = await new PrometheusMetrics({ processMetrics: false }).attach({ repository: { loadedVersions: () => [] } }).metrics();
   assert.equal(line(without, 'nereid_cache_healthy{'), undefined, 'no cache, no cache samples');
 });
+
+test("the idle memory reclaimer's collections, trims and returned bytes are counters read at scrape time", async () => {
+  const reclaimer = { collected: 3, trimmed: 2, returnedBytes: 150 * 1024 * 1024 };
+  const metrics = new PrometheusMetrics({ processMetrics: false }).attach({ repository: { loadedVersions: () => [] }, memoryReclaimer: reclaimer });
+  let text = await metrics.metrics();
+  assert.equal(line(text, 'nereid_idle_collections_total '), 'nereid_idle_collections_total 3');
+  assert.equal(line(text, 'nereid_idle_trims_total '), 'nereid_idle_trims_total 2');
+  assert.equal(line(text, 'nereid_idle_trim_returned_bytes_total '), 'nereid_idle_trim_returned_bytes_total 157286400');
+  reclaimer.trimmed = 3;
+  text = await metrics.metrics();
+  assert.equal(line(text, 'nereid_idle_trims_total '), 'nereid_idle_trims_total 3');
+  const off = await new PrometheusMetrics({ processMetrics: false }).attach({ repository: { loadedVersions: () => [] } }).metrics();
+  assert.equal(line(off, 'nereid_idle_trims_total'), undefined, 'reclaiming off: no samples');
+});

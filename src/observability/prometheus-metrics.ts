@@ -76,6 +76,8 @@ export interface ObservedServer {
   shadowComparisons?(): readonly ObservedShadow[];
   /** Models whose residency the server manages (on-demand loads, the memory budget). */
   residencySummary?(): ObservedResidency;
+  /** What gives memory back when the server goes idle after a burst (none when switched off). */
+  readonly memoryReclaimer?: { readonly collected: number; readonly trimmed: number; readonly returnedBytes: number };
 }
 
 /** What a scrape reads of the models' residency: the memory budget and, per model, its charge, loads and evictions. */
@@ -180,6 +182,7 @@ export class PrometheusMetrics {
     this.registerMonitorMetrics();
     this.registerShadowMetrics();
     this.registerResidencyMetrics();
+    this.registerReclaimerMetrics();
     if (options.tritonNames) this.registerTritonNamedMetrics();
     this.registerCacheMetrics();
   }
@@ -363,6 +366,18 @@ export class PrometheusMetrics {
       const summary = residency();
       return summary && summary.models.length > 0 ? [{ labels: {}, value: summary.used_bytes }] : [];
     });
+  }
+
+  /** What the idle memory reclaimer did: collections, trims and the bytes the trims gave back to the system. */
+  private registerReclaimerMetrics(): void {
+    const reclaimerCounter = (name: string, help: string, value: (reclaimer: NonNullable<ObservedServer['memoryReclaimer']>) => number) =>
+      this.register(name, help, 'counter', () => {
+        const reclaimer = this.server?.memoryReclaimer;
+        return reclaimer ? [{ labels: {}, value: value(reclaimer) }] : [];
+      });
+    reclaimerCounter('nereid_idle_collections_total', 'Full garbage collections run when the server went quiet after a burst of large requests', (r) => r.collected);
+    reclaimerCounter('nereid_idle_trims_total', "Times an idle server handed the allocator's free pages back to the system (glibc malloc_trim)", (r) => r.trimmed);
+    reclaimerCounter('nereid_idle_trim_returned_bytes_total', 'Resident bytes those trims gave back to the system', (r) => r.returnedBytes);
   }
 
   /** The response cache store's own counters, read at scrape time; `nereid_cache_healthy` 0 means serving uncached. */

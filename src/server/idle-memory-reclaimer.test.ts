@@ -184,6 +184,7 @@ test('a resident set grown by the threshold without garbage Buffers (native memo
   reclaimer.check();
   assert.equal(state.trims, 1);
   assert.equal(state.resident, 313 * MB);
+  assert.equal(reclaimer.returnedBytes, 150 * MB, 'what the resident set fell by across the trim');
   assert.equal(state.collections, 0, 'no garbage Buffers: no collection');
   for (let look = 0; look < 5; look += 1) reclaimer.check();
   assert.equal(state.trims, 1, '113 MB still in use is the new level growth counts from');

@@ -110,6 +110,7 @@ export class IdleMemoryReclaimer {
   private requestsAtLastCheck: number;
   private collections = 0;
   private trims = 0;
+  private returned = 0;
   /** A collection ran and its freed pages have not yet been handed back. */
   private trimDue = false;
   /** The lowest resident set size seen since pages were last handed back. */
@@ -143,6 +144,11 @@ export class IdleMemoryReclaimer {
   /** Times free pages were handed back to the system so far. */
   get trimmed(): number {
     return this.trims;
+  }
+
+  /** Resident bytes the trims gave back so far (as the resident set size fell across each). */
+  get returnedBytes(): number {
+    return this.returned;
   }
 
   start(): void {
@@ -217,6 +223,7 @@ export class IdleMemoryReclaimer {
     const residentAfter = this.memory.residentBytes?.();
     // Pages still resident after a trim are in use: growth is counted from here, so held memory is not trimmed again and again.
     if (residentAfter !== undefined) this.residentAfterTrim = residentAfter;
+    if (residentBefore !== undefined && residentAfter !== undefined) this.returned += Math.max(0, residentBefore - residentAfter);
     this.logger?.debug(
       { residentBefore, residentAfter, ms: Math.round(performance.now() - started) },
       "idle server: handed the allocator's free pages back to the system",
