@@ -53,7 +53,7 @@ export interface MemoryProbe {
   collect?: () => void;
   /** Hands the allocator's free pages back to the system; undefined where that cannot be done. */
   returnFreePages?: () => void;
-  /** Resident set size, for the log line. */
+  /** Resident set size: its growth since the last trim asks for another; undefined where it cannot be read. */
   residentBytes?: () => number;
 }
 
@@ -191,7 +191,7 @@ export class IdleMemoryReclaimer {
       return;
     }
     const residentGrown = resident !== undefined && resident - this.residentAfterTrim >= growthBytes;
-    if (this.memory.returnFreePages && (this.trimDue || residentGrown)) this.returnFreePages();
+    if (this.memory.returnFreePages && (this.trimDue || residentGrown)) this.returnFreePages(resident);
   }
 
   private collect(held: number, grown: boolean): void {
@@ -214,10 +214,10 @@ export class IdleMemoryReclaimer {
     );
   }
 
-  private returnFreePages(): void {
+  /** `residentBefore`: the resident set size this look already read. */
+  private returnFreePages(residentBefore: number | undefined): void {
     this.trimDue = false;
     const started = performance.now();
-    const residentBefore = this.memory.residentBytes?.();
     this.memory.returnFreePages!();
     this.trims += 1;
     const residentAfter = this.memory.residentBytes?.();
