@@ -555,6 +555,12 @@ program
   });
 
 /** NAME=D1,D2,…: one input's dims after the batch dimension. */
+/** How the calibration set was used, where the method calibrates ranges at all (dynamic and fp16 do not). */
+function calibrationDetail({ ranges, biasCorrection }: { ranges?: string; biasCorrection?: boolean }): string {
+  const parts = [ranges, biasCorrection ? 'biases corrected' : undefined].filter((part) => part !== undefined);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
 function inputShape(value: string, previous: Record<string, number[]>): Record<string, number[]> {
   const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value);
   if (!match) throw new InvalidArgumentError(`expected NAME=D1,D2,… (e.g. x=3,48,320), got '${value}'`);
@@ -702,7 +708,7 @@ program
     console.log(
       [
         report.decision.written ? `${report.model} version ${report.sourceVersion} -> ${report.outputVersion} (${report.path}): ${report.decision.reason}` : `${report.model} version ${report.sourceVersion}: no version written — ${report.decision.reason}`,
-        `calibration: ${report.calibration.examples} examples (${report.calibration.ranges}${report.calibration.biasCorrection ? ', biases corrected' : ''}), ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
+        `calibration: ${report.calibration.examples} examples${calibrationDetail(report.calibration)}, ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
         `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
         ...(report.search ? [`search: ${report.search.map((step) => `${step.floatNodes} float -> ${percent(step.agreement)}${step.passed ? (step.floatNodes === keptFloat ? ' (passes, kept)' : ' (passes)') : ''}`).join(', ')}`] : []),
         `size: ${sizes.sourceBytes} -> ${sizes.quantizedBytes} bytes (${sizes.ratio.toFixed(3)}x)`,

@@ -72,7 +72,16 @@ test('classification comes back as scores, indexes and labels', async () => {
       { score: 16, index: 15, label: SIMPLE_LABELS[15] },
       { score: 15, index: 14, label: SIMPLE_LABELS[14] },
     ]);
+    // Without `outputs` the client asks for every output of the model by name, as classification is asked per output.
+    const every = await client.infer('simple', inputs, { classification: 1 });
+    assert.deepEqual(Object.keys(every.outputs).sort(), ['OUTPUT0', 'OUTPUT1']);
+    assert.deepEqual(every.outputs.OUTPUT0!.classes, [{ score: 16, index: 15, label: SIMPLE_LABELS[15] }]);
+    assert.equal(every.outputs.OUTPUT1!.classes?.length, 1);
   }
+  const streamed = [];
+  for await (const answer of grpc.stream([{ model: 'simple', inputs, options: { classification: 1 } }])) streamed.push(answer);
+  assert.ok(!('error' in streamed[0]!));
+  assert.deepEqual(streamed[0].outputs.OUTPUT0!.classes, [{ score: 16, index: 15, label: SIMPLE_LABELS[15] }]);
 });
 
 test('errors keep the status and the server\'s message; health and metadata calls answer', async () => {

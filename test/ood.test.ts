@@ -102,6 +102,13 @@ test('test images made unlike the training set are flagged: inverted and brighte
     assert.ok(report.share >= 0.95, `${shift}: flagged ${report.share}`);
     assert.equal(report.state, 'drift');
   }
+  // Two of the same inverted images are flagged each, but two values cannot show a distribution has moved.
+  await mkdir(join(work, 'two'));
+  for (const name of (await readdir(join(work, 'inverted'))).slice(0, 2)) await cp(join(work, 'inverted', name), join(work, 'two', name));
+  const two = await monitor(join(work, 'two'));
+  assert.equal(two.examples, 2);
+  assert.equal(two.outOfDistribution, 2);
+  assert.equal(two.state, 'insufficient_data');
   // Darker images look like garments to the network (few flagged) but their brightness has drifted, and the estimate follows the accuracy down.
   const labels = (await readFile(join(ROOT, 'models', 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
   await writeFashionMnistPngs(join(work, 'faded'), 't10k', 1000, (label) => classFolderName(labels[label]), (image) => image.linear(0.85, 20));

@@ -125,14 +125,16 @@ test('--model-repository naming a file or a missing folder fails before listenin
   }
 });
 
-test('a --pin-model the repository lacks fails before listening, naming the models it has', async () => {
+test('a --pin-model or --load-model the repository lacks fails before listening, naming the models it has', async () => {
   const repo = await mkdtemp(join(tmpdir(), 'nereid-pin-typo-'));
   try {
     await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
-    const { code, stdout, stderr } = await runCli(['serve', '--model-repository', repo, '--model-control-mode', 'on_demand', '--pin-model', 'godo', '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false']);
-    assert.notEqual(code, 0);
-    assert.match(stderr, /--pin-model 'godo': no such model in the repository .* \(it has good\)/);
-    assert.ok(!`${stdout}${stderr}`.includes('listening'), 'nothing listened');
+    for (const [flag, mode] of [['--pin-model', 'on_demand'], ['--load-model', 'explicit']]) {
+      const { code, stdout, stderr } = await runCli(['serve', '--model-repository', repo, '--model-control-mode', mode!, flag!, 'godo', '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false']);
+      assert.notEqual(code, 0);
+      assert.match(stderr, new RegExp(`${flag} 'godo': no such model in the repository .* \\(it has good\\)`));
+      assert.ok(!`${stdout}${stderr}`.includes('listening'), 'nothing listened');
+    }
   } finally {
     await rm(repo, { recursive: true, force: true });
   }

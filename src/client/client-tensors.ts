@@ -106,3 +106,23 @@ function checkedDatatype(datatype: string, name: string): Datatype {
   if (!isDatatype(datatype)) throw new Error(`output '${name}' has datatype '${datatype}', which is not a V2 datatype`);
   return datatype;
 }
+
+/**
+ * The names of a model's outputs, asked of the server once per model and version: classification is
+ * asked per output, so a request for it that names no outputs asks for every output by name.
+ */
+export class OutputNamesCache {
+  private readonly byModel = new Map<string, Promise<string[]>>();
+
+  namesOf(model: string, version: string | undefined, metadata: () => Promise<{ outputs: unknown[] }>): Promise<string[]> {
+    const key = `${model}\u0000${version ?? ''}`;
+    let names = this.byModel.get(key);
+    if (!names) {
+      names = metadata().then(({ outputs }) => outputs.map((output) => (output as { name: string }).name));
+      // A failed lookup (the model not loaded yet, say) is asked again next time.
+      names.catch(() => this.byModel.delete(key));
+      this.byModel.set(key, names);
+    }
+    return names;
+  }
+}

@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '../frontends/grpc/v2-grpc-proto.js';
-import { outputFromBytes, outputFromJson, tensorBytes, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
+import { OutputNamesCache, outputFromBytes, outputFromJson, tensorBytes, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
 import type { InferOptions, InferResult } from './http-client.js';
 import { retryingCall, type RetryOptions } from '../core/retry.js';
 
@@ -55,6 +55,7 @@ function retryVerdict(error: unknown) {
 
 export class GrpcClient {
   private readonly client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+  private readonly outputNames = new OutputNamesCache();
 
   constructor(private readonly options: GrpcClientOptions) {
     const { Client } = loadInferenceProto();
@@ -84,7 +85,7 @@ export class GrpcClient {
 
   /** Runs a model on named inputs; outputs come back by name, decoded to typed arrays. */
   async infer(model: string, inputs: Record<string, ClientTensor>, options: InferOptions = {}): Promise<InferResult> {
-    const response = (await this.unary('ModelInfer', this.request(model, inputs, options), options.signal)) as InferResponseMessage;
+    const response = (await this.unary('ModelInfer', await this.request(model, inputs, options), options.signal)) as InferResponseMessage;
     return decodeResponse(response, options.classification !== undefined);
   }
 
@@ -94,28 +95,36 @@ export class GrpcClient {
    */
   async *stream(requests: AsyncIterable<{ model: string; inputs: Record<string, ClientTensor>; options?: InferOptions }> | Iterable<{ model: string; inputs: Record<string, ClientTensor>; options?: InferOptions }>): AsyncGenerator<InferResult | { id: string; error: string }> {
     const call = this.client.ModelStreamInfer(this.metadata(), this.callOptions()) as grpc.ClientDuplexStream<unknown, { error_message: string; infer_response: InferResponseMessage }>;
+    // Whether answers are read as classes: withClasses leaves an output whose elements are not "score:index[:label]" as it is.
+    let classification = false;
     const writing = (async () => {
-      for await (const { model, inputs, options } of requests) call.write(this.request(model, inputs, options ?? {}));
+      for await (const { model, inputs, options } of requests) {
+        classification ||= options?.classification !== undefined;
+        call.write(await this.request(model, inputs, options ?? {}));
+      }
       call.end();
     })();
     writing.catch(() => call.cancel()); // the requests' own error reaches the caller from `await writing`
     for await (const message of call) {
       if (message.error_message) yield { id: message.infer_response?.id ?? '', error: message.error_message };
-      else yield decodeResponse(message.infer_response, false);
+      else yield decodeResponse(message.infer_response, classification);
     }
     await writing;
   }
 
-  private request(model: string, inputs: Record<string, ClientTensor>, options: InferOptions) {
+  private async request(model: string, inputs: Record<string, ClientTensor>, options: InferOptions) {
     const entries = Object.entries(inputs);
     const outputParameters = options.classification ? { classification: parameterOf(options.classification) } : {};
+    const outputNames =
+      options.outputs ??
+      (options.classification ? await this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version ?? '') as Promise<{ outputs: unknown[] }>) : undefined);
     return {
       model_name: model,
       model_version: options.version ?? '',
       id: options.id ?? '',
       parameters: Object.fromEntries(Object.entries(options.parameters ?? {}).map(([key, value]) => [key, parameterOf(value)])),
       inputs: entries.map(([name, tensor]) => ({ name, datatype: tensor.datatype, shape: tensor.shape })),
-      outputs: options.outputs?.map((name) => ({ name, parameters: outputParameters })) ?? [],
+      outputs: outputNames?.map((name) => ({ name, parameters: outputParameters })) ?? [],
       raw_input_contents: entries.map(([, tensor]) => tensorBytes(tensor)),
     };
   }

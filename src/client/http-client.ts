@@ -4,7 +4,7 @@
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
 import { retryingCall, type RetryOptions } from '../core/retry.js';
-import { outputFromBytes, outputFromJson, tensorBytes, tensorJson, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
+import { OutputNamesCache, outputFromBytes, outputFromJson, tensorBytes, tensorJson, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
 
 export interface HttpClientOptions {
   /** The server's base URL, e.g. http://127.0.0.1:8000. */
@@ -85,6 +85,7 @@ interface JsonOutput {
 
 export class HttpClient {
   private readonly base: string;
+  private readonly outputNames = new OutputNamesCache();
 
   constructor(private readonly options: HttpClientOptions) {
     this.base = options.url.replace(/\/+$/, '');
@@ -142,7 +143,8 @@ export class HttpClient {
       return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
     });
     const outputParameters = { ...(binary ? { binary_data: true } : {}), ...(options.classification ? { classification: options.classification } : {}) };
-    const requested = options.outputs?.map((name) => ({ name, parameters: outputParameters }));
+    const outputNames = options.outputs ?? (options.classification ? await this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version)) : undefined);
+    const requested = outputNames?.map((name) => ({ name, parameters: outputParameters }));
     const parameters = { ...options.parameters, ...(binary && !requested ? { binary_data_output: true } : {}) };
     const rest = JSON.stringify({
       ...(options.id !== undefined ? { id: options.id } : {}),

@@ -8,6 +8,9 @@ import { DRIFT_THRESHOLDS } from './drift-statistics.js';
  */
 export type DriftState = 'insufficient_data' | 'ok' | 'warning' | 'drift';
 
+/** Below this many values a drift score is mostly noise (see minSamples). */
+export const MIN_DRIFT_SAMPLES = 200;
+
 /**
  * When the state moves. Scores are "higher is more drift" in any unit (PSI by default; pass the KS or Jensen–Shannon
  * levels from DRIFT_THRESHOLDS, or a combined score's own).
@@ -36,7 +39,7 @@ export const driftStateOptionsSchema = z
      * alone stops reaching the warning levels: PSI's 99th percentile under no drift is ≈ 21.7/m over 10 bins (0.1 at
      * m ≈ 220) and KS D's 1 % critical value is ≈ 1.63/√m (0.12 at m ≈ 185); see DRIFT_THRESHOLDS.
      */
-    minSamples: z.number().int().min(0).default(200),
+    minSamples: z.number().int().min(0).default(MIN_DRIFT_SAMPLES),
     /** How many transitions are kept for reports, newest last. */
     historyLimit: z.number().int().min(1).max(10_000).default(50),
   })

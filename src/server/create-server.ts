@@ -44,6 +44,6 @@ export async function createServer(options: CreateServerOptions): Promise<Server
   ];
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
   const server = new Server({ ...rest, logger, backends, responseCache });
-  await server.checkPinnedModels();
+  await server.checkNamedModels();
   return server;
 }

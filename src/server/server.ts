@@ -247,12 +247,18 @@ export class Server {
     return plan;
   }
 
-  /** A pinned model the repository lacks is the operator's typo: refused before anything listens or loads. */
-  async checkPinnedModels(discovered?: readonly string[]): Promise<void> {
+  /**
+   * A model named to pin or to load at start that the repository lacks is the operator's typo (as Triton, which does
+   * not start then): refused before anything listens or loads, instead of a server that is ready without it.
+   */
+  async checkNamedModels(discovered?: readonly string[]): Promise<void> {
     const models = new Set(discovered ?? (await this.repository.discover()));
-    const missing = this.options.pinModels.filter((name) => !models.has(name));
-    if (missing.length > 0) {
-      throw new Error(`--pin-model ${missing.map((name) => `'${name}'`).join(', ')}: no such model in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
+    const { pinModels, loadModels } = this.options;
+    for (const [flag, names] of [['--pin-model', pinModels], ['--load-model', loadModels.filter((name) => name !== '*')]] as const) {
+      const missing = names.filter((name) => !models.has(name));
+      if (missing.length > 0) {
+        throw new Error(`${flag} ${missing.map((name) => `'${name}'`).join(', ')}: no such model in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
+      }
     }
   }
 
@@ -260,7 +266,10 @@ export class Server {
   async start(): Promise<this> {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
-    await this.checkPinnedModels(discovered);
+    await this.checkNamedModels(discovered);
+    if (modelControlMode === 'none' && loadModels.length > 0) {
+      this.logger.warn('--load-model has no effect with --model-control-mode none, which loads every model at start; use explicit or on_demand to choose');
+    }
     for (const file of await this.repository.looseModelFiles()) {
       const model = file.replace(/\.onnx$/i, '');
       this.logger.warn(`${file} lies directly in the model repository and is not served: a model is a folder, ${model}/1/model.onnx`);

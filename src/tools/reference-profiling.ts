@@ -19,6 +19,7 @@ import {
   imageProperties,
   imagePropertyFeatures,
   MahalanobisScorer,
+  MIN_DRIFT_SAMPLES,
   numericFeatureDrift,
   pooledFeatures,
   readReferenceProfile,
@@ -241,12 +242,26 @@ export interface MonitorReport {
   features: FeatureDrift[];
   /** Jensen–Shannon divergence (bits) of the predicted classes' shares from the reference's. */
   classShares?: { divergence: number; psi: number; level: DriftLevel; current: Record<string, number> };
-  /** The worst level of any feature or of the class shares. */
-  state: DriftLevel;
+  /**
+   * The worst level of any feature or of the class shares; with fewer than MIN_DRIFT_SAMPLES examples, only of the
+   * features whose KS D is beyond what chance gives at that count (`insufficient_data` when none is).
+   */
+  state: DriftLevel | 'insufficient_data';
   /** Accuracy expected from the reference's calibration (each prediction counts as its confidence bin's accuracy on the reference); needs a profile built on labelled data. */
   expectedAccuracy?: number;
   /** With class folders in --data: the accuracy actually reached. */
   realisedAccuracy?: number;
+}
+
+/**
+ * The verdict over the features' levels. A few examples score high by chance (PSI's no-drift noise is ≈ 21.7/m over
+ * 10 bins): below MIN_DRIFT_SAMPLES a feature counts only when its KS D passes the 1 % critical value for m values
+ * (≈ 1.63/√m), and when none does, the data say nothing either way.
+ */
+function stateOf(features: readonly FeatureDrift[], examples: number): DriftLevel | 'insufficient_data' {
+  if (examples >= MIN_DRIFT_SAMPLES) return worstLevel(features.map((feature) => feature.level));
+  const beyondChance = features.filter((feature) => feature.ks !== undefined && feature.ks >= 1.63 / Math.sqrt(examples) && feature.level !== 'ok');
+  return beyondChance.length > 0 ? worstLevel(beyondChance.map((feature) => feature.level)) : 'insufficient_data';
 }
 
 /** Scores a batch of new data against the version's reference profile: out-of-distribution examples, drift of every monitored value, and accuracy. */
@@ -275,14 +290,14 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     threshold: profile.ood.threshold,
     scores,
     features,
-    state: worstLevel(features.map((feature) => feature.level)),
+    state: stateOf(features, scores.length),
   };
   if (profile.classShares) {
     const names = Object.keys(profile.classShares);
     const current = shares(observed.predicted, names);
     const drift = categoricalFeatureDrift('output.class', names.map((name) => profile.classShares![name]), names.map((name) => current[name]));
     report.classShares = { divergence: drift.jensenShannon!, psi: drift.psi, level: drift.level, current };
-    report.state = worstLevel([report.state, drift.level]);
+    if (report.state !== 'insufficient_data') report.state = worstLevel([report.state, drift.level]);
   }
   if (profile.calibration) {
     const calibration = profile.calibration;
