@@ -28,6 +28,7 @@ import { readinessSummary } from './repository/model-repository.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema, type Server } from './server/server.js';
 import { timingAnswer, type ImageTimings } from './model/image-classification.js';
+import { detectionOptionsSchema } from './processing/object-detection.js';
 import { VERSION } from './version.js';
 
 function integer(min: number) {
@@ -162,6 +163,16 @@ const workerDefault = <K extends keyof typeof batchWorkerSettingsSchema.shape & 
 
 const program = new Command('nereid').description('Model inference server and toolkit (KServe V2 / Triton compatible)').version(VERSION);
 
+// Every command that reads a model repository reads the bundled one when none is named, filled first from the
+// packages that carry its models (serve does that itself, so that its log shows what was copied).
+program.hook('preAction', async (_program, command) => {
+  if (!command.options.some((option) => option.attributeName() === 'modelRepository')) return;
+  if (command.getOptionValue('modelRepository') === undefined) command.setOptionValue('modelRepository', BUNDLED_REPOSITORY);
+  if (command.name() !== 'serve' && (await isBundledRepository(command.getOptionValue('modelRepository')))) {
+    await prepareBundledRepository(createLogger({ level: 'warn', fd: 2 }));
+  }
+});
+
 program
   .command('serve')
   .description('serve the models of a repository over HTTP and gRPC (KServe Open Inference Protocol V2)')
@@ -266,6 +277,11 @@ program
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
     if (flags.dashboardPort !== undefined && !flags.dashboard) throw new Error('--dashboard-port serves the dashboard: it cannot go with --dashboard false');
+    const fixedPorts = [['--http-port', flags.httpPort], ['--grpc-port', flags.grpcPort], ['--metrics-port', flags.allowMetrics ? flags.metricsPort : 0]].filter(([, port]) => port !== 0);
+    for (const [index, [flag, port]] of fixedPorts.entries()) {
+      const same = fixedPorts.slice(index + 1).find(([, other]) => other === port);
+      if (same) throw new Error(`${flag} and ${same[0]} are both ${port}: each listener needs a port of its own`);
+    }
     if (flags.dashboardPort !== undefined && flags.dashboardPort !== 0 && [flags.httpPort, flags.grpcPort, flags.allowMetrics && flags.metricsPort].includes(flags.dashboardPort)) {
       throw new Error(`--dashboard-port ${flags.dashboardPort} is the port of another listener (--http-port, --grpc-port or --metrics-port): give it one of its own`);
     }
@@ -356,15 +372,15 @@ program
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('SIGTERM', () => void stop('SIGTERM'));
     // Listen first so probes see "live, not ready" while models load.
-    const address = await http.listen({ host: flags.host, port: flags.httpPort });
+    const address = await listening('--http-port', flags.host, flags.httpPort, () => http.listen({ host: flags.host, port: flags.httpPort }));
     logger.info(`HTTP (KServe V2) listening on ${address}`);
     if (flags.dashboard) logger.info(`Dashboard on ${dashboardAddress(http) ?? address}/dashboard/${flags.jobsQueue ? `, following the batch jobs of queue '${flags.jobsQueueName}'` : ''}`);
     if (grpc) {
-      const port = await grpc.listen(flags.host, flags.grpcPort);
+      const port = await listening('--grpc-port', flags.host, flags.grpcPort, () => grpc.listen(flags.host, flags.grpcPort), ' (0 turns gRPC off)');
       logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}${grpc.reflection ? ', with reflection' : ''}`);
     }
     if (metricsListener) {
-      const port = await metricsListener.listen(flags.host, flags.metricsPort);
+      const port = await listening('--metrics-port', flags.host, flags.metricsPort, () => metricsListener.listen(flags.host, flags.metricsPort), ' (--allow-metrics false turns it off)');
       logger.info(`Prometheus metrics on ${tls ? 'https' : 'http'}://${flags.host.includes(':') ? `[${flags.host}]` : flags.host}:${port}/metrics`);
     }
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
@@ -372,6 +388,18 @@ program
     const index = await server.repositoryIndex();
     logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
   });
+
+/** A listener's bind, its failure said in terms of the flag that chose the port (the OS's code stays in the cause). */
+async function listening<T>(flag: string, host: string, port: number, listen: () => Promise<T>, alternative = ''): Promise<T> {
+  try {
+    return await listen();
+  } catch (error) {
+    const text = `${(error as { code?: string }).code ?? ''} ${(error as Error).message}`;
+    const problem = /EADDRINUSE/.test(text) ? 'is in use by another process' : /EACCES/.test(text) ? 'may not be bound by this user' : /EADDRNOTAVAIL/.test(text) ? 'is not an address of this machine' : undefined;
+    if (problem === undefined) throw error;
+    throw new Error(`${flag} ${port}: ${host}:${port} ${problem}; choose another with ${flag}${alternative}`, { cause: error });
+  }
+}
 
 /** What an image command asks of a server in this process for one image, in the shape both routes answer. */
 type LocalImageCall = (server: Server, image: Buffer) => Promise<{ model: string; version: string; results: object[]; timings: ImageTimings }>;
@@ -382,37 +410,46 @@ type LocalImageCall = (server: Server, image: Buffer) => Promise<{ model: string
  * a bad file reported on its own line; exit code 1 when any failed.
  */
 async function runImageCommand(files: string[], flags: Record<string, string | undefined>, route: 'classify' | 'detect', query: URLSearchParams, local: LocalImageCall) {
-  const images = await Promise.all(files.map((file) => readFile(file)));
   const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
+  // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
+  const images = await Promise.allSettled(files.map((file) => readFile(file)));
   const model = flags.model!;
+  const started = performance.now();
+  let failed = 0;
+  const report = (file: string, error: unknown) => {
+    failed += 1;
+    print(file, { error: (error as Error).message });
+  };
+  const summarise = () => {
+    console.error(`${files.length} image(s), ${failed} failed, in ${(performance.now() - started).toFixed(1)} ms`);
+    process.exitCode = failed ? 1 : 0;
+  };
   if (flags.url) {
     const base = String(flags.url).replace(/\/$/, '');
     const path = `/v2/models/${encodeURIComponent(model)}${flags.modelVersion ? `/versions/${flags.modelVersion}` : ''}/${route}`;
     const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
     const search = query.size > 0 ? `?${query}` : '';
-    let failed = false;
     for (const [index, file] of files.entries()) {
-      const answer = await postForJson(new URL(`${base}${path}${search}`), images[index], ca);
-      if (!answer.ok) failed = true;
+      const image = images[index];
+      if (image.status === 'rejected') {
+        report(file, image.reason);
+        continue;
+      }
+      const answer = await postForJson(new URL(`${base}${path}${search}`), image.value, ca);
+      if (!answer.ok) failed += 1;
       print(file, answer.body);
     }
-    process.exit(failed ? 1 : 0);
+    summarise();
+    process.exit(); // with process.exitCode: keep-alive sockets to the server would hold the process a few seconds
   }
   const logger = createLogger({ level: 'warn', fd: 2 });
-  const modelRepository = flags.modelRepository ?? BUNDLED_REPOSITORY;
-  if (await isBundledRepository(modelRepository)) await prepareBundledRepository(logger);
-  const server = await createServer({ modelRepository, modelControlMode: 'explicit', loadModels: [model], logger });
+  const server = await createServer({ modelRepository: flags.modelRepository!, modelControlMode: 'explicit', loadModels: [model], logger });
   await server.start();
   try {
     // One call per file, so a bad file is reported on its own line; the batcher still groups them.
-    const started = performance.now();
-    const answers = await Promise.allSettled(images.map((image) => local(server, image)));
-    let failed = 0;
+    const answers = await Promise.allSettled(images.map((image) => (image.status === 'rejected' ? Promise.reject(image.reason) : local(server, image.value))));
     answers.forEach((answer, index) => {
-      if (answer.status === 'rejected') {
-        failed += 1;
-        return print(files[index], { error: (answer.reason as Error).message });
-      }
+      if (answer.status === 'rejected') return report(files[index], answer.reason);
       const { model, version, results, timings } = answer.value;
       print(files[index], {
         model_name: model,
@@ -421,8 +458,7 @@ async function runImageCommand(files: string[], flags: Record<string, string | u
         timing: timingAnswer(timings),
       });
     });
-    console.error(`${files.length} image(s), ${failed} failed, in ${(performance.now() - started).toFixed(1)} ms`);
-    process.exitCode = failed ? 1 : 0;
+    summarise();
   } finally {
     await server.close();
   }
@@ -454,11 +490,13 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
   .option('--max-detections <n>', 'at most this many detections per image, the best first (default 20)')
   .option('--iou-threshold <p>', 'boxes of one class overlapping more than this are one object (default 0.5)')
   .action(async (files: string[], flags) => {
-    // Checked by the server, as a query: the same message for a bad value either way.
+    // Sent as the route's query, and checked here by the schema the route checks it with: the same message either way, before any model loads.
     const options: Record<string, string> = {};
     if (flags.threshold !== undefined) options.threshold = flags.threshold;
     if (flags.maxDetections !== undefined) options.max_detections = flags.maxDetections;
     if (flags.iouThreshold !== undefined) options.iou_threshold = flags.iouThreshold;
+    const checked = detectionOptionsSchema.safeParse(options);
+    if (!checked.success) throw new Error(checked.error.issues.map((issue) => issue.message).join('; '));
     await runImageCommand(files, flags, 'detect', new URLSearchParams(options), (server, image) => server.detect(flags.model, [image], { version: flags.modelVersion, query: options }));
   });
 
@@ -468,7 +506,7 @@ program
   .requiredOption('--model <name>', 'model to evaluate')
   .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), or a JSONL or CSV file of input tensors with an optional label field")
   .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', (value: string) => value.split(',').map((part) => part.trim()))
-  .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)')
   .option('--output <name>', 'output to judge (default: the first)')
   .addOption(new Option('--kind <kind>', 'what the output means (default: from its declaration: labelled vector = classification, labelled matrix = CTC text, unlabelled = a probability map)').choices(OUTPUT_KINDS))
   .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(evalOptionsSchema, 'threshold'))
@@ -493,7 +531,7 @@ program
   .description("build a model version's reference profile from in-distribution data (what it was trained or validated on) and store it beside the version as reference.json: an out-of-distribution detector on the representation its classifier head reads, with the threshold set for --false-positive-rate on held-out examples")
   .requiredOption('--model <name>', 'model to profile')
   .requiredOption('--data <path>', "in-distribution examples: a folder of images (through the model's pre-processing) or a JSONL or CSV file of input tensors")
-  .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
   .option('--version <n>', "version to profile (default: the one the model's policy serves)")
   .option('--false-positive-rate <p>', 'share of held-out in-distribution examples the OOD flag may raise', number(0, 1), defaultOf(profileOptionsSchema, 'falsePositiveRate'))
   .option('--max-examples <n>', 'examples read at most (80 % fit the detector, 10 % set the threshold, 10 % check it)', integer(50), defaultOf(profileOptionsSchema, 'maxExamples'))
@@ -533,7 +571,7 @@ program
   .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders)")
   .requiredOption('--model <name>', 'model whose profile to use')
   .requiredOption('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors')
-  .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
   .option('--version <n>', "version (default: the one the model's policy serves)")
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
@@ -610,7 +648,7 @@ program
     "find the serving config that does best for a model on this machine by measuring it: the batch curve first, then instance × thread splits and execution thread, batch size, queue delay, graph optimisation and the model's versions one at a time, each under real requests through the server core; prints the table with the Pareto front, and writes the winner into the config with --write",
   )
   .requiredOption('--model <name>', 'model to tune')
-  .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
   .option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at', integerList, defaultOf(tuneOptionsSchema, 'concurrency'))
   .option('--p99-ms <ms>', 'objective: the best throughput whose p99 latency stays under this', number(0.001))
   .option('--max-cost <usd>', 'objective: the best throughput whose compute cost per 1,000 inferences stays under this', number(0))
@@ -671,7 +709,7 @@ program
   .description('write a smaller version of a model beside the original — static int8 (QDQ) calibrated on sample inputs, dynamic int8 MatMuls, fp16 weights, or auto: static with the costliest nodes kept float until the gate holds, and only if faster — with its size, speed and agreement on held-out examples (then check it with nereid eval); exit 1 when no version was written')
   .requiredOption('--model <name>', 'model to quantize')
   .requiredOption('--calibration <path>', 'sample inputs: a folder of images (through the model\'s pre-processing), or a JSONL or CSV file of input tensors as nereid batch reads them')
-  .option('--model-repository <dir>', 'model repository', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
   .option('--version <n>', "version to quantize (default: the one the model's policy serves)")
   .option('--output-version <n>', 'version folder to write (default: one above the highest; under the default version policy it then serves)')
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
@@ -732,7 +770,7 @@ const batch = program
   .option('--model-version <version>', 'model version (default: the latest ready one)')
   .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
   .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required)')
-  .option('--model-repository <dir>', 'model repository to load the model from, in this process', defaultOf(localJobSettingsSchema, 'modelRepository'))
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)')
   .option('--allow-code-models', 'the model may run code from the repository (a backend "javascript" handler), as serve\'s flag', false)
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
   .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
@@ -820,7 +858,7 @@ program
   .description('process chunks of distributed batch jobs from a Redis queue; start any number, anywhere with the model repository')
   .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
   .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
-  .option('--model-repository <dir>', 'model repository; models load on demand', workerDefault('modelRepository'))
+  .option('--model-repository <dir>', 'model repository; models load on demand (default: the example repository that ships with Nereid)')
   .option('--allow-code-models', 'models may run code from the repository (backend "javascript" handlers), as serve\'s flag', false)
   .option('--concurrency <n>', 'chunks processed at once', integer(1), workerDefault('concurrency'))
   .option('--record-concurrency <n>', "records in flight within a chunk (default: 4 × the model's max_batch_size)", integer(1))

@@ -421,10 +421,10 @@ describe('the V2 protocol with an image input', () => {
 
 describe('nereid classify (CLI)', () => {
   let dir: string;
-  let files: { png: string; jpeg: string; bad: string };
+  let files: { png: string; jpeg: string; bad: string; missing: string };
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'nereid-classify-cli-'));
-    files = { png: join(dir, 'a.png'), jpeg: join(dir, 'b.jpg'), bad: join(dir, 'bad.txt') };
+    files = { png: join(dir, 'a.png'), jpeg: join(dir, 'b.jpg'), bad: join(dir, 'bad.txt'), missing: join(dir, 'missing.png') };
     await writeFile(files.png, images.a);
     await writeFile(files.jpeg, images.jpeg);
     await writeFile(files.bad, 'not an image\n');
@@ -445,9 +445,9 @@ describe('nereid classify (CLI)', () => {
     const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Json);
     assert.deepEqual(
       lines.map((line) => line.file),
-      [files.png, files.jpeg, files.bad],
+      [files.png, files.jpeg, files.bad, files.missing],
     );
-    const [png, jpeg, bad] = lines;
+    const [png, jpeg, bad, missing] = lines;
     for (const [line, image, type] of [[png, images.a, 'image/png'], [jpeg, images.jpeg, 'image/jpeg']] as const) {
       assert.equal(line.model_name, model);
       assert.equal(line.predictions.length, 2, '--top-k 2');
@@ -459,18 +459,20 @@ describe('nereid classify (CLI)', () => {
     }
     assert.match(bad.error, /not an image in a supported format/);
     assert.equal(bad.predictions, undefined);
+    assert.match(missing.error, /ENOENT.*missing\.png/, 'a file that cannot be read is reported on its line; the others are still answered');
   };
 
-  test('in process and through --url: one JSON line per file, the bad one with an error, exit code 1', async () => {
+  test('in process and through --url: one JSON line per file, the bad and missing ones with an error, exit code 1', async () => {
     const [local, remote] = await Promise.all([
-      cli(['--model', 'cnn_yaml', '--model-repository', srv.repoDir, '--top-k', '2', files.png, files.jpeg, files.bad]),
-      cli(['--model', 'cnn_pbtxt', '--url', srv.url, '--top-k', '2', files.png, files.jpeg, files.bad]),
+      cli(['--model', 'cnn_yaml', '--model-repository', srv.repoDir, '--top-k', '2', files.png, files.jpeg, files.bad, files.missing]),
+      cli(['--model', 'cnn_pbtxt', '--url', srv.url, '--top-k', '2', files.png, files.jpeg, files.bad, files.missing]),
     ]);
     assert.equal(local.code, 1, `local stderr: ${local.stderr}`);
     await expectLines(local.stdout, 'cnn_yaml');
-    assert.match(local.stderr, /3 image\(s\), 1 failed/);
+    assert.match(local.stderr, /4 image\(s\), 2 failed/);
     assert.equal(remote.code, 1, `remote stderr: ${remote.stderr}`);
     await expectLines(remote.stdout, 'cnn_pbtxt');
+    assert.match(remote.stderr, /4 image\(s\), 2 failed/);
   });
 });
 

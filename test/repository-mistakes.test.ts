@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer as createTcpServer } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
@@ -152,6 +153,29 @@ test('the readiness line counts ready and failed model versions, naming the fail
       await stopChild(child);
     }
   } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
+});
+
+test('a port already taken, or one port given to two listeners, fails naming the flag to change', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-ports-'));
+  const taken = createTcpServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
+    const serve = ['serve', '--model-repository', repo, '--allow-metrics', 'false'];
+    const [http, grpc, same] = await Promise.all([
+      runCli([...serve, '--http-port', String(port), '--grpc-port', '0']),
+      runCli([...serve, '--http-port', '0', '--grpc-port', String(port)]),
+      runCli([...serve, '--http-port', '18555', '--grpc-port', '18555']),
+    ]);
+    for (const result of [http, grpc, same]) assert.notEqual(result.code, 0);
+    assert.match(http.stderr, new RegExp(`--http-port ${port}: 127\\.0\\.0\\.1:${port} is in use by another process; choose another with --http-port`));
+    assert.match(grpc.stderr, new RegExp(`--grpc-port ${port}: .* is in use by another process; choose another with --grpc-port \\(0 turns gRPC off\\)`));
+    assert.match(same.stderr, /--http-port and --grpc-port are both 18555: each listener needs a port of its own/);
+  } finally {
+    taken.close();
     await rm(repo, { recursive: true, force: true });
   }
 });
