@@ -4,6 +4,7 @@
  */
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
@@ -25,6 +26,7 @@ import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, 
 import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
+import { parseMemoryBudget } from './server/model-residency.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema, type Server } from './server/server.js';
 import { timingAnswer, type ImageTimings } from './model/image-classification.js';
@@ -197,6 +199,15 @@ program
   .option(
     '--model-memory-budget <bytes>',
     "memory the loaded models may take (each charged its resident-set growth at load): bytes (8GB, 512MiB) or a fraction of the machine's (0.5); on-demand models beyond it are unloaded, least recently used first",
+    (value: string) => {
+      // Checked here, where the message can name the flag (the server would name its option).
+      try {
+        parseMemoryBudget(value, totalmem());
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+      return value;
+    },
   )
   .option('--pin-model <name>', 'in on_demand mode, a model loaded at start and never unloaded to make room; repeatable', collect, [])
   .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', integer(1), serverDefault('modelLoadWaitMs'))

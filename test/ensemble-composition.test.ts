@@ -179,7 +179,7 @@ describe("the request's priority and timeout reach every step", () => {
     assert.match(answer.body.error, /ensemble 'gated': priority must be 1 \(highest\) to 2, the priority levels its steps have, got 3/);
     const timeout = await infer('gated', row([1, 2, 3, 4], { timeout: -5 }));
     assert.equal(timeout.status, 400);
-    assert.match(timeout.body.error, /ensemble 'gated': timeout must be a non-negative integer of microseconds, got -5/);
+    assert.match(timeout.body.error, /request parameter 'timeout' must be a non-negative integer of microseconds, got -5/);
     assert.equal((await statsOf('scale2')).inference_count, before.inference_count);
   });
 

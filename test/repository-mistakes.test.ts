@@ -149,6 +149,24 @@ test('the readiness line counts ready and failed model versions, naming the fail
     const child = await serveChild(repo, ['--strict-readiness', 'false', '--allow-metrics', 'false']);
     try {
       assert.match(child.output(), /server ready: 1 model version\(s\) ready, 1 failed \(typo\)/);
+      // A config mistake is logged once, by its message: no stack of ours, and not its cause's message again.
+      const line = child.output().split('\n').find((text) => text.includes("failed to load model 'typo'"))!;
+      assert.equal(line.split('max_batch_sise').length - 1, 1, line);
+      assert.ok(!line.includes('"stack"'), line);
+    } finally {
+      await stopChild(child);
+    }
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
+});
+
+test('an empty repository is served with a warning that it holds no models', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-empty-'));
+  try {
+    const child = await serveChild(repo, ['--allow-metrics', 'false']);
+    try {
+      assert.match(child.output(), /holds no model folders \(<model>\/<version>\/model\.onnx\): nothing to serve until one is added/);
     } finally {
       await stopChild(child);
     }

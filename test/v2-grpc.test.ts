@@ -582,7 +582,7 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
       '/v2/models/simple/infer',
       simpleJson([range16], [ones16], { outputs: [{ name: 'OUTPUT0', parameters: { class_count: -2 } }] }),
       grpc.status.INVALID_ARGUMENT,
-      ['class_count must be a positive integer'],
+      ["parameter 'classification' or 'class_count') must be a positive integer, got -2"],
     );
     await sameError(
       simpleRaw([range16], [ones16], { outputs: [{ name: 'OUTPUT0', parameters: { class_count: { string_param: 'three' } } }] }),

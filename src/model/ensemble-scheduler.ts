@@ -76,17 +76,14 @@ export class EnsembleScheduler implements Scheduler {
 
   /**
    * Refuses what a step would refuse for any request (so that a cached answer never goes to a
-   * request a computed one would refuse): a priority beyond a step's levels, a timeout that is not
-   * a count of microseconds. The steps' queues judge room when each step arrives.
+   * request a computed one would refuse): a priority beyond a step's levels (a timeout that is not a
+   * count of microseconds is refused with the request's other parameters). The steps' queues judge room when each step arrives.
    */
   validate(request: Admission): void {
     const ensemble = `ensemble '${this.plan.name}'`;
-    const { priority, timeoutMicroseconds } = request;
+    const { priority } = request;
     if (priority !== undefined && priority !== 0 && this.priorityLevels > 0 && !(Number.isInteger(priority) && priority >= 1 && priority <= this.priorityLevels)) {
       throw new NereidError('INVALID_ARGUMENT', `${ensemble}: priority must be 1 (highest) to ${this.priorityLevels}, the priority levels its steps have, got ${priority}`);
-    }
-    if (timeoutMicroseconds !== undefined && !(Number.isInteger(timeoutMicroseconds) && timeoutMicroseconds >= 0)) {
-      throw new NereidError('INVALID_ARGUMENT', `${ensemble}: timeout must be a non-negative integer of microseconds, got ${timeoutMicroseconds}`);
     }
   }
 

@@ -98,10 +98,13 @@ function checkRequestFields(request: InferenceRequest): void {
   }
 }
 
-function numberParameter(request: InferenceRequest, key: string): number | undefined {
+/** A scheduling parameter (priority, timeout): an unsigned integer, as Triton reads both (uint64), whatever the model's queue does with it. */
+function unsignedParameter(request: InferenceRequest, key: string): number | undefined {
   const value = request.parameters?.[key];
   if (value === undefined) return undefined;
-  if (typeof value !== 'number') throw invalidArgument(`request parameter '${key}' must be a number, got ${quote(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument(`request parameter '${key}' must be a non-negative integer${key === 'timeout' ? ' of microseconds' : ''}, got ${quote(value)}`);
+  }
   return value;
 }
 
@@ -201,8 +204,8 @@ export class RequestValidator {
       tensors,
       batchSize: Math.max(0, batchSize),
       outputNames: request.outputs?.length ? this.checkOutputs(request.outputs) : this.allOutputs,
-      priority: numberParameter(request, 'priority'),
-      timeoutMicroseconds: numberParameter(request, 'timeout'),
+      priority: unsignedParameter(request, 'priority'),
+      timeoutMicroseconds: unsignedParameter(request, 'timeout'),
     };
   }
 
@@ -250,7 +253,7 @@ export class RequestValidator {
       names.push(output.name);
       if (output.classCount === undefined) continue;
       if (!Number.isInteger(output.classCount) || output.classCount < 1) {
-        throw invalidArgument(`output '${output.name}': class_count must be a positive integer, got ${output.classCount}`);
+        throw invalidArgument(`output '${output.name}': the number of classes asked for (parameter 'classification' or 'class_count') must be a positive integer, got ${output.classCount}`);
       }
       if (datatype === 'BYTES' || datatype === 'BOOL') {
         throw invalidArgument(`output '${output.name}' is ${datatype}; classification needs a numeric output`);

@@ -216,9 +216,12 @@ test('with two instances, requests that arrive while one is busy run on the othe
 test('priority and timeout parameters of the wrong type or out of range are INVALID_ARGUMENT, before any work', async (t) => {
   const { version, backend } = await load(t, { max_batch_size: 4, dynamic_batching: { priority_levels: 2 } });
   const row = [[1, 2, 3, 4]];
-  await rejectsWith(version.infer(request(row, { parameters: { priority: 'high' } })), 'INVALID_ARGUMENT', /request parameter 'priority' must be a number, got "high"/);
-  await rejectsWith(version.infer(request(row, { parameters: { timeout: '100' } })), 'INVALID_ARGUMENT', /request parameter 'timeout' must be a number, got "100"/);
-  await rejectsWith(version.infer(request(row, { parameters: { priority: true } })), 'INVALID_ARGUMENT', /'priority' must be a number/);
+  await rejectsWith(version.infer(request(row, { parameters: { priority: 'high' } })), 'INVALID_ARGUMENT', /request parameter 'priority' must be a non-negative integer, got "high"/);
+  await rejectsWith(version.infer(request(row, { parameters: { timeout: '100' } })), 'INVALID_ARGUMENT', /request parameter 'timeout' must be a non-negative integer of microseconds, got "100"/);
+  // Both are unsigned integers in Triton's protocol, whether or not the model's queue uses them.
+  await rejectsWith(version.infer(request(row, { parameters: { timeout: -5 } })), 'INVALID_ARGUMENT', /'timeout' must be a non-negative integer of microseconds, got -5/);
+  await rejectsWith(version.infer(request(row, { parameters: { timeout: 1.5 } })), 'INVALID_ARGUMENT', /'timeout' must be a non-negative integer/);
+  await rejectsWith(version.infer(request(row, { parameters: { priority: true } })), 'INVALID_ARGUMENT', /'priority' must be a non-negative integer/);
   await rejectsWith(version.infer(request(row, { parameters: { priority: 3 } })), 'INVALID_ARGUMENT', /priority must be 1 \(highest\) to 2, got 3/);
   assert.deepEqual(backend.batches, []);
   const fine = await version.infer(request(row, { parameters: { priority: 2 } }));
@@ -244,7 +247,7 @@ test('with a response cache, an identical request is a hit the engine never sees
   assert.deepEqual(output(bypassed, 'OUTPUT0'), doubled(row));
   assert.equal(backend.batches.length, 2, 'cache_bypass runs the model');
   // A request a miss would refuse is refused, not answered from the cache.
-  await rejectsWith(version.infer(request(row, { parameters: { priority: 'high' } })), 'INVALID_ARGUMENT', /'priority' must be a number/);
+  await rejectsWith(version.infer(request(row, { parameters: { priority: 'high' } })), 'INVALID_ARGUMENT', /'priority' must be a non-negative integer/);
   await version.infer(request([[4, 3, 2, 1]]));
   assert.equal(backend.batches.length, 3, 'other inputs are a miss');
   json = stats(version);

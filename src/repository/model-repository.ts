@@ -191,6 +191,12 @@ function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
   return configOverride !== undefined && error instanceof ModelConfigError ? 'warn' : 'error';
 }
 
+/**
+ * What a failed load's log line carries beside its message: the error with its stack and causes for a failure of the
+ * engine or the server, nothing for a config mistake, whose message says it all (its stack is ours, not the cause's).
+ */
+const failureFields = (error: unknown) => (error instanceof ModelConfigError ? {} : { err: error });
+
 const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.onnx';
 
 /**
@@ -434,7 +440,7 @@ export class ModelRepository {
       for (const version of selected.missing) entry.failures.set(String(version), 'version_policy names this version, which has no folder');
     } catch (error) {
       const reason = redacted(root, (error as Error).message);
-      logger[levelOf(error, configOverride)]({ err: error }, `failed to load model '${name}': ${(error as Error).message}`);
+      logger[levelOf(error, configOverride)](failureFields(error), `failed to load model '${name}': ${(error as Error).message}`);
       entry.failures.set('', reason);
       await this.replaceUnlessServing(name, entry, previous, reason);
       throw this.loadFailure(name, reason, configOverride, [error]);
@@ -492,7 +498,7 @@ export class ModelRepository {
         } catch (error) {
           versionErrors.push(error);
           entry.failures.set(version, redacted(root, (error as Error).message));
-          logger[levelOf(error, configOverride)]({ version, err: error }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
+          logger[levelOf(error, configOverride)]({ version, ...failureFields(error) }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
         }
       }),
     );

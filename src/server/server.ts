@@ -267,6 +267,9 @@ export class Server {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
     await this.checkNamedModels(discovered);
+    if (discovered.length === 0) {
+      this.logger.warn(`the model repository ${this.options.modelRepository} holds no model folders (<model>/<version>/model.onnx): nothing to serve until one is added`);
+    }
     if (modelControlMode === 'none' && loadModels.length > 0) {
       this.logger.warn('--load-model has no effect with --model-control-mode none, which loads every model at start; use explicit or on_demand to choose');
     }
