@@ -804,9 +804,16 @@ const batch = program
   .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', integer(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
-  .action(async (flags) => {
+  .action(async (flags, command: Command) => {
     for (const required of ['model', 'input', 'output'] as const) {
       if (!flags[required]) throw new Error(`batch needs --${required} (see nereid batch --help)`);
+    }
+    if (flags.queue) {
+      // The workers load the model, with their own flags: these would otherwise be dropped without a word.
+      const localOnly = { modelRepository: '--model-repository', allowCodeModels: '--allow-code-models', concurrency: '--concurrency' } as const;
+      for (const [key, flag] of Object.entries(localOnly)) {
+        if (command.getOptionValueSource(key) === 'cli') console.error(`nereid batch: ${flag} is for a run in this process; with --queue each worker's own flag decides (nereid worker ${flag} …)`);
+      }
     }
     const controller = new AbortController();
     const interrupt = () => {

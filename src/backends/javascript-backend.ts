@@ -8,7 +8,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { describeIssues, parameterValue, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
+import { declaredParameters, parameterStrings, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { InferenceRequest, RequestContext } from '../core/inference.js';
@@ -44,13 +44,7 @@ export const javascriptParametersSchema = z.object({
 
 export type JavaScriptParameters = z.output<typeof javascriptParametersSchema>;
 
-export function javascriptParameters(config: ModelConfig): JavaScriptParameters {
-  const names = Object.keys(javascriptParametersSchema.shape);
-  const raw = Object.fromEntries(names.map((name) => [name, parameterValue(config, name)]).filter(([, value]) => value !== undefined));
-  const parsed = javascriptParametersSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(describeIssues(parsed.error, 'parameters'));
-  return parsed.data;
-}
+export const javascriptParameters = (config: ModelConfig): JavaScriptParameters => declaredParameters(javascriptParametersSchema, parameterStrings(config));
 
 // As for the ONNX Runtime worker: .js once built; from source the worker registers tsx's loader itself.
 const FROM_SOURCE = import.meta.url.endsWith('.ts');

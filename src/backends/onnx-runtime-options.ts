@@ -4,7 +4,7 @@
  */
 import type { InferenceSession } from 'onnxruntime-common';
 import { z } from 'zod';
-import { describeIssues, parameterValue, type ModelConfig } from '../config/model-config.js';
+import { declaredParameters, parameterStrings, type ModelConfig } from '../config/model-config.js';
 
 export type SessionOptions = InferenceSession.SessionOptions;
 
@@ -38,7 +38,6 @@ export const onnxRuntimeParametersSchema = z.object({
 
 export type OnnxRuntimeParameters = z.output<typeof onnxRuntimeParametersSchema>;
 
-const PARAMETER_NAMES = Object.keys(onnxRuntimeParametersSchema.shape) as (keyof OnnxRuntimeParameters)[];
 
 /** The parameters that change how fast a session runs but not what it computes. */
 export const ONNX_RUNTIME_TUNING_PARAMETERS: readonly (keyof OnnxRuntimeParameters)[] = [
@@ -59,10 +58,8 @@ function tritonGraphLevel(config: ModelConfig): 'basic' | 'extended' | 'all' {
 
 /** The model's ONNX Runtime parameters, validated; throws with every bad parameter named. */
 export function onnxRuntimeParameters(config: ModelConfig): OnnxRuntimeParameters & { graph_optimization_level: string } {
-  const raw = Object.fromEntries(PARAMETER_NAMES.map((name) => [name, parameterValue(config, name)]).filter(([, value]) => value !== undefined));
-  const parsed = onnxRuntimeParametersSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(describeIssues(parsed.error, 'parameters'));
-  return { ...parsed.data, graph_optimization_level: parsed.data.graph_optimization_level ?? tritonGraphLevel(config) };
+  const parameters = declaredParameters(onnxRuntimeParametersSchema, parameterStrings(config));
+  return { ...parameters, graph_optimization_level: parameters.graph_optimization_level ?? tritonGraphLevel(config) };
 }
 
 /** Session options for one instance; `intraOpThreads` is its planned share when the config names none. */

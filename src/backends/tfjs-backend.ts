@@ -4,7 +4,7 @@
  * packages with nothing native to download. Each instance runs in a worker thread of its own.
  */
 import { z } from 'zod';
-import { describeIssues, parameterValue, type ModelConfig } from '../config/model-config.js';
+import { declaredParameters, parameterStrings, type ModelConfig } from '../config/model-config.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backend.js';
 import { siblingWorkerEntry, WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 import { readModelJson, signatureOfModelJson } from './tfjs-model-files.js';
@@ -21,13 +21,7 @@ export const tfjsParametersSchema = z.object({
 
 export type TfjsParameters = z.output<typeof tfjsParametersSchema>;
 
-export function tfjsParameters(config: ModelConfig): TfjsParameters {
-  const names = Object.keys(tfjsParametersSchema.shape);
-  const raw = Object.fromEntries(names.map((name) => [name, parameterValue(config, name)]).filter(([, value]) => value !== undefined));
-  const parsed = tfjsParametersSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(describeIssues(parsed.error, 'parameters'));
-  return parsed.data;
-}
+export const tfjsParameters = (config: ModelConfig): TfjsParameters => declaredParameters(tfjsParametersSchema, parameterStrings(config));
 
 const TFJS_WORKER = siblingWorkerEntry('tfjs-worker');
 

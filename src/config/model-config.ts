@@ -615,3 +615,18 @@ export function datatypeOfConfig(tensor: { data_type: string }): Datatype {
 export function parameterValue(config: ModelConfig, key: string): string | undefined {
   return config.parameters[key]?.string_value;
 }
+
+/**
+ * The config parameters a component declares in `schema` (each a string in the config), parsed with its defaults;
+ * parameters it does not declare are left to others. Throws with every bad one named.
+ */
+export function declaredParameters<Schema extends z.ZodObject>(schema: Schema, parameters: Record<string, string | undefined>): z.output<Schema> {
+  const given = Object.fromEntries(Object.keys(schema.shape).map((name) => [name, parameters[name]]).filter(([, value]) => value !== undefined));
+  const parsed = schema.safeParse(given);
+  if (!parsed.success) throw new Error(describeIssues(parsed.error, 'parameters'));
+  return parsed.data;
+}
+
+/** A config's parameters as strings by name, as declaredParameters reads them. */
+export const parameterStrings = (config: ModelConfig): Record<string, string | undefined> =>
+  Object.fromEntries(Object.keys(config.parameters).map((name) => [name, parameterValue(config, name)]));

@@ -3,7 +3,7 @@
  * The defaults are PaddleOCR's; the step models are the bundled ones.
  */
 import { z } from 'zod';
-import { describeIssues } from '../../config/model-config.js';
+import { declaredParameters } from '../../config/model-config.js';
 
 const decimal = (fallback: number, min: number, max: number) =>
   z
@@ -63,10 +63,4 @@ export const ocrParametersSchema = z.object({
 export type OcrParameters = z.output<typeof ocrParametersSchema>;
 
 /** The pipeline's settings from the config's parameters (those it does not know are left to others, e.g. execute_timeout_ms). */
-export function ocrParameters(parameters: Record<string, string | undefined>): OcrParameters {
-  const names = Object.keys(ocrParametersSchema.shape);
-  const given = Object.fromEntries(names.map((name) => [name, parameters[name]]).filter(([, value]) => value !== undefined));
-  const parsed = ocrParametersSchema.safeParse(given);
-  if (!parsed.success) throw new Error(describeIssues(parsed.error, 'parameters'));
-  return parsed.data;
-}
+export const ocrParameters = (parameters: Record<string, string | undefined>): OcrParameters => declaredParameters(ocrParametersSchema, parameters);
