@@ -211,9 +211,13 @@ describe('nereid detect (CLI)', () => {
         assert.equal(notes.file, bad);
         assert.match(notes.error, /not an image in a supported format/);
       }
-      const refused = await cli(['--url', testServer.url, '--threshold', 'high', DOG]);
-      assert.equal(refused.code, 1);
-      assert.match(refused.stdout, /threshold must be a number from 0 to 1, got 'high'/);
+      // Refused before any file is sent or any model loads, with the message the route gives.
+      for (const where of [['--url', testServer.url], ['--model-repository', MODELS]]) {
+        const refused = await cli([...where, '--threshold', 'high', DOG]);
+        assert.equal(refused.code, 1);
+        assert.match(refused.stderr, /threshold must be a number from 0 to 1, got 'high'/);
+        assert.equal(refused.stdout, '');
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

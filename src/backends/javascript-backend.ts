@@ -16,6 +16,7 @@ import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
 import { cloneable, withBuffers } from './handler-tensors.js';
 import type { HandlerSpec, HandlerWorkerReply, HandlerWorkerRequest } from './javascript-worker.js';
+import { siblingWorkerEntry, startWorkerThread } from './worker-entry.js';
 
 const megabytes = (fallback: number, max: number) =>
   z
@@ -46,9 +47,7 @@ export type JavaScriptParameters = z.output<typeof javascriptParametersSchema>;
 
 export const javascriptParameters = (config: ModelConfig): JavaScriptParameters => declaredParameters(javascriptParametersSchema, parameterStrings(config));
 
-// As for the ONNX Runtime worker: .js once built; from source the worker registers tsx's loader itself.
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER_ENTRY = new URL(`./javascript-worker${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url);
+const WORKER_ENTRY = siblingWorkerEntry('javascript-worker');
 
 function spawnWorker(spec: HandlerSpec, limits: JavaScriptParameters): Worker {
   const options = {
@@ -58,10 +57,7 @@ function spawnWorker(spec: HandlerSpec, limits: JavaScriptParameters): Worker {
     stdout: false,
     stderr: false,
   };
-  if (!FROM_SOURCE) return new Worker(WORKER_ENTRY, options);
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => api.register()).then(() => import(${JSON.stringify(WORKER_ENTRY.href)}))`;
-  return new Worker(bootstrap, { ...options, eval: true });
+  return startWorkerThread(WORKER_ENTRY, options);
 }
 
 const KNOWN_CODES = new Set<string>(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);

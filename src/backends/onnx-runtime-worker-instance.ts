@@ -5,6 +5,7 @@ import type { Tensor } from '../core/tensor.js';
 import { COMPUTE_NS, type BackendInstance, type ModelSignature, type RunOptions, type RunOutputs } from './backend.js';
 import { runFailure, type SessionSpec } from './onnx-runtime-session.js';
 import type { PackedBytesTensor, WorkerReply, WorkerRequest } from './onnx-runtime-worker.js';
+import { siblingWorkerEntry, startWorkerThread } from './worker-entry.js';
 
 /** A worker's outputs on this thread, BYTES kept packed as they came. */
 function receivedOutputs(outputs: Record<string, Tensor | PackedBytesTensor>): Record<string, Tensor> {
@@ -62,15 +63,6 @@ async function messageOf(inputs: Record<string, Tensor>, owned: boolean): Promis
   return { inputs: sent, transfer: [...transfer] };
 }
 
-// A worker's entry sits beside this module: .js once built; from source (.ts, through tsx) the
-// worker registers tsx's loader itself before importing it, since Node 20 workers don't inherit it.
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-
-/** The entry of a worker module beside this one (`onnx-runtime-worker`, `tfjs-worker`), built or from source. */
-export function siblingWorkerEntry(module: string): URL {
-  return new URL(`./${module}${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url);
-}
-
 const ONNX_RUNTIME_WORKER = siblingWorkerEntry('onnx-runtime-worker');
 
 /**
@@ -82,12 +74,6 @@ export interface WorkerSpec {
   data: unknown;
 }
 
-function spawnWorker({ entry, data }: WorkerSpec): Worker {
-  if (!FROM_SOURCE) return new Worker(entry, { workerData: data });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => api.register()).then(() => import(${JSON.stringify(entry.href)}))`;
-  return new Worker(bootstrap, { eval: true, workerData: data });
-}
 
 /** Starts a worker and waits until its session is open; an exit or error before that fails the start. */
 function startWorker(spec: WorkerSpec, onFallback: (reason: string) => void): Promise<Worker> {
@@ -108,7 +94,7 @@ export async function describeInWorker(spec: SessionSpec): Promise<ModelSignatur
 
 function openInWorker(spec: WorkerSpec, onFallback: (reason: string) => void): Promise<{ worker: Worker; signature: ModelSignature }> {
   return new Promise((resolve, reject) => {
-    const worker = spawnWorker(spec);
+    const worker = startWorkerThread(spec.entry, { workerData: spec.data });
     const stop = (error: Error) => {
       worker.off('message', onMessage);
       worker.off('error', stop);

@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { declaredParameters, parameterStrings, type ModelConfig } from '../config/model-config.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backend.js';
-import { siblingWorkerEntry, WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
+import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
+import { siblingWorkerEntry } from './worker-entry.js';
 import { readModelJson, signatureOfModelJson } from './tfjs-model-files.js';
 import type { TfjsWorkerSpec } from './tfjs-worker.js';
 

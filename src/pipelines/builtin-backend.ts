@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature } from '../backends/backend.js';
 import { JavaScriptBackend } from '../backends/javascript-backend.js';
-import { parameterValue, type ModelConfig } from '../config/model-config.js';
+import { parameterStrings, parameterValue, type ModelConfig } from '../config/model-config.js';
 import { ocrParameters } from './ocr/ocr-parameters.js';
 
 interface BuiltinHandler {
@@ -31,9 +31,6 @@ const HANDLERS: Readonly<Record<string, BuiltinHandler>> = {
 // From source the worker imports the .ts module (it registers tsx's loader itself); once built, the .js beside this file.
 const EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 
-function parametersOf(config: ModelConfig): Record<string, string | undefined> {
-  return Object.fromEntries(Object.entries(config.parameters).map(([key, value]) => [key, value.string_value]));
-}
 
 export class BuiltinBackend implements Backend {
   readonly name = 'builtin';
@@ -53,7 +50,7 @@ export class BuiltinBackend implements Backend {
 
   checkConfig(config: ModelConfig): void {
     this.handlers.checkConfig(config);
-    this.handlerOf(config).stepModels(parametersOf(config));
+    this.handlerOf(config).stepModels(parameterStrings(config));
   }
 
   builtinModelPath(config: ModelConfig): string {
@@ -61,7 +58,7 @@ export class BuiltinBackend implements Backend {
   }
 
   stepModels(config: ModelConfig): string[] {
-    return this.handlerOf(config).stepModels(parametersOf(config));
+    return this.handlerOf(config).stepModels(parameterStrings(config));
   }
 
   describe(modelPath: string, config: ModelConfig): Promise<ModelSignature> {
