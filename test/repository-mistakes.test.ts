@@ -126,16 +126,22 @@ test('--model-repository naming a file or a missing folder fails before listenin
   }
 });
 
-test('a --pin-model or --load-model the repository lacks fails before listening, naming the models it has', async () => {
+test('a --pin-model, --load-model or batch --model the repository lacks fails before listening or reading, naming the models it has', async () => {
   const repo = await mkdtemp(join(tmpdir(), 'nereid-pin-typo-'));
   try {
     await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
-    for (const [flag, mode] of [['--pin-model', 'on_demand'], ['--load-model', 'explicit']]) {
+    for (const [flag, mode, role] of [['--pin-model', 'on_demand', ' to pin'], ['--load-model', 'explicit', '']]) {
       const { code, stdout, stderr } = await runCli(['serve', '--model-repository', repo, '--model-control-mode', mode!, flag!, 'godo', '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false']);
       assert.notEqual(code, 0);
-      assert.match(stderr, new RegExp(`${flag} 'godo': no such model in the repository .* \\(it has good\\)`));
+      assert.match(stderr, new RegExp(`no model 'godo'${role} in the repository .* \\(it has good\\)`));
       assert.ok(!`${stdout}${stderr}`.includes('listening'), 'nothing listened');
     }
+    // The same check names a batch job's model, without a flag the job's user never gave.
+    await writeFile(join(repo, 'in.jsonl'), '[1,2]\n');
+    const batch = await runCli(['batch', '--model', 'godo', '--model-repository', repo, '--input', join(repo, 'in.jsonl'), '--output', join(repo, 'out.jsonl'), '--progress', 'none']);
+    assert.notEqual(batch.code, 0);
+    assert.match(batch.stderr, /no model 'godo' in the repository .* \(it has good\)/);
+    assert.ok(!batch.stderr.includes('--load-model'), batch.stderr);
   } finally {
     await rm(repo, { recursive: true, force: true });
   }

@@ -254,10 +254,12 @@ export class Server {
   async checkNamedModels(discovered?: readonly string[]): Promise<void> {
     const models = new Set(discovered ?? (await this.repository.discover()));
     const { pinModels, loadModels } = this.options;
-    for (const [flag, names] of [['--pin-model', pinModels], ['--load-model', loadModels.filter((name) => name !== '*')]] as const) {
+    // Said without the CLI's flags: batch jobs and image commands name their model through this too.
+    for (const [role, names] of [[' to pin', pinModels], ['', loadModels.filter((name) => name !== '*')]] as const) {
       const missing = names.filter((name) => !models.has(name));
       if (missing.length > 0) {
-        throw new Error(`${flag} ${missing.map((name) => `'${name}'`).join(', ')}: no such model in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
+        const named = missing.map((name) => `'${name}'`).join(', ');
+        throw new Error(`no model ${named}${role} in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
       }
     }
   }
