@@ -147,38 +147,37 @@ test('a --pin-model, --load-model or batch --model the repository lacks fails be
   }
 });
 
-test('the readiness line counts ready and failed model versions, naming the failed', async () => {
-  const repo = await mkdtemp(join(tmpdir(), 'nereid-summary-'));
+/** What `nereid serve` had logged by the time it was ready, on a repository that `fill` writes. */
+async function startupLog(fill: (repo: string) => Promise<void>, flags: string[]): Promise<string> {
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-startup-'));
   try {
-    await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
-    await writeModel(repo, 'typo', 1, scaleModel(2), 'max_batch_sise: 4\n');
-    const child = await serveChild(repo, ['--strict-readiness', 'false', '--allow-metrics', 'false']);
+    await fill(repo);
+    const child = await serveChild(repo, flags);
     try {
-      assert.match(child.output(), /server ready: 1 model version\(s\) ready, 1 failed \(typo\)/);
-      // A config mistake is logged once, by its message: no stack of ours, and not its cause's message again.
-      const line = child.output().split('\n').find((text) => text.includes("failed to load model 'typo'"))!;
-      assert.equal(line.split('max_batch_sise').length - 1, 1, line);
-      assert.ok(!line.includes('"stack"'), line);
+      return child.output();
     } finally {
       await stopChild(child);
     }
   } finally {
     await rm(repo, { recursive: true, force: true });
   }
+}
+
+test('the readiness line counts ready and failed model versions, naming the failed', async () => {
+  const output = await startupLog(async (repo) => {
+    await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
+    await writeModel(repo, 'typo', 1, scaleModel(2), 'max_batch_sise: 4\n');
+  }, ['--strict-readiness', 'false', '--allow-metrics', 'false']);
+  assert.match(output, /server ready: 1 model version\(s\) ready, 1 failed \(typo\)/);
+  // A config mistake is logged once, by its message: no stack of ours, and not its cause's message again.
+  const line = output.split('\n').find((text) => text.includes("failed to load model 'typo'"))!;
+  assert.equal(line.split('max_batch_sise').length - 1, 1, line);
+  assert.ok(!line.includes('"stack"'), line);
 });
 
 test('an empty repository is served with a warning that it holds no models', async () => {
-  const repo = await mkdtemp(join(tmpdir(), 'nereid-empty-'));
-  try {
-    const child = await serveChild(repo, ['--allow-metrics', 'false']);
-    try {
-      assert.match(child.output(), /holds no model folders \(<model>\/<version>\/model\.onnx\): nothing to serve until one is added/);
-    } finally {
-      await stopChild(child);
-    }
-  } finally {
-    await rm(repo, { recursive: true, force: true });
-  }
+  const output = await startupLog(async () => {}, ['--allow-metrics', 'false']);
+  assert.match(output, /holds no model folders \(<model>\/<version>\/model\.onnx\): nothing to serve until one is added/);
 });
 
 test('a port already taken, or one port given to two listeners, fails naming the flag to change', async () => {

@@ -38,7 +38,6 @@ export const onnxRuntimeParametersSchema = z.object({
 
 export type OnnxRuntimeParameters = z.output<typeof onnxRuntimeParametersSchema>;
 
-
 /** The parameters that change how fast a session runs but not what it computes. */
 export const ONNX_RUNTIME_TUNING_PARAMETERS: readonly (keyof OnnxRuntimeParameters)[] = [
   'intra_op_thread_count',

@@ -74,7 +74,6 @@ export interface WorkerSpec {
   data: unknown;
 }
 
-
 /** Starts a worker and waits until its session is open; an exit or error before that fails the start. */
 function startWorker(spec: WorkerSpec, onFallback: (reason: string) => void): Promise<Worker> {
   return openInWorker(spec, onFallback).then(({ worker }) => worker);

@@ -31,7 +31,6 @@ const HANDLERS: Readonly<Record<string, BuiltinHandler>> = {
 // From source the worker imports the .ts module (it registers tsx's loader itself); once built, the .js beside this file.
 const EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 
-
 export class BuiltinBackend implements Backend {
   readonly name = 'builtin';
   readonly platforms = [] as const;
