@@ -297,7 +297,8 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     const current = shares(observed.predicted, names);
     const drift = categoricalFeatureDrift('output.class', names.map((name) => profile.classShares![name]), names.map((name) => current[name]));
     report.classShares = { divergence: drift.jensenShannon!, psi: drift.psi, level: drift.level, current };
-    if (report.state !== 'insufficient_data') report.state = worstLevel([report.state, drift.level]);
+    // The class shares have no significance test here: below MIN_DRIFT_SAMPLES they do not move the state (see stateOf).
+    if (scores.length >= MIN_DRIFT_SAMPLES) report.state = worstLevel([report.state as DriftLevel, drift.level]);
   }
   if (profile.calibration) {
     const calibration = profile.calibration;
