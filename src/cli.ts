@@ -213,6 +213,11 @@ program
   .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', integer(1), serverDefault('modelLoadWaitMs'))
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
   .option('--allow-code-models', 'load models that run code from the repository (backend "javascript" handlers): off by default, since that is code execution', false)
+  .option(
+    '--allow-client-shm',
+    "let clients register system shared memory regions (/dev/shm objects) and send tensors through them, as Triton's flag: off by default, since the server then reads and writes objects a client names",
+    false,
+  )
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), serverDefault('defaultMaxBatchSize'))
   .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), serverDefault('maxQueueSize'))
   .option('--max-queue-bytes <n>', 'bytes of inputs a model version may queue before refusing more (config max_queue_bytes may lower it)', integer(1), serverDefault('maxQueueBytes'))
@@ -318,6 +323,7 @@ program
       modelLoadWaitMs: flags.modelLoadWaitMs,
       strictReadiness: flags.strictReadiness,
       allowCodeModels: flags.allowCodeModels,
+      allowClientShm: flags.allowClientShm,
       defaultMaxBatchSize: flags.defaultMaxBatchSize,
       maxQueueSize: flags.maxQueueSize,
       maxQueueBytes: flags.maxQueueBytes,

@@ -292,10 +292,10 @@ describe('health, metadata, config, statistics, repository', () => {
     assert.ok(ready.length > 0 && ready.every((entry) => entry.state === 'READY'));
   });
 
-  test('RPCs of the service that Nereid lacks answer UNIMPLEMENTED with what to do instead', async () => {
-    await callError(rpc, 'SystemSharedMemoryStatus', {}, grpc.status.UNIMPLEMENTED, ['SystemSharedMemoryStatus is not implemented', 'raw_input_contents']);
-    await callError(rpc, 'SystemSharedMemoryRegister', { name: 'r', key: '/k', byte_size: 16 }, grpc.status.UNIMPLEMENTED, ['shared memory']);
-    await callError(rpc, 'CudaSharedMemoryRegister', { name: 'r' }, grpc.status.UNIMPLEMENTED, ['CUDA shared memory']);
+  test('CUDA shared memory answers UNIMPLEMENTED, and system shared memory says how to turn it on', async () => {
+    await callError(rpc, 'SystemSharedMemoryStatus', {}, grpc.status.FAILED_PRECONDITION, ['--allow-client-shm']);
+    await callError(rpc, 'SystemSharedMemoryRegister', { name: 'r', key: '/k', byte_size: 16 }, grpc.status.FAILED_PRECONDITION, ['--allow-client-shm']);
+    await callError(rpc, 'CudaSharedMemoryRegister', { name: 'r' }, grpc.status.UNIMPLEMENTED, ['CUDA shared memory', 'system shared memory']);
     await callError(rpc, 'CudaSharedMemoryUnregister', {}, grpc.status.UNIMPLEMENTED, ['CudaSharedMemoryUnregister']);
   });
 });

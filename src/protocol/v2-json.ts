@@ -8,6 +8,14 @@ import { byteSize, type Datatype, type NumericArray, type TensorData } from '../
 import { invalidArgument, quote } from '../core/errors.js';
 import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
+import {
+  checkSharedMemoryOutputs,
+  sharedMemoryInputData,
+  sharedMemoryReferenceOf,
+  type SharedMemoryRegions,
+  withoutSharedMemoryParameters,
+  writeSharedMemoryOutputs,
+} from './shared-memory-tensors.js';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -224,6 +232,7 @@ export function decodeInferRequest(
   headerLength: string | undefined,
   model: string,
   version: string | undefined,
+  sharedMemory?: SharedMemoryRegions,
 ): { request: InferenceRequest; binaryOutputByDefault: boolean } {
   let jsonLength = body.length;
   if (headerLength !== undefined) {
@@ -249,8 +258,13 @@ export function decodeInferRequest(
     const shape = checkShape(name, raw.shape);
     const inputParameters = parseParameters(raw.parameters, () => `input '${name}'`);
     const binarySize = inputParameters?.binary_data_size;
+    const sharedMemoryReference = sharedMemoryReferenceOf(inputParameters, `input '${name}'`);
     let data: TensorData;
-    if (binarySize !== undefined) {
+    if (sharedMemoryReference) {
+      const otherSource = raw.data !== undefined ? `'data'` : binarySize !== undefined ? 'binary_data_size' : undefined;
+      data = sharedMemoryInputData(name, datatype, shape, sharedMemoryReference, sharedMemory, otherSource);
+      return { name, datatype, shape, data, parameters: withoutSharedMemoryParameters(inputParameters!) };
+    } else if (binarySize !== undefined) {
       if (!Number.isInteger(binarySize) || (binarySize as number) < 0) {
         throw invalidArgument(`input '${name}': binary_data_size must be a non-negative integer`);
       }
@@ -281,6 +295,7 @@ export function decodeInferRequest(
       if (!isObject(raw) || typeof raw.name !== 'string') throw invalidArgument(`outputs[${index}] needs a 'name'`);
       return requestedOutputOf(raw.name, parseParameters(raw.parameters, () => `output '${raw.name}'`));
     });
+    checkSharedMemoryOutputs(outputs, sharedMemory);
   }
   return {
     request: { model, version, id: header.id as string | undefined, parameters, inputs, outputs },
@@ -326,13 +341,17 @@ export function encodeInferResponse(
   response: InferenceResponse,
   requestedOutputs: readonly RequestedOutput[] | undefined,
   binaryOutputByDefault: boolean,
+  sharedMemory?: SharedMemoryRegions,
 ): EncodedResponse {
   const chunks: Buffer[] = [];
   let binaryBytes = 0;
+  const inSharedMemory = writeSharedMemoryOutputs(response, requestedOutputs, sharedMemory);
   const outputs = response.outputs.map((output) => {
+    const base = `{"name":${JSON.stringify(output.name)},"datatype":"${output.datatype}","shape":[${output.shape.join(',')}]`;
+    const sharedMemoryParameters = inSharedMemory?.get(output.name);
+    if (sharedMemoryParameters) return `${base},"parameters":${JSON.stringify(sharedMemoryParameters)}}`;
     const requested = requestedOutputs?.find((candidate) => candidate.name === output.name);
     const binary = (requested?.parameters?.binary_data as boolean | undefined) ?? binaryOutputByDefault;
-    const base = `{"name":${JSON.stringify(output.name)},"datatype":"${output.datatype}","shape":[${output.shape.join(',')}]`;
     if (!binary) return `${base},"data":${jsonDataText(output.datatype, output.data)}}`;
     const bytes = tensorDataToBytes(output.datatype, output.data);
     chunks.push(bytes);

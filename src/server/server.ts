@@ -29,6 +29,7 @@ import { ByteBudget, type BodyReservation } from './byte-budget.js';
 import { IdleMemoryReclaimer, idleMemoryReclaimerOptionsSchema, processMemory, type ServerActivity } from './idle-memory-reclaimer.js';
 import { ModelResidency, parseMemoryBudget, type Residency, type ResidencySummary } from './model-residency.js';
 import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
+import { SystemSharedMemory } from './system-shared-memory.js';
 
 /** Retry-After of a request that arrives while the server is still loading its models at start. */
 const STARTING_RETRY_AFTER_MS = 1000;
@@ -97,6 +98,11 @@ export const serverOptionsSchema = z.object({
    * may load. Off, such a model (or a load request's config that asks for one) is refused.
    */
   allowCodeModels: z.boolean().default(false),
+  /**
+   * --allow-client-shm (Triton's flag): clients may register system shared memory regions and send
+   * tensors through them. Off, the shared memory API and tensors that name a region are refused.
+   */
+  allowClientShm: z.boolean().default(false),
 });
 
 export type ServerOptions = z.input<typeof serverOptionsSchema> & {
@@ -128,6 +134,8 @@ export class Server {
   readonly logger: Logger;
   readonly repository: ModelRepository;
   readonly responseCache?: ResponseCacheStore;
+  /** Triton's system shared memory regions, which both front ends read tensors from and write them to. */
+  readonly sharedMemory: SystemSharedMemory;
   /** Bytes of request bodies held now, across front ends. */
   readonly bodies: ByteBudget;
   readonly traceSettings: TraceSettings;
@@ -160,6 +168,7 @@ export class Server {
     this.backends = options.backends;
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;
+    this.sharedMemory = new SystemSharedMemory({ allowed: this.options.allowClientShm, maxTensorBytes: this.options.maxInflightBytes });
     this.bodies = new ByteBudget(this.options.maxInflightBytes);
     this.traceSettings = options.traceSettings ?? new TraceSettings({ exporting: false });
     this.logSettings = new LogSettings(this.logger);
@@ -352,7 +361,9 @@ export class Server {
   }
 
   metadata(): { name: string; version: string; extensions: string[] } {
-    return { name: 'nereid', version: VERSION, extensions: [...SERVER_EXTENSIONS] };
+    const extensions: string[] = [...SERVER_EXTENSIONS];
+    if (this.sharedMemory.allowed) extensions.push('system_shared_memory');
+    return { name: 'nereid', version: VERSION, extensions };
   }
 
   model(name: string, version?: string): ModelVersion {
@@ -731,5 +742,6 @@ export class Server {
     await this.poller?.stop();
     await this.repository.close();
     await this.responseCache?.close();
+    this.sharedMemory.close();
   }
 }

@@ -4,7 +4,7 @@
  * format lives here; the checks and messages are the core's, shared with HTTP.
  */
 import { invalidArgument } from '../../core/errors.js';
-import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters } from '../../core/inference.js';
+import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
 import {
   checkDatatype,
   checkShape,
@@ -16,6 +16,14 @@ import {
 import type { ModelStatistics } from '../../observability/model-statistics.js';
 import type { CompletedModelConfig, SequenceBatchingConfig } from '../../config/model-config.js';
 import type { RepositoryIndexEntry } from '../../repository/model-repository.js';
+import {
+  checkSharedMemoryOutputs,
+  sharedMemoryInputData,
+  sharedMemoryReferenceOf,
+  type SharedMemoryRegions,
+  withoutSharedMemoryParameters,
+  writeSharedMemoryOutputs,
+} from '../../protocol/shared-memory-tensors.js';
 
 /** int64/uint64 values: decimal strings when decoded (longs: String); numbers are accepted when encoding. */
 type Int64 = string | number;
@@ -114,40 +122,52 @@ export function parametersToProto(parameters: Parameters | undefined): Parameter
 }
 
 /**
- * ModelInferRequest -> InferenceRequest. Each input's contents are either typed (`contents`, the
- * field matching its datatype) or raw (`raw_input_contents`, one entry per input in order), never both.
+ * ModelInferRequest -> InferenceRequest. Each input's contents are typed (`contents`, the field
+ * matching its datatype), raw (`raw_input_contents`, one entry per input not in shared memory, in
+ * order) or in a registered shared memory region (its parameters say which), one of them only.
  * Raw BYTES are decoded a few milliseconds at a time: millions of elements must not hold up other calls.
  */
-export async function decodeModelInferRequest(message: ModelInferRequestMessage): Promise<InferenceRequest> {
+export async function decodeModelInferRequest(message: ModelInferRequestMessage, sharedMemory?: SharedMemoryRegions): Promise<InferenceRequest> {
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
-  if (raw.length > 0 && raw.length !== inputsMessage.length) {
+  const parameters = parametersFromProto(message.parameters, 'request');
+  const inputParameters = inputsMessage.map((input, index) => parametersFromProto(input.parameters, `input '${input.name || `inputs[${index}]`}'`));
+  const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], `input '${input.name}'`));
+  const inMessage = references.filter((reference) => reference === undefined).length;
+  if (raw.length > 0 && raw.length !== inMessage) {
     throw invalidArgument(
-      `raw_input_contents has ${raw.length} entries but the request has ${inputsMessage.length} inputs; send one entry per input, in the order of 'inputs'`,
+      `raw_input_contents has ${raw.length} entries but the request has ${inMessage} inputs${inMessage < inputsMessage.length ? ' outside shared memory' : ''}; send one entry per such input, in the order of 'inputs'`,
     );
   }
-  const parameters = parametersFromProto(message.parameters, 'request');
   const inputs: InferInput[] = [];
+  let rawIndex = 0;
   for (let index = 0; index < inputsMessage.length; index++) {
     const input = inputsMessage[index];
     const name = input.name;
     if (!name) throw invalidArgument(`inputs[${index}] needs a 'name'`);
     const datatype = checkDatatype(name, input.datatype);
     const shape = checkShape(name, (input.shape ?? []).map(Number));
-    const inputParameters = parametersFromProto(input.parameters, `input '${name}'`);
+    const reference = references[index];
     let data;
+    if (reference) {
+      data = sharedMemoryInputData(name, datatype, shape, reference, sharedMemory, input.contents ? 'contents' : undefined);
+      inputs.push({ name, datatype, shape, data, parameters: withoutSharedMemoryParameters(inputParameters[index]!) });
+      continue;
+    }
     if (raw.length > 0) {
       if (input.contents) throw invalidArgument(`input '${name}' has both contents and raw_input_contents; send one`);
-      data = tensorDataFromBytes(name, datatype, shape, raw[index], `raw_input_contents[${index}] size`);
+      data = tensorDataFromBytes(name, datatype, shape, raw[rawIndex], `raw_input_contents[${rawIndex}] size`);
+      rawIndex++;
     } else {
       if (!input.contents) throw invalidArgument(`input '${name}' has no contents (and no raw_input_contents)`);
       data = tensorDataFromContents(name, datatype, input.contents);
     }
-    inputs.push({ name, datatype, shape, data, parameters: inputParameters });
+    inputs.push({ name, datatype, shape, data, parameters: inputParameters[index] });
   }
   const outputs = message.outputs?.length
     ? message.outputs.map((output) => requestedOutputOf(output.name, parametersFromProto(output.parameters, `output '${output.name}'`)))
     : undefined;
+  checkSharedMemoryOutputs(outputs, sharedMemory);
   return {
     model: message.model_name,
     version: message.model_version || undefined,
@@ -158,10 +178,21 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage)
   };
 }
 
-/** InferenceResponse -> ModelInferResponse with every output in raw_output_contents, as Triton answers (BYTES encoded in slices). */
-export async function encodeModelInferResponse(response: InferenceResponse): Promise<ModelInferResponseMessage> {
+/**
+ * InferenceResponse -> ModelInferResponse with every output in raw_output_contents, as Triton answers
+ * (BYTES encoded in slices); an output asked for in shared memory is written there, and its entry in
+ * raw_output_contents is empty.
+ */
+export async function encodeModelInferResponse(
+  response: InferenceResponse,
+  requestedOutputs?: readonly RequestedOutput[],
+  sharedMemory?: SharedMemoryRegions,
+): Promise<ModelInferResponseMessage> {
+  const inSharedMemory = writeSharedMemoryOutputs(response, requestedOutputs, sharedMemory);
   const raw: Buffer[] = [];
-  for (const output of response.outputs) raw.push(await tensorDataToBytesInSlices(output.datatype, output.data));
+  for (const output of response.outputs) {
+    raw.push(inSharedMemory?.has(output.name) ? Buffer.alloc(0) : await tensorDataToBytesInSlices(output.datatype, output.data));
+  }
   return {
     model_name: response.model,
     model_version: response.version,
@@ -171,7 +202,7 @@ export async function encodeModelInferResponse(response: InferenceResponse): Pro
       name: output.name,
       datatype: output.datatype,
       shape: output.shape,
-      parameters: parametersToProto(output.parameters),
+      parameters: parametersToProto(inSharedMemory?.get(output.name) ?? output.parameters),
     })),
     raw_output_contents: raw,
   };

@@ -12,6 +12,7 @@ import { asNereidError, clientMessage, grpcStatusOf, httpStatusOf, NereidError }
 import { ClientCancellation, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { Server } from '../../server/server.js';
+import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import {
   decodeModelInferRequest,
   encodeModelInferResponse,
@@ -70,12 +71,9 @@ export interface GrpcFrontEnd {
 
 /** RPCs of the service that Nereid does not implement, with what to do instead. */
 const UNIMPLEMENTED_REASONS: Record<string, string> = {
-  SystemSharedMemoryStatus: 'system shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
-  SystemSharedMemoryRegister: 'system shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
-  SystemSharedMemoryUnregister: 'system shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
-  CudaSharedMemoryStatus: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
-  CudaSharedMemoryRegister: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
-  CudaSharedMemoryUnregister: 'CUDA shared memory is not supported by Nereid; send tensors in the request (raw_input_contents)',
+  CudaSharedMemoryStatus: CUDA_SHARED_MEMORY_UNSUPPORTED,
+  CudaSharedMemoryRegister: CUDA_SHARED_MEMORY_UNSUPPORTED,
+  CudaSharedMemoryUnregister: CUDA_SHARED_MEMORY_UNSUPPORTED,
 };
 
 /** RPCs that change how the server runs (the model repository, trace and log settings): the management scope, as over HTTP. */
@@ -278,11 +276,24 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         deadline,
       };
       try {
-        return encodeModelInferResponse(await server.infer(await decodeModelInferRequest(message), context));
+        const request = await decodeModelInferRequest(message, server.sharedMemory);
+        return encodeModelInferResponse(await server.infer(request, context), request.outputs, server.sharedMemory);
       } finally {
         answered = true;
         reservation.release();
       }
+    }),
+    // Triton's system shared memory extension, refused unless the server runs with --allow-client-shm.
+    SystemSharedMemoryStatus: unary('SystemSharedMemoryStatus', (request: { name?: string }) => ({
+      regions: Object.fromEntries(server.sharedMemory.status(request.name || undefined).map((region) => [region.name, region])),
+    })),
+    SystemSharedMemoryRegister: unary('SystemSharedMemoryRegister', (request: { name: string; key: string; offset?: string | number; byte_size?: string | number }) => {
+      server.sharedMemory.register(request.name, { key: request.key, offset: Number(request.offset ?? 0), byte_size: Number(request.byte_size ?? 0) });
+      return {};
+    }),
+    SystemSharedMemoryUnregister: unary('SystemSharedMemoryUnregister', (request: { name?: string }) => {
+      server.sharedMemory.unregister(request.name || undefined);
+      return {};
     }),
     // Triton's gRPC TraceSetting: no settings reads them; a setting with no value clears a model's override of it.
     TraceSetting: unary('TraceSetting', (request: TraceSettingRequestMessage) => {
@@ -330,8 +341,9 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         const decodable = requireDecoded(message);
         const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
         try {
-          const response = await server.infer(await decodeModelInferRequest(decodable), { signal: abort, requestId: reqId, traceparent });
-          return { error_message: '', infer_response: await encodeModelInferResponse(response) };
+          const request = await decodeModelInferRequest(decodable, server.sharedMemory);
+          const response = await server.infer(request, { signal: abort, requestId: reqId, traceparent });
+          return { error_message: '', infer_response: await encodeModelInferResponse(response, request.outputs, server.sharedMemory) };
         } finally {
           reservation.release();
         }

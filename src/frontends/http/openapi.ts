@@ -15,7 +15,7 @@ type Body = 'json' | 'infer' | 'image';
 
 interface RouteDoc {
   summary: string;
-  tag: 'health' | 'models' | 'inference' | 'monitoring' | 'repository' | 'settings' | 'dashboard';
+  tag: 'health' | 'models' | 'inference' | 'shared memory' | 'monitoring' | 'repository' | 'settings' | 'dashboard';
   body?: Body;
 }
 
@@ -52,6 +52,20 @@ const ROUTE_DOCS: Record<string, RouteDoc> = {
   'POST /v2/repository/models/{model}/load': { summary: 'Load or reload a model, optionally with a config (explicit or on_demand mode)', tag: 'repository', body: 'json' },
   'POST /v2/repository/models/{model}/unload': { summary: 'Unload a model (explicit or on_demand mode)', tag: 'repository', body: 'json' },
   'POST /v2/repository/models/{model}/traffic': { summary: "Shift a model's traffic weights between its versions (explicit mode)", tag: 'repository', body: 'json' },
+  'GET /v2/systemsharedmemory/status': { summary: 'Every registered system shared memory region (--allow-client-shm)', tag: 'shared memory' },
+  'GET /v2/systemsharedmemory/region/{region}/status': { summary: 'One registered system shared memory region', tag: 'shared memory' },
+  'POST /v2/systemsharedmemory/region/{region}/register': {
+    summary: 'Register bytes of a POSIX shared memory object (key, offset, byte_size) as a region that tensors can name',
+    tag: 'shared memory',
+    body: 'json',
+  },
+  'POST /v2/systemsharedmemory/unregister': { summary: 'Unregister every system shared memory region', tag: 'shared memory' },
+  'POST /v2/systemsharedmemory/region/{region}/unregister': { summary: 'Unregister one system shared memory region', tag: 'shared memory' },
+  'GET /v2/cudasharedmemory/status': { summary: 'CUDA shared memory: not supported (501)', tag: 'shared memory' },
+  'GET /v2/cudasharedmemory/region/{region}/status': { summary: 'CUDA shared memory: not supported (501)', tag: 'shared memory' },
+  'POST /v2/cudasharedmemory/region/{region}/register': { summary: 'CUDA shared memory: not supported (501)', tag: 'shared memory' },
+  'POST /v2/cudasharedmemory/unregister': { summary: 'CUDA shared memory: not supported (501)', tag: 'shared memory' },
+  'POST /v2/cudasharedmemory/region/{region}/unregister': { summary: 'CUDA shared memory: not supported (501)', tag: 'shared memory' },
   'GET /v2/trace/setting': { summary: 'Trace settings (Triton trace extension)', tag: 'settings' },
   'POST /v2/trace/setting': { summary: 'Change trace settings', tag: 'settings', body: 'json' },
   'GET /v2/models/{model}/trace/setting': { summary: "A model's trace settings", tag: 'settings' },

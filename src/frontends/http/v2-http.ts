@@ -15,6 +15,7 @@ import { ClientCancellation, type CancelSignal, type RequestContext } from '../.
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
+import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import type { Server } from '../../server/server.js';
 import { admitFromHeaders, readBody, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
@@ -340,9 +341,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const { request: inference, binaryOutputByDefault } =
         requestHeaderLength === '0' || imageBody
           ? { request: decodeRawInferRequest(body, imageInputModel(server.rawInputModel(model, version), model, imageBody), model, version), binaryOutputByDefault: !imageBody }
-          : decodeInferRequest(body, requestHeaderLength, model, version);
+          : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory);
       const response = await server.infer(inference, contextOf(request, reply));
-      const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault);
+      const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
       if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
       return sendChunks(reply, chunks, byteLength, headerLength);
     });
@@ -383,6 +384,32 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     await server.unloadModel(request.params.model);
     return reply.code(200).send();
   });
+
+  // Triton's system shared memory extension, refused unless the server runs with --allow-client-shm.
+  type RegionParams = { region: string };
+  const sharedMemory = server.sharedMemory;
+  app.get('/v2/systemsharedmemory/status', async () => sharedMemory.status());
+  app.get<{ Params: RegionParams }>('/v2/systemsharedmemory/region/:region/status', async (request) => sharedMemory.status(request.params.region));
+  app.post<{ Params: RegionParams }>('/v2/systemsharedmemory/region/:region/register', async (request, reply) => {
+    sharedMemory.register(request.params.region, bodyObject(request, 'shared memory register request'));
+    return reply.code(200).send();
+  });
+  app.post('/v2/systemsharedmemory/unregister', async (_request, reply) => {
+    sharedMemory.unregister();
+    return reply.code(200).send();
+  });
+  app.post<{ Params: RegionParams }>('/v2/systemsharedmemory/region/:region/unregister', async (request, reply) => {
+    sharedMemory.unregister(request.params.region);
+    return reply.code(200).send();
+  });
+  const noCudaSharedMemory = async () => {
+    throw new NereidError('UNIMPLEMENTED', CUDA_SHARED_MEMORY_UNSUPPORTED);
+  };
+  app.get('/v2/cudasharedmemory/status', noCudaSharedMemory);
+  app.get('/v2/cudasharedmemory/region/:region/status', noCudaSharedMemory);
+  app.post('/v2/cudasharedmemory/region/:region/register', noCudaSharedMemory);
+  app.post('/v2/cudasharedmemory/unregister', noCudaSharedMemory);
+  app.post('/v2/cudasharedmemory/region/:region/unregister', noCudaSharedMemory);
 
   // Triton's trace and logging extensions: the answer is always the settings now in effect.
   app.get('/v2/trace/setting', async () => server.traceSetting());

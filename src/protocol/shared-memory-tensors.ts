@@ -1,0 +1,131 @@
+/**
+ * Triton's shared-memory extension, as both front ends read it: an input or requested output whose
+ * parameters name a registered region (`shared_memory_region`, `shared_memory_byte_size`,
+ * optional `shared_memory_offset`) has its bytes in that region instead of in the message.
+ */
+import { invalidArgument } from '../core/errors.js';
+import type { InferenceResponse, Parameters, RequestedOutput } from '../core/inference.js';
+import type { Datatype, TensorData } from '../core/datatype.js';
+import { tensorDataFromBytes, tensorDataToBytes } from '../core/tensor.js';
+
+/** Where a tensor's bytes lie: `byteSize` bytes from `offset` within a registered region. */
+export interface SharedMemoryReference {
+  region: string;
+  offset: number;
+  byteSize: number;
+}
+
+/** The registered regions, as the codecs use them; the server's SystemSharedMemory is one. */
+export interface SharedMemoryRegions {
+  /** A copy of the referenced bytes; throws when the region is unknown or the reference runs past its end. */
+  read(reference: SharedMemoryReference, tensor: string): Buffer;
+  /** Throws unless the reference lies within a registered region, so a request fails before it runs. */
+  check(reference: SharedMemoryReference, tensor: string): void;
+  /** Writes an output's bytes at the reference; throws when they do not fit in its byte size. */
+  write(reference: SharedMemoryReference, bytes: Buffer, tensor: string): void;
+}
+
+const SHARED_MEMORY_PARAMETERS = ['shared_memory_region', 'shared_memory_offset', 'shared_memory_byte_size'] as const;
+
+function byteCount(value: Parameters[string] | undefined, key: string, where: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument(`${where}: ${key} must be a non-negative integer number of bytes, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** The tensor's shared-memory reference, or undefined when its parameters name no region. */
+export function sharedMemoryReferenceOf(parameters: Parameters | undefined, where: string): SharedMemoryReference | undefined {
+  if (!parameters) return undefined;
+  const region = parameters.shared_memory_region;
+  if (region === undefined) {
+    if (parameters.shared_memory_byte_size !== undefined || parameters.shared_memory_offset !== undefined) {
+      throw invalidArgument(`${where}: shared_memory_byte_size and shared_memory_offset need shared_memory_region, the name of a registered region`);
+    }
+    return undefined;
+  }
+  if (typeof region !== 'string' || region === '') {
+    throw invalidArgument(`${where}: shared_memory_region must be the name of a registered region, got ${JSON.stringify(region)}`);
+  }
+  if (parameters.shared_memory_byte_size === undefined) {
+    throw invalidArgument(`${where}: shared_memory_region '${region}' needs shared_memory_byte_size, the number of bytes the tensor takes there`);
+  }
+  return {
+    region,
+    offset: parameters.shared_memory_offset === undefined ? 0 : byteCount(parameters.shared_memory_offset, 'shared_memory_offset', where),
+    byteSize: byteCount(parameters.shared_memory_byte_size, 'shared_memory_byte_size', where),
+  };
+}
+
+/** Parameters without the shared-memory ones (the wire's business, not the model's); undefined when nothing is left. */
+export function withoutSharedMemoryParameters(parameters: Parameters): Parameters | undefined {
+  const rest: Parameters = {};
+  let kept = 0;
+  for (const key in parameters) {
+    if ((SHARED_MEMORY_PARAMETERS as readonly string[]).includes(key)) continue;
+    rest[key] = parameters[key];
+    kept++;
+  }
+  return kept ? rest : undefined;
+}
+
+function regionsOrRefuse(regions: SharedMemoryRegions | undefined, where: string, reference: SharedMemoryReference): SharedMemoryRegions {
+  if (!regions) throw invalidArgument(`${where} names shared memory region '${reference.region}', which this entry point does not read; send the tensor in the request`);
+  return regions;
+}
+
+/** An input's contents read from its region; `otherSource` names what else the input carries ('data', …), which it must not. */
+export function sharedMemoryInputData(
+  name: string,
+  datatype: Datatype,
+  shape: readonly number[],
+  reference: SharedMemoryReference,
+  regions: SharedMemoryRegions | undefined,
+  otherSource: string | undefined,
+): TensorData {
+  if (otherSource) throw invalidArgument(`input '${name}' has both shared_memory_region and ${otherSource}; send one`);
+  const bytes = regionsOrRefuse(regions, `input '${name}'`, reference).read(reference, name);
+  return tensorDataFromBytes(name, datatype, shape, bytes, 'shared_memory_byte_size');
+}
+
+/**
+ * Checks the requested outputs that go to shared memory before the request runs: their region
+ * exists and holds them, and they ask for nothing a region cannot carry (Triton refuses the same).
+ */
+export function checkSharedMemoryOutputs(outputs: readonly RequestedOutput[] | undefined, regions: SharedMemoryRegions | undefined): void {
+  for (const output of outputs ?? []) {
+    const where = `output '${output.name}'`;
+    const reference = sharedMemoryReferenceOf(output.parameters, where);
+    if (!reference) continue;
+    if (output.classCount !== undefined) throw invalidArgument(`${where} asks for both shared_memory_region and classification; classes are answered in the response only`);
+    if (output.parameters?.binary_data === true) throw invalidArgument(`${where} asks for both shared_memory_region and binary_data; choose one`);
+    regionsOrRefuse(regions, where, reference).check(reference, output.name);
+  }
+}
+
+/**
+ * Writes the outputs the request asked for in shared memory into their regions, and answers, for
+ * each of them by name, the parameters its response entry carries instead of data.
+ */
+export function writeSharedMemoryOutputs(
+  response: InferenceResponse,
+  requestedOutputs: readonly RequestedOutput[] | undefined,
+  regions: SharedMemoryRegions | undefined,
+): Map<string, Parameters> | undefined {
+  let written: Map<string, Parameters> | undefined;
+  for (const requested of requestedOutputs ?? []) {
+    if (requested.parameters?.shared_memory_region === undefined) continue;
+    const output = response.outputs.find((candidate) => candidate.name === requested.name);
+    const reference = sharedMemoryReferenceOf(requested.parameters, `output '${requested.name}'`);
+    if (!output || !reference) continue;
+    const bytes = tensorDataToBytes(output.datatype, output.data);
+    regionsOrRefuse(regions, `output '${requested.name}'`, reference).write(reference, bytes, requested.name);
+    written ??= new Map();
+    written.set(output.name, {
+      shared_memory_region: reference.region,
+      shared_memory_byte_size: bytes.length,
+      ...(reference.offset ? { shared_memory_offset: reference.offset } : {}),
+    });
+  }
+  return written;
+}

@@ -1,0 +1,183 @@
+/**
+ * Triton's system shared memory extension: a client creates a POSIX shared memory object
+ * (`shm_open`, which on Linux is a file under /dev/shm), registers a byte range of it as a named
+ * region, and then sends tensors by naming the region instead of carrying their bytes. Nereid reads
+ * and writes the object through its file descriptor — one copy each way, no parsing — as Node
+ * cannot map memory without a native addon.
+ *
+ * Off unless the server is started with --allow-client-shm (as Triton's own flag): a client that
+ * registers a region makes the server read and write that object with the server's permissions.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { invalidArgument, NereidError, notFound } from '../core/errors.js';
+import type { SharedMemoryReference, SharedMemoryRegions } from '../protocol/shared-memory-tensors.js';
+
+/** Where Linux keeps POSIX shared memory objects: `shm_open("/name")` is this folder's file `name`. */
+const SHM_DIRECTORY = '/dev/shm';
+
+/** A region's status, as Triton's status API answers it. */
+export interface SharedMemoryRegionStatus {
+  name: string;
+  key: string;
+  offset: number;
+  byte_size: number;
+}
+
+interface Region extends SharedMemoryRegionStatus {
+  descriptor: number;
+}
+
+export interface SystemSharedMemoryOptions {
+  /** --allow-client-shm: off, every call refuses and says how to turn it on. */
+  allowed: boolean;
+  /** The most regions registered at once. */
+  maxRegions?: number;
+  /** The most bytes one tensor may be read from a region (the server's in-flight byte bound). */
+  maxTensorBytes: number;
+}
+
+/** What both front ends answer for Triton's CUDA shared memory API (UNIMPLEMENTED). */
+export const CUDA_SHARED_MEMORY_UNSUPPORTED =
+  'CUDA shared memory is not supported by Nereid; use system shared memory (--allow-client-shm) or send tensors in the request';
+
+const OFF_MESSAGE = 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request';
+
+/** The file a shared memory key names: one name under /dev/shm, with or without shm_open's leading '/'. */
+function objectPath(key: string): string {
+  const name = key.startsWith('/') ? key.slice(1) : key;
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || name.length > 255) {
+    throw invalidArgument(`shared memory key ${JSON.stringify(key)} must be a POSIX shared memory name such as '/input0' (one name, no further '/')`);
+  }
+  return `${SHM_DIRECTORY}/${name}`;
+}
+
+function byteCount(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument(`'${field}' must be a non-negative integer number of bytes, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+export class SystemSharedMemory implements SharedMemoryRegions {
+  private readonly regions = new Map<string, Region>();
+  private readonly maxRegions: number;
+
+  constructor(private readonly options: SystemSharedMemoryOptions) {
+    this.maxRegions = options.maxRegions ?? 256;
+  }
+
+  get allowed(): boolean {
+    return this.options.allowed;
+  }
+
+  private checkAllowed(): void {
+    if (!this.options.allowed) throw new NereidError('FAILED_PRECONDITION', OFF_MESSAGE);
+  }
+
+  /** Registers `byte_size` bytes from `offset` of the shared memory object `key` as region `name`. */
+  register(name: string, request: { key?: unknown; offset?: unknown; byte_size?: unknown }): void {
+    this.checkAllowed();
+    if (typeof name !== 'string' || name === '' || name.length > 256) throw invalidArgument(`a shared memory region needs a name of 1 to 256 characters`);
+    if (typeof request.key !== 'string') throw invalidArgument(`registering shared memory region '${name}' needs 'key', the shared memory object's name, e.g. '/input0'`);
+    const key = request.key;
+    const offset = byteCount(request.offset ?? 0, 'offset');
+    const byteSize = byteCount(request.byte_size, 'byte_size');
+    if (this.regions.has(name)) throw invalidArgument(`shared memory region '${name}' is already registered; unregister it first`);
+    if (this.regions.size >= this.maxRegions) throw invalidArgument(`${this.maxRegions} shared memory regions are registered, the most this server holds; unregister some first`);
+    const path = objectPath(key);
+    let descriptor: number;
+    try {
+      // O_NOFOLLOW: a link under /dev/shm must not lead the server to a file elsewhere.
+      descriptor = openSync(path, constants.O_RDWR | constants.O_NOFOLLOW);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw invalidArgument(`no shared memory object '${key}' (create it with shm_open before registering it)`);
+      throw invalidArgument(`cannot open shared memory object '${key}' for reading and writing (${code ?? (error as Error).message})`);
+    }
+    try {
+      const stats = fstatSync(descriptor);
+      if (!stats.isFile()) throw invalidArgument(`'${key}' is not a shared memory object`);
+      if (stats.size < offset + byteSize) {
+        throw invalidArgument(
+          `shared memory object '${key}' holds ${stats.size} bytes; region '${name}' needs offset ${offset} + byte_size ${byteSize} = ${offset + byteSize}`,
+        );
+      }
+    } catch (error) {
+      closeSync(descriptor);
+      throw error;
+    }
+    this.regions.set(name, { name, key, offset, byte_size: byteSize, descriptor });
+  }
+
+  /** Every registered region, or the one named (NOT_FOUND when it is not registered). */
+  status(name?: string): SharedMemoryRegionStatus[] {
+    this.checkAllowed();
+    const regions = name ? [this.region(name, notFound)] : [...this.regions.values()];
+    return regions.map(({ name, key, offset, byte_size }) => ({ name, key, offset, byte_size }));
+  }
+
+  /** Unregisters the region named, or every region; a name that is not registered is not an error (as Triton). */
+  unregister(name?: string): void {
+    this.checkAllowed();
+    for (const region of name ? [this.regions.get(name)].filter((found) => found !== undefined) : [...this.regions.values()]) {
+      this.regions.delete(region.name);
+      closeSync(region.descriptor);
+    }
+  }
+
+  read(reference: SharedMemoryReference, tensor: string): Buffer {
+    const region = this.within(reference, tensor);
+    if (reference.byteSize > this.options.maxTensorBytes) {
+      throw new NereidError(
+        'RESOURCE_EXHAUSTED',
+        `input '${tensor}': ${reference.byteSize} bytes from shared memory region '${reference.region}' exceed the ${this.options.maxTensorBytes} bytes one tensor may take on this server`,
+      );
+    }
+    const bytes = Buffer.allocUnsafe(reference.byteSize);
+    let done = 0;
+    while (done < bytes.length) {
+      const read = readSync(region.descriptor, bytes, done, bytes.length - done, region.offset + reference.offset + done);
+      if (read === 0) throw invalidArgument(`shared memory object '${region.key}' of region '${region.name}' ended before input '${tensor}' could be read (was it truncated?)`);
+      done += read;
+    }
+    return bytes;
+  }
+
+  check(reference: SharedMemoryReference, tensor: string): void {
+    this.within(reference, tensor);
+  }
+
+  write(reference: SharedMemoryReference, bytes: Buffer, tensor: string): void {
+    const region = this.within(reference, tensor);
+    if (bytes.length > reference.byteSize) {
+      throw invalidArgument(
+        `shared memory size given for output '${tensor}' (${reference.byteSize} bytes) should be at least ${bytes.length} bytes to hold the result`,
+      );
+    }
+    let done = 0;
+    while (done < bytes.length) done += writeSync(region.descriptor, bytes, done, bytes.length - done, region.offset + reference.offset + done);
+  }
+
+  /** Closes every region's descriptor (the server is shutting down). */
+  close(): void {
+    for (const region of this.regions.values()) closeSync(region.descriptor);
+    this.regions.clear();
+  }
+
+  private region(name: string, missing: (message: string) => NereidError = invalidArgument): Region {
+    const region = this.regions.get(name);
+    if (!region) throw missing(`no shared memory region '${name}' is registered`);
+    return region;
+  }
+
+  private within(reference: SharedMemoryReference, tensor: string): Region {
+    this.checkAllowed();
+    const region = this.region(reference.region);
+    if (reference.offset + reference.byteSize > region.byte_size) {
+      throw invalidArgument(
+        `tensor '${tensor}': offset ${reference.offset} + byte size ${reference.byteSize} runs past the end of shared memory region '${region.name}' (${region.byte_size} bytes)`,
+      );
+    }
+    return region;
+  }
+}
