@@ -10,7 +10,7 @@ export const TARGETS = ['ceiling', 'nereid', 'before', 'nereid-cache', 'peer', '
 export type Target = (typeof TARGETS)[number];
 /** What --targets means when not given: every target but nereid-cache (which measures the response cache, not inference). */
 export const DEFAULT_TARGETS: readonly Target[] = ['ceiling', 'nereid', 'peer', 'floor'];
-export const ENCODINGS = ['json', 'binary', 'grpc'] as const;
+export const ENCODINGS = ['json', 'binary', 'grpc', 'shm'] as const;
 export type Encoding = (typeof ENCODINGS)[number];
 /** Encodings over HTTP; 'grpc' is KServe V2 gRPC ModelInfer with raw_input_contents, which only Nereid speaks. */
 export type HttpEncoding = Exclude<Encoding, 'grpc'>;
@@ -108,8 +108,10 @@ Options:
                              The tables combine the rounds (answered ÷ measured seconds, percentiles of
                              all samples, CPU over all windows); 'Per-round ratios' shows each round's
                              ×ceiling, ×peer and ×floor and their median. 1: one target after another [1]
-  --encodings LIST           json,binary,grpc (grpc: Nereid targets only; ×floor against the HTTP
-                             binary floor)                                              [json,binary]
+  --encodings LIST           json,binary,grpc,shm (grpc: Nereid targets only; ×floor against the HTTP
+                             binary floor; shm: inputs in a system shared memory region the Nereid
+                             targets register, outputs binary; ×peer and ×floor against binary)
+                                                                                        [json,binary]
   --grpc-channels N          gRPC client channels (HTTP/2 connections) shared by the virtual clients [1]
   --cache-config SPEC        nereid-cache: the server's --cache-config                [local,size=268435456]
   --input-shape NAME=DIMS    dims after the batch dimension, for dynamic dims (repeatable),

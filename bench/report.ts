@@ -101,9 +101,12 @@ export function bestCeiling(ceiling: readonly CeilingPoint[]): CeilingPoint | un
   return ceiling.reduce<CeilingPoint | undefined>((best, point) => (!best || point.inferencesPerSecond > best.inferencesPerSecond ? point : best), undefined);
 }
 
-/** The floor and peer speak HTTP only: a gRPC cell is compared with the HTTP binary floor (same tensor bytes). */
+/**
+ * The floor and peer speak plain HTTP only: a gRPC or shared-memory cell is compared with their
+ * binary cell (the same tensor bytes, carried in the body).
+ */
 export function floorEncodingOf(encoding: Encoding): Encoding {
-  return encoding === 'grpc' ? 'binary' : encoding;
+  return encoding === 'grpc' || encoding === 'shm' ? 'binary' : encoding;
 }
 
 export function ratiosOf(cell: Cell, cells: readonly Cell[], ceiling: readonly CeilingPoint[]): Ratios {
@@ -113,7 +116,7 @@ export function ratiosOf(cell: Cell, cells: readonly Cell[], ceiling: readonly C
   const batchOne = ceiling.find((point) => point.batch === 1);
   if (cell.target === 'floor') return {};
   // gRPC has no peer (the peer is HTTP only); a cache hit computes nothing, so no ×ceiling or ×peer.
-  const peer = cell.encoding === 'grpc' ? undefined : find('peer', cell.encoding);
+  const peer = cell.encoding === 'grpc' ? undefined : find('peer', floorEncodingOf(cell.encoding));
   const floor = find('floor', floorEncodingOf(cell.encoding));
   const computes = cell.target !== 'nereid-cache';
   const isNereid = COMPUTING_NEREID_TARGETS.includes(cell.target);

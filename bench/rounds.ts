@@ -59,7 +59,7 @@ export function measurementPlan(spec: PlanSpec): Step[] {
     for (const cellEncoding of spec.encodings) {
       for (const concurrency of spec.concurrency) {
         for (const target of roundOrder(spec.targets, round)) {
-          const encoding = target === 'floor' ? floorEncodingOf(cellEncoding) : cellEncoding;
+          const encoding = target === 'floor' || target === 'peer' ? floorEncodingOf(cellEncoding) : cellEncoding;
           const key = cellKey(target, encoding, concurrency);
           if (!spec.encodingsOf(target).includes(encoding) || seen.has(key)) continue;
           seen.add(key);

@@ -56,7 +56,9 @@ import {
   inferResponseCheck,
   inputSpecs,
   makeWorkload,
+  BENCH_SHM_REGION,
   requestBody,
+  sharedMemoryInputs,
   sameTensors,
   type AnswerTensors,
   type GrpcResponseCheck,
@@ -156,6 +158,8 @@ async function main(options: BenchOptions): Promise<void> {
   const model = await prepareModel(options);
   // nereid-cache serves its own copy of the model, whose config turns the response cache on.
   let cachedModel: PreparedModel | undefined;
+  /** The shm encoding's POSIX shared memory object, removed at the end as the scratch folder is. */
+  let sharedMemoryPath: string | undefined;
   const scratch = await mkdtemp(join(tmpdir(), 'nereid-bench-run-'));
   /** The server children running now: one at a time, or (--rounds > 1) all of them from the start to the end. */
   const running = new Map<ServerTarget, RunningServer>();
@@ -166,6 +170,7 @@ async function main(options: BenchOptions): Promise<void> {
       .then(() => model.cleanup())
       .then(() => cachedModel?.cleanup())
       .then(() => rm(scratch, { recursive: true, force: true }))
+      .then(() => (sharedMemoryPath ? rm(sharedMemoryPath, { force: true }) : undefined))
       .finally(() => process.exit(130));
   };
   process.on('SIGINT', interrupt);
@@ -223,13 +228,19 @@ async function main(options: BenchOptions): Promise<void> {
 
     // --- server targets (HTTP, and gRPC for Nereid): one child at a time, or all at once in rounds ---
     const httpEncodings = (encodings: readonly Encoding[]) => encodings.filter((encoding): encoding is HttpEncoding => encoding !== 'grpc');
-    /** What each target is measured with: Nereid speaks every encoding; the peer and floor HTTP only (the floor also stands in for gRPC, as binary). */
+    /** What each target is measured with: Nereid speaks every encoding; the peer and floor plain HTTP only (binary stands in for gRPC and shm: the floor's for both, the peer's for shm). */
     const encodingsOf = (target: ServerTarget): Encoding[] =>
       target === 'peer'
-        ? httpEncodings(options.encodings)
+        ? [...new Set(httpEncodings(options.encodings).map(floorEncodingOf))]
         : target === 'floor'
           ? [...new Set(options.encodings.map(floorEncodingOf))]
           : options.encodings;
+    // The shm encoding's inputs, in a POSIX shared memory object each Nereid target registers once it is up.
+    const sharedMemory = options.encodings.includes('shm') ? { key: `/nereid-bench-${process.pid}`, bytes: sharedMemoryInputs(workload) } : undefined;
+    if (sharedMemory) {
+      sharedMemoryPath = `/dev/shm${sharedMemory.key}`;
+      await writeFile(sharedMemoryPath, sharedMemory.bytes);
+    }
     const bodies = new Map<HttpEncoding, RequestBody>(
       httpEncodings([...options.encodings, ...options.encodings.map(floorEncodingOf)]).map((encoding) => [encoding, requestBody(workload, outputs, encoding)]),
     );
@@ -382,7 +393,11 @@ async function main(options: BenchOptions): Promise<void> {
       // checkout (its tsconfig, its node_modules).
       const nereidSpec = nereidServeSpec(resolve(served.repository), model.name, {
         grpcPort: grpcPort ?? 0,
-        extraArgs: [...(target === 'nereid-cache' ? ['--cache-config', options.cacheConfig] : []), ...options.serverArgs],
+        extraArgs: [
+          ...(target === 'nereid-cache' ? ['--cache-config', options.cacheConfig] : []),
+          ...(sharedMemory ? ['--allow-client-shm'] : []),
+          ...options.serverArgs,
+        ],
       });
       const spec = {
         nereid: nereidSpec,
@@ -394,6 +409,14 @@ async function main(options: BenchOptions): Promise<void> {
       if (target === 'nereid-cache') console.log(`nereid-cache serves ${served.repository} (${served.configSource}) with --cache-config ${options.cacheConfig}`);
       if (target === 'before') console.log(`before: ${options.nereidBefore}/src/cli.ts (commit ${sourceState(options.nereidBefore).commit}) serves ${resolve(served.repository)}`);
       const child = await startChild({ name: target, cwd: ROOT, logDir: scratch, nodeFlags, ...spec });
+      if (sharedMemory && NEREID_TARGETS.includes(target)) {
+        const registered = await request(`${child.origin}/v2/systemsharedmemory/region/${BENCH_SHM_REGION}/register`, {
+          method: 'POST',
+          body: JSON.stringify({ key: sharedMemory.key, offset: 0, byte_size: sharedMemory.bytes.length }),
+        });
+        const answer = await registered.body.text();
+        if (registered.statusCode !== 200) throw new Error(`${target} did not register the shm encoding's region: ${registered.statusCode} ${answer}`);
+      }
       return { child, grpcTarget: grpcPort ? `127.0.0.1:${grpcPort}` : undefined, checks: new Map(), profileDir };
     };
 
@@ -675,6 +698,7 @@ async function main(options: BenchOptions): Promise<void> {
     await model.cleanup();
     await cachedModel?.cleanup();
     await rm(scratch, { recursive: true, force: true });
+    if (sharedMemoryPath) await rm(sharedMemoryPath, { force: true });
   }
 }
 

@@ -93,8 +93,34 @@ export function feedsOf(workload: Workload, batch: number): Record<string, ort.T
   return feeds;
 }
 
+/** The region the shm encoding's requests name: every input, one after another, in input order. */
+export const BENCH_SHM_REGION = 'nereid-bench-inputs';
+
+/** The inputs' bytes as the shm encoding lays them out in its region. */
+export function sharedMemoryInputs(workload: Workload): Buffer {
+  return Buffer.concat(
+    workload.inputs.map((input) => {
+      const data = workload.data[input.name];
+      return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    }),
+  );
+}
+
 /** The V2 body of one request in the given encoding. */
 export function requestBody(workload: Workload, outputs: readonly OutputSpec[], encoding: HttpEncoding): RequestBody {
+  if (encoding === 'shm') {
+    let offset = 0;
+    const header = JSON.stringify({
+      inputs: workload.inputs.map((input) => {
+        const byteSize = workload.data[input.name].byteLength;
+        const parameters = { shared_memory_region: BENCH_SHM_REGION, shared_memory_byte_size: byteSize, shared_memory_offset: offset };
+        offset += byteSize;
+        return { name: input.name, datatype: elementType(input.ortType).v2, shape: requestShape(workload, input), parameters };
+      }),
+      outputs: outputs.map((output) => ({ name: output.name, parameters: { binary_data: true } })),
+    });
+    return { body: Buffer.from(header), headers: { 'content-type': 'application/json' } };
+  }
   if (encoding === 'json') {
     const body = JSON.stringify({
       inputs: workload.inputs.map((input) => ({
@@ -139,7 +165,8 @@ function headerValue(headers: Headers, name: string): string | undefined {
 export function inferResponseCheck(outputs: readonly OutputSpec[], encoding: HttpEncoding): ResponseCheck {
   return (headers, body) => {
     const lengthHeader = headerValue(headers, 'inference-header-content-length');
-    if (encoding === 'binary' && lengthHeader === undefined) return 'binary outputs asked for, but no Inference-Header-Content-Length';
+    const binary = encoding !== 'json';
+    if (binary && lengthHeader === undefined) return 'binary outputs asked for, but no Inference-Header-Content-Length';
     const jsonLength = lengthHeader === undefined ? body.length : Number(lengthHeader);
     if (!Number.isInteger(jsonLength) || jsonLength > body.length) return `bad Inference-Header-Content-Length ${lengthHeader}`;
     let header: { outputs?: { name: string; shape: number[]; data?: unknown[]; parameters?: { binary_data_size?: number } }[] };
@@ -155,7 +182,7 @@ export function inferResponseCheck(outputs: readonly OutputSpec[], encoding: Htt
       if (!output) return `output '${expected.name}' missing (got ${header.outputs.map((o) => o.name).join(', ')})`;
       if (describe(output.shape) !== describe(expected.shape)) return `output '${expected.name}' has shape ${describe(output.shape)}, expected ${describe(expected.shape)}`;
       const count = elementCount(expected.shape);
-      if (encoding === 'binary') {
+      if (binary) {
         const size = output.parameters?.binary_data_size;
         const wanted = count * elementType(expected.ortType).bytes;
         if (size !== wanted) return `output '${expected.name}' binary_data_size ${size}, expected ${wanted}`;
