@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
+import { createSharedMemoryObject, GrpcClient, HttpClient, readSharedMemoryTensor, removeSharedMemoryObject, writeSharedMemoryTensors } from '../src/client/index.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
@@ -49,12 +50,14 @@ let shm: TestServer;
 let off: TestServer;
 let front: GrpcFrontEnd;
 let client: Client;
+let grpcAddress: string;
 
 before(async () => {
   shm = await startTestServer({ server: { allowClientShm: true }, models: writeSimpleModel });
   off = await startTestServer({ models: writeSimpleModel });
   front = createGrpcFrontEnd(shm.server);
   const port = await front.listen('127.0.0.1', 0);
+  grpcAddress = `127.0.0.1:${port}`;
   const { Client: InferenceClient } = loadInferenceProto();
   client = new InferenceClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as Client;
 });
@@ -261,4 +264,44 @@ describe('gRPC', () => {
     assert.deepEqual((await call('SystemSharedMemoryStatus', {})).regions, {});
     await callError('CudaSharedMemoryStatus', {}, grpc.status.UNIMPLEMENTED, 'CUDA shared memory is not supported');
   });
+});
+
+describe('the bundled clients', () => {
+  for (const kind of ['HTTP', 'gRPC'] as const) {
+    test(`${kind}: create and fill objects, register them, infer with an input and an output in shared memory, read the output back`, async () => {
+      const nereid = kind === 'HTTP' ? new HttpClient({ url: shm.url }) : new GrpcClient({ address: grpcAddress });
+      const inputKey = `/nereid-test-client-in-${process.pid}-${kind}`;
+      const outputKey = `/nereid-test-client-out-${process.pid}-${kind}`;
+      objects.push(`/dev/shm${inputKey}`, `/dev/shm${outputKey}`);
+      await createSharedMemoryObject(inputKey, ROW_BYTES);
+      await createSharedMemoryObject(outputKey, ROW_BYTES);
+      await assert.rejects(createSharedMemoryObject(inputKey, ROW_BYTES), /EEXIST/, 'an existing object is not overwritten');
+      assert.deepEqual(await writeSharedMemoryTensors(inputKey, [{ datatype: 'INT32', shape: [1, ROW], data: input0 }]), [ROW_BYTES]);
+      await nereid.registerSystemSharedMemory(`client_in_${kind}`, inputKey, ROW_BYTES);
+      await nereid.registerSystemSharedMemory(`client_out_${kind}`, outputKey, ROW_BYTES);
+      const status = await nereid.systemSharedMemoryStatus();
+      assert.equal(Object.keys(status).length, 2);
+
+      const result = await nereid.infer(
+        'simple',
+        {
+          INPUT0: { datatype: 'INT32', shape: [1, ROW], sharedMemory: { region: `client_in_${kind}`, byteSize: ROW_BYTES } },
+          INPUT1: { datatype: 'INT32', shape: [1, ROW], data: input1 },
+        },
+        { sharedMemoryOutputs: { OUTPUT0: { region: `client_out_${kind}`, byteSize: ROW_BYTES } } },
+      );
+      assert.deepEqual(Array.from(result.outputs.OUTPUT1.data as Int32Array), differences, 'the output not in shared memory comes back as usual');
+      const output0 = result.outputs.OUTPUT0;
+      assert.deepEqual(output0.sharedMemory, { region: `client_out_${kind}`, byteSize: ROW_BYTES });
+      assert.equal(output0.data.length, 0);
+      const read = await readSharedMemoryTensor(outputKey, output0, output0.sharedMemory!);
+      assert.deepEqual(Array.from(read.data as Int32Array), sums);
+
+      await nereid.unregisterSystemSharedMemory();
+      assert.equal(Object.keys(await nereid.systemSharedMemoryStatus()).length, 0);
+      await removeSharedMemoryObject(inputKey);
+      await removeSharedMemoryObject(outputKey);
+      if (nereid instanceof GrpcClient) nereid.close();
+    });
+  }
 });

@@ -17,6 +17,7 @@ import {
   type Datatype,
   type NumericArray,
 } from '../core/datatype.js';
+import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 
 /** What a client sends for one input. */
 export interface ClientTensor {
@@ -26,15 +27,67 @@ export interface ClientTensor {
   data: NumericArray | readonly number[] | readonly boolean[] | readonly bigint[] | readonly (string | Buffer)[];
 }
 
+/** Bytes of a registered system shared memory region that hold a tensor (Triton's shared memory extension). */
+export interface SharedMemoryTensor {
+  region: string;
+  byteSize: number;
+  /** Bytes from the region's start; default 0. */
+  offset?: number;
+}
+
+/** An input the server reads from a registered shared memory region instead of the request. */
+export interface SharedMemoryInput {
+  datatype: Datatype;
+  shape: readonly number[];
+  sharedMemory: SharedMemoryTensor;
+}
+
+export type ClientInput = ClientTensor | SharedMemoryInput;
+
 /** What a client receives for one output. */
 export interface OutputTensor {
   name: string;
   datatype: Datatype;
   shape: number[];
-  /** A typed array (FP16 as Float32Array values, BOOL as Uint8Array 0/1), or Buffers for BYTES. */
+  /** A typed array (FP16 as Float32Array values, BOOL as Uint8Array 0/1), or Buffers for BYTES; empty for an output written to shared memory. */
   data: NumericArray | Buffer[];
   /** Classification outputs (`classification` asked): "score:index[:label]" strings, decoded. */
   classes?: { score: number; index: number; label?: string }[];
+  /** Where the server wrote this output, when it was asked for in shared memory (byteSize: the bytes written). */
+  sharedMemory?: SharedMemoryTensor;
+}
+
+/** The wire parameters of a tensor in shared memory. */
+export function sharedMemoryTensorParameters(tensor: SharedMemoryTensor): Record<string, string | number> {
+  return sharedMemoryParameters({ region: tensor.region, byteSize: tensor.byteSize, offset: tensor.offset ?? 0 }) as Record<string, string | number>;
+}
+
+/** An output the server answered without data, having written it to a region: where, from its response parameters. */
+export function outputInSharedMemory(name: string, datatype: string, shape: readonly (number | string)[], parameters: Record<string, unknown> | undefined): OutputTensor | undefined {
+  const region = parameters?.shared_memory_region;
+  if (typeof region !== 'string') return undefined;
+  const type = checkedDatatype(datatype, name);
+  const offset = Number(parameters?.shared_memory_offset ?? 0);
+  return {
+    name,
+    datatype: type,
+    shape: shape.map(Number),
+    data: type === 'BYTES' ? [] : allocateTypedArray(type, 0),
+    sharedMemory: { region, byteSize: Number(parameters?.shared_memory_byte_size ?? 0), ...(offset ? { offset } : {}) },
+  };
+}
+
+/**
+ * The outputs a request names: those asked for (all when none are), plus those asked for in shared
+ * memory. `allNames` is consulted only when a per-output parameter needs every output named.
+ */
+export async function requestedOutputNames(
+  options: { outputs?: readonly string[]; classification?: number; sharedMemoryOutputs?: Record<string, SharedMemoryTensor> },
+  allNames: () => Promise<string[]>,
+): Promise<string[] | undefined> {
+  const inSharedMemory = Object.keys(options.sharedMemoryOutputs ?? {});
+  if (options.outputs) return [...new Set([...options.outputs, ...inSharedMemory])];
+  return options.classification || inSharedMemory.length ? allNames() : undefined;
 }
 
 /** The raw little-endian bytes of an input, as binary tensors and gRPC's raw_input_contents carry them. */

@@ -5,7 +5,18 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '../frontends/grpc/v2-grpc-proto.js';
-import { OutputNamesCache, outputFromBytes, outputFromJson, tensorBytes, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
+import {
+  OutputNamesCache,
+  outputFromBytes,
+  outputFromJson,
+  outputInSharedMemory,
+  requestedOutputNames,
+  sharedMemoryTensorParameters,
+  tensorBytes,
+  withClasses,
+  type ClientInput,
+  type OutputTensor,
+} from './client-tensors.js';
 import type { InferOptions, InferResult } from './http-client.js';
 import { retryingCall, type RetryOptions } from '../core/retry.js';
 
@@ -21,14 +32,19 @@ export interface GrpcClientOptions {
   timeoutMs?: number;
 }
 
-type Parameter = { bool_param?: boolean; int64_param?: number; string_param?: string; double_param?: number };
+type Parameter = { bool_param?: boolean; int64_param?: number | string; string_param?: string; double_param?: number };
 
 interface InferResponseMessage {
   model_name: string;
   model_version: string;
   id: string;
-  outputs: { name: string; datatype: string; shape: string[]; contents?: Record<string, unknown[]> | null }[];
+  outputs: { name: string; datatype: string; shape: string[]; parameters?: Record<string, Parameter>; contents?: Record<string, unknown[]> | null }[];
   raw_output_contents: Buffer[];
+}
+
+/** An InferParameter's value, whichever member of its oneof is set (64-bit integers arrive as decimal strings). */
+function parameterValue(parameter: Parameter): unknown {
+  return parameter.string_param ?? parameter.int64_param ?? parameter.bool_param ?? parameter.double_param;
 }
 
 function parameterOf(value: string | number | boolean): Parameter {
@@ -79,12 +95,27 @@ export class GrpcClient {
     return ((await this.unary('ModelReady', { name: model, version })) as { ready: boolean }).ready;
   }
 
+  /** Every registered system shared memory region, or the one named: region name → { name, key, offset, byte_size }. */
+  async systemSharedMemoryStatus(region = ''): Promise<Record<string, { name: string; key: string; offset: string; byte_size: string }>> {
+    return ((await this.unary('SystemSharedMemoryStatus', { name: region })) as { regions: Record<string, { name: string; key: string; offset: string; byte_size: string }> }).regions;
+  }
+
+  /** Registers `byteSize` bytes from `offset` of the POSIX shared memory object `key` (e.g. '/input0') as `region`. */
+  async registerSystemSharedMemory(region: string, key: string, byteSize: number, offset = 0): Promise<void> {
+    await this.unary('SystemSharedMemoryRegister', { name: region, key, offset, byte_size: byteSize });
+  }
+
+  /** Unregisters the region named, or every region. */
+  async unregisterSystemSharedMemory(region = ''): Promise<void> {
+    await this.unary('SystemSharedMemoryUnregister', { name: region });
+  }
+
   modelMetadata(model: string, version = ''): Promise<Record<string, unknown>> {
     return this.unary('ModelMetadata', { name: model, version }) as Promise<Record<string, unknown>>;
   }
 
   /** Runs a model on named inputs; outputs come back by name, decoded to typed arrays. */
-  async infer(model: string, inputs: Record<string, ClientTensor>, options: InferOptions = {}): Promise<InferResult> {
+  async infer(model: string, inputs: Record<string, ClientInput>, options: InferOptions = {}): Promise<InferResult> {
     const response = (await this.unary('ModelInfer', await this.request(model, inputs, options), options.signal)) as InferResponseMessage;
     return decodeResponse(response, options.classification !== undefined);
   }
@@ -93,7 +124,7 @@ export class GrpcClient {
    * Many requests on one ModelStreamInfer stream: each answer (or its error) as it comes, in the
    * server's order. The stream ends once every request sent has been answered.
    */
-  async *stream(requests: AsyncIterable<{ model: string; inputs: Record<string, ClientTensor>; options?: InferOptions }> | Iterable<{ model: string; inputs: Record<string, ClientTensor>; options?: InferOptions }>): AsyncGenerator<InferResult | { id: string; error: string }> {
+  async *stream(requests: AsyncIterable<{ model: string; inputs: Record<string, ClientInput>; options?: InferOptions }> | Iterable<{ model: string; inputs: Record<string, ClientInput>; options?: InferOptions }>): AsyncGenerator<InferResult | { id: string; error: string }> {
     const call = this.client.ModelStreamInfer(this.metadata(), this.callOptions()) as grpc.ClientDuplexStream<unknown, { error_message: string; infer_response: InferResponseMessage }>;
     // Whether answers are read as classes: withClasses leaves an output whose elements are not "score:index[:label]" as it is.
     let classification = false;
@@ -112,20 +143,33 @@ export class GrpcClient {
     await writing;
   }
 
-  private async request(model: string, inputs: Record<string, ClientTensor>, options: InferOptions) {
+  private async request(model: string, inputs: Record<string, ClientInput>, options: InferOptions) {
     const entries = Object.entries(inputs);
     const outputParameters = options.classification ? { classification: parameterOf(options.classification) } : {};
-    const outputNames =
-      options.outputs ??
-      (options.classification ? await this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version ?? '') as Promise<{ outputs: unknown[] }>) : undefined);
+    const outputNames = await requestedOutputNames(options, () =>
+      this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version ?? '') as Promise<{ outputs: unknown[] }>),
+    );
+    const inSharedMemory = options.sharedMemoryOutputs ?? {};
+    const protoParameters = (parameters: Record<string, string | number | boolean>) =>
+      Object.fromEntries(Object.entries(parameters).map(([key, value]) => [key, parameterOf(value)]));
     return {
       model_name: model,
       model_version: options.version ?? '',
       id: options.id ?? '',
-      parameters: Object.fromEntries(Object.entries(options.parameters ?? {}).map(([key, value]) => [key, parameterOf(value)])),
-      inputs: entries.map(([name, tensor]) => ({ name, datatype: tensor.datatype, shape: tensor.shape })),
-      outputs: outputNames?.map((name) => ({ name, parameters: outputParameters })) ?? [],
-      raw_input_contents: entries.map(([, tensor]) => tensorBytes(tensor)),
+      parameters: protoParameters(options.parameters ?? {}),
+      inputs: entries.map(([name, tensor]) => ({
+        name,
+        datatype: tensor.datatype,
+        shape: tensor.shape,
+        ...('sharedMemory' in tensor ? { parameters: protoParameters(sharedMemoryTensorParameters(tensor.sharedMemory)) } : {}),
+      })),
+      outputs:
+        outputNames?.map((name) => ({
+          name,
+          parameters: inSharedMemory[name] ? protoParameters(sharedMemoryTensorParameters(inSharedMemory[name])) : outputParameters,
+        })) ?? [],
+      // As Triton's clients send it: one raw entry per input that is not in shared memory.
+      raw_input_contents: entries.flatMap(([, tensor]) => ('sharedMemory' in tensor ? [] : [tensorBytes(tensor)])),
     };
   }
 
@@ -154,6 +198,12 @@ export class GrpcClient {
 function decodeResponse(response: InferResponseMessage, classification: boolean): InferResult {
   const outputs: Record<string, OutputTensor> = {};
   response.outputs.forEach((output, index) => {
+    const parameters = Object.fromEntries(Object.entries(output.parameters ?? {}).map(([key, parameter]) => [key, parameterValue(parameter)]));
+    const inSharedMemory = outputInSharedMemory(output.name, output.datatype, output.shape, parameters);
+    if (inSharedMemory) {
+      outputs[output.name] = inSharedMemory;
+      return;
+    }
     const raw = response.raw_output_contents[index];
     const contents = output.contents ? Object.values(output.contents).find((values) => Array.isArray(values) && values.length > 0) : undefined;
     const tensor = raw !== undefined ? outputFromBytes(output.name, output.datatype, output.shape, raw) : outputFromJson(output.name, output.datatype, output.shape.map(Number), contents ?? []);

@@ -4,7 +4,20 @@
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
 import { retryingCall, type RetryOptions } from '../core/retry.js';
-import { OutputNamesCache, outputFromBytes, outputFromJson, tensorBytes, tensorJson, withClasses, type ClientTensor, type OutputTensor } from './client-tensors.js';
+import {
+  OutputNamesCache,
+  outputFromBytes,
+  outputFromJson,
+  outputInSharedMemory,
+  requestedOutputNames,
+  sharedMemoryTensorParameters,
+  tensorBytes,
+  tensorJson,
+  withClasses,
+  type ClientInput,
+  type OutputTensor,
+  type SharedMemoryTensor,
+} from './client-tensors.js';
 
 export interface HttpClientOptions {
   /** The server's base URL, e.g. http://127.0.0.1:8000. */
@@ -24,6 +37,8 @@ export interface InferOptions {
   binary?: boolean;
   /** Return the top k classes of each output instead of its values (Triton's classification extension). */
   classification?: number;
+  /** Outputs the server writes to registered shared memory regions instead of answering them (the others still come back). */
+  sharedMemoryOutputs?: Record<string, SharedMemoryTensor>;
   /** Request parameters (priority, timeout, sequence_id, …). */
   parameters?: Record<string, string | number | boolean>;
   id?: string;
@@ -131,20 +146,40 @@ export class HttpClient {
     await this.json('POST', `/v2/repository/models/${encodeURIComponent(model)}/unload`, {});
   }
 
+  /** Every registered system shared memory region, or the one named. */
+  systemSharedMemoryStatus(region?: string): Promise<{ name: string; key: string; offset: number; byte_size: number }[]> {
+    return this.json('GET', `/v2/systemsharedmemory${region ? `/region/${encodeURIComponent(region)}` : ''}/status`);
+  }
+
+  /** Registers `byteSize` bytes from `offset` of the POSIX shared memory object `key` (e.g. '/input0') as `region`. */
+  async registerSystemSharedMemory(region: string, key: string, byteSize: number, offset = 0): Promise<void> {
+    await this.json('POST', `/v2/systemsharedmemory/region/${encodeURIComponent(region)}/register`, { key, offset, byte_size: byteSize });
+  }
+
+  /** Unregisters the region named, or every region. */
+  async unregisterSystemSharedMemory(region?: string): Promise<void> {
+    await this.json('POST', `/v2/systemsharedmemory${region ? `/region/${encodeURIComponent(region)}` : ''}/unregister`);
+  }
+
   /** Runs a model on named inputs; outputs come back by name, decoded to typed arrays. */
-  async infer(model: string, inputs: Record<string, ClientTensor>, options: InferOptions = {}): Promise<InferResult> {
+  async infer(model: string, inputs: Record<string, ClientInput>, options: InferOptions = {}): Promise<InferResult> {
     const binary = options.binary ?? true;
     const blobs: Buffer[] = [];
     const inputParts = Object.entries(inputs).map(([name, tensor]) => {
       const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
+      if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryTensorParameters(tensor.sharedMemory))}}`;
       if (!binary) return `${head},"data":${tensorJson(tensor)}}`;
       const bytes = tensorBytes(tensor);
       blobs.push(bytes);
       return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
     });
     const outputParameters = { ...(binary ? { binary_data: true } : {}), ...(options.classification ? { classification: options.classification } : {}) };
-    const outputNames = options.outputs ?? (options.classification ? await this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version)) : undefined);
-    const requested = outputNames?.map((name) => ({ name, parameters: outputParameters }));
+    const outputNames = await requestedOutputNames(options, () => this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version)));
+    const inSharedMemory = options.sharedMemoryOutputs ?? {};
+    const requested = outputNames?.map((name) => ({
+      name,
+      parameters: inSharedMemory[name] ? sharedMemoryTensorParameters(inSharedMemory[name]) : outputParameters,
+    }));
     const parameters = { ...options.parameters, ...(binary && !requested ? { binary_data_output: true } : {}) };
     const rest = JSON.stringify({
       ...(options.id !== undefined ? { id: options.id } : {}),
@@ -193,7 +228,10 @@ export class HttpClient {
     for (const output of head.outputs) {
       const size = output.parameters?.binary_data_size;
       let tensor: OutputTensor;
-      if (size !== undefined) {
+      const inSharedMemory = outputInSharedMemory(output.name, output.datatype, output.shape, output.parameters);
+      if (inSharedMemory) {
+        tensor = inSharedMemory;
+      } else if (size !== undefined) {
         tensor = outputFromBytes(output.name, output.datatype, output.shape, body.subarray(offset, offset + size));
         offset += size;
       } else {

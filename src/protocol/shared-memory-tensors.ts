@@ -25,6 +25,27 @@ export interface SharedMemoryRegions {
   write(reference: SharedMemoryReference, bytes: Buffer, tensor: string): void;
 }
 
+/** Where Linux keeps POSIX shared memory objects: `shm_open("/name")` is this folder's file `name`. */
+const SHM_DIRECTORY = '/dev/shm';
+
+/** The file a shared memory key names: one name under /dev/shm, with or without shm_open's leading '/'. */
+export function sharedMemoryObjectPath(key: string): string {
+  const name = key.startsWith('/') ? key.slice(1) : key;
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || name.length > 255) {
+    throw invalidArgument(`shared memory key ${JSON.stringify(key)} must be a POSIX shared memory name such as '/input0' (one name, no further '/')`);
+  }
+  return `${SHM_DIRECTORY}/${name}`;
+}
+
+/** The parameters that put a tensor in a region, as a request carries them (the offset only when not 0, as Triton's clients send it). */
+export function sharedMemoryParameters(reference: SharedMemoryReference): Parameters {
+  return {
+    shared_memory_region: reference.region,
+    shared_memory_byte_size: reference.byteSize,
+    ...(reference.offset ? { shared_memory_offset: reference.offset } : {}),
+  };
+}
+
 const SHARED_MEMORY_PARAMETERS = ['shared_memory_region', 'shared_memory_offset', 'shared_memory_byte_size'] as const;
 
 function byteCount(value: Parameters[string] | undefined, key: string, where: string): number {
@@ -121,11 +142,7 @@ export function writeSharedMemoryOutputs(
     const bytes = tensorDataToBytes(output.datatype, output.data);
     regionsOrRefuse(regions, `output '${requested.name}'`, reference).write(reference, bytes, requested.name);
     written ??= new Map();
-    written.set(output.name, {
-      shared_memory_region: reference.region,
-      shared_memory_byte_size: bytes.length,
-      ...(reference.offset ? { shared_memory_offset: reference.offset } : {}),
-    });
+    written.set(output.name, sharedMemoryParameters({ ...reference, byteSize: bytes.length }));
   }
   return written;
 }

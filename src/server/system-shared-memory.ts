@@ -10,10 +10,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { invalidArgument, NereidError, notFound } from '../core/errors.js';
-import type { SharedMemoryReference, SharedMemoryRegions } from '../protocol/shared-memory-tensors.js';
-
-/** Where Linux keeps POSIX shared memory objects: `shm_open("/name")` is this folder's file `name`. */
-const SHM_DIRECTORY = '/dev/shm';
+import { sharedMemoryObjectPath, type SharedMemoryReference, type SharedMemoryRegions } from '../protocol/shared-memory-tensors.js';
 
 /** A region's status, as Triton's status API answers it. */
 export interface SharedMemoryRegionStatus {
@@ -41,15 +38,6 @@ export const CUDA_SHARED_MEMORY_UNSUPPORTED =
   'CUDA shared memory is not supported by Nereid; use system shared memory (--allow-client-shm) or send tensors in the request';
 
 const OFF_MESSAGE = 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request';
-
-/** The file a shared memory key names: one name under /dev/shm, with or without shm_open's leading '/'. */
-function objectPath(key: string): string {
-  const name = key.startsWith('/') ? key.slice(1) : key;
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || name.length > 255) {
-    throw invalidArgument(`shared memory key ${JSON.stringify(key)} must be a POSIX shared memory name such as '/input0' (one name, no further '/')`);
-  }
-  return `${SHM_DIRECTORY}/${name}`;
-}
 
 function byteCount(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
@@ -84,7 +72,7 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     const byteSize = byteCount(request.byte_size, 'byte_size');
     if (this.regions.has(name)) throw invalidArgument(`shared memory region '${name}' is already registered; unregister it first`);
     if (this.regions.size >= this.maxRegions) throw invalidArgument(`${this.maxRegions} shared memory regions are registered, the most this server holds; unregister some first`);
-    const path = objectPath(key);
+    const path = sharedMemoryObjectPath(key);
     let descriptor: number;
     try {
       // O_NOFOLLOW: a link under /dev/shm must not lead the server to a file elsewhere.
