@@ -140,10 +140,13 @@ describe('HTTP', () => {
     await expectError(await post(shm, '/v2/systemsharedmemory/region/r/register', { key: '/nereid-no-such-object', byte_size: 4 }), 400, [
       "no shared memory object '/nereid-no-such-object'",
     ]);
-    await expectError(await post(shm, '/v2/systemsharedmemory/region/r/register', { key: object.key, offset: 8, byte_size: ROW_BYTES }), 400, [
-      `holds ${ROW_BYTES} bytes`,
-      `${ROW_BYTES + 8}`,
-    ]);
+    for (const [offset, byteSize] of [[0, ROW_BYTES + 1], [1, ROW_BYTES], [ROW_BYTES, 1], [ROW_BYTES + 1, 0]]) {
+      await expectError(await post(shm, '/v2/systemsharedmemory/region/r/register', { key: object.key, offset, byte_size: byteSize }), 400, [
+        "failed to register shared memory region 'r': invalid args",
+        `holds ${ROW_BYTES} bytes`,
+        `= ${offset + byteSize}`,
+      ]);
+    }
     await expectError(await post(shm, '/v2/systemsharedmemory/region/r/register', { key: '/../etc/passwd', byte_size: 4 }), 400, ['POSIX shared memory name']);
     await expectError(await post(shm, '/v2/systemsharedmemory/region/r/register', { offset: 0, byte_size: 4 }), 400, ["needs 'key'"]);
     await expectError(await post(shm, '/v2/systemsharedmemory/region/r/register', { key: object.key, byte_size: -1 }), 400, ["'byte_size' must be a non-negative integer"]);
@@ -155,7 +158,7 @@ describe('HTTP', () => {
 
     assert.equal((await post(shm, '/v2/systemsharedmemory/region/r/register', { key: object.key, byte_size: ROW_BYTES })).status, 200);
     await expectError(await post(shm, '/v2/systemsharedmemory/region/r/register', { key: object.key, byte_size: ROW_BYTES }), 400, [
-      "shared memory region 'r' is already registered",
+      "shared memory region 'r' already in manager",
     ]);
     assert.equal((await post(shm, '/v2/systemsharedmemory/region/r/unregister')).status, 200);
   });
@@ -173,9 +176,16 @@ describe('HTTP', () => {
       });
     const inRegion = { shared_memory_region: 'bad_cases', shared_memory_byte_size: ROW_BYTES };
     await expectError(await infer({ shared_memory_region: 'nowhere', shared_memory_byte_size: ROW_BYTES }), 400, ["no shared memory region 'nowhere'"]);
-    await expectError(await infer({ ...inRegion, shared_memory_offset: 4 }), 400, ['runs past the end', `(${ROW_BYTES} bytes)`]);
+    // Triton's own shared memory tests look for its words: 'Invalid offset for shared memory region', 'unexpected total byte size'.
+    await expectError(await infer({ ...inRegion, shared_memory_offset: 4 }), 400, ["Invalid offset + byte size for shared memory region 'bad_cases'", `its ${ROW_BYTES} bytes`]);
+    await expectError(await infer({ ...inRegion, shared_memory_offset: ROW_BYTES }), 400, ["Invalid offset for shared memory region 'bad_cases'"]);
+    const hugeOffset = await fetch(`${shm.url}/v2/models/simple/infer`, {
+      method: 'POST',
+      body: `{"inputs":[{"name":"INPUT0","datatype":"INT32","shape":[1,${ROW}],"parameters":{"shared_memory_region":"bad_cases","shared_memory_byte_size":${ROW_BYTES},"shared_memory_offset":18446744073709551584}}]}`,
+    });
+    await expectError(hugeOffset, 400, ["Invalid offset for shared memory region 'bad_cases'"]);
     await expectError(await infer({ shared_memory_region: 'bad_cases' }), 400, ['needs shared_memory_byte_size']);
-    await expectError(await infer({ ...inRegion, shared_memory_byte_size: 8 }), 400, [`needs ${ROW_BYTES} bytes`, 'shared_memory_byte_size 8']);
+    await expectError(await infer({ ...inRegion, shared_memory_byte_size: 8 }), 400, [`unexpected total byte size 8 for input 'INPUT0', expecting ${ROW_BYTES}`]);
     await expectError(await infer(inRegion, undefined, { data: Array.from(input0) }), 400, ["both shared_memory_region and 'data'"]);
     const output = (parameters: Json) => [{ name: 'OUTPUT0', parameters }];
     await expectError(await infer(inRegion, output({ shared_memory_region: 'bad_cases', shared_memory_byte_size: 8 })), 400, [
@@ -257,7 +267,7 @@ describe('gRPC', () => {
       'raw_input_contents has 2 entries but the request has 1 inputs outside shared memory',
     );
     await callError('SystemSharedMemoryStatus', { name: 'nowhere' }, grpc.status.NOT_FOUND, "no shared memory region 'nowhere'");
-    await callError('SystemSharedMemoryRegister', { name: 'grpc_in', key: inputs.key, byte_size: ROW_BYTES }, grpc.status.INVALID_ARGUMENT, 'already registered');
+    await callError('SystemSharedMemoryRegister', { name: 'grpc_in', key: inputs.key, byte_size: ROW_BYTES }, grpc.status.INVALID_ARGUMENT, 'already in manager');
     await call('SystemSharedMemoryUnregister', { name: 'grpc_in' });
     assert.deepEqual(Object.keys((await call('SystemSharedMemoryStatus', {})).regions), ['grpc_out']);
     await call('SystemSharedMemoryUnregister', {});

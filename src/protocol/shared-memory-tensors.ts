@@ -5,7 +5,7 @@
  */
 import { invalidArgument } from '../core/errors.js';
 import type { InferenceResponse, Parameters, RequestedOutput } from '../core/inference.js';
-import type { Datatype, TensorData } from '../core/datatype.js';
+import { byteSize, elementCount, type Datatype, type TensorData } from '../core/datatype.js';
 import { tensorDataFromBytes, tensorDataToBytes } from '../core/tensor.js';
 
 /** Where a tensor's bytes lie: `byteSize` bytes from `offset` within a registered region. */
@@ -48,9 +48,10 @@ export function sharedMemoryParameters(reference: SharedMemoryReference): Parame
 
 const SHARED_MEMORY_PARAMETERS = ['shared_memory_region', 'shared_memory_offset', 'shared_memory_byte_size'] as const;
 
-function byteCount(value: Parameters[string] | undefined, key: string, where: string): number {
+/** `problem` starts the message; an offset's names Triton's phrase, which its own tests look for. */
+function byteCount(value: Parameters[string] | undefined, key: string, where: string, problem = ''): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw invalidArgument(`${where}: ${key} must be a non-negative integer number of bytes, got ${JSON.stringify(value)}`);
+    throw invalidArgument(`${where}: ${problem}${key} must be a non-negative integer number of bytes, got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -73,7 +74,10 @@ export function sharedMemoryReferenceOf(parameters: Parameters | undefined, wher
   }
   return {
     region,
-    offset: parameters.shared_memory_offset === undefined ? 0 : byteCount(parameters.shared_memory_offset, 'shared_memory_offset', where),
+    offset:
+      parameters.shared_memory_offset === undefined
+        ? 0
+        : byteCount(parameters.shared_memory_offset, 'shared_memory_offset', where, `Invalid offset for shared memory region '${region}': `),
     byteSize: byteCount(parameters.shared_memory_byte_size, 'shared_memory_byte_size', where),
   };
 }
@@ -105,6 +109,13 @@ export function sharedMemoryInputData(
   otherSource: string | undefined,
 ): TensorData {
   if (otherSource) throw invalidArgument(`input '${name}' has both shared_memory_region and ${otherSource}; send one`);
+  const expected = datatype === 'BYTES' ? undefined : elementCount(shape) * byteSize(datatype);
+  if (expected !== undefined && reference.byteSize !== expected) {
+    // Triton's words, which its shared memory tests look for.
+    throw invalidArgument(
+      `unexpected total byte size ${reference.byteSize} for input '${name}', expecting ${expected} (${datatype} [${shape.join(',')}] in shared memory region '${reference.region}')`,
+    );
+  }
   const bytes = regionsOrRefuse(regions, `input '${name}'`, reference).read(reference, name);
   return tensorDataFromBytes(name, datatype, shape, bytes, 'shared_memory_byte_size');
 }

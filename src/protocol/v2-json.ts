@@ -202,6 +202,11 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
   if (!isObject(value)) throw invalidArgument(`${where()}: 'parameters' must be an object`);
   for (const key in value) {
     const type = typeof value[key];
+    if (type === 'bigint' && key.startsWith('shared_memory_')) {
+      // Beyond any region: left for the shared memory checks to refuse in their own words.
+      (value as Parameters)[key] = Number(value[key]);
+      continue;
+    }
     if (type === 'bigint') {
       throw invalidArgument(`${where()}: parameter '${key}' is an integer beyond 2^53, which a JSON number cannot carry exactly; send it as a string`);
     }

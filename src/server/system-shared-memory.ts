@@ -70,7 +70,7 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     const key = request.key;
     const offset = byteCount(request.offset ?? 0, 'offset');
     const byteSize = byteCount(request.byte_size, 'byte_size');
-    if (this.regions.has(name)) throw invalidArgument(`shared memory region '${name}' is already registered; unregister it first`);
+    if (this.regions.has(name)) throw invalidArgument(`shared memory region '${name}' already in manager (registered before); unregister it first`);
     if (this.regions.size >= this.maxRegions) throw invalidArgument(`${this.maxRegions} shared memory regions are registered, the most this server holds; unregister some first`);
     const path = sharedMemoryObjectPath(key);
     let descriptor: number;
@@ -87,7 +87,7 @@ export class SystemSharedMemory implements SharedMemoryRegions {
       if (!stats.isFile()) throw invalidArgument(`'${key}' is not a shared memory object`);
       if (stats.size < offset + byteSize) {
         throw invalidArgument(
-          `shared memory object '${key}' holds ${stats.size} bytes; region '${name}' needs offset ${offset} + byte_size ${byteSize} = ${offset + byteSize}`,
+          `failed to register shared memory region '${name}': invalid args: the object '${key}' holds ${stats.size} bytes, less than offset ${offset} + byte_size ${byteSize} = ${offset + byteSize}`,
         );
       }
     } catch (error) {
@@ -161,9 +161,13 @@ export class SystemSharedMemory implements SharedMemoryRegions {
   private within(reference: SharedMemoryReference, tensor: string): Region {
     this.checkAllowed();
     const region = this.region(reference.region);
+    // Triton's words in both messages: its shared memory tests look for them.
+    if (reference.offset > region.byte_size || (reference.offset === region.byte_size && reference.byteSize > 0)) {
+      throw invalidArgument(`tensor '${tensor}': Invalid offset for shared memory region '${region.name}': offset ${reference.offset} is past its ${region.byte_size} bytes`);
+    }
     if (reference.offset + reference.byteSize > region.byte_size) {
       throw invalidArgument(
-        `tensor '${tensor}': offset ${reference.offset} + byte size ${reference.byteSize} runs past the end of shared memory region '${region.name}' (${region.byte_size} bytes)`,
+        `tensor '${tensor}': Invalid offset + byte size for shared memory region '${region.name}': offset ${reference.offset} + byte size ${reference.byteSize} runs past its ${region.byte_size} bytes`,
       );
     }
     return region;
