@@ -140,3 +140,23 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /record 3: label "horse" is neither a class of the model nor an index 0\.\.2/);
 });
+
+test('an output that declares its activation is scored after it once: the calibration error of a CSV of logits is that of one softmax', async () => {
+  const softmaxRepository = join(work, 'softmax-models');
+  const config = [
+    'max_batch_size: 8',
+    'input: [{ name: INPUT0, data_type: TYPE_FP32, dims: [3] }]',
+    'output: [{ name: OUTPUT0, data_type: TYPE_FP32, dims: [3], label_filename: labels.txt, postprocess: { activation: softmax } }]',
+    '',
+  ].join('\n');
+  await writeModel(softmaxRepository, 'logits', 1, identityModel('float32'), undefined, { 'config.yaml': config, 'labels.txt': 'cat\ndog\nbird\n' });
+  const csv = join(work, 'logits.csv');
+  await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,label\n2,0,0,cat\n');
+  const { code, stdout, stderr } = await nereid(['eval', '--model', 'logits', '--model-repository', softmaxRepository, '--data', csv, '--json']);
+  assert.equal(code, 0, stderr);
+  const confidence = Math.exp(2) / (Math.exp(2) + 2); // 0.787; a second softmax over the probabilities would give 0.497
+  const { classification } = (JSON.parse(stdout) as EvalReport).versions[0];
+  assert.equal(classification!.top1Accuracy, 1);
+  assert.ok(Math.abs(classification!.ece - (1 - confidence)) < 1e-4, `ECE ${classification!.ece}, expected ${1 - confidence}`);
+});
+

@@ -200,8 +200,9 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
         const answers = await Promise.all(requests.slice(start, Math.min(count, start + CHUNK)).map((request) => version.infer({ ...request, version: version.version })));
         for (const answer of answers) {
           let tensor = answer.outputs.find((candidate) => candidate.name === output)!;
-          // Classes are judged as the classify endpoint answers them: after the output's activation.
-          if (kind === 'classification') tensor = { ...tensor, ...activate(tensor, declared.postprocess ?? DEFAULT_POSTPROCESSING, version.batched) };
+          // Classes are judged as the classify endpoint answers them: after the output's activation, once. An
+          // output that declares its postprocess is answered activated already; one that does not, as raw scores.
+          if (kind === 'classification' && !declared.postprocess) tensor = { ...tensor, ...activate(tensor, DEFAULT_POSTPROCESSING, version.batched) };
           const dims = version.batched ? tensor.shape.slice(1) : tensor.shape;
           outputs.push({ data: Float32Array.from(tensor.data as ArrayLike<number>), dims });
         }
