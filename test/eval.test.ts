@@ -160,3 +160,13 @@ test('an output that declares its activation is scored after it once: the calibr
   assert.ok(Math.abs(classification!.ece - (1 - confidence)) < 1e-4, `ECE ${classification!.ece}, expected ${1 - confidence}`);
 });
 
+test('a gate on a comparison fails when only one version was evaluated, saying to name two, instead of passing against the version itself', async () => {
+  const { code, stdout } = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', data, '--versions', '2', '--json', '--gate', 'accuracy>=0.5,agreement>=0.99,accuracy_drop<=0.005']);
+  assert.equal(code, 1);
+  const report = JSON.parse(stdout) as EvalReport;
+  assert.deepEqual(report.gate?.failures, [
+    'agreement>=0.99: agreement was not measured (it compares two versions, and only version 2 was evaluated; name both with --versions, e.g. --versions 1,2)',
+    'accuracy_drop<=0.005: accuracy_drop was not measured (it compares two versions, and only version 2 was evaluated; name both with --versions, e.g. --versions 1,2)',
+  ]);
+});
+

@@ -19,6 +19,9 @@ export const GATE_METRICS = {
 } as const;
 
 export type GateMetric = keyof typeof GATE_METRICS;
+
+/** Figures that compare the candidate with the reference: a run of one version measures none of them. */
+export const COMPARISON_METRICS: readonly GateMetric[] = ['accuracy_drop', 'agreement', 'character_agreement', 'ece_increase', 'max_abs_delta'];
 type Comparison = '<=' | '>=' | '<' | '>';
 
 export interface GateClause {
@@ -49,18 +52,23 @@ export interface GateVerdict {
   failures: string[];
 }
 
-/** Judges measured figures (absent: not measured) against the clauses. */
-export function judgeGate(clauses: readonly GateClause[], figures: Partial<Record<GateMetric, number>>): GateVerdict {
+/** Judges measured figures (absent: not measured, for the reason `unmeasured` gives if it does) against the clauses. */
+export function judgeGate(
+  clauses: readonly GateClause[],
+  figures: Partial<Record<GateMetric, number>>,
+  unmeasured: Partial<Record<GateMetric, string>> = {},
+): GateVerdict {
   const failures: string[] = [];
   for (const clause of clauses) {
     const value = figures[clause.metric];
     if (value === undefined || Number.isNaN(value)) {
-      failures.push(`${clause.text}: ${clause.metric} was not measured (${GATE_METRICS[clause.metric]})`);
+      failures.push(`${clause.text}: ${clause.metric} was not measured (${unmeasured[clause.metric] ?? GATE_METRICS[clause.metric]})`);
       continue;
     }
     const holds =
       clause.comparison === '<=' ? value <= clause.bound : clause.comparison === '>=' ? value >= clause.bound : clause.comparison === '<' ? value < clause.bound : value > clause.bound;
-    if (!holds) failures.push(`${clause.text}: measured ${clause.metric} = ${value}`);
+    // Four significant digits: a bound is written by hand, the float's last digits say nothing.
+    if (!holds) failures.push(`${clause.text}: measured ${clause.metric} = ${Number(value.toPrecision(4))}`);
   }
   return { passed: failures.length === 0, failures };
 }

@@ -18,7 +18,7 @@ import type { ModelVersion } from '../model/model-version.js';
 import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
-import { judgeGate, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
+import { COMPARISON_METRICS, judgeGate, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
 import { evaluateClassification, type ClassificationReport } from './classification-metrics.js';
 import { compareOutputs, ctcGreedyText, evaluateText, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
 
@@ -253,7 +253,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       reference ??= outputs;
     }
     const report: EvalReport = { model: settings.model, output: declared.name, kind, examples: examples.count, classes, versions: evaluations };
-    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, gateFigures(evaluations)) };
+    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations)) };
     return report;
   } finally {
     await server.close();
@@ -267,24 +267,37 @@ export function agreementFigures(agreement: AgreementReport | undefined): Partia
   return { agreement: agreement.agreement, character_agreement: agreement.characterAgreement, max_abs_delta: agreement.maxAbsDelta };
 }
 
-/** The figures a gate judges: the last version's, and its differences from the first. */
-function gateFigures(evaluations: readonly VersionEvaluation[]): Partial<Record<GateMetric, number>> {
+/**
+ * The figures a gate judges — the last version's, and its differences from the first — and why
+ * those not measured are missing: a run of one version compares nothing, so a clause on agreement
+ * or a drop then fails instead of passing against the version itself.
+ */
+function gateFigures(evaluations: readonly VersionEvaluation[]): [Partial<Record<GateMetric, number>>, Partial<Record<GateMetric, string>>] {
   const first = evaluations[0];
   const last = evaluations[evaluations.length - 1];
-  const figures = agreementFigures(last.agreement);
-  if (first.text && last.text) {
-    return { ...figures, accuracy: last.text.lineAccuracy, accuracy_drop: first.text.lineAccuracy - last.text.lineAccuracy, character_accuracy: last.text.characterAccuracy };
+  const figures = ((): Partial<Record<GateMetric, number>> => {
+    const agreement = agreementFigures(last.agreement);
+    if (first.text && last.text) {
+      return { ...agreement, accuracy: last.text.lineAccuracy, accuracy_drop: first.text.lineAccuracy - last.text.lineAccuracy, character_accuracy: last.text.characterAccuracy };
+    }
+    const [reference, candidate] = [first.classification, last.classification];
+    if (!reference || !candidate) return agreement;
+    return {
+      ...agreement,
+      accuracy: candidate.top1Accuracy,
+      accuracy_drop: reference.top1Accuracy - candidate.top1Accuracy,
+      top_k_accuracy: candidate.topKAccuracy,
+      ece: candidate.ece,
+      ece_increase: candidate.ece - reference.ece,
+    };
+  })();
+  if (evaluations.length > 1) return [figures, {}];
+  const unmeasured: Partial<Record<GateMetric, string>> = {};
+  for (const metric of COMPARISON_METRICS) {
+    delete figures[metric];
+    unmeasured[metric] = `it compares two versions, and only version ${first.version} was evaluated; name both with --versions, e.g. --versions 1,${first.version}`;
   }
-  const [reference, candidate] = [first.classification, last.classification];
-  if (!reference || !candidate) return figures;
-  return {
-    ...figures,
-    accuracy: candidate.top1Accuracy,
-    accuracy_drop: reference.top1Accuracy - candidate.top1Accuracy,
-    top_k_accuracy: candidate.topKAccuracy,
-    ece: candidate.ece,
-    ece_increase: candidate.ece - reference.ece,
-  };
+  return [figures, unmeasured];
 }
 
 /** A share as the report prints it, e.g. "92.50 %"; '—' for one that could not be measured. */
