@@ -43,20 +43,42 @@ import { DEFAULT_POSTPROCESSING, rowProbabilities } from '../processing/output-p
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
 
+/** Layers a classifier head is: float, or as `nereid quantize` rewrites them (dynamic int8 runs a MatMulInteger). */
+const HEAD_OPS = ['Gemm', 'MatMul', 'Conv', 'MatMulInteger'];
+/** Nodes between the representation and the head that change neither its values' meaning nor (but Flatten/Reshape) its shape, quantization's included. */
+const PASS_THROUGH_OPS = ['Flatten', 'Reshape', 'Dropout', 'Identity', 'QuantizeLinear', 'DequantizeLinear', 'DynamicQuantizeLinear', 'Cast'];
 /**
- * The tensor the classifier head reads, followed back through Flatten, Reshape and Dropout to where
- * it still has its channels and spatial positions (so it can be pooled per channel).
+ * The most values per example a representation may have after pooling: the profile keeps a square
+ * matrix of them, and at ~20 bytes a number, 512² is about 5 MiB of the 8 MiB a profile may take.
+ */
+const MAX_REPRESENTATION_VALUES = 512;
+
+/**
+ * The tensor the classifier head reads, followed back through Flatten, Reshape and Dropout (and the
+ * quantize/dequantize pairs of a quantized version) to where it still has its channels and spatial
+ * positions (so it can be pooled per channel).
  */
 export function representationTensor(model: OnnxModel, output: string): { tensor: string; pooling: Pooling } {
   const producer = new Map(model.graph.node.flatMap((node) => node.output.map((name) => [name, node] as const)));
   const initializers = new Set(model.graph.initializer.map((tensor) => tensor.name));
   let head = producer.get(output);
-  while (head && !['Gemm', 'MatMul', 'Conv'].includes(head.op_type ?? '')) head = producer.get(head.input.find((name) => !initializers.has(name)) ?? '');
+  while (head && !HEAD_OPS.includes(head.op_type ?? '')) head = producer.get(head.input.find((name) => !initializers.has(name)) ?? '');
   if (!head) throw new Error(`no Gemm, MatMul or Conv produces output '${output}'; name the representation with --tensor`);
   let tensor = head.input[0];
-  for (let node = producer.get(tensor); node && ['Flatten', 'Reshape', 'Dropout', 'Identity'].includes(node.op_type ?? ''); node = producer.get(tensor)) tensor = node.input[0];
-  const flattened = tensor !== head.input[0];
+  let flattened = false;
+  for (let node = producer.get(tensor); node && PASS_THROUGH_OPS.includes(node.op_type ?? ''); node = producer.get(tensor)) {
+    flattened ||= node.op_type === 'Flatten' || node.op_type === 'Reshape';
+    tensor = node.input[0];
+  }
   return { tensor, pooling: flattened ? 'spatial-mean' : 'none' };
+}
+
+/** A --tensor the graph does not have is named with the tensors it does have, before any session is built. */
+function checkTensorName(model: OnnxModel, tensor: string): void {
+  const names = new Set([...model.graph.input.map((input) => input.name), ...model.graph.node.flatMap((node) => node.output)]);
+  if (names.has(tensor)) return;
+  const pooled = model.graph.node.filter((node) => ['MaxPool', 'AveragePool', 'GlobalAveragePool', 'Relu', 'Conv'].includes(node.op_type ?? '')).flatMap((node) => node.output);
+  throw new Error(`--tensor ${tensor}: the model has no such tensor${pooled.length ? `; the outputs of its pooling, ReLU and convolution nodes: ${pooled.slice(-8).join(', ')}` : ''}`);
 }
 
 /** What one example tells the monitors: its pooled representation, the model's scores for it, and its input's properties. */
@@ -79,7 +101,14 @@ async function observe(model: OnnxModel, loaded: LoadedVersion, tensor: string, 
     for (const feed of loaded.feeds) {
       const results = await session.run(feed, [tensor, output]);
       const representation = results[tensor];
-      observed.features.push(pooledFeatures(representation.data as Float32Array, representation.dims.slice(1), pooling));
+      const features = pooledFeatures(representation.data as Float32Array, representation.dims.slice(1), pooling);
+      // Refused at the first example rather than after all of them, when the profile is written.
+      if (features.length > MAX_REPRESENTATION_VALUES) {
+        throw new Error(
+          `the representation '${tensor}' has ${features.length} values per example${pooling === 'none' ? '' : ' after pooling'}, more than the ${MAX_REPRESENTATION_VALUES} a profile can keep; name a smaller tensor with --tensor (the output of a pooling or the last convolution)`,
+        );
+      }
+      observed.features.push(features);
       const scores = results[output];
       const [probabilities] = rowProbabilities({ datatype: 'FP32', shape: scores.dims as number[], data: scores.data as Float32Array }, postprocess, true);
       const summary = summariseProbabilities(probabilities);
@@ -176,7 +205,9 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
   if (loaded.feeds.length < 50) throw new Error(`--data ${settings.data}: ${loaded.feeds.length} example(s); a profile needs at least 50`);
   const model = readOnnxModel(new Uint8Array(await readFile(loaded.modelPath)));
+  if (settings.tensor) checkTensorName(model, settings.tensor);
   const { tensor, pooling } = settings.tensor ? { tensor: settings.tensor, pooling: 'spatial-mean' as const } : representationTensor(model, loaded.config.output[0].name);
+  logger.info({ tensor, pooling, version: loaded.version }, 'profiling the representation the classifier head reads');
   const observed = await observe(model, loaded, tensor, pooling);
   const { predicted } = observed;
   const classCount = observed.probabilities[0].length;
