@@ -23,7 +23,7 @@ import { batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, form
 import { redisConnection } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
-import { slidingWindowOptionsSchema, versionMonitorOptionsSchema } from './monitoring/index.js';
+import { slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel } from './monitoring/index.js';
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
@@ -592,8 +592,15 @@ program
   .option('--version <n>', "version (default: the one the model's policy serves)")
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
+  .addOption(
+    new Option('--fail-on <state>', 'exit 1 when the state is this or worse (for CI: warning, or drift); insufficient_data never fails').choices(['warning', 'drift']),
+  )
   .action(async (flags) => {
     const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, createLogger({ level: 'warn', fd: 2 }));
+    if (flags.failOn && report.state !== 'insufficient_data' && worstLevel([report.state, flags.failOn]) === report.state) {
+      process.exitCode = 1;
+      console.error(`nereid monitor: state ${report.state}, at or beyond --fail-on ${flags.failOn}; exiting 1`);
+    }
     if (flags.json) return console.log(JSON.stringify(report));
     const percent = (value: number) => `${(value * 100).toFixed(1)} %`;
     console.log(
@@ -683,6 +690,7 @@ program
   .option('--dry-run', 'print the settings the winner would write, and write nothing (the default without --write)')
   .option('--json', 'print the whole report as JSON')
   .action(async (flags) => {
+    if (flags.write && flags.dryRun) throw new Error('--write and --dry-run contradict each other: --write writes the winner, --dry-run only prints it');
     const logger = createLogger({ level: 'warn', fd: 2 });
     const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
     bar?.start(1, 0, { label: 'starting', elapsed: 0, budget: flags.budgetS });

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -185,6 +185,35 @@ describe('local batch jobs', () => {
     const restarted = await runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, restart: true });
     assert.equal(restarted.processed, 20);
     assert.equal((await readOutput(output)).size, 20);
+  });
+
+  test("an output answered by another model version, or holding more records than the input, is another job's: refused, not resumed", async () => {
+    const versioned = join(dir, 'versioned-repo');
+    await writeBatchModels(versioned);
+    await cp(join(versioned, 'addsub', '1'), join(versioned, 'addsub', '2'), { recursive: true });
+    const input = join(dir, 'versions.jsonl');
+    await writeFile(input, `${Array.from({ length: 6 }, (_, n) => addSubJsonLine(n)).join('\n')}\n`);
+    const output = join(dir, 'versions-out.jsonl');
+    // Version 1 is outside the default policy (latest 1 serves version 2), and is loaded for the job when named.
+    const first = await runLocalBatchJob({ model: 'addsub', version: '1', input, output, modelRepository: versioned, progress: 'none', logger: silent });
+    assert.equal(first.processed, 6);
+    assert.ok([...(await readOutput(output)).values()].every((record) => record.model_version === '1'));
+    await assert.rejects(
+      runLocalBatchJob({ model: 'addsub', input, output, modelRepository: versioned, progress: 'none', logger: silent }),
+      new RegExp(`${output.replace(/[/.]/g, '\\$&')} holds answers of addsub version 1, and this run answers with addsub version 2: choose another --output, or --restart`),
+    );
+    await assert.rejects(
+      runLocalBatchJob({ model: 'addsub', version: '7', input, output: join(dir, 'v7.jsonl'), modelRepository: versioned, progress: 'none', logger: silent }),
+      /model 'addsub' has no version 7 in the repository \(its versions: 1, 2\)/,
+    );
+    const shorter = join(dir, 'versions-short.jsonl');
+    await writeFile(shorter, `${addSubJsonLine(0)}\n`);
+    await assert.rejects(
+      runLocalBatchJob({ model: 'addsub', version: '1', input: shorter, output, modelRepository: versioned, progress: 'none', logger: silent }),
+      /holds 6 records, more than the 1 of the input: it is another job's output/,
+    );
+    const restarted = await runLocalBatchJob({ model: 'addsub', input: shorter, output, modelRepository: versioned, progress: 'none', logger: silent, restart: true });
+    assert.equal(restarted.processed, 1);
   });
 
   test('nereid batch killed with SIGKILL mid-run and run again: every image exactly once, all correct', async () => {

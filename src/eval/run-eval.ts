@@ -119,9 +119,7 @@ async function loadVersions(server: Server, model: string, versions: readonly st
     const loaded = (await server.repositoryIndex(true)).filter((entry) => entry.name === model).map((entry) => entry.version!);
     return loaded.sort((a, b) => Number(a) - Number(b));
   }
-  // The repository's config with the versions to compare as its policy, so that all of them load side by side.
-  const config = { ...(await server.modelConfig(model)), version_policy: { specific: { versions: versions.map(Number) } } };
-  await server.loadModel(model, { config: JSON.stringify(config) });
+  await server.loadVersions(model, versions);
   return [...versions];
 }
 

@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
-import { idOfLine, isErrorLine, recordKey, type RecordId } from './job-record.js';
+import { answeredByOfLine, idOfLine, isErrorLine, recordKey, type RecordId } from './job-record.js';
 
 export interface OpenOutputOptions {
   /** Start over: the existing output is emptied. */
@@ -69,7 +69,8 @@ export class JobOutput {
   /** Records with a line in the output (before and during this run), by recordKey. */
   private readonly done = new Set<string>();
   /** Records found in the output when it was opened, and how many of them had failed. */
-  readonly resumed: { records: number; failed: number };
+  /** What the output held when opened: its records, how many failed, and which model versions answered the others. */
+  readonly resumed: { records: number; failed: number; answeredBy: ReadonlySet<string> };
   private writes: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -77,7 +78,7 @@ export class JobOutput {
     readonly path: string,
     private readonly handle: FileHandle,
     private readonly lockPath: string,
-    resumed: { records: number; failed: number },
+    resumed: { records: number; failed: number; answeredBy: ReadonlySet<string> },
     done: Iterable<string>,
   ) {
     this.resumed = resumed;
@@ -85,11 +86,14 @@ export class JobOutput {
   }
 
   static async open(path: string, options: OpenOutputOptions = {}): Promise<JobOutput> {
+    const format = /\.(csv|tsv|json|parquet)$/i.exec(path)?.[1];
+    if (format) throw new NereidError('INVALID_ARGUMENT', `${path}: a batch job writes JSONL (one JSON object per record), not ${format.toUpperCase()}; name the output .jsonl`);
     await mkdir(dirname(path), { recursive: true });
     const lockPath = `${path}.lock`;
     await takeLock(lockPath);
     try {
       const done = new Set<string>();
+      const answeredBy = new Set<string>();
       let records = 0;
       let failed = 0;
       if (options.restart) {
@@ -103,6 +107,7 @@ export class JobOutput {
           done.add(key);
           records += 1;
           if (line.failed) failed += 1;
+          if (line.answeredBy) answeredBy.add(line.answeredBy);
         }
         if (options.retryFailed && keep.length !== scan.lines.length) {
           // Rewrite without the failed records, atomically: a crash leaves either file, never half of one.
@@ -116,7 +121,7 @@ export class JobOutput {
         }
       }
       const handle = await open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
-      return new JobOutput(path, handle, lockPath, { records, failed }, done);
+      return new JobOutput(path, handle, lockPath, { records, failed, answeredBy }, done);
     } catch (error) {
       await releaseLock(lockPath);
       throw error;
@@ -168,6 +173,8 @@ export class JobOutput {
 interface ScannedLine {
   id: RecordId;
   failed: boolean;
+  /** Which model and version answered it (answeredByOfLine). */
+  answeredBy?: string;
   /** The line itself, kept only when the output is to be rewritten. */
   text?: string;
 }
@@ -205,7 +212,8 @@ async function scanOutput(path: string, keepText: boolean): Promise<{ lines: Sca
             `${path} line ${lineNumber} is not a batch record ({"id": ...}); pass --restart to overwrite it, or choose another --output`,
           );
         }
-        lines.push({ id, failed: isErrorLine(text), text: keepText ? text : undefined });
+        const failed = isErrorLine(text);
+        lines.push({ id, failed, answeredBy: failed ? undefined : answeredByOfLine(text), text: keepText ? text : undefined });
       }
       carry = Buffer.from(data.subarray(start));
       data = Buffer.alloc(0);

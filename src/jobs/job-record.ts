@@ -96,6 +96,14 @@ export function idOfLine(line: string): RecordId | undefined {
 }
 
 /** True when an output line records a failure (`"error": "<message>"` rather than `"error": null`). */
+const ANSWERED_BY = /"model_name":("(?:[^"\\]|\\.)*"),"model_version":("(?:[^"\\]|\\.)*")/;
+
+/** The model and version that answered a record's line ("fashion_mnist version 1"), or undefined for a failed record's. */
+export function answeredByOfLine(line: string): string | undefined {
+  const match = ANSWERED_BY.exec(line);
+  return match ? `${JSON.parse(match[1]) as string} version ${JSON.parse(match[2]) as string}` : undefined;
+}
+
 export function isErrorLine(line: string): boolean {
   return !line.endsWith(',"error":null}');
 }

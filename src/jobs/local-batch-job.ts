@@ -69,6 +69,28 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
   }
 }
 
+/**
+ * An output resumed must be this job's: answered by the model version that serves it now, and
+ * holding no more records than the input has. A distributed job checks its input and model by
+ * digest; a local one has only its output to go by, so these are what it can refuse on.
+ */
+function checkResumable(output: JobOutput, path: string, processor: RecordProcessor, inputRecords: number): void {
+  const serving = `${processor.model} version ${processor.version}`;
+  const others = [...output.resumed.answeredBy].filter((answeredBy) => answeredBy !== serving);
+  if (others.length > 0) {
+    throw new NereidError(
+      'FAILED_PRECONDITION',
+      `${path} holds answers of ${others.join(', ')}, and this run answers with ${serving}: choose another --output, or --restart to overwrite it`,
+    );
+  }
+  if (output.resumed.records > inputRecords) {
+    throw new NereidError(
+      'FAILED_PRECONDITION',
+      `${path} holds ${output.resumed.records} records, more than the ${inputRecords} of the input: it is another job's output; choose another --output, or --restart to overwrite it`,
+    );
+  }
+}
+
 export async function runLocalBatchJob(options: LocalBatchOptions): Promise<BatchSummary> {
   const settings = localJobSettingsSchema.parse(options);
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
@@ -82,9 +104,12 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   let progress: JobProgress | undefined;
   try {
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
+    // A version the policy leaves out (a float original beside the quantized one it serves) is loaded for the job.
+    if (ownServer && options.version && !server.modelReady(options.model, options.version)) await server.loadVersions(options.model, [options.version]);
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
     checkInputFits(source, processor);
+    checkResumable(output, options.output, processor, total);
     const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = output.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();

@@ -4,12 +4,13 @@
  * It names no implementation: the composition root (create-server.ts, the CLI) hands it the
  * backends and the response cache store, so importing it loads no engine and no Redis client.
  */
+import { readdir } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { invalidArgument, NereidError, overloaded } from '../core/errors.js';
+import { invalidArgument, NereidError, notFound, overloaded } from '../core/errors.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import { isEnsembleConfig } from '../model/ensemble-plan.js';
@@ -695,6 +696,23 @@ export class Server {
         }start it with --model-control-mode explicit or on_demand)`,
       );
     }
+  }
+
+  /**
+   * Loads exactly these versions of a model side by side, whatever its version policy says — for
+   * tools that compare or score named versions (eval, batch jobs) — after checking each has a folder.
+   */
+  async loadVersions(name: string, versions: readonly string[]): Promise<void> {
+    const onDisk = (await readdir(await this.repository.folderOf(name), { withFileTypes: true }))
+      .filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name))
+      .map((entry) => entry.name)
+      .sort((a, b) => Number(a) - Number(b));
+    const missing = versions.filter((version) => !onDisk.includes(version));
+    if (missing.length > 0) {
+      throw notFound(`model '${name}' has no version ${missing.join(', ')} in the repository (its versions: ${onDisk.join(', ') || 'none'})`);
+    }
+    const config = { ...(await this.modelConfig(name)), version_policy: { specific: { versions: versions.map(Number) } } };
+    await this.loadModel(name, { config: JSON.stringify(config) });
   }
 
   /** Loads or reloads a model from the repository; `config` (a JSON string) replaces its config file, as in Triton. */

@@ -46,6 +46,7 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   lines.push('');
   const gainOf = (index: number) => shownLevel(report, index).throughput / shownLevel(report, 0).throughput;
   if (report.winner === undefined) lines.push('No config met the objective.');
+  else if (report.winner === 0 && report.results.length === 1) lines.push('Only the current config was measured before --budget-s ran out: nothing to compare it with.');
   else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
   else {
     lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gainOf(report.winner).toFixed(2)}× the current config's throughput.`);
