@@ -19,7 +19,7 @@ import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPU
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
-import { batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
+import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { redisConnection } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -874,12 +874,18 @@ const batch = program
 
 batch
   .command('status')
-  .description('progress of a distributed batch job: chunks waiting/active/completed/failed, records written')
+  .description('progress of a distributed batch job: chunks waiting/active/completed/failed, records written; without --job, the queue\'s recent jobs')
   .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
-  .requiredOption('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`)')
+  .option('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`); default: list the 20 most recently submitted jobs')
   .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
   .option('--json', 'print the status as JSON', false)
   .action(async (flags) => {
+    if (flags.job === undefined) {
+      const jobs = await batchJobList({ queue: flags.queue, queueName: flags.queueName });
+      if (flags.json) console.log(JSON.stringify(jobs));
+      else console.log(jobs.length ? jobs.map(formatStatus).join('\n\n') : `no batch jobs in queue '${flags.queueName}' at ${flags.queue}`);
+      process.exit(0);
+    }
     const status = await batchJobStatus({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
     console.log(flags.json ? JSON.stringify(status) : formatStatus(status));
     process.exit(0);

@@ -198,6 +198,10 @@ describe('distributed batch jobs', () => {
     assert.deepEqual(parsed.chunkStates, { waiting: 0, active: 0, delayed: 0, completed: summary.chunks - 1, failed: 1, notQueued: 0 });
     assert.equal(parsed.recordsWritten, ids.length);
     assert.equal(parsed.recordsFailed, CHUNK_SIZE + 1);
+    // Without --job: the queue's recent jobs, this one among them.
+    const listed = await cli(['batch', 'status', '--queue', queueUrl, '--json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok((JSON.parse(listed.stdout) as { job: string }[]).some((entry) => entry.job === job), listed.stdout);
 
     // Submitting the same job again adds nothing and writes nothing twice.
     const again = await cli(args);

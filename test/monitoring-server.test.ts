@@ -135,6 +135,7 @@ test('a stream of test images is ok, turns to drift within one window of inverte
     const moves = recovered.transitions.map((transition) => transition.to);
     assert.equal(moves.at(-1), 'ok', JSON.stringify(recovered.transitions));
     assert.ok(moves.slice(moves.indexOf('drift')).length >= 2, `drift, then on the way down (through warning or not) ok: ${moves.join(' → ')}`);
+    assert.ok(!logged.some((line) => String(line.msg).includes('→ ok')), 'settling to ok is not a warning (it is logged at info)');
     console.log(`# rows to ok: ${okAfter}; to drift after the switch: ${driftAfter}; back to ok: ${backAfter} (window ${WINDOW}, evaluated every ${PER_REQUEST})`);
   } finally {
     await served.close();

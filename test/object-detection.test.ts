@@ -149,8 +149,8 @@ describe('POST /v2/models/object_detection/detect', () => {
   test('mistakes are 4xx that say what was expected and what arrived', async () => {
     const cases: [Response, number, RegExp][] = [
       [await detect(Buffer.from('hello'), 'text/plain'), 400, /Content-Type image\/\* \(got 'text\/plain'\)/],
-      [await detect(Buffer.from('not a jpeg at all'), 'image/jpeg'), 400, /image 0: .*not an image in a supported format/],
-      [await detect(Buffer.alloc(0), 'image/png'), 400, /image 0: the image is empty/],
+      [await detect(Buffer.from('not a jpeg at all'), 'image/jpeg'), 400, /^\{"error":"(?!image 0).*not an image in a supported format/],
+      [await detect(Buffer.alloc(0), 'image/png'), 400, /^\{"error":"the image is empty/],
       [await detect(await readFile(CHELSEA), 'image/png', '?threshold=2'), 400, /threshold must be a number from 0 to 1, got '2'/],
       [await detect(await readFile(CHELSEA), 'image/png', '?max_detections=1.5'), 400, /max_detections must be a whole number from 1 to 1000, got '1.5'/],
     ];

@@ -226,7 +226,11 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     const classes = first.labelsOf(declared.name);
     const kind = settings.kind ?? outputKindOf({ dims: declared.dims, labelled: classes !== undefined });
     if (kind !== 'mask' && !classes) throw new Error(`output '${declared.name}' of '${settings.model}' has no labels file; ${kind} outputs are read by their labels`);
-    const isFolder = (await stat(settings.data)).isDirectory();
+    const isFolder = (
+      await stat(settings.data).catch((error: NodeJS.ErrnoException) => {
+        throw new Error(error.code === 'ENOENT' ? `--data ${settings.data}: no such file or folder` : `--data ${settings.data}: ${error.message}`);
+      })
+    ).isDirectory();
     if (isFolder && (first.imageInputs.size !== 1 || kind !== 'classification' || classLabels(first) === undefined)) {
       throw new Error(`--data ${settings.data} is a folder of images, which needs a classifier taking images (preprocess.image); give this model a JSONL or CSV file of its input tensors`);
     }

@@ -65,6 +65,12 @@ async function takeLockFile(lockPath: string): Promise<void> {
   throw new NereidError('FAILED_PRECONDITION', `could not take the lock ${lockPath}`);
 }
 
+/** An output named for another format is a mistake a job would otherwise only show by writing JSONL into it. */
+export function checkOutputName(path: string): void {
+  const format = /\.(csv|tsv|json|parquet)$/i.exec(path)?.[1];
+  if (format) throw new NereidError('INVALID_ARGUMENT', `${path}: a batch job writes JSONL (one JSON object per record), not ${format.toUpperCase()}; name the output .jsonl`);
+}
+
 export class JobOutput {
   /** Records with a line in the output (before and during this run), by recordKey. */
   private readonly done = new Set<string>();
@@ -86,8 +92,7 @@ export class JobOutput {
   }
 
   static async open(path: string, options: OpenOutputOptions = {}): Promise<JobOutput> {
-    const format = /\.(csv|tsv|json|parquet)$/i.exec(path)?.[1];
-    if (format) throw new NereidError('INVALID_ARGUMENT', `${path}: a batch job writes JSONL (one JSON object per record), not ${format.toUpperCase()}; name the output .jsonl`);
+    checkOutputName(path);
     await mkdir(dirname(path), { recursive: true });
     const lockPath = `${path}.lock`;
     await takeLock(lockPath);

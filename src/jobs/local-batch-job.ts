@@ -8,7 +8,7 @@ import { NereidError } from '../core/errors.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { openInput, type InputSource } from './input-source.js';
-import { JobOutput } from './job-output.js';
+import { checkOutputName, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
@@ -96,35 +96,39 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
   const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
-  const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
+  checkOutputName(options.output);
+  // The model first: a name the repository lacks is refused before the output (and its lock) is created.
   const ownServer = !options.server;
   const server =
     options.server ??
     (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [options.model], allowCodeModels: settings.allowCodeModels, logger }));
+  let output: JobOutput | undefined;
   let progress: JobProgress | undefined;
   try {
+    const opened = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
+    output = opened;
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
     // A version the policy leaves out (a float original beside the quantized one it serves) is loaded for the job.
     if (ownServer && options.version && !server.modelReady(options.model, options.version)) await server.loadVersions(options.model, [options.version]);
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
     checkInputFits(source, processor);
-    checkResumable(output, options.output, processor, total);
+    checkResumable(opened, options.output, processor, total);
     const concurrency = recordConcurrency(processor, options.concurrency);
-    const resumed = output.resumed.records;
+    const resumed = opened.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();
     const started = performance.now();
     let processed = 0;
     let failed = 0;
     let computeNs = 0;
     async function* pending() {
-      for await (const record of source.records()) if (!output.has(record.id)) yield record;
+      for await (const record of source.records()) if (!opened.has(record.id)) yield record;
     }
     let interrupted = false;
     try {
       await runPipeline(pending(), (record) => processor.run(record), { concurrency, signal: options.signal }, async (results) => {
         for (const result of results) computeNs += result.computeNs;
-        const written = await output.append(results);
+        const written = await opened.append(results);
         processed += written.written;
         failed += written.failed;
         progress!.add(written.written, written.failed);
@@ -139,14 +143,14 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       resumed,
       processed,
       failed,
-      failedBefore: output.resumed.failed,
+      failedBefore: opened.resumed.failed,
       wallSeconds: (performance.now() - started) / 1000,
       computeSeconds: computeNs / 1e9,
       interrupted,
     });
   } finally {
     progress?.stop();
-    await output.close();
+    await output?.close();
     if (ownServer) await server.close();
   }
 }

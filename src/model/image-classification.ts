@@ -67,7 +67,7 @@ function runImages(model: ModelVersion, images: readonly Buffer[], context: Requ
   return runImagesThrough(model, imageInput, output.name, images, context);
 }
 
-/** Each image as one request to the model's image input, answered with one output; an image that cannot be used is named by its position. */
+/** Each image as one request to the model's image input, answered with one output; an image that cannot be used is named by its position among several. */
 export function runImagesThrough(model: ModelVersion, imageInput: string, outputName: string, images: readonly Buffer[], context: RequestContext) {
   return Promise.all(
     images.map((image, index) =>
@@ -83,7 +83,7 @@ export function runImagesThrough(model: ModelVersion, imageInput: string, output
           context,
         )
         .catch((error: unknown) => {
-          throw error instanceof ImageInputError ? invalidArgument(`image ${index}: ${error.reason}`) : error;
+          throw error instanceof ImageInputError ? invalidArgument(`${images.length > 1 ? `image ${index}: ` : ''}${error.reason}`) : error;
         }),
     ),
   );

@@ -8,7 +8,7 @@
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -66,7 +66,12 @@ export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
 };
 
 async function versionFolders(modelDir: string): Promise<number[]> {
-  const entries = await readdir(modelDir, { withFileTypes: true });
+  const entries = await readdir(modelDir, { withFileTypes: true }).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+    const repository = dirname(modelDir);
+    const models = await readdir(repository, { withFileTypes: true }).then((found) => found.filter((entry) => entry.isDirectory()).map((entry) => entry.name), () => []);
+    throw new Error(`no model '${basename(modelDir)}' in the repository ${repository} (it has ${models.join(', ') || 'no models'})`);
+  });
   return entries.filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name)).map((entry) => Number(entry.name)).sort((a, b) => a - b);
 }
 

@@ -64,12 +64,12 @@ export interface VersionLoadOptions {
   callModel?: ModelCall;
 }
 
-/** The version's live monitor, which logs each change of its drift state as a warning with the features that moved it. */
+/** The version's live monitor, which logs each change of its drift state with the features that moved it: a warning when it worsens, info when it settles to ok. */
 function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings | undefined, label: string, logger: Logger): VersionMonitor {
   return new VersionMonitor(profile, settings, {
     onTransition: (transition, evaluation) => {
       const top = evaluation.features.slice(0, 3).map((feature) => ({ feature: feature.feature, psi: Number(feature.psi.toFixed(4)), level: feature.level }));
-      logger.warn(
+      logger[transition.to === 'ok' ? 'info' : 'warn'](
         { drift: { from: transition.from, to: transition.to, score: transition.score, samples: transition.sampleCount, top } },
         `${label} drift state ${transition.from} → ${transition.to}${top.length ? ` (most drifted: ${top.map((feature) => `${feature.feature} PSI ${feature.psi}`).join(', ')})` : ''}`,
       );

@@ -143,10 +143,12 @@ async function loadData(modelRepository: string, modelName: string, version: str
   const server = await createServer({ modelRepository, modelControlMode: 'explicit', loadModels: [], logger });
   try {
     await server.start();
-    await server.loadModel(modelName);
-    const model = server.model(modelName);
+    // A named version loads even where the policy leaves it out; one without a folder is refused, naming those there are.
+    if (version) await server.loadVersions(modelName, [version]);
+    else await server.loadModel(modelName);
+    const model = server.model(modelName, version);
     const config = model.config;
-    const chosen = version ?? model.version;
+    const chosen = model.version;
     const read = await readModelInputs(data, limit, server, modelName, config);
     return { config, version: chosen, labels: model.labelsOf(config.output[0].name), ...read, modelPath: join(modelRepository, modelName, chosen, config.default_model_filename ?? 'model.onnx') };
   } finally {
