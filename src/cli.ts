@@ -22,7 +22,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { redisConnection } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
-import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, tracingSettingsSchema } from './observability/index.js';
+import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
 import { slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel } from './monitoring/index.js';
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
@@ -907,9 +907,16 @@ program
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   .addOption(new Option('--log-format <format>', 'log lines as text (for a person) or json (for a collector); default: text on a terminal, else json').choices(['text', 'json']))
   .option('--log-file <path>', 'append logs to this file instead of the terminal')
+  .option('--metrics-port <port>', 'serve Prometheus metrics on this port, GET /metrics: chunks, records and chunk durations, and the inference metrics of the models run (0 picks a free one; default: none)', port)
+  .option('--metrics-host <host>', 'address the metrics port binds', '127.0.0.1')
+  .option('--metrics-auth-token <token>', 'require Authorization: Bearer <token> on the metrics port (repeatable; env NEREID_METRICS_AUTH_TOKEN)', collect, [])
   .action(async (flags) => {
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, fd: 2, base: { service: 'nereid-worker' } });
+    const metrics = flags.metricsPort === undefined ? undefined : new PrometheusMetrics();
+    const metricsListener = metrics && createMetricsListener(metrics, { logger, authTokens: await authTokensOf({ metricsAuthToken: flags.metricsAuthToken }) });
     const worker = await startBatchWorker({
+      observers: metrics ? [metrics.observer] : undefined,
+      onChunk: metrics ? registerBatchWorkerMetrics(metrics.registry) : undefined,
       queue: flags.queue,
       queueName: flags.queueName,
       modelRepository: flags.modelRepository,
@@ -922,6 +929,11 @@ program
       maxStalledCount: flags.maxStalledCount,
       logger,
     });
+    metrics?.attach(worker.server);
+    if (metricsListener) {
+      const bound = await listening('--metrics-port', flags.metricsHost, flags.metricsPort, () => metricsListener.listen(flags.metricsHost, flags.metricsPort));
+      logger.info(`Prometheus metrics on http://${flags.metricsHost}:${bound}/metrics`);
+    }
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) process.exit(130);

@@ -17,7 +17,7 @@ import { chunkJobId, DEFAULT_QUEUE_NAME } from '../src/jobs/index.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
 import { CNN_LABELS, readOutput, writeBatchModels, writeImageFolder, type OutputRecord } from './support/batch-fixtures.js';
-import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
+import { freePort, startRedisServer, type RedisTestServer } from './support/redis-server.js';
 
 const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
 const CHUNK_SIZE = 25;
@@ -30,12 +30,15 @@ let reference: Server;
 let queue: Queue;
 const workers: { name: string; child: ChildProcess; log: () => string; exited: Promise<unknown> }[] = [];
 
-function startWorker(name: string) {
+/** w3's Prometheus port (the others serve none). */
+let metricsPort: number;
+
+function startWorker(name: string, extraArgs: string[] = []) {
   const child = spawn(
     process.execPath,
     [
       '--import', 'tsx', CLI, 'worker', '--queue', queueUrl, '--model-repository', repo, '--name', name,
-      '--concurrency', '1', '--record-concurrency', '2', '--lock-duration-ms', '2500', '--stalled-interval-ms', '500',
+      '--concurrency', '1', '--record-concurrency', '2', '--lock-duration-ms', '2500', '--stalled-interval-ms', '500', ...extraArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -64,7 +67,9 @@ before(async () => {
   redis = await startRedisServer();
   queueUrl = `redis://127.0.0.1:${redis.port}`;
   queue = new Queue(DEFAULT_QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port } });
-  for (const name of ['w1', 'w2', 'w3']) startWorker(name);
+  metricsPort = await freePort();
+  for (const name of ['w1', 'w2']) startWorker(name);
+  startWorker('w3', ['--metrics-port', String(metricsPort)]);
   reference = await (await createServer({ modelRepository: repo, logger: pino({ level: 'silent' }) })).start();
   // Every worker is up and listening before a job is submitted.
   const deadline = Date.now() + 20_000;
@@ -202,6 +207,16 @@ describe('distributed batch jobs', () => {
     const listed = await cli(['batch', 'status', '--queue', queueUrl, '--json']);
     assert.equal(listed.code, 0, listed.stderr);
     assert.ok((JSON.parse(listed.stdout) as { job: string }[]).some((entry) => entry.job === job), listed.stdout);
+
+    // w3's metrics: the chunks and records it returned, the poison chunk's failed attempts if it took any, and the inference metrics of the model it ran.
+    const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const valueOf = (pattern: RegExp) => Number(pattern.exec(scraped)?.[1] ?? NaN);
+    const w3Chunks = valueOf(/^nereid_batch_chunks_total\{model="cnn",status="completed"\} (\d+)/m);
+    assert.ok(w3Chunks >= 1, scraped.split('\n').filter((line) => line.startsWith('nereid_batch')).join('\n'));
+    const w3Records = valueOf(/^nereid_batch_records_total\{model="cnn",outcome="ok"\} (\d+)/m) + (valueOf(/^nereid_batch_records_total\{model="cnn",outcome="error"\} (\d+)/m) || 0);
+    assert.ok(w3Records >= w3Chunks && w3Records <= w3Chunks * CHUNK_SIZE, `${w3Records} records in ${w3Chunks} chunks`);
+    assert.match(scraped, /^nereid_batch_chunk_duration_seconds_count\{model="cnn",status="completed"\} \d+/m);
+    assert.ok(valueOf(/^nereid_inference_request_success_total\{model="cnn",version="1"\} (\d+)/m) >= w3Records - 1, 'each record is one inference request on the worker\'s server');
 
     // Submitting the same job again adds nothing and writes nothing twice.
     const again = await cli(args);

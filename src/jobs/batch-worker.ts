@@ -13,10 +13,12 @@ import { Worker, type Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
+import type { InferenceObserverFactory } from '../core/inference-observer.js';
+import type { ChunkOutcome } from '../observability/index.js';
 import { z } from 'zod';
 import { CHUNK_FORMAT, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
 import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
-import { fromWire, type RecordId } from './job-record.js';
+import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
 import { requireRedis } from './redis-reachability.js';
 import { runPipeline } from './record-pipeline.js';
@@ -33,6 +35,10 @@ export type BatchWorkerOptions = z.input<typeof batchWorkerSettingsSchema> & {
   logger?: Logger;
   /** A started Server to use instead of one made for the worker (explicit model control). */
   server?: Server;
+  /** Services that watch the worker's own server's requests (its metrics); ignored when `server` is given. */
+  observers?: InferenceObserverFactory[];
+  /** Told as each chunk's attempt ends (the worker's metrics). */
+  onChunk?: (outcome: ChunkOutcome) => void;
 };
 
 export interface BatchWorker {
@@ -49,7 +55,10 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   const name = options.name ?? `${hostname()}:${process.pid}`;
   const ownServer = !options.server;
   const server =
-    options.server ?? (await (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', allowCodeModels: settings.allowCodeModels, logger })).start());
+    options.server ??
+    (await (
+      await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', allowCodeModels: settings.allowCodeModels, logger, observers: options.observers })
+    ).start());
   const loading = new Map<string, Promise<void>>();
 
   const ensureModel = async (model: string, version?: string): Promise<void> => {
@@ -65,11 +74,21 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   };
 
   const processChunk = async (job: Job<ChunkData, ChunkResult>): Promise<ChunkResult> => {
+    const started = performance.now();
+    try {
+      return await runChunk(job, started);
+    } catch (error) {
+      const model = typeof job.data?.model === 'string' ? job.data.model : 'unknown';
+      options.onChunk?.({ model, status: 'failed', records: Array.isArray(job.data?.records) ? job.data.records.length : 0, failedRecords: 0, seconds: (performance.now() - started) / 1000 });
+      throw error;
+    }
+  };
+
+  const runChunk = async (job: Job<ChunkData, ChunkResult>, started: number): Promise<ChunkResult> => {
     const data = job.data;
     if (data?.format !== CHUNK_FORMAT || !Array.isArray(data.records) || typeof data.model !== 'string') {
       throw new Error(`chunk ${job.id} is not a Nereid batch chunk of format ${CHUNK_FORMAT}`);
     }
-    const started = performance.now();
     await ensureModel(data.model, data.version);
     const processor = RecordProcessor.create(server, { model: data.model, version: data.version, topK: data.topK });
     const ids: RecordId[] = [];
@@ -79,13 +98,16 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
       return { id: record.id, load: async () => record };
     });
     let executionNs = 0;
+    let failedRecords = 0;
     await runPipeline(records, (record) => processor.run(record), { concurrency: recordConcurrency(processor, options.recordConcurrency, settings.concurrency) }, (results) => {
       for (const { id, line, computeNs } of results) {
         ids.push(id);
         lines.push(line);
         executionNs += computeNs;
+        if (isErrorLine(line)) failedRecords += 1;
       }
     });
+    options.onChunk?.({ model: data.model, status: 'completed', records: ids.length, failedRecords, seconds: (performance.now() - started) / 1000 });
     logger.info(
       { chunk: job.id, records: ids.length, attempt: job.attemptsMade + 1, ms: Math.round(performance.now() - started) },
       `chunk ${job.id} completed`,

@@ -1,5 +1,6 @@
 /** Observability: Prometheus metrics, OpenTelemetry traces, request ids and cost per prediction. */
 export { BucketCounts, CollectedMetric } from './collected-metric.js';
+export { CHUNK_DURATION_BUCKETS_SECONDS, registerBatchWorkerMetrics, type ChunkOutcome } from './batch-worker-metrics.js';
 export { costSummary, coreSeconds, usdOf, type CostSummary } from './cost.js';
 export { createMetricsListener, type MetricsListener, type MetricsListenerOptions } from './metrics-listener.js';
 export {
