@@ -34,8 +34,8 @@ export interface BatchStatus {
   chunkSize: number;
   /** Chunks by state. `completed` counts chunks already written to the output (and removed from the queue) too. */
   chunkStates: { waiting: number; active: number; delayed: number; completed: number; failed: number; notQueued: number };
-  /** Chunks being worked on, with the worker holding each. */
-  activeChunks: { chunk: string; worker?: string; attempt: number }[];
+  /** Chunks being worked on, with the worker holding each; `recovered`: times it was taken back from a worker that stopped. */
+  activeChunks: { chunk: string; worker?: string; attempt: number; recovered: number }[];
   /** Chunks that failed after their attempts, with the last attempt's error (the first 20). */
   failedChunks: { chunk: string; reason: string; attempts: number }[];
   recordsWritten: number;
@@ -137,7 +137,7 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
   const activeChunks = await Promise.all(
     activeIds.map(async (id) => {
       const chunk = await queue.getJob(id);
-      return { chunk: id, worker: chunk?.processedBy, attempt: (chunk?.attemptsMade ?? 0) + 1 };
+      return { chunk: id, worker: chunk?.processedBy, attempt: (chunk?.attemptsMade ?? 0) + 1, recovered: chunk?.stalledCounter ?? 0 };
     }),
   );
   const failedChunks = await Promise.all(
@@ -171,7 +171,10 @@ export function formatStatus(status: BatchStatus): string {
     `  input ${status.input}`,
     `  output ${status.output}`,
     `chunks: ${s.completed} completed, ${s.active} active, ${s.waiting} waiting, ${s.delayed} retrying, ${s.failed} failed, ${s.notQueued} not queued`,
-    ...status.activeChunks.map((chunk) => `  ${chunk.chunk} on ${chunk.worker ?? '?'} (attempt ${chunk.attempt})`),
+    ...status.activeChunks.map(
+      (chunk) =>
+        `  ${chunk.chunk} on ${chunk.worker ?? 'a worker just starting it'} (attempt ${chunk.attempt}${chunk.recovered ? `; taken back from a stopped worker ${chunk.recovered} time(s)` : ''})`,
+    ),
     ...status.failedChunks.map((chunk) => `  ${chunk.chunk} failed after ${chunk.attempts} attempt(s): ${chunk.reason}`),
     `records: ${status.recordsWritten}/${status.records} written to the output, ${status.recordsFailed} with errors` +
       (status.updatedAt ? ` (as of ${status.updatedAt})` : ''),
