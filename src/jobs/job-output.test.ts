@@ -32,9 +32,9 @@ describe('output lines', () => {
 describe('JobOutput', () => {
   test('resumes: complete lines are done, a partial last line is cut off, a record is written once', async () => {
     const path = join(dir, 'resume.jsonl');
-    await writeFile(path, '{"id":1,"error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"outp');
+    await writeFile(path, '{"id":1,"model_name":"m","model_version":"2","error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"outp');
     const output = await JobOutput.open(path);
-    assert.deepEqual(output.resumed, { records: 2, failed: 1 });
+    assert.deepEqual(output.resumed, { records: 2, failed: 1, answeredBy: new Set(['m version 2']) });
     assert.equal(output.has(1), true);
     assert.equal(output.has('1'), false);
     assert.equal(output.has(3), false);
@@ -45,7 +45,7 @@ describe('JobOutput', () => {
     ]);
     assert.deepEqual(written, { written: 1, failed: 0 });
     await output.close();
-    assert.equal(await readFile(path, 'utf8'), '{"id":1,"error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"error":null}\n');
+    assert.equal(await readFile(path, 'utf8'), '{"id":1,"model_name":"m","model_version":"2","error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"error":null}\n');
   });
 
   test('--retry-failed drops the failed lines; --restart empties the file', async () => {
