@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { createSharedMemoryObject, GrpcClient, HttpClient, readSharedMemoryTensor, removeSharedMemoryObject, writeSharedMemoryTensors } from '../src/client/index.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
@@ -191,6 +191,35 @@ describe('HTTP', () => {
     await expectError(await infer(inRegion, output({ shared_memory_region: 'bad_cases', shared_memory_byte_size: 8 })), 400, [
       "output 'OUTPUT0' (8 bytes) should be at least 64 bytes",
     ]);
+    // Two outputs, the second too small for its answer: neither is written.
+    const before = await readFile(object.path);
+    const both = await post(shm, '/v2/models/simple/infer', {
+      inputs: [
+        { name: 'INPUT0', datatype: 'INT32', shape: [1, ROW], data: Array.from(input1) },
+        { name: 'INPUT1', datatype: 'INT32', shape: [1, ROW], data: Array.from(input1) },
+      ],
+      outputs: [
+        { name: 'OUTPUT0', parameters: { shared_memory_region: 'bad_cases', shared_memory_byte_size: ROW_BYTES } },
+        { name: 'OUTPUT1', parameters: { shared_memory_region: 'bad_cases', shared_memory_byte_size: 8 } },
+      ],
+    });
+    await expectError(both, 400, ["output 'OUTPUT1' (8 bytes) should be at least 64 bytes"]);
+    assert.deepEqual(await readFile(object.path), before, 'OUTPUT0 was not written either');
+    // A request reads at most 64 MiB from regions together: the input that would pass it is refused before it is read.
+    const big = await sharedMemoryObject(0);
+    await truncate(big.path, 40 * 1024 * 1024);
+    assert.equal((await post(shm, '/v2/systemsharedmemory/region/big/register', { key: big.key, byte_size: 40 * 1024 * 1024 })).status, 200);
+    const rows = (40 * 1024 * 1024) / ROW_BYTES;
+    const tooMuch = await post(shm, '/v2/models/simple/infer', {
+      inputs: ['INPUT0', 'INPUT1'].map((name) => ({
+        name,
+        datatype: 'INT32',
+        shape: [rows, ROW],
+        parameters: { shared_memory_region: 'big', shared_memory_byte_size: 40 * 1024 * 1024 },
+      })),
+    });
+    await expectError(tooMuch, 400, ["input 'INPUT1': the request's inputs in shared memory take more than the 67108864 bytes one request may read"]);
+    assert.equal((await post(shm, '/v2/systemsharedmemory/region/big/unregister')).status, 200);
     await expectError(await infer(inRegion, output({ ...inRegion, classification: 2 })), 400, ['shared_memory_region and classification']);
     await expectError(await infer(inRegion, output({ ...inRegion, binary_data: true })), 400, ['shared_memory_region and binary_data']);
     await expectError(await infer(inRegion, output({ shared_memory_region: 'nowhere', shared_memory_byte_size: 64 })), 400, ["no shared memory region 'nowhere'"]);

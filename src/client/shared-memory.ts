@@ -4,13 +4,14 @@
  * /dev/shm/name, so an object is created, filled and read through the file system. Register it with
  * the server (`registerSystemSharedMemory`), then name its region in `infer`.
  */
+import { constants } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { sharedMemoryObjectPath } from '../protocol/shared-memory-tensors.js';
 import { outputFromBytes, tensorBytes, type ClientTensor, type OutputTensor } from './client-tensors.js';
 
 /** Creates the object `key` (e.g. '/input0') of `byteSize` zero bytes, readable and writable by this user only; fails if it exists. */
 export async function createSharedMemoryObject(key: string, byteSize: number): Promise<void> {
-  const file = await open(sharedMemoryObjectPath(key), 'wx', 0o600);
+  const file = await open(sharedMemoryObjectPath(key), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     await file.truncate(byteSize);
   } finally {
@@ -20,7 +21,8 @@ export async function createSharedMemoryObject(key: string, byteSize: number): P
 
 /** Writes tensors one after another from `offset`, as the server reads them (BYTES length-prefixed); answers the bytes each took. */
 export async function writeSharedMemoryTensors(key: string, tensors: readonly ClientTensor[], offset = 0): Promise<number[]> {
-  const file = await open(sharedMemoryObjectPath(key), 'r+');
+  // O_NOFOLLOW: a link planted under /dev/shm must not redirect the write.
+  const file = await open(sharedMemoryObjectPath(key), constants.O_RDWR | constants.O_NOFOLLOW);
   try {
     const sizes: number[] = [];
     let position = offset;
@@ -42,7 +44,7 @@ export async function readSharedMemoryTensor(
   tensor: { name: string; datatype: string; shape: readonly number[] },
   location: { byteSize: number; offset?: number },
 ): Promise<OutputTensor> {
-  const file = await open(sharedMemoryObjectPath(key), 'r');
+  const file = await open(sharedMemoryObjectPath(key), constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const bytes = Buffer.alloc(location.byteSize);
     const { bytesRead } = await file.read(bytes, 0, bytes.length, location.offset ?? 0);

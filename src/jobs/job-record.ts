@@ -95,7 +95,7 @@ export function idOfLine(line: string): RecordId | undefined {
   return undefined;
 }
 
-/** True when an output line records a failure (`"error": "<message>"` rather than `"error": null`). */
+/** The model name and version a result line carries, as RecordProcessor writes them. */
 const ANSWERED_BY = /"model_name":("(?:[^"\\]|\\.)*"),"model_version":("(?:[^"\\]|\\.)*")/;
 
 /** The model and version that answered a record's line ("fashion_mnist version 1"), or undefined for a failed record's. */
@@ -104,6 +104,7 @@ export function answeredByOfLine(line: string): string | undefined {
   return match ? `${JSON.parse(match[1]) as string} version ${JSON.parse(match[2]) as string}` : undefined;
 }
 
+/** True when an output line records a failure (`"error": "<message>"` rather than `"error": null`). */
 export function isErrorLine(line: string): boolean {
   return !line.endsWith(',"error":null}');
 }

@@ -17,6 +17,8 @@ export interface SharedMemoryReference {
 
 /** The registered regions, as the codecs use them; the server's SystemSharedMemory is one. */
 export interface SharedMemoryRegions {
+  /** The most bytes one request's inputs may read from regions together (as much as a request body may carry). */
+  readonly maxRequestBytes: number;
   /** A copy of the referenced bytes; throws when the region is unknown or the reference runs past its end. */
   read(reference: SharedMemoryReference, tensor: string): Buffer;
   /** Throws unless the reference lies within a registered region, so a request fails before it runs. */
@@ -48,8 +50,8 @@ export function sharedMemoryParameters(reference: SharedMemoryReference): Parame
 
 const SHARED_MEMORY_PARAMETERS = ['shared_memory_region', 'shared_memory_offset', 'shared_memory_byte_size'] as const;
 
-/** `problem` starts the message; an offset's names Triton's phrase, which its own tests look for. */
-function byteCount(value: Parameters[string] | undefined, key: string, where: string, problem = ''): number {
+/** A count of bytes a client gave; `problem` starts the message (an offset's names Triton's phrase, which its own tests look for). */
+export function byteCount(value: unknown, key: string, where: string, problem = ''): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw invalidArgument(`${where}: ${problem}${key} must be a non-negative integer number of bytes, got ${JSON.stringify(value)}`);
   }
@@ -99,13 +101,25 @@ function regionsOrRefuse(regions: SharedMemoryRegions | undefined, where: string
   return regions;
 }
 
-/** An input's contents read from its region; `otherSource` names what else the input carries ('data', …), which it must not. */
+/** What one request has left to read from regions: decoding its inputs spends it (see SharedMemoryRegions.maxRequestBytes). */
+export interface SharedMemoryReadBudget {
+  remaining: number;
+}
+
+export const sharedMemoryReadBudget = (regions: SharedMemoryRegions | undefined): SharedMemoryReadBudget => ({ remaining: regions?.maxRequestBytes ?? 0 });
+
+/**
+ * An input's contents read from its region, once its size has been checked against its shape and
+ * the request's budget (a read blocks the event loop: it stays as small as a body would be);
+ * `otherSource` names what else the input carries ('data', …), which it must not.
+ */
 export function sharedMemoryInputData(
   name: string,
   datatype: Datatype,
   shape: readonly number[],
   reference: SharedMemoryReference,
   regions: SharedMemoryRegions | undefined,
+  budget: SharedMemoryReadBudget,
   otherSource: string | undefined,
 ): TensorData {
   if (otherSource) throw invalidArgument(`input '${name}' has both shared_memory_region and ${otherSource}; send one`);
@@ -116,8 +130,14 @@ export function sharedMemoryInputData(
       `unexpected total byte size ${reference.byteSize} for input '${name}', expecting ${expected} (${datatype} [${shape.join(',')}] in shared memory region '${reference.region}')`,
     );
   }
-  const bytes = regionsOrRefuse(regions, `input '${name}'`, reference).read(reference, name);
-  return tensorDataFromBytes(name, datatype, shape, bytes, 'shared_memory_byte_size');
+  const source = regionsOrRefuse(regions, `input '${name}'`, reference);
+  if (reference.byteSize > budget.remaining) {
+    throw invalidArgument(
+      `input '${name}': the request's inputs in shared memory take more than the ${source.maxRequestBytes} bytes one request may read (this one asks for ${reference.byteSize} more with ${budget.remaining} left)`,
+    );
+  }
+  budget.remaining -= reference.byteSize;
+  return tensorDataFromBytes(name, datatype, shape, source.read(reference, name), 'shared_memory_byte_size');
 }
 
 /**
@@ -136,24 +156,31 @@ export function checkSharedMemoryOutputs(outputs: readonly RequestedOutput[] | u
 }
 
 /**
- * Writes the outputs the request asked for in shared memory into their regions, and answers, for
- * each of them by name, the parameters its response entry carries instead of data.
+ * Writes the outputs the request asked for in shared memory into their regions — all of them or,
+ * when one does not fit, none — and answers, for each of them by name, the parameters its response
+ * entry carries instead of data.
  */
 export function writeSharedMemoryOutputs(
   response: InferenceResponse,
   requestedOutputs: readonly RequestedOutput[] | undefined,
   regions: SharedMemoryRegions | undefined,
 ): Map<string, Parameters> | undefined {
-  let written: Map<string, Parameters> | undefined;
+  const writes: { name: string; reference: SharedMemoryReference; bytes: Buffer; target: SharedMemoryRegions }[] = [];
   for (const requested of requestedOutputs ?? []) {
     if (requested.parameters?.shared_memory_region === undefined) continue;
     const output = response.outputs.find((candidate) => candidate.name === requested.name);
     const reference = sharedMemoryReferenceOf(requested.parameters, `output '${requested.name}'`);
     if (!output || !reference) continue;
     const bytes = tensorDataToBytes(output.datatype, output.data);
-    regionsOrRefuse(regions, `output '${requested.name}'`, reference).write(reference, bytes, requested.name);
-    written ??= new Map();
-    written.set(output.name, sharedMemoryParameters({ ...reference, byteSize: bytes.length }));
+    if (bytes.length > reference.byteSize) {
+      // Triton's words, which its shared memory tests look for.
+      throw invalidArgument(`shared memory size specified with the request for output '${output.name}' (${reference.byteSize} bytes) should be at least ${bytes.length} bytes to hold the results`);
+    }
+    const target = regionsOrRefuse(regions, `output '${requested.name}'`, reference);
+    target.check(reference, output.name);
+    writes.push({ name: output.name, reference, bytes, target });
   }
-  return written;
+  if (writes.length === 0) return undefined;
+  for (const { name, reference, bytes, target } of writes) target.write(reference, bytes, name);
+  return new Map(writes.map(({ name, reference, bytes }) => [name, sharedMemoryParameters({ ...reference, byteSize: bytes.length })]));
 }

@@ -11,6 +11,7 @@ import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, ten
 import {
   checkSharedMemoryOutputs,
   sharedMemoryInputData,
+  sharedMemoryReadBudget,
   sharedMemoryReferenceOf,
   type SharedMemoryRegions,
   withoutSharedMemoryParameters,
@@ -202,7 +203,7 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
   if (!isObject(value)) throw invalidArgument(`${where()}: 'parameters' must be an object`);
   for (const key in value) {
     const type = typeof value[key];
-    if (type === 'bigint' && key.startsWith('shared_memory_')) {
+    if (type === 'bigint' && (key === 'shared_memory_offset' || key === 'shared_memory_byte_size')) {
       // Beyond any region: left for the shared memory checks to refuse in their own words.
       (value as Parameters)[key] = Number(value[key]);
       continue;
@@ -255,6 +256,7 @@ export function decodeInferRequest(
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
   const parameters = parseParameters(header.parameters, () => 'request');
   let offset = jsonLength;
+  const readBudget = sharedMemoryReadBudget(sharedMemory);
   const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {
     if (!isObject(raw)) throw invalidArgument(`inputs[${index}] must be an object`);
     const name = raw.name;
@@ -267,7 +269,7 @@ export function decodeInferRequest(
     let data: TensorData;
     if (sharedMemoryReference) {
       const otherSource = raw.data !== undefined ? `'data'` : binarySize !== undefined ? 'binary_data_size' : undefined;
-      data = sharedMemoryInputData(name, datatype, shape, sharedMemoryReference, sharedMemory, otherSource);
+      data = sharedMemoryInputData(name, datatype, shape, sharedMemoryReference, sharedMemory, readBudget, otherSource);
       return { name, datatype, shape, data, parameters: withoutSharedMemoryParameters(inputParameters!) };
     } else if (binarySize !== undefined) {
       if (!Number.isInteger(binarySize) || (binarySize as number) < 0) {

@@ -169,7 +169,8 @@ export class Server {
     this.backends = options.backends;
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;
-    this.sharedMemory = new SystemSharedMemory({ allowed: this.options.allowClientShm, maxTensorBytes: this.options.maxInflightBytes });
+    // A request reads from regions at most what a body may carry by default (64 MiB), and never more than the server holds in flight.
+    this.sharedMemory = new SystemSharedMemory({ allowed: this.options.allowClientShm, maxRequestBytes: Math.min(64 * 1024 * 1024, this.options.maxInflightBytes) });
     this.bodies = new ByteBudget(this.options.maxInflightBytes);
     this.traceSettings = options.traceSettings ?? new TraceSettings({ exporting: false });
     this.logSettings = new LogSettings(this.logger);

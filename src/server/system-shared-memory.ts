@@ -10,7 +10,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { invalidArgument, NereidError, notFound } from '../core/errors.js';
-import { sharedMemoryObjectPath, type SharedMemoryReference, type SharedMemoryRegions } from '../protocol/shared-memory-tensors.js';
+import { byteCount, sharedMemoryObjectPath, type SharedMemoryReference, type SharedMemoryRegions } from '../protocol/shared-memory-tensors.js';
 
 /** A region's status, as Triton's status API answers it. */
 export interface SharedMemoryRegionStatus {
@@ -29,8 +29,8 @@ export interface SystemSharedMemoryOptions {
   allowed: boolean;
   /** The most regions registered at once. */
   maxRegions?: number;
-  /** The most bytes one tensor may be read from a region (the server's in-flight byte bound). */
-  maxTensorBytes: number;
+  /** The most bytes one request's inputs may read from regions together. */
+  maxRequestBytes: number;
 }
 
 /** What both front ends answer for Triton's CUDA shared memory API (UNIMPLEMENTED). */
@@ -39,19 +39,15 @@ export const CUDA_SHARED_MEMORY_UNSUPPORTED =
 
 const OFF_MESSAGE = 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request';
 
-function byteCount(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw invalidArgument(`'${field}' must be a non-negative integer number of bytes, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
 export class SystemSharedMemory implements SharedMemoryRegions {
   private readonly regions = new Map<string, Region>();
   private readonly maxRegions: number;
 
+  readonly maxRequestBytes: number;
+
   constructor(private readonly options: SystemSharedMemoryOptions) {
     this.maxRegions = options.maxRegions ?? 256;
+    this.maxRequestBytes = options.maxRequestBytes;
   }
 
   get allowed(): boolean {
@@ -68,8 +64,8 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     if (typeof name !== 'string' || name === '' || name.length > 256) throw invalidArgument(`a shared memory region needs a name of 1 to 256 characters`);
     if (typeof request.key !== 'string') throw invalidArgument(`registering shared memory region '${name}' needs 'key', the shared memory object's name, e.g. '/input0'`);
     const key = request.key;
-    const offset = byteCount(request.offset ?? 0, 'offset');
-    const byteSize = byteCount(request.byte_size, 'byte_size');
+    const offset = byteCount(request.offset ?? 0, "'offset'", `registering shared memory region '${name}'`);
+    const byteSize = byteCount(request.byte_size, "'byte_size'", `registering shared memory region '${name}'`);
     if (this.regions.has(name)) throw invalidArgument(`shared memory region '${name}' already in manager (registered before); unregister it first`);
     if (this.regions.size >= this.maxRegions) throw invalidArgument(`${this.maxRegions} shared memory regions are registered, the most this server holds; unregister some first`);
     const path = sharedMemoryObjectPath(key);
@@ -115,12 +111,6 @@ export class SystemSharedMemory implements SharedMemoryRegions {
 
   read(reference: SharedMemoryReference, tensor: string): Buffer {
     const region = this.within(reference, tensor);
-    if (reference.byteSize > this.options.maxTensorBytes) {
-      throw new NereidError(
-        'RESOURCE_EXHAUSTED',
-        `input '${tensor}': ${reference.byteSize} bytes from shared memory region '${reference.region}' exceed the ${this.options.maxTensorBytes} bytes one tensor may take on this server`,
-      );
-    }
     const bytes = Buffer.allocUnsafe(reference.byteSize);
     let done = 0;
     while (done < bytes.length) {
@@ -137,18 +127,20 @@ export class SystemSharedMemory implements SharedMemoryRegions {
 
   write(reference: SharedMemoryReference, bytes: Buffer, tensor: string): void {
     const region = this.within(reference, tensor);
-    if (bytes.length > reference.byteSize) {
-      throw invalidArgument(
-        `shared memory size given for output '${tensor}' (${reference.byteSize} bytes) should be at least ${bytes.length} bytes to hold the result`,
-      );
-    }
+    if (bytes.length > reference.byteSize) throw invalidArgument(`output '${tensor}': ${bytes.length} bytes do not fit the ${reference.byteSize} its shared_memory_byte_size gives`);
     let done = 0;
     while (done < bytes.length) done += writeSync(region.descriptor, bytes, done, bytes.length - done, region.offset + reference.offset + done);
   }
 
   /** Closes every region's descriptor (the server is shutting down). */
   close(): void {
-    for (const region of this.regions.values()) closeSync(region.descriptor);
+    for (const region of this.regions.values()) {
+      try {
+        closeSync(region.descriptor);
+      } catch {
+        // Already closed or gone: nothing is left to release, and the others still must be.
+      }
+    }
     this.regions.clear();
   }
 

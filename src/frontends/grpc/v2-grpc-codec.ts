@@ -19,6 +19,7 @@ import type { RepositoryIndexEntry } from '../../repository/model-repository.js'
 import {
   checkSharedMemoryOutputs,
   sharedMemoryInputData,
+  sharedMemoryReadBudget,
   sharedMemoryReferenceOf,
   type SharedMemoryRegions,
   withoutSharedMemoryParameters,
@@ -140,6 +141,7 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
     );
   }
   const inputs: InferInput[] = [];
+  const readBudget = sharedMemoryReadBudget(sharedMemory);
   let rawIndex = 0;
   for (let index = 0; index < inputsMessage.length; index++) {
     const input = inputsMessage[index];
@@ -150,7 +152,7 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
     const reference = references[index];
     let data;
     if (reference) {
-      data = sharedMemoryInputData(name, datatype, shape, reference, sharedMemory, input.contents ? 'contents' : undefined);
+      data = sharedMemoryInputData(name, datatype, shape, reference, sharedMemory, readBudget, input.contents ? 'contents' : undefined);
       inputs.push({ name, datatype, shape, data, parameters: withoutSharedMemoryParameters(inputParameters[index]!) });
       continue;
     }
