@@ -58,16 +58,21 @@ export function byteCount(value: unknown, key: string, where: string, problem = 
   return value;
 }
 
-/** The tensor's shared-memory reference, or undefined when its parameters name no region. */
-export function sharedMemoryReferenceOf(parameters: Parameters | undefined, where: string): SharedMemoryReference | undefined {
+/**
+ * The tensor's shared-memory reference, or undefined when its parameters name no region. `describe`
+ * names the tensor in messages ("input 'x'"), built only when a message needs it: this runs for
+ * every tensor of every request.
+ */
+export function sharedMemoryReferenceOf(parameters: Parameters | undefined, describe: () => string): SharedMemoryReference | undefined {
   if (!parameters) return undefined;
   const region = parameters.shared_memory_region;
   if (region === undefined) {
     if (parameters.shared_memory_byte_size !== undefined || parameters.shared_memory_offset !== undefined) {
-      throw invalidArgument(`${where}: shared_memory_byte_size and shared_memory_offset need shared_memory_region, the name of a registered region`);
+      throw invalidArgument(`${describe()}: shared_memory_byte_size and shared_memory_offset need shared_memory_region, the name of a registered region`);
     }
     return undefined;
   }
+  const where = describe();
   if (typeof region !== 'string' || region === '') {
     throw invalidArgument(`${where}: shared_memory_region must be the name of a registered region, got ${JSON.stringify(region)}`);
   }
@@ -146,9 +151,9 @@ export function sharedMemoryInputData(
  */
 export function checkSharedMemoryOutputs(outputs: readonly RequestedOutput[] | undefined, regions: SharedMemoryRegions | undefined): void {
   for (const output of outputs ?? []) {
-    const where = `output '${output.name}'`;
-    const reference = sharedMemoryReferenceOf(output.parameters, where);
+    const reference = sharedMemoryReferenceOf(output.parameters, () => `output '${output.name}'`);
     if (!reference) continue;
+    const where = `output '${output.name}'`;
     if (output.classCount !== undefined) throw invalidArgument(`${where} asks for both shared_memory_region and classification; classes are answered in the response only`);
     if (output.parameters?.binary_data === true) throw invalidArgument(`${where} asks for both shared_memory_region and binary_data; choose one`);
     regionsOrRefuse(regions, where, reference).check(reference, output.name);
@@ -169,7 +174,7 @@ export function writeSharedMemoryOutputs(
   for (const requested of requestedOutputs ?? []) {
     if (requested.parameters?.shared_memory_region === undefined) continue;
     const output = response.outputs.find((candidate) => candidate.name === requested.name);
-    const reference = sharedMemoryReferenceOf(requested.parameters, `output '${requested.name}'`);
+    const reference = sharedMemoryReferenceOf(requested.parameters, () => `output '${requested.name}'`);
     if (!output || !reference) continue;
     const bytes = tensorDataToBytes(output.datatype, output.data);
     if (bytes.length > reference.byteSize) {

@@ -13,6 +13,7 @@ import {
   sharedMemoryInputData,
   sharedMemoryReadBudget,
   sharedMemoryReferenceOf,
+  type SharedMemoryReadBudget,
   type SharedMemoryRegions,
   withoutSharedMemoryParameters,
   writeSharedMemoryOutputs,
@@ -256,7 +257,7 @@ export function decodeInferRequest(
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
   const parameters = parseParameters(header.parameters, () => 'request');
   let offset = jsonLength;
-  const readBudget = sharedMemoryReadBudget(sharedMemory);
+  let readBudget: SharedMemoryReadBudget | undefined;
   const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {
     if (!isObject(raw)) throw invalidArgument(`inputs[${index}] must be an object`);
     const name = raw.name;
@@ -265,11 +266,11 @@ export function decodeInferRequest(
     const shape = checkShape(name, raw.shape);
     const inputParameters = parseParameters(raw.parameters, () => `input '${name}'`);
     const binarySize = inputParameters?.binary_data_size;
-    const sharedMemoryReference = sharedMemoryReferenceOf(inputParameters, `input '${name}'`);
+    const sharedMemoryReference = sharedMemoryReferenceOf(inputParameters, () => `input '${name}'`);
     let data: TensorData;
     if (sharedMemoryReference) {
       const otherSource = raw.data !== undefined ? `'data'` : binarySize !== undefined ? 'binary_data_size' : undefined;
-      data = sharedMemoryInputData(name, datatype, shape, sharedMemoryReference, sharedMemory, readBudget, otherSource);
+      data = sharedMemoryInputData(name, datatype, shape, sharedMemoryReference, sharedMemory, (readBudget ??= sharedMemoryReadBudget(sharedMemory)), otherSource);
       return { name, datatype, shape, data, parameters: withoutSharedMemoryParameters(inputParameters!) };
     } else if (binarySize !== undefined) {
       if (!Number.isInteger(binarySize) || (binarySize as number) < 0) {

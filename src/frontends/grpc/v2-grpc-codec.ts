@@ -133,7 +133,7 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
   const inputsMessage = message.inputs ?? [];
   const parameters = parametersFromProto(message.parameters, 'request');
   const inputParameters = inputsMessage.map((input, index) => parametersFromProto(input.parameters, `input '${input.name || `inputs[${index}]`}'`));
-  const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], `input '${input.name}'`));
+  const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], () => `input '${input.name}'`));
   const inMessage = references.filter((reference) => reference === undefined).length;
   if (raw.length > 0 && raw.length !== inMessage) {
     throw invalidArgument(
