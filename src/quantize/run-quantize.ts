@@ -19,6 +19,7 @@ import { agreementFigures } from '../eval/run-eval.js';
 import { readModelInputs, type Feed, type ModelInputs } from '../jobs/model-inputs.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
+import { versionFolders } from '../repository/model-repository.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
 import { calibrate, type Calibration } from './calibration.js';
@@ -65,14 +66,14 @@ export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
   mask: 'agreement>=0.95',
 };
 
-async function versionFolders(modelDir: string): Promise<number[]> {
-  const entries = await readdir(modelDir, { withFileTypes: true }).catch(async (error: NodeJS.ErrnoException) => {
+/** The model's versions on disk; a model the repository lacks is named with the ones it has. */
+async function versionsOfModel(modelDir: string): Promise<number[]> {
+  return versionFolders(modelDir).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
     const repository = dirname(modelDir);
     const models = await readdir(repository, { withFileTypes: true }).then((found) => found.filter((entry) => entry.isDirectory()).map((entry) => entry.name), () => []);
     throw new Error(`no model '${basename(modelDir)}' in the repository ${repository} (it has ${models.join(', ') || 'no models'})`);
   });
-  return entries.filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name)).map((entry) => Number(entry.name)).sort((a, b) => a - b);
 }
 
 
@@ -209,7 +210,7 @@ const DECISIONS: Readonly<Record<QuantizeReport['method'], (result: NodeRewrite)
 export async function runQuantize(options: QuantizeOptions, logger: Logger): Promise<QuantizeReport> {
   const settings = quantizeOptionsSchema.parse(options);
   const modelDir = join(settings.modelRepository, settings.model);
-  const versions = await versionFolders(modelDir);
+  const versions = await versionsOfModel(modelDir);
   if (settings.version !== undefined && !versions.includes(Number(settings.version))) throw new Error(`model '${settings.model}' has no version ${settings.version} in ${settings.modelRepository}`);
   const outputVersion = settings.outputVersion ?? String((versions.at(-1) ?? 0) + 1);
   if (versions.includes(Number(outputVersion))) throw new Error(`version ${outputVersion} of '${settings.model}' exists already; choose another --output-version`);

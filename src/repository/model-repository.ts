@@ -197,6 +197,15 @@ function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
  */
 const failureFields = (error: unknown) => (error instanceof ModelConfigError ? {} : { err: error });
 
+/** The versions a model folder holds, ascending. Like Triton: folders not named by a number, or whose name starts with '0', are not versions. */
+export async function versionFolders(modelFolder: string): Promise<number[]> {
+  const dirents = await readdir(modelFolder, { withFileTypes: true });
+  return dirents
+    .filter((dirent) => dirent.isDirectory() && /^[1-9]\d*$/.test(dirent.name))
+    .map((dirent) => Number(dirent.name))
+    .sort((a, b) => a - b);
+}
+
 const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.onnx';
 
 /**
@@ -427,9 +436,7 @@ export class ModelRepository {
         }
         await this.loadStepModels(name, checkingConfig(() => backend!.stepModels?.(config) ?? []));
       }
-      const dirents = await readdir(folder, { withFileTypes: true });
-      // Like Triton: folders not named by a number, or whose name starts with '0', are not versions.
-      const available = dirents.filter((d) => d.isDirectory() && /^[1-9]\d*$/.test(d.name)).map((d) => Number(d.name));
+      const available = await versionFolders(folder);
       if (available.length === 0) {
         const files = await otherOnnxFiles(folder);
         const hint = files.length > 0 ? `; ${files.join(', ')} must go in a version folder: ${shown(root, join(folder, '1', backend?.defaultModelFilename ?? 'model.onnx'))}` : '';

@@ -4,7 +4,6 @@
  * It names no implementation: the composition root (create-server.ts, the CLI) hands it the
  * backends and the response cache store, so importing it loads no engine and no Redis client.
  */
-import { readdir } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
@@ -23,7 +22,7 @@ import { LogSettings, type LogSettingsAnswer } from '../observability/log-settin
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
-import { checkModelName, ModelRepository, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import { checkModelName, ModelRepository, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
@@ -704,10 +703,7 @@ export class Server {
    * tools that compare or score named versions (eval, batch jobs) — after checking each has a folder.
    */
   async loadVersions(name: string, versions: readonly string[]): Promise<void> {
-    const onDisk = (await readdir(await this.repository.folderOf(name), { withFileTypes: true }))
-      .filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name))
-      .map((entry) => entry.name)
-      .sort((a, b) => Number(a) - Number(b));
+    const onDisk = (await versionFolders(await this.repository.folderOf(name))).map(String);
     const missing = versions.filter((version) => !onDisk.includes(version));
     if (missing.length > 0) {
       throw notFound(`model '${name}' has no version ${missing.join(', ')} in the repository (its versions: ${onDisk.join(', ') || 'none'})`);
