@@ -17,7 +17,6 @@ import {
   type Datatype,
   type NumericArray,
 } from '../core/datatype.js';
-import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 
 /** What a client sends for one input. */
 export interface ClientTensor {
@@ -55,11 +54,6 @@ export interface OutputTensor {
   classes?: { score: number; index: number; label?: string }[];
   /** Where the server wrote this output, when it was asked for in shared memory (byteSize: the bytes written). */
   sharedMemory?: SharedMemoryTensor;
-}
-
-/** The wire parameters of a tensor in shared memory. */
-export function sharedMemoryTensorParameters(tensor: SharedMemoryTensor): Record<string, string | number> {
-  return sharedMemoryParameters({ region: tensor.region, byteSize: tensor.byteSize, offset: tensor.offset ?? 0 }) as Record<string, string | number>;
 }
 
 /** An output the server answered without data, having written it to a region: where, from its response parameters. */

@@ -4,6 +4,7 @@
  * RESOURCE_EXHAUSTED are tried again with backoff; ModelStreamInfer is an async iterable of answers.
  */
 import * as grpc from '@grpc/grpc-js';
+import { parameterValueOf, type ParameterMessage } from '../frontends/grpc/v2-grpc-codec.js';
 import { loadInferenceProto } from '../frontends/grpc/v2-grpc-proto.js';
 import {
   OutputNamesCache,
@@ -11,12 +12,12 @@ import {
   outputFromJson,
   outputInSharedMemory,
   requestedOutputNames,
-  sharedMemoryTensorParameters,
   tensorBytes,
   withClasses,
   type ClientInput,
   type OutputTensor,
 } from './client-tensors.js';
+import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import type { InferOptions, InferResult } from './http-client.js';
 import { retryingCall, type RetryOptions } from '../core/retry.js';
 
@@ -32,19 +33,14 @@ export interface GrpcClientOptions {
   timeoutMs?: number;
 }
 
-type Parameter = { bool_param?: boolean; int64_param?: number | string; string_param?: string; double_param?: number };
+type Parameter = { bool_param?: boolean; int64_param?: number; string_param?: string; double_param?: number };
 
 interface InferResponseMessage {
   model_name: string;
   model_version: string;
   id: string;
-  outputs: { name: string; datatype: string; shape: string[]; parameters?: Record<string, Parameter>; contents?: Record<string, unknown[]> | null }[];
+  outputs: { name: string; datatype: string; shape: string[]; parameters?: Record<string, ParameterMessage>; contents?: Record<string, unknown[]> | null }[];
   raw_output_contents: Buffer[];
-}
-
-/** An InferParameter's value, whichever member of its oneof is set (64-bit integers arrive as decimal strings). */
-function parameterValue(parameter: Parameter): unknown {
-  return parameter.string_param ?? parameter.int64_param ?? parameter.bool_param ?? parameter.double_param;
 }
 
 function parameterOf(value: string | number | boolean): Parameter {
@@ -161,12 +157,12 @@ export class GrpcClient {
         name,
         datatype: tensor.datatype,
         shape: tensor.shape,
-        ...('sharedMemory' in tensor ? { parameters: protoParameters(sharedMemoryTensorParameters(tensor.sharedMemory)) } : {}),
+        ...('sharedMemory' in tensor ? { parameters: protoParameters(sharedMemoryParameters(tensor.sharedMemory)) } : {}),
       })),
       outputs:
         outputNames?.map((name) => ({
           name,
-          parameters: inSharedMemory[name] ? protoParameters(sharedMemoryTensorParameters(inSharedMemory[name])) : outputParameters,
+          parameters: inSharedMemory[name] ? protoParameters(sharedMemoryParameters(inSharedMemory[name])) : outputParameters,
         })) ?? [],
       // As Triton's clients send it: one raw entry per input that is not in shared memory.
       raw_input_contents: entries.flatMap(([, tensor]) => ('sharedMemory' in tensor ? [] : [tensorBytes(tensor)])),
@@ -198,7 +194,7 @@ export class GrpcClient {
 function decodeResponse(response: InferResponseMessage, classification: boolean): InferResult {
   const outputs: Record<string, OutputTensor> = {};
   response.outputs.forEach((output, index) => {
-    const parameters = Object.fromEntries(Object.entries(output.parameters ?? {}).map(([key, parameter]) => [key, parameterValue(parameter)]));
+    const parameters = Object.fromEntries(Object.entries(output.parameters ?? {}).map(([key, parameter]) => [key, parameterValueOf(parameter)]));
     const inSharedMemory = outputInSharedMemory(output.name, output.datatype, output.shape, parameters);
     if (inSharedMemory) {
       outputs[output.name] = inSharedMemory;

@@ -10,7 +10,6 @@ import {
   outputFromJson,
   outputInSharedMemory,
   requestedOutputNames,
-  sharedMemoryTensorParameters,
   tensorBytes,
   tensorJson,
   withClasses,
@@ -18,6 +17,7 @@ import {
   type OutputTensor,
   type SharedMemoryTensor,
 } from './client-tensors.js';
+import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 
 export interface HttpClientOptions {
   /** The server's base URL, e.g. http://127.0.0.1:8000. */
@@ -167,7 +167,7 @@ export class HttpClient {
     const blobs: Buffer[] = [];
     const inputParts = Object.entries(inputs).map(([name, tensor]) => {
       const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
-      if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryTensorParameters(tensor.sharedMemory))}}`;
+      if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
       if (!binary) return `${head},"data":${tensorJson(tensor)}}`;
       const bytes = tensorBytes(tensor);
       blobs.push(bytes);
@@ -178,7 +178,7 @@ export class HttpClient {
     const inSharedMemory = options.sharedMemoryOutputs ?? {};
     const requested = outputNames?.map((name) => ({
       name,
-      parameters: inSharedMemory[name] ? sharedMemoryTensorParameters(inSharedMemory[name]) : outputParameters,
+      parameters: inSharedMemory[name] ? sharedMemoryParameters(inSharedMemory[name]) : outputParameters,
     }));
     const parameters = { ...options.parameters, ...(binary && !requested ? { binary_data_output: true } : {}) };
     const rest = JSON.stringify({

@@ -40,7 +40,7 @@ export function sharedMemoryObjectPath(key: string): string {
 }
 
 /** The parameters that put a tensor in a region, as a request carries them (the offset only when not 0, as Triton's clients send it). */
-export function sharedMemoryParameters(reference: SharedMemoryReference): Parameters {
+export function sharedMemoryParameters(reference: Omit<SharedMemoryReference, 'offset'> & { offset?: number }): Parameters {
   return {
     shared_memory_region: reference.region,
     shared_memory_byte_size: reference.byteSize,

@@ -76,7 +76,7 @@ function int64Value(value: Int64): number | string {
 }
 
 /** The value an InferParameter / ModelRepositoryParameter holds, whichever of its oneof is set. */
-function parameterValueOf(parameter: ParameterMap[string] | undefined): Parameters[string] | Buffer | undefined {
+export function parameterValueOf(parameter: ParameterMap[string] | undefined): Parameters[string] | Buffer | undefined {
   switch (parameter?.parameter_choice) {
     case 'bool_param':
       return parameter.bool_param === true;
