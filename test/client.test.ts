@@ -114,3 +114,62 @@ test('a 503 with Retry-After (a model still loading on demand) is tried again un
   const answer = await new HttpClient({ url: loading.url, retry: { tries: 5, maxDelayMs: 1000 } }).infer('slow_to_load', inputs);
   assert.deepEqual(answer.outputs.y!.shape, [1, 4]);
 });
+
+test('compression: the HTTP client sends a gzip or deflate body and asks for a compressed answer only when told; gRPC messages go compressed', async () => {
+  const { createServer, request: forward } = await import('node:http');
+  const { gunzipSync } = await import('node:zlib');
+  // A loopback proxy that passes bytes through as they are and notes what went by, compressed or not.
+  const seen: { requestHeaders: Record<string, unknown>; requestBody: Buffer; responseHeaders: Record<string, unknown> }[] = [];
+  const target = new URL(served.url);
+  const proxy = createServer((incoming, outgoing) => {
+    const parts: Buffer[] = [];
+    incoming.on('data', (part: Buffer) => parts.push(part));
+    incoming.on('end', () => {
+      const upstream = forward({ host: target.hostname, port: target.port, method: incoming.method, path: incoming.url, headers: incoming.headers }, (answer) => {
+        seen.push({ requestHeaders: incoming.headers, requestBody: Buffer.concat(parts), responseHeaders: answer.headers });
+        outgoing.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(outgoing);
+      });
+      upstream.end(Buffer.concat(parts));
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = proxy.address() as { port: number };
+    const client = new HttpClient({ url: `http://127.0.0.1:${port}` });
+    const data = Float32Array.from({ length: 4096 }, (_, index) => index % 7);
+    const inputs = { INPUT0: { datatype: 'FP32', shape: [1, 4096], data } } as const;
+
+    const plain = await client.infer('identity_fp32', inputs);
+    assert.deepEqual(plain.outputs.OUTPUT0!.data, data);
+    assert.equal(seen.at(-1)!.requestHeaders['accept-encoding'], 'identity', 'fetch would ask for gzip by itself');
+    assert.equal(seen.at(-1)!.requestHeaders['content-encoding'], undefined);
+    assert.equal(seen.at(-1)!.responseHeaders['content-encoding'], undefined);
+
+    const compressed = await client.infer('identity_fp32', inputs, { requestCompression: 'gzip', responseCompression: 'deflate' });
+    assert.deepEqual(compressed.outputs.OUTPUT0!.data, data);
+    const { requestHeaders, requestBody, responseHeaders } = seen.at(-1)!;
+    assert.equal(requestHeaders['content-encoding'], 'gzip');
+    assert.ok(requestBody.length < data.byteLength / 4, `a body of small repeating floats compresses (${requestBody.length} bytes sent)`);
+    assert.match(gunzipSync(requestBody).toString('latin1'), /^\{"inputs":\[\{"name":"INPUT0"/);
+    assert.equal(responseHeaders['content-encoding'], 'deflate');
+    assert.ok(Number(responseHeaders['content-length']) < data.byteLength / 4);
+
+    const json = await client.infer('identity_fp32', inputs, { binary: false, responseCompression: 'gzip' });
+    assert.deepEqual(Array.from(json.outputs.OUTPUT0!.data as Float32Array), Array.from(data));
+    assert.equal(seen.at(-1)!.responseHeaders['content-encoding'], 'gzip');
+  } finally {
+    proxy.close();
+  }
+
+  for (const compression of ['gzip', 'deflate'] as const) {
+    const client = new GrpcClient({ address: `127.0.0.1:${grpcEndpoint.port}`, compression });
+    try {
+      const data = Float32Array.from({ length: 4096 }, (_, index) => index % 7);
+      const answer = await client.infer('identity_fp32', { INPUT0: { datatype: 'FP32', shape: [1, 4096], data } });
+      assert.deepEqual(answer.outputs.OUTPUT0!.data, data, compression);
+    } finally {
+      client.close();
+    }
+  }
+});

@@ -73,20 +73,26 @@ async function assertError(response: Response, status: number | '4xx', ...fragme
   return body.error;
 }
 
-/** A request whose path is sent byte for byte (fetch would normalise '..' and '%2e%2e'). */
+/**
+ * A request whose path is sent byte for byte (fetch would normalise '..' and '%2e%2e') and whose
+ * answer is read as it came (fetch would inflate a compressed one).
+ */
 function rawRequest(
   base: TestServer,
   method: string,
   path: string,
-  body?: string,
+  body?: string | Buffer,
   headers: Record<string, string> = {},
-): Promise<{ status: number; body: string }> {
+): Promise<{ status: number; body: string; bytes: Buffer; headers: http.IncomingHttpHeaders }> {
   const url = new URL(base.url);
   return new Promise((resolve, reject) => {
     const request = http.request({ host: url.hostname, port: url.port, method, path, headers }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('end', () => {
+        const bytes = Buffer.concat(chunks);
+        resolve({ status: response.statusCode ?? 0, body: bytes.toString('utf8'), bytes, headers: response.headers });
+      });
     });
     request.on('error', reject);
     request.end(body);
@@ -575,6 +581,8 @@ describe('binary answers on the wire', () => {
   }
 
   const int32Bytes = (values: number[]) => Buffer.from(Int32Array.from(values).buffer);
+  /** fetch asks for gzip or deflate by itself, and inflates what it gets; these tests read the answer's own framing. */
+  const UNCOMPRESSED = { 'accept-encoding': 'identity' };
 
   test('the simple model\'s binary answer: the client\'s x-request-id, a content-length that is the body\'s, Inference-Header-Content-Length, each tensor\'s exact bytes; the access log says 200', async () => {
     const rows = [range16.map((v) => v * 7 - 50), range16.map((v) => 2 ** 30 + v)];
@@ -582,6 +590,7 @@ describe('binary answers on the wire', () => {
     const response = await post(wire, '/v2/models/simple/infer', simpleRequest(rows, other, { parameters: { binary_data_output: true } }), {
       'x-request-id': 'binary-answer-1',
       'content-type': 'application/json',
+      ...UNCOMPRESSED,
     });
     assert.equal(response.headers.get('x-request-id'), 'binary-answer-1');
     assert.equal(response.headers.get('content-type'), 'application/octet-stream');
@@ -617,7 +626,7 @@ describe('binary answers on the wire', () => {
       },
       [int32Bytes(range16), int32Bytes(range16.map(() => 1))],
     );
-    const response = await post(wire, '/v2/models/simple/infer', body, { 'Inference-Header-Content-Length': String(headerLength) });
+    const response = await post(wire, '/v2/models/simple/infer', body, { 'Inference-Header-Content-Length': String(headerLength), ...UNCOMPRESSED });
     const id = response.headers.get('x-request-id') ?? '';
     assert.match(id, /^[0-9a-f-]{36}$/);
     const { body: answer, parsed } = await readWhole(response);
@@ -634,7 +643,7 @@ describe('binary answers on the wire', () => {
           wire,
           '/v2/models/identity_bytes/infer',
           { inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, 2], data: elements }], parameters: { binary_data_output: true } },
-          { 'x-request-id': `binary-bytes-${index}` },
+          { 'x-request-id': `binary-bytes-${index}`, ...UNCOMPRESSED },
         ),
       ),
     );
@@ -645,6 +654,57 @@ describe('binary answers on the wire', () => {
       assert.deepEqual(parsed.binary.OUTPUT0, lengthPrefixed(sets[index]));
       assert.equal((await accessLine(`binary-bytes-${index}`)).status, 200);
     }
+  });
+
+  test('Accept-Encoding gzip or deflate compresses an inference answer, binary or JSON, as Triton does; the header length stays the uncompressed one', async () => {
+    const { gunzipSync, inflateSync } = await import('node:zlib');
+    const rows = [range16.map((v) => v * 3), range16.map((v) => v - 8)];
+    const request = JSON.stringify(simpleRequest(rows, rows, { parameters: { binary_data_output: true } }));
+    const plain = await rawRequest(wire, 'POST', '/v2/models/simple/infer', request, { 'content-type': 'application/json' });
+    assert.equal(plain.headers['content-encoding'], undefined, 'no Accept-Encoding, no compression');
+    const inflaters = { gzip: gunzipSync, deflate: inflateSync };
+    for (const [acceptEncoding, expected] of [
+      ['gzip', 'gzip'],
+      ['deflate', 'deflate'],
+      ['deflate, gzip', 'deflate'], // a tie goes to the first named
+      ['gzip;q=0.5, deflate;q=0.8, identity;q=0.1', 'deflate'],
+      ['br, GZIP', 'gzip'], // unknown codings are passed over; names are case-insensitive
+    ] as const) {
+      const answer = await rawRequest(wire, 'POST', '/v2/models/simple/infer', request, { 'content-type': 'application/json', 'accept-encoding': acceptEncoding });
+      assert.equal(answer.status, 200);
+      assert.equal(answer.headers['content-encoding'], expected, acceptEncoding);
+      assert.equal(answer.headers['content-type'], 'application/octet-stream');
+      assert.equal(Number(answer.headers['content-length']), answer.bytes.length);
+      assert.equal(answer.headers['inference-header-content-length'], plain.headers['inference-header-content-length']);
+      assert.deepEqual(inflaters[expected](answer.bytes), plain.bytes, `${acceptEncoding}: inflates to the uncompressed answer`);
+    }
+    for (const refused of ['identity', 'br', 'gzip;q=0', 'gzip;q=0.4, identity']) {
+      const answer = await rawRequest(wire, 'POST', '/v2/models/simple/infer', request, { 'content-type': 'application/json', 'accept-encoding': refused });
+      assert.equal(answer.headers['content-encoding'], undefined, refused);
+      assert.deepEqual(answer.bytes, plain.bytes);
+    }
+
+    const jsonRequest = JSON.stringify(simpleRequest(rows, rows));
+    const json = await rawRequest(wire, 'POST', '/v2/models/simple/infer', jsonRequest, { 'content-type': 'application/json', 'accept-encoding': 'gzip' });
+    assert.equal(json.headers['content-encoding'], 'gzip');
+    assert.match(String(json.headers['content-type']), /application\/json/);
+    assert.equal(json.headers['inference-header-content-length'], undefined);
+    const outputs = JSON.parse(gunzipSync(json.bytes).toString('utf8')).outputs as Json[];
+    assert.deepEqual(outputs.find((output) => output.name === 'OUTPUT0')?.data, rows.flat().map((v) => v * 2));
+
+    // fetch asks for gzip by itself and inflates the answer: a plain fetch user sees nothing but the header.
+    const viaFetch = await post(wire, '/v2/models/simple/infer', request, { 'content-type': 'application/json' });
+    assert.equal(viaFetch.headers.get('content-encoding'), 'gzip');
+    assert.deepEqual(Buffer.from(await viaFetch.arrayBuffer()), plain.bytes);
+
+    // Errors and metadata stay uncompressed, as in Triton.
+    const refusal = await rawRequest(wire, 'POST', '/v2/models/simple/infer', '{"inputs":[]}', { 'content-type': 'application/json', 'accept-encoding': 'gzip' });
+    assert.equal(refusal.status, 400);
+    assert.equal(refusal.headers['content-encoding'], undefined);
+    assert.match(refusal.body, /"error"/);
+    const metadata = await rawRequest(wire, 'GET', '/v2/models/simple', undefined, { 'accept-encoding': 'gzip' });
+    assert.equal(metadata.headers['content-encoding'], undefined);
+    assert.equal(JSON.parse(metadata.body).name, 'simple');
   });
 });
 

@@ -31,7 +31,14 @@ export interface GrpcClientOptions {
   retry?: RetryOptions;
   /** A deadline for each call. Default: none. */
   timeoutMs?: number;
+  /**
+   * Compress each request message (tritonclient's compression_algorithm). Set on the channel, as grpc-js compresses per
+   * channel; answers come back uncompressed (grpc-js servers do not compress).
+   */
+  compression?: 'gzip' | 'deflate';
 }
+
+const COMPRESSION_ALGORITHMS = { deflate: 1, gzip: 2 } as const;
 
 type Parameter = { bool_param?: boolean; int64_param?: number; string_param?: string; double_param?: number };
 
@@ -72,7 +79,8 @@ export class GrpcClient {
   constructor(private readonly options: GrpcClientOptions) {
     const { Client } = loadInferenceProto();
     const credentials = options.rootCertificate ? grpc.credentials.createSsl(options.rootCertificate) : grpc.credentials.createInsecure();
-    this.client = new Client(options.address, credentials) as GrpcClient['client'];
+    const channelOptions = options.compression ? { 'grpc.default_compression_algorithm': COMPRESSION_ALGORITHMS[options.compression] } : {};
+    this.client = new Client(options.address, credentials, channelOptions) as GrpcClient['client'];
   }
 
   close(): void {

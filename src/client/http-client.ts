@@ -3,6 +3,8 @@
  * inference with typed tensors, binary by default (exact for every datatype, and cheaper than JSON
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
+import { promisify } from 'node:util';
+import { deflate, gzip } from 'node:zlib';
 import { retryingCall, type RetryOptions } from '../core/retry.js';
 import {
   OutputNamesCache,
@@ -43,7 +45,18 @@ export interface InferOptions {
   parameters?: Record<string, string | number | boolean>;
   id?: string;
   signal?: AbortSignal;
+  /** Send the request body compressed (Content-Encoding), as tritonclient's request_compression_algorithm. */
+  requestCompression?: Compression;
+  /**
+   * Ask for the answer compressed (Accept-Encoding), as tritonclient's response_compression_algorithm; fetch inflates it.
+   * Without it the client asks for none: compressing on loopback or a fast network costs more CPU than it saves.
+   */
+  responseCompression?: Compression;
 }
+
+export type Compression = 'gzip' | 'deflate';
+
+const compressors: Record<Compression, (data: Buffer) => Promise<Buffer>> = { gzip: promisify(gzip), deflate: promisify(deflate) };
 
 export interface InferResult {
   model: string;
@@ -187,9 +200,17 @@ export class HttpClient {
       ...(requested ? { outputs: requested } : {}),
     });
     const header = Buffer.from(`{"inputs":[${inputParts.join(',')}]${rest === '{}' ? '' : `,${rest.slice(1, -1)}`}}`);
-    const body = Buffer.concat([header, ...blobs]);
-    const headers: Record<string, string> = { 'content-type': blobs.length ? 'application/octet-stream' : 'application/json' };
+    const plainBody = Buffer.concat([header, ...blobs]);
+    const headers: Record<string, string> = {
+      'content-type': blobs.length ? 'application/octet-stream' : 'application/json',
+      'accept-encoding': options.responseCompression ?? 'identity',
+    };
     if (blobs.length) headers[HEADER_LENGTH] = String(header.length);
+    let body: Buffer = plainBody;
+    if (options.requestCompression) {
+      body = await compressors[options.requestCompression](plainBody);
+      headers['content-encoding'] = options.requestCompression;
+    }
     const response = await this.call('POST', `${this.modelPath(model, options.version)}/infer`, body, headers, options.signal);
     return this.decodeInferResponse(response, options.classification !== undefined);
   }

@@ -22,6 +22,7 @@ import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
+import { compressAnswer, responseEncodingOf, type ResponseEncoding } from './response-compression.js';
 import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
 
 export const httpFrontEndOptionsSchema = z.object({
@@ -105,6 +106,14 @@ function sendChunks(reply: FastifyReply, chunks: readonly Buffer[], byteLength: 
   for (const chunk of chunks) raw.write(chunk);
   raw.end();
   return reply;
+}
+
+/** An inference answer compressed as the client asked (Accept-Encoding), binary or JSON as it was encoded. */
+async function sendCompressed(reply: FastifyReply, chunks: readonly Buffer[], headerLength: number | undefined, encoding: ResponseEncoding): Promise<FastifyReply> {
+  const body = await compressAnswer(chunks, encoding);
+  reply.header('content-encoding', encoding).header('vary', 'Accept-Encoding');
+  if (headerLength === undefined) return reply.type('application/json').send(body);
+  return reply.header('inference-header-content-length', headerLength).type('application/octet-stream').send(body);
 }
 
 /** Each inference request's context, for the access log to read what the model wrote back into it. */
@@ -344,6 +353,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
           : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory);
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
+      const encoding = responseEncodingOf(request.headers['accept-encoding']);
+      if (encoding) return sendCompressed(reply, chunks, headerLength, encoding);
       if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
       return sendChunks(reply, chunks, byteLength, headerLength);
     });

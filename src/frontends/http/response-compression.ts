@@ -1,0 +1,46 @@
+/**
+ * Compressed inference answers, as Triton gives them: a client that names gzip or deflate in
+ * Accept-Encoding gets its answer compressed with the one it weighs highest (the first named on a
+ * tie; identity, q=0 and unknown codings mean no compression). Only inference answers are
+ * compressed, as in Triton: metadata and errors are small. A binary answer's
+ * Inference-Header-Content-Length stays the uncompressed header's length, which the client reads
+ * after inflating the body.
+ */
+import { promisify } from 'node:util';
+import { deflate, gzip } from 'node:zlib';
+
+export type ResponseEncoding = 'gzip' | 'deflate';
+
+const compressors: Record<ResponseEncoding, (data: Buffer) => Promise<Buffer>> = { gzip: promisify(gzip), deflate: promisify(deflate) };
+
+/** Header values longer than this are not read (Accept-Encoding is a few dozen bytes from any real client). */
+const MAX_ACCEPT_ENCODING_LENGTH = 1024;
+
+/** The coding an Accept-Encoding header asks the answer in, or undefined for none. */
+export function responseEncodingOf(acceptEncoding: string | string[] | undefined): ResponseEncoding | undefined {
+  const header = Array.isArray(acceptEncoding) ? acceptEncoding.join(',') : acceptEncoding;
+  if (!header || header.length > MAX_ACCEPT_ENCODING_LENGTH) return undefined;
+  let chosen: string = 'identity';
+  let chosenWeight = 0;
+  for (const entry of header.split(',')) {
+    const [coding = '', ...parameters] = entry.split(';').map((part) => part.trim());
+    const name = coding.toLowerCase();
+    if (name !== 'gzip' && name !== 'deflate' && name !== 'identity') continue;
+    const quality = parameters.find((parameter) => /^q\s*=/i.test(parameter));
+    const weight = quality === undefined ? 1 : Number(quality.slice(quality.indexOf('=') + 1).trim());
+    if (!Number.isFinite(weight)) continue;
+    if (weight > chosenWeight) {
+      chosen = name;
+      chosenWeight = weight;
+    }
+  }
+  return chosen === 'identity' ? undefined : (chosen as ResponseEncoding);
+}
+
+/**
+ * The answer's chunks compressed in one piece, on libuv's thread pool rather than the event loop
+ * (an OCR recogniser's answer is a megabyte).
+ */
+export function compressAnswer(chunks: readonly Buffer[], encoding: ResponseEncoding): Promise<Buffer> {
+  return compressors[encoding](chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+}
