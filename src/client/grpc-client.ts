@@ -4,7 +4,7 @@
  * RESOURCE_EXHAUSTED are tried again with backoff; ModelStreamInfer is an async iterable of answers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { parameterValueOf, type ParameterMessage } from '../frontends/grpc/v2-grpc-codec.js';
+import { parametersToProto, parameterValueOf, type ParameterMessage } from '../frontends/grpc/v2-grpc-codec.js';
 import { loadInferenceProto } from '../frontends/grpc/v2-grpc-proto.js';
 import {
   OutputNamesCache,
@@ -40,20 +40,12 @@ export interface GrpcClientOptions {
 
 const COMPRESSION_ALGORITHMS = { deflate: 1, gzip: 2 } as const;
 
-type Parameter = { bool_param?: boolean; int64_param?: number; string_param?: string; double_param?: number };
-
 interface InferResponseMessage {
   model_name: string;
   model_version: string;
   id: string;
   outputs: { name: string; datatype: string; shape: string[]; parameters?: Record<string, ParameterMessage>; contents?: Record<string, unknown[]> | null }[];
   raw_output_contents: Buffer[];
-}
-
-function parameterOf(value: string | number | boolean): Parameter {
-  if (typeof value === 'boolean') return { bool_param: value };
-  if (typeof value === 'string') return { string_param: value };
-  return Number.isInteger(value) ? { int64_param: value } : { double_param: value };
 }
 
 /** A gRPC failure as the server stated it: its status code and details. */
@@ -149,28 +141,26 @@ export class GrpcClient {
 
   private async request(model: string, inputs: Record<string, ClientInput>, options: InferOptions) {
     const entries = Object.entries(inputs);
-    const outputParameters = options.classification ? { classification: parameterOf(options.classification) } : {};
+    const outputParameters = parametersToProto(options.classification ? { classification: options.classification } : {});
     const outputNames = await requestedOutputNames(options, () =>
       this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version ?? '') as Promise<{ outputs: unknown[] }>),
     );
     const inSharedMemory = options.sharedMemoryOutputs ?? {};
-    const protoParameters = (parameters: Record<string, string | number | boolean>) =>
-      Object.fromEntries(Object.entries(parameters).map(([key, value]) => [key, parameterOf(value)]));
     return {
       model_name: model,
       model_version: options.version ?? '',
       id: options.id ?? '',
-      parameters: protoParameters(options.parameters ?? {}),
+      parameters: parametersToProto(options.parameters ?? {}),
       inputs: entries.map(([name, tensor]) => ({
         name,
         datatype: tensor.datatype,
         shape: tensor.shape,
-        ...('sharedMemory' in tensor ? { parameters: protoParameters(sharedMemoryParameters(tensor.sharedMemory)) } : {}),
+        ...('sharedMemory' in tensor ? { parameters: parametersToProto(sharedMemoryParameters(tensor.sharedMemory)) } : {}),
       })),
       outputs:
         outputNames?.map((name) => ({
           name,
-          parameters: inSharedMemory[name] ? protoParameters(sharedMemoryParameters(inSharedMemory[name])) : outputParameters,
+          parameters: inSharedMemory[name] ? parametersToProto(sharedMemoryParameters(inSharedMemory[name])) : outputParameters,
         })) ?? [],
       // As Triton's clients send it: one raw entry per input that is not in shared memory.
       raw_input_contents: entries.flatMap(([, tensor]) => ('sharedMemory' in tensor ? [] : [tensorBytes(tensor)])),
