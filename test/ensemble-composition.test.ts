@@ -172,11 +172,19 @@ describe("the request's priority and timeout reach every step", () => {
     assert.match(answer.body.error, /model 'gate' version 1: request timeout expired after 1000 us in the queue/);
   });
 
-  test('a priority beyond the levels of a step is refused before anything runs', async () => {
+  test("a priority past a step's last level runs at its default level, as Triton runs it", async () => {
+    // Level 2, the default, takes the request's own 5 ms; level 1 would have expired it after its own 1 ms.
+    const answer = await infer('gated', row([1, 2, 3, 4], { priority: 3, timeout: 5000 }));
+    assert.equal(answer.status, 503, JSON.stringify(answer.body));
+    const [, left] = /model 'gate' version 1: request timeout expired after (\d+) us in the queue/.exec(answer.body.error) ?? [];
+    assert.ok(Number(left) > 1000 && Number(left) <= 5000, answer.body.error);
+  });
+
+  test('a priority or timeout that is not a non-negative integer is refused before anything runs', async () => {
     const before = await statsOf('scale2');
-    const answer = await infer('gated', row([1, 2, 3, 4], { priority: 3 }));
+    const answer = await infer('gated', row([1, 2, 3, 4], { priority: -1 }));
     assert.equal(answer.status, 400, JSON.stringify(answer.body));
-    assert.match(answer.body.error, /ensemble 'gated': priority must be 1 \(highest\) to 2, the priority levels its steps have, got 3/);
+    assert.match(answer.body.error, /'priority' must be a non-negative integer/);
     const timeout = await infer('gated', row([1, 2, 3, 4], { timeout: -5 }));
     assert.equal(timeout.status, 400);
     assert.match(timeout.body.error, /request parameter 'timeout' must be a non-negative integer of microseconds, got -5/);

@@ -48,7 +48,7 @@ instance_group [ { name: "cpu" count: 2 kind: KIND_CPU } ]
 dynamic_batching {
   preferred_batch_size: [ 2, 4 ]
   max_queue_delay_microseconds: 100
-  preserve_ordering: true
+  preserve_ordering: false
   priority_levels: 2
   default_priority_level: 1
   default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 5000 allow_timeout_override: true max_queue_size: 16 }
@@ -77,7 +77,7 @@ const TRITON_JSON = JSON.stringify({
   dynamic_batching: {
     preferred_batch_size: [2, 4],
     max_queue_delay_microseconds: '100',
-    preserve_ordering: true,
+    preserve_ordering: false,
     priority_levels: '2',
     default_priority_level: '1',
     default_queue_policy: {
@@ -111,7 +111,7 @@ instance_group: [{name: cpu, count: 2, kind: KIND_CPU}]
 dynamic_batching:
   preferred_batch_size: [2, 4]
   max_queue_delay_microseconds: 100
-  preserve_ordering: true
+  preserve_ordering: false
   priority_levels: 2
   default_priority_level: 1
   default_queue_policy: {timeout_action: DELAY, default_timeout_microseconds: 5000, allow_timeout_override: true, max_queue_size: 16}
@@ -143,7 +143,7 @@ const EXPECTED = {
     preferred_batch_size: [2, 4],
     max_queue_delay_microseconds: 100,
     target_latency_us: 0,
-    preserve_ordering: true,
+    preserve_ordering: false,
     priority_levels: 2,
     default_priority_level: 1,
     default_queue_policy: {
@@ -223,7 +223,7 @@ test('pbtxt singletons are coerced to arrays: one input block, one dims value, o
     output { name: "y" data_type: TYPE_FP32 dims: -1 }
     instance_group { kind: KIND_GPU gpus: 0 }
     version_policy { specific { versions: 3 } }
-    dynamic_batching { preferred_batch_size: 4 priority_levels: 2 priority_queue_policy { key: 2 value { max_queue_size: 1 } } }
+    dynamic_batching { preferred_batch_size: 4 priority_levels: 2 default_priority_level: 2 priority_queue_policy { key: 2 value { max_queue_size: 1 } } }
     parameters { key: "k" value: { string_value: "v" } }
   `);
   assert.deepEqual(plain(config.input), [{ name: 'x', data_type: 'TYPE_FP32', dims: [16], optional: false, allow_ragged_batch: false }]);
@@ -440,7 +440,17 @@ test('queue policy and priority problems name their field', () => {
   );
   assert.match(
     parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2, default_priority_level: 3 } }),
-    /dynamic_batching\.default_priority_level: default_priority_level 3 is outside 1\.\.2/,
+    /dynamic_batching\.default_priority_level: default_priority_level must be in range \[1, 2\] \(priority_levels\), got 3/,
+  );
+  // 0, the field's default, is not a level either (Triton refuses it too).
+  assert.match(parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2 } }), /default_priority_level must be in range \[1, 2\] \(priority_levels\), got 0/);
+  assert.match(
+    parseError({ max_batch_size: 4, dynamic_batching: { preserve_ordering: true, priority_levels: 2, default_priority_level: 1 } }),
+    /dynamic_batching\.preserve_ordering: only one priority level is allowed when preserve_ordering is true/,
+  );
+  assert.match(
+    parseError({ max_batch_size: 4, dynamic_batching: { preserve_ordering: true, default_queue_policy: { timeout_action: 'DELAY', default_timeout_microseconds: 100 } } }),
+    /timeout_action DELAY when preserve_ordering is true/,
   );
   assert.match(
     parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2, priority_queue_policy: { '3': {} } } }),
@@ -587,4 +597,11 @@ test('ragged batching: a batch_input that cannot work is refused at load, saying
   assert.match(parseError({ max_batch_size: 8, input, batch_input: [entry, entry] }), /target_name 'COUNT' is the target of more than one batch_input/);
   assert.match(parseError({ max_batch_size: 8, input, batch_input: [{ ...entry, target_name: ['A', 'B'] }] }), /expected exactly one target_name/);
   assert.match(parseError({ max_batch_size: 0, input }), /input 'INPUT' has allow_ragged_batch but max_batch_size is 0/);
+});
+
+test('a decoupled model is refused with why (every backend answers once); decoupled: false loads', () => {
+  assert.match(parseError({ model_transaction_policy: { decoupled: true } }), /model_transaction_policy\.decoupled: decoupled models .* are not supported/);
+  const text = parsePbtxt('model_transaction_policy { decoupled: true }');
+  assert.match(parseError(text), /decoupled models/);
+  assert.doesNotThrow(() => parseModelConfig({ model_transaction_policy: { decoupled: false } }, 'config'));
 });

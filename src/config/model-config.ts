@@ -483,6 +483,15 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
     }
     if (config.sequence_batching) checkSequenceBatching(config, ctx);
     checkBatchInputs(config, ctx);
+    const decoupled = (config.model_transaction_policy as { decoupled?: unknown } | undefined)?.decoupled;
+    if (decoupled === true || decoupled === 'true') {
+      // A client of a decoupled model waits for any number of answers; served once, it would wait for the rest.
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model_transaction_policy', 'decoupled'],
+        message: 'decoupled models (any number of answers per request) are not supported: every Nereid backend answers a request exactly once; set decoupled: false',
+      });
+    }
     const batching = config.dynamic_batching;
     if (batching) {
       if (config.max_batch_size === 0) {
@@ -497,11 +506,24 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
           });
         }
       }
-      if (batching.priority_levels > 0 && batching.default_priority_level > batching.priority_levels) {
+      // As Triton: answers kept in arrival order cannot also be reordered by priority or held back by DELAY.
+      if (batching.preserve_ordering) {
+        if (batching.priority_levels > 1) {
+          ctx.addIssue({ code: 'custom', path: ['dynamic_batching', 'preserve_ordering'], message: `only one priority level is allowed when preserve_ordering is true (priority_levels is ${batching.priority_levels})` });
+        }
+        const delaying = [batching.default_queue_policy, ...Object.values(batching.priority_queue_policy ?? {})].some(
+          (policy) => policy && policy.timeout_action === 'DELAY' && policy.default_timeout_microseconds > 0,
+        );
+        if (delaying) {
+          ctx.addIssue({ code: 'custom', path: ['dynamic_batching', 'preserve_ordering'], message: 'a queue policy cannot have timeout_action DELAY when preserve_ordering is true' });
+        }
+      }
+      // As Triton: with priority levels, the default level must be one of them (0, the field's default, is not).
+      if (batching.priority_levels > 0 && (batching.default_priority_level < 1 || batching.default_priority_level > batching.priority_levels)) {
         ctx.addIssue({
           code: 'custom',
           path: ['dynamic_batching', 'default_priority_level'],
-          message: `default_priority_level ${batching.default_priority_level} is outside 1..${batching.priority_levels}`,
+          message: `default_priority_level must be in range [1, ${batching.priority_levels}] (priority_levels), got ${batching.default_priority_level}`,
         });
       }
       for (const key of Object.keys(batching.priority_queue_policy ?? {})) {

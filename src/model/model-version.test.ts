@@ -214,7 +214,7 @@ test('with two instances, requests that arrive while one is busy run on the othe
 });
 
 test('priority and timeout parameters of the wrong type or out of range are INVALID_ARGUMENT, before any work', async (t) => {
-  const { version, backend } = await load(t, { max_batch_size: 4, dynamic_batching: { priority_levels: 2 } });
+  const { version, backend } = await load(t, { max_batch_size: 4, dynamic_batching: { priority_levels: 2, default_priority_level: 2 } });
   const row = [[1, 2, 3, 4]];
   await rejectsWith(version.infer(request(row, { parameters: { priority: 'high' } })), 'INVALID_ARGUMENT', /request parameter 'priority' must be a non-negative integer, got "high"/);
   await rejectsWith(version.infer(request(row, { parameters: { timeout: '100' } })), 'INVALID_ARGUMENT', /request parameter 'timeout' must be a non-negative integer of microseconds, got "100"/);
@@ -222,10 +222,13 @@ test('priority and timeout parameters of the wrong type or out of range are INVA
   await rejectsWith(version.infer(request(row, { parameters: { timeout: -5 } })), 'INVALID_ARGUMENT', /'timeout' must be a non-negative integer of microseconds, got -5/);
   await rejectsWith(version.infer(request(row, { parameters: { timeout: 1.5 } })), 'INVALID_ARGUMENT', /'timeout' must be a non-negative integer/);
   await rejectsWith(version.infer(request(row, { parameters: { priority: true } })), 'INVALID_ARGUMENT', /'priority' must be a non-negative integer/);
-  await rejectsWith(version.infer(request(row, { parameters: { priority: 3 } })), 'INVALID_ARGUMENT', /priority must be 1 \(highest\) to 2, got 3/);
+  await rejectsWith(version.infer(request(row, { parameters: { priority: -1 } })), 'INVALID_ARGUMENT', /'priority' must be a non-negative integer/);
   assert.deepEqual(backend.batches, []);
   const fine = await version.infer(request(row, { parameters: { priority: 2 } }));
   assert.deepEqual(output(fine, 'OUTPUT0'), doubled(row));
+  // Past the last level, as in Triton: the default level, not a refusal.
+  const beyond = await version.infer(request(row, { parameters: { priority: 3 } }));
+  assert.deepEqual(output(beyond, 'OUTPUT0'), doubled(row));
 });
 
 test('with a response cache, an identical request is a hit the engine never sees; cache_bypass skips the cache', async (t) => {

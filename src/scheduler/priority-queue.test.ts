@@ -361,16 +361,27 @@ describe('PriorityQueue: timeouts and deadlines', () => {
 });
 
 describe('PriorityQueue: validation and the timeout override', () => {
-  for (const priority of [3, -1, 1.5, Number.NaN]) {
-    it(`refuses priority ${priority} of 2 levels with INVALID_ARGUMENT, in validate() and push(), queueing nothing`, () => {
+  for (const priority of [-1, 1.5, Number.NaN]) {
+    it(`refuses priority ${priority} with INVALID_ARGUMENT, in validate() and push(), queueing nothing`, () => {
       const h = new Harness({ priorityLevels: 2, defaultPriorityLevel: 2 });
-      const expected = isError('INVALID_ARGUMENT', /^model 'q' version 1: priority must be 1 \(highest\) to 2, got /);
+      const expected = isError('INVALID_ARGUMENT', /^model 'q' version 1: priority must be a non-negative integer \(1 is the highest of 2 levels\), got /);
       assert.throws(() => h.queue.validate({ priority }), expected);
       assert.throws(() => h.queue.push('a', { priority }, now()), expected);
       assert.equal(h.queue.size, 0);
       assert.equal(h.queue.first(), undefined);
     });
   }
+
+  it('queues a priority past the last level at the default level, as Triton does', () => {
+    for (const defaultPriorityLevel of [1, 2]) {
+      const h = new Harness({ priorityLevels: 2, defaultPriorityLevel });
+      h.queue.push('level 2', { priority: 2 }, now());
+      h.queue.push('past the last', { priority: 3 }, now());
+      h.queue.push('level 1', { priority: 1 }, now());
+      assert.deepEqual(h.order(), defaultPriorityLevel === 1 ? ['past the last', 'level 1', 'level 2'] : ['level 1', 'level 2', 'past the last']);
+      h.clear();
+    }
+  });
 
   it('accepts every level and the default in validate()', () => {
     const h = new Harness({ priorityLevels: 2, defaultPriorityLevel: 2 });

@@ -169,12 +169,14 @@ export class PriorityQueue<T> {
   private levelOf(priority: number | undefined): number {
     const levels = this.options.priorityLevels;
     if (levels === 0) return 0;
-    // Only absent or 0 means the default: NaN (a double parameter can carry one) is refused like 1.5.
-    const chosen = priority === undefined || priority === 0 ? this.options.defaultPriorityLevel || levels : priority;
-    if (!Number.isInteger(chosen) || chosen < 1 || chosen > levels) {
-      throw new NereidError('INVALID_ARGUMENT', `${this.options.label}: priority must be 1 (highest) to ${levels}, got ${priority}`);
+    const defaultLevel = this.options.defaultPriorityLevel || levels;
+    if (priority === undefined) return defaultLevel - 1;
+    // NaN (a double parameter can carry one), 1.5 or -1 is no priority at all; 0 or one past the last level runs at
+    // the default level, as Triton runs it (so one priority sent to every model is never refused by those with fewer levels).
+    if (!Number.isInteger(priority) || priority < 0) {
+      throw new NereidError('INVALID_ARGUMENT', `${this.options.label}: priority must be a non-negative integer (1 is the highest of ${levels} levels), got ${priority}`);
     }
-    return chosen - 1;
+    return (priority === 0 || priority > levels ? defaultLevel : priority) - 1;
   }
 
   /** A request may shorten the queue timeout (never lengthen it) only where the policy allows it, as in Triton. */
