@@ -214,7 +214,7 @@ describe('trace extension over HTTP', () => {
     await refused('/v2/trace/setting', '["trace_rate"]', ['must be a JSON object']);
     const unknown = await http(traced, '/v2/models/nope/trace/setting', { trace_rate: '2' });
     assert.equal(unknown.status, 404);
-    assert.match(unknown.body.error, /unknown model 'nope'/);
+    assert.match(unknown.body.error, /unknown model: 'nope'/);
   });
 
   test('without a trace exporter tracing reports OFF and cannot be turned on', async () => {

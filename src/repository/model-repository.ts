@@ -31,6 +31,13 @@ export interface RepositoryIndexEntry {
   reason?: string;
 }
 
+/**
+ * A model that failed to load, with why. Found on a request's path (a model loading on demand), it is
+ * UNAVAILABLE unless the request's own config was at fault; the load API answers it as the caller's
+ * problem to fix, as Triton does (INVALID_ARGUMENT), so that no client retries a broken model's load.
+ */
+export class ModelLoadError extends NereidError {}
+
 /** The start's one line: how many versions are ready, how many failed and which (their reasons are in the index). */
 export function readinessSummary(index: readonly RepositoryIndexEntry[]): string {
   const ready = index.filter((row) => row.state === 'READY').length;
@@ -612,8 +619,8 @@ export class ModelRepository {
   private loadFailure(name: string, reason: string, configOverride: unknown, errors: readonly unknown[]): NereidError {
     const cause = errors[0] instanceof ModelConfigError ? errors[0].cause : errors[0];
     const callersMistake = configOverride !== undefined && errors.every((error) => error instanceof ModelConfigError);
-    if (callersMistake) return new NereidError('INVALID_ARGUMENT', `failed to load model '${name}' with the config given: ${reason}`, { cause });
-    return unavailable(`failed to load model '${name}': ${reason}`, cause);
+    if (callersMistake) return new ModelLoadError('INVALID_ARGUMENT', `failed to load model '${name}' with the config given: ${reason}`, { cause });
+    return new ModelLoadError('UNAVAILABLE', `failed to load model '${name}': ${reason}`, { cause });
   }
 
   private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
@@ -636,11 +643,8 @@ export class ModelRepository {
   private async unloadNow(name: string): Promise<void> {
     checkModelName(name);
     const entry = this.entries.get(name);
-    if (!entry || entry.unloaded) {
-      // Unloading what is not loaded is not an error in Triton either, but a name not in the repository is.
-      await this.modelFolder(name);
-      return;
-    }
+    // Unloading what is not loaded changes nothing and succeeds, as in Triton, whether or not the repository has it.
+    if (!entry || entry.unloaded) return;
     entry.unloaded = true;
     await Promise.all([...entry.versions.values()].map((version) => version.unload()));
     this.options.logger.info({ model: name }, `unloaded model '${name}'`);
@@ -652,7 +656,8 @@ export class ModelRepository {
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
       if (entry?.unloaded) throw notFound(`Request for unknown model: model '${name}' is not loaded (it was unloaded)`);
-      throw notFound(`Request for unknown model '${name}': it is not in the model repository`);
+      // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
+      throw notFound(`Request for unknown model: '${name}' is not found (not in the model repository, or not loaded)`);
     }
     if (version) {
       if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got '${version}'`);

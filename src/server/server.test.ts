@@ -84,7 +84,7 @@ test("a model whose backend cannot describe it is UNAVAILABLE with the reason, a
 
 test('infer() of a model the repository does not have is NOT_FOUND; a name that is a path is INVALID_ARGUMENT', async (t) => {
   const server = await started(t, { modelRepository: await fakeRepository(t, { good: undefined }) });
-  await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model 'missing'/);
+  await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model: 'missing'/);
   await rejectsWith(server.infer(request('../good')), 'INVALID_ARGUMENT', /invalid model name/);
   assert.equal(server.modelReady('missing'), false);
 });
@@ -104,7 +104,7 @@ test('while start() is still loading, a model not known yet is UNAVAILABLE with 
   assert.equal(httpStatusOf(error.code), 503);
   await server.start();
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
-  await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model 'missing'/);
+  await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model: 'missing'/);
 });
 
 test("model control mode 'none' refuses load and unload with UNAVAILABLE and the flag that allows them", async (t) => {

@@ -22,7 +22,7 @@ import { LogSettings, type LogSettingsAnswer } from '../observability/log-settin
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
-import { checkModelName, ModelRepository, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import { checkModelName, ModelLoadError, ModelRepository, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
@@ -119,6 +119,7 @@ export type ServerOptions = z.input<typeof serverOptionsSchema> & {
 
 export const SERVER_EXTENSIONS = [
   'classification',
+  'sequence',
   'model_repository',
   'model_configuration',
   'binary_tensor_data',
@@ -736,7 +737,10 @@ export class Server {
       await this.repository.folderOf(name);
       this.residency.declare(name, 'on_demand');
     }
-    await this.residency.load(name, () => this.repository.load(name, override));
+    await this.residency.load(name, () => this.repository.load(name, override)).catch((error: unknown) => {
+      if (error instanceof ModelLoadError && error.code !== 'INVALID_ARGUMENT') throw new NereidError('INVALID_ARGUMENT', error.message, { cause: error.cause });
+      throw error;
+    });
   }
 
   async unloadModel(name: string): Promise<void> {
