@@ -437,6 +437,8 @@ describe('checked at load (explicit model control), each mistake named', () => {
         await writeModel(repoDir, 'identity_int32', 1, identityModel('int32'), 'max_batch_size: 8\n');
         await writeModel(repoDir, 'wide', 1, identityModel('float32', ['batch', 16]), 'max_batch_size: 8\n');
         for (const [name, { config }] of Object.entries(mistakes)) await writeEnsemble(repoDir, name, config(name));
+        await writeEnsemble(repoDir, 'scale2_only', ensembleConfig('scale2_only', { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }));
+        await writeEnsemble(repoDir, 'outer_chain', ensembleConfig('outer_chain', { steps: [step('chain_yaml', { IN: 'IN' }, { OUT: 'OUT' })] }));
         // The same graph in YAML: scale2 then scale3.
         await mkdir(join(repoDir, 'chain_yaml', '1'), { recursive: true });
         await writeFile(
@@ -479,7 +481,7 @@ describe('checked at load (explicit model control), each mistake named', () => {
     assert.match(index.find((row: Json) => row.name === 'e_cycle').reason, /form a cycle/);
   });
 
-  test('loading an ensemble loads its steps, as Triton does; a step unloaded later fails its requests by name', async () => {
+  test('loading an ensemble loads its steps, as Triton does; a step unloaded later makes it UNAVAILABLE until the step is back', async () => {
     assert.equal(explicit.server.modelReady('scale3'), false);
     await explicit.server.loadModel('chain_yaml');
     assert.equal(explicit.server.modelReady('scale2'), true);
@@ -491,11 +493,44 @@ describe('checked at load (explicit model control), each mistake named', () => {
         body: await response.json(),
       }));
     assert.deepEqual((await infer()).body.outputs[0].data, [6, 12, 18, 24]);
+    await explicit.server.loadModel('outer_chain'); // chain_yaml is its step
     await explicit.server.unloadModel('scale3');
+    assert.equal(explicit.server.modelReady('outer_chain'), false, 'an ensemble whose step ensemble lost a step goes too');
+    // Not READY while it would fail every request, as in Triton; the index and the answer say which step is missing.
+    assert.equal((await fetch(`${explicit.url}/v2/models/chain_yaml/ready`)).status, 400);
+    const index = await (await fetch(`${explicit.url}/v2/repository/index`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).json();
+    assert.deepEqual(
+      index.filter((row: Json) => row.name === 'chain_yaml'),
+      [{ name: 'chain_yaml', state: 'UNAVAILABLE', reason: "ensemble 'chain_yaml' contains models that are not available: scale3" }],
+    );
     const failed = await infer();
-    assert.equal(failed.status, 404, JSON.stringify(failed.body));
-    assert.match(failed.body.error, /^ensemble 'chain_yaml' step 1 \(model 'scale3'\): Request for unknown model/);
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
+    assert.match(failed.body.error, /model 'chain_yaml' is unavailable: ensemble 'chain_yaml' contains models that are not available: scale3/);
+    // Loading the step brings the ensemble back by itself.
     await explicit.server.loadModel('scale3');
-    assert.equal((await infer()).status, 200);
+    assert.equal(explicit.server.modelReady('chain_yaml'), true);
+    assert.equal(explicit.server.modelReady('outer_chain'), true);
+    assert.deepEqual((await infer()).body.outputs[0].data, [6, 12, 18, 24]);
+    await explicit.server.unloadModel('outer_chain');
+  });
+
+  test('unload_dependents unloads an ensemble\'s steps too, except those another loaded ensemble uses; unknown unload parameters are refused', async () => {
+    const unload = (model: string, body: unknown) =>
+      fetch(`${explicit.url}/v2/repository/models/${model}/unload`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    await explicit.server.loadModel('chain_yaml'); // scale2 → scale3
+    await explicit.server.loadModel('scale2_only'); // scale2
+    assert.equal(explicit.server.modelReady('scale3'), true);
+    const refused = await unload('chain_yaml', { parameters: { unload_dependents: 'yes' } });
+    assert.equal(refused.status, 400);
+    assert.match((await refused.json()).error, /'unload_dependents' must be true or false/);
+    assert.equal((await unload('chain_yaml', { parameters: { colour: 'red' } })).status, 400);
+    assert.equal((await unload('chain_yaml', { parameters: { unload_dependents: true } })).status, 200);
+    assert.equal(explicit.server.modelReady('chain_yaml'), false);
+    assert.equal(explicit.server.modelReady('scale3'), false, 'a step only this ensemble used is unloaded with it');
+    assert.equal(explicit.server.modelReady('scale2'), true, 'a step another loaded ensemble uses stays');
+    assert.equal(explicit.server.modelReady('scale2_only'), true);
+    // Without the parameter only the ensemble goes, as before.
+    assert.equal((await unload('scale2_only', { parameters: { unload_dependents: false } })).status, 200);
+    assert.equal(explicit.server.modelReady('scale2'), true);
   });
 });

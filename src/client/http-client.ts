@@ -155,8 +155,10 @@ export class HttpClient {
     await this.json('POST', `/v2/repository/models/${encodeURIComponent(model)}/load`, config ? { parameters: { config: JSON.stringify(config) } } : {});
   }
 
-  async unloadModel(model: string): Promise<void> {
-    await this.json('POST', `/v2/repository/models/${encodeURIComponent(model)}/unload`, {});
+  /** `unloadDependents`: an ensemble's steps go too (those no other loaded ensemble uses), as tritonclient's unload_dependents. */
+  async unloadModel(model: string, options: { unloadDependents?: boolean } = {}): Promise<void> {
+    const body = options.unloadDependents !== undefined ? { parameters: { unload_dependents: options.unloadDependents } } : {};
+    await this.json('POST', `/v2/repository/models/${encodeURIComponent(model)}/unload`, body);
   }
 
   /** Every registered system shared memory region, or the one named. */

@@ -38,6 +38,11 @@ export interface RepositoryIndexEntry {
  */
 export class ModelLoadError extends NereidError {}
 
+/** Triton's words for an ensemble whose steps are gone. */
+function ensembleMissingReason(ensemble: string, missing: ReadonlySet<string>): string {
+  return `ensemble '${ensemble}' contains models that are not available: ${[...missing].join(', ')}`;
+}
+
 /** The start's one line: how many versions are ready, how many failed and which (their reasons are in the index). */
 export function readinessSummary(index: readonly RepositoryIndexEntry[]): string {
   const ready = index.filter((row) => row.state === 'READY').length;
@@ -70,6 +75,8 @@ export interface ModelRepositoryOptions {
   holdStep?: (name: string) => (() => void) | Promise<() => void> | undefined;
   /** Models whose backend runs code from the repository (javascript handlers) may load: the server's --allow-code-models. */
   allowCodeModels?: boolean;
+  /** Whether a model loads again on its next call (on-demand residency): unloading such a step leaves its ensembles available. */
+  loadsOnDemand?: (name: string) => boolean;
 }
 
 interface ModelEntry {
@@ -79,6 +86,10 @@ interface ModelEntry {
   unloaded: boolean;
   /** Why the last reload failed while these versions kept serving; cleared by the next load that replaces them. */
   reloadFailure?: string;
+  /** An ensemble's step models, as its config names them. */
+  steps?: readonly string[];
+  /** Steps unloaded after this ensemble loaded: it is UNAVAILABLE until they load again, and then loads itself. */
+  missingSteps?: Set<string>;
 }
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
@@ -351,8 +362,8 @@ export class ModelRepository {
    * A config given with the request that does not parse or does not fit the model is the caller's
    * mistake (INVALID_ARGUMENT); a repository whose model cannot load is UNAVAILABLE.
    */
-  load(name: string, configOverride?: unknown): Promise<void> {
-    return this.serialise(name, async () => {
+  async load(name: string, configOverride?: unknown): Promise<void> {
+    await this.serialise(name, async () => {
       // As Triton: a load without a config keeps the last one a load gave, until another is given, the model is
       // unloaded, or its config file changes on disk (a reload from disk then reads the file).
       const files = await this.configFilesText(name);
@@ -362,6 +373,8 @@ export class ModelRepository {
       await this.loadNow(name, config);
       if (configOverride !== undefined) this.overrides.set(name, { config: configOverride, files });
     });
+    // After the model's own turn: an ensemble's load waits for its steps' turns, this one's included.
+    await this.restoreEnsemblesWaitingFor(name);
   }
 
   /** The model folder's config files as they are now, to tell whether they changed since a load; '' when unreadable. */
@@ -375,11 +388,61 @@ export class ModelRepository {
     }
   }
 
-  unload(name: string): Promise<void> {
-    return this.serialise(name, async () => {
+  /**
+   * Unloads a model; ensembles that have it as a step become UNAVAILABLE until it loads again (as in
+   * Triton, where they would otherwise answer READY and fail every request). With `dependents`, an
+   * ensemble's steps are unloaded too, those no other loaded ensemble uses (Triton's unload_dependents).
+   * Returns the models it unloaded.
+   */
+  async unload(name: string, options: { dependents?: boolean } = {}): Promise<string[]> {
+    const steps = this.entries.get(name)?.steps ?? [];
+    await this.serialise(name, async () => {
       this.overrides.delete(name);
       await this.unloadNow(name);
     });
+    await this.failEnsemblesUsing(name);
+    const unloaded = [name];
+    if (!options.dependents) return unloaded;
+    for (const step of steps) {
+      const stillUsed = [...this.entries.values()].some((entry) => !entry.unloaded && !entry.missingSteps && entry.steps?.includes(step));
+      if (!stillUsed) unloaded.push(...(await this.unload(step, options)));
+    }
+    return unloaded;
+  }
+
+  /** Ensembles loaded with `step` among their steps, now that it is unloaded: UNAVAILABLE, with why, until it is back. */
+  private async failEnsemblesUsing(step: string): Promise<void> {
+    if (this.options.loadsOnDemand?.(step)) return;
+    const users = () => [...this.entries].filter(([, entry]) => !entry.unloaded && entry.steps?.includes(step)).map(([name]) => name);
+    for (const ensemble of users()) {
+      await this.serialise(ensemble, async () => {
+        const entry = this.entries.get(ensemble);
+        if (!entry || entry.unloaded || !entry.steps?.includes(step)) return;
+        const missingSteps = new Set([...(entry.missingSteps ?? []), step]);
+        const reason = ensembleMissingReason(ensemble, missingSteps);
+        const failed: ModelEntry = { versions: new Map(), failures: new Map([['', reason]]), unloaded: false, steps: entry.steps, missingSteps };
+        await this.replace(ensemble, failed, entry);
+        this.options.logger.warn({ model: ensemble, missing: [...missingSteps] }, `${reason}; it loads again when they do`);
+      });
+      // An ensemble that is itself a step of another takes that one down with it.
+      await this.failEnsemblesUsing(ensemble);
+    }
+  }
+
+  /** Ensembles that waited for `step`: loaded again once every step they lost is back. */
+  private async restoreEnsemblesWaitingFor(step: string): Promise<void> {
+    if (!this.isReady(step)) return;
+    for (const [ensemble, entry] of [...this.entries]) {
+      if (entry.unloaded || !entry.missingSteps?.has(step)) continue;
+      entry.missingSteps.delete(step);
+      if (entry.missingSteps.size > 0) {
+        entry.failures.set('', ensembleMissingReason(ensemble, entry.missingSteps));
+        continue;
+      }
+      this.options.logger.info({ model: ensemble }, `ensemble '${ensemble}': its steps are available again; loading it`);
+      // Its own failure is logged and kept in the index; the step's load succeeded either way.
+      await this.load(ensemble).catch(() => undefined);
+    }
   }
 
   /**
@@ -520,6 +583,7 @@ export class ModelRepository {
       await this.replaceUnlessServing(name, entry, previous, [...entry.failures.values()].join('; '));
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
+    if (!backend) entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
     await this.replace(name, entry, previous);
   }
 

@@ -15,7 +15,7 @@ export interface RepositoryPollerOptions {
   /** How a new or changed model is loaded (default: the repository's load). */
   load?: (name: string) => Promise<void>;
   /** How a removed model is unloaded (default: the repository's unload). */
-  unload?: (name: string) => Promise<void>;
+  unload?: (name: string) => Promise<unknown>;
 }
 
 interface Seen {
@@ -88,7 +88,7 @@ export class RepositoryPoller {
       if (now.has(name)) continue;
       logger.info({ model: name }, `repository poll: model '${name}' was removed; unloading`);
       this.fingerprints.forget(before.folder);
-      actions.push(unload(name).catch(() => undefined));
+      actions.push(unload(name).then(() => undefined, () => undefined));
     }
     this.seen = now;
     await Promise.all(actions);

@@ -121,6 +121,7 @@ export const SERVER_EXTENSIONS = [
   'classification',
   'sequence',
   'model_repository',
+  'model_repository(unload_dependents)',
   'model_configuration',
   'binary_tensor_data',
   'parameters',
@@ -189,6 +190,7 @@ export class Server {
       callStep: (request, context) => this.infer(request, context),
       holdStep: (name) => this.hold(name),
       allowCodeModels: this.options.allowCodeModels,
+      loadsOnDemand: (name) => this.residency.residencyOf(name) === 'on_demand',
     });
     this.residency = new ModelResidency({
       repository: this.repository,
@@ -743,10 +745,16 @@ export class Server {
     });
   }
 
-  async unloadModel(name: string): Promise<void> {
+  /** Unloads a model; `unload_dependents: true` unloads an ensemble's steps too (those no other loaded ensemble uses), as in Triton. */
+  async unloadModel(name: string, parameters: Record<string, unknown> = {}): Promise<void> {
     this.requireExplicitControl('unload');
-    await this.repository.unload(name);
-    this.residency.unloaded(name);
+    checkModelName(name);
+    for (const [key, value] of Object.entries(parameters)) {
+      if (key !== 'unload_dependents') throw invalidArgument(`unknown unload parameter '${key}' (supported: unload_dependents)`);
+      if (typeof value !== 'boolean') throw invalidArgument(`unload parameter 'unload_dependents' must be true or false, got ${JSON.stringify(value)}`);
+    }
+    const unloaded = await this.repository.unload(name, { dependents: parameters.unload_dependents === true });
+    for (const model of unloaded) this.residency.unloaded(model);
   }
 
   /** Per model whose residency is managed: whether it is in memory, what it was charged, its loads and evictions. */

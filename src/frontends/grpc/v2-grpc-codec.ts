@@ -211,11 +211,11 @@ export async function encodeModelInferResponse(
 }
 
 /** ModelRepositoryParameter map -> the load parameters the core reads (`config`: a JSON string). */
-export function repositoryParametersFromProto(map: ParameterMap | undefined): Record<string, unknown> {
+export function repositoryParametersFromProto(map: ParameterMap | undefined, action: 'load' | 'unload'): Record<string, unknown> {
   const parameters: Record<string, unknown> = {};
   for (const [key, parameter] of Object.entries(map ?? {})) {
     const value = parameterValueOf(parameter);
-    if (value === undefined) throw invalidArgument(`load parameter '${key}' has no value`);
+    if (value === undefined) throw invalidArgument(`${action} parameter '${key}' has no value`);
     parameters[key] = value;
   }
   return parameters;

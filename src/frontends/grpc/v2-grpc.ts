@@ -251,11 +251,11 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       repositoryIndexToProto(await server.repositoryIndex(request.ready)),
     ),
     RepositoryModelLoad: unary('RepositoryModelLoad', async (request: { model_name: string; parameters: ParameterMap }) => {
-      await server.loadModel(request.model_name, repositoryParametersFromProto(request.parameters));
+      await server.loadModel(request.model_name, repositoryParametersFromProto(request.parameters, 'load'));
       return {};
     }),
-    RepositoryModelUnload: unary('RepositoryModelUnload', async (request: { model_name: string }) => {
-      await server.unloadModel(request.model_name);
+    RepositoryModelUnload: unary('RepositoryModelUnload', async (request: { model_name: string; parameters: ParameterMap }) => {
+      await server.unloadModel(request.model_name, repositoryParametersFromProto(request.parameters, 'unload'));
       return {};
     }),
     ModelInfer: unary('ModelInfer', async (message: ModelInferRequestMessage, call, reqId) => {

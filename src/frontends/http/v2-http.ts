@@ -391,8 +391,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     server.setTrafficWeights(request.params.model, bodyObject(request, 'traffic request').weights),
   );
   app.post<{ Params: { model: string } }>('/v2/repository/models/:model/unload', async (request, reply) => {
-    bodyObject(request, 'unload request');
-    await server.unloadModel(request.params.model);
+    const parameters = bodyObject(request, 'unload request').parameters ?? {};
+    if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) throw invalidArgument(`'parameters' must be an object`);
+    await server.unloadModel(request.params.model, parameters as Record<string, unknown>);
     return reply.code(200).send();
   });
 
