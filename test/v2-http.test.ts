@@ -199,6 +199,11 @@ describe('health and metadata', () => {
       ['INPUT1', 'TYPE_INT32', [16]],
     ]);
     assert.equal(simple.output[0].label_filename, 'labels.txt');
+    // The defaults Triton's JSON writes for fields left unset, which tools read, and instance groups named as Triton names them.
+    assert.equal(simple.output[1].label_filename, '');
+    assert.deepEqual(simple.input.map((input: Json) => [input.format, input.is_shape_tensor]), [['FORMAT_NONE', false], ['FORMAT_NONE', false]]);
+    assert.deepEqual(simple.model_transaction_policy, { decoupled: false });
+    assert.deepEqual(simple.instance_group.map((group: Json) => group.name), ['simple_0']);
     assert.deepEqual(await okJson(await get(main, '/v2/models/simple/versions/1/config')), simple);
 
     const yaml = await okJson(await get(main, '/v2/models/yaml_scale/config'));

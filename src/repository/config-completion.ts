@@ -148,7 +148,11 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     platform: config.platform ?? defaults.backend.platforms[0] ?? defaults.backend.name,
     input: complete('input', config.input, signature.inputs),
     output: complete('output', config.output, signature.outputs),
-    instance_group: config.instance_group.length > 0 ? config.instance_group : [{ kind: 'KIND_CPU', count: defaults.defaultInstanceCount }],
+    // Named as Triton names them (<model>_<index>), so statistics and logs can tell groups apart.
+    instance_group: (config.instance_group.length > 0 ? config.instance_group : [{ kind: 'KIND_CPU' as const, count: defaults.defaultInstanceCount }]).map((group, index) => ({
+      ...group,
+      name: group.name || `${defaults.name}_${index}`,
+    })),
     // As Triton's auto-complete does: a batch size the model file allowed (not one the config asked for) comes with the dynamic batcher.
     dynamic_batching:
       config.dynamic_batching ?? (config.max_batch_size === undefined && maxBatchSize > 0 && !('sequence_batching' in config) ? dynamicBatchingSchema.parse({}) : undefined),

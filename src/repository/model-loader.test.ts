@@ -65,7 +65,7 @@ const created = (backend: FakeBackend) => backend.instances.map(({ options }) =>
 test('without instance_group, the backend\'s defaultInstances decides: its count in the completed config, its threads for each instance', async (t) => {
   const backend = planningBackend({ count: 3, threadsPerInstance: 2 });
   const version = await loadVersion(t, backend, { max_batch_size: 4 });
-  assert.deepEqual(version.config.instance_group, [{ kind: 'KIND_CPU', count: 3 }]);
+  assert.deepEqual(version.config.instance_group, [{ kind: 'KIND_CPU', count: 3, name: 'm_0' }], 'named as Triton names groups');
   assert.deepEqual(created(backend), [
     [0, 'CPU', 2],
     [1, 'CPU', 2],
@@ -92,7 +92,7 @@ test('a backend without defaultInstances: one instance computing with every core
   const backend = doublerBackend();
   assert.equal((backend as Backend).defaultInstances, undefined);
   const version = await loadVersion(t, backend, { max_batch_size: 4 });
-  assert.deepEqual(version.config.instance_group, [{ kind: 'KIND_CPU', count: 1 }]);
+  assert.deepEqual(version.config.instance_group, [{ kind: 'KIND_CPU', count: 1, name: 'm_0' }]);
   assert.deepEqual(created(backend), [[0, 'CPU', availableParallelism()]]);
 });
 
@@ -165,17 +165,17 @@ async function assertAddSubServes(version: ModelVersion): Promise<void> {
 test('ONNX Runtime, no instance_group: a small model gets one instance; with execution_thread worker, one per core', async (t) => {
   const backend = new OnnxRuntimeBackend();
   const small = await loadVersion(t, backend, {}, addSubModel());
-  assert.deepEqual(small.config.instance_group, [{ kind: 'KIND_CPU', count: 1 }]);
+  assert.deepEqual(small.config.instance_group, [{ kind: 'KIND_CPU', count: 1, name: 'm_0' }]);
   assert.deepEqual(small.config.dynamic_batching, dynamicBatchingSchema.parse({}), 'max_batch_size was auto-completed');
   await assertAddSubServes(small);
   const workers = await loadVersion(t, backend, { parameters: { execution_thread: 'worker' } }, addSubModel());
-  assert.deepEqual(workers.config.instance_group, [{ kind: 'KIND_CPU', count: availableParallelism() }]);
+  assert.deepEqual(workers.config.instance_group, [{ kind: 'KIND_CPU', count: availableParallelism(), name: 'm_0' }]);
   await assertAddSubServes(workers);
 });
 
-test('ONNX Runtime, an instance_group in the config is kept as it is', async (t) => {
+test('ONNX Runtime, an instance_group in the config is kept as it is (named <model>_<index> when it has no name, as in Triton)', async (t) => {
   const group = { kind: 'KIND_CPU', count: 3 };
-  const version = await loadVersion(t, new OnnxRuntimeBackend(), { instance_group: [group] }, addSubModel());
-  assert.deepEqual(version.config.instance_group, [group]);
+  const version = await loadVersion(t, new OnnxRuntimeBackend(), { instance_group: [group, { ...group, name: 'mine' }] }, addSubModel());
+  assert.deepEqual(version.config.instance_group, [{ ...group, name: 'm_0' }, { ...group, name: 'mine' }]);
   await assertAddSubServes(version);
 });

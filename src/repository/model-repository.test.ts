@@ -634,7 +634,10 @@ test('config.yaml and config.json are read like config.pbtxt and complete to the
     }),
   });
   for (const name of ['p', 'y', 'j']) await repo.load(name);
-  const strip = (name: string) => JSON.parse(JSON.stringify({ ...repo.get(name).config, name: undefined }));
+  const strip = (name: string) => {
+    const { config } = repo.get(name);
+    return JSON.parse(JSON.stringify({ ...config, name: undefined, instance_group: config.instance_group.map((group) => ({ ...group, name: undefined })) }));
+  };
   assert.deepEqual(strip('y'), strip('p'));
   assert.deepEqual(strip('j'), strip('p'));
   assert.equal(repo.get('p').config.max_batch_size, 4);

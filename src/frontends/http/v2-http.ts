@@ -16,6 +16,7 @@ import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.j
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
+import type { CompletedModelConfig } from '../../config/model-config.js';
 import type { Server } from '../../server/server.js';
 import { admitFromHeaders, readBody, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
@@ -114,6 +115,19 @@ async function sendCompressed(reply: FastifyReply, chunks: readonly Buffer[], he
   reply.header('content-encoding', encoding).header('vary', 'Accept-Encoding');
   if (headerLength === undefined) return reply.type('application/json').send(body);
   return reply.header('inference-header-content-length', headerLength).type('application/octet-stream').send(body);
+}
+
+/**
+ * A model's config as Triton's JSON writes it, with the defaults of fields Nereid leaves unset (as
+ * the gRPC message has them): tools read e.g. model_transaction_policy.decoupled or an input's format.
+ */
+function withTritonDefaults(config: CompletedModelConfig) {
+  return {
+    ...config,
+    input: config.input.map((input) => ({ format: 'FORMAT_NONE', is_shape_tensor: false, ...input })),
+    output: config.output.map((output) => ({ label_filename: '', is_shape_tensor: false, ...output })),
+    model_transaction_policy: { decoupled: false },
+  };
 }
 
 /** Each inference request's context, for the access log to read what the model wrote back into it. */
@@ -334,7 +348,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     });
   }
   for (const path of modelPaths('/config')) {
-    app.get<{ Params: ModelParams }>(path, async (request) => server.modelConfig(request.params.model, request.params.version));
+    app.get<{ Params: ModelParams }>(path, async (request) => withTritonDefaults(await server.modelConfig(request.params.model, request.params.version)));
   }
   // Inference routes are admitted from their headers, before their body is read (auth hooks run first).
   const admission = admitFromHeaders(server);
