@@ -611,7 +611,7 @@ program
         ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
         '| value | PSI | KS D | level |',
         '|---|---:|---:|---|',
-        ...report.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? "–"} | ${feature.level} |`),
+        ...report.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? "–"} | ${feature.level}${feature.informational ? " (not counted: images are resized)" : ""} |`),
       ].join('\n'),
     );
   });

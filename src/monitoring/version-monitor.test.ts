@@ -120,3 +120,20 @@ test('labels fed back by request id give realised accuracy beside the calibrated
   assert.equal(monitor.feedback('batch/2', 1), true);
   assert.equal(monitor.feedback('batch', 1), false);
 });
+
+test("an image's width and height are reported but do not move the state: pre-processing resizes every image", () => {
+  const reference = profile();
+  reference.features['input.width'] = summariseFeature(Array.from({ length: 4000 }, () => 28));
+  reference.features['input.height'] = summariseFeature(Array.from({ length: 4000 }, () => 28));
+  const monitor = new VersionMonitor(reference, { window: { capacity: 500 }, evaluateEvery: 50 });
+  const random = uniform(11);
+  for (let batch = 0; batch < 10; batch++) {
+    monitor.record(rows(50, random).map((row) => ({ ...row, inputs: { ...row.inputs, 'input.width': 112, 'input.height': 112 } })));
+  }
+  const evaluation = monitor.latest!;
+  const width = evaluation.features.find((feature) => feature.feature === 'input.width')!;
+  assert.equal(width.level, 'drift', 'every image is 112 wide where the reference had 28');
+  assert.equal(width.informational, true);
+  assert.ok(evaluation.score < 0.1, `score ${evaluation.score} counts the other features only`);
+  assert.equal(monitor.driftState, 'ok');
+});

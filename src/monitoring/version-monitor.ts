@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { BucketCounts } from '../observability/collected-metric.js';
 import { AccuracyWindow, type AccuracySummary } from './accuracy-estimate.js';
-import { categoricalFeatureDrift, expectedAccuracyAt, numericFeatureDrift, summariseProbabilities, type FeatureDrift } from './drift-report.js';
+import { categoricalFeatureDrift, countedFeatures, expectedAccuracyAt, numericFeatureDrift, summariseProbabilities, type FeatureDrift } from './drift-report.js';
 import { DriftStateMachine, driftStateOptionsSchema, type DriftState, type DriftTransition } from './drift-state.js';
 import type { ReferenceProfile } from './reference-profile.js';
 import { CategoricalWindow, NumericWindow, slidingWindowOptionsSchema, type WindowSpan } from './sliding-window.js';
@@ -44,7 +44,7 @@ export const CONFIDENCE_BUCKETS: readonly number[] = [0.1, 0.2, 0.3, 0.4, 0.5, 0
 export interface MonitorEvaluation {
   /** Clock time of the evaluation. */
   at: number;
-  /** The largest PSI of any feature evaluated: what moves the state. */
+  /** The largest PSI of any feature evaluated but the informational ones: what moves the state. */
   score: number;
   /** Most drifted first (by PSI); features whose window holds fewer than the state's minSamples values are left out. */
   features: FeatureDrift[];
@@ -179,7 +179,7 @@ export class VersionMonitor {
       features.push(categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged.counts()));
     }
     features.sort((a, b) => b.psi - a.psi);
-    return { at: this.now(), score: features[0]?.psi ?? 0, features };
+    return { at: this.now(), score: countedFeatures(features)[0]?.psi ?? 0, features };
   }
 
   /** Evaluates and moves the state with the result; returns the transition, if any. */

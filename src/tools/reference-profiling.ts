@@ -13,6 +13,7 @@ import { z } from 'zod';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import {
   categoricalFeatureDrift,
+  countedFeatures,
   expectedAccuracyAt,
   expectedCalibrationError,
   fitMahalanobis,
@@ -292,8 +293,9 @@ export interface MonitorReport {
  * (≈ 1.63/√m), and when none does, the data say nothing either way.
  */
 function stateOf(features: readonly FeatureDrift[], examples: number): DriftLevel | 'insufficient_data' {
-  if (examples >= MIN_DRIFT_SAMPLES) return worstLevel(features.map((feature) => feature.level));
-  const beyondChance = features.filter((feature) => feature.ks !== undefined && feature.ks >= 1.63 / Math.sqrt(examples) && feature.level !== 'ok');
+  const counted = countedFeatures(features);
+  if (examples >= MIN_DRIFT_SAMPLES) return worstLevel(counted.map((feature) => feature.level));
+  const beyondChance = counted.filter((feature) => feature.ks !== undefined && feature.ks >= 1.63 / Math.sqrt(examples) && feature.level !== 'ok');
   return beyondChance.length > 0 ? worstLevel(beyondChance.map((feature) => feature.level)) : 'insufficient_data';
 }
 
