@@ -214,3 +214,30 @@ test('a version without a reference profile says so in /monitor and serves as be
     await rm(repository, { recursive: true, force: true });
   }
 });
+
+test('a reload of the same version with the same profile keeps its monitor: window, state and predictions waiting for labels', async () => {
+  const logged: Record<string, unknown>[] = [];
+  const served = await startTestServer({
+    repoDir: REPOSITORY,
+    server: { logger: capturingLogger(logged, 'info'), modelControlMode: 'explicit', loadModels: ['fashion_mnist'], monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } },
+  });
+  try {
+    for (let start = 0; start < 200; start += PER_REQUEST) await classify(served, inverted.slice(start, start + PER_REQUEST), `before-${start}`);
+    const before = await monitorOf(served);
+    assert.equal(before.state, 'drift', 'inverted garments drift');
+    await served.server.loadModel('fashion_mnist');
+    assert.ok(logged.some((line) => String(line.msg).includes('monitoring carries on from the previous load')), 'the reload says so');
+    const after = await monitorOf(served);
+    assert.equal(after.state, 'drift', 'the reload did not hide the drift in progress');
+    assert.equal(after.window.rows, before.window.rows);
+    assert.deepEqual(after.transitions, before.transitions);
+    const answer = await fetch(`${served.url}/v2/models/fashion_mnist/feedback`, {
+      method: 'POST',
+      body: JSON.stringify({ labels: [{ id: 'before-0/0', label: labels[0] }] }),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.deepEqual(await answer.json(), { accepted: 1, unknown: [], unknown_count: 0 }, 'a prediction made before the reload still takes its label');
+  } finally {
+    await served.close();
+  }
+});

@@ -5,6 +5,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { Backend, BackendInstance, InstanceOptions, ModelCall } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
@@ -17,7 +18,7 @@ import { ModelVersion, type QuantizationSummary } from '../model/model-version.j
 import type { ReferenceProfile } from '../monitoring/reference-profile.js';
 import { MahalanobisScorer } from '../monitoring/representation-ood.js';
 import { exposedName, type ExposedTensor } from '../onnx/onnx-model-file.js';
-import { VersionMonitor, type VersionMonitorSettings } from '../monitoring/version-monitor.js';
+import { VersionMonitor, versionMonitorOptionsSchema, type VersionMonitorSettings } from '../monitoring/version-monitor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
@@ -60,12 +61,25 @@ export interface VersionLoadOptions {
   referenceProfile?: ReferenceProfile;
   /** Window and state settings of the version's monitor (built when it has a reference profile). */
   monitoring?: VersionMonitorSettings;
+  /**
+   * The monitor of the same version as loaded before this reload: kept, windows, state and labels waiting for
+   * feedback included, when the profile and settings are the same (a reload must not hide a drift in progress).
+   */
+  previousMonitor?: VersionMonitor;
   /** How the version's instances call other models (a handler's context.infer). */
   callModel?: ModelCall;
 }
 
-/** The version's live monitor, which logs each change of its drift state with the features that moved it: a warning when it worsens, info when it settles to ok. */
-function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings | undefined, label: string, logger: Logger): VersionMonitor {
+/**
+ * The version's live monitor, which logs each change of its drift state with the features that moved it: a warning
+ * when it worsens, info when it settles to ok. A reload of the same version with the same profile and settings keeps
+ * the monitor it had.
+ */
+function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings | undefined, label: string, logger: Logger, previous?: VersionMonitor): VersionMonitor {
+  if (previous && isDeepStrictEqual(previous.profile, profile) && isDeepStrictEqual(previous.options, versionMonitorOptionsSchema.parse(settings ?? {}))) {
+    logger.info({ rows: previous.snapshot().window.size, state: previous.driftState }, `${label}: monitoring carries on from the previous load (same reference profile)`);
+    return previous;
+  }
   return new VersionMonitor(profile, settings, {
     onTransition: (transition, evaluation) => {
       const top = evaluation.features.slice(0, 3).map((feature) => ({ feature: feature.feature, psi: Number(feature.psi.toFixed(4)), level: feature.level }));
@@ -246,7 +260,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       quantization: options.quantization,
       // Pooled inside the engine when the detector pools: the rows arrive as the features it scores.
       ood: ood ? { tensor: exposedName(exposed!), pooling: 'none', threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
-      monitor: options.referenceProfile && monitorOf(options.referenceProfile, options.monitoring, label, logger),
+      monitor: options.referenceProfile && monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor),
       modelFileBytes: (await stat(options.modelPath)).size,
     });
   } catch (error) {

@@ -552,6 +552,7 @@ export class ModelRepository {
             modelPath,
             referenceProfile,
             monitoring: this.options.monitoring || undefined,
+            previousMonitor: previous && !previous.unloaded ? previous.versions.get(version)?.monitor : undefined,
             config,
             backend,
             logger: logger.child({ version }),
