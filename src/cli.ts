@@ -5,7 +5,7 @@
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -23,7 +23,7 @@ import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, form
 import { redisConnection } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
-import { slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel } from './monitoring/index.js';
+import { REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel } from './monitoring/index.js';
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
@@ -779,6 +779,11 @@ program
         `ms per example (batch 1, 1 thread): source ${msPerExample.source.toFixed(3)}, quantized ${msPerExample.quantized.toFixed(3)} (${msPerExample.speedup.toFixed(2)}x)`,
       ].join('\n'),
     );
+    // The source's profile describes the float model's features: the new version needs its own to be monitored.
+    const sourceProfile = report.path && join(dirname(report.path), report.sourceVersion, REFERENCE_PROFILE_FILE);
+    if (sourceProfile && (await access(sourceProfile).then(() => true, () => false))) {
+      console.log(`version ${report.outputVersion} has no reference profile, where version ${report.sourceVersion} has one: build it so the new version is monitored too: nereid profile --model ${report.model} --version ${report.outputVersion} --data <in-distribution data>`);
+    }
   });
 
 // ---------------------------------------------------------------------------------------------

@@ -241,3 +241,25 @@ test('a reload of the same version with the same profile keeps its monitor: wind
     await served.close();
   }
 });
+
+test('a version served without a reference profile, where another version has one, is warned of at load', async () => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-monitor-'));
+  try {
+    const { cp } = await import('node:fs/promises');
+    await cp(join(REPOSITORY, 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
+    // Version 2 as `nereid quantize` leaves it: a model file, no profile; the default policy serves it alone.
+    await cp(join(repository, 'fashion_mnist', '1'), join(repository, 'fashion_mnist', '2'), { recursive: true });
+    await rm(join(repository, 'fashion_mnist', '2', 'reference.json'));
+    const logged: Record<string, unknown>[] = [];
+    const served = await startTestServer({ repoDir: repository, server: { logger: capturingLogger(logged) } });
+    try {
+      const warning = logged.find((line) => String(line.msg).includes('has no reference profile'));
+      assert.match(String(warning?.msg), /model 'fashion_mnist' version 2 has no reference profile \(reference\.json\), where version 1 has one: .*nereid profile --model fashion_mnist --version 2/);
+      assert.equal((await monitorOf(served)).monitored, false);
+    } finally {
+      await served.close();
+    }
+  } finally {
+    await rm(repository, { recursive: true, force: true });
+  }
+});

@@ -585,7 +585,27 @@ export class ModelRepository {
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
     if (!backend) entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
+    if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, folder, entry, logger);
     await this.replace(name, entry, previous);
+  }
+
+  /**
+   * A version without a reference profile serves without OOD flags, drift windows or feedback: said at load when
+   * another version of the model has one (a quantized version, say, whose profile was not built).
+   */
+  private async warnOfUnmonitoredVersions(name: string, folder: string, entry: ModelEntry, logger: Logger): Promise<void> {
+    const unmonitored = [...entry.versions.values()].filter((version) => !version.monitor);
+    if (unmonitored.length === 0) return;
+    const onDisk = await versionFolders(folder);
+    const profiled = await Promise.all(onDisk.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
+    const monitored = onDisk.filter((_, index) => profiled[index]);
+    if (monitored.length === 0) return;
+    for (const version of unmonitored) {
+      logger.warn(
+        { version: version.version },
+        `model '${name}' version ${version.version} has no reference profile (${REFERENCE_PROFILE_FILE}), where version ${monitored.join(', ')} has one: it serves without OOD flags, drift monitoring or feedback; build one with nereid profile --model ${name} --version ${version.version} --data <in-distribution data>`,
+      );
+    }
   }
 
   /** Without the server's path: a call goes straight to the version the repository serves. */
