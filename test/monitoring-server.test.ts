@@ -175,7 +175,17 @@ test('labels fed back by request id give the realised accuracy beside the estima
 
     const refused = await post({ labels: [{ id: 'batch-0/0', label: 'Spaceship' }] });
     assert.equal(refused.status, 400);
-    assert.match(((await refused.json()) as { error: string }).error, /'Spaceship' is not one of the model's 10 classes: T-shirt\/top/);
+    assert.match(((await refused.json()) as { error: string }).error, /'Spaceship' is not one of the model's 10 classes \(a label, or an index 0 to 9\): T-shirt\/top/);
+    assert.equal((await post({ labels: [{ id: 'batch-0/0', label: 10 }] })).status, 400, 'an index past the last class');
+    // A label as eval's class folders spell it, or an index written as text, names the class too.
+    assert.deepEqual(await (await post({ labels: [{ id: 'batch-0/0', label: classNames[labels[0]].replaceAll('/', '_') }, { id: 'batch-0/1', label: String(labels[1]) }] })).json(), {
+      accepted: 2,
+      unknown: [],
+      unknown_count: 0,
+    });
+    const twice = await post({ labels: [{ id: 'batch-0/0', label: 1 }, { id: 'batch-0/0', label: 2 }] });
+    assert.equal(twice.status, 400);
+    assert.match(((await twice.json()) as { error: string }).error, /request id 'batch-0\/0' more than once/);
     const malformed = await post({ labels: [{ request: 'x' }] });
     assert.equal(malformed.status, 400);
     assert.match(((await malformed.json()) as { error: string }).error, /feedback must be \{"labels"/);

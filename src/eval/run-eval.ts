@@ -18,6 +18,7 @@ import type { ModelVersion } from '../model/model-version.js';
 import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
+import { classFolderName, classOfName } from '../monitoring/class-names.js';
 import { COMPARISON_METRICS, judgeGate, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
 import { evaluateClassification, type ClassificationReport } from './classification-metrics.js';
 import { compareOutputs, ctcGreedyText, evaluateText, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
@@ -50,16 +51,6 @@ export interface LabelledImages {
   files: { path: string; label?: number }[];
 }
 
-/** The folder a class's images go in: its label, with '/' (which no folder name can hold) written as '_'. */
-export function classFolderName(label: string): string {
-  return label.replaceAll('/', '_');
-}
-
-/** The class a folder names (by label, see classFolderName, or by index), or undefined when it names none. */
-export function classOfFolder(labels: readonly string[]): (folder: string) => number | undefined {
-  const byFolder = new Map(labels.map((label, index) => [classFolderName(label), index]));
-  return (folder) => byFolder.get(folder) ?? (/^\d+$/.test(folder) && Number(folder) < labels.length ? Number(folder) : undefined);
-}
 
 /** The images of a class-per-folder data set, each labelled with the class its folder names (by label, see classFolderName, or by index). */
 export async function readLabelledImages(dir: string, labels: readonly string[]): Promise<LabelledImages> {
@@ -71,7 +62,7 @@ export async function readLabelledImages(dir: string, labels: readonly string[])
     if (unlabelled.length === 0) throw new Error(`--data ${dir} has neither class sub-folders nor images; put each class's images in a folder named as its label`);
     return { classes: labels, files: unlabelled.sort((a, b) => a.path.localeCompare(b.path)) };
   }
-  const classOf = classOfFolder(labels);
+  const classOf = classOfName(labels);
   const unknown = folders.filter((folder) => classOf(folder) === undefined);
   if (unknown.length > 0) {
     throw new Error(`--data ${dir}: folder(s) ${unknown.map((name) => `'${name}'`).join(', ')} name no class of the model; its classes: ${labels.map(classFolderName).join(', ')} (or 0..${labels.length - 1})`);

@@ -5,6 +5,7 @@
 import { basename } from 'node:path';
 import { z } from 'zod';
 import { invalidArgument, NereidError } from '../core/errors.js';
+import { classOfName } from '../monitoring/class-names.js';
 import type { DriftLevel } from '../monitoring/drift-report.js';
 import { REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 import type { VersionMonitor } from '../monitoring/version-monitor.js';
@@ -127,14 +128,18 @@ export function applyFeedback(model: string, version: string, monitor: VersionMo
     );
   }
   const names = monitor.classNames;
+  const classOf = classOfName(names);
   const classes = parsed.data.labels.map(({ label }, index) => {
-    const cls = typeof label === 'number' ? label : names.indexOf(label);
-    if (cls < 0 || cls >= names.length) {
+    const cls = typeof label === 'number' ? (label < names.length ? label : undefined) : classOf(label);
+    if (cls === undefined) {
       const known = names.length <= 20 ? `: ${names.join(', ')}` : '';
-      throw invalidArgument(`labels.${index}.label: '${label}' is not one of the model's ${names.length} classes${known}`);
+      throw invalidArgument(`labels.${index}.label: '${label}' is not one of the model's ${names.length} classes (a label, or an index 0 to ${names.length - 1})${known}`);
     }
     return cls;
   });
+  const seen = new Set<string>();
+  const repeated = parsed.data.labels.find(({ id }) => seen.size === seen.add(id).size);
+  if (repeated) throw invalidArgument(`feedback labels request id '${repeated.id}' more than once: send one label per prediction`);
   const unknown: string[] = [];
   let accepted = 0;
   parsed.data.labels.forEach(({ id }, index) => {

@@ -38,7 +38,7 @@ import {
   type ReferenceProfile,
 } from '../monitoring/index.js';
 import { exposingTensors, readOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
-import { classOfFolder } from '../eval/run-eval.js';
+import { classOfName } from '../monitoring/class-names.js';
 import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
 import { DEFAULT_POSTPROCESSING, rowProbabilities } from '../processing/output-postprocessor.js';
 import { createServer } from '../server/create-server.js';
@@ -160,7 +160,7 @@ async function loadData(modelRepository: string, modelName: string, version: str
 /** Each example's true class from the class folder its image is in (named by label, '/' written '_', or by index); undefined unless every image has one. */
 function folderLabels(loaded: LoadedVersion): number[] | undefined {
   if (!loaded.images || !loaded.labels) return undefined;
-  const classOf = classOfFolder(loaded.labels);
+  const classOf = classOfName(loaded.labels);
   const classes = loaded.ids.map((id) => classOf(String(id).split('/').slice(0, -1).join('/')));
   return classes.every((cls) => cls !== undefined) ? (classes as number[]) : undefined;
 }
