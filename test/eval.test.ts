@@ -170,3 +170,21 @@ test('a gate on a comparison fails when only one version was evaluated, saying t
   ]);
 });
 
+
+test('a corrupt image among many is named by its path, in eval and in monitor', async () => {
+  const folder = join(work, 'with-corrupt');
+  await mkdir(folder);
+  const sources = (await readdir(data)).slice(0, 2);
+  for (const source of sources) {
+    for (const file of (await readdir(join(data, source))).slice(0, 10)) await cp(join(data, source, file), join(folder, `${source}-${file}`));
+  }
+  const whole = await readFile(join(folder, (await readdir(folder))[0]));
+  const corrupt = join(folder, 'zz-truncated.png');
+  await writeFile(corrupt, whole.subarray(0, Math.floor(whole.length / 2)));
+  const evaluated = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', folder, '--versions', '1']);
+  assert.equal(evaluated.code, 1);
+  assert.match(evaluated.stderr, new RegExp(`--data ${corrupt.replaceAll('/', '\\/')}: `));
+  const monitored = await nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', repository, '--data', folder]);
+  assert.equal(monitored.code, 1);
+  assert.match(monitored.stderr, /zz-truncated\.png/);
+});

@@ -135,7 +135,17 @@ async function imageExamples(dir: string, model: ModelVersion, labels: readonly 
     async run(version, count = images.length) {
       const scores: ExampleOutput[] = [];
       for (let start = 0; start < count; start += CHUNK) {
-        for (const data of await imageScores(version, images.slice(start, Math.min(count, start + CHUNK)))) scores.push({ data, dims: [data.length] });
+        const chunk = images.slice(start, Math.min(count, start + CHUNK));
+        const chunkScores = await imageScores(version, chunk).catch(async (error: Error) => {
+          // Which file failed: the chunk's error counts images within the chunk, so each is tried alone to name it.
+          for (const [offset, image] of chunk.entries()) {
+            await imageScores(version, [image]).catch((single: Error) => {
+              throw new Error(`--data ${data.files[start + offset].path}: ${single.message.replace(/^input '[^']*' image 0: /, '')}`, { cause: single });
+            });
+          }
+          throw error;
+        });
+        for (const data of chunkScores) scores.push({ data, dims: [data.length] });
       }
       return scores;
     },

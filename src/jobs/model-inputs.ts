@@ -60,7 +60,10 @@ export async function readModelInputs(path: string, limit: number, server: Serve
     if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
     if (record.image) {
       digest.update(createHash('sha256').update(record.image).digest());
-      const tensor = (await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }))[imageInput];
+      const prepared = await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }).catch((error: Error) => {
+        throw new Error(`${where}: ${error.message.replace(/^input '[^']*' image 0: /, '')}`, { cause: error });
+      });
+      const tensor = prepared[imageInput];
       feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
       ids.push(record.id);
       images.push(record.image);
