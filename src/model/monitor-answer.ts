@@ -19,6 +19,8 @@ export interface FeatureAnswer {
   ks?: number;
   jensen_shannon?: number;
   level: DriftLevel;
+  /** Reported, not counted in the drift score (an image's width and height: pre-processing resizes every image). */
+  informational?: true;
 }
 
 export interface MonitorAnswer {
@@ -46,6 +48,7 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
     ks: rounded(feature.ks),
     jensen_shannon: rounded(feature.jensenShannon),
     level: feature.level,
+    ...(feature.informational ? { informational: true } : {}),
   }));
   const { window } = snapshot;
   const accuracy = snapshot.accuracy;
@@ -60,6 +63,8 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
     state: snapshot.state,
     since: isoTime(snapshot.since),
     drift_score: rounded(snapshot.evaluation?.score),
+    // The state moves on evaluations every evaluateEvery rows, with hysteresis: this is the one it last moved on.
+    state_evaluation: snapshot.stateEvaluation && { at: isoTime(snapshot.stateEvaluation.at), drift_score: rounded(snapshot.stateEvaluation.score) },
     min_rows: monitor.options.state.minSamples,
     thresholds: { warning: monitor.options.state.warningAt, drift: monitor.options.state.driftAt },
     top_features: features.slice(0, monitor.options.topFeatures),

@@ -137,3 +137,19 @@ test("an image's width and height are reported but do not move the state: pre-pr
   assert.ok(evaluation.score < 0.1, `score ${evaluation.score} counts the other features only`);
   assert.equal(monitor.driftState, 'ok');
 });
+
+test('when rows age out without traffic, the state falls to insufficient_data as it is read, instead of staying at drift', () => {
+  let now = 0;
+  const transitions: string[] = [];
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 500, maxAgeMs: 60_000 }, evaluateEvery: 50 }, { now: () => now, onTransition: (transition) => transitions.push(`${transition.from}→${transition.to}`) });
+  const random = uniform(5);
+  for (let batch = 0; batch < 10; batch++) monitor.record(rows(50, random, 0.5));
+  assert.equal(monitor.driftState, 'drift');
+  const drifted = monitor.snapshot();
+  assert.equal(drifted.stateEvaluation?.score, monitor.latest?.score, 'the snapshot carries the evaluation the state stepped on');
+  now += 61_000;
+  const aged = monitor.snapshot();
+  assert.equal(aged.window.size, 0);
+  assert.equal(aged.state, 'insufficient_data');
+  assert.equal(transitions.at(-1), 'drift→insufficient_data');
+});

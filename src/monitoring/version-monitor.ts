@@ -57,7 +57,10 @@ export interface MonitorSnapshot {
   state: DriftState;
   /** Clock time the state began. */
   since: number;
+  /** The windows evaluated now. */
   evaluation?: MonitorEvaluation;
+  /** The evaluation the state last stepped on (every evaluateEvery rows): the score the state reflects, hysteresis aside. */
+  stateEvaluation?: MonitorEvaluation;
   transitions: DriftTransition[];
   ood?: { threshold: number; checked: number; flagged: number; share?: number; expectedShare: number };
   /** With a calibrated profile. */
@@ -203,11 +206,21 @@ export class VersionMonitor {
   }
 
   get driftState(): DriftState {
+    this.settleIfAged();
     return this.state.state;
   }
 
-  /** What `/monitor` reports: the windows evaluated now, and the state as the last step left it. */
+  /**
+   * Rows age out of the windows without traffic to evaluate them: once too few are left to judge, the state says so
+   * at once (it stayed at `drift` over an empty window when traffic stopped).
+   */
+  private settleIfAged(): void {
+    if (this.state.state !== 'insufficient_data' && this.recent.size < this.options.state.minSamples) this.step();
+  }
+
+  /** What `/monitor` reports: the windows evaluated now, and the state as the last step left it (with that step's evaluation). */
   snapshot(): MonitorSnapshot {
+    this.settleIfAged();
     const state = this.state.snapshot();
     const snapshot: MonitorSnapshot = {
       window: this.recent.span(),
@@ -215,6 +228,7 @@ export class VersionMonitor {
       state: state.state,
       since: state.since,
       evaluation: this.evaluate(),
+      stateEvaluation: this.lastEvaluation,
       transitions: state.transitions,
     };
     if (this.profile.ood) {
