@@ -33,7 +33,7 @@ interface MonitorBody {
   rows_since_load: number;
   top_features: { feature: string; psi: number; level: string }[];
   ood: { share: number; expected_share: number; flagged_since_load: number };
-  accuracy: { expected: number; predictions: number; labelled: number; realised?: number; estimate_error?: number };
+  accuracy: { expected: number; predictions: number; labelled: number; realised?: number; estimate_error?: number; caution?: string };
   class_counts: Record<string, number>;
   transitions: { from: string; to: string; at: string; rows: number }[];
 }
@@ -112,10 +112,12 @@ test('a stream of test images is ok, turns to drift within one window of inverte
     assert.equal(steady.state, 'ok', JSON.stringify(steady.top_features));
     assert.equal(steady.window.rows, WINDOW);
     assert.ok(steady.ood.share <= 0.1, `test images flagged ${steady.ood.share}`);
+    assert.equal(steady.accuracy.caution, undefined, 'an ok state vouches for the label-free estimate');
 
     const driftAfter = await streamUntil(served, inverted.slice(0, WINDOW), (body) => body.state === 'drift');
     assert.ok(driftAfter !== undefined && driftAfter <= WINDOW, `inverted images reached drift after ${driftAfter} rows`);
     const drifted = await monitorOf(served);
+    assert.match(String(drifted.accuracy.caution), /with the state drift, it may be far from the true accuracy/);
     const top = drifted.top_features.map((feature) => feature.feature);
     assert.ok(top.includes('ood.flagged') || top.includes('input.brightness'), `most drifted: ${top.join(', ')}`);
     const warning = logged.find((line) => String(line.msg).includes('→ drift'));
