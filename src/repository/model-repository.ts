@@ -278,6 +278,7 @@ export class ModelRepository {
   private readonly overrides = new Map<string, { config: unknown; files: string }>();
   /** Serialises load/unload of one model so a reload never races another. */
   private readonly lifecycle = new Map<string, Promise<unknown>>();
+  private closing = false;
   private rootPath?: string;
 
   constructor(private readonly options: ModelRepositoryOptions) {}
@@ -412,7 +413,7 @@ export class ModelRepository {
 
   /** Ensembles loaded with `step` among their steps, now that it is unloaded: UNAVAILABLE, with why, until it is back. */
   private async failEnsemblesUsing(step: string): Promise<void> {
-    if (this.options.loadsOnDemand?.(step)) return;
+    if (this.closing || this.options.loadsOnDemand?.(step)) return;
     const users = () => [...this.entries].filter(([, entry]) => !entry.unloaded && entry.steps?.includes(step)).map(([name]) => name);
     for (const ensemble of users()) {
       await this.serialise(ensemble, async () => {
@@ -829,6 +830,8 @@ export class ModelRepository {
   async close(): Promise<void> {
     // Loads still running are included: their unload is queued behind them, so no session outlives the repository.
     const names = new Set([...this.entries.keys(), ...this.lifecycle.keys()]);
+    // Every model goes: no ensemble is to be marked waiting for a step (and logged as such) on the way out.
+    this.closing = true;
     await Promise.all([...names].map((name) => this.unload(name).catch(() => undefined)));
   }
 }
