@@ -23,7 +23,7 @@ import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, form
 import { redisConnection } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
-import { REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel } from './monitoring/index.js';
+import { REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel, type DriftLevel } from './monitoring/index.js';
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
@@ -126,13 +126,15 @@ function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope,
 }
 
 /**
- * POSTs bytes and reads the JSON answer with node:http(s), which, unlike fetch, takes the CA to
- * trust for a server whose certificate a private CA signed (--tls-ca).
+ * POSTs bytes (or GETs, without a body) and reads the JSON answer with node:http(s), which, unlike
+ * fetch, takes the CA to trust for a server whose certificate a private CA signed (--tls-ca).
  */
-function postForJson(url: URL, body: Buffer, ca: Buffer | undefined, headers: Record<string, string> = {}): Promise<{ ok: boolean; body: unknown }> {
+function requestJson(url: URL, body: Buffer | undefined, ca: Buffer | undefined, headers: Record<string, string> = {}): Promise<{ ok: boolean; body: unknown }> {
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const options: HttpsRequestOptions = { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length, ...headers }, ca };
+    const options: HttpsRequestOptions = body
+      ? { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length, ...headers }, ca }
+      : { method: 'GET', headers, ca };
     const request = send(url, options, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -452,7 +454,7 @@ async function runImageCommand(files: string[], flags: Record<string, string | u
         report(file, image.reason);
         continue;
       }
-      const answer = await postForJson(new URL(`${base}${path}${search}`), image.value, ca);
+      const answer = await requestJson(new URL(`${base}${path}${search}`), image.value, ca);
       if (!answer.ok) failed += 1;
       print(file, answer.body);
     }
@@ -587,7 +589,10 @@ program
   .command('monitor')
   .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders)")
   .requiredOption('--model <name>', 'model whose profile to use')
-  .requiredOption('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors')
+  .option('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors (or --url)')
+  .option('--url <url>', "instead of --data: read the live state a running server keeps for the version (its /monitor), e.g. http://127.0.0.1:8000")
+  .option('--token <token>', 'with --url: an inference token, when the server requires one (env NEREID_INFERENCE_AUTH_TOKEN, else NEREID_HTTP_AUTH_TOKEN)')
+  .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's")
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
   .option('--version <n>', "version (default: the one the model's policy serves)")
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
@@ -596,11 +601,27 @@ program
     new Option('--fail-on <state>', 'exit 1 when the state is this or worse (for CI: warning, or drift); insufficient_data never fails').choices(['warning', 'drift']),
   )
   .action(async (flags) => {
-    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, createLogger({ level: 'warn', fd: 2 }));
-    if (flags.failOn && report.state !== 'insufficient_data' && worstLevel([report.state, flags.failOn]) === report.state) {
+    const failOn = (state: string) => {
+      if (!flags.failOn || state === 'insufficient_data' || worstLevel([state as DriftLevel, flags.failOn]) !== state) return;
       process.exitCode = 1;
-      console.error(`nereid monitor: state ${report.state}, at or beyond --fail-on ${flags.failOn}; exiting 1`);
+      console.error(`nereid monitor: state ${state}, at or beyond --fail-on ${flags.failOn}; exiting 1`);
+    };
+    if (flags.url) {
+      if (flags.data || flags.reference) throw new Error('--url reads the state the server keeps: give it without --data or --reference');
+      const token = flags.token ?? process.env.NEREID_INFERENCE_AUTH_TOKEN ?? process.env.NEREID_HTTP_AUTH_TOKEN;
+      const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
+      const url = new URL(`${String(flags.url).replace(/\/$/, '')}/v2/models/${encodeURIComponent(flags.model)}${flags.version ? `/versions/${encodeURIComponent(flags.version)}` : ''}/monitor`);
+      const answer = await requestJson(url, undefined, ca, token ? { authorization: `Bearer ${token}` } : {});
+      const live = answer.body as LiveMonitor;
+      if (!answer.ok) throw new Error(`${url.origin}: ${(answer.body as { error?: string }).error ?? JSON.stringify(answer.body)}`);
+      if (live.monitored) failOn(live.state);
+      if (flags.json) return console.log(JSON.stringify(live));
+      console.log(formatLiveMonitor(live, url.origin));
+      return;
     }
+    if (!flags.data) throw new Error('give --data <examples> to score, or --url <server> to read the state a running server keeps');
+    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, createLogger({ level: 'warn', fd: 2 }));
+    failOn(report.state);
     if (flags.json) return console.log(JSON.stringify(report));
     const percent = (value: number) => `${(value * 100).toFixed(1)} %`;
     console.log(
@@ -615,6 +636,41 @@ program
       ].join('\n'),
     );
   });
+
+/** The parts of a server's /monitor answer `nereid monitor --url` prints. */
+interface LiveMonitor {
+  model: string;
+  version: string;
+  monitored: boolean;
+  reason?: string;
+  state: string;
+  since?: string;
+  drift_score?: number;
+  state_evaluation?: { at?: string; drift_score?: number };
+  thresholds: { warning: number; drift: number };
+  window: { rows: number; capacity: number };
+  rows_since_load: number;
+  ood?: { share?: number; expected_share?: number };
+  accuracy?: { expected?: number; realised?: number; labelled: number; caution?: string };
+  features: { feature: string; psi: number; ks?: number; level: string; informational?: boolean }[];
+}
+
+/** The live state as `nereid monitor` prints a report: the state and why, then one row per monitored value. */
+function formatLiveMonitor(live: LiveMonitor, origin: string): string {
+  if (!live.monitored) return `${live.model} version ${live.version} (${origin}): not monitored: ${live.reason}`;
+  const percent = (value: number | undefined) => (value === undefined ? '—' : `${(value * 100).toFixed(1)} %`);
+  const score = (value: number | undefined) => value?.toFixed(3) ?? '—';
+  return [
+    `${live.model} version ${live.version} (${origin}): state ${live.state.toUpperCase()} since ${live.since ?? '—'}; ${live.window.rows} of ${live.window.capacity} rows in the window (${live.rows_since_load} since load)`,
+    `drift score now ${score(live.drift_score)}; the state last moved on ${score(live.state_evaluation?.drift_score)} at ${live.state_evaluation?.at ?? '—'} (warning ${live.thresholds.warning}, drift ${live.thresholds.drift})`,
+    ...(live.ood ? [`out of distribution: ${percent(live.ood.share)} of the window (expected ${percent(live.ood.expected_share)})`] : []),
+    ...(live.accuracy ? [`accuracy expected from confidence: ${percent(live.accuracy.expected)}${live.accuracy.labelled > 0 ? `; realised on ${live.accuracy.labelled} labelled rows: ${percent(live.accuracy.realised)}` : ''}`] : []),
+    ...(live.accuracy?.caution ? [`caution: ${live.accuracy.caution}`] : []),
+    '| value | PSI | KS D | level |',
+    '|---|---:|---:|---|',
+    ...live.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? '–'} | ${feature.level}${feature.informational ? ' (not counted: images are resized)' : ''} |`),
+  ].join('\n');
+}
 
 /** NAME=D1,D2,…: one input's dims after the batch dimension. */
 /** How the calibration set was used, where the method calibrates ranges at all (dynamic and fp16 do not). */
@@ -658,7 +714,7 @@ program
     const token = flags.token ?? process.env.NEREID_MANAGEMENT_AUTH_TOKEN;
     const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
     const url = new URL(`${String(flags.url).replace(/\/$/, '')}/v2/repository/models/${encodeURIComponent(flags.model)}/traffic`);
-    const answer = await postForJson(url, Buffer.from(JSON.stringify({ weights: flags.weights })), ca, {
+    const answer = await requestJson(url, Buffer.from(JSON.stringify({ weights: flags.weights })), ca, {
       'content-type': 'application/json',
       ...(token ? { authorization: `Bearer ${token}` } : {}),
     });

@@ -15,6 +15,7 @@ import { pino } from 'pino';
 import sharp from 'sharp';
 import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
 import { readFashionMnist } from './support/fashion-mnist.js';
+import { runCli } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -249,6 +250,16 @@ test('a reload of the same version with the same profile keeps its monitor: wind
       headers: { 'content-type': 'application/json' },
     });
     assert.deepEqual(await answer.json(), { accepted: 1, unknown: [], unknown_count: 0 }, 'a prediction made before the reload still takes its label');
+
+    // The same state from the command line, as an operator or a cron job reads it.
+    const live = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--fail-on', 'drift'], 60_000);
+    assert.equal(live.code, 1, live.stderr);
+    assert.match(live.stdout, /fashion_mnist version 1 \(http:\/\/127\.0\.0\.1:\d+\): state DRIFT since /);
+    assert.match(live.stdout, /\| ood\.flagged \| \d/);
+    assert.match(live.stderr, /state drift, at or beyond --fail-on drift/);
+    const refused = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--data', 'x'], 60_000);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--url reads the state the server keeps: give it without --data/);
   } finally {
     await served.close();
   }
