@@ -64,7 +64,11 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
     since: isoTime(snapshot.since),
     drift_score: rounded(snapshot.evaluation?.score),
     // The state moves on evaluations every evaluateEvery rows, with hysteresis: this is the one it last moved on.
-    state_evaluation: snapshot.stateEvaluation && { at: isoTime(snapshot.stateEvaluation.at), drift_score: rounded(snapshot.stateEvaluation.score) },
+    state_evaluation: snapshot.stateEvaluation && {
+      at: isoTime(snapshot.stateEvaluation.at),
+      drift_score: rounded(snapshot.stateEvaluation.score),
+      ...(snapshot.stateEvaluation.smallSample ? { small_sample: true } : {}),
+    },
     min_rows: monitor.options.state.minSamples,
     thresholds: { warning: monitor.options.state.warningAt, drift: monitor.options.state.driftAt },
     top_features: features.slice(0, monitor.options.topFeatures),

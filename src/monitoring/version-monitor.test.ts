@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { reliabilityBins } from './accuracy-estimate.js';
 import { summariseFeature, type ReferenceProfile } from './reference-profile.js';
-import { VersionMonitor, type MonitoredRow } from './version-monitor.js';
+import { binomialTail, VersionMonitor, type MonitoredRow } from './version-monitor.js';
 
 /** A deterministic stream in [0, 1): the same values for the same seed. */
 function uniform(seed: number): () => number {
@@ -152,4 +152,28 @@ test('when rows age out without traffic, the state falls to insufficient_data as
   assert.equal(aged.window.size, 0);
   assert.equal(aged.state, 'insufficient_data');
   assert.equal(transitions.at(-1), 'drift→insufficient_data');
+});
+
+test('binomialTail is the exact upper tail of a binomial count', () => {
+  assert.equal(binomialTail(0, 10, 0.3), 1);
+  assert.equal(binomialTail(11, 10, 0.3), 0);
+  assert.ok(Math.abs(binomialTail(10, 10, 0.5) - 1 / 1024) < 1e-15);
+  assert.ok(Math.abs(binomialTail(1, 3, 0.5) - 7 / 8) < 1e-12);
+  // 13 of 50 at 5 %: past the one-in-a-million alarm level; 12 of 50 is not.
+  assert.ok(binomialTail(13, 50, 0.05) < 1e-6 && binomialTail(12, 50, 0.05) > 1e-6);
+});
+
+test('under the minimum rows, a flagged share no chance gives moves the state on its own; the expected share never does', () => {
+  const random = uniform(13);
+  const allFlagged = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 50 });
+  allFlagged.record(rows(50, random).map((row) => ({ ...row, oodScore: 20 })));
+  assert.equal(allFlagged.driftState, 'drift', '50 of 50 flagged at an expected 5 %');
+  assert.equal(allFlagged.latest?.smallSample, true);
+  assert.deepEqual(allFlagged.latest?.features.map((feature) => feature.feature), ['ood.flagged']);
+  // In-distribution traffic at the expected rate, in 40 small windows: never judged before 200 rows.
+  for (let trial = 0; trial < 40; trial++) {
+    const clean = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 50 });
+    for (let batch = 0; batch < 3; batch++) clean.record(rows(50, random));
+    assert.equal(clean.driftState, 'insufficient_data', `trial ${trial}`);
+  }
 });

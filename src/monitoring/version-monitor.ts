@@ -48,6 +48,37 @@ export interface MonitorEvaluation {
   score: number;
   /** Most drifted first (by PSI); features whose window holds fewer than the state's minSamples values are left out. */
   features: FeatureDrift[];
+  /**
+   * Fewer rows than minSamples, but a share of flagged rows no chance gives (see OOD_ALARM_P): judged on that share
+   * alone, so a model with little traffic is not blind to plainly foreign inputs for its first 200 rows.
+   */
+  smallSample?: true;
+}
+
+/**
+ * How unlikely, under the expected false-positive rate, a window's count of flagged rows must be before fewer rows
+ * than minSamples are judged on it: one in a million (at 5 %: 13 or more of 50 rows, 19 of 100). Far below what noise gives
+ * in a year of evaluations, so it adds no false alarm.
+ */
+export const OOD_ALARM_P = 1e-6;
+/** Rows a window needs before the flagged share is judged on its own. */
+export const OOD_ALARM_MIN_ROWS = 30;
+
+/** P(X ≥ k) for X ~ Binomial(n, p), summed in log space (n is at most a few hundred here). */
+export function binomialTail(k: number, n: number, p: number): number {
+  if (k <= 0) return 1;
+  if (k > n) return 0;
+  if (p <= 0) return 0;
+  if (p >= 1) return 1;
+  let logTerm = 0; // log C(n, k) p^k (1-p)^(n-k), built up to i = k
+  for (let i = 1; i <= k; i++) logTerm += Math.log((n - i + 1) / i);
+  logTerm += k * Math.log(p) + (n - k) * Math.log1p(-p);
+  let sum = 0;
+  for (let i = k; i <= n; i++) {
+    sum += Math.exp(logTerm);
+    logTerm += Math.log((n - i) / (i + 1)) + Math.log(p) - Math.log1p(-p);
+  }
+  return Math.min(1, sum);
 }
 
 export interface MonitorSnapshot {
@@ -177,9 +208,15 @@ export class VersionMonitor {
     if (this.classes && this.classes.size >= Math.max(1, minSamples)) {
       features.push(categoricalFeatureDrift('output.class', Object.values(this.profile.classShares!), this.classes.counts()));
     }
+    const expected = this.expectedOodShare;
     if (this.flagged && this.flagged.size >= Math.max(1, minSamples)) {
-      const expected = this.expectedOodShare;
       features.push(categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged.counts()));
+    } else if (this.flagged && this.flagged.size >= OOD_ALARM_MIN_ROWS) {
+      const [kept, flagged] = this.flagged.counts();
+      if (binomialTail(flagged, kept + flagged, expected) < OOD_ALARM_P) {
+        const feature = categoricalFeatureDrift('ood.flagged', [1 - expected, expected], [kept, flagged]);
+        return { at: this.now(), score: feature.psi, features: [feature], smallSample: true };
+      }
     }
     features.sort((a, b) => b.psi - a.psi);
     return { at: this.now(), score: countedFeatures(features)[0]?.psi ?? 0, features };
@@ -190,7 +227,9 @@ export class VersionMonitor {
     this.sinceEvaluation = 0;
     const evaluation = this.evaluate();
     this.lastEvaluation = evaluation;
-    const transition = this.state.evaluate(evaluation.score, this.recent.size);
+    // A small window judged on its flagged share alone counts as a full one for the state (see MonitorEvaluation.smallSample).
+    const samples = evaluation.smallSample ? Math.max(this.recent.size, this.options.state.minSamples) : this.recent.size;
+    const transition = this.state.evaluate(evaluation.score, samples);
     if (transition) this.hooks.onTransition?.(transition, evaluation);
     return transition;
   }
