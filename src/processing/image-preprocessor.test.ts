@@ -440,6 +440,14 @@ describe('invalid images', () => {
     );
   });
 
+  test('an image sent as its base64 text (a common mistake with JSON BYTES) is refused saying so and how to send it', async () => {
+    const png = await rawImage(8, 8, 3, noise(8 * 8 * 3)).png().toBuffer();
+    for (const text of [png.toString('base64'), `data:image/png;base64,${png.toString('base64')}`]) {
+      await assert.rejects(pre().run([Buffer.from(text)]), isInvalidImage('it is base64 text of an image: a V2 BYTES element carries the raw bytes'));
+    }
+    await assert.rejects(pre().run([Buffer.from('hello')]), (error: Error) => !error.message.includes('base64'));
+  });
+
   test('SVG (which libvips could render) is not one of the accepted formats', async () => {
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="red"/></svg>');
     await assert.rejects(pre().run([svg]), isInvalidImage('not an image in a supported format'));

@@ -62,6 +62,15 @@ export function describeDecodeError(message: string, maxPixels: number): string 
   return message.split('\n')[0];
 }
 
+/** The start of an image encoded as base64 text (or a data URL), by format: what a client sends when it mistakes JSON BYTES for base64. */
+const BASE64_IMAGE = /^(?:data:image\/[a-z+.-]+;base64,|\/9j\/|iVBORw0KGgo|UklGR|R0lGOD|SUkq|TU0A)/;
+
+/** A hint for bytes that are an image's base64 text rather than the image, or '' for anything else. */
+function base64Hint(image: Buffer): string {
+  if (!BASE64_IMAGE.test(image.subarray(0, 64).toString('latin1'))) return '';
+  return '; it is base64 text of an image: a V2 BYTES element carries the raw bytes, so send the image as binary tensor data (binary_data_size with Inference-Header-Content-Length), as the body with Content-Type image/*, or to /classify';
+}
+
 /** Why a client's encoded image cannot be used, worded to follow "input X image N: " or the like. */
 export class ImageRejection extends Error {}
 
@@ -85,10 +94,10 @@ export async function openEncodedImage(
   try {
     metadata = await input.metadata();
   } catch (error) {
-    throw new ImageRejection(describeDecodeError((error as Error).message, limits.max_pixels));
+    throw new ImageRejection(describeDecodeError((error as Error).message, limits.max_pixels) + base64Hint(image));
   }
   const { format, width = 0, height = 0 } = metadata;
-  if (!format || !ACCEPTED_FORMATS.has(format)) throw new ImageRejection(describeDecodeError(`unsupported image format (${format ?? 'unknown'})`, limits.max_pixels));
+  if (!format || !ACCEPTED_FORMATS.has(format)) throw new ImageRejection(describeDecodeError(`unsupported image format (${format ?? 'unknown'})`, limits.max_pixels) + base64Hint(image));
   if (width * height > limits.max_pixels) {
     throw new ImageRejection(`it is ${width}×${height} = ${width * height} pixels, larger than the limit of ${limits.max_pixels} pixels (max_pixels)`);
   }
