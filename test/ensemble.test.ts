@@ -514,6 +514,22 @@ describe('checked at load (explicit model control), each mistake named', () => {
     await explicit.server.unloadModel('outer_chain');
   });
 
+  test('loading an ensemble whose step was unloaded loads the step and the ensemble, nested too, and an unloaded ensemble stays unloaded when its step returns', async () => {
+    const settled = <T>(promise: Promise<T>) =>
+      Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error('still loading after 20 s: a deadlock')), 20_000))]);
+    await explicit.server.loadModel('outer_chain'); // outer_chain → chain_yaml → scale2, scale3
+    await explicit.server.unloadModel('scale3');
+    assert.equal(explicit.server.modelReady('chain_yaml'), false);
+    await settled(explicit.server.loadModel('outer_chain'));
+    for (const model of ['scale3', 'chain_yaml', 'outer_chain']) assert.equal(explicit.server.modelReady(model), true, model);
+    // An ensemble unloaded while it waited for a step is not brought back by the step's return.
+    await explicit.server.unloadModel('scale3');
+    await explicit.server.unloadModel('outer_chain');
+    await settled(explicit.server.loadModel('scale3'));
+    assert.equal(explicit.server.modelReady('chain_yaml'), true, 'the waiting ensemble comes back');
+    assert.equal(explicit.server.modelReady('outer_chain'), false, 'the one unloaded by request does not');
+  });
+
   test('unload_dependents unloads an ensemble\'s steps too, except those another loaded ensemble uses; unknown unload parameters are refused', async () => {
     const unload = (model: string, body: unknown) =>
       fetch(`${explicit.url}/v2/repository/models/${model}/unload`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });

@@ -661,9 +661,10 @@ describe('binary answers on the wire', () => {
     }
   });
 
-  test('Accept-Encoding gzip or deflate compresses an inference answer, binary or JSON, as Triton does; the header length stays the uncompressed one', async () => {
+  test('Accept-Encoding gzip or deflate compresses an inference answer of 1 KiB or more, binary or JSON, as Triton does; the header length stays the uncompressed one', async () => {
     const { gunzipSync, inflateSync } = await import('node:zlib');
-    const rows = [range16.map((v) => v * 3), range16.map((v) => v - 8)];
+    // Eight rows: 1 KiB of tensors and more, where compression starts.
+    const rows = Array.from({ length: 8 }, (_, row) => range16.map((v) => v * 100_003 - row));
     const request = JSON.stringify(simpleRequest(rows, rows, { parameters: { binary_data_output: true } }));
     const plain = await rawRequest(wire, 'POST', '/v2/models/simple/infer', request, { 'content-type': 'application/json' });
     assert.equal(plain.headers['content-encoding'], undefined, 'no Accept-Encoding, no compression');
@@ -701,6 +702,15 @@ describe('binary answers on the wire', () => {
     const viaFetch = await post(wire, '/v2/models/simple/infer', request, { 'content-type': 'application/json' });
     assert.equal(viaFetch.headers.get('content-encoding'), 'gzip');
     assert.deepEqual(Buffer.from(await viaFetch.arrayBuffer()), plain.bytes);
+
+    // An answer under 1 KiB goes as it is, whatever was asked: gzip's framing and the thread-pool hop would cost more than it saves.
+    const small = await rawRequest(wire, 'POST', '/v2/models/simple/infer', JSON.stringify(simpleRequest([range16], [range16])), {
+      'content-type': 'application/json',
+      'accept-encoding': 'gzip',
+    });
+    assert.equal(small.status, 200);
+    assert.equal(small.headers['content-encoding'], undefined);
+    assert.ok(small.bytes.length < 1024);
 
     // Errors and metadata stay uncompressed, as in Triton.
     const refusal = await rawRequest(wire, 'POST', '/v2/models/simple/infer', '{"inputs":[]}', { 'content-type': 'application/json', 'accept-encoding': 'gzip' });

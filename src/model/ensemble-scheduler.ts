@@ -70,21 +70,14 @@ export class EnsembleScheduler implements Scheduler {
     private readonly callStep: StepCall,
     /** Requests it holds at once before a client should expect refusals: the steps' queues decide, so the server's queue size. */
     readonly admits: number,
-    /** The fewest priority levels among the steps that have any (0: none has, and none reads a priority). */
-    private readonly priorityLevels = 0,
   ) {}
 
   /**
-   * Refuses what a step would refuse for any request (so that a cached answer never goes to a
-   * request a computed one would refuse): a priority that is not a non-negative integer, when a step
-   * has priority levels (a timeout that is not a count of microseconds is refused with the request's other parameters). The steps' queues judge room when each step arrives.
+   * Nothing a step would refuse for every request is left to refuse here: a priority or timeout that is not a
+   * non-negative integer is refused with the request's parameters, and any priority past a step's levels runs
+   * at its default level (as Triton runs it). The steps' queues judge room when each step arrives.
    */
-  validate(request: Admission): void {
-    const { priority } = request;
-    if (priority !== undefined && this.priorityLevels > 0 && !(Number.isInteger(priority) && priority >= 0)) {
-      throw new NereidError('INVALID_ARGUMENT', `ensemble '${this.plan.name}': priority must be a non-negative integer (1 is the highest), got ${priority}`);
-    }
-  }
+  validate(_request: Admission): void {}
 
   admit(request: Admission): void {
     if (this.stopping) throw new NereidError('UNAVAILABLE', `ensemble '${this.plan.name}' is stopping`);

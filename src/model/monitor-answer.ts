@@ -150,7 +150,11 @@ export function applyFeedback(model: string, version: string, monitor: VersionMo
     return cls;
   });
   const seen = new Set<string>();
-  const repeated = parsed.data.labels.find(({ id }) => seen.size === seen.add(id).size);
+  const repeated = parsed.data.labels.find(({ id }) => {
+    if (seen.has(id)) return true;
+    seen.add(id);
+    return false;
+  });
   if (repeated) throw invalidArgument(`feedback labels request id '${repeated.id}' more than once: send one label per prediction`);
   const unknown: string[] = [];
   let accepted = 0;

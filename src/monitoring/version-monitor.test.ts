@@ -177,3 +177,14 @@ test('under the minimum rows, a flagged share no chance gives moves the state on
     assert.equal(clean.driftState, 'insufficient_data', `trial ${trial}`);
   }
 });
+
+test('reads do not step a state that a small window holds on its flagged share', () => {
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 50 });
+  monitor.record(rows(50, uniform(17)).map((row) => ({ ...row, oodScore: 20 })));
+  const evaluated = monitor.latest;
+  for (let read = 0; read < 10; read++) {
+    assert.equal(monitor.driftState, 'drift');
+    monitor.snapshot();
+  }
+  assert.equal(monitor.latest, evaluated, 'no evaluation ran on a read');
+});

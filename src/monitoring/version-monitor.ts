@@ -254,7 +254,10 @@ export class VersionMonitor {
    * at once (it stayed at `drift` over an empty window when traffic stopped).
    */
   private settleIfAged(): void {
-    if (this.state.state !== 'insufficient_data' && this.recent.size < this.options.state.minSamples) this.step();
+    if (this.state.state === 'insufficient_data' || this.recent.size >= this.options.state.minSamples) return;
+    // A window still large enough for the small-sample OOD alarm is left to the evaluations rows bring: reads must not step it.
+    if ((this.flagged?.size ?? 0) >= OOD_ALARM_MIN_ROWS) return;
+    this.step();
   }
 
   /** What `/monitor` reports: the windows evaluated now, and the state as the last step left it (with that step's evaluation). */

@@ -50,8 +50,7 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   }
   const statistics = new ModelStatistics(name, version);
   const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
-  const levels = stepConfigs.map((step) => step.dynamic_batching?.priority_levels ?? 0).filter((count) => count > 0);
-  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize, levels.length > 0 ? Math.min(...levels) : 0);
+  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize);
   // The steps' configs as loaded are part of what decides the answers: a step reloaded with other inputs, outputs or processing is
   // a new ensemble for the cache once the ensemble reloads. Their weights are not (an ensemble reads no model file).
   const cache = await responseCacheOf(options.responseCacheStore, name, version, config, async () => ({

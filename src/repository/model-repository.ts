@@ -364,18 +364,21 @@ export class ModelRepository {
    * mistake (INVALID_ARGUMENT); a repository whose model cannot load is UNAVAILABLE.
    */
   async load(name: string, configOverride?: unknown): Promise<void> {
-    await this.serialise(name, async () => {
-      // As Triton: a load without a config keeps the last one a load gave, until another is given, the model is
-      // unloaded, or its config file changes on disk (a reload from disk then reads the file).
-      const files = await this.configFilesText(name);
-      const kept = this.overrides.get(name);
-      const config = configOverride ?? (kept && kept.files === files ? kept.config : undefined);
-      if (configOverride === undefined && kept && kept.files !== files) this.overrides.delete(name);
-      await this.loadNow(name, config);
-      if (configOverride !== undefined) this.overrides.set(name, { config: configOverride, files });
-    });
+    await this.serialise(name, () => this.loadKeepingOverrides(name, configOverride));
     // After the model's own turn: an ensemble's load waits for its steps' turns, this one's included.
     await this.restoreEnsemblesWaitingFor(name);
+  }
+
+  /** One load in the model's turn. */
+  private async loadKeepingOverrides(name: string, configOverride?: unknown): Promise<void> {
+    // As Triton: a load without a config keeps the last one a load gave, until another is given, the model is
+    // unloaded, or its config file changes on disk (a reload from disk then reads the file).
+    const files = await this.configFilesText(name);
+    const kept = this.overrides.get(name);
+    const config = configOverride ?? (kept && kept.files === files ? kept.config : undefined);
+    if (configOverride === undefined && kept && kept.files !== files) this.overrides.delete(name);
+    await this.loadNow(name, config);
+    if (configOverride !== undefined) this.overrides.set(name, { config: configOverride, files });
   }
 
   /** The model folder's config files as they are now, to tell whether they changed since a load; '' when unreadable. */
@@ -396,8 +399,9 @@ export class ModelRepository {
    * Returns the models it unloaded.
    */
   async unload(name: string, options: { dependents?: boolean } = {}): Promise<string[]> {
-    const steps = this.entries.get(name)?.steps ?? [];
+    let steps: readonly string[] = [];
     await this.serialise(name, async () => {
+      steps = this.entries.get(name)?.steps ?? [];
       this.overrides.delete(name);
       await this.unloadNow(name);
     });
@@ -418,7 +422,8 @@ export class ModelRepository {
     for (const ensemble of users()) {
       await this.serialise(ensemble, async () => {
         const entry = this.entries.get(ensemble);
-        if (!entry || entry.unloaded || !entry.steps?.includes(step)) return;
+        // Judged in the ensemble's turn: a load of it that ran first may have loaded the step again.
+        if (!entry || entry.unloaded || !entry.steps?.includes(step) || this.isReady(step)) return;
         const missingSteps = new Set([...(entry.missingSteps ?? []), step]);
         const reason = ensembleMissingReason(ensemble, missingSteps);
         const failed: ModelEntry = { versions: new Map(), failures: new Map([['', reason]]), unloaded: false, steps: entry.steps, missingSteps };
@@ -433,16 +438,24 @@ export class ModelRepository {
   /** Ensembles that waited for `step`: loaded again once every step they lost is back. */
   private async restoreEnsemblesWaitingFor(step: string): Promise<void> {
     if (!this.isReady(step)) return;
-    for (const [ensemble, entry] of [...this.entries]) {
-      if (entry.unloaded || !entry.missingSteps?.has(step)) continue;
-      entry.missingSteps.delete(step);
-      if (entry.missingSteps.size > 0) {
-        entry.failures.set('', ensembleMissingReason(ensemble, entry.missingSteps));
-        continue;
-      }
-      this.options.logger.info({ model: ensemble }, `ensemble '${ensemble}': its steps are available again; loading it`);
-      // Its own failure is logged and kept in the index; the step's load succeeded either way.
-      await this.load(ensemble).catch(() => undefined);
+    for (const ensemble of [...this.entries.keys()]) {
+      // An ensemble whose own load is under way is not waiting (loadNow clears its missing steps): its turn may be the one loading this step.
+      if (!this.entries.get(ensemble)?.missingSteps?.has(step)) continue;
+      let restored = false;
+      // Decided and done in the ensemble's turn, so an unload queued before it is not undone.
+      await this.serialise(ensemble, async () => {
+        const entry = this.entries.get(ensemble);
+        if (!entry || entry.unloaded || !entry.missingSteps?.delete(step)) return;
+        if (entry.missingSteps.size > 0) {
+          entry.failures.set('', ensembleMissingReason(ensemble, entry.missingSteps));
+          return;
+        }
+        this.options.logger.info({ model: ensemble }, `ensemble '${ensemble}': its steps are available again; loading it`);
+        // Its own failure is logged and kept in the index; the step's load succeeded either way.
+        await this.loadKeepingOverrides(ensemble).catch(() => undefined);
+        restored = this.isReady(ensemble);
+      });
+      if (restored) await this.restoreEnsemblesWaitingFor(ensemble);
     }
   }
 
@@ -479,6 +492,8 @@ export class ModelRepository {
       throw error;
     });
     const previous = this.entries.get(name);
+    // Loaded now, an ensemble no longer waits for its steps: its load loads them, and their restores must not queue behind it.
+    if (previous) previous.missingSteps = undefined;
     const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false };
     let config: ModelConfig;
     let backend: Backend | undefined;
@@ -553,7 +568,8 @@ export class ModelRepository {
             modelPath,
             referenceProfile,
             monitoring: this.options.monitoring || undefined,
-            previousMonitor: previous && !previous.unloaded ? previous.versions.get(version)?.monitor : undefined,
+            // An evicted or unloaded version's monitor too: the same profile watches the same traffic when it comes back.
+            previousMonitor: previous?.versions.get(version)?.monitor,
             config,
             backend,
             logger: logger.child({ version }),

@@ -1,7 +1,8 @@
 /**
  * Compressed inference answers, as Triton gives them: a client that names gzip or deflate in
  * Accept-Encoding gets its answer compressed with the one it weighs highest (the first named on a
- * tie; identity, q=0 and unknown codings mean no compression). Only inference answers are
+ * tie; identity, q=0 and unknown codings mean no compression), unless the answer is under 1 KiB or
+ * the server is compressing enough answers already. Only inference answers are
  * compressed, as in Triton: metadata and errors are small. A binary answer's
  * Inference-Header-Content-Length stays the uncompressed header's length, which the client reads
  * after inflating the body.
@@ -38,9 +39,34 @@ export function responseEncodingOf(acceptEncoding: string | string[] | undefined
 }
 
 /**
+ * Answers smaller than this go uncompressed whatever the client asked (as a server may): a gzip
+ * header and trailer are 18 bytes, and the hop to the thread pool costs more than a few bytes saved.
+ */
+export const MIN_COMPRESSED_BYTES = 1024;
+
+/**
+ * Compressions under way at once, at most; past it answers go uncompressed. libuv's pool has four
+ * threads, which body inflation and file reads share: a flood of fetch clients (which ask for gzip
+ * by themselves) must not queue the server's other work behind level-6 deflates.
+ */
+export const MAX_CONCURRENT_COMPRESSIONS = 8;
+let compressing = 0;
+
+/** The coding to answer in: the client's choice, unless the answer is small or enough compressions are under way. */
+export function answerEncodingOf(acceptEncoding: string | string[] | undefined, byteLength: number): ResponseEncoding | undefined {
+  if (acceptEncoding === undefined || byteLength < MIN_COMPRESSED_BYTES || compressing >= MAX_CONCURRENT_COMPRESSIONS) return undefined;
+  return responseEncodingOf(acceptEncoding);
+}
+
+/**
  * The answer's chunks compressed in one piece, on libuv's thread pool rather than the event loop
  * (an OCR recogniser's answer is a megabyte).
  */
-export function compressAnswer(chunks: readonly Buffer[], encoding: ResponseEncoding): Promise<Buffer> {
-  return compressors[encoding](chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+export async function compressAnswer(chunks: readonly Buffer[], encoding: ResponseEncoding): Promise<Buffer> {
+  compressing += 1;
+  try {
+    return await compressors[encoding](chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+  } finally {
+    compressing -= 1;
+  }
 }

@@ -23,7 +23,7 @@ import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
-import { compressAnswer, responseEncodingOf, type ResponseEncoding } from './response-compression.js';
+import { answerEncodingOf, compressAnswer, type ResponseEncoding } from './response-compression.js';
 import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
 
 export const httpFrontEndOptionsSchema = z.object({
@@ -367,7 +367,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
           : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory);
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
-      const encoding = responseEncodingOf(request.headers['accept-encoding']);
+      const encoding = answerEncodingOf(request.headers['accept-encoding'], byteLength);
       if (encoding) return sendCompressed(reply, chunks, headerLength, encoding);
       if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
       return sendChunks(reply, chunks, byteLength, headerLength);
