@@ -24,17 +24,35 @@ export function withBuffers(tensors: Record<string, Tensor>): Record<string, Ten
   return tensors;
 }
 
-/** A handler's plain array of values as the datatype's typed array, every element checked. */
+/** The values an integer datatype holds: a handler's number outside them would be wrapped by the typed array, silently. */
+const INTEGER_RANGES: Partial<Record<Datatype, readonly [bigint, bigint]>> = {
+  INT8: [-(2n ** 7n), 2n ** 7n - 1n],
+  UINT8: [0n, 2n ** 8n - 1n],
+  INT16: [-(2n ** 15n), 2n ** 15n - 1n],
+  UINT16: [0n, 2n ** 16n - 1n],
+  INT32: [-(2n ** 31n), 2n ** 31n - 1n],
+  UINT32: [0n, 2n ** 32n - 1n],
+  INT64: [-(2n ** 63n), 2n ** 63n - 1n],
+  UINT64: [0n, 2n ** 64n - 1n],
+};
+
+/** A handler's plain array of values as the datatype's typed array, every element checked to be one the datatype holds as it is. */
 function typedFromValues(where: string, datatype: Exclude<Datatype, 'BYTES'>, values: readonly unknown[]): NumericArray {
   const data = allocateTypedArray(datatype, values.length);
+  const range = INTEGER_RANGES[datatype];
+  // Up to 32 bits the bounds are exact as doubles and numbers are compared as numbers; only 64-bit values need BigInt.
+  const [low, high] = range && range[1] < 2n ** 53n ? [Number(range[0]), Number(range[1])] : [undefined, undefined];
   values.forEach((value, index) => {
-    const bad = () => new Error(`${where}: element ${index} is ${JSON.stringify(value) ?? String(value)}, not a ${datatype} value`);
+    const shown = typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value));
+    const bad = (why = `not ${/^[AEIOU]/.test(datatype) ? 'an' : 'a'} ${datatype} value`) => new Error(`${where}: element ${index} is ${typeof value === 'number' ? String(value) : shown}, ${why}`);
     if (datatype === 'BOOL') {
       if (typeof value !== 'boolean' && value !== 0 && value !== 1) throw bad();
       data[index] = value ? 1 : 0;
-    } else if (datatype === 'INT64' || datatype === 'UINT64') {
-      if (typeof value !== 'bigint' && !(typeof value === 'number' && Number.isInteger(value))) throw bad();
-      data[index] = BigInt(value) as never;
+    } else if (range) {
+      if (typeof value !== 'bigint' && !(typeof value === 'number' && Number.isInteger(value))) throw bad(typeof value === 'number' ? `not an integer (${datatype})` : undefined);
+      const inside = typeof value === 'number' && low !== undefined ? value >= low && value <= high! : BigInt(value) >= range[0] && BigInt(value) <= range[1];
+      if (!inside) throw bad(`outside ${datatype} (${range[0]} to ${range[1]})`);
+      data[index] = (datatype === 'INT64' || datatype === 'UINT64' ? BigInt(value) : Number(value)) as never;
     } else {
       if (typeof value !== 'number') throw bad();
       data[index] = value;

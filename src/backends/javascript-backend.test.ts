@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { pino, type Logger } from 'pino';
 import { parseModelConfig, type CompletedModelConfig } from '../config/model-config.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
@@ -25,14 +27,21 @@ after(async () => rm(root, { recursive: true, force: true }));
 
 let made = 0;
 /** An instance of `code` (saved as model.mjs in a folder of its own) under `config` (completed as the repository completes it). */
-async function handlerInstance(code: string, config: Record<string, unknown>, callModel?: Parameters<typeof backend.createInstance>[2]['callModel']): Promise<BackendInstance> {
+async function handlerInstance(
+  code: string,
+  config: Record<string, unknown>,
+  callModel?: Parameters<typeof backend.createInstance>[2]['callModel'],
+  file = 'model.mjs',
+  options: { logger?: Logger; packageJson?: object } = {},
+): Promise<BackendInstance> {
   const folder = join(root, String(made++));
   await mkdir(folder);
-  await writeFile(join(folder, 'model.mjs'), code);
+  if (options.packageJson) await writeFile(join(folder, 'package.json'), JSON.stringify(options.packageJson));
+  await writeFile(join(folder, file), code);
   const parsed = parseModelConfig({ backend: 'javascript', ...config }, 'test config');
   backend.checkConfig(parsed);
   const completed: CompletedModelConfig = { ...parsed, name: `handler_${made}`, max_batch_size: parsed.max_batch_size!, backend: 'javascript', platform: 'javascript' };
-  return backend.createInstance(join(folder, 'model.mjs'), completed, { ...TEST_INSTANCE_OPTIONS, version: '1', callModel });
+  return backend.createInstance(join(folder, file), completed, { ...TEST_INSTANCE_OPTIONS, ...(options.logger ? { logger: options.logger } : {}), version: '1', callModel });
 }
 
 const ADD_SUB = `
@@ -72,6 +81,70 @@ describe('JavaScriptInstance beyond the shared suite', () => {
       ]);
       assert.match(String(answers[0]), /output 'OUT' has shape \[3\], but the config declares \[2\]/);
       assert.match(String(answers[1]), /output 'OUT': element 1 is "two", not a FP32 value/);
+    } finally {
+      await instance.release();
+    }
+  });
+
+  test('integers a datatype cannot hold, and more or fewer rows than the request had, fail the request instead of being wrapped', async () => {
+    const config = {
+      max_batch_size: 4,
+      input: [{ name: 'MODE', data_type: 'TYPE_INT32', dims: [1] }],
+      output: [
+        { name: 'I32', data_type: 'TYPE_INT32', dims: [1] },
+        { name: 'U8', data_type: 'TYPE_UINT8', dims: [1] },
+      ],
+    };
+    const instance = await handlerInstance(
+      `const CASES = [[7, 200], [2 ** 40, 0], [1.5, 0], [Number.NaN, 0], [0, -1], [0, 300], [7, 200, 'two rows']];
+export const execute = (requests) => requests.map(({ inputs }) => {
+  const [i32, u8, rows] = CASES[inputs.MODE.data[0]];
+  const count = rows ? 2 : 1;
+  return { I32: { shape: [count, 1], data: Array(count).fill(i32) }, U8: { shape: [count, 1], data: Array(count).fill(u8) } };
+});`,
+      config,
+    );
+    try {
+      const mode = (value: number) => ({ inputs: { MODE: { datatype: 'INT32' as const, shape: [1, 1], data: Int32Array.of(value) } }, outputNames: ['I32', 'U8'] });
+      const { answers } = await instance.runRequests!([0, 1, 2, 3, 4, 5, 6].map(mode));
+      const first = answers[0] as Record<string, Tensor>;
+      assert.deepEqual([(first.I32.data as Int32Array)[0], (first.U8.data as Uint8Array)[0]], [7, 200], 'values the datatypes hold pass');
+      assert.match(String(answers[1]), /output 'I32': element 0 is 1099511627776, outside INT32 \(-2147483648 to 2147483647\)/);
+      assert.match(String(answers[2]), /output 'I32': element 0 is 1\.5, not an integer \(INT32\)/);
+      assert.match(String(answers[3]), /output 'I32': element 0 is NaN, not an integer/);
+      assert.match(String(answers[4]), /output 'U8': element 0 is -1, outside UINT8 \(0 to 255\)/);
+      assert.match(String(answers[5]), /output 'U8': element 0 is 300, outside UINT8/);
+      assert.match(String(answers[6]), /output 'I32' has 2 row\(s\), but its request has 1/);
+    } finally {
+      await instance.release();
+    }
+  });
+
+  test('model.cjs is read as CommonJS, even under a "type": "module" package (handler-module.test.ts has the message that suggests it)', async () => {
+    const CJS = `module.exports = { execute: (requests) => requests.map(({ inputs }) => ({ OUT: inputs.IN })) };`;
+    const cjs = await handlerInstance(CJS, FP32, undefined, 'model.cjs', { packageJson: { type: 'module' } });
+    try {
+      const { answers } = await cjs.runRequests!([{ inputs: input([1, 2]), outputNames: ['OUT'] }]);
+      assert.deepEqual(Array.from((answers[0] as Record<string, Tensor>).OUT.data as Float32Array), [1, 2]);
+    } finally {
+      await cjs.release();
+    }
+  });
+
+  test('context.log writes an Error with its message and stack, not {}', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+    const instance = await handlerInstance(
+      `export function initialize(context) { context.log.warn('a warning', new Error('an error object')); }
+export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs.IN }));`,
+      FP32,
+      undefined,
+      'model.mjs',
+      { logger },
+    );
+    try {
+      const line = lines.map((text) => JSON.parse(text) as { msg: string }).find((entry) => entry.msg.startsWith('a warning'));
+      assert.match(line?.msg ?? '', /^a warning Error: an error object\n\s+at /);
     } finally {
       await instance.release();
     }

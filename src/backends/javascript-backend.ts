@@ -128,7 +128,9 @@ export class JavaScriptInstance implements BackendInstance {
         reject(error);
       };
       let timer: NodeJS.Timeout | undefined;
-      const onExit = (code: number) => stop(new Error(`the handler's worker thread exited (code ${code}) before it was ready`));
+      // Exit code 13 is Node's "unsettled top-level await": here, an initialize() whose promise never settles with nothing else pending.
+      const onExit = (code: number) =>
+        stop(new Error(code === 13 ? `initialize() never settled: its promise neither resolved nor rejected (and nothing kept the worker busy)` : `the handler's worker thread exited (code ${code}) before it was ready`));
       const onMessage = (reply: HandlerWorkerReply) => {
         // Booting the thread is not the handler's time; importing and initializing it are.
         if (reply.type === 'started') {
@@ -178,7 +180,8 @@ export class JavaScriptInstance implements BackendInstance {
       const running = this.running;
       this.settle();
       running?.reject(error);
-      this.logger.warn({ err: error }, `${this.label}: ${error.message}`);
+      // Each message here starts with the label already.
+      this.logger.warn({ err: error }, error.message);
       this.replace(worker);
     };
     worker.on('error', (error: Error & { code?: string }) =>
@@ -367,7 +370,7 @@ export class JavaScriptBackend implements Backend {
   readonly name = 'javascript';
   readonly platforms = [] as const;
   readonly defaultModelFilename = 'model.js';
-  readonly modelFilenames = ['model.js', 'model.mjs'] as const;
+  readonly modelFilenames = ['model.js', 'model.mjs', 'model.cjs'] as const;
   readonly runsRepositoryCode = true;
   readonly tuningParameters = ['execute_timeout_ms', 'max_old_generation_mb', 'max_young_generation_mb', 'stack_size_mb'] as const;
 

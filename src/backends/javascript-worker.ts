@@ -11,6 +11,7 @@ import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
 import type { Parameters } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
+import { moduleLoadError } from './handler-module.js';
 import { tensorFromHandler, transferable, withBuffers } from './handler-tensors.js';
 
 export interface HandlerSpec {
@@ -62,6 +63,8 @@ function outputsOf(answer: unknown, request: WorkerBatchRequest, config: Complet
   if (typeof answer !== 'object' || answer === null) throw new Error(`execute() answered ${String(answer)} instead of an object of output tensors`);
   const outputs: Record<string, Tensor> = {};
   const batched = config.max_batch_size > 0;
+  // With a batch dimension, each output has the request's rows: more or fewer would hand the client rows it never sent.
+  const rows = batched ? Object.values(request.inputs)[0]?.shape[0] : undefined;
   for (const name of request.outputNames) {
     const declaration = config.output.find((output) => output.name === name)!;
     const value = (answer as Record<string, unknown>)[name];
@@ -71,6 +74,9 @@ function outputsOf(answer: unknown, request: WorkerBatchRequest, config: Complet
     const expected = batched ? [-1, ...dims] : dims;
     if (tensor.shape.length !== expected.length || !expected.every((dim, index) => dim === -1 || dim === tensor.shape[index])) {
       throw new Error(`output '${name}' has shape ${describeShape(tensor.shape)}, but the config declares ${describeShape(expected)}`);
+    }
+    if (rows !== undefined && tensor.shape[0] !== rows) {
+      throw new Error(`output '${name}' has ${tensor.shape[0]} row(s), but its request has ${rows}: with max_batch_size > 0 an output's first dimension is the request's rows`);
     }
     outputs[name] = tensor;
   }
@@ -102,8 +108,18 @@ let awaitingSince = 0;
 let awaitedMs = 0;
 const awaitedUntilNow = () => awaitedMs + (callsAwaited > 0 ? performance.now() - awaitingSince : 0);
 
-const log = (level: 'debug' | 'info' | 'warn' | 'error') => (...parts: unknown[]) =>
-  post({ type: 'log', level, message: parts.map((part) => (typeof part === 'string' ? part : JSON.stringify(part))).join(' ') });
+/** One part of a log line as text: an Error with its stack (JSON.stringify gives '{}' for one), anything else as JSON. */
+function logText(part: unknown): string {
+  if (typeof part === 'string') return part;
+  if (part instanceof Error) return part.stack ?? `${part.name}: ${part.message}`;
+  try {
+    return JSON.stringify(part, (_key, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value)) ?? String(part);
+  } catch {
+    return String(part); // a circular object
+  }
+}
+
+const log = (level: 'debug' | 'info' | 'warn' | 'error') => (...parts: unknown[]) => post({ type: 'log', level, message: parts.map(logText).join(' ') });
 
 const context = Object.freeze({
   modelName: spec.modelName,
@@ -175,7 +191,9 @@ async function executeBatch(handler: Handler, id: number, requests: WorkerBatchR
 // The thread is up: from here on, loading and initializing the handler are on its clock.
 post({ type: 'started' });
 try {
-  const loaded = (await import(pathToFileURL(spec.file).href)) as Partial<Handler> & { default?: Partial<Handler> };
+  const loaded = (await import(pathToFileURL(spec.file).href).catch((error: Error) => {
+    throw moduleLoadError(error, spec.file);
+  })) as Partial<Handler> & { default?: Partial<Handler> };
   // ESM exports execute itself; a CommonJS model.js exports it on module.exports (the import's default).
   const handler = (typeof loaded.execute === 'function' ? loaded : loaded.default) as Partial<Handler> | undefined;
   if (typeof handler?.execute !== 'function') throw new Error(`the model file exports no execute(requests) function`);
