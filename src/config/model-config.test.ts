@@ -605,3 +605,8 @@ test('a decoupled model is refused with why (every backend answers once); decoup
   assert.match(parseError(text), /decoupled models/);
   assert.doesNotThrow(() => parseModelConfig({ model_transaction_policy: { decoupled: false } }, 'config'));
 });
+
+test('a block that may be given once, given twice, is refused as such (not as fields named 0 and 1)', () => {
+  const text = parsePbtxt('max_batch_size: 4\ndynamic_batching { max_queue_delay_microseconds: 100 }\ndynamic_batching { preferred_batch_size: 2 }');
+  assert.match(parseError(text), /dynamic_batching: given 2 times; this field may be given once/);
+});

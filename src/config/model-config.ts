@@ -16,6 +16,8 @@ function configObject<Shape extends z.core.$ZodLooseShape>(shape: Shape) {
   return z.strictObject(shape, {
     error: (issue) => {
       if (issue.code !== 'unrecognized_keys') return undefined;
+      // pbtxt and YAML make a block written twice into a list, which reads here as fields '0', '1', …
+      if (issue.keys.every((key) => /^\d+$/.test(key))) return `given ${issue.keys.length} times; this field may be given once`;
       return issue.keys
         .map((key) => {
           const near = closestName(key, known);
