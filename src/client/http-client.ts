@@ -3,8 +3,6 @@
  * inference with typed tensors, binary by default (exact for every datatype, and cheaper than JSON
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
-import { promisify } from 'node:util';
-import { deflate, gzip } from 'node:zlib';
 import { retryingCall, type RetryOptions } from '../core/retry.js';
 import {
   OutputNamesCache,
@@ -19,6 +17,7 @@ import {
   type OutputTensor,
   type SharedMemoryTensor,
 } from './client-tensors.js';
+import { compress, type ContentCoding } from '../protocol/content-coding.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 
 export interface HttpClientOptions {
@@ -54,9 +53,7 @@ export interface InferOptions {
   responseCompression?: Compression;
 }
 
-export type Compression = 'gzip' | 'deflate';
-
-const compressors: Record<Compression, (data: Buffer) => Promise<Buffer>> = { gzip: promisify(gzip), deflate: promisify(deflate) };
+export type Compression = ContentCoding;
 
 export interface InferResult {
   model: string;
@@ -210,7 +207,7 @@ export class HttpClient {
     if (blobs.length) headers[HEADER_LENGTH] = String(header.length);
     let body: Buffer = plainBody;
     if (options.requestCompression) {
-      body = await compressors[options.requestCompression](plainBody);
+      body = await compress(plainBody, options.requestCompression);
       headers['content-encoding'] = options.requestCompression;
     }
     const response = await this.call('POST', `${this.modelPath(model, options.version)}/infer`, body, headers, options.signal);

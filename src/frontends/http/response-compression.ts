@@ -7,12 +7,9 @@
  * Inference-Header-Content-Length stays the uncompressed header's length, which the client reads
  * after inflating the body.
  */
-import { promisify } from 'node:util';
-import { deflate, gzip } from 'node:zlib';
+import { compress, type ContentCoding } from '../../protocol/content-coding.js';
 
-export type ResponseEncoding = 'gzip' | 'deflate';
-
-const compressors: Record<ResponseEncoding, (data: Buffer) => Promise<Buffer>> = { gzip: promisify(gzip), deflate: promisify(deflate) };
+export type ResponseEncoding = ContentCoding;
 
 /** Header values longer than this are not read (Accept-Encoding is a few dozen bytes from any real client). */
 const MAX_ACCEPT_ENCODING_LENGTH = 1024;
@@ -65,7 +62,7 @@ export function answerEncodingOf(acceptEncoding: string | string[] | undefined, 
 export async function compressAnswer(chunks: readonly Buffer[], encoding: ResponseEncoding): Promise<Buffer> {
   compressing += 1;
   try {
-    return await compressors[encoding](chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    return await compress(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), encoding);
   } finally {
     compressing -= 1;
   }
