@@ -140,7 +140,8 @@ async function imageExamples(dir: string, model: ModelVersion, labels: readonly 
           // Which file failed: the chunk's error counts images within the chunk, so each is tried alone to name it.
           for (const [offset, image] of chunk.entries()) {
             await imageScores(version, [image]).catch((single: Error) => {
-              throw new Error(`--data ${data.files[start + offset].path}: ${single.message.replace(/^input '[^']*' image 0: /, '')}`, { cause: single });
+              // One image alone: imageScores says what is wrong with it without an index.
+              throw new Error(`--data ${data.files[start + offset].path}: ${single.message}`, { cause: single });
             });
           }
           throw error;

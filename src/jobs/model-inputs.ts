@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { onnxTypeOf, type Datatype } from '../core/datatype.js';
+import { ImageInputError } from '../processing/image-preprocessor.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import type { Server } from '../server/server.js';
 import { openInput } from './input-source.js';
@@ -61,7 +62,7 @@ export async function readModelInputs(path: string, limit: number, server: Serve
     if (record.image) {
       digest.update(createHash('sha256').update(record.image).digest());
       const prepared = await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }).catch((error: Error) => {
-        throw new Error(`${where}: ${error.message.replace(/^input '[^']*' image 0: /, '')}`, { cause: error });
+        throw new Error(`${where}: ${error instanceof ImageInputError ? error.reason : error.message}`, { cause: error });
       });
       const tensor = prepared[imageInput];
       feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
