@@ -630,9 +630,7 @@ program
         `out of distribution: ${report.outOfDistribution} (${percent(report.share)}, score above ${report.threshold.toFixed(2)})`,
         ...(report.classShares ? [`predicted class shares: Jensen–Shannon ${report.classShares.divergence.toFixed(4)} bits from the reference (${report.classShares.level})`] : []),
         ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
-        '| value | PSI | KS D | level |',
-        '|---|---:|---:|---|',
-        ...report.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? "–"} | ${feature.level}${feature.informational ? " (not counted: images are resized)" : ""} |`),
+        ...featureDriftTable(report.features),
       ].join('\n'),
     );
   });
@@ -666,10 +664,17 @@ function formatLiveMonitor(live: LiveMonitor, origin: string): string {
     ...(live.ood ? [`out of distribution: ${percent(live.ood.share)} of the window (expected ${percent(live.ood.expected_share)})`] : []),
     ...(live.accuracy ? [`accuracy expected from confidence: ${percent(live.accuracy.expected)}${live.accuracy.labelled > 0 ? `; realised on ${live.accuracy.labelled} labelled rows: ${percent(live.accuracy.realised)}` : ''}`] : []),
     ...(live.accuracy?.caution ? [`caution: ${live.accuracy.caution}`] : []),
+    ...featureDriftTable(live.features),
+  ].join('\n');
+}
+
+/** One row per monitored value, as both kinds of `nereid monitor` report print them. */
+function featureDriftTable(features: readonly { feature: string; psi: number; ks?: number; level: string; informational?: boolean }[]): string[] {
+  return [
     '| value | PSI | KS D | level |',
     '|---|---:|---:|---|',
-    ...live.features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? '–'} | ${feature.level}${feature.informational ? ' (not counted: images are resized)' : ''} |`),
-  ].join('\n');
+    ...features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? '–'} | ${feature.level}${feature.informational ? ' (not counted: images are resized)' : ''} |`),
+  ];
 }
 
 /** NAME=D1,D2,…: one input's dims after the batch dimension. */
