@@ -79,9 +79,8 @@ export class EnsembleScheduler implements Scheduler {
    */
   validate(_request: Admission): void {}
 
-  admit(request: Admission): void {
+  admit(_request: Admission): void {
     if (this.stopping) throw new NereidError('UNAVAILABLE', `ensemble '${this.plan.name}' is stopping`);
-    this.validate(request);
   }
 
   async schedule(request: ScheduledRequest): Promise<ScheduledResult> {

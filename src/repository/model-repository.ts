@@ -498,6 +498,7 @@ export class ModelRepository {
     let config: ModelConfig;
     let backend: Backend | undefined;
     let versions: number[];
+    let available: number[];
     try {
       config = await this.readConfig(folder, configOverride).catch((error: unknown) => {
         throw new ModelConfigError(error);
@@ -522,7 +523,7 @@ export class ModelRepository {
         }
         await this.loadStepModels(name, checkingConfig(() => backend!.stepModels?.(config) ?? []));
       }
-      const available = await versionFolders(folder);
+      available = await versionFolders(folder);
       if (available.length === 0) {
         const files = await otherOnnxFiles(folder);
         const hint = files.length > 0 ? `; ${files.join(', ')} must go in a version folder: ${shown(root, join(folder, '1', backend?.defaultModelFilename ?? 'model.onnx'))}` : '';
@@ -602,7 +603,7 @@ export class ModelRepository {
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
     if (!backend) entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
-    if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, folder, entry, logger);
+    if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, folder, available, entry, logger);
     await this.replace(name, entry, previous);
   }
 
@@ -610,10 +611,9 @@ export class ModelRepository {
    * A version without a reference profile serves without OOD flags, drift windows or feedback: said at load when
    * another version of the model has one (a quantized version, say, whose profile was not built).
    */
-  private async warnOfUnmonitoredVersions(name: string, folder: string, entry: ModelEntry, logger: Logger): Promise<void> {
+  private async warnOfUnmonitoredVersions(name: string, folder: string, onDisk: readonly number[], entry: ModelEntry, logger: Logger): Promise<void> {
     const unmonitored = [...entry.versions.values()].filter((version) => !version.monitor);
     if (unmonitored.length === 0) return;
-    const onDisk = await versionFolders(folder);
     const profiled = await Promise.all(onDisk.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
     const monitored = onDisk.filter((_, index) => profiled[index]);
     if (monitored.length === 0) return;
