@@ -5,11 +5,11 @@
  * Prometheus gauges and labels fed back through `/feedback` are read as an operator would.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { before, test } from 'node:test';
+import { before, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import sharp from 'sharp';
@@ -77,6 +77,15 @@ async function streamUntil(served: TestServer, images: readonly Buffer[], until:
     if (until(await monitorOf(served))) return start + PER_REQUEST;
   }
   return undefined;
+}
+
+/** A repository of its own holding a copy of the bundled garment classifier, removed when the test ends. */
+async function garmentRepository(t: TestContext): Promise<{ repository: string; model: string }> {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-monitor-'));
+  t.after(() => rm(repository, { recursive: true, force: true }));
+  const model = join(repository, 'fashion_mnist');
+  await cp(join(REPOSITORY, 'fashion_mnist'), model, { recursive: true });
+  return { repository, model };
 }
 
 function capturingLogger(lines: Record<string, unknown>[], level = 'warn') {
@@ -197,34 +206,28 @@ test('labels fed back by request id give the realised accuracy beside the estima
   }
 });
 
-test('a version without a reference profile says so in /monitor and serves as before; monitoring off reads no profile', async () => {
-  const repository = await mkdtemp(join(tmpdir(), 'nereid-monitor-'));
+test('a version without a reference profile says so in /monitor and serves as before; monitoring off reads no profile', async (t) => {
+  const { repository, model } = await garmentRepository(t);
+  await rm(join(model, '1', 'reference.json'));
+  const served = await startTestServer({ repoDir: repository });
   try {
-    const { cp } = await import('node:fs/promises');
-    await cp(join(REPOSITORY, 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
-    await rm(join(repository, 'fashion_mnist', '1', 'reference.json'));
-    const served = await startTestServer({ repoDir: repository });
-    try {
-      await classify(served, garments.slice(0, 2));
-      const body = await monitorOf(served);
-      assert.equal(body.monitored, false);
-      assert.match(body.reason!, /no reference profile \(reference\.json\); build one with: nereid profile --model fashion_mnist/);
-      const feedback = await fetch(`${served.url}/v2/models/fashion_mnist/feedback`, { method: 'POST', body: JSON.stringify({ labels: [{ id: 'a', label: 0 }] }) });
-      assert.equal(feedback.status, 400);
-      assert.match(((await feedback.json()) as { error: string }).error, /cannot take feedback: it has no reference profile/);
-    } finally {
-      await served.close();
-    }
-    const off = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: false } });
-    try {
-      const response = await fetch(`${off.url}/v2/models/fashion_mnist/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(garments[0]) });
-      assert.equal(((await response.json()) as { ood?: unknown }).ood, undefined, 'no OOD verdict with monitoring off');
-      assert.match((await monitorOf(off)).reason!, /monitoring off/);
-    } finally {
-      await off.close();
-    }
+    await classify(served, garments.slice(0, 2));
+    const body = await monitorOf(served);
+    assert.equal(body.monitored, false);
+    assert.match(body.reason!, /no reference profile \(reference\.json\); build one with: nereid profile --model fashion_mnist/);
+    const feedback = await fetch(`${served.url}/v2/models/fashion_mnist/feedback`, { method: 'POST', body: JSON.stringify({ labels: [{ id: 'a', label: 0 }] }) });
+    assert.equal(feedback.status, 400);
+    assert.match(((await feedback.json()) as { error: string }).error, /cannot take feedback: it has no reference profile/);
   } finally {
-    await rm(repository, { recursive: true, force: true });
+    await served.close();
+  }
+  const off = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: false } });
+  try {
+    const response = await fetch(`${off.url}/v2/models/fashion_mnist/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(garments[0]) });
+    assert.equal(((await response.json()) as { ood?: unknown }).ood, undefined, 'no OOD verdict with monitoring off');
+    assert.match((await monitorOf(off)).reason!, /monitoring off/);
+  } finally {
+    await off.close();
   }
 });
 
@@ -265,24 +268,18 @@ test('a reload of the same version with the same profile keeps its monitor: wind
   }
 });
 
-test('a version served without a reference profile, where another version has one, is warned of at load', async () => {
-  const repository = await mkdtemp(join(tmpdir(), 'nereid-monitor-'));
+test('a version served without a reference profile, where another version has one, is warned of at load', async (t) => {
+  const { repository, model } = await garmentRepository(t);
+  // Version 2 as `nereid quantize` leaves it: a model file, no profile; the default policy serves it alone.
+  await cp(join(model, '1'), join(model, '2'), { recursive: true });
+  await rm(join(model, '2', 'reference.json'));
+  const logged: Record<string, unknown>[] = [];
+  const served = await startTestServer({ repoDir: repository, server: { logger: capturingLogger(logged) } });
   try {
-    const { cp } = await import('node:fs/promises');
-    await cp(join(REPOSITORY, 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
-    // Version 2 as `nereid quantize` leaves it: a model file, no profile; the default policy serves it alone.
-    await cp(join(repository, 'fashion_mnist', '1'), join(repository, 'fashion_mnist', '2'), { recursive: true });
-    await rm(join(repository, 'fashion_mnist', '2', 'reference.json'));
-    const logged: Record<string, unknown>[] = [];
-    const served = await startTestServer({ repoDir: repository, server: { logger: capturingLogger(logged) } });
-    try {
-      const warning = logged.find((line) => String(line.msg).includes('has no reference profile'));
-      assert.match(String(warning?.msg), /model 'fashion_mnist' version 2 has no reference profile \(reference\.json\), where version 1 has one: .*nereid profile --model fashion_mnist --version 2/);
-      assert.equal((await monitorOf(served)).monitored, false);
-    } finally {
-      await served.close();
-    }
+    const warning = logged.find((line) => String(line.msg).includes('has no reference profile'));
+    assert.match(String(warning?.msg), /model 'fashion_mnist' version 2 has no reference profile \(reference\.json\), where version 1 has one: .*nereid profile --model fashion_mnist --version 2/);
+    assert.equal((await monitorOf(served)).monitored, false);
   } finally {
-    await rm(repository, { recursive: true, force: true });
+    await served.close();
   }
 });
