@@ -39,14 +39,14 @@ export function responseEncodingOf(acceptEncoding: string | string[] | undefined
  * Answers smaller than this go uncompressed whatever the client asked (as a server may): a gzip
  * header and trailer are 18 bytes, and the hop to the thread pool costs more than a few bytes saved.
  */
-export const MIN_COMPRESSED_BYTES = 1024;
+const MIN_COMPRESSED_BYTES = 1024;
 
 /**
  * Compressions under way at once, at most; past it answers go uncompressed. libuv's pool has four
  * threads, which body inflation and file reads share: a flood of fetch clients (which ask for gzip
  * by themselves) must not queue the server's other work behind level-6 deflates.
  */
-export const MAX_CONCURRENT_COMPRESSIONS = 8;
+const MAX_CONCURRENT_COMPRESSIONS = 8;
 let compressing = 0;
 
 /** The coding to answer in: the client's choice, unless the answer is small or enough compressions are under way. */
