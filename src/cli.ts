@@ -10,6 +10,8 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
+import { ZodError } from 'zod';
+import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
 import { readCaFile, readTlsFiles } from './core/tls.js';
@@ -17,7 +19,7 @@ import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from
 import { closeHttpConnections, createHttpFrontEnd, dashboardAddress, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
-import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, writeTunedConfig, writeTuneChart } from './tools/index.js';
+import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
 import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { redisConnection } from './jobs/chunk-queue.js';
@@ -531,13 +533,14 @@ program
   .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(evalOptionsSchema, 'threshold'))
   .option('--top-k <n>', 'k of the top-k accuracy', integer(1), defaultOf(evalOptionsSchema, 'topK'))
   .option('--gate <clauses>', `what the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99"; metrics: ${Object.keys(GATE_METRICS).join(', ')}`)
+  .option('--min-gate-examples <n>', 'examples the gate needs at least; on fewer it fails, whatever the figures', integer(1), defaultOf(evalOptionsSchema, 'minGateExamples'))
   .option('--json', 'print the report as one JSON object')
   .option('--plot <file>', 'also write a chart of the comparison, as SVG (file ending in .svg) or PNG (.png)', chartPath)
   .action(async (flags) => {
     // Found out now rather than after a long evaluation.
     if (flags.plot) await access(dirname(resolve(flags.plot)), constants.W_OK).catch(() => Promise.reject(new Error(`--plot ${flags.plot}: its folder does not exist or cannot be written`)));
     const report = await runEval(
-      { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate },
+      { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate, minGateExamples: flags.minGateExamples },
       createLogger({ level: 'warn', fd: 2 }),
     );
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
@@ -743,7 +746,7 @@ program
   .option('--warmup-s <seconds>', 'warm-up before each measurement', number(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
   .option('--duration-s <seconds>', 'length of each measurement', number(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
   .option('--repeats <n>', 'measurements per concurrency level (the median is kept)', integer(1), defaultOf(tuneOptionsSchema, 'repeats'))
-  .option('--max-batch-size <n>', 'largest max_batch_size tried', integer(1), defaultOf(tuneOptionsSchema, 'maxBatchSizeLimit'))
+  .option('--max-batch-size <n>', "largest max_batch_size tried (default: 64, or the config's own when larger)", integer(1))
   .option('--input-shape <name=dims>', 'dims after the batch dimension of an input with dynamic dims, e.g. x=3,48,320 (repeatable)', inputShape, {})
   .option('--over-http', 'send the requests over HTTP on loopback (binary tensors) instead of calling the core in process')
   .option('--chart <file>', 'draw throughput against p99 latency, as .svg or .png')
@@ -752,6 +755,8 @@ program
   .option('--json', 'print the whole report as JSON')
   .action(async (flags) => {
     if (flags.write && flags.dryRun) throw new Error('--write and --dry-run contradict each other: --write writes the winner, --dry-run only prints it');
+    // Found out now rather than after the whole search.
+    if (flags.write) await writableConfigOf(resolve(flags.modelRepository ?? BUNDLED_REPOSITORY, flags.model));
     const logger = createLogger({ level: 'warn', fd: 2 });
     const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
     bar?.start(1, 0, { label: 'starting', elapsed: 0, budget: flags.budgetS });
@@ -779,13 +784,13 @@ program
       },
     ).finally(() => bar?.stop());
     if (flags.chart) await writeTuneChart(report, flags.chart);
-    if (flags.json) console.log(JSON.stringify(report));
-    else console.log(formatTuneReport(report, flags.costPerCoreHour));
     const changed = report.best !== undefined && report.best > 0;
-    if (changed && flags.write && !flags.dryRun) {
-      const { path, backup } = await writeTunedConfig(resolve(flags.modelRepository, flags.model), report);
-      if (!flags.json) console.log(`wrote ${path} (the old one: ${backup})`);
-    } else if (changed && !flags.json) {
+    // The backup's path is in the JSON too: a script that wrote a config must be able to undo it.
+    const written = changed && flags.write ? await writeTunedConfig(resolve(flags.modelRepository, flags.model), report) : undefined;
+    if (flags.json) return console.log(JSON.stringify({ ...report, written: written ?? null }));
+    console.log(formatTuneReport(report, flags.costPerCoreHour));
+    if (written) console.log(`wrote ${written.path} (the old one: ${written.backup})`);
+    else if (changed) {
       console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.best!].candidate))}`);
     }
   });
@@ -801,7 +806,9 @@ program
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
   .option('--ranges <how>', "activation ranges: 'minmax' or a percentile of the values kept, e.g. 99.99", (value: string) => (value === 'minmax' ? value : number(50, 100)(value)), defaultOf(quantizeOptionsSchema, 'ranges'))
   .option('--no-bias-correction', "static and auto: keep Conv and Gemm biases as they are instead of correcting them for the shift their int8 weights cause (from the calibration inputs' channel means)")
-  .option('--max-examples <n>', 'calibration examples read at most (a fifth held out to measure agreement and speed)', integer(5), defaultOf(quantizeOptionsSchema, 'maxExamples'))
+  .option('--max-examples <n>', 'calibration examples read at most (--hold-out of them, spread over the data, held out to measure agreement and speed)', integer(5), defaultOf(quantizeOptionsSchema, 'maxExamples'))
+  .option('--hold-out <share>', 'share of the examples held out of calibration to judge the gate on', number(0, 1), defaultOf(quantizeOptionsSchema, 'holdOut'))
+  .option('--min-gate-examples <n>', 'held-out examples the gate needs at least; fewer, and nothing is quantized', integer(1), defaultOf(quantizeOptionsSchema, 'minGateExamples'))
   .option('--gate <clauses>', `what the new version must meet on the held-out examples (auto searches until it does); default by output kind: ${Object.entries(DEFAULT_GATES).map(([kind, gate]) => `${kind} "${gate}"`).join(', ')}`)
   .addOption(new Option('--kind <kind>', 'what the first output means (default: from its declaration, as nereid eval reads it)').choices(OUTPUT_KINDS))
   .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(quantizeOptionsSchema, 'threshold'))
@@ -818,6 +825,8 @@ program
         ranges: flags.ranges,
         biasCorrection: flags.biasCorrection,
         maxExamples: flags.maxExamples,
+        holdOut: flags.holdOut,
+        minGateExamples: flags.minGateExamples,
         gate: flags.gate,
         kind: flags.kind,
         threshold: flags.threshold,
@@ -1014,6 +1023,7 @@ program
 // ---------------------------------------------------------------------------------------------
 
 program.parseAsync().catch((error: Error) => {
-  console.error(`nereid: ${error.message}`);
+  // A schema's refusal of an option reads as the option and what it needs, not as zod's issue list.
+  console.error(`nereid: ${error instanceof ZodError ? describeIssues(error, '', '(options)') : error.message}`);
   process.exit(1);
 });

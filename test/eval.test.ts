@@ -62,7 +62,7 @@ test('two versions scored on real labelled images: consistent figures, full agre
   assert.equal(report.versions[0].classification!.top1Accuracy, report.versions[1].classification!.top1Accuracy);
   assert.equal(report.versions[1].agreement?.agreement, 1);
   assert.equal(report.versions[1].agreement?.maxAbsDelta, 0);
-  assert.deepEqual(report.gate, { spec: 'agreement>=0.99,accuracy_drop<=0', passed: true, failures: [] });
+  assert.deepEqual(report.gate, { spec: 'agreement>=0.99,accuracy_drop<=0', passed: true, failures: [], measured: { 'agreement>=0.99': 1, 'accuracy_drop<=0': 0 } });
 });
 
 test('a gate the candidate misses exits 1 and says which clause; the table names every class; --plot still writes the chart', async () => {
@@ -126,7 +126,7 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   // Rows 1-3 are right (argmax = label), row 4 is not: top-1 3/4; labels by name and by index.
   const csv = join(work, 'scores.csv');
   await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,label\n9,1,1,cat\n1,9,1,1\n1,1,9,bird\n9,1,1,dog\n');
-  const { code, stdout, stderr } = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1,2', '--json', '--gate', 'accuracy>=0.75,agreement>=1']);
+  const { code, stdout, stderr } = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1,2', '--json', '--gate', 'accuracy>=0.75,agreement>=1', '--min-gate-examples', '4']);
   assert.equal(code, 0, stderr);
   const report = JSON.parse(stdout) as EvalReport;
   assert.equal(report.kind, 'classification');
@@ -134,6 +134,13 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   assert.equal(report.versions[0].classification!.top1Accuracy, 0.75);
   assert.deepEqual(report.versions[0].classification!.confusion, [[1, 0, 0], [1, 1, 0], [0, 0, 1]]);
   assert.equal(report.versions[1].agreement!.agreement, 1);
+  // Without lowering the minimum, four examples cannot pass a gate, and a version compared with itself is refused.
+  const few = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1,2', '--json', '--gate', 'accuracy>=0.75,agreement>=1']);
+  assert.equal(few.code, 1);
+  assert.match((JSON.parse(few.stdout) as EvalReport).gate!.failures[0], /^judged on 4 example\(s\), fewer than the 30 a gate needs/);
+  const itself = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '2,2']);
+  assert.equal(itself.code, 1);
+  assert.equal(itself.stderr.trim(), 'nereid: versions: a version is named twice; a version compared with itself passes any gate');
 
   await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,label\n9,1,1,cat\n1,9,1,horse\n');
   const refused = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1']);

@@ -46,7 +46,7 @@ async function directionRecords(texts: readonly string[]): Promise<string> {
 test('the direction classifier is quantized from rendered lines in JSONL and eval scores both versions on their orientation', async () => {
   await writeFile(join(work, 'direction-calibration.jsonl'), await directionRecords(lines.slice(0, 20)));
   await writeFile(join(work, 'direction-test.jsonl'), await directionRecords(lines.slice(20, 35)));
-  const quantized = await nereid(['quantize', '--model', 'ocr_direction', '--model-repository', repository, '--calibration', join(work, 'direction-calibration.jsonl'), '--gate', 'agreement>=0.5', '--json']);
+  const quantized = await nereid(['quantize', '--model', 'ocr_direction', '--model-repository', repository, '--calibration', join(work, 'direction-calibration.jsonl'), '--gate', 'agreement>=0.5', '--min-gate-examples', '8', '--json']);
   assert.equal(quantized.code, 0, quantized.stderr);
   const report = JSON.parse(quantized.stdout) as QuantizeReport;
   assert.equal(report.calibration.examples + report.calibration.heldOut, 40);
@@ -77,7 +77,7 @@ test('the recogniser is scored by the text it reads: the bundled int8 version ag
   const records: string[] = [];
   for (const text of lines.slice(40, 48)) records.push(inputRecord(await recognitionInput(await renderTextLine(text, { dpi: 110 })), text));
   await writeFile(join(work, 'lines.jsonl'), `${records.join('\n')}\n`);
-  const { code, stdout, stderr } = await nereid(['eval', '--model', 'ocr_recognition', '--model-repository', repository, '--data', join(work, 'lines.jsonl'), '--versions', '1,2,3', '--gate', 'accuracy>=0.6,character_agreement>=1']);
+  const { code, stdout, stderr } = await nereid(['eval', '--model', 'ocr_recognition', '--model-repository', repository, '--data', join(work, 'lines.jsonl'), '--versions', '1,2,3', '--gate', 'accuracy>=0.6,character_agreement>=1', '--min-gate-examples', '8']);
   assert.equal(code, 0, stdout + stderr);
   assert.match(stdout, /output softmax_11\.tmp_0 \(ctc\): 8 examples, labelled with text/);
   // Version 2 is the int8 version bundled in the repository (0.28x the file); on 200 held-out lines it agreed on 99.93 % of characters.
@@ -97,7 +97,7 @@ test('the detector is compared by the IoU of its thresholded maps; a gate on acc
     pages.push(inputRecord(await detectionInput(rendered)));
   }
   await writeFile(join(work, 'pages.jsonl'), `${pages.join('\n')}\n`);
-  const { code, stdout } = await nereid(['eval', '--model', 'ocr_detection', '--model-repository', repository, '--data', join(work, 'pages.jsonl'), '--versions', '1,2', '--json', '--gate', 'agreement>=0.99,accuracy>=0.9']);
+  const { code, stdout } = await nereid(['eval', '--model', 'ocr_detection', '--model-repository', repository, '--data', join(work, 'pages.jsonl'), '--versions', '1,2', '--json', '--gate', 'agreement>=0.99,accuracy>=0.9', '--min-gate-examples', '1']);
   assert.equal(code, 1);
   const report = JSON.parse(stdout) as EvalReport;
   assert.equal(report.kind, 'mask');
@@ -114,7 +114,7 @@ test('auto quantizes the detector from rendered pages, keeping float the nodes t
     pages.push(inputRecord(await detectionInput(rendered)));
   }
   await writeFile(join(work, 'detection-calibration.jsonl'), `${pages.join('\n')}\n`);
-  const { code, stdout, stderr } = await nereid(['quantize', '--model', 'ocr_detection', '--model-repository', repository, '--calibration', join(work, 'detection-calibration.jsonl'), '--method', 'auto', '--output-version', '5', '--json']);
+  const { code, stdout, stderr } = await nereid(['quantize', '--model', 'ocr_detection', '--model-repository', repository, '--calibration', join(work, 'detection-calibration.jsonl'), '--method', 'auto', '--output-version', '5', '--min-gate-examples', '3', '--json']);
   const report = JSON.parse(stdout) as QuantizeReport;
   assert.equal(report.agreement.measure, 'mean IoU');
   assert.equal(report.calibration.biasCorrection, true);

@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { classFolderName } from '../src/eval/index.js';
 import type { QuantizeReport } from '../src/quantize/index.js';
+import { splitHeldOut } from '../src/quantize/run-quantize.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
@@ -33,7 +34,9 @@ after(() => rm(work, { recursive: true, force: true }));
 const nereid = (args: string[]) => runCli(args, 180_000);
 
 test('quantize writes a smaller int8 version beside the original with its report, and eval finds it agreeing', async () => {
-  const quantized = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--json']);
+  // The gate eval then applies to the whole test set: on 30 held-out examples spread over the classes, static int8 of
+  // this model disagrees on about one in fifty (98 % on 100), which the default 0.99 refuses.
+  const quantized = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--gate', 'agreement>=0.95', '--json']);
   assert.equal(quantized.code, 0, quantized.stderr);
   const report = JSON.parse(quantized.stdout);
   assert.equal(report.outputVersion, '2');
@@ -61,6 +64,23 @@ test('quantize writes a smaller int8 version beside the original with its report
   const twice = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration')]);
   assert.equal(twice.code, 1);
   assert.match(twice.stderr, /version 2 of 'fashion_mnist' is already quantized \(it has a quantization\.json\); quantize the float version it came from with --version/);
+});
+
+test('held-out examples are every n-th of the data, so a class-sorted folder gives each class its share', () => {
+  const classSorted = Array.from({ length: 100 }, (_, index) => Math.floor(index / 10));
+  const { calibrationFeeds, evaluationFeeds } = splitHeldOut(classSorted, 20);
+  assert.equal(calibrationFeeds.length, 80);
+  assert.deepEqual(evaluationFeeds, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9]);
+});
+
+test('the gate is judged on held-out examples spread over the data, and refused on fewer than it needs before any work', async () => {
+  const few = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--max-examples', '50', '--output-version', '7']);
+  assert.equal(few.code, 1);
+  assert.match(few.stderr, /50 example\(s\) hold out 10 to judge the gate on, fewer than the 30 it needs .*give at least 150 examples/);
+  const labelsOnly = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--gate', 'accuracy_drop<=0.01', '--output-version', '7']);
+  assert.equal(labelsOnly.code, 1);
+  assert.match(labelsOnly.stderr, /--gate 'accuracy_drop<=0.01': quantize .* measures only agreement, character_agreement, max_abs_delta; judge accuracy afterwards with nereid eval --gate/);
+  await assert.rejects(stat(join(repository, 'fashion_mnist', '7')));
 });
 
 test('fp16 halves the file and agrees entirely; dynamic quantizes only the classifier, leaving the convolutions float', async () => {

@@ -30,7 +30,8 @@ test('nereid tune searches within its budget, writes a config the server loads, 
     const args = ['tune', '--model', 'cnn', '--model-repository', repository, '--concurrency', '1,16', '--warmup-s', '0.2', '--duration-s', '0.5', '--budget-s', String(budget), '--max-batch-size', '32'];
     const { code, stdout, stderr } = await runCli([...args, '--write', '--chart', chart, '--json'], 180_000);
     assert.equal(code, 0, stderr);
-    const report = JSON.parse(stdout) as TuneReport;
+    const report = JSON.parse(stdout) as TuneReport & { written: { path: string; backup: string } | null };
+    assert.equal(report.written?.path, join(repository, 'cnn', 'config.yaml'));
     // The budget stops new measurements from starting; one already started may finish past it (2 levels × 0.7 s, and its load).
     assert.ok(report.seconds <= budget + 5, `searched for ${report.seconds} s with a budget of ${budget} s`);
     assert.equal(report.results[0].step, 'current config');
@@ -70,6 +71,33 @@ test('nereid tune searches within its budget, writes a config the server loads, 
     const [before, after] = [Math.max(before1, before2), Math.max(after1, after2)];
     assert.ok(after >= before, `written ${after.toFixed(0)}/s against the old ${before.toFixed(0)}/s`);
     console.log(`# tuned ${after.toFixed(0)} inferences/s against ${before.toFixed(0)} (c=16); chose ${JSON.stringify(winner)}`);
+  } finally {
+    await rm(repository, { recursive: true, force: true });
+  }
+});
+
+test('tune refuses what it cannot do before measuring, and describes a config without instance_group by the threads it gets', async () => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-'));
+  try {
+    await writeModel(repository, 'cnn', 1, smallCnnModel(), undefined, {});
+    const quick = ['tune', '--model', 'cnn', '--model-repository', repository, '--concurrency', '1', '--warmup-s', '0', '--duration-s', '0.2', '--budget-s', '1'];
+    const both = await runCli([...quick, '--p99-ms', '5', '--max-cost', '0.01'], 60_000);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /--p99-ms and --max-cost are two objectives; give one/);
+    const started = performance.now();
+    const unwritable = await runCli([...quick, '--write'], 60_000);
+    assert.equal(unwritable.code, 1);
+    assert.match(unwritable.stderr, /has no config file for --write to update; write one \(config.yaml\) first/);
+    assert.ok(performance.now() - started < 30_000, 'refused before the search, not after it');
+    const unknownInput = await runCli([...quick, '--input-shape', 'nope=1,2'], 60_000);
+    assert.equal(unknownInput.code, 1);
+    assert.match(unknownInput.stderr, /--input-shape nope: 'cnn' has no such input; its inputs: image/);
+
+    // No instance_group: ONNX Runtime's plan is single-threaded instances, whatever the cores.
+    const { code, stdout, stderr } = await runCli([...quick, '--json'], 60_000);
+    assert.equal(code, 0, stderr);
+    const current = (JSON.parse(stdout) as TuneReport).results[0].candidate;
+    assert.equal(current.threadsPerInstance, 1, JSON.stringify(current));
   } finally {
     await rm(repository, { recursive: true, force: true });
   }

@@ -19,8 +19,12 @@ test('a malformed gate is refused with what a clause must look like', () => {
 
 test('the gate passes only when every clause holds, and names each that does not', () => {
   const gate = parseGate('accuracy_drop<=0.005,agreement>=0.99');
-  assert.deepEqual(judgeGate(gate, { accuracy_drop: 0.004, agreement: 0.995 }), { passed: true, failures: [] });
-  assert.deepEqual(judgeGate(gate, { accuracy_drop: 0.004, agreement: 0.985 }), { passed: false, failures: ['agreement>=0.99: measured agreement = 0.985'] });
+  assert.deepEqual(judgeGate(gate, { accuracy_drop: 0.004, agreement: 0.995 }), { passed: true, failures: [], measured: { 'accuracy_drop<=0.005': 0.004, 'agreement>=0.99': 0.995 } });
+  assert.deepEqual(judgeGate(gate, { accuracy_drop: 0.004, agreement: 0.985 }), {
+    passed: false,
+    failures: ['agreement>=0.99: measured agreement = 0.985'],
+    measured: { 'accuracy_drop<=0.005': 0.004, 'agreement>=0.99': 0.985 },
+  });
   // Bounds are inclusive for <= and >=, strict for < and >.
   assert.equal(judgeGate(parseGate('agreement>=0.99'), { agreement: 0.99 }).passed, true);
   assert.equal(judgeGate(parseGate('agreement>0.99'), { agreement: 0.99 }).passed, false);
@@ -30,4 +34,12 @@ test('a clause on a figure the run did not measure fails instead of passing unch
   const verdict = judgeGate(parseGate('accuracy_drop<=0.005,agreement>=0.99'), { agreement: 1 });
   assert.equal(verdict.passed, false);
   assert.match(verdict.failures[0], /accuracy_drop was not measured \(reference's accuracy minus the candidate's \(needs labels\)\)/);
+});
+
+test('figures from fewer examples than the minimum fail the gate, whatever they are', () => {
+  const gate = parseGate('agreement>=0.99');
+  const few = judgeGate(gate, { agreement: 1 }, {}, { examples: 3, minimum: 30 });
+  assert.equal(few.passed, false);
+  assert.match(few.failures[0], /judged on 3 example\(s\), fewer than the 30 a gate needs/);
+  assert.equal(judgeGate(gate, { agreement: 1 }, {}, { examples: 30, minimum: 30 }).passed, true);
 });

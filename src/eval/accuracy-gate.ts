@@ -46,10 +46,25 @@ export function parseGate(spec: string): GateClause[] {
   });
 }
 
+/**
+ * Examples a gate is judged on at least, unless the user lowers it: on fewer, one example moves a
+ * share by more than 3 %, and a version that disagrees on one input in twenty passes a 0.99 gate
+ * by chance more often than not.
+ */
+export const MIN_GATE_EXAMPLES = 30;
+
 export interface GateVerdict {
   passed: boolean;
   /** One line per clause that failed: the figure measured against the bound, or why it is missing. */
   failures: string[];
+  /** The figure each clause judged (by the clause as written), measured ones only: what a CI log keeps. */
+  measured: Record<string, number>;
+}
+
+/** How many examples the figures come from, and the fewest the gate accepts. */
+export interface GateSample {
+  examples: number;
+  minimum: number;
 }
 
 /** Judges measured figures (absent: not measured, for the reason `unmeasured` gives if it does) against the clauses. */
@@ -57,18 +72,24 @@ export function judgeGate(
   clauses: readonly GateClause[],
   figures: Partial<Record<GateMetric, number>>,
   unmeasured: Partial<Record<GateMetric, string>> = {},
+  sample?: GateSample,
 ): GateVerdict {
   const failures: string[] = [];
+  const measured: Record<string, number> = {};
+  if (sample && sample.examples < sample.minimum) {
+    failures.push(`judged on ${sample.examples} example(s), fewer than the ${sample.minimum} a gate needs for its figures to mean anything; give more data (or lower the minimum knowingly)`);
+  }
   for (const clause of clauses) {
     const value = figures[clause.metric];
     if (value === undefined || Number.isNaN(value)) {
       failures.push(`${clause.text}: ${clause.metric} was not measured (${unmeasured[clause.metric] ?? GATE_METRICS[clause.metric]})`);
       continue;
     }
+    measured[clause.text] = value;
     const holds =
       clause.comparison === '<=' ? value <= clause.bound : clause.comparison === '>=' ? value >= clause.bound : clause.comparison === '<' ? value < clause.bound : value > clause.bound;
     // Four significant digits: a bound is written by hand, the float's last digits say nothing.
     if (!holds) failures.push(`${clause.text}: measured ${clause.metric} = ${Number(value.toPrecision(4))}`);
   }
-  return { passed: failures.length === 0, failures };
+  return { passed: failures.length === 0, failures, measured };
 }

@@ -32,7 +32,7 @@ const report: EvalReport = {
       examplesPerSecond: 125.25,
     },
   ],
-  gate: { spec: 'accuracy_drop<=0.05,agreement>=0.9', passed: false, failures: ['accuracy_drop<=0.05: measured accuracy_drop = 0.125', 'agreement>=0.9: measured agreement = 0.875'] },
+  gate: { spec: 'accuracy_drop<=0.05,agreement>=0.9', passed: false, failures: ['accuracy_drop<=0.05: measured accuracy_drop = 0.125', 'agreement>=0.9: measured agreement = 0.875'], measured: { 'accuracy_drop<=0.05': 0.125, 'agreement>=0.9': 0.875 } },
 };
 
 /** Whether every tag closes in order: the well-formedness an XML parser checks first (sharp's, librsvg's, checks the rest). */
@@ -74,7 +74,7 @@ test('the gate verdict is shown with each failing clause; a passing gate says so
   assert.ok(drawn.includes('Gate "accuracy_drop<=0.05,agreement>=0.9", v2 against v1: FAILED'));
   assert.ok(drawn.includes('✗ accuracy_drop<=0.05: measured accuracy_drop = 0.125'));
   assert.ok(drawn.includes('✗ agreement>=0.9: measured agreement = 0.875'));
-  const passed = texts(comparisonChartSvg({ ...report, gate: { spec: 'agreement>=0.5', passed: true, failures: [] } }));
+  const passed = texts(comparisonChartSvg({ ...report, gate: { spec: 'agreement>=0.5', passed: true, failures: [], measured: { 'agreement>=0.5': 0.9 } } }));
   assert.ok(passed.includes('Gate "agreement>=0.5", v2 against v1: PASSED'));
   assert.ok(!texts(comparisonChartSvg({ ...report, gate: undefined })).some((line) => line.startsWith('Gate')));
 });

@@ -19,7 +19,7 @@ import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postproce
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { classFolderName, classOfName } from '../monitoring/class-names.js';
-import { COMPARISON_METRICS, judgeGate, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
+import { COMPARISON_METRICS, judgeGate, MIN_GATE_EXAMPLES, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
 import { evaluateClassification, type ClassificationReport } from './classification-metrics.js';
 import { compareOutputs, ctcGreedyText, evaluateText, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
 
@@ -27,7 +27,10 @@ export const evalOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
   /** Versions to compare, the first being the reference; empty: the versions the model's policy loads. */
-  versions: z.array(z.string().regex(/^[1-9]\d*$/, 'a version is a positive integer')).default([]),
+  versions: z
+    .array(z.string().regex(/^[1-9]\d*$/, 'a version is a positive integer'))
+    .refine((versions) => new Set(versions).size === versions.length, 'a version is named twice; a version compared with itself passes any gate')
+    .default([]),
   /** A folder of images (one sub-folder per class when labelled), or a JSONL or CSV file of tensors. */
   data: z.string().min(1),
   /** The output judged; default: the first the model declares. */
@@ -39,6 +42,8 @@ export const evalOptionsSchema = z.object({
   topK: z.number().int().positive().default(5),
   /** Clauses the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99". */
   gate: z.string().optional(),
+  /** The gate fails on fewer examples than this, whatever their figures. */
+  minGateExamples: z.number().int().positive().default(MIN_GATE_EXAMPLES),
 });
 
 export type EvalOptions = z.input<typeof evalOptionsSchema>;
@@ -257,7 +262,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       reference ??= outputs;
     }
     const report: EvalReport = { model: settings.model, output: declared.name, kind, examples: examples.count, classes, versions: evaluations };
-    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations)) };
+    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations), { examples: examples.count, minimum: settings.minGateExamples }) };
     return report;
   } finally {
     await server.close();

@@ -87,6 +87,8 @@ export interface ModelVersionParts {
   quantization?: QuantizationSummary;
   /** Size of the model file it was loaded from. */
   modelFileBytes?: number;
+  /** The compute threads planned for each instance (a backend parameter such as intra_op_thread_count may override it). */
+  plannedThreadsPerInstance?: number;
   /** The reference profile's out-of-distribution detector: the instances also output `tensor`, each row of which is scored. */
   ood?: OodMonitor;
   /** The reference profile's drift and accuracy windows: each computed row of the first output is recorded. */
@@ -198,6 +200,10 @@ export class ModelVersion {
   }
 
   /** Size of the model file it was loaded from. */
+  get plannedThreadsPerInstance(): number | undefined {
+    return this.parts.plannedThreadsPerInstance;
+  }
+
   get modelFileBytes(): number | undefined {
     return this.parts.modelFileBytes;
   }

@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CompletedModelConfig } from '../config/model-config.js';
-import { judgeGate, parseGate, type GateClause, type GateVerdict } from '../eval/accuracy-gate.js';
+import { GATE_METRICS, judgeGate, MIN_GATE_EXAMPLES, parseGate, type GateClause, type GateMetric, type GateVerdict } from '../eval/accuracy-gate.js';
 import { compareOutputs, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind } from '../eval/output-comparison.js';
 import { agreementFigures } from '../eval/run-eval.js';
 import { readModelInputs, type Feed, type ModelInputs } from '../jobs/model-inputs.js';
@@ -55,6 +55,8 @@ export const quantizeOptionsSchema = z.object({
   kind: z.enum(OUTPUT_KINDS).optional(),
   /** A map's values at or above it form the region compared by IoU. */
   threshold: z.number().min(0).max(1).default(0.3),
+  /** Held-out examples the gate is judged on at least: fewer, and nothing is quantized. */
+  minGateExamples: z.number().int().positive().default(MIN_GATE_EXAMPLES),
 });
 
 export type QuantizeOptions = z.input<typeof quantizeOptionsSchema>;
@@ -200,6 +202,33 @@ function uncalibratedCandidate(base: Uint8Array, method: 'dynamic' | 'fp16'): Ca
   return { bytes: writeOnnxModel(model), result };
 }
 
+/** The figures a comparison of two versions' outputs yields (see agreementFigures): labels are not read. */
+const QUANTIZE_GATE_METRICS: readonly GateMetric[] = (Object.keys(GATE_METRICS) as GateMetric[]).filter((metric) => metric in agreementFigures(undefined));
+
+/** A gate quantize could never pass is refused before any work: its figures compare outputs and read no labels. */
+function measurableGate(spec: string): GateClause[] {
+  const gate = parseGate(spec);
+  const unmeasurable = gate.filter((clause) => !QUANTIZE_GATE_METRICS.includes(clause.metric));
+  if (unmeasurable.length > 0) {
+    throw new Error(`--gate ${unmeasurable.map((clause) => `'${clause.text}'`).join(', ')}: quantize compares the new version with its source on held-out examples and reads no labels, so it measures only ${QUANTIZE_GATE_METRICS.join(', ')}; judge accuracy afterwards with nereid eval --gate`);
+  }
+  return gate;
+}
+
+/**
+ * Every n-th example held out rather than the last ones: data read from class folders comes class by
+ * class, and a tail would judge the gate on the last classes alone, which calibration never saw.
+ */
+export function splitHeldOut<T>(examples: readonly T[], heldOut: number): { calibrationFeeds: T[]; evaluationFeeds: T[] } {
+  const calibrationFeeds: T[] = [];
+  const evaluationFeeds: T[] = [];
+  examples.forEach((example, index) => {
+    const isHeldOut = Math.floor(((index + 1) * heldOut) / examples.length) > Math.floor((index * heldOut) / examples.length);
+    (isHeldOut ? evaluationFeeds : calibrationFeeds).push(example);
+  });
+  return { calibrationFeeds, evaluationFeeds };
+}
+
 const DECISIONS: Readonly<Record<QuantizeReport['method'], (result: NodeRewrite) => string>> = {
   static: () => 'static int8 (QDQ)',
   auto: (result) => `static int8 (QDQ) with ${result.skipped.filter((entry) => entry.reason === 'excluded').length} node(s) kept float by the search`,
@@ -209,6 +238,7 @@ const DECISIONS: Readonly<Record<QuantizeReport['method'], (result: NodeRewrite)
 
 export async function runQuantize(options: QuantizeOptions, logger: Logger): Promise<QuantizeReport> {
   const settings = quantizeOptionsSchema.parse(options);
+  if (settings.gate !== undefined) measurableGate(settings.gate);
   const modelDir = join(settings.modelRepository, settings.model);
   const versions = await versionsOfModel(modelDir);
   if (settings.version !== undefined && !versions.includes(Number(settings.version))) throw new Error(`model '${settings.model}' has no version ${settings.version} in ${settings.modelRepository}`);
@@ -237,10 +267,15 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const output = config.output[0].name;
   const kind = settings.kind ?? outputKindOf({ dims: config.output[0].dims, labelled: labels !== undefined });
   const gateSpec = settings.gate ?? DEFAULT_GATES[kind];
-  const gate = parseGate(gateSpec);
+  const gate = measurableGate(gateSpec);
   const heldOut = Math.max(1, Math.round(feeds.length * settings.holdOut));
-  const calibrationFeeds = feeds.slice(0, feeds.length - heldOut);
-  const evaluationFeeds = feeds.slice(feeds.length - heldOut);
+  if (heldOut < settings.minGateExamples) {
+    throw new Error(
+      `--calibration ${settings.calibration}: ${feeds.length} example(s) hold out ${heldOut} to judge the gate on, fewer than the ${settings.minGateExamples} it needs for its figures to mean anything; ` +
+        `give at least ${Math.ceil(settings.minGateExamples / settings.holdOut)} examples (and --max-examples), raise --hold-out, or lower --min-gate-examples knowingly`,
+    );
+  }
+  const { calibrationFeeds, evaluationFeeds } = splitHeldOut(feeds, heldOut);
   const compare = (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => compareOutputs(kind, reference, candidate, { labels, threshold: settings.threshold });
 
   const fileName = config.default_model_filename ?? 'model.onnx';
@@ -271,7 +306,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
 
   const [sourceRun, quantizedRun] = await runSideBySide([source, candidate.bytes], evaluationFeeds, output, { intraOpNumThreads: 1 });
   const agreement = compare(sourceRun.outputs, quantizedRun.outputs);
-  const verdict = judgeGate(gate, agreementFigures(agreement));
+  const verdict = judgeGate(gate, agreementFigures(agreement), {}, { examples: evaluationFeeds.length, minimum: settings.minGateExamples });
   const speedup = sourceRun.msPerExample / quantizedRun.msPerExample;
   let decision: QuantizeReport['decision'];
   if (!verdict.passed) decision = { written: false, reason: `the gate "${gateSpec}" failed on the held-out examples: ${verdict.failures.join('; ')}` };

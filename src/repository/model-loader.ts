@@ -226,7 +226,8 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     // The detector reads a tensor inside the model: every instance's session also outputs it.
     const exposed: ExposedTensor | undefined = ood && { tensor: ood.tensor, channelMean: ood.pooling === 'spatial-mean' };
     const exposedOutputs = exposed && [exposed];
-    for (const plan of planInstances(config, logger, threadsPerInstance)) created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels, signature }));
+    const plans = planInstances(config, logger, threadsPerInstance);
+    for (const plan of plans) created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels, signature }));
     if (samples.length > 0) {
       const warmupStarted = performance.now();
       await warmUp(created, samples, config.output.map((output) => output.name));
@@ -262,6 +263,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       ood: ood ? { tensor: exposedName(exposed!), pooling: 'none', threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
       monitor: options.referenceProfile && monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor),
       modelFileBytes: (await stat(options.modelPath)).size,
+      plannedThreadsPerInstance: plans[0]?.intraOpThreads,
     });
   } catch (error) {
     await Promise.allSettled(created.map((instance) => instance.release()));

@@ -9,16 +9,13 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { parseDocument } from 'yaml';
 import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
-import { describeCandidate, judgedLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
+import { describeCandidate, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
 import type { TuneReport } from './tune.js';
 
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
-/** The level a row of the table shows: the one the objective judged, else the highest throughput. */
-function shownLevel(report: TuneReport, index: number): LevelResult {
-  const measured = report.results[index];
-  return judgedLevel(measured, report.objective) ?? measured.levels.reduce((top, level) => (level.throughput > top.throughput ? level : top));
-}
+/** The level a row of the table shows (see shownLevel). */
+const shownLevelOf = (report: TuneReport, index: number): LevelResult => shownLevel(report.results[index], report.objective);
 
 export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): string {
   const lines: string[] = [];
@@ -37,24 +34,29 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   lines.push(`| # | step | config | ${levels.map((c) => `c=${c} inf/s`).join(' | ')} | p50 / p95 / p99 ms | CPU ms/inf | $/1k inf | rows/batch | front |`);
   lines.push(`|---|---|---|${levels.map(() => '---:').join('|')}|---:|---:|---:|---:|:-:|`);
   report.results.forEach((measured, index) => {
-    const shown = shownLevel(report, index);
+    const shown = shownLevelOf(report, index);
     const marks = `${measured.pareto ? '●' : ''}${index === report.winner ? ' ← best' : ''}${index === report.best && index !== report.winner ? ' ← best of the served version' : ''}`;
     lines.push(
       `| ${index} | ${measured.step} | ${describeCandidate(measured.candidate)} | ${measured.levels.map((level) => fixed(level.throughput, 1)).join(' | ')} | ${fixed(shown.p50Ms, 2)} / ${fixed(shown.p95Ms, 2)} / ${fixed(shown.p99Ms, 2)} (c=${shown.concurrency}) | ${fixed(shown.cpuSecondsPerInference * 1000, 3)} | ${fixed(usdPer1000(shown.cpuSecondsPerInference, usdPerCoreHour), 6)} | ${fixed(shown.meanBatchRows, 1)} | ${marks} |`,
     );
   });
   lines.push('');
-  const gainOf = (index: number) => shownLevel(report, index).throughput / shownLevel(report, 0).throughput;
+  // Each config at its own shown level: under a p99 bound one may hold it at a concurrency where another cannot, so the levels are named.
+  const gainOf = (index: number) => {
+    const [found, current] = [shownLevelOf(report, index), shownLevelOf(report, 0)];
+    const at = found.concurrency === current.concurrency ? `both at c=${found.concurrency}` : `${fixed(found.throughput, 1)} inf/s at c=${found.concurrency} against ${fixed(current.throughput, 1)} at c=${current.concurrency}`;
+    return { ratio: `${(found.throughput / current.throughput).toFixed(2)}×`, at };
+  };
   if (report.winner === undefined) lines.push('No config met the objective.');
   else if (report.winner === 0 && report.results.length === 1) lines.push('Only the current config was measured before --budget-s ran out: nothing to compare it with.');
   else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
   else {
-    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gainOf(report.winner).toFixed(2)}× the current config's throughput.`);
+    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gainOf(report.winner).ratio} the current config's throughput (${gainOf(report.winner).at}).`);
     if (report.best !== undefined && report.best !== report.winner) {
       lines.push(
         report.best === 0
           ? `For the version served now (v${report.results[0].candidate.version}) nothing measured beat the current config by the least gain worth a change (--min-gain); --write leaves it.`
-          : `For the version served now (v${report.results[0].candidate.version}): ${describeCandidate(report.results[report.best].candidate)} — ${gainOf(report.best).toFixed(2)}×; that is what --write writes.`,
+          : `For the version served now (v${report.results[0].candidate.version}): ${describeCandidate(report.results[report.best].candidate)} — ${gainOf(report.best).ratio} (${gainOf(report.best).at}); that is what --write writes.`,
       );
     }
   }
@@ -70,7 +72,7 @@ export function tuneChartSvg(report: TuneReport): string {
   const right = 20;
   const top = 40;
   const bottom = 60;
-  const points = report.results.map((_, index) => ({ index, level: shownLevel(report, index) }));
+  const points = report.results.map((_, index) => ({ index, level: shownLevelOf(report, index) }));
   const maxX = Math.max(...points.map((point) => point.level.p99Ms)) * 1.1 || 1;
   const maxY = Math.max(...points.map((point) => point.level.throughput)) * 1.1 || 1;
   const x = (ms: number) => left + (ms / maxX) * (width - left - right);
@@ -126,6 +128,17 @@ const TUNED_PARAMETERS = (candidate: Candidate): Record<string, string> => ({
   graph_optimization_level: candidate.graphLevel,
 });
 
+/** The config file --write would update (config.yaml/.yml or config.json), or why there is none. */
+export async function writableConfigOf(modelDirectory: string): Promise<string> {
+  const files = await readdir(modelDirectory).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(error.code === 'ENOENT' ? `${modelDirectory}: no such model folder` : `${modelDirectory}: ${error.message}`);
+  });
+  const name = ['config.yaml', 'config.yml', 'config.json', 'config.pbtxt'].find((file) => files.includes(file));
+  if (!name) throw new Error(`${modelDirectory} has no config file for --write to update; write one (config.yaml) first, or run without --write to see the settings`);
+  if (name === 'config.pbtxt') throw new Error('--write updates config.yaml or config.json; for config.pbtxt, copy the settings that --dry-run prints');
+  return name;
+}
+
 /**
  * Writes the winner's settings into the model's config file (config.yaml/.yml or config.json),
  * after copying the old file to `<name>.bak-<timestamp>`. Other fields, and in YAML the comments,
@@ -135,17 +148,14 @@ const TUNED_PARAMETERS = (candidate: Candidate): Record<string, string> => ({
 export async function writeTunedConfig(modelDirectory: string, report: TuneReport): Promise<{ path: string; backup: string }> {
   if (report.best === undefined || report.best === 0) throw new Error('nothing to write: the current config is the best measured for the version it serves');
   const candidate = report.results[report.best].candidate;
-  const files = await readdir(modelDirectory);
-  const name = ['config.yaml', 'config.yml', 'config.json', 'config.pbtxt'].find((file) => files.includes(file));
-  if (!name) throw new Error(`${modelDirectory} has no config file to update; write one (config.yaml) first`);
-  if (name === 'config.pbtxt') throw new Error('--write updates config.yaml or config.json; for config.pbtxt, copy the settings that --dry-run prints');
+  const name = await writableConfigOf(modelDirectory);
   const path = join(modelDirectory, name);
   const backup = `${path}.bak-${report.date.replace(/[-:]/g, '').replace(/\..*$/, '')}`;
   const text = await readFile(path, 'utf8');
   await copyFile(path, backup);
-  const winner = shownLevel(report, report.best);
-  const before = shownLevel(report, 0);
-  const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${name}.bak-…).`;
+  const winner = shownLevelOf(report, report.best);
+  const before = shownLevelOf(report, 0);
+  const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} at concurrency ${before.concurrency} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${name}.bak-…).`;
   if (name === 'config.json') {
     const config = JSON.parse(text) as Record<string, Record<string, unknown> | unknown>;
     const fields = tunedFields(candidate);

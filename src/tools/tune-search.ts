@@ -63,6 +63,11 @@ export function judgedLevel(measured: Measured, objective: Objective): LevelResu
   return best;
 }
 
+/** The level a candidate is shown and compared at: the one the objective judged, else its highest throughput. */
+export function shownLevel(measured: Measured, objective: Objective): LevelResult {
+  return judgedLevel(measured, objective) ?? measured.levels.reduce((top, level) => (level.throughput > top.throughput ? level : top));
+}
+
 /** The index of the best candidate under the objective (ties: the earlier one, so the current config wins a tie); undefined when none qualifies. */
 export function chooseWinner(results: readonly Measured[], objective: Objective): number | undefined {
   let winner: number | undefined;

@@ -40,7 +40,11 @@ import {
   type Measured,
   type Objective,
   judgedLevel,
+  shownLevel,
 } from './tune-search.js';
+
+/** The largest max_batch_size the search tries unless told, or the config's own when larger. */
+const DEFAULT_MAX_BATCH_SIZE_LIMIT = 64;
 
 export const tuneOptionsSchema = z.object({
   modelRepository: z.string().min(1),
@@ -63,8 +67,8 @@ export const tuneOptionsSchema = z.object({
    * measurements of the same config differ by a few per cent, and a config is not worth changing for noise.
    */
   minGain: z.number().nonnegative().default(0.05),
-  /** Largest max_batch_size tried. */
-  maxBatchSizeLimit: z.int().positive().default(64),
+  /** Largest max_batch_size tried; default: 64, or the config's own when larger. */
+  maxBatchSizeLimit: z.int().positive().optional(),
   /** Dynamic dimensions of the inputs (name → dims without the batch dimension). */
   inputShapes: z.record(z.string(), z.array(z.int().positive())).default({}),
   overHttp: z.boolean().default(false),
@@ -98,6 +102,7 @@ export interface TuneReport {
 }
 
 function objectiveOf(settings: z.output<typeof tuneOptionsSchema>): Objective {
+  if (settings.p99Ms !== undefined && settings.maxCostUsd !== undefined) throw new Error('--p99-ms and --max-cost are two objectives; give one');
   if (settings.p99Ms !== undefined) return { kind: 'p99', maxMs: settings.p99Ms };
   if (settings.maxCostUsd !== undefined) return { kind: 'cost', maxUsdPer1000: settings.maxCostUsd, usdPerCoreHour: settings.usdPerCoreHour };
   return { kind: 'throughput' };
@@ -247,7 +252,8 @@ function currentCandidate(model: ModelVersion, cores: number): Candidate {
   const config = model.config;
   const parameters = (config.parameters ?? {}) as Record<string, unknown>;
   const instances = config.instance_group.reduce((sum, group) => sum + (group.count ?? 1), 0) || 1;
-  const threads = Number(parameters.intra_op_thread_count ?? 0) || Math.max(1, Math.floor(cores / instances));
+  // As the loader planned them: a config without instance_group gets the backend's plan (one thread per instance for ONNX Runtime), not the cores split.
+  const threads = Number(parameters.intra_op_thread_count ?? 0) || model.plannedThreadsPerInstance || Math.max(1, Math.floor(cores / instances));
   return {
     version: model.version,
     maxBatchSize: config.max_batch_size,
@@ -306,6 +312,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const progress = (label: string) => onProgress?.({ done: results.length, planned, label, elapsedSeconds: tuner.elapsedSeconds, budgetSeconds: settings.budgetSeconds });
     progress('the current config');
     const current = await tuner.load();
+    const unknownShapes = Object.keys(settings.inputShapes).filter((name) => !current.config.input.some((input) => input.name === name));
+    if (unknownShapes.length > 0) throw new Error(`--input-shape ${unknownShapes.join(', ')}: '${settings.model}' has no such input; its inputs: ${current.config.input.map((input) => input.name).join(', ')}`);
     const written = current.config as unknown as Record<string, unknown>;
     // Every version folder, served or not (an int8 version the policy leaves out is worth measuring too).
     const folders = await readdir(join(settings.modelRepository, settings.model), { withFileTypes: true });
@@ -336,7 +344,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const batching = current.config.max_batch_size > 0;
     const base: Candidate = { ...currentCandidate(current, cores), instances: 1, threadsPerInstance: cores, maxQueueDelayUs: 0 };
     if (batching) {
-      const upper = Math.max(current.config.max_batch_size, settings.maxBatchSizeLimit);
+      const upper = settings.maxBatchSizeLimit ?? Math.max(current.config.max_batch_size, DEFAULT_MAX_BATCH_SIZE_LIMIT);
       curve = await tuner.batchCurve(await tuner.load(configOf({ ...base, maxBatchSize: upper })));
     }
     const batchSizes = batching ? batchSizeCandidates(curve) : [0];
@@ -345,7 +353,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const threads: ExecutionThread[] = ['main', 'worker'];
     planned = 1 + splits.length * threads.length + (batchSizes.length - 1) + (batching ? 3 : 0) + 1 + versions.length - 1;
 
-    for (const split of splits) for (const executionThread of threads) await tryCandidate({ ...base, ...split, executionThread, maxBatchSize: cheapest, maxQueueDelayUs: batching ? 500 : 0 }, 'instances');
+    const writtenDelayUs = results[0].candidate.maxQueueDelayUs;
+    for (const split of splits) for (const executionThread of threads) await tryCandidate({ ...base, ...split, executionThread, maxBatchSize: cheapest, maxQueueDelayUs: writtenDelayUs }, 'instances');
     for (const maxBatchSize of batchSizes) await tryCandidate({ ...best(), maxBatchSize }, 'batch size');
     if (batching) for (const maxQueueDelayUs of [0, 500, 2000]) await tryCandidate({ ...best(), maxQueueDelayUs }, 'queue delay');
     await tryCandidate({ ...best(), graphLevel: best().graphLevel === 'basic' ? 'all' : 'basic' }, 'graph');
@@ -355,12 +364,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     await tuner.close();
     await server.close();
   }
-  const front = paretoFront(
-    results.map((measured) => {
-      const level = measured.levels.reduce((top, level) => (level.throughput > top.throughput ? level : top));
-      return { throughput: level.throughput, p99Ms: level.p99Ms };
-    }),
-  );
+  // At the level each row shows, so the marks agree with the table's figures.
+  const front = paretoFront(results.map((measured) => shownLevel(measured, objective)));
   return {
     model: settings.model,
     objective,
