@@ -108,6 +108,24 @@ test('images without class folders are compared by agreement alone; a gate on ac
   assert.deepEqual(report.gate?.failures, ["accuracy_drop<=0: accuracy_drop was not measured (reference's accuracy minus the candidate's (needs labels))"]);
 });
 
+test('a classifier without a labels file is compared by top-1 agreement on unlabelled images; class folders are refused, saying why', async () => {
+  const bare = join(work, 'bare-models', 'fashion_mnist');
+  await cp(join(repository, 'fashion_mnist'), bare, { recursive: true });
+  const config = await readFile(join(bare, 'config.yaml'), 'utf8');
+  await writeFile(join(bare, 'config.yaml'), config.replace(/^\s*label_filename: labels.txt\n/m, ''));
+  const unlabelled = join(work, 'unlabelled');
+  const { code, stdout, stderr } = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', dirname(bare), '--data', unlabelled, '--versions', '1,2', '--json', '--gate', 'agreement>=0.99']);
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout) as EvalReport;
+  assert.equal(report.kind, 'classification');
+  assert.equal(report.classes, undefined);
+  assert.equal(report.versions[1].agreement?.measure, 'top-1');
+  assert.equal(report.versions[1].agreement?.agreement, 1);
+  const folders = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', dirname(bare), '--data', data, '--versions', '1,2']);
+  assert.equal(folders.code, 1);
+  assert.match(folders.stderr, /has class sub-folders, but the model has no labels file to name its classes/);
+});
+
 test('a class folder that names no label of the model is refused, naming the labels', async () => {
   await mkdir(join(data, 'Hat'));
   try {

@@ -15,6 +15,9 @@ test('the kind follows the declaration: labelled vectors are classes, labelled m
   assert.equal(outputKindOf({ dims: [10], labelled: true }), 'classification');
   assert.equal(outputKindOf({ dims: [-1, 6625], labelled: true }), 'ctc');
   assert.equal(outputKindOf({ dims: [1, -1, -1], labelled: false }), 'mask');
+  // Several scores without a labels file are still a classifier's, compared by top-1; one value is not.
+  assert.equal(outputKindOf({ dims: [10], labelled: false }), 'classification');
+  assert.equal(outputKindOf({ dims: [1], labelled: false }), 'mask');
 });
 
 test('greedy CTC collapses repeats, drops blanks and keeps a letter repeated across a blank', () => {

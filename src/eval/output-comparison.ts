@@ -24,7 +24,8 @@ export interface ExampleOutput {
 
 /** The kind an output's declaration implies (dims without the batch dimension). */
 export function outputKindOf(output: { dims: readonly number[]; labelled: boolean }): OutputKind {
-  if (!output.labelled) return 'mask';
+  // A vector of several scores is a classifier's, labels file or not: its top-1 compares without class names.
+  if (!output.labelled) return output.dims.length === 1 && output.dims[0] !== 1 ? 'classification' : 'mask';
   return output.dims.length >= 2 ? 'ctc' : 'classification';
 }
 

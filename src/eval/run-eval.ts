@@ -67,6 +67,7 @@ export async function readLabelledImages(dir: string, labels: readonly string[])
     if (unlabelled.length === 0) throw new Error(`--data ${dir} has neither class sub-folders nor images; put each class's images in a folder named as its label`);
     return { classes: labels, files: unlabelled.sort((a, b) => a.path.localeCompare(b.path)) };
   }
+  if (labels.length === 0) throw new Error(`--data ${dir} has class sub-folders, but the model has no labels file to name its classes; give its output a label_filename, or put the images directly in the folder to compare versions by agreement alone`);
   const classOf = classOfName(labels);
   const unknown = folders.filter((folder) => classOf(folder) === undefined);
   if (unknown.length > 0) {
@@ -232,16 +233,19 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     if (!declared) throw new Error(`--output ${settings.output}: model '${settings.model}' has no such output; its outputs: ${first.config.output.map((candidate) => candidate.name).join(', ')}`);
     const classes = first.labelsOf(declared.name);
     const kind = settings.kind ?? outputKindOf({ dims: declared.dims, labelled: classes !== undefined });
-    if (kind !== 'mask' && !classes) throw new Error(`output '${declared.name}' of '${settings.model}' has no labels file; ${kind} outputs are read by their labels`);
+    if (kind === 'ctc' && !classes) throw new Error(`output '${declared.name}' of '${settings.model}' has no labels file; ctc outputs are read by their labels`);
     const isFolder = (
       await stat(settings.data).catch((error: NodeJS.ErrnoException) => {
         throw new Error(error.code === 'ENOENT' ? `--data ${settings.data}: no such file or folder` : `--data ${settings.data}: ${error.message}`);
       })
     ).isDirectory();
-    if (isFolder && (first.imageInputs.size !== 1 || kind !== 'classification' || classLabels(first) === undefined)) {
+    if (isFolder && (first.imageInputs.size !== 1 || kind !== 'classification')) {
       throw new Error(`--data ${settings.data} is a folder of images, which needs a classifier taking images (preprocess.image); give this model a JSONL or CSV file of its input tensors`);
     }
-    const examples = isFolder ? await imageExamples(settings.data, first, classes!) : await recordExamples(settings.data, server, first, declared.name, kind, classes);
+    const examples = isFolder ? await imageExamples(settings.data, first, classLabels(first) ?? []) : await recordExamples(settings.data, server, first, declared.name, kind, classes);
+    if (examples.labels && kind === 'classification' && !classes) {
+      throw new Error(`--data ${settings.data} is labelled, but output '${declared.name}' of '${settings.model}' has no labels file to score against; give it label_filename, or unlabelled data to compare versions by agreement alone`);
+    }
     const evaluations: VersionEvaluation[] = [];
     let reference: ExampleOutput[] | undefined;
     for (const version of versions) {
