@@ -890,6 +890,7 @@ const batch = program
   .option('--queue-name <name>', 'BullMQ queue the workers listen to', distributedDefault('queueName'))
   .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
   .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
+  .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images end a chunk sooner; one larger than this fails)', integer(1), distributedDefault('chunkMaxMib'))
   .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', integer(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
@@ -935,6 +936,7 @@ const batch = program
           queueName: flags.queueName,
           job: flags.job,
           chunkSize: flags.chunkSize,
+          chunkMaxMib: flags.chunkMaxMib,
           attempts: flags.attempts,
           backoffMs: flags.backoffMs,
           maxPendingChunks: flags.maxPendingChunks,

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,7 +16,8 @@ import { pino } from 'pino';
 import { chunkJobId, DEFAULT_QUEUE_NAME } from '../src/jobs/index.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
-import { CNN_LABELS, readOutput, writeBatchModels, writeImageFolder, type OutputRecord } from './support/batch-fixtures.js';
+import sharp from 'sharp';
+import { CNN_LABELS, patternImage, readOutput, writeBatchModels, writeImageFolder, type OutputRecord } from './support/batch-fixtures.js';
 import { freePort, startRedisServer, type RedisTestServer } from './support/redis-server.js';
 
 const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
@@ -87,6 +88,17 @@ after(async () => {
   await redis?.stop();
   await rm(dir, { recursive: true, force: true });
 });
+
+/** A PNG of pseudo-random pixels: it does not compress, so its size is about side² × 3 bytes. */
+function noisePng(side: number, seed: number): Promise<Buffer> {
+  const pixels = Buffer.alloc(side * side * 3);
+  let state = seed;
+  for (let index = 0; index < pixels.length; index++) {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    pixels[index] = state >>> 24;
+  }
+  return sharp(pixels, { raw: { width: side, height: side, channels: 3 } }).png().toBuffer();
+}
 
 function assertClassification(record: OutputRecord, probabilities: number[]): void {
   assert.equal(record.error, null, `record ${record.id}: ${record.error}`);
@@ -223,6 +235,56 @@ describe('distributed batch jobs', () => {
     assert.equal(again.code, 0, again.stderr);
     assert.equal(JSON.parse(again.stdout.trim().split('\n').at(-1)!).processed, 0);
     assert.equal((await readOutput(output)).size, ids.length);
+  });
+
+  test('large images end a chunk sooner, and one larger than a chunk may carry is its own error while the rest run', { timeout: 60_000 }, async () => {
+    const images = join(dir, 'large');
+    await mkdir(images, { recursive: true });
+    // Noise does not compress: a 420-pixel square PNG is about 0.5 MiB, a 900-pixel one about 2.3 MiB.
+    for (let n = 0; n < 6; n++) await writeFile(join(images, `img-${n}.png`), await noisePng(420, n + 1));
+    await writeFile(join(images, 'huge.png'), await noisePng(900, 99));
+    const output = join(dir, 'large-out.jsonl');
+    const { code, stdout, stderr } = await cli([
+      'batch', '--model', 'cnn', '--input', images, '--output', output, '--queue', queueUrl, '--chunk-max-mib', '1', '--progress', 'none',
+    ]);
+    assert.equal(code, 0, stderr);
+    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as { processed: number; failed: number; chunks: number };
+    assert.equal(summary.processed, 7);
+    assert.equal(summary.failed, 1);
+    // One record per chunk (two of 0.5 MiB pass 1 MiB), the 64 records --chunk-size allows notwithstanding.
+    assert.equal(summary.chunks, 7);
+    const records = await readOutput(output);
+    assert.match(records.get('huge.png')!.error!, /^the record is 2\.\d MiB, more than a chunk carries through Redis \(--chunk-max-mib 1\); run it in a local job$/);
+    for (let n = 0; n < 6; n++) assert.equal(records.get(`img-${n}.png`)!.error, null);
+  });
+
+  test('files added to the input between runs: chunks queued with other records are submitted again, and every record is answered', { timeout: 60_000 }, async () => {
+    const images = join(dir, 'changing');
+    await writeImageFolder(images, 10, { subfolders: 1 });
+    const output = join(dir, 'changing-out.jsonl');
+    // No worker listens on this queue yet: the first run queues its chunks and is interrupted.
+    const args = ['batch', '--model', 'cnn', '--input', images, '--output', output, '--queue', queueUrl, '--queue-name', 'changing', '--chunk-size', '5', '--progress', 'none'];
+    const changing = new Queue('changing', { connection: { host: '127.0.0.1', port: redis.port } });
+    try {
+      const first = await cli(args, (child) => {
+        void (async () => {
+          while ((await changing.getWaitingCount()) < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+          child.kill('SIGINT');
+        })();
+      });
+      assert.equal(first.code, 130, first.stderr);
+      // Three images that sort first move every chunk's bounds.
+      for (let n = 0; n < 3; n++) await writeFile(join(images, `a-${n}.png`), await patternImage(100 + n, 'png'));
+      startWorker('w-changing', ['--queue-name', 'changing']);
+      const second = await cli(args);
+      assert.equal(second.code, 0, second.stderr);
+      assert.match(second.stderr, /chunk 0 of job '[^']+' was queued with other records \(the input changed since\); it is submitted again/);
+      const records = await readOutput(output);
+      assert.equal(records.size, 13);
+      for (const record of records.values()) assert.equal(record.error, null, `${record.id}: ${record.error}`);
+    } finally {
+      await changing.close();
+    }
   });
 
   test('a model no worker has: every chunk fails after its attempts and every record says why', { timeout: 60_000 }, async () => {

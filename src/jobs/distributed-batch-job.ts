@@ -1,7 +1,8 @@
 /**
  * The submitting side of a distributed batch job: reads the input in order, splits it into chunks
- * of `chunkSize` records (chunk i holds records i·size … (i+1)·size − 1 of the whole input, so
- * the numbering is the same on every rerun), puts each chunk with its records' bytes on the
+ * of `chunkSize` records or `chunkMaxMib` MiB, whichever comes first (decided from the whole
+ * input's records and sizes, done ones included, so the numbering is the same on every rerun of the
+ * same input), puts each chunk with its records' bytes on the
  * queue, and writes the workers' results to the output as chunks finish. The output is resumed
  * as in a local job and deduplicated by record id, so a rerun, a redelivered chunk or a
  * resubmitted one never writes a record twice. At most `maxPendingChunks` chunks wait in Redis
@@ -49,7 +50,8 @@ interface Pending {
 export async function runDistributedBatchJob(options: DistributedBatchOptions): Promise<BatchSummary> {
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
-  const { chunkSize, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = distributedJobSettingsSchema.parse(options);
+  const { chunkSize, chunkMaxMib, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = distributedJobSettingsSchema.parse(options);
+  const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
   await requireRedis(options.queue);
   const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
@@ -144,13 +146,24 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     const loaded = await Promise.all(records.map((record) => record.load()));
     const unreadable = loaded.filter((record) => record.error !== undefined);
     if (unreadable.length > 0) await write(unreadable.map((record) => ({ id: record.id, line: errorLine(record.id, record.error!, record.passThrough) })));
-    const runnable = loaded.filter((record) => record.error === undefined);
+    const oversized = loaded.filter((record) => record.error === undefined && (record.image?.length ?? 0) > chunkMaxBytes);
+    if (oversized.length > 0) {
+      await write(oversized.map((record) => ({ id: record.id, line: errorLine(record.id, `the record is ${(record.image!.length / 1024 / 1024).toFixed(1)} MiB, more than a chunk carries through Redis (--chunk-max-mib ${chunkMaxMib}); run it in a local job`, record.passThrough) })));
+    }
+    const runnable = loaded.filter((record) => record.error === undefined && !oversized.includes(record));
     if (runnable.length === 0) return;
     while (pending.size >= maxPending && !fatal && !options.signal?.aborted) await changed();
     if (fatal || options.signal?.aborted) return;
     const id = chunkJobId(job, index);
-    const state = await queue.getJobState(id);
+    let state = await queue.getJobState(id);
     if (state === 'failed' && options.retryFailed) await queue.remove(id);
+    else if (state !== 'unknown' && state !== 'active' && !(await holdsRecords(queue, id, runnable.map((record) => record.id)))) {
+      // Queued by an earlier run of an input that has changed since (files added or removed move the chunks' bounds):
+      // its results would belong to other records. It is done again with the records it holds now.
+      logger.warn(`chunk ${index} of job '${job}' was queued with other records (the input changed since); it is submitted again`);
+      await queue.remove(id);
+      state = 'unknown';
+    }
     const data: ChunkData = {
       format: CHUNK_FORMAT,
       job,
@@ -175,7 +188,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   try {
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     const total = await source.count();
-    const chunks = Math.ceil(total / chunkSize);
+    let chunks = Math.ceil(total / chunkSize);
     const meta = await redis.hgetall(metaKey);
     if (options.restart && meta.chunks) await removeChunks(queue, job, Number(meta.chunks), logger);
     if (!options.restart && meta.input !== undefined && (meta.input !== resolve(options.input) || meta.model !== options.model || Number(meta.chunk_size) !== chunkSize)) {
@@ -215,18 +228,27 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     const resumed = output.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress, label: `batch ${job}` }).start();
     const started = performance.now();
-    let position = 0;
     let chunkRecords: InputRecord[] = [];
     let chunkIndex = 0;
+    let inChunk = 0;
+    let chunkBytes = 0;
     for await (const record of source.records()) {
       if (fatal || options.signal?.aborted) break;
-      const index = Math.floor(position / chunkSize);
-      position += 1;
-      if (index !== chunkIndex) {
+      const bytes = record.bytes ?? 0;
+      if (inChunk > 0 && (inChunk >= chunkSize || chunkBytes + bytes > chunkMaxBytes)) {
         if (chunkRecords.length > 0) await submit(chunkIndex, chunkRecords);
         chunkRecords = [];
-        chunkIndex = index;
+        chunkIndex += 1;
+        inChunk = 0;
+        chunkBytes = 0;
+        // More chunks than records / chunk size when bytes cut them: the status reads this many.
+        if (chunkIndex + 1 > chunks) {
+          chunks = chunkIndex + 1;
+          await redis.hset(metaKey, 'chunks', chunks);
+        }
       }
+      inChunk += 1;
+      chunkBytes += bytes;
       if (!output.has(record.id)) chunkRecords.push(record);
     }
     if (chunkRecords.length > 0 && !fatal && !options.signal?.aborted) await submit(chunkIndex, chunkRecords);
@@ -258,6 +280,14 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     await Promise.allSettled([events.close(), queue.close()]);
     redis.disconnect();
   }
+}
+
+/** Whether the queued chunk `id` carries exactly these records. */
+async function holdsRecords(queue: Queue<ChunkData, ChunkResult>, id: string, ids: readonly RecordId[]): Promise<boolean> {
+  const queued = await Job.fromId<ChunkData, ChunkResult>(queue, id);
+  // A failed chunk keeps no records (see collect): it is judged by its result alone, as before.
+  if (!queued || queued.data.records.length === 0) return true;
+  return queued.data.records.length === ids.length && queued.data.records.every((record, position) => recordKey(record.id) === recordKey(ids[position]));
 }
 
 /** Removes a job's chunks from the queue (for --restart). A chunk a worker holds right now cannot be removed; it is reported. */

@@ -17,6 +17,8 @@ export type InputFormat = 'images' | 'jsonl' | 'csv';
 /** A record not yet loaded: its id is known, its bytes are read by `load()`. */
 export interface InputRecord {
   id: RecordId;
+  /** Its size before loading, where the input knows it (an image file's): what a distributed chunk will carry. */
+  bytes?: number;
   load(): Promise<JobRecord>;
 }
 
@@ -116,6 +118,7 @@ async function imageFolder(root: string): Promise<InputSource> {
       for (const file of images) {
         yield {
           id: file,
+          bytes: await stat(join(root, file)).then((found) => found.size, () => 0),
           load: async (): Promise<JobRecord> => {
             try {
               return { id: file, image: await readFile(join(root, file)) };
@@ -185,7 +188,7 @@ function jsonlFile(path: string, columns: RecordColumns): InputSource {
       const ids = new SeenIds();
       for await (const { line, text } of jsonlLines(path)) {
         const record: JobRecord = split ? splitJsonlLine(line, text, columns, ids) : { id: line, json: text };
-        yield { id: record.id, load: async () => record };
+        yield { id: record.id, bytes: text.length, load: async () => record };
       }
     },
   };

@@ -21,6 +21,11 @@ export const distributedJobSettingsSchema = z.object({
   queueName: z.string().min(1).default(DEFAULT_QUEUE_NAME),
   /** Records per queued chunk. */
   chunkSize: positive.default(64),
+  /**
+   * MiB of record bytes a queued chunk carries at most (it ends sooner when its records are large): a chunk is one
+   * Redis value, JSON in one string, and 64 phone photos of 7 MB would pass V8's string limit. A larger record alone fails.
+   */
+  chunkMaxMib: positive.default(64),
   /** Tries of a chunk before it fails and its records are written with its error. */
   attempts: positive.default(3),
   /** Wait before a failed chunk is tried again, in milliseconds. */
