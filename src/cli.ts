@@ -22,7 +22,7 @@ import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/in
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
 import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
-import { redisConnection } from './jobs/chunk-queue.js';
+import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
 import { REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel, type DriftLevel } from './monitoring/index.js';
@@ -960,7 +960,7 @@ batch
     if (flags.job === undefined) {
       const jobs = await batchJobList({ queue: flags.queue, queueName: flags.queueName });
       if (flags.json) console.log(JSON.stringify(jobs));
-      else console.log(jobs.length ? jobs.map(formatStatus).join('\n\n') : `no batch jobs in queue '${flags.queueName}' at ${flags.queue}`);
+      else console.log(jobs.length ? jobs.map(formatStatus).join('\n\n') : `no batch jobs in queue '${flags.queueName}' at ${shownRedisUrl(flags.queue)}`);
       process.exit(0);
     }
     const status = await batchJobStatus({ queue: flags.queue, queueName: flags.queueName, job: flags.job });

@@ -12,8 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { chunkJobId, DEFAULT_QUEUE_NAME } from '../src/jobs/index.js';
+import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
 import sharp from 'sharp';
@@ -287,6 +289,31 @@ describe('distributed batch jobs', () => {
     }
   });
 
+  test('--model-version names a version the policy leaves out: the workers load it, and a job naming none gets the policy\'s', { timeout: 60_000 }, async () => {
+    // Version 1 doubles, version 2 triples; the policy (latest) serves 2.
+    await writeModel(repo, 'scaled', 1, scaleModel(2), 'max_batch_size: 8\n');
+    await writeModel(repo, 'scaled', 2, scaleModel(3), 'max_batch_size: 8\n');
+    const input = join(dir, 'scaled.jsonl');
+    await writeFile(input, `${Array.from({ length: 6 }, (_, n) => JSON.stringify({ INPUT0: [n, 1, 2, 3] })).join('\n')}\n`);
+    const run = async (output: string, version?: string) => {
+      const { code, stderr } = await cli([
+        'batch', '--model', 'scaled', ...(version ? ['--model-version', version] : []), '--input', input, '--output', output, '--queue', queueUrl, '--chunk-size', '2', '--progress', 'none',
+      ]);
+      assert.equal(code, 0, stderr);
+      return [...(await readOutput(output)).values()];
+    };
+    for (const record of await run(join(dir, 'scaled-v1.jsonl'), '1')) {
+      assert.equal(record.error, null, String(record.error));
+      assert.equal(record.model_version, '1');
+      assert.deepEqual(record.outputs![0].data.slice(1), [2, 4, 6]);
+    }
+    for (const record of await run(join(dir, 'scaled-default.jsonl'))) {
+      assert.equal(record.error, null, String(record.error));
+      assert.equal(record.model_version, '2');
+      assert.deepEqual(record.outputs![0].data.slice(1), [3, 6, 9]);
+    }
+  });
+
   test('a model no worker has: every chunk fails after its attempts and every record says why', { timeout: 60_000 }, async () => {
     const input = join(dir, 'ghost.jsonl');
     await writeFile(input, `${Array.from({ length: 10 }, (_, n) => JSON.stringify({ INPUT0: [n] })).join('\n')}\n`);
@@ -303,5 +330,17 @@ describe('distributed batch jobs', () => {
     const records = await readOutput(output);
     assert.equal(records.size, 10);
     for (const record of records.values()) assert.match(record.error!, /^chunk \d failed after 2 attempt\(s\): .*model 'ghost'/);
+  });
+
+  test("finished chunks' results do not pile up in BullMQ's event stream after they were written", async () => {
+    const client = new Redis({ host: '127.0.0.1', port: redis.port });
+    try {
+      // Set by each submitter's queue; BullMQ's own default keeps 10,000 events, each with a chunk's output lines.
+      assert.equal(await client.hget(`bull:${DEFAULT_QUEUE_NAME}:meta`, 'opts.maxLenEvents'), '100');
+      const events = await client.xlen(`bull:${DEFAULT_QUEUE_NAME}:events`);
+      assert.ok(events <= 300, `${events} events kept`);
+    } finally {
+      client.disconnect();
+    }
   });
 });

@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { ClientError, HttpClient } from '../src/client/index.js';
+import { runLocalBatchJob } from '../src/jobs/index.js';
 import { binaryBody, lengthPrefixed, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -244,5 +245,24 @@ test('/detect without a version follows the model\'s traffic policy; a named ver
     assert.equal((await post('/v2/models/detector/versions/2/detect')).model_version, '2');
   } finally {
     await canary.close();
+  }
+});
+
+test('a batch job over photos writes each photo\'s detections, as /detect answers them', async () => {
+  const work = await mkdtemp(join(tmpdir(), 'nereid-detect-batch-'));
+  try {
+    const photos = join(work, 'photos');
+    await cp(join(ROOT, 'examples', 'images', 'cat.jpg'), join(photos, 'cat.jpg'));
+    const output = join(work, 'detections.jsonl');
+    const summary = await runLocalBatchJob({ server: testServer.server, model: 'object_detection', input: photos, output, progress: 'none' });
+    assert.equal(summary.failed, 0);
+    const [line] = (await readFile(output, 'utf8')).trim().split('\n').map((text) => JSON.parse(text) as DetectAnswer & { id: string; error: null });
+    const expected = await detected(await readFile(join(photos, 'cat.jpg')), 'image/jpeg');
+    assert.equal(line.id, 'cat.jpg');
+    assert.deepEqual(line.image, expected.image);
+    assert.deepEqual(line.detections, expected.detections);
+    assert.ok(line.detections.some((detection) => detection.label === 'cat'), JSON.stringify(line.detections));
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
 });

@@ -6,7 +6,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { notFound } from '../core/errors.js';
 import { requireRedis } from './redis-reachability.js';
-import { DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, isJobName, jobMetaKey, redisConnection } from './chunk-queue.js';
+import { DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
@@ -52,7 +52,8 @@ async function readingQueue<T>(url: string, queueName: string, read: (redis: Red
   const connection = redisConnection(url);
   const redis = new Redis(connection);
   redis.on('error', () => undefined); // a failure reaches the caller through the command that met it
-  const queue = new Queue(queueName, { connection });
+  // It only reads: the queue's settings (the event stream's length) stay the submitter's.
+  const queue = new Queue(queueName, { connection, skipMetasUpdate: true });
   try {
     return await read(redis, queue);
   } finally {
@@ -66,7 +67,7 @@ export async function batchJobStatus(options: BatchStatusOptions): Promise<Batch
   const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
   return readingQueue(options.queue, queueName, async (redis, queue) => {
     const meta = await redis.hgetall(jobMetaKey(queueName, job));
-    if (meta.chunks === undefined) throw notFound(`no batch job '${job}' on queue '${queueName}' at ${options.queue}`);
+    if (meta.chunks === undefined) throw notFound(`no batch job '${job}' on queue '${queueName}' at ${shownRedisUrl(options.queue)}`);
     return statusOf(queue, job, meta);
   });
 }
@@ -103,10 +104,7 @@ export interface BatchJobsSource {
 
 export function batchJobsSource(options: BatchJobListOptions): BatchJobsSource {
   redisConnection(options.queue); // a URL that is not Redis's fails here, before any reading
-  const shown = new URL(options.queue);
-  shown.username = '';
-  shown.password = '';
-  return { queue: shown.toString(), queueName: options.queueName ?? DEFAULT_QUEUE_NAME, jobs: () => batchJobList(options) };
+  return { queue: shownRedisUrl(options.queue), queueName: options.queueName ?? DEFAULT_QUEUE_NAME, jobs: () => batchJobList(options) };
 }
 
 /** A job's status from its hash (`meta`) and its chunks' states in the queue. */

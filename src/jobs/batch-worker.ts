@@ -61,16 +61,38 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     ).start());
   const loading = new Map<string, Promise<void>>();
 
-  const ensureModel = async (model: string, version?: string): Promise<void> => {
-    if (server.modelReady(model, version)) return;
-    let load = loading.get(model);
-    if (!load) {
-      logger.info({ model }, `loading model '${model}'`);
-      load = server.loadModel(model).finally(() => loading.delete(model));
-      loading.set(model, load);
+  /** Models loaded by their version policy, whose policy versions are still among those ready. */
+  const byPolicy = new Set<string>();
+  /**
+   * A version the job names is loaded beside those ready (as a local job loads one the policy leaves out); without one,
+   * the model loads by its policy, so a chunk that names no version is answered by the version the policy serves even
+   * when an earlier chunk had another loaded. Loads of one model run one at a time.
+   */
+  const loadFor = async (model: string, version?: string): Promise<void> => {
+    // The first load is by policy either way: loadVersions starts from the config of a loaded model.
+    if (version === undefined || !server.modelReady(model)) {
+      await server.loadModel(model);
+      byPolicy.add(model);
+      if (version === undefined || server.modelReady(model, version)) return;
     }
-    await load;
-    if (!server.modelReady(model, version)) server.model(model, version); // throws why not
+    const ready = (await server.repositoryIndex(true)).filter((entry) => entry.name === model && entry.version !== undefined).map((entry) => entry.version!);
+    await server.loadVersions(model, [...new Set([...ready, version])]);
+  };
+  const isLoaded = (model: string, version?: string) => server.modelReady(model, version) && (version !== undefined || byPolicy.has(model));
+
+  const ensureModel = async (model: string, version?: string): Promise<void> => {
+    while (!isLoaded(model, version)) {
+      const under = loading.get(model);
+      if (under) {
+        await under.catch(() => undefined);
+        continue;
+      }
+      logger.info({ model, version }, `loading model '${model}'${version ? ` version ${version}` : ''}`);
+      const load = loadFor(model, version).finally(() => loading.delete(model));
+      loading.set(model, load);
+      await load;
+      if (!server.modelReady(model, version)) server.model(model, version); // throws why not
+    }
   };
 
   const processChunk = async (job: Job<ChunkData, ChunkResult>): Promise<ChunkResult> => {

@@ -53,6 +53,13 @@ export function defaultJobName(model: string, version: string | undefined, input
   return `${model.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80)}-${hash}`;
 }
 
+/**
+ * Queue options of whoever adds chunks: BullMQ's event stream keeps each finished chunk's return value (its
+ * output lines) and by default 10,000 events, which would keep gigabytes of results in Redis after they were
+ * written. The submitter learns of finished chunks from a poll as well, so a short stream loses nothing.
+ */
+export const CHUNK_QUEUE_OPTIONS = { streams: { events: { maxLen: 100 } } } as const;
+
 export function chunkJobId(job: string, index: number): string {
   return `${job}/${index}`;
 }
@@ -69,6 +76,18 @@ export function jobMetaKey(queueName: string, job: string): string {
   return `nereid:batch:${queueName}:${job}`;
 }
 
+/** The URL as messages and pages show it: without its user and password. */
+export function shownRedisUrl(url: string): string {
+  try {
+    const shown = new URL(url);
+    shown.username = '';
+    shown.password = '';
+    return shown.toString();
+  } catch {
+    return '(an unreadable Redis URL)';
+  }
+}
+
 /** Connection options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
 export function redisConnection(url: string): RedisOptions {
   let parsed: URL;
@@ -78,7 +97,7 @@ export function redisConnection(url: string): RedisOptions {
     throw invalidArgument(`--queue must be a Redis URL like redis://127.0.0.1:6379, got '${url}'`);
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw invalidArgument(`--queue must be a redis:// or rediss:// URL, got '${url}'`);
+    throw invalidArgument(`--queue must be a redis:// or rediss:// URL, got '${shownRedisUrl(url)}'`);
   }
   const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : undefined;
   if (db !== undefined && !Number.isInteger(db)) throw invalidArgument(`the database in '${url}' must be a number`);

@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
 import {
   CHUNK_FORMAT,
+  CHUNK_QUEUE_OPTIONS,
   checkJobName,
   chunkIndexOf,
   chunkJobId,
@@ -55,9 +56,9 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   await requireRedis(options.queue);
   const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
-  const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
+  const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed, input: options.input });
   const connection = redisConnection(options.queue);
-  const queue = new Queue<ChunkData, ChunkResult>(queueName, { connection });
+  const queue = new Queue<ChunkData, ChunkResult>(queueName, { connection, ...CHUNK_QUEUE_OPTIONS });
   const events = new QueueEvents(queueName, { connection });
   const redis = new Redis(connection);
   redis.on('error', (error) => logger.warn(`Redis: ${error.message}`));

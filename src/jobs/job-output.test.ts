@@ -73,6 +73,13 @@ describe('JobOutput', () => {
     await second.close();
   });
 
+  test('the input itself or a folder is refused as the output, saying what to give instead', async () => {
+    const path = join(dir, 'requests.jsonl');
+    await writeFile(path, '{"id": "a", "INPUT0": [1]}\n');
+    await assert.rejects(JobOutput.open(path, { input: join(dir, '.', 'requests.jsonl') }), /--output .*requests\.jsonl is the input itself; write the answers to another file/);
+    await assert.rejects(JobOutput.open(dir), /--output .* is a folder; name a file in it, e\.g\. .*answers\.jsonl/);
+  });
+
   test('a file that is not a batch output is not appended to', async () => {
     const path = join(dir, 'other.jsonl');
     await writeFile(path, 'hello\n');

@@ -5,8 +5,8 @@
  * A lock file beside it keeps two jobs from writing the same output.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
 import { answeredByOfLine, idOfLine, isErrorLine, recordKey, type RecordId } from './job-record.js';
 
@@ -15,6 +15,8 @@ export interface OpenOutputOptions {
   restart?: boolean;
   /** Drop the lines of records that failed, so they run again. */
   retryFailed?: boolean;
+  /** The job's input: the output must not be it (a JSONL input's lines would read as records already done). */
+  input?: string;
 }
 
 function processAlive(pid: number): boolean {
@@ -93,6 +95,12 @@ export class JobOutput {
 
   static async open(path: string, options: OpenOutputOptions = {}): Promise<JobOutput> {
     checkOutputName(path);
+    if (options.input !== undefined && resolve(options.input) === resolve(path)) {
+      throw new NereidError('INVALID_ARGUMENT', `--output ${path} is the input itself; write the answers to another file`);
+    }
+    if ((await stat(path).catch(() => undefined))?.isDirectory()) {
+      throw new NereidError('INVALID_ARGUMENT', `--output ${path} is a folder; name a file in it, e.g. ${join(path, 'answers.jsonl')}`);
+    }
     await mkdir(dirname(path), { recursive: true });
     const lockPath = `${path}.lock`;
     await takeLock(lockPath);

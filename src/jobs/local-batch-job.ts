@@ -105,7 +105,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   let output: JobOutput | undefined;
   let progress: JobProgress | undefined;
   try {
-    const opened = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed });
+    const opened = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed, input: options.input });
     output = opened;
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
     // A version the policy leaves out (a float original beside the quantized one it serves) is loaded for the job.

@@ -11,6 +11,7 @@ import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.js';
 import { computeShareNs } from '../core/timings.js';
 import { decodeInferRequest, encodeInferResponse } from '../protocol/v2-json.js';
+import { detectionsOutput } from '../model/object-detection.js';
 import type { Server } from '../server/server.js';
 import { errorLine, lineHead, type JobRecord } from './job-record.js';
 import type { RecordResult } from './record-pipeline.js';
@@ -70,6 +71,8 @@ export class RecordProcessor {
   readonly maxBatchSize: number;
   /** True when the model takes images: it classifies them (its one input declares image pre-processing), or takes them encoded. */
   readonly takesImages: boolean;
+  /** True when the model is a detector (see detectionsOutput): an image's line holds its boxes, as /detect answers. */
+  readonly detects: boolean;
   /** The model's one input when it is one encoded image (BYTES, one element: [1], or [-1,1] batched) that the model decodes itself. */
   private readonly encodedImageInput?: string;
   /** Requests the model holds at once before refusing more for a full queue: the most a job keeps in flight. */
@@ -98,6 +101,7 @@ export class RecordProcessor {
     const oneElement = only && describeShape(this.batched ? only.shape.slice(1) : only.shape) === '[1]';
     if (this.inputs.length === 1 && only.datatype === 'BYTES' && oneElement && model.imageInputs.size === 0) this.encodedImageInput = only.name;
     this.takesImages = model.imageInputs.size === 1 || this.encodedImageInput !== undefined;
+    this.detects = model.imageInputs.size === 1 && detectionsOutput(model) !== undefined;
   }
 
   /** For a model the server has loaded; throws the server's reason when it is not ready. */
@@ -110,7 +114,7 @@ export class RecordProcessor {
     try {
       if (record.error !== undefined) return { line: errorLine(record.id, record.error, record.passThrough), computeNs: 0 };
       const { image } = record;
-      return await this.untilAdmitted(() => (image && !this.encodedImageInput ? this.classify(record, image) : this.infer(record)));
+      return await this.untilAdmitted(() => (image && !this.encodedImageInput ? (this.detects ? this.detect(record, image) : this.classify(record, image)) : this.infer(record)));
     } catch (error) {
       if (!isRecordError(error)) throw asNereidError(error);
       return { line: errorLine(record.id, asNereidError(error).message, record.passThrough), computeNs: 0 };
@@ -129,6 +133,13 @@ export class RecordProcessor {
     const verdict = ood ? `,"ood":${JSON.stringify(ood)}` : '';
     const line = `${lineHead(record.id, record.passThrough)},"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"predictions":${JSON.stringify(predictions)},"confidence":${JSON.stringify(confidence)}${verdict},"error":null}`;
     return { line, computeNs: timings.computeShareMs * 1e6 };
+  }
+
+  private async detect(record: JobRecord, image: Buffer): Promise<RecordResult> {
+    const { model, version, results, timings } = await this.server.detect(this.model, [image], { version: this.options.version });
+    const { image: size, detections } = results[0];
+    const line = `${lineHead(record.id, record.passThrough)},"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"image":${JSON.stringify(size)},"detections":${JSON.stringify(detections)},"error":null}`;
+    return { line, computeNs: timings.inferMs * 1e6 };
   }
 
   private async infer(record: JobRecord): Promise<RecordResult> {

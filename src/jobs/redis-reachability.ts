@@ -5,7 +5,7 @@
  */
 import { Redis } from 'ioredis';
 import { unavailable } from '../core/errors.js';
-import { redisConnection } from './chunk-queue.js';
+import { redisConnection, shownRedisUrl } from './chunk-queue.js';
 
 /** How long a command waits for Redis to answer before it gives up. */
 export const REDIS_REACH_TIMEOUT_MS = 5_000;
@@ -26,7 +26,7 @@ export async function requireRedis(url: string, timeoutMs = REDIS_REACH_TIMEOUT_
     ]);
   } catch (error) {
     const cause = firstError ?? (error as Error);
-    throw unavailable(`cannot reach Redis at ${connection.host}:${connection.port} (${url}): ${cause.message}`, cause);
+    throw unavailable(`cannot reach Redis at ${connection.host}:${connection.port} (${shownRedisUrl(url)}): ${cause.message}`, cause);
   } finally {
     clearTimeout(timer);
     client.disconnect();

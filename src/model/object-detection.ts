@@ -23,6 +23,12 @@ export interface DetectResult {
   timings: ImageTimings;
 }
 
+/** The output whose rows are detections (labelled, rows of [x_min, y_min, x_max, y_max, score, class]), if the model has one. */
+export function detectionsOutput(model: ModelVersion) {
+  const rows = (dims: readonly number[]) => dims.length >= 1 && dims[dims.length - 1] === DETECTION_ROW_VALUES;
+  return model.config.output.find((candidate) => candidate.label_filename && rows(candidate.dims));
+}
+
 /** The detector's image input, how it is resized, and the output whose rows are detections. */
 function detector(model: ModelVersion) {
   const [imageInput, ...others] = model.imageInputs;
@@ -30,8 +36,7 @@ function detector(model: ModelVersion) {
     throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to detect objects)`);
   }
   const input = model.config.input.find((candidate) => candidate.name === imageInput)!;
-  const rows = (dims: readonly number[]) => dims.length >= 1 && dims[dims.length - 1] === DETECTION_ROW_VALUES;
-  const output = model.config.output.find((candidate) => candidate.label_filename && rows(candidate.dims));
+  const output = detectionsOutput(model);
   if (!output) {
     throw invalidArgument(
       `model '${model.name}' has no detections output (an output with label_filename whose rows are [x_min, y_min, x_max, y_max, score, class]); it cannot detect objects`,
