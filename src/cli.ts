@@ -946,7 +946,8 @@ const batch = program
     console.log(JSON.stringify(summary));
     const allFailed = summary.processed > 0 && summary.failed === summary.processed;
     if (allFailed && !flags.allowAllFailed) console.error(`nereid batch: every record of this run failed (${summary.failed}); exiting 1 (--allow-all-failed exits 0)`);
-    process.exit(summary.interrupted ? 130 : allFailed && !flags.allowAllFailed ? 1 : 0);
+    // Records left unwritten (their chunks vanished from Redis) are work not done: a script must not take the run as complete.
+    process.exit(summary.interrupted ? 130 : (allFailed && !flags.allowAllFailed) || summary.lostChunks?.length ? 1 : 0);
   });
 
 batch

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, appendFile, cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -206,6 +206,7 @@ describe('local batch jobs', () => {
       runLocalBatchJob({ model: 'addsub', version: '7', input, output: join(dir, 'v7.jsonl'), modelRepository: versioned, progress: 'none', logger: silent }),
       /model 'addsub' has no version 7 in the repository \(its versions: 1, 2\)/,
     );
+    await assert.rejects(access(join(dir, 'v7.jsonl')), 'a job that could not start leaves no empty output behind');
     const shorter = join(dir, 'versions-short.jsonl');
     await writeFile(shorter, `${addSubJsonLine(0)}\n`);
     await assert.rejects(

@@ -23,6 +23,7 @@ import {
   defaultJobName,
   jobMetaKey,
   redisConnection,
+  shownRedisUrl,
   type ChunkData,
   type ChunkResult,
 } from './chunk-queue.js';
@@ -66,6 +67,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const pending = new Map<number, Pending>();
   const collecting = new Set<number>();
   const failedChunks: NonNullable<BatchSummary['failedChunks']> = [];
+  const lostChunks: NonNullable<BatchSummary['lostChunks']> = [];
   let wake: (() => void) | undefined;
   const signalChange = () => {
     wake?.();
@@ -94,6 +96,11 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }
   };
 
+  const leaveForRerun = (index: number, records: number, reason: string) => {
+    logger.warn(`chunk ${index} of job '${job}' ${reason}; ${records} of its record(s) are left for a rerun`);
+    lostChunks.push({ chunk: index, records, reason });
+  };
+
   /** Writes a finished chunk's records (its results, or its error for each) and forgets it. Idempotent. */
   const collect = async (index: number): Promise<void> => {
     const chunk = pending.get(index);
@@ -106,19 +113,16 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return;
       const found = await Job.fromId<ChunkData, ChunkResult>(queue, id);
       if (!found) {
-        const reason = 'removed from the queue before it finished';
-        await write(chunk.ids.map((record) => ({ id: record, line: errorLine(record, `chunk ${index} was ${reason}`) })));
-        failedChunks.push({ chunk: index, records: chunk.ids.length, reason });
+        // Nothing ran them: they stay out of the output, so a rerun submits them again (no --retry-failed needed).
+        leaveForRerun(index, chunk.ids.length, 'vanished from Redis before it finished (a restart or a flush?)');
       } else if (state === 'completed') {
         const result = found.returnvalue;
         const lines = new Map<string, string>();
         result?.ids?.forEach((record, position) => lines.set(recordKey(record), result.lines[position]));
-        await write(
-          chunk.ids.map((record) => ({
-            id: record,
-            line: lines.get(recordKey(record)) ?? errorLine(record, `the worker returned no result for this record (chunk ${index})`),
-          })),
-        );
+        const answered = chunk.ids.filter((record) => lines.has(recordKey(record)));
+        await write(answered.map((record) => ({ id: record, line: lines.get(recordKey(record))! })));
+        // A chunk queued before the input changed, and already running when this run came, held other records.
+        if (answered.length < chunk.ids.length) leaveForRerun(index, chunk.ids.length - answered.length, 'ran with other records than it holds now (the input changed since it was queued)');
         executionNs += result?.executionNs ?? 0;
         await found.remove().catch(() => undefined); // its inputs and results now live in the output
         await redis.hincrby(metaKey, 'chunks_collected', 1);
@@ -190,6 +194,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     const total = await source.count();
     let chunks = Math.ceil(total / chunkSize);
+    if (total === 0) logger.warn(`${options.input} holds no records: nothing to submit`);
     const meta = await redis.hgetall(metaKey);
     if (options.restart && meta.chunks) await removeChunks(queue, job, Number(meta.chunks), logger);
     if (!options.restart && meta.input !== undefined && (meta.input !== resolve(options.input) || meta.model !== options.model || Number(meta.chunk_size) !== chunkSize)) {
@@ -222,8 +227,17 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       if (index !== undefined) void collect(index);
     });
     // Events are not replayed (a chunk may finish while no submitter listens), so also look now and then.
+    let warnedOfNoWorker = false;
     poll = setInterval(() => {
       for (const index of pending.keys()) void collect(index);
+      // Chunks waiting with nobody to take them would show as a progress bar that never moves.
+      if (pending.size > 0 && !warnedOfNoWorker) {
+        void queue.getWorkersCount().then((workers) => {
+          if (workers > 0 || warnedOfNoWorker || pending.size === 0) return;
+          warnedOfNoWorker = true;
+          logger.warn(`no worker is listening on queue '${queueName}' at ${shownRedisUrl(options.queue)}; chunks wait until one starts (nereid worker --queue … --queue-name ${queueName})`);
+        }, () => undefined);
+      }
     }, pollMs);
 
     const resumed = output.resumed.records;
@@ -271,6 +285,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       job,
       chunks,
       failedChunks: failedChunks.sort((a, b) => a.chunk - b.chunk),
+      ...(lostChunks.length > 0 ? { lostChunks: lostChunks.sort((a, b) => a.chunk - b.chunk) } : {}),
     };
   } finally {
     if (poll) clearInterval(poll);
@@ -286,8 +301,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
 /** Whether the queued chunk `id` carries exactly these records. */
 async function holdsRecords(queue: Queue<ChunkData, ChunkResult>, id: string, ids: readonly RecordId[]): Promise<boolean> {
   const queued = await Job.fromId<ChunkData, ChunkResult>(queue, id);
-  // A failed chunk keeps no records (see collect): it is judged by its result alone, as before.
-  if (!queued || queued.data.records.length === 0) return true;
+  // A failed chunk keeps no records (see collect), and what is not a chunk of ours fails on the workers as such.
+  if (!queued || !Array.isArray(queued.data?.records) || queued.data.records.length === 0) return true;
   return queued.data.records.length === ids.length && queued.data.records.every((record, position) => recordKey(record.id) === recordKey(ids[position]));
 }
 

@@ -53,6 +53,16 @@ test('CSV: rows by line, a wrong-length row and an unclosed quote become errors 
   assert.match(records[3].error!, /malformed CSV row: Quote Not Closed/);
 });
 
+test('CSV: a row with a stray quote is one record with both of its errors, counted once', async () => {
+  const path = join(dir, 'stray.csv');
+  await writeFile(path, 'id,x,y\n1,"0 1","2 3"\n100,"0 1 2,"0 1 2"\n3,"4 5","6 7"\n');
+  const source = await openInput(path);
+  assert.equal(await source.count(), 3);
+  const records = await all(source);
+  assert.deepEqual(records.map((record) => record.id), [2, 3, 4]);
+  assert.match(records[1].error!, /^malformed CSV row: Invalid Closing Quote: .*; Invalid Record Length: expect 3, got 2 on line 3$/);
+});
+
 test('CSV with --csv-input: the mostly numeric columns, in order', async () => {
   const path = join(dir, 'wide.csv');
   await writeFile(path, 'name,a,b,c\nfirst,1,2,3\nsecond,4,oops,6\nthird,7,8,9\n');

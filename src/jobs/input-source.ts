@@ -205,12 +205,24 @@ async function* csvRows(path: string): AsyncGenerator<CsvRow> {
   const parser = createReadStream(path).pipe(
     parseCsv({ bom: true, skip_empty_lines: true, skip_records_with_error: true, info: true }),
   );
-  parser.on('skip', (error: CsvError & { lines?: number }) => skipped.push({ line: error.lines ?? 0, error: error.message }));
+  // One bad row can raise several errors (a stray quote, then the wrong number of fields): it is one record, with both.
+  let lastErrorLine = -1;
+  parser.on('skip', (error: CsvError & { lines?: number }) => {
+    const line = error.lines ?? 0;
+    const previous = skipped.at(-1);
+    if (previous?.line === line) previous.error += `; ${error.message}`;
+    else if (line !== lastErrorLine) skipped.push({ line, error: error.message });
+  });
+  const nextSkipped = () => {
+    const row = skipped.shift()!;
+    lastErrorLine = row.line;
+    return row;
+  };
   for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-    while (skipped.length > 0 && skipped[0].line < info.lines) yield skipped.shift()!;
+    while (skipped.length > 0 && skipped[0].line < info.lines) yield nextSkipped();
     yield { line: info.lines, cells: record };
   }
-  yield* skipped;
+  while (skipped.length > 0) yield nextSkipped();
 }
 
 const isNumber = (cell: string) => cell.trim() !== '' && Number.isFinite(Number(cell));

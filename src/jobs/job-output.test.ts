@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { errorLine, idOfLine, isErrorLine } from './job-record.js';
+import { errorLine, idOfLine, isErrorLine, recordKey } from './job-record.js';
 import { JobOutput } from './job-output.js';
 
 let dir: string;
@@ -85,4 +85,9 @@ describe('JobOutput', () => {
     await writeFile(path, 'hello\n');
     await assert.rejects(JobOutput.open(path), /line 1 is not a batch record/);
   });
+});
+
+test('record keys keep line numbers, file names and id values apart, "#2" included', () => {
+  const keys = [2, '2', '#2', '##2'].map(recordKey);
+  assert.equal(new Set(keys).size, 4, keys.join(' '));
 });

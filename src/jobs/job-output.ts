@@ -88,6 +88,8 @@ export class JobOutput {
     private readonly lockPath: string,
     resumed: { records: number; failed: number; answeredBy: ReadonlySet<string> },
     done: Iterable<string>,
+    /** The file did not exist before this job opened it. */
+    private readonly createdNow: boolean,
   ) {
     this.resumed = resumed;
     for (const key of done) this.done.add(key);
@@ -102,6 +104,7 @@ export class JobOutput {
       throw new NereidError('INVALID_ARGUMENT', `--output ${path} is a folder; name a file in it, e.g. ${join(path, 'answers.jsonl')}`);
     }
     await mkdir(dirname(path), { recursive: true });
+    const existed = await stat(path).then(() => true, () => false);
     const lockPath = `${path}.lock`;
     await takeLock(lockPath);
     try {
@@ -134,7 +137,7 @@ export class JobOutput {
         }
       }
       const handle = await open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
-      return new JobOutput(path, handle, lockPath, { records, failed, answeredBy }, done);
+      return new JobOutput(path, handle, lockPath, { records, failed, answeredBy }, done, !existed);
     } catch (error) {
       await releaseLock(lockPath);
       throw error;
@@ -180,6 +183,12 @@ export class JobOutput {
     this.closed = true;
     await this.handle.close();
     await releaseLock(this.lockPath);
+  }
+
+  /** Closes, and removes the file when this job created it and wrote nothing: a job that failed to start leaves no empty output behind. */
+  async closeDiscardingIfUntouched(): Promise<void> {
+    await this.close();
+    if (this.createdNow && this.done.size === 0) await rm(this.path, { force: true });
   }
 }
 

@@ -113,6 +113,12 @@ export interface BatchSummary {
   job?: string;
   chunks?: number;
   failedChunks?: { chunk: number; records: number; reason: string }[];
+  /**
+   * Chunks some of whose records got no answer this run: the chunk vanished from Redis before it finished (a restart
+   * without persistence, a flush), or ran with other records (the input changed while it was queued). Those records are
+   * not written, so a rerun submits them again.
+   */
+  lostChunks?: { chunk: number; records: number; reason: string }[];
   /** Set when the job stopped early (interrupted); rerun the same command to continue. */
   interrupted?: boolean;
 }
@@ -151,6 +157,9 @@ export function formatSummary(summary: BatchSummary): string {
   ];
   for (const chunk of summary.failedChunks ?? []) {
     lines.push(`chunk ${chunk.chunk} failed (${chunk.records} record(s) written with its error): ${chunk.reason}`);
+  }
+  for (const chunk of summary.lostChunks ?? []) {
+    lines.push(`chunk ${chunk.chunk} ${chunk.reason}: ${chunk.records} of its record(s) are not written; rerun the same command to submit them again`);
   }
   if (summary.interrupted) lines.push('rerun the same command to continue where it stopped');
   return lines.join('\n');

@@ -47,9 +47,9 @@ export function fromWire(record: WireRecord): JobRecord {
   return { id, error: 'the queued record carries no input (expected image, json or fields)', ...carried };
 }
 
-/** The key a record id is remembered under: 12 (a line) and "12" (a file named 12) stay apart. */
+/** The key a record id is remembered under: 12 (a line), "12" (a file named 12) and "#12" (an id column's value) stay apart. */
 export function recordKey(id: RecordId): string {
-  return typeof id === 'number' ? `#${id}` : id;
+  return typeof id === 'number' ? `#${id}` : id.startsWith('#') ? `#${id}` : id;
 }
 
 /** How every output line starts: the record's id, then what it carries through from the input. */

@@ -108,6 +108,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     const opened = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed, input: options.input });
     output = opened;
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
+    if (total === 0) logger.warn(`${options.input} holds no records: nothing to run`);
     // A version the policy leaves out (a float original beside the quantized one it serves) is loaded for the job.
     if (ownServer && options.version && !server.modelReady(options.model, options.version)) await server.loadVersions(options.model, [options.version]);
     await requireReady(server, options.model, options.version);
@@ -148,6 +149,9 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       computeSeconds: computeNs / 1e9,
       interrupted,
     });
+  } catch (error) {
+    await output?.closeDiscardingIfUntouched();
+    throw error;
   } finally {
     progress?.stop();
     await output?.close();
