@@ -372,10 +372,13 @@ program
     let stopping = false;
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
     const forceExit = (reason: string) => {
-      logger.warn(`${reason}: closing the connections left and exiting`);
+      logger.warn(`${reason}: closing the connections left and ending the process (SIGTERM, status 143)`);
       closeHttpConnections(http);
       grpc?.grpcServer.forceShutdown();
-      process.exit(1);
+      // process.exit would tear Node down while ONNX Runtime may still be computing on its threads, and the run's
+      // completion then aborts the process (status 134, a core dump). SIGTERM's default action ends it at once.
+      process.removeAllListeners('SIGTERM');
+      process.kill(process.pid, 'SIGTERM');
     };
     const stop = async (signal: string) => {
       if (stopping) return forceExit(`${signal} again during the drain`);
