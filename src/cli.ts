@@ -79,6 +79,16 @@ function chartPath(value: string): string {
   return value;
 }
 
+/**
+ * Ends the process now by the signal's default action (status 128 + its number: 130 for SIGINT, 143 for SIGTERM).
+ * process.exit would tear Node down while ONNX Runtime may still be computing on its threads, and that run's
+ * completion then aborts the process (status 134, a core dump).
+ */
+function endBySignal(signal: 'SIGINT' | 'SIGTERM'): void {
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
+}
+
 function number(min: number, max = Infinity) {
   return (value: string): number => {
     const parsed = Number(value);
@@ -375,10 +385,7 @@ program
       logger.warn(`${reason}: closing the connections left and ending the process (SIGTERM, status 143)`);
       closeHttpConnections(http);
       grpc?.grpcServer.forceShutdown();
-      // process.exit would tear Node down while ONNX Runtime may still be computing on its threads, and the run's
-      // completion then aborts the process (status 134, a core dump). SIGTERM's default action ends it at once.
-      process.removeAllListeners('SIGTERM');
-      process.kill(process.pid, 'SIGTERM');
+      endBySignal('SIGTERM');
     };
     const stop = async (signal: string) => {
       if (stopping) return forceExit(`${signal} again during the drain`);
@@ -910,7 +917,7 @@ const batch = program
     }
     const controller = new AbortController();
     const interrupt = () => {
-      if (controller.signal.aborted) process.exit(130);
+      if (controller.signal.aborted) endBySignal('SIGINT');
       console.error('nereid batch: stopping after the records in flight (again to stop now); rerun the same command to continue');
       controller.abort();
     };
@@ -1017,7 +1024,7 @@ program
     }
     let stopping = false;
     const stop = async (signal: string) => {
-      if (stopping) process.exit(130);
+      if (stopping) endBySignal('SIGINT');
       stopping = true;
       logger.info({ signal }, 'finishing the chunks in hand, then stopping');
       await worker.close();
