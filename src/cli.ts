@@ -89,6 +89,11 @@ function endBySignal(signal: 'SIGINT' | 'SIGTERM'): void {
   process.kill(process.pid, signal);
 }
 
+/** Whether binding `host` keeps the server on this machine. */
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
 function number(min: number, max = Infinity) {
   return (value: string): number => {
     const parsed = Number(value);
@@ -107,13 +112,22 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
   const tokens: Record<AuthScope | 'all', string[]> = { all: [], inference: [], management: [], metrics: [] };
   const flagOf = { all: 'httpAuthToken', inference: 'inferenceAuthToken', management: 'managementAuthToken', metrics: 'metricsAuthToken' } as const;
   const envOf = { all: 'NEREID_HTTP_AUTH_TOKEN', inference: 'NEREID_INFERENCE_AUTH_TOKEN', management: 'NEREID_MANAGEMENT_AUTH_TOKEN', metrics: 'NEREID_METRICS_AUTH_TOKEN' } as const;
+  /** A token that can never match (inner spaces) or is empty is refused where it comes from, not met as 401s. */
+  const checked = (token: string, from: string) => {
+    if (token === '') throw new Error(`${from} is empty: give a token, or leave it out to run without one`);
+    if (/\s/.test(token)) throw new Error(`${from} holds whitespace inside the token, which no Authorization header can carry`);
+    return token;
+  };
   for (const scope of Object.keys(tokens) as (keyof typeof tokens)[]) {
-    tokens[scope].push(...((flags[flagOf[scope]] as string[] | undefined) ?? []));
+    const given = (flags[flagOf[scope]] as string[] | undefined) ?? [];
+    tokens[scope].push(...given.map((token) => checked(token, `--${flagOf[scope].replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`)));
+    // A secret mounted from a file usually ends with a newline: it is not part of the token.
     const fromEnv = process.env[envOf[scope]];
-    if (fromEnv) tokens[scope].push(fromEnv);
+    if (fromEnv !== undefined) tokens[scope].push(checked(fromEnv.trim(), envOf[scope]));
   }
   if (typeof flags.authTokenFile === 'string') {
     const text = await readFile(flags.authTokenFile, 'utf8');
+    const before = Object.values(tokens).flat().length;
     text.split(/\r?\n/).forEach((line, index) => {
       const content = line.replace(/#.*/, '').trim();
       if (!content) return;
@@ -123,6 +137,8 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
       }
       tokens[scope as keyof typeof tokens].push(token);
     });
+    // Asked for protection and got none: running open would be the wrong way to fail.
+    if (Object.values(tokens).flat().length === before) throw new Error(`--auth-token-file ${flags.authTokenFile} holds no token (lines '<scope> <token>', scope all, inference, management or metrics)`);
   }
   return tokens;
 }
@@ -131,8 +147,13 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
  * A scope with no token of its own (and no 'all' token) stays open, so that protecting one does not
  * lock the others; when some scope has a token, an operator is told which exposed ones are open.
  */
-function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope, 'inference'>, boolean>, logger: Logger): void {
-  if (!AUTH_SCOPES.some((scope) => tokensFor(tokens, scope).length > 0)) return;
+function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope, 'inference'>, boolean>, host: string, logger: Logger): void {
+  if (!AUTH_SCOPES.some((scope) => tokensFor(tokens, scope).length > 0)) {
+    if (!isLoopbackHost(host)) {
+      logger.warn(`listening on ${host} with no token: inference, model management and metrics are open to anyone who can reach this machine (--http-auth-token, NEREID_HTTP_AUTH_TOKEN or --auth-token-file closes them)`);
+    }
+    return;
+  }
   const open = AUTH_SCOPES.filter((scope) => (scope === 'inference' || exposed[scope]) && tokensFor(tokens, scope).length === 0);
   for (const scope of open) logger.warn(`the ${scope} scope has no token while another scope has one: it is open to anyone who can reach its port (--${scope}-auth-token or --http-auth-token closes it)`);
 }
@@ -303,7 +324,7 @@ program
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
     // The management scope is always exposed: trace and logging settings can be changed in any control mode.
-    warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, logger);
+    warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, flags.host, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
     if (flags.dashboardPort !== undefined && !flags.dashboard) throw new Error('--dashboard-port serves the dashboard: it cannot go with --dashboard false');

@@ -15,6 +15,7 @@ import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
 import { addSubModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { MAX_CLIENT_MESSAGE_CHARS } from '../src/core/errors.js';
+import { runCli, serveChild, stopChild } from './support/cli-server.js';
 import { SIMPLE_CONFIG, SIMPLE_LABELS, startTestServer, type TestServer } from './support/test-server.js';
 
 const TOKENS = { inference: ['infer-token'], management: ['manage-token'], metrics: ['metrics-token'], all: ['root-token'] };
@@ -112,6 +113,52 @@ describe('scoped tokens', () => {
       assert.equal((await call('ModelMetadata', { name: 'simple' }, 'manage-token'))?.code, grpc.status.UNAUTHENTICATED);
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('tokens given to nereid serve', () => {
+  test('a token source that yields nothing usable stops the server instead of leaving it open', async () => {
+    const repo = served.repoDir;
+    const spaced = await runCli(['serve', '--model-repository', repo, '--http-auth-token', 'two words']);
+    assert.equal(spaced.code, 1);
+    assert.match(spaced.stderr, /--http-auth-token holds whitespace inside the token/);
+    const empty = join(outside, 'tokens-empty.txt');
+    await writeFile(empty, '# every line a comment\n\n');
+    const emptyFile = await runCli(['serve', '--model-repository', repo, '--auth-token-file', empty]);
+    assert.equal(emptyFile.code, 1);
+    assert.match(emptyFile.stderr, /--auth-token-file .*tokens-empty\.txt holds no token/);
+    process.env.NEREID_HTTP_AUTH_TOKEN = '';
+    try {
+      const emptyEnv = await runCli(['serve', '--model-repository', repo]);
+      assert.equal(emptyEnv.code, 1);
+      assert.match(emptyEnv.stderr, /NEREID_HTTP_AUTH_TOKEN is empty: give a token, or leave it out/);
+    } finally {
+      delete process.env.NEREID_HTTP_AUTH_TOKEN;
+    }
+  });
+
+  test('a server bound beyond loopback with no token says that everything is open', async () => {
+    const repo = join(outside, 'clean-repo');
+    await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 4\n');
+    const child = await serveChild(repo, ['--host', '0.0.0.0', '--allow-metrics', 'false']);
+    try {
+      assert.match(child.output(), /listening on 0\.0\.0\.0 with no token: inference, model management and metrics are open to anyone/);
+    } finally {
+      await stopChild(child);
+    }
+    // A secret file's trailing newline is not part of the token.
+    process.env.NEREID_HTTP_AUTH_TOKEN = 'from-a-secret\n';
+    try {
+      const guarded = await serveChild(repo, ['--allow-metrics', 'false']);
+      try {
+        const ready = await fetch(`${guarded.url}/v2/models/scale`, { headers: bearer('from-a-secret') });
+        assert.equal(ready.status, 200, await ready.text());
+      } finally {
+        await stopChild(guarded);
+      }
+    } finally {
+      delete process.env.NEREID_HTTP_AUTH_TOKEN;
     }
   });
 });
