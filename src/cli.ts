@@ -35,17 +35,24 @@ import { timingAnswer, type ImageTimings } from './model/image-classification.js
 import { detectionOptionsSchema } from './processing/object-detection.js';
 import { VERSION } from './version.js';
 
-function integer(min: number) {
+function integer(min: number, max = Infinity) {
   return (value: string): number => {
     const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < min) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    if (!Number.isInteger(parsed) || parsed < min || parsed > max) throw new InvalidArgumentError(max === Infinity ? `expected an integer >= ${min}` : `expected an integer from ${min} to ${max}`);
     return parsed;
   };
 }
 
+/** Node's timers take at most 2^31 − 1 ms (about 24.8 days); a longer one fires at once. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+/** A duration flag in milliseconds, bounded by what a timer can wait. */
+const milliseconds = (min: number) => integer(min, LONGEST_TIMER_MS);
+/** A duration flag in seconds, bounded by what a timer can wait. */
+const seconds = (min: number) => number(min, Math.floor(LONGEST_TIMER_MS / 1000));
+
 function port(value: string): number {
   const parsed = Number(value);
-  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < 0 || parsed > 65_535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
+  if (!/^\d+$/.test(value.trim()) || parsed > 65_535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
   return parsed;
 }
 
@@ -218,8 +225,8 @@ program
   .option('--http-port <port>', 'HTTP port (0 picks a free one)', port, 8000)
   .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", port, 8001)
   .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), grpcDefault('maxReceiveMessageBytes'))
-  .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', integer(1), grpcDefault('keepaliveTimeMs'))
-  .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', integer(1), grpcDefault('keepaliveTimeoutMs'))
+  .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', milliseconds(1), grpcDefault('keepaliveTimeMs'))
+  .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', milliseconds(1), grpcDefault('keepaliveTimeoutMs'))
   .option('--grpc-reflection <bool>', 'serve gRPC reflection when the optional package @grpc/reflection is installed', booleanFlag, grpcDefault('reflection'))
   .addOption(
     new Option(
@@ -229,7 +236,7 @@ program
       .choices(serverOptionsSchema.shape.modelControlMode.unwrap().options)
       .default(serverDefault('modelControlMode')),
   )
-  .option('--repository-poll-secs <seconds>', 'in poll mode, seconds between two scans of the model repository', number(0.001), serverDefault('repositoryPollSecs'))
+  .option('--repository-poll-secs <seconds>', 'in poll mode, seconds between two scans of the model repository', seconds(0.001), serverDefault('repositoryPollSecs'))
   .option('--load-model <name>', "in explicit or on_demand mode, a model to load at start ('*' for all); repeatable", collect, [])
   .option(
     '--model-memory-budget <bytes>',
@@ -245,7 +252,7 @@ program
     },
   )
   .option('--pin-model <name>', 'in on_demand mode, a model loaded at start and never unloaded to make room; repeatable', collect, [])
-  .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', integer(1), serverDefault('modelLoadWaitMs'))
+  .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', milliseconds(1), serverDefault('modelLoadWaitMs'))
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
   .option('--allow-code-models', 'load models that run code from the repository (backend "javascript" handlers): off by default, since that is code execution', false)
   .option(
@@ -259,7 +266,7 @@ program
   .option(
     '--max-queue-wait-ms <ms>',
     "under overload, refuse at once (503, Retry-After) a request whose estimated queue wait is longer than this, when neither its deadline nor its model's queue timeout says less",
-    integer(1),
+    milliseconds(1),
     serverDefault('maxQueueWaitMs'),
   )
   .option('--max-inflight-bytes <n>', 'bytes of request bodies held at once across the server (read, inflated, queued, running); beyond it 503', integer(1), serverDefault('maxInflightBytes'))
@@ -269,14 +276,14 @@ program
     "response cache: 'local,size=BYTES' (in memory) or 'redis,host=H,port=P[,password=…]' (shared); models opt in with response_cache { enable: true }",
   )
   .option('--http-max-body-bytes <n>', 'largest HTTP request body accepted, inflated bytes of a compressed body too', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxBodyBytes'))
-  .option('--http-headers-timeout-ms <ms>', "a connection's request headers must arrive within this (else 408, closed)", integer(1), defaultOf(httpFrontEndOptionsSchema, 'headersTimeoutMs'))
-  .option('--http-request-timeout-ms <ms>', 'a whole request, body included, must arrive within this (else 408, closed)', integer(1), defaultOf(httpFrontEndOptionsSchema, 'requestTimeoutMs'))
-  .option('--http-keep-alive-timeout-ms <ms>', 'idle keep-alive connections are closed after this', integer(1), defaultOf(httpFrontEndOptionsSchema, 'keepAliveTimeoutMs'))
+  .option('--http-headers-timeout-ms <ms>', "a connection's request headers must arrive within this (else 408, closed)", milliseconds(1), defaultOf(httpFrontEndOptionsSchema, 'headersTimeoutMs'))
+  .option('--http-request-timeout-ms <ms>', 'a whole request, body included, must arrive within this (else 408, closed)', milliseconds(1), defaultOf(httpFrontEndOptionsSchema, 'requestTimeoutMs'))
+  .option('--http-keep-alive-timeout-ms <ms>', 'idle keep-alive connections are closed after this', milliseconds(1), defaultOf(httpFrontEndOptionsSchema, 'keepAliveTimeoutMs'))
   .option('--http-max-connections <n>', 'HTTP connections open at once; more are closed as they arrive', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxConnections'))
   .option(
     '--shutdown-timeout <seconds>',
     'on SIGTERM/SIGINT: readiness turns false, requests received are answered and connections closed as they finish; after this many seconds the rest are cut and the process exits',
-    integer(1),
+    integer(1, Math.floor(LONGEST_TIMER_MS / 1000)),
     30,
   )
   .option('--http-max-inflations <n>', 'compressed request bodies inflated at once; more are refused with 503', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxConcurrentInflations'))
@@ -318,7 +325,7 @@ program
   // Monitoring of versions with a reference profile (nereid profile): OOD flags, drift windows, accuracy estimates.
   .option('--monitoring <bool>', 'read reference profiles: OOD flags on answers, drift and accuracy windows at /v2/models/<m>/monitor', booleanFlag, true)
   .option('--monitor-window <rows>', 'rows each drift window holds (the most recent)', integer(1), defaultOf(slidingWindowOptionsSchema, 'capacity'))
-  .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', number(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
+  .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', seconds(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
   .option('--monitor-evaluate-every <rows>', 'rows between two comparisons of the windows with the profile', integer(1), defaultOf(versionMonitorOptionsSchema, 'evaluateEvery'))
   .action(async (flags) => {
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, base: { service: 'nereid' } });
@@ -772,10 +779,10 @@ program
   .option('--p99-ms <ms>', 'objective: the best throughput whose p99 latency stays under this', number(0.001))
   .option('--max-cost <usd>', 'objective: the best throughput whose compute cost per 1,000 inferences stays under this', number(0))
   .option('--cost-per-core-hour <usd>', 'price of one core-hour, for costs', number(0), defaultOf(tuneOptionsSchema, 'usdPerCoreHour'))
-  .option('--budget-s <seconds>', 'stop starting new measurements after this many seconds', number(1), defaultOf(tuneOptionsSchema, 'budgetSeconds'))
+  .option('--budget-s <seconds>', 'stop starting new measurements after this many seconds', seconds(1), defaultOf(tuneOptionsSchema, 'budgetSeconds'))
   .option('--min-gain <fraction>', 'write another config only when it beats the current one by this much (0.05: 5 %)', number(0), defaultOf(tuneOptionsSchema, 'minGain'))
-  .option('--warmup-s <seconds>', 'warm-up before each measurement', number(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
-  .option('--duration-s <seconds>', 'length of each measurement', number(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
+  .option('--warmup-s <seconds>', 'warm-up before each measurement', seconds(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
+  .option('--duration-s <seconds>', 'length of each measurement', seconds(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
   .option('--repeats <n>', 'measurements per concurrency level (the median is kept)', integer(1), defaultOf(tuneOptionsSchema, 'repeats'))
   .option('--max-batch-size <n>', "largest max_batch_size tried (default: 64, or the config's own when larger)", integer(1))
   .option('--input-shape <name=dims>', 'dims after the batch dimension of an input with dynamic dims, e.g. x=3,48,320 (repeatable)', inputShape, {})
@@ -923,7 +930,7 @@ const batch = program
   .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
   .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images end a chunk sooner; one larger than this fails)', integer(1), distributedDefault('chunkMaxMib'))
   .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
-  .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', integer(0), distributedDefault('backoffMs'))
+  .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', milliseconds(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
   .action(async (flags, command: Command) => {
     for (const required of ['model', 'input', 'output'] as const) {
@@ -1010,8 +1017,8 @@ program
   .option('--concurrency <n>', 'chunks processed at once', integer(1), workerDefault('concurrency'))
   .option('--record-concurrency <n>', "records in flight within a chunk (default: 4 × the model's max_batch_size)", integer(1))
   .option('--name <name>', 'worker name shown as the processedBy of its chunks (default host:pid)')
-  .option('--lock-duration-ms <ms>', 'a chunk whose worker stops renewing its lock this long is given to another worker', integer(100), workerDefault('lockDurationMs'))
-  .option('--stalled-interval-ms <ms>', 'how often to look for chunks of dead workers (default: half the lock duration)', integer(100))
+  .option('--lock-duration-ms <ms>', 'a chunk whose worker stops renewing its lock this long is given to another worker', milliseconds(100), workerDefault('lockDurationMs'))
+  .option('--stalled-interval-ms <ms>', 'how often to look for chunks of dead workers (default: half the lock duration)', milliseconds(100))
   .option('--max-stalled-count <n>', 'times a chunk may be recovered from dead workers before it fails', integer(0), workerDefault('maxStalledCount'))
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   .addOption(new Option('--log-format <format>', 'log lines as text (for a person) or json (for a collector); default: text on a terminal, else json').choices(['text', 'json']))

@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
-import { freePort, serveChild, stopChild, type ServedChild } from './support/cli-server.js';
+import { freePort, runCli, serveChild, stopChild, type ServedChild } from './support/cli-server.js';
 import { RawConnection } from './support/raw-http.js';
 import { binaryBody } from './support/test-server.js';
 
@@ -157,4 +157,13 @@ test('a forced end while ONNX Runtime computes ends the process by SIGTERM, not 
   assert.equal(served.child.signalCode, 'SIGTERM', served.output());
   assert.doesNotMatch(served.output(), /terminate called|Napi::Error/);
   assert.equal(await computing, 'cut', served.output());
+});
+
+test('a duration longer than a timer can wait is refused at start, not turned into an immediate timeout', async () => {
+  const drain = await runCli(['serve', '--model-repository', repo, '--shutdown-timeout', '3000000']);
+  assert.equal(drain.code, 1);
+  assert.match(drain.stderr, /--shutdown-timeout <seconds>' argument '3000000' is invalid\. expected an integer from 1 to 2147483/);
+  const poll = await runCli(['serve', '--model-repository', repo, '--repository-poll-secs', '3000000']);
+  assert.equal(poll.code, 1);
+  assert.match(poll.stderr, /expected a number from 0\.001 to 2147483/);
 });

@@ -163,6 +163,25 @@ describe('tokens given to nereid serve', () => {
   });
 });
 
+describe('requests from pages of other sites', () => {
+  test("a POST naming another origin is refused before it runs; the server's own origin, a proxy's and no Origin are served", async () => {
+    const before = await (await fetch(`${served.url}/v2/models/simple/stats`, { headers: bearer('infer-token') })).json() as { model_stats: { inference_count: number }[] };
+    const host = new URL(served.url).host;
+    const from = (origin?: string, more: Record<string, string> = {}) => post('/v2/models/simple/infer', simpleBody, { ...bearer('infer-token'), 'content-type': 'text/plain', ...(origin ? { origin } : {}), ...more });
+    const refused = await from('http://evil.example');
+    assert.equal(refused.status, 403);
+    assert.match(((await refused.json()) as { error: string }).error, /^cross-origin request refused: Origin 'http:\/\/evil\.example' is not this server \(Host '127\.0\.0\.1:\d+'\)/);
+    assert.equal((await from('null')).status, 403);
+    const management = await fetch(`${served.url}/v2/repository/models/scale/unload`, { method: 'POST', headers: { ...bearer('manage-token'), origin: 'http://evil.example', 'content-type': 'text/plain' }, body: '{}' });
+    assert.equal(management.status, 403);
+    assert.equal((await from(`http://${host}`)).status, 200);
+    assert.equal((await from('https://nereid.example', { 'x-forwarded-host': 'nereid.example' })).status, 200);
+    assert.equal((await from()).status, 200);
+    const after = await (await fetch(`${served.url}/v2/models/simple/stats`, { headers: bearer('infer-token') })).json() as { model_stats: { inference_count: number }[] };
+    assert.equal(after.model_stats[0].inference_count - before.model_stats[0].inference_count, 3, 'only the three same-origin requests ran');
+  });
+});
+
 describe('client input in messages and on the wire', () => {
   test('Inference-Header-Content-Length must be a plain decimal', async () => {
     const body = simpleBody;

@@ -216,6 +216,18 @@ function imageInputModel(model: RawInputModel, name: string, imageBody: boolean)
   return model;
 }
 
+/** Whether a browser's Origin names the host the request was sent to (directly, or as a proxy forwarded it). */
+function isSameOrigin(origin: string, headers: FastifyRequest['headers']): boolean {
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false; // 'null' (a sandboxed page, a file) and anything unreadable
+  }
+  const forwarded = headers['x-forwarded-host'];
+  return host === headers.host || (typeof forwarded === 'string' && forwarded.split(',').some((name) => name.trim() === host));
+}
+
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
   const settings = httpFrontEndOptionsSchema.parse(options);
   const maxBodyBytes = settings.maxBodyBytes;
@@ -247,6 +259,13 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     reply.header(REQUEST_ID_HEADER, request.id);
     // Draining: this answer is the connection's last, so its client opens its next request elsewhere.
     if (server.stopping) reply.header('connection', 'close');
+    // A page of another site may still send a browser's POST here (a "simple" request needs no CORS preflight): one
+    // that names another origin may not change anything (load, unload, settings) or spend the server's compute.
+    const origin = request.headers.origin;
+    if (origin !== undefined && request.method !== 'GET' && request.method !== 'HEAD' && !isSameOrigin(origin, request.headers)) {
+      reply.code(403).type('application/json').send({ error: clientMessage(`cross-origin request refused: Origin '${origin}' is not this server (Host '${request.headers.host ?? ''}'); a page of another site may not send requests that change or run anything here`) });
+      return;
+    }
     done();
   });
   if (settings.accessLog) {
