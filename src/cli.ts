@@ -431,8 +431,9 @@ program
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('SIGTERM', () => void stop('SIGTERM'));
     // Listen first so probes see "live, not ready" while models load.
-    const address = await listening('--http-port', flags.host, flags.httpPort, () => http.listen({ host: flags.host, port: flags.httpPort }));
-    logger.info(`HTTP (KServe V2) listening on ${address}`);
+    const address = await listening('--http-port', flags.host, flags.httpPort, () => http.listen({ host: flags.host, port: flags.httpPort }), '', flags.dashboardPort === undefined ? [] : [{ flag: '--dashboard-port', port: flags.dashboardPort }]);
+    // Fastify names one address of a wildcard bind; the bind itself is what an operator checks exposure by.
+    logger.info(`HTTP (KServe V2) listening on ${address}${flags.host === '0.0.0.0' || flags.host === '::' ? ` (bound to ${flags.host}: every address of this machine)` : ''}`);
     if (flags.dashboard) logger.info(`Dashboard on ${dashboardAddress(http) ?? address}/dashboard/${flags.jobsQueue ? `, following the batch jobs of queue '${flags.jobsQueueName}'` : ''}`);
     if (grpc) {
       const port = await listening('--grpc-port', flags.host, flags.grpcPort, () => grpc.listen(flags.host, flags.grpcPort), ' (0 turns gRPC off)');
@@ -449,14 +450,18 @@ program
   });
 
 /** A listener's bind, its failure said in terms of the flag that chose the port (the OS's code stays in the cause). */
-async function listening<T>(flag: string, host: string, port: number, listen: () => Promise<T>, alternative = ''): Promise<T> {
+async function listening<T>(flag: string, host: string, port: number, listen: () => Promise<T>, alternative = '', alsoBinds: { flag: string; port: number }[] = []): Promise<T> {
   try {
     return await listen();
   } catch (error) {
     const text = `${(error as { code?: string }).code ?? ''} ${(error as Error).message}`;
-    const problem = /EADDRINUSE/.test(text) ? 'is in use by another process' : /EACCES/.test(text) ? 'may not be bound by this user' : /EADDRNOTAVAIL/.test(text) ? 'is not an address of this machine' : undefined;
+    if (/EADDRNOTAVAIL/.test(text)) throw new Error(`--host ${host} is not an address of this machine; choose another with --host (0.0.0.0: every address)`, { cause: error });
+    const problem = /EADDRINUSE/.test(text) ? 'is in use by another process' : /EACCES/.test(text) ? 'may not be bound by this user' : undefined;
     if (problem === undefined) throw error;
-    throw new Error(`${flag} ${port}: ${host}:${port} ${problem}; choose another with ${flag}${alternative}`, { cause: error });
+    // The same listen may bind another port too (the dashboard's): the error names the port that failed.
+    const failedPort = (error as { port?: number }).port ?? ((error as Error).cause as { port?: number } | undefined)?.port;
+    const culprit = alsoBinds.find((other) => other.port === failedPort && failedPort !== port) ?? { flag, port };
+    throw new Error(`${culprit.flag} ${culprit.port}: ${host}:${culprit.port} ${problem}; choose another with ${culprit.flag}${culprit.flag === flag ? alternative : ''}`, { cause: error });
   }
 }
 

@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -486,4 +487,17 @@ describe('CLI flags', () => {
       await stopChild(on);
     }
   });
+});
+
+test('a connection that never sends a request does not hold the metrics listener open at close', async () => {
+  const listener = createMetricsListener(new PrometheusMetrics({ processMetrics: false }), {});
+  const port = await listener.listen('127.0.0.1', 0);
+  const silent = connect(port, '127.0.0.1');
+  await once(silent, 'connect');
+  const closed = once(silent, 'close');
+  const started = performance.now();
+  await listener.close();
+  // Cut after a second; without that, only the 10 s headers timeout (or the drain's end) would free it.
+  assert.ok(performance.now() - started < 5_000, `closed after ${Math.round(performance.now() - started)} ms`);
+  await closed;
 });

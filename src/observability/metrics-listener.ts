@@ -51,8 +51,12 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
     );
   };
   const httpServer: HttpServer = tls ? createHttpsServer(httpsServerOptions(tls), answer) : createHttpServer(answer);
-  // A scraper that keeps connections open must not hold the process at shutdown.
+  // A scraper that keeps connections open must not hold the process at shutdown, and clients that send nothing or
+  // half a request, or open connections without end, must not hold sockets: a scrape is one small GET.
   httpServer.keepAliveTimeout = 5_000;
+  httpServer.headersTimeout = 10_000;
+  httpServer.requestTimeout = 10_000;
+  httpServer.maxConnections = 64;
   return {
     httpServer,
     listen(host: string, port: number): Promise<number> {
@@ -69,6 +73,9 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
         if (!httpServer.listening) return resolve();
         httpServer.close(() => resolve());
         httpServer.closeIdleConnections();
+        // A connection that never sent a request is not idle to Node, and would hold the drain to its end: a scrape
+        // answers in milliseconds, so what is still open after a second is cut.
+        setTimeout(() => httpServer.closeAllConnections(), 1_000).unref();
       });
     },
   };
