@@ -304,6 +304,15 @@ describe('files and overrides', () => {
         { max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_STRING', dims: [1], preprocess: { image: { width: 4, height: 1, max_pixels: 4_000_000_000 } } }] },
         /max_pixels above 40000000/,
       ],
+      // Within the row limit one by one, beyond it together; and huge tensors from few rows.
+      [
+        { max_batch_size: 4, model_warmup: Array.from({ length: 200 }, (_, n) => ({ name: `w${n}`, batch_size: 4, count: 2500, inputs: { INPUT0: { data_type: 'TYPE_FP32', dims: [4], zero_data: true } } })) },
+        /more than 10000 rows in all \(count × batch_size over every entry: 2000000\)/,
+      ],
+      [
+        { max_batch_size: 4, model_warmup: [{ name: 'huge', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_FP32', dims: [1_000_000_000], zero_data: true } } }] },
+        /tensors of more than 16777216 elements in all \(1000000000\)/,
+      ],
     ];
     for (const [config, pattern] of refusals) {
       const response = await load(config);

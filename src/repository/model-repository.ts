@@ -142,7 +142,9 @@ const OVERRIDE_LIMITS = {
   maxQueueDelayMicroseconds: 10_000_000,
   maxTimeoutMicroseconds: 3_600_000_000,
   maxBatchSize: 1024,
+  /** Rows of every warmup entry together (count × batch_size, summed), and the tensor elements they make. */
   warmupRows: 10_000,
+  warmupElements: 16 * 1024 * 1024,
   /** An image input's limits may be raised up to these, the schema's defaults. */
   imageBytes: imagePreprocessingSchema.shape.max_bytes.parse(undefined),
   imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
@@ -168,14 +170,21 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     }
   }
   const declaredWarmupFiles = new Set((own?.model_warmup ?? []).flatMap((entry) => Object.values(entry.inputs).map((input) => input.input_data_file)));
+  let warmupRows = 0;
+  let warmupElements = 0;
   for (const entry of override.model_warmup) {
     for (const input of Object.values(entry.inputs)) {
       if (input.input_data_file !== undefined && !declaredWarmupFiles.has(input.input_data_file)) {
         refuse(`name a warmup input_data_file the repository's config does not name ('${input.input_data_file}')`);
       }
     }
-    if (entry.count * entry.batch_size > OVERRIDE_LIMITS.warmupRows) refuse(`ask warmup '${entry.name}' for more than ${OVERRIDE_LIMITS.warmupRows} rows (count × batch_size)`);
+    // Summed over entries: a limit per entry alone would let two hundred entries through.
+    const rows = entry.count * Math.max(1, entry.batch_size);
+    warmupRows += rows;
+    warmupElements += rows * Object.values(entry.inputs).reduce((sum, input) => sum + input.dims.reduce((product, dim) => product * Math.max(1, dim), 1), 0);
   }
+  if (warmupRows > OVERRIDE_LIMITS.warmupRows) refuse(`ask its warmup for more than ${OVERRIDE_LIMITS.warmupRows} rows in all (count × batch_size over every entry: ${warmupRows})`);
+  if (warmupElements > OVERRIDE_LIMITS.warmupElements) refuse(`ask its warmup for tensors of more than ${OVERRIDE_LIMITS.warmupElements} elements in all (${warmupElements})`);
   for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
     const value = Number(parameterValue(override, key) ?? 0);
     if (value > cores * OVERRIDE_LIMITS.threadsPerCore) refuse(`ask for ${value} ${key.replace(/_/g, ' ')}s on a machine of ${cores} cores`);
