@@ -5,7 +5,7 @@
  * that would read other files or starve the machine. Each case is a request that showed a defect.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -280,6 +280,32 @@ describe('client input in messages and on the wire', () => {
 });
 
 describe('files and overrides', () => {
+  test('links to model or version folders inside the repository are followed; a link out of it is not', async () => {
+    const elsewhere = join(outside, 'elsewhere-model');
+    await writeModel(elsewhere, 'escaped', 1, scaleModel(2), 'max_batch_size: 4\n');
+    const linked = await startTestServer({
+      models: async (repo) => {
+        await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 4\n');
+        await symlink(join(repo, 'scale'), join(repo, 'scale_alias'));
+        await mkdir(join(repo, 'vlink'));
+        await writeFile(join(repo, 'vlink', 'config.pbtxt'), 'max_batch_size: 4\n');
+        await symlink(join(repo, 'scale', '1'), join(repo, 'vlink', '1'));
+        await symlink(join(elsewhere, 'escaped'), join(repo, 'escaped'));
+      },
+      server: { strictReadiness: false },
+    });
+    try {
+      const index = (await (await fetch(`${linked.url}/v2/repository/index`, { method: 'POST', body: '{}' })).json()) as { name: string; state?: string }[];
+      assert.deepEqual(index.map((entry) => entry.name).sort(), ['scale', 'scale_alias', 'vlink']);
+      for (const model of ['scale_alias', 'vlink']) {
+        const answer = await fetch(`${linked.url}/v2/models/${model}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }) });
+        assert.equal(answer.status, 200, `${model}: ${await answer.text()}`);
+      }
+    } finally {
+      await linked.close();
+    }
+  });
+
   test('a labels file that links outside the repository fails the load, and the reason shows no server path', async () => {
     const index = (await (await post('/v2/repository/index', '{}', bearer('manage-token'))).json()) as { name: string; state?: string; reason?: string }[];
     const leaky = index.find((entry) => entry.name === 'leaky');

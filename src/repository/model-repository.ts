@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
@@ -227,10 +227,19 @@ const failureFields = (error: unknown) => (error instanceof ModelConfigError ? {
 /** The versions a model folder holds, ascending. Like Triton: folders not named by a number, or whose name starts with '0', are not versions. */
 export async function versionFolders(modelFolder: string): Promise<number[]> {
   const dirents = await readdir(modelFolder, { withFileTypes: true });
-  return dirents
-    .filter((dirent) => dirent.isDirectory() && /^[1-9]\d*$/.test(dirent.name))
-    .map((dirent) => Number(dirent.name))
-    .sort((a, b) => a - b);
+  const repository = dirname(await realpath(modelFolder));
+  const versions: number[] = [];
+  for (const dirent of dirents) {
+    if (!/^[1-9]\d*$/.test(dirent.name)) continue;
+    if (dirent.isDirectory() || (dirent.isSymbolicLink() && (await isFolderWithin(join(modelFolder, dirent.name), repository)))) versions.push(Number(dirent.name));
+  }
+  return versions.sort((a, b) => a - b);
+}
+
+/** Whether a link leads to a folder inside `root` (every link followed): links that leave the repository are not followed. */
+async function isFolderWithin(path: string, root: string): Promise<boolean> {
+  const real = await realpath(path).catch(() => undefined);
+  return real !== undefined && real.startsWith(root + sep) && (await stat(real)).isDirectory();
 }
 
 const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.onnx';
@@ -306,10 +315,13 @@ export class ModelRepository {
   async discover(): Promise<string[]> {
     const root = await this.root();
     const dirents = await readdir(root, { withFileTypes: true });
-    return dirents
-      .filter((dirent) => dirent.isDirectory() && SAFE_NAME.test(dirent.name) && !dirent.name.startsWith('.'))
-      .map((dirent) => dirent.name)
-      .sort();
+    const models: string[] = [];
+    for (const dirent of dirents) {
+      if (!SAFE_NAME.test(dirent.name) || dirent.name.startsWith('.')) continue;
+      // A link to a model folder elsewhere in the repository serves it under the link's name as well.
+      if (dirent.isDirectory() || (dirent.isSymbolicLink() && (await isFolderWithin(join(root, dirent.name), root)))) models.push(dirent.name);
+    }
+    return models.sort();
   }
 
   /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */

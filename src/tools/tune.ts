@@ -9,7 +9,7 @@
  * thread splits and execution thread, the batch size, the queue delay, graph optimisation, the
  * other versions — within a time budget.
  */
-import { readdir } from 'node:fs/promises';
+import { versionFolders } from '../repository/model-repository.js';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -316,8 +316,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     if (unknownShapes.length > 0) throw new Error(`--input-shape ${unknownShapes.join(', ')}: '${settings.model}' has no such input; its inputs: ${current.config.input.map((input) => input.name).join(', ')}`);
     const written = current.config as unknown as Record<string, unknown>;
     // Every version folder, served or not (an int8 version the policy leaves out is worth measuring too).
-    const folders = await readdir(join(settings.modelRepository, settings.model), { withFileTypes: true });
-    const versions = folders.filter((entry) => entry.isDirectory() && /^[1-9]\d*$/.test(entry.name)).map((entry) => entry.name);
+    const versions = (await versionFolders(join(settings.modelRepository, settings.model))).map(String);
     results.push({ candidate: currentCandidate(current, cores), step: 'current config', levels: await tuner.measure(current) });
 
     const configOf = (candidate: Candidate) => ({ ...candidateConfig(written, candidate), version_policy: { specific: { versions: [Number(candidate.version)] } } });
