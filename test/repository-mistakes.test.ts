@@ -180,6 +180,13 @@ test('an empty repository is served with a warning that it holds no models', asy
   assert.match(output, /holds no model folders \(<model>\/<version>\/model\.onnx\): nothing to serve until one is added/);
 });
 
+test('--pin-model outside on_demand mode is named as having no effect', async () => {
+  const output = await startupLog(async (repo) => {
+    await writeModel(repo, 'good', 1, scaleModel(2), 'max_batch_size: 4\n');
+  }, ['--allow-metrics', 'false', '--model-control-mode', 'explicit', '--load-model', 'good', '--pin-model', 'good']);
+  assert.match(output, /--pin-model has no effect with --model-control-mode explicit, which never unloads a model to make room; it is for on_demand/);
+});
+
 test('a port already taken, or one port given to two listeners, fails naming the flag to change', async () => {
   const repo = await mkdtemp(join(tmpdir(), 'nereid-ports-'));
   const taken = createTcpServer();

@@ -3,7 +3,8 @@
  * out as Triton lays it out (<repo>/<model>/<version>/model.onnx, config beside the versions).
  * A model that fails to load is UNAVAILABLE with its reason; the others keep serving.
  */
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
@@ -654,11 +655,16 @@ export class ModelRepository {
     const filename = config.default_model_filename ?? (await this.modelFilename(backend, versionFolder));
     // Code is read only from inside its own version folder, links included.
     const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
-    return containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
+    const path = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
       const others = await otherOnnxFiles(versionFolder, filename);
       if (others.length === 0) throw error;
       throw new Error(`${error.message}; the folder holds ${others.join(', ')}: rename it to ${filename} or set default_model_filename: ${others[0]} in the config`);
     });
+    // ONNX Runtime would say only "system error number 13".
+    await access(path, constants.R_OK).catch((error: NodeJS.ErrnoException) => {
+      throw new Error(`model file ${shown(root, path)} cannot be read by this process (${error.code === 'EACCES' ? 'permission denied' : error.message})`);
+    });
+    return path;
   }
 
   /** The first of the backend's model file names the version folder holds (the first name when it holds none, for the message). */

@@ -288,6 +288,9 @@ export class Server {
     if (modelControlMode === 'none' && loadModels.length > 0) {
       this.logger.warn('--load-model has no effect with --model-control-mode none, which loads every model at start; use explicit or on_demand to choose');
     }
+    if (modelControlMode !== 'on_demand' && this.options.pinModels.length > 0) {
+      this.logger.warn(`--pin-model has no effect with --model-control-mode ${modelControlMode}, which never unloads a model to make room; it is for on_demand`);
+    }
     for (const file of await this.repository.looseModelFiles()) {
       const model = file.replace(/\.onnx$/i, '');
       this.logger.warn(`${file} lies directly in the model repository and is not served: a model is a folder, ${model}/1/model.onnx`);
