@@ -89,11 +89,16 @@ function chartPath(value: string): string {
 /**
  * Ends the process now by the signal's default action (status 128 + its number: 130 for SIGINT, 143 for SIGTERM).
  * process.exit would tear Node down while ONNX Runtime may still be computing on its threads, and that run's
- * completion then aborts the process (status 134, a core dump).
+ * completion then aborts the process (status 134, a core dump). The kernel ignores a default-action signal sent to
+ * PID 1 (a container's entrypoint without an init): there, and should the signal not end the process at once, it exits
+ * with the same status as best it can.
  */
 function endBySignal(signal: 'SIGINT' | 'SIGTERM'): void {
+  const status = signal === 'SIGINT' ? 130 : 143;
+  if (process.pid === 1) process.exit(status);
   process.removeAllListeners(signal);
   process.kill(process.pid, signal);
+  setTimeout(() => process.exit(status), 1_000);
 }
 
 /** Whether binding `host` keeps the server on this machine. */
@@ -933,7 +938,7 @@ const batch = program
   .option('--queue-name <name>', 'BullMQ queue the workers listen to', distributedDefault('queueName'))
   .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
   .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
-  .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images end a chunk sooner; one larger than this fails)', integer(1), distributedDefault('chunkMaxMib'))
+  .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images end a chunk sooner; one larger than this fails)', integer(1, 256), distributedDefault('chunkMaxMib'))
   .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', milliseconds(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
@@ -950,7 +955,7 @@ const batch = program
     }
     const controller = new AbortController();
     const interrupt = () => {
-      if (controller.signal.aborted) endBySignal('SIGINT');
+      if (controller.signal.aborted) return endBySignal('SIGINT');
       console.error('nereid batch: stopping after the records in flight (again to stop now); rerun the same command to continue');
       controller.abort();
     };
@@ -1057,7 +1062,7 @@ program
     }
     let stopping = false;
     const stop = async (signal: string) => {
-      if (stopping) endBySignal('SIGINT');
+      if (stopping) return endBySignal('SIGINT');
       stopping = true;
       logger.info({ signal }, 'finishing the chunks in hand, then stopping');
       await worker.close();

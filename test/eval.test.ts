@@ -137,6 +137,19 @@ test('a class folder that names no label of the model is refused, naming the lab
   }
 });
 
+test('images beside the class folders are refused rather than left out of the figures unsaid', async () => {
+  const [folder] = await readdir(data);
+  const [image] = await readdir(join(data, folder));
+  await cp(join(data, folder, image), join(data, 'stray.png'));
+  try {
+    const { code, stderr } = await nereid(evalArgs());
+    assert.equal(code, 1);
+    assert.match(stderr, /has class sub-folders and also 1 image\(s\) beside them \(stray\.png\), which no folder labels/);
+  } finally {
+    await rm(join(data, 'stray.png'));
+  }
+});
+
 test('a CSV of tensors with a label column is scored exactly: an identity "classifier" whose scores are its inputs', async () => {
   const csvRepository = join(work, 'csv-models');
   const config = 'max_batch_size: 8\ninput { name: "INPUT0" data_type: TYPE_FP32 dims: [3] }\noutput { name: "OUTPUT0" data_type: TYPE_FP32 dims: [3] label_filename: "labels.txt" }\n';

@@ -37,9 +37,9 @@ before(async () => {
   repo = await mkdtemp(join(tmpdir(), 'nereid-shutdown-'));
   await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 8\n');
   await writeModel(repo, 'holding', 1, scaleModel(2), HOLDING_CONFIG);
-  // x to the 41st power of a 2048-square matrix: 40 MatMuls, about 700 GFLOP, seconds of ONNX Runtime work that no
-  // drain waits for (0.7 s per 6 on one core of the machine this was written on).
-  const powers = Array.from({ length: 40 }, (_, index) => ({ opType: 'MatMul', inputs: [index === 0 ? 'x' : `p${index}`, 'x'], outputs: [index === 39 ? 'y' : `p${index + 1}`] }));
+  // x to the 121st power of a 2048-square matrix: 120 MatMuls, about 2 TFLOP, many seconds of ONNX Runtime work that no
+  // drain waits for (0.7 s per 6 on one core of the machine this was written on), however late the request arrives.
+  const powers = Array.from({ length: 120 }, (_, index) => ({ opType: 'MatMul', inputs: [index === 0 ? 'x' : `p${index}`, 'x'], outputs: [index === 119 ? 'y' : `p${index + 1}`] }));
   const slow = buildOnnxModel({
     graphName: 'slow',
     inputs: [{ name: 'x', type: 'float32', shape: [SLOW_SIDE, SLOW_SIDE] }],
@@ -151,7 +151,8 @@ test('a forced end while ONNX Runtime computes ends the process by SIGTERM, not 
     headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) },
     body: new Uint8Array(body),
   }).then((response) => `answered ${response.status}`, () => 'cut');
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // Time for the 16 MiB body to arrive on a busy machine; the computation then takes far longer than the test.
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
   served.child.kill('SIGTERM');
   assert.equal(await served.exited, null, served.output());
   assert.equal(served.child.signalCode, 'SIGTERM', served.output());

@@ -175,10 +175,13 @@ describe('requests from pages of other sites', () => {
     const management = await fetch(`${served.url}/v2/repository/models/scale/unload`, { method: 'POST', headers: { ...bearer('manage-token'), origin: 'http://evil.example', 'content-type': 'text/plain' }, body: '{}' });
     assert.equal(management.status, 403);
     assert.equal((await from(`http://${host}`)).status, 200);
+    // Behind a proxy: the browser's own word, or the forwarded host name, ports aside.
     assert.equal((await from('https://nereid.example', { 'x-forwarded-host': 'nereid.example' })).status, 200);
+    assert.equal((await from('http://box:8080', { 'sec-fetch-site': 'same-origin' })).status, 200);
+    assert.equal((await from('http://evil.example', { 'sec-fetch-site': 'cross-site' })).status, 403);
     assert.equal((await from()).status, 200);
     const after = await (await fetch(`${served.url}/v2/models/simple/stats`, { headers: bearer('infer-token') })).json() as { model_stats: { inference_count: number }[] };
-    assert.equal(after.model_stats[0].inference_count - before.model_stats[0].inference_count, 3, 'only the three same-origin requests ran');
+    assert.equal(after.model_stats[0].inference_count - before.model_stats[0].inference_count, 4, 'only the four same-site requests ran');
   });
 });
 

@@ -84,8 +84,9 @@ test('tune refuses what it cannot do before measuring, and describes a config wi
     const both = await runCli([...quick, '--p99-ms', '5', '--max-cost', '0.01'], 60_000);
     assert.equal(both.code, 1);
     assert.match(both.stderr, /--p99-ms and --max-cost are two objectives; give one/);
+    // With a budget of two minutes, a refusal after the search would take them.
     const started = performance.now();
-    const unwritable = await runCli([...quick, '--write'], 60_000);
+    const unwritable = await runCli([...quick, '--budget-s', '120', '--write'], 60_000);
     assert.equal(unwritable.code, 1);
     assert.match(unwritable.stderr, /has no config file for --write to update; write one \(config.yaml\) first/);
     assert.ok(performance.now() - started < 30_000, 'refused before the search, not after it');

@@ -67,6 +67,10 @@ export async function readLabelledImages(dir: string, labels: readonly string[])
     if (unlabelled.length === 0) throw new Error(`--data ${dir} has neither class sub-folders nor images; put each class's images in a folder named as its label`);
     return { classes: labels, files: unlabelled.sort((a, b) => a.path.localeCompare(b.path)) };
   }
+  const loose = entries.filter((entry) => entry.isFile() && IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase()));
+  if (loose.length > 0) {
+    throw new Error(`--data ${dir} has class sub-folders and also ${loose.length} image(s) beside them (${loose.slice(0, 3).map((entry) => entry.name).join(', ')}${loose.length > 3 ? ', …' : ''}), which no folder labels: move them into their class's folder, or out of --data`);
+  }
   if (labels.length === 0) throw new Error(`--data ${dir} has class sub-folders, but the model has no labels file to name its classes; give its output a label_filename, or put the images directly in the folder to compare versions by agreement alone`);
   const classOf = classOfName(labels);
   const unknown = folders.filter((folder) => classOf(folder) === undefined);

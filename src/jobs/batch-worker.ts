@@ -61,7 +61,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     ).start());
   const loading = new Map<string, Promise<void>>();
 
-  /** Models loaded by their version policy, whose policy versions are still among those ready. */
+  /** Models last loaded by their version policy: a chunk that names no version is answered by the version it serves. */
   const byPolicy = new Set<string>();
   /**
    * A version the job names is loaded beside those ready (as a local job loads one the policy leaves out); without one,
@@ -77,6 +77,8 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     }
     const ready = (await server.repositoryIndex(true)).filter((entry) => entry.name === model && entry.version !== undefined).map((entry) => entry.version!);
     await server.loadVersions(model, [...new Set([...ready, version])]);
+    // The highest ready version now answers a chunk that names none, which need not be the policy's: such a chunk reloads by policy.
+    byPolicy.delete(model);
   };
   const isLoaded = (model: string, version?: string) => server.modelReady(model, version) && (version !== undefined || byPolicy.has(model));
 
@@ -84,7 +86,8 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     while (!isLoaded(model, version)) {
       const under = loading.get(model);
       if (under) {
-        await under.catch(() => undefined);
+        // Its failure is this chunk's too: each waiting chunk trying the same broken load again would only repeat it.
+        await under;
         continue;
       }
       logger.info({ model, version }, `loading model '${model}'${version ? ` version ${version}` : ''}`);

@@ -81,6 +81,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let processed = 0;
   let failed = 0;
   let executionNs = 0;
+  let finished = false;
 
   const write = async (entries: { id: RecordId; line: string }[]) => {
     const written = await output.append(entries);
@@ -129,8 +130,12 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       } else if (state === 'failed') {
         const reason = found.failedReason || 'unknown error';
         const attempts = found.attemptsMade;
-        await write(chunk.ids.map((record) => ({ id: record, line: errorLine(record, `chunk ${index} failed after ${attempts} attempt(s): ${reason}`) })));
-        failedChunks.push({ chunk: index, records: chunk.ids.length, reason });
+        // Only the records it carried failed: one queued before the input changed carried others than it holds now.
+        const carried = new Set((Array.isArray(found.data?.records) ? found.data.records : []).map((record) => recordKey(record.id)));
+        const failedIds = carried.size > 0 ? chunk.ids.filter((record) => carried.has(recordKey(record))) : chunk.ids;
+        await write(failedIds.map((record) => ({ id: record, line: errorLine(record, `chunk ${index} failed after ${attempts} attempt(s): ${reason}`) })));
+        failedChunks.push({ chunk: index, records: failedIds.length, reason });
+        if (failedIds.length < chunk.ids.length) leaveForRerun(index, chunk.ids.length - failedIds.length, 'failed with other records than it holds now (the input changed since it was queued)');
         // Keep it in the failed set for inspection, without the inputs it carried.
         await found.updateData({ ...found.data, records: [] }).catch(() => undefined);
         await redis.hincrby(metaKey, 'chunks_failed_written', 1);
@@ -197,12 +202,16 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     if (total === 0) logger.warn(`${options.input} holds no records: nothing to submit`);
     const meta = await redis.hgetall(metaKey);
     if (options.restart && meta.chunks) await removeChunks(queue, job, Number(meta.chunks), logger);
-    if (!options.restart && meta.input !== undefined && (meta.input !== resolve(options.input) || meta.model !== options.model || Number(meta.chunk_size) !== chunkSize)) {
+    // The chunk bounds follow the chunk size and byte budget: another of either would renumber every chunk.
+    const submittedMib = meta.chunk_max_mib === undefined ? chunkMaxMib : Number(meta.chunk_max_mib);
+    if (!options.restart && meta.input !== undefined && (meta.input !== resolve(options.input) || meta.model !== options.model || Number(meta.chunk_size) !== chunkSize || submittedMib !== chunkMaxMib)) {
       throw new NereidError(
         'FAILED_PRECONDITION',
-        `job '${job}' was submitted for model '${meta.model}', input '${meta.input}', chunk size ${meta.chunk_size}; use another --job, the same flags, or --restart`,
+        `job '${job}' was submitted for model '${meta.model}', input '${meta.input}', chunk size ${meta.chunk_size}, --chunk-max-mib ${submittedMib}; use another --job, the same flags, or --restart`,
       );
     }
+    // A rerun knows the chunks by count only as far as it has read: an earlier run's larger count (chunks cut by bytes) stays.
+    if (!options.restart && meta.chunks !== undefined) chunks = Math.max(chunks, Number(meta.chunks));
     if (options.restart) await redis.del(metaKey);
     await redis.hset(metaKey, {
       model: options.model,
@@ -213,6 +222,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       records: total,
       chunks,
       chunk_size: chunkSize,
+      chunk_max_mib: chunkMaxMib,
       records_written: output.doneCount,
       records_failed: output.resumed.failed,
       submitted_at: new Date().toISOString(),
@@ -270,6 +280,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     while (pending.size > 0 && !fatal && !options.signal?.aborted) await changed();
     if (fatal) throw asNereidError(fatal);
     progress.stop();
+    finished = true;
     return {
       ...summarize({
         output: options.output,
@@ -292,7 +303,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     progress?.stop();
     // Let collections under way finish writing before the output closes.
     while (collecting.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-    await output.close();
+    // A job that could not run (another job's name, Redis gone) leaves no empty output behind.
+    await (finished ? output.close() : output.closeDiscardingIfUntouched());
     await Promise.allSettled([events.close(), queue.close()]);
     redis.disconnect();
   }
@@ -301,8 +313,11 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
 /** Whether the queued chunk `id` carries exactly these records. */
 async function holdsRecords(queue: Queue<ChunkData, ChunkResult>, id: string, ids: readonly RecordId[]): Promise<boolean> {
   const queued = await Job.fromId<ChunkData, ChunkResult>(queue, id);
-  // A failed chunk keeps no records (see collect), and what is not a chunk of ours fails on the workers as such.
-  if (!queued || !Array.isArray(queued.data?.records) || queued.data.records.length === 0) return true;
+  // What is not a chunk of ours fails on the workers as such.
+  if (!queued || !Array.isArray(queued.data?.records)) return true;
+  // A failed chunk whose errors were written keeps no records (see collect): its records are all in the output, so any
+  // record this run still has for it is one it never carried.
+  if (queued.data.records.length === 0) return ids.length === 0;
   return queued.data.records.length === ids.length && queued.data.records.every((record, position) => recordKey(record.id) === recordKey(ids[position]));
 }
 

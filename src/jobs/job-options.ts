@@ -24,8 +24,9 @@ export const distributedJobSettingsSchema = z.object({
   /**
    * MiB of record bytes a queued chunk carries at most (it ends sooner when its records are large): a chunk is one
    * Redis value, JSON in one string, and 64 phone photos of 7 MB would pass V8's string limit. A larger record alone fails.
+   * At most 256: the records travel as base64, a third larger, and V8's strings end at 512 MiB.
    */
-  chunkMaxMib: positive.default(64),
+  chunkMaxMib: positive.max(256).default(64),
   /** Tries of a chunk before it fails and its records are written with its error. */
   attempts: positive.default(3),
   /** Wait before a failed chunk is tried again, in milliseconds. */

@@ -187,8 +187,13 @@ export class JobOutput {
 
   /** Closes, and removes the file when this job created it and wrote nothing: a job that failed to start leaves no empty output behind. */
   async closeDiscardingIfUntouched(): Promise<void> {
-    await this.close();
+    if (this.closed) return;
+    await this.writes;
+    this.closed = true;
+    await this.handle.close();
+    // Before the lock goes: a job that takes it next must not lose the file it creates.
     if (this.createdNow && this.done.size === 0) await rm(this.path, { force: true });
+    await releaseLock(this.lockPath);
   }
 }
 

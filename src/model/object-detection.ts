@@ -25,7 +25,8 @@ export interface DetectResult {
 
 /** The output whose rows are detections (labelled, rows of [x_min, y_min, x_max, y_max, score, class]), if the model has one. */
 export function detectionsOutput(model: ModelVersion) {
-  const rows = (dims: readonly number[]) => dims.length >= 1 && dims[dims.length - 1] === DETECTION_ROW_VALUES;
+  // Rows of six: a classifier's vector of six scores ([6]) is not one.
+  const rows = (dims: readonly number[]) => dims.length >= 2 && dims[dims.length - 1] === DETECTION_ROW_VALUES;
   return model.config.output.find((candidate) => candidate.label_filename && rows(candidate.dims));
 }
 

@@ -216,16 +216,30 @@ function imageInputModel(model: RawInputModel, name: string, imageBody: boolean)
   return model;
 }
 
-/** Whether a browser's Origin names the host the request was sent to (directly, or as a proxy forwarded it). */
+/**
+ * Whether a browser's request comes from a page of this server's site. Browsers say so themselves (Sec-Fetch-Site,
+ * which a reverse proxy leaves alone); without it, the Origin's host name must be the one the request was sent to
+ * (Host, or a proxy's X-Forwarded-Host), ports aside, since proxies commonly drop or change them.
+ */
 function isSameOrigin(origin: string, headers: FastifyRequest['headers']): boolean {
-  let host: string;
+  const site = headers['sec-fetch-site'];
+  if (typeof site === 'string') return site !== 'cross-site';
+  let hostname: string;
   try {
-    host = new URL(origin).host;
+    hostname = new URL(origin).hostname;
   } catch {
     return false; // 'null' (a sandboxed page, a file) and anything unreadable
   }
+  const hostnameOf = (host: string) => {
+    try {
+      return new URL(`http://${host.trim()}`).hostname;
+    } catch {
+      return undefined;
+    }
+  };
   const forwarded = headers['x-forwarded-host'];
-  return host === headers.host || (typeof forwarded === 'string' && forwarded.split(',').some((name) => name.trim() === host));
+  const hosts = [headers.host, ...(typeof forwarded === 'string' ? forwarded.split(',') : [])].filter((host) => host !== undefined);
+  return hosts.some((host) => hostnameOf(host) === hostname);
 }
 
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
