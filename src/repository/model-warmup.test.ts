@@ -173,7 +173,7 @@ test('a config sent with a load request may not name a warmup file the repositor
   );
   await assert.rejects(
     repo.load('m', override({ name: 'forever', batch_size: 8, count: 100_000, inputs: { INPUT0: { data_type: 'TYPE_FP32', dims: [4], zero_data: true } } })),
-    /may not ask warmup 'forever' for more than 10000 rows \(count × batch_size\)/,
+    /may not ask its warmup for more than 10000 rows in all \(count × batch_size over every entry: 800000\)/,
   );
   assert.equal(repo.get('m').state, 'READY', 'the loaded version keeps serving');
 });
