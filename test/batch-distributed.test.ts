@@ -350,6 +350,25 @@ describe('distributed batch jobs', () => {
     }
   });
 
+  test('a record added after its chunk failed runs in a chunk of its own, not written with the failure it never had', { timeout: 60_000 }, async () => {
+    const input = join(dir, 'late.jsonl');
+    const line = (n: number) => JSON.stringify({ INPUT0: [n, 1, 2, 3] });
+    await writeFile(input, `${[0, 1, 2, 3].map(line).join('\n')}\n`);
+    const output = join(dir, 'late-out.jsonl');
+    const args = ['batch', '--model', 'late', '--input', input, '--output', output, '--queue', queueUrl, '--chunk-size', '8', '--attempts', '1', '--progress', 'none'];
+    // No model 'late' yet: chunk 0 fails, and its four records are written with that.
+    const first = await cli(args);
+    assert.equal(first.code, 1, first.stderr);
+    await writeModel(repo, 'late', 1, scaleModel(2), 'max_batch_size: 8\n');
+    await writeFile(input, `${[0, 1, 2, 3, 4].map(line).join('\n')}\n`);
+    const second = await cli(args);
+    assert.equal(second.code, 0, second.stderr);
+    const records = await readOutput(output);
+    for (const id of [1, 2, 3, 4]) assert.match(records.get(id)!.error!, /^chunk 0 failed after 1 attempt\(s\)/);
+    assert.equal(records.get(5)!.error, null, String(records.get(5)!.error));
+    assert.deepEqual(records.get(5)!.outputs![0].data, [8, 2, 4, 6]);
+  });
+
   test('a model no worker has: every chunk fails after its attempts and every record says why', { timeout: 60_000 }, async () => {
     const input = join(dir, 'ghost.jsonl');
     await writeFile(input, `${Array.from({ length: 10 }, (_, n) => JSON.stringify({ INPUT0: [n] })).join('\n')}\n`);
