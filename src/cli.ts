@@ -47,8 +47,9 @@ function integer(min: number, max = Infinity) {
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 /** A duration flag in milliseconds, bounded by what a timer can wait. */
 const milliseconds = (min: number) => integer(min, LONGEST_TIMER_MS);
+const LONGEST_TIMER_S = Math.floor(LONGEST_TIMER_MS / 1000);
 /** A duration flag in seconds, bounded by what a timer can wait. */
-const seconds = (min: number) => number(min, Math.floor(LONGEST_TIMER_MS / 1000));
+const seconds = (min: number) => number(min, LONGEST_TIMER_S);
 
 function port(value: string): number {
   const parsed = Number(value);
@@ -288,7 +289,7 @@ program
   .option(
     '--shutdown-timeout <seconds>',
     'on SIGTERM/SIGINT: readiness turns false, requests received are answered and connections closed as they finish; after this many seconds the rest are cut and the process exits',
-    integer(1, Math.floor(LONGEST_TIMER_MS / 1000)),
+    integer(1, LONGEST_TIMER_S),
     30,
   )
   .option('--http-max-inflations <n>', 'compressed request bodies inflated at once; more are refused with 503', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxConcurrentInflations'))
@@ -804,7 +805,7 @@ program
   .action(async (flags) => {
     if (flags.write && flags.dryRun) throw new Error('--write and --dry-run contradict each other: --write writes the winner, --dry-run only prints it');
     // Found out now rather than after the whole search.
-    if (flags.write) await writableConfigOf(resolve(flags.modelRepository ?? BUNDLED_REPOSITORY, flags.model));
+    if (flags.write) await writableConfigOf(resolve(flags.modelRepository, flags.model));
     const logger = createLogger({ level: 'warn', fd: 2 });
     const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
     bar?.start(1, 0, { label: 'starting', elapsed: 0, budget: flags.budgetS });

@@ -304,7 +304,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     // Let collections under way finish writing before the output closes.
     while (collecting.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
     // A job that could not run (another job's name, Redis gone) leaves no empty output behind.
-    await (finished ? output.close() : output.closeDiscardingIfUntouched());
+    await output.close({ discardIfUntouched: !finished });
     await Promise.allSettled([events.close(), queue.close()]);
     redis.disconnect();
   }

@@ -100,11 +100,11 @@ export class JobOutput {
     if (options.input !== undefined && resolve(options.input) === resolve(path)) {
       throw new NereidError('INVALID_ARGUMENT', `--output ${path} is the input itself; write the answers to another file`);
     }
-    if ((await stat(path).catch(() => undefined))?.isDirectory()) {
+    const found = await stat(path).catch(() => undefined);
+    if (found?.isDirectory()) {
       throw new NereidError('INVALID_ARGUMENT', `--output ${path} is a folder; name a file in it, e.g. ${join(path, 'answers.jsonl')}`);
     }
     await mkdir(dirname(path), { recursive: true });
-    const existed = await stat(path).then(() => true, () => false);
     const lockPath = `${path}.lock`;
     await takeLock(lockPath);
     try {
@@ -137,7 +137,7 @@ export class JobOutput {
         }
       }
       const handle = await open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
-      return new JobOutput(path, handle, lockPath, { records, failed, answeredBy }, done, !existed);
+      return new JobOutput(path, handle, lockPath, { records, failed, answeredBy }, done, found === undefined);
     } catch (error) {
       await releaseLock(lockPath);
       throw error;
@@ -177,22 +177,17 @@ export class JobOutput {
     return write.then(() => ({ written, failed }));
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    await this.writes;
-    this.closed = true;
-    await this.handle.close();
-    await releaseLock(this.lockPath);
-  }
-
-  /** Closes, and removes the file when this job created it and wrote nothing: a job that failed to start leaves no empty output behind. */
-  async closeDiscardingIfUntouched(): Promise<void> {
+  /**
+   * `discardIfUntouched`: also remove the file when this job created it and wrote nothing, so that a job that failed to
+   * start leaves no empty output behind.
+   */
+  async close(options: { discardIfUntouched?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     await this.writes;
     this.closed = true;
     await this.handle.close();
     // Before the lock goes: a job that takes it next must not lose the file it creates.
-    if (this.createdNow && this.done.size === 0) await rm(this.path, { force: true });
+    if (options.discardIfUntouched && this.createdNow && this.done.size === 0) await rm(this.path, { force: true });
     await releaseLock(this.lockPath);
   }
 }

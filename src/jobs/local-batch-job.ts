@@ -150,7 +150,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       interrupted,
     });
   } catch (error) {
-    await output?.closeDiscardingIfUntouched();
+    await output?.close({ discardIfUntouched: true });
     throw error;
   } finally {
     progress?.stop();

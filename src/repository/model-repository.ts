@@ -227,20 +227,25 @@ const failureFields = (error: unknown) => (error instanceof ModelConfigError ? {
 
 /** The versions a model folder holds, ascending. Like Triton: folders not named by a number, or whose name starts with '0', are not versions. */
 export async function versionFolders(modelFolder: string): Promise<number[]> {
-  const dirents = await readdir(modelFolder, { withFileTypes: true });
-  const repository = dirname(await realpath(modelFolder));
-  const versions: number[] = [];
-  for (const dirent of dirents) {
-    if (!/^[1-9]\d*$/.test(dirent.name)) continue;
-    if (dirent.isDirectory() || (dirent.isSymbolicLink() && (await isFolderWithin(join(modelFolder, dirent.name), repository)))) versions.push(Number(dirent.name));
-  }
-  return versions.sort((a, b) => a - b);
+  const versions = await foldersIn(modelFolder, dirname(await realpath(modelFolder)), (name) => /^[1-9]\d*$/.test(name));
+  return versions.map(Number).sort((a, b) => a - b);
 }
 
-/** Whether a link leads to a folder inside `root` (every link followed): links that leave the repository are not followed. */
-async function isFolderWithin(path: string, root: string): Promise<boolean> {
-  const real = await realpath(path).catch(() => undefined);
-  return real !== undefined && real.startsWith(root + sep) && (await stat(real)).isDirectory();
+/**
+ * The names `accept`s of the folders in `dir`, and of the links in it that lead to a folder inside `root` (every link
+ * followed): a link that leaves the repository is not followed.
+ */
+async function foldersIn(dir: string, root: string, accept: (name: string) => boolean): Promise<string[]> {
+  const names: string[] = [];
+  for (const dirent of await readdir(dir, { withFileTypes: true })) {
+    if (!accept(dirent.name)) continue;
+    if (dirent.isDirectory()) names.push(dirent.name);
+    else if (dirent.isSymbolicLink()) {
+      const real = await realpath(join(dir, dirent.name)).catch(() => undefined);
+      if (real !== undefined && real.startsWith(root + sep) && (await stat(real)).isDirectory()) names.push(dirent.name);
+    }
+  }
+  return names;
 }
 
 const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.onnx';
@@ -315,14 +320,8 @@ export class ModelRepository {
   /** The model folders in the repository, whether loaded or not. */
   async discover(): Promise<string[]> {
     const root = await this.root();
-    const dirents = await readdir(root, { withFileTypes: true });
-    const models: string[] = [];
-    for (const dirent of dirents) {
-      if (!SAFE_NAME.test(dirent.name) || dirent.name.startsWith('.')) continue;
-      // A link to a model folder elsewhere in the repository serves it under the link's name as well.
-      if (dirent.isDirectory() || (dirent.isSymbolicLink() && (await isFolderWithin(join(root, dirent.name), root)))) models.push(dirent.name);
-    }
-    return models.sort();
+    // A link to a model folder elsewhere in the repository serves it under the link's name as well.
+    return (await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))).sort();
   }
 
   /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */

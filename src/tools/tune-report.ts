@@ -51,13 +51,15 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   else if (report.winner === 0 && report.results.length === 1) lines.push('Only the current config was measured before --budget-s ran out: nothing to compare it with.');
   else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
   else {
-    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gainOf(report.winner).ratio} the current config's throughput (${gainOf(report.winner).at}).`);
+    const gain = gainOf(report.winner);
+    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gain.ratio} the current config's throughput (${gain.at}).`);
     if (report.best !== undefined && report.best !== report.winner) {
-      lines.push(
-        report.best === 0
-          ? `For the version served now (v${report.results[0].candidate.version}) nothing measured beat the current config by the least gain worth a change (--min-gain); --write leaves it.`
-          : `For the version served now (v${report.results[0].candidate.version}): ${describeCandidate(report.results[report.best].candidate)} — ${gainOf(report.best).ratio} (${gainOf(report.best).at}); that is what --write writes.`,
-      );
+      const served = `For the version served now (v${report.results[0].candidate.version})`;
+      if (report.best === 0) lines.push(`${served} nothing measured beat the current config by the least gain worth a change (--min-gain); --write leaves it.`);
+      else {
+        const bestGain = gainOf(report.best);
+        lines.push(`${served}: ${describeCandidate(report.results[report.best].candidate)} — ${bestGain.ratio} (${bestGain.at}); that is what --write writes.`);
+      }
     }
   }
   if (report.skipped.length) lines.push(`Not measured (--budget-s reached): ${report.skipped.join('; ')}`);
