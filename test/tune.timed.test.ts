@@ -64,13 +64,16 @@ test('nereid tune searches within its budget, writes a config the server loads, 
       await served.close();
     }
 
-    // Both configs again, interleaved, in one server: the written one is no worse (order only).
+    // Both configs again, interleaved three times, in one server: the best of each is compared, the
+    // written one no worse (order only).
     const settings = { modelRepository: repository, model: 'cnn', concurrency: [16], warmupSeconds: 0.3, durationSeconds: 1 };
     const old = parse(POOR_CONFIG) as Record<string, unknown>;
-    const [before1, after1, before2, after2] = (await measureConfigs(settings, [old, written, old, written], pino({ level: 'silent' }))).map((levels) => levels[0].throughput);
-    const [before, after] = [Math.max(before1, before2), Math.max(after1, after2)];
-    assert.ok(after >= before, `written ${after.toFixed(0)}/s against the old ${before.toFixed(0)}/s`);
-    console.log(`# tuned ${after.toFixed(0)} inferences/s against ${before.toFixed(0)} (c=16); chose ${JSON.stringify(winner)}`);
+    const throughputs = (await measureConfigs(settings, [old, written, old, written, old, written], pino({ level: 'silent' }))).map((levels) => levels[0].throughput);
+    const before = Math.max(...throughputs.filter((_, index) => index % 2 === 0));
+    const after = Math.max(...throughputs.filter((_, index) => index % 2 === 1));
+    const figures = `tuned ${after.toFixed(0)} inferences/s against ${before.toFixed(0)} (c=16); chose ${JSON.stringify(winner)}`;
+    assert.ok(after >= before, figures);
+    console.log(`# ${figures}`);
   } finally {
     await rm(repository, { recursive: true, force: true });
   }
