@@ -2,7 +2,7 @@
  * Tensors between a JavaScript handler and the server: what a handler gives (plain arrays, strings)
  * checked and made into the server's tensors, and tensors made whole again after a thread hop.
  */
-import { allocateTypedArray, bytesElements, elementCount, isDatatype, PackedBytes, type Datatype, type NumericArray } from '../core/datatype.js';
+import { allocateTypedArray, bytesElements, elementCount, isDatatype, numberToHalf, PackedBytes, type Datatype, type NumericArray } from '../core/datatype.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 
 /** Tensors ready for a message to a handler's thread: packed BYTES split into their elements, since a class does not survive the structured clone. */
@@ -55,7 +55,8 @@ function typedFromValues(where: string, datatype: Exclude<Datatype, 'BYTES'>, va
       data[index] = (datatype === 'INT64' || datatype === 'UINT64' ? BigInt(value) : Number(value)) as never;
     } else {
       if (typeof value !== 'number') throw bad();
-      data[index] = value;
+      // A plain array holds numbers; FP16's typed array holds their half-precision bits.
+      data[index] = datatype === 'FP16' ? numberToHalf(value) : value;
     }
   });
   return data;

@@ -12,6 +12,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { pino, type Logger } from 'pino';
 import { parseModelConfig, type CompletedModelConfig } from '../config/model-config.js';
+import { halfToNumber } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { BackendInstance } from './backend.js';
@@ -115,6 +116,21 @@ export const execute = (requests) => requests.map(({ inputs }) => {
       assert.match(String(answers[4]), /output 'U8': element 0 is -1, outside UINT8 \(0 to 255\)/);
       assert.match(String(answers[5]), /output 'U8': element 0 is 300, outside UINT8/);
       assert.match(String(answers[6]), /output 'I32' has 2 row\(s\), but its request has 1/);
+    } finally {
+      await instance.release();
+    }
+  });
+
+  test('an FP16 output given as plain numbers is stored as their half-precision bits; a Uint16Array is taken as bits', async () => {
+    const config = { max_batch_size: 0, input: [{ name: 'IN', data_type: 'TYPE_FP32', dims: [2] }], output: [{ name: 'H', data_type: 'TYPE_FP16', dims: [2] }] };
+    const instance = await handlerInstance(
+      `export const execute = (requests) => requests.map((_, index) => ({ H: { shape: [2], data: index === 0 ? [1.5, -2] : Uint16Array.of(0x3e00, 0xc000) } }));`,
+      config,
+    );
+    try {
+      const request = { inputs: { IN: { datatype: 'FP32' as const, shape: [2], data: Float32Array.of(0, 0) } }, outputNames: ['H'] };
+      const { answers } = await instance.runRequests!([request, request]);
+      for (const answer of answers) assert.deepEqual(Array.from((answer as Record<string, Tensor>).H.data as Uint16Array, halfToNumber), [1.5, -2]);
     } finally {
       await instance.release();
     }
