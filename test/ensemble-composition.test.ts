@@ -153,6 +153,38 @@ describe("an ensemble's own response cache", () => {
   });
 });
 
+test("an ensemble's cached answers follow its steps: a step's new version, or new weights under its version, is a miss at once", async () => {
+  const stepped = await startTestServer({
+    models: async (repoDir) => {
+      await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
+      await writeModel(repoDir, 'scale3', 1, scaleModel(3), 'max_batch_size: 8\n');
+      await writeEnsemble(repoDir, 'cached_chain', chain('cached_chain', ['scale2', 'scale3'], 'response_cache { enable: true }\n'));
+    },
+    server: { cacheConfig: 'local,size=1048576', modelControlMode: 'explicit', loadModels: ['cached_chain'] },
+  });
+  try {
+    const answer = async () => {
+      const response = await fetch(`${stepped.url}/v2/models/cached_chain/infer`, { method: 'POST', body: JSON.stringify(row([1, 1, 1, 2])) });
+      assert.equal(response.status, 200);
+      return ((await response.json()) as Json).outputs[0].data as number[];
+    };
+    const load = async (model: string) => assert.equal((await fetch(`${stepped.url}/v2/repository/models/${model}/load`, { method: 'POST' })).status, 200);
+    assert.deepEqual(await answer(), [6, 6, 6, 12]);
+    assert.deepEqual(await answer(), [6, 6, 6, 12], 'a hit');
+    await writeModel(stepped.repoDir, 'scale3', 2, scaleModel(1000));
+    await load('scale3');
+    assert.deepEqual(await answer(), [2000, 2000, 2000, 4000], 'the new version of the last step answers');
+    await writeModel(stepped.repoDir, 'scale3', 2, scaleModel(10));
+    await load('scale3');
+    assert.deepEqual(await answer(), [20, 20, 20, 40], 'new weights under the same version answer');
+    const stats = (await (await fetch(`${stepped.url}/v2/models/cached_chain/stats`)).json()).model_stats[0];
+    assert.equal(stats.inference_stats.cache_hit.count, 1);
+    assert.equal(stats.inference_stats.cache_miss.count, 3);
+  } finally {
+    await stepped.close();
+  }
+});
+
 describe("the request's priority and timeout reach every step", () => {
   const timedOut = /^ensemble 'gated' step 1 \(model 'gate'\): model 'gate' version 1: request timeout expired after (\d+) us in the queue/;
 

@@ -8,7 +8,7 @@ import { NereidError } from '../core/errors.js';
 import type { CancelSignal, Parameters } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ResponseCacheStore } from './cache-store.js';
-import { cacheKey, fingerprint } from './cache-key.js';
+import { cacheKey } from './cache-key.js';
 import { decodeOutputs, encodeOutputs } from './cached-outputs.js';
 
 export interface ResponseCacheSettings {
@@ -18,8 +18,12 @@ export interface ResponseCacheSettings {
   ttlSeconds: number;
   /** Request parameters that change the result, so they are part of the key. */
   keyParameters: readonly string[];
-  /** Whatever else decides an answer (the completed config, a digest of the weights): a change never reuses old entries. */
-  identity: unknown;
+  /**
+   * Whatever else decides an answer, as a fingerprint, asked for each request: a model's is fixed at
+   * load (its config and weights), an ensemble's follows the step versions serving now. A change
+   * never reuses old entries.
+   */
+  identity: () => Promise<string>;
 }
 
 export interface CacheableRequest {
@@ -56,16 +60,13 @@ function whenCancelled(signal: CancelSignal | undefined): Promise<never> | undef
 }
 
 export class ResponseCache {
-  private readonly fingerprint: string;
   /** Identical requests being computed now, by key. */
   private readonly inFlight = new Map<string, Promise<{ outputs: Record<string, Tensor> }>>();
 
   constructor(
     readonly store: ResponseCacheStore,
     private readonly settings: ResponseCacheSettings,
-  ) {
-    this.fingerprint = fingerprint(settings.identity);
-  }
+  ) {}
 
   /**
    * Answers from the store, or computes once for all identical requests in flight (single-flight).
@@ -76,7 +77,7 @@ export class ResponseCache {
     const key = cacheKey({
       model: this.settings.model,
       version: this.settings.version,
-      configFingerprint: this.fingerprint,
+      configFingerprint: await this.settings.identity(),
       inputs: request.inputs,
       outputNames: request.outputNames,
       parameters: request.parameters,

@@ -78,6 +78,13 @@ export interface ModelVersionParts {
   preprocessor?: InputPreprocessor;
   postprocessor?: OutputPostprocessor;
   cache?: ResponseCache;
+  /**
+   * A fingerprint of everything besides a request that decides this version's answers: its config
+   * and weights, or for an ensemble those of the step versions serving now. Equal identities answer
+   * alike, so a cache keyed by them (this version's, or an ensemble's over it) never serves an
+   * answer another load computed.
+   */
+  answerIdentity: () => Promise<string>;
   logger: Logger;
   /** Inputs the model gives a default value: clients leave them out (see TensorSignature.defaulted). */
   defaultedInputs?: ReadonlySet<string>;
@@ -188,6 +195,11 @@ export class ModelVersion {
   /** Inputs that take encoded images. */
   get imageInputs(): ReadonlySet<string> {
     return this.parts.preprocessor?.imageInputs ?? NO_INPUTS;
+  }
+
+  /** See ModelVersionParts.answerIdentity. */
+  answerIdentity(): Promise<string> {
+    return this.parts.answerIdentity();
   }
 
   labelsOf(output: string): readonly string[] | undefined {

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { answerDecidingConfig } from '../cache/cache-key.js';
+import { answerDecidingConfig, fingerprint } from '../cache/cache-key.js';
 import type { CompletedModelConfig, ModelConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import { checkEnsembleSteps, ENSEMBLE_PLATFORM, planEnsemble, type EnsembleStep } from '../model/ensemble-plan.js';
@@ -25,6 +25,8 @@ export interface EnsembleLoadOptions {
   maxQueueSize: number;
   /** The config (as clients see it) of the version a step runs, its model loaded first when it is not. */
   stepConfig: (step: EnsembleStep) => Promise<CompletedModelConfig>;
+  /** The answer identity of the version a step runs now (ModelVersion.answerIdentity), with that version's number. */
+  stepIdentity: (step: EnsembleStep) => Promise<string>;
   /** Runs a step's request through its model. */
   callStep: StepCall;
   readLabels: (filename: string) => Promise<string[]>;
@@ -51,11 +53,10 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   const statistics = new ModelStatistics(name, version);
   const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
   const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize);
-  // The steps' configs as loaded are part of what decides the answers: a step reloaded with other inputs, outputs or processing is
-  // a new ensemble for the cache once the ensemble reloads. Their weights are not (an ensemble reads no model file).
-  const cache = await responseCacheOf(options.responseCacheStore, name, version, config, async () => ({
-    config: answerDecidingConfig(config, []),
-    steps: stepConfigs.map((step) => answerDecidingConfig(step, [])),
-  }));
-  return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, cache, logger });
+  // The step versions serving now decide the answers, asked for each request: a step that loads a new version, new weights or
+  // other processing makes a new ensemble for the cache at once, without the ensemble reloading.
+  const ensembleConfig = answerDecidingConfig(config, []);
+  const answerIdentity = async () => fingerprint({ config: ensembleConfig, steps: await Promise.all(plan.steps.map(options.stepIdentity)) });
+  const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity);
+  return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, cache, answerIdentity, logger });
 }

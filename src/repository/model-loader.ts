@@ -9,7 +9,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { Backend, BackendInstance, InstanceOptions, ModelCall } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { answerDecidingConfig } from '../cache/cache-key.js';
+import { answerDecidingConfig, fingerprint } from '../cache/cache-key.js';
 import { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
@@ -93,18 +93,29 @@ function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings |
 
 /**
  * The version's response cache, when the server has a store and the config enables it; `identity`
- * gives whatever besides the request decides an answer (read only then: it may hash the weights).
+ * is the version's answer identity (see ModelVersionParts.answerIdentity).
  */
-export async function responseCacheOf(
+export function responseCacheOf(
   store: ResponseCacheStore | undefined,
   name: string,
   version: string,
   config: CompletedModelConfig,
-  identity: () => Promise<unknown>,
-): Promise<ResponseCache | undefined> {
+  identity: () => Promise<string>,
+): ResponseCache | undefined {
   if (!store || !config.response_cache?.enable) return undefined;
   const { ttl_seconds, key_parameters } = config.response_cache;
-  return new ResponseCache(store, { model: name, version, ttlSeconds: ttl_seconds, keyParameters: key_parameters, identity: await identity() });
+  return new ResponseCache(store, { model: name, version, ttlSeconds: ttl_seconds, keyParameters: key_parameters, identity });
+}
+
+/** `compute` once, on first use (it may hash the weights: only a cache, or an ensemble's, asks). */
+function computedOnce(compute: () => Promise<string>): () => Promise<string> {
+  let computing: Promise<string> | undefined;
+  // A failure (the file unreadable for a moment) is not kept: the next request asks again.
+  return () =>
+    (computing ??= compute().catch((error: unknown) => {
+      computing = undefined;
+      throw error;
+    }));
 }
 
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
@@ -250,12 +261,12 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     }
     // The weights as well as the config that decides answers: a reload of new weights under the same version never reuses old
     // answers, while one that only tunes how the model is served (instances, batching, queue) keeps them.
-    const cache = await responseCacheOf(options.responseCacheStore, name, version, config, async () => ({
-      config: answerDecidingConfig(config, backend.tuningParameters ?? []),
-      model: await fileDigest(options.modelPath),
-    }));
+    const answerIdentity = computedOnce(async () =>
+      fingerprint({ config: answerDecidingConfig(config, backend.tuningParameters ?? []), model: await fileDigest(options.modelPath) }),
+    );
+    const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity);
     return new ModelVersion({
-      ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, logger },
+      ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, answerIdentity, logger },
       bytesAsText: backend.bytesAsText,
       defaultedInputs: new Set(signature.inputs.filter((input) => input.defaulted).map((input) => input.name)),
       quantization: options.quantization,

@@ -696,6 +696,10 @@ export class ModelRepository {
         await this.ensureLoaded(step.model);
         return this.get(step.model, step.version).clientConfig;
       },
+      stepIdentity: async (step: EnsembleStep) => {
+        const serving = this.get(step.model, step.version);
+        return `${serving.version}:${await serving.answerIdentity()}`;
+      },
       readLabels: async (file) => (await readFile(await containedFile(await this.root(), folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
     });
   }
