@@ -104,7 +104,8 @@ async function renderPage(lines: readonly string[], options: { noise?: boolean; 
 describe('the bundled OCR pipeline', () => {
   before(async () => {
     server = await (
-      await createServer({ modelRepository: MODELS, modelControlMode: 'explicit', loadModels: ['ocr'], observers: [tracing.observer], logger: pino({ level: 'silent' }) })
+      // A 1 ms queue-wait limit: a page's lines, sent to the recogniser together, must not refuse each other as a backlog.
+      await createServer({ modelRepository: MODELS, modelControlMode: 'explicit', loadModels: ['ocr'], maxQueueWaitMs: 1, observers: [tracing.observer], logger: pino({ level: 'silent' }) })
     ).start();
     app = createHttpFrontEnd(server);
     base = await app.listen({ host: '127.0.0.1', port: 0 });

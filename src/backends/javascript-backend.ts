@@ -351,7 +351,7 @@ function serveWorkerCall(
   };
   // A copy: what the called model writes into its context (its OOD counts) is its own, not the handler's request's.
   const origin = contextOf(reply.origin);
-  const context: RequestContext = origin ? { signal: origin.signal, requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline } : {};
+  const context: RequestContext = { ...(origin && { signal: origin.signal, requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline }), patient: true };
   callModel(request, context).then(
     (response) => {
       onCalledCost?.(response.timings?.coreSeconds ?? 0);

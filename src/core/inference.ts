@@ -87,6 +87,14 @@ export interface RequestContext {
   traceparent?: string;
   /** performance.now() milliseconds after which the client no longer waits (a gRPC deadline): queued work is dropped. */
   deadline?: number;
+  /**
+   * Waits its turn however long the queue ahead: no refusal for the expected wait (the server's
+   * max queue wait), though its deadline, its queue timeout and the queue's size still apply. Set on
+   * a handler's context.infer calls: their request was weighed once when its model admitted it,
+   * and a handler that fans out (the OCR pipeline's lines) would otherwise see its own earlier
+   * calls as a backlog and refuse itself.
+   */
+  patient?: boolean;
   /** Written by the model once it has answered: rows its out-of-distribution detector scored and flagged, for the front end's access log. */
   ood?: { checked: number; flagged: number };
 }

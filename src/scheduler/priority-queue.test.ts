@@ -548,6 +548,16 @@ describe('PriorityQueue: admission under overload', () => {
     assert.equal(h.queue.size, 1);
   });
 
+  it('a patient request is not refused for the expected wait, but still for its deadline and a full queue', () => {
+    const h = new Harness({ drainRate: drainingAt(10), maxQueueWaitMs: 5, maxQueuedRequests: 3 });
+    h.queue.push('backlog', { rows: 100 }, now());
+    h.queue.push('patient', { patient: true }, now());
+    assert.throws(() => h.queue.push('hurried', { patient: true, deadline: now() + 5 }, now()), isError('UNAVAILABLE', /overloaded — the queue ahead would take about 11 ms, longer than the [45] ms this request may wait/));
+    h.queue.push('also patient', { patient: true }, now());
+    assert.throws(() => h.queue.push('one too many', { patient: true }, now()), isError('UNAVAILABLE', /the queue is full \(3 requests waiting\)/));
+    h.clear();
+  });
+
   it('behind a backlog a request also waits for the rows running now; with nothing queued it is never refused for them', () => {
     let running = 0;
     const h = new Harness({ drainRate: drainingAt(10), maxQueueWaitMs: 5, rowsInService: () => running });

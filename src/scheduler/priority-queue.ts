@@ -67,6 +67,8 @@ export interface Admission {
   rows?: number;
   /** Bytes of its inputs, which the queue holds while it waits. */
   bytes?: number;
+  /** Not refused for the expected wait (see RequestContext.patient). */
+  patient?: boolean;
 }
 
 /** One queued value; owned by the queue while `queued` is true. */
@@ -254,8 +256,9 @@ export class PriorityQueue<T> {
       throw new NereidError('DEADLINE_EXCEEDED', `${label}: the request's deadline passed before it was queued`);
     }
     if (waitMs > 0) {
-      // What it may wait: its deadline, else the queue timeout that would reject it, else the server's limit.
-      const rejectAfterMs = timeoutMicroseconds > 0 && policy.timeoutAction === 'REJECT' ? timeoutMicroseconds / 1000 : (this.options.maxQueueWaitMs ?? Infinity);
+      // What it may wait: its deadline, else the queue timeout that would reject it, else the server's limit (unless patient).
+      const serverLimitMs = admission.patient ? Infinity : (this.options.maxQueueWaitMs ?? Infinity);
+      const rejectAfterMs = timeoutMicroseconds > 0 && policy.timeoutAction === 'REJECT' ? timeoutMicroseconds / 1000 : serverLimitMs;
       const affordableMs = Math.min(rejectAfterMs, admission.deadline === undefined ? Infinity : admission.deadline - now);
       if (waitMs > affordableMs) {
         throw overloaded(`${label}: overloaded — the queue ahead would take about ${Math.ceil(waitMs)} ms, longer than the ${Math.floor(affordableMs)} ms this request may wait`, waitMs - affordableMs);
