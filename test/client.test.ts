@@ -4,7 +4,12 @@
  * server's status and message, a 503 with Retry-After is tried again, and a gRPC stream answers each request.
  */
 import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import { ClientError, GrpcCallError, GrpcClient, HttpClient, type ClientTensor } from '../src/client/index.js';
 import { matMulChainModel, writeModel } from '../src/onnx/test-models.js';
 import { startGrpcEndpoint, type GrpcEndpoint } from './support/grpc-endpoint.js';
@@ -101,6 +106,47 @@ test('a gRPC stream answers every request it carries, in order of the ids', asyn
   const answers = [];
   for await (const answer of grpc.stream(requests)) answers.push(answer);
   assert.deepEqual(answers.map((answer) => ('error' in answer ? answer.error : [answer.id, Array.from(answer.outputs.OUTPUT0!.data as Float32Array)])).sort(), requests.map((request) => [request.options.id, request.inputs.INPUT0.data]).sort());
+});
+
+test('response parameters (the OOD verdict) come back the same over HTTP and gRPC, as plain values', async (t) => {
+  // fashion_mnist with its bundled reference profile answers ood (bool), ood_score and ood_threshold (double), ood_scores (string).
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-client-parameters-'));
+  t.after(() => rm(repository, { recursive: true, force: true }));
+  const modelFolder = join(dirname(fileURLToPath(import.meta.url)), '..', 'models', 'fashion_mnist');
+  await cp(modelFolder, join(repository, 'fashion_mnist'), { recursive: true });
+  const withProfile = await startTestServer({ repoDir: repository });
+  t.after(() => withProfile.close());
+  const endpoint = await startGrpcEndpoint(withProfile.server);
+  t.after(() => endpoint.close());
+  const grpcClient = new GrpcClient({ address: `127.0.0.1:${endpoint.port}` });
+  t.after(() => grpcClient.close());
+
+  const grayscalePng = (pixel: (x: number, y: number) => number) =>
+    sharp(Buffer.from(Array.from({ length: 28 * 28 }, (_, index) => pixel(index % 28, Math.floor(index / 28)))), { raw: { width: 28, height: 28, channels: 1 } })
+      .png()
+      .toBuffer();
+  const garment = await grayscalePng((x, y) => (x >= 7 && x < 21 && y >= 4 && y < 24 ? 220 : 0));
+  const noise = await grayscalePng((x, y) => ((x * 28 + y) * 7919) % 256);
+  const inputs = { image: { datatype: 'BYTES' as const, shape: [2, 1], data: [garment, noise] } };
+
+  const overHttp = await new HttpClient({ url: withProfile.url }).infer('fashion_mnist', inputs, { id: 'same' });
+  const overGrpc = await grpcClient.infer('fashion_mnist', inputs, { id: 'same' });
+  assert.equal(typeof overHttp.parameters?.ood, 'boolean', JSON.stringify(overHttp.parameters));
+  assert.equal(typeof overHttp.parameters?.ood_score, 'number');
+  assert.equal(typeof overHttp.parameters?.ood_threshold, 'number');
+  assert.equal(String(overHttp.parameters?.ood_scores).split(',').length, 2, 'one score per row');
+  assert.deepEqual(overGrpc.parameters, overHttp.parameters);
+  assert.equal(overGrpc.id, 'same');
+
+  const streamed = [];
+  for await (const answer of grpcClient.stream([{ model: 'fashion_mnist', inputs }])) streamed.push(answer);
+  assert.ok(!('error' in streamed[0]!), JSON.stringify(streamed[0]));
+  assert.deepEqual(streamed[0].parameters, overHttp.parameters);
+
+  // A model that sets no response parameters: neither client invents an empty object.
+  const plainInputs = { INPUT0: { datatype: 'FP32' as const, shape: [1, 1], data: [1] } };
+  assert.equal((await http.infer('identity_fp32', plainInputs)).parameters, undefined);
+  assert.equal((await grpc.infer('identity_fp32', plainInputs)).parameters, undefined);
 });
 
 test('a 503 with Retry-After (a model still loading on demand) is tried again until it is answered', async (t) => {

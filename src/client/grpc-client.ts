@@ -44,6 +44,7 @@ interface InferResponseMessage {
   model_name: string;
   model_version: string;
   id: string;
+  parameters?: Record<string, ParameterMessage>;
   outputs: { name: string; datatype: string; shape: string[]; parameters?: Record<string, ParameterMessage>; contents?: Record<string, unknown[]> | null }[];
   raw_output_contents: Buffer[];
 }
@@ -189,10 +190,18 @@ export class GrpcClient {
   }
 }
 
+/**
+ * InferParameters as the plain values the HTTP client reads from JSON (64-bit integers as numbers when exact, else
+ * decimal strings), so an answer's parameters are the same whichever protocol carried them.
+ */
+function plainParameters(map: Record<string, ParameterMessage> | undefined): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(map ?? {}).map(([key, parameter]) => [key, parameterValueOf(parameter)]));
+}
+
 function decodeResponse(response: InferResponseMessage, classification: boolean): InferResult {
   const outputs: Record<string, OutputTensor> = {};
   response.outputs.forEach((output, index) => {
-    const parameters = Object.fromEntries(Object.entries(output.parameters ?? {}).map(([key, parameter]) => [key, parameterValueOf(parameter)]));
+    const parameters = plainParameters(output.parameters);
     const inSharedMemory = outputInSharedMemory(output.name, output.datatype, output.shape, parameters);
     if (inSharedMemory) {
       outputs[output.name] = inSharedMemory;
@@ -203,5 +212,8 @@ function decodeResponse(response: InferResponseMessage, classification: boolean)
     const tensor = raw !== undefined ? outputFromBytes(output.name, output.datatype, output.shape, raw) : outputFromJson(output.name, output.datatype, output.shape.map(Number), contents ?? []);
     outputs[output.name] = classification ? withClasses(tensor) : tensor;
   });
-  return { model: response.model_name, version: response.model_version, ...(response.id ? { id: response.id } : {}), outputs };
+  // protobuf has no absent map, only an empty one: HTTP's answer has no `parameters` when the server set none.
+  const parameters = plainParameters(response.parameters);
+  const hasParameters = Object.keys(parameters).length > 0;
+  return { model: response.model_name, version: response.model_version, ...(response.id ? { id: response.id } : {}), ...(hasParameters ? { parameters } : {}), outputs };
 }
