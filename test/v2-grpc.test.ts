@@ -5,11 +5,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { numberToHalf } from '../src/core/datatype.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd, type GrpcFrontEndOptions } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
-import { addSubModel, writeModel } from '../src/onnx/test-models.js';
+import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
 import { VERSION } from '../src/version.js';
 import type { Server } from '../src/server/server.js';
 import {
@@ -487,6 +491,130 @@ describe('ModelStreamInfer', () => {
       stream.end();
     });
     assert.equal(status.code, grpc.status.OK);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** A handler that echoes IN, holding a request whose parameter `gate` names a file until that file exists. */
+const GATED_HANDLER = `
+import { access } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+export function execute(requests) {
+  return requests.map(async (request) => {
+    const gate = request.parameters.gate;
+    // Polled, not timed: the request stays held for as long as the test keeps the gate shut.
+    while (typeof gate === 'string' && !(await access(gate).then(() => true, () => false))) await sleep(2);
+    return { OUT: { shape: request.inputs.IN.shape, data: request.inputs.IN.data } };
+  });
+}
+`;
+
+describe('ModelStreamInfer answers in request order', () => {
+  let gatedServer: TestServer;
+  let gates: string;
+
+  before(async () => {
+    gates = await mkdtemp(join(tmpdir(), 'nereid-stream-gates-'));
+    gatedServer = await startTestServer({
+      server: { allowCodeModels: true },
+      models: async (repo) => {
+        await writeModel(repo, 'identity_fp32', 1, identityModel('float32'));
+        await mkdir(join(repo, 'gated', '1'), { recursive: true });
+        await writeFile(
+          join(repo, 'gated', 'config.pbtxt'),
+          'name: "gated"\nbackend: "javascript"\nmax_batch_size: 8\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]\n',
+        );
+        await writeFile(join(repo, 'gated', '1', 'model.mjs'), GATED_HANDLER);
+      },
+    });
+  });
+
+  after(async () => {
+    await gatedServer?.close();
+    await rm(gates, { recursive: true, force: true });
+  });
+
+  const fastSuccesses = () => gatedServer.server.modelStatistics('identity_fp32').model_stats[0]!.inference_stats.success.count;
+
+  /** Waits, however long it takes, until the fast model has answered `count` requests in all. */
+  async function untilFastAnswered(count: number): Promise<void> {
+    while (fastSuccesses() < count) await sleep(2);
+  }
+
+  const gatedRequest = (id: string, gate: string): Json => ({
+    model_name: 'gated',
+    id,
+    parameters: { gate: { string_param: gate } },
+    inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 1] }],
+    raw_input_contents: [bytesOf(Float32Array.of(1))],
+  });
+  const fastRequest = (id: string, value: number): Json => ({
+    model_name: 'identity_fp32',
+    id,
+    inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 1] }],
+    raw_input_contents: [bytesOf(Float32Array.of(value))],
+  });
+
+  /** Opens a stream whose answers are kept in the order they arrive. */
+  function orderedStream(client: Client): { stream: grpc.ClientDuplexStream<Json, Json>; answers: Json[]; done: Promise<void> } {
+    const stream = client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;
+    const answers: Json[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (answer: Json) => answers.push(answer));
+      stream.on('error', reject);
+      stream.on('status', (status: grpc.StatusObject) => (status.code === grpc.status.OK ? resolve() : reject(new Error(status.details))));
+    });
+    return { stream, answers, done };
+  }
+
+  test('a slow first request is answered first; later ones run meanwhile and wait their turn, errors included', async () => {
+    const endpoint = await startGrpc(gatedServer.server);
+    try {
+      const gate = join(gates, 'first');
+      const before = fastSuccesses();
+      const { stream, answers, done } = orderedStream(endpoint.client);
+      stream.write(gatedRequest('r1', gate));
+      stream.write(fastRequest('r2', 2));
+      stream.write({ model_name: 'no_such_model', id: 'r3', inputs: [] });
+      stream.write(fastRequest('r4', 4));
+      stream.end();
+      // r2 and r4 ran while r1 was held (the stream's requests run concurrently), yet nothing may go before r1.
+      await untilFastAnswered(before + 2);
+      assert.equal(answers.length, 0, `answered before r1: ${answers.map((answer) => answer.infer_response?.id).join(' ')}`);
+      await writeFile(gate, '');
+      await done;
+      assert.deepEqual(answers.map((answer) => answer.infer_response.id), ['r1', 'r2', 'r3', 'r4']);
+      assert.equal(answers[0].error_message, '');
+      assert.match(answers[2].error_message, /no_such_model/);
+      assert.deepEqual([...new Float32Array(new Uint8Array(outputOf(answers[3].infer_response, 'OUTPUT0').raw).buffer)], [4]);
+    } finally {
+      await stopGrpc(endpoint);
+    }
+  });
+
+  test('at streamMaxPendingAnswers the stream reads no further request until its oldest one is answered', async () => {
+    const endpoint = await startGrpc(gatedServer.server, { streamMaxPendingAnswers: 2 });
+    try {
+      const gate = join(gates, 'bounded');
+      const before = fastSuccesses();
+      const { stream, answers, done } = orderedStream(endpoint.client);
+      stream.write(gatedRequest('r1', gate));
+      stream.write(fastRequest('r2', 2));
+      stream.write(fastRequest('r3', 3));
+      stream.end();
+      // r1 held and r2 answered fill the two places: r3 stays unread while r1 is held.
+      await untilFastAnswered(before + 1);
+      assert.equal(fastSuccesses(), before + 1, 'r3 ran while r1 and r2 filled the stream');
+      assert.equal(answers.length, 0);
+      await writeFile(gate, '');
+      await done;
+      assert.deepEqual(answers.map((answer) => answer.infer_response.id), ['r1', 'r2', 'r3']);
+      assert.ok(answers.every((answer) => answer.error_message === ''));
+      assert.equal(fastSuccesses(), before + 2);
+    } finally {
+      await stopGrpc(endpoint);
+    }
   });
 });
 

@@ -118,8 +118,9 @@ export class GrpcClient {
   }
 
   /**
-   * Many requests on one ModelStreamInfer stream: each answer (or its error) as it comes, in the
-   * server's order. The stream ends once every request sent has been answered.
+   * Many requests on one ModelStreamInfer stream: each answer (or its error) as it comes, which is
+   * the order the requests were sent (the server keeps it, as Triton does). The stream ends once
+   * every request sent has been answered.
    */
   async *stream(requests: AsyncIterable<{ model: string; inputs: Record<string, ClientInput>; options?: InferOptions }> | Iterable<{ model: string; inputs: Record<string, ClientInput>; options?: InferOptions }>): AsyncGenerator<InferResult | { id: string; error: string }> {
     const call = this.client.ModelStreamInfer(this.metadata(), this.callOptions()) as grpc.ClientDuplexStream<unknown, { error_message: string; infer_response: InferResponseMessage }>;

@@ -50,6 +50,12 @@ export const grpcFrontEndOptionsSchema = z.object({
   authTokens: authTokensSchema,
   /** Serve gRPC reflection (list and describe the services) when the optional package @grpc/reflection is installed. */
   reflection: z.boolean().default(true),
+  /**
+   * Most requests one ModelStreamInfer stream holds at once: running, or answered and waiting for an earlier request's
+   * answer to be written first. At the limit the stream reads no further request until its oldest one is answered, so a
+   * slow request holds back at most this many answers.
+   */
+  streamMaxPendingAnswers: z.number().int().positive().default(64),
   /** One log line per call (and per streamed request): RPC, status, ms, request id, model (--log-access). */
   accessLog: z.boolean().default(false),
   /** Serve over TLS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
@@ -308,8 +314,9 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   };
 
   /**
-   * Many requests on one stream, processed concurrently; each answer carries its request's id. A
-   * failed request is answered with error_message (and the id) and the stream goes on; the stream
+   * Many requests on one stream, processed concurrently, answered in the order they were sent (as Triton answers a
+   * model that is not decoupled: clients pair answers with requests by position); each answer carries its request's
+   * id. A failed request is answered with error_message (and the id) in its place and the stream goes on; the stream
    * ends once the client has finished sending and every answer is written.
    */
   const modelStreamInfer = (call: grpc.ServerDuplexStream<ModelInferRequestMessage, unknown>): void => {
@@ -322,18 +329,36 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       call.emit('error', failure('ModelStreamInfer', error, requestIdOf(givenRequestId)));
       return;
     }
-    const running = new Set<ClientCancellation>();
+    // One entry per request read and not yet written back, oldest first; `answer` is set when its request is done.
+    const pending: { abort: ClientCancellation; answer?: object }[] = [];
+    let reading = true;
     let inputEnded = false;
     let finished = false;
     const finishWhenDone = () => {
-      if (inputEnded && running.size === 0 && !finished) {
+      if (inputEnded && pending.length === 0 && !finished) {
         finished = true;
         call.end();
       }
     };
+    const writeAnswersInOrder = () => {
+      while (pending[0]?.answer !== undefined) {
+        const { answer } = pending.shift()!;
+        if (!finished && !call.cancelled) call.write(answer);
+      }
+      if (!reading && pending.length < settings.streamMaxPendingAnswers) {
+        reading = true;
+        call.resume();
+      }
+      finishWhenDone();
+    };
     call.on('data', (message: ModelInferRequestMessage) => {
-      const abort = new ClientCancellation();
-      running.add(abort);
+      const entry: (typeof pending)[number] = { abort: new ClientCancellation() };
+      pending.push(entry);
+      if (pending.length >= settings.streamMaxPendingAnswers && reading) {
+        // grpc-js reads a paused stream's messages only as far as its small buffer: the client's further writes wait.
+        reading = false;
+        call.pause();
+      }
       const started = performance.now();
       const reqId = requestIdOf(givenRequestId);
       let status = grpc.status.OK;
@@ -342,7 +367,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
         try {
           const request = await decodeModelInferRequest(decodable, server.sharedMemory);
-          const response = await server.infer(request, { signal: abort, requestId: reqId, traceparent });
+          const response = await server.infer(request, { signal: entry.abort, requestId: reqId, traceparent });
           return { error_message: '', infer_response: await encodeModelInferResponse(response, request.outputs, server.sharedMemory) };
         } finally {
           reservation.release();
@@ -358,9 +383,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         })
         .then((answer) => {
           access('ModelStreamInfer', reqId, message, started, status);
-          running.delete(abort);
-          if (!finished && !call.cancelled) call.write(answer);
-          finishWhenDone();
+          entry.answer = answer;
+          writeAnswersInOrder();
         });
     });
     call.on('end', () => {
@@ -369,7 +393,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     });
     call.on('cancelled', () => {
       finished = true;
-      for (const abort of running) abort.abort();
+      for (const { abort, answer } of pending) if (answer === undefined) abort.abort();
     });
     call.on('error', () => undefined); // a failed write after the client left: nothing more to send
   };
