@@ -49,6 +49,15 @@ function classificationOutput(model: ModelVersion) {
   const outputs = model.config.output;
   const output = outputs.find((candidate) => candidate.postprocess) ?? outputs.find((candidate) => candidate.label_filename) ?? (outputs.length === 1 ? outputs[0] : undefined);
   if (!output) throw invalidArgument(`model '${model.name}' has several outputs and none declares postprocess or label_filename; it cannot classify`);
+  // Scores are one vector per image: an output of boxes (a detector's [1, 100, 6]) would be read as 600 "classes".
+  const spread = output.dims.filter((dim) => dim !== 1);
+  const labels = model.labelsOf(output.name);
+  const classes = spread.at(-1);
+  if (spread.length > 1 || (labels && classes !== undefined && classes > 0 && classes !== labels.length)) {
+    throw invalidArgument(
+      `model '${model.name}' cannot classify: its output '${output.name}' is [${output.dims.join(', ')}] per image, not one score per class${labels ? ` (${labels.length} labels)` : ''}; an object detector answers POST /v2/models/${model.name}/detect`,
+    );
+  }
   return output;
 }
 
