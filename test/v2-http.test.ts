@@ -975,7 +975,14 @@ describe('errors', () => {
 
   test('malformed JSON and non-object bodies', async () => {
     await assertError(await inferSimple('{"inputs": [', { 'Content-Type': 'application/json' }), 400, 'malformed JSON');
-    await assertError(await inferSimple('not json at all'), 400, 'malformed JSON');
+    await assertError(await inferSimple('not json at all', { 'Content-Type': 'application/json' }), 400, 'malformed JSON');
+    // Not declared JSON and plainly not JSON: told what /infer takes.
+    const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+    await assertError(await inferSimple(png, { 'Content-Type': 'application/octet-stream' }), 400, "the body is not V2 JSON (Content-Type 'application/octet-stream', first byte 0x89)", 'Inference-Header-Content-Length', 'image/*');
+    const upload = new FormData();
+    upload.append('image', new Blob([png]), 'cat.png');
+    const multipart = await fetch(`${main.url}/v2/models/simple/infer`, { method: 'POST', body: upload });
+    await assertError(multipart, 400, '/infer does not take multipart uploads', '/v2/models/simple/classify');
     await assertError(await inferSimple('[1, 2]'), 400, 'JSON object');
     await assertError(await inferSimple(''), 400, 'malformed JSON');
     await assertError(await post(main, '/v2/repository/index', '{oops'), 400, 'malformed JSON');

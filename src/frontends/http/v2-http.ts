@@ -205,6 +205,24 @@ export function dashboardAddress(app: FastifyInstance): string | undefined {
 /** Each front end's OpenAPI document and the routes it could not document, for tests and tools. */
 export const openApiDocuments = new WeakMap<FastifyInstance, ServedOpenApi>();
 
+/**
+ * A body for /infer with neither the binary extension's header nor an image Content-Type must be
+ * V2 JSON; one that plainly is not (an image sent as octet-stream, a multipart upload) is told
+ * what /infer takes instead of JSON's parse error on its first byte.
+ */
+function checkJsonBody(body: Buffer, contentType: string | undefined, model: string): void {
+  const sent = contentType ? `Content-Type '${contentType.split(';')[0]}'` : 'no Content-Type';
+  if (/^multipart\/form-data/i.test(contentType ?? '')) {
+    throw invalidArgument(`/infer does not take multipart uploads (${sent}): send images to /v2/models/${model}/classify or /detect, or one image as the body with Content-Type image/*`);
+  }
+  const first = body.find((byte) => byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09);
+  // '{' or '[' (JSON's own error says an array is not a request), or a body declared JSON: the JSON parser's message is the one to give.
+  if (first === undefined || first === 0x7b || first === 0x5b || /json/i.test(contentType ?? '')) return;
+  throw invalidArgument(
+    `the body is not V2 JSON (${sent}, first byte 0x${first.toString(16).padStart(2, '0')}): /infer takes a JSON request, a binary tensor request with the Inference-Header-Content-Length header, or one image with Content-Type image/*`,
+  );
+}
+
 /** An image body is one encoded image: only for a model whose one input takes it as BYTES (others decode images with /classify). */
 function imageInputModel(model: RawInputModel, name: string, imageBody: boolean): RawInputModel {
   const [input, ...others] = model.inputs;
@@ -394,6 +412,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       // Triton's raw binary request: no JSON header at all, the body is the model's one input; the answer comes back binary.
       // Nereid's image body (Content-Type image/*) is the same for a model whose one input is an encoded image, answered in JSON.
       const imageBody = requestHeaderLength === undefined && /^image\//i.test(request.headers['content-type'] ?? '');
+      if (requestHeaderLength === undefined && !imageBody) checkJsonBody(body, request.headers['content-type'], model);
       const { request: inference, binaryOutputByDefault } =
         requestHeaderLength === '0' || imageBody
           ? { request: decodeRawInferRequest(body, imageInputModel(server.rawInputModel(model, version), model, imageBody), model, version), binaryOutputByDefault: !imageBody }
