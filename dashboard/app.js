@@ -562,6 +562,20 @@ async function sendImage(model, mode, image) {
   showAnswer(target, overlay, model, answer, { width: answer.image?.width ?? preview.naturalWidth, height: answer.image?.height ?? preview.naturalHeight }, elapsed);
 }
 
+/**
+ * The answer's out-of-distribution verdict (a model with a reference profile gives one per image). A
+ * classifier names one of its classes whatever it is shown, often with high confidence: the verdict
+ * is what tells a person that a logo called "Bag 99 %" is no bag, so it stands above the labels.
+ */
+function oodVerdict(ood) {
+  if (!ood) return '';
+  const figures = `OOD score ${number(ood.score)}, ${ood.out_of_distribution ? 'above' : 'under'} the threshold ${number(ood.threshold)}`;
+  if (ood.out_of_distribution) {
+    return html`<div class="alert" role="alert" data-testid="ood-warning"><strong>Out of distribution:</strong> this image is unlike the model's training data; the label is not to be trusted. <span class="note" data-testid="ood-score">${figures}.</span></div>`;
+  }
+  return html`<p class="note" data-testid="ood-score">Like the training data (${figures}).</p>`;
+}
+
 /** Draws an answer by its shape: detections (boxes and labels), OCR outputs (boxes and text) or predictions (labels). */
 function showAnswer(target, overlay, model, answer, size, elapsed) {
   const kind = answerKind(answer);
@@ -581,10 +595,12 @@ function showAnswer(target, overlay, model, answer, size, elapsed) {
   }
   if (kind === 'predictions') {
     const timing = answer.timing ?? {};
+    const untrusted = answer.ood?.out_of_distribution === true;
     return render(
       target,
       html`${title}
-      <ol class="labels">${answer.predictions.map(
+      ${oodVerdict(answer.ood)}
+      <ol class="labels${untrusted ? ' untrusted' : ''}">${answer.predictions.map(
         (p) => html`<li data-testid="label"><span class="label-name">${p.label}</span><span class="bar"><span style="width:${(p.score * 100).toFixed(1)}%"></span></span><span class="num" data-testid="confidence">${percent(p.score)}</span></li>`,
       )}</ol>
       ${answer.confidence?.low_confidence ? html`<p class="warn">Low confidence: the model is unsure of this one.</p>` : ''}

@@ -95,7 +95,7 @@ describe('dashboard', () => {
     repoDir = await mkdtemp(join(tmpdir(), 'nereid-dashboard-'));
     imagesDir = join(repoDir, '..', `${repoDir.split('/').pop()}-images`);
     await writeRepository(repoDir);
-    await writeFashionMnistPngs(imagesDir, 't10k', 1);
+    await writeFashionMnistPngs(imagesDir, 't10k', 2);
     await mkdir(SCREENSHOTS, { recursive: true });
     metrics = new PrometheusMetrics({ processMetrics: false, usdPerCoreHour: 0.05 });
     open = await startTestServer({
@@ -360,6 +360,39 @@ describe('dashboard', () => {
     await page.click('#try-send');
     const answer = JSON.parse((await page.locator('#try-answer pre').textContent()) ?? '{}');
     assert.deepEqual(answer.outputs.find((output: Json) => output.name === 'OUTPUT0').data, Array.from({ length: 16 }, (_, i) => i + 1));
+    await closePage(page);
+  });
+
+  test('the try-it panel flags an image unlike the training data above its labels, with its OOD score against the threshold, and says nothing alarming of a garment', async () => {
+    // An inverted garment: the model still answers a confident label (Pullover, above its low-confidence
+    // threshold), and only the OOD verdict says that a white-on-black garment is not what it was trained on.
+    const garment = join(imagesDir, '1.png');
+    const inverted = join(imagesDir, '1-inverted.png');
+    await sharp(garment).negate().png().toFile(inverted);
+    const verdictOf = async (file: string) => {
+      const answer = await json(`${open.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: await readFile(file), headers: { 'content-type': 'image/png' } });
+      return answer.ood as { score: number; threshold: number; out_of_distribution: boolean };
+    };
+    const [garmentVerdict, invertedVerdict] = [await verdictOf(garment), await verdictOf(inverted)];
+    assert.equal(garmentVerdict.out_of_distribution, false);
+    assert.equal(invertedVerdict.out_of_distribution, true, `the inverted garment scored ${invertedVerdict.score}`);
+    const figure = (value: number) => value.toLocaleString('en-US', { maximumFractionDigits: 1 });
+
+    const page = await openPage(`${open.url}/dashboard/#/try/fashion_mnist`);
+    await page.locator('#try-file:enabled').waitFor();
+    await page.setInputFiles('#try-file', inverted);
+    const warning = page.locator('[data-testid="ood-warning"]');
+    await warning.waitFor();
+    assert.match((await warning.textContent()) ?? '', /unlike the model's training data; the label is not to be trusted/);
+    assert.equal(await warning.locator('[data-testid="ood-score"]').textContent(), `OOD score ${figure(invertedVerdict.score)}, above the threshold ${figure(invertedVerdict.threshold)}.`);
+    // Above the labels, where a reader looks first.
+    assert.equal(await page.locator('#try-answer [data-testid="ood-warning"] + ol.labels.untrusted [data-testid="label"]').count(), 5);
+    await page.screenshot({ path: join(SCREENSHOTS, 'try-it-ood.png') });
+
+    await page.setInputFiles('#try-file', garment);
+    await page.locator('#try-answer ol.labels:not(.untrusted)').waitFor();
+    assert.equal(await warning.count(), 0, 'no warning for a garment like the training data');
+    assert.equal(await page.locator('[data-testid="ood-score"]').textContent(), `Like the training data (OOD score ${figure(garmentVerdict.score)}, under the threshold ${figure(garmentVerdict.threshold)}).`);
     await closePage(page);
   });
 
