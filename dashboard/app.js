@@ -534,6 +534,16 @@ async function sendImage(model, mode, image) {
   figure.hidden = false;
   // Boxes need the image large enough to read; labels alone do with a thumbnail.
   figure.classList.toggle('large', mode !== 'classify');
+  // A file the browser cannot decode (corrupt, or in a format it lacks) would show as a broken-image
+  // icon with its alt text over the preview's black: the figure goes, and the answer says what is wrong.
+  const displayed = new Promise((resolve) => {
+    preview.onload = () => resolve(true);
+    preview.onerror = () => {
+      figure.hidden = true;
+      resolve(false);
+    };
+  });
+  if (preview.src.startsWith('blob:')) URL.revokeObjectURL(preview.src);
   preview.src = URL.createObjectURL(image);
   const started = performance.now();
   let response;
@@ -555,8 +565,11 @@ async function sendImage(model, mode, image) {
   }
   document.getElementById('try-result').hidden = false;
   const target = document.getElementById('try-answer');
-  if (!response.ok) return render(target, html`<p class="error">${response.status}: ${answer.error}</p>`);
-  if (!preview.complete) await new Promise((resolve) => preview.addEventListener('load', resolve, { once: true }));
+  if (!response.ok) {
+    const verdict = response.status >= 500 ? 'The server failed on this image' : 'The server refused this image';
+    return render(target, html`<div class="alert" role="alert" data-testid="try-error"><strong>${verdict} (${response.status}):</strong> ${answer.error}</div>`);
+  }
+  await displayed;
   // A small image shown large keeps its pixels sharp, as the classifier's thumbnail does.
   preview.classList.toggle('pixels', preview.naturalWidth < 200);
   showAnswer(target, overlay, model, answer, { width: answer.image?.width ?? preview.naturalWidth, height: answer.image?.height ?? preview.naturalHeight }, elapsed);

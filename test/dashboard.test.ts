@@ -6,7 +6,7 @@
  * page go to .scratch/dashboard/ for a person to look at.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -393,6 +393,31 @@ describe('dashboard', () => {
     await page.locator('#try-answer ol.labels:not(.untrusted)').waitFor();
     assert.equal(await warning.count(), 0, 'no warning for a garment like the training data');
     assert.equal(await page.locator('[data-testid="ood-score"]').textContent(), `Like the training data (OOD score ${figure(garmentVerdict.score)}, under the threshold ${figure(garmentVerdict.threshold)}).`);
+    await closePage(page);
+  });
+
+  test("after a file the browser cannot display, the try-it panel hides the preview and shows the server's refusal; the next image shows again", async () => {
+    // Bytes that no decoder takes, named as a PNG, as a truncated download or a mislabelled file would be.
+    const corrupt = join(imagesDir, 'corrupt.png');
+    await writeFile(corrupt, Buffer.from(Array.from({ length: 3000 }, (_, index) => (index * 151 + 7) % 256)));
+    const refusal = await fetch(`${open.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: await readFile(corrupt), headers: { 'content-type': 'image/png' } });
+    assert.equal(refusal.status, 400);
+    const reason = ((await refusal.json()) as Json).error;
+
+    const page = await openPage(`${open.url}/dashboard/#/try/fashion_mnist`);
+    await page.locator('#try-file:enabled').waitFor();
+    await page.setInputFiles('#try-file', corrupt);
+    const error = page.locator('[data-testid="try-error"]');
+    await error.waitFor();
+    assert.equal(await error.textContent(), `The server refused this image (400): ${reason}`);
+    await page.locator('#try-figure').waitFor({ state: 'hidden' });
+    await page.screenshot({ path: join(SCREENSHOTS, 'try-it-corrupt.png') });
+
+    await page.setInputFiles('#try-file', join(imagesDir, '0.png'));
+    await page.locator('[data-testid="label"]').first().waitFor();
+    assert.equal(await error.count(), 0);
+    assert.equal(await page.locator('#try-preview').evaluate((image: HTMLImageElement) => image.naturalWidth), 28, 'the garment is shown at its own 28 pixels');
+    assert.equal(await page.locator('#try-figure').isVisible(), true);
     await closePage(page);
   });
 
