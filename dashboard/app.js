@@ -375,7 +375,8 @@ function showMonitor(monitor, confidence) {
     html`<div class="cards">
       ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? `score ${number(monitor.drift_score, 3)} · ${monitor.window.rows} rows` : monitor.reason, 'drift', monitor.state)}
       ${monitor.ood ? card('Out of distribution', percent(monitor.ood.share), `expected ${percent(monitor.ood.expected_share)}`, 'ood') : ''}
-      ${monitor.accuracy ? card('Accuracy (estimated)', percent(monitor.accuracy.expected), monitor.accuracy.realised === undefined ? 'from calibrated confidence' : `realised ${percent(monitor.accuracy.realised)}`, 'accuracy') : ''}
+      ${monitor.accuracy ? card('Accuracy (estimated)', percent(monitor.accuracy.expected), `from calibrated confidence, ${number(monitor.accuracy.predictions, 0)} rows`, 'accuracy') : ''}
+      ${monitor.accuracy?.labelled > 0 ? labelledAccuracyCard(monitor.accuracy) : ''}
     </div>
     <div class="histograms">
       ${confidenceColumns.length ? columns(`Top-1 confidence of ${confidence.count} predictions since load`, confidenceColumns, 'confidence-histogram') : ''}
@@ -383,6 +384,14 @@ function showMonitor(monitor, confidence) {
     </div>
     ${features.length ? html`<table class="narrow"><thead><tr><th>Top drifting feature</th><th class="num">PSI</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td><span class="level" data-level="${f.level}">${f.level}</span></td></tr>`)}</tbody></table>` : ''}`,
   );
+}
+
+/**
+ * The realised accuracy beside the estimate over the same rows: labels come back for some rows only
+ * (often the easy ones), so the window's estimate would set a realised figure against other rows.
+ */
+function labelledAccuracyCard(accuracy) {
+  return card('Accuracy on labelled rows', percent(accuracy.realised), `realised on ${number(accuracy.labelled, 0)} labelled rows; estimated ${percent(accuracy.expected_on_labelled)} on them`, 'labelled-accuracy');
 }
 
 function showShadows(shadows) {

@@ -18,7 +18,7 @@ import { dashboardAddress } from '../src/frontends/http/v2-http.js';
 import { batchJobsSource, batchJobStatus } from '../src/jobs/index.js';
 import { PrometheusMetrics } from '../src/observability/index.js';
 import { writeModel } from '../src/onnx/test-models.js';
-import { writeFashionMnistPngs } from './support/fashion-mnist.js';
+import { readFashionMnist, writeFashionMnistPngs } from './support/fashion-mnist.js';
 import { runDashboardJobs, TEXT_LINES, writeTextLinesModel } from './support/dashboard-fixtures.js';
 import { startRedisServer } from './support/redis-server.js';
 import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
@@ -338,6 +338,44 @@ describe('dashboard', () => {
     await phone.locator('[data-testid="confidence-histogram"]').waitFor();
     await phone.screenshot({ path: join(SCREENSHOTS, 'model-phone-dark.png'), fullPage: true });
     await closePage(phone);
+  });
+
+  test("the model page sets the realised accuracy beside the estimate over the same labelled rows, not the window's", async () => {
+    // Labelled garments and unlabelled inverted ones: the window's estimate covers both, the realised
+    // accuracy only the garments, so only the estimate over the labelled rows compares with it.
+    const labelledCount = 30;
+    const { pixels, labels } = await readFashionMnist('t10k', labelledCount);
+    const png = (image: Uint8Array, negate: boolean) => {
+      const decoded = sharp(image, { raw: { width: 28, height: 28, channels: 1 } });
+      return (negate ? decoded.negate() : decoded).png().toBuffer();
+    };
+    const classifyMany = async (images: Buffer[], requestId?: string) => {
+      const form = new FormData();
+      images.forEach((image, index) => form.append('image', new Blob([new Uint8Array(image)], { type: 'image/png' }), `${index}.png`));
+      await json(`${open.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: form, headers: requestId ? { 'x-request-id': requestId } : {} });
+    };
+    await classifyMany(await Promise.all(pixels.map((image) => png(image, false))), 'labelled-garments');
+    await classifyMany(await Promise.all(pixels.slice(0, 20).map((image) => png(image, true))));
+    const feedback = await json(`${open.url}/v2/models/fashion_mnist/feedback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ labels: labels.map((label, row) => ({ id: `labelled-garments/${row}`, label })) }),
+    });
+    assert.equal(feedback.accepted, labelledCount);
+    const { accuracy } = await json(`${open.url}/v2/models/fashion_mnist/versions/1/monitor`);
+    assert.equal(accuracy.labelled, labelledCount);
+    assert.notEqual(accuracy.expected_on_labelled, accuracy.expected, 'the unlabelled inverted rows move the window estimate away from the labelled rows\' one');
+
+    const page = await openPage(`${open.url}/dashboard/#/model/fashion_mnist/1`);
+    const shown = (value: number) => `${(value * 100).toFixed(1)} %`;
+    const labelledCard = page.locator('[data-testid="labelled-accuracy"]');
+    await labelledCard.locator('.card-value', { hasText: shown(accuracy.realised) }).waitFor();
+    assert.equal(await labelledCard.locator('.card-detail').textContent(), `realised on ${labelledCount} labelled rows; estimated ${shown(accuracy.expected_on_labelled)} on them`);
+    const windowCard = page.locator('[data-testid="accuracy"]');
+    assert.equal(await windowCard.locator('.card-value').textContent(), shown(accuracy.expected));
+    assert.equal(await windowCard.locator('.card-detail').textContent(), `from calibrated confidence, ${accuracy.predictions.toLocaleString('en-US')} rows`);
+    await page.locator('#monitor-panel').screenshot({ path: join(SCREENSHOTS, 'model-accuracy.png') });
+    await closePage(page);
   });
 
   test('the try-it panel classifies a photo and shows its label and confidence, and sends a pasted V2 request', async () => {
