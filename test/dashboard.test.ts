@@ -29,6 +29,8 @@ const SCREENSHOTS = join(process.cwd(), '.scratch', 'dashboard');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const MANAGEMENT_TOKEN = 'dashboard-management-token';
 const INFERENCE_TOKEN = 'dashboard-inference-token';
+/** The browser's log of the 401 that makes a page ask for a token, before it has one. */
+const TOKEN_ASKED = /status of 401 \(Unauthorized\) \(.*\/dashboard\/api\/stream\)$/;
 const LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 async function writeRepository(dir: string): Promise<void> {
@@ -256,7 +258,7 @@ describe('dashboard', () => {
       assert.equal((await fetch(`${own.url}/v2/models/simple/config`, { headers: inference })).status, 200);
       assert.equal((await json(`${own.url}/`, { headers: inference })).links.dashboard, undefined);
       // A page opened on that port reads its data there.
-      const page = await openPage(`${dashboard}/dashboard/`);
+      const page = await openPage(`${dashboard}/dashboard/`, { expectedErrors: TOKEN_ASKED });
       await page.locator('#token-dialog[open]').waitFor();
       await page.fill('#token-input', MANAGEMENT_TOKEN);
       await page.click('#token-form button[type="submit"]');
@@ -278,16 +280,24 @@ describe('dashboard', () => {
     }
   });
 
-  /** What the pages threw: checked as each test closes its pages. */
+  /**
+   * What the pages threw and the errors they logged to the console (a failed request, a resource the
+   * Content-Security-Policy blocked): checked as each test closes its pages. A page that is meant to
+   * meet an error status (the token prompt's 401, a refused upload's 400) names it in `expectedErrors`.
+   */
   const pageErrors: string[] = [];
   const closePage = async (page: Page) => {
     await page.close();
-    assert.deepEqual(pageErrors.splice(0), [], 'the page threw');
+    assert.deepEqual(pageErrors.splice(0), [], 'the page threw or logged an error');
   };
 
-  const openPage = async (url: string, options: { width?: number; dark?: boolean } = {}): Promise<Page> => {
+  const openPage = async (url: string, options: { width?: number; dark?: boolean; expectedErrors?: RegExp } = {}): Promise<Page> => {
     const page = await browser.newPage({ viewport: { width: options.width ?? 1280, height: 900 }, colorScheme: options.dark ? 'dark' : 'light' });
     page.on('pageerror', (error) => pageErrors.push(`${page.url()}: ${error.message}`));
+    page.on('console', (message) => {
+      const logged = `${message.text()} (${message.location().url})`;
+      if (message.type() === 'error' && !options.expectedErrors?.test(logged)) pageErrors.push(`${page.url()}: console error: ${logged}`);
+    });
     await page.goto(url);
     return page;
   };
@@ -301,6 +311,16 @@ describe('dashboard', () => {
     const reason = (await json(`${open.url}/dashboard/api/overview`)).models.find((model: Json) => model.name === 'broken').versions[0].reason;
     assert.equal(await page.locator('tr[data-model="broken"] [data-testid="reason"]').textContent(), reason);
     await page.locator('[data-testid="cpu"] .card-value', { hasText: '%' }).waitFor();
+    // The icon travels in the page: a page without one makes the browser ask the server for /favicon.ico,
+    // a 404 in every page's console. It must also load under the page's Content-Security-Policy.
+    const iconScheme = await page.evaluate(async () => {
+      const href = document.querySelector<HTMLLinkElement>('link[rel="icon"]')!.href;
+      const image = new Image();
+      image.src = href;
+      await image.decode();
+      return new URL(href).protocol;
+    });
+    assert.equal(iconScheme, 'data:');
     await page.screenshot({ path: join(SCREENSHOTS, 'overview.png') });
     await closePage(page);
     const phone = await openPage(`${open.url}/dashboard/`, { width: 390, dark: true });
@@ -442,7 +462,7 @@ describe('dashboard', () => {
     assert.equal(refusal.status, 400);
     const reason = ((await refusal.json()) as Json).error;
 
-    const page = await openPage(`${open.url}/dashboard/#/try/fashion_mnist`);
+    const page = await openPage(`${open.url}/dashboard/#/try/fashion_mnist`, { expectedErrors: /status of 400 \(Bad Request\) \(.*\/classify\?/ });
     await page.locator('#try-file:enabled').waitFor();
     await page.setInputFiles('#try-file', corrupt);
     const error = page.locator('[data-testid="try-error"]');
@@ -584,7 +604,7 @@ describe('dashboard', () => {
   });
 
   test('with a token set, the dashboard asks for it and then shows the models', async () => {
-    const page = await openPage(`${guarded.url}/dashboard/`);
+    const page = await openPage(`${guarded.url}/dashboard/`, { expectedErrors: TOKEN_ASKED });
     await page.locator('#token-dialog[open]').waitFor();
     await page.screenshot({ path: join(SCREENSHOTS, 'token.png') });
     await page.fill('#token-input', MANAGEMENT_TOKEN);
