@@ -103,12 +103,13 @@ export class DriftStateMachine {
   /**
    * Takes the latest score of the window and how many samples it was computed from; returns the transition when the
    * state moved (for the caller to log), otherwise undefined. With fewer than minSamples samples the score is not
-   * looked at (it may be NaN: the caller need not compute it).
+   * looked at (it may be NaN: the caller need not compute it), unless `smallSample` says the caller has judged that
+   * few samples enough on a test of its own (the flagged share's binomial tail).
    */
-  evaluate(score: number, sampleCount: number): DriftTransition | undefined {
+  evaluate(score: number, sampleCount: number, { smallSample = false } = {}): DriftTransition | undefined {
     if (!Number.isInteger(sampleCount) || sampleCount < 0) throw new RangeError(`sampleCount must be a non-negative whole number, got ${sampleCount}`);
     this.lastSampleCount = sampleCount;
-    if (sampleCount < this.options.minSamples) {
+    if (sampleCount < this.options.minSamples && !smallSample) {
       this.lastScore = undefined;
       this.belowWarningExit = 0;
       this.belowDriftExit = 0;

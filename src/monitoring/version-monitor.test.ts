@@ -188,3 +188,20 @@ test('reads do not step a state that a small window holds on its flagged share',
   }
   assert.equal(monitor.latest, evaluated, 'no evaluation ran on a read');
 });
+
+test('a window smaller than the minimum sample is refused, naming both sizes; one as large is taken', () => {
+  assert.throws(
+    () => new VersionMonitor(profile(), { window: { capacity: 150 } }),
+    /a drift window of 150 rows \(--monitor-window\) is below the 200 rows the drift state needs to judge; give at least 200/,
+  );
+  assert.throws(() => new VersionMonitor(profile(), { window: { capacity: 50 }, state: { minSamples: 100 } }), /below the 100 rows/);
+  assert.equal(new VersionMonitor(profile(), { window: { capacity: 200 } }).driftState, 'insufficient_data');
+});
+
+test('a transition taken on a small sample reports the rows the window held, not the minimum sample', () => {
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 50 });
+  monitor.record(rows(100, uniform(19)).map((row) => ({ ...row, oodScore: 20 })));
+  const [transition] = monitor.snapshot().transitions;
+  assert.equal(transition.to, 'drift');
+  assert.equal(transition.sampleCount, 100, 'one evaluation, after the 100 rows of one record, moved it (it said 200: the minimum)');
+});

@@ -24,7 +24,16 @@ export const versionMonitorOptionsSchema = z.object({
   evaluateEvery: z.int().min(1).default(100),
   /** How many of the most drifted features a report names first. */
   topFeatures: z.int().min(1).default(5),
-});
+})
+  // A window that cannot hold the state's minimum sample would leave the state at insufficient_data forever, which
+  // looks like a quiet model rather than a monitor that cannot judge: refuse it where it is set.
+  .refine((options) => options.window.capacity >= options.state.minSamples, {
+    error: (issue) => {
+      const { window, state } = issue.input as { window: { capacity: number }; state: { minSamples: number } };
+      return `a drift window of ${window.capacity} rows (--monitor-window) is below the ${state.minSamples} rows the drift state needs to judge; give at least ${state.minSamples} (400 or more avoids false warnings, see docs/monitoring.md)`;
+    },
+    path: ['window', 'capacity'],
+  });
 export type VersionMonitorOptions = z.infer<typeof versionMonitorOptionsSchema>;
 export type VersionMonitorSettings = z.input<typeof versionMonitorOptionsSchema>;
 
@@ -227,9 +236,9 @@ export class VersionMonitor {
     this.sinceEvaluation = 0;
     const evaluation = this.evaluate();
     this.lastEvaluation = evaluation;
-    // A small window judged on its flagged share alone counts as a full one for the state (see MonitorEvaluation.smallSample).
-    const samples = evaluation.smallSample ? Math.max(this.recent.size, this.options.state.minSamples) : this.recent.size;
-    const transition = this.state.evaluate(evaluation.score, samples);
+    // A small window judged on its flagged share alone is judged as a full one (see MonitorEvaluation.smallSample), but
+    // reports the rows it really held.
+    const transition = this.state.evaluate(evaluation.score, this.recent.size, { smallSample: evaluation.smallSample === true });
     if (transition) this.hooks.onTransition?.(transition, evaluation);
     return transition;
   }
