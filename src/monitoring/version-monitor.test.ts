@@ -205,3 +205,15 @@ test('a transition taken on a small sample reports the rows the window held, not
   assert.equal(transition.to, 'drift');
   assert.equal(transition.sampleCount, 100, 'one evaluation, after the 100 rows of one record, moved it (it said 200: the minimum)');
 });
+
+test('once the rows age out, the scores a scrape reads first are gone in the same read that reports insufficient_data', () => {
+  let now = 0;
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 1000, maxAgeMs: 6000 }, evaluateEvery: 50 }, { now: () => now });
+  monitor.record(rows(300, uniform(23), 0.5));
+  assert.equal(monitor.driftState, 'drift');
+  assert.ok((monitor.latest?.features.length ?? 0) > 0);
+  now += 8000;
+  // In the order the Prometheus gauges read them: nereid_drift_score, then nereid_drift_state.
+  assert.deepEqual(monitor.latest?.features, [], 'no score over an empty window');
+  assert.equal(monitor.driftState, 'insufficient_data');
+});

@@ -243,8 +243,12 @@ export class VersionMonitor {
     return transition;
   }
 
-  /** The latest evaluation (for gauges), without evaluating. */
+  /**
+   * The latest evaluation (for gauges), without evaluating unless the rows have aged out: a scrape reads the scores
+   * before the state, and the scores of a window that has since emptied must not sit beside insufficient_data.
+   */
   get latest(): MonitorEvaluation | undefined {
+    this.settleIfAged();
     return this.lastEvaluation;
   }
 
