@@ -310,3 +310,22 @@ test('test garments sent 4× larger (RGB PNG like examples/images/sneaker.png) k
     await served.close();
   }
 });
+
+test('a multipart /classify of one file names its row <id>/0, as its results list does; a raw image body keeps the bare id', async () => {
+  const served = await startTestServer({ repoDir: REPOSITORY });
+  try {
+    await classify(served, [garments[0]], 'single1');
+    const raw = await fetch(`${served.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: new Uint8Array(garments[1]), headers: { 'content-type': 'image/png', 'x-request-id': 'raw1' } });
+    assert.equal(raw.status, 200);
+    await raw.arrayBuffer();
+    const response = await fetch(`${served.url}/v2/models/fashion_mnist/feedback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ labels: [{ id: 'single1/0', label: labels[0] }, { id: 'raw1', label: labels[1] }, { id: 'single1', label: labels[0] }] }),
+    });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { accepted: 2, unknown: ['single1'], unknown_count: 1 });
+  } finally {
+    await served.close();
+  }
+});

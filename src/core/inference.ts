@@ -83,6 +83,11 @@ export interface RequestContext {
    * log lines carry; observers fall back to it when the V2 `id` is absent. Never echoed as `id`.
    */
   requestId?: string;
+  /**
+   * The request is a list of parts, one per row (a multipart form's files): its rows are named `<id>/<row>` for
+   * labels fed back even when it holds one, as its answer is a list. Otherwise a one-row request is named `<id>`.
+   */
+  rowsArePartsOfList?: boolean;
   /** W3C trace context from the client (HTTP header or gRPC metadata `traceparent`), for tracing. */
   traceparent?: string;
   /** performance.now() milliseconds after which the client no longer waits (a gRPC deadline): queued work is dropped. */

@@ -84,8 +84,9 @@ export function runImagesThrough(model: ModelVersion, imageInput: string, output
         .run(
           {
             model: model.name,
-            // Several images are rows of one request to the client: `<id>/<row>`, as the monitor names a batch's rows for feedback.
-            id: images.length > 1 && context.requestId ? `${context.requestId}/${index}` : undefined,
+            // Several images, or a list of one (a multipart form's files), are rows of one request to the client:
+            // `<id>/<row>`, as the monitor names a batch's rows for feedback and as the answer's `results` lists them.
+            id: (images.length > 1 || context.rowsArePartsOfList) && context.requestId ? `${context.requestId}/${index}` : undefined,
             inputs: [{ name: imageInput, datatype: 'BYTES', shape: model.batched ? [1, 1] : [1], data: [image] }],
             outputs: [{ name: outputName }],
           },

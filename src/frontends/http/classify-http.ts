@@ -72,7 +72,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
         request.params.model,
         images.map((image) => image.data),
         { version: request.params.version, topK: topKOf(request) },
-        options.contextOf(request, reply),
+        { ...options.contextOf(request, reply), rowsArePartsOfList: request.isMultipart() },
       );
       const timing = timingAnswer(timings);
       return answerOf(request, model, version, results, images, timing);
