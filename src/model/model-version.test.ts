@@ -244,7 +244,8 @@ test('with a response cache, an identical request is a hit the engine never sees
   assert.deepEqual([store.counters.hits, store.counters.insertions], [1, 1]);
   let json = stats(version);
   assert.deepEqual([json.inference_stats.cache_hit.count, json.inference_stats.cache_miss.count], [1, 1]);
-  assert.deepEqual([json.inference_count, json.execution_count], [2, 1]);
+  // Triton's statistics: a hit is a success that passed the queue, but no inference or execution.
+  assert.deepEqual([json.inference_stats.success.count, json.inference_stats.queue.count, json.inference_count, json.execution_count], [2, 2, 1, 1]);
 
   const bypassed = await version.infer(request(row, { parameters: { cache_bypass: true } }));
   assert.deepEqual(output(bypassed, 'OUTPUT0'), doubled(row));

@@ -23,7 +23,10 @@ function add(duration: Duration, ns: number): void {
 
 export class ModelStatistics implements InferenceObserver {
   lastInference = 0;
+  /** Rows computed for successful requests; as in Triton, cache hits are not counted (see cachedRows). */
   inferenceCount = 0;
+  /** Rows answered from the response cache. */
+  cachedRows = 0;
   executionCount = 0;
   readonly success = zero();
   readonly fail = zero();
@@ -76,10 +79,11 @@ export class ModelStatistics implements InferenceObserver {
       return this.recordFailure(record.totalNs);
     }
     if (record.cache?.hit) {
-      // As in Triton, a hit is a successful inference but not an execution: no queue or compute time.
-      this.inferenceCount += record.rows;
+      // As Triton's statistics say: a hit is a success and passes the queue (in no time), but is no inference or execution.
+      this.cachedRows += record.rows;
       this.lastInference = Date.now();
       add(this.success, record.totalNs);
+      add(this.queue, 0);
     } else if (record.timings) {
       this.recordSuccess(record.rows, record.totalNs, record.timings);
       // An ensemble executes nothing itself: what its requests cost is its steps' shares of their executions.

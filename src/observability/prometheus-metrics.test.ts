@@ -99,12 +99,13 @@ test('spans: phases back to back from the start, clamped to the parent; a malfor
   );
 });
 
-test('the response cache store is reported at scrape time: health, evictions, insertions, bytes', async () => {
+test('the response cache store is reported at scrape time: health, evictions, insertions, oversized answers, bytes', async () => {
   const { LruCacheStore } = await import('../cache/lru-cache-store.js');
   const store = new LruCacheStore(100);
   await store.set('a', Buffer.alloc(40), 0);
   await store.set('b', Buffer.alloc(40), 0);
   await store.set('c', Buffer.alloc(40), 0); // evicts 'a'
+  await store.set('d', Buffer.alloc(200), 0); // larger than the whole budget
   const metrics = new PrometheusMetrics({ processMetrics: false }).attach({
     repository: { loadedVersions: () => [] },
     responseCache: store,
@@ -113,6 +114,7 @@ test('the response cache store is reported at scrape time: health, evictions, in
   assert.equal(line(text, 'nereid_cache_healthy{'), 'nereid_cache_healthy{cache="local"} 1');
   assert.equal(line(text, 'nereid_cache_evictions_total{'), 'nereid_cache_evictions_total{cache="local"} 1');
   assert.equal(line(text, 'nereid_cache_insertions_total{'), 'nereid_cache_insertions_total{cache="local"} 3');
+  assert.equal(line(text, 'nereid_cache_oversized_total{'), 'nereid_cache_oversized_total{cache="local"} 1');
   assert.equal(line(text, 'nereid_cache_bytes{'), 'nereid_cache_bytes{cache="local"} 82');
   const without = await new PrometheusMetrics({ processMetrics: false }).attach({ repository: { loadedVersions: () => [] } }).metrics();
   assert.equal(line(without, 'nereid_cache_healthy{'), undefined, 'no cache, no cache samples');

@@ -52,6 +52,7 @@ export interface ObservedVersion {
     | 'computeInfer'
     | 'computeOutput'
     | 'inferenceCount'
+    | 'cachedRows'
     | 'executionCount'
     | 'cacheHit'
     | 'cacheMiss'
@@ -391,6 +392,7 @@ export class PrometheusMetrics {
     cacheGauge('nereid_cache_healthy', 'Whether the response cache store is reachable (0: degraded, serving uncached)', 'gauge', (c) => (c.healthy ? 1 : 0));
     cacheGauge('nereid_cache_evictions_total', 'Entries evicted from the response cache to stay within its byte budget', 'counter', (c) => c.counters.evictions);
     cacheGauge('nereid_cache_insertions_total', 'Entries written to the response cache', 'counter', (c) => c.counters.insertions);
+    cacheGauge('nereid_cache_oversized_total', 'Answers not cached because one alone is larger than the response cache budget', 'counter', (c) => c.counters.oversized);
     cacheGauge('nereid_cache_errors_total', 'Response cache lookups or inserts that failed because the store was unreachable', 'counter', (c) => c.counters.errors);
     cacheGauge('nereid_cache_bytes', 'Bytes held by the local response cache', 'gauge', (c) => c.usage?.bytes);
     cacheGauge('nereid_cache_entries', 'Entries held by the local response cache', 'gauge', (c) => c.usage?.entries);
@@ -406,7 +408,7 @@ export class PrometheusMetrics {
         [...version.statistics.failures].map(([reason, count]) => ({ labels: { model: version.name, version: version.version, reason }, value: count })),
       ),
     );
-    counter('nereid_inference_count_total', 'Inferences answered (batch rows of successful requests)', (s) => s.inferenceCount);
+    counter('nereid_inference_count_total', 'Inferences answered (batch rows of successful requests, cache hits included)', (s) => s.inferenceCount + s.cachedRows);
     counter('nereid_inference_exec_count_total', 'Model executions (batches run)', (s) => s.executionCount);
     gauge('nereid_inference_in_flight', 'Requests inside the model now (validation to answer)', (v) => v.statistics.inFlight);
     counter('nereid_ood_checked_total', "Answer rows the version's out-of-distribution detector scored (versions with a reference profile)", (s) => s.oodChecked);

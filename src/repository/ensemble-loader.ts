@@ -57,6 +57,6 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   // other processing makes a new ensemble for the cache at once, without the ensemble reloading.
   const ensembleConfig = answerDecidingConfig(config, []);
   const answerIdentity = async () => fingerprint({ config: ensembleConfig, steps: await Promise.all(plan.steps.map(options.stepIdentity)) });
-  const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity);
+  const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger);
   return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, cache, answerIdentity, logger });
 }

@@ -101,8 +101,13 @@ export function responseCacheOf(
   version: string,
   config: CompletedModelConfig,
   identity: () => Promise<string>,
+  logger: Logger,
 ): ResponseCache | undefined {
-  if (!store || !config.response_cache?.enable) return undefined;
+  if (!config.response_cache?.enable) return undefined;
+  if (!store) {
+    logger.warn(`model '${name}' version ${version} enables response_cache, but the server has no cache (--cache-config local,size=BYTES or redis,host=H,port=P): it is served uncached`);
+    return undefined;
+  }
   const { ttl_seconds, key_parameters } = config.response_cache;
   return new ResponseCache(store, { model: name, version, ttlSeconds: ttl_seconds, keyParameters: key_parameters, identity });
 }
@@ -264,7 +269,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const answerIdentity = computedOnce(async () =>
       fingerprint({ config: answerDecidingConfig(config, backend.tuningParameters ?? []), model: await fileDigest(options.modelPath) }),
     );
-    const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity);
+    const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger);
     return new ModelVersion({
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, answerIdentity, logger },
       bytesAsText: backend.bytesAsText,
