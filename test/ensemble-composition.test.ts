@@ -227,7 +227,7 @@ describe("the request's priority and timeout reach every step", () => {
   test('a timeout spent before a step is sent fails the request there', async () => {
     const answer = await infer('gated', row([1, 2, 3, 4], { timeout: 1 }));
     assert.equal(answer.status, 503, JSON.stringify(answer.body));
-    assert.match(answer.body.error, /^ensemble 'gated' step \d \(model '\w+'\): the request's timeout of 1 us ran out \(\d+ us spent in the steps before it\) before the step was sent/);
+    assert.match(answer.body.error, /^ensemble 'gated' step \d \(model '\w+'\): the request's timeout of 1 us ran out \(\d+ us spent in the ensemble before this step\) before the step was sent/);
   });
 
   test('a request within its timeout is answered', async () => {

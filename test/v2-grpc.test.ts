@@ -877,7 +877,7 @@ describe('model repository extension over gRPC (explicit model control)', () => 
   });
 
   test('bad load requests and path traversal are refused with what was wrong', async () => {
-    await callError(control, 'RepositoryModelLoad', { model_name: 'no_such_model' }, grpc.status.NOT_FOUND, ['no_such_model']);
+    await callError(control, 'RepositoryModelLoad', { model_name: 'no_such_model' }, grpc.status.INVALID_ARGUMENT, ['no_such_model']);
     await callError(control, 'RepositoryModelLoad', { model_name: 'simple', parameters: { config: { string_param: '{not json' } } }, grpc.status.INVALID_ARGUMENT, [
       "load parameter 'config' is not valid JSON",
     ]);

@@ -1172,7 +1172,7 @@ describe('model repository extension (explicit model control)', () => {
     await assertError(await post(explicit, '/v2/repository/models/json_addsub/load', { parameters: { colour: 'red' } }), 400, "unknown load parameter 'colour'");
     await assertError(await post(explicit, '/v2/repository/models/json_addsub/load', '{oops'), 400, 'malformed JSON');
     await assertError(await post(explicit, '/v2/repository/models/json_addsub/load', '[]'), 400, 'JSON object');
-    await assertError(await post(explicit, '/v2/repository/models/no_such_model/load'), 404, "model 'no_such_model' is not in the model repository");
+    await assertError(await post(explicit, '/v2/repository/models/no_such_model/load'), 400, "model 'no_such_model' is not in the model repository");
     // Unloading what is not loaded, in the repository or not, changes nothing and succeeds, as in Triton.
     assert.equal((await post(explicit, '/v2/repository/models/no_such_model/unload')).status, 200);
     // The model is untouched by refused requests.

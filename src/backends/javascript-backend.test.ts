@@ -173,6 +173,12 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
     } finally {
       await instance.release();
     }
+    const single = await handlerInstance(`export const execute = () => ({ OUT: { shape: [2], data: [1, 2] } });`, FP32);
+    try {
+      await assert.rejects(async () => single.run(input([1, 2]), ['OUT']), /an array of 1\), got an object with keys OUT$/);
+    } finally {
+      await single.release();
+    }
   });
 
   test('a worker over its heap limit fails its batch, and a new worker serves the next', async () => {

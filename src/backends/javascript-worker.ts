@@ -164,7 +164,11 @@ async function executeBatch(handler: Handler, id: number, requests: WorkerBatchR
     return post({ type: 'result', id, computeNs: ownNs(), error: failureOf(error) });
   }
   if (!Array.isArray(answers) || answers.length !== requests.length) {
-    const got = Array.isArray(answers) ? `${answers.length} answers` : String(answers);
+    const got = Array.isArray(answers)
+      ? `${answers.length} answers`
+      : typeof answers === 'object' && answers !== null
+        ? `an object with keys ${Object.keys(answers).slice(0, 5).join(', ') || 'none'}`
+        : `${typeof answers} ${String(answers)}`;
     return post({ type: 'result', id, computeNs: ownNs(), error: { message: `execute() must return one answer per request (an array of ${requests.length}), got ${got}` } });
   }
   // An answer may be a promise (execute mapped its requests through an async function): one that rejects fails its request alone.

@@ -139,7 +139,7 @@ export class EnsembleScheduler implements Scheduler {
         const parameters = this.stepParameters(request, started);
         if (!parameters) {
           const spent = Math.round((performance.now() - started) * 1000);
-          const expired = new NereidError('UNAVAILABLE', `the request's timeout of ${request.timeoutMicroseconds} us ran out (${spent} us spent in the steps before it) before the step was sent`, { retryAfterMs: 1000 });
+          const expired = new NereidError('UNAVAILABLE', `the request's timeout of ${request.timeoutMicroseconds} us ran out (${spent} us spent in the ensemble before this step) before the step was sent`, { retryAfterMs: 1000 });
           return fail(step, expired);
         }
         const stepRequest: InferenceRequest = {

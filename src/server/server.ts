@@ -738,14 +738,18 @@ export class Server {
         throw invalidArgument(`unknown load parameter '${key}' (supported: config)`);
       }
     }
+    // As Triton answers every failed load, a model missing from the repository included: 400 / INVALID_ARGUMENT.
+    const asLoadFailure = (error: unknown): never => {
+      if ((error instanceof ModelLoadError || (error instanceof NereidError && error.code === 'NOT_FOUND')) && error.code !== 'INVALID_ARGUMENT') {
+        throw new NereidError('INVALID_ARGUMENT', error.message, { cause: error instanceof ModelLoadError ? error.cause : error });
+      }
+      throw error;
+    };
     if (this.options.modelControlMode === 'on_demand' && this.residency.residencyOf(name) === undefined) {
-      await this.repository.folderOf(name);
+      await this.repository.folderOf(name).catch(asLoadFailure);
       this.residency.declare(name, 'on_demand');
     }
-    await this.residency.load(name, () => this.repository.load(name, override)).catch((error: unknown) => {
-      if (error instanceof ModelLoadError && error.code !== 'INVALID_ARGUMENT') throw new NereidError('INVALID_ARGUMENT', error.message, { cause: error.cause });
-      throw error;
-    });
+    await this.residency.load(name, () => this.repository.load(name, override)).catch(asLoadFailure);
   }
 
   /** Unloads a model; `unload_dependents: true` unloads an ensemble's steps too (those no other loaded ensemble uses), as in Triton. */
