@@ -32,7 +32,7 @@ import { parseMemoryBudget } from './server/model-residency.js';
 import { createServer } from './server/create-server.js';
 import { serverOptionsSchema, type Server } from './server/server.js';
 import { timingAnswer, type ImageTimings } from './model/image-classification.js';
-import { detectionOptionsSchema } from './processing/object-detection.js';
+import { parseDetectionOptions } from './processing/object-detection.js';
 import { VERSION } from './version.js';
 
 function integer(min: number, max = Infinity) {
@@ -482,7 +482,14 @@ type LocalImageCall = (server: Server, image: Buffer) => Promise<{ model: string
 async function runImageCommand(files: string[], flags: Record<string, string | undefined>, route: 'classify' | 'detect', query: URLSearchParams, local: LocalImageCall) {
   const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
   // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
-  const images = await Promise.allSettled(files.map((file) => readFile(file)));
+  const images = await Promise.allSettled(
+    files.map((file) =>
+      readFile(file).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'EISDIR') throw new Error(`${file} is a folder: nereid ${route} takes image files; for a folder of images, nereid batch --model ${flags.model} --input ${file} --output results.jsonl`);
+        throw error;
+      }),
+    ),
+  );
   const model = flags.model!;
   const started = performance.now();
   let failed = 0;
@@ -565,8 +572,8 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
     if (flags.threshold !== undefined) options.threshold = flags.threshold;
     if (flags.maxDetections !== undefined) options.max_detections = flags.maxDetections;
     if (flags.iouThreshold !== undefined) options.iou_threshold = flags.iouThreshold;
-    const checked = detectionOptionsSchema.safeParse(options);
-    if (!checked.success) throw new Error(checked.error.issues.map((issue) => issue.message).join('; '));
+    const checked = parseDetectionOptions(options);
+    if (checked.problem !== undefined) throw new Error(checked.problem);
     await runImageCommand(files, flags, 'detect', new URLSearchParams(options), (server, image) => server.detect(flags.model, [image], { version: flags.modelVersion, query: options }));
   });
 

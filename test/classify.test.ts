@@ -228,6 +228,9 @@ describe('POST /v2/models/{model}/classify', () => {
     assert.equal((await okJson(await classify('cnn_yaml', images.a, 'image/png', '?top_k=50'))).predictions.length, 10);
     await assertError(await classify('cnn_yaml', images.a, 'image/png', '?top_k=0'), 400, "top_k must be a positive integer, got '0'");
     await assertError(await classify('cnn_yaml', images.a, 'image/png', '?top_k=two'), 400, "got 'two'");
+    await assertError(await classify('cnn_yaml', images.a, 'image/png', '?top_k=0x3'), 400, "got '0x3'");
+    await assertError(await classify('cnn_yaml', images.a, 'image/png', '?top_k=1&top_k=2'), 400, 'top_k is given 2 times; give it once');
+    await assertError(await classify('cnn_yaml', images.a, 'image/png', '?topk=3'), 400, "unknown option 'topk'; /classify takes top_k");
   });
 
   test('the versioned route answers too', async () => {
@@ -272,6 +275,12 @@ describe('POST /v2/models/{model}/classify', () => {
       assert.equal(result.file, `f${i}.png`);
       assert.equal(tops[i], tops[i % 3], `file ${i} answers like the same image earlier`);
     });
+  });
+
+  test('a form of more files than the limit (64) is a 413 that names it', async () => {
+    const form = new FormData();
+    for (let index = 0; index < 65; index++) form.append('file', new Blob([bytes(images.a)], { type: 'image/png' }), `f${index}.png`);
+    await assertError(await post('/v2/models/cnn_yaml/classify', form), 413, 'the form holds more than 64 files; send at most 64 in one request');
   });
 
   test('multipart without files, or malformed, is a 400', async () => {

@@ -154,6 +154,9 @@ describe('POST /v2/models/object_detection/detect', () => {
       [await detect(Buffer.alloc(0), 'image/png'), 400, /^\{"error":"the image is empty/],
       [await detect(await readFile(CHELSEA), 'image/png', '?threshold=2'), 400, /threshold must be a number from 0 to 1, got '2'/],
       [await detect(await readFile(CHELSEA), 'image/png', '?max_detections=1.5'), 400, /max_detections must be a whole number from 1 to 1000, got '1.5'/],
+      [await detect(await readFile(CHELSEA), 'image/png', '?max_detections=1&max_detections=2'), 400, /max_detections is given 2 times \('1', '2'\); give it once/],
+      [await detect(await readFile(CHELSEA), 'image/png', '?threshold=0x1'), 400, /threshold must be a number from 0 to 1, got '0x1'/],
+      [await detect(await readFile(CHELSEA), 'image/png', '?thresold=0.9'), 400, /unknown option 'thresold'; detection takes threshold, max_detections and iou_threshold/],
     ];
     const classifier = await fetch(`${testServer.url}/v2/models/fashion_mnist/detect`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(await readFile(CHELSEA)) });
     cases.push([classifier, 400, /model 'fashion_mnist' has no detections output/]);
@@ -201,18 +204,19 @@ describe('nereid detect (CLI)', () => {
       const bad = join(dir, 'notes.txt');
       await writeFile(bad, 'not an image\n');
       const [local, remote] = await Promise.all([
-        cli(['--model-repository', MODELS, '--max-detections', '3', DOG, bad]),
-        cli(['--url', testServer.url, '--max-detections', '3', DOG, bad]),
+        cli(['--model-repository', MODELS, '--max-detections', '3', DOG, bad, dir]),
+        cli(['--url', testServer.url, '--max-detections', '3', DOG, bad, dir]),
       ]);
       for (const [run, where] of [[local, 'in process'], [remote, 'through --url']] as const) {
         assert.equal(run.code, 1, `${where}: ${run.stderr}`);
-        const [dog, notes] = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+        const [dog, notes, folder] = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
         assert.equal(dog.file, DOG);
         assert.equal(dog.model_name, 'object_detection');
         assert.ok(dog.detections.length > 0 && dog.detections.length <= 3, `${where}: ${JSON.stringify(dog.detections)}`);
         assert.ok(dog.detections.some((detection: Detection) => detection.label === 'dog'), `${where}: ${JSON.stringify(dog.detections)}`);
         assert.equal(notes.file, bad);
         assert.match(notes.error, /not an image in a supported format/);
+        assert.equal(folder.error, `${dir} is a folder: nereid detect takes image files; for a folder of images, nereid batch --model object_detection --input ${dir} --output results.jsonl`);
       }
       // Refused before any file is sent or any model loads, with the message the route gives.
       for (const where of [['--url', testServer.url], ['--model-repository', MODELS]]) {

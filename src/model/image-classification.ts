@@ -21,12 +21,14 @@ export interface ImageTimings {
 
 /** The timings as the classify and detect answers carry them (`timing`), wherever the call was made. */
 export function timingAnswer(timings: ImageTimings) {
+  // Hundredths of a millisecond: finer is the clock's noise, not the request's.
+  const ms = (value: number) => Math.round(value * 100) / 100;
   return {
-    preprocess_ms: timings.preprocessMs,
-    queue_ms: timings.queueMs,
-    inference_ms: timings.inferMs,
-    postprocess_ms: timings.postprocessMs,
-    total_ms: timings.totalMs,
+    preprocess_ms: ms(timings.preprocessMs),
+    queue_ms: ms(timings.queueMs),
+    inference_ms: ms(timings.inferMs),
+    postprocess_ms: ms(timings.postprocessMs),
+    total_ms: ms(timings.totalMs),
   };
 }
 

@@ -8,7 +8,7 @@ import { invalidArgument } from '../core/errors.js';
 import type { RequestContext } from '../core/inference.js';
 import type { TimingKey } from '../core/timings.js';
 import { imageGeometry } from '../processing/image-preprocessor.js';
-import { decodeDetections, DETECTION_ROW_VALUES, detectionOptionsSchema, orientedSize, type Detection, type DetectionGeometry } from '../processing/object-detection.js';
+import { decodeDetections, DETECTION_ROW_VALUES, orientedSize, parseDetectionOptions, type Detection, type DetectionGeometry } from '../processing/object-detection.js';
 import { runImagesThrough, summedMs, type ImageTimings } from './image-classification.js';
 import type { ModelVersion } from './model-version.js';
 
@@ -53,8 +53,8 @@ function detector(model: ModelVersion) {
 export async function detectObjects(model: ModelVersion, images: readonly Buffer[], query: unknown = {}, context: RequestContext = {}): Promise<DetectResult> {
   const { imageInput, output, input } = detector(model);
   if (images.length === 0) throw invalidArgument('no images to detect objects in');
-  const parsed = detectionOptionsSchema.safeParse(query);
-  if (!parsed.success) throw invalidArgument(parsed.error.issues.map((issue) => issue.message).join('; '));
+  const parsed = parseDetectionOptions(query);
+  if (parsed.problem !== undefined) throw invalidArgument(parsed.problem);
   const labels = model.labelsOf(output);
   const started = performance.now();
   const answers = await runImagesThrough(model, imageInput, output, images, context);
@@ -64,7 +64,7 @@ export async function detectObjects(model: ModelVersion, images: readonly Buffer
       // The image decoded for the model, so its header reads.
       const size = await orientedSize(images[index]);
       const geometry: DetectionGeometry = { imageWidth: size.width, imageHeight: size.height, inputWidth: input.width, inputHeight: input.height, resize: input.resize };
-      return { image: size, detections: decodeDetections(outputs[output].data as Float32Array, geometry, labels, parsed.data) };
+      return { image: size, detections: decodeDetections(outputs[output].data as Float32Array, geometry, labels, parsed.options) };
     }),
   );
   const postprocessMs = performance.now() - postprocessStarted;

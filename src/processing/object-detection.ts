@@ -18,15 +18,22 @@ export interface Detection {
   box: Box;
 }
 
+/** A decimal number as a query parameter writes it (Number() would also take '0x1', '0b1' and ' 1 '). */
+export const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 /** A query parameter (text) or a library caller's number, within [min, max]; `fallback` when absent. */
 const bounded = (name: string, min: number, max: number, fallback: number, integer = false) =>
   z
-    .union([z.string(), z.number()])
+    .union([z.string(), z.number(), z.array(z.string())])
     .optional()
     .transform((raw, context) => {
       if (raw === undefined) return fallback;
+      if (Array.isArray(raw)) {
+        context.addIssue({ code: 'custom', message: `${name} is given ${raw.length} times (${raw.map((each) => `'${each}'`).join(', ')}); give it once` });
+        return z.NEVER;
+      }
       const value = Number(raw);
-      if (raw === '' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+      if ((typeof raw === 'string' && !DECIMAL.test(raw)) || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
         context.addIssue({ code: 'custom', message: `${name} must be a ${integer ? 'whole number' : 'number'} from ${min} to ${max}, got '${raw}'` });
         return z.NEVER;
       }
@@ -34,16 +41,29 @@ const bounded = (name: string, min: number, max: number, fallback: number, integ
     });
 
 /** What a detect request may ask for; the defaults live here. */
-export const detectionOptionsSchema = z.object({
-  /** Detections scoring below this are left out. */
-  threshold: bounded('threshold', 0, 1, 0.3),
-  /** At most this many detections, the best first. */
-  max_detections: bounded('max_detections', 1, 1000, 20, true),
-  /** Two boxes of one class overlapping more than this (intersection over union) are one object: the lower-scoring one goes. */
-  iou_threshold: bounded('iou_threshold', 0, 1, 0.5),
-});
+export const detectionOptionsSchema = z
+  .object({
+    /** Detections scoring below this are left out. */
+    threshold: bounded('threshold', 0, 1, 0.3),
+    /** At most this many detections, the best first. */
+    max_detections: bounded('max_detections', 1, 1000, 20, true),
+    /** Two boxes of one class overlapping more than this (intersection over union) are one object: the lower-scoring one goes. */
+    iou_threshold: bounded('iou_threshold', 0, 1, 0.5),
+  })
+  // A misspelt option ('thresold') would otherwise be ignored and the default silently used.
+  .strict();
 
 export type DetectionOptions = z.output<typeof detectionOptionsSchema>;
+
+/** A detect request's options (query parameters or a caller's numbers), or what is wrong with them in words. */
+export function parseDetectionOptions(query: unknown): { options: DetectionOptions; problem?: undefined } | { problem: string } {
+  const parsed = detectionOptionsSchema.safeParse(query ?? {});
+  if (parsed.success) return { options: parsed.data };
+  const described = parsed.error.issues.map((issue) =>
+    issue.code === 'unrecognized_keys' ? `unknown option ${issue.keys.map((key) => `'${key}'`).join(', ')}; detection takes threshold, max_detections and iou_threshold` : issue.message,
+  );
+  return { problem: described.join('; ') };
+}
 
 /** The values a detections row holds: [x_min, y_min, x_max, y_max, score, class], box in the model's input pixels. */
 export const DETECTION_ROW_VALUES = 6;

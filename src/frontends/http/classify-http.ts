@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookH
 import { invalidArgument } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
 import { timingAnswer } from '../../model/image-classification.js';
+import { DECIMAL } from '../../processing/object-detection.js';
 import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
@@ -23,14 +24,18 @@ export interface ClassifyRouteOptions {
 }
 
 function topKOf(request: FastifyRequest): number | undefined {
-  const raw = (request.query as Record<string, string | undefined>).top_k;
+  const query = request.query as Record<string, string | string[] | undefined>;
+  const unknown = Object.keys(query).filter((key) => key !== 'top_k');
+  if (unknown.length > 0) throw invalidArgument(`unknown option ${unknown.map((key) => `'${key}'`).join(', ')}; /classify takes top_k`);
+  const raw = query.top_k;
   if (raw === undefined) return undefined;
+  if (Array.isArray(raw)) throw invalidArgument(`top_k is given ${raw.length} times; give it once`);
   const topK = Number(raw);
-  if (!Number.isInteger(topK) || topK < 1) throw invalidArgument(`top_k must be a positive integer, got '${raw}'`);
+  if (!DECIMAL.test(raw) || !Number.isInteger(topK) || topK < 1) throw invalidArgument(`top_k must be a positive integer, got '${raw}'`);
   return topK;
 }
 
-async function imagesOf(request: FastifyRequest, maxBodyBytes: number): Promise<{ file?: string; data: Buffer }[]> {
+async function imagesOf(request: FastifyRequest, maxBodyBytes: number, maxFiles: number): Promise<{ file?: string; data: Buffer }[]> {
   if (request.isMultipart()) {
     const images: { file?: string; data: Buffer }[] = [];
     let total = 0;
@@ -45,6 +50,7 @@ async function imagesOf(request: FastifyRequest, maxBodyBytes: number): Promise<
       }
     } catch (error) {
       const { code, statusCode } = error as { code?: string; statusCode?: number };
+      if (code === 'FST_FILES_LIMIT') throw Object.assign(new Error(`the form holds more than ${maxFiles} files; send at most ${maxFiles} in one request`), { statusCode: 413 });
       if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (statusCode !== undefined && statusCode < 500)) throw error;
       // busboy's parse errors (no boundary, cut-off parts) carry no status: they are the client's.
       throw invalidArgument(`the multipart/form-data body is malformed: ${(error as Error).message}`);
@@ -67,7 +73,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   });
   for (const path of options.modelPaths('/classify')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
-      const images = await imagesOf(request, options.maxBodyBytes);
+      const images = await imagesOf(request, options.maxBodyBytes, maxFiles);
       const { model, version, results, timings } = await server.classify(
         request.params.model,
         images.map((image) => image.data),
@@ -80,7 +86,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   }
   for (const path of options.modelPaths('/detect')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
-      const images = await imagesOf(request, options.maxBodyBytes);
+      const images = await imagesOf(request, options.maxBodyBytes, maxFiles);
       const { model, version, results, timings } = await server.detect(
         request.params.model,
         images.map((image) => image.data),
