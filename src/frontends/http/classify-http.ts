@@ -78,7 +78,8 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
         request.params.model,
         images.map((image) => image.data),
         { version: request.params.version, topK: topKOf(request) },
-        { ...options.contextOf(request, reply), rowsArePartsOfList: request.isMultipart() },
+        // The front end's own context (its access log reads the OOD counts the model writes into it), told a form's rows are a list.
+        Object.assign(options.contextOf(request, reply), { rowsArePartsOfList: request.isMultipart() }),
       );
       const timing = timingAnswer(timings);
       return answerOf(request, model, version, results, images, timing);
