@@ -173,15 +173,45 @@ test("an ensemble's cached answers follow its steps: a step's new version, or ne
     assert.deepEqual(await answer(), [6, 6, 6, 12], 'a hit');
     await writeModel(stepped.repoDir, 'scale3', 2, scaleModel(1000));
     await load('scale3');
-    assert.deepEqual(await answer(), [2000, 2000, 2000, 4000], 'the new version of the last step answers');
+    // New weights written over the loaded ones before any request: what answers is what was loaded, keyed as such.
     await writeModel(stepped.repoDir, 'scale3', 2, scaleModel(10));
+    assert.deepEqual(await answer(), [2000, 2000, 2000, 4000], 'the new version of the last step answers');
     await load('scale3');
     assert.deepEqual(await answer(), [20, 20, 20, 40], 'new weights under the same version answer');
     const stats = (await (await fetch(`${stepped.url}/v2/models/cached_chain/stats`)).json()).model_stats[0];
     assert.equal(stats.inference_stats.cache_hit.count, 1);
     assert.equal(stats.inference_stats.cache_miss.count, 3);
+
+    // A version drawn per request by traffic weights cannot be named before the call: such requests are computed, not cached.
+    const split = await fetch(`${stepped.url}/v2/repository/models/scale3/traffic`, { method: 'POST', body: JSON.stringify({ weights: { '2': 100 } }) });
+    assert.equal(split.status, 200, await split.text());
+    assert.deepEqual(await answer(), [20, 20, 20, 40]);
+    assert.deepEqual(await answer(), [20, 20, 20, 40]);
+    const drawn = (await (await fetch(`${stepped.url}/v2/models/cached_chain/stats`)).json()).model_stats[0];
+    assert.equal(drawn.inference_stats.cache_hit.count, 1, 'no hit while a step is drawn by weights');
   } finally {
     await stepped.close();
+  }
+});
+
+test("a cached ensemble whose on-demand step was unloaded answers, the step loaded again by its call", async () => {
+  const onDemand = await startTestServer({
+    models: async (repoDir) => {
+      await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
+      await writeModel(repoDir, 'scale3', 1, scaleModel(3), 'max_batch_size: 8\n');
+      await writeEnsemble(repoDir, 'cached_chain', chain('cached_chain', ['scale2', 'scale3'], 'response_cache { enable: true }\n'));
+    },
+    server: { cacheConfig: 'local,size=1048576', modelControlMode: 'on_demand' },
+  });
+  try {
+    const ask = () => fetch(`${onDemand.url}/v2/models/cached_chain/infer`, { method: 'POST', body: JSON.stringify(row([1, 1, 1, 2])) });
+    assert.equal((await ask()).status, 200);
+    assert.equal((await fetch(`${onDemand.url}/v2/repository/models/scale3/unload`, { method: 'POST', body: '{}' })).status, 200);
+    const again = await ask();
+    assert.equal(again.status, 200, await again.clone().text());
+    assert.deepEqual(((await again.json()) as Json).outputs[0].data, [6, 6, 6, 12]);
+  } finally {
+    await onDemand.close();
   }
 });
 

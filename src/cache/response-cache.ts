@@ -21,9 +21,10 @@ export interface ResponseCacheSettings {
   /**
    * Whatever else decides an answer, as a fingerprint, asked for each request: a model's is fixed at
    * load (its config and weights), an ensemble's follows the step versions serving now. A change
-   * never reuses old entries.
+   * never reuses old entries; undefined (no fingerprint can say now what will answer) computes the
+   * request without the cache.
    */
-  identity: () => Promise<string>;
+  identity: () => Promise<string | undefined>;
 }
 
 export interface CacheableRequest {
@@ -74,10 +75,15 @@ export class ResponseCache {
    * the failure, which may have been the first client's alone (a cancellation, say).
    */
   async respond<T extends { outputs: Record<string, Tensor> }>(request: CacheableRequest, compute: () => Promise<T>): Promise<CacheOutcome<T>> {
+    const identity = await this.settings.identity();
+    if (identity === undefined) {
+      const computed = await compute();
+      return { hit: false, ns: 0, outputs: computed.outputs, computed };
+    }
     const key = cacheKey({
       model: this.settings.model,
       version: this.settings.version,
-      configFingerprint: await this.settings.identity(),
+      configFingerprint: identity,
       inputs: request.inputs,
       outputNames: request.outputNames,
       parameters: request.parameters,

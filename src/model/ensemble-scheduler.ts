@@ -119,6 +119,7 @@ export class EnsembleScheduler implements Scheduler {
       deadline: request.deadline,
       requestId: request.context?.requestId,
       traceparent: request.context?.traceparent,
+      patient: request.context?.patient,
     };
     return new Promise<ScheduledResult>((resolve, reject) => {
       let failed = false;

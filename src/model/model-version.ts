@@ -80,11 +80,13 @@ export interface ModelVersionParts {
   cache?: ResponseCache;
   /**
    * A fingerprint of everything besides a request that decides this version's answers: its config
-   * and weights, or for an ensemble those of the step versions serving now. Equal identities answer
-   * alike, so a cache keyed by them (this version's, or an ensemble's over it) never serves an
-   * answer another load computed.
+   * and weights (taken at load, when the server has a response cache), or for an ensemble those of
+   * the step versions serving now. Equal identities answer alike, so a cache keyed by them (this
+   * version's, or an ensemble's over it) never serves an answer another load computed; undefined
+   * when there is none (no cache on the server, the weights unreadable, a step not loaded or
+   * drawn by traffic weights): answers are then not cached.
    */
-  answerIdentity: () => Promise<string>;
+  answerIdentity: () => Promise<string | undefined>;
   logger: Logger;
   /** Inputs the model gives a default value: clients leave them out (see TensorSignature.defaulted). */
   defaultedInputs?: ReadonlySet<string>;
@@ -198,7 +200,7 @@ export class ModelVersion {
   }
 
   /** See ModelVersionParts.answerIdentity. */
-  answerIdentity(): Promise<string> {
+  answerIdentity(): Promise<string | undefined> {
     return this.parts.answerIdentity();
   }
 

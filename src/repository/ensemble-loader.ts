@@ -25,13 +25,29 @@ export interface EnsembleLoadOptions {
   maxQueueSize: number;
   /** The config (as clients see it) of the version a step runs, its model loaded first when it is not. */
   stepConfig: (step: EnsembleStep) => Promise<CompletedModelConfig>;
-  /** The answer identity of the version a step runs now (ModelVersion.answerIdentity), with that version's number. */
-  stepIdentity: (step: EnsembleStep) => Promise<string>;
+  /** The answer identity of the version a step runs now (ModelVersion.answerIdentity) with that version's number; undefined when none can be said. */
+  stepIdentity: (step: EnsembleStep) => Promise<string | undefined>;
   /** Runs a step's request through its model. */
   callStep: StepCall;
   readLabels: (filename: string) => Promise<string[]>;
   /** The server's response cache store; used when the ensemble's config enables response_cache. */
   responseCacheStore?: ResponseCacheStore;
+}
+
+/**
+ * A step's part of an ensemble's cache key: the version that would run it and that version's answer
+ * identity; undefined when none can be named now (an on-demand step unloaded — its call loads it —,
+ * or a version drawn per request), so the request is computed without the cache.
+ */
+export async function versionIdentity(serving: () => ModelVersion | undefined): Promise<string | undefined> {
+  let version: ModelVersion | undefined;
+  try {
+    version = serving();
+  } catch {
+    return undefined;
+  }
+  const identity = await version?.answerIdentity();
+  return identity === undefined ? undefined : `${version!.version}:${identity}`;
 }
 
 export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise<ModelVersion> {
@@ -56,7 +72,10 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   // The step versions serving now decide the answers, asked for each request: a step that loads a new version, new weights or
   // other processing makes a new ensemble for the cache at once, without the ensemble reloading.
   const ensembleConfig = answerDecidingConfig(config, []);
-  const answerIdentity = async () => fingerprint({ config: ensembleConfig, steps: await Promise.all(plan.steps.map(options.stepIdentity)) });
+  const answerIdentity = async () => {
+    const steps = await Promise.all(plan.steps.map(options.stepIdentity));
+    return steps.includes(undefined) ? undefined : fingerprint({ config: ensembleConfig, steps });
+  };
   const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger);
   return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, cache, answerIdentity, logger });
 }

@@ -100,7 +100,7 @@ export function responseCacheOf(
   name: string,
   version: string,
   config: CompletedModelConfig,
-  identity: () => Promise<string>,
+  identity: () => Promise<string | undefined>,
   logger: Logger,
 ): ResponseCache | undefined {
   if (!config.response_cache?.enable) return undefined;
@@ -112,16 +112,6 @@ export function responseCacheOf(
   return new ResponseCache(store, { model: name, version, ttlSeconds: ttl_seconds, keyParameters: key_parameters, identity });
 }
 
-/** `compute` once, on first use (it may hash the weights: only a cache, or an ensemble's, asks). */
-function computedOnce(compute: () => Promise<string>): () => Promise<string> {
-  let computing: Promise<string> | undefined;
-  // A failure (the file unreadable for a moment) is not kept: the next request asks again.
-  return () =>
-    (computing ??= compute().catch((error: unknown) => {
-      computing = undefined;
-      throw error;
-    }));
-}
 
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
   return {
@@ -266,9 +256,14 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     }
     // The weights as well as the config that decides answers: a reload of new weights under the same version never reuses old
     // answers, while one that only tunes how the model is served (instances, batching, queue) keeps them.
-    const answerIdentity = computedOnce(async () =>
-      fingerprint({ config: answerDecidingConfig(config, backend.tuningParameters ?? []), model: await fileDigest(options.modelPath) }),
-    );
+    // Taken now, from the file just loaded (only a server with a cache keys answers): weights written over it later are not these.
+    const identity = options.responseCacheStore
+      ? await fileDigest(options.modelPath).then(
+          (digest) => fingerprint({ config: answerDecidingConfig(config, backend.tuningParameters ?? []), model: digest }),
+          (error: unknown) => void logger.warn({ err: error }, `${label}: its weights could not be read for the response cache's key; its answers are not cached`),
+        )
+      : undefined;
+    const answerIdentity = async () => identity;
     const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger);
     return new ModelVersion({
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, answerIdentity, logger },

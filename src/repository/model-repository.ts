@@ -19,7 +19,7 @@ import type { StepCall } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
 import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
-import { loadEnsembleVersion } from './ensemble-loader.js';
+import { loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
@@ -69,6 +69,12 @@ export interface ModelRepositoryOptions {
    * loading, traffic policies); without it a step goes straight to the version the repository serves.
    */
   callStep?: StepCall;
+  /**
+   * The answer identity of the version an ensemble's step would run now, as the server routes it
+   * (undefined when traffic weights draw the version per request); without it, the version the
+   * repository serves.
+   */
+  stepIdentity?: (step: EnsembleStep) => Promise<string | undefined>;
   /**
    * Holds a step model in memory while an ensemble reads its config at load, loading it through
    * whatever manages its residency; undefined when nothing does (the repository then loads it itself).
@@ -696,10 +702,7 @@ export class ModelRepository {
         await this.ensureLoaded(step.model);
         return this.get(step.model, step.version).clientConfig;
       },
-      stepIdentity: async (step: EnsembleStep) => {
-        const serving = this.get(step.model, step.version);
-        return `${serving.version}:${await serving.answerIdentity()}`;
-      },
+      stepIdentity: this.options.stepIdentity ?? ((step: EnsembleStep) => versionIdentity(() => this.get(step.model, step.version))),
       readLabels: async (file) => (await readFile(await containedFile(await this.root(), folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
     });
   }

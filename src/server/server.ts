@@ -24,6 +24,7 @@ import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
 import { checkModelName, ModelLoadError, ModelRepository, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
+import { versionIdentity } from '../repository/ensemble-loader.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
 import { IdleMemoryReclaimer, idleMemoryReclaimerOptionsSchema, processMemory, type ServerActivity } from './idle-memory-reclaimer.js';
@@ -188,6 +189,12 @@ export class Server {
       monitoring: this.options.monitoring,
       // An ensemble's steps are requests like any client's: on-demand loading and traffic policies apply to them.
       callStep: (request, context) => this.infer(request, context),
+      stepIdentity: (step) =>
+        versionIdentity(() => {
+          const served = this.model(step.model, step.version);
+          // A version that traffic weights draw per request cannot be named before the call.
+          return step.version === undefined && this.weightsOf(served) ? undefined : served;
+        }),
       holdStep: (name) => this.hold(name),
       allowCodeModels: this.options.allowCodeModels,
       loadsOnDemand: (name) => this.residency.residencyOf(name) === 'on_demand',
