@@ -57,10 +57,15 @@ dynamic_batching {
 }
 `;
 
-async function writeModels(repoDir: string): Promise<void> {
+/** The cached chain and its two steps. */
+async function writeCachedChain(repoDir: string): Promise<void> {
   await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
   await writeModel(repoDir, 'scale3', 1, scaleModel(3), 'max_batch_size: 8\n');
   await writeEnsemble(repoDir, 'cached_chain', chain('cached_chain', ['scale2', 'scale3'], 'response_cache { enable: true }\n'));
+}
+
+async function writeModels(repoDir: string): Promise<void> {
+  await writeCachedChain(repoDir);
   await writeEnsemble(repoDir, 'cost_chain', chain('cost_chain', ['scale2', 'scale3']));
   await writeModel(repoDir, 'gate', 1, scaleModel(5), GATE_CONFIG);
   await writeEnsemble(repoDir, 'gated', chain('gated', ['scale2', 'gate'], '', 2));
@@ -155,11 +160,7 @@ describe("an ensemble's own response cache", () => {
 
 test("an ensemble's cached answers follow its steps: a step's new version, or new weights under its version, is a miss at once", async () => {
   const stepped = await startTestServer({
-    models: async (repoDir) => {
-      await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
-      await writeModel(repoDir, 'scale3', 1, scaleModel(3), 'max_batch_size: 8\n');
-      await writeEnsemble(repoDir, 'cached_chain', chain('cached_chain', ['scale2', 'scale3'], 'response_cache { enable: true }\n'));
-    },
+    models: writeCachedChain,
     server: { cacheConfig: 'local,size=1048576', modelControlMode: 'explicit', loadModels: ['cached_chain'] },
   });
   try {
@@ -196,11 +197,7 @@ test("an ensemble's cached answers follow its steps: a step's new version, or ne
 
 test("a cached ensemble whose on-demand step was unloaded answers, the step loaded again by its call", async () => {
   const onDemand = await startTestServer({
-    models: async (repoDir) => {
-      await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
-      await writeModel(repoDir, 'scale3', 1, scaleModel(3), 'max_batch_size: 8\n');
-      await writeEnsemble(repoDir, 'cached_chain', chain('cached_chain', ['scale2', 'scale3'], 'response_cache { enable: true }\n'));
-    },
+    models: writeCachedChain,
     server: { cacheConfig: 'local,size=1048576', modelControlMode: 'on_demand' },
   });
   try {
