@@ -52,12 +52,11 @@ function classificationOutput(model: ModelVersion) {
   const output = outputs.find((candidate) => candidate.postprocess) ?? outputs.find((candidate) => candidate.label_filename) ?? (outputs.length === 1 ? outputs[0] : undefined);
   if (!output) throw invalidArgument(`model '${model.name}' has several outputs and none declares postprocess or label_filename; it cannot classify`);
   // Scores are one vector per image: an output of boxes (a detector's [1, 100, 6]) would be read as 600 "classes".
-  const spread = output.dims.filter((dim) => dim !== 1);
-  const labels = model.labelsOf(output.name);
-  const classes = spread.at(-1);
-  if (spread.length > 1 || (labels && classes !== undefined && classes > 0 && classes !== labels.length)) {
+  // A model that does not batch may still declare its rows as a leading -1.
+  const perImage = !model.batched && output.dims[0] === -1 ? output.dims.slice(1) : output.dims;
+  if (perImage.filter((dim) => dim !== 1).length > 1) {
     throw invalidArgument(
-      `model '${model.name}' cannot classify: its output '${output.name}' is [${output.dims.join(', ')}] per image, not one score per class${labels ? ` (${labels.length} labels)` : ''}; an object detector answers POST /v2/models/${model.name}/detect`,
+      `model '${model.name}' cannot classify: its output '${output.name}' is [${output.dims.join(', ')}] per image, not one score per class; an object detector answers POST /v2/models/${model.name}/detect`,
     );
   }
   return output;
