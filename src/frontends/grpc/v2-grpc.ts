@@ -340,25 +340,36 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         call.end();
       }
     };
-    const writeAnswersInOrder = () => {
-      while (pending[0]?.answer !== undefined) {
-        const { answer } = pending.shift()!;
-        if (!finished && !call.cancelled) call.write(answer);
-      }
-      if (!reading && pending.length < settings.streamMaxPendingAnswers) {
-        reading = true;
-        call.resume();
-      }
-      finishWhenDone();
-    };
-    call.on('data', (message: ModelInferRequestMessage) => {
-      const entry: (typeof pending)[number] = { abort: new ClientCancellation() };
-      pending.push(entry);
-      if (pending.length >= settings.streamMaxPendingAnswers && reading) {
+    // A client that sends but does not read fills the transport's buffer: written answers then wait there, and the
+    // stream reads no further request until they drain.
+    let unread = false;
+    const holdOrRead = () => {
+      const full = unread || pending.length >= settings.streamMaxPendingAnswers;
+      if (full && reading) {
         // grpc-js reads a paused stream's messages only as far as its small buffer: the client's further writes wait.
         reading = false;
         call.pause();
+      } else if (!full && !reading) {
+        reading = true;
+        call.resume();
       }
+    };
+    const writeAnswersInOrder = () => {
+      while (pending[0]?.answer !== undefined) {
+        const { answer } = pending.shift()!;
+        if (!finished && !call.cancelled && !call.write(answer)) unread = true;
+      }
+      holdOrRead();
+      finishWhenDone();
+    };
+    call.on('drain', () => {
+      unread = false;
+      holdOrRead();
+    });
+    call.on('data', (message: ModelInferRequestMessage) => {
+      const entry: (typeof pending)[number] = { abort: new ClientCancellation() };
+      pending.push(entry);
+      holdOrRead();
       const started = performance.now();
       const reqId = requestIdOf(givenRequestId);
       let status = grpc.status.OK;
