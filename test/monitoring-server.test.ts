@@ -33,7 +33,6 @@ interface MonitorBody {
   window: { rows: number; capacity: number };
   rows_since_load: number;
   top_features: { feature: string; psi: number; level: string }[];
-  features: { feature: string; psi: number; level: string; informational?: boolean }[];
   ood: { share: number; expected_share: number; flagged_since_load: number };
   accuracy: { expected: number; predictions: number; labelled: number; realised?: number; estimate_error?: number; caution?: string };
   class_counts: Record<string, number>;
@@ -280,32 +279,6 @@ test('a version served without a reference profile, where another version has on
     const warning = logged.find((line) => String(line.msg).includes('has no reference profile'));
     assert.match(String(warning?.msg), /model 'fashion_mnist' version 2 has no reference profile \(reference\.json\), where version 1 has one: .*nereid profile --model fashion_mnist --version 2/);
     assert.equal((await monitorOf(served)).monitored, false);
-  } finally {
-    await served.close();
-  }
-});
-
-test('test garments sent 4× larger (RGB PNG like examples/images/sneaker.png) keep their input tones at the reference; inverted ones at 4× still drift', async () => {
-  const enlarged = (images: readonly Buffer[]) =>
-    Promise.all(images.map((image) => sharp(image).resize(112, 112, { kernel: 'nearest' }).toColourspace('srgb').png().toBuffer()));
-  const large = await enlarged(garments.slice(0, WINDOW));
-  const largeInverted = await enlarged(inverted.slice(WINDOW, 2 * WINDOW));
-  const served = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } } });
-  try {
-    await streamUntil(served, large, () => false);
-    const steady = await monitorOf(served);
-    assert.equal(steady.window.rows, WINDOW);
-    const inputs = steady.features.filter((feature) => feature.feature.startsWith('input.'));
-    const size = inputs.filter((feature) => feature.informational).map((feature) => feature.feature);
-    assert.deepEqual(size.sort(), ['input.height', 'input.width'], 'the size itself is reported, as not counted');
-    const tones = inputs.filter((feature) => !feature.informational);
-    assert.ok(tones.length >= 6 && tones.every((feature) => feature.level === 'ok'), `4× garments' counted input features: ${JSON.stringify(tones)}`);
-    await streamUntil(served, largeInverted, () => false);
-    const invertedWindow = await monitorOf(served);
-    assert.equal(invertedWindow.state, 'drift');
-    const brightShare = invertedWindow.features.find((feature) => feature.feature === 'input.brightShare');
-    assert.equal(brightShare?.level, 'drift', 'inverted garments move the tones the 4× ones kept');
-    console.log(`# 4× garments: input.brightShare PSI ${tones.find((feature) => feature.feature === 'input.brightShare')?.psi}, state ${steady.state} (${steady.drift_score}); inverted 4×: brightShare PSI ${brightShare?.psi}`);
   } finally {
     await served.close();
   }

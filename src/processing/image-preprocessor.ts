@@ -3,12 +3,12 @@
  * config declares: EXIF orientation, color mode, resize mode, scale, mean/std, layout, dtype.
  * Decoding runs in libvips' thread pool (through sharp), so it overlaps with inference.
  */
-import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ImagePreprocessing } from '../config/model-config.js';
-import { pixelToneProperties, type ToneProperties } from '../monitoring/input-properties.js';
+import { pixelToneProperties } from '../monitoring/input-properties.js';
 
 const SUPPORTED_TARGETS: readonly Datatype[] = ['FP32', 'FP16', 'FP64', 'UINT8'];
 /** sharp's names of the decoders clients may use: JPEG, PNG, WebP, GIF, TIFF and AVIF (heif). */
@@ -149,11 +149,8 @@ export class ImagePreprocessor {
     return (await this.decodeSized(image, index)).pixels;
   }
 
-  /**
-   * The pixels, the encoded image's own width and height (before orientation and resizing) and, with
-   * `measure`, the tone properties monitoring compares with the reference profile.
-   */
-  private async decodeSized(image: Buffer, index: number, measure = false): Promise<{ pixels: Buffer; width: number; height: number; tones?: ToneProperties }> {
+  /** The pixels, and the encoded image's own width and height (before orientation and resizing). */
+  private async decodeSized(image: Buffer, index: number): Promise<{ pixels: Buffer; width: number; height: number }> {
     const problem = (what: string) => new ImageInputError(this.inputName, index, what);
     const { channels, height, width } = this.geometry;
     const background = this.fill;
@@ -164,37 +161,22 @@ export class ImagePreprocessor {
         .flatten({ background });
       pipeline = channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
       const fit = { stretch: 'fill', shorter_side_center_crop: 'cover', letterbox: 'contain' } as const;
-      const resized = (kernel: ImagePreprocessing['interpolation']) =>
-        pipeline.clone().resize(width, height, { fit: fit[this.spec.resize], position: 'centre', background, kernel });
-      const pixels = this.firstChannels(await resized(this.spec.interpolation).raw().toBuffer({ resolveWithObject: true }));
+      pipeline = pipeline.resize(width, height, { fit: fit[this.spec.resize], position: 'centre', background, kernel: this.spec.interpolation });
+      const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+      if (info.width !== width || info.height !== height || info.channels < channels) {
+        throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${channels}`);
+      }
       const sized = { width: encodedWidth, height: encodedHeight };
-      if (!measure) return { pixels, ...sized };
-      // A resampling kernel other than nearest blends neighbouring pixels: a garment sent 4× larger
-      // reaches the model slightly blurred, losing the near-white pixels and gaining the grey edges
-      // that the clipped shares count, so the size alone would read as drift (PSI 3.9 on brightShare).
-      // Nearest sampling keeps only the image's own pixel values, so the tones describe the content
-      // the client sent at the model's size whatever its size; an image already at that size is not
-      // resampled, and its tones are those of the model's own pixels.
-      const sameSize = encodedWidth === width && encodedHeight === height;
-      const sampled = sameSize || this.spec.interpolation === 'nearest' ? pixels : this.firstChannels(await resized('nearest').raw().toBuffer({ resolveWithObject: true }));
-      return { pixels, ...sized, tones: pixelToneProperties(sampled, channels) };
+      if (info.channels === channels) return { pixels: data, ...sized };
+      // libvips may keep an extra channel (e.g. gray + alpha); keep the first ones.
+      const pixels = Buffer.allocUnsafe(width * height * channels);
+      for (let pixel = 0; pixel < width * height; pixel++) {
+        for (let c = 0; c < channels; c++) pixels[pixel * channels + c] = data[pixel * info.channels + c];
+      }
+      return { pixels, ...sized };
     } catch (error) {
       throw problem(error instanceof ImageRejection ? error.message : describeDecodeError((error as Error).message, this.spec.max_pixels));
     }
-  }
-
-  /** The decoded pixels with the model's channel count: libvips may keep an extra one (e.g. gray + alpha), which is dropped. */
-  private firstChannels({ data, info }: { data: Buffer; info: OutputInfo }): Buffer {
-    const { channels, height, width } = this.geometry;
-    if (info.width !== width || info.height !== height || info.channels < channels) {
-      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${channels}`);
-    }
-    if (info.channels === channels) return data;
-    const pixels = Buffer.allocUnsafe(width * height * channels);
-    for (let pixel = 0; pixel < width * height; pixel++) {
-      for (let c = 0; c < channels; c++) pixels[pixel * channels + c] = data[pixel * info.channels + c];
-    }
-    return pixels;
   }
 
   /** Writes one image's pixels into the batch tensor at `row`, normalised, in the declared layout and dtype. */
@@ -225,17 +207,18 @@ export class ImagePreprocessor {
 
   /**
    * As run, and with `measure` each image's properties as monitoring features (`input.width`,
-   * `input.brightness`, …): its own size, and tones measured at the model's size with nearest
-   * sampling (see decodeSized): the model's own pixels when the image already has that size.
+   * `input.brightness`, …): its own size, and tones measured on the pixels the model is given, so
+   * that no image is decoded twice.
    */
   async runMeasured(images: readonly Buffer[], measure = true): Promise<{ tensor: Tensor; properties?: Record<string, number>[] }> {
-    const decoded = await Promise.all(images.map((image, index) => this.decodeSized(image, index, measure)));
+    const decoded = await Promise.all(images.map((image, index) => this.decodeSized(image, index)));
     const { channels, height, width } = this.geometry;
     const data = allocateTypedArray(this.datatype as Exclude<Datatype, 'BYTES'>, images.length * channels * height * width);
     decoded.forEach(({ pixels }, row) => this.write(pixels, data, row));
     const tensor = { datatype: this.datatype, shape: [images.length, ...this.dims], data };
     if (!measure) return { tensor };
-    const properties = decoded.map(({ pixels, width: imageWidth, height: imageHeight, tones = pixelToneProperties(pixels, channels) }) => {
+    const properties = decoded.map(({ pixels, width: imageWidth, height: imageHeight }) => {
+      const tones = pixelToneProperties(pixels, channels);
       return {
         'input.width': imageWidth,
         'input.height': imageHeight,
