@@ -690,6 +690,9 @@ program
         ...(report.classShares ? [`predicted class shares: Jensen–Shannon ${report.classShares.divergence.toFixed(4)} bits from the reference (${report.classShares.level})`] : []),
         ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
         ...featureDriftTable(report.features),
+        ...(report.unreadable.length === 0
+          ? []
+          : [`left out ${report.unreadable.length} file(s) that could not be read: ${report.unreadable.slice(0, 5).map((file) => `${file.id} (${file.reason})`).join('; ')}${report.unreadable.length > 5 ? '; …' : ''}`]),
       ].join('\n'),
     );
   });

@@ -22,14 +22,25 @@ export interface ModelInputs {
   /** Encoded images, in the order of `feeds`, when the data is a folder of images. */
   images?: Buffer[];
   sha256: string;
+  /** Images left out because they could not be read or decoded (only with `skipUnreadable`), by record id. */
+  unreadable: { id: string | number; reason: string }[];
 }
 
 /**
  * At most `limit` examples of a folder of images, a JSONL or a CSV file (evenly spaced through it
  * when it holds more) as the model's input tensors: images through the model's own pre-processing, JSONL and CSV records read as `nereid
  * batch` reads them. Each example is one row. `flag` names the option the path came from, in errors.
+ * An image that cannot be read or decoded stops the reading, or with `skipUnreadable` is left out and listed.
  */
-export async function readModelInputs(path: string, limit: number, server: Server, model: string, config: CompletedModelConfig, flag = '--data'): Promise<ModelInputs> {
+export async function readModelInputs(
+  path: string,
+  limit: number,
+  server: Server,
+  model: string,
+  config: CompletedModelConfig,
+  flag = '--data',
+  skipUnreadable = false,
+): Promise<ModelInputs> {
   const source = await openInput(path).catch((error: Error) => {
     throw new Error(`${flag}: ${error.message}`);
   });
@@ -37,6 +48,7 @@ export async function readModelInputs(path: string, limit: number, server: Serve
   const feeds: Feed[] = [];
   const ids: (string | number)[] = [];
   const images: Buffer[] = [];
+  const unreadable: ModelInputs['unreadable'] = [];
   const preprocessor = InputPreprocessor.of(config);
   const [imageInput, ...otherImages] = preprocessor ? [...preprocessor.imageInputs] : [];
   if (source.format === 'images' && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
@@ -58,12 +70,19 @@ export async function readModelInputs(path: string, limit: number, server: Serve
     next += stride;
     const record = await entry.load();
     const where = `${flag} ${path}, record ${record.id}`;
+    if (record.error !== undefined && skipUnreadable && source.format === 'images') {
+      unreadable.push({ id: record.id, reason: record.error });
+      continue;
+    }
     if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
     if (record.image) {
-      digest.update(createHash('sha256').update(record.image).digest());
       const prepared = await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }).catch((error: Error) => {
-        throw new Error(`${where}: ${error instanceof ImageInputError ? error.reason : error.message}`, { cause: error });
+        const reason = error instanceof ImageInputError ? error.reason : error.message;
+        if (skipUnreadable) return void unreadable.push({ id: record.id, reason });
+        throw new Error(`${where}: ${reason}`, { cause: error });
       });
+      if (!prepared) continue;
+      digest.update(createHash('sha256').update(record.image).digest());
       const tensor = prepared[imageInput];
       feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
       ids.push(record.id);
@@ -80,5 +99,5 @@ export async function readModelInputs(path: string, limit: number, server: Serve
     feeds.push(Object.fromEntries(request.inputs.map((input) => [input.name, asOrt(input.datatype, input.data, input.shape)])));
     ids.push(record.id);
   }
-  return { feeds, ids, images: source.format === 'images' ? images : undefined, sha256: digest.digest('hex') };
+  return { feeds, ids, images: source.format === 'images' ? images : undefined, sha256: digest.digest('hex'), unreadable };
 }

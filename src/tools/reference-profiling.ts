@@ -137,10 +137,19 @@ interface LoadedVersion {
   images?: Buffer[];
   sha256: string;
   modelPath: string;
+  unreadable: { id: string | number; reason: string }[];
 }
 
 /** The model's config, its served (or asked-for) version and the data read as its input tensors, through its own pre-processing. */
-async function loadData(modelRepository: string, modelName: string, version: string | undefined, data: string, limit: number, logger: Logger): Promise<LoadedVersion> {
+async function loadData(
+  modelRepository: string,
+  modelName: string,
+  version: string | undefined,
+  data: string,
+  limit: number,
+  logger: Logger,
+  skipUnreadable = false,
+): Promise<LoadedVersion> {
   const server = await createServer({ modelRepository, modelControlMode: 'explicit', loadModels: [], logger });
   try {
     await server.start();
@@ -150,7 +159,7 @@ async function loadData(modelRepository: string, modelName: string, version: str
     const model = server.model(modelName, version);
     const config = model.config;
     const chosen = model.version;
-    const read = await readModelInputs(data, limit, server, modelName, config);
+    const read = await readModelInputs(data, limit, server, modelName, config, '--data', skipUnreadable);
     return { config, version: chosen, labels: model.labelsOf(config.output[0].name), ...read, modelPath: join(modelRepository, modelName, chosen, config.default_model_filename ?? 'model.onnx') };
   } finally {
     await server.close();
@@ -285,6 +294,8 @@ export interface MonitorReport {
   expectedAccuracy?: number;
   /** With class folders in --data: the accuracy actually reached. */
   realisedAccuracy?: number;
+  /** Files of --data left out because they could not be read or decoded. */
+  unreadable: { id: string | number; reason: string }[];
 }
 
 /**
@@ -302,7 +313,12 @@ function stateOf(features: readonly FeatureDrift[], examples: number): DriftLeve
 /** Scores a batch of new data against the version's reference profile: out-of-distribution examples, drift of every monitored value, and accuracy. */
 export async function runMonitor(options: MonitorOptions, logger: Logger): Promise<MonitorReport> {
   const settings = monitorOptionsSchema.parse(options);
-  const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
+  // New data is what it is: a file that does not decode is listed, not a reason to score none of the others.
+  const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger, true);
+  if (loaded.feeds.length === 0) {
+    const shown = loaded.unreadable.slice(0, 3).map((file) => `${file.id} (${file.reason})`).join('; ');
+    throw new Error(`--data ${settings.data}: none of its ${loaded.unreadable.length} file(s) could be read: ${shown}`);
+  }
   const profile = settings.reference
     ? await readReferenceProfile(settings.reference)
     : await readReferenceProfileIfPresent(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
@@ -326,6 +342,7 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     scores,
     features,
     state: stateOf(features, scores.length),
+    unreadable: loaded.unreadable,
   };
   if (profile.classShares) {
     const names = Object.keys(profile.classShares);
