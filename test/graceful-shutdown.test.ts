@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -113,6 +114,27 @@ test('SIGTERM: not ready first, requests received are answered over HTTP and gRP
   await assert.rejects(fetch(`${served.url}/v2/health/live`));
   assert.equal(await served.exited, 0, served.output());
   assert.match(served.output(), /drained; exiting/);
+});
+
+test('connections that never sent a byte (a preconnect, a stopped client) do not hold the drain: it ends by itself, exit 0', async () => {
+  const grpcPort = await freePort();
+  // A drain that waited for them would end only at --shutdown-timeout, by SIGTERM (status 143).
+  const served = await serve(['--grpc-port', String(grpcPort), '--http-keep-alive-timeout-ms', '500', '--shutdown-timeout', '60']);
+  const silent = await Promise.all(
+    [Number(new URL(served.url).port), grpcPort].map(
+      (port) =>
+        new Promise<Socket>((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1', () => resolve(socket));
+          socket.on('error', reject);
+        }),
+    ),
+  );
+  // Not read: a client that stopped reads neither the GOAWAY nor the close.
+  for (const socket of silent) socket.pause();
+  served.child.kill('SIGTERM');
+  assert.equal(await served.exited, 0, served.output());
+  assert.match(served.output(), /drained; exiting/);
+  for (const socket of silent) socket.destroy();
 });
 
 test('a client holding half a request body gets 408 at the request timeout, and one that sends no headers is closed at the headers timeout', async () => {

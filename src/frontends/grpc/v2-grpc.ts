@@ -175,11 +175,47 @@ function bindAddress(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** How long connections with no call left may take to close by themselves once a drain has answered every call. */
+const IDLE_CONNECTIONS_GRACE_MS = 1000;
+
+/** Counts the calls between their start and their status (or cancellation), through a server interceptor. */
+class CallsInFlight {
+  private count = 0;
+  private waiters: (() => void)[] = [];
+
+  readonly interceptor: grpc.ServerInterceptor = (_method, call) => {
+    this.count += 1;
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      this.count -= 1;
+      if (this.count === 0) for (const waiter of this.waiters.splice(0)) waiter();
+    };
+    const listener = new grpc.ServerListenerBuilder().withOnCancel(end).build();
+    const responder = new grpc.ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendStatus((status, next) => {
+        next(status);
+        end();
+      })
+      .build();
+    return new grpc.ServerInterceptingCall(call, responder);
+  };
+
+  /** Resolves once no call is in flight (at once when none is). */
+  idle(): Promise<void> {
+    return this.count === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
 export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions = {}): GrpcFrontEnd {
   const settings = grpcFrontEndOptionsSchema.parse(options);
   const logger: Logger = server.logger.child({ frontEnd: 'grpc' });
   const service = withGentleDecoding(loadInferenceProto().service);
+  const calls = new CallsInFlight();
   const grpcServer = new grpc.Server({
+    interceptors: [calls.interceptor],
     'grpc.max_receive_message_length': settings.maxReceiveMessageBytes,
     'grpc.max_send_message_length': settings.maxSendMessageBytes,
     'grpc.keepalive_time_ms': settings.keepaliveTimeMs,
@@ -438,13 +474,18 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     close(graceMs = 5000): Promise<void> {
       health.close();
       return new Promise((resolve) => {
-        const force = setTimeout(() => {
+        const timers: NodeJS.Timeout[] = [];
+        const forceNow = () => {
+          for (const timer of timers) clearTimeout(timer);
           grpcServer.forceShutdown();
           resolve();
-        }, graceMs);
-        force.unref();
+        };
+        timers.push(setTimeout(forceNow, graceMs).unref());
+        // Every call answered, a connection that stays (a client that never reads the GOAWAY, or never sent anything)
+        // holds nothing: after a second for the last answers to leave, it is cut rather than waited for to the end.
+        void calls.idle().then(() => timers.push(setTimeout(forceNow, IDLE_CONNECTIONS_GRACE_MS).unref()));
         grpcServer.tryShutdown(() => {
-          clearTimeout(force);
+          for (const timer of timers) clearTimeout(timer);
           resolve();
         });
       });
