@@ -771,7 +771,7 @@ function versionWeights(value: string): Record<string, number> {
 
 program
   .command('promote')
-  .description("shift a running server's traffic between a model's versions (its canary weights), without a reload; needs --model-control-mode explicit on the server")
+  .description("shift a running server's traffic between a model's versions (its canary weights), without a reload; needs --model-control-mode explicit or on_demand on the server")
   .requiredOption('--model <name>', 'model whose traffic to shift')
   .requiredOption('--weights <pairs>', 'VERSION=WEIGHT pairs, e.g. 1=50,2=50 or 2=100 to send everything to version 2', versionWeights)
   .option('--url <url>', 'the server', 'http://127.0.0.1:8000')

@@ -148,4 +148,5 @@ test('a memory budget is bytes with a unit, or a fraction of the machine', () =>
   assert.equal(parseMemoryBudget(300_000_000, total), 300_000_000);
   assert.throws(() => parseMemoryBudget('lots', total), /bytes \(e\.g\. 8000000000, 8GB, 512MiB\) or a fraction.*got 'lots'/);
   assert.throws(() => parseMemoryBudget('5 parsecs', total), /got '5 parsecs'/);
+  assert.throws(() => parseMemoryBudget('2.5', total), /without a unit is a whole number of bytes or a fraction up to 1.*got '2\.5' \(a unit: 2\.5GB, 2\.5GiB\)/);
 });

@@ -335,6 +335,10 @@ export function parseMemoryBudget(value: string | number, totalMemoryBytes: numb
   }
   const amount = Number(match[1]);
   if (match[2] === '' && amount > 0 && amount <= 1 && !Number.isInteger(amount)) return Math.floor(amount * totalMemoryBytes);
+  // '2.5' is neither a fraction of the memory nor a whole number of bytes: more likely gigabytes with the unit left out.
+  if (match[2] === '' && !Number.isInteger(amount)) {
+    throw new Error(`a memory budget without a unit is a whole number of bytes or a fraction up to 1 of the machine's memory, got '${value}' (a unit: 2.5GB, 2.5GiB)`);
+  }
   if (match[2] === '' && amount === 1) return totalMemoryBytes;
   const bytes = Math.floor(amount * unit);
   if (bytes < 1) throw new Error(`a memory budget must be above 0, got '${value}'`);

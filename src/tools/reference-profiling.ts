@@ -316,6 +316,7 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   // New data is what it is: a file that does not decode is listed, not a reason to score none of the others.
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger, true);
   if (loaded.feeds.length === 0) {
+    if (loaded.unreadable.length === 0) throw new Error(`--data ${settings.data} holds no examples to score`);
     const shown = loaded.unreadable.slice(0, 3).map((file) => `${file.id} (${file.reason})`).join('; ');
     throw new Error(`--data ${settings.data}: none of its ${loaded.unreadable.length} file(s) could be read: ${shown}`);
   }
