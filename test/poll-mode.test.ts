@@ -121,3 +121,37 @@ test('poll mode loads, reloads and unloads as the repository changes; a config t
   assert.equal((await infer('newcomer')).status, 200, 'the other model keeps serving');
   assert.ok(lines.some((line) => line.level === 30 && line.msg === "repository poll: model 'scale' was removed; unloading"));
 });
+
+test('with version_policy all, a version whose new file does not load keeps serving as loaded, while the others reload', async (t) => {
+  const allVersions = `name: "both"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\nversion_policy: { all: {} }\n`;
+  const { logger, lines } = capturingLogger();
+  const served = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'both', 1, scaleModel(1), allVersions);
+      await writeModel(repo, 'both', 2, scaleModel(2));
+    },
+    server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger },
+  });
+  t.after(() => served.close());
+  const { server, url, repoDir } = served;
+  const factorOf = async (version: string) => {
+    const response = await fetch(`${url}/v2/models/both/versions/${version}/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }),
+    });
+    const body = (await response.json()) as { outputs?: { data: number[] }[]; error?: string };
+    return response.status === 200 ? body.outputs![0].data[0] : body.error;
+  };
+  assert.deepEqual([await factorOf('1'), await factorOf('2')], [1, 2]);
+
+  await writeFile(join(repoDir, 'both', '2', 'model.onnx'), 'not an ONNX file');
+  await writeModel(repoDir, 'both', 1, scaleModel(10));
+  await withinPolls(server, 'version 1 reloaded', async () => (await factorOf('1')) === 10);
+  assert.equal(await factorOf('2'), 2, 'version 2 keeps serving as it was loaded');
+  const response = await fetch(`${url}/v2/repository/index`, { method: 'POST', body: '{}' });
+  const rows = ((await response.json()) as { name: string; version?: string; state?: string; reason?: string }[]).filter((row) => row.name === 'both');
+  assert.deepEqual(rows.map((row) => [row.version, row.state]), [['1', 'READY'], ['2', 'READY']]);
+  assert.equal(rows[0].reason, '');
+  assert.match(rows[1].reason!, /^serving; its reload failed: /);
+  assert.ok(lines.some((line) => line.level === 40 && /^reload of model 'both' version 2 failed; the loaded version 2 keeps serving/.test(line.msg)));
+});

@@ -631,6 +631,13 @@ export class ModelRepository {
     }
     if (!backend) entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
     if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, folder, available, entry, logger);
+    // A version that served before and failed to load again keeps serving as it was (the others move on), its failure
+    // shown beside it in the index.
+    const carried = [...entry.failures.keys()].filter((version) => previous && !previous.unloaded && previous.versions.get(version)?.state === 'READY');
+    for (const version of carried) {
+      entry.versions.set(version, previous!.versions.get(version)!);
+      logger.warn({ version, reason: entry.failures.get(version) }, `reload of model '${name}' version ${version} failed; the loaded version ${version} keeps serving: ${entry.failures.get(version)}`);
+    }
     await this.replace(name, entry, previous);
   }
 
@@ -760,8 +767,9 @@ export class ModelRepository {
 
   private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
     this.entries.set(name, entry);
-    // Versions of an unloaded entry were released already; releasing them twice is not safe.
-    if (previous && !previous.unloaded) await Promise.all([...previous.versions.values()].map((version) => version.unload()));
+    // Versions of an unloaded entry were released already; releasing them twice is not safe. One carried into the new entry stays.
+    const kept = new Set(entry.versions.values());
+    if (previous && !previous.unloaded) await Promise.all([...previous.versions.values()].filter((version) => !kept.has(version)).map((version) => version.unload()));
   }
 
   /** Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. */
@@ -861,7 +869,7 @@ export class ModelRepository {
         const reason = entry.unloaded
           ? 'unloaded'
           : loaded
-            ? loaded.reason || (entry.reloadFailure ? `serving; its reload failed: ${entry.reloadFailure}` : '')
+            ? loaded.reason || (entry.reloadFailure ?? entry.failures.get(version) ? `serving; its reload failed: ${entry.reloadFailure ?? entry.failures.get(version)}` : '')
             : entry.failures.get(version)!;
         rows.push({ name, version, state, reason });
       }
