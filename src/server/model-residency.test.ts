@@ -104,6 +104,14 @@ test('pinned models are never unloaded; a model that cannot fit beside them is r
   assert.deepEqual(events, ['load big']);
 });
 
+test('a model charged more than the whole budget at one load still loads when nothing else is in memory', async () => {
+  const { residency, events } = residencyOf({ a: 300 * MB, b: 100 * MB });
+  await use(residency, 'a'); // charged 300 MB of a 250 MB budget: it stays, alone
+  await use(residency, 'b');
+  await use(residency, 'a');
+  assert.deepEqual(events, ['load a', 'evict a', 'load b', 'evict b', 'load a']);
+});
+
 test('requests for a model that is loading share its one load; a failed load is every waiter\'s 503 with the reason', async () => {
   const { residency, events, failing } = residencyOf({ a: 10 * MB, broken: 10 * MB }, { loadMs: 30 });
   const leases = await Promise.all([1, 2, 3].map(() => residency.lease('a')!));

@@ -260,6 +260,9 @@ export class ModelResidency {
       const pinnedBytes = this.usedBytes - candidates.reduce((sum, [, tenant]) => sum + (tenant.chargedBytes ?? 0), 0);
       if (candidates.length === 0 || pinnedBytes + bytes > budget) {
         if (bytes === 0) return; // the model just loaded is over budget with nothing left to unload: it stays, and the log says so
+        // Alone in memory, a model loads whatever its last charge said: that charge is a resident-set growth, which
+        // other allocations during a load can inflate past the budget, and refusing would refuse it for good.
+        if (candidates.length === 0 && this.usedBytes === 0) return;
         throw new NereidError(
           'UNAVAILABLE',
           `model '${loading}' needs about ${mib(bytes)}, but the memory budget of ${mib(budget)} (--model-memory-budget) has ${mib(Math.max(0, budget - pinnedBytes))} left beside the models that cannot be unloaded`,
