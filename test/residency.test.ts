@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { pino } from 'pino';
 import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
 import { matMulChainModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { startGrpcEndpoint } from './support/grpc-endpoint.js';
@@ -161,6 +162,30 @@ test("in none mode, a model whose config says residency: on_demand is not loaded
   assert.equal(response.status, 200);
   assert.deepEqual(resident(served), ['always', 'rarely']);
   assert.equal(served.server.ready, true, 'readiness asks only for the models loaded at start');
+});
+
+test('a model loaded at start that the memory budget has no room for is UNAVAILABLE with the sizes, logged, and the server not ready', async (t) => {
+  const logged: string[] = [];
+  const served = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'first', 1, matMulChainModel({ width: 16, layers: 1 }));
+      await writeModel(repo, 'second', 1, matMulChainModel({ width: 16, layers: 1 }));
+    },
+    // Two bytes (1 would be the whole machine): the first model loads alone (a model alone in memory always does), the
+    // second has no room beside it.
+    server: { modelMemoryBudget: 2, logger: pino({ level: 'error' }, { write: (line: string) => void logged.push(line) }) },
+  });
+  t.after(() => served.close());
+  const rows = await index(served);
+  const [loaded, refused] = [...rows.values()].sort((a, b) => (a.state === 'READY' ? -1 : 1) - (b.state === 'READY' ? -1 : 1));
+  assert.equal(loaded.state, 'READY');
+  assert.equal(refused.state, 'UNAVAILABLE');
+  assert.match(refused.reason!, /needs about .* but the memory budget of .* \(--model-memory-budget\) has 0\.0 MiB left/);
+  const response = await fetch(`${served.url}/v2/models/${refused.name}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 16], data: Array(16).fill(1) }] }) });
+  assert.equal(response.status, 503);
+  assert.match(((await response.json()) as { error: string }).error, /is unavailable: .*--model-memory-budget/);
+  assert.equal(served.server.ready, false);
+  assert.ok(logged.some((line) => line.includes(`model '${refused.name}' was not loaded`)), logged.join('\n'));
 });
 
 test('on_demand mode: an ensemble loads on its first request, its steps through the residency (each loaded once, each unloadable), the ensemble itself never', async (t) => {

@@ -878,6 +878,21 @@ export class ModelRepository {
   }
 
   /** Models that were asked to load and have no ready version. */
+  /**
+   * A model that was not loaded for a reason outside the repository (no room in the memory budget):
+   * UNAVAILABLE with that reason in the index, for readiness and for its requests, until a load
+   * replaces it. A model the repository holds a state for already keeps it.
+   */
+  recordNotLoaded(name: string, reason: string): void {
+    if (this.hasState(name)) return;
+    this.entries.set(name, { versions: new Map(), failures: new Map([['', reason]]), unloaded: false });
+  }
+
+  /** Whether the repository holds a state for the model: loaded, failed or unloaded. */
+  hasState(name: string): boolean {
+    return this.entries.has(name);
+  }
+
   unavailableModels(): string[] {
     return [...this.entries.entries()]
       .filter(([, entry]) => !entry.unloaded && ![...entry.versions.values()].some((version) => version.state === 'READY'))

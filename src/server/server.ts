@@ -322,8 +322,13 @@ export class Server {
       Promise.all(
         batch.map(async (name) => {
           this.requiredAtStart.add(name);
-          // The repository logs a failed load and keeps it as the model's state; the others keep loading.
-          await this.residency.load(name, () => this.repository.load(name)).catch(() => undefined);
+          // The repository logs a failed load and keeps it as the model's state; the others keep loading. A load the
+          // residency refused (no room in the memory budget) never reached it: recorded there and logged here.
+          await this.residency.load(name, () => this.repository.load(name)).catch((error: Error) => {
+            if (!(error instanceof NereidError) || error.code !== 'UNAVAILABLE' || this.repository.hasState(name)) return;
+            this.logger.error({ model: name }, `model '${name}' was not loaded: ${error.message}`);
+            this.repository.recordNotLoaded(name, error.message);
+          });
         }),
       );
     // Ensembles (and pipelines) load after the other models, which are their steps: loading one loads any step not loaded yet, which
