@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { pino, type Logger } from 'pino';
 import type { BackendInstance, RunOutputs } from '../backends/backend.js';
 import type { NereidError } from '../core/errors.js';
 import { ClientCancellation } from '../core/inference.js';
@@ -55,9 +56,9 @@ function policy(overrides: Partial<SequencePolicy>): SequencePolicy {
   };
 }
 
-function setup(overrides: Partial<SequencePolicy>) {
+function setup(overrides: Partial<SequencePolicy>, logger?: Logger) {
   const executions: Execution[] = [];
-  const batcher = new SequenceBatcher([recordingInstance(executions)], policy(overrides), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
+  const batcher = new SequenceBatcher([recordingInstance(executions)], policy(overrides), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc', logger);
   const send = (id: number, value: number, flags: { start?: boolean; end?: boolean } = {}): Promise<ScheduledResult> =>
     batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id, start: flags.start ?? false, end: flags.end ?? false } });
   return { batcher, executions, send };
@@ -69,6 +70,20 @@ const settled = () => new Promise((resolve) => setImmediate(resolve));
 const firstOf = (tensor: Tensor) => (tensor.data as ArrayLike<number>)[0];
 
 describe('SequenceBatcher', () => {
+  it('an unload with live sequences says it drops them, and a next request of one is told a reload or unload may be why', async () => {
+    const warnings: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
+    const { batcher, executions, send } = setup({}, logger);
+    const started = send(1, 1, { start: true });
+    await settled();
+    executions[0].answer();
+    await started;
+    await batcher.stop();
+    assert.deepEqual(warnings, ["model 'acc' version 1 unloads with 1 live sequence(s); their state is dropped and their next requests need the START flag"]);
+    const { send: sendToNewLoad } = setup({});
+    await assert.rejects(sendToNewLoad(1, 2), /must specify the START flag .*a reload or unload of the model drops the sequences it held/);
+  });
+
   it('direct: each sequence keeps its slot row; rows without a request are padded with READY false', async () => {
     const { executions, send } = setup({});
     const a = send(1, 1, { start: true });

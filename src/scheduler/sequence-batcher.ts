@@ -191,7 +191,7 @@ export class SequenceBatcher implements Scheduler {
       if (!flags.start) {
         return Promise.reject(
           invalidArgument(
-            `inference request for sequence ${describeSequence(flags.id)} to model '${this.model}' must specify the START flag on the first request of the sequence (parameter sequence_start: true; a sequence idle for more than ${this.policy.maxSequenceIdleMicroseconds} µs is released)`,
+            `inference request for sequence ${describeSequence(flags.id)} to model '${this.model}' must specify the START flag on the first request of the sequence (parameter sequence_start: true; a sequence idle for more than ${this.policy.maxSequenceIdleMicroseconds} µs is released, and a reload or unload of the model drops the sequences it held)`,
           ),
         );
       }
@@ -505,6 +505,10 @@ export class SequenceBatcher implements Scheduler {
     this.onIdle = undefined;
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
+    // Their state lives in this load: a client's next request of one is refused for want of a START, so say why here.
+    if (this.sequences.size > 0) {
+      this.logger?.warn({ sequences: this.sequences.size }, `${this.label} unloads with ${this.sequences.size} live sequence(s); their state is dropped and their next requests need the START flag`);
+    }
     this.sequences.clear();
   }
 }
