@@ -610,3 +610,19 @@ test('a block that may be given once, given twice, is refused as such (not as fi
   const text = parsePbtxt('max_batch_size: 4\ndynamic_batching { max_queue_delay_microseconds: 100 }\ndynamic_batching { preferred_batch_size: 2 }');
   assert.match(parseError(text), /dynamic_batching: given 2 times; this field may be given once/);
 });
+
+test('a number field given something else says what arrived: a word, a fraction, or a pbtxt field written twice', () => {
+  const refused = (raw: unknown, source: string) => {
+    try {
+      parseModelConfig(raw, source);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    return 'accepted';
+  };
+  assert.equal(refused({ max_batch_size: 'eight' }, 'config.json'), 'invalid config.json: max_batch_size: expected a whole number, got "eight"');
+  assert.equal(refused(parseYaml('instance_group: [{count: two}]'), 'config.yaml'), 'invalid config.yaml: instance_group.0.count: expected a whole number, got "two"');
+  assert.equal(refused(parsePbtxt('max_batch_size: 8\nmax_batch_size: 4\n'), 'config.pbtxt'), 'invalid config.pbtxt: max_batch_size: expected a whole number, got [8,4]');
+  assert.equal(refused(parseYaml('max_batch_size: 1.5'), 'config.yaml'), 'invalid config.yaml: max_batch_size: expected a whole number, got 1.5');
+  assert.equal(parseModelConfig({ max_batch_size: '8' }, 'config.json').max_batch_size, 8, "Triton's JSON writes uint64 as a string");
+});

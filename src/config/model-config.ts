@@ -52,7 +52,15 @@ const repeated = <T extends z.ZodType>(item: T) =>
  * z.coerce would also turn null (YAML's empty value), '', true and [] into 0 or 1 without a word.
  */
 const integer = (min: number, belowMin?: string) =>
-  z.preprocess((value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value), z.number().int().min(min, belowMin && { error: belowMin }));
+  z.preprocess(
+    (value) => (typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : value),
+    // What arrived, by value: 'eight', or [8, 4] for a field written twice in pbtxt (zod would say "received NaN" or "array").
+    z
+      // (zod types this map for invalid_type only, but hands it the int and min issues too: min keeps its own message)
+      .number({ error: (issue) => ((issue.code as string) === 'too_small' ? undefined : `expected a whole number, got ${JSON.stringify(issue.input) ?? String(issue.input)}`) })
+      .int()
+      .min(min, belowMin && { error: belowMin }),
+  );
 const count = (min = 0) => integer(min);
 
 const dataType = z
