@@ -118,8 +118,9 @@ test('SIGTERM: not ready first, requests received are answered over HTTP and gRP
 
 test('connections that never sent a byte (a preconnect, a stopped client) do not hold the drain: it ends by itself, exit 0', async () => {
   const grpcPort = await freePort();
-  // A drain that waited for them would end only at --shutdown-timeout, by SIGTERM (status 143).
-  const served = await serve(['--grpc-port', String(grpcPort), '--http-keep-alive-timeout-ms', '500', '--shutdown-timeout', '60']);
+  // A drain that waited for them would end only at --shutdown-timeout, by SIGTERM (status 143). Over HTTP the headers
+  // timeout closes a connection that sends no request; over gRPC, nothing would without the drain cutting it.
+  const served = await serve(['--grpc-port', String(grpcPort), '--http-headers-timeout-ms', '1000', '--shutdown-timeout', '60']);
   const silent = await Promise.all(
     [Number(new URL(served.url).port), grpcPort].map(
       (port) =>

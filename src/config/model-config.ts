@@ -51,13 +51,14 @@ const repeated = <T extends z.ZodType>(item: T) =>
  * uint64 fields arrive as strings in Triton's JSON form. Only numbers and numeric strings count:
  * z.coerce would also turn null (YAML's empty value), '', true and [] into 0 or 1 without a word.
  */
+const DECIMAL_NUMBER = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+const shownValue = (value: unknown) => (typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value)));
 const integer = (min: number, belowMin?: string) =>
   z.preprocess(
-    (value) => (typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : value),
+    (value) => (typeof value === 'string' && DECIMAL_NUMBER.test(value) ? Number(value) : value),
     // What arrived, by value: 'eight', or [8, 4] for a field written twice in pbtxt (zod would say "received NaN" or "array").
     z
-      // (zod types this map for invalid_type only, but hands it the int and min issues too: min keeps its own message)
-      .number({ error: (issue) => ((issue.code as string) === 'too_small' ? undefined : `expected a whole number, got ${JSON.stringify(issue.input) ?? String(issue.input)}`) })
+      .number({ error: (issue) => (issue.code === 'invalid_type' ? `expected a whole number, got ${shownValue(issue.input)}` : undefined) })
       .int()
       .min(min, belowMin && { error: belowMin }),
   );

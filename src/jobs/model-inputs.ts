@@ -78,7 +78,8 @@ export async function readModelInputs(
     if (record.image) {
       const prepared = await preprocessor!.run({ [imageInput]: { datatype: 'BYTES', shape: [1, 1], data: [record.image] } }).catch((error: Error) => {
         const reason = error instanceof ImageInputError ? error.reason : error.message;
-        if (skipUnreadable) return void unreadable.push({ id: record.id, reason });
+        // Only an image that does not decode is the file's fault; any other failure would be every file's.
+        if (skipUnreadable && error instanceof ImageInputError) return void unreadable.push({ id: record.id, reason });
         throw new Error(`${where}: ${reason}`, { cause: error });
       });
       if (!prepared) continue;

@@ -567,6 +567,7 @@ export class ModelRepository {
       throw this.loadFailure(name, reason, configOverride, [error]);
     }
     const versionErrors: unknown[] = [];
+    const failedToLoad: string[] = [];
     await Promise.all(
       versions.map(async (versionNumber) => {
         const version = String(versionNumber);
@@ -620,6 +621,7 @@ export class ModelRepository {
           logger.info({ version, ms: Math.round(loadMs) }, `loaded model '${name}' version ${version}`);
         } catch (error) {
           versionErrors.push(error);
+          failedToLoad.push(version);
           entry.failures.set(version, redacted(root, (error as Error).message));
           logger[levelOf(error, configOverride)]({ version, ...failureFields(error) }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
         }
@@ -632,8 +634,10 @@ export class ModelRepository {
     if (!backend) entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
     if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, folder, available, entry, logger);
     // A version that served before and failed to load again keeps serving as it was (the others move on), its failure
-    // shown beside it in the index.
-    const carried = [...entry.failures.keys()].filter((version) => previous && !previous.unloaded && previous.versions.get(version)?.state === 'READY');
+    // shown beside it in the index — not one the policy no longer names or whose folder went, nor across a change of
+    // kind (a model that became an ensemble, or the reverse).
+    const sameKind = previous !== undefined && (previous.steps === undefined) === (entry.steps === undefined);
+    const carried = failedToLoad.filter((version) => sameKind && !previous!.unloaded && previous!.versions.get(version)?.state === 'READY');
     for (const version of carried) {
       entry.versions.set(version, previous!.versions.get(version)!);
       logger.warn({ version, reason: entry.failures.get(version) }, `reload of model '${name}' version ${version} failed; the loaded version ${version} keeps serving: ${entry.failures.get(version)}`);

@@ -475,19 +475,21 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       health.close();
       return new Promise((resolve) => {
         const timers: NodeJS.Timeout[] = [];
-        const forceNow = () => {
+        let done = false;
+        const finish = (force: boolean) => {
+          if (done) return;
+          done = true;
           for (const timer of timers) clearTimeout(timer);
-          grpcServer.forceShutdown();
+          if (force) grpcServer.forceShutdown();
           resolve();
         };
-        timers.push(setTimeout(forceNow, graceMs).unref());
+        timers.push(setTimeout(() => finish(true), graceMs).unref());
         // Every call answered, a connection that stays (a client that never reads the GOAWAY, or never sent anything)
         // holds nothing: after a second for the last answers to leave, it is cut rather than waited for to the end.
-        void calls.idle().then(() => timers.push(setTimeout(forceNow, IDLE_CONNECTIONS_GRACE_MS).unref()));
-        grpcServer.tryShutdown(() => {
-          for (const timer of timers) clearTimeout(timer);
-          resolve();
+        void calls.idle().then(() => {
+          if (!done) timers.push(setTimeout(() => finish(true), IDLE_CONNECTIONS_GRACE_MS).unref());
         });
+        grpcServer.tryShutdown(() => finish(false));
       });
     },
   };

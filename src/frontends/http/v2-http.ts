@@ -4,7 +4,7 @@
  */
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { Server as NetServer, type Socket } from 'node:net';
+import { Server as NetServer } from 'node:net';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -174,40 +174,21 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>) {
       : createHttpServer(timeouts, handler);
     server.keepAliveTimeout = settings.keepAliveTimeoutMs;
     server.maxConnections = settings.maxConnections;
-    const open = new Set<Socket>();
-    server.on('connection', (socket: Socket) => {
-      open.add(socket);
-      socket.once('close', () => open.delete(socket));
-    });
-    openConnections.set(server, open);
     return server;
   };
 }
 
-/** Each listener's open connections, for a drain to find those that never sent a byte. */
-const openConnections = new WeakMap<HttpServer, ReadonlySet<Socket>>();
-
 /**
- * Stops taking connections and resolves once every open one has closed, without resetting any
- * that may carry a request: a request in flight is answered (with Connection: close, the server
- * draining), and an idle keep-alive connection closes at its keep-alive timeout, which its client
- * was told and so does not send on it as it closes. (http.Server.close() would close idle
- * connections at once, racing a client that is writing a request on one.) A connection that never
- * sent a request (a browser's preconnect, a client that stopped) has no such timeout: once the
- * keep-alive timeout has passed since the drain began, the idle connections left are those, and
- * they are closed. Then the front end closes.
+ * Stops taking connections and resolves once every open one has closed, without resetting any: a
+ * request in flight is answered (with Connection: close, the server draining), an idle keep-alive
+ * connection closes at its keep-alive timeout, which its client was told and so does not send on
+ * it as it closes, and one that never sent a request (a browser's preconnect) at the headers
+ * timeout. (http.Server.close() would close idle connections at once, racing a client that is
+ * writing a request on one.) Then the front end closes.
  */
 export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
   const listeners = [app.server, dashboardListenerOf(app)?.httpServer].filter((listener) => listener?.listening) as HttpServer[];
-  // Node's closeIdleConnections() leaves a connection that never sent a request open: found by its bytes read.
-  const sweep = setInterval(() => {
-    for (const listener of listeners) for (const socket of openConnections.get(listener) ?? []) if (socket.bytesRead === 0) socket.destroy();
-  }, Math.max(100, app.server.keepAliveTimeout));
-  try {
-    await Promise.all(listeners.map((listener) => new Promise<void>((resolve) => NetServer.prototype.close.call(listener, () => resolve()))));
-  } finally {
-    clearInterval(sweep);
-  }
+  await Promise.all(listeners.map((listener) => new Promise<void>((resolve) => NetServer.prototype.close.call(listener, () => resolve()))));
   await app.close();
 }
 
