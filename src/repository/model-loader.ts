@@ -112,7 +112,6 @@ export function responseCacheOf(
   return new ResponseCache(store, { model: name, version, ttlSeconds: ttl_seconds, keyParameters: key_parameters, identity });
 }
 
-
 function queuePolicyOf(config: QueuePolicyConfig): QueuePolicy {
   return {
     maxQueueSize: config.max_queue_size,
