@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatype.js';
 import { closestName } from '../core/edit-distance.js';
+import { DECIMAL_NUMBER } from '../core/decimal-number.js';
 
 /**
  * An object of the config that refuses fields it does not know, naming each and the known field
@@ -51,11 +52,10 @@ const repeated = <T extends z.ZodType>(item: T) =>
  * uint64 fields arrive as strings in Triton's JSON form. Only numbers and numeric strings count:
  * z.coerce would also turn null (YAML's empty value), '', true and [] into 0 or 1 without a word.
  */
-const DECIMAL_NUMBER = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
 const shownValue = (value: unknown) => (typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value)));
 const integer = (min: number, belowMin?: string) =>
   z.preprocess(
-    (value) => (typeof value === 'string' && DECIMAL_NUMBER.test(value) ? Number(value) : value),
+    (value) => (typeof value === 'string' && DECIMAL_NUMBER.test(value.trim()) ? Number(value) : value),
     // What arrived, by value: 'eight', or [8, 4] for a field written twice in pbtxt (zod would say "received NaN" or "array").
     z
       .number({ error: (issue) => (issue.code === 'invalid_type' ? `expected a whole number, got ${shownValue(issue.input)}` : undefined) })

@@ -6,6 +6,7 @@
 import sharp from 'sharp';
 import { z } from 'zod';
 import type { ImagePreprocessing } from '../config/model-config.js';
+import { DECIMAL_NUMBER } from '../core/decimal-number.js';
 
 /** A box [x_min, y_min, x_max, y_max] in pixels. */
 export type Box = [number, number, number, number];
@@ -17,9 +18,6 @@ export interface Detection {
   score: number;
   box: Box;
 }
-
-/** A decimal number as a query parameter writes it (Number() would also take '0x1', '0b1' and ' 1 '). */
-export const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 /** A query parameter (text) or a library caller's number, within [min, max]; `fallback` when absent. */
 const bounded = (name: string, min: number, max: number, fallback: number, integer = false) =>
@@ -33,7 +31,7 @@ const bounded = (name: string, min: number, max: number, fallback: number, integ
         return z.NEVER;
       }
       const value = Number(raw);
-      if ((typeof raw === 'string' && !DECIMAL.test(raw)) || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+      if ((typeof raw === 'string' && !DECIMAL_NUMBER.test(raw)) || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
         context.addIssue({ code: 'custom', message: `${name} must be a ${integer ? 'whole number' : 'number'} from ${min} to ${max}, got '${raw}'` });
         return z.NEVER;
       }

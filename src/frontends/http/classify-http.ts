@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookH
 import { invalidArgument } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
 import { timingAnswer } from '../../model/image-classification.js';
-import { DECIMAL } from '../../processing/object-detection.js';
+import { DECIMAL_NUMBER } from '../../core/decimal-number.js';
 import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
@@ -31,7 +31,7 @@ function topKOf(request: FastifyRequest): number | undefined {
   if (raw === undefined) return undefined;
   if (Array.isArray(raw)) throw invalidArgument(`top_k is given ${raw.length} times; give it once`);
   const topK = Number(raw);
-  if (!DECIMAL.test(raw) || !Number.isInteger(topK) || topK < 1) throw invalidArgument(`top_k must be a positive integer, got '${raw}'`);
+  if (!DECIMAL_NUMBER.test(raw) || !Number.isInteger(topK) || topK < 1) throw invalidArgument(`top_k must be a positive integer, got '${raw}'`);
   return topK;
 }
 
