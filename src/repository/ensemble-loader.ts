@@ -71,10 +71,11 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize);
   // The step versions serving now decide the answers, asked for each request: a step that loads a new version, new weights or
   // other processing makes a new ensemble for the cache at once, without the ensemble reloading.
-  const ensembleConfig = answerDecidingConfig(config, []);
+  // The ensemble's own part is hashed once; the cache key hashes the whole identity again, so the steps' parts are only joined.
+  const ensembleConfig = fingerprint(answerDecidingConfig(config, []));
   const answerIdentity = async () => {
     const steps = await Promise.all(plan.steps.map(options.stepIdentity));
-    return steps.includes(undefined) ? undefined : fingerprint({ config: ensembleConfig, steps });
+    return steps.includes(undefined) ? undefined : [ensembleConfig, ...steps].join('|');
   };
   const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger);
   return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, cache, answerIdentity, logger });
