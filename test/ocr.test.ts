@@ -142,6 +142,20 @@ describe('OCR end to end on the bundled PaddleOCR models', () => {
     assert.match(body.error, /the model cannot run on these inputs: .*invalid input shape/i);
   });
 
+  it('a detector input whose sides are not multiples of 32 is refused with the sizes that would do, before the engine runs', async () => {
+    const detect = (height: number, width: number) =>
+      fetch(`${base}/v2/models/ocr_detection/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, height, width], data: new Array(3 * height * width).fill(0.1) }] }),
+      });
+    const refused = await detect(40, 64);
+    const body = (await refused.json()) as { error: string };
+    assert.equal(refused.status, 400, body.error);
+    assert.match(body.error, /shape \[1,3,40,64\].*multiple of \[1, 1, 32, 32\].*dim 2 is 40, try 32 or 64/);
+    assert.doesNotMatch(body.error, /dim 3/);
+    assert.equal((await detect(32, 64)).status, 200);
+  });
+
   it('reads the same line identically from a plain JSON request', async () => {
     const input = await recognitionInput(await renderTextLine(LINES[0], RENDER));
     const binary = await recogniseBinary(input);

@@ -200,10 +200,11 @@ export class OnnxSession {
 
 /**
  * ONNX Runtime's words for inputs its graph cannot take, though they match the config (a width of
- * 0 that a convolution refuses, dimensions a reshape cannot meet): the request's fault, answered as
+ * 0 that a convolution refuses, dimensions a reshape cannot meet, sizes whose down- and up-sampled
+ * feature maps no longer line up to be added): the request's fault, answered as
  * INVALID_ARGUMENT with the engine's reason rather than as the server's failure.
  */
-const INPUT_FAULT = /invalid input shape|got invalid dimensions|invalid rank for input|input dimension.*(invalid|mismatch)|the input tensor cannot be reshaped/i;
+const INPUT_FAULT = /invalid input shape|got invalid dimensions|invalid rank for input|input dimension.*(invalid|mismatch)|the input tensor cannot be reshaped|attempting to broadcast an axis/i;
 
 /** A run's failure as the caller should see it: the request's fault when the engine says so, else as thrown. */
 export function runFailure(error: Error): Error {

@@ -626,3 +626,18 @@ test('a number field given something else says what arrived: a word, a fraction,
   assert.equal(refused(parseYaml('max_batch_size: 1.5'), 'config.yaml'), 'invalid config.yaml: max_batch_size: expected a whole number, got 1.5');
   assert.equal(parseModelConfig({ max_batch_size: '8' }, 'config.json').max_batch_size, 8, "Triton's JSON writes uint64 as a string");
 });
+
+test('dims_multiple_of has one entry per dim and agrees with the fixed dims', () => {
+  const config = (multiples: unknown, dims = [3, -1, -1]) => ({
+    name: 'detector',
+    platform: 'onnxruntime_onnx',
+    input: [{ name: 'x', data_type: 'TYPE_FP32', dims, dims_multiple_of: multiples }],
+    output: [{ name: 'y', data_type: 'TYPE_FP32', dims: [1, -1, -1] }],
+  });
+  assert.deepEqual(parseModelConfig(config([1, 32, 32]), 'config.json').input[0].dims_multiple_of, [1, 32, 32]);
+  assert.match(parseError(config([32, 32])), /dims_multiple_of.*has 2 entries; input 'x' has 3 dims \[3, -1, -1\]/);
+  assert.match(parseError(config([2, 32, 32])), /dim 0 of input 'x' is fixed at 3, which is not a multiple of 2/);
+  assert.match(parseError(config([1, 0, 32])), /dims_multiple_of/);
+  const fromPbtxt = parseModelConfig(parsePbtxt('name: "d" platform: "onnxruntime_onnx" input { name: "x" data_type: TYPE_FP32 dims: [3, -1] dims_multiple_of: [1, 8] } output { name: "y" data_type: TYPE_FP32 dims: [-1] }'), 'config.pbtxt');
+  assert.deepEqual(fromPbtxt.input[0].dims_multiple_of, [1, 8]);
+});

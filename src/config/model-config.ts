@@ -127,6 +127,24 @@ const inputSchema = tritonObject('input', ['is_shape_tensor', 'is_non_linear_for
   preprocess: configObject({ image: imagePreprocessingSchema }).optional(),
   /** Triton's ragged batching: requests whose shapes differ in this input still batch, their elements concatenated into one flat tensor. */
   allow_ragged_batch: z.boolean().default(false),
+  /**
+   * Nereid: each dimension after the batch one must be a multiple of this (1 where any size goes), as a
+   * model with strided down- and up-sampling needs (PaddleOCR's detector: [1, 32, 32]); a request
+   * that breaks it is refused with the sizes that would do, instead of failing inside the engine.
+   */
+  dims_multiple_of: repeated(count(1)).optional(),
+}).superRefine((input, ctx) => {
+  const multiples = input.dims_multiple_of;
+  if (!multiples) return;
+  if (multiples.length !== input.dims.length) {
+    ctx.addIssue({ code: 'custom', path: ['dims_multiple_of'], message: `has ${multiples.length} entries; input '${input.name}' has ${input.dims.length} dims [${input.dims.join(', ')}], one entry each` });
+    return;
+  }
+  input.dims.forEach((dim, index) => {
+    if (dim !== -1 && dim % multiples[index] !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['dims_multiple_of', index], message: `dim ${index} of input '${input.name}' is fixed at ${dim}, which is not a multiple of ${multiples[index]}` });
+    }
+  });
 });
 
 const outputSchema = tritonObject('output', ['is_shape_tensor', 'is_non_linear_format_io'], {

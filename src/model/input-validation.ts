@@ -34,6 +34,8 @@ interface InputRule {
   acceptsRowsOnly: boolean;
   /** BYTES elements must be text the backend can carry (valid UTF-8, no 0 byte). */
   textOnly: boolean;
+  /** Aligned with `shape`: each dim must be a multiple of its entry (the config's dims_multiple_of, 1 for the batch dimension). */
+  multipleOf?: readonly number[];
 }
 
 const isText = (element: Buffer) => !element.includes(0) && isUtf8(element);
@@ -108,6 +110,18 @@ function unsignedParameter(request: InferenceRequest, key: string): number | und
   return value;
 }
 
+/** Refuses a shape whose dims are not multiples of the config's dims_multiple_of, naming the nearest sizes that are. */
+function checkMultiples(name: string, shape: readonly number[], multipleOf: readonly number[]): void {
+  const wrong = shape.flatMap((dim, index) => (dim % multipleOf[index] === 0 ? [] : [index]));
+  if (wrong.length === 0) return;
+  const nearest = (dim: number, step: number) => {
+    const below = Math.floor(dim / step) * step;
+    return below === 0 ? `${step}` : `${below} or ${below + step}`;
+  };
+  const advice = wrong.map((index) => `dim ${index} is ${shape[index]}, try ${nearest(shape[index], multipleOf[index])}`).join('; ');
+  throw invalidArgument(`input '${name}' has shape ${describeShape(shape)}; the model needs each dim to be a multiple of [${multipleOf.join(', ')}] (dims_multiple_of in its config): ${advice}`);
+}
+
 export class RequestValidator {
   private readonly inputs = new Map<string, InputRule>();
   private readonly required: readonly string[];
@@ -135,6 +149,7 @@ export class RequestValidator {
         reshape: input.reshape?.shape,
         acceptsRowsOnly: imageInputs.has(input.name),
         textOnly: Boolean(options.bytesAsText) && !imageInputs.has(input.name),
+        multipleOf: input.dims_multiple_of && (config.max_batch_size > 0 ? [1, ...input.dims_multiple_of] : input.dims_multiple_of),
       });
     }
     this.required = config.input.filter((input) => !input.optional).map((input) => input.name);
@@ -226,7 +241,10 @@ export class RequestValidator {
         throw invalidArgument(`input '${input.name}' has an invalid shape ${describeShape(shape)}: dimensions must be non-negative integers`);
       }
     }
-    if (input.datatype === rule.datatype && shapeMatches(rule.shape, shape)) return shape;
+    if (input.datatype === rule.datatype && shapeMatches(rule.shape, shape)) {
+      if (rule.multipleOf) checkMultiples(input.name, shape, rule.multipleOf);
+      return shape;
+    }
     if (rule.acceptsRowsOnly && input.datatype === 'BYTES' && shape.length === rule.shape.length - 1) return [...shape, 1];
     throw invalidArgument(`input '${input.name}' expects ${rule.datatype} ${describeShape(rule.shape)}, got ${input.datatype} ${describeShape(shape)}`);
   }
