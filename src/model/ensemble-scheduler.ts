@@ -61,6 +61,7 @@ function summedTimings(parts: readonly (RequestTimings | undefined)[], rows: num
 export class EnsembleScheduler implements Scheduler {
   readonly queued = 0;
   readonly queuedBytes = 0;
+  readonly liveSequences = 0;
   private running = 0;
   private stopping = false;
   private whenIdle?: () => void;

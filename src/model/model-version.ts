@@ -175,6 +175,11 @@ export class ModelVersion {
     return this.parts.scheduler.queued;
   }
 
+  /** Sequences whose state this version's scheduler keeps between requests. */
+  get liveSequences(): number {
+    return this.parts.scheduler.liveSequences;
+  }
+
   /** Requests this version holds at once, waiting or running, before refusing more for a full queue (see Scheduler.admits). */
   get admits(): number {
     return this.parts.scheduler.admits;

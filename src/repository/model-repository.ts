@@ -836,6 +836,11 @@ export class ModelRepository {
     });
   }
 
+  /** Sequences whose state the model's loaded versions keep: unloading it drops them. */
+  liveSequences(name: string): number {
+    return this.loadedVersions(name).reduce((sum, version) => sum + version.liveSequences, 0);
+  }
+
   versionsOf(name: string): string[] {
     const entry = this.entries.get(name);
     return entry ? this.versionList(entry) : [];

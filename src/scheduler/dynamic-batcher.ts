@@ -157,6 +157,8 @@ export class DynamicBatcher implements Scheduler {
     return this.queue.bytes;
   }
 
+  readonly liveSequences = 0;
+
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
     if (this.stopped) return Promise.reject(new NereidError('UNAVAILABLE', `${this.label} is unloading`));
     const signal = request.signal;

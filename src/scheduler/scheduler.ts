@@ -41,6 +41,8 @@ export interface Scheduler {
   readonly queued: number;
   /** Bytes of the inputs of the requests waiting. */
   readonly queuedBytes: number;
+  /** Sequences whose state it keeps between their requests: an unload drops them. */
+  readonly liveSequences: number;
   /**
    * Requests of the default priority it holds at once, waiting or running, when nothing else is
    * sent to it: a client that keeps no more than this in flight is not refused for a full queue.

@@ -16,6 +16,7 @@ function repositoryOf(sizes: Record<string, number>, loadMs = 0) {
   let resident = 100 * MB;
   const events: string[] = [];
   const failing = new Set<string>();
+  const sequences = new Map<string, number>();
   const repository: ModelResidencyOptions['repository'] = {
     load: async (name: string) => {
       await new Promise((resolve) => setTimeout(resolve, loadMs));
@@ -28,8 +29,9 @@ function repositoryOf(sizes: Record<string, number>, loadMs = 0) {
       events.push(`evict ${name}`);
     },
     folderOf: async () => '/nonexistent-model-folder',
+    liveSequences: (name: string) => sequences.get(name) ?? 0,
   };
-  return { repository, events, failing, residentSet: () => resident };
+  return { repository, events, failing, sequences, residentSet: () => resident };
 }
 
 function residencyOf(sizes: Record<string, number>, options: Partial<ModelResidencyOptions> & { loadMs?: number } = {}) {
@@ -78,6 +80,22 @@ test('a model with a request in flight is never unloaded: the next idle one goes
   await use(residency, 'c');
   assert.deepEqual(events, ['load a', 'load b', 'evict b', 'load c']);
   holdA();
+});
+
+test('a model keeping live sequences is not unloaded while an idle one can go, and a load waits for its sequences to end', async () => {
+  const { residency, events, sequences } = residencyOf({ a: 100 * MB, b: 100 * MB, c: 100 * MB });
+  await use(residency, 'a');
+  sequences.set('a', 1); // a is the least recently used, but holds a stream's state between its requests
+  await use(residency, 'b');
+  await use(residency, 'c');
+  assert.deepEqual(events, ['load a', 'load b', 'evict b', 'load c']);
+  sequences.set('c', 2);
+  const b = residency.lease('b')!;
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  assert.deepEqual(events.slice(4), [], 'both resident models keep sequences: nothing to unload yet');
+  sequences.set('a', 0); // its sequence ended (or went idle past its timeout): no lease announces that
+  (await b)();
+  assert.deepEqual(events.slice(4), ['evict a', 'load b']);
 });
 
 test('when every model that could make room is busy, the load waits for one to finish', async () => {

@@ -17,7 +17,7 @@ import type { ModelRepository } from '../repository/model-repository.js';
 export type Residency = 'pinned' | 'on_demand';
 
 export interface ModelResidencyOptions {
-  repository: Pick<ModelRepository, 'load' | 'evict' | 'folderOf'>;
+  repository: Pick<ModelRepository, 'load' | 'evict' | 'folderOf' | 'liveSequences'>;
   /** Bytes the models in memory may be charged in all; none: no model is unloaded to make room. */
   budgetBytes?: number;
   /** The longest a request waits for its model to load (or for room to load it) before a 503. */
@@ -60,6 +60,8 @@ export interface ResidencySummary {
 }
 
 const MIB = 1024 * 1024;
+/** How often a load waiting for room looks again at models kept only by their sequences. */
+const SEQUENCE_RECHECK_MS = 100;
 
 /**
  * The resident set less what JavaScript holds (its heap and the buffers it allocated): what ONNX
@@ -243,7 +245,11 @@ export class ModelResidency {
     }
   }
 
-  /** Unloads least recently used, unpinned, unleased models until `bytes` more fit the budget. */
+  /**
+   * Unloads least recently used, unpinned models that no request holds and that keep no live
+   * sequence (an unload would drop its state; sequences end or go idle past their timeout, so the
+   * wait below looks again) until `bytes` more fit the budget.
+   */
   private async makeRoom(bytes: number, loading: string): Promise<void> {
     const budget = this.options.budgetBytes;
     if (budget === undefined) return;
@@ -252,7 +258,7 @@ export class ModelResidency {
       const candidates = [...this.tenants]
         .filter(([name, tenant]) => name !== loading && tenant.residency === 'on_demand' && tenant.phase === 'resident')
         .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
-      const idle = candidates.find(([, tenant]) => tenant.leases === 0);
+      const idle = candidates.find(([name, tenant]) => tenant.leases === 0 && this.options.repository.liveSequences(name) === 0);
       if (idle) {
         await this.evict(idle[0], idle[1], budget);
         continue;
@@ -268,11 +274,12 @@ export class ModelResidency {
           `model '${loading}' needs about ${mib(bytes)}, but the memory budget of ${mib(budget)} (--model-memory-budget) has ${mib(Math.max(0, budget - pinnedBytes))} left beside the models that cannot be unloaded`,
         );
       }
-      // Every model that could make room is serving requests: wait for one to finish.
+      // Every model that could make room is serving requests or keeping sequences: wait for a request to
+      // finish, looking again now and then for a sequence that ended, which no lease announces.
       const remaining = deadline - performance.now();
-      if (remaining <= 0) throw overloaded(`no room to load model '${loading}' within ${this.options.loadWaitMs} ms: every model that could be unloaded is serving requests`, this.options.loadWaitMs);
+      if (remaining <= 0) throw overloaded(`no room to load model '${loading}' within ${this.options.loadWaitMs} ms: every model that could be unloaded is serving requests or keeping live sequences`, this.options.loadWaitMs);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, remaining);
+        const timer = setTimeout(resolve, Math.min(remaining, SEQUENCE_RECHECK_MS));
         this.leaseEnded = () => {
           clearTimeout(timer);
           this.leaseEnded = undefined;
