@@ -8,8 +8,11 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
+import * as http2 from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
 import { numberToHalf } from '../src/core/datatype.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd, type GrpcFrontEndOptions } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
@@ -590,6 +593,63 @@ describe('ModelStreamInfer answers in request order', () => {
       assert.deepEqual([...new Float32Array(new Uint8Array(outputOf(answers[3].infer_response, 'OUTPUT0').raw).buffer)], [4]);
     } finally {
       await stopGrpc(endpoint);
+    }
+  });
+
+  test('a client that does not read its answers stops the stream reading its requests, and loses none when it reads again', async () => {
+    // A raw HTTP/2 client: grpc-js's own keeps reading into an unbounded list when its caller does not, which would
+    // hide the server's behaviour; this one stops taking data, so HTTP/2 flow control reaches the server.
+    const root = protobuf.loadSync(join(import.meta.dirname, '..', 'proto', 'grpc_service.proto'));
+    const requestType = root.lookupType('inference.ModelInferRequest');
+    const answerType = root.lookupType('inference.ModelStreamInferResponse');
+    const front = createGrpcFrontEnd(gatedServer.server);
+    const port = await front.listen('127.0.0.1', 0);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const before = fastSuccesses();
+      const stream = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelStreamInfer', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.pause();
+      const REQUESTS = 200;
+      const ELEMENTS = 64 * 1024; // 256 KiB answers: a few fill the transport's windows
+      const payload = Buffer.from(new Float32Array(ELEMENTS).fill(1).buffer);
+      const writing = (async () => {
+        for (let index = 0; index < REQUESTS; index++) {
+          const message = requestType.encode({ modelName: 'identity_fp32', id: `r${index}`, inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, ELEMENTS] }], rawInputContents: [payload] }).finish();
+          const frame = Buffer.alloc(5 + message.length);
+          frame.writeUInt32BE(message.length, 1);
+          frame.set(message, 5);
+          if (!stream.write(frame)) await once(stream, 'drain');
+        }
+        stream.end();
+      })();
+      // Nothing reads the answers: the server's count must stop well short of every request, and stay there.
+      let served = -1;
+      while (served !== fastSuccesses()) {
+        served = fastSuccesses();
+        await sleep(500);
+      }
+      const held = served - before;
+      assert.ok(held > 0 && held < REQUESTS / 2, `${held} of ${REQUESTS} requests ran with no answer read`);
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.resume();
+      const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on('trailers', resolve));
+      await writing;
+      assert.equal(trailers['grpc-status'], '0', String(trailers['grpc-message']));
+      const body = Buffer.concat(chunks);
+      const ids: string[] = [];
+      for (let at = 0; at < body.length; ) {
+        const length = body.readUInt32BE(at + 1);
+        const answer = answerType.decode(body.subarray(at + 5, at + 5 + length)) as unknown as { errorMessage: string; inferResponse: { id: string } };
+        assert.equal(answer.errorMessage, '');
+        ids.push(answer.inferResponse.id);
+        at += 5 + length;
+      }
+      assert.deepEqual(ids, Array.from({ length: REQUESTS }, (_, index) => `r${index}`));
+      assert.equal(fastSuccesses() - before, REQUESTS);
+    } finally {
+      session.close();
+      await front.close(1000);
     }
   });
 
