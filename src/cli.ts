@@ -5,7 +5,8 @@
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -33,6 +34,7 @@ import { createServer } from './server/create-server.js';
 import { serverOptionsSchema, type Server } from './server/server.js';
 import { timingAnswer, type ImageTimings } from './model/image-classification.js';
 import { parseDetectionOptions } from './processing/object-detection.js';
+import { staleBuildWarning } from './tools/stale-build.js';
 import { VERSION } from './version.js';
 
 function integer(min: number, max = Infinity) {
@@ -1083,6 +1085,13 @@ program
     process.on('SIGTERM', () => void stop('SIGTERM'));
   });
 // ---------------------------------------------------------------------------------------------
+
+// Run from a checkout's dist/ (not through tsx from src/): say when that build is older than the sources.
+const runningFile = fileURLToPath(import.meta.url);
+if (basename(dirname(runningFile)) === 'dist') {
+  const warning = staleBuildWarning(dirname(dirname(runningFile)));
+  if (warning) console.error(`nereid: warning: ${warning}`);
+}
 
 program.parseAsync().catch((error: Error) => {
   // A schema's refusal of an option reads as the option and what it needs, not as zod's issue list.

@@ -1,0 +1,38 @@
+/**
+ * A clone runs `node dist/cli.js` as easily as `npm start`, but only the latter rebuilds: a build
+ * older than the sources then answers with behaviour the sources no longer have, silently. The CLI
+ * says so when it runs from a checkout's dist/ (an installed package ships no src/).
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+/** The newest file under `folder` with its modification time; undefined when the folder does not exist. */
+function newestFile(folder: string): { path: string; mtimeMs: number } | undefined {
+  let entries;
+  try {
+    entries = readdirSync(folder, { recursive: true, withFileTypes: true });
+  } catch {
+    return undefined;
+  }
+  let newest: { path: string; mtimeMs: number } | undefined;
+  for (const entry of entries) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    const mtimeMs = statSync(path).mtimeMs;
+    if (!newest || mtimeMs > newest.mtimeMs) newest = { path, mtimeMs };
+  }
+  return newest;
+}
+
+/** A warning when `root`'s dist/cli.js is older than a file in its src/, else undefined. */
+export function staleBuildWarning(root: string): string | undefined {
+  let builtMs: number;
+  try {
+    builtMs = statSync(join(root, 'dist', 'cli.js')).mtimeMs;
+  } catch {
+    return undefined;
+  }
+  const newest = newestFile(join(root, 'src'));
+  if (!newest || newest.mtimeMs <= builtMs) return undefined;
+  return `dist/ was built before ${relative(root, newest.path)} last changed, so this run may not do what the sources say; run \`npm run build\` (\`npm start\` rebuilds by itself)`;
+}
