@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
@@ -135,4 +135,40 @@ test('the packed tarball installs into an empty project with plain npm install, 
   const answer = (await classified.json()) as { predictions: { label: string }[] };
   assert.equal(answer.predictions[0]?.label, 'Sneaker');
   assert.equal(await stopChild(served), 0, 'SIGTERM drains and exits 0');
+});
+
+/**
+ * The published declarations as a TypeScript project reads them under settings people commonly use, each checking the
+ * package's own .d.ts (skipLibCheck off): a bundler's resolution, CommonJS with the classic node resolution (which
+ * knows no `exports`, so the client subpath needs `typesVersions`), and Node's own ESM resolution.
+ */
+test('the published type declarations check in a consumer under bundler, CommonJS and NodeNext settings', { timeout: 600_000 }, async (t) => {
+  const build = await run(process.execPath, ['scripts/build-if-stale.mjs'], ROOT, 300_000);
+  assert.equal(build.code, 0, `building dist/ failed:\n${build.stdout}${build.stderr}`);
+  const project = await mkdtemp(join(tmpdir(), 'nereid-types-'));
+  t.after(() => rm(project, { recursive: true, force: true }));
+  // The package as installed: its declarations, and beside it the dependencies they import (fastify, grpc-js, @types/node).
+  await mkdir(join(project, 'node_modules'));
+  await symlink(ROOT, join(project, 'node_modules', PACKAGE.name), 'dir');
+  await symlink(join(ROOT, 'node_modules', '@types'), join(project, 'node_modules', '@types'), 'dir');
+  await writeFile(
+    join(project, 'consumer.ts'),
+    `import { createServer } from '${PACKAGE.name}';\n` +
+      `import { HttpClient, GrpcClient, type HttpClientOptions } from '${PACKAGE.name}/client';\n` +
+      "const options: HttpClientOptions = { url: 'http://127.0.0.1:8000' };\n" +
+      'export const used = [createServer, new HttpClient(options), GrpcClient];\n',
+  );
+  const settings = {
+    bundler: { module: 'esnext', moduleResolution: 'bundler' },
+    commonjs: { module: 'commonjs', moduleResolution: 'node', esModuleInterop: true },
+    nodenext: { module: 'nodenext', moduleResolution: 'nodenext' },
+  };
+  await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'types-consumer', private: true, type: 'module' }));
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  for (const [name, compilerOptions] of Object.entries(settings)) {
+    const config = { compilerOptions: { ...compilerOptions, target: 'es2022', strict: true, skipLibCheck: false, noEmit: true }, files: ['consumer.ts'] };
+    await writeFile(join(project, `tsconfig.${name}.json`), JSON.stringify(config));
+    const checked = await run(process.execPath, [tsc, '-p', `tsconfig.${name}.json`], project, 300_000);
+    assert.equal(checked.code, 0, `${name} (${JSON.stringify(compilerOptions)}): tsc found errors:\n${checked.stdout}${checked.stderr}`);
+  }
 });

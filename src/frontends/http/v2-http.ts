@@ -204,7 +204,8 @@ export function dashboardAddress(app: FastifyInstance): string | undefined {
 }
 
 /** Each front end's OpenAPI document and the routes it could not document, for tests and tools. */
-export const openApiDocuments = new WeakMap<FastifyInstance, ServedOpenApi>();
+// Typed here, not inferred: the inferred type names the `Fastify` default import, which the declaration output drops.
+export const openApiDocuments: WeakMap<FastifyInstance, ServedOpenApi> = new WeakMap();
 
 /**
  * A body for /infer with neither the binary extension's header nor an image Content-Type must be
