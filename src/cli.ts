@@ -7,15 +7,14 @@ import { access, readFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
 import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
-import { readCaFile, readTlsFiles } from './core/tls.js';
+import { readClientTlsFiles, readTlsFiles } from './core/tls.js';
+import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, dashboardAddress, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
@@ -119,6 +118,9 @@ function number(min: number, max = Infinity) {
   };
 }
 
+/** Where each scope's token is read from the environment ('all': the HTTP token, which opens every scope). */
+const TOKEN_ENV = { all: 'NEREID_HTTP_AUTH_TOKEN', inference: 'NEREID_INFERENCE_AUTH_TOKEN', management: 'NEREID_MANAGEMENT_AUTH_TOKEN', metrics: 'NEREID_METRICS_AUTH_TOKEN' } as const;
+
 /**
  * Bearer tokens by scope from the flags, the environment (NEREID_<SCOPE>_AUTH_TOKEN, HTTP meaning all)
  * and --auth-token-file, so that tokens need not appear on a command line other users can read.
@@ -126,7 +128,6 @@ function number(min: number, max = Infinity) {
 async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens> {
   const tokens: Record<AuthScope | 'all', string[]> = { all: [], inference: [], management: [], metrics: [] };
   const flagOf = { all: 'httpAuthToken', inference: 'inferenceAuthToken', management: 'managementAuthToken', metrics: 'metricsAuthToken' } as const;
-  const envOf = { all: 'NEREID_HTTP_AUTH_TOKEN', inference: 'NEREID_INFERENCE_AUTH_TOKEN', management: 'NEREID_MANAGEMENT_AUTH_TOKEN', metrics: 'NEREID_METRICS_AUTH_TOKEN' } as const;
   /** A token that can never match (inner spaces) or is empty is refused where it comes from, not met as 401s. */
   const checked = (token: string, from: string) => {
     if (token === '') throw new Error(`${from} is empty: give a token, or leave it out to run without one`);
@@ -137,8 +138,8 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
     const given = (flags[flagOf[scope]] as string[] | undefined) ?? [];
     tokens[scope].push(...given.map((token) => checked(token, `--${flagOf[scope].replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`)));
     // A secret mounted from a file usually ends with a newline: it is not part of the token.
-    const fromEnv = process.env[envOf[scope]];
-    if (fromEnv !== undefined) tokens[scope].push(checked(fromEnv.trim(), envOf[scope]));
+    const fromEnv = process.env[TOKEN_ENV[scope]];
+    if (fromEnv !== undefined) tokens[scope].push(checked(fromEnv.trim(), TOKEN_ENV[scope]));
   }
   if (typeof flags.authTokenFile === 'string') {
     const text = await readFile(flags.authTokenFile, 'utf8');
@@ -173,33 +174,21 @@ function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope,
   for (const scope of open) logger.warn(`the ${scope} scope has no token while another scope has one: it is open to anyone who can reach its port (--${scope}-auth-token or --http-auth-token closes it)`);
 }
 
-/**
- * POSTs bytes (or GETs, without a body) and reads the JSON answer with node:http(s), which, unlike
- * fetch, takes the CA to trust for a server whose certificate a private CA signed (--tls-ca).
- */
-function requestJson(url: URL, body: Buffer | undefined, ca: Buffer | undefined, headers: Record<string, string> = {}): Promise<{ ok: boolean; body: unknown }> {
-  return new Promise((resolve, reject) => {
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const options: HttpsRequestOptions = body
-      ? { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length, ...headers }, ca }
-      : { method: 'GET', headers, ca };
-    const request = send(url, options, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const status = response.statusCode ?? 0;
-        try {
-          resolve({ ok: status >= 200 && status < 300, body: JSON.parse(text) });
-        } catch {
-          reject(new Error(`${url.origin} answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`));
-        }
-      });
-    });
-    request.on('error', (error) => reject(new Error(`${url.origin}: ${error.message}`)));
-    request.end(body);
-  });
+/** The flags of every command that talks to a running server at --url: its token and TLS, one set for all. */
+function serverConnectionOptions(command: Command, scope: 'inference' | 'management'): Command {
+  return command
+    .option('--token <token>', `with --url: a ${scope} token, when the server requires one (env ${TOKEN_ENV[scope]}, else ${TOKEN_ENV.all})`)
+    .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's, trusted instead of Node's built-in CAs")
+    .option('--tls-cert <pem>', 'with an https --url: a client certificate (PEM file) for a server that requires one (mutual TLS); needs --tls-key')
+    .option('--tls-key <pem>', 'the private key of --tls-cert (PEM file, unencrypted)');
+}
+
+/** A client of the server at --url with the token and TLS files serverConnectionOptions' flags (or the environment) give. */
+async function serverClient(flags: Record<string, string | undefined>, scope: 'inference' | 'management'): Promise<HttpClient> {
+  // A secret mounted from a file usually ends with a newline: it is not part of the token.
+  const token = (flags.token ?? process.env[TOKEN_ENV[scope]] ?? process.env[TOKEN_ENV.all])?.trim();
+  const tls = await readClientTlsFiles({ ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey });
+  return new HttpClient({ url: flags.url!, ...(token ? { token } : {}), ...(tls ? { tls } : {}) });
 }
 
 /** --log-verbose 0 logs at info, 1 at debug, 2 or more at trace, as Triton's verbosity grows. */
@@ -476,12 +465,15 @@ async function listening<T>(flag: string, host: string, port: number, listen: ()
 /** What an image command asks of a server in this process for one image, in the shape both routes answer. */
 type LocalImageCall = (server: Server, image: Buffer) => Promise<{ model: string; version: string; results: object[]; timings: ImageTimings }>;
 
+/** The same through a running server's route: its answer, printed as it is. */
+type RemoteImageCall = (client: HttpClient, image: Buffer) => Promise<object>;
+
 /**
  * Runs `nereid classify` or `nereid detect` over image files: through a running server's route
  * (`--url`), or in this process with the model loaded from the repository. One JSON line per file,
  * a bad file reported on its own line; exit code 1 when any failed.
  */
-async function runImageCommand(files: string[], flags: Record<string, string | undefined>, route: 'classify' | 'detect', query: URLSearchParams, local: LocalImageCall) {
+async function runImageCommand(files: string[], flags: Record<string, string | undefined>, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
   const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
   // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
   const images = await Promise.allSettled(
@@ -504,19 +496,20 @@ async function runImageCommand(files: string[], flags: Record<string, string | u
     process.exitCode = failed ? 1 : 0;
   };
   if (flags.url) {
-    const base = String(flags.url).replace(/\/$/, '');
-    const path = `/v2/models/${encodeURIComponent(model)}${flags.modelVersion ? `/versions/${flags.modelVersion}` : ''}/${route}`;
-    const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
-    const search = query.size > 0 ? `?${query}` : '';
+    const client = await serverClient(flags, 'inference');
     for (const [index, file] of files.entries()) {
       const image = images[index];
       if (image.status === 'rejected') {
         report(file, image.reason);
         continue;
       }
-      const answer = await requestJson(new URL(`${base}${path}${search}`), image.value, ca);
-      if (!answer.ok) failed += 1;
-      print(file, answer.body);
+      try {
+        print(file, await remote(client, image.value));
+      } catch (error) {
+        // The server's refusal of one image is that image's line; a server that cannot be reached ends the command.
+        if (!(error instanceof ClientError)) throw error;
+        report(file, error);
+      }
     }
     summarise();
     process.exit(); // with process.exitCode: keep-alive sockets to the server would hold the process a few seconds
@@ -549,19 +542,23 @@ function imageCommand(name: 'classify' | 'detect', description: string, defaultM
   const modelHelp = `model to ${name} with`;
   if (defaultModel) command.option('--model <name>', modelHelp, defaultModel);
   else command.requiredOption('--model <name>', modelHelp);
-  return command
+  command
     .option('--model-version <version>', 'model version (default: the latest ready one)')
     .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the bundled one)')
-    .option('--url <url>', `${name} through a running Nereid server instead (e.g. http://127.0.0.1:8000)`)
-    .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's, trusted instead of Node's built-in CAs")
-    .argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
+    .option('--url <url>', `${name} through a running Nereid server instead (e.g. http://127.0.0.1:8000)`);
+  return serverConnectionOptions(command, 'inference').argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
 }
 
 imageCommand('classify', 'classify image files with a model that declares image pre-processing; prints JSON, one line per file')
   .option('--top-k <n>', 'predictions per image (default: the model\'s top_k)', integer(1))
   .action(async (files: string[], flags) => {
-    const query = new URLSearchParams(flags.topK ? { top_k: String(flags.topK) } : {});
-    await runImageCommand(files, flags, 'classify', query, (server, image) => server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK }));
+    await runImageCommand(
+      files,
+      flags,
+      'classify',
+      (client, image) => client.classify(flags.model, image, { version: flags.modelVersion, topK: flags.topK, contentType: 'application/octet-stream' }),
+      (server, image) => server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK }),
+    );
   });
 
 imageCommand('detect', 'find objects in image files with a detection model (bundled: object_detection, COCO-80); prints JSON, one line per file: each object\'s label, score and box in the image\'s pixels', 'object_detection')
@@ -576,7 +573,14 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
     if (flags.iouThreshold !== undefined) options.iou_threshold = flags.iouThreshold;
     const checked = parseDetectionOptions(options);
     if (checked.problem !== undefined) throw new Error(checked.problem);
-    await runImageCommand(files, flags, 'detect', new URLSearchParams(options), (server, image) => server.detect(flags.model, [image], { version: flags.modelVersion, query: options }));
+    const { threshold, max_detections: maxDetections, iou_threshold: iouThreshold } = checked.options;
+    await runImageCommand(
+      files,
+      flags,
+      'detect',
+      (client, image) => client.detect(flags.model, image, { version: flags.modelVersion, threshold, maxDetections, iouThreshold, contentType: 'application/octet-stream' }),
+      (server, image) => server.detect(flags.model, [image], { version: flags.modelVersion, query: options }),
+    );
   });
 
 program
@@ -646,14 +650,13 @@ program
     );
   });
 
-program
+const monitor = program
   .command('monitor')
   .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders)")
   .requiredOption('--model <name>', 'model whose profile to use')
   .option('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors (or --url)')
-  .option('--url <url>', "instead of --data: read the live state a running server keeps for the version (its /monitor), e.g. http://127.0.0.1:8000")
-  .option('--token <token>', 'with --url: an inference token, when the server requires one (env NEREID_INFERENCE_AUTH_TOKEN, else NEREID_HTTP_AUTH_TOKEN)')
-  .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's")
+  .option('--url <url>', "instead of --data: read the live state a running server keeps for the version (its /monitor), e.g. http://127.0.0.1:8000");
+serverConnectionOptions(monitor, 'inference')
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
   .option('--version <n>', "version (default: the one the model's policy serves)")
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
@@ -669,15 +672,10 @@ program
     };
     if (flags.url) {
       if (flags.data || flags.reference) throw new Error('--url reads the state the server keeps: give it without --data or --reference');
-      const token = flags.token ?? process.env.NEREID_INFERENCE_AUTH_TOKEN ?? process.env.NEREID_HTTP_AUTH_TOKEN;
-      const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
-      const url = new URL(`${String(flags.url).replace(/\/$/, '')}/v2/models/${encodeURIComponent(flags.model)}${flags.version ? `/versions/${encodeURIComponent(flags.version)}` : ''}/monitor`);
-      const answer = await requestJson(url, undefined, ca, token ? { authorization: `Bearer ${token}` } : {});
-      const live = answer.body as LiveMonitor;
-      if (!answer.ok) throw new Error(`${url.origin}: ${(answer.body as { error?: string }).error ?? JSON.stringify(answer.body)}`);
+      const live = (await (await serverClient(flags, 'inference')).modelMonitor(flags.model, flags.version)) as unknown as LiveMonitor;
       if (live.monitored) failOn(live.state);
       if (flags.json) return console.log(JSON.stringify(live));
-      console.log(formatLiveMonitor(live, url.origin));
+      console.log(formatLiveMonitor(live, new URL(flags.url).origin));
       return;
     }
     if (!flags.data) throw new Error('give --data <examples> to score, or --url <server> to read the state a running server keeps');
@@ -771,25 +769,23 @@ function versionWeights(value: string): Record<string, number> {
   return weights;
 }
 
-program
+const promote = program
   .command('promote')
   .description("shift a running server's traffic between a model's versions (its canary weights), without a reload; needs --model-control-mode explicit or on_demand on the server")
   .requiredOption('--model <name>', 'model whose traffic to shift')
   .requiredOption('--weights <pairs>', 'VERSION=WEIGHT pairs, e.g. 1=50,2=50 or 2=100 to send everything to version 2', versionWeights)
-  .option('--url <url>', 'the server', 'http://127.0.0.1:8000')
-  .option('--token <token>', 'a management token, when the server requires one (env NEREID_MANAGEMENT_AUTH_TOKEN)')
-  .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's")
-  .action(async (flags) => {
-    const token = flags.token ?? process.env.NEREID_MANAGEMENT_AUTH_TOKEN;
-    const ca = flags.tlsCa ? await readCaFile(flags.tlsCa, '--tls-ca') : undefined;
-    const url = new URL(`${String(flags.url).replace(/\/$/, '')}/v2/repository/models/${encodeURIComponent(flags.model)}/traffic`);
-    const answer = await requestJson(url, Buffer.from(JSON.stringify({ weights: flags.weights })), ca, {
-      'content-type': 'application/json',
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-    });
-    console.log(JSON.stringify(answer.body));
-    process.exit(answer.ok ? 0 : 1);
-  });
+  .option('--url <url>', 'the server', 'http://127.0.0.1:8000');
+serverConnectionOptions(promote, 'management').action(async (flags) => {
+  const client = await serverClient(flags, 'management');
+  try {
+    console.log(JSON.stringify(await client.setTraffic(flags.model, flags.weights)));
+  } catch (error) {
+    // The server's refusal is the command's answer, printed as it prints a success; a server out of reach is an error.
+    if (!(error instanceof ClientError)) throw error;
+    console.log(JSON.stringify({ error: error.message }));
+    process.exitCode = 1;
+  }
+});
 
 program
   .command('tune')

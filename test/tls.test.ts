@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { Agent, fetch } from 'undici';
+import { ConnectionError, GrpcCallError, GrpcClient, HttpClient } from '../src/client/index.js';
 import { readTlsFiles, type TlsCredentials } from '../src/core/tls.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
@@ -168,6 +169,28 @@ describe('mutual TLS', () => {
     }
   });
 
+  test('HttpClient and GrpcClient trust the private CA and present a client certificate through the same `tls` option', async () => {
+    const { cert, key } = certificates.client;
+    const ca = certificates.serverCa.cert;
+    const inputs = { INPUT0: { datatype: 'INT32' as const, shape: [1, 16], data: Array(16).fill(3) }, INPUT1: { datatype: 'INT32' as const, shape: [1, 16], data: Array(16).fill(1) } };
+    const http = new HttpClient({ url: ports.served.url, tls: { ca, cert, key }, retry: { tries: 1 } });
+    const grpcClient = new GrpcClient({ address: `127.0.0.1:${ports.grpcPort}`, tls: { ca, cert, key }, retry: { tries: 1 } });
+    const anonymousGrpc = new GrpcClient({ address: `127.0.0.1:${ports.grpcPort}`, tls: { ca }, retry: { tries: 1 } });
+    try {
+      assert.deepEqual(Array.from((await http.infer('simple', inputs)).outputs.OUTPUT0!.data as Int32Array), Array(16).fill(4));
+      assert.deepEqual(Array.from((await grpcClient.infer('simple', inputs)).outputs.OUTPUT0!.data as Int32Array), Array(16).fill(4));
+      // Without a certificate of its own the handshake is refused; without the CA the server is not trusted.
+      await assert.rejects(new HttpClient({ url: ports.served.url, tls: { ca }, retry: { tries: 1 } }).serverReady(), (error: ConnectionError) => error instanceof ConnectionError && /certificate|socket|closed|reset/i.test(error.message));
+      await assert.rejects(new HttpClient({ url: ports.served.url, retry: { tries: 1 } }).serverReady(), /certificate/i);
+      await assert.rejects(anonymousGrpc.serverLive(), (error: GrpcCallError) => error.code === grpc.status.UNAVAILABLE);
+    } finally {
+      http.close();
+      grpcClient.close();
+      anonymousGrpc.close();
+    }
+    assert.throws(() => new HttpClient({ url: ports.served.url.replace('https:', 'http:'), tls: { ca } }), /tls \(ca, cert, key\) applies to an https:\/\/ url; got 'http:/);
+  });
+
   test('the metrics port asks for the client certificate too', async () => {
     const url = `https://127.0.0.1:${ports.metricsPort}/metrics`;
     assert.equal((await fetch(url, { dispatcher: httpsAgent(certificates.client) })).status, 200);
@@ -264,6 +287,34 @@ describe('nereid serve --tls-* and nereid classify --tls-ca', () => {
     const result = await cli(['serve', '--model-repository', served.repoDir, '--tls-cert', missing, '--tls-key', certificates.server.keyPath]);
     assert.equal(result.code, 1);
     assert.equal(result.stderr.trim(), `nereid: --tls-cert ${missing}: cannot read it (no such file)`);
+  });
+
+  test('classify and detect --url reach a server with mutual TLS and a token (--tls-cert, --tls-key, --token or NEREID_HTTP_AUTH_TOKEN)', async () => {
+    const guarded = await startTestServer({ repoDir: served.repoDir, http: { tls: serverTls(certificates.clientCa.cert), authTokens: ['cli-token'] } });
+    const connection = ['--url', guarded.url, '--tls-ca', certificates.serverCa.certPath, '--tls-cert', certificates.client.certPath, '--tls-key', certificates.client.keyPath];
+    try {
+      const classified = await cli(['classify', '--model', 'digits', ...connection, '--token', 'cli-token', imagePath]);
+      assert.equal(classified.code, 0, classified.stderr + classified.stdout);
+      assert.ok((JSON.parse(classified.stdout.trim()) as { predictions: unknown[] }).predictions.length > 0);
+      process.env.NEREID_HTTP_AUTH_TOKEN = 'cli-token\n';
+      try {
+        const fromEnvironment = await cli(['classify', '--model', 'digits', ...connection, imagePath]);
+        assert.equal(fromEnvironment.code, 0, fromEnvironment.stderr + fromEnvironment.stdout);
+      } finally {
+        delete process.env.NEREID_HTTP_AUTH_TOKEN;
+      }
+      const noToken = await cli(['classify', '--model', 'digits', ...connection, imagePath]);
+      assert.equal(noToken.code, 1);
+      assert.match(noToken.stdout, /401 missing or invalid bearer token/);
+      const noCertificate = await cli(['classify', '--model', 'digits', '--url', guarded.url, '--tls-ca', certificates.serverCa.certPath, '--token', 'cli-token', imagePath]);
+      assert.equal(noCertificate.code, 1);
+      assert.match(noCertificate.stderr, /certificate|socket|closed|reset/i);
+      const halfPair = await cli(['detect', ...connection.slice(0, 6), '--token', 'cli-token', imagePath]);
+      assert.equal(halfPair.code, 1);
+      assert.match(halfPair.stderr, /--tls-cert and --tls-key go together: --tls-key is missing/);
+    } finally {
+      await guarded.close();
+    }
   });
 
   test('classify --url https:// trusts the server through --tls-ca (and not without it)', async () => {

@@ -20,13 +20,19 @@ import {
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import type { InferOptions, InferResult } from './http-client.js';
 import { retryingCall, type RetryOptions } from '../core/retry.js';
+import type { ClientTlsOptions } from '../core/tls.js';
 
 export interface GrpcClientOptions {
   /** host:port, e.g. 127.0.0.1:8001. */
   address: string;
   /** Sent as authorization: Bearer metadata. */
   token?: string;
-  /** TLS: the CA that signed the server's certificate (PEM); none: plaintext. */
+  /**
+   * TLS (none: plaintext): the CA to trust instead of Node's built-in ones, and a certificate with its key for mutual
+   * TLS; `{}` is TLS with the built-in CAs.
+   */
+  tls?: ClientTlsOptions;
+  /** @deprecated `tls: { ca }`. */
   rootCertificate?: Buffer;
   retry?: RetryOptions;
   /** A deadline for each call. Default: none. */
@@ -71,7 +77,9 @@ export class GrpcClient {
 
   constructor(private readonly options: GrpcClientOptions) {
     const { Client } = loadInferenceProto();
-    const credentials = options.rootCertificate ? grpc.credentials.createSsl(options.rootCertificate) : grpc.credentials.createInsecure();
+    const tls = options.tls ?? (options.rootCertificate ? { ca: options.rootCertificate } : undefined);
+    const pem = (part: string | Buffer | undefined) => (part === undefined ? null : Buffer.from(part));
+    const credentials = tls ? grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert)) : grpc.credentials.createInsecure();
     const channelOptions = options.compression ? { 'grpc.default_compression_algorithm': COMPRESSION_ALGORITHMS[options.compression] } : {};
     this.client = new Client(options.address, credentials, channelOptions) as GrpcClient['client'];
   }

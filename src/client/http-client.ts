@@ -17,7 +17,10 @@ import {
   type OutputTensor,
   type SharedMemoryTensor,
 } from './client-tensors.js';
-import { compress, type ContentCoding } from '../protocol/content-coding.js';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { ClientTlsOptions } from '../core/tls.js';
+import { compress, decompress, isContentCoding, type ContentCoding } from '../protocol/content-coding.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 
 export interface HttpClientOptions {
@@ -28,6 +31,8 @@ export interface HttpClientOptions {
   retry?: RetryOptions;
   /** Abandons a call (each try) after this long. Default: none. */
   timeoutMs?: number;
+  /** With an https url: the CA to trust instead of Node's built-in ones, and a certificate with its key for mutual TLS. */
+  tls?: ClientTlsOptions;
 }
 
 export interface InferOptions {
@@ -47,7 +52,7 @@ export interface InferOptions {
   /** Send the request body compressed (Content-Encoding), as tritonclient's request_compression_algorithm. */
   requestCompression?: Compression;
   /**
-   * Ask for the answer compressed (Accept-Encoding), as tritonclient's response_compression_algorithm; fetch inflates it.
+   * Ask for the answer compressed (Accept-Encoding), as tritonclient's response_compression_algorithm; the client inflates it.
    * Without it the client asks for none: compressing on loopback or a fast network costs more CPU than it saves.
    */
   responseCompression?: Compression;
@@ -108,12 +113,32 @@ interface JsonOutput {
   parameters?: { binary_data_size?: number };
 }
 
+/** An answer as read off the connection, its body already inflated. */
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
 export class HttpClient {
   private readonly base: string;
   private readonly outputNames = new OutputNamesCache();
+  private readonly secure: boolean;
+  // node:http(s) rather than fetch: only an Agent takes the CA, certificate and key a private or mutual TLS server needs.
+  private readonly agent: HttpAgent;
 
   constructor(private readonly options: HttpClientOptions) {
     this.base = options.url.replace(/\/+$/, '');
+    const protocol = URL.canParse(this.base) ? new URL(this.base).protocol : undefined;
+    if (protocol !== 'http:' && protocol !== 'https:') throw new Error(`url: expected http://host:port or https://host:port, got '${options.url}'`);
+    this.secure = protocol === 'https:';
+    if (options.tls && !this.secure) throw new Error(`tls (ca, cert, key) applies to an https:// url; got '${options.url}'`);
+    this.agent = this.secure ? new HttpsAgent({ keepAlive: true, ...options.tls }) : new HttpAgent({ keepAlive: true });
+  }
+
+  /** Closes the idle connections kept for the next calls (they do not keep the process alive meanwhile). */
+  close(): void {
+    this.agent.destroy();
   }
 
   serverLive(): Promise<boolean> {
@@ -156,6 +181,16 @@ export class HttpClient {
   async unloadModel(model: string, options: { unloadDependents?: boolean } = {}): Promise<void> {
     const body = options.unloadDependents !== undefined ? { parameters: { unload_dependents: options.unloadDependents } } : {};
     await this.json('POST', `/v2/repository/models/${encodeURIComponent(model)}/unload`, body);
+  }
+
+  /** Shifts unversioned requests between a model's loaded versions (Nereid's canary weights, version → weight), without a reload. */
+  setTraffic(model: string, weights: Record<string, number>): Promise<{ model: string; weights: Record<string, number> }> {
+    return this.json('POST', `/v2/repository/models/${encodeURIComponent(model)}/traffic`, { weights });
+  }
+
+  /** The drift and out-of-distribution state the server keeps for a version with a reference profile (Nereid's /monitor). */
+  modelMonitor(model: string, version?: string): Promise<Record<string, unknown>> {
+    return this.json('GET', `${this.modelPath(model, version)}/monitor`);
   }
 
   /** Every registered system shared memory region, or the one named. */
@@ -218,7 +253,7 @@ export class HttpClient {
   async classify(model: string, image: Buffer, options: { version?: string; topK?: number; contentType?: string } = {}): Promise<{ results: { predictions: { label?: string; index: number; score: number }[]; confidence?: number }[] }> {
     const query = options.topK !== undefined ? `?top_k=${options.topK}` : '';
     const response = await this.call('POST', `${this.modelPath(model, options.version)}/classify${query}`, image, { 'content-type': options.contentType ?? 'image/png' });
-    return JSON.parse(Buffer.from(await response.arrayBuffer()).toString('utf8'));
+    return JSON.parse(response.body.toString('utf8'));
   }
 
   /**
@@ -236,12 +271,12 @@ export class HttpClient {
     if (options.iouThreshold !== undefined) query.set('iou_threshold', String(options.iouThreshold));
     const search = query.size > 0 ? `?${query}` : '';
     const response = await this.call('POST', `${this.modelPath(model, options.version)}/detect${search}`, image, { 'content-type': options.contentType ?? 'image/png' });
-    return JSON.parse(Buffer.from(await response.arrayBuffer()).toString('utf8'));
+    return JSON.parse(response.body.toString('utf8'));
   }
 
-  private async decodeInferResponse(response: Response, classification: boolean): Promise<InferResult> {
-    const body = Buffer.from(await response.arrayBuffer());
-    const headerLength = Number(response.headers.get(HEADER_LENGTH) ?? body.length);
+  private decodeInferResponse(response: Answer, classification: boolean): InferResult {
+    const body = response.body;
+    const headerLength = Number(response.headers[HEADER_LENGTH] ?? body.length);
     const head = JSON.parse(body.subarray(0, headerLength).toString('utf8')) as { model_name: string; model_version: string; id?: string; parameters?: Record<string, unknown>; outputs: JsonOutput[] };
     let offset = headerLength;
     const outputs: Record<string, OutputTensor> = {};
@@ -279,35 +314,48 @@ export class HttpClient {
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const response = await this.call(method, path, body === undefined ? undefined : Buffer.from(JSON.stringify(body)), { 'content-type': 'application/json' });
-    const text = await response.text();
+    const text = response.body.toString('utf8');
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
   /** One call, tried again after a 503 or 429 (waiting what Retry-After says) or a refused connection. */
-  private call(method: string, path: string, body?: Buffer, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  private call(method: string, path: string, body?: Buffer, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Answer> {
     const { token, timeoutMs } = this.options;
     return retryingCall(this.options.retry, signal, retryVerdict, async () => {
       const signals = [signal, timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined].filter((candidate) => candidate !== undefined);
-      const response = await fetch(`${this.base}${path}`, {
-        method,
-        // A Buffer is a Uint8Array, which fetch sends as is; only the DOM typings ask for a plain ArrayBuffer behind it.
-        body: body as Uint8Array<ArrayBuffer> | undefined,
-        headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        signal: signals.length ? AbortSignal.any(signals) : undefined,
-      }).catch((error: Error) => {
-        const cause = error.cause as { code?: string; message?: string } | undefined;
-        throw new ConnectionError(`${method} ${this.base}${path} failed: ${cause?.message ?? error.message}`, cause?.code, error);
+      const combined = signals.length ? AbortSignal.any(signals) : undefined;
+      const sent = { ...headers, ...(body ? { 'content-length': String(body.length) } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) };
+      const response = await this.send(method, path, body, sent, combined).catch((error: NodeJS.ErrnoException) => {
+        const why = combined?.aborted ? String((combined.reason as Error | undefined)?.message ?? combined.reason) : error.message;
+        throw new ConnectionError(`${method} ${this.base}${path} failed: ${why}`, error.code, error);
       });
-      if (response.ok) return response;
-      const text = await response.text();
+      if (response.status >= 200 && response.status < 300) return response;
+      const text = response.body.toString('utf8');
       let message = text;
       try {
         message = (JSON.parse(text) as { error?: string }).error ?? text;
       } catch {
         // not JSON: the text is the message
       }
-      const retryAfter = response.headers.get('retry-after');
-      throw new ClientError(response.status, `${method} ${path}: ${response.status} ${message}`, retryAfter !== null ? Number(retryAfter) : undefined);
+      const retryAfter = response.headers['retry-after'];
+      throw new ClientError(response.status, `${method} ${path}: ${response.status} ${message}`, retryAfter !== undefined ? Number(retryAfter) : undefined);
+    });
+  }
+
+  private send(method: string, path: string, body: Buffer | undefined, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Answer> {
+    return new Promise((resolve, reject) => {
+      const request = (this.secure ? httpsRequest : httpRequest)(`${this.base}${path}`, { method, headers, agent: this.agent, signal }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const coding = response.headers['content-encoding'];
+          const raw = Buffer.concat(chunks);
+          (isContentCoding(coding) ? decompress(raw, coding) : Promise.resolve(raw)).then((inflated) => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: inflated }), reject);
+        });
+      });
+      request.on('error', reject);
+      request.end(body);
     });
   }
 }

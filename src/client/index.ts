@@ -4,3 +4,4 @@ export { createSharedMemoryObject, readSharedMemoryTensor, removeSharedMemoryObj
 export { GrpcCallError, GrpcClient, type GrpcClientOptions } from './grpc-client.js';
 export { ClientError, ConnectionError, HttpClient, type HttpClientOptions, type InferOptions, type InferResult } from './http-client.js';
 export { type RetryOptions } from '../core/retry.js';
+export { type ClientTlsOptions } from '../core/tls.js';

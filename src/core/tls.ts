@@ -99,6 +99,43 @@ export async function readCaFile(path: string, name: string): Promise<Buffer> {
 }
 
 /**
+ * What a client (HttpClient, GrpcClient, the commands that take --url) trusts and presents over TLS: the CA that
+ * signed the server's certificate, when a private one did (default: Node's built-in CAs), and, for a server that
+ * requires mutual TLS, a certificate of its own with the private key, in PEM.
+ */
+export interface ClientTlsOptions {
+  readonly ca?: string | Buffer;
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+}
+
+export const CLIENT_TLS_FLAGS: Readonly<Record<keyof ClientTlsOptions, string>> = { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key' };
+
+/**
+ * Reads and checks the PEM files a client was given: none means Node's defaults; a certificate needs its key.
+ * Throws an Error whose message names the flag at fault.
+ */
+export async function readClientTlsFiles(
+  paths: { ca?: string; cert?: string; key?: string },
+  names: Readonly<Record<keyof ClientTlsOptions, string>> = CLIENT_TLS_FLAGS,
+): Promise<ClientTlsOptions | undefined> {
+  const ca = paths.ca === undefined ? undefined : await readCaFile(paths.ca, names.ca);
+  if (paths.cert === undefined && paths.key === undefined) return ca === undefined ? undefined : { ca };
+  const pair = await readCertificateAndKey(paths, names);
+  const problem = tlsCredentialsProblem(pair, { cert: `${names.cert} ${paths.cert}`, key: `${names.key} ${paths.key}`, clientCa: names.ca });
+  if (problem) throw new Error(problem);
+  return { ...(ca === undefined ? {} : { ca }), ...pair };
+}
+
+/** A certificate and its private key, read (not yet checked against each other); both paths or neither must be given. */
+async function readCertificateAndKey(paths: { cert?: string; key?: string }, names: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer }> {
+  if (paths.cert === undefined || paths.key === undefined) {
+    throw new Error(`${names.cert} and ${names.key} go together: ${paths.cert === undefined ? names.cert : names.key} is missing`);
+  }
+  return { cert: await readPart(paths.cert, names.cert), key: await readPart(paths.key, names.key) };
+}
+
+/**
  * Reads and checks the PEM files a server was given: none means no TLS; a certificate needs its
  * key and a client CA needs both. Throws an Error whose message names the flag at fault.
  */
@@ -110,12 +147,8 @@ export async function readTlsFiles(
     if (paths.clientCa !== undefined) throw new Error(`${names.clientCa} (mutual TLS) needs ${names.cert} and ${names.key} too`);
     return undefined;
   }
-  if (paths.cert === undefined || paths.key === undefined) {
-    throw new Error(`${names.cert} and ${names.key} go together: ${paths.cert === undefined ? names.cert : names.key} is missing`);
-  }
   const credentials: TlsCredentials = {
-    cert: await readPart(paths.cert, names.cert),
-    key: await readPart(paths.key, names.key),
+    ...(await readCertificateAndKey(paths, names)),
     clientCa: paths.clientCa === undefined ? undefined : await readPart(paths.clientCa, names.clientCa),
   };
   const withPath = (part: keyof TlsCredentials) => `${names[part]} ${paths[part] ?? ''}`.trim();

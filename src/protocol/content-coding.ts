@@ -3,7 +3,7 @@
  * request_compression_algorithm and response_compression_algorithm), compressed on libuv's thread pool.
  */
 import { promisify } from 'node:util';
-import { deflate, gzip } from 'node:zlib';
+import { deflate, gunzip, gzip, inflate } from 'node:zlib';
 
 export type ContentCoding = 'gzip' | 'deflate';
 
@@ -11,4 +11,14 @@ const compressors: Record<ContentCoding, (data: Buffer) => Promise<Buffer>> = { 
 
 export function compress(data: Buffer, coding: ContentCoding): Promise<Buffer> {
   return compressors[coding](data);
+}
+
+const decompressors: Record<ContentCoding, (data: Buffer) => Promise<Buffer>> = { gzip: promisify(gunzip), deflate: promisify(inflate) };
+
+export function isContentCoding(value: string | undefined): value is ContentCoding {
+  return value === 'gzip' || value === 'deflate';
+}
+
+export function decompress(data: Buffer, coding: ContentCoding): Promise<Buffer> {
+  return decompressors[coding](data);
 }
