@@ -57,9 +57,8 @@ for (const [model, { datatype }] of Object.entries(IDENTITY_MODELS)) {
   test(`${datatype} round-trips exactly over HTTP (binary and JSON) and gRPC`, async () => {
     const data = SAMPLES[datatype]!;
     const inputs = { INPUT0: { datatype, shape: [1, 2], data } };
-    const answers = [await http.infer(model, inputs), await grpc.infer(model, inputs)];
-    // JSON.parse rounds 64-bit integers beyond 2^53: binary, the default, carries them exactly.
-    if (!['INT64', 'UINT64'].includes(datatype)) answers.push(await http.infer(model, inputs, { binary: false }));
+    // JSON too: the client reads 64-bit integers beyond 2^53 as bigints, where JSON.parse would round them.
+    const answers = [await http.infer(model, inputs), await grpc.infer(model, inputs), await http.infer(model, inputs, { binary: false })];
     for (const answer of answers) {
       const output = answer.outputs.OUTPUT0!;
       assert.equal(output.datatype, datatype);
@@ -68,6 +67,19 @@ for (const [model, { datatype }] of Object.entries(IDENTITY_MODELS)) {
     }
   });
 }
+
+test('JSON mode keeps 64-bit integers exact beside a string holding \\u0001, and refuses BYTES that JSON cannot carry', async () => {
+  const exact = BigInt64Array.of(9007199254740993n, -9223372036854775808n);
+  const answer = await http.infer('identity_int64', { INPUT0: { datatype: 'INT64', shape: [1, 2], data: exact } }, { binary: false, id: 'run\u0001 7' });
+  assert.equal(answer.id, 'run\u0001 7');
+  assert.deepEqual(Array.from(answer.outputs.OUTPUT0!.data as BigInt64Array), Array.from(exact));
+  const marked = await http.infer('identity_bytes', { INPUT0: { datatype: 'BYTES', shape: [1, 2], data: ['a\u0001b', '9007199254740993'] } }, { binary: false });
+  assert.deepEqual((marked.outputs.OUTPUT0!.data as Buffer[]).map(String), ['a\u0001b', '9007199254740993']);
+  const notText = Buffer.from('00ff01', 'hex');
+  await assert.rejects(http.infer('identity_bytes', { INPUT0: { datatype: 'BYTES', shape: [1, 1], data: [notText] } }, { binary: false }), {
+    message: "input 'INPUT0': BYTES element 0 (00ff01) is not UTF-8 text, which JSON cannot carry unchanged; send it as binary data (binary: true, the default)",
+  });
+});
 
 test('classification comes back as scores, indexes and labels', async () => {
   const inputs = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: Int32Array.from({ length: 16 }, (_, index) => index) }, INPUT1: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16).fill(1) } } as const;

@@ -4,6 +4,7 @@
  * wire forms are the V2 protocol's: raw little-endian bytes for binary tensors (BYTES with 4-byte
  * length prefixes), JSON arrays otherwise.
  */
+import { isUtf8 } from 'node:buffer';
 import {
   allocateTypedArray,
   bytesOfTypedArray,
@@ -105,14 +106,34 @@ export function tensorBytes(tensor: ClientTensor): Buffer {
   return bytesOfTypedArray(array);
 }
 
-/** An input's data as a V2 JSON array (64-bit integers written exactly, BYTES as strings). */
-export function tensorJson(tensor: ClientTensor): string {
+/**
+ * An input's data as a V2 JSON array: 64-bit integers written exactly (as strings with `longIntegersAsStrings`, for a
+ * body the server could not otherwise read exactly), BYTES as strings. BYTES that are not UTF-8 text are refused:
+ * a JSON string cannot carry them unchanged.
+ */
+export function tensorJson(name: string, tensor: ClientTensor, longIntegersAsStrings = false): string {
   const { datatype, data } = tensor;
-  if (datatype === 'BYTES') return JSON.stringify((data as readonly (string | Buffer)[]).map((element) => element.toString()));
+  if (datatype === 'BYTES') {
+    const texts = (data as readonly (string | Buffer)[]).map((element, index) => {
+      if (typeof element === 'string') return element;
+      if (!isUtf8(element)) {
+        throw new Error(`input '${name}': BYTES element ${index} (${element.subarray(0, 16).toString('hex')}${element.length > 16 ? '…' : ''}) is not UTF-8 text, which JSON cannot carry unchanged; send it as binary data (binary: true, the default)`);
+      }
+      return element.toString('utf8');
+    });
+    return JSON.stringify(texts);
+  }
   if (datatype === 'BOOL') return JSON.stringify(Array.from(data as ArrayLike<unknown>, Boolean));
   // JSON.stringify cannot write a bigint, and a number beyond 2^53 would be rounded: each value is written as its digits.
-  return `[${Array.from(data as ArrayLike<number | bigint>, (value) => String(value)).join(',')}]`;
+  const digits = Array.from(data as ArrayLike<number | bigint>, (value) => {
+    const written = String(value);
+    return longIntegersAsStrings && written.replace('-', '').length >= LONG_INTEGER_DIGITS ? `"${written}"` : written;
+  });
+  return `[${digits.join(',')}]`;
 }
+
+/** 2^53 has 16 digits: the length from which a server's JSON reader must take care to keep an integer exact. */
+const LONG_INTEGER_DIGITS = 16;
 
 /** An output's data from its raw bytes. */
 export function outputFromBytes(name: string, datatype: string, shape: readonly (number | string)[], bytes: Buffer): OutputTensor {

@@ -22,6 +22,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { ClientTlsOptions } from '../core/tls.js';
 import { compress, decompress, isContentCoding, type ContentCoding } from '../protocol/content-coding.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
+import { HEADER_LENGTH, parseExactJson } from '../protocol/v2-json.js';
 
 export interface HttpClientOptions {
   /** The server's base URL, e.g. http://127.0.0.1:8000. */
@@ -103,7 +104,7 @@ function retryVerdict(error: unknown) {
   return { retry: error instanceof ConnectionError && error.code === 'ECONNREFUSED' };
 }
 
-const HEADER_LENGTH = 'inference-header-content-length';
+
 
 interface JsonOutput {
   name: string;
@@ -212,14 +213,16 @@ export class HttpClient {
   async infer(model: string, inputs: Record<string, ClientInput>, options: InferOptions = {}): Promise<InferResult> {
     const binary = options.binary ?? true;
     const blobs: Buffer[] = [];
-    const inputParts = Object.entries(inputs).map(([name, tensor]) => {
-      const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
-      if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
-      if (!binary) return `${head},"data":${tensorJson(tensor)}}`;
-      const bytes = tensorBytes(tensor);
-      blobs.push(bytes);
-      return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
-    });
+    const inputPartsOf = (longIntegersAsStrings: boolean) =>
+      Object.entries(inputs).map(([name, tensor]) => {
+        const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
+        if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
+        if (!binary) return `${head},"data":${tensorJson(name, tensor, longIntegersAsStrings)}}`;
+        const bytes = tensorBytes(tensor);
+        blobs.push(bytes);
+        return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
+      });
+    let inputParts = inputPartsOf(false);
     const outputParameters = { ...(binary ? { binary_data: true } : {}), ...(options.classification ? { classification: options.classification } : {}) };
     const outputNames = await requestedOutputNames(options, () => this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version)));
     const inSharedMemory = options.sharedMemoryOutputs ?? {};
@@ -233,7 +236,14 @@ export class HttpClient {
       ...(Object.keys(parameters).length ? { parameters } : {}),
       ...(requested ? { outputs: requested } : {}),
     });
-    const header = Buffer.from(`{"inputs":[${inputParts.join(',')}]${rest === '{}' ? '' : `,${rest.slice(1, -1)}`}}`);
+    const headerOf = () => Buffer.from(`{"inputs":[${inputParts.join(',')}]${rest === '{}' ? '' : `,${rest.slice(1, -1)}`}}`);
+    let header = headerOf();
+    // Nereid servers before 0.2 read bare integers beyond 2^53 exactly only in a body with no string holding U+0001 (and
+    // answer 400 otherwise): such a body writes them as strings, which Nereid takes for INT64 and UINT64.
+    if (!binary && /\\u0001/i.test(header.toString('latin1'))) {
+      inputParts = inputPartsOf(true);
+      header = headerOf();
+    }
     const plainBody = Buffer.concat([header, ...blobs]);
     const headers: Record<string, string> = {
       'content-type': blobs.length ? 'application/octet-stream' : 'application/json',
@@ -277,7 +287,7 @@ export class HttpClient {
   private decodeInferResponse(response: Answer, classification: boolean): InferResult {
     const body = response.body;
     const headerLength = Number(response.headers[HEADER_LENGTH] ?? body.length);
-    const head = JSON.parse(body.subarray(0, headerLength).toString('utf8')) as { model_name: string; model_version: string; id?: string; parameters?: Record<string, unknown>; outputs: JsonOutput[] };
+    const head = parseExactJson(body.subarray(0, headerLength), "the server's answer") as { model_name: string; model_version: string; id?: string; parameters?: Record<string, unknown>; outputs: JsonOutput[] };
     let offset = headerLength;
     const outputs: Record<string, OutputTensor> = {};
     for (const output of head.outputs) {

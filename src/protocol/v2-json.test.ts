@@ -320,8 +320,13 @@ test('integers JSON cannot carry exactly are refused with what to send instead, 
   assertInvalid(() => decodeText('{"parameters":{"seed":12345678901234567890},"inputs":[]}'), "parameter 'seed' is an integer beyond 2^53", 'send it as a string');
   // A literal JSON does not allow stays refused, marked or not.
   assertInvalid(() => decodeText('{"inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[0012345678901234567]}]}'), 'malformed JSON');
-  // The marker the lossless parse uses cannot be forged by a client string.
-  assertInvalid(() => decodeText('{"id":"\\u0001x","inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[12345678901234567890]}]}'), 'send such integers as strings');
+  // The mark the lossless parse uses cannot be forged by a client string: it picks one the body does not hold.
+  const marked = decodeText('{"id":"\\u0001x","inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[9007199254740993]},{"name":"b","datatype":"BYTES","shape":[1],"data":["\\u00021234567890123456"]}]}');
+  assert.equal(marked.id, '\u0001x');
+  assert.deepEqual(Array.from(marked.inputs[0]!.data as BigInt64Array), [9007199254740993n]);
+  assert.deepEqual(marked.inputs[1]!.data, [Buffer.from('\u00021234567890123456')]);
+  const everyMark = Array.from({ length: 31 }, (_, index) => `\\u00${(index + 1).toString(16).padStart(2, '0')}`).join('');
+  assertInvalid(() => decodeText(`{"id":"${everyMark}","inputs":[{"name":"a","datatype":"INT64","shape":[1],"data":[1234567890123456789]}]}`), 'send such integers as strings');
 });
 
 test('INT64 and UINT64 outputs are written as exact JSON numbers', () => {

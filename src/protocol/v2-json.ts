@@ -88,17 +88,25 @@ export function parseJson(bytes: Buffer, what: string): unknown {
 }
 
 /**
- * Marks a long integer literal turned into a string before parsing (written as the escape, since
- * JSON strings may not hold control characters raw): U+0001 can reach a parsed string in no other way.
+ * The control character that marks a long integer literal turned into a string before parsing: one whose escape the
+ * text does not hold (JSON strings may not hold control characters raw), so that it can reach a parsed string in no
+ * other way. Undefined when the text holds every one, U+0001 to U+001F.
  */
-const LONG_INTEGER_MARK = '\\u0001';
+function freeMark(text: string): number | undefined {
+  for (let code = 1; code < 0x20; code++) {
+    if (!new RegExp(`\\\\u00${code.toString(16).padStart(2, '0')}`, 'i').test(text)) return code;
+  }
+  return undefined;
+}
+
 const INTEGER_LITERAL = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
 /**
  * JSON text with each integer literal of 16 digits or more written as a marked string, so that
  * JSON.parse keeps its digits; the reviver turns it back into a number, or a bigint beyond 2^53.
  */
-function markLongIntegers(text: string): string {
+function markLongIntegers(text: string, mark: number): string {
+  const escape = `\\u00${mark.toString(16).padStart(2, '0')}`;
   const parts: string[] = [];
   let copied = 0;
   let inString = false;
@@ -119,7 +127,7 @@ function markLongIntegers(text: string): string {
     if (!literal) continue;
     // Only what JSON allows (no leading zeros): anything else is left for JSON.parse to refuse.
     if (/^-?(0|[1-9]\d*)$/.test(literal) && literal.replace('-', '').length >= LONG_INTEGER_DIGITS) {
-      parts.push(text.slice(copied, index), `"${LONG_INTEGER_MARK}${literal}"`);
+      parts.push(text.slice(copied, index), `"${escape}${literal}"`);
       copied = index + literal.length;
     }
     index += literal.length - 1;
@@ -128,26 +136,30 @@ function markLongIntegers(text: string): string {
   return parts.join('');
 }
 
-function reviveLongInteger(_key: string, value: unknown): unknown {
-  if (typeof value !== 'string' || value.charCodeAt(0) !== 1) return value;
-  const exact = BigInt(value.slice(1));
-  return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
+function longIntegerReviver(mark: number) {
+  return (_key: string, value: unknown): unknown => {
+    if (typeof value !== 'string' || value.charCodeAt(0) !== mark) return value;
+    const exact = BigInt(value.slice(1));
+    return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
+  };
 }
 
 /**
- * An infer request's JSON. JSON.parse rounds integers beyond 2^53 to doubles, which would change
- * INT64/UINT64 inputs without a word; a body holding such a literal (found in the pass that checks
- * depth) is parsed keeping them exact as bigints. Other bodies take the plain, fast parse.
+ * JSON holding tensors (an infer request, or the answer a client reads). JSON.parse rounds integers
+ * beyond 2^53 to doubles, which would change INT64/UINT64 data without a word; a body holding such
+ * a literal (found in the pass that checks depth) is parsed keeping them exact as bigints. Other
+ * bodies take the plain, fast parse. Shared by the server (requests) and the HTTP client (answers).
  */
-function parseInferenceJson(bytes: Buffer, what: string): unknown {
+export function parseExactJson(bytes: Buffer, what: string): unknown {
   const scan = scanJson(bytes, MAX_JSON_DEPTH);
   if (scan.tooDeep) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
   const text = bytes.toString('utf8');
   if (!scan.longInteger) return parseJsonText(text, what);
-  if (/\\u0001/i.test(text)) {
-    throw invalidArgument(`${what} has integers of 16 digits or more and a string with \\u0001 in it; send such integers as strings ("9007199254740993")`);
+  const mark = freeMark(text);
+  if (mark === undefined) {
+    throw invalidArgument(`${what} has integers of 16 digits or more and strings holding every control character from \\u0001 to \\u001f; send such integers as strings ("9007199254740993")`);
   }
-  return parseJsonText(markLongIntegers(text), what, reviveLongInteger);
+  return parseJsonText(markLongIntegers(text, mark), what, longIntegerReviver(mark));
 }
 
 /** What a raw binary request needs to know of the model: its one input, as clients see it, and whether it batches. */
@@ -251,7 +263,7 @@ export function decodeInferRequest(
       );
     }
   }
-  const header = parseInferenceJson(body.subarray(0, jsonLength), 'the inference request');
+  const header = parseExactJson(body.subarray(0, jsonLength), 'the inference request');
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
   if (!Array.isArray(header.inputs)) throw invalidArgument(`the inference request needs 'inputs', an array of tensors`);
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
