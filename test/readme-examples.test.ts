@@ -1,13 +1,18 @@
 /**
  * The images the README's first examples post give the answers it shows: a Fashion-MNIST sneaker
  * and bag are classified as such, a photo of a cat is flagged out of distribution with low
- * confidence rather than passed off as a garment, and the scanned page's lines are read.
+ * confidence rather than passed off as a garment, and the scanned page's lines are read; the Client
+ * section's example runs and type-checks as written.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { createServer } from '../src/server/create-server.js';
+import { startGrpcEndpoint } from './support/grpc-endpoint.js';
+import { startTestServer } from './support/test-server.js';
 
 test('README examples: sneaker and bag are recognised, the cat is flagged out of distribution', async (t) => {
   const server = await (await createServer({ modelRepository: 'models', modelControlMode: 'explicit', loadModels: ['fashion_mnist'], logger: pino({ level: 'silent' }) })).start();
@@ -31,3 +36,36 @@ test('README example: the ocr pipeline reads the lines of the scanned page', asy
   assert.ok(text.includes('histogram of grey values:'), JSON.stringify(text));
   assert.match(text[0]!, /^Region-based ?segmentation$/);
 });
+
+test('README Client example: runs and type-checks as written, against a real server over HTTP and gRPC', async (t) => {
+  const readme = await readFile('README.md', 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Client\n'));
+  const snippet = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(snippet?.includes('grpc.stream('), 'the Client section opens with its example');
+  const served = await startTestServer({ repoDir: 'models', server: { modelControlMode: 'explicit', loadModels: ['ocr_direction'] } });
+  t.after(() => served.close());
+  const grpcEndpoint = await startGrpcEndpoint(served.server);
+  t.after(() => grpcEndpoint.close());
+  // As written, but importing this checkout's client and reaching the ports this test's server listens on.
+  const program = snippet!
+    .replace(`from 'nereid-serve/client'`, `from '../src/client/index.js'`)
+    .replace('http://127.0.0.1:8000', served.url)
+    .replace('127.0.0.1:8001', `127.0.0.1:${grpcEndpoint.port}`);
+  const file = join('test', `.readme-client-${process.pid}.ts`);
+  await writeFile(file, program);
+  t.after(() => rm(file, { force: true }));
+  const ran = await execute(process.execPath, ['--import', 'tsx', file]);
+  assert.equal(ran.code, 0, ran.stderr);
+  assert.match(ran.stdout, /^Float32Array\(2\)/);
+  assert.equal(ran.stdout.match(/model: 'ocr_direction'/g)?.length, 3, ran.stdout);
+  assert.ok(ran.stdout.indexOf("id: 'image-1'") < ran.stdout.indexOf("id: 'image-3'"), ran.stdout);
+  const tsc = join('node_modules', 'typescript', 'bin', 'tsc');
+  const checked = await execute(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', file]);
+  assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+});
+
+function execute(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 300_000 }, (error, stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code ?? 1) || 1 : 0, stdout, stderr }));
+  });
+}
