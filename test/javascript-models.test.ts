@@ -99,6 +99,19 @@ export async function execute(requests) {
 }
 `;
 
+/** Upper-cases TEXT, except 'self', which it passes to itself: a call that never ends but by a timeout. */
+const CALLER = `
+let context;
+export function initialize(given) { context = given; }
+export async function execute(requests) {
+  return Promise.all(requests.map(async (request) => {
+    const text = request.inputs.TEXT.data[0].toString();
+    if (text === 'self') return { OUT: (await context.infer('caller', { TEXT: request.inputs.TEXT }, { request })).OUT };
+    return { OUT: { shape: [1], data: [text.toUpperCase()] } };
+  }));
+}
+`;
+
 const BATCHED = (preferred: number) => `
 max_batch_size: 8
 input [ ${FP32_4('IN')} ]
@@ -115,6 +128,13 @@ async function writeModels(repoDir: string): Promise<void> {
   const echo4 = `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`;
   await writeHandler(repoDir, 'busy', echo4, BUSY);
   await writeHandler(repoDir, 'waiter', echo4, WAITER);
+  await writeHandler(
+    repoDir,
+    'caller',
+    `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ 1 ] } ]\n` +
+      `instance_group [ { count: 2 } ]\nparameters { key: "execute_timeout_ms" value: { string_value: "1000" } }\n`,
+    CALLER,
+  );
   await writeHandler(repoDir, 'upper', `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]\n`, UPPER);
   await writeHandler(
     repoDir,
@@ -235,6 +255,22 @@ describe('javascript handler models with --allow-code-models', () => {
     assert.equal(after.status, 200, JSON.stringify(after.body));
     assert.deepEqual(after.body.outputs[0].data, [4, 3, 2, 1]);
     assert.equal((await indexEntry(served.url, 'runaway')).state, 'READY');
+  });
+
+  test("a handler calling itself times out once: the calls its stopped worker made are called off, and its instances serve again", async () => {
+    const text = (data: string) => ({ inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [1], data: [data] }] });
+    const self = await infer(served.url, 'caller', text('self'));
+    assert.equal(self.status, 500, JSON.stringify(self.body));
+    assert.match(self.body.error, /did not answer within 1000 ms/);
+    // Served once a new worker is up (the stopped ones are replaced)...
+    const plain = await infer(served.url, 'caller', text('plain'));
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    assert.deepEqual(plain.body.outputs[0].data, ['PLAIN']);
+    // ...and nothing is left calling itself, to time out again and again after the client had its answer.
+    const failures = async () => (await statistics(served.url, 'caller')).inference_stats.fail.count;
+    const before = await failures();
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal(await failures(), before, 'requests kept failing after the client had its answer');
   });
 
   test('a handler serves as an ensemble step', async () => {

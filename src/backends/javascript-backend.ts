@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { declaredParameters, parameterStrings, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
-import type { InferenceRequest, RequestContext } from '../core/inference.js';
+import { ClientCancellation, type InferenceRequest, type RequestContext } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
 import { cloneable, withBuffers } from './handler-tensors.js';
@@ -58,6 +58,19 @@ function spawnWorker(spec: HandlerSpec, limits: JavaScriptParameters): Worker {
     stderr: false,
   };
   return startWorkerThread(WORKER_ENTRY, options);
+}
+
+/** The context.infer calls each worker has under way, by worker. */
+const callsUnderWay = new WeakMap<Worker, Set<ClientCancellation>>();
+
+/**
+ * Stops a worker and calls off the context.infer calls it made: nobody will read their answers,
+ * and a call left running would hold its model's instances (a handler calling itself would keep
+ * calling itself after its caller was answered).
+ */
+function stopWorker(worker: Worker): Promise<number> {
+  for (const call of callsUnderWay.get(worker) ?? []) call.abort();
+  return worker.terminate();
 }
 
 const KNOWN_CODES = new Set<string>(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);
@@ -124,7 +137,7 @@ export class JavaScriptInstance implements BackendInstance {
         worker.off('message', early);
         worker.off('error', stop);
         worker.off('exit', onExit);
-        void worker.terminate();
+        void stopWorker(worker);
         reject(error);
       };
       let timer: NodeJS.Timeout | undefined;
@@ -198,7 +211,7 @@ export class JavaScriptInstance implements BackendInstance {
   /** Stops a worker and starts the next, which the batches after this one wait for. */
   private replace(worker: Worker): void {
     this.retired.add(worker);
-    void worker.terminate();
+    void stopWorker(worker);
     if (this.released) return;
     this.current = JavaScriptInstance.startWorker(this.spec, this.limits, this.logger, this.callModel).then((next) => this.adopt(next));
     this.current.catch(() => undefined); // a failed restart is reported by the next batch, not as an unhandled rejection
@@ -313,7 +326,7 @@ export class JavaScriptInstance implements BackendInstance {
     });
     worker.postMessage({ type: 'finalize' } satisfies HandlerWorkerRequest);
     await Promise.race([finished, new Promise<void>((resolve) => setTimeout(resolve, this.limits.execute_timeout_ms).unref())]);
-    await worker.terminate();
+    await stopWorker(worker);
   }
 }
 
@@ -351,15 +364,27 @@ function serveWorkerCall(
   };
   // A copy: what the called model writes into its context (its OOD counts) is its own, not the handler's request's.
   const origin = contextOf(reply.origin);
-  const context: RequestContext = { ...(origin && { signal: origin.signal, requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline }), patient: true };
+  // Called off when the request it is made for is, or when its worker is stopped (stopWorker).
+  const cancellation = new ClientCancellation();
+  const followOrigin = () => cancellation.abort();
+  origin?.signal?.addEventListener('abort', followOrigin, { once: true });
+  const underWay = callsUnderWay.get(worker) ?? callsUnderWay.set(worker, new Set()).get(worker)!;
+  underWay.add(cancellation);
+  const context: RequestContext = { ...(origin && { requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline }), signal: cancellation, patient: true };
+  const ended = () => {
+    underWay.delete(cancellation);
+    origin?.signal?.removeEventListener('abort', followOrigin);
+  };
   callModel(request, context).then(
     (response) => {
+      ended();
       onCalledCost?.(response.timings?.coreSeconds ?? 0);
       const outputs = Object.fromEntries(response.outputs.map((output) => [output.name, { datatype: output.datatype, shape: output.shape, data: output.data } as Tensor]));
       // The response's buffers may be shared (a cached answer, a view into a batch): copied, not moved.
       answer({ type: 'answer', call: reply.call, outputs: cloneable(outputs) });
     },
     (error: unknown) => {
+      ended();
       const failure = error instanceof NereidError ? { message: error.message, code: error.code } : { message: (error as Error)?.message ?? String(error), code: 'INTERNAL' };
       answer({ type: 'answer', call: reply.call, error: failure });
     },
