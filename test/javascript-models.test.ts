@@ -257,6 +257,17 @@ describe('javascript handler models with --allow-code-models', () => {
     assert.equal((await indexEntry(served.url, 'runaway')).state, 'READY');
   });
 
+  test('a caller that cancels while the handler runs its batch is answered at once (CANCELLED), and the model serves on', async () => {
+    const started = performance.now();
+    const spin = { model: 'runaway', inputs: [{ name: 'IN', datatype: 'FP32' as const, shape: [4], data: Float32Array.of(1, 2, 3, 4) }], parameters: { spin: true } };
+    await assert.rejects(served.server.infer(spin, { signal: AbortSignal.timeout(200) }), (error: Json) => error.code === 'CANCELLED' && /cancelled by the client/.test(error.message));
+    const waited = performance.now() - started;
+    assert.ok(waited < 800, `the caller waited ${Math.round(waited)} ms, as long as the handler's execute_timeout_ms (1000)`);
+    // The spinning worker is stopped at its timeout and replaced; the next request waits for that, not for ever.
+    const after = await infer(served.url, 'runaway', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [4], data: [4, 3, 2, 1] }] });
+    assert.equal(after.status, 200, JSON.stringify(after.body));
+  });
+
   test("a handler calling itself times out once: the calls its stopped worker made are called off, and its instances serve again", async () => {
     const text = (data: string) => ({ inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [1], data: [data] }] });
     const self = await infer(served.url, 'caller', text('self'));

@@ -199,6 +199,31 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
     }
   });
 
+  test('a batch whose callers all cancel is answered CANCELLED at once; the next batch waits until the worker has finished it', async () => {
+    const instance = await handlerInstance(
+      `let running = false;
+      export const execute = async (requests) => {
+        if (running) throw new Error('execute() was called while the previous call ran');
+        running = true;
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        running = false;
+        return requests.map(({ inputs }) => ({ OUT: inputs.IN }));
+      };`,
+      FP32,
+    );
+    try {
+      const started = performance.now();
+      const abandoned = instance.runRequests!([{ inputs: input([1, 2]), outputNames: ['OUT'], context: { signal: AbortSignal.timeout(50) } }]);
+      await assert.rejects(abandoned, (error: NereidError) => error.code === 'CANCELLED');
+      assert.ok(performance.now() - started < 300, `cancelled after ${Math.round(performance.now() - started)} ms`);
+      const { answers } = await instance.runRequests!([{ inputs: input([3, 4]), outputNames: ['OUT'] }]);
+      assert.deepEqual(Array.from((answers[0] as Record<string, Tensor>).OUT.data as Float32Array), [3, 4]);
+      assert.ok(performance.now() - started >= 390, 'the next batch waited for the worker to finish the cancelled one');
+    } finally {
+      await instance.release();
+    }
+  });
+
   test('context.infer goes through callModel, and a refusal there reaches the handler with its code', async () => {
     const calls: unknown[] = [];
     const instance = await handlerInstance(

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { declaredParameters, parameterStrings, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
-import { NereidError, type ErrorCode } from '../core/errors.js';
+import { cancelled, NereidError, type ErrorCode } from '../core/errors.js';
 import { ClientCancellation, type InferenceRequest, type RequestContext } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
@@ -87,6 +87,10 @@ interface Running {
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
   contexts: (RequestContext | undefined)[];
+  /** Stops listening to the requests' cancel signals. */
+  unwatch: () => void;
+  /** Lets the next batch have the worker. */
+  free: () => void;
 }
 
 /**
@@ -103,8 +107,10 @@ export class JavaScriptInstance implements BackendInstance {
   private running?: Running & { id: number };
   /** Core-seconds the running batch's context.infer calls cost; one batch runs at a time. */
   private calledCoreSeconds = 0;
-  /** Settles when the batch handed over last has been answered. */
+  /** Settles when the batch handed over last has been answered and its worker is free. */
   private turn: Promise<unknown> = Promise.resolve();
+  /** Settles when the worker is done with the batch it runs (which may be after its callers were answered: they cancelled). */
+  private workerFree: Promise<void> = Promise.resolve();
   private released = false;
   /** Workers stopped or dead: their exit is expected and starts nothing. */
   private readonly retired = new WeakSet<Worker>();
@@ -229,7 +235,11 @@ export class JavaScriptInstance implements BackendInstance {
   }
 
   private settle(): void {
-    if (this.running) clearTimeout(this.running.timer);
+    const running = this.running;
+    if (!running) return;
+    clearTimeout(running.timer);
+    running.unwatch();
+    running.free();
     this.running = undefined;
   }
 
@@ -240,19 +250,24 @@ export class JavaScriptInstance implements BackendInstance {
     return answer;
   }
 
-  /** Batches run one after another: one the scheduler sends while another runs (a caller of run()) waits its turn. */
+  /**
+   * Batches run one after another: one the scheduler sends while another runs (a caller of run(), or
+   * a batch whose callers cancelled and were answered while the worker finishes it) waits its turn.
+   */
   runRequests(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
     const answered = this.turn.then(() => this.execute(requests));
-    this.turn = answered.catch(() => undefined);
+    const free = () => this.workerFree;
+    this.turn = answered.then(free, free);
     return answered;
   }
 
   /**
    * Requests whose inputs do not match the config are answered with their error here (the server
-   * checks a client's, but not a warmup sample's or a library caller's); the others go to the handler.
+   * checks a client's, but not a warmup sample's or a library caller's), as are those cancelled while
+   * they waited for the worker; the others go to the handler.
    */
   private async execute(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
-    const refusals = requests.map((request) => this.inputMismatch(request.inputs));
+    const refusals = requests.map((request) => (request.context?.signal?.aborted ? cancelled() : this.inputMismatch(request.inputs)));
     const sent = requests.filter((_, index) => refusals[index] === undefined);
     const handled = sent.length > 0 ? await this.executeInWorker(sent) : { answers: [] };
     let next = 0;
@@ -292,20 +307,24 @@ export class JavaScriptInstance implements BackendInstance {
       id,
       requests: requests.map((request) => ({ inputs: cloneable(request.inputs), outputNames: [...request.outputNames], parameters: request.parameters ?? {} })),
     };
+    let free!: () => void;
+    this.workerFree = new Promise<void>((resolve) => (free = resolve));
     return new Promise<RequestAnswers>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.running?.id !== id) return;
+        const running = this.running;
+        if (running?.id !== id) return;
+        this.settle();
         // A handler that does not give the thread back (a loop, a wait that never ends) can only be stopped with its worker.
-        this.running.reject(
+        running.reject(
           new NereidError(
             'INTERNAL',
             `${this.label}: execute() did not answer within ${this.limits.execute_timeout_ms} ms (parameter execute_timeout_ms); its worker was stopped and a new one is starting`,
           ),
         );
-        this.running = undefined;
         this.replace(worker);
       }, this.limits.execute_timeout_ms);
-      this.running = { id, resolve, reject, timer, contexts: requests.map((request) => request.context) };
+      const unwatch = whenAllCancelled(requests, () => reject(cancelled()));
+      this.running = { id, resolve, reject, timer, contexts: requests.map((request) => request.context), unwatch, free };
       this.calledCoreSeconds = 0;
       worker.postMessage(message);
     });
@@ -328,6 +347,27 @@ export class JavaScriptInstance implements BackendInstance {
     await Promise.race([finished, new Promise<void>((resolve) => setTimeout(resolve, this.limits.execute_timeout_ms).unref())]);
     await stopWorker(worker);
   }
+}
+
+/**
+ * Calls `onCancelled` once every request of a running batch has been cancelled: its callers are
+ * answered at once, while the worker finishes the batch (whose context.infer calls are cancelled
+ * with it) before it takes the next; a batch some still wait for answers them all together.
+ * Answers the function that stops listening.
+ */
+function whenAllCancelled(requests: readonly BatchRequest[], onCancelled: () => void): () => void {
+  const signals = requests.map((request) => request.context?.signal);
+  if (!signals.every((signal) => signal !== undefined)) return () => undefined;
+  // A request may have been cancelled while the batch waited for a new worker.
+  let left = signals.filter((signal) => !signal!.aborted).length;
+  if (left === 0) onCancelled();
+  const onAbort = () => {
+    if (--left === 0) onCancelled();
+  };
+  for (const signal of signals) if (!signal!.aborted) signal!.addEventListener('abort', onAbort, { once: true });
+  return () => {
+    for (const signal of signals) signal!.removeEventListener('abort', onAbort);
+  };
 }
 
 /** A worker's log line or context.infer call, answered on the main thread. */

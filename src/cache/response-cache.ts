@@ -4,7 +4,7 @@
  * and a store (in-memory LRU or Redis, chosen by the composition root). A store that cannot be
  * reached answers misses, so serving never depends on it.
  */
-import { NereidError } from '../core/errors.js';
+import { cancelled, NereidError } from '../core/errors.js';
 import type { CancelSignal, Parameters } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ResponseCacheStore } from './cache-store.js';
@@ -57,7 +57,7 @@ function decodeStored(stored: Buffer): Record<string, Tensor> | undefined {
 /** Rejects when the signal aborts; never settles otherwise. */
 function whenCancelled(signal: CancelSignal | undefined): Promise<never> | undefined {
   if (!signal) return undefined;
-  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new NereidError('CANCELLED', 'request cancelled by the client')), { once: true }));
+  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(cancelled()), { once: true }));
 }
 
 export class ResponseCache {

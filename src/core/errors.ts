@@ -38,6 +38,8 @@ export class NereidError extends Error {
 }
 
 export const invalidArgument = (message: string) => new NereidError('INVALID_ARGUMENT', message);
+/** The client went away or called the request off: whatever part of its path noticed answers it so. */
+export const cancelled = () => new NereidError('CANCELLED', 'request cancelled by the client');
 export const notFound = (message: string) => new NereidError('NOT_FOUND', message);
 export const unavailable = (message: string, cause?: unknown) => new NereidError('UNAVAILABLE', message, { cause });
 /** Refused because the server or a model is full: Triton's answer to a full queue (503, gRPC UNAVAILABLE), with a hint of when to retry. */

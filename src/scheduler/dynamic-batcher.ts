@@ -9,7 +9,7 @@
  * scheduler: one request per execution, first come first served.
  */
 import { COMPUTE_NS, type BackendInstance, type RequestAnswers, type RunOutputs } from '../backends/backend.js';
-import { asNereidError, NereidError } from '../core/errors.js';
+import { asNereidError, cancelled, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
@@ -72,7 +72,6 @@ interface Pending {
 const now = () => performance.now();
 const msToNs = (ms: number) => ms * 1e6;
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const CANCELLED = 'request cancelled by the client';
 
 /** Input elements of a batch, the unit BatchCosts learns in. */
 function elementsOf(inputs: Record<string, Tensor>): number {
@@ -162,7 +161,7 @@ export class DynamicBatcher implements Scheduler {
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
     if (this.stopped) return Promise.reject(new NereidError('UNAVAILABLE', `${this.label} is unloading`));
     const signal = request.signal;
-    if (signal?.aborted) return Promise.reject(new NereidError('CANCELLED', CANCELLED));
+    if (signal?.aborted) return Promise.reject(cancelled());
     return new Promise<ScheduledResult>((resolve, reject) => {
       const pending: Pending = { request, rows: Math.max(1, request.batchSize), sequence: 0, resolve, reject };
       const admission = {
@@ -174,7 +173,7 @@ export class DynamicBatcher implements Scheduler {
       this.arrivals?.arrived(pending.rows, pending.entry.enqueuedAt);
       if (signal) {
         pending.onAbort = () => {
-          if (pending.entry && this.queue.remove(pending.entry)) this.settleDropped(pending, new NereidError('CANCELLED', CANCELLED));
+          if (pending.entry && this.queue.remove(pending.entry)) this.settleDropped(pending, cancelled());
         };
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }

@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import type { BackendInstance, RunOutputs } from '../backends/backend.js';
 import { allocateTypedArray, PackedBytes, type Datatype } from '../core/datatype.js';
-import { asNereidError, invalidArgument, NereidError, overloaded } from '../core/errors.js';
+import { asNereidError, cancelled, invalidArgument, NereidError, overloaded } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
@@ -83,7 +83,6 @@ interface Sequence {
 
 const now = () => performance.now();
 const msToNs = (ms: number) => ms * 1e6;
-const CANCELLED = 'request cancelled by the client';
 
 /** A tensor of `shape` holding `value` everywhere (a string's bytes for BYTES). */
 function filled(datatype: Datatype, shape: readonly number[], values: readonly (number | boolean | string | bigint)[]): Tensor {
@@ -177,7 +176,7 @@ export class SequenceBatcher implements Scheduler {
     if (this.policy.maxBatchSize > 0 && request.batchSize !== 1) {
       return Promise.reject(invalidArgument(`inference request to model '${this.model}' with sequence batching must have batch size 1 (one row per request of a sequence), got ${request.batchSize}`));
     }
-    if (request.signal?.aborted) return Promise.reject(new NereidError('CANCELLED', CANCELLED));
+    if (request.signal?.aborted) return Promise.reject(cancelled());
     try {
       this.admit(request);
     } catch (error) {
@@ -208,7 +207,7 @@ export class SequenceBatcher implements Scheduler {
           if (index < 0) return;
           owner.waiting.splice(index, 1);
           this.unqueue(pending);
-          reject(new NereidError('CANCELLED', CANCELLED));
+          reject(cancelled());
           this.forgetIfEmpty(owner);
           // A live sequence left with nothing to run is released once idle, like any other.
           this.watchIdle();
