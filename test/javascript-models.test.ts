@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { bytesElements } from '../src/core/datatype.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { readFile } from 'node:fs/promises';
 import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
@@ -245,6 +246,17 @@ describe('javascript handler models with --allow-code-models', () => {
     const answer = await infer(served.url, 'upper', { inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [3], data: ['hello', 'wörld', ''] }] });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.deepEqual(answer.body.outputs[0], { name: 'OUT', datatype: 'BYTES', shape: [3], data: ['HELLO', 'WÖRLD', ''] });
+  });
+
+  test('a library caller giving BYTES as strings is refused with what to give, and the handler serves on', async () => {
+    const text = (data: unknown[]) => ({ model: 'upper', inputs: [{ name: 'TEXT', datatype: 'BYTES' as const, shape: [1], data: data as Buffer[] }] });
+    await assert.rejects(served.server.infer(text(['abc'])), (error: Json) => {
+      assert.equal(error.code, 'INVALID_ARGUMENT');
+      assert.match(error.message, /input 'TEXT' is BYTES, whose elements are Buffers \(Buffer\.from\(text\) for a string\); element 0 is string "abc"/);
+      return true;
+    });
+    const answer = await served.server.infer(text([Buffer.from('abc')]));
+    assert.deepEqual(bytesElements(answer.outputs[0].data).map(String), ['ABC']);
   });
 
   test('a runaway handler is stopped after execute_timeout_ms, its request failed, and the model keeps serving', async () => {

@@ -110,6 +110,24 @@ function unsignedParameter(request: InferenceRequest, key: string): number | und
   return value;
 }
 
+/**
+ * The front ends decode BYTES into Buffers; an in-process caller (the library's server.infer) may
+ * hand over something else, such as strings, which every backend would fail on as an internal error.
+ */
+function checkBytesElements(input: InferInput): void {
+  const data = input.data;
+  if (data instanceof PackedBytes) return;
+  if (!Array.isArray(data)) throw invalidArgument(`input '${input.name}' is BYTES, whose data is an array of Buffers; got ${describeValue(data)}`);
+  for (let index = 0; index < data.length; index++) {
+    const element: unknown = data[index];
+    if (!(element instanceof Uint8Array)) {
+      throw invalidArgument(`input '${input.name}' is BYTES, whose elements are Buffers (Buffer.from(text) for a string); element ${index} is ${describeValue(element)}`);
+    }
+  }
+}
+
+const describeValue = (value: unknown) => (typeof value === 'object' && value !== null ? `a ${value.constructor?.name ?? 'object'}` : `${typeof value} ${quote(value)}`);
+
 /** Refuses a shape whose dims are not multiples of the config's dims_multiple_of, naming the nearest sizes that are. */
 function checkMultiples(name: string, shape: readonly number[], multipleOf: readonly number[]): void {
   const wrong = shape.flatMap((dim, index) => (dim % multipleOf[index] === 0 ? [] : [index]));
@@ -211,6 +229,7 @@ export class RequestValidator {
       if (input.data.length !== count) {
         throw invalidArgument(`input '${input.name}' has shape ${describeShape(shape)}, which holds ${count} elements, but ${input.data.length} were sent`);
       }
+      if (rule.datatype === 'BYTES') checkBytesElements(input);
       const modelShape = rule.reshape ? this.reshaped(input.name, shape, rule.reshape) : shape;
       tensors[input.name] = { datatype: rule.datatype, shape: modelShape, data: input.data };
     }
