@@ -13,7 +13,9 @@ import { bytesElements } from '../src/core/datatype.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { readFile } from 'node:fs/promises';
 import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
+import { GrpcClient, HttpClient } from '../src/client/index.js';
 import { serveChild, stopChild } from './support/cli-server.js';
+import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 type Json = any;
@@ -136,6 +138,12 @@ async function writeModels(repoDir: string): Promise<void> {
       `instance_group [ { count: 2 } ]\nparameters { key: "execute_timeout_ms" value: { string_value: "1000" } }\n`,
     CALLER,
   );
+  await writeHandler(
+    repoDir,
+    'parameters',
+    `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ { name: "PARAMETERS" data_type: TYPE_STRING dims: [ 1 ] } ]\n`,
+    `export const execute = (requests) => requests.map((request) => ({ PARAMETERS: { shape: [1], data: [JSON.stringify(request.parameters)] } }));`,
+  );
   await writeHandler(repoDir, 'upper', `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]\n`, UPPER);
   await writeHandler(
     repoDir,
@@ -257,6 +265,22 @@ describe('javascript handler models with --allow-code-models', () => {
     });
     const answer = await served.server.infer(text([Buffer.from('abc')]));
     assert.deepEqual(bytesElements(answer.outputs[0].data).map(String), ['ABC']);
+  });
+
+  test("a handler sees the request's parameters without the wire's binary_data_output, over HTTP as over gRPC", async () => {
+    const endpoint = await startGrpcEndpoint(served.server);
+    const grpc = new GrpcClient({ address: `127.0.0.1:${endpoint.port}` });
+    try {
+      const parameters = { foo: 'bar', n: 3, flag: true, binary_data_output: true };
+      const input = { IN: { datatype: 'FP32', shape: [4], data: Float32Array.of(1, 2, 3, 4) } } as const;
+      for (const client of [new HttpClient({ url: served.url }), grpc]) {
+        const answer = await client.infer('parameters', input, { parameters });
+        assert.deepEqual(JSON.parse(String((answer.outputs.PARAMETERS.data as unknown[])[0])), { foo: 'bar', n: 3, flag: true }, client.constructor.name);
+      }
+    } finally {
+      grpc.close();
+      await endpoint.close();
+    }
   });
 
   test('a runaway handler is stopped after execute_timeout_ms, its request failed, and the model keeps serving', async () => {

@@ -9,6 +9,26 @@ import type { RequestTimings } from './timings.js';
 export type ParameterValue = string | number | boolean;
 export type Parameters = Record<string, ParameterValue>;
 
+/**
+ * Request parameters that ask the wire for a format (HTTP's binary tensor extension), not the
+ * model for anything: each front end takes them out, so a model sees the same parameters
+ * whichever way the request came.
+ */
+export const TRANSPORT_PARAMETERS = ['binary_data_output'] as const;
+
+/** `parameters` without the `keys` (the wire's business, not the model's); undefined when nothing is left. */
+export function withoutParameters(parameters: Parameters | undefined, keys: readonly string[]): Parameters | undefined {
+  if (!parameters) return undefined;
+  const rest: Parameters = {};
+  let kept = 0;
+  for (const key in parameters) {
+    if (keys.includes(key)) continue;
+    rest[key] = parameters[key];
+    kept++;
+  }
+  return kept ? rest : undefined;
+}
+
 export interface InferInput extends Tensor {
   name: string;
   parameters?: Parameters;

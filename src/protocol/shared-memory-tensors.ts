@@ -4,7 +4,7 @@
  * optional `shared_memory_offset`) has its bytes in that region instead of in the message.
  */
 import { invalidArgument } from '../core/errors.js';
-import type { InferenceResponse, Parameters, RequestedOutput } from '../core/inference.js';
+import { withoutParameters, type InferenceResponse, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { byteSize, elementCount, type Datatype, type TensorData } from '../core/datatype.js';
 import { tensorDataFromBytes, tensorDataToBytes } from '../core/tensor.js';
 
@@ -91,14 +91,7 @@ export function sharedMemoryReferenceOf(parameters: Parameters | undefined, desc
 
 /** Parameters without the shared-memory ones (the wire's business, not the model's); undefined when nothing is left. */
 export function withoutSharedMemoryParameters(parameters: Parameters): Parameters | undefined {
-  const rest: Parameters = {};
-  let kept = 0;
-  for (const key in parameters) {
-    if ((SHARED_MEMORY_PARAMETERS as readonly string[]).includes(key)) continue;
-    rest[key] = parameters[key];
-    kept++;
-  }
-  return kept ? rest : undefined;
+  return withoutParameters(parameters, SHARED_MEMORY_PARAMETERS);
 }
 
 function regionsOrRefuse(regions: SharedMemoryRegions | undefined, where: string, reference: SharedMemoryReference): SharedMemoryRegions {

@@ -6,7 +6,7 @@
  */
 import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
 import { invalidArgument, quote } from '../core/errors.js';
-import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
+import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
 import {
   checkSharedMemoryOutputs,
@@ -231,12 +231,9 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
   return value as Parameters;
 }
 
-/** An input's own parameters, binary_data_size (the wire's business) left out; undefined when nothing is left. */
-function withoutBinarySize(parameters: Parameters): Parameters | undefined {
-  if (!('binary_data_size' in parameters)) return parameters;
-  const { binary_data_size: _, ...rest } = parameters;
-  return Object.keys(rest).length ? rest : undefined;
-}
+
+/** An input's binary_data_size says where its bytes are in the body: the wire's business. */
+const BINARY_SIZE = ['binary_data_size'];
 
 function binaryTensorData(name: string, datatype: Datatype, shape: number[], bytes: Buffer): TensorData {
   return tensorDataFromBytes(name, datatype, shape, bytes, 'binary_data_size');
@@ -301,7 +298,7 @@ export function decodeInferRequest(
       if (raw.data === undefined) throw invalidArgument(`input '${name}' has no 'data' (and no binary_data_size)`);
       data = tensorDataFromJson(name, datatype, raw.data);
     }
-    return { name, datatype, shape, data, parameters: inputParameters && withoutBinarySize(inputParameters) };
+    return { name, datatype, shape, data, parameters: withoutParameters(inputParameters, BINARY_SIZE) };
   });
   if (offset !== body.length) {
     throw invalidArgument(
@@ -318,7 +315,7 @@ export function decodeInferRequest(
     checkSharedMemoryOutputs(outputs, sharedMemory);
   }
   return {
-    request: { model, version, id: header.id as string | undefined, parameters, inputs, outputs },
+    request: { model, version, id: header.id as string | undefined, parameters: withoutParameters(parameters, TRANSPORT_PARAMETERS), inputs, outputs },
     binaryOutputByDefault: parameters?.binary_data_output === true,
   };
 }

@@ -4,7 +4,7 @@
  * format lives here; the checks and messages are the core's, shared with HTTP.
  */
 import { invalidArgument } from '../../core/errors.js';
-import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
+import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
 import {
   checkDatatype,
   checkShape,
@@ -131,7 +131,7 @@ export function parametersToProto(parameters: Parameters | undefined): Parameter
 export async function decodeModelInferRequest(message: ModelInferRequestMessage, sharedMemory?: SharedMemoryRegions): Promise<InferenceRequest> {
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
-  const parameters = parametersFromProto(message.parameters, 'request');
+  const parameters = withoutParameters(parametersFromProto(message.parameters, 'request'), TRANSPORT_PARAMETERS);
   const inputParameters = inputsMessage.map((input, index) => parametersFromProto(input.parameters, `input '${input.name || `inputs[${index}]`}'`));
   const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], () => `input '${input.name}'`));
   const inMessage = references.filter((reference) => reference === undefined).length;
