@@ -460,6 +460,11 @@ test('queue policy and priority problems name their field', () => {
     parseError({ max_batch_size: 4, dynamic_batching: { priority_queue_policy: { '1': {} } } }),
     /priority_queue_policy needs priority_levels > 0/,
   );
+  // One queue is kept per level: a billion levels would take the memory of the machine before the load could fail.
+  assert.match(
+    parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 1_000_000_000, default_priority_level: 1 } }),
+    /dynamic_batching\.priority_levels: priority_levels may be at most 1000 \(one queue is kept per level\), got 1000000000/,
+  );
 });
 
 test('parameters that are not a map are rejected, not split into characters', () => {

@@ -200,6 +200,12 @@ const queuePolicySchema = configObject({
   max_queue_bytes: count().default(0),
 });
 
+/**
+ * The scheduler keeps a queue per priority level, allocated at load: a count far past what anyone
+ * uses (Triton's users set a handful) would take the machine's memory before the load could fail.
+ */
+export const MAX_PRIORITY_LEVELS = 1000;
+
 export const dynamicBatchingSchema = configObject({
   preferred_batch_size: repeated(count(1)).default([]),
   max_queue_delay_microseconds: count().default(0),
@@ -546,6 +552,13 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
         if (delaying) {
           ctx.addIssue({ code: 'custom', path: ['dynamic_batching', 'preserve_ordering'], message: 'a queue policy cannot have timeout_action DELAY when preserve_ordering is true' });
         }
+      }
+      if (batching.priority_levels > MAX_PRIORITY_LEVELS) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['dynamic_batching', 'priority_levels'],
+          message: `priority_levels may be at most ${MAX_PRIORITY_LEVELS} (one queue is kept per level), got ${batching.priority_levels}`,
+        });
       }
       // As Triton: with priority levels, the default level must be one of them (0, the field's default, is not).
       if (batching.priority_levels > 0 && (batching.default_priority_level < 1 || batching.default_priority_level > batching.priority_levels)) {
