@@ -329,6 +329,7 @@ describe('files and overrides', () => {
       [{ max_batch_size: 4, instance_group: [{ count: 5000, kind: 'KIND_CPU' }] }, /5000 instances/],
       [{ max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: '1000000000000000' } }, /max_queue_delay_microseconds above/],
       [{ max_batch_size: 1_000_000 }, /max_batch_size above 1024/],
+      [{ max_batch_size: 4, parameters: { x: { a: 1 } } }, /parameters\.x: a parameter value must be a string, number or boolean, or \{string_value: string\}, got \{"a":1\}/],
       // A million levels took 90 MB (a billion hung the server): one queue is kept per level.
       [{ max_batch_size: 4, dynamic_batching: { priority_levels: 1_000_000, default_priority_level: 1 } }, /priority_levels may be at most 1000 .*got 1000000/],
       [

@@ -472,6 +472,13 @@ test('parameters that are not a map are rejected, not split into characters', ()
   assert.match(parseError({ parameters: { a: { string_value: 5 } } }), /parameters\.a\.string_value: /);
 });
 
+test("a parameter value that is an object, a list or null is refused, not loaded as the string '[object Object]'", () => {
+  for (const [value, shown] of [[{ a: 1 }, '{"a":1}'], [[1, 2], '[1,2]'], [null, 'null']] as const) {
+    const message = parseError({ parameters: { x: value } });
+    assert.ok(message.includes(`parameters.x: a parameter value must be a string, number or boolean, or {string_value: string}, got ${shown}`), message);
+  }
+});
+
 test('every problem is listed, each with its path', () => {
   const message = parseError({ max_batch_size: -1, input: [{ name: '', data_type: 'NOPE', dims: [-3] }] });
   assert.match(message, /max_batch_size: /);

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatype.js';
 import { closestName } from '../core/edit-distance.js';
 import { DECIMAL_NUMBER } from '../core/decimal-number.js';
+import { quote } from '../core/errors.js';
 
 /**
  * An object of the config that refuses fields it does not know, naming each and the known field
@@ -331,6 +332,20 @@ export const modelWarmupSchema = configObject({
     .transform((runs) => Math.max(1, runs)),
 });
 
+/**
+ * One parameter's value: Triton's {string_value}, or a plain YAML scalar written as its text. Anything
+ * else is refused: String() would make an object '[object Object]' and load it.
+ */
+const parameterValueSchema = z
+  .unknown()
+  .transform((entry, ctx) => {
+    if (typeof entry === 'string' || typeof entry === 'number' || typeof entry === 'boolean') return { string_value: String(entry) };
+    if (entry && typeof entry === 'object' && !Array.isArray(entry) && 'string_value' in entry) return entry;
+    ctx.addIssue({ code: 'custom', message: `a parameter value must be a string, number or boolean, or {string_value: string}, got ${quote(entry)}` });
+    return z.NEVER;
+  })
+  .pipe(configObject({ string_value: z.string() }));
+
 /** Triton writes parameters as {key: {string_value}}, pbtxt as repeated {key, value}; YAML users write {key: value}. */
 const parametersSchema = z.preprocess((value) => {
   if (!value || typeof value !== 'object') return value; // not a map: let the schema say so
@@ -339,13 +354,8 @@ const parametersSchema = z.preprocess((value) => {
     : value && typeof value === 'object' && 'key' in value && 'value' in value
       ? [[String((value as { key: unknown }).key), (value as { value: unknown }).value]]
       : Object.entries(value as Record<string, unknown>);
-  return Object.fromEntries(
-    entries.map(([key, entry]) => [
-      key,
-      entry && typeof entry === 'object' && 'string_value' in entry ? entry : { string_value: String(entry) },
-    ]),
-  );
-}, z.record(z.string(), configObject({ string_value: z.string() })));
+  return Object.fromEntries(entries);
+}, z.record(z.string(), parameterValueSchema));
 
 /**
  * What the config alone can tell of ragged batching: a batch input reads a declared input and feeds
