@@ -213,10 +213,61 @@ describe('client input in messages and on the wire', () => {
     assert.equal(response.status, 400);
     const { error } = (await response.json()) as { error: string };
     assert.ok(error.length <= MAX_CLIENT_MESSAGE_CHARS + 40, `${error.length} characters`);
-    assert.match(error, /more characters\)$/);
+    assert.match(error, /input 'x{80}…'/);
     const longId = await post('/v2/models/simple/infer', JSON.stringify({ id: 'i'.repeat(1000), ...JSON.parse(simpleBody) }));
     assert.equal(longId.status, 400);
     assert.match(((await longId.json()) as { error: string }).error, /request id has 1000 characters; at most 256/);
+  });
+
+  test('a model, version, input, output or path a client names is quoted in an error at most 80 characters long', async () => {
+    const long = (character: string, length = 900) => character.repeat(length);
+    const inputs = (first: Record<string, unknown> = {}) => [
+      { name: 'INPUT0', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(1), ...first },
+      { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(2) },
+    ];
+    const infer = (body: object) => ({ path: '/v2/models/simple/infer', body: JSON.stringify(body) });
+    const asked: { path: string; body?: string; headers?: Record<string, string> }[] = [
+      { path: `/v2/models/${long('c', 1000)}` },
+      // A name of letters passes the name check; a model of that name is looked up, and not found.
+      { path: `/v2/models/${long('a', 255)}` },
+      { path: `/v2/models/${long('a', 255)}/infer`, body: JSON.stringify({ inputs: inputs() }) },
+      { path: `/v2/models/simple/versions/${long('9')}` },
+      { path: `/v2/models/simple/versions/${long('v')}` },
+      { path: `/v2/repository/models/${long('a', 255)}/load`, body: '{}', headers: bearer('manage-token') },
+      { path: `/v2/${long('r')}` },
+      infer({ inputs: inputs({ name: long('i') }) }),
+      infer({ inputs: [...inputs(), { ...inputs()[1], name: long('e') }] }),
+      infer({ inputs: inputs({ name: long('d'), datatype: 'XX' }) }),
+      infer({ inputs: inputs({ name: long('s'), shape: [-1] }) }),
+      infer({ inputs: inputs({ name: long('n'), data: 'not a list' }) }),
+      infer({ inputs: inputs(), outputs: [{ name: long('o') }] }),
+      infer({ inputs: inputs({ parameters: { shared_memory_region: long('h') } }) }),
+    ];
+    for (const { path, body, headers = bearer('infer-token') } of asked) {
+      const response = await fetch(`${served.url}${path}`, { method: body === undefined ? 'GET' : 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+      const { error } = (await response.json()) as { error: string };
+      assert.ok(response.status >= 400 && response.status < 500, `${response.status} ${error}`);
+      assert.doesNotMatch(error, /(.)\1{80}/, `${path.slice(0, 40)} ${body?.slice(0, 60)}: ${error.slice(0, 200)}`);
+    }
+    const client = new Client(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', 'Bearer infer-token');
+    const grpcInputs = (name = 'INPUT0') => [name, 'INPUT1'].map((input) => ({ name: input, datatype: 'INT32', shape: [1, 16], contents: { int_contents: Array(16).fill(1) } }));
+    try {
+      for (const request of [
+        { model_name: long('a', 255), inputs: grpcInputs() },
+        { model_name: 'simple', model_version: long('v'), inputs: grpcInputs() },
+        { model_name: 'simple', inputs: grpcInputs(long('i')) },
+        { model_name: 'simple', inputs: [{ name: long('b'), datatype: 'INT32', shape: [1, 16] }] },
+        { model_name: 'simple', inputs: grpcInputs(), outputs: [{ name: long('o') }] },
+      ]) {
+        const error = await new Promise<grpc.ServiceError | null>((resolve) => client.ModelInfer(request, metadata, resolve));
+        assert.ok(error && [grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND].includes(error.code), String(error));
+        assert.doesNotMatch(error.details, /(.)\1{80}/, error.details.slice(0, 200));
+      }
+    } finally {
+      client.close();
+    }
   });
 
   test('gRPC: a model name of ~87 KB is answered (briefly) and the connection keeps serving', async () => {

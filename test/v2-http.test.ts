@@ -1000,8 +1000,8 @@ describe('errors', () => {
       assert.deepEqual(Object.keys(JSON.parse(answer.body)), ['error'], answer.body);
       assert.ok(JSON.parse(answer.body).error.includes('not a valid url'), answer.body);
     }
-    // Names up to the repository's limit reach the core, which answers for them.
-    await assertError(await get(main, `/v2/models/${'m'.repeat(200)}`), 404, `unknown model: '${'m'.repeat(200)}'`);
+    // Names up to the repository's limit reach the core, which answers for them, quoting at most 80 characters.
+    await assertError(await get(main, `/v2/models/${'m'.repeat(200)}`), 404, `unknown model: '${'m'.repeat(80)}…'`);
     await assertError(await get(main, `/v2/models/${'m'.repeat(300)}`), 400, 'invalid model name');
   });
 

@@ -94,13 +94,27 @@ export function clientMessage(error: NereidError | string): string {
   return `${message.slice(0, MAX_CLIENT_MESSAGE_CHARS)}… (${message.length - MAX_CLIENT_MESSAGE_CHARS} more characters)`;
 }
 
+/** The most characters of one client value a message shows. */
+const MAX_QUOTED_CHARS = 80;
+
+/** Client text in a message, cut to `max` characters. */
+export function shortened(text: string, max = MAX_QUOTED_CHARS): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
+}
+
 /** A client's value quoted in a message: JSON, at most `max` characters, and never a stack overflow on absurd nesting. */
-export function quote(value: unknown, max = 80): string {
+export function quote(value: unknown, max = MAX_QUOTED_CHARS): string {
   let text: string;
   try {
     text = typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
   } catch {
     return '(a value too deeply nested to show)';
   }
-  return text.length <= max ? text : `${text.slice(0, max)}…`;
+  return shortened(text, max);
 }
+
+/**
+ * A name a client gave (a model, version, tensor or shared memory region) in a message, in single
+ * quotes as the server's own names are shown; a client may send any length, so it is cut as quote() cuts.
+ */
+export const quoteName = (name: string) => `'${shortened(name)}'`;

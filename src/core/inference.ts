@@ -2,7 +2,7 @@
  * The one internal request and response that every front end (HTTP, gRPC, batch jobs, the
  * library API) translates to and from.
  */
-import { invalidArgument } from './errors.js';
+import { invalidArgument, quoteName } from './errors.js';
 import type { Tensor } from './tensor.js';
 import type { RequestTimings } from './timings.js';
 
@@ -46,7 +46,7 @@ export function requestedOutputOf(name: string, parameters: Parameters | undefin
   const key = parameters?.classification !== undefined ? 'classification' : 'class_count';
   const classCount = parameters?.[key];
   if (classCount !== undefined && typeof classCount !== 'number') {
-    throw invalidArgument(`output '${name}': ${key} must be a number`);
+    throw invalidArgument(`output ${quoteName(name)}: ${key} must be a number`);
   }
   return { name, classCount: classCount === 0 ? undefined : classCount, parameters };
 }

@@ -18,7 +18,7 @@ import {
   type NumericArray,
   type TensorData,
 } from './datatype.js';
-import { invalidArgument, quote } from './errors.js';
+import { invalidArgument, quote, quoteName } from './errors.js';
 
 export interface Tensor {
   datatype: Datatype;
@@ -44,13 +44,13 @@ function flatten(name: string, values: unknown[]): unknown[] {
     return values.flat(Infinity) as unknown[];
   } catch (error) {
     // Absurd nesting overflows the stack in flat(): the client's mistake, not the server's.
-    if (error instanceof RangeError) throw invalidArgument(`input '${name}': 'data' is nested too deeply`);
+    if (error instanceof RangeError) throw invalidArgument(`input ${quoteName(name)}: 'data' is nested too deeply`);
     throw error;
   }
 }
 
 function badElement(name: string, datatype: Datatype, flat: readonly unknown[], index: number, expected: string) {
-  return invalidArgument(`input '${name}': element ${index} is ${quote(flat[index])}, expected ${expected} for datatype ${datatype}`);
+  return invalidArgument(`input ${quoteName(name)}: element ${index} is ${quote(flat[index])}, expected ${expected} for datatype ${datatype}`);
 }
 
 /**
@@ -58,7 +58,7 @@ function badElement(name: string, datatype: Datatype, flat: readonly unknown[], 
  * a bad value is reported by position instead of silently becoming NaN or wrapping around.
  */
 export function tensorDataFromJson(name: string, datatype: Datatype, values: unknown): TensorData {
-  if (!Array.isArray(values)) throw invalidArgument(`input '${name}': 'data' must be an array of ${datatype} values`);
+  if (!Array.isArray(values)) throw invalidArgument(`input ${quoteName(name)}: 'data' must be an array of ${datatype} values`);
   const flat = flatten(name, values);
   const count = flat.length;
   if (datatype === 'BYTES') {
@@ -174,10 +174,10 @@ export function tensorDataFromContents(name: string, datatype: Datatype, content
   const field = CONTENTS_FIELD[datatype];
   const stray = CONTENTS_FIELDS.find((other) => other !== field && (contents[other]?.length ?? 0) > 0);
   if (field === undefined) {
-    throw invalidArgument(`input '${name}': ${datatype} has no typed contents field; send it as raw little-endian bytes (raw_input_contents)`);
+    throw invalidArgument(`input ${quoteName(name)}: ${datatype} has no typed contents field; send it as raw little-endian bytes (raw_input_contents)`);
   }
   if (stray) {
-    throw invalidArgument(`input '${name}' is ${datatype}, whose contents go in ${field}, but the request sets ${stray}`);
+    throw invalidArgument(`input ${quoteName(name)} is ${datatype}, whose contents go in ${field}, but the request sets ${stray}`);
   }
   const values = contents[field] ?? [];
   if (datatype === 'BYTES') {
@@ -198,7 +198,7 @@ export function tensorDataFromContents(name: string, datatype: Datatype, content
 /** Checks a wire datatype name; every front end reports an unknown one the same way. */
 export function checkDatatype(name: string, value: unknown): Datatype {
   if (!isDatatype(value)) {
-    throw invalidArgument(`input '${name}': datatype must be one of ${DATATYPES.join(', ')}, got ${quote(value)}`);
+    throw invalidArgument(`input ${quoteName(name)}: datatype must be one of ${DATATYPES.join(', ')}, got ${quote(value)}`);
   }
   return value;
 }
@@ -210,7 +210,7 @@ export function checkShape(name: string, value: unknown): number[] {
     const dim = (value as unknown[])[index];
     valid = Number.isSafeInteger(dim) && (dim as number) >= 0;
   }
-  if (!valid) throw invalidArgument(`input '${name}': shape must be an array of non-negative integers, got ${quote(value)}`);
+  if (!valid) throw invalidArgument(`input ${quoteName(name)}: shape must be an array of non-negative integers, got ${quote(value)}`);
   return value as number[];
 }
 
@@ -219,7 +219,7 @@ export const MAX_BYTES_ELEMENTS = 1 << 20;
 
 export function checkBytesElementCount(name: string, count: number): void {
   if (count > MAX_BYTES_ELEMENTS) {
-    throw invalidArgument(`input '${name}' has ${count} BYTES elements; at most ${MAX_BYTES_ELEMENTS} are accepted per input`);
+    throw invalidArgument(`input ${quoteName(name)} has ${count} BYTES elements; at most ${MAX_BYTES_ELEMENTS} are accepted per input`);
   }
 }
 
@@ -234,7 +234,7 @@ export function tensorDataFromBytes(name: string, datatype: Datatype, shape: rea
   const expected = count * byteSize(datatype);
   if (bytes.length !== expected) {
     throw invalidArgument(
-      `input '${name}': ${datatype} [${shape.join(',')}] needs ${expected} bytes of binary data, got ${sizeSource} ${bytes.length}`,
+      `input ${quoteName(name)}: ${datatype} [${shape.join(',')}] needs ${expected} bytes of binary data, got ${sizeSource} ${bytes.length}`,
     );
   }
   return typedArrayFromBytes(datatype, bytes);
@@ -245,16 +245,16 @@ function packedBytesOf(name: string, shape: readonly number[], count: number, by
   // Every element takes at least its 4-byte length: fewer bytes cannot hold the shape, more elements are not read.
   if (bytes.length < 4 * count) {
     throw invalidArgument(
-      `input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but ${bytes.length} bytes of binary data hold at most ${Math.floor(bytes.length / 4)}`,
+      `input ${quoteName(name)} has shape [${shape.join(',')}], which holds ${count} elements, but ${bytes.length} bytes of binary data hold at most ${Math.floor(bytes.length / 4)}`,
     );
   }
   const found = countBytesElements(bytes, count);
   if (found < 0) {
-    throw invalidArgument(`input '${name}': binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
+    throw invalidArgument(`input ${quoteName(name)}: binary BYTES data must be 4-byte little-endian lengths each followed by that many bytes`);
   }
   if (found !== count) {
     const what = found > count ? `more than ${count}` : String(found);
-    throw invalidArgument(`input '${name}' has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${what}`);
+    throw invalidArgument(`input ${quoteName(name)} has shape [${shape.join(',')}], which holds ${count} elements, but its binary data holds ${what}`);
   }
   return new PackedBytes(bytes, count);
 }

@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeOfConfig } from '../config/model-config.js';
 import { elementCount, findIndexInSlices, PackedBytes, type BytesData, type Datatype } from '../core/datatype.js';
-import { invalidArgument, NereidError, quote } from '../core/errors.js';
+import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
 import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
 import { concreteDims, describeShape, type Tensor } from '../core/tensor.js';
 import type { Admission } from '../scheduler/priority-queue.js';
@@ -269,7 +269,7 @@ export class RequestValidator {
   }
 
   private unknownInput(name: string): NereidError {
-    return invalidArgument(`model '${this.config.name}' has no input '${name}' (its inputs: ${[...this.inputs.keys()].join(', ')})`);
+    return invalidArgument(`model '${this.config.name}' has no input ${quoteName(name)} (its inputs: ${[...this.inputs.keys()].join(', ')})`);
   }
 
   private missingInputs(given: Record<string, Tensor>): NereidError {
@@ -284,7 +284,7 @@ export class RequestValidator {
     for (const output of requested) {
       const datatype = this.outputs.get(output.name);
       if (!datatype) {
-        throw invalidArgument(`model '${this.config.name}' has no output '${output.name}' (its outputs: ${[...this.outputs.keys()].join(', ')})`);
+        throw invalidArgument(`model '${this.config.name}' has no output ${quoteName(output.name)} (its outputs: ${[...this.outputs.keys()].join(', ')})`);
       }
       if (names.includes(output.name)) throw invalidArgument(`output '${output.name}' is requested more than once`);
       names.push(output.name);

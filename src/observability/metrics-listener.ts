@@ -8,6 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { BEARER_TOKEN_MESSAGE, checkBearerToken, type AuthTokens } from '../core/auth.js';
+import { shortened } from '../core/errors.js';
 import { httpsServerOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
 
@@ -36,7 +37,7 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
       return;
     }
     if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
-      response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no route ${request.method} ${path} (GET /metrics)` }));
+      response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no route ${request.method} ${shortened(path)} (GET /metrics)` }));
       return;
     }
     metrics.metrics().then(

@@ -3,7 +3,7 @@
  * parameters name a registered region (`shared_memory_region`, `shared_memory_byte_size`,
  * optional `shared_memory_offset`) has its bytes in that region instead of in the message.
  */
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument, quoteName } from '../core/errors.js';
 import { withoutParameters, type InferenceResponse, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { byteSize, elementCount, type Datatype, type TensorData } from '../core/datatype.js';
 import { tensorDataFromBytes, tensorDataToBytes } from '../core/tensor.js';
@@ -77,14 +77,14 @@ export function sharedMemoryReferenceOf(parameters: Parameters | undefined, desc
     throw invalidArgument(`${where}: shared_memory_region must be the name of a registered region, got ${JSON.stringify(region)}`);
   }
   if (parameters.shared_memory_byte_size === undefined) {
-    throw invalidArgument(`${where}: shared_memory_region '${region}' needs shared_memory_byte_size, the number of bytes the tensor takes there`);
+    throw invalidArgument(`${where}: shared_memory_region ${quoteName(region)} needs shared_memory_byte_size, the number of bytes the tensor takes there`);
   }
   return {
     region,
     offset:
       parameters.shared_memory_offset === undefined
         ? 0
-        : byteCount(parameters.shared_memory_offset, 'shared_memory_offset', where, `Invalid offset for shared memory region '${region}': `),
+        : byteCount(parameters.shared_memory_offset, 'shared_memory_offset', where, `Invalid offset for shared memory region ${quoteName(region)}: `),
     byteSize: byteCount(parameters.shared_memory_byte_size, 'shared_memory_byte_size', where),
   };
 }
@@ -95,7 +95,7 @@ export function withoutSharedMemoryParameters(parameters: Parameters): Parameter
 }
 
 function regionsOrRefuse(regions: SharedMemoryRegions | undefined, where: string, reference: SharedMemoryReference): SharedMemoryRegions {
-  if (!regions) throw invalidArgument(`${where} names shared memory region '${reference.region}', which this entry point does not read; send the tensor in the request`);
+  if (!regions) throw invalidArgument(`${where} names shared memory region ${quoteName(reference.region)}, which this entry point does not read; send the tensor in the request`);
   return regions;
 }
 
@@ -120,18 +120,18 @@ export function sharedMemoryInputData(
   budget: SharedMemoryReadBudget,
   otherSource: string | undefined,
 ): TensorData {
-  if (otherSource) throw invalidArgument(`input '${name}' has both shared_memory_region and ${otherSource}; send one`);
+  if (otherSource) throw invalidArgument(`input ${quoteName(name)} has both shared_memory_region and ${otherSource}; send one`);
   const expected = datatype === 'BYTES' ? undefined : elementCount(shape) * byteSize(datatype);
   if (expected !== undefined && reference.byteSize !== expected) {
     // Triton's words, which its shared memory tests look for.
     throw invalidArgument(
-      `unexpected total byte size ${reference.byteSize} for input '${name}', expecting ${expected} (${datatype} [${shape.join(',')}] in shared memory region '${reference.region}')`,
+      `unexpected total byte size ${reference.byteSize} for input ${quoteName(name)}, expecting ${expected} (${datatype} [${shape.join(',')}] in shared memory region ${quoteName(reference.region)})`,
     );
   }
-  const source = regionsOrRefuse(regions, `input '${name}'`, reference);
+  const source = regionsOrRefuse(regions, `input ${quoteName(name)}`, reference);
   if (reference.byteSize > budget.remaining) {
     throw invalidArgument(
-      `input '${name}': the request's inputs in shared memory take more than the ${source.maxRequestBytes} bytes one request may read (this one asks for ${reference.byteSize} more with ${budget.remaining} left)`,
+      `input ${quoteName(name)}: the request's inputs in shared memory take more than the ${source.maxRequestBytes} bytes one request may read (this one asks for ${reference.byteSize} more with ${budget.remaining} left)`,
     );
   }
   budget.remaining -= reference.byteSize;
@@ -144,9 +144,9 @@ export function sharedMemoryInputData(
  */
 export function checkSharedMemoryOutputs(outputs: readonly RequestedOutput[] | undefined, regions: SharedMemoryRegions | undefined): void {
   for (const output of outputs ?? []) {
-    const reference = sharedMemoryReferenceOf(output.parameters, () => `output '${output.name}'`);
+    const reference = sharedMemoryReferenceOf(output.parameters, () => `output ${quoteName(output.name)}`);
     if (!reference) continue;
-    const where = `output '${output.name}'`;
+    const where = `output ${quoteName(output.name)}`;
     if (output.classCount !== undefined) throw invalidArgument(`${where} asks for both shared_memory_region and classification; classes are answered in the response only`);
     if (output.parameters?.binary_data === true) throw invalidArgument(`${where} asks for both shared_memory_region and binary_data; choose one`);
     regionsOrRefuse(regions, where, reference).check(reference, output.name);
@@ -167,14 +167,14 @@ export function writeSharedMemoryOutputs(
   for (const requested of requestedOutputs ?? []) {
     if (requested.parameters?.shared_memory_region === undefined) continue;
     const output = response.outputs.find((candidate) => candidate.name === requested.name);
-    const reference = sharedMemoryReferenceOf(requested.parameters, () => `output '${requested.name}'`);
+    const reference = sharedMemoryReferenceOf(requested.parameters, () => `output ${quoteName(requested.name)}`);
     if (!output || !reference) continue;
     const bytes = tensorDataToBytes(output.datatype, output.data);
     if (bytes.length > reference.byteSize) {
       // Triton's words, which its shared memory tests look for.
-      throw invalidArgument(`shared memory size specified with the request for output '${output.name}' (${reference.byteSize} bytes) should be at least ${bytes.length} bytes to hold the results`);
+      throw invalidArgument(`shared memory size specified with the request for output ${quoteName(output.name)} (${reference.byteSize} bytes) should be at least ${bytes.length} bytes to hold the results`);
     }
-    const target = regionsOrRefuse(regions, `output '${requested.name}'`, reference);
+    const target = regionsOrRefuse(regions, `output ${quoteName(requested.name)}`, reference);
     target.check(reference, output.name);
     writes.push({ name: output.name, reference, bytes, target });
   }

@@ -5,7 +5,7 @@
  * rules are the core's.
  */
 import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
-import { invalidArgument, quote } from '../core/errors.js';
+import { invalidArgument, quote, quoteName } from '../core/errors.js';
 import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
 import {
@@ -273,9 +273,9 @@ export function decodeInferRequest(
     if (typeof name !== 'string' || name === '') throw invalidArgument(`inputs[${index}] needs a 'name'`);
     const datatype = checkDatatype(name, raw.datatype);
     const shape = checkShape(name, raw.shape);
-    const inputParameters = parseParameters(raw.parameters, () => `input '${name}'`);
+    const inputParameters = parseParameters(raw.parameters, () => `input ${quoteName(name)}`);
     const binarySize = inputParameters?.binary_data_size;
-    const sharedMemoryReference = sharedMemoryReferenceOf(inputParameters, () => `input '${name}'`);
+    const sharedMemoryReference = sharedMemoryReferenceOf(inputParameters, () => `input ${quoteName(name)}`);
     let data: TensorData;
     if (sharedMemoryReference) {
       const otherSource = raw.data !== undefined ? `'data'` : binarySize !== undefined ? 'binary_data_size' : undefined;
@@ -283,19 +283,19 @@ export function decodeInferRequest(
       return { name, datatype, shape, data, parameters: withoutSharedMemoryParameters(inputParameters!) };
     } else if (binarySize !== undefined) {
       if (!Number.isInteger(binarySize) || (binarySize as number) < 0) {
-        throw invalidArgument(`input '${name}': binary_data_size must be a non-negative integer`);
+        throw invalidArgument(`input ${quoteName(name)}: binary_data_size must be a non-negative integer`);
       }
-      if (raw.data !== undefined) throw invalidArgument(`input '${name}' has both 'data' and binary_data_size; send one`);
+      if (raw.data !== undefined) throw invalidArgument(`input ${quoteName(name)} has both 'data' and binary_data_size; send one`);
       const end = offset + (binarySize as number);
       if (end > body.length) {
         throw invalidArgument(
-          `input '${name}': binary_data_size ${binarySize} runs past the end of the body (${body.length - offset} binary bytes left)`,
+          `input ${quoteName(name)}: binary_data_size ${binarySize} runs past the end of the body (${body.length - offset} binary bytes left)`,
         );
       }
       data = binaryTensorData(name, datatype, shape, body.subarray(offset, end));
       offset = end;
     } else {
-      if (raw.data === undefined) throw invalidArgument(`input '${name}' has no 'data' (and no binary_data_size)`);
+      if (raw.data === undefined) throw invalidArgument(`input ${quoteName(name)} has no 'data' (and no binary_data_size)`);
       data = tensorDataFromJson(name, datatype, raw.data);
     }
     return { name, datatype, shape, data, parameters: withoutParameters(inputParameters, BINARY_SIZE) };
@@ -309,8 +309,9 @@ export function decodeInferRequest(
   if (header.outputs !== undefined) {
     if (!Array.isArray(header.outputs)) throw invalidArgument(`'outputs' must be an array`);
     outputs = header.outputs.map((raw: unknown, index: number) => {
-      if (!isObject(raw) || typeof raw.name !== 'string') throw invalidArgument(`outputs[${index}] needs a 'name'`);
-      return requestedOutputOf(raw.name, parseParameters(raw.parameters, () => `output '${raw.name}'`));
+      const name = isObject(raw) ? raw.name : undefined;
+      if (!isObject(raw) || typeof name !== 'string') throw invalidArgument(`outputs[${index}] needs a 'name'`);
+      return requestedOutputOf(name, parseParameters(raw.parameters, () => `output ${quoteName(name)}`));
     });
     checkSharedMemoryOutputs(outputs, sharedMemory);
   }

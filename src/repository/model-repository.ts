@@ -10,7 +10,7 @@ import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } 
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
-import { invalidArgument, NereidError, notFound, unavailable } from '../core/errors.js';
+import { invalidArgument, NereidError, notFound, quoteName, shortened, unavailable } from '../core/errors.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest } from '../core/inference.js';
@@ -108,7 +108,7 @@ const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 export function checkModelName(name: string): void {
   if (!SAFE_NAME.test(name) || name.includes('..') || name.length > 255) {
     throw invalidArgument(
-      `invalid model name '${name}': use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)`,
+      `invalid model name ${quoteName(name)}: use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)`,
     );
   }
 }
@@ -340,10 +340,10 @@ export class ModelRepository {
     const root = await this.root();
     const folder = join(root, name);
     const real = await realpath(folder).catch(() => {
-      throw notFound(`model '${name}' is not in the model repository`);
+      throw notFound(`model ${quoteName(name)} is not in the model repository`);
     });
-    if (!real.startsWith(root + sep)) throw invalidArgument(`model '${name}' resolves outside the model repository`);
-    if (!(await stat(real)).isDirectory()) throw notFound(`model '${name}' is not in the model repository`);
+    if (!real.startsWith(root + sep)) throw invalidArgument(`model ${quoteName(name)} resolves outside the model repository`);
+    if (!(await stat(real)).isDirectory()) throw notFound(`model ${quoteName(name)} is not in the model repository`);
     return real;
   }
 
@@ -804,15 +804,15 @@ export class ModelRepository {
       // Triton's clients look for the phrase "Request for unknown model".
       if (entry?.unloaded) throw notFound(`Request for unknown model: model '${name}' is not loaded (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
-      throw notFound(`Request for unknown model: '${name}' is not found (not in the model repository, or not loaded)`);
+      throw notFound(`Request for unknown model: ${quoteName(name)} is not found (not in the model repository, or not loaded)`);
     }
     if (version) {
-      if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got '${version}'`);
+      if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got ${quoteName(version)}`);
       const found = entry.versions.get(String(Number(version)));
       if (found) return found;
       const failure = entry.failures.get(String(Number(version))) ?? entry.failures.get('');
-      if (failure) throw unavailable(`model '${name}' version ${version} is unavailable: ${failure}`);
-      throw notFound(`model '${name}' has no version ${version} (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
+      if (failure) throw unavailable(`model '${name}' version ${shortened(version)} is unavailable: ${failure}`);
+      throw notFound(`model '${name}' has no version ${shortened(version)} (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
     if (ready.length === 0) {

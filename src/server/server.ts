@@ -9,7 +9,7 @@ import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { invalidArgument, NereidError, notFound, overloaded } from '../core/errors.js';
+import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import { isEnsembleConfig } from '../model/ensemble-plan.js';
@@ -393,7 +393,7 @@ export class Server {
       // The HTTP port opens before the models load (so that liveness answers): until start() is done, a model not
       // known yet may be one still loading, and a 503 tells a proxy to try another replica where a 404 would be final.
       if (!this.started && error instanceof NereidError && error.code === 'NOT_FOUND') {
-        throw overloaded(`model '${name}' is not available yet: the server is starting and still loading its models`, STARTING_RETRY_AFTER_MS);
+        throw overloaded(`model ${quoteName(name)} is not available yet: the server is starting and still loading its models`, STARTING_RETRY_AFTER_MS);
       }
       throw error;
     }

@@ -9,7 +9,7 @@
  * registers a region makes the server read and write that object with the server's permissions.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
-import { invalidArgument, NereidError, notFound } from '../core/errors.js';
+import { invalidArgument, NereidError, notFound, quoteName } from '../core/errors.js';
 import { byteCount, sharedMemoryObjectPath, type SharedMemoryReference, type SharedMemoryRegions } from '../protocol/shared-memory-tensors.js';
 
 /** A region's status, as Triton's status API answers it. */
@@ -62,11 +62,11 @@ export class SystemSharedMemory implements SharedMemoryRegions {
   register(name: string, request: { key?: unknown; offset?: unknown; byte_size?: unknown }): void {
     this.checkAllowed();
     if (typeof name !== 'string' || name === '' || name.length > 256) throw invalidArgument(`a shared memory region needs a name of 1 to 256 characters`);
-    if (typeof request.key !== 'string') throw invalidArgument(`registering shared memory region '${name}' needs 'key', the shared memory object's name, e.g. '/input0'`);
+    if (typeof request.key !== 'string') throw invalidArgument(`registering shared memory region ${quoteName(name)} needs 'key', the shared memory object's name, e.g. '/input0'`);
     const key = request.key;
-    const offset = byteCount(request.offset ?? 0, "'offset'", `registering shared memory region '${name}'`);
-    const byteSize = byteCount(request.byte_size, "'byte_size'", `registering shared memory region '${name}'`);
-    if (this.regions.has(name)) throw invalidArgument(`shared memory region '${name}' already in manager (registered before); unregister it first`);
+    const offset = byteCount(request.offset ?? 0, "'offset'", `registering shared memory region ${quoteName(name)}`);
+    const byteSize = byteCount(request.byte_size, "'byte_size'", `registering shared memory region ${quoteName(name)}`);
+    if (this.regions.has(name)) throw invalidArgument(`shared memory region ${quoteName(name)} already in manager (registered before); unregister it first`);
     if (this.regions.size >= this.maxRegions) throw invalidArgument(`${this.maxRegions} shared memory regions are registered, the most this server holds; unregister some first`);
     const path = sharedMemoryObjectPath(key);
     let descriptor: number;
@@ -75,15 +75,15 @@ export class SystemSharedMemory implements SharedMemoryRegions {
       descriptor = openSync(path, constants.O_RDWR | constants.O_NOFOLLOW);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw invalidArgument(`no shared memory object '${key}' (create it with shm_open before registering it)`);
-      throw invalidArgument(`cannot open shared memory object '${key}' for reading and writing (${code ?? (error as Error).message})`);
+      if (code === 'ENOENT') throw invalidArgument(`no shared memory object ${quoteName(key)} (create it with shm_open before registering it)`);
+      throw invalidArgument(`cannot open shared memory object ${quoteName(key)} for reading and writing (${code ?? (error as Error).message})`);
     }
     try {
       const stats = fstatSync(descriptor);
       if (!stats.isFile()) throw invalidArgument(`'${key}' is not a shared memory object`);
       if (stats.size < offset + byteSize) {
         throw invalidArgument(
-          `failed to register shared memory region '${name}': invalid args: the object '${key}' holds ${stats.size} bytes, less than offset ${offset} + byte_size ${byteSize} = ${offset + byteSize}`,
+          `failed to register shared memory region ${quoteName(name)}: invalid args: the object ${quoteName(key)} holds ${stats.size} bytes, less than offset ${offset} + byte_size ${byteSize} = ${offset + byteSize}`,
         );
       }
     } catch (error) {
@@ -115,7 +115,7 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     let done = 0;
     while (done < bytes.length) {
       const read = readSync(region.descriptor, bytes, done, bytes.length - done, region.offset + reference.offset + done);
-      if (read === 0) throw invalidArgument(`shared memory object '${region.key}' of region '${region.name}' ended before input '${tensor}' could be read (was it truncated?)`);
+      if (read === 0) throw invalidArgument(`shared memory object ${quoteName(region.key)} of region ${quoteName(region.name)} ended before input ${quoteName(tensor)} could be read (was it truncated?)`);
       done += read;
     }
     return bytes;
@@ -127,7 +127,7 @@ export class SystemSharedMemory implements SharedMemoryRegions {
 
   write(reference: SharedMemoryReference, bytes: Buffer, tensor: string): void {
     const region = this.within(reference, tensor);
-    if (bytes.length > reference.byteSize) throw invalidArgument(`output '${tensor}': ${bytes.length} bytes do not fit the ${reference.byteSize} its shared_memory_byte_size gives`);
+    if (bytes.length > reference.byteSize) throw invalidArgument(`output ${quoteName(tensor)}: ${bytes.length} bytes do not fit the ${reference.byteSize} its shared_memory_byte_size gives`);
     let done = 0;
     while (done < bytes.length) done += writeSync(region.descriptor, bytes, done, bytes.length - done, region.offset + reference.offset + done);
   }
@@ -146,7 +146,7 @@ export class SystemSharedMemory implements SharedMemoryRegions {
 
   private region(name: string, missing: (message: string) => NereidError = invalidArgument): Region {
     const region = this.regions.get(name);
-    if (!region) throw missing(`no shared memory region '${name}' is registered`);
+    if (!region) throw missing(`no shared memory region ${quoteName(name)} is registered`);
     return region;
   }
 
@@ -155,11 +155,11 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     const region = this.region(reference.region);
     // Triton's words in both messages: its shared memory tests look for them.
     if (reference.offset > region.byte_size || (reference.offset === region.byte_size && reference.byteSize > 0)) {
-      throw invalidArgument(`tensor '${tensor}': Invalid offset for shared memory region '${region.name}': offset ${reference.offset} is past its ${region.byte_size} bytes`);
+      throw invalidArgument(`tensor ${quoteName(tensor)}: Invalid offset for shared memory region ${quoteName(region.name)}: offset ${reference.offset} is past its ${region.byte_size} bytes`);
     }
     if (reference.offset + reference.byteSize > region.byte_size) {
       throw invalidArgument(
-        `tensor '${tensor}': Invalid offset + byte size for shared memory region '${region.name}': offset ${reference.offset} + byte size ${reference.byteSize} runs past its ${region.byte_size} bytes`,
+        `tensor ${quoteName(tensor)}: Invalid offset + byte size for shared memory region ${quoteName(region.name)}: offset ${reference.offset} + byte size ${reference.byteSize} runs past its ${region.byte_size} bytes`,
       );
     }
     return region;

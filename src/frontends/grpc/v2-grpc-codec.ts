@@ -3,7 +3,7 @@
  * core's InferenceRequest and back, and the core's answers to the protocol's messages. Only wire
  * format lives here; the checks and messages are the core's, shared with HTTP.
  */
-import { invalidArgument } from '../../core/errors.js';
+import { invalidArgument, quoteName } from '../../core/errors.js';
 import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
 import {
   checkDatatype,
@@ -132,8 +132,8 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
   const parameters = withoutParameters(parametersFromProto(message.parameters, 'request'), TRANSPORT_PARAMETERS);
-  const inputParameters = inputsMessage.map((input, index) => parametersFromProto(input.parameters, `input '${input.name || `inputs[${index}]`}'`));
-  const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], () => `input '${input.name}'`));
+  const inputParameters = inputsMessage.map((input, index) => parametersFromProto(input.parameters, input.name ? `input ${quoteName(input.name)}` : `input 'inputs[${index}]'`));
+  const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], () => `input ${quoteName(input.name)}`));
   const inMessage = references.filter((reference) => reference === undefined).length;
   if (raw.length > 0 && raw.length !== inMessage) {
     throw invalidArgument(
@@ -157,17 +157,17 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
       continue;
     }
     if (raw.length > 0) {
-      if (input.contents) throw invalidArgument(`input '${name}' has both contents and raw_input_contents; send one`);
+      if (input.contents) throw invalidArgument(`input ${quoteName(name)} has both contents and raw_input_contents; send one`);
       data = tensorDataFromBytes(name, datatype, shape, raw[rawIndex], `raw_input_contents[${rawIndex}] size`);
       rawIndex++;
     } else {
-      if (!input.contents) throw invalidArgument(`input '${name}' has no contents (and no raw_input_contents)`);
+      if (!input.contents) throw invalidArgument(`input ${quoteName(name)} has no contents (and no raw_input_contents)`);
       data = tensorDataFromContents(name, datatype, input.contents);
     }
     inputs.push({ name, datatype, shape, data, parameters: inputParameters[index] });
   }
   const outputs = message.outputs?.length
-    ? message.outputs.map((output) => requestedOutputOf(output.name, parametersFromProto(output.parameters, `output '${output.name}'`)))
+    ? message.outputs.map((output) => requestedOutputOf(output.name, parametersFromProto(output.parameters, `output ${quoteName(output.name)}`)))
     : undefined;
   checkSharedMemoryOutputs(outputs, sharedMemory);
   return {

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
 import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
-import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError, retryAfterSeconds } from '../../core/errors.js';
+import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
@@ -370,7 +370,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   openApiDocuments.set(app, openApi);
 
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: clientMessage(`no route ${request.method} ${request.url.split('?')[0]}`) }),
+    reply.code(404).send({ error: `no route ${request.method} ${shortened(request.url.split('?')[0])}` }),
   );
 
   app.get('/v2/health/live', async (_request, reply) =>
@@ -397,7 +397,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     app.get<{ Params: ModelParams }>(path, async (request, reply) => {
       const { model, version } = request.params;
       if (server.modelReady(model, version)) return reply.code(200).send();
-      return reply.code(400).send({ error: `model '${model}'${version ? ` version ${version}` : ''} is not ready` });
+      return reply.code(400).send({ error: `model ${quoteName(model)}${version ? ` version ${shortened(version)}` : ''} is not ready` });
     });
   }
   for (const path of modelPaths('/config')) {
