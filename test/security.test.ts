@@ -207,6 +207,12 @@ describe('client input in messages and on the wire', () => {
     }
   });
 
+  test('a shape beyond the largest safe integer is shown as sent, not as a value too deeply nested', async () => {
+    const response = await post('/v2/models/simple/infer', '{"inputs":[{"name":"INPUT0","datatype":"INT32","shape":[9007199254740993,3,48,192],"data":[1]}]}');
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { error: string }).error, /shape must be an array of non-negative integers, each at most 9007199254740991, got \[9007199254740993,3,48,192\]$/);
+  });
+
   test('an error quoting a huge client string stays short', async () => {
     const name = 'x'.repeat(100_000);
     const response = await post('/v2/models/simple/infer', JSON.stringify({ inputs: [{ name, datatype: 'INT32', shape: [1, 16], data: Array(16).fill(1) }] }));

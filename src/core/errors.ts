@@ -102,13 +102,21 @@ export function shortened(text: string, max = MAX_QUOTED_CHARS): string {
   return text.length <= max ? text : `${text.slice(0, max)}…`;
 }
 
+/**
+ * Integers beyond 2^53 arrive as bigints (the lossless JSON parse), which JSON.stringify refuses: they are written as
+ * marked strings and the marks then removed, so that they show as the digits sent. (A client string holding the mark
+ * shows unquoted; this is only for reading.)
+ */
+const showBigInts = (_key: string, item: unknown) => (typeof item === 'bigint' ? `\u0000bigint:${item}` : item);
+const BIGINT_SHOWN = /"\\u0000bigint:(-?\d+)"/g;
+
 /** A client's value quoted in a message: JSON, at most `max` characters, and never a stack overflow on absurd nesting. */
 export function quote(value: unknown, max = MAX_QUOTED_CHARS): string {
   let text: string;
   try {
-    text = typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
-  } catch {
-    return '(a value too deeply nested to show)';
+    text = typeof value === 'bigint' ? String(value) : (JSON.stringify(value, showBigInts)?.replace(BIGINT_SHOWN, '$1') ?? String(value));
+  } catch (error) {
+    return error instanceof RangeError ? '(a value too deeply nested to show)' : '(a value that cannot be shown)';
   }
   return shortened(text, max);
 }

@@ -210,7 +210,7 @@ export function checkShape(name: string, value: unknown): number[] {
     const dim = (value as unknown[])[index];
     valid = Number.isSafeInteger(dim) && (dim as number) >= 0;
   }
-  if (!valid) throw invalidArgument(`input ${quoteName(name)}: shape must be an array of non-negative integers, got ${quote(value)}`);
+  if (!valid) throw invalidArgument(`input ${quoteName(name)}: shape must be an array of non-negative integers, each at most ${Number.MAX_SAFE_INTEGER}, got ${quote(value)}`);
   return value as number[];
 }
 
