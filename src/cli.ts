@@ -13,6 +13,7 @@ import { ZodError } from 'zod';
 import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
+import { readNamedFile } from './core/named-file.js';
 import { readClientTlsFiles, readTlsFiles } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
@@ -142,7 +143,7 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
     if (fromEnv !== undefined) tokens[scope].push(checked(fromEnv.trim(), TOKEN_ENV[scope]));
   }
   if (typeof flags.authTokenFile === 'string') {
-    const text = await readFile(flags.authTokenFile, 'utf8');
+    const text = (await readNamedFile(flags.authTokenFile, '--auth-token-file')).toString('utf8');
     const before = Object.values(tokens).flat().length;
     text.split(/\r?\n/).forEach((line, index) => {
       const content = line.replace(/#.*/, '').trim();

@@ -138,6 +138,12 @@ describe('tokens given to nereid serve', () => {
     }
   });
 
+  test('a missing token file is named by its flag, as the TLS flags name theirs', async () => {
+    const missing = await runCli(['serve', '--model-repository', served.repoDir, '--auth-token-file', join(outside, 'nope.txt')], 30_000);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /--auth-token-file .*nope\.txt: cannot read it \(no such file\)/);
+  });
+
   test('a server bound beyond loopback with no token says that everything is open', async () => {
     const repo = join(outside, 'clean-repo');
     await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 4\n');

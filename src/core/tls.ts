@@ -6,10 +6,10 @@
  * rather than failing the first handshake.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
+import { readNamedFile } from './named-file.js';
 
 export interface TlsCredentials {
   /** The server's certificate chain, PEM: its own certificate first, then intermediates. */
@@ -77,19 +77,9 @@ export function httpsServerOptions(credentials: TlsCredentials): HttpsServerOpti
   return { cert: credentials.cert, key: credentials.key, ca: credentials.clientCa, requestCert: mutual, rejectUnauthorized: mutual };
 }
 
-async function readPart(path: string, name: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'a folder, not a file' : reason(error);
-    throw new Error(`${name} ${path}: cannot read it (${why})`);
-  }
-}
-
 /** Reads a CA certificate for a client to trust, checking that it is one; `name` is the flag given it. */
 export async function readCaFile(path: string, name: string): Promise<Buffer> {
-  const ca = await readPart(path, name);
+  const ca = await readNamedFile(path, name);
   try {
     new X509Certificate(ca);
   } catch (error) {
@@ -132,7 +122,7 @@ async function readCertificateAndKey(paths: { cert?: string; key?: string }, nam
   if (paths.cert === undefined || paths.key === undefined) {
     throw new Error(`${names.cert} and ${names.key} go together: ${paths.cert === undefined ? names.cert : names.key} is missing`);
   }
-  return { cert: await readPart(paths.cert, names.cert), key: await readPart(paths.key, names.key) };
+  return { cert: await readNamedFile(paths.cert, names.cert), key: await readNamedFile(paths.key, names.key) };
 }
 
 /**
@@ -149,7 +139,7 @@ export async function readTlsFiles(
   }
   const credentials: TlsCredentials = {
     ...(await readCertificateAndKey(paths, names)),
-    clientCa: paths.clientCa === undefined ? undefined : await readPart(paths.clientCa, names.clientCa),
+    clientCa: paths.clientCa === undefined ? undefined : await readNamedFile(paths.clientCa, names.clientCa),
   };
   const withPath = (part: keyof TlsCredentials) => `${names[part]} ${paths[part] ?? ''}`.trim();
   const problem = tlsCredentialsProblem(credentials, { cert: withPath('cert'), key: withPath('key'), clientCa: withPath('clientCa') });
