@@ -13,6 +13,7 @@ import { ZodError } from 'zod';
 import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
+import { quote } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
 import { readClientTlsFiles, readTlsFiles } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
@@ -129,10 +130,13 @@ const TOKEN_ENV = { all: 'NEREID_HTTP_AUTH_TOKEN', inference: 'NEREID_INFERENCE_
 async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens> {
   const tokens: Record<AuthScope | 'all', string[]> = { all: [], inference: [], management: [], metrics: [] };
   const flagOf = { all: 'httpAuthToken', inference: 'inferenceAuthToken', management: 'managementAuthToken', metrics: 'metricsAuthToken' } as const;
-  /** A token that can never match (inner spaces) or is empty is refused where it comes from, not met as 401s. */
+  /** A token that can never match (inner spaces, characters clients cannot send) or is empty is refused where it comes from, not met as 401s. */
   const checked = (token: string, from: string) => {
     if (token === '') throw new Error(`${from} is empty: give a token, or leave it out to run without one`);
     if (/\s/.test(token)) throw new Error(`${from} holds whitespace inside the token, which no Authorization header can carry`);
+    // curl sends a header's bytes as UTF-8 and Node reads them as Latin-1; gRPC metadata takes printable ASCII only.
+    const unsendable = token.match(/[^\x21-\x7e]/u)?.[0];
+    if (unsendable) throw new Error(`${from} holds a character other than printable ASCII (${quote(unsendable)}), which curl and gRPC metadata cannot send`);
     return token;
   };
   for (const scope of Object.keys(tokens) as (keyof typeof tokens)[]) {
@@ -152,7 +156,7 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
       if (!(scope in tokens) || !token || rest.length > 0) {
         throw new Error(`--auth-token-file line ${index + 1}: expected '<scope> <token>' with scope all, inference, management or metrics`);
       }
-      tokens[scope as keyof typeof tokens].push(token);
+      tokens[scope as keyof typeof tokens].push(checked(token, `--auth-token-file line ${index + 1}`));
     });
     // Asked for protection and got none: running open would be the wrong way to fail.
     if (Object.values(tokens).flat().length === before) throw new Error(`--auth-token-file ${flags.authTokenFile} holds no token (lines '<scope> <token>', scope all, inference, management or metrics)`);

@@ -138,6 +138,28 @@ describe('tokens given to nereid serve', () => {
     }
   });
 
+  test('a token no client can send (not printable ASCII) is refused at start, from a flag, the environment or the token file', async () => {
+    // Were a token taken, the server would start and serve: the timeout ends it, and the test fails.
+    const serve = (args: string[]) => runCli([...args, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'], 30_000);
+    const repo = served.repoDir;
+    const flag = await serve(['serve', '--model-repository', repo, '--http-auth-token', 'tökén']);
+    assert.equal(flag.code, 1);
+    assert.match(flag.stderr, /--http-auth-token holds a character other than printable ASCII \("ö"\), which curl and gRPC metadata cannot send/);
+    const file = join(outside, 'tokens-accented.txt');
+    await writeFile(file, 'inference tökén\n');
+    const fromFile = await serve(['serve', '--model-repository', repo, '--auth-token-file', file]);
+    assert.equal(fromFile.code, 1);
+    assert.match(fromFile.stderr, /--auth-token-file line 1 holds a character other than printable ASCII \("ö"\)/);
+    process.env.NEREID_METRICS_AUTH_TOKEN = 'tok\u0007en';
+    try {
+      const fromEnv = await serve(['serve', '--model-repository', repo]);
+      assert.equal(fromEnv.code, 1);
+      assert.match(fromEnv.stderr, /NEREID_METRICS_AUTH_TOKEN holds a character other than printable ASCII \("\\u0007"\)/);
+    } finally {
+      delete process.env.NEREID_METRICS_AUTH_TOKEN;
+    }
+  });
+
   test('a missing token file is named by its flag, as the TLS flags name theirs', async () => {
     const missing = await runCli(['serve', '--model-repository', served.repoDir, '--auth-token-file', join(outside, 'nope.txt')], 30_000);
     assert.equal(missing.code, 1);
