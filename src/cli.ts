@@ -150,7 +150,8 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
     const text = (await readNamedFile(flags.authTokenFile, '--auth-token-file')).toString('utf8');
     const before = Object.values(tokens).flat().length;
     text.split(/\r?\n/).forEach((line, index) => {
-      const content = line.replace(/#.*/, '').trim();
+      // A comment starts a line or follows a space: inside a token '#' is one of its characters.
+      const content = line.replace(/(^|\s)#.*/, '').trim();
       if (!content) return;
       const [scope, token, ...rest] = content.split(/\s+/);
       if (!(scope in tokens) || !token || rest.length > 0) {
@@ -298,7 +299,7 @@ program
   .option('--inference-auth-token <token>', 'a token for inference only: infer, classify, metadata, statistics (repeatable; env NEREID_INFERENCE_AUTH_TOKEN)', collect, [])
   .option('--management-auth-token <token>', 'a token for the repository API only: index, load, unload (repeatable; env NEREID_MANAGEMENT_AUTH_TOKEN)', collect, [])
   .option('--metrics-auth-token <token>', 'a token for the metrics port only (repeatable; env NEREID_METRICS_AUTH_TOKEN)', collect, [])
-  .option('--auth-token-file <path>', "tokens from a file, one '<scope> <token>' per line, scope all|inference|management|metrics ('#' starts a comment)")
+  .option('--auth-token-file <path>', "tokens from a file, one '<scope> <token>' per line, scope all|inference|management|metrics ('#' at a line's start or after a space starts a comment)")
   .option('--tls-cert <pem>', 'serve HTTPS, gRPC over TLS and HTTPS metrics with this certificate chain (PEM file); needs --tls-key')
   .option('--tls-key <pem>', 'the private key of --tls-cert (PEM file, unencrypted)')
   .option('--tls-client-ca <pem>', 'mutual TLS: refuse, at the handshake, clients without a certificate signed by this CA (PEM file)')

@@ -177,11 +177,16 @@ describe('tokens given to nereid serve', () => {
     }
     // A secret file's trailing newline is not part of the token.
     process.env.NEREID_HTTP_AUTH_TOKEN = 'from-a-secret\n';
+    // In the token file '#' starts a comment at a line's start or after a space, not inside a token.
+    const tokenFile = join(outside, 'tokens-hash.txt');
+    await writeFile(tokenFile, '# the inference token\ninference tok#1 # for the web app\n');
     try {
-      const guarded = await serveChild(repo, ['--allow-metrics', 'false']);
+      const guarded = await serveChild(repo, ['--allow-metrics', 'false', '--auth-token-file', tokenFile]);
       try {
         const ready = await fetch(`${guarded.url}/v2/models/scale`, { headers: bearer('from-a-secret') });
         assert.equal(ready.status, 200, await ready.text());
+        assert.equal((await fetch(`${guarded.url}/v2/models/scale`, { headers: bearer('tok#1') })).status, 200);
+        assert.equal((await fetch(`${guarded.url}/v2/models/scale`, { headers: bearer('tok') })).status, 401);
       } finally {
         await stopChild(guarded);
       }
