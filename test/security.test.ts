@@ -138,6 +138,17 @@ describe('tokens given to nereid serve', () => {
     }
   });
 
+  test("serve --help says what the management token opens, as the server enforces it", async () => {
+    const help = (await runCli(['serve', '--help'], 30_000)).stdout.replace(/\s+/g, ' ');
+    assert.match(help, /--management-auth-token <token> a token for the repository API \(index, load, unload\), trace and log settings and the dashboard's data \(/);
+    for (const path of ['/v2/repository/index', '/v2/trace/setting', '/v2/logging']) {
+      const method = path === '/v2/repository/index' ? 'POST' : 'GET';
+      const asked = (token: string) => fetch(`${served.url}${path}`, { method, body: method === 'POST' ? '{}' : undefined, headers: { 'content-type': 'application/json', ...bearer(token) } });
+      assert.equal((await asked('infer-token')).status, 401, path);
+      assert.equal((await asked('manage-token')).status, 200, path);
+    }
+  });
+
   test('a token no client can send (not printable ASCII) is refused at start, from a flag, the environment or the token file', async () => {
     // Were a token taken, the server would start and serve: the timeout ends it, and the test fails.
     const serve = (args: string[]) => runCli([...args, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'], 30_000);

@@ -1,6 +1,7 @@
 /**
  * Bearer tokens, scoped: what a token opens is inference (infer, classify, metadata, statistics),
- * management (the repository API: index, load, unload) or metrics (the Prometheus port). A token
+ * management (the repository API: index, load, unload; trace and log settings; the dashboard's data)
+ * or metrics (the Prometheus port). A token
  * given for 'all' opens every scope. A scope nobody gave a token for is open, as before tokens
  * existed; health probes are always open. HTTP reads the Authorization header, gRPC the
  * `authorization` metadata; both refuse the same way, with UNAUTHENTICATED.
