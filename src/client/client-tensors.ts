@@ -107,11 +107,10 @@ export function tensorBytes(tensor: ClientTensor): Buffer {
 }
 
 /**
- * An input's data as a V2 JSON array: 64-bit integers written exactly (as strings with `longIntegersAsStrings`, for a
- * body the server could not otherwise read exactly), BYTES as strings. BYTES that are not UTF-8 text are refused:
- * a JSON string cannot carry them unchanged.
+ * An input's data as a V2 JSON array: 64-bit integers written exactly, BYTES as strings. BYTES that are not UTF-8
+ * text are refused: a JSON string cannot carry them unchanged.
  */
-export function tensorJson(name: string, tensor: ClientTensor, longIntegersAsStrings = false): string {
+export function tensorJson(name: string, tensor: ClientTensor): string {
   const { datatype, data } = tensor;
   if (datatype === 'BYTES') {
     const texts = (data as readonly (string | Buffer)[]).map((element, index) => {
@@ -125,15 +124,8 @@ export function tensorJson(name: string, tensor: ClientTensor, longIntegersAsStr
   }
   if (datatype === 'BOOL') return JSON.stringify(Array.from(data as ArrayLike<unknown>, Boolean));
   // JSON.stringify cannot write a bigint, and a number beyond 2^53 would be rounded: each value is written as its digits.
-  const digits = Array.from(data as ArrayLike<number | bigint>, (value) => {
-    const written = String(value);
-    return longIntegersAsStrings && written.replace('-', '').length >= LONG_INTEGER_DIGITS ? `"${written}"` : written;
-  });
-  return `[${digits.join(',')}]`;
+  return `[${Array.from(data as ArrayLike<number | bigint>, (value) => String(value)).join(',')}]`;
 }
-
-/** 2^53 has 16 digits: the length from which a server's JSON reader must take care to keep an integer exact. */
-const LONG_INTEGER_DIGITS = 16;
 
 /** An output's data from its raw bytes. */
 export function outputFromBytes(name: string, datatype: string, shape: readonly (number | string)[], bytes: Buffer): OutputTensor {

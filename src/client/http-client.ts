@@ -104,8 +104,6 @@ function retryVerdict(error: unknown) {
   return { retry: error instanceof ConnectionError && error.code === 'ECONNREFUSED' };
 }
 
-
-
 interface JsonOutput {
   name: string;
   datatype: string;
@@ -213,16 +211,14 @@ export class HttpClient {
   async infer(model: string, inputs: Record<string, ClientInput>, options: InferOptions = {}): Promise<InferResult> {
     const binary = options.binary ?? true;
     const blobs: Buffer[] = [];
-    const inputPartsOf = (longIntegersAsStrings: boolean) =>
-      Object.entries(inputs).map(([name, tensor]) => {
-        const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
-        if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
-        if (!binary) return `${head},"data":${tensorJson(name, tensor, longIntegersAsStrings)}}`;
-        const bytes = tensorBytes(tensor);
-        blobs.push(bytes);
-        return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
-      });
-    let inputParts = inputPartsOf(false);
+    const inputParts = Object.entries(inputs).map(([name, tensor]) => {
+      const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
+      if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
+      if (!binary) return `${head},"data":${tensorJson(name, tensor)}}`;
+      const bytes = tensorBytes(tensor);
+      blobs.push(bytes);
+      return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
+    });
     const outputParameters = { ...(binary ? { binary_data: true } : {}), ...(options.classification ? { classification: options.classification } : {}) };
     const outputNames = await requestedOutputNames(options, () => this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version)));
     const inSharedMemory = options.sharedMemoryOutputs ?? {};
@@ -236,14 +232,7 @@ export class HttpClient {
       ...(Object.keys(parameters).length ? { parameters } : {}),
       ...(requested ? { outputs: requested } : {}),
     });
-    const headerOf = () => Buffer.from(`{"inputs":[${inputParts.join(',')}]${rest === '{}' ? '' : `,${rest.slice(1, -1)}`}}`);
-    let header = headerOf();
-    // Nereid servers before 0.2 read bare integers beyond 2^53 exactly only in a body with no string holding U+0001 (and
-    // answer 400 otherwise): such a body writes them as strings, which Nereid takes for INT64 and UINT64.
-    if (!binary && /\\u0001/i.test(header.toString('latin1'))) {
-      inputParts = inputPartsOf(true);
-      header = headerOf();
-    }
+    const header = Buffer.from(`{"inputs":[${inputParts.join(',')}]${rest === '{}' ? '' : `,${rest.slice(1, -1)}`}}`);
     const plainBody = Buffer.concat([header, ...blobs]);
     const headers: Record<string, string> = {
       'content-type': blobs.length ? 'application/octet-stream' : 'application/json',
