@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { runLocalBatchJob } from '../src/jobs/index.js';
-import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli } from './support/cli-server.js';
 
 const silent = pino({ level: 'silent' });
@@ -67,5 +67,31 @@ test('JSONL objects through the CLI: --id-column and --pass-through take fields 
   assert.deepEqual(lines.map((line) => [line.id, line.pass_through, line.outputs![0]!.data]), [
     ['first', { label: 3 }, [2, 2, 2, 2]],
     ['second', { label: 7 }, [4, 4, 4, 4]],
+  ]);
+});
+
+test('INT64 beyond 2^53 in JSONL named fields, a CSV JSON-array cell and a JSONL id field stays exact, as in the V2 form', async () => {
+  const { dir, repo } = await workspace();
+  await writeModel(repo, 'ident64', 1, identityModel('int64', ['batch', 4]));
+  const run = async (name: string, text: string, options: { idColumn?: string; passThrough?: string[] } = {}) => {
+    const input = join(dir, name);
+    await writeFile(input, text);
+    const output = `${input}.out.jsonl`;
+    await runLocalBatchJob({ model: 'ident64', input, output, modelRepository: repo, progress: 'none', logger: silent, ...options });
+    // Read as text: JSON.parse would round the very digits under test.
+    return (await readFile(output, 'utf8')).trim().split('\n').sort();
+  };
+  assert.deepEqual(await run('fields.jsonl', '{"INPUT0":[9007199254740993,1,2,3]}\n{"INPUT0":[9223372036854775807,-9223372036854775808,2,3]}\n'), [
+    '{"id":1,"model_name":"ident64","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT64","shape":[1,4],"data":[9007199254740993,1,2,3]}],"error":null}',
+    '{"id":2,"model_name":"ident64","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT64","shape":[1,4],"data":[9223372036854775807,-9223372036854775808,2,3]}],"error":null}',
+  ]);
+  assert.deepEqual(await run('cells.csv', 'INPUT0\n"[9007199254740993,1,2,3]"\n'), [
+    '{"id":2,"model_name":"ident64","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT64","shape":[1,4],"data":[9007199254740993,1,2,3]}],"error":null}',
+  ]);
+  // Two ids that differ only past 2^53 stay two ids; a carried integer that large keeps its digits (as a string: queued chunks are plain JSON).
+  const split = '{"key":12345678901234567891,"big":9007199254740993,"INPUT0":[9007199254740993,1,2,3]}\n{"key":12345678901234567892,"big":1,"INPUT0":[1,2,3,4]}\n';
+  assert.deepEqual(await run('split.jsonl', split, { idColumn: 'key', passThrough: ['big'] }), [
+    '{"id":"12345678901234567891","pass_through":{"big":"9007199254740993"},"model_name":"ident64","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT64","shape":[1,4],"data":[9007199254740993,1,2,3]}],"error":null}',
+    '{"id":"12345678901234567892","pass_through":{"big":1},"model_name":"ident64","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT64","shape":[1,4],"data":[1,2,3,4]}],"error":null}',
   ]);
 });

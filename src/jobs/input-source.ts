@@ -10,6 +10,7 @@ import { extname, join, relative, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseCsv, type CsvError } from 'csv-parse';
 import { invalidArgument } from '../core/errors.js';
+import { parseExactJson, stringifyExactJson } from '../protocol/v2-json.js';
 import type { JobRecord, RecordId } from './job-record.js';
 
 export type InputFormat = 'images' | 'jsonl' | 'csv';
@@ -149,15 +150,17 @@ async function* jsonlLines(path: string): AsyncGenerator<{ line: number; text: s
 function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids: SeenIds): JobRecord {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseExactJson(Buffer.from(text, 'utf8'), `line ${line}`);
   } catch (error) {
-    return { id: line, error: `line ${line} is not valid JSON: ${(error as Error).message}` };
+    return { id: line, error: (error as Error).message };
   }
   if (!value || typeof value !== 'object' || Array.isArray(value) || 'inputs' in value) {
     return { id: line, error: `--id-column, --pass-through and --input-columns need each line to be an object of named fields, e.g. {"id": "a", "x": [1, 2]}` };
   }
   const object = value as Record<string, unknown>;
-  const passThrough = columns.passThrough.length > 0 ? Object.fromEntries(columns.passThrough.map((name) => [name, object[name] ?? null])) : undefined;
+  // A queued chunk is plain JSON, which has no bigint: a carried integer beyond 2^53 keeps its digits as a string.
+  const carry = (item: unknown): unknown => JSON.parse(JSON.stringify(item ?? null, (_key, nested: unknown) => (typeof nested === 'bigint' ? nested.toString() : nested)));
+  const passThrough = columns.passThrough.length > 0 ? Object.fromEntries(columns.passThrough.map((name) => [name, carry(object[name])])) : undefined;
   let id: RecordId = line;
   if (columns.idColumn !== undefined) {
     const checked = ids.check(object[columns.idColumn], columns.idColumn, line);
@@ -170,7 +173,7 @@ function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids:
     : Object.fromEntries(Object.entries(object).filter(([name]) => !notInputs.has(name)));
   const missing = columns.inputColumns?.find((name) => object[name] === undefined);
   if (missing !== undefined) return { id, error: `the line has no field '${missing}' (--input-columns)`, passThrough };
-  return { id, json: JSON.stringify(inputs), ...(passThrough ? { passThrough } : {}) };
+  return { id, json: stringifyExactJson(inputs, `line ${line}`), ...(passThrough ? { passThrough } : {}) };
 }
 
 function jsonlFile(path: string, columns: RecordColumns): InputSource {

@@ -10,7 +10,7 @@ import { retryingCall, type RetryOptions } from '../core/retry.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.js';
 import { computeShareNs } from '../core/timings.js';
-import { decodeInferRequest, encodeInferResponse } from '../protocol/v2-json.js';
+import { decodeInferRequest, encodeInferResponse, parseExactJson } from '../protocol/v2-json.js';
 import { detectionsOutput } from '../model/object-detection.js';
 import type { Server } from '../server/server.js';
 import { errorLine, lineHead, type JobRecord } from './job-record.js';
@@ -158,12 +158,8 @@ export class RecordProcessor {
       return { model: this.model, version: this.options.version, inputs: [input] };
     }
     if (record.fields) return this.fromFields(record.fields, true);
-    let value: unknown;
-    try {
-      value = JSON.parse(record.json ?? '');
-    } catch (error) {
-      throw invalidArgument(`malformed JSON: ${(error as Error).message}`);
-    }
+    // Named fields are read as exactly as the V2 forms are: INT64 beyond 2^53 kept digit for digit.
+    const value = parseExactJson(Buffer.from(record.json ?? '', 'utf8'), 'the record');
     if (Array.isArray(value) || (isObject(value) && Array.isArray(value.inputs))) {
       // V2 JSON, read by the HTTP front end's own codec.
       const body = Array.isArray(value) ? `{"inputs":${record.json}}` : record.json!;
@@ -202,11 +198,7 @@ export class RecordProcessor {
     if (typeof value === 'string' && datatype !== 'BYTES') {
       const text = value.trim();
       if (text.startsWith('[')) {
-        try {
-          nested = JSON.parse(text);
-        } catch {
-          throw invalidArgument(`input '${name}': ${JSON.stringify(value)} is not a JSON array`);
-        }
+        nested = parseExactJson(Buffer.from(text, 'utf8'), `input '${name}' (${JSON.stringify(value)})`);
       } else {
         nested = text === '' ? [] : text.split(/[\s,;]+/);
       }

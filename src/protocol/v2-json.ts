@@ -94,10 +94,18 @@ export function parseJson(bytes: Buffer, what: string): unknown {
  */
 function freeMark(text: string): number | undefined {
   for (let code = 1; code < 0x20; code++) {
-    if (!new RegExp(`\\\\u00${code.toString(16).padStart(2, '0')}`, 'i').test(text)) return code;
+    // \b \t \n \f \r have short escapes too, which the test below would not see.
+    if (SHORT_ESCAPES.has(code)) continue;
+    if (!escapePattern(code, 'i').test(text)) return code;
   }
   return undefined;
 }
+
+const SHORT_ESCAPES = new Set([0x08, 0x09, 0x0a, 0x0c, 0x0d]);
+
+/** The JSON escape of a control character, e.g. \u0001. */
+const markEscape = (code: number) => `\\u00${code.toString(16).padStart(2, '0')}`;
+const escapePattern = (code: number, flags: string, around = (escape: string) => escape) => new RegExp(around(markEscape(code).replace('\\', '\\\\')), flags);
 
 const INTEGER_LITERAL = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
@@ -106,7 +114,7 @@ const INTEGER_LITERAL = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
  * JSON.parse keeps its digits; the reviver turns it back into a number, or a bigint beyond 2^53.
  */
 function markLongIntegers(text: string, mark: number): string {
-  const escape = `\\u00${mark.toString(16).padStart(2, '0')}`;
+  const escape = markEscape(mark);
   const parts: string[] = [];
   let copied = 0;
   let inString = false;
@@ -145,10 +153,10 @@ function longIntegerReviver(mark: number) {
 }
 
 /**
- * JSON holding tensors (an infer request, or the answer a client reads). JSON.parse rounds integers
- * beyond 2^53 to doubles, which would change INT64/UINT64 data without a word; a body holding such
- * a literal (found in the pass that checks depth) is parsed keeping them exact as bigints. Other
- * bodies take the plain, fast parse. Shared by the server (requests) and the HTTP client (answers).
+ * JSON holding tensors (an infer request, a batch job's record, or the answer a client reads).
+ * JSON.parse rounds integers beyond 2^53 to doubles, which would change INT64/UINT64 data without a
+ * word; a body holding such a literal (found in the pass that checks depth) is parsed keeping them
+ * exact as bigints. Other bodies take the plain, fast parse.
  */
 export function parseExactJson(bytes: Buffer, what: string): unknown {
   const scan = scanJson(bytes, MAX_JSON_DEPTH);
@@ -160,6 +168,21 @@ export function parseExactJson(bytes: Buffer, what: string): unknown {
     throw invalidArgument(`${what} has integers of 16 digits or more and strings holding every control character from \\u0001 to \\u001f; send such integers as strings ("9007199254740993")`);
   }
   return parseJsonText(markLongIntegers(text, mark), what, longIntegerReviver(mark));
+}
+
+/**
+ * JSON text of a value read by parseExactJson, its bigints written back as the integer literals they
+ * were read from (JSON.stringify refuses bigints, and a number would round them).
+ */
+export function stringifyExactJson(value: unknown, what: string): string {
+  let holdsBigint = false;
+  // The same text with every bigint a 0: the strings in it tell which control character no string holds.
+  const plain = JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? ((holdsBigint = true), 0) : item));
+  if (!holdsBigint) return plain;
+  const mark = freeMark(plain);
+  if (mark === undefined) throw invalidArgument(`${what} has integers beyond 2^53 and strings holding every control character from \\u0001 to \\u001f, which cannot be written back exactly`);
+  const text = JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? `${String.fromCharCode(mark)}${item}` : item));
+  return text.replace(escapePattern(mark, 'g', (escape) => `"${escape}(-?\\d+)"`), '$1');
 }
 
 /** What a raw binary request needs to know of the model: its one input, as clients see it, and whether it batches. */
