@@ -217,6 +217,37 @@ describe('local batch jobs', () => {
     assert.equal(restarted.processed, 1);
   });
 
+  test("an output holding a record the input does not have is another job's: refused with the id, never counted as done", async () => {
+    const keyed = (keys: string[]) => `${keys.map((key, n) => JSON.stringify({ key, INPUT0: addSubValues(n).input0, INPUT1: addSubValues(n).input1 })).join('\n')}\n`;
+    const run = (input: string, output: string, restart = false) =>
+      runLocalBatchJob({ model: 'addsub', input, output, idColumn: 'key', modelRepository: repo, progress: 'none', logger: silent, restart });
+    const first = join(dir, 'keys-ab.jsonl');
+    await writeFile(first, keyed(['a', 'b']));
+    const output = join(dir, 'keys-out.jsonl');
+    assert.equal((await run(first, output)).processed, 2);
+    const written = await readFile(output, 'utf8');
+    const other = join(dir, 'keys-cdef.jsonl');
+    await writeFile(other, keyed(['c', 'd', 'e', 'f']));
+    await assert.rejects(
+      run(other, output),
+      /keys-out\.jsonl holds a record with id "a", which the input .*keys-cdef\.jsonl does not have \(2 of its 2 records are not the input's\): it is another job's output; choose another --output, or --restart to overwrite it/,
+    );
+    const overlapping = join(dir, 'keys-acd.jsonl');
+    await writeFile(overlapping, keyed(['a', 'c', 'd']));
+    await assert.rejects(run(overlapping, output), /holds a record with id "b", which the input .* does not have \(1 of its 2 records/);
+    assert.equal(await readFile(output, 'utf8'), written, 'a refused job leaves the output as it was');
+    // Line numbers and id-column values are different ids, though both print as 1.
+    const numbered = join(dir, 'numbered-out.jsonl');
+    await writeFile(numbered, '{"id":1,"error":"from a job whose ids were line numbers"}\n');
+    await assert.rejects(run(join(dir, 'keys-ab.jsonl'), numbered), /holds a record with id 1, which the input/);
+    const resumed = await run(overlapping, join(dir, 'keys-out.jsonl'), true);
+    assert.deepEqual([resumed.resumed, resumed.processed, resumed.records], [0, 3, 3]);
+    const larger = join(dir, 'keys-dcab.jsonl');
+    await writeFile(larger, keyed(['d', 'c', 'a', 'b']));
+    const rerun = await run(larger, output);
+    assert.deepEqual([rerun.resumed, rerun.processed, rerun.records], [3, 1, 4], "an output whose records are all the input's resumes");
+  });
+
   test('nereid batch killed with SIGKILL mid-run and run again: every image exactly once, all correct', async () => {
     const images = join(dir, 'many');
     const ids = await writeImageFolder(images, 1500, { subfolders: 4 });

@@ -27,7 +27,7 @@ import {
   type ChunkData,
   type ChunkResult,
 } from './chunk-queue.js';
-import { openInput, type InputRecord } from './input-source.js';
+import { idsOf, openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
 import { JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
@@ -198,6 +198,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   try {
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     const total = await source.count();
+    await output.checkRecordsOf(options.input, total, idsOf(source));
     let chunks = Math.ceil(total / chunkSize);
     if (total === 0) logger.warn(`${options.input} holds no records: nothing to submit`);
     const meta = await redis.hgetall(metaKey);

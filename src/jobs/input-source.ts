@@ -34,6 +34,11 @@ export interface InputSource {
   ignoredFiles: number;
 }
 
+/** The ids of a source's records, in input order. */
+export async function* idsOf(source: InputSource): AsyncGenerator<RecordId> {
+  for await (const record of source.records()) yield record.id;
+}
+
 export interface InputOptions {
   /** CSV: put every numeric column of a row into this one input, in column order. */
   csvInput?: string;

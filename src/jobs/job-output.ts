@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
-import { answeredByOfLine, idOfLine, isErrorLine, recordKey, type RecordId } from './job-record.js';
+import { answeredByOfLine, idOfLine, isErrorLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
 
 export interface OpenOutputOptions {
   /** Start over: the existing output is emptied. */
@@ -142,6 +142,30 @@ export class JobOutput {
       await releaseLock(lockPath);
       throw error;
     }
+  }
+
+  /**
+   * Refuses an output that is another job's. Resumed, it would count the other job's records as done
+   * and mix two jobs in one file: every record it held when opened must be one of the input's (`ids`,
+   * `inputRecords` of them). Call it before appending; the input is read only until all are found.
+   */
+  async checkRecordsOf(input: string, inputRecords: number, ids: AsyncIterable<RecordId>): Promise<void> {
+    const { records } = this.resumed;
+    if (records === 0) return;
+    const startOver = "it is another job's output; choose another --output, or --restart to overwrite it";
+    if (records > inputRecords) {
+      throw new NereidError('FAILED_PRECONDITION', `${this.path} holds ${records} records, more than the ${inputRecords} of the input: ${startOver}`);
+    }
+    const unmatched = new Set(this.done);
+    for await (const id of ids) {
+      unmatched.delete(recordKey(id));
+      if (unmatched.size === 0) return;
+    }
+    const [stranger] = unmatched;
+    throw new NereidError(
+      'FAILED_PRECONDITION',
+      `${this.path} holds a record with id ${JSON.stringify(recordIdOfKey(stranger!))}, which the input ${input} does not have (${unmatched.size} of its ${records} records are not the input's): ${startOver}`,
+    );
   }
 
   has(id: RecordId): boolean {

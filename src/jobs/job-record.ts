@@ -52,6 +52,11 @@ export function recordKey(id: RecordId): string {
   return typeof id === 'number' ? `#${id}` : id.startsWith('#') ? `#${id}` : id;
 }
 
+/** The id a recordKey was made from. */
+export function recordIdOfKey(key: string): RecordId {
+  return key.startsWith('##') ? key.slice(1) : key.startsWith('#') ? Number(key.slice(1)) : key;
+}
+
 /** How every output line starts: the record's id, then what it carries through from the input. */
 export function lineHead(id: RecordId, passThrough?: Record<string, unknown>): string {
   return `{"id":${JSON.stringify(id)}${passThrough ? `,"pass_through":${JSON.stringify(passThrough)}` : ''}`;

@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import { NereidError } from '../core/errors.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
-import { openInput, type InputSource } from './input-source.js';
+import { idsOf, openInput, type InputSource } from './input-source.js';
 import { checkOutputName, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
@@ -70,23 +70,17 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
 }
 
 /**
- * An output resumed must be this job's: answered by the model version that serves it now, and
- * holding no more records than the input has. A distributed job checks its input and model by
- * digest; a local one has only its output to go by, so these are what it can refuse on.
+ * An output resumed must be this job's: answered by the model version that serves it now (the input's
+ * records are checked by JobOutput.checkRecordsOf). A distributed job checks its model by digest; a
+ * local one has only its output to go by.
  */
-function checkResumable(output: JobOutput, path: string, processor: RecordProcessor, inputRecords: number): void {
+function checkAnsweredBy(output: JobOutput, path: string, processor: RecordProcessor): void {
   const serving = `${processor.model} version ${processor.version}`;
   const others = [...output.resumed.answeredBy].filter((answeredBy) => answeredBy !== serving);
   if (others.length > 0) {
     throw new NereidError(
       'FAILED_PRECONDITION',
       `${path} holds answers of ${others.join(', ')}, and this run answers with ${serving}: choose another --output, or --restart to overwrite it`,
-    );
-  }
-  if (output.resumed.records > inputRecords) {
-    throw new NereidError(
-      'FAILED_PRECONDITION',
-      `${path} holds ${output.resumed.records} records, more than the ${inputRecords} of the input: it is another job's output; choose another --output, or --restart to overwrite it`,
     );
   }
 }
@@ -114,7 +108,8 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
     checkInputFits(source, processor);
-    checkResumable(opened, options.output, processor, total);
+    checkAnsweredBy(opened, options.output, processor);
+    await opened.checkRecordsOf(options.input, total, idsOf(source));
     const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = opened.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();
