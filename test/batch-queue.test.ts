@@ -1,9 +1,11 @@
 /**
  * Distributed batch jobs against a real redis-server, in the cases that need no worker: what the
- * submitter refuses before it queues anything.
+ * submitter refuses before it queues anything, and how the submitter and an idle worker report
+ * Redis going away and coming back.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -13,6 +15,7 @@ import { runDistributedBatchJob } from '../src/jobs/index.js';
 import { writeImageFolder } from './support/batch-fixtures.js';
 import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
 
+const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
 const silent = pino({ level: 'silent' });
 let dir: string;
 let redis: RedisTestServer;
@@ -46,4 +49,57 @@ test("an output holding a record the input does not have is another job's: refus
     await queue.close();
   }
   assert.equal(await readFile(output, 'utf8'), foreign);
+});
+
+/** A CLI process whose stderr is kept; `until` waits for a pattern in it. */
+function startCli(args: string[]) {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    exited,
+    stderr: () => stderr,
+    async until(pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
+      while (!pattern.test(stderr)) {
+        if (Date.now() > deadline) throw new Error(`no ${pattern} within ${timeoutMs} ms; stderr:\n${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
+  };
+}
+
+test('Redis down under a waiting job and an idle worker: one warning every few seconds and the progress saying so, no stack dumps; both go on once it is back', { timeout: 90_000 }, async () => {
+  const images = join(dir, 'outage-images');
+  await writeImageFolder(images, 3);
+  const emptyRepo = join(dir, 'empty-repo');
+  await mkdir(emptyRepo, { recursive: true });
+  const url = `redis://127.0.0.1:${redis.port}`;
+  const submitter = startCli(['batch', '--model', 'cnn', '--input', images, '--output', join(dir, 'outage.jsonl'), '--queue', url, '--queue-name', 'outage', '--progress', 'lines']);
+  const worker = startCli(['worker', '--queue', url, '--queue-name', 'outage-idle', '--model-repository', emptyRepo, '--log-format', 'json']);
+  try {
+    await Promise.all([submitter.until(/no worker is listening on queue 'outage'/), worker.until(/waiting for chunks/)]);
+    await redis.stop();
+    const down = Date.now();
+    // ioredis retries several times a second; over 8 s that is one outage, warned of at its start and every 5 s.
+    await new Promise((resolve) => setTimeout(resolve, 8_000));
+    await redis.restart();
+    const back = new RegExp(`Redis at redis://127\\.0\\.0\\.1:${redis.port} is reachable again after \\d+ s`);
+    await Promise.all([submitter.until(back), worker.until(back)]);
+    const seconds = (Date.now() - down) / 1000;
+    for (const [name, process] of [['submitter', submitter], ['worker', worker]] as const) {
+      const stderr = process.stderr();
+      assert.doesNotMatch(stderr, /ECONNREFUSED[^\n]*\n\s+at |errno: -111/, `${name}: no raw client errors:\n${stderr}`);
+      const warnings = stderr.split('\n').filter((line) => /unreachable for \d+ s \(connect ECONNREFUSED[^)]*\); retrying/.test(line));
+      assert.ok(warnings.length >= 2 && warnings.length <= Math.ceil(seconds / 5) + 1, `${name}: ${warnings.length} warnings in ${seconds} s:\n${stderr}`);
+      assert.doesNotMatch(stderr, /queue error|"Redis: connect/, `${name}: each failed retry is not a line of its own`);
+    }
+    assert.match(submitter.stderr(), /batch [^:]+: 0\/3 records \(0\.0%\), 0 failed, 0\.0 records\/s, no ETA: Redis at redis:\/\/127\.0\.0\.1:\d+ unreachable for \d+ s/);
+  } finally {
+    submitter.child.kill('SIGKILL');
+    worker.child.kill('SIGKILL');
+    await Promise.all([submitter.exited, worker.exited]);
+  }
 });

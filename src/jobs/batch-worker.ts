@@ -20,7 +20,7 @@ import { CHUNK_FORMAT, redisConnection, type ChunkData, type ChunkResult } from 
 import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
 import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
-import { requireRedis } from './redis-reachability.js';
+import { RedisOutage, requireRedis } from './redis-reachability.js';
 import { runPipeline } from './record-pipeline.js';
 
 export type BatchWorkerOptions = z.input<typeof batchWorkerSettingsSchema> & {
@@ -150,8 +150,10 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     maxStalledCount: settings.maxStalledCount,
   });
   worker.on('failed', (job, error) => logger.warn({ chunk: job?.id, attempt: job?.attemptsMade }, `chunk ${job?.id} failed: ${error.message}`));
-  worker.on('error', (error) => logger.error(`queue error: ${error.message}`));
+  const outage = new RedisOutage(options.queue, logger);
+  worker.on('error', outage.error);
   await worker.waitUntilReady();
+  worker.backend.on('ready', outage.ready);
   logger.info({ worker: name, queue: settings.queueName }, `worker ${name} waiting for chunks`);
   return {
     name,

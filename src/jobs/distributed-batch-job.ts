@@ -31,7 +31,7 @@ import { idsOf, openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
 import { JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
-import { requireRedis } from './redis-reachability.js';
+import { RedisOutage, requireRedis } from './redis-reachability.js';
 import { distributedJobSettingsSchema } from './job-options.js';
 import type { BatchInputOptions } from './local-batch-job.js';
 
@@ -59,10 +59,18 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed, input: options.input });
   const connection = redisConnection(options.queue);
+  let progress: JobProgress | undefined;
+  const outage = new RedisOutage(options.queue, logger, () => progress?.stalledChanged());
   const queue = new Queue<ChunkData, ChunkResult>(queueName, { connection, ...CHUNK_QUEUE_OPTIONS });
   const events = new QueueEvents(queueName, { connection });
   const redis = new Redis(connection);
-  redis.on('error', (error) => logger.warn(`Redis: ${error.message}`));
+  queue.on('error', outage.error);
+  events.on('error', outage.error);
+  redis.on('error', outage.error);
+  // Whichever client reconnects first ends the outage: the job may finish on it before the others are back.
+  queue.backend.on('ready', outage.ready);
+  events.backend.on('ready', outage.ready);
+  redis.on('ready', outage.ready);
   const metaKey = jobMetaKey(queueName, job);
   const pending = new Map<number, Pending>();
   const collecting = new Set<number>();
@@ -75,7 +83,6 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   };
   const changed = () => new Promise<void>((resolve) => (wake = resolve));
   options.signal?.addEventListener('abort', signalChange, { once: true });
-  let progress: JobProgress | undefined;
   let poll: NodeJS.Timeout | undefined;
   let fatal: unknown;
   let processed = 0;
@@ -252,7 +259,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }, pollMs);
 
     const resumed = output.resumed.records;
-    progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress, label: `batch ${job}` }).start();
+    progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress, label: `batch ${job}`, stalled: () => outage.describe() }).start();
     const started = performance.now();
     let chunkRecords: InputRecord[] = [];
     let chunkIndex = 0;

@@ -16,6 +16,8 @@ export interface ProgressOptions {
   /** Between plain lines. */
   intervalMs?: number;
   label?: string;
+  /** Why the job is not moving right now (Redis unreachable), shown with the progress; undefined while it runs. */
+  stalled?: () => string | undefined;
 }
 
 function formatSeconds(seconds: number): string {
@@ -46,12 +48,12 @@ export class JobProgress {
     if (this.mode === 'bar') {
       this.bar = new SingleBar({
         stream: this.stream,
-        format: `${this.options.label ?? 'batch'} {bar} {percentage}% | {value}/{total} records | {rate} records/s | {failed} failed | ETA {eta_formatted}`,
+        format: `${this.options.label ?? 'batch'} {bar} {percentage}% | {value}/{total} records | {rate} records/s | {failed} failed | ETA {eta_formatted}{stalled}`,
         hideCursor: true,
         etaBuffer: 50,
         fps: 5,
       });
-      this.bar.start(total, alreadyDone, { rate: '0', failed: 0 });
+      this.bar.start(total, alreadyDone, { rate: '0', failed: 0, stalled: '' });
     } else if (this.mode === 'lines') {
       this.timer = setInterval(() => this.stream.write(`${this.line()}\n`), this.options.intervalMs ?? 2000);
       this.timer.unref();
@@ -66,6 +68,12 @@ export class JobProgress {
     this.bar?.update(this.options.alreadyDone + this.done, { rate: this.rate().toFixed(1), failed: this.failed });
   }
 
+  /** The bar shows what `stalled` says now; lines ask it each time. */
+  stalledChanged(): void {
+    const stalled = this.options.stalled?.();
+    this.bar?.update({ stalled: stalled ? ` | ${stalled}` : '' });
+  }
+
   /** Records per second in this run. */
   rate(): number {
     const seconds = (performance.now() - this.started) / 1000;
@@ -78,7 +86,9 @@ export class JobProgress {
     const rate = this.rate();
     const left = total - complete;
     const percent = total > 0 ? ((100 * complete) / total).toFixed(1) : '100.0';
-    return `${this.options.label ?? 'batch'}: ${complete}/${total} records (${percent}%), ${this.failed} failed, ${rate.toFixed(1)} records/s, ETA ${rate > 0 ? formatSeconds(left / rate) : '?'}`;
+    const stalled = this.options.stalled?.();
+    const eta = stalled ? `no ETA: ${stalled}` : `ETA ${rate > 0 ? formatSeconds(left / rate) : '?'}`;
+    return `${this.options.label ?? 'batch'}: ${complete}/${total} records (${percent}%), ${this.failed} failed, ${rate.toFixed(1)} records/s, ${eta}`;
   }
 
   stop(): void {

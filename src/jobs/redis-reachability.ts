@@ -32,3 +32,70 @@ export async function requireRedis(url: string, timeoutMs = REDIS_REACH_TIMEOUT_
     client.disconnect();
   }
 }
+
+/** Errors of a connection that cannot reach Redis (as ioredis reports them while it retries), not of a command. */
+const CONNECTION_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+
+function isConnectionError(error: Error): boolean {
+  return CONNECTION_CODES.has((error as NodeJS.ErrnoException).code ?? '') || /^Connection is closed|^connect ETIMEDOUT/.test(error.message);
+}
+
+/** How often a warning repeats while Redis stays unreachable. */
+export const REDIS_OUTAGE_WARN_MS = 5_000;
+
+/**
+ * One process's view of its Redis while it runs: every client (BullMQ's queue, events and worker,
+ * and its own) reports its errors here. While Redis is unreachable each client retries and fails
+ * several times a second; that is one outage, warned of when it starts and then every `warnMs`, and
+ * a client left without an 'error' listener would print each failure as a stack dump instead.
+ */
+export class RedisOutage {
+  /** When the current outage began (undefined while Redis answers). */
+  private since?: number;
+  private lastWarned = 0;
+  private lastError = '';
+
+  constructor(
+    private readonly url: string,
+    private readonly logger: { warn(message: string): void; error(message: string): void },
+    /** Told when an outage begins and when it ends (e.g. to show it in the progress). */
+    private readonly onChange?: (outage: RedisOutage) => void,
+    private readonly warnMs = REDIS_OUTAGE_WARN_MS,
+  ) {}
+
+  /** A listener for a client's 'error' event; what is not a connection failure is logged as an error of its own. */
+  readonly error = (error: Error): void => {
+    if (!isConnectionError(error)) {
+      this.logger.error(`Redis: ${error.message}`);
+      return;
+    }
+    this.lastError = error.message;
+    const now = Date.now();
+    const began = this.since === undefined;
+    this.since ??= now;
+    if (began || now - this.lastWarned >= this.warnMs) {
+      this.lastWarned = now;
+      this.logger.warn(`${this.describe()}; retrying`);
+    }
+    if (began) this.onChange?.(this);
+  };
+
+  /** A listener for a client's 'ready' event: Redis answers again. */
+  readonly ready = (): void => {
+    if (this.since === undefined) return;
+    const seconds = Math.round((Date.now() - this.since) / 1000);
+    this.since = undefined;
+    this.logger.warn(`Redis at ${shownRedisUrl(this.url)} is reachable again after ${seconds} s`);
+    this.onChange?.(this);
+  };
+
+  get down(): boolean {
+    return this.since !== undefined;
+  }
+
+  /** "Redis at redis://host:6379/ unreachable for 12 s (connect ECONNREFUSED …)", or undefined while it answers. */
+  describe(): string | undefined {
+    if (this.since === undefined) return undefined;
+    return `Redis at ${shownRedisUrl(this.url)} unreachable for ${Math.round((Date.now() - this.since) / 1000)} s (${this.lastError})`;
+  }
+}
