@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { InferenceResponse } from '../core/inference.js';
 import { NereidError } from '../core/errors.js';
-import { decodeInferRequest, encodeInferResponse } from './v2-json.js';
+import { decodeInferRequest, encodeInferResponse, parseExactJson, stringifyExactJson } from './v2-json.js';
 
 /** JSON header + binary tensors, as Triton's clients send them. */
 function binaryBody(header: unknown, ...buffers: ArrayBufferView[]): { body: Buffer; headerLength: string } {
@@ -341,4 +341,17 @@ test('INT64 and UINT64 outputs are written as exact JSON numbers', () => {
   const text = Buffer.concat(encodeInferResponse(response, undefined, false).chunks).toString();
   assert.ok(text.includes('"data":[9007199254740993,-9223372036854775808]'), text);
   assert.ok(text.includes('"data":[18446744073709551615]'), text);
+});
+
+test('exact JSON keeps long integers beside strings holding control characters, short escapes included, and writes them back', () => {
+  // Every control character U+0001 to U+0007 taken, so the mark would fall on U+0008 were \b not its escape too.
+  const strings = ['\u0001\u0002\u0003\u0004\u0005\u0006\u0007', '\b1234567890123456789', '\u0001 9007199254740993'];
+  const text = `{"s":${JSON.stringify(strings)},"n":[9007199254740993,-9223372036854775808,12]}`;
+  const value = parseExactJson(Buffer.from(text), 'the test') as { s: string[]; n: (number | bigint)[] };
+  assert.deepEqual(value.s, strings);
+  assert.deepEqual(value.n, [9007199254740993n, -9223372036854775808n, 12]);
+  const written = stringifyExactJson(value, 'the test');
+  assert.match(written, /\[9007199254740993,-9223372036854775808,12\]/);
+  assert.deepEqual(parseExactJson(Buffer.from(written), 'the test'), value);
+  assert.equal(stringifyExactJson({ a: [1, 'x'] }, 'the test'), '{"a":[1,"x"]}');
 });
