@@ -69,7 +69,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
    * when an earlier chunk had another loaded. Loads of one model run one at a time.
    */
   const loadFor = async (model: string, version?: string): Promise<void> => {
-    // The first load is by policy either way: loadVersions starts from the config of a loaded model.
+    // A first load is by policy: where the policy serves the version named, that one load is enough.
     if (version === undefined || !server.modelReady(model)) {
       await server.loadModel(model);
       byPolicy.add(model);

@@ -726,7 +726,10 @@ export class Server {
     if (missing.length > 0) {
       throw notFound(`model '${name}' has no version ${missing.join(', ')} in the repository (its versions: ${onDisk.join(', ') || 'none'})`);
     }
-    const config = { ...(await this.modelConfig(name)), version_policy: { specific: { versions: versions.map(Number) } } };
+    // A model not loaded yet starts from its config files: loading it by its policy first would load versions nobody
+    // asked for, and fail on a broken one.
+    const base = this.modelReady(name) ? await this.modelConfig(name) : await this.repository.configOf(name);
+    const config = { ...base, version_policy: { specific: { versions: versions.map(Number) } } };
     await this.loadModel(name, { config: JSON.stringify(config) });
   }
 

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { writeFashionMnistPngs } from '../../test/support/fashion-mnist.js';
 import { readOnnxModel } from '../onnx/onnx-model-file.js';
 import { quantizeDynamicMatMul, quantizeStaticQdq } from '../quantize/index.js';
-import { representationTensor } from './reference-profiling.js';
+import { representationTensor, runMonitor, runProfile } from './reference-profiling.js';
 
 const fashionMnist = async () => readOnnxModel(new Uint8Array(await readFile(new URL('../../models/fashion_mnist/1/model.onnx', import.meta.url))));
 
@@ -26,4 +31,23 @@ test('a quantized version is profiled on the same representation as its float or
   assert.ok(quantizeDynamicMatMul(dynamicModel).quantized.length > 0);
   assert.ok(dynamicModel.graph.node.some((node) => node.op_type === 'MatMulInteger'));
   assert.deepEqual(representationTensor(dynamicModel, 'logits'), expected);
+});
+
+test('profile and monitor load the --version named, on a server where nothing was loaded before', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'nereid-profile-version-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const repository = join(work, 'models');
+  await cp(fileURLToPath(new URL('../../models/fashion_mnist', import.meta.url)), join(repository, 'fashion_mnist'), { recursive: true });
+  await writeFashionMnistPngs(join(work, 'data'), 't10k', 60);
+  const logger = pino({ level: 'silent' });
+  const common = { model: 'fashion_mnist', modelRepository: repository, data: join(work, 'data') };
+
+  // Version 1 alone: the version the policy serves, named.
+  const monitored = await runMonitor({ ...common, version: '1' }, logger);
+  assert.equal(monitored.version, '1');
+
+  // Version 1 beside a version 2 the policy serves instead, as after quantize: the one named is profiled.
+  await cp(join(repository, 'fashion_mnist', '1'), join(repository, 'fashion_mnist', '2'), { recursive: true });
+  const profile = await runProfile({ ...common, version: '1' }, logger);
+  assert.equal(profile.path, join(repository, 'fashion_mnist', '1', 'reference.json'));
 });
