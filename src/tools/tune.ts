@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig, parameterValue, type CompletedModelConfig } from '../config/model-config.js';
 import { allocateTypedArray } from '../core/datatype.js';
 import { tensorDataToBytes } from '../core/tensor.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
@@ -250,18 +250,17 @@ class Tuner {
 /** The candidate the config as written amounts to (for the table; it is measured as written, without an override). */
 function currentCandidate(model: ModelVersion, cores: number): Candidate {
   const config = model.config;
-  const parameters = (config.parameters ?? {}) as Record<string, unknown>;
   const instances = config.instance_group.reduce((sum, group) => sum + (group.count ?? 1), 0) || 1;
   // As the loader planned them: a config without instance_group gets the backend's plan (one thread per instance for ONNX Runtime), not the cores split.
-  const threads = Number(parameters.intra_op_thread_count ?? 0) || model.plannedThreadsPerInstance || Math.max(1, Math.floor(cores / instances));
+  const threads = Number(parameterValue(config, 'intra_op_thread_count') ?? 0) || model.plannedThreadsPerInstance || Math.max(1, Math.floor(cores / instances));
   return {
     version: model.version,
     maxBatchSize: config.max_batch_size,
     maxQueueDelayUs: config.dynamic_batching?.max_queue_delay_microseconds ?? 0,
     instances,
     threadsPerInstance: threads,
-    executionThread: (parameters.execution_thread as ExecutionThread | undefined) ?? 'auto',
-    graphLevel: (parameters.graph_optimization_level as GraphLevel | undefined) ?? 'all',
+    executionThread: (parameterValue(config, 'execution_thread') as ExecutionThread | undefined) ?? 'auto',
+    graphLevel: (parameterValue(config, 'graph_optimization_level') as GraphLevel | undefined) ?? 'all',
   };
 }
 
