@@ -2,10 +2,9 @@
 /**
  * The `nereid` command. Flag names follow Triton's tritonserver where a Triton flag exists.
  */
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access, open, readFile, rm, stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
@@ -88,6 +87,24 @@ function chartPath(value: string): string {
     throw new InvalidArgumentError((error as Error).message);
   }
   return value;
+}
+
+/**
+ * Refuses, before a long run, a file it would fail to write at the end: a folder, or a file that cannot be created or
+ * opened. The file is opened (and removed again if new) rather than its folder checked with access(), which lets root
+ * "write" where no file can be made, as in /proc.
+ */
+async function checkWritableFile(flag: string, file: string): Promise<void> {
+  if (/[\\/]$/.test(file) || (await stat(file).catch(() => undefined))?.isDirectory()) {
+    throw new Error(`${flag} ${file}: is a folder; expected a file name, e.g. ${join(file, `chart${extname(file) || '.svg'}`)}`);
+  }
+  const existed = await access(file).then(() => true, () => false);
+  try {
+    await (await open(file, 'a')).close();
+  } catch (error) {
+    throw new Error(`${flag} ${file}: its folder does not exist or cannot be written (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); expected a file in a folder this user can write to`);
+  }
+  if (!existed) await rm(file, { force: true });
 }
 
 /**
@@ -606,7 +623,7 @@ program
   .option('--plot <file>', 'also write a chart of the comparison, as SVG (file ending in .svg) or PNG (.png)', chartPath)
   .action(async (flags) => {
     // Found out now rather than after a long evaluation.
-    if (flags.plot) await access(dirname(resolve(flags.plot)), constants.W_OK).catch(() => Promise.reject(new Error(`--plot ${flags.plot}: its folder does not exist or cannot be written`)));
+    if (flags.plot) await checkWritableFile('--plot', flags.plot);
     const report = await runEval(
       { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate, minGateExamples: flags.minGateExamples },
       createLogger({ level: 'warn', fd: 2 }),

@@ -90,6 +90,19 @@ test('--plot to a file that is neither .svg nor .png is refused before any evalu
   assert.equal(nowhere.code, 1);
   assert.match(nowhere.stderr, /no-such-folder\/chart\.png: its folder does not exist or cannot be written/);
   assert.equal(nowhere.stdout, '');
+  // A folder named like a chart, and a folder where no file can be made even by root.
+  const folder = join(work, 'folder.svg');
+  await mkdir(folder);
+  for (const plot of [folder, `${folder}/`]) {
+    const refused = await nereid(evalArgs('--plot', plot));
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--plot .*folder\.svg\/?: is a folder; expected a file name, e.g. .*folder\.svg\/chart\.svg/);
+    assert.equal(refused.stdout, '');
+  }
+  const proc = await nereid(evalArgs('--plot', '/proc/chart.svg'));
+  assert.equal(proc.code, 1);
+  assert.match(proc.stderr, /--plot \/proc\/chart\.svg: its folder does not exist or cannot be written/);
+  assert.equal(proc.stdout, '');
 });
 
 test('images without class folders are compared by agreement alone; a gate on accuracy then fails as not measured', async () => {
