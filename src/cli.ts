@@ -829,7 +829,7 @@ program
   .option('--max-batch-size <n>', "largest max_batch_size tried (default: 64, or the config's own when larger)", integer(1))
   .option('--input-shape <name=dims>', 'dims after the batch dimension of an input with dynamic dims, e.g. x=3,48,320 (repeatable)', inputShape, {})
   .option('--over-http', 'send the requests over HTTP on loopback (binary tensors) instead of calling the core in process')
-  .option('--chart <file>', 'draw throughput against p99 latency, as .svg or .png')
+  .option('--chart <file>', 'draw throughput against p99 latency, as .svg or .png', chartPath)
   .option('--write', "write the winner's settings into the model's config (config.yaml/.json), keeping a backup of the old file")
   .option('--dry-run', 'print the settings the winner would write, and write nothing (the default without --write)')
   .option('--json', 'print the whole report as JSON')
@@ -837,6 +837,7 @@ program
     if (flags.write && flags.dryRun) throw new Error('--write and --dry-run contradict each other: --write writes the winner, --dry-run only prints it');
     // Found out now rather than after the whole search.
     if (flags.write) await writableConfigOf(resolve(flags.modelRepository, flags.model));
+    if (flags.chart) await checkWritableFile('--chart', flags.chart);
     const logger = createLogger({ level: 'warn', fd: 2 });
     const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
     bar?.start(1, 0, { label: 'starting', elapsed: 0, budget: flags.budgetS });

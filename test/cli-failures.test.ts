@@ -1,10 +1,11 @@
 /**
  * Commands fail fast and say why: with Redis unreachable every command that needs it exits non-zero
  * with "cannot reach Redis at …" (after one short connection attempt, not retrying forever), and a
- * batch job whose records all failed exits 1 unless told otherwise.
+ * batch job whose records all failed exits 1 unless told otherwise; tune refuses a chart it could not
+ * write before measuring anything.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -45,4 +46,23 @@ test('a batch job whose records all failed exits 1, and 0 with --allow-all-faile
   assert.ok(lines.every((line) => JSON.parse(line).error), 'each record carries its error');
   const allowed = await runCli([...args, '--output', join(repo, 'b.jsonl'), '--allow-all-failed'], 120_000);
   assert.equal(allowed.code, 0, allowed.stderr);
+});
+
+test('tune --chart to a missing folder or to a folder is refused before the search, which would otherwise run its whole budget first', async () => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-chart-'));
+  await writeModel(repository, 'scale', 1, scaleModel(), undefined, { 'config.yaml': 'max_batch_size: 8\n' });
+  await mkdir(join(repository, 'chart.svg'));
+  const tune = ['tune', '--model', 'scale', '--model-repository', repository, '--concurrency', '1', '--warmup-s', '0', '--budget-s', '600', '--write'];
+  for (const [chart, why] of [
+    [join(repository, 'no-such-folder', 't.svg'), /no-such-folder\/t\.svg: its folder does not exist or cannot be written/],
+    [join(repository, 'chart.svg'), /chart\.svg: is a folder; expected a file name/],
+  ] as const) {
+    const started = performance.now();
+    const { code, stdout, stderr } = await runCli([...tune, '--chart', chart], 60_000);
+    assert.equal(code, 1);
+    assert.match(stderr, new RegExp(`--chart .*${why.source}`));
+    assert.equal(stdout, '');
+    assert.ok(performance.now() - started < 30_000, 'refused before the search, not after it');
+  }
+  assert.equal(await readFile(join(repository, 'scale', 'config.yaml'), 'utf8'), 'max_batch_size: 8\n', 'nothing written');
 });
