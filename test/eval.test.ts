@@ -79,6 +79,16 @@ test('a gate the candidate misses exits 1 and says which clause; the table names
   assert.equal(metadata.width, 1920);
 });
 
+test('a version folder not named in --versions is not loaded: an empty one beside them does not stop the evaluation', async (t) => {
+  const empty = join(repository, 'fashion_mnist', '11');
+  await mkdir(empty);
+  t.after(() => rm(empty, { recursive: true, force: true }));
+  const { code, stdout, stderr } = await nereid(evalArgs('--json'));
+  assert.equal(code, 0, stderr);
+  assert.doesNotMatch(stderr, /11\/model\.onnx/);
+  assert.deepEqual((JSON.parse(stdout) as EvalReport).versions.map((version) => version.version), ['1', '2']);
+});
+
 test('--plot to a file that is neither .svg nor .png is refused before any evaluation, naming both', async () => {
   const chart = join(work, 'chart.jpg');
   const { code, stdout, stderr } = await nereid(evalArgs('--plot', chart));

@@ -5,7 +5,7 @@
  * issue 13 describe.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -81,6 +81,17 @@ test('the gate is judged on held-out examples spread over the data, and refused 
   assert.equal(labelsOnly.code, 1);
   assert.match(labelsOnly.stderr, /--gate 'accuracy_drop<=0.01': quantize .* measures only agreement, character_agreement, max_abs_delta; judge accuracy afterwards with nereid eval --gate/);
   await assert.rejects(stat(join(repository, 'fashion_mnist', '7')));
+});
+
+test('the --version quantized is the only one loaded: an empty version folder beside it does not stop the run', async (t) => {
+  const model = join(repository, 'fashion_mnist');
+  await mkdir(join(model, '11'));
+  t.after(() => Promise.all(['11', '13'].map((version) => rm(join(model, version), { recursive: true, force: true }))));
+  const { code, stdout, stderr } = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--method', 'fp16', '--output-version', '13', '--json']);
+  assert.equal(code, 0, stderr);
+  assert.doesNotMatch(stderr, /11\/model\.onnx/);
+  assert.equal((JSON.parse(stdout) as QuantizeReport).agreement.agreement, 1);
+  await stat(join(model, '13', 'model.onnx'));
 });
 
 test('fp16 halves the file and agrees entirely; dynamic quantizes only the classifier, leaving the convolutions float', async () => {

@@ -227,7 +227,9 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
   const gate = settings.gate === undefined ? undefined : parseGate(settings.gate);
   // The evaluation is this server's only client and sends a chunk at a time: a wait is expected, not an overload to refuse.
   // Its examples come in the data's order (a labelled folder, class by class), which drift monitoring would call drift.
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [settings.model], logger, maxQueueWaitMs: 3_600_000, monitoring: false });
+  // Versions named are loaded alone: a version they leave out is no part of the evaluation, broken or not.
+  const byPolicy = settings.versions.length === 0 ? [settings.model] : [];
+  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: byPolicy, logger, maxQueueWaitMs: 3_600_000, monitoring: false });
   try {
     await server.start();
     const versions = await loadVersions(server, settings.model, settings.versions);

@@ -245,7 +245,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const outputVersion = settings.outputVersion ?? String((versions.at(-1) ?? 0) + 1);
   if (versions.includes(Number(outputVersion))) throw new Error(`version ${outputVersion} of '${settings.model}' exists already; choose another --output-version`);
 
-  // The model as it serves decides the pre-processing, the output judged and what it means.
+  // The version quantized (by default the one served) decides the pre-processing, the output judged and what it means.
   const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
   let config: CompletedModelConfig;
   let labels: readonly string[] | undefined;
@@ -253,9 +253,11 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   let sourceVersion: string;
   try {
     await server.start();
-    await server.loadModel(settings.model);
-    const model = server.model(settings.model);
-    sourceVersion = settings.version ?? model.version;
+    // The version named is loaded alone: another one, broken or not, is no part of the run.
+    if (settings.version !== undefined) await server.loadVersions(settings.model, [settings.version]);
+    else await server.loadModel(settings.model);
+    const model = server.model(settings.model, settings.version);
+    sourceVersion = model.version;
     config = model.config;
     labels = model.labelsOf(config.output[0].name);
     calibration = await readModelInputs(settings.calibration, settings.maxExamples, server, settings.model, config, '--calibration');
