@@ -730,6 +730,7 @@ interface LiveMonitor {
   since?: string;
   drift_score?: number;
   state_evaluation?: { at?: string; drift_score?: number };
+  transitions?: { from: string; to: string; at: string; score?: number }[];
   thresholds: { warning: number; drift: number };
   window: { rows: number; capacity: number };
   rows_since_load: number;
@@ -743,9 +744,14 @@ function formatLiveMonitor(live: LiveMonitor, origin: string): string {
   if (!live.monitored) return `${live.model} version ${live.version} (${origin}): not monitored: ${live.reason}`;
   const percent = (value: number | undefined) => (value === undefined ? '—' : `${(value * 100).toFixed(1)} %`);
   const score = (value: number | undefined) => value?.toFixed(3) ?? '—';
+  // The last state evaluation need not have moved the state (hysteresis): the move is the last transition, with its own score.
+  const moved = live.transitions?.at(-1);
+  const move = moved
+    ? `the state last moved ${moved.from} → ${moved.to}${moved.score === undefined ? '' : ` on ${score(moved.score)}`} at ${moved.at}`
+    : 'the state has not moved since load';
   return [
     `${live.model} version ${live.version} (${origin}): state ${live.state.toUpperCase()} since ${live.since ?? '—'}; ${live.window.rows} of ${live.window.capacity} rows in the window (${live.rows_since_load} since load)`,
-    `drift score now ${score(live.drift_score)}; the state last moved on ${score(live.state_evaluation?.drift_score)} at ${live.state_evaluation?.at ?? '—'} (warning ${live.thresholds.warning}, drift ${live.thresholds.drift})`,
+    `drift score now ${score(live.drift_score)}, at the last state evaluation ${score(live.state_evaluation?.drift_score)} (${live.state_evaluation?.at ?? '—'}); ${move} (warning ${live.thresholds.warning}, drift ${live.thresholds.drift})`,
     ...(live.ood ? [`out of distribution: ${percent(live.ood.share)} of the window (expected ${percent(live.ood.expected_share)})`] : []),
     ...(live.accuracy ? [`accuracy expected from confidence: ${percent(live.accuracy.expected)}${live.accuracy.labelled > 0 ? `; realised on ${live.accuracy.labelled} labelled rows: ${percent(live.accuracy.realised)}` : ''}`] : []),
     ...(live.accuracy?.caution ? [`caution: ${live.accuracy.caution}`] : []),

@@ -36,7 +36,7 @@ interface MonitorBody {
   ood: { share: number; expected_share: number; flagged_since_load: number };
   accuracy: { expected: number; predictions: number; labelled: number; realised?: number; estimate_error?: number; caution?: string };
   class_counts: Record<string, number>;
-  transitions: { from: string; to: string; at: string; rows: number }[];
+  transitions: { from: string; to: string; at: string; score?: number; rows: number }[];
 }
 
 let garments: Buffer[];
@@ -258,6 +258,9 @@ test('a reload of the same version with the same profile keeps its monitor: wind
     const live = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--fail-on', 'drift'], 60_000);
     assert.equal(live.code, 1, live.stderr);
     assert.match(live.stdout, /fashion_mnist version 1 \(http:\/\/127\.0\.0\.1:\d+\): state DRIFT since /);
+    // The move printed is the last transition, with its own score, not whichever evaluation came last.
+    const move = after.transitions.at(-1)!;
+    assert.ok(live.stdout.includes(`the state last moved ${move.from} → drift on ${move.score!.toFixed(3)} at ${move.at}`), live.stdout);
     assert.match(live.stdout, /\| ood\.flagged \| \d/);
     assert.match(live.stderr, /state drift, at or beyond --fail-on drift/);
     const refused = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--data', 'x'], 60_000);

@@ -63,7 +63,8 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
     state: snapshot.state,
     since: isoTime(snapshot.since),
     drift_score: rounded(snapshot.evaluation?.score),
-    // The state moves on evaluations every evaluateEvery rows, with hysteresis: this is the one it last moved on.
+    // The state moves on evaluations every evaluateEvery rows, with hysteresis: this is the last of them, which need not
+    // have moved it (the last move, with its own score, is the last of `transitions`).
     state_evaluation: snapshot.stateEvaluation && {
       at: isoTime(snapshot.stateEvaluation.at),
       drift_score: rounded(snapshot.stateEvaluation.score),
