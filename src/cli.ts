@@ -127,14 +127,36 @@ function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
-function number(min: number, max = Infinity) {
+/** A number flag within [min, max]; `open` leaves out a bound, as the option's schema does (a share of 0 or 1 is none or all). */
+function number(min: number, max = Infinity, open: { min?: boolean; max?: boolean } = {}) {
+  const expected =
+    max === Infinity
+      ? `a number ${open.min ? '>' : '>='} ${min}`
+      : `a number ${open.min ? 'above' : 'from'} ${min} ${open.max ? 'and below' : open.min ? 'and up to' : 'to'} ${max}`;
   return (value: string): number => {
     const parsed = Number(value);
-    if (value.trim() === '' || !Number.isFinite(parsed) || parsed < min || parsed > max) {
-      throw new InvalidArgumentError(max === Infinity ? `expected a number >= ${min}` : `expected a number from ${min} to ${max}`);
+    if (value.trim() === '' || !Number.isFinite(parsed) || parsed < min || parsed > max || (open.min && parsed === min) || (open.max && parsed === max)) {
+      throw new InvalidArgumentError(`expected ${expected}`);
     }
     return parsed;
   };
+}
+
+/** A version flag: a folder name of the model, 1, 2, … */
+function versionNumber(value: string): string {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a version number: 1, 2, …');
+  return value;
+}
+
+/** A schema's refusal names the flag that gave the value (holdOut → --hold-out), not the option's field. */
+function describeOptionIssues(error: ZodError): string {
+  const flags = new Map(program.commands.flatMap((command) => command.options).map((option) => [option.attributeName(), option.long]));
+  const named = error.issues.map((issue) => {
+    const [head, ...rest] = issue.path;
+    const flag = typeof head === 'string' ? flags.get(head) : undefined;
+    return flag ? { ...issue, path: [flag, ...rest] } : issue;
+  });
+  return describeIssues(new ZodError(named), '', '(options)');
 }
 
 /** Where each scope's token is read from the environment ('all': the HTTP token, which opens every scope). */
@@ -639,8 +661,8 @@ program
   .requiredOption('--model <name>', 'model to profile')
   .requiredOption('--data <path>', "in-distribution examples: a folder of images (through the model's pre-processing) or a JSONL or CSV file of input tensors")
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
-  .option('--version <n>', "version to profile (default: the one the model's policy serves)")
-  .option('--false-positive-rate <p>', 'share of held-out in-distribution examples the OOD flag may raise', number(0, 1), defaultOf(profileOptionsSchema, 'falsePositiveRate'))
+  .option('--version <n>', "version to profile (default: the one the model's policy serves)", versionNumber)
+  .option('--false-positive-rate <p>', 'share of held-out in-distribution examples the OOD flag may raise', number(0, 1, { min: true, max: true }), defaultOf(profileOptionsSchema, 'falsePositiveRate'))
   .option('--max-examples <n>', 'examples read at most (80 % fit the detector, 10 % set the threshold, 10 % check it)', integer(50), defaultOf(profileOptionsSchema, 'maxExamples'))
   .option('--tensor <name>', 'representation to score (default: the tensor the classifier head reads, pooled per channel)')
   .option('--json', 'print the summary as one JSON object')
@@ -681,7 +703,7 @@ const monitor = program
   .option('--url <url>', "instead of --data: read the live state a running server keeps for the version (its /monitor), e.g. http://127.0.0.1:8000");
 serverConnectionOptions(monitor, 'inference')
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
-  .option('--version <n>', "version (default: the one the model's policy serves)")
+  .option('--version <n>', "version (default: the one the model's policy serves)", versionNumber)
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
   .addOption(
@@ -888,13 +910,13 @@ program
   .requiredOption('--model <name>', 'model to quantize')
   .requiredOption('--calibration <path>', 'sample inputs: a folder of images (through the model\'s pre-processing), or a JSONL or CSV file of input tensors as nereid batch reads them')
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
-  .option('--version <n>', "version to quantize (default: the one the model's policy serves)")
-  .option('--output-version <n>', 'version folder to write (default: one above the highest; under the default version policy it then serves)')
+  .option('--version <n>', "version to quantize (default: the one the model's policy serves)", versionNumber)
+  .option('--output-version <n>', 'version folder to write (default: one above the highest; under the default version policy it then serves)', versionNumber)
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
-  .option('--ranges <how>', "activation ranges: 'minmax' or a percentile of the values kept, e.g. 99.99", (value: string) => (value === 'minmax' ? value : number(50, 100)(value)), defaultOf(quantizeOptionsSchema, 'ranges'))
+  .option('--ranges <how>', "activation ranges: 'minmax' or a percentile of the values kept, e.g. 99.99", (value: string) => (value === 'minmax' ? value : number(50, 100, { min: true })(value)), defaultOf(quantizeOptionsSchema, 'ranges'))
   .option('--no-bias-correction', "static and auto: keep Conv and Gemm biases as they are instead of correcting them for the shift their int8 weights cause (from the calibration inputs' channel means)")
   .option('--max-examples <n>', 'calibration examples read at most (--hold-out of them, spread over the data, held out to measure agreement and speed)', integer(5), defaultOf(quantizeOptionsSchema, 'maxExamples'))
-  .option('--hold-out <share>', 'share of the examples held out of calibration to judge the gate on', number(0, 1), defaultOf(quantizeOptionsSchema, 'holdOut'))
+  .option('--hold-out <share>', 'share of the examples held out of calibration to judge the gate on', number(0, 1, { min: true, max: true }), defaultOf(quantizeOptionsSchema, 'holdOut'))
   .option('--min-gate-examples <n>', 'held-out examples the gate needs at least; fewer, and nothing is quantized', integer(1), defaultOf(quantizeOptionsSchema, 'minGateExamples'))
   .option('--gate <clauses>', `what the new version must meet on the held-out examples (auto searches until it does); default by output kind: ${Object.entries(DEFAULT_GATES).map(([kind, gate]) => `${kind} "${gate}"`).join(', ')}`)
   .addOption(new Option('--kind <kind>', 'what the first output means (default: from its declaration, as nereid eval reads it)').choices(OUTPUT_KINDS))
@@ -1121,6 +1143,6 @@ if (basename(dirname(runningFile)) === 'dist') {
 
 program.parseAsync().catch((error: Error) => {
   // A schema's refusal of an option reads as the option and what it needs, not as zod's issue list.
-  console.error(`nereid: ${error instanceof ZodError ? describeIssues(error, '', '(options)') : error.message}`);
+  console.error(`nereid: ${error instanceof ZodError ? describeOptionIssues(error) : error.message}`);
   process.exit(1);
 });

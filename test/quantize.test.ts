@@ -83,6 +83,23 @@ test('the gate is judged on held-out examples spread over the data, and refused 
   await assert.rejects(stat(join(repository, 'fashion_mnist', '7')));
 });
 
+test('a flag out of range is refused naming the flag, what it takes and what it got; a hold-out that leaves too few to calibrate on is refused', async () => {
+  const quantize = (...more: string[]) => nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--output-version', '7', ...more]);
+  for (const [flag, value, expected] of [
+    ['--hold-out', '0', 'expected a number above 0 and below 1'],
+    ['--output-version', '0', 'expected a version number: 1, 2, …'],
+    ['--ranges', '50', 'expected a number above 50 and up to 100'],
+  ]) {
+    const refused = await quantize(flag, value);
+    assert.equal(refused.code, 1);
+    assert.ok(refused.stderr.includes(`option '${flag} <`) && refused.stderr.includes(`argument '${value}' is invalid. ${expected}`), refused.stderr);
+  }
+  const most = await quantize('--hold-out', '0.99', '--method', 'fp16');
+  assert.equal(most.code, 1);
+  assert.match(most.stderr, /--hold-out 0\.99: of 150 example\(s\) it leaves 1 to calibrate on; calibration needs at least 5/);
+  await assert.rejects(stat(join(repository, 'fashion_mnist', '7')));
+});
+
 test('the --version quantized is the only one loaded: an empty version folder beside it does not stop the run', async (t) => {
   const model = join(repository, 'fashion_mnist');
   await mkdir(join(model, '11'));

@@ -278,6 +278,9 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     );
   }
   const { calibrationFeeds, evaluationFeeds } = splitHeldOut(feeds, heldOut);
+  if (calibrationFeeds.length < 5) {
+    throw new Error(`--hold-out ${settings.holdOut}: of ${feeds.length} example(s) it leaves ${calibrationFeeds.length} to calibrate on; calibration needs at least 5: lower --hold-out or give more examples`);
+  }
   const compare = (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => compareOutputs(kind, reference, candidate, { labels, threshold: settings.threshold });
 
   const fileName = config.default_model_filename ?? 'model.onnx';
