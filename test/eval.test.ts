@@ -149,6 +149,18 @@ test('a classifier without a labels file is compared by top-1 agreement on unlab
   assert.match(folders.stderr, /has class sub-folders, but the model has no labels file to name its classes/);
 });
 
+test('a labels file shorter than the output is refused naming both counts, and warned of when the model loads', async () => {
+  const short = join(work, 'short-labels');
+  await cp(join(repository, 'fashion_mnist'), join(short, 'fashion_mnist'), { recursive: true, filter: (source) => !/fashion_mnist\/(2|11)$/.test(source) });
+  const labels = (await readFile(join(short, 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
+  await writeFile(join(short, 'fashion_mnist', 'labels.txt'), `${labels.slice(0, 5).join('\n')}\n`);
+  const { code, stdout, stderr } = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', short, '--data', data]);
+  assert.equal(code, 1);
+  assert.equal(stdout, '');
+  assert.match(stderr, /output 'logits' has 10 scores but its labels file labels\.txt names 5 classes; classes 5\.\.9 are answered by their index/);
+  assert.match(stderr, /nereid: output 'logits' of 'fashion_mnist' has 10 scores but its labels file labels\.txt has 5 lines; give it one line per score, in index order/);
+});
+
 test('a class folder that names no label of the model is refused, naming the labels', async () => {
   await mkdir(join(data, 'Hat'));
   try {

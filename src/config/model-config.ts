@@ -686,6 +686,16 @@ export function datatypeOfConfig(tensor: { data_type: string }): Datatype {
   return datatypeFromConfig(tensor.data_type)!;
 }
 
+/**
+ * The scores of an output that is one vector of class scores, when its labels file names fewer classes than that:
+ * the classes past the file's end would be answered and judged by index, which reads like a mistake nobody notices.
+ */
+export function scoresBeyondLabels(output: { dims: readonly number[] }, labels: readonly string[]): number | undefined {
+  const scores = output.dims.at(-1);
+  const vector = output.dims.slice(0, -1).every((dim) => dim === 1);
+  return vector && scores !== undefined && scores > labels.length ? scores : undefined;
+}
+
 export function parameterValue(config: ModelConfig, key: string): string | undefined {
   return config.parameters[key]?.string_value;
 }

@@ -10,6 +10,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { scoresBeyondLabels } from '../config/model-config.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { IMAGE_EXTENSIONS, openInput } from '../jobs/input-source.js';
 import { RecordProcessor } from '../jobs/record-processor.js';
@@ -240,6 +241,10 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     const classes = first.labelsOf(declared.name);
     const kind = settings.kind ?? outputKindOf({ dims: declared.dims, labelled: classes !== undefined });
     if (kind === 'ctc' && !classes) throw new Error(`output '${declared.name}' of '${settings.model}' has no labels file; ctc outputs are read by their labels`);
+    const scores = kind === 'classification' && classes ? scoresBeyondLabels(declared, classes) : undefined;
+    if (scores !== undefined) {
+      throw new Error(`output '${declared.name}' of '${settings.model}' has ${scores} scores but its labels file ${declared.label_filename} has ${classes!.length} lines; give it one line per score, in index order`);
+    }
     const isFolder = (
       await stat(settings.data).catch((error: NodeJS.ErrnoException) => {
         throw new Error(error.code === 'ENOENT' ? `--data ${settings.data}: no such file or folder` : `--data ${settings.data}: ${error.message}`);

@@ -11,7 +11,7 @@ import type { Backend, BackendInstance, InstanceOptions, ModelCall } from '../ba
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { answerDecidingConfig, fingerprint } from '../cache/cache-key.js';
 import { ResponseCache } from '../cache/response-cache.js';
-import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
+import { datatypeOfConfig, scoresBeyondLabels, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
@@ -221,6 +221,13 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));
   }
   const label = `model '${name}' version ${version}`;
+  for (const output of config.output) {
+    const named = labels.get(output.name);
+    const scores = named && scoresBeyondLabels(output, named);
+    if (scores !== undefined) {
+      logger.warn(`${label}: output '${output.name}' has ${scores} scores but its labels file ${output.label_filename} names ${named!.length} classes; classes ${named!.length}..${scores - 1} are answered by their index`);
+    }
+  }
   // Samples are built and checked before any instance starts: a mistake in them is the config's, and costs no session.
   const samples = await warmupSamples(config, options.readWarmupFile ?? noWarmupFolder, logger, label).catch((error: unknown) => {
     throw new ModelConfigError(error);
