@@ -206,7 +206,7 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   assert.match((JSON.parse(few.stdout) as EvalReport).gate!.failures[0], /^judged on 4 example\(s\), fewer than the 30 a gate needs/);
   const itself = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '2,2']);
   assert.equal(itself.code, 1);
-  assert.equal(itself.stderr.trim(), 'nereid: versions: a version is named twice; a version compared with itself passes any gate');
+  assert.equal(itself.stderr.trim(), 'nereid: --versions: a version is named twice; a version compared with itself passes any gate');
 
   await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,label\n9,1,1,cat\n1,9,1,horse\n');
   const refused = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1']);
