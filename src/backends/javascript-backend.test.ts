@@ -224,6 +224,37 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
     }
   });
 
+  test('after its callers cancelled, a running batch finishes before finalize(), and its context.infer calls are refused', async () => {
+    const seen: string[] = [];
+    const instance = await handlerInstance(
+      `let context;
+      let running = false;
+      export const initialize = (given) => { context = given; };
+      export const execute = async (requests) => {
+        running = true;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        // The caller's signal (a plain AbortSignal) fired before this call was made.
+        const called = await context.infer('other', { X: requests[0].inputs.IN }, { request: requests[0] }).then(() => 'answered', (error) => error.code);
+        context.log.info('context.infer after cancel: ' + called);
+        running = false;
+        return requests.map(({ inputs }) => ({ OUT: inputs.IN }));
+      };
+      export const finalize = () => { context.log.info('finalize while running: ' + running); };`,
+      FP32,
+      async (request, context) => {
+        if (context?.signal?.aborted) throw new NereidError('CANCELLED', 'request cancelled by the client');
+        return { model_name: request.model, model_version: '1', outputs: [] };
+      },
+      'model.mjs',
+      { logger: pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (seen.push((JSON.parse(String(chunk)) as { msg: string }).msg), done()) })) },
+    );
+    const abandoned = instance.runRequests!([{ inputs: input([1, 2]), outputNames: ['OUT'], context: { signal: AbortSignal.timeout(50) } }]);
+    await assert.rejects(abandoned, (error: NereidError) => error.code === 'CANCELLED');
+    await instance.release();
+    assert.ok(seen.some((line) => line.endsWith('context.infer after cancel: CANCELLED')), seen.join(' | '));
+    assert.ok(seen.some((line) => line.endsWith('finalize while running: false')), seen.join(' | '));
+  });
+
   test('context.infer goes through callModel, and a refusal there reaches the handler with its code', async () => {
     const calls: unknown[] = [];
     const instance = await handlerInstance(

@@ -332,8 +332,11 @@ export class JavaScriptInstance implements BackendInstance {
 
   async release(): Promise<void> {
     this.released = true;
+    // A batch answered early (its callers cancelled) may still run in the worker: finalize() comes after it, or after
+    // its timeout stopped the worker.
+    await this.turn;
     const worker = await this.current.catch(() => undefined);
-    if (!worker) return;
+    if (!worker || this.retired.has(worker)) return;
     this.retired.add(worker);
     const finished = new Promise<void>((resolve) => {
       worker.once('exit', () => resolve());
@@ -407,7 +410,8 @@ function serveWorkerCall(
   // Called off when the request it is made for is, or when its worker is stopped (stopWorker).
   const cancellation = new ClientCancellation();
   const followOrigin = () => cancellation.abort();
-  origin?.signal?.addEventListener('abort', followOrigin, { once: true });
+  if (origin?.signal?.aborted) cancellation.abort();
+  else origin?.signal?.addEventListener('abort', followOrigin, { once: true });
   const underWay = callsUnderWay.get(worker) ?? callsUnderWay.set(worker, new Set()).get(worker)!;
   underWay.add(cancellation);
   const context: RequestContext = { ...(origin && { requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline }), signal: cancellation, patient: true };
