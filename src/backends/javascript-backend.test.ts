@@ -243,7 +243,7 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
       FP32,
       async (request, context) => {
         if (context?.signal?.aborted) throw new NereidError('CANCELLED', 'request cancelled by the client');
-        return { model_name: request.model, model_version: '1', outputs: [] };
+        return { model: request.model, version: '1', outputs: [] };
       },
       'model.mjs',
       { logger: pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (seen.push((JSON.parse(String(chunk)) as { msg: string }).msg), done()) })) },

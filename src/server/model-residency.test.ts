@@ -98,6 +98,17 @@ test('a model keeping live sequences is not unloaded while an idle one can go, a
   assert.deepEqual(events.slice(4), ['evict a', 'load b']);
 });
 
+test('a model measured over budget once loaded stays loaded when the only model to unload keeps live sequences', async () => {
+  const { residency, events, sequences } = residencyOf({ a: 100 * MB, c: 200 * MB });
+  await use(residency, 'a');
+  sequences.set('a', 1);
+  await use(residency, 'c'); // expected at a's 100 MB, measured at 200: over the 250 MB budget, with a keeping its streams
+  assert.deepEqual(events, ['load a', 'load c']);
+  const summary = Object.fromEntries(residency.summary().map((row) => [row.model, row]));
+  assert.equal(summary.c!.resident, true);
+  assert.equal(summary.a!.resident, true);
+});
+
 test('when every model that could make room is busy, the load waits for one to finish', async () => {
   const { residency, events } = residencyOf({ a: 100 * MB, b: 100 * MB, c: 100 * MB });
   const holdA = await residency.lease('a')!;

@@ -263,9 +263,11 @@ export class ModelResidency {
         await this.evict(idle[0], idle[1], budget);
         continue;
       }
+      // The model just loaded, measured over budget, with nothing idle to unload: it stays (the log says so), and no
+      // load waits for requests or sequences to end only to trim; the next load makes room.
+      if (bytes === 0) return;
       const pinnedBytes = this.usedBytes - candidates.reduce((sum, [, tenant]) => sum + (tenant.chargedBytes ?? 0), 0);
       if (candidates.length === 0 || pinnedBytes + bytes > budget) {
-        if (bytes === 0) return; // the model just loaded is over budget with nothing left to unload: it stays, and the log says so
         // Alone in memory, a model loads whatever its last charge said: that charge is a resident-set growth, which
         // other allocations during a load can inflate past the budget, and refusing would refuse it for good.
         if (candidates.length === 0 && this.usedBytes === 0) return;
