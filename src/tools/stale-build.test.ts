@@ -19,6 +19,9 @@ test('a build older than a source file is named with that file; a fresh build or
     assert.equal(staleBuildWarning(root), undefined, 'built after the last change');
     await utimes(join(root, 'src', 'model', 'model-version.ts'), new Date('2026-12-01T11:00:00Z'), new Date('2026-12-01T11:00:00Z'));
     assert.match(staleBuildWarning(root) ?? '', /dist\/ was built before src\/model\/model-version\.ts last changed.*npm run build/);
+    await utimes(join(root, 'src', 'model', 'model-version.ts'), new Date('2026-12-01T09:00:00Z'), new Date('2026-12-01T09:00:00Z'));
+    await writeFile(join(root, 'src', 'model', 'model-version.test.ts'), '');
+    assert.equal(staleBuildWarning(root), undefined, 'only a test changed since the build, and tests are not built');
     await rm(join(root, 'src'), { recursive: true });
     assert.equal(staleBuildWarning(root), undefined, 'an installed package');
   } finally {

@@ -16,9 +16,13 @@ function newestFile(folder: string): { path: string; mtimeMs: number } | undefin
   }
   let newest: { path: string; mtimeMs: number } | undefined;
   for (const entry of entries) {
-    if (!entry.isFile()) continue;
-    const path = join(entry.parentPath, entry.name);
-    const mtimeMs = statSync(path).mtimeMs;
+    // Tests are not built: editing one leaves the build as fresh as it was.
+    if (!entry.isFile() || entry.name.endsWith('.test.ts')) continue;
+    // parentPath is Node 20.12's name for what 20.1 called path.
+    const folderOfEntry = (entry as { parentPath?: string }).parentPath ?? (entry as { path?: string }).path ?? folder;
+    const path = join(folderOfEntry, entry.name);
+    // A file removed since the listing is no longer a source.
+    const mtimeMs = statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0;
     if (!newest || mtimeMs > newest.mtimeMs) newest = { path, mtimeMs };
   }
   return newest;
