@@ -219,8 +219,8 @@ describe('local batch jobs', () => {
 
   test("an output holding a record the input does not have is another job's: refused with the id, never counted as done", async () => {
     const keyed = (keys: string[]) => `${keys.map((key, n) => JSON.stringify({ key, INPUT0: addSubValues(n).input0, INPUT1: addSubValues(n).input1 })).join('\n')}\n`;
-    const run = (input: string, output: string, restart = false) =>
-      runLocalBatchJob({ model: 'addsub', input, output, idColumn: 'key', modelRepository: repo, progress: 'none', logger: silent, restart });
+    const run = (input: string, output: string, restart = false, retryFailed = false) =>
+      runLocalBatchJob({ model: 'addsub', input, output, idColumn: 'key', modelRepository: repo, progress: 'none', logger: silent, restart, retryFailed });
     const first = join(dir, 'keys-ab.jsonl');
     await writeFile(first, keyed(['a', 'b']));
     const output = join(dir, 'keys-out.jsonl');
@@ -236,6 +236,13 @@ describe('local batch jobs', () => {
     await writeFile(overlapping, keyed(['a', 'c', 'd']));
     await assert.rejects(run(overlapping, output), /holds a record with id "b", which the input .* does not have \(1 of its 2 records/);
     assert.equal(await readFile(output, 'utf8'), written, 'a refused job leaves the output as it was');
+    // Nor does it first drop the failed lines (--retry-failed) or cut a partial last line of the other job's file.
+    const untouched = `${written}{"id":"x","error":"failed in the other job"}\n{"id":"y","outp`;
+    await writeFile(output, untouched);
+    await assert.rejects(run(other, output, false, true), /holds a record with id "a"/);
+    await assert.rejects(run(other, output), /holds a record with id "a"/);
+    assert.equal(await readFile(output, 'utf8'), untouched, 'a refused job changes nothing in the output');
+    await writeFile(output, written);
     // Line numbers and id-column values are different ids, though both print as 1.
     const numbered = join(dir, 'numbered-out.jsonl');
     await writeFile(numbered, '{"id":1,"error":"from a job whose ids were line numbers"}\n');

@@ -57,7 +57,12 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   await requireRedis(options.queue);
   const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
-  const output = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed, input: options.input });
+  const output = await JobOutput.open(options.output, {
+    restart: options.restart,
+    retryFailed: options.retryFailed,
+    input: options.input,
+    inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
+  });
   const connection = redisConnection(options.queue);
   let progress: JobProgress | undefined;
   const outage = new RedisOutage(options.queue, logger, () => progress?.stalledChanged());
@@ -205,7 +210,6 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   try {
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     const total = await source.count();
-    await output.checkRecordsOf(options.input, total, idsOf(source));
     let chunks = Math.ceil(total / chunkSize);
     if (total === 0) logger.warn(`${options.input} holds no records: nothing to submit`);
     const meta = await redis.hgetall(metaKey);

@@ -17,6 +17,12 @@ export interface OpenOutputOptions {
   retryFailed?: boolean;
   /** The job's input: the output must not be it (a JSONL input's lines would read as records already done). */
   input?: string;
+  /**
+   * The input's records, to refuse an output that is another job's before anything in it changes (failed
+   * lines dropped, a partial last line cut): resumed, it would count the other job's records as done and
+   * mix two jobs in one file. Every record the output holds must be one of the input's.
+   */
+  inputRecords?: { count(): Promise<number>; ids(): AsyncIterable<RecordId> };
 }
 
 function processAlive(pid: number): boolean {
@@ -73,6 +79,25 @@ export function checkOutputName(path: string): void {
   if (format) throw new NereidError('INVALID_ARGUMENT', `${path}: a batch job writes JSONL (one JSON object per record), not ${format.toUpperCase()}; name the output .jsonl`);
 }
 
+/** Refuses an output holding a record that is not one of the input's (see OpenOutputOptions.inputRecords); reads the input only until all are found. */
+async function checkRecordsOf(path: string, done: ReadonlySet<string>, input: string, inputRecords: NonNullable<OpenOutputOptions['inputRecords']>): Promise<void> {
+  const startOver = "it is another job's output; choose another --output, or --restart to overwrite it";
+  const total = await inputRecords.count();
+  if (done.size > total) {
+    throw new NereidError('FAILED_PRECONDITION', `${path} holds ${done.size} records, more than the ${total} of the input: ${startOver}`);
+  }
+  const unmatched = new Set(done);
+  for await (const id of inputRecords.ids()) {
+    unmatched.delete(recordKey(id));
+    if (unmatched.size === 0) return;
+  }
+  const [stranger] = unmatched;
+  throw new NereidError(
+    'FAILED_PRECONDITION',
+    `${path} holds a record with id ${JSON.stringify(recordIdOfKey(stranger!))}, which the input ${input} does not have (${unmatched.size} of its ${done.size} records are not the input's): ${startOver}`,
+  );
+}
+
 export class JobOutput {
   /** Records with a line in the output (before and during this run), by recordKey. */
   private readonly done = new Set<string>();
@@ -125,6 +150,7 @@ export class JobOutput {
           if (line.failed) failed += 1;
           if (line.answeredBy) answeredBy.add(line.answeredBy);
         }
+        if (options.inputRecords && done.size > 0) await checkRecordsOf(path, done, options.input ?? 'the input', options.inputRecords);
         if (options.retryFailed && keep.length !== scan.lines.length) {
           // Rewrite without the failed records, atomically: a crash leaves either file, never half of one.
           const temporary = `${path}.retry-${process.pid}`;
@@ -142,30 +168,6 @@ export class JobOutput {
       await releaseLock(lockPath);
       throw error;
     }
-  }
-
-  /**
-   * Refuses an output that is another job's. Resumed, it would count the other job's records as done
-   * and mix two jobs in one file: every record it held when opened must be one of the input's (`ids`,
-   * `inputRecords` of them). Call it before appending; the input is read only until all are found.
-   */
-  async checkRecordsOf(input: string, inputRecords: number, ids: AsyncIterable<RecordId>): Promise<void> {
-    const { records } = this.resumed;
-    if (records === 0) return;
-    const startOver = "it is another job's output; choose another --output, or --restart to overwrite it";
-    if (records > inputRecords) {
-      throw new NereidError('FAILED_PRECONDITION', `${this.path} holds ${records} records, more than the ${inputRecords} of the input: ${startOver}`);
-    }
-    const unmatched = new Set(this.done);
-    for await (const id of ids) {
-      unmatched.delete(recordKey(id));
-      if (unmatched.size === 0) return;
-    }
-    const [stranger] = unmatched;
-    throw new NereidError(
-      'FAILED_PRECONDITION',
-      `${this.path} holds a record with id ${JSON.stringify(recordIdOfKey(stranger!))}, which the input ${input} does not have (${unmatched.size} of its ${records} records are not the input's): ${startOver}`,
-    );
   }
 
   has(id: RecordId): boolean {

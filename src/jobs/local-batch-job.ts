@@ -71,7 +71,7 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
 
 /**
  * An output resumed must be this job's: answered by the model version that serves it now (the input's
- * records are checked by JobOutput.checkRecordsOf). A distributed job checks its model by digest; a
+ * records are checked when JobOutput opens it). A distributed job checks its model by digest; a
  * local one has only its output to go by.
  */
 function checkAnsweredBy(output: JobOutput, path: string, processor: RecordProcessor): void {
@@ -99,7 +99,12 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   let output: JobOutput | undefined;
   let progress: JobProgress | undefined;
   try {
-    const opened = await JobOutput.open(options.output, { restart: options.restart, retryFailed: options.retryFailed, input: options.input });
+    const opened = await JobOutput.open(options.output, {
+      restart: options.restart,
+      retryFailed: options.retryFailed,
+      input: options.input,
+      inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
+    });
     output = opened;
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
     if (total === 0) logger.warn(`${options.input} holds no records: nothing to run`);
@@ -109,7 +114,6 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
     checkInputFits(source, processor);
     checkAnsweredBy(opened, options.output, processor);
-    await opened.checkRecordsOf(options.input, total, idsOf(source));
     const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = opened.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();
