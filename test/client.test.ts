@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -229,5 +231,26 @@ test('compression: the HTTP client sends a gzip or deflate body and asks for a c
     } finally {
       client.close();
     }
+  }
+});
+
+test('a kept-alive connection the server closed while idle is not a failure: the call goes again on a new one', async () => {
+  // A server (or proxy) that drops each connection as a second request arrives on it, as one closing idle connections does.
+  const requestsOn = new WeakMap<object, number>();
+  const flaky = createHttpServer((request, response) => {
+    const count = (requestsOn.get(request.socket) ?? 0) + 1;
+    requestsOn.set(request.socket, count);
+    if (count > 1) return request.socket.destroy();
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify({ name: 'flaky', version: '1', extensions: [] }));
+  });
+  await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
+  const client = new HttpClient({ url: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}` });
+  try {
+    for (let call = 0; call < 3; call++) assert.equal((await client.serverMetadata()).name, 'flaky');
+  } finally {
+    client.close();
+    flaky.closeAllConnections();
+    await new Promise((resolve) => flaky.close(resolve));
   }
 });

@@ -342,8 +342,10 @@ export class HttpClient {
   }
 
   private send(method: string, path: string, body: Buffer | undefined, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Answer> {
-    return new Promise((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
+      let gotAnswer = false;
       const request = (this.secure ? httpsRequest : httpRequest)(`${this.base}${path}`, { method, headers, agent: this.agent, signal }, (response) => {
+        gotAnswer = true;
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('error', reject);
@@ -353,7 +355,15 @@ export class HttpClient {
           (isContentCoding(coding) ? decompress(raw, coding) : Promise.resolve(raw)).then((inflated) => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: inflated }), reject);
         });
       });
-      request.on('error', reject);
+      request.on('error', (error: NodeJS.ErrnoException) => {
+        // A kept-alive connection the server (or a proxy) closed while idle fails as it is reused, before any answer:
+        // the request never reached a handler, so it goes again (each stale connection fails once and is dropped).
+        if (request.reusedSocket && !gotAnswer && (error.code === 'ECONNRESET' || error.code === 'EPIPE') && !signal?.aborted) {
+          this.send(method, path, body, headers, signal).then(resolve, reject);
+        } else {
+          reject(error);
+        }
+      });
       request.end(body);
     });
   }
