@@ -160,6 +160,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     server,
     worker,
     async close() {
+      outage.stop();
       await worker.close();
       if (ownServer) await server.close();
     },

@@ -312,6 +312,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     };
   } finally {
     if (poll) clearInterval(poll);
+    outage.stop();
     progress?.stop();
     // Let collections under way finish writing before the output closes.
     while (collecting.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
-import { requireRedis } from './redis-reachability.js';
+import { RedisOutage, requireRedis } from './redis-reachability.js';
 
 test("an unreachable Redis is named without the URL's password", async () => {
   // A port that was just free: nothing answers there.
@@ -16,4 +16,20 @@ test("an unreachable Redis is named without the URL's password", async () => {
     assert.doesNotMatch(error.message, /s3cret/);
     return true;
   });
+});
+
+test('an outage is warned of at its start and again while it lasts, though its clients stop erring as their retries back off', async () => {
+  const warnings: string[] = [];
+  let changes = 0;
+  const outage = new RedisOutage('redis://127.0.0.1:6399', { warn: (message) => warnings.push(message), error: () => undefined }, () => changes++, 1_500);
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6399'), { code: 'ECONNREFUSED' });
+  outage.error(refused);
+  outage.error(refused);
+  await new Promise((resolve) => setTimeout(resolve, 2_300));
+  assert.equal(warnings.length, 2, warnings.join(' | '));
+  assert.match(warnings[1]!, /^Redis at redis:\/\/127\.0\.0\.1:6399\/? unreachable for 2 s \(connect ECONNREFUSED/);
+  assert.ok(changes >= 3, `the progress was told ${changes} times`);
+  outage.ready();
+  assert.match(warnings[2]!, /reachable again after 2 s/);
+  assert.equal(outage.down, false);
 });

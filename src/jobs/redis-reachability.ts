@@ -54,11 +54,13 @@ export class RedisOutage {
   private since?: number;
   private lastWarned = 0;
   private lastError = '';
+  /** Ticks while Redis is down: the clients' own errors thin out as their retries back off (up to 20 s apart). */
+  private ticker?: NodeJS.Timeout;
 
   constructor(
     private readonly url: string,
     private readonly logger: { warn(message: string): void; error(message: string): void },
-    /** Told when an outage begins and when it ends (e.g. to show it in the progress). */
+    /** Told when an outage begins, each second while it lasts, and when it ends (e.g. to show it in the progress). */
     private readonly onChange?: (outage: RedisOutage) => void,
     private readonly warnMs = REDIS_OUTAGE_WARN_MS,
   ) {}
@@ -70,24 +72,36 @@ export class RedisOutage {
       return;
     }
     this.lastError = error.message;
-    const now = Date.now();
-    const began = this.since === undefined;
-    this.since ??= now;
-    if (began || now - this.lastWarned >= this.warnMs) {
-      this.lastWarned = now;
-      this.logger.warn(`${this.describe()}; retrying`);
-    }
-    if (began) this.onChange?.(this);
+    if (this.since !== undefined) return;
+    this.since = Date.now();
+    this.lastWarned = this.since;
+    this.logger.warn(`${this.describe()}; retrying`);
+    this.onChange?.(this);
+    this.ticker = setInterval(() => {
+      if (Date.now() - this.lastWarned >= this.warnMs) {
+        this.lastWarned = Date.now();
+        this.logger.warn(`${this.describe()}; retrying`);
+      }
+      this.onChange?.(this);
+    }, 1000);
+    this.ticker.unref();
   };
 
-  /** A listener for a client's 'ready' event: Redis answers again. */
+  /** A listener for a client's 'ready' event: Redis answers again (to whichever client reconnected first). */
   readonly ready = (): void => {
     if (this.since === undefined) return;
     const seconds = Math.round((Date.now() - this.since) / 1000);
-    this.since = undefined;
+    this.stop();
     this.logger.warn(`Redis at ${shownRedisUrl(this.url)} is reachable again after ${seconds} s`);
     this.onChange?.(this);
   };
+
+  /** Forgets an outage under way without a word (the job or worker is ending). */
+  stop(): void {
+    clearInterval(this.ticker);
+    this.ticker = undefined;
+    this.since = undefined;
+  }
 
   get down(): boolean {
     return this.since !== undefined;
