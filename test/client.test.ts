@@ -254,3 +254,31 @@ test('a kept-alive connection the server closed while idle is not a failure: the
     await new Promise((resolve) => flaky.close(resolve));
   }
 });
+
+test('GrpcClient has the metadata, statistics and repository calls HttpClient has, answering alike', async () => {
+  const explicit = await startTestServer({ models: writeStandardModels, server: { modelControlMode: 'explicit', loadModels: ['identity_int32'] } });
+  const endpoint = await startGrpcEndpoint(explicit.server);
+  const overHttp = new HttpClient({ url: explicit.url });
+  const overGrpc = new GrpcClient({ address: `127.0.0.1:${endpoint.port}` });
+  try {
+    assert.deepEqual(await overGrpc.serverMetadata(), await overHttp.serverMetadata());
+    assert.deepEqual(await overGrpc.repositoryIndex(true), [{ name: 'identity_int32', version: '1', state: 'READY', reason: '' }]);
+    await overGrpc.loadModel('simple', { max_batch_size: 4, dynamic_batching: {} });
+    assert.equal(await overHttp.modelReady('simple'), true);
+    const config = await overGrpc.modelConfig('simple');
+    assert.equal(config.name, 'simple');
+    assert.equal(config.max_batch_size, (await overHttp.modelConfig('simple')).max_batch_size);
+    assert.equal(config.max_batch_size, 4, 'the config given with the load');
+    await overGrpc.infer('simple', { INPUT0: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16) }, INPUT1: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16) } });
+    const [stats] = (await overGrpc.modelStatistics('simple')).model_stats as { name: string; inference_count: string }[];
+    assert.deepEqual([stats!.name, Number(stats!.inference_count)], ['simple', 1]);
+    await overGrpc.unloadModel('simple', { unloadDependents: false });
+    assert.equal(await overHttp.modelReady('simple'), false);
+    await assert.rejects(overGrpc.loadModel('no_such_model'), (error: GrpcCallError) => error.code === 3 && /no_such_model/.test(error.details));
+  } finally {
+    overGrpc.close();
+    overHttp.close();
+    await endpoint.close();
+    await explicit.close();
+  }
+});

@@ -119,6 +119,35 @@ export class GrpcClient {
     return this.unary('ModelMetadata', { name: model, version }) as Promise<Record<string, unknown>>;
   }
 
+  serverMetadata(): Promise<{ name: string; version: string; extensions: string[] }> {
+    return this.unary('ServerMetadata', {}) as Promise<{ name: string; version: string; extensions: string[] }>;
+  }
+
+  /** The model's config as the protocol's ModelConfig message (64-bit numbers as strings, as grpc-js reads them). */
+  async modelConfig(model: string, version = ''): Promise<Record<string, unknown>> {
+    return ((await this.unary('ModelConfig', { name: model, version })) as { config: Record<string, unknown> }).config;
+  }
+
+  /** Statistics of every model, or of the one named (counts and nanoseconds as strings, as grpc-js reads 64-bit numbers). */
+  modelStatistics(model = '', version = ''): Promise<{ model_stats: Record<string, unknown>[] }> {
+    return this.unary('ModelStatistics', { name: model, version }) as Promise<{ model_stats: Record<string, unknown>[] }>;
+  }
+
+  async repositoryIndex(ready = false): Promise<{ name: string; version?: string; state?: string; reason?: string }[]> {
+    return ((await this.unary('RepositoryIndex', { repository_name: '', ready })) as { models: { name: string; version?: string; state?: string; reason?: string }[] }).models;
+  }
+
+  /** Loads (or reloads) a model; `config` overrides its config file, as HttpClient's does. */
+  async loadModel(model: string, config?: Record<string, unknown>): Promise<void> {
+    await this.unary('RepositoryModelLoad', { model_name: model, parameters: config ? { config: { string_param: JSON.stringify(config) } } : {} });
+  }
+
+  /** `unloadDependents`: an ensemble's steps go too (those no other loaded ensemble uses), as tritonclient's unload_dependents. */
+  async unloadModel(model: string, options: { unloadDependents?: boolean } = {}): Promise<void> {
+    const parameters = options.unloadDependents !== undefined ? { unload_dependents: { bool_param: options.unloadDependents } } : {};
+    await this.unary('RepositoryModelUnload', { model_name: model, parameters });
+  }
+
   /** Runs a model on named inputs; outputs come back by name, decoded to typed arrays. */
   async infer(model: string, inputs: Record<string, ClientInput>, options: InferOptions = {}): Promise<InferResult> {
     const response = (await this.unary('ModelInfer', await this.request(model, inputs, options), options.signal)) as InferResponseMessage;
