@@ -103,3 +103,21 @@ test('Redis down under a waiting job and an idle worker: one warning every few s
     await Promise.all([submitter.exited, worker.exited]);
   }
 });
+
+test('a worker stopped while Redis is down exits instead of waiting for it', { timeout: 60_000 }, async () => {
+  const emptyRepo = join(dir, 'empty-repo-sigterm');
+  await mkdir(emptyRepo, { recursive: true });
+  const worker = startCli(['worker', '--queue', `redis://127.0.0.1:${redis.port}`, '--queue-name', 'sigterm-idle', '--model-repository', emptyRepo, '--log-format', 'json']);
+  try {
+    await worker.until(/waiting for chunks/);
+    await redis.stop();
+    await worker.until(/unreachable for \d+ s/);
+    worker.child.kill('SIGTERM');
+    const exited = await Promise.race([worker.exited.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 15_000))]);
+    assert.ok(exited, `still running 15 s after SIGTERM:\n${worker.stderr()}`);
+  } finally {
+    worker.child.kill('SIGKILL');
+    await worker.exited;
+    await redis.restart();
+  }
+});

@@ -9,6 +9,7 @@
  * again elsewhere. Its records were never returned, so nothing is written twice.
  */
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { createServer } from '../server/create-server.js';
@@ -22,6 +23,9 @@ import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
 import { runPipeline } from './record-pipeline.js';
+
+/** How often a stopping worker looks whether Redis is away (its close would then wait for it). */
+const REDIS_DOWN_CHECK_MS = 500;
 
 export type BatchWorkerOptions = z.input<typeof batchWorkerSettingsSchema> & {
   /** redis://host:port */
@@ -160,8 +164,16 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     server,
     worker,
     async close() {
+      // BullMQ's close waits for Redis to report the chunks in hand, for as long as Redis is away. Without Redis
+      // nothing can be reported: the worker stops, and those chunks go to another worker when their locks expire.
+      const closing = worker.close();
+      closing.catch(() => undefined);
+      while (!(await Promise.race([closing.then(() => true, () => true), sleep(REDIS_DOWN_CHECK_MS).then(() => false)]))) {
+        if (!outage.down) continue;
+        logger.warn(`stopping without waiting for Redis: ${outage.describe()}; the chunks in hand go to another worker once their locks expire`);
+        break;
+      }
       outage.stop();
-      await worker.close();
       if (ownServer) await server.close();
     },
   };

@@ -56,6 +56,7 @@ export class RedisOutage {
   private lastError = '';
   /** Ticks while Redis is down: the clients' own errors thin out as their retries back off (up to 20 s apart). */
   private ticker?: NodeJS.Timeout;
+  private stopped = false;
 
   constructor(
     private readonly url: string,
@@ -72,7 +73,7 @@ export class RedisOutage {
       return;
     }
     this.lastError = error.message;
-    if (this.since !== undefined) return;
+    if (this.since !== undefined || this.stopped) return;
     this.since = Date.now();
     this.lastWarned = this.since;
     this.logger.warn(`${this.describe()}; retrying`);
@@ -96,8 +97,9 @@ export class RedisOutage {
     this.onChange?.(this);
   };
 
-  /** Forgets an outage under way without a word (the job or worker is ending). */
+  /** Forgets an outage under way and any later one, without a word (the job or worker is ending). */
   stop(): void {
+    this.stopped = true;
     clearInterval(this.ticker);
     this.ticker = undefined;
     this.since = undefined;
