@@ -85,9 +85,16 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
   if (info.isDirectory()) return imageFolder(path);
   const extension = extname(path).toLowerCase();
   const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns };
-  if (JSONL_EXTENSIONS.has(extension)) return jsonlFile(path, columns);
-  if (extension === '.csv') return csvFile(path, options.csvInput, columns);
+  if (JSONL_EXTENSIONS.has(extension)) return countedOnce(jsonlFile(path, columns));
+  if (extension === '.csv') return countedOnce(csvFile(path, options.csvInput, columns));
   throw invalidArgument(`input '${path}' must be a folder of images, a .jsonl file or a .csv file`);
+}
+
+/** A file's records are counted by reading it whole: a job asks more than once (to check a resumed output, then for its progress). */
+function countedOnce(source: InputSource): InputSource {
+  let counted: Promise<number> | undefined;
+  const count = source.count;
+  return { ...source, count: () => (counted ??= count()) };
 }
 
 /** Every file under `root`, as sorted relative paths with '/' separators. */
