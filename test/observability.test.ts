@@ -16,6 +16,7 @@ import { pino } from 'pino';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { ModelVersion } from '../src/model/model-version.js';
+import type { RequestRecord } from '../src/core/inference-observer.js';
 import { createMetricsListener, PrometheusMetrics, Tracing, type MetricsListener } from '../src/observability/index.js';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
 import { freePort, serveChild, stopChild } from './support/cli-server.js';
@@ -372,14 +373,10 @@ describe('traces', () => {
     const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}/v1/traces`;
     const otlp = new Tracing({ exporter: 'otlp', endpoint, processor: 'simple', serviceName: 'nereid-test' });
     try {
-      otlp.observer('otlp_model', '3').onRequestEnd({
-        rows: 1,
-        success: true,
-        totalNs: 2e6,
-        startedAt: Date.now(),
-        timings: { queueNs: 1e5, computeInputNs: 1e4, computeInferNs: 1e6, computeOutputNs: 1e4 },
-        traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01`,
-      });
+      const observer = otlp.observer('otlp_model', '3');
+      const record: RequestRecord = { rows: 1, success: false, totalNs: 0, startedAt: Date.now(), traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01` };
+      record.spanTraceparent = observer.traceStart!(record);
+      observer.onRequestEnd({ ...record, success: true, totalNs: 2e6, timings: { queueNs: 1e5, computeInputNs: 1e4, computeInferNs: 1e6, computeOutputNs: 1e4 } });
       await otlp.forceFlush();
     } finally {
       await otlp.shutdown();

@@ -20,7 +20,10 @@ export interface RequestRecord {
   ood?: { checked: number; flagged: number };
   /** Wall-clock start, milliseconds since the epoch (span start times). */
   startedAt: number;
+  /** The client's W3C trace context: the request's span is its child. */
   traceparent?: string;
+  /** The request's own span context, when an observer traces it (traceStart): what work done on its behalf carries. */
+  spanTraceparent?: string;
 }
 
 export interface ExecutionRecord {
@@ -36,6 +39,13 @@ export interface ExecutionObserver {
 
 export interface InferenceObserver extends ExecutionObserver {
   onRequestStart?(): void;
+  /**
+   * Called as a request starts, by an observer that traces requests: the W3C traceparent of the
+   * span it starts for this one, so that work done on its behalf (an ensemble's steps, a handler's
+   * context.infer calls) joins the trace as its children. Undefined when it is not traced; the
+   * span is ended by onRequestEnd.
+   */
+  traceStart?(record: RequestRecord): string | undefined;
   onRequestEnd(record: RequestRecord): void;
 }
 
@@ -58,10 +68,28 @@ export class ObserverGroup implements InferenceObserver {
   constructor(
     private readonly observers: readonly InferenceObserver[],
     private readonly log: ObserverFailureLog = CONSOLE_LOG,
-  ) {}
+  ) {
+    this.tracers = observers.filter((observer) => observer.traceStart !== undefined);
+  }
+
+  /** Most groups hold none: a request that is not traced costs one empty loop. */
+  private readonly tracers: readonly InferenceObserver[];
 
   onRequestStart(): void {
     this.each('onRequestStart', (observer) => observer.onRequestStart?.());
+  }
+
+  /** The first observer's span context; a group holds one tracing observer at most. */
+  traceStart(record: RequestRecord): string | undefined {
+    let spanTraceparent: string | undefined;
+    for (const observer of this.tracers) {
+      try {
+        spanTraceparent ??= observer.traceStart!(record);
+      } catch (error) {
+        this.failed('traceStart', error);
+      }
+    }
+    return spanTraceparent;
   }
 
   onRequestEnd(record: RequestRecord): void {

@@ -291,6 +291,9 @@ export class ModelVersion {
       traceparent: context.traceparent,
     };
     observer.onRequestStart?.();
+    record.spanTraceparent = observer.traceStart?.(record);
+    // Work done for this request (an ensemble's steps, a handler's calls) is traced as its span's children.
+    const workContext: RequestContext = record.spanTraceparent ? { ...context, traceparent: record.spanTraceparent } : context;
     this.inFlight++;
     this.started++;
     let result: RunResult | undefined;
@@ -306,12 +309,12 @@ export class ModelVersion {
       if (cache && request.parameters?.cache_bypass !== true) {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
-          () => this.compute(validated, context, record.requestId, sequence, request.parameters),
+          () => this.compute(validated, workContext, record.requestId, sequence, request.parameters),
         );
         record.cache = { hit: outcome.hit, ns: outcome.ns };
         result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS };
       } else {
-        result = await this.compute(validated, context, record.requestId, sequence, request.parameters);
+        result = await this.compute(validated, workContext, record.requestId, sequence, request.parameters);
       }
       record.success = true;
       record.timings = result.timings;

@@ -75,7 +75,9 @@ test('spans: phases back to back from the start, clamped to the parent; a malfor
   const exporter = new InMemorySpanExporter();
   const tracing = new Tracing({ exporter, processor: 'simple' });
   // Phases that add up to more than the total (clock skew): children stop at the parent's end.
-  tracing.observer('m', '1').onRequestEnd({ ...success, totalNs: 3e6, traceparent: 'not-a-traceparent' });
+  const observer = tracing.observer('m', '1');
+  const started: RequestRecord = { ...success, traceparent: 'not-a-traceparent' };
+  observer.onRequestEnd({ ...started, totalNs: 3e6, spanTraceparent: observer.traceStart!(started) });
   await tracing.forceFlush();
   const spans = exporter.getFinishedSpans();
   await tracing.shutdown();
@@ -132,4 +134,32 @@ test("the idle memory reclaimer's collections, trims and returned bytes are coun
   assert.equal(line(text, 'nereid_idle_trims_total '), 'nereid_idle_trims_total 3');
   const off = await new PrometheusMetrics({ processMetrics: false }).attach({ repository: { loadedVersions: () => [] } }).metrics();
   assert.equal(line(off, 'nereid_idle_trims_total'), undefined, 'reclaiming off: no samples');
+});
+
+test("a request's span is started with it: what carries its traceparent is its child, and a dropped one passes its decision on", async () => {
+  const exporter = new InMemorySpanExporter();
+  const tracing = new Tracing({ exporter, processor: 'simple' });
+  const pipeline = new ObserverGroup([tracing.observer('pipeline', '1')]);
+  const step = new ObserverGroup([tracing.observer('step', '1')]);
+  const outer: RequestRecord = { ...success, traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` };
+  outer.spanTraceparent = pipeline.traceStart(outer);
+  const inner: RequestRecord = { ...success, traceparent: outer.spanTraceparent };
+  inner.spanTraceparent = step.traceStart(inner);
+  step.onRequestEnd(inner);
+  pipeline.onRequestEnd(outer);
+  await tracing.forceFlush();
+  const [innerSpan, outerSpan] = exporter.getFinishedSpans().filter((span) => span.name.startsWith('infer '));
+  assert.equal(outerSpan.parentSpanContext?.spanId, 'b'.repeat(16));
+  assert.equal(innerSpan.parentSpanContext?.spanId, outerSpan.spanContext().spanId);
+  assert.equal(innerSpan.spanContext().traceId, 'a'.repeat(32));
+  assert.equal(outer.spanTraceparent, `00-${'a'.repeat(32)}-${outerSpan.spanContext().spanId}-01`);
+
+  const dropped: RequestRecord = { ...success, traceparent: `00-${'c'.repeat(32)}-${'d'.repeat(16)}-00` };
+  dropped.spanTraceparent = pipeline.traceStart(dropped);
+  assert.match(dropped.spanTraceparent!, new RegExp(`^00-${'c'.repeat(32)}-[0-9a-f]{16}-00$`));
+  pipeline.onRequestEnd(dropped);
+  assert.equal(new ObserverGroup([]).traceStart(success), undefined);
+  await tracing.forceFlush();
+  assert.equal(exporter.getFinishedSpans().length, 2 + 5 * 2, 'two requests with five phases each; nothing for the dropped one');
+  await tracing.shutdown();
 });

@@ -1,16 +1,16 @@
 /**
- * OpenTelemetry traces of inference requests. When a request ends, its observer records a span
- * `infer <model>` from the request's start to its end, parented on the client's W3C `traceparent`
- * when one came with it, and child spans for its phases (preprocess, queue, compute_input,
- * compute_infer, compute_output, postprocess) laid out back to back from the measured timings.
- * Spans are built after the fact from the timings the path already measures, so tracing adds no
- * work to the path itself, and nothing at all to a request that is not sampled.
+ * OpenTelemetry traces of inference requests. A traced request's span `infer <model>` starts with
+ * it, parented on the client's W3C `traceparent` when one came with it, so that the requests made
+ * on its behalf (an ensemble's step models, a JavaScript handler's context.infer calls) are its
+ * children; it ends with the request, with child spans for its phases (preprocess, queue,
+ * compute_input, compute_infer, compute_output, postprocess) laid out back to back from the
+ * timings the path already measures. A request that is not sampled costs one check.
  *
  * Which requests are traced: the trace extension's settings (trace-settings.ts: level, one in
  * trace_rate, trace_count left) decide first, per model; a request they pick then goes through the
  * OpenTelemetry sampler (the `sampleRate` fraction, or the client's sampled flag).
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type HrTime, type TextMapGetter, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type HrTime, type TextMapGetter, type Tracer } from '@opentelemetry/api';
 import { addHrTimes, millisToHrTime, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -125,27 +125,41 @@ class TracingObserver implements InferenceObserver {
     this.name = `infer ${model}`;
   }
 
+  /** Spans started (traceStart) whose request has not ended yet, by their traceparent; `flush`: log_frequency's turn came. */
+  private readonly open = new Map<string, { span: Span; flush: boolean }>();
+
   onExecution(_record: ExecutionRecord): void {}
 
-  onRequestEnd(record: RequestRecord): void {
-    const policy = this.tracing.settings.policyFor(this.model);
-    if (!policy.sample()) return;
-    const start = millisToHrTime(record.startedAt);
+  private policy() {
+    return this.tracing.settings.policyFor(this.model);
+  }
+
+  traceStart(record: RequestRecord): string | undefined {
+    if (!this.policy().sample()) return undefined;
     const span = this.tracer.startSpan(
       this.name,
       {
         kind: SpanKind.SERVER,
-        startTime: start,
-        attributes: {
-          'nereid.model.name': this.model,
-          'nereid.model.version': this.version,
-          'nereid.inference.rows': record.rows,
-        },
+        startTime: millisToHrTime(record.startedAt),
+        attributes: { 'nereid.model.name': this.model, 'nereid.model.version': this.version },
       },
       this.tracing.parentOf(record.traceparent),
     );
-    if (!span.isRecording()) return; // not sampled: nothing more to build
+    const own = span.spanContext();
+    const traceparent = `00-${own.traceId}-${own.spanId}-${own.traceFlags === TraceFlags.SAMPLED ? '01' : '00'}`;
+    // A span the sampler dropped still passes its decision on, so the work done for it is not traced either.
+    if (span.isRecording()) this.open.set(traceparent, { span, flush: this.policy().recorded() });
+    return traceparent;
+  }
+
+  onRequestEnd(record: RequestRecord): void {
+    const open = record.spanTraceparent === undefined ? undefined : this.open.get(record.spanTraceparent);
+    if (!open) return; // not sampled: nothing more to build
+    this.open.delete(record.spanTraceparent!);
+    const { span } = open;
+    const start = millisToHrTime(record.startedAt);
     const end = addHrTimes(start, nanoseconds(record.totalNs));
+    span.setAttribute('nereid.inference.rows', record.rows);
     if (record.requestId !== undefined) span.setAttribute('nereid.request.id', record.requestId);
     if (record.cache) span.setAttribute('nereid.cache.hit', record.cache.hit);
     if (!record.success) {
@@ -178,7 +192,7 @@ class TracingObserver implements InferenceObserver {
       }
     }
     span.end(end);
-    if (policy.recorded()) this.tracing.flushInBackground();
+    if (open.flush) this.tracing.flushInBackground();
   }
 }
 
