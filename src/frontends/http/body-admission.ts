@@ -6,9 +6,10 @@
  * inflated bytes counted against the body limit and the budget as they arrive, with a cap on how
  * many inflate at once.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler, preParsingHookHandler } from 'fastify';
 import { invalidArgument, overloaded } from '../../core/errors.js';
 import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
@@ -89,6 +90,55 @@ export function readBody(request: FastifyRequest, payload: Readable, limit: numb
     payload.on('error', onError);
     payload.resume();
   });
+}
+
+/** Requests that came with `Expect: 100-continue` and have not been told to send their body, with their keep-alive. */
+const awaitingContinue = new WeakMap<IncomingMessage, boolean>();
+
+/**
+ * The http.Server's `checkContinue` listener: Node would answer `100 Continue` at once, so a client
+ * refused from its headers (a token, a full queue, a Content-Length over the limit) would already be
+ * sending a body that the refusal's closed connection then resets, often before the client read the
+ * refusal. The request goes on to the router without it; its answer closes the connection unless
+ * the body was asked for (askForBody), as the client then never sends it.
+ */
+export function holdContinue(handler: (request: IncomingMessage, response: ServerResponse) => void) {
+  return (request: IncomingMessage, response: ServerResponse): void => {
+    awaitingContinue.set(request, response.shouldKeepAlive);
+    response.shouldKeepAlive = false;
+    handler(request, response);
+  };
+}
+
+/**
+ * The first preParsing hook: a request holding its body back (holdContinue) is told to send it now
+ * that its headers passed every check, unless its Content-Length is over the limit already.
+ */
+export function askForBody(maxBodyBytes: number): preParsingHookHandler {
+  return function askForBody(request, reply, payload, done) {
+    const keepAlive = awaitingContinue.get(request.raw);
+    if (keepAlive === undefined) return done(null, payload);
+    const announced = announcedLength(request);
+    if (announced !== undefined && announced > maxBodyBytes) return done(bodyTooLarge());
+    awaitingContinue.delete(request.raw);
+    reply.raw.shouldKeepAlive = keepAlive;
+    reply.raw.writeContinue();
+    done(null, payload);
+  };
+}
+
+/**
+ * A body refused as it arrives (over the limit) is read on and thrown away rather than cut off: a
+ * closed connection resets while the client still writes, and the reset often reaches it before the
+ * answer does (curl: "Send failure: Broken pipe", no status). Its framing is intact, so the
+ * connection stays usable after it; the request timeout bounds how long a client may go on sending.
+ * A body never asked for (holdContinue) is not coming: that connection closes.
+ */
+export function discardRefusedBody(request: FastifyRequest, reply: FastifyReply): void {
+  if (awaitingContinue.has(request.raw) || request.raw.complete) return;
+  reply.removeHeader('connection');
+  request.raw.unpipe();
+  request.raw.resume();
 }
 
 /** The onRequest hook of inference routes: asks the server whether the request could be served now, and holds its body's bytes until the answer. */

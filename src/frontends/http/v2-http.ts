@@ -18,7 +18,7 @@ import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import type { CompletedModelConfig } from '../../config/model-config.js';
 import type { Server } from '../../server/server.js';
-import { admitFromHeaders, readBody, streamBodies } from './body-admission.js';
+import { admitFromHeaders, askForBody, discardRefusedBody, holdContinue, readBody, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
@@ -174,6 +174,7 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>) {
       : createHttpServer(timeouts, handler);
     server.keepAliveTimeout = settings.keepAliveTimeoutMs;
     server.maxConnections = settings.maxConnections;
+    server.on('checkContinue', holdContinue(handler));
     return server;
   };
 }
@@ -286,6 +287,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   // Every body is read as bytes: infer requests may be JSON followed by binary tensors.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable) => readBody(request, payload, maxBodyBytes));
+  app.addHook('preParsing', askForBody(maxBodyBytes));
   // Triton's clients may compress requests (request_compression_algorithm gzip/deflate): inflated as a stream, bounded as it inflates.
   app.addHook('preParsing', streamBodies({ maxBodyBytes, maxConcurrentInflations: settings.maxConcurrentInflations, maxBodyChunks: settings.maxBodyChunks }));
 
@@ -355,6 +357,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       logFailure(request, error.code, 413);
+      if (!server.stopping) discardRefusedBody(request, reply);
       return reply.code(413).send({ error: `request body is larger than the limit of ${maxBodyBytes} bytes (--http-max-body-bytes)` });
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
