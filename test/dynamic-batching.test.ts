@@ -3,6 +3,7 @@
  * own statistics must show batches larger than 1, and every client must get its own answer.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, test } from 'node:test';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
@@ -27,6 +28,13 @@ max_batch_size: 8
 dynamic_batching { max_queue_delay_microseconds: 300000 default_queue_policy { max_queue_size: 2 } }
 `;
 
+/** The tester's repro of Triton's rule: one instance, preferred [2,4], a long delay, room for 3 queued. */
+const PREFERRED_CONFIG = `
+max_batch_size: 8
+instance_group [ { count: 1 kind: KIND_CPU } ]
+dynamic_batching { preferred_batch_size: [ 2, 4 ] max_queue_delay_microseconds: 1500000 default_queue_policy { max_queue_size: 3 } }
+`;
+
 let server: TestServer;
 
 before(async () => {
@@ -34,6 +42,7 @@ before(async () => {
     models: async (repo) => {
       await writeModel(repo, 'batched', 1, addSubModel(), BATCHED_CONFIG);
       await writeModel(repo, 'capped', 1, addSubModel(), QUEUE_CAPPED_CONFIG);
+      await writeModel(repo, 'preferred', 1, addSubModel(), PREFERRED_CONFIG);
     },
   });
 });
@@ -110,6 +119,41 @@ test('a full queue answers 503 with a clear message and the accepted requests st
   assert.equal(refused.length + served.length, results.length);
   for (const result of refused) assert.match(result.body.error!, /queue is full/);
   for (const result of served) assert.equal(result.body.outputs!.length, 2);
+});
+
+test('five requests at once with preferred [2,4] and room for 3: four are answered at once in preferred sizes, only the fifth waits out the delay', async () => {
+  // Keep-alive sockets opened beforehand, as a client pool has them: the five requests then reach the server together.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 5 });
+  const send = (model: string, client: number) =>
+    new Promise<{ status: number; body: string; ms: number }>((resolve, reject) => {
+      const started = performance.now();
+      const { body } = inferBody(`p${client}`, 1, client);
+      const request = http.request(`${server.url}/v2/models/${model}/infer`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode!, body: text, ms: performance.now() - started }));
+      });
+      request.on('error', reject);
+      request.end(body);
+    });
+  try {
+    for (const warm of await Promise.all([0, 1, 2, 3, 4].map((client) => send('batched', client)))) assert.equal(warm.status, 200, warm.body);
+    // A preferred size on its own goes at once: it warms the model up without waiting.
+    for (const warm of await Promise.all([send('preferred', 0), send('preferred', 1)])) assert.equal(warm.status, 200, warm.body);
+    const before = await stats('preferred');
+    const results = await Promise.all([0, 1, 2, 3, 4].map((client) => send('preferred', client)));
+    for (const result of results) assert.equal(result.status, 200, result.body);
+    const times = results.map((result) => Math.round(result.ms)).sort((a, b) => a - b);
+    assert.ok(times[3] < 750, `four answered well within the 1.5 s delay, got ${times} ms`);
+    assert.ok(times[4] >= 1400, `the fifth waited for company, got ${times} ms`);
+    const after = await stats('preferred');
+    const executions = (model: typeof before, size: number) => model.batch_stats.find((batch) => batch.batch_size === size)?.compute_infer.count ?? 0;
+    assert.equal(executions(after, 1) - executions(before, 1), 1, JSON.stringify(after.batch_stats));
+    assert.equal(executions(after, 2) - executions(before, 2) + 2 * (executions(after, 4) - executions(before, 4)), 2, 'the other four rows ran in preferred sizes');
+  } finally {
+    agent.destroy();
+  }
 });
 
 test('request priority and timeout parameters are validated by the scheduler', async () => {

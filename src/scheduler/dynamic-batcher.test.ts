@@ -238,6 +238,19 @@ async function release(h: Harness, index: number): Promise<void> {
   await flush();
 }
 
+/**
+ * Stops the batcher, which sends the one batch it holds at once, runs it, and checks every result
+ * (`results[i]` carries row `firstId + i`).
+ */
+async function finishHeld(h: Harness, results: readonly Promise<ScheduledResult>[], firstId = 1): Promise<void> {
+  const count = h.calls.length + 1;
+  const stopped = h.batcher.stop();
+  await h.waitForCalls(count);
+  await release(h, count - 1);
+  await stopped;
+  for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + firstId]);
+}
+
 
 // ---------------------------------------------------------------------------------------------
 
@@ -575,7 +588,7 @@ describe('DynamicBatcher: preferred_batch_size', () => {
     assertOwnResult(await b, [3, 4]);
   });
 
-  it('6 queued rows with preferred [2,4] and maxBatchSize 8 are cut to 4; the other 2 follow after the delay', async () => {
+  it('6 queued rows with preferred [2,4] and maxBatchSize 8 are cut to 4; the other 2, a preferred size, follow at once', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 10_000 });
     const blocker = h.schedule(fp32Request([10, 11, 12, 13])); // a preferred size: runs at once
     await flush();
@@ -596,23 +609,78 @@ describe('DynamicBatcher: preferred_batch_size', () => {
     ]);
   });
 
-  it('after the delay, 3 queued rows with preferred [2,4] are cut to the preferred 2; the last row follows alone', async () => {
-    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: BATCH_WINDOW_US });
+  it('3 rows queued in one turn with preferred [2,4]: the preferred 2 goes at once, and only the third waits for company (as Triton)', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 60_000_000 });
     const results = [1, 2, 3].map((id) => h.schedule(fp32Request([id])));
     await flush();
-    assert.equal(h.calls.length, 0, 'below the largest preferred size: waits for the delay');
-    await h.waitForCalls(1);
-    assert.deepEqual(h.batches(), [[1, 2]]);
+    assert.deepEqual(h.batches(), [[1, 2]], 'not held for the 60 s delay: a preferred size is queued');
     await release(h, 0);
-    // The remainder arrived with the others, so its delay is (about) over too: it runs next, alone.
-    await h.waitForCalls(2);
-    assert.deepEqual(h.batches(), [[1, 2], [3]]);
+    assert.equal(h.calls.length, 1, 'the third row alone is no preferred size: it waits for company');
+    results.push(h.schedule(fp32Request([4])));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2], [3, 4]], 'company came: the preferred 2 again, at once');
     await release(h, 1);
     for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+    assert.deepEqual(h.batchStats(), [[2, 2]]);
+  });
+
+  it('the same 3 rows arriving one turn apart make the same batches', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 60_000_000 });
+    const results: Promise<ScheduledResult>[] = [];
+    for (const id of [1, 2, 3]) {
+      results.push(h.schedule(fp32Request([id])));
+      await flush();
+    }
+    assert.deepEqual(h.batches(), [[1, 2]]);
+    await release(h, 0);
+    assert.equal(h.calls.length, 1, 'the third waits for company');
+    await finishHeld(h, results);
+    assert.deepEqual(h.batches(), [[1, 2], [3]]);
+  });
+
+  it('5 rows queued in one turn with preferred [2,4]: the preferred 4 goes at once, the fifth waits', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 60_000_000 });
+    const results = [1, 2, 3, 4, 5].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.deepEqual(h.batches(), [[1, 2, 3, 4]]);
+    await release(h, 0);
+    assert.equal(h.calls.length, 1, 'one row is no preferred size');
+    assert.equal(h.batcher.queued, 1);
+    await finishHeld(h, results);
     assert.deepEqual(h.batchStats(), [
       [1, 1],
-      [2, 1],
+      [4, 1],
     ]);
+  });
+
+  it('rows piled up behind a busy instance: when it frees, the largest preferred size goes, then the next preferred one, and the rest waits', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 60_000_000 });
+    const blocker = h.schedule(fp32Request([10, 11, 12, 13]));
+    await flush();
+    const results = [1, 2, 3, 4, 5, 6, 7].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.equal(h.batcher.queued, 7);
+    await release(h, 0);
+    assertOwnResult(await blocker, [10, 11, 12, 13]);
+    assert.deepEqual(h.batches().slice(1), [[1, 2, 3, 4]], 'never past the largest preferred size while the delay runs');
+    await release(h, 1);
+    assert.deepEqual(h.batches().slice(2), [[5, 6]], 'the preferred 2 of the 3 left goes at once');
+    await release(h, 2);
+    assert.equal(h.calls.length, 3, 'the last row waits for company');
+    await finishHeld(h, results);
+  });
+
+  it('rows that waited out the delay behind a busy instance go together when it frees, not cut to a preferred size (as Triton)', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 20_000 });
+    const blocker = h.schedule(fp32Request([10, 11, 12, 13]));
+    await flush();
+    const results = [1, 2, 3].map((id) => h.schedule(fp32Request([id])));
+    await sleep(40);
+    await release(h, 0);
+    assertOwnResult(await blocker, [10, 11, 12, 13]);
+    assert.deepEqual(h.batches().slice(1), [[1, 2, 3]]);
+    await release(h, 1);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
   });
 
   it('a batch never grows past the largest preferred size: 3 rows then 2 go as 3, and the 2 wait for company (as Triton)', async () => {
@@ -921,16 +989,37 @@ describe('DynamicBatcher: queue caps', () => {
     assertOwnResult(await d, [4]);
   });
 
-  it('counts requests of the same turn against the cap before any of them runs', async () => {
-    const h = new Harness({ maxBatchSize: 8, maxQueuedRequests: 2 });
-    const a = h.schedule(fp32Request([1]));
-    const b = h.schedule(fp32Request([2]));
+  it('counts requests of the same turn against the cap while none of them may go yet', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueuedRequests: 2, maxQueueDelayMicroseconds: 60_000_000 });
+    const results = [1, 2].map((id) => h.schedule(fp32Request([id])));
     await assert.rejects(h.schedule(fp32Request([3])), isError('UNAVAILABLE', /queue is full \(2 requests/));
     await flush();
+    assert.equal(h.calls.length, 0, 'held for company: the queue stays full');
+    await finishHeld(h, results);
+    assert.deepEqual(h.batches(), [[1, 2]]);
+  });
+
+  it('a queue full in the turn its requests arrive, with an instance idle, sends the batch that may go and takes the request behind it', async () => {
+    // Triton's repro: one instance, preferred [2,4], a 60 s delay, room for 3; five requests at once.
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 60_000_000, defaultQueuePolicy: { ...NO_TIMEOUT, maxQueueSize: 3 } });
+    const results = [1, 2, 3, 4, 5].map((id) => h.schedule(fp32Request([id])));
+    assert.deepEqual(h.batches(), [[1, 2]], 'the fourth request found the queue full: the preferred 2 went to make room');
+    assert.equal(h.batcher.queued, 3);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[1, 2], [3, 4]]);
+    await release(h, 1);
+    assert.equal(h.batcher.queued, 1, 'the fifth waits for company');
+    await finishHeld(h, results);
+  });
+
+  it('the same with no delay: the batch of the turn goes when the queue is full, and the next request waits for the next batch', async () => {
+    const h = new Harness({ maxBatchSize: 8, maxQueuedRequests: 2 });
+    const results = [1, 2, 3].map((id) => h.schedule(fp32Request([id])));
     assert.deepEqual(h.batches(), [[1, 2]]);
     await release(h, 0);
-    assertOwnResult(await a, [1]);
-    assertOwnResult(await b, [2]);
+    assert.deepEqual(h.batches(), [[1, 2], [3]]);
+    await release(h, 1);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
   });
 
   it('applies the hard cap maxQueuedRequests when maxQueueSize is 0', async () => {
@@ -1933,6 +2022,22 @@ describe('DynamicBatcher: latency-aware hold (target latency)', () => {
     await release(h, 1);
     assertOwnResult(await second.promise, [2]);
     for (const [index, result] of rest.entries()) assertOwnResult(await result, [index + 3]);
+  });
+
+  it('with preferred sizes, a preferred size queued goes at once even where the latency-aware hold would wait for more (as Triton)', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], targetLatencyMicroseconds: 60_000_000 });
+    seedCosts(h, 1000, 1100);
+    const first = h.schedule(fp32Request([1]));
+    await flush();
+    assert.deepEqual(h.batches(), [[1]]);
+    const queued = [2, 3, 4].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.equal(h.batcher.queued, 3);
+    await release(h, 0);
+    assertOwnResult(await first, [1]);
+    assert.deepEqual(h.batches(), [[1], [2, 3]], 'the preferred 2 went; the third row is left to the hold');
+    await release(h, 1);
+    await finishHeld(h, queued, 2);
   });
 
   it('does not hold a request whose own timeout leaves no room for a larger batch', async () => {

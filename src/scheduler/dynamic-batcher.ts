@@ -1,12 +1,13 @@
 /**
  * The dynamic batcher of one model version: it forms batches from the priority queue for whichever
  * instance is free, and nothing else (the queue owns levels, policies and timeouts). A batch is cut
- * where the model is cheapest per row (learned in BatchCosts), at a preferred batch size when the
- * config names some, and waits for company only while max_queue_delay allows and more rows could
- * still make it cheaper. With a target latency (Nereid's target_latency_us) it holds a batch only
- * while more rows are expected soon and the oldest request can still be answered in time (see
- * batch-hold.ts), max_queue_delay bounding the hold. With batching off it is Triton's default
- * scheduler: one request per execution, first come first served.
+ * where the model is cheapest per row (learned in BatchCosts), or, when the config names preferred
+ * batch sizes, as Triton's GetDynamicBatch: the largest preferred size the queued rows fill goes at
+ * once and only the rows past it wait for company. A batch waits for company only while
+ * max_queue_delay allows and more rows could still make it cheaper. With a target latency (Nereid's
+ * target_latency_us) it holds a batch only while more rows are expected soon and the oldest request
+ * can still be answered in time (see batch-hold.ts), max_queue_delay bounding the hold. With
+ * batching off it is Triton's default scheduler: one request per execution, first come first served.
  */
 import { COMPUTE_NS, type BackendInstance, type RequestAnswers, type RunOutputs } from '../backends/backend.js';
 import { asNereidError, cancelled, NereidError } from '../core/errors.js';
@@ -149,7 +150,7 @@ export class DynamicBatcher implements Scheduler {
   }
 
   admit(request: Admission): void {
-    this.queue.admit(request, now());
+    this.withRoom(() => this.queue.admit(request, now()));
   }
 
   get queuedBytes(): number {
@@ -168,7 +169,7 @@ export class DynamicBatcher implements Scheduler {
         ...{ priority: request.priority, timeoutMicroseconds: request.timeoutMicroseconds, deadline: request.deadline },
         ...{ rows: pending.rows, bytes: bytesOf(request.inputs), patient: request.context?.patient },
       };
-      pending.entry = this.queue.push(pending, admission, now()); // throws when full: the promise rejects with it
+      pending.entry = this.withRoom(() => this.queue.push(pending, admission, now())); // throws when full: the promise rejects with it
       pending.sequence = this.nextSequence++;
       this.arrivals?.arrived(pending.rows, pending.entry.enqueuedAt);
       if (signal) {
@@ -179,6 +180,25 @@ export class DynamicBatcher implements Scheduler {
       }
       this.dispatchSoon();
     });
+  }
+
+  /**
+   * Runs `take` (a queue admission), and when the queue refuses for its load while an instance is
+   * idle, first sends what may go now and tries once more. The requests of a turn wait for its end
+   * to be batched, but a full queue can take no more of them anyway: the batch that goes now is the
+   * one the turn's end would send, and the request behind it is queued instead of refused (Triton's
+   * batcher thread takes a batch as soon as it forms, not once the front end is done).
+   */
+  private withRoom<T>(take: () => T): T {
+    try {
+      return take();
+    } catch (error) {
+      if (!(error instanceof NereidError && error.overloaded) || this.idle.length === 0 || this.stopped) throw error;
+      const queued = this.queue.size;
+      this.dispatch();
+      if (this.queue.size === queued) throw error;
+      return take();
+    }
   }
 
   /**
@@ -249,9 +269,19 @@ export class DynamicBatcher implements Scheduler {
     }
     // A preferred size reached exactly goes at once: waiting could only make it a size nobody asked for.
     if (rows >= limit || preferredBatchSizes.includes(rows)) closed = true;
-    if (!closed && !this.stopped && this.shouldHold(head, sizes)) return undefined;
-    const cut = preferredBatchSizes.length ? this.preferredCut(sizes) : this.cutAtCheapest ? this.costs.choose(this.fairShare(sizes)) + 1 : sizes.length;
+    // As Triton's GetDynamicBatch: the largest preferred size the queued rows fill goes now, whatever
+    // rows queue past it; only those rows wait for company. Once the head has waited out
+    // max_queue_delay, everything queued goes (up to the largest preferred size).
+    const preferred = preferredBatchSizes.length && !this.delayExceeded(head) ? this.preferredCut(sizes) : 0;
+    if (!closed && !this.stopped && preferred === 0 && this.shouldHold(head, sizes)) return undefined;
+    const cut = preferredBatchSizes.length ? preferred || sizes.length : this.cutAtCheapest ? this.costs.choose(this.fairShare(sizes)) + 1 : sizes.length;
     return cut < batch.length ? batch.slice(0, cut) : batch;
+  }
+
+  /** Whether the head has waited out max_queue_delay (never, when it is 0: no delay is set). */
+  private delayExceeded(head: QueueEntry<Pending>): boolean {
+    const delayMicroseconds = this.policy.maxQueueDelayMicroseconds;
+    return delayMicroseconds > 0 && (now() - head.enqueuedAt) * 1000 >= delayMicroseconds;
   }
 
   /**
@@ -297,12 +327,12 @@ export class DynamicBatcher implements Scheduler {
     return sizes.slice(0, reaching + 1);
   }
 
-  /** With preferred sizes configured, the largest one the queued requests fill exactly, else all of them. */
+  /** With preferred sizes configured, the requests that fill the largest one exactly; 0 when none is filled. */
   private preferredCut(sizes: readonly number[]): number {
     for (let index = sizes.length - 1; index >= 0; index--) {
       if (this.policy.preferredBatchSizes.includes(sizes[index])) return index + 1;
     }
-    return sizes.length;
+    return 0;
   }
 
   /**
