@@ -462,6 +462,21 @@ describe('DynamicBatcher: dispatch without a queue delay', () => {
     assert.equal(h.stats.toJSON().execution_count, 3);
     assert.deepEqual(h.batchStats(), [[1, 3]]);
   });
+
+  it("a batching model without dynamic_batching runs each request alone, recorded with its rows as Triton's batch_stats count them", async () => {
+    const h = new Harness({ ...UNBATCHED_POLICY, maxQueuedRequests: 100 });
+    const results = [h.schedule(fp32Request([1, 2])), h.schedule(fp32Request([3, 4, 5, 6]))];
+    await flush();
+    await release(h, 0);
+    await flush();
+    await release(h, 1);
+    assertOwnResult(await results[0], [1, 2]);
+    assertOwnResult(await results[1], [3, 4, 5, 6]);
+    assert.deepEqual(h.batchStats(), [
+      [2, 1],
+      [4, 1],
+    ]);
+  });
 });
 
 describe('DynamicBatcher: max_queue_delay', () => {

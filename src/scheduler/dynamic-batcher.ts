@@ -553,7 +553,8 @@ export class DynamicBatcher implements Scheduler {
       this.costs.record(rows, elements, execution.computeInferNs);
       if (alone) this.costs.recordOverhead(handedOverNs - engineNs);
     }
-    this.observer.onExecution({ batchSize: batched ? rows : 1, timings: execution, threads: instance.threads });
+    // Rows executed, as Triton's batch_stats count them: a batching model without dynamic_batching runs each request alone, with all its rows.
+    this.observer.onExecution({ batchSize: rows, timings: execution, threads: instance.threads });
     return execution;
   }
 
