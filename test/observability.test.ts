@@ -375,8 +375,9 @@ describe('traces', () => {
     try {
       const observer = otlp.observer('otlp_model', '3');
       const record: RequestRecord = { rows: 1, success: false, totalNs: 0, startedAt: Date.now(), traceparent: `00-${TRACE_ID}-${PARENT_SPAN_ID}-01` };
-      record.spanTraceparent = observer.traceStart!(record);
-      observer.onRequestEnd({ ...record, success: true, totalNs: 2e6, timings: { queueNs: 1e5, computeInputNs: 1e4, computeInferNs: 1e6, computeOutputNs: 1e4 } });
+      observer.traceStart!(record);
+      Object.assign(record, { success: true, totalNs: 2e6, timings: { queueNs: 1e5, computeInputNs: 1e4, computeInferNs: 1e6, computeOutputNs: 1e4 } });
+      observer.onRequestEnd(record);
       await otlp.forceFlush();
     } finally {
       await otlp.shutdown();

@@ -22,8 +22,6 @@ export interface RequestRecord {
   startedAt: number;
   /** The client's W3C trace context: the request's span is its child. */
   traceparent?: string;
-  /** The request's own span context, when an observer traces it (traceStart): what work done on its behalf carries. */
-  spanTraceparent?: string;
 }
 
 export interface ExecutionRecord {
@@ -43,7 +41,7 @@ export interface InferenceObserver extends ExecutionObserver {
    * Called as a request starts, by an observer that traces requests: the W3C traceparent of the
    * span it starts for this one, so that work done on its behalf (an ensemble's steps, a handler's
    * context.infer calls) joins the trace as its children. Undefined when it is not traced; the
-   * span is ended by onRequestEnd.
+   * span is ended by onRequestEnd with the same record.
    */
   traceStart?(record: RequestRecord): string | undefined;
   onRequestEnd(record: RequestRecord): void;
@@ -79,12 +77,13 @@ export class ObserverGroup implements InferenceObserver {
     this.each('onRequestStart', (observer) => observer.onRequestStart?.());
   }
 
-  /** The first observer's span context; a group holds one tracing observer at most. */
+  /** Every tracing observer starts its span; the work done for the request carries the first one's context. */
   traceStart(record: RequestRecord): string | undefined {
     let spanTraceparent: string | undefined;
     for (const observer of this.tracers) {
       try {
-        spanTraceparent ??= observer.traceStart!(record);
+        const own = observer.traceStart!(record);
+        spanTraceparent ??= own;
       } catch (error) {
         this.failed('traceStart', error);
       }

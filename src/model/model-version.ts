@@ -291,9 +291,9 @@ export class ModelVersion {
       traceparent: context.traceparent,
     };
     observer.onRequestStart?.();
-    record.spanTraceparent = observer.traceStart?.(record);
+    const spanTraceparent = observer.traceStart?.(record);
     // Work done for this request (an ensemble's steps, a handler's calls) is traced as its span's children.
-    const workContext: RequestContext = record.spanTraceparent ? { ...context, traceparent: record.spanTraceparent } : context;
+    const workContext: RequestContext = spanTraceparent ? { ...context, traceparent: spanTraceparent } : context;
     this.inFlight++;
     this.started++;
     let result: RunResult | undefined;

@@ -76,8 +76,10 @@ test('spans: phases back to back from the start, clamped to the parent; a malfor
   const tracing = new Tracing({ exporter, processor: 'simple' });
   // Phases that add up to more than the total (clock skew): children stop at the parent's end.
   const observer = tracing.observer('m', '1');
-  const started: RequestRecord = { ...success, traceparent: 'not-a-traceparent' };
-  observer.onRequestEnd({ ...started, totalNs: 3e6, spanTraceparent: observer.traceStart!(started) });
+  const record: RequestRecord = { ...success, traceparent: 'not-a-traceparent' };
+  observer.traceStart!(record);
+  record.totalNs = 3e6;
+  observer.onRequestEnd(record);
   await tracing.forceFlush();
   const spans = exporter.getFinishedSpans();
   await tracing.shutdown();
@@ -142,9 +144,9 @@ test("a request's span is started with it: what carries its traceparent is its c
   const pipeline = new ObserverGroup([tracing.observer('pipeline', '1')]);
   const step = new ObserverGroup([tracing.observer('step', '1')]);
   const outer: RequestRecord = { ...success, traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` };
-  outer.spanTraceparent = pipeline.traceStart(outer);
-  const inner: RequestRecord = { ...success, traceparent: outer.spanTraceparent };
-  inner.spanTraceparent = step.traceStart(inner);
+  const outerTraceparent = pipeline.traceStart(outer);
+  const inner: RequestRecord = { ...success, traceparent: outerTraceparent };
+  step.traceStart(inner);
   step.onRequestEnd(inner);
   pipeline.onRequestEnd(outer);
   await tracing.forceFlush();
@@ -152,14 +154,27 @@ test("a request's span is started with it: what carries its traceparent is its c
   assert.equal(outerSpan.parentSpanContext?.spanId, 'b'.repeat(16));
   assert.equal(innerSpan.parentSpanContext?.spanId, outerSpan.spanContext().spanId);
   assert.equal(innerSpan.spanContext().traceId, 'a'.repeat(32));
-  assert.equal(outer.spanTraceparent, `00-${'a'.repeat(32)}-${outerSpan.spanContext().spanId}-01`);
+  assert.equal(outerTraceparent, `00-${'a'.repeat(32)}-${outerSpan.spanContext().spanId}-01`);
 
   const dropped: RequestRecord = { ...success, traceparent: `00-${'c'.repeat(32)}-${'d'.repeat(16)}-00` };
-  dropped.spanTraceparent = pipeline.traceStart(dropped);
-  assert.match(dropped.spanTraceparent!, new RegExp(`^00-${'c'.repeat(32)}-[0-9a-f]{16}-00$`));
+  assert.match(pipeline.traceStart(dropped)!, new RegExp(`^00-${'c'.repeat(32)}-[0-9a-f]{16}-00$`));
   pipeline.onRequestEnd(dropped);
   assert.equal(new ObserverGroup([]).traceStart(success), undefined);
   await tracing.forceFlush();
   assert.equal(exporter.getFinishedSpans().length, 2 + 5 * 2, 'two requests with five phases each; nothing for the dropped one');
   await tracing.shutdown();
+});
+
+test('two tracing observers each record the request; the work done for it carries the first one\'s context', async () => {
+  const exporters = [new InMemorySpanExporter(), new InMemorySpanExporter()];
+  const tracings = exporters.map((exporter) => new Tracing({ exporter, processor: 'simple' }));
+  const group = new ObserverGroup(tracings.map((tracing) => tracing.observer('m', '1')));
+  const record: RequestRecord = { ...success };
+  const traceparent = group.traceStart(record);
+  group.onRequestEnd(record);
+  await Promise.all(tracings.map((tracing) => tracing.forceFlush()));
+  const [first, second] = exporters.map((exporter) => exporter.getFinishedSpans().find((span) => span.name === 'infer m'));
+  assert.ok(first && second);
+  assert.equal(traceparent, `00-${first.spanContext().traceId}-${first.spanContext().spanId}-01`);
+  await Promise.all(tracings.map((tracing) => tracing.shutdown()));
 });

@@ -125,8 +125,8 @@ class TracingObserver implements InferenceObserver {
     this.name = `infer ${model}`;
   }
 
-  /** Spans started (traceStart) whose request has not ended yet, by their traceparent; `flush`: log_frequency's turn came. */
-  private readonly open = new Map<string, { span: Span; flush: boolean }>();
+  /** Spans started (traceStart) whose request has not ended yet; `flush`: log_frequency's turn came. */
+  private readonly open = new WeakMap<RequestRecord, { span: Span; flush: boolean }>();
 
   onExecution(_record: ExecutionRecord): void {}
 
@@ -148,14 +148,14 @@ class TracingObserver implements InferenceObserver {
     const own = span.spanContext();
     const traceparent = `00-${own.traceId}-${own.spanId}-${own.traceFlags === TraceFlags.SAMPLED ? '01' : '00'}`;
     // A span the sampler dropped still passes its decision on, so the work done for it is not traced either.
-    if (span.isRecording()) this.open.set(traceparent, { span, flush: this.policy().recorded() });
+    if (span.isRecording()) this.open.set(record, { span, flush: this.policy().recorded() });
     return traceparent;
   }
 
   onRequestEnd(record: RequestRecord): void {
-    const open = record.spanTraceparent === undefined ? undefined : this.open.get(record.spanTraceparent);
+    const open = this.open.get(record);
     if (!open) return; // not sampled: nothing more to build
-    this.open.delete(record.spanTraceparent!);
+    this.open.delete(record);
     const { span } = open;
     const start = millisToHrTime(record.startedAt);
     const end = addHrTimes(start, nanoseconds(record.totalNs));

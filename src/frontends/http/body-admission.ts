@@ -7,6 +7,7 @@
  * many inflate at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler, preParsingHookHandler } from 'fastify';
@@ -111,8 +112,9 @@ export function holdContinue(handler: (request: IncomingMessage, response: Serve
 }
 
 /**
- * The first preParsing hook: a request holding its body back (holdContinue) is told to send it now
- * that its headers passed every check, unless its Content-Length is over the limit already.
+ * The last preParsing hook: a request holding its body back (holdContinue) is told to send it now
+ * that its headers passed every check (its encoding and a slot to inflate it in included), unless
+ * its Content-Length is over the limit already.
  */
 export function askForBody(maxBodyBytes: number): preParsingHookHandler {
   return function askForBody(request, reply, payload, done) {
@@ -127,18 +129,29 @@ export function askForBody(maxBodyBytes: number): preParsingHookHandler {
   };
 }
 
+/** How long a connection whose body was refused as it arrived is read on after its answer, at most. */
+export const LINGER_MS = 5_000;
+
 /**
- * A body refused as it arrives (over the limit) is read on and thrown away rather than cut off: a
- * closed connection resets while the client still writes, and the reset often reaches it before the
- * answer does (curl: "Send failure: Broken pipe", no status). Its framing is intact, so the
- * connection stays usable after it; the request timeout bounds how long a client may go on sending.
- * A body never asked for (holdContinue) is not coming: that connection closes.
+ * A body refused as it arrives (over the limit) is read on and thrown away after the answer rather
+ * than cut off, as nginx's lingering close does: a socket closed while its client still writes
+ * resets, and the reset often reaches the client before the answer (curl: "Send failure: Broken
+ * pipe", no status). The answer says `Connection: close`; once it is sent the server closes its
+ * side and reads until the client closes its own, or for LINGER_MS at most. A body never asked for
+ * (holdContinue) is not coming, and one already whole is not either: those close at once.
  */
-export function discardRefusedBody(request: FastifyRequest, reply: FastifyReply): void {
+export function discardRefusedBody(request: FastifyRequest): void {
   if (awaitingContinue.has(request.raw) || request.raw.complete) return;
-  reply.removeHeader('connection');
+  const socket = request.raw.socket;
   request.raw.unpipe();
   request.raw.resume();
+  // Node ends a `Connection: close` answer's socket with destroySoon(): here it half-closes instead.
+  socket.destroySoon = function lingeringClose(this: Socket) {
+    this.end();
+    this.resume();
+    const timer = setTimeout(() => this.destroy(), LINGER_MS).unref();
+    this.once('close', () => clearTimeout(timer));
+  };
 }
 
 /** The onRequest hook of inference routes: asks the server whether the request could be served now, and holds its body's bytes until the answer. */
@@ -200,7 +213,7 @@ export interface StreamedBodyOptions {
  */
 export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookHandler {
   let inflating = 0;
-  return async function streamBody(request, _reply, payload) {
+  return async function streamBody(request, reply, payload) {
     const encoding = encodingOf(request);
     const identity = encoding === 'identity';
     // No body at all, or one of announced length that Fastify holds to it: nothing to count.
@@ -228,6 +241,14 @@ export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookH
     };
     counter.once('close', done);
     counter.once('end', done);
+    // A body refused before it was read whole (its compressed bytes over the limit) ends neither stream: the answer frees the slot.
+    reply.raw.once('close', () => {
+      if (settled) return;
+      payload.unpipe(decoder);
+      decoder.destroy();
+      counter.destroy();
+      done();
+    });
     decoder.on('error', (error) => {
       counter.destroy(invalidArgument(`the request body is not valid ${encoding} data (Content-Encoding: ${encoding}): ${error.message}`));
     });

@@ -287,9 +287,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   // Every body is read as bytes: infer requests may be JSON followed by binary tensors.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable) => readBody(request, payload, maxBodyBytes));
-  app.addHook('preParsing', askForBody(maxBodyBytes));
   // Triton's clients may compress requests (request_compression_algorithm gzip/deflate): inflated as a stream, bounded as it inflates.
   app.addHook('preParsing', streamBodies({ maxBodyBytes, maxConcurrentInflations: settings.maxConcurrentInflations, maxBodyChunks: settings.maxBodyChunks }));
+  app.addHook('preParsing', askForBody(maxBodyBytes));
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
@@ -357,7 +357,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       logFailure(request, error.code, 413);
-      if (!server.stopping) discardRefusedBody(request, reply);
+      discardRefusedBody(request);
       return reply.code(413).send({ error: `request body is larger than the limit of ${maxBodyBytes} bytes (--http-max-body-bytes)` });
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
