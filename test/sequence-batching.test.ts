@@ -62,6 +62,8 @@ before(async () => {
       await writeModel(repo, 'acc_text_kept', 1, accumulatorModel({ batch: false, corrid: 'string' }), config('acc_text_kept', 0, '', 'TYPE_STRING'));
       await writeModel(repo, 'acc_no_state', 1, batched, config('acc_no_state', 4, 'direct { }').replace('input_name: "STATE_IN"', 'input_name: "MEMORY"'));
       await writeModel(repo, 'acc_both', 1, batched, `${config('acc_both', 4, 'direct { }')}\ndynamic_batching { }`);
+      await writeModel(repo, 'acc_plain', 1, accumulatorModel(), config('acc_plain', 4, 'direct { }'));
+      await writeModel(repo, 'acc_u64', 1, accumulatorModel({ corrid: 'uint64' }), config('acc_u64', 4, 'direct { }', 'TYPE_UINT64'));
     },
   });
   rpc = await startGrpcEndpoint(server.server);
@@ -201,6 +203,75 @@ describe('sequence batching: one sequence', () => {
     const refused = await infer('acc', body(1, { sequence_id: 'text', sequence_start: true }));
     assert.equal(refused.status, 400);
     assert.match(refused.body.error, /takes integer correlation ids .*INT64.*'text'/);
+  });
+});
+
+describe('sequence batching: 64-bit ids', () => {
+  const grpcRequest = (model: string, id: Json, value: number, flags: Json = {}) => ({
+    model_name: model,
+    parameters: { sequence_id: id, ...flags },
+    inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [1, 1], contents: { fp32_contents: [value] } }],
+  });
+  const unary = (request: Json) =>
+    new Promise<Json>((resolve, reject) => rpc.client.ModelInfer(request, (error: grpc.ServiceError | null, answer: Json) => (error ? reject(error) : resolve(answer))));
+  const outputOf = (answer: Json, name: string) => answer.raw_output_contents[answer.outputs.findIndex((entry: Json) => entry.name === name)] as Buffer;
+  const valueOf = (answer: Json) => outputOf(answer, 'OUTPUT').readFloatLE(0);
+  const start = { sequence_start: { bool_param: true } };
+  const end = { sequence_end: { bool_param: true } };
+
+  test('gRPC: an integer id beyond 2^53 stays an integer, a sequence apart from the string of its digits', async () => {
+    const big = 2n ** 60n + 5n;
+    assert.equal(valueOf(await unary(grpcRequest('acc_plain', { int64_param: String(big) }, 1, start))), 1);
+    assert.equal(valueOf(await unary(grpcRequest('acc_plain', { string_param: String(big) }, 100, start))), 100);
+    assert.equal(valueOf(await unary(grpcRequest('acc_plain', { uint64_param: String(big) }, 1, end))), 2, 'uint64_param and int64_param name the same integer sequence');
+    assert.equal(valueOf(await unary(grpcRequest('acc_plain', { string_param: String(big) }, 1, end))), 101);
+    // The largest uint64, and its neighbour as int64 (negative) refused.
+    const largest = 2n ** 64n - 1n;
+    assert.equal(valueOf(await unary(grpcRequest('acc_plain', { uint64_param: String(largest) }, 3, { ...start, ...end }))), 3);
+    await assert.rejects(unary(grpcRequest('acc_plain', { int64_param: '-3' }, 1, start)), (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT && /'sequence_id' must be an integer from 1 to 18446744073709551615/.test(error.details));
+  });
+
+  test('HTTP: an integer id beyond 2^53 is read exactly, apart from the string of its digits', async () => {
+    const big = '1152921504606846981';
+    const send = async (id: string, value: number, flags: Json) => {
+      const response = await fetch(`${server.url}/v2/models/acc_plain/infer`, {
+        method: 'POST',
+        body: `{"parameters":{"sequence_id":${id},${Object.keys(flags).map((flag) => `"${flag}":true`).join(',')}},"inputs":[{"name":"INPUT","datatype":"FP32","shape":[1,1],"data":[${value}]}]}`,
+      });
+      const answer = (await response.json()) as Json;
+      assert.equal(response.status, 200, JSON.stringify(answer));
+      return answer.outputs[0].data[0] as number;
+    };
+    assert.equal(await send(big, 1, { sequence_start: true }), 1);
+    assert.equal(await send(`"${big}"`, 100, { sequence_start: true }), 100);
+    assert.equal(await send(big, 1, { sequence_end: true }), 2);
+    assert.equal(await send(`"${big}"`, 1, { sequence_end: true }), 101);
+    // 2^53 + 1 would round to 2^53 as a double: a sequence of its own.
+    assert.equal(await send('9007199254740993', 5, { sequence_start: true }), 5);
+    const rounded = await fetch(`${server.url}/v2/models/acc_plain/infer`, { method: 'POST', body: '{"parameters":{"sequence_id":9007199254740992},"inputs":[{"name":"INPUT","datatype":"FP32","shape":[1,1],"data":[1]}]}' });
+    assert.equal(rounded.status, 400, 'no sequence 2^53 was started');
+    assert.equal(await send('9007199254740993', 1, { sequence_end: true }), 6);
+    const tooBig = await fetch(`${server.url}/v2/models/acc_plain/infer`, { method: 'POST', body: '{"parameters":{"sequence_id":18446744073709551616,"sequence_start":true},"inputs":[{"name":"INPUT","datatype":"FP32","shape":[1,1],"data":[1]}]}' });
+    assert.equal(tooBig.status, 400);
+    assert.match(((await tooBig.json()) as Json).error, /must be an integer from 1 to 18446744073709551615 \(uint64\).*got 18446744073709551616/);
+  });
+
+  test('an INT64 or UINT64 CORRID gets the exact id, over gRPC and HTTP', async () => {
+    const id = 2n ** 53n + 1n;
+    const answer = await unary({ ...grpcRequest('acc', { int64_param: String(id) }, 1, { ...start, ...end }), outputs: [{ name: 'CORRID_OUT' }] });
+    assert.equal(outputOf(answer, 'CORRID_OUT').readBigInt64LE(0), id);
+    const largest = 2n ** 63n - 1n;
+    const response = await fetch(`${server.url}/v2/models/acc/infer`, {
+      method: 'POST',
+      body: `{"parameters":{"sequence_id":${largest},"sequence_start":true,"sequence_end":true},"inputs":[{"name":"INPUT","datatype":"FP32","shape":[1,1],"data":[1]}],"outputs":[{"name":"CORRID_OUT"}]}`,
+    });
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    assert.match(text, /"data":\[9223372036854775807\]/);
+    // Beyond INT64: refused by this model, taken by a UINT64 one.
+    await assert.rejects(unary(grpcRequest('acc', { uint64_param: String(largest + 1n) }, 1, start)), (error: grpc.ServiceError) => /takes correlation ids up to 9223372036854775807 \(its CORRID control is INT64\)/.test(error.details));
+    const unsigned = await unary({ ...grpcRequest('acc_u64', { uint64_param: String(2n ** 64n - 1n) }, 1, { ...start, ...end }), outputs: [{ name: 'CORRID_OUT' }] });
+    assert.equal(outputOf(unsigned, 'CORRID_OUT').readBigUInt64LE(0), 2n ** 64n - 1n);
   });
 });
 

@@ -6,7 +6,7 @@ import { invalidArgument, quoteName } from './errors.js';
 import type { Tensor } from './tensor.js';
 import type { RequestTimings } from './timings.js';
 
-export type ParameterValue = string | number | boolean;
+export type ParameterValue = string | number | boolean | bigint;
 export type Parameters = Record<string, ParameterValue>;
 
 /**

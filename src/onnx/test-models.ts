@@ -162,7 +162,7 @@ export function mulberry32(seed: number): () => number {
  * INPUT, OUTPUT = STATE_OUT, CONTROLS = [START, END, READY] per row; with `corrid`, CORRID (INT64
  * or STRING) comes back as CORRID_OUT. Without `batch` every shape drops its batch dimension.
  */
-export function accumulatorModel(opts: { batch?: boolean; corrid?: 'int64' | 'string' } = {}): Uint8Array {
+export function accumulatorModel(opts: { batch?: boolean; corrid?: 'int64' | 'uint64' | 'string' } = {}): Uint8Array {
   const row = opts.batch === false ? [1] : ['batch', 1];
   const float = (name: string) => ({ name, type: 'float32' as const, shape: row });
   const corrid = opts.corrid ? [{ name: 'CORRID', type: opts.corrid, shape: row }] : [];

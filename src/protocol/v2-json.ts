@@ -244,6 +244,8 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
       (value as Parameters)[key] = Number(value[key]);
       continue;
     }
+    // A correlation id is a uint64 (Triton reads the JSON number exactly): kept as the bigint it was read as.
+    if (type === 'bigint' && key === 'sequence_id') continue;
     if (type === 'bigint') {
       throw invalidArgument(`${where()}: parameter '${key}' is an integer beyond 2^53, which a JSON number cannot carry exactly; send it as a string`);
     }

@@ -60,7 +60,7 @@ function setup(overrides: Partial<SequencePolicy>, logger?: Logger) {
   const executions: Execution[] = [];
   const batcher = new SequenceBatcher([recordingInstance(executions)], policy(overrides), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc', logger);
   const send = (id: number, value: number, flags: { start?: boolean; end?: boolean } = {}): Promise<ScheduledResult> =>
-    batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id, start: flags.start ?? false, end: flags.end ?? false } });
+    batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id: BigInt(id), start: flags.start ?? false, end: flags.end ?? false } });
   return { batcher, executions, send };
 }
 
@@ -175,7 +175,7 @@ describe('SequenceBatcher', () => {
     const first = send(1, 1, { start: true });
     await settled();
     const gone = new ClientCancellation();
-    const cancelled = batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([50]) } }, batchSize: 1, outputNames: ['OUTPUT'], signal: gone, sequence: { id: 1, start: false, end: false } });
+    const cancelled = batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([50]) } }, batchSize: 1, outputNames: ['OUTPUT'], signal: gone, sequence: { id: 1n, start: false, end: false } });
     const kept = send(1, 2);
     gone.abort();
     await assert.rejects(cancelled, (error: NereidError) => error.code === 'CANCELLED');

@@ -23,7 +23,10 @@ import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import type { Admission } from './priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
-import { describeSequence, sequenceKey, type SequenceFlags } from './sequence-control.js';
+import { describeSequence, MAX_SEQUENCE_ID, sequenceKey, type SequenceFlags } from './sequence-control.js';
+
+/** The largest id each integer CORRID datatype holds exactly (UINT64: every id). */
+const LARGEST_CORRID: Partial<Record<Datatype, bigint>> = { INT32: 2n ** 31n - 1n, UINT32: 2n ** 32n - 1n, INT64: 2n ** 63n - 1n };
 
 export type SequenceControlKind = 'START' | 'END' | 'READY' | 'CORRID';
 
@@ -71,7 +74,7 @@ interface Pending {
 
 interface Sequence {
   key: string;
-  id: number | string;
+  id: bigint | string;
   /** Direct: the slot it holds (instance × rows + row); -1 while it waits for one. Oldest: 0 when live. */
   slot: number;
   waiting: Pending[];
@@ -222,11 +225,11 @@ export class SequenceBatcher implements Scheduler {
   }
 
   /** Why the model's CORRID control cannot carry this id (a string to an integer control, an integer out of its range), if it cannot. */
-  private correlationIdProblem(id: number | string): string | undefined {
+  private correlationIdProblem(id: bigint | string): string | undefined {
     const control = this.policy.controls.find((candidate) => candidate.kind === 'CORRID');
     if (!control || control.datatype === 'BYTES') return undefined;
     if (typeof id === 'string') return `model '${this.model}' takes integer correlation ids (its CORRID control is ${control.datatype}), got the string sequence_id ${describeSequence(id)}`;
-    const largest = control.datatype === 'INT32' ? 2 ** 31 - 1 : control.datatype === 'UINT32' ? 2 ** 32 - 1 : Number.MAX_SAFE_INTEGER;
+    const largest = LARGEST_CORRID[control.datatype] ?? MAX_SEQUENCE_ID;
     return id > largest ? `model '${this.model}' takes correlation ids up to ${largest} (its CORRID control is ${control.datatype}), got sequence_id ${id}` : undefined;
   }
 

@@ -6,21 +6,27 @@ import { invalidArgument, quote } from '../core/errors.js';
 import type { Parameters } from '../core/inference.js';
 
 export interface SequenceFlags {
-  /** The correlation id: integer and string ids are different sequences, as in Triton. */
-  id: number | string;
+  /**
+   * The correlation id: an unsigned 64-bit integer (always a bigint, however it came, so that ids beyond
+   * 2^53 stay exact) or a string. Integer and string ids are different sequences, as in Triton.
+   */
+  id: bigint | string;
   start: boolean;
   end: boolean;
 }
 
 /** One key per sequence, integer and string ids apart ("7" and 7 are two sequences). */
-export function sequenceKey(id: number | string): string {
-  return typeof id === 'number' ? `#${id}` : `'${id}`;
+export function sequenceKey(id: bigint | string): string {
+  return typeof id === 'bigint' ? `#${id}` : `'${id}`;
 }
 
 /** How messages name a sequence: its id as the client sent it. */
-export function describeSequence(id: number | string): string {
-  return typeof id === 'number' ? String(id) : `'${id}'`;
+export function describeSequence(id: bigint | string): string {
+  return typeof id === 'bigint' ? String(id) : `'${id}'`;
 }
+
+/** Triton's correlation ids are uint64: the largest integer id. */
+export const MAX_SEQUENCE_ID = 2n ** 64n - 1n;
 
 const MAX_ID_CHARS = 256;
 
@@ -36,14 +42,18 @@ export function sequenceFlagsOf(parameters: Parameters | undefined, model: strin
   const id = parameters?.sequence_id;
   const start = flag(parameters, 'sequence_start');
   const end = flag(parameters, 'sequence_end');
-  if (id === undefined || id === 0 || id === '') {
+  if (id === undefined || id === 0 || id === 0n || id === '') {
     throw invalidArgument(
       `inference request to model '${model}' must specify a non-zero or non-empty correlation ID: the model uses sequence batching, so each request needs parameter 'sequence_id' (an integer of 1 or more, or a non-empty string)` +
         (id === undefined ? '' : `, got ${quote(id)}`),
     );
   }
-  if (typeof id === 'number') {
-    if (!Number.isSafeInteger(id) || id < 0) throw invalidArgument(`parameter 'sequence_id' must be an integer of 1 or more or a non-empty string, got ${id}`);
+  if (typeof id === 'number' || typeof id === 'bigint') {
+    // A JSON number beyond 2^53 or a gRPC int64/uint64 parameter beyond it arrives as a bigint, exact.
+    if ((typeof id === 'number' && !Number.isSafeInteger(id)) || id < 0 || BigInt(id) > MAX_SEQUENCE_ID) {
+      throw invalidArgument(`parameter 'sequence_id' must be an integer from 1 to ${MAX_SEQUENCE_ID} (uint64) or a non-empty string, got ${id}`);
+    }
+    return { id: BigInt(id), start, end };
   } else if (typeof id !== 'string') {
     throw invalidArgument(`parameter 'sequence_id' must be an integer of 1 or more or a non-empty string, got ${quote(id)}`);
   } else if (id.length > MAX_ID_CHARS) {

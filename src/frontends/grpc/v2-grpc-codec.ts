@@ -95,12 +95,22 @@ export function parameterValueOf(parameter: ParameterMap[string] | undefined): P
   }
 }
 
+/** A `sequence_id` given as int64_param or uint64_param: a number, or a bigint beyond 2^53 so that it stays exact and an integer id never becomes a string one. */
+function integerSequenceId(value: Int64): number | bigint {
+  const exact = BigInt(value);
+  return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
+}
+
 /** InferParameter map -> the core's parameters; undefined when there are none (as HTTP without 'parameters'). */
 export function parametersFromProto(map: ParameterMap | undefined, where: string): Parameters | undefined {
   const entries = Object.entries(map ?? {});
   if (entries.length === 0) return undefined;
   const parameters: Parameters = {};
   for (const [key, parameter] of entries) {
+    if (key === 'sequence_id' && (parameter.parameter_choice === 'int64_param' || parameter.parameter_choice === 'uint64_param')) {
+      parameters[key] = integerSequenceId(parameter[parameter.parameter_choice] ?? 0);
+      continue;
+    }
     const value = parameterValueOf(parameter);
     if (value === undefined || Buffer.isBuffer(value)) {
       throw invalidArgument(`${where}: parameter '${key}' must be a string, number or boolean`);
@@ -116,6 +126,7 @@ export function parametersToProto(parameters: Parameters | undefined): Parameter
   for (const [key, value] of Object.entries(parameters ?? {})) {
     if (typeof value === 'boolean') map[key] = { bool_param: value };
     else if (typeof value === 'string') map[key] = { string_param: value };
+    else if (typeof value === 'bigint') map[key] = value < 2n ** 63n ? { int64_param: String(value) } : { uint64_param: String(value) };
     else if (Number.isSafeInteger(value)) map[key] = { int64_param: value };
     else map[key] = { double_param: value };
   }
