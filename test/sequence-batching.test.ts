@@ -273,6 +273,18 @@ describe('sequence batching: 64-bit ids', () => {
     const unsigned = await unary({ ...grpcRequest('acc_u64', { uint64_param: String(2n ** 64n - 1n) }, 1, { ...start, ...end }), outputs: [{ name: 'CORRID_OUT' }] });
     assert.equal(outputOf(unsigned, 'CORRID_OUT').readBigUInt64LE(0), 2n ** 64n - 1n);
   });
+
+  test('a sequence_id that is neither an integer nor a string is refused over both protocols, whatever the model', async () => {
+    for (const model of ['acc_plain', 'acc']) {
+      await assert.rejects(unary(grpcRequest(model, { double_param: 5 }, 1, start)), (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT && /invalid value type for 'sequence_id' parameter, expected int64_param, uint64_param or string_param.*got double_param/.test(error.details));
+      await assert.rejects(unary(grpcRequest(model, { bool_param: true }, 1, start)), (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT && /got bool_param/.test(error.details));
+      for (const id of [1.5, true]) {
+        const refused = await infer(model, body(1, { sequence_id: id, sequence_start: true }));
+        assert.equal(refused.status, 400);
+        assert.match(refused.body.error, /invalid value type for 'sequence_id' parameter, expected an unsigned integer or a string/);
+      }
+    }
+  });
 });
 
 describe('sequence batching: several sequences', () => {

@@ -290,6 +290,11 @@ export function decodeInferRequest(
   if (!Array.isArray(header.inputs)) throw invalidArgument(`the inference request needs 'inputs', an array of tensors`);
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
   const parameters = parseParameters(header.parameters, () => 'request');
+  const sequenceId = parameters?.sequence_id;
+  if (sequenceId !== undefined && typeof sequenceId !== 'string' && typeof sequenceId !== 'bigint' && !Number.isInteger(sequenceId)) {
+    // As over gRPC (int64_param, uint64_param or string_param), and as Triton reads it: whatever the model.
+    throw invalidArgument(`request: invalid value type for 'sequence_id' parameter, expected an unsigned integer or a string (a correlation id), got ${quote(sequenceId)}`);
+  }
   let offset = jsonLength;
   let readBudget: SharedMemoryReadBudget | undefined;
   const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {

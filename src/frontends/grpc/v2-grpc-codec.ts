@@ -95,10 +95,24 @@ export function parameterValueOf(parameter: ParameterMap[string] | undefined): P
   }
 }
 
-/** A `sequence_id` given as int64_param or uint64_param: a number, or a bigint beyond 2^53 so that it stays exact and an integer id never becomes a string one. */
-function integerSequenceId(value: Int64): number | bigint {
-  const exact = BigInt(value);
-  return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
+/**
+ * A request's `sequence_id` as Triton reads it: int64_param or uint64_param (a number, or a bigint beyond 2^53 so
+ * that it stays exact and an integer id never becomes a string one) or string_param; any other kind is refused.
+ */
+function sequenceIdOf(parameter: ParameterMessage, where: string): Parameters[string] {
+  switch (parameter.parameter_choice) {
+    case 'int64_param':
+    case 'uint64_param': {
+      const exact = BigInt(parameter[parameter.parameter_choice] ?? 0);
+      return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
+    }
+    case 'string_param':
+      return parameter.string_param ?? '';
+    default:
+      throw invalidArgument(
+        `${where}: invalid value type for 'sequence_id' parameter, expected int64_param, uint64_param or string_param (a correlation id is an unsigned integer or a string), got ${parameter.parameter_choice ?? 'no value'}`,
+      );
+  }
 }
 
 /** InferParameter map -> the core's parameters; undefined when there are none (as HTTP without 'parameters'). */
@@ -107,8 +121,8 @@ export function parametersFromProto(map: ParameterMap | undefined, where: string
   if (entries.length === 0) return undefined;
   const parameters: Parameters = {};
   for (const [key, parameter] of entries) {
-    if (key === 'sequence_id' && (parameter.parameter_choice === 'int64_param' || parameter.parameter_choice === 'uint64_param')) {
-      parameters[key] = integerSequenceId(parameter[parameter.parameter_choice] ?? 0);
+    if (key === 'sequence_id') {
+      parameters[key] = sequenceIdOf(parameter, where);
       continue;
     }
     const value = parameterValueOf(parameter);
