@@ -4,8 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
+import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { RawConnection } from './support/raw-http.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -265,5 +267,40 @@ test('a chunked body in more pieces than the limit is refused with the reason, b
     assert.match(body, /arrived in more than 65536 pieces \(chunks\)/);
   } finally {
     connection.close();
+  }
+});
+
+test('BF16 is refused with the reason, over HTTP and gRPC and in a config: no backend here has bfloat16 tensors', async () => {
+  const bf16 = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'bf16_config', 1, identityModel('float32'), 'max_batch_size: 8\ninput [ { name: "INPUT0" data_type: TYPE_BF16 dims: [ -1 ] } ]\n');
+      await writeModel(repo, 'identity_fp32', 1, identityModel('float32'), 'max_batch_size: 8\n');
+    },
+  });
+  const rpc = await startGrpcEndpoint(bf16.server);
+  try {
+    const reason = /BF16 \(bfloat16\) is not supported: ONNX Runtime's Node binding, which runs the models here, has no bfloat16 tensors/;
+    const index = (await (await fetch(`${bf16.url}/v2/repository/index`, { method: 'POST', body: '{}' })).json()) as { name: string; reason?: string }[];
+    const entry = index.find((model) => model.name === 'bf16_config');
+    assert.match(entry?.reason ?? '', /data_type TYPE_BF16/);
+    assert.match(entry?.reason ?? '', reason);
+
+    const http = await fetch(`${bf16.url}/v2/models/identity_fp32/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'BF16', shape: [1, 2], data: [1, 2] }] }),
+    });
+    assert.equal(http.status, 400);
+    const message = ((await http.json()) as { error: string }).error;
+    assert.match(message, /^input 'INPUT0': datatype BF16/);
+    assert.match(message, reason);
+
+    const grpcAnswer = await new Promise<grpc.ServiceError | null>((resolve) =>
+      rpc.client.ModelInfer({ model_name: 'identity_fp32', inputs: [{ name: 'INPUT0', datatype: 'BF16', shape: [1, 2] }], raw_input_contents: [Buffer.alloc(4)] }, (error: grpc.ServiceError | null) => resolve(error)),
+    );
+    assert.equal(grpcAnswer?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(grpcAnswer!.details, reason);
+  } finally {
+    await rpc.close();
+    await bf16.close();
   }
 });

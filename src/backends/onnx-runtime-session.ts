@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Binding } from 'onnxruntime-node/dist/binding.js';
-import { bytesElements, countBytesElements, datatypeFromOnnx, onnxTypeOf, PackedBytes, type NumericArray } from '../core/datatype.js';
+import { BF16_UNSUPPORTED, bytesElements, countBytesElements, datatypeFromOnnx, onnxTypeOf, PackedBytes, type NumericArray } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { exposingTensors, readOnnxModel, type ExposedTensor } from '../onnx/onnx-model-file.js';
@@ -54,6 +54,7 @@ const ONNX_TYPE_NAMES: Record<number, string> = {
   11: 'float64',
   12: 'uint32',
   13: 'uint64',
+  16: 'bfloat16',
 };
 
 function signatureOf(metadata: readonly Binding.ValueMetadata[], what: string): TensorSignature[] {
@@ -61,6 +62,7 @@ function signatureOf(metadata: readonly Binding.ValueMetadata[], what: string): 
     if (!value.isTensor) throw new Error(`${what} '${value.name}' is not a tensor; only tensor inputs and outputs are supported`);
     const onnxType = ONNX_TYPE_NAMES[value.type] ?? `type ${value.type}`;
     const datatype = datatypeFromOnnx(onnxType);
+    if (onnxType === 'bfloat16') throw new Error(`${what} '${value.name}' has ONNX type bfloat16: ${BF16_UNSUPPORTED}`);
     if (!datatype) throw new Error(`${what} '${value.name}' has ONNX type ${onnxType}, which the V2 protocol cannot carry`);
     return { name: value.name, datatype, shape: value.shape.map((dim) => (dim >= 0 ? dim : -1)) };
   });

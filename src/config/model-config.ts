@@ -3,7 +3,7 @@
  * once at load. The same schema reads config.pbtxt, config.yaml and config.json; defaults live here.
  */
 import { z } from 'zod';
-import { configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatype.js';
+import { BF16_UNSUPPORTED, configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatype.js';
 import { closestName } from '../core/edit-distance.js';
 import { DECIMAL_NUMBER } from '../core/decimal-number.js';
 import { quote } from '../core/errors.js';
@@ -69,6 +69,10 @@ const dataType = z
   .string()
   .transform((value, ctx) => {
     const datatype = datatypeFromConfig(value);
+    if (value === 'TYPE_BF16' || value === 'BF16') {
+      ctx.addIssue({ code: 'custom', message: `data_type ${value}: ${BF16_UNSUPPORTED}` });
+      return z.NEVER;
+    }
     if (!datatype) {
       ctx.addIssue({ code: 'custom', message: `unknown data_type '${value}' (expected e.g. TYPE_FP32, TYPE_INT64, TYPE_STRING)` });
       return z.NEVER;

@@ -65,6 +65,13 @@ const INFO: Record<Datatype, DatatypeInfo> = {
 
 const DATATYPE_NAMES: ReadonlySet<string> = new Set(DATATYPES);
 
+/**
+ * Why BF16, a V2 datatype (Triton's TYPE_BF16), is refused wherever it appears: no backend here can hold it.
+ * onnxruntime-node has no bfloat16 tensor type (neither to feed nor to read back), and TF.js has none either.
+ */
+export const BF16_UNSUPPORTED =
+  "BF16 (bfloat16) is not supported: ONNX Runtime's Node binding, which runs the models here, has no bfloat16 tensors (nor has TF.js); use FP32 or FP16";
+
 export function isDatatype(value: unknown): value is Datatype {
   return typeof value === 'string' && DATATYPE_NAMES.has(value);
 }

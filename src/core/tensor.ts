@@ -7,6 +7,7 @@ import {
   elementCount,
   encodeBytesElements,
   halfToNumber,
+  BF16_UNSUPPORTED,
   isDatatype,
   numberToHalf,
   packedBytesInSlices,
@@ -197,6 +198,7 @@ export function tensorDataFromContents(name: string, datatype: Datatype, content
 
 /** Checks a wire datatype name; every front end reports an unknown one the same way. */
 export function checkDatatype(name: string, value: unknown): Datatype {
+  if (value === 'BF16') throw invalidArgument(`input ${quoteName(name)}: datatype ${BF16_UNSUPPORTED}`);
   if (!isDatatype(value)) {
     throw invalidArgument(`input ${quoteName(name)}: datatype must be one of ${DATATYPES.join(', ')}, got ${quote(value)}`);
   }
