@@ -21,6 +21,12 @@ export interface TensorSignature {
 export interface ModelSignature {
   inputs: TensorSignature[];
   outputs: TensorSignature[];
+  /**
+   * The engine runs only when every input it lists is fed, but for those `defaulted` (an ONNX graph: a missing
+   * input fails the run), so a config may not declare another of them `optional`. Unset where the config is the
+   * declaration (a JavaScript handler decides for itself what it does without an input).
+   */
+  inputsRequired?: boolean;
 }
 
 export interface InstanceOptions {

@@ -104,7 +104,7 @@ export class OnnxRuntimeBackend implements Backend {
       .then((bytes) => initializerBackedInputs(readOnnxModel(bytes)))
       .catch(() => []);
     const defaulted = backed.filter((input) => !signature.inputs.some((known) => known.name === input.name));
-    return { inputs: [...signature.inputs, ...defaulted.map((input) => ({ ...input, defaulted: true }))], outputs: signature.outputs };
+    return { inputs: [...signature.inputs, ...defaulted.map((input) => ({ ...input, defaulted: true }))], outputs: signature.outputs, inputsRequired: true };
   }
 
   private async sessionSignature(spec: SessionSpec): Promise<ModelSignature> {

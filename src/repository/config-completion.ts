@@ -114,6 +114,11 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       if (!actual) {
         throw new Error(`config ${kind} '${tensor.name}' is not in the model (it has ${fromModel.map((t) => t.name).join(', ')})`);
       }
+      if (kind === 'input' && 'optional' in tensor && tensor.optional && signature.inputsRequired && !actual.defaulted) {
+        throw new Error(
+          `config input '${tensor.name}' is optional, but the model requires it: the ONNX graph gives it no default value (no initializer), so a request without it could not run; remove optional: true`,
+        );
+      }
       if (datatypeOfConfig(tensor) !== actual.datatype) {
         throw new Error(`config ${kind} '${tensor.name}' says ${tensor.data_type} but the model has ${configTypeOf(actual.datatype)}`);
       }

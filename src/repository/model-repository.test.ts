@@ -295,7 +295,7 @@ test('a partial config is completed: max_batch_size kept, missing tensors added 
     'simple',
     1,
     addSubModel(),
-    'max_batch_size: 2\ninput { name: "INPUT1" data_type: TYPE_INT32 dims: 16 optional: true }\n',
+    'max_batch_size: 2\ninput { name: "INPUT1" data_type: TYPE_INT32 dims: 16 }\n',
   );
   await repo.load('simple');
   const config = repo.get('simple').config;
@@ -303,7 +303,7 @@ test('a partial config is completed: max_batch_size kept, missing tensors added 
   assert.deepEqual(
     config.input.map((input) => [input.name, input.optional]),
     [
-      ['INPUT1', true],
+      ['INPUT1', false],
       ['INPUT0', false],
     ],
   );
@@ -349,6 +349,12 @@ test('a config that contradicts the model is UNAVAILABLE with a clear reason', a
       addSubModel(),
       'input { name: "IMAGE" data_type: TYPE_INT32 dims: [16] }',
       /config input 'IMAGE' is not in the model \(it has INPUT0, INPUT1\)/,
+    ],
+    [
+      'optional_but_required',
+      addSubModel(),
+      'max_batch_size: 2\ninput { name: "INPUT1" data_type: TYPE_INT32 dims: 16 optional: true }\n',
+      /config input 'INPUT1' is optional, but the model requires it: the ONNX graph gives it no default value \(no initializer\).*remove optional: true/,
     ],
     [
       'batch_on_fixed',
