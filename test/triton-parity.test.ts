@@ -304,3 +304,46 @@ test('BF16 is refused with the reason, over HTTP and gRPC and in a config: no ba
     await bf16.close();
   }
 });
+
+test('a wrong shape is reported as the shape before the binary size it leads to, over gRPC raw contents and HTTP binary data', async () => {
+  const rpc = await startGrpcEndpoint(served.server);
+  try {
+    const sixteen = Buffer.from(new Int32Array(16).fill(1).buffer);
+    const wrongShape = /input 'INPUT0' expects INT32 \[-1,\s?16\], got INT32 \[1,\s?15\]/;
+    const grpcError = await new Promise<grpc.ServiceError | null>((resolve) =>
+      rpc.client.ModelInfer(
+        { model_name: 'simple', inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 15] }, { name: 'INPUT1', datatype: 'INT32', shape: [1, 16] }], raw_input_contents: [sixteen, sixteen] },
+        (error: grpc.ServiceError | null) => resolve(error),
+      ),
+    );
+    assert.equal(grpcError?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(grpcError!.details, wrongShape);
+
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          { name: 'INPUT0', datatype: 'INT32', shape: [1, 15], parameters: { binary_data_size: 64 } },
+          { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], parameters: { binary_data_size: 64 } },
+        ],
+      }),
+    );
+    const http = await fetch(`${served.url}/v2/models/simple/infer`, {
+      method: 'POST',
+      headers: { 'inference-header-content-length': String(header.length), 'content-type': 'application/octet-stream' },
+      body: Buffer.concat([header, sixteen, sixteen]),
+    });
+    assert.equal(http.status, 400);
+    assert.match(((await http.json()) as { error: string }).error, wrongShape);
+
+    // A right shape with the wrong number of bytes is still reported as the size.
+    const short = await new Promise<grpc.ServiceError | null>((resolve) =>
+      rpc.client.ModelInfer(
+        { model_name: 'simple', inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 16] }, { name: 'INPUT1', datatype: 'INT32', shape: [1, 16] }], raw_input_contents: [sixteen.subarray(4), sixteen] },
+        (error: grpc.ServiceError | null) => resolve(error),
+      ),
+    );
+    assert.match(short!.details, /INT32 \[1,16\] needs 64 bytes of binary data, got raw_input_contents\[0\] size 60/);
+  } finally {
+    await rpc.close();
+  }
+});

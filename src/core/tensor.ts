@@ -230,7 +230,31 @@ export function checkBytesElementCount(name: string, count: number): void {
  * packed), as Triton's binary tensor data and gRPC raw_input_contents carry them. `sizeSource` names
  * where the byte count came from in the client's terms (e.g. "binary_data_size").
  */
-export function tensorDataFromBytes(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): TensorData {
+export function tensorDataFromBytes(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string, shapeFirst?: InputShapeCheck): TensorData {
+  if (!shapeFirst) return tensorDataOfBytes(name, datatype, shape, bytes, sizeSource);
+  try {
+    return tensorDataOfBytes(name, datatype, shape, bytes, sizeSource);
+  } catch (error) {
+    // A wrong shape is the cause, and the message, before the byte count it leads to (Triton checks the shape first).
+    shapeFirst({ name, datatype, shape });
+    throw error;
+  }
+}
+
+/**
+ * Checks an input's datatype and shape against its model, throwing the model's own INVALID_ARGUMENT when they are
+ * wrong: given to the decoders so that a binary size that does not match a wrong shape is reported as the shape.
+ */
+export type InputShapeCheck = (input: InputDeclaration) => void;
+
+/** An input as a request declares it, before its data is read. */
+export interface InputDeclaration {
+  name: string;
+  datatype: Datatype;
+  shape: readonly number[];
+}
+
+function tensorDataOfBytes(name: string, datatype: Datatype, shape: readonly number[], bytes: Buffer, sizeSource: string): TensorData {
   const count = elementCount(shape);
   if (datatype === 'BYTES') return packedBytesOf(name, shape, count, bytes);
   const expected = count * byteSize(datatype);

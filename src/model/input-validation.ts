@@ -10,7 +10,7 @@ import { datatypeOfConfig } from '../config/model-config.js';
 import { elementCount, findIndexInSlices, PackedBytes, type BytesData, type Datatype } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
 import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
-import { concreteDims, describeShape, type Tensor } from '../core/tensor.js';
+import { concreteDims, describeShape, type InputDeclaration, type Tensor } from '../core/tensor.js';
 import type { Admission } from '../scheduler/priority-queue.js';
 
 /** A request as the rest of the path needs it. */
@@ -195,6 +195,17 @@ export class RequestValidator {
         throw invalidArgument(`input '${name}' element ${bad} is not UTF-8 text without a 0 byte, which is all the model's backend (${this.config.backend}) carries in a BYTES tensor`);
       }
     }
+  }
+
+  /**
+   * The datatype and shape check of `check` for one input, before its data is read: a decoder asks it when binary
+   * data does not fit the shape, so that a wrong shape is reported as such (as Triton does). Unknown or defaulted
+   * inputs are left to `check`.
+   */
+  checkInputShape(input: InputDeclaration): void {
+    const rule = this.inputs.get(input.name);
+    if (!rule || this.defaulted.has(input.name)) return;
+    this.clientShape(rule, { name: input.name, datatype: input.datatype, shape: [...input.shape], data: [] });
   }
 
   check(request: InferenceRequest): ValidatedRequest {

@@ -10,7 +10,7 @@ import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-con
 import { asNereidError, NereidError } from '../core/errors.js';
 import type { InferenceObserver, RequestRecord } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, InferOutput, Parameters, RequestContext } from '../core/inference.js';
-import { concreteDims, type Tensor } from '../core/tensor.js';
+import { concreteDims, type InputDeclaration, type Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
 import { pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
@@ -207,6 +207,11 @@ export class ModelVersion {
   /** See ModelVersionParts.answerIdentity. */
   answerIdentity(): Promise<string | undefined> {
     return this.parts.answerIdentity();
+  }
+
+  /** See RequestValidator.checkInputShape. */
+  checkInputShape(input: InputDeclaration): void {
+    this.validator.checkInputShape(input);
   }
 
   labelsOf(output: string): readonly string[] | undefined {

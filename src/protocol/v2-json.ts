@@ -7,7 +7,7 @@
 import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
 import { invalidArgument, quote, quoteName } from '../core/errors.js';
 import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
-import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson } from '../core/tensor.js';
+import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson, type InputShapeCheck } from '../core/tensor.js';
 import {
   checkSharedMemoryOutputs,
   sharedMemoryInputData,
@@ -260,8 +260,8 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
 /** An input's binary_data_size says where its bytes are in the body: the wire's business. */
 const BINARY_SIZE = ['binary_data_size'];
 
-function binaryTensorData(name: string, datatype: Datatype, shape: number[], bytes: Buffer): TensorData {
-  return tensorDataFromBytes(name, datatype, shape, bytes, 'binary_data_size');
+function binaryTensorData(name: string, datatype: Datatype, shape: number[], bytes: Buffer, shapeFirst?: InputShapeCheck): TensorData {
+  return tensorDataFromBytes(name, datatype, shape, bytes, 'binary_data_size', shapeFirst);
 }
 
 /**
@@ -274,6 +274,7 @@ export function decodeInferRequest(
   model: string,
   version: string | undefined,
   sharedMemory?: SharedMemoryRegions,
+  shapeFirst?: InputShapeCheck,
 ): { request: InferenceRequest; binaryOutputByDefault: boolean } {
   let jsonLength = body.length;
   if (headerLength !== undefined) {
@@ -322,7 +323,7 @@ export function decodeInferRequest(
           `input ${quoteName(name)}: binary_data_size ${binarySize} runs past the end of the body (${body.length - offset} binary bytes left)`,
         );
       }
-      data = binaryTensorData(name, datatype, shape, body.subarray(offset, end));
+      data = binaryTensorData(name, datatype, shape, body.subarray(offset, end), shapeFirst);
       offset = end;
     } else {
       if (raw.data === undefined) throw invalidArgument(`input ${quoteName(name)} has no 'data' (and no binary_data_size)`);

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
+import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import { isEnsembleConfig } from '../model/ensemble-plan.js';
@@ -489,6 +490,11 @@ export class Server {
   }
 
   /** The model's inputs as a raw binary request (Inference-Header-Content-Length: 0) reads them: one, typed by its config. */
+  /** The model's datatype and shape check of one input, for decoders: a wrong shape is reported before the binary size it leads to. */
+  inputShapeCheck(name: string, version?: string): InputShapeCheck {
+    return (input) => this.model(name, version).checkInputShape(input);
+  }
+
   rawInputModel(name: string, version?: string): RawInputModel {
     const model = this.model(name, version);
     return {

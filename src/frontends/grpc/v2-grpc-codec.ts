@@ -9,6 +9,7 @@ import {
   checkDatatype,
   checkShape,
   tensorDataFromBytes,
+  type InputShapeCheck,
   tensorDataFromContents,
   tensorDataToBytesInSlices,
   type TensorContents,
@@ -153,7 +154,7 @@ export function parametersToProto(parameters: Parameters | undefined): Parameter
  * order) or in a registered shared memory region (its parameters say which), one of them only.
  * Raw BYTES are decoded a few milliseconds at a time: millions of elements must not hold up other calls.
  */
-export async function decodeModelInferRequest(message: ModelInferRequestMessage, sharedMemory?: SharedMemoryRegions): Promise<InferenceRequest> {
+export async function decodeModelInferRequest(message: ModelInferRequestMessage, sharedMemory?: SharedMemoryRegions, shapeFirst?: InputShapeCheck): Promise<InferenceRequest> {
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
   const parameters = withoutParameters(parametersFromProto(message.parameters, 'request'), TRANSPORT_PARAMETERS);
@@ -183,7 +184,7 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
     }
     if (raw.length > 0) {
       if (input.contents) throw invalidArgument(`input ${quoteName(name)} has both contents and raw_input_contents; send one`);
-      data = tensorDataFromBytes(name, datatype, shape, raw[rawIndex], `raw_input_contents[${rawIndex}] size`);
+      data = tensorDataFromBytes(name, datatype, shape, raw[rawIndex], `raw_input_contents[${rawIndex}] size`, shapeFirst);
       rawIndex++;
     } else {
       if (!input.contents) throw invalidArgument(`input ${quoteName(name)} has no contents (and no raw_input_contents)`);

@@ -318,7 +318,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         deadline,
       };
       try {
-        const request = await decodeModelInferRequest(message, server.sharedMemory);
+        const request = await decodeModelInferRequest(message, server.sharedMemory, server.inputShapeCheck(message.model_name, message.model_version || undefined));
         return encodeModelInferResponse(await server.infer(request, context), request.outputs, server.sharedMemory);
       } finally {
         answered = true;
@@ -413,7 +413,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         const decodable = requireDecoded(message);
         const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
         try {
-          const request = await decodeModelInferRequest(decodable, server.sharedMemory);
+          const request = await decodeModelInferRequest(decodable, server.sharedMemory, server.inputShapeCheck(decodable.model_name, decodable.model_version || undefined));
           const response = await server.infer(request, { signal: entry.abort, requestId: reqId, traceparent });
           return { error_message: '', infer_response: await encodeModelInferResponse(response, request.outputs, server.sharedMemory) };
         } finally {

@@ -421,7 +421,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const { request: inference, binaryOutputByDefault } =
         requestHeaderLength === '0' || imageBody
           ? { request: decodeRawInferRequest(body, imageInputModel(server.rawInputModel(model, version), model, imageBody), model, version), binaryOutputByDefault: !imageBody }
-          : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory);
+          : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory, server.inputShapeCheck(model, version));
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
       const encoding = answerEncodingOf(request.headers['accept-encoding'], byteLength);
