@@ -347,3 +347,35 @@ test('a wrong shape is reported as the shape before the binary size it leads to,
     await rpc.close();
   }
 });
+
+test('a JSON number out of a float datatype\'s range is refused naming the input, value and range; NaN and infinities answer as null in JSON', async () => {
+  const infer = (model: string, datatype: string, literal: string) =>
+    fetch(`${served.url}/v2/models/${model}/infer`, { method: 'POST', body: `{"inputs":[{"name":"INPUT0","datatype":"${datatype}","shape":[1,2],"data":[1,${literal}]}]}` });
+  const cases: [string, string, string, RegExp][] = [
+    ['identity_fp32', 'FP32', '1e39', /input 'INPUT0': element 1 is 1e\+39, out of range for datatype FP32 \(finite values from -3\.4028234663852886e\+38 to 3\.4028234663852886e\+38\)/],
+    ['identity_fp32', 'FP32', '-1e39', /element 1 is -1e\+39, out of range for datatype FP32/],
+    ['identity_fp16', 'FP16', '70000', /input 'INPUT0': element 1 is 70000, out of range for datatype FP16 \(finite values from -65504 to 65504\)/],
+    ['identity_fp64', 'FP64', '1e400', /element 1 is a number beyond the range of a double, out of range for datatype FP64/],
+  ];
+  for (const [model, datatype, literal, reason] of cases) {
+    const response = await infer(model, datatype, literal);
+    assert.equal(response.status, 400, `${datatype} ${literal}`);
+    assert.match(((await response.json()) as { error: string }).error, reason);
+  }
+  // The largest finite values are taken.
+  const largest = await infer('identity_fp32', 'FP32', '3.4028234663852886e38');
+  assert.equal(largest.status, 200, await largest.clone().text());
+  assert.deepEqual(((await largest.json()) as { outputs: { data: number[] }[] }).outputs[0].data, [1, 3.4028234663852886e38]);
+
+  // Non-finite values reach a model only in binary form; a JSON answer writes them as null.
+  const values = new Float32Array([Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2]);
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } }], outputs: [{ name: 'OUTPUT0', parameters: { binary_data: false } }] }));
+  const binary = await fetch(`${served.url}/v2/models/identity_fp32/infer`, {
+    method: 'POST',
+    headers: { 'inference-header-content-length': String(header.length) },
+    body: Buffer.concat([header, Buffer.from(values.buffer)]),
+  });
+  const text = await binary.text();
+  assert.equal(binary.status, 200, text);
+  assert.match(text, /"data":\[null,null,null,2\]/);
+});

@@ -50,6 +50,9 @@ function flatten(name: string, values: unknown[]): unknown[] {
   }
 }
 
+/** The largest finite value of each float datatype (a JSON number beyond it would become Infinity). */
+const LARGEST_FLOAT = { FP16: 65504, FP32: 3.4028234663852886e38, FP64: Number.MAX_VALUE } as const;
+
 function badElement(name: string, datatype: Datatype, flat: readonly unknown[], index: number, expected: string) {
   return invalidArgument(`input ${quoteName(name)}: element ${index} is ${quote(flat[index])}, expected ${expected} for datatype ${datatype}`);
 }
@@ -113,11 +116,18 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
     }
     return data;
   }
+  const largest = LARGEST_FLOAT[datatype as 'FP16' | 'FP32' | 'FP64'];
   for (let index = 0; index < count; index++) {
     // An integer literal beyond 2^53 arrives as a bigint; a float tensor takes its nearest value, as JSON would.
     const value = typeof flat[index] === 'bigint' ? Number(flat[index]) : flat[index];
     if (typeof value !== 'number') throw badElement(name, datatype, flat, index, 'a number');
-    numbers[index] = datatype === 'FP16' ? numberToHalf(value) : value;
+    const stored = datatype === 'FP16' ? numberToHalf(value) : value;
+    // JSON has no Infinity: a number that would become one (JSON.parse's for a literal beyond FP64) is out of range, not infinite.
+    if (!Number.isFinite(value) || (datatype === 'FP16' ? (stored & 0x7fff) === 0x7c00 : datatype === 'FP32' && !Number.isFinite(Math.fround(value)))) {
+      const shown = Number.isFinite(value) ? quote(flat[index]) : 'a number beyond the range of a double';
+      throw invalidArgument(`input ${quoteName(name)}: element ${index} is ${shown}, out of range for datatype ${datatype} (finite values from -${largest} to ${largest})`);
+    }
+    numbers[index] = stored;
   }
   return data;
 }
