@@ -5,8 +5,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { createSharedMemoryObject, GrpcClient, HttpClient, readSharedMemoryTensor, removeSharedMemoryObject, writeSharedMemoryTensors } from '../src/client/index.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
@@ -343,4 +345,37 @@ describe('the bundled clients', () => {
       if (nereid instanceof GrpcClient) nereid.close();
     });
   }
+});
+
+describe('docs', () => {
+  test("docs/triton-compatibility.md's system shared memory example runs as written", async () => {
+    const docs = await readFile(new URL('../docs/triton-compatibility.md', import.meta.url), 'utf8');
+    const section = docs.slice(docs.indexOf('## System shared memory'));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)![1];
+    const lines = block.split('\n');
+    assert.equal(lines[0], 'nereid serve --allow-client-shm');
+    const answer = lines.find((line) => line.startsWith('# {'))!.slice(2);
+    // Its own server (the region names are the example's) and its own object names (tests may run side by side).
+    const own = await startTestServer({ server: { allowClientShm: true }, models: writeSimpleModel });
+    const name = `nereid-docs-${process.pid}-${randomUUID().slice(0, 8)}`;
+    const [input, output] = [`/dev/shm/${name}-in`, `/dev/shm/${name}-out`];
+    objects.push(input, output);
+    try {
+      // What the model writes shows over what was there (truncate keeps an object's bytes).
+      await writeFile(output, Buffer.alloc(ROW_BYTES, 0xff));
+      const script = lines
+        .slice(1)
+        .join('\n')
+        .replaceAll('localhost:8000', own.url.replace('http://', ''))
+        .replaceAll('/dev/shm/input0', input)
+        .replaceAll('/dev/shm/output0', output)
+        .replaceAll('"/input0"', `"/${name}-in"`)
+        .replaceAll('"/output0"', `"/${name}-out"`);
+      const { stdout } = await promisify(execFile)('bash', ['-e', '-c', script.replaceAll('curl -X', 'curl -sf -X')]);
+      assert.equal(stdout.split('\n').filter(Boolean).at(-1), answer);
+      assert.deepEqual(int32Of(await readFile(output)), new Array(ROW).fill(0), 'INPUT0 + INPUT1 (zeros) written over the 0xff bytes');
+    } finally {
+      await own.close();
+    }
+  });
 });
