@@ -11,8 +11,19 @@ import type { ImagePreprocessing } from '../config/model-config.js';
 import { pixelToneProperties } from '../monitoring/input-properties.js';
 
 const SUPPORTED_TARGETS: readonly Datatype[] = ['FP32', 'FP16', 'FP64', 'UINT8'];
-/** sharp's names of the decoders clients may use: JPEG, PNG, WebP, GIF, TIFF and AVIF (heif). */
+/** sharp's names of the decoders clients may use: JPEG, PNG, WebP, GIF, TIFF and AVIF (heif, coded with AV1: see heifRefusal). */
 export const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
+
+/**
+ * sharp names AVIF and HEIC (an iPhone's photos) both 'heif'; only AV1 has a decoder here (libheif
+ * without libde265), so a HEIF coded otherwise is refused by its header, saying what it is, rather
+ * than failing to decode as if it were corrupt.
+ */
+function heifRefusal(metadata: Metadata): string | undefined {
+  if (metadata.format !== 'heif' || metadata.compression === 'av1') return undefined;
+  const coding = metadata.compression ? metadata.compression.toUpperCase() : 'not AV1';
+  return `it is a HEIC image (HEIF coded with ${coding}), which this server cannot decode (AVIF, HEIF coded with AV1, it can): convert it to JPEG or PNG`;
+}
 
 export interface ImageGeometry {
   channels: number;
@@ -98,6 +109,8 @@ export async function openEncodedImage(
   }
   const { format, width = 0, height = 0 } = metadata;
   if (!format || !ACCEPTED_FORMATS.has(format)) throw new ImageRejection(describeDecodeError(`unsupported image format (${format ?? 'unknown'})`, limits.max_pixels) + base64Hint(image));
+  const heif = heifRefusal(metadata);
+  if (heif) throw new ImageRejection(heif);
   if (width * height > limits.max_pixels) {
     throw new ImageRejection(`it is ${width}×${height} = ${width * height} pixels, larger than the limit of ${limits.max_pixels} pixels (max_pixels)`);
   }
