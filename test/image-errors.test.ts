@@ -5,11 +5,13 @@
  * way by all three, and a refusal says what is wrong with the image and where it may go instead.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 const MODELS = fileURLToPath(new URL('../models', import.meta.url));
+const CAT = new URL('../examples/images/cat.jpg', import.meta.url);
 
 /**
  * A real HEIC (HEIF coded with HEVC, what an iPhone saves): examples/images/cat.jpg resized to 96
@@ -36,9 +38,11 @@ const ENDPOINTS = [
 ] as const;
 
 let srv: TestServer;
+let cat: Buffer;
 
 before(async () => {
   srv = await startTestServer({ repoDir: MODELS, server: { modelControlMode: 'explicit', loadModels: ENDPOINTS.map((endpoint) => endpoint.model) } });
+  cat = await readFile(CAT);
 });
 after(async () => srv?.close());
 
@@ -61,6 +65,19 @@ describe('image formats', () => {
       const message = refusal(await post(path, new Uint8Array(HEIC), 'image/heic'));
       assert.match(message, /HEIC image \(HEIF coded with HEVC\), which this server cannot decode \(AVIF, HEIF coded with AV1, it can\): convert it to JPEG or PNG/, `${path}: ${message}`);
       assert.doesNotMatch(message, /corrupt|bad seek/, `${path}: ${message}`);
+    }
+  });
+
+  test('a JPEG damaged in its middle is read by every endpoint (as image viewers show it), and one cut short is refused by every endpoint', async () => {
+    const damaged = Buffer.from(cat);
+    damaged.fill(0x55, Math.floor(cat.length / 2), Math.floor(cat.length / 2) + 400);
+    for (const { path } of ENDPOINTS) {
+      const answer = await post(path, new Uint8Array(damaged), 'image/jpeg');
+      assert.equal(answer.status, 200, `${path}: ${answer.body}`);
+    }
+    for (const { path } of ENDPOINTS) {
+      const message = refusal(await post(path, new Uint8Array(cat.subarray(0, cat.length / 2)), 'image/jpeg'));
+      assert.match(message, /truncated or corrupt \(VipsJpeg: premature end of JPEG image\)/, `${path}: ${message}`);
     }
   });
 });

@@ -82,6 +82,15 @@ function base64Hint(image: Buffer): string {
   return '; it is base64 text of an image: a V2 BYTES element carries the raw bytes, so send the image as binary tensor data (binary_data_size with Inference-Header-Content-Length), as the body with Content-Type image/*, or to /classify';
 }
 
+/**
+ * How strictly every endpoint decodes a client's image, one setting for all: an image that ends
+ * early (truncated) or that libvips cannot read is refused, and one whose data is damaged but
+ * complete is read as image viewers show it (libjpeg fills what it cannot decode). libvips' stricter
+ * 'warning' refuses such an image only when it decodes the damaged part at full size: the same
+ * file was refused by an endpoint that resizes to 512 pixels and read by one that shrinks it on load.
+ */
+const DECODE_FAIL_ON = 'error';
+
 /** Why a client's encoded image cannot be used, worded to follow "input X image N: " or the like. */
 export class ImageRejection extends Error {}
 
@@ -94,13 +103,12 @@ export class ImageRejection extends Error {}
 export async function openEncodedImage(
   image: Buffer,
   limits: { max_bytes: number; max_pixels: number },
-  failOn: 'warning' | 'error',
 ): Promise<{ input: Sharp; width: number; height: number }> {
   if (image.length === 0) throw new ImageRejection('the image is empty (0 bytes)');
   if (image.length > limits.max_bytes) {
     throw new ImageRejection(`the encoded image is ${formatBytes(image.length)}, over the limit of ${formatBytes(limits.max_bytes)} (max_bytes)`);
   }
-  const input = sharp(image, { limitInputPixels: limits.max_pixels, failOn });
+  const input = sharp(image, { limitInputPixels: limits.max_pixels, failOn: DECODE_FAIL_ON });
   let metadata: Metadata;
   try {
     metadata = await input.metadata();
@@ -168,7 +176,7 @@ export class ImagePreprocessor {
     const { channels, height, width } = this.geometry;
     const background = this.fill;
     try {
-      const { input, width: encodedWidth, height: encodedHeight } = await openEncodedImage(image, this.spec, 'warning');
+      const { input, width: encodedWidth, height: encodedHeight } = await openEncodedImage(image, this.spec);
       let pipeline = input
         .rotate() // EXIF orientation
         .flatten({ background });

@@ -120,7 +120,7 @@ function boxSettings() {
 async function decodeImage(encoded: Buffer): Promise<RgbImage> {
   const problem = (reason: string) => refusal(`input 'image' must be one encoded image, but ${reason}`);
   try {
-    const { input } = await openEncodedImage(encoded, settings, 'error');
+    const { input } = await openEncodedImage(encoded, settings);
     const { data, info } = await input.rotate().flatten({ background: '#ffffff' }).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels instead of 3`);
     return { data, width: info.width, height: info.height };
