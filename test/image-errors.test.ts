@@ -81,3 +81,43 @@ describe('image formats', () => {
     }
   });
 });
+
+describe('hints name only endpoints that take the model', () => {
+  /** The /classify and /detect endpoints a message names, each answered 200 for the cat as a multipart file. */
+  async function namedEndpointsTake(message: string): Promise<string[]> {
+    const named = [...message.matchAll(/\/v2\/models\/(\w+)\/(classify|detect)/g)].map((match) => match[0]);
+    for (const path of named) {
+      const form = new FormData();
+      form.append('file', new Blob([new Uint8Array(cat)], { type: 'image/jpeg' }), 'cat.jpg');
+      const answer = await post(path, form);
+      assert.equal(answer.status, 200, `${path}, named in "${message}": ${answer.body}`);
+    }
+    return named;
+  }
+
+  test('a multipart upload to /infer is sent to the endpoints that take that model', async () => {
+    const expected: Record<string, string[]> = {
+      object_detection: ['/v2/models/object_detection/detect'],
+      fashion_mnist: ['/v2/models/fashion_mnist/classify'],
+      ocr: [],
+    };
+    for (const { model } of ENDPOINTS) {
+      const form = new FormData();
+      form.append('file', new Blob([new Uint8Array(cat)], { type: 'image/jpeg' }), 'cat.jpg');
+      const message = refusal(await post(`/v2/models/${model}/infer`, form));
+      assert.match(message, /^\/infer does not take multipart uploads/, message);
+      assert.deepEqual(await namedEndpointsTake(message), expected[model], message);
+      // Each of these models takes one image as the body of /infer.
+      assert.match(message, /send one image as the body with Content-Type image\/\*/, message);
+      assert.equal((await post(`/v2/models/${model}/infer`, new Uint8Array(cat), 'image/jpeg')).status, 200, model);
+    }
+  });
+
+  test("a base64 image in V2 JSON for the OCR pipeline is told how to send it to /infer, not to /classify, which does not take 'ocr'", async () => {
+    const request = { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [cat.toString('base64')] }] };
+    const message = refusal(await post('/v2/models/ocr/infer', JSON.stringify(request), 'application/json'));
+    assert.match(message, /it is base64 text of an image: a V2 BYTES element carries the raw bytes, so send the image as binary tensor data .* or as the body with Content-Type image\/\*$/, message);
+    assert.deepEqual(await namedEndpointsTake(message), []);
+    assert.doesNotMatch(message, /classify|detect/, message);
+  });
+});

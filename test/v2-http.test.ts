@@ -982,7 +982,12 @@ describe('errors', () => {
     const upload = new FormData();
     upload.append('image', new Blob([png]), 'cat.png');
     const multipart = await fetch(`${main.url}/v2/models/simple/infer`, { method: 'POST', body: upload });
-    await assertError(multipart, 400, '/infer does not take multipart uploads', '/v2/models/simple/classify');
+    await assertError(multipart, 400, "/infer does not take multipart uploads (Content-Type 'multipart/form-data'): send a V2 JSON request naming the inputs of 'simple'");
+    assert.doesNotMatch(await (await fetch(`${main.url}/v2/models/simple/infer`, { method: 'POST', body: upload })).text(), /classify|detect|image\/\*/);
+    // Nor is an image body for it sent to /classify, which does not take it either.
+    const imageBody = await inferSimple(png, { 'Content-Type': 'image/png' });
+    const refusal = await assertError(imageBody, 400, "an image body (Content-Type image/*) is for models whose one input is an encoded image (BYTES); 'simple' takes");
+    assert.match(refusal, /: send a V2 JSON request naming the inputs of 'simple'$/);
     await assertError(await inferSimple('[1, 2]'), 400, 'JSON object');
     await assertError(await inferSimple(''), 400, 'malformed JSON');
     await assertError(await post(main, '/v2/repository/index', '{oops'), 400, 'malformed JSON');

@@ -63,7 +63,7 @@ function classificationOutput(model: ModelVersion) {
 }
 
 /** The model's one image input and the output it classifies with; refuses a model that has no such pair. */
-function imageClassifier(model: ModelVersion) {
+export function imageClassifier(model: ModelVersion) {
   const [imageInput, ...others] = model.imageInputs;
   if (!imageInput || others.length > 0 || model.config.input.some((input) => input.name !== imageInput && !input.optional)) {
     throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to classify images)`);

@@ -31,7 +31,7 @@ export function detectionsOutput(model: ModelVersion) {
 }
 
 /** The detector's image input, how it is resized, and the output whose rows are detections. */
-function detector(model: ModelVersion) {
+export function detector(model: ModelVersion) {
   const [imageInput, ...others] = model.imageInputs;
   if (!imageInput || others.length > 0) {
     throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to detect objects)`);

@@ -79,7 +79,7 @@ const BASE64_IMAGE = /^(?:data:image\/[a-z+.-]+;base64,|\/9j\/|iVBORw0KGgo|UklGR
 /** A hint for bytes that are an image's base64 text rather than the image, or '' for anything else. */
 function base64Hint(image: Buffer): string {
   if (!BASE64_IMAGE.test(image.subarray(0, 64).toString('latin1'))) return '';
-  return '; it is base64 text of an image: a V2 BYTES element carries the raw bytes, so send the image as binary tensor data (binary_data_size with Inference-Header-Content-Length), as the body with Content-Type image/*, or to /classify';
+  return '; it is base64 text of an image: a V2 BYTES element carries the raw bytes, so send the image as binary tensor data (binary_data_size with Inference-Header-Content-Length), or as the body with Content-Type image/*';
 }
 
 /**

@@ -14,8 +14,8 @@ import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
 import { isEnsembleConfig } from '../model/ensemble-plan.js';
-import { classifyImages } from '../model/image-classification.js';
-import { detectObjects } from '../model/object-detection.js';
+import { classifyImages, imageClassifier } from '../model/image-classification.js';
+import { detectObjects, detector } from '../model/object-detection.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
 import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
@@ -513,6 +513,21 @@ export class Server {
   feedback(name: string, version: string | undefined, body: unknown): FeedbackAnswer {
     const model = this.model(name, version);
     return applyFeedback(model.name, model.version, model.monitor, body);
+  }
+
+  /** Which of /classify and /detect take a model's images: what a hint may send its client to. */
+  imageRoutes(name: string, version?: string): { classify: boolean; detect: boolean } {
+    const model = this.model(name, version);
+    // Each check throws the refusal its endpoint would answer.
+    const takes = (check: (model: ModelVersion) => unknown) => {
+      try {
+        check(model);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    return { classify: takes(imageClassifier), detect: takes(detector) };
   }
 
   /** Photos in, labels out, for a model whose input declares image pre-processing. Versions are drawn by the model's traffic policy, as for infer. */

@@ -213,10 +213,10 @@ export const openApiDocuments: WeakMap<FastifyInstance, ServedOpenApi> = new Wea
  * V2 JSON; one that plainly is not (an image sent as octet-stream, a multipart upload) is told
  * what /infer takes instead of JSON's parse error on its first byte.
  */
-function checkJsonBody(body: Buffer, contentType: string | undefined, model: string): void {
+function checkJsonBody(body: Buffer, contentType: string | undefined, server: Server, model: string, version: string | undefined): void {
   const sent = contentType ? `Content-Type '${contentType.split(';')[0]}'` : 'no Content-Type';
   if (/^multipart\/form-data/i.test(contentType ?? '')) {
-    throw invalidArgument(`/infer does not take multipart uploads (${sent}): send images to /v2/models/${model}/classify or /detect, or one image as the body with Content-Type image/*`);
+    throw invalidArgument(`/infer does not take multipart uploads (${sent}): ${imageAlternatives(server, model, version, true).join(', or ')}`);
   }
   const first = body.find((byte) => byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09);
   // '{' or '[' (JSON's own error says an array is not a request), or a body declared JSON: the JSON parser's message is the one to give.
@@ -226,15 +226,39 @@ function checkJsonBody(body: Buffer, contentType: string | undefined, model: str
   );
 }
 
-/** An image body is one encoded image: only for a model whose one input takes it as BYTES (others decode images with /classify). */
-function imageInputModel(model: RawInputModel, name: string, imageBody: boolean): RawInputModel {
+/** Whether an image body (Content-Type image/*) suits the model: its one input takes an encoded image as BYTES. */
+function takesImageBody(model: RawInputModel): boolean {
   const [input, ...others] = model.inputs;
-  if (imageBody && (others.length > 0 || input?.datatype !== 'BYTES')) {
+  return others.length === 0 && input?.datatype === 'BYTES';
+}
+
+/** An image body is one encoded image: only for a model whose one input takes it as BYTES. */
+function imageInputModel(server: Server, model: RawInputModel, name: string, version: string | undefined, imageBody: boolean): RawInputModel {
+  if (imageBody && !takesImageBody(model)) {
     throw invalidArgument(
-      `an image body (Content-Type image/*) is for models whose one input is an encoded image (BYTES); '${name}' takes ${model.inputs.map((tensor) => `${tensor.name} ${tensor.datatype}`).join(', ')}: send V2 JSON, or the image to /v2/models/${name}/classify when the model declares image pre-processing`,
+      `an image body (Content-Type image/*) is for models whose one input is an encoded image (BYTES); '${name}' takes ${model.inputs.map((tensor) => `${tensor.name} ${tensor.datatype}`).join(', ')}: ${imageAlternatives(server, name, version, false).join(', or ')}`,
     );
   }
   return model;
+}
+
+/**
+ * What a client that sent images the wrong way may do instead, naming only the endpoints that take
+ * this model: /classify or /detect for a model they serve (both take multipart forms), the image as
+ * the body of /infer for a model whose one input is an encoded image, and V2 JSON otherwise.
+ */
+function imageAlternatives(server: Server, model: string, version: string | undefined, imageBodyFits: boolean): string[] {
+  const ways: string[] = [];
+  try {
+    const routes = server.imageRoutes(model, version);
+    const files = [routes.classify && 'classify', routes.detect && 'detect'].filter((route): route is string => Boolean(route));
+    if (files.length > 0) ways.push(`send the images as multipart/form-data files to ${files.map((route) => `/v2/models/${model}/${route}`).join(' or ')}`);
+    if (imageBodyFits && takesImageBody(server.rawInputModel(model, version))) ways.push('send one image as the body with Content-Type image/*');
+  } catch {
+    // A model not loaded (yet): the request itself will say so.
+  }
+  ways.push(`send a V2 JSON request naming the inputs of '${model}'`);
+  return ways;
 }
 
 /**
@@ -417,10 +441,10 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       // Triton's raw binary request: no JSON header at all, the body is the model's one input; the answer comes back binary.
       // Nereid's image body (Content-Type image/*) is the same for a model whose one input is an encoded image, answered in JSON.
       const imageBody = requestHeaderLength === undefined && /^image\//i.test(request.headers['content-type'] ?? '');
-      if (requestHeaderLength === undefined && !imageBody) checkJsonBody(body, request.headers['content-type'], model);
+      if (requestHeaderLength === undefined && !imageBody) checkJsonBody(body, request.headers['content-type'], server, model, version);
       const { request: inference, binaryOutputByDefault } =
         requestHeaderLength === '0' || imageBody
-          ? { request: decodeRawInferRequest(body, imageInputModel(server.rawInputModel(model, version), model, imageBody), model, version), binaryOutputByDefault: !imageBody }
+          ? { request: decodeRawInferRequest(body, imageInputModel(server, server.rawInputModel(model, version), model, version, imageBody), model, version), binaryOutputByDefault: !imageBody }
           : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory, server.inputShapeCheck(model, version));
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
