@@ -121,3 +121,36 @@ describe('hints name only endpoints that take the model', () => {
     assert.doesNotMatch(message, /classify|detect/, message);
   });
 });
+
+describe('refusals name the image and the problem, and nothing of the server', () => {
+  const truncated = () => new Uint8Array(cat.subarray(0, cat.length / 2));
+  const IMAGE_ROUTES = ENDPOINTS.filter(({ model }) => model !== 'ocr');
+
+  test('a single image as the body of /detect or /classify is "the image"', async () => {
+    for (const { path } of IMAGE_ROUTES) {
+      assert.match(refusal(await post(path, truncated(), 'image/jpeg')), /^the image is truncated or corrupt \(VipsJpeg: premature end of JPEG image\)$/, path);
+      assert.match(refusal(await post(path, new TextEncoder().encode('not a picture'), 'image/jpeg')), /^the file is not an image in a supported format \(JPEG, PNG/, path);
+      assert.match(refusal(await post(path, new Uint8Array(HEIC), 'image/heic')), /^the image is a HEIC image/, path);
+    }
+  });
+
+  test("a multipart form's file is named by its place in the form, one file as well as several, an empty one too", async () => {
+    for (const { path } of IMAGE_ROUTES) {
+      const one = new FormData();
+      one.append('file', new Blob([]), 'empty.jpg');
+      assert.equal(refusal(await post(path, one)), 'image 0: the image is empty (0 bytes)', path);
+      const two = new FormData();
+      two.append('file', new Blob([new Uint8Array(cat)], { type: 'image/jpeg' }), 'cat.jpg');
+      two.append('file', new Blob([truncated()], { type: 'image/jpeg' }), 'cut.jpg');
+      assert.equal(refusal(await post(path, two)), 'image 1: it is truncated or corrupt (VipsJpeg: premature end of JPEG image)', path);
+    }
+  });
+
+  test("the OCR pipeline's refusal says what is wrong with the image, not which handler instance found it", async () => {
+    for (const body of [truncated(), new Uint8Array(0)]) {
+      const message = refusal(await post('/v2/models/ocr/infer', body, 'image/jpeg'));
+      assert.match(message, /^input 'image' must be one encoded image, but (it is truncated or corrupt|the image is empty)/, message);
+      assert.doesNotMatch(message, /handler|instance|request failed/, message);
+    }
+  });
+});

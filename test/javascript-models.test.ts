@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { bytesElements } from '../src/core/datatype.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { readFile } from 'node:fs/promises';
@@ -188,8 +189,11 @@ async function indexEntry(url: string, model: string): Promise<Json> {
 
 describe('javascript handler models with --allow-code-models', () => {
   let served: TestServer;
+  /** The server's log lines, as JSON objects. */
+  const logged: Json[] = [];
   before(async () => {
-    served = await startTestServer({ models: writeModels, server: { allowCodeModels: true } });
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+    served = await startTestServer({ models: writeModels, server: { allowCodeModels: true, logger } });
   });
   after(async () => served?.close());
 
@@ -241,7 +245,12 @@ describe('javascript handler models with --allow-code-models', () => {
     const rows = [[1, 2, 3, 4], [5, -6, 7, 8], [9, 10, 11, 12]];
     const answers = await Promise.all(rows.map((row) => infer(served.url, 'picky', fp32('IN', [row]))));
     assert.equal(answers[1].status, 400, JSON.stringify(answers[1].body));
-    assert.match(answers[1].body.error, /negative values are not accepted, got 5,-6,7,8/);
+    // In the handler's words: the client is not told which instance of it refused; the log says.
+    assert.equal(answers[1].body.error, 'negative values are not accepted, got 5,-6,7,8');
+    assert.ok(
+      logged.some((line) => /^handler of model 'picky' version 1 \(instance \d+\): request failed: negative values are not accepted, got 5,-6,7,8$/.test(line.msg)),
+      'the log names the instance',
+    );
     for (const index of [0, 2]) {
       assert.equal(answers[index].status, 200, JSON.stringify(answers[index].body));
       assert.deepEqual(answers[index].body.outputs.find((output: Json) => output.name === 'OUT').data, rows[index]);

@@ -190,7 +190,7 @@ export class JavaScriptInstance implements BackendInstance {
       this.settle();
       if (reply.error) return running.reject(handlerError(reply.error, `${this.label}: execute() threw`));
       const answers = reply.answers!.map((answer) =>
-        'outputs' in answer ? withBuffers(answer.outputs) : handlerError(answer.error, `${this.label}: request failed`),
+        'outputs' in answer ? withBuffers(answer.outputs) : this.requestFailure(answer.error),
       );
       running.resolve({ answers, computeNs: reply.computeNs, calledCoreSeconds: this.calledCoreSeconds });
     });
@@ -212,6 +212,18 @@ export class JavaScriptInstance implements BackendInstance {
     );
     worker.on('exit', (code) => fail(new NereidError('INTERNAL', `${this.label}: its worker thread exited (code ${code}); a new one is starting`)));
     return worker;
+  }
+
+  /**
+   * A request the handler answered with an error. One it gave a client's code (its input is wrong, a
+   * step is unavailable) is told in the handler's own words: the client is not helped by the
+   * instance's name, which the log keeps. Any other is the server's fault and names the instance.
+   */
+  private requestFailure(failure: { message: string; code?: string; stack?: string }): NereidError {
+    const error = handlerError(failure, `${this.label}: request failed`);
+    if (error.code === 'INTERNAL') return error;
+    this.logger.debug({ code: error.code }, error.message);
+    return new NereidError(error.code, failure.message, { cause: error.cause });
   }
 
   /** Stops a worker and starts the next, which the batches after this one wait for. */

@@ -6,7 +6,7 @@
 import { invalidArgument } from '../core/errors.js';
 import type { RequestContext } from '../core/inference.js';
 import { computeShareNs, type TimingKey } from '../core/timings.js';
-import { ImageInputError } from '../processing/image-preprocessor.js';
+import { aboutTheImage, ImageInputError } from '../processing/image-preprocessor.js';
 import { classifyRows, DEFAULT_POSTPROCESSING, type ImageClassification } from '../processing/output-postprocessor.js';
 import type { ModelVersion } from './model-version.js';
 
@@ -77,8 +77,13 @@ function runImages(model: ModelVersion, images: readonly Buffer[], context: Requ
   return runImagesThrough(model, imageInput, output.name, images, context);
 }
 
-/** Each image as one request to the model's image input, answered with one output; an image that cannot be used is named by its position among several. */
+/**
+ * Each image as one request to the model's image input, answered with one output. An image that
+ * cannot be used is named by its position among several or in a list (a multipart form's files),
+ * and as "the image" when it is the only one.
+ */
 export function runImagesThrough(model: ModelVersion, imageInput: string, outputName: string, images: readonly Buffer[], context: RequestContext) {
+  const listed = images.length > 1 || context.rowsArePartsOfList === true;
   return Promise.all(
     images.map((image, index) =>
       model
@@ -87,14 +92,14 @@ export function runImagesThrough(model: ModelVersion, imageInput: string, output
             model: model.name,
             // Several images, or a list of one (a multipart form's files), are rows of one request to the client:
             // `<id>/<row>`, as the monitor names a batch's rows for feedback and as the answer's `results` lists them.
-            id: (images.length > 1 || context.rowsArePartsOfList) && context.requestId ? `${context.requestId}/${index}` : undefined,
+            id: listed && context.requestId ? `${context.requestId}/${index}` : undefined,
             inputs: [{ name: imageInput, datatype: 'BYTES', shape: model.batched ? [1, 1] : [1], data: [image] }],
             outputs: [{ name: outputName }],
           },
           context,
         )
         .catch((error: unknown) => {
-          throw error instanceof ImageInputError ? invalidArgument(`${images.length > 1 ? `image ${index}: ` : ''}${error.reason}`) : error;
+          throw error instanceof ImageInputError ? invalidArgument(listed ? `image ${index}: ${error.reason}` : aboutTheImage(error.reason)) : error;
         }),
     ),
   );

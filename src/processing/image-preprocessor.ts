@@ -91,6 +91,14 @@ function base64Hint(image: Buffer): string {
  */
 const DECODE_FAIL_ON = 'error';
 
+/**
+ * A reason worded to follow a name ("image 1: it is …") as a sentence of its own, for an image that
+ * is the request's only one: "the image is …" ("the file is not an image …").
+ */
+export function aboutTheImage(reason: string): string {
+  return reason.replace(/^it is not an image\b/, 'the file is not an image').replace(/^it /, 'the image ');
+}
+
 /** Why a client's encoded image cannot be used, worded to follow "input X image N: " or the like. */
 export class ImageRejection extends Error {}
 

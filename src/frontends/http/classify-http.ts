@@ -92,7 +92,8 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
         request.params.model,
         images.map((image) => image.data),
         { version: request.params.version, query: request.query },
-        options.contextOf(request, reply),
+        // As for /classify: a form's files are a list, its rows named by their place in it.
+        Object.assign(options.contextOf(request, reply), { rowsArePartsOfList: request.isMultipart() }),
       );
       return answerOf(request, model, version, results, images, timingAnswer(timings));
     });
