@@ -315,7 +315,7 @@ describe('POST /v2/models/{model}/classify', () => {
   });
 
   test('a wrong content type is a 400 naming what is expected', async () => {
-    await assertError(await classify('cnn_yaml', images.a, 'text/plain'), 400, "Content-Type image/* (got 'text/plain')", 'multipart/form-data');
+    await assertError(await classify('cnn_yaml', images.a, 'text/plain'), 400, "Content-Type image/* or application/octet-stream (got 'text/plain')", 'multipart/form-data');
     await assertError(
       await post('/v2/models/cnn_yaml/classify', JSON.stringify({ image: 'x' }), { 'content-type': 'application/json' }),
       400,

@@ -154,3 +154,13 @@ describe('refusals name the image and the problem, and nothing of the server', (
     }
   });
 });
+
+describe('Content-Type', () => {
+  test('/detect and /classify take the body as image/* or application/octet-stream, and a refusal of another type names both', async () => {
+    for (const { path } of ENDPOINTS.filter(({ model }) => model !== 'ocr')) {
+      for (const type of ['image/jpeg', 'application/octet-stream']) assert.equal((await post(path, new Uint8Array(cat), type)).status, 200, `${path} ${type}`);
+      const message = refusal(await post(path, new Uint8Array(cat), 'text/plain'));
+      assert.equal(message, "send the image as the body with Content-Type image/* or application/octet-stream (got 'text/plain'), or as multipart/form-data files", path);
+    }
+  });
+});

@@ -149,7 +149,7 @@ describe('POST /v2/models/object_detection/detect', () => {
 
   test('mistakes are 4xx that say what was expected and what arrived', async () => {
     const cases: [Response, number, RegExp][] = [
-      [await detect(Buffer.from('hello'), 'text/plain'), 400, /Content-Type image\/\* \(got 'text\/plain'\)/],
+      [await detect(Buffer.from('hello'), 'text/plain'), 400, /Content-Type image\/\* or application\/octet-stream \(got 'text\/plain'\)/],
       [await detect(Buffer.from('not a jpeg at all'), 'image/jpeg'), 400, /^\{"error":"(?!image 0).*not an image in a supported format/],
       [await detect(Buffer.alloc(0), 'image/png'), 400, /^\{"error":"the image is empty/],
       [await detect(await readFile(CHELSEA), 'image/png', '?threshold=2'), 400, /threshold must be a number from 0 to 1, got '2'/],

@@ -1,5 +1,6 @@
 /**
- * The friendly endpoints beside V2: POST an image (raw body, Content-Type image/*) or several
+ * The friendly endpoints beside V2: POST an image (raw body, Content-Type image/* or, as the CLI
+ * and HttpClient send it, application/octet-stream) or several
  * (multipart form files) and get labels with a confidence (/classify), or labelled boxes
  * (/detect), back as plain JSON.
  */
@@ -60,7 +61,7 @@ async function imagesOf(request: FastifyRequest, maxBodyBytes: number, maxFiles:
   }
   const type = String(request.headers['content-type'] ?? '');
   if (!/^(image\/|application\/octet-stream)/i.test(type)) {
-    throw invalidArgument(`send the image as the body with Content-Type image/* (got '${type || 'none'}'), or as multipart/form-data files`);
+    throw invalidArgument(`send the image as the body with Content-Type image/* or application/octet-stream (got '${type || 'none'}'), or as multipart/form-data files`);
   }
   return [{ data: (request.body as Buffer | undefined) ?? Buffer.alloc(0) }];
 }

@@ -99,6 +99,7 @@ const REQUEST_BODIES: Record<Body, object> = {
     required: true,
     content: {
       'image/*': { schema: { type: 'string', format: 'binary' } },
+      'application/octet-stream': { schema: { type: 'string', format: 'binary' }, description: 'one encoded image, as with image/*' },
       'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'array', items: { type: 'string', format: 'binary' } } } } },
     },
   },
