@@ -164,3 +164,30 @@ describe('Content-Type', () => {
     }
   });
 });
+
+describe('timings', () => {
+  interface Phase {
+    count: number;
+    ns: number;
+  }
+  const inferenceStats = async (model: string) =>
+    ((await (await fetch(`${srv.url}/v2/models/${model}/stats`)).json()) as { model_stats: { inference_stats: Record<string, Phase> }[] }).model_stats[0].inference_stats;
+
+  test("/detect's post-processing (the boxes) is the statistics' postprocess phase, the time the answers report", async () => {
+    const before = await inferenceStats('object_detection');
+    const form = new FormData();
+    for (const name of ['a.jpg', 'b.jpg']) form.append('file', new Blob([new Uint8Array(cat)], { type: 'image/jpeg' }), name);
+    const answers = [await post('/v2/models/object_detection/detect', new Uint8Array(cat), 'image/jpeg'), await post('/v2/models/object_detection/detect', form)];
+    const reported = answers.map((answer) => {
+      assert.equal(answer.status, 200, answer.body);
+      return (JSON.parse(answer.body) as { timing: { postprocess_ms: number } }).timing.postprocess_ms;
+    });
+    const after = await inferenceStats('object_detection');
+    const delta = (phase: string) => ({ count: after[phase].count - before[phase].count, ns: after[phase].ns - before[phase].ns });
+    assert.equal(delta('success').count, 3);
+    assert.equal(delta('postprocess').count, 3, "each image's boxes are counted");
+    assert.ok(delta('postprocess').ns > 0);
+    // Each answer's postprocess_ms is its images' post-processing, summed (rounded to hundredths of a millisecond).
+    assert.ok(Math.abs(delta('postprocess').ns / 1e6 - (reported[0] + reported[1])) < 0.03, `statistics ${delta('postprocess').ns / 1e6} ms, answers ${reported.join(' + ')} ms`);
+  });
+});

@@ -5,6 +5,7 @@
  */
 import { invalidArgument } from '../core/errors.js';
 import type { RequestContext } from '../core/inference.js';
+import type { Tensor } from '../core/tensor.js';
 import { computeShareNs, type TimingKey } from '../core/timings.js';
 import { aboutTheImage, ImageInputError } from '../processing/image-preprocessor.js';
 import { classifyRows, DEFAULT_POSTPROCESSING, type ImageClassification } from '../processing/output-postprocessor.js';
@@ -80,9 +81,17 @@ function runImages(model: ModelVersion, images: readonly Buffer[], context: Requ
 /**
  * Each image as one request to the model's image input, answered with one output. An image that
  * cannot be used is named by its position among several or in a list (a multipart form's files),
- * and as "the image" when it is the only one.
+ * and as "the image" when it is the only one. `postprocess` works on each image's outputs within its
+ * request (see ModelVersion.run).
  */
-export function runImagesThrough(model: ModelVersion, imageInput: string, outputName: string, images: readonly Buffer[], context: RequestContext) {
+export function runImagesThrough(
+  model: ModelVersion,
+  imageInput: string,
+  outputName: string,
+  images: readonly Buffer[],
+  context: RequestContext,
+  postprocess?: (outputs: Record<string, Tensor>, index: number) => unknown,
+) {
   const listed = images.length > 1 || context.rowsArePartsOfList === true;
   return Promise.all(
     images.map((image, index) =>
@@ -97,6 +106,7 @@ export function runImagesThrough(model: ModelVersion, imageInput: string, output
             outputs: [{ name: outputName }],
           },
           context,
+          postprocess && ((outputs) => postprocess(outputs, index)),
         )
         .catch((error: unknown) => {
           throw error instanceof ImageInputError ? invalidArgument(listed ? `image ${index}: ${error.reason}` : aboutTheImage(error.reason)) : error;

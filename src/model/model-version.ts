@@ -282,8 +282,12 @@ export class ModelVersion {
     return response;
   }
 
-  /** The path of a request: validate → response cache → (pre-process → schedule → post-process) → observers. */
-  async run(request: InferenceRequest, context: RequestContext = {}): Promise<RunResult> {
+  /**
+   * The path of a request: validate → response cache → (pre-process → schedule → post-process) → observers.
+   * `postprocess` is the caller's own post-processing of the outputs (a detector's boxes): it runs on
+   * the path, so that its time is the request's post-processing in the statistics, and a failure of it the request's.
+   */
+  async run(request: InferenceRequest, context: RequestContext = {}, postprocess?: (outputs: Record<string, Tensor>) => unknown): Promise<RunResult> {
     if (this.state !== 'READY') throw new NereidError('UNAVAILABLE', `${this.label} is not ready (${this.state.toLowerCase()})`);
     const { observer, cache } = this.parts;
     const started = performance.now();
@@ -320,6 +324,12 @@ export class ModelVersion {
         result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS };
       } else {
         result = await this.compute(validated, workContext, record.requestId, sequence, request.parameters);
+      }
+      if (postprocess) {
+        const postprocessStart = performance.now();
+        await postprocess(result.outputs);
+        const postprocessNs = (result.timings.postprocessNs ?? 0) + (performance.now() - postprocessStart) * 1e6;
+        result = { ...result, timings: { ...result.timings, postprocessNs } };
       }
       record.success = true;
       record.timings = result.timings;
