@@ -7,7 +7,8 @@
  * in Triton. Each wait is bounded in polls (the server counts them), not in seconds.
  */
 import assert from 'node:assert/strict';
-import { rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
@@ -154,4 +155,31 @@ test('with version_policy all, a version whose new file does not load keeps serv
   assert.equal(rows[0].reason, '');
   assert.match(rows[1].reason!, /^serving; its reload failed: /);
   assert.ok(lines.some((line) => line.level === 40 && /^reload of model 'both' version 2 failed; the loaded version 2 keeps serving/.test(line.msg)));
+});
+
+test('a repository root that is a link swapped to another target (git-sync, a release symlink) is followed by the next poll', async (t) => {
+  const { logger, lines } = capturingLogger();
+  const base = await mkdtemp(join(tmpdir(), 'nereid-poll-link-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  await writeModel(join(base, 'rel1'), 'scale', 2, scaleModel(2), config(8));
+  await writeModel(join(base, 'rel2'), 'scale', 2, scaleModel(2), config(8));
+  await writeModel(join(base, 'rel2'), 'scale', 3, scaleModel(3));
+  const current = join(base, 'cur');
+  await symlink('rel1', current);
+  const served = await startTestServer({ repoDir: current, server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger } });
+  t.after(() => served.close());
+  const { server } = served;
+  assert.equal(server.model('scale').version, '2');
+
+  // git-sync's swap: a new link renamed over the old one, atomically.
+  await symlink('rel2', join(base, 'cur.new'));
+  await rename(join(base, 'cur.new'), current);
+  await withinPolls(server, 'version 3 of the new target served', async () => server.model('scale').version === '3');
+  const moved = lines.find((line) => /^model repository .*cur now points to .*rel2 \(was .*rel1\)/.test(line.msg));
+  assert.ok(moved, lines.map((line) => `${line.level} ${line.msg}`).join('\n'));
+
+  // Back to the first target: version 3 is gone there.
+  await symlink('rel1', join(base, 'cur.new'));
+  await rename(join(base, 'cur.new'), current);
+  await withinPolls(server, 'back to version 2', async () => server.model('scale').version === '2');
 });

@@ -313,9 +313,28 @@ export class ModelRepository {
 
   constructor(private readonly options: ModelRepositoryOptions) {}
 
+  /**
+   * The repository folder with every link followed, as last resolved. Resolved once and kept (a poll resolves it
+   * again, refreshRoot): files a model reads are checked against it with their own links followed, so that none is
+   * read from outside the repository; the root itself being a link is the operator's choice.
+   */
   private async root(): Promise<string> {
     this.rootPath ??= await repositoryFolder(this.options.root);
     return this.rootPath;
+  }
+
+  /**
+   * Resolves the repository folder again, as each poll does first: a root that is a link swapped to another target
+   * (Kubernetes git-sync, a release symlink) is followed to where it points now. Logged when the target changed;
+   * a root that cannot be resolved now throws and keeps the last target.
+   */
+  async refreshRoot(): Promise<{ from: string; to: string } | undefined> {
+    const to = await repositoryFolder(this.options.root);
+    const from = this.rootPath;
+    this.rootPath = to;
+    if (from === undefined || from === to) return undefined;
+    this.options.logger.info({ repository: this.options.root, from, to }, `model repository ${this.options.root} now points to ${to} (was ${from}); models are compared with what is there`);
+    return { from, to };
   }
 
   /** A model's folder with every link followed (checked to be inside the repository). */
@@ -335,9 +354,10 @@ export class ModelRepository {
     return otherOnnxFiles(await this.root());
   }
 
-  private async modelFolder(name: string): Promise<string> {
+  /** `root`: the repository as a load resolved it at its start (a poll may resolve it again meanwhile). */
+  private async modelFolder(name: string, root?: string): Promise<string> {
     checkModelName(name);
-    const root = await this.root();
+    root ??= await this.root();
     const folder = join(root, name);
     const real = await realpath(folder).catch(() => {
       throw notFound(`model ${quoteName(name)} is not in the model repository`);
@@ -347,16 +367,16 @@ export class ModelRepository {
     return real;
   }
 
-  private async readConfig(folder: string, override?: unknown): Promise<ModelConfig> {
+  private async readConfig(folder: string, override?: unknown, root?: string): Promise<ModelConfig> {
     if (override !== undefined) {
       const config = parseModelConfig(override, 'config override');
-      checkOverride(config, await this.readConfig(folder).catch(() => undefined));
+      checkOverride(config, await this.readConfig(folder, undefined, root).catch(() => undefined));
       return config;
     }
     for (const file of CONFIG_FILES) {
       if (!(await exists(join(folder, file)))) continue;
       // A config that is a link out of the repository is refused like any other file a model reads.
-      const text = await readFile(await containedFile(await this.root(), folder, file, 'config file'), 'utf8');
+      const text = await readFile(await containedFile(root ?? (await this.root()), folder, file, 'config file'), 'utf8');
       let raw: unknown;
       try {
         raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
@@ -514,7 +534,7 @@ export class ModelRepository {
     const logger = this.options.logger.child({ model: name });
     const root = await this.root();
     // A name with no folder is the caller's mistake (NOT_FOUND), not the server's.
-    const folder = await this.modelFolder(name).catch((error: Error) => {
+    const folder = await this.modelFolder(name, root).catch((error: Error) => {
       logger.warn(`cannot load model '${name}': ${error.message}`);
       throw error;
     });
@@ -527,7 +547,7 @@ export class ModelRepository {
     let versions: number[];
     let available: number[];
     try {
-      config = await this.readConfig(folder, configOverride).catch((error: unknown) => {
+      config = await this.readConfig(folder, configOverride, root).catch((error: unknown) => {
         throw new ModelConfigError(error);
       });
       const ignored = ignoredTritonFields(config);

@@ -79,6 +79,8 @@ export class RepositoryPoller {
     const actions: Promise<void>[] = [];
     for (const [name, current] of now) {
       const before = this.seen.get(name);
+      // The root was swapped to another target: the same content there is the same model, its old files' digests go.
+      if (before && before.folder !== current.folder) this.fingerprints.forget(before.folder);
       if (before?.fingerprint === current.fingerprint) continue;
       logger.info({ model: name }, `repository poll: model '${name}' ${before ? 'changed; reloading' : 'is new; loading'}`);
       // The repository logs a failed load and keeps it as the model's state (or its reason beside the versions still serving).
@@ -97,6 +99,8 @@ export class RepositoryPoller {
   private async scan(): Promise<Map<string, Seen>> {
     const { repository } = this.options;
     const seen = new Map<string, Seen>();
+    // Each scan follows the root anew: a root that is a link (git-sync, a release symlink) may point elsewhere now.
+    await repository.refreshRoot();
     for (const name of await repository.discover()) {
       // A folder that vanished or turned into a link out of the repository since discover() is simply not there.
       const folder = await repository.folderOf(name).catch(() => undefined);
