@@ -183,3 +183,38 @@ test('a repository root that is a link swapped to another target (git-sync, a re
   await rename(join(base, 'cur.new'), current);
   await withinPolls(server, 'back to version 2', async () => server.model('scale').version === '2');
 });
+
+test('while the repository folder is missing (a volume remounting), the listings answer the models the server holds and say why, with no path', async (t) => {
+  const { logger, lines } = capturingLogger();
+  const base = await mkdtemp(join(tmpdir(), 'nereid-poll-gone-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const repo = join(base, 'models');
+  await writeModel(repo, 'scale', 1, scaleModel(1), config(8));
+  const served = await startTestServer({ repoDir: repo, server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger } });
+  t.after(() => served.close());
+  const { server, url } = served;
+
+  await rename(repo, join(base, 'away'));
+  await polls(server, 2);
+  const index = await fetch(`${url}/v2/repository/index`, { method: 'POST', body: '{}' });
+  const indexText = await index.text();
+  assert.equal(index.status, 200, indexText);
+  assert.deepEqual(JSON.parse(indexText), [{ name: 'scale', version: '1', state: 'READY', reason: '' }]);
+  const list = await fetch(`${url}/v2/models`);
+  const listText = await list.text();
+  assert.equal(list.status, 200, listText);
+  assert.deepEqual(JSON.parse(listText), {
+    models: [{ name: 'scale', state: 'READY', versions: ['1'] }],
+    repository_error: 'the model repository cannot be read (it does not exist now, ENOENT); listed: the models this server holds',
+  });
+  assert.ok(!listText.includes(base), 'no server path in the answer');
+  const warnings = lines.filter((line) => line.level === 40 && /^the model repository .* cannot be read \(ENOENT/.test(line.msg));
+  assert.equal(warnings.length, 1, 'said once, not at every listing');
+  const infer = await fetch(`${url}/v2/models/scale/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }) });
+  assert.equal(infer.status, 200, 'inference keeps serving');
+
+  await rename(join(base, 'away'), repo);
+  await polls(server, 2);
+  assert.deepEqual(await (await fetch(`${url}/v2/models`)).json(), { models: [{ name: 'scale', state: 'READY', versions: ['1'] }] });
+  assert.ok(lines.some((line) => line.level === 30 && /^the model repository .* can be read again$/.test(line.msg)));
+});

@@ -310,6 +310,8 @@ export class ModelRepository {
   private readonly lifecycle = new Map<string, Promise<unknown>>();
   private closing = false;
   private rootPath?: string;
+  /** Why the last listing could not read the repository; undefined while it can. */
+  private unreadable?: string;
 
   constructor(private readonly options: ModelRepositoryOptions) {}
 
@@ -877,7 +879,33 @@ export class ModelRepository {
 
   /** Every model folder, with the state of each version that was loaded or tried. */
   async index(readyOnly = false): Promise<RepositoryIndexEntry[]> {
-    const names = new Set([...(await this.discover()), ...this.entries.keys()]);
+    return (await this.listing(readyOnly)).rows;
+  }
+
+  /**
+   * The index, and why the repository could not be read when it could not (a volume remounting, a folder
+   * removed): the rows are then the models this repository holds a state for, as they serve. Said to clients
+   * without the server's paths; logged with them once each time the repository turns unreadable.
+   */
+  async listing(readyOnly = false): Promise<{ rows: RepositoryIndexEntry[]; unreadable?: string }> {
+    let discovered: string[] = [];
+    let unreadable: string | undefined;
+    try {
+      discovered = await this.discover();
+      if (this.unreadable !== undefined) this.options.logger.info(`the model repository ${this.options.root} can be read again`);
+      this.unreadable = undefined;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const plain: Record<string, string> = { ENOENT: 'it does not exist now', ENOTDIR: 'it is not a folder now', EACCES: 'permission denied' };
+      // The error's message names the server's paths: a client is told only its code.
+      const why = code === undefined ? 'it does not exist now or is not a folder' : `${plain[code] ?? 'error'}, ${code}`;
+      unreadable = `the model repository cannot be read (${why}); listed: the models this server holds`;
+      if (this.unreadable !== unreadable) {
+        this.options.logger.warn({ err: error }, `the model repository ${this.options.root} cannot be read (${(error as Error).message}); listing the models this server holds, which keep serving`);
+      }
+      this.unreadable = unreadable;
+    }
+    const names = new Set([...discovered, ...this.entries.keys()]);
     const rows: RepositoryIndexEntry[] = [];
     for (const name of [...names].sort()) {
       const entry = this.entries.get(name);
@@ -903,7 +931,7 @@ export class ModelRepository {
         rows.push({ name, version, state, reason });
       }
     }
-    return rows;
+    return { rows, unreadable };
   }
 
   /** Models that were asked to load and have no ready version. */

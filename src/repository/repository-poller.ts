@@ -106,6 +106,9 @@ export class RepositoryPoller {
       const folder = await repository.folderOf(name).catch(() => undefined);
       if (folder) seen.set(name, { folder, fingerprint: await this.fingerprints.of(folder) });
     }
+    // A repository that went away during the scan (a volume unmounted) made its folders look removed or emptied:
+    // that scan is thrown away, and the models stay as they are, rather than being unloaded.
+    await repository.discover();
     return seen;
   }
 }

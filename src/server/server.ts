@@ -119,6 +119,9 @@ export type ServerOptions = z.input<typeof serverOptionsSchema> & {
   traceSettings?: TraceSettings;
 };
 
+/** A row of the repository index as the server answers it. */
+type IndexRow = RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number };
+
 export const SERVER_EXTENSIONS = [
   'classification',
   'sequence',
@@ -684,23 +687,32 @@ export class Server {
    * Every model of the repository at a glance (GET /v2/models): its ready versions and one state,
    * READY when a version is, with why not otherwise. The repository index has the per-version detail.
    */
-  async modelList(): Promise<{ models: { name: string; state: 'READY' | 'UNAVAILABLE'; versions: string[]; reason?: string }[] }> {
+  async modelList(): Promise<{ models: { name: string; state: 'READY' | 'UNAVAILABLE'; versions: string[]; reason?: string }[]; repository_error?: string }> {
     const byName = new Map<string, RepositoryIndexEntry[]>();
-    for (const row of await this.repositoryIndex()) byName.set(row.name, [...(byName.get(row.name) ?? []), row]);
+    const { rows, unreadable } = await this.repositoryListing();
+    for (const row of rows) byName.set(row.name, [...(byName.get(row.name) ?? []), row]);
     const models = [...byName].map(([name, rows]) => {
       const versions = rows.filter((row) => row.state === 'READY' && row.version !== undefined).map((row) => row.version!);
       if (versions.length > 0) return { name, state: 'READY' as const, versions };
       const reason = rows.map((row) => row.reason).find((text) => text) ?? 'not loaded';
       return { name, state: 'UNAVAILABLE' as const, versions, reason };
     });
-    return { models };
+    return unreadable === undefined ? { models } : { models, repository_error: unreadable };
   }
 
-  /** Triton's repository index; versions a traffic policy weighs also carry their share of unversioned requests. */
-  async repositoryIndex(readyOnly = false): Promise<(RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number })[]> {
-    const rows = await this.repository.index(readyOnly);
+  /**
+   * Triton's repository index; versions a traffic policy weighs also carry their share of unversioned requests.
+   * While the repository cannot be read, the models the server holds, as they serve (the log says why).
+   */
+  async repositoryIndex(readyOnly = false): Promise<IndexRow[]> {
+    return (await this.repositoryListing(readyOnly)).rows;
+  }
+
+  /** The index, and why the repository could not be read when it could not. */
+  private async repositoryListing(readyOnly = false): Promise<{ rows: IndexRow[]; unreadable?: string }> {
+    const { rows, unreadable } = await this.repository.listing(readyOnly);
     const residency = new Map(this.residency.summary().map((tenant) => [tenant.model, tenant]));
-    return rows.map((row) => {
+    return { unreadable, rows: rows.map((row) => {
       const tenant = residency.get(row.name);
       if (tenant) row = this.withResidency(row, tenant);
       if (row.version === undefined || row.state !== 'READY') return row;
@@ -709,7 +721,7 @@ export class Server {
       const ready = this.repository.loadedVersions(row.name).filter((version) => version.state === 'READY');
       const total = ready.reduce((sum, version) => sum + (weights[version.version] ?? 0), 0);
       return total > 0 ? { ...row, traffic_share: (weights[row.version] ?? 0) / total } : row;
-    });
+    }) };
   }
 
   /** An index row of a model whose residency is managed: how it is kept, what it is charged, and why an on-demand one is not in memory. */
