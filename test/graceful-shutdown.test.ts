@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
-import { freePort, runCli, serveChild, stopChild, type ServedChild } from './support/cli-server.js';
+import { freePort, runCli, serveChild, spawnCli, stopChild, type ServedChild } from './support/cli-server.js';
 import { RawConnection } from './support/raw-http.js';
 import { binaryBody } from './support/test-server.js';
 
@@ -190,4 +190,46 @@ test('a duration longer than a timer can wait is refused at start, not turned in
   const poll = await runCli(['serve', '--model-repository', repo, '--repository-poll-secs', '3000000']);
   assert.equal(poll.code, 1);
   assert.match(poll.stderr, /expected a number from 0\.001 to 2147483/);
+});
+
+/** A warmup of a million runs: far longer than any drain should wait (minutes on this machine). */
+const LONG_WARMUP_CONFIG = `
+max_batch_size: 8
+model_warmup [ { name: "long" batch_size: 1 count: 1000000 inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]
+`;
+
+test('SIGTERM during a warmup abandons the load (at start, and in a poll reload) instead of waiting for it: exit 0 soon after', async (t) => {
+  const warmRepo = await mkdtemp(join(tmpdir(), 'nereid-shutdown-warm-'));
+  t.after(() => rm(warmRepo, { recursive: true, force: true }));
+  await writeModel(warmRepo, 'scale', 1, scaleModel(2), 'max_batch_size: 8\n');
+
+  // A poll sees a new version whose warmup would take minutes, and SIGTERM comes while it warms.
+  const served = await serveChild(warmRepo, ['--allow-metrics', 'false', '--model-control-mode', 'poll', '--repository-poll-secs', '0.2', '--shutdown-timeout', '20']);
+  children.push(served);
+  await writeModel(warmRepo, 'scale', 2, scaleModel(3), LONG_WARMUP_CONFIG);
+  await served.waitFor("model 'scale' changed; reloading");
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const signalled = performance.now();
+  served.child.kill('SIGTERM');
+  assert.equal(await served.exited, 0, served.output());
+  const afterSignalMs = performance.now() - signalled;
+  assert.ok(afterSignalMs < 8_000, `exited ${Math.round(afterSignalMs)} ms after SIGTERM:\n${served.output()}`);
+  assert.match(served.output(), /load of model 'scale' version 2 \(in its warmup\) abandoned: the server is shutting down/);
+  assert.match(served.output(), /drained; exiting/);
+
+  // At start: the same warmup in the initial load.
+  const starting = spawnCli(['serve', '--model-repository', warmRepo, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false', '--shutdown-timeout', '20']);
+  let output = '';
+  starting.stdout!.on('data', (chunk: Buffer) => (output += chunk));
+  starting.stderr!.on('data', (chunk: Buffer) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => starting.once('exit', (code) => resolve(code)));
+  t.after(() => void (starting.exitCode === null && starting.kill('SIGKILL')));
+  // Nothing is logged while version 2 warms (about 25 s of runs here): SIGTERM a while after the listener opens.
+  while (!/HTTP \(KServe V2\) listening/.test(output) && starting.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  const stopAt = performance.now();
+  starting.kill('SIGTERM');
+  assert.equal(await exited, 0, output);
+  assert.ok(performance.now() - stopAt < 8_000, `exited ${Math.round(performance.now() - stopAt)} ms after SIGTERM:\n${output}`);
+  assert.match(output, /abandoned: the server is shutting down/);
 });

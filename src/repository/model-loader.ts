@@ -28,9 +28,11 @@ import { RaggedBatching } from '../scheduler/batch-tensors.js';
 import { completeConfig } from './config-completion.js';
 import { sequencePolicyOf } from './sequence-policy.js';
 import { fileDigest } from './model-fingerprint.js';
-import { warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
+import { LoadAbandonedError, warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
 
 export interface VersionLoadOptions {
+  /** Aborted when the load is to be given up (the server is shutting down): it stops between steps and warmup runs, its instances released. */
+  signal?: AbortSignal;
   name: string;
   version: string;
   modelPath: string;
@@ -239,10 +241,19 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const exposed: ExposedTensor | undefined = ood && { tensor: ood.tensor, channelMean: ood.pooling === 'spatial-mean' };
     const exposedOutputs = exposed && [exposed];
     const plans = planInstances(config, logger, threadsPerInstance);
-    for (const plan of plans) created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels, signature }));
+    const abandonIfAsked = () => {
+      if (options.signal?.aborted) throw new LoadAbandonedError(`load of ${label}`);
+    };
+    for (const plan of plans) {
+      abandonIfAsked();
+      created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels, signature }));
+    }
+    abandonIfAsked();
     if (samples.length > 0) {
       const warmupStarted = performance.now();
-      await warmUp(created, samples, config.output.map((output) => output.name));
+      await warmUp(created, samples, config.output.map((output) => output.name), options.signal).catch((error: unknown) => {
+        throw error instanceof LoadAbandonedError ? new LoadAbandonedError(`load of ${label} (in its warmup)`) : error;
+      });
       const ms = Math.round(performance.now() - warmupStarted);
       logger.info({ warmup: { ms, samples: samples.length, instances: created.length } }, `warmed up ${label} in ${ms} ms (${samples.length} sample(s) on ${created.length} instance(s))`);
     }

@@ -21,6 +21,7 @@ import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseMod
 import { parsePbtxt } from '../config/pbtxt.js';
 import { loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
+import { LoadAbandonedError } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 import type { VersionMonitorSettings } from '../monitoring/version-monitor.js';
@@ -309,6 +310,8 @@ export class ModelRepository {
   /** Serialises load/unload of one model so a reload never races another. */
   private readonly lifecycle = new Map<string, Promise<unknown>>();
   private closing = false;
+  /** Aborted at close: loads and warmups under way stop, since what they would serve is to be discarded. */
+  private readonly abandoning = new AbortController();
   private rootPath?: string;
   /** Why the last listing could not read the repository; undefined while it can. */
   private unreadable?: string;
@@ -533,6 +536,7 @@ export class ModelRepository {
   }
 
   private async loadNow(name: string, configOverride?: unknown): Promise<void> {
+    if (this.abandoning.signal.aborted) throw new LoadAbandonedError(`load of model '${name}'`);
     const logger = this.options.logger.child({ model: name });
     const root = await this.root();
     // A name with no folder is the caller's mistake (NOT_FOUND), not the server's.
@@ -614,6 +618,7 @@ export class ModelRepository {
             ? await readReferenceProfile(await containedFile(root, versionFolder, REFERENCE_PROFILE_FILE, 'reference profile'), shown(root, profilePath))
             : undefined;
           const loaded = await loadModelVersion({
+            signal: this.abandoning.signal,
             name,
             version,
             modelPath,
@@ -643,12 +648,21 @@ export class ModelRepository {
           logger.info({ version, ms: Math.round(loadMs) }, `loaded model '${name}' version ${version}`);
         } catch (error) {
           versionErrors.push(error);
+          if (error instanceof LoadAbandonedError) {
+            logger.info({ version }, (error as Error).message);
+            return;
+          }
           failedToLoad.push(version);
           entry.failures.set(version, redacted(root, (error as Error).message));
           logger[levelOf(error, configOverride)]({ version, ...failureFields(error) }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
         }
       }),
     );
+    if (versionErrors.some((error) => error instanceof LoadAbandonedError)) {
+      // Nothing of it is to serve: the versions that did load are released, the model stays as it was until close.
+      await Promise.all([...entry.versions.values()].map((version) => version.unload()));
+      throw new LoadAbandonedError(`load of model '${name}'`);
+    }
     if (entry.versions.size === 0) {
       await this.replaceUnlessServing(name, entry, previous, [...entry.failures.values()].join('; '));
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
@@ -956,7 +970,13 @@ export class ModelRepository {
       .map(([name]) => name);
   }
 
+  /** Loads and warmups under way stop between their steps and are discarded, as are loads asked for later: the server is shutting down. */
+  abandonLoads(): void {
+    this.abandoning.abort();
+  }
+
   async close(): Promise<void> {
+    this.abandonLoads();
     // Loads still running are included: their unload is queued behind them, so no session outlives the repository.
     const names = new Set([...this.entries.keys(), ...this.lifecycle.keys()]);
     // Every model goes: no ensemble is to be marked waiting for a step (and logged as such) on the way out.

@@ -168,12 +168,23 @@ export async function warmupSamples(
   return samples.map((sample) => ({ ...sample, inputs: ragged.joinRows(sample.inputs, Object.values(sample.inputs)[0]?.shape[0] ?? 1) }));
 }
 
-/** Runs every sample on every instance (instances side by side, samples in order); the first failure names sample and instance. */
-export async function warmUp(instances: readonly BackendInstance[], samples: readonly WarmupSample[], outputNames: readonly string[]): Promise<void> {
+/** A load given up before it served (the server is shutting down): not a failure of the model. */
+export class LoadAbandonedError extends Error {
+  constructor(what: string) {
+    super(`${what} abandoned: the server is shutting down`);
+  }
+}
+
+/**
+ * Runs every sample on every instance (instances side by side, samples in order); the first failure names sample and
+ * instance. `signal`: once aborted, no further run starts (the one running finishes) and LoadAbandonedError is thrown.
+ */
+export async function warmUp(instances: readonly BackendInstance[], samples: readonly WarmupSample[], outputNames: readonly string[], signal?: AbortSignal): Promise<void> {
   await Promise.all(
     instances.map(async (instance, index) => {
       for (const sample of samples) {
         for (let run = 0; run < sample.runs; run++) {
+          if (signal?.aborted) throw new LoadAbandonedError('warmup');
           try {
             await instance.run(sample.inputs, outputNames);
             // An instance on the JS thread answers synchronously: yield between runs, so the versions already serving keep answering.

@@ -821,6 +821,8 @@ export class Server {
     if (this.closing) return;
     this.closing = true;
     this.memoryReclaimer?.stop();
+    // A load under way (a poll's reload, a warmup at start) would only be discarded: it stops instead of holding the exit.
+    this.repository.abandonLoads();
     await this.poller?.stop();
     await this.repository.close();
     await this.responseCache?.close();
