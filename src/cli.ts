@@ -488,7 +488,9 @@ program
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
     await server.start();
     const index = await server.repositoryIndex();
-    logger.info({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
+    // A failed model is worth a warning; one that keeps the server not ready (strict readiness), an error.
+    const failed = index.some((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded');
+    logger[server.stopping ? 'info' : !server.ready ? 'error' : failed ? 'warn' : 'info']({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
   });
 
 /** A listener's bind, its failure said in terms of the flag that chose the port (the OS's code stays in the cause). */

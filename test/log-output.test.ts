@@ -48,3 +48,22 @@ test('--log-file appends the log to a file (created with its folder) instead of 
   assert.match(written, /"msg":"loaded model 'scale' version 1"/);
   assert.equal(terminal, '', 'nothing logged to the terminal');
 });
+
+test('a failed request logs its reason at debug (tensor values left out), and a start with a failed model says so as a warning', async () => {
+  const repo = await repository();
+  await writeModel(repo, 'broken', 1, new TextEncoder().encode('not an ONNX model'));
+  const served = await serveChild(repo, ['--allow-metrics', 'false', '--log-verbose', '1', '--log-access', '--strict-readiness', 'false']);
+  const infer = (data: unknown[], shape: number[]) =>
+    fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape, data }] }) });
+  const wrongShape = await infer([1, 2, 3], [1, 3]);
+  assert.equal(wrongShape.status, 400);
+  const { error } = (await wrongShape.json()) as { error: string };
+  assert.equal((await infer(['SECRET-VALUE-1234', 2, 3, 4], [1, 4])).status, 400);
+  await stopChild(served);
+  const lines = served.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; reason?: string });
+  const failures = lines.filter((line) => line.msg === 'request failed');
+  assert.deepEqual(failures.map((line) => line.reason), [error, "input 'INPUT0': element 0 is not a number for datatype FP32 (its value is not logged)"]);
+  assert.doesNotMatch(served.output(), /SECRET-VALUE-1234/);
+  const summary = lines.find((line) => /^server ready: 1 model version\(s\) ready, 1 failed \(broken version 1\)/.test(line.msg));
+  assert.equal(summary?.level, 40, served.output());
+});

@@ -20,15 +20,18 @@ export type ErrorCode =
 export class NereidError extends Error {
   /** For a refusal under load: when trying again could succeed (HTTP Retry-After, gRPC grpc-retry-pushback-ms). */
   readonly retryAfterMs?: number;
+  /** What the log says instead of the message, when the message quotes the request's tensor data (which stays out of logs). */
+  readonly logged?: string;
 
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; retryAfterMs?: number },
+    options?: { cause?: unknown; retryAfterMs?: number; logged?: string },
   ) {
     super(message, options);
     this.name = 'NereidError';
     if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
+    if (options?.logged !== undefined) this.logged = options.logged;
   }
 
   /** The server refused for its load, not for the request: the same request may succeed once the load has eased. */
@@ -92,6 +95,11 @@ export function clientMessage(error: NereidError | string): string {
   const message = typeof error === 'string' ? error : error.message;
   if (message.length <= MAX_CLIENT_MESSAGE_CHARS) return message;
   return `${message.slice(0, MAX_CLIENT_MESSAGE_CHARS)}… (${message.length - MAX_CLIENT_MESSAGE_CHARS} more characters)`;
+}
+
+/** A failed request's reason as a log line gives it: the client's message, cut as the client gets it, without tensor data. */
+export function loggedMessage(error: NereidError): string {
+  return clientMessage(error.logged ?? error.message);
 }
 
 /** The most characters of one client value a message shows. */

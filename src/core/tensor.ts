@@ -19,7 +19,7 @@ import {
   type NumericArray,
   type TensorData,
 } from './datatype.js';
-import { invalidArgument, quote, quoteName } from './errors.js';
+import { invalidArgument, NereidError, quote, quoteName } from './errors.js';
 
 export interface Tensor {
   datatype: Datatype;
@@ -54,7 +54,9 @@ function flatten(name: string, values: unknown[]): unknown[] {
 const LARGEST_FLOAT = { FP16: 65504, FP32: 3.4028234663852886e38, FP64: Number.MAX_VALUE } as const;
 
 function badElement(name: string, datatype: Datatype, flat: readonly unknown[], index: number, expected: string) {
-  return invalidArgument(`input ${quoteName(name)}: element ${index} is ${quote(flat[index])}, expected ${expected} for datatype ${datatype}`);
+  return new NereidError('INVALID_ARGUMENT', `input ${quoteName(name)}: element ${index} is ${quote(flat[index])}, expected ${expected} for datatype ${datatype}`, {
+    logged: `input ${quoteName(name)}: element ${index} is not ${expected} for datatype ${datatype} (its value is not logged)`,
+  });
 }
 
 /**

@@ -5,7 +5,7 @@
  * rules are the core's.
  */
 import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
-import { invalidArgument, quote, quoteName } from '../core/errors.js';
+import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
 import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson, type InputShapeCheck } from '../core/tensor.js';
 import {
@@ -78,7 +78,8 @@ function parseJsonText(text: string, what: string, reviver?: (key: string, value
   try {
     return JSON.parse(text, reviver);
   } catch (error) {
-    throw invalidArgument(`malformed JSON in ${what}: ${(error as Error).message}`);
+    // The parser's excerpt may quote tensor data: the log says where, not what.
+    throw new NereidError('INVALID_ARGUMENT', `malformed JSON in ${what}: ${(error as Error).message}`, { logged: `malformed JSON in ${what} (the parser's excerpt is not logged)` });
   }
 }
 

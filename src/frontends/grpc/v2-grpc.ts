@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { authTokensSchema, checkBearerToken } from '../../core/auth.js';
 import { tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
-import { asNereidError, clientMessage, grpcStatusOf, httpStatusOf, NereidError } from '../../core/errors.js';
+import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError } from '../../core/errors.js';
 import { ClientCancellation, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { Server } from '../../server/server.js';
@@ -226,16 +226,13 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
 
   /**
    * Any failure as a gRPC status: NereidErrors keep their code and message; anything else is INTERNAL
-   * and logged as an error. A NereidError is logged at debug, by code only for a client's mistake
-   * (its message may quote the request, and tensor data stays out of logs).
+   * and logged as an error. A NereidError is logged at debug with the reason the client was given,
+   * without tensor data its message may quote (NereidError.logged).
    */
   const failure = (method: string, error: unknown, reqId: string): GrpcError => {
     const nereid = asNereidError(error);
     if (!(error instanceof NereidError)) logger.error({ reqId, err: error, method }, `${method} failed`);
-    else {
-      const reason = httpStatusOf(nereid.code) >= 500 ? nereid.message : undefined;
-      logger.debug({ reqId, method, code: nereid.code, reason }, 'request failed');
-    }
+    else logger.debug({ reqId, method, code: nereid.code, reason: loggedMessage(nereid) }, 'request failed');
     return grpcError(nereid);
   };
 

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
 import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
-import { asNereidError, clientMessage, httpStatusOf, invalidArgument, NereidError, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
+import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
@@ -142,12 +142,12 @@ function contextOf(request: FastifyRequest, reply: FastifyReply): RequestContext
 }
 
 /**
- * A failed request's log line, at debug: the core has logged an internal failure with its cause
- * already. Client errors are logged by code only: their messages may quote the request (a JSON
- * parser's excerpt, an element's value), and tensor data stays out of logs.
+ * A failed request's log line, at debug, with the reason the client was given (cut as it was): the core has logged
+ * an internal failure with its cause already. A message that quotes tensor data (a JSON parser's excerpt, an
+ * element's value) is logged without it (NereidError.logged): tensor data stays out of logs.
  */
-function logFailure(request: FastifyRequest, code: string, status: number, reason?: string): void {
-  request.log.debug({ code, status, reason: status >= 500 ? reason : undefined }, 'request failed');
+function logFailure(request: FastifyRequest, code: string, status: number, reason: string): void {
+  request.log.debug({ code, status, reason }, 'request failed');
 }
 
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
@@ -376,16 +376,17 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
     if (error instanceof NereidError) {
-      logFailure(request, error.code, httpStatusOf(error.code), error.message);
+      logFailure(request, error.code, httpStatusOf(error.code), loggedMessage(error));
       return sendError(reply, error);
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      logFailure(request, error.code, 413);
+      const message = `request body is larger than the limit of ${maxBodyBytes} bytes (--http-max-body-bytes)`;
+      logFailure(request, error.code, 413, message);
       discardRefusedBody(request);
-      return reply.code(413).send({ error: `request body is larger than the limit of ${maxBodyBytes} bytes (--http-max-body-bytes)` });
+      return reply.code(413).send({ error: message });
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
-      logFailure(request, error.code ?? 'CLIENT_ERROR', error.statusCode);
+      logFailure(request, error.code ?? 'CLIENT_ERROR', error.statusCode, clientMessage(error.message));
       return reply.code(error.statusCode).send({ error: clientMessage(error.message) });
     }
     request.log.error({ err: error }, 'request failed');
