@@ -237,7 +237,9 @@ export class PrometheusMetrics {
   private histogram(name: string, help: string, pick: (histograms: VersionHistograms) => BucketCounts): void {
     this.register(name, help, 'histogram', () => {
       const samples: Sample[] = [];
-      for (const histograms of this.histograms.values()) histogramSamples(name, histograms.labels, pick(histograms), samples);
+      // As the counters: only versions loaded now (a version loaded again continues its histograms where they were).
+      const loaded = this.server && new Set(this.server.repository.loadedVersions().map((version) => `${version.name}\u0000${version.version}`));
+      for (const [key, histograms] of this.histograms) if (!loaded || loaded.has(key)) histogramSamples(name, histograms.labels, pick(histograms), samples);
       return samples;
     });
   }

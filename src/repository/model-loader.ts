@@ -31,6 +31,11 @@ import { fileDigest } from './model-fingerprint.js';
 import { LoadAbandonedError, warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
 
 export interface VersionLoadOptions {
+  /**
+   * The statistics of the same version's previous load, carried on (counters keep counting across a reload, as the
+   * metrics' histograms do); absent: they start at zero.
+   */
+  previousStatistics?: ModelStatistics;
   /** Aborted when the load is to be given up (the server is shutting down): it stops between steps and warmup runs, its instances released. */
   signal?: AbortSignal;
   name: string;
@@ -257,7 +262,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       const ms = Math.round(performance.now() - warmupStarted);
       logger.info({ warmup: { ms, samples: samples.length, instances: created.length } }, `warmed up ${label} in ${ms} ms (${samples.length} sample(s) on ${created.length} instance(s))`);
     }
-    const statistics = new ModelStatistics(name, version);
+    const statistics = options.previousStatistics ?? new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
     const scheduler = config.sequence_batching
       ? new SequenceBatcher(created, await sequencePolicyOf(config, created.length, options.maxQueueSize, options.readInitialStateFile ?? noInitialStateFolder).catch((error: unknown) => {

@@ -626,6 +626,8 @@ export class ModelRepository {
             monitoring: this.options.monitoring || undefined,
             // An evicted or unloaded version's monitor too: the same profile watches the same traffic when it comes back.
             previousMonitor: previous?.versions.get(version)?.monitor,
+            // Its counters too: a reload (or a load after an unload) of the same version continues its series.
+            previousStatistics: previous?.versions.get(version)?.statistics,
             config,
             backend,
             logger: logger.child({ version }),
@@ -920,6 +922,7 @@ export class ModelRepository {
       this.unreadable = unreadable;
     }
     const names = new Set([...discovered, ...this.entries.keys()]);
+    const onDisk = new Set(discovered);
     const rows: RepositoryIndexEntry[] = [];
     for (const name of [...names].sort()) {
       const entry = this.entries.get(name);
@@ -927,6 +930,8 @@ export class ModelRepository {
         if (!readyOnly) rows.push({ name });
         continue;
       }
+      // Unloaded and its folder gone (deleted, a poll unloaded it): no longer a model of the repository, as in Triton.
+      if (entry.unloaded && unreadable === undefined && !onDisk.has(name)) continue;
       const modelFailure = entry.failures.get('');
       if (modelFailure !== undefined) {
         if (!readyOnly) rows.push({ name, state: 'UNAVAILABLE', reason: modelFailure });
