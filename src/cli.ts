@@ -2,7 +2,7 @@
 /**
  * The `nereid` command. Flag names follow Triton's tritonserver where a Triton flag exists.
  */
-import { access, open, readFile, rm, stat } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,6 +105,38 @@ async function checkWritableFile(flag: string, file: string): Promise<void> {
     throw new Error(`${flag} ${file}: its folder does not exist or cannot be written (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); expected a file in a folder this user can write to`);
   }
   if (!existed) await rm(file, { force: true });
+}
+
+/**
+ * Makes --log-file's folder (each missing level in turn, so a path through a file or a pseudo file system such as
+ * /proc fails at once, naming the flag, where a recursive mkdir reports EEXIST or never returns) and checks that the
+ * file can be opened for appending.
+ */
+async function prepareLogFile(file: string): Promise<void> {
+  const refuse = (problem: string): never => {
+    throw new Error(`--log-file ${file}: ${problem}; expected a file in a folder this user can write to`);
+  };
+  if (/[\\/]$/.test(file) || (await stat(file).catch(() => undefined))?.isDirectory()) refuse('is a folder');
+  const missing: string[] = [];
+  let folder = dirname(resolve(file));
+  for (;;) {
+    const found = await stat(folder).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? undefined : refuse(`${folder} cannot be read (${error.code})`)));
+    if (found) {
+      if (!found.isDirectory()) refuse(`${folder} is a file, not a folder`);
+      break;
+    }
+    missing.unshift(folder);
+    const parent = dirname(folder);
+    if (parent === folder) break;
+    folder = parent;
+  }
+  for (const level of missing) {
+    await mkdir(level).catch((error: NodeJS.ErrnoException) => refuse(`its folder ${level} cannot be created (${error.code ?? error.message})`));
+  }
+  await open(file, 'a').then(
+    (handle) => handle.close(),
+    (error: NodeJS.ErrnoException) => refuse(`cannot be opened for appending (${error.code ?? error.message})`),
+  );
 }
 
 /**
@@ -370,6 +402,7 @@ program
   .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', seconds(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
   .option('--monitor-evaluate-every <rows>', 'rows between two comparisons of the windows with the profile', integer(1), defaultOf(versionMonitorOptionsSchema, 'evaluateEvery'))
   .action(async (flags) => {
+    if (flags.logFile !== undefined) await prepareLogFile(flags.logFile);
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
     // The management scope is always exposed: trace and logging settings can be changed in any control mode.
@@ -1100,6 +1133,7 @@ program
   .option('--metrics-host <host>', 'address the metrics port binds', '127.0.0.1')
   .option('--metrics-auth-token <token>', 'require Authorization: Bearer <token> on the metrics port (repeatable; env NEREID_METRICS_AUTH_TOKEN)', collect, [])
   .action(async (flags) => {
+    if (flags.logFile !== undefined) await prepareLogFile(flags.logFile);
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, fd: 2, base: { service: 'nereid-worker' } });
     const metrics = flags.metricsPort === undefined ? undefined : new PrometheusMetrics();
     const metricsListener = metrics && createMetricsListener(metrics, { logger, authTokens: await authTokensOf({ metricsAuthToken: flags.metricsAuthToken }) });

@@ -66,3 +66,17 @@ test('tune --chart to a missing folder or to a folder is refused before the sear
   }
   assert.equal(await readFile(join(repository, 'scale', 'config.yaml'), 'utf8'), 'max_batch_size: 8\n', 'nothing written');
 });
+
+test('--log-file under a file, or in a folder that cannot be made (/proc), is refused at once naming the flag', async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'nereid-logfile-bad-'));
+  await writeFile(join(folder, 'plain'), '');
+  for (const [file, why] of [
+    [join(folder, 'plain', 'x.log'), /--log-file .*plain\/x\.log: .*plain is a file, not a folder; expected a file in a folder this user can write to/],
+    ['/proc/nope/x.log', /--log-file \/proc\/nope\/x\.log: its folder \/proc\/nope cannot be created \(E[A-Z]+\)/],
+  ] as const) {
+    // A recursive mkdir under /proc never returns: the limit is the failure.
+    const { code, stderr } = await runCli(['serve', '--model-repository', folder, '--http-port', '0', '--grpc-port', '0', '--log-file', file], 30_000);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, why);
+  }
+});

@@ -292,7 +292,7 @@ describe('logging extension', () => {
   });
 
   test('log_file is refused with the reason; wrong types name what was expected and what arrived', async () => {
-    await refused('/v2/logging', { log_file: '/tmp/owned.log' }, ['log_file cannot be set over the API', 'CVE-2024-0087']);
+    await refused('/v2/logging', { log_file: '/tmp/owned.log' }, ['log_file cannot be set over the API', 'CVE-2024-0087', 'or the file given by --log-file']);
     await refused('/v2/logging', { log_verbose_level: '1' }, ['log_verbose_level must be a whole number', 'got "1"']);
     await refused('/v2/logging', { log_verbose_level: -1 }, ['got -1']);
     await refused('/v2/logging', { log_info: 'yes' }, ['log_info must be true or false', 'got "yes"']);

@@ -29,7 +29,7 @@ export interface LogSettingsAnswer {
 const MAX_UINT32 = 2 ** 32 - 1;
 
 const LOG_FILE_REFUSAL =
-  "log_file cannot be set over the API: a file path chosen by a client would let anyone who can reach this endpoint write files on the server (Triton's CVE-2024-0087); Nereid logs to its standard output, where the operator redirects it";
+  "log_file cannot be set over the API: a file path chosen by a client would let anyone who can reach this endpoint write files on the server (Triton's CVE-2024-0087); where Nereid logs is the operator's choice at start: its standard output, or the file given by --log-file";
 
 function thresholdOf(settings: LogSettingsAnswer): string {
   if (settings.log_verbose_level >= 2) return 'trace';
