@@ -356,7 +356,7 @@ program
   .option('--http-max-connections <n>', 'HTTP connections open at once; more are closed as they arrive', integer(1), defaultOf(httpFrontEndOptionsSchema, 'maxConnections'))
   .option(
     '--shutdown-timeout <seconds>',
-    'on SIGTERM/SIGINT: readiness turns false, requests received are answered and connections closed as they finish; after this many seconds the rest are cut and the process exits',
+    'on SIGTERM/SIGINT/SIGHUP: readiness turns false, requests received are answered and connections closed as they finish; after this many seconds the rest are cut and the process exits',
     integer(1, LONGEST_TIMER_S),
     30,
   )
@@ -505,6 +505,8 @@ program
     };
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('SIGTERM', () => void stop('SIGTERM'));
+    // A closed terminal or a supervisor's hang-up drains like SIGTERM rather than killing requests in flight.
+    process.on('SIGHUP', () => void stop('SIGHUP'));
     // Listen first so probes see "live, not ready" while models load.
     const address = await listening('--http-port', flags.host, flags.httpPort, () => http.listen({ host: flags.host, port: flags.httpPort }), '', flags.dashboardPort === undefined ? [] : [{ flag: '--dashboard-port', port: flags.dashboardPort }]);
     // Fastify names one address of a wildcard bind; the bind itself is what an operator checks exposure by.

@@ -233,3 +233,12 @@ test('SIGTERM during a warmup abandons the load (at start, and in a poll reload)
   assert.ok(performance.now() - stopAt < 8_000, `exited ${Math.round(performance.now() - stopAt)} ms after SIGTERM:\n${output}`);
   assert.match(output, /abandoned: the server is shutting down/);
 });
+
+test('SIGHUP drains like SIGTERM (exit 0), and --load-model in poll mode is said to have no effect', async () => {
+  const served = await serve(['--model-control-mode', 'poll', '--load-model', 'scale']);
+  assert.match(served.output(), /--load-model has no effect with --model-control-mode poll, which loads every model at start/);
+  served.child.kill('SIGHUP');
+  assert.equal(await served.exited, 0, served.output());
+  assert.match(served.output(), /"signal":"SIGHUP".*draining/);
+  assert.match(served.output(), /drained; exiting/);
+});

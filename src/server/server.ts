@@ -296,8 +296,8 @@ export class Server {
     if (discovered.length === 0) {
       this.logger.warn(`the model repository ${this.options.modelRepository} holds no model folders (<model>/<version>/model.onnx): nothing to serve until one is added`);
     }
-    if (modelControlMode === 'none' && loadModels.length > 0) {
-      this.logger.warn('--load-model has no effect with --model-control-mode none, which loads every model at start; use explicit or on_demand to choose');
+    if ((modelControlMode === 'none' || modelControlMode === 'poll') && loadModels.length > 0) {
+      this.logger.warn(`--load-model has no effect with --model-control-mode ${modelControlMode}, which loads every model at start; use explicit or on_demand to choose`);
     }
     if (modelControlMode !== 'on_demand' && this.options.pinModels.length > 0) {
       this.logger.warn(`--pin-model has no effect with --model-control-mode ${modelControlMode}, which never unloads a model to make room; it is for on_demand`);
