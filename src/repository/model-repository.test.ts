@@ -667,3 +667,11 @@ test(
     await assert.rejects(repo.load('simple'), isCode('UNAVAILABLE', /preferred_batch_size 16 exceeds max_batch_size 8/));
   },
 );
+
+test('an empty model file is reported as empty, not with the engine internals', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'hollow', 1, new Uint8Array(0));
+  await assert.rejects(repo.load('hollow'), isCode('UNAVAILABLE', /model file hollow\/1\/model\.onnx is empty \(0 bytes\)/));
+  const [row] = await repo.index();
+  assert.doesNotMatch(row!.reason!, /onnxruntime|ModelProto/);
+});

@@ -718,6 +718,8 @@ export class ModelRepository {
     await access(path, constants.R_OK).catch((error: NodeJS.ErrnoException) => {
       throw new Error(`model file ${shown(root, path)} cannot be read by this process (${error.code === 'EACCES' ? 'permission denied' : error.message})`);
     });
+    // An engine would answer with its own internals ("ModelProto does not have a graph"); a copy cut short says so.
+    if ((await stat(path)).size === 0) throw new Error(`model file ${shown(root, path)} is empty (0 bytes)`);
     return path;
   }
 
