@@ -555,3 +555,76 @@ describe('checked at load (explicit model control), each mistake named', () => {
     assert.equal(explicit.server.modelReady('scale2'), true);
   });
 });
+
+describe('a step unloaded or replaced while an ensemble request runs (explicit model control)', () => {
+  let explicit: TestServer;
+  const post = (model: string) =>
+    fetch(`${explicit.url}/v2/models/${model}/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }),
+      headers: { 'content-type': 'application/json' },
+    }).then(async (response) => ({ status: response.status, body: await response.json() }));
+
+  before(async () => {
+    explicit = await startTestServer({
+      server: { modelControlMode: 'explicit', allowCodeModels: true },
+      models: async (repoDir) => {
+        await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
+        await writeModel(repoDir, 'scale5', 1, scaleModel(5), 'max_batch_size: 8\n');
+        // A JavaScript step that takes 300 ms: the last step is sent only once it answers.
+        await mkdir(join(repoDir, 'sleepy', '1'), { recursive: true });
+        await writeFile(
+          join(repoDir, 'sleepy', 'config.pbtxt'),
+          'backend: "javascript"\nmax_batch_size: 8\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ 4 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n',
+        );
+        await writeFile(
+          join(repoDir, 'sleepy', '1', 'model.mjs'),
+          'export function execute(requests) { return requests.map(async (request) => { await new Promise((resolve) => setTimeout(resolve, 300)); return { Y: request.inputs.X }; }); }\n',
+        );
+        await writeEnsemble(
+          repoDir,
+          'ens_sleepy',
+          ensembleConfig('ens_sleepy', {
+            steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'A' }), step('sleepy', { X: 'A' }, { Y: 'B' }), step('scale5', { INPUT0: 'B' }, { OUTPUT0: 'OUT' })],
+          }),
+        );
+      },
+    });
+  });
+
+  after(async () => {
+    await explicit?.close();
+  });
+
+  test('requests already accepted finish on the step versions they started with; the unload waits for them, and later requests get 503', async () => {
+    await explicit.server.loadModel('ens_sleepy');
+    const accepted = [post('ens_sleepy'), post('ens_sleepy')];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // scale5 runs only after sleepy's 300 ms: it is unloaded before these requests reach it.
+    const unloaded = explicit.server.unloadModel('scale5');
+    for (const answer of await Promise.all(accepted)) {
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.deepEqual(answer.body.outputs[0].data, [10, 20, 30, 40]);
+    }
+    await unloaded;
+    assert.equal(explicit.server.modelReady('scale5'), false);
+    assert.equal(explicit.server.modelReady('ens_sleepy'), false);
+    const later = await post('ens_sleepy');
+    assert.equal(later.status, 503, JSON.stringify(later.body));
+    await explicit.server.loadModel('scale5');
+    assert.equal(explicit.server.modelReady('ens_sleepy'), true);
+  });
+
+  test('a step reloaded meanwhile answers them with the version they started with, and the next with the new one', async () => {
+    const accepted = [post('ens_sleepy'), post('ens_sleepy')];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await writeModel(explicit.repoDir, 'scale5', 1, scaleModel(7), 'max_batch_size: 8\n');
+    const reloaded = explicit.server.loadModel('scale5');
+    for (const answer of await Promise.all(accepted)) {
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.deepEqual(answer.body.outputs[0].data, [10, 20, 30, 40]);
+    }
+    await reloaded;
+    assert.deepEqual((await post('ens_sleepy')).body.outputs[0].data, [14, 28, 42, 56]);
+  });
+});

@@ -17,6 +17,19 @@ import { stepDependencies, type EnsemblePlan, type EnsembleStep } from './ensemb
 /** Sends one step's request to its model: the server's own inference path, so the step is served as any client's request. */
 export type StepCall = (request: InferenceRequest, context: RequestContext) => Promise<InferenceResponse>;
 
+/**
+ * The version that would run a step now, held for one ensemble request from the moment it is accepted: that
+ * version's unload waits for the request (as it waits for its own), so a step unloaded or replaced meanwhile
+ * still answers it, as Triton lets an accepted request finish. `call` runs the step's request on it.
+ */
+export interface HeldStep {
+  call: StepCall;
+  release(): void;
+}
+
+/** Holds a step's version (see HeldStep); undefined when none can be held now, the step then sent through StepCall when it starts. */
+export type StepHolder = (step: EnsembleStep) => HeldStep | undefined;
+
 /** The steps needed for `outputs`, and which outputs each must return (those a needed step or the answer reads). */
 function neededSteps(plan: EnsemblePlan, outputs: readonly string[]): Map<EnsembleStep, string[]> {
   const wanted = new Set(outputs);
@@ -71,6 +84,7 @@ export class EnsembleScheduler implements Scheduler {
     private readonly callStep: StepCall,
     /** Requests it holds at once before a client should expect refusals: the steps' queues decide, so the server's queue size. */
     readonly admits: number,
+    private readonly holdStep?: StepHolder,
   ) {}
 
   /**
@@ -122,6 +136,18 @@ export class EnsembleScheduler implements Scheduler {
       traceparent: request.context?.traceparent,
       patient: request.context?.patient,
     };
+    // Taken before anything is awaited, so an unload that comes after the request was accepted waits for it.
+    const held = new Map<EnsembleStep, HeldStep>();
+    if (this.holdStep) {
+      for (const step of steps.keys()) {
+        const hold = this.holdStep(step);
+        if (hold) held.set(step, hold);
+      }
+    }
+    const letGo = (step: EnsembleStep) => {
+      held.get(step)?.release();
+      held.delete(step);
+    };
     return new Promise<ScheduledResult>((resolve, reject) => {
       let failed = false;
       let left = steps.size;
@@ -133,6 +159,8 @@ export class EnsembleScheduler implements Scheduler {
       const fail = (step: EnsembleStep, cause: NereidError) => {
         if (failed) return;
         failed = true;
+        // Steps that will not start now let their versions go; those running let theirs go when they answer.
+        for (const unstarted of waiting.keys()) letGo(unstarted);
         // The step's code stands (a step's bad input is the client's, a full queue is a retry), with the step named.
         reject(new NereidError(cause.code, `ensemble '${plan.name}' ${step.label}: ${cause.message}`, { cause, retryAfterMs: cause.retryAfterMs }));
       };
@@ -140,6 +168,7 @@ export class EnsembleScheduler implements Scheduler {
         waiting.delete(step);
         const parameters = this.stepParameters(request, started);
         if (!parameters) {
+          letGo(step);
           const spent = Math.round((performance.now() - started) * 1000);
           const expired = new NereidError('UNAVAILABLE', `the request's timeout of ${request.timeoutMicroseconds} us ran out (${spent} us spent in the ensemble before this step) before the step was sent`, { retryAfterMs: 1000 });
           return fail(step, expired);
@@ -154,7 +183,9 @@ export class EnsembleScheduler implements Scheduler {
           outputs: steps.get(step)!.map((name) => ({ name })),
         };
         const sent = performance.now();
-        this.callStep(stepRequest, context)
+        const hold = held.get(step);
+        (hold ? hold.call(stepRequest, context) : this.callStep(stepRequest, context))
+          .finally(() => letGo(step))
           .then((response) => {
             if (failed) return;
             timings.push(response.timings);

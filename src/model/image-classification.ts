@@ -106,7 +106,7 @@ export function runImagesThrough(
             outputs: [{ name: outputName }],
           },
           context,
-          postprocess && ((outputs) => postprocess(outputs, index)),
+          { postprocess: postprocess && ((outputs) => postprocess(outputs, index)) },
         )
         .catch((error: unknown) => {
           throw error instanceof ImageInputError ? invalidArgument(listed ? `image ${index}: ${error.reason}` : aboutTheImage(error.reason)) : error;

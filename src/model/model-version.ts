@@ -128,6 +128,16 @@ function oodParameters(rows: readonly OutOfDistribution[]): Record<string, strin
 }
 
 /** The outputs a request computed, and where its time went. */
+export interface RunOptions {
+  /**
+   * The caller's own post-processing of the outputs (a detector's boxes): it runs on the path, so
+   * that its time is the request's post-processing in the statistics, and a failure of it the request's.
+   */
+  postprocess?: (outputs: Record<string, Tensor>) => unknown;
+  /** The request comes through a hold (hold()): it runs while the version unloads. */
+  held?: boolean;
+}
+
 export interface RunResult {
   outputs: Record<string, Tensor>;
   timings: RequestTimings;
@@ -140,6 +150,14 @@ const NO_EXTRA_OUTPUTS: readonly string[] = [];
 
 /** A cache hit spent no time in the queue or the model. */
 const HIT_TIMINGS: RequestTimings = Object.freeze({ queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 });
+
+/** A version held for work that calls it later: see ModelVersion.hold. */
+export interface VersionHold {
+  readonly version: ModelVersion;
+  infer(request: InferenceRequest, context?: RequestContext): Promise<InferenceResponse>;
+  /** Lets the version go; once every hold and request is gone, an unload waiting for them proceeds. */
+  release(): void;
+}
 
 export class ModelVersion {
   state: ModelState = 'READY';
@@ -267,9 +285,29 @@ export class ModelVersion {
     this.parts.scheduler.admit({ bytes, deadline, priority: this.config.dynamic_batching?.priority_levels ? 1 : undefined });
   }
 
+  /**
+   * Holds this version for work accepted now that calls it later (an ensemble's request, for its steps): its unload
+   * waits until the hold is released, as it waits for its own requests in flight, and the holder's calls run on it
+   * meanwhile. Undefined when the version is not ready.
+   */
+  hold(): VersionHold | undefined {
+    if (this.state !== 'READY') return undefined;
+    this.inFlight++;
+    let released = false;
+    return {
+      version: this,
+      infer: (request, context) => (released ? Promise.reject(new NereidError('INTERNAL', `${this.label}: called through a released hold`)) : this.infer(request, context, true)),
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--this.inFlight === 0) this.whenIdle?.();
+      },
+    };
+  }
+
   /** A V2 inference: the request's outputs, with Triton's classification extension where an output asks for it. */
-  async infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
-    const { outputs, timings, ood } = await this.run(request, context);
+  async infer(request: InferenceRequest, context: RequestContext = {}, held = false): Promise<InferenceResponse> {
+    const { outputs, timings, ood } = await this.run(request, context, { held });
     const answered: InferOutput[] = [];
     for (const name in outputs) {
       const requested = request.outputs?.find((output) => output.name === name);
@@ -284,11 +322,9 @@ export class ModelVersion {
 
   /**
    * The path of a request: validate → response cache → (pre-process → schedule → post-process) → observers.
-   * `postprocess` is the caller's own post-processing of the outputs (a detector's boxes): it runs on
-   * the path, so that its time is the request's post-processing in the statistics, and a failure of it the request's.
    */
-  async run(request: InferenceRequest, context: RequestContext = {}, postprocess?: (outputs: Record<string, Tensor>) => unknown): Promise<RunResult> {
-    if (this.state !== 'READY') throw new NereidError('UNAVAILABLE', `${this.label} is not ready (${this.state.toLowerCase()})`);
+  async run(request: InferenceRequest, context: RequestContext = {}, { postprocess, held = false }: RunOptions = {}): Promise<RunResult> {
+    if (this.state !== 'READY' && !(held && this.state === 'UNLOADING')) throw new NereidError('UNAVAILABLE', `${this.label} is not ready (${this.state.toLowerCase()})`);
     const { observer, cache } = this.parts;
     const started = performance.now();
     const record: RequestRecord = {

@@ -10,7 +10,7 @@ import { answerDecidingConfig, fingerprint } from '../cache/cache-key.js';
 import type { CompletedModelConfig, ModelConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import { checkEnsembleSteps, ENSEMBLE_PLATFORM, planEnsemble, type EnsembleStep } from '../model/ensemble-plan.js';
-import { EnsembleScheduler, type StepCall } from '../model/ensemble-scheduler.js';
+import { EnsembleScheduler, type StepCall, type StepHolder } from '../model/ensemble-scheduler.js';
 import { ModelVersion } from '../model/model-version.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { checkingConfig, responseCacheOf } from './model-loader.js';
@@ -29,6 +29,8 @@ export interface EnsembleLoadOptions {
   stepIdentity: (step: EnsembleStep) => Promise<string | undefined>;
   /** Runs a step's request through its model. */
   callStep: StepCall;
+  /** Holds the version that would run a step now, for one request (see HeldStep). */
+  holdStep?: StepHolder;
   readLabels: (filename: string) => Promise<string[]>;
   /** The server's response cache store; used when the ensemble's config enables response_cache. */
   responseCacheStore?: ResponseCacheStore;
@@ -68,7 +70,7 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   }
   const statistics = new ModelStatistics(name, version);
   const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
-  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize);
+  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize, options.holdStep);
   // The step versions serving now decide the answers, asked for each request: a step that loads a new version, new weights or
   // other processing makes a new ensemble for the cache at once, without the ensemble reloading.
   // The ensemble's own part is hashed once; the cache key hashes the whole identity again, so the steps' parts are only joined.

@@ -15,7 +15,7 @@ import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
-import type { StepCall } from '../model/ensemble-scheduler.js';
+import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
 import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
@@ -76,6 +76,11 @@ export interface ModelRepositoryOptions {
    * repository serves.
    */
   stepIdentity?: (step: EnsembleStep) => Promise<string | undefined>;
+  /**
+   * Holds the version that would run an ensemble's step now, for one of its requests (see HeldStep), as the server
+   * routes it; without it, the version the repository serves.
+   */
+  holdStepVersion?: StepHolder;
   /**
    * Holds a step model in memory while an ensemble reads its config at load, loading it through
    * whatever manages its residency; undefined when nothing does (the repository then loads it itself).
@@ -701,6 +706,17 @@ export class ModelRepository {
     }
   }
 
+  /** The version the repository serves for a model (or the one named) held for a later call (see HeldStep); undefined when none is ready. */
+  holdVersion(name: string, version?: string): HeldStep | undefined {
+    let hold;
+    try {
+      hold = this.get(name, version).hold();
+    } catch {
+      return undefined;
+    }
+    return hold && { call: hold.infer, release: hold.release };
+  }
+
   /** Without the server's path: a call goes straight to the version the repository serves. */
   private readonly directCall: StepCall = (request: InferenceRequest, context) => this.get(request.model, request.version).infer(request, context);
 
@@ -749,6 +765,7 @@ export class ModelRepository {
       maxQueueSize: this.options.maxQueueSize,
       responseCacheStore: this.options.responseCacheStore,
       callStep,
+      holdStep: this.options.holdStepVersion ?? ((step: EnsembleStep) => this.holdVersion(step.model, step.version)),
       stepConfig: async (step: EnsembleStep) => {
         await this.ensureLoaded(step.model);
         return this.get(step.model, step.version).clientConfig;

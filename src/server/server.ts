@@ -13,10 +13,11 @@ import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '.
 import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
-import { isEnsembleConfig } from '../model/ensemble-plan.js';
+import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
+import type { HeldStep } from '../model/ensemble-scheduler.js';
 import { classifyImages, imageClassifier } from '../model/image-classification.js';
 import { detectObjects, detector } from '../model/object-detection.js';
-import type { ModelVersion } from '../model/model-version.js';
+import type { ModelVersion, VersionHold } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
 import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import { LogSettings, type LogSettingsAnswer } from '../observability/log-settings.js';
@@ -199,6 +200,7 @@ export class Server {
           // A version that traffic weights draw per request cannot be named before the call.
           return step.version === undefined && this.weightsOf(served) ? undefined : served;
         }),
+      holdStepVersion: (step) => this.holdStepVersion(step),
       holdStep: (name) => this.hold(name),
       allowCodeModels: this.options.allowCodeModels,
       loadsOnDemand: (name) => this.residency.residencyOf(name) === 'on_demand',
@@ -427,6 +429,43 @@ export class Server {
     );
   }
 
+  /**
+   * The version that would run an ensemble's step now, held (in memory too, where residency manages it) for one of the
+   * ensemble's requests; undefined when none can be held now — an on-demand model not in memory, one whose traffic
+   * weights draw a version per request, one not loaded —, the step then routed when it starts.
+   */
+  private holdStepVersion(step: EnsembleStep): HeldStep | undefined {
+    if (this.residency.residencyOf(step.model) !== undefined && !this.residency.isResident(step.model)) return undefined;
+    let served: ModelVersion;
+    try {
+      served = this.model(step.model, step.version);
+    } catch {
+      return undefined;
+    }
+    if (step.version === undefined && this.weightsOf(served)) return undefined;
+    const lease = this.residency.lease(step.model);
+    // Resident (checked above), so held at once; a lease that would wait is not taken here.
+    if (lease !== undefined && typeof lease !== 'function') {
+      void lease.then((release) => release(), () => undefined);
+      return undefined;
+    }
+    const hold = served.hold();
+    if (!hold) {
+      lease?.();
+      return undefined;
+    }
+    return {
+      call: (request, context) => {
+        this.requestsStarted += 1;
+        return this.inferNow(request, context, hold);
+      },
+      release: () => {
+        hold.release();
+        lease?.();
+      },
+    };
+  }
+
   /** One load of a model residency does not manage (an ensemble) for every request that finds it not loaded. */
   private loadUnmanaged(name: string): Promise<void> {
     let loading = this.unmanagedLoads.get(name);
@@ -599,11 +638,12 @@ export class Server {
     return typeof held === 'function' ? inferHeld(held) : held.then(inferHeld);
   }
 
-  private inferNow(request: InferenceRequest, context: RequestContext): Promise<InferenceResponse> {
+  /** `held`: the version to run, held for the request (an ensemble's step), instead of the one routing would choose. */
+  private inferNow(request: InferenceRequest, context: RequestContext, held?: VersionHold): Promise<InferenceResponse> {
     try {
-      const model = this.routed(request);
+      const model = held?.version ?? this.routed(request);
       const traffic = model.config.traffic;
-      const answer = model.infer(request, context);
+      const answer = held ? held.infer(request, context) : model.infer(request, context);
       if (!traffic?.shadow || request.version || traffic.shadow.version === model.version) return answer;
       const started = performance.now();
       return answer.then((response) => {
