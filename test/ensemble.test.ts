@@ -581,6 +581,19 @@ describe('a step unloaded or replaced while an ensemble request runs (explicit m
           join(repoDir, 'sleepy', '1', 'model.mjs'),
           'export function execute(requests) { return requests.map(async (request) => { await new Promise((resolve) => setTimeout(resolve, 300)); return { Y: request.inputs.X }; }); }\n',
         );
+        await writeModel(repoDir, 'scaler', 1, scaleModel(1), 'max_batch_size: 8\nversion_policy: { all: {} }\n');
+        await writeModel(repoDir, 'scaler', 2, scaleModel(2));
+        await writeEnsemble(
+          repoDir,
+          'pinned',
+          ensembleConfig('pinned', {
+            outputs: [tensor4('V1'), tensor4('V2')],
+            steps: [
+              step('scaler', { INPUT0: 'IN' }, { OUTPUT0: 'V1' }).replace('model_version: -1', 'model_version: 1'),
+              step('scaler', { INPUT0: 'IN' }, { OUTPUT0: 'V2' }).replace('model_version: -1', 'model_version: 2'),
+            ],
+          }),
+        );
         await writeEnsemble(
           repoDir,
           'ens_sleepy',
@@ -626,5 +639,24 @@ describe('a step unloaded or replaced while an ensemble request runs (explicit m
     }
     await reloaded;
     assert.deepEqual((await post('ens_sleepy')).body.outputs[0].data, [14, 28, 42, 56]);
+  });
+
+  test("an ensemble naming a step's version is UNAVAILABLE once a reload of the step drops that version, and READY when it is back", async () => {
+    await explicit.server.loadModel('pinned');
+    assert.equal(explicit.server.modelReady('pinned'), true);
+    const only2 = { config: JSON.stringify({ max_batch_size: 8, version_policy: { specific: { versions: [2] } } }) };
+    await explicit.server.loadModel('scaler', only2);
+    assert.equal(explicit.server.modelReady('scaler', '2'), true);
+    assert.equal((await fetch(`${explicit.url}/v2/models/pinned/ready`)).status, 400);
+    const index = await (await fetch(`${explicit.url}/v2/repository/index`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).json();
+    assert.deepEqual(
+      index.filter((row: Json) => row.name === 'pinned'),
+      [{ name: 'pinned', state: 'UNAVAILABLE', reason: "ensemble 'pinned' contains models that are not available: scaler version 1" }],
+    );
+    const failed = await post('pinned');
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
+    await explicit.server.loadModel('scaler', { config: JSON.stringify({ max_batch_size: 8, version_policy: { all: {} } }) });
+    assert.equal(explicit.server.modelReady('pinned'), true);
+    assert.deepEqual((await post('pinned')).body.outputs.map((output: Json) => output.data[0]), [1, 2]);
   });
 });

@@ -7,7 +7,7 @@
  * in Triton. Each wait is bounded in polls (the server counts them), not in seconds.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -217,4 +217,52 @@ test('while the repository folder is missing (a volume remounting), the listings
   await polls(server, 2);
   assert.deepEqual(await (await fetch(`${url}/v2/models`)).json(), { models: [{ name: 'scale', state: 'READY', versions: ['1'] }] });
   assert.ok(lines.some((line) => line.level === 30 && /^the model repository .* can be read again$/.test(line.msg)));
+});
+
+test("an ensemble that names a step's version is UNAVAILABLE while that version is gone, and READY again when it is back", async (t) => {
+  const { logger, lines } = capturingLogger();
+  const allVersions = `name: "scaler"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\nversion_policy: { all: {} }\n`;
+  const ensemble = `name: "pinned"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "V1" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "V2" data_type: TYPE_FP32 dims: [ 4 ] } ]
+ensemble_scheduling { step [
+  { model_name: "scaler" model_version: 1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "V1" } },
+  { model_name: "scaler" model_version: 2 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "V2" } }
+] }
+`;
+  const served = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'scaler', 1, scaleModel(1), allVersions);
+      await writeModel(repo, 'scaler', 2, scaleModel(2));
+      await mkdir(join(repo, 'pinned', '1'), { recursive: true });
+      await writeFile(join(repo, 'pinned', 'config.pbtxt'), ensemble);
+    },
+    server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger },
+  });
+  t.after(() => served.close());
+  const { server, url, repoDir } = served;
+  const ready = async () => (await fetch(`${url}/v2/models/pinned/ready`)).status === 200;
+  const infer = async () => {
+    const response = await fetch(`${url}/v2/models/pinned/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }) });
+    return { status: response.status, body: (await response.json()) as { outputs?: { data: number[] }[]; error?: string } };
+  };
+  assert.equal(await ready(), true);
+  assert.deepEqual((await infer()).body.outputs!.map((output) => output.data[0]), [1, 2]);
+
+  const moved = join(repoDir, '..', `scaler-1-${process.pid}`);
+  await rename(join(repoDir, 'scaler', '1'), moved);
+  t.after(() => rm(moved, { recursive: true, force: true }));
+  await withinPolls(server, 'the ensemble not ready', async () => !(await ready()));
+  assert.equal((await fetch(`${url}/v2/health/ready`)).status, 400, 'a model the server was asked to serve is not ready');
+  const index = (await (await fetch(`${url}/v2/repository/index`, { method: 'POST', body: '{}' })).json()) as { name: string; state?: string; reason?: string }[];
+  assert.deepEqual(index.find((row) => row.name === 'pinned'), { name: 'pinned', state: 'UNAVAILABLE', reason: "ensemble 'pinned' contains models that are not available: scaler version 1" });
+  const failed = await infer();
+  assert.equal(failed.status, 503, failed.body.error);
+  assert.ok(lines.some((line) => line.level === 30 && line.msg === "unloaded model 'scaler' version 1"), 'the version that went is logged');
+
+  await rename(moved, join(repoDir, 'scaler', '1'));
+  await withinPolls(server, 'the ensemble ready again', ready);
+  assert.deepEqual((await infer()).body.outputs!.map((output) => output.data[0]), [1, 2]);
 });

@@ -40,9 +40,21 @@ export interface RepositoryIndexEntry {
  */
 export class ModelLoadError extends NereidError {}
 
-/** Triton's words for an ensemble whose steps are gone. */
-function ensembleMissingReason(ensemble: string, missing: ReadonlySet<string>): string {
+/** Triton's words for an ensemble whose steps are gone; `missing`: the models, or a model's versions (`scaler version 1`). */
+function ensembleMissingReason(ensemble: string, missing: Iterable<string>): string {
   return `ensemble '${ensemble}' contains models that are not available: ${[...missing].join(', ')}`;
+}
+
+/** The versions each step model of an ensemble's config names (model_version ≥ 1). */
+function pinnedVersions(config: ModelConfig): Map<string, string[]> {
+  const pinned = new Map<string, string[]>();
+  for (const step of config.ensemble_scheduling?.step ?? []) {
+    if (step.model_version < 1) continue;
+    const versions = pinned.get(step.model_name) ?? [];
+    if (!versions.includes(String(step.model_version))) versions.push(String(step.model_version));
+    pinned.set(step.model_name, versions);
+  }
+  return pinned;
 }
 
 /** The start's one line: how many versions are ready, how many failed and which (their reasons are in the index). */
@@ -101,6 +113,10 @@ interface ModelEntry {
   reloadFailure?: string;
   /** An ensemble's step models, as its config names them. */
   steps?: readonly string[];
+  /** An ensemble's step models that name versions (model_version ≥ 1), with those versions: it serves only while they are loaded. */
+  pinned?: ReadonlyMap<string, readonly string[]>;
+  /** A load of this model is under way: it checks its steps itself, so no step's change is to queue behind it. */
+  loading?: boolean;
   /** Steps unloaded after this ensemble loaded: it is UNAVAILABLE until they load again, and then loads itself. */
   missingSteps?: Set<string>;
 }
@@ -423,6 +439,8 @@ export class ModelRepository {
   async load(name: string, configOverride?: unknown): Promise<void> {
     await this.serialise(name, () => this.loadKeepingOverrides(name, configOverride));
     // After the model's own turn: an ensemble's load waits for its steps' turns, this one's included.
+    // A load may have dropped a version an ensemble names (a version_policy, a version folder gone).
+    await this.failEnsemblesUsing(name);
     await this.restoreEnsemblesWaitingFor(name);
   }
 
@@ -472,18 +490,41 @@ export class ModelRepository {
     return unloaded;
   }
 
-  /** Ensembles loaded with `step` among their steps, now that it is unloaded: UNAVAILABLE, with why, until it is back. */
+  /** Whether `step` serves what the ensemble's `entry` needs of it: a ready version, and every version the ensemble names. */
+  private stepServes(step: string, entry: ModelEntry): boolean {
+    return this.isReady(step) && (entry.pinned?.get(step) ?? []).every((version) => this.isReady(step, version));
+  }
+
+  /** How a missing step reads in the reason: the model, or the versions of it the ensemble names that are not loaded. */
+  private missingStepLabel(step: string, entry: ModelEntry): string {
+    if (!this.isReady(step)) return step;
+    const versions = (entry.pinned?.get(step) ?? []).filter((version) => !this.isReady(step, version));
+    return versions.length === 0 ? step : `${step} version ${versions.join(', ')}`;
+  }
+
+  private missingReason(ensemble: string, entry: ModelEntry): string {
+    return ensembleMissingReason(ensemble, [...(entry.missingSteps ?? [])].map((step) => this.missingStepLabel(step, entry)));
+  }
+
+  /**
+   * Ensembles loaded with `step` among their steps, now that it is unloaded or no longer has a version they name:
+   * UNAVAILABLE, with why, until it is back.
+   */
   private async failEnsemblesUsing(step: string): Promise<void> {
     if (this.closing || this.options.loadsOnDemand?.(step)) return;
-    const users = () => [...this.entries].filter(([, entry]) => !entry.unloaded && entry.steps?.includes(step)).map(([name]) => name);
+    // An ensemble whose own load is under way checks its steps itself (and may be the one loading this step).
+    const lost = (entry: ModelEntry | undefined): entry is ModelEntry =>
+      entry !== undefined && !entry.unloaded && !entry.loading && entry.steps?.includes(step) === true && !this.stepServes(step, entry);
+    const users = () => [...this.entries].filter(([, entry]) => lost(entry)).map(([name]) => name);
     for (const ensemble of users()) {
       await this.serialise(ensemble, async () => {
         const entry = this.entries.get(ensemble);
         // Judged in the ensemble's turn: a load of it that ran first may have loaded the step again.
-        if (!entry || entry.unloaded || !entry.steps?.includes(step) || this.isReady(step)) return;
+        if (!lost(entry)) return;
         const missingSteps = new Set([...(entry.missingSteps ?? []), step]);
-        const reason = ensembleMissingReason(ensemble, missingSteps);
-        const failed: ModelEntry = { versions: new Map(), failures: new Map([['', reason]]), unloaded: false, steps: entry.steps, missingSteps };
+        const failed: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, steps: entry.steps, pinned: entry.pinned, missingSteps };
+        const reason = this.missingReason(ensemble, failed);
+        failed.failures.set('', reason);
         await this.replace(ensemble, failed, entry);
         this.options.logger.warn({ model: ensemble, missing: [...missingSteps] }, `${reason}; it loads again when they do`);
       });
@@ -502,9 +543,11 @@ export class ModelRepository {
       // Decided and done in the ensemble's turn, so an unload queued before it is not undone.
       await this.serialise(ensemble, async () => {
         const entry = this.entries.get(ensemble);
-        if (!entry || entry.unloaded || !entry.missingSteps?.delete(step)) return;
+        if (!entry || entry.unloaded || !entry.missingSteps?.has(step)) return;
+        // Back without a version the ensemble names: it still waits, for that version now.
+        if (this.stepServes(step, entry)) entry.missingSteps.delete(step);
         if (entry.missingSteps.size > 0) {
-          entry.failures.set('', ensembleMissingReason(ensemble, entry.missingSteps));
+          entry.failures.set('', this.missingReason(ensemble, entry));
           return;
         }
         this.options.logger.info({ model: ensemble }, `ensemble '${ensemble}': its steps are available again; loading it`);
@@ -551,7 +594,18 @@ export class ModelRepository {
     });
     const previous = this.entries.get(name);
     // Loaded now, an ensemble no longer waits for its steps: its load loads them, and their restores must not queue behind it.
-    if (previous) previous.missingSteps = undefined;
+    if (previous) {
+      previous.missingSteps = undefined;
+      previous.loading = true;
+    }
+    try {
+      await this.loadVersions(name, configOverride, logger, root, folder, previous);
+    } finally {
+      if (previous) previous.loading = undefined;
+    }
+  }
+
+  private async loadVersions(name: string, configOverride: unknown, logger: Logger, root: string, folder: string, previous: ModelEntry | undefined): Promise<void> {
     const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false };
     let config: ModelConfig;
     let backend: Backend | undefined;
@@ -674,7 +728,10 @@ export class ModelRepository {
       await this.replaceUnlessServing(name, entry, previous, [...entry.failures.values()].join('; '));
       throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
     }
-    if (!backend) entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
+    if (!backend) {
+      entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
+      entry.pinned = pinnedVersions(config);
+    }
     if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, folder, available, entry, logger);
     // A version that served before and failed to load again keeps serving as it was (the others move on), its failure
     // shown beside it in the index — not one the policy no longer names or whose folder went, nor across a change of
@@ -830,7 +887,16 @@ export class ModelRepository {
     this.entries.set(name, entry);
     // Versions of an unloaded entry were released already; releasing them twice is not safe. One carried into the new entry stays.
     const kept = new Set(entry.versions.values());
-    if (previous && !previous.unloaded) await Promise.all([...previous.versions.values()].filter((version) => !kept.has(version)).map((version) => version.unload()));
+    if (!previous || previous.unloaded) return;
+    await Promise.all(
+      [...previous.versions.values()]
+        .filter((version) => !kept.has(version))
+        .map(async (version) => {
+          await version.unload();
+          // A version the new load no longer serves (its folder gone, or a version_policy) is said as the whole model's unload is.
+          if (!entry.versions.has(version.version)) this.options.logger.info({ model: name, version: version.version }, `unloaded model '${name}' version ${version.version}`);
+        }),
+    );
   }
 
   /** Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. */
