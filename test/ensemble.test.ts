@@ -413,6 +413,17 @@ describe('checked at load (explicit model control), each mistake named', () => {
       config: (name) => ensembleConfig(name, { maxBatchSize: 4, steps: [step('one_row', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
       expected: ["ensemble 'e_batch' allows max_batch_size 4, but its step 0 (model 'one_row') allows only 1"],
     },
+    e_b_into_nb: {
+      config: (name) => ensembleConfig(name, { maxBatchSize: 4, steps: [step('nb4', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: [
+        "ensemble tensor 'IN' is FP32 [-1,4] as input 'IN' of ensemble 'e_b_into_nb', but input 'INPUT0' of model 'nb4' (step 0) takes FP32 [4]",
+        'the one with max_batch_size 0 takes its dims as written',
+      ],
+    },
+    e_nb_into_b: {
+      config: (name) => ensembleConfig(name, { maxBatchSize: 0, steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
+      expected: ["ensemble tensor 'IN' is FP32 [4] as input 'IN' of ensemble 'e_nb_into_b', but input 'INPUT0' of model 'scale2' (step 0) takes FP32 [-1,4]"],
+    },
     e_unused_input: {
       config: (name) => ensembleConfig(name, { inputs: [tensor4('IN'), tensor4('EXTRA')], steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
       expected: ["input 'EXTRA' of ensemble 'e_unused_input' is read by no step"],
@@ -441,6 +452,7 @@ describe('checked at load (explicit model control), each mistake named', () => {
         await writeModel(repoDir, 'one_row', 1, scaleModel(3), 'max_batch_size: 1\n');
         await writeModel(repoDir, 'identity_int32', 1, identityModel('int32'), 'max_batch_size: 8\n');
         await writeModel(repoDir, 'wide', 1, identityModel('float32', ['batch', 16]), 'max_batch_size: 8\n');
+        await writeModel(repoDir, 'nb4', 1, identityModel('float32', [4]), 'max_batch_size: 0\n');
         for (const [name, { config }] of Object.entries(mistakes)) await writeEnsemble(repoDir, name, config(name));
         await writeEnsemble(repoDir, 'scale2_only', ensembleConfig('scale2_only', { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }));
         await writeEnsemble(repoDir, 'outer_chain', ensembleConfig('outer_chain', { steps: [step('chain_yaml', { IN: 'IN' }, { OUT: 'OUT' })] }));

@@ -161,14 +161,25 @@ function sameDims(left: readonly number[], right: readonly number[]): boolean {
   return left.length === right.length && left.every((dim, index) => dim === -1 || right[index] === -1 || dim === right[index]);
 }
 
-/** Dims agree as declared, or once each side's batch dimension is written out (a batching model feeding a non-batching one, as Triton allows). */
+const fullDims = (end: TensorEnd) => (end.batched ? [-1, ...end.dims] : end.dims);
+const shown = (end: TensorEnd) => `${end.datatype} [${fullDims(end).join(',')}]`;
+
+/**
+ * Dims agree with each side's batch dimension written out: a batching model may feed a non-batching one whose first
+ * dimension is -1 (as Triton allows), but not one that takes the same dims without a batch dimension.
+ */
 function compatible(producer: TensorEnd, consumer: TensorEnd): boolean {
-  if (sameDims(producer.dims, consumer.dims)) return true;
-  const full = (end: TensorEnd) => (end.batched ? [-1, ...end.dims] : end.dims);
-  return sameDims(full(producer), full(consumer));
+  return sameDims(fullDims(producer), fullDims(consumer));
 }
 
-const shown = (end: TensorEnd) => `${end.datatype} [${(end.batched ? [-1, ...end.dims] : end.dims).join(',')}]`;
+/** Why a tensor's two ends disagree, with a hint when they declare the same dims but only one batches. */
+function disagreement(tensor: string, producer: TensorEnd, consumer: TensorEnd): string {
+  const hint =
+    producer.batched === consumer.batched || !sameDims(producer.dims, consumer.dims)
+      ? ''
+      : ` (the side with max_batch_size > 0 has a batch dimension before its dims; the one with max_batch_size 0 takes its dims as written, so give it a first dimension of -1 or make both batch alike)`;
+  return `ensemble tensor '${tensor}' is ${shown(producer)} as ${producer.description}, but ${consumer.description} takes ${shown(consumer)}${hint}`;
+}
 
 /**
  * Checks each step against its model's config as clients see it (`stepConfigs[i]` for step i):
@@ -182,10 +193,7 @@ export function checkEnsembleSteps(plan: EnsemblePlan, ensembleConfig: Completed
   for (const input of ensembleConfig.input) {
     producing.set(input.name, { datatype: datatypeOfConfig(input), dims: input.dims, batched: ensembleBatched, description: `input '${input.name}' of ${ensemble}` });
   }
-  const consuming: [string, TensorEnd][] = ensembleConfig.output.map((output) => [
-    output.name,
-    { datatype: datatypeOfConfig(output), dims: output.dims, batched: ensembleBatched, description: `output '${output.name}' of ${ensemble}` },
-  ]);
+  const consuming: [string, TensorEnd][] = [];
   for (const step of plan.steps) {
     const config = stepConfigs[step.index];
     const batched = config.max_batch_size > 0;
@@ -219,10 +227,14 @@ export function checkEnsembleSteps(plan: EnsemblePlan, ensembleConfig: Completed
       producing.set(tensor, { datatype: datatypeOfConfig(declared), dims: declared.dims, batched, description: `output '${output}' of ${where}` });
     }
   }
+  // The ensemble's outputs last: a mistake is named where the tensors first meet it, from the ensemble's inputs on.
+  for (const output of ensembleConfig.output) {
+    consuming.push([output.name, { datatype: datatypeOfConfig(output), dims: output.dims, batched: ensembleBatched, description: `output '${output.name}' of ${ensemble}` }]);
+  }
   for (const [tensor, consumer] of consuming) {
     const producer = producing.get(tensor)!;
     if (producer.datatype !== consumer.datatype || !compatible(producer, consumer)) {
-      throw new Error(`${ensemble}: ensemble tensor '${tensor}' is ${shown(producer)} as ${producer.description}, but ${consumer.description} takes ${shown(consumer)}`);
+      throw new Error(`${ensemble}: ${disagreement(tensor, producer, consumer)}`);
     }
   }
 }
