@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -671,4 +671,35 @@ describe('a step unloaded or replaced while an ensemble request runs (explicit m
     assert.equal(explicit.server.modelReady('pinned'), true);
     assert.deepEqual((await post('pinned')).body.outputs.map((output: Json) => output.data[0]), [1, 2]);
   });
+});
+
+test("docs/ensembles.md's first example works as written: its step models without configs, its ensemble in pbtxt and in YAML, the answers it shows", async (t) => {
+  const doc = await readFile('docs/ensembles.md', 'utf8');
+  const pbtxt = /```protobuf\n([\s\S]*?)```/.exec(doc)![1];
+  const yaml = /```yaml\n([\s\S]*?)```/.exec(doc)![1];
+  const asking = doc.slice(doc.indexOf('## Asking it'), doc.indexOf('## How it runs'));
+  const served = await startTestServer({
+    models: async (repoDir) => {
+      // As the tree shows: FP32 [-1, 4] models, no config.
+      for (const [name, factor] of [['double', 2], ['triple', 3], ['quintuple', 5]] as const) await writeModel(repoDir, name, 1, scaleModel(factor));
+      await writeEnsemble(repoDir, 'pipeline', pbtxt);
+      await mkdir(join(repoDir, 'pipeline_yaml', '1'), { recursive: true });
+      await writeFile(join(repoDir, 'pipeline_yaml', 'config.yaml'), yaml);
+    },
+  });
+  t.after(() => served.close());
+  for (const model of ['pipeline', 'pipeline_yaml']) {
+    assert.equal(served.server.modelReady(model), true, `${model}: ${JSON.stringify(await served.server.repositoryIndex?.())}`);
+  }
+  // Each curl of the section with the answer commented under it.
+  const examples = [...asking.matchAll(/curl -s localhost:8000(\S+)(?: -H '[^']*' \\\n\s+-d '([^']*)')?\n((?:# .*\n)+)/g)];
+  assert.equal(examples.length, 3);
+  for (const [, path, body, answer] of examples) {
+    const expected = JSON.parse(answer.replace(/^# ?/gm, '').replace(/\n/g, ''));
+    for (const model of ['pipeline', 'pipeline_yaml']) {
+      const response = await fetch(`${served.url}${path.replace('pipeline', model)}`, body ? { method: 'POST', body, headers: { 'content-type': 'application/json' } } : {});
+      assert.equal(response.status, 200, path);
+      assert.deepEqual(await response.json(), { ...expected, ...(expected.name && { name: model }), ...(expected.model_name && { model_name: model }) }, `${model}: ${path}`);
+    }
+  }
 });
