@@ -218,6 +218,21 @@ describe('local cache', () => {
     assert.deepEqual(await counts(cached, 'addsub'), { executions: 4, hits: 2, misses: 2 });
   });
 
+  test('a hit answers its outputs in the order its request asked for them, byte for byte as without the cache', async () => {
+    const request = JSON.parse(addSub(11).body);
+    const asking = (outputs: string[]) => JSON.stringify({ ...request, outputs: outputs.map((name) => ({ name })) });
+    const names = (raw: Raw) => (JSON.parse(raw.body.toString('utf8')) as { outputs: { name: string }[] }).outputs.map((output) => output.name);
+    const first = await infer(cached, 'addsub', asking(['OUTPUT1', 'OUTPUT0']));
+    assert.deepEqual(names(first), ['OUTPUT1', 'OUTPUT0']);
+    const before = await counts(cached, 'addsub');
+    for (const order of [['OUTPUT0', 'OUTPUT1'], ['OUTPUT1', 'OUTPUT0']]) {
+      const hit = await infer(cached, 'addsub', asking(order));
+      assert.deepEqual(names(hit), order);
+      assert.equal(hit.body.toString('utf8'), (await infer(plain, 'addsub', asking(order))).body.toString('utf8'));
+    }
+    assert.equal((await counts(cached, 'addsub')).hits, before.hits + 2, 'both were hits');
+  });
+
   test('BYTES answers come from the cache intact, and changing an answer in place (library API) does not change the cache', async () => {
     const body = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, 3], data: ['héllo', '', 'wörld ✓'] }] });
     const computed = await infer(cached, 'text', body);

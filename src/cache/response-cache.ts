@@ -54,6 +54,19 @@ function decodeStored(stored: Buffer): Record<string, Tensor> | undefined {
   }
 }
 
+/**
+ * Outputs in the order the request asked for them: the key holds the names sorted (the same answer either way), so an
+ * entry filled by a request that listed them otherwise would answer in its order. Names not listed (none asked for:
+ * every output) keep the stored order, the model's.
+ */
+function inRequestOrder(outputs: Record<string, Tensor>, names: readonly string[]): Record<string, Tensor> {
+  if (names.length < 2) return outputs;
+  const ordered: Record<string, Tensor> = {};
+  for (const name of names) if (name in outputs) ordered[name] = outputs[name];
+  for (const name in outputs) if (!(name in ordered)) ordered[name] = outputs[name];
+  return ordered;
+}
+
 /** Rejects when the signal aborts; never settles otherwise. */
 function whenCancelled(signal: CancelSignal | undefined): Promise<never> | undefined {
   if (!signal) return undefined;
@@ -93,7 +106,7 @@ export class ResponseCache {
     const stored = await this.store.get(key);
     const lookupNs = (performance.now() - lookupStart) * 1e6;
     const decoded = stored && decodeStored(stored);
-    if (decoded) return { hit: true, ns: lookupNs, outputs: decoded };
+    if (decoded) return { hit: true, ns: lookupNs, outputs: inRequestOrder(decoded, request.outputNames) };
     const leader = this.inFlight.get(key);
     if (leader) {
       const cancelled = whenCancelled(request.signal);
@@ -101,7 +114,7 @@ export class ResponseCache {
         if (error instanceof NereidError && error.code === 'CANCELLED' && request.signal?.aborted) throw error;
         return undefined;
       });
-      if (shared) return { hit: true, ns: lookupNs, outputs: shared.outputs };
+      if (shared) return { hit: true, ns: lookupNs, outputs: inRequestOrder(shared.outputs, request.outputNames) };
       const computed = await compute();
       return { hit: false, ns: lookupNs, outputs: computed.outputs, computed };
     }
