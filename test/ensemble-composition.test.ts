@@ -305,6 +305,13 @@ describe("an ensemble's cost per prediction", () => {
     assert.equal(pairingAfter.execution_count - pairingBefore.execution_count, 1, 'one execution of 2 rows');
     const execution = pairingAfter.cost.compute_seconds - pairingBefore.cost.compute_seconds;
     near(ensembleAfter.cost.compute_seconds - ensembleBefore.cost.compute_seconds, execution / 2, 'half of the shared execution');
+    // Its compute durations are its step's for its request, as Triton sums them: the whole execution, which the step
+    // counts once for each of the two requests it ran (its cost above is the share).
+    for (const phase of ['compute_input', 'compute_infer', 'compute_output']) {
+      const step = pairingAfter.inference_stats[phase].ns - pairingBefore.inference_stats[phase].ns;
+      const ensemble = ensembleAfter.inference_stats[phase].ns - ensembleBefore.inference_stats[phase].ns;
+      assert.ok(step > 0 && Math.abs(ensemble * 2 - step) <= 2, `${phase}: the ensemble's ${ensemble} ns is not half of the step's ${step} ns`);
+    }
   });
 
   test('a cache hit costs nothing', async () => {

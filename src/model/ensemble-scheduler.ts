@@ -51,20 +51,19 @@ function neededSteps(plan: EnsemblePlan, outputs: readonly string[]): Map<Ensemb
 }
 
 /**
- * The ensemble's timings: its steps' queue times and their shares of the executions they were part
- * of, summed; its core-seconds (its cost) are the sum of the steps' own shares.
+ * The ensemble's timings: its steps' queue and compute times summed, each as its step's model counts it for the
+ * request (a step that ran in a batch counts the batch's whole execution), as Triton sums an ensemble's composing
+ * models' durations; its core-seconds (its cost) are the sum of the steps' shares of their executions.
  */
-function summedTimings(parts: readonly (RequestTimings | undefined)[], rows: number, steps: StepTiming[]): RequestTimings {
+function summedTimings(parts: readonly (RequestTimings | undefined)[], steps: StepTiming[]): RequestTimings {
   const sum: RequestTimings = { queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0, coreSeconds: 0, steps };
   for (const timings of parts) {
     if (!timings) continue;
-    // A step that does not batch took the ensemble's rows as one request, alone in its execution: its share is the whole.
-    const share = timings.batchRows ? Math.min(1, Math.max(1, rows) / timings.batchRows) : 1;
     sum.queueNs += timings.queueNs;
     sum.coreSeconds! += timings.coreSeconds ?? 0;
-    sum.computeInputNs += timings.computeInputNs * share;
-    sum.computeInferNs += timings.computeInferNs * share;
-    sum.computeOutputNs += timings.computeOutputNs * share;
+    sum.computeInputNs += timings.computeInputNs;
+    sum.computeInferNs += timings.computeInferNs;
+    sum.computeOutputNs += timings.computeOutputNs;
     if (timings.preprocessNs !== undefined) sum.preprocessNs = (sum.preprocessNs ?? 0) + timings.preprocessNs;
     if (timings.postprocessNs !== undefined) sum.postprocessNs = (sum.postprocessNs ?? 0) + timings.postprocessNs;
   }
@@ -154,7 +153,7 @@ export class EnsembleScheduler implements Scheduler {
       const finish = () => {
         const outputs: Record<string, Tensor> = {};
         for (const name of request.outputNames) outputs[name] = tensors.get(name)!;
-        resolve({ outputs, timings: summedTimings(timings, request.batchSize, stepTimings.sort((a, b) => a.step - b.step)) });
+        resolve({ outputs, timings: summedTimings(timings, stepTimings.sort((a, b) => a.step - b.step)) });
       };
       const fail = (step: EnsembleStep, cause: NereidError) => {
         if (failed) return;
