@@ -424,6 +424,14 @@ describe('checked at load (explicit model control), each mistake named', () => {
       config: (name) => ensembleConfig(name, { maxBatchSize: 0, steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
       expected: ["ensemble tensor 'IN' is FP32 [4] as input 'IN' of ensemble 'e_nb_into_b', but input 'INPUT0' of model 'scale2' (step 0) takes FP32 [-1,4]"],
     },
+    e_map_field: {
+      config: (name) => ensembleConfig(name, { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' }).replace('value: "IN" }', 'value: "IN" bogus: 3 }')] }),
+      expected: ["ensemble_scheduling.step.0.input_map.bogus: unknown field 'bogus' in a map entry, which holds key and value only"],
+    },
+    e_map_brace: {
+      config: (name) => ensembleConfig(name, { steps: ['model_name: "scale2" input_map { key: "INPUT0" value: "IN" output_map { key: "OUTPUT0" value: "OUT" } }'] }),
+      expected: ["input_map.output_map: unknown field 'output_map' in a map entry, which holds key and value only (a closing brace missing before output_map?)"],
+    },
     e_unused_input: {
       config: (name) => ensembleConfig(name, { inputs: [tensor4('IN'), tensor4('EXTRA')], steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }),
       expected: ["input 'EXTRA' of ensemble 'e_unused_input' is read by no step"],

@@ -426,14 +426,50 @@ function checkSequenceBatching(config: { max_batch_size?: number; dynamic_batchi
 }
 
 /**
+ * A step's input_map or output_map: `{ key: …, value: … }` entries (pbtxt, JSON as Triton writes it) or a plain
+ * record (YAML). An entry holds key and value only: any other field is refused by name, a brace misplaced so
+ * that output_map sits inside an input_map entry included.
+ */
+function ensembleMapSchema() {
+  const entryFields = ['key', 'value'];
+  const entries = z.array(
+    z.looseObject({}).superRefine((entry, ctx) => {
+      for (const field of Object.keys(entry)) {
+        if (entryFields.includes(field)) continue;
+        const misplaced = field === 'input_map' || field === 'output_map';
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: `unknown field '${field}' in a map entry, which holds key and value only${misplaced ? ` (a closing brace missing before ${field}?)` : ''}`,
+        });
+      }
+      for (const field of entryFields) if (!(field in entry)) ctx.addIssue({ code: 'custom', message: `a map entry needs ${field} (it holds key and value)` });
+    }),
+  );
+  return z
+    .preprocess((value, ctx) => {
+      if (!value || typeof value !== 'object') return value;
+      // An entry given alone (pbtxt writes one entry as a message) or a list of them: checked as entries, then made a record.
+      const isEntry = (candidate: object) => 'key' in candidate || 'value' in candidate;
+      const list = Array.isArray(value) ? value : isEntry(value) ? [value] : undefined;
+      if (!list) return value;
+      const checked = entries.safeParse(list);
+      if (checked.success) return mapEntriesToRecord(list);
+      for (const issue of checked.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: Array.isArray(value) ? issue.path : issue.path.slice(1) });
+      return {};
+    }, z.record(z.string(), z.string().min(1)))
+    .optional();
+}
+
+/**
  * One step of Triton's ensemble_scheduling: a model, the version it runs (-1: the one its model
  * serves), which ensemble tensor feeds each of its inputs and which tensor each output it maps becomes.
  */
 const ensembleStepSchema = configObject({
   model_name: z.string().min(1),
   model_version: integer(-1).default(-1),
-  input_map: z.preprocess(mapEntriesToRecord, z.record(z.string(), z.string().min(1))).optional(),
-  output_map: z.preprocess(mapEntriesToRecord, z.record(z.string(), z.string().min(1))).optional(),
+  input_map: ensembleMapSchema(),
+  output_map: ensembleMapSchema(),
 });
 
 /** ModelConfig's fields that Nereid does not use (a field the schema below declares is used, whatever this list says). */
