@@ -233,6 +233,19 @@ describe('local cache', () => {
     assert.equal((await counts(cached, 'addsub')).hits, before.hits + 2, 'both were hits');
   });
 
+  test('a cache_bypass that is not a boolean is refused (400), never read as false and answered from the cache', async () => {
+    const request = addSub(12);
+    assertAnswer(await infer(cached, 'addsub', request.body), request, 'fills the cache');
+    const before = await counts(cached, 'addsub');
+    for (const [value, shown] of [['yes', 'string "yes"'], ['true', 'string "true"'], [1, 'number 1']] as const) {
+      const raw = await infer(cached, 'addsub', addSub(12, { parameters: { cache_bypass: value } }).body);
+      assert.equal(raw.status, 400, raw.body.toString('utf8'));
+      assert.match(JSON.parse(raw.body.toString('utf8')).error, new RegExp(`request parameter 'cache_bypass' must be a boolean \\(true or false\\), got ${shown}`));
+    }
+    assert.equal((await counts(cached, 'addsub')).hits, before.hits, 'no hit answered them');
+    assertAnswer(await infer(cached, 'addsub', addSub(12, { parameters: { cache_bypass: true } }).body), request, 'true computes');
+  });
+
   test('BYTES answers come from the cache intact, and changing an answer in place (library API) does not change the cache', async () => {
     const body = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, 3], data: ['héllo', '', 'wörld ✓'] }] });
     const computed = await infer(cached, 'text', body);

@@ -21,6 +21,8 @@ export interface ValidatedRequest extends Admission {
   batchSize: number;
   /** The outputs to compute: the requested ones, else all. */
   outputNames: readonly string[];
+  /** The request's `cache_bypass`: computed, not looked up in the response cache. */
+  cacheBypass: boolean;
 }
 
 interface InputRule {
@@ -107,6 +109,14 @@ function unsignedParameter(request: InferenceRequest, key: string): number | und
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw invalidArgument(`request parameter '${key}' must be a non-negative integer${key === 'timeout' ? ' of microseconds' : ''}, got ${quote(value)}`);
   }
+  return value;
+}
+
+/** A parameter that is true or false (cache_bypass): anything else is refused rather than read as false. */
+function booleanParameter(request: InferenceRequest, key: string): boolean {
+  const value = request.parameters?.[key];
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw invalidArgument(`request parameter '${key}' must be a boolean (true or false), got ${typeof value} ${quote(value)}`);
   return value;
 }
 
@@ -251,6 +261,7 @@ export class RequestValidator {
       outputNames: request.outputs?.length ? this.checkOutputs(request.outputs) : this.allOutputs,
       priority: unsignedParameter(request, 'priority'),
       timeoutMicroseconds: unsignedParameter(request, 'timeout'),
+      cacheBypass: booleanParameter(request, 'cache_bypass'),
     };
   }
 

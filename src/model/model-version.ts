@@ -351,7 +351,7 @@ export class ModelVersion {
       this.parts.scheduler.validate(validated);
       const sequence = this.config.sequence_batching ? sequenceFlagsOf(request.parameters, this.name) : undefined;
       record.rows = Math.max(1, validated.batchSize);
-      if (cache && request.parameters?.cache_bypass !== true) {
+      if (cache && !validated.cacheBypass) {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
           () => this.compute(validated, workContext, record.requestId, sequence, request.parameters),
