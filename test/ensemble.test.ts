@@ -461,6 +461,17 @@ describe('checked at load (explicit model control), each mistake named', () => {
         await writeModel(repoDir, 'identity_int32', 1, identityModel('int32'), 'max_batch_size: 8\n');
         await writeModel(repoDir, 'wide', 1, identityModel('float32', ['batch', 16]), 'max_batch_size: 8\n');
         await writeModel(repoDir, 'nb4', 1, identityModel('float32', [4]), 'max_batch_size: 0\n');
+        await writeModel(repoDir, 'nb_any', 1, identityModel('float32', ['rows', 'n']), 'max_batch_size: 0\n');
+        await writeEnsemble(
+          repoDir,
+          'e_out_dims',
+          ensembleConfig('e_out_dims', {
+            maxBatchSize: 0,
+            inputs: ['{ name: "IN" data_type: TYPE_FP32 dims: [ -1, -1 ] }'],
+            outputs: ['{ name: "OUT" data_type: TYPE_FP32 dims: [ -1, 4 ] }'],
+            steps: [step('nb_any', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })],
+          }),
+        );
         for (const [name, { config }] of Object.entries(mistakes)) await writeEnsemble(repoDir, name, config(name));
         await writeEnsemble(repoDir, 'scale2_only', ensembleConfig('scale2_only', { steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })] }));
         await writeEnsemble(repoDir, 'outer_chain', ensembleConfig('outer_chain', { steps: [step('chain_yaml', { IN: 'IN' }, { OUT: 'OUT' })] }));
@@ -497,6 +508,22 @@ describe('checked at load (explicit model control), each mistake named', () => {
       for (const fragment of expected) assert.ok(error.message.includes(fragment), `'${error.message}' lacks '${fragment}'`);
     });
   }
+
+  test("an output that does not fit the ensemble's declared dims fails the request, naming both shapes", async () => {
+    await explicit.server.loadModel('e_out_dims');
+    const infer = (shape: number[]) =>
+      fetch(`${explicit.url}/v2/models/e_out_dims/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape, data: Array.from({ length: shape[0] * shape[1] }, (_, index) => index) }] }),
+        headers: { 'content-type': 'application/json' },
+      }).then(async (response) => ({ status: response.status, body: await response.json() }));
+    const fitting = await infer([2, 4]);
+    assert.equal(fitting.status, 200, JSON.stringify(fitting.body));
+    assert.deepEqual(fitting.body.outputs[0].shape, [2, 4]);
+    const misfit = await infer([1, 5]);
+    assert.equal(misfit.status, 500, JSON.stringify(misfit.body));
+    assert.match(misfit.body.error, /ensemble 'e_out_dims': its steps produced output 'OUT' as FP32 \[1,5\], but its config declares FP32 \[-1,4\]/);
+  });
 
   test('the load API and the index give the reason', async () => {
     const answer = await fetch(`${explicit.url}/v2/repository/models/e_cycle/load`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });

@@ -84,7 +84,21 @@ export class EnsembleScheduler implements Scheduler {
     /** Requests it holds at once before a client should expect refusals: the steps' queues decide, so the server's queue size. */
     readonly admits: number,
     private readonly holdStep?: StepHolder,
+    /** The ensemble's outputs as its config declares them, the batch dimension written out (-1) when it batches. */
+    private readonly declared?: ReadonlyMap<string, { datatype: string; dims: readonly number[] }>,
   ) {}
+
+  /** An output that does not fit the ensemble's config fails the request, as Triton checks an ensemble's outputs. */
+  private checkOutput(name: string, tensor: Tensor): NereidError | undefined {
+    const declared = this.declared?.get(name);
+    if (!declared) return undefined;
+    const fits = tensor.datatype === declared.datatype && tensor.shape.length === declared.dims.length && declared.dims.every((dim, index) => dim === -1 || tensor.shape[index] === dim);
+    if (fits) return undefined;
+    return new NereidError(
+      'INTERNAL',
+      `ensemble '${this.plan.name}': its steps produced output '${name}' as ${tensor.datatype} [${tensor.shape.join(',')}], but its config declares ${declared.datatype} [${declared.dims.join(',')}]`,
+    );
+  }
 
   /**
    * Nothing a step would refuse for every request is left to refuse here: a priority or timeout that is not a
@@ -152,7 +166,11 @@ export class EnsembleScheduler implements Scheduler {
       let left = steps.size;
       const finish = () => {
         const outputs: Record<string, Tensor> = {};
-        for (const name of request.outputNames) outputs[name] = tensors.get(name)!;
+        for (const name of request.outputNames) {
+          outputs[name] = tensors.get(name)!;
+          const misfit = this.checkOutput(name, outputs[name]);
+          if (misfit) return reject(misfit);
+        }
         resolve({ outputs, timings: summedTimings(timings, stepTimings.sort((a, b) => a.step - b.step)) });
       };
       const fail = (step: EnsembleStep, cause: NereidError) => {

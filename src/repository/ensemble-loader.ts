@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { answerDecidingConfig, fingerprint } from '../cache/cache-key.js';
-import type { CompletedModelConfig, ModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import { checkEnsembleSteps, ENSEMBLE_PLATFORM, planEnsemble, type EnsembleStep } from '../model/ensemble-plan.js';
 import { EnsembleScheduler, type StepCall, type StepHolder } from '../model/ensemble-scheduler.js';
@@ -70,7 +70,13 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   }
   const statistics = new ModelStatistics(name, version);
   const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
-  const scheduler = new EnsembleScheduler(plan, options.callStep, options.maxQueueSize, options.holdStep);
+  const scheduler = new EnsembleScheduler(
+    plan,
+    options.callStep,
+    options.maxQueueSize,
+    options.holdStep,
+    new Map(config.output.filter((output) => !output.reshape).map((output) => [output.name, { datatype: datatypeOfConfig(output), dims: config.max_batch_size > 0 ? [-1, ...output.dims] : output.dims }])),
+  );
   // The step versions serving now decide the answers, asked for each request: a step that loads a new version, new weights or
   // other processing makes a new ensemble for the cache at once, without the ensemble reloading.
   // The ensemble's own part is hashed once; the cache key hashes the whole identity again, so the steps' parts are only joined.
