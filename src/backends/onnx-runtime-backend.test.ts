@@ -247,6 +247,7 @@ test('describe reads a large model off the event loop: the loop turns while it i
   assert.deepEqual(signature, {
     inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, width] }],
     outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, width] }],
+    inputsRequired: true,
   });
   const small = await modelFile(t);
   assert.deepEqual((await backend.describe(small)).inputs.map((input) => input.name), ['INPUT0', 'INPUT1'], 'a small model is described in place');

@@ -152,6 +152,8 @@ test('records the model refuses for a full queue are sent again once it has room
   // More at once than the model admits, as two chunks of a worker would send.
   const running = Array.from({ length: 12 }, (_, index) => processor.run({ id: index, json: JSON.stringify({ INPUT0: [index, 0, 0, 0] }) }));
   await gate.whenWaiting(1);
+  // The first batch goes as its first records arrive; the ones after it find the queue full a few turns later.
+  for (let turn = 0; turn < 100 && !requests.some((request) => request.errorCode === 'UNAVAILABLE'); turn++) await new Promise((resolve) => setImmediate(resolve));
   const refusedBeforeOpening = requests.filter((request) => request.errorCode === 'UNAVAILABLE').length;
   gate.open();
   const lines = (await Promise.all(running)).map((result) => parse(result.line));
