@@ -4,7 +4,7 @@
  * series left in a scrape.
  */
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
@@ -39,4 +39,29 @@ test('a reload of the same version keeps its counters; an unloaded version has n
   assert.doesNotMatch(text, /model="scale"/, 'no series of a model not loaded');
   const index = (await (await fetch(`${served.url}/v2/repository/index`, { method: 'POST', body: '{}' })).json()) as unknown[];
   assert.deepEqual(index, [], 'a deleted model leaves the index, as in Triton');
+});
+
+test("an ensemble's reload keeps its counters too", async (t) => {
+  const served = await startTestServer({
+    models: async (repo) => {
+      await writeModel(repo, 'double', 1, scaleModel(2), 'max_batch_size: 8\n');
+      await mkdir(join(repo, 'doubled', '1'), { recursive: true });
+      await writeFile(
+        join(repo, 'doubled', 'config.pbtxt'),
+        `platform: "ensemble"
+max_batch_size: 8
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
+ensemble_scheduling { step [ { model_name: "double" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "OUT" } } ] }
+`,
+      );
+    },
+    server: { modelControlMode: 'explicit', loadModels: ['doubled'] },
+  });
+  t.after(() => served.close());
+  const body = JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] });
+  for (let request = 0; request < 2; request++) assert.equal((await fetch(`${served.url}/v2/models/doubled/infer`, { method: 'POST', body })).status, 200);
+  assert.equal((await fetch(`${served.url}/v2/repository/models/doubled/load`, { method: 'POST', body: '{}' })).status, 200);
+  assert.equal((await fetch(`${served.url}/v2/models/doubled/infer`, { method: 'POST', body })).status, 200);
+  assert.equal(served.server.modelStatistics('doubled').model_stats[0]!.inference_count, 3);
 });

@@ -5,7 +5,7 @@
  * models, and what the index, the metrics and the load/unload API say.
  */
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
@@ -223,4 +223,39 @@ ensemble_scheduling { step [
   await fetch(`${served.url}/v2/repository/models/triple/unload`, { method: 'POST', body: '{}' });
   const again = await fetch(`${served.url}/v2/models/twice_scaled/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }) });
   assert.equal(again.status, 200, 'a step unloaded meanwhile loads again on the ensemble\'s next request');
+});
+
+test("on_demand mode: an ensemble whose steps fit the budget one at a time runs: a later step in memory is unloaded to make room for an earlier one, not held for the request", async (t) => {
+  const ensemble = `name: "twice_scaled"
+platform: "ensemble"
+max_batch_size: 4
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
+ensemble_scheduling { step [
+  { model_name: "double" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "MID" } },
+  { model_name: "triple" model_version: -1 input_map { key: "INPUT0" value: "MID" } output_map { key: "OUTPUT0" value: "OUT" } }
+] }
+`;
+  const served = await startTestServer({
+    server: { modelControlMode: 'on_demand', modelMemoryBudget: 300e6, modelLoadWaitMs: 10_000 },
+    models: async (repo) => {
+      await writeModel(repo, 'double', 1, scaleModel(2));
+      await writeModel(repo, 'triple', 1, scaleModel(3));
+      // Files the residency charges a model for (a sparse 200 MB each): room for one step at a time.
+      for (const model of ['double', 'triple']) {
+        await writeFile(join(repo, model, 'weights.pad'), '');
+        await truncate(join(repo, model, 'weights.pad'), 200e6);
+      }
+      await mkdir(join(repo, 'twice_scaled', '1'), { recursive: true });
+      await writeFile(join(repo, 'twice_scaled', 'config.pbtxt'), ensemble);
+    },
+  });
+  t.after(() => served.close());
+  for (let request = 0; request < 3; request++) {
+    const answer = await fetch(`${served.url}/v2/models/twice_scaled/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }) });
+    const text = await answer.text();
+    assert.equal(answer.status, 200, `request ${request}: ${text}`);
+    assert.deepEqual((JSON.parse(text) as { outputs: { data: number[] }[] }).outputs[0]!.data, [6, 12, 18, 24]);
+    assert.deepEqual(resident(served), ['triple'], 'the last step is what stays');
+  }
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { ParameterValue } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { answerDecidingConfig, cacheKey, fingerprint, type CacheKeyParts } from './cache-key.js';
@@ -162,4 +163,18 @@ test('the config fingerprint follows what decides answers, not how the model is 
     platform: { platform: 'other' },
   };
   for (const [what, changes] of Object.entries(deciding)) assert.notEqual(of(changes), original, `${what} changes the fingerprint`);
+});
+
+test('an integer key parameter beyond 2^53 (a bigint) is keyed, apart from the string of its digits, and the same as the number below 2^53', () => {
+  const withId = (id: ParameterValue) =>
+    keyOf((p) => {
+      p.parameters = { sequence_id: id };
+      p.keyParameters = ['sequence_id'];
+    });
+  const big = 2n ** 60n + 5n;
+  assert.equal(withId(big), withId(big));
+  assert.notEqual(withId(big), withId(String(big)));
+  assert.notEqual(withId(big), withId(big + 1n));
+  assert.equal(withId(7), withId(7n));
+  assert.notEqual(withId(7), withId('7'));
 });

@@ -77,6 +77,12 @@ export function cacheKey(parts: CacheKeyParts): string {
     hash.update(bytes);
   }
   field([...parts.outputNames].sort().join(','));
-  for (const key of parts.keyParameters) field(`${key}=${JSON.stringify(parts.parameters?.[key] ?? null)}`);
+  for (const key of parts.keyParameters) field(`${key}=${parameterText(parts.parameters?.[key])}`);
   return hash.digest('hex');
+}
+
+/** A key parameter's value as text: an integer the same whether it came as a number or a bigint (gRPC int64, JSON beyond 2^53), which JSON cannot write. */
+function parameterText(value: unknown): string {
+  if (typeof value === 'bigint' || (typeof value === 'number' && Number.isSafeInteger(value))) return `integer ${value}`;
+  return JSON.stringify(value ?? null);
 }

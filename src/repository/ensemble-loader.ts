@@ -18,6 +18,8 @@ import { checkingConfig, responseCacheOf } from './model-loader.js';
 export interface EnsembleLoadOptions {
   name: string;
   version: string;
+  /** The same version's statistics from its previous load, counting on (VersionLoadOptions.previousStatistics). */
+  previousStatistics?: ModelStatistics;
   config: ModelConfig;
   logger: Logger;
   observers?: readonly InferenceObserverFactory[];
@@ -68,7 +70,7 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   for (const output of config.output) {
     if (output.label_filename) labels.set(output.name, await options.readLabels(output.label_filename));
   }
-  const statistics = new ModelStatistics(name, version);
+  const statistics = options.previousStatistics ?? new ModelStatistics(name, version);
   const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
   const scheduler = new EnsembleScheduler(
     plan,

@@ -21,6 +21,7 @@ import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseMod
 import { parsePbtxt } from '../config/pbtxt.js';
 import { loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
+import type { ModelStatistics } from '../observability/model-statistics.js';
 import { LoadAbandonedError } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
@@ -659,7 +660,7 @@ export class ModelRepository {
         const started = performance.now();
         try {
           if (!backend) {
-            const loaded = await this.loadEnsembleVersion(name, version, config, logger, folder);
+            const loaded = await this.loadEnsembleVersion(name, version, config, logger, root, folder, previous?.versions.get(version)?.statistics);
             entry.versions.set(version, loaded);
             logger.info({ version }, `loaded ensemble '${name}' version ${version}`);
             return;
@@ -811,12 +812,21 @@ export class ModelRepository {
     return real;
   }
 
-  private loadEnsembleVersion(name: string, version: string, config: ModelConfig, logger: Logger, folder: string): Promise<ModelVersion> {
+  private loadEnsembleVersion(
+    name: string,
+    version: string,
+    config: ModelConfig,
+    logger: Logger,
+    root: string,
+    folder: string,
+    previousStatistics: ModelStatistics | undefined,
+  ): Promise<ModelVersion> {
     const callStep: StepCall = this.options.callStep ?? this.directCall;
     return loadEnsembleVersion({
       name,
       version,
       config,
+      previousStatistics,
       logger: logger.child({ version }),
       observers: this.options.observers,
       maxQueueSize: this.options.maxQueueSize,
@@ -828,7 +838,7 @@ export class ModelRepository {
         return this.get(step.model, step.version).clientConfig;
       },
       stepIdentity: this.options.stepIdentity ?? ((step: EnsembleStep) => versionIdentity(() => this.get(step.model, step.version))),
-      readLabels: async (file) => (await readFile(await containedFile(await this.root(), folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
+      readLabels: async (file) => (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
     });
   }
 

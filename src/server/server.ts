@@ -430,12 +430,14 @@ export class Server {
   }
 
   /**
-   * The version that would run an ensemble's step now, held (in memory too, where residency manages it) for one of the
-   * ensemble's requests; undefined when none can be held now — an on-demand model not in memory, one whose traffic
-   * weights draw a version per request, one not loaded —, the step then routed when it starts.
+   * The version that would run an ensemble's step now, held for one of the ensemble's requests; undefined when none is
+   * held — an on-demand model, one whose traffic weights draw a version per request, one not loaded —, the step then
+   * routed when it starts.
    */
   private holdStepVersion(step: EnsembleStep): HeldStep | undefined {
-    if (this.residency.residencyOf(step.model) !== undefined && !this.residency.isResident(step.model)) return undefined;
+    // An on-demand step loads when its step starts, and holding it (resident) from the request's start would keep
+    // it from being unloaded to make room for an earlier step of the same request, which would then wait on itself.
+    if (this.residency.residencyOf(step.model) === 'on_demand') return undefined;
     let served: ModelVersion;
     try {
       served = this.model(step.model, step.version);
@@ -443,26 +445,14 @@ export class Server {
       return undefined;
     }
     if (step.version === undefined && this.weightsOf(served)) return undefined;
-    const lease = this.residency.lease(step.model);
-    // Resident (checked above), so held at once; a lease that would wait is not taken here.
-    if (lease !== undefined && typeof lease !== 'function') {
-      void lease.then((release) => release(), () => undefined);
-      return undefined;
-    }
     const hold = served.hold();
-    if (!hold) {
-      lease?.();
-      return undefined;
-    }
+    if (!hold) return undefined;
     return {
       call: (request, context) => {
         this.requestsStarted += 1;
         return this.inferNow(request, context, hold);
       },
-      release: () => {
-        hold.release();
-        lease?.();
-      },
+      release: () => hold.release(),
     };
   }
 
