@@ -47,6 +47,18 @@ const resident = (served: TestServer) =>
     .map((model) => model.model)
     .sort();
 
+/** An ensemble of two on-demand steps: ×2, then ×3. */
+const TWICE_SCALED = `name: "twice_scaled"
+platform: "ensemble"
+max_batch_size: 4
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
+ensemble_scheduling { step [
+  { model_name: "double" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "MID" } },
+  { model_name: "triple" model_version: -1 input_map { key: "INPUT0" value: "MID" } output_map { key: "OUTPUT0" value: "OUT" } }
+] }
+`;
+
 test('three models under a budget for two: loaded on first request, least recently used unloaded, never one in flight', async (t) => {
   // What each model costs is measured by a first server with no budget: the resident set's growth over its load.
   const calibration = await startTestServer({ models: writeModels, server: { modelControlMode: 'on_demand' } });
@@ -189,23 +201,13 @@ test('a model loaded at start that the memory budget has no room for is UNAVAILA
 });
 
 test('on_demand mode: an ensemble loads on its first request, its steps through the residency (each loaded once, each unloadable), the ensemble itself never', async (t) => {
-  const ensemble = `name: "twice_scaled"
-platform: "ensemble"
-max_batch_size: 4
-input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
-ensemble_scheduling { step [
-  { model_name: "double" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "MID" } },
-  { model_name: "triple" model_version: -1 input_map { key: "INPUT0" value: "MID" } output_map { key: "OUTPUT0" value: "OUT" } }
-] }
-`;
   const served = await startTestServer({
     server: { modelControlMode: 'on_demand' },
     models: async (repo) => {
       await writeModel(repo, 'double', 1, scaleModel(2));
       await writeModel(repo, 'triple', 1, scaleModel(3));
       await mkdir(join(repo, 'twice_scaled', '1'), { recursive: true });
-      await writeFile(join(repo, 'twice_scaled', 'config.pbtxt'), ensemble);
+      await writeFile(join(repo, 'twice_scaled', 'config.pbtxt'), TWICE_SCALED);
     },
   });
   t.after(() => served.close());
@@ -226,16 +228,6 @@ ensemble_scheduling { step [
 });
 
 test("on_demand mode: an ensemble whose steps fit the budget one at a time runs: a later step in memory is unloaded to make room for an earlier one, not held for the request", async (t) => {
-  const ensemble = `name: "twice_scaled"
-platform: "ensemble"
-max_batch_size: 4
-input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
-ensemble_scheduling { step [
-  { model_name: "double" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "MID" } },
-  { model_name: "triple" model_version: -1 input_map { key: "INPUT0" value: "MID" } output_map { key: "OUTPUT0" value: "OUT" } }
-] }
-`;
   const served = await startTestServer({
     server: { modelControlMode: 'on_demand', modelMemoryBudget: 300e6, modelLoadWaitMs: 10_000 },
     models: async (repo) => {
@@ -247,7 +239,7 @@ ensemble_scheduling { step [
         await truncate(join(repo, model, 'weights.pad'), 200e6);
       }
       await mkdir(join(repo, 'twice_scaled', '1'), { recursive: true });
-      await writeFile(join(repo, 'twice_scaled', 'config.pbtxt'), ensemble);
+      await writeFile(join(repo, 'twice_scaled', 'config.pbtxt'), TWICE_SCALED);
     },
   });
   t.after(() => served.close());
