@@ -115,9 +115,9 @@ export interface RequestContext {
   /**
    * Waits its turn however long the queue ahead: no refusal for the expected wait (the server's
    * max queue wait), though its deadline, its queue timeout and the queue's size still apply. Set on
-   * a handler's context.infer calls: their request was weighed once when its model admitted it,
-   * and a handler that fans out (the OCR pipeline's lines) would otherwise see its own earlier
-   * calls as a backlog and refuse itself.
+   * a handler's context.infer calls and on the images of a request that holds several: their
+   * request was weighed once when its model admitted it, and a request that fans out (the OCR
+   * pipeline's lines, a form of photos) would otherwise see its own parts as a backlog and refuse itself.
    */
   patient?: boolean;
   /** Written by the model once it has answered: rows its out-of-distribution detector scored and flagged, for the front end's access log. */

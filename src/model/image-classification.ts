@@ -93,6 +93,9 @@ export function runImagesThrough(
   postprocess?: (outputs: Record<string, Tensor>, index: number) => unknown,
 ) {
   const listed = images.length > 1 || context.rowsArePartsOfList === true;
+  // The images of one request were admitted with it: each waits its turn behind the others rather than seeing
+  // its own siblings as a backlog too long to wait out (a form of 30 photos refused its last ones on a busy machine).
+  if (images.length > 1) context.patient = true;
   return Promise.all(
     images.map((image, index) =>
       model
