@@ -2,11 +2,12 @@
  * The images the README's first examples post give the answers it shows: a Fashion-MNIST sneaker
  * and bag are classified as such, a photo of a cat is flagged out of distribution with low
  * confidence rather than passed off as a garment, and the scanned page's lines are read; the Client
- * section's example runs and type-checks as written.
+ * section's example runs and type-checks as written; the docs' data-writing commands write the files their examples name.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
@@ -62,6 +63,31 @@ test('README Client example: runs and type-checks as written, against a real ser
   const tsc = join('node_modules', 'typescript', 'bin', 'tsc');
   const checked = await execute(process.execPath, [tsc, '--noEmit', '--strict', '--skipLibCheck', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', file]);
   assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+});
+
+test('docs: write-images.ts writes the Fashion-MNIST folders and files that monitoring, eval and quantization name', async (t) => {
+  const command = 'npx tsx examples/fashion-mnist/write-images.ts --out fashion-mnist --count 1000';
+  for (const doc of ['docs/monitoring.md', 'docs/eval.md', 'docs/quantization.md']) {
+    const text = await readFile(doc, 'utf8');
+    assert.ok(text.includes(command), `${doc} shows how its images are made`);
+    for (const path of text.match(/(?<!examples\/)fashion-mnist\/[\w./-]+/g) ?? []) {
+      assert.match(path, /^fashion-mnist\/(train|test)\/$|^fashion-mnist\/(shoe|shirt)\.png$/, `${doc} names ${path}`);
+    }
+  }
+  const out = await mkdtemp(join(tmpdir(), 'nereid-fashion-mnist-'));
+  t.after(() => rm(out, { recursive: true, force: true }));
+  const ran = await execute(process.execPath, ['--import', 'tsx', 'examples/fashion-mnist/write-images.ts', '--out', out, '--count', '30']);
+  assert.equal(ran.code, 0, ran.stderr);
+  const labels = (await readFile('models/fashion_mnist/labels.txt', 'utf8')).split('\n').filter(Boolean).map((label) => label.replace('/', '_'));
+  for (const split of ['train', 'test']) {
+    assert.deepEqual((await readdir(join(out, split))).sort(), [...labels].sort());
+    const counted = await Promise.all(labels.map(async (label) => (await readdir(join(out, split, label))).length));
+    assert.equal(counted.reduce((sum, count) => sum + count, 0), 30);
+  }
+  const server = await (await createServer({ modelRepository: 'models', modelControlMode: 'explicit', loadModels: ['fashion_mnist'], logger: pino({ level: 'silent' }) })).start();
+  t.after(() => server.close());
+  const answer = await server.classify('fashion_mnist', [await readFile(join(out, 'shoe.png')), await readFile(join(out, 'shirt.png'))]);
+  assert.deepEqual(answer.results.map((result) => result.predictions[0]!.label), ['Sneaker', 'Shirt']);
 });
 
 function execute(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
