@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -88,6 +88,42 @@ test('docs: write-images.ts writes the Fashion-MNIST folders and files that moni
   t.after(() => server.close());
   const answer = await server.classify('fashion_mnist', [await readFile(join(out, 'shoe.png')), await readFile(join(out, 'shirt.png'))]);
   assert.deepEqual(answer.results.map((result) => result.predictions[0]!.label), ['Sneaker', 'Shirt']);
+});
+
+test('docs: the tensor examples of batch-jobs.md and javascript-models.md run as written on what write-examples.ts writes', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-tensors-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const wrote = await execute(process.execPath, ['--import', 'tsx', 'examples/tensors/write-examples.ts', '--out', dir]);
+  assert.equal(wrote.code, 0, wrote.stderr);
+  const batchDoc = (await readFile('docs/batch-jobs.md', 'utf8')).replaceAll('\\\n  ', '');
+  const lines = new Map<string, { id: unknown; error: string | null; outputs?: { data: number[] }[]; pass_through?: unknown }[]>();
+  for (const model of ['simple', 'double']) {
+    const command = new RegExp(`^nereid batch --model ${model} .*$`, 'm').exec(batchDoc)?.[0];
+    assert.ok(command?.includes('tensors/'), `batch-jobs.md runs ${model} on the written files`);
+    const args = command!.replaceAll(' tensors/', ` ${dir}/`).replace('--output ', `--output ${dir}/`).split(/\s+/).slice(1);
+    const ran = await execute(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args, '--progress', 'none']);
+    assert.equal(ran.code, 0, ran.stderr);
+    const output = /--output (\S+)/.exec(args.join(' '))![1]!;
+    lines.set(model, (await readFile(output, 'utf8')).trim().split('\n').map((line) => JSON.parse(line)));
+  }
+  const simple = new Map(lines.get('simple')!.map((line) => [line.id, line]));
+  assert.deepEqual([1, 2, 3].map((id) => simple.get(id)!.error), [null, null, null]);
+  assert.equal(simple.get(4)!.error, "input 'INPUT0' expects INT32 [1,16]: 16 value(s), got 3", 'as the doc shows');
+  const double = new Map(lines.get('double')!.map((line) => [line.id, line]));
+  assert.deepEqual(double.get('r1'), { ...double.get('r1'), pass_through: { label: 'small' }, error: null });
+  assert.deepEqual(double.get('r1')!.outputs![0]!.data, [2, 4, 6, 8]);
+
+  const handlerDoc = await readFile('docs/javascript-models.md', 'utf8');
+  const section = handlerDoc.slice(handlerDoc.indexOf('`models/five_times`'));
+  assert.ok(section.includes('examples/tensors/write-examples.ts --out tensors'), 'the doc says where double and triple come from');
+  const model = join(dir, 'models', 'five_times');
+  await mkdir(join(model, '1'), { recursive: true });
+  await writeFile(join(model, 'config.pbtxt'), /```protobuf\n([\s\S]*?)```/.exec(section)![1]!);
+  await writeFile(join(model, '1', 'model.mjs'), /```js\n([\s\S]*?)```/.exec(section)![1]!);
+  const server = await (await createServer({ modelRepository: join(dir, 'models'), allowCodeModels: true, logger: pino({ level: 'silent' }) })).start();
+  t.after(() => server.close());
+  const answer = await server.infer({ model: 'five_times', inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 4], data: Float32Array.of(1, 2, 3, 4) }] });
+  assert.deepEqual(Array.from(answer.outputs[0]!.data as ArrayLike<number>), [5, 10, 15, 20]);
 });
 
 function execute(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
