@@ -1020,7 +1020,7 @@ const batch = program
   .option('--allow-code-models', 'the model may run code from the repository (a backend "javascript" handler), as serve\'s flag', false)
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
   .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
-  .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input (default: columns are matched to inputs by name)')
+  .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input, but the columns named id or label and those of --id-column and --pass-through (default: columns are matched to inputs by name; --input-columns picks them)')
   .option('--input-columns <names>', 'CSV columns (JSONL fields) that are inputs, comma-separated, in order (default: all but --id-column and --pass-through)', list)
   .option('--id-column <name>', "CSV column (JSONL field) whose value is each record's id in the output (default: the line number)")
   .option('--pass-through <names>', 'CSV columns (JSONL fields) copied into each output line as "pass_through", e.g. a label; comma-separated', list)

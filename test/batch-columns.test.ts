@@ -43,6 +43,20 @@ test('a CSV with a numeric id column and a label: the id names each output line,
   assert.match(byId.get(5)!.error!, /id "101" \(column 'sample'\) was already used on line 2; ids must be unique/);
 });
 
+test('--csv-input leaves out columns named id and label even when their cells are numbers and no flag names them', async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'rows.csv');
+  await writeFile(input, 'ID,a,b,c,d,Label\n7,1,2,3,4,3\n8,5,6,7,8,0\n');
+  const output = join(dir, 'out.jsonl');
+  const summary = await runLocalBatchJob({ model: 'scale', input, output, modelRepository: repo, csvInput: 'INPUT0', progress: 'none', logger: silent });
+  assert.equal(summary.failed, 0, await readFile(output, 'utf8'));
+  const byId = new Map((await linesOf(output)).map((line) => [line.id, line]));
+  assert.deepEqual(byId.get(2)!.outputs![0]!.data, [2, 4, 6, 8], 'four features: a numeric id and a class index are not among them');
+  assert.deepEqual(byId.get(3)!.outputs![0]!.data, [10, 12, 14, 16]);
+  await runLocalBatchJob({ model: 'scale', input, output: join(dir, 'chosen.jsonl'), modelRepository: repo, csvInput: 'INPUT0', inputColumns: ['b', 'c', 'd', 'Label'], progress: 'none', logger: silent });
+  assert.deepEqual((await linesOf(join(dir, 'chosen.jsonl')))[0]!.outputs![0]!.data, [4, 6, 8, 6], '--input-columns may still name the label');
+});
+
 test('--input-columns picks and orders the features; a column the header lacks stops the job with the header named', async () => {
   const { dir, repo } = await workspace();
   const input = join(dir, 'rows.csv');

@@ -40,7 +40,7 @@ export async function* idsOf(source: InputSource): AsyncGenerator<RecordId> {
 }
 
 export interface InputOptions {
-  /** CSV: put every numeric column of a row into this one input, in column order. */
+  /** CSV: put every numeric column of a row into this one input, in column order (but the id, label and pass-through ones: see RESERVED_CSV_COLUMNS). */
   csvInput?: string;
   /** CSV columns (or JSONL object fields) that are the model's inputs; default: all but the id and pass-through ones. */
   inputColumns?: readonly string[];
@@ -251,6 +251,12 @@ function columnIndexes(header: readonly string[], names: readonly string[], flag
   });
 }
 
+/**
+ * With --csv-input and no --input-columns, the columns that are never features: a record's id and its label (as
+ * `nereid eval` reads `label`), whatever the case, even when their cells are numbers (a class index).
+ */
+const RESERVED_CSV_COLUMNS = /^(id|label)$/i;
+
 function csvFile(path: string, csvInput: string | undefined, selected: RecordColumns): InputSource {
   let numericColumns: number[] | undefined;
   /** With --csv-input, a column is numeric when most of its non-empty cells are numbers (a stray bad cell fails only its row). */
@@ -304,8 +310,10 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
           header = row.cells;
           idIndex = selected.idColumn === undefined ? undefined : columnIndexes(header, [selected.idColumn], '--id-column')[0];
           carried = columnIndexes(header, selected.passThrough, '--pass-through');
-          const notInputs = new Set([idIndex, ...carried]);
-          // A numeric id or label is not a feature: only the columns chosen, or all the others, are inputs.
+          // A numeric id or label is not a feature: only the columns chosen, or all the others, are inputs; with
+          // --csv-input, a column named id or label is not one either, though no flag names it.
+          const reserved = csvInput ? header.flatMap((name, index) => (RESERVED_CSV_COLUMNS.test(name.trim()) ? [index] : [])) : [];
+          const notInputs = new Set([idIndex, ...carried, ...reserved]);
           inputs = selected.inputColumns
             ? columnIndexes(header, selected.inputColumns, '--input-columns')
             : (csvInput ? await findNumericColumns() : header.map((_, index) => index)).filter((index) => !notInputs.has(index));

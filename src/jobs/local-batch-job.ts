@@ -21,7 +21,7 @@ export interface BatchInputOptions {
   input: string;
   /** The JSONL output, appended to and resumed. */
   output: string;
-  /** CSV: every numeric column of a row forms this one input. */
+  /** CSV: every numeric column of a row forms this one input, but those named id or label and the id and pass-through columns. */
   csvInput?: string;
   /** CSV columns (JSONL fields) that are inputs; default: all but the id and pass-through ones. */
   inputColumns?: readonly string[];
