@@ -3,11 +3,13 @@
  * the default values and with every option on, is checked against the Kubernetes OpenAPI schemas (kubernetes-models
  * validates with them); the Prometheus Operator and KServe objects against zod schemas of the fields they use, whose
  * containers are again Kubernetes Containers. The server arguments the chart and the runtime produce are run for real
- * by `nereid serve`. A broken values override must fail, so the validation is shown to bite.
+ * by `nereid serve`. A broken values override must fail, so the validation is shown to bite. The systemd unit of
+ * docs/deploy.md is checked by `systemd-analyze verify` (where installed) and its ExecStart run for real too.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -338,4 +340,36 @@ test("the chart's and the runtime's server arguments start a real `nereid serve`
   await serveWithArgs(chartArgs, '/models');
   const runtime = KSERVE.find((object) => object.kind === 'ClusterServingRuntime')!;
   await serveWithArgs(runtime.spec.containers[0].args, '/mnt/models');
+});
+
+test("docs/deploy.md's systemd unit is valid, waits longer than the drain and its ExecStart starts a real `nereid serve`", async () => {
+  const doc = readFileSync(join(ROOT, 'docs/deploy.md'), 'utf8');
+  const unit = /```ini\n(\[Unit\][\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(unit, 'deploy.md shows a unit file');
+  const setting = (key: string): string => {
+    const value = new RegExp(`^${key}=(.*)$`, 'm').exec(unit!)?.[1];
+    assert.ok(value !== undefined, `the unit sets ${key}`);
+    return value!;
+  };
+  for (const key of ['User', 'WorkingDirectory', 'Restart', 'EnvironmentFile']) setting(key);
+  assert.equal(setting('KillSignal'), 'SIGTERM');
+  const [node, cli, ...args] = setting('ExecStart').split(/\s+/) as [string, string, ...string[]];
+  assert.ok(node.startsWith('/') && cli === `${setting('WorkingDirectory')}/dist/cli.js`, 'absolute paths, the CLI of the built clone');
+  const pairs = args.slice(1).flatMap((arg, index, all) => (arg.startsWith('--') ? [`${arg}=${all[index + 1]}`] : []));
+  const shutdownTimeout = Number(pairs.find((pair) => pair.startsWith('--shutdown-timeout='))?.split('=')[1] ?? 30);
+  assert.ok(Number(setting('TimeoutStopSec')) > shutdownTimeout, 'systemd waits for the drain before SIGKILL');
+  if (existsSync('/usr/bin/systemd-analyze')) {
+    const dir = await mkdtemp(join(tmpdir(), 'nereid-unit-'));
+    try {
+      await writeFile(join(dir, 'nereid.service'), unit!);
+      const verified = await new Promise<{ error: Error | null; stderr: string }>((resolve) =>
+        execFile('/usr/bin/systemd-analyze', ['verify', join(dir, 'nereid.service')], { timeout: 60_000 }, (error, _stdout, stderr) => resolve({ error, stderr })),
+      );
+      assert.equal(verified.error, null, verified.stderr);
+      assert.equal(verified.stderr.trim(), '', 'no setting systemd would ignore');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  await serveWithArgs([args[0]!, ...pairs], '/srv/nereid/models');
 });
