@@ -7,7 +7,7 @@
  * in Triton. Each wait is bounded in polls (the server counts them), not in seconds.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -77,6 +77,10 @@ test('poll mode loads, reloads and unloads as the repository changes; a config t
     const body = (await response.json()) as { error: string };
     assert.equal(response.status, 503, body.error);
     assert.match(body.error, new RegExp(`explicit model ${action} is not allowed: the server runs with --model-control-mode poll`));
+    if (action === 'load') {
+      const quoted = /refused in poll mode \(503, `([^`]*)`\)/.exec(await readFile('docs/lifecycle.md', 'utf8'))?.[1];
+      assert.equal(quoted?.replace(/\s+/g, ' '), body.error, 'docs/lifecycle.md quotes the answer exactly');
+    }
   }
 
   // Touched, not changed: the same version object keeps serving.
