@@ -262,13 +262,25 @@ function imageAlternatives(server: Server, model: string, version: string | unde
 }
 
 /**
- * Whether a browser's request comes from a page of this server's site. Browsers say so themselves (Sec-Fetch-Site,
- * which a reverse proxy leaves alone); without it, the Origin's host name must be the one the request was sent to
- * (Host, or a proxy's X-Forwarded-Host), ports aside, since proxies commonly drop or change them.
+ * Why a browser's request that may change or run something comes from a page of another origin, or undefined when it
+ * does not or is no browser's. Browsers say where it comes from themselves (Sec-Fetch-Site, which a reverse proxy
+ * leaves alone): `cross-site` is refused with or without an Origin, `same-origin` and `none` (the user's own action)
+ * pass. `same-site` (another subdomain, or another port of this host) and a request without Sec-Fetch-Site but with an
+ * Origin are judged by the Origin: its host name must be the one the request was sent to (Host, or a proxy's
+ * X-Forwarded-Host), ports aside, since proxies commonly drop or change them. Clients that are not browsers send
+ * neither header and pass.
  */
-function isSameOrigin(origin: string, headers: FastifyRequest['headers']): boolean {
+function crossOriginRefusal(headers: FastifyRequest['headers']): string | undefined {
   const site = headers['sec-fetch-site'];
-  if (typeof site === 'string') return site !== 'cross-site';
+  const origin = headers.origin;
+  const host = `Host '${headers.host ?? ''}'`;
+  if (site === 'cross-site') return `Sec-Fetch-Site is 'cross-site'${origin === undefined ? '' : ` (Origin '${origin}')`}: the request comes from a page of another site`;
+  if (site === 'same-origin' || site === 'none') return undefined;
+  if (origin === undefined) return site === 'same-site' ? `Sec-Fetch-Site is 'same-site' without an Origin to tell which host the page is on (${host})` : undefined;
+  return originHostIsServers(origin, headers) ? undefined : `Origin '${origin}' is not this server (${host})`;
+}
+
+function originHostIsServers(origin: string, headers: FastifyRequest['headers']): boolean {
   let hostname: string;
   try {
     hostname = new URL(origin).hostname;
@@ -320,10 +332,11 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     // Draining: this answer is the connection's last, so its client opens its next request elsewhere.
     if (server.stopping) reply.header('connection', 'close');
     // A page of another site may still send a browser's POST here (a "simple" request needs no CORS preflight): one
-    // that names another origin may not change anything (load, unload, settings) or spend the server's compute.
-    const origin = request.headers.origin;
-    if (origin !== undefined && request.method !== 'GET' && request.method !== 'HEAD' && !isSameOrigin(origin, request.headers)) {
-      reply.code(403).type('application/json').send({ error: clientMessage(`cross-origin request refused: Origin '${origin}' is not this server (Host '${request.headers.host ?? ''}'); a page of another site may not send requests that change or run anything here`) });
+    // that its browser or its Origin says comes from another origin may not change anything (load, unload, settings)
+    // or spend the server's compute.
+    const refusal = request.method === 'GET' || request.method === 'HEAD' ? undefined : crossOriginRefusal(request.headers);
+    if (refusal !== undefined) {
+      reply.code(403).type('application/json').send({ error: clientMessage(`cross-origin request refused: ${refusal}; a page of another site may not send requests that change or run anything here`) });
       return;
     }
     done();
