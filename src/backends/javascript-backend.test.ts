@@ -147,6 +147,14 @@ export const execute = (requests) => requests.map(({ inputs }) => {
     }
   });
 
+  test('a CommonJS model.js under a "type": "module" package is told to become model.cjs, whichever loader imports it', async () => {
+    // Plain Node refuses the import (handler-module.test.ts); a loader such as tsx (Nereid run from source, as here)
+    // imports it with nothing exported: both say the same.
+    const CJS = `module.exports.execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs.IN }));`;
+    await assert.rejects(handlerInstance(CJS, FP32, undefined, 'model.js', { packageJson: { type: 'module' } }), /model\.js uses require\/module\.exports \(CommonJS\) but is read as an ES module.*rename it model\.cjs/);
+    await assert.rejects(handlerInstance('export const run = () => [];', FP32, undefined, 'model.js', { packageJson: { type: 'module' } }), /the model file exports no execute\(requests\) function/);
+  });
+
   test('context.log writes an Error with its message and stack, not {}', async () => {
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));

@@ -11,7 +11,7 @@ import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
 import type { Parameters } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
-import { moduleLoadError } from './handler-module.js';
+import { missingExecuteError, moduleLoadError } from './handler-module.js';
 import { tensorFromHandler, transferable, withBuffers } from './handler-tensors.js';
 
 export interface HandlerSpec {
@@ -200,7 +200,7 @@ try {
   })) as Partial<Handler> & { default?: Partial<Handler> };
   // ESM exports execute itself; a CommonJS model.js exports it on module.exports (the import's default).
   const handler = (typeof loaded.execute === 'function' ? loaded : loaded.default) as Partial<Handler> | undefined;
-  if (typeof handler?.execute !== 'function') throw new Error(`the model file exports no execute(requests) function`);
+  if (typeof handler?.execute !== 'function') throw missingExecuteError(spec.file);
   await handler.initialize?.(context);
   port.on('message', (message: HandlerWorkerRequest) => {
     if (message.type === 'execute') {
