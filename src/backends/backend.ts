@@ -16,6 +16,11 @@ export interface TensorSignature {
   shape: number[];
   /** An input the model gives a default value (an ONNX initializer): it may be left out, and the engine does not take another. */
   defaulted?: boolean;
+  /**
+   * The model file gives the tensor no shape at all, so any rank may come (`shape` is then [] and means
+   * nothing): it is no scalar, a config's dims for it are taken as they are, and none are guessed for it.
+   */
+  rankUnknown?: boolean;
 }
 
 export interface ModelSignature {

@@ -3,11 +3,11 @@
  * worker thread for large ones.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { initializerBackedInputs, readOnnxModel } from '../onnx/onnx-model-file.js';
+import { initializerBackedInputs, onnxFileFacts, readOnnxModel } from '../onnx/onnx-model-file.js';
 import { datatypeOfConfig, type ModelConfig } from '../config/model-config.js';
 import type { Datatype } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs } from './backend.js';
+import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs, TensorSignature } from './backend.js';
 import { computeThreads, executionProviders, ONNX_RUNTIME_TUNING_PARAMETERS, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
 import { OnnxSession, runFailure, type SessionSpec } from './onnx-runtime-session.js';
 import { describeInWorker, WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
@@ -58,6 +58,15 @@ async function executionThread(modelPath: string, chosen: 'auto' | 'main' | 'wor
   return (await stat(modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES ? 'worker' : 'main';
 }
 
+/** What `read` returns, or undefined if it throws. */
+function attempt<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}
+
 const signatureDatatypes = (signature: ModelSignature) => [...signature.inputs, ...signature.outputs].map((tensor) => tensor.datatype);
 const configDatatypes = (config: ModelConfig) => [...config.input, ...config.output].map((tensor) => datatypeOfConfig(tensor));
 
@@ -99,12 +108,19 @@ export class OnnxRuntimeBackend implements Backend {
       deviceId: 0,
     };
     const signature = await this.sessionSignature(spec);
+    const bytes = await readFile(modelPath);
     // A model Nereid's own reader cannot carry (external data) still serves; it just declares no defaulted inputs.
-    const backed = await readFile(modelPath)
-      .then((bytes) => initializerBackedInputs(readOnnxModel(bytes)))
-      .catch(() => []);
+    const backed = attempt(() => initializerBackedInputs(readOnnxModel(bytes))) ?? [];
     const defaulted = backed.filter((input) => !signature.inputs.some((known) => known.name === input.name));
-    return { inputs: [...signature.inputs, ...defaulted.map((input) => ({ ...input, defaulted: true }))], outputs: signature.outputs, inputsRequired: true };
+    // onnxruntime reports a tensor without a shape (rank unknown) as [], as it does a scalar; the file tells them apart.
+    const unknownRank = attempt(() => onnxFileFacts(bytes).unknownRank) ?? { inputs: [], outputs: [] };
+    const marked = (tensors: TensorSignature[], shapeless: readonly string[]) =>
+      tensors.map((tensor) => (shapeless.includes(tensor.name) ? { ...tensor, rankUnknown: true } : tensor));
+    return {
+      inputs: [...marked(signature.inputs, unknownRank.inputs), ...defaulted.map((input) => ({ ...input, defaulted: true }))],
+      outputs: marked(signature.outputs, unknownRank.outputs),
+      inputsRequired: true,
+    };
   }
 
   private async sessionSignature(spec: SessionSpec): Promise<ModelSignature> {

@@ -199,12 +199,13 @@ export const ONNX_ELEMENT_TYPES: Readonly<Record<OnnxElementType, number>> = {
 
 /**
  * A graph input or output. A shape entry is a fixed size (number), a symbolic
- * dimension (string, e.g. 'batch') or null for an unnamed unknown dimension.
+ * dimension (string, e.g. 'batch') or null for an unnamed unknown dimension; a shape
+ * of null is none at all (the rank unknown, as ONNX allows), where [] is a scalar.
  */
 export interface ValueSpec {
   name: string;
   type: OnnxElementType;
-  shape: (number | string | null)[];
+  shape: (number | string | null)[] | null;
 }
 
 /** A constant tensor. float16 values are given as numbers and converted to half bits. */
@@ -315,6 +316,7 @@ export function buildOnnxModel(spec: ModelSpec): Uint8Array {
 }
 
 function encodeValueInfo(value: ValueSpec): object {
+  if (value.shape === null) return { name: value.name, type: { tensor_type: { elem_type: elementTypeNumber(value.type) } } };
   return {
     name: value.name,
     type: {

@@ -201,3 +201,33 @@ export function initializerBackedInputs(model: OnnxModel): { name: string; datat
     return initializer?.name && datatype ? [{ name: initializer.name, datatype, shape: (initializer.dims ?? []).map(toNumber) }] : [];
   });
 }
+
+/**
+ * What a server reads from an ONNX file besides what ONNX Runtime's metadata says: which graph
+ * inputs and outputs have no shape at all (ONNX allows a tensor type without one: its rank is
+ * unknown, where a shape of no dimensions is a scalar; onnxruntime reports both as []), and the
+ * files beside it that its initializers keep their data in (external data, by each tensor's
+ * `location` entry, relative to the model's folder).
+ */
+export interface OnnxFileFacts {
+  unknownRank: { inputs: string[]; outputs: string[] };
+  externalDataFiles: string[];
+}
+
+type DecodedValueInfo = { name?: string; type?: { tensor_type?: { shape?: unknown } | null } | null };
+
+export function onnxFileFacts(bytes: Uint8Array): OnnxFileFacts {
+  // Not readOnnxModel: these facts are wanted of every model, those it refuses to rewrite (external data) first.
+  const model = ModelProto.decode(bytes) as unknown as { graph?: OnnxGraph & { output: DecodedValueInfo[] } };
+  if (!model.graph) throw new Error('not an ONNX model: it has no graph');
+  const graph = model.graph;
+  const shapeless = (values: DecodedValueInfo[]) =>
+    values.filter((value) => value.type?.tensor_type && value.type.tensor_type.shape == null).map((value) => value.name ?? '');
+  const files = new Set<string>();
+  for (const tensor of graph.initializer) {
+    const entries = Array.isArray(tensor.external_data) ? (tensor.external_data as { key?: string; value?: string }[]) : [];
+    const location = entries.find((entry) => entry.key === 'location')?.value;
+    if (location) files.add(location);
+  }
+  return { unknownRank: { inputs: shapeless(graph.input as DecodedValueInfo[]), outputs: shapeless(graph.output) }, externalDataFiles: [...files] };
+}

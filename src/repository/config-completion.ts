@@ -47,8 +47,9 @@ function checkSequenceTensors(config: ModelConfig, signature: ModelSignature, ba
       const actual = find(kind, name, `state ${kind}`);
       if (configTypeOf(actual.datatype) !== state.data_type) throw new Error(`sequence_batching state ${kind} '${name}' says ${state.data_type} but the model has ${configTypeOf(actual.datatype)}`);
     }
-    const modelDims = dimsFromSignature(find('input', state.input_name, 'state input'), batched);
-    const fits = modelDims.length === state.dims.length && state.dims.every((dim, index) => dim > 0 && (modelDims[index] === -1 || modelDims[index] === dim));
+    const stateInput = find('input', state.input_name, 'state input');
+    const modelDims = dimsFromSignature(stateInput, batched);
+    const fits = stateInput.rankUnknown ? state.dims.every((dim) => dim > 0) : modelDims.length === state.dims.length && state.dims.every((dim, index) => dim > 0 && (modelDims[index] === -1 || modelDims[index] === dim));
     if (!fits) {
       throw new Error(
         `sequence_batching state '${state.input_name}' has dims ${describeShape(state.dims)} but the model has ${describeShape(modelDims)}${batched ? ' after the batch dimension' : ''} (state dims must be fixed sizes)`,
@@ -70,10 +71,35 @@ function checkBatchInputTargets(config: ModelConfig, signature: ModelSignature):
       throw new Error(`batch_input '${target}' says ${entry.data_type} but the model's input is ${configTypeOf(actual.datatype)}`);
     }
     const rank = entry.kind === 'BATCH_ITEM_SHAPE' ? 2 : 1;
-    if (actual.shape.length !== rank) {
+    if (!actual.rankUnknown && actual.shape.length !== rank) {
       throw new Error(`batch_input '${target}' (${entry.kind}) has ${rank} dimension${rank > 1 ? 's' : ''}, but the model's input is ${describeShape(actual.shape)}`);
     }
   }
+}
+
+/**
+ * A tensor the model file gives no shape (its rank unknown) gets no dims from it: the config must
+ * declare them, as Triton needs dims where the model cannot tell them. Guessing [] (a scalar, as
+ * onnxruntime reports it) would refuse every request that sends the tensor with dimensions.
+ */
+function checkUnknownRanks(config: ModelConfig, signature: ModelSignature, batchTargets: ReadonlySet<string>): void {
+  const declared = new Set([
+    ...config.input.map((tensor) => tensor.name),
+    ...config.output.map((tensor) => tensor.name),
+    ...batchTargets,
+    ...(config.sequence_batching?.control_input.map((control) => control.name) ?? []),
+    ...(config.sequence_batching?.state.flatMap((state) => [state.input_name, state.output_name]) ?? []),
+  ]);
+  const undeclared = [
+    ...signature.inputs.filter((tensor) => tensor.rankUnknown && !tensor.defaulted && !declared.has(tensor.name)).map((tensor) => `input '${tensor.name}'`),
+    ...signature.outputs.filter((tensor) => tensor.rankUnknown && !declared.has(tensor.name)).map((tensor) => `output '${tensor.name}'`),
+  ];
+  if (undeclared.length === 0) return;
+  const its = undeclared.length === 1 ? 'its' : 'their';
+  throw new Error(
+    `the model file gives ${undeclared.join(' and ')} no shape (the rank is unknown, not a scalar), so ${its} dims cannot be auto-completed; ` +
+      `declare ${its} data_type and dims in the config (-1 for a dimension of any size), and max_batch_size if the first dimension is a batch dimension`,
+  );
 }
 
 export function completeConfig(config: ModelConfig, signature: ModelSignature, defaults: CompletionDefaults): CompletedModelConfig {
@@ -81,15 +107,18 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
   const batchTargets = new Set(config.batch_input.map((entry) => entry.target_name[0]));
   checkBatchInputTargets(config, signature);
   const all = [...signature.inputs.filter((input) => !input.defaulted && !batchTargets.has(input.name)), ...signature.outputs];
-  const firstDimDynamic = all.length > 0 && all.every((tensor) => tensor.shape.length > 0 && tensor.shape[0] === -1);
-  const maxBatchSize = config.max_batch_size ?? (firstDimDynamic ? defaults.defaultMaxBatchSize : 0);
+  checkUnknownRanks(config, signature, batchTargets);
+  // A tensor of unknown rank may have a batch dimension or not: it allows a max_batch_size the config asks for, and shows none to complete.
+  const batchable = (tensor: TensorSignature) => tensor.rankUnknown === true || (tensor.shape.length > 0 && tensor.shape[0] === -1);
+  const firstDimDynamic = all.length > 0 && all.every(batchable);
+  const maxBatchSize = config.max_batch_size ?? (firstDimDynamic && !all.some((tensor) => tensor.rankUnknown) ? defaults.defaultMaxBatchSize : 0);
   if (config.max_batch_size === undefined) {
     // The schema's cross-field checks (dynamic_batching needs batching, preferred sizes fit) now have a max_batch_size to check.
     parseModelConfig({ ...config, max_batch_size: maxBatchSize }, `config completed with max_batch_size ${maxBatchSize}`);
   }
   const batched = maxBatchSize > 0;
   if (batched && !firstDimDynamic) {
-    const fixed = all.find((tensor) => tensor.shape[0] !== -1)!;
+    const fixed = all.find((tensor) => !batchable(tensor))!;
     throw new Error(
       `max_batch_size ${maxBatchSize} needs a dynamic first dimension on every input and output, but '${fixed.name}' is ${describeShape(fixed.shape)}; set max_batch_size: 0`,
     );
@@ -105,7 +134,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       // An input the model gives a default value may be left out by clients.
       if (actual?.defaulted) return { ...tensor, optional: true };
       // As Triton: a rank-0 tensor (per row) may be declared dims [1]; it then travels as if reshaped to [].
-      return actual && !tensor.reshape && dimsFromSignature(actual, batched).length === 0 && tensor.dims.length === 1 && tensor.dims[0] === 1
+      return actual && !actual.rankUnknown && !tensor.reshape && dimsFromSignature(actual, batched).length === 0 && tensor.dims.length === 1 && tensor.dims[0] === 1
         ? { ...tensor, reshape: { shape: [] } }
         : tensor;
     });
@@ -122,6 +151,8 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       if (datatypeOfConfig(tensor) !== actual.datatype) {
         throw new Error(`config ${kind} '${tensor.name}' says ${tensor.data_type} but the model has ${configTypeOf(actual.datatype)}`);
       }
+      // The model file says nothing of its rank: the config's dims are the declaration.
+      if (actual.rankUnknown) continue;
       if ('allow_ragged_batch' in tensor && tensor.allow_ragged_batch) {
         // The model takes the elements of every request in the batch as one flat tensor.
         if (actual.shape.length !== 1) {

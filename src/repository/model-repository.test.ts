@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { ModelVersion } from '../model/model-version.js';
+import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
 import { addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
 import { checkModelName, ModelRepository } from './model-repository.js';
 
@@ -372,6 +373,43 @@ test('a config that contradicts the model is UNAVAILABLE with a clear reason', a
   }
   await repo.load('fine');
   assert.ok(repo.isReady('fine'));
+});
+
+test('a tensor the ONNX file gives no shape (unknown rank) is no scalar: a config declares its dims, and without one the load says to', async (t) => {
+  const { root, repo } = await repository(t);
+  // onnxruntime reports [] for these as for a scalar; the file tells them apart.
+  const shapeless = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: null }],
+    outputs: [{ name: 'y', type: 'float32', shape: null }],
+    nodes: [{ opType: 'Neg', inputs: ['x'], outputs: ['y'] }],
+  });
+  const reshaped = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: ['b', 6] }, { name: 'shape', type: 'int64', shape: [2] }],
+    outputs: [{ name: 'y', type: 'float32', shape: null }],
+    nodes: [{ opType: 'Reshape', inputs: ['x', 'shape'], outputs: ['y'] }],
+  });
+  await writeModel(root, 'unknown_in', 1, shapeless);
+  await writeModel(root, 'unknown_out', 1, reshaped);
+  await writeModel(root, 'declared', 1, shapeless, 'input [ { name: "x" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]\noutput [ { name: "y" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]\n');
+  await writeModel(root, 'declared_batched', 1, shapeless, 'max_batch_size: 4\ninput [ { name: "x" data_type: TYPE_FP32 dims: [ 3 ] } ]\noutput [ { name: "y" data_type: TYPE_FP32 dims: [ 3 ] } ]\n');
+  await writeModel(root, 'declared_out', 1, reshaped, 'output [ { name: "y" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]\n');
+  await assert.rejects(repo.load('unknown_in'), isCode('UNAVAILABLE', /gives input 'x' and output 'y' no shape \(the rank is unknown, not a scalar\).*declare their data_type and dims in the config/));
+  await assert.rejects(repo.load('unknown_out'), isCode('UNAVAILABLE', /gives output 'y' no shape .*declare its data_type and dims/));
+  await repo.load('declared');
+  const declared = repo.get('declared');
+  assert.equal(declared.config.max_batch_size, 0);
+  const negated = await declared.infer({ model: 'declared', inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) }] });
+  assert.deepEqual(negated.outputs[0].shape, [2, 3]);
+  assert.deepEqual([...(negated.outputs[0].data as Float32Array)], [-1, -2, -3, -4, -5, -6]);
+  await repo.load('declared_batched');
+  assert.equal(repo.get('declared_batched').config.max_batch_size, 4);
+  const batched = await repo.get('declared_batched').infer({ model: 'declared_batched', inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 3], data: new Float32Array(6).fill(1) }] });
+  assert.deepEqual(batched.outputs[0].shape, [2, 3]);
+  await repo.load('declared_out');
+  const config = repo.get('declared_out').config;
+  assert.equal(config.max_batch_size, 0, 'an output of unknown rank shows no batch dimension to complete');
+  assert.deepEqual(config.output[0].dims, [-1, -1]);
+  assert.deepEqual(config.input.map((input) => input.dims), [[-1, 6], [2]]);
 });
 
 test('a -1 in the model accepts a concrete dim in the config; reshape is compared instead of dims', async (t) => {
