@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
+import { buildOnnxModel, buildOnnxModelWithExternalData, type ModelSpec } from '../onnx/onnx-model-builder.js';
 import { addSubModel } from '../onnx/test-models.js';
 import { parseModelConfig } from '../config/model-config.js';
 import { OnnxRuntimeBackend } from './onnx-runtime-backend.js';
@@ -223,6 +223,46 @@ test('defaultInstances with execution_thread auto: a model file of 256 KiB or mo
   assert.deepEqual(await backend.defaultInstances(large, parseModelConfig({ parameters: { execution_thread: 'main' } }, 'test'), 4, INT32_SIGNATURE), { count: 1, threadsPerInstance: 1 });
 });
 
+/** x + offset, with `width` float weights. */
+const offsetModel = (width: number): ModelSpec => ({
+  graphName: 'offset',
+  inputs: [{ name: 'x', type: 'float32', shape: ['batch', width] }],
+  outputs: [{ name: 'y', type: 'float32', shape: ['batch', width] }],
+  initializers: [{ name: 'offset', type: 'float32', dims: [width], values: new Float32Array(width).fill(1) }],
+  nodes: [{ opType: 'Add', inputs: ['x', 'offset'], outputs: ['y'] }],
+});
+
+/** describe(path), and whether the event loop turned while it ran (it does when the model is opened in a worker). */
+async function describeWatchingLoop(backend: OnnxRuntimeBackend, path: string): Promise<{ signature: ModelSignature; loopTurned: boolean }> {
+  const describing = backend.describe(path);
+  let loopTurned = false;
+  setImmediate(() => (loopTurned = true));
+  const signature = await describing;
+  return { signature, loopTurned };
+}
+
+test('a model whose weights are in an external data file is as large as its weights: described off the event loop, one worker instance per core, and it serves', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-external-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const width = 100_000; // 400 KB of weights beside a model.onnx of a few hundred bytes
+  const { model, data } = buildOnnxModelWithExternalData(offsetModel(width), 'model.onnx.data');
+  assert.ok(model.length < 1024, `model.onnx is ${model.length} bytes`);
+  const path = join(dir, 'model.onnx');
+  await writeFile(path, model);
+  await writeFile(join(dir, 'model.onnx.data'), data);
+  const backend = new OnnxRuntimeBackend();
+  const { signature, loopTurned } = await describeWatchingLoop(backend, path);
+  assert.ok(loopTurned, 'the model and its weights were opened off the event loop');
+  assert.deepEqual(signature.inputs, [{ name: 'x', datatype: 'FP32', shape: [-1, width] }]);
+  const auto = parseModelConfig({}, 'test');
+  assert.deepEqual(await backend.defaultInstances(path, auto, 4, signature), { count: 4, threadsPerInstance: 1 }, 'the weights count, not model.onnx alone');
+  const instance = await backend.createInstance(path, auto, instanceOptions({ signature }));
+  t.after(() => instance.release());
+  const outputs = await instance.run({ x: { datatype: 'FP32', shape: [1, width], data: new Float32Array(width).fill(2) } }, ['y']);
+  assert.equal((outputs.y.data as Float32Array)[width - 1], 3);
+  assert.notEqual(instance.constructor.name, 'MainThreadInstance');
+});
+
 test('describe reads a large model off the event loop: the loop turns while it is read, and the signature is the same as in place', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-describe-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -230,19 +270,10 @@ test('describe reads a large model off the event loop: the loop turns while it i
   const large = join(dir, 'large.onnx');
   await writeFile(
     large,
-    buildOnnxModel({
-      graphName: 'offset',
-      inputs: [{ name: 'x', type: 'float32', shape: ['batch', width] }],
-      outputs: [{ name: 'y', type: 'float32', shape: ['batch', width] }],
-      initializers: [{ name: 'offset', type: 'float32', dims: [width], values: new Float32Array(width).fill(1) }],
-      nodes: [{ opType: 'Add', inputs: ['x', 'offset'], outputs: ['y'] }],
-    }),
+    buildOnnxModel(offsetModel(width)),
   );
   const backend = new OnnxRuntimeBackend();
-  const describing = backend.describe(large);
-  let loopTurned = false;
-  setImmediate(() => (loopTurned = true));
-  const signature = await describing;
+  const { signature, loopTurned } = await describeWatchingLoop(backend, large);
   assert.ok(loopTurned, 'other work ran while the model was being read');
   assert.deepEqual(signature, {
     inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, width] }],

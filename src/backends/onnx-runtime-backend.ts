@@ -2,7 +2,9 @@
  * ONNX Runtime as a backend: one session per instance, on the JS thread for small models and in a
  * worker thread for large ones.
  */
+import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { initializerBackedInputs, onnxFileFacts, readOnnxModel } from '../onnx/onnx-model-file.js';
 import { datatypeOfConfig, type ModelConfig } from '../config/model-config.js';
 import type { Datatype } from '../core/datatype.js';
@@ -55,7 +57,20 @@ const WORKER_THREAD_MIN_MODEL_BYTES = 256 * 1024;
 async function executionThread(modelPath: string, chosen: 'auto' | 'main' | 'worker', datatypes: readonly Datatype[]): Promise<'main' | 'worker'> {
   if (chosen !== 'auto') return chosen;
   if (datatypes.includes('BYTES')) return 'worker';
-  return (await stat(modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES ? 'worker' : 'main';
+  return (await isLargeModel(modelPath)) ? 'worker' : 'main';
+}
+
+/**
+ * Whether the model's weights reach WORKER_THREAD_MIN_MODEL_BYTES: the file's size, and where it
+ * keeps its initializers in files beside it (ONNX external data: a model.onnx of a few hundred bytes
+ * and a model.onnx.data of hundreds of MB), theirs too. Only a small file is read for their names.
+ */
+async function isLargeModel(modelPath: string): Promise<boolean> {
+  const size = (await stat(modelPath)).size;
+  if (size >= WORKER_THREAD_MIN_MODEL_BYTES) return true;
+  const files = attempt(() => onnxFileFacts(readFileSync(modelPath)).externalDataFiles) ?? [];
+  const sizes = await Promise.all(files.map((file) => stat(resolve(dirname(modelPath), file)).then((found) => found.size, () => 0)));
+  return sizes.reduce((total, each) => total + each, size) >= WORKER_THREAD_MIN_MODEL_BYTES;
 }
 
 /** What `read` returns, or undefined if it throws. */
@@ -124,7 +139,7 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   private async sessionSignature(spec: SessionSpec): Promise<ModelSignature> {
-    if ((await stat(spec.modelPath)).size >= WORKER_THREAD_MIN_MODEL_BYTES) return describeInWorker(spec);
+    if (await isLargeModel(spec.modelPath)) return describeInWorker(spec);
     const session = OnnxSession.open(spec, () => undefined);
     try {
       return session.signature;

@@ -315,6 +315,33 @@ export function buildOnnxModel(spec: ModelSpec): Uint8Array {
   return new Uint8Array(ModelProto.encode(model).finish());
 }
 
+/**
+ * The model with its initializers' bytes kept in one file beside it (ONNX external data, as exporters
+ * write models of more than 2 GB): `model` gives each initializer that file's `location`, offset and
+ * length; `data` is the file's contents, to be written as `location` in the model's folder.
+ */
+export function buildOnnxModelWithExternalData(spec: ModelSpec, location: string): { model: Uint8Array; data: Uint8Array } {
+  const model = ModelProto.decode(buildOnnxModel(spec)) as unknown as { graph: { initializer: Record<string, unknown>[] } };
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const tensor of model.graph.initializer) {
+    const raw = tensor.raw_data as Uint8Array | undefined;
+    if (!raw || raw.length === 0) continue; // strings have no raw bytes; they stay inside
+    delete tensor.raw_data;
+    tensor.data_location = 1; // EXTERNAL
+    tensor.external_data = [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(raw.length) },
+    ];
+    chunks.push(raw);
+    offset += raw.length;
+  }
+  const data = new Uint8Array(offset);
+  chunks.reduce((at, chunk) => (data.set(chunk, at), at + chunk.length), 0);
+  return { model: new Uint8Array(ModelProto.encode(model as never).finish()), data };
+}
+
 function encodeValueInfo(value: ValueSpec): object {
   if (value.shape === null) return { name: value.name, type: { tensor_type: { elem_type: elementTypeNumber(value.type) } } };
   return {
