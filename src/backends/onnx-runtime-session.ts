@@ -13,6 +13,7 @@ import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { exposingTensors, readOnnxModel, type ExposedTensor } from '../onnx/onnx-model-file.js';
 import type { ModelSignature, TensorSignature } from './backend.js';
+import { engineLoadError } from './onnx-runtime-load-errors.js';
 import type { SessionOptions } from './onnx-runtime-options.js';
 
 /** Everything needed to open a session, as plain data so it can cross to a worker thread. */
@@ -138,9 +139,13 @@ export class OnnxSession {
     try {
       return load(spec.providers);
     } catch (error) {
-      if (spec.providers.length === 1) throw error;
+      if (spec.providers.length === 1) throw engineLoadError(error, spec.modelPath);
       onFallback((error as Error).message);
+    }
+    try {
       return load(['cpu']);
+    } catch (error) {
+      throw engineLoadError(error, spec.modelPath);
     }
   }
 

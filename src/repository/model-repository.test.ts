@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { ModelVersion } from '../model/model-version.js';
-import { buildOnnxModel } from '../onnx/onnx-model-builder.js';
+import { buildOnnxModel, buildOnnxModelWithExternalData, type ModelSpec } from '../onnx/onnx-model-builder.js';
 import { addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
 import { checkModelName, ModelRepository } from './model-repository.js';
 
@@ -705,6 +705,40 @@ test(
     await assert.rejects(repo.load('simple'), isCode('UNAVAILABLE', /preferred_batch_size 16 exceeds max_batch_size 8/));
   },
 );
+
+test('a model ONNX Runtime refuses is reported with its own sentence, the model file named in the repository and a hint, not its C++ internals', async (t) => {
+  const { root, repo } = await repository(t);
+  const relu = (spec: Partial<ModelSpec> & { type?: 'float32' | 'int16' } = {}) =>
+    buildOnnxModel({
+      inputs: [{ name: 'x', type: spec.type ?? 'float32', shape: ['b', 4] }],
+      outputs: [{ name: 'y', type: spec.type ?? 'float32', shape: ['b', 4] }],
+      nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }],
+      ...spec,
+    });
+  await writeModel(root, 'ir_99', 1, relu({ irVersion: 99 }));
+  await writeModel(root, 'opset_40', 1, relu({ opset: 40 }));
+  await writeModel(root, 'opset_1', 1, relu({ opset: 1 }));
+  await writeModel(root, 'relu_int16', 1, relu({ opset: 14, type: 'int16' }));
+  const external = buildOnnxModelWithExternalData(
+    { inputs: [{ name: 'x', type: 'float32', shape: ['b', 4] }], outputs: [{ name: 'y', type: 'float32', shape: ['b', 4] }], initializers: [{ name: 'w', type: 'float32', dims: [4], values: [1, 2, 3, 4] }], nodes: [{ opType: 'Add', inputs: ['x', 'w'], outputs: ['y'] }] },
+    'model.onnx.data',
+  );
+  await writeModel(root, 'no_data', 1, external.model); // model.onnx.data left behind
+  const cases: [string, RegExp][] = [
+    ['ir_99', /model file ir_99\/1\/model\.onnx: Unsupported model IR version: 99, max supported IR version: \d+; this ONNX Runtime reads IR versions up to \d+/],
+    ['opset_40', /model file opset_40\/1\/model\.onnx: ONNX Runtime only \*guarantees\*.*; this ONNX Runtime supports ai\.onnx up to opset \d+, and the model asks for opset 40/],
+    ['opset_1', /model file opset_1\/1\/model\.onnx: Could not find an implementation for Relu\(1\) node with name 'Relu_0'; .*older than ONNX Runtime implements/],
+    ['relu_int16', /model file relu_int16\/1\/model\.onnx: Could not find an implementation for Relu\(14\).*no Relu kernel .*for the data type/],
+    ['no_data', /model file no_data\/1\/model\.onnx: .*External data path does not exist: "model\.onnx\.data".*must sit beside model\.onnx/],
+  ];
+  for (const [name, reason] of cases) {
+    await assert.rejects(repo.load(name), isCode('UNAVAILABLE', reason), name);
+    const row = (await repo.index()).find((entry) => entry.name === name)!;
+    assert.match(row.reason!, reason, name);
+    assert.doesNotMatch(row.reason!, /onnxruntime_src|onnxruntime::|\.cc:\d|\.h:\d|<model repository>/, name);
+    assert.ok(!row.reason!.includes(root), name);
+  }
+});
 
 test('an empty model file is reported as empty, not with the engine internals', async (t) => {
   const { root, repo } = await repository(t);
