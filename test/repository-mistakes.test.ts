@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
+import { tfjsAffineModel, writeTfjsModel } from '../src/backends/tfjs-test-models.js';
 import { identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli, serveChild, stopChild } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
@@ -49,6 +50,10 @@ async function writeRepository(repo: string): Promise<void> {
   await mkdir(join(repo, 'no_version_folder'));
   await writeFile(join(repo, 'no_version_folder', 'model.onnx'), scaleModel(2));
   await writeFile(join(repo, 'stray.onnx'), identityModel('float32'));
+  // A TF.js model without a config (read as ONNX, the default), and ONNX files given to the tfjs backend.
+  await writeTfjsModel(join(repo, 'tf_noconfig', '1'), tfjsAffineModel([1, 1, 1, 1], [0, 0, 0, 0]));
+  await writeModel(repo, 'tfjs_given_onnx', 1, scaleModel(2), undefined, { 'config.yaml': 'backend: tfjs\n' });
+  await writeModel(repo, 'tfjs_named_onnx', 1, scaleModel(2), undefined, { 'config.yaml': 'backend: tfjs\ndefault_model_filename: model.onnx\n' });
 }
 
 let served: TestServer;
@@ -97,6 +102,14 @@ test("a Triton config with model_config.proto fields Nereid does not use loads, 
 
 test('a model file with another name than model.onnx gets a hint: rename it or set default_model_filename', async () => {
   assert.match(await reasonOf('renamed_file'), /1\/model\.onnx does not exist; the folder holds scale\.onnx: rename it to model\.onnx or set default_model_filename: scale\.onnx/);
+});
+
+test('a model file another backend reads gets a hint naming that backend, never a rename to a file of the wrong format', async () => {
+  assert.match(await reasonOf('tf_noconfig'), /1\/model\.onnx does not exist; the folder holds model\.json, which backend 'tfjs' reads, not 'onnxruntime': set backend: "tfjs" in the model's config/);
+  const givenOnnx = await reasonOf('tfjs_given_onnx');
+  assert.match(givenOnnx, /1\/model\.json does not exist; the folder holds model\.onnx, which backend 'onnxruntime' reads, not 'tfjs': set backend: "onnxruntime"/);
+  assert.doesNotMatch(givenOnnx, /rename|default_model_filename/);
+  assert.match(await reasonOf('tfjs_named_onnx'), /model\.onnx is not JSON: .*model\.onnx is an ONNX model, which backend 'onnxruntime' reads: set backend: "onnxruntime"/);
 });
 
 test('a model file outside a version folder gets a hint where it belongs', async () => {

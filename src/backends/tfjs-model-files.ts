@@ -4,7 +4,7 @@
  * signature needs no TF.js, so describing a model loads no engine.
  */
 import { readFile, realpath } from 'node:fs/promises';
-import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, isAbsolute, relative, resolve, sep } from 'node:path';
 import type { Datatype } from '../core/datatype.js';
 import type { ModelSignature, TensorSignature } from './backend.js';
 
@@ -60,7 +60,9 @@ export async function readModelJson(modelPath: string): Promise<TfjsModelJson> {
   try {
     json = JSON.parse(text) as TfjsModelJson;
   } catch (error) {
-    throw new Error(`${modelPath} is not JSON: ${(error as Error).message}`, { cause: error });
+    // An ONNX file named in default_model_filename: the backend is what is wrong, not the file.
+    const onnx = extname(modelPath).toLowerCase() === '.onnx' ? `; ${basename(modelPath)} is an ONNX model, which backend 'onnxruntime' reads: set backend: "onnxruntime"` : '';
+    throw new Error(`${modelPath} is not JSON: ${(error as Error).message}${onnx}`, { cause: error });
   }
   if (typeof json !== 'object' || json === null || typeof json.modelTopology !== 'object' || json.modelTopology === null) {
     throw new Error(`${modelPath} is not a TF.js model.json (it has no modelTopology)`);

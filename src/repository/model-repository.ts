@@ -294,6 +294,12 @@ export async function repositoryFolder(path: string): Promise<string> {
   return realpath(path);
 }
 
+/** Files a version folder may hold beside its model: never offered as the model file. */
+const NOT_MODEL_FILES = new Set([QUANTIZATION_RECORD_FILE, REFERENCE_PROFILE_FILE]);
+
+/** Extensions too common to say which backend reads a file (a TF.js model.json, a handler's model.js): only the backend's own file names count. */
+const GENERIC_EXTENSIONS = new Set(['.json', '.js', '.mjs', '.cjs']);
+
 /** ONNX files in a folder other than `expected`, for hints when a model file is not where it is looked for. */
 async function otherOnnxFiles(folder: string, expected?: string): Promise<string[]> {
   const dirents = await readdir(folder, { withFileTypes: true }).catch(() => []);
@@ -784,9 +790,7 @@ export class ModelRepository {
     // Code is read only from inside its own version folder, links included.
     const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
     const path = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
-      const others = await otherOnnxFiles(versionFolder, filename);
-      if (others.length === 0) throw error;
-      throw new Error(`${error.message}; the folder holds ${others.join(', ')}: rename it to ${filename} or set default_model_filename: ${others[0]} in the config`);
+      throw new Error(`${error.message}${await this.modelFileHint(versionFolder, filename, backend)}`);
     });
     // ONNX Runtime would say only "system error number 13".
     await access(path, constants.R_OK).catch((error: NodeJS.ErrnoException) => {
@@ -795,6 +799,30 @@ export class ModelRepository {
     // An engine would answer with its own internals ("ModelProto does not have a graph"); a copy cut short says so.
     if ((await stat(path)).size === 0) throw new Error(`model file ${shown(root, path)} is empty (0 bytes)`);
     return path;
+  }
+
+  /**
+   * What a version folder without the model file holds instead: a file of the same format under another name (rename
+   * it, or name it in default_model_filename), else one that another backend reads (set that backend; a file of
+   * another format is never offered to this one). '' when it holds neither.
+   */
+  private async modelFileHint(versionFolder: string, filename: string, backend: Backend): Promise<string> {
+    const dirents = await readdir(versionFolder, { withFileTypes: true }).catch(() => []);
+    const files = dirents.filter((dirent) => dirent.isFile() && !NOT_MODEL_FILES.has(dirent.name)).map((dirent) => dirent.name).sort();
+    const extension = extname(filename).toLowerCase();
+    const sameFormat = files.filter((file) => file !== filename && extension !== '' && extname(file).toLowerCase() === extension);
+    if (sameFormat.length > 0) return `; the folder holds ${sameFormat.join(', ')}: rename it to ${filename} or set default_model_filename: ${sameFormat[0]} in the config`;
+    for (const other of this.options.backends) {
+      const names = other.modelFilenames ?? (other.defaultModelFilename ? [other.defaultModelFilename] : []);
+      if (other === backend || names.length === 0) continue;
+      // A file of a format only that backend reads (any *.onnx); a name as common as *.json or *.js counts only as the backend's own name.
+      const distinct = names.map((name) => extname(name).toLowerCase()).filter((ext) => ext !== '' && !GENERIC_EXTENSIONS.has(ext));
+      const found = files.filter((file) => names.includes(file) || distinct.includes(extname(file).toLowerCase()));
+      if (found.length > 0) {
+        return `; the folder holds ${found.join(', ')}, which backend '${other.name}' reads, not '${backend.name}': set backend: "${other.name}" in the model's config`;
+      }
+    }
+    return '';
   }
 
   /** The first of the backend's model file names the version folder holds (the first name when it holds none, for the message). */
