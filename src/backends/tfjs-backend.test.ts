@@ -73,6 +73,15 @@ describe('TfjsBackend beyond the shared suite', () => {
     await assert.rejects(backend.createInstance(linked, configFor('cpu'), TEST_INSTANCE_OPTIONS), /weights file 'linked\.bin' named in model\.json is a link out of the model's folder/);
   });
 
+  test('a weight shard cut short is refused before TF.js reads it, naming the file, its size and the size the manifest needs', async () => {
+    const files = tfjsAffineModel([1, 2, 3, 4], [0, 0, 0, 0]);
+    const path = await writeTfjsModel(join(root, String(made++)), { ...files, 'weights.bin': (files['weights.bin'] as Uint8Array).slice(0, 20) });
+    await assert.rejects(
+      backend.createInstance(path, configFor('cpu'), TEST_INSTANCE_OPTIONS),
+      /weights file 'weights\.bin' is 20 bytes, but model\.json's weightsManifest needs 32 bytes in it \(32 bytes for scale, bias\): it is truncated/,
+    );
+  });
+
   test('a layers model and an unknown tfjs_backend are refused with what is expected', async () => {
     const folder = join(root, String(made++));
     const path = await writeTfjsModel(folder, { 'model.json': JSON.stringify({ format: 'layers-model', modelTopology: {} }) });

@@ -12,7 +12,7 @@ import type { ModelSignature, TensorSignature } from './backend.js';
 export interface TfjsModelJson {
   format?: string;
   modelTopology?: { node?: TfjsNode[] };
-  weightsManifest?: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
+  weightsManifest?: { paths: string[]; weights: { name: string; shape: number[]; dtype: string; quantization?: { dtype?: string } }[] }[];
   signature?: { inputs?: Record<string, TfjsTensorInfo>; outputs?: Record<string, TfjsTensorInfo> };
   userDefinedMetadata?: { signature?: TfjsModelJson['signature'] };
 }
@@ -149,6 +149,7 @@ export async function readWeightShards(modelPath: string, json: TfjsModelJson): 
       return readFile(real);
     }),
   );
+  checkShardSizes(json, paths, shards.map((shard) => shard.length));
   const total = shards.reduce((sum, shard) => sum + shard.length, 0);
   const weights = new Uint8Array(total);
   let offset = 0;
@@ -157,4 +158,48 @@ export async function readWeightShards(modelPath: string, json: TfjsModelJson): 
     offset += shard.length;
   }
   return weights.buffer;
+}
+
+/** Bytes an element of each manifest dtype takes in a shard (a quantized weight: its quantization dtype's). */
+const SHARD_BYTES_PER_ELEMENT: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8, uint8: 1, int8: 1, uint16: 2, int16: 2, float16: 2 };
+
+/**
+ * Each weight group's shards against the bytes its weights need (their shapes by their dtypes), so a
+ * shard cut short is named with its size and the size expected, before TF.js reads a tensor out of
+ * too few bytes ("the tensor should have 18432 values but has 3359"). A group with string weights
+ * (of no fixed size) is not checked. The converter cuts a group into shards of one size, the last
+ * holding the rest, so a group's shards are each held to that.
+ */
+function checkShardSizes(json: TfjsModelJson, paths: readonly string[], sizes: readonly number[]): void {
+  let index = 0;
+  for (const group of json.weightsManifest ?? []) {
+    const count = (group.paths ?? []).length;
+    const groupPaths = paths.slice(index, index + count);
+    const groupSizes = sizes.slice(index, index + count);
+    index += count;
+    let needed = 0;
+    for (const weight of group.weights ?? []) {
+      const bytes = SHARD_BYTES_PER_ELEMENT[weight.quantization?.dtype ?? weight.dtype];
+      if (bytes === undefined) {
+        needed = NaN;
+        break;
+      }
+      needed += (weight.shape ?? []).reduce((product, size) => product * size, 1) * bytes;
+    }
+    const held = groupSizes.reduce((sum, size) => sum + size, 0);
+    // More bytes than the weights need are left as they were (TF.js reads each weight at its offset).
+    if (!Number.isFinite(needed) || held >= needed || count === 0) continue;
+    // Shard i of n holds shardSize bytes, the last the rest: the first that differs is named.
+    const shardSize = count === 1 ? needed : Math.max(...groupSizes.slice(0, -1));
+    const expected = groupSizes.map((_, at) => (at < count - 1 ? shardSize : needed - shardSize * (count - 1)));
+    const wrong = groupSizes.findIndex((size, at) => size !== expected[at]);
+    const at = wrong < 0 ? count - 1 : wrong;
+    const names = (group.weights ?? []).map((weight) => weight.name);
+    const shown = names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.join(', ');
+    throw new Error(
+      `weights file '${groupPaths[at]}' is ${groupSizes[at]} bytes, but model.json's weightsManifest needs ${expected[at]} bytes in it ` +
+        `(${needed} bytes for ${shown}${count > 1 ? ` across ${count} shards` : ''}): it is truncated, or from another conversion ` +
+        `than this model.json; copy it again from the converter's output`,
+    );
+  }
 }
