@@ -5,23 +5,14 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
-import { addSubModel, writeModel } from '../src/onnx/test-models.js';
+import { addSubConfig, addSubModel, writeModel } from '../src/onnx/test-models.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
-const BATCHED_CONFIG = `
-name: "batched"
-max_batch_size: 8
-input [
-  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
-  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-output [
-  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
-  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-instance_group [ { count: 2 kind: KIND_CPU } ]
+const BATCHED_CONFIG = addSubConfig('batched', {
+  extra: `instance_group [ { count: 2 kind: KIND_CPU } ]
 dynamic_batching { max_queue_delay_microseconds: 20000 preferred_batch_size: [ 4, 8 ] }
-`;
+`,
+});
 
 const QUEUE_CAPPED_CONFIG = `
 max_batch_size: 8

@@ -14,21 +14,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { addSubModel, scaleModel, writeModel } from '../../src/onnx/test-models.js';
+import { addSubConfig, addSubModel, scaleModel, writeModel } from '../../src/onnx/test-models.js';
 
-const SIMPLE_CONFIG = `name: "simple"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-input [
-  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
-  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-output [
-  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
-  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-dynamic_batching { max_queue_delay_microseconds: 2000 }
-`;
+const SIMPLE_CONFIG = addSubConfig('simple', { extra: 'dynamic_batching { max_queue_delay_microseconds: 2000 }\n' });
 
 const scaleConfig = (name: string): string => `name: "${name}"
 platform: "onnxruntime_onnx"

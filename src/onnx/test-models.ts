@@ -31,6 +31,26 @@ export async function writeModel(
 }
 
 /**
+ * The pbtxt config of addSubModel as Triton's "simple" example declares it (INT32 [16] in and out, max_batch_size 8),
+ * OUTPUT0 with a labels file where `outputLabels` names one, and `extra` lines (batching, instances) after it.
+ */
+export function addSubConfig(name: string, { outputLabels, extra = '' }: { outputLabels?: string; extra?: string } = {}): string {
+  const labels = outputLabels ? ` label_filename: "${outputLabels}"` : '';
+  return `name: "${name}"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+output [
+  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ]${labels} },
+  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+${extra}`;
+}
+
+/**
  * Triton's "simple" example model: INT32 INPUT0, INPUT1 -> OUTPUT0 = INPUT0 + INPUT1,
  * OUTPUT1 = INPUT0 - INPUT1. Shapes are ['batch', 16], or [16] when `batch` is false.
  */

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import type { Datatype } from '../../src/core/datatype.js';
 import { createHttpFrontEnd, type HttpFrontEndOptions } from '../../src/frontends/http/v2-http.js';
 import type { OnnxElementType } from '../../src/onnx/onnx-model-builder.js';
-import { addSubModel, identityModel, scaleModel, writeModel } from '../../src/onnx/test-models.js';
+import { addSubConfig, addSubModel, identityModel, scaleModel, writeModel } from '../../src/onnx/test-models.js';
 import { createServer, type CreateServerOptions } from '../../src/server/create-server.js';
 import type { Server } from '../../src/server/server.js';
 
@@ -56,19 +56,7 @@ export const IDENTITY_MODELS: Readonly<Record<string, { datatype: Datatype; onnx
 export const SIMPLE_LABELS = Array.from({ length: 16 }, (_, index) => `label_${index}`);
 
 /** Triton's "simple" example config, with a labels file on OUTPUT0 for classification. */
-export const SIMPLE_CONFIG = `
-name: "simple"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-input [
-  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
-  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-output [
-  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] label_filename: "labels.txt" },
-  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-`;
+export const SIMPLE_CONFIG = addSubConfig('simple', { outputLabels: 'labels.txt' });
 
 /** Models whose load must fail, so the repository reports them UNAVAILABLE with a reason. */
 export const BROKEN_MODELS = ['broken', 'bad_config'] as const;
