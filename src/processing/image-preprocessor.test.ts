@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import type { Datatype } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import { imagePreprocessingSchema } from '../config/model-config.js';
-import { ImagePreprocessor, imageGeometry } from './image-preprocessor.js';
+import { describeDecodeError, ImagePreprocessor, imageGeometry } from './image-preprocessor.js';
 
 type SpecInput = z.input<typeof imagePreprocessingSchema>;
 const spec = (input: SpecInput = {}) => imagePreprocessingSchema.parse(input);
@@ -531,3 +531,8 @@ function crc32(bytes: Buffer): number {
   }
   return (crc ^ 0xffffffff) >>> 0;
 }
+
+test("a decode failure sharp reports only as 'Unknown error' (libvips's shared error buffer emptied by another thread) is still said to be a truncated or corrupt image", () => {
+  assert.equal(describeDecodeError('Unknown error', 100), 'it is truncated or corrupt (the decoder gave no detail)');
+  assert.equal(describeDecodeError('VipsJpeg: premature end of JPEG image\nmore', 100), 'it is truncated or corrupt (VipsJpeg: premature end of JPEG image)');
+});

@@ -70,6 +70,9 @@ export function describeDecodeError(message: string, maxPixels: number): string 
   if (/premature end|truncated|corrupt|damaged|Read error|end of file|VipsJpeg|gifload|pngload|tiffload|webp|heif/i.test(message)) {
     return `it is truncated or corrupt (${message.split('\n')[0]})`;
   }
+  // libvips keeps one error buffer for the process: when images fail to decode at once on several threads, one may find
+  // it emptied by another and sharp says only this. The format was recognised, so its data is what failed.
+  if (/^Unknown error/i.test(message)) return 'it is truncated or corrupt (the decoder gave no detail)';
   return message.split('\n')[0];
 }
 
