@@ -300,9 +300,14 @@ export class ModelVersion {
       release: () => {
         if (released) return;
         released = true;
-        if (--this.inFlight === 0) this.whenIdle?.();
+        this.leave();
       },
     };
+  }
+
+  /** A request or a hold is done with this version: the last one lets an unload waiting for them proceed. */
+  private leave(): void {
+    if (--this.inFlight === 0) this.whenIdle?.();
   }
 
   /** A V2 inference: the request's outputs, with Triton's classification extension where an output asks for it. */
@@ -380,7 +385,7 @@ export class ModelVersion {
       if (failure.code === 'INTERNAL') this.parts.logger.error({ err: failure.cause ?? failure, reqId: record.requestId }, `inference failed: ${failure.message}`);
       record.errorCode = failure.code;
     } finally {
-      if (--this.inFlight === 0) this.whenIdle?.();
+      this.leave();
     }
     // Reported once, when the outcome is known; the observers cannot change it.
     record.totalNs = (performance.now() - started) * 1e6;
