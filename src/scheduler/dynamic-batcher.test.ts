@@ -698,6 +698,22 @@ describe('DynamicBatcher: preferred_batch_size', () => {
     for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
   });
 
+  it('rows that waited out the delay go together up to max_batch_size, past the largest preferred size (as Triton)', async () => {
+    const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [2, 4], maxQueueDelayMicroseconds: 20_000 });
+    const blocker = h.schedule(fp32Request([10, 11, 12, 13]));
+    await flush();
+    const results = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((id) => h.schedule(fp32Request([id])));
+    await sleep(40);
+    await release(h, 0);
+    assertOwnResult(await blocker, [10, 11, 12, 13]);
+    assert.deepEqual(h.batches().slice(1), [[1, 2, 3, 4, 5, 6, 7, 8]], 'max_batch_size rows, not the preferred 4');
+    await release(h, 1);
+    await h.waitForCalls(3);
+    assert.deepEqual(h.batches().slice(2), [[9]], 'the row past max_batch_size has waited out the delay too');
+    await release(h, 2);
+    for (const [index, promise] of results.entries()) assertOwnResult(await promise, [index + 1]);
+  });
+
   it('a batch never grows past the largest preferred size: 3 rows then 2 go as 3, and the 2 wait for company (as Triton)', async () => {
     const h = new Harness({ maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicroseconds: 60_000_000 });
     const a = h.schedule(fp32Request([1, 2, 3]));

@@ -255,8 +255,11 @@ export class DynamicBatcher implements Scheduler {
     const sizes = [first.rows];
     let rows = first.rows;
     let closed = false; // nothing more can join this batch, so waiting would only add latency
-    // With preferred sizes, as Triton's batcher: a batch never grows past the largest one.
-    const limit = this.largestPreferred > 0 ? Math.min(maxBatchSize, Math.max(this.largestPreferred, first.rows)) : maxBatchSize;
+    // With preferred sizes, as Triton's batcher: a batch never grows past the largest one while its
+    // head is within max_queue_delay; once the head has waited it out, up to max_batch_size rows go.
+    const delayExceeded = this.delayExceeded(head);
+    const limit =
+      this.largestPreferred > 0 && !delayExceeded ? Math.min(maxBatchSize, Math.max(this.largestPreferred, first.rows)) : maxBatchSize;
     for (let entry = this.queue.after(head); entry; entry = this.queue.after(entry)) {
       const candidate = entry.value;
       if (rows + candidate.rows > limit || (!this.requestWise && !sameRowShape(first.request.inputs, candidate.request.inputs, this.policy.ragged?.raggedInputs))) {
@@ -271,8 +274,8 @@ export class DynamicBatcher implements Scheduler {
     if (rows >= limit || preferredBatchSizes.includes(rows)) closed = true;
     // As Triton's GetDynamicBatch: the largest preferred size the queued rows fill goes now, whatever
     // rows queue past it; only those rows wait for company. Once the head has waited out
-    // max_queue_delay, everything queued goes (up to the largest preferred size).
-    const preferred = preferredBatchSizes.length && !this.delayExceeded(head) ? this.preferredCut(sizes) : 0;
+    // max_queue_delay, everything queued goes (up to max_batch_size).
+    const preferred = preferredBatchSizes.length && !delayExceeded ? this.preferredCut(sizes) : 0;
     if (!closed && !this.stopped && preferred === 0 && this.shouldHold(head, sizes)) return undefined;
     const cut = preferredBatchSizes.length ? preferred || sizes.length : this.cutAtCheapest ? this.costs.choose(this.fairShare(sizes)) + 1 : sizes.length;
     return cut < batch.length ? batch.slice(0, cut) : batch;
