@@ -339,7 +339,7 @@ program
   .option('--max-queue-bytes <n>', 'bytes of inputs a model version may queue before refusing more (config max_queue_bytes may lower it)', integer(1), serverDefault('maxQueueBytes'))
   .option(
     '--max-queue-wait-ms <ms>',
-    "under overload, refuse at once (503, Retry-After) a request whose estimated queue wait is longer than this, when neither its deadline nor its model's queue timeout says less",
+    "under overload, refuse at once (503, Retry-After) a request whose estimated queue wait is longer than this, when it has neither a deadline nor a rejecting queue timeout of its own (those then decide)",
     milliseconds(1),
     serverDefault('maxQueueWaitMs'),
   )

@@ -548,6 +548,15 @@ describe('PriorityQueue: admission under overload', () => {
     assert.equal(h.queue.size, 1);
   });
 
+  it("a request's own deadline is what it may wait, longer or shorter than the server's limit, as overload.md says", () => {
+    const h = new Harness({ drainRate: drainingAt(10), maxQueueWaitMs: 5 });
+    h.queue.push('backlog', { rows: 100 }, now());
+    h.queue.push('willing to wait 50 ms', { deadline: now() + 50 }, now());
+    assert.throws(() => h.queue.push('in a hurry', { deadline: now() + 3 }, now()), isError('UNAVAILABLE', /longer than the [23] ms this request may wait/));
+    assert.equal(h.queue.size, 2);
+    h.clear();
+  });
+
   it('a patient request is not refused for the expected wait, but still for its deadline and a full queue', () => {
     const h = new Harness({ drainRate: drainingAt(10), maxQueueWaitMs: 5, maxQueuedRequests: 3 });
     h.queue.push('backlog', { rows: 100 }, now());

@@ -256,10 +256,12 @@ export class PriorityQueue<T> {
       throw new NereidError('DEADLINE_EXCEEDED', `${label}: the request's deadline passed before it was queued`);
     }
     if (waitMs > 0) {
-      // What it may wait: its deadline, else the queue timeout that would reject it, else the server's limit (unless patient).
+      // What it may wait: the shorter of its deadline and the queue timeout that would reject it; with
+      // neither, the server's limit (unless patient). A client's deadline longer than that limit is its own choice.
+      const rejectAfterMs = timeoutMicroseconds > 0 && policy.timeoutAction === 'REJECT' ? timeoutMicroseconds / 1000 : undefined;
+      const deadlineMs = admission.deadline === undefined ? undefined : admission.deadline - now;
       const serverLimitMs = admission.patient ? Infinity : (this.options.maxQueueWaitMs ?? Infinity);
-      const rejectAfterMs = timeoutMicroseconds > 0 && policy.timeoutAction === 'REJECT' ? timeoutMicroseconds / 1000 : serverLimitMs;
-      const affordableMs = Math.min(rejectAfterMs, admission.deadline === undefined ? Infinity : admission.deadline - now);
+      const affordableMs = rejectAfterMs === undefined && deadlineMs === undefined ? serverLimitMs : Math.min(rejectAfterMs ?? Infinity, deadlineMs ?? Infinity);
       if (waitMs > affordableMs) {
         throw overloaded(`${label}: overloaded — the queue ahead would take about ${Math.ceil(waitMs)} ms, longer than the ${Math.floor(affordableMs)} ms this request may wait`, waitMs - affordableMs);
       }
