@@ -60,6 +60,23 @@ test('reflection lists the inference and health services and describes the infer
     const described = await ask(client, { file_containing_symbol: 'inference.GRPCInferenceService' });
     const files: Buffer[] = described.file_descriptor_response.file_descriptor_proto;
     assert.ok(files.some((file) => file.includes('ModelInfer')), 'the descriptor holds the ModelInfer RPC');
+    // Descriptor pools (Python's, grpcurl's) refuse a file whose map entry is not named as protoc names it.
+    const { FileDescriptorProto } = createRequire(import.meta.url)('protobufjs/ext/descriptor');
+    type Message = { name: string; field: { name: string; typeName?: string }[]; nestedType: Message[]; options?: { mapEntry?: boolean } };
+    const mapFields: string[] = [];
+    const check = (message: Message, scope: string) => {
+      for (const nested of message.nestedType) {
+        check(nested, `${scope}.${nested.name}`);
+        if (!nested.options?.mapEntry) continue;
+        const field = message.field.find((each) => each.typeName?.split('.').pop() === nested.name);
+        assert.ok(field, `${scope}: the map entry ${nested.name} has its field`);
+        const camel = field.name.replace(/(?:^|_)([a-z0-9])/g, (_, letter: string) => letter.toUpperCase());
+        assert.equal(nested.name, `${camel}Entry`, `${scope}.${field.name}'s entry type`);
+        mapFields.push(`${scope}.${field.name}`);
+      }
+    };
+    for (const file of files) for (const message of FileDescriptorProto.decode(file).messageType as Message[]) check(message, message.name);
+    assert.ok(mapFields.includes('ModelDynamicBatching.priority_queue_policy') && mapFields.includes('ModelInferRequest.parameters'), mapFields.join(', '));
   } finally {
     client.close();
   }
