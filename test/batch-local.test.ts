@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { access, appendFile, cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, appendFile, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -101,6 +101,33 @@ describe('local batch jobs', () => {
     assert.deepEqual([...records.keys()].sort(), [...ids, 'set1/broken.png'].sort());
     for (const id of ids) assertClassification(records.get(id)!, await referenceProbabilities(await readFile(join(images, id))));
     assert.match(records.get('set1/broken.png')!.error!, /not an image in a supported format/);
+  });
+
+  test("a record that crashes the model's worker fails alone: the records batched with it are sent again and answered", async () => {
+    const crashRepo = join(dir, 'crash-repo');
+    await mkdir(join(crashRepo, 'crashy', '1'), { recursive: true });
+    await writeFile(
+      join(crashRepo, 'crashy', 'config.pbtxt'),
+      'backend: "javascript"\nmax_batch_size: 16\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ 2 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 2 ] } ]\ndynamic_batching { max_queue_delay_microseconds: 50000 }\n',
+    );
+    await writeFile(
+      join(crashRepo, 'crashy', '1', 'model.mjs'),
+      `export function execute(requests) {
+  if (requests.some((request) => request.inputs.X.data[0] === 666)) process.exit(3);
+  return requests.map((request) => ({ Y: { shape: request.inputs.X.shape, data: Float32Array.from(request.inputs.X.data, (v) => v * 2) } }));
+}
+`,
+    );
+    const input = join(dir, 'crashy.jsonl');
+    const values = Array.from({ length: 24 }, (_, n) => (n === 9 ? 666 : n));
+    await writeFile(input, values.map((value) => JSON.stringify({ X: [value, 1] })).join('\n') + '\n');
+    const output = join(dir, 'crashy-out.jsonl');
+    const summary = await runLocalBatchJob({ model: 'crashy', input, output, modelRepository: crashRepo, allowCodeModels: true, progress: 'none', logger: silent, concurrency: 16 });
+    const records = await readOutput(output);
+    assert.equal(records.size, 24);
+    assert.equal(summary.failed, 1, 'only the poison record');
+    assert.match(records.get(10)!.error!, /worker thread exited/);
+    for (const [line, record] of records) if (line !== 10) assert.equal(record.error, null, `record ${line}: ${record.error}`);
   });
 
   test('a JSONL file in all three forms: outputs equal server.infer; a bad JSON line and a wrong shape are errors', async () => {

@@ -106,12 +106,17 @@ test("a bad record's line carries its own error while the others succeed", async
 
 test("an engine failure on a record's data is that record's error line; the next record is served", async (t) => {
   const { processor, backend } = await setup(t);
+  // Twice: an internal failure is sent again alone once (it may have been another record's in the batch), and fails again.
+  backend.failNext(new Error('NaN in layer 3'));
   backend.failNext(new Error('NaN in layer 3'));
   const failed = parse((await processor.run({ id: 7, json: JSON.stringify({ INPUT0: [1, 2, 3, 4] }) })).line);
   assert.equal(failed.id, 7);
   assert.match(failed.error ?? '', /NaN in layer 3/);
   const next = parse((await processor.run({ id: 8, json: JSON.stringify({ INPUT0: [1, 2, 3, 4] }) })).line);
   assert.deepEqual([next.error, outputOf(next)?.data], [null, [2, 4, 6, 8]]);
+  backend.failNext(new Error('the worker thread exited'));
+  const recovered = parse((await processor.run({ id: 9, json: JSON.stringify({ INPUT0: [1, 2, 3, 4] }) })).line);
+  assert.deepEqual([recovered.error, outputOf(recovered)?.data], [null, [2, 4, 6, 8]], 'a failure once, not on the record alone, is not its own');
 });
 
 test("a failure that is not the record's (model unloaded, server closing) is thrown, not written on its line", async (t) => {

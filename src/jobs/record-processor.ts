@@ -111,14 +111,39 @@ export class RecordProcessor {
 
   /** The record's output line: its answer, or its own failure. A failure of the model or server is thrown. */
   async run(record: JobRecord): Promise<RecordResult> {
+    if (record.error !== undefined) return { line: errorLine(record.id, record.error, record.passThrough), computeNs: 0 };
     try {
-      if (record.error !== undefined) return { line: errorLine(record.id, record.error, record.passThrough), computeNs: 0 };
-      const { image } = record;
-      return await this.untilAdmitted(() => (image && !this.encodedImageInput ? (this.detects ? this.detect(record, image) : this.classify(record, image)) : this.infer(record)));
+      return await this.send(record);
     } catch (error) {
-      if (!isRecordError(error)) throw asNereidError(error);
-      return { line: errorLine(record.id, asNereidError(error).message, record.passThrough), computeNs: 0 };
+      if (asNereidError(error).code !== 'INTERNAL') return this.failedLine(record, error);
     }
+    // An internal failure may be another record's: every request of a batch fails when one of them
+    // crashes the model's worker or outlasts its execute timeout. Sent again alone, one record at a
+    // time, the records batched with the culprit are answered, and only a failure of its own stays.
+    const alone = this.soloLane.then(() => this.send(record));
+    this.soloLane = alone.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await alone;
+    } catch (error) {
+      return this.failedLine(record, error);
+    }
+  }
+
+  /** Records sent again one at a time after an internal failure, so that no two of them share a batch. */
+  private soloLane: Promise<void> = Promise.resolve();
+
+  private send(record: JobRecord): Promise<RecordResult> {
+    const { image } = record;
+    return this.untilAdmitted(() => (image && !this.encodedImageInput ? (this.detects ? this.detect(record, image) : this.classify(record, image)) : this.infer(record)));
+  }
+
+  /** The record written with its own failure; a failure of the model or server is thrown instead. */
+  private failedLine(record: JobRecord, error: unknown): RecordResult {
+    if (!isRecordError(error)) throw asNereidError(error);
+    return { line: errorLine(record.id, asNereidError(error).message, record.passThrough), computeNs: 0 };
   }
 
   /** Sends again, after a wait, what the model refused for its load; the record was accepted and must not be lost. */
