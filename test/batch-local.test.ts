@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { access, appendFile, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, appendFile, cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { runLocalBatchJob } from '../src/jobs/index.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
+import { writeHandlerModel } from './support/test-server.js';
 import {
   addSubCsv,
   addSubJsonLine,
@@ -105,13 +106,10 @@ describe('local batch jobs', () => {
 
   test("a record that crashes the model's worker fails alone: the records batched with it are sent again and answered", async () => {
     const crashRepo = join(dir, 'crash-repo');
-    await mkdir(join(crashRepo, 'crashy', '1'), { recursive: true });
-    await writeFile(
-      join(crashRepo, 'crashy', 'config.pbtxt'),
-      'backend: "javascript"\nmax_batch_size: 16\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ 2 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 2 ] } ]\ndynamic_batching { max_queue_delay_microseconds: 50000 }\n',
-    );
-    await writeFile(
-      join(crashRepo, 'crashy', '1', 'model.mjs'),
+    await writeHandlerModel(
+      crashRepo,
+      'crashy',
+      'max_batch_size: 16\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ 2 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 2 ] } ]\ndynamic_batching { max_queue_delay_microseconds: 50000 }\n',
       `export function execute(requests) {
   if (requests.some((request) => request.inputs.X.data[0] === 666)) process.exit(3);
   return requests.map((request) => ({ Y: { shape: request.inputs.X.shape, data: Float32Array.from(request.inputs.X.data, (v) => v * 2) } }));

@@ -14,7 +14,7 @@ import { Tracing } from '../src/observability/tracing.js';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { identityModel, matMulChainModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { startGrpcEndpoint, type GrpcEndpoint } from './support/grpc-endpoint.js';
-import { startTestServer, type TestServer } from './support/test-server.js';
+import { startTestServer, writeHandlerModel, type TestServer } from './support/test-server.js';
 
 type Json = any;
 
@@ -619,13 +619,10 @@ describe('a step unloaded or replaced while an ensemble request runs (explicit m
         await writeModel(repoDir, 'scale2', 1, scaleModel(2), 'max_batch_size: 8\n');
         await writeModel(repoDir, 'scale5', 1, scaleModel(5), 'max_batch_size: 8\n');
         // A JavaScript step that takes 300 ms: the last step is sent only once it answers.
-        await mkdir(join(repoDir, 'sleepy', '1'), { recursive: true });
-        await writeFile(
-          join(repoDir, 'sleepy', 'config.pbtxt'),
-          'backend: "javascript"\nmax_batch_size: 8\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ 4 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n',
-        );
-        await writeFile(
-          join(repoDir, 'sleepy', '1', 'model.mjs'),
+        await writeHandlerModel(
+          repoDir,
+          'sleepy',
+          'max_batch_size: 8\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ 4 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n',
           'export function execute(requests) { return requests.map(async (request) => { await new Promise((resolve) => setTimeout(resolve, 300)); return { Y: request.inputs.X }; }); }\n',
         );
         await writeModel(repoDir, 'scaler', 1, scaleModel(1), 'max_batch_size: 8\nversion_policy: { all: {} }\n');

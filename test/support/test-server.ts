@@ -3,7 +3,7 @@
  * filled with generated ONNX models, the Server core, and the V2 HTTP front end listening on an
  * ephemeral loopback port. Nothing is mocked; every request goes over real HTTP to ONNX Runtime.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -154,6 +154,13 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     if (ownsRepo) await rm(repoDir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** Writes a JavaScript handler model: its config.pbtxt (`backend: "javascript"` added) and 1/model.mjs. */
+export async function writeHandlerModel(repoDir: string, name: string, config: string, code: string): Promise<void> {
+  await mkdir(join(repoDir, name, '1'), { recursive: true });
+  await writeFile(join(repoDir, name, 'config.pbtxt'), `backend: "javascript"\n${config}`);
+  await writeFile(join(repoDir, name, '1', 'model.mjs'), code);
 }
 
 /** Writes a file into the repository (e.g. to change a config before a reload). */
