@@ -138,6 +138,27 @@ test('connections that never sent a byte (a preconnect, a stopped client) do not
   for (const socket of silent) socket.destroy();
 });
 
+test('an open dashboard stream does not hold the drain: it ends and its connection closes, a stream asked for while draining gets 503 with Connection: close, and the process exits 0', async () => {
+  // Idle keep-alive connections would outlast --shutdown-timeout: only the server closing them lets the drain end by itself (exit 0, not 143).
+  const served = await serve(['--http-keep-alive-timeout-ms', '120000', '--shutdown-timeout', '20']);
+  const tab = await acceptedConnection(served.url);
+  const stream = await tab.request('GET', '/dashboard/api/stream', {});
+  assert.equal(stream.status, 200);
+  assert.match(stream.headers['content-type'] ?? '', /^text\/event-stream/);
+  // A second tab's connection, idle between its requests, as a browser's reconnecting EventSource finds it.
+  const reconnecting = await acceptedConnection(served.url);
+  served.child.kill('SIGTERM');
+  await served.waitFor('draining');
+  const refused = await reconnecting.request('GET', '/dashboard/api/stream', {});
+  assert.equal(refused.status, 503, refused.body);
+  assert.equal(refused.headers.connection, 'close');
+  assert.match(JSON.parse(refused.body).error, /draining/);
+  await reconnecting.closed;
+  await tab.closed;
+  assert.equal(await served.exited, 0, served.output());
+  assert.match(served.output(), /drained; exiting/);
+});
+
 test('a client holding half a request body gets 408 at the request timeout, and one that sends no headers is closed at the headers timeout', async () => {
   const served = await serve(['--http-request-timeout-ms', '1500', '--http-headers-timeout-ms', '1000']);
   const stalledBody = new RawConnection(served.url);

@@ -96,6 +96,14 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
   };
 
   app.get(`${DASHBOARD_PATH}/api/stream`, async (request, reply) => {
+    // A stream opened now would hold its connection open through the drain (the onRequest hook's Connection: close
+    // does not reach a hijacked reply): a tab reconnecting to a draining server is told to go, and its connection closes.
+    if (server.stopping) {
+      return reply
+        .code(503)
+        .header('connection', 'close')
+        .send({ error: 'the server is draining (shutting down): it opens no new dashboard stream; reload the dashboard from a server that is up' });
+    }
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -112,10 +120,14 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
       previous = snapshot;
       raw.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot, interval })}\n\n`);
     };
+    const socket = request.raw.socket;
     const stop = () => {
       closed = true;
       streams.delete(send);
       if (!raw.writableEnded) raw.end();
+      // Its head went out without Connection: close: ended by a drain, the connection closes too, instead of idling
+      // through the keep-alive timeout (or carrying the browser's reconnection) while the drain waits for it.
+      if (server.stopping) socket.end();
     };
     streams.set(send, stop);
     ticker ??= setInterval(tick, intervalMs);
