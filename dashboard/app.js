@@ -534,8 +534,22 @@ async function binaryImageRequest(config, image) {
   return { body, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } };
 }
 
+/**
+ * The try-it panel's latest request: an answer to an earlier one (a slow model's, sent before the
+ * person chose another image or model) is not shown over the answer to the request that replaced it.
+ */
+let tryRequests = 0;
+/** Starts a try-it request: the previous answer goes, a "sending" note stands until this one's answer. */
+function startTry() {
+  document.getElementById('try-result').hidden = false;
+  render(document.getElementById('try-answer'), html`<p class="muted" data-testid="try-sending">Sending…</p>`);
+  const request = ++tryRequests;
+  return () => request !== tryRequests;
+}
+
 async function sendImage(model, mode, image) {
   if (!IMAGE_MODES[mode]) return;
+  const replaced = startTry();
   const preview = document.getElementById('try-preview');
   const figure = document.getElementById('try-figure');
   const overlay = document.getElementById('try-overlay');
@@ -561,10 +575,12 @@ async function sendImage(model, mode, image) {
     if (mode === 'text') response = await call(`${path}/infer`, { method: 'POST', ...(await binaryImageRequest(await configOf(model), image)) });
     else response = await call(`${path}/${mode}${mode === 'classify' ? '?top_k=5' : ''}`, { method: 'POST', headers: { 'content-type': image.type || 'application/octet-stream' }, body: image });
   } catch (error) {
+    if (replaced()) return;
     document.getElementById('try-result').hidden = false;
     return render(document.getElementById('try-answer'), html`<p class="error">${error.message}</p>`);
   }
   const text = await response.text();
+  if (replaced()) return;
   const elapsed = performance.now() - started;
   let answer;
   try {
@@ -579,6 +595,7 @@ async function sendImage(model, mode, image) {
     return render(target, html`<div class="alert" role="alert" data-testid="try-error"><strong>${verdict} (${response.status}):</strong> ${answer.error}</div>`);
   }
   await displayed;
+  if (replaced()) return;
   // A small image shown large keeps its pixels sharp, as the classifier's thumbnail does.
   preview.classList.toggle('pixels', preview.naturalWidth < 200);
   showAnswer(target, overlay, model, answer, { width: answer.image?.width ?? preview.naturalWidth, height: answer.image?.height ?? preview.naturalHeight }, elapsed);
@@ -635,9 +652,11 @@ function showAnswer(target, overlay, model, answer, size, elapsed) {
 }
 
 async function infer(model, body) {
+  const replaced = startTry();
   const started = performance.now();
   const response = await call(`${ROOT}v2/models/${encodeURIComponent(model)}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   const text = await response.text();
+  if (replaced()) return;
   const elapsed = performance.now() - started;
   document.getElementById('try-result').hidden = false;
   document.getElementById('try-figure').hidden = true;

@@ -505,6 +505,35 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
+  test('the try-it panel shows the answer to the latest image only: a slow answer to the image it replaced is not drawn over it', async () => {
+    const page = await openPage(`${open.url}/dashboard/#/try/text_lines`);
+    await page.locator('#try-mode option[value="text"]:checked').waitFor({ state: 'attached' });
+    // The text model's answer is held until the garment's has been shown, as a slow model's would be.
+    let held!: (route: import('playwright-core').Route) => void;
+    const heldRoute = new Promise<import('playwright-core').Route>((resolve) => (held = resolve));
+    await page.route('**/v2/models/text_lines/infer', (route) => held(route));
+    await page.setInputFiles('#try-file', join(imagesDir, '1.png'));
+    const slow = await heldRoute;
+    await page.locator('[data-testid="try-sending"]').waitFor();
+    await page.waitForFunction(() => (document.getElementById('try-preview') as HTMLImageElement).naturalWidth > 0);
+    await page.selectOption('#try-model', 'fashion_mnist');
+    await page.locator('#try-mode option[value="classify"]:checked').waitFor({ state: 'attached' });
+    await page.setInputFiles('#try-file', join(imagesDir, '0.png'));
+    await page.locator('[data-testid="label"]').first().waitFor();
+    const shown = await page.locator('#try-answer').innerHTML();
+    // Now the text model answers: its answer arrives, is read, and is not shown.
+    const answered = page.waitForResponse('**/v2/models/text_lines/infer');
+    await slow.continue();
+    await (await answered).finished();
+    await page.evaluate(async () => {
+      for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
+    });
+    assert.equal(await page.locator('[data-testid="text-line"]').count(), 0, "the text model's late answer is not drawn");
+    assert.equal(await page.locator('#try-answer').innerHTML(), shown, "the garment's answer stays");
+    assert.equal(await page.locator('#try-overlay polygon').count(), 0);
+    await closePage(page);
+  });
+
   test('the try-it panel reads and draws a /detect answer: boxes in image pixels with label and score', async () => {
     const page = await openPage(`${open.url}/dashboard/`);
     const drawn = await page.evaluate(async (module) => {
