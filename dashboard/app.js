@@ -54,7 +54,26 @@ function duration(seconds) {
 // ---------------------------------------------------------------------------------------------
 // Token: asked for when the API answers 401, kept in this tab only.
 
-const token = () => sessionStorage.getItem(TOKEN_KEY);
+const codePoint = (character) => `U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+/**
+ * Why a token cannot be one of this server's: they are printable ASCII (nereid serve refuses others),
+ * and a header cannot carry some characters at all (fetch throws on a pasted zero-width space).
+ */
+function tokenFault(value) {
+  const character = value.match(/[^\x21-\x7e]/u)?.[0];
+  return character && `That token holds ${codePoint(character)}, which no token of this server holds (tokens are printable ASCII): paste it again without it.`;
+}
+/** Why the token kept in this tab was dropped, said when the dialog next asks for one. */
+let droppedToken = '';
+const token = () => {
+  const kept = sessionStorage.getItem(TOKEN_KEY);
+  const fault = kept && tokenFault(kept);
+  if (!fault) return kept;
+  // One kept before it could be checked (an older page) is dropped like a refused token, so that the tab asks again.
+  sessionStorage.removeItem(TOKEN_KEY);
+  droppedToken = fault;
+  return null;
+};
 const authorized = (init = {}) => {
   const headers = new Headers(init.headers);
   if (token()) headers.set('authorization', `Bearer ${token()}`);
@@ -65,13 +84,25 @@ let tokenWaiters = [];
 function askForToken(wasRejected) {
   const dialog = document.getElementById('token-dialog');
   const error = document.getElementById('token-error');
-  error.hidden = !wasRejected;
-  error.textContent = wasRejected ? 'The server refused that token.' : '';
+  const said = droppedToken || (wasRejected ? 'The server refused that token.' : '');
+  droppedToken = '';
+  error.hidden = !said;
+  error.textContent = said;
   if (!dialog.open) dialog.showModal();
   return new Promise((resolve) => tokenWaiters.push(resolve));
 }
-document.getElementById('token-form').addEventListener('submit', () => {
-  sessionStorage.setItem(TOKEN_KEY, document.getElementById('token-input').value.trim());
+document.getElementById('token-form').addEventListener('submit', (event) => {
+  const value = document.getElementById('token-input').value.trim();
+  const fault = tokenFault(value);
+  if (fault) {
+    // The dialog stays open, saying what is wrong with the token pasted.
+    event.preventDefault();
+    const error = document.getElementById('token-error');
+    error.textContent = fault;
+    error.hidden = false;
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, value);
   const waiters = tokenWaiters;
   tokenWaiters = [];
   waiters.forEach((resolve) => resolve());

@@ -632,6 +632,29 @@ describe('dashboard', () => {
     }
   });
 
+  test('a token pasted with a character no header carries (a zero-width space) is refused at the prompt, and one kept in the tab is dropped and asked for again', async () => {
+    const page = await openPage(`${guarded.url}/dashboard/`, { expectedErrors: TOKEN_ASKED });
+    await page.locator('#token-dialog[open]').waitFor();
+    await page.fill('#token-input', `${MANAGEMENT_TOKEN}\u200b`);
+    await page.click('#token-form button[type="submit"]');
+    const error = page.locator('#token-error:not([hidden])');
+    await error.waitFor();
+    assert.equal(await error.textContent(), 'That token holds U+200B, which no token of this server holds (tokens are printable ASCII): paste it again without it.');
+    assert.equal(await page.locator('#token-dialog[open]').count(), 1, 'the dialog stays open');
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('nereid-dashboard-token')), null);
+    // As a tab that kept one before the prompt checked it: reloaded, it asks again instead of failing on every call.
+    await page.evaluate((value) => sessionStorage.setItem('nereid-dashboard-token', value), `${MANAGEMENT_TOKEN}\u200b`);
+    await page.reload();
+    await page.locator('#token-dialog[open]').waitFor();
+    await error.waitFor();
+    assert.match((await error.textContent()) ?? '', /^That token holds U\+200B/);
+    await page.fill('#token-input', ` ${MANAGEMENT_TOKEN} `);
+    await page.click('#token-form button[type="submit"]');
+    await page.locator('tr[data-model="simple"]').waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('nereid-dashboard-token')), MANAGEMENT_TOKEN);
+    await closePage(page);
+  });
+
   test('with a token set, the dashboard asks for it and then shows the models', async () => {
     const page = await openPage(`${guarded.url}/dashboard/`, { expectedErrors: TOKEN_ASKED });
     await page.locator('#token-dialog[open]').waitFor();
