@@ -226,13 +226,14 @@ function overviewPage() {
             <td class="num wide">${model.shadows?.some((s) => s.shadow_version === version.version) ? 'shadow' : version.traffic_share === undefined ? '' : percent(version.traffic_share)}</td>
             <td class="num">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
             <td class="num wide">${version.stats ? number(version.stats.inference_stats.success.count, 0) : ''}</td>
+            <td class="num${version.stats?.inference_stats.fail.count ? ' failing' : ''}" data-testid="failures">${version.stats ? number(version.stats.inference_stats.fail.count, 0) : ''}</td>
             <td class="wide">${version.residency ?? ''}${version.memory_bytes === undefined ? '' : ` · ${bytes(version.memory_bytes)}`}</td>
             <td class="reason" data-testid="reason">${version.reason ?? ''}</td></tr>`;
         }),
       );
       render(
         document.getElementById('models'),
-        html`<table class="models"><thead><tr><th>Model</th><th>Version</th><th>State</th><th class="num wide">Traffic</th><th class="num">req/s</th><th class="num wide">inf/s</th><th class="num wide">Requests</th><th class="wide">Residency</th><th>Reason</th></tr></thead><tbody>${rows}</tbody></table>`,
+        html`<table class="models"><thead><tr><th>Model</th><th>Version</th><th>State</th><th class="num wide">Traffic</th><th class="num">req/s</th><th class="num wide">inf/s</th><th class="num wide">Requests</th><th class="num" title="failed requests since load (req/s and Requests count those answered)">Failures</th><th class="wide">Residency</th><th>Reason</th></tr></thead><tbody>${rows}</tbody></table>`,
       );
     },
   };

@@ -302,6 +302,21 @@ describe('dashboard', () => {
     return page;
   };
 
+  test('the overview counts the failed requests of each version beside the answered ones, so that a model whose every request fails stands out', async () => {
+    // Every request to this version fails: a wrong shape.
+    const wrong = JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1, 3], datatype: 'INT32', data: [1, 2, 3] }, { name: 'INPUT1', shape: [1, 3], datatype: 'INT32', data: [1, 2, 3] }] });
+    for (let i = 0; i < 2; i++) await fetch(`${open.url}/v2/models/simple/infer`, { method: 'POST', body: wrong, headers: { 'content-type': 'application/json' } });
+    const stats = (await json(`${open.url}/v2/models/simple/stats`)).model_stats[0].inference_stats;
+    assert.ok(stats.fail.count >= 2, `the refused requests count as failures: ${JSON.stringify(stats.fail)}`);
+    const page = await openPage(`${open.url}/dashboard/`);
+    const cell = page.locator('tr[data-model="simple"] td[data-testid="failures"]');
+    await cell.waitFor();
+    assert.equal(Number((await cell.textContent())!.replace(/,/g, '')), stats.fail.count);
+    assert.equal(await cell.getAttribute('class'), 'num failing');
+    assert.equal(await page.locator('tr[data-model="fashion_mnist"] td[data-testid="failures"]').textContent(), '0');
+    await closePage(page);
+  });
+
   test("the overview lists the models, with the broken model's reason", async () => {
     const page = await openPage(`${open.url}/dashboard/`);
     await page.locator('#connection[data-state="live"]').waitFor();
