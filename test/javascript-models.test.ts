@@ -276,6 +276,26 @@ describe('javascript handler models with --allow-code-models', () => {
     assert.deepEqual(bytesElements(answer.outputs[0].data).map(String), ['ABC']);
   });
 
+  test('a library caller giving another typed array than the datatype\'s, or no inputs, is refused as INVALID_ARGUMENT, by ONNX Runtime models and handlers alike', async () => {
+    const call = (model: string, input: string, data: unknown) => served.server.infer({ model, inputs: [{ name: input, datatype: 'FP32', shape: [1, 4], data: data as Float32Array }] });
+    for (const [model, input] of [['double', 'IN'], ['times2', 'INPUT0']]) {
+      await assert.rejects(call(model, input, new Float64Array(4)), (error: Json) => {
+        assert.equal(error.code, 'INVALID_ARGUMENT', error.message);
+        assert.match(error.message, new RegExp(`input '${input}' is FP32, whose data is a Float32Array \\(or a plain array of values\\); got a Float64Array`));
+        return true;
+      });
+      // A plain array is read as JSON's would be: the model gets a Float32Array.
+      const answer = await call(model, input, [1, 2, 3, 4]);
+      assert.ok(answer.outputs[0].data instanceof Float32Array);
+      assert.deepEqual([...(answer.outputs[0].data as Float32Array)], [2, 4, 6, 8]);
+      await assert.rejects(served.server.infer({ model } as never), (error: Json) => {
+        assert.equal(error.code, 'INVALID_ARGUMENT', error.message);
+        assert.match(error.message, /the request's inputs must be an array of \{ name, datatype, shape, data \}, got undefined/);
+        return true;
+      });
+    }
+  });
+
   test("a handler sees the request's parameters without the wire's binary_data_output, over HTTP as over gRPC", async () => {
     const endpoint = await startGrpcEndpoint(served.server);
     const grpc = new GrpcClient({ address: `127.0.0.1:${endpoint.port}` });

@@ -7,10 +7,10 @@
 import { isUtf8 } from 'node:buffer';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeOfConfig } from '../config/model-config.js';
-import { elementCount, findIndexInSlices, PackedBytes, type BytesData, type Datatype } from '../core/datatype.js';
+import { allocateTypedArray, elementCount, findIndexInSlices, PackedBytes, type BytesData, type Datatype, type TensorData } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
 import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
-import { concreteDims, describeShape, type InputDeclaration, type Tensor } from '../core/tensor.js';
+import { concreteDims, describeShape, tensorDataFromJson, type InputDeclaration, type Tensor } from '../core/tensor.js';
 import type { Admission } from '../scheduler/priority-queue.js';
 
 /** A request as the rest of the path needs it. */
@@ -136,6 +136,21 @@ function checkBytesElements(input: InferInput): void {
   }
 }
 
+/**
+ * The data of a numeric input as the datatype's typed array, the one every backend takes (a JavaScript handler is promised
+ * it). The front ends decode into it; an in-process caller may hand over another typed array (a Float64Array for FP32),
+ * which ONNX Runtime would fail on as an internal error and a handler would get as it is, so it is refused.
+ */
+function numericData(input: InferInput, datatype: Exclude<Datatype, 'BYTES'>): TensorData {
+  const data: unknown = input.data;
+  const expected = allocateTypedArray(datatype, 0).constructor as new (values: ArrayLike<number>) => TensorData;
+  if (data instanceof expected) return data;
+  // A plain array is read as V2 JSON reads one, every element checked against the datatype.
+  if (Array.isArray(data)) return tensorDataFromJson(input.name, datatype, data);
+  const hint = datatype === 'FP16' ? ' of half-precision bits' : '';
+  throw invalidArgument(`input '${input.name}' is ${datatype}, whose data is a ${expected.name}${hint} (or a plain array of values); got ${describeValue(data)}`);
+}
+
 const describeValue = (value: unknown) => (typeof value === 'object' && value !== null ? `a ${value.constructor?.name ?? 'object'}` : `${typeof value} ${quote(value)}`);
 
 /** Refuses a shape whose dims are not multiples of the config's dims_multiple_of, naming the nearest sizes that are. */
@@ -219,6 +234,8 @@ export class RequestValidator {
   }
 
   check(request: InferenceRequest): ValidatedRequest {
+    if (typeof request !== 'object' || request === null) throw invalidArgument(`the request must be an object { model, inputs }, got ${describeValue(request)}`);
+    if (!Array.isArray(request.inputs)) throw invalidArgument(`the request's inputs must be an array of { name, datatype, shape, data }, got ${describeValue(request.inputs)}`);
     checkRequestFields(request);
     const tensors: Record<string, Tensor> = {};
     let batchSize = -1;
@@ -250,9 +267,11 @@ export class RequestValidator {
       if (input.data.length !== count) {
         throw invalidArgument(`input '${input.name}' has shape ${describeShape(shape)}, which holds ${count} elements, but ${input.data.length} were sent`);
       }
+      let data = input.data;
       if (rule.datatype === 'BYTES') checkBytesElements(input);
+      else data = numericData(input, rule.datatype);
       const modelShape = rule.reshape ? this.reshaped(input.name, shape, rule.reshape) : shape;
-      tensors[input.name] = { datatype: rule.datatype, shape: modelShape, data: input.data };
+      tensors[input.name] = { datatype: rule.datatype, shape: modelShape, data };
     }
     for (const name of this.required) if (!tensors[name]) throw this.missingInputs(tensors);
     return {
