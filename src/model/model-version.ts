@@ -241,11 +241,11 @@ export class ModelVersion {
     return this.parts.quantization;
   }
 
-  /** Size of the model file it was loaded from. */
   get plannedThreadsPerInstance(): number | undefined {
     return this.parts.plannedThreadsPerInstance;
   }
 
+  /** Size of the model file it was loaded from. */
   get modelFileBytes(): number | undefined {
     return this.parts.modelFileBytes;
   }

@@ -61,18 +61,18 @@ export interface ObservedVersion {
     | 'oodFlagged'
   >;
   /** Requests waiting in the version's scheduler queue, where the version exposes it. */
-  readonly queued?: number;
+  readonly queued?: number | undefined;
   /** Size of the model file the version was loaded from, where the version knows it. */
-  readonly modelFileBytes?: number;
+  readonly modelFileBytes?: number | undefined;
   /** The version's drift and accuracy windows, when it has a reference profile. */
-  readonly monitor?: Pick<VersionMonitor, 'latest' | 'driftState' | 'confidence' | 'classNames' | 'predictedTotals' | 'accuracySummary'>;
+  readonly monitor?: Pick<VersionMonitor, 'latest' | 'driftState' | 'confidence' | 'classNames' | 'predictedTotals' | 'accuracySummary'> | undefined;
 }
 
 /** The server's repository, as far as the metrics read it. */
 export interface ObservedServer {
   readonly repository: { loadedVersions(): readonly ObservedVersion[] };
   /** The response cache store, when the server has one. */
-  readonly responseCache?: Pick<ResponseCacheStore, 'kind' | 'healthy' | 'counters' | 'usage'>;
+  readonly responseCache?: Pick<ResponseCacheStore, 'kind' | 'healthy' | 'counters' | 'usage'> | undefined;
   /** Shadow comparisons (a model's traffic.shadow), per model and primary/shadow version. */
   shadowComparisons?(): readonly ObservedShadow[];
   /** Models whose residency the server manages (on-demand loads, the memory budget). */
