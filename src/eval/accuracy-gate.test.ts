@@ -43,3 +43,14 @@ test('figures from fewer examples than the minimum fail the gate, whatever they 
   assert.match(few.failures[0], /judged on 3 example\(s\), fewer than the 30 a gate needs/);
   assert.equal(judgeGate(gate, { agreement: 1 }, {}, { examples: 30, minimum: 30 }).passed, true);
 });
+
+test('a figure at its bound holds, though the subtraction that made it carries float noise', () => {
+  // 186/200 right against 185/200: a drop of exactly half a point, computed as 0.0050000000000000044.
+  const drop = 186 / 200 - 185 / 200;
+  assert.deepEqual(judgeGate(parseGate('accuracy_drop<=0.005'), { accuracy_drop: drop }), { passed: true, failures: [], measured: { 'accuracy_drop<=0.005': 0.005 } });
+  assert.equal(judgeGate(parseGate('accuracy_drop<0.005'), { accuracy_drop: drop }).passed, false);
+  assert.equal(judgeGate(parseGate('ece_increase<=0.005'), { ece_increase: 0.15 - 0.145 }).passed, true);
+  assert.equal(judgeGate(parseGate('agreement>=0.05'), { agreement: 0.35 - 0.3 }).passed, true);
+  // A real excess, however small against the bound, still fails.
+  assert.equal(judgeGate(parseGate('accuracy_drop<=0.005'), { accuracy_drop: 0.005001 }).passed, false);
+});

@@ -80,11 +80,15 @@ export function judgeGate(
     failures.push(`judged on ${sample.examples} example(s), fewer than the ${sample.minimum} a gate needs for its figures to mean anything; give more data (or lower the minimum knowingly)`);
   }
   for (const clause of clauses) {
-    const value = figures[clause.metric];
-    if (value === undefined || Number.isNaN(value)) {
+    const raw = figures[clause.metric];
+    if (raw === undefined || Number.isNaN(raw)) {
       failures.push(`${clause.text}: ${clause.metric} was not measured (${unmeasured[clause.metric] ?? GATE_METRICS[clause.metric]})`);
       continue;
     }
+    // A difference of two shares carries the floats' last bits (186/200 - 185/200 is
+    // 0.0050000000000000044): rounded to nine significant digits, a figure at a bound is at it,
+    // so a gate never fails at its own boundary.
+    const value = Number(raw.toPrecision(9));
     measured[clause.text] = value;
     const holds =
       clause.comparison === '<=' ? value <= clause.bound : clause.comparison === '>=' ? value >= clause.bound : clause.comparison === '<' ? value < clause.bound : value > clause.bound;
