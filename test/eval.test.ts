@@ -244,6 +244,18 @@ test('a gate on a comparison fails when only one version was evaluated, saying t
 });
 
 
+test('without --versions, a version the policy names that fails to load fails the run with its reason, instead of the gate passing on an older one', async () => {
+  const broken = join(work, 'broken-newest');
+  const model = join(broken, 'fashion_mnist');
+  await cp(join(repository, 'fashion_mnist'), model, { recursive: true });
+  await writeFile(join(model, 'config.yaml'), `${await readFile(join(model, 'config.yaml'), 'utf8')}\nversion_policy: { all: {} }\n`);
+  await mkdir(join(model, '5'));
+  await writeFile(join(model, '5', 'model.onnx'), (await readFile(join(model, '1', 'model.onnx'))).subarray(0, 1000));
+  const { code, stdout, stderr } = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', broken, '--data', data, '--gate', 'agreement>=0.98,accuracy_drop<=0.005']);
+  assert.notEqual(code, 0, stdout);
+  assert.match(stderr, /model 'fashion_mnist': its version policy names a version that did not load[^\n]*version 5: /);
+});
+
 test('a corrupt image among many is named by its path: eval stops at it, monitor lists it and scores the others', async () => {
   const folder = join(work, 'with-corrupt');
   await mkdir(folder);

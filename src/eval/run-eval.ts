@@ -118,8 +118,15 @@ const CHUNK = 256;
 
 async function loadVersions(server: Server, model: string, versions: readonly string[]): Promise<string[]> {
   if (versions.length === 0) {
-    const loaded = (await server.repositoryIndex(true)).filter((entry) => entry.name === model).map((entry) => entry.version!);
-    return loaded.sort((a, b) => Number(a) - Number(b));
+    // A version the policy names that failed to load fails the run: judged without it, the gate
+    // would pass on an older version in place of the candidate.
+    const rows = (await server.repositoryIndex()).filter((entry) => entry.name === model);
+    const failed = rows.filter((entry) => entry.state !== 'READY');
+    if (failed.length > 0) {
+      const reasons = failed.map((entry) => `${entry.version === undefined ? 'the model' : `version ${entry.version}`}: ${entry.reason || entry.state || 'not loaded'}`);
+      throw new Error(`model '${model}': its version policy names ${failed.length === 1 ? 'a version that' : 'versions that'} did not load, so the versions it loads cannot be evaluated (name those to compare with --versions): ${reasons.join('; ')}`);
+    }
+    return rows.map((entry) => entry.version!).sort((a, b) => Number(a) - Number(b));
   }
   await server.loadVersions(model, versions);
   return [...versions];
