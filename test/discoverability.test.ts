@@ -66,6 +66,16 @@ test('grpc.health.v1 Check: SERVING for the server and the inference service, NO
   });
 });
 
+test('grpc.health.v1 Check quotes at most 80 characters of an unknown service name, so a long one cannot stall the channel', async () => {
+  await assert.rejects(check('x'.repeat(100_000)), (error: grpc.ServiceError) => {
+    assert.equal(error.code, grpc.status.NOT_FOUND);
+    assert.match(error.details, new RegExp(`unknown service '${'x'.repeat(80)}…'`));
+    assert.ok(error.details.length < 200, `details of ${error.details.length} characters`);
+    return true;
+  });
+  assert.deepEqual(await check(''), { status: 'SERVING' }, 'the channel still answers');
+});
+
 test('grpc.health.v1 Watch: SERVING at once, then NOT_SERVING when the server drains; Check agrees', async () => {
   const call = health.Watch({ service: '' }) as grpc.ClientReadableStream<{ status: string }>;
   const statuses: string[] = [];

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { quoteName } from '../../core/errors.js';
 import { PROTO_DIR, PROTO_LOADER_OPTIONS, SERVICE_NAME } from './v2-grpc-proto.js';
 
 export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
@@ -43,7 +44,7 @@ export function addHealthService(grpcServer: grpc.Server, ready: () => boolean, 
       const status = statusOf(call.request.service);
       // The protocol's answer for a service the server does not know is NOT_FOUND, not a status.
       if (status === 'SERVICE_UNKNOWN') {
-        callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}' (known: '', '${SERVICE_NAME}')` });
+        callback({ code: grpc.status.NOT_FOUND, details: `unknown service ${quoteName(call.request.service)} (known: '', '${SERVICE_NAME}')` });
         return;
       }
       callback(null, { status });
