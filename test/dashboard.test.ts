@@ -222,6 +222,17 @@ describe('dashboard', () => {
     assert.equal((await fetch(`${guarded.url}/dashboard/assets/..%2f..%2fpackage.json`)).status, 404, 'only the listed files are served');
   });
 
+  test('a name of an Object.prototype member is no dashboard file: 404, and a long name is quoted to 80 characters', async () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const response = await fetch(`${guarded.url}/dashboard/assets/${name}`);
+      assert.equal(response.status, 404, name);
+      assert.match(((await response.json()) as { error: string }).error, new RegExp(`^no dashboard file '${name}' \\(files: index\\.html,`), name);
+    }
+    const response = await fetch(`${guarded.url}/dashboard/assets/${'x'.repeat(1000)}`);
+    assert.equal(response.status, 404);
+    assert.match(((await response.json()) as { error: string }).error, new RegExp(`^no dashboard file '${'x'.repeat(80)}…' \\(files:`));
+  });
+
   test('--dashboard false serves none of it', async () => {
     const off = await startTestServer({ models: writeSimpleModel, http: { dashboard: false } });
     try {

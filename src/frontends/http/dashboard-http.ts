@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { quoteName } from '../../core/errors.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import type { Server } from '../../server/server.js';
 import { dashboardSnapshot, intervalOf, type DashboardSnapshot, type HistogramSource } from './dashboard-data.js';
@@ -18,15 +19,17 @@ export const DASHBOARD_API = /^\/dashboard\/api(?:[/?]|$)/;
 /** The same folder from src/frontends/http (tsx) and dist/frontends/http (built). */
 const ASSETS_DIR = fileURLToPath(new URL('../../../dashboard/', import.meta.url));
 
-const ASSETS: Readonly<Record<string, { file: () => string; type: string }>> = {
-  'index.html': { file: () => `${ASSETS_DIR}index.html`, type: 'text/html; charset=utf-8' },
-  'app.js': { file: () => `${ASSETS_DIR}app.js`, type: 'text/javascript; charset=utf-8' },
-  'charts.js': { file: () => `${ASSETS_DIR}charts.js`, type: 'text/javascript; charset=utf-8' },
-  'try-it.js': { file: () => `${ASSETS_DIR}try-it.js`, type: 'text/javascript; charset=utf-8' },
-  'style.css': { file: () => `${ASSETS_DIR}style.css`, type: 'text/css; charset=utf-8' },
-  'uPlot.esm.js': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.esm.js'), type: 'text/javascript; charset=utf-8' },
-  'uPlot.min.css': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
-};
+const ASSETS: ReadonlyMap<string, { file: () => string; type: string }> = new Map(
+  Object.entries({
+    'index.html': { file: () => `${ASSETS_DIR}index.html`, type: 'text/html; charset=utf-8' },
+    'app.js': { file: () => `${ASSETS_DIR}app.js`, type: 'text/javascript; charset=utf-8' },
+    'charts.js': { file: () => `${ASSETS_DIR}charts.js`, type: 'text/javascript; charset=utf-8' },
+    'try-it.js': { file: () => `${ASSETS_DIR}try-it.js`, type: 'text/javascript; charset=utf-8' },
+    'style.css': { file: () => `${ASSETS_DIR}style.css`, type: 'text/css; charset=utf-8' },
+    'uPlot.esm.js': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.esm.js'), type: 'text/javascript; charset=utf-8' },
+    'uPlot.min.css': { file: () => createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
+  }),
+);
 
 /** Scripts and styles from this origin only; images the try-it panel previews are blob: URLs. */
 const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'";
@@ -48,8 +51,9 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
   const cached = new Map<string, Buffer>();
 
   const sendAsset = async (name: string, reply: FastifyReply) => {
-    const asset = ASSETS[name];
-    if (!asset) return reply.code(404).send({ error: `no dashboard file '${name}' (files: ${Object.keys(ASSETS).join(', ')})` });
+    // A Map, so that a name of an Object.prototype member (constructor, __proto__) is no file either.
+    const asset = ASSETS.get(name);
+    if (!asset) return reply.code(404).send({ error: `no dashboard file ${quoteName(name)} (files: ${[...ASSETS.keys()].join(', ')})` });
     let body = cached.get(name);
     if (!body) {
       body = await readFile(asset.file());
