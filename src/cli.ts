@@ -225,7 +225,8 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
       const content = line.replace(/(^|\s)#.*/, '').trim();
       if (!content) return;
       const [scope, token, ...rest] = content.split(/\s+/);
-      if (!(scope in tokens) || !token || rest.length > 0) {
+      // An own property only: `in` would take constructor or __proto__ (Object.prototype's) for a scope.
+      if (!Object.hasOwn(tokens, scope) || !token || rest.length > 0) {
         throw new Error(`--auth-token-file line ${index + 1}: expected '<scope> <token>' with scope all, inference, management or metrics`);
       }
       tokens[scope as keyof typeof tokens].push(checked(token, `--auth-token-file line ${index + 1}`));

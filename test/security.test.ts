@@ -138,6 +138,16 @@ describe('tokens given to nereid serve', () => {
     }
   });
 
+  test('a token file line whose scope names an Object.prototype member is refused as any unknown scope is', async () => {
+    for (const scope of ['constructor', '__proto__', 'toString']) {
+      const file = join(outside, `tokens-${scope}.txt`);
+      await writeFile(file, `# tokens\n${scope} s3cret\n`);
+      const refused = await runCli(['serve', '--model-repository', served.repoDir, '--auth-token-file', file, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'], 30_000);
+      assert.equal(refused.code, 1, scope);
+      assert.match(refused.stderr, /--auth-token-file line 2: expected '<scope> <token>' with scope all, inference, management or metrics/, scope);
+    }
+  });
+
   test("serve --help says what the management token opens, as the server enforces it", async () => {
     const help = (await runCli(['serve', '--help'], 30_000)).stdout.replace(/\s+/g, ' ');
     assert.match(help, /--management-auth-token <token> a token for the repository API \(index, load, unload\), trace and log settings and the dashboard's data \(/);
