@@ -7,6 +7,7 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
+import type { ErrorCode } from '../core/errors.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { ModelStatistics } from './model-statistics.js';
 import { BucketCounts, CollectedMetric, histogramSamples, type MetricKind, type Sample } from './collected-metric.js';
@@ -160,6 +161,21 @@ class MetricsObserver implements InferenceObserver {
   onExecution(record: ExecutionRecord): void {
     this.histograms.batchSize.observe(record.batchSize);
   }
+}
+
+/** The reasons Triton's nv_inference_request_failure is labelled with. */
+const TRITON_FAILURE_REASONS = ['REJECTED', 'CANCELED', 'BACKEND', 'OTHER'] as const;
+type TritonFailureReason = (typeof TRITON_FAILURE_REASONS)[number];
+
+/**
+ * Triton's reason for a failure with this code: REJECTED for a refusal under load (queue full, overload, the
+ * request's timeout run out in the queue), CANCELED, BACKEND for a failure inside the model, OTHER for the rest
+ * (invalid input among them).
+ */
+export function tritonFailureReason(code: ErrorCode): TritonFailureReason {
+  if (code === 'UNAVAILABLE' || code === 'RESOURCE_EXHAUSTED' || code === 'DEADLINE_EXCEEDED') return 'REJECTED';
+  if (code === 'CANCELLED') return 'CANCELED';
+  return code === 'INTERNAL' ? 'BACKEND' : 'OTHER';
 }
 
 export class PrometheusMetrics {
@@ -334,7 +350,17 @@ export class PrometheusMetrics {
       this.perVersion(name, help, 'counter', (version) => value(version.statistics));
     const microseconds = (ns: number) => Math.round(ns / 1e3);
     counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', (s) => s.success.count);
-    counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', (s) => [...s.failures.values()].reduce((sum, count) => sum + count, 0));
+    // Triton counts failures by reason, each of the four from zero.
+    this.register('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', 'counter', () =>
+      (this.server?.repository.loadedVersions() ?? []).flatMap((version) => {
+        const counts = new Map<TritonFailureReason, number>(TRITON_FAILURE_REASONS.map((reason) => [reason, 0]));
+        for (const [code, count] of version.statistics.failures) {
+          const reason = tritonFailureReason(code);
+          counts.set(reason, counts.get(reason)! + count);
+        }
+        return [...counts].map(([reason, count]) => ({ labels: { model: version.name, version: version.version, reason }, value: count }));
+      }),
+    );
     counter('nv_inference_count', 'Number of inferences performed (does not include cached requests)', (s) => s.inferenceCount);
     counter('nv_inference_exec_count', 'Number of model executions performed (does not include cached requests)', (s) => s.executionCount);
     counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (includes cached requests)', (s) => microseconds(s.success.ns));
