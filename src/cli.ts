@@ -234,6 +234,11 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
     // Asked for protection and got none: running open would be the wrong way to fail.
     if (Object.values(tokens).flat().length === before) throw new Error(`--auth-token-file ${flags.authTokenFile} holds no token (lines '<scope> <token>', scope all, inference, management or metrics)`);
   }
+  // A deployment that means to be protected (Helm with auth.existingSecret) says so: a Secret that is
+  // missing or misspelt then stops the start instead of serving open on every interface.
+  if (/^(1|true|yes)$/i.test(process.env.NEREID_REQUIRE_AUTH ?? '') && Object.values(tokens).flat().length === 0) {
+    throw new Error(`NEREID_REQUIRE_AUTH is set but no token arrived (${Object.values(TOKEN_ENV).join(', ')}, the --*-auth-token flags or --auth-token-file): refusing to start open`);
+  }
   return tokens;
 }
 

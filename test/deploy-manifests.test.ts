@@ -230,6 +230,9 @@ test('every option on: HPA on CPU and a Prometheus-adapter pods metric, ServiceM
     ['NEREID_HTTP_AUTH_TOKEN', 'NEREID_INFERENCE_AUTH_TOKEN', 'NEREID_MANAGEMENT_AUTH_TOKEN', 'NEREID_METRICS_AUTH_TOKEN', 'NEREID_REDIS_PASSWORD'],
   );
   for (const variable of fromSecrets) assert.ok(cliSource.includes(variable.name), `${variable.name} is read by the server`);
+  // The token keys are optional in the Secret; a Secret that yields none must stop the start, not leave it open.
+  assert.deepEqual(server.env.find((variable: Json) => variable.name === 'NEREID_REQUIRE_AUTH'), { name: 'NEREID_REQUIRE_AUTH', value: 'true' });
+  assert.ok(cliSource.includes('NEREID_REQUIRE_AUTH'));
   assert.ok(!JSON.stringify(deployment).includes('password='), 'no secret on the command line');
   // TLS from the Secret: flags, mount and HTTPS probes.
   assert.equal(flagValue(server.args, '--tls-cert'), '/etc/nereid/tls/tls.crt');

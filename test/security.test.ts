@@ -136,6 +136,15 @@ describe('tokens given to nereid serve', () => {
     } finally {
       delete process.env.NEREID_HTTP_AUTH_TOKEN;
     }
+    // What Helm sets beside a token Secret: with no token at all (the Secret missing), the start is refused.
+    process.env.NEREID_REQUIRE_AUTH = 'true';
+    try {
+      const required = await runCli(['serve', '--model-repository', repo]);
+      assert.equal(required.code, 1);
+      assert.match(required.stderr, /NEREID_REQUIRE_AUTH is set but no token arrived .*refusing to start open/);
+    } finally {
+      delete process.env.NEREID_REQUIRE_AUTH;
+    }
   });
 
   test('a token file line whose scope names an Object.prototype member is refused as any unknown scope is', async () => {
