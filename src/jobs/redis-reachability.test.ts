@@ -33,3 +33,22 @@ test('an outage is warned of at its start and again while it lasts, though its c
   assert.match(warnings[2]!, /reachable again after 2 s/);
   assert.equal(outage.down, false);
 });
+
+test('every outage is reported with its recovery, not only the first', () => {
+  const warnings: string[] = [];
+  const outage = new RedisOutage('redis://127.0.0.1:6399', { warn: (message) => warnings.push(message), error: () => undefined });
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6399'), { code: 'ECONNREFUSED' });
+  for (let round = 0; round < 2; round += 1) {
+    outage.error(refused);
+    assert.equal(outage.down, true, `outage ${round + 1} is seen`);
+    outage.ready();
+    assert.equal(outage.down, false);
+  }
+  assert.deepEqual(warnings.map((warning) => warning.replace(/ \d+ s/, ' N s').replace(/ \(connect.*\)/, '')), [
+    'Redis at redis://127.0.0.1:6399 unreachable for N s; retrying',
+    'Redis at redis://127.0.0.1:6399 is reachable again after N s',
+    'Redis at redis://127.0.0.1:6399 unreachable for N s; retrying',
+    'Redis at redis://127.0.0.1:6399 is reachable again after N s',
+  ]);
+  outage.stop();
+});

@@ -92,7 +92,8 @@ export class RedisOutage {
   readonly ready = (): void => {
     if (this.since === undefined) return;
     const seconds = Math.round((Date.now() - this.since) / 1000);
-    this.stop();
+    // Ends this outage only: a later one is reported again (stop() would silence every later one).
+    this.end();
     this.logger.warn(`Redis at ${shownRedisUrl(this.url)} is reachable again after ${seconds} s`);
     this.onChange?.(this);
   };
@@ -100,6 +101,10 @@ export class RedisOutage {
   /** Forgets an outage under way and any later one, without a word (the job or worker is ending). */
   stop(): void {
     this.stopped = true;
+    this.end();
+  }
+
+  private end(): void {
     clearInterval(this.ticker);
     this.ticker = undefined;
     this.since = undefined;
