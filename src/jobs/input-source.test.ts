@@ -75,3 +75,10 @@ test('other files are refused with what is accepted', async () => {
   await writeFile(join(dir, 'data.parquet'), '');
   await assert.rejects(openInput(join(dir, 'data.parquet')), /must be a folder of images, a \.jsonl file or a \.csv file/);
 });
+
+test('a JSONL file that starts with a UTF-8 byte order mark reads its first record as the others', async () => {
+  const path = join(dir, 'bom.jsonl');
+  await writeFile(path, '\uFEFF{"id": "a", "x": [1]}\n{"id": "b", "x": [2]}\n');
+  const records = await all(await openInput(path, { idColumn: 'id' }));
+  assert.deepEqual(records.map((record) => [record.id, record.error]), [['a', undefined], ['b', undefined]]);
+});

@@ -148,8 +148,10 @@ async function imageFolder(root: string): Promise<InputSource> {
 async function* jsonlLines(path: string): AsyncGenerator<{ line: number; text: string }> {
   const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
   let number = 0;
-  for await (const text of lines) {
+  for await (const line of lines) {
     number += 1;
+    // A UTF-8 byte order mark (as some editors write) is no part of the first record, as in a CSV file.
+    const text = number === 1 && line.startsWith('\uFEFF') ? line.slice(1) : line;
     if (text.trim() !== '') yield { line: number, text };
   }
 }
