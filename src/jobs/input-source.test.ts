@@ -3,7 +3,7 @@
  * CSV line numbers with malformed rows in their place.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -81,4 +81,14 @@ test('a JSONL file that starts with a UTF-8 byte order mark reads its first reco
   await writeFile(path, '\uFEFF{"id": "a", "x": [1]}\n{"id": "b", "x": [2]}\n');
   const records = await all(await openInput(path, { idColumn: 'id' }));
   assert.deepEqual(records.map((record) => [record.id, record.error]), [['a', undefined], ['b', undefined]]);
+});
+
+test('a folder link that loops back up the tree is read once, not once per turn of the loop', async () => {
+  const folder = join(dir, 'loop');
+  await mkdir(join(folder, 'sub'), { recursive: true });
+  await writeFile(join(folder, 'a.png'), 'x');
+  await writeFile(join(folder, 'sub', 'b.png'), 'y');
+  await symlink('..', join(folder, 'sub', 'up'));
+  const records = await all(await openInput(folder));
+  assert.deepEqual(records.map((record) => record.id), ['a.png', 'sub/b.png']);
 });

@@ -5,7 +5,7 @@
  * record per row). Nothing is held beyond what the caller asks for next.
  */
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseCsv, type CsvError } from 'csv-parse';
@@ -100,7 +100,12 @@ function countedOnce(source: InputSource): InputSource {
 /** Every file under `root`, as sorted relative paths with '/' separators. */
 async function listFiles(root: string): Promise<string[]> {
   const found: string[] = [];
+  // Real paths of the folders walked: a link back up the tree (a cycle) or to a folder already read is not read again.
+  const visited = new Set<string>();
   const walk = async (dir: string): Promise<void> => {
+    const real = await realpath(dir);
+    if (visited.has(real)) return;
+    visited.add(real);
     const entries = await readdir(dir, { withFileTypes: true });
     for (const entry of entries) {
       const full = join(dir, entry.name);
