@@ -321,6 +321,19 @@ describe('distributed batch jobs', () => {
     }
   });
 
+  test('the same --job with another --output is refused up front, naming the output it was submitted for, and loses no record', { timeout: 60_000 }, async () => {
+    const input = join(dir, 'same-job.jsonl');
+    await writeFile(input, `${Array.from({ length: 4 }, (_, n) => JSON.stringify({ INPUT0: [n, 1, 2, 3] })).join('\n')}\n`);
+    const args = (output: string) => ['batch', '--model', 'scale', '--job', 'same-job', '--input', input, '--output', output, '--queue', queueUrl, '--chunk-size', '2', '--progress', 'none'];
+    const first = await cli(args(join(dir, 'same-job-a.jsonl')));
+    assert.equal(first.code, 0, first.stderr);
+    const second = await cli(args(join(dir, 'same-job-b.jsonl')));
+    assert.notEqual(second.code, 0, second.stderr);
+    assert.match(second.stderr, /job 'same-job' was submitted for .*output '[^']*same-job-a\.jsonl'.*; this run asks for another output \([^)]*same-job-b\.jsonl\); use another --job, the same flags, or --restart/);
+    assert.doesNotMatch(second.stderr, /vanished from Redis/);
+    assert.equal((await readOutput(join(dir, 'same-job-a.jsonl'))).size, 4);
+  });
+
   test('chunks that vanish from Redis (a flush) are left unwritten and listed, and a rerun submits their records again', { timeout: 60_000 }, async () => {
     const input = join(dir, 'lost.jsonl');
     await writeFile(input, `${Array.from({ length: 6 }, (_, n) => JSON.stringify({ INPUT0: [n, 1, 2, 3] })).join('\n')}\n`);

@@ -216,10 +216,15 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     if (options.restart && meta.chunks) await removeChunks(queue, job, Number(meta.chunks), logger);
     // The chunk bounds follow the chunk size and byte budget: another of either would renumber every chunk.
     const submittedMib = meta.chunk_max_mib === undefined ? chunkMaxMib : Number(meta.chunk_max_mib);
-    if (!options.restart && meta.input !== undefined && (meta.input !== resolve(options.input) || meta.model !== options.model || Number(meta.chunk_size) !== chunkSize || submittedMib !== chunkMaxMib)) {
+    // Another output (or version) under the same job name would find the chunks written to the first output collected
+    // and gone, its records lost; the same for another input, model or chunk bounds.
+    const submitted = { model: meta.model, version: meta.version || '(by policy)', input: meta.input, output: meta.output, chunkSize: Number(meta.chunk_size), chunkMaxMib: submittedMib };
+    const asked = { model: options.model, version: options.version || '(by policy)', input: resolve(options.input), output: resolve(options.output), chunkSize, chunkMaxMib };
+    const differing = (Object.keys(asked) as (keyof typeof asked)[]).filter((key) => submitted[key] !== undefined && submitted[key] !== asked[key]);
+    if (!options.restart && meta.input !== undefined && differing.length > 0) {
       throw new NereidError(
         'FAILED_PRECONDITION',
-        `job '${job}' was submitted for model '${meta.model}', input '${meta.input}', chunk size ${meta.chunk_size}, --chunk-max-mib ${submittedMib}; use another --job, the same flags, or --restart`,
+        `job '${job}' was submitted for model '${meta.model}' version ${submitted.version}, input '${meta.input}', output '${meta.output}', chunk size ${meta.chunk_size}, --chunk-max-mib ${submittedMib}; this run asks for another ${differing.map((key) => `${key} (${asked[key]})`).join(', ')}; use another --job, the same flags, or --restart`,
       );
     }
     // A rerun knows the chunks by count only as far as it has read: an earlier run's larger count (chunks cut by bytes) stays.
