@@ -88,19 +88,24 @@ export function shownRedisUrl(url: string): string {
   }
 }
 
+/** A URL that may not parse, as an error quotes it: whatever stands between '://' and the last '@' (user and password) is left out. */
+function quotedRedisUrl(url: string): string {
+  return url.replace(/^([^:/]*:\/\/)[^/]*@/, '$1');
+}
+
 /** Connection options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
 export function redisConnection(url: string): RedisOptions {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw invalidArgument(`--queue must be a Redis URL like redis://127.0.0.1:6379, got '${url}'`);
+    throw invalidArgument(`--queue must be a Redis URL like redis://127.0.0.1:6379, got '${quotedRedisUrl(url)}'`);
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw invalidArgument(`--queue must be a redis:// or rediss:// URL, got '${shownRedisUrl(url)}'`);
   }
   const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : undefined;
-  if (db !== undefined && !Number.isInteger(db)) throw invalidArgument(`the database in '${url}' must be a number`);
+  if (db !== undefined && !Number.isInteger(db)) throw invalidArgument(`the database in '${shownRedisUrl(url)}' must be a number`);
   return {
     host: parsed.hostname || '127.0.0.1',
     port: parsed.port ? Number(parsed.port) : 6379,

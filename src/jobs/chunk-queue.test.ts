@@ -1,0 +1,13 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { redisConnection } from './chunk-queue.js';
+
+test("a --queue URL that is refused is quoted without its password", () => {
+  for (const url of ['redis://:Secr3t#pw@127.0.0.1:6379', 'redis://user:Secr3t@127.0.0.1:6379/x']) {
+    assert.throws(() => redisConnection(url), (error: Error) => {
+      assert.doesNotMatch(error.message, /Secr3t/);
+      assert.match(error.message, /127\.0\.0\.1:6379/);
+      return true;
+    });
+  }
+});
