@@ -71,8 +71,8 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
 
 /**
  * An output resumed must be this job's: answered by the model version that serves it now (the input's
- * records are checked when JobOutput opens it). A distributed job checks its model by digest; a
- * local one has only its output to go by.
+ * records are checked when JobOutput opens it). A distributed job does no such check yet: its workers
+ * each load the version their policy serves, and a resumed output is not compared with it.
  */
 function checkAnsweredBy(output: JobOutput, path: string, processor: RecordProcessor): void {
   const serving = `${processor.model} version ${processor.version}`;
