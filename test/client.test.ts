@@ -83,6 +83,25 @@ test('JSON mode keeps 64-bit integers exact beside a string holding \\u0001, and
   });
 });
 
+test('data that would change on the way is refused before sending: a typed array of another kind, plain values out of range, fractional or not numbers', async () => {
+  const sends = [(model: string, inputs: Record<string, ClientTensor>) => http.infer(model, inputs), (model: string, inputs: Record<string, ClientTensor>) => grpc.infer(model, inputs), (model: string, inputs: Record<string, ClientTensor>) => http.infer(model, inputs, { binary: false })];
+  const cases: [string, ClientTensor, string][] = [
+    ['identity_fp32', { datatype: 'FP32', shape: [1, 2], data: Int32Array.of(1, 2) }, "input 'INPUT0': FP32 data must be a Float32Array (or a plain array), not Int32Array, whose bytes would be misread"],
+    ['identity_uint8', { datatype: 'UINT8', shape: [1, 2], data: [300, -1] }, "input 'INPUT0': element 0 is 300, expected an integer in [0, 255] for datatype UINT8"],
+    ['identity_int32', { datatype: 'INT32', shape: [1, 1], data: [2 ** 31] }, "input 'INPUT0': element 0 is 2147483648, expected an integer in [-2147483648, 2147483647] for datatype INT32"],
+    ['identity_int32', { datatype: 'INT32', shape: [1, 1], data: [1.5] }, "input 'INPUT0': element 0 is 1.5, expected an integer in [-2147483648, 2147483647] for datatype INT32"],
+    ['identity_fp32', { datatype: 'FP32', shape: [1, 1], data: ['a'] as unknown as number[] }, "input 'INPUT0': element 0 is \"a\", expected a number for datatype FP32"],
+  ];
+  for (const [model, tensor, message] of cases) {
+    for (const send of sends) await assert.rejects(send(model, { INPUT0: tensor }), { message });
+  }
+  // Plain numbers of the right kind, and 0/1 for BOOL, still go.
+  const answer = await grpc.infer('identity_uint8', { INPUT0: { datatype: 'UINT8', shape: [1, 2], data: [255, 0] } });
+  assert.deepEqual(Array.from(answer.outputs.OUTPUT0!.data as Uint8Array), [255, 0]);
+  const bools = await http.infer('identity_bool', { INPUT0: { datatype: 'BOOL', shape: [1, 2], data: [1, 0] } });
+  assert.deepEqual(Array.from(bools.outputs.OUTPUT0!.data as Uint8Array), [1, 0]);
+});
+
 test('classification comes back as scores, indexes and labels', async () => {
   const inputs = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: Int32Array.from({ length: 16 }, (_, index) => index) }, INPUT1: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16).fill(1) } } as const;
   for (const client of [http, grpc]) {

@@ -18,6 +18,7 @@ import {
   type Datatype,
   type NumericArray,
 } from '../core/datatype.js';
+import { tensorDataFromJson } from '../core/tensor.js';
 
 /** What a client sends for one input. */
 export interface ClientTensor {
@@ -85,25 +86,36 @@ export async function requestedOutputNames(
   return options.classification || inSharedMemory.length ? allNames() : undefined;
 }
 
-/** The raw little-endian bytes of an input, as binary tensors and gRPC's raw_input_contents carry them. */
-export function tensorBytes(tensor: ClientTensor): Buffer {
-  const { datatype, data } = tensor;
+/**
+ * A numeric input's values as the datatype's typed array, refusing what would change on the way: a
+ * typed array of another kind (its bytes would be read as the datatype's), and plain values the
+ * server's JSON parser would refuse (out of range, not integers, not numbers), checked as it checks them.
+ */
+function numericData(name: string, tensor: ClientTensor): NumericArray {
+  const datatype = tensor.datatype as Exclude<Datatype, 'BYTES'>;
+  const data = tensor.data as ArrayLike<unknown>;
+  if (ArrayBuffer.isView(data)) {
+    const expected = datatype === 'FP16' ? Float32Array : allocateTypedArray(datatype, 0).constructor;
+    if (!(data instanceof expected)) {
+      throw new Error(`input '${name}': ${datatype} data must be a ${expected.name} (or a plain array), not ${(data as object).constructor.name}, whose bytes would be misread`);
+    }
+    return datatype === 'FP16' ? Uint16Array.from(data as Float32Array, numberToHalf) : (data as NumericArray);
+  }
+  // BOOL also takes 0 and 1, as the client always has.
+  const values = datatype === 'BOOL' ? Array.from(data, (value) => (value === 0 || value === 1 ? value === 1 : value)) : data;
+  return tensorDataFromJson(name, datatype, values) as NumericArray;
+}
+
+function checkedCount(tensor: ClientTensor): void {
   const count = elementCount(tensor.shape);
-  if (data.length !== count) throw new Error(`a ${datatype} tensor of shape [${tensor.shape.join(', ')}] holds ${count} elements; ${data.length} were given`);
-  if (datatype === 'BYTES') return encodeBytesElements((data as readonly (string | Buffer)[]).map((element) => (typeof element === 'string' ? Buffer.from(element) : element)));
-  if (datatype === 'FP16') {
-    const bits = new Uint16Array(count);
-    for (let index = 0; index < count; index++) bits[index] = numberToHalf(Number(data[index]));
-    return bytesOfTypedArray(bits);
-  }
-  if (ArrayBuffer.isView(data)) return bytesOfTypedArray(data as NumericArray);
-  const array = allocateTypedArray(datatype, count);
-  const big = datatype === 'INT64' || datatype === 'UINT64';
-  for (let index = 0; index < count; index++) {
-    const value = data[index] as number | boolean | bigint;
-    (array as unknown as (number | bigint)[])[index] = big ? BigInt(value) : Number(value);
-  }
-  return bytesOfTypedArray(array);
+  if (tensor.data.length !== count) throw new Error(`a ${tensor.datatype} tensor of shape [${tensor.shape.join(', ')}] holds ${count} elements; ${tensor.data.length} were given`);
+}
+
+/** The raw little-endian bytes of an input, as binary tensors and gRPC's raw_input_contents carry them. */
+export function tensorBytes(name: string, tensor: ClientTensor): Buffer {
+  checkedCount(tensor);
+  if (tensor.datatype === 'BYTES') return encodeBytesElements((tensor.data as readonly (string | Buffer)[]).map((element) => (typeof element === 'string' ? Buffer.from(element) : element)));
+  return bytesOfTypedArray(numericData(name, tensor));
 }
 
 /**
@@ -122,9 +134,11 @@ export function tensorJson(name: string, tensor: ClientTensor): string {
     });
     return JSON.stringify(texts);
   }
-  if (datatype === 'BOOL') return JSON.stringify(Array.from(data as ArrayLike<unknown>, Boolean));
+  const values = numericData(name, tensor);
+  if (datatype === 'BOOL') return JSON.stringify(Array.from(values as Uint8Array, Boolean));
+  if (datatype === 'FP16') return JSON.stringify(Array.from(values as Uint16Array, halfToNumber));
   // JSON.stringify cannot write a bigint, and a number beyond 2^53 would be rounded: each value is written as its digits.
-  return `[${Array.from(data as ArrayLike<number | bigint>, (value) => String(value)).join(',')}]`;
+  return `[${Array.from(values as ArrayLike<number | bigint>, (value) => String(value)).join(',')}]`;
 }
 
 /** An output's data from its raw bytes. */

@@ -202,7 +202,7 @@ export class GrpcClient {
           parameters: inSharedMemory[name] ? parametersToProto(sharedMemoryParameters(inSharedMemory[name])) : outputParameters,
         })) ?? [],
       // As Triton's clients send it: one raw entry per input that is not in shared memory.
-      raw_input_contents: entries.flatMap(([, tensor]) => ('sharedMemory' in tensor ? [] : [tensorBytes(tensor)])),
+      raw_input_contents: entries.flatMap(([name, tensor]) => ('sharedMemory' in tensor ? [] : [tensorBytes(name, tensor)])),
     };
   }
 

@@ -215,7 +215,7 @@ export class HttpClient {
       const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
       if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
       if (!binary) return `${head},"data":${tensorJson(name, tensor)}}`;
-      const bytes = tensorBytes(tensor);
+      const bytes = tensorBytes(name, tensor);
       blobs.push(bytes);
       return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
     });

@@ -26,8 +26,8 @@ export async function writeSharedMemoryTensors(key: string, tensors: readonly Cl
   try {
     const sizes: number[] = [];
     let position = offset;
-    for (const tensor of tensors) {
-      const bytes = tensorBytes(tensor);
+    for (const [index, tensor] of tensors.entries()) {
+      const bytes = tensorBytes(`tensor ${index}`, tensor);
       await file.write(bytes, 0, bytes.length, position);
       position += bytes.length;
       sizes.push(bytes.length);
