@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { HttpClient } from '../src/client/index.js';
 import { mulberry32, smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import { binaryBody, lengthPrefixed, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
 
@@ -157,6 +158,22 @@ function closeTo(actual: readonly number[], expected: readonly number[], toleran
 // ---------------------------------------------------------------------------------------------
 
 describe('POST /v2/models/{model}/classify', () => {
+  test('HttpClient.classify answers what the route sends, as its type declares it (checked by tsc)', async () => {
+    const client = new HttpClient({ url: srv.url });
+    try {
+      const answer = await client.classify('cnn_yaml', images.a);
+      assert.deepEqual(Object.keys(answer).sort(), ['confidence', 'model_name', 'model_version', 'predictions', 'timing']);
+      assert.equal(answer.model_name, 'cnn_yaml');
+      assert.equal(answer.model_version, '1');
+      assert.equal(answer.predictions[0]!.label, LABELS[answer.predictions[0]!.index]);
+      assert.equal(typeof answer.confidence.probability, 'number');
+      assert.equal(typeof answer.confidence.low_confidence, 'boolean');
+      assert.equal(typeof answer.timing.total_ms, 'number');
+    } finally {
+      client.close();
+    }
+  });
+
   test('a raw PNG body: predictions with labels, confidence and timing', async () => {
     const body = await okJson(await classify('cnn_yaml', images.a));
     assert.deepEqual(Object.keys(body).sort(), ['confidence', 'model_name', 'model_version', 'predictions', 'timing']);

@@ -23,6 +23,8 @@ import type { ClientTlsOptions } from '../core/tls.js';
 import { compress, decompress, isContentCoding, type ContentCoding } from '../protocol/content-coding.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import { HEADER_LENGTH, parseExactJson } from '../protocol/v2-json.js';
+import type { timingAnswer } from '../model/image-classification.js';
+import type { ImageClassification } from '../processing/output-postprocessor.js';
 
 export interface HttpClientOptions {
   /** The server's base URL, e.g. http://127.0.0.1:8000. */
@@ -110,6 +112,13 @@ interface JsonOutput {
   shape: number[];
   data?: unknown[];
   parameters?: { binary_data_size?: number };
+}
+
+/** What /classify answers for one image: the model and version that ran, the top k labels, the confidence in the top one and where the time went. */
+export interface ClassifyAnswer extends ImageClassification {
+  model_name: string;
+  model_version: string;
+  timing: ReturnType<typeof timingAnswer>;
 }
 
 /** An answer as read off the connection, its body already inflated. */
@@ -249,7 +258,7 @@ export class HttpClient {
   }
 
   /** Images to labels through /classify (Nereid's own route): the top k labels of each, with confidence. */
-  async classify(model: string, image: Buffer, options: { version?: string; topK?: number; contentType?: string } = {}): Promise<{ results: { predictions: { label?: string; index: number; score: number }[]; confidence?: number }[] }> {
+  async classify(model: string, image: Buffer, options: { version?: string; topK?: number; contentType?: string } = {}): Promise<ClassifyAnswer> {
     const query = options.topK !== undefined ? `?top_k=${options.topK}` : '';
     const response = await this.call('POST', `${this.modelPath(model, options.version)}/classify${query}`, image, { 'content-type': options.contentType ?? 'image/png' });
     return JSON.parse(response.body.toString('utf8'));
