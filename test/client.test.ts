@@ -4,6 +4,7 @@
  * server's status and message, a 503 with Retry-After is tried again, and a gRPC stream answers each request.
  */
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -100,6 +101,23 @@ test('data that would change on the way is refused before sending: a typed array
   assert.deepEqual(Array.from(answer.outputs.OUTPUT0!.data as Uint8Array), [255, 0]);
   const bools = await http.infer('identity_bool', { INPUT0: { datatype: 'BOOL', shape: [1, 2], data: [1, 0] } });
   assert.deepEqual(Array.from(bools.outputs.OUTPUT0!.data as Uint8Array), [1, 0]);
+});
+
+test('gRPC cancellation: an aborted signal stops the call before it goes, a shared signal keeps no listener per finished call, and a stream refuses a per-request signal', async () => {
+  const inputs = { INPUT0: { datatype: 'FP32' as const, shape: [1, 1], data: [1] } };
+  const aborted = new AbortController();
+  aborted.abort();
+  await assert.rejects(grpc.infer('identity_fp32', inputs, { signal: aborted.signal }), (error: GrpcCallError) => error.code === 1);
+  const shared = new AbortController();
+  for (let index = 0; index < 12; index++) await grpc.infer('identity_fp32', inputs, { signal: shared.signal });
+  assert.equal(getEventListeners(shared.signal, 'abort').length, 0);
+  const requests = [{ model: 'identity_fp32', inputs, options: { signal: shared.signal } as object }];
+  await assert.rejects(
+    (async () => {
+      for await (const answer of grpc.stream(requests)) void answer;
+    })(),
+    { message: "a request on a stream cannot take its own signal (model 'identity_fp32'); end the whole stream by returning from the loop over its answers" },
+  );
 });
 
 test('classification comes back as scores, indexes and labels', async () => {

@@ -71,6 +71,13 @@ function retryVerdict(error: unknown) {
   return { retry: error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.RESOURCE_EXHAUSTED };
 }
 
+/** One request on a stream: its options are infer's, less `signal` (the stream cannot cancel one request). */
+export interface StreamRequest {
+  model: string;
+  inputs: Record<string, ClientInput>;
+  options?: Omit<InferOptions, 'signal'>;
+}
+
 export class GrpcClient {
   private readonly client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
   private readonly outputNames = new OutputNamesCache();
@@ -159,21 +166,28 @@ export class GrpcClient {
    * the order the requests were sent (the server keeps it, as Triton does). The stream ends once
    * every request sent has been answered.
    */
-  async *stream(requests: AsyncIterable<{ model: string; inputs: Record<string, ClientInput>; options?: InferOptions }> | Iterable<{ model: string; inputs: Record<string, ClientInput>; options?: InferOptions }>): AsyncGenerator<InferResult | { id: string; error: string }> {
+  async *stream(requests: AsyncIterable<StreamRequest> | Iterable<StreamRequest>): AsyncGenerator<InferResult | { id: string; error: string }> {
     const call = this.client.ModelStreamInfer(this.metadata(), this.callOptions()) as grpc.ClientDuplexStream<unknown, { error_message: string; infer_response: InferResponseMessage }>;
     // Whether answers are read as classes: withClasses leaves an output whose elements are not "score:index[:label]" as it is.
     let classification = false;
     const writing = (async () => {
       for await (const { model, inputs, options } of requests) {
+        // The V2 stream has no way to cancel one request on it: a signal given for one would be silently ignored.
+        if ((options as InferOptions | undefined)?.signal) throw new Error(`a request on a stream cannot take its own signal (model '${model}'); end the whole stream by returning from the loop over its answers`);
         classification ||= options?.classification !== undefined;
         call.write(await this.request(model, inputs, options ?? {}));
       }
       call.end();
     })();
     writing.catch(() => call.cancel()); // the requests' own error reaches the caller from `await writing`
-    for await (const message of call) {
-      if (message.error_message) yield { id: message.infer_response?.id ?? '', error: message.error_message };
-      else yield decodeResponse(message.infer_response, classification);
+    try {
+      for await (const message of call) {
+        if (message.error_message) yield { id: message.infer_response?.id ?? '', error: message.error_message };
+        else yield decodeResponse(message.infer_response, classification);
+      }
+    } catch (error) {
+      await writing; // a request that could not be sent cancelled the stream: its error is the one to see
+      throw error;
     }
     await writing;
   }
@@ -219,10 +233,16 @@ export class GrpcClient {
   private unary(method: string, request: unknown, signal?: AbortSignal): Promise<unknown> {
     return retryingCall(this.options.retry, signal, retryVerdict, () => {
       return new Promise((resolve, reject) => {
-        const call = this.client[method]!(request, this.metadata(), this.callOptions(), (error: grpc.ServiceError | null, response: unknown) =>
-          error ? reject(new GrpcCallError(error.code, error.details)) : resolve(response),
-        ) as grpc.ClientUnaryCall;
-        signal?.addEventListener('abort', () => call.cancel(), { once: true });
+        // An abort before the call starts is the caller's answer: the call never goes.
+        if (signal?.aborted) return reject(new GrpcCallError(grpc.status.CANCELLED, 'Cancelled on client'));
+        const cancel = () => call.cancel();
+        const call = this.client[method]!(request, this.metadata(), this.callOptions(), (error: grpc.ServiceError | null, response: unknown) => {
+          // A signal shared by many calls must not gather one listener per finished call.
+          signal?.removeEventListener('abort', cancel);
+          if (error) reject(new GrpcCallError(error.code, error.details));
+          else resolve(response);
+        }) as grpc.ClientUnaryCall;
+        signal?.addEventListener('abort', cancel, { once: true });
       });
     });
   }

@@ -35,7 +35,22 @@ export async function retryingCall<T>(
       const verdict = verdictOf(error);
       if (!verdict.retry || attempt >= tries || signal?.aborted) throw error;
       const backoff = firstDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
-      await new Promise((resolve) => setTimeout(resolve, Math.min(maxDelayMs, verdict.delayMs ?? backoff)));
+      await pause(Math.min(maxDelayMs, verdict.delayMs ?? backoff), signal);
     }
   }
+}
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const aborted = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', aborted, { once: true });
+  });
 }
