@@ -120,6 +120,18 @@ test('gRPC cancellation: an aborted signal stops the call before it goes, a shar
   );
 });
 
+test('a gRPC message over the server\'s size limit fails at once: RESOURCE_EXHAUSTED for size is not tried again', { timeout: 120_000 }, async () => {
+  const small = await startGrpcEndpoint(served.server, { maxReceiveMessageBytes: 1024 });
+  const client = new GrpcClient({ address: `127.0.0.1:${small.port}`, retry: { tries: 3, firstDelayMs: 3_600_000, maxDelayMs: 3_600_000 } });
+  try {
+    const inputs = { INPUT0: { datatype: 'FP32' as const, shape: [1, 1024], data: new Float32Array(1024) } };
+    await assert.rejects(client.infer('identity_fp32', inputs, { outputs: ['OUTPUT0'] }), (error: GrpcCallError) => error.code === 8 && /larger than max/.test(error.details));
+  } finally {
+    client.close();
+    await small.close();
+  }
+});
+
 test('classification comes back as scores, indexes and labels', async () => {
   const inputs = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: Int32Array.from({ length: 16 }, (_, index) => index) }, INPUT1: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16).fill(1) } } as const;
   for (const client of [http, grpc]) {

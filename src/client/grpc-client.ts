@@ -1,7 +1,7 @@
 /**
  * A client of the V2 gRPC protocol (Triton's GRPCInferenceService), with the same typed tensors as
  * the HTTP client: inputs travel as raw_input_contents, outputs come back decoded; UNAVAILABLE and
- * RESOURCE_EXHAUSTED are tried again with backoff; ModelStreamInfer is an async iterable of answers.
+ * RESOURCE_EXHAUSTED (but not a message over the size limit) are tried again with backoff; ModelStreamInfer is an async iterable of answers.
  */
 import * as grpc from '@grpc/grpc-js';
 import { parametersToProto, parameterValueOf, type ParameterMessage } from '../frontends/grpc/v2-grpc-codec.js';
@@ -68,7 +68,9 @@ export class GrpcCallError extends Error {
 
 function retryVerdict(error: unknown) {
   if (!(error instanceof GrpcCallError)) return { retry: false };
-  return { retry: error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.RESOURCE_EXHAUSTED };
+  // RESOURCE_EXHAUSTED is a server's load (tried again, as HTTP's 429) or a message over the size limit, which no later try changes (as HTTP's 413).
+  const tooLarge = error.code === grpc.status.RESOURCE_EXHAUSTED && /message larger than max/i.test(error.details);
+  return { retry: error.code === grpc.status.UNAVAILABLE || (error.code === grpc.status.RESOURCE_EXHAUSTED && !tooLarge) };
 }
 
 /** One request on a stream: its options are infer's, less `signal` (the stream cannot cancel one request). */
