@@ -854,6 +854,25 @@ describe('limits and authentication', () => {
     assert.deepEqual(await call(limited, 'ServerLive'), { live: true });
   });
 
+  test('on a stream, an answer over the send limit is that request\'s error; the stream and its later answers go on', async () => {
+    const stream = limited.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;
+    const answers: Json[] = [];
+    const status = new Promise<grpc.StatusObject>((resolve) => {
+      stream.on('data', (answer: Json) => answers.push(answer));
+      stream.on('error', () => undefined);
+      stream.on('status', resolve);
+    });
+    stream.write({ ...fp32Request(1024), id: 'small-1' });
+    stream.write({ ...fp32Request(8 * 1024), id: 'big' }); // 32 KiB out, over the 16 KiB limit
+    stream.write({ ...fp32Request(1024), id: 'small-2' });
+    stream.end();
+    assert.equal((await status).code, grpc.status.OK);
+    assert.deepEqual(answers.map((answer) => answer.infer_response.id), ['small-1', 'big', 'small-2']);
+    assert.equal(answers[0].error_message, '');
+    assert.match(answers[1].error_message, /^the answer is larger than max: \d+ bytes vs\. the 16384-byte limit on a sent message/);
+    assert.equal(answers[2].error_message, '');
+  });
+
   test('with tokens: UNAUTHENTICATED without a valid bearer token, health RPCs open', async () => {
     const bearer = (token: string) => {
       const metadata = new grpc.Metadata();

@@ -137,7 +137,8 @@ const UNDECODABLE = Symbol('undecodable');
  * The service with decoders that never throw: grpc-js answers a message its decoder throws on with
  * INTERNAL and ends the call (a whole stream), though the fault is the client's. A message that
  * cannot be decoded becomes a marker instead, and the handler answers it INVALID_ARGUMENT — on a
- * stream, as that one request's error, the stream going on.
+ * stream, as that one request's error, the stream going on. Its encoders pass a Buffer through as
+ * already encoded (see encodedWithinLimit).
  */
 function withGentleDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   return Object.fromEntries(
@@ -152,6 +153,7 @@ function withGentleDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefini
             return { [UNDECODABLE]: (error as Error).message };
           }
         },
+        responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : definition.responseSerialize(value)),
       },
     ]),
   );
@@ -236,6 +238,20 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     return grpcError(nereid);
   };
 
+  /**
+   * An answer encoded, refused as RESOURCE_EXHAUSTED when larger than the send limit: grpc-js would otherwise fail the
+   * whole call (a whole stream, its later answers lost) with nothing logged. The Buffer is written as it is.
+   */
+  const encodedWithinLimit = (method: string, answer: object, reqId: string): Buffer => {
+    const encoded = service[method]!.responseSerialize(answer);
+    if (encoded.length <= settings.maxSendMessageBytes) return encoded;
+    logger.warn({ reqId, method, bytes: encoded.length, limit: settings.maxSendMessageBytes }, 'answer larger than the send limit, not sent');
+    throw new NereidError(
+      'RESOURCE_EXHAUSTED',
+      `the answer is larger than max: ${encoded.length} bytes vs. the ${settings.maxSendMessageBytes}-byte limit on a sent message (--grpc-max-message-bytes)`,
+    );
+  };
+
   const access = (rpc: string, reqId: string, message: unknown, started: number, status: grpc.status): void => {
     if (settings.accessLog) {
       logger.info({ reqId, rpc, status, ms: Math.round((performance.now() - started) * 1000) / 1000, model: modelOf(message) }, 'request completed');
@@ -316,7 +332,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       };
       try {
         const request = await decodeModelInferRequest(message, server.sharedMemory, server.inputShapeCheck(message.model_name, message.model_version || undefined));
-        return encodeModelInferResponse(await server.infer(request, context), request.outputs, server.sharedMemory);
+        const response = await encodeModelInferResponse(await server.infer(request, context), request.outputs, server.sharedMemory);
+        return encodedWithinLimit('ModelInfer', response, reqId);
       } finally {
         answered = true;
         reservation.release();
@@ -412,7 +429,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         try {
           const request = await decodeModelInferRequest(decodable, server.sharedMemory, server.inputShapeCheck(decodable.model_name, decodable.model_version || undefined));
           const response = await server.infer(request, { signal: entry.abort, requestId: reqId, traceparent });
-          return { error_message: '', infer_response: await encodeModelInferResponse(response, request.outputs, server.sharedMemory) };
+          const answer = { error_message: '', infer_response: await encodeModelInferResponse(response, request.outputs, server.sharedMemory) };
+          return encodedWithinLimit('ModelStreamInfer', answer, reqId);
         } finally {
           reservation.release();
         }
