@@ -70,6 +70,20 @@ async function stopGrpc(endpoint: Endpoint | undefined): Promise<void> {
   await endpoint?.front.close(1000);
 }
 
+/** Sends `messages` on one ModelStreamInfer stream, ends it, and answers what came back and the final status. */
+async function streamAll(endpoint: Endpoint, messages: Json[]): Promise<{ answers: Json[]; status: grpc.StatusObject }> {
+  const stream = endpoint.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;
+  const answers: Json[] = [];
+  const status = new Promise<grpc.StatusObject>((resolve) => {
+    stream.on('data', (answer: Json) => answers.push(answer));
+    stream.on('error', () => undefined);
+    stream.on('status', resolve);
+  });
+  for (const message of messages) stream.write(message);
+  stream.end();
+  return { answers, status: await status };
+}
+
 let main: TestServer; // --model-control-mode none, the standard repository plus 'batched'
 let rpc: Endpoint;
 
@@ -485,6 +499,20 @@ describe('ModelStreamInfer', () => {
     }
   });
 
+  test('an error answer echoes at most 256 characters of the request id and model name', async () => {
+    const { answers, status } = await streamAll(rpc, [
+      simpleRaw([range16], [ones16], { id: 'x'.repeat(300_000) }),
+      { ...simpleRaw([range16], [ones16], { id: 'second' }), model_name: 'm'.repeat(300_000) },
+    ]);
+    assert.equal(status.code, grpc.status.OK);
+    assert.equal(answers.length, 2);
+    assert.match(answers[0].error_message, /the request id has 300000 characters/);
+    assert.equal(answers[0].infer_response.id, `${'x'.repeat(256)}…`);
+    assert.equal(answers[1].infer_response.id, 'second');
+    assert.equal(answers[1].infer_response.model_name, `${'m'.repeat(256)}…`);
+    assert.ok(answers[1].error_message.length < 1200, 'the error message is bounded too');
+  });
+
   test('a stream that sends nothing ends cleanly', async () => {
     const stream = rpc.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;
     const status = await new Promise<grpc.StatusObject>((resolve) => {
@@ -855,18 +883,12 @@ describe('limits and authentication', () => {
   });
 
   test('on a stream, an answer over the send limit is that request\'s error; the stream and its later answers go on', async () => {
-    const stream = limited.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;
-    const answers: Json[] = [];
-    const status = new Promise<grpc.StatusObject>((resolve) => {
-      stream.on('data', (answer: Json) => answers.push(answer));
-      stream.on('error', () => undefined);
-      stream.on('status', resolve);
-    });
-    stream.write({ ...fp32Request(1024), id: 'small-1' });
-    stream.write({ ...fp32Request(8 * 1024), id: 'big' }); // 32 KiB out, over the 16 KiB limit
-    stream.write({ ...fp32Request(1024), id: 'small-2' });
-    stream.end();
-    assert.equal((await status).code, grpc.status.OK);
+    const { answers, status } = await streamAll(limited, [
+      { ...fp32Request(1024), id: 'small-1' },
+      { ...fp32Request(8 * 1024), id: 'big' }, // 32 KiB out, over the 16 KiB limit
+      { ...fp32Request(1024), id: 'small-2' },
+    ]);
+    assert.equal(status.code, grpc.status.OK);
     assert.deepEqual(answers.map((answer) => answer.infer_response.id), ['small-1', 'big', 'small-2']);
     assert.equal(answers[0].error_message, '');
     assert.match(answers[1].error_message, /^the answer is larger than max: \d+ bytes vs\. the 16384-byte limit on a sent message/);

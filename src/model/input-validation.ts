@@ -80,7 +80,7 @@ function shapeMatches(expected: readonly number[], actual: readonly number[]): b
 }
 
 /** Bounds on the request's own strings: they are echoed (id) or kept (parameters) and a client controls their size. */
-const MAX_ID_CHARS = 256;
+export const MAX_ID_CHARS = 256;
 const MAX_PARAMETERS = 64;
 const MAX_PARAMETER_KEY_CHARS = 256;
 const MAX_PARAMETER_VALUE_CHARS = 4096;

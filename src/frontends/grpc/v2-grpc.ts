@@ -8,9 +8,10 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { authTokensSchema, checkBearerToken } from '../../core/auth.js';
 import { tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
-import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError } from '../../core/errors.js';
+import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError, shortened } from '../../core/errors.js';
 import { ClientCancellation, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
+import { MAX_ID_CHARS } from '../../model/input-validation.js';
 import type { Server } from '../../server/server.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import {
@@ -440,7 +441,12 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
           status = grpcFailure.code;
           return {
             error_message: grpcFailure.details,
-            infer_response: { model_name: message.model_name, model_version: message.model_version ?? '', id: message.id ?? '' },
+            // The request's names, cut to the longest id accepted (no valid model name is longer): a client cannot have a megabyte echoed.
+            infer_response: {
+              model_name: shortened(message.model_name ?? '', MAX_ID_CHARS),
+              model_version: shortened(message.model_version ?? '', MAX_ID_CHARS),
+              id: shortened(message.id ?? '', MAX_ID_CHARS),
+            },
           };
         })
         .then((answer) => {
