@@ -458,6 +458,19 @@ describe('ModelInfer', () => {
 
 // ---------------------------------------------------------------------------------------------
 
+describe('typed float contents', () => {
+  test('NaN and ±Infinity in fp32_contents and fp64_contents are taken, as Triton takes them', async () => {
+    const values = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1.5];
+    const fp32 = await call(rpc, 'ModelInfer', { model_name: 'fp32_identity', inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [4], contents: { fp32_contents: values } }] });
+    assert.deepEqual([...new Float32Array(new Uint8Array(fp32.raw_output_contents[0]).buffer)], values);
+    const fp64 = await call(rpc, 'ModelInfer', {
+      model_name: 'identity_fp64',
+      inputs: [{ name: 'INPUT0', datatype: 'FP64', shape: [1, 4], contents: { fp64_contents: values } }],
+    });
+    assert.deepEqual([...new Float64Array(new Uint8Array(fp64.raw_output_contents[0]).buffer)], values);
+  });
+});
+
 describe('ModelStreamInfer', () => {
   test('many requests on one stream, answered concurrently with their ids; an error mid-stream does not end it', async () => {
     const stream = rpc.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;

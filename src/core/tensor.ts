@@ -205,6 +205,9 @@ export function tensorDataFromContents(name: string, datatype: Datatype, content
       (values as readonly (number | string | bigint)[]).map((value) => (typeof value === 'bigint' ? value.toString() : value)),
     );
   }
+  // Protobuf floats carry NaN and ±Infinity, which Triton takes: only JSON, which has neither, refuses them.
+  if (datatype === 'FP32') return Float32Array.from(values as readonly number[]);
+  if (datatype === 'FP64') return Float64Array.from(values as readonly number[]);
   return tensorDataFromJson(name, datatype, values as unknown[]);
 }
 
