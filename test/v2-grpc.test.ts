@@ -471,6 +471,12 @@ describe('typed float contents', () => {
   });
 });
 
+test('a shape value beyond 2^53 is quoted as the digits sent', async () => {
+  await callError(rpc, 'ModelInfer', { model_name: 'fp32_identity', inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, '9223372036854775807'] }] }, grpc.status.INVALID_ARGUMENT, [
+    'got [1,9223372036854775807]',
+  ]);
+});
+
 describe('ModelStreamInfer', () => {
   test('many requests on one stream, answered concurrently with their ids; an error mid-stream does not end it', async () => {
     const stream = rpc.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;

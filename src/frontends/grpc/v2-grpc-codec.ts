@@ -154,6 +154,12 @@ export function parametersToProto(parameters: Parameters | undefined): Parameter
  * order) or in a registered shared memory region (its parameters say which), one of them only.
  * Raw BYTES are decoded a few milliseconds at a time: millions of elements must not hold up other calls.
  */
+/** A shape value as a number, or, beyond 2^53 where a number would round, as the digits sent (for the refusal to quote). */
+const dimOf = (dim: Int64): number | bigint => {
+  const value = Number(dim);
+  return Number.isSafeInteger(value) || typeof dim !== 'string' || !/^-?\d+$/.test(dim) ? value : BigInt(dim);
+};
+
 export async function decodeModelInferRequest(message: ModelInferRequestMessage, sharedMemory?: SharedMemoryRegions, shapeFirst?: InputShapeCheck): Promise<InferenceRequest> {
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
@@ -174,7 +180,7 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
     const name = input.name;
     if (!name) throw invalidArgument(`inputs[${index}] needs a 'name'`);
     const datatype = checkDatatype(name, input.datatype);
-    const shape = checkShape(name, (input.shape ?? []).map(Number));
+    const shape = checkShape(name, (input.shape ?? []).map(dimOf));
     const reference = references[index];
     let data;
     if (reference) {
