@@ -4,8 +4,9 @@
  * settings written into the model's config (YAML or JSON) with a backup of the old file and, in
  * YAML, a comment that says what was measured and when.
  */
+import { constants } from 'node:fs';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { parseDocument } from 'yaml';
 import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
@@ -142,6 +143,22 @@ export async function writableConfigOf(modelDirectory: string): Promise<string> 
 }
 
 /**
+ * Copies `path` to `wanted`, or to `wanted-2`, `-3`… when that exists: never over an older backup,
+ * which may hold the only copy of the original (two tune runs writing in the same second).
+ */
+async function backUp(path: string, wanted: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    const backup = attempt === 1 ? wanted : `${wanted}-${attempt}`;
+    try {
+      await copyFile(path, backup, constants.COPYFILE_EXCL);
+      return backup;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+}
+
+/**
  * Writes the winner's settings into the model's config file (config.yaml/.yml or config.json),
  * after copying the old file to `<name>.bak-<timestamp>`. Other fields, and in YAML the comments,
  * stay. A different version winning is reported, never written: which version serves decides the
@@ -152,12 +169,11 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
   const candidate = report.results[report.best].candidate;
   const name = await writableConfigOf(modelDirectory);
   const path = join(modelDirectory, name);
-  const backup = `${path}.bak-${report.date.replace(/[-:]/g, '').replace(/\..*$/, '')}`;
   const text = await readFile(path, 'utf8');
-  await copyFile(path, backup);
+  const backup = await backUp(path, `${path}.bak-${report.date.replace(/[-:]/g, '').replace(/\..*$/, '')}`);
   const winner = shownLevelOf(report, report.best);
   const before = shownLevelOf(report, 0);
-  const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} at concurrency ${before.concurrency} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${name}.bak-…).`;
+  const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} at concurrency ${before.concurrency} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${basename(backup)}).`;
   if (name === 'config.json') {
     const config = JSON.parse(text) as Record<string, Record<string, unknown> | unknown>;
     const fields = tunedFields(candidate);
