@@ -45,6 +45,10 @@ before(async () => {
   await mkdir(join(modelDir, '3'));
   await copyFile(join(modelDir, '1', 'model.onnx'), join(modelDir, '3', 'model.onnx'));
   await writeFile(join(modelDir, '3', 'quantization.json'), JSON.stringify({ method: 'static', sourceVersion: '1' }));
+  // Version 4: a whole record beside the float model copied over the quantized one it describes.
+  await mkdir(join(modelDir, '4'));
+  await copyFile(join(modelDir, '1', 'model.onnx'), join(modelDir, '4', 'model.onnx'));
+  await copyFile(join(modelDir, '2', 'quantization.json'), join(modelDir, '4', 'quantization.json'));
 
   metrics = new PrometheusMetrics({ processMetrics: false });
   srv = await startTestServer({ repoDir: repository, server: { logger, observers: [metrics.observer] } });
@@ -93,8 +97,11 @@ test('a version whose quantization.json is broken is UNAVAILABLE naming the file
       ['1', 'READY'],
       ['2', 'READY'],
       ['3', 'UNAVAILABLE'],
+      ['4', 'UNAVAILABLE'],
     ],
   );
+  const copiedOver = await getJson(`/v2/models/${MODEL}/versions/4`, 503);
+  assert.match(copiedOver.error, /version 4 is unavailable: fashion_mnist\/4\/quantization\.json records a quantized model of \d+ bytes, but the version's model file is \d+ bytes/);
 });
 
 test('statistics and metrics are per version, with each version model file size', async () => {

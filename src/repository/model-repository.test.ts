@@ -502,14 +502,14 @@ test('a symlinked model folder that points outside the repository is refused', a
 
 // ---------- quantization records ----------
 
-/** What `nereid quantize` writes beside a version it made from version 1, with the fields serving reads. */
+/** What `nereid quantize` writes beside a version it made from version 1 (its quantized size is version 2's model file), with the fields serving reads. */
 const QUANTIZATION_RECORD = JSON.stringify({
   model: 'm',
   sourceVersion: '1',
   outputVersion: '2',
   method: 'static',
   calibration: { images: 40, heldOut: 10, sha256: 'ab'.repeat(32), ranges: 'percentile 99.99' },
-  sizes: { sourceBytes: 1000, quantizedBytes: 283, ratio: 0.283 },
+  sizes: { sourceBytes: 1000, quantizedBytes: scaleModel(2).length, ratio: 0.283 },
 });
 
 test('a version with a quantization record says so; the others do not, and the model file size is kept per version', async (t) => {

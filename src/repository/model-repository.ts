@@ -677,7 +677,7 @@ export class ModelRepository {
             : await this.modelFile(root, backend, config, versionFolder);
           const recordPath = join(versionFolder, QUANTIZATION_RECORD_FILE);
           const quantization = (await exists(recordPath))
-            ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath))
+            ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath), modelPath)
             : undefined;
           const profilePath = join(versionFolder, REFERENCE_PROFILE_FILE);
           const referenceProfile = this.options.monitoring !== false && (await exists(profilePath))

@@ -47,7 +47,7 @@ export const quantizationRecordSchema = z.object({
  * versions keep serving. Serving it would have the metadata call an int8 version float, which is
  * the mistake the record exists to prevent.
  */
-export async function readQuantizationRecord(path: string, shownAs: string): Promise<QuantizationSummary> {
+export async function readQuantizationRecord(path: string, shownAs: string, modelPath?: string): Promise<QuantizationSummary> {
   const { size } = await stat(path);
   if (size > MAX_RECORD_BYTES) throw new Error(`${shownAs} is ${size} bytes; a quantization record is at most ${MAX_RECORD_BYTES}`);
   let raw: unknown;
@@ -59,5 +59,11 @@ export async function readQuantizationRecord(path: string, shownAs: string): Pro
   const parsed = quantizationRecordSchema.safeParse(raw);
   if (!parsed.success) throw new Error(`${shownAs} is not a quantization record: ${describeIssues(parsed.error, '', '(the record)')}`);
   const { method, sourceVersion, sizes } = parsed.data;
+  // The record describes the model file written with it; another file there (a float model copied over
+  // it) would be served under the record's claims. Its size is what the record can check it by.
+  const modelBytes = modelPath === undefined ? undefined : (await stat(modelPath)).size;
+  if (modelBytes !== undefined && modelBytes !== sizes.quantizedBytes) {
+    throw new Error(`${shownAs} records a quantized model of ${sizes.quantizedBytes} bytes, but the version's model file is ${modelBytes} bytes: it is not the file nereid quantize wrote beside the record`);
+  }
   return { method, description: METHOD_DESCRIPTIONS[method] ?? method, sourceVersion, sizeRatio: sizes.ratio };
 }
