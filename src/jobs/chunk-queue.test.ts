@@ -11,3 +11,14 @@ test("a --queue URL that is refused is quoted without its password", () => {
     });
   }
 });
+
+test('a --queue URL without a password takes NEREID_REDIS_PASSWORD; one in the URL wins', () => {
+  process.env.NEREID_REDIS_PASSWORD = 'from-env';
+  try {
+    assert.equal(redisConnection('redis://127.0.0.1:6379').password, 'from-env');
+    assert.equal(redisConnection('redis://:in%40url@127.0.0.1:6379').password, 'in@url');
+  } finally {
+    delete process.env.NEREID_REDIS_PASSWORD;
+  }
+  assert.equal(redisConnection('redis://127.0.0.1:6379').password, undefined);
+});

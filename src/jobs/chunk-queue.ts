@@ -93,7 +93,11 @@ function quotedRedisUrl(url: string): string {
   return url.replace(/^([^:/]*:\/\/)[^/]*@/, '$1');
 }
 
-/** Connection options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
+/**
+ * Connection options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). Without a
+ * password in the URL it comes from NEREID_REDIS_PASSWORD when set, as the response cache's does, so
+ * that it need not be on a command line other users can read (`ps`).
+ */
 export function redisConnection(url: string): RedisOptions {
   let parsed: URL;
   try {
@@ -110,7 +114,7 @@ export function redisConnection(url: string): RedisOptions {
     host: parsed.hostname || '127.0.0.1',
     port: parsed.port ? Number(parsed.port) : 6379,
     ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
-    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : process.env.NEREID_REDIS_PASSWORD ? { password: process.env.NEREID_REDIS_PASSWORD } : {}),
     ...(db !== undefined ? { db } : {}),
     ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
     maxRetriesPerRequest: null,
