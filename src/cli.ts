@@ -14,7 +14,7 @@ import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
 import { quote } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
-import { readClientTlsFiles, readTlsFiles } from './core/tls.js';
+import { certificateValidityProblem, readClientTlsFiles, readTlsFiles, TLS_FLAGS } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, dashboardAddress, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
@@ -415,6 +415,8 @@ program
     warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, flags.host, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
+    const certificateProblem = tls && certificateValidityProblem(tls.cert, new Date(), TLS_FLAGS.cert);
+    if (certificateProblem) logger.warn(certificateProblem);
     if (flags.dashboardPort !== undefined && !flags.dashboard) throw new Error('--dashboard-port serves the dashboard: it cannot go with --dashboard false');
     const fixedPorts = [['--http-port', flags.httpPort], ['--grpc-port', flags.grpcPort], ['--metrics-port', flags.allowMetrics ? flags.metricsPort : 0]].filter(([, port]) => port !== 0);
     for (const [index, [flag, port]] of fixedPorts.entries()) {

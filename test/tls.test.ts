@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { Agent, fetch } from 'undici';
 import { ConnectionError, GrpcCallError, GrpcClient, HttpClient } from '../src/client/index.js';
-import { readTlsFiles, type TlsCredentials } from '../src/core/tls.js';
+import { certificateValidityProblem, readTlsFiles, type TlsCredentials } from '../src/core/tls.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
@@ -83,6 +83,19 @@ async function startTlsPorts(tls: TlsCredentials): Promise<TlsPorts> {
     },
   };
 }
+
+test('a certificate outside its validity period is named at start, with the date clients will hold against it', async () => {
+  const certificates = await makeTestCertificates();
+  try {
+    const { cert } = certificates.server;
+    assert.equal(certificateValidityProblem(cert), undefined, 'the run\'s certificate is valid now');
+    const farFuture = new Date(Date.now() + 100 * 365 * 24 * 3600 * 1000);
+    assert.match(certificateValidityProblem(cert, farFuture, '--tls-cert') ?? '', /^the certificate in --tls-cert expired on \d{4}-\d\d-\d\dT.*: clients will refuse every connection until it is renewed$/);
+    assert.match(certificateValidityProblem(cert, new Date(0)) ?? '', /is not valid before .*is this machine's clock right/);
+  } finally {
+    await certificates.remove();
+  }
+});
 
 describe('TLS on the HTTP front end, gRPC and the metrics port', () => {
   let ports: TlsPorts;

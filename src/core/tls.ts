@@ -60,6 +60,19 @@ export function tlsCredentialsProblem(credentials: TlsCredentials, names: TlsPar
   return undefined;
 }
 
+/**
+ * Why clients will refuse the certificate although the server can use it — expired, or not valid
+ * yet — so that the start says so instead of every client failing its handshake; undefined when valid at `now`.
+ */
+export function certificateValidityProblem(cert: string | Buffer, now = new Date(), name = TLS_OPTION_NAMES.cert): string | undefined {
+  const certificate = new X509Certificate(cert);
+  const notAfter = new Date(certificate.validTo);
+  const notBefore = new Date(certificate.validFrom);
+  if (now > notAfter) return `the certificate in ${name} expired on ${notAfter.toISOString()}: clients will refuse every connection until it is renewed`;
+  if (now < notBefore) return `the certificate in ${name} is not valid before ${notBefore.toISOString()}: clients will refuse it until then (is this machine's clock right?)`;
+  return undefined;
+}
+
 const pem = z.union([z.string().min(1), z.instanceof(Buffer).refine((buffer) => buffer.length > 0, 'empty')]);
 
 /** The `tls` option every listener takes: absent means plain HTTP / insecure gRPC. */
