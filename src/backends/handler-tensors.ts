@@ -2,7 +2,7 @@
  * Tensors between a JavaScript handler and the server: what a handler gives (plain arrays, strings)
  * checked and made into the server's tensors, and tensors made whole again after a thread hop.
  */
-import { allocateTypedArray, bytesElements, elementCount, isDatatype, numberToHalf, PackedBytes, type Datatype, type NumericArray } from '../core/datatype.js';
+import { allocateTypedArray, bytesElements, typedArrayTypeOf, elementCount, isDatatype, numberToHalf, PackedBytes, type Datatype, type NumericArray } from '../core/datatype.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 
 /** Tensors ready for a message to a handler's thread: packed BYTES split into their elements, since a class does not survive the structured clone. */
@@ -88,7 +88,7 @@ export function tensorFromHandler(where: string, value: unknown, declared?: Data
   } else if (Array.isArray(values)) {
     data = typedFromValues(where, datatype, values);
   } else if (ArrayBuffer.isView(values) && !(values instanceof DataView)) {
-    const expected = allocateTypedArray(datatype, 0).constructor;
+    const expected = typedArrayTypeOf(datatype);
     if (values.constructor !== expected) throw new Error(`${where}: ${datatype} data must be a ${expected.name} or an array, got a ${values.constructor.name}`);
     data = values as NumericArray;
   } else {

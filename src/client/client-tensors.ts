@@ -15,6 +15,7 @@ import {
   isDatatype,
   numberToHalf,
   typedArrayFromBytes,
+  typedArrayTypeOf,
   type Datatype,
   type NumericArray,
 } from '../core/datatype.js';
@@ -95,7 +96,7 @@ function numericData(name: string, tensor: ClientTensor): NumericArray {
   const datatype = tensor.datatype as Exclude<Datatype, 'BYTES'>;
   const data = tensor.data as ArrayLike<unknown>;
   if (ArrayBuffer.isView(data)) {
-    const expected = datatype === 'FP16' ? Float32Array : allocateTypedArray(datatype, 0).constructor;
+    const expected = datatype === 'FP16' ? Float32Array : typedArrayTypeOf(datatype);
     if (!(data instanceof expected)) {
       throw new Error(`input '${name}': ${datatype} data must be a ${expected.name} (or a plain array), not ${(data as object).constructor.name}, whose bytes would be misread`);
     }

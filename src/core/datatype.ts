@@ -122,6 +122,11 @@ export function bytesOfTypedArray(data: NumericArray): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** The typed array a numeric datatype's data is held in (FP16: Uint16Array of half-precision bits). */
+export function typedArrayTypeOf(datatype: Exclude<Datatype, 'BYTES'>): NonNullable<DatatypeInfo['arrayType']> {
+  return INFO[datatype].arrayType!;
+}
+
 export function allocateTypedArray(datatype: Exclude<Datatype, 'BYTES'>, length: number): NumericArray {
   const info = INFO[datatype];
   return new info.arrayType!(new ArrayBuffer(length * info.byteSize), 0, length);

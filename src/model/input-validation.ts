@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeOfConfig } from '../config/model-config.js';
-import { allocateTypedArray, elementCount, findIndexInSlices, PackedBytes, type BytesData, type Datatype, type TensorData } from '../core/datatype.js';
+import { elementCount, findIndexInSlices, PackedBytes, type BytesData, type Datatype, type TensorData, typedArrayTypeOf } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
 import type { InferInput, InferenceRequest, RequestedOutput } from '../core/inference.js';
 import { concreteDims, describeShape, tensorDataFromJson, type InputDeclaration, type Tensor } from '../core/tensor.js';
@@ -143,8 +143,8 @@ function checkBytesElements(input: InferInput): void {
  */
 function numericData(input: InferInput, datatype: Exclude<Datatype, 'BYTES'>): TensorData {
   const data: unknown = input.data;
-  const expected = allocateTypedArray(datatype, 0).constructor as new (values: ArrayLike<number>) => TensorData;
-  if (data instanceof expected) return data;
+  const expected = typedArrayTypeOf(datatype);
+  if (data instanceof expected) return data as TensorData;
   // A plain array is read as V2 JSON reads one, every element checked against the datatype.
   if (Array.isArray(data)) return tensorDataFromJson(input.name, datatype, data);
   const hint = datatype === 'FP16' ? ' of half-precision bits' : '';
