@@ -148,18 +148,18 @@ export function parametersToProto(parameters: Parameters | undefined): Parameter
   return map;
 }
 
-/**
- * ModelInferRequest -> InferenceRequest. Each input's contents are typed (`contents`, the field
- * matching its datatype), raw (`raw_input_contents`, one entry per input not in shared memory, in
- * order) or in a registered shared memory region (its parameters say which), one of them only.
- * Raw BYTES are decoded a few milliseconds at a time: millions of elements must not hold up other calls.
- */
 /** A shape value as a number, or, beyond 2^53 where a number would round, as the digits sent (for the refusal to quote). */
 const dimOf = (dim: Int64): number | bigint => {
   const value = Number(dim);
   return Number.isSafeInteger(value) || typeof dim !== 'string' || !/^-?\d+$/.test(dim) ? value : BigInt(dim);
 };
 
+/**
+ * ModelInferRequest -> InferenceRequest. Each input's contents are typed (`contents`, the field
+ * matching its datatype), raw (`raw_input_contents`, one entry per input not in shared memory, in
+ * order) or in a registered shared memory region (its parameters say which), one of them only.
+ * Raw BYTES are decoded a few milliseconds at a time: millions of elements must not hold up other calls.
+ */
 export async function decodeModelInferRequest(message: ModelInferRequestMessage, sharedMemory?: SharedMemoryRegions, shapeFirst?: InputShapeCheck): Promise<InferenceRequest> {
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
