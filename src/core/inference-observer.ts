@@ -10,6 +10,8 @@ export interface RequestRecord {
   rows: number;
   success: boolean;
   errorCode?: ErrorCode;
+  /** The request was answered by the model but its answer could not be sent (RequestContext.prepareAnswer failed). */
+  unsent?: boolean;
   totalNs: number;
   /** Phase timings, for a request that reached the scheduler. */
   timings?: RequestTimings;

@@ -122,6 +122,11 @@ export interface RequestContext {
   patient?: boolean;
   /** Written by the model once it has answered: rows its out-of-distribution detector scored and flagged, for the front end's access log. */
   ood?: { checked: number; flagged: number };
+  /**
+   * Run on the answer before the request's outcome is counted (the gRPC front end encodes it there): an answer it
+   * cannot send (larger than the send limit) throws, and the request is counted as a failure, not a success.
+   */
+  prepareAnswer?: (response: InferenceResponse) => unknown;
 }
 
 export interface InferOutput extends Tensor {

@@ -136,6 +136,8 @@ export interface RunOptions {
   postprocess?: (outputs: Record<string, Tensor>) => unknown;
   /** The request comes through a hold (hold()): it runs while the version unloads. */
   held?: boolean;
+  /** Makes the answer of the outputs on the path, for the context's prepareAnswer: a failure of either is the request's. */
+  answer?: (result: RunResult) => InferenceResponse;
 }
 
 export interface RunResult {
@@ -312,7 +314,12 @@ export class ModelVersion {
 
   /** A V2 inference: the request's outputs, with Triton's classification extension where an output asks for it. */
   async infer(request: InferenceRequest, context: RequestContext = {}, held = false): Promise<InferenceResponse> {
-    const { outputs, timings, ood } = await this.run(request, context, { held });
+    let response!: InferenceResponse;
+    await this.run(request, context, { held, answer: (result) => (response = this.response(request, result)) });
+    return response;
+  }
+
+  private response(request: InferenceRequest, { outputs, timings, ood }: RunResult): InferenceResponse {
     const answered: InferOutput[] = [];
     for (const name in outputs) {
       const requested = request.outputs?.find((output) => output.name === name);
@@ -328,7 +335,7 @@ export class ModelVersion {
   /**
    * The path of a request: validate → response cache → (pre-process → schedule → post-process) → observers.
    */
-  async run(request: InferenceRequest, context: RequestContext = {}, { postprocess, held = false }: RunOptions = {}): Promise<RunResult> {
+  async run(request: InferenceRequest, context: RequestContext = {}, { postprocess, held = false, answer }: RunOptions = {}): Promise<RunResult> {
     if (this.state !== 'READY' && !(held && this.state === 'UNLOADING')) throw new NereidError('UNAVAILABLE', `${this.label} is not ready (${this.state.toLowerCase()})`);
     const { observer, cache } = this.parts;
     const started = performance.now();
@@ -371,6 +378,16 @@ export class ModelVersion {
         await postprocess(result.outputs);
         const postprocessNs = (result.timings.postprocessNs ?? 0) + (performance.now() - postprocessStart) * 1e6;
         result = { ...result, timings: { ...result.timings, postprocessNs } };
+      }
+      if (answer) {
+        const response = answer(result);
+        // The front end prepares the answer before the outcome is counted: one it cannot send is a failure.
+        try {
+          await context.prepareAnswer?.(response);
+        } catch (error) {
+          record.unsent = true;
+          throw error;
+        }
       }
       record.success = true;
       record.timings = result.timings;

@@ -47,6 +47,8 @@ export class ModelStatistics implements InferenceObserver {
   inFlight = 0;
   /** Failed requests by error code. */
   readonly failures = new Map<ErrorCode, number>();
+  /** Of those, the requests whose answer could not be sent (larger than the gRPC send limit), by error code. */
+  readonly unsent = new Map<ErrorCode, number>();
   /** Rows the out-of-distribution detector scored, and those it flagged. */
   oodChecked = 0;
   oodFlagged = 0;
@@ -76,6 +78,7 @@ export class ModelStatistics implements InferenceObserver {
     if (!record.success) {
       const code = record.errorCode ?? 'INTERNAL';
       this.failures.set(code, (this.failures.get(code) ?? 0) + 1);
+      if (record.unsent) this.unsent.set(code, (this.unsent.get(code) ?? 0) + 1);
       return this.recordFailure(record.totalNs);
     }
     if (record.cache?.hit) {

@@ -47,6 +47,7 @@ export interface ObservedVersion {
     | 'loadNs'
     | 'inFlight'
     | 'failures'
+    | 'unsent'
     | 'success'
     | 'queue'
     | 'computeInput'
@@ -355,8 +356,11 @@ export class PrometheusMetrics {
       (this.server?.repository.loadedVersions() ?? []).flatMap((version) => {
         const counts = new Map<TritonFailureReason, number>(TRITON_FAILURE_REASONS.map((reason) => [reason, 0]));
         for (const [code, count] of version.statistics.failures) {
+          // An answer that could not be sent is neither a refusal nor the backend's failure.
+          const unsent = version.statistics.unsent.get(code) ?? 0;
           const reason = tritonFailureReason(code);
-          counts.set(reason, counts.get(reason)! + count);
+          counts.set(reason, counts.get(reason)! + count - unsent);
+          counts.set('OTHER', counts.get('OTHER')! + unsent);
         }
         return [...counts].map(([reason, count]) => ({ labels: { model: version.name, version: version.version, reason }, value: count }));
       }),

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { authTokensSchema, checkBearerToken } from '../../core/auth.js';
 import { tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
 import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError, shortened } from '../../core/errors.js';
-import { ClientCancellation, type RequestContext } from '../../core/inference.js';
+import { ClientCancellation, type InferenceRequest, type InferenceResponse, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { MAX_ID_CHARS } from '../../model/input-validation.js';
 import type { Server } from '../../server/server.js';
@@ -253,6 +253,17 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     );
   };
 
+  /**
+   * The answer to one inference, encoded within the send limit by `prepare`, which the model calls before it counts the
+   * request's outcome (RequestContext.prepareAnswer): an answer too large to send is counted as a failure.
+   */
+  const answerWithinLimit = (method: string, request: InferenceRequest, reqId: string, wrap: (response: object) => object) => {
+    let encoded: Buffer | undefined;
+    const prepare = async (response: InferenceResponse): Promise<Buffer> =>
+      (encoded = encodedWithinLimit(method, wrap(await encodeModelInferResponse(response, request.outputs, server.sharedMemory)), reqId));
+    return { prepare, encoded: async (response: InferenceResponse) => encoded ?? prepare(response) };
+  };
+
   const access = (rpc: string, reqId: string, message: unknown, started: number, status: grpc.status): void => {
     if (settings.accessLog) {
       logger.info({ reqId, rpc, status, ms: Math.round((performance.now() - started) * 1000) / 1000, model: modelOf(message) }, 'request completed');
@@ -325,16 +336,17 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       call.once('cancelled', () => {
         if (!answered) cancellation.abort();
       });
-      const context: RequestContext = {
-        signal: cancellation,
-        requestId: reqId,
-        traceparent: metadataString(call.metadata, 'traceparent'),
-        deadline,
-      };
       try {
         const request = await decodeModelInferRequest(message, server.sharedMemory, server.inputShapeCheck(message.model_name, message.model_version || undefined));
-        const response = await encodeModelInferResponse(await server.infer(request, context), request.outputs, server.sharedMemory);
-        return encodedWithinLimit('ModelInfer', response, reqId);
+        const answer = answerWithinLimit('ModelInfer', request, reqId, (encoded) => encoded);
+        const context: RequestContext = {
+          signal: cancellation,
+          requestId: reqId,
+          traceparent: metadataString(call.metadata, 'traceparent'),
+          deadline,
+          prepareAnswer: answer.prepare,
+        };
+        return await answer.encoded(await server.infer(request, context));
       } finally {
         answered = true;
         reservation.release();
@@ -429,9 +441,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
         try {
           const request = await decodeModelInferRequest(decodable, server.sharedMemory, server.inputShapeCheck(decodable.model_name, decodable.model_version || undefined));
-          const response = await server.infer(request, { signal: entry.abort, requestId: reqId, traceparent });
-          const answer = { error_message: '', infer_response: await encodeModelInferResponse(response, request.outputs, server.sharedMemory) };
-          return encodedWithinLimit('ModelStreamInfer', answer, reqId);
+          const answer = answerWithinLimit('ModelStreamInfer', request, reqId, (infer_response) => ({ error_message: '', infer_response }));
+          return await answer.encoded(await server.infer(request, { signal: entry.abort, requestId: reqId, traceparent, prepareAnswer: answer.prepare }));
         } finally {
           reservation.release();
         }
