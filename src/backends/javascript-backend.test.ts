@@ -263,6 +263,42 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
     assert.ok(seen.some((line) => line.endsWith('finalize while running: false')), seen.join(' | '));
   });
 
+  test('a request cancelled while its batch runs is answered CANCELLED, not with the answer; the others of the batch are answered', async () => {
+    let calling!: () => void;
+    const called = new Promise<void>((resolve) => (calling = resolve));
+    let letGo!: () => void;
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    const instance = await handlerInstance(
+      `let context;
+      export const initialize = (given) => { context = given; };
+      export const execute = async (requests) => {
+        await context.infer('other', { X: requests[1].inputs.IN }, { request: requests[1] });
+        return requests.map(({ inputs }) => ({ OUT: inputs.IN }));
+      };`,
+      FP32,
+      async (request) => {
+        calling();
+        await held;
+        return { model: request.model, version: '1', outputs: [] };
+      },
+    );
+    try {
+      const leaving = new AbortController();
+      const answered = instance.runRequests!([
+        { inputs: input([1, 2]), outputNames: ['OUT'], context: { signal: leaving.signal } },
+        { inputs: input([3, 4]), outputNames: ['OUT'], context: { signal: new AbortController().signal } },
+      ]);
+      await called;
+      leaving.abort();
+      letGo();
+      const { answers } = await answered;
+      assert.equal((answers[0] as NereidError).code, 'CANCELLED');
+      assert.deepEqual(Array.from((answers[1] as Record<string, Tensor>).OUT.data as Float32Array), [3, 4]);
+    } finally {
+      await instance.release();
+    }
+  });
+
   test('context.infer goes through callModel, and a refusal there reaches the handler with its code', async () => {
     const calls: unknown[] = [];
     const instance = await handlerInstance(

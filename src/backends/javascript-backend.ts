@@ -276,14 +276,20 @@ export class JavaScriptInstance implements BackendInstance {
   /**
    * Requests whose inputs do not match the config are answered with their error here (the server
    * checks a client's, but not a warmup sample's or a library caller's), as are those cancelled while
-   * they waited for the worker; the others go to the handler.
+   * they waited for the worker; the others go to the handler. One cancelled while the handler ran is
+   * answered CANCELLED, not with its answer: its client is gone, and it is no success.
    */
   private async execute(requests: readonly BatchRequest[]): Promise<RequestAnswers> {
     const refusals = requests.map((request) => (request.context?.signal?.aborted ? cancelled() : this.inputMismatch(request.inputs)));
     const sent = requests.filter((_, index) => refusals[index] === undefined);
     const handled = sent.length > 0 ? await this.executeInWorker(sent) : { answers: [] };
     let next = 0;
-    return { answers: refusals.map((refusal) => refusal ?? handled.answers[next++]), computeNs: handled.computeNs, calledCoreSeconds: handled.calledCoreSeconds };
+    const answers = refusals.map((refusal, index) => {
+      if (refusal) return refusal;
+      const answer = handled.answers[next++];
+      return requests[index].context?.signal?.aborted ? cancelled() : answer;
+    });
+    return { answers, computeNs: handled.computeNs, calledCoreSeconds: handled.calledCoreSeconds };
   }
 
   private inputMismatch(inputs: Record<string, Tensor>): Error | undefined {
