@@ -7,8 +7,10 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
 import sharp from 'sharp';
 import { Agent, fetch } from 'undici';
 import { ConnectionError, GrpcCallError, GrpcClient, HttpClient } from '../src/client/index.js';
@@ -208,6 +210,40 @@ describe('mutual TLS', () => {
     const url = `https://127.0.0.1:${ports.metricsPort}/metrics`;
     assert.equal((await fetch(url, { dispatcher: httpsAgent(certificates.client) })).status, 200);
     await refusal(fetch(url, { dispatcher: httpsAgent() }));
+  });
+});
+
+describe('failed handshakes', () => {
+  test('are logged at warn on each port with the address and the reason, one line for a burst', async (t) => {
+    const lines: Record<string, any>[] = [];
+    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+    const tls = serverTls(certificates.clientCa.cert);
+    const served = await startTestServer({ models: writeSimpleModel, http: { tls }, server: { logger } });
+    t.after(() => served.close());
+    const grpcFront = createGrpcFrontEnd(served.server, { tls });
+    t.after(() => grpcFront.close());
+    const metricsListener = createMetricsListener(new PrometheusMetrics({ processMetrics: false }).attach(served.server), { tls, logger });
+    t.after(() => metricsListener.close());
+    const [grpcPort, metricsPort] = [await grpcFront.listen('127.0.0.1', 0), await metricsListener.listen('127.0.0.1', 0)];
+    const failures = (listener: string) => lines.filter((line) => line.msg.startsWith('TLS handshake failed') && line.listener === listener);
+
+    // Clients without a certificate: the server refuses them, so it knows why.
+    for (let attempt = 0; attempt < 3; attempt++) await refusal(fetch(`${served.url}/v2/health/ready`, { dispatcher: httpsAgent() }));
+    await refusal(fetch(`https://localhost:${metricsPort}/metrics`, { dispatcher: httpsAgent() }));
+    const anonymous = grpcClient(grpcPort);
+    t.after(() => anonymous.close());
+    assert.equal((await grpcCall(anonymous, 'ServerLive', {})).error?.code, grpc.status.UNAVAILABLE);
+
+    const [http] = failures('HTTP');
+    assert.equal(failures('HTTP').length, 1, 'a burst of failures is one line');
+    assert.equal(http.level, 40);
+    assert.equal(http.remoteAddress, '127.0.0.1');
+    assert.equal(http.reason, 'peer did not return a certificate (ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE)');
+    assert.equal(http.msg, `TLS handshake failed from 127.0.0.1 on the HTTP port: ${http.reason}`);
+    assert.deepEqual(
+      ['metrics', 'gRPC'].map((listener) => failures(listener).map((line) => [line.remoteAddress, line.reason])),
+      [[['127.0.0.1', http.reason]], [['127.0.0.1', http.reason]]],
+    );
   });
 });
 

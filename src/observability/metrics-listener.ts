@@ -11,6 +11,7 @@ import { BEARER_TOKEN_MESSAGE, checkBearerToken, type AuthTokens } from '../core
 import { shortened } from '../core/errors.js';
 import { httpsServerOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
+import { logFailedHandshakes } from './tls-handshake-log.js';
 
 export interface MetricsListener {
   readonly httpServer: HttpServer;
@@ -52,6 +53,7 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
     );
   };
   const httpServer: HttpServer = tls ? createHttpsServer(httpsServerOptions(tls), answer) : createHttpServer(answer);
+  if (tls && options.logger) logFailedHandshakes(httpServer, options.logger, 'metrics');
   // A scraper that keeps connections open must not hold the process at shutdown, and clients that send nothing or
   // half a request, or open connections without end, must not hold sockets: a scrape is one small GET.
   httpServer.keepAliveTimeout = 5_000;

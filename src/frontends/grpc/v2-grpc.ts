@@ -3,6 +3,7 @@
  * as a thin translator over the Server core, beside the HTTP front end: each RPC decodes its
  * message, calls the core, and encodes the answer. Errors map to gRPC codes in core/errors.ts.
  */
+import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -11,6 +12,7 @@ import { tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
 import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError, shortened } from '../../core/errors.js';
 import { ClientCancellation, type InferenceRequest, type InferenceResponse, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
+import { logFailedHandshakes } from '../../observability/tls-handshake-log.js';
 import { MAX_ID_CHARS } from '../../model/input-validation.js';
 import type { Server } from '../../server/server.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
@@ -493,14 +495,28 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   const health = addHealthService(grpcServer, () => server.ready);
   const reflection = settings.reflection && addReflectionService(grpcServer);
 
+  // grpc-js makes the TLS servers itself and exposes none: their failed handshakes are logged through its (internal)
+  // list of them, each once; a grpc-js without that list logs none.
+  const watched = new WeakSet<EventEmitter>();
+  const watchHandshakes = () => {
+    const servers = (grpcServer as unknown as { http2Servers?: Map<EventEmitter, unknown> }).http2Servers;
+    for (const http2Server of servers?.keys() ?? []) {
+      if (watched.has(http2Server)) continue;
+      watched.add(http2Server);
+      logFailedHandshakes(http2Server, logger, 'gRPC');
+    }
+  };
+
   return {
     grpcServer,
     reflection,
     listen(host: string, port: number): Promise<number> {
       return new Promise((resolve, reject) => {
-        grpcServer.bindAsync(bindAddress(host, port), serverCredentials(settings.tls), (error, bound) =>
-          error ? reject(error) : resolve(bound),
-        );
+        grpcServer.bindAsync(bindAddress(host, port), serverCredentials(settings.tls), (error, bound) => {
+          if (error) return reject(error);
+          if (settings.tls) watchHandshakes();
+          resolve(bound);
+        });
       });
     },
     close(graceMs = 5000): Promise<void> {

@@ -13,6 +13,7 @@ import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
 import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
+import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
@@ -166,12 +167,13 @@ function bodyObject(request: FastifyRequest, what: string): Record<string, unkno
 }
 
 /** Node's HTTP(S) server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
-function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>) {
+function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, logger: HandshakeFailureLogger, listener: string) {
   return (handler: RequestListener): HttpServer => {
     const timeouts = { headersTimeout: settings.headersTimeoutMs, requestTimeout: settings.requestTimeoutMs, connectionsCheckingInterval: 1000 };
     const server: HttpServer = settings.tls
       ? createHttpsServer({ ...httpsServerOptions(settings.tls), ...timeouts }, handler)
       : createHttpServer(timeouts, handler);
+    if (settings.tls) logFailedHandshakes(server, logger, listener);
     server.keepAliveTimeout = settings.keepAliveTimeoutMs;
     server.maxConnections = settings.maxConnections;
     server.on('checkContinue', holdContinue(handler));
@@ -302,11 +304,12 @@ function originHostIsServers(origin: string, headers: FastifyRequest['headers'])
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
   const settings = httpFrontEndOptionsSchema.parse(options);
   const maxBodyBytes = settings.maxBodyBytes;
+  const logger = server.logger.child({ frontEnd: 'http' });
   const app: FastifyInstance = Fastify({
-    serverFactory: httpServerWith(settings),
+    serverFactory: httpServerWith(settings, logger, 'HTTP'),
     // The server comes from serverFactory; this tells Fastify it speaks HTTPS (the address it reports).
     ...(settings.tls ? { https: httpsServerOptions(settings.tls) } : {}),
-    loggerInstance: server.logger.child({ frontEnd: 'http' }) as FastifyBaseLogger,
+    loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: maxBodyBytes,
     // Every log line about a request carries its id (reqId): the client's x-request-id, else a UUID.
     genReqId: (raw) => requestIdOf(raw.headers[REQUEST_ID_HEADER]),
@@ -363,7 +366,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   // The dashboard on its own port: that port answers the dashboard and the model routes its pages call, this one the rest.
   let dashboardListener: DashboardListener | undefined;
   if (settings.dashboard && settings.dashboardPort !== undefined) {
-    dashboardListener = separateDashboard(app, httpServerWith(settings), { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
+    dashboardListener = separateDashboard(app, httpServerWith(settings, logger, 'dashboard'), { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
   }
 
   const tokens = settings.authTokens;
