@@ -382,6 +382,64 @@ describe('distributed batch jobs', () => {
     assert.deepEqual(records.get(5)!.outputs![0].data, [8, 2, 4, 6]);
   });
 
+  test('one model version answers a whole job: a newer repository on a later worker answers with the version the job began with, and a worker without it fails the chunks naming both', { timeout: 90_000 }, async () => {
+    // Version 1 doubles, version 2 triples. The first worker's repository has only version 1; the second's has both
+    // (its policy serves 2), the third's only version 2. The job runs on its own queue, on one worker at a time.
+    const queueName = 'pinned-versions';
+    const repos = { old: join(dir, 'pin-old'), both: join(dir, 'pin-both'), newest: join(dir, 'pin-newest') };
+    for (const [repoDir, versions] of [[repos.old, [1]], [repos.both, [1, 2]], [repos.newest, [2]]] as const) {
+      for (const version of versions) await writeModel(repoDir, 'pinned', version, scaleModel(version + 1), 'max_batch_size: 8\n');
+    }
+    const input = join(dir, 'pinned.jsonl');
+    const output = join(dir, 'pinned-out.jsonl');
+    const records = (from: number, count: number) => Array.from({ length: count }, (_, n) => `${JSON.stringify({ INPUT0: [from + n, 1, 2, 3] })}\n`).join('');
+    const run = (extra: string[] = []) => cli(['batch', '--model', 'pinned', '--input', input, '--output', output, '--queue', queueUrl, '--queue-name', queueName, '--chunk-size', '2', '--attempts', '1', '--progress', 'none', ...extra]);
+    const onlyWorker = async (name: string, repoDir: string) => {
+      const started = startWorker(name, ['--queue-name', queueName, '--model-repository', repoDir]);
+      while (!started.log().includes('waiting for chunks')) await new Promise((resolve) => setTimeout(resolve, 50));
+      return async () => {
+        started.child.kill('SIGTERM');
+        await workers.find((worker) => worker.name === name)!.exited;
+      };
+    };
+    await writeFile(input, records(0, 4));
+    let stop = await onlyWorker('pin-old', repos.old);
+    const first = await run();
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(JSON.parse(first.stdout.trim().split('\n').at(-1)!).modelVersion, '1');
+    await stop();
+
+    // Records added, and a worker whose policy now serves version 2: the job goes on with version 1.
+    await writeFile(input, records(0, 8));
+    stop = await onlyWorker('pin-both', repos.both);
+    const second = await run();
+    assert.equal(second.code, 0, second.stderr);
+    const answered = await readOutput(output);
+    assert.equal(answered.size, 8);
+    for (const record of answered.values()) {
+      assert.equal(record.error, null, String(record.error));
+      assert.equal(record.model_version, '1', `record ${record.id}`);
+      assert.deepEqual(record.outputs![0].data, [2 * (Number(record.id) - 1), 2, 4, 6]);
+    }
+    await stop();
+
+    // A worker that has no version 1 fails the chunks, naming the version wanted and those it has.
+    await writeFile(input, records(0, 10));
+    stop = await onlyWorker('pin-newest', repos.newest);
+    const third = await run(['--allow-all-failed']);
+    assert.equal(third.code, 0, third.stderr);
+    const failed = await readOutput(output);
+    for (const id of [9, 10]) {
+      assert.match(failed.get(id)!.error!, /job '[^']+' is answered by model 'pinned' version 1, which worker pin-newest cannot load: model 'pinned' has no version 1 in the repository \(its versions: 2\)/);
+    }
+    await stop();
+
+    // Naming another version for the same output is refused before anything is submitted: its answers would mix.
+    const other = await run(['--model-version', '2']);
+    assert.notEqual(other.code, 0);
+    assert.match(other.stderr, /pinned-out\.jsonl holds answers of pinned version 1, and this run answers with pinned version 2: choose another --output, or --restart to overwrite it, or --model-version 1/);
+  });
+
   test('a model no worker has: every chunk fails after its attempts and every record says why', { timeout: 60_000 }, async () => {
     const input = join(dir, 'ghost.jsonl');
     await writeFile(input, `${Array.from({ length: 10 }, (_, n) => JSON.stringify({ INPUT0: [n] })).join('\n')}\n`);

@@ -225,8 +225,10 @@ describe('local batch jobs', () => {
     assert.ok([...(await readOutput(output)).values()].every((record) => record.model_version === '1'));
     await assert.rejects(
       runLocalBatchJob({ model: 'addsub', input, output, modelRepository: versioned, progress: 'none', logger: silent }),
-      new RegExp(`${output.replace(/[/.]/g, '\\$&')} holds answers of addsub version 1, and this run answers with addsub version 2: choose another --output, or --restart`),
+      new RegExp(`${output.replace(/[/.]/g, '\\$&')} holds answers of addsub version 1, and this run answers with addsub version 2: choose another --output, or --restart to overwrite it, or --model-version 1 to go on with the version that answered it`),
     );
+    // Naming the version that answered it goes on with it.
+    assert.equal((await runLocalBatchJob({ model: 'addsub', version: '1', input, output, modelRepository: versioned, progress: 'none', logger: silent })).resumed, 6);
     await assert.rejects(
       runLocalBatchJob({ model: 'addsub', version: '7', input, output: join(dir, 'v7.jsonl'), modelRepository: versioned, progress: 'none', logger: silent }),
       /model 'addsub' has no version 7 in the repository \(its versions: 1, 2\)/,

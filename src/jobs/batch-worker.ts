@@ -11,13 +11,14 @@
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ChunkOutcome } from '../observability/index.js';
 import { z } from 'zod';
-import { CHUNK_FORMAT, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
+import { CHUNK_FORMAT, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
 import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
 import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
@@ -102,6 +103,24 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     }
   };
 
+  const outage = new RedisOutage(options.queue, logger);
+  const redis = new Redis(redisConnection(options.queue));
+  redis.on('error', outage.error);
+  /**
+   * The one version that answers every chunk of a job: the one the chunk names, else the one recorded for its job,
+   * else (the job's first chunk) the one this worker's policy serves, recorded for the others. A version a new folder
+   * brings mid-job, or another worker's newer repository, then answers no chunk of a job begun with another.
+   */
+  const versionFor = async (data: ChunkData): Promise<string> => {
+    if (data.version !== undefined) return data.version;
+    const metaKey = jobMetaKey(settings.queueName, data.job);
+    const recorded = await redis.hget(metaKey, PINNED_VERSION_FIELD);
+    if (recorded) return recorded;
+    await ensureModel(data.model);
+    const served = server.model(data.model).version;
+    return (await pinJobVersion(redis, metaKey, served)) ?? served;
+  };
+
   const processChunk = async (job: Job<ChunkData, ChunkResult>): Promise<ChunkResult> => {
     const started = performance.now();
     try {
@@ -115,11 +134,16 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
 
   const runChunk = async (job: Job<ChunkData, ChunkResult>, started: number): Promise<ChunkResult> => {
     const data = job.data;
-    if (data?.format !== CHUNK_FORMAT || !Array.isArray(data.records) || typeof data.model !== 'string') {
+    if (data?.format !== CHUNK_FORMAT || !Array.isArray(data.records) || typeof data.model !== 'string' || typeof data.job !== 'string') {
       throw new Error(`chunk ${job.id} is not a Nereid batch chunk of format ${CHUNK_FORMAT}`);
     }
-    await ensureModel(data.model, data.version);
-    const processor = RecordProcessor.create(server, { model: data.model, version: data.version, topK: data.topK });
+    const version = await versionFor(data);
+    try {
+      await ensureModel(data.model, version);
+    } catch (error) {
+      throw new Error(`job '${data.job}' is answered by model '${data.model}' version ${version}, which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
+    }
+    const processor = RecordProcessor.create(server, { model: data.model, version, topK: data.topK });
     const ids: RecordId[] = [];
     const lines: string[] = [];
     const records = data.records.map((wire) => {
@@ -154,7 +178,6 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     maxStalledCount: settings.maxStalledCount,
   });
   worker.on('failed', (job, error) => logger.warn({ chunk: job?.id, attempt: job?.attemptsMade }, `chunk ${job?.id} failed: ${error.message}`));
-  const outage = new RedisOutage(options.queue, logger);
   worker.on('error', outage.error);
   await worker.waitUntilReady();
   worker.backend.on('ready', outage.ready);
@@ -174,6 +197,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
         break;
       }
       outage.stop();
+      redis.disconnect();
       if (ownServer) await server.close();
     },
   };

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { RedisOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { invalidArgument } from '../core/errors.js';
 import type { RecordId, WireRecord } from './job-record.js';
 
@@ -74,6 +75,25 @@ export function chunkIndexOf(job: string, jobId: string | undefined): number | u
 /** The Redis hash with a job's description and counters. */
 export function jobMetaKey(queueName: string, job: string): string {
   return `nereid:batch:${queueName}:${job}`;
+}
+
+/** The field of a job's hash that holds the one model version every chunk of the job is answered by. */
+export const PINNED_VERSION_FIELD = 'model_version';
+
+/**
+ * Records `version` as the job's model version unless one is recorded already, and returns the one recorded: the
+ * first to ask decides, every later caller learns its choice. Nothing is recorded for a job without a hash (a chunk
+ * whose job was removed), where undefined is returned.
+ */
+export async function pinJobVersion(redis: Redis, metaKey: string, version: string): Promise<string | undefined> {
+  const recorded = await redis.eval(
+    "if redis.call('exists', KEYS[1]) == 1 then redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2]) end return redis.call('hget', KEYS[1], ARGV[1])",
+    1,
+    metaKey,
+    PINNED_VERSION_FIELD,
+    version,
+  );
+  return typeof recorded === 'string' && recorded !== '' ? recorded : undefined;
 }
 
 /** The URL as messages and pages show it: without its user and password. */

@@ -22,6 +22,7 @@ import {
   chunkJobId,
   defaultJobName,
   jobMetaKey,
+  PINNED_VERSION_FIELD,
   redisConnection,
   shownRedisUrl,
   type ChunkData,
@@ -29,7 +30,7 @@ import {
 } from './chunk-queue.js';
 import { idsOf, openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
-import { JobOutput } from './job-output.js';
+import { checkAnsweredBy, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
 import { distributedJobSettingsSchema } from './job-options.js';
@@ -94,6 +95,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let failed = 0;
   let executionNs = 0;
   let finished = false;
+  /** The one version that answers the job: named, recorded in the job's hash, or that of the output resumed. */
+  let pinned: string | undefined;
 
   const write = async (entries: { id: RecordId; line: string }[]) => {
     const written = await output.append(entries);
@@ -191,7 +194,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       job,
       index,
       model: options.model,
-      ...(options.version ? { version: options.version } : {}),
+      ...(pinned !== undefined ? { version: pinned } : {}),
       ...(options.topK ? { topK: options.topK } : {}),
       records: runnable.map(toWire),
     };
@@ -229,8 +232,20 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }
     // A rerun knows the chunks by count only as far as it has read: an earlier run's larger count (chunks cut by bytes) stays.
     if (!options.restart && meta.chunks !== undefined) chunks = Math.max(chunks, Number(meta.chunks));
+    // One version answers the whole job, whatever each worker's repository holds or gains while it runs: the one named,
+    // else the one recorded for the job (the first worker to take a chunk records the version its policy serves), else
+    // that of the output resumed (the job's hash lost with a flushed Redis).
+    pinned = options.version ?? (options.restart ? undefined : meta[PINNED_VERSION_FIELD] || undefined) ?? versionOfOutput(output, options.model);
+    if (pinned !== undefined) checkAnsweredBy(output, options.output, options.model, pinned);
+    else if (output.resumed.answeredBy.size > 0) {
+      throw new NereidError(
+        'FAILED_PRECONDITION',
+        `${options.output} holds answers of ${[...output.resumed.answeredBy].join(', ')}, and a job's output holds the answers of one version of its model: choose another --output, or --restart to overwrite it`,
+      );
+    }
     if (options.restart) await redis.del(metaKey);
     await redis.hset(metaKey, {
+      ...(pinned !== undefined ? { [PINNED_VERSION_FIELD]: pinned } : {}),
       model: options.model,
       version: options.version ?? '',
       input: resolve(options.input),
@@ -298,6 +313,10 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     if (fatal) throw asNereidError(fatal);
     progress.stop();
     finished = true;
+    const modelVersionOf = async () => {
+      const version = pinned ?? ((await redis.hget(metaKey, PINNED_VERSION_FIELD)) || undefined);
+      return version === undefined ? {} : { modelVersion: version };
+    };
     return {
       ...summarize({
         output: options.output,
@@ -311,6 +330,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
         interrupted: options.signal?.aborted ?? false,
       }),
       job,
+      ...(await modelVersionOf()),
       chunks,
       failedChunks: failedChunks.sort((a, b) => a.chunk - b.chunk),
       ...(lostChunks.length > 0 ? { lostChunks: lostChunks.sort((a, b) => a.chunk - b.chunk) } : {}),
@@ -326,6 +346,13 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     await Promise.allSettled([events.close(), queue.close()]);
     redis.disconnect();
   }
+}
+
+/** The version that answered every answered record of the output, when one model version did. */
+function versionOfOutput(output: JobOutput, model: string): string | undefined {
+  const [answeredBy, ...others] = output.resumed.answeredBy;
+  const prefix = `${model} version `;
+  return answeredBy?.startsWith(prefix) && others.length === 0 ? answeredBy.slice(prefix.length) : undefined;
 }
 
 /** Whether the queued chunk `id` carries exactly these records. */

@@ -98,6 +98,24 @@ async function checkRecordsOf(path: string, done: ReadonlySet<string>, input: st
   );
 }
 
+/**
+ * An output resumed must be this job's: answered by the model version that answers this run (a distributed job's
+ * pinned one), so that one output never mixes two versions' answers. The input's records are checked when it opens.
+ */
+export function checkAnsweredBy(output: JobOutput, path: string, model: string, version: string): void {
+  const serving = `${model} version ${version}`;
+  const others = [...output.resumed.answeredBy].filter((answeredBy) => answeredBy !== serving);
+  if (others.length === 0) return;
+  const prefix = `${model} version `;
+  const sameModel = others.length === 1 && others[0].startsWith(prefix) ? others[0].slice(prefix.length) : undefined;
+  throw new NereidError(
+    'FAILED_PRECONDITION',
+    `${path} holds answers of ${others.join(', ')}, and this run answers with ${serving}: choose another --output, or --restart to overwrite it${
+      sameModel === undefined ? '' : `, or --model-version ${sameModel} to go on with the version that answered it`
+    }`,
+  );
+}
+
 export class JobOutput {
   /** Records with a line in the output (before and during this run), by recordKey. */
   private readonly done = new Set<string>();

@@ -121,6 +121,8 @@ export interface BatchSummary {
   computeShare: number;
   /** Distributed jobs: the job name and the chunks that failed after every attempt. */
   job?: string;
+  /** Distributed jobs: the one model version that answers the job's records (unset until a worker resolved it). */
+  modelVersion?: string;
   chunks?: number;
   failedChunks?: { chunk: number; records: number; reason: string }[];
   /**

@@ -8,7 +8,7 @@ import { NereidError } from '../core/errors.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { idsOf, openInput, type InputSource } from './input-source.js';
-import { checkOutputName, JobOutput } from './job-output.js';
+import { checkAnsweredBy, checkOutputName, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
@@ -69,22 +69,6 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
   }
 }
 
-/**
- * An output resumed must be this job's: answered by the model version that serves it now (the input's
- * records are checked when JobOutput opens it). A distributed job does no such check yet: its workers
- * each load the version their policy serves, and a resumed output is not compared with it.
- */
-function checkAnsweredBy(output: JobOutput, path: string, processor: RecordProcessor): void {
-  const serving = `${processor.model} version ${processor.version}`;
-  const others = [...output.resumed.answeredBy].filter((answeredBy) => answeredBy !== serving);
-  if (others.length > 0) {
-    throw new NereidError(
-      'FAILED_PRECONDITION',
-      `${path} holds answers of ${others.join(', ')}, and this run answers with ${serving}: choose another --output, or --restart to overwrite it`,
-    );
-  }
-}
-
 export async function runLocalBatchJob(options: LocalBatchOptions): Promise<BatchSummary> {
   const settings = localJobSettingsSchema.parse(options);
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
@@ -113,7 +97,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
     checkInputFits(source, processor);
-    checkAnsweredBy(opened, options.output, processor);
+    checkAnsweredBy(opened, options.output, processor.model, processor.version);
     const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = opened.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();
