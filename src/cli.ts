@@ -1044,7 +1044,7 @@ const batch = program
   .option('--queue-name <name>', 'BullMQ queue the workers listen to', distributedDefault('queueName'))
   .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
   .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
-  .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images end a chunk sooner; one larger than this fails)', integer(1, 256), distributedDefault('chunkMaxMib'))
+  .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images, JSONL lines or CSV rows end a chunk sooner; one larger than this fails)', integer(1, 256), distributedDefault('chunkMaxMib'))
   .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', milliseconds(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
@@ -1057,6 +1057,12 @@ const batch = program
       const localOnly = { modelRepository: '--model-repository', allowCodeModels: '--allow-code-models', concurrency: '--concurrency' } as const;
       for (const [key, flag] of Object.entries(localOnly)) {
         if (command.getOptionValueSource(key) === 'cli') console.error(`nereid batch: ${flag} is for a run in this process; with --queue each worker's own flag decides (nereid worker ${flag} …)`);
+      }
+    } else {
+      // A run in this process queues no chunks: these would otherwise be dropped without a word.
+      const queuedOnly = { queueName: '--queue-name', job: '--job', chunkSize: '--chunk-size', chunkMaxMib: '--chunk-max-mib', attempts: '--attempts', backoffMs: '--backoff-ms', maxPendingChunks: '--max-pending-chunks' } as const;
+      for (const [key, flag] of Object.entries(queuedOnly)) {
+        if (command.getOptionValueSource(key) === 'cli') console.error(`nereid batch: ${flag} is for a distributed job (--queue); a run in this process queues no chunks and ignores it`);
       }
     }
     const controller = new AbortController();

@@ -260,6 +260,31 @@ describe('distributed batch jobs', () => {
     for (let n = 0; n < 6; n++) assert.equal(records.get(`img-${n}.png`)!.error, null);
   });
 
+  test('large JSONL lines and CSV rows end a chunk sooner as large images do, and one larger than a chunk may carry is its own error', { timeout: 60_000 }, async () => {
+    // About 1.5 MiB of values: more than --chunk-max-mib 1 lets one chunk carry.
+    const huge = Array.from({ length: 800_000 }, (_, n) => n % 10).join(' ');
+    const jsonl = join(dir, 'large-lines.jsonl');
+    await writeFile(jsonl, [JSON.stringify({ INPUT0: [1, 1, 2, 3] }), JSON.stringify({ INPUT0: huge }), JSON.stringify({ INPUT0: [3, 1, 2, 3] })].join('\n') + '\n');
+    const csv = join(dir, 'large-rows.csv');
+    await writeFile(csv, `INPUT0\n1 1 2 3\n${huge}\n3 1 2 3\n`);
+    for (const [input, hugeId] of [[jsonl, 2], [csv, 3]] as const) {
+      const output = `${input}.out.jsonl`;
+      const { code, stdout, stderr } = await cli([
+        'batch', '--model', 'scale', '--input', input, '--output', output, '--queue', queueUrl, '--chunk-max-mib', '1', '--progress', 'none',
+      ]);
+      assert.equal(code, 0, stderr);
+      const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as { processed: number; failed: number; chunks: number };
+      assert.deepEqual([summary.processed, summary.failed, summary.chunks], [3, 1, 3], `${input}: the large record alone in a chunk, the next in another`);
+      const records = await readOutput(output);
+      assert.match(records.get(hugeId)!.error!, /^the record is 1\.\d MiB, more than a chunk carries through Redis \(--chunk-max-mib 1\); run it in a local job$/, input);
+      for (const [id, record] of records) if (id !== hugeId) assert.equal(record.error, null, `${input} record ${id}: ${record.error}`);
+    }
+    // A run in this process queues no chunks: the flag is named as ignored.
+    const local = await cli(['batch', '--model', 'scale', '--input', jsonl, '--output', join(dir, 'large-local.jsonl'), '--model-repository', repo, '--chunk-max-mib', '1', '--progress', 'none']);
+    assert.equal(local.code, 0, local.stderr);
+    assert.match(local.stderr, /--chunk-max-mib is for a distributed job \(--queue\); a run in this process queues no chunks and ignores it/);
+  });
+
   test('files added to the input between runs: chunks queued with other records are submitted again, and every record is answered', { timeout: 60_000 }, async () => {
     const images = join(dir, 'changing');
     await writeImageFolder(images, 10, { subfolders: 1 });

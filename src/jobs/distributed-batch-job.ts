@@ -29,7 +29,7 @@ import {
   type ChunkResult,
 } from './chunk-queue.js';
 import { idsOf, openInput, type InputRecord } from './input-source.js';
-import { errorLine, recordKey, toWire, type RecordId } from './job-record.js';
+import { errorLine, recordBytes, recordKey, toWire, type RecordId } from './job-record.js';
 import { checkAnsweredBy, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
@@ -171,9 +171,9 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     const loaded = await Promise.all(records.map((record) => record.load()));
     const unreadable = loaded.filter((record) => record.error !== undefined);
     if (unreadable.length > 0) await write(unreadable.map((record) => ({ id: record.id, line: errorLine(record.id, record.error!, record.passThrough) })));
-    const oversized = loaded.filter((record) => record.error === undefined && (record.image?.length ?? 0) > chunkMaxBytes);
+    const oversized = loaded.filter((record) => record.error === undefined && recordBytes(record) > chunkMaxBytes);
     if (oversized.length > 0) {
-      await write(oversized.map((record) => ({ id: record.id, line: errorLine(record.id, `the record is ${(record.image!.length / 1024 / 1024).toFixed(1)} MiB, more than a chunk carries through Redis (--chunk-max-mib ${chunkMaxMib}); run it in a local job`, record.passThrough) })));
+      await write(oversized.map((record) => ({ id: record.id, line: errorLine(record.id, `the record is ${(recordBytes(record) / 1024 / 1024).toFixed(1)} MiB, more than a chunk carries through Redis (--chunk-max-mib ${chunkMaxMib}); run it in a local job`, record.passThrough) })));
     }
     const runnable = loaded.filter((record) => record.error === undefined && !oversized.includes(record));
     if (runnable.length === 0) return;

@@ -18,7 +18,7 @@ export type InputFormat = 'images' | 'jsonl' | 'csv';
 /** A record not yet loaded: its id is known, its bytes are read by `load()`. */
 export interface InputRecord {
   id: RecordId;
-  /** Its size before loading, where the input knows it (an image file's): what a distributed chunk will carry. */
+  /** Its size before loading (an image file's, a JSONL line's, a CSV row's cells'): what a distributed chunk will carry. */
   bytes?: number;
   load(): Promise<JobRecord>;
 }
@@ -210,7 +210,7 @@ function jsonlFile(path: string, columns: RecordColumns): InputSource {
       const ids = new SeenIds();
       for await (const { line, text } of jsonlLines(path)) {
         const record: JobRecord = split ? splitJsonlLine(line, text, columns, ids) : { id: line, json: text };
-        yield { id: record.id, bytes: text.length, load: async () => record };
+        yield { id: record.id, bytes: Buffer.byteLength(text), load: async () => record };
       }
     },
   };
@@ -342,7 +342,8 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
           if (passThrough) record.passThrough = passThrough;
         }
         const loaded = record;
-        yield { id, load: async () => loaded };
+        // A row's size ends a queued chunk sooner as an image's does (--chunk-max-mib).
+        yield { id, bytes: 'cells' in row ? row.cells.reduce((sum, cell) => sum + Buffer.byteLength(cell), 0) : 0, load: async () => loaded };
       }
     },
   };

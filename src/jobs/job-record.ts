@@ -30,6 +30,20 @@ export interface WireRecord {
   passThrough?: Record<string, unknown>;
 }
 
+/**
+ * The bytes of input a record carries into a queued chunk, as --chunk-max-mib counts them: an image's, a JSONL line's
+ * or a CSV row's cells, and what it passes through.
+ */
+export function recordBytes(record: JobRecord): number {
+  const cells = Object.values(record.fields ?? {}).flat();
+  return (
+    (record.image?.length ?? 0) +
+    (record.json === undefined ? 0 : Buffer.byteLength(record.json)) +
+    cells.reduce((sum, cell) => sum + Buffer.byteLength(cell), 0) +
+    (record.passThrough ? Buffer.byteLength(JSON.stringify(record.passThrough)) : 0)
+  );
+}
+
 export function toWire(record: JobRecord): WireRecord {
   const { id, image, json, fields, passThrough } = record;
   const carried = passThrough ? { passThrough } : {};
