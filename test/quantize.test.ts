@@ -5,12 +5,14 @@
  * issue 13 describe.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { classFolderName } from '../src/eval/index.js';
+import { mulberry32, smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import type { QuantizeReport } from '../src/quantize/index.js';
 import { splitHeldOut } from '../src/quantize/run-quantize.js';
 import { runCli } from './support/cli-server.js';
@@ -144,4 +146,40 @@ test('a static version that misses the gate is not written, and the command exit
   assert.equal(code, 1);
   assert.match(stdout, /no version written — the gate "max_abs_delta<=0" failed on the held-out examples: max_abs_delta<=0: measured max_abs_delta = \d+\.\d+/);
   await assert.rejects(stat(join(repository, 'fashion_mnist', '8')), /ENOENT/);
+});
+
+/** A repository of one tiny CNN, whose static int8 version (QDQ nodes around 90 weights) is about three times its float file, and 40 tensors to calibrate it on. */
+async function tinyRepository(name: string): Promise<{ repo: string; calibration: string; model: string }> {
+  const repo = join(work, name);
+  await writeModel(repo, 'cnn', 1, smallCnnModel());
+  const random = mulberry32(7);
+  const calibration = join(work, `${name}.jsonl`);
+  await writeFile(calibration, Array.from({ length: 40 }, () => `${JSON.stringify({ image: Array.from({ length: 784 }, random) })}\n`).join(''));
+  return { repo, calibration, model: join(repo, 'cnn') };
+}
+
+const tinyFlags = (repo: string, calibration: string) => ['quantize', '--model-repository', repo, '--model', 'cnn', '--calibration', calibration, '--min-gate-examples', '1', '--gate', 'agreement>=0'];
+
+test('a write that fails midway (file too large) leaves no version folder for the server to load, and the next run writes the version whole', async () => {
+  const { repo, calibration, model } = await tinyRepository('failing-write');
+  // A real failure of the final write: files are limited to 2 KiB, which the normalised model (~1 KB) fits and the
+  // int8 model (~3 KB) does not (Node ignores SIGXFSZ, so the write fails with EFBIG). The child's own TMPDIR keeps
+  // the compile cache it cannot write whole out of the one other runs read.
+  const tmp = join(work, 'failing-write-tmp');
+  await mkdir(tmp);
+  const cli = [process.execPath, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...tinyFlags(repo, calibration)];
+  const failed = await new Promise<{ code: number; stderr: string }>((resolve) =>
+    execFile('bash', ['-c', 'ulimit -f 2 && exec "$@"', 'bash', ...cli], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, timeout: 180_000 }, (error, _stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr }),
+    ),
+  );
+  assert.equal(failed.code, 1, failed.stderr);
+  assert.match(failed.stderr, /writing version 2 of 'cnn' failed, so nothing was written \(no version folder is left\): EFBIG/);
+  assert.deepEqual(await readdir(model), ['1'], 'neither a version folder nor the temporary one it was written in');
+
+  const written = await nereid([...tinyFlags(repo, calibration), '--json']);
+  assert.equal(written.code, 0, written.stderr);
+  assert.equal((JSON.parse(written.stdout) as QuantizeReport).outputVersion, '2');
+  assert.deepEqual((await readdir(model)).sort(), ['1', '2']);
+  assert.deepEqual((await readdir(join(model, '2'))).sort(), ['model.onnx', 'quantization.json']);
 });

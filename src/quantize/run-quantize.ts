@@ -6,7 +6,7 @@
  * calibration set's digest and size, the nodes quantized and left float, sizes, and agreement and
  * speed against the source version on calibration examples held out from the ranges.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -320,11 +320,10 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     decision = { written: false, reason: `kept float: the quantized model was not faster (${speedup.toFixed(2)}x the source's speed at batch 1, one thread, median of ${sourceRun.passes} timed pass(es))` };
   }
   else decision = { written: true, reason: DECISIONS[settings.method](candidate.result) };
-  const target = join(modelDir, outputVersion);
   const report: QuantizeReport = {
     model: settings.model,
     sourceVersion,
-    ...(decision.written ? { outputVersion, path: target } : {}),
+    ...(decision.written ? { outputVersion, path: join(modelDir, outputVersion) } : {}),
     method: settings.method,
     decision,
     calibration: {
@@ -343,11 +342,44 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     search,
   };
   if (!decision.written) return report;
-  await mkdir(target);
-  await writeFile(join(target, fileName), candidate.bytes);
-  await writeFile(join(target, QUANTIZATION_RECORD_FILE), `${JSON.stringify({ ...report, path: undefined, created: new Date().toISOString() }, null, 2)}\n`);
-  logger.info({ version: outputVersion, bytes: (await stat(join(target, fileName))).size }, `wrote version ${outputVersion} of '${settings.model}'`);
+  await writeVersionFolder(modelDir, settings.model, outputVersion, fileName, candidate.bytes, { ...report, path: undefined, created: new Date().toISOString() });
+  logger.info({ version: outputVersion, bytes: candidate.bytes.length }, `wrote version ${outputVersion} of '${settings.model}'`);
   return report;
+}
+
+/** The temporary folders a version is written into before it is complete: the repository reads only numeric version folders, and hides dot-prefixed ones from the poller. */
+const VERSION_TEMP_PREFIX = '.quantize-';
+
+/**
+ * Writes a version folder whole or not at all: the model and its record go into a hidden sibling
+ * that the repository ignores, renamed into place once complete, so a run that fails or is killed
+ * midway (disk full, file too large) never leaves a half-written version for the server to load as
+ * the newest. A version another run wrote meanwhile is not replaced.
+ */
+async function writeVersionFolder(modelDir: string, model: string, version: string, fileName: string, bytes: Uint8Array, record: object): Promise<void> {
+  const temporary = await mkdtemp(join(modelDir, `${VERSION_TEMP_PREFIX}${version}-`));
+  try {
+    await writeFile(join(temporary, fileName), bytes);
+    await writeFile(join(temporary, QUANTIZATION_RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
+    if (await renamedUnlessTaken(temporary, join(modelDir, version))) return;
+  } catch (error) {
+    throw new Error(`writing version ${version} of '${model}' failed, so nothing was written (no version folder is left): ${(error as Error).message}`, { cause: error });
+  } finally {
+    await rm(temporary, { recursive: true, force: true });
+  }
+  throw new Error(`version ${version} of '${model}' appeared while this run quantized (another nereid quantize?); it was left as it is and nothing was written`);
+}
+
+/** Moves a folder to `to` unless something is there: rename() alone would replace an empty folder, and another run's version must not be replaced at all. */
+async function renamedUnlessTaken(from: string, to: string): Promise<boolean> {
+  if (await stat(to).then(() => true, () => false)) return false;
+  try {
+    await rename(from, to);
+    return true;
+  } catch (error) {
+    if (['ENOTEMPTY', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? '')) return false;
+    throw error;
+  }
 }
 
 /**
