@@ -908,8 +908,8 @@ program
   .option('--json', 'print the whole report as JSON')
   .action(async (flags) => {
     if (flags.write && flags.dryRun) throw new Error('--write and --dry-run contradict each other: --write writes the winner, --dry-run only prints it');
-    // Found out now rather than after the whole search.
-    if (flags.write) await writableConfigOf(resolve(flags.modelRepository, flags.model));
+    // Found out now rather than after the whole search; what is read now is what the result may replace.
+    const readAtStart = flags.write ? await writableConfigOf(resolve(flags.modelRepository, flags.model)) : undefined;
     if (flags.chart) await checkWritableFile('--chart', flags.chart);
     const logger = createLogger({ level: 'warn', fd: 2 });
     const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
@@ -939,14 +939,24 @@ program
     ).finally(() => bar?.stop());
     if (flags.chart) await writeTuneChart(report, flags.chart);
     const changed = report.best !== undefined && report.best > 0;
-    // The backup's path is in the JSON too: a script that wrote a config must be able to undo it.
-    const written = changed && flags.write ? await writeTunedConfig(resolve(flags.modelRepository, flags.model), report) : undefined;
-    if (flags.json) return console.log(JSON.stringify({ ...report, written: written ?? null }));
-    console.log(formatTuneReport(report, flags.costPerCoreHour));
-    if (written) console.log(`wrote ${written.path} (the old one: ${written.backup})`);
-    else if (changed) {
-      console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.best!].candidate))}`);
+    // A write that fails (the config changed while tune measured) still shows the winner, then exits 1.
+    let written: { path: string; backup: string } | undefined;
+    let notWritten: string | undefined;
+    if (changed && readAtStart) {
+      written = await writeTunedConfig(resolve(flags.modelRepository, flags.model), report, readAtStart).catch((error: Error) => {
+        notWritten = error.message;
+        return undefined;
+      });
     }
+    if (notWritten) process.exitCode = 1;
+    // The backup's path is in the JSON too: a script that wrote a config must be able to undo it.
+    if (flags.json) console.log(JSON.stringify({ ...report, written: written ?? null, ...(notWritten ? { notWritten } : {}) }));
+    else {
+      console.log(formatTuneReport(report, flags.costPerCoreHour));
+      if (written) console.log(`wrote ${written.path} (the old one: ${written.backup})`);
+      else if (changed) console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.best!].candidate))}`);
+    }
+    if (notWritten) console.error(`nereid: ${notWritten}`);
   });
 
 program

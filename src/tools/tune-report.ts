@@ -131,15 +131,15 @@ const TUNED_PARAMETERS = (candidate: Candidate): Record<string, string> => ({
   graph_optimization_level: candidate.graphLevel,
 });
 
-/** The config file --write would update (config.yaml/.yml or config.json), or why there is none. */
-export async function writableConfigOf(modelDirectory: string): Promise<string> {
+/** The config file --write would update (config.yaml/.yml or config.json) and its text, or why there is none. */
+export async function writableConfigOf(modelDirectory: string): Promise<{ name: string; text: string }> {
   const files = await readdir(modelDirectory).catch((error: NodeJS.ErrnoException) => {
     throw new Error(error.code === 'ENOENT' ? `${modelDirectory}: no such model folder` : `${modelDirectory}: ${error.message}`);
   });
   const name = ['config.yaml', 'config.yml', 'config.json', 'config.pbtxt'].find((file) => files.includes(file));
   if (!name) throw new Error(`${modelDirectory} has no config file for --write to update; write one (config.yaml) first, or run without --write to see the settings`);
   if (name === 'config.pbtxt') throw new Error('--write updates config.yaml or config.json; for config.pbtxt, copy the settings that --dry-run prints');
-  return name;
+  return { name, text: await readFile(join(modelDirectory, name), 'utf8') };
 }
 
 /**
@@ -162,14 +162,19 @@ async function backUp(path: string, wanted: string): Promise<string> {
  * Writes the winner's settings into the model's config file (config.yaml/.yml or config.json),
  * after copying the old file to `<name>.bak-<timestamp>`. Other fields, and in YAML the comments,
  * stay. A different version winning is reported, never written: which version serves decides the
- * answers clients get, which a speed measurement must not change. config.pbtxt is refused.
+ * answers clients get, which a speed measurement must not change. config.pbtxt is refused, and so
+ * is a config that is no longer `readAtStart` (edited, or written by another tune, while this one
+ * measured): the measurement was of the old one, and writing would undo the edit.
  */
-export async function writeTunedConfig(modelDirectory: string, report: TuneReport): Promise<{ path: string; backup: string }> {
+export async function writeTunedConfig(modelDirectory: string, report: TuneReport, readAtStart: { name: string; text: string }): Promise<{ path: string; backup: string }> {
   if (report.best === undefined || report.best === 0) throw new Error('nothing to write: the current config is the best measured for the version it serves');
   const candidate = report.results[report.best].candidate;
-  const name = await writableConfigOf(modelDirectory);
+  const { name, text } = await writableConfigOf(modelDirectory);
   const path = join(modelDirectory, name);
-  const text = await readFile(path, 'utf8');
+  if (name !== readAtStart.name || text !== readAtStart.text) {
+    const what = name === readAtStart.name ? `${path} changed on disk` : `${join(modelDirectory, readAtStart.name)} was replaced by ${name}`;
+    throw new Error(`${what} while tune measured, so it was not written (the change is kept): the winner was measured against the config read at the start; run tune again, or copy the settings by hand`);
+  }
   const backup = await backUp(path, `${path}.bak-${report.date.replace(/[-:]/g, '').replace(/\..*$/, '')}`);
   const winner = shownLevelOf(report, report.best);
   const before = shownLevelOf(report, 0);

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { smallCnnModel, writeModel } from '../onnx/test-models.js';
 import { runTune, type TuneReport } from './tune.js';
-import { writeTunedConfig } from './tune-report.js';
+import { writableConfigOf, writeTunedConfig } from './tune-report.js';
 import type { Candidate, LevelResult } from './tune-search.js';
 
 test('the config as written is read with its parameters, as tune --write writes them, and candidates derived from it carry them', async (t) => {
@@ -22,34 +22,57 @@ test('the config as written is read with its parameters, as tune --write writes 
   for (const line of report.skipped) assert.doesNotMatch(line, /object Object/);
 });
 
+const level = (throughput: number): LevelResult => ({ concurrency: 8, throughput, p50Ms: 1, p95Ms: 2, p99Ms: 3, cpuSecondsPerInference: 0.001, meanBatchRows: 1, errors: 0 });
+const candidate = (maxBatchSize: number): Candidate => ({ version: '1', maxBatchSize, maxQueueDelayUs: 100, instances: 1, threadsPerInstance: 1, executionThread: 'main', graphLevel: 'all' });
+/** A search whose winner raises max_batch_size from 1 to `maxBatchSize`. */
+const report = (maxBatchSize: number): TuneReport => ({
+  model: 'm',
+  objective: { kind: 'throughput' },
+  cores: 2,
+  batchCurve: [],
+  results: [
+    { candidate: candidate(1), step: 'current config', levels: [level(100)], pareto: false },
+    { candidate: candidate(maxBatchSize), step: 'batch size', levels: [level(200)], pareto: true },
+  ],
+  winner: 1,
+  best: 1,
+  skipped: [],
+  seconds: 1,
+  date: '2026-12-04T05:10:00.000Z',
+});
+
 test('two tune --write runs in the same second keep the original config: each backup gets its own name, and the note names it', async (t) => {
   const directory = await mkdtemp(join(tmpdir(), 'nereid-tune-backup-'));
   t.after(() => rm(directory, { recursive: true, force: true }));
   const original = 'max_batch_size: 1\ninstance_group: [{ count: 1, kind: KIND_CPU }]\n';
   await writeFile(join(directory, 'config.yaml'), original);
-  const level = (throughput: number): LevelResult => ({ concurrency: 8, throughput, p50Ms: 1, p95Ms: 2, p99Ms: 3, cpuSecondsPerInference: 0.001, meanBatchRows: 1, errors: 0 });
-  const candidate = (maxBatchSize: number): Candidate => ({ version: '1', maxBatchSize, maxQueueDelayUs: 100, instances: 1, threadsPerInstance: 1, executionThread: 'main', graphLevel: 'all' });
-  const report = (maxBatchSize: number): TuneReport => ({
-    model: 'm',
-    objective: { kind: 'throughput' },
-    cores: 2,
-    batchCurve: [],
-    results: [
-      { candidate: candidate(1), step: 'current config', levels: [level(100)], pareto: false },
-      { candidate: candidate(maxBatchSize), step: 'batch size', levels: [level(200)], pareto: true },
-    ],
-    winner: 1,
-    best: 1,
-    skipped: [],
-    seconds: 1,
-    date: '2026-12-04T05:10:00.000Z',
-  });
-  const first = await writeTunedConfig(directory, report(4));
-  const second = await writeTunedConfig(directory, report(8));
+  const first = await writeTunedConfig(directory, report(4), await writableConfigOf(directory));
+  const second = await writeTunedConfig(directory, report(8), await writableConfigOf(directory));
   assert.notEqual(first.backup, second.backup);
   assert.equal(await readFile(first.backup, 'utf8'), original, 'the original is kept');
   assert.match(await readFile(second.backup, 'utf8'), /max_batch_size: 4/);
   const written = await readFile(join(directory, 'config.yaml'), 'utf8');
   assert.match(written, /max_batch_size: 8/);
   assert.ok(written.includes(`(${basename(second.backup)})`), written);
+});
+
+test('tune --write refuses to write over a config that changed on disk while it measured, and leaves the change as it is', async (t) => {
+  const directory = await mkdtemp(join(tmpdir(), 'nereid-tune-changed-'));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  await writeFile(join(directory, 'config.yaml'), 'max_batch_size: 1\n');
+  const readAtStart = await writableConfigOf(directory);
+  // The user's edit (or another tune's write) while this one measured.
+  const edited = 'max_batch_size: 1\ndynamic_batching: { max_queue_delay_microseconds: 500 }\n';
+  await writeFile(join(directory, 'config.yaml'), edited);
+  await assert.rejects(
+    writeTunedConfig(directory, report(4), readAtStart),
+    new RegExp(`^Error: ${join(directory, 'config.yaml')} changed on disk while tune measured, so it was not written \\(the change is kept\\): the winner was measured against the config read at the start; run tune again`),
+  );
+  assert.equal(await readFile(join(directory, 'config.yaml'), 'utf8'), edited);
+  assert.deepEqual(await readdir(directory), ['config.yaml'], 'no backup either');
+
+  // A config.json put in place of the YAML one is a change too.
+  await rm(join(directory, 'config.yaml'));
+  await writeFile(join(directory, 'config.json'), '{ "max_batch_size": 1 }\n');
+  await assert.rejects(writeTunedConfig(directory, report(4), readAtStart), /config\.yaml was replaced by config\.json while tune measured, so it was not written/);
 });
