@@ -6,14 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import { classFolderName } from '../src/eval/index.js';
 import { mulberry32, smallCnnModel, writeModel } from '../src/onnx/test-models.js';
-import type { QuantizeReport } from '../src/quantize/index.js';
+import { runQuantize, type QuantizeReport } from '../src/quantize/index.js';
 import { splitHeldOut } from '../src/quantize/run-quantize.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
@@ -182,4 +184,34 @@ test('a write that fails midway (file too large) leaves no version folder for th
   assert.equal((JSON.parse(written.stdout) as QuantizeReport).outputVersion, '2');
   assert.deepEqual((await readdir(model)).sort(), ['1', '2']);
   assert.deepEqual((await readdir(join(model, '2'))).sort(), ['model.onnx', 'quantization.json']);
+});
+
+test('a version another run writes while this one quantizes is left alone: the next free one is taken, or a chosen --output-version fails saying so', async () => {
+  const { repo, calibration, model } = await tinyRepository('concurrent');
+  /** A logger whose "loaded" line (the versions are counted by then) makes another run's version 2 appear, as a second quantize would. */
+  const logged: string[] = [];
+  const otherRunWritesVersion2 = () =>
+    pino({ level: 'info' }, {
+      write(line: string) {
+        logged.push(line);
+        if (!line.includes("loaded model 'cnn' version 1")) return;
+        mkdirSync(join(model, '2'));
+        copyFileSync(join(model, '1', 'model.onnx'), join(model, '2', 'model.onnx'));
+      },
+    });
+  const options = { modelRepository: repo, model: 'cnn', calibration, minGateExamples: 1, gate: 'agreement>=0' };
+  const report = await runQuantize(options, otherRunWritesVersion2());
+  assert.equal(report.outputVersion, '3');
+  assert.ok(logged.some((line) => line.includes("version 2 of 'cnn' was written by another run meanwhile; this one is version 3")), logged.join(''));
+  assert.equal(report.path, join(model, '3'));
+  assert.deepEqual(await readdir(join(model, '2')), ['model.onnx'], "the other run's version is untouched");
+  assert.equal(JSON.parse(await readFile(join(model, '3', 'quantization.json'), 'utf8')).outputVersion, '3');
+
+  await rm(join(model, '2'), { recursive: true });
+  await assert.rejects(
+    runQuantize({ ...options, version: '1', outputVersion: '2' }, otherRunWritesVersion2()),
+    /version 2 of 'cnn' appeared while this run quantized \(another nereid quantize\?\); it was left as it is and nothing was written: choose another --output-version/,
+  );
+  assert.deepEqual(await readdir(join(model, '2')), ['model.onnx']);
+  assert.deepEqual((await readdir(model)).sort(), ['1', '2', '3']);
 });

@@ -342,9 +342,15 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     search,
   };
   if (!decision.written) return report;
-  await writeVersionFolder(modelDir, settings.model, outputVersion, fileName, candidate.bytes, { ...report, path: undefined, created: new Date().toISOString() });
-  logger.info({ version: outputVersion, bytes: candidate.bytes.length }, `wrote version ${outputVersion} of '${settings.model}'`);
-  return report;
+  const written = await writeVersionFolder(modelDir, settings.model, { version: outputVersion, chosen: settings.outputVersion !== undefined }, fileName, candidate.bytes, (version) => ({
+    ...report,
+    outputVersion: version,
+    path: undefined,
+    created: new Date().toISOString(),
+  }));
+  if (written !== outputVersion) logger.warn(`version ${outputVersion} of '${settings.model}' was written by another run meanwhile; this one is version ${written}`);
+  logger.info({ version: written, bytes: candidate.bytes.length }, `wrote version ${written} of '${settings.model}'`);
+  return { ...report, outputVersion: written, path: join(modelDir, written) };
 }
 
 /** The temporary folders a version is written into before it is complete: the repository reads only numeric version folders, and hides dot-prefixed ones from the poller. */
@@ -354,20 +360,33 @@ const VERSION_TEMP_PREFIX = '.quantize-';
  * Writes a version folder whole or not at all: the model and its record go into a hidden sibling
  * that the repository ignores, renamed into place once complete, so a run that fails or is killed
  * midway (disk full, file too large) never leaves a half-written version for the server to load as
- * the newest. A version another run wrote meanwhile is not replaced.
+ * the newest. A version another run wrote meanwhile is not replaced: the next free one is taken, or,
+ * for a version the user chose, the command fails saying so.
  */
-async function writeVersionFolder(modelDir: string, model: string, version: string, fileName: string, bytes: Uint8Array, record: object): Promise<void> {
-  const temporary = await mkdtemp(join(modelDir, `${VERSION_TEMP_PREFIX}${version}-`));
+async function writeVersionFolder(
+  modelDir: string,
+  model: string,
+  target: { version: string; chosen: boolean },
+  fileName: string,
+  bytes: Uint8Array,
+  record: (version: string) => object,
+): Promise<string> {
+  const temporary = await mkdtemp(join(modelDir, `${VERSION_TEMP_PREFIX}${target.version}-`));
+  let version = target.version;
   try {
     await writeFile(join(temporary, fileName), bytes);
-    await writeFile(join(temporary, QUANTIZATION_RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
-    if (await renamedUnlessTaken(temporary, join(modelDir, version))) return;
+    for (;;) {
+      await writeFile(join(temporary, QUANTIZATION_RECORD_FILE), `${JSON.stringify(record(version), null, 2)}\n`);
+      if (await renamedUnlessTaken(temporary, join(modelDir, version))) return version;
+      if (target.chosen) break;
+      version = String(Math.max(Number(version), ...(await versionFolders(modelDir))) + 1);
+    }
   } catch (error) {
     throw new Error(`writing version ${version} of '${model}' failed, so nothing was written (no version folder is left): ${(error as Error).message}`, { cause: error });
   } finally {
     await rm(temporary, { recursive: true, force: true });
   }
-  throw new Error(`version ${version} of '${model}' appeared while this run quantized (another nereid quantize?); it was left as it is and nothing was written`);
+  throw new Error(`version ${version} of '${model}' appeared while this run quantized (another nereid quantize?); it was left as it is and nothing was written: choose another --output-version, or leave it out to take the next free one`);
 }
 
 /** Moves a folder to `to` unless something is there: rename() alone would replace an empty folder, and another run's version must not be replaced at all. */
