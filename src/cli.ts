@@ -20,7 +20,7 @@ import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from
 import { closeHttpConnections, createHttpFrontEnd, dashboardAddress, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
-import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
+import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
 import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
@@ -842,7 +842,7 @@ function calibrationDetail({ ranges, biasCorrection }: { ranges?: string; biasCo
   return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
-function inputShape(value: string, previous: Record<string, number[]>): Record<string, number[]> {
+function inputShape(value: string, previous: Record<string, number[]> | undefined): Record<string, number[]> {
   const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value);
   if (!match) throw new InvalidArgumentError(`expected NAME=D1,D2,… (e.g. x=3,48,320), got '${value}'`);
   return { ...previous, [match[1]]: match[2].split(',').map(Number) };
@@ -890,17 +890,19 @@ program
   )
   .requiredOption('--model <name>', 'model to tune')
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
-  .option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at', integerList, defaultOf(tuneOptionsSchema, 'concurrency'))
+  .addOption(
+    new Option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at').argParser(integerList).default(defaultOf(tuneOptionsSchema, 'concurrency'), defaultOf(tuneOptionsSchema, 'concurrency').join(',')),
+  )
   .option('--p99-ms <ms>', 'objective: the best throughput whose p99 latency stays under this', number(0.001))
   .option('--max-cost <usd>', 'objective: the best throughput whose compute cost per 1,000 inferences stays under this', number(0))
   .option('--cost-per-core-hour <usd>', 'price of one core-hour, for costs', number(0), defaultOf(tuneOptionsSchema, 'usdPerCoreHour'))
   .option('--budget-s <seconds>', 'stop starting new measurements after this many seconds', seconds(1), defaultOf(tuneOptionsSchema, 'budgetSeconds'))
-  .option('--min-gain <fraction>', 'write another config only when it beats the current one by this much (0.05: 5 %)', number(0), defaultOf(tuneOptionsSchema, 'minGain'))
+  .option('--min-gain <fraction>', 'write another config only when it beats the current one by this much, a fraction from 0 to 1 (0.05: 5 %)', number(0, 1), defaultOf(tuneOptionsSchema, 'minGain'))
   .option('--warmup-s <seconds>', 'warm-up before each measurement', seconds(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
   .option('--duration-s <seconds>', 'length of each measurement', seconds(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
   .option('--repeats <n>', 'measurements per concurrency level (the median is kept)', integer(1), defaultOf(tuneOptionsSchema, 'repeats'))
   .option('--max-batch-size <n>', "largest max_batch_size tried (default: 64, or the config's own when larger)", integer(1))
-  .option('--input-shape <name=dims>', 'dims after the batch dimension of an input with dynamic dims, e.g. x=3,48,320 (repeatable)', inputShape, {})
+  .option('--input-shape <name=dims>', 'dims after the batch dimension of an input with dynamic dims, e.g. x=3,48,320 (repeatable)', inputShape)
   .option('--over-http', 'send the requests over HTTP on loopback (binary tensors) instead of calling the core in process')
   .option('--chart <file>', 'draw throughput against p99 latency, as .svg or .png', chartPath)
   .option('--write', "write the winner's settings into the model's config (config.yaml/.json), keeping a backup of the old file")
@@ -957,6 +959,12 @@ program
       else if (changed) console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.best!].candidate))}`);
     }
     if (notWritten) console.error(`nereid: ${notWritten}`);
+    // A bound nothing met is a failure a script must see; the text report already says it on stdout.
+    const unmet = unmetObjective(report);
+    if (unmet) {
+      process.exitCode = 1;
+      if (flags.json) console.error(`nereid: ${unmet}`);
+    }
   });
 
 program

@@ -106,3 +106,28 @@ test('tune refuses what it cannot do before measuring, and describes a config wi
     await rm(repository, { recursive: true, force: true });
   }
 });
+
+test('tune exits 1 when no config meets --p99-ms, naming the bound and the config that came closest; --min-gain takes a fraction up to 1; --help shows the defaults', async () => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-'));
+  try {
+    await writeModel(repository, 'cnn', 1, smallCnnModel(), undefined, {});
+    const quick = ['tune', '--model', 'cnn', '--model-repository', repository, '--concurrency', '1', '--warmup-s', '0', '--duration-s', '0.2', '--budget-s', '1'];
+    // No request through the core answers within a microsecond at its 99th percentile.
+    const unmet = await runCli([...quick, '--p99-ms', '0.001', '--json'], 60_000);
+    assert.equal(unmet.code, 1, unmet.stderr);
+    assert.match(unmet.stderr, /nereid: no configuration met p99 ≤ 0\.001 ms \(--p99-ms\); the best seen: #0 v1 .*, p99 \d+\.\d\d ms at c=1 \(\d+\.\d inferences\/s\)/);
+    assert.equal((JSON.parse(unmet.stdout) as TuneReport).winner, undefined);
+
+    const percent = await runCli([...quick, '--min-gain', '5'], 60_000);
+    assert.equal(percent.code, 1);
+    assert.match(percent.stderr, /option '--min-gain <fraction>' argument '5' is invalid\. expected a number from 0 to 1/);
+
+    const help = await runCli(['tune', '--help'], 60_000);
+    assert.equal(help.code, 0, help.stderr);
+    const flat = help.stdout.replace(/\s+/g, ' ');
+    for (const shown of ['at (default: 1,16)', '(default: 600)', '(0.05: 5 %) (default: 0.05)', '(default: 1)', '(default: 3)']) assert.ok(flat.includes(shown), `${shown} in ${flat}`);
+    assert.doesNotMatch(flat, /default: \{\}|default: \[/);
+  } finally {
+    await rm(repository, { recursive: true, force: true });
+  }
+});

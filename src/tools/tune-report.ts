@@ -48,7 +48,7 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
     const at = found.concurrency === current.concurrency ? `both at c=${found.concurrency}` : `${fixed(found.throughput, 1)} inf/s at c=${found.concurrency} against ${fixed(current.throughput, 1)} at c=${current.concurrency}`;
     return { ratio: `${(found.throughput / current.throughput).toFixed(2)}×`, at };
   };
-  if (report.winner === undefined) lines.push('No config met the objective.');
+  if (report.winner === undefined) lines.push(`${unmetObjective(report)?.replace(/^n/, 'N') ?? 'No config met the objective'}.`);
   else if (report.winner === 0 && report.results.length === 1) lines.push('Only the current config was measured before --budget-s ran out: nothing to compare it with.');
   else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
   else {
@@ -65,6 +65,21 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   }
   if (report.skipped.length) lines.push(`Not measured (--budget-s reached): ${report.skipped.join('; ')}`);
   return lines.join('\n');
+}
+
+/** When no config measured met the bound of --p99-ms or --max-cost: which bound, and the config that came closest to it. */
+export function unmetObjective(report: TuneReport): string | undefined {
+  const { objective } = report;
+  if (report.winner !== undefined || objective.kind === 'throughput') return undefined;
+  const measure = (level: LevelResult) => (objective.kind === 'p99' ? level.p99Ms : usdPer1000(level.cpuSecondsPerInference, objective.usdPerCoreHour));
+  let closest: { index: number; level: LevelResult } | undefined;
+  report.results.forEach((measured, index) => {
+    for (const level of measured.levels) if (level.errors === 0 && level.throughput > 0 && (!closest || measure(level) < measure(closest.level))) closest = { index, level };
+  });
+  const bound = objective.kind === 'p99' ? `p99 ≤ ${objective.maxMs} ms (--p99-ms)` : `a cost ≤ $${objective.maxUsdPer1000} per 1,000 inferences (--max-cost)`;
+  if (!closest) return `no configuration met ${bound}: every measurement had errors`;
+  const seen = objective.kind === 'p99' ? `p99 ${fixed(closest.level.p99Ms, 2)} ms` : `$${measure(closest.level).toPrecision(3)} per 1,000 inferences`;
+  return `no configuration met ${bound}; the best seen: #${closest.index} ${describeCandidate(report.results[closest.index].candidate)}, ${seen} at c=${closest.level.concurrency} (${fixed(closest.level.throughput, 1)} inferences/s)`;
 }
 
 /** Throughput against p99 of every candidate at its shown level; the front joined, the current config and the winner labelled. */

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { smallCnnModel, writeModel } from '../onnx/test-models.js';
 import { runTune, type TuneReport } from './tune.js';
-import { writableConfigOf, writeTunedConfig } from './tune-report.js';
+import { formatTuneReport, unmetObjective, writableConfigOf, writeTunedConfig } from './tune-report.js';
 import type { Candidate, LevelResult } from './tune-search.js';
 
 test('the config as written is read with its parameters, as tune --write writes them, and candidates derived from it carry them', async (t) => {
@@ -75,4 +75,16 @@ test('tune --write refuses to write over a config that changed on disk while it 
   await rm(join(directory, 'config.yaml'));
   await writeFile(join(directory, 'config.json'), '{ "max_batch_size": 1 }\n');
   await assert.rejects(writeTunedConfig(directory, report(4), readAtStart), /config\.yaml was replaced by config\.json while tune measured, so it was not written/);
+});
+
+test('a --p99-ms or --max-cost bound that no config met is said, with the config that came closest', () => {
+  const searched = report(4);
+  const unmet: TuneReport = { ...searched, objective: { kind: 'p99', maxMs: 1 }, winner: undefined, best: undefined };
+  const expected = "no configuration met p99 ≤ 1 ms (--p99-ms); the best seen: #0 v1 batch 1 delay 100 µs, 1×1 threads (main), graph all, p99 3.00 ms at c=8 (100.0 inferences/s)";
+  assert.equal(unmetObjective(unmet), expected);
+  assert.ok(formatTuneReport(unmet, 0.05).includes(`\nN${expected.slice(1)}.`), formatTuneReport(unmet, 0.05));
+  const costly: TuneReport = { ...unmet, objective: { kind: 'cost', maxUsdPer1000: 1e-9, usdPerCoreHour: 0.05 } };
+  assert.match(unmetObjective(costly)!, /^no configuration met a cost ≤ \$1e-9 per 1,000 inferences \(--max-cost\); the best seen: #0 .*, \$0\.0000139 per 1,000 inferences at c=8/);
+  assert.equal(unmetObjective(searched), undefined, 'met');
+  assert.equal(unmetObjective({ ...searched, winner: undefined }), undefined, 'no bound to meet');
 });

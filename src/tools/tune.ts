@@ -66,7 +66,7 @@ export const tuneOptionsSchema = z.object({
    * The least gain over the config as written that makes another config the one to write: on a shared machine two
    * measurements of the same config differ by a few per cent, and a config is not worth changing for noise.
    */
-  minGain: z.number().nonnegative().default(0.05),
+  minGain: z.number().min(0).max(1).default(0.05),
   /** Largest max_batch_size tried; default: 64, or the config's own when larger. */
   maxBatchSizeLimit: z.int().positive().optional(),
   /** Dynamic dimensions of the inputs (name → dims without the batch dimension). */
