@@ -16,17 +16,45 @@ import { readModelInputs, type Feed } from '../src/jobs/model-inputs.js';
 import { runSideBySide } from '../src/quantize/run-quantize.js';
 import { createServer } from '../src/server/create-server.js';
 
-const { values } = parseArgs({
-  options: {
-    'model-repository': { type: 'string', default: 'models' },
-    model: { type: 'string' },
-    versions: { type: 'string', default: '1,2' },
-    data: { type: 'string' },
-    examples: { type: 'string', default: '60' },
-    rounds: { type: 'string', default: '5' },
-  },
-});
-if (!values.model || !values.data) throw new Error('--model and --data are required');
+const USAGE = `Usage: node --import tsx bench/quantized.ts --model M --data DIR|FILE.jsonl [options]
+
+Versions of a model side by side in this process (a quantized one against its source), sessions alternated:
+milliseconds per example at batch 1 (one intra-op thread and default threads) and at max_batch_size.
+
+  --model <name>              model to measure (required)
+  --data <path>               a folder of images or a JSONL/CSV file of input tensors (required)
+  --model-repository <dir>    model repository (default: models)
+  --versions <list>           versions to compare, the first as the reference (default: 1,2)
+  --examples <n>              examples read (default: 60)
+  --rounds <n>                rounds, the median kept (default: 5)
+  -h, --help                  this help`;
+
+/** The options, or on a mistake the usage with what was wrong (exit 1); --help prints the usage (exit 0). */
+function options() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        'model-repository': { type: 'string', default: 'models' },
+        model: { type: 'string' },
+        versions: { type: 'string', default: '1,2' },
+        data: { type: 'string' },
+        examples: { type: 'string', default: '60' },
+        rounds: { type: 'string', default: '5' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    if (!values.model || !values.data) throw new Error('--model and --data are required');
+    return values as typeof values & { model: string; data: string };
+  } catch (error) {
+    console.error(`bench/quantized.ts: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(1);
+  }
+}
+const values = options();
 const repository = values['model-repository']!;
 const versions = values.versions!.split(',');
 const rounds = Number(values.rounds);
