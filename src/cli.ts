@@ -18,7 +18,7 @@ import { certificateValidityProblem, readClientTlsFiles, readTlsFiles, TLS_FLAGS
 import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { closeHttpConnections, createHttpFrontEnd, dashboardAddress, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
-import { chartFormatOf, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
+import { chartFormatOf, DEFAULT_TOP_K, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
@@ -683,7 +683,7 @@ program
   .option('--output <name>', 'output to judge (default: the first)')
   .addOption(new Option('--kind <kind>', 'what the output means (default: from its declaration: labelled vector = classification, labelled matrix = CTC text, unlabelled = a probability map)').choices(OUTPUT_KINDS))
   .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(evalOptionsSchema, 'threshold'))
-  .option('--top-k <n>', 'k of the top-k accuracy', integer(1), defaultOf(evalOptionsSchema, 'topK'))
+  .option('--top-k <n>', `k of the top-k accuracy, at most the number of classes (default: ${DEFAULT_TOP_K}, or the number of classes when fewer)`, integer(1))
   .option('--gate <clauses>', `what the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99"; metrics: ${Object.keys(GATE_METRICS).join(', ')}`)
   .option('--min-gate-examples <n>', 'examples the gate needs at least; on fewer it fails, whatever the figures', integer(1), defaultOf(evalOptionsSchema, 'minGateExamples'))
   .option('--json', 'print the report as one JSON object')

@@ -115,6 +115,13 @@ test('--plot to a file that is neither .svg nor .png is refused before any evalu
   assert.equal(proc.stdout, '');
 });
 
+test('a --top-k above the number of classes is refused before any evaluation, instead of being lowered to it unsaid', async () => {
+  const { code, stdout, stderr } = await nereid(evalArgs('--top-k', '11'));
+  assert.equal(code, 1);
+  assert.match(stderr, /--top-k 11: output 'logits' of 'fashion_mnist' has 10 classes, so top-11 accuracy would count every example right; give at most 10/);
+  assert.equal(stdout, '');
+});
+
 test('images without class folders are compared by agreement alone; a gate on accuracy then fails as not measured', async () => {
   const unlabelled = join(work, 'unlabelled');
   await mkdir(unlabelled);

@@ -40,7 +40,8 @@ export const evalOptionsSchema = z.object({
   kind: z.enum(OUTPUT_KINDS).optional(),
   /** A map's values at or above it form the region compared (PaddleOCR's detection threshold by default). */
   threshold: z.number().min(0).max(1).default(0.3),
-  topK: z.number().int().positive().default(5),
+  /** k of the top-k accuracy; default: DEFAULT_TOP_K, or the number of classes when fewer. More than the classes is refused. */
+  topK: z.number().int().positive().optional(),
   /** Clauses the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99". */
   gate: z.string().optional(),
   /** The gate fails on fewer examples than this, whatever their figures. */
@@ -48,6 +49,9 @@ export const evalOptionsSchema = z.object({
 });
 
 export type EvalOptions = z.input<typeof evalOptionsSchema>;
+
+/** k of the top-k accuracy unless --top-k says, lowered to the number of classes when there are fewer. */
+export const DEFAULT_TOP_K = 5;
 
 
 export interface LabelledImages {
@@ -248,6 +252,9 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     const classes = first.labelsOf(declared.name);
     const kind = settings.kind ?? outputKindOf({ dims: declared.dims, labelled: classes !== undefined });
     if (kind === 'ctc' && !classes) throw new Error(`output '${declared.name}' of '${settings.model}' has no labels file; ctc outputs are read by their labels`);
+    if (settings.topK !== undefined && kind === 'classification' && classes && settings.topK > classes.length) {
+      throw new Error(`--top-k ${settings.topK}: output '${declared.name}' of '${settings.model}' has ${classes.length} classes, so top-${settings.topK} accuracy would count every example right; give at most ${classes.length}`);
+    }
     const scores = kind === 'classification' && classes ? scoresBeyondLabels(declared, classes) : undefined;
     if (scores !== undefined) {
       throw new Error(`output '${declared.name}' of '${settings.model}' has ${scores} scores but its labels file ${declared.label_filename} has ${classes!.length} lines; give it one line per score, in index order`);
@@ -276,7 +283,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       evaluations.push({
         version,
         sizeBytes: (await stat(join(settings.modelRepository, settings.model, version, model.config.default_model_filename ?? 'model.onnx'))).size,
-        classification: labels && kind === 'classification' ? evaluateClassification(outputs.map((output) => output.data), labels as number[], { classes: classes!.length, topK: settings.topK }) : undefined,
+        classification: labels && kind === 'classification' ? evaluateClassification(outputs.map((output) => output.data), labels as number[], { classes: classes!.length, topK: settings.topK ?? DEFAULT_TOP_K }) : undefined,
         text: labels && kind === 'ctc' ? evaluateText(outputs.map((output) => ctcGreedyText(output, classes!)), labels as string[]) : undefined,
         agreement: reference ? compareOutputs(kind, reference, outputs, { labels: classes, threshold: settings.threshold }) : undefined,
         examplesPerSecond: examples.count / seconds,
