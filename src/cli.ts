@@ -288,7 +288,7 @@ const workerDefault = <K extends keyof typeof batchWorkerSettingsSchema.shape & 
 const program = new Command('nereid').description('Model inference server and toolkit (KServe V2 / Triton compatible)').version(VERSION);
 
 // Every command that reads a model repository reads the bundled one when none is named, filled first from the
-// packages that carry its models (serve does that itself, so that its log shows what was copied).
+// packages that carry its models (createServer does that itself, so that serve's log shows what was copied).
 program.hook('preAction', async (_program, command) => {
   if (!command.options.some((option) => option.attributeName() === 'modelRepository')) return;
   if (command.getOptionValue('modelRepository') === undefined) command.setOptionValue('modelRepository', BUNDLED_REPOSITORY);
@@ -433,8 +433,8 @@ program
         : undefined;
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
     const metricsListener = metrics && flags.allowMetrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
+    // createServer prepares the bundled repository, so that its log shows what was copied.
     const modelRepository: string = flags.modelRepository ?? BUNDLED_REPOSITORY;
-    if (await isBundledRepository(modelRepository)) await prepareBundledRepository(logger);
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),

@@ -5,6 +5,7 @@ export { createHttpFrontEnd, dashboardAddress, type HttpFrontEndOptions } from '
 export { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd, type GrpcFrontEndOptions } from './frontends/grpc/v2-grpc.js';
 export { loadInferenceProto, PROTO_DIR, PROTO_LOADER_OPTIONS, type InferenceProto } from './frontends/grpc/v2-grpc-proto.js';
 export { ModelRepository, type RepositoryIndexEntry } from './repository/model-repository.js';
+export { BUNDLED_REPOSITORY } from './repository/bundled-repository.js';
 export {
   createMetricsListener,
   createTracing,

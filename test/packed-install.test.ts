@@ -108,6 +108,17 @@ test('the packed tarball installs into an empty project with plain npm install, 
   assert.deepEqual(JSON.parse(imports.stdout), ['function', 'function', 'function', 'function']);
   for (const types of ['dist/index.d.ts', 'dist/client/index.d.ts']) assert.ok(existsSync(join(installed, types)), `${types} is installed for TypeScript users`);
 
+  // The README's library example, as the installed README gives it, runs from the project: the first use of the bundled
+  // repository, whose models from dependencies are not in place yet.
+  const readme = await readFile(join(installed, 'README.md'), 'utf8');
+  const example = /## Library\n+```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(example, "the installed README has a Library section that opens with a ts example");
+  await writeFile(join(project, 'library-example.mjs'), `${example}console.log(JSON.stringify(response.outputs.map((output) => output.name)));\n`);
+  const library = await run(process.execPath, ['library-example.mjs'], project, 300_000);
+  assert.equal(library.code, 0, `the README's library example failed from the installed package:\n${library.stdout}${library.stderr}`);
+  const outputs = library.stdout.split('\n').find((line) => line.startsWith('['));
+  assert.deepEqual(outputs && JSON.parse(outputs), ['softmax_0.tmp_0'], `the README's library example answered:\n${library.stdout}`);
+
   // The installed command with no repository named serves the bundled one, preparing what dependencies provide.
   const bin = join(project, 'node_modules', '.bin', 'nereid');
   const served = await servedBy(

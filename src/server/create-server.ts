@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { pino } from 'pino';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
+import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
 import { repositoryFolder } from '../repository/model-repository.js';
 import { Server, type ServerOptions } from './server.js';
 
@@ -33,6 +34,9 @@ export async function createServer(options: CreateServerOptions): Promise<Server
   // Before anything listens: a repository that is a file or missing is the operator's mistake, said plainly.
   await repositoryFolder(options.modelRepository);
   const logger = options.logger ?? pino({ level: 'info' });
+  // The bundled repository (BUNDLED_REPOSITORY) of an installed package holds only its own files until the models that
+  // dependencies ship are copied into place, as `nereid serve` does on first use.
+  if (await isBundledRepository(options.modelRepository)) await prepareBundledRepository(logger);
   const backends = options.backends ?? [
     new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend(),
     // Registered always, so a javascript model without --allow-code-models is refused by name rather than as an unknown backend.
