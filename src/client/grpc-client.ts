@@ -19,7 +19,8 @@ import {
 } from './client-tensors.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import type { InferOptions, InferResult } from './http-client.js';
-import { retryingCall, type RetryOptions } from '../core/retry.js';
+import { refuseUnknownOptions } from '../core/options.js';
+import { RETRY_OPTION_KEYS, retryingCall, type RetryOptions } from '../core/retry.js';
 import type { ClientTlsOptions } from '../core/tls.js';
 
 export interface GrpcClientOptions {
@@ -43,6 +44,11 @@ export interface GrpcClientOptions {
    */
   compression?: 'gzip' | 'deflate';
 }
+
+const GRPC_CLIENT_OPTIONS = { address: true, token: true, tls: true, rootCertificate: true, retry: true, timeoutMs: true, compression: true } satisfies Record<
+  keyof GrpcClientOptions,
+  true
+>;
 
 const COMPRESSION_ALGORITHMS = { deflate: 1, gzip: 2 } as const;
 
@@ -85,6 +91,8 @@ export class GrpcClient {
   private readonly outputNames = new OutputNamesCache();
 
   constructor(private readonly options: GrpcClientOptions) {
+    refuseUnknownOptions('GrpcClient', options, Object.keys(GRPC_CLIENT_OPTIONS));
+    refuseUnknownOptions("GrpcClient option 'retry'", options.retry, RETRY_OPTION_KEYS);
     const { Client } = loadInferenceProto();
     const tls = options.tls ?? (options.rootCertificate ? { ca: options.rootCertificate } : undefined);
     const pem = (part: string | Buffer | undefined) => (part === undefined ? null : Buffer.from(part));

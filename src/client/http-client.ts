@@ -3,7 +3,8 @@
  * inference with typed tensors, binary by default (exact for every datatype, and cheaper than JSON
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
-import { retryingCall, type RetryOptions } from '../core/retry.js';
+import { refuseUnknownOptions } from '../core/options.js';
+import { RETRY_OPTION_KEYS, retryingCall, type RetryOptions } from '../core/retry.js';
 import {
   OutputNamesCache,
   outputFromBytes,
@@ -37,6 +38,8 @@ export interface HttpClientOptions {
   /** With an https url: the CA to trust instead of Node's built-in ones, and a certificate with its key for mutual TLS. */
   tls?: ClientTlsOptions;
 }
+
+const HTTP_CLIENT_OPTIONS = { url: true, token: true, retry: true, timeoutMs: true, tls: true } satisfies Record<keyof HttpClientOptions, true>;
 
 export interface InferOptions {
   version?: string;
@@ -136,6 +139,8 @@ export class HttpClient {
   private readonly agent: HttpAgent;
 
   constructor(private readonly options: HttpClientOptions) {
+    refuseUnknownOptions('HttpClient', options, Object.keys(HTTP_CLIENT_OPTIONS));
+    refuseUnknownOptions("HttpClient option 'retry'", options.retry, RETRY_OPTION_KEYS);
     this.base = options.url.replace(/\/+$/, '');
     const protocol = URL.canParse(this.base) ? new URL(this.base).protocol : undefined;
     if (protocol !== 'http:' && protocol !== 'https:') throw new Error(`url: expected http://host:port or https://host:port, got '${options.url}'`);

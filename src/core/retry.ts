@@ -13,6 +13,9 @@ export interface RetryOptions {
   maxDelayMs?: number;
 }
 
+/** The keys of RetryOptions, to refuse a misspelt one. */
+export const RETRY_OPTION_KEYS = Object.keys({ tries: true, firstDelayMs: true, maxDelayMs: true } satisfies Record<keyof RetryOptions, true>);
+
 export interface RetryVerdict {
   retry: boolean;
   /** The wait the server asked for, when it did. */

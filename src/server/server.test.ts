@@ -190,7 +190,7 @@ test('importing server.ts loads neither onnxruntime-node nor ioredis (and the ch
 test('a wrong server option is refused with what was expected, naming the option', () => {
   assert.throws(
     () => new Server({ backends: [doublerBackend()], logger: silent, modelRepository: 'models', modelMemoryBudget: 'lots' }),
-    /^Error: invalid server options:\n✖ a memory budget is bytes .* got 'lots'\n {2}→ at modelMemoryBudget$/,
+    /^TypeError: Server: option 'modelMemoryBudget': a memory budget is bytes .* got 'lots'$/,
   );
 });
 

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
+import { parseOptions } from '../core/options.js';
 import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
@@ -120,6 +121,12 @@ export type ServerOptions = z.input<typeof serverOptionsSchema> & {
   traceSettings?: TraceSettings;
 };
 
+/** The options a Server reads itself, beside its schema's. */
+const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: true, responseCache: true, traceSettings: true } satisfies Record<
+  Exclude<keyof ServerOptions, keyof z.input<typeof serverOptionsSchema>>,
+  true
+>;
+
 /** A row of the repository index as the server answers it. */
 type IndexRow = RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number };
 
@@ -168,11 +175,9 @@ export class Server {
   readonly memoryReclaimer?: IdleMemoryReclaimer;
 
   constructor(options: ServerOptions) {
-    const parsed = serverOptionsSchema.safeParse(options);
-    // A wrong option (a flag's value, once the CLI has passed it on) reads as what was expected, not as a list of schema issues.
-    if (!parsed.success) throw new Error(`invalid server options:\n${z.prettifyError(parsed.error)}`);
-    this.options = parsed.data;
-    if (options.backends.length === 0) throw new Error('a Server needs at least one backend');
+    // A wrong option (a flag's value, once the CLI has passed it on) reads as what was expected, and a misspelt one is refused.
+    this.options = parseOptions('Server', serverOptionsSchema, options, Object.keys(SERVER_OTHER_OPTIONS));
+    if (!(options.backends?.length > 0)) throw new Error('a Server needs at least one backend (option backends)');
     this.backends = options.backends;
     this.logger = options.logger ?? pino({ level: 'info' });
     this.responseCache = options.responseCache;

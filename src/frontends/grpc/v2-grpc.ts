@@ -4,6 +4,7 @@
  * message, calls the core, and encodes the answer. Errors map to gRPC codes in core/errors.ts.
  */
 import type { EventEmitter } from 'node:events';
+import { parseOptions } from '../../core/options.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -215,7 +216,7 @@ class CallsInFlight {
 }
 
 export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions = {}): GrpcFrontEnd {
-  const settings = grpcFrontEndOptionsSchema.parse(options);
+  const settings = parseOptions('createGrpcFrontEnd', grpcFrontEndOptionsSchema, options);
   const logger: Logger = server.logger.child({ frontEnd: 'grpc' });
   const service = withGentleDecoding(loadInferenceProto().service);
   const calls = new CallsInFlight();

@@ -2,6 +2,7 @@
  * The KServe Open Inference Protocol (V2) over HTTP, with Triton's extensions, as a thin
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
+import { parseOptions } from '../../core/options.js';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
@@ -72,6 +73,9 @@ export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema> & {
   /** Where the dashboard's batch jobs page reads the jobs of a Redis queue (--jobs-queue); none: the page says how to set one. */
   dashboardJobs?: BatchJobsSource;
 };
+
+/** The options createHttpFrontEnd reads itself, beside its schema's. */
+const HTTP_OTHER_OPTIONS = { dashboardHistograms: true, dashboardJobs: true } satisfies Record<Exclude<keyof HttpFrontEndOptions, keyof z.input<typeof httpFrontEndOptionsSchema>>, true>;
 
 type ModelParams = { model: string; version?: string };
 
@@ -302,7 +306,7 @@ function originHostIsServers(origin: string, headers: FastifyRequest['headers'])
 }
 
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
-  const settings = httpFrontEndOptionsSchema.parse(options);
+  const settings = parseOptions('createHttpFrontEnd', httpFrontEndOptionsSchema, options, Object.keys(HTTP_OTHER_OPTIONS));
   const maxBodyBytes = settings.maxBodyBytes;
   const logger = server.logger.child({ frontEnd: 'http' });
   const app: FastifyInstance = Fastify({

@@ -1,0 +1,47 @@
+/**
+ * The library's public constructors and factories as a user calls them: a misspelt option is refused by name with the
+ * options that exist (not dropped, leaving its default in force), and a wrong value reads as one line saying what the
+ * option expects and what it got.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { GrpcClient, HttpClient } from '../src/client/index.js';
+import { createGrpcFrontEnd, createHttpFrontEnd, createServer, Server } from '../src/index.js';
+import { doublerBackend } from './support/fake-backend.js';
+
+const logger = pino({ level: 'silent' });
+
+test('a misspelt option of createServer, Server, the front ends and the clients is refused, naming it and the known ones', async () => {
+  await assert.rejects(
+    createServer({ modelRepository: 'models', logger, maxBatchSise: 8 } as never),
+    /^TypeError: Server: unknown option 'maxBatchSise' \(known: .*\bdefaultMaxBatchSize\b.*\)$/,
+  );
+  assert.throws(
+    () => new Server({ modelRepository: 'models', logger, backends: [doublerBackend()], maxQueueSise: 2, htpPort: 1 } as never),
+    /^TypeError: Server: unknown options 'maxQueueSise', 'htpPort' \(known: .*\bbackends\b.*\bmaxQueueSize\b.*\)$/,
+  );
+  const server = new Server({ modelRepository: 'models', logger, backends: [doublerBackend()] });
+  assert.throws(() => createHttpFrontEnd(server, { maxBodyByte: 1 } as never), /^TypeError: createHttpFrontEnd: unknown option 'maxBodyByte' \(known: .*\bdashboardJobs\b.*\bmaxBodyBytes\b.*\)$/);
+  assert.throws(() => createGrpcFrontEnd(server, { reflexion: true } as never), /^TypeError: createGrpcFrontEnd: unknown option 'reflexion' \(known: .*\breflection\b.*\)$/);
+  assert.throws(() => new HttpClient({ url: 'http://127.0.0.1:8000', timeout: 100 } as never), /^TypeError: HttpClient: unknown option 'timeout' \(known: .*\btimeoutMs\b.*\)$/);
+  assert.throws(
+    () => new HttpClient({ url: 'http://127.0.0.1:8000', retry: { retries: 5 } } as never),
+    /^TypeError: HttpClient option 'retry': unknown option 'retries' \(known: firstDelayMs, maxDelayMs, tries\)$/,
+  );
+  assert.throws(() => new GrpcClient({ address: '127.0.0.1:8001', compresion: 'gzip' } as never), /^TypeError: GrpcClient: unknown option 'compresion' \(known: .*\bcompression\b.*\)$/);
+  assert.throws(() => new Server({ modelRepository: 'models', logger } as never), /^Error: a Server needs at least one backend \(option backends\)$/);
+});
+
+test('a wrong option value reads as one line: the option, what it expects and what it got', () => {
+  const server = new Server({ modelRepository: 'models', logger, backends: [doublerBackend()] });
+  assert.throws(() => createHttpFrontEnd(server, { maxBodyBytes: -1 }), /^TypeError: createHttpFrontEnd: option 'maxBodyBytes' expects number to be >0, got -1$/);
+  assert.throws(
+    () => createGrpcFrontEnd(server, { maxReceiveMessageBytes: '4MB' } as never),
+    /^TypeError: createGrpcFrontEnd: option 'maxReceiveMessageBytes' expects number, got '4MB' \(a string\)$/,
+  );
+  assert.throws(
+    () => new Server({ modelRepository: 'models', logger, backends: [doublerBackend()], modelControlMode: 'manual' as never }),
+    /^TypeError: Server: option 'modelControlMode' expects one of "none"\|"explicit"\|"poll"\|"on_demand", got 'manual' \(a string\)$/,
+  );
+});
