@@ -297,6 +297,8 @@ export class Server {
 
   /** Loads the models the control mode asks for. A model that fails is reported and the rest still load. */
   async start(): Promise<this> {
+    // A closed server's repository and services are shut: starting would load models nothing could reach or release.
+    if (this.closing) throw new Error('start() after close(): a closed Server cannot start again; create a new one (createServer)');
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
     await this.checkNamedModels(discovered);

@@ -495,6 +495,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   grpcServer.addService(service, handlers);
   const health = addHealthService(grpcServer, () => server.ready);
   const reflection = settings.reflection && addReflectionService(grpcServer);
+  let closed = false;
 
   // grpc-js makes the TLS servers itself and exposes none: their failed handshakes are logged through its (internal)
   // list of them, each once; a grpc-js without that list logs none.
@@ -512,6 +513,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     grpcServer,
     reflection,
     listen(host: string, port: number): Promise<number> {
+      if (closed) return Promise.reject(new Error('listen() after close(): a closed gRPC front end cannot listen again; create a new one with createGrpcFrontEnd'));
       return new Promise((resolve, reject) => {
         grpcServer.bindAsync(bindAddress(host, port), serverCredentials(settings.tls), (error, bound) => {
           if (error) return reject(error);
@@ -521,6 +523,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       });
     },
     close(graceMs = 5000): Promise<void> {
+      closed = true;
       health.close();
       return new Promise((resolve) => {
         const timers: NodeJS.Timeout[] = [];
