@@ -72,6 +72,22 @@ export class GrpcCallError extends Error {
   }
 }
 
+/** A call the client's `timeoutMs` ended: DEADLINE_EXCEEDED (a GrpcCallError, so existing checks still match it). */
+export class GrpcTimeoutError extends GrpcCallError {
+  constructor(code: grpc.status, details: string) {
+    super(code, details);
+    this.name = 'GrpcTimeoutError';
+  }
+}
+
+/** A call the caller's `signal` stopped, before it went, in flight or while waiting to try again: CANCELLED (a GrpcCallError too). */
+export class GrpcAbortError extends GrpcCallError {
+  constructor(code: grpc.status, details: string) {
+    super(code, details);
+    this.name = 'GrpcAbortError';
+  }
+}
+
 function retryVerdict(error: unknown) {
   if (!(error instanceof GrpcCallError)) return { retry: false };
   // RESOURCE_EXHAUSTED is a server's load (tried again, as HTTP's 429) or a message over the size limit, which no later try changes (as HTTP's 413).
@@ -241,19 +257,26 @@ export class GrpcClient {
   }
 
   private unary(method: string, request: unknown, signal?: AbortSignal): Promise<unknown> {
-    return retryingCall(this.options.retry, signal, retryVerdict, () => {
+    const tried = retryingCall(this.options.retry, signal, retryVerdict, () => {
       return new Promise((resolve, reject) => {
         // An abort before the call starts is the caller's answer: the call never goes.
-        if (signal?.aborted) return reject(new GrpcCallError(grpc.status.CANCELLED, 'Cancelled on client'));
+        if (signal?.aborted) return reject(new GrpcAbortError(grpc.status.CANCELLED, 'Cancelled on client'));
         const cancel = () => call.cancel();
         const call = this.client[method]!(request, this.metadata(), this.callOptions(), (error: grpc.ServiceError | null, response: unknown) => {
           // A signal shared by many calls must not gather one listener per finished call.
           signal?.removeEventListener('abort', cancel);
-          if (error) reject(new GrpcCallError(error.code, error.details));
-          else resolve(response);
+          if (!error) resolve(response);
+          else if (error.code === grpc.status.CANCELLED && signal?.aborted) reject(new GrpcAbortError(error.code, error.details));
+          // The deadline timeoutMs set: passed here, or at the server, which reads it as the request's deadline.
+          else if (error.code === grpc.status.DEADLINE_EXCEEDED && this.options.timeoutMs) reject(new GrpcTimeoutError(error.code, error.details));
+          else reject(new GrpcCallError(error.code, error.details));
         }) as grpc.ClientUnaryCall;
         signal?.addEventListener('abort', cancel, { once: true });
       });
+    });
+    // An abort while waiting to try again ends the wait with the signal's reason: the same error as an abort before the call.
+    return tried.catch((error: unknown) => {
+      throw signal?.aborted && error === signal.reason ? new GrpcAbortError(grpc.status.CANCELLED, 'Cancelled on client') : error;
     });
   }
 }

@@ -100,6 +100,22 @@ export class ConnectionError extends Error {
   }
 }
 
+/** A call the client's `timeoutMs` abandoned (a ConnectionError, so existing checks still match it). */
+export class HttpTimeoutError extends ConnectionError {
+  constructor(message: string, code: string | undefined, cause: unknown) {
+    super(message, code, cause);
+    this.name = 'HttpTimeoutError';
+  }
+}
+
+/** A call the caller's `signal` stopped, in flight or while waiting to try again (a ConnectionError too). */
+export class HttpAbortError extends ConnectionError {
+  constructor(message: string, code: string | undefined, cause: unknown) {
+    super(message, code, cause);
+    this.name = 'HttpAbortError';
+  }
+}
+
 /** Overload refusals and refused connections are worth another try; any other answer is final. */
 function retryVerdict(error: unknown) {
   if (error instanceof ClientError) {
@@ -334,13 +350,18 @@ export class HttpClient {
   /** One call, tried again after a 503 or 429 (waiting what Retry-After says) or a refused connection. */
   private call(method: string, path: string, body?: Buffer, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Answer> {
     const { token, timeoutMs } = this.options;
-    return retryingCall(this.options.retry, signal, retryVerdict, async () => {
-      const signals = [signal, timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined].filter((candidate) => candidate !== undefined);
+    const failed = (why: unknown) => `${method} ${this.base}${path} failed: ${String((why as Error | undefined)?.message ?? why)}`;
+    const tried = retryingCall(this.options.retry, signal, retryVerdict, async () => {
+      const timeout = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+      const signals = [signal, timeout].filter((candidate) => candidate !== undefined);
       const combined = signals.length ? AbortSignal.any(signals) : undefined;
       const sent = { ...headers, ...(body ? { 'content-length': String(body.length) } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) };
       const response = await this.send(method, path, body, sent, combined).catch((error: NodeJS.ErrnoException) => {
-        const why = combined?.aborted ? String((combined.reason as Error | undefined)?.message ?? combined.reason) : error.message;
-        throw new ConnectionError(`${method} ${this.base}${path} failed: ${why}`, error.code, error);
+        const message = failed(combined?.aborted ? combined.reason : error);
+        // The caller's abort first: a timeout that fires after it changes nothing the caller did not ask for.
+        if (signal?.aborted) throw new HttpAbortError(message, error.code, error);
+        if (timeout?.aborted) throw new HttpTimeoutError(message, error.code, error);
+        throw new ConnectionError(message, error.code, error);
       });
       if (response.status >= 200 && response.status < 300) return response;
       const text = response.body.toString('utf8');
@@ -352,6 +373,10 @@ export class HttpClient {
       }
       const retryAfter = response.headers['retry-after'];
       throw new ClientError(response.status, `${method} ${path}: ${response.status} ${message}`, retryAfter !== undefined ? Number(retryAfter) : undefined);
+    });
+    // An abort while waiting to try again ends the wait with the signal's reason: the same error as an abort in flight.
+    return tried.catch((error: unknown) => {
+      throw signal?.aborted && error === signal.reason ? new HttpAbortError(failed(error), undefined, error) : error;
     });
   }
 

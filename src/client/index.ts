@@ -1,7 +1,7 @@
 /** Nereid's client library (`nereid-serve/client`): V2 over HTTP and gRPC, for Nereid and Triton alike. */
 export { type ClientInput, type ClientTensor, type OutputTensor, type SharedMemoryInput, type SharedMemoryTensor } from './client-tensors.js';
 export { createSharedMemoryObject, readSharedMemoryTensor, removeSharedMemoryObject, writeSharedMemoryTensors } from './shared-memory.js';
-export { GrpcCallError, GrpcClient, type GrpcClientOptions, type StreamRequest } from './grpc-client.js';
-export { ClientError, ConnectionError, HttpClient, type ClassifyAnswer, type HttpClientOptions, type InferOptions, type InferResult } from './http-client.js';
+export { GrpcAbortError, GrpcCallError, GrpcClient, GrpcTimeoutError, type GrpcClientOptions, type StreamRequest } from './grpc-client.js';
+export { ClientError, ConnectionError, HttpAbortError, HttpClient, HttpTimeoutError, type ClassifyAnswer, type HttpClientOptions, type InferOptions, type InferResult } from './http-client.js';
 export { type RetryOptions } from '../core/retry.js';
 export { type ClientTlsOptions } from '../core/tls.js';

@@ -1,0 +1,68 @@
+/**
+ * The clients tell a call their own `timeoutMs` ended from one the caller's `signal` stopped, by class, over HTTP and
+ * gRPC, against a real server whose model holds every run (so nothing answers first): HttpTimeoutError /
+ * HttpAbortError (ConnectionErrors) and GrpcTimeoutError / GrpcAbortError (GrpcCallErrors), messages unchanged.
+ */
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { ConnectionError, GrpcAbortError, GrpcCallError, GrpcClient, GrpcTimeoutError, HttpAbortError, HttpClient, HttpTimeoutError } from '../src/client/index.js';
+import { createGrpcFrontEnd, createHttpFrontEnd, Server } from '../src/index.js';
+import { doublerBackend, fakeRepository, Gate } from './support/fake-backend.js';
+
+test('a timeout and an abort are told apart by class over HTTP and gRPC, in flight and before the call', async (t) => {
+  // A model per call that reaches it: a held run keeps its model's one instance busy, so a later call would only queue.
+  const repo = await fakeRepository(t, { http_timeout: undefined, grpc_timeout: undefined, http_abort: undefined, grpc_abort: undefined });
+  const backend = doublerBackend();
+  const server = await new Server({ modelRepository: repo, backends: [backend], logger: pino({ level: 'silent' }) }).start();
+  const gate = new Gate();
+  backend.gate = gate;
+  const httpFrontEnd = createHttpFrontEnd(server, { dashboard: false });
+  await httpFrontEnd.listen({ host: '127.0.0.1', port: 0 });
+  const grpcFrontEnd = createGrpcFrontEnd(server);
+  const grpcPort = await grpcFrontEnd.listen('127.0.0.1', 0);
+  const url = `http://127.0.0.1:${(httpFrontEnd.server.address() as AddressInfo).port}`;
+  const clients = {
+    http: new HttpClient({ url, retry: { tries: 1 } }),
+    httpTimed: new HttpClient({ url, retry: { tries: 1 }, timeoutMs: 50 }),
+    grpc: new GrpcClient({ address: `127.0.0.1:${grpcPort}`, retry: { tries: 1 } }),
+    grpcTimed: new GrpcClient({ address: `127.0.0.1:${grpcPort}`, retry: { tries: 1 }, timeoutMs: 50 }),
+  };
+  t.after(async () => {
+    gate.open();
+    for (const client of Object.values(clients)) client.close();
+    await grpcFrontEnd.close();
+    await httpFrontEnd.close();
+    await server.close();
+  });
+  const inputs = { INPUT0: { datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) } } as const;
+
+  // The held model never answers: each timed call ends at its own deadline.
+  const httpTimeout = await clients.httpTimed.infer('http_timeout', inputs).then(() => undefined, (error: unknown) => error);
+  assert.ok(httpTimeout instanceof HttpTimeoutError && httpTimeout instanceof ConnectionError, `HTTP timeout: ${String(httpTimeout)}`);
+  assert.match(httpTimeout.message, /^POST http:\/\/127\.0\.0\.1:\d+\/v2\/models\/http_timeout\/infer failed: The operation was aborted due to timeout$/);
+  const grpcTimeout = await clients.grpcTimed.infer('grpc_timeout', inputs).then(() => undefined, (error: unknown) => error);
+  assert.ok(grpcTimeout instanceof GrpcTimeoutError && grpcTimeout instanceof GrpcCallError, `gRPC timeout: ${String(grpcTimeout)}`);
+  assert.equal(grpcTimeout.code, 4);
+
+  // An abort once the request is held at the model, and one before the call goes.
+  for (const [name, client, model] of [['HTTP', clients.http, 'http_abort'], ['gRPC', clients.grpc, 'grpc_abort']] as const) {
+    const held = gate.waiting;
+    const controller = new AbortController();
+    const call = client.infer(model, inputs, { signal: controller.signal }).then(() => undefined, (error: unknown) => error);
+    await gate.whenWaiting(held + 1);
+    controller.abort();
+      const inFlight = await call;
+    const before = await client.infer(model, inputs, { signal: controller.signal }).then(() => undefined, (error: unknown) => error);
+    for (const [when, error] of [['in flight', inFlight], ['before the call', before]] as const) {
+      if (name === 'HTTP') {
+        assert.ok(error instanceof HttpAbortError && error instanceof ConnectionError && !(error instanceof HttpTimeoutError), `HTTP abort ${when}: ${String(error)}`);
+        assert.match(error.message, /failed: This operation was aborted$/);
+      } else {
+        assert.ok(error instanceof GrpcAbortError && error instanceof GrpcCallError && !(error instanceof GrpcTimeoutError), `gRPC abort ${when}: ${String(error)}`);
+        assert.equal(error.message, 'CANCELLED: Cancelled on client');
+      }
+    }
+  }
+});
