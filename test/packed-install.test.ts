@@ -65,6 +65,8 @@ test('the packed tarball installs into an empty project with plain npm install, 
   const packedPaths = packed!.files.map((file) => file.path);
   assert.ok(packedPaths.includes('LICENSE') && packedPaths.includes('README.md'), 'LICENSE and README travel with the package');
   assert.ok(packedPaths.includes(PACKAGE.bin.nereid!), `the nereid command (${PACKAGE.bin.nereid}) is packed`);
+  // Source maps would point at src/, which is not packed: none is shipped, and no packed file names one (below).
+  assert.deepEqual(packedPaths.filter((path) => path.endsWith('.map')), [], 'packed source maps, whose sources (src/) are not in the package');
   // Models that dependencies ship are copied at first use, not carried: the pack holds only the repository's own files.
   const tracked = await trackedFiles();
   if (tracked) {
@@ -107,6 +109,11 @@ test('the packed tarball installs into an empty project with plain npm install, 
   assert.equal(imports.code, 0, imports.stderr);
   assert.deepEqual(JSON.parse(imports.stdout), ['function', 'function', 'function', 'function']);
   for (const types of ['dist/index.d.ts', 'dist/client/index.d.ts']) assert.ok(existsSync(join(installed, types)), `${types} is installed for TypeScript users`);
+  const mapped = [];
+  for (const path of packedPaths.filter((candidate) => candidate.endsWith('.js'))) {
+    if ((await readFile(join(installed, path), 'utf8')).includes('//# sourceMappingURL=')) mapped.push(path);
+  }
+  assert.deepEqual(mapped, [], 'installed files that name a source map the package does not ship');
 
   // The README's library example, as the installed README gives it, runs from the project: the first use of the bundled
   // repository, whose models from dependencies are not in place yet.
@@ -165,9 +172,11 @@ test('the published type declarations check in a consumer under bundler, CommonJ
   await writeFile(
     join(project, 'consumer.ts'),
     `import { createServer } from '${PACKAGE.name}';\n` +
-      `import { HttpClient, GrpcClient, type HttpClientOptions } from '${PACKAGE.name}/client';\n` +
+      `import { HttpClient, GrpcClient, DATATYPES, type HttpClientOptions, type Compression, type Datatype } from '${PACKAGE.name}/client';\n` +
       "const options: HttpClientOptions = { url: 'http://127.0.0.1:8000' };\n" +
-      'export const used = [createServer, new HttpClient(options), GrpcClient];\n',
+      "const compression: Compression = 'gzip';\n" +
+      "const datatype: Datatype = DATATYPES[0];\n" +
+      'export const used = [createServer, new HttpClient(options), GrpcClient, compression, datatype];\n',
   );
   const settings = {
     bundler: { module: 'esnext', moduleResolution: 'bundler' },

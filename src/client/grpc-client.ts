@@ -18,7 +18,7 @@ import {
   type OutputTensor,
 } from './client-tensors.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
-import type { InferOptions, InferResult } from './http-client.js';
+import type { Compression, InferOptions, InferResult } from './http-client.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { RETRY_OPTION_KEYS, retryingCall, type RetryOptions } from '../core/retry.js';
 import type { ClientTlsOptions } from '../core/tls.js';
@@ -42,7 +42,7 @@ export interface GrpcClientOptions {
    * Compress each request message (tritonclient's compression_algorithm). Set on the channel, as grpc-js compresses per
    * channel; answers come back uncompressed (grpc-js servers do not compress).
    */
-  compression?: 'gzip' | 'deflate';
+  compression?: Compression;
 }
 
 const GRPC_CLIENT_OPTIONS = { address: true, token: true, tls: true, rootCertificate: true, retry: true, timeoutMs: true, compression: true } satisfies Record<
