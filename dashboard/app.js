@@ -1,7 +1,7 @@
 // The Nereid dashboard: reads /dashboard/api/stream (Server-Sent Events over fetch, so that a bearer
 // token can travel in a header) and draws the overview, a model's live charts and the try-it panel.
 import { lineChart } from './charts.js';
-import { answerKind, detectionShapes, drawShapes, imageModeOf, textShapes } from './try-it.js';
+import { answerKind, detectionShapes, drawShapes, imageModeOf, requestTemplate, textShapes } from './try-it.js';
 
 const API = new URL('api/', new URL('..', import.meta.url)).pathname;
 const ROOT = new URL('../..', import.meta.url).pathname; // the server's root, for the V2 routes
@@ -450,6 +450,12 @@ async function configOf(name) {
   return state.configs.get(name);
 }
 
+/** The model's metadata (its inputs and outputs as requests carry them), read afresh: a reload may change them. */
+async function metadataOf(name) {
+  const response = await call(`${ROOT}v2/models/${encodeURIComponent(name)}`);
+  return response.ok ? response.json() : undefined;
+}
+
 /** The routes for images this server has, from its OpenAPI document (made from its registered routes). */
 let imageRoutes;
 async function imageRoutesOf() {
@@ -482,6 +488,7 @@ function tryPage(chosen) {
         </label>
       </div>
       <div data-pane="json" hidden>
+        <p class="note" id="try-json-note" data-testid="try-json-note" hidden></p>
         <textarea id="try-json" rows="10" spellcheck="false" placeholder='{"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}'></textarea>
         <button type="button" id="try-send">Send to /infer</button>
       </div>
@@ -518,8 +525,13 @@ function tryPage(chosen) {
     render(modeSelect, html`${offered.map((name) => html`<option value="${name}">${IMAGE_MODES[name].label}</option>`)}<option value="">none: tensors only</option>`);
     modeSelect.value = mode ?? '';
     showHint();
-    const example = config?.input?.map((input) => ({ name: input.name, shape: [...(config.max_batch_size > 0 ? [1] : []), ...input.dims.map((d) => (d < 0 ? 1 : d))], datatype: input.data_type.replace('TYPE_', '').replace('STRING', 'BYTES'), data: [] }));
-    document.getElementById('try-json').value = example ? JSON.stringify({ inputs: example }, null, 2) : '';
+    // The inputs as the server takes them on the wire (its metadata), not as the model runs them (its config).
+    const metadata = await metadataOf(select.value);
+    const { request, notes } = requestTemplate(metadata, config);
+    document.getElementById('try-json').value = metadata ? `{\n  "inputs": [\n${request.inputs.map((input) => `    ${JSON.stringify(input)}`).join(',\n')}\n  ]\n}` : '';
+    const note = document.getElementById('try-json-note');
+    note.textContent = notes.join('; ');
+    note.hidden = notes.length === 0;
   };
   select.addEventListener('change', () => void describe());
   modeSelect.addEventListener('change', showHint);

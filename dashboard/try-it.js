@@ -19,6 +19,35 @@ export function imageModeOf(model, config, takesImages, routes) {
   return undefined;
 }
 
+/** The most elements a template fills with zeros: more would bury the request in the text box. */
+const TEMPLATE_ELEMENTS = 100_000;
+
+/**
+ * A KServe V2 request for a model that the server accepts as it stands: each input of its metadata
+ * (the wire inputs, as /v2/models/<name> reports them: an image input decoded by the server is BYTES
+ * there, whatever tensor the model runs on) with that name, datatype and shape, a variable dim set to
+ * the multiple its config asks for (`dims_multiple_of`) or 1, and zeros (empty strings, false) as data.
+ * An image input gets one empty element: JSON carries no encoded image, and the server answers that
+ * the image is empty (a BYTES input the model decodes as an image itself, such as the OCR pipeline's,
+ * is not told from other strings: its note says both). Returns `{ request, notes }`, `notes` saying what the template cannot hold.
+ */
+export function requestTemplate(metadata, config) {
+  const notes = [];
+  const inputs = (metadata?.inputs ?? []).map((input) => {
+    const declared = config?.input?.find((candidate) => candidate.name === input.name);
+    const multiples = declared?.dims_multiple_of ?? [];
+    const offset = input.shape.length - multiples.length; // the batch dim comes first in the metadata, not in the config
+    const shape = input.shape.map((dim, index) => (dim >= 0 ? dim : Math.max(1, multiples[index - offset] ?? 1)));
+    const count = shape.reduce((product, dim) => product * dim, 1);
+    const zero = input.datatype === 'BYTES' ? '' : input.datatype === 'BOOL' ? false : 0;
+    if (declared?.preprocess?.image) notes.push(`${input.name} takes an encoded image, which JSON cannot carry: send one from the Image tab`);
+    else if (input.datatype === 'BYTES') notes.push(`${input.name} is BYTES, an empty string each: put yours in (an encoded image goes through the Image tab)`);
+    else if (count > TEMPLATE_ELEMENTS) notes.push(`${input.name} holds ${count.toLocaleString('en')} elements: fill its data in`);
+    return { name: input.name, shape, datatype: input.datatype, data: count > TEMPLATE_ELEMENTS ? [] : Array(count).fill(zero) };
+  });
+  return { request: { inputs }, notes };
+}
+
 /**
  * The shapes of a /detect answer: `{ image: { width, height }, detections: [{ label, score, box: [x_min, y_min, x_max, y_max] }] }`.
  * Each shape: `{ points: [[x, y] × 4] clockwise from top-left, label, score }`.
