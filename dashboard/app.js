@@ -517,16 +517,16 @@ function tryPage(chosen) {
     document.getElementById('try-file').disabled = !mode;
   };
   const describe = async () => {
-    const [config, routes] = await Promise.all([configOf(select.value), imageRoutesOf()]);
-    const takesImages = state.snapshot?.models.find((model) => model.name === select.value)?.versions.some((version) => version.takes_images);
-    const mode = imageModeOf(select.value, config, takesImages, routes);
-    // Every route the server has stays pickable: the guess reads names, and a person may know better.
+    // The inputs as the server takes them on the wire (its metadata), not as the model runs them (its config).
+    const [config, metadata, routes] = await Promise.all([configOf(select.value), metadataOf(select.value), imageRoutesOf()]);
+    const versions = state.snapshot?.models.find((model) => model.name === select.value)?.versions ?? [];
+    const imageRoutes = versions.find((version) => version.image_routes)?.image_routes;
+    const mode = imageModeOf(metadata, imageRoutes, routes);
+    // Every route the server has stays pickable: a person may know better.
     const offered = Object.keys(IMAGE_MODES).filter((name) => name === 'text' || routes[name]);
     render(modeSelect, html`${offered.map((name) => html`<option value="${name}">${IMAGE_MODES[name].label}</option>`)}<option value="">none: tensors only</option>`);
     modeSelect.value = mode ?? '';
     showHint();
-    // The inputs as the server takes them on the wire (its metadata), not as the model runs them (its config).
-    const metadata = await metadataOf(select.value);
     const { request, notes } = requestTemplate(metadata, config);
     document.getElementById('try-json').value = metadata ? `{\n  "inputs": [\n${request.inputs.map((input) => `    ${JSON.stringify(input)}`).join(',\n')}\n  ]\n}` : '';
     const note = document.getElementById('try-json-note');

@@ -7,15 +7,17 @@
 const SVG = 'http://www.w3.org/2000/svg';
 
 /**
- * How the panel sends an image to a model, from its metadata: outputs `text` and `boxes` (the OCR
- * pipeline's) → its /infer; an output named for boxes, or a name saying detection, where the server
- * has /detect → /detect; image pre-processing declared → /classify; otherwise none (the V2 JSON tab).
+ * How the panel sends an image to a model, from what the server reports of it: outputs `text` and
+ * `boxes` in its metadata (the OCR pipeline's) → its /infer; /detect's checks passed (the
+ * `image_routes` of its dashboard snapshot) where the server has /detect → /detect; /classify's
+ * passed → /classify; otherwise none (the V2 JSON tab). Never its name: a model named `ocr_detection`
+ * is no object detector.
  */
-export function imageModeOf(model, config, takesImages, routes) {
-  const outputs = (config?.output ?? []).map((output) => output.name);
+export function imageModeOf(metadata, imageRoutes, routes) {
+  const outputs = (metadata?.outputs ?? []).map((output) => output.name);
   if (outputs.includes('text') && outputs.includes('boxes')) return 'text';
-  if (routes.detect && (outputs.some((name) => /box/i.test(name)) || /detect/i.test(model))) return 'detect';
-  if (takesImages && routes.classify) return 'classify';
+  if (routes.detect && imageRoutes?.detect) return 'detect';
+  if (routes.classify && imageRoutes?.classify) return 'classify';
   return undefined;
 }
 

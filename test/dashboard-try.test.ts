@@ -73,4 +73,17 @@ describe('dashboard try-it panel, bundled models', () => {
       await closePage(page);
     }
   });
+  test('what the panel does with an image follows what the server reports of the model, not its name: ocr_detection is no object detector', async () => {
+    const overview = (await (await fetch(`${served.url}/dashboard/api/overview`)).json()) as { models: { name: string; versions: { image_routes?: unknown }[] }[] };
+    const expected: Record<string, string> = { fashion_mnist: 'classify', object_detection: 'detect', ocr: 'text', ocr_detection: '', ocr_direction: '', ocr_recognition: '' };
+    for (const model of BUNDLED) {
+      const reported = overview.models.find((candidate) => candidate.name === model)!.versions[0]!.image_routes;
+      assert.deepEqual(reported, served.server.imageRoutes(model), `${model}: the snapshot's image routes are the server's`);
+      const page = await openTry(model);
+      await page.waitForFunction(() => document.querySelectorAll('#try-mode option').length > 0);
+      assert.equal(await page.locator('#try-mode').inputValue(), expected[model], `${model}: its image mode`);
+      assert.equal(await page.locator('#try-file').isDisabled(), expected[model] === '', `${model}: the file picker is open to images only where a route takes them`);
+      await closePage(page);
+    }
+  });
 });

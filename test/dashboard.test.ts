@@ -139,6 +139,7 @@ describe('dashboard', () => {
     assert.match(broken.reason, /.+/);
     const fashion = versions.find((version: Json) => version.name === 'fashion_mnist');
     assert.equal(fashion.takes_images, true);
+    assert.deepEqual(fashion.image_routes, { classify: true, detect: false });
     assert.equal(fashion.monitor.monitored, true, 'the bundled model has a reference profile: /monitor answers');
     assert.equal(fashion.histograms.request.count, 2, 'the metrics histograms saw the two classify requests');
     assert.equal(fashion.stats.cost.usd_per_core_hour, 0.05);
@@ -586,11 +587,14 @@ describe('dashboard', () => {
         // The dog's box touches the top: its caption goes inside the image.
         captionTops: texts.map((text) => Number(text.getAttribute('y'))),
         modes: [
-          imageModeOf('ocr', { output: [{ name: 'text' }, { name: 'boxes' }, { name: 'scores' }] }, false, { classify: true, detect: false }),
-          imageModeOf('object_detection', { output: [{ name: 'detection_boxes' }] }, false, { classify: true, detect: true }),
-          imageModeOf('object_detection', { output: [{ name: 'Identity' }] }, false, { classify: true, detect: true }),
-          imageModeOf('fashion_mnist', { output: [{ name: 'logits' }] }, true, { classify: true, detect: true }),
-          imageModeOf('simple', { output: [{ name: 'OUTPUT0' }] }, false, { classify: true, detect: true }),
+          imageModeOf({ outputs: [{ name: 'text' }, { name: 'boxes' }, { name: 'scores' }] }, { classify: false, detect: false }, { classify: true, detect: false }),
+          imageModeOf({ outputs: [{ name: 'tower_0/detections' }] }, { classify: true, detect: true }, { classify: true, detect: true }),
+          // A server without /detect: a detector's photos go to /classify.
+          imageModeOf({ outputs: [{ name: 'tower_0/detections' }] }, { classify: true, detect: true }, { classify: true, detect: false }),
+          imageModeOf({ outputs: [{ name: 'logits' }] }, { classify: true, detect: false }, { classify: true, detect: true }),
+          // Named for boxes, or for detection, and no detector by the server's checks: tensors only.
+          imageModeOf({ outputs: [{ name: 'detection_boxes' }] }, { classify: false, detect: false }, { classify: true, detect: true }),
+          imageModeOf({ outputs: [{ name: 'OUTPUT0' }] }, undefined, { classify: true, detect: true }),
         ],
       };
     }, '/dashboard/assets/try-it.js');
@@ -599,7 +603,7 @@ describe('dashboard', () => {
     assert.deepEqual(drawn.polygons, ['10,60 300,60 300,400 10,400', '320,0 630,0 630,470 320,470']);
     assert.deepEqual(drawn.captions, ['cat 83%', 'dog 50%']);
     assert.ok(drawn.captionTops[0] < 60 && drawn.captionTops[1] > 0, `captions above the box, or inside it at the top edge: ${drawn.captionTops}`);
-    assert.deepEqual(drawn.modes, ['text', 'detect', 'detect', 'classify', undefined]);
+    assert.deepEqual(drawn.modes, ['text', 'detect', 'classify', 'classify', undefined, undefined]);
     await closePage(page);
   });
 

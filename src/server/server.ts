@@ -144,6 +144,27 @@ export const SERVER_EXTENSIONS = [
   'logging',
 ] as const;
 
+
+/** Which of /classify and /detect take a version's images. */
+export interface ImageRoutes {
+  classify: boolean;
+  detect: boolean;
+}
+
+/** Which of /classify and /detect take a loaded version's images: each endpoint's own check, passed or not. */
+export function imageRoutesOf(model: ModelVersion): ImageRoutes {
+  // Each check throws the refusal its endpoint would answer.
+  const takes = (check: (model: ModelVersion) => unknown) => {
+    try {
+      check(model);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return { classify: takes(imageClassifier), detect: takes(detector) };
+}
+
 export class Server {
   readonly options: z.output<typeof serverOptionsSchema>;
   readonly logger: Logger;
@@ -555,18 +576,8 @@ export class Server {
   }
 
   /** Which of /classify and /detect take a model's images: what a hint may send its client to. */
-  imageRoutes(name: string, version?: string): { classify: boolean; detect: boolean } {
-    const model = this.model(name, version);
-    // Each check throws the refusal its endpoint would answer.
-    const takes = (check: (model: ModelVersion) => unknown) => {
-      try {
-        check(model);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    return { classify: takes(imageClassifier), detect: takes(detector) };
+  imageRoutes(name: string, version?: string): ImageRoutes {
+    return imageRoutesOf(this.model(name, version));
   }
 
   /** Photos in, labels out, for a model whose input declares image pre-processing. Versions are drawn by the model's traffic policy, as for infer. */

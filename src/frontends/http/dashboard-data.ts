@@ -7,7 +7,7 @@
  */
 import { monitorAnswer } from '../../model/monitor-answer.js';
 import { snapshotOf, type HistogramName, type HistogramSnapshot } from '../../observability/prometheus-metrics.js';
-import type { Server } from '../../server/server.js';
+import { imageRoutesOf, type ImageRoutes, type Server } from '../../server/server.js';
 
 /** Where the dashboard reads a version's histograms (PrometheusMetrics.histogramSnapshot); none: no percentiles. */
 export type HistogramSource = (model: string, version: string) => Record<HistogramName, HistogramSnapshot> | undefined;
@@ -34,6 +34,8 @@ export interface VersionSnapshot {
   histograms?: Record<HistogramName, HistogramSnapshot>;
   /** Whether the version decodes images itself (one input with preprocess.image): /classify takes photos. */
   takes_images?: boolean;
+  /** Which of /classify and /detect take its photos: the checks those endpoints make, passed or not. */
+  image_routes?: ImageRoutes;
   /** The /v2/models/{m}/versions/{v}/monitor answer, when the version has a reference profile. */
   monitor?: Record<string, unknown>;
   /** Top-1 confidence of the computed predictions since load, as nereid_prediction_confidence exposes it (versions with a reference profile). */
@@ -121,6 +123,7 @@ function versionSnapshot(
     ood: { checked: model.statistics.oodChecked, flagged: model.statistics.oodFlagged },
     histograms: histograms?.(name, version),
     takes_images: model.imageInputs.size === 1,
+    image_routes: imageRoutesOf(model),
     monitor,
     confidence: model.monitor && snapshotOf(model.monitor.confidence),
   };
