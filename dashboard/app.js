@@ -502,14 +502,22 @@ function tryPage(chosen) {
   );
   const select = document.getElementById('try-model');
   const modeSelect = document.getElementById('try-mode');
-  let filled = false;
+  // The models offered follow the repository index of each snapshot, as the overview does: a model
+  // loaded after the page opened is added, one unloaded goes (the choice moves to the first left).
+  let listed;
   const fill = (snapshot) => {
     const ready = snapshot.models.filter((model) => model.versions.some((version) => version.state === 'READY')).map((model) => model.name);
-    if (filled || ready.length === 0) return;
-    filled = true;
-    render(select, html`${ready.map((name) => html`<option value="${name}">${name}</option>`)}`);
-    if (chosen && ready.includes(chosen)) select.value = chosen;
-    void describe();
+    if (ready.join('\n') === listed) return;
+    const first = listed === undefined;
+    listed = ready.join('\n');
+    // A model unloaded may come back with another config.
+    for (const name of state.configs.keys()) if (!ready.includes(name)) state.configs.delete(name);
+    const previous = select.value;
+    render(select, ready.length ? html`${ready.map((name) => html`<option value="${name}">${name}</option>`)}` : html`<option value="">no model is ready</option>`);
+    select.disabled = ready.length === 0;
+    const wanted = first ? chosen : previous;
+    if (wanted && ready.includes(wanted)) select.value = wanted;
+    if (select.value !== previous || first) void describe();
   };
   const showHint = () => {
     const mode = IMAGE_MODES[modeSelect.value];
@@ -517,8 +525,17 @@ function tryPage(chosen) {
     document.getElementById('try-file').disabled = !mode;
   };
   const describe = async () => {
+    const model = select.value;
+    if (!model) {
+      render(modeSelect, html``);
+      document.getElementById('image-hint').textContent = 'No model is ready: load one, and it appears here.';
+      document.getElementById('try-file').disabled = true;
+      document.getElementById('try-json').value = '';
+      return;
+    }
     // The inputs as the server takes them on the wire (its metadata), not as the model runs them (its config).
-    const [config, metadata, routes] = await Promise.all([configOf(select.value), metadataOf(select.value), imageRoutesOf()]);
+    const [config, metadata, routes] = await Promise.all([configOf(model), metadataOf(model), imageRoutesOf()]);
+    if (select.value !== model) return; // another model was chosen (or this one went) meanwhile
     const versions = state.snapshot?.models.find((model) => model.name === select.value)?.versions ?? [];
     const imageRoutes = versions.find((version) => version.image_routes)?.image_routes;
     const mode = imageModeOf(metadata, imageRoutes, routes);

@@ -86,4 +86,35 @@ describe('dashboard try-it panel, bundled models', () => {
       await closePage(page);
     }
   });
+  test('the model list follows the repository: a model loaded after the page opened appears, one unloaded goes', { timeout: 120_000 }, async () => {
+    const explicit = await startTestServer({ repoDir: join(process.cwd(), 'models'), server: { modelControlMode: 'explicit', loadModels: ['ocr_direction'] } });
+    try {
+      const page = await browser.newPage();
+      page.on('pageerror', (error) => pageErrors.push(`${page.url()}: ${error.message}`));
+      await page.goto(`${explicit.url}/dashboard/#/try/ocr_direction`);
+      const listed = () => page.locator('#try-model option').allTextContents();
+      await page.waitForFunction(() => (document.getElementById('try-model') as HTMLSelectElement | null)?.value === 'ocr_direction');
+      assert.deepEqual(await listed(), ['ocr_direction']);
+      const repository = async (action: string, model: string) => {
+        const response = await fetch(`${explicit.url}/v2/repository/models/${model}/${action}`, { method: 'POST' });
+        assert.equal(response.status, 200, await response.text());
+      };
+      await repository('load', 'ocr_recognition');
+      await page.waitForFunction(() => document.querySelectorAll('#try-model option').length === 2);
+      assert.deepEqual(await listed(), ['ocr_direction', 'ocr_recognition']);
+      assert.equal(await page.locator('#try-model').inputValue(), 'ocr_direction', 'the choice stays while its model does');
+      await repository('unload', 'ocr_direction');
+      await page.waitForFunction(() => document.querySelectorAll('#try-model option').length === 1);
+      assert.deepEqual(await listed(), ['ocr_recognition']);
+      assert.equal(await page.locator('#try-model').inputValue(), 'ocr_recognition');
+      // The panel now describes the model left: its template is that model's.
+      await page.waitForFunction(() => (document.getElementById('try-json') as HTMLTextAreaElement).value.includes('"shape":[1,3,48,1]'));
+      await repository('unload', 'ocr_recognition');
+      await page.waitForFunction(() => (document.getElementById('try-model') as HTMLSelectElement).disabled);
+      assert.match(await page.locator('#image-hint').innerText(), /No model is ready/);
+      await closePage(page);
+    } finally {
+      await explicit.close();
+    }
+  });
 });
