@@ -26,8 +26,27 @@ function html(strings, ...values) {
   });
   return raw(out);
 }
+const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]';
+/** Where a focused element sits in `element`: the nearest ancestor that names what it shows (a model version's row, a job) and its place among that ancestor's focusable elements. */
+function focusPlace(element) {
+  const focused = document.activeElement;
+  if (!focused || focused === element || !element.contains(focused)) return undefined;
+  const holder = focused.closest('[data-model], [data-job]');
+  const scope = holder && element.contains(holder) ? holder : element;
+  const selector = scope === element ? '' : holder.dataset.job !== undefined ? `[data-job="${CSS.escape(holder.dataset.job)}"]` : `[data-model="${CSS.escape(holder.dataset.model)}"][data-version="${CSS.escape(holder.dataset.version ?? '')}"]`;
+  return { selector, index: [...scope.querySelectorAll(FOCUSABLE)].indexOf(focused) };
+}
+/**
+ * Replaces an element's markup. The pages redraw every second, and focus would fall back to the
+ * page's start each time: a person tabbing through the models table would lose their place, so the
+ * same logical element (the same place in the same model version's row or job) takes it back.
+ */
 const render = (element, markup) => {
+  const place = focusPlace(element);
   element.innerHTML = markup[RAW];
+  if (!place || place.index < 0) return;
+  const scope = place.selector ? element.querySelector(place.selector) : element;
+  scope?.querySelectorAll(FOCUSABLE)[place.index]?.focus({ preventScroll: true });
 };
 
 const number = (value, digits = 1) => (value === undefined || value === null || Number.isNaN(value) ? '–' : Number(value).toLocaleString(undefined, { maximumFractionDigits: digits }));

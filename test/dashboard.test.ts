@@ -329,6 +329,22 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
+  test('a link of the overview keeps the keyboard focus across the redraws of each snapshot, so that tabbing on goes to the next one', async () => {
+    const page = await openPage(`${open.url}/dashboard/`);
+    const link = (model: string) => page.locator(`tr[data-model="${model}"] a`);
+    await link('fashion_mnist').waitFor();
+    await link('fashion_mnist').focus();
+    // Mark the row drawn now, then wait for the next snapshot to draw the table again.
+    await page.evaluate(() => ((document.querySelector('tr[data-model="fashion_mnist"]') as HTMLElement).dataset.drawn = 'before'));
+    await page.waitForFunction(() => (document.querySelector('tr[data-model="fashion_mnist"]') as HTMLElement).dataset.drawn === undefined);
+    const focused = () => page.evaluate(() => `${document.activeElement?.closest('tr')?.dataset.model ?? ''} ${document.activeElement?.tagName}`);
+    assert.equal(await focused(), 'fashion_mnist A', 'the redrawn link of the same model has the focus');
+    await page.keyboard.press('Tab');
+    const next = await page.evaluate(() => [...document.querySelectorAll('#models a')].map((a) => a.closest('tr')!.dataset.model));
+    assert.equal(await focused(), `${next[next.indexOf('fashion_mnist') + 1]} A`, 'Tab goes on to the next model');
+    await closePage(page);
+  });
+
   test("the overview lists the models, with the broken model's reason", async () => {
     const page = await openPage(`${open.url}/dashboard/`);
     await page.locator('#connection[data-state="live"]').waitFor();
