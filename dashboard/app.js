@@ -100,16 +100,30 @@ const authorized = (init = {}) => {
 };
 
 let tokenWaiters = [];
-function askForToken(wasRejected) {
+const tokenButton = document.getElementById('token-open');
+/** Asks for a token; `refusal` is the server's word on the one sent (a token of another scope is told which it lacks). */
+function askForToken(refusal) {
   const dialog = document.getElementById('token-dialog');
   const error = document.getElementById('token-error');
-  const said = droppedToken || (wasRejected ? 'The server refused that token.' : '');
+  const said = droppedToken || (refusal ? `The server refused that token: ${refusal}` : '');
   droppedToken = '';
   error.hidden = !said;
   error.textContent = said;
+  tokenButton.hidden = true;
   if (!dialog.open) dialog.showModal();
   return new Promise((resolve) => tokenWaiters.push(resolve));
 }
+// Escape (or the browser's own close) puts the prompt away: the page waits, saying so, and the
+// header's button asks again; the requests waiting for a token go out once one is given.
+document.getElementById('token-dialog').addEventListener('cancel', () => {
+  tokenButton.hidden = false;
+  connection.dataset.state = 'down';
+  connection.textContent = 'no token: the data needs one';
+});
+tokenButton.addEventListener('click', () => {
+  tokenButton.hidden = true;
+  document.getElementById('token-dialog').showModal();
+});
 document.getElementById('token-form').addEventListener('submit', (event) => {
   const value = document.getElementById('token-input').value.trim();
   const fault = tokenFault(value);
@@ -127,12 +141,22 @@ document.getElementById('token-form').addEventListener('submit', (event) => {
   waiters.forEach((resolve) => resolve());
 });
 
-/** fetch with the token; a 401 asks for one and tries again. */
+/** Why a request got no answer: the server is down, or the network between. */
+class Unreachable extends Error {}
+
+/** fetch with the token; a 401 asks for one and tries again. No answer at all throws Unreachable, saying where. */
 async function call(path, init) {
   for (;;) {
-    const response = await fetch(path, authorized(init));
+    let response;
+    try {
+      response = await fetch(path, authorized(init));
+    } catch (error) {
+      if (error instanceof TypeError) throw new Unreachable(`cannot reach the server at ${location.origin}`);
+      throw error;
+    }
     if (response.status !== 401) return response;
-    await askForToken(Boolean(token()));
+    const refusal = token() ? await response.json().then((answer) => answer.error, () => undefined) : undefined;
+    await askForToken(refusal ?? (token() ? 'it does not open this server' : undefined));
   }
 }
 
@@ -183,11 +207,12 @@ async function stream() {
           }
         }
       }
+      connection.textContent = 'reconnecting…';
     } catch (error) {
       console.warn('dashboard stream', error);
+      connection.textContent = error instanceof Unreachable ? `${error.message}, retrying` : `the live updates failed (${error.message}), retrying`;
     }
     connection.dataset.state = 'down';
-    connection.textContent = 'reconnecting…';
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
 }
@@ -734,8 +759,16 @@ function showAnswer(target, overlay, model, answer, size, elapsed) {
 async function infer(model, body) {
   const replaced = startTry();
   const started = performance.now();
-  const response = await call(`${ROOT}v2/models/${encodeURIComponent(model)}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-  const text = await response.text();
+  let response;
+  let text;
+  try {
+    response = await call(`${ROOT}v2/models/${encodeURIComponent(model)}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    text = await response.text();
+  } catch (error) {
+    if (replaced()) return;
+    document.getElementById('try-figure').hidden = true;
+    return render(document.getElementById('try-answer'), html`<p class="error" data-testid="try-error">${error.message}</p>`);
+  }
   if (replaced()) return;
   const elapsed = performance.now() - started;
   document.getElementById('try-result').hidden = false;

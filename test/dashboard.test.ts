@@ -711,4 +711,40 @@ describe('dashboard', () => {
     assert.equal(await page.evaluate(() => sessionStorage.getItem('nereid-dashboard-token')), MANAGEMENT_TOKEN);
     await closePage(page);
   });
+  test('Escape puts the token prompt away, saying the data needs a token, and the header asks again; a token of another scope is told which scope it lacks', async () => {
+    const page = await openPage(`${guarded.url}/dashboard/`, { expectedErrors: TOKEN_ASKED });
+    await page.locator('#token-dialog[open]').waitFor();
+    await page.keyboard.press('Escape');
+    await page.locator('#token-dialog:not([open])').waitFor({ state: 'attached' });
+    assert.equal(await page.locator('#connection').innerText(), 'no token: the data needs one');
+    await page.click('[data-testid=token-open]');
+    await page.locator('#token-dialog[open]').waitFor();
+    // An inference token: it opens this server, not the dashboard's data.
+    await page.fill('#token-input', INFERENCE_TOKEN);
+    await page.click('#token-form button[type="submit"]');
+    await page.locator('#token-error:not([hidden])').waitFor();
+    assert.equal(
+      await page.locator('#token-error').innerText(),
+      'The server refused that token: this token opens the inference scope, not the management scope this needs: use a token of the management scope (or of all scopes)',
+    );
+    await page.fill('#token-input', MANAGEMENT_TOKEN);
+    await page.click('#token-form button[type="submit"]');
+    await page.locator('tr[data-model="simple"]').waitFor();
+    await closePage(page);
+  });
+
+  test('a server that went away is named, with the retrying, in the header and in the try-it answer', { timeout: 60_000 }, async () => {
+    const leaving = await startTestServer({ models: writeSimpleModel });
+    const page = await openPage(`${leaving.url}/dashboard/#/try/simple`, { expectedErrors: /ERR_CONNECTION_REFUSED|Failed to load resource/ });
+    await page.waitForFunction(() => (document.getElementById('try-json') as HTMLTextAreaElement).value !== '');
+    // The server drains first: that ends the page's stream, which the front end's close would wait for.
+    await leaving.server.close();
+    await leaving.close();
+    const said = `cannot reach the server at ${leaving.url}`;
+    await page.waitForFunction((text) => document.getElementById('connection')!.textContent === text, `${said}, retrying`);
+    await page.click('button[data-tab=json]');
+    await page.click('#try-send');
+    await page.waitForFunction((text) => document.querySelector('[data-testid=try-error]')?.textContent === text, said);
+    await closePage(page);
+  });
 });

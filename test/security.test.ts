@@ -79,6 +79,11 @@ describe('scoped tokens', () => {
     assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('root-token'))).status, 200);
     assert.equal((await post('/v2/repository/index', '{}', bearer('root-token'))).status, 200);
     assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('metrics-token'))).status, 401);
+    // A token of another scope is told which scope it lacks, not that it is invalid.
+    assert.deepEqual(await (await post('/v2/repository/index', '{}', bearer('infer-token'))).json(), {
+      error: 'this token opens the inference scope, not the management scope this needs: use a token of the management scope (or of all scopes)',
+    });
+    assert.match((await (await post('/v2/models/simple/infer', simpleBody, bearer('nobody-token'))).json()).error, /missing or invalid bearer token/);
     assert.equal((await fetch(`${served.url}/v2/health/ready`)).status, 200, 'health probes stay open');
   });
 
@@ -91,7 +96,9 @@ describe('scoped tokens', () => {
 
   test('the metrics port needs a metrics (or all-scopes) token', async () => {
     assert.equal((await fetch(metricsUrl)).status, 401);
-    assert.equal((await fetch(metricsUrl, { headers: bearer('infer-token') })).status, 401);
+    const wrongScope = await fetch(metricsUrl, { headers: bearer('infer-token') });
+    assert.equal(wrongScope.status, 401);
+    assert.match((await wrongScope.json()).error, /^this token opens the inference scope, not the metrics scope/);
     const scraped = await fetch(metricsUrl, { headers: bearer('metrics-token') });
     assert.equal(scraped.status, 200);
     assert.match(await scraped.text(), /nereid_inference_request_success_total/);

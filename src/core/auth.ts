@@ -60,9 +60,15 @@ export function tokensFor(tokens: AuthTokens | undefined, scope: AuthScope): rea
   return scoped.length === 0 ? all : all.length === 0 ? scoped : [...all, ...scoped];
 }
 
-/** Throws UNAUTHENTICATED unless `authorization` carries a token that opens `scope`. */
+/**
+ * Throws UNAUTHENTICATED unless `authorization` carries a token that opens `scope`. A token of another
+ * scope is told so, naming the scope it lacks: "invalid token" would send its holder looking for a typo.
+ */
 export function checkBearerToken(authorization: string | undefined, tokens: AuthTokens | undefined, scope: AuthScope): void {
   const accepted = tokensFor(tokens, scope);
   if (accepted.length === 0) return;
-  if (!bearerTokenMatches(authorization, accepted)) throw new NereidError('UNAUTHENTICATED', BEARER_TOKEN_MESSAGE);
+  if (bearerTokenMatches(authorization, accepted)) return;
+  const opens = AUTH_SCOPES.filter((other) => other !== scope && bearerTokenMatches(authorization, tokens?.[other] ?? []));
+  if (opens.length === 0) throw new NereidError('UNAUTHENTICATED', BEARER_TOKEN_MESSAGE);
+  throw new NereidError('UNAUTHENTICATED', `this token opens the ${opens.join(' and ')} scope, not the ${scope} scope this needs: use a token of the ${scope} scope (or of all scopes)`);
 }

@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type RequestListener, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { BEARER_TOKEN_MESSAGE, checkBearerToken, type AuthTokens } from '../core/auth.js';
+import { checkBearerToken, type AuthTokens } from '../core/auth.js';
 import { shortened } from '../core/errors.js';
 import { httpsServerOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
@@ -33,8 +33,8 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
     const path = (request.url ?? '/').split('?')[0];
     try {
       checkBearerToken(request.headers.authorization, options.authTokens, 'metrics');
-    } catch {
-      response.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify({ error: BEARER_TOKEN_MESSAGE }));
+    } catch (error) {
+      response.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify({ error: (error as Error).message }));
       return;
     }
     if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
