@@ -176,7 +176,7 @@ test('labels fed back by request id give the realised accuracy beside the estima
     const post = (body: unknown) => fetch(`${served.url}/v2/models/fashion_mnist/feedback`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
     const answer = await post({ labels: feedback });
     assert.equal(answer.status, 200);
-    assert.deepEqual(await answer.json(), { accepted: rows, unknown: ['never-seen'], unknown_count: 1 });
+    assert.deepEqual(await answer.json(), { accepted: rows, unknown: ['never-seen'], unknown_count: 1, ambiguous: [], ambiguous_count: 0 });
 
     const body = await monitorOf(served);
     assert.equal(body.accuracy.predictions, rows);
@@ -194,6 +194,8 @@ test('labels fed back by request id give the realised accuracy beside the estima
       accepted: 2,
       unknown: [],
       unknown_count: 0,
+      ambiguous: [],
+      ambiguous_count: 0,
     });
     const twice = await post({ labels: [{ id: 'batch-0/0', label: 1 }, { id: 'batch-0/0', label: 2 }] });
     assert.equal(twice.status, 400);
@@ -252,7 +254,7 @@ test('a reload of the same version with the same profile keeps its monitor: wind
       body: JSON.stringify({ labels: [{ id: 'before-0/0', label: labels[0] }] }),
       headers: { 'content-type': 'application/json' },
     });
-    assert.deepEqual(await answer.json(), { accepted: 1, unknown: [], unknown_count: 0 }, 'a prediction made before the reload still takes its label');
+    assert.deepEqual(await answer.json(), { accepted: 1, unknown: [], unknown_count: 0, ambiguous: [], ambiguous_count: 0 }, 'a prediction made before the reload still takes its label');
 
     // The same state from the command line, as an operator or a cron job reads it.
     const live = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--fail-on', 'drift'], 60_000);
@@ -300,7 +302,31 @@ test('a multipart /classify of one file names its row <id>/0, as its results lis
       body: JSON.stringify({ labels: [{ id: 'single1/0', label: labels[0] }, { id: 'raw1', label: labels[1] }, { id: 'single1', label: labels[0] }] }),
     });
     assert.equal(response.status, 200);
-    assert.deepEqual(await response.json(), { accepted: 2, unknown: ['single1'], unknown_count: 1 });
+    assert.deepEqual(await response.json(), { accepted: 2, unknown: ['single1'], unknown_count: 1, ambiguous: [], ambiguous_count: 0 });
+  } finally {
+    await served.close();
+  }
+});
+
+test('a label for a request id two predictions carried is applied to neither and reported ambiguous', async () => {
+  const served = await startTestServer({ repoDir: REPOSITORY });
+  try {
+    const sneaker = labels.findIndex((label) => classNames[label] === 'Sneaker');
+    const bag = labels.findIndex((label) => classNames[label] === 'Bag');
+    for (const index of [sneaker, bag]) {
+      const raw = await fetch(`${served.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: new Uint8Array(garments[index]), headers: { 'content-type': 'image/png', 'x-request-id': 'dupX' } });
+      assert.equal(raw.status, 200);
+      await raw.arrayBuffer();
+    }
+    const response = await fetch(`${served.url}/v2/models/fashion_mnist/feedback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ labels: [{ id: 'dupX', label: 'Sneaker' }] }),
+    });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { accepted: 0, unknown: [], unknown_count: 0, ambiguous: ['dupX'], ambiguous_count: 1 });
+    const body = await monitorOf(served);
+    assert.equal(body.accuracy.labelled, 0, 'neither the Sneaker nor the Bag prediction took the label');
   } finally {
     await served.close();
   }

@@ -125,6 +125,9 @@ export interface FeedbackAnswer {
   /** Ids with no prediction in the window (never made, aged out): up to 100 of them, and how many there were. */
   unknown: string[];
   unknown_count: number;
+  /** Ids carried by more than one prediction in the window, so not applied (which prediction a label is for cannot be told): up to 100, and how many. */
+  ambiguous: string[];
+  ambiguous_count: number;
 }
 
 /** Records true labels for earlier predictions of a monitored version. */
@@ -158,10 +161,12 @@ export function applyFeedback(model: string, version: string, monitor: VersionMo
   });
   if (repeated) throw invalidArgument(`feedback labels request id '${repeated.id}' more than once: send one label per prediction`);
   const unknown: string[] = [];
+  const ambiguous: string[] = [];
   let accepted = 0;
   parsed.data.labels.forEach(({ id }, index) => {
-    if (monitor.feedback(id, classes[index])) accepted += 1;
-    else unknown.push(id);
+    const outcome = monitor.feedback(id, classes[index]);
+    if (outcome === 'applied') accepted += 1;
+    else (outcome === 'ambiguous' ? ambiguous : unknown).push(id);
   });
-  return { accepted, unknown: unknown.slice(0, 100), unknown_count: unknown.length };
+  return { accepted, unknown: unknown.slice(0, 100), unknown_count: unknown.length, ambiguous: ambiguous.slice(0, 100), ambiguous_count: ambiguous.length };
 }

@@ -124,8 +124,8 @@ describe('AccuracyWindow', () => {
     window.recordPrediction('a', 3, 0.9);
     window.recordPrediction('b', 1, 0.6);
     window.recordPrediction('c', 0, 0.3);
-    assert.equal(window.recordLabel('a', 3), true);
-    assert.equal(window.recordLabel('b', 2), true);
+    assert.equal(window.recordLabel('a', 3), 'applied');
+    assert.equal(window.recordLabel('b', 2), 'applied');
     const summary = window.summary();
     assert.equal(summary.predictions, 3);
     assert.equal(summary.labelled, 2);
@@ -144,23 +144,25 @@ describe('AccuracyWindow', () => {
     window.recordPrediction('a', 0, 0.5);
     window.recordPrediction('b', 0, 0.5);
     window.recordPrediction('c', 1, 0.5);
-    assert.equal(window.recordLabel('a', 0), false);
-    assert.equal(window.recordLabel('never', 0), false);
-    assert.equal(window.recordLabel('b', 1), true);
-    assert.equal(window.recordLabel('b', 0), true);
+    assert.equal(window.recordLabel('a', 0), 'unknown');
+    assert.equal(window.recordLabel('never', 0), 'unknown');
+    assert.equal(window.recordLabel('b', 1), 'applied');
+    assert.equal(window.recordLabel('b', 0), 'applied');
     assert.equal(window.summary().realisedAccuracy, 1);
     time = 101;
-    assert.equal(window.recordLabel('c', 1), false);
+    assert.equal(window.recordLabel('c', 1), 'unknown');
     assert.deepEqual(window.summary(), { window: { size: 0, capacity: 2, maxAgeMs: 100 }, predictions: 0, labelled: 0 });
   });
 
-  test('a reused request id labels its newest prediction, and stays labellable when its older prediction leaves', () => {
+  test('a request id on two predictions in the window is ambiguous: its label is turned away until the older one leaves', () => {
     const window = new AccuracyWindow({ capacity: 3 }, () => 0);
     window.recordPrediction('same', 0, 0.5);
     window.recordPrediction('other', 0, 0.5);
     window.recordPrediction('same', 1, 0.5);
+    assert.equal(window.recordLabel('same', 0), 'ambiguous');
+    assert.equal(window.summary().labelled, 0, 'neither prediction was labelled');
     window.recordPrediction('third', 0, 0.5); // the first 'same' leaves
-    assert.equal(window.recordLabel('same', 1), true);
+    assert.equal(window.recordLabel('same', 1), 'applied');
     assert.deepEqual([window.summary().labelled, window.summary().realisedAccuracy], [1, 1]);
   });
 
@@ -188,9 +190,9 @@ describe('AccuracyWindow', () => {
         window.recordPrediction(entry.id, entry.predicted, entry.confidence);
       } else {
         const label = Math.floor(random() * 3);
-        const target = live().filter((entry) => entry.id === id).pop();
-        assert.equal(window.recordLabel(id, label), target !== undefined);
-        if (target) target.label = label;
+        const targets = live().filter((entry) => entry.id === id);
+        assert.equal(window.recordLabel(id, label), targets.length === 0 ? 'unknown' : targets.length > 1 ? 'ambiguous' : 'applied');
+        if (targets.length === 1) targets[0].label = label;
       }
       const entries = live();
       const labelled = entries.filter((entry) => entry.label !== undefined);

@@ -176,10 +176,14 @@ export interface AccuracySummary {
 
 const NO_LABEL = -1;
 
+/** What became of a label: applied to its prediction; no prediction with that id in the window; or several, so none is labelled. */
+export type LabelOutcome = 'applied' | 'unknown' | 'ambiguous';
+
 /**
  * The recent predictions of one model version with their calibrated top-1 confidence, and the true labels fed back for
  * them by request id. Bounded like every window (last N, none older than T): a label for a prediction that has left
- * the window is turned away, and the id index never holds more than the window's entries.
+ * the window is turned away, and the id index never holds more than the window's entries. A request id carried by
+ * more than one prediction in the window cannot say which of them a label is for, so such a label is turned away too.
  */
 export class AccuracyWindow extends TimedWindow {
   private readonly requestIds: Array<string | undefined>;
@@ -187,6 +191,8 @@ export class AccuracyWindow extends TimedWindow {
   private readonly label: Int32Array;
   private readonly confidence: Float64Array;
   private readonly slotOf = new Map<string, number>();
+  /** How many predictions in the window carry each request id: above 1, a label for it is ambiguous. */
+  private readonly predictionsWith = new Map<string, number>();
 
   constructor(options: SlidingWindowSettings = {}, now: () => number = Date.now) {
     super(options, now);
@@ -200,6 +206,9 @@ export class AccuracyWindow extends TimedWindow {
     const requestId = this.requestIds[slot] as string;
     // A reused request id points at its newest prediction; an older one leaving must not unlink it.
     if (this.slotOf.get(requestId) === slot) this.slotOf.delete(requestId);
+    const left = (this.predictionsWith.get(requestId) ?? 1) - 1;
+    if (left > 0) this.predictionsWith.set(requestId, left);
+    else this.predictionsWith.delete(requestId);
     this.requestIds[slot] = undefined;
   }
 
@@ -213,20 +222,23 @@ export class AccuracyWindow extends TimedWindow {
     this.label[slot] = NO_LABEL;
     this.confidence[slot] = calibratedConfidence;
     this.slotOf.set(requestId, slot);
+    this.predictionsWith.set(requestId, (this.predictionsWith.get(requestId) ?? 0) + 1);
   }
 
   /**
-   * Records the true class of an earlier prediction. Returns false when no prediction with that request id is in the
-   * window (never made, or already aged out), so the caller can say which labels came too late; a second label for
-   * the same prediction replaces the first.
+   * Records the true class of an earlier prediction. 'unknown' when no prediction with that request id is in the
+   * window (never made, or already aged out), so the caller can say which labels came too late; 'ambiguous', and
+   * nothing labelled, when more than one prediction in the window carries the id (which one the label is for cannot be
+   * told, and a guess would skew the realised accuracy); a second label for the same prediction replaces the first.
    */
-  recordLabel(requestId: string, trueClass: number): boolean {
+  recordLabel(requestId: string, trueClass: number): LabelOutcome {
     requireClassIndex(trueClass, 'true class');
     this.expireNow();
     const slot = this.slotOf.get(requestId);
-    if (slot === undefined) return false;
+    if (slot === undefined) return 'unknown';
+    if ((this.predictionsWith.get(requestId) ?? 0) > 1) return 'ambiguous';
     this.label[slot] = trueClass;
-    return true;
+    return 'applied';
   }
 
   summary(): AccuracySummary {

@@ -108,17 +108,17 @@ test('labels fed back by request id give realised accuracy beside the calibrated
     const [p0, p1] = row.probabilities as number[];
     const predicted = p0 >= p1 ? 0 : 1;
     const right = random() < Math.max(p0, p1);
-    if (monitor.feedback(`id-${index}`, right ? predicted : 1 - predicted)) accepted += 1;
+    if (monitor.feedback(`id-${index}`, right ? predicted : 1 - predicted) === 'applied') accepted += 1;
   });
   assert.equal(accepted, 2000);
-  assert.equal(monitor.feedback('id-unknown', 0), false);
+  assert.equal(monitor.feedback('id-unknown', 0), 'unknown');
   const accuracy = monitor.snapshot().accuracy!;
   assert.equal(accuracy.labelled, 2000);
   assert.ok(Math.abs(accuracy.estimateError!) < 0.03, `estimate ${accuracy.expectedAccuracyOnLabelled} vs realised ${accuracy.realisedAccuracy}`);
   // A batched request's rows are named <id>/<row>.
   monitor.record(rows(3, random), 'batch');
-  assert.equal(monitor.feedback('batch/2', 1), true);
-  assert.equal(monitor.feedback('batch', 1), false);
+  assert.equal(monitor.feedback('batch/2', 1), 'applied');
+  assert.equal(monitor.feedback('batch', 1), 'unknown');
 });
 
 test("an image's width and height are reported but do not move the state: pre-processing resizes every image", () => {

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { BucketCounts } from '../observability/collected-metric.js';
-import { AccuracyWindow, type AccuracySummary } from './accuracy-estimate.js';
+import { AccuracyWindow, type AccuracySummary, type LabelOutcome } from './accuracy-estimate.js';
 import { categoricalFeatureDrift, countedFeatures, expectedAccuracyAt, numericFeatureDrift, summariseProbabilities, type FeatureDrift } from './drift-report.js';
 import { DriftStateMachine, driftStateOptionsSchema, type DriftState, type DriftTransition } from './drift-state.js';
 import type { ReferenceProfile } from './reference-profile.js';
@@ -199,11 +199,11 @@ export class VersionMonitor {
 
   /**
    * The true class of an earlier prediction, by the id its request carried (`<id>/<row>` for a row of
-   * a batch). False when no such prediction is in the window (never made, aged out, or the profile
-   * has no calibration to compare with).
+   * a batch). 'unknown' when no such prediction is in the window (never made, aged out, or the profile
+   * has no calibration to compare with); 'ambiguous' when several predictions in it carry the id.
    */
-  feedback(predictionId: string, trueClass: number): boolean {
-    return this.accuracy?.recordLabel(predictionId, trueClass) ?? false;
+  feedback(predictionId: string, trueClass: number): LabelOutcome {
+    return this.accuracy?.recordLabel(predictionId, trueClass) ?? 'unknown';
   }
 
   /** Compares every window with the profile; the state does not move (see step). */
