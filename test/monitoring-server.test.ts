@@ -5,7 +5,7 @@
  * Prometheus gauges and labels fed back through `/feedback` are read as an operator would.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -303,6 +303,39 @@ test('a multipart /classify of one file names its row <id>/0, as its results lis
     });
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { accepted: 2, unknown: ['single1'], unknown_count: 1, ambiguous: [], ambiguous_count: 0 });
+  } finally {
+    await served.close();
+  }
+});
+
+test('model-level feedback finds each id in whichever loaded version predicted it; version-level feedback stays with its version', async (t) => {
+  const { repository, model } = await garmentRepository(t);
+  // A second version of the same weights and profile, both served, as a canary rollout has them.
+  await cp(join(model, '1'), join(model, '2'), { recursive: true });
+  await appendFile(join(model, 'config.yaml'), 'version_policy: { all: {} }\n');
+  const served = await startTestServer({ repoDir: repository });
+  try {
+    for (const version of ['1', '2']) {
+      const raw = await fetch(`${served.url}/v2/models/fashion_mnist/versions/${version}/classify`, {
+        method: 'POST',
+        body: new Uint8Array(garments[Number(version)]),
+        headers: { 'content-type': 'image/png', 'x-request-id': `on-v${version}` },
+      });
+      assert.equal(raw.status, 200);
+      await raw.arrayBuffer();
+    }
+    const post = async (path: string, ids: string[]) => {
+      const response = await fetch(`${served.url}/v2/models/fashion_mnist${path}/feedback`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ labels: ids.map((id) => ({ id, label: labels[Number(id.at(-1))] })) }),
+      });
+      assert.equal(response.status, 200);
+      return response.json();
+    };
+    assert.deepEqual(await post('/versions/1', ['on-v2']), { accepted: 0, unknown: ['on-v2'], unknown_count: 1, ambiguous: [], ambiguous_count: 0 });
+    assert.deepEqual(await post('', ['on-v1', 'on-v2']), { accepted: 2, unknown: [], unknown_count: 0, ambiguous: [], ambiguous_count: 0 });
+    for (const version of ['1', '2']) assert.equal((await monitorOf(served, `fashion_mnist/versions/${version}`)).accuracy.labelled, 1, `version ${version} took its own label`);
   } finally {
     await served.close();
   }

@@ -130,9 +130,27 @@ export interface FeedbackAnswer {
   ambiguous_count: number;
 }
 
-/** Records true labels for earlier predictions of a monitored version. */
-export function applyFeedback(model: string, version: string, monitor: VersionMonitor | undefined, body: unknown): FeedbackAnswer {
-  if (!monitor?.profile.calibration) {
+/** One loaded version a label may be for: its number and its monitor (none without a reference profile). */
+export interface FeedbackTarget {
+  version: string;
+  monitor: VersionMonitor | undefined;
+}
+
+/** A label's class index among a monitor's classes, by name, class-folder spelling or index; undefined when none fits. */
+function classIndexOf(monitor: VersionMonitor, label: string | number): number | undefined {
+  const names = monitor.classNames;
+  return typeof label === 'number' ? (label < names.length ? label : undefined) : classOfName(names)(label);
+}
+
+/**
+ * Records true labels for earlier predictions. `targets` are the versions a label may be for, the one named (or the
+ * served one) first: one for version-level feedback; every loaded version for model-level feedback, each id applied to
+ * the version whose window holds its prediction.
+ */
+export function applyFeedback(model: string, targets: readonly FeedbackTarget[], body: unknown): FeedbackAnswer {
+  const monitors = targets.flatMap(({ monitor }) => (monitor?.profile.calibration ? [monitor] : []));
+  if (monitors.length === 0) {
+    const { version, monitor } = targets[0];
     const why = monitor ? 'its reference profile was built without labels (give nereid profile class folders)' : 'it has no reference profile';
     throw new NereidError('FAILED_PRECONDITION', `model '${model}' version ${version} cannot take feedback: ${why}`);
   }
@@ -143,15 +161,14 @@ export function applyFeedback(model: string, version: string, monitor: VersionMo
       `feedback must be {"labels": [{"id": "<request id>", "label": "<class>" | <index>}, …]} with 1 to ${MAX_FEEDBACK_LABELS} labels; ${issue.path.join('.') || 'the body'}: ${issue.message}`,
     );
   }
-  const names = monitor.classNames;
-  const classOf = classOfName(names);
-  const classes = parsed.data.labels.map(({ label }, index) => {
-    const cls = typeof label === 'number' ? (label < names.length ? label : undefined) : classOf(label);
-    if (cls === undefined) {
-      const known = names.length <= 20 ? `: ${names.join(', ')}` : '';
-      throw invalidArgument(`labels.${index}.label: '${label}' is not one of the model's ${names.length} classes (a label, or an index 0 to ${names.length - 1})${known}`);
-    }
-    return cls;
+  const refuse = (index: number, label: string | number, monitor: VersionMonitor) => {
+    const names = monitor.classNames;
+    const known = names.length <= 20 ? `: ${names.join(', ')}` : '';
+    const which = monitors.length > 1 ? ` version ${targets.find((target) => target.monitor === monitor)?.version}'s` : "'s";
+    return invalidArgument(`labels.${index}.label: '${label}' is not one of the model${which} ${names.length} classes (a label, or an index 0 to ${names.length - 1})${known}`);
+  };
+  parsed.data.labels.forEach(({ label }, index) => {
+    if (classIndexOf(monitors[0], label) === undefined) throw refuse(index, label, monitors[0]);
   });
   const seen = new Set<string>();
   const repeated = parsed.data.labels.find(({ id }) => {
@@ -162,11 +179,21 @@ export function applyFeedback(model: string, version: string, monitor: VersionMo
   if (repeated) throw invalidArgument(`feedback labels request id '${repeated.id}' more than once: send one label per prediction`);
   const unknown: string[] = [];
   const ambiguous: string[] = [];
-  let accepted = 0;
-  parsed.data.labels.forEach(({ id }, index) => {
-    const outcome = monitor.feedback(id, classes[index]);
-    if (outcome === 'applied') accepted += 1;
-    else (outcome === 'ambiguous' ? ambiguous : unknown).push(id);
+  // Every label's version and class are settled before any is applied, so a refusal leaves the windows as they were.
+  const applied: Array<{ id: string; monitor: VersionMonitor; cls: number }> = [];
+  parsed.data.labels.forEach(({ id, label }, index) => {
+    const holding = monitors.map((monitor) => ({ monitor, count: monitor.predictionsCarrying(id) })).filter(({ count }) => count > 0);
+    const count = holding.reduce((sum, entry) => sum + entry.count, 0);
+    if (count === 0) unknown.push(id);
+    else if (count > 1) ambiguous.push(id);
+    else {
+      const { monitor } = holding[0];
+      const cls = classIndexOf(monitor, label);
+      if (cls === undefined) throw refuse(index, label, monitor);
+      applied.push({ id, monitor, cls });
+    }
   });
+  let accepted = 0;
+  for (const { id, monitor, cls } of applied) if (monitor.feedback(id, cls) === 'applied') accepted += 1;
   return { accepted, unknown: unknown.slice(0, 100), unknown_count: unknown.length, ambiguous: ambiguous.slice(0, 100), ambiguous_count: ambiguous.length };
 }

@@ -241,6 +241,12 @@ export class AccuracyWindow extends TimedWindow {
     return 'applied';
   }
 
+  /** How many predictions in the window carry the request id: 0 (a label for it would be unknown), 1, or more (ambiguous). */
+  predictionsCarrying(requestId: string): number {
+    this.expireNow();
+    return this.predictionsWith.get(requestId) ?? 0;
+  }
+
   summary(): AccuracySummary {
     const all: number[] = [];
     const labelledConfidences: number[] = [];

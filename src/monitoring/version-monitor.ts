@@ -206,6 +206,11 @@ export class VersionMonitor {
     return this.accuracy?.recordLabel(predictionId, trueClass) ?? 'unknown';
   }
 
+  /** How many predictions awaiting labels carry the id: what tells, among a model's versions, which one made it. */
+  predictionsCarrying(predictionId: string): number {
+    return this.accuracy?.predictionsCarrying(predictionId) ?? 0;
+  }
+
   /** Compares every window with the profile; the state does not move (see step). */
   evaluate(): MonitorEvaluation {
     const minSamples = this.options.state.minSamples;

@@ -569,10 +569,15 @@ export class Server {
     return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false);
   }
 
-  /** True labels for earlier predictions of a version, by request id: the realised accuracy its monitor reports. */
+  /**
+   * True labels for earlier predictions, by request id: the realised accuracy the monitors report. For a version, its
+   * predictions; for the model, each id's label goes to whichever loaded version made that prediction (canary weights,
+   * version_policy all), the served version first.
+   */
   feedback(name: string, version: string | undefined, body: unknown): FeedbackAnswer {
     const model = this.model(name, version);
-    return applyFeedback(model.name, model.version, model.monitor, body);
+    const others = version === undefined ? this.repository.loadedVersions(model.name).filter((loaded) => loaded !== model) : [];
+    return applyFeedback(model.name, [model, ...others].map((loaded) => ({ version: loaded.version, monitor: loaded.monitor })), body);
   }
 
   /** Which of /classify and /detect take a model's images: what a hint may send its client to. */
