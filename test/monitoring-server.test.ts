@@ -11,10 +11,12 @@ import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { before, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
 import { readFashionMnist } from './support/fashion-mnist.js';
+import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { runCli } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -337,6 +339,34 @@ test('model-level feedback finds each id in whichever loaded version predicted i
     assert.deepEqual(await post('', ['on-v1', 'on-v2']), { accepted: 2, unknown: [], unknown_count: 0, ambiguous: [], ambiguous_count: 0 });
     for (const version of ['1', '2']) assert.equal((await monitorOf(served, `fashion_mnist/versions/${version}`)).accuracy.labelled, 1, `version ${version} took its own label`);
   } finally {
+    await served.close();
+  }
+});
+
+test('a gRPC request sent without an id learns the one it was given from the x-request-id response header, and its prediction takes a label by it', async () => {
+  const served = await startTestServer({ repoDir: REPOSITORY });
+  const endpoint = await startGrpcEndpoint(served.server);
+  try {
+    const { response, header } = await new Promise<{ response: { id: string }; header: grpc.Metadata }>((resolve, reject) => {
+      let header = new grpc.Metadata();
+      const call = endpoint.client.ModelInfer(
+        { model_name: 'fashion_mnist', inputs: [{ name: 'image', datatype: 'BYTES', shape: [1, 1], contents: { bytes_contents: [garments[0]] } }] },
+        new grpc.Metadata(),
+        (error: grpc.ServiceError | null, answer: { id: string }) => (error ? reject(error) : resolve({ response: answer, header })),
+      );
+      call.on('metadata', (metadata: grpc.Metadata) => (header = metadata));
+    });
+    assert.equal(response.id, '', 'the response id echoes the request id, which was not set, as Triton does');
+    const [given] = header.get('x-request-id');
+    assert.match(String(given), /^[0-9a-f-]{36}$/, 'a generated id comes back in the header metadata');
+    const feedback = await fetch(`${served.url}/v2/models/fashion_mnist/feedback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ labels: [{ id: String(given), label: labels[0] }] }),
+    });
+    assert.deepEqual(await feedback.json(), { accepted: 1, unknown: [], unknown_count: 0, ambiguous: [], ambiguous_count: 0 });
+  } finally {
+    await endpoint.close();
     await served.close();
   }
 });

@@ -287,6 +287,11 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     (call: grpc.ServerUnaryCall<Request, Response>, callback: grpc.sendUnaryData<Response>): void => {
       const started = performance.now();
       const reqId = requestIdOf(metadataString(call.metadata, REQUEST_ID_HEADER));
+      // The id goes back in the response's header metadata, as HTTP's X-Request-ID header: a request without one learns
+      // the id it was given, to find its log lines and to label its prediction (/feedback).
+      const header = new grpc.Metadata();
+      header.set(REQUEST_ID_HEADER, reqId);
+      call.sendMetadata(header);
       (async () => {
         authorize(method, call.metadata);
         return handle(requireDecoded(call.request), call, reqId);
