@@ -740,6 +740,9 @@ program
     );
   });
 
+/** `nereid monitor --url … --fail-on …`'s exit status when the version has no profile, so no state to judge: not 1 (drift), not 0 (a silent pass). */
+const EXIT_NOT_MONITORED = 3;
+
 const monitor = program
   .command('monitor')
   .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders)")
@@ -752,7 +755,7 @@ serverConnectionOptions(monitor, 'inference')
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
   .addOption(
-    new Option('--fail-on <state>', 'exit 1 when the state is this or worse (for CI: warning, or drift); insufficient_data never fails').choices(['warning', 'drift']),
+    new Option('--fail-on <state>', `exit 1 when the state is this or worse (for CI: warning, or drift); insufficient_data never fails; with --url, exit ${EXIT_NOT_MONITORED} when the version is not monitored (no reference profile)`).choices(['warning', 'drift']),
   )
   .action(async (flags) => {
     const failOn = (state: string) => {
@@ -764,6 +767,11 @@ serverConnectionOptions(monitor, 'inference')
       if (flags.data || flags.reference) throw new Error('--url reads the state the server keeps: give it without --data or --reference');
       const live = (await (await serverClient(flags, 'inference')).modelMonitor(flags.model, flags.version)) as unknown as LiveMonitor;
       if (live.monitored) failOn(live.state);
+      else if (flags.failOn) {
+        // A gate that cannot see the state must not pass: the version serves without drift monitoring.
+        process.exitCode = EXIT_NOT_MONITORED;
+        console.error(`nereid monitor: --fail-on ${flags.failOn} cannot be judged: ${flags.model} version ${live.version} is not monitored (${live.reason}); exiting ${EXIT_NOT_MONITORED}`);
+      }
       if (flags.json) return console.log(JSON.stringify(live));
       console.log(formatLiveMonitor(live, new URL(flags.url).origin));
       return;

@@ -286,6 +286,13 @@ test('a version served without a reference profile, where another version has on
     const warning = logged.find((line) => String(line.msg).includes('has no reference profile'));
     assert.match(String(warning?.msg), /model 'fashion_mnist' version 2 has no reference profile \(reference\.json\), where version 1 has one: .*nereid profile --model fashion_mnist --version 2/);
     assert.equal((await monitorOf(served)).monitored, false);
+    // A CI gate on a version nobody monitors must not pass silently.
+    const gate = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--fail-on', 'drift'], 60_000);
+    assert.equal(gate.code, 3, gate.stderr);
+    assert.match(gate.stderr, /--fail-on drift cannot be judged: fashion_mnist version 2 is not monitored \(.*\); exiting 3/);
+    const plain = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url], 60_000);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(plain.stdout, /not monitored/);
   } finally {
     await served.close();
   }
