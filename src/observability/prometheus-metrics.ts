@@ -443,8 +443,11 @@ export class PrometheusMetrics {
     counter('nereid_inference_count_total', 'Inferences answered (batch rows of successful requests, cache hits included)', (s) => s.inferenceCount + s.cachedRows);
     counter('nereid_inference_exec_count_total', 'Model executions (batches run)', (s) => s.executionCount);
     gauge('nereid_inference_in_flight', 'Requests inside the model now (validation to answer)', (v) => v.statistics.inFlight);
-    counter('nereid_ood_checked_total', "Answer rows the version's out-of-distribution detector scored (versions with a reference profile)", (s) => s.oodChecked);
-    counter('nereid_ood_total', "Answer rows flagged out of distribution by the version's reference profile", (s) => s.oodFlagged);
+    // Only versions with a reference profile have a detector: a 0 for the others would read as 'nothing out of distribution'.
+    const scored = (name: string, help: string, value: (statistics: ObservedVersion['statistics']) => number) =>
+      this.perVersion(name, help, 'counter', (version) => (version.monitor || version.statistics.oodChecked > 0 ? value(version.statistics) : undefined));
+    scored('nereid_ood_checked_total', "Answer rows the version's out-of-distribution detector scored (versions with a reference profile)", (s) => s.oodChecked);
+    scored('nereid_ood_total', "Answer rows flagged out of distribution by the version's reference profile", (s) => s.oodFlagged);
     counter('nereid_cache_hit_total', 'Requests answered from the response cache', (s) => s.cacheHit.count);
     counter('nereid_cache_miss_total', 'Requests the response cache could not answer', (s) => s.cacheMiss.count);
     gauge('nereid_inference_queued', 'Requests waiting in the scheduler queue now', (v) => v.queued);
