@@ -178,6 +178,32 @@ test('under the minimum rows, a flagged share no chance gives moves the state on
   }
 });
 
+test('with little traffic, the flagged-share alarm is checked on every record: foreign rows one at a time move the state at row 30, not at the first evaluation', () => {
+  const random = uniform(23);
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 100 });
+  const states: string[] = [];
+  for (const row of rows(30, random)) {
+    monitor.record([{ ...row, oodScore: 20 }]);
+    states.push(monitor.driftState);
+  }
+  assert.deepEqual([states[28], states[29]], ['insufficient_data', 'drift'], 'judged from 30 rows on, as documented');
+  assert.equal(monitor.snapshot().transitions.at(-1)?.sampleCount, 30);
+  // In-distribution traffic, one row a record, at the expected rate: still never judged before 200 rows.
+  for (let trial = 0; trial < 10; trial++) {
+    const clean = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 100 });
+    for (const row of rows(199, random)) clean.record([row]);
+    assert.equal(clean.driftState, 'insufficient_data', `trial ${trial}`);
+  }
+});
+
+test('evaluating less often than the window holds rows is refused, naming both sizes', () => {
+  assert.throws(
+    () => new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 600 }),
+    /evaluating every 600 rows \(--monitor-evaluate-every\) is more than the 500-row drift window \(--monitor-window\) holds: .*give at most 500/,
+  );
+  assert.equal(new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 500 }).driftState, 'insufficient_data');
+});
+
 test('reads do not step a state that a small window holds on its flagged share', () => {
   const monitor = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 50 });
   monitor.record(rows(50, uniform(17)).map((row) => ({ ...row, oodScore: 20 })));

@@ -33,6 +33,14 @@ export const versionMonitorOptionsSchema = z.object({
       return `a drift window of ${window.capacity} rows (--monitor-window) is below the ${state.minSamples} rows the drift state needs to judge; give at least ${state.minSamples} (400 or more avoids false warnings, see docs/monitoring.md)`;
     },
     path: ['window', 'capacity'],
+  })
+  // Rows between evaluations beyond the window's size would leave it before any evaluation saw them.
+  .refine((options) => options.evaluateEvery <= options.window.capacity, {
+    error: (issue) => {
+      const { window, evaluateEvery } = issue.input as { window: { capacity: number }; evaluateEvery: number };
+      return `evaluating every ${evaluateEvery} rows (--monitor-evaluate-every) is more than the ${window.capacity}-row drift window (--monitor-window) holds: rows would leave the window without ever being judged; give at most ${window.capacity}`;
+    },
+    path: ['evaluateEvery'],
   });
 export type VersionMonitorOptions = z.infer<typeof versionMonitorOptionsSchema>;
 export type VersionMonitorSettings = z.input<typeof versionMonitorOptionsSchema>;
@@ -194,7 +202,17 @@ export class VersionMonitor {
     });
     this.rows += rows.length;
     this.sinceEvaluation += rows.length;
-    if (this.sinceEvaluation >= this.options.evaluateEvery) this.step();
+    // Below the minimum sample the flagged-share alarm is checked on every record, not only every evaluateEvery rows:
+    // a model with little traffic would otherwise stay blind to foreign inputs until its first evaluation.
+    if (this.sinceEvaluation >= this.options.evaluateEvery || this.smallSampleAlarm()) this.step();
+  }
+
+  /** The share of flagged rows no chance gives, in a window of OOD_ALARM_MIN_ROWS up to minSamples rows (see evaluate). */
+  private smallSampleAlarm(): boolean {
+    const size = this.flagged?.size ?? 0;
+    if (size < OOD_ALARM_MIN_ROWS || size >= Math.max(1, this.options.state.minSamples)) return false;
+    const [kept, flagged] = this.flagged!.counts();
+    return binomialTail(flagged, kept + flagged, this.expectedOodShare) < OOD_ALARM_P;
   }
 
   /**
@@ -225,12 +243,9 @@ export class VersionMonitor {
     const expected = this.expectedOodShare;
     if (this.flagged && this.flagged.size >= Math.max(1, minSamples)) {
       features.push(categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged.counts()));
-    } else if (this.flagged && this.flagged.size >= OOD_ALARM_MIN_ROWS) {
-      const [kept, flagged] = this.flagged.counts();
-      if (binomialTail(flagged, kept + flagged, expected) < OOD_ALARM_P) {
-        const feature = categoricalFeatureDrift('ood.flagged', [1 - expected, expected], [kept, flagged]);
-        return { at: this.now(), score: feature.psi, features: [feature], smallSample: true };
-      }
+    } else if (this.smallSampleAlarm()) {
+      const feature = categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged!.counts());
+      return { at: this.now(), score: feature.psi, features: [feature], smallSample: true };
     }
     features.sort((a, b) => b.psi - a.psi);
     return { at: this.now(), score: countedFeatures(features)[0]?.psi ?? 0, features };
