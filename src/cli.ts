@@ -727,7 +727,9 @@ program
       heldOutFalsePositiveRate: ood.heldOutFalsePositiveRate,
       monitored: Object.keys(profile.features),
       calibration: profile.calibration ? { examples: profile.calibration.examples, ece: profile.calibration.ece } : undefined,
+      warnings: profile.warnings,
     };
+    for (const warning of profile.warnings) console.error(`nereid profile: warning: ${warning}`);
     console.log(
       flags.json
         ? JSON.stringify(summary)

@@ -54,6 +54,7 @@ test('nereid profile fits the detector on training images and sets its threshold
   assert.deepEqual(summary.monitored.slice(0, 3), ['output.confidence', 'output.entropy', 'output.margin']);
   assert.ok(summary.monitored.includes('input.brightness'));
   assert.equal(summary.calibration, undefined, 'no class folders, no calibration');
+  assert.deepEqual(summary.warnings, [], '1,200 fitted for 64 features, 150 held out expecting 15 flags: large enough');
   const written = JSON.parse(await readFile(join(repository, 'fashion_mnist', '1', 'reference.json'), 'utf8'));
   assert.equal(written.ood.method, 'mahalanobis');
   assert.equal(written.ood.classMeans.length, 10);

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { writeFashionMnistPngs } from '../../test/support/fashion-mnist.js';
 import { readOnnxModel } from '../onnx/onnx-model-file.js';
 import { quantizeDynamicMatMul, quantizeStaticQdq } from '../quantize/index.js';
-import { representationTensor, runMonitor, runProfile } from './reference-profiling.js';
+import { profileSizeWarnings, representationTensor, runMonitor, runProfile } from './reference-profiling.js';
 
 const fashionMnist = async () => readOnnxModel(new Uint8Array(await readFile(new URL('../../models/fashion_mnist/1/model.onnx', import.meta.url))));
 
@@ -50,4 +50,15 @@ test('profile and monitor load the --version named, on a server where nothing wa
   await cp(join(repository, 'fashion_mnist', '1'), join(repository, 'fashion_mnist', '2'), { recursive: true });
   const profile = await runProfile({ ...common, version: '1' }, logger);
   assert.equal(profile.path, join(repository, 'fashion_mnist', '1', 'reference.json'));
+  // 60 images for a 64-feature detector: the profile is written, with what it is too small for said.
+  assert.equal(profile.warnings.length, 2, profile.warnings.join('\n'));
+  assert.match(profile.warnings[0], /fitted on 48 examples for 64 features: its covariance wants at least 640/);
+  assert.match(profile.warnings[1], /measured on 6 held-out examples, where 5\.0 % is 0\.3 of them: too few .* give at least 1000 examples/);
+});
+
+test('a profile is too small below ten fitted examples per feature or five expected held-out false positives; 1,000 examples of 64 features is not', () => {
+  assert.deepEqual(profileSizeWarnings(1000, 64, 0.05), []);
+  assert.equal(profileSizeWarnings(990, 64, 0.05).length, 1, '99 held out expect 4.95 flags');
+  assert.match(profileSizeWarnings(790, 64, 0.01).join('\n'), /fitted on 632 examples for 64 features/);
+  assert.equal(profileSizeWarnings(5000, 64, 0.01).length, 0);
 });

@@ -212,7 +212,35 @@ export type ProfileOptions = z.input<typeof profileOptionsSchema>;
  * rest and measures its false-positive rate on the other half; summarises every monitored value over
  * all examples.
  */
-export async function runProfile(options: ProfileOptions, logger: Logger): Promise<ReferenceProfile & { path: string }> {
+/** Fitted examples per feature below which the detector's covariance is a poor estimate (a common rule of thumb for a covariance: ten per dimension). */
+export const FIT_EXAMPLES_PER_FEATURE = 10;
+/**
+ * Held-out examples the target false-positive rate should flag at least this many of for the measured rate to mean
+ * something (the usual n·p ≥ 5 for a binomial share; at 5 %, 100 examples, a profile of 1,000): fewer, and one
+ * example more or less flagged moves it by points.
+ */
+export const MIN_EXPECTED_HELD_OUT_FLAGS = 5;
+
+/** What a profile of `examples` split as runProfile splits them is too small for; empty when it is large enough. */
+export function profileSizeWarnings(examples: number, features: number, falsePositiveRate: number): string[] {
+  const fitted = Math.floor(examples * 0.8);
+  const checked = examples - fitted - Math.floor((examples - fitted) / 2);
+  const warnings: string[] = [];
+  if (fitted < FIT_EXAMPLES_PER_FEATURE * features) {
+    warnings.push(
+      `the OOD detector was fitted on ${fitted} examples for ${features} features: its covariance wants at least ${FIT_EXAMPLES_PER_FEATURE * features} (${FIT_EXAMPLES_PER_FEATURE} per feature), so its scores and threshold are unreliable; give more --data (about ${Math.ceil((FIT_EXAMPLES_PER_FEATURE * features) / 0.8)} examples)`,
+    );
+  }
+  if (checked * falsePositiveRate < MIN_EXPECTED_HELD_OUT_FLAGS) {
+    const needed = Math.ceil(MIN_EXPECTED_HELD_OUT_FLAGS / falsePositiveRate);
+    warnings.push(
+      `the false-positive rate was measured on ${checked} held-out examples, where ${(falsePositiveRate * 100).toFixed(1)} % is ${(checked * falsePositiveRate).toFixed(1)} of them: too few for the measured rate to mean much; give at least ${needed * 10} examples (${needed} held out)`,
+    );
+  }
+  return warnings;
+}
+
+export async function runProfile(options: ProfileOptions, logger: Logger): Promise<ReferenceProfile & { path: string; warnings: string[] }> {
   const settings = profileOptionsSchema.parse(options);
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
   if (loaded.feeds.length < 50) throw new Error(`--data ${settings.data}: ${loaded.feeds.length} example(s); a profile needs at least 50`);
@@ -256,7 +284,8 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
   }
   const path = join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE);
   await writeReferenceProfile(path, profile);
-  return { ...profile, path };
+  // Written all the same (a small profile can still serve a trial), but said: the caller prints them.
+  return { ...profile, path, warnings: profileSizeWarnings(features.length, fit.precision.length, settings.falsePositiveRate) };
 }
 
 export const monitorOptionsSchema = z.object({
