@@ -156,6 +156,32 @@ test('a stream of test images is ok, turns to drift within one window of inverte
   }
 });
 
+test('a feature the reference never varied (aspect ratio 1) is judged by the share of rows that differ: 5 % of 28×30 garments stay ok, 25 % drift', async () => {
+  const served = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } } });
+  const stretch = (image: Buffer) => sharp(image).resize(28, 30, { fit: 'fill' }).png().toBuffer();
+  const aspect = async () => {
+    const body = (await (await fetch(`${served.url}/v2/models/fashion_mnist/monitor`)).json()) as MonitorBody & { features: { feature: string; psi: number; ks: number; level: string }[] };
+    return { body, feature: body.features.find((feature) => feature.feature === 'input.aspectRatio')! };
+  };
+  try {
+    const few = await Promise.all(garments.slice(0, WINDOW).map((image, index) => (index % 20 === 0 ? stretch(image) : image)));
+    for (let start = 0; start < WINDOW; start += PER_REQUEST) await classify(served, few.slice(start, start + PER_REQUEST));
+    const calm = await aspect();
+    assert.equal(calm.feature.ks, 0.05, '5 % of the rows differ from the constant 1');
+    assert.equal(calm.feature.level, 'ok', JSON.stringify(calm.feature));
+    assert.ok(calm.feature.psi < 0.1, `aspect ratio PSI ${calm.feature.psi} (it was 0.31 over degenerate bins)`);
+    assert.notEqual(calm.body.state, 'drift', JSON.stringify(calm.body.transitions));
+    const many = await Promise.all(garments.slice(WINDOW, 2 * WINDOW).map((image, index) => (index % 4 === 0 ? stretch(image) : image)));
+    for (let start = 0; start < WINDOW; start += PER_REQUEST) await classify(served, many.slice(start, start + PER_REQUEST));
+    const shifted = await aspect();
+    assert.equal(shifted.feature.ks, 0.25);
+    assert.equal(shifted.feature.level, 'drift');
+    assert.equal(shifted.body.state, 'drift', 'a quarter of the images stretched still moves the state');
+  } finally {
+    await served.close();
+  }
+});
+
 test('labels fed back by request id give the realised accuracy beside the estimate; bad feedback is refused with what was expected', async () => {
   const logged: Record<string, unknown>[] = [];
   const served = await startTestServer({

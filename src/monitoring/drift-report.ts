@@ -3,7 +3,7 @@
  * figures for the offline `nereid monitor` report and the server's sliding windows, so that a
  * batch job's records and live traffic are judged alike.
  */
-import { DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi } from './drift-statistics.js';
+import { DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi, psiEquivalentOfKs } from './drift-statistics.js';
 import { featureBin, type Calibration, type FeatureSummary } from './reference-profile.js';
 
 export type DriftLevel = 'ok' | 'warning' | 'drift';
@@ -48,12 +48,14 @@ export function numericFeatureDrift(feature: string, reference: FeatureSummary, 
 
 function numericDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>): FeatureDrift {
   // A feature that never varied on the reference (every image 28 wide) has one bin and a sample of one value: what can
-  // drift is the share of values that differ from it, which is KS D exactly, and PSI over (same, different).
+  // drift is the share of values that differ from it, which is KS D exactly. PSI over (same, different) would put the
+  // reference's empty bin at 1e-4 and call 5 % of differing rows drift (PSI 0.3), so the share is scored on PSI's
+  // scale instead (psiEquivalentOfKs: 12.7 % differing is a warning, 20 % drift), never above that two-bin PSI.
   if (reference.min === reference.max) {
     let different = 0;
     for (let index = 0; index < values.length; index++) if (values[index] !== reference.min) different += 1;
     const share = values.length > 0 ? different / values.length : 0;
-    const stability = psi([1, 0], [values.length - different, different]);
+    const stability = Math.min(psi([1, 0], [values.length - different, different]), psiEquivalentOfKs(share));
     return { feature, psi: stability, ks: share, level: worstLevel([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(share, DRIFT_THRESHOLDS.ks)]) };
   }
   const counts = new Array<number>(reference.binCounts.length).fill(0);

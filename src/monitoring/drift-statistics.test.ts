@@ -9,6 +9,7 @@ import {
   ksPValue,
   ksStatistic,
   psi,
+  psiEquivalentOfKs,
   sortedCopy,
   wasserstein1,
 } from './drift-statistics.js';
@@ -260,4 +261,13 @@ describe('jensenShannon', () => {
     assert.throws(() => jensenShannon([1], [1, 2]), /same categories on both sides: got 1 and 2/);
     assert.throws(() => jensenShannon([0, 0], [1, 2]), /first counts sum to 0/);
   });
+});
+
+test('psiEquivalentOfKs puts KS D on PSI\'s scale by the mean-shift equivalence of the thresholds: D 0.127 ↔ 0.1, D 0.2 ↔ 0.25', () => {
+  assert.ok(Math.abs(psiEquivalentOfKs(0.127) - 0.1) < 0.005, `${psiEquivalentOfKs(0.127)}`);
+  assert.ok(Math.abs(psiEquivalentOfKs(0.2) - 0.25) < 0.01, `${psiEquivalentOfKs(0.2)}`);
+  assert.ok(psiEquivalentOfKs(0.05) < 0.02);
+  assert.equal(psiEquivalentOfKs(0), 0);
+  assert.equal(psiEquivalentOfKs(1), Infinity);
+  assert.throws(() => psiEquivalentOfKs(1.5), /a KS statistic lies in \[0, 1\], got 1.5/);
 });

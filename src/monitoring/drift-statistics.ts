@@ -240,3 +240,34 @@ export function wasserstein1(referenceSorted: ArrayLike<number>, currentSorted: 
   });
   return area;
 }
+
+/** The standard normal CDF Φ, from erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7). */
+function normalCdf(x: number): number {
+  const z = Math.abs(x) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * z);
+  const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-z * z);
+  return x >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
+}
+
+/**
+ * KS D put on PSI's scale by the mean-shift equivalence DRIFT_THRESHOLDS rests on: the δ with D = 2Φ(δ/2) − 1, then
+ * PSI ≈ 0.95 δ², so D 0.127 ↔ PSI 0.1 and D 0.20 ↔ PSI 0.25. For a feature whose reference never varied, where PSI
+ * over (same, different) would set the reference's empty bin at PSI_EMPTY_BIN_SHARE and score 5 % of differing rows
+ * past drift, the share that differs (its D) scores it instead. Infinite for D = 1.
+ */
+export function psiEquivalentOfKs(d: number): number {
+  if (!(d >= 0 && d <= 1)) throw new RangeError(`a KS statistic lies in [0, 1], got ${d}`);
+  if (d === 0) return 0;
+  if (d === 1) return Infinity;
+  // Φ(δ/2) = (1 + D) / 2, solved by bisection: Φ is increasing, and δ/2 below 40 covers every D short of 1 in doubles.
+  const target = (1 + d) / 2;
+  let low = 0;
+  let high = 40;
+  for (let step = 0; step < 100; step++) {
+    const middle = (low + high) / 2;
+    if (normalCdf(middle) < target) low = middle;
+    else high = middle;
+  }
+  const delta = low + high; // 2 · the midpoint
+  return 0.95 * delta * delta;
+}
