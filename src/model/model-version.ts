@@ -381,12 +381,15 @@ export class ModelVersion {
       }
       if (answer) {
         const response = answer(result);
-        // The front end prepares the answer before the outcome is counted: one it cannot send is a failure.
-        try {
-          await context.prepareAnswer?.(response);
-        } catch (error) {
-          record.unsent = true;
-          throw error;
+        // The front end prepares the answer before the outcome is counted: one it cannot send is a failure. Only a
+        // front end that asks pays the await on the hot path.
+        if (context.prepareAnswer) {
+          try {
+            await context.prepareAnswer(response);
+          } catch (error) {
+            record.unsent = true;
+            throw error;
+          }
         }
       }
       record.success = true;

@@ -144,7 +144,6 @@ export const SERVER_EXTENSIONS = [
   'logging',
 ] as const;
 
-
 /** Which of /classify and /detect take a version's images. */
 export interface ImageRoutes {
   classify: boolean;

@@ -4,11 +4,11 @@
  * message, calls the core, and encodes the answer. Errors map to gRPC codes in core/errors.ts.
  */
 import type { EventEmitter } from 'node:events';
-import { parseOptions } from '../../core/options.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { authTokensSchema, checkBearerToken } from '../../core/auth.js';
+import { parseOptions } from '../../core/options.js';
 import { tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
 import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError, shortened } from '../../core/errors.js';
 import { ClientCancellation, type InferenceRequest, type InferenceResponse, type RequestContext } from '../../core/inference.js';
