@@ -427,3 +427,25 @@ test('a label for a request id two predictions carried is applied to neither and
     await served.close();
   }
 });
+
+test('in-distribution test images raise no drift warning while a fresh default window fills through its first few hundred rows', async (t) => {
+  // Right after a start the default 1000-row window is first judged at 200 rows, where the largest of a dozen
+  // features' PSI passes 0.1 by chance alone on some starts; each slice here is one start on 200 test images.
+  const { repository } = await garmentRepository(t);
+  const data = await readFashionMnist('t10k', 4000);
+  const images = await Promise.all(data.pixels.map((pixels) => sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer()));
+  const moves: string[] = [];
+  for (let start = 0; start < images.length; start += 200) {
+    const served = await startTestServer({ repoDir: repository, server: { logger: pino({ level: 'silent' }) } });
+    try {
+      await streamUntil(served, images.slice(start, start + 200), () => false);
+      const body = await monitorOf(served);
+      assert.equal(body.rows_since_load, 200);
+      for (const move of body.transitions) moves.push(`images ${start}–${start + 199}: ${move.from} → ${move.to} (score ${move.score})`);
+    } finally {
+      await served.close();
+    }
+  }
+  assert.deepEqual(moves.filter((move) => /→ (warning|drift)/.test(move)), [], moves.join('\n'));
+  assert.equal(moves.length, 20, 'every start judged its 200 rows');
+});

@@ -16,6 +16,8 @@ const rounded = (value: number | undefined, digits = 6) => (value === undefined 
 export interface FeatureAnswer {
   feature: string;
   psi: number;
+  /** The PSI a window this size drawn from the reference scores on average; the level and the drift score count the PSI beyond it. */
+  chance_psi?: number;
   ks?: number;
   jensen_shannon?: number;
   level: DriftLevel;
@@ -45,6 +47,7 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
   const features: FeatureAnswer[] = (snapshot.evaluation?.features ?? []).map((feature) => ({
     feature: feature.feature,
     psi: rounded(feature.psi)!,
+    chance_psi: rounded(feature.chancePsi),
     ks: rounded(feature.ks),
     jensen_shannon: rounded(feature.jensenShannon),
     level: feature.level,

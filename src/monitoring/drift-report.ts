@@ -3,7 +3,7 @@
  * figures for the offline `nereid monitor` report and the server's sliding windows, so that a
  * batch job's records and live traffic are judged alike.
  */
-import { DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi, psiEquivalentOfKs } from './drift-statistics.js';
+import { chancePsi, DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi, psiEquivalentOfKs } from './drift-statistics.js';
 import { featureBin, type Calibration, type FeatureSummary } from './reference-profile.js';
 
 export type DriftLevel = 'ok' | 'warning' | 'drift';
@@ -12,6 +12,8 @@ export interface FeatureDrift {
   feature: string;
   /** Population stability index over the reference's decile bins (for class shares and the OOD share: over the categories). */
   psi: number;
+  /** The PSI a window of this size drawn from the reference itself scores on average (chancePsi); levels and the drift score count PSI beyond it. */
+  chancePsi?: number;
   /** Two-sample Kolmogorov–Smirnov D against the reference's sample; absent for categorical features. */
   ks?: number;
   /** Jensen–Shannon divergence in bits; categorical features only. */
@@ -31,6 +33,12 @@ export const INFORMATIONAL_FEATURES: ReadonlySet<string> = new Set(['input.width
 
 /** The features that move a drift score or state: every one but the informational ones. */
 export const countedFeatures = (features: readonly FeatureDrift[]): FeatureDrift[] => features.filter((feature) => !feature.informational);
+
+/** A feature's PSI beyond what chance gives a window of its size: what its level and the drift score are judged by. */
+export const psiBeyondChance = (feature: Pick<FeatureDrift, 'psi' | 'chancePsi'>): number => Math.max(0, feature.psi - (feature.chancePsi ?? 0));
+
+/** The drift score of a window: the largest PSI beyond chance of the counted features (0 for none). */
+export const driftScore = (features: readonly FeatureDrift[]): number => Math.max(0, ...countedFeatures(features).map(psiBeyondChance));
 
 const LEVELS: readonly DriftLevel[] = ['ok', 'warning', 'drift'];
 
@@ -61,19 +69,35 @@ function numericDrift(feature: string, reference: FeatureSummary, values: ArrayL
   const counts = new Array<number>(reference.binCounts.length).fill(0);
   for (let index = 0; index < values.length; index++) counts[featureBin(reference.binEdges, values[index])] += 1;
   const stability = psi(reference.binCounts, counts);
+  const chance = chancePsi(reference.binCounts.length, values.length, reference.count);
   const ks = ksStatistic(reference.sample, values);
-  return { feature, psi: stability, ks, level: worstLevel([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(ks, DRIFT_THRESHOLDS.ks)]) };
+  const level = worstLevel([levelOf(Math.max(0, stability - chance), DRIFT_THRESHOLDS.psi), levelOf(ks, DRIFT_THRESHOLDS.ks)]);
+  return { feature, psi: stability, chancePsi: chance, ks, level };
 }
 
-/** A categorical feature's drift (class shares, flagged or not): PSI and Jensen–Shannon over the categories; the level is the worse of the two. */
-export function categoricalFeatureDrift(feature: string, referenceShares: ArrayLike<number>, currentCounts: ArrayLike<number>): FeatureDrift {
+/**
+ * A categorical feature's drift (class shares, flagged or not): PSI and Jensen–Shannon over the categories; the level is
+ * the worse of the two, each beyond its chance value (JS is PSI / 8 in nats to second order, so its chance is too).
+ */
+export function categoricalFeatureDrift(
+  feature: string,
+  referenceShares: ArrayLike<number>,
+  currentCounts: ArrayLike<number>,
+  /** The rows behind each side (by default: the current counts' sum, and a reference known exactly), which chance depends on. */
+  rows: { current?: number; reference?: number } = {},
+): FeatureDrift {
   const stability = psi(referenceShares, currentCounts);
+  let counted = 0;
+  for (let index = 0; index < currentCounts.length; index++) counted += currentCounts[index];
+  const chance = chancePsi(referenceShares.length, rows.current ?? counted, rows.reference);
   const divergence = jensenShannon(referenceShares, currentCounts);
+  const divergenceChance = chance / (8 * Math.LN2);
   return {
     feature,
     psi: stability,
+    chancePsi: chance,
     jensenShannon: divergence,
-    level: worstLevel([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(divergence, DRIFT_THRESHOLDS.jensenShannon)]),
+    level: worstLevel([levelOf(Math.max(0, stability - chance), DRIFT_THRESHOLDS.psi), levelOf(Math.max(0, divergence - divergenceChance), DRIFT_THRESHOLDS.jensenShannon)]),
   };
 }
 

@@ -35,6 +35,18 @@ export const DRIFT_THRESHOLDS = {
 } as const;
 
 /**
+ * The PSI a window scores by chance alone: over `bins` bins, m current values and n reference values drawn from one
+ * distribution give PSI ≈ χ²(bins − 1) · (1/m + 1/n), whose mean is (bins − 1)(1/m + 1/n) — 0.045 for 200 values
+ * over deciles, 0.009 for 1000. Subtracted from a score before it meets the thresholds, it keeps a small window's
+ * noise (the largest of a dozen features' PSI at 200 rows) from reading as a warning, and fades as the window fills.
+ * n is Infinity for a reference known exactly (shares rather than a sample).
+ */
+export function chancePsi(bins: number, currentCount: number, referenceCount = Infinity): number {
+  if (bins < 2 || !(currentCount > 0)) return 0;
+  return (bins - 1) * (1 / currentCount + 1 / referenceCount);
+}
+
+/**
  * The share PSI gives a bin that holds no values, on either side. An empty bin would make ln(a/e) infinite; flooring
  * each share at 1e-4 (one in ten thousand) keeps PSI finite while a bin that is empty in the reference but holds 10 %
  * of the window still scores ≈ 0.1 · ln(0.1/1e-4) ≈ 0.69, far past the drift threshold. A bin empty on both sides

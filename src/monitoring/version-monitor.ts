@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { BucketCounts } from '../observability/collected-metric.js';
 import { AccuracyWindow, type AccuracySummary, type LabelOutcome } from './accuracy-estimate.js';
-import { categoricalFeatureDrift, countedFeatures, expectedAccuracyAt, numericFeatureDrift, summariseProbabilities, type FeatureDrift } from './drift-report.js';
+import { categoricalFeatureDrift, driftScore, expectedAccuracyAt, psiBeyondChance, numericFeatureDrift, summariseProbabilities, type FeatureDrift } from './drift-report.js';
 import { DriftStateMachine, driftStateOptionsSchema, type DriftState, type DriftTransition } from './drift-state.js';
 import type { ReferenceProfile } from './reference-profile.js';
 import { CategoricalWindow, NumericWindow, slidingWindowOptionsSchema, type WindowSpan } from './sliding-window.js';
@@ -238,7 +238,7 @@ export class VersionMonitor {
       features.push(numericFeatureDrift(name, this.profile.features[name], window.values()));
     }
     if (this.classes && this.classes.size >= Math.max(1, minSamples)) {
-      features.push(categoricalFeatureDrift('output.class', Object.values(this.profile.classShares!), this.classes.counts()));
+      features.push(categoricalFeatureDrift('output.class', Object.values(this.profile.classShares!), this.classes.counts(), { reference: this.profile.provenance.data.examples }));
     }
     const expected = this.expectedOodShare;
     if (this.flagged && this.flagged.size >= Math.max(1, minSamples)) {
@@ -247,8 +247,8 @@ export class VersionMonitor {
       const feature = categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged!.counts());
       return { at: this.now(), score: feature.psi, features: [feature], smallSample: true };
     }
-    features.sort((a, b) => b.psi - a.psi);
-    return { at: this.now(), score: countedFeatures(features)[0]?.psi ?? 0, features };
+    features.sort((a, b) => psiBeyondChance(b) - psiBeyondChance(a));
+    return { at: this.now(), score: driftScore(features), features };
   }
 
   /** Evaluates and moves the state with the result; returns the transition, if any. */

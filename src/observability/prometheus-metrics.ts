@@ -13,6 +13,7 @@ import type { ModelStatistics } from './model-statistics.js';
 import { BucketCounts, CollectedMetric, histogramSamples, type MetricKind, type Sample } from './collected-metric.js';
 import { usdOf } from './cost.js';
 import type { VersionMonitor } from '../monitoring/version-monitor.js';
+import { psiBeyondChance } from '../monitoring/drift-report.js';
 
 const DRIFT_STATES = ['insufficient_data', 'ok', 'warning', 'drift'] as const;
 
@@ -284,10 +285,10 @@ export class PrometheusMetrics {
     };
     this.register(
       'nereid_drift_score',
-      "Population stability index of each monitored feature's recent window against the reference profile (at the last evaluation)",
+      "Population stability index of each monitored feature's recent window against the reference profile, beyond what chance gives a window of its size (at the last evaluation)",
       'gauge',
       monitored((labels, monitor, samples) => {
-        for (const feature of monitor.latest?.features ?? []) samples.push({ labels: { ...labels, feature: feature.feature }, value: feature.psi });
+        for (const feature of monitor.latest?.features ?? []) samples.push({ labels: { ...labels, feature: feature.feature }, value: psiBeyondChance(feature) });
       }),
     );
     this.register(

@@ -22,6 +22,7 @@ import {
   MahalanobisScorer,
   MIN_DRIFT_SAMPLES,
   numericFeatureDrift,
+  psiBeyondChance,
   pooledFeatures,
   readReferenceProfile,
   readReferenceProfileIfPresent,
@@ -361,7 +362,7 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   const features = Object.entries(observed.values)
     .filter(([name, values]) => profile.features[name] && values.length > 0)
     .map(([name, values]) => numericFeatureDrift(name, profile.features[name], values))
-    .sort((a, b) => b.psi - a.psi);
+    .sort((a, b) => psiBeyondChance(b) - psiBeyondChance(a));
   const report: MonitorReport = {
     model: settings.model,
     version: loaded.version,
@@ -377,7 +378,10 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   if (profile.classShares) {
     const names = Object.keys(profile.classShares);
     const current = shares(observed.predicted, names);
-    const drift = categoricalFeatureDrift('output.class', names.map((name) => profile.classShares![name]), names.map((name) => current[name]));
+    const drift = categoricalFeatureDrift('output.class', names.map((name) => profile.classShares![name]), names.map((name) => current[name]), {
+      current: observed.predicted.length,
+      reference: profile.provenance.data.examples,
+    });
     report.classShares = { divergence: drift.jensenShannon!, psi: drift.psi, level: drift.level, current };
     // The class shares have no significance test here: below MIN_DRIFT_SAMPLES they do not move the state (see stateOf).
     if (scores.length >= MIN_DRIFT_SAMPLES) report.state = worstLevel([report.state as DriftLevel, drift.level]);
