@@ -22,7 +22,7 @@ import { chartFormatOf, DEFAULT_TOP_K, evalOptionsSchema, formatEvalReport, GATE
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
-import { batchJobList, batchJobsSource, batchJobStatus, DEFAULT_QUEUE_NAME, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
+import { batchJobList, batchJobsSource, batchJobStatus, cancelBatchJob, DEFAULT_QUEUE_NAME, formatCancel, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -1134,8 +1134,8 @@ const batch = program
     console.log(JSON.stringify(summary));
     const allFailed = summary.processed > 0 && summary.failed === summary.processed;
     if (allFailed && !flags.allowAllFailed) console.error(`nereid batch: every record of this run failed (${summary.failed}); exiting 1 (--allow-all-failed exits 0)`);
-    // Records left unwritten (their chunks vanished from Redis) are work not done: a script must not take the run as complete.
-    process.exit(summary.interrupted ? 130 : (allFailed && !flags.allowAllFailed) || summary.lostChunks?.length ? 1 : 0);
+    // Records left unwritten (their chunks vanished from Redis, or the job was cancelled) are work not done: a script must not take the run as complete.
+    process.exit(summary.interrupted ? 130 : (allFailed && !flags.allowAllFailed) || summary.lostChunks?.length || summary.cancelled ? 1 : 0);
   });
 
 batch
@@ -1154,6 +1154,19 @@ batch
     }
     const status = await batchJobStatus({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
     console.log(flags.json ? JSON.stringify(status) : formatStatus(status));
+    process.exit(0);
+  });
+
+batch
+  .command('cancel')
+  .description("cancel a distributed batch job: its waiting chunks leave the queue, chunks workers hold run to the end, its submitter stops; nothing written is lost, and the same `nereid batch` command resumes the job")
+  .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
+  .requiredOption('--job <name>', 'the job name (printed by `nereid batch --queue` and listed by `nereid batch status`)')
+  .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
+  .option('--json', 'print the result as JSON', false)
+  .action(async (flags) => {
+    const result = await cancelBatchJob({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
+    console.log(flags.json ? JSON.stringify(result) : formatCancel(result));
     process.exit(0);
   });
 

@@ -29,4 +29,4 @@ export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, Requ
 export type { Tensor } from './core/tensor.js';
 export { readTlsFiles, type TlsCredentials } from './core/tls.js';
 export { bytesElements, DATATYPES, PackedBytes, type BytesData, type Datatype, type TensorData } from './core/datatype.js';
-export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, batchJobList, batchJobsSource, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';
+export { runLocalBatchJob, runDistributedBatchJob, startBatchWorker, batchJobStatus, batchJobList, cancelBatchJob, type BatchCancelResult, batchJobsSource, type BatchSummary, type LocalBatchOptions, type DistributedBatchOptions, type BatchWorkerOptions } from './jobs/index.js';

@@ -388,6 +388,63 @@ describe('distributed batch jobs', () => {
     }
   });
 
+  test('batch cancel takes the waiting chunks off the queue and stops the submitter without writing or losing a record; the same command resumes', { timeout: 60_000 }, async () => {
+    const input = join(dir, 'cancel.jsonl');
+    await writeFile(input, `${Array.from({ length: 8 }, (_, n) => JSON.stringify({ INPUT0: [n, 1, 2, 3] })).join('\n')}\n`);
+    const output = join(dir, 'cancel-out.jsonl');
+    const job = 'to-cancel';
+    const args = ['batch', '--model', 'scale', '--input', input, '--output', output, '--queue', queueUrl, '--queue-name', 'cancel', '--job', job, '--chunk-size', '2', '--progress', 'none'];
+    const cancelQueue = new Queue('cancel', { connection: { host: '127.0.0.1', port: redis.port } });
+    try {
+      // No worker listens on this queue yet: every chunk waits, and the cancel finds them all.
+      let cancel: Promise<{ code: number | null; stdout: string; stderr: string }> | undefined;
+      const first = await cli(args, () => {
+        void (async () => {
+          while ((await cancelQueue.getWaitingCount()) < 4) await new Promise((resolve) => setTimeout(resolve, 50));
+          cancel = cli(['batch', 'cancel', '--queue', queueUrl, '--queue-name', 'cancel', '--job', job, '--json']);
+        })();
+      });
+      const cancelled = await cancel!;
+      assert.equal(cancelled.code, 0, cancelled.stderr);
+      const result = JSON.parse(cancelled.stdout) as { job: string; removedChunks: number; runningChunks: number; recordsLeft: number; cancelledAt: string };
+      assert.deepEqual({ ...result, cancelledAt: undefined }, { job, removedChunks: 4, runningChunks: 0, recordsLeft: 8, cancelledAt: undefined });
+      assert.equal(await cancelQueue.getWaitingCount(), 0);
+
+      assert.equal(first.code, 1, `a cancelled job is work not done: ${first.stderr}`);
+      assert.match(first.stderr, /job 'to-cancel' was cancelled at .*: no more chunks are queued/);
+      assert.match(first.stderr, /cancelled: 0 record\(s\).*the job was cancelled at .* \(nereid batch cancel\): 8 record\(s\) not written; rerun the same command to resume it/s);
+      assert.doesNotMatch(first.stderr, /vanished from Redis/);
+      const summary = JSON.parse(first.stdout.trim().split('\n').at(-1)!) as { cancelled: { at: string; recordsLeft: number }; processed: number; lostChunks?: unknown };
+      assert.deepEqual(summary.cancelled, { at: result.cancelledAt, recordsLeft: 8 });
+      assert.equal(summary.processed, 0);
+      assert.equal(summary.lostChunks, undefined);
+      assert.equal((await readOutput(output)).size, 0);
+
+      const status = await cli(['batch', 'status', '--queue', queueUrl, '--queue-name', 'cancel', '--job', job]);
+      assert.match(status.stdout, /cancelled at .* \(nereid batch cancel\); the same nereid batch command resumes it/);
+
+      startWorker('w-cancel', ['--queue-name', 'cancel']);
+      const resumed = await cli(args);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      const records = await readOutput(output);
+      assert.equal(records.size, 8);
+      for (const record of records.values()) assert.equal(record.error, null, String(record.error));
+      const after = JSON.parse((await cli(['batch', 'status', '--queue', queueUrl, '--queue-name', 'cancel', '--job', job, '--json'])).stdout) as { cancelledAt?: string; recordsWritten: number };
+      assert.equal(after.cancelledAt, undefined, 'the rerun cleared the cancel');
+      assert.equal(after.recordsWritten, 8);
+
+      // A finished job has nothing to cancel, and an unknown one is named.
+      const again = await cli(['batch', 'cancel', '--queue', queueUrl, '--queue-name', 'cancel', '--job', job]);
+      assert.notEqual(again.code, 0);
+      assert.match(again.stderr, /batch job 'to-cancel' has written all its 8 record\(s\): nothing is left to cancel/);
+      const unknown = await cli(['batch', 'cancel', '--queue', queueUrl, '--queue-name', 'cancel', '--job', 'nope']);
+      assert.notEqual(unknown.code, 0);
+      assert.match(unknown.stderr, /no batch job 'nope' on queue 'cancel'/);
+    } finally {
+      await cancelQueue.close();
+    }
+  });
+
   test('a record added after its chunk failed runs in a chunk of its own, not written with the failure it never had', { timeout: 60_000 }, async () => {
     const input = join(dir, 'late.jsonl');
     const line = (n: number) => JSON.stringify({ INPUT0: [n, 1, 2, 3] });

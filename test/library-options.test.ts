@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { GrpcClient, HttpClient } from '../src/client/index.js';
-import { createGrpcFrontEnd, createHttpFrontEnd, createServer, Server } from '../src/index.js';
+import { batchJobList, batchJobStatus, cancelBatchJob, createGrpcFrontEnd, createHttpFrontEnd, createServer, runDistributedBatchJob, runLocalBatchJob, Server, startBatchWorker } from '../src/index.js';
 import { doublerBackend } from './support/fake-backend.js';
 
 const logger = pino({ level: 'silent' });
@@ -44,4 +44,18 @@ test('a wrong option value reads as one line: the option, what it expects and wh
     () => new Server({ modelRepository: 'models', logger, backends: [doublerBackend()], modelControlMode: 'manual' as never }),
     /^TypeError: Server: option 'modelControlMode' expects one of "none"\|"explicit"\|"poll"\|"on_demand", got 'manual' \(a string\)$/,
   );
+});
+
+test("the batch-job functions refuse a misspelt option before touching the input, the output or Redis", async () => {
+  const job = { model: 'fashion_mnist', input: 'nowhere', output: 'nowhere.jsonl' };
+  await assert.rejects(runLocalBatchJob({ ...job, concurency: 8 } as never), /^TypeError: runLocalBatchJob: unknown option 'concurency' \(known: .*\bconcurrency\b.*\bpassThrough\b.*\)$/);
+  await assert.rejects(
+    runDistributedBatchJob({ ...job, queue: 'redis://127.0.0.1:1', chunksize: 8 } as never),
+    /^TypeError: runDistributedBatchJob: unknown option 'chunksize' \(known: .*\bchunkSize\b.*\)$/,
+  );
+  await assert.rejects(runDistributedBatchJob({ ...job, queue: 'redis://127.0.0.1:1', attempts: 0 }), /^TypeError: runDistributedBatchJob: option 'attempts' expects number to be >0, got 0$/);
+  await assert.rejects(startBatchWorker({ queue: 'redis://127.0.0.1:1', concurrrency: 2 } as never), /^TypeError: startBatchWorker: unknown option 'concurrrency' \(known: .*\bconcurrency\b.*\brecordConcurrency\b.*\)$/);
+  await assert.rejects(batchJobStatus({ queue: 'redis://127.0.0.1:1', job: 'j', queue_name: 'q' } as never), /^TypeError: batchJobStatus: unknown option 'queue_name' \(known: job, queue, queueName\)$/);
+  await assert.rejects(cancelBatchJob({ queue: 'redis://127.0.0.1:1', jobs: 'j' } as never), /^TypeError: cancelBatchJob: unknown option 'jobs' \(known: job, queue, queueName\)$/);
+  await assert.rejects(batchJobList({ queue: 'redis://127.0.0.1:1', limt: 5 } as never), /^TypeError: batchJobList: unknown option 'limt' \(known: limit, queue, queueName\)$/);
 });

@@ -1,12 +1,14 @@
 /**
  * `nereid batch status`: where a distributed job stands, from the queue (each chunk's state) and
- * the job's hash (records written by the submitter); and every job of a queue, for the dashboard.
+ * the job's hash (records written by the submitter); every job of a queue, for the dashboard; and
+ * `nereid batch cancel`, which takes a job's waiting chunks off the queue.
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { notFound } from '../core/errors.js';
+import { NereidError, notFound } from '../core/errors.js';
+import { refuseUnknownOptions } from '../core/options.js';
 import { requireRedis } from './redis-reachability.js';
-import { DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
+import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
@@ -42,17 +44,19 @@ export interface BatchStatus {
   recordsFailed: number;
   submittedAt?: string;
   updatedAt?: string;
+  /** When `nereid batch cancel` stopped the job (until its command is run again). */
+  cancelledAt?: string;
 }
 
 type StatusQueue = Pick<Queue, 'getJobState' | 'getJob'>;
 
-/** Opens the queue and a Redis client for one reading, and closes both after it. */
-async function readingQueue<T>(url: string, queueName: string, read: (redis: Redis, queue: StatusQueue) => Promise<T>): Promise<T> {
+/** Opens the queue and a Redis client for one reading (or cancelling), and closes both after it. */
+async function readingQueue<T>(url: string, queueName: string, read: (redis: Redis, queue: Queue) => Promise<T>): Promise<T> {
   await requireRedis(url);
   const connection = redisConnection(url);
   const redis = new Redis(connection);
   redis.on('error', () => undefined); // a failure reaches the caller through the command that met it
-  // It only reads: the queue's settings (the event stream's length) stay the submitter's.
+  // The queue's settings (the event stream's length) stay the submitter's.
   const queue = new Queue(queueName, { connection, skipMetasUpdate: true });
   try {
     return await read(redis, queue);
@@ -62,7 +66,11 @@ async function readingQueue<T>(url: string, queueName: string, read: (redis: Red
   }
 }
 
+const STATUS_OPTION_KEYS: readonly (keyof BatchStatusOptions)[] = ['queue', 'queueName', 'job'];
+const LIST_OPTION_KEYS: readonly (keyof BatchJobListOptions)[] = ['queue', 'queueName', 'limit'];
+
 export async function batchJobStatus(options: BatchStatusOptions): Promise<BatchStatus> {
+  refuseUnknownOptions('batchJobStatus', options, STATUS_OPTION_KEYS);
   const job = checkJobName(options.job);
   const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
   return readingQueue(options.queue, queueName, async (redis, queue) => {
@@ -74,6 +82,7 @@ export async function batchJobStatus(options: BatchStatusOptions): Promise<Batch
 
 /** Every job submitted to the queue, the most recent first, each as `batchJobStatus` reports it. */
 export async function batchJobList(options: BatchJobListOptions): Promise<BatchStatus[]> {
+  refuseUnknownOptions('batchJobList', options, LIST_OPTION_KEYS);
   const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
   return readingQueue(options.queue, queueName, async (redis, queue) => {
     const prefix = jobMetaKey(queueName, '');
@@ -103,6 +112,7 @@ export interface BatchJobsSource {
 }
 
 export function batchJobsSource(options: BatchJobListOptions): BatchJobsSource {
+  refuseUnknownOptions('batchJobsSource', options, LIST_OPTION_KEYS);
   redisConnection(options.queue); // a URL that is not Redis's fails here, before any reading
   return { queue: shownRedisUrl(options.queue), queueName: options.queueName ?? DEFAULT_QUEUE_NAME, jobs: () => batchJobList(options) };
 }
@@ -159,7 +169,68 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
     recordsFailed: Number(meta.records_failed ?? 0),
     submittedAt: meta.submitted_at,
     updatedAt: meta.updated_at,
+    ...(meta[CANCELLED_FIELD] ? { cancelledAt: meta[CANCELLED_FIELD] } : {}),
   };
+}
+
+export interface BatchCancelResult {
+  job: string;
+  cancelledAt: string;
+  /** Chunks taken off the queue before any worker took them (waiting, or waiting to be retried). */
+  removedChunks: number;
+  /** Chunks a worker holds: they run to the end, and their records are written by the submitter or by a rerun. */
+  runningChunks: number;
+  /** Records of the job not written to its output when it was cancelled. */
+  recordsLeft: number;
+}
+
+/**
+ * Cancels a distributed job: marks it cancelled in its hash (its submitter, if one runs, stops submitting and ends once
+ * the chunks already running are written) and removes its chunks that no worker holds yet. Nothing written is lost and
+ * nothing is marked failed: the same `nereid batch` command run again resumes the job where it stood.
+ */
+export async function cancelBatchJob(options: BatchStatusOptions): Promise<BatchCancelResult> {
+  refuseUnknownOptions('cancelBatchJob', options, STATUS_OPTION_KEYS);
+  const job = checkJobName(options.job);
+  const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+  return readingQueue(options.queue, queueName, async (redis, queue) => {
+    const metaKey = jobMetaKey(queueName, job);
+    const meta = await redis.hgetall(metaKey);
+    if (meta.chunks === undefined) throw notFound(`no batch job '${job}' on queue '${queueName}' at ${shownRedisUrl(options.queue)}`);
+    const recordsLeft = Math.max(0, Number(meta.records) - Number(meta.records_written ?? 0));
+    if (recordsLeft === 0) throw new NereidError('FAILED_PRECONDITION', `batch job '${job}' has written all its ${meta.records} record(s): nothing is left to cancel`);
+    // Marked first: a submitter that sees its chunks disappear then knows why, and queues no more.
+    const cancelledAt = meta[CANCELLED_FIELD] || new Date().toISOString();
+    await redis.hset(metaKey, CANCELLED_FIELD, cancelledAt);
+    let removedChunks = 0;
+    let runningChunks = 0;
+    const chunks = Number(meta.chunks);
+    for (let start = 0; start < chunks; start += 200) {
+      const ids = Array.from({ length: Math.min(200, chunks - start) }, (_, offset) => chunkJobId(job, start + offset));
+      const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
+      await Promise.all(
+        ids.map(async (id, offset) => {
+          const state = states[offset];
+          if (state === 'waiting' || state === 'prioritized' || state === 'delayed' || state === 'waiting-children') {
+            // A worker may take it between the reading and the removal: then it runs, as those already running do.
+            if ((await queue.remove(id)) === 1) removedChunks += 1;
+            else runningChunks += 1;
+          } else if (state === 'active') runningChunks += 1;
+        }),
+      );
+    }
+    return { job, cancelledAt, removedChunks, runningChunks, recordsLeft };
+  });
+}
+
+export function formatCancel(result: BatchCancelResult): string {
+  return [
+    `job ${result.job} cancelled at ${result.cancelledAt}: ${result.removedChunks} waiting chunk(s) taken off the queue, ${result.recordsLeft} record(s) not written`,
+    result.runningChunks > 0 ? `${result.runningChunks} chunk(s) held by workers run to the end; their records are written by the job's submitter, or by a rerun` : '',
+    "run the same `nereid batch` command again to resume the job, or with --restart to start it over",
+  ]
+    .filter(Boolean)
+    .join('\n');
 }
 
 export function formatStatus(status: BatchStatus): string {
@@ -176,5 +247,6 @@ export function formatStatus(status: BatchStatus): string {
     ...status.failedChunks.map((chunk) => `  ${chunk.chunk} failed after ${chunk.attempts} attempt(s): ${chunk.reason}`),
     `records: ${status.recordsWritten}/${status.records} written to the output, ${status.recordsFailed} with errors` +
       (status.updatedAt ? ` (as of ${status.updatedAt})` : ''),
+    ...(status.cancelledAt ? [`cancelled at ${status.cancelledAt} (nereid batch cancel); the same nereid batch command resumes it`] : []),
   ].join('\n');
 }

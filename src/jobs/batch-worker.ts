@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
+import { parseOptions } from '../core/options.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
@@ -46,6 +47,18 @@ export type BatchWorkerOptions = z.input<typeof batchWorkerSettingsSchema> & {
   onChunk?: (outcome: ChunkOutcome) => void;
 };
 
+/** The keys of BatchWorkerOptions beyond its settings' schema, so that a misspelt option is refused by name. */
+const WORKER_OTHER_OPTIONS: Record<Exclude<keyof BatchWorkerOptions, keyof z.input<typeof batchWorkerSettingsSchema>>, true> = {
+  queue: true,
+  recordConcurrency: true,
+  name: true,
+  stalledIntervalMs: true,
+  logger: true,
+  server: true,
+  observers: true,
+  onChunk: true,
+};
+
 export interface BatchWorker {
   name: string;
   server: Server;
@@ -54,7 +67,7 @@ export interface BatchWorker {
 }
 
 export async function startBatchWorker(options: BatchWorkerOptions): Promise<BatchWorker> {
-  const settings = batchWorkerSettingsSchema.parse(options);
+  const settings = parseOptions('startBatchWorker', batchWorkerSettingsSchema, options, Object.keys(WORKER_OTHER_OPTIONS));
   await requireRedis(options.queue);
   const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
   const name = options.name ?? `${hostname()}:${process.pid}`;

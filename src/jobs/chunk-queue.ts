@@ -81,6 +81,12 @@ export function jobMetaKey(queueName: string, job: string): string {
 export const PINNED_VERSION_FIELD = 'model_version';
 
 /**
+ * The field of a job's hash set by `nereid batch cancel` (when, ISO time): the submitter stops submitting and ends once
+ * the chunks already running are written; a rerun of the job's command clears it and resumes.
+ */
+export const CANCELLED_FIELD = 'cancelled_at';
+
+/**
  * Records `version` as the job's model version unless one is recorded already, and returns the one recorded: the
  * first to ask decides, every later caller learns its choice. Nothing is recorded for a job without a hash (a chunk
  * whose job was removed), where undefined is returned.

@@ -14,7 +14,9 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
+import { parseOptions } from '../core/options.js';
 import {
+  CANCELLED_FIELD,
   CHUNK_FORMAT,
   CHUNK_QUEUE_OPTIONS,
   checkJobName,
@@ -34,7 +36,7 @@ import { checkAnsweredBy, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
 import { distributedJobSettingsSchema } from './job-options.js';
-import type { BatchInputOptions } from './local-batch-job.js';
+import { BATCH_INPUT_OPTION_KEYS, type BatchInputOptions } from './local-batch-job.js';
 
 interface DistributedJobOptions extends BatchInputOptions {
   /** redis://host:port of the queue the workers listen to. */
@@ -51,9 +53,13 @@ interface Pending {
 }
 
 export async function runDistributedBatchJob(options: DistributedBatchOptions): Promise<BatchSummary> {
+  const { chunkSize, chunkMaxMib, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = parseOptions('runDistributedBatchJob', distributedJobSettingsSchema, options, [
+    ...BATCH_INPUT_OPTION_KEYS,
+    'queue',
+    'job',
+  ]);
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
-  const { chunkSize, chunkMaxMib, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = distributedJobSettingsSchema.parse(options);
   const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
   await requireRedis(options.queue);
   const source = await openInput(options.input, options);
@@ -95,6 +101,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let failed = 0;
   let executionNs = 0;
   let finished = false;
+  /** When `nereid batch cancel` cancelled the job while this run submitted it; then nothing more is queued. */
+  let cancelledAt: string | undefined;
   /** The one version that answers the job: named, recorded in the job's hash, or that of the output resumed. */
   let pinned: string | undefined;
 
@@ -130,7 +138,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       const found = await Job.fromId<ChunkData, ChunkResult>(queue, id);
       if (!found) {
         // Nothing ran them: they stay out of the output, so a rerun submits them again (no --retry-failed needed).
-        leaveForRerun(index, chunk.ids.length, 'vanished from Redis before it finished (a restart or a flush?)');
+        // Taken off the queue by `nereid batch cancel`, their records stay out of the output as well, for a rerun.
+        if (!(await cancelled())) leaveForRerun(index, chunk.ids.length, 'vanished from Redis before it finished (a restart or a flush?)');
       } else if (state === 'completed') {
         const result = found.returnvalue;
         const lines = new Map<string, string>();
@@ -167,6 +176,19 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }
   };
 
+  /** Whether the job has been cancelled; once seen, the chunks this run queued that no worker took yet are withdrawn. */
+  const cancelled = async (): Promise<boolean> => {
+    if (cancelledAt !== undefined) return true;
+    const at = await redis.hget(metaKey, CANCELLED_FIELD);
+    if (!at) return false;
+    cancelledAt = at;
+    logger.warn(`job '${job}' was cancelled at ${at} (nereid batch cancel): no more chunks are queued; the chunks workers hold are written when they finish`);
+    // Chunks queued between the cancel's removals and now would otherwise still run.
+    await Promise.all([...pending.keys()].map((index) => queue.remove(chunkJobId(job, index)).catch(() => 0)));
+    signalChange();
+    return true;
+  };
+
   const submit = async (index: number, records: InputRecord[]) => {
     const loaded = await Promise.all(records.map((record) => record.load()));
     const unreadable = loaded.filter((record) => record.error !== undefined);
@@ -177,8 +199,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }
     const runnable = loaded.filter((record) => record.error === undefined && !oversized.includes(record));
     if (runnable.length === 0) return;
-    while (pending.size >= maxPending && !fatal && !options.signal?.aborted) await changed();
-    if (fatal || options.signal?.aborted) return;
+    while (pending.size >= maxPending && !fatal && !options.signal?.aborted && cancelledAt === undefined) await changed();
+    if (fatal || options.signal?.aborted || cancelledAt !== undefined) return;
     const id = chunkJobId(job, index);
     let state = await queue.getJobState(id);
     if (state === 'failed' && options.retryFailed) await queue.remove(id);
@@ -207,6 +229,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       removeOnFail: false,
     });
     pending.set(index, { index, ids: runnable.map((record) => record.id) });
+    // Cancelled while it was being added: withdrawn as those queued before.
+    if (cancelledAt !== undefined) await queue.remove(id).catch(() => 0);
     if (state === 'completed' || state === 'failed') void collect(index);
   };
 
@@ -244,6 +268,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       );
     }
     if (options.restart) await redis.del(metaKey);
+    // Running the job's command again after `nereid batch cancel` resumes it.
+    else await redis.hdel(metaKey, CANCELLED_FIELD);
     await redis.hset(metaKey, {
       ...(pinned !== undefined ? { [PINNED_VERSION_FIELD]: pinned } : {}),
       model: options.model,
@@ -271,7 +297,15 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     // Events are not replayed (a chunk may finish while no submitter listens), so also look now and then.
     let warnedOfNoWorker = false;
     poll = setInterval(() => {
-      for (const index of pending.keys()) void collect(index);
+      void cancelled().then(
+        () => {
+          for (const index of pending.keys()) void collect(index);
+        },
+        (error) => {
+          fatal ??= error;
+          signalChange();
+        },
+      );
       // Chunks waiting with nobody to take them would show as a progress bar that never moves.
       if (pending.size > 0 && !warnedOfNoWorker) {
         void queue.getWorkersCount().then((workers) => {
@@ -290,7 +324,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     let inChunk = 0;
     let chunkBytes = 0;
     for await (const record of source.records()) {
-      if (fatal || options.signal?.aborted) break;
+      if (fatal || options.signal?.aborted || cancelledAt !== undefined) break;
       const bytes = record.bytes ?? 0;
       if (inChunk > 0 && (inChunk >= chunkSize || chunkBytes + bytes > chunkMaxBytes)) {
         if (chunkRecords.length > 0) await submit(chunkIndex, chunkRecords);
@@ -308,7 +342,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       chunkBytes += bytes;
       if (!output.has(record.id)) chunkRecords.push(record);
     }
-    if (chunkRecords.length > 0 && !fatal && !options.signal?.aborted) await submit(chunkIndex, chunkRecords);
+    if (chunkRecords.length > 0 && !fatal && !options.signal?.aborted && cancelledAt === undefined) await submit(chunkIndex, chunkRecords);
     while (pending.size > 0 && !fatal && !options.signal?.aborted) await changed();
     if (fatal) throw asNereidError(fatal);
     progress.stop();
@@ -334,6 +368,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       chunks,
       failedChunks: failedChunks.sort((a, b) => a.chunk - b.chunk),
       ...(lostChunks.length > 0 ? { lostChunks: lostChunks.sort((a, b) => a.chunk - b.chunk) } : {}),
+      ...(cancelledAt !== undefined ? { cancelled: { at: cancelledAt, recordsLeft: Math.max(0, total - output.doneCount) } } : {}),
     };
   } finally {
     if (poll) clearInterval(poll);

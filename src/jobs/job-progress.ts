@@ -133,6 +133,8 @@ export interface BatchSummary {
   lostChunks?: { chunk: number; records: number; reason: string }[];
   /** Set when the job stopped early (interrupted); rerun the same command to continue. */
   interrupted?: boolean;
+  /** Distributed jobs cancelled by `nereid batch cancel` while this run submitted them: when, and the records not written. */
+  cancelled?: { at: string; recordsLeft: number };
 }
 
 /** The summary's derived figures (rates and shares) from what a run counted. */
@@ -159,7 +161,7 @@ export function summarize(counted: {
 
 export function formatSummary(summary: BatchSummary): string {
   const lines = [
-    `${summary.interrupted ? 'interrupted' : 'done'}: ${summary.processed} record(s) in ${formatSeconds(summary.wallSeconds)} ` +
+    `${summary.interrupted ? 'interrupted' : summary.cancelled ? 'cancelled' : 'done'}: ${summary.processed} record(s) in ${formatSeconds(summary.wallSeconds)} ` +
       `(${summary.recordsPerSecond.toFixed(1)} records/s), ${summary.failed} failed` +
       (summary.resumed > 0 ? `; ${summary.resumed} already in the output` : '') +
       `; ${summary.resumed + summary.processed}/${summary.records} records written to ${summary.output}` +
@@ -172,6 +174,9 @@ export function formatSummary(summary: BatchSummary): string {
   }
   for (const chunk of summary.lostChunks ?? []) {
     lines.push(`chunk ${chunk.chunk} ${chunk.reason}: ${chunk.records} of its record(s) are not written; rerun the same command to submit them again`);
+  }
+  if (summary.cancelled) {
+    lines.push(`the job was cancelled at ${summary.cancelled.at} (nereid batch cancel): ${summary.cancelled.recordsLeft} record(s) not written; rerun the same command to resume it`);
   }
   if (summary.interrupted) lines.push('rerun the same command to continue where it stopped');
   return lines.join('\n');

@@ -5,6 +5,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { NereidError } from '../core/errors.js';
+import { parseOptions } from '../core/options.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { idsOf, openInput, type InputSource } from './input-source.js';
@@ -41,6 +42,25 @@ export interface BatchInputOptions {
   signal?: AbortSignal;
 }
 
+/** Every key of BatchInputOptions, so that a misspelt option is refused by name instead of ignored. */
+const BATCH_INPUT_OPTIONS: Record<keyof BatchInputOptions, true> = {
+  model: true,
+  version: true,
+  input: true,
+  output: true,
+  csvInput: true,
+  inputColumns: true,
+  idColumn: true,
+  passThrough: true,
+  topK: true,
+  restart: true,
+  retryFailed: true,
+  progress: true,
+  logger: true,
+  signal: true,
+};
+export const BATCH_INPUT_OPTION_KEYS = Object.keys(BATCH_INPUT_OPTIONS);
+
 export interface LocalBatchOptions extends BatchInputOptions {
   /** The repository to load the model from (ignored when `server` is given). */
   modelRepository?: string;
@@ -70,7 +90,7 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor):
 }
 
 export async function runLocalBatchJob(options: LocalBatchOptions): Promise<BatchSummary> {
-  const settings = localJobSettingsSchema.parse(options);
+  const settings = parseOptions('runLocalBatchJob', localJobSettingsSchema, options, [...BATCH_INPUT_OPTION_KEYS, 'server', 'concurrency']);
   const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
   const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
