@@ -100,6 +100,8 @@ const authorized = (init = {}) => {
 };
 
 let tokenWaiters = [];
+/** Fires 'change' when this tab is given another token: the live updates it shares with other tabs follow it. */
+const tokenChanges = new EventTarget();
 const tokenButton = document.getElementById('token-open');
 /** Asks for a token; `refusal` is the server's word on the one sent (a token of another scope is told which it lacks). */
 function askForToken(refusal) {
@@ -136,6 +138,7 @@ document.getElementById('token-form').addEventListener('submit', (event) => {
     return;
   }
   sessionStorage.setItem(TOKEN_KEY, value);
+  tokenChanges.dispatchEvent(new Event('change'));
   const waiters = tokenWaiters;
   tokenWaiters = [];
   waiters.forEach((resolve) => resolve());
@@ -183,13 +186,23 @@ function record({ snapshot, interval }) {
   state.cpuCores = interval.cpu_cores;
 }
 
-async function stream() {
-  for (;;) {
+function showConnection(status, text) {
+  connection.dataset.state = status;
+  connection.textContent = text;
+}
+
+function receive(event) {
+  record(event);
+  update();
+}
+
+/** Reads the server's event stream until `signal` aborts, handing over each event and each change of the connection. */
+async function stream(signal, deliver, show) {
+  while (!signal.aborted) {
     try {
-      const response = await call(`${API}stream`);
+      const response = await call(`${API}stream`, { signal });
       if (!response.ok || !response.body) throw new Error(`stream answered ${response.status}`);
-      connection.dataset.state = 'live';
-      connection.textContent = 'live';
+      show('live', 'live');
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffered = '';
       for (;;) {
@@ -201,19 +214,74 @@ async function stream() {
           const event = buffered.slice(0, end);
           buffered = buffered.slice(end + 2);
           const data = event.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
-          if (data) {
-            record(JSON.parse(data));
-            update();
-          }
+          if (data) deliver(JSON.parse(data));
         }
       }
-      connection.textContent = 'reconnecting…';
+      show('down', 'reconnecting…');
     } catch (error) {
+      if (signal.aborted) return;
       console.warn('dashboard stream', error);
-      connection.textContent = error instanceof Unreachable ? `${error.message}, retrying` : `the live updates failed (${error.message}), retrying`;
+      show('down', error instanceof Unreachable ? `${error.message}, retrying` : `the live updates failed (${error.message}), retrying`);
     }
-    connection.dataset.state = 'down';
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      signal.addEventListener('abort', () => resolve(clearTimeout(timer)), { once: true });
+    });
+  }
+}
+
+/** Tabs that share a stream hold the same token (or none): a tab is shown only what its own token opens. */
+async function tokenKey() {
+  const kept = token();
+  if (!kept) return 'none';
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(kept)));
+  return [...digest.slice(0, 8)].map((byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Live updates. A browser opens at most six HTTP/1.1 connections to one server, and each open stream holds one, so
+ * a seventh tab would wait for ever. The tabs of this browser that hold the same token therefore share one stream:
+ * the one holding a Web Lock reads it and passes each event on over a BroadcastChannel; when it closes, another takes
+ * the lock and the stream. Where those APIs are missing (a page over plain HTTP from another host is no secure
+ * context), each tab reads its own.
+ */
+async function liveUpdates() {
+  if (typeof BroadcastChannel !== 'function' || !navigator.locks || !crypto.subtle) return stream(new AbortController().signal, receive, showConnection);
+  for (;;) {
+    const retoken = new AbortController();
+    const abort = () => retoken.abort();
+    tokenChanges.addEventListener('change', abort, { once: true });
+    const key = await tokenKey();
+    const channel = new BroadcastChannel(`nereid-dashboard:${key}`);
+    let leading = false;
+    channel.onmessage = ({ data }) => {
+      if (leading) return;
+      if (data.event) {
+        // A tab that came after the stream went live learns it from the events.
+        if (connection.dataset.state !== 'live') showConnection('live', 'live');
+        receive(data.event);
+      } else showConnection(data.status, data.text);
+    };
+    try {
+      await navigator.locks.request(`nereid-dashboard-stream:${key}`, { signal: retoken.signal }, async () => {
+        leading = true;
+        await stream(
+          retoken.signal,
+          (event) => {
+            receive(event);
+            channel.postMessage({ event });
+          },
+          (status, text) => {
+            showConnection(status, text);
+            channel.postMessage({ status, text });
+          },
+        );
+      });
+    } catch (error) {
+      if (!retoken.signal.aborted) throw error; // an AbortError: the token changed while another tab held the stream
+    }
+    tokenChanges.removeEventListener('change', abort);
+    channel.close();
   }
 }
 
@@ -827,8 +895,9 @@ function showJobs(target, answer) {
       const done = job.records > 0 ? job.recordsWritten / job.records : 0;
       // Written whole (every record, with its answer or its error), being worked on, waiting for a worker, or neither: its submitter stopped.
       const finished = job.recordsWritten >= job.records;
-      const status = finished ? (job.recordsFailed >= job.records ? 'failed' : 'done') : states.active > 0 ? 'running' : states.waiting + states.delayed > 0 ? 'waiting' : 'stopped';
-      const badge = { done: job.recordsFailed > 0 ? 'caution' : 'ok', failed: 'bad', stopped: 'bad', running: 'idle', waiting: 'idle' }[status];
+      // Cancelled (nereid batch cancel): the chunks workers held when it came may still be running.
+      const status = finished ? (job.recordsFailed >= job.records ? 'failed' : 'done') : job.cancelledAt ? (states.active > 0 ? 'cancelling' : 'cancelled') : states.active > 0 ? 'running' : states.waiting + states.delayed > 0 ? 'waiting' : 'stopped';
+      const badge = { done: job.recordsFailed > 0 ? 'caution' : 'ok', failed: 'bad', stopped: 'bad', cancelled: 'caution', cancelling: 'caution', running: 'idle', waiting: 'idle' }[status];
       return html`<section class="panel job" data-job="${job.job}">
         <h2>${job.job} <span class="badge ${badge}" data-testid="job-status">${status}</span></h2>
         <p class="muted">model <strong>${job.model}</strong> · ${number(job.records, 0)} records in ${number(job.chunks, 0)} chunk(s) of ${job.chunkSize}${job.submittedAt ? ` · submitted ${new Date(job.submittedAt).toLocaleString()}` : ''}</p>
@@ -849,4 +918,4 @@ function showJobs(target, answer) {
 
 window.addEventListener('hashchange', route);
 route();
-void stream();
+void liveUpdates();

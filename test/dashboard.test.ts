@@ -345,6 +345,35 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
+  test('eight tabs of one browser all go live: they share one stream (a browser opens six connections to a server), and when the tab reading it closes another takes over', async () => {
+    const context = await browser.newContext();
+    const errors: string[] = [];
+    try {
+      const pages = [];
+      for (let n = 0; n < 8; n++) {
+        const page = await context.newPage();
+        page.on('pageerror', (error) => errors.push(error.message));
+        await page.goto(`${open.url}/dashboard/`);
+        pages.push(page);
+      }
+      for (const page of pages) {
+        await page.locator('#connection[data-state="live"]').waitFor({ timeout: 10_000 });
+        await page.locator('tr[data-model="simple"]').waitFor({ timeout: 10_000 });
+      }
+      // Each tab redraws on the next snapshot; then the first tab (the one that took the stream) closes.
+      const redrawn = async (page: Page) => {
+        await page.evaluate(() => ((document.querySelector('tr[data-model="simple"]') as HTMLElement).dataset.drawn = 'before'));
+        await page.waitForFunction(() => (document.querySelector('tr[data-model="simple"]') as HTMLElement).dataset.drawn === undefined, undefined, { timeout: 10_000 });
+      };
+      await Promise.all(pages.map(redrawn));
+      await pages.shift()!.close();
+      await Promise.all(pages.map(redrawn));
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+
   test("the overview lists the models, with the broken model's reason", async () => {
     const page = await openPage(`${open.url}/dashboard/`);
     await page.locator('#connection[data-state="live"]').waitFor();
