@@ -7,7 +7,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from '../core/sharp.js';
 import { formatPercent, formatRate, formatSize, type EvalReport, type VersionEvaluation } from './run-eval.js';
 
 const WIDTH = 960;
@@ -279,6 +279,7 @@ export function chartFormatOf(path: string): ChartFormat {
 export async function renderComparisonChart(report: EvalReport, format: ChartFormat): Promise<Buffer> {
   const svg = Buffer.from(comparisonChartSvg(report));
   if (format === 'svg') return svg;
+  const sharp = await loadSharp();
   return sharp(svg, { density: 72 * PNG_SCALE }).png().toBuffer();
 }
 

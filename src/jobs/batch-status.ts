@@ -3,10 +3,11 @@
  * the job's hash (records written by the submitter); every job of a queue, for the dashboard; and
  * `nereid batch cancel`, which takes a job's waiting chunks off the queue.
  */
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { NereidError, notFound } from '../core/errors.js';
 import { refuseUnknownOptions } from '../core/options.js';
+import { loadQueueLibrary } from './queue-library.js';
 import { requireRedis } from './redis-reachability.js';
 import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
 
@@ -53,6 +54,7 @@ type StatusQueue = Pick<Queue, 'getJobState' | 'getJob'>;
 /** Opens the queue and a Redis client for one reading (or cancelling), and closes both after it. */
 async function readingQueue<T>(url: string, queueName: string, read: (redis: Redis, queue: Queue) => Promise<T>): Promise<T> {
   await requireRedis(url);
+  const { Queue, Redis } = await loadQueueLibrary();
   const connection = redisConnection(url);
   const redis = new Redis(connection);
   redis.on('error', () => undefined); // a failure reaches the caller through the command that met it

@@ -10,8 +10,7 @@
  */
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Job, Worker } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { parseOptions } from '../core/options.js';
 import { createServer } from '../server/create-server.js';
@@ -23,6 +22,7 @@ import { CHUNK_FORMAT, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisCon
 import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
 import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
+import { loadQueueLibrary } from './queue-library.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
 import { runPipeline } from './record-pipeline.js';
 
@@ -69,6 +69,7 @@ export interface BatchWorker {
 export async function startBatchWorker(options: BatchWorkerOptions): Promise<BatchWorker> {
   const settings = parseOptions('startBatchWorker', batchWorkerSettingsSchema, options, Object.keys(WORKER_OTHER_OPTIONS));
   await requireRedis(options.queue);
+  const { Redis, Worker } = await loadQueueLibrary();
   const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
   const name = options.name ?? `${hostname()}:${process.pid}`;
   const ownServer = !options.server;

@@ -9,8 +9,7 @@
  * at a time, so a large input never sits in Redis all at once.
  */
 import { resolve } from 'node:path';
-import { Job, Queue, QueueEvents } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
@@ -34,6 +33,7 @@ import { idsOf, openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordBytes, recordKey, toWire, type RecordId } from './job-record.js';
 import { checkAnsweredBy, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
+import { loadQueueLibrary } from './queue-library.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
 import { distributedJobSettingsSchema } from './job-options.js';
 import { BATCH_INPUT_OPTION_KEYS, type BatchInputOptions } from './local-batch-job.js';
@@ -62,6 +62,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
   await requireRedis(options.queue);
+  const { Queue, QueueEvents, Redis } = await loadQueueLibrary();
   const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   const output = await JobOutput.open(options.output, {
@@ -135,7 +136,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       // The state first: a job read before it finished would carry no result even if it finished a moment later.
       const state = await queue.getJobState(id);
       if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return;
-      const found = await Job.fromId<ChunkData, ChunkResult>(queue, id);
+      const found = await queue.getJob(id);
       if (!found) {
         // Nothing ran them: they stay out of the output, so a rerun submits them again (no --retry-failed needed).
         // Taken off the queue by `nereid batch cancel`, their records stay out of the output as well, for a rerun.
@@ -392,7 +393,7 @@ function versionOfOutput(output: JobOutput, model: string): string | undefined {
 
 /** Whether the queued chunk `id` carries exactly these records. */
 async function holdsRecords(queue: Queue<ChunkData, ChunkResult>, id: string, ids: readonly RecordId[]): Promise<boolean> {
-  const queued = await Job.fromId<ChunkData, ChunkResult>(queue, id);
+  const queued = await queue.getJob(id);
   // What is not a chunk of ours fails on the workers as such.
   if (!queued || !Array.isArray(queued.data?.records)) return true;
   // A failed chunk whose errors were written keeps no records (see collect): its records are all in the output, so any

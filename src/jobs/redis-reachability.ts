@@ -3,15 +3,16 @@
  * unreachable or refusing Redis is then one clear error and a non-zero exit, not a client retrying
  * forever with a stack trace per attempt.
  */
-import { Redis } from 'ioredis';
 import { unavailable } from '../core/errors.js';
 import { redisConnection, shownRedisUrl } from './chunk-queue.js';
+import { loadQueueLibrary } from './queue-library.js';
 
 /** How long a command waits for Redis to answer before it gives up. */
 export const REDIS_REACH_TIMEOUT_MS = 5_000;
 
 export async function requireRedis(url: string, timeoutMs = REDIS_REACH_TIMEOUT_MS): Promise<void> {
   const connection = redisConnection(url);
+  const { Redis } = await loadQueueLibrary();
   const client = new Redis({ ...connection, lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
   // Failures are reported once, below, with the first cause (the client then only says "Connection is closed").
   let firstError: Error | undefined;

@@ -19,7 +19,7 @@
  * that already holds the pixels should use pixelToneProperties (4 µs for 28×28 RGB, 22 µs for
  * 64×64) rather than decode a second time.
  */
-import sharp from 'sharp';
+import { loadSharp } from '../core/sharp.js';
 import { halfToNumber, PackedBytes } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 
@@ -65,6 +65,7 @@ const MEASURED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'g
  */
 export async function imageProperties(image: Uint8Array, options: ImagePropertyOptions = {}): Promise<ImageProperties> {
   if (image.length === 0) throw new Error('the image is empty (0 bytes)');
+  const sharp = await loadSharp();
   const input = sharp(image, { limitInputPixels: options.maxPixels ?? true, autoOrient: true });
   const metadata = await input.metadata();
   if (!MEASURED_FORMATS.has(metadata.format)) {

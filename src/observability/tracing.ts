@@ -10,20 +10,15 @@
  * trace_rate, trace_count left) decide first, per model; a request they pick then goes through the
  * OpenTelemetry sampler (the `sampleRate` fraction, or the client's sampled flag).
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type HrTime, type TextMapGetter, type Tracer } from '@opentelemetry/api';
-import { addHrTimes, millisToHrTime, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  SimpleSpanProcessor,
-  TraceIdRatioBasedSampler,
-  type SpanExporter,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
-import { ATTR_ERROR_TYPE, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { createRequire } from 'node:module';
+import type * as OtelApi from '@opentelemetry/api';
+import type { Context, HrTime, Span, TextMapGetter, Tracer } from '@opentelemetry/api';
+import type * as OtelCore from '@opentelemetry/core';
+import type * as OtlpExporter from '@opentelemetry/exporter-trace-otlp-http';
+import type * as OtelResources from '@opentelemetry/resources';
+import type * as OtelTraceSdk from '@opentelemetry/sdk-trace-base';
+import type { BasicTracerProvider, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type * as OtelSemanticConventions from '@opentelemetry/semantic-conventions';
 import { z } from 'zod';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { TimingKey } from '../core/timings.js';
@@ -31,6 +26,24 @@ import { VERSION } from '../version.js';
 import { TraceSettings } from './trace-settings.js';
 
 export const DEFAULT_TRACE_ENDPOINT = 'http://127.0.0.1:4318/v1/traces';
+
+const requirePackage = createRequire(import.meta.url);
+let openTelemetry: { api: typeof OtelApi; core: typeof OtelCore; resources: typeof OtelResources; sdk: typeof OtelTraceSdk; conventions: typeof OtelSemanticConventions } | undefined;
+/**
+ * OpenTelemetry, loaded (synchronously, from its CommonJS build) when the first Tracing is made: 120–200 ms of import
+ * that a server without tracing, and every other command, does not pay. Its API keeps its state in one global, so a
+ * user's own OpenTelemetry in ECMAScript modules sees the same context.
+ */
+function otel() {
+  openTelemetry ??= {
+    api: requirePackage('@opentelemetry/api') as typeof OtelApi,
+    core: requirePackage('@opentelemetry/core') as typeof OtelCore,
+    resources: requirePackage('@opentelemetry/resources') as typeof OtelResources,
+    sdk: requirePackage('@opentelemetry/sdk-trace-base') as typeof OtelTraceSdk,
+    conventions: requirePackage('@opentelemetry/semantic-conventions') as typeof OtelSemanticConventions,
+  };
+  return openTelemetry;
+}
 
 /** Tracing's settings and their defaults. */
 export const tracingSettingsSchema = z.object({
@@ -73,7 +86,7 @@ export class Tracing {
   readonly provider: BasicTracerProvider;
   /** The trace extension's settings, which the front ends read and change (GET/POST /v2/trace/setting). */
   readonly settings = new TraceSettings({ exporting: true });
-  private readonly propagator = new W3CTraceContextPropagator();
+  private readonly propagator = new (otel().core.W3CTraceContextPropagator)();
 
   /** Pass to ServerOptions.observers. */
   readonly observer: InferenceObserverFactory = (model, version) => new TracingObserver(this, model, version);
@@ -82,18 +95,21 @@ export class Tracing {
     const parsed = tracingSettingsSchema.safeParse(options);
     if (!parsed.success) throw new RangeError(parsed.error.issues.map((issue) => `${issue.message}, got ${JSON.stringify(options[issue.path[0] as keyof TracingOptions])}`).join('; '));
     const settings = parsed.data;
-    const exporter = options.exporter === 'otlp' ? new OTLPTraceExporter({ url: settings.endpoint }) : options.exporter;
-    const processor: SpanProcessor = settings.processor === 'simple' ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter);
-    this.provider = new BasicTracerProvider({
-      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName, [ATTR_SERVICE_VERSION]: VERSION }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(settings.sampleRate) }),
+    const { sdk, resources, conventions } = otel();
+    const exporter =
+      options.exporter === 'otlp' ? new (requirePackage('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpExporter).OTLPTraceExporter({ url: settings.endpoint }) : options.exporter;
+    const processor: SpanProcessor = settings.processor === 'simple' ? new sdk.SimpleSpanProcessor(exporter) : new sdk.BatchSpanProcessor(exporter);
+    this.provider = new sdk.BasicTracerProvider({
+      resource: resources.resourceFromAttributes({ [conventions.ATTR_SERVICE_NAME]: settings.serviceName, [conventions.ATTR_SERVICE_VERSION]: VERSION }),
+      sampler: new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(settings.sampleRate) }),
       spanProcessors: [processor],
     });
   }
 
   /** The client's trace context from its `traceparent`, or the root context when there is none (or it is malformed). */
   parentOf(traceparent: string | undefined): Context {
-    return traceparent ? this.propagator.extract(ROOT_CONTEXT, traceparent, carrierGetter) : ROOT_CONTEXT;
+    const root = otel().api.ROOT_CONTEXT;
+    return traceparent ? this.propagator.extract(root, traceparent, carrierGetter) : root;
   }
 
   forceFlush(): Promise<void> {
@@ -136,17 +152,18 @@ class TracingObserver implements InferenceObserver {
 
   traceStart(record: RequestRecord): string | undefined {
     if (!this.policy().sample()) return undefined;
+    const { api, core } = otel();
     const span = this.tracer.startSpan(
       this.name,
       {
-        kind: SpanKind.SERVER,
-        startTime: millisToHrTime(record.startedAt),
+        kind: api.SpanKind.SERVER,
+        startTime: core.millisToHrTime(record.startedAt),
         attributes: { 'nereid.model.name': this.model, 'nereid.model.version': this.version },
       },
       this.tracing.parentOf(record.traceparent),
     );
     const own = span.spanContext();
-    const traceparent = `00-${own.traceId}-${own.spanId}-${own.traceFlags === TraceFlags.SAMPLED ? '01' : '00'}`;
+    const traceparent = `00-${own.traceId}-${own.spanId}-${own.traceFlags === api.TraceFlags.SAMPLED ? '01' : '00'}`;
     // A span the sampler dropped still passes its decision on, so the work done for it is not traced either.
     if (span.isRecording()) this.open.set(record, { span, flush: this.policy().recorded() });
     return traceparent;
@@ -157,27 +174,29 @@ class TracingObserver implements InferenceObserver {
     if (!open) return; // not sampled: nothing more to build
     this.open.delete(record);
     const { span } = open;
+    const { api, core, conventions } = otel();
+    const { addHrTimes, millisToHrTime } = core;
     const start = millisToHrTime(record.startedAt);
     const end = addHrTimes(start, nanoseconds(record.totalNs));
     span.setAttribute('nereid.inference.rows', record.rows);
     if (record.requestId !== undefined) span.setAttribute('nereid.request.id', record.requestId);
     if (record.cache) span.setAttribute('nereid.cache.hit', record.cache.hit);
     if (!record.success) {
-      span.setAttribute(ATTR_ERROR_TYPE, record.errorCode ?? 'INTERNAL');
-      span.setStatus({ code: SpanStatusCode.ERROR, message: record.errorCode });
+      span.setAttribute(conventions.ATTR_ERROR_TYPE, record.errorCode ?? 'INTERNAL');
+      span.setStatus({ code: api.SpanStatusCode.ERROR, message: record.errorCode });
     }
     const timings = record.timings;
     if (timings?.steps) {
       // An ensemble's steps overlap: each gets its own span, where it ran, instead of phases laid back to back.
-      const parent = trace.setSpan(ROOT_CONTEXT, span);
+      const parent = api.trace.setSpan(api.ROOT_CONTEXT, span);
       for (const step of timings.steps) {
         const stepStart = millisToHrTime(step.startedAt);
         this.tracer
-          .startSpan(`step ${step.step} ${step.model}`, { kind: SpanKind.INTERNAL, startTime: stepStart, attributes: { 'nereid.ensemble.step': step.step, 'nereid.model.name': step.model } }, parent)
+          .startSpan(`step ${step.step} ${step.model}`, { kind: api.SpanKind.INTERNAL, startTime: stepStart, attributes: { 'nereid.ensemble.step': step.step, 'nereid.model.name': step.model } }, parent)
           .end(addHrTimes(stepStart, nanoseconds(step.totalNs)));
       }
     } else if (timings && !record.cache?.hit) {
-      const parent = trace.setSpan(ROOT_CONTEXT, span);
+      const parent = api.trace.setSpan(api.ROOT_CONTEXT, span);
       const totalNs = Math.max(0, Math.round(record.totalNs));
       let offsetNs = 0;
       for (const [key, phase] of PHASES) {
@@ -187,7 +206,7 @@ class TracingObserver implements InferenceObserver {
         const from = Math.min(offsetNs, totalNs);
         offsetNs = Math.min(from + Math.max(0, Math.round(ns)), totalNs);
         this.tracer
-          .startSpan(phase, { kind: SpanKind.INTERNAL, startTime: addHrTimes(start, nanoseconds(from)) }, parent)
+          .startSpan(phase, { kind: api.SpanKind.INTERNAL, startTime: addHrTimes(start, nanoseconds(from)) }, parent)
           .end(addHrTimes(start, nanoseconds(offsetNs)));
       }
     }

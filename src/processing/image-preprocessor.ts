@@ -3,7 +3,8 @@
  * config declares: EXIF orientation, color mode, resize mode, scale, mean/std, layout, dtype.
  * Decoding runs in libvips' thread pool (through sharp), so it overlaps with inference.
  */
-import sharp, { type Metadata, type Sharp } from 'sharp';
+import type { Metadata, Sharp } from 'sharp';
+import { loadSharp } from '../core/sharp.js';
 import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
@@ -119,6 +120,7 @@ export async function openEncodedImage(
   if (image.length > limits.max_bytes) {
     throw new ImageRejection(`the encoded image is ${formatBytes(image.length)}, over the limit of ${formatBytes(limits.max_bytes)} (max_bytes)`);
   }
+  const sharp = await loadSharp();
   const input = sharp(image, { limitInputPixels: limits.max_pixels, failOn: DECODE_FAIL_ON });
   let metadata: Metadata;
   try {

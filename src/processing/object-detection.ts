@@ -3,7 +3,7 @@
  * boxes of one class reduced to the best (non-maximum suppression), each box moved from the model's
  * input pixels back to the photo's own, and labelled.
  */
-import sharp from 'sharp';
+import { loadSharp } from '../core/sharp.js';
 import { z } from 'zod';
 import type { ImagePreprocessing } from '../config/model-config.js';
 import { DECIMAL_NUMBER } from '../core/decimal-number.js';
@@ -80,6 +80,7 @@ export interface DetectionGeometry {
  * orientations 5 to 8 a quarter, as the pre-processing does (sharp's rotate()).
  */
 export async function orientedSize(image: Buffer): Promise<{ width: number; height: number }> {
+  const sharp = await loadSharp();
   const { width = 0, height = 0, orientation = 1 } = await sharp(image).metadata();
   return orientation >= 5 ? { width: height, height: width } : { width, height };
 }

@@ -7,7 +7,7 @@
 import { constants } from 'node:fs';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from '../core/sharp.js';
 import { parseDocument } from 'yaml';
 import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
 import { describeCandidate, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
@@ -127,6 +127,7 @@ export function tuneChartSvg(report: TuneReport): string {
 
 export async function writeTuneChart(report: TuneReport, path: string): Promise<void> {
   const svg = Buffer.from(tuneChartSvg(report));
+  const sharp = await loadSharp();
   await writeFile(path, chartFormatOf(path) === 'svg' ? svg : await sharp(svg, { density: 144 }).png().toBuffer());
 }
 

@@ -12,7 +12,7 @@
 import { versionFolders } from '../repository/model-repository.js';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from '../core/sharp.js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { datatypeOfConfig, parameterValue, type CompletedModelConfig } from '../config/model-config.js';
@@ -114,6 +114,7 @@ async function syntheticInput(model: ModelVersion, input: CompletedModelConfig['
   if (model.imageInputs.has(input.name)) {
     const noise = Buffer.alloc(64 * 64 * 3);
     for (let index = 0; index < noise.length; index++) noise[index] = (index * 2654435761) >>> 24;
+    const sharp = await loadSharp();
     const png = await sharp(noise, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer();
     return { name: input.name, datatype: 'BYTES', shape: [...batch, 1], data: Array.from({ length: rows }, () => png) };
   }

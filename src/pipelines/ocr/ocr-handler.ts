@@ -7,7 +7,7 @@
  * other traffic and count in its statistics; the lines of one photo go as separate requests so
  * that its batcher joins them. Runs in a worker thread like any handler.
  */
-import sharp from 'sharp';
+import { loadSharp } from '../../core/sharp.js';
 import type { Parameters } from '../../core/inference.js';
 import { describeDecodeError, ImageRejection, openEncodedImage } from '../../processing/image-preprocessor.js';
 import { decodeCtc } from './ctc-decode.js';
@@ -132,6 +132,7 @@ async function decodeImage(encoded: Buffer): Promise<RgbImage> {
 }
 
 async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
+  const sharp = await loadSharp();
   const { data, info } = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
     .resize(width, height, { fit: 'fill' })
     .raw()
