@@ -9,6 +9,21 @@ import { pino } from 'pino';
 import { createGrpcFrontEnd, Server } from '../src/index.js';
 import { doublerBackend, fakeRepository } from './support/fake-backend.js';
 
+test('start() called twice starts once: the models load once, and both calls resolve to the server', async (t) => {
+  const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n', n: 'max_batch_size: 4\n' });
+  const backend = doublerBackend();
+  const server = new Server({ modelRepository: repo, backends: [backend], logger: pino({ level: 'silent' }) });
+  const [first, second] = await Promise.all([server.start(), server.start()]);
+  assert.equal(first, server);
+  assert.equal(second, server);
+  const created = backend.instances.length;
+  assert.equal(created, 2, 'one instance for each of the two models');
+  assert.equal(await server.start(), server);
+  assert.equal(backend.instances.length, created, 'a third start() created no instance');
+  assert.deepEqual((await server.repository.index(true)).map((entry) => `${entry.name} ${entry.version} ${entry.state}`).sort(), ['m 1 READY', 'n 1 READY']);
+  await server.close();
+});
+
 test('start() after close() is refused, and loads nothing; a closed gRPC front end cannot listen again', async (t) => {
   const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
   const backend = doublerBackend();

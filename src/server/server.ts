@@ -176,6 +176,7 @@ export class Server {
   readonly traceSettings: TraceSettings;
   readonly logSettings: LogSettings;
   private started = false;
+  private startup?: Promise<this>;
   private closing = false;
   private draining = false;
   private readonly requiredAtStart = new Set<string>();
@@ -315,10 +316,18 @@ export class Server {
     }
   }
 
-  /** Loads the models the control mode asks for. A model that fails is reported and the rest still load. */
-  async start(): Promise<this> {
+  /**
+   * Loads the models the control mode asks for. A model that fails is reported and the rest still load. A second call
+   * returns the first's promise: the models load once, and its poller and memory reclaimer start once.
+   */
+  start(): Promise<this> {
     // A closed server's repository and services are shut: starting would load models nothing could reach or release.
-    if (this.closing) throw new Error('start() after close(): a closed Server cannot start again; create a new one (createServer)');
+    if (this.closing) return Promise.reject(new Error('start() after close(): a closed Server cannot start again; create a new one (createServer)'));
+    this.startup ??= this.loadAtStart();
+    return this.startup;
+  }
+
+  private async loadAtStart(): Promise<this> {
     const { modelControlMode, loadModels } = this.options;
     const discovered = await this.repository.discover();
     await this.checkNamedModels(discovered);
