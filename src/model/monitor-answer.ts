@@ -19,6 +19,8 @@ export interface FeatureAnswer {
   /** The PSI a window this size drawn from the reference scores on average; the level and the drift score count the PSI beyond it. */
   chance_psi?: number;
   ks?: number;
+  /** The KS D a window this size drawn from the reference scores on average; the level counts the D beyond it. */
+  chance_ks?: number;
   jensen_shannon?: number;
   level: DriftLevel;
   /** Reported, not counted in the drift score (an image's width and height: pre-processing resizes every image). */
@@ -49,6 +51,7 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
     psi: rounded(feature.psi)!,
     chance_psi: rounded(feature.chancePsi),
     ks: rounded(feature.ks),
+    chance_ks: rounded(feature.chanceKs),
     jensen_shannon: rounded(feature.jensenShannon),
     level: feature.level,
     ...(feature.informational ? { informational: true } : {}),

@@ -3,7 +3,7 @@
  * figures for the offline `nereid monitor` report and the server's sliding windows, so that a
  * batch job's records and live traffic are judged alike.
  */
-import { chancePsi, DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi, psiEquivalentOfKs } from './drift-statistics.js';
+import { chanceKs, chancePsi, DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi, psiEquivalentOfKs } from './drift-statistics.js';
 import { featureBin, type Calibration, type FeatureSummary } from './reference-profile.js';
 
 export type DriftLevel = 'ok' | 'warning' | 'drift';
@@ -16,6 +16,8 @@ export interface FeatureDrift {
   chancePsi?: number;
   /** Two-sample Kolmogorov–Smirnov D against the reference's sample; absent for categorical features. */
   ks?: number;
+  /** The D a window of this size drawn from the reference scores on average (chanceKs); the level counts D beyond it. */
+  chanceKs?: number;
   /** Jensen–Shannon divergence in bits; categorical features only. */
   jensenShannon?: number;
   level: DriftLevel;
@@ -71,8 +73,9 @@ function numericDrift(feature: string, reference: FeatureSummary, values: ArrayL
   const stability = psi(reference.binCounts, counts);
   const chance = chancePsi(reference.binCounts.length, values.length, reference.count);
   const ks = ksStatistic(reference.sample, values);
-  const level = worstLevel([levelOf(Math.max(0, stability - chance), DRIFT_THRESHOLDS.psi), levelOf(ks, DRIFT_THRESHOLDS.ks)]);
-  return { feature, psi: stability, chancePsi: chance, ks, level };
+  const ksChance = chanceKs(values.length, reference.count);
+  const level = worstLevel([levelOf(Math.max(0, stability - chance), DRIFT_THRESHOLDS.psi), levelOf(Math.max(0, ks - ksChance), DRIFT_THRESHOLDS.ks)]);
+  return { feature, psi: stability, chancePsi: chance, ks, chanceKs: ksChance, level };
 }
 
 /**

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { mulberry32 } from '../onnx/test-models.js';
 import {
   DRIFT_THRESHOLDS,
+  chanceKs,
   binEdgesFromQuantiles,
   histogram,
   jensenShannon,
@@ -187,6 +188,23 @@ describe('ksStatistic and ksPValue', () => {
     }
     assert.ok(rejected / trials > 0.02 && rejected / trials < 0.09, `rejected ${rejected} of ${trials}`);
     assert.ok(largest < DRIFT_THRESHOLDS.ks.warning, `largest D under no drift ${largest}`);
+  });
+
+  test('chanceKs is the mean D of windows drawn from the reference itself, at 100, 200 and 1000 values', () => {
+    // Hand-checked: √(π/2) · ln 2 · √(1/200) = 0.868731 · 0.0707107 = 0.061429
+    close(chanceKs(200), 0.0614286, 1e-6);
+    close(chanceKs(200, 200), Math.sqrt(2) * chanceKs(200), 1e-12);
+    assert.equal(chanceKs(0), 0);
+    const normal = normalSource(23);
+    const reference = sortedCopy(draw(5000, normal));
+    for (const m of [100, 200, 1000]) {
+      let sum = 0;
+      const trials = 300;
+      for (let trial = 0; trial < trials; trial++) sum += ksStatistic(reference, draw(m, normal));
+      // Small samples' D runs a little above the limit law (it is discrete); within 10 % here.
+      const mean = sum / trials;
+      assert.ok(Math.abs(mean / chanceKs(m, 5000) - 1) < 0.1, `m=${m}: mean D ${mean.toFixed(4)} against chanceKs ${chanceKs(m, 5000).toFixed(4)}`);
+    }
   });
 
   test('thresholds agree with PSI for a normal mean shift: past drift at 0.6 σ, under warning at 0.2 σ', () => {
