@@ -7,12 +7,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { GrpcClient, HttpClient } from '../src/client/index.js';
+import { PrometheusMetrics, Tracing } from '../src/observability/index.js';
 import { batchJobList, batchJobStatus, cancelBatchJob, createGrpcFrontEnd, createHttpFrontEnd, createServer, runDistributedBatchJob, runLocalBatchJob, Server, startBatchWorker } from '../src/index.js';
 import { doublerBackend } from './support/fake-backend.js';
 
 const logger = pino({ level: 'silent' });
 
 test('a misspelt option of createServer, Server, the front ends and the clients is refused, naming it and the known ones', async () => {
+  await assert.rejects(createServer({ modelRepo: 'models', logger } as never), /^TypeError: Server: unknown option 'modelRepo' \(known: .*\bcacheConfig\b.*\bmodelRepository\b.*\)$/);
+  await assert.rejects((createServer as (options?: unknown) => Promise<unknown>)(), /^TypeError: Server: option 'modelRepository' expects string, got undefined$/);
   await assert.rejects(
     createServer({ modelRepository: 'models', logger, maxBatchSise: 8 } as never),
     /^TypeError: Server: unknown option 'maxBatchSise' \(known: .*\bdefaultMaxBatchSize\b.*\)$/,
@@ -31,6 +34,31 @@ test('a misspelt option of createServer, Server, the front ends and the clients 
   );
   assert.throws(() => new GrpcClient({ address: '127.0.0.1:8001', compresion: 'gzip' } as never), /^TypeError: GrpcClient: unknown option 'compresion' \(known: .*\bcompression\b.*\)$/);
   assert.throws(() => new Server({ modelRepository: 'models', logger } as never), /^Error: a Server needs at least one backend \(option backends\)$/);
+});
+
+test("the clients refuse a missing address, a compression they do not speak and a misspelt infer option before sending anything", async () => {
+  assert.throws(() => new HttpClient({} as never), /^TypeError: HttpClient: option 'url' expects the server's URL, e\.g\. http:\/\/127\.0\.0\.1:8000, got undefined$/);
+  assert.throws(() => new GrpcClient({} as never), /^TypeError: GrpcClient: option 'address' expects the server's host:port, e\.g\. 127\.0\.0\.1:8001, got undefined$/);
+  assert.throws(() => new GrpcClient({ address: '127.0.0.1:1', compression: 'zip' as never }), /^TypeError: GrpcClient: option 'compression' expects 'gzip' or 'deflate', got 'zip'$/);
+  const input = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16) } } as const;
+  const http = new HttpClient({ url: 'http://127.0.0.1:1' });
+  const grpc = new GrpcClient({ address: '127.0.0.1:1' });
+  try {
+    await assert.rejects(http.infer('simple', input, { clasification: 1 } as never), /^TypeError: HttpClient\.infer: unknown option 'clasification' \(known: .*\bclassification\b.*\)$/);
+    await assert.rejects(http.infer('simple', input, { requestCompression: 'zip' as never }), /^TypeError: HttpClient\.infer: option 'requestCompression' expects 'gzip' or 'deflate', got 'zip'$/);
+    await assert.rejects(grpc.infer('simple', input, { clasification: 1 } as never), /^TypeError: GrpcClient\.infer: unknown option 'clasification' \(known: .*\bclassification\b.*\)$/);
+  } finally {
+    http.close();
+    grpc.close();
+  }
+});
+
+test('Tracing and PrometheusMetrics refuse a misspelt option, and Tracing an exporter that is neither otlp nor an exporter', () => {
+  assert.throws(() => new Tracing({ exporter: 'otlp', endpiont: 'http://127.0.0.1:4318/v1/traces' } as never), /^TypeError: Tracing: unknown option 'endpiont' \(known: endpoint, exporter, processor, sampleRate, serviceName\)$/);
+  assert.throws(() => new Tracing({ exporter: 'otlpp' } as never), /^TypeError: Tracing: option 'exporter' expects 'otlp' or a SpanExporter \(an object with export\(\) and shutdown\(\)\), got 'otlpp'$/);
+  assert.throws(() => new (Tracing as new (options?: unknown) => unknown)(), /^TypeError: Tracing: option 'exporter' expects 'otlp' or a SpanExporter .*, got undefined$/);
+  assert.throws(() => new Tracing({ exporter: 'otlp', sampleRate: 2 }), /^TypeError: Tracing: option 'sampleRate' is invalid: trace sample rate must be between 0 and 1, got 2$/);
+  assert.throws(() => new PrometheusMetrics({ usdPerCoreHr: 1 } as never), /^TypeError: PrometheusMetrics: unknown option 'usdPerCoreHr' \(known: .*\busdPerCoreHour\b.*\)$/);
 });
 
 test('a wrong option value reads as one line: the option, what it expects and what it got', () => {

@@ -18,7 +18,7 @@ import {
   type OutputTensor,
 } from './client-tensors.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
-import type { Compression, InferOptions, InferResult } from './http-client.js';
+import { checkCompression, checkInferOptions, type Compression, type InferOptions, type InferResult } from './http-client.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { RETRY_OPTION_KEYS, retryingCall, type RetryOptions } from '../core/retry.js';
 import type { ClientTlsOptions } from '../core/tls.js';
@@ -109,6 +109,8 @@ export class GrpcClient {
   constructor(private readonly options: GrpcClientOptions) {
     refuseUnknownOptions('GrpcClient', options, Object.keys(GRPC_CLIENT_OPTIONS));
     refuseUnknownOptions("GrpcClient option 'retry'", options.retry, RETRY_OPTION_KEYS);
+    if (typeof options?.address !== 'string') throw new TypeError(`GrpcClient: option 'address' expects the server's host:port, e.g. 127.0.0.1:8001, got ${String(options?.address)}`);
+    checkCompression('GrpcClient', 'compression', options.compression);
     const { Client } = loadInferenceProto();
     const tls = options.tls ?? (options.rootCertificate ? { ca: options.rootCertificate } : undefined);
     const pem = (part: string | Buffer | undefined) => (part === undefined ? null : Buffer.from(part));
@@ -219,6 +221,7 @@ export class GrpcClient {
   }
 
   private async request(model: string, inputs: Record<string, ClientInput>, options: InferOptions) {
+    checkInferOptions('GrpcClient.infer', options);
     const entries = Object.entries(inputs);
     const outputParameters = parametersToProto(options.classification ? { classification: options.classification } : {});
     const outputNames = await requestedOutputNames(options, () =>

@@ -66,6 +66,33 @@ export interface InferOptions {
 
 export type Compression = ContentCoding;
 
+const INFER_OPTIONS: Record<keyof InferOptions, true> = {
+  version: true,
+  outputs: true,
+  binary: true,
+  classification: true,
+  sharedMemoryOutputs: true,
+  parameters: true,
+  id: true,
+  signal: true,
+  requestCompression: true,
+  responseCompression: true,
+};
+
+/** Refuses a compression that is not one the server and this client speak, naming the option. */
+export function checkCompression(what: string, option: string, value: unknown): void {
+  if (value !== undefined && !isContentCoding(value as string)) {
+    throw new TypeError(`${what}: option '${option}' expects 'gzip' or 'deflate', got ${typeof value === 'string' ? `'${value}'` : String(value)}`);
+  }
+}
+
+/** An infer call's options, checked as the constructors' are: a misspelt key (clasification) would otherwise be ignored. */
+export function checkInferOptions(what: string, options: InferOptions | undefined): void {
+  refuseUnknownOptions(what, options, Object.keys(INFER_OPTIONS));
+  checkCompression(what, 'requestCompression', options?.requestCompression);
+  checkCompression(what, 'responseCompression', options?.responseCompression);
+}
+
 export interface InferResult {
   model: string;
   version: string;
@@ -157,6 +184,7 @@ export class HttpClient {
   constructor(private readonly options: HttpClientOptions) {
     refuseUnknownOptions('HttpClient', options, Object.keys(HTTP_CLIENT_OPTIONS));
     refuseUnknownOptions("HttpClient option 'retry'", options.retry, RETRY_OPTION_KEYS);
+    if (typeof options?.url !== 'string') throw new TypeError(`HttpClient: option 'url' expects the server's URL, e.g. http://127.0.0.1:8000, got ${String(options?.url)}`);
     this.base = options.url.replace(/\/+$/, '');
     const protocol = URL.canParse(this.base) ? new URL(this.base).protocol : undefined;
     if (protocol !== 'http:' && protocol !== 'https:') throw new Error(`url: expected http://host:port or https://host:port, got '${options.url}'`);
@@ -239,6 +267,7 @@ export class HttpClient {
 
   /** Runs a model on named inputs; outputs come back by name, decoded to typed arrays. */
   async infer(model: string, inputs: Record<string, ClientInput>, options: InferOptions = {}): Promise<InferResult> {
+    checkInferOptions('HttpClient.infer', options);
     const binary = options.binary ?? true;
     const blobs: Buffer[] = [];
     const inputParts = Object.entries(inputs).map(([name, tensor]) => {

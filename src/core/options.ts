@@ -20,7 +20,7 @@ export function refuseUnknownOptions(what: string, options: unknown, known: read
   const unknown = Object.keys(options).filter((key) => !known.includes(key));
   if (unknown.length > 0) {
     const names = unknown.map((key) => `'${key}'`).join(', ');
-    throw new TypeError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${names} (known: ${[...known].sort().join(', ')})`);
+    throw new TypeError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${names} (known: ${[...new Set(known)].sort().join(', ')})`);
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Job, Worker } from 'bullmq';
+import type { Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { parseOptions } from '../core/options.js';
 import { createServer } from '../server/create-server.js';
@@ -59,10 +59,10 @@ const WORKER_OTHER_OPTIONS: Record<Exclude<keyof BatchWorkerOptions, keyof z.inp
   onChunk: true,
 };
 
+/** A running worker. BullMQ's own Worker stays inside: its types (and ioredis's) are not part of the library's. */
 export interface BatchWorker {
   name: string;
   server: Server;
-  worker: Worker<ChunkData, ChunkResult>;
   close(): Promise<void>;
 }
 
@@ -199,7 +199,6 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   return {
     name,
     server,
-    worker,
     async close() {
       // BullMQ's close waits for Redis to report the chunks in hand, for as long as Redis is away. Without Redis
       // nothing can be reported: the worker stops, and those chunks go to another worker when their locks expire.

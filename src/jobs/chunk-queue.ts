@@ -6,8 +6,6 @@
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import type { RedisOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { invalidArgument } from '../core/errors.js';
 import type { RecordId, WireRecord } from './job-record.js';
 
@@ -86,12 +84,29 @@ export const PINNED_VERSION_FIELD = 'model_version';
  */
 export const CANCELLED_FIELD = 'cancelled_at';
 
+/** What pinJobVersion needs of a Redis client (ioredis's `eval`), so that ioredis's types stay out of the library's. */
+interface ScriptRunner {
+  eval(script: string, keys: number, ...keysAndArgs: string[]): Promise<unknown>;
+}
+
+/** Connection options as BullMQ and ioredis take them, spelled out so that their types stay out of the library's. */
+export interface RedisConnectionOptions {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  db?: number;
+  tls?: object;
+  /** null: a command waits through an outage instead of failing after a few retries (what BullMQ requires). */
+  maxRetriesPerRequest: null;
+}
+
 /**
  * Records `version` as the job's model version unless one is recorded already, and returns the one recorded: the
  * first to ask decides, every later caller learns its choice. Nothing is recorded for a job without a hash (a chunk
  * whose job was removed), where undefined is returned.
  */
-export async function pinJobVersion(redis: Redis, metaKey: string, version: string): Promise<string | undefined> {
+export async function pinJobVersion(redis: ScriptRunner, metaKey: string, version: string): Promise<string | undefined> {
   const recorded = await redis.eval(
     "if redis.call('exists', KEYS[1]) == 1 then redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2]) end return redis.call('hget', KEYS[1], ARGV[1])",
     1,
@@ -124,7 +139,7 @@ function quotedRedisUrl(url: string): string {
  * password in the URL it comes from NEREID_REDIS_PASSWORD when set, as the response cache's does, so
  * that it need not be on a command line other users can read (`ps`).
  */
-export function redisConnection(url: string): RedisOptions {
+export function redisConnection(url: string): RedisConnectionOptions {
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -7,6 +7,7 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
+import { refuseUnknownOptions } from '../core/options.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { ModelStatistics } from './model-statistics.js';
@@ -38,6 +39,14 @@ export interface PrometheusMetricsOptions {
    */
   tritonNames?: boolean;
 }
+
+const PROMETHEUS_METRICS_OPTIONS: Record<keyof PrometheusMetricsOptions, true> = {
+  usdPerCoreHour: true,
+  processMetrics: true,
+  durationBuckets: true,
+  batchSizeBuckets: true,
+  tritonNames: true,
+};
 
 /** What a scrape reads from each loaded version (ModelVersion has it): its statistics are the counters. */
 export interface ObservedVersion {
@@ -193,6 +202,7 @@ export class PrometheusMetrics {
   readonly observer: InferenceObserverFactory = (model, version) => new MetricsObserver(this.histogramsOf(model, version));
 
   constructor(options: PrometheusMetricsOptions = {}) {
+    refuseUnknownOptions('PrometheusMetrics', options, Object.keys(PROMETHEUS_METRICS_OPTIONS));
     this.usdPerCoreHour = options.usdPerCoreHour;
     this.durationBuckets = options.durationBuckets ?? DURATION_BUCKETS_SECONDS;
     this.batchSizeBuckets = options.batchSizeBuckets ?? BATCH_SIZE_BUCKETS;

@@ -20,6 +20,7 @@ import type * as OtelTraceSdk from '@opentelemetry/sdk-trace-base';
 import type { BasicTracerProvider, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type * as OtelSemanticConventions from '@opentelemetry/semantic-conventions';
 import { z } from 'zod';
+import { parseOptions } from '../core/options.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { TimingKey } from '../core/timings.js';
 import { VERSION } from '../version.js';
@@ -92,9 +93,12 @@ export class Tracing {
   readonly observer: InferenceObserverFactory = (model, version) => new TracingObserver(this, model, version);
 
   constructor(options: TracingOptions) {
-    const parsed = tracingSettingsSchema.safeParse(options);
-    if (!parsed.success) throw new RangeError(parsed.error.issues.map((issue) => `${issue.message}, got ${JSON.stringify(options[issue.path[0] as keyof TracingOptions])}`).join('; '));
-    const settings = parsed.data;
+    const settings = parseOptions('Tracing', tracingSettingsSchema, options, ['exporter']);
+    const given = options?.exporter as unknown;
+    // A misspelt 'otlp' would otherwise stand in for an exporter object and fail only at the first export or shutdown.
+    if (given !== 'otlp' && (typeof given !== 'object' || given === null || typeof (given as SpanExporter).export !== 'function')) {
+      throw new TypeError(`Tracing: option 'exporter' expects 'otlp' or a SpanExporter (an object with export() and shutdown()), got ${typeof given === 'string' ? `'${given}'` : String(given)}`);
+    }
     const { sdk, resources, conventions } = otel();
     const exporter =
       options.exporter === 'otlp' ? new (requirePackage('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpExporter).OTLPTraceExporter({ url: settings.endpoint }) : options.exporter;

@@ -122,7 +122,7 @@ export type ServerOptions = z.input<typeof serverOptionsSchema> & {
 };
 
 /** The options a Server reads itself, beside its schema's. */
-const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: true, responseCache: true, traceSettings: true } satisfies Record<
+export const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: true, responseCache: true, traceSettings: true } satisfies Record<
   Exclude<keyof ServerOptions, keyof z.input<typeof serverOptionsSchema>>,
   true
 >;
