@@ -227,9 +227,11 @@ export async function cancelBatchJob(options: BatchStatusOptions): Promise<Batch
 
 export function formatCancel(result: BatchCancelResult): string {
   return [
-    `job ${result.job} cancelled at ${result.cancelledAt}: ${result.removedChunks} waiting chunk(s) taken off the queue, ${result.recordsLeft} record(s) not written`,
+    // The submitter, when it runs, withdraws the chunks it queued as soon as it sees the mark: some may be gone before
+    // this command reached them, so what it says is that none waits now, and how many it removed itself.
+    `job ${result.job} cancelled at ${result.cancelledAt}: no chunk of it waits in the queue now (${result.removedChunks} taken off by this command), ${result.recordsLeft} record(s) not written`,
     result.runningChunks > 0 ? `${result.runningChunks} chunk(s) held by workers run to the end; their records are written by the job's submitter, or by a rerun` : '',
-    "run the same `nereid batch` command again to resume the job, or with --restart to start it over",
+    "once its submitter has exited, run the same `nereid batch` command again to resume the job, or with --restart to start it over",
   ]
     .filter(Boolean)
     .join('\n');

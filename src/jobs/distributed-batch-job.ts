@@ -101,6 +101,9 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let processed = 0;
   let failed = 0;
   let executionNs = 0;
+  /** Records of chunks that finished before this run began (a submitter killed, a cancel): written now, computed earlier. */
+  let collectedEarlier = 0;
+  const runStartedAt = Date.now();
   let finished = false;
   /** When `nereid batch cancel` cancelled the job while this run submitted it; then nothing more is queued. */
   let cancelledAt: string | undefined;
@@ -146,10 +149,13 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
         const lines = new Map<string, string>();
         result?.ids?.forEach((record, position) => lines.set(recordKey(record), result.lines[position]));
         const answered = chunk.ids.filter((record) => lines.has(recordKey(record)));
+        const processedBefore = processed;
         await write(answered.map((record) => ({ id: record, line: lines.get(recordKey(record))! })));
         // A chunk queued before the input changed, and already running when this run came, held other records.
         if (answered.length < chunk.ids.length) leaveForRerun(index, chunk.ids.length - answered.length, 'ran with other records than it holds now (the input changed since it was queued)');
-        executionNs += result?.executionNs ?? 0;
+        // Work done while no submitter ran is not this run's: its rate and compute share leave it out.
+        if (found.finishedOn !== undefined && found.finishedOn < runStartedAt) collectedEarlier += processed - processedBefore;
+        else executionNs += result?.executionNs ?? 0;
         await found.remove().catch(() => undefined); // its inputs and results now live in the output
         await redis.hincrby(metaKey, 'chunks_collected', 1);
       } else if (state === 'failed') {
@@ -201,7 +207,9 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     const runnable = loaded.filter((record) => record.error === undefined && !oversized.includes(record));
     if (runnable.length === 0) return;
     while (pending.size >= maxPending && !fatal && !options.signal?.aborted && cancelledAt === undefined) await changed();
-    if (fatal || options.signal?.aborted || cancelledAt !== undefined) return;
+    // The mark is read before each chunk is queued, not only on the poll: a slot freed just after a cancel would
+    // otherwise queue a chunk that an idle worker starts at once.
+    if (fatal || options.signal?.aborted || (await cancelled())) return;
     const id = chunkJobId(job, index);
     let state = await queue.getJobState(id);
     if (state === 'failed' && options.retryFailed) await queue.remove(id);
@@ -231,7 +239,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     });
     pending.set(index, { index, ids: runnable.map((record) => record.id) });
     // Cancelled while it was being added: withdrawn as those queued before.
-    if (cancelledAt !== undefined) await queue.remove(id).catch(() => 0);
+    if (await cancelled()) await queue.remove(id).catch(() => 0);
     if (state === 'completed' || state === 'failed') void collect(index);
   };
 
@@ -363,6 +371,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
         wallSeconds: (performance.now() - started) / 1000,
         computeSeconds: executionNs / 1e9,
         interrupted: options.signal?.aborted ?? false,
+        collectedEarlier,
       }),
       job,
       ...(await modelVersionOf()),

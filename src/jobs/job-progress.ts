@@ -133,6 +133,8 @@ export interface BatchSummary {
   lostChunks?: { chunk: number; records: number; reason: string }[];
   /** Set when the job stopped early (interrupted); rerun the same command to continue. */
   interrupted?: boolean;
+  /** Distributed jobs: records of `processed` whose chunks finished before this run began (left out of its rate). */
+  collectedEarlier?: number;
   /** Distributed jobs cancelled by `nereid batch cancel` while this run submitted them: when, and the records not written. */
   cancelled?: { at: string; recordsLeft: number };
 }
@@ -148,12 +150,14 @@ export function summarize(counted: {
   wallSeconds: number;
   computeSeconds: number;
   interrupted: boolean;
+  collectedEarlier?: number;
 }): BatchSummary {
-  const { failedBefore, interrupted, ...rest } = counted;
+  const { failedBefore, interrupted, collectedEarlier = 0, ...rest } = counted;
   return {
     ...rest,
+    ...(collectedEarlier > 0 ? { collectedEarlier } : {}),
     failedTotal: failedBefore + counted.failed,
-    recordsPerSecond: counted.wallSeconds > 0 ? counted.processed / counted.wallSeconds : 0,
+    recordsPerSecond: counted.wallSeconds > 0 ? (counted.processed - collectedEarlier) / counted.wallSeconds : 0,
     computeShare: counted.wallSeconds > 0 ? counted.computeSeconds / counted.wallSeconds : 0,
     ...(interrupted ? { interrupted } : {}),
   };
@@ -162,7 +166,7 @@ export function summarize(counted: {
 export function formatSummary(summary: BatchSummary): string {
   const lines = [
     `${summary.interrupted ? 'interrupted' : summary.cancelled ? 'cancelled' : 'done'}: ${summary.processed} record(s) in ${formatSeconds(summary.wallSeconds)} ` +
-      `(${summary.recordsPerSecond.toFixed(1)} records/s), ${summary.failed} failed` +
+      `(${summary.recordsPerSecond.toFixed(1)} records/s${summary.collectedEarlier ? `, leaving out ${summary.collectedEarlier} whose chunks finished before this run` : ''}), ${summary.failed} failed` +
       (summary.resumed > 0 ? `; ${summary.resumed} already in the output` : '') +
       `; ${summary.resumed + summary.processed}/${summary.records} records written to ${summary.output}` +
       (summary.failedTotal > summary.failed ? ` (${summary.failedTotal} with errors in all)` : ''),
