@@ -66,7 +66,7 @@ export interface InferOptions {
 
 export type Compression = ContentCoding;
 
-const INFER_OPTIONS: Record<keyof InferOptions, true> = {
+const INFER_OPTIONS = {
   version: true,
   outputs: true,
   binary: true,
@@ -77,7 +77,9 @@ const INFER_OPTIONS: Record<keyof InferOptions, true> = {
   signal: true,
   requestCompression: true,
   responseCompression: true,
-};
+} satisfies Record<keyof InferOptions, true>;
+/** Read on every call: listed once. */
+const INFER_OPTION_KEYS = Object.keys(INFER_OPTIONS);
 
 /** Refuses a compression that is not one the server and this client speak, naming the option. */
 export function checkCompression(what: string, option: string, value: unknown): void {
@@ -88,7 +90,7 @@ export function checkCompression(what: string, option: string, value: unknown): 
 
 /** An infer call's options, checked as the constructors' are: a misspelt key (clasification) would otherwise be ignored. */
 export function checkInferOptions(what: string, options: InferOptions | undefined): void {
-  refuseUnknownOptions(what, options, Object.keys(INFER_OPTIONS));
+  refuseUnknownOptions(what, options, INFER_OPTION_KEYS);
   checkCompression(what, 'requestCompression', options?.requestCompression);
   checkCompression(what, 'responseCompression', options?.responseCompression);
 }

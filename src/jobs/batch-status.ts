@@ -9,7 +9,7 @@ import { NereidError, notFound } from '../core/errors.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { requireRedis } from './redis-reachability.js';
-import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, checkJobName, chunkJobId, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
+import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
@@ -125,8 +125,7 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
   const states = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, notQueued: 0 };
   const activeIds: string[] = [];
   const failedIds: string[] = [];
-  for (let start = 0; start < chunks; start += 500) {
-    const ids = Array.from({ length: Math.min(500, chunks - start) }, (_, offset) => chunkJobId(job, start + offset));
+  for (const ids of chunkIdRuns(job, chunks, 500)) {
     const found = await Promise.all(ids.map((id) => queue.getJobState(id)));
     found.forEach((state, offset) => {
       if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children') states.waiting += 1;
@@ -207,8 +206,7 @@ export async function cancelBatchJob(options: BatchStatusOptions): Promise<Batch
     let removedChunks = 0;
     let runningChunks = 0;
     const chunks = Number(meta.chunks);
-    for (let start = 0; start < chunks; start += 200) {
-      const ids = Array.from({ length: Math.min(200, chunks - start) }, (_, offset) => chunkJobId(job, start + offset));
+    for (const ids of chunkIdRuns(job, chunks, 200)) {
       const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
       await Promise.all(
         ids.map(async (id, offset) => {

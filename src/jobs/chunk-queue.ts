@@ -63,6 +63,11 @@ export function chunkJobId(job: string, index: number): string {
   return `${job}/${index}`;
 }
 
+/** A job's chunk ids, `size` at a time: each run's Redis round trips go in parallel, and no more than `size` at once. */
+export function* chunkIdRuns(job: string, chunks: number, size: number): Generator<string[]> {
+  for (let start = 0; start < chunks; start += size) yield Array.from({ length: Math.min(size, chunks - start) }, (_, offset) => chunkJobId(job, start + offset));
+}
+
 /** The chunk index of a job id of `job`, or undefined for another job's chunk. */
 export function chunkIndexOf(job: string, jobId: string | undefined): number | undefined {
   if (!jobId?.startsWith(`${job}/`)) return undefined;

@@ -20,6 +20,7 @@ import {
   CHUNK_QUEUE_OPTIONS,
   checkJobName,
   chunkIndexOf,
+  chunkIdRuns,
   chunkJobId,
   defaultJobName,
   jobMetaKey,
@@ -413,9 +414,8 @@ async function holdsRecords(queue: Queue<ChunkData, ChunkResult>, id: string, id
 
 /** Removes a job's chunks from the queue (for --restart). A chunk a worker holds right now cannot be removed; it is reported. */
 async function removeChunks(queue: Queue, job: string, chunks: number, logger: { warn(message: string): void }): Promise<void> {
-  const ids = Array.from({ length: chunks }, (_, index) => chunkJobId(job, index));
-  for (let start = 0; start < ids.length; start += 200) {
-    const results = await Promise.all(ids.slice(start, start + 200).map((id) => queue.remove(id).then((removed) => ({ id, removed }))));
+  for (const ids of chunkIdRuns(job, chunks, 200)) {
+    const results = await Promise.all(ids.map((id) => queue.remove(id).then((removed) => ({ id, removed }))));
     for (const { id, removed } of results) {
       if (removed === 0 && (await queue.getJobState(id)) !== 'unknown') logger.warn(`chunk ${id} is being processed and was not removed`);
     }
