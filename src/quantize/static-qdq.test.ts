@@ -168,3 +168,54 @@ test("bias correction: grouped and depthwise convolutions' and Gemms' int8 weigh
   const mismatched = readOnnxModel(convolution([4, 2, 1, 1], 2, true));
   assert.throws(() => quantizeStaticQdq(mismatched, new Map([['x', { min: 0, max: 2.55 }], ['y', { min: -10, max: 10 }]]), { inputMeans: new Map([['x', [1, 2]]]) }), /node 'conv' reads 4 input channels but 2 channel means were given for 'x'/);
 });
+
+test('a Relu after a quantized node and the pooling and flattening after it run on uint8: ONNX Runtime leaves no float step between the integer kernels', async () => {
+  // Fashion-MNIST's shape: Conv → Relu → MaxPool → Conv → Relu → MaxPool → Flatten → Gemm.
+  const network = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 3, 8, 8] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [1, 3] }],
+    initializers: [
+      { name: 'w1', type: 'float32', dims: [4, 3, 3, 3], values: noise(108, 1) },
+      { name: 'b1', type: 'float32', dims: [4], values: noise(4, 2) },
+      { name: 'w2', type: 'float32', dims: [4, 4, 3, 3], values: noise(144, 3) },
+      { name: 'b2', type: 'float32', dims: [4], values: noise(4, 4) },
+      { name: 'w3', type: 'float32', dims: [16, 3], values: noise(48, 5) },
+      { name: 'b3', type: 'float32', dims: [3], values: noise(3, 6) },
+    ],
+    nodes: [
+      { name: 'conv1', opType: 'Conv', inputs: ['x', 'w1', 'b1'], outputs: ['c1'], attributes: { pads: [1, 1, 1, 1] } },
+      { name: 'relu1', opType: 'Relu', inputs: ['c1'], outputs: ['r1'] },
+      { name: 'pool1', opType: 'MaxPool', inputs: ['r1'], outputs: ['p1'], attributes: { kernel_shape: [2, 2], strides: [2, 2] } },
+      { name: 'conv2', opType: 'Conv', inputs: ['p1', 'w2', 'b2'], outputs: ['c2'], attributes: { pads: [1, 1, 1, 1] } },
+      { name: 'relu2', opType: 'Relu', inputs: ['c2'], outputs: ['r2'] },
+      { name: 'pool2', opType: 'MaxPool', inputs: ['r2'], outputs: ['p2'], attributes: { kernel_shape: [2, 2], strides: [2, 2] } },
+      { name: 'flatten', opType: 'Flatten', inputs: ['p2'], outputs: ['f'] },
+      { name: 'fc', opType: 'Gemm', inputs: ['f', 'w3', 'b3'], outputs: ['y'] },
+    ],
+  });
+  const model = readOnnxModel(network);
+  const ranges = await calibrateRanges(model, ['x', 'c1', 'p1', 'c2', 'f', 'y'], samples, { method: { kind: 'minmax' } });
+  assert.deepEqual(quantizeStaticQdq(model, ranges), { quantized: ['conv1', 'conv2', 'fc'], skipped: [] });
+  const scaleOf = (tensor: string) => model.graph.initializer.find((initializer) => initializer.name === `${tensor}_float_scale`)?.raw_data;
+  assert.ok(!scaleOf('c1'), 'the convolution output is not quantized before its Relu');
+  assert.deepEqual(scaleOf('p1'), scaleOf('r1'), 'pooling keeps the scale of what it pools');
+  assert.deepEqual(scaleOf('f'), scaleOf('r2'));
+  const quantized = writeOnnxModel(model);
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-qdq-'));
+  try {
+    for (const graphOptimizationLevel of ['extended', 'all'] as const) {
+      const optimizedModelFilePath = join(dir, `${graphOptimizationLevel}.onnx`);
+      const actual = await outputOf(quantized, samples[0], { graphOptimizationLevel, optimizedModelFilePath });
+      const kernels = readOnnxModel(await readFile(optimizedModelFilePath)).graph.node.map((node) => node.op_type ?? '');
+      assert.equal(kernels.filter((kind) => kind === 'DequantizeLinear').length, 1, `${graphOptimizationLevel}: only the output is dequantized: ${kernels.join(', ')}`);
+      assert.equal(kernels.filter((kind) => kind === 'QuantizeLinear').length, 1, `${graphOptimizationLevel}: only the input is quantized: ${kernels.join(', ')}`);
+      assert.ok(!kernels.includes('Relu') && !kernels.includes('Conv') && !kernels.includes('Gemm'), `${graphOptimizationLevel}: ${kernels.join(', ')}`);
+      const expected = await outputOf(network, samples[0]);
+      const step = (ranges.get('y')!.max - ranges.get('y')!.min) / 255;
+      const worst = Math.max(...expected.map((value, index) => Math.abs(value - actual[index])));
+      assert.ok(worst < 6 * step, `${graphOptimizationLevel}: largest error ${worst} against a step of ${step}`);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -18,6 +18,9 @@ import { channelAlong, quantizePerChannelSymmetric, roundHalfToEven, uint8Params
 /** The largest int32 bias allowed, leaving headroom below 2^31 for the integer kernel to add the products to it. */
 const INT32_BIAS_LIMIT = 2 ** 30;
 
+/** Ops whose output holds only values of their first input, so it stays on that input's uint8 grid. */
+const VALUE_PRESERVING_OPS = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
+
 /** Ops quantized, and which of their weight's axes holds the output channels. */
 function weightAxis(node: OnnxNode): number | undefined {
   if (node.op_type === 'Conv') return 0;
@@ -78,10 +81,14 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
   const added: OnnxNode[] = [];
   /** Activation tensors already wrapped: original name → its dequantized stand-in and parameters. */
   const wrapped = new Map<string, { dequantized: string; params: Uint8Params }>();
-  const activationParams = (name: string) => {
+  const activationRange = (name: string) => {
     const range = ranges.get(name);
     if (!range) throw new Error(`no calibrated range for tensor '${name}'`);
-    return uint8Params(range.min, range.max);
+    return range;
+  };
+  const activationParams = (name: string) => {
+    const { min, max } = activationRange(name);
+    return uint8Params(min, max);
   };
   const addQdq = (source: string, target: string, params: Uint8Params) => {
     graph.initializer.push(rawTensor(`${source}_scale`, FLOAT, [], Float32Array.of(params.scale)), rawTensor(`${source}_zero_point`, UINT8, [], Uint8Array.of(params.zeroPoint)));
@@ -90,9 +97,32 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
       { op_type: 'DequantizeLinear', name: `${source}_DequantizeLinear`, input: [`${source}_quantized`, `${source}_scale`, `${source}_zero_point`], output: [target], attribute: [] },
     );
   };
+  const readers = new Map<string, OnnxNode[]>();
+  for (const node of graph.node) for (const input of node.input) readers.set(input, [...(readers.get(input) ?? []), node]);
+  const graphOutputs = new Set(graphValueNames(graph, 'output'));
+  /** Relu nodes that take the quantization of the output of the quantized node before them, with its parameters. */
+  const fusedRelus = new Map<OnnxNode, Uint8Params>();
+  /** A node's output computed under a new name, quantized, and dequantized back under its own, so its readers are unchanged. */
+  const quantizeOutput = (node: OnnxNode, params: Uint8Params): OnnxNode => {
+    const output = node.output[0];
+    addQdq(`${output}_float`, output, params);
+    wrapped.set(output, { dequantized: output, params });
+    return { ...node, output: [`${output}_float`, ...node.output.slice(1)] };
+  };
   const rewritten: OnnxNode[] = [];
   for (const [index, node] of graph.node.entries()) {
     const label = nodeLabel(node, index);
+    const reluParams = fusedRelus.get(node);
+    if (reluParams) {
+      rewritten.push(quantizeOutput(node, reluParams));
+      continue;
+    }
+    // Data movement on a quantized tensor keeps its scale and zero point: ONNX Runtime then runs it on the uint8 values and drops the pair around it.
+    const moved = VALUE_PRESERVING_OPS.has(node.op_type ?? '') && (node.domain ?? '') === '' && node.output.length === 1 ? wrapped.get(node.input[0]) : undefined;
+    if (moved?.dequantized === node.input[0]) {
+      rewritten.push(quantizeOutput(node, moved.params));
+      continue;
+    }
     const axis = weightAxis(node);
     const weight = axis === undefined ? undefined : initializers.get(node.input[1]);
     if (axis === undefined || (node.domain ?? '') !== '') {
@@ -166,12 +196,14 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
       added.push({ op_type: 'DequantizeLinear', name: `${biasName}_DequantizeLinear`, input: [`${biasName}_quantized`, `${biasName}_scale`, `${biasName}_zero_point`], output: [`${biasName}_dequantized`], attribute: [{ name: 'axis', type: INT_ATTRIBUTE, i: 0 }] });
       inputs[2] = `${biasName}_dequantized`;
     }
-    // The output: computed under a new name, quantized, and dequantized back under its own, so its readers are unchanged.
+    // The output is quantized after a Relu that alone reads it, with zero point 0: ONNX Runtime folds the Relu into the integer kernel.
     const output = node.output[0];
-    const outputParams = activationParams(output);
-    addQdq(`${output}_float`, output, outputParams);
-    wrapped.set(output, { dequantized: output, params: outputParams });
-    rewritten.push({ ...node, input: inputs, output: [`${output}_float`, ...node.output.slice(1)] });
+    const outputReaders = readers.get(output) ?? [];
+    const relu = outputReaders.length === 1 && outputReaders[0].op_type === 'Relu' && (outputReaders[0].domain ?? '') === '' && !graphOutputs.has(output) ? outputReaders[0] : undefined;
+    if (relu) {
+      fusedRelus.set(relu, uint8Params(0, activationRange(output).max));
+      rewritten.push({ ...node, input: inputs });
+    } else rewritten.push(quantizeOutput({ ...node, input: inputs }, activationParams(output)));
     result.quantized.push(label);
   }
   // ONNX wants nodes in topological order: each added node goes right before the first node that reads what it makes.
