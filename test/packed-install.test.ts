@@ -65,6 +65,10 @@ test('the packed tarball installs into an empty project with plain npm install, 
   const packedPaths = packed!.files.map((file) => file.path);
   assert.ok(packedPaths.includes('LICENSE') && packedPaths.includes('README.md'), 'LICENSE and README travel with the package');
   assert.ok(packedPaths.includes(PACKAGE.bin.nereid!), `the nereid command (${PACKAGE.bin.nereid}) is packed`);
+  // The README links its docs by relative path: they must resolve inside node_modules/nereid too.
+  const linkedDocs = [...new Set([...(await readFile(join(ROOT, 'README.md'), 'utf8')).matchAll(/\]\((docs\/[^)#\s]+)/g)].map((match) => match[1]!))];
+  assert.ok(linkedDocs.length > 5, `README links docs: ${linkedDocs.join(', ')}`);
+  assert.deepEqual(linkedDocs.filter((path) => !packedPaths.includes(path)), [], 'docs the README links that the package lacks');
   // Source maps would point at src/, which is not packed: none is shipped, and no packed file names one (below).
   assert.deepEqual(packedPaths.filter((path) => path.endsWith('.map')), [], 'packed source maps, whose sources (src/) are not in the package');
   // Models that dependencies ship are copied at first use, not carried: the pack holds only the repository's own files.
