@@ -319,8 +319,8 @@ test('GrpcClient has the metadata, statistics and repository calls HttpClient ha
     assert.equal(config.max_batch_size, (await overHttp.modelConfig('simple')).max_batch_size);
     assert.equal(config.max_batch_size, 4, 'the config given with the load');
     await overGrpc.infer('simple', { INPUT0: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16) }, INPUT1: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16) } });
-    const [stats] = (await overGrpc.modelStatistics('simple')).model_stats as { name: string; inference_count: string }[];
-    assert.deepEqual([stats!.name, Number(stats!.inference_count)], ['simple', 1]);
+    const [stats] = (await overGrpc.modelStatistics('simple')).model_stats as { name: string; inference_count: number }[];
+    assert.deepEqual([stats!.name, stats!.inference_count], ['simple', 1]);
     await overGrpc.unloadModel('simple', { unloadDependents: false });
     assert.equal(await overHttp.modelReady('simple'), false);
     await assert.rejects(overGrpc.loadModel('no_such_model'), (error: GrpcCallError) => error.code === 3 && /no_such_model/.test(error.details));

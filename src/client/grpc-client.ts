@@ -18,7 +18,17 @@ import {
   type OutputTensor,
 } from './client-tensors.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
-import { checkCompression, checkInferOptions, type Compression, type InferOptions, type InferResult } from './http-client.js';
+import {
+  checkCompression,
+  checkInferOptions,
+  type Compression,
+  type InferOptions,
+  type InferResult,
+  type ModelMetadataAnswer,
+  type RepositoryIndexRow,
+  type SharedMemoryRegionStatus,
+} from './http-client.js';
+import { plainMessage } from './grpc-plain-values.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { RETRY_OPTION_KEYS, retryingCall, type RetryOptions } from '../core/retry.js';
 import type { ClientTlsOptions } from '../core/tls.js';
@@ -150,26 +160,39 @@ export class GrpcClient {
     await this.unary('SystemSharedMemoryUnregister', { name: region });
   }
 
-  modelMetadata(model: string, version = ''): Promise<Record<string, unknown>> {
-    return this.unary('ModelMetadata', { name: model, version }) as Promise<Record<string, unknown>>;
+  /** As HttpClient's: shapes as numbers (-1: any size). */
+  async modelMetadata(model: string, version = ''): Promise<ModelMetadataAnswer> {
+    return plainMessage('inference.ModelMetadataResponse', await this.unary('ModelMetadata', { name: model, version }));
   }
 
   serverMetadata(): Promise<{ name: string; version: string; extensions: string[] }> {
     return this.unary('ServerMetadata', {}) as Promise<{ name: string; version: string; extensions: string[] }>;
   }
 
-  /** The model's config as the protocol's ModelConfig message (64-bit numbers as strings, as grpc-js reads them). */
+  /**
+   * The model's config as the protocol's ModelConfig message carries it, with HttpClient's values: 64-bit numbers as
+   * numbers (decimal strings beyond 2^53), no oneof markers, no unset message. Fields the message lacks (Nereid's
+   * additions, model_warmup) are HTTP's only; proto3 defaults the JSON leaves out (gpus: [], default_model_filename: '') gRPC's.
+   */
   async modelConfig(model: string, version = ''): Promise<Record<string, unknown>> {
-    return ((await this.unary('ModelConfig', { name: model, version })) as { config: Record<string, unknown> }).config;
+    return plainMessage<{ config: Record<string, unknown> }>('inference.ModelConfigResponse', await this.unary('ModelConfig', { name: model, version })).config;
   }
 
-  /** Statistics of every model, or of the one named (counts and nanoseconds as strings, as grpc-js reads 64-bit numbers). */
-  modelStatistics(model = '', version = ''): Promise<{ model_stats: Record<string, unknown>[] }> {
-    return this.unary('ModelStatistics', { name: model, version }) as Promise<{ model_stats: Record<string, unknown>[] }>;
+  /**
+   * Statistics of every model, or of the one named, with HttpClient's values (counts, nanoseconds and last_inference as
+   * numbers); Nereid's additions to the JSON (preprocess, postprocess, cost) have no field in the protocol's messages.
+   */
+  async modelStatistics(model = '', version = ''): Promise<{ model_stats: Record<string, unknown>[] }> {
+    return plainMessage('inference.ModelStatisticsResponse', await this.unary('ModelStatistics', { name: model, version }));
   }
 
-  async repositoryIndex(ready = false): Promise<{ name: string; version?: string; state?: string; reason?: string }[]> {
-    return ((await this.unary('RepositoryIndex', { repository_name: '', ready })) as { models: { name: string; version?: string; state?: string; reason?: string }[] }).models;
+  /**
+   * The repository's models as HttpClient lists them: a field the server did not set (a model never loaded has a name
+   * only, a config that failed no version), which protobuf can only send as '', is absent.
+   */
+  async repositoryIndex(ready = false): Promise<RepositoryIndexRow[]> {
+    const { models } = (await this.unary('RepositoryIndex', { repository_name: '', ready })) as { models: { name: string; version: string; state: string; reason: string }[] };
+    return models.map(({ name, version, state, reason }) => ({ name, ...(version ? { version } : {}), ...(state ? { state } : {}), ...(state || reason ? { reason } : {}) }));
   }
 
   /** Loads (or reloads) a model; `config` overrides its config file, as HttpClient's does. */
@@ -225,7 +248,7 @@ export class GrpcClient {
     const entries = Object.entries(inputs);
     const outputParameters = parametersToProto(options.classification ? { classification: options.classification } : {});
     const outputNames = await requestedOutputNames(options, () =>
-      this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version ?? '') as Promise<{ outputs: unknown[] }>),
+      this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version ?? '')),
     );
     const inSharedMemory = options.sharedMemoryOutputs ?? {};
     return {

@@ -103,6 +103,33 @@ export interface InferResult {
   outputs: Record<string, OutputTensor>;
 }
 
+/** A model's metadata, the same from both clients: shapes as numbers, -1 for a dimension of any size. */
+export interface ModelMetadataAnswer {
+  name: string;
+  versions?: string[];
+  platform: string;
+  inputs: { name: string; datatype: string; shape: number[] }[];
+  outputs: { name: string; datatype: string; shape: number[] }[];
+  /** Nereid's over HTTP (quantized versions); the protocol's gRPC message has no field for them. */
+  parameters?: Record<string, unknown>;
+}
+
+/** A row of the repository index, the same from both clients: a model never loaded has its name only; a config that failed, no version. */
+export interface RepositoryIndexRow {
+  name: string;
+  version?: string;
+  state?: string;
+  reason?: string;
+}
+
+/** A registered system shared memory region, the same from both clients. */
+export interface SharedMemoryRegionStatus {
+  name: string;
+  key: string;
+  offset: number;
+  byte_size: number;
+}
+
 /** A call the server answered with an error: its HTTP status and message. */
 export class ClientError extends Error {
   constructor(
@@ -216,7 +243,7 @@ export class HttpClient {
     return this.json('GET', '/v2');
   }
 
-  modelMetadata(model: string, version?: string): Promise<{ name: string; versions?: string[]; platform: string; inputs: unknown[]; outputs: unknown[] }> {
+  modelMetadata(model: string, version?: string): Promise<ModelMetadataAnswer> {
     return this.json('GET', this.modelPath(model, version));
   }
 
@@ -228,7 +255,7 @@ export class HttpClient {
     return this.json('GET', model === undefined ? '/v2/models/stats' : `${this.modelPath(model, version)}/stats`);
   }
 
-  repositoryIndex(ready = false): Promise<{ name: string; version?: string; state?: string; reason?: string }[]> {
+  repositoryIndex(ready = false): Promise<RepositoryIndexRow[]> {
     return this.json('POST', '/v2/repository/index', { ready });
   }
 
@@ -253,7 +280,7 @@ export class HttpClient {
   }
 
   /** Every registered system shared memory region, or the one named. */
-  systemSharedMemoryStatus(region?: string): Promise<{ name: string; key: string; offset: number; byte_size: number }[]> {
+  systemSharedMemoryStatus(region?: string): Promise<SharedMemoryRegionStatus[]> {
     return this.json('GET', `/v2/systemsharedmemory${region ? `/region/${encodeURIComponent(region)}` : ''}/status`);
   }
 
