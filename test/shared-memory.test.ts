@@ -320,8 +320,12 @@ describe('the bundled clients', () => {
       assert.deepEqual(await writeSharedMemoryTensors(inputKey, [{ datatype: 'INT32', shape: [1, ROW], data: input0 }]), [ROW_BYTES]);
       await nereid.registerSystemSharedMemory(`client_in_${kind}`, inputKey, ROW_BYTES);
       await nereid.registerSystemSharedMemory(`client_out_${kind}`, outputKey, ROW_BYTES);
-      const status = await nereid.systemSharedMemoryStatus();
-      assert.equal(Object.keys(status).length, 2);
+      // The same list from both clients, offsets and sizes as numbers.
+      assert.deepEqual(await nereid.systemSharedMemoryStatus(), [
+        { name: `client_in_${kind}`, key: inputKey, offset: 0, byte_size: ROW_BYTES },
+        { name: `client_out_${kind}`, key: outputKey, offset: 0, byte_size: ROW_BYTES },
+      ]);
+      assert.deepEqual(await nereid.systemSharedMemoryStatus(`client_out_${kind}`), [{ name: `client_out_${kind}`, key: outputKey, offset: 0, byte_size: ROW_BYTES }]);
 
       const result = await nereid.infer(
         'simple',
@@ -339,7 +343,7 @@ describe('the bundled clients', () => {
       assert.deepEqual(Array.from(read.data as Int32Array), sums);
 
       await nereid.unregisterSystemSharedMemory();
-      assert.equal(Object.keys(await nereid.systemSharedMemoryStatus()).length, 0);
+      assert.deepEqual(await nereid.systemSharedMemoryStatus(), []);
       await removeSharedMemoryObject(inputKey);
       await removeSharedMemoryObject(outputKey);
       if (nereid instanceof GrpcClient) nereid.close();

@@ -145,9 +145,10 @@ export class GrpcClient {
     return ((await this.unary('ModelReady', { name: model, version })) as { ready: boolean }).ready;
   }
 
-  /** Every registered system shared memory region, or the one named: region name → { name, key, offset, byte_size }. */
-  async systemSharedMemoryStatus(region = ''): Promise<Record<string, { name: string; key: string; offset: string; byte_size: string }>> {
-    return ((await this.unary('SystemSharedMemoryStatus', { name: region })) as { regions: Record<string, { name: string; key: string; offset: string; byte_size: string }> }).regions;
+  /** Every registered system shared memory region, or the one named, as HttpClient lists them: [{ name, key, offset, byte_size }]. */
+  async systemSharedMemoryStatus(region = ''): Promise<SharedMemoryRegionStatus[]> {
+    const answer = await this.unary('SystemSharedMemoryStatus', { name: region });
+    return Object.values(plainMessage<{ regions: Record<string, SharedMemoryRegionStatus> }>('inference.SystemSharedMemoryStatusResponse', answer).regions);
   }
 
   /** Registers `byteSize` bytes from `offset` of the POSIX shared memory object `key` (e.g. '/input0') as `region`. */
