@@ -97,6 +97,11 @@ test('modelStatistics: every count and duration both answers hold is equal, as n
     const overGrpc = await grpc.modelStatistics(model, version);
     assert.deepEqual(commonPartsEqual(overGrpc, await http.modelStatistics(model, version)), [], model);
   }
+  // No model name (undefined or '', as tritonclient's model_name="") is every model's statistics, over both.
+  const every = await http.modelStatistics('');
+  assert.deepEqual(commonPartsEqual(await grpc.modelStatistics(''), every), []);
+  assert.deepEqual(every, await http.modelStatistics());
+  assert.deepEqual(every.model_stats.map((entry) => entry.name), ['identity_int64', 'multi_all', 'multi_all', 'simple', 'yaml_scale']);
   const [stats] = (await grpc.modelStatistics('simple')).model_stats;
   assert.equal(stats!.inference_count, 2);
   assert.equal(typeof stats!.last_inference, 'number');

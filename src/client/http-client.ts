@@ -251,8 +251,9 @@ export class HttpClient {
     return this.json('GET', `${this.modelPath(model, version)}/config`);
   }
 
+  /** Statistics of every model (no `model`, or '' as over gRPC and in tritonclient), or of the one named. */
   modelStatistics(model?: string, version?: string): Promise<{ model_stats: Record<string, unknown>[] }> {
-    return this.json('GET', model === undefined ? '/v2/models/stats' : `${this.modelPath(model, version)}/stats`);
+    return this.json('GET', model ? `${this.modelPath(model, version)}/stats` : '/v2/models/stats');
   }
 
   repositoryIndex(ready = false): Promise<RepositoryIndexRow[]> {
