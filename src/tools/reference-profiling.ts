@@ -72,6 +72,11 @@ export function representationTensor(model: OnnxModel, output: string): { tensor
     flattened ||= node.op_type === 'Flatten' || node.op_type === 'Reshape';
     tensor = node.input[0];
   }
+  // A quantized version keeps the representation on uint8 through its pooling: its dequantized copy (the float
+  // original's name) holds the same values, and exposing it leaves the integer kernels around it fused.
+  const readers = model.graph.node.filter((node) => node.input.includes(tensor));
+  const quantized = readers.length === 1 && readers[0].op_type === 'QuantizeLinear' ? model.graph.node.filter((node) => node.input[0] === readers[0].output[0]) : [];
+  if (quantized.length === 1 && quantized[0].op_type === 'DequantizeLinear') tensor = quantized[0].output[0];
   return { tensor, pooling: flattened ? 'spatial-mean' : 'none' };
 }
 
