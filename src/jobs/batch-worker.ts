@@ -7,6 +7,10 @@
  * A worker that dies mid-chunk stops renewing the chunk's lock; after `lockDurationMs` another
  * worker's stalled check (every `stalledIntervalMs`) puts the chunk back in the queue, and it runs
  * again elsewhere. Its records were never returned, so nothing is written twice.
+ *
+ * Before running a chunk a worker reads its job's cancel mark: a chunk of a job `nereid batch cancel` stopped (one
+ * recovered from a dead worker after the cancel, say) is taken off the queue unrun, as the cancel takes off those no
+ * worker holds, so that the same command run again resumes it.
  */
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +22,7 @@ import type { Server } from '../server/server.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ChunkOutcome } from '../observability/index.js';
 import { z } from 'zod';
-import { CHUNK_FORMAT, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
+import { CANCELLED_FIELD, CHUNK_FORMAT, isJobName, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
 import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
 import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
@@ -28,6 +32,9 @@ import { runPipeline } from './record-pipeline.js';
 
 /** How often a stopping worker looks whether Redis is away (its close would then wait for it). */
 const REDIS_DOWN_CHECK_MS = 500;
+
+/** How long a chunk of a cancelled job that could not be taken off the queue waits before a worker looks at it again. */
+const CANCELLED_CHUNK_RECHECK_MS = 5_000;
 
 export type BatchWorkerOptions = z.input<typeof batchWorkerSettingsSchema> & {
   /** redis://host:port */
@@ -69,7 +76,7 @@ export interface BatchWorker {
 export async function startBatchWorker(options: BatchWorkerOptions): Promise<BatchWorker> {
   const settings = parseOptions('startBatchWorker', batchWorkerSettingsSchema, options, Object.keys(WORKER_OTHER_OPTIONS));
   await requireRedis(options.queue);
-  const { Redis, Worker } = await loadQueueLibrary();
+  const { DelayedError, Redis, Worker } = await loadQueueLibrary();
   const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
   const name = options.name ?? `${hostname()}:${process.pid}`;
   const ownServer = !options.server;
@@ -135,7 +142,34 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     return (await pinJobVersion(redis, metaKey, served)) ?? served;
   };
 
-  const processChunk = async (job: Job<ChunkData, ChunkResult>): Promise<ChunkResult> => {
+  /**
+   * When the chunk's job is marked cancelled, puts the chunk aside unrun and says so. BullMQ lets the worker holding a
+   * chunk give it back only through the delayed set; from there it is removed, as `nereid batch cancel` removes the
+   * chunks no worker holds: nothing is returned or written, no attempt counts as failed, and a rerun of the job's
+   * command (which clears the mark) queues it again. Should the removal fail, it comes back after a while and is looked
+   * at again (the mark cleared meanwhile, it then runs).
+   */
+  const setAsideIfCancelled = async (job: Job<ChunkData, ChunkResult>, token: string | undefined): Promise<boolean> => {
+    const jobName = job.data?.job;
+    // What is not a chunk of ours fails in runChunk, as such.
+    if (typeof jobName !== 'string' || !isJobName(jobName)) return false;
+    const cancelledAt = await redis.hget(jobMetaKey(settings.queueName, jobName), CANCELLED_FIELD);
+    if (!cancelledAt) return false;
+    await job.moveToDelayed(Date.now() + CANCELLED_CHUNK_RECHECK_MS, token);
+    const removed = await job.remove().then(
+      () => true,
+      (error: Error) => {
+        logger.warn({ chunk: job.id }, `chunk ${job.id} of cancelled job '${jobName}' could not be taken off the queue (${error.message}); it is looked at again in ${CANCELLED_CHUNK_RECHECK_MS / 1000} s`);
+        return false;
+      },
+    );
+    if (removed) logger.info({ chunk: job.id, job: jobName }, `chunk ${job.id} not run: job '${jobName}' was cancelled at ${cancelledAt} (nereid batch cancel); the same nereid batch command resumes it`);
+    return true;
+  };
+
+  const processChunk = async (job: Job<ChunkData, ChunkResult>, token?: string): Promise<ChunkResult> => {
+    // Before anything is loaded or counted: a chunk recovered from a dead worker after its job's cancel would run.
+    if (await setAsideIfCancelled(job, token)) throw new DelayedError();
     const started = performance.now();
     try {
       return await runChunk(job, started);

@@ -4,5 +4,5 @@
  */
 export async function loadQueueLibrary() {
   const [bullmq, ioredis] = await Promise.all([import('bullmq'), import('ioredis')]);
-  return { Queue: bullmq.Queue, QueueEvents: bullmq.QueueEvents, Worker: bullmq.Worker, Redis: ioredis.Redis };
+  return { Queue: bullmq.Queue, QueueEvents: bullmq.QueueEvents, Worker: bullmq.Worker, DelayedError: bullmq.DelayedError, Redis: ioredis.Redis };
 }
