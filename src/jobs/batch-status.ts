@@ -26,6 +26,10 @@ export interface BatchJobListOptions {
 
 /** Failed chunks a status lists with their reasons, at most; the count in chunkStates is whole. */
 const FAILED_CHUNKS_LISTED = 20;
+/** Retrying chunks a status lists with their last failure, at most (the first by chunk index); the count in chunkStates is whole. */
+export const RETRYING_CHUNKS_LISTED = 5;
+/** Characters of a retrying chunk's last failure a status shows; a longer one is cut, saying how much was left out. */
+export const RETRY_REASON_CHARS = 300;
 
 export interface BatchStatus {
   job: string;
@@ -41,6 +45,11 @@ export interface BatchStatus {
   activeChunks: { chunk: string; worker?: string; attempt: number; recovered: number }[];
   /** Chunks that failed after their attempts, with the last attempt's error (the first 20). */
   failedChunks: { chunk: string; reason: string; attempts: number }[];
+  /**
+   * Chunks waiting to be tried again after a failed attempt (`delayed` in chunkStates), with the last attempt's error
+   * on one line, cut to 300 characters: the first 5 by chunk index. `failedAttempts` of the `attempts` the chunk is given.
+   */
+  retryingChunks: { chunk: string; reason: string; failedAttempts: number; attempts: number }[];
   recordsWritten: number;
   recordsFailed: number;
   submittedAt?: string;
@@ -125,6 +134,7 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
   const states = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, notQueued: 0 };
   const activeIds: string[] = [];
   const failedIds: string[] = [];
+  const retryingIds: string[] = [];
   for (const ids of chunkIdRuns(job, chunks, 500)) {
     const found = await Promise.all(ids.map((id) => queue.getJobState(id)));
     found.forEach((state, offset) => {
@@ -132,7 +142,10 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
       else if (state === 'active') {
         states.active += 1;
         activeIds.push(ids[offset]);
-      } else if (state === 'delayed') states.delayed += 1;
+      } else if (state === 'delayed') {
+        states.delayed += 1;
+        retryingIds.push(ids[offset]);
+      }
       else if (state === 'completed') states.completed += 1;
       else if (state === 'failed') {
         states.failed += 1;
@@ -155,6 +168,17 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
       return { chunk: id, reason: chunk?.failedReason || 'unknown error', attempts: chunk?.attemptsMade ?? 0 };
     }),
   );
+  const retryingChunks = await Promise.all(
+    retryingIds.slice(0, RETRYING_CHUNKS_LISTED).map(async (id) => {
+      const chunk = await queue.getJob(id);
+      return {
+        chunk: id,
+        reason: cut((chunk?.failedReason || 'no reason recorded').replace(/\s*\n\s*/g, ' '), RETRY_REASON_CHARS),
+        failedAttempts: chunk?.attemptsMade ?? 0,
+        attempts: chunk?.opts.attempts ?? 1,
+      };
+    }),
+  );
   return {
     job,
     model: meta.model,
@@ -166,12 +190,18 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
     chunkStates: states,
     activeChunks,
     failedChunks,
+    retryingChunks,
     recordsWritten: Number(meta.records_written ?? 0),
     recordsFailed: Number(meta.records_failed ?? 0),
     submittedAt: meta.submitted_at,
     updatedAt: meta.updated_at,
     ...(meta[CANCELLED_FIELD] ? { cancelledAt: meta[CANCELLED_FIELD] } : {}),
   };
+}
+
+/** `text`, or its first `max` characters and how many more there were. */
+function cut(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
 }
 
 export interface BatchCancelResult {
@@ -246,6 +276,8 @@ export function formatStatus(status: BatchStatus): string {
       (chunk) =>
         `  ${chunk.chunk} on ${chunk.worker ?? 'a worker just starting it'} (attempt ${chunk.attempt}${chunk.recovered ? `; taken back from a stopped worker ${chunk.recovered} time(s)` : ''})`,
     ),
+    ...status.retryingChunks.map((chunk) => `  ${chunk.chunk} retrying after ${chunk.failedAttempts} of ${chunk.attempts} attempt(s) failed, the last with: ${chunk.reason}`),
+    ...(s.delayed > status.retryingChunks.length ? [`  … and ${s.delayed - status.retryingChunks.length} more chunk(s) retrying`] : []),
     ...status.failedChunks.map((chunk) => `  ${chunk.chunk} failed after ${chunk.attempts} attempt(s): ${chunk.reason}`),
     `records: ${status.recordsWritten}/${status.records} written to the output, ${status.recordsFailed} with errors` +
       (status.updatedAt ? ` (as of ${status.updatedAt})` : ''),

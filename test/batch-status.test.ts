@@ -1,0 +1,73 @@
+/**
+ * `nereid batch status` of a job whose chunks failed an attempt and wait for another: each of the first few says why
+ * its last attempt failed, cut short, in the status object (what --json prints) and in its text. Against a real
+ * redis-server, the chunks failed by a plain BullMQ worker.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { batchJobStatus, chunkJobId, formatStatus } from '../src/jobs/index.js';
+import { RETRY_REASON_CHARS, RETRYING_CHUNKS_LISTED } from '../src/jobs/batch-status.js';
+import { jobMetaKey } from '../src/jobs/chunk-queue.js';
+import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
+
+let redis: RedisTestServer;
+
+before(async () => {
+  redis = await startRedisServer();
+});
+
+after(async () => {
+  await redis?.stop();
+});
+
+test('retrying chunks show their last failure: the first few, each cut short, in the status and its text', { timeout: 30_000 }, async () => {
+  const queueName = 'status-retrying';
+  const job = 'retrying';
+  const chunks = RETRYING_CHUNKS_LISTED + 2;
+  const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
+  const client = new Redis(connection);
+  const queue = new Queue(queueName, { connection });
+  const worker = new Worker(
+    queueName,
+    async (chunk) => {
+      throw new Error(`model 'scale' failed on ${chunk.id}:\n  ${'x'.repeat(RETRY_REASON_CHARS)}`);
+    },
+    { connection },
+  );
+  try {
+    await client.hset(jobMetaKey(queueName, job), { model: 'scale', input: '/in.jsonl', output: '/out.jsonl', records: chunks * 2, chunks, chunk_size: 2, submitted_at: new Date().toISOString() });
+    // Added last first: the listing follows the chunk index, not the order they were queued or failed in.
+    for (let index = chunks - 1; index >= 0; index--) {
+      await queue.add('chunk', { index }, { jobId: chunkJobId(job, index), attempts: 3, backoff: { type: 'fixed', delay: 60_000 } });
+    }
+    for (const deadline = Date.now() + 20_000; (await queue.getDelayedCount()) < chunks; await new Promise((resolve) => setTimeout(resolve, 50))) {
+      if (Date.now() > deadline) throw new Error(`${await queue.getDelayedCount()} of ${chunks} chunks failed an attempt`);
+    }
+    await worker.close();
+
+    const status = await batchJobStatus({ queue: `redis://127.0.0.1:${redis.port}`, queueName, job });
+    assert.equal(status.chunkStates.delayed, chunks);
+    assert.deepEqual(
+      status.retryingChunks.map(({ chunk, failedAttempts, attempts }) => ({ chunk, failedAttempts, attempts })),
+      Array.from({ length: RETRYING_CHUNKS_LISTED }, (_, index) => ({ chunk: chunkJobId(job, index), failedAttempts: 1, attempts: 3 })),
+    );
+    for (const [index, { reason }] of status.retryingChunks.entries()) {
+      const shown = `model 'scale' failed on ${chunkJobId(job, index)}: ${'x'.repeat(RETRY_REASON_CHARS)}`;
+      assert.equal(reason, `${shown.slice(0, RETRY_REASON_CHARS)}… (${shown.length - RETRY_REASON_CHARS} more characters)`);
+    }
+    assert.deepEqual(JSON.parse(JSON.stringify(status)).retryingChunks, status.retryingChunks, 'the JSON status carries them');
+
+    const text = formatStatus(status);
+    assert.match(text, /0 completed, 0 active, 0 waiting, 7 retrying, 0 failed, 0 not queued/);
+    assert.match(text, new RegExp(`\\n  retrying/0 retrying after 1 of 3 attempt\\(s\\) failed, the last with: model 'scale' failed on retrying/0: x{${RETRY_REASON_CHARS - 40}}`));
+    assert.equal(text.match(/ retrying after /g)?.length, RETRYING_CHUNKS_LISTED);
+    assert.match(text, /\n  … and 2 more chunk\(s\) retrying\n/);
+    assert.ok(text.split('\n').every((line) => line.length < RETRY_REASON_CHARS + 200), 'each line bounded');
+  } finally {
+    await worker.close();
+    await queue.close();
+    client.disconnect();
+  }
+});
