@@ -13,14 +13,24 @@ function quoted(value: unknown): string {
   return `a ${typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value}`;
 }
 
+/**
+ * A refused option: a TypeError as before (its name, message and `instanceof` unchanged), marked so that a command can
+ * tell a caller's mistake from a failure of its own (the batch commands exit 2 for it, not 3).
+ */
+export class OptionError extends TypeError {
+  get code(): 'INVALID_ARGUMENT' {
+    return 'INVALID_ARGUMENT';
+  }
+}
+
 /** Refuses a key of `options` that is not among `known`, naming it and the known ones. */
 export function refuseUnknownOptions(what: string, options: unknown, known: readonly string[]): void {
   if (options === undefined) return;
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new TypeError(`${what}: expected an options object, got ${quoted(options)}`);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new OptionError(`${what}: expected an options object, got ${quoted(options)}`);
   const unknown = Object.keys(options).filter((key) => !known.includes(key));
   if (unknown.length > 0) {
     const names = unknown.map((key) => `'${key}'`).join(', ');
-    throw new TypeError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${names} (known: ${[...new Set(known)].sort().join(', ')})`);
+    throw new OptionError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${names} (known: ${[...new Set(known)].sort().join(', ')})`);
   }
 }
 
@@ -42,9 +52,9 @@ export function parseOptions<Schema extends z.ZodObject>(what: string, schema: S
   const issue = parsed.error.issues[0]!;
   const name = issue.path.map(String).join('.');
   // A check of our own words its message whole, the value included.
-  if (issue.code === 'custom') throw new TypeError(`${what}: option '${name}': ${issue.message}`);
+  if (issue.code === 'custom') throw new OptionError(`${what}: option '${name}': ${issue.message}`);
   // zod's "Too small: expected number to be >0" / "Invalid input: expected number, received string" read as "expects …".
   const said = issue.message.replace(/^[^:]*:\s*(?=expected\b)/, '').replace(/, received \w+$/, '');
   const expects = said.startsWith('expected ') ? `expects ${said.slice('expected '.length)}` : `is invalid: ${said}`;
-  throw new TypeError(`${what}: option '${name}' ${expects}, got ${quoted(valueAt(options, issue.path))}`);
+  throw new OptionError(`${what}: option '${name}' ${expects}, got ${quoted(valueAt(options, issue.path))}`);
 }

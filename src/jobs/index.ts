@@ -15,6 +15,7 @@ export {
   type BatchStatus,
   type BatchStatusOptions,
 } from './batch-status.js';
+export { BATCH_EXIT, batchFailure, batchJobOutcome, type BatchError } from './batch-outcome.js';
 export { formatSummary, JobProgress, type BatchSummary, type ProgressMode } from './job-progress.js';
 export { openInput, type InputFormat, type InputRecord, type InputSource } from './input-source.js';
 export { JobOutput } from './job-output.js';

@@ -285,11 +285,11 @@ const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.o
  */
 export async function repositoryFolder(path: string): Promise<string> {
   const found = await stat(path).catch(() => undefined);
-  if (!found) throw new Error(`model repository '${path}' does not exist (expected ${LAYOUT})`);
+  if (!found) throw invalidArgument(`model repository '${path}' does not exist (expected ${LAYOUT})`);
   if (!found.isDirectory()) {
     const model = basename(path, extname(path));
     const hint = extname(path).toLowerCase() === '.onnx' ? `; to serve this file, move it to <folder>/${model}/1/model.onnx and give <folder> as the model repository` : '';
-    throw new Error(`model repository '${path}' is a file, not a folder (expected ${LAYOUT}${hint})`);
+    throw invalidArgument(`model repository '${path}' is a file, not a folder (expected ${LAYOUT}${hint})`);
   }
   return realpath(path);
 }

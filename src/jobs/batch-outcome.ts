@@ -1,0 +1,60 @@
+/**
+ * How the batch commands (`nereid batch`, `batch status`, `batch cancel`, `worker`) end, for the scripts that run them:
+ * an exit status per kind of outcome, and an error as `{code, message}` (what `--json` prints on stdout as
+ * `{"error": {…}}`, and what a job's summary carries when the job did not end complete).
+ */
+import { NereidError, type ErrorCode } from '../core/errors.js';
+import { OptionError } from '../core/options.js';
+import type { BatchSummary } from './job-progress.js';
+
+export const BATCH_EXIT = {
+  /** Done as asked: the job ran to its end (records with errors included), the status was read, the job cancelled. */
+  ok: 0,
+  /** The job ran but did not end complete: cancelled, chunks lost from Redis, or every record of the run failed. */
+  incomplete: 1,
+  /** Not done as given: a bad or missing option, an unknown job, or one whose state refuses it (nothing left to cancel, its --job used for another input). */
+  usage: 2,
+  /** Could not run: Redis unreachable, a model that does not load, an internal error; the same command may succeed later. */
+  unavailable: 3,
+  /** Stopped by SIGINT or SIGTERM after the records in flight; the same command resumes. */
+  interrupted: 130,
+} as const;
+
+export interface BatchError {
+  /** A NereidError's code (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, UNAVAILABLE, INTERNAL, …), or for a job that did not end complete INTERRUPTED, CANCELLED, RECORDS_LOST or ALL_RECORDS_FAILED. */
+  code: string;
+  message: string;
+}
+
+/** The error codes of a command that cannot be done as given (exit 2); every other one exits 3. */
+const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION', 'ALREADY_EXISTS']);
+
+/** A batch command's failure: its exit status and its error. Anything but a NereidError or a refused option is INTERNAL. */
+export function batchFailure(error: unknown): { exitCode: number; error: BatchError } {
+  if (error instanceof OptionError) return { exitCode: BATCH_EXIT.usage, error: { code: error.code, message: error.message } };
+  const code: ErrorCode = error instanceof NereidError ? error.code : 'INTERNAL';
+  const message = error instanceof Error ? error.message : String(error);
+  return { exitCode: USAGE_CODES.has(code) ? BATCH_EXIT.usage : BATCH_EXIT.unavailable, error: { code, message } };
+}
+
+/** How a job that ran ends: 0, or why it is not complete (the first that applies: interrupted, cancelled, records lost, all failed). */
+export function batchJobOutcome(summary: BatchSummary, options: { allowAllFailed?: boolean } = {}): { exitCode: number; error?: BatchError } {
+  if (summary.interrupted) {
+    return { exitCode: BATCH_EXIT.interrupted, error: { code: 'INTERRUPTED', message: 'stopped after the records in flight; run the same command again to continue' } };
+  }
+  if (summary.cancelled) {
+    const { at, recordsLeft } = summary.cancelled;
+    return { exitCode: BATCH_EXIT.incomplete, error: { code: 'CANCELLED', message: `the job was cancelled at ${at} (nereid batch cancel): ${recordsLeft} record(s) not written; run the same command again to resume it` } };
+  }
+  if (summary.lostChunks?.length) {
+    const records = summary.lostChunks.reduce((sum, chunk) => sum + chunk.records, 0);
+    return {
+      exitCode: BATCH_EXIT.incomplete,
+      error: { code: 'RECORDS_LOST', message: `${records} record(s) of ${summary.lostChunks.length} chunk(s) got no answer (see lostChunks) and are not written; run the same command again to submit them` },
+    };
+  }
+  if (summary.processed > 0 && summary.failed === summary.processed && !options.allowAllFailed) {
+    return { exitCode: BATCH_EXIT.incomplete, error: { code: 'ALL_RECORDS_FAILED', message: `every record of this run failed (${summary.failed}), each written with its error; --allow-all-failed exits 0` } };
+  }
+  return { exitCode: BATCH_EXIT.ok };
+}
