@@ -6,13 +6,13 @@ import { access, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
 import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
-import { quote } from './core/errors.js';
+import { invalidArgument, quote } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
 import { certificateValidityProblem, readClientTlsFiles, readTlsFiles, TLS_FLAGS } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
@@ -22,7 +22,7 @@ import { chartFormatOf, DEFAULT_TOP_K, evalOptionsSchema, formatEvalReport, GATE
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
-import { batchJobList, batchJobsSource, batchJobStatus, cancelBatchJob, DEFAULT_QUEUE_NAME, formatCancel, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
+import { BATCH_EXIT, batchFailure, batchJobList, batchJobOutcome, batchJobsSource, batchJobStatus, cancelBatchJob, DEFAULT_QUEUE_NAME, formatCancel, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
@@ -1042,10 +1042,60 @@ program
 // Batch jobs (offline inference over the same core): `nereid batch`, `nereid batch status`, `nereid worker`.
 // Records go to --output (JSONL); the summary goes to stderr as text and to stdout as one JSON line.
 
+// Their exit status tells a script what happened (BATCH_EXIT); with --json a failure is one JSON object on stdout.
+
+/** Whether the command line asks for --json, read from it whole: a refused flag stops commander before it parses those after. */
+function jsonAsked(): boolean {
+  const args = process.argv.slice(2);
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--json');
+}
+
+/** `nereid batch …` and `nereid worker …`, which end by BATCH_EXIT (the other commands exit 1 on any failure). */
+const BATCH_COMMANDS: ReadonlySet<string> = new Set(['batch', 'worker']);
+
+/** The exit statuses a batch command's --help lists: a job's own (`nereid batch`), a reader's (status, cancel) or a worker's. */
+function batchExitHelp(kind: 'job' | 'reader' | 'worker'): string {
+  const rows = [
+    `  ${BATCH_EXIT.ok}    ${kind === 'job' ? "the job ran to its end (records written with their errors included: see the summary's failed)" : kind === 'worker' ? 'stopped by SIGTERM/SIGINT after the chunks in hand' : 'done'}`,
+    ...(kind === 'job' ? [`  ${BATCH_EXIT.incomplete}    the job ran but did not end complete: cancelled, chunks lost from Redis, or every record failed`] : []),
+    `  ${BATCH_EXIT.usage}    not done as given: a bad or missing option, ${kind === 'worker' ? 'a model repository that is not one' : 'an unknown job, or one whose state refuses it'}`,
+    `  ${BATCH_EXIT.unavailable}    could not run: Redis unreachable${kind === 'job' ? ', a model that does not load' : ''}, an internal error`,
+    ...(kind === 'job' ? [`  ${BATCH_EXIT.interrupted}  interrupted (SIGINT/SIGTERM) after the records in flight; the same command resumes`] : []),
+  ];
+  const json = kind === 'worker' ? [] : ['With --json a failure prints {"error": {"code": "...", "message": "..."}} on stdout instead of text on stderr.'];
+  return ['', 'Exit status:', ...rows, ...json].join('\n');
+}
+
+/**
+ * A batch command's failure: text on stderr (commander has already printed its own refusals), or with --json one
+ * `{"error": {code, message}}` on stdout; then its exit status. Help and --version end with 0.
+ */
+function endBatchCommand(error: unknown): never {
+  if (error instanceof CommanderError && error.exitCode === 0) process.exit(0);
+  const refused =
+    error instanceof CommanderError
+      ? invalidArgument(error.message.replace(/^error: /, ''))
+      : error instanceof ZodError
+        ? invalidArgument(describeOptionIssues(error))
+        : error;
+  const failure = batchFailure(refused);
+  if (jsonAsked()) console.log(JSON.stringify({ error: failure.error }));
+  else if (!(error instanceof CommanderError)) console.error(`nereid: ${failure.error.message}`);
+  process.exit(failure.exitCode);
+}
+
+/** Commander's refusals (unknown option, bad value, missing option) thrown to endBatchCommand, and with --json not printed. */
+function batchCommandErrors(command: Command, kind: 'job' | 'reader' | 'worker'): Command {
+  return command
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => (jsonAsked() ? undefined : write(text)) })
+    .addHelpText('after', batchExitHelp(kind));
+}
+
 // `batch status` takes --queue and --job as `batch` does; positional options hand them to the subcommand.
 program.enablePositionalOptions();
-const batch = program
-  .command('batch')
+const batch = batchCommandErrors(program.command('batch'), 'job')
   .description('run a model over a folder of images, a .jsonl or a .csv file; one JSONL output line per record; resumable; in this process or over a Redis queue (--queue)')
   .enablePositionalOptions()
   .option('--model <name>', 'model to run (required)')
@@ -1076,9 +1126,10 @@ const batch = program
   .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', milliseconds(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
+  .option('--json', 'a failure before the summary prints {"error": {"code", "message"}} on stdout instead of text on stderr (the summary is a JSON line on stdout either way, with "error" when the exit status is not 0)', false)
   .action(async (flags, command: Command) => {
     for (const required of ['model', 'input', 'output'] as const) {
-      if (!flags[required]) throw new Error(`batch needs --${required} (see nereid batch --help)`);
+      if (!flags[required]) throw invalidArgument(`batch needs --${required} (see nereid batch --help)`);
     }
     if (flags.queue) {
       // The workers load the model, with their own flags: these would otherwise be dropped without a word.
@@ -1131,20 +1182,19 @@ const batch = program
         })
       : await runLocalBatchJob({ ...common, modelRepository: flags.modelRepository, allowCodeModels: flags.allowCodeModels, concurrency: flags.concurrency });
     console.error(formatSummary(summary));
-    console.log(JSON.stringify(summary));
-    const allFailed = summary.processed > 0 && summary.failed === summary.processed;
-    if (allFailed && !flags.allowAllFailed) console.error(`nereid batch: every record of this run failed (${summary.failed}); exiting 1 (--allow-all-failed exits 0)`);
     // Records left unwritten (their chunks vanished from Redis, or the job was cancelled) are work not done: a script must not take the run as complete.
-    process.exit(summary.interrupted ? 130 : (allFailed && !flags.allowAllFailed) || summary.lostChunks?.length || summary.cancelled ? 1 : 0);
+    const outcome = batchJobOutcome(summary, { allowAllFailed: flags.allowAllFailed });
+    console.log(JSON.stringify(outcome.error ? { ...summary, error: outcome.error } : summary));
+    if (outcome.error?.code === 'ALL_RECORDS_FAILED') console.error(`nereid batch: every record of this run failed (${summary.failed}); exiting 1 (--allow-all-failed exits 0)`);
+    process.exit(outcome.exitCode);
   });
 
-batch
-  .command('status')
+batchCommandErrors(batch.command('status'), 'reader')
   .description('progress of a distributed batch job: chunks waiting/active/completed/failed, records written; without --job, the queue\'s recent jobs')
   .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
   .option('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`); default: list the 20 most recently submitted jobs')
   .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
-  .option('--json', 'print the status as JSON', false)
+  .option('--json', 'print the status as JSON, and a failure as {"error": {"code", "message"}}', false)
   .action(async (flags) => {
     if (flags.job === undefined) {
       const jobs = await batchJobList({ queue: flags.queue, queueName: flags.queueName });
@@ -1157,21 +1207,19 @@ batch
     process.exit(0);
   });
 
-batch
-  .command('cancel')
+batchCommandErrors(batch.command('cancel'), 'reader')
   .description("cancel a distributed batch job: its waiting chunks leave the queue, chunks workers hold run to the end, its submitter stops; nothing written is lost, and the same `nereid batch` command resumes the job")
   .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
   .requiredOption('--job <name>', 'the job name (printed by `nereid batch --queue` and listed by `nereid batch status`)')
   .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
-  .option('--json', 'print the result as JSON', false)
+  .option('--json', 'print the result as JSON, and a failure as {"error": {"code", "message"}}', false)
   .action(async (flags) => {
     const result = await cancelBatchJob({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
     console.log(flags.json ? JSON.stringify(result) : formatCancel(result));
     process.exit(0);
   });
 
-program
-  .command('worker')
+batchCommandErrors(program.command('worker'), 'worker')
   .description('process chunks of distributed batch jobs from a Redis queue; start any number, anywhere with the model repository')
   .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
   .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
@@ -1235,6 +1283,7 @@ if (basename(dirname(runningFile)) === 'dist') {
 }
 
 program.parseAsync().catch((error: Error) => {
+  if (BATCH_COMMANDS.has(process.argv[2] ?? '')) endBatchCommand(error);
   // A schema's refusal of an option reads as the option and what it needs, not as zod's issue list.
   console.error(`nereid: ${error instanceof ZodError ? describeOptionIssues(error) : error.message}`);
   process.exit(1);

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { freePort, runCli } from './support/cli-server.js';
 
-test('every command that needs Redis exits non-zero with the address when Redis is unreachable', async () => {
+test('every command that needs Redis exits non-zero (3) with the address when Redis is unreachable', async () => {
   const repo = await mkdtemp(join(tmpdir(), 'nereid-noredis-'));
   await writeModel(repo, 'scale', 1, scaleModel(2));
   const input = join(repo, 'in.jsonl');
@@ -26,7 +26,7 @@ test('every command that needs Redis exits non-zero with the address when Redis 
   // The limit only stops a command that would hang; the assertion is on how it ends.
   const results = await Promise.all(commands.map((args) => runCli(args, 120_000)));
   results.forEach((result, index) => {
-    assert.notEqual(result.code, 0, `${commands[index]!.join(' ')} exits non-zero`);
+    assert.equal(result.code, 3, `${commands[index]!.join(' ')} exits 3 (could not run)`);
     assert.match(result.stderr, new RegExp(`nereid: cannot reach Redis at 127\\.0\\.0\\.1:\\d+ \\(${queue.replace(/[/.]/g, '\\$&')}\\): connect ECONNREFUSED`), result.stderr);
     assert.doesNotMatch(result.stderr, /Unhandled error event|at TCPConnectWrap/, 'no client stack traces');
   });
@@ -41,11 +41,16 @@ test('a batch job whose records all failed exits 1, and 0 with --allow-all-faile
   const failing = await runCli([...args, '--output', join(repo, 'a.jsonl')], 120_000);
   assert.equal(failing.code, 1, failing.stderr);
   assert.match(failing.stderr, /every record of this run failed \(2\); exiting 1/);
+  assert.deepEqual(JSON.parse(failing.stdout.trim().split('\n').at(-1)!).error, {
+    code: 'ALL_RECORDS_FAILED',
+    message: 'every record of this run failed (2), each written with its error; --allow-all-failed exits 0',
+  });
   const lines = (await readFile(join(repo, 'a.jsonl'), 'utf8')).trim().split('\n');
   assert.equal(lines.length, 2);
   assert.ok(lines.every((line) => JSON.parse(line).error), 'each record carries its error');
   const allowed = await runCli([...args, '--output', join(repo, 'b.jsonl'), '--allow-all-failed'], 120_000);
   assert.equal(allowed.code, 0, allowed.stderr);
+  assert.equal(JSON.parse(allowed.stdout.trim().split('\n').at(-1)!).error, undefined);
 });
 
 test('tune --chart to a missing folder or to a folder is refused before the search, which would otherwise run its whole budget first', async () => {
