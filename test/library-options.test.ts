@@ -30,10 +30,46 @@ test('a misspelt option of createServer, Server, the front ends and the clients 
   assert.throws(() => new HttpClient({ url: 'http://127.0.0.1:8000', timeout: 100 } as never), /^TypeError: HttpClient: unknown option 'timeout' \(known: .*\btimeoutMs\b.*\)$/);
   assert.throws(
     () => new HttpClient({ url: 'http://127.0.0.1:8000', retry: { retries: 5 } } as never),
-    /^TypeError: HttpClient option 'retry': unknown option 'retries' \(known: firstDelayMs, maxDelayMs, tries\)$/,
+    /^TypeError: HttpClient option 'retry': unknown option 'retries' \(known: firstDelayMs, maxDelayMs, tries; did you mean 'tries'\?\)$/,
   );
   assert.throws(() => new GrpcClient({ address: '127.0.0.1:8001', compresion: 'gzip' } as never), /^TypeError: GrpcClient: unknown option 'compresion' \(known: .*\bcompression\b.*\)$/);
   assert.throws(() => new Server({ modelRepository: 'models', logger } as never), /^Error: a Server needs at least one backend \(option backends\)$/);
+});
+
+test('a misspelt key of a nested options object (monitoring, reclaimIdleMemory, authTokens, tls) is refused by its path, with the key it most likely meant', async () => {
+  const backends = [doublerBackend()];
+  await assert.rejects(
+    createServer({ modelRepository: 'models', logger, monitoring: { windw: 5 } } as never),
+    /^TypeError: Server: unknown option 'monitoring\.windw' \(known: evaluateEvery, state, topFeatures, window; did you mean 'monitoring\.window'\?\)$/,
+  );
+  assert.throws(
+    () => new Server({ modelRepository: 'models', logger, backends, reclaimIdleMemory: { growthByte: 1 } } as never),
+    /^TypeError: Server: unknown option 'reclaimIdleMemory\.growthByte' \(known: checkEveryMs, growthBytes, maxRecheckMs, recheckMs; did you mean 'reclaimIdleMemory\.growthBytes'\?\)$/,
+  );
+  // Any depth: the drift window inside monitoring, the drift state beside it.
+  assert.throws(
+    () => new Server({ modelRepository: 'models', logger, backends, monitoring: { window: { capacty: 500 } } } as never),
+    /^TypeError: Server: unknown option 'monitoring\.window\.capacty' \(known: capacity, maxAgeMs; did you mean 'monitoring\.window\.capacity'\?\)$/,
+  );
+  assert.throws(() => new Server({ modelRepository: 'models', logger, backends, monitoring: { state: { minSample: 10 } } } as never), /unknown option 'monitoring\.state\.minSample' .*did you mean 'monitoring\.state\.minSamples'\?\)$/);
+  // A key nothing is near is named with the known ones only.
+  assert.throws(() => new Server({ modelRepository: 'models', logger, backends, reclaimIdleMemory: { zzz: 1 } } as never), /^TypeError: Server: unknown option 'reclaimIdleMemory\.zzz' \(known: checkEveryMs, growthBytes, maxRecheckMs, recheckMs\)$/);
+  // The front ends' nested objects: scoped tokens and TLS credentials.
+  const server = new Server({ modelRepository: 'models', logger, backends });
+  assert.throws(() => createHttpFrontEnd(server, { authTokens: { inferense: ['t'] } } as never), /^TypeError: createHttpFrontEnd: unknown option 'authTokens\.inferense' \(known: all, inference, management, metrics; did you mean 'authTokens\.inference'\?\)$/);
+  assert.throws(() => createGrpcFrontEnd(server, { tls: { cert: 'c', key: 'k', clientCA: 'ca' } } as never), /^TypeError: createGrpcFrontEnd: unknown option 'tls\.clientCA' \(known: cert, clientCa, key; did you mean 'tls\.clientCa'\?\)$/);
+  // What the schemas take still passes: false for either service, their own keys at any depth, a token list.
+  new Server({ modelRepository: 'models', logger, backends, monitoring: false, reclaimIdleMemory: false });
+  const tuned = new Server({
+    modelRepository: 'models',
+    logger,
+    backends,
+    monitoring: { window: { capacity: 500, maxAgeMs: 60_000 }, state: { minSamples: 100 }, evaluateEvery: 50 },
+    reclaimIdleMemory: { growthBytes: 1024, checkEveryMs: 500 },
+  });
+  assert.deepEqual(tuned.options.monitoring && [tuned.options.monitoring.window.capacity, tuned.options.monitoring.state.minSamples], [500, 100]);
+  createHttpFrontEnd(server, { authTokens: ['t'] });
+  createHttpFrontEnd(server, { authTokens: { inference: ['t'] } });
 });
 
 test("the clients refuse a missing address, a compression they do not speak and a misspelt infer option before sending anything", async () => {
@@ -54,7 +90,7 @@ test("the clients refuse a missing address, a compression they do not speak and 
 });
 
 test('Tracing and PrometheusMetrics refuse a misspelt option, and Tracing an exporter that is neither otlp nor an exporter', () => {
-  assert.throws(() => new Tracing({ exporter: 'otlp', endpiont: 'http://127.0.0.1:4318/v1/traces' } as never), /^TypeError: Tracing: unknown option 'endpiont' \(known: endpoint, exporter, processor, sampleRate, serviceName\)$/);
+  assert.throws(() => new Tracing({ exporter: 'otlp', endpiont: 'http://127.0.0.1:4318/v1/traces' } as never), /^TypeError: Tracing: unknown option 'endpiont' \(known: endpoint, exporter, processor, sampleRate, serviceName; did you mean 'endpoint'\?\)$/);
   assert.throws(() => new Tracing({ exporter: 'otlpp' } as never), /^TypeError: Tracing: option 'exporter' expects 'otlp' or a SpanExporter \(an object with export\(\) and shutdown\(\)\), got 'otlpp'$/);
   assert.throws(() => new (Tracing as new (options?: unknown) => unknown)(), /^TypeError: Tracing: option 'exporter' expects 'otlp' or a SpanExporter .*, got undefined$/);
   assert.throws(() => new Tracing({ exporter: 'otlp', sampleRate: 2 }), /^TypeError: Tracing: option 'sampleRate' is invalid: trace sample rate must be between 0 and 1, got 2$/);
@@ -83,7 +119,7 @@ test("the batch-job functions refuse a misspelt option before touching the input
   );
   await assert.rejects(runDistributedBatchJob({ ...job, queue: 'redis://127.0.0.1:1', attempts: 0 }), /^TypeError: runDistributedBatchJob: option 'attempts' expects number to be >0, got 0$/);
   await assert.rejects(startBatchWorker({ queue: 'redis://127.0.0.1:1', concurrrency: 2 } as never), /^TypeError: startBatchWorker: unknown option 'concurrrency' \(known: .*\bconcurrency\b.*\brecordConcurrency\b.*\)$/);
-  await assert.rejects(batchJobStatus({ queue: 'redis://127.0.0.1:1', job: 'j', queue_name: 'q' } as never), /^TypeError: batchJobStatus: unknown option 'queue_name' \(known: job, queue, queueName\)$/);
-  await assert.rejects(cancelBatchJob({ queue: 'redis://127.0.0.1:1', jobs: 'j' } as never), /^TypeError: cancelBatchJob: unknown option 'jobs' \(known: job, queue, queueName\)$/);
-  await assert.rejects(batchJobList({ queue: 'redis://127.0.0.1:1', limt: 5 } as never), /^TypeError: batchJobList: unknown option 'limt' \(known: limit, queue, queueName\)$/);
+  await assert.rejects(batchJobStatus({ queue: 'redis://127.0.0.1:1', job: 'j', queue_name: 'q' } as never), /^TypeError: batchJobStatus: unknown option 'queue_name' \(known: job, queue, queueName; did you mean 'queueName'\?\)$/);
+  await assert.rejects(cancelBatchJob({ queue: 'redis://127.0.0.1:1', jobs: 'j' } as never), /^TypeError: cancelBatchJob: unknown option 'jobs' \(known: job, queue, queueName; did you mean 'job'\?\)$/);
+  await assert.rejects(batchJobList({ queue: 'redis://127.0.0.1:1', limt: 5 } as never), /^TypeError: batchJobList: unknown option 'limt' \(known: limit, queue, queueName; did you mean 'limit'\?\)$/);
 });

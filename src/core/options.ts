@@ -4,6 +4,7 @@
  * silently, and a wrong value reads "option 'x' expects …, got …" on one line instead of a dump of schema issues.
  */
 import type { z } from 'zod';
+import { closestName } from './edit-distance.js';
 
 /** A value as a message quotes it: short, with its kind when that is what was wrong. */
 function quoted(value: unknown): string {
@@ -23,14 +24,71 @@ export class OptionError extends TypeError {
   }
 }
 
-/** Refuses a key of `options` that is not among `known`, naming it and the known ones. */
-export function refuseUnknownOptions(what: string, options: unknown, known: readonly string[]): void {
+/**
+ * Refuses a key of `options` that is not among `known`, naming it (by its path, below the top: `monitoring.windw`), the
+ * known ones, and the known key it most likely meant.
+ */
+export function refuseUnknownOptions(what: string, options: unknown, known: readonly string[], path: readonly string[] = []): void {
   if (options === undefined) return;
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new OptionError(`${what}: expected an options object, got ${quoted(options)}`);
+  const at = path.length > 0 ? ` option '${path.join('.')}'` : '';
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new OptionError(`${what}:${at} expected an options object, got ${quoted(options)}`);
   const unknown = Object.keys(options).filter((key) => !known.includes(key));
   if (unknown.length > 0) {
-    const names = unknown.map((key) => `'${key}'`).join(', ');
-    throw new OptionError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${names} (known: ${[...new Set(known)].sort().join(', ')})`);
+    const named = (key: string) => `'${[...path, key].join('.')}'`;
+    const names = unknown.map(named).join(', ');
+    const near = unknown.flatMap((key) => {
+      const meant = closestName(key, known);
+      return meant === undefined ? [] : [unknown.length > 1 ? `${named(meant)} for ${named(key)}` : named(meant)];
+    });
+    const hint = near.length > 0 ? `; did you mean ${near.join(', ')}?` : '';
+    throw new OptionError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${names} (known: ${[...new Set(known)].sort().join(', ')}${hint})`);
+  }
+}
+
+/** What parseOptions reads of a zod schema's definition: its kind and the parts that lead to the object schemas inside. */
+interface SchemaDef {
+  type: string;
+  shape?: Record<string, Schema>;
+  catchall?: Schema;
+  options?: readonly Schema[];
+  innerType?: Schema;
+  in?: Schema;
+  getter?: () => Schema;
+}
+type Schema = { _zod: { def: SchemaDef } };
+
+/**
+ * The object schemas a value given for `schema` may be checked against, through the wrappers around them (optional,
+ * default, prefault, a transform's input, a union's members): a nested options object such as Server's `monitoring`
+ * (`false` or an object). An object that takes any key (looseObject, a catchall) is left out: it names no keys to refuse.
+ */
+function objectSchemasOf(schema: Schema | undefined): Schema[] {
+  const def = schema?._zod.def;
+  if (def === undefined) return [];
+  switch (def.type) {
+    case 'object':
+      return def.catchall === undefined || def.catchall._zod.def.type === 'never' ? [schema!] : [];
+    case 'union':
+      return (def.options ?? []).flatMap(objectSchemasOf);
+    case 'pipe':
+      return objectSchemasOf(def.in);
+    case 'lazy':
+      return objectSchemasOf(def.getter?.());
+    default:
+      return objectSchemasOf(def.innerType);
+  }
+}
+
+/** Refuses, at any depth, a key of a nested options object that none of the object schemas it may be checked against names. */
+function refuseUnknownNested(what: string, options: unknown, schemas: readonly Schema[], path: readonly string[]): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) return;
+  for (const [key, value] of Object.entries(options)) {
+    // A class instance (a logger, a Buffer) is no options object: zod says what it expects of it.
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.getPrototypeOf(value) !== Object.prototype) continue;
+    const nested = schemas.flatMap((schema) => objectSchemasOf(schema._zod.def.shape?.[key]));
+    if (nested.length === 0) continue;
+    refuseUnknownOptions(what, value, nested.flatMap((schema) => Object.keys(schema._zod.def.shape!)), [...path, key]);
+    refuseUnknownNested(what, value, nested, [...path, key]);
   }
 }
 
@@ -43,10 +101,12 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 
 /**
  * Parses `options` with `schema` after refusing keys neither its shape nor `otherKeys` (options the caller reads
- * itself, such as a Server's backends) name. A failure throws one line for its first issue.
+ * itself, such as a Server's backends) name, and keys of its nested options objects (Server's `monitoring.window`)
+ * their schemas do not name. A failure throws one line for its first issue.
  */
-export function parseOptions<Schema extends z.ZodObject>(what: string, schema: Schema, options: unknown, otherKeys: readonly string[] = []): z.output<Schema> {
+export function parseOptions<Shape extends z.ZodObject>(what: string, schema: Shape, options: unknown, otherKeys: readonly string[] = []): z.output<Shape> {
   refuseUnknownOptions(what, options, [...Object.keys(schema.shape), ...otherKeys]);
+  refuseUnknownNested(what, options, [schema as unknown as Schema], []);
   const parsed = schema.safeParse(options ?? {});
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
