@@ -17,7 +17,7 @@ import { readNamedFile } from './core/named-file.js';
 import { certificateValidityProblem, readClientTlsFiles, readTlsFiles, TLS_FLAGS } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
-import { closeHttpConnections, createHttpFrontEnd, dashboardAddress, drainHttpFrontEnd, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
+import { createHttpFrontEnd, dashboardAddress, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
 import { chartFormatOf, DEFAULT_TOP_K, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
@@ -490,12 +490,14 @@ program
             accessLog: flags.logAccess,
             tls,
           });
+    // server.stop() drains them with the HTTP front end (which attached itself).
+    if (grpc) server.attachFrontEnd({ drain: (timeoutMs) => grpc.close(timeoutMs), cut: () => grpc.grpcServer.forceShutdown() });
+    if (metricsListener) server.attachFrontEnd({ drain: () => metricsListener.close() });
     let stopping = false;
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
     const forceExit = (reason: string) => {
       logger.warn(`${reason}: closing the connections left and ending the process (SIGTERM, status 143)`);
-      closeHttpConnections(http);
-      grpc?.grpcServer.forceShutdown();
+      server.cutConnections();
       endBySignal('SIGTERM');
     };
     const stop = async (signal: string) => {
@@ -503,10 +505,9 @@ program
       stopping = true;
       const timeoutMs = flags.shutdownTimeout * 1000;
       logger.info({ signal, shutdownTimeoutS: flags.shutdownTimeout }, 'draining: not ready any more, answering the requests received, then exiting');
-      server.drain();
+      // Set before stop()'s own: at the timeout the process ends at once, rather than wait for the computations still running.
       setTimeout(() => forceExit(`the drain did not finish within --shutdown-timeout ${flags.shutdownTimeout} s`), timeoutMs).unref();
-      await Promise.all([drainHttpFrontEnd(http), grpc?.close(timeoutMs), metricsListener?.close()]);
-      await server.close();
+      await server.stop({ timeoutMs });
       await tracing?.shutdown().catch((error: Error) => logger.warn({ err: error }, 'exporting the last traces failed'));
       logger.info('drained; exiting');
       process.exit(0);

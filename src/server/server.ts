@@ -127,6 +127,20 @@ export const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: t
   true
 >;
 
+/** What stop() takes: how long the front ends may take to answer what they have received. */
+export const stopOptionsSchema = z.object({
+  /** After this, the connections still open are cut (the CLI's --shutdown-timeout, in ms); at most what a timer can wait. */
+  timeoutMs: z.number().int().positive().max(2_147_483_647).default(30_000),
+});
+
+/** A front end (or any listener over a Server) as stop() drains it: createHttpFrontEnd attaches its own (attachFrontEnd). */
+export interface DrainableFrontEnd {
+  /** Stops taking connections; resolves once the open ones have closed, each after its answer. `timeoutMs`: the time stop() gives it. */
+  drain(timeoutMs: number): Promise<void>;
+  /** Closes the connections still open, at once: the drain's time is up. */
+  cut?(): void;
+}
+
 /** A row of the repository index as the server answers it. */
 type IndexRow = RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number };
 
@@ -192,6 +206,10 @@ export class Server {
   private readonly unmanagedLoads = new Map<string, Promise<void>>();
   private readonly backends: readonly Backend[];
   private requestsStarted = 0;
+  /** The front ends stop() drains. */
+  private readonly frontEnds = new Set<DrainableFrontEnd>();
+  /** The stop under way: a second stop() waits for it. */
+  private stopped?: Promise<{ drained: boolean }>;
   /** What gives memory back after a burst of large requests (none with reclaimIdleMemory: false). */
   readonly memoryReclaimer?: IdleMemoryReclaimer;
 
@@ -407,6 +425,43 @@ export class Server {
    */
   drain(): void {
     this.draining = true;
+  }
+
+  /**
+   * Graceful shutdown, the one the CLI runs on SIGTERM: readiness turns false (drain()); every attached front end stops
+   * taking connections and answers the requests it has received, each connection closing after its answer (an idle
+   * keep-alive one at its keep-alive timeout, which its client was told); after `timeoutMs` the connections still open
+   * are cut. Then the server closes (close(), which lets computations already running end). Resolves whether every
+   * front end drained within `timeoutMs`; a second call waits for the first.
+   */
+  stop(options: z.input<typeof stopOptionsSchema> = {}): Promise<{ drained: boolean }> {
+    const { timeoutMs } = parseOptions('Server.stop', stopOptionsSchema, options);
+    this.stopped ??= (async () => {
+      this.drain();
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+      const frontEnds = Promise.all([...this.frontEnds].map((frontEnd) => frontEnd.drain(timeoutMs)));
+      const drained = await Promise.race([frontEnds.then(() => true), timedOut]);
+      clearTimeout(timer);
+      if (!drained) {
+        this.cutConnections();
+        await frontEnds;
+      }
+      await this.close();
+      return { drained };
+    })();
+    return this.stopped;
+  }
+
+  /** Takes a front end into stop()'s drain; what it returns takes it out (a front end closed on its own). */
+  attachFrontEnd(frontEnd: DrainableFrontEnd): () => void {
+    this.frontEnds.add(frontEnd);
+    return () => void this.frontEnds.delete(frontEnd);
+  }
+
+  /** Closes every attached front end's open connections at once: what stop() does when its time is up. */
+  cutConnections(): void {
+    for (const frontEnd of this.frontEnds) frontEnd.cut?.();
   }
 
   /** Draining or closed: a front end closes each connection after its current answer. */

@@ -327,6 +327,13 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     },
   });
 
+  // server.stop() drains it with the server, until it is closed on its own.
+  const detach = server.attachFrontEnd({ drain: () => drainHttpFrontEnd(app), cut: () => closeHttpConnections(app) });
+  app.addHook('onClose', (_instance, done) => {
+    detach();
+    done();
+  });
+
   // Every body is read as bytes: infer requests may be JSON followed by binary tensors.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable) => readBody(request, payload, maxBodyBytes));

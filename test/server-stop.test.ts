@@ -1,0 +1,82 @@
+/**
+ * Server.stop() as a library user calls it, over a real HTTP listener: the drain the CLI runs on SIGTERM — not ready,
+ * requests received are answered with Connection: close, no new connection is taken, then the server closes — and,
+ * when a request outlasts the timeout, its connection cut at the timeout.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { createHttpFrontEnd, Server } from '../src/index.js';
+import { doublerBackend, fakeRepository } from './support/fake-backend.js';
+import { RawConnection } from './support/raw-http.js';
+
+const logger = pino({ level: 'silent' });
+const BODY = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+const JSON_HEADERS = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BODY) };
+
+async function listening(t: Parameters<typeof fakeRepository>[0], keepAliveTimeoutMs = 120_000) {
+  const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
+  const backend = doublerBackend();
+  const server = await new Server({ modelRepository: repo, backends: [backend], logger }).start();
+  const http = createHttpFrontEnd(server, { keepAliveTimeoutMs });
+  const url = await http.listen({ host: '127.0.0.1', port: 0 });
+  t.after(async () => void (await server.stop({ timeoutMs: 1000 })));
+  return { server, backend, url };
+}
+
+/** A connection the server has certainly accepted: it answered a request on it. */
+async function accepted(url: string): Promise<RawConnection> {
+  const connection = new RawConnection(url);
+  assert.equal((await connection.request('GET', '/v2/health/live', {})).status, 200);
+  return connection;
+}
+
+test('stop() drains the HTTP front end: not ready, the request in flight is answered, one sent after with Connection: close, no new connection is taken, then the server closes', async (t) => {
+  // A connection idle after its answer closes at its keep-alive timeout, which its client was told.
+  const { server, backend, url } = await listening(t, 3000);
+  const idle = await accepted(url);
+  const holder = await accepted(url);
+  const gate = backend.hold();
+  const held = holder.request('POST', '/v2/models/m/infer', JSON_HEADERS, BODY);
+  await gate.whenWaiting();
+
+  const stopped = server.stop({ timeoutMs: 20_000 });
+  assert.equal(server.ready, false, 'not ready once stopping');
+  // New connections are not taken; one already open is answered, and that answer is its last.
+  await assert.rejects(fetch(`${url}/v2/health/live`));
+  gate.open();
+  const after = await idle.request('POST', '/v2/models/m/infer', JSON_HEADERS, BODY);
+  assert.equal(after.status, 200, after.body);
+  assert.equal(after.headers.connection, 'close');
+  const answer = await held;
+  assert.equal(answer.status, 200, answer.body);
+  assert.deepEqual(JSON.parse(answer.body).outputs[0].data, [2, 4, 6, 8]);
+  await Promise.all([idle.closed, holder.closed]);
+  assert.deepEqual(await stopped, { drained: true });
+  assert.equal(server.live, false, 'closed after the drain');
+  assert.equal(await server.stop(), await stopped, 'a second stop() waits for the first');
+});
+
+test('stop() cuts the connections still open at its timeout, then closes the server, and says the drain did not finish', async (t) => {
+  const { server, backend, url } = await listening(t);
+  const holder = await accepted(url);
+  const gate = backend.hold();
+  const held = holder.request('POST', '/v2/models/m/infer', JSON_HEADERS, BODY);
+  await gate.whenWaiting();
+  const started = performance.now();
+  const stopped = server.stop({ timeoutMs: 300 });
+  await assert.rejects(held, /connection closed before an answer/);
+  const elapsedMs = performance.now() - started;
+  assert.ok(elapsedMs >= 250 && elapsedMs < 5_000, `cut after ${Math.round(elapsedMs)} ms`);
+  // The computation still running ends before the server closes: close() lets it.
+  gate.open();
+  assert.deepEqual(await stopped, { drained: false });
+  assert.equal(server.live, false);
+});
+
+test('stop() refuses a timeout it cannot wait for, naming it', async (t) => {
+  const { server } = await listening(t);
+  assert.throws(() => server.stop({ timeoutMs: -1 }), /^TypeError: Server\.stop: option 'timeoutMs' expects number to be >0, got -1$/);
+  assert.throws(() => server.stop({ timeoutMs: 1, drainMs: 5 } as never), /^TypeError: Server\.stop: unknown option 'drainMs' \(known: timeoutMs\)$/);
+  assert.equal(server.ready, true, 'a refused stop() leaves the server serving');
+});
