@@ -31,7 +31,7 @@ import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } fro
 import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
 import { createServer } from './server/create-server.js';
-import { serverOptionsSchema, type Server } from './server/server.js';
+import { serveFlagName, serverOptionsSchema, type Server } from './server/server.js';
 import { timingAnswer, type ImageTimings } from './model/image-classification.js';
 import { parseDetectionOptions } from './processing/object-detection.js';
 import { staleBuildWarning } from './tools/stale-build.js';
@@ -458,6 +458,8 @@ program
       cacheConfig: flags.cacheConfig,
       monitoring: flags.monitoring && { window: { capacity: flags.monitorWindow, maxAgeMs: flags.monitorMaxAgeS * 1000 }, evaluateEvery: flags.monitorEvaluateEvery },
       logger,
+      // Its messages name the flags these options came from.
+      settingName: serveFlagName,
     });
     metrics?.attach(server);
     const http = createHttpFrontEnd(server, {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { serveFlagName } from '../src/server/server.js';
 import { freePort, runCli } from './support/cli-server.js';
 
 test('every command that needs Redis exits non-zero (3) with the address when Redis is unreachable', async () => {
@@ -84,4 +85,19 @@ test('--log-file under a file, or in a folder that cannot be made (/proc), is re
     assert.equal(code, 1, stderr);
     assert.match(stderr, why);
   }
+});
+
+test("nereid serve's server names its flags, each one serve takes, where a library caller's names the option", async () => {
+  const help = (await runCli(['serve', '--help'], 60_000)).stdout;
+  // Every option the server's messages name: the flag each is set from.
+  for (const key of ['loadModels', 'pinModels', 'modelControlMode', 'maxInflightBytes', 'modelLoadWaitMs', 'modelMemoryBudget', 'allowClientShm', 'monitoring', 'cacheConfig']) {
+    const flag = serveFlagName(key).split(' ')[0]!;
+    assert.match(help, new RegExp(`(^|\\s)${flag}[ ,\\n]`), `${key} → ${flag}, a flag of serve`);
+  }
+  assert.equal(serveFlagName('monitoring', false), '--monitoring false');
+  assert.equal(serveFlagName('allowClientShm', true), '--allow-client-shm');
+  const repo = await mkdtemp(join(tmpdir(), 'nereid-flags-'));
+  const refused = await runCli(['serve', '--model-repository', repo, '--cache-config', 'memcached', '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'], 60_000);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^nereid: --cache-config: unknown cache 'memcached'/m);
 });

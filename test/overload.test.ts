@@ -75,7 +75,7 @@ describe('overload over HTTP', () => {
     while (served.server.bodies.inUse === 0) await new Promise((resolve) => setImmediate(resolve));
     const refused = await fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: inferBody().padEnd(30 * 1024, ' ') });
     assert.equal(refused.status, 503);
-    assert.match((await refused.json()).error, /would pass its limit of 65536 \(--max-inflight-bytes\)/);
+    assert.match((await refused.json()).error, /would pass its limit of 65536 \(maxInflightBytes\)/);
     held.send(inferBody().padEnd(40 * 1024, ' '));
     assert.equal((await heldAnswer).status, 200);
     held.close();
@@ -90,7 +90,7 @@ describe('overload over HTTP', () => {
     assert.ok(bomb.length < 64 * 1024);
     const response = await fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: bomb, headers: { 'content-encoding': 'gzip' } });
     assert.ok(response.status === 503 || response.status === 413, String(response.status));
-    assert.match((await response.json()).error, /--max-inflight-bytes|larger than the limit/);
+    assert.match((await response.json()).error, /maxInflightBytes|larger than the limit/);
     while (served.server.bodies.inUse !== 0) await new Promise((resolve) => setImmediate(resolve));
     // A small gzip body, and one of unannounced length, are still served.
     const small = await fetch(`${served.url}/v2/models/scale/infer`, { method: 'POST', body: gzipSync(inferBody()), headers: { 'content-encoding': 'gzip' } });
@@ -129,7 +129,7 @@ describe('overload over HTTP', () => {
     const answer = await chunkedAnswer;
     chunked.close();
     assert.equal(answer.status, 503);
-    assert.match(JSON.parse(answer.body).error, /--max-inflight-bytes/);
+    assert.match(JSON.parse(answer.body).error, /\(maxInflightBytes\)/);
     while (served.server.bodies.inUse !== 0) await new Promise((resolve) => setImmediate(resolve));
   });
 

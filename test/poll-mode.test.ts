@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
-import type { Server } from '../src/server/server.js';
+import { serveFlagName, type Server } from '../src/server/server.js';
 import { capturingLogger } from './support/fake-backend.js';
 import { startTestServer } from './support/test-server.js';
 
@@ -51,7 +51,8 @@ test('poll mode loads, reloads and unloads as the repository changes; a config t
     models: async (repo) => {
       await writeModel(repo, 'scale', 1, scaleModel(1), config(8));
     },
-    server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger },
+    // Named as `nereid serve` names them: docs/lifecycle.md quotes its answer.
+    server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger, settingName: serveFlagName },
   });
   t.after(() => served.close());
   const { server, url, repoDir } = served;

@@ -192,10 +192,10 @@ test('a model loaded at start that the memory budget has no room for is UNAVAILA
   const [loaded, refused] = [...rows.values()].sort((a, b) => (a.state === 'READY' ? -1 : 1) - (b.state === 'READY' ? -1 : 1));
   assert.equal(loaded.state, 'READY');
   assert.equal(refused.state, 'UNAVAILABLE');
-  assert.match(refused.reason!, /needs about .* but the memory budget of .* \(--model-memory-budget\) has 0\.0 MiB left/);
+  assert.match(refused.reason!, /needs about .* but the memory budget of .* \(modelMemoryBudget\) has 0\.0 MiB left/);
   const response = await fetch(`${served.url}/v2/models/${refused.name}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 16], data: Array(16).fill(1) }] }) });
   assert.equal(response.status, 503);
-  assert.match(((await response.json()) as { error: string }).error, /is unavailable: .*--model-memory-budget/);
+  assert.match(((await response.json()) as { error: string }).error, /is unavailable: .*\(modelMemoryBudget\)/);
   assert.equal(served.server.ready, false);
   assert.ok(logged.some((line) => line.includes(`model '${refused.name}' was not loaded`)), logged.join('\n'));
 });

@@ -233,8 +233,8 @@ describe('HTTP', () => {
   });
 
   test('off by default: registration and tensors that name a region say how to turn it on; metadata lists it only when on', async () => {
-    await expectError(await post(off, '/v2/systemsharedmemory/region/r/register', { key: '/x', byte_size: 4 }), 400, ['--allow-client-shm']);
-    await expectError(await fetch(`${off.url}/v2/systemsharedmemory/status`), 400, ['--allow-client-shm']);
+    await expectError(await post(off, '/v2/systemsharedmemory/region/r/register', { key: '/x', byte_size: 4 }), 400, ['allowClientShm: true']);
+    await expectError(await fetch(`${off.url}/v2/systemsharedmemory/status`), 400, ['allowClientShm: true']);
     await expectError(
       await post(off, '/v2/models/simple/infer', {
         inputs: [
@@ -243,7 +243,7 @@ describe('HTTP', () => {
         ],
       }),
       400,
-      ['--allow-client-shm'],
+      ['allowClientShm: true'],
     );
     assert.ok(!((await (await fetch(`${off.url}/v2`)).json()) as Json).extensions.includes('system_shared_memory'));
     assert.ok(((await (await fetch(`${shm.url}/v2`)).json()) as Json).extensions.includes('system_shared_memory'));

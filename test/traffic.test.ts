@@ -101,7 +101,7 @@ test('a shadow gets a copy of each answered request, compared in /compare; a fai
 test('nereid promote shifts the weights of a running server (explicit model control); without it the server refuses', async () => {
   const refused = await runCli(['promote', '--model', 'canary', '--weights', '2=1', '--url', served.url], 60_000);
   assert.equal(refused.code, 1);
-  assert.match(refused.stdout, /--model-control-mode explicit/);
+  assert.match(refused.stdout, /modelControlMode: 'explicit'/);
 
   const explicit = await startTestServer({
     repoDir: served.repoDir,

@@ -314,8 +314,8 @@ describe('health, metadata, config, statistics, repository', () => {
   });
 
   test('CUDA shared memory answers UNIMPLEMENTED, and system shared memory says how to turn it on', async () => {
-    await callError(rpc, 'SystemSharedMemoryStatus', {}, grpc.status.FAILED_PRECONDITION, ['--allow-client-shm']);
-    await callError(rpc, 'SystemSharedMemoryRegister', { name: 'r', key: '/k', byte_size: 16 }, grpc.status.FAILED_PRECONDITION, ['--allow-client-shm']);
+    await callError(rpc, 'SystemSharedMemoryStatus', {}, grpc.status.FAILED_PRECONDITION, ['allowClientShm: true']);
+    await callError(rpc, 'SystemSharedMemoryRegister', { name: 'r', key: '/k', byte_size: 16 }, grpc.status.FAILED_PRECONDITION, ['allowClientShm: true']);
     await callError(rpc, 'CudaSharedMemoryRegister', { name: 'r' }, grpc.status.UNIMPLEMENTED, ['CUDA shared memory', 'system shared memory']);
     await callError(rpc, 'CudaSharedMemoryUnregister', {}, grpc.status.UNIMPLEMENTED, ['CudaSharedMemoryUnregister']);
   });
@@ -835,7 +835,7 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
   });
 
   test('load and unload are refused under --model-control-mode none, with HTTP messages', async () => {
-    const load = await callError(rpc, 'RepositoryModelLoad', { model_name: 'simple' }, grpc.status.UNAVAILABLE, ['--model-control-mode none']);
+    const load = await callError(rpc, 'RepositoryModelLoad', { model_name: 'simple' }, grpc.status.UNAVAILABLE, ["modelControlMode: 'none'"]);
     assert.equal(load, await httpError('/v2/repository/models/simple/load', {}));
     const unload = await callError(rpc, 'RepositoryModelUnload', { model_name: 'simple' }, grpc.status.UNAVAILABLE, ['explicit model unload is not allowed']);
     assert.equal(unload, await httpError('/v2/repository/models/simple/unload', {}));

@@ -1041,8 +1041,8 @@ describe('errors', () => {
   });
 
   test('model control is refused under --model-control-mode none, and nothing changes', async () => {
-    await assertError(await post(main, '/v2/repository/models/simple/load'), 503, 'not allowed', '--model-control-mode none', 'explicit');
-    await assertError(await post(main, '/v2/repository/models/simple/unload'), 503, 'not allowed', '--model-control-mode none');
+    await assertError(await post(main, '/v2/repository/models/simple/load'), 503, 'not allowed', "modelControlMode: 'none'", "modelControlMode: 'explicit'");
+    await assertError(await post(main, '/v2/repository/models/simple/unload'), 503, 'not allowed', "modelControlMode: 'none'");
     await assertError(await post(main, '/v2/repository/models/json_addsub/unload', { parameters: { unload_dependents: false } }), 503, 'not allowed');
     assert.equal((await get(main, '/v2/models/simple/ready')).status, 200);
   });

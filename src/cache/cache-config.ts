@@ -38,21 +38,22 @@ const KNOWN: Record<string, readonly string[]> = {
   redis: Object.keys(redisSchema.shape).filter((key) => key !== 'kind'),
 };
 
-export function parseCacheConfig(text: string): CacheConfig {
+/** `setting`: how errors name the spec's setting, as its reader gave it: the CLI's --cache-config, createServer's cacheConfig. */
+export function parseCacheConfig(text: string, setting = '--cache-config'): CacheConfig {
   const [kind, ...pairs] = text.split(',').map((part) => part.trim());
   const known = KNOWN[kind];
-  if (!known) throw new Error(`--cache-config: unknown cache '${kind}' (expected local,size=BYTES or redis,host=H,port=P)`);
+  if (!known) throw new Error(`${setting}: unknown cache '${kind}' (expected local,size=BYTES or redis,host=H,port=P)`);
   const settings: Record<string, string> = { kind };
   for (const pair of pairs) {
     const at = pair.indexOf('=');
-    if (at <= 0) throw new Error(`--cache-config: '${pair}' is not key=value`);
+    if (at <= 0) throw new Error(`${setting}: '${pair}' is not key=value`);
     const key = pair.slice(0, at);
-    if (!known.includes(key)) throw new Error(`--cache-config ${kind}: unknown setting '${key}' (known: ${known.join(', ')})`);
+    if (!known.includes(key)) throw new Error(`${setting} ${kind}: unknown setting '${key}' (known: ${known.join(', ')})`);
     settings[key] = pair.slice(at + 1);
   }
   const parsed = (kind === 'local' ? localSchema : redisSchema).safeParse(settings);
-  if (!parsed.success) throw new Error(`--cache-config ${kind}: ${parsed.error.issues.map((issue) => issue.message).join('; ')}`);
+  if (!parsed.success) throw new Error(`${setting} ${kind}: ${parsed.error.issues.map((issue) => issue.message).join('; ')}`);
   if (parsed.data.kind === 'redis') return { ...parsed.data };
-  if (parsed.data.size === undefined) throw new Error('--cache-config local needs size=BYTES, a positive integer');
+  if (parsed.data.size === undefined) throw new Error(`${setting} local needs size=BYTES, a positive integer`);
   return { kind: 'local', sizeBytes: parsed.data.size };
 }

@@ -118,3 +118,14 @@ export function parseOptions<Shape extends z.ZodObject>(what: string, schema: Sh
   const expects = said.startsWith('expected ') ? `expects ${said.slice('expected '.length)}` : `is invalid: ${said}`;
   throw new OptionError(`${what}: option '${name}' ${expects}, got ${quoted(valueAt(options, issue.path))}`);
 }
+
+/**
+ * How a message names a setting that whoever started the server chose, with the value to give it where one is said:
+ * by default the option's key (its dotted path below the top) as a library caller writes it — `maxInflightBytes`,
+ * `modelControlMode: 'explicit'` — while the CLI, which builds the options from its flags, passes one that names the
+ * flags — `--max-inflight-bytes`, `--model-control-mode explicit`.
+ */
+export type SettingName = (key: string, value?: string | number | boolean) => string;
+
+/** Settings named as option keys: `maxInflightBytes`, `modelControlMode: 'explicit'`, `monitoring: false`. */
+export const optionKeyName: SettingName = (key, value) => (value === undefined ? key : `${key}: ${typeof value === 'string' ? `'${value}'` : String(value)}`);

@@ -36,11 +36,14 @@ export interface MonitorAnswer {
   [field: string]: unknown;
 }
 
-/** The version's monitor as clients read it; without one, why not and how to get one. */
-export function monitorAnswer(model: string, version: string, monitor: VersionMonitor | undefined, monitoringOff: boolean): MonitorAnswer {
+/**
+ * The version's monitor as clients read it; without one, why not and how to get one. `monitoringOff`: the setting
+ * that turned monitoring off, as its reader set it (`monitoring: false`, `--monitoring false`), when it is off.
+ */
+export function monitorAnswer(model: string, version: string, monitor: VersionMonitor | undefined, monitoringOff: string | undefined): MonitorAnswer {
   if (!monitor) {
     const reason = monitoringOff
-      ? 'the server runs with monitoring off (--no-monitoring)'
+      ? `the server runs with monitoring off (${monitoringOff})`
       : `version ${version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with: nereid profile --model ${model} --data <in-distribution data>`;
     return { model, version, monitored: false, reason };
   }

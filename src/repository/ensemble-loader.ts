@@ -36,6 +36,8 @@ export interface EnsembleLoadOptions {
   readLabels: (filename: string) => Promise<string[]>;
   /** The server's response cache store; used when the ensemble's config enables response_cache. */
   responseCacheStore?: ResponseCacheStore;
+  /** How the warning of a cache asked for without a store names the setting that gives one (see responseCacheOf). */
+  cacheSetting?: string;
 }
 
 /**
@@ -87,6 +89,6 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
     const steps = await Promise.all(plan.steps.map(options.stepIdentity));
     return steps.includes(undefined) ? undefined : [ensembleConfig, ...steps].join('|');
   };
-  const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger);
+  const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger, options.cacheSetting);
   return new ModelVersion({ name, version, config, instances: [], scheduler, statistics, observer, labels, cache, answerIdentity, logger });
 }

@@ -54,6 +54,8 @@ export interface VersionLoadOptions {
   maxQueueWaitMs?: number;
   /** The server's response cache store; used when the model's config enables response_cache. */
   responseCacheStore?: ResponseCacheStore;
+  /** How the warning of a cache asked for without a store names the setting that gives one (see responseCacheOf). */
+  cacheSetting?: string;
   /** Services that watch this version's requests and executions besides its statistics (metrics, tracing). */
   observers?: readonly InferenceObserverFactory[];
   /** Reads a labels file named by the config, relative to the model's folder. */
@@ -109,10 +111,12 @@ export function responseCacheOf(
   config: CompletedModelConfig,
   identity: () => Promise<string | undefined>,
   logger: Logger,
+  /** The setting that gives the server a cache, as the warning names it: createServer's cacheConfig, or the CLI's --cache-config. */
+  cacheSetting = 'cacheConfig',
 ): ResponseCache | undefined {
   if (!config.response_cache?.enable) return undefined;
   if (!store) {
-    logger.warn(`model '${name}' version ${version} enables response_cache, but the server has no cache (--cache-config local,size=BYTES or redis,host=H,port=P): it is served uncached`);
+    logger.warn(`model '${name}' version ${version} enables response_cache, but the server has no cache (${cacheSetting} local,size=BYTES or redis,host=H,port=P): it is served uncached`);
     return undefined;
   }
   const { ttl_seconds, key_parameters } = config.response_cache;
@@ -286,7 +290,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
         )
       : undefined;
     const answerIdentity = async () => identity;
-    const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger);
+    const cache = responseCacheOf(options.responseCacheStore, name, version, config, answerIdentity, logger, options.cacheSetting);
     return new ModelVersion({
       ...{ name, version, config, instances: created, scheduler, statistics, observer, labels, preprocessor, postprocessor, cache, answerIdentity, logger },
       bytesAsText: backend.bytesAsText,

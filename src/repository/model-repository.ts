@@ -76,6 +76,8 @@ export interface ModelRepositoryOptions {
   maxQueueWaitMs?: number;
   observers?: readonly InferenceObserverFactory[];
   responseCacheStore?: ResponseCacheStore;
+  /** How a version's warning that it asks for a cache the server lacks names the setting that gives one (cacheConfig, --cache-config). */
+  cacheSetting?: string;
   /** How versions with a reference profile are monitored; false: their profiles are not read (no OOD flags, no drift windows). */
   monitoring?: VersionMonitorSettings | false;
   /**
@@ -703,6 +705,7 @@ export class ModelRepository {
             maxQueueWaitMs: this.options.maxQueueWaitMs,
             observers: this.options.observers,
             responseCacheStore: this.options.responseCacheStore,
+            cacheSetting: this.options.cacheSetting,
             quantization,
             callModel: this.options.callStep ?? this.directCall,
             readWarmupFile: async (file) => readFile(await containedFile(root, join(folder, WARMUP_FOLDER), file, 'input_data_file', folder)),
@@ -859,6 +862,7 @@ export class ModelRepository {
       observers: this.options.observers,
       maxQueueSize: this.options.maxQueueSize,
       responseCacheStore: this.options.responseCacheStore,
+      cacheSetting: this.options.cacheSetting,
       callStep,
       holdStep: this.options.holdStepVersion ?? ((step: EnsembleStep) => this.holdVersion(step.model, step.version)),
       stepConfig: async (step: EnsembleStep) => {

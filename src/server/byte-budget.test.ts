@@ -11,7 +11,7 @@ it('reservations grow up to the capacity, refuse beyond it with a retry hint, an
   a.holdAtLeast(40); // already holds more
   assert.equal(budget.inUse, 60);
   const b = budget.reserve();
-  assert.throws(() => b.holdAtLeast(50), isError('UNAVAILABLE', /holding 60 bytes .* this one \(50 bytes\) would pass its limit of 100 \(--max-inflight-bytes\); retry in 1 s/));
+  assert.throws(() => b.holdAtLeast(50), isError('UNAVAILABLE', /holding 60 bytes .* this one \(50 bytes\) would pass its limit of 100 \(maxInflightBytes\); retry in 1 s/));
   b.holdAtLeast(40);
   assert.equal(budget.inUse, 100);
   a.release();
@@ -21,6 +21,12 @@ it('reservations grow up to the capacity, refuse beyond it with a retry hint, an
   assert.equal(budget.inUse, 90);
   b.release();
   assert.equal(budget.inUse, 0);
+});
+
+it("a refusal names the limit as the server's options were given: the option's key, or the CLI's flag", () => {
+  const named = new ByteBudget(10, '--max-inflight-bytes');
+  named.reserve().holdAtLeast(10);
+  assert.throws(() => named.reserve().holdAtLeast(1), isError('UNAVAILABLE', /would pass its limit of 10 \(--max-inflight-bytes\)/));
 });
 
 it('a body larger than the whole budget is taken when nothing else is held', () => {

@@ -9,7 +9,11 @@ import { overloaded, type NereidError } from '../core/errors.js';
 export class ByteBudget {
   private used = 0;
 
-  constructor(readonly capacity: number) {}
+  /** `setting`: how a refusal names the limit (maxInflightBytes, or the CLI's --max-inflight-bytes). */
+  constructor(
+    readonly capacity: number,
+    readonly setting = 'maxInflightBytes',
+  ) {}
 
   get inUse(): number {
     return this.used;
@@ -70,7 +74,7 @@ export class BodyReservation {
 
   private refusal(bytes: number): NereidError {
     return overloaded(
-      `the server is holding ${this.budget.inUse} bytes of requests, and this one (${bytes} bytes) would pass its limit of ${this.budget.capacity} (--max-inflight-bytes)`,
+      `the server is holding ${this.budget.inUse} bytes of requests, and this one (${bytes} bytes) would pass its limit of ${this.budget.capacity} (${this.budget.setting})`,
       1000,
     );
   }

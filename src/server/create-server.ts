@@ -10,7 +10,7 @@ import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
 import { repositoryFolder } from '../repository/model-repository.js';
-import { parseOptions } from '../core/options.js';
+import { optionKeyName, parseOptions } from '../core/options.js';
 import { Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
@@ -49,7 +49,8 @@ export async function createServer(options: CreateServerOptions): Promise<Server
     // Pipelines that ship with Nereid (the bundled ocr): their code is the server's, so they need no flag.
     new (await import('../pipelines/builtin-backend.js')).BuiltinBackend(),
   ];
-  const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig), logger) : undefined);
+  const cacheSetting = (options.settingName ?? optionKeyName)('cacheConfig');
+  const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig, cacheSetting), logger) : undefined);
   const server = new Server({ ...rest, logger, backends, responseCache });
   await server.checkNamedModels();
   return server;

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { NereidError } from '../core/errors.js';
 import { ModelResidency, parseMemoryBudget, type ModelResidencyOptions } from './model-residency.js';
+import { serveFlagName } from './server.js';
 
 const MB = 1_000_000;
 
@@ -128,7 +129,7 @@ test('pinned models are never unloaded; a model that cannot fit beside them is r
   await residency.load('big', () => repository.load('big'));
   await assert.rejects(
     async () => use(residency, 'a'),
-    (error: NereidError) => error.code === 'UNAVAILABLE' && /needs about .*budget of 238\.4 MiB.*has 47\.7 MiB left/.test(error.message),
+    (error: NereidError) => error.code === 'UNAVAILABLE' && /needs about .*budget of 238\.4 MiB \(modelMemoryBudget\) has 47\.7 MiB left/.test(error.message),
   );
   assert.deepEqual(events, ['load big']);
 });
@@ -159,9 +160,15 @@ test('requests for a model that is loading share its one load; a failed load is 
 
 test('a request waits at most loadWaitMs for its model, then gets a 503 with a retry hint; the load goes on', async () => {
   const { residency } = residencyOf({ slow: 10 * MB }, { loadMs: 300, loadWaitMs: 50 });
-  await assert.rejects(async () => (await residency.lease('slow')!)(), (error: NereidError) => error.code === 'UNAVAILABLE' && error.overloaded && /not ready within 50 ms/.test(error.message));
+  await assert.rejects(async () => (await residency.lease('slow')!)(), (error: NereidError) => error.code === 'UNAVAILABLE' && error.overloaded && /not ready within 50 ms \(modelLoadWaitMs\)/.test(error.message));
   await new Promise((resolve) => setTimeout(resolve, 400));
   assert.equal(typeof residency.lease('slow'), 'function', 'loaded meanwhile: the next request is served at once');
+});
+
+test("a server the CLI started names its flags in these refusals", async () => {
+  const { residency } = residencyOf({ slow: 10 * MB }, { loadMs: 300, loadWaitMs: 50, settingName: serveFlagName });
+  await assert.rejects(async () => (await residency.lease('slow')!)(), /not ready within 50 ms \(--model-load-wait-ms\)/);
+  await new Promise((resolve) => setTimeout(resolve, 300));
 });
 
 test('more requests waiting for one load than maxWaiting are refused at once', async () => {

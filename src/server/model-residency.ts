@@ -12,6 +12,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NereidError, overloaded, unavailable } from '../core/errors.js';
+import { optionKeyName, type SettingName } from '../core/options.js';
 import type { ModelRepository } from '../repository/model-repository.js';
 
 export type Residency = 'pinned' | 'on_demand';
@@ -22,6 +23,8 @@ export interface ModelResidencyOptions {
   budgetBytes?: number;
   /** The longest a request waits for its model to load (or for room to load it) before a 503. */
   loadWaitMs: number;
+  /** How a refusal names the options behind it (modelLoadWaitMs, modelMemoryBudget); default: by key. */
+  settingName?: SettingName;
   /** Requests one model may have waiting for its load; more are refused with a 503. */
   maxWaiting: number;
   logger: Logger;
@@ -93,9 +96,11 @@ export class ModelResidency {
   /** Wakes whatever waits for a lease to end (room that only a busy model could give). */
   private leaseEnded?: () => void;
   private readonly residentSetBytes: () => number;
+  private readonly named: SettingName;
 
   constructor(private readonly options: ModelResidencyOptions) {
     this.residentSetBytes = options.residentSetBytes ?? nativeResidentBytes;
+    this.named = options.settingName ?? optionKeyName;
   }
 
   get budgetBytes(): number | undefined {
@@ -164,7 +169,7 @@ export class ModelResidency {
     tenant.waiting++;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(overloaded(`model '${name}' is loading on demand and was not ready within ${loadWaitMs} ms (--model-load-wait-ms)`, loadWaitMs)), loadWaitMs);
+      timer = setTimeout(() => reject(overloaded(`model '${name}' is loading on demand and was not ready within ${loadWaitMs} ms (${this.named('modelLoadWaitMs')})`, loadWaitMs)), loadWaitMs);
     });
     try {
       while (tenant.phase !== 'resident') {
@@ -273,7 +278,7 @@ export class ModelResidency {
         if (candidates.length === 0 && this.usedBytes === 0) return;
         throw new NereidError(
           'UNAVAILABLE',
-          `model '${loading}' needs about ${mib(bytes)}, but the memory budget of ${mib(budget)} (--model-memory-budget) has ${mib(Math.max(0, budget - pinnedBytes))} left beside the models that cannot be unloaded`,
+          `model '${loading}' needs about ${mib(bytes)}, but the memory budget of ${mib(budget)} (${this.named('modelMemoryBudget')}) has ${mib(Math.max(0, budget - pinnedBytes))} left beside the models that cannot be unloaded`,
         );
       }
       // Every model that could make room is serving requests or keeping sequences: wait for a request to

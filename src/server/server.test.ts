@@ -12,12 +12,13 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { doubler, doublerBackend, fakeRepository, FakeBackend, rejectsWith } from '../../test/support/fake-backend.js';
+import { capturingLogger, doubler, doublerBackend, fakeRepository, FakeBackend, rejectsWith } from '../../test/support/fake-backend.js';
 import { LruCacheStore } from '../cache/lru-cache-store.js';
 import { httpStatusOf, NereidError } from '../core/errors.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { addSubModel } from '../onnx/test-models.js';
-import { Server, type ServerOptions } from './server.js';
+import { createServer } from './create-server.js';
+import { serveFlagName, Server, type ServerOptions } from './server.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -107,10 +108,10 @@ test('while start() is still loading, a model not known yet is UNAVAILABLE with 
   await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model: 'missing'/);
 });
 
-test("model control mode 'none' refuses load and unload with UNAVAILABLE and the flag that allows them", async (t) => {
+test("model control mode 'none' refuses load and unload with UNAVAILABLE and the option that allows them", async (t) => {
   const server = await started(t, { modelRepository: await fakeRepository(t, { good: undefined }) });
-  await rejectsWith(server.loadModel('good'), 'UNAVAILABLE', /--model-control-mode none \(start it with --model-control-mode explicit or on_demand\)/);
-  await rejectsWith(server.unloadModel('good'), 'UNAVAILABLE', /--model-control-mode explicit/);
+  await rejectsWith(server.loadModel('good'), 'UNAVAILABLE', /modelControlMode: 'none' \(start it with modelControlMode: 'explicit' or on_demand\)/);
+  await rejectsWith(server.unloadModel('good'), 'UNAVAILABLE', /modelControlMode: 'explicit'/);
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8], 'the model keeps serving');
 });
 
@@ -224,4 +225,44 @@ test('the idle memory reclaimer collects only while nothing runs, however the re
   const off = new Server({ modelRepository: repo, backends: [doublerBackend()], logger: silent, reclaimIdleMemory: false });
   t.after(() => off.close());
   assert.equal(off.memoryReclaimer, undefined);
+});
+
+test("a library caller's server names its options by key in its messages; one the CLI starts, by its flags", async (t) => {
+  const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
+  const messages = async (settingName?: ServerOptions['settingName']) => {
+    const { logger, lines } = capturingLogger('warn');
+    const server = await started(t, { modelRepository: repo, logger, loadModels: ['m'], pinModels: ['m'], monitoring: false, settingName });
+    const load = await rejectsWith(server.loadModel('m'), 'UNAVAILABLE');
+    const shm = (() => {
+      try {
+        server.sharedMemory.register('r', { key: '/k', byte_size: 4 });
+      } catch (error) {
+        return (error as Error).message;
+      }
+    })();
+    return { warnings: lines.map((line) => line.msg), load: load.message, shm, monitor: server.modelMonitor('m').reason };
+  };
+  assert.deepEqual(await messages(), {
+    warnings: [
+      "loadModels has no effect with modelControlMode: 'none', which loads every model at start; use explicit or on_demand to choose",
+      "pinModels has no effect with modelControlMode: 'none', which never unloads a model to make room; it is for on_demand",
+    ],
+    load: "explicit model load is not allowed: the server runs with modelControlMode: 'none' (start it with modelControlMode: 'explicit' or on_demand)",
+    shm: 'client shared memory is off on this server; start it with allowClientShm: true to register regions, or send tensors in the request',
+    monitor: 'the server runs with monitoring off (monitoring: false)',
+  });
+  assert.deepEqual(await messages(serveFlagName), {
+    warnings: [
+      '--load-model has no effect with --model-control-mode none, which loads every model at start; use explicit or on_demand to choose',
+      '--pin-model has no effect with --model-control-mode none, which never unloads a model to make room; it is for on_demand',
+    ],
+    load: 'explicit model load is not allowed: the server runs with --model-control-mode none (start it with --model-control-mode explicit or on_demand)',
+    shm: 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request',
+    monitor: 'the server runs with monitoring off (--monitoring false)',
+  });
+  await assert.rejects(createServer({ modelRepository: repo, logger: silent, backends: [doublerBackend()], cacheConfig: 'memcached' }), /^Error: cacheConfig: unknown cache 'memcached'/);
+  await assert.rejects(
+    createServer({ modelRepository: repo, logger: silent, backends: [doublerBackend()], cacheConfig: 'memcached', settingName: serveFlagName }),
+    /^Error: --cache-config: unknown cache 'memcached'/,
+  );
 });

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
-import { parseOptions } from '../core/options.js';
+import { optionKeyName, parseOptions, type SettingName } from '../core/options.js';
 import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
@@ -119,10 +119,12 @@ export type ServerOptions = z.input<typeof serverOptionsSchema> & {
   responseCache?: ResponseCacheStore;
   /** The tracing's settings (Tracing.settings), for the trace extension; none: tracing is off and cannot be turned on. */
   traceSettings?: TraceSettings;
+  /** How messages name these options (a refusal's "start it with …"); default: by their keys. The CLI passes its flags' names. */
+  settingName?: SettingName;
 };
 
 /** The options a Server reads itself, beside its schema's. */
-export const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: true, responseCache: true, traceSettings: true } satisfies Record<
+export const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: true, responseCache: true, traceSettings: true, settingName: true } satisfies Record<
   Exclude<keyof ServerOptions, keyof z.input<typeof serverOptionsSchema>>,
   true
 >;
@@ -140,6 +142,20 @@ export interface DrainableFrontEnd {
   /** Closes the connections still open, at once: the drain's time is up. */
   cut?(): void;
 }
+
+/** Options `nereid serve` sets from a flag that is not the key in kebab case. */
+const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model' };
+/** Flags of `nereid serve` that take no value: given, they turn their option on. */
+const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm']);
+
+/**
+ * The Server's options named as `nereid serve`'s flags, for a server the CLI starts (option settingName):
+ * `--max-inflight-bytes`, `--model-control-mode explicit`, `--allow-client-shm`, `--monitoring false`.
+ */
+export const serveFlagName: SettingName = (key, value) => {
+  const flag = SERVE_FLAGS[key] ?? `--${key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+  return value === undefined || (value === true && SERVE_SWITCHES.has(flag)) ? flag : `${flag} ${value}`;
+};
 
 /** A row of the repository index as the server answers it. */
 type IndexRow = RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number };
@@ -212,6 +228,8 @@ export class Server {
   private stopped?: Promise<{ drained: boolean }>;
   /** What gives memory back after a burst of large requests (none with reclaimIdleMemory: false). */
   readonly memoryReclaimer?: IdleMemoryReclaimer;
+  /** How messages name the server's options: by key, or by the CLI's flags when it started the server. */
+  readonly settingName: SettingName;
 
   constructor(options: ServerOptions) {
     // A wrong option (a flag's value, once the CLI has passed it on) reads as what was expected, and a misspelt one is refused.
@@ -219,10 +237,15 @@ export class Server {
     if (!(options.backends?.length > 0)) throw new Error('a Server needs at least one backend (option backends)');
     this.backends = options.backends;
     this.logger = options.logger ?? pino({ level: 'info' });
+    this.settingName = options.settingName ?? optionKeyName;
     this.responseCache = options.responseCache;
     // A request reads from regions at most what a body may carry by default (64 MiB), and never more than the server holds in flight.
-    this.sharedMemory = new SystemSharedMemory({ allowed: this.options.allowClientShm, maxRequestBytes: Math.min(64 * 1024 * 1024, this.options.maxInflightBytes) });
-    this.bodies = new ByteBudget(this.options.maxInflightBytes);
+    this.sharedMemory = new SystemSharedMemory({
+      allowed: this.options.allowClientShm,
+      maxRequestBytes: Math.min(64 * 1024 * 1024, this.options.maxInflightBytes),
+      allowing: this.settingName('allowClientShm', true),
+    });
+    this.bodies = new ByteBudget(this.options.maxInflightBytes, this.settingName('maxInflightBytes'));
     this.traceSettings = options.traceSettings ?? new TraceSettings({ exporting: false });
     this.logSettings = new LogSettings(this.logger);
     this.repository = new ModelRepository({
@@ -235,6 +258,7 @@ export class Server {
       maxQueueWaitMs: this.options.maxQueueWaitMs,
       observers: options.observers,
       responseCacheStore: this.responseCache,
+      cacheSetting: this.settingName('cacheConfig'),
       monitoring: this.options.monitoring,
       // An ensemble's steps are requests like any client's: on-demand loading and traffic policies apply to them.
       callStep: (request, context) => this.infer(request, context),
@@ -254,6 +278,7 @@ export class Server {
       budgetBytes: this.options.modelMemoryBudget,
       loadWaitMs: this.options.modelLoadWaitMs,
       maxWaiting: this.options.maxQueueSize,
+      settingName: this.settingName,
       logger: this.logger,
     });
     if (this.options.reclaimIdleMemory) {
@@ -353,10 +378,10 @@ export class Server {
       this.logger.warn(`the model repository ${this.options.modelRepository} holds no model folders (<model>/<version>/model.onnx): nothing to serve until one is added`);
     }
     if ((modelControlMode === 'none' || modelControlMode === 'poll') && loadModels.length > 0) {
-      this.logger.warn(`--load-model has no effect with --model-control-mode ${modelControlMode}, which loads every model at start; use explicit or on_demand to choose`);
+      this.logger.warn(`${this.settingName('loadModels')} has no effect with ${this.settingName('modelControlMode', modelControlMode)}, which loads every model at start; use explicit or on_demand to choose`);
     }
     if (modelControlMode !== 'on_demand' && this.options.pinModels.length > 0) {
-      this.logger.warn(`--pin-model has no effect with --model-control-mode ${modelControlMode}, which never unloads a model to make room; it is for on_demand`);
+      this.logger.warn(`${this.settingName('pinModels')} has no effect with ${this.settingName('modelControlMode', modelControlMode)}, which never unloads a model to make room; it is for on_demand`);
     }
     for (const file of await this.repository.looseModelFiles()) {
       const model = file.replace(/\.onnx$/i, '');
@@ -629,7 +654,7 @@ export class Server {
   /** Drift, out-of-distribution share and accuracy of one version over its recent traffic (the served version when none is named). */
   modelMonitor(name: string, version?: string): MonitorAnswer {
     const model = this.model(name, version);
-    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false);
+    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false ? this.settingName('monitoring', false) : undefined);
   }
 
   /**
@@ -858,9 +883,9 @@ export class Server {
     if (mode !== 'explicit' && mode !== 'on_demand') {
       throw new NereidError(
         'UNAVAILABLE',
-        `explicit model ${action} is not allowed: the server runs with --model-control-mode ${mode} (${
+        `explicit model ${action} is not allowed: the server runs with ${this.settingName('modelControlMode', mode)} (${
           mode === 'poll' ? 'change the model repository and the next poll applies it, or ' : ''
-        }start it with --model-control-mode explicit or on_demand)`,
+        }start it with ${this.settingName('modelControlMode', 'explicit')} or on_demand)`,
       );
     }
   }

@@ -31,13 +31,14 @@ export interface SystemSharedMemoryOptions {
   maxRegions?: number;
   /** The most bytes one request's inputs may read from regions together. */
   maxRequestBytes: number;
+  /** The setting that turns it on, as a refusal names it (default `allowClientShm: true`; the CLI's `--allow-client-shm`). */
+  allowing?: string;
 }
 
 /** What both front ends answer for Triton's CUDA shared memory API (UNIMPLEMENTED). */
 export const CUDA_SHARED_MEMORY_UNSUPPORTED =
   'CUDA shared memory is not supported by Nereid; use system shared memory (--allow-client-shm) or send tensors in the request';
 
-const OFF_MESSAGE = 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request';
 
 export class SystemSharedMemory implements SharedMemoryRegions {
   private readonly regions = new Map<string, Region>();
@@ -55,7 +56,10 @@ export class SystemSharedMemory implements SharedMemoryRegions {
   }
 
   private checkAllowed(): void {
-    if (!this.options.allowed) throw new NereidError('FAILED_PRECONDITION', OFF_MESSAGE);
+    if (!this.options.allowed) {
+      const allowing = this.options.allowing ?? 'allowClientShm: true';
+      throw new NereidError('FAILED_PRECONDITION', `client shared memory is off on this server; start it with ${allowing} to register regions, or send tensors in the request`);
+    }
   }
 
   /** Registers `byte_size` bytes from `offset` of the shared memory object `key` as region `name`. */

@@ -113,7 +113,7 @@ function versionSnapshot(
   const model = loaded.get(key);
   if (version === undefined || !model) return shown;
   // The answer /monitor gives, read from the version in hand: a version loading or unloading has no lookup to throw from.
-  const monitor = model.monitor ? monitorAnswer(name, version, model.monitor, false) : undefined;
+  const monitor = model.monitor ? monitorAnswer(name, version, model.monitor, undefined) : undefined;
   return {
     ...shown,
     stats: statsOf.get(key),
