@@ -492,8 +492,7 @@ program
             accessLog: flags.logAccess,
             tls,
           });
-    // server.stop() drains them with the HTTP front end (which attached itself).
-    if (grpc) server.attachFrontEnd({ drain: (timeoutMs) => grpc.close(timeoutMs), cut: () => grpc.grpcServer.forceShutdown() });
+    // server.stop() drains it with the HTTP and gRPC front ends (which attach themselves).
     if (metricsListener) server.attachFrontEnd({ drain: () => metricsListener.close() });
     let stopping = false;
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */

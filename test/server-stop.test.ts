@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { createHttpFrontEnd, Server } from '../src/index.js';
+import { GrpcClient } from '../src/client/index.js';
+import { createGrpcFrontEnd, createHttpFrontEnd, Server } from '../src/index.js';
 import { doublerBackend, fakeRepository } from './support/fake-backend.js';
 import { RawConnection } from './support/raw-http.js';
 
@@ -79,4 +80,26 @@ test('stop() refuses a timeout it cannot wait for, naming it', async (t) => {
   assert.throws(() => server.stop({ timeoutMs: -1 }), /^TypeError: Server\.stop: option 'timeoutMs' expects number to be >0, got -1$/);
   assert.throws(() => server.stop({ timeoutMs: 1, drainMs: 5 } as never), /^TypeError: Server\.stop: unknown option 'drainMs' \(known: timeoutMs\)$/);
   assert.equal(server.ready, true, 'a refused stop() leaves the server serving');
+});
+
+test('a gRPC front end joins stop() by itself: its calls in flight are answered, then its listener is gone', async (t) => {
+  const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
+  const backend = doublerBackend();
+  const server = await new Server({ modelRepository: repo, backends: [backend], logger }).start();
+  const grpc = createGrpcFrontEnd(server);
+  const port = await grpc.listen('127.0.0.1', 0);
+  const client = new GrpcClient({ address: `127.0.0.1:${port}` });
+  t.after(async () => {
+    client.close();
+    await grpc.close(100);
+  });
+  assert.equal(await client.serverLive(), true);
+  const gate = backend.hold();
+  const held = client.infer('m', { INPUT0: { datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] } });
+  await gate.whenWaiting();
+  const stopped = server.stop({ timeoutMs: 20_000 });
+  gate.open();
+  assert.deepEqual([...(Object.values((await held).outputs)[0]!.data as Float32Array)], [2, 4, 6, 8]);
+  assert.deepEqual(await stopped, { drained: true });
+  await assert.rejects(new GrpcClient({ address: `127.0.0.1:${port}`, timeoutMs: 2000 }).serverLive(), 'nothing listens after stop()');
 });

@@ -514,7 +514,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     }
   };
 
-  return {
+  const frontEnd: GrpcFrontEnd = {
     grpcServer,
     reflection,
     listen(host: string, port: number): Promise<number> {
@@ -538,6 +538,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
           done = true;
           for (const timer of timers) clearTimeout(timer);
           if (force) grpcServer.forceShutdown();
+          detach();
           resolve();
         };
         timers.push(setTimeout(() => finish(true), graceMs).unref());
@@ -550,4 +551,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       });
     },
   };
+  // server.stop() drains it with the server, until it is closed on its own.
+  const detach = server.attachFrontEnd({ drain: (timeoutMs) => frontEnd.close(timeoutMs), cut: () => grpcServer.forceShutdown() });
+  return frontEnd;
 }
