@@ -5,7 +5,7 @@
  * Prometheus gauges and labels fed back through `/feedback` are read as an operator would.
  */
 import assert from 'node:assert/strict';
-import { appendFile, cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -81,13 +81,20 @@ async function streamUntil(served: TestServer, images: readonly Buffer[], until:
   return undefined;
 }
 
-/** A repository of its own holding a copy of the bundled garment classifier, removed when the test ends. */
+/** A repository of its own holding a copy of the bundled garment classifier (version 1 only: tests make their own version 2), removed when the test ends. */
 async function garmentRepository(t: TestContext): Promise<{ repository: string; model: string }> {
   const repository = await mkdtemp(join(tmpdir(), 'nereid-monitor-'));
   t.after(() => rm(repository, { recursive: true, force: true }));
   const model = join(repository, 'fashion_mnist');
-  await cp(join(REPOSITORY, 'fashion_mnist'), model, { recursive: true });
+  await cp(join(REPOSITORY, 'fashion_mnist'), model, { recursive: true, filter: (source) => !/fashion_mnist\/2$/.test(source) });
   return { repository, model };
+}
+
+/** Replaces the version policy of the copied config (the bundled one serves version 1 only). */
+async function setVersionPolicy(model: string, policy: string): Promise<void> {
+  const config = await readFile(join(model, 'config.yaml'), 'utf8');
+  assert.match(config, /^version_policy: .*$/m);
+  await writeFile(join(model, 'config.yaml'), config.replace(/^version_policy: .*$/m, `version_policy: ${policy}`));
 }
 
 function capturingLogger(lines: Record<string, unknown>[], level = 'warn') {
@@ -303,9 +310,10 @@ test('a reload of the same version with the same profile keeps its monitor: wind
 
 test('a version served without a reference profile, where another version has one, is warned of at load', async (t) => {
   const { repository, model } = await garmentRepository(t);
-  // Version 2 as `nereid quantize` leaves it: a model file, no profile; the default policy serves it alone.
+  // Version 2 as `nereid quantize` leaves it: a model file, no profile; a latest policy serves it alone.
   await cp(join(model, '1'), join(model, '2'), { recursive: true });
   await rm(join(model, '2', 'reference.json'));
+  await setVersionPolicy(model, '{ latest: { num_versions: 1 } }');
   const logged: Record<string, unknown>[] = [];
   const served = await startTestServer({ repoDir: repository, server: { logger: capturingLogger(logged) } });
   try {
@@ -347,7 +355,7 @@ test('model-level feedback finds each id in whichever loaded version predicted i
   const { repository, model } = await garmentRepository(t);
   // A second version of the same weights and profile, both served, as a canary rollout has them.
   await cp(join(model, '1'), join(model, '2'), { recursive: true });
-  await appendFile(join(model, 'config.yaml'), 'version_policy: { all: {} }\n');
+  await setVersionPolicy(model, '{ all: {} }');
   const served = await startTestServer({ repoDir: repository });
   try {
     for (const version of ['1', '2']) {
