@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -42,12 +42,15 @@ test('profile and monitor load the --version named, on a server where nothing wa
   const logger = pino({ level: 'silent' });
   const common = { model: 'fashion_mnist', modelRepository: repository, data: join(work, 'data') };
 
-  // Version 1 alone: the version the policy serves, named.
+  // Version 1, the only version the bundled policy serves (the bundled int8 version 2 beside it is not), named.
   const monitored = await runMonitor({ ...common, version: '1' }, logger);
   assert.equal(monitored.version, '1');
 
-  // Version 1 beside a version 2 the policy serves instead, as after quantize: the one named is profiled.
-  await cp(join(repository, 'fashion_mnist', '1'), join(repository, 'fashion_mnist', '2'), { recursive: true });
+  // Version 1 beside the quantized version 2 the policy now serves instead, as after quantize: the one named is profiled.
+  const config = join(repository, 'fashion_mnist', 'config.yaml');
+  const bundled = await readFile(config, 'utf8');
+  assert.match(bundled, /^version_policy: .*$/m);
+  await writeFile(config, bundled.replace(/^version_policy: .*$/m, 'version_policy: { latest: { num_versions: 1 } }'));
   const profile = await runProfile({ ...common, version: '1' }, logger);
   assert.equal(profile.path, join(repository, 'fashion_mnist', '1', 'reference.json'));
   // 60 images for a 64-feature detector: the profile is written, with what it is too small for said.
