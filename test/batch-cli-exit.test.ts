@@ -57,6 +57,7 @@ test('with --json a failure is one {"error": {code, message}} on stdout, and the
     { args: ['batch', 'cancel', '--job', 'j'], exit: 2, code: 'INVALID_ARGUMENT', message: /^required option '--queue <url>' not specified/ },
     { args: [...submit, '--queue', queueUrl, '--chunk-size', '0'], exit: 2, code: 'INVALID_ARGUMENT', message: /^option '--chunk-size <n>' argument '0' is invalid/ },
     { args: ['batch', '--input', input, '--output', join(dir, 'never.jsonl')], exit: 2, code: 'INVALID_ARGUMENT', message: /^batch needs --model/ },
+    { args: submit.map((arg) => (arg === 'scale' ? 'nosuchmodel' : arg)), exit: 2, code: 'NOT_FOUND', message: /^no model 'nosuchmodel' in the repository .* \(it has / },
     { args: submit.map((arg) => (arg === input ? join(dir, 'missing.jsonl') : arg)), exit: 2, code: 'INVALID_ARGUMENT', message: /^input '.*missing\.jsonl' cannot be read/ },
   ];
   // --json anywhere among the command's flags, even after the one refused.

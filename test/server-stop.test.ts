@@ -82,6 +82,14 @@ test('stop() refuses a timeout it cannot wait for, naming it', async (t) => {
   assert.equal(server.ready, true, 'a refused stop() leaves the server serving');
 });
 
+test('an idle keep-alive connection still open when stop() times out is closed without counting as a failed drain', async (t) => {
+  // Its keep-alive timeout (120 s) outlasts the drain's: cutting it fails no request.
+  const { server, url } = await listening(t);
+  const idle = await accepted(url);
+  assert.deepEqual(await server.stop({ timeoutMs: 300 }), { drained: true });
+  await idle.closed;
+});
+
 test('a gRPC front end joins stop() by itself: its calls in flight are answered, then its listener is gone', async (t) => {
   const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
   const backend = doublerBackend();

@@ -139,8 +139,8 @@ export const stopOptionsSchema = z.object({
 export interface DrainableFrontEnd {
   /** Stops taking connections; resolves once the open ones have closed, each after its answer. `timeoutMs`: the time stop() gives it. */
   drain(timeoutMs: number): Promise<void>;
-  /** Closes the connections still open, at once: the drain's time is up. */
-  cut?(): void;
+  /** Closes the connections still open, at once: the drain's time is up. Answers whether a request was still unanswered on one (no answer counts as yes). */
+  cut?(): boolean | void;
 }
 
 /** Options `nereid serve` sets from a flag that is not the key in kebab case. */
@@ -354,7 +354,7 @@ export class Server {
       const missing = names.filter((name) => !models.has(name));
       if (missing.length > 0) {
         const named = missing.map((name) => `'${name}'`).join(', ');
-        throw new Error(`no model ${named}${role} in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
+        throw notFound(`no model ${named}${role} in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
       }
     }
   }
@@ -468,12 +468,12 @@ export class Server {
       const frontEnds = Promise.all([...this.frontEnds].map((frontEnd) => frontEnd.drain(timeoutMs)));
       const drained = await Promise.race([frontEnds.then(() => true), timedOut]);
       clearTimeout(timer);
-      if (!drained) {
-        this.cutConnections();
-        await frontEnds;
-      }
+      // Idle keep-alive connections close at their keep-alive timeout, which may be longer than the drain's: cutting
+      // them fails no request, so the drain still counts as complete.
+      const complete = drained || !this.cutConnections();
+      if (!drained) await frontEnds;
       await this.close();
-      return { drained };
+      return { drained: complete };
     })();
     return this.stopped;
   }
@@ -484,9 +484,10 @@ export class Server {
     return () => void this.frontEnds.delete(frontEnd);
   }
 
-  /** Closes every attached front end's open connections at once: what stop() does when its time is up. */
-  cutConnections(): void {
-    for (const frontEnd of this.frontEnds) frontEnd.cut?.();
+  /** Closes every attached front end's open connections at once: what stop() does when its time is up. Answers whether a request still unanswered was cut. */
+  cutConnections(): boolean {
+    const cut = [...this.frontEnds].map((frontEnd) => (frontEnd.cut ? (frontEnd.cut() ?? true) : false));
+    return cut.includes(true);
   }
 
   /** Draining or closed: a front end closes each connection after its current answer. */

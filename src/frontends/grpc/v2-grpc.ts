@@ -209,6 +209,10 @@ class CallsInFlight {
     return new grpc.ServerInterceptingCall(call, responder);
   };
 
+  get active(): number {
+    return this.count;
+  }
+
   /** Resolves once no call is in flight (at once when none is). */
   idle(): Promise<void> {
     return this.count === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
@@ -552,6 +556,13 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     },
   };
   // server.stop() drains it with the server, until it is closed on its own.
-  const detach = server.attachFrontEnd({ drain: (timeoutMs) => frontEnd.close(timeoutMs), cut: () => grpcServer.forceShutdown() });
+  const detach = server.attachFrontEnd({
+    drain: (timeoutMs) => frontEnd.close(timeoutMs),
+    cut: () => {
+      const unanswered = calls.active > 0;
+      grpcServer.forceShutdown();
+      return unanswered;
+    },
+  });
   return frontEnd;
 }

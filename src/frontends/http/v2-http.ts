@@ -170,17 +170,27 @@ function bodyObject(request: FastifyRequest, what: string): Record<string, unkno
   return parsed as Record<string, unknown>;
 }
 
+/** Requests each listener has received and not yet answered (or lost to their client): what a cut at the end of a drain would fail. */
+const requestsInFlight = new WeakMap<HttpServer, { count: number }>();
+
 /** Node's HTTP(S) server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
 function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, logger: HandshakeFailureLogger, listener: string) {
   return (handler: RequestListener): HttpServer => {
+    const inFlight = { count: 0 };
+    const counted: RequestListener = (request, response) => {
+      inFlight.count += 1;
+      response.once('close', () => (inFlight.count -= 1));
+      handler(request, response);
+    };
     const timeouts = { headersTimeout: settings.headersTimeoutMs, requestTimeout: settings.requestTimeoutMs, connectionsCheckingInterval: 1000 };
     const server: HttpServer = settings.tls
-      ? createHttpsServer({ ...httpsServerOptions(settings.tls), ...timeouts }, handler)
-      : createHttpServer(timeouts, handler);
+      ? createHttpsServer({ ...httpsServerOptions(settings.tls), ...timeouts }, counted)
+      : createHttpServer(timeouts, counted);
+    requestsInFlight.set(server, inFlight);
     if (settings.tls) logFailedHandshakes(server, logger, listener);
     server.keepAliveTimeout = settings.keepAliveTimeoutMs;
     server.maxConnections = settings.maxConnections;
-    server.on('checkContinue', holdContinue(handler));
+    server.on('checkContinue', holdContinue(counted));
     return server;
   };
 }
@@ -199,10 +209,15 @@ export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
   await app.close();
 }
 
-/** Closes every connection of the front end now, answered or not: the end of a drain that ran out of time. */
-export function closeHttpConnections(app: FastifyInstance): void {
-  app.server.closeAllConnections();
-  dashboardListenerOf(app)?.httpServer.closeAllConnections();
+/**
+ * Closes every connection of the front end now, answered or not: the end of a drain that ran out of time. Answers whether
+ * a request was still unanswered on one (idle keep-alive connections, closed as well, fail nothing).
+ */
+export function closeHttpConnections(app: FastifyInstance): boolean {
+  const listeners = [app.server, dashboardListenerOf(app)?.httpServer].filter((listener): listener is HttpServer => listener !== undefined);
+  const unanswered = listeners.some((listener) => (requestsInFlight.get(listener)?.count ?? 0) > 0);
+  for (const listener of listeners) listener.closeAllConnections();
+  return unanswered;
 }
 
 /** Where the dashboard's own port listens (http://host:port), when the front end has one (dashboardPort) and it is bound. */
