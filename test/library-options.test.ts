@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { GrpcClient, HttpClient } from '../src/client/index.js';
 import { PrometheusMetrics, Tracing } from '../src/observability/index.js';
 import { batchJobList, batchJobStatus, cancelBatchJob, createGrpcFrontEnd, createHttpFrontEnd, createServer, runDistributedBatchJob, runLocalBatchJob, Server, startBatchWorker } from '../src/index.js';
+import { OptionError } from '../src/core/options.js';
 import { doublerBackend } from './support/fake-backend.js';
 
 const logger = pino({ level: 'silent' });
@@ -30,7 +31,7 @@ test('a misspelt option of createServer, Server, the front ends and the clients 
   assert.throws(() => new HttpClient({ url: 'http://127.0.0.1:8000', timeout: 100 } as never), /^TypeError: HttpClient: unknown option 'timeout' \(known: .*\btimeoutMs\b.*\)$/);
   assert.throws(
     () => new HttpClient({ url: 'http://127.0.0.1:8000', retry: { retries: 5 } } as never),
-    /^TypeError: HttpClient option 'retry': unknown option 'retries' \(known: firstDelayMs, maxDelayMs, tries; did you mean 'tries'\?\)$/,
+    /^TypeError: HttpClient: unknown option 'retry\.retries' \(known: firstDelayMs, maxDelayMs, tries; did you mean 'retry\.tries'\?\)$/,
   );
   assert.throws(() => new GrpcClient({ address: '127.0.0.1:8001', compresion: 'gzip' } as never), /^TypeError: GrpcClient: unknown option 'compresion' \(known: .*\bcompression\b.*\)$/);
   assert.throws(() => new Server({ modelRepository: 'models', logger } as never), /^Error: a Server needs at least one backend \(option backends\)$/);
@@ -75,7 +76,7 @@ test('a misspelt key of a nested options object (monitoring, reclaimIdleMemory, 
 test("the clients refuse a missing address, a compression they do not speak and a misspelt infer option before sending anything", async () => {
   assert.throws(() => new HttpClient({} as never), /^TypeError: HttpClient: option 'url' expects the server's URL, e\.g\. http:\/\/127\.0\.0\.1:8000, got undefined$/);
   assert.throws(() => new GrpcClient({} as never), /^TypeError: GrpcClient: option 'address' expects the server's host:port, e\.g\. 127\.0\.0\.1:8001, got undefined$/);
-  assert.throws(() => new GrpcClient({ address: '127.0.0.1:1', compression: 'zip' as never }), /^TypeError: GrpcClient: option 'compression' expects 'gzip' or 'deflate', got 'zip'$/);
+  assert.throws(() => new GrpcClient({ address: '127.0.0.1:1', compression: 'zip' as never }), /^TypeError: GrpcClient: option 'compression' expects 'gzip' or 'deflate', got 'zip' \(a string\)$/);
   const input = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16) } } as const;
   const http = new HttpClient({ url: 'http://127.0.0.1:1' });
   const grpc = new GrpcClient({ address: '127.0.0.1:1' });
@@ -108,6 +109,28 @@ test('a wrong option value reads as one line: the option, what it expects and wh
     () => new Server({ modelRepository: 'models', logger, backends: [doublerBackend()], modelControlMode: 'manual' as never }),
     /^TypeError: Server: option 'modelControlMode' expects one of "none"\|"explicit"\|"poll"\|"on_demand", got 'manual' \(a string\)$/,
   );
+});
+
+test("the clients refuse a wrong option value in one line, at its dotted path, before any call", () => {
+  const url = 'http://127.0.0.1:8000';
+  const address = '127.0.0.1:8001';
+  const refused: [() => unknown, RegExp][] = [
+    [() => new HttpClient({ url, timeoutMs: '5' as never }), /^TypeError: HttpClient: option 'timeoutMs' expects number, got '5' \(a string\)$/],
+    [() => new HttpClient({ url, timeoutMs: -1 }), /^TypeError: HttpClient: option 'timeoutMs' expects number to be >0, got -1$/],
+    [() => new HttpClient({ url, retry: { tries: 'x' as never } }), /^TypeError: HttpClient: option 'retry\.tries' expects number, got 'x' \(a string\)$/],
+    [() => new HttpClient({ url, token: 5 as never }), /^TypeError: HttpClient: option 'token' expects string, got 5$/],
+    [() => new HttpClient({ url, tls: { ca: 5 as never } }), /^TypeError: HttpClient: option 'tls\.ca' /],
+    [() => new HttpClient({ url: 'ftp://host' }), /^TypeError: HttpClient: option 'url': expects http:\/\/host:port or https:\/\/host:port, got 'ftp:\/\/host'$/],
+    [() => new HttpClient({ url, retry: { trys: 2 } as never }), /^TypeError: HttpClient: unknown option 'retry\.trys' \(known: firstDelayMs, maxDelayMs, tries; did you mean 'retry\.tries'\?\)$/],
+    [() => new GrpcClient({ address, timeoutMs: '5' as never }), /^TypeError: GrpcClient: option 'timeoutMs' expects number, got '5' \(a string\)$/],
+    [() => new GrpcClient({ address, retry: { maxDelayMs: -1 } }), /^TypeError: GrpcClient: option 'retry\.maxDelayMs' expects number to be >=0, got -1$/],
+    [() => new GrpcClient({ address, token: 5 as never }), /^TypeError: GrpcClient: option 'token' expects string, got 5$/],
+    [() => new GrpcClient({ address, tls: { kee: 'k' } as never }), /^TypeError: GrpcClient: unknown option 'tls\.kee' \(known: ca, cert, key; did you mean 'tls\.key'\?\)$/],
+  ];
+  for (const [construct, message] of refused) assert.throws(construct, (error: Error) => error instanceof OptionError && message.test(String(error)), String(message));
+  // What the README shows still passes, the defaults filled in.
+  new HttpClient({ url, token: 't', retry: { tries: 1, firstDelayMs: 0, maxDelayMs: 10 }, timeoutMs: 500 }).close();
+  new GrpcClient({ address, token: 't', tls: {}, retry: { tries: 2 }, timeoutMs: 500, compression: 'gzip' }).close();
 });
 
 test("the batch-job functions refuse a misspelt option before touching the input, the output or Redis", async () => {

@@ -19,8 +19,8 @@ import {
 } from './client-tensors.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import {
-  checkCompression,
   checkInferOptions,
+  clientTimeoutSchema,
   type Compression,
   type InferOptions,
   type InferResult,
@@ -29,36 +29,34 @@ import {
   type SharedMemoryRegionStatus,
 } from './http-client.js';
 import { plainMessage } from './grpc-plain-values.js';
-import { refuseUnknownOptions } from '../core/options.js';
-import { RETRY_OPTION_KEYS, retryingCall, type RetryOptions } from '../core/retry.js';
-import type { ClientTlsOptions } from '../core/tls.js';
+import { z } from 'zod';
+import { parseOptions } from '../core/options.js';
+import { retryingCall, retryOptionsSchema } from '../core/retry.js';
+import { clientTlsOptionsSchema } from '../core/tls.js';
 
-export interface GrpcClientOptions {
+export const grpcClientOptionsSchema = z.object({
   /** host:port, e.g. 127.0.0.1:8001. */
-  address: string;
+  address: z.string({ error: "expected the server's host:port, e.g. 127.0.0.1:8001" }),
   /** Sent as authorization: Bearer metadata. */
-  token?: string;
+  token: z.string().optional(),
   /**
    * TLS (none: plaintext): the CA to trust instead of Node's built-in ones, and a certificate with its key for mutual
    * TLS; `{}` is TLS with the built-in CAs.
    */
-  tls?: ClientTlsOptions;
+  tls: clientTlsOptionsSchema.optional(),
   /** @deprecated `tls: { ca }`. */
-  rootCertificate?: Buffer;
-  retry?: RetryOptions;
+  rootCertificate: z.instanceof(Buffer).optional(),
+  retry: retryOptionsSchema.prefault({}),
   /** A deadline for each call. Default: none. */
-  timeoutMs?: number;
+  timeoutMs: clientTimeoutSchema,
   /**
    * Compress each request message (tritonclient's compression_algorithm). Set on the channel, as grpc-js compresses per
    * channel; answers come back uncompressed (grpc-js servers do not compress).
    */
-  compression?: Compression;
-}
+  compression: z.enum(['gzip', 'deflate'] satisfies Compression[], { error: "expected 'gzip' or 'deflate'" }).optional(),
+});
 
-const GRPC_CLIENT_OPTIONS = { address: true, token: true, tls: true, rootCertificate: true, retry: true, timeoutMs: true, compression: true } satisfies Record<
-  keyof GrpcClientOptions,
-  true
->;
+export type GrpcClientOptions = z.input<typeof grpcClientOptionsSchema>;
 
 const COMPRESSION_ALGORITHMS = { deflate: 1, gzip: 2 } as const;
 
@@ -115,18 +113,16 @@ export interface StreamRequest {
 export class GrpcClient {
   private readonly client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
   private readonly outputNames = new OutputNamesCache();
+  private readonly options: z.output<typeof grpcClientOptionsSchema>;
 
-  constructor(private readonly options: GrpcClientOptions) {
-    refuseUnknownOptions('GrpcClient', options, Object.keys(GRPC_CLIENT_OPTIONS));
-    refuseUnknownOptions("GrpcClient option 'retry'", options.retry, RETRY_OPTION_KEYS);
-    if (typeof options?.address !== 'string') throw new TypeError(`GrpcClient: option 'address' expects the server's host:port, e.g. 127.0.0.1:8001, got ${String(options?.address)}`);
-    checkCompression('GrpcClient', 'compression', options.compression);
+  constructor(options: GrpcClientOptions) {
+    this.options = parseOptions('GrpcClient', grpcClientOptionsSchema, options);
     const { Client } = loadInferenceProto();
-    const tls = options.tls ?? (options.rootCertificate ? { ca: options.rootCertificate } : undefined);
+    const tls = this.options.tls ?? (this.options.rootCertificate ? { ca: this.options.rootCertificate } : undefined);
     const pem = (part: string | Buffer | undefined) => (part === undefined ? null : Buffer.from(part));
     const credentials = tls ? grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert)) : grpc.credentials.createInsecure();
-    const channelOptions = options.compression ? { 'grpc.default_compression_algorithm': COMPRESSION_ALGORITHMS[options.compression] } : {};
-    this.client = new Client(options.address, credentials, channelOptions) as GrpcClient['client'];
+    const channelOptions = this.options.compression ? { 'grpc.default_compression_algorithm': COMPRESSION_ALGORITHMS[this.options.compression] } : {};
+    this.client = new Client(this.options.address, credentials, channelOptions) as GrpcClient['client'];
   }
 
   close(): void {

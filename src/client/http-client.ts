@@ -3,8 +3,9 @@
  * inference with typed tensors, binary by default (exact for every datatype, and cheaper than JSON
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
-import { refuseUnknownOptions } from '../core/options.js';
-import { RETRY_OPTION_KEYS, retryingCall, type RetryOptions } from '../core/retry.js';
+import { z } from 'zod';
+import { OptionError, parseOptions, refuseUnknownOptions } from '../core/options.js';
+import { MAX_TIMER_MS, retryingCall, retryOptionsSchema } from '../core/retry.js';
 import {
   OutputNamesCache,
   outputFromBytes,
@@ -20,26 +21,34 @@ import {
 } from './client-tensors.js';
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { ClientTlsOptions } from '../core/tls.js';
+import { clientTlsOptionsSchema } from '../core/tls.js';
 import { compress, decompress, isContentCoding, type ContentCoding } from '../protocol/content-coding.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import { HEADER_LENGTH, parseExactJson } from '../protocol/v2-json.js';
 import type { timingAnswer } from '../model/image-classification.js';
 import type { ImageClassification } from '../processing/output-postprocessor.js';
 
-export interface HttpClientOptions {
-  /** The server's base URL, e.g. http://127.0.0.1:8000. */
-  url: string;
-  /** Sent as Authorization: Bearer. */
-  token?: string;
-  retry?: RetryOptions;
-  /** Abandons a call (each try) after this long. Default: none. */
-  timeoutMs?: number;
-  /** With an https url: the CA to trust instead of Node's built-in ones, and a certificate with its key for mutual TLS. */
-  tls?: ClientTlsOptions;
-}
+/** A client's `timeoutMs`: positive, and no longer than a timer can wait. */
+export const clientTimeoutSchema = z.number().positive().max(MAX_TIMER_MS).optional();
 
-const HTTP_CLIENT_OPTIONS = { url: true, token: true, retry: true, timeoutMs: true, tls: true } satisfies Record<keyof HttpClientOptions, true>;
+/** Whether `url` is an http:// or https:// URL (a trailing slash or not). */
+const isHttpUrl = (url: string) => URL.canParse(url) && ['http:', 'https:'].includes(new URL(url).protocol);
+
+export const httpClientOptionsSchema = z.object({
+  /** The server's base URL, e.g. http://127.0.0.1:8000. */
+  url: z
+    .string({ error: "expected the server's URL, e.g. http://127.0.0.1:8000" })
+    .refine(isHttpUrl, { error: (issue) => `expects http://host:port or https://host:port, got '${String(issue.input)}'` }),
+  /** Sent as Authorization: Bearer. */
+  token: z.string().optional(),
+  retry: retryOptionsSchema.prefault({}),
+  /** Abandons a call (each try) after this long. Default: none. */
+  timeoutMs: clientTimeoutSchema,
+  /** With an https url: the CA to trust instead of Node's built-in ones, and a certificate with its key for mutual TLS. */
+  tls: clientTlsOptionsSchema.optional(),
+});
+
+export type HttpClientOptions = z.input<typeof httpClientOptionsSchema>;
 
 export interface InferOptions {
   version?: string;
@@ -82,7 +91,7 @@ const INFER_OPTIONS = {
 const INFER_OPTION_KEYS = Object.keys(INFER_OPTIONS);
 
 /** Refuses a compression that is not one the server and this client speak, naming the option. */
-export function checkCompression(what: string, option: string, value: unknown): void {
+function checkCompression(what: string, option: string, value: unknown): void {
   if (value !== undefined && !isContentCoding(value as string)) {
     throw new TypeError(`${what}: option '${option}' expects 'gzip' or 'deflate', got ${typeof value === 'string' ? `'${value}'` : String(value)}`);
   }
@@ -210,16 +219,14 @@ export class HttpClient {
   // node:http(s) rather than fetch: only an Agent takes the CA, certificate and key a private or mutual TLS server needs.
   private readonly agent: HttpAgent;
 
-  constructor(private readonly options: HttpClientOptions) {
-    refuseUnknownOptions('HttpClient', options, Object.keys(HTTP_CLIENT_OPTIONS));
-    refuseUnknownOptions("HttpClient option 'retry'", options.retry, RETRY_OPTION_KEYS);
-    if (typeof options?.url !== 'string') throw new TypeError(`HttpClient: option 'url' expects the server's URL, e.g. http://127.0.0.1:8000, got ${String(options?.url)}`);
-    this.base = options.url.replace(/\/+$/, '');
-    const protocol = URL.canParse(this.base) ? new URL(this.base).protocol : undefined;
-    if (protocol !== 'http:' && protocol !== 'https:') throw new Error(`url: expected http://host:port or https://host:port, got '${options.url}'`);
-    this.secure = protocol === 'https:';
-    if (options.tls && !this.secure) throw new Error(`tls (ca, cert, key) applies to an https:// url; got '${options.url}'`);
-    this.agent = this.secure ? new HttpsAgent({ keepAlive: true, ...options.tls }) : new HttpAgent({ keepAlive: true });
+  private readonly options: z.output<typeof httpClientOptionsSchema>;
+
+  constructor(options: HttpClientOptions) {
+    this.options = parseOptions('HttpClient', httpClientOptionsSchema, options);
+    this.base = this.options.url.replace(/\/+$/, '');
+    this.secure = new URL(this.base).protocol === 'https:';
+    if (this.options.tls && !this.secure) throw new OptionError(`HttpClient: tls (ca, cert, key) applies to an https:// url; got '${this.options.url}'`);
+    this.agent = this.secure ? new HttpsAgent({ keepAlive: true, ...this.options.tls }) : new HttpAgent({ keepAlive: true });
   }
 
   /** Closes the idle connections kept for the next calls (they do not keep the process alive meanwhile). */

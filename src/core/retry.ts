@@ -4,17 +4,25 @@
  * backoff and jitter, at most `tries` times, never past the caller's abort. The client retries
  * calls to a server with it, batch jobs the records the server refused for its load.
  */
-export interface RetryOptions {
-  /** Tries in all, the first included. Default 3; 1 turns retries off. */
-  tries?: number;
-  /** Wait before the second try (doubled each time, with jitter) when the server names no delay. Default 100 ms. */
-  firstDelayMs?: number;
-  /** The longest wait between two tries, whatever the server asks. Default 5,000 ms. */
-  maxDelayMs?: number;
-}
+import { z } from 'zod';
 
-/** The keys of RetryOptions, to refuse a misspelt one. */
-export const RETRY_OPTION_KEYS = Object.keys({ tries: true, firstDelayMs: true, maxDelayMs: true } satisfies Record<keyof RetryOptions, true>);
+/** The longest wait a timer can take (2^31 - 1 ms): a longer one would fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** A client's `retry` option, its defaults included. */
+export const retryOptionsSchema = z.object({
+  /** Tries in all, the first included. Default 3; 1 turns retries off. */
+  tries: z.number().int().positive().default(3),
+  /** Wait before the second try (doubled each time, with jitter) when the server names no delay. Default 100 ms. */
+  firstDelayMs: z.number().nonnegative().max(MAX_TIMER_MS).default(100),
+  /** The longest wait between two tries, whatever the server asks. Default 5,000 ms. */
+  maxDelayMs: z.number().nonnegative().max(MAX_TIMER_MS).default(5_000),
+});
+
+export type RetryOptions = z.input<typeof retryOptionsSchema>;
+
+/** The defaults, for callers that give retryingCall options no schema has parsed. */
+const RETRY_DEFAULTS = retryOptionsSchema.parse({});
 
 export interface RetryVerdict {
   retry: boolean;
@@ -28,9 +36,9 @@ export async function retryingCall<T>(
   verdictOf: (error: unknown) => RetryVerdict,
   call: () => Promise<T>,
 ): Promise<T> {
-  const tries = options?.tries ?? 3;
-  const firstDelayMs = options?.firstDelayMs ?? 100;
-  const maxDelayMs = options?.maxDelayMs ?? 5_000;
+  const tries = options?.tries ?? RETRY_DEFAULTS.tries;
+  const firstDelayMs = options?.firstDelayMs ?? RETRY_DEFAULTS.firstDelayMs;
+  const maxDelayMs = options?.maxDelayMs ?? RETRY_DEFAULTS.maxDelayMs;
   for (let attempt = 1; ; attempt++) {
     try {
       return await call();

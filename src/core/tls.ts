@@ -106,11 +106,13 @@ export async function readCaFile(path: string, name: string): Promise<Buffer> {
  * signed the server's certificate, when a private one did (default: Node's built-in CAs), and, for a server that
  * requires mutual TLS, a certificate of its own with the private key, in PEM.
  */
-export interface ClientTlsOptions {
-  readonly ca?: string | Buffer;
-  readonly cert?: string | Buffer;
-  readonly key?: string | Buffer;
-}
+export const clientTlsOptionsSchema = z.object({
+  ca: z.union([z.string(), z.instanceof(Buffer)]).optional(),
+  cert: z.union([z.string(), z.instanceof(Buffer)]).optional(),
+  key: z.union([z.string(), z.instanceof(Buffer)]).optional(),
+});
+
+export type ClientTlsOptions = Readonly<z.input<typeof clientTlsOptionsSchema>>;
 
 export const CLIENT_TLS_FLAGS: Readonly<Record<keyof ClientTlsOptions, string>> = { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key' };
 
