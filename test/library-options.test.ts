@@ -133,6 +133,25 @@ test("the clients refuse a wrong option value in one line, at its dotted path, b
   new GrpcClient({ address, token: 't', tls: {}, retry: { tries: 2 }, timeoutMs: 500, compression: 'gzip' }).close();
 });
 
+test("a wrong value inside a nested option that may be false or an object is told at its own path, and an object's kind with its article", async () => {
+  const backends = [doublerBackend()];
+  await assert.rejects(
+    createServer({ modelRepository: 'models', logger, monitoring: { window: 'five' } } as never),
+    /^TypeError: Server: option 'monitoring\.window' expects object, got 'five' \(a string\)$/,
+  );
+  assert.throws(
+    () => new Server({ modelRepository: 'models', logger, backends, monitoring: { evaluateEvery: 'five' } } as never),
+    /^TypeError: Server: option 'monitoring\.evaluateEvery' expects number, got 'five' \(a string\)$/,
+  );
+  assert.throws(
+    () => new Server({ modelRepository: 'models', logger, backends, monitoring: { window: { capacity: -1 } } }),
+    /^TypeError: Server: option 'monitoring\.window\.capacity' expects number to be >=1, got -1$/,
+  );
+  // A value that is no object is still told against the whole union.
+  assert.throws(() => new Server({ modelRepository: 'models', logger, backends, monitoring: 'off' } as never), /^TypeError: Server: option 'monitoring' is invalid: Invalid input, got 'off' \(a string\)$/);
+  assert.throws(() => new Server({ modelRepository: {} as never, logger, backends }), /^TypeError: Server: option 'modelRepository' expects string, got an Object$/);
+});
+
 test("the batch-job functions refuse a misspelt option before touching the input, the output or Redis", async () => {
   const job = { model: 'fashion_mnist', input: 'nowhere', output: 'nowhere.jsonl' };
   await assert.rejects(runLocalBatchJob({ ...job, concurency: 8 } as never), /^TypeError: runLocalBatchJob: unknown option 'concurency' \(known: .*\bconcurrency\b.*\bpassThrough\b.*\)$/);

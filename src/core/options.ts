@@ -11,7 +11,8 @@ function quoted(value: unknown): string {
   if (typeof value === 'string') return `'${value.length > 60 ? `${value.slice(0, 60)}…` : value}' (a string)`;
   if (value === undefined || value === null || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
   if (Array.isArray(value)) return `an array of ${value.length}`;
-  return `a ${typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value}`;
+  const kind = typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+  return `${/^[aeiou]/i.test(kind) ? 'an' : 'a'} ${kind}`;
 }
 
 /**
@@ -99,6 +100,23 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return value;
 }
 
+type Issue = z.core.$ZodIssue;
+
+/**
+ * The issue to tell of a union's failure: where the value is an options object and one member is an object schema (a
+ * nested option such as Server's `monitoring`, `false` or an object), that member's own first issue at its full path —
+ * `monitoring.window` expects an object — rather than the union's "Invalid input" at `monitoring`. The member is the one
+ * whose issue is not a refusal of the value as a whole (an object schema takes the object and fails inside it, or in a
+ * check of its own).
+ */
+function telling(issue: Issue, options: unknown): Issue {
+  if (issue.code !== 'invalid_union') return issue;
+  const value = valueAt(options, issue.path);
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.getPrototypeOf(value) !== Object.prototype) return issue;
+  const inner = issue.errors.map((issues) => issues[0]).find((first) => first !== undefined && !(first.path.length === 0 && (first.code === 'invalid_type' || first.code === 'invalid_value')));
+  return inner === undefined ? issue : telling({ ...inner, path: [...issue.path, ...inner.path] } as Issue, options);
+}
+
 /**
  * Parses `options` with `schema` after refusing keys neither its shape nor `otherKeys` (options the caller reads
  * itself, such as a Server's backends) name, and keys of its nested options objects (Server's `monitoring.window`)
@@ -109,7 +127,7 @@ export function parseOptions<Shape extends z.ZodObject>(what: string, schema: Sh
   refuseUnknownNested(what, options, [schema as unknown as Schema], []);
   const parsed = schema.safeParse(options ?? {});
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
+  const issue = telling(parsed.error.issues[0]!, options);
   const name = issue.path.map(String).join('.');
   // A check of our own words its message whole, the value included.
   if (issue.code === 'custom') throw new OptionError(`${what}: option '${name}': ${issue.message}`);
