@@ -152,6 +152,16 @@ test("a wrong value inside a nested option that may be false or an object is tol
   assert.throws(() => new Server({ modelRepository: {} as never, logger, backends }), /^TypeError: Server: option 'modelRepository' expects string, got an Object$/);
 });
 
+test('a logger that is not a pino Logger is refused when the server is made, not when a front end first calls logger.child', async () => {
+  const backends = [doublerBackend()];
+  const expects = /^TypeError: Server: option 'logger' expects a pino Logger \(with child, info, warn, error, debug functions\), got /;
+  assert.throws(() => new Server({ modelRepository: 'models', logger: { info() {}, warn() {}, error() {} } as never, backends }), (error: Error) => error instanceof OptionError && expects.test(String(error)));
+  assert.throws(() => new Server({ modelRepository: 'models', logger: console as never, backends }), expects);
+  await assert.rejects(createServer({ modelRepository: 'models', logger: {} as never, backends }), new RegExp(`${expects.source}an Object$`));
+  // A pino logger, and its child, pass.
+  new Server({ modelRepository: 'models', logger: logger.child({ component: 'test' }), backends });
+});
+
 test("the batch-job functions refuse a misspelt option before touching the input, the output or Redis", async () => {
   const job = { model: 'fashion_mnist', input: 'nowhere', output: 'nowhere.jsonl' };
   await assert.rejects(runLocalBatchJob({ ...job, concurency: 8 } as never), /^TypeError: runLocalBatchJob: unknown option 'concurency' \(known: .*\bconcurrency\b.*\bpassThrough\b.*\)$/);

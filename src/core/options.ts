@@ -15,6 +15,11 @@ function quoted(value: unknown): string {
   return `${/^[aeiou]/i.test(kind) ? 'an' : 'a'} ${kind}`;
 }
 
+/** Refuses a value `option` cannot take, in the words parseOptions uses: "option 'x' expects …, got …". */
+export function refuseOptionValue(what: string, option: string, expects: string, value: unknown): never {
+  throw new OptionError(`${what}: option '${option}' expects ${expects}, got ${quoted(value)}`);
+}
+
 /**
  * A refused option: a TypeError as before (its name, message and `instanceof` unchanged), marked so that a command can
  * tell a caller's mistake from a failure of its own (the batch commands exit 2 for it, not 3).

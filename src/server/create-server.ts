@@ -11,7 +11,7 @@ import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
 import { repositoryFolder } from '../repository/model-repository.js';
 import { optionKeyName, parseOptions } from '../core/options.js';
-import { Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
+import { checkLoggerOption, Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
   /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels), TF.js and the built-in pipelines. */
@@ -33,6 +33,7 @@ export async function createCacheStore(config: CacheConfig, logger: Logger): Pro
 export async function createServer(options: CreateServerOptions): Promise<Server> {
   // Checked before the repository is looked at: a misspelt modelRepository is named as such, not as a missing folder.
   parseOptions('Server', serverOptionsSchema, options, [...Object.keys(SERVER_OTHER_OPTIONS), 'cacheConfig']);
+  checkLoggerOption('Server', options.logger);
   const { cacheConfig, ...rest } = options;
   // Before anything listens: a repository that is a file or missing is the operator's mistake, said plainly.
   await repositoryFolder(options.modelRepository);

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
-import { optionKeyName, parseOptions, type SettingName } from '../core/options.js';
+import { optionKeyName, parseOptions, refuseOptionValue, type SettingName } from '../core/options.js';
 import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
@@ -129,6 +129,18 @@ export const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: t
   true
 >;
 
+/** What the server and its front ends call on a logger (child loggers per component, the levels): a pino Logger has them all. */
+const LOGGER_METHODS = ['child', 'info', 'warn', 'error', 'debug'] as const;
+
+/** Refuses a `logger` that is not pino-like when it is given, not when a front end first calls `logger.child`. */
+export function checkLoggerOption(what: string, logger: unknown): void {
+  if (logger === undefined) return;
+  const methods = typeof logger === 'object' && logger !== null ? (logger as Record<string, unknown>) : {};
+  if (LOGGER_METHODS.some((method) => typeof methods[method] !== 'function')) {
+    refuseOptionValue(what, 'logger', `a pino Logger (with ${LOGGER_METHODS.join(', ')} functions)`, logger);
+  }
+}
+
 /** What stop() takes: how long the front ends may take to answer what they have received. */
 export const stopOptionsSchema = z.object({
   /** After this, the connections still open are cut (the CLI's --shutdown-timeout, in ms); at most what a timer can wait. */
@@ -234,6 +246,7 @@ export class Server {
   constructor(options: ServerOptions) {
     // A wrong option (a flag's value, once the CLI has passed it on) reads as what was expected, and a misspelt one is refused.
     this.options = parseOptions('Server', serverOptionsSchema, options, Object.keys(SERVER_OTHER_OPTIONS));
+    checkLoggerOption('Server', options.logger);
     if (!(options.backends?.length > 0)) throw new Error('a Server needs at least one backend (option backends)');
     this.backends = options.backends;
     this.logger = options.logger ?? pino({ level: 'info' });
