@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { createCacheStore } from '../server/create-server.js';
+import { OptionError } from '../core/options.js';
 import { parseCacheConfig } from './cache-config.js';
 import { LruCacheStore } from './lru-cache-store.js';
 
@@ -29,10 +30,12 @@ test('parseCacheConfig refuses bad forms with messages that say what is expected
       (error: Error) => {
         for (const fragment of fragments) assert.ok(error.message.includes(fragment), `'${text}': '${error.message}' should mention '${fragment}'`);
         assert.ok(error.message.startsWith('--cache-config'), error.message);
+        assert.ok(error instanceof OptionError, `'${text}': a caller's mistake is an OptionError, got ${error.name}`);
         return true;
       },
     );
   refuses('memcached,host=x', "unknown cache 'memcached'", 'local,size=BYTES', 'redis,host=H,port=P');
+  refuses('lokal,size=10', "unknown cache 'lokal'");
   refuses('', "unknown cache ''");
   refuses('local', 'size=BYTES', 'positive integer');
   refuses('local,size=0', 'positive integer');

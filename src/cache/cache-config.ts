@@ -5,6 +5,7 @@
  * settings and their defaults are the schemas below; the composition root makes the store.
  */
 import { z } from 'zod';
+import { OptionError } from '../core/options.js';
 
 const positiveInteger = (message: string) => z.string().regex(/^\d+$/, message).transform(Number).refine((value) => value >= 1, message);
 
@@ -38,22 +39,25 @@ const KNOWN: Record<string, readonly string[]> = {
   redis: Object.keys(redisSchema.shape).filter((key) => key !== 'kind'),
 };
 
-/** `setting`: how errors name the spec's setting, as its reader gave it: the CLI's --cache-config, createServer's cacheConfig. */
+/**
+ * `setting`: how errors name the spec's setting, as its reader gave it: the CLI's --cache-config, createServer's cacheConfig.
+ * A spec it cannot read is the caller's mistake: an OptionError.
+ */
 export function parseCacheConfig(text: string, setting = '--cache-config'): CacheConfig {
   const [kind, ...pairs] = text.split(',').map((part) => part.trim());
   const known = KNOWN[kind];
-  if (!known) throw new Error(`${setting}: unknown cache '${kind}' (expected local,size=BYTES or redis,host=H,port=P)`);
+  if (!known) throw new OptionError(`${setting}: unknown cache '${kind}' (expected local,size=BYTES or redis,host=H,port=P)`);
   const settings: Record<string, string> = { kind };
   for (const pair of pairs) {
     const at = pair.indexOf('=');
-    if (at <= 0) throw new Error(`${setting}: '${pair}' is not key=value`);
+    if (at <= 0) throw new OptionError(`${setting}: '${pair}' is not key=value`);
     const key = pair.slice(0, at);
-    if (!known.includes(key)) throw new Error(`${setting} ${kind}: unknown setting '${key}' (known: ${known.join(', ')})`);
+    if (!known.includes(key)) throw new OptionError(`${setting} ${kind}: unknown setting '${key}' (known: ${known.join(', ')})`);
     settings[key] = pair.slice(at + 1);
   }
   const parsed = (kind === 'local' ? localSchema : redisSchema).safeParse(settings);
-  if (!parsed.success) throw new Error(`${setting} ${kind}: ${parsed.error.issues.map((issue) => issue.message).join('; ')}`);
+  if (!parsed.success) throw new OptionError(`${setting} ${kind}: ${parsed.error.issues.map((issue) => issue.message).join('; ')}`);
   if (parsed.data.kind === 'redis') return { ...parsed.data };
-  if (parsed.data.size === undefined) throw new Error(`${setting} local needs size=BYTES, a positive integer`);
+  if (parsed.data.size === undefined) throw new OptionError(`${setting} local needs size=BYTES, a positive integer`);
   return { kind: 'local', sizeBytes: parsed.data.size };
 }

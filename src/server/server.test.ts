@@ -260,9 +260,9 @@ test("a library caller's server names its options by key in its messages; one th
     shm: 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request',
     monitor: 'the server runs with monitoring off (--monitoring false)',
   });
-  await assert.rejects(createServer({ modelRepository: repo, logger: silent, backends: [doublerBackend()], cacheConfig: 'memcached' }), /^Error: cacheConfig: unknown cache 'memcached'/);
+  await assert.rejects(createServer({ modelRepository: repo, logger: silent, backends: [doublerBackend()], cacheConfig: 'memcached' }), /^TypeError: cacheConfig: unknown cache 'memcached'/);
   await assert.rejects(
     createServer({ modelRepository: repo, logger: silent, backends: [doublerBackend()], cacheConfig: 'memcached', settingName: serveFlagName }),
-    /^Error: --cache-config: unknown cache 'memcached'/,
+    /^TypeError: --cache-config: unknown cache 'memcached'/,
   );
 });
