@@ -331,3 +331,29 @@ test('GrpcClient has the metadata, statistics and repository calls HttpClient ha
     await explicit.close();
   }
 });
+
+test("a gRPC stream's failure throws a GrpcCallError as a unary call's does, with its code and the same message shape", async () => {
+  // Nothing listens on port 1: the stream fails UNAVAILABLE. Outputs named, so no metadata call goes before it.
+  const unreachable = new GrpcClient({ address: '127.0.0.1:1', retry: { tries: 1 } });
+  const inputs = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16) } } as const;
+  try {
+    const unary = await unreachable.serverLive().then(
+      () => assert.fail('nothing listens'),
+      (error: unknown) => error,
+    );
+    await assert.rejects(
+      async () => {
+        for await (const answer of unreachable.stream([{ model: 'simple', inputs, options: { outputs: ['OUTPUT0'] } }])) void answer;
+      },
+      (error: unknown) => {
+        assert.ok(error instanceof GrpcCallError, `a GrpcCallError, got ${String(error)}`);
+        assert.equal(error.code, 14);
+        assert.match(error.message, /^UNAVAILABLE: /);
+        assert.equal(error.name, (unary as GrpcCallError).name);
+        return true;
+      },
+    );
+  } finally {
+    unreachable.close();
+  }
+});

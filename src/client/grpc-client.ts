@@ -96,6 +96,11 @@ export class GrpcAbortError extends GrpcCallError {
   }
 }
 
+/** An error grpc-js reports for a call: a status code with its details. */
+function isServiceError(error: unknown): error is grpc.ServiceError {
+  return error instanceof Error && typeof (error as grpc.ServiceError).code === 'number' && typeof (error as grpc.ServiceError).details === 'string';
+}
+
 function retryVerdict(error: unknown) {
   if (!(error instanceof GrpcCallError)) return { retry: false };
   // RESOURCE_EXHAUSTED is a server's load (tried again, as HTTP's 429) or a message over the size limit, which no later try changes (as HTTP's 413).
@@ -235,7 +240,8 @@ export class GrpcClient {
       }
     } catch (error) {
       await writing; // a request that could not be sent cancelled the stream: its error is the one to see
-      throw error;
+      // The stream's own failure (UNAVAILABLE, a deadline, a cancel) as a unary call's: a GrpcCallError with its code.
+      throw isServiceError(error) ? this.callError(error) : error;
     }
     await writing;
   }
@@ -279,6 +285,14 @@ export class GrpcClient {
     return this.options.timeoutMs ? { deadline: Date.now() + this.options.timeoutMs } : {};
   }
 
+  /** A failed call as the error the caller sees: stopped by its signal, ended by timeoutMs, or as the server stated it. */
+  private callError(error: grpc.ServiceError, signal?: AbortSignal): GrpcCallError {
+    if (error.code === grpc.status.CANCELLED && signal?.aborted) return new GrpcAbortError(error.code, error.details);
+    // The deadline timeoutMs set: passed here, or at the server, which reads it as the request's deadline.
+    if (error.code === grpc.status.DEADLINE_EXCEEDED && this.options.timeoutMs) return new GrpcTimeoutError(error.code, error.details);
+    return new GrpcCallError(error.code, error.details);
+  }
+
   private unary(method: string, request: unknown, signal?: AbortSignal): Promise<unknown> {
     const tried = retryingCall(this.options.retry, signal, retryVerdict, () => {
       return new Promise((resolve, reject) => {
@@ -289,10 +303,7 @@ export class GrpcClient {
           // A signal shared by many calls must not gather one listener per finished call.
           signal?.removeEventListener('abort', cancel);
           if (!error) resolve(response);
-          else if (error.code === grpc.status.CANCELLED && signal?.aborted) reject(new GrpcAbortError(error.code, error.details));
-          // The deadline timeoutMs set: passed here, or at the server, which reads it as the request's deadline.
-          else if (error.code === grpc.status.DEADLINE_EXCEEDED && this.options.timeoutMs) reject(new GrpcTimeoutError(error.code, error.details));
-          else reject(new GrpcCallError(error.code, error.details));
+          else reject(this.callError(error, signal));
         }) as grpc.ClientUnaryCall;
         signal?.addEventListener('abort', cancel, { once: true });
       });
