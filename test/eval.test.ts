@@ -4,13 +4,13 @@
  * the report's figures consistent with each other, the gate's exit codes, and the chart --plot writes.
  */
 import assert from 'node:assert/strict';
-import { access, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { classFolderName, comparisonChartSvg, type EvalReport } from '../src/eval/index.js';
+import { classFolderName, comparisonChartSvg, readLabelledImages, type EvalReport } from '../src/eval/index.js';
 import { identityModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
@@ -167,6 +167,32 @@ test('a labels file shorter than the output is refused naming both counts, and w
   assert.equal(stdout, '');
   assert.match(stderr, /output 'logits' has 10 scores but its labels file labels\.txt names 5 classes; classes 5\.\.9 are answered by their index/);
   assert.match(stderr, /nereid: output 'logits' of 'fashion_mnist' has 10 scores but its labels file labels\.txt has 5 lines; give it one line per score, in index order/);
+});
+
+test('class folders and images that are symbolic links are read as what they point to, not left out unsaid', async () => {
+  const labels = (await readFile(join(repository, 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
+  const folders = (await readdir(data)).sort();
+  assert.equal(folders.length, 10);
+  const linked = join(work, 'linked-classes');
+  await mkdir(linked);
+  // Nine class folders linked in, one real (holding linked images and a real one).
+  for (const folder of folders.slice(1)) await symlink(join(data, folder), join(linked, folder));
+  const real = join(linked, folders[0]);
+  await mkdir(real);
+  const images = (await readdir(join(data, folders[0]))).sort();
+  for (const [index, image] of images.entries()) {
+    if (index === 0) await cp(join(data, folders[0], image), join(real, image));
+    else await symlink(join(data, folders[0], image), join(real, image));
+  }
+  const original = await readLabelledImages(data, labels);
+  const read = await readLabelledImages(linked, labels);
+  assert.equal(read.files.length, COUNT);
+  assert.deepEqual(read.files.map((file) => [file.path.slice(linked.length), file.label]), original.files.map((file) => [file.path.slice(data.length), file.label]));
+  // Images without class folders, every one a link.
+  const loose = join(work, 'linked-images');
+  await mkdir(loose);
+  for (const image of images) await symlink(join(data, folders[0], image), join(loose, image));
+  assert.equal((await readLabelledImages(loose, labels)).files.length, images.length);
 });
 
 test('a class folder that names no label of the model is refused, naming the labels', async () => {
