@@ -26,7 +26,7 @@ import { BATCH_EXIT, batchFailure, batchJobList, batchJobOutcome, batchJobsSourc
 import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
-import { REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel, type DriftLevel } from './monitoring/index.js';
+import { profileCommand, REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel, type DriftLevel } from './monitoring/index.js';
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
@@ -730,6 +730,7 @@ program
       monitored: Object.keys(profile.features),
       calibration: profile.calibration ? { examples: profile.calibration.examples, ece: profile.calibration.ece } : undefined,
       warnings: profile.warnings,
+      replaced: profile.replaced,
     };
     for (const warning of profile.warnings) console.error(`nereid profile: warning: ${warning}`);
     console.log(
@@ -737,6 +738,7 @@ program
         ? JSON.stringify(summary)
         : [
             `wrote ${summary.path}: ${summary.examples} examples`,
+            ...(summary.replaced ? [`replaced ${summary.path} ${'unreadable' in summary.replaced ? `(unreadable: ${summary.replaced.unreadable})` : `(built from ${summary.replaced.examples} examples on ${summary.replaced.created})`}`] : []),
             `OOD detector on '${summary.tensor}' (${summary.features} features): threshold ${summary.threshold.toFixed(2)} for ${(summary.targetFalsePositiveRate * 100).toFixed(1)} % false positives, ${(summary.heldOutFalsePositiveRate * 100).toFixed(1)} % measured on held-out examples`,
             `monitored values: ${summary.monitored.join(', ')}`,
             summary.calibration ? `calibration from the class folders: ECE ${(summary.calibration.ece * 100).toFixed(2)} % over ${summary.calibration.examples} examples` : 'no class folders: no calibration (the accuracy estimate needs one)',
@@ -1036,7 +1038,7 @@ program
     // The source's profile describes the float model's features: the new version needs its own to be monitored.
     const sourceProfile = report.path && join(dirname(report.path), report.sourceVersion, REFERENCE_PROFILE_FILE);
     if (sourceProfile && (await access(sourceProfile).then(() => true, () => false))) {
-      console.log(`version ${report.outputVersion} has no reference profile, where version ${report.sourceVersion} has one: build it so the new version is monitored too: nereid profile --model ${report.model} --version ${report.outputVersion} --data <in-distribution data>`);
+      console.log(`version ${report.outputVersion} has no reference profile, where version ${report.sourceVersion} has one: build it so the new version is monitored too: ${profileCommand(report.model, report.outputVersion!, (await isBundledRepository(flags.modelRepository)) ? undefined : flags.modelRepository)}`);
     }
   });
 

@@ -319,7 +319,12 @@ test('a version served without a reference profile, where another version has on
   try {
     const warning = logged.find((line) => String(line.msg).includes('has no reference profile'));
     assert.match(String(warning?.msg), /model 'fashion_mnist' version 2 has no reference profile \(reference\.json\), where version 1 has one: .*nereid profile --model fashion_mnist --version 2/);
-    assert.equal((await monitorOf(served)).monitored, false);
+    // The hint names the repository served, not the bundled one profile would read by default.
+    assert.ok(String(warning?.msg).endsWith(`build one with nereid profile --model fashion_mnist --version 2 --model-repository ${repository} --data <in-distribution data>`), String(warning?.msg));
+    const answer = await monitorOf(served);
+    assert.equal(answer.monitored, false);
+    // Without --version, profile would build the version the policy serves, which need not be this one.
+    assert.match(String(answer.reason), /build one with: nereid profile --model fashion_mnist --version 2 /);
     // A CI gate on a version nobody monitors must not pass silently.
     const gate = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--fail-on', 'drift'], 60_000);
     assert.equal(gate.code, 3, gate.stderr);
@@ -327,6 +332,25 @@ test('a version served without a reference profile, where another version has on
     const plain = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url], 60_000);
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /not monitored/);
+  } finally {
+    await served.close();
+  }
+});
+
+test('the versions named as having a reference profile leave out one that failed to load', async (t) => {
+  const { repository, model } = await garmentRepository(t);
+  // Version 2 without a profile; version 3 with one, whose model file is broken: it does not load.
+  await cp(join(model, '1'), join(model, '2'), { recursive: true });
+  await rm(join(model, '2', 'reference.json'));
+  await cp(join(model, '1'), join(model, '3'), { recursive: true });
+  await writeFile(join(model, '3', 'model.onnx'), (await readFile(join(model, '1', 'model.onnx'))).subarray(0, 1000));
+  await setVersionPolicy(model, '{ specific: { versions: [2, 3] } }');
+  const logged: Record<string, unknown>[] = [];
+  const served = await startTestServer({ repoDir: repository, server: { logger: capturingLogger(logged) } });
+  try {
+    assert.ok(logged.some((line) => /failed to load model 'fashion_mnist' version 3/.test(String(line.msg))), JSON.stringify(logged));
+    const warning = logged.find((line) => String(line.msg).includes('has no reference profile'));
+    assert.match(String(warning?.msg), /model 'fashion_mnist' version 2 has no reference profile \(reference\.json\), where version 1 has one: /);
   } finally {
     await served.close();
   }

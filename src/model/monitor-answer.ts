@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { invalidArgument, NereidError } from '../core/errors.js';
 import { classOfName } from '../monitoring/class-names.js';
 import type { DriftLevel } from '../monitoring/drift-report.js';
-import { REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
+import { profileCommand, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 import type { VersionMonitor } from '../monitoring/version-monitor.js';
 
 const isoTime = (at: number | undefined) => (at === undefined ? undefined : new Date(at).toISOString());
@@ -39,12 +39,13 @@ export interface MonitorAnswer {
 /**
  * The version's monitor as clients read it; without one, why not and how to get one. `monitoringOff`: the setting
  * that turned monitoring off, as its reader set it (`monitoring: false`, `--monitoring false`), when it is off.
+ * `repository`: the model repository the hint to build a profile names, when it is not the bundled one.
  */
-export function monitorAnswer(model: string, version: string, monitor: VersionMonitor | undefined, monitoringOff: string | undefined): MonitorAnswer {
+export function monitorAnswer(model: string, version: string, monitor: VersionMonitor | undefined, monitoringOff: string | undefined, repository?: string): MonitorAnswer {
   if (!monitor) {
     const reason = monitoringOff
       ? `the server runs with monitoring off (${monitoringOff})`
-      : `version ${version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with: nereid profile --model ${model} --data <in-distribution data>`;
+      : `version ${version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with: ${profileCommand(model, version, repository)}`;
     return { model, version, monitored: false, reason };
   }
   const snapshot = monitor.snapshot();

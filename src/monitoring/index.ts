@@ -11,6 +11,7 @@ export {
   featureSummarySchema,
   MAX_REFERENCE_PROFILE_BYTES,
   oodDetectorSchema,
+  profileCommand,
   readReferenceProfile,
   readReferenceProfileIfPresent,
   REFERENCE_PROFILE_FILE,

@@ -12,6 +12,18 @@ import { z } from 'zod';
 export const REFERENCE_PROFILE_FILE = 'reference.json';
 export const REFERENCE_PROFILE_FORMAT = 1;
 
+/** A path as a shell reads it back: as it is when it needs no quoting, else single-quoted. */
+const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`);
+
+/**
+ * The command that builds a version's reference profile, for hints: it names the version (left out, profile builds
+ * the version the policy serves, which may be another whose profile it then replaces) and the repository, when
+ * the caller knows it and it is not the bundled one profile reads by default.
+ */
+export function profileCommand(model: string, version: string, repository?: string): string {
+  return `nereid profile --model ${shellWord(model)} --version ${version}${repository === undefined ? '' : ` --model-repository ${shellWord(repository)}`} --data <in-distribution data>`;
+}
+
 /**
  * A profile of a few dozen features with 1000-value samples is a few hundred KiB; the detector's
  * components (k × d numbers, each up to ~20 characters of JSON) are the rest: 64 components of a

@@ -24,7 +24,8 @@ import { checkingConfig, loadModelVersion, ModelConfigError } from './model-load
 import type { ModelStatistics } from '../observability/model-statistics.js';
 import { LoadAbandonedError } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
-import { readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
+import { profileCommand, readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
+import { isBundledRepository } from './bundled-repository.js';
 import type { VersionMonitorSettings } from '../monitoring/version-monitor.js';
 
 export interface RepositoryIndexEntry {
@@ -757,18 +758,23 @@ export class ModelRepository {
 
   /**
    * A version without a reference profile serves without OOD flags, drift windows or feedback: said at load when
-   * another version of the model has one (a quantized version, say, whose profile was not built).
+   * another version of the model has one (a quantized version, say, whose profile was not built). The versions named
+   * as having one leave out those that failed to load: a version the policy does not serve can still have one.
    */
   private async warnOfUnmonitoredVersions(name: string, folder: string, onDisk: readonly number[], entry: ModelEntry, logger: Logger): Promise<void> {
     const unmonitored = [...entry.versions.values()].filter((version) => !version.monitor);
     if (unmonitored.length === 0) return;
-    const profiled = await Promise.all(onDisk.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
-    const monitored = onDisk.filter((_, index) => profiled[index]);
+    const candidates = onDisk.filter((version) => !entry.failures.has(String(version)));
+    const profiled = await Promise.all(candidates.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
+    const monitored = candidates.filter((_, index) => profiled[index]);
     if (monitored.length === 0) return;
+    // The repository as the server was given it, named unless it is the bundled one profile reads by default.
+    const repository = (await isBundledRepository(this.options.root)) ? undefined : this.options.root;
+    const have = monitored.length === 1 ? `version ${monitored[0]} has one` : `versions ${monitored.join(', ')} have one`;
     for (const version of unmonitored) {
       logger.warn(
         { version: version.version },
-        `model '${name}' version ${version.version} has no reference profile (${REFERENCE_PROFILE_FILE}), where version ${monitored.join(', ')} has one: it serves without OOD flags, drift monitoring or feedback; build one with nereid profile --model ${name} --version ${version.version} --data <in-distribution data>`,
+        `model '${name}' version ${version.version} has no reference profile (${REFERENCE_PROFILE_FILE}), where ${have}: it serves without OOD flags, drift monitoring or feedback; build one with ${profileCommand(name, version.version, repository)}`,
       );
     }
   }

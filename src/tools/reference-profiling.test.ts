@@ -4,10 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { writeFashionMnistPngs } from '../../test/support/fashion-mnist.js';
 import { readOnnxModel } from '../onnx/onnx-model-file.js';
 import { quantizeDynamicMatMul, quantizeStaticQdq } from '../quantize/index.js';
+import { readReferenceProfile } from '../monitoring/index.js';
 import { profileSizeWarnings, representationTensor, runMonitor, runProfile } from './reference-profiling.js';
 
 const fashionMnist = async () => readOnnxModel(new Uint8Array(await readFile(new URL('../../models/fashion_mnist/1/model.onnx', import.meta.url))));
@@ -57,6 +59,45 @@ test('profile and monitor load the --version named, on a server where nothing wa
   assert.equal(profile.warnings.length, 2, profile.warnings.join('\n'));
   assert.match(profile.warnings[0], /fitted on 48 examples for 64 features: its covariance wants at least 640/);
   assert.match(profile.warnings[1], /measured on 6 held-out examples, where 5\.0 % is 0\.3 of them: too few .* give at least 1000 examples/);
+});
+
+test('a version without a profile: monitor names --version and the repository to build one; profile builds it without warning that it has none, and says what it replaced', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'nereid-profile-hints-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const repository = join(work, 'models');
+  const model = join(repository, 'fashion_mnist');
+  await cp(fileURLToPath(new URL('../../models/fashion_mnist', import.meta.url)), model, { recursive: true });
+  // Version 3 as quantize into a copy of the repository leaves it: no profile, beside version 1's.
+  await cp(join(model, '1'), join(model, '3'), { recursive: true });
+  await rm(join(model, '3', 'reference.json'));
+  await writeFashionMnistPngs(join(work, 'data'), 't10k', 60);
+  const warned: string[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) warned.push(String(JSON.parse(line).msg));
+        done();
+      },
+    }),
+  );
+  const common = { model: 'fashion_mnist', modelRepository: repository, data: join(work, 'data') };
+
+  await assert.rejects(runMonitor({ ...common, version: '3' }, logger), (error: Error) => {
+    assert.ok(error.message.endsWith(`build one with nereid profile --model fashion_mnist --version 3 --model-repository ${repository} --data <in-distribution data>`), error.message);
+    return true;
+  });
+  warned.length = 0;
+  const built = await runProfile({ ...common, version: '3' }, logger);
+  assert.equal(built.path, join(model, '3', 'reference.json'));
+  assert.equal(built.replaced, undefined);
+  assert.deepEqual(warned.filter((message) => message.includes('reference profile')), [], 'the version being profiled has none yet: no warning that it has none');
+
+  // Version 1's bundled profile, replaced as documented, and said.
+  const bundled = await readReferenceProfile(join(model, '1', 'reference.json'));
+  const replacing = await runProfile({ ...common, version: '1' }, logger);
+  assert.deepEqual(replacing.replaced, { created: bundled.provenance.created, examples: bundled.provenance.data.examples, data: bundled.provenance.data.source });
+  assert.equal((await readReferenceProfile(join(model, '1', 'reference.json'))).provenance.data.examples, 60);
 });
 
 test('a profile is too small below ten fitted examples per feature or five expected held-out false positives; 1,000 examples of 64 features is not', () => {

@@ -24,6 +24,7 @@ import {
   numericFeatureDrift,
   psiBeyondChance,
   pooledFeatures,
+  profileCommand,
   readReferenceProfile,
   readReferenceProfileIfPresent,
   REFERENCE_PROFILE_FILE,
@@ -42,6 +43,7 @@ import { exposingTensors, readOnnxModel, type OnnxModel } from '../onnx/onnx-mod
 import { classOfName } from '../monitoring/class-names.js';
 import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
 import { DEFAULT_POSTPROCESSING, rowProbabilities } from '../processing/output-postprocessor.js';
+import { isBundledRepository } from '../repository/bundled-repository.js';
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
 
@@ -156,7 +158,9 @@ async function loadData(
   logger: Logger,
   skipUnreadable = false,
 ): Promise<LoadedVersion> {
-  const server = await createServer({ modelRepository, modelControlMode: 'explicit', loadModels: [], logger });
+  // Monitoring off: profile reads no profile (it builds one), monitor reads its own, and the server's warning that the
+  // version has none would say so before the one being built is written.
+  const server = await createServer({ modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
   try {
     await server.start();
     // A named version loads even where the policy leaves it out; one without a folder is refused, naming those there are.
@@ -246,7 +250,10 @@ export function profileSizeWarnings(examples: number, features: number, falsePos
   return warnings;
 }
 
-export async function runProfile(options: ProfileOptions, logger: Logger): Promise<ReferenceProfile & { path: string; warnings: string[] }> {
+/** The profile a run of profile replaced: when it was built and from how many examples; `unreadable`: why it could not be read instead. */
+export type ReplacedProfile = { created: string; examples: number; data: string } | { unreadable: string };
+
+export async function runProfile(options: ProfileOptions, logger: Logger): Promise<ReferenceProfile & { path: string; warnings: string[]; replaced?: ReplacedProfile }> {
   const settings = profileOptionsSchema.parse(options);
   const loaded = await loadData(settings.modelRepository, settings.model, settings.version, settings.data, settings.maxExamples, logger);
   if (loaded.feeds.length < 50) throw new Error(`--data ${settings.data}: ${loaded.feeds.length} example(s); a profile needs at least 50`);
@@ -289,9 +296,14 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
     profile.calibration = { examples: correct.length, bins: reliabilityBins(confidences, correct), ece: expectedCalibrationError(confidences, correct) ?? 0 };
   }
   const path = join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE);
+  // A profile already there is replaced (as documented), and said, so that one built on other data is not lost unsaid.
+  const previous = await readReferenceProfileIfPresent(path).then(
+    (found): ReplacedProfile | undefined => found && { created: found.provenance.created, examples: found.provenance.data.examples, data: found.provenance.data.source },
+    (error: Error): ReplacedProfile => ({ unreadable: error.message }),
+  );
   await writeReferenceProfile(path, profile);
   // Written all the same (a small profile can still serve a trial), but said: the caller prints them.
-  return { ...profile, path, warnings: profileSizeWarnings(features.length, fit.precision.length, settings.falsePositiveRate) };
+  return { ...profile, path, warnings: profileSizeWarnings(features.length, fit.precision.length, settings.falsePositiveRate), ...(previous ? { replaced: previous } : {}) };
 }
 
 export const monitorOptionsSchema = z.object({
@@ -358,8 +370,11 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   const profile = settings.reference
     ? await readReferenceProfile(settings.reference)
     : await readReferenceProfileIfPresent(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
-  if (!profile) throw new Error(`'${settings.model}' version ${loaded.version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with nereid profile --model ${settings.model} --data <in-distribution data>`);
-  if (!profile.ood) throw new Error(`the reference profile of '${settings.model}' version ${loaded.version} has no OOD detector; rebuild it with nereid profile`);
+  if (!profile || !profile.ood) {
+    const command = profileCommand(settings.model, loaded.version, (await isBundledRepository(settings.modelRepository)) ? undefined : settings.modelRepository);
+    if (!profile) throw new Error(`'${settings.model}' version ${loaded.version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with ${command}`);
+    throw new Error(`the reference profile of '${settings.model}' version ${loaded.version} has no OOD detector; rebuild it with ${command}`);
+  }
   const observed = await observe(readOnnxModel(new Uint8Array(await readFile(loaded.modelPath))), loaded, profile.ood.tensor, profile.ood.pooling);
   const scorer = new MahalanobisScorer(profile.ood);
   const scores = observed.features.map((vector) => scorer.score(vector));
