@@ -123,6 +123,13 @@ test('a --top-k above the number of classes is refused before any evaluation, in
   assert.equal(stdout, '');
 });
 
+test('a gate bound a share cannot reach is refused before any evaluation, saying what it likely meant', async () => {
+  const { code, stdout, stderr } = await nereid(evalArgs('--gate', 'agreement>=99'));
+  assert.equal(code, 1);
+  assert.match(stderr, /--gate clause 'agreement>=99': agreement is a share from 0 to 1 \(0 % to 100 %\): did you mean 0\.99 \(or 99%\)\?/);
+  assert.equal(stdout, '');
+});
+
 test('images without class folders are compared by agreement alone; a gate on accuracy then fails as not measured', async () => {
   const unlabelled = join(work, 'unlabelled');
   await mkdir(unlabelled);

@@ -54,3 +54,27 @@ test('a figure at its bound holds, though the subtraction that made it carries f
   // A real excess, however small against the bound, still fails.
   assert.equal(judgeGate(parseGate('accuracy_drop<=0.005'), { accuracy_drop: 0.005001 }).passed, false);
 });
+
+test('a bound a share cannot reach is refused before any work, with the share it likely meant; a percent sign reads as percent', () => {
+  assert.throws(() => parseGate('agreement>=99'), /--gate clause 'agreement>=99': agreement is a share from 0 to 1 \(0 % to 100 %\): did you mean 0\.99 \(or 99%\)\?/);
+  assert.throws(() => parseGate('accuracy>=91.5'), /accuracy is a share from 0 to 1 .*did you mean 0\.915/);
+  assert.throws(() => parseGate('ece<=-0.1'), /ece is a share from 0 to 1/);
+  assert.throws(() => parseGate('agreement>=101%'), /agreement is a share from 0 to 1/);
+  for (const metric of ['top_k_accuracy', 'character_accuracy', 'character_agreement']) assert.throws(() => parseGate(`${metric}>=95`), /is a share from 0 to 1/);
+  assert.equal(parseGate('agreement>=99%')[0].bound, 0.99);
+  assert.equal(parseGate('accuracy >= 91.5 %')[0].bound, 0.915);
+  assert.deepEqual(judgeGate(parseGate('agreement>=99%'), { agreement: 0.996 }), { passed: true, failures: [], measured: { 'agreement>=99%': 0.996 } });
+  assert.throws(() => parseGate('max_abs_delta<=5%'), /max_abs_delta is not a share; give its bound as a plain number/);
+  assert.equal(parseGate('max_abs_delta<=5')[0].bound, 5);
+});
+
+test('a drop bound written in points is refused (0.5 would let a 50-point drop pass); 0.5% is half a point, 50% is meant', () => {
+  assert.throws(() => parseGate('accuracy_drop<=0.5'), /accuracy_drop is a difference of shares \(0\.005 is half a point\), so 0\.5 is 50 points: did you mean 0\.005 \(or 0\.5%\)\? Write 50% if you mean 50 points/);
+  assert.throws(() => parseGate('accuracy_drop<=2'), /accuracy_drop is a difference of shares, from -1 to 1: did you mean 0\.02 \(or 2%\)\?/);
+  assert.throws(() => parseGate('ece_increase<=1'), /did you mean 0\.01/);
+  assert.equal(parseGate('accuracy_drop<=0.5%')[0].bound, 0.005);
+  assert.equal(parseGate('accuracy_drop<=50%')[0].bound, 0.5);
+  assert.equal(parseGate('accuracy_drop<=-0.01')[0].bound, -0.01);
+  assert.equal(parseGate('accuracy_drop<=0.05')[0].bound, 0.05);
+  assert.equal(judgeGate(parseGate('accuracy_drop<=0.5%'), { accuracy_drop: 0.5 }).passed, false);
+});

@@ -32,17 +32,57 @@ export interface GateClause {
   text: string;
 }
 
-const CLAUSE = /^\s*([a-z_]+)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$/i;
+const CLAUSE = /^\s*([a-z_]+)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*(%?)\s*$/i;
+
+/** Figures that are shares, from 0 to 1 (a bound of 99 is 99 %, written 0.99 or 99%). */
+export const SHARE_METRICS: readonly GateMetric[] = ['accuracy', 'top_k_accuracy', 'character_accuracy', 'agreement', 'character_agreement', 'ece'];
+/** Figures that are differences of two shares, from -1 to 1 (half a point is 0.005, or 0.5%). */
+export const SHARE_DIFFERENCE_METRICS: readonly GateMetric[] = ['accuracy_drop', 'ece_increase'];
+/**
+ * A difference bound written as a plain number above this is refused as likely meant in points (0.5 for half a
+ * point lets a 50-point drop pass); written with %, any bound up to 100% is taken as meant.
+ */
+export const MAX_PLAIN_DIFFERENCE_BOUND = 0.2;
+
+/** A number as a bound is written back in a message: without the float's last digits (0.5 / 100 is 0.005). */
+const written = (value: number) => String(Number(value.toPrecision(6)));
+
+/** The clause's bound as a number, refused when it is outside what its metric can be or likely written in percent without %. */
+function boundOf(metric: GateMetric, number: number, percent: boolean, text: string): number {
+  const where = `--gate clause '${text}'`;
+  if (SHARE_METRICS.includes(metric)) {
+    const bound = percent ? number / 100 : number;
+    if (bound >= 0 && bound <= 1) return bound;
+    const guess = !percent && number > 1 && number <= 100 ? `: did you mean ${written(number / 100)} (or ${written(number)}%)?` : '';
+    throw new Error(`${where}: ${metric} is a share from 0 to 1 (0 % to 100 %)${guess}`);
+  }
+  if (SHARE_DIFFERENCE_METRICS.includes(metric)) {
+    const bound = percent ? number / 100 : number;
+    if (Math.abs(bound) > 1) {
+      const guess = !percent && Math.abs(number) <= 100 ? `: did you mean ${written(number / 100)} (or ${written(number)}%)?` : '';
+      throw new Error(`${where}: ${metric} is a difference of shares, from -1 to 1${guess}`);
+    }
+    if (!percent && Math.abs(bound) > MAX_PLAIN_DIFFERENCE_BOUND) {
+      throw new Error(
+        `${where}: ${metric} is a difference of shares (0.005 is half a point), so ${written(number)} is ${written(number * 100)} points: did you mean ${written(number / 100)} (or ${written(number)}%)? Write ${written(number * 100)}% if you mean ${written(number * 100)} points`,
+      );
+    }
+    return bound;
+  }
+  if (percent) throw new Error(`${where}: ${metric} is not a share; give its bound as a plain number`);
+  return number;
+}
 
 export function parseGate(spec: string): GateClause[] {
   const clauses = spec.split(',').filter((part) => part.trim() !== '');
   if (clauses.length === 0) throw new Error(`--gate '${spec}' has no clause; write e.g. "accuracy_drop<=0.005,agreement>=0.99"`);
   return clauses.map((text) => {
     const match = CLAUSE.exec(text);
-    if (!match) throw new Error(`--gate clause '${text.trim()}' is not <metric><op><number> with op one of <=, >=, <, >`);
+    if (!match) throw new Error(`--gate clause '${text.trim()}' is not <metric><op><number> with op one of <=, >=, <, > (a share may be written in percent: 99%)`);
     const metric = match[1].toLowerCase();
     if (!(metric in GATE_METRICS)) throw new Error(`--gate clause '${text.trim()}': unknown metric '${metric}'; known: ${Object.keys(GATE_METRICS).join(', ')}`);
-    return { metric: metric as GateMetric, comparison: match[2] as Comparison, bound: Number(match[3]), text: text.trim() };
+    const bound = boundOf(metric as GateMetric, Number(match[3]), match[4] === '%', text.trim());
+    return { metric: metric as GateMetric, comparison: match[2] as Comparison, bound, text: text.trim() };
   });
 }
 
