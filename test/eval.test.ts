@@ -284,6 +284,22 @@ test('a gate on a comparison fails when only one version was evaluated, saying t
   ]);
 });
 
+test('the versions a one-version gate failure suggests exist on disk and differ, or it says there is no other', async (t) => {
+  const first = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', data, '--versions', '1', '--json', '--gate', 'agreement>=0.99']);
+  assert.equal(first.code, 1, first.stderr);
+  assert.deepEqual((JSON.parse(first.stdout) as EvalReport).gate?.failures, [
+    'agreement>=0.99: agreement was not measured (it compares two versions, and only version 1 was evaluated; name both with --versions, e.g. --versions 1,2)',
+  ]);
+  const alone = join(work, 'one-version');
+  t.after(() => rm(alone, { recursive: true, force: true }));
+  await cp(join(repository, 'fashion_mnist'), join(alone, 'fashion_mnist'), { recursive: true, filter: (source) => !/fashion_mnist\/2$/.test(source) });
+  const only = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', alone, '--data', data, '--versions', '1', '--json', '--gate', 'agreement>=0.99']);
+  assert.equal(only.code, 1, only.stderr);
+  assert.deepEqual((JSON.parse(only.stdout) as EvalReport).gate?.failures, [
+    'agreement>=0.99: agreement was not measured (it compares two versions, and only version 1 was evaluated; the model has no other version on disk to compare it with (nereid quantize writes one))',
+  ]);
+});
+
 
 test('without --versions, a version the policy names that fails to load fails the run with its reason, instead of the gate passing on an older one', async () => {
   const broken = join(work, 'broken-newest');

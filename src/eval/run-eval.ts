@@ -17,6 +17,7 @@ import { RecordProcessor } from '../jobs/record-processor.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
+import { versionFolders } from '../repository/model-repository.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { classFolderName, classOfName } from '../monitoring/class-names.js';
@@ -309,7 +310,11 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       reference ??= outputs;
     }
     const report: EvalReport = { model: settings.model, output: declared.name, kind, examples: examples.count, classes, versions: evaluations };
-    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations), { examples: examples.count, minimum: settings.minGateExamples }) };
+    if (gate) {
+      // A run of one version names another on disk to compare it with.
+      const onDisk = evaluations.length > 1 ? [] : await versionFolders(join(settings.modelRepository, settings.model)).catch(() => []);
+      report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations, onDisk), { examples: examples.count, minimum: settings.minGateExamples }) };
+    }
     return report;
   } finally {
     await server.close();
@@ -328,7 +333,7 @@ export function agreementFigures(agreement: AgreementReport | undefined): Partia
  * those not measured are missing: a run of one version compares nothing, so a clause on agreement
  * or a drop then fails instead of passing against the version itself.
  */
-function gateFigures(evaluations: readonly VersionEvaluation[]): [Partial<Record<GateMetric, number>>, Partial<Record<GateMetric, string>>] {
+function gateFigures(evaluations: readonly VersionEvaluation[], onDisk: readonly number[]): [Partial<Record<GateMetric, number>>, Partial<Record<GateMetric, string>>] {
   const first = evaluations[0];
   const last = evaluations[evaluations.length - 1];
   const figures = ((): Partial<Record<GateMetric, number>> => {
@@ -351,9 +356,21 @@ function gateFigures(evaluations: readonly VersionEvaluation[]): [Partial<Record
   const unmeasured: Partial<Record<GateMetric, string>> = {};
   for (const metric of COMPARISON_METRICS) {
     delete figures[metric];
-    unmeasured[metric] = `it compares two versions, and only version ${first.version} was evaluated; name both with --versions, e.g. --versions 1,${first.version}`;
+    unmeasured[metric] = `it compares two versions, and only version ${first.version} was evaluated; ${compareWith(Number(first.version), onDisk)}`;
   }
   return [figures, unmeasured];
+}
+
+/**
+ * How to name two versions when one was evaluated: with the nearest version below it on disk as the reference (a
+ * candidate is usually the newer), else the nearest above; or that the model has no other.
+ */
+function compareWith(version: number, onDisk: readonly number[]): string {
+  const others = onDisk.filter((candidate) => candidate !== version);
+  const below = others.filter((candidate) => candidate < version).at(-1);
+  const above = others.find((candidate) => candidate > version);
+  if (below === undefined && above === undefined) return `the model has no other version on disk to compare it with (nereid quantize writes one)`;
+  return `name both with --versions, e.g. --versions ${below !== undefined ? `${below},${version}` : `${version},${above}`}`;
 }
 
 /** A share as the report prints it, e.g. "92.50 %"; '—' for one that could not be measured. */
