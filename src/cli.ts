@@ -698,7 +698,11 @@ program
       createLogger({ level: 'warn', fd: 2 }),
     );
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
-    if (flags.plot) await writeComparisonChart(report, flags.plot);
+    if (flags.plot) {
+      await writeComparisonChart(report, flags.plot);
+      // On stderr beside --json, whose stdout is the report alone.
+      (flags.json ? console.error : console.log)(`wrote ${flags.plot}`);
+    }
     process.exitCode = report.gate && !report.gate.passed ? 1 : 0;
   });
 

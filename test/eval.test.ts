@@ -45,6 +45,8 @@ test('two versions scored on real labelled images: consistent figures, full agre
   const { code, stdout, stderr } = await nereid(evalArgs('--json', '--top-k', '3', '--gate', 'agreement>=0.99,accuracy_drop<=0', '--plot', chart));
   assert.equal(code, 0, stderr);
   const report = JSON.parse(stdout) as EvalReport;
+  // Said where the report's JSON is not.
+  assert.ok(stderr.split('\n').includes(`wrote ${chart}`), stderr);
   // The chart --plot wrote is the one the report draws.
   assert.equal(await readFile(chart, 'utf8'), comparisonChartSvg(report));
   assert.equal(report.examples, COUNT);
@@ -72,6 +74,7 @@ test('a gate the candidate misses exits 1 and says which clause; the table names
   assert.equal(code, 1);
   assert.match(stdout, /gate "accuracy>=0\.9999": FAILED\n  accuracy>=0\.9999: measured accuracy = 0\.\d+/);
   assert.match(stdout, /\| Ankle boot \| /);
+  assert.ok(stdout.endsWith(`\nwrote ${chart}\n`), stdout);
   const png = await readFile(chart);
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   const metadata = await sharp(png).metadata();
@@ -121,6 +124,15 @@ test('a --top-k above the number of classes is refused before any evaluation, in
   assert.equal(code, 1);
   assert.match(stderr, /--top-k 11: output 'logits' of 'fashion_mnist' has 10 classes, so top-11 accuracy would count every example right; give at most 10/);
   assert.equal(stdout, '');
+});
+
+test('--versions quotes a version that is not one; a model the repository lacks is named with those it has', async () => {
+  const versions = await nereid(evalArgs().map((arg) => (arg === '1,2' ? '1,v2' : arg)));
+  assert.equal(versions.code, 1);
+  assert.match(versions.stderr, /--versions: 'v2' is not a version: a version is a positive integer/);
+  const model = await nereid(evalArgs().map((arg) => (arg === 'fashion_mnist' ? 'fashion_mnst' : arg)));
+  assert.equal(model.code, 1);
+  assert.match(model.stderr, /no model 'fashion_mnst' in the repository \S+ \(it has fashion_mnist\)/);
 });
 
 test('a gate bound a share cannot reach is refused before any evaluation, saying what it likely meant', async () => {

@@ -17,7 +17,7 @@ import { RecordProcessor } from '../jobs/record-processor.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
-import { versionFolders } from '../repository/model-repository.js';
+import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { classFolderName, classOfName } from '../monitoring/class-names.js';
@@ -30,7 +30,12 @@ export const evalOptionsSchema = z.object({
   model: z.string().min(1),
   /** Versions to compare, the first being the reference; empty: the versions the model's policy loads. */
   versions: z
-    .array(z.string().regex(/^[1-9]\d*$/, 'a version is a positive integer'))
+    .array(z.string())
+    .superRefine((versions, context) => {
+      // Said of the list, quoting what arrived: '--versions.1' names no flag a person typed.
+      const wrong = versions.filter((version) => !/^[1-9]\d*$/.test(version));
+      if (wrong.length > 0) context.addIssue({ code: 'custom', message: `${wrong.map((version) => `'${version}'`).join(', ')} ${wrong.length === 1 ? 'is not a version' : 'are not versions'}: a version is a positive integer, e.g. --versions 1,2` });
+    })
     .refine((versions) => new Set(versions).size === versions.length, 'a version is named twice; a version compared with itself passes any gate')
     .default([]),
   /** A folder of images (one sub-folder per class when labelled), or a JSONL or CSV file of tensors. */
@@ -262,6 +267,8 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
   const byPolicy = settings.versions.length === 0 ? [settings.model] : [];
   const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: byPolicy, logger, maxQueueWaitMs: 3_600_000, monitoring: false });
   try {
+    // A model the repository lacks is named with those it has, as quantize does (and the server, for a model it loads by policy).
+    const onDisk = await modelVersionsOnDisk(settings.modelRepository, settings.model);
     await server.start();
     const versions = await loadVersions(server, settings.model, settings.versions);
     if (versions.length === 0) throw new Error(`model '${settings.model}' has no ready version in ${settings.modelRepository}`);
@@ -310,11 +317,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       reference ??= outputs;
     }
     const report: EvalReport = { model: settings.model, output: declared.name, kind, examples: examples.count, classes, versions: evaluations };
-    if (gate) {
-      // A run of one version names another on disk to compare it with.
-      const onDisk = evaluations.length > 1 ? [] : await versionFolders(join(settings.modelRepository, settings.model)).catch(() => []);
-      report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations, onDisk), { examples: examples.count, minimum: settings.minGateExamples }) };
-    }
+    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations, onDisk), { examples: examples.count, minimum: settings.minGateExamples }) };
     return report;
   } finally {
     await server.close();

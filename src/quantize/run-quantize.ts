@@ -6,9 +6,9 @@
  * calibration set's digest and size, the nodes quantized and left float, sizes, and agreement and
  * speed against the source version on calibration examples held out from the ranges.
  */
-import { mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -20,6 +20,7 @@ import { readModelInputs, type Feed, type ModelInputs } from '../jobs/model-inpu
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
 import { versionFolders } from '../repository/model-repository.js';
+import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import { createServer } from '../server/create-server.js';
 import { calibrate, type Calibration } from './calibration.js';
@@ -67,17 +68,6 @@ export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
   ctc: 'agreement>=0.95,character_agreement>=0.99',
   mask: 'agreement>=0.95',
 };
-
-/** The model's versions on disk; a model the repository lacks is named with the ones it has. */
-async function versionsOfModel(modelDir: string): Promise<number[]> {
-  return versionFolders(modelDir).catch(async (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT') throw error;
-    const repository = dirname(modelDir);
-    const models = await readdir(repository, { withFileTypes: true }).then((found) => found.filter((entry) => entry.isDirectory()).map((entry) => entry.name), () => []);
-    throw new Error(`no model '${basename(modelDir)}' in the repository ${repository} (it has ${models.join(', ') || 'no models'})`);
-  });
-}
-
 
 /**
  * The model ready to rewrite: Constant nodes as initializers (Paddle exports keep weights in them),
@@ -240,7 +230,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const settings = quantizeOptionsSchema.parse(options);
   if (settings.gate !== undefined) measurableGate(settings.gate);
   const modelDir = join(settings.modelRepository, settings.model);
-  const versions = await versionsOfModel(modelDir);
+  const versions = await modelVersionsOnDisk(settings.modelRepository, settings.model);
   if (settings.version !== undefined && !versions.includes(Number(settings.version))) throw new Error(`model '${settings.model}' has no version ${settings.version} in ${settings.modelRepository}`);
   const outputVersion = settings.outputVersion ?? String((versions.at(-1) ?? 0) + 1);
   if (versions.includes(Number(outputVersion))) throw new Error(`version ${outputVersion} of '${settings.model}' exists already; choose another --output-version`);
