@@ -131,3 +131,16 @@ function execute(command: string, args: string[]): Promise<{ code: number; stdou
     execFile(command, args, { timeout: 300_000 }, (error, stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code ?? 1) || 1 : 0, stdout, stderr }));
   });
 }
+
+test('docs/quantization.md: the metadata example and the Fashion-MNIST sentence give the bundled version 2 figures', async () => {
+  const text = await readFile('docs/quantization.md', 'utf8');
+  const record = JSON.parse(await readFile('models/fashion_mnist/2/quantization.json', 'utf8')) as {
+    sizes: { ratio: number };
+    calibration: { examples: number; heldOut: number };
+    agreement: { agreement: number; count: number };
+  };
+  assert.equal(Number(/"quantized_size_ratio": ([\d.]+)/.exec(text)?.[1]), Number(record.sizes.ratio.toFixed(4)));
+  const total = record.calibration.examples + record.calibration.heldOut;
+  assert.ok(text.includes(`--max-examples ${total}\` (${record.calibration.examples} training images calibrate, ${record.agreement.count} held out`), 'the sentence names the bundled calibration');
+  assert.equal(record.agreement.agreement, 1, 'the sentence says 100 %');
+});
