@@ -121,6 +121,17 @@ test('the --version quantized is the only one loaded: an empty version folder be
   await stat(join(model, '13', 'model.onnx'));
 });
 
+test('the hint to profile the new version names it and the repository written into, so following it cannot replace another profile', async (t) => {
+  const model = join(repository, 'fashion_mnist');
+  t.after(() => rm(join(model, '14'), { recursive: true, force: true }));
+  const { code, stdout, stderr } = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--method', 'fp16', '--output-version', '14']);
+  assert.equal(code, 0, stderr);
+  assert.ok(
+    stdout.includes(`version 14 has no reference profile, where version 1 has one: build it so the new version is monitored too: nereid profile --model fashion_mnist --version 14 --model-repository ${repository} --data <in-distribution data>`),
+    stdout,
+  );
+});
+
 test('fp16 halves the file and agrees entirely; dynamic quantizes only the classifier, leaving the convolutions float', async () => {
   const fp16 = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--method', 'fp16', '--output-version', '3', '--json']);
   assert.equal(fp16.code, 0, fp16.stderr);
