@@ -39,8 +39,8 @@ after(() => rm(work, { recursive: true, force: true }));
 const nereid = (args: string[]) => runCli(args, 180_000);
 
 test('quantize writes a smaller int8 version beside the original with its report, and eval finds it agreeing', async () => {
-  // The gate eval then applies to the whole test set: on 30 held-out examples spread over the classes, static int8 of
-  // this model disagrees on about one in fifty (98 % on 100), which the default 0.99 refuses.
+  // A gate below the default, so that a held-out set this small (30 examples) cannot fail it on one example; eval then
+  // applies the default one to the whole test set.
   const quantized = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--gate', 'agreement>=0.95', '--json']);
   assert.equal(quantized.code, 0, quantized.stderr);
   const report = JSON.parse(quantized.stdout);
