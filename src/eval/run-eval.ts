@@ -6,13 +6,13 @@
  * without labels, or a batch job's JSONL or CSV file of tensors with an optional `label` field.
  * What a label and an agreement mean follows the output's kind: classes, CTC text, or a map.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { scoresBeyondLabels } from '../config/model-config.js';
 import type { InferenceRequest } from '../core/inference.js';
-import { IMAGE_EXTENSIONS, openInput } from '../jobs/input-source.js';
+import { entriesFollowingLinks, IMAGE_EXTENSIONS, openInput } from '../jobs/input-source.js';
 import { RecordProcessor } from '../jobs/record-processor.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
@@ -67,28 +67,9 @@ export interface LabelledImages {
   files: { path: string; label?: number }[];
 }
 
-
-/**
- * A folder's entries, a symbolic link taking the kind of what it points to (as a batch job's input
- * folder reads them): class folders and images linked in from elsewhere are read, not left out unsaid.
- * A dangling link counts as a file, so that reading it names it.
- */
-async function kindsOf(dir: string): Promise<{ name: string; isDirectory(): boolean; isFile(): boolean }[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  return Promise.all(
-    entries.map(async (entry) => {
-      if (!entry.isSymbolicLink()) return entry;
-      const target = await stat(join(dir, entry.name)).catch(() => undefined);
-      const isDirectory = target?.isDirectory() ?? false;
-      const isFile = target?.isFile() ?? true;
-      return { name: entry.name, isDirectory: () => isDirectory, isFile: () => isFile };
-    }),
-  );
-}
-
 /** The images of a class-per-folder data set, each labelled with the class its folder names (by label, see classFolderName, or by index). */
 export async function readLabelledImages(dir: string, labels: readonly string[]): Promise<LabelledImages> {
-  const entries = await kindsOf(dir);
+  const entries = await entriesFollowingLinks(dir);
   const folders = entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort();
   if (folders.length === 0) {
     // No class folders: images without labels, which versions can still be compared on.
@@ -108,7 +89,7 @@ export async function readLabelledImages(dir: string, labels: readonly string[])
   }
   const files: LabelledImages['files'] = [];
   for (const folder of folders) {
-    const names = (await kindsOf(join(dir, folder))).filter((entry) => entry.isFile() && IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase())).map((entry) => entry.name).sort();
+    const names = (await entriesFollowingLinks(join(dir, folder))).filter((entry) => entry.isFile() && IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase())).map((entry) => entry.name).sort();
     for (const name of names) files.push({ path: join(dir, folder, name), label: classOf(folder)! });
   }
   if (files.length === 0) throw new Error(`--data ${dir}: no images (${[...IMAGE_EXTENSIONS].join(', ')}) in its class folders`);

@@ -97,6 +97,30 @@ function countedOnce(source: InputSource): InputSource {
   return { ...source, count: () => (counted ??= count()) };
 }
 
+/** A folder entry, of the kind of what it names once symbolic links are followed. */
+export interface FollowedEntry {
+  name: string;
+  isDirectory(): boolean;
+  isFile(): boolean;
+}
+
+/**
+ * A folder's entries, a symbolic link taking the kind of what it points to: folders and files linked in from
+ * elsewhere are read, not left out unsaid. A dangling link counts as a file, so that reading it names it.
+ */
+export async function entriesFollowingLinks(dir: string): Promise<FollowedEntry[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  return Promise.all(
+    entries.map(async (entry) => {
+      if (!entry.isSymbolicLink()) return entry;
+      const target = await stat(join(dir, entry.name)).catch(() => undefined);
+      const isDirectory = target?.isDirectory() ?? false;
+      const isFile = target?.isFile() ?? true;
+      return { name: entry.name, isDirectory: () => isDirectory, isFile: () => isFile };
+    }),
+  );
+}
+
 /** Every file under `root`, as sorted relative paths with '/' separators. */
 async function listFiles(root: string): Promise<string[]> {
   const found: string[] = [];
@@ -106,18 +130,11 @@ async function listFiles(root: string): Promise<string[]> {
     const real = await realpath(dir);
     if (visited.has(real)) return;
     visited.add(real);
-    const entries = await readdir(dir, { withFileTypes: true });
-    for (const entry of entries) {
+    // A dangling link counts as a file: it is reported as an unreadable record.
+    for (const entry of await entriesFollowingLinks(dir)) {
       const full = join(dir, entry.name);
-      let isDir = entry.isDirectory();
-      let isFile = entry.isFile();
-      if (entry.isSymbolicLink()) {
-        const target = await stat(full).catch(() => undefined);
-        isDir = target?.isDirectory() ?? false;
-        isFile = target?.isFile() ?? true; // a dangling link is reported as an unreadable record
-      }
-      if (isDir) await walk(full);
-      else if (isFile) found.push(relative(root, full).split(sep).join('/'));
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isFile()) found.push(relative(root, full).split(sep).join('/'));
     }
   };
   await walk(root);
