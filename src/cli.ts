@@ -27,7 +27,7 @@ import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
 import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
 import { profileCommand, REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel, type DriftLevel } from './monitoring/index.js';
-import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository } from './repository/bundled-repository.js';
+import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository, repositoryForHints } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
 import { createServer } from './server/create-server.js';
@@ -1042,7 +1042,7 @@ program
     // The source's profile describes the float model's features: the new version needs its own to be monitored.
     const sourceProfile = report.path && join(dirname(report.path), report.sourceVersion, REFERENCE_PROFILE_FILE);
     if (sourceProfile && (await access(sourceProfile).then(() => true, () => false))) {
-      console.log(`version ${report.outputVersion} has no reference profile, where version ${report.sourceVersion} has one: build it so the new version is monitored too: ${profileCommand(report.model, report.outputVersion!, (await isBundledRepository(flags.modelRepository)) ? undefined : flags.modelRepository)}`);
+      console.log(`version ${report.outputVersion} has no reference profile, where version ${report.sourceVersion} has one: build it so the new version is monitored too: ${profileCommand(report.model, report.outputVersion!, await repositoryForHints(flags.modelRepository))}`);
     }
   });
 

@@ -27,6 +27,11 @@ export async function isBundledRepository(path: string): Promise<boolean> {
   return target === bundled;
 }
 
+/** `path` as a hint to run a command names it: undefined for the bundled repository, which the commands read by default. */
+export async function repositoryForHints(path: string): Promise<string | undefined> {
+  return (await isBundledRepository(path)) ? undefined : path;
+}
+
 /**
  * Copies the bundled repository's files that dependencies provide into place, when missing or different (the script
  * is idempotent and copies nothing the second time). It runs as its own process so that what it prints reaches the

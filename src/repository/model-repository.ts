@@ -25,7 +25,7 @@ import type { ModelStatistics } from '../observability/model-statistics.js';
 import { LoadAbandonedError } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { profileCommand, readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
-import { isBundledRepository } from './bundled-repository.js';
+import { repositoryForHints } from './bundled-repository.js';
 import type { VersionMonitorSettings } from '../monitoring/version-monitor.js';
 
 export interface RepositoryIndexEntry {
@@ -768,8 +768,7 @@ export class ModelRepository {
     const profiled = await Promise.all(candidates.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
     const monitored = candidates.filter((_, index) => profiled[index]);
     if (monitored.length === 0) return;
-    // The repository as the server was given it, named unless it is the bundled one profile reads by default.
-    const repository = (await isBundledRepository(this.options.root)) ? undefined : this.options.root;
+    const repository = await repositoryForHints(this.options.root);
     const have = monitored.length === 1 ? `version ${monitored[0]} has one` : `versions ${monitored.join(', ')} have one`;
     for (const version of unmonitored) {
       logger.warn(

@@ -43,7 +43,7 @@ import { exposingTensors, readOnnxModel, type OnnxModel } from '../onnx/onnx-mod
 import { classOfName } from '../monitoring/class-names.js';
 import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
 import { DEFAULT_POSTPROCESSING, rowProbabilities } from '../processing/output-postprocessor.js';
-import { isBundledRepository } from '../repository/bundled-repository.js';
+import { repositoryForHints } from '../repository/bundled-repository.js';
 import { createServer } from '../server/create-server.js';
 import { VERSION } from '../version.js';
 
@@ -371,7 +371,7 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     ? await readReferenceProfile(settings.reference)
     : await readReferenceProfileIfPresent(join(settings.modelRepository, settings.model, loaded.version, REFERENCE_PROFILE_FILE));
   if (!profile || !profile.ood) {
-    const command = profileCommand(settings.model, loaded.version, (await isBundledRepository(settings.modelRepository)) ? undefined : settings.modelRepository);
+    const command = profileCommand(settings.model, loaded.version, await repositoryForHints(settings.modelRepository));
     if (!profile) throw new Error(`'${settings.model}' version ${loaded.version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with ${command}`);
     throw new Error(`the reference profile of '${settings.model}' version ${loaded.version} has no OOD detector; rebuild it with ${command}`);
   }
