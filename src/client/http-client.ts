@@ -4,7 +4,7 @@
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
 import { z } from 'zod';
-import { OptionError, parseOptions, refuseUnknownOptions } from '../core/options.js';
+import { OptionError, parseOptions, refuseOptionValue, refuseUnknownOptions } from '../core/options.js';
 import { MAX_TIMER_MS, retryingCall, retryOptionsSchema } from '../core/retry.js';
 import {
   OutputNamesCache,
@@ -92,9 +92,7 @@ const INFER_OPTION_KEYS = Object.keys(INFER_OPTIONS);
 
 /** Refuses a compression that is not one the server and this client speak, naming the option. */
 function checkCompression(what: string, option: string, value: unknown): void {
-  if (value !== undefined && !isContentCoding(value as string)) {
-    throw new TypeError(`${what}: option '${option}' expects 'gzip' or 'deflate', got ${typeof value === 'string' ? `'${value}'` : String(value)}`);
-  }
+  if (value !== undefined && !isContentCoding(value as string)) refuseOptionValue(what, option, "'gzip' or 'deflate'", value);
 }
 
 /** An infer call's options, checked as the constructors' are: a misspelt key (clasification) would otherwise be ignored. */
