@@ -470,7 +470,8 @@ export class Server {
    * taking connections and answers the requests it has received, each connection closing after its answer (an idle
    * keep-alive one at its keep-alive timeout, which its client was told); after `timeoutMs` the connections still open
    * are cut. Then the server closes (close(), which lets computations already running end). Resolves whether every
-   * front end drained within `timeoutMs`; a second call waits for the first.
+   * request received was answered: false when the cut at `timeoutMs` took one unanswered (idle connections cut then
+   * fail nothing). A second call waits for the first.
    */
   stop(options: z.input<typeof stopOptionsSchema> = {}): Promise<{ drained: boolean }> {
     const { timeoutMs } = parseOptions('Server.stop', stopOptionsSchema, options);
@@ -479,14 +480,14 @@ export class Server {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
       const frontEnds = Promise.all([...this.frontEnds].map((frontEnd) => frontEnd.drain(timeoutMs)));
-      const drained = await Promise.race([frontEnds.then(() => true), timedOut]);
+      const closedInTime = await Promise.race([frontEnds.then(() => true), timedOut]);
       clearTimeout(timer);
       // Idle keep-alive connections close at their keep-alive timeout, which may be longer than the drain's: cutting
       // them fails no request, so the drain still counts as complete.
-      const complete = drained || !this.cutConnections();
-      if (!drained) await frontEnds;
+      const drained = closedInTime || !this.cutConnections();
+      if (!closedInTime) await frontEnds;
       await this.close();
-      return { drained: complete };
+      return { drained };
     })();
     return this.stopped;
   }
