@@ -89,14 +89,31 @@ async function normalised(source: Uint8Array, feeds: readonly Feed[], output: st
     await rm(dir, { recursive: true, force: true });
   }
   // Raising the opset changes what Softmax computes unless its axis is the last; folding only rounds differently.
-  const [before, after] = await runSideBySide([source, bytes], feeds.slice(0, 2), output, { intraOpNumThreads: 0 });
-  for (const [index, expected] of before.outputs.entries()) {
-    const actual = after.outputs[index].data;
+  const compared = feeds.slice(0, 2);
+  const before = await outputsOf(source, compared, output);
+  const after = await outputsOf(bytes, compared, output);
+  for (const [index, expected] of before.entries()) {
+    const actual = after[index].data;
     const scale = expected.data.reduce((largest, value) => Math.max(largest, Math.abs(value)), 1e-6);
     const delta = expected.data.reduce((largest, value, at) => Math.max(largest, Math.abs(value - actual[at])), 0);
     if (!(delta <= 1e-3 * scale)) throw new Error(`normalising the model (opset 13, BatchNormalization folded) changed its output by ${delta} (of values up to ${scale}); it cannot be quantized safely`);
   }
   return { bytes, opset };
+}
+
+/** A model's output for each feed, one untimed run each: what a comparison needs when no speed is asked. */
+async function outputsOf(model: Uint8Array, feeds: readonly Feed[], output: string): Promise<ExampleOutput[]> {
+  const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+  try {
+    const outputs: ExampleOutput[] = [];
+    for (const feed of feeds) {
+      const tensor = (await session.run(feed, [output]))[output];
+      outputs.push({ data: tensor.data as Float32Array, dims: tensor.dims.slice(1) });
+    }
+    return outputs;
+  } finally {
+    await session.release();
+  }
 }
 
 export interface SideBySideRun {
@@ -431,19 +448,18 @@ async function searchFloatNodes(
   compare: (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => AgreementReport,
   gate: readonly GateClause[],
 ): Promise<{ candidate: Candidate; steps: NonNullable<QuantizeReport['search']> }> {
-  const judge = async (candidate: Candidate, on: readonly Feed[]) => {
-    const [reference, quantized] = await runSideBySide([source, candidate.bytes], on, output, { intraOpNumThreads: 0 });
-    return compare(reference.outputs, quantized.outputs);
-  };
-  const fullAgreement = await judge(full, feeds);
+  // The source answers the same feeds every time: run it once. No step is timed (speed is measured once, on the winner).
+  const reference = await outputsOf(source, feeds, output);
+  const judge = async (candidate: Candidate, examples = feeds.length) =>
+    compare(reference.slice(0, examples), await outputsOf(candidate.bytes, feeds.slice(0, examples), output));
+  const fullAgreement = await judge(full);
   const steps: NonNullable<QuantizeReport['search']> = [{ floatNodes: 0, agreement: fullAgreement.agreement, passed: judgeGate(gate, agreementFigures(fullAgreement)).passed }];
   if (steps[0].passed) return { candidate: full, steps };
-  const probe = feeds.slice(0, PROBE_EXAMPLES);
   const nodes = full.result.quantized;
   if (nodes.length === 0) return { candidate: full, steps };
   const cost: { node: string; agreement: number; error: number }[] = [];
   for (const node of nodes) {
-    const alone = await judge(make(new Set(nodes.filter((other) => other !== node))), probe);
+    const alone = await judge(make(new Set(nodes.filter((other) => other !== node))), PROBE_EXAMPLES);
     cost.push({ node, agreement: alone.agreement, error: alone.meanAbsDelta });
   }
   cost.sort((a, b) => a.agreement - b.agreement || b.error - a.error);
@@ -451,7 +467,7 @@ async function searchFloatNodes(
   let best: Candidate | undefined;
   const attempt = async (count: number): Promise<boolean> => {
     last = make(new Set(cost.slice(0, count).map((entry) => entry.node)));
-    const agreement = await judge(last, feeds);
+    const agreement = await judge(last);
     const passed = judgeGate(gate, agreementFigures(agreement)).passed;
     steps.push({ floatNodes: count, agreement: agreement.agreement, passed });
     if (passed) best = last;
