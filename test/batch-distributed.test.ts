@@ -21,8 +21,8 @@ import type { Server } from '../src/server/server.js';
 import sharp from 'sharp';
 import { CNN_LABELS, patternImage, readOutput, writeBatchModels, writeImageFolder, type OutputRecord } from './support/batch-fixtures.js';
 import { freePort, startRedisServer, type RedisTestServer } from './support/redis-server.js';
+import { NEREID_COMMAND } from './support/cli-server.js';
 
-const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
 const CHUNK_SIZE = 25;
 
 let dir: string;
@@ -40,7 +40,7 @@ function startWorker(name: string, extraArgs: string[] = []) {
   const child = spawn(
     process.execPath,
     [
-      '--import', 'tsx', CLI, 'worker', '--queue', queueUrl, '--model-repository', repo, '--name', name,
+      ...NEREID_COMMAND, 'worker', '--queue', queueUrl, '--model-repository', repo, '--name', name,
       '--concurrency', '1', '--record-concurrency', '2', '--lock-duration-ms', '2500', '--stalled-interval-ms', '500', ...extraArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -54,7 +54,7 @@ function startWorker(name: string, extraArgs: string[] = []) {
 
 /** Runs the CLI to the end; its stdout, stderr and exit code. */
 function cli(args: string[], onSpawn?: (child: ChildProcess) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...NEREID_COMMAND, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));

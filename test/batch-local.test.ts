@@ -15,6 +15,7 @@ import { runLocalBatchJob } from '../src/jobs/index.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
 import { writeHandlerModel } from './support/test-server.js';
+import { NEREID_COMMAND } from './support/cli-server.js';
 import {
   addSubCsv,
   addSubJsonLine,
@@ -26,7 +27,6 @@ import {
   type OutputRecord,
 } from './support/batch-fixtures.js';
 
-const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
 let dir: string;
 let repo: string;
 /** The reference: the same repository behind the Server API, as the HTTP front end calls it. */
@@ -288,7 +288,7 @@ describe('local batch jobs', () => {
     const output = join(dir, 'many.jsonl');
     // One record in flight, so the run lasts long enough to be killed in the middle.
     const args = [
-      '--import', 'tsx', CLI, 'batch', '--model', 'cnn', '--input', images, '--output', output,
+      ...NEREID_COMMAND, 'batch', '--model', 'cnn', '--input', images, '--output', output,
       '--model-repository', repo, '--concurrency', '1', '--progress', 'lines',
     ];
     const first = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -14,8 +14,8 @@ import { pino } from 'pino';
 import { runDistributedBatchJob } from '../src/jobs/index.js';
 import { writeImageFolder } from './support/batch-fixtures.js';
 import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
+import { NEREID_COMMAND } from './support/cli-server.js';
 
-const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
 const silent = pino({ level: 'silent' });
 let dir: string;
 let redis: RedisTestServer;
@@ -53,7 +53,7 @@ test("an output holding a record the input does not have is another job's: refus
 
 /** A CLI process whose stderr is kept; `until` waits for a pattern in it. */
 function startCli(args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...NEREID_COMMAND, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

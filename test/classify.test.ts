@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { HttpClient } from '../src/client/index.js';
 import { mulberry32, smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import { binaryBody, lengthPrefixed, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
+import { NEREID_COMMAND } from './support/cli-server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LABELS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
@@ -461,7 +462,7 @@ describe('nereid classify (CLI)', () => {
 
   const cli = (args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-      execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), 'classify', ...args], { cwd: ROOT, timeout: 30_000 }, (error, stdout, stderr) => {
+      execFile(process.execPath, [...NEREID_COMMAND, 'classify', ...args], { cwd: ROOT, timeout: 30_000 }, (error, stdout, stderr) => {
         if (error && typeof error.code !== 'number') return reject(error);
         resolve({ code: typeof error?.code === 'number' ? error.code : 0, stdout, stderr });
       });

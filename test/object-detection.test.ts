@@ -15,6 +15,7 @@ import sharp from 'sharp';
 import { ClientError, HttpClient } from '../src/client/index.js';
 import { runLocalBatchJob } from '../src/jobs/index.js';
 import { binaryBody, lengthPrefixed, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
+import { NEREID_COMMAND } from './support/cli-server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODELS = fileURLToPath(new URL('../models', import.meta.url));
@@ -192,7 +193,7 @@ describe('POST /v2/models/object_detection/detect', () => {
 describe('nereid detect (CLI)', () => {
   const cli = (args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-      execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), 'detect', ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
+      execFile(process.execPath, [...NEREID_COMMAND, 'detect', ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
         if (error && typeof error.code !== 'number') return reject(error);
         resolve({ code: typeof error?.code === 'number' ? error.code : 0, stdout, stderr });
       });

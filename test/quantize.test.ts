@@ -17,7 +17,7 @@ import { classFolderName } from '../src/eval/index.js';
 import { mulberry32, smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import { runQuantize, type QuantizeReport } from '../src/quantize/index.js';
 import { splitHeldOut } from '../src/quantize/run-quantize.js';
-import { runCli } from './support/cli-server.js';
+import { runCli, NEREID_COMMAND } from './support/cli-server.js';
 import { writeFashionMnistPngs } from './support/fashion-mnist.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -186,7 +186,7 @@ test('a write that fails midway (file too large) leaves no version folder for th
   // the compile cache it cannot write whole out of the one other runs read.
   const tmp = join(work, 'failing-write-tmp');
   await mkdir(tmp);
-  const cli = [process.execPath, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...tinyFlags(repo, calibration)];
+  const cli = [process.execPath, ...NEREID_COMMAND, ...tinyFlags(repo, calibration)];
   const failed = await new Promise<{ code: number; stderr: string }>((resolve) =>
     execFile('bash', ['-c', 'ulimit -f 2 && exec "$@"', 'bash', ...cli], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, timeout: 180_000 }, (error, _stdout, stderr) =>
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr }),
