@@ -991,7 +991,7 @@ program
   .requiredOption('--model <name>', 'model to quantize')
   .requiredOption('--calibration <path>', 'sample inputs: a folder of images (through the model\'s pre-processing), or a JSONL or CSV file of input tensors as nereid batch reads them')
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
-  .option('--version <n>', "version to quantize (default: the one the model's policy serves)", versionNumber)
+  .option('--version <n>', "version to quantize (default: the newest float version the model's policy serves)", versionNumber)
   .option('--output-version <n>', 'version folder to write (default: one above the highest, or the next free one if another run wrote that meanwhile; under the default version policy it then serves)', versionNumber)
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
   .option('--ranges <how>', "activation ranges: 'minmax' or a percentile of the values kept, e.g. 99.99", (value: string) => (value === 'minmax' ? value : number(50, 100, { min: true })(value)), defaultOf(quantizeOptionsSchema, 'ranges'))

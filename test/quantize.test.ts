@@ -65,15 +65,25 @@ test('quantize writes a smaller int8 version beside the original with its report
   assert.equal(again.code, 1);
   assert.match(again.stderr, /version 2 of 'fashion_mnist' exists already/);
 
-  // Once the policy serves version 2 (the bundled one names only version 1), it is the default source: quantizing it
-  // again is refused.
+  // A policy that serves only version 2 (the bundled one names only version 1) leaves no float version to default to:
+  // quantizing the int8 one again is refused, naming its source.
   const config = join(repository, 'fashion_mnist', 'config.yaml');
   const bundled = await readFile(config, 'utf8');
   assert.match(bundled, /^version_policy: .*$/m);
   await writeFile(config, bundled.replace(/^version_policy: .*$/m, 'version_policy: { latest: { num_versions: 1 } }'));
   const twice = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration')]);
   assert.equal(twice.code, 1);
-  assert.match(twice.stderr, /version 2 of 'fashion_mnist' is already quantized \(it has a quantization\.json\); quantize the float version it came from with --version/);
+  assert.match(twice.stderr, /version 2 of 'fashion_mnist', the only one its version policy serves, is already quantized \(int8 static QDQ, from version 1\); quantize the float version it came from: --version 1/);
+  // Serving both, the default source is the newest float version, not the int8 one beside it.
+  await writeFile(config, bundled.replace(/^version_policy: .*$/m, 'version_policy: { all: {} }'));
+  const both = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--method', 'fp16', '--output-version', '9', '--json']);
+  assert.equal(both.code, 0, both.stderr);
+  assert.equal(JSON.parse(both.stdout).sourceVersion, '1');
+  await rm(join(repository, 'fashion_mnist', '9'), { recursive: true });
+  const named = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '2']);
+  assert.equal(named.code, 1);
+  assert.match(named.stderr, /version 2 of 'fashion_mnist' is already quantized \(int8 static QDQ, from version 1\); quantize the float version it came from: --version 1/);
+  await writeFile(config, bundled);
 });
 
 test('held-out examples are every n-th of the data, so a class-sorted folder gives each class its share', () => {

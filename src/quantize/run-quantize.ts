@@ -22,7 +22,9 @@ import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
 import { versionFolders } from '../repository/model-repository.js';
 import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
+import type { ModelVersion } from '../model/model-version.js';
 import { createServer } from '../server/create-server.js';
+import type { Server } from '../server/server.js';
 import { calibrate, type Calibration } from './calibration.js';
 import { quantizeDynamicMatMul } from './dynamic-int8.js';
 import { storeWeightsAsFp16 } from './fp16-weights.js';
@@ -243,6 +245,18 @@ const DECISIONS: Readonly<Record<QuantizeReport['method'], (result: NodeRewrite)
   fp16: () => 'fp16 weights (computed in float32)',
 };
 
+/**
+ * Without --version, the newest version served that is not itself quantized: under a policy serving
+ * several (`all`, `latest: 2`), the newest is often the int8 version an earlier run wrote, and
+ * quantizing its float source again is what is meant. When every version served is quantized, the
+ * newest (which the caller refuses, naming its source).
+ */
+async function newestFloatServed(server: Server, name: string): Promise<ModelVersion> {
+  const listed = (await server.modelList()).models.find((model) => model.name === name)?.versions ?? [];
+  const served = listed.map((version) => server.model(name, version)).sort((a, b) => Number(b.version) - Number(a.version));
+  return served.find((version) => !version.quantization) ?? server.model(name);
+}
+
 export async function runQuantize(options: QuantizeOptions, logger: Logger): Promise<QuantizeReport> {
   const settings = quantizeOptionsSchema.parse(options);
   if (settings.gate !== undefined) measurableGate(settings.gate);
@@ -263,8 +277,12 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     // The version named is loaded alone: another one, broken or not, is no part of the run.
     if (settings.version !== undefined) await server.loadVersions(settings.model, [settings.version]);
     else await server.loadModel(settings.model);
-    const model = server.model(settings.model, settings.version);
+    const model = settings.version !== undefined ? server.model(settings.model, settings.version) : await newestFloatServed(server, settings.model);
     sourceVersion = model.version;
+    if (model.quantization) {
+      const chosen = settings.version !== undefined ? '' : ', the only one its version policy serves,';
+      throw new Error(`version ${sourceVersion} of '${settings.model}'${chosen} is already quantized (${model.quantization.description}, from version ${model.quantization.sourceVersion}); quantize the float version it came from: --version ${model.quantization.sourceVersion}`);
+    }
     config = model.config;
     labels = model.labelsOf(config.output[0].name);
     calibration = await readModelInputs(settings.calibration, settings.maxExamples, server, settings.model, config, '--calibration');
@@ -291,9 +309,6 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const compare = (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => compareOutputs(kind, reference, candidate, { labels, threshold: settings.threshold });
 
   const fileName = config.default_model_filename ?? 'model.onnx';
-  if (await stat(join(modelDir, sourceVersion, QUANTIZATION_RECORD_FILE)).then(() => true, () => false)) {
-    throw new Error(`version ${sourceVersion} of '${settings.model}' is already quantized (it has a ${QUANTIZATION_RECORD_FILE}); quantize the float version it came from with --version`);
-  }
   const source = new Uint8Array(await readFile(join(modelDir, sourceVersion, fileName)));
   const { bytes: base, opset } = await normalised(source, calibrationFeeds, output);
   let candidate: Candidate;
