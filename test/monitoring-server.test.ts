@@ -18,7 +18,7 @@ import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
 import { readFashionMnist } from './support/fashion-mnist.js';
 import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { runCli } from './support/cli-server.js';
-import { startTestServer, type TestServer } from './support/test-server.js';
+import { startTestServer, type TestServer, type TestServerOptions } from './support/test-server.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const REPOSITORY = join(ROOT, 'models');
@@ -57,6 +57,14 @@ before(async () => {
   inverted = await Promise.all(data.pixels.map((pixels) => png(pixels, true)));
   classNames = (await readFile(join(REPOSITORY, 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
 });
+
+/**
+ * A server of the bundled repository that loads only the garment classifier: the OCR and detection models beside it
+ * cost ten seconds of loading that no test here reads.
+ */
+function garmentServer(options: Pick<TestServerOptions, 'server' | 'http'> = {}): Promise<TestServer> {
+  return startTestServer({ ...options, repoDir: REPOSITORY, server: { modelControlMode: 'explicit', loadModels: ['fashion_mnist'], ...options.server } });
+}
 
 async function classify(served: TestServer, images: readonly Buffer[], requestId?: string): Promise<void> {
   const form = new FormData();
@@ -110,8 +118,7 @@ function capturingLogger(lines: Record<string, unknown>[], level = 'warn') {
 test('a stream of test images is ok, turns to drift within one window of inverted images, and back to ok after test images return', async () => {
   const logged: Record<string, unknown>[] = [];
   const metrics = new PrometheusMetrics({ processMetrics: false });
-  const served = await startTestServer({
-    repoDir: REPOSITORY,
+  const served = await garmentServer({
     server: {
       logger: capturingLogger(logged),
       observers: [metrics.observer],
@@ -164,7 +171,7 @@ test('a stream of test images is ok, turns to drift within one window of inverte
 });
 
 test('a feature the reference never varied (aspect ratio 1) is judged by the share of rows that differ: 5 % of 28×30 garments stay ok, 25 % drift', async () => {
-  const served = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } } });
+  const served = await garmentServer({ server: { monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } } });
   const stretch = (image: Buffer) => sharp(image).resize(28, 30, { fit: 'fill' }).png().toBuffer();
   const aspect = async () => {
     const body = (await (await fetch(`${served.url}/v2/models/fashion_mnist/monitor`)).json()) as MonitorBody & { features: { feature: string; psi: number; ks: number; level: string }[] };
@@ -191,8 +198,7 @@ test('a feature the reference never varied (aspect ratio 1) is judged by the sha
 
 test('labels fed back by request id give the realised accuracy beside the estimate; bad feedback is refused with what was expected', async () => {
   const logged: Record<string, unknown>[] = [];
-  const served = await startTestServer({
-    repoDir: REPOSITORY,
+  const served = await garmentServer({
     server: { logger: capturingLogger(logged, 'info'), monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } },
     http: { accessLog: true },
   });
@@ -258,7 +264,7 @@ test('a version without a reference profile says so in /monitor and serves as be
   } finally {
     await served.close();
   }
-  const off = await startTestServer({ repoDir: REPOSITORY, server: { monitoring: false } });
+  const off = await garmentServer({ server: { monitoring: false } });
   try {
     const response = await fetch(`${off.url}/v2/models/fashion_mnist/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(garments[0]) });
     assert.equal(((await response.json()) as { ood?: unknown }).ood, undefined, 'no OOD verdict with monitoring off');
@@ -270,9 +276,8 @@ test('a version without a reference profile says so in /monitor and serves as be
 
 test('a reload of the same version with the same profile keeps its monitor: window, state and predictions waiting for labels', async () => {
   const logged: Record<string, unknown>[] = [];
-  const served = await startTestServer({
-    repoDir: REPOSITORY,
-    server: { logger: capturingLogger(logged, 'info'), modelControlMode: 'explicit', loadModels: ['fashion_mnist'], monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } },
+  const served = await garmentServer({
+    server: { logger: capturingLogger(logged, 'info'), monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } },
   });
   try {
     for (let start = 0; start < 200; start += PER_REQUEST) await classify(served, inverted.slice(start, start + PER_REQUEST), `before-${start}`);
@@ -357,7 +362,7 @@ test('the versions named as having a reference profile leave out one that failed
 });
 
 test('a multipart /classify of one file names its row <id>/0, as its results list does; a raw image body keeps the bare id', async () => {
-  const served = await startTestServer({ repoDir: REPOSITORY });
+  const served = await garmentServer();
   try {
     await classify(served, [garments[0]], 'single1');
     const raw = await fetch(`${served.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: new Uint8Array(garments[1]), headers: { 'content-type': 'image/png', 'x-request-id': 'raw1' } });
@@ -409,7 +414,7 @@ test('model-level feedback finds each id in whichever loaded version predicted i
 });
 
 test('a gRPC request sent without an id learns the one it was given from the x-request-id response header, and its prediction takes a label by it', async () => {
-  const served = await startTestServer({ repoDir: REPOSITORY });
+  const served = await garmentServer();
   const endpoint = await startGrpcEndpoint(served.server);
   try {
     const { response, header } = await new Promise<{ response: { id: string }; header: grpc.Metadata }>((resolve, reject) => {
@@ -437,7 +442,7 @@ test('a gRPC request sent without an id learns the one it was given from the x-r
 });
 
 test('a label for a request id two predictions carried is applied to neither and reported ambiguous', async () => {
-  const served = await startTestServer({ repoDir: REPOSITORY });
+  const served = await garmentServer();
   try {
     const sneaker = labels.findIndex((label) => classNames[label] === 'Sneaker');
     const bag = labels.findIndex((label) => classNames[label] === 'Bag');
