@@ -394,17 +394,17 @@ describe('javascript handler models without --allow-code-models', () => {
       body: JSON.stringify(config ? { parameters: { config: JSON.stringify(config) } } : {}),
     });
 
-  test('loading a javascript model is refused, naming the flag', async () => {
+  test('loading a javascript model is refused, naming the option that allows it (a library server: its key)', async () => {
     const answer = await load('double');
     assert.ok(answer.status >= 400, `status ${answer.status}`);
-    assert.match((await answer.json()).error, /backend 'javascript', which runs code from the model repository; .*--allow-code-models/);
+    assert.match((await answer.json()).error, /backend 'javascript', which runs code from the model repository; the server loads such models only with allowCodeModels: true/);
     assert.equal((await indexEntry(served.url, 'double')).state, 'UNAVAILABLE');
   });
 
   test('a load request cannot switch a model to backend javascript', async () => {
     const answer = await load('times2', { backend: 'javascript', max_batch_size: 8, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4] }], output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4] }] });
     assert.equal(answer.status, 400);
-    assert.match((await answer.json()).error, /--allow-code-models/);
+    assert.match((await answer.json()).error, /allowCodeModels: true/);
     assert.notEqual((await indexEntry(served.url, 'times2')).state, 'READY');
   });
 });
@@ -418,6 +418,15 @@ test('nereid serve --allow-code-models serves a handler; its log lines and final
       export function finalize() { context.log.warn('goodbye from', context.modelName); }
       ${UPPER}`;
     await writeHandler(repo, 'upper', `max_batch_size: 0\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]\n`, logged);
+    // Without the flag the model is refused, and the refusal names the flag (a library server names its option key).
+    const refused = await serveChild(repo, ['--allow-metrics', 'false', '--strict-readiness', 'false']);
+    try {
+      const answer = await fetch(`${refused.url}/v2/models/upper/ready`);
+      assert.equal(answer.status, 400);
+    } finally {
+      await stopChild(refused);
+    }
+    assert.match(refused.output(), /runs code from the model repository; the server loads such models only with --allow-code-models/);
     const served = await serveChild(repo, ['--allow-code-models', '--allow-metrics', 'false']);
     try {
       const answer = await infer(served.url, 'upper', { inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [1], data: ['cli'] }] });
@@ -440,7 +449,7 @@ test('a batch job runs a handler model when allowed (nereid batch --allow-code-m
     await writeHandler(repo, 'double', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')}, { name: "BATCH" data_type: TYPE_FP32 dims: [ 1 ] } ]\ndynamic_batching { }\n`, DOUBLE);
     await writeFile(join(folder, 'in.jsonl'), [1, 2, 3].map((seed) => JSON.stringify({ IN: [seed, seed, seed, seed] })).join('\n') + '\n');
     const options = { model: 'double', input: join(folder, 'in.jsonl'), output: join(folder, 'out.jsonl'), modelRepository: repo, progress: 'none' as const };
-    await assert.rejects(runLocalBatchJob(options), /--allow-code-models/);
+    await assert.rejects(runLocalBatchJob(options), /only with --allow-code-models/);
     const summary = await runLocalBatchJob({ ...options, allowCodeModels: true });
     assert.deepEqual([summary.processed, summary.failed], [3, 0], JSON.stringify(summary));
     const lines = (await readFile(join(folder, 'out.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));

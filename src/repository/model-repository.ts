@@ -104,6 +104,8 @@ export interface ModelRepositoryOptions {
   holdStep?: (name: string) => (() => void) | Promise<() => void> | undefined;
   /** Models whose backend runs code from the repository (javascript handlers) may load: the server's --allow-code-models. */
   allowCodeModels?: boolean;
+  /** The setting that allows them, as the refusal of one names it: `allowCodeModels: true` unless the owner says (the CLI: `--allow-code-models`). */
+  codeModelsSetting?: string;
   /** Whether a model loads again on its next call (on-demand residency): unloading such a step leaves its ensembles available. */
   loadsOnDemand?: (name: string) => boolean;
 }
@@ -640,7 +642,7 @@ export class ModelRepository {
         backend = checkingConfig(() => this.backendFor(config, name));
         if (backend.runsRepositoryCode && !this.options.allowCodeModels) {
           throw new ModelConfigError(
-            new Error(`model '${name}' uses backend '${backend.name}', which runs code from the model repository; the server loads such models only when started with --allow-code-models`),
+            new Error(`model '${name}' uses backend '${backend.name}', which runs code from the model repository; the server loads such models only with ${this.options.codeModelsSetting ?? 'allowCodeModels: true'}`),
           );
         }
         await this.loadStepModels(name, checkingConfig(() => backend!.stepModels?.(config) ?? []));

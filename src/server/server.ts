@@ -284,6 +284,7 @@ export class Server {
       holdStepVersion: (step) => this.holdStepVersion(step),
       holdStep: (name) => this.hold(name),
       allowCodeModels: this.options.allowCodeModels,
+      codeModelsSetting: this.settingName('allowCodeModels', true),
       loadsOnDemand: (name) => this.residency.residencyOf(name) === 'on_demand',
     });
     this.residency = new ModelResidency({
