@@ -7,7 +7,13 @@ import { versionFolders } from './model-repository.js';
 export async function modelVersionsOnDisk(repository: string, model: string): Promise<number[]> {
   return versionFolders(join(repository, model)).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
-    const models = await readdir(repository, { withFileTypes: true }).then((found) => found.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort(), () => []);
+    const models = await readdir(repository, { withFileTypes: true }).then(
+      (found) => found.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort(),
+      (unreadable: NodeJS.ErrnoException) => unreadable,
+    );
+    if (models instanceof Error) {
+      throw new Error(models.code === 'ENOENT' ? `the model repository ${repository} does not exist` : `the model repository ${repository} cannot be read: ${models.message}`, { cause: models });
+    }
     throw new Error(`no model '${model}' in the repository ${repository} (it has ${models.join(', ') || 'no models'})`);
   });
 }
