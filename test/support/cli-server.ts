@@ -1,41 +1,27 @@
 /** The `nereid` command as a real child process, for tests of what only a whole process shows (flags, signals, exit codes). */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { staleBuildWarning } from '../../src/tools/stale-build.js';
 
 /** A port free now (for a child that must be told its port, such as gRPC, whose port 0 means off). */
 export { freePort } from './redis-server.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-/** The newest modification time under `path`, 0 when it does not exist. */
-function newest(path: string): number {
-  let stats;
-  try {
-    stats = statSync(path);
-  } catch {
-    return 0;
-  }
-  if (!stats.isDirectory()) return stats.mtimeMs;
-  return readdirSync(path).reduce((latest, entry) => Math.max(latest, newest(join(path, entry))), stats.mtimeMs);
-}
-
 /**
- * Node's arguments that run this checkout's `nereid` command: the built dist/cli.js when it is as new as
- * every file it is built from (the full suite builds it first), else src/cli.ts through tsx. A command
- * started through tsx spends about a second of CPU more, and the suite starts a few hundred.
+ * Node's arguments that run this checkout's `nereid` command: the built dist/cli.js when no file of src/ is newer
+ * (the full suite builds it first), else src/cli.ts through tsx. A command started through tsx spends about a
+ * second of CPU more, and the suite starts a few hundred.
  */
 export const NEREID_COMMAND: readonly string[] =
-  newest(join(ROOT, 'dist/cli.js')) >= Math.max(...['src', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json'].map((path) => newest(join(ROOT, path))))
-    ? [join(ROOT, 'dist/cli.js')]
-    : ['--import', 'tsx', join(ROOT, 'src/cli.ts')];
-const CLI = NEREID_COMMAND;
+  existsSync(join(ROOT, 'dist/cli.js')) && staleBuildWarning(ROOT) === undefined ? [join(ROOT, 'dist/cli.js')] : ['--import', 'tsx', join(ROOT, 'src/cli.ts')];
 
 /** Runs one `nereid` command to its end; `timeoutMs` kills it (default: none). */
 export function runCli(args: string[], timeoutMs = 0): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [...CLI, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+    execFile(process.execPath, [...NEREID_COMMAND, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -57,7 +43,7 @@ export interface ServedChild {
 
 /** Starts a `nereid` command as a child process, its output piped. */
 export function spawnCli(args: string[]): ChildProcess {
-  return spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [...NEREID_COMMAND, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** Starts `nereid serve` on an ephemeral HTTP port (gRPC off unless the flags say) and waits for its "server ready" line. */
