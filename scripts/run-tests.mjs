@@ -20,21 +20,45 @@ const files = roots.flatMap((root) => (statSync(root).isDirectory() ? collect(ro
 // a two-core machine, it measures the contention instead, so those files run after, one at a time.
 const timed = files.filter((file) => file.endsWith('.timed.test.ts'));
 const shared = files.filter((file) => !timed.includes(file));
-// The whole suite type-checks first, and builds dist/: the suite starts the `nereid` command a few hundred times, and
-// built each start costs about a second of CPU less than through tsx (test/support/cli-server.ts picks dist/ when it
-// is as new as src/). Both compilers are single-threaded, so they run side by side. Named files run as they are.
-if (process.argv.length <= 2) {
+// The whole suite builds dist/ first: the suite starts the `nereid` command a few hundred times, and built each start
+// costs about a second of CPU less than through tsx (test/support/cli-server.ts picks dist/ when it is current). The
+// type-check needs nothing of the suite, so it runs beside the shared group, its report kept until the end so that it
+// does not land inside the test output. Named files run as they are.
+const whole = process.argv.length <= 2;
+let typeCheck;
+if (whole) {
+  const build = spawnSync(process.execPath, ['scripts/build-if-stale.mjs'], { stdio: 'inherit' });
+  if (build.status !== 0) process.exit(build.status ?? 1);
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  const steps = [[tsc, '-p', 'tsconfig.json', '--noEmit'], ['scripts/build-if-stale.mjs']].map(
-    (args) => new Promise((resolve) => spawn(process.execPath, args, { stdio: 'inherit' }).on('exit', (code) => resolve(code ?? 1))),
-  );
-  const failed = (await Promise.all(steps)).find((code) => code !== 0);
-  if (failed !== undefined) process.exit(failed);
+  typeCheck = new Promise((resolve) => {
+    const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.json', '--noEmit'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let report = '';
+    child.stdout.on('data', (chunk) => (report += chunk));
+    child.stderr.on('data', (chunk) => (report += chunk));
+    child.on('exit', (code) => resolve({ code: code ?? 1, report }));
+  });
 }
 let status = 0;
 for (const [group, concurrency] of [[shared, 2], [timed, 1]]) {
   if (group.length === 0) continue;
-  const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...group], { stdio: 'inherit' });
-  status ||= result.status ?? 1;
+  // The timed files compare speeds: the type-check must be over before they start.
+  if (group === timed && typeCheck) {
+    const checked = reportTypeCheck(await typeCheck);
+    status ||= checked;
+  }
+  // Not spawnSync: the type-check's output is read while the group runs.
+  const ran = await new Promise((resolve) =>
+    spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...group], { stdio: 'inherit' }).on('exit', (code) => resolve(code ?? 1)),
+  );
+  status ||= ran;
+}
+if (timed.length === 0 && typeCheck) {
+  const checked = reportTypeCheck(await typeCheck);
+  status ||= checked;
+}
+
+function reportTypeCheck({ code, report }) {
+  console.log(code === 0 ? '# type-check (tsc --noEmit): no errors' : `# type-check (tsc --noEmit) failed:\n${report}`);
+  return code;
 }
 process.exit(status);
