@@ -22,8 +22,8 @@ const timed = files.filter((file) => file.endsWith('.timed.test.ts'));
 const shared = files.filter((file) => !timed.includes(file));
 // The whole suite builds dist/ first: the suite starts the `nereid` command a few hundred times, and built each start
 // costs about a second of CPU less than through tsx (test/support/cli-server.ts picks dist/ when it is current). The
-// type-check needs nothing of the suite, so it runs beside the shared group, its report kept until the end so that it
-// does not land inside the test output. Named files run as they are.
+// type-check needs nothing of the suite, so it runs beside the shared group, its report held until that group ends so
+// that it does not land inside the test output. Named files run as they are.
 const whole = process.argv.length <= 2;
 let typeCheck;
 if (whole) {

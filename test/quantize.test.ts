@@ -73,7 +73,7 @@ test('quantize writes a smaller int8 version beside the original with its report
   await writeFile(config, bundled.replace(/^version_policy: .*$/m, 'version_policy: { latest: { num_versions: 1 } }'));
   const twice = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration')]);
   assert.equal(twice.code, 1);
-  assert.match(twice.stderr, /version 2 of 'fashion_mnist', the only one its version policy serves, is already quantized \(int8 static QDQ, from version 1\); quantize the float version it came from: --version 1/);
+  assert.match(twice.stderr, /version 2 of 'fashion_mnist' is already quantized \(int8 static QDQ, from version 1\), and its version policy serves no float version; quantize the float version it came from: --version 1/);
   // Serving both, the default source is the newest float version, not the int8 one beside it.
   await writeFile(config, bundled.replace(/^version_policy: .*$/m, 'version_policy: { all: {} }'));
   const both = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--method', 'fp16', '--output-version', '9', '--json']);

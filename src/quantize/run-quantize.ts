@@ -280,8 +280,8 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     const model = settings.version !== undefined ? server.model(settings.model, settings.version) : await newestFloatServed(server, settings.model);
     sourceVersion = model.version;
     if (model.quantization) {
-      const chosen = settings.version !== undefined ? '' : ', the only one its version policy serves,';
-      throw new Error(`version ${sourceVersion} of '${settings.model}'${chosen} is already quantized (${model.quantization.description}, from version ${model.quantization.sourceVersion}); quantize the float version it came from: --version ${model.quantization.sourceVersion}`);
+      const chosen = settings.version !== undefined ? '' : ', and its version policy serves no float version';
+      throw new Error(`version ${sourceVersion} of '${settings.model}' is already quantized (${model.quantization.description}, from version ${model.quantization.sourceVersion})${chosen}; quantize the float version it came from: --version ${model.quantization.sourceVersion}`);
     }
     config = model.config;
     labels = model.labelsOf(config.output[0].name);
