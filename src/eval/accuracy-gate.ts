@@ -50,27 +50,23 @@ const written = (value: number) => String(Number(value.toPrecision(6)));
 /** The clause's bound as a number, refused when it is outside what its metric can be or likely written in percent without %. */
 function boundOf(metric: GateMetric, number: number, percent: boolean, text: string): number {
   const where = `--gate clause '${text}'`;
-  if (SHARE_METRICS.includes(metric)) {
-    const bound = percent ? number / 100 : number;
+  const isShare = SHARE_METRICS.includes(metric);
+  if (!isShare && !SHARE_DIFFERENCE_METRICS.includes(metric)) {
+    if (percent) throw new Error(`${where}: ${metric} is not a share; give its bound as a plain number`);
+    return number;
+  }
+  const bound = percent ? number / 100 : number;
+  // A plain number that reads as percent: what it likely meant, both ways of writing it.
+  const meant = `did you mean ${written(number / 100)} (or ${written(number)}%)?`;
+  if (isShare) {
     if (bound >= 0 && bound <= 1) return bound;
-    const guess = !percent && number > 1 && number <= 100 ? `: did you mean ${written(number / 100)} (or ${written(number)}%)?` : '';
-    throw new Error(`${where}: ${metric} is a share from 0 to 1 (0 % to 100 %)${guess}`);
+    throw new Error(`${where}: ${metric} is a share from 0 to 1 (0 % to 100 %)${!percent && number > 1 && number <= 100 ? `: ${meant}` : ''}`);
   }
-  if (SHARE_DIFFERENCE_METRICS.includes(metric)) {
-    const bound = percent ? number / 100 : number;
-    if (Math.abs(bound) > 1) {
-      const guess = !percent && Math.abs(number) <= 100 ? `: did you mean ${written(number / 100)} (or ${written(number)}%)?` : '';
-      throw new Error(`${where}: ${metric} is a difference of shares, from -1 to 1${guess}`);
-    }
-    if (!percent && Math.abs(bound) > MAX_PLAIN_DIFFERENCE_BOUND) {
-      throw new Error(
-        `${where}: ${metric} is a difference of shares (0.005 is half a point), so ${written(number)} is ${written(number * 100)} points: did you mean ${written(number / 100)} (or ${written(number)}%)? Write ${written(number * 100)}% if you mean ${written(number * 100)} points`,
-      );
-    }
-    return bound;
+  if (Math.abs(bound) > 1) throw new Error(`${where}: ${metric} is a difference of shares, from -1 to 1${!percent && Math.abs(number) <= 100 ? `: ${meant}` : ''}`);
+  if (!percent && Math.abs(bound) > MAX_PLAIN_DIFFERENCE_BOUND) {
+    throw new Error(`${where}: ${metric} is a difference of shares (0.005 is half a point), so ${written(number)} is ${written(number * 100)} points: ${meant} Write ${written(number * 100)}% if you mean ${written(number * 100)} points`);
   }
-  if (percent) throw new Error(`${where}: ${metric} is not a share; give its bound as a plain number`);
-  return number;
+  return bound;
 }
 
 export function parseGate(spec: string): GateClause[] {
