@@ -195,6 +195,11 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
   };
 }
 
+/** The front end's HTTP(S) servers: its own and, when the dashboard has a port of its own, the dashboard's. */
+function listenersOf(app: FastifyInstance): HttpServer[] {
+  return [app.server, dashboardListenerOf(app)?.httpServer].filter((listener): listener is HttpServer => listener !== undefined);
+}
+
 /**
  * Stops taking connections and resolves once every open one has closed, without resetting any: a
  * request in flight is answered (with Connection: close, the server draining), an idle keep-alive
@@ -204,7 +209,7 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
  * writing a request on one.) Then the front end closes.
  */
 export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
-  const listeners = [app.server, dashboardListenerOf(app)?.httpServer].filter((listener) => listener?.listening) as HttpServer[];
+  const listeners = listenersOf(app).filter((listener) => listener.listening);
   await Promise.all(listeners.map((listener) => new Promise<void>((resolve) => NetServer.prototype.close.call(listener, () => resolve()))));
   await app.close();
 }
@@ -214,7 +219,7 @@ export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
  * a request was still unanswered on one (idle keep-alive connections, closed as well, fail nothing).
  */
 export function closeHttpConnections(app: FastifyInstance): boolean {
-  const listeners = [app.server, dashboardListenerOf(app)?.httpServer].filter((listener): listener is HttpServer => listener !== undefined);
+  const listeners = listenersOf(app);
   const unanswered = listeners.some((listener) => (requestsInFlight.get(listener)?.count ?? 0) > 0);
   for (const listener of listeners) listener.closeAllConnections();
   return unanswered;
