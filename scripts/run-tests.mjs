@@ -38,27 +38,21 @@ if (whole) {
     child.on('exit', (code) => resolve({ code: code ?? 1, report }));
   });
 }
-let status = 0;
-for (const [group, concurrency] of [[shared, 2], [timed, 1]]) {
-  if (group.length === 0) continue;
-  // The timed files compare speeds: the type-check must be over before they start.
-  if (group === timed && typeCheck) {
-    const checked = reportTypeCheck(await typeCheck);
-    status ||= checked;
-  }
-  // Not spawnSync: the type-check's output is read while the group runs.
-  const ran = await new Promise((resolve) =>
+/** Runs a group of test files; its exit status. Not spawnSync: the type-check's output is read while a group runs. */
+function runGroup(group, concurrency) {
+  if (group.length === 0) return Promise.resolve(0);
+  return new Promise((resolve) =>
     spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...group], { stdio: 'inherit' }).on('exit', (code) => resolve(code ?? 1)),
   );
-  status ||= ran;
-}
-if (timed.length === 0 && typeCheck) {
-  const checked = reportTypeCheck(await typeCheck);
-  status ||= checked;
 }
 
-function reportTypeCheck({ code, report }) {
+const statuses = [await runGroup(shared, 2)];
+// The timed files compare speeds: the type-check must be over before they start.
+if (typeCheck) {
+  const { code, report } = await typeCheck;
   console.log(code === 0 ? '# type-check (tsc --noEmit): no errors' : `# type-check (tsc --noEmit) failed:\n${report}`);
-  return code;
+  statuses.push(code);
 }
+statuses.push(await runGroup(timed, 1));
+const status = statuses.find((code) => code !== 0) ?? 0;
 process.exit(status);
