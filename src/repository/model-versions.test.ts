@@ -23,5 +23,5 @@ test('a model the repository lacks is refused naming the models it has', async (
 
 test('a repository that does not exist is said to be missing, not to hold no models', async () => {
   const missing = join(repository, 'nowhere');
-  await assert.rejects(modelVersionsOnDisk(missing, 'garments'), { message: `the model repository ${missing} does not exist` });
+  await assert.rejects(modelVersionsOnDisk(missing, 'garments'), { message: `model repository '${missing}' does not exist (expected a folder holding one folder per model: <model>/<version>/model.onnx)` });
 });
