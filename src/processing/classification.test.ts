@@ -104,6 +104,36 @@ test('an exact half-way float rounds to even like std::to_string', () => {
   assert.deepEqual(strings(classify(fp32([1], [0.0078125]), 1, false)), ['0.007812:0']);
 });
 
+test('floats of any size are written as printf "%f" writes them: every integer digit, no exponent; nan and inf by name', () => {
+  const values = [1e21, -1e21, 2 ** 70, -1e-9, -0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 0.5e-6, 1.5e-6];
+  const written = strings(classify({ datatype: 'FP64', shape: [values.length], data: new Float64Array(values) }, values.length, false));
+  const byIndex = new Map(written.map((entry) => [Number(entry.split(':')[1]), entry.split(':')[0]]));
+  assert.deepEqual(
+    values.map((_, index) => byIndex.get(index)),
+    [
+      '1000000000000000000000.000000',
+      '-1000000000000000000000.000000',
+      '1180591620717411303424.000000',
+      '-0.000000',
+      '-0.000000',
+      'nan',
+      'inf',
+      '-inf',
+      '0.000000', // 0.5e-6 is a little below one half of a millionth as a double
+      '0.000002', // and 1.5e-6 a little above one and a half
+    ],
+  );
+  // The float32 nearest to 1e21, digit for digit (std::to_string(float) widens it to double first).
+  assert.deepEqual(strings(classify(fp32([1], [1e21]), 1, false)), ['1000000020040877342720.000000:0']);
+});
+
+test('64-bit integer scores are ranked and written exactly, past the integers a double holds', () => {
+  const int64 = classify({ datatype: 'INT64', shape: [2], data: new BigInt64Array([9007199254740992n, 9007199254740993n]) }, 1, false);
+  assert.deepEqual(strings(int64), ['9007199254740993:1']);
+  const uint64 = classify({ datatype: 'UINT64', shape: [2], data: new BigUint64Array([2n ** 64n - 2n, 2n ** 64n - 1n]) }, 2, false);
+  assert.deepEqual(strings(uint64), ['18446744073709551615:1', '18446744073709551614:0']);
+});
+
 test('classification of a real ONNX classifier, with labels from the model folder', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'nereid-classify-'));
   const repo = new ModelRepository({

@@ -5,29 +5,46 @@
 import { halfToNumber, type NumericArray } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 
-function scoreAt(tensor: Tensor, index: number): number {
+/** A score as the output holds it: 64-bit integers stay bigints, whose values doubles cannot all tell apart. */
+function scoreAt(tensor: Tensor, index: number): number | bigint {
   const value = (tensor.data as NumericArray)[index];
   if (tensor.datatype === 'FP16') return halfToNumber(value as number);
-  return Number(value);
+  return typeof value === 'bigint' ? value : Number(value);
 }
 
+const SIX_DECIMALS = 1_000_000n;
+
 /**
- * The text Triton's std::to_string gives: integers as they are, floats with six decimals rounded
- * as printf rounds (an exact tie goes to the even digit, where toFixed would round up).
+ * The text Triton's std::to_string gives: integers as they are; floats as printf's "%f" writes them — every digit of
+ * the integer part (no exponent), six decimals of the exact binary value rounded to nearest with a tie to the even
+ * digit, "-" for a negative value or zero, and "nan", "inf", "-inf".
  */
-function formatScore(score: number, integral: boolean): string {
-  if (integral || !Number.isFinite(score)) return String(score);
-  const exact = Math.abs(score).toFixed(100); // a double's decimal expansion is finite; 100 digits covers scores
-  const [whole, fraction] = exact.split('.');
-  if (fraction[6] === '5' && /^0*$/.test(fraction.slice(7))) {
-    const kept = BigInt(whole + fraction.slice(0, 6));
-    const rounded = kept % 2n === 0n ? kept : kept + 1n;
-    const digits = rounded.toString().padStart(7, '0');
-    const text = `${digits.slice(0, -6)}.${digits.slice(-6)}`;
-    return score < 0 ? `-${text}` : text;
+function formatScore(score: number | bigint, integral: boolean): string {
+  if (typeof score === 'bigint' || integral) return String(score);
+  if (Number.isNaN(score)) return 'nan';
+  if (!Number.isFinite(score)) return score < 0 ? '-inf' : 'inf';
+  // score = mantissa × 2^exponent exactly; scaled by 10^6 it is a ratio of bigints to round.
+  const bits = new DataView(new Float64Array([score]).buffer).getBigUint64(0, true);
+  const negative = bits >> 63n === 1n;
+  const biased = Number((bits >> 52n) & 0x7ffn);
+  const fraction = bits & ((1n << 52n) - 1n);
+  const mantissa = biased === 0 ? fraction : fraction | (1n << 52n);
+  const exponent = (biased === 0 ? 1 : biased) - 1075;
+  let micros: bigint;
+  if (exponent >= 0) micros = (mantissa << BigInt(exponent)) * SIX_DECIMALS;
+  else {
+    const denominator = 1n << BigInt(-exponent);
+    const numerator = mantissa * SIX_DECIMALS;
+    micros = numerator / denominator;
+    const twiceRemainder = 2n * (numerator % denominator);
+    if (twiceRemainder > denominator || (twiceRemainder === denominator && micros % 2n === 1n)) micros += 1n;
   }
-  return score.toFixed(6);
+  const digits = micros.toString().padStart(7, '0');
+  return `${negative ? '-' : ''}${digits.slice(0, -6)}.${digits.slice(-6)}`;
 }
+
+/** Larger first; equal scores keep the lower index first. */
+const descending = (a: number | bigint, b: number | bigint) => (a > b ? -1 : a < b ? 1 : 0);
 
 const INTEGRAL = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64']);
 
@@ -40,7 +57,7 @@ export function classify(tensor: Tensor, classCount: number, batched: boolean, l
     const base = row * classes;
     const order = Array.from({ length: classes }, (_, index) => index);
     const scores = order.map((index) => scoreAt(tensor, base + index));
-    order.sort((a, b) => scores[b] - scores[a] || a - b);
+    order.sort((a, b) => descending(scores[a], scores[b]) || a - b);
     for (const index of order.slice(0, k)) {
       const label = labels?.[index];
       const score = formatScore(scores[index], INTEGRAL.has(tensor.datatype));
