@@ -30,7 +30,7 @@ import { profileCommand, REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, ver
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository, repositoryForHints } from './repository/bundled-repository.js';
 import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
-import { createServer } from './server/create-server.js';
+import { createCommandServer, createServer } from './server/create-server.js';
 import { serveFlagName, serverOptionsSchema, type Server } from './server/server.js';
 import { timingAnswer, type ImageTimings } from './model/image-classification.js';
 import { parseDetectionOptions } from './processing/object-detection.js';
@@ -258,6 +258,11 @@ function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope,
 }
 
 /** The flags of every command that talks to a running server at --url: its token and TLS, one set for all. */
+/** serve's --allow-code-models, for the commands that load a repository's models in their own process. */
+function allowCodeModelsOption(): Option {
+  return new Option('--allow-code-models', 'models may run code from the repository (backend "javascript" handlers), as serve\'s flag; off, such a model is refused').default(false);
+}
+
 function serverConnectionOptions(command: Command, scope: 'inference' | 'management'): Command {
   return command
     .option('--token <token>', `with --url: a ${scope} token, when the server requires one (env ${TOKEN_ENV[scope]}, else ${TOKEN_ENV.all})`)
@@ -266,8 +271,17 @@ function serverConnectionOptions(command: Command, scope: 'inference' | 'managem
     .option('--tls-key <pem>', 'the private key of --tls-cert (PEM file, unencrypted)');
 }
 
+/** The values of --url and serverConnectionOptions' flags. */
+interface ServerConnectionFlags {
+  url?: string;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
 /** A client of the server at --url with the token and TLS files serverConnectionOptions' flags (or the environment) give. */
-async function serverClient(flags: Record<string, string | undefined>, scope: 'inference' | 'management'): Promise<HttpClient> {
+async function serverClient(flags: ServerConnectionFlags, scope: 'inference' | 'management'): Promise<HttpClient> {
   // A secret mounted from a file usually ends with a newline: it is not part of the token.
   const token = (flags.token ?? process.env[TOKEN_ENV[scope]] ?? process.env[TOKEN_ENV.all])?.trim();
   const tls = await readClientTlsFiles({ ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey });
@@ -560,12 +574,19 @@ type LocalImageCall = (server: Server, image: Buffer) => Promise<{ model: string
 /** The same through a running server's route: its answer, printed as it is. */
 type RemoteImageCall = (client: HttpClient, image: Buffer) => Promise<object>;
 
+/** The flags of `nereid classify` and `nereid detect` that say where the model runs. */
+interface ImageCommandFlags extends ServerConnectionFlags {
+  model: string;
+  modelRepository?: string;
+  allowCodeModels: boolean;
+}
+
 /**
  * Runs `nereid classify` or `nereid detect` over image files: through a running server's route
  * (`--url`), or in this process with the model loaded from the repository. One JSON line per file,
  * a bad file reported on its own line; exit code 1 when any failed.
  */
-async function runImageCommand(files: string[], flags: Record<string, string | undefined>, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
+async function runImageCommand(files: string[], flags: ImageCommandFlags, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
   const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
   // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
   const images = await Promise.allSettled(
@@ -576,7 +597,7 @@ async function runImageCommand(files: string[], flags: Record<string, string | u
       }),
     ),
   );
-  const model = flags.model!;
+  const model = flags.model;
   const started = performance.now();
   let failed = 0;
   const report = (file: string, error: unknown) => {
@@ -588,6 +609,11 @@ async function runImageCommand(files: string[], flags: Record<string, string | u
     process.exitCode = failed ? 1 : 0;
   };
   if (flags.url) {
+    // The server at --url loads its models with its own settings: these would otherwise be dropped without a word.
+    const localOnly = { modelRepository: '--model-repository', allowCodeModels: '--allow-code-models' } as const;
+    for (const [key, flag] of Object.entries(localOnly)) {
+      if (flags[key as keyof typeof localOnly]) console.error(`nereid ${route}: ${flag} is for a run in this process; with --url the server's own settings decide`);
+    }
     const client = await serverClient(flags, 'inference');
     for (const [index, file] of files.entries()) {
       const image = images[index];
@@ -607,7 +633,7 @@ async function runImageCommand(files: string[], flags: Record<string, string | u
     process.exit(); // with process.exitCode: keep-alive sockets to the server would hold the process a few seconds
   }
   const logger = createLogger({ level: 'warn', fd: 2 });
-  const server = await createServer({ modelRepository: flags.modelRepository!, modelControlMode: 'explicit', loadModels: [model], logger });
+  const server = await createCommandServer({ modelRepository: flags.modelRepository!, loadModels: [model], allowCodeModels: flags.allowCodeModels, logger });
   await server.start();
   try {
     // One call per file, so a bad file is reported on its own line; the batcher still groups them.
@@ -637,6 +663,7 @@ function imageCommand(name: 'classify' | 'detect', description: string, defaultM
   command
     .option('--model-version <version>', 'model version (default: the latest ready one)')
     .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the bundled one)')
+    .addOption(allowCodeModelsOption())
     .option('--url <url>', `${name} through a running Nereid server instead (e.g. http://127.0.0.1:8000)`);
   return serverConnectionOptions(command, 'inference').argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
 }
@@ -682,8 +709,9 @@ program
   .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), or a JSONL or CSV file of input tensors with an optional label field")
   .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', (value: string) => value.split(',').map((part) => part.trim()))
   .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)')
+  .addOption(allowCodeModelsOption())
   .option('--output <name>', 'output to judge (default: the first)')
-  .addOption(new Option('--kind <kind>', 'what the output means (default: from its declaration: labelled vector = classification, labelled matrix = CTC text, unlabelled = a probability map)').choices(OUTPUT_KINDS))
+  .addOption(new Option('--kind <kind>', 'what the output means (default: from its declaration: a vector of scores = classification, labelled matrix = CTC text, any other = a probability map)').choices(OUTPUT_KINDS))
   .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(evalOptionsSchema, 'threshold'))
   .option('--top-k <n>', `k of the top-k accuracy, at most the number of classes (default: ${DEFAULT_TOP_K}, or the number of classes when fewer)`, integer(1))
   .option('--gate <clauses>', `what the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99"; metrics: ${Object.keys(GATE_METRICS).join(', ')}`)
@@ -694,7 +722,7 @@ program
     // Found out now rather than after a long evaluation.
     if (flags.plot) await checkWritableFile('--plot', flags.plot);
     const report = await runEval(
-      { modelRepository: flags.modelRepository, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate, minGateExamples: flags.minGateExamples },
+      { modelRepository: flags.modelRepository, allowCodeModels: flags.allowCodeModels, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate, minGateExamples: flags.minGateExamples },
       createLogger({ level: 'warn', fd: 2 }),
     );
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
@@ -908,6 +936,7 @@ program
   )
   .requiredOption('--model <name>', 'model to tune')
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
+  .addOption(allowCodeModelsOption())
   .addOption(
     new Option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at').argParser(integerList).default(defaultOf(tuneOptionsSchema, 'concurrency'), defaultOf(tuneOptionsSchema, 'concurrency').join(',')),
   )
@@ -937,6 +966,7 @@ program
     const report = await runTune(
       {
         modelRepository: flags.modelRepository,
+        allowCodeModels: flags.allowCodeModels,
         model: flags.model,
         concurrency: flags.concurrency,
         p99Ms: flags.p99Ms,
@@ -1111,7 +1141,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
   .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required)')
   .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)')
-  .option('--allow-code-models', 'the model may run code from the repository (a backend "javascript" handler), as serve\'s flag', false)
+  .addOption(allowCodeModelsOption())
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
   .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
   .option('--csv-input <name>', 'CSV: every numeric column of a row forms this one input, but the columns named id or label and those of --id-column and --pass-through (default: columns are matched to inputs by name; --input-columns picks them)')
@@ -1232,7 +1262,7 @@ batchCommandErrors(program.command('worker'), 'worker')
   .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
   .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
   .option('--model-repository <dir>', 'model repository; models load on demand (default: the example repository that ships with Nereid)')
-  .option('--allow-code-models', 'models may run code from the repository (backend "javascript" handlers), as serve\'s flag', false)
+  .addOption(allowCodeModelsOption())
   .option('--concurrency <n>', 'chunks processed at once', integer(1), workerDefault('concurrency'))
   .option('--record-concurrency <n>', "records in flight within a chunk (default: 4 × the model's max_batch_size)", integer(1))
   .option('--name <name>', 'worker name shown as the processedBy of its chunks (default host:pid)')

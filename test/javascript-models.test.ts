@@ -15,7 +15,7 @@ import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { readFile } from 'node:fs/promises';
 import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
 import { GrpcClient, HttpClient } from '../src/client/index.js';
-import { serveChild, stopChild } from './support/cli-server.js';
+import { runCli, serveChild, stopChild } from './support/cli-server.js';
 import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -457,6 +457,24 @@ test('a batch job runs a handler model when allowed (nereid batch --allow-code-m
     const lines = (await readFile(join(folder, 'out.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
     const doubled = lines.sort((a, b) => a.id - b.id).map((line) => line.outputs.find((output: Json) => output.name === 'OUT').data);
     assert.deepEqual(doubled, [[2, 2, 2, 2], [4, 4, 4, 4], [6, 6, 6, 6]]);
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+});
+
+test('nereid eval loads a handler model only with --allow-code-models, and its refusal names that flag', async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'nereid-js-eval-'));
+  try {
+    const repo = join(folder, 'models');
+    await writeHandler(repo, 'double', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')}, { name: "BATCH" data_type: TYPE_FP32 dims: [ 1 ] } ]\n`, DOUBLE);
+    await writeFile(join(folder, 'in.jsonl'), [1, 2, 3].map((seed) => JSON.stringify({ IN: [seed, seed, seed, seed] })).join('\n') + '\n');
+    const args = ['eval', '--model-repository', repo, '--model', 'double', '--data', join(folder, 'in.jsonl'), '--output', 'OUT', '--json'];
+    const refused = await runCli(args);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /runs code from the model repository; the server loads such models only with --allow-code-models/);
+    const allowed = await runCli([...args, '--allow-code-models']);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.equal(JSON.parse(allowed.stdout).examples, 3, allowed.stdout);
   } finally {
     await rm(folder, { recursive: true, force: true });
   }

@@ -85,8 +85,11 @@ function attempt<T>(read: () => T): T | undefined {
 const signatureDatatypes = (signature: ModelSignature) => [...signature.inputs, ...signature.outputs].map((tensor) => tensor.datatype);
 const configDatatypes = (config: ModelConfig) => [...config.input, ...config.output].map((tensor) => datatypeOfConfig(tensor));
 
+/** The backend's name in a model config (`backend: "onnxruntime"`), which tools that rewrite ONNX files check for. */
+export const ONNX_RUNTIME_BACKEND = 'onnxruntime';
+
 export class OnnxRuntimeBackend implements Backend {
-  readonly name = 'onnxruntime';
+  readonly name = ONNX_RUNTIME_BACKEND;
   readonly platforms = ['onnxruntime_onnx'] as const;
   readonly defaultModelFilename = 'model.onnx';
   /** onnxruntime-node passes string tensors through JS strings, which end at a 0 byte and replace invalid UTF-8. */

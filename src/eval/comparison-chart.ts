@@ -157,7 +157,7 @@ function panelsOf(report: EvalReport): BarPanel[] {
     });
   }
   panels.push(ratioPanel(report, 'Throughput, examples/s (higher is faster)', (evaluation) => evaluation.examplesPerSecond, formatRate));
-  panels.push(ratioPanel(report, 'Model file size', (evaluation) => evaluation.sizeBytes, formatSize));
+  if (report.versions.every((evaluation) => evaluation.sizeBytes !== undefined)) panels.push(ratioPanel(report, 'Model file size', (evaluation) => evaluation.sizeBytes!, formatSize));
   return panels;
 }
 

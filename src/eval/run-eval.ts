@@ -18,7 +18,8 @@ import { classLabels, imageScores } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
 import { modelVersionsOnDisk } from '../repository/model-versions.js';
-import { createServer } from '../server/create-server.js';
+import { createCommandServer } from '../server/create-server.js';
+import { serverOptionsSchema } from '../server/server.js';
 import type { Server } from '../server/server.js';
 import { classFolderName, classOfName } from '../monitoring/class-names.js';
 import { COMPARISON_METRICS, judgeGate, MIN_GATE_EXAMPLES, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
@@ -28,6 +29,7 @@ import { compareOutputs, ctcGreedyText, evaluateText, OUTPUT_KINDS, outputKindOf
 export const evalOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
+  allowCodeModels: serverOptionsSchema.shape.allowCodeModels,
   /** Versions to compare, the first being the reference; empty: the versions the model's policy loads. */
   versions: z
     .array(z.string())
@@ -98,8 +100,8 @@ export async function readLabelledImages(dir: string, labels: readonly string[])
 
 export interface VersionEvaluation {
   version: string;
-  /** Bytes of its model file. */
-  sizeBytes: number;
+  /** Bytes of the model file it was loaded from (the handler's for a javascript model); absent for an ensemble, which has none. */
+  sizeBytes?: number;
   /** Classes against their labels; absent for unlabelled data or other kinds. */
   classification?: ClassificationReport;
   /** CTC text against the expected text. */
@@ -246,7 +248,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
   // Its examples come in the data's order (a labelled folder, class by class), which drift monitoring would call drift.
   // Versions named are loaded alone: a version they leave out is no part of the evaluation, broken or not.
   const byPolicy = settings.versions.length === 0 ? [settings.model] : [];
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: byPolicy, logger, maxQueueWaitMs: 3_600_000, monitoring: false });
+  const server = await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, loadModels: byPolicy, logger, maxQueueWaitMs: 3_600_000, monitoring: false });
   try {
     // A model the repository lacks is named with those it has, as quantize does (and the server, for a model it loads by policy).
     const onDisk = await modelVersionsOnDisk(settings.modelRepository, settings.model);
@@ -289,7 +291,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       const labels = examples.labels;
       evaluations.push({
         version,
-        sizeBytes: (await stat(join(settings.modelRepository, settings.model, version, model.config.default_model_filename ?? 'model.onnx'))).size,
+        sizeBytes: model.modelFileBytes,
         classification: labels && kind === 'classification' ? evaluateClassification(outputs.map((output) => output.data), labels as number[], { classes: classes!.length, topK: settings.topK ?? DEFAULT_TOP_K }) : undefined,
         text: labels && kind === 'ctc' ? evaluateText(outputs.map((output) => ctcGreedyText(output, classes!)), labels as string[]) : undefined,
         agreement: reference ? compareOutputs(kind, reference, outputs, { labels: classes, threshold: settings.threshold }) : undefined,
@@ -360,7 +362,7 @@ function compareWith(version: number, onDisk: readonly number[]): string {
 /** A share as the report prints it, e.g. "92.50 %"; '—' for one that could not be measured. */
 export const formatPercent = (value: number) => (Number.isNaN(value) ? '—' : `${(value * 100).toFixed(2)} %`);
 /** A model file's size as the report prints it, in whole KiB. */
-export const formatSize = (bytes: number) => `${(bytes / 1024).toFixed(0)} KiB`;
+export const formatSize = (bytes: number) => (bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(0)} KiB`);
 /** Throughput as the report prints it, examples per second to one decimal. */
 export const formatRate = (examplesPerSecond: number) => examplesPerSecond.toFixed(1);
 
@@ -381,7 +383,7 @@ export function formatEvalReport(report: EvalReport): string {
   lines.push(`| ${columns.join(' | ')} |`, `|---|${columns.slice(1).map(() => '---:').join('|')}|`);
   for (const evaluation of report.versions) {
     const { classification: c, text: t, agreement: a } = evaluation;
-    const cells = [evaluation.version, formatSize(evaluation.sizeBytes)];
+    const cells = [evaluation.version, evaluation.sizeBytes === undefined ? '—' : formatSize(evaluation.sizeBytes)];
     if (classified) cells.push(formatPercent(c?.top1Accuracy ?? NaN), formatPercent(c?.topKAccuracy ?? NaN), formatPercent(c?.ece ?? NaN));
     if (read) cells.push(formatPercent(t?.lineAccuracy ?? NaN), formatPercent(t?.characterAccuracy ?? NaN));
     cells.push(a ? formatPercent(a.agreement) : '—');

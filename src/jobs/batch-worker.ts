@@ -17,8 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { parseOptions } from '../core/options.js';
-import { createServer } from '../server/create-server.js';
-import { serveFlagName, type Server } from '../server/server.js';
+import { createCommandServer } from '../server/create-server.js';
+import type { Server } from '../server/server.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ChunkOutcome } from '../observability/index.js';
 import { z } from 'zod';
@@ -83,7 +83,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   const server =
     options.server ??
     (await (
-      await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', allowCodeModels: settings.allowCodeModels, settingName: serveFlagName, logger, observers: options.observers })
+      await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, logger, observers: options.observers })
     ).start());
   const loading = new Map<string, Promise<void>>();
 

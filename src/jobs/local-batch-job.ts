@@ -6,8 +6,8 @@
 import { pino, type Logger } from 'pino';
 import { NereidError } from '../core/errors.js';
 import { parseOptions } from '../core/options.js';
-import { createServer } from '../server/create-server.js';
-import { serveFlagName, type Server } from '../server/server.js';
+import { createCommandServer } from '../server/create-server.js';
+import type { Server } from '../server/server.js';
 import { idsOf, openInput, type InputSource } from './input-source.js';
 import { checkAnsweredBy, checkOutputName, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
@@ -99,7 +99,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   const ownServer = !options.server;
   const server =
     options.server ??
-    (await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [options.model], allowCodeModels: settings.allowCodeModels, settingName: serveFlagName, logger }));
+    (await createCommandServer({ modelRepository: settings.modelRepository, loadModels: [options.model], allowCodeModels: settings.allowCodeModels, logger }));
   let output: JobOutput | undefined;
   let progress: JobProgress | undefined;
   try {

@@ -23,7 +23,8 @@ import { versionFolders } from '../repository/model-repository.js';
 import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import type { ModelVersion } from '../model/model-version.js';
-import { createServer } from '../server/create-server.js';
+import { createCommandServer } from '../server/create-server.js';
+import { requireOnnxRuntimeModel } from '../tools/onnx-runtime-model.js';
 import type { Server } from '../server/server.js';
 import { calibrate, type Calibration } from './calibration.js';
 import { quantizeDynamicMatMul } from './dynamic-int8.js';
@@ -267,13 +268,15 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   if (versions.includes(Number(outputVersion))) throw new Error(`version ${outputVersion} of '${settings.model}' exists already; choose another --output-version`);
 
   // The version quantized (by default the one served) decides the pre-processing, the output judged and what it means.
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
+  const server = await createCommandServer({ modelRepository: settings.modelRepository, logger, monitoring: false });
   let config: CompletedModelConfig;
   let labels: readonly string[] | undefined;
   let calibration: ModelInputs;
   let sourceVersion: string;
   try {
     await server.start();
+    // Before loading: a model of another backend has no ONNX file to rewrite, and a code model would run its code.
+    await requireOnnxRuntimeModel(server, settings.model, 'quantize rewrites ONNX files');
     // The version named is loaded alone: another one, broken or not, is no part of the run.
     if (settings.version !== undefined) await server.loadVersions(settings.model, [settings.version]);
     else await server.loadModel(settings.model);

@@ -584,6 +584,12 @@ export class ModelRepository {
     return this.readConfig(await this.modelFolder(name));
   }
 
+  /** The backend that would load `name` ('ensemble' for an ensemble), resolved from its config files as loading does, without loading it. */
+  async backendOf(name: string): Promise<string> {
+    const config = await this.configOf(name);
+    return isEnsembleConfig(config) ? 'ensemble' : this.backendFor(config, name).name;
+  }
+
   private serialise<T>(name: string, task: () => Promise<T>): Promise<T> {
     const previous = this.lifecycle.get(name) ?? Promise.resolve();
     const next = previous.then(task, task);

@@ -11,7 +11,7 @@ import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
 import { repositoryFolder } from '../repository/model-repository.js';
 import { optionKeyName, parseOptions } from '../core/options.js';
-import { checkLoggerOption, Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
+import { checkLoggerOption, serveFlagName, Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
   /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels), TF.js and the built-in pipelines. */
@@ -55,4 +55,12 @@ export async function createServer(options: CreateServerOptions): Promise<Server
   const server = new Server({ ...rest, logger, backends, responseCache });
   await server.checkNamedModels();
   return server;
+}
+
+/**
+ * The server a command starts in its own process to run a repository's models (eval, quantize, profile, tune, batch jobs,
+ * classify): models load only when the command asks, and refusals name `nereid serve`'s flags, which the commands share.
+ */
+export function createCommandServer(options: CreateServerOptions): Promise<Server> {
+  return createServer({ modelControlMode: 'explicit', settingName: serveFlagName, ...options });
 }

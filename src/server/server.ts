@@ -923,6 +923,12 @@ export class Server {
     await this.loadModel(name, { config: JSON.stringify(config) });
   }
 
+  /** The backend a model's config files name ('ensemble' for an ensemble), whether or not it is loaded. */
+  modelBackend(name: string): Promise<string> {
+    checkModelName(name);
+    return this.repository.backendOf(name);
+  }
+
   /** Loads or reloads a model from the repository; `config` (a JSON string) replaces its config file, as in Triton. */
   async loadModel(name: string, parameters: Record<string, unknown> = {}): Promise<void> {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');

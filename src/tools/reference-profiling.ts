@@ -44,7 +44,8 @@ import { classOfName } from '../monitoring/class-names.js';
 import { readModelInputs, type Feed } from '../jobs/model-inputs.js';
 import { DEFAULT_POSTPROCESSING, rowProbabilities } from '../processing/output-postprocessor.js';
 import { repositoryForHints } from '../repository/bundled-repository.js';
-import { createServer } from '../server/create-server.js';
+import { createCommandServer } from '../server/create-server.js';
+import { requireOnnxRuntimeModel } from './onnx-runtime-model.js';
 import { VERSION } from '../version.js';
 
 /** Layers a classifier head is: float, or as `nereid quantize` rewrites them (dynamic int8 runs a MatMulInteger). */
@@ -160,9 +161,10 @@ async function loadData(
 ): Promise<LoadedVersion> {
   // Monitoring off: profile reads no profile (it builds one), monitor reads its own, and the server's warning that the
   // version has none would say so before the one being built is written.
-  const server = await createServer({ modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
+  const server = await createCommandServer({ modelRepository, logger, monitoring: false });
   try {
     await server.start();
+    await requireOnnxRuntimeModel(server, modelName, "profiles and monitoring read a model's intermediate tensors from its ONNX file");
     // A named version loads even where the policy leaves it out; one without a folder is refused, naming those there are.
     if (version) await server.loadVersions(modelName, [version]);
     else await server.loadModel(modelName);

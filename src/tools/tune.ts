@@ -21,8 +21,8 @@ import { tensorDataToBytes } from '../core/tensor.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { createHttpFrontEnd } from '../frontends/http/v2-http.js';
 import type { ModelVersion } from '../model/model-version.js';
-import { createServer } from '../server/create-server.js';
-import type { Server } from '../server/server.js';
+import { createCommandServer } from '../server/create-server.js';
+import { serverOptionsSchema, type Server } from '../server/server.js';
 import { runClosedLoop, type LoadResult } from './closed-loop.js';
 import {
   batchSizeCandidates,
@@ -49,6 +49,7 @@ const DEFAULT_MAX_BATCH_SIZE_LIMIT = 64;
 export const tuneOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
+  allowCodeModels: serverOptionsSchema.shape.allowCodeModels,
   /** Client concurrency levels each candidate is measured at (closed loop). */
   concurrency: z.array(z.int().positive()).min(1).default([1, 16]),
   warmupSeconds: z.number().nonnegative().default(1),
@@ -271,7 +272,7 @@ function currentCandidate(model: ModelVersion, cores: number): Candidate {
  */
 export async function measureConfigs(options: TuneOptions, configs: readonly Record<string, unknown>[], logger: Logger): Promise<LevelResult[][]> {
   const settings = tuneOptionsSchema.parse(options);
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
+  const server = await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, logger, monitoring: false });
   await server.start();
   const tuner = new Tuner(server, settings, logger);
   try {
@@ -300,7 +301,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
   const settings = tuneOptionsSchema.parse(options);
   const objective = objectiveOf(settings);
   const cores = settings.cores ?? availableParallelism();
-  const server = await createServer({ modelRepository: settings.modelRepository, modelControlMode: 'explicit', loadModels: [], logger, monitoring: false });
+  const server = await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, logger, monitoring: false });
   await server.start();
   const tuner = new Tuner(server, settings, logger);
   const results: Measured[] = [];
