@@ -50,6 +50,7 @@ async function writeRepository(repo: string): Promise<void> {
   await mkdir(join(repo, 'no_version_folder'));
   await writeFile(join(repo, 'no_version_folder', 'model.onnx'), scaleModel(2));
   await writeFile(join(repo, 'stray.onnx'), identityModel('float32'));
+  await writeModel(repo, 'has space', 1, scaleModel(2), 'max_batch_size: 4\n');
   // A TF.js model without a config (read as ONNX, the default), and ONNX files given to the tfjs backend.
   await writeTfjsModel(join(repo, 'tf_noconfig', '1'), tfjsAffineModel([1, 1, 1, 1], [0, 0, 0, 0]));
   await writeModel(repo, 'tfjs_given_onnx', 1, scaleModel(2), undefined, { 'config.yaml': 'backend: tfjs\n' });
@@ -118,6 +119,10 @@ test('a model file outside a version folder gets a hint where it belongs', async
 
 test('a loose .onnx directly in the repository is named in the log with the layout it needs', () => {
   assert.match(log, /stray\.onnx lies directly in the model repository and is not served: a model is a folder, stray\/1\/model\.onnx/);
+});
+
+test('a model folder whose name no client could ask for is named in the log, with the names a model may have', () => {
+  assert.match(log, /the folder 'has space' in the model repository is not served: a model's name uses letters, digits, '_', '-' and '\.' only/);
 });
 
 test('--model-repository naming a file or a missing folder fails before listening, saying what was expected', async () => {

@@ -173,7 +173,7 @@ describe('sequence batching: one sequence', () => {
     assert.match(unknown.body.error, /^inference request for sequence 977 to model 'acc' must specify the START flag on the first request of the sequence/);
     const badFlag = await infer('acc', body(1, { sequence_id: 5, sequence_start: 'yes' }));
     assert.equal(badFlag.status, 400);
-    assert.match(badFlag.body.error, /parameter 'sequence_start' must be a boolean, got "yes"/);
+    assert.match(badFlag.body.error, /parameter 'sequence_start' must be a boolean \(true or false\), got "yes"/);
     const twoRows = await infer('acc', { parameters: { sequence_id: 6, sequence_start: true }, inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [2, 1], data: [1, 2] }] });
     assert.equal(twoRows.status, 400);
     assert.match(twoRows.body.error, /must have batch size 1.*got 2/);
@@ -228,7 +228,7 @@ describe('sequence batching: 64-bit ids', () => {
     // The largest uint64, and its neighbour as int64 (negative) refused.
     const largest = 2n ** 64n - 1n;
     assert.equal(valueOf(await unary(grpcRequest('acc_plain', { uint64_param: String(largest) }, 3, { ...start, ...end }))), 3);
-    await assert.rejects(unary(grpcRequest('acc_plain', { int64_param: '-3' }, 1, start)), (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT && /'sequence_id' must be an integer from 1 to 18446744073709551615/.test(error.details));
+    await assert.rejects(unary(grpcRequest('acc_plain', { int64_param: '-3' }, 1, start)), (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT && /'sequence_id' must be an integer from 0 \(none\) to 18446744073709551615/.test(error.details));
   });
 
   test('HTTP: an integer id beyond 2^53 is read exactly, apart from the string of its digits', async () => {

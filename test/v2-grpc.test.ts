@@ -792,7 +792,7 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
     ]);
     const mixed = simpleRaw([range16], [ones16]);
     mixed.inputs[1].contents = { int_contents: ones16 };
-    await callError(rpc, 'ModelInfer', mixed, grpc.status.INVALID_ARGUMENT, ["input 'INPUT1' has both contents and raw_input_contents"]);
+    await callError(rpc, 'ModelInfer', mixed, grpc.status.INVALID_ARGUMENT, ["input 'INPUT1' has contents while the request has raw_input_contents"]);
     await callError(rpc, 'ModelInfer', { model_name: 'simple', inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 16] }] }, grpc.status.INVALID_ARGUMENT, [
       "input 'INPUT0' has no contents (and no raw_input_contents)",
     ]);

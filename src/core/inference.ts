@@ -2,7 +2,7 @@
  * The one internal request and response that every front end (HTTP, gRPC, batch jobs, the
  * library API) translates to and from.
  */
-import { invalidArgument, quoteName } from './errors.js';
+import { invalidArgument, quote, quoteName } from './errors.js';
 import type { Tensor } from './tensor.js';
 import type { RequestTimings } from './timings.js';
 
@@ -15,6 +15,29 @@ export type Parameters = Record<string, ParameterValue>;
  * whichever way the request came.
  */
 export const TRANSPORT_PARAMETERS = ['binary_data_output'] as const;
+
+/** Triton's correlation ids are uint64: the largest integer id. */
+export const MAX_CORRELATION_ID = 2n ** 64n - 1n;
+
+/**
+ * The sequence parameters' types, checked for every request whatever its model, as Triton's front ends read them: a
+ * correlation id is an unsigned integer or a string, and the START and END flags are booleans. Whether the model
+ * uses them is the sequence batcher's question.
+ */
+export function checkSequenceParameters(parameters: Parameters | undefined): void {
+  if (!parameters) return;
+  const id = parameters.sequence_id;
+  if (id !== undefined && typeof id !== 'string' && typeof id !== 'bigint' && !Number.isSafeInteger(id)) {
+    throw invalidArgument(`request: invalid value type for 'sequence_id' parameter, expected an unsigned integer or a string (a correlation id), got ${quote(id)}`);
+  }
+  if (id !== undefined && typeof id !== 'string' && (id as number | bigint) < 0) {
+    throw invalidArgument(`request: parameter 'sequence_id' must be an integer from 0 (none) to ${MAX_CORRELATION_ID} (uint64) or a string, got ${id}`);
+  }
+  for (const flag of ['sequence_start', 'sequence_end'] as const) {
+    const value = parameters[flag];
+    if (value !== undefined && typeof value !== 'boolean') throw invalidArgument(`request: parameter '${flag}' must be a boolean (true or false), got ${quote(value)}`);
+  }
+}
 
 /** `parameters` without the `keys` (the wire's business, not the model's); undefined when nothing is left. */
 export function withoutParameters(parameters: Parameters | undefined, keys: readonly string[]): Parameters | undefined {

@@ -59,6 +59,9 @@ function badElement(name: string, datatype: Datatype, flat: readonly unknown[], 
   });
 }
 
+/** String.prototype.isWellFormed (Node 20), which the ES2022 library types do not declare. */
+const isWellFormed = (text: string) => (text as string & { isWellFormed(): boolean }).isWellFormed();
+
 /**
  * Converts V2 JSON `data` to tensor contents, checking every element against the datatype so that
  * a bad value is reported by position instead of silently becoming NaN or wrapping around.
@@ -73,6 +76,8 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
     for (let index = 0; index < count; index++) {
       const value = flat[index];
       if (typeof value !== 'string') throw badElement(name, datatype, flat, index, 'a string');
+      // UTF-8 cannot carry a lone surrogate: the encoder would put U+FFFD in its place, a byte the client never sent.
+      if (!isWellFormed(value)) throw badElement(name, datatype, flat, index, 'Unicode text (it has an unpaired surrogate)');
       elements[index] = Buffer.from(value, 'utf8');
     }
     return elements;
@@ -215,6 +220,7 @@ export function tensorDataFromContents(name: string, datatype: Datatype, content
 export function checkDatatype(name: string, value: unknown): Datatype {
   if (value === 'BF16') throw invalidArgument(`input ${quoteName(name)}: datatype ${BF16_UNSUPPORTED}`);
   if (!isDatatype(value)) {
+    if (value === undefined) throw invalidArgument(`input ${quoteName(name)} has no 'datatype' (one of ${DATATYPES.join(', ')})`);
     throw invalidArgument(`input ${quoteName(name)}: datatype must be one of ${DATATYPES.join(', ')}, got ${quote(value)}`);
   }
   return value;
@@ -227,6 +233,7 @@ export function checkShape(name: string, value: unknown): number[] {
     const dim = (value as unknown[])[index];
     valid = Number.isSafeInteger(dim) && (dim as number) >= 0;
   }
+  if (value === undefined) throw invalidArgument(`input ${quoteName(name)} has no 'shape' (an array of non-negative integers)`);
   if (!valid) throw invalidArgument(`input ${quoteName(name)}: shape must be an array of non-negative integers, each at most ${Number.MAX_SAFE_INTEGER}, got ${quote(value)}`);
   return value as number[];
 }

@@ -202,6 +202,23 @@ test('refuses malformed request structure with messages that name the field', ()
   assertInvalid(() => decodeJson({ inputs: [], parameters: { nested: { a: 1 } } }), "parameter 'nested'");
   assertInvalid(() => decodeJson({ inputs: [], outputs: {} }), "'outputs' must be an array");
   assertInvalid(() => decodeJson({ inputs: [], outputs: [{ name: 'Y', parameters: { class_count: '3' } }] }), "output 'Y'", 'class_count');
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', shape: [1], data: [1] }] }), "input 'A' has no 'datatype' (one of BOOL");
+  // Whatever the model, as Triton's front ends read them: an unsigned integer or string id, boolean flags.
+  assertInvalid(() => decodeJson({ inputs: [], parameters: { sequence_id: -3 } }), "'sequence_id'", 'got -3');
+  assertInvalid(() => decodeJson({ inputs: [], parameters: { sequence_id: 1.5 } }), "'sequence_id'", 'got 1.5');
+  assertInvalid(() => decodeJson({ inputs: [], parameters: { sequence_id: 7, sequence_start: 'yes' } }), "parameter 'sequence_start' must be a boolean (true or false), got \"yes\"");
+  assertInvalid(() => decodeJson({ inputs: [], parameters: { sequence_end: 1 } }), "parameter 'sequence_end' must be a boolean (true or false), got 1");
+  assertInvalid(
+    () => decodeInferRequest(Buffer.concat([Buffer.from(JSON.stringify({ inputs: [{ name: 'A', datatype: 'INT32', shape: [1], parameters: { binary_data_size: 4 } }] })), Buffer.alloc(4, 7)]), undefined, 'm', undefined),
+    'after JSON',
+    'need the header Inference-Header-Content-Length',
+  );
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'BYTES', shape: [2], data: ['a', '\ud800'] }] }), "input 'A': element 1 is \"\\ud800\"", 'unpaired surrogate');
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'INT32', data: [1] }] }), "input 'A' has no 'shape'");
+  // Switches of the binary extension are booleans, as Triton reads them: the string "false" turned binary output on.
+  assertInvalid(() => decodeJson({ inputs: [], outputs: [{ name: 'Y', parameters: { binary_data: 'false' } }] }), "output 'Y': parameter 'binary_data' must be a boolean (true or false), got \"false\"");
+  assertInvalid(() => decodeJson({ inputs: [], outputs: [{ name: 'Y', parameters: { binary_data: 1 } }] }), "parameter 'binary_data' must be a boolean (true or false), got 1");
+  assertInvalid(() => decodeJson({ inputs: [], parameters: { binary_data_output: 'true' } }), "request: parameter 'binary_data_output' must be a boolean (true or false)");
   assertInvalid(
     () => decodeJson({ inputs: [{ name: 'A', datatype: 'INT32', shape: [1], data: [1], parameters: { binary_data_size: 4 } }] }),
     "input 'A' has both 'data' and binary_data_size",

@@ -6,7 +6,7 @@
  */
 import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
-import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
+import { checkSequenceParameters, requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson, type InputShapeCheck } from '../core/tensor.js';
 import {
   checkSharedMemoryOutputs,
@@ -257,6 +257,13 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
   return value as Parameters;
 }
 
+/** A switch of the binary extension is a JSON boolean, as Triton reads it: the string "false" must not turn it on. */
+function switchParameter(parameters: Parameters | undefined, key: 'binary_data' | 'binary_data_output', where: string): boolean | undefined {
+  const value = parameters?.[key];
+  if (value === undefined || typeof value === 'boolean') return value;
+  throw invalidArgument(`${where}: parameter '${key}' must be a boolean (true or false), got ${quote(value)}`);
+}
+
 
 /** An input's binary_data_size says where its bytes are in the body: the wire's business. */
 const BINARY_SIZE = ['binary_data_size'];
@@ -269,6 +276,17 @@ function binaryTensorData(name: string, datatype: Datatype, shape: number[], byt
  * Reads an infer request body. With `Inference-Header-Content-Length`, the JSON header is followed
  * by the binary tensors in input order, each as long as its `binary_data_size`.
  */
+/** Bytes after the JSON that ends a body sent without Inference-Header-Content-Length: likely binary tensors, so said. */
+function parseWholeBodyAsHeader(body: Buffer): unknown {
+  try {
+    return parseExactJson(body, 'the inference request');
+  } catch (error) {
+    if (!(error instanceof NereidError) || !/after JSON/.test(error.message)) throw error;
+    const hint = '; binary tensors after the JSON need the header Inference-Header-Content-Length, the JSON\'s length in bytes';
+    throw new NereidError('INVALID_ARGUMENT', error.message + hint, { logged: (error.logged ?? error.message) + hint });
+  }
+}
+
 export function decodeInferRequest(
   body: Buffer,
   headerLength: string | undefined,
@@ -287,16 +305,13 @@ export function decodeInferRequest(
       );
     }
   }
-  const header = parseExactJson(body.subarray(0, jsonLength), 'the inference request');
+  const header = headerLength === undefined ? parseWholeBodyAsHeader(body) : parseExactJson(body.subarray(0, jsonLength), 'the inference request');
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
   if (!Array.isArray(header.inputs)) throw invalidArgument(`the inference request needs 'inputs', an array of tensors`);
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
   const parameters = parseParameters(header.parameters, () => 'request');
-  const sequenceId = parameters?.sequence_id;
-  if (sequenceId !== undefined && typeof sequenceId !== 'string' && typeof sequenceId !== 'bigint' && !Number.isInteger(sequenceId)) {
-    // As over gRPC (int64_param, uint64_param or string_param), and as Triton reads it: whatever the model.
-    throw invalidArgument(`request: invalid value type for 'sequence_id' parameter, expected an unsigned integer or a string (a correlation id), got ${quote(sequenceId)}`);
-  }
+  const binaryOutputByDefault = switchParameter(parameters, 'binary_data_output', 'request') ?? false;
+  checkSequenceParameters(parameters);
   let offset = jsonLength;
   let readBudget: SharedMemoryReadBudget | undefined;
   const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {
@@ -343,13 +358,15 @@ export function decodeInferRequest(
     outputs = header.outputs.map((raw: unknown, index: number) => {
       const name = isObject(raw) ? raw.name : undefined;
       if (!isObject(raw) || typeof name !== 'string') throw invalidArgument(`outputs[${index}] needs a 'name'`);
-      return requestedOutputOf(name, parseParameters(raw.parameters, () => `output ${quoteName(name)}`));
+      const outputParameters = parseParameters(raw.parameters, () => `output ${quoteName(name)}`);
+      switchParameter(outputParameters, 'binary_data', `output ${quoteName(name)}`);
+      return requestedOutputOf(name, outputParameters);
     });
     checkSharedMemoryOutputs(outputs, sharedMemory);
   }
   return {
     request: { model, version, id: header.id as string | undefined, parameters: withoutParameters(parameters, TRANSPORT_PARAMETERS), inputs, outputs },
-    binaryOutputByDefault: parameters?.binary_data_output === true,
+    binaryOutputByDefault,
   };
 }
 

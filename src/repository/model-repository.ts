@@ -387,6 +387,12 @@ export class ModelRepository {
     return (await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))).sort();
   }
 
+  /** Folders whose names no client could ask for (spaces, other scripts): not served, so worth a word at start. */
+  async unservableFolders(): Promise<string[]> {
+    const root = await this.root();
+    return (await foldersIn(root, root, (name) => !SAFE_NAME.test(name) && !name.startsWith('.'))).sort();
+  }
+
   /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */
   async looseModelFiles(): Promise<string[]> {
     return otherOnnxFiles(await this.root());

@@ -23,7 +23,8 @@ import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import type { Admission } from './priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
-import { describeSequence, MAX_SEQUENCE_ID, sequenceKey, type SequenceFlags } from './sequence-control.js';
+import { MAX_CORRELATION_ID } from '../core/inference.js';
+import { describeSequence, sequenceKey, type SequenceFlags } from './sequence-control.js';
 
 /** The largest id each integer CORRID datatype holds exactly (UINT64: every id). */
 const LARGEST_CORRID: Partial<Record<Datatype, bigint>> = { INT32: 2n ** 31n - 1n, UINT32: 2n ** 32n - 1n, INT64: 2n ** 63n - 1n };
@@ -229,7 +230,7 @@ export class SequenceBatcher implements Scheduler {
     const control = this.policy.controls.find((candidate) => candidate.kind === 'CORRID');
     if (!control || control.datatype === 'BYTES') return undefined;
     if (typeof id === 'string') return `model '${this.model}' takes integer correlation ids (its CORRID control is ${control.datatype}), got the string sequence_id ${describeSequence(id)}`;
-    const largest = LARGEST_CORRID[control.datatype] ?? MAX_SEQUENCE_ID;
+    const largest = LARGEST_CORRID[control.datatype] ?? MAX_CORRELATION_ID;
     return id > largest ? `model '${this.model}' takes correlation ids up to ${largest} (its CORRID control is ${control.datatype}), got sequence_id ${id}` : undefined;
   }
 

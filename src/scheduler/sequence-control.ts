@@ -3,7 +3,7 @@
  * `sequence_id` (a correlation id, integer or string), `sequence_start` and `sequence_end`.
  */
 import { invalidArgument, quote } from '../core/errors.js';
-import type { Parameters } from '../core/inference.js';
+import { MAX_CORRELATION_ID, type Parameters } from '../core/inference.js';
 
 export interface SequenceFlags {
   /**
@@ -25,15 +25,13 @@ export function describeSequence(id: bigint | string): string {
   return typeof id === 'bigint' ? String(id) : `'${id}'`;
 }
 
-/** Triton's correlation ids are uint64: the largest integer id. */
-export const MAX_SEQUENCE_ID = 2n ** 64n - 1n;
 
 const MAX_ID_CHARS = 256;
 
 function flag(parameters: Parameters | undefined, name: string): boolean {
   const value = parameters?.[name];
   if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw invalidArgument(`parameter '${name}' must be a boolean, got ${quote(value)}`);
+  if (typeof value !== 'boolean') throw invalidArgument(`parameter '${name}' must be a boolean (true or false), got ${quote(value)}`);
   return value;
 }
 
@@ -50,8 +48,8 @@ export function sequenceFlagsOf(parameters: Parameters | undefined, model: strin
   }
   if (typeof id === 'number' || typeof id === 'bigint') {
     // A JSON number beyond 2^53 or a gRPC int64/uint64 parameter beyond it arrives as a bigint, exact.
-    if ((typeof id === 'number' && !Number.isSafeInteger(id)) || id < 0 || BigInt(id) > MAX_SEQUENCE_ID) {
-      throw invalidArgument(`parameter 'sequence_id' must be an integer from 1 to ${MAX_SEQUENCE_ID} (uint64) or a non-empty string, got ${id}`);
+    if ((typeof id === 'number' && !Number.isSafeInteger(id)) || id < 0 || BigInt(id) > MAX_CORRELATION_ID) {
+      throw invalidArgument(`parameter 'sequence_id' must be an integer from 1 to ${MAX_CORRELATION_ID} (uint64) or a non-empty string, got ${id}`);
     }
     return { id: BigInt(id), start, end };
   } else if (typeof id !== 'string') {

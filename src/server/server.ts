@@ -397,6 +397,9 @@ export class Server {
     if (modelControlMode !== 'on_demand' && this.options.pinModels.length > 0) {
       this.logger.warn(`${this.settingName('pinModels')} has no effect with ${this.settingName('modelControlMode', modelControlMode)}, which never unloads a model to make room; it is for on_demand`);
     }
+    for (const folder of await this.repository.unservableFolders()) {
+      this.logger.warn(`the folder ${quoteName(folder)} in the model repository is not served: a model's name uses letters, digits, '_', '-' and '.' only, as the folder's name must`);
+    }
     for (const file of await this.repository.looseModelFiles()) {
       const model = file.replace(/\.onnx$/i, '');
       this.logger.warn(`${file} lies directly in the model repository and is not served: a model is a folder, ${model}/1/model.onnx`);

@@ -83,7 +83,17 @@ test('decodes typed and raw contents, requested outputs with class_count, and re
     inputs: [{ name: 'A', datatype: 'INT32', shape: ['1'], contents: { int_contents: [1] } }],
     raw_input_contents: [Buffer.alloc(4)],
   };
-  await assertInvalid(() => decodeModelInferRequest(mixed), "input 'A' has both contents and raw_input_contents");
+  await assertInvalid(() => decodeModelInferRequest(mixed), "input 'A' has contents while the request has raw_input_contents; send every input one way");
+  // One input in contents and one raw: the count is off by the typed one, which is what the message names.
+  await assertInvalid(
+    () => decodeModelInferRequest({ ...mixed, inputs: [...mixed.inputs, { name: 'B', datatype: 'INT32', shape: ['1'], contents: null }] }),
+    "input 'A' has contents while the request has raw_input_contents",
+  );
+  // Sequence parameters are typed whatever the model: a flag is a bool_param.
+  await assertInvalid(
+    () => decodeModelInferRequest({ model_name: 'm', inputs: [], parameters: { sequence_start: { parameter_choice: 'string_param', string_param: 'yes' } } }),
+    "parameter 'sequence_start' must be a boolean (true or false)",
+  );
   await assertInvalid(
     () => decodeModelInferRequest({ model_name: 'm', inputs: [{ name: 'A', datatype: 'UINT8', shape: ['1'], contents: { uint_contents: [256] } }] }),
     'element 0 is 256',

@@ -4,7 +4,7 @@
  * format lives here; the checks and messages are the core's, shared with HTTP.
  */
 import { invalidArgument, quoteName } from '../../core/errors.js';
-import { requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
+import { checkSequenceParameters, requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
 import {
   checkDatatype,
   checkShape,
@@ -164,10 +164,14 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
   const parameters = withoutParameters(parametersFromProto(message.parameters, 'request'), TRANSPORT_PARAMETERS);
+  checkSequenceParameters(parameters);
   const inputParameters = inputsMessage.map((input, index) => parametersFromProto(input.parameters, input.name ? `input ${quoteName(input.name)}` : `input 'inputs[${index}]'`));
   const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], () => `input ${quoteName(input.name)}`));
   const inMessage = references.filter((reference) => reference === undefined).length;
   if (raw.length > 0 && raw.length !== inMessage) {
+    // An input sent in contents beside raw_input_contents is what the count is off by, most likely: said so, as Triton does.
+    const typed = inputsMessage.find((input, index) => references[index] === undefined && input.contents);
+    if (typed) throw invalidArgument(`input ${quoteName(typed.name)} has contents while the request has raw_input_contents; send every input one way`);
     throw invalidArgument(
       `raw_input_contents has ${raw.length} entries but the request has ${inMessage} inputs${inMessage < inputsMessage.length ? ' outside shared memory' : ''}; send one entry per such input, in the order of 'inputs'`,
     );
@@ -189,7 +193,7 @@ export async function decodeModelInferRequest(message: ModelInferRequestMessage,
       continue;
     }
     if (raw.length > 0) {
-      if (input.contents) throw invalidArgument(`input ${quoteName(name)} has both contents and raw_input_contents; send one`);
+      if (input.contents) throw invalidArgument(`input ${quoteName(name)} has contents while the request has raw_input_contents; send every input one way`);
       data = tensorDataFromBytes(name, datatype, shape, raw[rawIndex], `raw_input_contents[${rawIndex}] size`, shapeFirst);
       rawIndex++;
     } else {
