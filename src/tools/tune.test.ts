@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { smallCnnModel, writeModel } from '../onnx/test-models.js';
+import { identityModel, smallCnnModel, writeModel } from '../onnx/test-models.js';
 import { runTune, type TuneReport } from './tune.js';
 import { formatTuneReport, unmetObjective, writableConfigOf, writeTunedConfig } from './tune-report.js';
 import type { Candidate, LevelResult } from './tune-search.js';
@@ -20,6 +20,15 @@ test('the config as written is read with its parameters, as tune --write writes 
   assert.deepEqual([current.threadsPerInstance, current.executionThread, current.graphLevel], [1, 'worker', 'basic']);
   assert.ok(report.skipped.length > 0);
   for (const line of report.skipped) assert.doesNotMatch(line, /object Object/);
+});
+
+test('a model that refuses the request tune sends stops the search with its reason, instead of measuring a config that serves nothing', async (t) => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-refused-'));
+  t.after(() => rm(repository, { recursive: true, force: true }));
+  // Input [batch, 3, n]: --input-shape INPUT0=3 leaves out a dimension, which the model refuses.
+  await writeModel(repository, 'identity', 1, identityModel('float32', ['batch', 3, 'n']), 'max_batch_size: 4\n');
+  const tune = runTune({ modelRepository: repository, model: 'identity', inputShapes: { INPUT0: [3] }, concurrency: [1], warmupSeconds: 0, durationSeconds: 0.1, budgetSeconds: 5 }, pino({ level: 'silent' }));
+  await assert.rejects(tune, /the request tune sends to 'identity' fails: input 'INPUT0' expects FP32 \[-1,3,-1\], got FP32 \[1,3\]/);
 });
 
 const level = (throughput: number): LevelResult => ({ concurrency: 8, throughput, p50Ms: 1, p95Ms: 2, p99Ms: 3, cpuSecondsPerInference: 0.001, meanBatchRows: 1, errors: 0 });

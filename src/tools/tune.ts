@@ -203,6 +203,13 @@ class Tuner {
   /** Drives the loaded model at each concurrency level; `repeats` runs each, keeping the median. */
   async measure(model: ModelVersion): Promise<LevelResult[]> {
     const request = await syntheticRequest(model, 1, this.settings.inputShapes);
+    // One request first: a model that refuses what tune sends would otherwise be measured as a config serving nothing.
+    await model.infer(request).catch((error: Error) => {
+      throw new Error(
+        `the request tune sends to '${model.name}' fails: ${error.message} (tune sends values of each input's datatype and shape, --input-shape giving dynamic dims, and a noise PNG to an input with image pre-processing)`,
+        { cause: error },
+      );
+    });
     const send = this.origin ? this.httpSender(model, request) : async () => (await model.infer(request), { ok: true, bytes: 0 });
     const levels: LevelResult[] = [];
     for (const concurrency of this.settings.concurrency) {
