@@ -265,7 +265,7 @@ function allowCodeModelsOption(): Option {
 
 function serverConnectionOptions(command: Command, scope: 'inference' | 'management'): Command {
   return command
-    .option('--token <token>', `with --url: a ${scope} token, when the server requires one (env ${TOKEN_ENV[scope]}, else ${TOKEN_ENV.all})`)
+    .option('--token <token>', `with --url: ${scope === 'inference' ? 'an' : 'a'} ${scope} token, when the server requires one (env ${TOKEN_ENV[scope]}, else ${TOKEN_ENV.all})`)
     .option('--tls-ca <pem>', "with an https --url: the CA certificate (PEM file) that signed the server's, trusted instead of Node's built-in CAs")
     .option('--tls-cert <pem>', 'with an https --url: a client certificate (PEM file) for a server that requires one (mutual TLS); needs --tls-key')
     .option('--tls-key <pem>', 'the private key of --tls-cert (PEM file, unencrypted)');

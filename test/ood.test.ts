@@ -167,13 +167,23 @@ test('served with its profile, each answer carries its OOD verdict: /classify pe
   }
 });
 
-test('a batch job over images writes each record its OOD verdict', async () => {
+test('a batch job over images writes each record its OOD verdict, and reads no drift into a folder sorted by class', async () => {
   const input = join(work, 'batch-input');
   await writeFashionMnistPngs(input, 't10k', 1);
   await cp(join(PHOTOS, 'chelsea.png'), join(input, 'cat.png'));
   const output = join(work, 'batch-output.jsonl');
   const { code, stderr } = await nereid(['batch', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--input', input, '--output', output]);
   assert.equal(code, 0, stderr);
+  // In-distribution test images in class folders: a job reads them class by class, which is no drift.
+  const labels = (await readFile(join(ROOT, 'models', 'fashion_mnist', 'labels.txt'), 'utf8')).split('\n');
+  const sorted = join(work, 'batch-sorted');
+  await writeFashionMnistPngs(sorted, 't10k', 600, (label) => classFolderName(labels[label]));
+  const sortedRun = await nereid(['batch', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--input', sorted, '--output', join(work, 'batch-sorted.jsonl'), '--progress', 'none']);
+  assert.equal(sortedRun.code, 0, sortedRun.stderr);
+  assert.doesNotMatch(sortedRun.stderr, /drift/);
+  const sortedRecords = (await readFile(join(work, 'batch-sorted.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { ood?: { out_of_distribution: boolean } });
+  assert.equal(sortedRecords.length, 600);
+  assert.ok(sortedRecords.every((record) => record.ood !== undefined));
   const records = (await readFile(output, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { id: string; ood: { out_of_distribution: boolean } });
   assert.deepEqual(
     records.map((record) => [record.id, record.ood.out_of_distribution]).sort(),

@@ -9,7 +9,7 @@
  *
  *   npx tsx examples/fashion-mnist/write-images.ts [--out fashion-mnist] [--count 1000]
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -37,9 +37,14 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { out: { type: 'string', default: 'fashion-mnist' }, count: { type: 'string', default: '1000' } } });
   const count = Number(values.count);
   if (!Number.isInteger(count) || count < 1 || count > 10_000) throw new Error(`--count must be a whole number from 1 to 10000 (the test split's size), got ${values.count}`);
-  await mkdir(values.out!, { recursive: true });
+  // No folder is made before the dataset has been read: a missing dataset leaves nothing behind.
   await writeFashionMnistImages(values.out!, count);
   console.log(`${values.out}: train/ and test/ (${count} images each, a folder per class), shoe.png, shirt.png`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await main().catch((error: Error) => {
+    console.error(`write-images: ${error.message}`);
+    process.exitCode = 1;
+  });
+}

@@ -23,7 +23,7 @@ import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ChunkOutcome } from '../observability/index.js';
 import { z } from 'zod';
 import { CANCELLED_FIELD, CHUNK_FORMAT, isJobName, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
-import { batchWorkerSettingsSchema, recordConcurrency } from './job-options.js';
+import { batchWorkerSettingsSchema, JOB_MONITORING, recordConcurrency } from './job-options.js';
 import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
 import { loadQueueLibrary } from './queue-library.js';
@@ -83,7 +83,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   const server =
     options.server ??
     (await (
-      await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, logger, observers: options.observers })
+      await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, monitoring: JOB_MONITORING, logger, observers: options.observers })
     ).start());
   const loading = new Map<string, Promise<void>>();
 

@@ -60,3 +60,10 @@ export function recordConcurrency(model: { maxBatchSize: number; admits: number 
   const wanted = requested ?? 4 * Math.max(1, model.maxBatchSize);
   return Math.max(1, Math.min(wanted, Math.floor(model.admits / sharers)));
 }
+
+/**
+ * A job's server reads reference profiles for their out-of-distribution flags, but keeps no drift windows: records come
+ * in the data's order (a folder sorted by class), which windows over traffic would report as drift. `nereid monitor
+ * --data` judges a dataset's drift as a whole.
+ */
+export const JOB_MONITORING = { driftWindows: false } as const;

@@ -13,7 +13,7 @@ import { checkAnsweredBy, checkOutputName, JobOutput } from './job-output.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
-import { localJobSettingsSchema, recordConcurrency } from './job-options.js';
+import { JOB_MONITORING, localJobSettingsSchema, recordConcurrency } from './job-options.js';
 
 export interface BatchInputOptions {
   model: string;
@@ -99,7 +99,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
   const ownServer = !options.server;
   const server =
     options.server ??
-    (await createCommandServer({ modelRepository: settings.modelRepository, loadModels: [options.model], allowCodeModels: settings.allowCodeModels, logger }));
+    (await createCommandServer({ modelRepository: settings.modelRepository, loadModels: [options.model], allowCodeModels: settings.allowCodeModels, monitoring: JOB_MONITORING, logger }));
   let output: JobOutput | undefined;
   let progress: JobProgress | undefined;
   try {

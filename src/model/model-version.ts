@@ -214,9 +214,14 @@ export class ModelVersion {
     return { started: this.started, inFlight: this.inFlight };
   }
 
-  /** The drift and accuracy windows, when the version has a reference profile. */
+  /** The drift and accuracy windows, when the version has a reference profile (and the server keeps windows). */
   get monitor(): VersionMonitor | undefined {
     return this.parts.monitor;
+  }
+
+  /** Whether the version was loaded with a reference profile: its OOD detector, its drift windows or both. */
+  get profiled(): boolean {
+    return this.parts.ood !== undefined || this.parts.monitor !== undefined;
   }
 
   /** Inputs that take encoded images. */

@@ -24,6 +24,11 @@ export const versionMonitorOptionsSchema = z.object({
   evaluateEvery: z.int().min(1).default(100),
   /** How many of the most drifted features a report names first. */
   topFeatures: z.int().min(1).default(5),
+  /**
+   * false: a version's reference profile gives out-of-distribution flags only, with no drift windows. For batch jobs,
+   * whose records come in the data's order (a folder sorted by class), which windows over traffic would call drift.
+   */
+  driftWindows: z.boolean().default(true),
 })
   // A window that cannot hold the state's minimum sample would leave the state at insufficient_data forever, which
   // looks like a quiet model rather than a monitor that cannot judge: refuse it where it is set.

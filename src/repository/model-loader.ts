@@ -298,7 +298,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       quantization: options.quantization,
       // Pooled inside the engine when the detector pools: the rows arrive as the features it scores.
       ood: ood ? { tensor: exposedName(exposed!), pooling: 'none', threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
-      monitor: options.referenceProfile && monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor),
+      monitor: options.referenceProfile && options.monitoring?.driftWindows !== false ? monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor) : undefined,
       modelFileBytes: (await stat(options.modelPath)).size,
       plannedThreadsPerInstance: plans[0]?.intraOpThreads,
     });

@@ -776,7 +776,7 @@ export class ModelRepository {
    * as having one leave out those that failed to load: a version the policy does not serve can still have one.
    */
   private async warnOfUnmonitoredVersions(name: string, folder: string, onDisk: readonly number[], entry: ModelEntry, logger: Logger): Promise<void> {
-    const unmonitored = [...entry.versions.values()].filter((version) => !version.monitor);
+    const unmonitored = [...entry.versions.values()].filter((version) => !version.profiled);
     if (unmonitored.length === 0) return;
     const candidates = onDisk.filter((version) => !entry.failures.has(String(version)));
     const profiled = await Promise.all(candidates.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));

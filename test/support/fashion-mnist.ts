@@ -7,10 +7,18 @@ import sharp, { type Sharp } from 'sharp';
 const DATASET = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const SIDE = 28;
 
+/** A file of the dataset; a missing one says where it comes from. */
+function readDatasetFile(name: string): Promise<Buffer> {
+  return readFile(join(DATASET, name)).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+    throw new Error(`${join(DATASET, name)} is missing: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or point FASHION_MNIST_DIR at a folder holding its idx files`);
+  });
+}
+
 /** The first `count` images of a split as 28×28 grayscale pixels (white garment on black), with their class indices. */
 export async function readFashionMnist(split: 'train' | 't10k', count: number): Promise<{ pixels: Uint8Array[]; labels: number[] }> {
-  const images = gunzipSync(await readFile(join(DATASET, `${split}-images-idx3-ubyte.gz`)));
-  const labels = gunzipSync(await readFile(join(DATASET, `${split}-labels-idx1-ubyte.gz`)));
+  const images = gunzipSync(await readDatasetFile(`${split}-images-idx3-ubyte.gz`));
+  const labels = gunzipSync(await readDatasetFile(`${split}-labels-idx1-ubyte.gz`));
   return {
     pixels: Array.from({ length: count }, (_, index) => images.subarray(16 + index * SIDE * SIDE, 16 + (index + 1) * SIDE * SIDE)),
     labels: Array.from(labels.subarray(8, 8 + count)),
