@@ -51,6 +51,24 @@ test('a raw binary request is the one input of a single-input model, typed by it
   assert.equal(answer.bytes.subarray(4).toString('utf8'), 'hello raw', 'one BYTES element, length-prefixed in the answer');
 });
 
+test('?outputs picks the outputs a raw binary request is answered with; a JSON request names them in its body instead', async () => {
+  const body = new Uint8Array(Float32Array.of(1, 2).buffer);
+  const picked = await fetch(`${served.url}/v2/models/identity_fp32/infer?outputs=OUTPUT0`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': '0' }, body });
+  assert.equal(picked.status, 200, await picked.clone().text());
+  assert.deepEqual((await firstOutput(picked)).header.outputs.map((output) => output.name), ['OUTPUT0']);
+  // An output the model lacks is refused as in a JSON request: the query is read, not ignored.
+  const unknown = await fetch(`${served.url}/v2/models/identity_fp32/infer?outputs=OUTPUT0,NOPE`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': '0' }, body });
+  assert.equal(unknown.status, 400);
+  assert.match((await unknown.json()).error, /NOPE/);
+  const json = await fetch(`${served.url}/v2/models/identity_fp32/infer?outputs=OUTPUT0`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] }),
+  });
+  assert.equal(json.status, 400);
+  assert.match((await json.json()).error, /\?outputs is for a body without a JSON header .*a JSON request names its outputs in 'outputs'/);
+});
+
 test('a raw binary request arrives chunked (Transfer-Encoding: chunked) as well', async () => {
   const values = Float32Array.from({ length: 1000 }, (_, index) => index);
   const bytes = new Uint8Array(values.buffer);

@@ -91,8 +91,14 @@ const REQUEST_BODIES: Record<Body, object> = {
     required: true,
     content: {
       'application/json': { schema: { $ref: '#/components/schemas/InferenceRequest' } },
-      'application/octet-stream': { schema: { type: 'string', format: 'binary' }, description: 'JSON header then binary tensors, or one raw input with Inference-Header-Content-Length: 0' },
-      'image/*': { schema: { type: 'string', format: 'binary' }, description: 'one encoded image, for a model whose one input is BYTES (the ocr pipeline); answered in JSON' },
+      'application/octet-stream': {
+        schema: { type: 'string', format: 'binary' },
+        description: 'JSON header then binary tensors, or one raw input with Inference-Header-Content-Length: 0 (query ?outputs=a,b picks the outputs answered; default all)',
+      },
+      'image/*': {
+        schema: { type: 'string', format: 'binary' },
+        description: 'one encoded image, for a model whose one input is BYTES (the ocr pipeline, object_detection); answered in JSON (query ?outputs=a,b picks the outputs; default all)',
+      },
     },
   },
   image: {

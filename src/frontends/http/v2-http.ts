@@ -12,7 +12,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
 import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
-import { ClientCancellation, type CancelSignal, type RequestContext } from '../../core/inference.js';
+import { ClientCancellation, requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
@@ -250,6 +250,19 @@ function checkJsonBody(body: Buffer, contentType: string | undefined, server: Se
   throw invalidArgument(
     `the body is not V2 JSON (${sent}, first byte 0x${first.toString(16).padStart(2, '0')}): /infer takes a JSON request, a binary tensor request with the Inference-Header-Content-Length header, or one image with Content-Type image/*`,
   );
+}
+
+/**
+ * `?outputs=a,b`: the outputs a body without a JSON header (an image, or Inference-Header-Content-Length: 0) asks for,
+ * where a JSON request names them in its 'outputs'. Without it every output is answered, as Triton does.
+ */
+function outputsQueryOf(query: unknown, headerless: boolean): RequestedOutput[] | undefined {
+  const given = (query as Record<string, unknown> | undefined)?.outputs;
+  if (given === undefined) return undefined;
+  if (!headerless) throw invalidArgument(`?outputs is for a body without a JSON header (an image, or Inference-Header-Content-Length: 0); a JSON request names its outputs in 'outputs'`);
+  const names = [given].flat().flatMap((value) => String(value).split(',')).map((name) => name.trim()).filter(Boolean);
+  if (names.length === 0) throw invalidArgument(`?outputs names no output; give their names, comma-separated: ?outputs=name1,name2`);
+  return names.map((name) => requestedOutputOf(name, undefined));
 }
 
 /** Whether an image body (Content-Type image/*) suits the model: its one input takes an encoded image as BYTES. */
@@ -490,10 +503,12 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       // Nereid's image body (Content-Type image/*) is the same for a model whose one input is an encoded image, answered in JSON.
       const imageBody = requestHeaderLength === undefined && /^image\//i.test(request.headers['content-type'] ?? '');
       if (requestHeaderLength === undefined && !imageBody) checkJsonBody(body, request.headers['content-type'], server, model, version);
-      const { request: inference, binaryOutputByDefault } =
-        requestHeaderLength === '0' || imageBody
-          ? { request: decodeRawInferRequest(body, imageInputModel(server, server.rawInputModel(model, version), model, version, imageBody), model, version), binaryOutputByDefault: !imageBody }
-          : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory, server.inputShapeCheck(model, version));
+      const headerless = requestHeaderLength === '0' || imageBody;
+      const { request: inference, binaryOutputByDefault } = headerless
+        ? { request: decodeRawInferRequest(body, imageInputModel(server, server.rawInputModel(model, version), model, version, imageBody), model, version), binaryOutputByDefault: !imageBody }
+        : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory, server.inputShapeCheck(model, version));
+      const outputsAsked = outputsQueryOf(request.query, headerless);
+      if (outputsAsked) inference.outputs = outputsAsked;
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
       const encoding = answerEncodingOf(request.headers['accept-encoding'], byteLength);
