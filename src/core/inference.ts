@@ -69,7 +69,7 @@ export function requestedOutputOf(name: string, parameters: Parameters | undefin
   const key = parameters?.classification !== undefined ? 'classification' : 'class_count';
   const classCount = parameters?.[key];
   if (classCount !== undefined && typeof classCount !== 'number') {
-    throw invalidArgument(`output ${quoteName(name)}: ${key} must be a number`);
+    throw invalidArgument(`output ${quoteName(name)}: ${key} must be a number (the classes to answer), got ${quote(classCount)}`);
   }
   return { name, classCount: classCount === 0 ? undefined : classCount, parameters };
 }

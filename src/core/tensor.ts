@@ -217,11 +217,20 @@ export function tensorDataFromContents(name: string, datatype: Datatype, content
 }
 
 /** Checks a wire datatype name; every front end reports an unknown one the same way. */
+/** Other names of a datatype that clients write: lower case, a config's TYPE_ prefix, numpy's and C's names. */
+const DATATYPE_ALIASES: Readonly<Record<string, Datatype>> = { FLOAT: 'FP32', FLOAT32: 'FP32', FLOAT16: 'FP16', HALF: 'FP16', FLOAT64: 'FP64', DOUBLE: 'FP64', STRING: 'BYTES', INT: 'INT32', LONG: 'INT64' };
+
+function datatypeMeant(given: string): Datatype | undefined {
+  const upper = given.trim().toUpperCase().replace(/^TYPE_/, '');
+  return isDatatype(upper) ? upper : DATATYPE_ALIASES[upper];
+}
+
 export function checkDatatype(name: string, value: unknown): Datatype {
   if (value === 'BF16') throw invalidArgument(`input ${quoteName(name)}: datatype ${BF16_UNSUPPORTED}`);
   if (!isDatatype(value)) {
     if (value === undefined) throw invalidArgument(`input ${quoteName(name)} has no 'datatype' (one of ${DATATYPES.join(', ')})`);
-    throw invalidArgument(`input ${quoteName(name)}: datatype must be one of ${DATATYPES.join(', ')}, got ${quote(value)}`);
+    const meant = typeof value === 'string' ? datatypeMeant(value) : undefined;
+    throw invalidArgument(`input ${quoteName(name)}: datatype must be one of ${DATATYPES.join(', ')}, got ${quote(value)}${meant ? ` (did you mean ${meant}?)` : ''}`);
   }
   return value;
 }

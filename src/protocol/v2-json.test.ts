@@ -203,6 +203,10 @@ test('refuses malformed request structure with messages that name the field', ()
   assertInvalid(() => decodeJson({ inputs: [], outputs: {} }), "'outputs' must be an array");
   assertInvalid(() => decodeJson({ inputs: [], outputs: [{ name: 'Y', parameters: { class_count: '3' } }] }), "output 'Y'", 'class_count');
   assertInvalid(() => decodeJson({ inputs: [{ name: 'A', shape: [1], data: [1] }] }), "input 'A' has no 'datatype' (one of BOOL");
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'fp32', shape: [1], data: [1] }] }), 'got "fp32" (did you mean FP32?)');
+  assertInvalid(() => decodeJson({ inputs: [{ name: 'A', datatype: 'TYPE_INT64', shape: [1], data: [1] }] }), '(did you mean INT64?)');
+  assertInvalid(() => decodeJson({ input: [] }), "needs 'inputs', an array of tensors; it has 'input'");
+  assertInvalid(() => decodeJson({ inputs: [], outputs: [{ name: 'Y', parameters: { classification: 'a' } }] }), "output 'Y': classification must be a number (the classes to answer), got \"a\"");
   // Whatever the model, as Triton's front ends read them: an unsigned integer or string id, boolean flags.
   assertInvalid(() => decodeJson({ inputs: [], parameters: { sequence_id: -3 } }), "'sequence_id'", 'got -3');
   assertInvalid(() => decodeJson({ inputs: [], parameters: { sequence_id: 1.5 } }), "'sequence_id'", 'got 1.5');

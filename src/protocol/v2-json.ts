@@ -307,7 +307,10 @@ export function decodeInferRequest(
   }
   const header = headerLength === undefined ? parseWholeBodyAsHeader(body) : parseExactJson(body.subarray(0, jsonLength), 'the inference request');
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
-  if (!Array.isArray(header.inputs)) throw invalidArgument(`the inference request needs 'inputs', an array of tensors`);
+  if (!Array.isArray(header.inputs)) {
+    const misnamed = header.inputs === undefined ? Object.keys(header).find((key) => /^inputs?$/i.test(key) || key === 'instances') : undefined;
+    throw invalidArgument(`the inference request needs 'inputs', an array of tensors${misnamed ? `; it has '${misnamed}'` : ''}`);
+  }
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
   const parameters = parseParameters(header.parameters, () => 'request');
   const binaryOutputByDefault = switchParameter(parameters, 'binary_data_output', 'request') ?? false;
