@@ -397,3 +397,21 @@ test('a JSON number out of a float datatype\'s range is refused naming the input
   assert.equal(binary.status, 200, text);
   assert.match(text, /"data":\[null,null,null,2\]/);
 });
+
+test("requests Node's HTTP parser refuses are answered with the same {\"error\"} body as every other refusal, naming what was wrong", async () => {
+  const both = new RawConnection(served.url);
+  const refused = await both.request('POST', '/v2/models/simple/infer', { 'content-length': 5, 'transfer-encoding': 'chunked' }, '0\r\n\r\n');
+  assert.equal(refused.status, 400);
+  assert.match(JSON.parse(refused.body).error, /^malformed HTTP request: Transfer-Encoding can't be present with Content-Length/);
+  await both.closed;
+
+  const badChunk = new RawConnection(served.url);
+  const chunk = await badChunk.request('POST', '/v2/models/simple/infer', { 'transfer-encoding': 'chunked' }, 'zz\r\nabc\r\n');
+  assert.equal(chunk.status, 400);
+  assert.match(JSON.parse(chunk.body).error, /^malformed HTTP request: .*chunk size/i);
+
+  const longUrl = new RawConnection(served.url);
+  const tooLong = await longUrl.request('GET', `/v2/models/${'x'.repeat(20_000)}`, {});
+  assert.equal(tooLong.status, 431);
+  assert.match(JSON.parse(tooLong.body).error, /the request line and headers exceed \d+ bytes/);
+});

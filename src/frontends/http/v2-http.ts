@@ -3,10 +3,10 @@
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
 import { parseOptions } from '../../core/options.js';
-import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, maxHeaderSize, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
@@ -195,6 +195,24 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
   };
 }
 
+/**
+ * Node's HTTP parser refusing a request (a malformed chunk size, both Content-Length and Transfer-Encoding, headers
+ * past the limit): answered with the {"error"} body of every other refusal, then the connection closed, since the
+ * stream cannot be read on from there.
+ */
+function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', `the request line and headers exceed ${maxHeaderSize} bytes`]
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'the request was not received in time']
+        : [400, 'Bad Request', `malformed HTTP request: ${error.message.replace(/^Parse Error: /, '')}`];
+  const body = JSON.stringify({ error: message });
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy(error);
+}
+
 /** The front end's HTTP(S) servers: its own and, when the dashboard has a port of its own, the dashboard's. */
 function listenersOf(app: FastifyInstance): HttpServer[] {
   return [app.server, dashboardListenerOf(app)?.httpServer].filter((listener): listener is HttpServer => listener !== undefined);
@@ -353,6 +371,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     logController: new LogController({ disableRequestLogging: true }),
     // Long enough for any model name the repository accepts, so the core answers with its own message.
     routerOptions: { maxParamLength: 1024 },
+    clientErrorHandler: answerMalformedRequest,
     // Errors the router raises before any route runs (a bad %-escape, an over-long path segment) get the same {"error"} body.
     frameworkErrors: (error, _request, reply) => {
       const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : error.code === 'FST_ERR_BAD_URL' ? 400 : 500;
