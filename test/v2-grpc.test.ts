@@ -842,6 +842,14 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
     assert.deepEqual(await call(rpc, 'ModelReady', { name: 'simple' }), { ready: true });
   });
 
+  test('a repository call naming a repository is refused as in Triton (UNIMPLEMENTED), over gRPC as over HTTP', async () => {
+    const index = await callError(rpc, 'RepositoryIndex', { repository_name: 'other' }, grpc.status.UNIMPLEMENTED, ["'repository_name' specification is not supported (got 'other')"]);
+    assert.equal(index, await httpError('/v2/repository/other/index', {}));
+    const load = await callError(rpc, 'RepositoryModelLoad', { repository_name: 'other', model_name: 'simple' }, grpc.status.UNIMPLEMENTED, ["'repository_name' specification is not supported"]);
+    assert.equal(load, await httpError('/v2/repository/other/models/simple/load', {}));
+    await callError(rpc, 'RepositoryModelUnload', { repository_name: 'other', model_name: 'simple' }, grpc.status.UNIMPLEMENTED, ["'repository_name'"]);
+  });
+
   test('path traversal in model names is refused by every RPC', async () => {
     for (const name of ['../../etc', '..', 'a/b', '.hidden/../x', '']) {
       await callError(rpc, 'ModelMetadata', { name }, grpc.status.INVALID_ARGUMENT, [`invalid model name '${name}'`]);

@@ -1035,9 +1035,12 @@ describe('errors', () => {
     await assertError(await inferSimple(bomb, { 'Content-Encoding': 'gzip' }), 413, 'larger than the limit');
   });
 
-  test('unknown routes answer 404 with a JSON error', async () => {
+  test('unknown routes answer 404 with a JSON error; a known one asked with another method 405, naming those it takes', async () => {
     await assertError(await get(main, '/v2/nothing/here'), 404, 'no route', '/v2/nothing/here');
-    await assertError(await get(main, '/v2/models/simple/infer'), 404, 'no route');
+    const wrongMethod = await get(main, '/v2/models/simple/infer');
+    assert.equal(wrongMethod.headers.get('allow'), 'POST');
+    await assertError(wrongMethod, 405, 'GET is not allowed on /v2/models/simple/infer; it takes POST');
+    await assertError(await post(main, '/v2/health/ready'), 405, 'POST is not allowed on /v2/health/ready; it takes GET, HEAD');
   });
 
   test('model control is refused under --model-control-mode none, and nothing changes', async () => {

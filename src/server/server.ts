@@ -169,6 +169,14 @@ export const serveFlagName: SettingName = (key, value) => {
   return value === undefined || (value === true && SERVE_SWITCHES.has(flag)) ? flag : `${flag} ${value}`;
 };
 
+/**
+ * A repository API call naming a repository (HTTP /v2/repository/<name>/…, gRPC repository_name): refused as Triton
+ * refuses it, since a server has one model repository, rather than acting on that one under another name.
+ */
+export function namedRepositoryRefusal(repository: string): NereidError {
+  return new NereidError('UNIMPLEMENTED', `'repository_name' specification is not supported (got ${quoteName(repository)}): the server has one model repository; leave the name out`);
+}
+
 /** A row of the repository index as the server answers it. */
 type IndexRow = RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number };
 

@@ -15,7 +15,7 @@ import { ClientCancellation, type InferenceRequest, type InferenceResponse, type
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { logFailedHandshakes } from '../../observability/tls-handshake-log.js';
 import { MAX_ID_CHARS } from '../../model/input-validation.js';
-import type { Server } from '../../server/server.js';
+import { namedRepositoryRefusal, type Server } from '../../server/server.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import {
   decodeModelInferRequest,
@@ -326,14 +326,17 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     ModelStatistics: unary('ModelStatistics', (request: { name: string; version: string }) =>
       modelStatisticsToProto(server.modelStatistics(request.name || undefined, request.version || undefined)),
     ),
-    RepositoryIndex: unary('RepositoryIndex', async (request: { ready: boolean }) =>
-      repositoryIndexToProto(await server.repositoryIndex(request.ready)),
-    ),
-    RepositoryModelLoad: unary('RepositoryModelLoad', async (request: { model_name: string; parameters: ParameterMap }) => {
+    RepositoryIndex: unary('RepositoryIndex', async (request: { repository_name: string; ready: boolean }) => {
+      if (request.repository_name) throw namedRepositoryRefusal(request.repository_name);
+      return repositoryIndexToProto(await server.repositoryIndex(request.ready));
+    }),
+    RepositoryModelLoad: unary('RepositoryModelLoad', async (request: { repository_name: string; model_name: string; parameters: ParameterMap }) => {
+      if (request.repository_name) throw namedRepositoryRefusal(request.repository_name);
       await server.loadModel(request.model_name, repositoryParametersFromProto(request.parameters, 'load'));
       return {};
     }),
-    RepositoryModelUnload: unary('RepositoryModelUnload', async (request: { model_name: string; parameters: ParameterMap }) => {
+    RepositoryModelUnload: unary('RepositoryModelUnload', async (request: { repository_name: string; model_name: string; parameters: ParameterMap }) => {
+      if (request.repository_name) throw namedRepositoryRefusal(request.repository_name);
       await server.unloadModel(request.model_name, repositoryParametersFromProto(request.parameters, 'unload'));
       return {};
     }),

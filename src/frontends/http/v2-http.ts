@@ -19,7 +19,7 @@ import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import type { CompletedModelConfig } from '../../config/model-config.js';
-import type { Server } from '../../server/server.js';
+import { namedRepositoryRefusal, type Server } from '../../server/server.js';
 import { admitFromHeaders, askForBody, discardRefusedBody, holdContinue, readBody, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
@@ -211,6 +211,16 @@ function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Duplex): v
   const body = JSON.stringify({ error: message });
   if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   socket.destroy(error);
+}
+
+/** The methods each route path takes, learnt from the routes added from now on: `path` → those whose pattern it matches. */
+function methodsByPath(app: FastifyInstance): (path: string) => string[] {
+  const routes: { pattern: RegExp; methods: string[] }[] = [];
+  app.addHook('onRoute', (route) => {
+    const parts = route.url.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part === '*' ? '.*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    routes.push({ pattern: new RegExp(`^${parts.join('/')}$`), methods: [route.method].flat() });
+  });
+  return (path) => [...new Set(routes.filter((route) => route.pattern.test(path)).flatMap((route) => route.methods))];
 }
 
 /** The front end's HTTP(S) servers: its own and, when the dashboard has a port of its own, the dashboard's. */
@@ -472,13 +482,20 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     return sendError(reply, asNereidError(error));
   });
 
-  // Before any route: the document learns of each route as it is added.
+  // Before any route: the document and the methods of each path learn of each route as it is added.
   const openApi = serveOpenApi(app);
   openApiDocuments.set(app, openApi);
+  const methodsOf = methodsByPath(app);
 
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: `no route ${request.method} ${shortened(request.url.split('?')[0])}` }),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0];
+    // A path served with other methods: 405 naming them, as Triton answers a GET of /infer.
+    const allowed = methodsOf(path);
+    if (allowed.length > 0) {
+      return reply.code(405).header('allow', allowed.join(', ')).send({ error: `${request.method} is not allowed on ${shortened(path)}; it takes ${allowed.join(', ')}` });
+    }
+    return reply.code(404).send({ error: `no route ${request.method} ${shortened(path)}` });
+  });
 
   app.get('/v2/health/live', async (_request, reply) =>
     server.live ? reply.code(200).send() : sendError(reply, new NereidError('UNAVAILABLE', 'server is not live')),
@@ -560,10 +577,15 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   app.post<{ Params: { model: string } }>('/v2/repository/models/:model/load', async (request, reply) => {
     const body = bodyObject(request, 'load request');
     const parameters = body.parameters ?? {};
-    if (typeof parameters !== 'object' || parameters === null) throw invalidArgument(`'parameters' must be an object`);
+    if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) throw invalidArgument(`'parameters' must be an object`);
     await server.loadModel(request.params.model, parameters as Record<string, unknown>);
     return reply.code(200).send();
   });
+  for (const path of ['/v2/repository/:repository/index', '/v2/repository/:repository/models/:model/load', '/v2/repository/:repository/models/:model/unload']) {
+    app.post<{ Params: { repository: string } }>(path, async (request) => {
+      throw namedRepositoryRefusal(request.params.repository);
+    });
+  }
   app.post<{ Params: { model: string } }>('/v2/repository/models/:model/traffic', async (request) =>
     server.setTrafficWeights(request.params.model, bodyObject(request, 'traffic request').weights),
   );
