@@ -809,6 +809,8 @@ describe('errors', () => {
 
   test('unknown model', async () => {
     await assertError(await post(main, '/v2/models/no_such_model/infer', simpleRequest([range16], [ones])), 404, "unknown model: 'no_such_model'");
+    // A misspelt name of a loaded model is named with the model it likely meant.
+    await assertError(await post(main, '/v2/models/simpel/infer', simpleRequest([range16], [ones])), 404, "unknown model: 'simpel' is not found", "did you mean 'simple'?");
     await assertError(await get(main, '/v2/models/no_such_model'), 404, 'no_such_model');
     await assertError(await get(main, '/v2/models/no_such_model/config'), 404, 'no_such_model');
   });

@@ -10,6 +10,7 @@ import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } 
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
+import { closestName } from '../core/edit-distance.js';
 import { invalidArgument, NereidError, notFound, quoteName, shortened, unavailable } from '../core/errors.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
@@ -988,7 +989,8 @@ export class ModelRepository {
       // Triton's clients look for the phrase "Request for unknown model".
       if (entry?.unloaded) throw notFound(`Request for unknown model: model '${name}' is not loaded (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
-      throw notFound(`Request for unknown model: ${quoteName(name)} is not found (not in the model repository, or not loaded)`);
+      const meant = closestName(name, [...this.entries].filter(([, known]) => !known.unloaded).map(([known]) => known));
+      throw notFound(`Request for unknown model: ${quoteName(name)} is not found (not in the model repository, or not loaded)${meant ? `; did you mean '${meant}'?` : ''}`);
     }
     if (version) {
       if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got ${quoteName(version)}`);
