@@ -258,6 +258,22 @@ function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope,
 }
 
 /** The flags of every command that talks to a running server at --url: its token and TLS, one set for all. */
+/** Exit status of a command that judges (eval, quantize, tune, monitor) when it could not judge: a bad option, data or model it cannot read, an internal error. */
+const EXIT_NOT_DONE = 2;
+const VERDICT_COMMANDS = new Set<string>();
+
+/**
+ * A command whose exit status 1 is its verdict (a gate failed, an objective unmet, drift), so that a failure to run
+ * exits 2 and CI can tell a typo from a failed gate; commander's own refusals exit 2 too.
+ */
+function verdictCommand(name: string, verdict: string): Command {
+  VERDICT_COMMANDS.add(name);
+  return program
+    .command(name)
+    .exitOverride()
+    .addHelpText('after', ['', 'Exit status:', '  0    done, and the verdict passed', `  1    ${verdict}`, `  ${EXIT_NOT_DONE}    not done: a bad or missing option, a model or data that cannot be read, an internal error`].join('\n'));
+}
+
 /** serve's --allow-code-models, for the commands that load a repository's models in their own process. */
 function allowCodeModelsOption(): Option {
   return new Option('--allow-code-models', 'models may run code from the repository (backend "javascript" handlers), as serve\'s flag; off, such a model is refused').default(false);
@@ -702,8 +718,7 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
     );
   });
 
-program
-  .command('eval')
+verdictCommand('eval', 'the last version failed --gate')
   .description("score a model's versions side by side on the same examples: against labels (accuracy, per-class figures, calibration; text accuracy for CTC recognisers) and against the first version (agreement, output deltas), with size and speed; with --gate, exit 1 when the last version fails it")
   .requiredOption('--model <name>', 'model to evaluate')
   .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), or a JSONL or CSV file of input tensors with an optional label field")
@@ -781,8 +796,7 @@ program
 /** `nereid monitor --url … --fail-on …`'s exit status when the version has no profile, so no state to judge: not 1 (drift), not 0 (a silent pass). */
 const EXIT_NOT_MONITORED = 3;
 
-const monitor = program
-  .command('monitor')
+const monitor = verdictCommand('monitor', `the state is at or beyond --fail-on; ${EXIT_NOT_MONITORED}: --fail-on with --url, and the version is not monitored`)
   .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders)")
   .requiredOption('--model <name>', 'model whose profile to use')
   .option('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors (or --url)')
@@ -929,8 +943,7 @@ serverConnectionOptions(promote, 'management').action(async (flags) => {
   }
 });
 
-program
-  .command('tune')
+verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could not write the winner')
   .description(
     "find the serving config that does best for a model on this machine by measuring it: the batch curve first, then instance × thread splits and execution thread, batch size, queue delay, graph optimisation and the model's versions one at a time, each under real requests through the server core; prints the table with the Pareto front, and writes the winner into the config with --write",
   )
@@ -1015,8 +1028,7 @@ program
     }
   });
 
-program
-  .command('quantize')
+verdictCommand('quantize', 'no version was written (the gate failed, or auto found nothing faster that passes)')
   .description('write a smaller version of a model beside the original — static int8 (QDQ) calibrated on sample inputs, dynamic int8 MatMuls, fp16 weights, or auto: static with the costliest nodes kept float until the gate holds, and only if faster — with its size, speed and agreement on held-out examples (then check it with nereid eval); exit 1 when no version was written')
   .requiredOption('--model <name>', 'model to quantize')
   .requiredOption('--calibration <path>', 'sample inputs: a folder of images (through the model\'s pre-processing), or a JSONL or CSV file of input tensors as nereid batch reads them')
@@ -1321,8 +1333,12 @@ if (basename(dirname(runningFile)) === 'dist') {
 }
 
 program.parseAsync().catch((error: Error) => {
-  if (BATCH_COMMANDS.has(process.argv[2] ?? '')) endBatchCommand(error);
+  const command = process.argv[2] ?? '';
+  if (BATCH_COMMANDS.has(command)) endBatchCommand(error);
+  const failed = VERDICT_COMMANDS.has(command) ? EXIT_NOT_DONE : 1;
+  // Commander has printed its own refusal (help and --version end with 0).
+  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : failed);
   // A schema's refusal of an option reads as the option and what it needs, not as zod's issue list.
   console.error(`nereid: ${error instanceof ZodError ? describeOptionIssues(error) : error.message}`);
-  process.exit(1);
+  process.exit(failed);
 });

@@ -65,7 +65,7 @@ test('tune --chart to a missing folder or to a folder is refused before the sear
   ] as const) {
     const started = performance.now();
     const { code, stdout, stderr } = await runCli([...tune, '--chart', chart], 60_000);
-    assert.equal(code, 1);
+    assert.equal(code, 2);
     assert.match(stderr, new RegExp(`--chart .*${why.source}`));
     assert.equal(stdout, '');
     assert.ok(performance.now() - started < 30_000, 'refused before the search, not after it');

@@ -96,12 +96,12 @@ test('a version folder not named in --versions is not loaded: an empty one besid
 test('--plot to a file that is neither .svg nor .png is refused before any evaluation, naming both', async () => {
   const chart = join(work, 'chart.jpg');
   const { code, stdout, stderr } = await nereid(evalArgs('--plot', chart));
-  assert.equal(code, 1);
+  assert.equal(code, 2);
   assert.match(stderr, /\.svg \(vector\) or \.png \(image\); '.*chart\.jpg' ends in '\.jpg'/);
   assert.equal(stdout, '', 'no report: nothing was evaluated');
   await assert.rejects(access(chart));
   const nowhere = await nereid(evalArgs('--plot', join(work, 'no-such-folder', 'chart.png')));
-  assert.equal(nowhere.code, 1);
+  assert.equal(nowhere.code, 2);
   assert.match(nowhere.stderr, /no-such-folder\/chart\.png: its folder does not exist or cannot be written/);
   assert.equal(nowhere.stdout, '');
   // A folder named like a chart, and a folder where no file can be made even by root.
@@ -109,35 +109,35 @@ test('--plot to a file that is neither .svg nor .png is refused before any evalu
   await mkdir(folder);
   for (const plot of [folder, `${folder}/`]) {
     const refused = await nereid(evalArgs('--plot', plot));
-    assert.equal(refused.code, 1);
+    assert.equal(refused.code, 2);
     assert.match(refused.stderr, /--plot .*folder\.svg\/?: is a folder; expected a file name, e.g. .*folder\.svg\/chart\.svg/);
     assert.equal(refused.stdout, '');
   }
   const proc = await nereid(evalArgs('--plot', '/proc/chart.svg'));
-  assert.equal(proc.code, 1);
+  assert.equal(proc.code, 2);
   assert.match(proc.stderr, /--plot \/proc\/chart\.svg: its folder does not exist or cannot be written/);
   assert.equal(proc.stdout, '');
 });
 
 test('a --top-k above the number of classes is refused before any evaluation, instead of being lowered to it unsaid', async () => {
   const { code, stdout, stderr } = await nereid(evalArgs('--top-k', '11'));
-  assert.equal(code, 1);
+  assert.equal(code, 2);
   assert.match(stderr, /--top-k 11: output 'logits' of 'fashion_mnist' has 10 classes, so top-11 accuracy would count every example right; give at most 10/);
   assert.equal(stdout, '');
 });
 
 test('--versions quotes a version that is not one; a model the repository lacks is named with those it has', async () => {
   const versions = await nereid(evalArgs().map((arg) => (arg === '1,2' ? '1,v2' : arg)));
-  assert.equal(versions.code, 1);
+  assert.equal(versions.code, 2);
   assert.match(versions.stderr, /--versions: 'v2' is not a version: a version is a positive integer/);
   const model = await nereid(evalArgs().map((arg) => (arg === 'fashion_mnist' ? 'fashion_mnst' : arg)));
-  assert.equal(model.code, 1);
+  assert.equal(model.code, 2);
   assert.match(model.stderr, /no model 'fashion_mnst' in the repository \S+ \(it has fashion_mnist\)/);
 });
 
 test('a gate bound a share cannot reach is refused before any evaluation, saying what it likely meant', async () => {
   const { code, stdout, stderr } = await nereid(evalArgs('--gate', 'agreement>=99'));
-  assert.equal(code, 1);
+  assert.equal(code, 2);
   assert.match(stderr, /--gate clause 'agreement>=99': agreement is a share from 0 to 1 \(0 % to 100 %\): did you mean 0\.99 \(or 99%\)\?/);
   assert.equal(stdout, '');
 });
@@ -172,7 +172,7 @@ test('a classifier without a labels file is compared by top-1 agreement on unlab
   assert.equal(report.versions[1].agreement?.measure, 'top-1');
   assert.equal(report.versions[1].agreement?.agreement, 1);
   const folders = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', dirname(bare), '--data', data, '--versions', '1,2']);
-  assert.equal(folders.code, 1);
+  assert.equal(folders.code, 2);
   assert.match(folders.stderr, /has class sub-folders, but the model has no labels file to name its classes/);
 });
 
@@ -182,7 +182,7 @@ test('a labels file shorter than the output is refused naming both counts, and w
   const labels = (await readFile(join(short, 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
   await writeFile(join(short, 'fashion_mnist', 'labels.txt'), `${labels.slice(0, 5).join('\n')}\n`);
   const { code, stdout, stderr } = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', short, '--data', data]);
-  assert.equal(code, 1);
+  assert.equal(code, 2);
   assert.equal(stdout, '');
   assert.match(stderr, /output 'logits' has 10 scores but its labels file labels\.txt names 5 classes; classes 5\.\.9 are answered by their index/);
   assert.match(stderr, /nereid: output 'logits' of 'fashion_mnist' has 10 scores but its labels file labels\.txt has 5 lines; give it one line per score, in index order/);
@@ -218,7 +218,7 @@ test('a class folder that names no label of the model is refused, naming the lab
   await mkdir(join(data, 'Hat'));
   try {
     const { code, stderr } = await nereid(evalArgs());
-    assert.equal(code, 1);
+    assert.equal(code, 2);
     assert.match(stderr, /folder\(s\) 'Hat' name no class of the model; its classes: T-shirt_top, Trouser/);
   } finally {
     await rm(join(data, 'Hat'), { recursive: true });
@@ -231,7 +231,7 @@ test('images beside the class folders are refused rather than left out of the fi
   await cp(join(data, folder, image), join(data, 'stray.png'));
   try {
     const { code, stderr } = await nereid(evalArgs());
-    assert.equal(code, 1);
+    assert.equal(code, 2);
     assert.match(stderr, /has class sub-folders and also 1 image\(s\) beside them \(stray\.png\), which no folder labels/);
   } finally {
     await rm(join(data, 'stray.png'));
@@ -258,12 +258,12 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   assert.equal(few.code, 1);
   assert.match((JSON.parse(few.stdout) as EvalReport).gate!.failures[0], /^judged on 4 example\(s\), fewer than the 30 a gate needs/);
   const itself = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '2,2']);
-  assert.equal(itself.code, 1);
+  assert.equal(itself.code, 2);
   assert.equal(itself.stderr.trim(), 'nereid: --versions: a version is named twice; a version compared with itself passes any gate');
 
   await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,label\n9,1,1,cat\n1,9,1,horse\n');
   const refused = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1']);
-  assert.equal(refused.code, 1);
+  assert.equal(refused.code, 2);
   assert.match(refused.stderr, /record 3: label "horse" is neither a class of the model nor an index 0\.\.2/);
 });
 
@@ -338,7 +338,7 @@ test('a corrupt image among many is named by its path: eval stops at it, monitor
   const corrupt = join(folder, 'zz-truncated.png');
   await writeFile(corrupt, whole.subarray(0, Math.floor(whole.length / 2)));
   const evaluated = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', folder, '--versions', '1']);
-  assert.equal(evaluated.code, 1);
+  assert.equal(evaluated.code, 2);
   assert.match(evaluated.stderr, new RegExp(`--data ${corrupt.replaceAll('/', '\\/')}: `));
   const monitored = await nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', repository, '--data', folder]);
   assert.equal(monitored.code, 0, monitored.stderr);

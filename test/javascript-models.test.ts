@@ -470,7 +470,7 @@ test('nereid eval loads a handler model only with --allow-code-models, and its r
     await writeFile(join(folder, 'in.jsonl'), [1, 2, 3].map((seed) => JSON.stringify({ IN: [seed, seed, seed, seed] })).join('\n') + '\n');
     const args = ['eval', '--model-repository', repo, '--model', 'double', '--data', join(folder, 'in.jsonl'), '--output', 'OUT', '--json'];
     const refused = await runCli(args);
-    assert.equal(refused.code, 1);
+    assert.equal(refused.code, 2);
     assert.match(refused.stderr, /runs code from the model repository; the server loads such models only with --allow-code-models/);
     const allowed = await runCli([...args, '--allow-code-models']);
     assert.equal(allowed.code, 0, allowed.stderr);

@@ -306,7 +306,7 @@ test('a reload of the same version with the same profile keeps its monitor: wind
     assert.match(live.stdout, /\| ood\.flagged \| \d/);
     assert.match(live.stderr, /state drift, at or beyond --fail-on drift/);
     const refused = await runCli(['monitor', '--model', 'fashion_mnist', '--url', served.url, '--data', 'x'], 60_000);
-    assert.equal(refused.code, 1);
+    assert.equal(refused.code, 2);
     assert.match(refused.stderr, /--url reads the state the server keeps: give it without --data/);
   } finally {
     await served.close();

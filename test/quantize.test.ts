@@ -62,7 +62,7 @@ test('quantize writes a smaller int8 version beside the original with its report
   assert.equal(comparison.gate.passed, true);
 
   const again = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--output-version', '2']);
-  assert.equal(again.code, 1);
+  assert.equal(again.code, 2);
   assert.match(again.stderr, /version 2 of 'fashion_mnist' exists already/);
 
   // A policy that serves only version 2 (the bundled one names only version 1) leaves no float version to default to:
@@ -72,7 +72,7 @@ test('quantize writes a smaller int8 version beside the original with its report
   assert.match(bundled, /^version_policy: .*$/m);
   await writeFile(config, bundled.replace(/^version_policy: .*$/m, 'version_policy: { latest: { num_versions: 1 } }'));
   const twice = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration')]);
-  assert.equal(twice.code, 1);
+  assert.equal(twice.code, 2);
   assert.match(twice.stderr, /version 2 of 'fashion_mnist' is already quantized \(int8 static QDQ, from version 1\), and its version policy serves no float version; quantize the float version it came from: --version 1/);
   // Serving both, the default source is the newest float version, not the int8 one beside it.
   await writeFile(config, bundled.replace(/^version_policy: .*$/m, 'version_policy: { all: {} }'));
@@ -81,7 +81,7 @@ test('quantize writes a smaller int8 version beside the original with its report
   assert.equal(JSON.parse(both.stdout).sourceVersion, '1');
   await rm(join(repository, 'fashion_mnist', '9'), { recursive: true });
   const named = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '2']);
-  assert.equal(named.code, 1);
+  assert.equal(named.code, 2);
   assert.match(named.stderr, /version 2 of 'fashion_mnist' is already quantized \(int8 static QDQ, from version 1\); quantize the float version it came from: --version 1/);
   await writeFile(config, bundled);
 });
@@ -95,10 +95,10 @@ test('held-out examples are every n-th of the data, so a class-sorted folder giv
 
 test('the gate is judged on held-out examples spread over the data, and refused on fewer than it needs before any work', async () => {
   const few = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--max-examples', '50', '--output-version', '7']);
-  assert.equal(few.code, 1);
+  assert.equal(few.code, 2);
   assert.match(few.stderr, /50 example\(s\) hold out 10 to judge the gate on, fewer than the 30 it needs .*give at least 150 examples/);
   const labelsOnly = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--gate', 'accuracy_drop<=0.01', '--output-version', '7']);
-  assert.equal(labelsOnly.code, 1);
+  assert.equal(labelsOnly.code, 2);
   assert.match(labelsOnly.stderr, /--gate 'accuracy_drop<=0.01': quantize .* measures only agreement, character_agreement, max_abs_delta; judge accuracy afterwards with nereid eval --gate/);
   await assert.rejects(stat(join(repository, 'fashion_mnist', '7')));
 });
@@ -111,11 +111,11 @@ test('a flag out of range is refused naming the flag, what it takes and what it 
     ['--ranges', '50', 'expected a number above 50 and up to 100'],
   ]) {
     const refused = await quantize(flag, value);
-    assert.equal(refused.code, 1);
+    assert.equal(refused.code, 2);
     assert.ok(refused.stderr.includes(`option '${flag} <`) && refused.stderr.includes(`argument '${value}' is invalid. ${expected}`), refused.stderr);
   }
   const most = await quantize('--hold-out', '0.99', '--method', 'fp16');
-  assert.equal(most.code, 1);
+  assert.equal(most.code, 2);
   assert.match(most.stderr, /--hold-out 0\.99: of 150 example\(s\) it leaves 1 to calibrate on; calibration needs at least 5/);
   await assert.rejects(stat(join(repository, 'fashion_mnist', '7')));
 });
@@ -202,7 +202,7 @@ test('a write that fails midway (file too large) leaves no version folder for th
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr }),
     ),
   );
-  assert.equal(failed.code, 1, failed.stderr);
+  assert.equal(failed.code, 2, failed.stderr);
   assert.match(failed.stderr, /writing version 2 of 'cnn' failed, so nothing was written \(no version folder is left\): EFBIG/);
   assert.deepEqual(await readdir(model), ['1'], 'neither a version folder nor the temporary one it was written in');
 

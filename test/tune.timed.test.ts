@@ -85,16 +85,16 @@ test('tune refuses what it cannot do before measuring, and describes a config wi
     await writeModel(repository, 'cnn', 1, smallCnnModel(), undefined, {});
     const quick = ['tune', '--model', 'cnn', '--model-repository', repository, '--concurrency', '1', '--warmup-s', '0', '--duration-s', '0.2', '--budget-s', '1'];
     const both = await runCli([...quick, '--p99-ms', '5', '--max-cost', '0.01'], 60_000);
-    assert.equal(both.code, 1);
+    assert.equal(both.code, 2);
     assert.match(both.stderr, /--p99-ms and --max-cost are two objectives; give one/);
     // With a budget of two minutes, a refusal after the search would take them.
     const started = performance.now();
     const unwritable = await runCli([...quick, '--budget-s', '120', '--write'], 60_000);
-    assert.equal(unwritable.code, 1);
+    assert.equal(unwritable.code, 2);
     assert.match(unwritable.stderr, /has no config file for --write to update; write one \(config.yaml\) first/);
     assert.ok(performance.now() - started < 30_000, 'refused before the search, not after it');
     const unknownInput = await runCli([...quick, '--input-shape', 'nope=1,2'], 60_000);
-    assert.equal(unknownInput.code, 1);
+    assert.equal(unknownInput.code, 2);
     assert.match(unknownInput.stderr, /--input-shape nope: 'cnn' has no such input; its inputs: image/);
 
     // No instance_group: ONNX Runtime's plan is single-threaded instances, whatever the cores.
@@ -119,7 +119,7 @@ test('tune exits 1 when no config meets --p99-ms, naming the bound and the confi
     assert.equal((JSON.parse(unmet.stdout) as TuneReport).winner, undefined);
 
     const percent = await runCli([...quick, '--min-gain', '5'], 60_000);
-    assert.equal(percent.code, 1);
+    assert.equal(percent.code, 2);
     assert.match(percent.stderr, /option '--min-gain <fraction>' argument '5' is invalid\. expected a number from 0 to 1/);
 
     const help = await runCli(['tune', '--help'], 60_000);
