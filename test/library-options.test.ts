@@ -41,7 +41,7 @@ test('a misspelt key of a nested options object (monitoring, reclaimIdleMemory, 
   const backends = [doublerBackend()];
   await assert.rejects(
     createServer({ modelRepository: 'models', logger, monitoring: { windw: 5 } } as never),
-    /^TypeError: Server: unknown option 'monitoring\.windw' \(known: evaluateEvery, state, topFeatures, window; did you mean 'monitoring\.window'\?\)$/,
+    /^TypeError: Server: unknown option 'monitoring\.windw' \(known: driftWindows, evaluateEvery, state, topFeatures, window; did you mean 'monitoring\.window'\?\)$/,
   );
   assert.throws(
     () => new Server({ modelRepository: 'models', logger, backends, reclaimIdleMemory: { growthByte: 1 } } as never),
