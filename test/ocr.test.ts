@@ -151,7 +151,7 @@ describe('OCR end to end on the bundled PaddleOCR models', () => {
     const refused = await detect(40, 64);
     const body = (await refused.json()) as { error: string };
     assert.equal(refused.status, 400, body.error);
-    assert.match(body.error, /shape \[1,3,40,64\].*multiple of \[1, 1, 32, 32\].*dim 2 is 40, try 32 or 64/);
+    assert.match(body.error, /shape \[1,3,40,64\].*each dim after the batch dimension to be a multiple of \[1, 32, 32\].*dim 2 is 40, try 32 or 64/);
     assert.doesNotMatch(body.error, /dim 3/);
     assert.equal((await detect(32, 64)).status, 200);
   });

@@ -154,7 +154,7 @@ function numericData(input: InferInput, datatype: Exclude<Datatype, 'BYTES'>): T
 const describeValue = (value: unknown) => (typeof value === 'object' && value !== null ? `a ${value.constructor?.name ?? 'object'}` : `${typeof value} ${quote(value)}`);
 
 /** Refuses a shape whose dims are not multiples of the config's dims_multiple_of, naming the nearest sizes that are. */
-function checkMultiples(name: string, shape: readonly number[], multipleOf: readonly number[]): void {
+function checkMultiples(name: string, shape: readonly number[], multipleOf: readonly number[], batched: boolean): void {
   const wrong = shape.flatMap((dim, index) => (dim % multipleOf[index] === 0 ? [] : [index]));
   if (wrong.length === 0) return;
   const nearest = (dim: number, step: number) => {
@@ -162,7 +162,10 @@ function checkMultiples(name: string, shape: readonly number[], multipleOf: read
     return below === 0 ? `${step}` : `${below} or ${below + step}`;
   };
   const advice = wrong.map((index) => `dim ${index} is ${shape[index]}, try ${nearest(shape[index], multipleOf[index])}`).join('; ');
-  throw invalidArgument(`input '${name}' has shape ${describeShape(shape)}; the model needs each dim to be a multiple of [${multipleOf.join(', ')}] (dims_multiple_of in its config): ${advice}`);
+  // Quoted as the config writes it: without the batch dimension's 1 that multipleOf carries for a batching model.
+  const declared = multipleOf.slice(batched ? 1 : 0);
+  const which = batched ? ' after the batch dimension' : '';
+  throw invalidArgument(`input '${name}' has shape ${describeShape(shape)}; the model needs each dim${which} to be a multiple of [${declared.join(', ')}] (dims_multiple_of in its config): ${advice}`);
 }
 
 export class RequestValidator {
@@ -302,7 +305,7 @@ export class RequestValidator {
       }
     }
     if (input.datatype === rule.datatype && shapeMatches(rule.shape, shape)) {
-      if (rule.multipleOf) checkMultiples(input.name, shape, rule.multipleOf);
+      if (rule.multipleOf) checkMultiples(input.name, shape, rule.multipleOf, this.maxBatchSize > 0);
       return shape;
     }
     if (rule.acceptsRowsOnly && input.datatype === 'BYTES' && shape.length === rule.shape.length - 1) return [...shape, 1];
