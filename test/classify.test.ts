@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { HttpClient } from '../src/client/index.js';
-import { mulberry32, smallCnnModel, writeModel } from '../src/onnx/test-models.js';
+import { identityModel, mulberry32, smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import { binaryBody, lengthPrefixed, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
 import { NEREID_COMMAND } from './support/cli-server.js';
 
@@ -60,6 +60,8 @@ async function writeClassifierModels(repoDir: string): Promise<void> {
   await writeModel(repoDir, 'cnn_pbtxt', 1, smallCnnModel(), PBTXT_CONFIG, labels);
   // The same network without pre-processing: it takes the FP32 tensor itself.
   await writeModel(repoDir, 'cnn_plain', 1, smallCnnModel(), `max_batch_size: ${MAX_BATCH}\n`, labels);
+  // One BYTES input the model reads itself (as the ocr pipeline does): not an image route's model, but /infer's.
+  await writeModel(repoDir, 'bytes_reader', 1, identityModel('string', ['batch', 1]), 'max_batch_size: 4\n');
   // Two versions whose traffic policy sends every unversioned request to the older one.
   const canaryConfig = `${YAML_CONFIG.replace('name: cnn_yaml', 'name: cnn_canary')}version_policy: { all: {} }\ntraffic: { weights: { "1": 1 } }\n`;
   await writeModel(repoDir, 'cnn_canary', 1, smallCnnModel(), undefined, { 'config.yaml': canaryConfig, ...labels });
@@ -362,6 +364,7 @@ describe('POST /v2/models/{model}/classify', () => {
 
   test('a model without image pre-processing cannot classify: 400', async () => {
     await assertError(await classify('cnn_plain', images.a), 400, "model 'cnn_plain' does not take a single image input", 'preprocess.image');
+    await assertError(await classify('bytes_reader', images.a), 400, "model 'bytes_reader' takes its input 'INPUT0' as BYTES that it reads itself", 'send the image to POST /v2/models/bytes_reader/infer as the body');
     await assertError(await classify('no_such_model', images.a), 404);
   });
 });

@@ -63,11 +63,26 @@ function classificationOutput(model: ModelVersion) {
   return output;
 }
 
+/**
+ * Why a model cannot serve an image route (`purpose`: 'classify images', 'detect objects'): it takes no image through
+ * preprocess.image. A model whose one input is BYTES (a pipeline that decodes its own image, such as ocr) is sent the
+ * image on /infer instead, which this names.
+ */
+export function notAnImageModel(model: ModelVersion, purpose: string) {
+  const required = model.config.input.filter((input) => !input.optional);
+  if (required.length === 1 && required[0].data_type === 'TYPE_STRING') {
+    return invalidArgument(
+      `model '${model.name}' takes its input '${required[0].name}' as BYTES that it reads itself, with no preprocess.image, so this route cannot ${purpose} with it: send the image to POST /v2/models/${model.name}/infer as the body (Content-Type image/*)`,
+    );
+  }
+  return invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to ${purpose})`);
+}
+
 /** The model's one image input and the output it classifies with; refuses a model that has no such pair. */
 export function imageClassifier(model: ModelVersion) {
   const [imageInput, ...others] = model.imageInputs;
   if (!imageInput || others.length > 0 || model.config.input.some((input) => input.name !== imageInput && !input.optional)) {
-    throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to classify images)`);
+    throw notAnImageModel(model, 'classify images');
   }
   return { imageInput, output: classificationOutput(model) };
 }

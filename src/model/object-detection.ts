@@ -9,7 +9,7 @@ import type { RequestContext } from '../core/inference.js';
 import type { TimingKey } from '../core/timings.js';
 import { imageGeometry } from '../processing/image-preprocessor.js';
 import { decodeDetections, DETECTION_ROW_VALUES, orientedSize, parseDetectionOptions, type Detection, type DetectionGeometry } from '../processing/object-detection.js';
-import { runImagesThrough, summedMs, type ImageTimings } from './image-classification.js';
+import { notAnImageModel, runImagesThrough, summedMs, type ImageTimings } from './image-classification.js';
 import type { ModelVersion } from './model-version.js';
 
 export interface ImageDetections {
@@ -34,7 +34,7 @@ export function detectionsOutput(model: ModelVersion) {
 export function detector(model: ModelVersion) {
   const [imageInput, ...others] = model.imageInputs;
   if (!imageInput || others.length > 0) {
-    throw invalidArgument(`model '${model.name}' does not take a single image input (declare preprocess.image on its one input to detect objects)`);
+    throw notAnImageModel(model, 'detect objects');
   }
   const input = model.config.input.find((candidate) => candidate.name === imageInput)!;
   const output = detectionsOutput(model);
