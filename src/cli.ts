@@ -6,6 +6,8 @@ import { access, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { format } from 'node:util';
+import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
@@ -508,6 +510,9 @@ program
       dashboardHistograms: metrics && ((model, version) => metrics.histogramSnapshot(model, version)),
       dashboardJobs: flags.jobsQueue ? batchJobsSource({ queue: flags.jobsQueue, queueName: flags.jobsQueueName }) : undefined,
     });
+    // grpc-js writes its own errors to stderr (a busy port as "E No address added out of total 1 resolved") beside
+    // the server's message saying the same: they go to the log, at debug.
+    setGrpcLogger({ error: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, format(...args)) });
     // The same tokens guard gRPC and the metrics port: another port must not be a way around them.
     const grpc: GrpcFrontEnd | undefined =
       flags.grpcPort === 0
