@@ -488,6 +488,6 @@ describe('files and overrides', () => {
       assert.match(((await response.json()) as { error: string }).error, pattern);
     }
     assert.equal((await load({ max_batch_size: 2 })).status, 200, 'a safe override still loads');
-    assert.equal((await post('/v2/models/scale/ready', '', bearer('infer-token'))).status, 404, 'ready is a GET');
+    assert.equal((await post('/v2/models/scale/ready', '', bearer('infer-token'))).status, 405, 'ready is a GET');
   });
 });
