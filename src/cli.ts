@@ -259,7 +259,6 @@ function warnOfOpenScopes(tokens: AuthTokens, exposed: Record<Exclude<AuthScope,
   for (const scope of open) logger.warn(`the ${scope} scope has no token while another scope has one: it is open to anyone who can reach its port (--${scope}-auth-token or --http-auth-token closes it)`);
 }
 
-/** The flags of every command that talks to a running server at --url: its token and TLS, one set for all. */
 /** Exit status of a command that judges (eval, quantize, tune, monitor) when it could not judge: a bad option, data or model it cannot read, an internal error. */
 const EXIT_NOT_DONE = 2;
 const VERDICT_COMMANDS = new Set<string>();
@@ -281,6 +280,7 @@ function allowCodeModelsOption(): Option {
   return new Option('--allow-code-models', 'models may run code from the repository (backend "javascript" handlers), as serve\'s flag; off, such a model is refused').default(false);
 }
 
+/** The flags of every command that talks to a running server at --url: its token and TLS, one set for all. */
 function serverConnectionOptions(command: Command, scope: 'inference' | 'management'): Command {
   return command
     .option('--token <token>', `with --url: ${scope === 'inference' ? 'an' : 'a'} ${scope} token, when the server requires one (env ${TOKEN_ENV[scope]}, else ${TOKEN_ENV.all})`)

@@ -388,10 +388,13 @@ export class ModelRepository {
     return (await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))).sort();
   }
 
-  /** Folders whose names no client could ask for (spaces, other scripts): not served, so worth a word at start. */
+  /**
+   * Folders whose names no client could ask for (spaces, other scripts): not served, so worth a word at start. A
+   * volume's lost+found (a repository on its own file system) is no model folder.
+   */
   async unservableFolders(): Promise<string[]> {
     const root = await this.root();
-    return (await foldersIn(root, root, (name) => !SAFE_NAME.test(name) && !name.startsWith('.'))).sort();
+    return (await foldersIn(root, root, (name) => !SAFE_NAME.test(name) && !name.startsWith('.') && name !== 'lost+found')).sort();
   }
 
   /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */
