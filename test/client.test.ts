@@ -171,6 +171,33 @@ test('a gRPC stream answers every request it carries, in the order they were sen
   assert.deepEqual(answers.map((answer) => ('error' in answer ? answer.error : [answer.id, Array.from(answer.outputs.OUTPUT0!.data as Float32Array)])), requests.map((request) => [request.options.id, request.inputs.INPUT0.data]));
 });
 
+test('leaving the loop over a gRPC stream early cancels the call and stops reading the requests\' source', async () => {
+  let sourceEnded = false;
+  let sent = 0;
+  // A source that waits between requests and never ends by itself: left alone, it would keep the process alive.
+  async function* requests() {
+    try {
+      for (let value = 1; ; value++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        sent += 1;
+        yield { model: 'identity_fp32', inputs: { INPUT0: { datatype: 'FP32' as const, shape: [1, 1], data: [value] } } };
+      }
+    } finally {
+      sourceEnded = true;
+    }
+  }
+  let answers = 0;
+  for await (const answer of grpc.stream(requests())) {
+    assert.ok(!('error' in answer), JSON.stringify(answer));
+    if (++answers === 2) break;
+  }
+  const until = Date.now() + 5_000;
+  while (!sourceEnded && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.ok(sourceEnded, `the source was still read after the loop ended (${sent} requests taken)`);
+  // The client serves on: a new call on the same channel is answered.
+  assert.equal(await grpc.modelReady('identity_fp32'), true);
+});
+
 test('response parameters (the OOD verdict) come back the same over HTTP and gRPC, as plain values', async (t) => {
   // fashion_mnist with its bundled reference profile answers ood (bool), ood_score and ood_threshold (double), ood_scores (string).
   const repository = await mkdtemp(join(tmpdir(), 'nereid-client-parameters-'));

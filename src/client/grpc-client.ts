@@ -223,8 +223,11 @@ export class GrpcClient {
     const call = this.client.ModelStreamInfer(this.metadata(), this.callOptions()) as grpc.ClientDuplexStream<unknown, { error_message: string; infer_response: InferResponseMessage }>;
     // Whether answers are read as classes: withClasses leaves an output whose elements are not "score:index[:label]" as it is.
     let classification = false;
+    // Set when the caller leaves the loop over the answers early: no more requests are taken from its source.
+    let abandoned = false;
     const writing = (async () => {
       for await (const { model, inputs, options } of requests) {
+        if (abandoned) return; // leaving this loop ends the caller's generator (its finally runs)
         // The V2 stream has no way to cancel one request on it: a signal given for one would be silently ignored.
         if ((options as InferOptions | undefined)?.signal) throw new Error(`a request on a stream cannot take its own signal (model '${model}'); end the whole stream by returning from the loop over its answers`);
         classification ||= options?.classification !== undefined;
@@ -233,15 +236,27 @@ export class GrpcClient {
       call.end();
     })();
     writing.catch(() => call.cancel()); // the requests' own error reaches the caller from `await writing`
+    // The cancelled call's CANCELLED error, once nobody reads the stream, is expected rather than unhandled.
+    call.on('error', () => undefined);
+    let answered = false;
     try {
       for await (const message of call) {
         if (message.error_message) yield { id: message.infer_response?.id ?? '', error: message.error_message };
         else yield decodeResponse(message.infer_response, classification);
       }
+      answered = true;
     } catch (error) {
+      answered = true;
       await writing; // a request that could not be sent cancelled the stream: its error is the one to see
       // The stream's own failure (UNAVAILABLE, a deadline, a cancel) as a unary call's: a GrpcCallError with its code.
       throw isServiceError(error) ? this.callError(error) : error;
+    } finally {
+      // A `break` or `return` out of the caller's loop: the call is cancelled and its source stops being read, or both
+      // would keep the process alive (a source that waits between requests, a stream the server keeps open).
+      if (!answered) {
+        abandoned = true;
+        call.cancel();
+      }
     }
     await writing;
   }
