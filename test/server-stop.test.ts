@@ -111,3 +111,16 @@ test('a gRPC front end joins stop() by itself: its calls in flight are answered,
   assert.deepEqual(await stopped, { drained: true });
   await assert.rejects(new GrpcClient({ address: `127.0.0.1:${port}`, timeoutMs: 2000 }).serverLive(), 'nothing listens after stop()');
 });
+
+test('close() without stop() closes the HTTP and gRPC front ends over the server at once, so nothing keeps listening', async (t) => {
+  const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
+  const server = await new Server({ modelRepository: repo, backends: [doublerBackend()], logger }).start();
+  const url = await createHttpFrontEnd(server).listen({ host: '127.0.0.1', port: 0 });
+  const grpc = createGrpcFrontEnd(server);
+  const port = await grpc.listen('127.0.0.1', 0);
+  const idle = await accepted(url);
+  await server.close();
+  await idle.closed;
+  await assert.rejects(fetch(`${url}/v2/health/live`), 'nothing listens on the HTTP port after close()');
+  await assert.rejects(new GrpcClient({ address: `127.0.0.1:${port}`, timeoutMs: 2000 }).serverLive(), 'nothing listens on the gRPC port after close()');
+});

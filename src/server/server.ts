@@ -994,6 +994,13 @@ export class Server {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    // Front ends still attached (close() without stop()) stop listening and have their connections cut at once: left
+    // alone they would answer "not ready" for ever and keep the process alive. stop() has closed them by now.
+    if (this.frontEnds.size > 0) {
+      const closed = Promise.all([...this.frontEnds].map((frontEnd) => frontEnd.drain(0)));
+      this.cutConnections();
+      await closed;
+    }
     this.memoryReclaimer?.stop();
     // A load under way (a poll's reload, a warmup at start) would only be discarded: it stops instead of holding the exit.
     this.repository.abandonLoads();
