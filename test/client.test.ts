@@ -92,6 +92,11 @@ test('data that would change on the way is refused before sending: a typed array
     ['identity_int32', { datatype: 'INT32', shape: [1, 1], data: [2 ** 31] }, "input 'INPUT0': element 0 is 2147483648, expected an integer in [-2147483648, 2147483647] for datatype INT32"],
     ['identity_int32', { datatype: 'INT32', shape: [1, 1], data: [1.5] }, "input 'INPUT0': element 0 is 1.5, expected an integer in [-2147483648, 2147483647] for datatype INT32"],
     ['identity_fp32', { datatype: 'FP32', shape: [1, 1], data: ['a'] as unknown as number[] }, "input 'INPUT0': element 0 is \"a\", expected a number for datatype FP32"],
+    // A tensor built wrong is named by input, where it crashed with "Cannot read properties of undefined".
+    ['identity_fp32', { datatype: 'fp32', shape: [1, 1], data: [1] } as unknown as ClientTensor, `input 'INPUT0': datatype must be one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES, got "fp32" (did you mean FP32?)`],
+    ['identity_fp32', { datatype: 'FP32', data: [1] } as unknown as ClientTensor, "input 'INPUT0' has no 'shape' (an array of non-negative integers)"],
+    ['identity_fp32', { datatype: 'FP32', shape: [1, 1] } as unknown as ClientTensor, "input 'INPUT0' needs 'data': a typed array or an array of FP32 values (strings or Buffers for BYTES)"],
+    ['identity_fp32', { datatype: 'FP32', shape: [1, 3], data: [1, 2] }, "input 'INPUT0': a FP32 tensor of shape [1, 3] holds 3 elements; 2 were given"],
   ];
   for (const [model, tensor, message] of cases) {
     for (const send of sends) await assert.rejects(send(model, { INPUT0: tensor }), { message });

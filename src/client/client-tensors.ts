@@ -19,7 +19,7 @@ import {
   type Datatype,
   type NumericArray,
 } from '../core/datatype.js';
-import { tensorDataFromJson } from '../core/tensor.js';
+import { checkDatatype, checkShape, tensorDataFromJson } from '../core/tensor.js';
 
 /** What a client sends for one input. */
 export interface ClientTensor {
@@ -107,14 +107,24 @@ function numericData(name: string, tensor: ClientTensor): NumericArray {
   return tensorDataFromJson(name, datatype, values) as NumericArray;
 }
 
-function checkedCount(tensor: ClientTensor): void {
+/**
+ * An input as the caller built it, checked before anything is sent: its datatype (a lower-case 'fp32' is named with the
+ * V2 one), its shape, and data that holds the shape's element count; the messages name the input.
+ */
+export function checkedTensor(name: string, tensor: ClientTensor): void {
+  checkDatatype(name, tensor.datatype);
+  checkShape(name, tensor.shape);
+  const data = tensor.data as ArrayLike<unknown> | undefined;
+  if (data === null || typeof data !== 'object' || typeof data.length !== 'number') {
+    throw new Error(`input '${name}' needs 'data': a typed array or an array of ${tensor.datatype} values (strings or Buffers for BYTES)`);
+  }
   const count = elementCount(tensor.shape);
-  if (tensor.data.length !== count) throw new Error(`a ${tensor.datatype} tensor of shape [${tensor.shape.join(', ')}] holds ${count} elements; ${tensor.data.length} were given`);
+  if (data.length !== count) throw new Error(`input '${name}': a ${tensor.datatype} tensor of shape [${tensor.shape.join(', ')}] holds ${count} elements; ${data.length} ${data.length === 1 ? 'was' : 'were'} given`);
 }
 
 /** The raw little-endian bytes of an input, as binary tensors and gRPC's raw_input_contents carry them. */
 export function tensorBytes(name: string, tensor: ClientTensor): Buffer {
-  checkedCount(tensor);
+  checkedTensor(name, tensor);
   if (tensor.datatype === 'BYTES') return encodeBytesElements((tensor.data as readonly (string | Buffer)[]).map((element) => (typeof element === 'string' ? Buffer.from(element) : element)));
   return bytesOfTypedArray(numericData(name, tensor));
 }
@@ -124,6 +134,7 @@ export function tensorBytes(name: string, tensor: ClientTensor): Buffer {
  * text are refused: a JSON string cannot carry them unchanged.
  */
 export function tensorJson(name: string, tensor: ClientTensor): string {
+  checkedTensor(name, tensor);
   const { datatype, data } = tensor;
   if (datatype === 'BYTES') {
     const texts = (data as readonly (string | Buffer)[]).map((element, index) => {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { OptionError, parseOptions, refuseOptionValue, refuseUnknownOptions } from '../core/options.js';
 import { MAX_TIMER_MS, retryingCall, retryOptionsSchema } from '../core/retry.js';
 import {
+  checkedTensor,
   OutputNamesCache,
   outputFromBytes,
   outputFromJson,
@@ -306,6 +307,7 @@ export class HttpClient {
     const binary = options.binary ?? true;
     const blobs: Buffer[] = [];
     const inputParts = Object.entries(inputs).map(([name, tensor]) => {
+      if (!('sharedMemory' in tensor)) checkedTensor(name, tensor);
       const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
       if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
       if (!binary) return `${head},"data":${tensorJson(name, tensor)}}`;
