@@ -27,6 +27,7 @@ import { compress, decompress, isContentCoding, type ContentCoding } from '../pr
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import { HEADER_LENGTH, parseExactJson } from '../protocol/v2-json.js';
 import type { timingAnswer } from '../model/image-classification.js';
+import type { ImageDetections } from '../model/object-detection.js';
 import type { ImageClassification } from '../processing/output-postprocessor.js';
 
 /** A client's `timeoutMs`: positive, and no longer than a timer can wait. */
@@ -204,6 +205,13 @@ export interface ClassifyAnswer extends ImageClassification {
   timing: ReturnType<typeof timingAnswer>;
 }
 
+/** /detect's answer for one image: the photo's size, the objects found (the best first), and where the time went. */
+export interface DetectAnswer extends ImageDetections {
+  model_name: string;
+  model_version: string;
+  timing: ReturnType<typeof timingAnswer>;
+}
+
 /** An answer as read off the connection, its body already inflated. */
 interface Answer {
   status: number;
@@ -359,7 +367,7 @@ export class HttpClient {
     model: string,
     image: Buffer,
     options: { version?: string; threshold?: number; maxDetections?: number; iouThreshold?: number; contentType?: string } = {},
-  ): Promise<{ image: { width: number; height: number }; detections: { label: string; index: number; score: number; box: [number, number, number, number] }[] }> {
+  ): Promise<DetectAnswer> {
     const query = new URLSearchParams();
     if (options.threshold !== undefined) query.set('threshold', String(options.threshold));
     if (options.maxDetections !== undefined) query.set('max_detections', String(options.maxDetections));

@@ -17,6 +17,7 @@ import { LruCacheStore } from '../cache/lru-cache-store.js';
 import { httpStatusOf, NereidError } from '../core/errors.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { addSubModel } from '../onnx/test-models.js';
+import { bytesElements } from '../core/datatype.js';
 import { createServer } from './create-server.js';
 import { serveFlagName, Server, type ServerOptions } from './server.js';
 
@@ -65,6 +66,17 @@ test('start() loads every model in the repository, and readiness follows', async
   assert.equal((await server.modelConfig('unconfigured')).max_batch_size, 4, "completed from the backend's signature with the default");
   assert.deepEqual(await doubledBy(server, 'configured'), [2, 4, 6, 8]);
   assert.deepEqual(await doubledBy(server, 'unconfigured'), [2, 4, 6, 8]);
+});
+
+test('a library caller asks for classes in an output\'s parameters as the wire does (classification), or by classCount', async (t) => {
+  const repo = await fakeRepository(t, { good: 'max_batch_size: 2\n' });
+  const server = await started(t, { modelRepository: repo });
+  const classesOf = async (output: InferenceRequest['outputs']) =>
+    bytesElements((await server.infer({ ...request('good'), outputs: output })).outputs[0].data).map((element) => element.toString('utf8'));
+  assert.deepEqual(await classesOf([{ name: 'OUTPUT0', parameters: { classification: 2 } }]), ['8.000000:3', '6.000000:2']);
+  assert.deepEqual(await classesOf([{ name: 'OUTPUT0', parameters: { class_count: 1 } }]), ['8.000000:3']);
+  assert.deepEqual(await classesOf([{ name: 'OUTPUT0', classCount: 1 }]), ['8.000000:3']);
+  await rejectsWith(server.infer({ ...request('good'), outputs: [{ name: 'OUTPUT0', parameters: { classification: 'two' } }] }), 'INVALID_ARGUMENT', /classification must be a number/);
 });
 
 test("a model whose backend cannot describe it is UNAVAILABLE with the reason, and the others serve", async (t) => {

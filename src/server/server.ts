@@ -13,7 +13,7 @@ import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '.
 import { optionKeyName, parseOptions, refuseOptionValue, type SettingName } from '../core/options.js';
 import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
-import type { InferenceRequest, InferenceResponse, RequestContext } from '../core/inference.js';
+import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type RequestContext, type RequestedOutput } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep } from '../model/ensemble-scheduler.js';
 import { classifyImages, imageClassifier } from '../model/image-classification.js';
@@ -176,6 +176,10 @@ export const serveFlagName: SettingName = (key, value) => {
 export function namedRepositoryRefusal(repository: string): NereidError {
   return new NereidError('UNIMPLEMENTED', `'repository_name' specification is not supported (got ${quoteName(repository)}): the server has one model repository; leave the name out`);
 }
+
+/** An output whose parameters ask for classes (`classification`, `class_count`) that its classCount does not carry yet. */
+const asksClassesByParameter = (output: RequestedOutput) =>
+  output.classCount === undefined && (output.parameters?.classification !== undefined || output.parameters?.class_count !== undefined);
 
 /** A row of the repository index as the server answers it. */
 type IndexRow = RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number };
@@ -755,6 +759,14 @@ export class Server {
 
   infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
     if (this.closing) return Promise.reject(new NereidError('UNAVAILABLE', 'server is shutting down'));
+    // A library caller may ask for classes as the wire does, in an output's parameters: read as the codecs read them.
+    if (request.outputs?.some(asksClassesByParameter)) {
+      try {
+        request = { ...request, outputs: request.outputs.map((output) => (asksClassesByParameter(output) ? requestedOutputOf(output.name, output.parameters) : output)) };
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     this.requestsStarted += 1;
     const held = this.hold(request.model);
     if (held === undefined) return this.inferNow(request, context);
