@@ -1188,9 +1188,10 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
     }
     if (flags.queue) {
       // The workers load the model, with their own flags: these would otherwise be dropped without a word.
-      const localOnly = { modelRepository: '--model-repository', allowCodeModels: '--allow-code-models', concurrency: '--concurrency' } as const;
-      for (const [key, flag] of Object.entries(localOnly)) {
-        if (command.getOptionValueSource(key) === 'cli') console.error(`nereid batch: ${flag} is for a run in this process; with --queue each worker's own flag decides (nereid worker ${flag} …)`);
+      // Each with the worker's flag that decides it: records in flight are a worker's --record-concurrency.
+      const localOnly = { modelRepository: ['--model-repository', '--model-repository'], allowCodeModels: ['--allow-code-models', '--allow-code-models'], concurrency: ['--concurrency', '--record-concurrency'] } as const;
+      for (const [key, [flag, workerFlag]] of Object.entries(localOnly)) {
+        if (command.getOptionValueSource(key) === 'cli') console.error(`nereid batch: ${flag} is for a run in this process; with --queue each worker's own flag decides (nereid worker ${workerFlag} …)`);
       }
     } else {
       // A run in this process queues no chunks: these would otherwise be dropped without a word.

@@ -150,3 +150,11 @@ test('a cancelled job: its submitter exits 1 and its JSON summary says why; stat
     await queue.close();
   }
 });
+
+test("with --queue, a flag for a run in this process is named with the worker's flag that decides it instead", async () => {
+  const nowhere = `redis://127.0.0.1:${await freePort()}`;
+  const { code, stderr } = await runCli(['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', join(dir, 'never.jsonl'), '--progress', 'none', '--queue', nowhere, '--concurrency', '4']);
+  assert.equal(code, 3, stderr);
+  assert.match(stderr, /--concurrency is for a run in this process; with --queue each worker's own flag decides \(nereid worker --record-concurrency …\)/);
+  assert.match(stderr, /--model-repository is for a run in this process; .*\(nereid worker --model-repository …\)/);
+});
