@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import type { NereidError } from '../src/core/errors.js';
 import { runLocalBatchJob } from '../src/jobs/index.js';
 import { identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli } from './support/cli-server.js';
@@ -41,6 +42,18 @@ test('a CSV with a numeric id column and a label: the id names each output line,
   assert.match(byId.get('103')!.error!, /column 'a' is "x", not a number/);
   assert.deepEqual(byId.get('103')!.pass_through, { label: 'dog' }, 'a failed record still carries its label');
   assert.match(byId.get(5)!.error!, /id "101" \(column 'sample'\) was already used on line 2; ids must be unique/);
+});
+
+test('--csv-input naming no input of the model is refused before any record runs, with the inputs it has', async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'rows.csv');
+  await writeFile(input, 'a,b,c,d\n1,2,3,4\n');
+  const output = join(dir, 'never.jsonl');
+  await assert.rejects(
+    runLocalBatchJob({ model: 'scale', input, output, modelRepository: repo, csvInput: 'NOPE', progress: 'none', logger: silent }),
+    (error: NereidError) => error.code === 'INVALID_ARGUMENT' && /^--csv-input NOPE: model 'scale' has no such input; its inputs: INPUT0$/.test(error.message),
+  );
+  assert.equal(await readFile(output, 'utf8').catch(() => ''), '', 'no record was written');
 });
 
 test('--csv-input leaves out columns named id and label even when their cells are numbers and no flag names them', async () => {

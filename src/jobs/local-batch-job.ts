@@ -80,7 +80,11 @@ async function requireReady(server: Server, model: string, version?: string): Pr
   throw new NereidError('UNAVAILABLE', `model '${model}'${version ? ` version ${version}` : ''} is not ready${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
 }
 
-export function checkInputFits(source: InputSource, processor: RecordProcessor): void {
+export function checkInputFits(source: InputSource, processor: RecordProcessor, csvInput?: string): void {
+  // Found before any record runs: each would otherwise fail on its own with the same missing input.
+  if (csvInput !== undefined && !processor.inputNames.includes(csvInput)) {
+    throw new NereidError('INVALID_ARGUMENT', `--csv-input ${csvInput}: model '${processor.model}' has no such input; its inputs: ${processor.inputNames.join(', ')}`);
+  }
   if (source.format === 'images' && !processor.takesImages) {
     throw new NereidError(
       'FAILED_PRECONDITION',
@@ -116,7 +120,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     if (ownServer && options.version && !server.modelReady(options.model, options.version)) await server.loadVersions(options.model, [options.version]);
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
-    checkInputFits(source, processor);
+    checkInputFits(source, processor, options.csvInput);
     checkAnsweredBy(opened, options.output, processor.model, processor.version);
     const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = opened.resumed.records;

@@ -80,6 +80,11 @@ export class RecordProcessor {
   private readonly batched: boolean;
   private readonly inputs: InputSpec[];
 
+  /** The model's input names, as its config declares them. */
+  get inputNames(): string[] {
+    return this.inputs.map((input) => input.name);
+  }
+
   private constructor(
     private readonly server: Server,
     private readonly options: RecordProcessorOptions,
