@@ -111,7 +111,7 @@ function numericData(name: string, tensor: ClientTensor): NumericArray {
  * An input as the caller built it, checked before anything is sent: its datatype (a lower-case 'fp32' is named with the
  * V2 one), its shape, and data that holds the shape's element count; the messages name the input.
  */
-export function checkedTensor(name: string, tensor: ClientTensor): void {
+function checkedTensor(name: string, tensor: ClientTensor): void {
   checkDatatype(name, tensor.datatype);
   checkShape(name, tensor.shape);
   const data = tensor.data as ArrayLike<unknown> | undefined;

@@ -7,7 +7,6 @@ import { z } from 'zod';
 import { OptionError, parseOptions, refuseOptionValue, refuseUnknownOptions } from '../core/options.js';
 import { MAX_TIMER_MS, retryingCall, retryOptionsSchema } from '../core/retry.js';
 import {
-  checkedTensor,
   OutputNamesCache,
   outputFromBytes,
   outputFromJson,
@@ -212,6 +211,9 @@ export interface DetectAnswer extends ImageDetections {
   timing: ReturnType<typeof timingAnswer>;
 }
 
+/** An input's name, datatype and shape as V2 JSON, open for its data or parameters. */
+const inputHead = (name: string, tensor: ClientInput) => `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
+
 /** An answer as read off the connection, its body already inflated. */
 interface Answer {
   status: number;
@@ -315,13 +317,15 @@ export class HttpClient {
     const binary = options.binary ?? true;
     const blobs: Buffer[] = [];
     const inputParts = Object.entries(inputs).map(([name, tensor]) => {
-      if (!('sharedMemory' in tensor)) checkedTensor(name, tensor);
-      const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
-      if ('sharedMemory' in tensor) return `${head},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
-      if (!binary) return `${head},"data":${tensorJson(name, tensor)}}`;
+      if ('sharedMemory' in tensor) return `${inputHead(name, tensor)},"parameters":${JSON.stringify(sharedMemoryParameters(tensor.sharedMemory))}}`;
+      // The data before the head: its checks name an input built wrong before its shape is written out.
+      if (!binary) {
+        const data = tensorJson(name, tensor);
+        return `${inputHead(name, tensor)},"data":${data}}`;
+      }
       const bytes = tensorBytes(name, tensor);
       blobs.push(bytes);
-      return `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
+      return `${inputHead(name, tensor)},"parameters":{"binary_data_size":${bytes.length}}}`;
     });
     const outputParameters = { ...(binary ? { binary_data: true } : {}), ...(options.classification ? { classification: options.classification } : {}) };
     const outputNames = await requestedOutputNames(options, () => this.outputNames.namesOf(model, options.version, () => this.modelMetadata(model, options.version)));
