@@ -948,7 +948,6 @@ export class Server {
 
   /** The backend a model's config files name ('ensemble' for an ensemble), whether or not it is loaded. */
   modelBackend(name: string): Promise<string> {
-    checkModelName(name);
     return this.repository.backendOf(name);
   }
 
