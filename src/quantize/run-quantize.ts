@@ -26,6 +26,7 @@ import type { ModelVersion } from '../model/model-version.js';
 import { createCommandServer } from '../server/create-server.js';
 import { requireOnnxRuntimeModel } from '../tools/onnx-runtime-model.js';
 import type { Server } from '../server/server.js';
+import { foldAffineIntoConv } from './affine-folding.js';
 import { calibrate, type Calibration } from './calibration.js';
 import { quantizeDynamicMatMul } from './dynamic-int8.js';
 import { storeWeightsAsFp16 } from './fp16-weights.js';
@@ -75,7 +76,8 @@ export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
 /**
  * The model ready to rewrite: Constant nodes as initializers (Paddle exports keep weights in them),
  * opset raised to 13 (per-channel DequantizeLinear), and BatchNormalization folded into convolutions
- * by ONNX Runtime at level basic (saved with optimizedModelFilePath; still portable ONNX).
+ * by ONNX Runtime at level basic (saved with optimizedModelFilePath; still portable ONNX), then constant
+ * scales and shifts after convolutions folded into them.
  */
 async function normalised(source: Uint8Array, feeds: readonly Feed[], output: string): Promise<{ bytes: Uint8Array; opset: OpsetUpgrade }> {
   const model = readOnnxModel(source);
@@ -87,7 +89,9 @@ async function normalised(source: Uint8Array, feeds: readonly Feed[], output: st
     const optimizedModelFilePath = join(dir, 'basic.onnx');
     const session = await ort.InferenceSession.create(writeOnnxModel(model), { graphOptimizationLevel: 'basic', optimizedModelFilePath, logSeverityLevel: 3 });
     await session.release();
-    bytes = new Uint8Array(await readFile(optimizedModelFilePath));
+    const optimized = new Uint8Array(await readFile(optimizedModelFilePath));
+    const folded = readOnnxModel(optimized);
+    bytes = foldAffineIntoConv(folded) > 0 ? writeOnnxModel(folded) : optimized;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -219,3 +219,84 @@ test('a Relu after a quantized node and the pooling and flattening after it run 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("a convolution's output is quantized over the part its hard-swish or hard-sigmoid can tell apart, not over values they flatten", async () => {
+  // x · Clip(x + 3, 0, 6) / 6 as Paddle exports hard-swish: everything below −3 reads 0.
+  const network = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 3, 8, 8] }],
+    outputs: [
+      { name: 'y', type: 'float32', shape: [1, 2, 8, 8] },
+      { name: 'g', type: 'float32', shape: [1, 4, 8, 8] },
+    ],
+    initializers: [
+      { name: 'w1', type: 'float32', dims: [4, 3, 3, 3], values: noise(108, 1).map((value) => value * 8) },
+      { name: 'b1', type: 'float32', dims: [4], values: noise(4, 2) },
+      { name: 'w2', type: 'float32', dims: [2, 4, 3, 3], values: noise(72, 3) },
+      { name: 'b2', type: 'float32', dims: [2], values: noise(2, 4) },
+      { name: 'w3', type: 'float32', dims: [4, 3, 1, 1], values: noise(12, 5).map((value) => value * 8) },
+      { name: 'three', type: 'float32', dims: [], values: [3] },
+      { name: 'zero', type: 'float32', dims: [], values: [0] },
+      { name: 'six', type: 'float32', dims: [], values: [6] },
+    ],
+    nodes: [
+      { name: 'conv1', opType: 'Conv', inputs: ['x', 'w1', 'b1'], outputs: ['c1'], attributes: { pads: [1, 1, 1, 1] } },
+      { name: 'shift', opType: 'Add', inputs: ['c1', 'three'], outputs: ['s1'] },
+      { name: 'clip', opType: 'Clip', inputs: ['s1', 'zero', 'six'], outputs: ['k1'] },
+      { name: 'gate', opType: 'Mul', inputs: ['c1', 'k1'], outputs: ['m1'] },
+      { name: 'divide', opType: 'Div', inputs: ['m1', 'six'], outputs: ['h1'] },
+      { name: 'conv2', opType: 'Conv', inputs: ['h1', 'w2', 'b2'], outputs: ['y'], attributes: { pads: [1, 1, 1, 1] } },
+      { name: 'conv3', opType: 'Conv', inputs: ['x', 'w3'], outputs: ['c3'] },
+      { name: 'sigmoid', opType: 'HardSigmoid', inputs: ['c3'], outputs: ['g'], attributes: { alpha: 0.2, beta: 0.5 } },
+    ],
+  });
+  const model = readOnnxModel(network);
+  const ranges = await calibrateRanges(model, ['x', 'c1', 'h1', 'y', 'c3'], samples, { method: { kind: 'minmax' } });
+  assert.ok(ranges.get('c1')!.min < -6 && ranges.get('c1')!.max > 3 && ranges.get('c3')!.min < -2.5 && ranges.get('c3')!.max > 2.5, JSON.stringify([...ranges]));
+  quantizeStaticQdq(model, ranges);
+  const parametersOf = (tensor: string) => {
+    const read = (suffix: string) => model.graph.initializer.find((initializer) => initializer.name === `${tensor}_float_${suffix}`)!.raw_data!;
+    return { scale: Buffer.from(read('scale')).readFloatLE(0), zeroPoint: read('zero_point')[0] };
+  };
+  const hardSwishInput = parametersOf('c1');
+  assert.ok(Math.abs(hardSwishInput.scale - (ranges.get('c1')!.max + 3) / 255) < 1e-6, `scale ${hardSwishInput.scale}: the range starts at −3`);
+  assert.equal(hardSwishInput.zeroPoint, Math.round(3 / hardSwishInput.scale));
+  const hardSigmoidInput = parametersOf('c3');
+  assert.ok(Math.abs(hardSigmoidInput.scale - 5 / 255) < 1e-6, `scale ${hardSigmoidInput.scale}: the range is −2.5…2.5`);
+  // The flattened values still read as the bound: the outputs stay within a few steps of float.
+  const quantized = writeOnnxModel(model);
+  const session = await ort.InferenceSession.create(quantized, { graphOptimizationLevel: 'extended' });
+  const reference = await ort.InferenceSession.create(network);
+  try {
+    const [actual, expected] = [await session.run(samples[0]), await reference.run(samples[0])];
+    const step = (ranges.get('y')!.max - ranges.get('y')!.min) / 255;
+    const worst = Math.max(...(expected.y.data as Float32Array).map((value, index) => Math.abs(value - (actual.y.data as Float32Array)[index])));
+    assert.ok(worst < 6 * step, `largest error ${worst} against a step of ${step}`);
+    const gateWorst = Math.max(...(expected.g.data as Float32Array).map((value, index) => Math.abs(value - (actual.g.data as Float32Array)[index])));
+    assert.ok(gateWorst < 0.2 * 4 * hardSigmoidInput.scale, `hard-sigmoid's largest error ${gateWorst}: more than four steps of its input`);
+  } finally {
+    await session.release();
+    await reference.release();
+  }
+});
+
+test('a tensor that anything else reads too keeps its whole calibrated range', async () => {
+  const network = buildOnnxModel({
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 3, 8, 8] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [1, 4, 8, 8] }],
+    initializers: [
+      { name: 'w1', type: 'float32', dims: [4, 3, 1, 1], values: noise(12, 1).map((value) => value * 8) },
+      { name: 'zero', type: 'float32', dims: [], values: [0] },
+      { name: 'six', type: 'float32', dims: [], values: [6] },
+    ],
+    nodes: [
+      { name: 'conv1', opType: 'Conv', inputs: ['x', 'w1'], outputs: ['c1'] },
+      { name: 'relu6', opType: 'Clip', inputs: ['c1', 'zero', 'six'], outputs: ['k1'] },
+      { name: 'sum', opType: 'Add', inputs: ['c1', 'k1'], outputs: ['y'] },
+    ],
+  });
+  const model = readOnnxModel(network);
+  const ranges = await calibrateRanges(model, ['x', 'c1'], samples, { method: { kind: 'minmax' } });
+  quantizeStaticQdq(model, ranges);
+  const scale = Buffer.from(model.graph.initializer.find((initializer) => initializer.name === 'c1_float_scale')!.raw_data!).readFloatLE(0);
+  assert.ok(Math.abs(scale - (ranges.get('c1')!.max - ranges.get('c1')!.min) / 255) < 1e-6, `scale ${scale}`);
+});

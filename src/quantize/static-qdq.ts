@@ -11,7 +11,7 @@
  * corrected by that much before it is quantized (bias correction, Nagel et al. 2019). Padding is
  * ignored: the border of a map reads zeros, not the mean.
  */
-import type { OnnxModel, OnnxNode } from '../onnx/onnx-model-file.js';
+import type { OnnxModel, OnnxNode, OnnxTensor } from '../onnx/onnx-model-file.js';
 import { dimsOf, dropUnreadInitializers, FLOAT, floatsOf, graphValueNames, INT32, INT8, INT_ATTRIBUTE, floatAttribute, intAttribute, nodeLabel, rawTensor, UINT8, type NodeRewrite } from './graph-rewriting.js';
 import { channelAlong, quantizePerChannelSymmetric, roundHalfToEven, uint8Params, type PerChannelInt8, type Uint8Params } from './int8-arithmetic.js';
 
@@ -61,6 +61,68 @@ function weightRoundingShift(weights: Float32Array, quantized: PerChannelInt8, o
   return shift;
 }
 
+/** A scalar float initializer's value, or undefined when the name is not one. */
+function scalarOf(initializers: ReadonlyMap<string, OnnxTensor>, name: string | undefined): number | undefined {
+  const tensor = name ? initializers.get(name) : undefined;
+  if (!tensor || tensor.data_type !== FLOAT) return undefined;
+  const values = floatsOf(tensor);
+  return values.length === 1 ? values[0] : undefined;
+}
+
+/** Clip's bounds: inputs from opset 11, attributes before it; ±Infinity where one is not given. */
+function clipBounds(node: OnnxNode, initializers: ReadonlyMap<string, OnnxTensor>): { min: number; max: number } | undefined {
+  if (node.input.length > 1) {
+    const min = node.input[1] ? scalarOf(initializers, node.input[1]) : -Infinity;
+    const max = node.input[2] ? scalarOf(initializers, node.input[2]) : Infinity;
+    return min === undefined || max === undefined ? undefined : { min, max };
+  }
+  return { min: floatAttribute(node, 'min', -Infinity), max: floatAttribute(node, 'max', Infinity) };
+}
+
+/**
+ * The part of a tensor's values its readers can tell apart, when every reader clamps it: Relu, Clip,
+ * HardSigmoid, HardSwish, and hard-swish written out as x · Clip(x + c, 0, hi) / d (how Paddle and
+ * PyTorch exports spell it), which is 0 for every x below −c. Values beyond it read the same as the
+ * bound, so a uint8 grid spent on them is wasted: the stem of a MobileNet-style network can output
+ * −88 where its hard-swish keeps nothing below −3.
+ */
+function readersRange(tensor: string, readers: ReadonlyMap<string, OnnxNode[]>, initializers: ReadonlyMap<string, OnnxTensor>): { min: number; max: number } | undefined {
+  const ranges: { min: number; max: number }[] = [];
+  const soleReader = (name: string) => {
+    const found = readers.get(name) ?? [];
+    return found.length === 1 ? found[0] : undefined;
+  };
+  // Readers come in graph order, so a hard-swish's Add is met before its Mul; a Mul met alone is a reader the rule does not know.
+  const partOfHardSwish = new Set<OnnxNode>();
+  for (const reader of readers.get(tensor) ?? []) {
+    if (partOfHardSwish.has(reader)) continue;
+    if ((reader.domain ?? '') !== '') return undefined;
+    if (reader.op_type === 'Relu') ranges.push({ min: 0, max: Infinity });
+    else if (reader.op_type === 'Clip' && reader.input[0] === tensor) {
+      const bounds = clipBounds(reader, initializers);
+      if (!bounds) return undefined;
+      ranges.push(bounds);
+    } else if (reader.op_type === 'HardSigmoid') {
+      const alpha = floatAttribute(reader, 'alpha', 0.2);
+      const beta = floatAttribute(reader, 'beta', 0.5);
+      if (!(alpha > 0)) return undefined;
+      ranges.push({ min: -beta / alpha, max: (1 - beta) / alpha });
+    } else if (reader.op_type === 'HardSwish') ranges.push({ min: -3, max: Infinity });
+    else if (reader.op_type === 'Add') {
+      const shift = scalarOf(initializers, reader.input[0] === tensor ? reader.input[1] : reader.input[0]);
+      const clip = soleReader(reader.output[0]);
+      const bounds = clip?.op_type === 'Clip' && clip.input[0] === reader.output[0] ? clipBounds(clip, initializers) : undefined;
+      const product = clip && soleReader(clip.output[0]);
+      const multipliesTensor = product?.op_type === 'Mul' && product.input.includes(tensor) && product.input.includes(clip!.output[0]);
+      if (shift === undefined || bounds?.min !== 0 || !multipliesTensor || (readers.get(tensor) ?? []).filter((node) => node === product).length !== 1) return undefined;
+      partOfHardSwish.add(product!);
+      ranges.push({ min: -shift, max: Infinity });
+    } else return undefined;
+  }
+  if (ranges.length === 0) return undefined;
+  return { min: Math.min(...ranges.map((range) => range.min)), max: Math.max(...ranges.map((range) => range.max)) };
+}
+
 export type StaticQuantization = NodeRewrite;
 
 export interface StaticQuantizationOptions {
@@ -89,6 +151,12 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
   const activationParams = (name: string) => {
     const { min, max } = activationRange(name);
     return uint8Params(min, max);
+  };
+  /** An output's parameters over the calibrated range its readers can tell apart. */
+  const outputParams = (name: string) => {
+    const { min, max } = activationRange(name);
+    const seen = graphOutputs.has(name) ? undefined : readersRange(name, readers, initializers);
+    return seen ? uint8Params(Math.max(min, seen.min), Math.min(max, seen.max)) : uint8Params(min, max);
   };
   const addQdq = (source: string, target: string, params: Uint8Params) => {
     graph.initializer.push(rawTensor(`${source}_scale`, FLOAT, [], Float32Array.of(params.scale)), rawTensor(`${source}_zero_point`, UINT8, [], Uint8Array.of(params.zeroPoint)));
@@ -203,7 +271,7 @@ export function quantizeStaticQdq(model: OnnxModel, ranges: ReadonlyMap<string, 
     if (relu) {
       fusedRelus.set(relu, uint8Params(0, activationRange(output).max));
       rewritten.push({ ...node, input: inputs });
-    } else rewritten.push(quantizeOutput({ ...node, input: inputs }, activationParams(output)));
+    } else rewritten.push(quantizeOutput({ ...node, input: inputs }, outputParams(output)));
     result.quantized.push(label);
   }
   // ONNX wants nodes in topological order: each added node goes right before the first node that reads what it makes.
