@@ -556,6 +556,31 @@ describe('distributed batch jobs', () => {
     assert.match(other.stderr, /pinned-out\.jsonl holds answers of pinned version 1, and this run answers with pinned version 2: choose another --output, or --restart to overwrite it, or --model-version 1/);
   });
 
+  test('a worker without the model gives its chunks back to the one that has it, and no record fails', { timeout: 60_000 }, async () => {
+    // The worker without the model is idle whenever the other computes, so it takes chunks, and each attempt would fail in milliseconds.
+    const queueName = 'refusing-worker';
+    const repos = { lacking: join(dir, 'refusing-lacking'), having: join(dir, 'refusing-having') };
+    await writeModel(repos.lacking, 'other', 1, scaleModel(5), 'max_batch_size: 8\n');
+    await writeModel(repos.having, 'scaled', 1, scaleModel(3), 'max_batch_size: 8\n');
+    const input = join(dir, 'refusing.jsonl');
+    const output = join(dir, 'refusing-out.jsonl');
+    await writeFile(input, Array.from({ length: 12 }, (_, n) => `${JSON.stringify({ INPUT0: [n, 1, 2, 3] })}\n`).join(''));
+    const lacking = startWorker('refusing-lacking', ['--queue-name', queueName, '--model-repository', repos.lacking]);
+    const having = startWorker('refusing-having', ['--queue-name', queueName, '--model-repository', repos.having]);
+    while (![lacking, having].every((started) => started.log().includes('waiting for chunks'))) await new Promise((resolve) => setTimeout(resolve, 50));
+    const { code, stderr } = await cli(['batch', '--model', 'scaled', '--input', input, '--output', output, '--queue', queueUrl, '--queue-name', queueName, '--chunk-size', '1', '--attempts', '1', '--backoff-ms', '100', '--progress', 'none']);
+    assert.equal(code, 0, stderr);
+    const answered = await readOutput(output);
+    assert.equal(answered.size, 12);
+    for (const record of answered.values()) {
+      assert.equal(record.error, null, String(record.error));
+      assert.deepEqual(record.outputs![0].data, [3 * (Number(record.id) - 1), 3, 6, 9]);
+    }
+    assert.match(lacking.log(), /chunk scaled-[^ ]+ given back for another worker \(1 connected have not tried it\): job '[^']+' is answered by model 'scaled', which worker refusing-lacking cannot load/);
+    for (const started of [lacking, having]) started.child.kill('SIGTERM');
+    await Promise.all(workers.filter((worker) => worker.name.startsWith('refusing-')).map((worker) => worker.exited));
+  });
+
   test('a model no worker has: every chunk fails after its attempts and every record says why', { timeout: 60_000 }, async () => {
     const input = join(dir, 'ghost.jsonl');
     await writeFile(input, `${Array.from({ length: 10 }, (_, n) => JSON.stringify({ INPUT0: [n] })).join('\n')}\n`);

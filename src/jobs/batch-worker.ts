@@ -8,6 +8,11 @@
  * worker's stalled check (every `stalledIntervalMs`) puts the chunk back in the queue, and it runs
  * again elsewhere. Its records were never returned, so nothing is written twice.
  *
+ * A worker that cannot load a chunk's model (its repository lacks it, or the load fails there) gives the chunk back
+ * for the other workers, without counting an attempt, as long as a connected worker has not tried it yet: one
+ * misconfigured worker would otherwise take every waiting chunk and spend their attempts in seconds, failing records
+ * the others could answer. Once every connected worker has refused it, the chunk fails as any other failure does.
+ *
  * Before running a chunk a worker reads its job's cancel mark: a chunk of a job `nereid batch cancel` stopped (one
  * recovered from a dead worker after the cancel, say) is taken off the queue unrun, as the cancel takes off those no
  * worker holds, so that the same command run again resumes it.
@@ -22,7 +27,7 @@ import type { Server } from '../server/server.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ChunkOutcome } from '../observability/index.js';
 import { z } from 'zod';
-import { CANCELLED_FIELD, CHUNK_FORMAT, isJobName, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, type ChunkData, type ChunkResult } from './chunk-queue.js';
+import { CANCELLED_FIELD, CHUNK_FORMAT, isJobName, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, workerNamesIn, type ChunkData, type ChunkResult } from './chunk-queue.js';
 import { batchWorkerSettingsSchema, JOB_MONITORING, recordConcurrency } from './job-options.js';
 import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
@@ -32,6 +37,12 @@ import { runPipeline } from './record-pipeline.js';
 
 /** How often a stopping worker looks whether Redis is away (its close would then wait for it). */
 const REDIS_DOWN_CHECK_MS = 500;
+
+/** How long a chunk given back by a worker that cannot load its model waits for another, when its job sets no backoff. */
+const REFUSED_CHUNK_DELAY_MS = 1_000;
+
+/** A chunk's model failed to load on this worker: another worker may have it. */
+class ModelUnavailableHere extends Error {}
 
 /** How long a chunk of a cancelled job that could not be taken off the queue waits before a worker looks at it again. */
 const CANCELLED_CHUNK_RECHECK_MS = 5_000;
@@ -137,7 +148,11 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     const metaKey = jobMetaKey(settings.queueName, data.job);
     const recorded = await redis.hget(metaKey, PINNED_VERSION_FIELD);
     if (recorded) return recorded;
-    await ensureModel(data.model);
+    try {
+      await ensureModel(data.model);
+    } catch (error) {
+      throw new ModelUnavailableHere(`job '${data.job}' is answered by model '${data.model}', which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
+    }
     const served = server.model(data.model).version;
     return (await pinJobVersion(redis, metaKey, served)) ?? served;
   };
@@ -167,6 +182,26 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     return true;
   };
 
+  /**
+   * Gives a chunk whose model this worker cannot load back to the queue for the connected workers that have not
+   * refused it yet, and says whether it did; when none is left, the chunk fails here and counts an attempt.
+   */
+  const givenBack = async (job: Job<ChunkData, ChunkResult>, token: string | undefined, error: ModelUnavailableHere): Promise<boolean> => {
+    const refusedBy = [...new Set([...(Array.isArray(job.data.refusedBy) ? job.data.refusedBy : []), name])];
+    const connected = workerNamesIn(String(await redis.client('LIST')), settings.queueName);
+    const untried = [...connected].filter((worker) => !refusedBy.includes(worker));
+    if (untried.length === 0) {
+      if (refusedBy.length > 1) error.message += ` (nor could workers ${refusedBy.filter((worker) => worker !== name).join(', ')})`;
+      return false;
+    }
+    const backoff = job.opts.backoff;
+    const delay = (typeof backoff === 'number' ? backoff : backoff?.delay) || REFUSED_CHUNK_DELAY_MS;
+    await job.updateData({ ...job.data, refusedBy });
+    await job.moveToDelayed(Date.now() + delay, token);
+    logger.warn({ chunk: job.id, model: job.data.model }, `chunk ${job.id} given back for another worker (${untried.length} connected have not tried it): ${error.message}`);
+    return true;
+  };
+
   const processChunk = async (job: Job<ChunkData, ChunkResult>, token?: string): Promise<ChunkResult> => {
     // Before anything is loaded or counted: a chunk recovered from a dead worker after its job's cancel would run.
     if (await setAsideIfCancelled(job, token)) throw new DelayedError();
@@ -174,6 +209,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     try {
       return await runChunk(job, started);
     } catch (error) {
+      if (error instanceof ModelUnavailableHere && (await givenBack(job, token, error))) throw new DelayedError();
       const model = typeof job.data?.model === 'string' ? job.data.model : 'unknown';
       options.onChunk?.({ model, status: 'failed', records: Array.isArray(job.data?.records) ? job.data.records.length : 0, failedRecords: 0, seconds: (performance.now() - started) / 1000 });
       throw error;
@@ -189,7 +225,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     try {
       await ensureModel(data.model, version);
     } catch (error) {
-      throw new Error(`job '${data.job}' is answered by model '${data.model}' version ${version}, which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
+      throw new ModelUnavailableHere(`job '${data.job}' is answered by model '${data.model}' version ${version}, which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
     }
     const processor = RecordProcessor.create(server, { model: data.model, version, topK: data.topK });
     const ids: RecordId[] = [];

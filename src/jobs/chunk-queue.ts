@@ -21,6 +21,8 @@ export interface ChunkData {
   version?: string;
   topK?: number;
   records: WireRecord[];
+  /** Workers that could not load the chunk's model and gave the chunk back for the others (no attempt counted). */
+  refusedBy?: string[];
 }
 
 /** What a worker returns for a chunk: one output line per record, in the same order. */
@@ -73,6 +75,20 @@ export function chunkIndexOf(job: string, jobId: string | undefined): number | u
   if (!jobId?.startsWith(`${job}/`)) return undefined;
   const index = Number(jobId.slice(job.length + 1));
   return Number.isInteger(index) && index >= 0 ? index : undefined;
+}
+
+/**
+ * The names of the workers connected to a queue, read from Redis's client list: BullMQ names each worker's
+ * connections `<prefix>:<base64 of the queue name>:w:<worker name>`.
+ */
+export function workerNamesIn(clientList: string, queueName: string, prefix = 'bull'): Set<string> {
+  const marker = `${prefix}:${Buffer.from(queueName).toString('base64')}:w:`;
+  const names = new Set<string>();
+  for (const line of clientList.split('\n')) {
+    const name = / name=(\S*)/.exec(line)?.[1];
+    if (name?.startsWith(marker)) names.add(name.slice(marker.length));
+  }
+  return names;
 }
 
 /** The Redis hash with a job's description and counters. */
