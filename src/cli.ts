@@ -1181,6 +1181,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', milliseconds(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
+  .option('--keep-finished-s <s>', "seconds a finished job's hash (for batch status) and failed chunks stay in Redis; 0 keeps them", integer(0), distributedDefault('keepFinishedS'))
   .option('--json', 'a failure before the summary prints {"error": {"code", "message"}} on stdout instead of text on stderr (the summary is a JSON line on stdout either way, with "error" when the exit status is not 0)', false)
   .action(async (flags, command: Command) => {
     for (const required of ['model', 'input', 'output'] as const) {
@@ -1195,7 +1196,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
       }
     } else {
       // A run in this process queues no chunks: these would otherwise be dropped without a word.
-      const queuedOnly = { queueName: '--queue-name', job: '--job', chunkSize: '--chunk-size', chunkMaxMib: '--chunk-max-mib', attempts: '--attempts', backoffMs: '--backoff-ms', maxPendingChunks: '--max-pending-chunks' } as const;
+      const queuedOnly = { queueName: '--queue-name', job: '--job', chunkSize: '--chunk-size', chunkMaxMib: '--chunk-max-mib', attempts: '--attempts', backoffMs: '--backoff-ms', maxPendingChunks: '--max-pending-chunks', keepFinishedS: '--keep-finished-s' } as const;
       for (const [key, flag] of Object.entries(queuedOnly)) {
         if (command.getOptionValueSource(key) === 'cli') console.error(`nereid batch: ${flag} is for a distributed job (--queue); a run in this process queues no chunks and ignores it`);
       }
@@ -1235,6 +1236,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
           attempts: flags.attempts,
           backoffMs: flags.backoffMs,
           maxPendingChunks: flags.maxPendingChunks,
+          keepFinishedS: flags.keepFinishedS,
         })
       : await runLocalBatchJob({ ...common, modelRepository: flags.modelRepository, allowCodeModels: flags.allowCodeModels, concurrency: flags.concurrency });
     console.error(formatSummary(summary));

@@ -599,6 +599,38 @@ describe('distributed batch jobs', () => {
     for (const record of records.values()) assert.match(record.error!, /^chunk \d failed after 2 attempt\(s\): .*model 'ghost'/);
   });
 
+  test("a finished job's hash and failed chunks expire --keep-finished-s after its last record is written; a rerun keeps them while it runs", { timeout: 60_000 }, async () => {
+    await writeModel(repo, 'kept', 1, scaleModel(2), 'max_batch_size: 8\n');
+    const input = join(dir, 'kept.jsonl');
+    await writeFile(input, `${[0, 1, 2].map((n) => JSON.stringify({ INPUT0: [n, 1, 2, 3] })).join('\n')}\n`);
+    const run = (model: string, job: string, extra: string[]) =>
+      cli(['batch', '--model', model, '--input', input, '--output', join(dir, `${job}-out.jsonl`), '--queue', queueUrl, '--job', job, '--chunk-size', '2', '--attempts', '1', '--backoff-ms', '50', '--progress', 'none', ...extra]);
+    const client = new Redis({ host: '127.0.0.1', port: redis.port });
+    try {
+      const hash = (job: string) => `nereid:batch:${DEFAULT_QUEUE_NAME}:${job}`;
+      const finished = await run('kept', 'kept-job', ['--keep-finished-s', '600']);
+      assert.equal(finished.code, 0, finished.stderr);
+      const ttl = await client.ttl(hash('kept-job'));
+      assert.ok(ttl > 0 && ttl <= 600, `ttl ${ttl}`);
+      const finishedAt = await client.hget(hash('kept-job'), 'finished_at');
+      assert.ok(finishedAt && Date.parse(finishedAt) <= Date.now(), String(finishedAt));
+      const status = await cli(['batch', 'status', '--queue', queueUrl, '--job', 'kept-job']);
+      assert.match(status.stdout + status.stderr, new RegExp(`finished at ${finishedAt}`));
+      // Run again with 0: the hash stays for good.
+      const kept = await run('kept', 'kept-job', ['--keep-finished-s', '0', '--restart']);
+      assert.equal(kept.code, 0, kept.stderr);
+      assert.equal(await client.ttl(hash('kept-job')), -1);
+      // A chunk that failed is kept for inspection as long, then removed by BullMQ.
+      const failed = await run('kept-missing', 'kept-failing', ['--keep-finished-s', '600', '--allow-all-failed']);
+      assert.equal(failed.code, 0, failed.stderr);
+      const chunk = await queue.getJob(chunkJobId('kept-failing', 0));
+      assert.deepEqual(chunk?.opts.removeOnFail, { age: 600 });
+      assert.ok((await client.ttl(hash('kept-failing'))) > 0, 'every record written, failed or not: the job finished');
+    } finally {
+      client.disconnect();
+    }
+  });
+
   test("finished chunks' results do not pile up in BullMQ's event stream after they were written", async () => {
     const client = new Redis({ host: '127.0.0.1', port: redis.port });
     try {

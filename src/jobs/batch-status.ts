@@ -9,7 +9,7 @@ import { NereidError, notFound } from '../core/errors.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { requireRedis } from './redis-reachability.js';
-import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
+import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, FINISHED_FIELD, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
@@ -56,6 +56,8 @@ export interface BatchStatus {
   updatedAt?: string;
   /** When `nereid batch cancel` stopped the job (until its command is run again). */
   cancelledAt?: string;
+  /** When a run wrote the job's last record; the job's hash expires `--keep-finished-s` after it. */
+  finishedAt?: string;
 }
 
 type StatusQueue = Pick<Queue, 'getJobState' | 'getJob'>;
@@ -196,6 +198,7 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
     submittedAt: meta.submitted_at,
     updatedAt: meta.updated_at,
     ...(meta[CANCELLED_FIELD] ? { cancelledAt: meta[CANCELLED_FIELD] } : {}),
+    ...(meta[FINISHED_FIELD] ? { finishedAt: meta[FINISHED_FIELD] } : {}),
   };
 }
 
@@ -282,5 +285,6 @@ export function formatStatus(status: BatchStatus): string {
     `records: ${status.recordsWritten}/${status.records} written to the output, ${status.recordsFailed} with errors` +
       (status.updatedAt ? ` (as of ${status.updatedAt})` : ''),
     ...(status.cancelledAt ? [`cancelled at ${status.cancelledAt} (nereid batch cancel); the same nereid batch command resumes it`] : []),
+    ...(status.finishedAt ? [`finished at ${status.finishedAt}`] : []),
   ].join('\n');
 }

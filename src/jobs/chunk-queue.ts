@@ -105,6 +105,9 @@ export const PINNED_VERSION_FIELD = 'model_version';
  */
 export const CANCELLED_FIELD = 'cancelled_at';
 
+/** The field of a job's hash that says when a run wrote the job's last record (ISO time); from then the hash expires. */
+export const FINISHED_FIELD = 'finished_at';
+
 /** What pinJobVersion needs of a Redis client (ioredis's `eval`), so that ioredis's types stay out of the library's. */
 interface ScriptRunner {
   eval(script: string, keys: number, ...keysAndArgs: string[]): Promise<unknown>;

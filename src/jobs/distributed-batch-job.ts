@@ -23,6 +23,7 @@ import {
   chunkIdRuns,
   chunkJobId,
   defaultJobName,
+  FINISHED_FIELD,
   jobMetaKey,
   PINNED_VERSION_FIELD,
   redisConnection,
@@ -54,7 +55,7 @@ interface Pending {
 }
 
 export async function runDistributedBatchJob(options: DistributedBatchOptions): Promise<BatchSummary> {
-  const { chunkSize, chunkMaxMib, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs } = parseOptions('runDistributedBatchJob', distributedJobSettingsSchema, options, [
+  const { chunkSize, chunkMaxMib, queueName, maxPendingChunks: maxPending, attempts, backoffMs, pollMs, keepFinishedS } = parseOptions('runDistributedBatchJob', distributedJobSettingsSchema, options, [
     ...BATCH_INPUT_OPTION_KEYS,
     'queue',
     'job',
@@ -236,7 +237,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       attempts,
       backoff: { type: 'fixed', delay: backoffMs },
       removeOnComplete: false,
-      removeOnFail: false,
+      // Written with their error once they fail; kept for inspection as long as the job's hash (BullMQ removes them as later chunks fail).
+      removeOnFail: keepFinishedS > 0 ? { age: keepFinishedS } : false,
     });
     pending.set(index, { index, ids: runnable.map((record) => record.id) });
     // Cancelled while it was being added: withdrawn as those queued before.
@@ -296,6 +298,9 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       submitted_at: new Date().toISOString(),
       updated_at: new Date().toISOString(),
     });
+    // An earlier run that finished set the hash to expire: this one may take longer than what was left.
+    await redis.persist(metaKey);
+    await redis.hdel(metaKey, FINISHED_FIELD);
     events.on('completed', ({ jobId }) => {
       const index = chunkIndexOf(job, jobId);
       if (index !== undefined) void collect(index);
@@ -357,6 +362,11 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     if (fatal) throw asNereidError(fatal);
     progress.stop();
     finished = true;
+    // Every record written (none lost, none left by a cancel or an interrupt): the job's hash is kept a while for `batch status`.
+    if (!options.signal?.aborted && cancelledAt === undefined && lostChunks.length === 0 && output.doneCount >= total) {
+      await redis.hset(metaKey, FINISHED_FIELD, new Date().toISOString());
+      if (keepFinishedS > 0) await redis.expire(metaKey, keepFinishedS);
+    }
     const modelVersionOf = async () => {
       const version = pinned ?? ((await redis.hget(metaKey, PINNED_VERSION_FIELD)) || undefined);
       return version === undefined ? {} : { modelVersion: version };

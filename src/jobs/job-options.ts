@@ -35,6 +35,11 @@ export const distributedJobSettingsSchema = z.object({
   maxPendingChunks: positive.default(64),
   /** How often unfinished chunks are checked besides the queue's events, in milliseconds. */
   pollMs: positive.default(1000),
+  /**
+   * Seconds a finished job's hash (what `batch status` reads) and its failed chunks stay in Redis after the run that
+   * wrote its last record; 0 keeps them until removed. A rerun after that starts from its output, as after a flush.
+   */
+  keepFinishedS: z.number().int().nonnegative().default(7 * 24 * 3600),
 });
 
 export const batchWorkerSettingsSchema = z.object({
