@@ -25,6 +25,7 @@ export type { Detection } from './processing/object-detection.js';
 export type { Backend, BackendInstance, InstanceOptions, ModelSignature } from './backends/backend.js';
 export type { Scheduler, ScheduledRequest } from './scheduler/scheduler.js';
 export { NereidError, httpStatusOf, grpcStatusOf, type ErrorCode } from './core/errors.js';
+export { OptionError } from './core/options.js';
 export type { InferenceRequest, InferenceResponse, InferInput, InferOutput, RequestContext, RequestedOutput } from './core/inference.js';
 export type { Tensor } from './core/tensor.js';
 export { readTlsFiles, type TlsCredentials } from './core/tls.js';

@@ -80,6 +80,7 @@ test('JSON mode keeps 64-bit integers exact beside a string holding \\u0001, and
   assert.deepEqual((marked.outputs.OUTPUT0!.data as Buffer[]).map(String), ['a\u0001b', '9007199254740993']);
   const notText = Buffer.from('00ff01', 'hex');
   await assert.rejects(http.infer('identity_bytes', { INPUT0: { datatype: 'BYTES', shape: [1, 1], data: [notText] } }, { binary: false }), {
+    code: 'INVALID_ARGUMENT',
     message: "input 'INPUT0': BYTES element 0 (00ff01) is not UTF-8 text, which JSON cannot carry unchanged; send it as binary data (binary: true, the default)",
   });
 });
@@ -98,8 +99,9 @@ test('data that would change on the way is refused before sending: a typed array
     ['identity_fp32', { datatype: 'FP32', shape: [1, 1] } as unknown as ClientTensor, "input 'INPUT0' needs 'data': a typed array or an array of FP32 values (strings or Buffers for BYTES)"],
     ['identity_fp32', { datatype: 'FP32', shape: [1, 3], data: [1, 2] }, "input 'INPUT0': a FP32 tensor of shape [1, 3] holds 3 elements; 2 were given"],
   ];
+  // Each a NereidError with code INVALID_ARGUMENT, as the server's own refusal of the same input would be.
   for (const [model, tensor, message] of cases) {
-    for (const send of sends) await assert.rejects(send(model, { INPUT0: tensor }), { message });
+    for (const send of sends) await assert.rejects(send(model, { INPUT0: tensor }), { name: 'NereidError', code: 'INVALID_ARGUMENT', message });
   }
   // Plain numbers of the right kind, and 0/1 for BOOL, still go.
   const answer = await grpc.infer('identity_uint8', { INPUT0: { datatype: 'UINT8', shape: [1, 2], data: [255, 0] } });
@@ -121,7 +123,7 @@ test('gRPC cancellation: an aborted signal stops the call before it goes, a shar
     (async () => {
       for await (const answer of grpc.stream(requests)) void answer;
     })(),
-    { message: "a request on a stream cannot take its own signal (model 'identity_fp32'); end the whole stream by returning from the loop over its answers" },
+    { name: 'TypeError', code: 'INVALID_ARGUMENT', message: "a request on a stream cannot take its own signal (model 'identity_fp32'); end the whole stream by returning from the loop over its answers" },
   );
 });
 

@@ -19,6 +19,7 @@ import {
   type Datatype,
   type NumericArray,
 } from '../core/datatype.js';
+import { invalidArgument } from '../core/errors.js';
 import { checkDatatype, checkShape, tensorDataFromJson } from '../core/tensor.js';
 
 /** What a client sends for one input. */
@@ -98,7 +99,7 @@ function numericData(name: string, tensor: ClientTensor): NumericArray {
   if (ArrayBuffer.isView(data)) {
     const expected = datatype === 'FP16' ? Float32Array : typedArrayTypeOf(datatype);
     if (!(data instanceof expected)) {
-      throw new Error(`input '${name}': ${datatype} data must be a ${expected.name} (or a plain array), not ${(data as object).constructor.name}, whose bytes would be misread`);
+      throw invalidArgument(`input '${name}': ${datatype} data must be a ${expected.name} (or a plain array), not ${(data as object).constructor.name}, whose bytes would be misread`);
     }
     return datatype === 'FP16' ? Uint16Array.from(data as Float32Array, numberToHalf) : (data as NumericArray);
   }
@@ -116,10 +117,10 @@ function checkedTensor(name: string, tensor: ClientTensor): void {
   checkShape(name, tensor.shape);
   const data = tensor.data as ArrayLike<unknown> | undefined;
   if (data === null || typeof data !== 'object' || typeof data.length !== 'number') {
-    throw new Error(`input '${name}' needs 'data': a typed array or an array of ${tensor.datatype} values (strings or Buffers for BYTES)`);
+    throw invalidArgument(`input '${name}' needs 'data': a typed array or an array of ${tensor.datatype} values (strings or Buffers for BYTES)`);
   }
   const count = elementCount(tensor.shape);
-  if (data.length !== count) throw new Error(`input '${name}': a ${tensor.datatype} tensor of shape [${tensor.shape.join(', ')}] holds ${count} elements; ${data.length} ${data.length === 1 ? 'was' : 'were'} given`);
+  if (data.length !== count) throw invalidArgument(`input '${name}': a ${tensor.datatype} tensor of shape [${tensor.shape.join(', ')}] holds ${count} elements; ${data.length} ${data.length === 1 ? 'was' : 'were'} given`);
 }
 
 /** The raw little-endian bytes of an input, as binary tensors and gRPC's raw_input_contents carry them. */
@@ -140,7 +141,7 @@ export function tensorJson(name: string, tensor: ClientTensor): string {
     const texts = (data as readonly (string | Buffer)[]).map((element, index) => {
       if (typeof element === 'string') return element;
       if (!isUtf8(element)) {
-        throw new Error(`input '${name}': BYTES element ${index} (${element.subarray(0, 16).toString('hex')}${element.length > 16 ? '…' : ''}) is not UTF-8 text, which JSON cannot carry unchanged; send it as binary data (binary: true, the default)`);
+        throw invalidArgument(`input '${name}': BYTES element ${index} (${element.subarray(0, 16).toString('hex')}${element.length > 16 ? '…' : ''}) is not UTF-8 text, which JSON cannot carry unchanged; send it as binary data (binary: true, the default)`);
       }
       return element.toString('utf8');
     });

@@ -30,7 +30,7 @@ import {
 } from './http-client.js';
 import { plainMessage } from './grpc-plain-values.js';
 import { z } from 'zod';
-import { parseOptions } from '../core/options.js';
+import { OptionError, parseOptions } from '../core/options.js';
 import { retryingCall, retryOptionsSchema } from '../core/retry.js';
 import { clientTlsOptionsSchema } from '../core/tls.js';
 
@@ -229,7 +229,7 @@ export class GrpcClient {
       for await (const { model, inputs, options } of requests) {
         if (abandoned) return; // leaving this loop ends the caller's generator (its finally runs)
         // The V2 stream has no way to cancel one request on it: a signal given for one would be silently ignored.
-        if ((options as InferOptions | undefined)?.signal) throw new Error(`a request on a stream cannot take its own signal (model '${model}'); end the whole stream by returning from the loop over its answers`);
+        if ((options as InferOptions | undefined)?.signal) throw new OptionError(`a request on a stream cannot take its own signal (model '${model}'); end the whole stream by returning from the loop over its answers`);
         classification ||= options?.classification !== undefined;
         call.write(await this.request(model, inputs, options ?? {}));
       }

@@ -4,5 +4,7 @@ export { createSharedMemoryObject, readSharedMemoryTensor, removeSharedMemoryObj
 export { GrpcAbortError, GrpcCallError, GrpcClient, GrpcTimeoutError, type GrpcClientOptions, type StreamRequest } from './grpc-client.js';
 export { ClientError, ConnectionError, HttpAbortError, HttpClient, HttpTimeoutError, type ClassifyAnswer, type Compression, type DetectAnswer, type HttpClientOptions, type InferOptions, type InferResult, type ModelMetadataAnswer, type RepositoryIndexRow, type SharedMemoryRegionStatus } from './http-client.js';
 export { DATATYPES, type Datatype } from '../core/datatype.js';
+export { NereidError, type ErrorCode } from '../core/errors.js';
+export { OptionError } from '../core/options.js';
 export { type RetryOptions } from '../core/retry.js';
 export { type ClientTlsOptions } from '../core/tls.js';
