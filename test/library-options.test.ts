@@ -4,6 +4,10 @@
  * option expects and what it got.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { GrpcClient, HttpClient } from '../src/client/index.js';
@@ -174,4 +178,25 @@ test("the batch-job functions refuse a misspelt option before touching the input
   await assert.rejects(batchJobStatus({ queue: 'redis://127.0.0.1:1', job: 'j', queue_name: 'q' } as never), /^TypeError: batchJobStatus: unknown option 'queue_name' \(known: job, queue, queueName; did you mean 'queueName'\?\)$/);
   await assert.rejects(cancelBatchJob({ queue: 'redis://127.0.0.1:1', jobs: 'j' } as never), /^TypeError: cancelBatchJob: unknown option 'jobs' \(known: job, queue, queueName; did you mean 'job'\?\)$/);
   await assert.rejects(batchJobList({ queue: 'redis://127.0.0.1:1', limt: 5 } as never), /^TypeError: batchJobList: unknown option 'limt' \(known: limit, queue, queueName; did you mean 'limit'\?\)$/);
+});
+
+test("a Server made without a logger writes nothing to its program's stdout: warnings and errors go to stderr", async () => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-library-logger-'));
+  try {
+    await mkdir(join(repository, 'my model'));
+    const script = `
+      import { createServer } from ${JSON.stringify(new URL('../src/index.ts', import.meta.url).pathname)};
+      const server = await createServer({ modelRepository: ${JSON.stringify(repository)} });
+      await server.start();
+      await server.close();
+      process.stdout.write('done');`;
+    const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) =>
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], (error, out, err) => (error ? reject(Object.assign(error, { stderr: err })) : resolve({ stdout: out, stderr: err }))),
+    );
+    assert.equal(stdout, 'done', 'only the program itself writes to stdout');
+    assert.match(stderr, /"level":40.*the folder 'my model' in the model repository is not served/);
+    assert.doesNotMatch(stderr, /"level":30/, 'no info lines');
+  } finally {
+    await rm(repository, { recursive: true, force: true });
+  }
 });

@@ -10,7 +10,7 @@
  */
 import { resolve } from 'node:path';
 import type { Queue } from 'bullmq';
-import { pino } from 'pino';
+import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
 import { parseOptions } from '../core/options.js';
@@ -60,7 +60,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     'queue',
     'job',
   ]);
-  const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
+  const logger = options.logger ?? defaultLibraryLogger();
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
   await requireRedis(options.queue);

@@ -3,7 +3,8 @@
  * the HTTP front end calls (same repository, batcher, instances, pre/post-processing), the output
  * appended record by record and resumed after a crash.
  */
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { NereidError } from '../core/errors.js';
 import { parseOptions } from '../core/options.js';
 import { createCommandServer } from '../server/create-server.js';
@@ -95,7 +96,7 @@ export function checkInputFits(source: InputSource, processor: RecordProcessor, 
 
 export async function runLocalBatchJob(options: LocalBatchOptions): Promise<BatchSummary> {
   const settings = parseOptions('runLocalBatchJob', localJobSettingsSchema, options, [...BATCH_INPUT_OPTION_KEYS, 'server', 'concurrency']);
-  const logger = options.logger ?? pino({ level: 'warn' }, pino.destination(2));
+  const logger = options.logger ?? defaultLibraryLogger();
   const source = await openInput(options.input, options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   checkOutputName(options.output);

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { pino } from 'pino';
+import { defaultLibraryLogger } from '../observability/library-logger.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
@@ -37,7 +37,7 @@ export async function createServer(options: CreateServerOptions): Promise<Server
   const { cacheConfig, ...rest } = options;
   // Before anything listens: a repository that is a file or missing is the operator's mistake, said plainly.
   await repositoryFolder(options.modelRepository);
-  const logger = options.logger ?? pino({ level: 'info' });
+  const logger = options.logger ?? defaultLibraryLogger();
   // The bundled repository (BUNDLED_REPOSITORY) of an installed package holds only its own files until the models that
   // dependencies ship are copied into place, as `nereid serve` does on first use.
   if (await isBundledRepository(options.modelRepository)) await prepareBundledRepository(logger);

@@ -5,7 +5,8 @@
  * backends and the response cache store, so importing it loads no engine and no Redis client.
  */
 import { totalmem } from 'node:os';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
@@ -261,7 +262,7 @@ export class Server {
     checkLoggerOption('Server', options.logger);
     if (!(options.backends?.length > 0)) throw new Error('a Server needs at least one backend (option backends)');
     this.backends = options.backends;
-    this.logger = options.logger ?? pino({ level: 'info' });
+    this.logger = options.logger ?? defaultLibraryLogger();
     this.settingName = options.settingName ?? optionKeyName;
     this.responseCache = options.responseCache;
     // A request reads from regions at most what a body may carry by default (64 MiB), and never more than the server holds in flight.
