@@ -71,6 +71,21 @@ for (const [model, { datatype }] of Object.entries(IDENTITY_MODELS)) {
   });
 }
 
+test('NaN and ±Infinity round-trip over HTTP (binary and JSON) and gRPC, from typed arrays and plain numbers', async () => {
+  const sent = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 0.5];
+  for (const [model, datatype, data] of [
+    ['identity_fp32', 'FP32', Float32Array.from(sent)],
+    ['identity_fp64', 'FP64', Float64Array.from(sent)],
+    ['identity_fp32', 'FP32', sent],
+    ['identity_fp16', 'FP16', sent],
+  ] as const) {
+    const inputs = { INPUT0: { datatype, shape: [1, 4], data } as ClientTensor };
+    const answers = [await http.infer(model, inputs), await grpc.infer(model, inputs), await http.infer(model, inputs, { binary: false })];
+    // JSON.stringify would have written null, which read back as 0.
+    for (const answer of answers) assert.deepEqual(Array.from(answer.outputs.OUTPUT0!.data as ArrayLike<number>), sent, `${datatype} ${data.constructor.name}`);
+  }
+});
+
 test('JSON mode keeps 64-bit integers exact beside a string holding \\u0001, and refuses BYTES that JSON cannot carry', async () => {
   const exact = BigInt64Array.of(9007199254740993n, -9223372036854775808n);
   const answer = await http.infer('identity_int64', { INPUT0: { datatype: 'INT64', shape: [1, 2], data: exact } }, { binary: false, id: 'run\u0001 7' });

@@ -366,7 +366,7 @@ test('a wrong shape is reported as the shape before the binary size it leads to,
   }
 });
 
-test('a JSON number out of a float datatype\'s range is refused naming the input, value and range; NaN and infinities answer as null in JSON', async () => {
+test('a JSON number out of a float datatype\'s range is refused naming the input, value and range; NaN and infinities are read and written by name, as Triton does', async () => {
   const infer = (model: string, datatype: string, literal: string) =>
     fetch(`${served.url}/v2/models/${model}/infer`, { method: 'POST', body: `{"inputs":[{"name":"INPUT0","datatype":"${datatype}","shape":[1,2],"data":[1,${literal}]}]}` });
   const cases: [string, string, string, RegExp][] = [
@@ -385,7 +385,24 @@ test('a JSON number out of a float datatype\'s range is refused naming the input
   assert.equal(largest.status, 200, await largest.clone().text());
   assert.deepEqual(((await largest.json()) as { outputs: { data: number[] }[] }).outputs[0].data, [1, 3.4028234663852886e38]);
 
-  // Non-finite values reach a model only in binary form; a JSON answer writes them as null.
+  // Triton parses and writes NaN, Infinity and -Infinity (rapidjson's kParseNanAndInfFlag / kWriteNanAndInfFlag; Inf too).
+  for (const [model, datatype] of [['identity_fp32', 'FP32'], ['identity_fp16', 'FP16'], ['identity_fp64', 'FP64']]) {
+    const named = await fetch(`${served.url}/v2/models/${model}/infer`, {
+      method: 'POST',
+      body: `{"inputs":[{"name":"INPUT0","datatype":"${datatype}","shape":[1,6],"data":[NaN,Infinity,-Infinity,Inf,-Inf,1.5]}]}`,
+    });
+    const answer = await named.text();
+    assert.equal(named.status, 200, answer);
+    assert.match(answer, /"data":\[NaN,Infinity,-Infinity,Infinity,-Infinity,1\.5\]/, `${datatype}: ${answer}`);
+  }
+  // By name only: a string is not a number, and an integer datatype takes none of them.
+  for (const [datatype, literal, reason] of [['FP32', '"NaN"', /element 0 is "NaN", expected a number for datatype FP32/], ['INT32', 'NaN', /element 0 is NaN, expected an integer in \[-2147483648, 2147483647\] for datatype INT32/], ['FP32', 'nan', /malformed JSON/]] as const) {
+    const refused = await fetch(`${served.url}/v2/models/identity_${datatype.toLowerCase()}/infer`, { method: 'POST', body: `{"inputs":[{"name":"INPUT0","datatype":"${datatype}","shape":[1,1],"data":[${literal}]}]}` });
+    assert.equal(refused.status, 400, literal);
+    assert.match(((await refused.json()) as { error: string }).error, reason);
+  }
+
+  // Binary in, JSON out: the same names.
   const values = new Float32Array([Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2]);
   const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } }], outputs: [{ name: 'OUTPUT0', parameters: { binary_data: false } }] }));
   const binary = await fetch(`${served.url}/v2/models/identity_fp32/infer`, {
@@ -395,7 +412,7 @@ test('a JSON number out of a float datatype\'s range is refused naming the input
   });
   const text = await binary.text();
   assert.equal(binary.status, 200, text);
-  assert.match(text, /"data":\[null,null,null,2\]/);
+  assert.match(text, /"data":\[NaN,Infinity,-Infinity,2\]/);
 });
 
 test("requests Node's HTTP parser refuses are answered with the same {\"error\"} body as every other refusal, naming what was wrong", async () => {

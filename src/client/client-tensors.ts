@@ -21,6 +21,7 @@ import {
 } from '../core/datatype.js';
 import { invalidArgument } from '../core/errors.js';
 import { checkDatatype, checkShape, tensorDataFromJson } from '../core/tensor.js';
+import { floatListText } from '../protocol/v2-json.js';
 
 /** What a client sends for one input. */
 export interface ClientTensor {
@@ -105,7 +106,7 @@ function numericData(name: string, tensor: ClientTensor): NumericArray {
   }
   // BOOL also takes 0 and 1, as the client always has.
   const values = datatype === 'BOOL' ? Array.from(data, (value) => (value === 0 || value === 1 ? value === 1 : value)) : data;
-  return tensorDataFromJson(name, datatype, values) as NumericArray;
+  return tensorDataFromJson(name, datatype, values, { nonFinite: true }) as NumericArray;
 }
 
 /**
@@ -149,8 +150,9 @@ export function tensorJson(name: string, tensor: ClientTensor): string {
   }
   const values = numericData(name, tensor);
   if (datatype === 'BOOL') return JSON.stringify(Array.from(values as Uint8Array, Boolean));
-  if (datatype === 'FP16') return JSON.stringify(Array.from(values as Uint16Array, halfToNumber));
-  // JSON.stringify cannot write a bigint, and a number beyond 2^53 would be rounded: each value is written as its digits.
+  if (datatype === 'FP16') return floatListText(Array.from(values as Uint16Array, halfToNumber));
+  // JSON.stringify cannot write a bigint, and a number beyond 2^53 would be rounded: each value is written as its digits
+  // (NaN, Infinity and -Infinity by name, as Triton reads them; JSON.stringify would send null).
   return `[${Array.from(values as ArrayLike<number | bigint>, (value) => String(value)).join(',')}]`;
 }
 

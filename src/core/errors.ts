@@ -122,7 +122,8 @@ const BIGINT_SHOWN = /"\\u0000bigint:(-?\d+)"/g;
 export function quote(value: unknown, max = MAX_QUOTED_CHARS): string {
   let text: string;
   try {
-    text = typeof value === 'bigint' ? String(value) : (JSON.stringify(value, showBigInts)?.replace(BIGINT_SHOWN, '$1') ?? String(value));
+    // A boxed number is a NaN or Infinity the JSON wrote by name (see parseExactJson), which JSON.stringify would show as null.
+    text = typeof value === 'bigint' || value instanceof Number ? String(value) : (JSON.stringify(value, showBigInts)?.replace(BIGINT_SHOWN, '$1') ?? String(value));
   } catch (error) {
     return error instanceof RangeError ? '(a value too deeply nested to show)' : '(a value that cannot be shown)';
   }

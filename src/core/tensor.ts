@@ -66,7 +66,7 @@ const isWellFormed = (text: string) => (text as string & { isWellFormed(): boole
  * Converts V2 JSON `data` to tensor contents, checking every element against the datatype so that
  * a bad value is reported by position instead of silently becoming NaN or wrapping around.
  */
-export function tensorDataFromJson(name: string, datatype: Datatype, values: unknown): TensorData {
+export function tensorDataFromJson(name: string, datatype: Datatype, values: unknown, { nonFinite = false }: { nonFinite?: boolean } = {}): TensorData {
   if (!Array.isArray(values)) throw invalidArgument(`input ${quoteName(name)}: 'data' must be an array of ${datatype} values`);
   const flat = flatten(name, values);
   const count = flat.length;
@@ -117,7 +117,7 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
     for (let index = 0; index < count; index++) {
       const value = flat[index];
       if (typeof value !== 'number' || !Number.isInteger(value) || value < low || value > high) {
-        throw badElement(name, datatype, flat, index, typeof value !== 'number' && typeof value !== 'bigint' ? 'a number' : `an integer in [${low}, ${high}]`);
+        throw badElement(name, datatype, flat, index, typeof value !== 'number' && typeof value !== 'bigint' && !(value instanceof Number) ? 'a number' : `an integer in [${low}, ${high}]`);
       }
       numbers[index] = value;
     }
@@ -125,11 +125,17 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
   }
   const largest = LARGEST_FLOAT[datatype as 'FP16' | 'FP32' | 'FP64'];
   for (let index = 0; index < count; index++) {
+    const element = flat[index];
+    // NaN, Infinity and -Infinity as the JSON wrote them arrive boxed (parseExactJson), and a caller's own (`nonFinite`) plain.
+    if (element instanceof Number || (nonFinite && typeof element === 'number' && !Number.isFinite(element))) {
+      numbers[index] = datatype === 'FP16' ? numberToHalf(element.valueOf()) : element.valueOf();
+      continue;
+    }
     // An integer literal beyond 2^53 arrives as a bigint; a float tensor takes its nearest value, as JSON would.
-    const value = typeof flat[index] === 'bigint' ? Number(flat[index]) : flat[index];
+    const value = typeof element === 'bigint' ? Number(element) : element;
     if (typeof value !== 'number') throw badElement(name, datatype, flat, index, 'a number');
     const stored = datatype === 'FP16' ? numberToHalf(value) : value;
-    // JSON has no Infinity: a number that would become one (JSON.parse's for a literal beyond FP64) is out of range, not infinite.
+    // An unboxed infinity is a number literal beyond FP64 that JSON.parse made one: out of range, not infinite.
     if (!Number.isFinite(value) || (datatype === 'FP16' ? (stored & 0x7fff) === 0x7c00 : datatype === 'FP32' && !Number.isFinite(Math.fround(value)))) {
       const shown = Number.isFinite(value) ? quote(flat[index]) : 'a number beyond the range of a double';
       throw invalidArgument(`input ${quoteName(name)}: element ${index} is ${shown}, out of range for datatype ${datatype} (finite values from -${largest} to ${largest})`);

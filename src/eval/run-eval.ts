@@ -16,6 +16,7 @@ import { entriesFollowingLinks, IMAGE_EXTENSIONS, openInput } from '../jobs/inpu
 import { RecordProcessor } from '../jobs/record-processor.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
+import { parseExactJson } from '../protocol/v2-json.js';
 import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
 import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { createCommandServer } from '../server/create-server.js';
@@ -208,7 +209,7 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
     let label: unknown = record.fields?.label;
     try {
       if (record.json !== undefined) {
-        const value: unknown = JSON.parse(record.json);
+        const value: unknown = parseExactJson(Buffer.from(record.json, 'utf8'), where);
         if (value && typeof value === 'object' && !Array.isArray(value)) label = (value as Record<string, unknown>).label;
       }
       requests.push({ ...processor.request(record), outputs: [{ name: output }] });

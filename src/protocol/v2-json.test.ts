@@ -376,3 +376,21 @@ test('exact JSON keeps long integers beside strings holding control characters, 
   assert.deepEqual(parseExactJson(Buffer.from(written), 'the test'), value);
   assert.equal(stringifyExactJson({ a: [1, 'x'] }, 'the test'), '{"a":[1,"x"]}');
 });
+
+test('parseExactJson reads NaN, Infinity and Inf outside strings (boxed, so a literal beyond a double stays refusable), and stringifyExactJson writes them back', () => {
+  const text = '{"data":[NaN,Infinity,-Infinity,Inf,-Inf,1e400,9007199254740993],"s":"NaN Infinity","t":["-Inf"]}';
+  const value = parseExactJson(Buffer.from(text), 'the test') as { data: unknown[]; s: string; t: string[] };
+  assert.deepEqual(value.data.slice(0, 5).map((item) => [item instanceof Number, Number(item)]), [
+    [true, Number.NaN],
+    [true, Infinity],
+    [true, -Infinity],
+    [true, Infinity],
+    [true, -Infinity],
+  ]);
+  assert.equal(value.data[5], Infinity, 'a literal beyond a double is what JSON.parse makes of it, unboxed');
+  assert.equal(value.data[6], 9007199254740993n);
+  assert.deepEqual([value.s, value.t], ['NaN Infinity', ['-Inf']], 'strings are untouched');
+  assert.equal(stringifyExactJson({ data: value.data.slice(0, 3), n: value.data[6] }, 'the test'), '{"data":[NaN,Infinity,-Infinity],"n":9007199254740993}');
+  assert.throws(() => parseExactJson(Buffer.from('[nan]'), 'the test'), /malformed JSON in the test/);
+  assert.throws(() => parseExactJson(Buffer.from('[NaNa]'), 'the test'), /malformed JSON in the test/);
+});

@@ -37,6 +37,8 @@ interface JsonScan {
   tooDeep: boolean;
   /** An integer literal of 16 digits or more outside strings (one that JSON.parse may round). */
   longInteger: boolean;
+  /** An 'N' or 'I' outside strings: NaN, Infinity or Inf, which Triton reads (rapidjson's kParseNanAndInfFlag) and JSON.parse does not. */
+  nonFinite: boolean;
 }
 
 /**
@@ -49,6 +51,7 @@ function scanJson(bytes: Buffer, limit: number): JsonScan {
   let inString = false;
   let digits = 0;
   let longInteger = false;
+  let nonFinite = false;
   for (let index = 0; index < bytes.length; index++) {
     const byte = bytes[index];
     if (inString) {
@@ -67,11 +70,12 @@ function scanJson(bytes: Buffer, limit: number): JsonScan {
     }
     if (byte === 0x22) inString = true;
     else if (byte === 0x5b || byte === 0x7b) {
-      if (++depth > limit) return { tooDeep: true, longInteger };
+      if (++depth > limit) return { tooDeep: true, longInteger, nonFinite };
     } else if (byte === 0x5d || byte === 0x7d) depth--;
+    else if (byte === 0x4e || byte === 0x49) nonFinite = true;
   }
   if (digits >= LONG_INTEGER_DIGITS && bytes[bytes.length - digits - 1] !== 0x2e) longInteger = true;
-  return { tooDeep: false, longInteger };
+  return { tooDeep: false, longInteger, nonFinite };
 }
 
 function parseJsonText(text: string, what: string, reviver?: (key: string, value: unknown) => unknown): unknown {
@@ -109,12 +113,15 @@ const markEscape = (code: number) => `\\u00${code.toString(16).padStart(2, '0')}
 const escapePattern = (code: number, flags: string, around = (escape: string) => escape) => new RegExp(around(markEscape(code).replace('\\', '\\\\')), flags);
 
 const INTEGER_LITERAL = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+/** The non-finite literals rapidjson reads with kParseNanAndInfFlag, as Triton parses requests. */
+const NON_FINITE_LITERAL = /NaN|-?Inf(?:inity)?/y;
 
 /**
- * JSON text with each integer literal of 16 digits or more written as a marked string, so that
- * JSON.parse keeps its digits; the reviver turns it back into a number, or a bigint beyond 2^53.
+ * JSON text with each integer literal of 16 digits or more, and each NaN, Infinity and Inf, written
+ * as a marked string, so that JSON.parse keeps its digits or takes it at all; the reviver turns it
+ * back into a number, a bigint beyond 2^53, or a non-finite number (boxed, see nonFiniteNumber).
  */
-function markLongIntegers(text: string, mark: number): string {
+function markLiterals(text: string, mark: number): string {
   const escape = markEscape(mark);
   const parts: string[] = [];
   let copied = 0;
@@ -128,6 +135,16 @@ function markLongIntegers(text: string, mark: number): string {
     }
     if (char === 0x22) {
       inString = true;
+      continue;
+    }
+    if (char === 0x4e || char === 0x49 || (char === 0x2d && text.charCodeAt(index + 1) === 0x49)) {
+      NON_FINITE_LITERAL.lastIndex = index;
+      const literal = NON_FINITE_LITERAL.exec(text)?.[0];
+      if (literal) {
+        parts.push(text.slice(copied, index), `"${escape}${literal}"`);
+        copied = index + literal.length;
+        index += literal.length - 1;
+      }
       continue;
     }
     if (char !== 0x2d && (char < 0x30 || char > 0x39)) continue;
@@ -145,10 +162,19 @@ function markLongIntegers(text: string, mark: number): string {
   return parts.join('');
 }
 
-function longIntegerReviver(mark: number) {
+/**
+ * A NaN, Infinity or -Infinity written as such in the JSON, boxed: tensor data takes it as that value, where an
+ * unboxed infinity can only be a number literal beyond a double's range (JSON.parse's 1e400), which it refuses.
+ */
+export const nonFiniteNumber = (value: number): Number => new Number(value);
+
+function markedLiteralReviver(mark: number) {
   return (_key: string, value: unknown): unknown => {
     if (typeof value !== 'string' || value.charCodeAt(0) !== mark) return value;
-    const exact = BigInt(value.slice(1));
+    const literal = value.slice(1);
+    if (literal === 'NaN') return nonFiniteNumber(Number.NaN);
+    if (literal.endsWith('Inf') || literal.endsWith('Infinity')) return nonFiniteNumber(literal.startsWith('-') ? -Infinity : Infinity);
+    const exact = BigInt(literal);
     return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
   };
 }
@@ -156,19 +182,20 @@ function longIntegerReviver(mark: number) {
 /**
  * JSON holding tensors (an infer request, a batch job's record, or the answer a client reads).
  * JSON.parse rounds integers beyond 2^53 to doubles, which would change INT64/UINT64 data without a
- * word; a body holding such a literal (found in the pass that checks depth) is parsed keeping them
- * exact as bigints. Other bodies take the plain, fast parse.
+ * word, and refuses NaN and Infinity, which Triton writes and reads for float data; a body holding
+ * such a literal (found in the pass that checks depth) is parsed keeping the integers exact as
+ * bigints and the non-finite values boxed. Other bodies take the plain, fast parse.
  */
 export function parseExactJson(bytes: Buffer, what: string): unknown {
   const scan = scanJson(bytes, MAX_JSON_DEPTH);
   if (scan.tooDeep) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
   const text = bytes.toString('utf8');
-  if (!scan.longInteger) return parseJsonText(text, what);
+  if (!scan.longInteger && !scan.nonFinite) return parseJsonText(text, what);
   const mark = freeMark(text);
   if (mark === undefined) {
-    throw invalidArgument(`${what} has integers of 16 digits or more and strings holding every control character from \\u0001 to \\u001f; send such integers as strings ("9007199254740993")`);
+    throw invalidArgument(`${what} has integers of 16 digits or more, or NaN or Infinity, and strings holding every control character from \\u0001 to \\u001f; send such integers as strings ("9007199254740993")`);
   }
-  return parseJsonText(markLongIntegers(text, mark), what, longIntegerReviver(mark));
+  return parseJsonText(markLiterals(text, mark), what, markedLiteralReviver(mark));
 }
 
 /**
@@ -176,14 +203,25 @@ export function parseExactJson(bytes: Buffer, what: string): unknown {
  * were read from (JSON.stringify refuses bigints, and a number would round them).
  */
 export function stringifyExactJson(value: unknown, what: string): string {
-  let holdsBigint = false;
-  // The same text with every bigint a 0: the strings in it tell which control character no string holds.
-  const plain = JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? ((holdsBigint = true), 0) : item));
-  if (!holdsBigint) return plain;
+  let holdsLiteral = false;
+  // The same text with every bigint and boxed non-finite number a 0: the strings in it tell which control character no string holds.
+  const plain = JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' || item instanceof Number ? ((holdsLiteral = true), 0) : item));
+  if (!holdsLiteral) return plain;
   const mark = freeMark(plain);
-  if (mark === undefined) throw invalidArgument(`${what} has integers beyond 2^53 and strings holding every control character from \\u0001 to \\u001f, which cannot be written back exactly`);
-  const text = JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? `${String.fromCharCode(mark)}${item}` : item));
-  return text.replace(escapePattern(mark, 'g', (escape) => `"${escape}(-?\\d+)"`), '$1');
+  if (mark === undefined) throw invalidArgument(`${what} has integers beyond 2^53, or NaN or Infinity, and strings holding every control character from \\u0001 to \\u001f, which cannot be written back exactly`);
+  const marked = (item: unknown) => (typeof item === 'bigint' ? `${String.fromCharCode(mark)}${item}` : item instanceof Number ? `${String.fromCharCode(mark)}${floatText(item.valueOf())}` : item);
+  const text = JSON.stringify(value, (_key, item: unknown) => marked(item));
+  return text.replace(escapePattern(mark, 'g', (escape) => `"${escape}(-?\\d+|NaN|-?Infinity)"`), '$1');
+}
+
+/** A float as JSON text, as Triton writes it: NaN, Infinity and -Infinity by name (rapidjson's kWriteNanAndInfFlag). */
+export function floatText(value: number): string {
+  return Number.isFinite(value) ? String(value) : Number.isNaN(value) ? 'NaN' : value > 0 ? 'Infinity' : '-Infinity';
+}
+
+/** A list of floats as JSON text, non-finite values by name. */
+export function floatListText(values: Iterable<number>): string {
+  return `[${Array.from(values, floatText).join(',')}]`;
 }
 
 /** What a raw binary request needs to know of the model: its one input, as clients see it, and whether it batches. */
@@ -378,18 +416,20 @@ const isFiniteNumber = (value: number) => Number.isFinite(value);
 /**
  * JSON `data` text, written from the typed array without an intermediate array of numbers. 64-bit
  * integers are written digit for digit (JSON.stringify would round them to doubles); non-finite
- * floats become null, as JSON.stringify writes them.
+ * floats as NaN, Infinity and -Infinity, as Triton writes them (JSON.stringify's null would read
+ * back as 0 in most clients).
  */
 function jsonDataText(datatype: Datatype, data: TensorData): string {
   switch (datatype) {
     case 'BYTES':
     case 'BOOL':
-    case 'FP16':
       return JSON.stringify(tensorDataToJson(datatype, data));
+    case 'FP16':
+      return floatListText(tensorDataToJson(datatype, data) as number[]);
     case 'FP32':
     case 'FP64': {
       const values = data as Float32Array | Float64Array;
-      if (!values.every(isFiniteNumber)) return JSON.stringify(tensorDataToJson(datatype, data));
+      if (!values.every(isFiniteNumber)) return floatListText(values);
       return `[${values.join(',')}]`;
     }
     default:
