@@ -44,6 +44,8 @@ describe('overload over HTTP', () => {
 
   test('a full queue refuses from the headers, before the body is sent: 503 with Retry-After; the queue holds no more than its limit and drains', async () => {
     const url = `${served.url}/v2/models/holding/infer`;
+    const failures = async () => ((await (await fetch(`${served.url}/v2/models/holding/stats`)).json()) as { model_stats: { inference_stats: { fail: { count: number } } }[] }).model_stats[0].inference_stats.fail.count;
+    const failedBefore = await failures();
     const waiting = [fetch(url, { method: 'POST', body: inferBody() }), fetch(url, { method: 'POST', body: inferBody() })];
     const holding = served.server.model('holding');
     while (holding.queued < 2) await new Promise((resolve) => setImmediate(resolve));
@@ -61,6 +63,8 @@ describe('overload over HTTP', () => {
       await response.arrayBuffer();
     }
     assert.ok(holding.queued <= 2);
+    // Refused from their headers, they never ran; each is still a failed request in the statistics (and the metrics).
+    assert.equal((await failures()) - failedBefore, 41);
     for (const response of await Promise.all(waiting)) assert.equal(response.status, 200, await response.text());
     // Recovered: nothing queued or held, and the next request is served.
     assert.equal(holding.queued, 0);

@@ -229,3 +229,26 @@ test('a port already taken, or one port given to two listeners, fails naming the
     await rm(repo, { recursive: true, force: true });
   }
 });
+
+test('a load that leaves a version of the policy unloaded answers 400 naming it, as Triton does, while the versions that loaded serve', async () => {
+  const served = await startTestServer({
+    models: async (repo) => {
+      const config = 'max_batch_size: 8\nversion_policy: { specific: { versions: [1, 2, 3] } }\n';
+      await writeModel(repo, 'partly', 1, scaleModel(2), config);
+      await writeModel(repo, 'partly', 2, scaleModel(3));
+      await mkdir(join(repo, 'partly', '3'), { recursive: true });
+      await writeFile(join(repo, 'partly', '3', 'model.onnx'), 'not an ONNX model');
+    },
+    server: { modelControlMode: 'explicit' },
+  });
+  try {
+    const load = await fetch(`${served.url}/v2/repository/models/partly/load`, { method: 'POST' });
+    assert.equal(load.status, 400);
+    assert.match(((await load.json()) as { error: string }).error, /^failed to load model 'partly' version 3: .+; its other versions serve$/);
+    for (const version of ['1', '2']) assert.equal((await fetch(`${served.url}/v2/models/partly/versions/${version}/ready`)).status, 200);
+    const answer = await fetch(`${served.url}/v2/models/partly/versions/2/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }) });
+    assert.deepEqual(((await answer.json()) as { outputs: { data: number[] }[] }).outputs[0].data, [3, 3, 3, 3]);
+  } finally {
+    await served.close();
+  }
+});

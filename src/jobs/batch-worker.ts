@@ -108,7 +108,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   const loadFor = async (model: string, version?: string): Promise<void> => {
     // A first load is by policy: where the policy serves the version named, that one load is enough.
     if (version === undefined || !server.modelReady(model)) {
-      await server.loadModel(model);
+      await server.loadModel(model, {}, { everyVersion: false });
       byPolicy.add(model);
       if (version === undefined || server.modelReady(model, version)) return;
     }

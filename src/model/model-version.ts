@@ -289,7 +289,22 @@ export class ModelVersion {
    */
   admit(bytes: number, deadline?: number): void {
     if (this.state !== 'READY') throw new NereidError('UNAVAILABLE', `${this.label} is not ready (${this.state.toLowerCase()})`);
-    this.parts.scheduler.admit({ bytes, deadline, priority: this.config.dynamic_batching?.priority_levels ? 1 : undefined });
+    try {
+      this.parts.scheduler.admit({ bytes, deadline, priority: this.config.dynamic_batching?.priority_levels ? 1 : undefined });
+    } catch (error) {
+      this.recordRefusal(asNereidError(error, this.label));
+      throw error;
+    }
+  }
+
+  /**
+   * A request refused before it ran — at admission, from its headers — is a failed request in the statistics and
+   * metrics, as one the queue refuses inside run() is: an alert on the failure rate must see an overload.
+   */
+  recordRefusal(error: NereidError): void {
+    const { observer } = this.parts;
+    observer.onRequestStart?.();
+    observer.onRequestEnd({ rows: 1, success: false, errorCode: error.code, totalNs: 0, startedAt: Date.now() });
   }
 
   /**

@@ -283,7 +283,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     await requireOnnxRuntimeModel(server, settings.model, 'quantize rewrites ONNX files');
     // The version named is loaded alone: another one, broken or not, is no part of the run.
     if (settings.version !== undefined) await server.loadVersions(settings.model, [settings.version]);
-    else await server.loadModel(settings.model);
+    else await server.loadModel(settings.model, {}, { everyVersion: false });
     const model = settings.version !== undefined ? server.model(settings.model, settings.version) : await newestFloatServed(server, settings.model);
     sourceVersion = model.version;
     if (model.quantization) {

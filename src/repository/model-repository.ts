@@ -1104,7 +1104,6 @@ export class ModelRepository {
     return { rows, unreadable };
   }
 
-  /** Models that were asked to load and have no ready version. */
   /**
    * A model that was not loaded for a reason outside the repository (no room in the memory budget):
    * UNAVAILABLE with that reason in the index, for readiness and for its requests, until a load
@@ -1120,6 +1119,16 @@ export class ModelRepository {
     return this.entries.has(name);
   }
 
+  /**
+   * The versions of a model its last load could not load (or reload: the version before keeps serving), with why;
+   * empty when every version the policy names is loaded.
+   */
+  versionFailures(name: string): { version: string; reason: string }[] {
+    const failures = this.entries.get(name)?.failures ?? new Map<string, string>();
+    return [...failures].filter(([version]) => version !== '').map(([version, reason]) => ({ version, reason }));
+  }
+
+  /** Models that were asked to load and have no ready version. */
   unavailableModels(): string[] {
     return [...this.entries.entries()]
       .filter(([, entry]) => !entry.unloaded && ![...entry.versions.values()].some((version) => version.state === 'READY'))

@@ -10,7 +10,7 @@ import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
+import { asNereidError, invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
 import { optionKeyName, parseOptions, refuseOptionValue, type SettingName } from '../core/options.js';
 import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
@@ -752,9 +752,15 @@ export class Server {
   }
 
   private admitNow(name: string, version: string | undefined, bytes: number, deadline?: number): BodyReservation {
-    this.model(name, version).admit(bytes, deadline);
+    const model = this.model(name, version);
+    model.admit(bytes, deadline);
     const reservation = this.bodies.reserve();
-    reservation.holdAtLeast(bytes);
+    try {
+      reservation.holdAtLeast(bytes);
+    } catch (error) {
+      model.recordRefusal(asNereidError(error));
+      throw error;
+    }
     return reservation;
   }
 
@@ -952,8 +958,12 @@ export class Server {
     return this.repository.backendOf(name);
   }
 
-  /** Loads or reloads a model from the repository; `config` (a JSON string) replaces its config file, as in Triton. */
-  async loadModel(name: string, parameters: Record<string, unknown> = {}): Promise<void> {
+  /**
+   * Loads or reloads a model from the repository; `config` (a JSON string) replaces its config file, as in Triton.
+   * As in Triton, the load fails when a version its policy names did not load, though the others then serve;
+   * `everyVersion: false` is for a tool that only needs the version the policy serves.
+   */
+  async loadModel(name: string, parameters: Record<string, unknown> = {}, { everyVersion = true }: { everyVersion?: boolean } = {}): Promise<void> {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
     this.requireExplicitControl('load');
     checkModelName(name);
@@ -984,6 +994,10 @@ export class Server {
       this.residency.declare(name, 'on_demand');
     }
     await this.residency.load(name, () => this.repository.load(name, override)).catch(asLoadFailure);
+    const failures = everyVersion ? this.repository.versionFailures(name) : [];
+    if (failures.length > 0) {
+      throw invalidArgument(`failed to load model '${name}' ${failures.map(({ version, reason }) => `version ${version}: ${reason}`).join('; ')}; its other versions serve`);
+    }
   }
 
   /** Unloads a model; `unload_dependents: true` unloads an ensemble's steps too (those no other loaded ensemble uses), as in Triton. */

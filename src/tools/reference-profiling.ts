@@ -167,7 +167,7 @@ async function loadData(
     await requireOnnxRuntimeModel(server, modelName, "profiles and monitoring read a model's intermediate tensors from its ONNX file");
     // A named version loads even where the policy leaves it out; one without a folder is refused, naming those there are.
     if (version) await server.loadVersions(modelName, [version]);
-    else await server.loadModel(modelName);
+    else await server.loadModel(modelName, {}, { everyVersion: false });
     const model = server.model(modelName, version);
     const config = model.config;
     const chosen = model.version;
