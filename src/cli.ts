@@ -844,7 +844,7 @@ serverConnectionOptions(monitor, 'inference')
         `out of distribution: ${report.outOfDistribution} (${percent(report.share)}, score above ${report.threshold.toFixed(2)})`,
         ...(report.classShares ? [`predicted class shares: Jensen–Shannon ${report.classShares.divergence.toFixed(4)} bits from the reference (${report.classShares.level})`] : []),
         ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
-        ...featureDriftTable(report.features),
+        ...featureDriftTable(report.features.map((feature) => ({ ...feature, chance: feature.chancePsi }))),
         ...(report.unreadable.length === 0
           ? []
           : [`left out ${report.unreadable.length} file(s) that could not be read: ${report.unreadable.slice(0, 5).map((file) => `${file.id} (${file.reason})`).join('; ')}${report.unreadable.length > 5 ? '; …' : ''}`]),
@@ -868,7 +868,7 @@ interface LiveMonitor {
   rows_since_load: number;
   ood?: { share?: number; expected_share?: number };
   accuracy?: { expected?: number; realised?: number; labelled: number; caution?: string };
-  features: { feature: string; psi: number; ks?: number; level: string; informational?: boolean }[];
+  features: { feature: string; psi: number; chance_psi?: number; ks?: number; level: string; informational?: boolean }[];
 }
 
 /** The live state as `nereid monitor` prints a report: the state and why, then one row per monitored value. */
@@ -887,26 +887,32 @@ function formatLiveMonitor(live: LiveMonitor, origin: string): string {
     ...(live.ood ? [`out of distribution: ${percent(live.ood.share)} of the window (expected ${percent(live.ood.expected_share)})`] : []),
     ...(live.accuracy ? [`accuracy expected from confidence: ${percent(live.accuracy.expected)}${live.accuracy.labelled > 0 ? `; realised on ${live.accuracy.labelled} labelled rows: ${percent(live.accuracy.realised)}` : ''}`] : []),
     ...(live.accuracy?.caution ? [`caution: ${live.accuracy.caution}`] : []),
-    ...featureDriftTable(live.features),
+    ...featureDriftTable(live.features.map((feature) => ({ ...feature, chance: feature.chance_psi }))),
   ].join('\n');
 }
 
-/** One row per monitored value, as both kinds of `nereid monitor` report print them. */
-function featureDriftTable(features: readonly { feature: string; psi: number; ks?: number; level: string; informational?: boolean }[]): string[] {
+/**
+ * One row per monitored value, as both kinds of `nereid monitor` report print them. The level is judged on PSI beyond
+ * what chance gives a window of its size, so that column is shown beside the raw PSI the thresholds would seem to read.
+ */
+function featureDriftTable(features: readonly { feature: string; psi: number; chance?: number; ks?: number; level: string; informational?: boolean }[]): string[] {
   return [
-    '| value | PSI | KS D | level |',
-    '|---|---:|---:|---|',
-    ...features.map((feature) => `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${feature.ks?.toFixed(3) ?? '–'} | ${feature.level}${feature.informational ? ' (not counted: images are resized)' : ''} |`),
+    '| value | PSI | PSI beyond chance | KS D | level |',
+    '|---|---:|---:|---:|---|',
+    ...features.map(
+      (feature) =>
+        `| ${feature.feature} | ${feature.psi.toFixed(3)} | ${Math.max(0, feature.psi - (feature.chance ?? 0)).toFixed(3)} | ${feature.ks?.toFixed(3) ?? '–'} | ${feature.level}${feature.informational ? ' (not counted: images are resized)' : ''} |`,
+    ),
   ];
 }
 
-/** NAME=D1,D2,…: one input's dims after the batch dimension. */
 /** How the calibration set was used, where the method calibrates ranges at all (dynamic and fp16 do not). */
 function calibrationDetail({ ranges, biasCorrection }: { ranges?: string; biasCorrection?: boolean }): string {
   const parts = [ranges, biasCorrection ? 'biases corrected' : undefined].filter((part) => part !== undefined);
   return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
+/** NAME=D1,D2,…: one input's dims after the batch dimension. */
 function inputShape(value: string, previous: Record<string, number[]> | undefined): Record<string, number[]> {
   const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value);
   if (!match) throw new InvalidArgumentError(`expected NAME=D1,D2,… (e.g. x=3,48,320), got '${value}'`);

@@ -55,6 +55,9 @@ test('JSONL records become the tensors nereid batch would send, and a bad record
     assert.equal(read.images, undefined);
     await writeFile(path, '{"INPUT0": [1, 2, 3]}\n{"INPUT0": [4, 5]}\n');
     await assert.rejects(readModelInputs(path, 10, local, 'pick', local.model('pick').config), /--data .*rows\.jsonl, record 2: input 'INPUT0' expects/);
+    // A record in the V2 form names its own shape: one the model, served, refuses is refused here too (quantize calibrates on these).
+    await writeFile(path, '{"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}\n');
+    await assert.rejects(readModelInputs(path, 10, local, 'pick', local.model('pick').config, '--calibration'), /--calibration .*rows\.jsonl, record 1: input 'INPUT0' expects FP32 \[-1,3\], got FP32 \[1,4\]/);
   } finally {
     await local.close();
   }

@@ -58,6 +58,9 @@ export async function readModelInputs(
     throw new Error(`${flag} ${path} is a ${source.format} file, but model '${model}' takes encoded images (preprocess.image); give a folder of images`);
   }
   const processor = source.format === 'images' ? undefined : RecordProcessor.create(server, { model });
+  // Records are checked as the model's requests are: a tool that runs ONNX Runtime on them directly (quantize's
+  // calibration) would otherwise take tensors the model, served, refuses.
+  const checkShape = server.inputShapeCheck(model);
   const asOrt = (datatype: Datatype, data: unknown, shape: readonly number[]) => new ort.Tensor(onnxTypeOf(datatype) as 'float32', data as Float32Array, [...shape]);
   // More records than asked for: every k-th, evenly through the input, so a folder sorted class by class still gives every class.
   const total = await source.count();
@@ -94,6 +97,7 @@ export async function readModelInputs(
     let request;
     try {
       request = processor!.request(record);
+      for (const input of request.inputs) checkShape(input);
     } catch (error) {
       throw new Error(`${where}: ${(error as Error).message}`);
     }

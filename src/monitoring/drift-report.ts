@@ -73,6 +73,9 @@ function numericDrift(feature: string, reference: FeatureSummary, values: ArrayL
   const stability = psi(reference.binCounts, counts);
   const chance = chancePsi(reference.binCounts.length, values.length, reference.count);
   const ks = ksStatistic(reference.sample, values);
+  // Chance from the whole reference, not the sample's size: the sample is evenly spaced through the sorted reference
+  // (quantiles, not a random draw), so its distribution function is within 1/sample of the reference's, far below the
+  // random error a random sample of that size would add.
   const ksChance = chanceKs(values.length, reference.count);
   const level = worstLevel([levelOf(Math.max(0, stability - chance), DRIFT_THRESHOLDS.psi), levelOf(Math.max(0, ks - ksChance), DRIFT_THRESHOLDS.ks)]);
   return { feature, psi: stability, chancePsi: chance, ks, chanceKs: ksChance, level };

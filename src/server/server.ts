@@ -669,12 +669,12 @@ export class Server {
     return this.logSettings.update(changes);
   }
 
-  /** The model's inputs as a raw binary request (Inference-Header-Content-Length: 0) reads them: one, typed by its config. */
   /** The model's datatype and shape check of one input, for decoders: a wrong shape is reported before the binary size it leads to. */
   inputShapeCheck(name: string, version?: string): InputShapeCheck {
     return (input) => this.model(name, version).checkInputShape(input);
   }
 
+  /** The model's inputs as a raw binary request (Inference-Header-Content-Length: 0) reads them: one, typed by its config. */
   rawInputModel(name: string, version?: string): RawInputModel {
     const model = this.model(name, version);
     return {
