@@ -404,6 +404,8 @@ describe('logs', () => {
     // Malformed JSON: the parser's message quotes the body.
     const malformed = await infer('plain', `{"inputs":[{"name":"INPUT0","data":[${SECRET_NUMBER},"${SECRET_ELEMENT}" oops`, { 'x-request-id': 'req-fail-43' });
     assert.equal(malformed.status, 400);
+    // A probe answered 200 is not logged (Kubernetes asks every few seconds); its hook runs before the next request's.
+    assert.equal((await fetch(`${test_server.url}/v2/health/live`)).status, 200);
     // A successful request with distinctive data.
     const fine = rowsBody(1);
     fine.inputs[0].data = Array(16).fill(SECRET_NUMBER);
@@ -425,11 +427,14 @@ describe('logs', () => {
       assert.equal(accessLine.url, '/v2/models/plain/infer');
       assert.equal(accessLine.model, 'plain');
       assert.equal(typeof accessLine.ms, 'number');
+      assert.equal(accessLine.remoteAddress, '127.0.0.1', 'whom the refusal went to');
+      assert.ok(accessLine.bytesOut > 0);
       const failure = mine.find((line) => line.msg === 'request failed');
       assert.ok(failure, `no failure line for ${id}`);
       assert.equal(failure.code, 'INVALID_ARGUMENT');
     }
     assert.ok(lines.some((line) => line.reqId === generated && line.status === 200));
+    assert.ok(!lines.some((line) => line.url === '/v2/health/live'), 'no line for the probe');
     // Every line about a request names it.
     for (const line of lines.filter((line) => line.url !== undefined || line.msg === 'request failed')) assert.ok(line.reqId, JSON.stringify(line));
     const text = lines.map((line) => JSON.stringify(line)).join('\n');

@@ -85,6 +85,9 @@ describe('scoped tokens', () => {
     });
     assert.match((await (await post('/v2/models/simple/infer', simpleBody, bearer('nobody-token'))).json()).error, /missing or invalid bearer token/);
     assert.equal((await fetch(`${served.url}/v2/health/ready`)).status, 200, 'health probes stay open');
+    // A model's readiness is one (Triton's health group; KServe and load balancers probe it), each version's too.
+    for (const path of ['/v2/models/simple/ready', '/v2/models/simple/versions/1/ready']) assert.equal((await fetch(`${served.url}${path}`)).status, 200, path);
+    assert.equal((await fetch(`${served.url}/v2/models/simple`)).status, 401, "a model's metadata still needs a token");
   });
 
   test('the Bearer scheme is case-insensitive', async () => {
@@ -118,6 +121,7 @@ describe('scoped tokens', () => {
       assert.equal(await call('RepositoryIndex', {}, 'manage-token'), null);
       assert.equal(await call('ModelMetadata', { name: 'simple' }, 'infer-token'), null);
       assert.equal((await call('ModelMetadata', { name: 'simple' }, 'manage-token'))?.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(await call('ModelReady', { name: 'simple' }, 'no-token'), null, 'a health probe, open as ServerReady is');
     } finally {
       client.close();
     }

@@ -47,8 +47,8 @@ export const grpcFrontEndOptionsSchema = z.object({
   /** grpc.keepalive_permit_without_calls (Triton: false). Passed to grpc-js, whose server does not enforce it yet. */
   keepalivePermitWithoutCalls: z.boolean().default(false),
   /**
-   * Bearer tokens in the `authorization` metadata, as over HTTP: a list opens every RPC but ServerLive
-   * and ServerReady; an object scopes them (`management`: the Repository* RPCs, TraceSetting and
+   * Bearer tokens in the `authorization` metadata, as over HTTP: a list opens every RPC but ServerLive,
+   * ServerReady and ModelReady; an object scopes them (`management`: the Repository* RPCs, TraceSetting and
    * LogSettings; `inference`: the rest).
    */
   authTokens: authTokensSchema,
@@ -89,8 +89,8 @@ const UNIMPLEMENTED_REASONS: Record<string, string> = {
 /** RPCs that change how the server runs (the model repository, trace and log settings): the management scope, as over HTTP. */
 const MANAGEMENT_METHODS = /^(?:Repository|TraceSetting$|LogSettings$)/;
 
-/** Health probes stay open when bearer tokens are required, as over HTTP. */
-const OPEN_METHODS = new Set(['ServerLive', 'ServerReady']);
+/** Health probes stay open when bearer tokens are required, as over HTTP: Triton's health group, a model's readiness included. */
+const OPEN_METHODS = new Set(['ServerLive', 'ServerReady', 'ModelReady']);
 
 type GrpcError = Error & { code: grpc.status; details: string };
 

@@ -44,7 +44,7 @@ export const httpFrontEndOptionsSchema = z.object({
    * trace and logging settings).
    */
   authTokens: authTokensSchema,
-  /** One log line per request (method, url, status, ms, request id, model), at info (--log-access). */
+  /** One log line per request (method, url, status, ms, client address, bytes out, request id, model), at info (--log-access); health probes answered 200 are left out. */
   accessLog: z.boolean().default(false),
   /** A connection must have sent a request's headers within this (408 and closed otherwise), so slow-header clients cannot hold it. */
   headersTimeoutMs: z.number().int().positive().default(10_000),
@@ -85,6 +85,8 @@ type ModelParams = { model: string; version?: string };
  * matched, so no spelling of the URL reaches them under the inference scope.
  */
 const MANAGEMENT_ROUTE = /^\/v2\/(?:repository|trace|logging)(?:[/?]|$)|^\/v2\/models\/:model\/trace\//;
+/** Routes of a model's readiness, open as the health probes are. */
+const MODEL_READY_ROUTES = new Set(['/v2/models/:model/ready', '/v2/models/:model/versions/:version/ready']);
 
 /** A client that hangs up before its answer frees its place in the queue. */
 function abortOnClientClose(reply: FastifyReply): CancelSignal {
@@ -419,6 +421,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   });
   if (settings.accessLog) {
     app.addHook('onResponse', (request, reply, done) => {
+      // A probe answered as expected says nothing: Kubernetes asks every few seconds per pod. One that fails is logged.
+      if (request.url.startsWith('/v2/health/') && reply.statusCode === 200) return done();
       const params = request.params as Partial<ModelParams> | undefined;
       request.log.info(
         {
@@ -426,6 +430,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
           url: request.url,
           status: reply.statusCode,
           ms: Math.round(reply.elapsedTime * 1000) / 1000,
+          // Whom a 401 or 503 went to (behind a proxy, the proxy: its own log has the client).
+          remoteAddress: request.socket.remoteAddress,
+          bytesOut: Number(reply.getHeader('content-length')) || undefined,
           model: params?.model,
           version: params?.version,
           ood: contexts.get(request)?.ood,
@@ -450,6 +457,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       // Health probes and the API's description carry nothing a token protects.
       if (request.url.startsWith('/v2/health/') || request.url === OPENAPI_PATH || request.url.startsWith(DOCS_PATH)) return;
       const route = request.routeOptions.url ?? request.url;
+      // A model's readiness is a health probe too, as in Triton's health group and KServe's V2 spec: load balancers ask it.
+      if (MODEL_READY_ROUTES.has(route)) return;
       const dashboard = settings.dashboard && (route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`));
       // The pages hold no data; they ask for the token that their API calls then carry.
       if (dashboard && !DASHBOARD_API.test(route)) return;
