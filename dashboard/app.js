@@ -147,7 +147,7 @@ document.getElementById('token-form').addEventListener('submit', (event) => {
 /** Why a request got no answer: the server is down, or the network between. */
 class Unreachable extends Error {}
 
-/** fetch with the token; a 401 asks for one and tries again. No answer at all throws Unreachable, saying where. */
+/** fetch with the token; a 401 (no token, or a wrong one) or 403 (a token of another scope) asks for one and tries again. No answer at all throws Unreachable, saying where. */
 async function call(path, init) {
   for (;;) {
     let response;
@@ -157,7 +157,7 @@ async function call(path, init) {
       if (error instanceof TypeError) throw new Unreachable(`cannot reach the server at ${location.origin}`);
       throw error;
     }
-    if (response.status !== 401) return response;
+    if (response.status !== 401 && response.status !== 403) return response;
     const refusal = token() ? await response.json().then((answer) => answer.error, () => undefined) : undefined;
     await askForToken(refusal ?? (token() ? 'it does not open this server' : undefined));
   }

@@ -73,12 +73,14 @@ function post(path: string, body: BodyInit, headers: Record<string, string> = be
 describe('scoped tokens', () => {
   test('an inference token infers but cannot manage; a management token manages but cannot infer; an all-scopes token does both', async () => {
     assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('infer-token'))).status, 200);
-    assert.equal((await post('/v2/repository/index', '{}', bearer('infer-token'))).status, 401);
+    const wrongScope = await post('/v2/repository/index', '{}', bearer('infer-token'));
+    assert.equal(wrongScope.status, 403, 'a valid token lacking the scope is forbidden, not unauthenticated');
+    assert.equal(wrongScope.headers.get('www-authenticate'), 'Bearer error="insufficient_scope"');
     assert.equal((await post('/v2/repository/index', '{}', bearer('manage-token'))).status, 200);
-    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('manage-token'))).status, 401);
+    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('manage-token'))).status, 403);
     assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('root-token'))).status, 200);
     assert.equal((await post('/v2/repository/index', '{}', bearer('root-token'))).status, 200);
-    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('metrics-token'))).status, 401);
+    assert.equal((await post('/v2/models/simple/infer', simpleBody, bearer('metrics-token'))).status, 403);
     // A token of another scope is told which scope it lacks, not that it is invalid.
     assert.deepEqual(await (await post('/v2/repository/index', '{}', bearer('infer-token'))).json(), {
       error: 'this token opens the inference scope, not the management scope this needs: use a token of the management scope (or of all scopes)',
@@ -100,7 +102,7 @@ describe('scoped tokens', () => {
   test('the metrics port needs a metrics (or all-scopes) token', async () => {
     assert.equal((await fetch(metricsUrl)).status, 401);
     const wrongScope = await fetch(metricsUrl, { headers: bearer('infer-token') });
-    assert.equal(wrongScope.status, 401);
+    assert.equal(wrongScope.status, 403);
     assert.match((await wrongScope.json()).error, /^this token opens the inference scope, not the metrics scope/);
     const scraped = await fetch(metricsUrl, { headers: bearer('metrics-token') });
     assert.equal(scraped.status, 200);
@@ -117,10 +119,10 @@ describe('scoped tokens', () => {
         client[method](request, metadata, (error: grpc.ServiceError | null) => resolve(error));
       });
     try {
-      assert.equal((await call('RepositoryIndex', {}, 'infer-token'))?.code, grpc.status.UNAUTHENTICATED);
+      assert.equal((await call('RepositoryIndex', {}, 'infer-token'))?.code, grpc.status.PERMISSION_DENIED);
       assert.equal(await call('RepositoryIndex', {}, 'manage-token'), null);
       assert.equal(await call('ModelMetadata', { name: 'simple' }, 'infer-token'), null);
-      assert.equal((await call('ModelMetadata', { name: 'simple' }, 'manage-token'))?.code, grpc.status.UNAUTHENTICATED);
+      assert.equal((await call('ModelMetadata', { name: 'simple' }, 'manage-token'))?.code, grpc.status.PERMISSION_DENIED);
       assert.equal(await call('ModelReady', { name: 'simple' }, 'no-token'), null, 'a health probe, open as ServerReady is');
     } finally {
       client.close();
@@ -174,7 +176,7 @@ describe('tokens given to nereid serve', () => {
     for (const path of ['/v2/repository/index', '/v2/trace/setting', '/v2/logging']) {
       const method = path === '/v2/repository/index' ? 'POST' : 'GET';
       const asked = (token: string) => fetch(`${served.url}${path}`, { method, body: method === 'POST' ? '{}' : undefined, headers: { 'content-type': 'application/json', ...bearer(token) } });
-      assert.equal((await asked('infer-token')).status, 401, path);
+      assert.equal((await asked('infer-token')).status, 403, path);
       assert.equal((await asked('manage-token')).status, 200, path);
     }
   });

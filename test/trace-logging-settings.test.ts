@@ -318,17 +318,17 @@ describe('bearer tokens: the settings need the management scope', () => {
   test('over HTTP, an inference token opens inference routes but neither trace nor logging settings', async () => {
     for (const path of ['/v2/trace/setting', '/v2/models/traced/trace/setting', '/v2/logging']) {
       const read = await http(traced, path, undefined, INFERENCE_TOKEN);
-      assert.equal(read.status, 401, `GET ${path}: ${JSON.stringify(read.body)}`);
+      assert.equal(read.status, 403, `GET ${path}: ${JSON.stringify(read.body)}`);
       const write = await http(traced, path, { trace_rate: '1' }, INFERENCE_TOKEN);
-      assert.equal(write.status, 401, `POST ${path}`);
+      assert.equal(write.status, 403, `POST ${path}`);
     }
-    assert.equal((await http(traced, '/v2/models/traced', undefined, ADMIN_TOKEN)).status, 401, 'the admin token is not an inference token');
+    assert.equal((await http(traced, '/v2/models/traced', undefined, ADMIN_TOKEN)).status, 403, 'the admin token is not an inference token');
     assert.equal((await http(traced, '/v2/models/traced', undefined, INFERENCE_TOKEN)).status, 200);
   });
 
   test('over gRPC, TraceSetting and LogSettings refuse an inference token', async () => {
-    await rpcError('TraceSetting', {}, grpc.status.UNAUTHENTICATED, [], INFERENCE_TOKEN);
-    await rpcError('LogSettings', {}, grpc.status.UNAUTHENTICATED, [], INFERENCE_TOKEN);
+    await rpcError('TraceSetting', {}, grpc.status.PERMISSION_DENIED, [], INFERENCE_TOKEN);
+    await rpcError('LogSettings', {}, grpc.status.PERMISSION_DENIED, [], INFERENCE_TOKEN);
     await rpc('TraceSetting', {}, ADMIN_TOKEN);
   });
 });

@@ -62,7 +62,8 @@ export function tokensFor(tokens: AuthTokens | undefined, scope: AuthScope): rea
 
 /**
  * Throws UNAUTHENTICATED unless `authorization` carries a token that opens `scope`. A token of another
- * scope is told so, naming the scope it lacks: "invalid token" would send its holder looking for a typo.
+ * scope is PERMISSION_DENIED (HTTP 403, as RFC 6750 answers insufficient_scope), naming the scope it
+ * lacks: "invalid token" would send its holder looking for a typo.
  */
 export function checkBearerToken(authorization: string | undefined, tokens: AuthTokens | undefined, scope: AuthScope): void {
   const accepted = tokensFor(tokens, scope);
@@ -70,5 +71,10 @@ export function checkBearerToken(authorization: string | undefined, tokens: Auth
   if (bearerTokenMatches(authorization, accepted)) return;
   const opens = AUTH_SCOPES.filter((other) => other !== scope && bearerTokenMatches(authorization, tokens?.[other] ?? []));
   if (opens.length === 0) throw new NereidError('UNAUTHENTICATED', BEARER_TOKEN_MESSAGE);
-  throw new NereidError('UNAUTHENTICATED', `this token opens the ${opens.join(' and ')} scope, not the ${scope} scope this needs: use a token of the ${scope} scope (or of all scopes)`);
+  throw new NereidError('PERMISSION_DENIED', `this token opens the ${opens.join(' and ')} scope, not the ${scope} scope this needs: use a token of the ${scope} scope (or of all scopes)`);
+}
+
+/** The WWW-Authenticate answer to a refusal of checkBearerToken (RFC 6750): a token of another scope is told it lacks scope. */
+export function bearerChallenge(error: NereidError): string {
+  return error.code === 'PERMISSION_DENIED' ? 'Bearer error="insufficient_scope"' : 'Bearer';
 }

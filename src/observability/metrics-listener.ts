@@ -7,8 +7,8 @@ import { createServer as createHttpServer, type RequestListener, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { checkBearerToken, type AuthTokens } from '../core/auth.js';
-import { shortened } from '../core/errors.js';
+import { bearerChallenge, checkBearerToken, type AuthTokens } from '../core/auth.js';
+import { httpStatusOf, shortened, type NereidError } from '../core/errors.js';
 import { httpsServerOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
 import { logFailedHandshakes } from './tls-handshake-log.js';
@@ -34,7 +34,8 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
     try {
       checkBearerToken(request.headers.authorization, options.authTokens, 'metrics');
     } catch (error) {
-      response.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify({ error: (error as Error).message }));
+      const refusal = error as NereidError;
+      response.writeHead(httpStatusOf(refusal.code), { 'content-type': 'application/json', 'www-authenticate': bearerChallenge(refusal) }).end(JSON.stringify({ error: refusal.message }));
       return;
     }
     if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {

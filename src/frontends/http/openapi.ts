@@ -185,6 +185,7 @@ export function serveOpenApi(app: FastifyInstance): ServedOpenApi {
           200: { description: 'the answer' },
           400: errorResponse('the request is malformed; the message says what was expected and what arrived'),
           401: errorResponse('a token is needed (servers started with auth tokens)'),
+          403: errorResponse("the token opens another scope than this route's (the message names the one it needs)"),
           404: errorResponse('no such model, version or route'),
           503: errorResponse('not ready, shutting down or overloaded (with Retry-After when retrying helps)'),
         },

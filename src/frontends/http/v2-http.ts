@@ -9,7 +9,7 @@ import { Server as NetServer } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { authTokensSchema, checkBearerToken, tokensFor } from '../../core/auth.js';
+import { authTokensSchema, bearerChallenge, checkBearerToken, tokensFor } from '../../core/auth.js';
 import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
 import { ClientCancellation, requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
@@ -466,7 +466,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       try {
         checkBearerToken(request.headers.authorization, tokens, scope);
       } catch (error) {
-        reply.header('www-authenticate', 'Bearer');
+        reply.header('www-authenticate', bearerChallenge(error as NereidError));
         return sendError(reply, error as NereidError);
       }
     });
