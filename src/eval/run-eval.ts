@@ -134,6 +134,8 @@ async function loadVersions(server: Server, model: string, versions: readonly st
     // would pass on an older version in place of the candidate.
     const rows = (await server.repositoryIndex()).filter((entry) => entry.name === model);
     const failed = rows.filter((entry) => entry.state !== 'READY');
+    const whole = failed.find((entry) => entry.version === undefined);
+    if (whole) throw new Error(`model '${model}' did not load: ${whole.reason || whole.state || 'not loaded'}`);
     if (failed.length > 0) {
       const reasons = failed.map((entry) => `${entry.version === undefined ? 'the model' : `version ${entry.version}`}: ${entry.reason || entry.state || 'not loaded'}`);
       throw new Error(`model '${model}': its version policy names ${failed.length === 1 ? 'a version that' : 'versions that'} did not load, so the versions it loads cannot be evaluated (name those to compare with --versions): ${reasons.join('; ')}`);

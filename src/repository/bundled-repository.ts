@@ -55,3 +55,11 @@ export async function prepareBundledRepository(logger: Logger): Promise<void> {
   }
   for (const line of stdout.split('\n').filter((text) => text.trim() !== '')) logger.info(`bundled repository: ${line}`);
 }
+
+/**
+ * Whether `name` is one of the bundled repository's models: a copy of models/ made before scripts/prepare-models.mjs
+ * ran has the folders and configs of those whose files come from dependencies, and no version folders.
+ */
+export function isBundledModelName(name: string): boolean {
+  return existsSync(resolve(BUNDLED_REPOSITORY, name));
+}

