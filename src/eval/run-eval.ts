@@ -264,6 +264,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     const classes = first.labelsOf(declared.name);
     const kind = settings.kind ?? outputKindOf({ dims: declared.dims, labelled: classes !== undefined });
     if (kind === 'ctc' && !classes) throw new Error(`output '${declared.name}' of '${settings.model}' has no labels file; ctc outputs are read by their labels`);
+    if (options.threshold !== undefined && kind !== 'mask') logger.warn(`--threshold ${options.threshold} is for a probability map; output '${declared.name}' is judged as ${kind}, which it does not change`);
     if (settings.topK !== undefined && kind === 'classification' && classes && settings.topK > classes.length) {
       throw new Error(`--top-k ${settings.topK}: output '${declared.name}' of '${settings.model}' has ${classes.length} classes, so top-${settings.topK} accuracy would count every example right; give at most ${classes.length}`);
     }

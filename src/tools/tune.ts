@@ -113,10 +113,14 @@ function objectiveOf(settings: z.output<typeof tuneOptionsSchema>): Objective {
 async function syntheticInput(model: ModelVersion, input: CompletedModelConfig['input'][number], rows: number, shapes: Record<string, number[]>): Promise<InferInput> {
   const batch = model.batched ? [rows] : [];
   if (model.imageInputs.has(input.name)) {
-    const noise = Buffer.alloc(64 * 64 * 3);
+    // The size clients send decides what decoding and resizing cost: --input-shape NAME=HEIGHT,WIDTH sets it.
+    const size = shapes[input.name] ?? [64, 64];
+    if (size.length !== 2) throw new Error(`--input-shape ${input.name}=${size.join(',')}: '${input.name}' takes encoded images, so its shape is the synthetic image's HEIGHT,WIDTH (e.g. ${input.name}=28,28)`);
+    const [height, width] = size;
+    const noise = Buffer.alloc(height * width * 3);
     for (let index = 0; index < noise.length; index++) noise[index] = (index * 2654435761) >>> 24;
     const sharp = await loadSharp();
-    const png = await sharp(noise, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer();
+    const png = await sharp(noise, { raw: { width, height, channels: 3 } }).png().toBuffer();
     return { name: input.name, datatype: 'BYTES', shape: [...batch, 1], data: Array.from({ length: rows }, () => png) };
   }
   const dims = shapes[input.name] ?? input.dims;
