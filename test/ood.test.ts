@@ -76,6 +76,8 @@ test('the bundled profile flags few test images and nearly every real photo, and
   // All 10,000 test images: 4.4 % (docs/monitoring.md); a fifth of them varies by about a point.
   assert.ok(inDistribution.share <= 0.06, `in-distribution flagged ${inDistribution.share}`);
   assert.equal(inDistribution.state, 'ok', JSON.stringify(inDistribution.features));
+  // The flagged share is one of the values judged, as in the server's window: here near what the profile expects.
+  assert.equal(inDistribution.features.find((feature) => feature.feature === 'ood.flagged')?.level, 'ok');
   // The class folders give the realised accuracy; the estimate comes from confidence alone (all 10,000: 93.4 % vs 91.9 %).
   const error = Math.abs(inDistribution.expectedAccuracy! - inDistribution.realisedAccuracy!);
   assert.ok(error <= 0.03, `expected ${inDistribution.expectedAccuracy} vs realised ${inDistribution.realisedAccuracy}`);
@@ -105,6 +107,7 @@ test('test images made unlike the training set are flagged: inverted and brighte
     const report = await monitor(join(work, shift));
     assert.ok(report.share >= 0.95, `${shift}: flagged ${report.share}`);
     assert.equal(report.state, 'drift');
+    assert.equal(report.features.find((feature) => feature.feature === 'ood.flagged')?.level, 'drift', shift);
   }
   // Two of the same inverted images are flagged each, but two values cannot show a distribution has moved.
   await mkdir(join(work, 'two'));

@@ -24,4 +24,4 @@ export {
   type ReferenceProfile,
 } from './reference-profile.js';
 export { categoricalFeatureDrift, countedFeatures, driftScore, expectedAccuracyAt, psiBeyondChance, levelOf, numericFeatureDrift, summariseProbabilities, worstLevel, type DriftLevel, type FeatureDrift, type OutputSummary } from './drift-report.js';
-export { CONFIDENCE_BUCKETS, VersionMonitor, versionMonitorOptionsSchema, type MonitoredRow, type MonitorEvaluation, type MonitorSnapshot, type VersionMonitorOptions, type VersionMonitorSettings } from './version-monitor.js';
+export { CONFIDENCE_BUCKETS, expectedOodShare, VersionMonitor, versionMonitorOptionsSchema, type MonitoredRow, type MonitorEvaluation, type MonitorSnapshot, type VersionMonitorOptions, type VersionMonitorSettings } from './version-monitor.js';

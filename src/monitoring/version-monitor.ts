@@ -128,6 +128,13 @@ export interface VersionMonitorHooks {
   onTransition?: (transition: DriftTransition, evaluation: MonitorEvaluation) => void;
 }
 
+/** Share of in-distribution rows a profile's detector flags: measured on held-out reference data (the target rate when none was flagged there). */
+export function expectedOodShare(profile: Pick<ReferenceProfile, 'ood'>): number {
+  const ood = profile.ood;
+  if (!ood) return 0;
+  return ood.heldOutFalsePositiveRate > 0 ? ood.heldOutFalsePositiveRate : ood.targetFalsePositiveRate;
+}
+
 export class VersionMonitor {
   readonly options: VersionMonitorOptions;
   /** Predicted classes in profile order (label or index), the names class counts and shares use. */
@@ -167,11 +174,9 @@ export class VersionMonitor {
     this.state = new DriftStateMachine(this.options.state, this.now);
   }
 
-  /** Share of in-distribution rows the detector flags: measured on held-out reference data (the target rate when none was flagged there). */
+  /** See expectedOodShare. */
   get expectedOodShare(): number {
-    const ood = this.profile.ood;
-    if (!ood) return 0;
-    return ood.heldOutFalsePositiveRate > 0 ? ood.heldOutFalsePositiveRate : ood.targetFalsePositiveRate;
+    return expectedOodShare(this.profile);
   }
 
   /**

@@ -16,6 +16,7 @@ import {
   countedFeatures,
   expectedAccuracyAt,
   expectedCalibrationError,
+  expectedOodShare,
   fitMahalanobis,
   imageProperties,
   imagePropertyFeatures,
@@ -381,10 +382,14 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   const scorer = new MahalanobisScorer(profile.ood);
   const scores = observed.features.map((vector) => scorer.score(vector));
   const outOfDistribution = scores.filter((score) => score > profile.ood!.threshold).length;
-  const features = Object.entries(observed.values)
-    .filter(([name, values]) => profile.features[name] && values.length > 0)
-    .map(([name, values]) => numericFeatureDrift(name, profile.features[name], values))
-    .sort((a, b) => psiBeyondChance(b) - psiBeyondChance(a));
+  const expected = expectedOodShare(profile);
+  const features = [
+    ...Object.entries(observed.values)
+      .filter(([name, values]) => profile.features[name] && values.length > 0)
+      .map(([name, values]) => numericFeatureDrift(name, profile.features[name], values)),
+    // The share flagged against the share the detector flags in distribution, as the server's window counts it.
+    categoricalFeatureDrift('ood.flagged', [1 - expected, expected], [scores.length - outOfDistribution, outOfDistribution]),
+  ].sort((a, b) => psiBeyondChance(b) - psiBeyondChance(a));
   const report: MonitorReport = {
     model: settings.model,
     version: loaded.version,
