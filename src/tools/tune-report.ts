@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 import { loadSharp } from '../core/sharp.js';
 import { parseDocument } from 'yaml';
 import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
-import { describeCandidate, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
+import { describeCandidate, judgedLevel, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
 import type { TuneReport } from './tune.js';
 
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
@@ -45,15 +45,20 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   // Each config at its own shown level: under a p99 bound one may hold it at a concurrency where another cannot, so the levels are named.
   const gainOf = (index: number) => {
     const [found, current] = [shownLevelOf(report, index), shownLevelOf(report, 0)];
+    // Under a bound the current config meets at no level, its best throughput is no yardstick: it is not allowed.
+    if (report.objective.kind !== 'throughput' && !judgedLevel(report.results[0], report.objective)) {
+      const seen = report.objective.kind === 'p99' ? `p99 ${fixed(current.p99Ms, 2)} ms` : `$${usdPer1000(current.cpuSecondsPerInference, report.objective.usdPerCoreHour).toPrecision(3)} per 1,000 inferences`;
+      return { ratio: 'meets the bound, which', at: `the current config meets at no level measured (${seen} at c=${current.concurrency}); this one gives ${fixed(found.throughput, 1)} inf/s at c=${found.concurrency}` };
+    }
     const at = found.concurrency === current.concurrency ? `both at c=${found.concurrency}` : `${fixed(found.throughput, 1)} inf/s at c=${found.concurrency} against ${fixed(current.throughput, 1)} at c=${current.concurrency}`;
-    return { ratio: `${(found.throughput / current.throughput).toFixed(2)}×`, at };
+    return { ratio: `${(found.throughput / current.throughput).toFixed(2)}× the current config's throughput`, at };
   };
   if (report.winner === undefined) lines.push(`${unmetObjective(report)?.replace(/^n/, 'N') ?? 'No config met the objective'}.`);
   else if (report.winner === 0 && report.results.length === 1) lines.push('Only the current config was measured before --budget-s ran out: nothing to compare it with.');
   else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
   else {
     const gain = gainOf(report.winner);
-    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gain.ratio} the current config's throughput (${gain.at}).`);
+    lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gain.ratio} (${gain.at}).`);
     if (report.best !== undefined && report.best !== report.winner) {
       const served = `For the version served now (v${report.results[0].candidate.version})`;
       if (report.best === 0) lines.push(`${served} nothing measured beat the current config by the least gain worth a change (--min-gain); --write leaves it.`);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { formatTuneReport } from './tune-report.js';
 import { batchSizeCandidates, candidateConfig, chooseWinner, instanceSplits, judgedLevel, paretoFront, type Candidate, type LevelResult, type Measured } from './tune-search.js';
+import type { TuneReport } from './tune.js';
 
 const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
 const level = (concurrency: number, throughput: number, p99Ms: number, cpuSecondsPerInference = 0.001): LevelResult => ({
@@ -80,4 +82,16 @@ test("a candidate's config changes only the tuned fields, keeping the others and
     parameters: { enable_mem_pattern: 'false', intra_op_thread_count: '1', execution_thread: 'worker', graph_optimization_level: 'basic' },
   });
   assert.equal(candidateConfig(config, { ...candidate, maxBatchSize: 0 }).dynamic_batching, undefined, 'no batching, no dynamic_batching block');
+});
+
+test('under a p99 bound the current config misses at every level, the report says so instead of a throughput ratio against a level it may not use', () => {
+  const current = { ...measured(level(1, 372, 30), level(8, 380, 46)), pareto: false };
+  const found = { ...measured(level(1, 356, 12), level(8, 500, 40)), candidate: { ...candidate, maxBatchSize: 4 }, pareto: true };
+  const report: TuneReport = { model: 'm', objective: { kind: 'p99', maxMs: 15 }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 1, skipped: [], seconds: 1, date: '2026-12-05' };
+  const text = formatTuneReport(report, 0.05);
+  assert.match(text, /Best: .* — meets the bound, which \(the current config meets at no level measured \(p99 46\.00 ms at c=8\); this one gives 356\.0 inf\/s at c=1\)\./);
+  assert.doesNotMatch(text, /0\.9\d× the current config/);
+  // Where the current config meets the bound too, the ratio is at the levels each meets it at.
+  const within = { ...report, objective: { kind: 'p99' as const, maxMs: 35 } };
+  assert.match(formatTuneReport(within, 0.05), /Best: .* — 0\.96× the current config's throughput \(356\.0 inf\/s at c=1 against 372\.0 at c=1\)|— 0\.96× the current config's throughput \(both at c=1\)/);
 });
