@@ -366,6 +366,7 @@ program
   .option('--pin-model <name>', 'in on_demand mode, a model loaded at start and never unloaded to make room; repeatable', collect, [])
   .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', milliseconds(1), serverDefault('modelLoadWaitMs'))
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
+  .option('--exit-on-error', "exit 1 (after a drain) when a model loaded at start fails, as Triton's --exit-on-error does by default, so that a supervisor sees a crash instead of a server that never becomes ready", false)
   .option('--allow-code-models', 'load models that run code from the repository (backend "javascript" handlers): off by default, since that is code execution', false)
   .option(
     '--allow-client-shm',
@@ -571,6 +572,11 @@ program
     // A failed model is worth a warning; one that keeps the server not ready (strict readiness), an error.
     const failed = index.some((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded');
     logger[server.stopping ? 'info' : !server.ready ? 'error' : failed ? 'warn' : 'info']({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
+    if (failed && flags.exitOnError && !server.stopping) {
+      logger.error('--exit-on-error: a model failed to load at start; stopping');
+      await server.stop({ timeoutMs: flags.shutdownTimeout * 1000 });
+      process.exit(1);
+    }
   });
 
 /** A listener's bind, its failure said in terms of the flag that chose the port (the OS's code stays in the cause). */

@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { tfjsAffineModel, writeTfjsModel } from '../src/backends/tfjs-test-models.js';
 import { identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { PrometheusMetrics } from '../src/observability/index.js';
 import { runCli, serveChild, stopChild } from './support/cli-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -255,4 +256,19 @@ test('a load that leaves a version of the policy unloaded answers 400 naming it,
   } finally {
     await served.close();
   }
+});
+
+test('serve --exit-on-error stops and exits 1 when a model fails to load at start, as Triton does by default', async () => {
+  const run = await runCli(['serve', '--model-repository', served.repoDir, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false', '--exit-on-error'], 120_000);
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(run.stdout + run.stderr, /server NOT ready: .*failed/);
+  assert.match(run.stdout + run.stderr, /--exit-on-error: a model failed to load at start; stopping/);
+});
+
+test('a model whose load failed has a series to alert on: nereid_model_load_failed 1, none for the models that loaded', async () => {
+  const metrics = new PrometheusMetrics({ processMetrics: false }).attach(served.server);
+  const text = await metrics.metrics();
+  assert.match(text, /^nereid_model_load_failed\{model="typo_pbtxt",version=""\} 1$/m);
+  assert.match(text, /^nereid_model_load_failed\{model="no_version_folder",version=""\} 1$/m);
+  assert.doesNotMatch(text, /^nereid_model_load_failed\{model="triton_extras"/m, 'a model that loaded has no such series');
 });

@@ -82,7 +82,7 @@ export interface ObservedVersion {
 
 /** The server's repository, as far as the metrics read it. */
 export interface ObservedServer {
-  readonly repository: { loadedVersions(): readonly ObservedVersion[] };
+  readonly repository: { loadedVersions(): readonly ObservedVersion[]; loadFailures?(): readonly { model: string; version?: string }[] };
   /** The response cache store, when the server has one. */
   readonly responseCache?: Pick<ResponseCacheStore, 'kind' | 'healthy' | 'counters' | 'usage'> | undefined;
   /** Shadow comparisons (a model's traffic.shadow), per model and primary/shadow version. */
@@ -212,6 +212,10 @@ export class PrometheusMetrics {
     this.registerShadowMetrics();
     this.registerResidencyMetrics();
     this.registerReclaimerMetrics();
+    // A model or version whose last load failed has no other series (no requests, no statistics): this one alerts on it.
+    this.register('nereid_model_load_failed', 'Models (version "") and versions whose last load or reload failed: 1 until a load succeeds (a version that failed to reload keeps serving its previous copy)', 'gauge', () =>
+      (this.server?.repository.loadFailures?.() ?? []).map(({ model, version }) => ({ labels: { model, version: version ?? '' }, value: 1 })),
+    );
     if (options.tritonNames) this.registerTritonNamedMetrics();
     this.registerCacheMetrics();
   }

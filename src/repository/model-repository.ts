@@ -1136,6 +1136,19 @@ export class ModelRepository {
     return [...failures].filter(([version]) => version !== '').map(([version, reason]) => ({ version, reason }));
   }
 
+  /**
+   * Every model and version whose last load or reload failed (a version that failed to reload and kept its previous
+   * copy serving included), for metrics to alert on; `version` undefined for a model that failed as a whole.
+   */
+  loadFailures(): { model: string; version?: string }[] {
+    const failures: { model: string; version?: string }[] = [];
+    for (const [model, entry] of this.entries) {
+      if (entry.unloaded) continue;
+      for (const version of entry.failures.keys()) failures.push(version === '' ? { model } : { model, version });
+    }
+    return failures;
+  }
+
   /** Models that were asked to load and have no ready version. */
   unavailableModels(): string[] {
     return [...this.entries.entries()]
