@@ -16,6 +16,7 @@ import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
 import { invalidArgument, quote } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
+import { OptionError } from './core/options.js';
 import { certificateValidityProblem, readClientTlsFiles, readTlsFiles, TLS_FLAGS } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
@@ -303,7 +304,13 @@ async function serverClient(flags: ServerConnectionFlags, scope: 'inference' | '
   // A secret mounted from a file usually ends with a newline: it is not part of the token.
   const token = (flags.token ?? process.env[TOKEN_ENV[scope]] ?? process.env[TOKEN_ENV.all])?.trim();
   const tls = await readClientTlsFiles({ ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey });
-  return new HttpClient({ url: flags.url!, ...(token ? { token } : {}), ...(tls ? { tls } : {}) });
+  try {
+    return new HttpClient({ url: flags.url!, ...(token ? { token } : {}), ...(tls ? { tls } : {}) });
+  } catch (error) {
+    // The client names its option as a library caller gave it; here the user gave a flag.
+    if (error instanceof OptionError) throw new OptionError(error.message.replace("HttpClient: option 'url'", '--url'));
+    throw error;
+  }
 }
 
 /** --log-verbose 0 logs at info, 1 at debug, 2 or more at trace, as Triton's verbosity grows. */
@@ -1090,7 +1097,10 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
     console.log(
       [
         report.decision.written ? `${report.model} version ${report.sourceVersion} -> ${report.outputVersion} (${report.path}): ${report.decision.reason}` : `${report.model} version ${report.sourceVersion}: no version written — ${report.decision.reason}`,
-        `calibration: ${report.calibration.examples} examples${calibrationDetail(report.calibration)}, ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
+        // Dynamic and fp16 calibrate nothing: the examples only judge agreement and speed.
+        report.method === 'dynamic' || report.method === 'fp16'
+          ? `calibration: none (${report.method === 'dynamic' ? 'dynamic int8 quantizes activations at run time' : 'fp16 keeps activations in float'}); ${report.calibration.heldOut} examples held out judge the gate; sha256 ${report.calibration.sha256.slice(0, 16)}…`
+          : `calibration: ${report.calibration.examples} examples${calibrationDetail(report.calibration)}, ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
         `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
         ...(report.search ? [`search: ${report.search.map((step) => `${step.floatNodes} float -> ${percent(step.agreement)}${step.passed ? (step.floatNodes === keptFloat ? ' (passes, kept)' : ' (passes)') : ''}`).join(', ')}`] : []),
         `size: ${sizes.sourceBytes} -> ${sizes.quantizedBytes} bytes (${sizes.ratio.toFixed(3)}x)`,

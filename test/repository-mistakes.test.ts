@@ -50,6 +50,10 @@ async function writeRepository(repo: string): Promise<void> {
   await writeFile(join(repo, 'renamed_file', '1', 'scale.onnx'), scaleModel(2));
   await mkdir(join(repo, 'no_version_folder'));
   await writeFile(join(repo, 'no_version_folder', 'model.onnx'), scaleModel(2));
+  // A labels file naming one class twice (a copy-paste slip).
+  await writeModel(repo, 'twice_labelled', 1, scaleModel(2), 'max_batch_size: 4\noutput [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" } ]\n', {
+    'labels.txt': 'cat\ndog\ncat\nbird\n',
+  });
   // What `cp -r models my-models` gives before scripts/prepare-models.mjs ran: a bundled OCR model's config, no version.
   await mkdir(join(repo, 'ocr_direction'));
   await writeFile(join(repo, 'ocr_direction', 'config.yaml'), 'max_batch_size: 8\n');
@@ -103,6 +107,11 @@ test("a Triton config with model_config.proto fields Nereid does not use loads, 
   for (const field of ['is_shape_tensor', 'allow_ragged_batch', 'is_non_linear_format_io', 'optimization.graph']) {
     assert.ok(!warning.includes(field), `the warning leaves out ${field}: ${warning}`);
   }
+});
+
+test('a labels file naming a class twice loads, with a warning naming the lines', async () => {
+  assert.equal((await fetch(`${served.url}/v2/models/twice_labelled/ready`)).status, 200);
+  assert.match(log, /model 'twice_labelled' version 1: the labels file labels\.txt of output 'OUTPUT0' names 'cat' on lines 1 and 3/);
 });
 
 test('a model file with another name than model.onnx gets a hint: rename it or set default_model_filename', async () => {

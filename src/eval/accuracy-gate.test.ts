@@ -15,6 +15,7 @@ test('a malformed gate is refused with what a clause must look like', () => {
   assert.throws(() => parseGate(''), /has no clause/);
   assert.throws(() => parseGate('agreement=0.99'), /is not <metric><op><number>/);
   assert.throws(() => parseGate('precision>=0.9'), /unknown metric 'precision'; known: accuracy, accuracy_drop/);
+  assert.throws(() => parseGate('agrement>=0.99'), /unknown metric 'agrement' \(did you mean 'agreement'\?\); known:/);
 });
 
 test('the gate passes only when every clause holds, and names each that does not', () => {

@@ -4,6 +4,7 @@
  * agrees too little with the original. A clause naming a figure the run did not produce (accuracy
  * without labels) fails with the reason, rather than passing unchecked.
  */
+import { closestName } from '../core/edit-distance.js';
 
 /** Figures a gate may name, with what each means. */
 export const GATE_METRICS = {
@@ -76,7 +77,10 @@ export function parseGate(spec: string): GateClause[] {
     const match = CLAUSE.exec(text);
     if (!match) throw new Error(`--gate clause '${text.trim()}' is not <metric><op><number> with op one of <=, >=, <, > (a share may be written in percent: 99%)`);
     const metric = match[1].toLowerCase();
-    if (!(metric in GATE_METRICS)) throw new Error(`--gate clause '${text.trim()}': unknown metric '${metric}'; known: ${Object.keys(GATE_METRICS).join(', ')}`);
+    if (!(metric in GATE_METRICS)) {
+      const meant = closestName(metric, Object.keys(GATE_METRICS));
+      throw new Error(`--gate clause '${text.trim()}': unknown metric '${metric}'${meant ? ` (did you mean '${meant}'?)` : ''}; known: ${Object.keys(GATE_METRICS).join(', ')}`);
+    }
     const bound = boundOf(metric as GateMetric, Number(match[3]), match[4] === '%', text.trim());
     return { metric: metric as GateMetric, comparison: match[2] as Comparison, bound, text: text.trim() };
   });

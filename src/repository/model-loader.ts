@@ -240,6 +240,13 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     if (scores !== undefined) {
       logger.warn(`${label}: output '${output.name}' has ${scores} scores but its labels file ${output.label_filename} names ${named!.length} classes; classes ${named!.length}..${scores - 1} are answered by their index`);
     }
+    // Two classes of one name answer alike, and eval's class folders count both as one: said at load, not left to a low accuracy.
+    const firstLine = new Map<string, number>();
+    for (const [index, name] of (named ?? []).entries()) {
+      const earlier = firstLine.get(name);
+      if (earlier === undefined) firstLine.set(name, index);
+      else if (name !== '') logger.warn(`${label}: the labels file ${output.label_filename} of output '${output.name}' names '${name}' on lines ${earlier + 1} and ${index + 1}; answers and evaluations cannot tell those classes apart`);
+    }
   }
   // Samples are built and checked before any instance starts: a mistake in them is the config's, and costs no session.
   const samples = await warmupSamples(config, options.readWarmupFile ?? noWarmupFolder, logger, label).catch((error: unknown) => {

@@ -26,7 +26,7 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
       : report.objective.kind === 'cost'
         ? `best throughput at ≤ $${report.objective.maxUsdPer1000} per 1,000 inferences`
         : 'best throughput';
-  lines.push(`${report.model}: ${report.results.length} configs measured in ${report.seconds.toFixed(0)} s on ${report.cores} cores; objective: ${objective}`);
+  lines.push(`${report.model}: ${report.results.length} config${report.results.length === 1 ? '' : 's'} measured in ${report.seconds.toFixed(0)} s on ${report.cores} cores; objective: ${objective}`);
   if (report.batchCurve.length) {
     lines.push(`batch curve (compute per row, one instance, ${report.cores} threads): ${report.batchCurve.map((point) => `${point.batchSize}: ${(point.computeNsPerRow / 1e6).toFixed(3)} ms`).join(', ')}`);
   }
