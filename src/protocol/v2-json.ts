@@ -166,7 +166,7 @@ function markLiterals(text: string, mark: number): string {
  * A NaN, Infinity or -Infinity written as such in the JSON, boxed: tensor data takes it as that value, where an
  * unboxed infinity can only be a number literal beyond a double's range (JSON.parse's 1e400), which it refuses.
  */
-export const nonFiniteNumber = (value: number): Number => new Number(value);
+const nonFiniteNumber = (value: number): Number => new Number(value);
 
 function markedLiteralReviver(mark: number) {
   return (_key: string, value: unknown): unknown => {
@@ -200,7 +200,8 @@ export function parseExactJson(bytes: Buffer, what: string): unknown {
 
 /**
  * JSON text of a value read by parseExactJson, its bigints written back as the integer literals they
- * were read from (JSON.stringify refuses bigints, and a number would round them).
+ * were read from (JSON.stringify refuses bigints, and a number would round them), and its boxed
+ * non-finite numbers as NaN, Infinity and -Infinity (JSON.stringify would write null).
  */
 export function stringifyExactJson(value: unknown, what: string): string {
   let holdsLiteral = false;
