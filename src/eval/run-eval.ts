@@ -279,7 +279,12 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     ).isDirectory();
     if (isFolder && (first.imageInputs.size !== 1 || kind !== 'classification')) {
       // Said of what the model is: one taking images whose output is not a classifier's (a detector) is not "no images".
-      const takes = first.imageInputs.size === 1 ? `'${settings.model}' takes images, but its output '${declared.name}' [${declared.dims.join(', ')}] is not one score per class` : `'${settings.model}' takes no image through preprocess.image`;
+      const takes =
+        first.imageInputs.size !== 1
+          ? `'${settings.model}' takes no image through preprocess.image`
+          : settings.kind !== undefined
+            ? `--kind ${settings.kind} reads its output '${declared.name}' as ${settings.kind === 'ctc' ? 'CTC text' : 'a probability map'}, not classes (leave --kind out for a classifier)`
+            : `'${settings.model}' takes images, but its output '${declared.name}' [${declared.dims.join(', ')}] is not one score per class`;
       throw new Error(`--data ${settings.data} is a folder of images, which eval reads for a classifier taking images: ${takes}; give this model a JSONL or CSV file of its input tensors`);
     }
     const examples = isFolder ? await imageExamples(settings.data, first, classLabels(first) ?? []) : await recordExamples(settings.data, server, first, declared.name, kind, classes);
