@@ -135,6 +135,15 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     }
   };
 
+  /** ensureModel for a chunk: its failure is this worker's, told as such (another worker may have the model). */
+  const ensureChunkModel = async (data: ChunkData, version?: string): Promise<void> => {
+    try {
+      await ensureModel(data.model, version);
+    } catch (error) {
+      throw new ModelUnavailableHere(`job '${data.job}' is answered by model '${data.model}'${version === undefined ? '' : ` version ${version}`}, which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
+    }
+  };
+
   const outage = new RedisOutage(options.queue, logger);
   const redis = new Redis(redisConnection(options.queue));
   redis.on('error', outage.error);
@@ -148,11 +157,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     const metaKey = jobMetaKey(settings.queueName, data.job);
     const recorded = await redis.hget(metaKey, PINNED_VERSION_FIELD);
     if (recorded) return recorded;
-    try {
-      await ensureModel(data.model);
-    } catch (error) {
-      throw new ModelUnavailableHere(`job '${data.job}' is answered by model '${data.model}', which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
-    }
+    await ensureChunkModel(data);
     const served = server.model(data.model).version;
     return (await pinJobVersion(redis, metaKey, served)) ?? served;
   };
@@ -222,11 +227,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
       throw new Error(`chunk ${job.id} is not a Nereid batch chunk of format ${CHUNK_FORMAT}`);
     }
     const version = await versionFor(data);
-    try {
-      await ensureModel(data.model, version);
-    } catch (error) {
-      throw new ModelUnavailableHere(`job '${data.job}' is answered by model '${data.model}' version ${version}, which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
-    }
+    await ensureChunkModel(data, version);
     const processor = RecordProcessor.create(server, { model: data.model, version, topK: data.topK });
     const ids: RecordId[] = [];
     const lines: string[] = [];

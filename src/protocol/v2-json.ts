@@ -210,8 +210,9 @@ export function stringifyExactJson(value: unknown, what: string): string {
   if (!holdsLiteral) return plain;
   const mark = freeMark(plain);
   if (mark === undefined) throw invalidArgument(`${what} has integers beyond 2^53, or NaN or Infinity, and strings holding every control character from \\u0001 to \\u001f, which cannot be written back exactly`);
-  const marked = (item: unknown) => (typeof item === 'bigint' ? `${String.fromCharCode(mark)}${item}` : item instanceof Number ? `${String.fromCharCode(mark)}${floatText(item.valueOf())}` : item);
-  const text = JSON.stringify(value, (_key, item: unknown) => marked(item));
+  const text = JSON.stringify(value, (_key, item: unknown) =>
+    typeof item === 'bigint' ? `${String.fromCharCode(mark)}${item}` : item instanceof Number ? `${String.fromCharCode(mark)}${floatText(item.valueOf())}` : item,
+  );
   return text.replace(escapePattern(mark, 'g', (escape) => `"${escape}(-?\\d+|NaN|-?Infinity)"`), '$1');
 }
 

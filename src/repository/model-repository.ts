@@ -1128,23 +1128,14 @@ export class ModelRepository {
   }
 
   /**
-   * The versions of a model its last load could not load (or reload: the version before keeps serving), with why;
-   * empty when every version the policy names is loaded.
+   * Every model (or only `name`) and version whose last load or reload failed (a version that failed to reload and kept
+   * its previous copy serving included), with why; `version` undefined for a model that failed as a whole.
    */
-  versionFailures(name: string): { version: string; reason: string }[] {
-    const failures = this.entries.get(name)?.failures ?? new Map<string, string>();
-    return [...failures].filter(([version]) => version !== '').map(([version, reason]) => ({ version, reason }));
-  }
-
-  /**
-   * Every model and version whose last load or reload failed (a version that failed to reload and kept its previous
-   * copy serving included), for metrics to alert on; `version` undefined for a model that failed as a whole.
-   */
-  loadFailures(): { model: string; version?: string }[] {
-    const failures: { model: string; version?: string }[] = [];
+  loadFailures(name?: string): { model: string; version?: string; reason: string }[] {
+    const failures: { model: string; version?: string; reason: string }[] = [];
     for (const [model, entry] of this.entries) {
-      if (entry.unloaded) continue;
-      for (const version of entry.failures.keys()) failures.push(version === '' ? { model } : { model, version });
+      if (entry.unloaded || (name !== undefined && model !== name)) continue;
+      for (const [version, reason] of entry.failures) failures.push(version === '' ? { model, reason } : { model, version, reason });
     }
     return failures;
   }

@@ -994,7 +994,8 @@ export class Server {
       this.residency.declare(name, 'on_demand');
     }
     await this.residency.load(name, () => this.repository.load(name, override)).catch(asLoadFailure);
-    const failures = everyVersion ? this.repository.versionFailures(name) : [];
+    // A failure of the whole model threw above: what is left here are versions of a model that serves.
+    const failures = everyVersion ? this.repository.loadFailures(name).filter((failure) => failure.version !== undefined) : [];
     if (failures.length > 0) {
       throw invalidArgument(`failed to load model '${name}' ${failures.map(({ version, reason }) => `version ${version}: ${reason}`).join('; ')}; its other versions serve`);
     }
