@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadSharp } from '../core/sharp.js';
-import { parseDocument } from 'yaml';
+import { setYamlValues } from '../config/yaml-edit.js';
 import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
 import { describeCandidate, judgedLevel, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
 import type { TuneReport } from './tune.js';
@@ -181,8 +181,8 @@ async function backUp(path: string, wanted: string): Promise<string> {
 
 /**
  * Writes the winner's settings into the model's config file (config.yaml/.yml or config.json),
- * after copying the old file to `<name>.bak-<timestamp>`. Other fields, and in YAML the comments,
- * stay. A different version winning is reported, never written: which version serves decides the
+ * after copying the old file to `<name>.bak-<timestamp>`. Other fields stay, and in YAML every line
+ * but those of the written settings, comments included. A different version winning is reported, never written: which version serves decides the
  * answers clients get, which a speed measurement must not change. config.pbtxt is refused, and so
  * is a config that is no longer `readAtStart` (edited, or written by another tune, while this one
  * measured): the measurement was of the old one, and writing would undo the edit.
@@ -211,13 +211,15 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
     await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
     return { path, backup };
   }
-  const document = parseDocument(text);
   const fields = tunedFields(candidate);
-  document.set('max_batch_size', fields.max_batch_size);
-  document.set('instance_group', document.createNode(fields.instance_group, { flow: true }));
-  if (fields.dynamic_batching) document.setIn(['dynamic_batching', 'max_queue_delay_microseconds'], candidate.maxQueueDelayUs);
-  for (const [key, value] of Object.entries(TUNED_PARAMETERS(candidate))) document.setIn(['parameters', key], value);
-  document.commentBefore = [document.commentBefore, note].filter(Boolean).join('\n');
-  await writeFile(path, document.toString());
+  const edited = setYamlValues(text, [
+    { path: ['max_batch_size'], value: fields.max_batch_size },
+    { path: ['instance_group'], value: fields.instance_group, flow: true },
+    ...(fields.dynamic_batching ? [{ path: ['dynamic_batching', 'max_queue_delay_microseconds'], value: candidate.maxQueueDelayUs }] : []),
+    ...Object.entries(TUNED_PARAMETERS(candidate)).map(([key, value]) => ({ path: ['parameters', key], value })),
+  ]);
+  // The note goes after the file's opening comments, which usually say what the model is.
+  const header = /^(?:#.*\n)*/.exec(edited)![0];
+  await writeFile(path, `${header}#${note}\n${edited.slice(header.length)}`);
   return { path, backup };
 }

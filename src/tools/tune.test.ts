@@ -65,6 +65,22 @@ test('two tune --write runs in the same second keep the original config: each ba
   assert.ok(written.includes(`(${basename(second.backup)})`), written);
 });
 
+test('tune --write changes only the lines of the settings it writes: flow collections keep their one line and their spacing', async (t) => {
+  const directory = await mkdtemp(join(tmpdir(), 'nereid-tune-layout-'));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  const kept = [
+    'input:',
+    '  - { name: x, data_type: TYPE_FP32, dims: [1, 28, 28], reshape: { shape: [784] }, format: FORMAT_NONE, optional: false }',
+    'output: [{name: y, data_type: TYPE_FP32, dims: [10]}]  # tight, as its author wrote it',
+  ];
+  await writeFile(join(directory, 'config.yaml'), ['max_batch_size: 1', ...kept, 'instance_group: [{count: 1, kind: KIND_CPU}]', ''].join('\n'));
+  await writeTunedConfig(directory, report(4), await writableConfigOf(directory));
+  const written = (await readFile(join(directory, 'config.yaml'), 'utf8')).split('\n');
+  for (const line of kept) assert.ok(written.includes(line), `${line}\nis not a line of\n${written.join('\n')}`);
+  assert.ok(written.includes('max_batch_size: 4'));
+  assert.ok(written.includes('instance_group: [{count: 1, kind: KIND_CPU}]'), 'new flow collections are written in the style most of the file uses');
+});
+
 test('tune --write refuses to write over a config that changed on disk while it measured, and leaves the change as it is', async (t) => {
   const directory = await mkdtemp(join(tmpdir(), 'nereid-tune-changed-'));
   t.after(() => rm(directory, { recursive: true, force: true }));
