@@ -252,6 +252,7 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   assert.equal(report.examples, 4);
   assert.equal(report.versions[0].classification!.top1Accuracy, 0.75);
   assert.deepEqual(report.versions[0].classification!.confusion, [[1, 0, 0], [1, 1, 0], [0, 0, 1]]);
+  assert.deepEqual(report.versions[0].classification!.perClass.map((metrics) => metrics.class), ['cat', 'dog', 'bird']);
   assert.equal(report.versions[1].agreement!.agreement, 1);
   // Without lowering the minimum, four examples cannot pass a gate, and a version compared with itself is refused.
   const few = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1,2', '--json', '--gate', 'accuracy>=0.75,agreement>=1']);
@@ -265,6 +266,14 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   const refused = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1']);
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, /record 3: label "horse" is neither a class of the model nor an index 0\.\.2/);
+
+  // A record the model refuses is named as a label error is, not only by what the model said.
+  const jsonl = join(work, 'shapes.jsonl');
+  const record = (data: number[]) => JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, data.length], data }], label: 'cat' });
+  await writeFile(jsonl, `${record([9, 1, 1])}\n${record([9, 1])}\n`);
+  const misshapen = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', jsonl, '--versions', '1']);
+  assert.equal(misshapen.code, 2, misshapen.stderr);
+  assert.match(misshapen.stderr, new RegExp(`--data ${jsonl}, record 2: input 'INPUT0' expects`));
 });
 
 test('an output that declares its activation is scored after it once: the calibration error of a CSV of logits is that of one softmax', async () => {

@@ -28,6 +28,8 @@ test('accuracy, top-k, confusion and per-class precision and recall, by hand', (
   ]);
   // Every class: predicted twice, right once; labelled twice, found once.
   for (const metrics of report.perClass) assert.deepEqual(metrics, { precision: 0.5, recall: 0.5, support: 2 });
+  const named = evaluateClassification(SCORES, LABELS, { classes: 3, topK: 2, names: ['cat', 'dog', 'fox'] });
+  assert.deepEqual(named.perClass.map((metrics) => metrics.class), ['cat', 'dog', 'fox']);
 });
 
 test('expected calibration error, by hand', () => {

@@ -9,6 +9,8 @@
 export type ClassScores = ArrayLike<number>;
 
 export interface ClassMetrics {
+  /** The class's name, when the options give the names: a JSON reader needs no other list to know which class a row is. */
+  class?: string;
   /** Of the examples predicted as this class, the share that are; NaN when none was predicted. */
   precision: number;
   /** Of the examples of this class, the share predicted as it; NaN when there were none. */
@@ -32,6 +34,8 @@ export interface ClassificationReport {
 
 export interface ClassificationOptions {
   classes: number;
+  /** The classes' names, in index order. */
+  names?: readonly string[];
   /** Default 5 (capped at the number of classes). */
   topK?: number;
   /** Confidence bins for the calibration error; default 15. */
@@ -98,7 +102,7 @@ export function evaluateClassification(predictions: readonly ClassScores[], labe
   const perClass = confusion.map((row, cls) => {
     const support = row.reduce((sum, value) => sum + value, 0);
     const predictedAs = confusion.reduce((sum, other) => sum + other[cls], 0);
-    return { precision: predictedAs ? row[cls] / predictedAs : NaN, recall: support ? row[cls] / support : NaN, support };
+    return { ...(options.names ? { class: options.names[cls] } : {}), precision: predictedAs ? row[cls] / predictedAs : NaN, recall: support ? row[cls] / support : NaN, support };
   });
   return { count, top1Accuracy: count ? correct / count : NaN, k, topKAccuracy: count ? correctTopK / count : NaN, perClass, confusion, ece };
 }

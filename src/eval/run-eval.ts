@@ -203,10 +203,12 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
   const source = await openInput(path);
   const processor = RecordProcessor.create(server, { model: model.name, version: model.version });
   const requests: InferenceRequest[] = [];
+  const wheres: string[] = [];
   const labels: (number | string)[] = [];
   for await (const entry of source.records()) {
     const record = await entry.load();
     const where = `--data ${path}, record ${record.id}`;
+    wheres.push(where);
     if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
     let label: unknown = record.fields?.label;
     try {
@@ -229,7 +231,14 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
     async run(version, count = requests.length) {
       const outputs: ExampleOutput[] = [];
       for (let start = 0; start < count; start += CHUNK) {
-        const answers = await Promise.all(requests.slice(start, Math.min(count, start + CHUNK)).map((request) => version.infer({ ...request, version: version.version })));
+        // A record the model refuses (an image that does not decode, a wrong shape) is named as label errors are.
+        const answers = await Promise.all(
+          requests.slice(start, Math.min(count, start + CHUNK)).map((request, offset) =>
+            version.infer({ ...request, version: version.version }).catch((error: Error) => {
+              throw new Error(`${wheres[start + offset]}: ${error.message}`, { cause: error });
+            }),
+          ),
+        );
         for (const answer of answers) {
           let tensor = answer.outputs.find((candidate) => candidate.name === output)!;
           // Classes are judged as the classify endpoint answers them: after the output's activation, once. An
@@ -303,7 +312,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       evaluations.push({
         version,
         sizeBytes: model.modelFileBytes,
-        classification: labels && kind === 'classification' ? evaluateClassification(outputs.map((output) => output.data), labels as number[], { classes: classes!.length, topK: settings.topK ?? DEFAULT_TOP_K }) : undefined,
+        classification: labels && kind === 'classification' ? evaluateClassification(outputs.map((output) => output.data), labels as number[], { classes: classes!.length, names: classes, topK: settings.topK ?? DEFAULT_TOP_K }) : undefined,
         text: labels && kind === 'ctc' ? evaluateText(outputs.map((output) => ctcGreedyText(output, classes!)), labels as string[]) : undefined,
         agreement: reference ? compareOutputs(kind, reference, outputs, { labels: classes, threshold: settings.threshold }) : undefined,
         examplesPerSecond: examples.count / seconds,
