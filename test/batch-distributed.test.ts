@@ -119,7 +119,7 @@ describe('distributed batch jobs', () => {
   test('3 workers, one killed mid-chunk, one chunk that always fails: every record exactly once', { timeout: 90_000 }, async () => {
     const images = join(dir, 'images');
     // Larger images than the model takes, so decoding makes each chunk last long enough to be caught active.
-    const ids = [...(await writeImageFolder(images, 600, { size: 160 })), 'set1/zz-broken.png'].sort();
+    const ids = [...(await writeImageFolder(images, 300, { size: 160 })), 'set1/zz-broken.png'].sort();
     await writeFile(join(images, 'set1', 'zz-broken.png'), 'not a PNG at all');
     const output = join(dir, 'out.jsonl');
     const job = 'fashion-test';
