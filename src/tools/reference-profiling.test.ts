@@ -59,6 +59,14 @@ test('profile and monitor load the --version named, on a server where nothing wa
   assert.equal(profile.warnings.length, 2, profile.warnings.join('\n'));
   assert.match(profile.warnings[0], /fitted on 48 examples for 64 features: its covariance wants at least 640/);
   assert.match(profile.warnings[1], /measured on 6 held-out examples, where 5\.0 % is 0\.3 of them: too few .* give at least 1000 examples/);
+
+  // A --tensor the quantized version lacks is answered with the names the float version has, which it takes too.
+  const refused = runProfile({ ...common, version: '2', tensor: 'bogus' }, logger);
+  await assert.rejects(refused, (error: Error) => {
+    const suggested = /the outputs of its pooling, ReLU and convolution nodes: (.*)$/.exec(error.message)?.[1].split(', ') ?? [];
+    assert.ok(suggested.length > 0 && suggested.every((name) => !name.endsWith('_float')), error.message);
+    return true;
+  });
 });
 
 test('a version without a profile: monitor names --version and the repository to build one; profile builds it without warning that it has none, and says what it replaced', async (t) => {

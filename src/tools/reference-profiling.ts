@@ -88,7 +88,12 @@ export function representationTensor(model: OnnxModel, output: string): { tensor
 function checkTensorName(model: OnnxModel, tensor: string): void {
   const names = new Set([...model.graph.input.map((input) => input.name), ...model.graph.node.flatMap((node) => node.output)]);
   if (names.has(tensor)) return;
-  const pooled = model.graph.node.filter((node) => ['MaxPool', 'AveragePool', 'GlobalAveragePool', 'Relu', 'Conv'].includes(node.op_type ?? '')).flatMap((node) => node.output);
+  // A quantized version's node writes `<name>_float` and its QuantizeLinear → DequantizeLinear pair `<name>` again:
+  // the name the float version has is the one to suggest.
+  const asNamed = (name: string) => (name.endsWith('_float') && names.has(name.slice(0, -'_float'.length)) ? name.slice(0, -'_float'.length) : name);
+  const pooled = model.graph.node
+    .filter((node) => ['MaxPool', 'AveragePool', 'GlobalAveragePool', 'Relu', 'Conv'].includes(node.op_type ?? ''))
+    .flatMap((node) => node.output.map(asNamed));
   throw new Error(`--tensor ${tensor}: the model has no such tensor${pooled.length ? `; the outputs of its pooling, ReLU and convolution nodes: ${pooled.slice(-8).join(', ')}` : ''}`);
 }
 
