@@ -5,6 +5,8 @@
  * the model's statistics) with the direct and the oldest strategies.
  */
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -64,6 +66,16 @@ before(async () => {
       await writeModel(repo, 'acc_both', 1, batched, `${config('acc_both', 4, 'direct { }')}\ndynamic_batching { }`);
       await writeModel(repo, 'acc_plain', 1, accumulatorModel(), config('acc_plain', 4, 'direct { }'));
       await writeModel(repo, 'acc_u64', 1, accumulatorModel({ corrid: 'uint64' }), config('acc_u64', 4, 'direct { }', 'TYPE_UINT64'));
+      // A stateless ensemble over the stateful model: the sequence parameters travel to the step, as in Triton.
+      await mkdir(join(repo, 'acc_ensemble', '1'), { recursive: true });
+      await writeFile(
+        join(repo, 'acc_ensemble', 'config.pbtxt'),
+        `platform: "ensemble"
+max_batch_size: 4
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "SUM" data_type: TYPE_FP32 dims: [ 1 ] } ]
+ensemble_scheduling { step [ { model_name: "acc" model_version: -1 input_map { key: "INPUT" value: "X" } output_map { key: "OUTPUT" value: "SUM" } } ] }`,
+      );
     },
   });
   rpc = await startGrpcEndpoint(server.server);
@@ -161,6 +173,20 @@ describe('sequence batching: one sequence', () => {
     assert.equal(after.status, 400);
     assert.deepEqual(await output('acc', body(7, { sequence_id: 42, sequence_start: true })), [7]);
     assert.deepEqual(await output('acc', body(1, { sequence_id: 42, sequence_start: true, sequence_end: true })), [1], 'a START mid-sequence resets the state');
+  });
+
+  test('an ensemble over a stateful model passes the sequence id and flags to it: the sequence accumulates through the ensemble', async () => {
+    const sum = async (value: number, parameters: Json) => {
+      const { status, body: answer } = await infer('acc_ensemble', { parameters, inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 1], data: [value] }] });
+      assert.equal(status, 200, JSON.stringify(answer));
+      return answer.outputs[0].data;
+    };
+    assert.deepEqual(await sum(5, { sequence_id: 77, sequence_start: true }), [5]);
+    assert.deepEqual(await sum(3, { sequence_id: 77 }), [8]);
+    assert.deepEqual(await sum(2, { sequence_id: 77, sequence_end: true }), [10]);
+    const missing = await infer('acc_ensemble', { inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 1], data: [1] }] });
+    assert.equal(missing.status, 400);
+    assert.match(missing.body.error, /^ensemble 'acc_ensemble' step 0 \(model 'acc'\): .*must specify a non-zero or non-empty correlation ID/);
   });
 
   test('requests without a sequence id, or continuing an unknown sequence, are refused as Triton refuses them', async () => {

@@ -121,9 +121,14 @@ export class EnsembleScheduler implements Scheduler {
     }
   }
 
-  /** The scheduling parameters a step is sent with: the request's priority, and what is left of its timeout (undefined: none is left). */
+  /**
+   * The parameters a step is sent with: the request's own, as Triton's ensemble scheduler passes them (a stateful step
+   * needs its sequence id and START/END flags, a handler step its custom parameters), with what is left of the
+   * timeout for `timeout` (undefined: none is left).
+   */
   private stepParameters(request: ScheduledRequest, started: number): Parameters | undefined {
-    const parameters: Parameters = {};
+    const { priority: _priority, timeout: _timeout, ...carried } = request.parameters ?? {};
+    const parameters: Parameters = carried;
     if (request.priority) parameters.priority = request.priority;
     if (request.timeoutMicroseconds) {
       const left = request.timeoutMicroseconds - Math.ceil((performance.now() - started) * 1000);
