@@ -6,7 +6,7 @@
  * training set (inverted, brightened).
  */
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -165,6 +165,33 @@ test('served with its profile, each answer carries its OOD verdict: /classify pe
     assert.equal(scores.length, 2);
     assert.ok(scores[0] < profile.ood.threshold && scores[1] > profile.ood.threshold, String(answer.parameters.ood_scores));
     assert.equal(answer.parameters.ood_score, Math.max(...scores));
+  } finally {
+    await served.close();
+  }
+});
+
+test('a response-cache hit carries the verdict the computed answer carried: the same parameters, the same /classify ood', async () => {
+  const repository = join(work, 'cached');
+  await cp(join(ROOT, 'models', 'fashion_mnist'), join(repository, 'fashion_mnist'), { recursive: true });
+  const config = join(repository, 'fashion_mnist', 'config.yaml');
+  await writeFile(config, `${await readFile(config, 'utf8')}\nresponse_cache: { enable: true }\n`);
+  const photo = await readFile(join(PHOTOS, 'chelsea.png'));
+  const served = await startTestServer({ repoDir: repository, server: { cacheConfig: 'local,size=1048576' } });
+  try {
+    const post = async (route: string) => {
+      const response = await fetch(`${served.url}/v2/models/fashion_mnist/${route}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(photo) });
+      assert.equal(response.status, 200);
+      return (await response.json()) as { parameters?: Record<string, unknown>; ood?: unknown; timing?: unknown };
+    };
+    const computed = await post('infer');
+    const hit = await post('infer');
+    assert.equal(computed.parameters?.ood, true);
+    assert.deepEqual(hit.parameters, computed.parameters);
+    const classified = await post('classify');
+    const classifiedHit = await post('classify');
+    assert.deepEqual(classifiedHit.ood, classified.ood);
+    const stats = (await (await fetch(`${served.url}/v2/models/fashion_mnist/stats`)).json()) as { model_stats: { inference_stats: { cache_hit: { count: number } } }[] };
+    assert.ok(stats.model_stats[0].inference_stats.cache_hit.count >= 2, 'the repeats were hits');
   } finally {
     await served.close();
   }

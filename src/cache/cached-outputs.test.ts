@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { bytesElements, numberToHalf } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import { decodeOutputs, encodeOutputs } from './cached-outputs.js';
+import { decodeEntry, decodeOutputs, encodeOutputs } from './cached-outputs.js';
 
 function plain(tensor: Tensor) {
   const data = tensor.datatype === 'BYTES' ? bytesElements(tensor.data).map((element) => element.toString('hex')) : Array.from(tensor.data as ArrayLike<unknown>);
@@ -64,4 +64,14 @@ test('decoded outputs never share memory with the cached buffer, whatever its al
 
 test('no outputs encode to a small buffer and decode to none', () => {
   assert.deepEqual(decodeOutputs(encodeOutputs({})), {});
+});
+
+test('annotations ride with the outputs, and an entry written without them reads as before', () => {
+  const outputs = { y: { datatype: 'FP32' as const, shape: [1], data: Float32Array.of(2) } };
+  const annotated = decodeEntry(encodeOutputs(outputs, { ood: [{ score: 3.5, out_of_distribution: true }] }));
+  assert.deepEqual(annotated.annotations, { ood: [{ score: 3.5, out_of_distribution: true }] });
+  assert.deepEqual(Array.from(annotated.outputs.y.data as Float32Array), [2]);
+  const plain = decodeEntry(encodeOutputs(outputs));
+  assert.equal(plain.annotations, undefined);
+  assert.deepEqual(Array.from(plain.outputs.y.data as Float32Array), [2]);
 });

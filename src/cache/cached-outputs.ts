@@ -1,6 +1,8 @@
 /**
  * A response's output tensors as one buffer, for stores that keep bytes (and count them):
  * a 4-byte header length, a JSON header of names, datatypes, shapes and sizes, then the raw bytes.
+ * What else the answer carries (its out-of-distribution verdict) rides in the header as `annotations`,
+ * and an entry without any keeps the plain list of tensors it always had.
  */
 import { elementCount, PackedBytes, typedArrayFromBytes, type Datatype } from '../core/datatype.js';
 import { tensorDataToBytes, type Tensor } from '../core/tensor.js';
@@ -12,22 +14,30 @@ interface HeaderEntry {
   bytes: number;
 }
 
-export function encodeOutputs(outputs: Record<string, Tensor>): Buffer {
+/** What an answer carries beside its tensors, as JSON. */
+export type Annotations = Record<string, unknown>;
+
+export function encodeOutputs(outputs: Record<string, Tensor>, annotations?: Annotations): Buffer {
   const payloads: Buffer[] = [];
   const header: HeaderEntry[] = Object.entries(outputs).map(([name, tensor]) => {
     const bytes = tensorDataToBytes(tensor.datatype, tensor.data);
     payloads.push(bytes);
     return { name, datatype: tensor.datatype, shape: tensor.shape, bytes: bytes.length };
   });
-  const json = Buffer.from(JSON.stringify(header));
+  const json = Buffer.from(JSON.stringify(annotations ? { outputs: header, annotations } : header));
   const length = Buffer.alloc(4);
   length.writeUInt32LE(json.length);
   return Buffer.concat([length, json, ...payloads]);
 }
 
 export function decodeOutputs(buffer: Buffer): Record<string, Tensor> {
+  return decodeEntry(buffer).outputs;
+}
+
+export function decodeEntry(buffer: Buffer): { outputs: Record<string, Tensor>; annotations?: Annotations } {
   const jsonLength = buffer.readUInt32LE(0);
-  const header = JSON.parse(buffer.subarray(4, 4 + jsonLength).toString('utf8')) as HeaderEntry[];
+  const parsed = JSON.parse(buffer.subarray(4, 4 + jsonLength).toString('utf8')) as HeaderEntry[] | { outputs: HeaderEntry[]; annotations: Annotations };
+  const header = Array.isArray(parsed) ? parsed : parsed.outputs;
   let offset = 4 + jsonLength;
   const outputs: Record<string, Tensor> = {};
   for (const entry of header) {
@@ -38,5 +48,5 @@ export function decodeOutputs(buffer: Buffer): Record<string, Tensor> {
     const data = entry.datatype === 'BYTES' ? new PackedBytes(bytes, elementCount(entry.shape)) : typedArrayFromBytes(entry.datatype, bytes);
     outputs[entry.name] = { datatype: entry.datatype, shape: entry.shape, data };
   }
-  return outputs;
+  return Array.isArray(parsed) ? { outputs } : { outputs, annotations: parsed.annotations };
 }

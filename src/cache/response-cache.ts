@@ -9,7 +9,7 @@ import type { CancelSignal, Parameters } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ResponseCacheStore } from './cache-store.js';
 import { cacheKey } from './cache-key.js';
-import { decodeOutputs, encodeOutputs } from './cached-outputs.js';
+import { decodeEntry, encodeOutputs, type Annotations } from './cached-outputs.js';
 
 export interface ResponseCacheSettings {
   model: string;
@@ -41,14 +41,16 @@ export interface CacheOutcome<T> {
   /** Time spent in the store: the lookup, and on a miss the insert. */
   ns: number;
   outputs: Record<string, Tensor>;
+  /** On a hit, what the answer carried besides its outputs when it was computed (`respond`'s annotationsOf). */
+  annotations?: Annotations;
   /** What `compute` returned besides the outputs; undefined on a hit. */
   computed?: T;
 }
 
 /** An entry that cannot be read (written by something else under the same Redis prefix) counts as a miss. */
-function decodeStored(stored: Buffer): Record<string, Tensor> | undefined {
+function decodeStored(stored: Buffer): ReturnType<typeof decodeEntry> | undefined {
   try {
-    return decodeOutputs(stored);
+    return decodeEntry(stored);
   } catch {
     return undefined;
   }
@@ -85,9 +87,14 @@ export class ResponseCache {
   /**
    * Answers from the store, or computes once for all identical requests in flight (single-flight).
    * A failed computation is not cached, and its waiters compute for themselves instead of sharing
-   * the failure, which may have been the first client's alone (a cancellation, say).
+   * the failure, which may have been the first client's alone (a cancellation, say). `annotationsOf`: what a computed
+   * answer carries besides its outputs (its out-of-distribution verdict), stored with them so that a hit answers the same.
    */
-  async respond<T extends { outputs: Record<string, Tensor> }>(request: CacheableRequest, compute: () => Promise<T>): Promise<CacheOutcome<T>> {
+  async respond<T extends { outputs: Record<string, Tensor> }>(
+    request: CacheableRequest,
+    compute: () => Promise<T>,
+    annotationsOf: (computed: T) => Annotations | undefined = () => undefined,
+  ): Promise<CacheOutcome<T>> {
     const identity = await this.settings.identity();
     if (identity === undefined) {
       const computed = await compute();
@@ -106,7 +113,7 @@ export class ResponseCache {
     const stored = await this.store.get(key);
     const lookupNs = (performance.now() - lookupStart) * 1e6;
     const decoded = stored && decodeStored(stored);
-    if (decoded) return { hit: true, ns: lookupNs, outputs: inRequestOrder(decoded, request.outputNames) };
+    if (decoded) return { hit: true, ns: lookupNs, outputs: inRequestOrder(decoded.outputs, request.outputNames), annotations: decoded.annotations };
     const leader = this.inFlight.get(key);
     if (leader) {
       const cancelled = whenCancelled(request.signal);
@@ -114,7 +121,7 @@ export class ResponseCache {
         if (error instanceof NereidError && error.code === 'CANCELLED' && request.signal?.aborted) throw error;
         return undefined;
       });
-      if (shared) return { hit: true, ns: lookupNs, outputs: inRequestOrder(shared.outputs, request.outputNames) };
+      if (shared) return { hit: true, ns: lookupNs, outputs: inRequestOrder(shared.outputs, request.outputNames), annotations: annotationsOf(shared as T) };
       const computed = await compute();
       return { hit: false, ns: lookupNs, outputs: computed.outputs, computed };
     }
@@ -123,7 +130,7 @@ export class ResponseCache {
     try {
       const computed = await computing;
       const insertStart = performance.now();
-      await this.store.set(key, encodeOutputs(computed.outputs), this.settings.ttlSeconds);
+      await this.store.set(key, encodeOutputs(computed.outputs, annotationsOf(computed)), this.settings.ttlSeconds);
       return { hit: false, ns: lookupNs + (performance.now() - insertStart) * 1e6, outputs: computed.outputs, computed };
     } finally {
       this.inFlight.delete(key);

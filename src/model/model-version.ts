@@ -143,7 +143,7 @@ export interface RunOptions {
 export interface RunResult {
   outputs: Record<string, Tensor>;
   timings: RequestTimings;
-  /** Per row, when the version has a reference profile and the answer was computed (a cache hit carries none). */
+  /** Per row, when the version has a reference profile (a cache hit carries the verdict stored with its outputs). */
   ood?: OutOfDistribution[];
 }
 
@@ -387,9 +387,10 @@ export class ModelVersion {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
           () => this.compute(validated, workContext, record.requestId, sequence, request.parameters),
+          (computed) => (computed.ood ? { ood: computed.ood } : undefined),
         );
         record.cache = { hit: outcome.hit, ns: outcome.ns };
-        result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS };
+        result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS, ...(outcome.annotations?.ood ? { ood: outcome.annotations.ood as OutOfDistribution[] } : {}) };
       } else {
         result = await this.compute(validated, workContext, record.requestId, sequence, request.parameters);
       }
