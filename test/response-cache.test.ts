@@ -5,6 +5,8 @@
  * /v2/models/{m}/stats cache_hit/cache_miss and execution_count, the store's health and counters, logs.
  */
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
@@ -596,6 +598,37 @@ test('a reload with new weights under the same version never answers from the ol
     await writeModel(server.repoDir, 'swapped', 1, scaleModel(3));
     await server.server.loadModel('swapped');
     assert.deepEqual(Array.from((await request()).outputs[0].data as Float32Array), [3, 3, 3, 3]);
+  } finally {
+    await server.close();
+  }
+});
+
+test("a reload after a change to any file of the version (a module a handler imports) never answers from the old entries", async () => {
+  const server = await startTestServer({
+    models: async (repo) => {
+      await mkdir(join(repo, 'suffixed', '1'), { recursive: true });
+      await writeFile(
+        join(repo, 'suffixed', 'config.pbtxt'),
+        'backend: "javascript"\nmax_batch_size: 4\ninput [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\noutput [ { name: "OUT" data_type: TYPE_STRING dims: [ 1 ] } ]\nresponse_cache { enable: true }\n',
+      );
+      await writeFile(
+        join(repo, 'suffixed', '1', 'model.mjs'),
+        "import { SUFFIX } from './suffix.mjs';\nexport const execute = (requests) => requests.map((request) => ({ OUT: { shape: request.inputs.TEXT.shape, data: request.inputs.TEXT.data.map((text) => text.toString() + SUFFIX) } }));\n",
+      );
+      await writeFile(join(repo, 'suffixed', '1', 'suffix.mjs'), "export const SUFFIX = '?';\n");
+    },
+    server: { cacheConfig: 'local,size=1048576', modelControlMode: 'explicit', loadModels: ['suffixed'], allowCodeModels: true },
+  });
+  try {
+    const answer = async () => {
+      const response = await server.server.infer({ model: 'suffixed', inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [1, 1], data: [Buffer.from('xyz')] }] });
+      return bytesElements(response.outputs[0].data).map(String);
+    };
+    assert.deepEqual(await answer(), ['xyz?']);
+    assert.deepEqual(await answer(), ['xyz?'], 'a hit');
+    await writeFile(join(server.repoDir, 'suffixed', '1', 'suffix.mjs'), "export const SUFFIX = '#';\n");
+    await server.server.loadModel('suffixed');
+    assert.deepEqual(await answer(), ['xyz#']);
   } finally {
     await server.close();
   }

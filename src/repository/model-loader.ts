@@ -28,7 +28,7 @@ import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
 import { RaggedBatching } from '../scheduler/batch-tensors.js';
 import { completeConfig } from './config-completion.js';
 import { sequencePolicyOf } from './sequence-policy.js';
-import { fileDigest } from './model-fingerprint.js';
+import { fileDigest, FolderFingerprints } from './model-fingerprint.js';
 import { LoadAbandonedError, warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
 
 export interface VersionLoadOptions {
@@ -42,6 +42,12 @@ export interface VersionLoadOptions {
   name: string;
   version: string;
   modelPath: string;
+  /**
+   * The version's folder, whose files all decide its answers (an ONNX model's external data, a TF.js model's weight
+   * shards, the modules a handler imports, the reference profile): the response cache keys on all of them. Undefined for
+   * a built-in model, keyed on its model file.
+   */
+  versionFolder?: string;
   config: ModelConfig;
   backend: Backend;
   logger: Logger;
@@ -291,9 +297,9 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     }
     // The weights as well as the config that decides answers: a reload of new weights under the same version never reuses old
     // answers, while one that only tunes how the model is served (instances, batching, queue) keeps them.
-    // Taken now, from the file just loaded (only a server with a cache keys answers): weights written over it later are not these.
+    // Taken now, from the files just loaded (only a server with a cache keys answers): weights written over them later are not these.
     const identity = options.responseCacheStore
-      ? await fileDigest(options.modelPath).then(
+      ? await (options.versionFolder ? new FolderFingerprints().of(options.versionFolder) : fileDigest(options.modelPath)).then(
           (digest) => fingerprint({ config: answerDecidingConfig(config, backend.tuningParameters ?? []), model: digest }),
           (error: unknown) => void logger.warn({ err: error }, `${label}: its weights could not be read for the response cache's key; its answers are not cached`),
         )

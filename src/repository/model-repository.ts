@@ -717,6 +717,7 @@ export class ModelRepository {
             name,
             version,
             modelPath,
+            versionFolder: backend.builtinModelPath ? undefined : versionFolder,
             referenceProfile,
             monitoring: this.options.monitoring || undefined,
             // An evicted or unloaded version's monitor too: the same profile watches the same traffic when it comes back.
