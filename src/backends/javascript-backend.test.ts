@@ -337,6 +337,46 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
     }
   });
 
+  test('context.infer sends the parameters a handler gives, refuses an option it does not know, and names the model a failed call asked', async () => {
+    const sent: unknown[] = [];
+    const seen: string[] = [];
+    const instance = await handlerInstance(
+      `let context;
+      export const initialize = (given) => { context = given; };
+      export const execute = (requests) => requests.map(async (request) => {
+        const X = { datatype: 'FP32', shape: [2], data: request.inputs.IN.data };
+        const outcome = (promise) => promise.then(() => 'answered', (error) => error.message);
+        const results = [
+          await outcome(context.infer('other', { X }, { request, parameters: { sequence_id: 7, sequence_start: true, note: 'x' } })),
+          await outcome(context.infer('other', { X }, { request, paramters: { sequence_id: 7 } })),
+          await outcome(context.infer('other', { X }, { request, parameters: { nested: { a: 1 } } })),
+          await outcome(context.infer('refusing', { X }, { request })),
+        ];
+        context.log.info(JSON.stringify(results));
+        return { OUT: { shape: [2], data: [0, 0] } };
+      });`,
+      FP32,
+      async (request) => {
+        sent.push(request.parameters);
+        if (request.model === 'refusing') throw new NereidError('INVALID_ARGUMENT', "inference request to model 'refusing' must specify a non-zero or non-empty correlation ID");
+        return { model: request.model, version: '1', outputs: [{ name: 'Y', datatype: 'FP32', shape: [2], data: Float32Array.from([7, 8]) }] };
+      },
+      'model.mjs',
+      { logger: pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (seen.push((JSON.parse(String(chunk)) as { msg: string }).msg), done()) })) },
+    );
+    try {
+      await instance.run(input([1, 2]), ['OUT']);
+      assert.deepEqual(sent, [{ sequence_id: 7, sequence_start: true, note: 'x' }, undefined], 'the refused options never reached the server');
+      const logged = JSON.parse(/\[".*\]$/.exec(seen.find((line) => line.endsWith('"]')) ?? '')?.[0] ?? '[]') as string[];
+      assert.equal(logged[0], 'answered');
+      assert.equal(logged[1], "context.infer('other'): unknown option(s) 'paramters'; the options are version, outputs, request, parameters");
+      assert.equal(logged[2], "context.infer('other'): parameter 'nested' must be a string, number or boolean, got object");
+      assert.equal(logged[3], "context.infer('refusing'): inference request to model 'refusing' must specify a non-zero or non-empty correlation ID");
+    } finally {
+      await instance.release();
+    }
+  });
+
   test('a config without max_batch_size or without inputs is refused, saying what to add', () => {
     assert.throws(() => backend.checkConfig(parseModelConfig({ backend: 'javascript', input: FP32.input, output: FP32.output }, 'c')), /sets max_batch_size in its config/);
     assert.throws(() => backend.checkConfig(parseModelConfig({ backend: 'javascript', max_batch_size: 0, output: FP32.output }, 'c')), /this config has no input/);

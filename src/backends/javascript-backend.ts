@@ -422,6 +422,7 @@ function serveWorkerCall(
     version: reply.version,
     inputs: Object.entries(withBuffers(reply.inputs)).map(([name, tensor]) => ({ name, ...tensor })),
     outputs: reply.outputs?.map((name) => ({ name })),
+    ...(reply.parameters && { parameters: reply.parameters }),
   };
   // A copy: what the called model writes into its context (its OOD counts) is its own, not the handler's request's.
   const origin = contextOf(reply.origin);

@@ -45,7 +45,7 @@ export type HandlerWorkerReply =
   | { type: 'ready' }
   | { type: 'failed'; message: string; stack?: string }
   | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; error?: { message: string; stack?: string } }
-  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; origin?: { batch: number; index: number } }
+  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; parameters?: Record<string, string | number | boolean>; origin?: { batch: number; index: number } }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   | { type: 'finalized'; error?: string };
 
@@ -96,7 +96,7 @@ const spec = workerData as HandlerSpec;
 const post = (reply: HandlerWorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
 /** Each request handed to execute(), by the batch and position it came in. */
 const origins = new WeakMap<object, { batch: number; index: number }>();
-const calls = new Map<number, { resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
+const calls = new Map<number, { model: string; resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
 let nextCall = 0;
 /**
  * Time spent with at least one context.infer call awaiting its answer. A handler's compute time
@@ -121,6 +121,29 @@ function logText(part: unknown): string {
 
 const log = (level: 'debug' | 'info' | 'warn' | 'error') => (...parts: unknown[]) => post({ type: 'log', level, message: parts.map(logText).join(' ') });
 
+interface InferOptions {
+  version?: string | number;
+  outputs?: string[];
+  request?: object;
+  parameters?: Record<string, string | number | boolean>;
+}
+
+const INFER_OPTIONS: readonly string[] = ['version', 'outputs', 'request', 'parameters'];
+
+/** A misspelt option would otherwise be dropped unsaid, as would a parameter the protocol cannot carry. */
+function checkInferOptions(model: string, options: InferOptions): void {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`context.infer('${model}', inputs, options): options must be an object, got ${String(options)}`);
+  const unknown = Object.keys(options).filter((key) => !INFER_OPTIONS.includes(key));
+  if (unknown.length > 0) throw new TypeError(`context.infer('${model}'): unknown option(s) ${unknown.map((key) => `'${key}'`).join(', ')}; the options are ${INFER_OPTIONS.join(', ')}`);
+  if (options.parameters === undefined) return;
+  if (typeof options.parameters !== 'object' || options.parameters === null || Array.isArray(options.parameters)) {
+    throw new TypeError(`context.infer('${model}'): options.parameters must be an object of parameters by name, got ${Array.isArray(options.parameters) ? 'an array' : String(options.parameters)}`);
+  }
+  for (const [name, value] of Object.entries(options.parameters)) {
+    if (!['string', 'number', 'boolean'].includes(typeof value)) throw new TypeError(`context.infer('${model}'): parameter '${name}' must be a string, number or boolean, got ${value === null ? 'null' : typeof value}`);
+  }
+}
+
 const context = Object.freeze({
   modelName: spec.modelName,
   version: spec.version,
@@ -129,21 +152,25 @@ const context = Object.freeze({
   parameters: spec.parameters,
   labels: spec.labels,
   log: Object.assign(log('info'), { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') }),
-  /** Calls another model through the server (Triton's BLS): `inputs` by name, answers its outputs by name. */
-  infer(model: string, inputs: Record<string, unknown>, options: { version?: string | number; outputs?: string[]; request?: object } = {}): Promise<Record<string, Tensor>> {
+  /**
+   * Calls another model through the server (Triton's BLS): `inputs` by name, answers its outputs by name. `parameters`:
+   * the called request's own (a stateful model's sequence_id and START/END flags, a handler's custom ones).
+   */
+  infer(model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<Record<string, Tensor>> {
     return new Promise((resolve, reject) => {
       if (typeof model !== 'string') throw new Error(`context.infer(model, inputs): model must be a model's name, got ${String(model)}`);
       if (typeof inputs !== 'object' || inputs === null) throw new Error(`context.infer('${model}', inputs): inputs must be an object of tensors by name`);
+      checkInferOptions(model, options);
       const sent: Record<string, Tensor> = {};
       for (const [name, value] of Object.entries(inputs)) sent[name] = tensorFromHandler(`context.infer('${model}') input '${name}'`, value);
       const call = nextCall++;
-      calls.set(call, { resolve, reject });
+      calls.set(call, { model, resolve, reject });
       // Copied, not transferred: the handler may still hold the tensors it passes on.
       // The call is made for `request` (one execute() was given): it carries that request's trace and deadline.
       const origin = options.request === undefined ? undefined : origins.get(options.request);
       if (options.request !== undefined && !origin) throw new Error(`context.infer('${model}'): options.request must be one of the requests execute() was given`);
       if (callsAwaited++ === 0) awaitingSince = performance.now();
-      post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, origin });
+      post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, parameters: options.parameters, origin });
     });
   },
 });
@@ -210,7 +237,8 @@ try {
       if (!waiting) return;
       calls.delete(message.call);
       if (--callsAwaited === 0) awaitedMs += performance.now() - awaitingSince;
-      if (message.error) waiting.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+      // Named as the handler's call: a client whose request fails with it learns which model the handler asked.
+      if (message.error) waiting.reject(Object.assign(new Error(`context.infer('${waiting.model}'): ${message.error.message}`), { code: message.error.code }));
       else waiting.resolve(withBuffers(message.outputs!));
     } else if (message.type === 'finalize') {
       Promise.resolve()
