@@ -103,6 +103,16 @@ async function writeModels(repoDir: string): Promise<void> {
       steps: [step('scale3', { INPUT0: 'IN' }, { OUTPUT0: 'OUT3' }), step('scale5', { INPUT0: 'IN' }, { OUTPUT0: 'OUT5' })],
     }),
   );
+  // Reshaped ensemble inputs and outputs: the steps see the reshape's shape, the client the dims (Triton's check).
+  await writeEnsemble(
+    repoDir,
+    'reshaped',
+    ensembleConfig('reshaped', {
+      inputs: ['{ name: "IN" data_type: TYPE_FP32 dims: [ 2, 2 ] reshape: { shape: [ 4 ] } }'],
+      outputs: ['{ name: "OUT" data_type: TYPE_FP32 dims: [ 2, 2 ] reshape: { shape: [ 4 ] } }'],
+      steps: [step('scale2', { INPUT0: 'IN' }, { OUTPUT0: 'OUT' })],
+    }),
+  );
   // An ensemble of an ensemble, in JSON: the diamond's SUM only (a step maps the outputs it needs).
   await mkdir(join(repoDir, 'nested', '1'), { recursive: true });
   await writeFile(
@@ -229,6 +239,12 @@ describe('a diamond ensemble (scale2 → scale3 and scale5 → add_sub4)', () =>
     const [scale3After, scale5After] = await Promise.all([statsOf('scale3'), statsOf('scale5')]);
     assert.equal(scale5After.inference_count - scale5Before.inference_count, 1);
     assert.equal(scale3After.inference_count, scale3Before.inference_count);
+  });
+
+  test('reshapes its inputs and outputs as a model does: the steps take the reshape, the client the dims', async () => {
+    const answer = await http('/v2/models/reshaped/infer', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 2, 2], data: [1, 2, 3, 4] }] });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.deepEqual(answer.body.outputs.map((output: Json) => [output.name, output.shape, output.data]), [['OUT', [1, 2, 2], [2, 4, 6, 8]]]);
   });
 
   test('can be a step of another ensemble (configured in JSON)', async () => {

@@ -191,7 +191,8 @@ export function checkEnsembleSteps(plan: EnsemblePlan, ensembleConfig: Completed
   const ensembleBatched = ensembleConfig.max_batch_size > 0;
   const producing = new Map<string, TensorEnd>();
   for (const input of ensembleConfig.input) {
-    producing.set(input.name, { datatype: datatypeOfConfig(input), dims: input.dims, batched: ensembleBatched, description: `input '${input.name}' of ${ensemble}` });
+    // A reshaped input enters the steps in its reshape's shape, as Triton's ensemble check takes it.
+    producing.set(input.name, { datatype: datatypeOfConfig(input), dims: input.reshape?.shape ?? input.dims, batched: ensembleBatched, description: `input '${input.name}' of ${ensemble}` });
   }
   const consuming: [string, TensorEnd][] = [];
   for (const step of plan.steps) {
@@ -229,7 +230,7 @@ export function checkEnsembleSteps(plan: EnsemblePlan, ensembleConfig: Completed
   }
   // The ensemble's outputs last: a mistake is named where the tensors first meet it, from the ensemble's inputs on.
   for (const output of ensembleConfig.output) {
-    consuming.push([output.name, { datatype: datatypeOfConfig(output), dims: output.dims, batched: ensembleBatched, description: `output '${output.name}' of ${ensemble}` }]);
+    consuming.push([output.name, { datatype: datatypeOfConfig(output), dims: output.reshape?.shape ?? output.dims, batched: ensembleBatched, description: `output '${output.name}' of ${ensemble}` }]);
   }
   for (const [tensor, consumer] of consuming) {
     const producer = producing.get(tensor)!;

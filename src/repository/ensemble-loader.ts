@@ -79,7 +79,8 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
     options.callStep,
     options.maxQueueSize,
     options.holdStep,
-    new Map(config.output.filter((output) => !output.reshape).map((output) => [output.name, { datatype: datatypeOfConfig(output), dims: config.max_batch_size > 0 ? [-1, ...output.dims] : output.dims }])),
+    // A reshaped output leaves the steps in its reshape's shape, and reaches the client in its dims.
+    new Map(config.output.map((output) => [output.name, { datatype: datatypeOfConfig(output), dims: [...(config.max_batch_size > 0 ? [-1] : []), ...(output.reshape?.shape ?? output.dims)] }])),
   );
   // The step versions serving now decide the answers, asked for each request: a step that loads a new version, new weights or
   // other processing makes a new ensemble for the cache at once, without the ensemble reloading.
