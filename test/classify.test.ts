@@ -434,7 +434,7 @@ describe('the V2 protocol with an image input', () => {
       JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 28, 28], data: Array(784).fill(0) }] }),
       { 'content-type': 'application/json' },
     );
-    await assertError(response, 400, "input 'image' expects BYTES [-1,1], got FP32 [1,1,28,28]");
+    await assertError(response, 400, "input 'image' expects BYTES [-1,1], got FP32 [1,1,28,28]: encoded images (PNG, JPEG, WebP…), one per row, which the config's preprocess decodes");
   });
 
   test('/stats counts pre-processing separately from compute_infer', async () => {

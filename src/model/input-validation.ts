@@ -309,7 +309,11 @@ export class RequestValidator {
       return shape;
     }
     if (rule.acceptsRowsOnly && input.datatype === 'BYTES' && shape.length === rule.shape.length - 1) return [...shape, 1];
-    throw invalidArgument(`input '${input.name}' expects ${rule.datatype} ${describeShape(rule.shape)}, got ${input.datatype} ${describeShape(shape)}`);
+    // A tensor already decoded, sent to an input whose config decodes images: say why only encoded images go in.
+    const why = rule.acceptsRowsOnly && input.datatype !== 'BYTES'
+      ? ": encoded images (PNG, JPEG, WebP…), one per row, which the config's preprocess decodes; to send decoded tensors, serve the model under a config without preprocess"
+      : '';
+    throw invalidArgument(`input '${input.name}' expects ${rule.datatype} ${describeShape(rule.shape)}, got ${input.datatype} ${describeShape(shape)}${why}`);
   }
 
   private unknownInput(name: string): NereidError {
