@@ -188,7 +188,7 @@ export class JavaScriptInstance implements BackendInstance {
       const running = this.running;
       if (!running || running.id !== reply.id) return;
       this.settle();
-      if (reply.error) return running.reject(handlerError(reply.error, `${this.label}: execute() threw`));
+      if (reply.error) return running.reject(handlerError(reply.error, this.label));
       const answers = reply.answers!.map((answer) =>
         'outputs' in answer ? withBuffers(answer.outputs) : this.requestFailure(answer.error),
       );

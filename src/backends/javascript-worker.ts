@@ -188,11 +188,12 @@ async function executeBatch(handler: Handler, id: number, requests: WorkerBatchR
   try {
     answers = await handler.execute(given);
   } catch (error) {
-    return post({ type: 'result', id, computeNs: ownNs(), error: failureOf(error) });
+    const failure = failureOf(error);
+    return post({ type: 'result', id, computeNs: ownNs(), error: { ...failure, message: `execute() threw: ${failure.message}` } });
   }
   if (!Array.isArray(answers) || answers.length !== requests.length) {
     const got = Array.isArray(answers)
-      ? `${answers.length} answers`
+      ? `${answers.length} answer${answers.length === 1 ? '' : 's'}`
       : typeof answers === 'object' && answers !== null
         ? `an object with keys ${Object.keys(answers).slice(0, 5).join(', ') || 'none'}`
         : `${typeof answers} ${String(answers)}`;

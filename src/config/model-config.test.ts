@@ -332,6 +332,8 @@ test('an unknown field is refused at every depth, named with its place and the k
     [{ input: [{ ...INPUT_FIELDS, preprocess: { image: { colour: 'rgb' } } }] }, /input\.0\.preprocess\.image: unknown field 'colour' \(did you mean 'color'\?\)/],
   ];
   for (const [raw, expected] of cases) assert.match(parseError(raw), expected);
+  // A value outside its choices is named beside them.
+  assert.match(parseError({ input: [{ ...INPUT_FIELDS, preprocess: { image: { color: 'purple' } } }] }), /input\.0\.preprocess\.image\.color: Invalid option: expected one of .*"grayscale", got "purple"/);
   // A word nothing like a field gets the list of fields instead of a guess.
   assert.match(parseError({ flurb: 1 }), /unknown field 'flurb' \(known: .*max_batch_size.*\)/);
 });

@@ -655,7 +655,9 @@ export function describeIssues(error: z.ZodError, prefix = '', whole = '(config)
       const path = [prefix, ...issue.path].filter((part) => part !== '').join('.');
       // An unknown field's message names it; at the top there is no place to name besides the file.
       if (!path && issue.code === 'unrecognized_keys') return issue.message;
-      return `${path || whole}: ${issue.message}`;
+      // A value outside a set of choices is named (parsed with reportInput), as the rest of the messages name what came.
+      const got = issue.code === 'invalid_value' && 'input' in issue ? `, got ${JSON.stringify(issue.input) ?? String(issue.input)}` : '';
+      return `${path || whole}: ${issue.message}${got}`;
     })
     .join('; ');
 }
@@ -678,7 +680,7 @@ function applyProcessingParameters(config: ModelConfig, source: string): void {
       throw new Error(`invalid ${source}: parameters.${key}: not valid JSON (${(error as Error).message})`);
     }
     const schema = kind === 'preprocess' ? configObject({ image: imagePreprocessingSchema }) : outputPostprocessingSchema;
-    const parsed = schema.safeParse(value);
+    const parsed = schema.safeParse(value, { reportInput: true });
     if (!parsed.success) throw new Error(`invalid ${source}: ${describeIssues(parsed.error, `parameters.${key}`)}`);
     const tensors: { name: string; preprocess?: unknown; postprocess?: unknown }[] = kind === 'preprocess' ? config.input : config.output;
     const tensor = tensors.find((candidate) => candidate.name === tensorName);
@@ -716,7 +718,7 @@ export function ignoredTritonFields(config: ModelConfig): string[] {
 }
 
 export function parseModelConfig(raw: unknown, source: string): ModelConfig {
-  const result = modelConfigSchema.safeParse(raw ?? {});
+  const result = modelConfigSchema.safeParse(raw ?? {}, { reportInput: true });
   if (!result.success) throw new Error(`invalid ${source}: ${describeIssues(result.error)}`);
   applyProcessingParameters(result.data, source);
   return result.data;
@@ -746,7 +748,7 @@ export function parameterValue(config: ModelConfig, key: string): string | undef
  */
 export function declaredParameters<Schema extends z.ZodObject>(schema: Schema, parameters: Record<string, string | undefined>): z.output<Schema> {
   const given = Object.fromEntries(Object.keys(schema.shape).map((name) => [name, parameters[name]]).filter(([, value]) => value !== undefined));
-  const parsed = schema.safeParse(given);
+  const parsed = schema.safeParse(given, { reportInput: true });
   if (!parsed.success) throw new Error(describeIssues(parsed.error, 'parameters'));
   return parsed.data;
 }

@@ -53,10 +53,10 @@ export function imageGeometry(inputName: string, dims: readonly number[], spec: 
   return { channels: expectedChannels, height: resolve(height, spec.height, 'height'), width: resolve(width, spec.width, 'width') };
 }
 
-function perChannel(values: readonly number[], channels: number, what: string, fallback: number): number[] {
+function perChannel(inputName: string, values: readonly number[], channels: number, what: string, fallback: number): number[] {
   if (values.length === 0) return Array(channels).fill(fallback);
   if (values.length === 1) return Array(channels).fill(values[0]);
-  if (values.length !== channels) throw new Error(`preprocess ${what} has ${values.length} values for ${channels} channel(s)`);
+  if (values.length !== channels) throw new Error(`input '${inputName}': preprocess ${what} has ${values.length} values for ${channels} channel(s)`);
   return [...values];
 }
 
@@ -166,8 +166,8 @@ export class ImagePreprocessor {
     }
     this.geometry = imageGeometry(inputName, dims, spec);
     const { channels } = this.geometry;
-    this.mean = perChannel(spec.mean, channels, 'mean', 0);
-    this.std = perChannel(spec.std, channels, 'std', 1);
+    this.mean = perChannel(inputName, spec.mean, channels, 'mean', 0);
+    this.std = perChannel(inputName, spec.std, channels, 'std', 1);
     const [r, g = r, b = r] = spec.fill;
     this.fill = { r, g, b };
   }

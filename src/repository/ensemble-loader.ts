@@ -56,6 +56,9 @@ export async function versionIdentity(serving: () => ModelVersion | undefined): 
   return identity === undefined ? undefined : `${version!.version}:${identity}`;
 }
 
+/** A step model that could not load: its own load logged why, with its cause, so the ensemble's failure says it in one line. */
+export class EnsembleStepError extends Error {}
+
 export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise<ModelVersion> {
   const { name, version, logger } = options;
   const plan = checkingConfig(() => planEnsemble(name, options.config));
@@ -63,7 +66,7 @@ export async function loadEnsembleVersion(options: EnsembleLoadOptions): Promise
   const stepConfigs = await Promise.all(
     plan.steps.map((step) =>
       options.stepConfig(step).catch((error: unknown) => {
-        throw new Error(`ensemble '${name}' ${step.label}: ${(error as Error).message}`, { cause: error });
+        throw new EnsembleStepError(`ensemble '${name}' ${step.label}: ${(error as Error).message}`, { cause: error });
       }),
     ),
   );

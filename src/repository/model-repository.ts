@@ -20,7 +20,7 @@ import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler
 import type { ModelState, ModelVersion } from '../model/model-version.js';
 import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
-import { loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
+import { EnsembleStepError, loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
 import { LoadAbandonedError } from './model-warmup.js';
@@ -259,9 +259,10 @@ class RepositoryLayoutError extends Error {}
 
 /**
  * What a failed load's log line carries beside its message: the error with its stack and causes for a failure of the
- * engine or the server, nothing for a config or layout mistake, whose message says it all (its stack is ours, not the cause's).
+ * engine or the server, nothing for a config or layout mistake, whose message says it all (its stack is ours, not the cause's),
+ * nor for an ensemble step that could not load, whose own load logged its cause.
  */
-const failureFields = (error: unknown) => (error instanceof ModelConfigError || error instanceof RepositoryLayoutError ? {} : { err: error });
+const failureFields = (error: unknown) => (error instanceof ModelConfigError || error instanceof RepositoryLayoutError || error instanceof EnsembleStepError ? {} : { err: error });
 
 /** The versions a model folder holds, ascending. Like Triton: folders not named by a number, or whose name starts with '0', are not versions. */
 export async function versionFolders(modelFolder: string): Promise<number[]> {
