@@ -519,15 +519,24 @@ function showMonitor(monitor, confidence) {
     html`<div class="cards">
       ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? `score ${number(monitor.drift_score, 3)} · ${monitor.window.rows} rows` : monitor.reason, 'drift', monitor.state)}
       ${monitor.ood ? card('Out of distribution', percent(monitor.ood.share), `expected ${percent(monitor.ood.expected_share)}`, 'ood') : ''}
-      ${monitor.accuracy ? card('Accuracy (estimated)', percent(monitor.accuracy.expected), `from calibrated confidence, ${number(monitor.accuracy.predictions, 0)} rows`, 'accuracy') : ''}
+      ${monitor.accuracy ? estimatedAccuracyCard(monitor.accuracy) : ''}
       ${monitor.accuracy?.labelled > 0 ? labelledAccuracyCard(monitor.accuracy) : ''}
     </div>
     <div class="histograms">
       ${confidenceColumns.length ? columns(`Top-1 confidence of ${confidence.count} predictions since load`, confidenceColumns, 'confidence-histogram') : ''}
       ${classColumns.length ? columns('Predicted classes in the recent window', classColumns, 'class-histogram') : ''}
     </div>
-    ${features.length ? html`<table class="narrow"><thead><tr><th>Top drifting feature</th><th class="num">PSI</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td><span class="level" data-level="${f.level}">${f.level}</span></td></tr>`)}</tbody></table>` : ''}`,
+    ${features.length ? html`<table class="narrow"><thead><tr><th>Top drifting feature</th><th class="num">PSI</th><th class="num" title="the PSI a window this size drawn from the reference scores by chance, taken off: what the level is judged on">beyond chance</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td class="num">${number(Math.max(0, f.psi - (f.chance_psi ?? 0)), 3)}</td><td><span class="level" data-level="${f.level}">${f.level}</span></td></tr>`)}</tbody></table>` : ''}`,
   );
+}
+
+/**
+ * The accuracy expected from calibrated confidence; with the state other than ok it may be far from the truth (inverted
+ * images: 75 % expected, 33 % realised), so it is shown as the caution the server gives rather than as a figure to trust.
+ */
+function estimatedAccuracyCard(accuracy) {
+  const detail = accuracy.caution ?? `from calibrated confidence, ${number(accuracy.predictions, 0)} rows`;
+  return card('Accuracy (estimated)', percent(accuracy.expected), detail, 'accuracy', accuracy.caution ? 'doubtful' : undefined);
 }
 
 /**

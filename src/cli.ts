@@ -857,6 +857,7 @@ serverConnectionOptions(monitor, 'inference')
         `out of distribution: ${report.outOfDistribution} (${percent(report.share)}, score above ${report.threshold.toFixed(2)})`,
         ...(report.classShares ? [`predicted class shares: Jensen–Shannon ${report.classShares.divergence.toFixed(4)} bits from the reference (${report.classShares.level})`] : []),
         ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
+        ...(report.accuracyCaution ? [`caution: ${report.accuracyCaution}`] : []),
         ...featureDriftTable(report.features.map((feature) => ({ ...feature, chance: feature.chancePsi }))),
         ...(report.unreadable.length === 0
           ? []

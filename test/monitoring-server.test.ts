@@ -130,6 +130,7 @@ test('a stream of test images is ok, turns to drift within one window of inverte
     const before = await monitorOf(served);
     assert.equal(before.monitored, true);
     assert.equal(before.state, 'insufficient_data', 'no traffic yet');
+    assert.equal((before as unknown as Record<string, unknown>).drift_score, undefined, 'no score from no rows: a 0 would read as "no drift"');
 
     const okAfter = await streamUntil(served, garments.slice(0, 400), (body) => body.state === 'ok');
     assert.ok(okAfter !== undefined && okAfter <= 200 + PER_REQUEST, `test images reached ok after ${okAfter} rows (the state's minimum sample is 200)`);

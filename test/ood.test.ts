@@ -108,6 +108,9 @@ test('test images made unlike the training set are flagged: inverted and brighte
     assert.ok(report.share >= 0.95, `${shift}: flagged ${report.share}`);
     assert.equal(report.state, 'drift');
     assert.equal(report.features.find((feature) => feature.feature === 'ood.flagged')?.level, 'drift', shift);
+    // The estimate from confidence comes with the caution the server's /monitor gives in a drifted state.
+    assert.ok(report.expectedAccuracy !== undefined);
+    assert.match(report.accuracyCaution ?? '', /with the state drift, it may be far from the true accuracy/);
   }
   // Two of the same inverted images are flagged each, but two values cannot show a distribution has moved.
   await mkdir(join(work, 'two'));

@@ -5,11 +5,13 @@
 import { basename } from 'node:path';
 import { z } from 'zod';
 import { invalidArgument, NereidError } from '../core/errors.js';
+import { accuracyCaution } from '../monitoring/accuracy-estimate.js';
 import { classOfName } from '../monitoring/class-names.js';
 import type { DriftLevel } from '../monitoring/drift-report.js';
 import { profileCommand, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
-import type { VersionMonitor } from '../monitoring/version-monitor.js';
+import type { MonitorEvaluation, VersionMonitor } from '../monitoring/version-monitor.js';
 
+const scored = (evaluation: MonitorEvaluation | undefined) => evaluation !== undefined && (evaluation.features.length > 0 || evaluation.smallSample === true);
 const isoTime = (at: number | undefined) => (at === undefined ? undefined : new Date(at).toISOString());
 const rounded = (value: number | undefined, digits = 6) => (value === undefined ? undefined : Number(value.toFixed(digits)));
 
@@ -72,12 +74,13 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
     rows_since_load: snapshot.rows,
     state: snapshot.state,
     since: isoTime(snapshot.since),
-    drift_score: rounded(snapshot.evaluation?.score),
+    // A score needs a feature evaluated on at least min_rows values (or the small-sample OOD rule): 0 from none would read as "no drift".
+    drift_score: scored(snapshot.evaluation) ? rounded(snapshot.evaluation!.score) : undefined,
     // The state moves on evaluations every evaluateEvery rows, with hysteresis: this is the last of them, which need not
     // have moved it (the last move, with its own score, is the last of `transitions`).
     state_evaluation: snapshot.stateEvaluation && {
       at: isoTime(snapshot.stateEvaluation.at),
-      drift_score: rounded(snapshot.stateEvaluation.score),
+      drift_score: scored(snapshot.stateEvaluation) ? rounded(snapshot.stateEvaluation.score) : undefined,
       ...(snapshot.stateEvaluation.smallSample ? { small_sample: true } : {}),
     },
     min_rows: monitor.options.state.minSamples,
@@ -99,9 +102,7 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
       realised: rounded(accuracy.realisedAccuracy),
       expected_on_labelled: rounded(accuracy.expectedAccuracyOnLabelled),
       estimate_error: rounded(accuracy.estimateError),
-      // The estimate assumes the reference's calibration holds, which drifted inputs break (measured: 80 % estimated
-      // against 55 % realised on noisy garments): only an `ok` state vouches for it.
-      ...(snapshot.state === 'ok' ? {} : { caution: `the estimate assumes the model is as well calibrated as on its reference data; with the state ${snapshot.state}, it may be far from the true accuracy: label some rows (feedback) to measure it` }),
+      ...(accuracy.predictions === 0 ? {} : { caution: accuracyCaution(snapshot.state) }),
     },
     transitions: snapshot.transitions.map((transition) => ({
       from: transition.from,

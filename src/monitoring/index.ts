@@ -3,7 +3,7 @@ export { fitMahalanobis, invertMatrix, MahalanobisScorer, pooledFeatures, thresh
 export { binEdgesFromQuantiles, DRIFT_THRESHOLDS, histogram, jensenShannon, ksPValue, ksStatistic, psi, PSI_EMPTY_BIN_SHARE, sortedCopy, wasserstein1 } from './drift-statistics.js';
 export { CategoricalWindow, NumericWindow, slidingWindowOptionsSchema, TimedWindow, type SlidingWindowOptions, type SlidingWindowSettings, type WindowSpan } from './sliding-window.js';
 export { DriftStateMachine, driftStateOptionsSchema, MIN_DRIFT_SAMPLES, type DriftState, type DriftStateOptions, type DriftStateSnapshot, type DriftTransition } from './drift-state.js';
-export { AccuracyWindow, calibrate, calibrationCurveSchema, expectedAccuracy, expectedCalibrationError, fitIsotonicCalibration, reliabilityBins, type AccuracySummary, type CalibrationCurve, type LabelOutcome, type ReliabilityBin } from './accuracy-estimate.js';
+export { AccuracyWindow, accuracyCaution, calibrate, calibrationCurveSchema, expectedAccuracy, expectedCalibrationError, fitIsotonicCalibration, reliabilityBins, type AccuracySummary, type CalibrationCurve, type LabelOutcome, type ReliabilityBin } from './accuracy-estimate.js';
 export { imageProperties, imagePropertyFeatures, pixelToneProperties, tensorFeatureSummaries, tensorFeatureValues, type FeatureGrouping, type ImageProperties, type TensorFeatureSummary, type ToneProperties } from './input-properties.js';
 export {
   dataDigest,

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import {
+  accuracyCaution,
   categoricalFeatureDrift,
   countedFeatures,
   expectedAccuracyAt,
@@ -347,6 +348,8 @@ export interface MonitorReport {
   state: DriftLevel | 'insufficient_data';
   /** Accuracy expected from the reference's calibration (each prediction counts as its confidence bin's accuracy on the reference); needs a profile built on labelled data. */
   expectedAccuracy?: number;
+  /** Why expectedAccuracy is not to be trusted, when the state is not ok (the server's /monitor gives the same). */
+  accuracyCaution?: string;
   /** With class folders in --data: the accuracy actually reached. */
   realisedAccuracy?: number;
   /** Files of --data left out because they could not be read or decoded. */
@@ -422,6 +425,8 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     const calibration = profile.calibration;
     const expected = observed.values['output.confidence'].map((confidence) => expectedAccuracyAt(calibration, confidence));
     report.expectedAccuracy = expected.reduce((sum, value) => sum + value, 0) / expected.length;
+    const caution = accuracyCaution(report.state);
+    if (caution) report.accuracyCaution = caution;
   }
   const truth = folderLabels(loaded);
   if (truth) report.realisedAccuracy = observed.predicted.filter((cls, index) => cls === truth[index]).length / truth.length;
