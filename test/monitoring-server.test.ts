@@ -199,10 +199,12 @@ test('a feature the reference never varied (aspect ratio 1) is judged by the sha
 
 test('labels fed back by request id give the realised accuracy beside the estimate; bad feedback is refused with what was expected', async () => {
   const logged: Record<string, unknown>[] = [];
+  const metrics = new PrometheusMetrics({ processMetrics: false });
   const served = await garmentServer({
-    server: { logger: capturingLogger(logged, 'info'), monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } },
+    server: { logger: capturingLogger(logged, 'info'), observers: [metrics.observer], monitoring: { window: { capacity: 1000 }, state: { minSamples: 100 } } },
     http: { accessLog: true },
   });
+  metrics.attach(served.server);
   try {
     const rows = 400;
     for (let start = 0; start < rows; start += PER_REQUEST) await classify(served, garments.slice(start, start + PER_REQUEST), `batch-${start}`);
@@ -226,6 +228,11 @@ test('labels fed back by request id give the realised accuracy beside the estima
     assert.ok(body.accuracy.realised! > 0.85, `realised ${body.accuracy.realised}`);
     // The label-free estimate is within 3 points of what the labels say (docs/monitoring.md has the full-set figures).
     assert.ok(Math.abs(body.accuracy.estimate_error!) <= 0.03, `expected ${body.accuracy.expected} vs realised ${body.accuracy.realised}`);
+    // Prometheus has the estimate over the same labelled rows and their count, for an alert on the two.
+    const scrape = await metrics.metrics();
+    assert.match(scrape, new RegExp(`^nereid_labelled_rows\\{model="fashion_mnist",version="1"\\} ${rows}$`, 'm'));
+    const onLabelled = Number(/^nereid_expected_accuracy_on_labelled\{model="fashion_mnist",version="1"\} (\S+)$/m.exec(scrape)?.[1]);
+    assert.ok(Math.abs(onLabelled - (body.accuracy as { expected_on_labelled: number }).expected_on_labelled) < 1e-5, scrape);
 
     const refused = await post({ labels: [{ id: 'batch-0/0', label: 'Spaceship' }] });
     assert.equal(refused.status, 400);

@@ -339,6 +339,10 @@ export class PrometheusMetrics {
       );
     accuracy('nereid_expected_accuracy', "Accuracy expected over the recent window from calibrated confidence (the reference profile's calibration)", (summary) => summary?.expectedAccuracy);
     accuracy('nereid_realised_accuracy', 'Accuracy over the recent window on predictions whose true labels were fed back', (summary) => summary?.realisedAccuracy);
+    // The estimate over the labelled rows alone and their count: labels come back for some rows only (often the easy
+    // ones), so the realised accuracy is compared with the estimate over the same rows, and weighed by how many.
+    accuracy('nereid_expected_accuracy_on_labelled', 'Accuracy expected from calibrated confidence over the same labelled rows as nereid_realised_accuracy', (summary) => summary?.expectedAccuracyOnLabelled);
+    accuracy('nereid_labelled_rows', 'Predictions of the recent window whose true labels were fed back (the rows nereid_realised_accuracy is measured on)', (summary) => summary?.labelled);
   }
 
   /** A shadow version's copies and how its answers differ from the primary's, per model and version pair. */
