@@ -36,7 +36,7 @@ interface MonitorBody {
   rows_since_load: number;
   top_features: { feature: string; psi: number; level: string }[];
   ood: { share: number; expected_share: number; flagged_since_load: number };
-  accuracy: { expected: number; predictions: number; labelled: number; realised?: number; estimate_error?: number; caution?: string };
+  accuracy: { expected: number; predictions: number; labelled: number; realised?: number; estimate_error?: number; expected_on_labelled?: number; caution?: string };
   class_counts: Record<string, number>;
   transitions: { from: string; to: string; at: string; score?: number; rows: number }[];
 }
@@ -232,7 +232,7 @@ test('labels fed back by request id give the realised accuracy beside the estima
     const scrape = await metrics.metrics();
     assert.match(scrape, new RegExp(`^nereid_labelled_rows\\{model="fashion_mnist",version="1"\\} ${rows}$`, 'm'));
     const onLabelled = Number(/^nereid_expected_accuracy_on_labelled\{model="fashion_mnist",version="1"\} (\S+)$/m.exec(scrape)?.[1]);
-    assert.ok(Math.abs(onLabelled - (body.accuracy as { expected_on_labelled: number }).expected_on_labelled) < 1e-5, scrape);
+    assert.ok(Math.abs(onLabelled - body.accuracy.expected_on_labelled!) < 1e-5, scrape);
 
     const refused = await post({ labels: [{ id: 'batch-0/0', label: 'Spaceship' }] });
     assert.equal(refused.status, 400);
