@@ -429,11 +429,15 @@ describe('logs', () => {
       assert.equal(typeof accessLine.ms, 'number');
       assert.equal(accessLine.remoteAddress, '127.0.0.1', 'whom the refusal went to');
       assert.ok(accessLine.bytesOut > 0);
+      // A failure's access line is at warn and carries its code and reason, for a filter on either.
+      assert.equal(accessLine.level, 40);
+      assert.equal(accessLine.code, 'INVALID_ARGUMENT');
+      assert.equal(typeof accessLine.reason, 'string');
       const failure = mine.find((line) => line.msg === 'request failed');
       assert.ok(failure, `no failure line for ${id}`);
       assert.equal(failure.code, 'INVALID_ARGUMENT');
     }
-    assert.ok(lines.some((line) => line.reqId === generated && line.status === 200));
+    assert.ok(lines.some((line) => line.reqId === generated && line.status === 200 && line.level === 30 && line.code === undefined));
     assert.ok(!lines.some((line) => line.url === '/v2/health/live'), 'no line for the probe');
     // Every line about a request names it.
     for (const line of lines.filter((line) => line.url !== undefined || line.msg === 'request failed')) assert.ok(line.reqId, JSON.stringify(line));
@@ -459,6 +463,9 @@ describe('logs', () => {
     assert.ok(accessLine);
     assert.equal(accessLine.rpc, 'ModelInfer');
     assert.equal(accessLine.status, grpc.status.INVALID_ARGUMENT);
+    assert.equal(accessLine.code, 'INVALID_ARGUMENT', 'the status named, beside its number');
+    assert.equal(accessLine.level, 40);
+    assert.equal(typeof accessLine.reason, 'string');
     assert.equal(accessLine.model, 'plain');
     assert.ok(mine.some((line) => line.msg === 'request failed' && line.code === 'INVALID_ARGUMENT'));
     assert.ok(!logLines.slice(first).some((line) => JSON.stringify(line).includes(String(SECRET_NUMBER))));

@@ -7,8 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
@@ -33,10 +35,11 @@ const inferBody = (rows = 1) =>
 
 describe('overload over HTTP', () => {
   let served: TestServer;
+  const warnings: string[] = [];
   before(async () => {
     served = await startTestServer({
       models: writeModels,
-      server: { maxInflightBytes: 64 * 1024 },
+      server: { maxInflightBytes: 64 * 1024, logger: pino({ level: 'warn' }, new Writable({ write: (chunk, _encoding, done) => (warnings.push(JSON.parse(String(chunk)).msg), done()) })) },
       http: { maxBodyBytes: 1024 * 1024, maxConcurrentInflations: 1 },
     });
   });
@@ -65,6 +68,10 @@ describe('overload over HTTP', () => {
     assert.ok(holding.queued <= 2);
     // Refused from their headers, they never ran; each is still a failed request in the statistics (and the metrics).
     assert.equal((await failures()) - failedBefore, 41);
+    // Without an access log too, the operator hears of it: one warning with the reason, not 41 (the rest are summed up later).
+    const refusedLines = warnings.filter((message) => message.startsWith("model 'holding' version 1 refused"));
+    assert.equal(refusedLines.length, 1, refusedLines.join('\n'));
+    assert.match(refusedLines[0], /^model 'holding' version 1 refused a request: the queue is full \(2 requests waiting\)/);
     for (const response of await Promise.all(waiting)) assert.equal(response.status, 200, await response.text());
     // Recovered: nothing queued or held, and the next request is served.
     assert.equal(holding.queued, 0);

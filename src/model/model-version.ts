@@ -14,6 +14,7 @@ import { concreteDims, type InputDeclaration, type Tensor } from '../core/tensor
 import type { RequestTimings } from '../core/timings.js';
 import { pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
+import { RefusalLog } from '../observability/refusal-log.js';
 import type { VersionMonitor } from '../monitoring/version-monitor.js';
 import { classify } from '../processing/classification.js';
 import type { InputPreprocessor } from '../processing/input-preprocessor.js';
@@ -150,6 +151,9 @@ export interface RunResult {
 const NO_INPUTS: ReadonlySet<string> = new Set();
 const NO_EXTRA_OUTPUTS: readonly string[] = [];
 
+/** Failures that are the server declining work under load, not the request's fault nor a fault of its own. */
+const REFUSAL_CODES: ReadonlySet<string> = new Set(['UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED']);
+
 /** A cache hit spent no time in the queue or the model. */
 const HIT_TIMINGS: RequestTimings = Object.freeze({ queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 });
 
@@ -172,6 +176,8 @@ export class ModelVersion {
   readonly clientConfig: CompletedModelConfig;
   private readonly validator: RequestValidator;
   private readonly label: string;
+  /** Refusals under load, as warnings summed up per period (see RefusalLog). */
+  private readonly refusals: RefusalLog;
   /** Outputs the config reshapes: answered in the config's dims rather than the model's. */
   private readonly outputDims: ReadonlyMap<string, readonly number[]>;
   /** Requests past the readiness check and not yet answered; unload waits for them. */
@@ -187,6 +193,7 @@ export class ModelVersion {
     this.clientConfig = parts.preprocessor?.clientConfig(parts.config) ?? parts.config;
     this.validator = new RequestValidator(this.clientConfig, { imageInputs: parts.preprocessor?.imageInputs, bytesAsText: parts.bytesAsText, defaultedInputs: parts.defaultedInputs });
     this.label = `model '${parts.name}' version ${parts.version}`;
+    this.refusals = new RefusalLog(parts.logger, this.label);
     this.outputDims = new Map(parts.config.output.filter((output) => output.reshape).map((output) => [output.name, output.dims]));
   }
 
@@ -302,6 +309,7 @@ export class ModelVersion {
    * metrics, as one the queue refuses inside run() is: an alert on the failure rate must see an overload.
    */
   recordRefusal(error: NereidError): void {
+    this.refusals.note(error.code, error.message);
     const { observer } = this.parts;
     observer.onRequestStart?.();
     observer.onRequestEnd({ rows: 1, success: false, errorCode: error.code, totalNs: 0, startedAt: Date.now() });
@@ -424,6 +432,7 @@ export class ModelVersion {
       failure = asNereidError(error, this.label);
       // Logged once, here, with the original error's stack; the front ends log internal failures only at debug.
       if (failure.code === 'INTERNAL') this.parts.logger.error({ err: failure.cause ?? failure, reqId: record.requestId }, `inference failed: ${failure.message}`);
+      else if (REFUSAL_CODES.has(failure.code)) this.refusals.note(failure.code, failure.message);
       record.errorCode = failure.code;
     } finally {
       this.leave();

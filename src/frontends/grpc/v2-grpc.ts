@@ -243,8 +243,12 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     const nereid = asNereidError(error);
     if (!(error instanceof NereidError)) logger.error({ reqId, err: error, method }, `${method} failed`);
     else logger.debug({ reqId, method, code: nereid.code, reason: loggedMessage(nereid) }, 'request failed');
-    return grpcError(nereid);
+    const answer = grpcError(nereid);
+    loggedReasons.set(answer, loggedMessage(nereid));
+    return answer;
   };
+  /** What the access line says of a failure: the reason without any tensor data the client's message may quote. */
+  const loggedReasons = new WeakMap<GrpcError, string>();
 
   /**
    * An answer encoded, refused as RESOURCE_EXHAUSTED when larger than the send limit: grpc-js would otherwise fail the
@@ -271,10 +275,12 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     return { prepare, encoded: async (response: InferenceResponse) => encoded ?? prepare(response) };
   };
 
-  const access = (rpc: string, reqId: string, message: unknown, started: number, status: grpc.status): void => {
-    if (settings.accessLog) {
-      logger.info({ reqId, rpc, status, ms: Math.round((performance.now() - started) * 1000) / 1000, model: modelOf(message) }, 'request completed');
-    }
+  /** `status`: the gRPC status code (a number); a failure's line is at warn with the code's name and the reason given. */
+  const access = (rpc: string, reqId: string, message: unknown, started: number, status: grpc.status, reason?: string): void => {
+    if (!settings.accessLog) return;
+    const ms = Math.round((performance.now() - started) * 1000) / 1000;
+    if (status === grpc.status.OK) logger.info({ reqId, rpc, status, ms, model: modelOf(message) }, 'request completed');
+    else logger.warn({ reqId, rpc, status, code: grpc.status[status], reason, ms, model: modelOf(message) }, 'request completed');
   };
 
   const authorize = (method: string, metadata: grpc.Metadata): void => {
@@ -307,7 +313,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         (error: unknown) => {
           const status = failure(method, error, reqId);
           callback(status);
-          access(method, reqId, call.request, started, status.code);
+          access(method, reqId, call.request, started, status.code, loggedReasons.get(status));
         },
       );
     };
@@ -451,6 +457,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       const started = performance.now();
       const reqId = requestIdOf(givenRequestId);
       let status = grpc.status.OK;
+      let reason: string | undefined;
       (async () => {
         const decodable = requireDecoded(message);
         const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
@@ -465,6 +472,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         .catch((error: unknown) => {
           const grpcFailure = failure('ModelStreamInfer', error, reqId);
           status = grpcFailure.code;
+          reason = loggedReasons.get(grpcFailure);
           return {
             error_message: grpcFailure.details,
             // The request's names, cut to the longest id accepted (no valid model name is longer): a client cannot have a megabyte echoed.
@@ -476,7 +484,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
           };
         })
         .then((answer) => {
-          access('ModelStreamInfer', reqId, message, started, status);
+          access('ModelStreamInfer', reqId, message, started, status, reason);
           entry.answer = answer;
           writeAnswersInOrder();
         });

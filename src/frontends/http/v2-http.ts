@@ -154,8 +154,12 @@ function contextOf(request: FastifyRequest, reply: FastifyReply): RequestContext
  * element's value) is logged without it (NereidError.logged): tensor data stays out of logs.
  */
 function logFailure(request: FastifyRequest, code: string, status: number, reason: string): void {
+  failures.set(request, { code, reason });
   request.log.debug({ code, status, reason }, 'request failed');
 }
+
+/** A failed request's code and the reason it was given, for its access line. */
+const failures = new WeakMap<FastifyRequest, { code: string; reason: string }>();
 
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
   if (error.retryAfterMs !== undefined) reply.header('retry-after', retryAfterSeconds(error.retryAfterMs));
@@ -424,11 +428,14 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       // A probe answered as expected says nothing: Kubernetes asks every few seconds per pod. One that fails is logged.
       if (request.url.startsWith('/v2/health/') && reply.statusCode === 200) return done();
       const params = request.params as Partial<ModelParams> | undefined;
-      request.log.info(
+      // A failure's line at warn, with its code and reason: a filter on the level finds every refused or failed request.
+      const failed = reply.statusCode >= 400 ? (failures.get(request) ?? {}) : undefined;
+      request.log[failed ? 'warn' : 'info'](
         {
           method: request.method,
           url: request.url,
           status: reply.statusCode,
+          ...failed,
           ms: Math.round(reply.elapsedTime * 1000) / 1000,
           // Whom a 401 or 503 went to (behind a proxy, the proxy: its own log has the client).
           remoteAddress: request.socket.remoteAddress,
