@@ -41,7 +41,8 @@ test("counters come from the loaded version's statistics, counted once; histogra
   reloaded.onExecution({ batchSize: 2, threads: 4, timings: { computeInputNs: 0, computeInferNs: 5e8, computeOutputNs: 0 } });
   const text = await metrics.metrics();
   assert.equal(line(text, 'nereid_inference_request_success_total{model="m",version="1"}'), 'nereid_inference_request_success_total{model="m",version="1"} 2');
-  assert.equal(line(text, 'nereid_inference_count_total{'), 'nereid_inference_count_total{model="m",version="1"} 3');
+  assert.equal(line(text, 'nereid_inference_count_total{'), 'nereid_inference_count_total{model="m",version="1"} 2', 'computed rows, as /stats and Triton count them');
+  assert.equal(line(text, 'nereid_cache_hit_rows_total{'), 'nereid_cache_hit_rows_total{model="m",version="1"} 1');
   assert.equal(line(text, 'nereid_inference_request_failure_total{'), 'nereid_inference_request_failure_total{model="m",version="1",reason="INTERNAL"} 1');
   assert.equal(line(text, 'nereid_inference_in_flight{'), 'nereid_inference_in_flight{model="m",version="1"} 0');
   assert.equal(line(text, 'nereid_cache_hit_total{'), 'nereid_cache_hit_total{model="m",version="1"} 1');

@@ -459,7 +459,9 @@ export class PrometheusMetrics {
         [...version.statistics.failures].map(([reason, count]) => ({ labels: { model: version.name, version: version.version, reason }, value: count })),
       ),
     );
-    counter('nereid_inference_count_total', 'Inferences answered (batch rows of successful requests, cache hits included)', (s) => s.inferenceCount + s.cachedRows);
+    // One meaning on every surface, Triton's: /stats inference_count and nv_inference_count leave cache hits out too, so
+    // inferences ÷ executions is the mean batch size. Rows answered from the cache are counted beside them.
+    counter('nereid_inference_count_total', 'Inferences computed (batch rows of successful requests; as Triton counts them, cache hits are not inferences)', (s) => s.inferenceCount);
     counter('nereid_inference_exec_count_total', 'Model executions (batches run)', (s) => s.executionCount);
     gauge('nereid_inference_in_flight', 'Requests inside the model now (validation to answer)', (v) => v.statistics.inFlight);
     // Only versions with a reference profile have a detector: a 0 for the others would read as 'nothing out of distribution'.
@@ -468,6 +470,7 @@ export class PrometheusMetrics {
     scored('nereid_ood_checked_total', "Answer rows the version's out-of-distribution detector scored (versions with a reference profile)", (s) => s.oodChecked);
     scored('nereid_ood_total', "Answer rows flagged out of distribution by the version's reference profile", (s) => s.oodFlagged);
     counter('nereid_cache_hit_total', 'Requests answered from the response cache', (s) => s.cacheHit.count);
+    counter('nereid_cache_hit_rows_total', 'Batch rows answered from the response cache (with nereid_inference_count_total: every row answered)', (s) => s.cachedRows);
     counter('nereid_cache_miss_total', 'Requests the response cache could not answer', (s) => s.cacheMiss.count);
     gauge('nereid_inference_queued', 'Requests waiting in the scheduler queue now', (v) => v.queued);
     gauge('nereid_model_load_duration_seconds', 'How long loading the model version took', (v) =>
