@@ -413,7 +413,7 @@ program
     collect,
     [],
   )
-  .option('--inference-auth-token <token>', 'a token for inference only: infer, classify, metadata, statistics (repeatable; env NEREID_INFERENCE_AUTH_TOKEN)', collect, [])
+  .option('--inference-auth-token <token>', 'a token for inference only: infer, classify, metadata, statistics, monitor, feedback (repeatable; env NEREID_INFERENCE_AUTH_TOKEN)', collect, [])
   .option('--management-auth-token <token>', "a token for the repository API (index, load, unload), trace and log settings and the dashboard's data (/dashboard/api), nothing else (repeatable; env NEREID_MANAGEMENT_AUTH_TOKEN)", collect, [])
   .option('--metrics-auth-token <token>', 'a token for the metrics port only (repeatable; env NEREID_METRICS_AUTH_TOKEN)', collect, [])
   .option('--auth-token-file <path>', "tokens from a file, one '<scope> <token>' per line, scope all|inference|management|metrics ('#' at a line's start or after a space starts a comment)")

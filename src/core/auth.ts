@@ -1,5 +1,5 @@
 /**
- * Bearer tokens, scoped: what a token opens is inference (infer, classify, metadata, statistics),
+ * Bearer tokens, scoped: what a token opens is inference (infer, classify, metadata, statistics, monitor, feedback),
  * management (the repository API: index, load, unload; trace and log settings; the dashboard's data)
  * or metrics (the Prometheus port). A token
  * given for 'all' opens every scope. A scope nobody gave a token for is open, as before tokens

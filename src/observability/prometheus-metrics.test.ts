@@ -43,7 +43,9 @@ test("counters come from the loaded version's statistics, counted once; histogra
   assert.equal(line(text, 'nereid_inference_request_success_total{model="m",version="1"}'), 'nereid_inference_request_success_total{model="m",version="1"} 2');
   assert.equal(line(text, 'nereid_inference_count_total{'), 'nereid_inference_count_total{model="m",version="1"} 2', 'computed rows, as /stats and Triton count them');
   assert.equal(line(text, 'nereid_cache_hit_rows_total{'), 'nereid_cache_hit_rows_total{model="m",version="1"} 1');
-  assert.equal(line(text, 'nereid_inference_request_failure_total{'), 'nereid_inference_request_failure_total{model="m",version="1",reason="INTERNAL"} 1');
+  assert.equal(line(text, 'nereid_inference_request_failure_total{model="m",version="1",reason="INTERNAL"}'), 'nereid_inference_request_failure_total{model="m",version="1",reason="INTERNAL"} 1');
+  // The reasons a model meets are there at 0 before they occur, for alerts on their rate.
+  assert.equal(line(text, 'nereid_inference_request_failure_total{model="m",version="1",reason="UNAVAILABLE"}'), 'nereid_inference_request_failure_total{model="m",version="1",reason="UNAVAILABLE"} 0');
   assert.equal(line(text, 'nereid_inference_in_flight{'), 'nereid_inference_in_flight{model="m",version="1"} 0');
   assert.equal(line(text, 'nereid_cache_hit_total{'), 'nereid_cache_hit_total{model="m",version="1"} 1');
   assert.equal(line(text, 'nereid_inference_request_duration_seconds_count{'), 'nereid_inference_request_duration_seconds_count{model="m",version="1"} 2');

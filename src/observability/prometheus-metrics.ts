@@ -7,14 +7,17 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { refuseUnknownOptions } from '../core/options.js';
 import type { ErrorCode } from '../core/errors.js';
+import { refuseUnknownOptions } from '../core/options.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { ModelStatistics } from './model-statistics.js';
 import { BucketCounts, CollectedMetric, histogramSamples, type MetricKind, type Sample } from './collected-metric.js';
 import { usdOf } from './cost.js';
 import type { VersionMonitor } from '../monitoring/version-monitor.js';
 import { psiBeyondChance } from '../monitoring/drift-report.js';
+
+/** Failure reasons exported at 0 before they occur: the client's mistakes, refusals under load, timeouts, cancellations, faults. */
+const EXPECTED_FAILURE_REASONS: readonly ErrorCode[] = ['INVALID_ARGUMENT', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED', 'CANCELLED', 'INTERNAL'];
 
 const DRIFT_STATES = ['insufficient_data', 'ok', 'warning', 'drift'] as const;
 
@@ -454,10 +457,14 @@ export class PrometheusMetrics {
       this.perVersion(name, help, 'counter', (version) => value(version.statistics));
     const gauge = (name: string, help: string, value: (version: ObservedVersion) => number | undefined) => this.perVersion(name, help, 'gauge', value);
     counter('nereid_inference_request_success_total', 'Successful inference requests', (s) => s.success.count);
+    // The reasons a serving model meets are exported from load at 0 (as Triton's nv_inference_request_failure is), so
+    // an alert on a rate watches a series rather than absent data; another code appears when it first occurs.
     this.register('nereid_inference_request_failure_total', 'Failed inference requests, by reason (the error code)', 'counter', () =>
-      (this.server?.repository.loadedVersions() ?? []).flatMap((version) =>
-        [...version.statistics.failures].map(([reason, count]) => ({ labels: { model: version.name, version: version.version, reason }, value: count })),
-      ),
+      (this.server?.repository.loadedVersions() ?? []).flatMap((version) => {
+        const counts = new Map<string, number>(EXPECTED_FAILURE_REASONS.map((reason) => [reason, 0]));
+        for (const [reason, count] of version.statistics.failures) counts.set(reason, count);
+        return [...counts].map(([reason, count]) => ({ labels: { model: version.name, version: version.version, reason }, value: count }));
+      }),
     );
     // One meaning on every surface, Triton's: /stats inference_count and nv_inference_count leave cache hits out too, so
     // inferences ÷ executions is the mean batch size. Rows answered from the cache are counted beside them.
