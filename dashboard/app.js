@@ -313,6 +313,13 @@ function stateBadge(version) {
   return html`<span class="badge ${kind}" data-testid="state">${label}</span>`;
 }
 
+/** A monitored version's drift state and out-of-distribution share, so that a model failing politely stands out on the overview. */
+function driftCell(monitor) {
+  if (!monitor?.monitored) return '';
+  const ood = monitor.ood?.share === undefined ? '' : html` <small title="flagged out of distribution in the recent window">${percent(monitor.ood.share)} OOD</small>`;
+  return html`<span class="level" data-level="${monitor.state}">${monitor.state.replace('_', ' ')}</span>${ood}`;
+}
+
 function overviewPage() {
   render(main, html`<section class="cards" id="server-cards"></section><section class="panel"><h2>Models</h2><div id="models" class="table-wrap"></div></section>`);
   return {
@@ -339,13 +346,14 @@ function overviewPage() {
             <td class="num">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
             <td class="num wide">${version.stats ? number(version.stats.inference_stats.success.count, 0) : ''}</td>
             <td class="num${version.stats?.inference_stats.fail.count ? ' failing' : ''}" data-testid="failures">${version.stats ? number(version.stats.inference_stats.fail.count, 0) : ''}</td>
+            <td data-testid="drift">${driftCell(version.monitor)}</td>
             <td class="wide">${version.residency ?? ''}${version.memory_bytes === undefined ? '' : ` · ${bytes(version.memory_bytes)}`}</td>
             <td class="reason" data-testid="reason">${version.reason ?? ''}</td></tr>`;
         }),
       );
       render(
         document.getElementById('models'),
-        html`<table class="models"><thead><tr><th>Model</th><th>Version</th><th>State</th><th class="num wide">Traffic</th><th class="num">req/s</th><th class="num wide">inf/s</th><th class="num wide">Requests</th><th class="num" title="failed requests since load (req/s and Requests count those answered)">Failures</th><th class="wide">Residency</th><th>Reason</th></tr></thead><tbody>${rows}</tbody></table>`,
+        html`<table class="models"><thead><tr><th>Model</th><th>Version</th><th>State</th><th class="num wide">Traffic</th><th class="num">req/s</th><th class="num wide">inf/s</th><th class="num wide">Requests</th><th class="num" title="failed requests since load (req/s and Requests count those answered)">Failures</th><th title="the drift monitor's state and the share of the recent window flagged out of distribution (versions with a reference profile)">Drift</th><th class="wide">Residency</th><th>Reason</th></tr></thead><tbody>${rows}</tbody></table>`,
       );
     },
   };

@@ -471,6 +471,13 @@ describe('dashboard', () => {
     assert.equal(await windowCard.getAttribute('data-level'), 'doubtful');
     await page.locator('#monitor-panel').screenshot({ path: join(SCREENSHOTS, 'model-accuracy.png') });
     await closePage(page);
+    // The overview says it too: a model failing politely does not look healthy until someone opens its page.
+    const monitor = await json(`${open.url}/v2/models/fashion_mnist/versions/1/monitor`);
+    const overview = await openPage(`${open.url}/dashboard/`);
+    const drift = overview.locator('tr[data-model="fashion_mnist"] td[data-testid="drift"]');
+    await drift.locator(`.level[data-level="${monitor.state}"]`).waitFor();
+    assert.equal(await drift.textContent(), `${monitor.state.replace('_', ' ')} ${(monitor.ood.share * 100).toFixed(1)} % OOD`);
+    await closePage(overview);
   });
 
   test('the try-it panel classifies a photo and shows its label and confidence, and sends a pasted V2 request', async () => {
