@@ -344,6 +344,7 @@ describe('traces', () => {
     const failure = spans.find((span) => span.status.code === 2);
     assert.ok(failure, 'the failed request has an ERROR span');
     assert.equal(failure.attributes['error.type'], 'INVALID_ARGUMENT');
+    assert.match(failure.status.message ?? '', /^input 'INPUT0' expects /, 'the reason, not only the code');
   });
 
   test('without a traceparent a request starts its own trace; an unsampled parent records nothing', async () => {

@@ -10,6 +10,8 @@ export interface RequestRecord {
   rows: number;
   success: boolean;
   errorCode?: ErrorCode;
+  /** Why it failed, as logs may carry it (without tensor data a client's message may quote: loggedMessage). */
+  errorReason?: string;
   /** The request was answered by the model but its answer could not be sent (RequestContext.prepareAnswer failed). */
   unsent?: boolean;
   totalNs: number;

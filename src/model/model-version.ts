@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { BackendInstance } from '../backends/backend.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
-import { asNereidError, NereidError } from '../core/errors.js';
+import { asNereidError, loggedMessage, NereidError } from '../core/errors.js';
 import type { InferenceObserver, RequestRecord } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, InferOutput, Parameters, RequestContext } from '../core/inference.js';
 import { concreteDims, type InputDeclaration, type Tensor } from '../core/tensor.js';
@@ -312,7 +312,7 @@ export class ModelVersion {
     this.refusals.note(error.code, error.message);
     const { observer } = this.parts;
     observer.onRequestStart?.();
-    observer.onRequestEnd({ rows: 1, success: false, errorCode: error.code, totalNs: 0, startedAt: Date.now() });
+    observer.onRequestEnd({ rows: 1, success: false, errorCode: error.code, errorReason: loggedMessage(error), totalNs: 0, startedAt: Date.now() });
   }
 
   /**
@@ -434,6 +434,7 @@ export class ModelVersion {
       if (failure.code === 'INTERNAL') this.parts.logger.error({ err: failure.cause ?? failure, reqId: record.requestId }, `inference failed: ${failure.message}`);
       else if (REFUSAL_CODES.has(failure.code)) this.refusals.note(failure.code, failure.message);
       record.errorCode = failure.code;
+      record.errorReason = loggedMessage(failure);
     } finally {
       this.leave();
     }

@@ -185,9 +185,14 @@ class TracingObserver implements InferenceObserver {
     span.setAttribute('nereid.inference.rows', record.rows);
     if (record.requestId !== undefined) span.setAttribute('nereid.request.id', record.requestId);
     if (record.cache) span.setAttribute('nereid.cache.hit', record.cache.hit);
+    if (record.ood) {
+      span.setAttribute('nereid.ood.checked', record.ood.checked);
+      span.setAttribute('nereid.ood.flagged', record.ood.flagged);
+    }
     if (!record.success) {
       span.setAttribute(conventions.ATTR_ERROR_TYPE, record.errorCode ?? 'INTERNAL');
-      span.setStatus({ code: api.SpanStatusCode.ERROR, message: record.errorCode });
+      // The reason, as logs carry it: a trace of a failed request says why without a trip to the logs.
+      span.setStatus({ code: api.SpanStatusCode.ERROR, message: record.errorReason ?? record.errorCode });
     }
     const timings = record.timings;
     if (timings?.steps) {
