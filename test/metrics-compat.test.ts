@@ -3,6 +3,7 @@
  * read are exported under its names and units, equal to the statistics the nereid_ metrics come from.
  */
 import assert from 'node:assert/strict';
+import { totalmem } from 'node:os';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
@@ -38,6 +39,13 @@ test("Triton's nv_ counters carry the same counts as the statistics, durations i
   assert.equal(sample(text, 'nv_inference_compute_infer_duration_us'), Math.round(Number(stats.compute_infer.ns) / 1e3));
   assert.equal(sample(text, 'nv_inference_pending_request_count'), 0);
   assert.match(text, /^nereid_inference_request_success_total\{model="simple",version="1"\} 3$/m, 'the nereid_ names stay');
+  // Triton's CPU metrics, the machine's: a share, and bytes within what the machine has.
+  const utilization = Number(/^nv_cpu_utilization (\S+)$/m.exec(text)?.[1]);
+  assert.ok(utilization >= 0 && utilization <= 1, `nv_cpu_utilization ${utilization}`);
+  const total = Number(/^nv_cpu_memory_total_bytes (\S+)$/m.exec(text)?.[1]);
+  const used = Number(/^nv_cpu_memory_used_bytes (\S+)$/m.exec(text)?.[1]);
+  assert.equal(total, totalmem());
+  assert.ok(used > 0 && used < total, `${used} of ${total}`);
 });
 
 test("nv_inference_request_failure's reason is Triton's: refusals under load REJECTED, cancellations CANCELED, model failures BACKEND", () => {

@@ -5,6 +5,7 @@
  * allocation). A scrape costs work proportional to the number of model versions, never to the
  * traffic. prom-client's registry formats them with its process metrics.
  */
+import { cpus, freemem, totalmem } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { ErrorCode } from '../core/errors.js';
@@ -175,6 +176,17 @@ class MetricsObserver implements InferenceObserver {
   onExecution(record: ExecutionRecord): void {
     this.histograms.batchSize.observe(record.batchSize);
   }
+}
+
+/** The machine's CPU time, idle and in all, summed over its cores (milliseconds). */
+function cpuTimes(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const { times } of cpus()) {
+    idle += times.idle;
+    total += times.user + times.nice + times.sys + times.idle + times.irq;
+  }
+  return { idle, total };
 }
 
 /** The reasons Triton's nv_inference_request_failure is labelled with. */
@@ -397,6 +409,18 @@ export class PrometheusMetrics {
     counter('nv_cache_num_hits_per_model', 'Number of cache hits per model', (s) => s.cacheHit.count);
     counter('nv_cache_num_misses_per_model', 'Number of cache misses per model', (s) => s.cacheMiss.count);
     this.perVersion('nv_inference_pending_request_count', 'Instantaneous number of pending requests awaiting execution per-model', 'gauge', (version) => version.queued);
+    // Triton's CPU metrics, which CPU-only Triton dashboards plot: the machine's, as Triton reads them (not this process's;
+    // prom-client's process_* have those). Utilization is over the time since the previous scrape (since boot at the first).
+    let previous = cpuTimes();
+    this.register('nv_cpu_utilization', 'CPU utilization rate [0.0 - 1.0]', 'gauge', () => {
+      const now = cpuTimes();
+      const total = now.total - previous.total;
+      const value = total > 0 ? 1 - (now.idle - previous.idle) / total : 0;
+      previous = now;
+      return [{ labels: {}, value }];
+    });
+    this.register('nv_cpu_memory_total_bytes', 'CPU total memory (RAM), in bytes', 'gauge', () => [{ labels: {}, value: totalmem() }]);
+    this.register('nv_cpu_memory_used_bytes', 'CPU used memory (RAM), in bytes', 'gauge', () => [{ labels: {}, value: totalmem() - freemem() }]);
   }
 
   /** Loads, unloads to make room and memory charged, per model whose residency is managed. */
