@@ -154,6 +154,8 @@ test('a stream of test images is ok, turns to drift within one window of inverte
     const scrape = await metrics.metrics();
     assert.match(scrape, /nereid_drift_state\{model="fashion_mnist",version="1",state="drift"\} 1/);
     assert.match(scrape, /nereid_drift_score\{model="fashion_mnist",version="1",feature="ood\.flagged"\} \d/);
+    const evaluatedAt = Number(/^nereid_drift_evaluated_timestamp_seconds\{model="fashion_mnist",version="1"\} (\S+)$/m.exec(scrape)?.[1]);
+    assert.ok(Math.abs(evaluatedAt - Date.now() / 1000) < 600, `the scores' age: evaluated at ${evaluatedAt}`);
     assert.match(scrape, /nereid_prediction_confidence_count\{model="fashion_mnist",version="1"\} \d+/);
     assert.match(scrape, /nereid_predicted_class_total\{model="fashion_mnist",version="1",class="Bag"\} \d+/);
     assert.match(scrape, /nereid_expected_accuracy\{model="fashion_mnist",version="1"\} 0\.\d+/);

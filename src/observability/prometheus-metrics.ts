@@ -320,6 +320,16 @@ export class PrometheusMetrics {
         for (const feature of monitor.latest?.features ?? []) samples.push({ labels: { ...labels, feature: feature.feature }, value: psiBeyondChance(feature) });
       }),
     );
+    // The scores are as old as the last evaluation, which comes every --monitor-evaluate-every rows: at little traffic, hours.
+    this.register(
+      'nereid_drift_evaluated_timestamp_seconds',
+      'When nereid_drift_score was evaluated (Unix time): the scores are as old as that',
+      'gauge',
+      monitored((labels, monitor, samples) => {
+        const at = monitor.latest?.at;
+        if (at !== undefined) samples.push({ labels, value: at / 1000 });
+      }),
+    );
     this.register(
       'nereid_drift_state',
       'Drift state of the version: 1 for the state it is in (insufficient_data, ok, warning, drift), 0 for the others',
