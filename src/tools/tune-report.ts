@@ -218,8 +218,7 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
     ...(fields.dynamic_batching ? [{ path: ['dynamic_batching', 'max_queue_delay_microseconds'], value: candidate.maxQueueDelayUs }] : []),
     ...Object.entries(TUNED_PARAMETERS(candidate)).map(([key, value]) => ({ path: ['parameters', key], value })),
   ]);
-  // The note goes after the file's opening comments, which usually say what the model is.
-  const header = /^(?:#.*\n)*/.exec(edited)![0];
-  await writeFile(path, `${header}#${note}\n${edited.slice(header.length)}`);
+  // The newest measurement first, above the comments the file had.
+  await writeFile(path, `#${note}\n${edited}`);
   return { path, backup };
 }
