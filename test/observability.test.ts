@@ -454,6 +454,7 @@ describe('logs', () => {
     const message = grpcRows('plain', 1);
     message.inputs[0].contents = { fp32_contents: Array(16).fill(SECRET_NUMBER) };
     message.inputs[0].datatype = 'FP32';
+    (message as { id?: string }).id = 'v2-id-7';
     const failed = await grpcInfer(message, metadata);
     assert.equal(failed.error?.code, grpc.status.INVALID_ARGUMENT);
     for (let turns = 0; turns < 10_000 && !logLines.slice(first).some((line) => line.reqId === 'grpc-req-7' && line.msg === 'request completed'); turns++) {
@@ -465,6 +466,7 @@ describe('logs', () => {
     assert.equal(accessLine.rpc, 'ModelInfer');
     assert.equal(accessLine.status, grpc.status.INVALID_ARGUMENT);
     assert.equal(accessLine.code, 'INVALID_ARGUMENT', 'the status named, beside its number');
+    assert.equal(accessLine.id, 'v2-id-7', "the request's V2 id, beside the x-request-id");
     assert.equal(accessLine.level, 40);
     assert.equal(typeof accessLine.reason, 'string');
     assert.equal(accessLine.model, 'plain');

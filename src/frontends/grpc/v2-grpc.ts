@@ -121,6 +121,12 @@ function authorizationOf(metadata: grpc.Metadata): string | undefined {
 }
 
 /** The model a request message names, for the access log. */
+/** The V2 request `id` a client gave (ModelInfer), cut as answers cut it, for the access line. */
+function requestIdFieldOf(message: unknown): string | undefined {
+  const id = (message as { id?: unknown } | undefined)?.id;
+  return typeof id === 'string' && id !== '' ? shortened(id, MAX_ID_CHARS) : undefined;
+}
+
 function modelOf(message: unknown): string | undefined {
   const fields = message as { model_name?: unknown; name?: unknown } | undefined;
   const name = fields?.model_name ?? fields?.name;
@@ -279,8 +285,9 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   const access = (rpc: string, reqId: string, message: unknown, started: number, status: grpc.status, reason?: string): void => {
     if (!settings.accessLog) return;
     const ms = Math.round((performance.now() - started) * 1000) / 1000;
-    if (status === grpc.status.OK) logger.info({ reqId, rpc, status, ms, model: modelOf(message) }, 'request completed');
-    else logger.warn({ reqId, rpc, status, code: grpc.status[status], reason, ms, model: modelOf(message) }, 'request completed');
+    const fields = { reqId, rpc, status, ms, model: modelOf(message), id: requestIdFieldOf(message) };
+    if (status === grpc.status.OK) logger.info(fields, 'request completed');
+    else logger.warn({ ...fields, code: grpc.status[status], reason }, 'request completed');
   };
 
   const authorize = (method: string, metadata: grpc.Metadata): void => {
