@@ -63,7 +63,8 @@ function bytes(value) {
   return `${scaled.toFixed(unit ? 1 : 0)} ${units[unit]}`;
 }
 /** Dollars to the cent; under a cent in scientific notation rather than a row of zeros. */
-const dollars = (value) => (value === 0 || value >= 0.01 ? `$${value.toFixed(value >= 100 ? 0 : 2)}` : `$${value.toExponential(2)}`);
+// Small amounts in plain decimals ($0.00000300), which a reader of prices reads, not in exponent notation.
+const dollars = (value) => (value === 0 || value >= 0.01 ? `$${value.toFixed(value >= 100 ? 0 : 2)}` : `$${value.toLocaleString('en-US', { maximumSignificantDigits: 3, maximumFractionDigits: 20 })}`);
 function duration(seconds) {
   const s = Math.floor(seconds);
   const parts = [[Math.floor(s / 86400), 'd'], [Math.floor((s % 86400) / 3600), 'h'], [Math.floor((s % 3600) / 60), 'm'], [s % 60, 's']];
@@ -445,11 +446,11 @@ function modelPage(name, versionName) {
         html`${card('State', version.state, version.reason ?? '', 'model-state')}
         ${card('Requests', number(stats.inference_stats.success.count, 0), `${number(rates?.requests_per_s)} /s now`, 'requests')}
         ${card('Inferences', number(stats.inference_count, 0), `${number(rates?.inferences_per_s)} /s now`, 'inferences')}
-        ${card('Executions', number(stats.execution_count, 0), `mean batch ${number(rates?.mean_batch_size)}`, 'executions')}
+        ${card('Executions', number(stats.execution_count, 0), meanBatchDetail(rates, stats), 'executions')}
         ${card('Failures', number(stats.inference_stats.fail.count, 0), '', 'failures')}
         ${card('Queue', number(version.queued, 0), `${number(version.in_flight, 0)} in flight`, 'queued')}
         ${card('Cache hits', lookups ? percent(stats.inference_stats.cache_hit.count / lookups) : '–', lookups ? `${lookups} lookups` : 'no response cache', 'cache')}
-        ${card('Cost / 1,000', cost === null ? '–' : dollars(cost), cost === null ? 'set --cost-per-core-hour' : 'predictions', 'cost')}
+        ${costCard(cost)}
         ${version.memory_bytes === undefined ? '' : card('Memory', bytes(version.memory_bytes), version.residency ?? '', 'memory')}`,
       );
       // A model without a response cache has no hit rate to draw.
@@ -478,6 +479,19 @@ function modelPage(name, versionName) {
   };
 }
 
+/** The cost per 1,000 predictions, or per million where that is under a cent, so it reads as a price, not a long decimal. */
+function costCard(cost) {
+  if (cost === null) return card('Cost / 1,000', '–', 'set --cost-per-core-hour', 'cost');
+  const perMillion = cost > 0 && cost < 0.01;
+  return card(perMillion ? 'Cost / 1M' : 'Cost / 1,000', dollars(perMillion ? cost * 1000 : cost), 'predictions', 'cost');
+}
+
+/** The mean batch of the last second with executions; before the page has seen one, the mean since load. */
+function meanBatchDetail(rates, stats) {
+  if (rates?.mean_batch_size !== undefined && rates.mean_batch_size !== null) return `mean batch ${number(rates.mean_batch_size)}`;
+  return stats.execution_count > 0 ? `mean batch ${number(stats.inference_count / stats.execution_count)} since load` : 'mean batch –';
+}
+
 /**
  * The latest percentiles of each phase, from the last second that had requests through it: the
  * numbers the charts end on, for a reader who wants figures.
@@ -497,7 +511,10 @@ function showPhaseTable(points, stats) {
       const found = latest((point) => point.rates.percentiles[phase.histogram]);
       const shown = found?.value;
       const ms = (value) => (value === undefined ? '–' : number(value, value < 1 ? 3 : 1));
-      return html`<tr data-phase="${phase.id}"><td>${phase.title}</td><td class="num" data-q="p50">${ms(shown?.p50)}</td><td class="num" data-q="p95">${ms(shown?.p95)}</td><td class="num" data-q="p99">${ms(shown?.p99)}</td><td class="num muted">${found ? ago(points.at(-1).at - found.at) : ''}</td></tr>`;
+      // Opened after the traffic it is asked about: the page has no second with requests, so the mean since load stands in.
+      const counted = stats.inference_stats[phase.field];
+      const measured = found ? ago(points.at(-1).at - found.at) : `mean ${ms(Number(counted.ns) / counted.count / 1e6)} since load`;
+      return html`<tr data-phase="${phase.id}"><td>${phase.title}</td><td class="num" data-q="p50">${ms(shown?.p50)}</td><td class="num" data-q="p95">${ms(shown?.p95)}</td><td class="num" data-q="p99">${ms(shown?.p99)}</td><td class="num muted" data-q="measured">${measured}</td></tr>`;
     });
   render(
     document.getElementById('phase-table'),

@@ -469,6 +469,9 @@ describe('dashboard', () => {
     assert.match(accuracy.caution, /^the estimate assumes the model is as well calibrated as on its reference data/);
     assert.equal(await windowCard.locator('.card-detail').textContent(), accuracy.caution);
     assert.equal(await windowCard.getAttribute('data-level'), 'doubtful');
+    // Opened after the traffic: no second of its own to show, so the figures since load stand in, said as such.
+    await page.locator('#phase-table tr[data-phase="request"] td[data-q="measured"]', { hasText: /^mean [\d.]+ since load$/ }).waitFor();
+    assert.match((await page.locator('[data-testid="executions"] .card-detail').textContent()) ?? '', /^mean batch [\d.]+ since load$/);
     await page.locator('#monitor-panel').screenshot({ path: join(SCREENSHOTS, 'model-accuracy.png') });
     await closePage(page);
     // The overview says it too: a model failing politely does not look healthy until someone opens its page.

@@ -164,7 +164,7 @@ export function expectedCalibrationError(confidences: ArrayLike<number>, correct
  */
 export function accuracyCaution(state: string): string | undefined {
   if (state === 'ok') return undefined;
-  return `the estimate assumes the model is as well calibrated as on its reference data; with the state ${state}, it may be far from the true accuracy: label some rows (feedback) to measure it`;
+  return `the estimate assumes the model is as well calibrated as on its reference data; with the state ${state.replace('_', ' ')}, it may be far from the true accuracy: label some rows (feedback) to measure it`;
 }
 
 export interface AccuracySummary {
