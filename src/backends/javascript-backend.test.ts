@@ -373,7 +373,7 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
       assert.deepEqual(sent, [{ sequence_id: 7, sequence_start: true, note: 'x' }, undefined], 'the refused options never reached the server');
       const logged = JSON.parse(/\[".*\]$/.exec(seen.find((line) => line.endsWith('"]')) ?? '')?.[0] ?? '[]') as string[];
       assert.equal(logged[0], 'answered');
-      assert.equal(logged[1], "context.infer('other'): unknown option(s) 'paramters'; the options are version, outputs, request, parameters");
+      assert.equal(logged[1], "context.infer('other'): unknown option 'paramters' (known: outputs, parameters, request, version; did you mean 'parameters'?)");
       assert.equal(logged[2], "context.infer('other'): parameter 'nested' must be a string, number or boolean, got object");
       assert.equal(logged[3], "context.infer('refusing'): inference request to model 'refusing' must specify a non-zero or non-empty correlation ID");
     } finally {

@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CompletedModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
+import { refuseUnknownOptions } from '../core/options.js';
 import type { Parameters } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import { missingExecuteError, moduleLoadError } from './handler-module.js';
@@ -132,9 +133,7 @@ const INFER_OPTIONS: readonly string[] = ['version', 'outputs', 'request', 'para
 
 /** A misspelt option would otherwise be dropped unsaid, as would a parameter the protocol cannot carry. */
 function checkInferOptions(model: string, options: InferOptions): void {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`context.infer('${model}', inputs, options): options must be an object, got ${String(options)}`);
-  const unknown = Object.keys(options).filter((key) => !INFER_OPTIONS.includes(key));
-  if (unknown.length > 0) throw new TypeError(`context.infer('${model}'): unknown option(s) ${unknown.map((key) => `'${key}'`).join(', ')}; the options are ${INFER_OPTIONS.join(', ')}`);
+  refuseUnknownOptions(`context.infer('${model}')`, options, INFER_OPTIONS);
   if (options.parameters === undefined) return;
   if (typeof options.parameters !== 'object' || options.parameters === null || Array.isArray(options.parameters)) {
     throw new TypeError(`context.infer('${model}'): options.parameters must be an object of parameters by name, got ${Array.isArray(options.parameters) ? 'an array' : String(options.parameters)}`);
