@@ -352,6 +352,7 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
         const outcome = (promise) => promise.then(() => 'answered', (error) => error.message);
         const results = [
           await outcome(context.infer('other', { X }, { request, parameters: { sequence_id: 7, sequence_start: true, note: 'x' } })),
+          await outcome(context.infer('other', { X }, { request, parameters: { sequence_id: 18446744073709551615n } })),
           await outcome(context.infer('other', { X }, { request, paramters: { sequence_id: 7 } })),
           await outcome(context.infer('other', { X }, { request, parameters: { nested: { a: 1 } } })),
           await outcome(context.infer('refusing', { X }, { request })),
@@ -370,12 +371,12 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
     );
     try {
       await instance.run(input([1, 2]), ['OUT']);
-      assert.deepEqual(sent, [{ sequence_id: 7, sequence_start: true, note: 'x' }, undefined], 'the refused options never reached the server');
+      assert.deepEqual(sent, [{ sequence_id: 7, sequence_start: true, note: 'x' }, { sequence_id: 18446744073709551615n }, undefined], 'the refused options never reached the server');
       const logged = JSON.parse(/\[".*\]$/.exec(seen.find((line) => line.endsWith('"]')) ?? '')?.[0] ?? '[]') as string[];
-      assert.equal(logged[0], 'answered');
-      assert.equal(logged[1], "context.infer('other'): unknown option 'paramters' (known: outputs, parameters, request, version; did you mean 'parameters'?)");
-      assert.equal(logged[2], "context.infer('other'): parameter 'nested' must be a string, number or boolean, got object");
-      assert.equal(logged[3], "context.infer('refusing'): inference request to model 'refusing' must specify a non-zero or non-empty correlation ID");
+      assert.deepEqual(logged.slice(0, 2), ['answered', 'answered'], 'a bigint sequence id is a parameter too');
+      assert.equal(logged[2], "context.infer('other'): unknown option 'paramters' (known: outputs, parameters, request, version; did you mean 'parameters'?)");
+      assert.equal(logged[3], "context.infer('other'): parameter 'nested' must be a string, number, bigint or boolean, got object");
+      assert.equal(logged[4], "context.infer('refusing'): inference request to model 'refusing' must specify a non-zero or non-empty correlation ID");
     } finally {
       await instance.release();
     }

@@ -46,7 +46,7 @@ export type HandlerWorkerReply =
   | { type: 'ready' }
   | { type: 'failed'; message: string; stack?: string }
   | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; error?: { message: string; stack?: string } }
-  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; parameters?: Record<string, string | number | boolean>; origin?: { batch: number; index: number } }
+  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; parameters?: Parameters; origin?: { batch: number; index: number } }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   | { type: 'finalized'; error?: string };
 
@@ -126,7 +126,7 @@ interface InferOptions {
   version?: string | number;
   outputs?: string[];
   request?: object;
-  parameters?: Record<string, string | number | boolean>;
+  parameters?: Parameters;
 }
 
 const INFER_OPTIONS: readonly string[] = ['version', 'outputs', 'request', 'parameters'];
@@ -139,7 +139,8 @@ function checkInferOptions(model: string, options: InferOptions): void {
     throw new TypeError(`context.infer('${model}'): options.parameters must be an object of parameters by name, got ${Array.isArray(options.parameters) ? 'an array' : String(options.parameters)}`);
   }
   for (const [name, value] of Object.entries(options.parameters)) {
-    if (!['string', 'number', 'boolean'].includes(typeof value)) throw new TypeError(`context.infer('${model}'): parameter '${name}' must be a string, number or boolean, got ${value === null ? 'null' : typeof value}`);
+    // A bigint as well: a 64-bit sequence id past 2^53, as the server takes it from gRPC.
+    if (!['string', 'number', 'boolean', 'bigint'].includes(typeof value)) throw new TypeError(`context.infer('${model}'): parameter '${name}' must be a string, number, bigint or boolean, got ${value === null ? 'null' : typeof value}`);
   }
 }
 
