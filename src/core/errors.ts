@@ -77,6 +77,14 @@ export function grpcStatusOf(code: ErrorCode): number {
 }
 
 /**
+ * Whether a failure is the server declining work under load — a full queue, a wait longer than allowed, the bytes in
+ * flight, a timeout run out in the queue — rather than the request's fault or a fault of the server's own.
+ */
+export function isRefusal(code: ErrorCode): boolean {
+  return code === 'UNAVAILABLE' || code === 'RESOURCE_EXHAUSTED' || code === 'DEADLINE_EXCEEDED';
+}
+
+/**
  * Anything thrown, as a NereidError: a NereidError stays as it is; anything else is an INTERNAL
  * failure that keeps the original as its cause (stack included), its message prefixed with where it
  * happened when `context` says so.

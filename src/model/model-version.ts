@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { BackendInstance } from '../backends/backend.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
-import { asNereidError, loggedMessage, NereidError } from '../core/errors.js';
+import { asNereidError, isRefusal, loggedMessage, NereidError } from '../core/errors.js';
 import type { InferenceObserver, RequestRecord } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, InferOutput, Parameters, RequestContext } from '../core/inference.js';
 import { concreteDims, type InputDeclaration, type Tensor } from '../core/tensor.js';
@@ -150,9 +150,6 @@ export interface RunResult {
 
 const NO_INPUTS: ReadonlySet<string> = new Set();
 const NO_EXTRA_OUTPUTS: readonly string[] = [];
-
-/** Failures that are the server declining work under load, not the request's fault nor a fault of its own. */
-const REFUSAL_CODES: ReadonlySet<string> = new Set(['UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED']);
 
 /** A cache hit spent no time in the queue or the model. */
 const HIT_TIMINGS: RequestTimings = Object.freeze({ queueNs: 0, computeInputNs: 0, computeInferNs: 0, computeOutputNs: 0 });
@@ -432,7 +429,7 @@ export class ModelVersion {
       failure = asNereidError(error, this.label);
       // Logged once, here, with the original error's stack; the front ends log internal failures only at debug.
       if (failure.code === 'INTERNAL') this.parts.logger.error({ err: failure.cause ?? failure, reqId: record.requestId }, `inference failed: ${failure.message}`);
-      else if (REFUSAL_CODES.has(failure.code)) this.refusals.note(failure.code, failure.message);
+      else if (isRefusal(failure.code)) this.refusals.note(failure.code, failure.message);
       record.errorCode = failure.code;
       record.errorReason = loggedMessage(failure);
     } finally {

@@ -8,7 +8,7 @@
 import { cpus, freemem, totalmem } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import type { ErrorCode } from '../core/errors.js';
+import { isRefusal, type ErrorCode } from '../core/errors.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { ModelStatistics } from './model-statistics.js';
@@ -199,7 +199,7 @@ type TritonFailureReason = (typeof TRITON_FAILURE_REASONS)[number];
  * (invalid input among them).
  */
 export function tritonFailureReason(code: ErrorCode): TritonFailureReason {
-  if (code === 'UNAVAILABLE' || code === 'RESOURCE_EXHAUSTED' || code === 'DEADLINE_EXCEEDED') return 'REJECTED';
+  if (isRefusal(code)) return 'REJECTED';
   if (code === 'CANCELLED') return 'CANCELED';
   return code === 'INTERNAL' ? 'BACKEND' : 'OTHER';
 }

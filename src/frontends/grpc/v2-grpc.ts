@@ -120,13 +120,13 @@ function authorizationOf(metadata: grpc.Metadata): string | undefined {
   return metadataString(metadata, 'authorization');
 }
 
-/** The model a request message names, for the access log. */
 /** The V2 request `id` a client gave (ModelInfer), cut as answers cut it, for the access line. */
 function requestIdFieldOf(message: unknown): string | undefined {
   const id = (message as { id?: unknown } | undefined)?.id;
   return typeof id === 'string' && id !== '' ? shortened(id, MAX_ID_CHARS) : undefined;
 }
 
+/** The model a request message names, for the access log. */
 function modelOf(message: unknown): string | undefined {
   const fields = message as { model_name?: unknown; name?: unknown } | undefined;
   const name = fields?.model_name ?? fields?.name;
