@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { bytesElements, numberToHalf } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import { decodeEntry, decodeOutputs, encodeOutputs } from './cached-outputs.js';
+import { decodeEntry, encodeOutputs } from './cached-outputs.js';
 
 function plain(tensor: Tensor) {
   const data = tensor.datatype === 'BYTES' ? bytesElements(tensor.data).map((element) => element.toString('hex')) : Array.from(tensor.data as ArrayLike<unknown>);
@@ -20,7 +20,7 @@ test('outputs of every kind survive encode/decode exactly: FP32, INT64, BOOL, BY
     empty: { datatype: 'FP32', shape: [0, 4], data: new Float32Array(0) },
   };
   const encoded = encodeOutputs(outputs);
-  const decoded = decodeOutputs(encoded);
+  const decoded = decodeEntry(encoded).outputs;
   assert.deepEqual(Object.keys(decoded), Object.keys(outputs), 'names and their order');
   for (const [name, tensor] of Object.entries(outputs)) {
     assert.deepEqual(plain(decoded[name]), plain(tensor), name);
@@ -29,7 +29,7 @@ test('outputs of every kind survive encode/decode exactly: FP32, INT64, BOOL, BY
   // And again: decoding must not depend on the buffer's alignment or on a copy of it.
   const shifted = Buffer.concat([Buffer.alloc(1), encoded]).subarray(1);
   assert.deepEqual(
-    Object.fromEntries(Object.entries(decodeOutputs(shifted)).map(([name, tensor]) => [name, plain(tensor)])),
+    Object.fromEntries(Object.entries(decodeEntry(shifted).outputs).map(([name, tensor]) => [name, plain(tensor)])),
     Object.fromEntries(Object.entries(outputs).map(([name, tensor]) => [name, plain(tensor)])),
   );
 });
@@ -38,7 +38,7 @@ test('encoding copies: changing the source after encoding does not change what w
   const data = new Float32Array([1, 2, 3]);
   const encoded = encodeOutputs({ y: { datatype: 'FP32', shape: [3], data } });
   data[0] = 42;
-  assert.deepEqual(Array.from(decodeOutputs(encoded).y.data as Float32Array), [1, 2, 3]);
+  assert.deepEqual(Array.from(decodeEntry(encoded).outputs.y.data as Float32Array), [1, 2, 3]);
 });
 
 test('decoded outputs never share memory with the cached buffer, whatever its alignment', () => {
@@ -50,12 +50,12 @@ test('decoded outputs never share memory with the cached buffer, whatever its al
       text: { datatype: 'BYTES', shape: [1], data: [Buffer.from('abc')] },
     });
     const snapshot = Buffer.from(cachedBuffer);
-    const first = decodeOutputs(cachedBuffer);
+    const first = decodeEntry(cachedBuffer).outputs;
     (first[name].data as Float32Array)[0] = 99;
     (first.ids.data as BigInt64Array)[0] = -1n;
     bytesElements(first.text.data)[0][0] = 0x7a;
     assert.ok(cachedBuffer.equals(snapshot), `output '${name}': changing a decoded answer changed the cached bytes`);
-    const second = decodeOutputs(cachedBuffer);
+    const second = decodeEntry(cachedBuffer).outputs;
     assert.deepEqual(Array.from(second[name].data as Float32Array), [1, 2]);
     assert.deepEqual(Array.from(second.ids.data as BigInt64Array), [7n]);
     assert.equal(bytesElements(second.text.data)[0].toString(), 'abc');
@@ -63,7 +63,7 @@ test('decoded outputs never share memory with the cached buffer, whatever its al
 });
 
 test('no outputs encode to a small buffer and decode to none', () => {
-  assert.deepEqual(decodeOutputs(encodeOutputs({})), {});
+  assert.deepEqual(decodeEntry(encodeOutputs({})).outputs, {});
 });
 
 test('annotations ride with the outputs, and an entry written without them reads as before', () => {

@@ -30,10 +30,6 @@ export function encodeOutputs(outputs: Record<string, Tensor>, annotations?: Ann
   return Buffer.concat([length, json, ...payloads]);
 }
 
-export function decodeOutputs(buffer: Buffer): Record<string, Tensor> {
-  return decodeEntry(buffer).outputs;
-}
-
 export function decodeEntry(buffer: Buffer): { outputs: Record<string, Tensor>; annotations?: Annotations } {
   const jsonLength = buffer.readUInt32LE(0);
   const parsed = JSON.parse(buffer.subarray(4, 4 + jsonLength).toString('utf8')) as HeaderEntry[] | { outputs: HeaderEntry[]; annotations: Annotations };

@@ -156,7 +156,6 @@ export function expectedCalibrationError(confidences: ArrayLike<number>, correct
   return gap / confidences.length;
 }
 
-/** What an accuracy window reports. Figures over no predictions are absent rather than 0 or NaN. */
 /**
  * Why an accuracy estimate from confidence is not to be trusted in `state`, or undefined in an ok state: it assumes the
  * reference's calibration holds, which drifted inputs break (measured: 80 % estimated against 55 % realised on noisy
@@ -167,6 +166,7 @@ export function accuracyCaution(state: string): string | undefined {
   return `the estimate assumes the model is as well calibrated as on its reference data; with the state ${state.replace('_', ' ')}, it may be far from the true accuracy: label some rows (feedback) to measure it`;
 }
 
+/** What an accuracy window reports. Figures over no predictions are absent rather than 0 or NaN. */
 export interface AccuracySummary {
   window: WindowSpan;
   /** Predictions in the window, and how many of them have had their true label fed back. */

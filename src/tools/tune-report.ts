@@ -182,8 +182,9 @@ async function backUp(path: string, wanted: string): Promise<string> {
 /**
  * Writes the winner's settings into the model's config file (config.yaml/.yml or config.json),
  * after copying the old file to `<name>.bak-<timestamp>`. Other fields stay, and in YAML every line
- * but those of the written settings, comments included. A different version winning is reported, never written: which version serves decides the
- * answers clients get, which a speed measurement must not change. config.pbtxt is refused, and so
+ * but those of the written settings, comments included. A different version winning is reported,
+ * never written: which version serves decides the answers clients get, which a speed measurement
+ * must not change. config.pbtxt is refused, and so
  * is a config that is no longer `readAtStart` (edited, or written by another tune, while this one
  * measured): the measurement was of the old one, and writing would undo the edit.
  */
