@@ -656,7 +656,7 @@ export function describeIssues(error: z.ZodError, prefix = '', whole = '(config)
       // An unknown field's message names it; at the top there is no place to name besides the file.
       if (!path && issue.code === 'unrecognized_keys') return issue.message;
       // A value outside a set of choices is named (parsed with reportInput), as the rest of the messages name what came.
-      const got = issue.code === 'invalid_value' && 'input' in issue ? `, got ${JSON.stringify(issue.input) ?? String(issue.input)}` : '';
+      const got = issue.code === 'invalid_value' && 'input' in issue ? `, got ${quote(issue.input)}` : '';
       return `${path || whole}: ${issue.message}${got}`;
     })
     .join('; ');
