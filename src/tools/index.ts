@@ -2,4 +2,4 @@
 export { monitorOptionsSchema, profileOptionsSchema, representationTensor, runMonitor, runProfile, type MonitorOptions, type MonitorReport, type ProfileOptions } from './reference-profiling.js';
 export { measureConfigs, runTune, tuneOptionsSchema, type TuneOptions, type TuneProgress, type TuneReport } from './tune.js';
 export { formatTuneReport, tuneChartSvg, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tune-report.js';
-export { batchSizeCandidates, candidateConfig, chooseWinner, instanceSplits, paretoFront, type Candidate, type Measured, type Objective } from './tune-search.js';
+export { batchSizeCandidates, candidateConfig, chooseWinner, instanceSplits, paretoFront, paretoLevels, type Candidate, type Measured, type Objective } from './tune-search.js';

@@ -36,7 +36,7 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   lines.push(`|---|---|---|${levels.map(() => '---:').join('|')}|---:|---:|---:|---:|:-:|`);
   report.results.forEach((measured, index) => {
     const shown = shownLevelOf(report, index);
-    const marks = `${measured.pareto ? '●' : ''}${index === report.winner ? ' ← best' : ''}${index === report.best && index !== report.winner ? ' ← best of the served version' : ''}`;
+    const marks = `${measured.paretoLevels.length ? `● c=${measured.paretoLevels.join(',')}` : ''}${index === report.winner ? ' ← best' : ''}${index === report.best && index !== report.winner ? ' ← best of the served version' : ''}`;
     lines.push(
       `| ${index} | ${measured.step} | ${describeCandidate(measured.candidate)} | ${measured.levels.map((level) => fixed(level.throughput, 1)).join(' | ')} | ${fixed(shown.p50Ms, 2)} / ${fixed(shown.p95Ms, 2)} / ${fixed(shown.p99Ms, 2)} (c=${shown.concurrency}) | ${fixed(shown.cpuSecondsPerInference * 1000, 3)} | ${fixed(usdPer1000(shown.cpuSecondsPerInference, usdPerCoreHour), 6)} | ${fixed(shown.meanBatchRows, 1)} | ${marks} |`,
     );
@@ -87,7 +87,11 @@ export function unmetObjective(report: TuneReport): string | undefined {
   return `no configuration met ${bound}; the best seen: #${closest.index} ${describeCandidate(report.results[closest.index].candidate)}, ${seen} at c=${closest.level.concurrency} (${fixed(closest.level.throughput, 1)} inferences/s)`;
 }
 
-/** Throughput against p99 of every candidate at its shown level; the front joined, the current config and the winner labelled. */
+/**
+ * Throughput against p99 of every operating point: each candidate's levels joined by a thin line in
+ * concurrency order (its curve, as Model Analyzer draws one per config), its shown level labelled with
+ * its row, and the Pareto front over all the points joined in blue.
+ */
 export function tuneChartSvg(report: TuneReport): string {
   const width = 760;
   const height = 480;
@@ -95,11 +99,15 @@ export function tuneChartSvg(report: TuneReport): string {
   const right = 20;
   const top = 40;
   const bottom = 60;
-  const points = report.results.map((_, index) => ({ index, level: shownLevelOf(report, index) }));
-  const maxX = Math.max(...points.map((point) => point.level.p99Ms)) * 1.1 || 1;
-  const maxY = Math.max(...points.map((point) => point.level.throughput)) * 1.1 || 1;
+  const measuredPoints = (index: number) => report.results[index].levels.filter((level) => level.errors === 0 && level.throughput > 0).sort((a, b) => a.concurrency - b.concurrency);
+  const curves = report.results.map((_, index) => ({ index, levels: measuredPoints(index), shown: shownLevelOf(report, index) }));
+  const all = curves.flatMap((curve) => [...curve.levels, curve.shown]);
+  const maxX = Math.max(...all.map((level) => level.p99Ms).filter(Number.isFinite)) * 1.1 || 1;
+  const maxY = Math.max(...all.map((level) => level.throughput)) * 1.1 || 1;
   const x = (ms: number) => left + (ms / maxX) * (width - left - right);
   const y = (throughput: number) => height - bottom - (throughput / maxY) * (height - top - bottom);
+  const at = (level: LevelResult) => `${x(level.p99Ms).toFixed(1)},${y(level.throughput).toFixed(1)}`;
+  const levels = report.results[0].levels.map((level) => level.concurrency);
   const svg: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="'DejaVu Sans', Verdana, sans-serif">`,
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
@@ -115,17 +123,44 @@ export function tuneChartSvg(report: TuneReport): string {
     svg.push(`<text x="${x(ms).toFixed(1)}" y="${height - bottom + 18}" font-size="11" text-anchor="middle">${ms.toFixed(ms < 10 ? 1 : 0)}</text>`);
     svg.push(`<text x="${left - 6}" y="${(y(rate) + 4).toFixed(1)}" font-size="11" text-anchor="end">${rate.toFixed(0)}</text>`);
   }
-  const front = points.filter((point) => report.results[point.index].pareto).sort((a, b) => a.level.p99Ms - b.level.p99Ms);
-  if (front.length > 1) svg.push(`<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="${front.map((point) => `${x(point.level.p99Ms).toFixed(1)},${y(point.level.throughput).toFixed(1)}`).join(' ')}"/>`);
-  for (const point of points) {
-    const onFront = report.results[point.index].pareto;
-    const cx = x(point.level.p99Ms).toFixed(1);
-    const cy = y(point.level.throughput).toFixed(1);
-    const colour = point.index === report.winner ? '#D55E00' : point.index === 0 ? '#000' : onFront ? '#0072B2' : '#999';
-    svg.push(`<circle cx="${cx}" cy="${cy}" r="${point.index === report.winner || point.index === 0 ? 6 : 4}" fill="${colour}"/>`);
-    svg.push(`<text x="${Number(cx) + 8}" y="${Number(cy) - 6}" font-size="11" fill="${colour}">${point.index === 0 ? '0 current' : point.index === report.winner ? `${point.index} best` : String(point.index)}</text>`);
+  const colourOf = (index: number) => (index === report.winner ? '#D55E00' : index === 0 ? '#000' : '#999');
+  for (const curve of curves) {
+    if (curve.levels.length > 1) svg.push(`<polyline fill="none" stroke="${colourOf(curve.index)}" stroke-opacity="0.5" stroke-width="1" points="${curve.levels.map(at).join(' ')}"/>`);
+    for (const level of curve.levels) svg.push(`<circle cx="${x(level.p99Ms).toFixed(1)}" cy="${y(level.throughput).toFixed(1)}" r="2.5" fill="${colourOf(curve.index)}"/>`);
   }
-  svg.push(`<text x="${width - right}" y="${top}" font-size="11" text-anchor="end" fill="#0072B2">blue line: Pareto front (numbers: rows of the table)</text>`);
+  const front = curves
+    .flatMap((curve) => curve.levels.filter((level) => report.results[curve.index].paretoLevels.includes(level.concurrency)))
+    .sort((a, b) => a.p99Ms - b.p99Ms);
+  if (front.length > 1) svg.push(`<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="${front.map(at).join(' ')}"/>`);
+  for (const level of front) svg.push(`<circle cx="${x(level.p99Ms).toFixed(1)}" cy="${y(level.throughput).toFixed(1)}" r="3.5" fill="none" stroke="#0072B2" stroke-width="1.5"/>`);
+  // Labels placed greedily, the current config and the winner first, each at the first offset clear of those placed before.
+  const placed: { x: number; y: number; width: number }[] = [];
+  const offsets = [[8, -6], [8, 12], [8, -20], [8, 26], [-8, -6], [-8, 12]];
+  const placeLabel = (cx: number, cy: number, label: string, colour: string) => {
+    const labelWidth = label.length * 6.5;
+    const leftOf = (dx: number) => (dx < 0 ? cx + dx - labelWidth : cx + dx);
+    const clear = (lx: number, ly: number) => placed.every((other) => Math.abs(other.y - ly) >= 12 || lx + labelWidth <= other.x || other.x + other.width <= lx);
+    const [dx, dy] = offsets.find(([ox, oy]) => clear(leftOf(ox), cy + oy)) ?? offsets[0];
+    placed.push({ x: leftOf(dx), y: cy + dy, width: labelWidth });
+    svg.push(`<text x="${leftOf(dx).toFixed(1)}" y="${(cy + dy).toFixed(1)}" font-size="11" fill="${colour}">${escapeXml(label)}</text>`);
+  };
+  const labelOrder = [...curves].sort((a, b) => Number(b.index === report.winner || b.index === 0) - Number(a.index === report.winner || a.index === 0));
+  for (const curve of labelOrder) {
+    if (!Number.isFinite(curve.shown.p99Ms)) continue;
+    const emphasised = curve.index === report.winner || curve.index === 0;
+    const [cx, cy] = [x(curve.shown.p99Ms), y(curve.shown.throughput)];
+    svg.push(`<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="${emphasised ? 5.5 : 4}" fill="${colourOf(curve.index)}"/>`);
+    placeLabel(cx, cy, curve.index === 0 ? '0 current' : curve.index === report.winner ? `${curve.index} best` : String(curve.index), colourOf(curve.index));
+  }
+  // A point on the front at another level than its row shows is named with its level, or the front's low-latency end would be anonymous.
+  for (const curve of curves) {
+    for (const level of curve.levels) {
+      if (level.concurrency !== curve.shown.concurrency && report.results[curve.index].paretoLevels.includes(level.concurrency)) {
+        placeLabel(x(level.p99Ms), y(level.throughput), `${curve.index} (c=${level.concurrency})`, '#0072B2');
+      }
+    }
+  }
+  svg.push(`<text x="${width - right}" y="${top}" font-size="11" text-anchor="end" fill="#0072B2">${escapeXml(`blue: Pareto front of every point; thin lines: each config at c=${levels.join(', ')}; numbered: the level its row shows`)}</text>`);
   svg.push('</svg>');
   return svg.join('\n');
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatTuneReport } from './tune-report.js';
-import { batchSizeCandidates, candidateConfig, chooseWinner, instanceSplits, judgedLevel, paretoFront, type Candidate, type LevelResult, type Measured } from './tune-search.js';
+import { formatTuneReport, tuneChartSvg } from './tune-report.js';
+import { batchSizeCandidates, candidateConfig, chooseWinner, instanceSplits, judgedLevel, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured } from './tune-search.js';
 import type { TuneReport } from './tune.js';
 
 const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
@@ -66,6 +66,27 @@ test('the Pareto front keeps the points no other beats on both throughput and p9
   );
 });
 
+test('the front is taken over every operating point, so a config shown at c=1 is not set against others shown at c=16', () => {
+  // Shown at its best level, the last config (154 inf/s, p99 42 ms at c=1) would look on the front beside the first's
+  // c=16 point (400 inf/s, p99 60 ms); at c=1 the first does better on both, so it is not.
+  const fast = measured(level(1, 200, 3), level(16, 400, 60));
+  const steady = measured(level(1, 180, 2), level(16, 350, 70));
+  const stalled = measured(level(1, 154, 42), level(16, 150, 300));
+  const failing = measured({ ...level(1, 900, 1), errors: 2 }, level(16, 100, 500));
+  assert.deepEqual(paretoLevels([fast, steady, stalled, failing]), [[1, 16], [1], [], []]);
+});
+
+test("the chart draws each config through its levels and names a front point at a level its row does not show", () => {
+  const results = [measured(level(1, 188, 6), level(8, 491, 29.7)), measured(level(1, 369, 5.3), level(8, 469, 28.2)), measured(level(1, 170, 11), level(8, 440, 32))];
+  const front = paretoLevels(results);
+  assert.deepEqual(front, [[8], [1, 8], []]);
+  const svg = tuneChartSvg({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: results.map((row, index) => ({ ...row, paretoLevels: front[index] })), winner: 0, best: 0, skipped: [], seconds: 1, date: '2026-12-05' });
+  assert.equal(svg.match(/<polyline[^>]*stroke-opacity/g)?.length, 3, 'one thin line per config');
+  assert.match(svg, />1 \(c=1\)</, "row 1's c=1 point is on the front and named with its level");
+  assert.doesNotMatch(svg, />2 \(c=/, 'a point off the front is not named beyond its row');
+  assert.match(svg, />0 current</);
+});
+
 test("a candidate's config changes only the tuned fields, keeping the others and other parameters", () => {
   const config = {
     max_batch_size: 4,
@@ -85,8 +106,8 @@ test("a candidate's config changes only the tuned fields, keeping the others and
 });
 
 test('under a p99 bound the current config misses at every level, the report says so instead of a throughput ratio against a level it may not use', () => {
-  const current = { ...measured(level(1, 372, 30), level(8, 380, 46)), pareto: false };
-  const found = { ...measured(level(1, 356, 12), level(8, 500, 40)), candidate: { ...candidate, maxBatchSize: 4 }, pareto: true };
+  const current = { ...measured(level(1, 372, 30), level(8, 380, 46)), paretoLevels: [] };
+  const found = { ...measured(level(1, 356, 12), level(8, 500, 40)), candidate: { ...candidate, maxBatchSize: 4 }, paretoLevels: [1, 8] };
   const report: TuneReport = { model: 'm', objective: { kind: 'p99', maxMs: 15 }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 1, skipped: [], seconds: 1, date: '2026-12-05' };
   const text = formatTuneReport(report, 0.05);
   assert.match(text, /Best: .* — meets the bound, which \(the current config meets at no level measured \(p99 46\.00 ms at c=8\); this one gives 356\.0 inf\/s at c=1\)\./);

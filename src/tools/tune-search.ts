@@ -82,6 +82,22 @@ export function chooseWinner(results: readonly Measured[], objective: Objective)
   return winner;
 }
 
+/**
+ * The concurrency levels at which each candidate is on the Pareto front of higher throughput and
+ * lower p99, over every operating point measured (each candidate at each level, as Model Analyzer
+ * plots them): a p99 taken at c=1 is no rival to one at c=32, so candidates are not compared at
+ * whichever level each shows. Levels with errors or no throughput are no operating points.
+ */
+export function paretoLevels(results: readonly Measured[]): number[][] {
+  const points = results.flatMap((measured, index) => measured.levels.filter((level) => level.errors === 0 && level.throughput > 0).map((level) => ({ index, level })));
+  const onFront = paretoFront(points.map((point) => point.level));
+  const levels = results.map((): number[] => []);
+  points.forEach((point, at) => {
+    if (onFront[at]) levels[point.index].push(point.level.concurrency);
+  });
+  return levels;
+}
+
 /** Whether each point is on the Pareto front of higher throughput and lower p99: no other point is at least as good on both and better on one. */
 export function paretoFront(points: readonly { throughput: number; p99Ms: number }[]): boolean[] {
   return points.map((point, index) =>

@@ -40,8 +40,8 @@ const report = (maxBatchSize: number): TuneReport => ({
   cores: 2,
   batchCurve: [],
   results: [
-    { candidate: candidate(1), step: 'current config', levels: [level(100)], pareto: false },
-    { candidate: candidate(maxBatchSize), step: 'batch size', levels: [level(200)], pareto: true },
+    { candidate: candidate(1), step: 'current config', levels: [level(100)], paretoLevels: [] },
+    { candidate: candidate(maxBatchSize), step: 'batch size', levels: [level(200)], paretoLevels: [8] },
   ],
   winner: 1,
   best: 1,

@@ -31,7 +31,7 @@ import {
   chooseWinner,
   describeCandidate,
   instanceSplits,
-  paretoFront,
+  paretoLevels,
   sameCandidate,
   type Candidate,
   type ExecutionThread,
@@ -40,7 +40,6 @@ import {
   type Measured,
   type Objective,
   judgedLevel,
-  shownLevel,
 } from './tune-search.js';
 
 /** The largest max_batch_size the search tries unless told, or the config's own when larger. */
@@ -92,7 +91,8 @@ export interface TuneReport {
   /** Measured compute per row of each batch size (ns), on one instance with every core. */
   batchCurve: { batchSize: number; computeNsPerRow: number }[];
   /** The first is the config as it is. */
-  results: (Measured & { pareto: boolean })[];
+  /** `paretoLevels`: the concurrency levels at which the candidate is on the front of every operating point measured. */
+  results: (Measured & { paretoLevels: number[] })[];
   winner?: number;
   /** The best of the served version's configs: what --write writes (a different version is reported, never switched to). */
   best?: number;
@@ -375,14 +375,13 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     await tuner.close();
     await server.close();
   }
-  // At the level each row shows, so the marks agree with the table's figures.
-  const front = paretoFront(results.map((measured) => shownLevel(measured, objective)));
+  const front = paretoLevels(results);
   return {
     model: settings.model,
     objective,
     cores,
     batchCurve: [...curve].map(([batchSize, computeNsPerRow]) => ({ batchSize, computeNsPerRow })),
-    results: results.map((measured, index) => ({ ...measured, pareto: front[index] })),
+    results: results.map((measured, index) => ({ ...measured, paretoLevels: front[index] })),
     winner: chooseWinner(results, objective),
     best: bestOfServedVersion(results, objective, settings.minGain),
     skipped,
