@@ -463,7 +463,7 @@ function modelPage(name, versionName) {
         const columns = chart.series.map((_, index) => points.map((point) => chart.pick(point)[index] ?? null));
         chart.view.update(times, columns);
       }
-      showPhaseTable(points, stats);
+      showPhaseTable(points, stats, version.percentiles_since_load);
       const failures = Object.entries(version.failures ?? {});
       render(
         document.getElementById('errors'),
@@ -496,7 +496,7 @@ function meanBatchDetail(rates, stats) {
  * The latest percentiles of each phase, from the last second that had requests through it: the
  * numbers the charts end on, for a reader who wants figures.
  */
-function showPhaseTable(points, stats) {
+function showPhaseTable(points, stats, sinceLoad) {
   const ago = (seconds) => (seconds < 1 ? 'this second' : `${duration(seconds)} ago`);
   const latest = (pick) => {
     for (let index = points.length - 1; index >= 0; index -= 1) {
@@ -509,11 +509,13 @@ function showPhaseTable(points, stats) {
     .filter((phase) => stats.inference_stats[phase.field].count > 0)
     .map((phase) => {
       const found = latest((point) => point.rates.percentiles[phase.histogram]);
-      const shown = found?.value;
+      // Opened after the traffic it is asked about, the page has no second with requests: the percentiles since load stand
+      // in, or for a phase without a histogram (compute input and output) the mean since load.
+      const fromLoad = found ? undefined : sinceLoad?.[phase.histogram];
+      const shown = found?.value ?? fromLoad;
       const ms = (value) => (value === undefined ? '–' : number(value, value < 1 ? 3 : 1));
-      // Opened after the traffic it is asked about: the page has no second with requests, so the mean since load stands in.
       const counted = stats.inference_stats[phase.field];
-      const measured = found ? ago(points.at(-1).at - found.at) : `mean ${ms(Number(counted.ns) / counted.count / 1e6)} since load`;
+      const measured = found ? ago(points.at(-1).at - found.at) : fromLoad ? 'since load' : `mean ${ms(Number(counted.ns) / counted.count / 1e6)} since load`;
       return html`<tr data-phase="${phase.id}"><td>${phase.title}</td><td class="num" data-q="p50">${ms(shown?.p50)}</td><td class="num" data-q="p95">${ms(shown?.p95)}</td><td class="num" data-q="p99">${ms(shown?.p99)}</td><td class="num muted" data-q="measured">${measured}</td></tr>`;
     });
   render(

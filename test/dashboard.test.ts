@@ -469,8 +469,11 @@ describe('dashboard', () => {
     assert.match(accuracy.caution, /^the estimate assumes the model is as well calibrated as on its reference data/);
     assert.equal(await windowCard.locator('.card-detail').textContent(), accuracy.caution);
     assert.equal(await windowCard.getAttribute('data-level'), 'doubtful');
-    // Opened after the traffic: no second of its own to show, so the figures since load stand in, said as such.
-    await page.locator('#phase-table tr[data-phase="request"] td[data-q="measured"]', { hasText: /^mean [\d.]+ since load$/ }).waitFor();
+    // Opened after the traffic: no second of its own to show, so the percentiles since load stand in, said as such.
+    const requestRow = page.locator('#phase-table tr[data-phase="request"]');
+    await requestRow.locator('td[data-q="measured"]', { hasText: /^since load$/ }).waitFor();
+    const [p50, p99] = await Promise.all(['p50', 'p99'].map(async (q) => Number(await requestRow.locator(`td[data-q="${q}"]`).textContent())));
+    assert.ok(p50 > 0 && p99 >= p50, `since-load percentiles read p50 ${p50}, p99 ${p99}`);
     assert.match((await page.locator('[data-testid="executions"] .card-detail').textContent()) ?? '', /^mean batch [\d.]+ since load$/);
     await page.locator('#monitor-panel').screenshot({ path: join(SCREENSHOTS, 'model-accuracy.png') });
     await closePage(page);

@@ -32,6 +32,8 @@ export interface VersionSnapshot {
   ood?: { checked: number; flagged: number };
   /** Cumulative histograms, as /metrics exposes them (seconds; batch_size in rows). */
   histograms?: Record<HistogramName, HistogramSnapshot>;
+  /** Percentiles since load from those histograms, as an interval's are (ms; batch_size in rows): what a page opened after the traffic shows. */
+  percentiles_since_load?: Partial<Record<HistogramName, Percentiles>>;
   /** Whether the version decodes images itself (one input with preprocess.image): /classify takes photos. */
   takes_images?: boolean;
   /** Which of /classify and /detect take its photos: the checks those endpoints make, passed or not. */
@@ -114,6 +116,7 @@ function versionSnapshot(
   if (version === undefined || !model) return shown;
   // The answer /monitor gives, read from the version in hand: a version loading or unloading has no lookup to throw from.
   const monitor = model.monitor ? monitorAnswer(name, version, model.monitor, undefined) : undefined;
+  const histogramsNow = histograms?.(name, version);
   return {
     ...shown,
     stats: statsOf.get(key),
@@ -121,7 +124,8 @@ function versionSnapshot(
     queued: model.queued,
     failures: Object.fromEntries(model.statistics.failures),
     ood: { checked: model.statistics.oodChecked, flagged: model.statistics.oodFlagged },
-    histograms: histograms?.(name, version),
+    histograms: histogramsNow,
+    percentiles_since_load: histogramsNow && percentilesOf(undefined, histogramsNow),
     takes_images: model.imageInputs.size === 1,
     image_routes: imageRoutesOf(model),
     monitor,
@@ -166,6 +170,16 @@ function percentilesBetween(before: HistogramSnapshot | undefined, after: Histog
   const p50 = at(0.5);
   if (p50 === undefined) return undefined;
   return { p50: p50 * scale, p95: at(0.95)! * scale, p99: at(0.99)! * scale };
+}
+
+/** Each histogram's percentiles between two readings (the first absent: since load): durations in ms, batch sizes in rows as bucket bounds. */
+function percentilesOf(before: Partial<Record<HistogramName, HistogramSnapshot>> | undefined, after: Partial<Record<HistogramName, HistogramSnapshot>>): Partial<Record<HistogramName, Percentiles>> {
+  const percentiles: Partial<Record<HistogramName, Percentiles>> = {};
+  for (const [name, histogram] of Object.entries(after) as [HistogramName, HistogramSnapshot][]) {
+    const shown = name === 'batch_size' ? percentilesBetween(before?.[name], histogram, 1, false) : percentilesBetween(before?.[name], histogram, 1000, true);
+    if (shown) percentiles[name] = shown;
+  }
+  return percentiles;
 }
 
 /** What happened to one version between two snapshots. */
@@ -222,11 +236,7 @@ export function intervalOf(before: DashboardSnapshot, after: DashboardSnapshot):
       const count = delta((stats) => stats.inference_stats[field].count);
       if (count > 0) mean_ms[name] = delta((stats) => stats.inference_stats[field].ns) / count / 1e6;
     }
-    const percentiles: VersionInterval['percentiles'] = {};
-    for (const [name, histogram] of Object.entries(version.histograms ?? {}) as [HistogramName, HistogramSnapshot][]) {
-      const shown = name === 'batch_size' ? percentilesBetween(then?.histograms?.[name], histogram, 1, false) : percentilesBetween(then?.histograms?.[name], histogram, 1000, true);
-      if (shown) percentiles[name] = shown;
-    }
+    const percentiles = percentilesOf(then?.histograms, version.histograms ?? {});
     const executions = delta((stats) => stats.execution_count);
     const rowsExecuted = delta((stats) => stats.batch_stats.reduce((sum, batch) => sum + batch.batch_size * batch.compute_infer.count, 0));
     const hits = delta((stats) => stats.inference_stats.cache_hit.count);
