@@ -143,6 +143,13 @@ export interface Backend {
   /** Checks the backend's own settings in the config (its parameters), so a mistake fails the load before any instance starts. */
   checkConfig?(config: ModelConfig): void;
   /**
+   * Where the model file names a folder, the file inside it that is the model: Triton's ONNX Runtime layout for a model
+   * that keeps its weights in external data files (`1/model.onnx/model.onnx` beside them).
+   */
+  readonly modelFileInFolder?: string;
+  /** Parameters the config sets that Triton's backend of this kind reads and this one does not: the load says so. */
+  parametersWithoutEffect?(config: ModelConfig): string[];
+  /**
    * The instances a model gets when its config names no instance_group, on a machine with `cores`
    * cores, and the threads each computes with (`signature`: what describe() found). Default: one
    * instance using every core.

@@ -9,6 +9,7 @@ import { buildOnnxModel, buildOnnxModelWithExternalData, type ModelSpec } from '
 import { addSubModel } from '../onnx/test-models.js';
 import { parseModelConfig } from '../config/model-config.js';
 import { OnnxRuntimeBackend } from './onnx-runtime-backend.js';
+import { onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
 import type { InstanceOptions, ModelSignature } from './backend.js';
 import { bytesElements, PackedBytes, type Datatype } from '../core/datatype.js';
 
@@ -75,6 +76,19 @@ test('session options come from config parameters; thread counts decide the inst
   const defaults = await backend.createInstance(path, parseModelConfig({}, 'test'), instanceOptions({ intraOpThreads: 2 }));
   t.after(() => defaults.release());
   assert.equal(defaults.threads, 2, 'the model version divides the cores among instances');
+});
+
+test("Triton's names: optimization.graph.level as its ONNX Runtime backend reads it (2 disables), enable_mem_arena for the arena, its GPU parameters named as without effect", () => {
+  const sessionOf = (raw: Record<string, unknown>) => sessionOptionsOf(onnxRuntimeParameters(parseModelConfig(raw, 'test')), { intraOpThreads: 1, interOpThreads: 1 });
+  const levels = [-1, 0, 1, 2, 3].map((level) => sessionOf({ optimization: { graph: { level } } }).graphOptimizationLevel);
+  assert.deepEqual(levels, ['basic', 'all', 'extended', 'disabled', 'all']);
+  assert.equal(sessionOf({ optimization: { graph: { level: 2 } }, parameters: { graph_optimization_level: 'basic' } }).graphOptimizationLevel, 'basic', "Nereid's own parameter wins");
+  assert.equal(sessionOf({ parameters: { enable_mem_arena: '0' } }).enableCpuMemArena, false);
+  assert.equal(sessionOf({ parameters: { enable_mem_arena: '1', enable_cpu_mem_arena: 'false' } }).enableCpuMemArena, true, "Triton's name wins where both are given");
+  assert.equal(sessionOf({}).enableCpuMemArena, true);
+  const backend = new OnnxRuntimeBackend();
+  const config = parseModelConfig({ parameters: { cudnn_conv_algo_search: '1', 'memory.enable_memory_arena_shrinkage': 'cpu:0', team: 'vision', enable_mem_arena: '1' } }, 'test');
+  assert.deepEqual(backend.parametersWithoutEffect(config), ['memory.enable_memory_arena_shrinkage', 'cudnn_conv_algo_search'], "the model's own metadata (team) is not named");
 });
 
 test('invalid session parameters fail the load with the parameter named', async (t) => {

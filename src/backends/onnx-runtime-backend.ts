@@ -10,7 +10,7 @@ import { datatypeOfConfig, type ModelConfig } from '../config/model-config.js';
 import type { Datatype } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, InstanceOptions, ModelSignature, RunOutputs, TensorSignature } from './backend.js';
-import { computeThreads, executionProviders, ONNX_RUNTIME_TUNING_PARAMETERS, onnxRuntimeParameters, sessionOptionsOf } from './onnx-runtime-options.js';
+import { computeThreads, executionProviders, ONNX_RUNTIME_TUNING_PARAMETERS, onnxRuntimeParameters, parametersWithoutEffect, sessionOptionsOf } from './onnx-runtime-options.js';
 import { OnnxSession, runFailure, type SessionSpec } from './onnx-runtime-session.js';
 import { describeInWorker, WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
@@ -92,6 +92,7 @@ export class OnnxRuntimeBackend implements Backend {
   readonly name = ONNX_RUNTIME_BACKEND;
   readonly platforms = ['onnxruntime_onnx'] as const;
   readonly defaultModelFilename = 'model.onnx';
+  readonly modelFileInFolder = 'model.onnx';
   /** onnxruntime-node passes string tensors through JS strings, which end at a 0 byte and replace invalid UTF-8. */
   readonly bytesAsText = true;
   /** Threads and memory reuse; the graph optimisation level and the execution providers can change results in the last bits, so they are not here. */
@@ -99,6 +100,10 @@ export class OnnxRuntimeBackend implements Backend {
 
   checkConfig(config: ModelConfig): void {
     onnxRuntimeParameters(config);
+  }
+
+  parametersWithoutEffect(config: ModelConfig): string[] {
+    return parametersWithoutEffect(config);
   }
 
   /**

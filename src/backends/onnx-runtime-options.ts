@@ -34,6 +34,8 @@ export const onnxRuntimeParametersSchema = z.object({
   allow_spinning: flag.default(true),
   enable_mem_pattern: flag.default(true),
   enable_cpu_mem_arena: flag.default(true),
+  /** Triton's ONNX Runtime backend's name for enable_cpu_mem_arena; it wins where both are given. */
+  enable_mem_arena: flag.optional(),
 });
 
 export type OnnxRuntimeParameters = z.output<typeof onnxRuntimeParametersSchema>;
@@ -47,12 +49,32 @@ export const ONNX_RUNTIME_TUNING_PARAMETERS: readonly (keyof OnnxRuntimeParamete
   'allow_spinning',
   'enable_mem_pattern',
   'enable_cpu_mem_arena',
+  'enable_mem_arena',
 ];
 
-/** Triton's `optimization { graph { level } }`: -1 basic, 1 extended, anything else all. */
-function tritonGraphLevel(config: ModelConfig): 'basic' | 'extended' | 'all' {
+/**
+ * Parameters Triton's ONNX Runtime backend reads that Nereid does not (GPU and arena tuning, session sharing): a config
+ * brought from Triton that sets them is told they have no effect here, where other keys are the model's own metadata.
+ */
+const TRITON_PARAMETERS_WITHOUT_EFFECT = [
+  'memory.enable_memory_arena_shrinkage',
+  'session.use_device_allocator_for_initializers',
+  'share_session_between_instances',
+  'cudnn_conv_algo_search',
+  'gpu_mem_limit',
+  'arena_extend_strategy',
+  'do_copy_in_default_stream',
+  'enable_dynamic_shapes_to_fixed',
+];
+
+export function parametersWithoutEffect(config: ModelConfig): string[] {
+  return TRITON_PARAMETERS_WITHOUT_EFFECT.filter((name) => name in config.parameters);
+}
+
+/** Triton's `optimization { graph { level } }` as its ONNX Runtime backend reads it: -1 basic, 1 extended, 2 disabled, anything else all. */
+function tritonGraphLevel(config: ModelConfig): 'disabled' | 'basic' | 'extended' | 'all' {
   const level = Number((config as { optimization?: { graph?: { level?: unknown } } }).optimization?.graph?.level ?? 0);
-  return level === -1 ? 'basic' : level === 1 ? 'extended' : 'all';
+  return level === -1 ? 'basic' : level === 1 ? 'extended' : level === 2 ? 'disabled' : 'all';
 }
 
 /** The model's ONNX Runtime parameters, validated; throws with every bad parameter named. */
@@ -69,7 +91,7 @@ export function sessionOptionsOf(parameters: ReturnType<typeof onnxRuntimeParame
     executionMode: parameters.execution_mode === '1' ? 'parallel' : 'sequential',
     graphOptimizationLevel: parameters.graph_optimization_level as SessionOptions['graphOptimizationLevel'],
     enableMemPattern: parameters.enable_mem_pattern,
-    enableCpuMemArena: parameters.enable_cpu_mem_arena,
+    enableCpuMemArena: parameters.enable_mem_arena ?? parameters.enable_cpu_mem_arena,
     logSeverityLevel: 3,
     extra: { session: { intra_op: { allow_spinning: parameters.allow_spinning ? '1' : '0' } } },
   };

@@ -696,7 +696,8 @@ function isUnset(value: unknown): boolean {
   if (value === undefined || value === null || value === false || value === 0 || value === '') return true;
   if (typeof value === 'string') return value.endsWith('_DEFAULT');
   if (Array.isArray(value)) return value.length === 0;
-  return typeof value === 'object' && Object.keys(value).length === 0;
+  // An object of defaults only ({ decoupled: false }) sets nothing either.
+  return typeof value === 'object' && Object.values(value).every(isUnset);
 }
 
 /**

@@ -140,3 +140,35 @@ describe('completeConfig: ragged inputs and batch inputs', () => {
     assert.throws(() => complete(ragged, twoDims), /allows ragged batches, which reach the model as one flat tensor, but the model's input is \[-1,3\]/);
   });
 });
+
+describe('completeConfig: a config that lists its inputs and outputs, as Triton takes it', () => {
+  const listed = { input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [-1, 4] }], output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [-1, 4] }] };
+
+  it('gets no max_batch_size completed: left out, it is 0, and dims [-1, 4] are the whole shape', () => {
+    const completed = complete(listed);
+    assert.equal(completed.max_batch_size, 0);
+    assert.equal(completed.dynamic_batching, undefined);
+    assert.deepEqual(completed.input[0].dims, [-1, 4]);
+  });
+
+  it('with one list empty, max_batch_size is completed, and a mismatch says it was', () => {
+    assert.equal(complete({ input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4] }] }).max_batch_size, 8);
+    assert.throws(() => complete({ input: listed.input }), /config input 'INPUT0' has dims \[-1,4\] but the model has \[4\] after the batch dimension \(max_batch_size was completed to 8 from the model, as the config leaves it out: set max_batch_size: 0/);
+  });
+
+  it('serves only the outputs it lists; outputs of an empty list come from the model', () => {
+    const twoOutputs: ModelSignature = { inputs: BATCHABLE.inputs, outputs: [...BATCHABLE.outputs, { name: 'FEATURES', datatype: 'FP32', shape: [-1, 16] }] };
+    const chosen = complete({ max_batch_size: 4, output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4] }] }, twoOutputs);
+    assert.deepEqual(chosen.output.map((output) => output.name), ['OUTPUT0']);
+    assert.deepEqual(complete({ max_batch_size: 4 }, twoOutputs).output.map((output) => output.name), ['OUTPUT0', 'FEATURES']);
+  });
+});
+
+describe('completeConfig: dims compared as Triton compares them', () => {
+  it('a -1 in the config matches a size the model fixes, and takes that size so requests are checked against it', () => {
+    const completed = complete({ max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [-1] }], output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [-1] }] });
+    assert.deepEqual(completed.input[0].dims, [4]);
+    assert.deepEqual(completed.output[0].dims, [4]);
+    assert.throws(() => complete({ max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [5] }] }), /config input 'INPUT0' has dims \[5\] but the model has \[4\]/);
+  });
+});

@@ -111,7 +111,12 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
   // A tensor of unknown rank may have a batch dimension or not: it allows a max_batch_size the config asks for, and shows none to complete.
   const batchable = (tensor: TensorSignature) => tensor.rankUnknown === true || (tensor.shape.length > 0 && tensor.shape[0] === -1);
   const firstDimDynamic = all.length > 0 && all.every(batchable);
-  const maxBatchSize = config.max_batch_size ?? (firstDimDynamic && !all.some((tensor) => tensor.rankUnknown) ? defaults.defaultMaxBatchSize : 0);
+  // As Triton's ONNX Runtime backend: a config that lists its inputs (batch inputs count) and its outputs gets no
+  // max_batch_size completed (left out, it is 0); a list left empty is completed from the model.
+  const inputsListed = config.input.length + config.batch_input.length > 0;
+  const outputsListed = config.output.length > 0;
+  const completesMaxBatchSize = !(inputsListed && outputsListed);
+  const maxBatchSize = config.max_batch_size ?? (completesMaxBatchSize && firstDimDynamic && !all.some((tensor) => tensor.rankUnknown) ? defaults.defaultMaxBatchSize : 0);
   if (config.max_batch_size === undefined) {
     // The schema's cross-field checks (dynamic_batching needs batching, preferred sizes fit) now have a max_batch_size to check.
     parseModelConfig({ ...config, max_batch_size: maxBatchSize }, `config completed with max_batch_size ${maxBatchSize}`);
@@ -162,17 +167,29 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       }
       const modelDims = dimsFromSignature(actual, batched);
       const configDims = tensor.reshape ? tensor.reshape.shape : tensor.dims;
+      // As Triton compares them: a -1 on either side matches any size.
       const compatible =
-        configDims.length === modelDims.length && configDims.every((dim, index) => modelDims[index] === -1 || dim === modelDims[index]);
+        configDims.length === modelDims.length && configDims.every((dim, index) => modelDims[index] === -1 || dim === -1 || dim === modelDims[index]);
       if (!compatible) {
         throw new Error(
-          `config ${kind} '${tensor.name}' has dims ${describeShape(configDims)} but the model has ${describeShape(modelDims)}${batched ? ' after the batch dimension' : ''}`,
+          `config ${kind} '${tensor.name}' has dims ${describeShape(configDims)} but the model has ${describeShape(modelDims)}${batched ? ' after the batch dimension' : ''}` +
+            (batched && config.max_batch_size === undefined ? ` (max_batch_size was completed to ${maxBatchSize} from the model, as the config leaves it out: set max_batch_size: 0 if the first dimension is not a batch dimension)` : ''),
         );
       }
     }
-    const added = fromModel
-      .filter((tensor) => !tensor.defaulted && !batchTargets.has(tensor.name) && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name))
-      .map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
+    const unlisted = fromModel.filter((tensor) => !tensor.defaulted && !batchTargets.has(tensor.name) && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name));
+    // A -1 the config gives where the model fixes the size takes the model's size: requests are then checked against it
+    // and refused with a message, not by the engine mid-batch.
+    for (const [index, tensor] of completed.entries()) {
+      const actual = fromModel.find((candidate) => candidate.name === tensor.name);
+      if (!actual || actual.rankUnknown || tensor.reshape || ('allow_ragged_batch' in tensor && tensor.allow_ragged_batch)) continue;
+      const modelDims = dimsFromSignature(actual, batched);
+      if (tensor.dims.some((dim, at) => dim === -1 && modelDims[at] > 0)) completed[index] = { ...tensor, dims: tensor.dims.map((dim, at) => (dim === -1 && modelDims[at] > 0 ? modelDims[at] : dim)) };
+    }
+    // The outputs a config lists are the ones served, as in Triton (a detector's feature maps stay hidden); inputs it leaves
+    // out are added, where Triton refuses the config: the model cannot run without them.
+    if (declared.length > 0 && kind === 'output') return completed;
+    const added = unlisted.map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
     if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
     return [...completed, ...added];
   };

@@ -740,6 +740,21 @@ test('a model ONNX Runtime refuses is reported with its own sentence, the model 
   }
 });
 
+test("Triton's layout for a model with external data: model.onnx as a folder holds model.onnx and its weights", async (t) => {
+  const { root, repo } = await repository(t);
+  const external = buildOnnxModelWithExternalData(
+    { inputs: [{ name: 'x', type: 'float32', shape: ['b', 4] }], outputs: [{ name: 'y', type: 'float32', shape: ['b', 4] }], initializers: [{ name: 'w', type: 'float32', dims: [4], values: [1, 2, 3, 4] }], nodes: [{ opType: 'Add', inputs: ['x', 'w'], outputs: ['y'] }] },
+    'weights.bin',
+  );
+  const folder = join(root, 'packaged', '1', 'model.onnx');
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'model.onnx'), external.model);
+  await writeFile(join(folder, 'weights.bin'), external.data);
+  await repo.load('packaged');
+  const answer = await repo.get('packaged').infer({ model: 'packaged', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: new Float32Array([1, 1, 1, 1]) }] });
+  assert.deepEqual([...(answer.outputs[0].data as Float32Array)], [2, 3, 4, 5]);
+});
+
 test('an empty model file is reported as empty, not with the engine internals', async (t) => {
   const { root, repo } = await repository(t);
   await writeModel(root, 'hollow', 1, new Uint8Array(0));

@@ -665,6 +665,8 @@ export class ModelRepository {
             new Error(`model '${name}' uses backend '${backend.name}', which runs code from the model repository; the server loads such models only with ${this.options.codeModelsSetting ?? 'allowCodeModels: true'}`),
           );
         }
+        const withoutEffect = backend.parametersWithoutEffect?.(config) ?? [];
+        if (withoutEffect.length > 0) logger.warn(`model '${name}': parameter(s) ${withoutEffect.join(', ')} are read by Triton's ${backend.name} backend and have no effect in Nereid`);
         await this.loadStepModels(name, checkingConfig(() => backend!.stepModels?.(config) ?? []));
       }
       available = await versionFolders(folder);
@@ -822,12 +824,15 @@ export class ModelRepository {
 
   /** The version's model file: the one the config names, else the first the backend reads that the folder holds. */
   private async modelFile(root: string, backend: Backend, config: ModelConfig, versionFolder: string): Promise<string> {
-    const filename = config.default_model_filename ?? (await this.modelFilename(backend, versionFolder));
+    const named = config.default_model_filename ?? (await this.modelFilename(backend, versionFolder));
     // Code is read only from inside its own version folder, links included.
     const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
-    const path = await containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
-      throw new Error(`${error.message}${await this.modelFileHint(versionFolder, filename, backend)}`);
-    });
+    const contained = (filename: string) =>
+      containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
+        throw new Error(`${error.message}${await this.modelFileHint(versionFolder, filename, backend)}`);
+      });
+    let path = await contained(named);
+    if (backend.modelFileInFolder !== undefined && (await stat(path)).isDirectory()) path = await contained(join(named, backend.modelFileInFolder));
     // ONNX Runtime would say only "system error number 13".
     await access(path, constants.R_OK).catch((error: NodeJS.ErrnoException) => {
       throw new Error(`model file ${shown(root, path)} cannot be read by this process (${error.code === 'EACCES' ? 'permission denied' : error.message})`);
