@@ -620,7 +620,7 @@ interface ImageCommandFlags extends ServerConnectionFlags {
  * (`--url`), or in this process with the model loaded from the repository. One JSON line per file,
  * a bad file reported on its own line; exit code 1 when any failed.
  */
-async function runImageCommand(files: string[], flags: ImageCommandFlags, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
+async function runImageCommand(files: string[], flags: ImageCommandFlags, command: Command, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
   const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
   // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
   const images = await Promise.allSettled(
@@ -646,7 +646,8 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, route:
     // The server at --url loads its models with its own settings: these would otherwise be dropped without a word.
     const localOnly = { modelRepository: '--model-repository', allowCodeModels: '--allow-code-models' } as const;
     for (const [key, flag] of Object.entries(localOnly)) {
-      if (flags[key as keyof typeof localOnly]) console.error(`nereid ${route}: ${flag} is for a run in this process; with --url the server's own settings decide`);
+      // Asked for, not filled in: every command that reads a repository is given the bundled one when none is named.
+      if (['cli', 'env'].includes(command.getOptionValueSource(key) ?? '')) console.error(`nereid ${route}: ${flag} is for a run in this process; with --url the server's own settings decide`);
     }
     const client = await serverClient(flags, 'inference');
     for (const [index, file] of files.entries()) {
@@ -704,10 +705,11 @@ function imageCommand(name: 'classify' | 'detect', description: string, defaultM
 
 imageCommand('classify', 'classify image files with a model that declares image pre-processing; prints JSON, one line per file')
   .option('--top-k <n>', 'predictions per image (default: the model\'s top_k)', integer(1))
-  .action(async (files: string[], flags) => {
+  .action(async (files: string[], flags, command: Command) => {
     await runImageCommand(
       files,
       flags,
+      command,
       'classify',
       (client, image) => client.classify(flags.model, image, { version: flags.modelVersion, topK: flags.topK, contentType: 'application/octet-stream' }),
       (server, image) => server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK }),
@@ -718,7 +720,7 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
   .option('--threshold <p>', 'leave out detections scoring below this (default 0.3)')
   .option('--max-detections <n>', 'at most this many detections per image, the best first (default 20)')
   .option('--iou-threshold <p>', 'boxes of one class overlapping more than this are one object (default 0.5)')
-  .action(async (files: string[], flags) => {
+  .action(async (files: string[], flags, command: Command) => {
     // Sent as the route's query, and checked here by the schema the route checks it with: the same message either way, before any model loads.
     const options: Record<string, string> = {};
     if (flags.threshold !== undefined) options.threshold = flags.threshold;
@@ -730,6 +732,7 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
     await runImageCommand(
       files,
       flags,
+      command,
       'detect',
       (client, image) => client.detect(flags.model, image, { version: flags.modelVersion, threshold, maxDetections, iouThreshold, contentType: 'application/octet-stream' }),
       (server, image) => server.detect(flags.model, [image], { version: flags.modelVersion, query: options }),

@@ -503,6 +503,9 @@ describe('nereid classify (CLI)', () => {
     assert.equal(remote.code, 1, `remote stderr: ${remote.stderr}`);
     await expectLines(remote.stdout, 'cnn_pbtxt');
     assert.match(remote.stderr, /4 image\(s\), 2 failed/);
+    assert.doesNotMatch(remote.stderr, /--model-repository is for a run in this process/, 'the bundled repository filled in by default is not a flag the user gave');
+    const told = await cli(['--model', 'cnn_pbtxt', '--url', srv.url, '--model-repository', srv.repoDir, files.png]);
+    assert.match(told.stderr, /nereid classify: --model-repository is for a run in this process; with --url the server's own settings decide/);
   });
 });
 

@@ -1005,8 +1005,14 @@ describe('errors', () => {
       const answer = await rawRequest(main, path.endsWith('infer') ? 'POST' : 'GET', path);
       assert.equal(answer.status, 400, `${path}: ${answer.body}`);
       assert.deepEqual(Object.keys(JSON.parse(answer.body)), ['error'], answer.body);
-      assert.ok(JSON.parse(answer.body).error.includes('not a valid url'), answer.body);
+      assert.ok(JSON.parse(answer.body).error.includes('has a %-escape that does not decode'), answer.body);
     }
+    // A segment past the router's limit: 414, the path quoted within the 80-character bound, not echoed whole.
+    const long = await rawRequest(main, 'GET', `/v2/models/${'x'.repeat(1100)}`);
+    assert.equal(long.status, 414, long.body);
+    const { error } = JSON.parse(long.body);
+    assert.match(error, /^the path "\/v2\/models\/x+… has a segment longer than the 1024 characters any model name may have$/);
+    assert.ok(error.length < 200, error);
     // Names up to the repository's limit reach the core, which answers for them, quoting at most 80 characters.
     await assertError(await get(main, `/v2/models/${'m'.repeat(200)}`), 404, `unknown model: '${'m'.repeat(80)}…'`);
     await assertError(await get(main, `/v2/models/${'m'.repeat(300)}`), 400, 'invalid model name');

@@ -5,6 +5,7 @@
  *   DIR/models/simple   Triton's add/sub example: INT32 INPUT0 [16], INPUT1 [16] → OUTPUT0 = sum, OUTPUT1 = difference
  *   DIR/models/double   FP32 INPUT0 [4] → OUTPUT0 = 2 × INPUT0
  *   DIR/models/triple   FP32 INPUT0 [4] → OUTPUT0 = 3 × INPUT0
+ *   DIR/models/quintuple FP32 INPUT0 [4] → OUTPUT0 = 5 × INPUT0 (docs/ensembles.md's third step)
  *   DIR/requests.jsonl  four records for `simple`, one per JSONL form (a V2 inputs array, a V2 request body, named
  *                       fields) and a last one whose INPUT0 holds 3 values instead of 16 (answered with an error)
  *   DIR/table.csv       rows for `double`: `id,a,b,c,d,label`
@@ -31,6 +32,7 @@ export async function writeTensorExamples(out: string): Promise<void> {
   await writeModel(models, 'simple', 1, addSubModel(), SIMPLE_CONFIG);
   await writeModel(models, 'double', 1, scaleModel(2), scaleConfig('double'));
   await writeModel(models, 'triple', 1, scaleModel(3), scaleConfig('triple'));
+  await writeModel(models, 'quintuple', 1, scaleModel(5), scaleConfig('quintuple'));
   const ones = Array.from({ length: 16 }, () => 1);
   const counting = Array.from({ length: 16 }, (_, index) => index);
   const tensor = (name: string, data: number[]) => ({ name, datatype: 'INT32', shape: [1, 16], data });
@@ -48,7 +50,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { out: { type: 'string', default: 'tensors' } } });
   await mkdir(values.out!, { recursive: true });
   await writeTensorExamples(values.out!);
-  console.log(`${values.out}: models/ (simple, double, triple), requests.jsonl, table.csv`);
+  console.log(`${values.out}: models/ (simple, double, triple, quintuple), requests.jsonl, table.csv`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, bearerChallenge, checkBearerToken, tokensFor } from '../../core/auth.js';
 import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
-import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
+import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quote, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
 import { ClientCancellation, requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
@@ -27,6 +27,9 @@ import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
 import { answerEncodingOf, compressAnswer, type ResponseEncoding } from './response-compression.js';
 import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
+
+/** The longest path segment the router takes: longer than any model name the repository accepts, so the core answers those with its own message. */
+const MAX_PATH_SEGMENT = 1024;
 
 export const httpFrontEndOptionsSchema = z.object({
   /** Largest request body accepted, in bytes (decompressed bodies too). */
@@ -385,13 +388,19 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     // Every log line about a request carries its id (reqId): the client's x-request-id, else a UUID.
     genReqId: (raw) => requestIdOf(raw.headers[REQUEST_ID_HEADER]),
     logController: new LogController({ disableRequestLogging: true }),
-    // Long enough for any model name the repository accepts, so the core answers with its own message.
-    routerOptions: { maxParamLength: 1024 },
+    routerOptions: { maxParamLength: MAX_PATH_SEGMENT },
     clientErrorHandler: answerMalformedRequest,
     // Errors the router raises before any route runs (a bad %-escape, an over-long path segment) get the same {"error"} body.
-    frameworkErrors: (error, _request, reply) => {
-      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : error.code === 'FST_ERR_BAD_URL' ? 400 : 500;
-      return (reply as unknown as FastifyReply).code(status).type('application/json').send({ error: clientMessage(error.message) });
+    // The path is the client's: quoted within the bound every echoed value keeps, not in Fastify's words, which quote it whole.
+    frameworkErrors: (error, request, reply) => {
+      const path = quote(request.url);
+      const [status, message] =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? [414, `the path ${path} has a segment longer than the ${MAX_PATH_SEGMENT} characters any model name may have`]
+          : error.code === 'FST_ERR_BAD_URL'
+            ? [400, `the path ${path} has a %-escape that does not decode (not percent-encoded UTF-8)`]
+            : [500, clientMessage(error.message)];
+      return (reply as unknown as FastifyReply).code(status).type('application/json').send({ error: message });
     },
   });
 
