@@ -810,8 +810,8 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
     const justOneJson = { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 16], data: range16 }] };
     await sameError(justOne, '/v2/models/simple/infer', justOneJson, grpc.status.INVALID_ARGUMENT, ["expects input 'INPUT1', which the request lacks"]);
     const extra = { model_name: 'simple', inputs: [...justOne.inputs, { name: 'INPUT9', datatype: 'INT32', shape: [1, 16], contents: { int_contents: ones16 } }] };
-    await sameError(extra, '/v2/models/simple/infer', { inputs: [...justOneJson.inputs, { name: 'INPUT9', datatype: 'INT32', shape: [1, 16], data: ones16 }] }, grpc.status.INVALID_ARGUMENT, ["has no input 'INPUT9'"]);
-    await sameError(simpleRaw([range16], [ones16], { outputs: [{ name: 'OUTPUT7' }] }), '/v2/models/simple/infer', simpleJson([range16], [ones16], { outputs: [{ name: 'OUTPUT7' }] }), grpc.status.INVALID_ARGUMENT, ["has no output 'OUTPUT7'"]);
+    await sameError(extra, '/v2/models/simple/infer', { inputs: [...justOneJson.inputs, { name: 'INPUT9', datatype: 'INT32', shape: [1, 16], data: ones16 }] }, grpc.status.INVALID_ARGUMENT, ["unexpected inference input 'INPUT9' for model 'simple'"]);
+    await sameError(simpleRaw([range16], [ones16], { outputs: [{ name: 'OUTPUT7' }] }), '/v2/models/simple/infer', simpleJson([range16], [ones16], { outputs: [{ name: 'OUTPUT7' }] }), grpc.status.INVALID_ARGUMENT, ["unexpected inference output 'OUTPUT7' for model 'simple'"]);
     await sameError(
       simpleRaw([range16], [ones16], { outputs: [{ name: 'OUTPUT0', parameters: { class_count: int64(-2) } }] }),
       '/v2/models/simple/infer',
@@ -1001,7 +1001,7 @@ describe('model repository extension over gRPC (explicit model control)', () => 
     await call(control, 'RepositoryModelLoad', { model_name: 'simple', parameters: { config: { string_param: config } } });
     assert.equal((await call(control, 'ModelConfig', { name: 'simple' })).config.max_batch_size, 2);
     const three = [range16, range16, range16];
-    await callError(control, 'ModelInfer', simpleRaw(three, three), grpc.status.INVALID_ARGUMENT, ['accepts 1 to 2 (max_batch_size)']);
+    await callError(control, 'ModelInfer', simpleRaw(three, three), grpc.status.INVALID_ARGUMENT, ["inference request batch-size must be <= 2 for 'simple'", 'accepts 1 to 2 (max_batch_size)']);
   });
 
   test('bad load requests and path traversal are refused with what was wrong', async () => {

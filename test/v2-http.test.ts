@@ -935,7 +935,7 @@ describe('errors', () => {
   test('unknown input', async () => {
     const request = simpleRequest([range16], [ones]);
     request.inputs.push({ name: 'INPUT2', datatype: 'INT32', shape: [1, 16], data: ones });
-    await assertError(await inferSimple(request), 400, "model 'simple' has no input 'INPUT2'", 'INPUT0, INPUT1');
+    await assertError(await inferSimple(request), 400, "unexpected inference input 'INPUT2' for model 'simple'", 'INPUT0, INPUT1');
   });
 
   test('an input given twice', async () => {
@@ -948,7 +948,7 @@ describe('errors', () => {
     await assertError(
       await inferSimple(simpleRequest([range16], [ones], { outputs: [{ name: 'OUTPUT9' }] })),
       400,
-      "model 'simple' has no output 'OUTPUT9'",
+      "unexpected inference output 'OUTPUT9' for model 'simple'",
       'OUTPUT0, OUTPUT1',
     );
   });
@@ -964,7 +964,7 @@ describe('errors', () => {
 
   test('batch larger than max_batch_size, and batch sizes that disagree', async () => {
     const nine = Array.from({ length: 9 }, () => range16);
-    await assertError(await inferSimple(simpleRequest(nine, nine)), 400, "input 'INPUT0' has batch size 9", "model 'simple' accepts 1 to 8");
+    await assertError(await inferSimple(simpleRequest(nine, nine)), 400, "inference request batch-size must be <= 8 for 'simple'", "input 'INPUT0' has batch size 9");
     const three = [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]];
     await assertError(
       await post(main, '/v2/models/yaml_scale/infer', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [3, 4], data: three }] }),

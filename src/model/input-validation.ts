@@ -258,7 +258,9 @@ export class RequestValidator {
       if (this.maxBatchSize > 0) {
         const rows = shape[0];
         if (rows < 1 || rows > this.maxBatchSize) {
-          throw invalidArgument(`input '${input.name}' has batch size ${rows}; model '${this.config.name}' accepts 1 to ${this.maxBatchSize} (max_batch_size)`);
+          // Triton's phrase first, which its clients and tests look for.
+          const limit = rows < 1 ? `must be >= 1` : `must be <= ${this.maxBatchSize}`;
+          throw invalidArgument(`inference request batch-size ${limit} for '${this.config.name}': input '${input.name}' has batch size ${rows}; the model accepts 1 to ${this.maxBatchSize} (max_batch_size)`);
         }
         if (batchSize !== -1 && rows !== batchSize) {
           throw invalidArgument(`input '${input.name}' has batch size ${rows} but input '${batchSource}' has ${batchSize}; all inputs must agree`);
@@ -317,7 +319,7 @@ export class RequestValidator {
   }
 
   private unknownInput(name: string): NereidError {
-    return invalidArgument(`model '${this.config.name}' has no input ${quoteName(name)} (its inputs: ${[...this.inputs.keys()].join(', ')})`);
+    return invalidArgument(`unexpected inference input ${quoteName(name)} for model '${this.config.name}': it has no such input (its inputs: ${[...this.inputs.keys()].join(', ')})`);
   }
 
   private missingInputs(given: Record<string, Tensor>): NereidError {
@@ -332,7 +334,7 @@ export class RequestValidator {
     for (const output of requested) {
       const datatype = this.outputs.get(output.name);
       if (!datatype) {
-        throw invalidArgument(`model '${this.config.name}' has no output ${quoteName(output.name)} (its outputs: ${[...this.outputs.keys()].join(', ')})`);
+        throw invalidArgument(`unexpected inference output ${quoteName(output.name)} for model '${this.config.name}': it has no such output (its outputs: ${[...this.outputs.keys()].join(', ')})`);
       }
       if (names.includes(output.name)) throw invalidArgument(`output '${output.name}' is requested more than once`);
       names.push(output.name);

@@ -113,11 +113,11 @@ test('invalid requests are INVALID_ARGUMENT with what was expected and what arri
   const cases: [InferenceRequest, RegExp][] = [
     [{ model: 'm', inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 4], data: new Int32Array(4) }] }, /input 'INPUT0' expects FP32 \[-1,4\], got INT32 \[1,4\]/],
     [{ model: 'm', inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 3], data: new Float32Array(3) }] }, /input 'INPUT0' expects FP32 \[-1,4\], got FP32 \[1,3\]/],
-    [request([row, row, row, row, row]), /input 'INPUT0' has batch size 5; model 'm' accepts 1 to 4 \(max_batch_size\)/],
+    [request([row, row, row, row, row]), /inference request batch-size must be <= 4 for 'm': input 'INPUT0' has batch size 5; the model accepts 1 to 4 \(max_batch_size\)/],
     [{ model: 'm', inputs: [] }, /model 'm' expects input 'INPUT0', which the request lacks/],
-    [{ model: 'm', inputs: [{ name: 'INPUTX', datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) }] }, /model 'm' has no input 'INPUTX' \(its inputs: INPUT0\)/],
+    [{ model: 'm', inputs: [{ name: 'INPUTX', datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) }] }, /unexpected inference input 'INPUTX' for model 'm': it has no such input \(its inputs: INPUT0\)/],
     [{ model: 'm', inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: new Float32Array(3) }] }, /has shape \[1,4\], which holds 4 elements, but 3 were sent/],
-    [request([row], { outputs: [{ name: 'NOPE' }] }), /model 'm' has no output 'NOPE' \(its outputs: OUTPUT0, OUTPUT1\)/],
+    [request([row], { outputs: [{ name: 'NOPE' }] }), /unexpected inference output 'NOPE' for model 'm': it has no such output \(its outputs: OUTPUT0, OUTPUT1\)/],
   ];
   for (const [bad, message] of cases) await rejectsWith(version.infer(bad), 'INVALID_ARGUMENT', message);
   const json = stats(version);
