@@ -216,6 +216,16 @@ test('defaults inside entries: optional false, instance_group KIND_AUTO x1, late
   assert.deepEqual(parseModelConfig({ version_policy: { all: {} } }, 'x').version_policy, { all: {} });
 });
 
+test("a data_type written as the enum's number, as protobuf's text format allows, reads as its name", async () => {
+  const { 'config.pbtxt': config } = await parsePbtxtFile(`
+    input { name: "x" data_type: 11 dims: 4 }
+    output { name: "y" data_type: 9 dims: 4 }
+  `);
+  assert.equal(config.input[0].data_type, 'TYPE_FP32');
+  assert.equal(config.output[0].data_type, 'TYPE_INT64');
+  assert.throws(() => parseModelConfig({ input: [{ name: 'x', data_type: 99, dims: [4] }] }, 'config.json'), /input\.0\.data_type/);
+});
+
 test('pbtxt singletons are coerced to arrays: one input block, one dims value, one preferred size, one version', async () => {
   const { 'config.pbtxt': config } = await parsePbtxtFile(`
     max_batch_size: 4

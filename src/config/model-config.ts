@@ -65,8 +65,11 @@ const integer = (min: number, belowMin?: string) =>
   );
 const count = (min = 0) => integer(min);
 
+/** Triton's DataType enum in number order: protobuf's text format (and so a generated config.pbtxt) may write `data_type: 11` for TYPE_FP32. */
+const DATA_TYPE_NUMBERS = ['TYPE_INVALID', 'TYPE_BOOL', 'TYPE_UINT8', 'TYPE_UINT16', 'TYPE_UINT32', 'TYPE_UINT64', 'TYPE_INT8', 'TYPE_INT16', 'TYPE_INT32', 'TYPE_INT64', 'TYPE_FP16', 'TYPE_FP32', 'TYPE_FP64', 'TYPE_STRING', 'TYPE_BF16'];
+
 const dataType = z
-  .string()
+  .preprocess((value) => (typeof value === 'number' && Number.isInteger(value) && DATA_TYPE_NUMBERS[value] !== undefined ? DATA_TYPE_NUMBERS[value] : value), z.string())
   .transform((value, ctx) => {
     const datatype = datatypeFromConfig(value);
     if (value === 'TYPE_BF16' || value === 'BF16') {
