@@ -177,7 +177,6 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
         );
       }
     }
-    const unlisted = fromModel.filter((tensor) => !tensor.defaulted && !batchTargets.has(tensor.name) && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name));
     // A -1 the config gives where the model fixes the size takes the model's size: requests are then checked against it
     // and refused with a message, not by the engine mid-batch.
     for (const [index, tensor] of completed.entries()) {
@@ -189,6 +188,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     // The outputs a config lists are the ones served, as in Triton (a detector's feature maps stay hidden); inputs it leaves
     // out are added, where Triton refuses the config: the model cannot run without them.
     if (declared.length > 0 && kind === 'output') return completed;
+    const unlisted = fromModel.filter((tensor) => !tensor.defaulted && !batchTargets.has(tensor.name) && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name));
     const added = unlisted.map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
     if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
     return [...completed, ...added];
