@@ -226,6 +226,14 @@ test("a data_type written as the enum's number, as protobuf's text format allows
   assert.throws(() => parseModelConfig({ input: [{ name: 'x', data_type: 99, dims: [4] }] }, 'config.json'), /input\.0\.data_type/);
 });
 
+test('an image layout (FORMAT_NHWC, FORMAT_NCHW) needs 3 dims, as Triton checks; formats by name or number', async () => {
+  assert.throws(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [4], format: 'FORMAT_NHWC' }] }, 'config.json'), /model input NHWC\/NCHW require 3 dims: input 'x' is FORMAT_NHWC with dims \[4\]/);
+  assert.throws(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [3, 8, 8], format: 'FORMAT_SIDEWAYS' }] }, 'config.json'), /input\.0\.format/);
+  const { 'config.pbtxt': config } = await parsePbtxtFile('input { name: "x" data_type: TYPE_FP32 dims: [ 3, 8, 8 ] format: 2 }');
+  assert.equal(config.input[0].format, 'FORMAT_NCHW');
+  assert.equal(parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [48], reshape: { shape: [3, 4, 4] }, format: 'FORMAT_NCHW' }] }, 'c').input[0].format, 'FORMAT_NCHW', 'a reshape gives the layout its dims');
+});
+
 test('pbtxt singletons are coerced to arrays: one input block, one dims value, one preferred size, one version', async () => {
   const { 'config.pbtxt': config } = await parsePbtxtFile(`
     max_batch_size: 4

@@ -125,11 +125,14 @@ export const outputPostprocessingSchema = configObject({
   low_confidence_threshold: z.number().min(0).max(1).default(0.5),
 });
 
+/** Triton's ModelInput.Format in number order (protobuf's text format may write the number). */
+const INPUT_FORMATS = ['FORMAT_NONE', 'FORMAT_NHWC', 'FORMAT_NCHW'] as const;
+
 const inputSchema = tritonObject('input', ['is_shape_tensor', 'is_non_linear_format_io'], {
   name: z.string().min(1),
   data_type: dataType,
   dims: dims,
-  format: z.string().optional(),
+  format: z.preprocess((value) => (typeof value === 'number' ? INPUT_FORMATS[value] ?? value : value), z.enum(INPUT_FORMATS)).optional(),
   optional: z.boolean().default(false),
   reshape: reshape.optional(),
   preprocess: configObject({ image: imagePreprocessingSchema }).optional(),
@@ -142,6 +145,11 @@ const inputSchema = tritonObject('input', ['is_shape_tensor', 'is_non_linear_for
    */
   dims_multiple_of: repeated(count(1)).optional(),
 }).superRefine((input, ctx) => {
+  // As Triton's ValidateModelInput: an image layout names channels and two spatial dims (after any batch dimension).
+  const shape = input.reshape?.shape ?? input.dims;
+  if ((input.format === 'FORMAT_NHWC' || input.format === 'FORMAT_NCHW') && shape.length !== 3) {
+    ctx.addIssue({ code: 'custom', path: ['format'], message: `model input NHWC/NCHW require 3 dims: input '${input.name}' is ${input.format} with ${input.reshape ? 'reshape' : 'dims'} [${shape.join(', ')}]` });
+  }
   const multiples = input.dims_multiple_of;
   if (!multiples) return;
   if (multiples.length !== input.dims.length) {

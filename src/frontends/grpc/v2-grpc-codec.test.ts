@@ -126,7 +126,7 @@ test('the config maps field by field; fields the proto lacks are left out', () =
   const parsed = parseModelConfig(
     {
       max_batch_size: 4,
-      input: [{ name: 'I', data_type: 'TYPE_FP32', dims: [3], format: 'FORMAT_NCHW' }],
+      input: [{ name: 'I', data_type: 'TYPE_FP32', dims: [3, 4, 4], format: 'FORMAT_NCHW' }],
       output: [{ name: 'O', data_type: 'TYPE_STRING', dims: [-1] }],
       version_policy: { specific: { versions: [1, 3] } },
       optimization: { graph: { level: 1 } },
@@ -137,7 +137,7 @@ test('the config maps field by field; fields the proto lacks are left out', () =
   const proto = modelConfigToProto(config);
   assert.equal('optimization' in proto, false);
   assert.deepEqual(proto.version_policy, { specific: { versions: [1, 3] } });
-  assert.deepEqual(proto.input[0], { name: 'I', data_type: 'TYPE_FP32', format: 'FORMAT_NCHW', dims: [3], reshape: null, allow_ragged_batch: false, optional: false });
+  assert.deepEqual(proto.input[0], { name: 'I', data_type: 'TYPE_FP32', format: 'FORMAT_NCHW', dims: [3, 4, 4], reshape: null, allow_ragged_batch: false, optional: false });
   assert.equal(proto.output[0].data_type, 'TYPE_STRING');
   assert.equal(proto.dynamic_batching, null);
 });
