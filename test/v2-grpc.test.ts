@@ -243,6 +243,8 @@ describe('health, metadata, config, statistics, repository', () => {
       ],
     );
     assert.equal(config.scheduling_choice, undefined, 'no dynamic_batching block: each request runs on its own');
+    assert.deepEqual(config.model_transaction_policy, { decoupled: false }, 'as HTTP answers it, for tools that read it (perf_analyzer)');
+    assert.equal(http.model_transaction_policy.decoupled, false);
 
     // Dynamic batching with priority queue policies, instance groups, parameters, response cache.
     const batched = (await call(rpc, 'ModelConfig', { name: 'batched' })).config;

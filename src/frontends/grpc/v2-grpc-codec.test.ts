@@ -122,20 +122,21 @@ test('encodes every output as raw little-endian bytes with its metadata', async 
   assert.deepEqual(message.raw_output_contents, [Buffer.from([1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]), Buffer.from([2, 0, 0, 0, 0x6f, 0x6b])]);
 });
 
-test('the config maps field by field; fields the proto lacks are left out', () => {
+test('the config maps field by field: optimization.graph.level and model_transaction_policy as Triton sends them, fields the proto lacks left out', () => {
   const parsed = parseModelConfig(
     {
       max_batch_size: 4,
       input: [{ name: 'I', data_type: 'TYPE_FP32', dims: [3, 4, 4], format: 'FORMAT_NCHW' }],
       output: [{ name: 'O', data_type: 'TYPE_STRING', dims: [-1] }],
       version_policy: { specific: { versions: [1, 3] } },
-      optimization: { graph: { level: 1 } },
+      optimization: { graph: { level: 1 }, eager_batching: true },
     },
     'test',
   );
   const config = { ...parsed, name: 'm', max_batch_size: 4, backend: 'onnxruntime', platform: 'onnxruntime_onnx' } as CompletedModelConfig;
   const proto = modelConfigToProto(config);
-  assert.equal('optimization' in proto, false);
+  assert.deepEqual(proto.optimization, { graph: { level: 1 } }, 'the field Nereid reads; eager_batching has no effect here');
+  assert.deepEqual(proto.model_transaction_policy, { decoupled: false });
   assert.deepEqual(proto.version_policy, { specific: { versions: [1, 3] } });
   assert.deepEqual(proto.input[0], { name: 'I', data_type: 'TYPE_FP32', format: 'FORMAT_NCHW', dims: [3, 4, 4], reshape: null, allow_ragged_batch: false, optional: false });
   assert.equal(proto.output[0].data_type, 'TYPE_STRING');

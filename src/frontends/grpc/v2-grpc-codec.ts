@@ -420,6 +420,9 @@ export function modelConfigToProto(config: CompletedModelConfig) {
       Object.entries(config.parameters).map(([key, value]) => [key, { string_value: value.string_value }]),
     ),
     response_cache: config.response_cache ? { enable: config.response_cache.enable } : null,
+    // Triton's ONNX Runtime backend reads graph.level; the other optimization fields have no effect here and are not sent.
+    optimization: config.optimization?.graph?.level !== undefined ? { graph: { level: config.optimization.graph.level } } : null,
+    model_transaction_policy: { decoupled: false },
     ensemble_scheduling: config.ensemble_scheduling
       ? {
           step: config.ensemble_scheduling.step.map((step) => ({
