@@ -172,3 +172,10 @@ describe('completeConfig: dims compared as Triton compares them', () => {
     assert.throws(() => complete({ max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [5] }] }), /config input 'INPUT0' has dims \[5\] but the model has \[4\]/);
   });
 });
+
+describe('completeConfig: instance groups', () => {
+  it('KIND_AUTO shows as the kind the instances run on (CPU: only KIND_GPU is placed on a GPU), named as Triton names groups', () => {
+    const completed = complete({ instance_group: [{ count: 2 }, { kind: 'KIND_GPU', count: 1 }] });
+    assert.deepEqual(completed.instance_group.map((group) => [group.kind, group.name]), [['KIND_CPU', 'm_0'], ['KIND_GPU', 'm_1']]);
+  });
+});

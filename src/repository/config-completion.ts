@@ -202,8 +202,10 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     input: complete('input', config.input, signature.inputs),
     output: complete('output', config.output, signature.outputs),
     // Named as Triton names them (<model>_<index>), so statistics and logs can tell groups apart.
+    // KIND_AUTO resolved as Triton resolves it for a model it puts on no GPU: Nereid places only KIND_GPU on one.
     instance_group: (config.instance_group.length > 0 ? config.instance_group : [{ kind: 'KIND_CPU' as const, count: defaults.defaultInstanceCount }]).map((group, index) => ({
       ...group,
+      kind: group.kind === 'KIND_AUTO' ? ('KIND_CPU' as const) : group.kind,
       name: group.name || `${defaults.name}_${index}`,
     })),
     // As Triton's auto-complete does: a batch size the model file allowed (not one the config asked for) comes with the dynamic batcher.
