@@ -128,6 +128,27 @@ describe('scoped tokens', () => {
       client.close();
     }
   });
+
+  test('gRPC: a call without a token is refused from its metadata, before its message is read', { timeout: 20_000 }, async () => {
+    // A message announced at 48 MiB of which 1 MiB is sent, then nothing: the answer must not wait for the rest.
+    const { connect } = await import('node:http2');
+    const session = connect(`http://127.0.0.1:${grpcPort}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers' });
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(48 << 20, 1);
+      stream.write(Buffer.concat([prefix, Buffer.alloc(1 << 20)]));
+      const status = await new Promise<string>((resolve, reject) => {
+        stream.on('response', (headers) => headers['grpc-status'] !== undefined && resolve(String(headers['grpc-status'])));
+        stream.on('trailers', (trailers) => resolve(String(trailers['grpc-status'])));
+        stream.on('error', reject);
+        stream.resume();
+      });
+      assert.equal(Number(status), grpc.status.UNAUTHENTICATED);
+    } finally {
+      session.destroy();
+    }
+  });
 });
 
 describe('tokens given to nereid serve', () => {

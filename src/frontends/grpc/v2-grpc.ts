@@ -92,6 +92,9 @@ const MANAGEMENT_METHODS = /^(?:Repository|TraceSetting$|LogSettings$)/;
 /** Health probes stay open when bearer tokens are required, as over HTTP: Triton's health group, a model's readiness included. */
 const OPEN_METHODS = new Set(['ServerLive', 'ServerReady', 'ModelReady']);
 
+/** The method of a call to the inference service, from its path; health and reflection have their own services. */
+const INFERENCE_METHOD_PATH = /^\/inference\.GRPCInferenceService\/(\w+)$/;
+
 type GrpcError = Error & { code: grpc.status; details: string };
 
 function grpcError(error: NereidError): GrpcError {
@@ -230,8 +233,31 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   const logger: Logger = server.logger.child({ frontEnd: 'grpc' });
   const service = withGentleDecoding(loadInferenceProto().service);
   const calls = new CallsInFlight();
+  /**
+   * Tokens checked from a call's metadata, before its message is read: grpc-js receives a whole message (up to
+   * --grpc-max-message-bytes) before a handler runs, so a caller holding no token could otherwise make the server hold
+   * that much on every stream it opens. A refused call is answered at once and its message never read.
+   */
+  const authorizeFromMetadata: grpc.ServerInterceptor = (descriptor, call) => {
+    const method = INFERENCE_METHOD_PATH.exec(descriptor.path)?.[1];
+    const listener = new grpc.ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        try {
+          if (method !== undefined) authorize(method, metadata);
+        } catch (error) {
+          const reqId = requestIdOf(metadataString(metadata, REQUEST_ID_HEADER));
+          const status = failure(method!, error, reqId);
+          call.sendStatus({ code: status.code, details: status.details, metadata: new grpc.Metadata() });
+          access(method!, reqId, undefined, performance.now(), status.code, loggedReasons.get(status));
+          return;
+        }
+        next(metadata);
+      })
+      .build();
+    return new grpc.ServerInterceptingCall(call, new grpc.ResponderBuilder().withStart((next) => next(listener)).build());
+  };
   const grpcServer = new grpc.Server({
-    interceptors: [calls.interceptor],
+    interceptors: [calls.interceptor, authorizeFromMetadata],
     'grpc.max_receive_message_length': settings.maxReceiveMessageBytes,
     'grpc.max_send_message_length': settings.maxSendMessageBytes,
     'grpc.keepalive_time_ms': settings.keepaliveTimeMs,
