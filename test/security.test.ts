@@ -506,7 +506,21 @@ describe('files and overrides', () => {
       ],
       [
         { max_batch_size: 4, model_warmup: [{ name: 'huge', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_FP32', dims: [1_000_000_000], zero_data: true } } }] },
-        /tensors of more than 16777216 elements in all \(1000000000\)/,
+        /tensors of more than 67108864 bytes in all \(4000000000, a BYTES element counted as 128\)/,
+      ],
+      // Strings cost an object each: 8 million empty ones blocked the event loop for 20 s and kept 3.4 GB.
+      [
+        { max_batch_size: 4, model_warmup: [{ name: 'strings', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_STRING', dims: [8_000_000], zero_data: true } } }] },
+        /tensors of more than 67108864 bytes in all \(1024000000, a BYTES element counted as 128\)/,
+      ],
+      // A sequence's state is held per live sequence, and an initial value is read only from a file the repository names.
+      [
+        { max_batch_size: 4, sequence_batching: { state: [{ input_name: 'INPUT0', output_name: 'OUTPUT0', data_type: 'TYPE_STRING', dims: [4_000_000], initial_state: [{ data_type: 'TYPE_STRING', dims: [4_000_000], zero_data: true }] }] } },
+        /give each sequence state of more than 16777216 bytes \(1024000000, a BYTES element counted as 128\)/,
+      ],
+      [
+        { max_batch_size: 4, sequence_batching: { state: [{ input_name: 'INPUT0', output_name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4], initial_state: [{ data_type: 'TYPE_FP32', dims: [4], data_file: 'secret.bin' }] }] } },
+        /name an initial_state data_file the repository's config does not name \('secret\.bin'\)/,
       ],
     ];
     for (const [config, pattern] of refusals) {

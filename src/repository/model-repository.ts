@@ -18,7 +18,8 @@ import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
-import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig, ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import { byteSize } from '../core/datatype.js';
 import { parsePbtxt } from '../config/pbtxt.js';
 import { EnsembleStepError, loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
@@ -178,9 +179,11 @@ const OVERRIDE_LIMITS = {
   maxQueueDelayMicroseconds: 10_000_000,
   maxTimeoutMicroseconds: 3_600_000_000,
   maxBatchSize: 1024,
-  /** Rows of every warmup entry together (count × batch_size, summed), and the tensor elements they make. */
+  /** Rows of every warmup entry together (count × batch_size, summed), and the memory their tensors take. */
   warmupRows: 10_000,
-  warmupElements: 16 * 1024 * 1024,
+  warmupBytes: 64 * 1024 * 1024,
+  /** Memory one sequence's state takes (every state tensor, and each initial value): each live sequence holds its own. */
+  sequenceStateBytes: 16 * 1024 * 1024,
   /** An image input's limits may be raised up to these, the schema's defaults. */
   imageBytes: imagePreprocessingSchema.shape.max_bytes.parse(undefined),
   imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
@@ -191,6 +194,16 @@ const OVERRIDE_LIMITS = {
  * files it reads: those come from the repository's own config (a client could otherwise read back
  * any file of the model folder as labels).
  */
+/** What one BYTES element costs in memory however short: a Buffer object of its own (an empty one is about this much of heap). */
+const BYTES_ELEMENT_MEMORY = 128;
+
+/** The memory a tensor of a config's data_type and dims takes: a -1 counted as 1, a BYTES element at its object's cost. */
+function tensorMemory(tensor: { data_type: string; dims: readonly number[] }): number {
+  const datatype = datatypeOfConfig(tensor);
+  const elements = tensor.dims.reduce((product, dim) => product * Math.max(1, dim), 1);
+  return elements * (datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(datatype));
+}
+
 function checkOverride(override: ModelConfig, own: ModelConfig | undefined): void {
   const cores = availableParallelism();
   const refuse = (what: string) => {
@@ -207,7 +220,7 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
   }
   const declaredWarmupFiles = new Set((own?.model_warmup ?? []).flatMap((entry) => Object.values(entry.inputs).map((input) => input.input_data_file)));
   let warmupRows = 0;
-  let warmupElements = 0;
+  let warmupBytes = 0;
   for (const entry of override.model_warmup) {
     for (const input of Object.values(entry.inputs)) {
       if (input.input_data_file !== undefined && !declaredWarmupFiles.has(input.input_data_file)) {
@@ -217,10 +230,19 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     // Summed over entries: a limit per entry alone would let two hundred entries through.
     const rows = entry.count * Math.max(1, entry.batch_size);
     warmupRows += rows;
-    warmupElements += rows * Object.values(entry.inputs).reduce((sum, input) => sum + input.dims.reduce((product, dim) => product * Math.max(1, dim), 1), 0);
+    warmupBytes += rows * Object.values(entry.inputs).reduce((sum, input) => sum + tensorMemory(input), 0);
   }
   if (warmupRows > OVERRIDE_LIMITS.warmupRows) refuse(`ask its warmup for more than ${OVERRIDE_LIMITS.warmupRows} rows in all (count × batch_size over every entry: ${warmupRows})`);
-  if (warmupElements > OVERRIDE_LIMITS.warmupElements) refuse(`ask its warmup for tensors of more than ${OVERRIDE_LIMITS.warmupElements} elements in all (${warmupElements})`);
+  if (warmupBytes > OVERRIDE_LIMITS.warmupBytes) refuse(`ask its warmup for tensors of more than ${OVERRIDE_LIMITS.warmupBytes} bytes in all (${warmupBytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})`);
+  const declaredStateFiles = new Set((own?.sequence_batching?.state ?? []).flatMap((state) => state.initial_state.map((initial) => initial.data_file)));
+  let stateBytes = 0;
+  for (const state of override.sequence_batching?.state ?? []) {
+    stateBytes += tensorMemory(state) + state.initial_state.reduce((sum, initial) => sum + tensorMemory(initial), 0);
+    for (const initial of state.initial_state) {
+      if (initial.data_file !== undefined && !declaredStateFiles.has(initial.data_file)) refuse(`name an initial_state data_file the repository's config does not name ('${initial.data_file}')`);
+    }
+  }
+  if (stateBytes > OVERRIDE_LIMITS.sequenceStateBytes) refuse(`give each sequence state of more than ${OVERRIDE_LIMITS.sequenceStateBytes} bytes (${stateBytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})`);
   for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
     const value = Number(parameterValue(override, key) ?? 0);
     if (value > cores * OVERRIDE_LIMITS.threadsPerCore) refuse(`ask for ${value} ${key.replace(/_/g, ' ')}s on a machine of ${cores} cores`);
