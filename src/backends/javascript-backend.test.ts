@@ -70,6 +70,25 @@ describe('JavaScriptInstance beyond the shared suite', () => {
   const FP32 = { max_batch_size: 0, input: [{ name: 'IN', data_type: 'TYPE_FP32', dims: [2] }], output: [{ name: 'OUT', data_type: 'TYPE_FP32', dims: [2] }] };
   const input = (values: number[]) => ({ IN: { datatype: 'FP32' as const, shape: [2], data: Float32Array.from(values) } });
 
+  test("the handler's environment lacks the server's own settings (NEREID_*: tokens, the Redis password) and keeps the rest", async (t) => {
+    process.env.NEREID_HTTP_AUTH_TOKEN_FOR_TEST = 'secret';
+    process.env.HANDLER_VISIBLE_FOR_TEST = 'shown';
+    t.after(() => {
+      delete process.env.NEREID_HTTP_AUTH_TOKEN_FOR_TEST;
+      delete process.env.HANDLER_VISIBLE_FOR_TEST;
+    });
+    const instance = await handlerInstance(
+      `export const execute = (requests) => requests.map(() => ({ OUT: { shape: [2], data: [process.env.NEREID_HTTP_AUTH_TOKEN_FOR_TEST === undefined ? 1 : 0, process.env.HANDLER_VISIBLE_FOR_TEST === 'shown' ? 1 : 0] } }));`,
+      FP32,
+    );
+    try {
+      const { answers } = await instance.runRequests!([{ inputs: input([0, 0]), outputNames: ['OUT'] }]);
+      assert.deepEqual([...((answers[0] as Record<string, { data: Float32Array }>).OUT.data)], [1, 1]);
+    } finally {
+      await instance.release();
+    }
+  });
+
   test('an answer that does not fit the config fails its request, naming the output and what was declared', async () => {
     const instance = await handlerInstance(
       `export const execute = (requests) => requests.map(({ inputs }) => inputs.IN.data[0] > 0 ? { OUT: { shape: [3], data: [1, 2, 3] } } : { OUT: { shape: [2], data: [1, 'two'] } });`,

@@ -49,9 +49,18 @@ export const javascriptParameters = (config: ModelConfig): JavaScriptParameters 
 
 const WORKER_ENTRY = siblingWorkerEntry('javascript-worker');
 
+/**
+ * The handler's environment: the server's, less its own settings (NEREID_*: tokens, the Redis password), which a
+ * model's code has no business holding. Not a sandbox — the handler can still read what the process can read.
+ */
+function handlerEnvironment(): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('NEREID_')));
+}
+
 function spawnWorker(spec: HandlerSpec, limits: JavaScriptParameters): Worker {
   const options = {
     workerData: spec,
+    env: handlerEnvironment(),
     resourceLimits: { maxOldGenerationSizeMb: limits.max_old_generation_mb, maxYoungGenerationSizeMb: limits.max_young_generation_mb, stackSizeMb: limits.stack_size_mb },
     // The handler's console output goes to the server's, not to a pipe nobody reads.
     stdout: false,
