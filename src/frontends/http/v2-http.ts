@@ -340,19 +340,20 @@ function imageAlternatives(server: Server, model: string, version: string | unde
 /**
  * Why a browser's request that may change or run something comes from a page of another origin, or undefined when it
  * does not or is no browser's. Browsers say where it comes from themselves (Sec-Fetch-Site, which a reverse proxy
- * leaves alone): `cross-site` is refused with or without an Origin, `same-origin` and `none` (the user's own action)
- * pass. `same-site` (another subdomain, or another port of this host) and a request without Sec-Fetch-Site but with an
- * Origin are judged by the Origin: its host name must be the one the request was sent to (Host, or a proxy's
- * X-Forwarded-Host), ports aside, since proxies commonly drop or change them. Clients that are not browsers send
- * neither header and pass.
+ * leaves alone): `cross-site` and `same-site` (another subdomain, or another port of this host: a page of another
+ * origin, by the browser's own judgement) are refused, `same-origin` and `none` (the user's own action) pass. A request
+ * without Sec-Fetch-Site but with an Origin (an older browser) is judged by the Origin: its host name must be the one
+ * the request was sent to (Host, or a proxy's X-Forwarded-Host), ports aside, since proxies commonly drop or change
+ * them. Clients that are not browsers send neither header and pass.
  */
 function crossOriginRefusal(headers: FastifyRequest['headers']): string | undefined {
   const site = headers['sec-fetch-site'];
   const origin = headers.origin;
   const host = `Host '${headers.host ?? ''}'`;
   if (site === 'cross-site') return `Sec-Fetch-Site is 'cross-site'${origin === undefined ? '' : ` (Origin '${origin}')`}: the request comes from a page of another site`;
+  if (site === 'same-site') return `Sec-Fetch-Site is 'same-site'${origin === undefined ? '' : ` (Origin '${origin}')`}: the request comes from a page of another origin on this site (another port or subdomain)`;
   if (site === 'same-origin' || site === 'none') return undefined;
-  if (origin === undefined) return site === 'same-site' ? `Sec-Fetch-Site is 'same-site' without an Origin to tell which host the page is on (${host})` : undefined;
+  if (origin === undefined) return undefined;
   return originHostIsServers(origin, headers) ? undefined : `Origin '${origin}' is not this server (${host})`;
 }
 
