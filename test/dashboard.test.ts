@@ -164,6 +164,18 @@ describe('dashboard', () => {
     }
   });
 
+  test('streams are bounded: past 64 open at once a new one is refused with 503 and Retry-After', async () => {
+    const opened = await Promise.all(Array.from({ length: 64 }, () => openStream(`${open.url}/dashboard/api/stream`)));
+    try {
+      const refused = await fetch(`${open.url}/dashboard/api/stream`);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get('retry-after'), '10');
+      assert.match(((await refused.json()) as { error: string }).error, /^64 dashboard streams are open already, the most this server keeps/);
+    } finally {
+      for (const stream of opened) stream.close();
+    }
+  });
+
   test("each phase's percentiles come from the histograms /metrics exposes, bucket for bucket", async () => {
     const stream = await openStream(`${open.url}/dashboard/api/stream`);
     try {

@@ -13,6 +13,12 @@ import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import type { Server } from '../../server/server.js';
 import { dashboardSnapshot, intervalOf, type DashboardSnapshot, type HistogramSource } from './dashboard-data.js';
 
+/** Dashboard streams open at once: each is a connection and a write a second. */
+const MAX_STREAMS = 64;
+
+/** Bytes a stream may have waiting for its client before it is closed (a few snapshots of a large repository). */
+const MAX_UNREAD_BYTES = 4 * 1024 * 1024;
+
 export const DASHBOARD_PATH = '/dashboard';
 export const DASHBOARD_API = /^\/dashboard\/api(?:[/?]|$)/;
 
@@ -108,6 +114,12 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
         .header('connection', 'close')
         .send({ error: 'the server is draining (shutting down): it opens no new dashboard stream; reload the dashboard from a server that is up' });
     }
+    if (streams.size >= MAX_STREAMS) {
+      return reply
+        .code(503)
+        .header('retry-after', '10')
+        .send({ error: `${MAX_STREAMS} dashboard streams are open already, the most this server keeps; close a dashboard tab, or use GET ${DASHBOARD_PATH}/api/overview` });
+    }
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -122,6 +134,13 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
       if (closed) return;
       const interval = previous ? intervalOf(previous, snapshot) : undefined;
       previous = snapshot;
+      // A client that does not read would have every snapshot pile up in the server's memory: it is let go instead (a
+      // browser's EventSource that was only slow reconnects by itself).
+      if (raw.writableLength > MAX_UNREAD_BYTES) {
+        app.log.warn({ reqId: request.id, unread: raw.writableLength }, 'dashboard stream closed: its client has not read the last snapshots');
+        stop();
+        return;
+      }
       raw.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot, interval })}\n\n`);
     };
     const socket = request.raw.socket;
