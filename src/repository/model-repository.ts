@@ -189,11 +189,6 @@ const OVERRIDE_LIMITS = {
   imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
 };
 
-/**
- * A config sent with a load request may change how a model is served, within bounds, but not which
- * files it reads: those come from the repository's own config (a client could otherwise read back
- * any file of the model folder as labels).
- */
 /** What one BYTES element costs in memory however short: a Buffer object of its own (an empty one is about this much of heap). */
 const BYTES_ELEMENT_MEMORY = 128;
 
@@ -204,6 +199,11 @@ function tensorMemory(tensor: { data_type: string; dims: readonly number[] }): n
   return elements * (datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(datatype));
 }
 
+/**
+ * A config sent with a load request may change how a model is served, within bounds, but not which
+ * files it reads: those come from the repository's own config (a client could otherwise read back
+ * any file of the model folder as labels).
+ */
 function checkOverride(override: ModelConfig, own: ModelConfig | undefined): void {
   const cores = availableParallelism();
   const refuse = (what: string) => {
