@@ -17,7 +17,7 @@ import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/
 import { invalidArgument, quote } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
 import { OptionError } from './core/options.js';
-import { certificateValidityProblem, readClientTlsFiles, readTlsFiles, TLS_FLAGS } from './core/tls.js';
+import { certificateValidityProblem, hardenTlsCiphers, readClientTlsFiles, readTlsFiles, TLS_FLAGS } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
 import { createHttpFrontEnd, dashboardAddress, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
@@ -455,6 +455,7 @@ program
     warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, flags.host, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
+    if (tls) hardenTlsCiphers();
     const certificateProblem = tls && certificateValidityProblem(tls.cert, new Date(), TLS_FLAGS.cert);
     if (certificateProblem) logger.warn(certificateProblem);
     if (flags.dashboardPort !== undefined && !flags.dashboard) throw new Error('--dashboard-port serves the dashboard: it cannot go with --dashboard false');

@@ -331,6 +331,25 @@ describe('nereid serve --tls-* and nereid classify --tls-ca', () => {
     }
   });
 
+  test('no port of the served process agrees to a TLS 1.2 suite with a SHA-1 MAC; the GCM ones and TLS 1.3 are served', async () => {
+    const { connect } = await import('node:tls');
+    const handshake = (port: number, options: { ciphers?: string; maxVersion?: 'TLSv1.2' | 'TLSv1.3' }) =>
+      new Promise<string>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port, ca: certificates.serverCa.cert, cert: certificates.client.cert, key: certificates.client.key, servername: 'localhost', ALPNProtocols: ['h2', 'http/1.1'], ...options });
+        socket.once('secureConnect', () => {
+          resolve(`${socket.getProtocol()} ${socket.getCipher().name}`);
+          socket.destroy();
+        });
+        socket.once('error', (error) => resolve(`refused: ${error.message}`));
+      });
+    const sha1Suites = 'ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA';
+    for (const port of [Number(new URL(running!.url).port), grpcPort]) {
+      assert.match(await handshake(port, { ciphers: sha1Suites, maxVersion: 'TLSv1.2' }), /^refused/, `port ${port}`);
+      assert.match(await handshake(port, { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256', maxVersion: 'TLSv1.2' }), /^TLSv1\.2 ECDHE-(ECDSA|RSA)-AES128-GCM-SHA256$/, `port ${port}`);
+      assert.match(await handshake(port, {}), /^TLSv1\.3 TLS_/, `port ${port}`);
+    }
+  });
+
   test('a bad certificate file stops `serve` at start with the flag and file named', async () => {
     const missing = join(certificates.dir, 'absent.pem');
     const result = await cli(['serve', '--model-repository', served.repoDir, '--tls-cert', missing, '--tls-key', certificates.server.keyPath]);
