@@ -149,9 +149,9 @@ export function formatProfile(summary: ProfileSummary): string {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const file = process.argv[2];
-  if (!file) {
+  if (!file || file === '--help' || file === '-h') {
     console.error('usage: node --import tsx bench/cpu-profile.ts FILE.cpuprofile');
-    process.exit(2);
+    process.exit(file ? 0 : 2);
   }
   console.log(formatProfile(summariseProfile(file, [], 30)));
 }

@@ -337,13 +337,14 @@ class RssSampler {
 const MIB = 1024 * 1024;
 
 /** The split now: the server's metrics read, then its RSS; undefined when either cannot be read. */
-async function memorySplit(server: ChildServer, metricsOrigin: string): Promise<MemorySplit | undefined> {
+async function memorySplit(metricsOrigin: string): Promise<MemorySplit | undefined> {
   try {
     const response = await request(`${metricsOrigin}/metrics`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
     const text = await response.body.text();
     const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / MIB;
-    const rssMb = procMemory(server.pid)?.rssMb;
-    const split = { rssMb: rssMb ?? NaN, heapMb: gauge('nodejs_heap_size_used_bytes'), externalMb: gauge('nodejs_external_memory_bytes') };
+    // All three from the same scrape: an RSS read from /proc a moment later could follow an idle collection the gauges
+    // did not see, and the rest would come out negative.
+    const split = { rssMb: gauge('process_resident_memory_bytes'), heapMb: gauge('nodejs_heap_size_used_bytes'), externalMb: gauge('nodejs_external_memory_bytes') };
     return Object.values(split).some(Number.isNaN) ? undefined : split;
   } catch {
     return undefined;
@@ -351,12 +352,12 @@ async function memorySplit(server: ChildServer, metricsOrigin: string): Promise<
 }
 
 /** Reads the split over and over (each read waits for the server's answer) until stopped, keeping the one at the highest RSS. */
-function splitAtPeak(server: ChildServer, metricsOrigin: string): () => Promise<MemorySplit | undefined> {
+function splitAtPeak(metricsOrigin: string): () => Promise<MemorySplit | undefined> {
   let stopped = false;
   let highest: MemorySplit | undefined;
   const reading = (async () => {
     while (!stopped) {
-      const split = await memorySplit(server, metricsOrigin);
+      const split = await memorySplit(metricsOrigin);
       if (split && split.rssMb > (highest?.rssMb ?? -1)) highest = split;
       await sleep(SPLIT_EVERY_MS);
     }
@@ -377,16 +378,16 @@ async function measureAttack(
   run: () => Promise<{ answers: Answers; openAt?: { seconds: number; open: number }[] }>,
 ): Promise<AttackResult> {
   await sleep(1000);
-  const baseline = await memorySplit(server, metricsOrigin);
+  const baseline = await memorySplit(metricsOrigin);
   const baselineMb = procMemory(server.pid)?.rssMb ?? NaN;
   const sampler = new RssSampler(server.pid);
-  const stopSplits = splitAtPeak(server, metricsOrigin);
+  const stopSplits = splitAtPeak(metricsOrigin);
   const started = performance.now();
   const outcome = await run();
   const attackSeconds = (performance.now() - started) / 1000;
   await sleep(settleS * 1000);
   const afterMb = procMemory(server.pid)?.rssMb;
-  const after = await memorySplit(server, metricsOrigin);
+  const after = await memorySplit(metricsOrigin);
   const peak = await stopSplits();
   return { attack, round, target: server.name, baselineMb, peakMb: sampler.stop(), afterMb, attackSeconds, ...outcome, split: { baseline, peak, after }, serverGone: afterMb === undefined };
 }

@@ -28,8 +28,13 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '6' },
     concurrency: { type: 'string', default: '16' },
     warmup: { type: 'string', default: '2' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (args.help) {
+  console.log('node --import tsx bench/metrics-overhead.ts [--seconds 3] [--rounds 6] [--concurrency 16] [--warmup 2]');
+  process.exit(0);
+}
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 const CONCURRENCY = Number(args.concurrency);

@@ -665,7 +665,7 @@ async function main(options: BenchOptions): Promise<void> {
           ]
         : []),
       '×ceiling: inferences/s ÷ best in-process inferences/s. ×peer: ÷ the peer at the same concurrency and encoding (none for gRPC: the peer speaks HTTP only). ' +
-        '×floor: requests/s ÷ the floor at the same concurrency and encoding; for grpc rows the floor is the HTTP floor with the binary body (the floor speaks HTTP only). ' +
+        '×floor: requests/s ÷ the floor at the same concurrency and encoding; for grpc rows the floor is the HTTP floor with the binary body (the floor speaks HTTP only), and shm rows are set against the binary peer and floor (neither speaks shared memory). ' +
         '+p50 vs b1: p50 − in-process batch-1 p50. +p50 vs floor: p50 − that floor\'s p50. ' +
         'CPU/inf vs in-process: server CPU seconds per inference ÷ in-process CPU seconds per inference at the batch sizes the server ran (see the statistics table). ' +
         (options.encodings.includes('grpc')
