@@ -144,7 +144,7 @@ export function parseMonitoringOverheadOptions(argv: string[]): MonitoringOverhe
 }
 
 /** The first `count` t10k images: their pixels, and each encoded as PNG (what a client sends). */
-async function testImages(count: number): Promise<{ pixels: Uint8Array[]; pngs: Buffer[] }> {
+export async function testImages(count: number): Promise<{ pixels: Uint8Array[]; pngs: Buffer[] }> {
   const { pixels } = await readFashionMnist('t10k', count);
   const pngs = await Promise.all(pixels.map((image) => sharp(image, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer()));
   return { pixels, pngs };
@@ -193,7 +193,7 @@ interface PartCost {
  * monitored server's does), their probabilities, and their image properties. The sessions run at
  * `batch` rows, the batch size the monitored server formed on average.
  */
-async function inProcessCosts(options: MonitoringOverheadOptions, images: { pixels: Uint8Array[]; pngs: Buffer[] }, batch: number): Promise<PartCost[]> {
+export async function inProcessCosts(options: MonitoringOverheadOptions, images: { pixels: Uint8Array[]; pngs: Buffer[] }, batch: number): Promise<PartCost[]> {
   const profile = await readReferenceProfile(join(VERSION_DIR, 'reference.json'));
   const ood = profile.ood;
   if (!ood) throw new Error(`${VERSION_DIR}/reference.json has no ood detector`);
