@@ -41,8 +41,29 @@ before(async () => {
   repo = await mkdtemp(join(tmpdir(), 'nereid-replicas-'));
   await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 8\ndynamic_batching { }\nresponse_cache { enable: true }\n');
   redis = await startRedisServer();
-  for (let index = 0; index < REPLICAS; index++) ports.push(await freePort());
-  replicas.push(...(await Promise.all(ports.map((port) => serveChild(repo, replicaFlags(port))))));
+  // Each replica on a port found free; another test running beside this one may take that port first, so a replica that
+  // cannot start gets a fresh port (twice at most). Every replica that did start is kept for after() to stop: one left
+  // running would keep this file's process alive, and the suite waiting on it, long after the failure.
+  const started = await Promise.allSettled(
+    Array.from({ length: REPLICAS }, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const port = await freePort();
+        try {
+          return { port, replica: await serveChild(repo, replicaFlags(port)) };
+        } catch (error) {
+          if (attempt === 3) throw error;
+        }
+      }
+    }),
+  );
+  for (const result of started) {
+    if (result.status === 'fulfilled') {
+      ports.push(result.value.port);
+      replicas.push(result.value.replica);
+    }
+  }
+  const failed = started.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
   const proxyPort = await freePort();
   proxyUrl = `http://127.0.0.1:${proxyPort}`;
   nginx = await startNginx(
