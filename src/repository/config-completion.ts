@@ -143,7 +143,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
         ? { ...tensor, reshape: { shape: [] } }
         : tensor;
     });
-    for (const tensor of completed) {
+    for (const [index, tensor] of completed.entries()) {
       const actual = fromModel.find((candidate) => candidate.name === tensor.name);
       if (!actual) {
         throw new Error(`config ${kind} '${tensor.name}' is not in the model (it has ${fromModel.map((t) => t.name).join(', ')})`);
@@ -176,14 +176,11 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
             (batched && config.max_batch_size === undefined ? ` (max_batch_size was completed to ${maxBatchSize} from the model, as the config leaves it out: set max_batch_size: 0 if the first dimension is not a batch dimension)` : ''),
         );
       }
-    }
-    // A -1 the config gives where the model fixes the size takes the model's size: requests are then checked against it
-    // and refused with a message, not by the engine mid-batch.
-    for (const [index, tensor] of completed.entries()) {
-      const actual = fromModel.find((candidate) => candidate.name === tensor.name);
-      if (!actual || actual.rankUnknown || tensor.reshape || ('allow_ragged_batch' in tensor && tensor.allow_ragged_batch)) continue;
-      const modelDims = dimsFromSignature(actual, batched);
-      if (tensor.dims.some((dim, at) => dim === -1 && modelDims[at] > 0)) completed[index] = { ...tensor, dims: tensor.dims.map((dim, at) => (dim === -1 && modelDims[at] > 0 ? modelDims[at] : dim)) };
+      // A -1 the config gives where the model fixes the size takes the model's size: requests are then checked against it
+      // and refused with a message, not by the engine mid-batch.
+      if (!tensor.reshape && tensor.dims.some((dim, at) => dim === -1 && modelDims[at] > 0)) {
+        completed[index] = { ...tensor, dims: tensor.dims.map((dim, at) => (dim === -1 && modelDims[at] > 0 ? modelDims[at] : dim)) };
+      }
     }
     // The outputs a config lists are the ones served, as in Triton (a detector's feature maps stay hidden); inputs it leaves
     // out are added, where Triton refuses the config: the model cannot run without them.

@@ -321,7 +321,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     checkBearerToken(authorizationOf(metadata), settings.authTokens, MANAGEMENT_METHODS.test(method) ? 'management' : 'inference');
   };
 
-  /** A unary RPC: authorize, run `handle`, answer its result or its error. Nothing thrown escapes. */
+  /** A unary RPC (authorized from its metadata before it gets here): run `handle`, answer its result or its error. Nothing thrown escapes. */
   const unary =
     <Request, Response>(
       method: string,
@@ -335,10 +335,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       const header = new grpc.Metadata();
       header.set(REQUEST_ID_HEADER, reqId);
       call.sendMetadata(header);
-      (async () => {
-        authorize(method, call.metadata);
-        return handle(requireDecoded(call.request), call, reqId);
-      })().then(
+      // Tokens were checked from the metadata already (authorizeFromMetadata), before the message was read.
+      (async () => handle(requireDecoded(call.request), call, reqId))().then(
         (response) => {
           callback(null, response);
           access(method, reqId, call.request, started, grpc.status.OK);
@@ -440,12 +438,6 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     // One stream, one client: its x-request-id (if any) and trace context cover every request on it.
     const givenRequestId = metadataString(call.metadata, REQUEST_ID_HEADER);
     const traceparent = metadataString(call.metadata, 'traceparent');
-    try {
-      authorize('ModelStreamInfer', call.metadata);
-    } catch (error) {
-      call.emit('error', failure('ModelStreamInfer', error, requestIdOf(givenRequestId)));
-      return;
-    }
     // One entry per request read and not yet written back, oldest first; `answer` is set when its request is done.
     const pending: { abort: ClientCancellation; answer?: object }[] = [];
     let reading = true;
