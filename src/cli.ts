@@ -17,10 +17,11 @@ import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/
 import { invalidArgument, quote } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
 import { OptionError } from './core/options.js';
-import { certificateValidityProblem, hardenTlsCiphers, readClientTlsFiles, readTlsFiles, TLS_FLAGS } from './core/tls.js';
+import { readClientTlsFiles, readTlsFiles, TLS_FLAGS, TLS_MIN_VERSIONS, tlsValidityProblems } from './core/tls.js';
 import { ClientError, HttpClient } from './client/http-client.js';
 import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
-import { createHttpFrontEnd, dashboardAddress, httpFrontEndOptionsSchema } from './frontends/http/v2-http.js';
+import { createHttpFrontEnd, dashboardAddress, httpFrontEndOptionsSchema, replaceHttpTls } from './frontends/http/v2-http.js';
+import { reloadTlsOnChange } from './frontends/tls-reload.js';
 import { chartFormatOf, DEFAULT_TOP_K, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
 import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
@@ -420,6 +421,10 @@ program
   .option('--tls-cert <pem>', 'serve HTTPS, gRPC over TLS and HTTPS metrics with this certificate chain (PEM file); needs --tls-key')
   .option('--tls-key <pem>', 'the private key of --tls-cert (PEM file, unencrypted)')
   .option('--tls-client-ca <pem>', 'mutual TLS: refuse, at the handshake, clients without a certificate signed by this CA (PEM file)')
+  .option('--tls-client-crl <pem>', "mutual TLS: the revocation lists of the --tls-client-ca CAs (PEM file, one per CA): a client certificate they list is refused at the handshake")
+  .addOption(new Option('--tls-min-version <version>', 'the oldest TLS version accepted on every port (default: TLSv1.2)').choices(TLS_MIN_VERSIONS))
+  .option('--tls-ciphers <list>', "the TLS 1.2 cipher suites offered, an OpenSSL cipher list, e.g. 'ECDHE+AESGCM:ECDHE+CHACHA20' (default: Node's, less those with a SHA-1 MAC)")
+  .option('--tls-check-interval-s <seconds>', 'how often the TLS files are looked at: changed ones are re-read for new connections (a renewed certificate, a fresh revocation list); 0: never', seconds(0), 30)
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   .addOption(new Option('--log-format <format>', 'log lines as text (for a person) or json (for a collector); default: text on a terminal, else json').choices(['text', 'json']))
   .option('--log-file <path>', 'append logs to this file instead of the terminal')
@@ -454,10 +459,9 @@ program
     // The management scope is always exposed: trace and logging settings can be changed in any control mode.
     warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, flags.host, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
-    const tls = await readTlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa });
-    if (tls) hardenTlsCiphers();
-    const certificateProblem = tls && certificateValidityProblem(tls.cert, new Date(), TLS_FLAGS.cert);
-    if (certificateProblem) logger.warn(certificateProblem);
+    const tlsFiles = { cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa, clientCrl: flags.tlsClientCrl, minVersion: flags.tlsMinVersion, ciphers: flags.tlsCiphers };
+    const tls = await readTlsFiles(tlsFiles);
+    for (const problem of tls ? tlsValidityProblems(tls, new Date(), TLS_FLAGS) : []) logger.warn(problem);
     if (flags.dashboardPort !== undefined && !flags.dashboard) throw new Error('--dashboard-port serves the dashboard: it cannot go with --dashboard false');
     const fixedPorts = [['--http-port', flags.httpPort], ['--grpc-port', flags.grpcPort], ['--metrics-port', flags.allowMetrics ? flags.metricsPort : 0]].filter(([, port]) => port !== 0);
     for (const [index, [flag, port]] of fixedPorts.entries()) {
@@ -538,6 +542,18 @@ program
           });
     // server.stop() drains it with the HTTP and gRPC front ends (which attach themselves).
     if (metricsListener) server.attachFrontEnd({ drain: () => metricsListener.close() });
+    if (tls && flags.tlsCheckIntervalS > 0) {
+      const reload = await reloadTlsOnChange(tlsFiles, tls, {
+        intervalMs: flags.tlsCheckIntervalS * 1000,
+        logger,
+        apply: (next) => {
+          replaceHttpTls(http, next);
+          grpc?.replaceTls(next);
+          metricsListener?.replaceTls(next);
+        },
+      });
+      server.attachFrontEnd({ drain: async () => reload.stop() });
+    }
     let stopping = false;
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
     const forceExit = (reason: string) => {

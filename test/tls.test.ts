@@ -5,7 +5,9 @@
  * that name the flag and file at fault; and `nereid serve` / `nereid classify --tls-ca` end to end.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -14,13 +16,15 @@ import { pino } from 'pino';
 import sharp from 'sharp';
 import { Agent, fetch } from 'undici';
 import { ConnectionError, GrpcCallError, GrpcClient, HttpClient } from '../src/client/index.js';
-import { certificateValidityProblem, readTlsFiles, type TlsCredentials } from '../src/core/tls.js';
+import { certificateValidityProblem, readTlsFiles, tlsValidityProblems, type TlsCredentials } from '../src/core/tls.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
+import { replaceHttpTls } from '../src/frontends/http/v2-http.js';
+import { reloadTlsOnChange } from '../src/frontends/tls-reload.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
 import { smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import { freePort, runCli, serveChild, stopChild, type ServedChild } from './support/cli-server.js';
-import { makeTestCertificates, type Issued, type TestCertificates } from './support/tls-certificates.js';
+import { makeCa, makeRevocationList, makeTestCertificates, type Issued, type TestCertificates } from './support/tls-certificates.js';
 import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
 
 const { Client } = loadInferenceProto();
@@ -66,6 +70,8 @@ interface TlsPorts {
   served: TestServer;
   grpcPort: number;
   metricsPort: number;
+  /** New credentials for every port, as `nereid serve` hands them over when its TLS files change. */
+  replaceTls(tls: TlsCredentials): void;
   close(): Promise<void>;
 }
 
@@ -78,6 +84,11 @@ async function startTlsPorts(tls: TlsCredentials): Promise<TlsPorts> {
     served,
     grpcPort: await grpcFront.listen('127.0.0.1', 0),
     metricsPort: await metricsListener.listen('127.0.0.1', 0),
+    replaceTls(next: TlsCredentials) {
+      replaceHttpTls(served.app, next);
+      grpcFront.replaceTls(next);
+      metricsListener.replaceTls(next);
+    },
     async close() {
       await grpcFront.close();
       await metricsListener.close();
@@ -210,6 +221,119 @@ describe('mutual TLS', () => {
     const url = `https://127.0.0.1:${ports.metricsPort}/metrics`;
     assert.equal((await fetch(url, { dispatcher: httpsAgent(certificates.client) })).status, 200);
     await refusal(fetch(url, { dispatcher: httpsAgent() }));
+  });
+});
+
+/** Whether a TLS handshake with these client settings completes ('ok') or OpenSSL's reason for refusing it. */
+function handshake(port: number, options: ConnectionOptions): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: certificates.serverCa.cert, ...options });
+    socket.once('secureConnect', () => (socket.end(), resolve('ok')));
+    socket.once('error', (error: Error & { code?: string }) => resolve(error.code ?? error.message));
+  });
+}
+
+/** Whether each port serves a client holding `identity`: HTTPS health, gRPC ServerLive, metrics. */
+async function servedOnEachPort(ports: TlsPorts, identity: Issued): Promise<boolean[]> {
+  const https = (url: string) => fetch(url, { dispatcher: httpsAgent(identity) }).then((response) => response.status === 200, () => false);
+  const client = grpcClient(ports.grpcPort, identity);
+  try {
+    return [
+      await https(`${ports.served.url}/v2/health/ready`),
+      (await grpcCall(client, 'ServerLive', {})).error === null,
+      await https(`https://127.0.0.1:${ports.metricsPort}/metrics`),
+    ];
+  } finally {
+    client.close();
+  }
+}
+
+describe('revocation lists, the minimum version and the cipher list', () => {
+  const mutualFiles = (crl: string) => ({ cert: certificates.server.certPath, key: certificates.server.keyPath, clientCa: certificates.clientCa.certPath, clientCrl: crl });
+
+  test('a client certificate its CA revoked is refused on every port, the CA\'s others served; a fresh list is used without a restart', async (t) => {
+    const crlPath = join(certificates.dir, 'served.crl.pem');
+    await writeFile(crlPath, (await makeRevocationList(certificates.clientCa, [], { name: 'none-revoked' })).crl);
+    const lines: Record<string, any>[] = [];
+    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+    const tls = (await readTlsFiles(mutualFiles(crlPath)))!;
+    const ports = await startTlsPorts(tls);
+    t.after(() => ports.close());
+    const reload = await reloadTlsOnChange(mutualFiles(crlPath), tls, { logger, apply: (next) => ports.replaceTls(next), intervalMs: 3_600_000 });
+    t.after(() => reload.stop());
+    assert.deepEqual(await servedOnEachPort(ports, certificates.revokedClient), [true, true, true], 'not revoked yet');
+
+    await writeFile(crlPath, (await makeRevocationList(certificates.clientCa, [certificates.revokedClient], { name: 'one-revoked' })).crl);
+    await reload.check();
+    assert.deepEqual(await servedOnEachPort(ports, certificates.revokedClient), [false, false, false], 'revoked: refused on HTTPS, gRPC and metrics');
+    assert.deepEqual(await servedOnEachPort(ports, certificates.client), [true, true, true], 'another certificate of the same CA');
+    assert.ok(lines.some((line) => line.msg === 'TLS files changed: re-read and in use for new connections' && line.files.clientCrl === crlPath));
+
+    // A list the CA did not issue would refuse everyone: it is logged and the listeners keep the list they had.
+    const stranger = await makeRevocationList(certificates.serverCa, [], { name: 'stranger' });
+    await writeFile(crlPath, stranger.crl);
+    await reload.check();
+    const refused = lines.find((line) => line.level === 50);
+    assert.match(refused?.msg ?? '', /^TLS files changed but cannot be used \(--tls-client-crl .*served\.crl\.pem: the revocation list of 'CN=Nereid test server-ca' is not from a CA in --tls-client-ca .*client-ca\.pem \('CN=Nereid test client-ca'\)\): the listeners keep/);
+    assert.deepEqual(await servedOnEachPort(ports, certificates.client), [true, true, true]);
+    assert.deepEqual(await servedOnEachPort(ports, certificates.revokedClient), [false, false, false]);
+  });
+
+  test('lists that would refuse every client are refused at start: none for a CA, from another CA, not signed by it, not a list', async (t) => {
+    const work = await mkdtemp(join(tmpdir(), 'nereid-crl-checks-'));
+    t.after(() => rm(work, { recursive: true, force: true }));
+    const own = await makeRevocationList(certificates.clientCa, [], { name: 'own' });
+    const files = (crl: string, clientCa = certificates.clientCa.certPath) => ({ ...mutualFiles(crl), clientCa });
+
+    await assert.rejects(readTlsFiles({ ...files(own.path), clientCa: undefined }), { message: `--tls-client-crl ${own.path} revokes client certificates: it needs --tls-client-ca (mutual TLS)` });
+    const twoCas = join(work, 'two-cas.pem');
+    await writeFile(twoCas, Buffer.concat([certificates.clientCa.cert, certificates.serverCa.cert]));
+    await assert.rejects(readTlsFiles(files(own.path, twoCas)), {
+      message: `--tls-client-crl ${own.path} has no revocation list of 'CN=Nereid test server-ca' (--tls-client-ca ${twoCas}): OpenSSL would refuse every client certificate it signed`,
+    });
+    // A CA of the same name with another key: its list names the right issuer but is not the client CA's.
+    const impostorDir = await mkdtemp(join(work, 'impostor-'));
+    const impostor = await makeRevocationList(await makeCa(impostorDir, 'client-ca'), [], { name: 'impostor' });
+    await assert.rejects(readTlsFiles(files(impostor.path)), { message: `--tls-client-crl ${impostor.path}: the revocation list of 'CN=Nereid test client-ca' is not signed by that CA's key in --tls-client-ca ${certificates.clientCa.certPath}` });
+    await assert.rejects(readTlsFiles(files(certificates.clientCa.certPath)), { message: `--tls-client-crl ${certificates.clientCa.certPath} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)` });
+    const both = join(work, 'both.crl.pem');
+    await writeFile(both, Buffer.concat([own.crl, (await makeRevocationList(certificates.serverCa, [], { name: 'server-ca' })).crl]));
+    assert.ok(await readTlsFiles(files(both, twoCas)), 'one list for each CA of the bundle');
+  });
+
+  test('an expired list is named at start, with the date and what it does to clients', async () => {
+    const expired = await makeRevocationList(certificates.clientCa, [], { name: 'expired', nextUpdate: new Date(Date.now() - 60_000) });
+    const tls = (await readTlsFiles(mutualFiles(expired.path)))!;
+    const [problem, ...more] = tlsValidityProblems(tls, new Date(), { cert: '--tls-cert', key: '--tls-key', clientCa: '--tls-client-ca', clientCrl: '--tls-client-crl', minVersion: '--tls-min-version', ciphers: '--tls-ciphers' });
+    assert.equal(more.length, 0);
+    assert.match(problem, /^the revocation list in --tls-client-crl of 'CN=Nereid test client-ca' \(next update was due \d{4}-.*Z\) has expired: every client certificate that CA signed is refused until a fresh list is given$/);
+  });
+
+  test('minVersion TLSv1.3 refuses a TLS 1.2 client on every port; by default TLS 1.2 is served, without SHA-1 suites', async (t) => {
+    const strict = await startTlsPorts({ ...serverTls(), minVersion: 'TLSv1.3' });
+    t.after(() => strict.close());
+    const httpsPort = Number(new URL(strict.served.url).port);
+    for (const port of [httpsPort, strict.grpcPort, strict.metricsPort]) {
+      assert.match(await handshake(port, { maxVersion: 'TLSv1.2', ALPNProtocols: port === strict.grpcPort ? ['h2'] : undefined }), /PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/);
+      assert.equal(await handshake(port, { minVersion: 'TLSv1.3', ALPNProtocols: port === strict.grpcPort ? ['h2'] : undefined }), 'ok');
+    }
+    const usual = await startTlsPorts({ ...serverTls(), ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384' });
+    t.after(() => usual.close());
+    const tls12 = (ciphers: string) => ({ maxVersion: 'TLSv1.2' as const, ciphers });
+    for (const port of [Number(new URL(usual.served.url).port), usual.grpcPort, usual.metricsPort]) {
+      const alpn = port === usual.grpcPort ? { ALPNProtocols: ['h2'] } : {};
+      assert.equal(await handshake(port, { ...tls12('ECDHE-ECDSA-AES256-GCM-SHA384'), ...alpn }), 'ok', `TLS 1.2 with the listed suite, port ${port}`);
+      assert.match(await handshake(port, { ...tls12('ECDHE-ECDSA-AES128-GCM-SHA256'), ...alpn }), /HANDSHAKE_FAILURE|NO_SHARED_CIPHER/, `a suite left out, port ${port}`);
+    }
+    const defaults = await startTlsPorts(serverTls());
+    t.after(() => defaults.close());
+    for (const port of [Number(new URL(defaults.served.url).port), defaults.grpcPort]) {
+      const alpn = port === defaults.grpcPort ? { ALPNProtocols: ['h2'] } : {};
+      assert.equal(await handshake(port, { ...tls12('ECDHE-ECDSA-AES128-GCM-SHA256'), ...alpn }), 'ok');
+      assert.match(await handshake(port, { ...tls12('ECDHE-ECDSA-AES128-SHA'), ...alpn }), /HANDSHAKE_FAILURE|NO_SHARED_CIPHER/, 'CBC with a SHA-1 MAC is not offered');
+    }
+    await assert.rejects(readTlsFiles({ cert: certificates.server.certPath, key: certificates.server.keyPath, ciphers: 'NO-SUCH-SUITE' }), /^Error: --tls-ciphers 'NO-SUCH-SUITE' names no cipher suite OpenSSL offers \(.*\); e\.g\. ECDHE\+AESGCM:ECDHE\+CHACHA20$/);
+    await assert.rejects(readTlsFiles({ minVersion: 'TLSv1.3' }), { message: '--tls-min-version needs --tls-cert and --tls-key too' });
   });
 });
 

@@ -1,15 +1,19 @@
 /**
  * TLS for the listeners (HTTP, gRPC, metrics): a certificate chain with its private key, and
  * optionally a CA that every client must present a certificate from (mutual TLS; without one the
- * handshake is refused). Listeners take PEM contents, not paths: the composition root reads the
- * files once at start (readTlsFiles), so a bad file stops the start with a message naming the flag
- * rather than failing the first handshake.
+ * handshake is refused), with the CA's revocation lists. Listeners take PEM contents, not paths: the
+ * composition root reads the files once at start (readTlsFiles), so a bad file stops the start with a
+ * message naming the flag rather than failing the first handshake.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import tlsDefaults, { createSecureContext } from 'node:tls';
+import tlsDefaults, { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { z } from 'zod';
 import { readNamedFile } from './named-file.js';
+import { readRevocationLists, revocationListsProblem } from './revocation-lists.js';
+
+export const TLS_MIN_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export type TlsMinVersion = (typeof TLS_MIN_VERSIONS)[number];
 
 export interface TlsCredentials {
   /** The server's certificate chain, PEM: its own certificate first, then intermediates. */
@@ -18,13 +22,39 @@ export interface TlsCredentials {
   readonly key: string | Buffer;
   /** CA certificates, PEM; when given, a client without a certificate signed by one is refused. */
   readonly clientCa?: string | Buffer;
+  /** Revocation lists of the client CAs, PEM, one for each: a client certificate they list is refused. */
+  readonly clientCrl?: string | Buffer;
+  /** The oldest protocol accepted (default TLS 1.2). */
+  readonly minVersion?: TlsMinVersion;
+  /** The TLS 1.2 suites offered, an OpenSSL cipher list (default: Node's less those with a SHA-1 MAC). */
+  readonly ciphers?: string;
 }
 
 /** How messages name each part: option paths for library users, flags for the command line. */
 export type TlsPartNames = Readonly<Record<keyof TlsCredentials, string>>;
 
-export const TLS_FLAGS: TlsPartNames = { cert: '--tls-cert', key: '--tls-key', clientCa: '--tls-client-ca' };
-const TLS_OPTION_NAMES: TlsPartNames = { cert: 'tls.cert', key: 'tls.key', clientCa: 'tls.clientCa' };
+export const TLS_FLAGS: TlsPartNames = {
+  cert: '--tls-cert',
+  key: '--tls-key',
+  clientCa: '--tls-client-ca',
+  clientCrl: '--tls-client-crl',
+  minVersion: '--tls-min-version',
+  ciphers: '--tls-ciphers',
+};
+const TLS_OPTION_NAMES: TlsPartNames = {
+  cert: 'tls.cert',
+  key: 'tls.key',
+  clientCa: 'tls.clientCa',
+  clientCrl: 'tls.clientCrl',
+  minVersion: 'tls.minVersion',
+  ciphers: 'tls.ciphers',
+};
+
+/**
+ * Node's default cipher list less the TLS 1.2 suites with a SHA-1 MAC (the CBC-SHA1 ones its `HIGH` keeps), which no
+ * current client needs; TLS 1.3's suites are set apart and stay.
+ */
+export const DEFAULT_SERVER_CIPHERS = `${tlsDefaults.DEFAULT_CIPHERS}:!SHA1`;
 
 const reason = (error: unknown) => (error as Error).message;
 
@@ -52,12 +82,40 @@ export function tlsCredentialsProblem(credentials: TlsCredentials, names: TlsPar
       return `${names.clientCa} does not hold a PEM CA certificate (${reason(error)})`;
     }
   }
+  if (credentials.clientCrl !== undefined) {
+    if (credentials.clientCa === undefined) return `${names.clientCrl} revokes client certificates: it needs ${names.clientCa} (mutual TLS)`;
+    try {
+      readRevocationLists(credentials.clientCrl, credentials.clientCa, names);
+      createSecureContext({ crl: credentials.clientCrl });
+    } catch (error) {
+      return reason(error);
+    }
+  }
+  if (credentials.ciphers !== undefined) {
+    try {
+      createSecureContext({ ciphers: credentials.ciphers });
+    } catch (error) {
+      return `${names.ciphers} '${credentials.ciphers}' names no cipher suite OpenSSL offers (${reason(error)}); e.g. ECDHE+AESGCM:ECDHE+CHACHA20`;
+    }
+  }
   try {
-    createSecureContext({ cert: credentials.cert, key: credentials.key, ca: credentials.clientCa });
+    createSecureContext(secureContextOptions(credentials));
   } catch (error) {
     return `${names.cert}, ${names.key}${credentials.clientCa === undefined ? '' : ` and ${names.clientCa}`} are refused by TLS: ${reason(error)}`;
   }
   return undefined;
+}
+
+/** What OpenSSL is given for one listener: the same for HTTPS, gRPC and the metrics port. */
+export function secureContextOptions(credentials: TlsCredentials): SecureContextOptions {
+  return {
+    cert: credentials.cert,
+    key: credentials.key,
+    ca: credentials.clientCa,
+    crl: credentials.clientCrl,
+    minVersion: credentials.minVersion ?? 'TLSv1.2',
+    ciphers: credentials.ciphers ?? DEFAULT_SERVER_CIPHERS,
+  };
 }
 
 /**
@@ -73,30 +131,30 @@ export function certificateValidityProblem(cert: string | Buffer, now = new Date
   return undefined;
 }
 
+/**
+ * What makes clients fail although the server could start: the certificate outside its validity, or a revocation list
+ * past its next update (OpenSSL then refuses every client of that CA). Said at start, and again when it happens.
+ */
+export function tlsValidityProblems(credentials: TlsCredentials, now: Date, names: TlsPartNames = TLS_OPTION_NAMES): string[] {
+  const lists = credentials.clientCrl !== undefined && credentials.clientCa !== undefined ? readRevocationLists(credentials.clientCrl, credentials.clientCa, names) : [];
+  return [certificateValidityProblem(credentials.cert, now, names.cert), revocationListsProblem(lists, now, names.clientCrl)].filter((problem) => problem !== undefined);
+}
+
 const pem = z.union([z.string().min(1), z.instanceof(Buffer).refine((buffer) => buffer.length > 0, 'empty')]);
 
 /** The `tls` option every listener takes: absent means plain HTTP / insecure gRPC. */
 export const tlsOptionSchema = z
-  .object({ cert: pem, key: pem, clientCa: pem.optional() })
+  .object({ cert: pem, key: pem, clientCa: pem.optional(), clientCrl: pem.optional(), minVersion: z.enum(TLS_MIN_VERSIONS).optional(), ciphers: z.string().min(1).optional() })
   .superRefine((credentials, context) => {
     const problem = tlsCredentialsProblem(credentials);
     if (problem) context.addIssue({ code: 'custom', message: problem });
   })
   .optional();
 
-/**
- * Node's default cipher list less the TLS 1.2 suites with a SHA-1 MAC (the CBC-SHA1 ones its `HIGH` keeps), which no
- * current client needs; TLS 1.3's suites are set apart and stay. For the whole process, so that grpc-js — whose
- * credentials take no cipher list — serves the same suites as HTTPS: `serve` applies it when TLS is on.
- */
-export function hardenTlsCiphers(): void {
-  if (!tlsDefaults.DEFAULT_CIPHERS.includes('!SHA1')) tlsDefaults.DEFAULT_CIPHERS = `${tlsDefaults.DEFAULT_CIPHERS}:!SHA1`;
-}
-
 /** Options for node:https (and Fastify's `https`): mutual TLS when a client CA is given. */
 export function httpsServerOptions(credentials: TlsCredentials): HttpsServerOptions {
   const mutual = credentials.clientCa !== undefined;
-  return { cert: credentials.cert, key: credentials.key, ca: credentials.clientCa, requestCert: mutual, rejectUnauthorized: mutual };
+  return { ...secureContextOptions(credentials), requestCert: mutual, rejectUnauthorized: mutual };
 }
 
 /** Reads a CA certificate for a client to trust, checking that it is one; `name` is the flag given it. */
@@ -136,7 +194,7 @@ export async function readClientTlsFiles(
   const ca = paths.ca === undefined ? undefined : await readCaFile(paths.ca, names.ca);
   if (paths.cert === undefined && paths.key === undefined) return ca === undefined ? undefined : { ca };
   const pair = await readCertificateAndKey(paths, names);
-  const problem = tlsCredentialsProblem(pair, { cert: `${names.cert} ${paths.cert}`, key: `${names.key} ${paths.key}`, clientCa: names.ca });
+  const problem = tlsCredentialsProblem(pair, { ...TLS_OPTION_NAMES, cert: `${names.cert} ${paths.cert}`, key: `${names.key} ${paths.key}`, clientCa: names.ca });
   if (problem) throw new Error(problem);
   return { ...(ca === undefined ? {} : { ca }), ...pair };
 }
@@ -149,24 +207,37 @@ async function readCertificateAndKey(paths: { cert?: string; key?: string }, nam
   return { cert: await readNamedFile(paths.cert, names.cert), key: await readNamedFile(paths.key, names.key) };
 }
 
+/** The files (paths) and settings of a server's TLS, as given on the command line. */
+export interface TlsFiles {
+  cert?: string;
+  key?: string;
+  clientCa?: string;
+  clientCrl?: string;
+  minVersion?: TlsMinVersion;
+  ciphers?: string;
+}
+
 /**
- * Reads and checks the PEM files a server was given: none means no TLS; a certificate needs its
- * key and a client CA needs both. Throws an Error whose message names the flag at fault.
+ * Reads and checks the PEM files a server was given: none means no TLS; a certificate needs its key, a client CA
+ * both, and revocation lists a client CA. Throws an Error whose message names the flag at fault.
  */
-export async function readTlsFiles(
-  paths: { cert?: string; key?: string; clientCa?: string },
-  names: TlsPartNames = TLS_FLAGS,
-): Promise<TlsCredentials | undefined> {
-  if (paths.cert === undefined && paths.key === undefined) {
-    if (paths.clientCa !== undefined) throw new Error(`${names.clientCa} (mutual TLS) needs ${names.cert} and ${names.key} too`);
+export async function readTlsFiles(files: TlsFiles, names: TlsPartNames = TLS_FLAGS): Promise<TlsCredentials | undefined> {
+  if (files.cert === undefined && files.key === undefined) {
+    const needsCertificate = (['clientCa', 'clientCrl', 'minVersion', 'ciphers'] as const).find((part) => files[part] !== undefined);
+    if (needsCertificate) throw new Error(`${names[needsCertificate]}${needsCertificate === 'clientCa' ? ' (mutual TLS)' : ''} needs ${names.cert} and ${names.key} too`);
     return undefined;
   }
+  const optionalFile = async (part: 'clientCa' | 'clientCrl') => (files[part] === undefined ? {} : { [part]: await readNamedFile(files[part], names[part]) });
   const credentials: TlsCredentials = {
-    ...(await readCertificateAndKey(paths, names)),
-    clientCa: paths.clientCa === undefined ? undefined : await readNamedFile(paths.clientCa, names.clientCa),
+    ...(await readCertificateAndKey(files, names)),
+    ...(await optionalFile('clientCa')),
+    ...(await optionalFile('clientCrl')),
+    ...(files.minVersion === undefined ? {} : { minVersion: files.minVersion }),
+    ...(files.ciphers === undefined ? {} : { ciphers: files.ciphers }),
   };
-  const withPath = (part: keyof TlsCredentials) => `${names[part]} ${paths[part] ?? ''}`.trim();
-  const problem = tlsCredentialsProblem(credentials, { cert: withPath('cert'), key: withPath('key'), clientCa: withPath('clientCa') });
+  const withPath = (part: keyof TlsCredentials) => (part === 'minVersion' || part === 'ciphers' ? names[part] : `${names[part]} ${files[part] ?? ''}`.trim());
+  const partNames = Object.fromEntries(Object.keys(names).map((part) => [part, withPath(part as keyof TlsCredentials)])) as unknown as TlsPartNames;
+  const problem = tlsCredentialsProblem(credentials, partNames);
   if (problem) throw new Error(problem);
   return credentials;
 }

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { bearerChallenge, checkBearerToken, type AuthTokens } from '../core/auth.js';
 import { httpStatusOf, shortened, type NereidError } from '../core/errors.js';
-import { httpsServerOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
+import { httpsServerOptions, secureContextOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
 import { logFailedHandshakes } from './tls-handshake-log.js';
 
@@ -18,6 +18,8 @@ export interface MetricsListener {
   /** Binds `host:port` (0 picks a free port) and answers the port bound. */
   listen(host: string, port: number): Promise<number>;
   close(): Promise<void>;
+  /** New credentials for new connections (a renewed certificate, fresh revocation lists); only for a listener made with TLS. */
+  replaceTls(tls: TlsCredentials): void;
 }
 
 export interface MetricsListenerOptions {
@@ -53,7 +55,8 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
       },
     );
   };
-  const httpServer: HttpServer = tls ? createHttpsServer(httpsServerOptions(tls), answer) : createHttpServer(answer);
+  const httpsServer = tls && createHttpsServer(httpsServerOptions(tls), answer);
+  const httpServer: HttpServer = httpsServer || createHttpServer(answer);
   if (tls && options.logger) logFailedHandshakes(httpServer, options.logger, 'metrics');
   // A scraper that keeps connections open must not hold the process at shutdown, and clients that send nothing or
   // half a request, or open connections without end, must not hold sockets: a scrape is one small GET.
@@ -63,6 +66,10 @@ export function createMetricsListener(metrics: PrometheusMetrics, options: Metri
   httpServer.maxConnections = 64;
   return {
     httpServer,
+    replaceTls(next: TlsCredentials): void {
+      if (!httpsServer) throw new Error('this metrics listener was made without TLS: its credentials cannot be replaced');
+      httpsServer.setSecureContext(secureContextOptions(next));
+    },
     listen(host: string, port: number): Promise<number> {
       return new Promise((resolve, reject) => {
         httpServer.once('error', reject);

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { authTokensSchema, checkBearerToken } from '../../core/auth.js';
 import { parseOptions } from '../../core/options.js';
-import { tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
+import { secureContextOptions, tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
 import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError, shortened } from '../../core/errors.js';
 import { ClientCancellation, type InferenceRequest, type InferenceResponse, type RequestContext } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
@@ -77,6 +77,8 @@ export interface GrpcFrontEnd {
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting calls, lets running ones finish for up to `graceMs`, then cancels the rest. */
   close(graceMs?: number): Promise<void>;
+  /** New credentials for new connections (a renewed certificate, fresh revocation lists); only for a front end made with TLS. */
+  replaceTls(tls: TlsCredentials): void;
 }
 
 /** RPCs of the service that Nereid does not implement, with what to do instead. */
@@ -178,11 +180,24 @@ function requireDecoded<T>(message: T): T {
   return message;
 }
 
-/** TLS credentials for grpc-js, checking client certificates against the client CA when one is given. */
-function serverCredentials(tls: TlsCredentials | undefined): grpc.ServerCredentials {
-  if (!tls) return grpc.ServerCredentials.createInsecure();
-  const clientCa = tls.clientCa === undefined ? null : Buffer.from(tls.clientCa);
-  return grpc.ServerCredentials.createSsl(clientCa, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], clientCa !== null);
+/**
+ * grpc-js credentials with the TLS settings the HTTPS port has: its createSsl takes no revocation lists, minimum
+ * version or cipher list. Client certificates are checked against the client CA when one is given.
+ */
+class ServerTlsCredentials extends grpc.ServerCredentials {
+  constructor(tls: TlsCredentials) {
+    const mutual = tls.clientCa !== undefined;
+    super({ requestCert: mutual, rejectUnauthorized: mutual }, secureContextOptions(tls));
+  }
+
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+
+  /** grpc-js gives the listening server a new secure context when its credentials' options change. */
+  replace(tls: TlsCredentials): void {
+    this.updateSecureContextOptions(secureContextOptions(tls));
+  }
 }
 
 /** `host:port` for grpc-js, with brackets around an IPv6 address. */
@@ -554,13 +569,19 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     }
   };
 
+  // One credentials object for every port bound, so that replacing its context reaches each of them.
+  const credentials = settings.tls ? new ServerTlsCredentials(settings.tls) : grpc.ServerCredentials.createInsecure();
   const frontEnd: GrpcFrontEnd = {
     grpcServer,
     reflection,
+    replaceTls(tls: TlsCredentials): void {
+      if (!(credentials instanceof ServerTlsCredentials)) throw new Error('this gRPC front end was made without TLS: its credentials cannot be replaced');
+      credentials.replace(tls);
+    },
     listen(host: string, port: number): Promise<number> {
       if (closed) return Promise.reject(new Error('listen() after close(): a closed gRPC front end cannot listen again; create a new one with createGrpcFrontEnd'));
       return new Promise((resolve, reject) => {
-        grpcServer.bindAsync(bindAddress(host, port), serverCredentials(settings.tls), (error, bound) => {
+        grpcServer.bindAsync(bindAddress(host, port), credentials, (error, bound) => {
           if (error) return reject(error);
           if (settings.tls) watchHandshakes();
           resolve(bound);

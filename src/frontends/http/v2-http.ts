@@ -4,13 +4,13 @@
  */
 import { parseOptions } from '../../core/options.js';
 import { createServer as createHttpServer, maxHeaderSize, type RequestListener, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { z } from 'zod';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { authTokensSchema, bearerChallenge, checkBearerToken, tokensFor } from '../../core/auth.js';
-import { httpsServerOptions, tlsOptionSchema } from '../../core/tls.js';
+import { httpsServerOptions, secureContextOptions, tlsOptionSchema, type TlsCredentials } from '../../core/tls.js';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quote, quoteName, retryAfterSeconds, shortened } from '../../core/errors.js';
 import { ClientCancellation, requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
@@ -182,8 +182,16 @@ function bodyObject(request: FastifyRequest, what: string): Record<string, unkno
 /** Requests each listener has received and not yet answered (or lost to their client): what a cut at the end of a drain would fail. */
 const requestsInFlight = new WeakMap<HttpServer, { count: number }>();
 
+/** The HTTPS servers of each front end (its port, the dashboard's), for replaceHttpTls. */
+const secureServers = new WeakMap<FastifyInstance, HttpsServer[]>();
+
+/** Gives the front end's HTTPS listeners new credentials (renewed certificate, fresh revocation lists) for new connections. */
+export function replaceHttpTls(app: FastifyInstance, tls: TlsCredentials): void {
+  for (const server of secureServers.get(app) ?? []) server.setSecureContext(secureContextOptions(tls));
+}
+
 /** Node's HTTP(S) server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
-function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, logger: HandshakeFailureLogger, listener: string) {
+function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, logger: HandshakeFailureLogger, listener: string, made: HttpsServer[]) {
   return (handler: RequestListener): HttpServer => {
     const inFlight = { count: 0 };
     const counted: RequestListener = (request, response) => {
@@ -192,9 +200,14 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
       handler(request, response);
     };
     const timeouts = { headersTimeout: settings.headersTimeoutMs, requestTimeout: settings.requestTimeoutMs, connectionsCheckingInterval: 1000 };
-    const server: HttpServer = settings.tls
-      ? createHttpsServer({ ...httpsServerOptions(settings.tls), ...timeouts }, counted)
-      : createHttpServer(timeouts, counted);
+    let server: HttpServer;
+    if (settings.tls) {
+      const secure = createHttpsServer({ ...httpsServerOptions(settings.tls), ...timeouts }, counted);
+      made.push(secure);
+      server = secure;
+    } else {
+      server = createHttpServer(timeouts, counted);
+    }
     requestsInFlight.set(server, inFlight);
     if (settings.tls) logFailedHandshakes(server, logger, listener);
     server.keepAliveTimeout = settings.keepAliveTimeoutMs;
@@ -380,8 +393,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const settings = parseOptions('createHttpFrontEnd', httpFrontEndOptionsSchema, options, Object.keys(HTTP_OTHER_OPTIONS));
   const maxBodyBytes = settings.maxBodyBytes;
   const logger = server.logger.child({ frontEnd: 'http' });
+  const tlsServers: HttpsServer[] = [];
   const app: FastifyInstance = Fastify({
-    serverFactory: httpServerWith(settings, logger, 'HTTP'),
+    serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers),
     // The server comes from serverFactory; this tells Fastify it speaks HTTPS (the address it reports).
     ...(settings.tls ? { https: httpsServerOptions(settings.tls) } : {}),
     loggerInstance: logger as FastifyBaseLogger,
@@ -406,6 +420,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   });
 
   // server.stop() drains it with the server, until it is closed on its own.
+  secureServers.set(app, tlsServers);
   const detach = server.attachFrontEnd({ drain: () => drainHttpFrontEnd(app), cut: () => closeHttpConnections(app) });
   app.addHook('onClose', (_instance, done) => {
     detach();
@@ -463,7 +478,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   // The dashboard on its own port: that port answers the dashboard and the model routes its pages call, this one the rest.
   let dashboardListener: DashboardListener | undefined;
   if (settings.dashboard && settings.dashboardPort !== undefined) {
-    dashboardListener = separateDashboard(app, httpServerWith(settings, logger, 'dashboard'), { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
+    dashboardListener = separateDashboard(app, httpServerWith(settings, logger, 'dashboard', tlsServers), { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
   }
 
   const tokens = settings.authTokens;
