@@ -73,6 +73,16 @@ test('a request on its own is flattened and given its batch inputs too', async (
   assert.deepEqual(result.body.outputs.find((output: any) => output.name === 'ELEMENTS').data, [3]);
 });
 
+test('a request of several rows is refused: batch inputs counting per request could not tell its rows apart', async () => {
+  const body = JSON.stringify({ inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [2, 3], data: [1, 2, 3, 4, 5, 6] }] });
+  const response = await fetch(`${server.url}/v2/models/ragged_alone/infer`, { method: 'POST', body });
+  assert.equal(response.status, 400);
+  assert.equal(
+    ((await response.json()) as { error: string }).error,
+    "model 'ragged_alone' takes one row per request: its batch input 'OFFSETS' (BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO of 'INPUT') counts elements per request, so the model could not tell 2 rows of one request apart; send each row as a request of its own (batch size 1)",
+  );
+});
+
 test('a client may not send a batch input: the server computes it', async () => {
   const body = JSON.stringify({
     inputs: [

@@ -168,6 +168,9 @@ function checkMultiples(name: string, shape: readonly number[], multipleOf: read
   throw invalidArgument(`input '${name}' has shape ${describeShape(shape)}; the model needs each dim${which} to be a multiple of [${declared.join(', ')}] (dims_multiple_of in its config): ${advice}`);
 }
 
+/** Batch inputs whose values describe each request as a whole rather than each row. */
+const PER_REQUEST_BATCH_INPUTS: ReadonlySet<string> = new Set(['BATCH_ELEMENT_COUNT', 'BATCH_ACCUMULATED_ELEMENT_COUNT', 'BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO', 'BATCH_MAX_ELEMENT_COUNT_AS_SHAPE']);
+
 export class RequestValidator {
   private readonly inputs = new Map<string, InputRule>();
   private readonly required: readonly string[];
@@ -279,6 +282,7 @@ export class RequestValidator {
       tensors[input.name] = { datatype: rule.datatype, shape: modelShape, data };
     }
     for (const name of this.required) if (!tensors[name]) throw this.missingInputs(tensors);
+    if (batchSize > 1) this.checkRowsCountable(batchSize);
     return {
       tensors,
       batchSize: Math.max(0, batchSize),
@@ -290,6 +294,18 @@ export class RequestValidator {
   }
 
   /** The model's shape of an input the config reshapes: the batch dimension kept, a -1 in the reshape taken from the row's size. */
+  /**
+   * A batch input that counts elements per request (ragged batching) cannot tell the rows of one request apart: the
+   * model would answer one row for them all. Triton's ragged examples send one row per request; more is refused here.
+   */
+  private checkRowsCountable(rows: number): void {
+    const perRequest = this.config.batch_input.find((entry) => PER_REQUEST_BATCH_INPUTS.has(entry.kind));
+    if (!perRequest) return;
+    throw invalidArgument(
+      `model '${this.config.name}' takes one row per request: its batch input '${perRequest.target_name[0]}' (${perRequest.kind} of '${perRequest.source_input[0]}') counts elements per request, so the model could not tell ${rows} rows of one request apart; send each row as a request of its own (batch size 1)`,
+    );
+  }
+
   private reshaped(name: string, shape: readonly number[], reshape: readonly number[]): number[] {
     const batched = this.maxBatchSize > 0;
     const row = batched ? shape.slice(1) : shape;

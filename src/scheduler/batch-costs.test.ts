@@ -202,6 +202,17 @@ describe('BatchCosts: largerCouldBeCheaper()', () => {
     assert.equal(new BatchCosts(8).largerCouldBeCheaper(2), true);
   });
 
+  it('while max_batch_size is unmeasured, a larger batch might be cheaper: a cold first batch of 2 does not stop batching for good', () => {
+    const learning = new BatchCosts(8);
+    recordAt(learning, 1, 40);
+    recordAt(learning, 2, 110);
+    assert.equal(learning.largerCouldBeCheaper(1), true, 'sizes 3 to 8 are unknown, not as dear as 2');
+    recordAt(learning, 6, 8);
+    assert.equal(learning.largerCouldBeCheaper(6), true);
+    recordAt(learning, 8, 20);
+    assert.equal(learning.largerCouldBeCheaper(6), false, 'measured to the top: the estimates decide');
+  });
+
   it('is true when a larger size is clearly cheaper per row, measured or estimated', () => {
     const costs = new BatchCosts(8);
     recordAt(costs, 2, 10);
@@ -221,9 +232,6 @@ describe('BatchCosts: largerCouldBeCheaper()', () => {
     recordAt(dearer, 4, 8);
     recordAt(dearer, 8, 8);
     assert.equal(dearer.largerCouldBeCheaper(2), false);
-    const flat = new BatchCosts(8);
-    recordAt(flat, 2, 10);
-    assert.equal(flat.largerCouldBeCheaper(2), false, 'flat extrapolation: larger sizes look the same');
     const slightly = new BatchCosts(8);
     recordAt(slightly, 2, 10);
     recordAt(slightly, 8, 10 / (1 + CHEAPER_BY * 0.5));

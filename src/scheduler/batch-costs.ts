@@ -120,10 +120,16 @@ export class BatchCosts {
     return 0;
   }
 
-  /** Whether a batch larger than `rows` is expected to cost clearly less per row (or is unmeasured, so it might). */
+  /**
+   * Whether a batch larger than `rows` is expected to cost clearly less per row, or might: a size above the largest
+   * measured one is unknown (its flat estimate is a guess), and waiting for company is how it gets measured. Without
+   * that, a model learning from traffic alone (a -1 dim, no calibration) whose first batch of 2 was a cold run would
+   * never wait, so never form a larger batch, so never learn otherwise.
+   */
   largerCouldBeCheaper(rows: number): boolean {
     const current = this.estimate(rows);
     if (Number.isNaN(current) || this.measured[rows] === 0) return true;
+    if (rows < this.maxBatchSize && this.measured[this.maxBatchSize] === 0) return true;
     for (let size = rows + 1; size <= this.maxBatchSize; size++) {
       if (!(this.estimate(size) * (1 + CHEAPER_BY) > current)) return true;
     }
