@@ -20,7 +20,7 @@ import type { RequestRecord } from '../src/core/inference-observer.js';
 import { createMetricsListener, PrometheusMetrics, Tracing, type MetricsListener } from '../src/observability/index.js';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
 import { freePort, serveChild, stopChild } from './support/cli-server.js';
-import { startTestServer, type TestServer } from './support/test-server.js';
+import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
 
 type Json = Record<string, any>;
 
@@ -445,6 +445,24 @@ describe('logs', () => {
     const text = lines.map((line) => JSON.stringify(line)).join('\n');
     assert.ok(!text.includes(SECRET_ELEMENT), 'a tensor element reached the logs');
     assert.ok(!text.includes(String(SECRET_NUMBER)), 'tensor data reached the logs');
+  });
+
+  test('a request refused for its token or its origin: the access line names the code and the reason', async (t) => {
+    const lines: Json[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const guarded = await startTestServer({ models: writeSimpleModel, server: { logger }, http: { accessLog: true, authTokens: ['s3cret'] } });
+    t.after(() => guarded.close());
+    const refused = [
+      await fetch(`${guarded.url}/v2/models/simple`, { headers: { 'x-request-id': 'no-token-1' } }),
+      await fetch(`${guarded.url}/v2/repository/index`, { method: 'POST', headers: { 'x-request-id': 'cross-site-1', 'sec-fetch-site': 'cross-site', authorization: 'Bearer s3cret' } }),
+    ];
+    assert.deepEqual(refused.map((response) => response.status), [401, 403]);
+    for (let turns = 0; turns < 10_000 && lines.filter((line) => line.msg === 'request completed').length < 2; turns++) await new Promise((resolve) => setImmediate(resolve));
+    const access = (id: string) => lines.find((line) => line.reqId === id && line.msg === 'request completed');
+    assert.deepEqual([access('no-token-1')?.code, access('no-token-1')?.status], ['UNAUTHENTICATED', 401]);
+    assert.match(access('no-token-1')?.reason ?? '', /bearer token/);
+    assert.deepEqual([access('cross-site-1')?.code, access('cross-site-1')?.status], ['PERMISSION_DENIED', 403]);
+    assert.match(access('cross-site-1')?.reason ?? '', /^cross-origin request refused/);
   });
 
   test('gRPC requests log with their x-request-id metadata, without tensor data', async () => {

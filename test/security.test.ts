@@ -510,6 +510,11 @@ describe('files and overrides', () => {
         { max_batch_size: 4, model_warmup: [{ name: 'huge', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_FP32', dims: [1_000_000_000], zero_data: true } } }] },
         /tensors of more than 67108864 bytes in all \(4000000000, a BYTES element counted as 128\)/,
       ],
+      // Automatic warmup makes max_batch_size rows of the config's dims: the same bound (1024 × 65536 FP32: 256 MiB).
+      [
+        { max_batch_size: 1024, parameters: { warmup: { string_value: 'auto' } }, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [65536] }] },
+        /tensors of more than 67108864 bytes in all \(268435456, a BYTES element counted as 128\)/,
+      ],
       // Strings cost an object each: 8 million empty ones blocked the event loop for 20 s and kept 3.4 GB.
       [
         { max_batch_size: 4, model_warmup: [{ name: 'strings', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_STRING', dims: [8_000_000], zero_data: true } } }] },

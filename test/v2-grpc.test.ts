@@ -941,6 +941,15 @@ describe('limits and authentication', () => {
     await callError(secured, 'ModelInfer', simpleRaw([range16], [ones16]), grpc.status.UNAUTHENTICATED, [], bearer('wrong'));
     await callError(secured, 'RepositoryIndex', {}, grpc.status.UNAUTHENTICATED, [], bearer(''));
     await callError(secured, 'SystemSharedMemoryStatus', {}, grpc.status.UNAUTHENTICATED);
+    // The refusal carries the call's request id back, as HTTP's 401 does.
+    const withId = bearer('wrong');
+    withId.set('x-request-id', 'refused-call-7');
+    const headerId = await new Promise<unknown>((resolve) => {
+      const refusedCall = secured.client.ModelMetadata({ name: 'simple' }, withId, () => undefined);
+      refusedCall.on('metadata', (headers: grpc.Metadata) => resolve(headers.get('x-request-id')[0]));
+      refusedCall.on('status', () => resolve(undefined));
+    });
+    assert.equal(headerId, 'refused-call-7');
     assert.equal((await call(secured, 'ModelMetadata', { name: 'simple' }, bearer('s3cret'))).name, 'simple');
     assert.equal((await call(secured, 'ModelInfer', simpleRaw([range16], [ones16]), bearer('second-token'))).outputs.length, 2);
     assert.deepEqual(await call(secured, 'ServerLive'), { live: true });

@@ -231,7 +231,9 @@ test('an image layout (FORMAT_NHWC, FORMAT_NCHW) needs 3 dims, as Triton checks;
   assert.throws(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [3, 8, 8], format: 'FORMAT_SIDEWAYS' }] }, 'config.json'), /input\.0\.format/);
   const { 'config.pbtxt': config } = await parsePbtxtFile('input { name: "x" data_type: TYPE_FP32 dims: [ 3, 8, 8 ] format: 2 }');
   assert.equal(config.input[0].format, 'FORMAT_NCHW');
-  assert.equal(parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [48], reshape: { shape: [3, 4, 4] }, format: 'FORMAT_NCHW' }] }, 'c').input[0].format, 'FORMAT_NCHW', 'a reshape gives the layout its dims');
+  // Triton counts the dims a client sends, not the reshape the model gets.
+  assert.equal(parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [3, 4, 4], reshape: { shape: [1, 3, 4, 4] }, format: 'FORMAT_NCHW' }] }, 'c').input[0].format, 'FORMAT_NCHW');
+  assert.throws(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [1, 3, 4, 4], reshape: { shape: [3, 4, 4] }, format: 'FORMAT_NCHW' }] }, 'c'), /require 3 dims: input 'x' is FORMAT_NCHW with dims \[1, 3, 4, 4\]/);
 });
 
 test('pbtxt singletons are coerced to arrays: one input block, one dims value, one preferred size, one version', async () => {

@@ -145,10 +145,10 @@ const inputSchema = tritonObject('input', ['is_shape_tensor', 'is_non_linear_for
    */
   dims_multiple_of: repeated(count(1)).optional(),
 }).superRefine((input, ctx) => {
-  // As Triton's ValidateModelInput: an image layout names channels and two spatial dims (after any batch dimension).
-  const shape = input.reshape?.shape ?? input.dims;
-  if ((input.format === 'FORMAT_NHWC' || input.format === 'FORMAT_NCHW') && shape.length !== 3) {
-    ctx.addIssue({ code: 'custom', path: ['format'], message: `model input NHWC/NCHW require 3 dims: input '${input.name}' is ${input.format} with ${input.reshape ? 'reshape' : 'dims'} [${shape.join(', ')}]` });
+  // As Triton's ValidateModelInput: an image layout names channels and two spatial dims (after any batch dimension),
+  // in the dims a client sends (a reshape is what the model gets).
+  if ((input.format === 'FORMAT_NHWC' || input.format === 'FORMAT_NCHW') && input.dims.length !== 3) {
+    ctx.addIssue({ code: 'custom', path: ['format'], message: `model input NHWC/NCHW require 3 dims: input '${input.name}' is ${input.format} with dims [${input.dims.join(', ')}]` });
   }
   const multiples = input.dims_multiple_of;
   if (!multiples) return;

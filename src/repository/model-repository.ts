@@ -232,6 +232,19 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     warmupRows += rows;
     warmupBytes += rows * Object.values(entry.inputs).reduce((sum, input) => sum + tensorMemory(input), 0);
   }
+  // parameters { warmup: auto } makes zero samples at each preferred size and max_batch_size, of the config's dims
+  // (a -1 taking a model_warmup entry's): they count in the same bounds, or they would be the way around them.
+  if (override.parameters?.warmup?.string_value === 'auto') {
+    const batchSizes = override.max_batch_size && override.max_batch_size > 0 ? new Set([...(override.dynamic_batching?.preferred_batch_size ?? []), override.max_batch_size]) : new Set([1]);
+    const rowBytes = override.input.reduce((sum, input) => {
+      const given = override.model_warmup.map((entry) => entry.inputs[input.name]).find((candidate) => candidate !== undefined);
+      return sum + tensorMemory({ data_type: input.data_type, dims: input.dims.includes(-1) && given ? given.dims : input.dims });
+    }, 0);
+    for (const rows of batchSizes) {
+      warmupRows += rows;
+      warmupBytes += rows * rowBytes;
+    }
+  }
   if (warmupRows > OVERRIDE_LIMITS.warmupRows) refuse(`ask its warmup for more than ${OVERRIDE_LIMITS.warmupRows} rows in all (count × batch_size over every entry: ${warmupRows})`);
   if (warmupBytes > OVERRIDE_LIMITS.warmupBytes) refuse(`ask its warmup for tensors of more than ${OVERRIDE_LIMITS.warmupBytes} bytes in all (${warmupBytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})`);
   const declaredStateFiles = new Set((own?.sequence_batching?.state ?? []).flatMap((state) => state.initial_state.map((initial) => initial.data_file)));

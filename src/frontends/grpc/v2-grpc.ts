@@ -262,6 +262,10 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         } catch (error) {
           const reqId = requestIdOf(metadataString(metadata, REQUEST_ID_HEADER));
           const status = failure(method!, error, reqId);
+          // As an answered call does (and HTTP's 401): the id to find the server's line about it by.
+          const headers = new grpc.Metadata();
+          headers.set(REQUEST_ID_HEADER, reqId);
+          call.sendMetadata(headers);
           call.sendStatus({ code: status.code, details: status.details, metadata: new grpc.Metadata() });
           access(method!, reqId, undefined, performance.now(), status.code, loggedReasons.get(status));
           return;

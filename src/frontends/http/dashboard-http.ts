@@ -139,6 +139,8 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
       if (raw.writableLength > MAX_UNREAD_BYTES) {
         app.log.warn({ reqId: request.id, unread: raw.writableLength }, 'dashboard stream closed: its client has not read the last snapshots');
         stop();
+        // Ending the response would queue its end behind the unread bytes: the connection, and its buffer, would stay.
+        socket.destroy();
         return;
       }
       raw.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot, interval })}\n\n`);

@@ -443,7 +443,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     // or spend the server's compute.
     const refusal = request.method === 'GET' || request.method === 'HEAD' ? undefined : crossOriginRefusal(request.headers);
     if (refusal !== undefined) {
-      reply.code(403).type('application/json').send({ error: clientMessage(`cross-origin request refused: ${refusal}; a page of another site may not send requests that change or run anything here`) });
+      const message = clientMessage(`cross-origin request refused: ${refusal}; a page of another site may not send requests that change or run anything here`);
+      logFailure(request, 'PERMISSION_DENIED', 403, message);
+      reply.code(403).type('application/json').send({ error: message });
       return;
     }
     done();
@@ -498,8 +500,10 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       try {
         checkBearerToken(request.headers.authorization, tokens, scope);
       } catch (error) {
-        reply.header('www-authenticate', bearerChallenge(error as NereidError));
-        return sendError(reply, error as NereidError);
+        const refusal = error as NereidError;
+        logFailure(request, refusal.code, httpStatusOf(refusal.code), loggedMessage(refusal));
+        reply.header('www-authenticate', bearerChallenge(refusal));
+        return sendError(reply, refusal);
       }
     });
   }
@@ -520,7 +524,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       return reply.code(error.statusCode).send({ error: clientMessage(error.message) });
     }
     request.log.error({ err: error }, 'request failed');
-    return sendError(reply, asNereidError(error));
+    const failure = asNereidError(error);
+    logFailure(request, failure.code, httpStatusOf(failure.code), loggedMessage(failure));
+    return sendError(reply, failure);
   });
 
   // Before any route: the document and the methods of each path learn of each route as it is added.
