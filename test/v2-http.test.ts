@@ -453,7 +453,7 @@ describe('infer with binary tensor data', () => {
     });
   }
 
-  test('binary inputs with a JSON answer; binary_data on one output only; binary_data false overrides binary_data_output', async () => {
+  test('binary inputs with a JSON answer; binary_data on one output only; binary_data_output is the kind of unlisted outputs only', async () => {
     const a = Buffer.from(new Int32Array(range16).buffer);
     const b = Buffer.from(new Int32Array(range16.map((v) => v * 100)).buffer);
     const inputs = [
@@ -480,8 +480,13 @@ describe('infer with binary tensor data', () => {
       await send({ parameters: { binary_data_output: true }, outputs: [{ name: 'OUTPUT0', parameters: { binary_data: false } }, { name: 'OUTPUT1' }] }),
     );
     assert.deepEqual(override.header.outputs[0].data, range16.map((v) => v * 101));
-    assert.equal(override.header.outputs[1].data, undefined);
-    assert.deepEqual(Array.from(new Int32Array(new Uint8Array(override.binary.OUTPUT1).buffer)), range16.map((v) => 0 - 99 * v));
+    // As Triton (qa/L0_http): binary_data_output is the kind of the outputs not listed; a listed one is binary only when it asks.
+    assert.deepEqual(override.header.outputs[1].data, range16.map((v) => 0 - 99 * v));
+    assert.equal(override.binary.OUTPUT1, undefined);
+    const unlisted = await readInferResponse(await send({ parameters: { binary_data_output: true }, outputs: [{ name: 'OUTPUT0', parameters: { binary_data: false } }] }));
+    assert.deepEqual(unlisted.header.outputs.map((output: { name: string }) => output.name), ['OUTPUT0']);
+    const all = await readInferResponse(await send({ parameters: { binary_data_output: true } }));
+    assert.deepEqual(all.header.outputs.map((output: { parameters?: object }) => output.parameters), [{ binary_data_size: 64 }, { binary_data_size: 64 }]);
   });
 
   test('a JSON input and a binary input in one request', async () => {
@@ -777,8 +782,7 @@ describe('classification', () => {
       main,
       '/v2/models/simple/infer',
       simpleRequest([row1], [zeros], {
-        parameters: { binary_data_output: true },
-        outputs: [{ name: 'OUTPUT0', parameters: { class_count: 2 } }, { name: 'OUTPUT1', parameters: { binary_data: false } }],
+        outputs: [{ name: 'OUTPUT0', parameters: { class_count: 2, binary_data: true } }, { name: 'OUTPUT1', parameters: { binary_data: false } }],
       }),
     );
     const { header, binary } = await readInferResponse(response);

@@ -463,7 +463,8 @@ export function encodeInferResponse(
     const sharedMemoryParameters = inSharedMemory?.get(output.name);
     if (sharedMemoryParameters) return `${base},"parameters":${JSON.stringify(sharedMemoryParameters)}}`;
     const requested = requestedOutputs?.find((candidate) => candidate.name === output.name);
-    const binary = (requested?.parameters?.binary_data as boolean | undefined) ?? binaryOutputByDefault;
+    // As Triton's: a listed output is binary only when it asks; binary_data_output is the kind of the others.
+    const binary = requested ? requested.parameters?.binary_data === true : binaryOutputByDefault;
     if (!binary) return `${base},"data":${jsonDataText(output.datatype, output.data)}}`;
     const bytes = tensorDataToBytes(output.datatype, output.data);
     chunks.push(bytes);
