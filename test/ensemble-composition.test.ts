@@ -213,7 +213,7 @@ test("a cached ensemble whose on-demand step was unloaded answers, the step load
 });
 
 describe("the request's priority and timeout reach every step", () => {
-  const timedOut = /^ensemble 'gated' step 1 \(model 'gate'\): model 'gate' version 1: request timeout expired after (\d+) us in the queue/;
+  const timedOut = /^ensemble 'gated' step 1 \(model 'gate'\): model 'gate' version 1: Request timeout expired after (\d+) us in the queue/;
 
   test("a timeout applies in the step's queue as what is left of it, and fails the ensemble's request naming the step", async () => {
     const answer = await infer('gated', row([1, 2, 3, 4], { timeout: 200_000 }));
@@ -228,7 +228,7 @@ describe("the request's priority and timeout reach every step", () => {
   test("the priority picks the step's queue level: level 1 times out after its 1 ms, where level 2 would wait for company", async () => {
     const answer = await infer('gated', row([1, 2, 3, 4], { priority: 1 }));
     assert.equal(answer.status, 503, JSON.stringify(answer.body));
-    assert.match(answer.body.error, /model 'gate' version 1: request timeout expired after 1000 us in the queue/);
+    assert.match(answer.body.error, /model 'gate' version 1: Request timeout expired after 1000 us in the queue/);
   });
 
   test("a priority past a step's last level runs at its default level, as Triton runs it", async () => {
@@ -236,7 +236,7 @@ describe("the request's priority and timeout reach every step", () => {
     // 1 ms. The budget is wide so a busy machine's step 0 cannot spend it all before the gate.
     const answer = await infer('gated', row([1, 2, 3, 4], { priority: 3, timeout: 100_000 }));
     assert.equal(answer.status, 503, JSON.stringify(answer.body));
-    const [, left] = /model 'gate' version 1: request timeout expired after (\d+) us in the queue/.exec(answer.body.error) ?? [];
+    const [, left] = /model 'gate' version 1: Request timeout expired after (\d+) us in the queue/.exec(answer.body.error) ?? [];
     assert.ok(Number(left) > 1000 && Number(left) <= 100_000, answer.body.error);
   });
 

@@ -77,7 +77,7 @@ test('poll mode loads, reloads and unloads as the repository changes; a config t
     const response = await fetch(`${url}/v2/repository/models/scale/${action}`, { method: 'POST', body: '{}' });
     const body = (await response.json()) as { error: string };
     assert.equal(response.status, 503, body.error);
-    assert.match(body.error, new RegExp(`explicit model ${action} is not allowed: the server runs with --model-control-mode poll`));
+    assert.match(body.error, new RegExp(`explicit model load / unload is not allowed \\(${action}\\): the server runs with --model-control-mode poll`));
     if (action === 'load') {
       const quoted = /refused in poll mode \(503, `([^`]*)`\)/.exec(await readFile('docs/lifecycle.md', 'utf8'))?.[1];
       assert.equal(quoted?.replace(/\s+/g, ' '), body.error, 'docs/lifecycle.md quotes the answer exactly');
@@ -123,7 +123,7 @@ test('poll mode loads, reloads and unloads as the repository changes; a config t
 
   await rm(folder, { recursive: true });
   await withinPolls(server, 'the removed model unloaded', async () => (await infer()).status === 404);
-  assert.match((await infer()).error!, /model 'scale' is not loaded \(it was unloaded\)/);
+  assert.match((await infer()).error!, /Request for unknown model: 'scale' has no available versions \(it was unloaded\)/);
   assert.equal((await infer('newcomer')).status, 200, 'the other model keeps serving');
   assert.ok(lines.some((line) => line.level === 30 && line.msg === "repository poll: model 'scale' was removed; unloading"));
 });

@@ -739,7 +739,7 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
 
   test('unknown model and unknown version: NOT_FOUND', async () => {
     await sameError({ ...simpleRaw([range16], [ones16]), model_name: 'no_such_model' }, '/v2/models/no_such_model/infer', simpleJson([range16], [ones16]), grpc.status.NOT_FOUND, ['no_such_model']);
-    await sameError({ ...simpleRaw([range16], [ones16]), model_version: '9' }, '/v2/models/simple/versions/9/infer', simpleJson([range16], [ones16]), grpc.status.NOT_FOUND, ['has no version 9']);
+    await sameError({ ...simpleRaw([range16], [ones16]), model_version: '9' }, '/v2/models/simple/versions/9/infer', simpleJson([range16], [ones16]), grpc.status.NOT_FOUND, ["Request for unknown model: 'simple' version 9 is not found"]);
     const metadata = await callError(rpc, 'ModelMetadata', { name: 'no_such_model' }, grpc.status.NOT_FOUND);
     assert.equal(metadata, await httpError('/v2/models/no_such_model'));
     const config = await callError(rpc, 'ModelConfig', { name: 'simple', version: '9' }, grpc.status.NOT_FOUND);
@@ -839,7 +839,7 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
   test('load and unload are refused under --model-control-mode none, with HTTP messages', async () => {
     const load = await callError(rpc, 'RepositoryModelLoad', { model_name: 'simple' }, grpc.status.UNAVAILABLE, ["modelControlMode: 'none'"]);
     assert.equal(load, await httpError('/v2/repository/models/simple/load', {}));
-    const unload = await callError(rpc, 'RepositoryModelUnload', { model_name: 'simple' }, grpc.status.UNAVAILABLE, ['explicit model unload is not allowed']);
+    const unload = await callError(rpc, 'RepositoryModelUnload', { model_name: 'simple' }, grpc.status.UNAVAILABLE, ['explicit model load / unload is not allowed (unload)']);
     assert.equal(unload, await httpError('/v2/repository/models/simple/unload', {}));
     assert.deepEqual(await call(rpc, 'ModelReady', { name: 'simple' }), { ready: true });
   });
@@ -1003,7 +1003,7 @@ describe('model repository extension over gRPC (explicit model control)', () => 
 
     assert.deepEqual(await call(control, 'RepositoryModelUnload', { model_name: 'simple' }), {});
     assert.deepEqual(await call(control, 'ModelReady', { name: 'simple' }), { ready: false });
-    const gone = await callError(control, 'ModelInfer', simpleRaw([range16], [ones16]), grpc.status.NOT_FOUND, ["model 'simple' is not loaded"]);
+    const gone = await callError(control, 'ModelInfer', simpleRaw([range16], [ones16]), grpc.status.NOT_FOUND, ["Request for unknown model: 'simple' has no available versions"]);
     const http = await fetch(`${explicit.url}/v2/models/simple/infer`, { method: 'POST', body: JSON.stringify(simpleJson([range16], [ones16])) });
     assert.equal(http.status, 404);
     assert.equal(((await http.json()) as Json).error, gone);

@@ -173,7 +173,7 @@ describe('health and metadata', () => {
     assert.equal(v1.name, 'multi_all');
     assert.deepEqual(v1.versions, ['1']);
     assert.deepEqual(v1.inputs, [{ name: 'INPUT0', datatype: 'FP32', shape: [-1, 4] }]);
-    await assertError(await get(main, '/v2/models/multi_latest/versions/1'), 404, "model 'multi_latest' has no version 1", 'loaded: 2');
+    await assertError(await get(main, '/v2/models/multi_latest/versions/1'), 404, "Request for unknown model: 'multi_latest' version 1 is not found", 'loaded: 2');
     await assertError(await get(main, '/v2/models/simple/versions/abc'), 400, 'version', "'abc'");
   });
 
@@ -820,8 +820,8 @@ describe('errors', () => {
   });
 
   test('unknown version', async () => {
-    await assertError(await post(main, '/v2/models/simple/versions/7/infer', simpleRequest([range16], [ones])), 404, "model 'simple' has no version 7", 'loaded: 1');
-    await assertError(await get(main, '/v2/models/simple/versions/7/config'), 404, 'no version 7');
+    await assertError(await post(main, '/v2/models/simple/versions/7/infer', simpleRequest([range16], [ones])), 404, "Request for unknown model: 'simple' version 7 is not found", 'loaded: 1');
+    await assertError(await get(main, '/v2/models/simple/versions/7/config'), 404, 'version 7 is not found');
     await assertError(await post(main, '/v2/models/simple/versions/-1/infer', simpleRequest([range16], [ones])), 400, 'version', "'-1'");
   });
 
@@ -1133,7 +1133,7 @@ describe('model repository extension (explicit model control)', () => {
     assert.equal(response.status, 200, await response.text());
     assert.deepEqual((await rowsOf('json_addsub')).map((row) => [row.version, row.state, row.reason]), [['1', 'UNAVAILABLE', 'unloaded']]);
     await assertError(await get(explicit, '/v2/models/json_addsub/ready'), 400, 'not ready');
-    await assertError(await post(explicit, '/v2/models/json_addsub/infer', addSub(1)), 404, "model 'json_addsub' is not loaded", 'unloaded');
+    await assertError(await post(explicit, '/v2/models/json_addsub/infer', addSub(1)), 404, "Request for unknown model: 'json_addsub' has no available versions", 'unloaded');
     await assertError(await get(explicit, '/v2/models/json_addsub'), 404, 'json_addsub');
     const readyOnly = (await okJson(await post(explicit, '/v2/repository/index', { ready: true }))) as unknown as Json[];
     assert.deepEqual(readyOnly.map((row) => row.name), ['simple']);

@@ -97,7 +97,7 @@ test('default version policy loads only the latest version', async (t) => {
   await repo.load('m');
   assert.deepEqual(repo.versionsOf('m'), ['3']);
   assert.equal(await scaleFactor(repo.get('m')), 3);
-  assert.throws(() => repo.get('m', '1'), isCode('NOT_FOUND', /has no version 1 \(loaded: 3\)/));
+  assert.throws(() => repo.get('m', '1'), isCode('NOT_FOUND', /version 1 is not found \(loaded: 3\)/));
 });
 
 test('latest { num_versions: 2 } loads the two highest versions; get() serves the highest', async (t) => {
@@ -170,7 +170,7 @@ test('get: unknown model and version are NOT_FOUND, a malformed version INVALID_
   await repo.load('m');
   assert.throws(() => repo.get('nope'), isCode('NOT_FOUND', /unknown model: 'nope'/));
   assert.throws(() => repo.get('../m'), isCode('NOT_FOUND'));
-  assert.throws(() => repo.get('m', '7'), isCode('NOT_FOUND', /no version 7/));
+  assert.throws(() => repo.get('m', '7'), isCode('NOT_FOUND', /version 7 is not found/));
   assert.throws(() => repo.get('m', 'latest'), isCode('INVALID_ARGUMENT'));
   assert.equal(repo.get('m', '').version, '1', 'an empty version means the current one');
   await assert.rejects(repo.load('nope'), isCode('NOT_FOUND', /not in the model repository/));
@@ -594,7 +594,7 @@ test('unload makes get() NOT_FOUND and index() UNAVAILABLE; load brings it back'
   await repo.load('m');
   const loaded = repo.get('m');
   await repo.unload('m');
-  assert.throws(() => repo.get('m'), isCode('NOT_FOUND', /not loaded \(it was unloaded\)/));
+  assert.throws(() => repo.get('m'), isCode('NOT_FOUND', /has no available versions \(it was unloaded\)/));
   assert.throws(() => repo.get('m', '1'), isCode('NOT_FOUND'));
   assert.equal(loaded.state, 'UNAVAILABLE');
   assert.deepEqual(await repo.index(), [{ name: 'm', version: '1', state: 'UNAVAILABLE', reason: 'unloaded' }]);

@@ -1040,7 +1040,7 @@ export class ModelRepository {
     const entry = this.entries.get(name);
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
-      if (entry?.unloaded) throw notFound(`Request for unknown model: model '${name}' is not loaded (it was unloaded)`);
+      if (entry?.unloaded) throw notFound(`Request for unknown model: '${name}' has no available versions (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
       const meant = closestName(name, [...this.entries].filter(([, known]) => !known.unloaded).map(([known]) => known));
       throw notFound(`Request for unknown model: ${quoteName(name)} is not found (not in the model repository, or not loaded)${meant ? `; did you mean '${meant}'?` : ''}`);
@@ -1051,7 +1051,7 @@ export class ModelRepository {
       if (found) return found;
       const failure = entry.failures.get(String(Number(version))) ?? entry.failures.get('');
       if (failure) throw unavailable(`model '${name}' version ${shortened(version)} is unavailable: ${failure}`);
-      throw notFound(`model '${name}' has no version ${shortened(version)} (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
+      throw notFound(`Request for unknown model: '${name}' version ${shortened(version)} is not found (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
     if (ready.length === 0) {

@@ -237,7 +237,7 @@ describe('PriorityQueue: timeouts and deadlines', () => {
     const [drop] = h.dropped;
     assert.equal(drop.value, 'a');
     assert.equal(drop.queued, false, 'no longer queued when onDropped runs');
-    isError('UNAVAILABLE', /^model 'q' version 1: request timeout expired after 10000 us in the queue$/)(drop.error);
+    isError('UNAVAILABLE', /^model 'q' version 1: Request timeout expired after 10000 us in the queue$/)(drop.error);
     assert.equal(a.queued, false);
     assert.equal(h.queue.size, 0);
     assert.equal(h.queue.first(), undefined);

@@ -305,7 +305,7 @@ export class PriorityQueue<T> {
     entry.timer = undefined;
     if (!entry.queued) return;
     if (policy.timeoutAction === 'REJECT') {
-      this.drop(entry, new NereidError('UNAVAILABLE', `${this.options.label}: request timeout expired after ${timeout} us in the queue`, { retryAfterMs: 1000 }));
+      this.drop(entry, new NereidError('UNAVAILABLE', `${this.options.label}: Request timeout expired after ${timeout} us in the queue`, { retryAfterMs: 1000 }));
       return;
     }
     entry.list!.unlink(entry);

@@ -151,7 +151,7 @@ test("explicit mode: a load whose config is not JSON or does not parse is the ca
   assert.equal((await server.modelConfig('good')).max_batch_size, 2, 'the config given replaces the repository one');
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
   await server.unloadModel('good');
-  await rejectsWith(server.infer(request('good')), 'NOT_FOUND', /is not loaded \(it was unloaded\)/);
+  await rejectsWith(server.infer(request('good')), 'NOT_FOUND', /has no available versions \(it was unloaded\)/);
 });
 
 test('close() makes infer() UNAVAILABLE, releases the instances and closes the cache store', async (t) => {
@@ -259,7 +259,7 @@ test("a library caller's server names its options by key in its messages; one th
       "loadModels has no effect with modelControlMode: 'none', which loads every model at start; use explicit or on_demand to choose",
       "pinModels has no effect with modelControlMode: 'none', which never unloads a model to make room; it is for on_demand",
     ],
-    load: "explicit model load is not allowed: the server runs with modelControlMode: 'none' (start it with modelControlMode: 'explicit' or on_demand)",
+    load: "explicit model load / unload is not allowed (load): the server runs with modelControlMode: 'none' (start it with modelControlMode: 'explicit' or on_demand)",
     shm: 'client shared memory is off on this server; start it with allowClientShm: true to register regions, or send tensors in the request',
     monitor: 'the server runs with monitoring off (monitoring: false)',
   });
@@ -268,7 +268,7 @@ test("a library caller's server names its options by key in its messages; one th
       '--load-model has no effect with --model-control-mode none, which loads every model at start; use explicit or on_demand to choose',
       '--pin-model has no effect with --model-control-mode none, which never unloads a model to make room; it is for on_demand',
     ],
-    load: 'explicit model load is not allowed: the server runs with --model-control-mode none (start it with --model-control-mode explicit or on_demand)',
+    load: 'explicit model load / unload is not allowed (load): the server runs with --model-control-mode none (start it with --model-control-mode explicit or on_demand)',
     shm: 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request',
     monitor: 'the server runs with monitoring off (--monitoring false)',
   });

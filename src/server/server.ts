@@ -929,7 +929,7 @@ export class Server {
     if (mode !== 'explicit' && mode !== 'on_demand') {
       throw new NereidError(
         'UNAVAILABLE',
-        `explicit model ${action} is not allowed: the server runs with ${this.settingName('modelControlMode', mode)} (${
+        `explicit model load / unload is not allowed (${action}): the server runs with ${this.settingName('modelControlMode', mode)} (${
           mode === 'poll' ? 'change the model repository and the next poll applies it, or ' : ''
         }start it with ${this.settingName('modelControlMode', 'explicit')} or on_demand)`,
       );

@@ -306,13 +306,14 @@ function checkJsonBody(body: Buffer, contentType: string | undefined, server: Se
  * `?outputs=a,b`: the outputs a body without a JSON header (an image, or Inference-Header-Content-Length: 0) asks for,
  * where a JSON request names them in its 'outputs'. Without it every output is answered, as Triton does.
  */
-function outputsQueryOf(query: unknown, headerless: boolean): RequestedOutput[] | undefined {
+function outputsQueryOf(query: unknown, headerless: boolean, binary: boolean): RequestedOutput[] | undefined {
   const given = (query as Record<string, unknown> | undefined)?.outputs;
   if (given === undefined) return undefined;
   if (!headerless) throw invalidArgument(`?outputs is for a body without a JSON header (an image, or Inference-Header-Content-Length: 0); a JSON request names its outputs in 'outputs'`);
   const names = [given].flat().flatMap((value) => String(value).split(',')).map((name) => name.trim()).filter(Boolean);
   if (names.length === 0) throw invalidArgument(`?outputs names no output; give their names, comma-separated: ?outputs=name1,name2`);
-  return names.map((name) => requestedOutputOf(name, undefined));
+  // Of the kind the body's other outputs get (binary for raw binary data): a listed output is binary only when it asks.
+  return names.map((name) => requestedOutputOf(name, binary ? { binary_data: true } : undefined));
 }
 
 /** Whether an image body (Content-Type image/*) suits the model: its one input takes an encoded image as BYTES. */
@@ -590,7 +591,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const { request: inference, binaryOutputByDefault } = headerless
         ? { request: decodeRawInferRequest(body, imageInputModel(server, server.rawInputModel(model, version), model, version, imageBody), model, version), binaryOutputByDefault: !imageBody }
         : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory, server.inputShapeCheck(model, version));
-      const outputsAsked = outputsQueryOf(request.query, headerless);
+      const outputsAsked = outputsQueryOf(request.query, headerless, binaryOutputByDefault);
       if (outputsAsked) inference.outputs = outputsAsked;
       const response = await server.infer(inference, contextOf(request, reply));
       const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
