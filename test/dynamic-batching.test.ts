@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
-import { addSubConfig, addSubModel, writeModel } from '../src/onnx/test-models.js';
+import { addSubConfig, addSubModel, embeddingModel, writeModel } from '../src/onnx/test-models.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
 const BATCHED_CONFIG = addSubConfig('batched', {
@@ -26,6 +26,14 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
 dynamic_batching { preferred_batch_size: [ 2, 4 ] max_queue_delay_microseconds: 1500000 default_queue_policy { max_queue_size: 3 } }
 `;
 
+/** A text model's embedding lookup: requests wait for company so that four of them form one batch. */
+const EMBEDDING_CONFIG = `
+max_batch_size: 8
+input [ { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] } ]
+output [ { name: "embedding" data_type: TYPE_FP32 dims: [ -1, 2 ] } ]
+dynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 5000000 }
+`;
+
 let server: TestServer;
 
 before(async () => {
@@ -34,6 +42,7 @@ before(async () => {
       await writeModel(repo, 'batched', 1, addSubModel(), BATCHED_CONFIG);
       await writeModel(repo, 'capped', 1, addSubModel(), QUEUE_CAPPED_CONFIG);
       await writeModel(repo, 'preferred', 1, addSubModel(), PREFERRED_CONFIG);
+      await writeModel(repo, 'embedding', 1, embeddingModel(10), EMBEDDING_CONFIG);
     },
   });
 });
@@ -154,4 +163,23 @@ test('request priority and timeout parameters are validated by the scheduler', a
   const response = await fetch(`${server.url}/v2/models/batched/infer`, { method: 'POST', body: JSON.stringify(parsed) });
   assert.equal(response.status, 400);
   assert.match(((await response.json()) as { error: string }).error, /priority/);
+});
+
+test("one request's token id beyond the vocabulary fails it alone, with 400 and ONNX Runtime's sentence; the others of its batch are answered", async () => {
+  const ids = [[1, 2], [3, 50], [4, 5], [6, 7]];
+  const answers = await Promise.all(
+    ids.map(async (row) => {
+      const body = JSON.stringify({ inputs: [{ name: 'input_ids', datatype: 'INT64', shape: [1, 2], data: row }] });
+      const response = await fetch(`${server.url}/v2/models/embedding/infer`, { method: 'POST', body });
+      return { status: response.status, body: (await response.json()) as { error?: string; outputs?: { data: number[] }[] } };
+    }),
+  );
+  assert.deepEqual(answers.map((answer) => answer.status), [200, 400, 200, 200]);
+  assert.deepEqual(answers[0].body.outputs?.[0].data, [1, -1, 2, -2]);
+  assert.deepEqual(answers[3].body.outputs?.[0].data, [6, -6, 7, -7]);
+  const refusal = answers[1].body.error ?? '';
+  assert.match(refusal, /the model cannot run on these inputs: .*indices element out of data bounds, idx=50/);
+  assert.doesNotMatch(refusal, /onnxruntime_src|\.cc:\d|\n$/, 'no C++ source location, no trailing newline');
+  const { model_stats } = (await (await fetch(`${server.url}/v2/models/embedding/stats`)).json()) as { model_stats: { inference_stats: { success: { count: number }; fail: { count: number } } }[] };
+  assert.deepEqual([model_stats[0].inference_stats.success.count, model_stats[0].inference_stats.fail.count], [3, 1]);
 });

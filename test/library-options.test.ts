@@ -62,7 +62,7 @@ test('a misspelt key of a nested options object (monitoring, reclaimIdleMemory, 
   // The front ends' nested objects: scoped tokens and TLS credentials.
   const server = new Server({ modelRepository: 'models', logger, backends });
   assert.throws(() => createHttpFrontEnd(server, { authTokens: { inferense: ['t'] } } as never), /^TypeError: createHttpFrontEnd: unknown option 'authTokens\.inferense' \(known: all, inference, management, metrics; did you mean 'authTokens\.inference'\?\)$/);
-  assert.throws(() => createGrpcFrontEnd(server, { tls: { cert: 'c', key: 'k', clientCA: 'ca' } } as never), /^TypeError: createGrpcFrontEnd: unknown option 'tls\.clientCA' \(known: cert, clientCa, key; did you mean 'tls\.clientCa'\?\)$/);
+  assert.throws(() => createGrpcFrontEnd(server, { tls: { cert: 'c', key: 'k', clientCA: 'ca' } } as never), /^TypeError: createGrpcFrontEnd: unknown option 'tls\.clientCA' \(known: cert, ciphers, clientCa, clientCrl, key, minVersion; did you mean 'tls\.clientCa'\?\)$/);
   // What the schemas take still passes: false for either service, their own keys at any depth, a token list.
   new Server({ modelRepository: 'models', logger, backends, monitoring: false, reclaimIdleMemory: false });
   const tuned = new Server({

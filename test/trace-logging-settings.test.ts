@@ -257,7 +257,7 @@ describe('logging extension', () => {
   }
 
   test('raising log_verbose_level makes debug lines appear at once; lowering it hides them again', async () => {
-    assert.deepEqual(await settingsOk('/v2/logging'), { log_info: true, log_warning: true, log_error: true, log_verbose_level: 0, log_format: 'default' });
+    assert.deepEqual(await settingsOk('/v2/logging'), { log_info: true, log_warning: true, log_error: true, log_verbose_level: 0, log_format: 'default', log_file: '' });
     await failingRequest('quiet-1');
     assert.equal(failureLine('quiet-1'), undefined, 'no debug line at verbosity 0');
 
@@ -276,14 +276,14 @@ describe('logging extension', () => {
     await settingsOk('/v2/logging', { log_format: 'ISO8601', log_verbose_level: 1 });
     await failingRequest('iso-1');
     assert.match(String(failureLine('iso-1')?.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    await settingsOk('/v2/logging', { log_format: 'default' });
+    await settingsOk('/v2/logging', { log_format: 'default', log_file: '' });
     await failingRequest('epoch-1');
     assert.equal(typeof failureLine('epoch-1')?.time, 'number');
     await settingsOk('/v2/logging', { log_verbose_level: 0 });
   });
 
   test('log_info off raises the threshold to warnings; combinations one threshold cannot express are refused', async () => {
-    assert.deepEqual(await settingsOk('/v2/logging', { log_info: false }), { log_info: false, log_warning: true, log_error: true, log_verbose_level: 0, log_format: 'default' });
+    assert.deepEqual(await settingsOk('/v2/logging', { log_info: false }), { log_info: false, log_warning: true, log_error: true, log_verbose_level: 0, log_format: 'default', log_file: '' });
     assert.equal(traced.server.logger.level, 'warn');
     await refused('/v2/logging', { log_info: true, log_warning: false }, ['log_info on needs log_warning on', 'one threshold']);
     await refused('/v2/logging', { log_verbose_level: 1 }, ['need log_info, log_warning and log_error on']);
@@ -292,7 +292,7 @@ describe('logging extension', () => {
   });
 
   test('log_file is refused with the reason; wrong types name what was expected and what arrived', async () => {
-    await refused('/v2/logging', { log_file: '/tmp/owned.log' }, ['log_file cannot be set over the API', 'CVE-2024-0087', 'or the file given by --log-file']);
+    await refused('/v2/logging', { log_file: '/tmp/owned.log' }, ['updating log file was deprecated and no longer supported', 'log_file cannot be set over the API', 'CVE-2024-0087', 'or the file given by --log-file']);
     await refused('/v2/logging', { log_verbose_level: '1' }, ['log_verbose_level must be a whole number', 'got "1"']);
     await refused('/v2/logging', { log_verbose_level: -1 }, ['got -1']);
     await refused('/v2/logging', { log_info: 'yes' }, ['log_info must be true or false', 'got "yes"']);

@@ -102,7 +102,7 @@ test("the repository index takes 'ready' as a boolean only, and JSON nested deep
   assert.equal((await index('{"ready": true}')).status, 200);
   const deep = await fetch(`${served.url}/v2/models/simple/infer`, { method: 'POST', body: `${'['.repeat(101)}${']'.repeat(101)}` });
   assert.equal(deep.status, 400);
-  assert.match(((await deep.json()) as { error: string }).error, /nests deeper than 100 levels/);
+  assert.match(((await deep.json()) as { error: string }).error, /^JSON nesting depth exceeds maximum allowed limit \(100\): .*nests deeper than 100 levels/);
   // Brackets inside strings do not count.
   const quoted = await index(JSON.stringify({ ready: false, note: '['.repeat(500) }));
   assert.equal(quoted.status, 200);
@@ -431,4 +431,19 @@ test("requests Node's HTTP parser refuses are answered with the same {\"error\"}
   const tooLong = await longUrl.request('GET', `/v2/models/${'x'.repeat(20_000)}`, {});
   assert.equal(tooLong.status, 431);
   assert.match(JSON.parse(tooLong.body).error, /the request line and headers exceed \d+ bytes/);
+});
+
+test("Triton's phrase leads the refusal of a duplicate output, as its QA tests match it", async () => {
+  const request = (outputs: object[]) =>
+    fetch(`${served.url}/v2/models/simple/infer`, {
+      method: 'POST',
+      body: JSON.stringify({
+        inputs: ['INPUT0', 'INPUT1'].map((name) => ({ name, datatype: 'INT32', shape: [1, 16], data: Array(16).fill(1) })),
+        outputs,
+      }),
+    }).then(async (response) => ({ status: response.status, error: ((await response.json()) as { error?: string }).error }));
+  assert.deepEqual(await request([{ name: 'OUTPUT0' }, { name: 'OUTPUT0' }]), {
+    status: 400,
+    error: "Duplicate output name 'OUTPUT0' is not allowed in a request: output 'OUTPUT0' is requested more than once",
+  });
 });

@@ -1030,7 +1030,7 @@ describe('model repository extension over gRPC (explicit model control)', () => 
       await callError(control, 'RepositoryModelLoad', { model_name: name }, grpc.status.INVALID_ARGUMENT, [`invalid model name '${name}'`]);
       await callError(control, 'RepositoryModelUnload', { model_name: name }, grpc.status.INVALID_ARGUMENT, ['invalid model name']);
     }
-    await callError(control, 'RepositoryModelLoad', { model_name: 'broken' }, grpc.status.INVALID_ARGUMENT, ["failed to load model 'broken'"]);
+    await callError(control, 'RepositoryModelLoad', { model_name: 'broken' }, grpc.status.INVALID_ARGUMENT, ["load failed for model 'broken'"]);
     assert.deepEqual(await call(control, 'RepositoryModelUnload', { model_name: 'not_in_the_repository' }), {});
     assert.deepEqual(await call(control, 'ModelReady', { name: 'identity_int32' }), { ready: true });
   });

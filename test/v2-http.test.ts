@@ -1168,7 +1168,7 @@ describe('model repository extension (explicit model control)', () => {
   test('a reload that fails leaves the loaded model serving, as in Triton', async () => {
     await writeFile(join(explicit.repoDir, 'json_addsub', 'config.json'), '{"max_batch_size": "lots"}');
     // 400 as Triton answers a failed load (INVALID_ARG): no client should retry it until the config is fixed.
-    await assertError(await post(explicit, '/v2/repository/models/json_addsub/load'), 400, "failed to load model 'json_addsub'", 'config.json', 'max_batch_size');
+    await assertError(await post(explicit, '/v2/repository/models/json_addsub/load'), 400, "load failed for model 'json_addsub'", 'config.json', 'max_batch_size');
     assert.deepEqual((await rowsOf('json_addsub')).map((row) => [row.version, row.state]), [['1', 'READY']]);
     assert.equal((await okJson(await get(explicit, '/v2/models/json_addsub/config'))).max_batch_size, 5, 'the previous config still applies');
     assert.deepEqual((await okJson(await post(explicit, '/v2/models/json_addsub/infer', addSub(1)))).outputs[0].data, range16.map((v) => v * 2));
@@ -1192,7 +1192,7 @@ describe('model repository extension (explicit model control)', () => {
     await assertError(await post(explicit, '/v2/repository/models/json_addsub/load', { parameters: { colour: 'red' } }), 400, "unknown load parameter 'colour'");
     await assertError(await post(explicit, '/v2/repository/models/json_addsub/load', '{oops'), 400, 'malformed JSON');
     await assertError(await post(explicit, '/v2/repository/models/json_addsub/load', '[]'), 400, 'JSON object');
-    await assertError(await post(explicit, '/v2/repository/models/no_such_model/load'), 400, "model 'no_such_model' is not in the model repository");
+    await assertError(await post(explicit, '/v2/repository/models/no_such_model/load'), 400, "failed to load 'no_such_model', failed to poll from model repository", "model 'no_such_model' is not in the model repository");
     // Unloading what is not loaded, in the repository or not, changes nothing and succeeds, as in Triton.
     assert.equal((await post(explicit, '/v2/repository/models/no_such_model/unload')).status, 200);
     // The model is untouched by refused requests.
@@ -1202,7 +1202,7 @@ describe('model repository extension (explicit model control)', () => {
   test('loading a broken model or one with an invalid config fails with the reason, and the index keeps it', async () => {
     const broken = await post(explicit, '/v2/repository/models/broken/load');
     assert.equal(broken.status, 400);
-    assert.match(JSON.parse(await broken.text()).error, /failed to load model 'broken'.*(protobuf|model\.onnx)/i);
+    assert.match(JSON.parse(await broken.text()).error, /load failed for model 'broken'.*(protobuf|model\.onnx)/i);
     const [row] = await rowsOf('broken');
     assert.equal(row.state, 'UNAVAILABLE');
     assert.ok(row.reason.length > 0);

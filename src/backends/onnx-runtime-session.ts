@@ -13,7 +13,7 @@ import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { exposingTensors, readOnnxModel, type ExposedTensor } from '../onnx/onnx-model-file.js';
 import type { ModelSignature, TensorSignature } from './backend.js';
-import { engineLoadError } from './onnx-runtime-load-errors.js';
+import { engineLoadError, withoutEngineInternals } from './onnx-runtime-load-errors.js';
 import type { SessionOptions } from './onnx-runtime-options.js';
 
 /** Everything needed to open a session, as plain data so it can cross to a worker thread. */
@@ -211,10 +211,14 @@ export class OnnxSession {
  * feature maps no longer line up to be added): the request's fault, answered as
  * INVALID_ARGUMENT with the engine's reason rather than as the server's failure.
  */
-const INPUT_FAULT = /invalid input shape|got invalid dimensions|invalid rank for input|input dimension.*(invalid|mismatch)|the input tensor cannot be reshaped|attempting to broadcast an axis/i;
+const INPUT_FAULT = /invalid input shape|got invalid dimensions|invalid rank for input|input dimension.*(invalid|mismatch)|the input tensor cannot be reshaped|attempting to broadcast an axis|indices element out of data bounds/i;
 
-/** A run's failure as the caller should see it: the request's fault when the engine says so, else as thrown. */
+/**
+ * A run's failure as the caller should see it: the request's fault when the engine says so (a shape the graph cannot
+ * broadcast, a token id beyond an embedding table), else as thrown; without the C++ source locations ORT puts in it.
+ */
 export function runFailure(error: Error): Error {
-  if (!INPUT_FAULT.test(error.message)) return error;
-  return new NereidError('INVALID_ARGUMENT', `the model cannot run on these inputs: ${error.message}`, { cause: error });
+  const message = withoutEngineInternals(error.message);
+  if (!INPUT_FAULT.test(message)) return message === error.message ? error : new Error(message, { cause: error });
+  return new NereidError('INVALID_ARGUMENT', `the model cannot run on these inputs: ${message}`, { cause: error });
 }

@@ -352,14 +352,14 @@ export class RequestValidator {
       if (!datatype) {
         throw invalidArgument(`unexpected inference output ${quoteName(output.name)} for model '${this.config.name}': it has no such output (its outputs: ${[...this.outputs.keys()].join(', ')})`);
       }
-      if (names.includes(output.name)) throw invalidArgument(`output '${output.name}' is requested more than once`);
+      if (names.includes(output.name)) throw invalidArgument(`Duplicate output name '${output.name}' is not allowed in a request: output '${output.name}' is requested more than once`);
       names.push(output.name);
       if (output.classCount === undefined) continue;
       if (!Number.isInteger(output.classCount) || output.classCount < 1) {
         throw invalidArgument(`output '${output.name}': the number of classes asked for (parameter 'classification' or 'class_count') must be a positive integer, got ${output.classCount}`);
       }
       if (datatype === 'BYTES' || datatype === 'BOOL') {
-        throw invalidArgument(`output '${output.name}' is ${datatype}; classification needs a numeric output`);
+        throw invalidArgument(`class result not available for output due to unsupported type '${datatype}': output '${output.name}' is ${datatype}; classification needs a numeric output`);
       }
     }
     return names;

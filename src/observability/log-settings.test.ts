@@ -7,9 +7,9 @@ const silentStream = { write: () => undefined };
 
 test("the settings start from the logger's level", () => {
   const at = (level: string) => new LogSettings(pino({ level }, silentStream)).settings();
-  assert.deepEqual(at('debug'), { log_info: true, log_warning: true, log_error: true, log_verbose_level: 1, log_format: 'default' });
-  assert.deepEqual(at('warn'), { log_info: false, log_warning: true, log_error: true, log_verbose_level: 0, log_format: 'default' });
-  assert.deepEqual(at('silent'), { log_info: false, log_warning: false, log_error: false, log_verbose_level: 0, log_format: 'default' });
+  assert.deepEqual(at('debug'), { log_info: true, log_warning: true, log_error: true, log_verbose_level: 1, log_format: 'default', log_file: '' });
+  assert.deepEqual(at('warn'), { log_info: false, log_warning: true, log_error: true, log_verbose_level: 0, log_format: 'default', log_file: '' });
+  assert.deepEqual(at('silent'), { log_info: false, log_warning: false, log_error: false, log_verbose_level: 0, log_format: 'default', log_file: '' });
 });
 
 test('switches map onto one threshold; a child logger made earlier follows it', () => {

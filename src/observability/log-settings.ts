@@ -24,12 +24,14 @@ export interface LogSettingsAnswer {
   log_error: boolean;
   log_verbose_level: number;
   log_format: LogFormat;
+  /** Always '' as Triton answers it: logs go where the operator sent them at start, never to a file a client names. */
+  log_file: '';
 }
 
 const MAX_UINT32 = 2 ** 32 - 1;
 
 const LOG_FILE_REFUSAL =
-  "log_file cannot be set over the API: a file path chosen by a client would let anyone who can reach this endpoint write files on the server (Triton's CVE-2024-0087); where Nereid logs is the operator's choice at start: its standard output, or the file given by --log-file";
+  "updating log file was deprecated and no longer supported (as in Triton): log_file cannot be set over the API: a file path chosen by a client would let anyone who can reach this endpoint write files on the server (Triton's CVE-2024-0087); where Nereid logs is the operator's choice at start: its standard output, or the file given by --log-file";
 
 function thresholdOf(settings: LogSettingsAnswer): string {
   if (settings.log_verbose_level >= 2) return 'trace';
@@ -48,6 +50,7 @@ function settingsOf(level: string, format: LogFormat): LogSettingsAnswer {
     log_error: value <= pino.levels.values.error,
     log_verbose_level: value <= pino.levels.values.trace ? 2 : value <= pino.levels.values.debug ? 1 : 0,
     log_format: format,
+    log_file: '',
   };
 }
 
@@ -74,6 +77,8 @@ export class LogSettings {
     for (const [name, value] of Object.entries(changes)) {
       switch (name) {
         case 'log_file':
+          // The settings sent back as read (log_file '') change nothing; a path is refused.
+          if (value === '') break;
           throw invalidArgument(LOG_FILE_REFUSAL);
         case 'log_info':
         case 'log_warning':

@@ -96,6 +96,20 @@ export function scaleModel(factor = 2): Uint8Array {
 }
 
 /**
+ * A text model's first layer: INT64 token ids ['batch', 'seq'] looked up in a `vocabulary` × 2 embedding table (row i
+ * holds [i, -i]) -> 'embedding' FP32 ['batch', 'seq', 2]. An id beyond the table fails inside ONNX Runtime's Gather.
+ */
+export function embeddingModel(vocabulary = 10): Uint8Array {
+  return buildOnnxModel({
+    graphName: 'embedding',
+    inputs: [{ name: 'input_ids', type: 'int64', shape: ['batch', 'seq'] }],
+    outputs: [{ name: 'embedding', type: 'float32', shape: ['batch', 'seq', 2] }],
+    initializers: [{ name: 'table', type: 'float32', dims: [vocabulary, 2], values: Array.from({ length: vocabulary }, (_, id) => [id, -id]).flat() }],
+    nodes: [{ opType: 'Gather', inputs: ['table', 'input_ids'], outputs: ['embedding'], attributes: { axis: 0 } }],
+  });
+}
+
+/**
  * A tiny image classifier: 'image' FP32 ['batch', 1, 28, 28] -> Conv(1->4, 3x3, pad 1) -> Relu
  * -> GlobalAveragePool -> Flatten -> Gemm(4->10) -> Softmax -> 'probs' FP32 ['batch', 10].
  * Weights come from a seeded PRNG so outputs are reproducible across runs and machines.

@@ -278,23 +278,26 @@ test('64-bit integers in JSON are written exactly, beyond the 2^53 a double hold
   assert.equal(JSON.parse(text).outputs[1].name, 'U', 'still valid JSON');
 });
 
-test('encodes binary outputs after the JSON header, BYTES length-prefixed; per-output binary_data overrides the default', () => {
-  const encoded = encodeInferResponse(
-    response,
-    [{ name: 'F' }, { name: 'T' }, { name: 'I', parameters: { binary_data: false } }],
-    true,
+test('encodes binary outputs after the JSON header, BYTES length-prefixed; the default (binary_data_output) is for outputs not listed', () => {
+  const listed = encodeInferResponse(response, [{ name: 'F', parameters: { binary_data: true } }, { name: 'T' }], true);
+  assert.deepEqual(
+    JSON.parse(Buffer.concat(listed.chunks).subarray(0, listed.headerLength).toString('utf8')).outputs.map((output: { data?: unknown }) => output.data !== undefined),
+    [false, true, false],
+    'a listed output without binary_data is JSON, as Triton answers it; one not listed takes the default',
   );
+  const encoded = encodeInferResponse(response, undefined, true);
   assert.ok(encoded.headerLength !== undefined);
   const header = JSON.parse(Buffer.concat(encoded.chunks).subarray(0, encoded.headerLength).toString('utf8'));
   assert.deepEqual(header.outputs, [
     { name: 'F', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } },
     { name: 'T', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 10 } },
-    { name: 'I', datatype: 'INT64', shape: [1], data: [-5] },
+    { name: 'I', datatype: 'INT64', shape: [1], parameters: { binary_data_size: 8 } },
   ]);
   const binary = Buffer.concat(encoded.chunks).subarray(encoded.headerLength);
-  assert.equal(binary.length, 18);
+  assert.equal(binary.length, 26);
   assert.deepEqual(Array.from(new Float32Array(binary.buffer.slice(binary.byteOffset, binary.byteOffset + 8))), [0.5, -1]);
-  assert.deepEqual(binary.subarray(8), lengthPrefixed('hi', ''));
+  assert.deepEqual(binary.subarray(8, 18), lengthPrefixed('hi', ''));
+  assert.equal(binary.readBigInt64LE(18), -5n);
 });
 
 test('a binary response decodes back to the same tensors (round trip through the request decoder)', () => {

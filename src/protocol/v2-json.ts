@@ -87,8 +87,13 @@ function parseJsonText(text: string, what: string, reviver?: (key: string, value
   }
 }
 
+/** Triton's phrase first (its tests look for it), then which JSON it was. */
+function tooDeep(what: string) {
+  return invalidArgument(`JSON nesting depth exceeds maximum allowed limit (${MAX_JSON_DEPTH}): the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+}
+
 export function parseJson(bytes: Buffer, what: string): unknown {
-  if (scanJson(bytes, MAX_JSON_DEPTH).tooDeep) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (scanJson(bytes, MAX_JSON_DEPTH).tooDeep) throw tooDeep(what);
   return parseJsonText(bytes.toString('utf8'), what);
 }
 
@@ -188,7 +193,7 @@ function markedLiteralReviver(mark: number) {
  */
 export function parseExactJson(bytes: Buffer, what: string): unknown {
   const scan = scanJson(bytes, MAX_JSON_DEPTH);
-  if (scan.tooDeep) throw invalidArgument(`the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (scan.tooDeep) throw tooDeep(what);
   const text = bytes.toString('utf8');
   if (!scan.longInteger && !scan.nonFinite) return parseJsonText(text, what);
   const mark = freeMark(text);

@@ -650,7 +650,7 @@ test('with a config given, a config that does not fit the model is INVALID_ARGUM
   );
   let failure: NereidError | undefined;
   await assert.rejects(repo.load('broken', { max_batch_size: 0 }), (error: unknown) => {
-    assert.ok(isCode('UNAVAILABLE', /failed to load model 'broken'/)(error));
+    assert.ok(isCode('UNAVAILABLE', /load failed for model 'broken'/)(error));
     failure = error as NereidError;
     return true;
   });

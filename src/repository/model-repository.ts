@@ -994,8 +994,8 @@ export class ModelRepository {
   private loadFailure(name: string, reason: string, configOverride: unknown, errors: readonly unknown[]): NereidError {
     const cause = errors[0] instanceof ModelConfigError ? errors[0].cause : errors[0];
     const callersMistake = configOverride !== undefined && errors.every((error) => error instanceof ModelConfigError);
-    if (callersMistake) return new ModelLoadError('INVALID_ARGUMENT', `failed to load model '${name}' with the config given: ${reason}`, { cause });
-    return new ModelLoadError('UNAVAILABLE', `failed to load model '${name}': ${reason}`, { cause });
+    if (callersMistake) return new ModelLoadError('INVALID_ARGUMENT', `load failed for model '${name}' with the config given: ${reason}`, { cause });
+    return new ModelLoadError('UNAVAILABLE', `load failed for model '${name}': ${reason}`, { cause });
   }
 
   private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {

@@ -107,7 +107,7 @@ test('a warmup run that fails leaves the version UNAVAILABLE with the reason, it
   const backend = doublerBackend();
   backend.failNext(new Error('kernel exploded'));
   const { repo, error } = await loadWith(t, `${TWO_INSTANCES}parameters: { warmup: auto }\n`, backend);
-  assert.match(String(error), /failed to load model 'm'.*warmup sample 'auto batch 8' failed on instance \d: kernel exploded/);
+  assert.match(String(error), /load failed for model 'm'.*warmup sample 'auto batch 8' failed on instance \d: kernel exploded/);
   const [row] = await repo.index();
   assert.equal(row.state, 'UNAVAILABLE');
   assert.match(row.reason!, /warmup sample 'auto batch 8' failed on instance \d: kernel exploded/);

@@ -1451,6 +1451,31 @@ describe('DynamicBatcher: failures', () => {
     await b;
   });
 
+  it("a batch the engine refuses for its inputs runs again request by request: one request's bad input fails it alone", async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const blocker = h.schedule(fp32Request([0]));
+    await flush();
+    const good = h.schedule(fp32Request([1]));
+    const bad = h.schedule(fp32Request([99]));
+    const alsoGood = h.schedule(fp32Request([2, 3]));
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [1, 99, 2, 3]]);
+    const refused = assert.rejects(bad, isError('INVALID_ARGUMENT', /token id 99 is beyond the vocabulary/));
+    h.calls[1].fail(new NereidError('INVALID_ARGUMENT', 'token id 99 is beyond the vocabulary'));
+    // Each request of the failed batch goes alone, in order, on the same instance.
+    await h.waitForCalls(3);
+    await release(h, 2);
+    await h.waitForCalls(4);
+    h.calls[3].fail(new NereidError('INVALID_ARGUMENT', 'token id 99 is beyond the vocabulary'));
+    await h.waitForCalls(5);
+    await release(h, 4);
+    assert.deepEqual(h.batches(), [[0], [1, 99, 2, 3], [1], [99], [2, 3]]);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await good, [1]);
+    assertOwnResult(await alsoGood, [2, 3]);
+    await refused;
+  });
+
   it('a NereidError from the instance keeps its code', async () => {
     const h = new Harness({ maxBatchSize: 8 });
     const a = h.schedule(fp32Request([1]));

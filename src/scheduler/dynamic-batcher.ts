@@ -407,6 +407,13 @@ export class DynamicBatcher implements Scheduler {
       // A joined batch is this scheduler's own: the instance may take its buffers (a worker's transfer) instead of copying them.
       outcome = only ? instance.run(inputs, outputNames) : instance.run(inputs, outputNames, { inputsOwned: true });
     } catch (error) {
+      if (this.isolates(batch, error)) {
+        void this.runAlone(instance, batch, alone).then(() => {
+          this.release(instance, rows);
+          this.dispatch();
+        });
+        return;
+      }
       this.fail(batch, error);
       this.release(instance, rows);
       return;
@@ -424,11 +431,33 @@ export class DynamicBatcher implements Scheduler {
       return;
     }
     outcome
-      .then(settle, (error: unknown) => this.fail(batch, error))
+      .then(settle, (error: unknown) => (this.isolates(batch, error) ? this.runAlone(instance, batch, alone) : this.fail(batch, error)))
       .then(() => {
         this.release(instance, rows);
         this.dispatch();
       });
+  }
+
+  /**
+   * Whether a failed batch of several requests is run again request by request: when the engine blamed the inputs
+   * (a token id beyond the vocabulary in one request), the others are not to fail with it. Triton fails them all.
+   */
+  private isolates(batch: readonly Pending[], error: unknown): boolean {
+    return batch.length > 1 && error instanceof NereidError && error.code === 'INVALID_ARGUMENT';
+  }
+
+  /** Each request of a failed batch on its own, one after the other on the same instance: each gets its own answer or error. */
+  private async runAlone(instance: BackendInstance, batch: readonly Pending[], alone: boolean): Promise<void> {
+    for (const pending of batch) {
+      const started = now();
+      try {
+        const inputs = this.policy.ragged ? this.joinInputs([pending]) : pending.request.inputs;
+        const outputs = await instance.run(inputs, pending.request.outputNames);
+        this.answer(instance, [pending], outputs, pending.rows, elementsOf(inputs), started, started, alone);
+      } catch (error) {
+        this.fail([pending], error);
+      }
+    }
   }
 
   /** Runs a batch on an instance that answers each request apart: one request's error fails that request alone. */

@@ -173,7 +173,7 @@ describe('PriorityQueue: size limits', () => {
     });
     const first = h.queue.push('h1', { priority: 1 }, now());
     h.queue.push('h2', { priority: 1 }, now());
-    assert.throws(() => h.queue.push('h3', { priority: 1 }, now()), isError('UNAVAILABLE', /model 'q' version 1: the queue is full \(2 requests waiting\)/));
+    assert.throws(() => h.queue.push('h3', { priority: 1 }, now()), isError('UNAVAILABLE', /model 'q' version 1: Exceeds maximum queue size: the queue is full \(2 requests waiting\)/));
     assert.equal(h.queue.size, 2);
     for (let i = 0; i < 5; i++) h.queue.push(`l${i}`, { priority: 2 }, now());
     assert.equal(h.queue.size, 7);
@@ -563,7 +563,7 @@ describe('PriorityQueue: admission under overload', () => {
     h.queue.push('patient', { patient: true }, now());
     assert.throws(() => h.queue.push('hurried', { patient: true, deadline: now() + 5 }, now()), isError('UNAVAILABLE', /overloaded — the queue ahead would take about 11 ms, longer than the [45] ms this request may wait/));
     h.queue.push('also patient', { patient: true }, now());
-    assert.throws(() => h.queue.push('one too many', { patient: true }, now()), isError('UNAVAILABLE', /the queue is full \(3 requests waiting\)/));
+    assert.throws(() => h.queue.push('one too many', { patient: true }, now()), isError('UNAVAILABLE', /Exceeds maximum queue size: the queue is full \(3 requests waiting\)/));
     h.clear();
   });
 

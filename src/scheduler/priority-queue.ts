@@ -239,7 +239,7 @@ export class PriorityQueue<T> {
     if (levelFull || capFull) {
       // The limit that refused it: the level's own, or the cap across levels (the smaller when both are reached).
       const limit = levelFull && capFull ? Math.min(policy.maxQueueSize, cap) : levelFull ? policy.maxQueueSize : cap;
-      throw overloaded(`${label}: the queue is full (${limit} requests waiting)`, retryAfterMs);
+      throw overloaded(`${label}: Exceeds maximum queue size: the queue is full (${limit} requests waiting)`, retryAfterMs);
     }
     // A request larger than a byte cap on its own is still taken into an empty queue, or it could never be served.
     const bytes = admission.bytes ?? 0;

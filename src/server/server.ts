@@ -985,7 +985,9 @@ export class Server {
     // As Triton answers every failed load, a model missing from the repository included: 400 / INVALID_ARGUMENT.
     const asLoadFailure = (error: unknown): never => {
       if ((error instanceof ModelLoadError || (error instanceof NereidError && error.code === 'NOT_FOUND')) && error.code !== 'INVALID_ARGUMENT') {
-        throw new NereidError('INVALID_ARGUMENT', error.message, { cause: error instanceof ModelLoadError ? error.cause : error });
+        // Triton's phrase for a model it cannot find, which its tests and tools look for, before Nereid's reason.
+        const message = error.code === 'NOT_FOUND' ? `failed to load '${name}', failed to poll from model repository: ${error.message}` : error.message;
+        throw new NereidError('INVALID_ARGUMENT', message, { cause: error instanceof ModelLoadError ? error.cause : error });
       }
       throw error;
     };
@@ -997,7 +999,7 @@ export class Server {
     // A failure of the whole model threw above: what is left here are versions of a model that serves.
     const failures = everyVersion ? this.repository.loadFailures(name).filter((failure) => failure.version !== undefined) : [];
     if (failures.length > 0) {
-      throw invalidArgument(`failed to load model '${name}' ${failures.map(({ version, reason }) => `version ${version}: ${reason}`).join('; ')}; its other versions serve`);
+      throw invalidArgument(`load failed for model '${name}' ${failures.map(({ version, reason }) => `version ${version}: ${reason}`).join('; ')}; its other versions serve`);
     }
   }
 
