@@ -149,6 +149,9 @@ describe('completeConfig: a config that lists its inputs and outputs, as Triton 
     assert.equal(completed.max_batch_size, 0);
     assert.equal(completed.dynamic_batching, undefined);
     assert.deepEqual(completed.input[0].dims, [-1, 4]);
+    // A config written for completion (dims after the batch dimension) says why it no longer matches.
+    const withoutBatch = { input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4] }], output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4] }] };
+    assert.throws(() => complete(withoutBatch), /has dims \[4\] but the model has \[-1,4\] \(max_batch_size is left out of a config that lists both inputs and outputs, so it is 0, as in Triton/);
   });
 
   it('with one list empty, max_batch_size is completed, and a mismatch says it was', () => {
@@ -170,6 +173,12 @@ describe('completeConfig: dims compared as Triton compares them', () => {
     assert.deepEqual(completed.input[0].dims, [4]);
     assert.deepEqual(completed.output[0].dims, [4]);
     assert.throws(() => complete({ max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [5] }] }), /config input 'INPUT0' has dims \[5\] but the model has \[4\]/);
+  });
+
+  it("a -1 whose dims_multiple_of the model's fixed size breaks is refused at load, not every request after it", () => {
+    const config = (multiple: number) => ({ max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [-1], dims_multiple_of: [multiple] }] });
+    assert.deepEqual(complete(config(2)).input[0].dims, [4]);
+    assert.throws(() => complete(config(3)), /^Error: config input 'INPUT0' has dims_multiple_of 3 for dim 0, which the model fixes at 4, not a multiple of it$/);
   });
 });
 

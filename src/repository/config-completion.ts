@@ -173,13 +173,23 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       if (!compatible) {
         throw new Error(
           `config ${kind} '${tensor.name}' has dims ${describeShape(configDims)} but the model has ${describeShape(modelDims)}${batched ? ' after the batch dimension' : ''}` +
-            (batched && config.max_batch_size === undefined ? ` (max_batch_size was completed to ${maxBatchSize} from the model, as the config leaves it out: set max_batch_size: 0 if the first dimension is not a batch dimension)` : ''),
+            (batched && config.max_batch_size === undefined ? ` (max_batch_size was completed to ${maxBatchSize} from the model, as the config leaves it out: set max_batch_size: 0 if the first dimension is not a batch dimension)` : '') +
+            (!batched && config.max_batch_size === undefined && modelDims.length === configDims.length + 1 && modelDims[0] === -1
+              ? ' (max_batch_size is left out of a config that lists both inputs and outputs, so it is 0, as in Triton: set max_batch_size if the first dimension is a batch dimension)'
+              : ''),
         );
       }
       // A -1 the config gives where the model fixes the size takes the model's size: requests are then checked against it
       // and refused with a message, not by the engine mid-batch.
       if (!tensor.reshape && tensor.dims.some((dim, at) => dim === -1 && modelDims[at] > 0)) {
-        completed[index] = { ...tensor, dims: tensor.dims.map((dim, at) => (dim === -1 && modelDims[at] > 0 ? modelDims[at] : dim)) };
+        const dims = tensor.dims.map((dim, at) => (dim === -1 && modelDims[at] > 0 ? modelDims[at] : dim));
+        // The only size now allowed must keep the config's own rule, or every request would be refused.
+        const multiples = 'dims_multiple_of' in tensor ? (tensor.dims_multiple_of as number[] | undefined) : undefined;
+        const broken = multiples ? dims.findIndex((dim, at) => dim !== -1 && dim % multiples[at] !== 0) : -1;
+        if (broken >= 0) {
+          throw new Error(`config input '${tensor.name}' has dims_multiple_of ${multiples![broken]} for dim ${broken}, which the model fixes at ${dims[broken]}, not a multiple of it`);
+        }
+        completed[index] = { ...tensor, dims };
       }
     }
     // The outputs a config lists are the ones served, as in Triton (a detector's feature maps stay hidden); inputs it leaves

@@ -102,8 +102,13 @@ export function tuneChartSvg(report: TuneReport): string {
   const measuredPoints = (index: number) => report.results[index].levels.filter((level) => level.errors === 0 && level.throughput > 0).sort((a, b) => a.concurrency - b.concurrency);
   const curves = report.results.map((_, index) => ({ index, levels: measuredPoints(index), shown: shownLevelOf(report, index) }));
   const all = curves.flatMap((curve) => [...curve.levels, curve.shown]);
-  const maxX = Math.max(...all.map((level) => level.p99Ms).filter(Number.isFinite)) * 1.1 || 1;
-  const maxY = Math.max(...all.map((level) => level.throughput)) * 1.1 || 1;
+  // Math.max of nothing is -Infinity (no run answered): the axes then span 1, not NaN coordinates.
+  const axisEnd = (values: number[]) => {
+    const largest = Math.max(...values.filter(Number.isFinite));
+    return largest > 0 ? largest * 1.1 : 1;
+  };
+  const maxX = axisEnd(all.map((level) => level.p99Ms));
+  const maxY = axisEnd(all.map((level) => level.throughput));
   const x = (ms: number) => left + (ms / maxX) * (width - left - right);
   const y = (throughput: number) => height - bottom - (throughput / maxY) * (height - top - bottom);
   const at = (level: LevelResult) => `${x(level.p99Ms).toFixed(1)},${y(level.throughput).toFixed(1)}`;

@@ -87,6 +87,12 @@ test("the chart draws each config through its levels and names a front point at 
   assert.match(svg, />0 current</);
 });
 
+test('a chart of runs that all failed (no finite p99) draws no NaN coordinate', () => {
+  const failed = measured({ ...level(1, 0, Infinity), errors: 5 });
+  const svg = tuneChartSvg({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: [{ ...failed, paretoLevels: [] }], winner: 0, best: 0, skipped: [], seconds: 1, date: '2026-12-05' });
+  assert.doesNotMatch(svg, /NaN|Infinity/);
+});
+
 test("a candidate's config changes only the tuned fields, keeping the others and other parameters", () => {
   const config = {
     max_batch_size: 4,

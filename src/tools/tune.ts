@@ -184,7 +184,8 @@ class Tuner {
 
   /** Loads the model with `config` (undefined: as its files say) and returns the served version. */
   async load(config?: Record<string, unknown>): Promise<ModelVersion> {
-    await this.server.loadModel(this.settings.model, config ? { config: JSON.stringify(config) } : {});
+    // A version that fails to load is left out of the comparison (the load logs why), not a reason to stop tuning the rest.
+    await this.server.loadModel(this.settings.model, config ? { config: JSON.stringify(config) } : {}, { everyVersion: false });
     return this.server.model(this.settings.model);
   }
 
