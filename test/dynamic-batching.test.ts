@@ -34,6 +34,14 @@ output [ { name: "embedding" data_type: TYPE_FP32 dims: [ -1, 2 ] } ]
 dynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 5000000 }
 `;
 
+/** The same lookup with its ids padded (pad_value): requests of different lengths batch together. */
+const PADDED_CONFIG = `
+max_batch_size: 8
+input [ { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] pad_value: 0 } ]
+output [ { name: "embedding" data_type: TYPE_FP32 dims: [ -1, 2 ] } ]
+dynamic_batching { preferred_batch_size: [ 3 ] max_queue_delay_microseconds: 5000000 }
+`;
+
 let server: TestServer;
 
 before(async () => {
@@ -43,6 +51,7 @@ before(async () => {
       await writeModel(repo, 'capped', 1, addSubModel(), QUEUE_CAPPED_CONFIG);
       await writeModel(repo, 'preferred', 1, addSubModel(), PREFERRED_CONFIG);
       await writeModel(repo, 'embedding', 1, embeddingModel(10), EMBEDDING_CONFIG);
+      await writeModel(repo, 'padded', 1, embeddingModel(10), PADDED_CONFIG);
     },
   });
 });
@@ -182,4 +191,21 @@ test("one request's token id beyond the vocabulary fails it alone, with 400 and 
   assert.doesNotMatch(refusal, /onnxruntime_src|\.cc:\d|\n$/, 'no C++ source location, no trailing newline');
   const { model_stats } = (await (await fetch(`${server.url}/v2/models/embedding/stats`)).json()) as { model_stats: { inference_stats: { success: { count: number }; fail: { count: number } } }[] };
   assert.deepEqual([model_stats[0].inference_stats.success.count, model_stats[0].inference_stats.fail.count], [3, 1]);
+});
+
+test('with pad_value, requests of lengths 3, 1 and 5 run as one batch, each answered at its own length', async () => {
+  const ids = [[1, 2, 3], [9], [4, 5, 6, 7, 8]];
+  const answers = await Promise.all(
+    ids.map(async (row) => {
+      const body = JSON.stringify({ inputs: [{ name: 'input_ids', datatype: 'INT64', shape: [1, row.length], data: row }] });
+      const response = await fetch(`${server.url}/v2/models/padded/infer`, { method: 'POST', body });
+      return (await response.json()) as { outputs: { shape: number[]; data: number[] }[] };
+    }),
+  );
+  answers.forEach((answer, index) => {
+    assert.deepEqual(answer.outputs[0].shape, [1, ids[index].length, 2]);
+    assert.deepEqual(answer.outputs[0].data, ids[index].flatMap((id) => [id, -id]));
+  });
+  const { model_stats } = (await (await fetch(`${server.url}/v2/models/padded/stats`)).json()) as { model_stats: { inference_count: number; execution_count: number }[] };
+  assert.deepEqual([model_stats[0].inference_count, model_stats[0].execution_count], [3, 1], 'three lengths, one execution');
 });

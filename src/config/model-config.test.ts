@@ -677,3 +677,12 @@ test('dims_multiple_of has one entry per dim and agrees with the fixed dims', ()
   const fromPbtxt = parseModelConfig(parsePbtxt('name: "d" platform: "onnxruntime_onnx" input { name: "x" data_type: TYPE_FP32 dims: [3, -1] dims_multiple_of: [1, 8] } output { name: "y" data_type: TYPE_FP32 dims: [-1] }'), 'config.pbtxt');
   assert.deepEqual(fromPbtxt.input[0].dims_multiple_of, [1, 8]);
 });
+
+test('pad_value: an input with one -1 dimension and a number type, numeric outputs; anything else is refused with the reason', () => {
+  const config = (input: object, output: object = { name: 'y', data_type: 'TYPE_FP32', dims: [-1, 2] }) => ({ max_batch_size: 4, input: [{ name: 'ids', data_type: 'TYPE_INT64', dims: [-1], ...input }], output: [output] });
+  assert.equal(parseModelConfig(config({ pad_value: 0 }), 'c').input[0].pad_value, 0);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0, dims: [-1, -1] }), 'c'), /input 'ids' has pad_value but needs exactly one -1 dimension \(the length it is padded along\), and its dims are \[-1, -1\]/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0, data_type: 'TYPE_STRING' }), 'c'), /input 'ids' has pad_value but is TYPE_STRING, which cannot be padded with a number/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0, allow_ragged_batch: true }), 'c'), /has allow_ragged_batch too/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0 }, { name: 'tokens', data_type: 'TYPE_STRING', dims: [-1] }), 'c'), /output 'tokens' is TYPE_STRING with a -1 dimension/);
+});

@@ -139,6 +139,11 @@ const inputSchema = tritonObject('input', ['is_shape_tensor', 'is_non_linear_for
   /** Triton's ragged batching: requests whose shapes differ in this input still batch, their elements concatenated into one flat tensor. */
   allow_ragged_batch: z.boolean().default(false),
   /**
+   * Nereid: requests whose length (this input's one -1 dimension) differs still batch, each padded at its end to the
+   * batch's longest with this value (a tokenizer's pad id; 0 for an attention mask); outputs are cut back (SequencePadding).
+   */
+  pad_value: z.number().optional(),
+  /**
    * Nereid: each dimension after the batch one must be a multiple of this (1 where any size goes), as a
    * model with strided down- and up-sampling needs (PaddleOCR's detector: [1, 32, 32]); a request
    * that breaks it is refused with the sizes that would do, instead of failing inside the engine.
@@ -372,6 +377,37 @@ const parametersSchema = z.preprocess((value) => {
   return Object.fromEntries(entries);
 }, z.record(z.string(), parameterValueSchema));
 
+/** Datatypes a pad value can fill: numbers a typed array holds as given (FP16 is stored as bits, BYTES as strings). */
+const PADDABLE = new Set(['TYPE_BOOL', 'TYPE_UINT8', 'TYPE_UINT16', 'TYPE_UINT32', 'TYPE_UINT64', 'TYPE_INT8', 'TYPE_INT16', 'TYPE_INT32', 'TYPE_INT64', 'TYPE_FP32', 'TYPE_FP64']);
+
+/**
+ * Padding (pad_value): a padded input has exactly one variable dimension, a number type, no reshape and no ragged
+ * batching; the outputs whose variable dimensions are cut back are numeric too.
+ */
+function checkPadding(
+  config: { input: { name: string; data_type: string; dims: number[]; pad_value?: number; reshape?: unknown; allow_ragged_batch: boolean }[]; output: { name: string; data_type: string; dims: number[] }[] },
+  ctx: z.RefinementCtx,
+): void {
+  const padded = config.input.filter((input) => input.pad_value !== undefined);
+  for (const input of padded) {
+    const why =
+      input.dims.filter((dim) => dim === -1).length !== 1
+        ? `needs exactly one -1 dimension (the length it is padded along), and its dims are [${input.dims.join(', ')}]`
+        : !PADDABLE.has(input.data_type)
+          ? `is ${input.data_type}, which cannot be padded with a number`
+          : input.reshape
+            ? 'has a reshape: padding applies to the dims a client sends, give them without one'
+            : input.allow_ragged_batch
+              ? 'has allow_ragged_batch too: a ragged input is not padded, choose one'
+              : undefined;
+    if (why) ctx.addIssue({ code: 'custom', path: ['input'], message: `input '${input.name}' has pad_value but ${why}` });
+  }
+  if (padded.length === 0) return;
+  for (const output of config.output.filter((declared) => declared.dims.includes(-1) && !PADDABLE.has(declared.data_type))) {
+    ctx.addIssue({ code: 'custom', path: ['output'], message: `output '${output.name}' is ${output.data_type} with a -1 dimension, which padding could not cut back to each request's length; padding (pad_value) needs numeric outputs` });
+  }
+}
+
 /**
  * What the config alone can tell of ragged batching: a batch input reads a declared input and feeds
  * one the clients do not send, and ragged inputs need a batch dimension. That the target is one of
@@ -579,6 +615,7 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
     }
     if (config.sequence_batching) checkSequenceBatching(config, ctx);
     checkBatchInputs(config, ctx);
+    checkPadding(config, ctx);
     const decoupled = (config.model_transaction_policy as { decoupled?: unknown } | undefined)?.decoupled;
     if (decoupled === true || decoupled === 'true') {
       // A client of a decoupled model waits for any number of answers; served once, it would wait for the rest.

@@ -283,6 +283,7 @@ export class RequestValidator {
     }
     for (const name of this.required) if (!tensors[name]) throw this.missingInputs(tensors);
     if (batchSize > 1) this.checkRowsCountable(batchSize);
+    this.checkPaddedLengths(tensors);
     return {
       tensors,
       batchSize: Math.max(0, batchSize),
@@ -304,6 +305,19 @@ export class RequestValidator {
     throw invalidArgument(
       `model '${this.config.name}' takes one row per request: its batch input '${perRequest.target_name[0]}' (${perRequest.kind} of '${perRequest.source_input[0]}') counts elements per request, so the model could not tell ${rows} rows of one request apart; send each row as a request of its own (batch size 1)`,
     );
+  }
+
+  /** Inputs padded to a batch's longest (pad_value) are one sequence: a request's token ids and mask must agree in length. */
+  private checkPaddedLengths(tensors: Record<string, Tensor>): void {
+    let first: { name: string; length: number } | undefined;
+    for (const input of this.config.input) {
+      if (input.pad_value === undefined || !tensors[input.name]) continue;
+      const length = tensors[input.name].shape[input.dims.indexOf(-1) + (this.maxBatchSize > 0 ? 1 : 0)];
+      if (!first) first = { name: input.name, length };
+      else if (length !== first.length) {
+        throw invalidArgument(`input '${input.name}' has length ${length} but input '${first.name}' has ${first.length}: inputs padded together (pad_value) are one sequence, of one length in a request`);
+      }
+    }
   }
 
   private reshaped(name: string, shape: readonly number[], reshape: readonly number[]): number[] {

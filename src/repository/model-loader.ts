@@ -25,7 +25,7 @@ import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import { OutputPostprocessor } from '../processing/output-postprocessor.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueueLimits, type QueuePolicy } from '../scheduler/dynamic-batcher.js';
 import { SequenceBatcher } from '../scheduler/sequence-batcher.js';
-import { RaggedBatching } from '../scheduler/batch-tensors.js';
+import { RaggedBatching, SequencePadding } from '../scheduler/batch-tensors.js';
 import { completeConfig } from './config-completion.js';
 import { sequencePolicyOf } from './sequence-policy.js';
 import { fileDigest, FolderFingerprints } from './model-fingerprint.js';
@@ -148,6 +148,7 @@ export function batcherPolicyOf(config: CompletedModelConfig, limits: QueueLimit
   if (!batching || config.max_batch_size === 0) return { ...UNBATCHED_POLICY, ragged, ...limits };
   return {
     ragged,
+    padding: SequencePadding.of(config),
     maxBatchSize: config.max_batch_size,
     preferredBatchSizes: batching.preferred_batch_size,
     maxQueueDelayMicroseconds: batching.max_queue_delay_microseconds,

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { Tensor } from '../core/tensor.js';
-import { concatRows, RaggedBatching, sameRowShape, sliceRows, type BatchInputSpec } from './batch-tensors.js';
+import { concatRows, RaggedBatching, resizeAxis, SequencePadding, sameRowShape, sliceRows, type BatchInputSpec } from './batch-tensors.js';
 
 const fp32 = (shape: number[], values: number[]): Tensor => ({ datatype: 'FP32', shape, data: Float32Array.from(values) });
 const int64 = (shape: number[], values: bigint[]): Tensor => ({ datatype: 'INT64', shape, data: BigInt64Array.from(values) });
@@ -269,5 +269,60 @@ describe('RaggedBatching', () => {
     const long = { x: fp32([1, 5], [1, 2, 3, 4, 5]) };
     assert.equal(sameRowShape(short, long), false);
     assert.equal(sameRowShape(short, long, new Set(['x'])), true);
+  });
+});
+
+describe('SequencePadding', () => {
+  const padding = SequencePadding.of({
+    input: [
+      { name: 'ids', dims: [-1], pad_value: 7 },
+      { name: 'mask', dims: [-1], pad_value: 0 },
+      { name: 'fixed', dims: [2] },
+    ],
+    output: [
+      { name: 'hidden', data_type: 'TYPE_FP32', dims: [-1, 2] },
+      { name: 'logits', data_type: 'TYPE_FP32', dims: [3] },
+    ],
+  })!;
+  const request = (ids: bigint[]) => ({
+    ids: { datatype: 'INT64' as const, shape: [1, ids.length], data: BigInt64Array.from(ids) },
+    mask: { datatype: 'INT64' as const, shape: [1, ids.length], data: new BigInt64Array(ids.length).fill(1n) },
+    fixed: { datatype: 'FP32' as const, shape: [1, 2], data: Float32Array.of(1, 2) },
+  });
+
+  it('lets requests differing only in a padded length share a batch', () => {
+    assert.equal(sameRowShape(request([1n, 2n]), request([3n]), undefined, padding), true);
+    assert.equal(sameRowShape(request([1n, 2n]), request([3n])), false, 'without padding, lengths must agree');
+    const otherFixed = { ...request([3n]), fixed: { datatype: 'FP32' as const, shape: [1, 3], data: Float32Array.of(1, 2, 3) } };
+    assert.equal(sameRowShape(request([1n]), otherFixed, undefined, padding), false, 'the other dims still must');
+  });
+
+  it('pads each padded input at its end with its own value, and stacks the rest as they are', () => {
+    const joined = padding.join([request([1n, 2n, 3n]), request([4n])], 3);
+    assert.deepEqual(joined.ids.shape, [2, 3]);
+    assert.deepEqual(Array.from(joined.ids.data as BigInt64Array), [1n, 2n, 3n, 4n, 7n, 7n]);
+    assert.deepEqual(Array.from(joined.mask.data as BigInt64Array), [1n, 1n, 1n, 1n, 0n, 0n]);
+    assert.deepEqual(Array.from(joined.fixed.data as Float32Array), [1, 2, 1, 2]);
+    assert.equal(padding.lengthOf(request([1n, 2n])), 2);
+  });
+
+  it("cuts an output's variable dimension of the batch's length back to the request's, and leaves fixed ones", () => {
+    const hidden: Tensor = { datatype: 'FP32', shape: [1, 3, 2], data: Float32Array.of(1, -1, 2, -2, 0, 0) };
+    assert.deepEqual(padding.cut('hidden', hidden, 3, 2), { datatype: 'FP32', shape: [1, 2, 2], data: Float32Array.of(1, -1, 2, -2) });
+    const logits: Tensor = { datatype: 'FP32', shape: [1, 3], data: Float32Array.of(1, 2, 3) };
+    assert.equal(padding.cut('logits', logits, 3, 1), logits, 'a fixed dim of the same size is not a length');
+  });
+
+  it('resizeAxis pads or cuts any axis of a row-major tensor', () => {
+    const grid: Tensor = { datatype: 'INT32', shape: [2, 2, 2], data: Int32Array.of(1, 2, 3, 4, 5, 6, 7, 8) };
+    assert.deepEqual(Array.from(resizeAxis(grid, 1, 3, 9).data as Int32Array), [1, 2, 3, 4, 9, 9, 5, 6, 7, 8, 9, 9]);
+    assert.deepEqual(Array.from(resizeAxis(grid, 2, 1, 0).data as Int32Array), [1, 3, 5, 7]);
+  });
+
+  it('refuses a string output with a variable dimension, which it could not cut', () => {
+    assert.throws(
+      () => SequencePadding.of({ input: [{ name: 'ids', dims: [-1], pad_value: 0 }], output: [{ name: 'tokens', data_type: 'TYPE_STRING', dims: [-1] }] }),
+      /output 'tokens' is TYPE_STRING with a -1 dimension, which padding could not cut back/,
+    );
   });
 });

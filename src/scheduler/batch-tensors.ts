@@ -9,19 +9,20 @@ import type { Tensor } from '../core/tensor.js';
 
 /**
  * Requests can share a batch only when every input agrees on datatype and on all but the first
- * dimension, except a ragged input's dimensions (see RaggedBatching).
+ * dimension, except a ragged input's dimensions (see RaggedBatching) and a padded input's length (SequencePadding).
  */
-export function sameRowShape(a: Record<string, Tensor>, b: Record<string, Tensor>, ragged?: ReadonlySet<string>): boolean {
+export function sameRowShape(a: Record<string, Tensor>, b: Record<string, Tensor>, ragged?: ReadonlySet<string>, padding?: SequencePadding): boolean {
   const names = Object.keys(a);
   if (names.length !== Object.keys(b).length) return false;
   return names.every((name) => {
     const x = a[name];
     const y = b[name];
+    const paddedAxis = padding?.inputs.get(name)?.axis;
     return (
       y !== undefined &&
       x.datatype === y.datatype &&
       x.shape.length === y.shape.length &&
-      (ragged?.has(name) || x.shape.every((dim, index) => index === 0 || dim === y.shape[index]))
+      (ragged?.has(name) || x.shape.every((dim, index) => index === 0 || index === paddedAxis || dim === y.shape[index]))
     );
   });
 }
@@ -182,4 +183,75 @@ export function batchInputTensor(spec: BatchInputSpec, parts: readonly BatchPart
   const data = allocateTypedArray(spec.datatype, elementCount(shape)) as Float32Array | Int32Array;
   data.set(values);
   return { datatype: spec.datatype, shape, data };
+}
+
+/**
+ * Nereid's padding of variable-length inputs (a text model's token ids and attention mask): requests whose padded
+ * inputs differ only in their one variable dimension batch together, each padded at its end to the batch's longest
+ * with the input's `pad_value`, and the outputs' variable dimensions of that length are cut back to each request's.
+ * Triton has none: its batcher batches equal shapes only, so text of natural lengths batches little.
+ */
+export class SequencePadding {
+  constructor(
+    /** Padded input → [axis of its variable dimension in the batched tensor, pad value]. */
+    readonly inputs: ReadonlyMap<string, { axis: number; value: number }>,
+    /** Output → axes of the batched tensor that are variable in the config: cut back where the batch's length shows. */
+    readonly outputAxes: ReadonlyMap<string, readonly number[]>,
+  ) {}
+
+  /** From a config's inputs with pad_value; undefined when none has one. */
+  static of(config: {
+    input: readonly { name: string; dims: readonly number[]; pad_value?: number }[];
+    output: readonly { name: string; data_type: string; dims: readonly number[] }[];
+  }): SequencePadding | undefined {
+    const padded = config.input.filter((input) => input.pad_value !== undefined);
+    if (padded.length === 0) return undefined;
+    // Outputs the model file added to the config are checked here; those the config lists were checked with it.
+    const uncuttable = config.output.find((output) => output.data_type === 'TYPE_STRING' && output.dims.includes(-1));
+    if (uncuttable) throw new Error(`output '${uncuttable.name}' is TYPE_STRING with a -1 dimension, which padding could not cut back to each request's length; padding (pad_value) needs numeric outputs`);
+    const inputs = new Map(padded.map((input) => [input.name, { axis: input.dims.indexOf(-1) + 1, value: input.pad_value! }]));
+    const outputAxes = new Map(config.output.map((output) => [output.name, output.dims.flatMap((dim, index) => (dim === -1 ? [index + 1] : []))]));
+    return new SequencePadding(inputs, outputAxes);
+  }
+
+  /** A request's length: the size of its padded inputs' variable dimension (validation made them agree). */
+  lengthOf(inputs: Record<string, Tensor>): number {
+    for (const [name, { axis }] of this.inputs) if (inputs[name]) return inputs[name].shape[axis];
+    return 0;
+  }
+
+  /** The batch's inputs: padded ones filled out to `length` before they are stacked. */
+  join(parts: readonly Record<string, Tensor>[], length: number): Record<string, Tensor> {
+    const inputs: Record<string, Tensor> = {};
+    for (const name of Object.keys(parts[0])) {
+      const padding = this.inputs.get(name);
+      inputs[name] = concatRows(padding ? parts.map((part) => resizeAxis(part[name], padding.axis, length, padding.value)) : parts.map((part) => part[name]));
+    }
+    return inputs;
+  }
+
+  /** One request's output, its variable dimensions of the batch's length cut back to its own. */
+  cut(name: string, output: Tensor, batchLength: number, ownLength: number): Tensor {
+    let cut = output;
+    for (const axis of this.outputAxes.get(name) ?? []) if (cut.shape[axis] === batchLength) cut = resizeAxis(cut, axis, ownLength, 0);
+    return cut;
+  }
+}
+
+/** `tensor` with dimension `axis` made `size`: cut, or filled out at its end with `fill`. A numeric tensor only. */
+export function resizeAxis(tensor: Tensor, axis: number, size: number, fill: number): Tensor {
+  const from = tensor.shape[axis];
+  if (from === size) return tensor;
+  const shape = tensor.shape.map((dim, index) => (index === axis ? size : dim));
+  const inner = tensor.shape.slice(axis + 1).reduce((product, dim) => product * dim, 1);
+  const outer = tensor.shape.slice(0, axis).reduce((product, dim) => product * dim, 1);
+  const source = tensor.data as NumericArray;
+  if (tensor.datatype === 'BYTES') throw new Error('resizeAxis takes numeric tensors only');
+  const data = allocateTypedArray(tensor.datatype, elementCount(shape)) as NumericArray;
+  const kept = Math.min(from, size) * inner;
+  if (fill !== 0) (data as Float64Array).fill((data instanceof BigInt64Array || data instanceof BigUint64Array ? BigInt(fill) : fill) as number);
+  for (let block = 0; block < outer; block++) {
+    (data as Float64Array).set((source as Float64Array).subarray(block * from * inner, block * from * inner + kept), block * size * inner);
+  }
+  return { datatype: tensor.datatype, shape, data };
 }

@@ -15,7 +15,7 @@ import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
 import { coreSeconds } from '../observability/cost.js';
-import { bytesOf, concatRows, sameRowShape, sliceRows, type RaggedBatching } from './batch-tensors.js';
+import { bytesOf, concatRows, sameRowShape, sliceRows, type RaggedBatching, type SequencePadding } from './batch-tensors.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { BatchCosts } from './batch-costs.js';
 import { holdBatchUntil } from './batch-hold.js';
@@ -48,6 +48,8 @@ export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label' | 'dra
   targetLatencyMicroseconds?: number;
   /** Ragged inputs and batch inputs (Triton's ragged batching): every batch, even of one request, is assembled by it. */
   ragged?: RaggedBatching;
+  /** Inputs padded to the batch's longest (Nereid's pad_value): requests of different lengths batch together. */
+  padding?: SequencePadding;
 }
 
 export const UNBATCHED_POLICY: Omit<BatcherPolicy, keyof QueueLimits> = {
@@ -262,7 +264,7 @@ export class DynamicBatcher implements Scheduler {
       this.largestPreferred > 0 && !delayExceeded ? Math.min(maxBatchSize, Math.max(this.largestPreferred, first.rows)) : maxBatchSize;
     for (let entry = this.queue.after(head); entry; entry = this.queue.after(entry)) {
       const candidate = entry.value;
-      if (rows + candidate.rows > limit || (!this.requestWise && !sameRowShape(first.request.inputs, candidate.request.inputs, this.policy.ragged?.raggedInputs))) {
+      if (rows + candidate.rows > limit || (!this.requestWise && !sameRowShape(first.request.inputs, candidate.request.inputs, this.policy.ragged?.raggedInputs, this.policy.padding))) {
         closed = true;
         break;
       }
@@ -501,6 +503,13 @@ export class DynamicBatcher implements Scheduler {
     }
   }
 
+  /** The length a batch's padded inputs are filled out to: its longest request's. */
+  private paddedLength(padding: SequencePadding, batch: readonly Pending[]): number {
+    let length = 0;
+    for (const pending of batch) length = Math.max(length, padding.lengthOf(pending.request.inputs));
+    return length;
+  }
+
   /** The instance is free for the next batch. */
   private release(instance: BackendInstance, rows: number): void {
     this.running -= 1;
@@ -512,6 +521,8 @@ export class DynamicBatcher implements Scheduler {
 
   private joinInputs(batch: readonly Pending[]): Record<string, Tensor> {
     if (this.policy.ragged) return this.policy.ragged.join(batch.map((pending) => ({ inputs: pending.request.inputs, rows: pending.rows })));
+    const padding = this.policy.padding;
+    if (padding) return padding.join(batch.map((pending) => pending.request.inputs), this.paddedLength(padding, batch));
     const inputs: Record<string, Tensor> = {};
     for (const name of Object.keys(batch[0].request.inputs)) inputs[name] = concatRows(batch.map((pending) => pending.request.inputs[name]));
     return inputs;
@@ -539,9 +550,15 @@ export class DynamicBatcher implements Scheduler {
         }
       }
       let row = 0;
+      const padding = this.policy.padding;
+      const batchLength = padding ? this.paddedLength(padding, batch) : 0;
       for (const pending of batch) {
         const own: Record<string, Tensor> = {};
-        for (const name of pending.request.outputNames) own[name] = sliceRows(outputs[name], row, pending.rows);
+        const ownLength = padding?.lengthOf(pending.request.inputs) ?? 0;
+        for (const name of pending.request.outputNames) {
+          const rows = sliceRows(outputs[name], row, pending.rows);
+          own[name] = padding && ownLength !== batchLength ? padding.cut(name, rows, batchLength, ownLength) : rows;
+        }
         results.push(own);
         row += pending.rows;
       }
