@@ -347,6 +347,8 @@ program
   .option('--grpc-max-message-bytes <n>', 'largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED', integer(1), grpcDefault('maxReceiveMessageBytes'))
   .option('--grpc-keepalive-time-ms <ms>', 'ping a gRPC connection after this long without activity', milliseconds(1), grpcDefault('keepaliveTimeMs'))
   .option('--grpc-keepalive-timeout-ms <ms>', 'close a gRPC connection whose ping is not answered within this', milliseconds(1), grpcDefault('keepaliveTimeoutMs'))
+  .option('--grpc-max-concurrent-streams <n>', 'calls one gRPC connection may have open at once (clients queue the rest)', integer(1), grpcDefault('maxConcurrentStreams'))
+  .option('--grpc-max-connections <n>', 'gRPC connections kept open at once; more are refused at connect', integer(1), grpcDefault('maxConnections'))
   .option('--grpc-reflection <bool>', 'serve gRPC reflection when the optional package @grpc/reflection is installed', booleanFlag, grpcDefault('reflection'))
   .addOption(
     new Option(
@@ -535,6 +537,8 @@ program
             maxSendMessageBytes: flags.grpcMaxMessageBytes,
             keepaliveTimeMs: flags.grpcKeepaliveTimeMs,
             keepaliveTimeoutMs: flags.grpcKeepaliveTimeoutMs,
+            maxConcurrentStreams: flags.grpcMaxConcurrentStreams,
+            maxConnections: flags.grpcMaxConnections,
             reflection: flags.grpcReflection,
             authTokens,
             accessLog: flags.logAccess,

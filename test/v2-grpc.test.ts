@@ -898,6 +898,40 @@ describe('limits and authentication', () => {
     await stopGrpc(secured);
   });
 
+  test('the port caps connections and the calls one connection has open; a client queues calls past the cap', async () => {
+    const capped = createGrpcFrontEnd(main.server, { maxConnections: 1, maxConcurrentStreams: 2 });
+    const port = await capped.listen('127.0.0.1', 0);
+    const channel = (options: grpc.ChannelOptions = {}) => new InferenceClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, ...options }) as Client;
+    const first = channel();
+    const second = channel();
+    let session: http2.ClientHttp2Session | undefined;
+    try {
+      const live = (client: Client) => new Promise<number>((resolve) => client.ServerLive({}, { deadline: Date.now() + 5000 }, (error: grpc.ServiceError | null) => resolve(error ? error.code : grpc.status.OK)));
+      const calls = await Promise.all(Array.from({ length: 10 }, () => live(first)));
+      assert.deepEqual(calls, Array(10).fill(grpc.status.OK), 'ten calls through a cap of two streams, queued, all answered');
+      assert.equal(await live(second), grpc.status.UNAVAILABLE, 'a second connection is refused');
+      first.close();
+      second.close();
+      // Once the slot is free, a plain HTTP/2 client is told the cap in the server's SETTINGS.
+      for (let attempt = 0; attempt < 50; attempt++) {
+        session = http2.connect(`http://127.0.0.1:${port}`);
+        session.on('error', () => undefined);
+        const settings = await Promise.race([once(session, 'remoteSettings').then(([remote]) => remote as http2.Settings), once(session, 'close').then(() => undefined)]);
+        if (settings) {
+          assert.equal(settings.maxConcurrentStreams, 2);
+          break;
+        }
+        assert.ok(attempt < 49, 'the connection slot was never freed');
+        await sleep(100);
+      }
+    } finally {
+      session?.destroy();
+      first.close();
+      second.close();
+      await capped.close(500);
+    }
+  });
+
   const fp32Request = (elements: number) => ({
     model_name: 'fp32_identity',
     inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [elements] }],

@@ -60,6 +60,14 @@ export const grpcFrontEndOptionsSchema = z.object({
    * slow request holds back at most this many answers.
    */
   streamMaxPendingAnswers: z.number().int().positive().default(64),
+  /**
+   * grpc.max_concurrent_streams: calls one connection may have open at once (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS);
+   * grpc-js clients queue calls beyond it. Each open call may hold a whole message (maxReceiveMessageBytes) before its
+   * handler runs, so this and maxConnections bound what a caller can make the server hold.
+   */
+  maxConcurrentStreams: z.number().int().positive().default(256),
+  /** Connections the gRPC port keeps open at once; more are refused at connect (as --http-max-connections does). */
+  maxConnections: z.number().int().positive().default(4096),
   /** One log line per call (and per streamed request): RPC, status, ms, request id, model (--log-access). */
   accessLog: z.boolean().default(false),
   /** Serve over TLS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
@@ -283,6 +291,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     'grpc.keepalive_timeout_ms': settings.keepaliveTimeoutMs,
     'grpc.http2.min_ping_interval_without_data_ms': settings.http2MinPingIntervalWithoutDataMs,
     'grpc.keepalive_permit_without_calls': settings.keepalivePermitWithoutCalls ? 1 : 0,
+    'grpc.max_concurrent_streams': settings.maxConcurrentStreams,
   });
 
   /**
@@ -561,15 +570,16 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   const reflection = settings.reflection && addReflectionService(grpcServer);
   let closed = false;
 
-  // grpc-js makes the TLS servers itself and exposes none: their failed handshakes are logged through its (internal)
-  // list of them, each once; a grpc-js without that list logs none.
+  // grpc-js makes its HTTP/2 servers itself and exposes none: the connection cap is set, and a TLS server's failed
+  // handshakes logged, through its (internal) list of them, each once; a grpc-js without that list gets neither.
   const watched = new WeakSet<EventEmitter>();
-  const watchHandshakes = () => {
-    const servers = (grpcServer as unknown as { http2Servers?: Map<EventEmitter, unknown> }).http2Servers;
+  const watchServers = () => {
+    const servers = (grpcServer as unknown as { http2Servers?: Map<EventEmitter & { maxConnections?: number }, unknown> }).http2Servers;
     for (const http2Server of servers?.keys() ?? []) {
       if (watched.has(http2Server)) continue;
       watched.add(http2Server);
-      logFailedHandshakes(http2Server, logger, 'gRPC');
+      http2Server.maxConnections = settings.maxConnections;
+      if (settings.tls) logFailedHandshakes(http2Server, logger, 'gRPC');
     }
   };
 
@@ -587,7 +597,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       return new Promise((resolve, reject) => {
         grpcServer.bindAsync(bindAddress(host, port), credentials, (error, bound) => {
           if (error) return reject(error);
-          if (settings.tls) watchHandshakes();
+          watchServers();
           resolve(bound);
         });
       });
