@@ -38,7 +38,7 @@ dynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 500
 const PADDED_CONFIG = `
 max_batch_size: 8
 input [ { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] pad_value: 0 } ]
-output [ { name: "embedding" data_type: TYPE_FP32 dims: [ -1, 2 ] } ]
+output [ { name: "embedding" data_type: TYPE_FP32 dims: [ -1, 2 ] padded: true } ]
 dynamic_batching { preferred_batch_size: [ 3 ] max_queue_delay_microseconds: 5000000 }
 `;
 

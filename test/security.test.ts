@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
 import { createMetricsListener, PrometheusMetrics, type MetricsListener } from '../src/observability/index.js';
-import { addSubModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { addSubModel, identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { MAX_CLIENT_MESSAGE_CHARS } from '../src/core/errors.js';
 import { runCli, serveChild, stopChild } from './support/cli-server.js';
 import { SIMPLE_CONFIG, SIMPLE_LABELS, startTestServer, type TestServer } from './support/test-server.js';
@@ -31,6 +31,8 @@ let outside: string;
 async function writeModels(repo: string): Promise<void> {
   await writeModel(repo, 'simple', 1, addSubModel(), SIMPLE_CONFIG, { 'labels.txt': `${SIMPLE_LABELS.join('\n')}\n` });
   await writeModel(repo, 'scale', 1, scaleModel(2), 'max_batch_size: 4\n');
+  // Any row width: a load override's warmup is sized on the dims completion settles.
+  await writeModel(repo, 'wide', 1, identityModel('float32'), 'max_batch_size: 4\n');
   // A labels file that is a link to a file outside the repository.
   await writeFile(join(outside, 'secret.txt'), 'the server operator\'s secret\n');
   await writeModel(repo, 'leaky', 1, scaleModel(2), 'max_batch_size: 4\noutput [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] label_filename: "labels.txt" } ]\n');
@@ -510,11 +512,6 @@ describe('files and overrides', () => {
         { max_batch_size: 4, model_warmup: [{ name: 'huge', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_FP32', dims: [1_000_000_000], zero_data: true } } }] },
         /tensors of more than 67108864 bytes in all \(4000000000, a BYTES element counted as 128\)/,
       ],
-      // Automatic warmup makes max_batch_size rows of the config's dims: the same bound (1024 × 65536 FP32: 256 MiB).
-      [
-        { max_batch_size: 1024, parameters: { warmup: { string_value: 'auto' } }, input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [65536] }] },
-        /tensors of more than 67108864 bytes in all \(268435456, a BYTES element counted as 128\)/,
-      ],
       // Strings cost an object each: 8 million empty ones blocked the event loop for 20 s and kept 3.4 GB.
       [
         { max_batch_size: 4, model_warmup: [{ name: 'strings', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_STRING', dims: [8_000_000], zero_data: true } } }] },
@@ -535,6 +532,16 @@ describe('files and overrides', () => {
       assert.equal(response.status, 400, JSON.stringify(config));
       assert.match(((await response.json()) as { error: string }).error, pattern);
     }
+    // Automatic warmup makes max_batch_size rows of the dims completion settles (here a model_warmup entry's, for a model
+    // whose input the override does not list): the same bound, 1024 × 65536 FP32 being 256 MiB.
+    const autoWarmup = {
+      max_batch_size: 1024,
+      parameters: { warmup: { string_value: 'auto' } },
+      model_warmup: [{ name: 'shape', batch_size: 1, count: 1, inputs: { INPUT0: { data_type: 'TYPE_FP32', dims: [65536], zero_data: true } } }],
+    };
+    const wide = await post('/v2/repository/models/wide/load', JSON.stringify({ parameters: { config: JSON.stringify(autoWarmup) } }), bearer('manage-token'));
+    assert.equal(wide.status, 400);
+    assert.match(((await wide.json()) as { error: string }).error, /may not ask its warmup for tensors of more than 67108864 bytes in all \(268697600, a BYTES element counted as 128\)/);
     assert.equal((await load({ max_batch_size: 2 })).status, 200, 'a safe override still loads');
     assert.equal((await post('/v2/models/scale/ready', '', bearer('infer-token'))).status, 405, 'ready is a GET');
   });

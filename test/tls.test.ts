@@ -277,6 +277,12 @@ describe('revocation lists, the minimum version and the cipher list', () => {
     assert.match(refused?.msg ?? '', /^TLS files changed but cannot be used \(--tls-client-crl .*served\.crl\.pem: the revocation list of 'CN=Nereid test server-ca' is not from a CA in --tls-client-ca .*client-ca\.pem \('CN=Nereid test client-ca'\)\): the listeners keep/);
     assert.deepEqual(await servedOnEachPort(ports, certificates.client), [true, true, true]);
     assert.deepEqual(await servedOnEachPort(ports, certificates.revokedClient), [false, false, false]);
+
+    // An expired list in place of one that works would refuse every client: kept out the same way.
+    await writeFile(crlPath, (await makeRevocationList(certificates.clientCa, [], { name: 'stale', nextUpdate: new Date(Date.now() - 60_000) })).crl);
+    await reload.check();
+    assert.match(lines.filter((line) => line.level === 50).at(-1)?.msg ?? '', /^TLS files changed but cannot be used \(the revocation list in --tls-client-crl of 'CN=Nereid test client-ca' \(next update was due .*\) has expired/);
+    assert.deepEqual(await servedOnEachPort(ports, certificates.client), [true, true, true]);
   });
 
   test('lists that would refuse every client are refused at start: none for a CA, from another CA, not signed by it, not a list', async (t) => {
@@ -293,8 +299,15 @@ describe('revocation lists, the minimum version and the cipher list', () => {
     });
     // A CA of the same name with another key: its list names the right issuer but is not the client CA's.
     const impostorDir = await mkdtemp(join(work, 'impostor-'));
-    const impostor = await makeRevocationList(await makeCa(impostorDir, 'client-ca'), [], { name: 'impostor' });
+    const rekeyed = await makeCa(impostorDir, 'client-ca');
+    const impostor = await makeRevocationList(rekeyed, [], { name: 'impostor' });
     await assert.rejects(readTlsFiles(files(impostor.path)), { message: `--tls-client-crl ${impostor.path}: the revocation list of 'CN=Nereid test client-ca' is not signed by that CA's key in --tls-client-ca ${certificates.clientCa.certPath}` });
+    // Both keys of a CA being rotated, under one name, each with its list: accepted, as OpenSSL accepts them.
+    const rotating = join(work, 'rotating.pem');
+    const rotatingLists = join(work, 'rotating.crl.pem');
+    await writeFile(rotating, Buffer.concat([certificates.clientCa.cert, rekeyed.cert]));
+    await writeFile(rotatingLists, Buffer.concat([impostor.crl, own.crl]));
+    assert.ok(await readTlsFiles(files(rotatingLists, rotating)));
     await assert.rejects(readTlsFiles(files(certificates.clientCa.certPath)), { message: `--tls-client-crl ${certificates.clientCa.certPath} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)` });
     const both = join(work, 'both.crl.pem');
     await writeFile(both, Buffer.concat([own.crl, (await makeRevocationList(certificates.serverCa, [], { name: 'server-ca' })).crl]));

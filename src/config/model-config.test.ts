@@ -678,11 +678,16 @@ test('dims_multiple_of has one entry per dim and agrees with the fixed dims', ()
   assert.deepEqual(fromPbtxt.input[0].dims_multiple_of, [1, 8]);
 });
 
-test('pad_value: an input with one -1 dimension and a number type, numeric outputs; anything else is refused with the reason', () => {
-  const config = (input: object, output: object = { name: 'y', data_type: 'TYPE_FP32', dims: [-1, 2] }) => ({ max_batch_size: 4, input: [{ name: 'ids', data_type: 'TYPE_INT64', dims: [-1], ...input }], output: [output] });
+test('pad_value: an input with one -1 dimension and a value its type holds, outputs that say whether they follow; anything else is refused with the reason', () => {
+  const config = (input: object, output: object = { name: 'y', data_type: 'TYPE_FP32', dims: [-1, 2], padded: true }) => ({ max_batch_size: 4, input: [{ name: 'ids', data_type: 'TYPE_INT64', dims: [-1], ...input }], output: [output] });
   assert.equal(parseModelConfig(config({ pad_value: 0 }), 'c').input[0].pad_value, 0);
   assert.throws(() => parseModelConfig(config({ pad_value: 0, dims: [-1, -1] }), 'c'), /input 'ids' has pad_value but needs exactly one -1 dimension \(the length it is padded along\), and its dims are \[-1, -1\]/);
-  assert.throws(() => parseModelConfig(config({ pad_value: 0, data_type: 'TYPE_STRING' }), 'c'), /input 'ids' has pad_value but is TYPE_STRING, which cannot be padded with a number/);
-  assert.throws(() => parseModelConfig(config({ pad_value: 0, allow_ragged_batch: true }), 'c'), /has allow_ragged_batch too/);
-  assert.throws(() => parseModelConfig(config({ pad_value: 0 }, { name: 'tokens', data_type: 'TYPE_STRING', dims: [-1] }), 'c'), /output 'tokens' is TYPE_STRING with a -1 dimension/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0, data_type: 'TYPE_STRING' }), 'c'), /input 'ids' has pad_value but is on a TYPE_STRING input, which cannot be padded with a number/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0.5 }), 'c'), /input 'ids' has pad_value but is 0\.5, and a TYPE_INT64 input takes a whole number from/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 300, data_type: 'TYPE_UINT8' }), 'c'), /is 300, and a TYPE_UINT8 input takes a whole number from 0 to 255/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0, allow_ragged_batch: true }), 'c'), /pad_value and ragged batching \(allow_ragged_batch, batch_input\) are two ways/);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0 }, { name: 'topk', data_type: 'TYPE_INT64', dims: [-1] }), 'c'), /output 'topk' has a -1 dimension: with pad_value on an input, say whether it follows the padded length \(padded: true/);
+  assert.equal(parseModelConfig(config({ pad_value: 0 }, { name: 'topk', data_type: 'TYPE_INT64', dims: [-1], padded: false }), 'c').output[0].padded, false);
+  assert.throws(() => parseModelConfig(config({ pad_value: 0 }, { name: 'tokens', data_type: 'TYPE_STRING', dims: [-1], padded: true }), 'c'), /output 'tokens' is TYPE_STRING and padded/);
+  assert.throws(() => parseModelConfig(config({}), 'c'), /output 'y' says padded, but no input has a pad_value/);
 });

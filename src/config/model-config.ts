@@ -172,6 +172,11 @@ const outputSchema = tritonObject('output', ['is_shape_tensor', 'is_non_linear_f
   name: z.string().min(1),
   data_type: dataType,
   dims: dims,
+  /**
+   * Nereid, with pad_value on inputs: whether this output's -1 dimensions follow the padded length (true: cut back to
+   * each request's length, as a [batch, seq, hidden] output) or not (false: a top-k list, answered as the model gives it).
+   */
+  padded: z.boolean().optional(),
   label_filename: z.string().optional(),
   reshape: reshape.optional(),
   postprocess: outputPostprocessingSchema.optional(),
@@ -377,15 +382,40 @@ const parametersSchema = z.preprocess((value) => {
   return Object.fromEntries(entries);
 }, z.record(z.string(), parameterValueSchema));
 
-/** Datatypes a pad value can fill: numbers a typed array holds as given (FP16 is stored as bits, BYTES as strings). */
-const PADDABLE = new Set(['TYPE_BOOL', 'TYPE_UINT8', 'TYPE_UINT16', 'TYPE_UINT32', 'TYPE_UINT64', 'TYPE_INT8', 'TYPE_INT16', 'TYPE_INT32', 'TYPE_INT64', 'TYPE_FP32', 'TYPE_FP64']);
+/** Integer datatypes a pad value must fit, by their range; floats take any finite number. FP16/BF16/BYTES take none. */
+const PAD_RANGES: Readonly<Record<string, readonly [number, number]>> = {
+  TYPE_BOOL: [0, 1],
+  TYPE_UINT8: [0, 2 ** 8 - 1],
+  TYPE_UINT16: [0, 2 ** 16 - 1],
+  TYPE_UINT32: [0, 2 ** 32 - 1],
+  TYPE_UINT64: [0, Number.MAX_SAFE_INTEGER],
+  TYPE_INT8: [-(2 ** 7), 2 ** 7 - 1],
+  TYPE_INT16: [-(2 ** 15), 2 ** 15 - 1],
+  TYPE_INT32: [-(2 ** 31), 2 ** 31 - 1],
+  TYPE_INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+const PAD_FLOATS = new Set(['TYPE_FP32', 'TYPE_FP64']);
+
+/** Why `value` cannot fill an input of this type; undefined when it can. */
+function padValueProblem(dataType: string, value: number): string | undefined {
+  if (PAD_FLOATS.has(dataType)) return Number.isFinite(value) ? undefined : `is ${value}, not a finite number`;
+  const range = PAD_RANGES[dataType];
+  if (!range) return `is on a ${dataType} input, which cannot be padded with a number`;
+  if (!Number.isInteger(value) || value < range[0] || value > range[1]) return `is ${value}, and a ${dataType} input takes a whole number from ${range[0]} to ${range[1]}`;
+  return undefined;
+}
 
 /**
- * Padding (pad_value): a padded input has exactly one variable dimension, a number type, no reshape and no ragged
- * batching; the outputs whose variable dimensions are cut back are numeric too.
+ * Padding (pad_value): a padded input has exactly one variable dimension, a type the value fits, and no reshape; a model
+ * padding its inputs batches no ragged ones; each listed output with a -1 dimension says whether it follows the padded
+ * length (`padded`), and one that does is numeric, so that it can be cut back.
  */
 function checkPadding(
-  config: { input: { name: string; data_type: string; dims: number[]; pad_value?: number; reshape?: unknown; allow_ragged_batch: boolean }[]; output: { name: string; data_type: string; dims: number[] }[] },
+  config: {
+    input: { name: string; data_type: string; dims: number[]; pad_value?: number; reshape?: unknown; allow_ragged_batch: boolean }[];
+    output: { name: string; data_type: string; dims: number[]; padded?: boolean }[];
+    batch_input: unknown[];
+  },
   ctx: z.RefinementCtx,
 ): void {
   const padded = config.input.filter((input) => input.pad_value !== undefined);
@@ -393,18 +423,25 @@ function checkPadding(
     const why =
       input.dims.filter((dim) => dim === -1).length !== 1
         ? `needs exactly one -1 dimension (the length it is padded along), and its dims are [${input.dims.join(', ')}]`
-        : !PADDABLE.has(input.data_type)
-          ? `is ${input.data_type}, which cannot be padded with a number`
-          : input.reshape
-            ? 'has a reshape: padding applies to the dims a client sends, give them without one'
-            : input.allow_ragged_batch
-              ? 'has allow_ragged_batch too: a ragged input is not padded, choose one'
-              : undefined;
+        : input.reshape
+          ? 'has a reshape: padding applies to the dims a client sends, give them without one'
+          : padValueProblem(input.data_type, input.pad_value!);
     if (why) ctx.addIssue({ code: 'custom', path: ['input'], message: `input '${input.name}' has pad_value but ${why}` });
   }
-  if (padded.length === 0) return;
-  for (const output of config.output.filter((declared) => declared.dims.includes(-1) && !PADDABLE.has(declared.data_type))) {
-    ctx.addIssue({ code: 'custom', path: ['output'], message: `output '${output.name}' is ${output.data_type} with a -1 dimension, which padding could not cut back to each request's length; padding (pad_value) needs numeric outputs` });
+  if (padded.length === 0) {
+    const marked = config.output.find((output) => output.padded !== undefined);
+    if (marked) ctx.addIssue({ code: 'custom', path: ['output'], message: `output '${marked.name}' says padded, but no input has a pad_value` });
+    return;
+  }
+  if (config.input.some((input) => input.allow_ragged_batch) || config.batch_input.length > 0) {
+    ctx.addIssue({ code: 'custom', path: ['input'], message: `pad_value and ragged batching (allow_ragged_batch, batch_input) are two ways to batch inputs of different lengths: choose one` });
+  }
+  for (const output of config.output.filter((declared) => declared.dims.includes(-1))) {
+    if (output.padded === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['output'], message: `output '${output.name}' has a -1 dimension: with pad_value on an input, say whether it follows the padded length (padded: true, cut back to each request's length) or not (padded: false)` });
+    } else if (output.padded && (output.data_type === 'TYPE_STRING' || output.data_type === 'TYPE_BF16')) {
+      ctx.addIssue({ code: 'custom', path: ['output'], message: `output '${output.name}' is ${output.data_type} and padded: its elements cannot be cut back to each request's length; padding needs numeric outputs` });
+    }
   }
 }
 

@@ -85,12 +85,14 @@ export function readRevocationLists(crlPem: string | Buffer, caPem: string | Buf
       throw new Error(`${names.clientCrl}: revocation list ${index + 1} cannot be read (${(error as Error).message})`);
     }
     const issuerDer = Buffer.from(schema.AsnConvert.serialize(list.tbsCertList.issuer));
-    const authority = authorities.find((candidate) => candidate.subject.equals(issuerDer));
-    const issuer = authority?.certificate.subject.replace(/\n/g, ', ') ?? distinguishedName(list.tbsCertList.issuer);
-    if (!authority) {
+    // Two CAs may share a name (an old and a new key while a CA is rotated): the list is the one whose key signed it.
+    const named = authorities.filter((candidate) => candidate.subject.equals(issuerDer));
+    const issuer = named[0]?.certificate.subject.replace(/\n/g, ', ') ?? distinguishedName(list.tbsCertList.issuer);
+    if (named.length === 0) {
       throw new Error(`${names.clientCrl}: the revocation list of '${issuer}' is not from a CA in ${names.clientCa} (${authorities.map((known) => `'${known.certificate.subject.replace(/\n/g, ', ')}'`).join(', ')})`);
     }
-    if (!signedBy(list, authority.certificate)) throw new Error(`${names.clientCrl}: the revocation list of '${issuer}' is not signed by that CA's key in ${names.clientCa}`);
+    const authority = named.find((candidate) => signedBy(list, candidate.certificate));
+    if (!authority) throw new Error(`${names.clientCrl}: the revocation list of '${issuer}' is not signed by that CA's key in ${names.clientCa}`);
     return { issuer, ca: authority.certificate, nextUpdate: list.tbsCertList.nextUpdate?.getTime(), revoked: list.tbsCertList.revokedCertificates?.length ?? 0 };
   });
   const uncovered = authorities.filter((authority) => !lists.some((list) => list.ca === authority.certificate));

@@ -53,6 +53,9 @@ export async function reloadTlsOnChange(files: TlsFiles, current: TlsCredentials
     const next = await readTlsFiles(files, names);
     if (!next) return;
     if ((next.clientCa === undefined) !== (current.clientCa === undefined)) throw new Error(`mutual TLS cannot be turned ${next.clientCa ? 'on' : 'off'} while running: restart the server`);
+    // An expired certificate or list in place of one that still works would turn every client away.
+    const [problem] = tlsValidityProblems(next, now(), names);
+    if (problem && tlsValidityProblems(current, now(), names).length === 0) throw new Error(problem);
     options.apply(next);
     current = next;
     options.logger.info({ files: Object.fromEntries(FILE_PARTS.filter((part) => files[part] !== undefined).map((part) => [part, files[part]])) }, 'TLS files changed: re-read and in use for new connections');

@@ -29,9 +29,11 @@ import { RaggedBatching, SequencePadding } from '../scheduler/batch-tensors.js';
 import { completeConfig } from './config-completion.js';
 import { sequencePolicyOf } from './sequence-policy.js';
 import { fileDigest, FolderFingerprints } from './model-fingerprint.js';
-import { LoadAbandonedError, warmUp, warmupSamples, zeroTensor } from './model-warmup.js';
+import { LoadAbandonedError, warmUp, warmupMemoryProblem, warmupSamples, zeroTensor } from './model-warmup.js';
 
 export interface VersionLoadOptions {
+  /** The most memory the warmup samples may take (a config given with a load request); absent: no bound. */
+  warmupMemoryLimit?: number;
   /**
    * The statistics of the same version's previous load, carried on (counters keep counting across a reload, as the
    * metrics' histograms do); absent: they start at zero.
@@ -231,6 +233,9 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   const config = checkingConfig(() =>
     completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount: instances.count }),
   );
+  const warmupLimit = options.warmupMemoryLimit;
+  const warmupProblem = warmupLimit === undefined ? undefined : warmupMemoryProblem(config, warmupLimit);
+  if (warmupProblem) checkingConfig(() => { throw new Error(`the config given with a load request may not ${warmupProblem}`); });
   // Threads follow the backend's plan when it chose the instances, else the cores split between those the config names.
   const threadsPerInstance = options.config.instance_group.length > 0 ? undefined : instances.threadsPerInstance;
   // Pre/post-processing settings are checked before any instance starts.

@@ -18,13 +18,12 @@ import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
-import { datatypeOfConfig, ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
-import { byteSize } from '../core/datatype.js';
+import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
 import { EnsembleStepError, loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
-import { LoadAbandonedError } from './model-warmup.js';
+import { BYTES_ELEMENT_MEMORY, LoadAbandonedError, tensorMemory } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { profileCommand, readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 import { isBundledModelName, repositoryForHints } from './bundled-repository.js';
@@ -189,16 +188,6 @@ const OVERRIDE_LIMITS = {
   imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
 };
 
-/** What one BYTES element costs in memory however short: a Buffer object of its own (an empty one is about this much of heap). */
-const BYTES_ELEMENT_MEMORY = 128;
-
-/** The memory a tensor of a config's data_type and dims takes: a -1 counted as 1, a BYTES element at its object's cost. */
-function tensorMemory(tensor: { data_type: string; dims: readonly number[] }): number {
-  const datatype = datatypeOfConfig(tensor);
-  const elements = tensor.dims.reduce((product, dim) => product * Math.max(1, dim), 1);
-  return elements * (datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(datatype));
-}
-
 /**
  * A config sent with a load request may change how a model is served, within bounds, but not which
  * files it reads: those come from the repository's own config (a client could otherwise read back
@@ -231,19 +220,6 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     const rows = entry.count * Math.max(1, entry.batch_size);
     warmupRows += rows;
     warmupBytes += rows * Object.values(entry.inputs).reduce((sum, input) => sum + tensorMemory(input), 0);
-  }
-  // parameters { warmup: auto } makes zero samples at each preferred size and max_batch_size, of the config's dims
-  // (a -1 taking a model_warmup entry's): they count in the same bounds, or they would be the way around them.
-  if (override.parameters?.warmup?.string_value === 'auto') {
-    const batchSizes = override.max_batch_size && override.max_batch_size > 0 ? new Set([...(override.dynamic_batching?.preferred_batch_size ?? []), override.max_batch_size]) : new Set([1]);
-    const rowBytes = override.input.reduce((sum, input) => {
-      const given = override.model_warmup.map((entry) => entry.inputs[input.name]).find((candidate) => candidate !== undefined);
-      return sum + tensorMemory({ data_type: input.data_type, dims: input.dims.includes(-1) && given ? given.dims : input.dims });
-    }, 0);
-    for (const rows of batchSizes) {
-      warmupRows += rows;
-      warmupBytes += rows * rowBytes;
-    }
   }
   if (warmupRows > OVERRIDE_LIMITS.warmupRows) refuse(`ask its warmup for more than ${OVERRIDE_LIMITS.warmupRows} rows in all (count × batch_size over every entry: ${warmupRows})`);
   if (warmupBytes > OVERRIDE_LIMITS.warmupBytes) refuse(`ask its warmup for tensors of more than ${OVERRIDE_LIMITS.warmupBytes} bytes in all (${warmupBytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})`);
@@ -762,6 +738,8 @@ export class ModelRepository {
             previousMonitor: previous?.versions.get(version)?.monitor,
             // Its counters too: a reload (or a load after an unload) of the same version continues its series.
             previousStatistics: previous?.versions.get(version)?.statistics,
+            // A load request's config is held to the warmup bound on what completion settles (inputs it leaves out, a -1 the model fixes).
+            warmupMemoryLimit: configOverride === undefined ? undefined : OVERRIDE_LIMITS.warmupBytes,
             config,
             backend,
             logger: logger.child({ version }),
@@ -1040,7 +1018,7 @@ export class ModelRepository {
     const entry = this.entries.get(name);
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
-      if (entry?.unloaded) throw notFound(`Request for unknown model: '${name}' has no available versions (it was unloaded)`);
+      if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
       const meant = closestName(name, [...this.entries].filter(([, known]) => !known.unloaded).map(([known]) => known));
       throw notFound(`Request for unknown model: ${quoteName(name)} is not found (not in the model repository, or not loaded)${meant ? `; did you mean '${meant}'?` : ''}`);
@@ -1051,7 +1029,7 @@ export class ModelRepository {
       if (found) return found;
       const failure = entry.failures.get(String(Number(version))) ?? entry.failures.get('');
       if (failure) throw unavailable(`model '${name}' version ${shortened(version)} is unavailable: ${failure}`);
-      throw notFound(`Request for unknown model: '${name}' version ${shortened(version)} is not found (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
+      throw notFound(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not found (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
     if (ready.length === 0) {

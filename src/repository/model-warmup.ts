@@ -120,14 +120,20 @@ async function declaredSamples(config: CompletedModelConfig, readFile: (file: st
   return samples;
 }
 
+/** One automatic sample before its zeros are made: its rows and each input's shape. */
+interface AutomaticSampleShape {
+  name: string;
+  inputs: { name: string; datatype: ReturnType<typeof datatypeOfConfig>; shape: number[] }[];
+}
+
 /**
  * `parameters { warmup: auto }`: zeros at each preferred batch size and at max_batch_size. An input
  * with dynamic dims needs a shape, taken from a model_warmup entry that names it; without one the
- * automatic samples are skipped and the log says which inputs lacked it.
+ * automatic samples are skipped (`unshaped` says which inputs lacked it).
  */
-function automaticSamples(config: CompletedModelConfig, logger: Logger, label: string): WarmupSample[] {
+function automaticSampleShapes(config: CompletedModelConfig): { samples: AutomaticSampleShape[]; unshaped: string[] } {
   const mode = parameterValue(config, 'warmup');
-  if (mode === undefined) return [];
+  if (mode === undefined) return { samples: [], unshaped: [] };
   if (mode !== 'auto') throw new Error(`parameters.warmup must be 'auto' (or left out), got '${mode}'`);
   const dimsOf = new Map<string, readonly number[]>();
   const unshaped: string[] = [];
@@ -137,21 +143,60 @@ function automaticSamples(config: CompletedModelConfig, logger: Logger, label: s
     else if (given) dimsOf.set(input.name, given.dims);
     else if (!input.optional) unshaped.push(`${input.name} [${input.dims.join(',')}]`);
   }
-  if (unshaped.length) {
-    logger.info(`automatic warmup of ${label} skipped: input(s) ${unshaped.join(', ')} have dynamic dims; give their dims in a model_warmup entry`);
-    return [];
-  }
+  if (unshaped.length) return { samples: [], unshaped };
   const batching = config.max_batch_size > 0;
   const sizes = batching ? [...new Set([...(config.dynamic_batching?.preferred_batch_size ?? []), config.max_batch_size])].sort((a, b) => a - b) : [1];
-  return sizes.map((rows) => ({
+  const samples = sizes.map((rows) => ({
     name: batching ? `auto batch ${rows}` : 'auto',
-    runs: 1,
-    inputs: Object.fromEntries(
-      config.input
-        .filter((input) => dimsOf.has(input.name))
-        .map((input) => [input.name, zeroTensor(datatypeOfConfig(input), shapeOf(config, input, dimsOf.get(input.name)!, rows))]),
-    ),
+    inputs: config.input
+      .filter((input) => dimsOf.has(input.name))
+      .map((input) => ({ name: input.name, datatype: datatypeOfConfig(input), shape: shapeOf(config, input, dimsOf.get(input.name)!, rows) })),
   }));
+  return { samples, unshaped };
+}
+
+function automaticSamples(config: CompletedModelConfig, logger: Logger, label: string): WarmupSample[] {
+  const { samples, unshaped } = automaticSampleShapes(config);
+  if (unshaped.length) logger.info(`automatic warmup of ${label} skipped: input(s) ${unshaped.join(', ')} have dynamic dims; give their dims in a model_warmup entry`);
+  return samples.map((sample) => ({
+    name: sample.name,
+    runs: 1,
+    inputs: Object.fromEntries(sample.inputs.map((input) => [input.name, zeroTensor(input.datatype, input.shape)])),
+  }));
+}
+
+/** What a warmup element takes in memory: its bytes, a BYTES element at the cost of the object holding it. */
+export const BYTES_ELEMENT_MEMORY = 128;
+
+/** The memory a tensor of a config's data_type and dims takes: a -1 counted as 1, a BYTES element at its object's cost. */
+export function tensorMemory(tensor: { data_type: string; dims: readonly number[] }): number {
+  const datatype = datatypeOfConfig(tensor);
+  const elements = tensor.dims.reduce((product, dim) => product * Math.max(1, dim), 1);
+  return elements * (datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(datatype));
+}
+
+/**
+ * The memory the automatic samples of a completed config will take, made before any is: a load request's config is held
+ * to a bound on it, counted on the dims completion settled (a -1 the model fixes, inputs the config left out).
+ */
+export function automaticWarmupMemory(config: CompletedModelConfig): number {
+  let bytes = 0;
+  for (const sample of automaticSampleShapes(config).samples) {
+    for (const input of sample.inputs) bytes += elementCount(input.shape) * (input.datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(input.datatype));
+  }
+  return bytes;
+}
+
+/**
+ * Why a load request's config may not warm up as it asks: its samples, declared and automatic, would take more than
+ * `limitBytes` (undefined when they would not).
+ */
+export function warmupMemoryProblem(config: CompletedModelConfig, limitBytes: number): string | undefined {
+  let bytes = automaticWarmupMemory(config);
+  for (const entry of config.model_warmup) {
+    bytes += entry.count * Math.max(1, entry.batch_size) * Object.values(entry.inputs).reduce((sum, input) => sum + tensorMemory(input), 0);
+  }
+  return bytes > limitBytes ? `ask its warmup for tensors of more than ${limitBytes} bytes in all (${bytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})` : undefined;
 }
 
 /** Every sample the config asks for, checked against the model; throws a message naming the entry and input at fault. */

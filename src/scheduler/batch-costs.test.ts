@@ -211,6 +211,13 @@ describe('BatchCosts: largerCouldBeCheaper()', () => {
     assert.equal(learning.largerCouldBeCheaper(6), true);
     recordAt(learning, 8, 20);
     assert.equal(learning.largerCouldBeCheaper(6), false, 'measured to the top: the estimates decide');
+    // Calibrated at load up to 4 rows (a larger batch would pass the queue's bytes): 8 could never form, so is not waited for.
+    const calibrated = new BatchCosts(8);
+    recordAt(calibrated, 1, 40);
+    recordAt(calibrated, 2, 30);
+    recordAt(calibrated, 4, 30);
+    calibrated.markCalibrated();
+    assert.equal(calibrated.largerCouldBeCheaper(4), false);
   });
 
   it('is true when a larger size is clearly cheaper per row, measured or estimated', () => {

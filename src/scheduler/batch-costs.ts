@@ -31,6 +31,8 @@ export class BatchCosts {
   /** Input elements per row of the latest execution, to spread a batch's overhead over its elements. */
   private elementsPerRow = 0;
   private cuts = 0;
+  /** Sizes were measured at load (calibrate): the curve is known, and what it leaves out could not form. */
+  private calibrated = false;
 
   constructor(readonly maxBatchSize: number) {
     this.nsPerElement = new Float64Array(maxBatchSize + 1).fill(NaN);
@@ -50,6 +52,14 @@ export class BatchCosts {
     window.set(recent.subarray(0, count));
     window.sort();
     this.nsPerElement[rows] = count % 2 ? window[(count - 1) / 2] : (window[count / 2 - 1] + window[count / 2]) / 2;
+  }
+
+  /**
+   * Says the sizes recorded so far were measured at load, up to the largest that can form (a calibration stops at the
+   * queue's byte bound): sizes above them are not waited for as unknown.
+   */
+  markCalibrated(): void {
+    this.calibrated = true;
   }
 
   /** Executions measured at this size. */
@@ -121,15 +131,15 @@ export class BatchCosts {
   }
 
   /**
-   * Whether a batch larger than `rows` is expected to cost clearly less per row, or might: a size above the largest
-   * measured one is unknown (its flat estimate is a guess), and waiting for company is how it gets measured. Without
-   * that, a model learning from traffic alone (a -1 dim, no calibration) whose first batch of 2 was a cold run would
+   * Whether a batch larger than `rows` is expected to cost clearly less per row, or might: without calibration, a size
+   * above the largest measured one is unknown (its flat estimate is a guess), and waiting for company is how it gets
+   * measured. Without that, a model learning from traffic alone (a -1 dim) whose first batch of 2 was a cold run would
    * never wait, so never form a larger batch, so never learn otherwise.
    */
   largerCouldBeCheaper(rows: number): boolean {
     const current = this.estimate(rows);
     if (Number.isNaN(current) || this.measured[rows] === 0) return true;
-    if (rows < this.maxBatchSize && this.measured[this.maxBatchSize] === 0) return true;
+    if (!this.calibrated && rows < this.maxBatchSize && this.measured[this.maxBatchSize] === 0) return true;
     for (let size = rows + 1; size <= this.maxBatchSize; size++) {
       if (!(this.estimate(size) * (1 + CHEAPER_BY) > current)) return true;
     }

@@ -280,7 +280,8 @@ describe('SequencePadding', () => {
       { name: 'fixed', dims: [2] },
     ],
     output: [
-      { name: 'hidden', data_type: 'TYPE_FP32', dims: [-1, 2] },
+      { name: 'hidden', data_type: 'TYPE_FP32', dims: [-1, 2], padded: true },
+      { name: 'topk', data_type: 'TYPE_INT64', dims: [-1], padded: false },
       { name: 'logits', data_type: 'TYPE_FP32', dims: [3] },
     ],
   })!;
@@ -311,6 +312,8 @@ describe('SequencePadding', () => {
     assert.deepEqual(padding.cut('hidden', hidden, 3, 2), { datatype: 'FP32', shape: [1, 2, 2], data: Float32Array.of(1, -1, 2, -2) });
     const logits: Tensor = { datatype: 'FP32', shape: [1, 3], data: Float32Array.of(1, 2, 3) };
     assert.equal(padding.cut('logits', logits, 3, 1), logits, 'a fixed dim of the same size is not a length');
+    const topk: Tensor = { datatype: 'INT64', shape: [1, 3], data: BigInt64Array.of(4n, 5n, 6n) };
+    assert.equal(padding.cut('topk', topk, 3, 1), topk, 'a -1 the config says is not padded is left, whatever its size');
   });
 
   it('resizeAxis pads or cuts any axis of a row-major tensor', () => {
@@ -319,10 +322,10 @@ describe('SequencePadding', () => {
     assert.deepEqual(Array.from(resizeAxis(grid, 2, 1, 0).data as Int32Array), [1, 3, 5, 7]);
   });
 
-  it('refuses a string output with a variable dimension, which it could not cut', () => {
+  it('refuses an output with a variable dimension that does not say whether it follows the padded length (one the model file added)', () => {
     assert.throws(
-      () => SequencePadding.of({ input: [{ name: 'ids', dims: [-1], pad_value: 0 }], output: [{ name: 'tokens', data_type: 'TYPE_STRING', dims: [-1] }] }),
-      /output 'tokens' is TYPE_STRING with a -1 dimension, which padding could not cut back/,
+      () => SequencePadding.of({ input: [{ name: 'ids', dims: [-1], pad_value: 0 }], output: [{ name: 'tokens', data_type: 'TYPE_INT64', dims: [-1] }] }),
+      /output 'tokens' has a -1 dimension: with pad_value on an input, list it in the config and say whether it follows the padded length/,
     );
   });
 });

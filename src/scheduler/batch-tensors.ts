@@ -199,18 +199,25 @@ export class SequencePadding {
     readonly outputAxes: ReadonlyMap<string, readonly number[]>,
   ) {}
 
-  /** From a config's inputs with pad_value; undefined when none has one. */
+  /**
+   * From a config's inputs with pad_value; undefined when none has one. Outputs the config lists say whether they
+   * follow the padded length (`padded`, checked with the config); one the model file added, with a -1 dimension,
+   * says nothing, so the load is refused asking for it.
+   */
   static of(config: {
     input: readonly { name: string; dims: readonly number[]; pad_value?: number }[];
-    output: readonly { name: string; data_type: string; dims: readonly number[] }[];
+    output: readonly { name: string; data_type: string; dims: readonly number[]; padded?: boolean }[];
   }): SequencePadding | undefined {
     const padded = config.input.filter((input) => input.pad_value !== undefined);
     if (padded.length === 0) return undefined;
-    // Outputs the model file added to the config are checked here; those the config lists were checked with it.
-    const uncuttable = config.output.find((output) => output.data_type === 'TYPE_STRING' && output.dims.includes(-1));
-    if (uncuttable) throw new Error(`output '${uncuttable.name}' is TYPE_STRING with a -1 dimension, which padding could not cut back to each request's length; padding (pad_value) needs numeric outputs`);
+    const unsaid = config.output.find((output) => output.padded === undefined && output.dims.includes(-1));
+    if (unsaid) {
+      throw new Error(`output '${unsaid.name}' has a -1 dimension: with pad_value on an input, list it in the config and say whether it follows the padded length (padded: true, cut back to each request's length) or not (padded: false)`);
+    }
     const inputs = new Map(padded.map((input) => [input.name, { axis: input.dims.indexOf(-1) + 1, value: input.pad_value! }]));
-    const outputAxes = new Map(config.output.map((output) => [output.name, output.dims.flatMap((dim, index) => (dim === -1 ? [index + 1] : []))]));
+    const outputAxes = new Map(
+      config.output.filter((output) => output.padded).map((output) => [output.name, output.dims.flatMap((dim, index) => (dim === -1 ? [index + 1] : []))]),
+    );
     return new SequencePadding(inputs, outputAxes);
   }
 

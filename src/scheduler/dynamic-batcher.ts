@@ -451,6 +451,11 @@ export class DynamicBatcher implements Scheduler {
   /** Each request of a failed batch on its own, one after the other on the same instance: each gets its own answer or error. */
   private async runAlone(instance: BackendInstance, batch: readonly Pending[], alone: boolean): Promise<void> {
     for (const pending of batch) {
+      // A client that has gone is not computed for again.
+      if (pending.request.signal?.aborted) {
+        this.fail([pending], cancelled());
+        continue;
+      }
       const started = now();
       try {
         const inputs = this.policy.ragged ? this.joinInputs([pending]) : pending.request.inputs;
@@ -649,6 +654,7 @@ export class DynamicBatcher implements Scheduler {
       this.costs.record(rows, elementsOf(inputs), fastest);
       if (now() > deadline) break;
     }
+    this.costs.markCalibrated();
   }
 
   /**

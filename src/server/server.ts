@@ -986,7 +986,7 @@ export class Server {
     const asLoadFailure = (error: unknown): never => {
       if ((error instanceof ModelLoadError || (error instanceof NereidError && error.code === 'NOT_FOUND')) && error.code !== 'INVALID_ARGUMENT') {
         // Triton's phrase for a model it cannot find, which its tests and tools look for, before Nereid's reason.
-        const message = error.code === 'NOT_FOUND' ? `failed to load '${name}', failed to poll from model repository: ${error.message}` : error.message;
+        const message = error.code === 'NOT_FOUND' ? `failed to load ${quoteName(name)}, failed to poll from model repository: ${error.message}` : error.message;
         throw new NereidError('INVALID_ARGUMENT', message, { cause: error instanceof ModelLoadError ? error.cause : error });
       }
       throw error;
