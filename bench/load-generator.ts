@@ -14,7 +14,8 @@ export interface LoadSpec extends LoopSpec {
   origin: string;
   path: string;
   headers: Record<string, string>;
-  body: Buffer;
+  /** The request body, or a function giving each request its own (requests of varied lengths). */
+  body: Buffer | (() => Buffer);
   /** Checks a response body; returns a problem or undefined. */
   check: ResponseCheck;
 }
@@ -29,7 +30,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     bodyTimeout: 60_000,
   });
   const send = async (_client: number, verify: boolean): Promise<Outcome> => {
-    const response = await pool.request({ path: spec.path, method: 'POST', headers: spec.headers, body: spec.body });
+    const body = typeof spec.body === 'function' ? spec.body() : spec.body;
+    const response = await pool.request({ path: spec.path, method: 'POST', headers: spec.headers, body });
     if (response.statusCode === 200 && !verify) {
       let bytes = 0;
       for await (const chunk of response.body) bytes += (chunk as Buffer).length;
@@ -37,11 +39,11 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     }
     const chunks: Buffer[] = [];
     for await (const chunk of response.body) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks);
+    const answer = Buffer.concat(chunks);
     if (response.statusCode !== 200) {
-      return { ok: false, bytes: body.length, problem: `HTTP ${response.statusCode}: ${body.toString('utf8', 0, Math.min(300, body.length))}` };
+      return { ok: false, bytes: answer.length, problem: `HTTP ${response.statusCode}: ${answer.toString('utf8', 0, Math.min(300, answer.length))}` };
     }
-    return { ok: true, bytes: body.length, verification: { failure: spec.check(response.headers, body) } };
+    return { ok: true, bytes: answer.length, verification: { failure: spec.check(response.headers, answer) } };
   };
   try {
     return await runClosedLoop(spec, send);

@@ -177,6 +177,8 @@ Goodput mode (overload; issue 12):
                              npm run bench -- --memory-attacks --help
   --monitoring-overhead      instead of all the above, what drift monitoring costs a request (issue 14); see
                              npm run bench -- --monitoring-overhead --help
+  --padding                  instead of all the above, text of varied lengths batched with pad_value against
+                             without; see npm run bench -- --padding --help
 
 Any --max-batch-size, --queue-delay-us, --instances, --intra-op-threads or --parameter copies the model folder into a temporary
 repository whose config.yaml is the original config plus those fields (and dynamic_batching).

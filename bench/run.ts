@@ -735,6 +735,10 @@ const OWN_BENCHMARKS: Record<string, (flag: string) => Promise<void>> = {
     const { MEMORY_ATTACKS_HELP, parseMemoryAttackOptions, runMemoryAttacks } = await import('./memory-attacks.js');
     await runOwnBenchmark(flag, { help: MEMORY_ATTACKS_HELP, parse: parseMemoryAttackOptions, run: runMemoryAttacks });
   },
+  '--padding': async (flag) => {
+    const { PADDING_HELP, parsePaddingOptions, runPadding } = await import('./padding.js');
+    await runOwnBenchmark(flag, { help: PADDING_HELP, parse: parsePaddingOptions, run: runPadding });
+  },
   '--monitoring-overhead': async (flag) => {
     const { MONITORING_OVERHEAD_HELP, parseMonitoringOverheadOptions, runMonitoringOverhead } = await import('./monitoring-overhead.js');
     await runOwnBenchmark(flag, { help: MONITORING_OVERHEAD_HELP, parse: parseMonitoringOverheadOptions, run: runMonitoringOverhead });

@@ -178,6 +178,33 @@ export function matMulChainModel({ width, layers }: { width: number; layers: num
   });
 }
 
+/**
+ * A text encoder's cost without its weights: INT64 input_ids ['batch', 'seq'] looked up in a vocabulary × hidden table,
+ * then `layers` MatMuls by a hidden × hidden weight per token -> 'hidden' FP32 ['batch', 'seq', hidden]. Table and
+ * weights are made in the graph (ConstantOfShape), so the file stays small; per token it costs hidden² × layers
+ * multiply-adds, and a batch of sequences is one larger matrix product.
+ */
+export function textEncoderModel({ vocabulary, hidden, layers }: { vocabulary: number; hidden: number; layers: number }): Uint8Array {
+  const constant = (name: string, dims: number[], value: number): [InitializerSpec, NodeSpec] => [
+    { name: `${name}_shape`, type: 'int64', dims: [2], values: dims.map(BigInt) },
+    { opType: 'ConstantOfShape', inputs: [`${name}_shape`], outputs: [name], attributes: { value: attr.tensor({ type: 'float32', dims: [1], values: [value] }) } },
+  ];
+  const [tableShape, table] = constant('table', [vocabulary, hidden], 1 / hidden);
+  const [weightShape, weight] = constant('w', [hidden, hidden], 1 / hidden);
+  return buildOnnxModel({
+    graphName: 'text_encoder',
+    inputs: [{ name: 'input_ids', type: 'int64', shape: ['batch', 'seq'] }],
+    outputs: [{ name: 'hidden', type: 'float32', shape: ['batch', 'seq', hidden] }],
+    initializers: [tableShape, weightShape],
+    nodes: [
+      table,
+      weight,
+      { opType: 'Gather', inputs: ['table', 'input_ids'], outputs: ['h0'], attributes: { axis: 0 } },
+      ...Array.from({ length: layers }, (_, layer) => ({ opType: 'MatMul', inputs: [`h${layer}`, 'w'], outputs: [layer === layers - 1 ? 'hidden' : `h${layer + 1}`] })),
+    ],
+  });
+}
+
 /** Small, well-known 32-bit PRNG; returns floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
