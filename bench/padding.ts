@@ -115,7 +115,7 @@ dynamic_batching { max_queue_delay_microseconds: ${options.delayUs} }
 `;
 
 /** Each request's body in turn, of a length from the seeded draw; its id says the length its answer must have. */
-function requestBodies(options: PaddingOptions, seed: number): () => Buffer {
+export function requestBodies(options: PaddingOptions, seed: number): () => Buffer {
   const random = mulberry32(seed);
   return () => {
     const length = options.minLength + Math.floor(random() * (options.maxLength - options.minLength + 1));
@@ -125,7 +125,7 @@ function requestBodies(options: PaddingOptions, seed: number): () => Buffer {
 }
 
 /** The answer comes back at its request's own length, whatever the batch was padded to. */
-function lengthCheck(hidden: number): ResponseCheck {
+export function lengthCheck(hidden: number): ResponseCheck {
   return (_headers, body) => {
     const answer = JSON.parse(body.toString('utf8')) as { id?: string; outputs?: { shape: number[]; data: unknown[] }[] };
     const length = Number(answer.id?.slice(1));
