@@ -29,7 +29,8 @@ export function sourceState(root = ROOT): { commit: string; srcTree?: string; mo
   try {
     const git = (...args: string[]) => execFileSync('git', args, { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
     const commit = git('rev-parse', '--short', 'HEAD').trim();
-    const status = git('status', '--porcelain');
+    // A worktree of an older commit (--nereid-before) links node_modules in, which its .gitignore of then may not cover.
+    const status = git('status', '--porcelain', '--', '.', ':(exclude)node_modules');
     const srcStatus = git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean);
     const srcDiff = srcStatus.length ? git('diff', 'HEAD', '--', 'src') : '';
     return {
