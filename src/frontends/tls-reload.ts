@@ -75,7 +75,7 @@ export async function reloadTlsOnChange(files: TlsFiles, current: TlsCredentials
   };
 
   const check = () => (running ??= checkOnce().finally(() => (running = undefined)));
-  const timer = setInterval(() => void check(), options.intervalMs ?? 30_000);
+  const timer = setInterval(() => void check().catch((error: Error) => options.logger.error({ err: error }, `looking at the TLS files failed: ${error.message}`)), options.intervalMs ?? 30_000);
   timer.unref();
   return { check, stop: () => clearInterval(timer) };
 }
