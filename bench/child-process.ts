@@ -97,6 +97,13 @@ export function resetPeakRss(pid: number): boolean {
   }
 }
 
+/** What a Nereid server has served of a model so far (its /stats): requests, and the executions that ran them. */
+export async function inferenceCounts(origin: string, model: string): Promise<{ inferences: number; executions: number }> {
+  const response = await request(`${origin}/v2/models/${model}/stats`);
+  const body = (await response.body.json()) as { model_stats: { inference_count: number; execution_count: number }[] };
+  return { inferences: body.model_stats[0].inference_count, executions: body.model_stats[0].execution_count };
+}
+
 /**
  * `nereid serve` (src/cli.ts of whichever checkout the child runs in) on one model in explicit
  * control mode, with gRPC off unless a port is given and Prometheus on the port given, else a free one instead of 8002.

@@ -17,9 +17,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
 import { matMulChainModel, writeModel } from '../src/onnx/test-models.js';
-import { nereidServeSpec, startChild, type ChildServer } from './child-process.js';
+import { inferenceCounts, nereidServeSpec, startChild, type ChildServer } from './child-process.js';
+import { numberOption } from './options.js';
+import { finiteMedian } from './rounds.js';
 import { describeSource, machine, resultPath, ROOT, sourceState } from './environment.js';
 import { runLoad } from './load-generator.js';
 import { combineOpenLoop, prepareOpenLoop, type OnOff, type OpenLoopResult } from './open-loop.js';
@@ -93,25 +94,18 @@ export function parseLatencyBatchingOptions(argv: string[]): LatencyBatchingOpti
     },
   });
   if (values.help) return 'help';
-  const number = (name: string, text: string, { integer = false, zero = false } = {}) => {
-    const value = Number(text);
-    if (!Number.isFinite(value) || value < 0 || (!zero && value === 0) || (integer && !Number.isInteger(value))) {
-      throw new Error(`--${name} expects a ${integer ? 'whole ' : ''}number ${zero ? '>= 0' : '> 0'}, got '${text}'`);
-    }
-    return value;
-  };
-  const list = (name: string, text: string) => text.split(',').map((item) => number(name, item.trim(), { integer: true, zero: true }));
+  const list = (name: string, text: string) => text.split(',').map((item) => numberOption(name, item.trim(), { integer: true, zero: true }));
   return {
     delaysUs: list('delays', values.delays),
     targetsUs: list('targets', values.targets).filter((target) => target > 0),
-    layers: number('layers', values.layers, { integer: true }),
-    steadyShare: number('steady', values.steady),
-    rate: values.rate === undefined ? undefined : number('rate', values.rate),
-    onOff: { onMs: number('on-ms', values['on-ms']), offMs: number('off-ms', values['off-ms'], { zero: true }) },
-    lowRate: number('low-rate', values['low-rate']),
-    duration: number('duration', values.duration),
-    warmup: number('warmup', values.warmup, { zero: true }),
-    rounds: number('rounds', values.rounds, { integer: true }),
+    layers: numberOption('layers', values.layers, { integer: true }),
+    steadyShare: numberOption('steady', values.steady),
+    rate: values.rate === undefined ? undefined : numberOption('rate', values.rate),
+    onOff: { onMs: numberOption('on-ms', values['on-ms']), offMs: numberOption('off-ms', values['off-ms'], { zero: true }) },
+    lowRate: numberOption('low-rate', values['low-rate']),
+    duration: numberOption('duration', values.duration),
+    warmup: numberOption('warmup', values.warmup, { zero: true }),
+    rounds: numberOption('rounds', values.rounds, { integer: true }),
     outDir: values.out,
   };
 }
@@ -144,16 +138,7 @@ parameters { key: "execution_thread" value: { string_value: "worker" } }
 dynamic_batching { ${config.dynamicBatching} }
 `;
 
-interface Counts {
-  inferences: number;
-  executions: number;
-}
 
-async function serverCounts(origin: string, model: string): Promise<Counts> {
-  const response = await request(`${origin}/v2/models/${model}/stats`);
-  const body = (await response.body.json()) as { model_stats: { inference_count: number; execution_count: number }[] };
-  return { inferences: body.model_stats[0].inference_count, executions: body.model_stats[0].execution_count };
-}
 
 interface Cell {
   traffic: Traffic;
@@ -165,12 +150,6 @@ interface Cell {
   meanBatch: number;
 }
 
-const median = (values: number[]) => {
-  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
 
 export async function runLatencyBatching(options: LatencyBatchingOptions): Promise<void> {
   const started = new Date();
@@ -215,7 +194,7 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
         const order = configs.map((_, index) => configs[(index + round) % configs.length]);
         for (const config of order) {
           const server = servers.get(config.model)!;
-          const before = await serverCounts(server.origin, config.model);
+          const before = await inferenceCounts(server.origin, config.model);
           const loop = await prepareOpenLoop({
             origin: server.origin,
             path: pathOf(config),
@@ -234,7 +213,7 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
           });
           const part = await loop.run(performance.timeOrigin + performance.now() + 20, () => {});
           const result = combineOpenLoop([part], rateOf(traffic), options.duration);
-          const after = await serverCounts(server.origin, config.model);
+          const after = await inferenceCounts(server.origin, config.model);
           const executions = after.executions - before.executions;
           const cell: Cell = {
             traffic,
@@ -266,7 +245,7 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
         const theirs = at(reference.label);
         if (mine && theirs) ratios.push(mine.result.successLatency.p99 / theirs.result.successLatency.p99);
       }
-      return median(ratios);
+      return finiteMedian(ratios);
     };
     const rows = TRAFFIC.flatMap((traffic) =>
       configs.map((config) => {
@@ -279,11 +258,11 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
           traffic,
           config.label,
           rateOf(traffic).toFixed(0),
-          median(mine.map((cell) => cell.result.goodputPerSecond)).toFixed(0),
-          median(mine.map((cell) => cell.result.successLatency.p50)).toFixed(2),
-          median(mine.map((cell) => cell.result.successLatency.p99)).toFixed(2),
+          finiteMedian(mine.map((cell) => cell.result.goodputPerSecond)).toFixed(0),
+          finiteMedian(mine.map((cell) => cell.result.successLatency.p50)).toFixed(2),
+          finiteMedian(mine.map((cell) => cell.result.successLatency.p99)).toFixed(2),
           pairedP99(traffic, config).toFixed(2),
-          median(mine.map((cell) => cell.meanBatch)).toFixed(2),
+          finiteMedian(mine.map((cell) => cell.meanBatch)).toFixed(2),
           String(failed),
         ];
       }),

@@ -32,7 +32,7 @@ import { exposedName, exposingTensors, readOnnxModel } from '../src/onnx/onnx-mo
 import { ImagePreprocessor } from '../src/processing/image-preprocessor.js';
 import { DEFAULT_POSTPROCESSING, rowProbabilities } from '../src/processing/output-postprocessor.js';
 import { readFashionMnist } from '../test/support/fashion-mnist.js';
-import { nereidServeSpec, startChild } from './child-process.js';
+import { inferenceCounts, nereidServeSpec, startChild } from './child-process.js';
 import { formatProfile, summariseProfile } from './cpu-profile.js';
 import { ROOT } from './environment.js';
 import { sessionOptions } from './in-process.js';
@@ -298,9 +298,8 @@ async function monitorStatus(server: OnOffServer, model: string): Promise<string
 
 /** Rows per execution the server ran so far (GET …/stats). */
 async function meanBatchSize(server: OnOffServer, model: string): Promise<number> {
-  const answer = await request(`${server.child.origin}/v2/models/${model}/stats`);
-  const { model_stats: stats } = (await answer.body.json()) as { model_stats: { inference_count: number; execution_count: number }[] };
-  return stats[0].inference_count / Math.max(1, stats[0].execution_count);
+  const { inferences, executions } = await inferenceCounts(server.child.origin, model);
+  return inferences / Math.max(1, executions);
 }
 
 function profileSummaries(servers: readonly OnOffServer[], run: OnOffRun, profileDir: string): string[] {

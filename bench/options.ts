@@ -203,6 +203,15 @@ export function checkNereidBefore(dir: string): void {
   }
 }
 
+/** A number given to `--name`: finite, > 0 (>= 0 with `zero`), whole with `integer`; throws naming the flag otherwise. */
+export function numberOption(name: string, text: string, { integer = false, zero = false } = {}): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0 || (!zero && value === 0) || (integer && !Number.isInteger(value))) {
+    throw new Error(`--${name} expects a ${integer ? 'whole ' : ''}number ${zero ? '>= 0' : '> 0'}, got '${text}'`);
+  }
+  return value;
+}
+
 function positiveNumber(name: string, value: string): number {
   const parsed = Number(value);
   if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} expects a positive number, got '${value}'`);

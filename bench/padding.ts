@@ -11,9 +11,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
 import { mulberry32, textEncoderModel, writeModel } from '../src/onnx/test-models.js';
-import { nereidServeSpec, startChild, type ChildServer } from './child-process.js';
+import { inferenceCounts, nereidServeSpec, startChild, type ChildServer } from './child-process.js';
+import { numberOption } from './options.js';
+import { finiteMedian } from './rounds.js';
 import { describeSource, machine, resultPath, ROOT, sourceState } from './environment.js';
 import { runLoad, type LoadResult } from './load-generator.js';
 import { markdownTable } from './report.js';
@@ -76,29 +77,19 @@ export function parsePaddingOptions(argv: string[]): PaddingOptions | 'help' {
     },
   });
   if (values.help) return 'help';
-  const whole = (name: string, text: string, min = 1) => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < min) throw new Error(`--${name} expects a whole number >= ${min}, got '${text}'`);
-    return value;
-  };
-  const seconds = (name: string, text: string) => {
-    const value = Number(text);
-    if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} expects seconds >= 0, got '${text}'`);
-    return value;
-  };
   const lengths = /^(\d+)-(\d+)$/.exec(values.lengths);
   if (!lengths || Number(lengths[1]) < 1 || Number(lengths[1]) > Number(lengths[2])) throw new Error(`--lengths expects MIN-MAX with 1 <= MIN <= MAX, got '${values.lengths}'`);
   return {
     minLength: Number(lengths[1]),
     maxLength: Number(lengths[2]),
-    hidden: whole('hidden', values.hidden),
-    layers: whole('layers', values.layers),
-    maxBatchSize: whole('max-batch-size', values['max-batch-size']),
-    delayUs: whole('delay-us', values['delay-us'], 0),
-    concurrency: whole('concurrency', values.concurrency),
-    duration: seconds('duration', values.duration),
-    warmup: seconds('warmup', values.warmup),
-    rounds: whole('rounds', values.rounds),
+    hidden: numberOption('hidden', values.hidden, { integer: true }),
+    layers: numberOption('layers', values.layers, { integer: true }),
+    maxBatchSize: numberOption('max-batch-size', values['max-batch-size'], { integer: true }),
+    delayUs: numberOption('delay-us', values['delay-us'], { integer: true, zero: true }),
+    concurrency: numberOption('concurrency', values.concurrency, { integer: true }),
+    duration: numberOption('duration', values.duration, { zero: true }),
+    warmup: numberOption('warmup', values.warmup, { zero: true }),
+    rounds: numberOption('rounds', values.rounds, { integer: true }),
     outDir: values.out,
   };
 }
@@ -136,11 +127,6 @@ export function lengthCheck(hidden: number): ResponseCheck {
   };
 }
 
-async function serverCounts(origin: string, model: string): Promise<{ inferences: number; executions: number }> {
-  const response = await request(`${origin}/v2/models/${model}/stats`);
-  const body = (await response.body.json()) as { model_stats: { inference_count: number; execution_count: number }[] };
-  return { inferences: body.model_stats[0].inference_count, executions: body.model_stats[0].execution_count };
-}
 
 interface Cell {
   config: string;
@@ -150,12 +136,6 @@ interface Cell {
   meanBatch: number;
 }
 
-const median = (values: number[]) => {
-  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
 
 export async function runPadding(options: PaddingOptions): Promise<void> {
   const started = new Date();
@@ -172,7 +152,7 @@ export async function runPadding(options: PaddingOptions): Promise<void> {
       const order = round % 2 === 0 ? CONFIGS : [...CONFIGS].reverse();
       for (const config of order) {
         const server = servers.get(config.model)!;
-        const before = await serverCounts(server.origin, config.model);
+        const before = await inferenceCounts(server.origin, config.model);
         // The same seeded requests for both configs in a round.
         const bodies = requestBodies(options, round + 1);
         const result = await runLoad({
@@ -186,7 +166,7 @@ export async function runPadding(options: PaddingOptions): Promise<void> {
           durationSeconds: options.duration,
           verifyEvery: 10,
         });
-        const after = await serverCounts(server.origin, config.model);
+        const after = await inferenceCounts(server.origin, config.model);
         const executions = after.executions - before.executions;
         const meanLength = (options.minLength + options.maxLength) / 2;
         const cell: Cell = {
@@ -212,11 +192,11 @@ export async function runPadding(options: PaddingOptions): Promise<void> {
       const mine = cells.filter((cell) => cell.config === config.label);
       return [
         config.label,
-        median(mine.map((cell) => cell.result.requestsPerSecond)).toFixed(0),
-        median(mine.map((cell) => cell.tokensPerSecond)).toFixed(0),
-        median(mine.map((cell) => cell.result.latency.p50)).toFixed(2),
-        median(mine.map((cell) => cell.result.latency.p99)).toFixed(2),
-        median(mine.map((cell) => cell.meanBatch)).toFixed(2),
+        finiteMedian(mine.map((cell) => cell.result.requestsPerSecond)).toFixed(0),
+        finiteMedian(mine.map((cell) => cell.tokensPerSecond)).toFixed(0),
+        finiteMedian(mine.map((cell) => cell.result.latency.p50)).toFixed(2),
+        finiteMedian(mine.map((cell) => cell.result.latency.p99)).toFixed(2),
+        finiteMedian(mine.map((cell) => cell.meanBatch)).toFixed(2),
         String(mine.reduce((sum, cell) => sum + cell.result.errors + cell.result.verifyFailed, 0)),
       ];
     });
@@ -235,7 +215,7 @@ export async function runPadding(options: PaddingOptions): Promise<void> {
       '',
       table,
       '',
-      `padded ÷ same-length requests/s by round: ${ratios.map((value) => value.toFixed(2)).join(', ')} (median ${median(ratios).toFixed(2)}).`,
+      `padded ÷ same-length requests/s by round: ${ratios.map((value) => value.toFixed(2)).join(', ')} (median ${finiteMedian(ratios).toFixed(2)}).`,
       '',
     ].join('\n');
     console.log(`\n${markdown}`);

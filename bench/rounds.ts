@@ -198,6 +198,11 @@ export function median(values: readonly (number | undefined)[]): number | undefi
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+/** The median of the finite values (a cell that answered nothing has an infinite latency), NaN when there is none: for a table. */
+export function finiteMedian(values: readonly number[]): number {
+  return median(values.filter(Number.isFinite)) ?? NaN;
+}
+
 /** The ratios shown round by round. */
 const ROUND_RATIOS = ['toCeiling', 'toPeer', 'toFloor'] as const;
 const ROUND_RATIO_LABELS = { toCeiling: '×ceiling', toPeer: '×peer', toFloor: '×floor' } as const;
