@@ -2,7 +2,7 @@
  * Tensors between a JavaScript handler and the server: what a handler gives (plain arrays, strings)
  * checked and made into the server's tensors, and tensors made whole again after a thread hop.
  */
-import { allocateTypedArray, bytesElements, typedArrayTypeOf, elementCount, isDatatype, numberToHalf, PackedBytes, type Datatype, type NumericArray } from '../core/datatype.js';
+import { allocateTypedArray, bytesElements, typedArrayTypeOf, elementCount, INTEGER_RANGES, isDatatype, numberToHalf, PackedBytes, type Datatype, type NumericArray } from '../core/datatype.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 
 /** Tensors ready for a message to a handler's thread: packed BYTES split into their elements, since a class does not survive the structured clone. */
@@ -23,18 +23,6 @@ export function withBuffers(tensors: Record<string, Tensor>): Record<string, Ten
   }
   return tensors;
 }
-
-/** The values an integer datatype holds: a handler's number outside them would be wrapped by the typed array, silently. */
-const INTEGER_RANGES: Partial<Record<Datatype, readonly [bigint, bigint]>> = {
-  INT8: [-(2n ** 7n), 2n ** 7n - 1n],
-  UINT8: [0n, 2n ** 8n - 1n],
-  INT16: [-(2n ** 15n), 2n ** 15n - 1n],
-  UINT16: [0n, 2n ** 16n - 1n],
-  INT32: [-(2n ** 31n), 2n ** 31n - 1n],
-  UINT32: [0n, 2n ** 32n - 1n],
-  INT64: [-(2n ** 63n), 2n ** 63n - 1n],
-  UINT64: [0n, 2n ** 64n - 1n],
-};
 
 /** A handler's plain array of values as the datatype's typed array, every element checked to be one the datatype holds as it is. */
 function typedFromValues(where: string, datatype: Exclude<Datatype, 'BYTES'>, values: readonly unknown[]): NumericArray {

@@ -3,7 +3,7 @@
  * once at load. The same schema reads config.pbtxt, config.yaml and config.json; defaults live here.
  */
 import { z } from 'zod';
-import { BF16_UNSUPPORTED, configTypeOf, datatypeFromConfig, type Datatype } from '../core/datatype.js';
+import { BF16_UNSUPPORTED, configTypeOf, datatypeFromConfig, INTEGER_RANGES, type Datatype } from '../core/datatype.js';
 import { closestName } from '../core/edit-distance.js';
 import { DECIMAL_NUMBER } from '../core/decimal-number.js';
 import { quote } from '../core/errors.js';
@@ -382,26 +382,16 @@ const parametersSchema = z.preprocess((value) => {
   return Object.fromEntries(entries);
 }, z.record(z.string(), parameterValueSchema));
 
-/** Integer datatypes a pad value must fit, by their range; floats take any finite number. FP16/BF16/BYTES take none. */
-const PAD_RANGES: Readonly<Record<string, readonly [number, number]>> = {
-  TYPE_BOOL: [0, 1],
-  TYPE_UINT8: [0, 2 ** 8 - 1],
-  TYPE_UINT16: [0, 2 ** 16 - 1],
-  TYPE_UINT32: [0, 2 ** 32 - 1],
-  TYPE_UINT64: [0, Number.MAX_SAFE_INTEGER],
-  TYPE_INT8: [-(2 ** 7), 2 ** 7 - 1],
-  TYPE_INT16: [-(2 ** 15), 2 ** 15 - 1],
-  TYPE_INT32: [-(2 ** 31), 2 ** 31 - 1],
-  TYPE_INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-};
-const PAD_FLOATS = new Set(['TYPE_FP32', 'TYPE_FP64']);
-
-/** Why `value` cannot fill an input of this type; undefined when it can. */
+/** Why `value` cannot fill an input of this type (a float takes any finite number; FP16, BF16 and BYTES none); undefined when it can. */
 function padValueProblem(dataType: string, value: number): string | undefined {
-  if (PAD_FLOATS.has(dataType)) return Number.isFinite(value) ? undefined : `is ${value}, not a finite number`;
-  const range = PAD_RANGES[dataType];
-  if (!range) return `is on a ${dataType} input, which cannot be padded with a number`;
-  if (!Number.isInteger(value) || value < range[0] || value > range[1]) return `is ${value}, and a ${dataType} input takes a whole number from ${range[0]} to ${range[1]}`;
+  const datatype = datatypeFromConfig(dataType);
+  if (datatype === 'FP32' || datatype === 'FP64') return Number.isFinite(value) ? undefined : `is ${value}, not a finite number`;
+  const exact = datatype === 'BOOL' ? ([0n, 1n] as const) : datatype && INTEGER_RANGES[datatype];
+  if (!exact) return `is on a ${dataType} input, which cannot be padded with a number`;
+  // A config's number is exact up to 2^53: the bounds of a 64-bit type are taken that far.
+  const low = Math.max(Number(exact[0]), Number.MIN_SAFE_INTEGER);
+  const high = Math.min(Number(exact[1]), Number.MAX_SAFE_INTEGER);
+  if (!Number.isInteger(value) || value < low || value > high) return `is ${value}, and a ${dataType} input takes a whole number from ${low} to ${high}`;
   return undefined;
 }
 

@@ -72,6 +72,18 @@ const DATATYPE_NAMES: ReadonlySet<string> = new Set(DATATYPES);
 export const BF16_UNSUPPORTED =
   "BF16 (bfloat16) is not supported: ONNX Runtime's Node binding, which runs the models here, has no bfloat16 tensors (nor has TF.js); use FP32 or FP16";
 
+/** The values each integer datatype holds, exactly (64 bits need BigInt): a value outside would be wrapped by its typed array. */
+export const INTEGER_RANGES: Readonly<Partial<Record<Datatype, readonly [bigint, bigint]>>> = {
+  INT8: [-(2n ** 7n), 2n ** 7n - 1n],
+  UINT8: [0n, 2n ** 8n - 1n],
+  INT16: [-(2n ** 15n), 2n ** 15n - 1n],
+  UINT16: [0n, 2n ** 16n - 1n],
+  INT32: [-(2n ** 31n), 2n ** 31n - 1n],
+  UINT32: [0n, 2n ** 32n - 1n],
+  INT64: [-(2n ** 63n), 2n ** 63n - 1n],
+  UINT64: [0n, 2n ** 64n - 1n],
+};
+
 export function isDatatype(value: unknown): value is Datatype {
   return typeof value === 'string' && DATATYPE_NAMES.has(value);
 }

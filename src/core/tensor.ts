@@ -8,6 +8,7 @@ import {
   encodeBytesElements,
   halfToNumber,
   BF16_UNSUPPORTED,
+  INTEGER_RANGES,
   isDatatype,
   numberToHalf,
   packedBytesInSlices,
@@ -26,15 +27,6 @@ export interface Tensor {
   shape: number[];
   data: TensorData;
 }
-
-const INTEGER_RANGE: Partial<Record<Datatype, [number, number]>> = {
-  UINT8: [0, 255],
-  UINT16: [0, 65535],
-  UINT32: [0, 4294967295],
-  INT8: [-128, 127],
-  INT16: [-32768, 32767],
-  INT32: [-2147483648, 2147483647],
-};
 
 /** V2 JSON allows nested row-major arrays or a flat one; both flatten to the same order. */
 function flatten(name: string, values: unknown[]): unknown[] {
@@ -93,8 +85,7 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
   }
   if (datatype === 'INT64' || datatype === 'UINT64') {
     const big = data as BigInt64Array | BigUint64Array;
-    const min = datatype === 'INT64' ? -(2n ** 63n) : 0n;
-    const max = datatype === 'INT64' ? 2n ** 63n - 1n : 2n ** 64n - 1n;
+    const [min, max] = INTEGER_RANGES[datatype]!;
     for (let index = 0; index < count; index++) {
       const value = flat[index];
       const asBig =
@@ -111,9 +102,10 @@ export function tensorDataFromJson(name: string, datatype: Datatype, values: unk
     return data;
   }
   const numbers = data as Exclude<NumericArray, BigInt64Array | BigUint64Array>;
-  const range = INTEGER_RANGE[datatype];
+  // The 64-bit types went above: the bounds left are exact as doubles.
+  const range = INTEGER_RANGES[datatype];
   if (range) {
-    const [low, high] = range;
+    const [low, high] = range.map(Number);
     for (let index = 0; index < count; index++) {
       const value = flat[index];
       if (typeof value !== 'number' || !Number.isInteger(value) || value < low || value > high) {
