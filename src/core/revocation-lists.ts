@@ -70,6 +70,18 @@ function signedBy(list: InstanceType<Asn1X509['CertificateList']>, ca: X509Certi
  * signed by it, and each CA needs one. Throws an Error naming the part at fault (`names`: the flags or option paths).
  */
 export function readRevocationLists(crlPem: string | Buffer, caPem: string | Buffer, names: { clientCrl: string; clientCa: string }): RevocationList[] {
+  // The same file contents are checked by every listener at start and looked at again every interval: parsed once.
+  const known = typeof crlPem === 'string' ? undefined : checked.get(crlPem);
+  if (known && known.caPem === caPem) return known.lists;
+  const lists = parseRevocationLists(crlPem, caPem, names);
+  if (typeof crlPem !== 'string') checked.set(crlPem, { caPem, lists });
+  return lists;
+}
+
+/** Lists already read and checked, by the Buffer that held them and the CA bundle they were checked against. */
+const checked = new WeakMap<Buffer, { caPem: string | Buffer; lists: RevocationList[] }>();
+
+function parseRevocationLists(crlPem: string | Buffer, caPem: string | Buffer, names: { clientCrl: string; clientCa: string }): RevocationList[] {
   const { x509, schema } = asn1();
   const authorities = pemBlocks(caPem, 'CERTIFICATE').map((der) => ({
     certificate: new X509Certificate(der),
