@@ -181,6 +181,8 @@ export class RequestValidator {
   private readonly outputs: ReadonlyMap<string, Datatype>;
   private readonly allOutputs: readonly string[];
   private readonly maxBatchSize: number;
+  /** Inputs with a pad_value, and the axis of a request's tensor that is their length. */
+  private readonly paddedTogether: readonly { name: string; axis: number }[];
 
   /** `config` is the config as clients see it; `imageInputs` take encoded images; `bytesAsText`: see Backend.bytesAsText; `defaultedInputs` may only be left out. */
   constructor(
@@ -202,6 +204,9 @@ export class RequestValidator {
       });
     }
     this.required = config.input.filter((input) => !input.optional).map((input) => input.name);
+    this.paddedTogether = config.input
+      .filter((input) => input.pad_value !== undefined)
+      .map((input) => ({ name: input.name, axis: input.dims.indexOf(-1) + (config.max_batch_size > 0 ? 1 : 0) }));
     this.textInputs = [...this.inputs.values()].filter((rule) => rule.textOnly && rule.datatype === 'BYTES').map((rule) => rule.name);
     this.outputs = new Map(config.output.map((output) => [output.name, datatypeOfConfig(output)]));
     this.allOutputs = Object.freeze(config.output.map((output) => output.name));
@@ -283,7 +288,7 @@ export class RequestValidator {
     }
     for (const name of this.required) if (!tensors[name]) throw this.missingInputs(tensors);
     if (batchSize > 1) this.checkRowsCountable(batchSize);
-    this.checkPaddedLengths(tensors);
+    if (this.paddedTogether.length > 1) this.checkPaddedLengths(tensors);
     return {
       tensors,
       batchSize: Math.max(0, batchSize),
@@ -294,7 +299,6 @@ export class RequestValidator {
     };
   }
 
-  /** The model's shape of an input the config reshapes: the batch dimension kept, a -1 in the reshape taken from the row's size. */
   /**
    * A batch input that counts elements per request (ragged batching) cannot tell the rows of one request apart: the
    * model would answer one row for them all. Triton's ragged examples send one row per request; more is refused here.
@@ -310,16 +314,17 @@ export class RequestValidator {
   /** Inputs padded to a batch's longest (pad_value) are one sequence: a request's token ids and mask must agree in length. */
   private checkPaddedLengths(tensors: Record<string, Tensor>): void {
     let first: { name: string; length: number } | undefined;
-    for (const input of this.config.input) {
-      if (input.pad_value === undefined || !tensors[input.name]) continue;
-      const length = tensors[input.name].shape[input.dims.indexOf(-1) + (this.maxBatchSize > 0 ? 1 : 0)];
-      if (!first) first = { name: input.name, length };
+    for (const { name, axis } of this.paddedTogether) {
+      if (!tensors[name]) continue;
+      const length = tensors[name].shape[axis];
+      if (!first) first = { name, length };
       else if (length !== first.length) {
-        throw invalidArgument(`input '${input.name}' has length ${length} but input '${first.name}' has ${first.length}: inputs padded together (pad_value) are one sequence, of one length in a request`);
+        throw invalidArgument(`input '${name}' has length ${length} but input '${first.name}' has ${first.length}: inputs padded together (pad_value) are one sequence, of one length in a request`);
       }
     }
   }
 
+  /** The model's shape of an input the config reshapes: the batch dimension kept, a -1 in the reshape taken from the row's size. */
   private reshaped(name: string, shape: readonly number[], reshape: readonly number[]): number[] {
     const batched = this.maxBatchSize > 0;
     const row = batched ? shape.slice(1) : shape;
