@@ -29,7 +29,7 @@ import { RaggedBatching, SequencePadding } from '../scheduler/batch-tensors.js';
 import { completeConfig } from './config-completion.js';
 import { sequencePolicyOf } from './sequence-policy.js';
 import { fileDigest, FolderFingerprints } from './model-fingerprint.js';
-import { LoadAbandonedError, warmUp, warmupMemoryProblem, warmupSamples, zeroTensor } from './model-warmup.js';
+import { automaticWarmupMemory, declaredWarmupMemory, LoadAbandonedError, warmUp, warmupMemoryProblem, warmupSamples, zeroTensor } from './model-warmup.js';
 
 export interface VersionLoadOptions {
   /** The most memory the warmup samples may take (a config given with a load request); absent: no bound. */
@@ -234,7 +234,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     completeConfig(options.config, signature, { name, backend, defaultMaxBatchSize: options.defaultMaxBatchSize, defaultInstanceCount: instances.count }),
   );
   const warmupLimit = options.warmupMemoryLimit;
-  const warmupProblem = warmupLimit === undefined ? undefined : warmupMemoryProblem(config, warmupLimit);
+  const warmupProblem = warmupLimit === undefined ? undefined : warmupMemoryProblem(declaredWarmupMemory(config.model_warmup) + automaticWarmupMemory(config), warmupLimit);
   if (warmupProblem) checkingConfig(() => { throw new Error(`the config given with a load request may not ${warmupProblem}`); });
   // Threads follow the backend's plan when it chose the instances, else the cores split between those the config names.
   const threadsPerInstance = options.config.instance_group.length > 0 ? undefined : instances.threadsPerInstance;

@@ -23,7 +23,7 @@ import { parsePbtxt } from '../config/pbtxt.js';
 import { EnsembleStepError, loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
-import { BYTES_ELEMENT_MEMORY, LoadAbandonedError, tensorMemory } from './model-warmup.js';
+import { BYTES_ELEMENT_MEMORY, declaredWarmupMemory, LoadAbandonedError, tensorMemory, warmupMemoryProblem } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { profileCommand, readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 import { isBundledModelName, repositoryForHints } from './bundled-repository.js';
@@ -209,7 +209,6 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
   }
   const declaredWarmupFiles = new Set((own?.model_warmup ?? []).flatMap((entry) => Object.values(entry.inputs).map((input) => input.input_data_file)));
   let warmupRows = 0;
-  let warmupBytes = 0;
   for (const entry of override.model_warmup) {
     for (const input of Object.values(entry.inputs)) {
       if (input.input_data_file !== undefined && !declaredWarmupFiles.has(input.input_data_file)) {
@@ -217,12 +216,12 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
       }
     }
     // Summed over entries: a limit per entry alone would let two hundred entries through.
-    const rows = entry.count * Math.max(1, entry.batch_size);
-    warmupRows += rows;
-    warmupBytes += rows * Object.values(entry.inputs).reduce((sum, input) => sum + tensorMemory(input), 0);
+    warmupRows += entry.count * Math.max(1, entry.batch_size);
   }
   if (warmupRows > OVERRIDE_LIMITS.warmupRows) refuse(`ask its warmup for more than ${OVERRIDE_LIMITS.warmupRows} rows in all (count × batch_size over every entry: ${warmupRows})`);
-  if (warmupBytes > OVERRIDE_LIMITS.warmupBytes) refuse(`ask its warmup for tensors of more than ${OVERRIDE_LIMITS.warmupBytes} bytes in all (${warmupBytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})`);
+  // The entries alone, before the model is read; the automatic samples count too once completion settles their dims (the loader).
+  const warmupProblem = warmupMemoryProblem(declaredWarmupMemory(override.model_warmup), OVERRIDE_LIMITS.warmupBytes);
+  if (warmupProblem) refuse(warmupProblem);
   const declaredStateFiles = new Set((own?.sequence_batching?.state ?? []).flatMap((state) => state.initial_state.map((initial) => initial.data_file)));
   let stateBytes = 0;
   for (const state of override.sequence_batching?.state ?? []) {

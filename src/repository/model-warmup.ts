@@ -187,16 +187,16 @@ export function automaticWarmupMemory(config: CompletedModelConfig): number {
   return bytes;
 }
 
-/**
- * Why a load request's config may not warm up as it asks: its samples, declared and automatic, would take more than
- * `limitBytes` (undefined when they would not).
- */
-export function warmupMemoryProblem(config: CompletedModelConfig, limitBytes: number): string | undefined {
-  let bytes = automaticWarmupMemory(config);
-  for (const entry of config.model_warmup) {
-    bytes += entry.count * Math.max(1, entry.batch_size) * Object.values(entry.inputs).reduce((sum, input) => sum + tensorMemory(input), 0);
-  }
+/** Why a load request's config may not warm up as it asks: its samples would take more than `limitBytes` (undefined when not). */
+export function warmupMemoryProblem(bytes: number, limitBytes: number): string | undefined {
   return bytes > limitBytes ? `ask its warmup for tensors of more than ${limitBytes} bytes in all (${bytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})` : undefined;
+}
+
+/** The memory a config's model_warmup entries take, summed over them: each entry's rows (count × batch_size) of its tensors. */
+export function declaredWarmupMemory(entries: readonly ModelWarmupConfig[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entry.count * Math.max(1, entry.batch_size) * Object.values(entry.inputs).reduce((sum, input) => sum + tensorMemory(input), 0);
+  return bytes;
 }
 
 /** Every sample the config asks for, checked against the model; throws a message naming the entry and input at fault. */
