@@ -92,7 +92,7 @@ test('the metadata names the quantized version among those it lists, with what i
 
 test('a version whose quantization.json is broken is UNAVAILABLE naming the file; the others serve', async () => {
   const refused = await getJson(`/v2/models/${MODEL}/versions/3`, 503);
-  assert.match(refused.error, /version 3 is unavailable: fashion_mnist\/3\/quantization\.json is not a quantization record: sizes: /);
+  assert.match(refused.error, /version 3 is not at ready state: fashion_mnist\/3\/quantization\.json is not a quantization record: sizes: /);
   const index = await (await fetch(`${srv.url}/v2/repository/index`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).json();
   assert.deepEqual(
     index.map((row: Json) => [row.version, row.state]),
@@ -104,7 +104,7 @@ test('a version whose quantization.json is broken is UNAVAILABLE naming the file
     ],
   );
   const copiedOver = await getJson(`/v2/models/${MODEL}/versions/4`, 503);
-  assert.match(copiedOver.error, /version 4 is unavailable: fashion_mnist\/4\/quantization\.json records a quantized model of \d+ bytes, but the version's model file is \d+ bytes/);
+  assert.match(copiedOver.error, /version 4 is not at ready state: fashion_mnist\/4\/quantization\.json records a quantized model of \d+ bytes, but the version's model file is \d+ bytes/);
 });
 
 test('statistics and metrics are per version, with each version model file size', async () => {

@@ -188,8 +188,8 @@ test('a broken model file is UNAVAILABLE with its reason while other models load
   const results = await Promise.allSettled([repo.load('broken'), repo.load('good')]);
   assert.equal(results[0].status, 'rejected');
   assert.equal(results[1].status, 'fulfilled');
-  assert.throws(() => repo.get('broken'), isCode('UNAVAILABLE', /model 'broken' is unavailable: .+/));
-  assert.throws(() => repo.get('broken', '1'), isCode('UNAVAILABLE', /version 1 is unavailable: .+/));
+  assert.throws(() => repo.get('broken'), isCode('NOT_FOUND', /Request for unknown model: 'broken' has no available versions: .+/));
+  assert.throws(() => repo.get('broken', '1'), isCode('UNAVAILABLE', /Request for unknown model: 'broken' version 1 is not at ready state: .+/));
   assert.equal(await scaleFactor(repo.get('good')), 2);
   const rows = await repo.index();
   const broken = rows.find((row) => row.name === 'broken')!;
@@ -216,7 +216,7 @@ test('a model with an invalid config is UNAVAILABLE in index() with the field na
   ]);
   const bad = (await repo.index()).find((row) => row.name === 'bad')!;
   assert.match(bad.reason!, /invalid config\.pbtxt: instance_group\.0\.kind/);
-  assert.throws(() => repo.get('bad'), isCode('UNAVAILABLE', /instance_group\.0\.kind/));
+  assert.throws(() => repo.get('bad'), isCode('NOT_FOUND', /instance_group\.0\.kind/));
   assert.throws(() => repo.get('bad', '1'), isCode('UNAVAILABLE', /instance_group\.0\.kind/));
 });
 
@@ -368,7 +368,7 @@ test('a config that contradicts the model is UNAVAILABLE with a clear reason', a
   await writeModel(root, 'fine', 1, addSubModel());
   for (const [name, , , reason] of cases) {
     await assert.rejects(repo.load(name), isCode('UNAVAILABLE', reason), name);
-    assert.throws(() => repo.get(name), isCode('UNAVAILABLE', reason), name);
+    assert.throws(() => repo.get(name), isCode('NOT_FOUND', reason), name);
     assert.match((await repo.index()).find((row) => row.name === name)!.reason!, reason, name);
   }
   await repo.load('fine');

@@ -1027,13 +1027,15 @@ export class ModelRepository {
       const found = entry.versions.get(String(Number(version)));
       if (found) return found;
       const failure = entry.failures.get(String(Number(version))) ?? entry.failures.get('');
-      if (failure) throw unavailable(`model '${name}' version ${shortened(version)} is unavailable: ${failure}`);
+      // Triton's words and codes: a version it tried and could not load is UNAVAILABLE (503), a model with no
+      // ready version at all NOT_FOUND (404) — ModelLifeCycle::GetModel in Triton's core.
+      if (failure) throw unavailable(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not at ready state: ${failure}`);
       throw notFound(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not found (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
     if (ready.length === 0) {
       const reasons = [...entry.failures.values()];
-      throw unavailable(`model '${name}' is unavailable${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
+      throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
     }
     return ready.reduce((best, candidate) => (Number(candidate.version) > Number(best.version) ? candidate : best));
   }
