@@ -9,11 +9,19 @@ import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
 import { startGrpcEndpoint } from './support/grpc-endpoint.js';
 import { RawConnection } from './support/raw-http.js';
-import { startTestServer, type TestServer } from './support/test-server.js';
+import { startTestServer, writeStandardModels, type TestServer } from './support/test-server.js';
 
 let served: TestServer;
 before(async () => {
-  served = await startTestServer();
+  served = await startTestServer({
+    models: async (repoDir) => {
+      await writeStandardModels(repoDir);
+      // Shapes Triton's raw binary requests refuse or take (qa/L0_http/http_test.py): one BYTES element, two
+      // variable dimensions.
+      await writeModel(repoDir, 'bytes_one', 1, identityModel('string', ['batch', 1]), 'max_batch_size: 8\n');
+      await writeModel(repoDir, 'fp16_two_variable', 1, identityModel('float16', ['rows', 'columns']), 'max_batch_size: 0\n');
+    },
+  });
 });
 after(() => served.close());
 
@@ -44,8 +52,8 @@ test('a raw binary request is the one input of a single-input model, typed by it
   assert.equal(unbatched.status, 200);
   assert.deepEqual((await firstOutput(unbatched)).header.outputs[0].shape, [2]);
 
-  const text = await raw('identity_bytes', new TextEncoder().encode('hello raw'));
-  assert.equal(text.status, 200);
+  const text = await raw('bytes_one', new TextEncoder().encode('hello raw'));
+  assert.equal(text.status, 200, await text.clone().text());
   const answer = await firstOutput(text);
   assert.deepEqual(answer.header.outputs[0].shape, [1, 1]);
   assert.equal(answer.bytes.subarray(4).toString('utf8'), 'hello raw', 'one BYTES element, length-prefixed in the answer');
@@ -85,10 +93,23 @@ test('a raw binary request arrives chunked (Transfer-Encoding: chunked) as well'
   assert.equal(new Float32Array(Uint8Array.from(answer).buffer)[999], 999);
 });
 
-test('raw binary requests that cannot be read say why: several inputs, a size that is not whole elements', async () => {
+test('raw binary requests that cannot be read say why, in Triton\'s words first: several inputs, BYTES of more than one element, two variable dimensions, a size that is not whole elements', async () => {
   const several = await raw('simple', new Uint8Array(64));
   assert.equal(several.status, 400);
-  assert.match(((await several.json()) as { error: string }).error, /one input; 'simple' has 2 \(INPUT0, INPUT1\)/);
+  assert.match(
+    ((await several.json()) as { error: string }).error,
+    /^Raw request must only have 1 input \(found 1\) to be deduced but got 2 inputs in 'simple' model configuration: .*one input; 'simple' has INPUT0, INPUT1/,
+  );
+  // The body is one BYTES element: an input of more (or of a variable count) cannot be told from it.
+  const text = await raw('identity_bytes', new TextEncoder().encode('427'));
+  assert.equal(text.status, 400);
+  assert.match(((await text.json()) as { error: string }).error, /^For BYTE datatype raw input 'INPUT0', the model must have input shape \[1\] \(its dims are \[-1\]\)/);
+  const twoVariable = await raw('fp16_two_variable', new Uint8Array(8));
+  assert.equal(twoVariable.status, 400);
+  assert.match(
+    ((await twoVariable.json()) as { error: string }).error,
+    /^The shape of the raw input 'INPUT0' can not be deduced because there are more than one variable-sized dimension \(dims \[-1, -1\]\)/,
+  );
   const ragged = await raw('identity_fp32', new Uint8Array(6));
   assert.equal(ragged.status, 400);
   assert.match(((await ragged.json()) as { error: string }).error, /needs a multiple of 4 bytes; the body has 6/);

@@ -246,25 +246,37 @@ export interface RawInputModel {
 export function decodeRawInferRequest(body: Buffer, model: RawInputModel, modelName: string, version: string | undefined): InferenceRequest {
   const required = model.inputs.filter((input) => !input.optional);
   if (model.inputs.length !== 1 && required.length !== 1) {
+    // Triton's words lead (its QA tests match them), then what to do instead.
     throw invalidArgument(
-      `a raw binary request (Inference-Header-Content-Length: 0) is for models with one input; '${modelName}' has ${model.inputs.length} (${model.inputs.map((input) => input.name).join(', ')}): send a JSON header naming them`,
+      `Raw request must only have 1 input (found 1) to be deduced but got ${model.inputs.length} inputs in '${modelName}' model configuration: a raw binary request (Inference-Header-Content-Length: 0) is for models with one input; '${modelName}' has ${model.inputs.map((input) => input.name).join(', ')}: send a JSON header naming them`,
     );
   }
   const [input] = required.length === 1 ? required : model.inputs;
   const batch = model.batched ? [1] : [];
+  const dims = [...input.dims];
+  const unknown = dims.filter((dim) => dim < 0).length;
+  if (unknown > 1) {
+    throw invalidArgument(
+      `The shape of the raw input '${input.name}' can not be deduced because there are more than one variable-sized dimension (dims [${dims.join(', ')}]): send a JSON header with the shape`,
+    );
+  }
+  const known = dims.filter((dim) => dim >= 0).reduce((product, dim) => product * dim, 1);
   if (input.datatype === 'BYTES') {
-    return { model: modelName, version, inputs: [{ name: input.name, datatype: 'BYTES', shape: [...batch, 1], data: [body] }] };
+    // As in Triton: the body is one element, so the input must hold exactly one — the body alone cannot say where
+    // elements of a longer tensor end.
+    if (unknown > 0 || known !== 1) {
+      throw invalidArgument(
+        `For BYTE datatype raw input '${input.name}', the model must have input shape [1] (its dims are [${dims.join(', ')}]): the body is one element; send a JSON header with the shape and the elements' lengths for more`,
+      );
+    }
+    return { model: modelName, version, inputs: [{ name: input.name, datatype: 'BYTES', shape: [...batch, ...dims], data: [body] }] };
   }
   const elementBytes = byteSize(input.datatype);
   if (body.length % elementBytes !== 0) {
     throw invalidArgument(`a raw binary request for input '${input.name}' (${input.datatype}) needs a multiple of ${elementBytes} bytes; the body has ${body.length}`);
   }
   const elements = body.length / elementBytes;
-  const dims = [...input.dims];
-  const unknown = dims.filter((dim) => dim < 0).length;
-  const known = dims.filter((dim) => dim >= 0).reduce((product, dim) => product * dim, 1);
   const shape = (() => {
-    if (unknown > 1) return undefined;
     // A variable dimension takes what the body holds, in one row: rows and that dimension cannot both be told from a size.
     if (unknown === 1) return known > 0 && elements % known === 0 ? [...batch, ...dims.map((dim) => (dim < 0 ? elements / known : dim))] : undefined;
     if (!model.batched) return elements === known ? dims : undefined;
