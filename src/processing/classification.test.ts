@@ -75,6 +75,13 @@ test('an unbatched output ranks all of its elements together', () => {
   assert.deepEqual(strings(result), ['0.900000:1', '0.800000:4', '0.400000:5']);
 });
 
+test("more than Triton's 1,000,000 classes in a row are refused before ranking, as Triton refuses them", () => {
+  const refused = /classification output tensor too large: 1000001 classes per row, more than the 1000000/;
+  const zeros = (shape: number[]): Tensor => ({ datatype: 'FP32', shape, data: new Float32Array(shape[0] * shape[1]) });
+  assert.throws(() => classify(zeros([1, 1_000_001]), 5, true), refused);
+  assert.throws(() => classify(zeros([2, 500_001]), 5, false), /1000002 classes per output/);
+});
+
 test('FP16 scores are decoded from their half-precision bits', () => {
   const halves = new Uint16Array([0.25, 1, 0.5, 0.1, -2].map(numberToHalf));
   const result = classify({ datatype: 'FP16', shape: [1, 5], data: halves }, 5, true);

@@ -3,7 +3,11 @@
  * classes of each batch row as BYTES "score:index:label" (label omitted when the output has none).
  */
 import { halfToNumber, type NumericArray } from '../core/datatype.js';
+import { invalidArgument } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
+
+/** Triton's cap on the classes of one row: ranking more would hold the thread that sorts them for long. */
+export const MAX_CLASSIFICATION_ELEMENTS = 1_000_000;
 
 /** A score as the output holds it: 64-bit integers stay bigints, whose values doubles cannot all tell apart. */
 function scoreAt(tensor: Tensor, index: number): number | bigint {
@@ -51,6 +55,11 @@ const INTEGRAL = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16'
 export function classify(tensor: Tensor, classCount: number, batched: boolean, labels?: readonly string[]): Tensor {
   const rows = batched ? tensor.shape[0] : 1;
   const classes = rows === 0 ? 0 : tensor.data.length / rows;
+  if (classes > MAX_CLASSIFICATION_ELEMENTS) {
+    throw invalidArgument(
+      `classification output tensor too large: ${classes} classes per ${batched ? 'row' : 'output'}, more than the ${MAX_CLASSIFICATION_ELEMENTS} the classification extension ranks; ask for the output itself`,
+    );
+  }
   const k = Math.min(classCount, classes);
   const data: Buffer[] = [];
   for (let row = 0; row < rows; row++) {
