@@ -746,8 +746,10 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
     assert.equal(config, await httpError('/v2/models/simple/versions/9/config'));
     const stats = await callError(rpc, 'ModelStatistics', { name: 'no_such_model' }, grpc.status.NOT_FOUND);
     assert.equal(stats, await httpError('/v2/models/no_such_model/stats'));
-    // A model that failed to load is UNAVAILABLE with its reason.
-    await callError(rpc, 'ModelInfer', { model_name: 'broken', inputs: [] }, grpc.status.UNAVAILABLE, ['broken']);
+    // A model that failed to load has no version to serve: NOT_FOUND, as Triton answers, with its reason; the version
+    // that failed, asked by number, UNAVAILABLE.
+    await callError(rpc, 'ModelInfer', { model_name: 'broken', inputs: [] }, grpc.status.NOT_FOUND, ["'broken' has no available versions", 'Protobuf parsing failed']);
+    await callError(rpc, 'ModelInfer', { model_name: 'broken', model_version: '1', inputs: [] }, grpc.status.UNAVAILABLE, ["'broken' version 1 is not at ready state"]);
   });
 
   test('wrong datatype, wrong shape, wrong element count: INVALID_ARGUMENT', async () => {
