@@ -204,6 +204,11 @@ describe('health and metadata', () => {
     assert.deepEqual(simple.input.map((input: Json) => [input.format, input.is_shape_tensor]), [['FORMAT_NONE', false], ['FORMAT_NONE', false]]);
     assert.deepEqual(simple.model_transaction_policy, { decoupled: false });
     assert.deepEqual(simple.instance_group.map((group: Json) => group.name), ['simple_0']);
+    // Every field Triton's answer always prints (its JSON for an ONNX model), so clients that index them find them.
+    const alwaysPrinted = ['name', 'platform', 'backend', 'runtime', 'version_policy', 'max_batch_size', 'input', 'output', 'batch_input', 'batch_output', 'optimization', 'instance_group', 'default_model_filename', 'cc_model_filenames', 'metric_tags', 'parameters', 'model_warmup'];
+    assert.deepEqual(alwaysPrinted.filter((field) => !(field in simple)), []);
+    assert.deepEqual(simple.optimization, { priority: 'PRIORITY_DEFAULT', input_pinned_memory: { enable: true }, output_pinned_memory: { enable: true }, gather_kernel_buffer_threshold: 0, eager_batching: false });
+    assert.deepEqual(Object.keys(simple.instance_group[0]).sort(), ['count', 'gpus', 'host_policy', 'kind', 'name', 'passive', 'profile', 'secondary_devices']);
     assert.deepEqual(await okJson(await get(main, '/v2/models/simple/versions/1/config')), simple);
 
     const yaml = await okJson(await get(main, '/v2/models/yaml_scale/config'));

@@ -127,15 +127,33 @@ async function sendCompressed(reply: FastifyReply, chunks: readonly Buffer[], he
   return reply.header('inference-header-content-length', headerLength).type('application/octet-stream').send(body);
 }
 
+/** The optimization block Triton's JSON prints for a config that sets none (protobuf defaults and Triton's own). */
+const TRITON_OPTIMIZATION_DEFAULTS = {
+  priority: 'PRIORITY_DEFAULT',
+  input_pinned_memory: { enable: true },
+  output_pinned_memory: { enable: true },
+  gather_kernel_buffer_threshold: 0,
+  eager_batching: false,
+};
+
 /**
- * A model's config as Triton's JSON writes it, with the defaults of fields Nereid leaves unset (as
- * the gRPC message has them): tools read e.g. model_transaction_policy.decoupled or an input's format.
+ * A model's config as Triton's JSON writes it, every field it always prints included, with the defaults of fields
+ * Nereid leaves unset: tools read e.g. model_transaction_policy.decoupled, an input's format or an instance group's
+ * passive flag. default_model_filename stays '' unless the config names one, as Triton's answer has it for backends
+ * that do not fill it in.
  */
 function withTritonDefaults(config: CompletedModelConfig) {
   return {
+    runtime: '',
     ...config,
     input: config.input.map((input) => ({ format: 'FORMAT_NONE', is_shape_tensor: false, ...input })),
     output: config.output.map((output) => ({ label_filename: '', is_shape_tensor: false, ...output })),
+    batch_output: [],
+    optimization: { ...TRITON_OPTIMIZATION_DEFAULTS, ...config.optimization },
+    instance_group: config.instance_group.map((group) => ({ gpus: [], secondary_devices: [], profile: [], passive: false, host_policy: '', ...group })),
+    default_model_filename: config.default_model_filename ?? '',
+    cc_model_filenames: {},
+    metric_tags: {},
     model_transaction_policy: { decoupled: false },
   };
 }
