@@ -1451,7 +1451,7 @@ describe('DynamicBatcher: failures', () => {
     await b;
   });
 
-  it("a batch the engine refuses for its inputs runs again request by request: one request's bad input fails it alone", async () => {
+  it("a batch the engine refuses for its inputs runs again in halves: one request's bad input fails it alone", async () => {
     const h = new Harness({ maxBatchSize: 8 });
     const blocker = h.schedule(fp32Request([0]));
     await flush();
@@ -1461,18 +1461,41 @@ describe('DynamicBatcher: failures', () => {
     await release(h, 0);
     assert.deepEqual(h.batches(), [[0], [1, 99, 2, 3]]);
     const refused = assert.rejects(bad, isError('INVALID_ARGUMENT', /token id 99 is beyond the vocabulary/));
-    h.calls[1].fail(new NereidError('INVALID_ARGUMENT', 'token id 99 is beyond the vocabulary'));
-    // Each request of the failed batch goes alone, in order, on the same instance.
+    const beyond = new NereidError('INVALID_ARGUMENT', 'token id 99 is beyond the vocabulary');
+    h.calls[1].fail(beyond);
+    // The first half (two requests) fails again and is halved; the second half runs as it is, on the same instance.
     await h.waitForCalls(3);
-    await release(h, 2);
+    h.calls[2].fail(beyond);
     await h.waitForCalls(4);
-    h.calls[3].fail(new NereidError('INVALID_ARGUMENT', 'token id 99 is beyond the vocabulary'));
+    await release(h, 3);
     await h.waitForCalls(5);
-    await release(h, 4);
-    assert.deepEqual(h.batches(), [[0], [1, 99, 2, 3], [1], [99], [2, 3]]);
+    h.calls[4].fail(beyond);
+    await h.waitForCalls(6);
+    await release(h, 5);
+    assert.deepEqual(h.batches(), [[0], [1, 99, 2, 3], [1, 99], [1], [99], [2, 3]]);
     assertOwnResult(await blocker, [0]);
     assertOwnResult(await good, [1]);
     assertOwnResult(await alsoGood, [2, 3]);
+    await refused;
+  });
+
+  it('one bad request in a batch of eight costs six more runs, not eight, and the good halves run batched', async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const blocker = h.schedule(fp32Request([0]));
+    await flush();
+    const answers = [1, 2, 3, 4, 5, 6, 7, 8].map((id) => h.schedule(fp32Request([id])));
+    const refused = assert.rejects(answers[6], isError('INVALID_ARGUMENT', /bad 7/));
+    await release(h, 0);
+    const bad = new NereidError('INVALID_ARGUMENT', 'bad 7');
+    // Each call holding request 7 fails, every other is released, until no call follows.
+    for (let call = 1; h.calls.length > call; call++) {
+      if (h.batches()[call].includes(7)) h.calls[call].fail(bad);
+      else h.calls[call].release();
+      await flush();
+    }
+    assert.deepEqual(h.batches(), [[0], [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4], [5, 6, 7, 8], [5, 6], [7, 8], [7], [8]]);
+    assertOwnResult(await blocker, [0]);
+    for (const [index, answer] of answers.entries()) if (index !== 6) assertOwnResult(await answer, [index + 1]);
     await refused;
   });
 
