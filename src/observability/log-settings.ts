@@ -1,12 +1,12 @@
 /**
- * Triton's logging extension over the server's pino logger, changed at run time. pino has one
- * threshold where Triton has four switches, so the settings map onto it:
- * - log_verbose_level 1 logs from debug, 2 or more from trace (as --log-verbose does);
- * - at verbosity 0, the lowest of log_info / log_warning / log_error that is on sets the threshold
- *   (info, warn, error); all three off leaves only fatal lines.
- * A threshold shows every level above it, so a combination it cannot express (info on with warnings
- * off, or verbose lines with info off) is refused rather than silently applied in part.
- * Loggers made with `child()` follow the threshold unless they were given a level of their own.
+ * Triton's logging extension over the server's pino logger, changed at run time. Triton has four independent switches
+ * where pino has one threshold, so the settings map onto both of pino's tools:
+ * - the threshold is the least severe level any switch leaves on: log_verbose_level 1 logs from debug, 2 or more from
+ *   trace (as --log-verbose does); else log_info, log_warning, log_error (info, warn, error); all off leaves fatal;
+ * - a level above the threshold that its switch turns off (warnings off with info on, info off with verbose lines on)
+ *   gets a method that writes nothing, as pino gives every level below its threshold.
+ * Loggers made with `child()` follow both unless they were given a level of their own: they read the level methods
+ * through their prototype.
  *
  * `log_file` is never settable: a file path chosen by a client is how Triton's CVE-2024-0087 let
  * anyone who could reach the endpoint write files on the server. Logs go to the server's stream.
@@ -41,6 +41,13 @@ function thresholdOf(settings: LogSettingsAnswer): string {
   return settings.log_error ? 'error' : 'fatal';
 }
 
+/** The switches of the three levels Triton switches, with pino's name of each. */
+const SWITCHED_LEVELS = [
+  ['info', 'log_info'],
+  ['warn', 'log_warning'],
+  ['error', 'log_error'],
+] as const;
+
 /** The settings a threshold stands for, so that GET reports what the logger does now. */
 function settingsOf(level: string, format: LogFormat): LogSettingsAnswer {
   const value = level === 'silent' ? Number.POSITIVE_INFINITY : (pino.levels.values[level] ?? pino.levels.values.info);
@@ -60,6 +67,8 @@ export class LogSettings {
   private format: LogFormat = 'default';
   /** The verbosity asked for, which may be above 2 (Triton's levels go on; pino's stop at trace). */
   private verboseLevel: number;
+  /** The switches last applied and the threshold they set: reported while the logger's level is still that one. */
+  private applied?: { threshold: string; settings: LogSettingsAnswer };
 
   constructor(private readonly logger: Logger) {
     this.defaultTime = (logger as unknown as Record<symbol, () => string>)[pino.symbols.timeSym];
@@ -67,6 +76,7 @@ export class LogSettings {
   }
 
   settings(): LogSettingsAnswer {
+    if (this.applied?.threshold === this.logger.level) return { ...this.applied.settings, log_format: this.format };
     const now = settingsOf(this.logger.level, this.format);
     return now.log_verbose_level === 2 ? { ...now, log_verbose_level: Math.max(2, this.verboseLevel) } : now;
   }
@@ -100,8 +110,11 @@ export class LogSettings {
           throw invalidArgument(`unknown log setting '${name.slice(0, 60)}' (settable: log_info, log_warning, log_error, log_verbose_level, log_format)`);
       }
     }
-    checkExpressible(next);
-    this.logger.level = thresholdOf(next);
+    const threshold = thresholdOf(next);
+    // Sets every level's method from the threshold (writing or not), then silences the levels above it switched off.
+    this.logger.level = threshold;
+    for (const [level, setting] of SWITCHED_LEVELS) if (!next[setting]) this.logger[level] = silent;
+    this.applied = { threshold, settings: next };
     this.verboseLevel = next.log_verbose_level;
     this.format = next.log_format;
     // Children made without options read the time function through their prototype, so they follow too.
@@ -111,11 +124,5 @@ export class LogSettings {
   }
 }
 
-function checkExpressible(next: LogSettingsAnswer): void {
-  const threshold = "Nereid's logger has one threshold, and a level it shows shows every more severe level too";
-  if (next.log_verbose_level > 0 && !(next.log_info && next.log_warning && next.log_error)) {
-    throw invalidArgument(`verbose lines (log_verbose_level ${next.log_verbose_level}) need log_info, log_warning and log_error on: ${threshold}`);
-  }
-  if (next.log_info && !next.log_warning) throw invalidArgument(`log_info on needs log_warning on: ${threshold}`);
-  if (next.log_warning && !next.log_error) throw invalidArgument(`log_warning on needs log_error on: ${threshold}`);
-}
+/** A level switched off above the threshold: as pino's own method for a level below it, it writes nothing. */
+const silent: pino.LogFn = () => undefined;
