@@ -572,7 +572,8 @@ describe('checked at load (explicit model control), each mistake named', () => {
       [{ name: 'chain_yaml', state: 'UNAVAILABLE', reason: "ensemble 'chain_yaml' contains models that are not available: scale3" }],
     );
     const failed = await infer();
-    assert.equal(failed.status, 404, JSON.stringify(failed.body));
+    // Waiting for its step, not failed: refused for now (503), in Triton's words.
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
     assert.match(failed.body.error, /Request for unknown model: 'chain_yaml' has no available versions: ensemble 'chain_yaml' contains models that are not available: scale3/);
     // Loading the step brings the ensemble back by itself.
     await explicit.server.loadModel('scale3');
@@ -669,7 +670,7 @@ describe('a step unloaded or replaced while an ensemble request runs (explicit m
     await explicit?.close();
   });
 
-  test('requests already accepted finish on the step versions they started with; the unload waits for them, and later requests get a 404, as in Triton', async () => {
+  test('requests already accepted finish on the step versions they started with; the unload waits for them, and later requests get 503 until the step is back', async () => {
     await explicit.server.loadModel('ens_sleepy');
     const accepted = [post('ens_sleepy'), post('ens_sleepy')];
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -683,7 +684,7 @@ describe('a step unloaded or replaced while an ensemble request runs (explicit m
     assert.equal(explicit.server.modelReady('scale5'), false);
     assert.equal(explicit.server.modelReady('ens_sleepy'), false);
     const later = await post('ens_sleepy');
-    assert.equal(later.status, 404, JSON.stringify(later.body));
+    assert.equal(later.status, 503, JSON.stringify(later.body));
     assert.match(later.body.error, /Request for unknown model: 'ens_sleepy' has no available versions: ensemble 'ens_sleepy' contains models that are not available: scale5/);
     await explicit.server.loadModel('scale5');
     assert.equal(explicit.server.modelReady('ens_sleepy'), true);
@@ -715,7 +716,7 @@ describe('a step unloaded or replaced while an ensemble request runs (explicit m
       [{ name: 'pinned', state: 'UNAVAILABLE', reason: "ensemble 'pinned' contains models that are not available: scaler version 1" }],
     );
     const failed = await post('pinned');
-    assert.equal(failed.status, 404, JSON.stringify(failed.body));
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
     await explicit.server.loadModel('scaler', { config: JSON.stringify({ max_batch_size: 8, version_policy: { all: {} } }) });
     assert.equal(explicit.server.modelReady('pinned'), true);
     assert.deepEqual((await post('pinned')).body.outputs.map((output: Json) => output.data[0]), [1, 2]);

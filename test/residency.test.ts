@@ -194,7 +194,7 @@ test('a model loaded at start that the memory budget has no room for is UNAVAILA
   assert.equal(refused.state, 'UNAVAILABLE');
   assert.match(refused.reason!, /needs about .* but the memory budget of .* \(modelMemoryBudget\) has 0\.0 MiB left/);
   const response = await fetch(`${served.url}/v2/models/${refused.name}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 16], data: Array(16).fill(1) }] }) });
-  assert.equal(response.status, 404);
+  assert.equal(response.status, 503, 'no room is a wait, not a failed load');
   assert.match(((await response.json()) as { error: string }).error, /has no available versions: .*\(modelMemoryBudget\)/);
   assert.equal(served.server.ready, false);
   assert.ok(logged.some((line) => line.includes(`model '${refused.name}' was not loaded`)), logged.join('\n'));

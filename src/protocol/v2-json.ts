@@ -237,6 +237,11 @@ export interface RawInputModel {
   batched: boolean;
 }
 
+/** Whether dims (a batch dimension left out) hold exactly one element: what a raw binary BYTES input must take. */
+export function holdsOneElement(dims: readonly number[]): boolean {
+  return dims.every((dim) => dim === 1);
+}
+
 /**
  * Triton's raw binary request (`Inference-Header-Content-Length: 0`): the whole body is the one
  * input of a single-input model, in its declared datatype. BYTES: the body is one element. Numeric:
@@ -264,7 +269,7 @@ export function decodeRawInferRequest(body: Buffer, model: RawInputModel, modelN
   if (input.datatype === 'BYTES') {
     // As in Triton: the body is one element, so the input must hold exactly one — the body alone cannot say where
     // elements of a longer tensor end.
-    if (unknown > 0 || known !== 1) {
+    if (!holdsOneElement(dims)) {
       throw invalidArgument(
         `For BYTE datatype raw input '${input.name}', the model must have input shape [1] (its dims are [${dims.join(', ')}]): the body is one element; send a JSON header with the shape and the elements' lengths for more`,
       );

@@ -126,6 +126,11 @@ interface ModelEntry {
   loading?: boolean;
   /** Steps unloaded after this ensemble loaded: it is UNAVAILABLE until they load again, and then loads itself. */
   missingSteps?: Set<string>;
+  /**
+   * No version serves because of a wait, not of a failed load (steps to come back, room in the memory budget): its
+   * requests are refused for now (503, retry) rather than with Triton's NOT_FOUND for a model that failed to load.
+   */
+  waiting?: boolean;
 }
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
@@ -558,7 +563,7 @@ export class ModelRepository {
         // Judged in the ensemble's turn: a load of it that ran first may have loaded the step again.
         if (!lost(entry)) return;
         const missingSteps = new Set([...(entry.missingSteps ?? []), step]);
-        const failed: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, steps: entry.steps, pinned: entry.pinned, missingSteps };
+        const failed: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, steps: entry.steps, pinned: entry.pinned, missingSteps, waiting: true };
         const reason = this.missingReason(ensemble, failed);
         failed.failures.set('', reason);
         await this.replace(ensemble, failed, entry);
@@ -1035,7 +1040,8 @@ export class ModelRepository {
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
     if (ready.length === 0) {
       const reasons = [...entry.failures.values()];
-      throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
+      const message = `Request for unknown model: ${quoteName(name)} has no available versions${reasons.length ? `: ${reasons.join('; ')}` : ''}`;
+      throw entry.waiting ? unavailable(message) : notFound(message);
     }
     return ready.reduce((best, candidate) => (Number(candidate.version) > Number(best.version) ? candidate : best));
   }
@@ -1135,12 +1141,12 @@ export class ModelRepository {
 
   /**
    * A model that was not loaded for a reason outside the repository (no room in the memory budget):
-   * UNAVAILABLE with that reason in the index, for readiness and for its requests, until a load
+   * UNAVAILABLE with that reason in the index, for readiness, and for its requests (503) until a load
    * replaces it. A model the repository holds a state for already keeps it.
    */
   recordNotLoaded(name: string, reason: string): void {
     if (this.hasState(name)) return;
-    this.entries.set(name, { versions: new Map(), failures: new Map([['', reason]]), unloaded: false });
+    this.entries.set(name, { versions: new Map(), failures: new Map([['', reason]]), unloaded: false, waiting: true });
   }
 
   /** Whether the repository holds a state for the model: loaded, failed or unloaded. */

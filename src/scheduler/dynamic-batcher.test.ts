@@ -1473,6 +1473,8 @@ describe('DynamicBatcher: failures', () => {
     await h.waitForCalls(6);
     await release(h, 5);
     assert.deepEqual(h.batches(), [[0], [1, 99, 2, 3], [1, 99], [1], [99], [2, 3]]);
+    // Only a joined part is the batcher's to hand over; a request alone keeps its own buffers, as in a first run.
+    assert.deepEqual(h.calls.slice(2).map((call) => call.options?.inputsOwned === true), [true, false, false, false]);
     assertOwnResult(await blocker, [0]);
     assertOwnResult(await good, [1]);
     assertOwnResult(await alsoGood, [2, 3]);

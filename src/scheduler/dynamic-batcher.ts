@@ -454,30 +454,32 @@ export class DynamicBatcher implements Scheduler {
    * 2·log2(n) runs (n request by request), and the others still run batched; a batch of bad requests only, 2n − 1.
    */
   private async runApart(instance: BackendInstance, batch: readonly Pending[], alone: boolean): Promise<void> {
-    // A client that has gone is not computed for again.
-    const live = batch.filter((pending) => {
-      if (!pending.request.signal?.aborted) return true;
-      this.fail([pending], cancelled());
-      return false;
-    });
-    const half = Math.ceil(live.length / 2);
-    for (const part of [live.slice(0, half), live.slice(half)]) {
+    const half = Math.ceil(batch.length / 2);
+    for (const halfOf of [batch.slice(0, half), batch.slice(half)]) {
+      // A client that has gone (meanwhile, too) is not computed for again.
+      const part = halfOf.filter((pending) => {
+        if (!pending.request.signal?.aborted) return true;
+        this.fail([pending], cancelled());
+        return false;
+      });
       if (part.length === 0) continue;
       const started = now();
-      const only = part.length === 1 && !this.policy.ragged ? part[0].request : undefined;
-      let inputs: Record<string, Tensor>;
+      // As execute() runs a batch: a request alone keeps its own buffers (a ragged one is only reshaped by the join).
+      const only = part.length === 1 ? part[0].request : undefined;
+      let elements = 0;
       let outputs: RunOutputs;
       try {
-        inputs = only ? only.inputs : this.joinInputs(part);
-        const outputNames = part.length === 1 ? part[0].request.outputNames : [...new Set(part.flatMap((pending) => pending.request.outputNames))];
-        outputs = await (only ? instance.run(inputs, outputNames) : instance.run(inputs, outputNames, { inputsOwned: true }));
+        const inputs = only && !this.policy.ragged ? only.inputs : this.joinInputs(part);
+        // Counted before the run: an instance in a worker may take the joined buffers.
+        elements = elementsOf(inputs);
+        outputs = await (only ? instance.run(inputs, only.outputNames) : instance.run(inputs, [...new Set(part.flatMap((pending) => pending.request.outputNames))], { inputsOwned: true }));
       } catch (error) {
         if (this.isolates(part, error)) await this.runApart(instance, part, alone);
         else this.fail(part, error);
         continue;
       }
       try {
-        this.answer(instance, part, outputs, part.reduce((sum, pending) => sum + pending.rows, 0), elementsOf(inputs), started, started, alone);
+        this.answer(instance, part, outputs, part.reduce((sum, pending) => sum + pending.rows, 0), elements, started, started, alone);
       } catch (error) {
         this.fail(part, error); // settles only those not answered yet
       }

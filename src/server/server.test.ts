@@ -79,7 +79,7 @@ test('a library caller asks for classes in an output\'s parameters as the wire d
   await rejectsWith(server.infer({ ...request('good'), outputs: [{ name: 'OUTPUT0', parameters: { classification: 'two' } }] }), 'INVALID_ARGUMENT', /classification must be a number/);
 });
 
-test("a model whose backend cannot describe it is UNAVAILABLE with the reason, and the others serve", async (t) => {
+test("a model whose backend cannot describe it is UNAVAILABLE in the index, its requests NOT_FOUND with the reason, and the others serve", async (t) => {
   const repo = await fakeRepository(t, { good: undefined, broken: 'backend: broken\n' });
   const server = await started(t, { modelRepository: repo, backends: [doublerBackend(), brokenBackend()] });
   const index = await server.repositoryIndex();
@@ -88,7 +88,7 @@ test("a model whose backend cannot describe it is UNAVAILABLE with the reason, a
   assert.match(broken?.reason ?? '', /cannot read the weights in .*broken\/1\/model\.onnx/);
   assert.equal(index.find((entry) => entry.name === 'good')?.state, 'READY');
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
-  await rejectsWith(server.infer(request('broken')), 'UNAVAILABLE', /cannot read the weights/);
+  await rejectsWith(server.infer(request('broken')), 'NOT_FOUND', /'broken' has no available versions: .*cannot read the weights/);
   assert.deepEqual([server.modelReady('good'), server.modelReady('broken')], [true, false]);
   assert.equal(server.ready, false, 'strict readiness: a model loaded at start is not ready');
   const lenient = await started(t, { modelRepository: repo, backends: [doublerBackend(), brokenBackend()], strictReadiness: false });

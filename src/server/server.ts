@@ -546,7 +546,8 @@ export class Server {
     } catch (error) {
       // The HTTP port opens before the models load (so that liveness answers): until start() is done, a model not
       // known yet may be one still loading, and a 503 tells a proxy to try another replica where a 404 would be final.
-      if (!this.started && error instanceof NereidError && error.code === 'NOT_FOUND') {
+      // One whose load failed already keeps its answer and reason.
+      if (!this.started && error instanceof NereidError && error.code === 'NOT_FOUND' && !this.repository.hasState(name)) {
         throw overloaded(`model ${quoteName(name)} is not available yet: the server is starting and still loading its models`, STARTING_RETRY_AFTER_MS);
       }
       throw error;

@@ -15,7 +15,7 @@ import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMess
 import { ClientCancellation, requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
-import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
+import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import type { CompletedModelConfig } from '../../config/model-config.js';
@@ -144,16 +144,17 @@ const TRITON_OPTIMIZATION_DEFAULTS = {
  */
 function withTritonDefaults(config: CompletedModelConfig) {
   return {
+    // Defaults first: what the config sets (its own metric_tags, say) stays as it is.
     runtime: '',
+    batch_output: [],
+    default_model_filename: '',
+    cc_model_filenames: {},
+    metric_tags: {},
     ...config,
     input: config.input.map((input) => ({ format: 'FORMAT_NONE', is_shape_tensor: false, ...input })),
     output: config.output.map((output) => ({ label_filename: '', is_shape_tensor: false, ...output })),
-    batch_output: [],
     optimization: { ...TRITON_OPTIMIZATION_DEFAULTS, ...config.optimization },
     instance_group: config.instance_group.map((group) => ({ gpus: [], secondary_devices: [], profile: [], passive: false, host_policy: '', ...group })),
-    default_model_filename: config.default_model_filename ?? '',
-    cc_model_filenames: {},
-    metric_tags: {},
     model_transaction_policy: { decoupled: false },
   };
 }
@@ -337,7 +338,7 @@ function outputsQueryOf(query: unknown, headerless: boolean, binary: boolean): R
 /** Whether an image body (Content-Type image/*) suits the model: its one input takes an encoded image as BYTES. */
 function takesImageBody(model: RawInputModel): boolean {
   const [input, ...others] = model.inputs;
-  return others.length === 0 && input?.datatype === 'BYTES';
+  return others.length === 0 && input?.datatype === 'BYTES' && holdsOneElement(input.dims);
 }
 
 /** An image body is one encoded image: only for a model whose one input takes it as BYTES. */
