@@ -50,6 +50,8 @@ test('with --json a failure is one {"error": {code, message}} on stdout, and the
     { args: ['batch', 'status', '--queue', nowhere, '--job', 'j'], exit: 3, code: 'UNAVAILABLE', message: /^cannot reach Redis at 127\.0\.0\.1:\d+/ },
     { args: ['batch', 'cancel', '--queue', nowhere, '--job', 'j'], exit: 3, code: 'UNAVAILABLE', message: /^cannot reach Redis at/ },
     { args: [...submit, '--queue', nowhere], exit: 3, code: 'UNAVAILABLE', message: /^cannot reach Redis at/ },
+    // A name no repository can hold is refused by the submitter itself, before Redis is asked.
+    { args: [...submit.map((arg) => (arg === 'scale' ? '../scale' : arg)), '--queue', nowhere], exit: 2, code: 'INVALID_ARGUMENT', message: /^invalid model name '\.\.\/scale'/ },
     { args: ['batch', 'status', '--queue', queueUrl, '--job', 'nope'], exit: 2, code: 'NOT_FOUND', message: /^no batch job 'nope' on queue 'nereid-batch'/ },
     { args: ['batch', 'cancel', '--queue', queueUrl, '--job', 'nope'], exit: 2, code: 'NOT_FOUND', message: /^no batch job 'nope'/ },
     { args: ['batch', 'status', '--queue', queueUrl, '--job', 'bad name'], exit: 2, code: 'INVALID_ARGUMENT', message: /^job name 'bad name' may use only/ },

@@ -14,6 +14,7 @@ import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
 import { parseOptions } from '../core/options.js';
+import { checkModelName } from '../repository/model-repository.js';
 import {
   CANCELLED_FIELD,
   CHUNK_FORMAT,
@@ -61,6 +62,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     'job',
   ]);
   const logger = options.logger ?? defaultLibraryLogger();
+  // The workers hold the repository; a name no repository can hold is refused here, before any chunk is queued.
+  checkModelName(options.model);
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
   await requireRedis(options.queue);
