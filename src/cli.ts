@@ -1007,6 +1007,7 @@ verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could n
   .option('--cost-per-core-hour <usd>', 'price of one core-hour, for costs', number(0), defaultOf(tuneOptionsSchema, 'usdPerCoreHour'))
   .option('--budget-s <seconds>', 'stop starting new measurements after this many seconds', seconds(1), defaultOf(tuneOptionsSchema, 'budgetSeconds'))
   .option('--min-gain <fraction>', 'write another config only when it beats the current one by this much, a fraction from 0 to 1 (0.05: 5 %)', number(0, 1), defaultOf(tuneOptionsSchema, 'minGain'))
+  .option('--confirm-rounds <n>', 'rounds in which the current config and the chosen one are measured again in turn before the chosen one is written (its gain must hold in their median); 0: trust the search', integer(0), defaultOf(tuneOptionsSchema, 'confirmRounds'))
   .option('--warmup-s <seconds>', 'warm-up before each measurement', seconds(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
   .option('--duration-s <seconds>', 'length of each measurement', seconds(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
   .option('--repeats <n>', 'measurements per concurrency level (the median is kept)', integer(1), defaultOf(tuneOptionsSchema, 'repeats'))
@@ -1036,6 +1037,7 @@ verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could n
         usdPerCoreHour: flags.costPerCoreHour,
         budgetSeconds: flags.budgetS,
         minGain: flags.minGain,
+        confirmRounds: flags.confirmRounds,
         warmupSeconds: flags.warmupS,
         durationSeconds: flags.durationS,
         repeats: flags.repeats,

@@ -25,9 +25,9 @@ test('nereid tune searches within its budget, writes a config the server loads, 
   const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-'));
   try {
     await writeModel(repository, 'cnn', 1, smallCnnModel(), undefined, { 'config.yaml': POOR_CONFIG });
-    const budget = 25;
+    const budget = 30;
     const chart = join(repository, 'tune.svg');
-    const args = ['tune', '--model', 'cnn', '--model-repository', repository, '--concurrency', '1,16', '--warmup-s', '0.2', '--duration-s', '0.5', '--budget-s', String(budget), '--max-batch-size', '32'];
+    const args = ['tune', '--model', 'cnn', '--model-repository', repository, '--concurrency', '1,16', '--warmup-s', '0.2', '--duration-s', '0.5', '--budget-s', String(budget), '--max-batch-size', '32', '--confirm-rounds', '1'];
     const { code, stdout, stderr } = await runCli([...args, '--write', '--chart', chart, '--json'], 180_000);
     assert.equal(code, 0, stderr);
     const report = JSON.parse(stdout) as TuneReport & { written: { path: string; backup: string } | null };
@@ -37,7 +37,11 @@ test('nereid tune searches within its budget, writes a config the server loads, 
     assert.equal(report.results[0].step, 'current config');
     assert.ok(report.results.length >= 3, `${report.results.length} configs measured`);
     assert.deepEqual(report.batchCurve.map((point) => point.batchSize), [1, 2, 4, 8, 16, 32]);
-    assert.ok(report.best !== undefined && report.best > 0, 'a poor start is improved on');
+    assert.ok(report.best !== undefined && report.best > 0, `a poor start is improved on: ${JSON.stringify(report.confirmation)}`);
+    // The gain held when both were measured again, in turn, before anything was written.
+    assert.equal(report.confirmation?.candidate, report.best);
+    assert.equal(report.confirmation?.rounds.length, 1);
+    assert.equal(report.confirmation?.held, true);
     assert.equal(report.best, report.winner, 'one version: the best overall is the best of the served version');
     assert.match(await readFile(chart, 'utf8'), /^<svg[^>]*>[\s\S]*Pareto front[\s\S]*<\/svg>$/);
 

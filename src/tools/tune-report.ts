@@ -59,7 +59,12 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   else {
     const gain = gainOf(report.winner);
     lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gain.ratio} (${gain.at}).`);
-    if (report.best !== undefined && report.best !== report.winner) {
+    const { confirmation } = report;
+    const againText = confirmation && `${describeCandidate(report.results[confirmation.candidate].candidate)} and the current config measured again in turn, ${confirmation.rounds.length} round(s): ${confirmation.ratios.map((ratio) => `${fixed(ratio, 2)}×`).join(', ')} (median ${fixed(confirmation.ratio, 2)}×; --min-gain asks ${fixed(confirmation.needed, 2)}×)`;
+    if (confirmation && !confirmation.held) {
+      lines.push(`Not confirmed: ${againText}. The search's gain did not hold, so it is taken for noise on this machine; --write leaves the config as it is.`);
+    } else if (confirmation) lines.push(`Confirmed: ${againText}.`);
+    if (report.best !== undefined && report.best !== report.winner && !(confirmation && !confirmation.held)) {
       const served = `For the version served now (v${report.results[0].candidate.version})`;
       if (report.best === 0) lines.push(`${served} nothing measured beat the current config by the least gain worth a change (--min-gain); --write leaves it.`);
       else {

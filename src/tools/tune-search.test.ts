@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatTuneReport, tuneChartSvg } from './tune-report.js';
-import { batchSizeCandidates, candidateConfig, chooseWinner, instanceSplits, judgedLevel, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured } from './tune-search.js';
+import { batchSizeCandidates, candidateConfig, chooseWinner, confirmedGain, instanceSplits, judgedLevel, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured } from './tune-search.js';
 import type { TuneReport } from './tune.js';
 
 const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
@@ -121,4 +121,30 @@ test('under a p99 bound the current config misses at every level, the report say
   // Where the current config meets the bound too, the ratio is at the levels each meets it at.
   const within = { ...report, objective: { kind: 'p99' as const, maxMs: 35 } };
   assert.match(formatTuneReport(within, 0.05), /Best: .* — 0\.96× the current config's throughput \(356\.0 inf\/s at c=1 against 372\.0 at c=1\)|— 0\.96× the current config's throughput \(both at c=1\)/);
+});
+
+test("a chosen config's gain is confirmed on the median of the rounds measured again, and the report says when it did not hold", () => {
+  const round = (current: number, chosen: number) => ({ current: measured(level(8, current, 10)), chosen: measured(level(8, chosen, 10)) });
+  // 1.2×, 0.9×, 1.1×: the median is 1.1, which a 5 % least gain accepts and a 15 % one does not.
+  const rounds = [round(100, 120), round(100, 90), round(100, 110)];
+  assert.deepEqual(confirmedGain(rounds, { kind: 'throughput' }, 0.05), { ratios: [1.2, 0.9, 1.1], ratio: 1.1, held: true });
+  assert.equal(confirmedGain(rounds, { kind: 'throughput' }, 0.15).held, false);
+  // An even count is judged on the lower middle round: two rounds must both show the gain.
+  assert.deepEqual(confirmedGain([round(100, 130), round(100, 101)], { kind: 'throughput' }, 0.05), { ratios: [1.3, 1.01], ratio: 1.01, held: false });
+  // Under a p99 bound: a chosen config that misses it in a round gains nothing there; one the current config misses, all.
+  const bound = { kind: 'p99' as const, maxMs: 15 };
+  const slow = (throughput: number) => measured(level(8, throughput, 20));
+  assert.deepEqual(confirmedGain([{ current: measured(level(8, 100, 10)), chosen: slow(200) }], bound, 0.05), { ratios: [0], ratio: 0, held: false });
+  assert.equal(confirmedGain([{ current: slow(100), chosen: measured(level(8, 90, 10)) }], bound, 0.05).held, true);
+
+  const current = { ...measured(level(8, 100, 10)), paretoLevels: [] };
+  const found = { ...measured(level(8, 130, 10)), candidate: { ...candidate, maxBatchSize: 4 }, paretoLevels: [8] };
+  const report: TuneReport = {
+    model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 0, skipped: [], seconds: 1, date: '2026-12-05',
+    confirmation: { candidate: 1, rounds: [{ current: 100, chosen: 130 }, { current: 100, chosen: 101 }], ratios: [1.3, 1.01], ratio: 1.01, needed: 1.05, held: false },
+  };
+  const text = formatTuneReport(report, 0.05);
+  assert.match(text, /\nNot confirmed: v1 batch 4 .* and the current config measured again in turn, 2 round\(s\): 1\.30×, 1\.01× \(median 1\.01×; --min-gain asks 1\.05×\)\. The search's gain did not hold, so it is taken for noise on this machine; --write leaves the config as it is\./);
+  assert.doesNotMatch(text, /For the version served now/);
+  assert.match(formatTuneReport({ ...report, best: 1, confirmation: { ...report.confirmation!, ratios: [1.3, 1.2], ratio: 1.2, held: true } }, 0.05), /\nConfirmed: .* 1\.30×, 1\.20× \(median 1\.20×/);
 });

@@ -63,6 +63,23 @@ export function judgedLevel(measured: Measured, objective: Objective): LevelResu
   return best;
 }
 
+/**
+ * Whether a chosen config's gain over the config as written holds when both are measured again, in turn: each round's
+ * ratio of their throughputs at the levels the objective judges (0 when the chosen one meets the objective at no level,
+ * a gain when only the config as written misses it), and the verdict on the rounds' median (the lower middle one of an
+ * even count): at least 1 + minGain. On a shared machine one measurement of each can differ by more than the gain.
+ */
+export function confirmedGain(rounds: readonly { current: Measured; chosen: Measured }[], objective: Objective, minGain: number): { ratios: number[]; ratio: number; held: boolean } {
+  const ratios = rounds.map(({ current, chosen }) => {
+    const [before, after] = [judgedLevel(current, objective)?.throughput, judgedLevel(chosen, objective)?.throughput];
+    if (after === undefined) return 0;
+    return before === undefined ? Number.POSITIVE_INFINITY : after / before;
+  });
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const ratio = sorted.length === 0 ? 0 : sorted[Math.floor((sorted.length - 1) / 2)];
+  return { ratios, ratio, held: ratio >= 1 + minGain };
+}
+
 /** The level a candidate is shown and compared at: the one the objective judged, else its highest throughput. */
 export function shownLevel(measured: Measured, objective: Objective): LevelResult {
   return judgedLevel(measured, objective) ?? measured.levels.reduce((top, level) => (level.throughput > top.throughput ? level : top));

@@ -29,6 +29,7 @@ import {
   batchSizesUpTo,
   candidateConfig,
   chooseWinner,
+  confirmedGain,
   describeCandidate,
   instanceSplits,
   paretoLevels,
@@ -67,6 +68,12 @@ export const tuneOptionsSchema = z.object({
    * measurements of the same config differ by a few per cent, and a config is not worth changing for noise.
    */
   minGain: z.number().min(0).max(1).default(0.05),
+  /**
+   * Rounds in which the config as written and the one the search chose are measured again, in turn, before the chosen
+   * one counts as better (what --write writes): a gain that does not hold in them is noise. Their time is kept out of
+   * --budget-s's search. 0: the search's one measurement of each decides.
+   */
+  confirmRounds: z.int().min(0).default(2),
   /** Largest max_batch_size tried; default: 64, or the config's own when larger. */
   maxBatchSizeLimit: z.int().positive().optional(),
   /** Dynamic dimensions of the inputs (name → dims without the batch dimension). */
@@ -96,6 +103,11 @@ export interface TuneReport {
   winner?: number;
   /** The best of the served version's configs: what --write writes (a different version is reported, never switched to). */
   best?: number;
+  /**
+   * The served version's best measured again against the config as written (confirmRounds): throughputs at the judged
+   * levels per round, each round's ratio, their median, and whether it held; when it did not, `best` is 0.
+   */
+  confirmation?: { candidate: number; rounds: { current: number | null; chosen: number | null }[]; ratios: number[]; ratio: number; needed: number; held: boolean };
   /** Candidates not measured because the budget ran out. */
   skipped: string[];
   seconds: number;
@@ -320,6 +332,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
   const skipped: string[] = [];
   let planned = 1;
   let curve = new Map<number, number>();
+  let chosen: number | undefined;
+  let confirmation: TuneReport['confirmation'];
   try {
     if (settings.overHttp) await tuner.openHttp();
     const progress = (label: string) => onProgress?.({ done: results.length, planned, label, elapsedSeconds: tuner.elapsedSeconds, budgetSeconds: settings.budgetSeconds });
@@ -333,9 +347,11 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     results.push({ candidate: currentCandidate(current, cores), step: 'current config', levels: await tuner.measure(current) });
 
     const configOf = (candidate: Candidate) => ({ ...candidateConfig(written, candidate), version_policy: { specific: { versions: [Number(candidate.version)] } } });
+    // The confirmation of a winner is measured within the budget too: the search leaves it its time.
+    const confirmationSeconds = 2 * settings.confirmRounds * tuner.candidateSeconds;
     const tryCandidate = async (candidate: Candidate, step: string): Promise<Measured | undefined> => {
       if (results.some((measured) => sameCandidate(measured.candidate, candidate))) return undefined;
-      if (tuner.elapsedSeconds + tuner.candidateSeconds > settings.budgetSeconds) {
+      if (tuner.elapsedSeconds + tuner.candidateSeconds + confirmationSeconds > settings.budgetSeconds) {
         skipped.push(`${step}: ${describeCandidate(candidate)}`);
         return undefined;
       }
@@ -371,6 +387,20 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     if (batching) for (const maxQueueDelayUs of [0, 500, 2000]) await tryCandidate({ ...best(), maxQueueDelayUs }, 'queue delay');
     await tryCandidate({ ...best(), graphLevel: best().graphLevel === 'basic' ? 'all' : 'basic' }, 'graph');
     for (const version of versions) await tryCandidate({ ...best(), version }, 'version');
+    chosen = bestOfServedVersion(results, objective, settings.minGain);
+    if (chosen !== undefined && chosen > 0 && settings.confirmRounds > 0) {
+      const rounds: { current: Measured; chosen: Measured }[] = [];
+      for (let round = 1; round <= settings.confirmRounds; round++) {
+        progress(`confirming: round ${round} of ${settings.confirmRounds}, the config as written, then ${describeCandidate(results[chosen].candidate)}`);
+        // The config as written, as the search's candidates are loaded: a load override (a plain load would keep the last one).
+        const again = { current: { ...results[0], levels: await tuner.measure(await tuner.load(written)) }, chosen: { ...results[chosen], levels: await tuner.measure(await tuner.load(configOf(results[chosen].candidate))) } };
+        rounds.push(again);
+      }
+      const verdict = confirmedGain(rounds, objective, settings.minGain);
+      const throughputOf = (measured: Measured) => judgedLevel(measured, objective)?.throughput ?? null;
+      confirmation = { candidate: chosen, rounds: rounds.map((round) => ({ current: throughputOf(round.current), chosen: throughputOf(round.chosen) })), ...verdict, needed: 1 + settings.minGain };
+      if (!verdict.held) chosen = 0;
+    }
     progress('done');
   } finally {
     await tuner.close();
@@ -384,7 +414,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     batchCurve: [...curve].map(([batchSize, computeNsPerRow]) => ({ batchSize, computeNsPerRow })),
     results: results.map((measured, index) => ({ ...measured, paretoLevels: front[index] })),
     winner: chooseWinner(results, objective),
-    best: bestOfServedVersion(results, objective, settings.minGain),
+    best: chosen,
+    confirmation,
     skipped,
     seconds: tuner.elapsedSeconds,
     date: new Date().toISOString(),
