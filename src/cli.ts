@@ -57,6 +57,19 @@ const LONGEST_TIMER_S = Math.floor(LONGEST_TIMER_MS / 1000);
 /** A duration flag in seconds, bounded by what a timer can wait. */
 const seconds = (min: number) => number(min, LONGEST_TIMER_S);
 
+/**
+ * `--model-repository`, which names one folder: given twice, the second would silently win and the first folder's
+ * models go unserved (Triton serves several repositories at once; a command line carried over from it may repeat it).
+ */
+function oneRepository(value: string, previous: string | undefined): string {
+  if (previous !== undefined) {
+    throw new InvalidArgumentError(
+      `--model-repository is given more than once ('${previous}', then '${value}'): Nereid serves one model repository, where Triton can serve several; move the model folders into one repository, or run one server per repository`,
+    );
+  }
+  return value;
+}
+
 function port(value: string): number {
   const parsed = Number(value);
   if (!/^\d+$/.test(value.trim()) || parsed > 65_535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
@@ -340,7 +353,7 @@ program.hook('preAction', async (_program, command) => {
 program
   .command('serve')
   .description('serve the models of a repository over HTTP and gRPC (KServe Open Inference Protocol V2)')
-  .option('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx); default: the example repository that ships with Nereid')
+  .option('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx); default: the example repository that ships with Nereid', oneRepository)
   .option('--host <address>', 'address to bind; use 0.0.0.0 to accept connections from other machines', '127.0.0.1')
   .option('--http-port <port>', 'HTTP port (0 picks a free one)', port, 8000)
   .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", port, 8001)
@@ -718,7 +731,7 @@ function imageCommand(name: 'classify' | 'detect', description: string, defaultM
   else command.requiredOption('--model <name>', modelHelp);
   command
     .option('--model-version <version>', 'model version (default: the latest ready one)')
-    .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the bundled one)')
+    .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the bundled one)', oneRepository)
     .addOption(allowCodeModelsOption())
     .option('--url <url>', `${name} through a running Nereid server instead (e.g. http://127.0.0.1:8000)`);
   return serverConnectionOptions(command, 'inference').argument('<files...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
@@ -765,7 +778,7 @@ verdictCommand('eval', 'the last version failed --gate')
   .requiredOption('--model <name>', 'model to evaluate')
   .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), or a JSONL or CSV file of input tensors with an optional label field")
   .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', (value: string) => value.split(',').map((part) => part.trim()))
-  .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)')
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)', oneRepository)
   .addOption(allowCodeModelsOption())
   .option('--output <name>', 'output to judge (default: the first)')
   .addOption(new Option('--kind <kind>', 'what the output means (default: from its declaration: a vector of scores = classification, labelled matrix = CTC text, any other = a probability map)').choices(OUTPUT_KINDS))
@@ -796,7 +809,7 @@ program
   .description("build a model version's reference profile from in-distribution data (what it was trained or validated on) and store it beside the version as reference.json: an out-of-distribution detector on the representation its classifier head reads, with the threshold set for --false-positive-rate on held-out examples")
   .requiredOption('--model <name>', 'model to profile')
   .requiredOption('--data <path>', "in-distribution examples: a folder of images (through the model's pre-processing) or a JSONL or CSV file of input tensors")
-  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)', oneRepository)
   .option('--version <n>', "version to profile (default: the one the model's policy serves)", versionNumber)
   .option('--false-positive-rate <p>', 'share of held-out in-distribution examples the OOD flag may raise', number(0, 1, { min: true, max: true }), defaultOf(profileOptionsSchema, 'falsePositiveRate'))
   .option('--max-examples <n>', 'examples read at most (80 % fit the detector, 10 % set the threshold, 10 % check it)', integer(50), defaultOf(profileOptionsSchema, 'maxExamples'))
@@ -844,7 +857,7 @@ const monitor = verdictCommand('monitor', `the state is at or beyond --fail-on; 
   .option('--data <path>', 'examples to check: a folder of images or a JSONL or CSV file of input tensors (or --url)')
   .option('--url <url>', "instead of --data: read the live state a running server keeps for the version (its /monitor), e.g. http://127.0.0.1:8000");
 serverConnectionOptions(monitor, 'inference')
-  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)', oneRepository)
   .option('--version <n>', "version (default: the one the model's policy serves)", versionNumber)
   .option('--reference <file>', "a reference profile to compare with instead of the version's own <model>/<version>/reference.json")
   .option('--json', 'print the report, with every example\'s score, as one JSON object')
@@ -997,7 +1010,7 @@ verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could n
     "find the serving config that does best for a model on this machine by measuring it: the batch curve first, then instance × thread splits and execution thread, batch size, queue delay, graph optimisation and the model's versions one at a time, each under real requests through the server core; prints the table with the Pareto front, and writes the winner into the config with --write",
   )
   .requiredOption('--model <name>', 'model to tune')
-  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)', oneRepository)
   .addOption(allowCodeModelsOption())
   .addOption(
     new Option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at').argParser(integerList).default(defaultOf(tuneOptionsSchema, 'concurrency'), defaultOf(tuneOptionsSchema, 'concurrency').join(',')),
@@ -1083,7 +1096,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
   .description('write a smaller version of a model beside the original — static int8 (QDQ) calibrated on sample inputs, dynamic int8 MatMuls, fp16 weights, or auto: static with the costliest nodes kept float until the gate holds, and only if faster — with its size, speed and agreement on held-out examples (then check it with nereid eval); exit 1 when no version was written')
   .requiredOption('--model <name>', 'model to quantize')
   .requiredOption('--calibration <path>', 'sample inputs: a folder of images (through the model\'s pre-processing), or a JSONL or CSV file of input tensors as nereid batch reads them')
-  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)')
+  .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)', oneRepository)
   .option('--version <n>', "version to quantize (default: the newest float version the model's policy serves)", versionNumber)
   .option('--output-version <n>', 'version folder to write (default: one above the highest, or the next free one if another run wrote that meanwhile; under the default version policy it then serves)', versionNumber)
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
@@ -1206,7 +1219,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--model-version <version>', 'model version (default: the latest ready one)')
   .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
   .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required)')
-  .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)')
+  .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)', oneRepository)
   .addOption(allowCodeModelsOption())
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
   .option('--top-k <n>', "predictions per image for classifiers (default: the model's top_k)", integer(1))
@@ -1330,7 +1343,7 @@ batchCommandErrors(program.command('worker'), 'worker')
   .description('process chunks of distributed batch jobs from a Redis queue; start any number, anywhere with the model repository')
   .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
   .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
-  .option('--model-repository <dir>', 'model repository; models load on demand (default: the example repository that ships with Nereid)')
+  .option('--model-repository <dir>', 'model repository; models load on demand (default: the example repository that ships with Nereid)', oneRepository)
   .addOption(allowCodeModelsOption())
   .option('--concurrency <n>', 'chunks processed at once', integer(1), workerDefault('concurrency'))
   .option('--record-concurrency <n>', "records in flight within a chunk (default: 4 × the model's max_batch_size)", integer(1))

@@ -87,6 +87,15 @@ test('--log-file under a file, or in a folder that cannot be made (/proc), is re
   }
 });
 
+test('--model-repository given twice (a Triton command line serving two) is refused, rather than serving only the last', async () => {
+  // Each command's exit status for a usage mistake: serve's 1, batch's 2 (batch-cli-exit.test.ts).
+  for (const [command, exit] of [[['serve'], 1], [['batch', '--model', 'm', '--input', 'in.jsonl'], 2]] as const) {
+    const { code, stderr } = await runCli([...command, '--model-repository', '/tmp/base', '--model-repository', '/tmp/team'], 30_000);
+    assert.equal(code, exit, stderr);
+    assert.match(stderr, /--model-repository is given more than once \('\/tmp\/base', then '\/tmp\/team'\): Nereid serves one model repository, where Triton can serve several/);
+  }
+});
+
 test("nereid serve's server names its flags, each one serve takes, where a library caller's names the option", async () => {
   const help = (await runCli(['serve', '--help'], 60_000)).stdout;
   // Every option the server's messages name: the flag each is set from.
