@@ -588,14 +588,37 @@ test('a reload that fails leaves the loaded version serving (Triton semantics)',
   assert.equal(await scaleFactor(repo.get('m')), 2);
 });
 
-test('unload makes get() NOT_FOUND and index() UNAVAILABLE; load brings it back', async (t) => {
+test("a version that served and went, or that a failed reload tried to add, is not at ready state (503) as in Triton, with why", async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(2), 'version_policy: { all: {} }\n');
+  await writeModel(root, 'm', 2, scaleModel(3));
+  await repo.load('m');
+  await rm(join(root, 'm', '1'), { recursive: true, force: true });
+  await repo.load('m');
+  assert.throws(() => repo.get('m', '1'), isCode('UNAVAILABLE', /^Request for unknown model: 'm' version 1 is not at ready state: it was unloaded/));
+  assert.throws(() => repo.get('m', '7'), isCode('NOT_FOUND', /version 7 is not found/), 'a version it never had');
+
+  // Latest policy, and a version 2 that cannot load: the reload fails, version 1 keeps serving, version 2 says why.
+  await writeModel(root, 'r', 1, scaleModel(2));
+  await repo.load('r');
+  await writeModel(root, 'r', 2, new Uint8Array([1, 2, 3, 4]));
+  await assert.rejects(repo.load('r'), isCode('UNAVAILABLE', /load failed for model 'r'/));
+  assert.equal(await scaleFactor(repo.get('r')), 2);
+  assert.throws(() => repo.get('r', '2'), isCode('UNAVAILABLE', /^Request for unknown model: 'r' version 2 is not at ready state: .*r\/2\/model\.onnx/));
+  const rows = (await repo.index()).filter((row) => row.name === 'r');
+  assert.deepEqual(rows.map((row) => [row.version, row.state]), [['1', 'READY'], ['2', 'UNAVAILABLE']]);
+  assert.match(rows[1].reason!, /r\/2\/model\.onnx/);
+});
+
+test('unload makes get() NOT_FOUND (a version asked by number: not at ready state, as Triton) and index() UNAVAILABLE; load brings it back', async (t) => {
   const { root, repo } = await repository(t);
   await writeModel(root, 'm', 1, scaleModel(2));
   await repo.load('m');
   const loaded = repo.get('m');
   await repo.unload('m');
   assert.throws(() => repo.get('m'), isCode('NOT_FOUND', /has no available versions \(it was unloaded\)/));
-  assert.throws(() => repo.get('m', '1'), isCode('NOT_FOUND'));
+  assert.throws(() => repo.get('m', '1'), isCode('UNAVAILABLE', /^Request for unknown model: 'm' version 1 is not at ready state: it was unloaded$/));
+  assert.throws(() => repo.get('m', '2'), isCode('NOT_FOUND'), 'a version it never served');
   assert.equal(loaded.state, 'UNAVAILABLE');
   assert.deepEqual(await repo.index(), [{ name: 'm', version: '1', state: 'UNAVAILABLE', reason: 'unloaded' }]);
   assert.deepEqual(repo.unavailableModels(), []);

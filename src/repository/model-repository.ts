@@ -358,6 +358,11 @@ function selectVersions(config: ModelConfig, available: number[]): { versions: n
 
 export class ModelRepository {
   private readonly entries = new Map<string, ModelEntry>();
+  /**
+   * Every version each model has served since start: one asked for by number that is no longer loaded (unloaded, its
+   * folder gone) is one Triton keeps in its lifecycle as not ready (503), not one it never knew (404).
+   */
+  private readonly servedVersions = new Map<string, Set<string>>();
   /** The config the last load of each model was given, kept for its later loads while its config files stay as they were. */
   private readonly overrides = new Map<string, { config: unknown; files: string }>();
   /** Serialises load/unload of one model so a reload never races another. */
@@ -982,6 +987,9 @@ export class ModelRepository {
 
   private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
     this.entries.set(name, entry);
+    const served = this.servedVersions.get(name) ?? new Set<string>();
+    for (const version of entry.versions.keys()) served.add(version);
+    this.servedVersions.set(name, served);
     // Versions of an unloaded entry were released already; releasing them twice is not safe. One carried into the new entry stays.
     const kept = new Set(entry.versions.values());
     if (!previous || previous.unloaded) return;
@@ -999,8 +1007,10 @@ export class ModelRepository {
   /** Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. */
   private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined, reason: string): Promise<void> {
     if (previous && !previous.unloaded && [...previous.versions.values()].some((version) => version.state === 'READY')) {
-      // The index shows why beside the versions that keep serving, until a load replaces them.
+      // The index shows why beside the versions that keep serving, until a load replaces them; a version the reload
+      // tried that none of them is (a new version that failed) is listed, and answered, as failed.
       previous.reloadFailure = reason;
+      for (const [version, why] of failed.failures) if (version !== '' && !previous.versions.has(version)) previous.failures.set(version, why);
       this.options.logger.warn({ model: name, reason }, `reload of model '${name}' failed; the loaded version(s) keep serving: ${reason}`);
       return;
     }
@@ -1020,8 +1030,11 @@ export class ModelRepository {
   /** The version a request addresses: a named one, or the highest ready one. */
   get(name: string, version?: string): ModelVersion {
     const entry = this.entries.get(name);
+    const notReady = (number: string, why: string) => unavailable(`Request for unknown model: ${quoteName(name)} version ${shortened(number)} is not at ready state: ${why}`);
+    const servedBefore = version !== undefined && /^\d+$/.test(version) && this.servedVersions.get(name)?.has(String(Number(version))) === true;
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
+      if (entry?.unloaded && servedBefore) throw notReady(version!, 'it was unloaded');
       if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
       const meant = closestName(name, [...this.entries].filter(([, known]) => !known.unloaded).map(([known]) => known));
@@ -1032,9 +1045,10 @@ export class ModelRepository {
       const found = entry.versions.get(String(Number(version)));
       if (found) return found;
       const failure = entry.failures.get(String(Number(version))) ?? entry.failures.get('');
-      // Triton's words and codes: a version it tried and could not load is UNAVAILABLE (503), a model with no
-      // ready version at all NOT_FOUND (404) — ModelLifeCycle::GetModel in Triton's core.
-      if (failure) throw unavailable(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not at ready state: ${failure}`);
+      // Triton's words and codes: a version it tried and could not load, or served and no longer does, is UNAVAILABLE
+      // (503), a model with no ready version at all NOT_FOUND (404) — ModelLifeCycle::GetModel in Triton's core.
+      if (failure) throw notReady(version, failure);
+      if (servedBefore) throw notReady(version, 'it was unloaded (a load that left it out, or its folder gone)');
       throw notFound(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not found (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
