@@ -231,7 +231,7 @@ test('a version policy naming a version without a folder loads the others and re
   }
 });
 
-test('a config given with a load is kept by later loads without one, until an unload', async () => {
+test('a config given with a load request is dropped by the next request without one, as in Triton, and by an unload', async () => {
   const explicit = await startTestServer({
     models: async (repo) => {
       await writeModel(repo, 'tunable', 1, identityModel('float32'), 'max_batch_size: 4\n');
@@ -244,8 +244,10 @@ test('a config given with a load is kept by later loads without one, until an un
     assert.equal(await maxBatch(), 4);
     assert.equal((await load({ parameters: { config: JSON.stringify({ max_batch_size: 2 }) } })).status, 200);
     assert.equal(await maxBatch(), 2);
+    // As Triton (qa/L0_lifecycle test_config_override): a load request without a config reads the repository's files.
     assert.equal((await load({})).status, 200);
-    assert.equal(await maxBatch(), 2, 'a plain load keeps the override');
+    assert.equal(await maxBatch(), 4, 'a plain load reads the files again');
+    assert.equal((await load({ parameters: { config: JSON.stringify({ max_batch_size: 2 }) } })).status, 200);
     assert.equal((await fetch(`${explicit.url}/v2/repository/models/tunable/unload`, { method: 'POST', body: '{}' })).status, 200);
     assert.equal((await load({})).status, 200);
     assert.equal(await maxBatch(), 4, 'after an unload, the files again');

@@ -655,12 +655,18 @@ test('a config override on load replaces the config file', async (t) => {
     isCode('INVALID_ARGUMENT', /default_model_filename/),
   );
   assert.equal(repo.get('m').config.max_batch_size, 2, 'failed overrides leave the loaded model serving');
-  // As Triton: a load without a config keeps the last one given; after an unload, the file applies again.
+  // A load the server makes by itself (a poll, an on-demand return) keeps the last config given; after an unload, or
+  // on a load request without one (fromFiles, as Triton reads the files then), the file applies again.
   await repo.load('m');
   assert.equal(repo.get('m').config.max_batch_size, 2);
   await repo.unload('m');
   await repo.load('m');
   assert.equal(repo.get('m').config.max_batch_size, 0);
+  await repo.load('m', { max_batch_size: 2 });
+  await repo.load('m', undefined, { fromFiles: true });
+  assert.equal(repo.get('m').config.max_batch_size, 0);
+  await repo.load('m');
+  assert.equal(repo.get('m').config.max_batch_size, 0, 'the override is gone for good');
 });
 
 test('with a config given, a config that does not fit the model is INVALID_ARGUMENT, but a model the engine cannot open is UNAVAILABLE with its cause', async (t) => {

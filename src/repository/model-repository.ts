@@ -482,18 +482,21 @@ export class ModelRepository {
    * A config given with the request that does not parse or does not fit the model is the caller's
    * mistake (INVALID_ARGUMENT); a repository whose model cannot load is UNAVAILABLE.
    */
-  async load(name: string, configOverride?: unknown): Promise<void> {
-    await this.serialise(name, () => this.loadKeepingOverrides(name, configOverride));
+  async load(name: string, configOverride?: unknown, { fromFiles = false }: { fromFiles?: boolean } = {}): Promise<void> {
+    await this.serialise(name, () => this.loadKeepingOverrides(name, configOverride, fromFiles));
     // After the model's own turn: an ensemble's load waits for its steps' turns, this one's included.
     // A load may have dropped a version an ensemble names (a version_policy, a version folder gone).
     await this.failEnsemblesUsing(name);
     await this.restoreEnsemblesWaitingFor(name);
   }
 
-  /** One load in the model's turn. */
-  private async loadKeepingOverrides(name: string, configOverride?: unknown): Promise<void> {
-    // As Triton: a load without a config keeps the last one a load gave, until another is given, the model is
-    // unloaded, or its config file changes on disk (a reload from disk then reads the file).
+  /**
+   * One load in the model's turn. A load the server makes by itself without a config (a poll, an on-demand model's
+   * return) keeps the last one a load request gave, until another is given, the model is unloaded, or its config file
+   * changes on disk. A load request without one (`fromFiles`) reads the repository's files, as Triton's does.
+   */
+  private async loadKeepingOverrides(name: string, configOverride: unknown, fromFiles: boolean): Promise<void> {
+    if (fromFiles && configOverride === undefined) this.overrides.delete(name);
     const files = await this.configFilesText(name);
     const kept = this.overrides.get(name);
     const config = configOverride ?? (kept && kept.files === files ? kept.config : undefined);
@@ -598,7 +601,7 @@ export class ModelRepository {
         }
         this.options.logger.info({ model: ensemble }, `ensemble '${ensemble}': its steps are available again; loading it`);
         // Its own failure is logged and kept in the index; the step's load succeeded either way.
-        await this.loadKeepingOverrides(ensemble).catch(() => undefined);
+        await this.loadKeepingOverrides(ensemble, undefined, false).catch(() => undefined);
         restored = this.isReady(ensemble);
       });
       if (restored) await this.restoreEnsemblesWaitingFor(ensemble);

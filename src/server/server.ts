@@ -996,7 +996,8 @@ export class Server {
       await this.repository.folderOf(name).catch(asLoadFailure);
       this.residency.declare(name, 'on_demand');
     }
-    await this.residency.load(name, () => this.repository.load(name, override)).catch(asLoadFailure);
+    // A request without a config loads the repository's files, as Triton does, even after one with a config.
+    await this.residency.load(name, () => this.repository.load(name, override, { fromFiles: true })).catch(asLoadFailure);
     // A failure of the whole model threw above: what is left here are versions of a model that serves.
     const failures = everyVersion ? this.repository.loadFailures(name).filter((failure) => failure.version !== undefined) : [];
     if (failures.length > 0) {

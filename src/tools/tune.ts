@@ -392,7 +392,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
       const rounds: { current: Measured; chosen: Measured }[] = [];
       for (let round = 1; round <= settings.confirmRounds; round++) {
         progress(`confirming: round ${round} of ${settings.confirmRounds}, the config as written, then ${describeCandidate(results[chosen].candidate)}`);
-        // The config as written, as the search's candidates are loaded: a load override (a plain load would keep the last one).
+        // The config as written, loaded as the search loads its candidates: as a load override.
         const again = { current: { ...results[0], levels: await tuner.measure(await tuner.load(written)) }, chosen: { ...results[chosen], levels: await tuner.measure(await tuner.load(configOf(results[chosen].candidate))) } };
         rounds.push(again);
       }
