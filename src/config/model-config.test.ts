@@ -236,6 +236,17 @@ test('an image layout (FORMAT_NHWC, FORMAT_NCHW) needs 3 dims, as Triton checks;
   assert.throws(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [1, 3, 4, 4], reshape: { shape: [3, 4, 4] }, format: 'FORMAT_NCHW' }] }, 'c'), /require 3 dims: input 'x' is FORMAT_NCHW with dims \[1, 3, 4, 4\]/);
 });
 
+test("Triton's own refusals of qa/L0_model_config lead in its words: a negative max_batch_size, a tensor without data_type, CPU instances on GPUs", () => {
+  assert.throws(() => parseModelConfig({ max_batch_size: -1 }, 'c'), /max_batch_size: 'max_batch_size' must be non-negative value/);
+  assert.throws(() => parseModelConfig({ input: [{ name: 'input', dims: [4] }] }, 'c'), /input\.0\.data_type: must specify 'data_type'/);
+  assert.throws(() => parseModelConfig({ output: [{ name: 'y', data_type: 3.5, dims: [4] }] }, 'c'), /output\.0\.data_type: expected a data type such as TYPE_FP32, got 3\.5/);
+  assert.throws(
+    () => parseModelConfig({ instance_group: [{ name: 'cpus', kind: 'KIND_CPU', gpus: [0] }] }, 'c'),
+    /instance_group\.0\.gpus: instance group cpus has kind KIND_CPU but specifies one or more GPUs \(gpus: \[0\]\)/,
+  );
+  assert.equal(parseModelConfig({ instance_group: [{ kind: 'KIND_GPU', gpus: [0] }] }, 'c').instance_group[0].gpus?.[0], 0);
+});
+
 test('pbtxt singletons are coerced to arrays: one input block, one dims value, one preferred size, one version', async () => {
   const { 'config.pbtxt': config } = await parsePbtxtFile(`
     max_batch_size: 4

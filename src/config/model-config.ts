@@ -69,7 +69,10 @@ const count = (min = 0) => integer(min);
 const DATA_TYPE_NUMBERS = ['TYPE_INVALID', 'TYPE_BOOL', 'TYPE_UINT8', 'TYPE_UINT16', 'TYPE_UINT32', 'TYPE_UINT64', 'TYPE_INT8', 'TYPE_INT16', 'TYPE_INT32', 'TYPE_INT64', 'TYPE_FP16', 'TYPE_FP32', 'TYPE_FP64', 'TYPE_STRING', 'TYPE_BF16'];
 
 const dataType = z
-  .preprocess((value) => (typeof value === 'number' && Number.isInteger(value) && DATA_TYPE_NUMBERS[value] !== undefined ? DATA_TYPE_NUMBERS[value] : value), z.string())
+  .preprocess(
+    (value) => (typeof value === 'number' && Number.isInteger(value) && DATA_TYPE_NUMBERS[value] !== undefined ? DATA_TYPE_NUMBERS[value] : value),
+    z.string({ error: (issue) => (issue.input === undefined ? "must specify 'data_type' (TYPE_FP32, TYPE_INT64, TYPE_STRING, …)" : `expected a data type such as TYPE_FP32, got ${shownValue(issue.input)}`) }),
+  )
   .transform((value, ctx) => {
     const datatype = datatypeFromConfig(value);
     if (value === 'TYPE_BF16' || value === 'BF16') {
@@ -215,6 +218,11 @@ const instanceGroupSchema = tritonObject('instance_group', ['rate_limiter', 'sec
   kind: z.enum(['KIND_AUTO', 'KIND_CPU', 'KIND_GPU', 'KIND_MODEL']).default('KIND_AUTO'),
   count: count(1).default(1),
   gpus: repeated(count()).optional(),
+}).superRefine((group, ctx) => {
+  // As Triton's ValidateInstanceGroup refuses it: CPU instances named on GPUs contradict each other.
+  if (group.kind === 'KIND_CPU' && (group.gpus?.length ?? 0) > 0) {
+    ctx.addIssue({ code: 'custom', path: ['gpus'], message: `instance group${group.name ? ` ${group.name}` : ''} has kind KIND_CPU but specifies one or more GPUs (gpus: [${group.gpus!.join(', ')}]); give kind KIND_GPU, or leave gpus out` });
+  }
 });
 
 const queuePolicySchema = configObject({
@@ -563,7 +571,7 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
     platform: z.string().optional(),
     backend: z.string().optional(),
     /** Absent means: let the backend's metadata decide (Triton's auto-complete). */
-    max_batch_size: count().optional(),
+    max_batch_size: integer(0, "'max_batch_size' must be non-negative value (0: the model does not batch)").optional(),
     version_policy: versionPolicySchema.default({ latest: { num_versions: 1 } }),
     input: repeated(inputSchema).default([]),
     output: repeated(outputSchema).default([]),
