@@ -258,7 +258,7 @@ test('a load that leaves a version of the policy unloaded answers 400 naming it,
   try {
     const load = await fetch(`${served.url}/v2/repository/models/partly/load`, { method: 'POST' });
     assert.equal(load.status, 400);
-    assert.match(((await load.json()) as { error: string }).error, /^load failed for model 'partly' version 3: .+; its other versions serve$/);
+    assert.match(((await load.json()) as { error: string }).error, /^load failed for model 'partly': version 3 is at UNAVAILABLE state: .+; its other versions serve$/);
     for (const version of ['1', '2']) assert.equal((await fetch(`${served.url}/v2/models/partly/versions/${version}/ready`)).status, 200);
     const answer = await fetch(`${served.url}/v2/models/partly/versions/2/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }) });
     assert.deepEqual(((await answer.json()) as { outputs: { data: number[] }[] }).outputs[0].data, [3, 3, 3, 3]);

@@ -602,7 +602,7 @@ test("a version that served and went, or that a failed reload tried to add, is n
   await writeModel(root, 'r', 1, scaleModel(2));
   await repo.load('r');
   await writeModel(root, 'r', 2, new Uint8Array([1, 2, 3, 4]));
-  await assert.rejects(repo.load('r'), isCode('UNAVAILABLE', /load failed for model 'r'/));
+  await assert.rejects(repo.load('r'), isCode('UNAVAILABLE', /load failed for model 'r': version 2 is at UNAVAILABLE state: .*r\/2\/model\.onnx/));
   assert.equal(await scaleFactor(repo.get('r')), 2);
   assert.throws(() => repo.get('r', '2'), isCode('UNAVAILABLE', /^Request for unknown model: 'r' version 2 is not at ready state: .*r\/2\/model\.onnx/));
   const rows = (await repo.index()).filter((row) => row.name === 'r');

@@ -792,7 +792,9 @@ export class ModelRepository {
     }
     if (entry.versions.size === 0) {
       await this.replaceUnlessServing(name, entry, previous, [...entry.failures.values()].join('; '));
-      throw this.loadFailure(name, [...entry.failures.values()].join('; '), configOverride, versionErrors);
+      // Each version's reason in Triton's words (qa/L0_lifecycle test_model_reload_fail matches them).
+      const reasons = [...entry.failures].map(([version, reason]) => (version === '' ? reason : `version ${version} is at UNAVAILABLE state: ${reason}`));
+      throw this.loadFailure(name, reasons.join('; '), configOverride, versionErrors);
     }
     if (!backend) {
       entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];

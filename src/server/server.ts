@@ -1001,7 +1001,7 @@ export class Server {
     // A failure of the whole model threw above: what is left here are versions of a model that serves.
     const failures = everyVersion ? this.repository.loadFailures(name).filter((failure) => failure.version !== undefined) : [];
     if (failures.length > 0) {
-      throw invalidArgument(`load failed for model '${name}' ${failures.map(({ version, reason }) => `version ${version}: ${reason}`).join('; ')}; its other versions serve`);
+      throw invalidArgument(`load failed for model '${name}': ${failures.map(({ version, reason }) => `version ${version} is at UNAVAILABLE state: ${reason}`).join('; ')}; its other versions serve`);
     }
   }
 
