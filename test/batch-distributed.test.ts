@@ -40,7 +40,8 @@ function startWorker(name: string, extraArgs: string[] = []) {
   const child = spawn(
     process.execPath,
     [
-      ...NEREID_COMMAND, 'worker', '--queue', queueUrl, '--model-repository', repo, '--name', name,
+      // A worker given its own repository gets that one only: the flag names one folder.
+      ...NEREID_COMMAND, 'worker', '--queue', queueUrl, ...(extraArgs.includes('--model-repository') ? [] : ['--model-repository', repo]), '--name', name,
       '--concurrency', '1', '--record-concurrency', '2', '--lock-duration-ms', '2500', '--stalled-interval-ms', '500', ...extraArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
