@@ -62,7 +62,8 @@ const seconds = (min: number) => number(min, LONGEST_TIMER_S);
  * models go unserved (Triton serves several repositories at once; a command line carried over from it may repeat it).
  */
 function oneRepository(value: string, previous: string | undefined): string {
-  if (previous !== undefined) {
+  // The same folder twice (a wrapper's default and its caller's own) names one repository.
+  if (previous !== undefined && resolve(previous) !== resolve(value)) {
     throw new InvalidArgumentError(
       `--model-repository is given more than once ('${previous}', then '${value}'): Nereid serves one model repository, where Triton can serve several; move the model folders into one repository, or run one server per repository`,
     );

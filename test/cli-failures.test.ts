@@ -94,6 +94,10 @@ test('--model-repository given twice (a Triton command line serving two) is refu
     assert.equal(code, exit, stderr);
     assert.match(stderr, /--model-repository is given more than once \('\/tmp\/base', then '\/tmp\/team'\): Nereid serves one model repository, where Triton can serve several/);
   }
+  // The same folder twice (a wrapper's default and its caller's own) is one repository: the next flag is what fails here.
+  const same = await runCli(['serve', '--model-repository', '/tmp/base', '--model-repository', '/tmp/base/', '--http-port', '99999'], 30_000);
+  assert.match(same.stderr, /'--http-port <port>' argument '99999' is invalid/);
+  assert.doesNotMatch(same.stderr, /more than once/);
 });
 
 test("nereid serve's server names its flags, each one serve takes, where a library caller's names the option", async () => {
