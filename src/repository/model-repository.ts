@@ -1035,11 +1035,9 @@ export class ModelRepository {
   /** The version a request addresses: a named one, or the highest ready one. */
   get(name: string, version?: string): ModelVersion {
     const entry = this.entries.get(name);
-    const notReady = (number: string, why: string) => unavailable(`Request for unknown model: ${quoteName(name)} version ${shortened(number)} is not at ready state: ${why}`);
-    const servedBefore = version !== undefined && /^\d+$/.test(version) && this.servedVersions.get(name)?.has(String(Number(version))) === true;
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
-      if (entry?.unloaded && servedBefore) throw notReady(version!, 'it was unloaded');
+      if (entry?.unloaded && version !== undefined && /^\d+$/.test(version) && this.servedBefore(name, version)) throw this.notReady(name, version, 'it was unloaded');
       if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
       const meant = closestName(name, [...this.entries].filter(([, known]) => !known.unloaded).map(([known]) => known));
@@ -1047,13 +1045,14 @@ export class ModelRepository {
     }
     if (version) {
       if (!/^\d+$/.test(version)) throw invalidArgument(`model version must be a positive integer, got ${quoteName(version)}`);
-      const found = entry.versions.get(String(Number(version)));
+      const key = String(Number(version));
+      const found = entry.versions.get(key);
       if (found) return found;
-      const failure = entry.failures.get(String(Number(version))) ?? entry.failures.get('');
+      const failure = entry.failures.get(key) ?? entry.failures.get('');
       // Triton's words and codes: a version it tried and could not load, or served and no longer does, is UNAVAILABLE
       // (503), a model with no ready version at all NOT_FOUND (404) — ModelLifeCycle::GetModel in Triton's core.
-      if (failure) throw notReady(version, failure);
-      if (servedBefore) throw notReady(version, 'it was unloaded (a load that left it out, or its folder gone)');
+      if (failure) throw this.notReady(name, version, failure);
+      if (this.servedBefore(name, version)) throw this.notReady(name, version, 'it was unloaded (a load that left it out, or its folder gone)');
       throw notFound(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not found (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
@@ -1063,6 +1062,16 @@ export class ModelRepository {
       throw entry.waiting ? unavailable(message) : notFound(message);
     }
     return ready.reduce((best, candidate) => (Number(candidate.version) > Number(best.version) ? candidate : best));
+  }
+
+  /** Whether a version number (digits) is one the model has served since start. */
+  private servedBefore(name: string, version: string): boolean {
+    return this.servedVersions.get(name)?.has(String(Number(version))) === true;
+  }
+
+  /** Triton's UNAVAILABLE for a version its lifecycle keeps but that does not serve: one that failed, or served and went. */
+  private notReady(name: string, version: string, why: string): NereidError {
+    return unavailable(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not at ready state: ${why}`);
   }
 
   private versionList(entry: ModelEntry): string[] {
