@@ -168,11 +168,14 @@ function automaticSamples(config: CompletedModelConfig, logger: Logger, label: s
 /** What a warmup element takes in memory: its bytes, a BYTES element at the cost of the object holding it. */
 export const BYTES_ELEMENT_MEMORY = 128;
 
+/** The memory of `elements` elements of a datatype: their bytes, a BYTES element at the cost of its object. */
+function elementsMemory(datatype: Datatype, elements: number): number {
+  return elements * (datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(datatype));
+}
+
 /** The memory a tensor of a config's data_type and dims takes: a -1 counted as 1, a BYTES element at its object's cost. */
 export function tensorMemory(tensor: { data_type: string; dims: readonly number[] }): number {
-  const datatype = datatypeOfConfig(tensor);
-  const elements = tensor.dims.reduce((product, dim) => product * Math.max(1, dim), 1);
-  return elements * (datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(datatype));
+  return elementsMemory(datatypeOfConfig(tensor), tensor.dims.reduce((product, dim) => product * Math.max(1, dim), 1));
 }
 
 /**
@@ -182,7 +185,7 @@ export function tensorMemory(tensor: { data_type: string; dims: readonly number[
 export function automaticWarmupMemory(config: CompletedModelConfig): number {
   let bytes = 0;
   for (const sample of automaticSampleShapes(config).samples) {
-    for (const input of sample.inputs) bytes += elementCount(input.shape) * (input.datatype === 'BYTES' ? BYTES_ELEMENT_MEMORY : byteSize(input.datatype));
+    for (const input of sample.inputs) bytes += elementsMemory(input.datatype, elementCount(input.shape));
   }
   return bytes;
 }
