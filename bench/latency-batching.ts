@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { matMulChainModel, writeModel } from '../src/onnx/test-models.js';
 import { inferenceCounts, nereidServeSpec, startChild, type ChildServer } from './child-process.js';
-import { numberOption } from './options.js';
+import { numberOption, ROUNDS_BENCH_OPTIONS } from './options.js';
 import { finiteMedian } from './rounds.js';
 import { describeSource, machine, resultPath, ROOT, sourceState } from './environment.js';
 import { runLoad } from './load-generator.js';
@@ -86,11 +86,7 @@ export function parseLatencyBatchingOptions(argv: string[]): LatencyBatchingOpti
       'on-ms': { type: 'string', default: '100' },
       'off-ms': { type: 'string', default: '200' },
       'low-rate': { type: 'string', default: '10' },
-      duration: { type: 'string', default: '4' },
-      warmup: { type: 'string', default: '1' },
-      rounds: { type: 'string', default: '3' },
-      out: { type: 'string', default: 'bench/results' },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...ROUNDS_BENCH_OPTIONS,
     },
   });
   if (values.help) return 'help';

@@ -203,6 +203,18 @@ export function checkNereidBefore(dir: string): void {
   }
 }
 
+/**
+ * The flags of a bench that measures in rounds of its own child servers (latency-batching, padding): each cell's
+ * seconds and warm-up, the rounds, where results go, and help.
+ */
+export const ROUNDS_BENCH_OPTIONS = {
+  duration: { type: 'string', default: '4' },
+  warmup: { type: 'string', default: '1' },
+  rounds: { type: 'string', default: '3' },
+  out: { type: 'string', default: 'bench/results' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
 /** A number given to `--name`: finite, > 0 (>= 0 with `zero`), whole with `integer`; throws naming the flag otherwise. */
 export function numberOption(name: string, text: string, { integer = false, zero = false } = {}): number {
   const value = Number(text);

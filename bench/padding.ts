@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { mulberry32, textEncoderModel, writeModel } from '../src/onnx/test-models.js';
 import { inferenceCounts, nereidServeSpec, startChild, type ChildServer } from './child-process.js';
-import { numberOption } from './options.js';
+import { numberOption, ROUNDS_BENCH_OPTIONS } from './options.js';
 import { finiteMedian } from './rounds.js';
 import { describeSource, machine, resultPath, ROOT, sourceState } from './environment.js';
 import { runLoad, type LoadResult } from './load-generator.js';
@@ -69,11 +69,7 @@ export function parsePaddingOptions(argv: string[]): PaddingOptions | 'help' {
       'max-batch-size': { type: 'string', default: '8' },
       'delay-us': { type: 'string', default: '2000' },
       concurrency: { type: 'string', default: '16' },
-      duration: { type: 'string', default: '4' },
-      warmup: { type: 'string', default: '1' },
-      rounds: { type: 'string', default: '3' },
-      out: { type: 'string', default: 'bench/results' },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...ROUNDS_BENCH_OPTIONS,
     },
   });
   if (values.help) return 'help';
