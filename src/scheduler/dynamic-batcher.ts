@@ -401,13 +401,7 @@ export class DynamicBatcher implements Scheduler {
     if (this.requestWise) return this.executeRequests(instance, batch, rows, started, alone);
     let outcome: RunOutputs | Promise<RunOutputs>;
     try {
-      const only = batch.length === 1 ? batch[0].request : undefined;
-      const inputs = only && !this.policy.ragged ? only.inputs : this.joinInputs(batch);
-      const outputNames = only ? only.outputNames : [...new Set(batch.flatMap((pending) => pending.request.outputNames))];
-      elements = elementsOf(inputs);
-      inputReady = now();
-      // A joined batch is this scheduler's own: the instance may take its buffers (a worker's transfer) instead of copying them.
-      outcome = only ? instance.run(inputs, outputNames) : instance.run(inputs, outputNames, { inputsOwned: true });
+      ({ elements, inputReady, outcome } = this.runOn(instance, batch));
     } catch (error) {
       if (this.isolates(batch, error)) {
         void this.runApart(instance, batch, alone).then(() => {
@@ -464,15 +458,12 @@ export class DynamicBatcher implements Scheduler {
       });
       if (part.length === 0) continue;
       const started = now();
-      // As execute() runs a batch: a request alone keeps its own buffers (a ragged one is only reshaped by the join).
-      const only = part.length === 1 ? part[0].request : undefined;
       let elements = 0;
       let outputs: RunOutputs;
       try {
-        const inputs = only && !this.policy.ragged ? only.inputs : this.joinInputs(part);
-        // Counted before the run: an instance in a worker may take the joined buffers.
-        elements = elementsOf(inputs);
-        outputs = await (only ? instance.run(inputs, only.outputNames) : instance.run(inputs, [...new Set(part.flatMap((pending) => pending.request.outputNames))], { inputsOwned: true }));
+        const run = this.runOn(instance, part);
+        elements = run.elements;
+        outputs = await run.outcome;
       } catch (error) {
         if (this.isolates(part, error)) await this.runApart(instance, part, alone);
         else this.fail(part, error);
@@ -484,6 +475,22 @@ export class DynamicBatcher implements Scheduler {
         this.fail(part, error); // settles only those not answered yet
       }
     }
+  }
+
+  /**
+   * Hands a batch's inputs to an instance: a request alone with its own buffers (a ragged one only reshaped by the join),
+   * a joined batch as this scheduler's own, whose buffers the instance may take (a worker's transfer) instead of copying
+   * them. `elements` is counted before the run, while the buffers are still here; `inputReady` is when they were.
+   */
+  private runOn(instance: BackendInstance, batch: readonly Pending[]): { elements: number; inputReady: number; outcome: RunOutputs | Promise<RunOutputs> } {
+    const only = batch.length === 1 ? batch[0].request : undefined;
+    const inputs = only && !this.policy.ragged ? only.inputs : this.joinInputs(batch);
+    const elements = elementsOf(inputs);
+    const inputReady = now();
+    const outcome = only
+      ? instance.run(inputs, only.outputNames)
+      : instance.run(inputs, [...new Set(batch.flatMap((pending) => pending.request.outputNames))], { inputsOwned: true });
+    return { elements, inputReady, outcome };
   }
 
   /** Runs a batch on an instance that answers each request apart: one request's error fails that request alone. */
