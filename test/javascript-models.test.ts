@@ -479,3 +479,50 @@ test('nereid eval loads a handler model only with --allow-code-models, and its r
     await rm(folder, { recursive: true, force: true });
   }
 });
+
+test("changing a handler's instance count adds or removes only the difference, as Triton's instance update: initialize and finalize counted, requests answered throughout", async () => {
+  const events: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void events.push(String(JSON.parse(line).msg)) });
+  const COUNTED = `
+    let context;
+    export function initialize(given) { context = given; given.log('initialize'); }
+    export function finalize() { context.log('finalize'); }
+    export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs.IN }));`;
+  const config = (count: number) => ({
+    backend: 'javascript',
+    max_batch_size: 0,
+    input: [{ name: 'IN', data_type: 'TYPE_FP32', dims: [4] }],
+    output: [{ name: 'OUT', data_type: 'TYPE_FP32', dims: [4] }],
+    instance_group: [{ count, kind: 'KIND_CPU' }],
+  });
+  const served = await startTestServer({
+    models: (repoDir) => writeHandler(repoDir, 'counted', 'max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\noutput [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]\ninstance_group [ { count: 3 kind: KIND_CPU } ]\n', COUNTED),
+    server: { allowCodeModels: true, modelControlMode: 'explicit', loadModels: ['counted'], logger },
+  });
+  try {
+    const tally = () => [events.filter((msg) => msg === 'initialize').length, events.filter((msg) => msg === 'finalize').length];
+    // Finalize runs when a removed instance is released, after the load has answered: waited for, not assumed.
+    const settled = async (expected: number[]) => {
+      for (let tries = 0; tries < 100 && String(tally()) !== String(expected); tries++) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(tally(), expected);
+    };
+    await settled([3, 0]);
+    for (const [count, expected] of [[4, [4, 0]], [3, [4, 1]], [4, [5, 1]]] as const) {
+      const during = Array.from({ length: 10 }, () => infer(served.url, 'counted', { inputs: [{ name: 'IN', datatype: 'FP32', shape: [4], data: [1, 2, 3, 4] }] }));
+      const loaded = await fetch(`${served.url}/v2/repository/models/counted/load`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ parameters: { config: JSON.stringify(config(count)) } }),
+      });
+      assert.equal(loaded.status, 200, await loaded.text());
+      for (const answer of await Promise.all(during)) assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      await settled([...expected]);
+    }
+    assert.ok(events.some((msg) => /updated the instances of model 'counted' version 1 without reloading it: 3 → 4 \(1 added, 0 removed\)/.test(msg)), events.join('\n'));
+    const unloaded = await fetch(`${served.url}/v2/repository/models/counted/unload`, { method: 'POST' });
+    assert.equal(unloaded.status, 200);
+    await settled([5, 5]);
+  } finally {
+    await served.close();
+  }
+});

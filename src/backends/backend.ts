@@ -155,5 +155,11 @@ export interface Backend {
    * instance using every core.
    */
   defaultInstances?(modelPath: string, config: ModelConfig, cores: number, signature: ModelSignature): Promise<{ count: number; threadsPerInstance: number }>;
+  /**
+   * The threads an instance of `config` computes with when its plan gives it `planned`: what tells two plans apart when
+   * a config's instances change (see VersionLoadOptions.serving). Default: `planned`; a backend whose instances have one
+   * thread of their own whatever the plan says answers 1.
+   */
+  instanceThreads?(config: ModelConfig, planned: number): number;
   createInstance(modelPath: string, config: ModelConfig, options: InstanceOptions): Promise<BackendInstance>;
 }

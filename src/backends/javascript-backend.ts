@@ -496,6 +496,11 @@ export class JavaScriptBackend implements Backend {
   }
 
   /** One instance; a handler that computes much asks for more with instance_group. */
+  /** An instance computes on its worker's one thread, whatever its plan. */
+  instanceThreads(): number {
+    return 1;
+  }
+
   async defaultInstances(): Promise<{ count: number; threadsPerInstance: number }> {
     return { count: 1, threadsPerInstance: 1 };
   }

@@ -106,6 +106,10 @@ export class OnnxRuntimeBackend implements Backend {
     return parametersWithoutEffect(config);
   }
 
+  instanceThreads(config: ModelConfig, planned: number): number {
+    return onnxRuntimeParameters(config).intra_op_thread_count || planned;
+  }
+
   /**
    * One single-threaded instance per core for a model that runs in worker threads: it computes more
    * per core-second than one instance spread over every core (no spin-waiting, no operator waiting

@@ -41,6 +41,11 @@ export class TfjsBackend implements Backend {
   }
 
   /** One single-threaded instance per core: each computes in its own worker, and they never wait for each other. */
+  /** An instance computes on its worker's one thread, whatever its plan. */
+  instanceThreads(): number {
+    return 1;
+  }
+
   async defaultInstances(_modelPath: string, _config: ModelConfig, cores: number): Promise<{ count: number; threadsPerInstance: number }> {
     return { count: cores, threadsPerInstance: 1 };
   }

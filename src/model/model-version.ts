@@ -4,7 +4,7 @@
  * the component that owns it; the repository builds those components when it loads the version.
  */
 import type { Logger } from 'pino';
-import type { BackendInstance } from '../backends/backend.js';
+import type { BackendInstance, InstanceOptions } from '../backends/backend.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
 import { asNereidError, isRefusal, loggedMessage, NereidError } from '../core/errors.js';
@@ -71,6 +71,8 @@ export interface ModelVersionParts {
   version: string;
   config: CompletedModelConfig;
   instances: readonly BackendInstance[];
+  /** The plan each instance was made by, in the same order: what tells a load which of them a new config can keep. */
+  instancePlans?: readonly InstanceOptions[];
   scheduler: Scheduler;
   statistics: ModelStatistics;
   /** Every service watching this version's path (the statistics among them), as one observer. */
@@ -167,10 +169,11 @@ export class ModelVersion {
   reason = '';
   readonly name: string;
   readonly version: string;
-  readonly config: CompletedModelConfig;
+  /** Replaced only by changeInstances, whose config differs in its instance groups alone. */
+  config: CompletedModelConfig;
   readonly statistics: ModelStatistics;
   /** The config as clients see it: image inputs take encoded images (BYTES, one per batch row). */
-  readonly clientConfig: CompletedModelConfig;
+  clientConfig: CompletedModelConfig;
   private readonly validator: RequestValidator;
   private readonly label: string;
   /** Refusals under load, as warnings summed up per period (see RefusalLog). */
@@ -182,7 +185,7 @@ export class ModelVersion {
   private started = 0;
   private whenIdle?: () => void;
 
-  constructor(private readonly parts: ModelVersionParts) {
+  constructor(private parts: ModelVersionParts) {
     this.name = parts.name;
     this.version = parts.version;
     this.config = parts.config;
@@ -250,6 +253,34 @@ export class ModelVersion {
   /** Present when the version is a quantized one, from its quantization record. */
   get quantization(): QuantizationSummary | undefined {
     return this.parts.quantization;
+  }
+
+  /** The instances serving now, and the plan each was made by (absent for a version that cannot change them). */
+  get instances(): { instances: readonly BackendInstance[]; plans?: readonly InstanceOptions[] } {
+    return { instances: this.parts.instances, plans: this.parts.instancePlans };
+  }
+
+  /** Whether changeInstances can take effect: the version serves, and its scheduler takes instances in and out meanwhile. */
+  get instancesChangeable(): boolean {
+    return this.state === 'READY' && this.parts.scheduler.changeInstances !== undefined && this.parts.instancePlans !== undefined;
+  }
+
+  /**
+   * Serves on with `instances` (made by `plans`) instead of those it has, as Triton updates a model whose config changed
+   * only its instance groups: requests keep being answered, those it has and `instances` holds keep their state (a
+   * warm session, a handler's memory), the others take no new batch and are released once the batch they run ends.
+   * `config` is the version's config with the new instance groups.
+   */
+  async changeInstances(config: CompletedModelConfig, instances: readonly BackendInstance[], plans: readonly InstanceOptions[]): Promise<void> {
+    const before = new Set(this.parts.instances);
+    const after = new Set(instances);
+    const added = instances.filter((instance) => !before.has(instance));
+    const removed = this.parts.instances.filter((instance) => !after.has(instance));
+    this.parts = { ...this.parts, config, instances, instancePlans: plans, plannedThreadsPerInstance: plans[0]?.intraOpThreads };
+    this.config = config;
+    this.clientConfig = this.parts.preprocessor?.clientConfig(config) ?? config;
+    await this.parts.scheduler.changeInstances!(added, removed);
+    await Promise.allSettled(removed.map((instance) => instance.release()));
   }
 
   get plannedThreadsPerInstance(): number | undefined {

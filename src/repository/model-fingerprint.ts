@@ -20,16 +20,50 @@ export async function fileDigest(path: string): Promise<string> {
 const MAX_DEPTH = 4;
 const MAX_FILES = 10_000;
 
+/** The files in `folder` and its folders, relative to it, hidden entries aside; a link counts as what it points to. */
+async function filesIn(folder: string): Promise<string[]> {
+  const files: string[] = [];
+  const collect = async (prefix: string, depth: number): Promise<void> => {
+    const entries = await readdir(join(folder, prefix), { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      if (entry.name.startsWith('.') || files.length >= MAX_FILES) continue;
+      const relative = prefix ? join(prefix, entry.name) : entry.name;
+      // A link counts as what it points to, so a model file linked from elsewhere is followed like the loader follows it.
+      const info = entry.isSymbolicLink() ? await stat(join(folder, relative)).catch(() => undefined) : entry;
+      if (info?.isDirectory()) {
+        if (depth < MAX_DEPTH) await collect(relative, depth + 1);
+      } else if (info?.isFile()) {
+        files.push(relative);
+      }
+    }
+  };
+  await collect('', 0);
+  return files.sort();
+}
+
+/**
+ * Each file of `folder` but those `skip` names, by path, size, mtime, ctime and inode, as one string: equal stamps mean
+ * no file was written, added or removed since (a file only touched counts as written). Reads no content.
+ */
+export async function folderStamps(folder: string, skip: ReadonlySet<string>): Promise<string> {
+  const hash = createHash('sha256');
+  for (const relative of await filesIn(folder)) {
+    if (skip.has(relative)) continue;
+    const info = await stat(join(folder, relative)).catch(() => undefined);
+    hash.update(`${relative}\0${info ? `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}` : 'unreadable'}\n`);
+  }
+  return hash.digest('hex');
+}
+
 export class FolderFingerprints {
   private readonly digests = new Map<string, { stamp: string; digest: string }>();
 
   /** The digest of everything in `folder` (hidden entries aside); a file that vanishes while read counts as a change, not an error. */
   async of(folder: string): Promise<string> {
-    const files: string[] = [];
-    await this.collect(folder, '', 0, files);
+    const files = await filesIn(folder);
     const hash = createHash('sha256');
     const seen = new Set<string>();
-    for (const relative of files.sort()) {
+    for (const relative of files) {
       const path = join(folder, relative);
       seen.add(path);
       hash.update(`${relative}\0${await this.digestOf(path)}\n`);
@@ -41,21 +75,6 @@ export class FolderFingerprints {
   /** Forgets the files of a folder that is gone. */
   forget(folder: string): void {
     for (const path of this.digests.keys()) if (path.startsWith(folder + sep)) this.digests.delete(path);
-  }
-
-  private async collect(folder: string, prefix: string, depth: number, files: string[]): Promise<void> {
-    const entries = await readdir(join(folder, prefix), { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      if (entry.name.startsWith('.') || files.length >= MAX_FILES) continue;
-      const relative = prefix ? join(prefix, entry.name) : entry.name;
-      // A link counts as what it points to, so a model file linked from elsewhere is followed like the loader follows it.
-      const info = entry.isSymbolicLink() ? await stat(join(folder, relative)).catch(() => undefined) : entry;
-      if (info?.isDirectory()) {
-        if (depth < MAX_DEPTH) await this.collect(folder, relative, depth + 1, files);
-      } else if (info?.isFile()) {
-        files.push(relative);
-      }
-    }
   }
 
   private async digestOf(path: string): Promise<string> {

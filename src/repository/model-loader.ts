@@ -86,6 +86,22 @@ export interface VersionLoadOptions {
   previousMonitor?: VersionMonitor;
   /** How the version's instances call other models (a handler's context.infer). */
   callModel?: ModelCall;
+  /**
+   * The same version as it serves now, when none of the model's files besides its config changed since it loaded: a
+   * config that differs from its only in instance groups changes its instances (those the new plan still has stay), and
+   * the load returns it, as Triton updates such a model instead of reloading it.
+   */
+  serving?: ModelVersion;
+}
+
+/** What makes two instances of a config interchangeable: made by plans alike, either serves as the other would. */
+function planKey(backend: Backend, config: ModelConfig, plan: InstanceOptions): string {
+  return `${plan.kind}:${plan.deviceId}:${backend.instanceThreads?.(config, plan.intraOpThreads) ?? plan.intraOpThreads}:${plan.interOpThreads}`;
+}
+
+/** The completed configs differ in their instance groups and nothing else. */
+function onlyInstancesDiffer(before: CompletedModelConfig, after: CompletedModelConfig): boolean {
+  return !isDeepStrictEqual(before.instance_group, after.instance_group) && isDeepStrictEqual({ ...before, instance_group: [] }, { ...after, instance_group: [] });
 }
 
 /**
@@ -274,19 +290,49 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const abandonIfAsked = () => {
       if (options.signal?.aborted) throw new LoadAbandonedError(`load of ${label}`);
     };
-    for (const plan of plans) {
+    const createAndWarmUp = async (toCreate: readonly InstanceOptions[]): Promise<BackendInstance[]> => {
+      const made: BackendInstance[] = [];
+      for (const plan of toCreate) {
+        abandonIfAsked();
+        const instance = await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels, signature });
+        created.push(instance);
+        made.push(instance);
+      }
       abandonIfAsked();
-      created.push(await backend.createInstance(options.modelPath, config, { ...plan, version, exposedOutputs, callModel: options.callModel, labels, signature }));
-    }
-    abandonIfAsked();
-    if (samples.length > 0) {
-      const warmupStarted = performance.now();
-      await warmUp(created, samples, config.output.map((output) => output.name), options.signal).catch((error: unknown) => {
-        throw error instanceof LoadAbandonedError ? new LoadAbandonedError(`load of ${label} (in its warmup)`) : error;
+      if (samples.length > 0 && made.length > 0) {
+        const warmupStarted = performance.now();
+        await warmUp(made, samples, config.output.map((output) => output.name), options.signal).catch((error: unknown) => {
+          throw error instanceof LoadAbandonedError ? new LoadAbandonedError(`load of ${label} (in its warmup)`) : error;
+        });
+        const ms = Math.round(performance.now() - warmupStarted);
+        logger.info({ warmup: { ms, samples: samples.length, instances: made.length } }, `warmed up ${label} in ${ms} ms (${samples.length} sample(s) on ${made.length} instance(s))`);
+      }
+      return made;
+    };
+    const serving = options.serving;
+    if (serving?.instancesChangeable && onlyInstancesDiffer(serving.config, config)) {
+      // Each new plan takes an instance made by a plan alike, while one is left; the others are made.
+      const { instances: current, plans: currentPlans } = serving.instances;
+      const spare = new Map<string, BackendInstance[]>();
+      current.forEach((instance, position) => {
+        const key = planKey(backend, config, currentPlans![position]);
+        spare.set(key, [...(spare.get(key) ?? []), instance]);
       });
-      const ms = Math.round(performance.now() - warmupStarted);
-      logger.info({ warmup: { ms, samples: samples.length, instances: created.length } }, `warmed up ${label} in ${ms} ms (${samples.length} sample(s) on ${created.length} instance(s))`);
+      let nextIndex = Math.max(-1, ...currentPlans!.map((plan) => plan.index)) + 1;
+      const kept = plans.map((plan) => spare.get(planKey(backend, config, plan))?.shift());
+      const newPlans = plans.map((plan, position) => (kept[position] ? currentPlans![current.indexOf(kept[position]!)] : { ...plan, index: nextIndex++ }));
+      const made = await createAndWarmUp(newPlans.filter((_, position) => !kept[position]));
+      const added = made.length;
+      const instances = kept.map((instance) => instance ?? made.shift()!);
+      const removed = current.length - (instances.length - added);
+      await serving.changeInstances(config, instances, newPlans);
+      logger.info(
+        { instances: { before: current.length, after: instances.length, added, removed } },
+        `updated the instances of ${label} without reloading it: ${current.length} → ${instances.length} (${added} added, ${removed} removed)`,
+      );
+      return serving;
     }
+    await createAndWarmUp(plans);
     const statistics = options.previousStatistics ?? new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
     const scheduler = config.sequence_batching
@@ -321,6 +367,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       ood: ood ? { tensor: exposedName(exposed!), pooling: 'none', threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
       monitor: options.referenceProfile && options.monitoring?.driftWindows !== false ? monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor) : undefined,
       modelFileBytes: (await stat(options.modelPath)).size,
+      instancePlans: plans,
       plannedThreadsPerInstance: plans[0]?.intraOpThreads,
     });
   } catch (error) {

@@ -573,6 +573,77 @@ test('reload keeps serving: get() works during the reload, in-flight requests fi
   await assert.rejects(before.infer({ model: 'm', inputs: [] }), isCode('UNAVAILABLE'));
 });
 
+/** A config with `count` CPU instances of one thread each, so that the plans are alike on any machine. */
+function instancesConfig(count: number, extra = ''): string {
+  return `instance_group [{ count: ${count}, kind: KIND_CPU }]\nparameters { key: "intra_op_thread_count" value { string_value: "1" } }\n${extra}`;
+}
+
+test("a load whose config changes only the instance groups changes the instances of the version serving, as Triton's model update, and answers throughout", async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(3), instancesConfig(3));
+  await repo.load('m');
+  const serving = repo.get('m');
+  const first = serving.instances.instances;
+  assert.equal(first.length, 3);
+  const counts = [4, 3, 4, 1];
+  for (const count of counts) {
+    const before = serving.instances.instances;
+    await writeFile(join(root, 'm', 'config.pbtxt'), instancesConfig(count));
+    // Requests sent while the instances change are all answered, by the same version.
+    const during = Array.from({ length: 20 }, () => scaleFactor(repo.get('m')));
+    await repo.load('m');
+    assert.deepEqual(await Promise.all(during), Array(20).fill(3));
+    assert.equal(repo.get('m'), serving, `count ${count}: the version that served is updated, not replaced`);
+    const after = serving.instances.instances;
+    assert.equal(after.length, count);
+    const kept = after.filter((instance) => before.includes(instance)).length;
+    assert.equal(kept, Math.min(before.length, count), `count ${before.length} → ${count}: only the difference is made or released`);
+    assert.equal(serving.config.instance_group[0].count, count);
+    assert.equal(await scaleFactor(repo.get('m')), 3);
+  }
+  assert.equal(serving.state, 'READY');
+  assert.equal((await repo.index()).find((row) => row.name === 'm')?.state, 'READY');
+});
+
+test('instances are made anew when more than the instance groups changed: another setting, other weights, or a model file added', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(3), instancesConfig(2));
+  await repo.load('m');
+  const first = repo.get('m');
+  await writeFile(join(root, 'm', 'config.pbtxt'), instancesConfig(3, 'dynamic_batching { max_queue_delay_microseconds: 100 }'));
+  await repo.load('m');
+  const second = repo.get('m');
+  assert.notEqual(second, first, 'a batching change reloads');
+  assert.equal(first.state, 'UNAVAILABLE');
+  await writeModel(root, 'm', 1, scaleModel(5), instancesConfig(2, 'dynamic_batching { max_queue_delay_microseconds: 100 }'));
+  await repo.load('m');
+  const third = repo.get('m');
+  assert.notEqual(third, second, 'new weights reload');
+  assert.equal(await scaleFactor(third), 5);
+  await writeFile(join(root, 'm', 'labels.txt'), 'a\nb\n');
+  await writeFile(join(root, 'm', 'config.pbtxt'), instancesConfig(1, 'dynamic_batching { max_queue_delay_microseconds: 100 }'));
+  await repo.load('m');
+  assert.notEqual(repo.get('m'), third, 'a file added to the model folder reloads');
+  // A load with the config as it was, and no file changed, reloads too: only a change of instances updates in place.
+  const fourth = repo.get('m');
+  await repo.load('m');
+  assert.notEqual(repo.get('m'), fourth);
+});
+
+test('a config override that changes only the instances updates the version in place; the plain load after it does too', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'm', 1, scaleModel(4), instancesConfig(1));
+  await repo.load('m');
+  const serving = repo.get('m');
+  await repo.load('m', { instance_group: [{ count: 2, kind: 'KIND_CPU' }], parameters: { intra_op_thread_count: { string_value: '1' } } });
+  assert.equal(repo.get('m'), serving);
+  assert.equal(serving.instances.instances.length, 2);
+  await repo.load('m', undefined, { fromFiles: true });
+  assert.equal(repo.get('m'), serving);
+  assert.equal(serving.instances.instances.length, 1);
+  assert.equal(await scaleFactor(serving), 4);
+});
+
 test('a reload that fails leaves the loaded version serving (Triton semantics)', async (t) => {
   const { root, repo } = await repository(t);
   await writeModel(root, 'm', 1, scaleModel(2));

@@ -22,6 +22,7 @@ import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseMod
 import { parsePbtxt } from '../config/pbtxt.js';
 import { EnsembleStepError, loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
+import { folderStamps } from './model-fingerprint.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
 import { BYTES_ELEMENT_MEMORY, declaredWarmupMemory, LoadAbandonedError, tensorMemory, warmupMemoryProblem } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
@@ -131,9 +132,16 @@ interface ModelEntry {
    * requests are refused for now (503, retry) rather than with Triton's NOT_FOUND for a model that failed to load.
    */
   waiting?: boolean;
+  /**
+   * The model folder's files besides its config as its versions were loaded from them (folderStamps): a load that finds
+   * them the same may change a version's instances instead of reloading it. Absent when a version kept serving from
+   * files read before.
+   */
+  files?: string;
 }
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
+const CONFIG_FILE_NAMES: ReadonlySet<string> = new Set(CONFIG_FILES);
 /** Triton reads model_warmup input_data_file from this folder of the model. */
 const WARMUP_FOLDER = 'warmup';
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -715,6 +723,9 @@ export class ModelRepository {
     }
     const versionErrors: unknown[] = [];
     const failedToLoad: string[] = [];
+    // Stamped before any file is read: a file written during the load makes the next load compare unequal.
+    entry.files = await folderStamps(folder, CONFIG_FILE_NAMES);
+    const filesAsLoaded = previous !== undefined && !previous.unloaded && previous.files === entry.files;
     await Promise.all(
       versions.map(async (versionNumber) => {
         const version = String(versionNumber);
@@ -750,6 +761,7 @@ export class ModelRepository {
             previousMonitor: previous?.versions.get(version)?.monitor,
             // Its counters too: a reload (or a load after an unload) of the same version continues its series.
             previousStatistics: previous?.versions.get(version)?.statistics,
+            serving: filesAsLoaded ? previous!.versions.get(version) : undefined,
             // A load request's config is held to the warmup bound on what completion settles (inputs it leaves out, a -1 the model fixes).
             warmupMemoryLimit: configOverride === undefined ? undefined : OVERRIDE_LIMITS.warmupBytes,
             config,
@@ -769,9 +781,10 @@ export class ModelRepository {
             readLabels: async (file) =>
               (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
           });
+          entry.versions.set(version, loaded);
+          if (loaded === previous?.versions.get(version)) return;
           const loadMs = performance.now() - started;
           loaded.statistics.loadNs = loadMs * 1e6;
-          entry.versions.set(version, loaded);
           logger.info({ version, ms: Math.round(loadMs) }, `loaded model '${name}' version ${version}`);
         } catch (error) {
           versionErrors.push(error);
@@ -806,6 +819,7 @@ export class ModelRepository {
     // kind (a model that became an ensemble, or the reverse).
     const sameKind = previous !== undefined && (previous.steps === undefined) === (entry.steps === undefined);
     const carried = failedToLoad.filter((version) => sameKind && !previous!.unloaded && previous!.versions.get(version)?.state === 'READY');
+    if (carried.length > 0) entry.files = undefined;
     for (const version of carried) {
       entry.versions.set(version, previous!.versions.get(version)!);
       logger.warn({ version, reason: entry.failures.get(version) }, `reload of model '${name}' version ${version} failed; the loaded version ${version} keeps serving: ${entry.failures.get(version)}`);

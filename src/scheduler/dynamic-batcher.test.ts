@@ -130,14 +130,15 @@ class Harness {
   readonly calls: RunCall[] = [];
   readonly stats = new ModelStatistics('gated', '1');
   readonly batcher: DynamicBatcher;
+  readonly instances: GatedInstance[];
   model: Model = doubler;
   throwOnRun = false;
   private readonly runs = new CountWaiters(() => this.calls.length);
 
   /** `concurrency`: what each instance declares (left out: the default, one batch at a time). */
   constructor(overrides: Partial<BatcherPolicy> = {}, instanceCount = 1, concurrency?: number) {
-    const instances = Array.from({ length: instanceCount }, (_, index) => new GatedInstance(index, this, concurrency));
-    this.batcher = new DynamicBatcher(instances, policyOf(overrides), this.stats, "model 'gated' version 1");
+    this.instances = Array.from({ length: instanceCount }, (_, index) => new GatedInstance(index, this, concurrency));
+    this.batcher = new DynamicBatcher(this.instances, policyOf(overrides), this.stats, "model 'gated' version 1");
   }
 
   record(call: RunCall): void {
@@ -1556,6 +1557,42 @@ describe('DynamicBatcher: stop()', () => {
     await release(h, 0);
     await stopped;
     assertOwnResult(await waiting, [1]);
+  });
+});
+
+describe('DynamicBatcher: changeInstances()', () => {
+  it('sends what waits to an added instance at once, none to a removed one, and settles once the removed one has finished its batch', async () => {
+    const h = new Harness({ maxBatchSize: 1 });
+    const running = h.schedule(fp32Request([0]));
+    await flush();
+    const waiting = h.schedule(fp32Request([1]));
+    await flush();
+    assert.deepEqual(h.calls.map((call) => call.instance), [0], 'the one instance is busy');
+    const changed = track(h.batcher.changeInstances([new GatedInstance(1, h)], [h.instances[0]]));
+    await flush();
+    assert.deepEqual(h.calls.map((call) => call.instance), [0, 1], 'the added instance takes the waiting request');
+    assert.equal(changed.settled, 'pending', 'the removed instance still runs a batch');
+    await release(h, 0);
+    await changed.promise;
+    assertOwnResult(await running, [0]);
+    await release(h, 1);
+    assertOwnResult(await waiting, [1]);
+    const later = [h.schedule(fp32Request([2])), h.schedule(fp32Request([3]))];
+    await flush();
+    await release(h, 2);
+    await release(h, 3);
+    for (const [index, result] of later.entries()) assertOwnResult(await result, [index + 2]);
+    assert.deepEqual(h.calls.map((call) => call.instance), [0, 1, 1, 1], 'no batch goes to the removed instance');
+  });
+
+  it('settles at once when the instances it removes are idle, and counts the slots of those it adds', async () => {
+    const h = new Harness({ maxBatchSize: 1 }, 2);
+    await h.batcher.changeInstances([new GatedInstance(2, h), new GatedInstance(3, h)], [h.instances[1]]);
+    const results = [1, 2, 3, 4].map((id) => h.schedule(fp32Request([id])));
+    await flush();
+    assert.deepEqual(h.calls.map((call) => call.instance).sort(), [0, 2, 3], 'three instances serve: the removed one takes none');
+    for (let index = 0; index < 4; index++) await release(h, index);
+    for (const [index, result] of results.entries()) assertOwnResult(await result, [index + 1]);
   });
 });
 

@@ -83,6 +83,11 @@ function elementsOf(inputs: Record<string, Tensor>): number {
   return elements;
 }
 
+/** An instance that takes several batches at once is free that many times over. */
+function slotsOf(instance: BackendInstance): BackendInstance[] {
+  return Array.from({ length: Math.max(1, instance.concurrency ?? 1) }, () => instance);
+}
+
 export class DynamicBatcher implements Scheduler {
   /** What each batch size costs this model, as measured; the batcher cuts batches by it. */
   readonly costs: BatchCosts;
@@ -90,7 +95,9 @@ export class DynamicBatcher implements Scheduler {
   readonly drainRate: DrainRate;
   private readonly idle: BackendInstance[];
   /** Batches that may run at once, over all instances. */
-  private readonly slots: number;
+  private slots: number;
+  /** Instances taken out (changeInstances) that still run a batch: each is released when its last batch ends. */
+  private readonly retiring = new Map<BackendInstance, () => void>();
   private readonly queue: PriorityQueue<Pending>;
   private readonly largestPreferred: number;
   private readonly cutAtCheapest: boolean;
@@ -121,18 +128,16 @@ export class DynamicBatcher implements Scheduler {
     private readonly observer: ExecutionObserver,
     private readonly label: string,
   ) {
-    // An instance that takes several batches at once is free that many times over.
-    this.idle = instances.flatMap((instance) => Array.from({ length: Math.max(1, instance.concurrency ?? 1) }, () => instance));
+    this.idle = instances.flatMap(slotsOf);
     this.slots = this.idle.length;
     this.requestWise = instances.length > 0 && instances.every((instance) => instance.runRequests !== undefined);
     this.costs = new BatchCosts(Math.max(1, policy.maxBatchSize));
     this.largestPreferred = policy.preferredBatchSizes.length ? Math.max(...policy.preferredBatchSizes) : 0;
     this.cutAtCheapest = policy.cutAtCheapest ?? true;
     if ((policy.targetLatencyMicroseconds ?? 0) > 0) this.arrivals = new ArrivalRate();
-    const slots = this.idle.length;
     const rows = Math.max(1, policy.maxBatchSize);
     // Before a backlog is measured: every instance running full batches at the engine's measured speed.
-    this.drainRate = new DrainRate(() => (slots * rows) / (this.costs.batchNs(rows) / 1e6));
+    this.drainRate = new DrainRate(() => (this.slots * rows) / (this.costs.batchNs(rows) / 1e6));
     this.queue = new PriorityQueue<Pending>(
       { ...policy, label, drainRate: this.drainRate, rowsInService: () => this.rowsRunning },
       (entry, error) => this.settleDropped(entry.value, error),
@@ -545,9 +550,31 @@ export class DynamicBatcher implements Scheduler {
   private release(instance: BackendInstance, rows: number): void {
     this.running -= 1;
     this.rowsRunning -= rows;
-    this.holding.set(instance, this.holding.get(instance)! - 1);
-    this.idle.push(instance);
+    const holds = this.holding.get(instance)! - 1;
+    this.holding.set(instance, holds);
+    const retired = this.retiring.get(instance);
+    if (!retired) this.idle.push(instance);
+    else if (holds === 0) retired();
     if (this.running === 0) this.onIdle?.();
+  }
+
+  /**
+   * Takes `added` into service and `removed` out of it, the other instances serving on (Triton's instance update):
+   * batches go to the added ones from now on, none to the removed ones, and the promise settles once no batch runs on a
+   * removed one, which its caller may then release.
+   */
+  async changeInstances(added: readonly BackendInstance[], removed: readonly BackendInstance[]): Promise<void> {
+    const leaving = new Set(removed);
+    for (let index = this.idle.length - 1; index >= 0; index--) if (leaving.has(this.idle[index])) this.idle.splice(index, 1);
+    this.slots += added.flatMap(slotsOf).length - removed.flatMap(slotsOf).length;
+    this.idle.push(...added.flatMap(slotsOf));
+    if (added.length > 0) this.dispatch();
+    const busy = removed.filter((instance) => (this.holding.get(instance) ?? 0) > 0);
+    await Promise.all(busy.map((instance) => new Promise<void>((resolve) => this.retiring.set(instance, resolve))));
+    for (const instance of removed) {
+      this.retiring.delete(instance);
+      this.holding.delete(instance);
+    }
   }
 
   private joinInputs(batch: readonly Pending[]): Record<string, Tensor> {

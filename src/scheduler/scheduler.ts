@@ -2,6 +2,7 @@
  * A scheduler owns time for one model version: it queues requests, decides what runs together
  * and on which instance, and enforces queue limits. It knows nothing of wire formats.
  */
+import type { BackendInstance } from '../backends/backend.js';
 import type { CancelSignal, Parameters, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
@@ -48,6 +49,11 @@ export interface Scheduler {
    * sent to it: a client that keeps no more than this in flight is not refused for a full queue.
    */
   readonly admits: number;
+  /**
+   * Sends batches to `added` from now on and none to `removed`; settles once no batch runs on a removed instance.
+   * Absent where instances hold state a request depends on (sequences): their instances change by a reload.
+   */
+  changeInstances?(added: readonly BackendInstance[], removed: readonly BackendInstance[]): Promise<void>;
   /** Accepts nothing new, runs what is queued, and settles once every accepted request is answered. */
   stop(): Promise<void>;
 }
