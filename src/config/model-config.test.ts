@@ -475,10 +475,10 @@ test('queue policy and priority problems name their field', () => {
   );
   assert.match(
     parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2, default_priority_level: 3 } }),
-    /dynamic_batching\.default_priority_level: default_priority_level must be in range \[1, 2\] \(priority_levels\), got 3/,
+    /dynamic_batching\.default_priority_level: default priority level must be in range \[1, 2\]: default_priority_level is 3, priority_levels 2/,
   );
   // 0, the field's default, is not a level either (Triton refuses it too).
-  assert.match(parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2 } }), /default_priority_level must be in range \[1, 2\] \(priority_levels\), got 0/);
+  assert.match(parseError({ max_batch_size: 4, dynamic_batching: { priority_levels: 2 } }), /default priority level must be in range \[1, 2\]: default_priority_level is 0/);
   assert.match(
     parseError({ max_batch_size: 4, dynamic_batching: { preserve_ordering: true, priority_levels: 2, default_priority_level: 1 } }),
     /dynamic_batching\.preserve_ordering: only one priority level is allowed when preserve_ordering is true/,
@@ -532,7 +532,7 @@ test('an invalid config.pbtxt is reported with the file name and the field path'
 test('a reshape that changes the element count is refused at load, naming both shapes', () => {
   assert.throws(
     () => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [6], reshape: { shape: [2, 2] } }] }, 'config.yaml'),
-    /input 'x': reshape \[2,2\] holds 4 elements but dims \[6\] hold 6/,
+    /model input has different size for dims and reshape: input 'x': reshape \[2,2\] holds 4 elements but dims \[6\] hold 6/,
   );
   assert.doesNotThrow(() => parseModelConfig({ input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [4], reshape: { shape: [2, 2] } }] }, 'config.yaml'));
 });

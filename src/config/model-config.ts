@@ -642,7 +642,7 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
             ctx.addIssue({
               code: 'custom',
               path: [kind],
-              message: `${kind} '${tensor.name}': reshape [${to.join(',')}] holds ${into} elements but dims [${tensor.dims.join(',')}] hold ${from}`,
+              message: `model ${kind} has different size for dims and reshape: ${kind} '${tensor.name}': reshape [${to.join(',')}] holds ${into} elements but dims [${tensor.dims.join(',')}] hold ${from}`,
             });
           }
         }
@@ -698,7 +698,7 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
         ctx.addIssue({
           code: 'custom',
           path: ['dynamic_batching', 'default_priority_level'],
-          message: `default_priority_level must be in range [1, ${batching.priority_levels}] (priority_levels), got ${batching.default_priority_level}`,
+          message: `default priority level must be in range [1, ${batching.priority_levels}]: default_priority_level is ${batching.default_priority_level}, priority_levels ${batching.priority_levels}`,
         });
       }
       for (const key of Object.keys(batching.priority_queue_policy ?? {})) {

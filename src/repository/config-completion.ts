@@ -125,7 +125,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
   if (batched && !firstDimDynamic) {
     const fixed = all.find((tensor) => !batchable(tensor))!;
     throw new Error(
-      `max_batch_size ${maxBatchSize} needs a dynamic first dimension on every input and output, but '${fixed.name}' is ${describeShape(fixed.shape)}; set max_batch_size: 0`,
+      `model does not support batching while non-zero max_batch_size is specified: max_batch_size ${maxBatchSize} needs a dynamic first dimension on every input and output, but '${fixed.name}' is ${describeShape(fixed.shape)}; set max_batch_size: 0`,
     );
   }
   const filledBySequenceBatcher = checkSequenceTensors(config, signature, batched);
@@ -146,7 +146,8 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     for (const [index, tensor] of completed.entries()) {
       const actual = fromModel.find((candidate) => candidate.name === tensor.name);
       if (!actual) {
-        throw new Error(`config ${kind} '${tensor.name}' is not in the model (it has ${fromModel.map((t) => t.name).join(', ')})`);
+        // Triton's words first (its ONNX Runtime backend's), then which side lacks it.
+        throw new Error(`unexpected inference ${kind} '${tensor.name}', allowed ${kind}s are: ${fromModel.map((t) => t.name).join(', ')} (the config names a tensor the model does not have)`);
       }
       if (kind === 'input' && 'optional' in tensor && tensor.optional && signature.inputsRequired && !actual.defaulted) {
         throw new Error(
@@ -154,7 +155,7 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
         );
       }
       if (datatypeOfConfig(tensor) !== actual.datatype) {
-        throw new Error(`config ${kind} '${tensor.name}' says ${tensor.data_type} but the model has ${configTypeOf(actual.datatype)}`);
+        throw new Error(`configuration expects datatype ${tensor.data_type} for ${kind} '${tensor.name}', model provides ${configTypeOf(actual.datatype)}`);
       }
       // The model file says nothing of its rank: the config's dims are the declaration.
       if (actual.rankUnknown) continue;

@@ -325,13 +325,13 @@ test('a config that contradicts the model is UNAVAILABLE with a clear reason', a
       'wrong_type',
       addSubModel(),
       'input { name: "INPUT0" data_type: TYPE_FP32 dims: [16] }',
-      /config input 'INPUT0' says TYPE_FP32 but the model has TYPE_INT32/,
+      /configuration expects datatype TYPE_FP32 for input 'INPUT0', model provides TYPE_INT32/,
     ],
     [
       'wrong_output_type',
       addSubModel(),
       'output { name: "OUTPUT1" data_type: TYPE_INT64 dims: [16] }',
-      /config output 'OUTPUT1' says TYPE_INT64 but the model has TYPE_INT32/,
+      /configuration expects datatype TYPE_INT64 for output 'OUTPUT1', model provides TYPE_INT32/,
     ],
     [
       'wrong_dims',
@@ -349,7 +349,7 @@ test('a config that contradicts the model is UNAVAILABLE with a clear reason', a
       'unknown_input',
       addSubModel(),
       'input { name: "IMAGE" data_type: TYPE_INT32 dims: [16] }',
-      /config input 'IMAGE' is not in the model \(it has INPUT0, INPUT1\)/,
+      /unexpected inference input 'IMAGE', allowed inputs are: INPUT0, INPUT1 \(the config names a tensor the model does not have\)/,
     ],
     [
       'optional_but_required',
@@ -361,7 +361,7 @@ test('a config that contradicts the model is UNAVAILABLE with a clear reason', a
       'batch_on_fixed',
       addSubModel({ batch: false }),
       'max_batch_size: 4',
-      /max_batch_size 4 needs a dynamic first dimension .*'INPUT0' is \[16\].*max_batch_size: 0/,
+      /model does not support batching while non-zero max_batch_size is specified: max_batch_size 4 needs a dynamic first dimension .*'INPUT0' is \[16\].*max_batch_size: 0/,
     ],
   ];
   for (const [name, model, config] of cases) await writeModel(root, name, 1, model, config);
@@ -746,7 +746,7 @@ test('with a config given, a config that does not fit the model is INVALID_ARGUM
   await writeModel(root, 'broken', 1, new TextEncoder().encode('not an ONNX model'));
   await assert.rejects(
     repo.load('m', { input: [{ name: 'NOT_THERE', data_type: 'TYPE_FP32', dims: [4] }] }),
-    isCode('INVALID_ARGUMENT', /with the config given: .*config input 'NOT_THERE' is not in the model/),
+    isCode('INVALID_ARGUMENT', /with the config given: .*unexpected inference input 'NOT_THERE', allowed inputs are/),
   );
   let failure: NereidError | undefined;
   await assert.rejects(repo.load('broken', { max_batch_size: 0 }), (error: unknown) => {

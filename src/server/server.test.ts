@@ -135,7 +135,7 @@ test("explicit mode: a load whose config is not JSON or does not parse is the ca
     [{ config: 'not json' }, /load parameter 'config' is not valid JSON/],
     [{ config: 42 }, /load parameter 'config' must be a JSON string/],
     [{ config: JSON.stringify({ max_batch_size: 'many' }) }, /load failed for model 'good' with the config given: invalid config override: max_batch_size/],
-    [{ config: JSON.stringify({ input: [{ name: 'NOPE', data_type: 'TYPE_FP32', dims: [4] }] }) }, /config input 'NOPE' is not in the model/],
+    [{ config: JSON.stringify({ input: [{ name: 'NOPE', data_type: 'TYPE_FP32', dims: [4] }] }) }, /unexpected inference input 'NOPE', allowed inputs are: /],
     [{ 'file:1/model.onnx': 'AAAA' }, /uploading model files is disabled/],
     [{ colour: 'blue' }, /unknown load parameter 'colour'/],
   ];
