@@ -202,7 +202,7 @@ describe('sequence batching: one sequence', () => {
     assert.match(badFlag.body.error, /parameter 'sequence_start' must be a boolean \(true or false\), got "yes"/);
     const twoRows = await infer('acc', { parameters: { sequence_id: 6, sequence_start: true }, inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [2, 1], data: [1, 2] }] });
     assert.equal(twoRows.status, 400);
-    assert.match(twoRows.body.error, /must have batch size 1.*got 2/);
+    assert.match(twoRows.body.error, /must specify batch-size 1 due to requirements of sequence batcher.*got 2/);
   });
 
   test('a state starts from the initial_state data_file', async () => {

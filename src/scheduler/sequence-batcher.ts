@@ -178,7 +178,7 @@ export class SequenceBatcher implements Scheduler {
     const flags = request.sequence;
     if (!flags) return Promise.reject(new NereidError('INTERNAL', `${this.label} uses sequence batching but the request carries no sequence flags`));
     if (this.policy.maxBatchSize > 0 && request.batchSize !== 1) {
-      return Promise.reject(invalidArgument(`inference request to model '${this.model}' with sequence batching must have batch size 1 (one row per request of a sequence), got ${request.batchSize}`));
+      return Promise.reject(invalidArgument(`inference request to model '${this.model}' must specify batch-size 1 due to requirements of sequence batcher (one row per request of a sequence), got ${request.batchSize}`));
     }
     if (request.signal?.aborted) return Promise.reject(cancelled());
     try {
