@@ -207,6 +207,7 @@ describe('health and metadata', () => {
     // Every field Triton's answer always prints (its JSON for an ONNX model), so clients that index them find them.
     const alwaysPrinted = ['name', 'platform', 'backend', 'runtime', 'version_policy', 'max_batch_size', 'input', 'output', 'batch_input', 'batch_output', 'optimization', 'instance_group', 'default_model_filename', 'cc_model_filenames', 'metric_tags', 'parameters', 'model_warmup'];
     assert.deepEqual(alwaysPrinted.filter((field) => !(field in simple)), []);
+    assert.equal(simple.default_model_filename, 'model.onnx', "the file an ONNX Runtime model loads when its config names none, as Triton's auto-complete writes it");
     assert.deepEqual(simple.optimization, { priority: 'PRIORITY_DEFAULT', input_pinned_memory: { enable: true }, output_pinned_memory: { enable: true }, gather_kernel_buffer_threshold: 0, eager_batching: false });
     assert.deepEqual(Object.keys(simple.instance_group[0]).sort(), ['count', 'gpus', 'host_policy', 'kind', 'name', 'passive', 'profile', 'secondary_devices']);
     assert.deepEqual(await okJson(await get(main, '/v2/models/simple/versions/1/config')), simple);

@@ -139,15 +139,15 @@ const TRITON_OPTIMIZATION_DEFAULTS = {
 /**
  * A model's config as Triton's JSON writes it, every field it always prints included, with the defaults of fields
  * Nereid leaves unset: tools read e.g. model_transaction_policy.decoupled, an input's format or an instance group's
- * passive flag. default_model_filename stays '' unless the config names one, as Triton's answer has it for backends
- * that do not fill it in.
+ * passive flag. default_model_filename is the file an ONNX Runtime model loads from when the config names none
+ * ('model.onnx', as Triton's auto-complete writes it for that backend), '' for the others.
  */
 function withTritonDefaults(config: CompletedModelConfig) {
   return {
     // Defaults first: what the config sets (its own metric_tags, say) stays as it is.
     runtime: '',
     batch_output: [],
-    default_model_filename: '',
+    default_model_filename: config.backend === 'onnxruntime' ? 'model.onnx' : '',
     cc_model_filenames: {},
     metric_tags: {},
     ...config,
