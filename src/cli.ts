@@ -58,17 +58,26 @@ const LONGEST_TIMER_S = Math.floor(LONGEST_TIMER_MS / 1000);
 const seconds = (min: number) => number(min, LONGEST_TIMER_S);
 
 /**
- * `--model-repository`, which names one folder: given twice, the second would silently win and the first folder's
- * models go unserved (Triton serves several repositories at once; a command line carried over from it may repeat it).
+ * `--model-repository` of the commands that read one repository (batch, eval, quantize, tune…): given twice, the second
+ * would silently win and the first folder's models go unserved; `nereid serve` takes several (repositories()).
  */
 function oneRepository(value: string, previous: string | undefined): string {
   // The same folder twice (a wrapper's default and its caller's own) names one repository.
   if (previous !== undefined && resolve(previous) !== resolve(value)) {
     throw new InvalidArgumentError(
-      `--model-repository is given more than once ('${previous}', then '${value}'): Nereid serves one model repository, where Triton can serve several; move the model folders into one repository, or run one server per repository`,
+      `--model-repository is given more than once ('${previous}', then '${value}'): this command reads one model repository (nereid serve takes several); name the one that holds the model`,
     );
   }
   return value;
+}
+
+/**
+ * `nereid serve`'s `--model-repository`, which may be given several times as Triton's may: every folder is served, a
+ * model's name in one of them only; the same folder given twice (a wrapper's default and its caller's own) counts once.
+ */
+function repositories(value: string, previous: string[] | undefined): string[] {
+  const folders = previous ?? [];
+  return folders.some((folder) => resolve(folder) === resolve(value)) ? folders : [...folders, value];
 }
 
 function port(value: string): number {
@@ -354,7 +363,11 @@ program.hook('preAction', async (_program, command) => {
 program
   .command('serve')
   .description('serve the models of a repository over HTTP and gRPC (KServe Open Inference Protocol V2)')
-  .option('--model-repository <dir>', 'model repository folder (<model>/<version>/model.onnx); default: the example repository that ships with Nereid', oneRepository)
+  .option(
+    '--model-repository <dir>',
+    'model repository folder (<model>/<version>/model.onnx); repeat it to serve several, each model in one of them only; default: the example repository that ships with Nereid',
+    repositories,
+  )
   .option('--host <address>', 'address to bind; use 0.0.0.0 to accept connections from other machines', '127.0.0.1')
   .option('--http-port <port>', 'HTTP port (0 picks a free one)', port, 8000)
   .option('--grpc-port <port>', "gRPC port (0 disables gRPC, Triton's meaning)", port, 8001)
@@ -495,7 +508,8 @@ program
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
     const metricsListener = metrics && flags.allowMetrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
     // createServer prepares the bundled repository, so that its log shows what was copied.
-    const modelRepository: string = flags.modelRepository ?? BUNDLED_REPOSITORY;
+    const given: string[] = flags.modelRepository ?? [BUNDLED_REPOSITORY];
+    const modelRepository = given.length === 1 ? given[0] : given;
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,
       observers: [metrics?.observer, tracing?.observer].filter((observer) => observer !== undefined),

@@ -72,8 +72,9 @@ export class FolderFingerprints {
     return hash.digest('hex');
   }
 
-  /** Forgets the files of a folder that is gone. */
+  /** Forgets the files of a folder that is gone ('' names none: a model that had no folder of its own). */
   forget(folder: string): void {
+    if (folder === '') return;
     for (const path of this.digests.keys()) if (path.startsWith(folder + sep)) this.digests.delete(path);
   }
 

@@ -44,6 +44,13 @@ export interface RepositoryIndexEntry {
  */
 export class ModelLoadError extends NereidError {}
 
+/** A model name found in two or more of the server's repositories: served from none, as in Triton. */
+export class DuplicateModelError extends NereidError {
+  constructor(message: string) {
+    super('UNAVAILABLE', message);
+  }
+}
+
 /** Triton's words for an ensemble whose steps are gone; `missing`: the models, or a model's versions (`scaler version 1`). */
 function ensembleMissingReason(ensemble: string, missing: Iterable<string>): string {
   return `ensemble '${ensemble}' contains models that are not available: ${[...missing].join(', ')}`;
@@ -70,7 +77,8 @@ export function readinessSummary(index: readonly RepositoryIndexEntry[]): string
 }
 
 export interface ModelRepositoryOptions {
-  root: string;
+  /** The repository folder, or several, as Triton serves several: a model's name must then be in one of them only. */
+  root: string | readonly string[];
   backends: readonly Backend[];
   logger: Logger;
   defaultMaxBatchSize: number;
@@ -378,46 +386,106 @@ export class ModelRepository {
   private closing = false;
   /** Aborted at close: loads and warmups under way stop, since what they would serve is to be discarded. */
   private readonly abandoning = new AbortController();
-  private rootPath?: string;
+  private rootPaths?: string[];
+  /** Model names found in two or more repository folders when last looked for (said once each). */
+  private readonly duplicates = new Set<string>();
+  /** Each resolved repository folder, and the folder as configured (how messages name it). */
+  private rootLabels = new Map<string, string>();
   /** Why the last listing could not read the repository; undefined while it can. */
   private unreadable?: string;
 
   constructor(private readonly options: ModelRepositoryOptions) {}
 
-  /**
-   * The repository folder with every link followed, as last resolved. Resolved once and kept (a poll resolves it
-   * again, refreshRoot): files a model reads are checked against it with their own links followed, so that none is
-   * read from outside the repository; the root itself being a link is the operator's choice.
-   */
-  private async root(): Promise<string> {
-    this.rootPath ??= await repositoryFolder(this.options.root);
-    return this.rootPath;
+  /** The repository folders as configured. */
+  private get configuredRoots(): readonly string[] {
+    return typeof this.options.root === 'string' ? [this.options.root] : this.options.root;
+  }
+
+  /** How messages name the repository: its folder, or every folder when there are several. */
+  private get rootsLabel(): string {
+    return this.configuredRoots.join(', ');
   }
 
   /**
-   * Resolves the repository folder again, as each poll does first: a root that is a link swapped to another target
-   * (Kubernetes git-sync, a release symlink) is followed to where it points now. Logged when the target changed;
-   * a root that cannot be resolved now throws and keeps the last target.
+   * The repository folders with every link followed, as last resolved. Resolved once and kept (a poll resolves them
+   * again, refreshRoot): files a model reads are checked against its own repository folder with their own links
+   * followed, so that none is read from outside it; a root itself being a link is the operator's choice.
+   */
+  private async roots(): Promise<string[]> {
+    this.rootPaths ??= await this.resolveRoots();
+    return this.rootPaths;
+  }
+
+  /** Each configured folder resolved, once: a folder named twice (or through a link to it) is one repository, not a second holding every model again. */
+  private async resolveRoots(): Promise<string[]> {
+    const resolved = await Promise.all(this.configuredRoots.map(repositoryFolder));
+    this.rootLabels = new Map();
+    for (const [index, root] of resolved.entries()) if (!this.rootLabels.has(root)) this.rootLabels.set(root, this.configuredRoots[index]);
+    return [...this.rootLabels.keys()];
+  }
+
+  /**
+   * Resolves the repository folders again, as each poll does first: a root that is a link swapped to another target
+   * (Kubernetes git-sync, a release symlink) is followed to where it points now. Logged when a target changed;
+   * a root that cannot be resolved now throws and keeps the last targets.
    */
   async refreshRoot(): Promise<{ from: string; to: string } | undefined> {
-    const to = await repositoryFolder(this.options.root);
-    const from = this.rootPath;
-    this.rootPath = to;
-    if (from === undefined || from === to) return undefined;
-    this.options.logger.info({ repository: this.options.root, from, to }, `model repository ${this.options.root} now points to ${to} (was ${from}); models are compared with what is there`);
-    return { from, to };
+    const before = this.rootPaths;
+    const now = await this.resolveRoots();
+    this.rootPaths = now;
+    let changed: { from: string; to: string } | undefined;
+    for (const [index, to] of now.entries()) {
+      const from = before?.[index];
+      if (from === undefined || from === to) continue;
+      const configured = this.rootLabels.get(to);
+      this.options.logger.info({ repository: configured, from, to }, `model repository ${configured} now points to ${to} (was ${from}); models are compared with what is there`);
+      changed ??= { from, to };
+    }
+    return changed;
+  }
+
+  /** The repository folder a path (links followed) lies in; the first folder for one in none. */
+  private async placeOfFolder(path: string): Promise<string> {
+    const roots = await this.roots();
+    return roots.find((root) => path === root || path.startsWith(root + sep)) ?? roots[0];
+  }
+
+  /**
+   * The repository folder that holds the model and the model's folder in it, links followed. A name found in two or
+   * more repositories is served from none, as in Triton.
+   */
+  private async placeOf(name: string): Promise<{ root: string; folder: string }> {
+    checkModelName(name);
+    const roots = await this.roots();
+    if (roots.length === 1) return { root: roots[0], folder: await this.modelFolder(name, roots[0]) };
+    const holding = (await Promise.all(roots.map(async (root) => ((await exists(join(root, name))) ? root : undefined)))).filter((root) => root !== undefined);
+    if (holding.length > 1) {
+      // Triton's reason, word for word (its tests compare it whole); where the folders are is for the log, not for clients.
+      // Said once, not at every poll that finds it so again.
+      if (!this.duplicates.has(name)) {
+        this.options.logger.warn({ model: name, repositories: holding.map((root) => this.rootLabels.get(root)) }, `model '${name}' appears in ${holding.map((root) => this.rootLabels.get(root)).join(' and ')}: it is served from none of them until all but one are renamed or removed`);
+      }
+      this.duplicates.add(name);
+      throw new DuplicateModelError('model appears in two or more repositories');
+    }
+    this.duplicates.delete(name);
+    if (holding.length === 0) throw notFound(`model ${quoteName(name)} is not in the model repositories`);
+    return { root: holding[0], folder: await this.modelFolder(name, holding[0]) };
   }
 
   /** A model's folder with every link followed (checked to be inside the repository). */
-  folderOf(name: string): Promise<string> {
-    return this.modelFolder(name);
+  async folderOf(name: string): Promise<string> {
+    return (await this.placeOf(name)).folder;
   }
 
   /** The model folders in the repository, whether loaded or not. */
   async discover(): Promise<string[]> {
-    const root = await this.root();
-    // A link to a model folder elsewhere in the repository serves it under the link's name as well.
-    return (await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))).sort();
+    const names = new Set<string>();
+    for (const root of await this.roots()) {
+      // A link to a model folder elsewhere in the repository serves it under the link's name as well.
+      for (const name of await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))) names.add(name);
+    }
+    return [...names].sort();
   }
 
   /**
@@ -425,19 +493,19 @@ export class ModelRepository {
    * volume's lost+found (a repository on its own file system) is no model folder.
    */
   async unservableFolders(): Promise<string[]> {
-    const root = await this.root();
-    return (await foldersIn(root, root, (name) => !SAFE_NAME.test(name) && !name.startsWith('.') && name !== 'lost+found')).sort();
+    const folders: string[] = [];
+    for (const root of await this.roots()) folders.push(...(await foldersIn(root, root, (name) => !SAFE_NAME.test(name) && !name.startsWith('.') && name !== 'lost+found')));
+    return folders.sort();
   }
 
   /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */
   async looseModelFiles(): Promise<string[]> {
-    return otherOnnxFiles(await this.root());
+    return (await Promise.all((await this.roots()).map((root) => otherOnnxFiles(root)))).flat();
   }
 
-  /** `root`: the repository as a load resolved it at its start (a poll may resolve it again meanwhile). */
-  private async modelFolder(name: string, root?: string): Promise<string> {
+  /** `root`: the repository folder as a load resolved it at its start (a poll may resolve it again meanwhile). */
+  private async modelFolder(name: string, root: string): Promise<string> {
     checkModelName(name);
-    root ??= await this.root();
     const folder = join(root, name);
     const real = await realpath(folder).catch(() => {
       throw notFound(`model ${quoteName(name)} is not in the model repository`);
@@ -447,7 +515,7 @@ export class ModelRepository {
     return real;
   }
 
-  private async readConfig(folder: string, override?: unknown, root?: string): Promise<ModelConfig> {
+  private async readConfig(folder: string, override: unknown, root: string): Promise<ModelConfig> {
     if (override !== undefined) {
       const config = parseModelConfig(override, 'config override');
       checkOverride(config, await this.readConfig(folder, undefined, root).catch(() => undefined));
@@ -456,7 +524,7 @@ export class ModelRepository {
     for (const file of CONFIG_FILES) {
       if (!(await exists(join(folder, file)))) continue;
       // A config that is a link out of the repository is refused like any other file a model reads.
-      const text = await readFile(await containedFile(root ?? (await this.root()), folder, file, 'config file'), 'utf8');
+      const text = await readFile(await containedFile(root, folder, file, 'config file'), 'utf8');
       let raw: unknown;
       try {
         raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
@@ -516,7 +584,7 @@ export class ModelRepository {
   /** The model folder's config files as they are now, to tell whether they changed since a load; '' when unreadable. */
   private async configFilesText(name: string): Promise<string> {
     try {
-      const folder = await this.modelFolder(name);
+      const { folder } = await this.placeOf(name);
       const texts = await Promise.all(CONFIG_FILES.map((file) => readFile(join(folder, file), 'utf8').catch(() => '')));
       return texts.join('\u0000');
     } catch {
@@ -626,7 +694,8 @@ export class ModelRepository {
 
   /** A model's config as its files say now (not the one a load request may have given). */
   async configOf(name: string): Promise<ModelConfig> {
-    return this.readConfig(await this.modelFolder(name));
+    const { root, folder } = await this.placeOf(name);
+    return this.readConfig(folder, undefined, root);
   }
 
   /** The backend that would load `name` ('ensemble' for an ensemble), resolved from its config files as loading does, without loading it. */
@@ -649,13 +718,16 @@ export class ModelRepository {
   private async loadNow(name: string, configOverride?: unknown): Promise<void> {
     if (this.abandoning.signal.aborted) throw new LoadAbandonedError(`load of model '${name}'`);
     const logger = this.options.logger.child({ model: name });
-    const root = await this.root();
-    // A name with no folder is the caller's mistake (NOT_FOUND), not the server's.
-    const folder = await this.modelFolder(name, root).catch((error: Error) => {
-      logger.warn(`cannot load model '${name}': ${error.message}`);
+    const previous = this.entries.get(name);
+    // A name with no folder is the caller's mistake (NOT_FOUND), not the server's; one in two repositories fails to load.
+    const { root, folder } = await this.placeOf(name).catch(async (error: Error) => {
+      if (!(error instanceof DuplicateModelError)) logger.warn(`cannot load model '${name}': ${error.message}`);
+      if (error instanceof DuplicateModelError) {
+        await this.replaceUnlessServing(name, { versions: new Map(), failures: new Map([['', error.message]]), unloaded: false }, previous, error.message);
+        throw new ModelLoadError('UNAVAILABLE', `failed to load ${quoteName(name)}, ${error.message}`, { cause: error });
+      }
       throw error;
     });
-    const previous = this.entries.get(name);
     // Loaded now, an ensemble no longer waits for its steps: its load loads them, and their restores must not queue behind it.
     if (previous) {
       previous.missingSteps = undefined;
@@ -839,7 +911,7 @@ export class ModelRepository {
     const profiled = await Promise.all(candidates.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
     const monitored = candidates.filter((_, index) => profiled[index]);
     if (monitored.length === 0) return;
-    const repository = await repositoryForHints(this.options.root);
+    const repository = await repositoryForHints(this.rootLabels.get(await this.placeOfFolder(folder)) ?? this.configuredRoots[0]);
     const have = monitored.length === 1 ? `version ${monitored[0]} has one` : `versions ${monitored.join(', ')} have one`;
     for (const version of unmonitored) {
       logger.warn(
@@ -911,7 +983,7 @@ export class ModelRepository {
   private async modelFilename(backend: Backend, versionFolder: string): Promise<string> {
     const names = backend.modelFilenames ?? [backend.defaultModelFilename];
     for (const name of names) if (await exists(join(versionFolder, name))) return name;
-    if (names.length > 1) throw new Error(`${shown(await this.root(), versionFolder)} holds no model file: backend '${backend.name}' reads ${names.join(' or ')}`);
+    if (names.length > 1) throw new Error(`${shown(await this.placeOfFolder(versionFolder), versionFolder)} holds no model file: backend '${backend.name}' reads ${names.join(' or ')}`);
     return names[0];
   }
 
@@ -1136,7 +1208,7 @@ export class ModelRepository {
     let unreadable: string | undefined;
     try {
       discovered = await this.discover();
-      if (this.unreadable !== undefined) this.options.logger.info(`the model repository ${this.options.root} can be read again`);
+      if (this.unreadable !== undefined) this.options.logger.info(`the model repository ${this.rootsLabel} can be read again`);
       this.unreadable = undefined;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
@@ -1145,7 +1217,7 @@ export class ModelRepository {
       const why = code === undefined ? 'it does not exist now or is not a folder' : `${plain[code] ?? 'error'}, ${code}`;
       unreadable = `the model repository cannot be read (${why}); listed: the models this server holds`;
       if (this.unreadable !== unreadable) {
-        this.options.logger.warn({ err: error }, `the model repository ${this.options.root} cannot be read (${(error as Error).message}); listing the models this server holds, which keep serving`);
+        this.options.logger.warn({ err: error }, `the model repository ${this.rootsLabel} cannot be read (${(error as Error).message}); listing the models this server holds, which keep serving`);
       }
       this.unreadable = unreadable;
     }

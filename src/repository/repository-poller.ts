@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { FolderFingerprints } from './model-fingerprint.js';
-import type { ModelRepository } from './model-repository.js';
+import { DuplicateModelError, type ModelRepository } from './model-repository.js';
 
 export interface RepositoryPollerOptions {
   repository: ModelRepository;
@@ -102,9 +102,11 @@ export class RepositoryPoller {
     // Each scan follows the root anew: a root that is a link (git-sync, a release symlink) may point elsewhere now.
     await repository.refreshRoot();
     for (const name of await repository.discover()) {
-      // A folder that vanished or turned into a link out of the repository since discover() is simply not there.
-      const folder = await repository.folderOf(name).catch(() => undefined);
-      if (folder) seen.set(name, { folder, fingerprint: await this.fingerprints.of(folder) });
+      // A folder that vanished or turned into a link out of the repository since discover() is simply not there; a name
+      // in two repositories is there, and its load says why it serves from neither.
+      const folder = await repository.folderOf(name).catch((error: unknown) => (error instanceof DuplicateModelError ? error : undefined));
+      if (folder instanceof DuplicateModelError) seen.set(name, { folder: '', fingerprint: folder.message });
+      else if (folder) seen.set(name, { folder, fingerprint: await this.fingerprints.of(folder) });
     }
     // A repository that went away during the scan (a volume unmounted) made its folders look removed or emptied:
     // that scan is thrown away, and the models stay as they are, rather than being unloaded.

@@ -36,11 +36,12 @@ export async function createServer(options: CreateServerOptions): Promise<Server
   checkLoggerOption('Server', options.logger);
   const { cacheConfig, ...rest } = options;
   // Before anything listens: a repository that is a file or missing is the operator's mistake, said plainly.
-  await repositoryFolder(options.modelRepository);
+  const repositories = [options.modelRepository].flat();
+  for (const repository of repositories) await repositoryFolder(repository);
   const logger = options.logger ?? defaultLibraryLogger();
   // The bundled repository (BUNDLED_REPOSITORY) of an installed package holds only its own files until the models that
   // dependencies ship are copied into place, as `nereid serve` does on first use.
-  if (await isBundledRepository(options.modelRepository)) await prepareBundledRepository(logger);
+  for (const repository of repositories) if (await isBundledRepository(repository)) await prepareBundledRepository(logger);
   const backends = options.backends ?? [
     new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend(),
     // Registered always, so a javascript model without --allow-code-models is refused by name rather than as an unknown backend.

@@ -24,7 +24,7 @@ import { serveFlagName, Server, type ServerOptions } from './server.js';
 const silent = pino({ level: 'silent' });
 
 /** A started server over `repo`, closed after the test. */
-async function started(t: { after: (fn: () => Promise<void>) => void }, options: Partial<ServerOptions> & { modelRepository: string }): Promise<Server> {
+async function started(t: { after: (fn: () => Promise<void>) => void }, options: Partial<ServerOptions> & Pick<ServerOptions, 'modelRepository'>): Promise<Server> {
   const server = new Server({ backends: [doublerBackend()], logger: silent, ...options });
   t.after(() => server.close());
   return server.start();
@@ -152,6 +152,25 @@ test("explicit mode: a load whose config is not JSON or does not parse is the ca
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
   await server.unloadModel('good');
   await rejectsWith(server.infer(request('good')), 'NOT_FOUND', /has no available versions \(it was unloaded\)/);
+});
+
+test("several repositories are served as one, as Triton serves them: a name in two of them is served from neither, its reason in the index", async (t) => {
+  const base = await fakeRepository(t, { base_model: undefined, shared: undefined });
+  const team = await fakeRepository(t, { team_model: undefined, shared: undefined });
+  const server = await started(t, { modelRepository: [base, team, `${base}/`], modelControlMode: 'explicit', loadModels: ['base_model', 'team_model', 'shared'] });
+  assert.deepEqual(await doubledBy(server, 'base_model'), [2, 4, 6, 8]);
+  assert.deepEqual(await doubledBy(server, 'team_model'), [2, 4, 6, 8]);
+  const index = await server.repositoryIndex();
+  assert.deepEqual(index.map((row) => row.name), ['base_model', 'shared', 'team_model'], 'one list, a folder named twice counting once');
+  const shared = index.find((row) => row.name === 'shared')!;
+  assert.equal(shared.state, 'UNAVAILABLE');
+  assert.equal(shared.reason, 'model appears in two or more repositories', "Triton's reason, which its tests compare whole");
+  await rejectsWith(server.infer(request('shared')), 'NOT_FOUND', /^Request for unknown model: 'shared' has no available versions: model appears in two or more repositories$/);
+  await rejectsWith(server.loadModel('shared'), 'INVALID_ARGUMENT', /^failed to load 'shared', model appears in two or more repositories$/);
+  // Removed from one of them, it loads from the other.
+  await rm(join(team, 'shared'), { recursive: true });
+  await server.loadModel('shared');
+  assert.deepEqual(await doubledBy(server, 'shared'), [2, 4, 6, 8]);
 });
 
 test('close() makes infer() UNAVAILABLE, releases the instances and closes the cache store', async (t) => {

@@ -40,7 +40,8 @@ import { SystemSharedMemory } from './system-shared-memory.js';
 const STARTING_RETRY_AFTER_MS = 1000;
 
 export const serverOptionsSchema = z.object({
-  modelRepository: z.string().min(1),
+  /** The model repository folder, or several (Triton's repeated --model-repository): a model's name must be in one only. */
+  modelRepository: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
   /**
    * Triton's --model-control-mode: 'none' loads everything at start and refuses load/unload requests;
    * 'explicit' loads what is asked (--load-model, the load API); 'poll' loads everything at start,
@@ -381,7 +382,7 @@ export class Server {
       const missing = names.filter((name) => !models.has(name));
       if (missing.length > 0) {
         const named = missing.map((name) => `'${name}'`).join(', ');
-        throw notFound(`no model ${named}${role} in the repository ${this.options.modelRepository} (it has ${[...models].join(', ') || 'no models'})`);
+        throw notFound(`no model ${named}${role} in the repository ${[this.options.modelRepository].flat().join(', ')} (it has ${[...models].join(', ') || 'no models'})`);
       }
     }
   }
@@ -402,7 +403,7 @@ export class Server {
     const discovered = await this.repository.discover();
     await this.checkNamedModels(discovered);
     if (discovered.length === 0) {
-      this.logger.warn(`the model repository ${this.options.modelRepository} holds no model folders (<model>/<version>/model.onnx): nothing to serve until one is added`);
+      this.logger.warn(`the model repository ${[this.options.modelRepository].flat().join(', ')} holds no model folders (<model>/<version>/model.onnx): nothing to serve until one is added`);
     }
     if ((modelControlMode === 'none' || modelControlMode === 'poll') && loadModels.length > 0) {
       this.logger.warn(`${this.settingName('loadModels')} has no effect with ${this.settingName('modelControlMode', modelControlMode)}, which loads every model at start; use explicit or on_demand to choose`);
