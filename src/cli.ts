@@ -508,7 +508,8 @@ program
     const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
     const metricsListener = metrics && flags.allowMetrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
     // createServer prepares the bundled repository, so that its log shows what was copied.
-    const given: string[] = flags.modelRepository ?? [BUNDLED_REPOSITORY];
+    // The preAction hook puts the bundled repository's path in as a string when none was given.
+    const given: string[] = [flags.modelRepository ?? BUNDLED_REPOSITORY].flat();
     const modelRepository = given.length === 1 ? given[0] : given;
     const server = await createServer({
       costPerCoreHour: flags.costPerCoreHour,

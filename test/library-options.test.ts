@@ -20,7 +20,7 @@ const logger = pino({ level: 'silent' });
 
 test('a misspelt option of createServer, Server, the front ends and the clients is refused, naming it and the known ones', async () => {
   await assert.rejects(createServer({ modelRepo: 'models', logger } as never), /^TypeError: Server: unknown option 'modelRepo' \(known: .*\bcacheConfig\b.*\bmodelRepository\b.*\)$/);
-  await assert.rejects((createServer as (options?: unknown) => Promise<unknown>)(), /^TypeError: Server: option 'modelRepository' expects string, got undefined$/);
+  await assert.rejects((createServer as (options?: unknown) => Promise<unknown>)(), /^TypeError: Server: option 'modelRepository' expects string \(a folder\) or an array of them, got undefined$/);
   await assert.rejects(
     createServer({ modelRepository: 'models', logger, maxBatchSise: 8 } as never),
     /^TypeError: Server: unknown option 'maxBatchSise' \(known: .*\bdefaultMaxBatchSize\b.*\)$/,
@@ -153,7 +153,7 @@ test("a wrong value inside a nested option that may be false or an object is tol
   );
   // A value that is no object is still told against the whole union.
   assert.throws(() => new Server({ modelRepository: 'models', logger, backends, monitoring: 'off' } as never), /^TypeError: Server: option 'monitoring' is invalid: Invalid input, got 'off' \(a string\)$/);
-  assert.throws(() => new Server({ modelRepository: {} as never, logger, backends }), /^TypeError: Server: option 'modelRepository' expects string, got an Object$/);
+  assert.throws(() => new Server({ modelRepository: {} as never, logger, backends }), /^TypeError: Server: option 'modelRepository' expects string \(a folder\) or an array of them, got an Object$/);
 });
 
 test('a logger that is not a pino Logger is refused when the server is made, not when a front end first calls logger.child', async () => {

@@ -495,12 +495,12 @@ export class JavaScriptBackend implements Backend {
     return { inputs: config.input.map(signatureOf), outputs: config.output.map(signatureOf) };
   }
 
-  /** One instance; a handler that computes much asks for more with instance_group. */
   /** An instance computes on its worker's one thread, whatever its plan. */
   instanceThreads(): number {
     return 1;
   }
 
+  /** One instance; a handler that computes much asks for more with instance_group. */
   async defaultInstances(): Promise<{ count: number; threadsPerInstance: number }> {
     return { count: 1, threadsPerInstance: 1 };
   }

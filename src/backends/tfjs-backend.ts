@@ -40,12 +40,12 @@ export class TfjsBackend implements Backend {
     return signatureOfModelJson(await readModelJson(modelPath), modelPath);
   }
 
-  /** One single-threaded instance per core: each computes in its own worker, and they never wait for each other. */
   /** An instance computes on its worker's one thread, whatever its plan. */
   instanceThreads(): number {
     return 1;
   }
 
+  /** One single-threaded instance per core: each computes in its own worker, and they never wait for each other. */
   async defaultInstances(_modelPath: string, _config: ModelConfig, cores: number): Promise<{ count: number; threadsPerInstance: number }> {
     return { count: cores, threadsPerInstance: 1 };
   }

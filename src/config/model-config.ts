@@ -590,7 +590,11 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
     sequence_batching: sequenceBatchingSchema.optional(),
     parameters: parametersSchema.default({}),
     model_warmup: repeated(modelWarmupSchema).default([]),
-    default_model_filename: z.string().optional(),
+    /** '' (what Triton's config answer prints for none) names no file. */
+    default_model_filename: z
+      .string()
+      .optional()
+      .transform((file) => (file === '' ? undefined : file)),
     /** Triton's ensemble (platform "ensemble"): the steps run as a graph of tensors, each through its own model. */
     ensemble_scheduling: configObject({ step: repeated(ensembleStepSchema).default([]) }).optional(),
     /** Triton's ModelOptimizationPolicy; ONNX Runtime reads graph.level (its graph optimisation level). */
@@ -840,3 +844,11 @@ export function declaredParameters<Schema extends z.ZodObject>(schema: Schema, p
 /** A config's parameters as strings by name, as declaredParameters reads them. */
 export const parameterStrings = (config: ModelConfig): Record<string, string | undefined> =>
   Object.fromEntries(Object.keys(config.parameters).map((name) => [name, parameterValue(config, name)]));
+
+/**
+ * The model file a config answer names: the config's own, else for an ONNX Runtime model the file it loads when none is
+ * named ('model.onnx', as Triton's auto-complete writes it), else '' as in Triton's answer for other backends.
+ */
+export function answeredModelFilename(config: Pick<CompletedModelConfig, 'backend' | 'default_model_filename'>): string {
+  return config.default_model_filename ?? (config.backend === 'onnxruntime' ? 'model.onnx' : '');
+}

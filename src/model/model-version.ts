@@ -182,6 +182,8 @@ export class ModelVersion {
   private readonly outputDims: ReadonlyMap<string, readonly number[]>;
   /** Requests past the readiness check and not yet answered; unload waits for them. */
   private inFlight = 0;
+  /** Instances taken out by changeInstances and not yet released: an unload waits for them. */
+  private readonly retirements = new Set<Promise<unknown>>();
   private started = 0;
   private whenIdle?: () => void;
 
@@ -268,8 +270,8 @@ export class ModelVersion {
   /**
    * Serves on with `instances` (made by `plans`) instead of those it has, as Triton updates a model whose config changed
    * only its instance groups: requests keep being answered, those it has and `instances` holds keep their state (a
-   * warm session, a handler's memory), the others take no new batch and are released once the batch they run ends.
-   * `config` is the version's config with the new instance groups.
+   * warm session, a handler's memory), the others take no new work and are released once they hold none (the batch
+   * they run; a sequence model's live sequences on them). `config` is the version's config with the new instance groups.
    */
   async changeInstances(config: CompletedModelConfig, instances: readonly BackendInstance[], plans: readonly InstanceOptions[]): Promise<void> {
     const before = new Set(this.parts.instances);
@@ -279,8 +281,11 @@ export class ModelVersion {
     this.parts = { ...this.parts, config, instances, instancePlans: plans, plannedThreadsPerInstance: plans[0]?.intraOpThreads };
     this.config = config;
     this.clientConfig = this.parts.preprocessor?.clientConfig(config) ?? config;
-    await this.parts.scheduler.changeInstances!(added, removed);
-    await Promise.allSettled(removed.map((instance) => instance.release()));
+    // Those taken out are released once they hold nothing: after the batch they run, or for a sequence model after the
+    // live sequences of their slots end, which may take minutes; the change does not wait for that, an unload does.
+    const retired = this.parts.scheduler.changeInstances!(added, removed).then(() => Promise.allSettled(removed.map((instance) => instance.release())));
+    this.retirements.add(retired);
+    void retired.finally(() => this.retirements.delete(retired));
   }
 
   get plannedThreadsPerInstance(): number | undefined {
@@ -562,7 +567,7 @@ export class ModelVersion {
     this.state = 'UNLOADING';
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
     await this.parts.scheduler.stop();
-    await Promise.allSettled(this.parts.instances.map((instance) => instance.release()));
+    await Promise.allSettled([...this.parts.instances.map((instance) => instance.release()), ...this.retirements]);
     this.state = 'UNAVAILABLE';
     this.reason = 'unloaded';
   }

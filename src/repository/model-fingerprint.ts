@@ -20,13 +20,13 @@ export async function fileDigest(path: string): Promise<string> {
 const MAX_DEPTH = 4;
 const MAX_FILES = 10_000;
 
-/** The files in `folder` and its folders, relative to it, hidden entries aside; a link counts as what it points to. */
-async function filesIn(folder: string): Promise<string[]> {
+/** The files in `folder` and its folders, relative to it, hidden entries aside unless `hidden`; a link counts as what it points to. */
+async function filesIn(folder: string, hidden = false): Promise<string[]> {
   const files: string[] = [];
   const collect = async (prefix: string, depth: number): Promise<void> => {
     const entries = await readdir(join(folder, prefix), { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if (entry.name.startsWith('.') || files.length >= MAX_FILES) continue;
+      if ((!hidden && entry.name.startsWith('.')) || files.length >= MAX_FILES) continue;
       const relative = prefix ? join(prefix, entry.name) : entry.name;
       // A link counts as what it points to, so a model file linked from elsewhere is followed like the loader follows it.
       const info = entry.isSymbolicLink() ? await stat(join(folder, relative)).catch(() => undefined) : entry;
@@ -42,12 +42,13 @@ async function filesIn(folder: string): Promise<string[]> {
 }
 
 /**
- * Each file of `folder` but those `skip` names, by path, size, mtime, ctime and inode, as one string: equal stamps mean
- * no file was written, added or removed since (a file only touched counts as written). Reads no content.
+ * Each file of `folder` but those `skip` names, hidden ones included, by path, size, mtime, ctime and inode, as one
+ * string: equal stamps mean no file was written, added or removed since (a file only touched counts as written; so does
+ * an editor's swap file). Reads no content.
  */
 export async function folderStamps(folder: string, skip: ReadonlySet<string>): Promise<string> {
   const hash = createHash('sha256');
-  for (const relative of await filesIn(folder)) {
+  for (const relative of await filesIn(folder, true)) {
     if (skip.has(relative)) continue;
     const info = await stat(join(folder, relative)).catch(() => undefined);
     hash.update(`${relative}\0${info ? `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}` : 'unreadable'}\n`);

@@ -89,9 +89,10 @@ export interface VersionLoadOptions {
   /**
    * The same version as it serves now, when none of the model's files besides its config changed since it loaded: a
    * config that differs from its only in instance groups changes its instances (those the new plan still has stay), and
-   * the load returns it, as Triton updates such a model instead of reloading it.
+   * the load returns it, as Triton updates such a model instead of reloading it. `filesUnchanged` is asked again once
+   * the new instances are made: files written meanwhile make it a full load after all.
    */
-  serving?: ModelVersion;
+  serving?: { version: ModelVersion; filesUnchanged: () => Promise<boolean> };
 }
 
 /** What makes two instances of a config interchangeable: made by plans alike, either serves as the other would. */
@@ -309,7 +310,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       }
       return made;
     };
-    const serving = options.serving;
+    const serving = options.serving?.version;
     if (serving?.instancesChangeable && onlyInstancesDiffer(serving.config, config)) {
       // Each new plan takes an instance made by a plan alike, while one is left; the others are made.
       const { instances: current, plans: currentPlans } = serving.instances;
@@ -322,21 +323,26 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       const kept = plans.map((plan) => spare.get(planKey(backend, config, plan))?.shift());
       const newPlans = plans.map((plan, position) => (kept[position] ? currentPlans![current.indexOf(kept[position]!)] : { ...plan, index: nextIndex++ }));
       const made = await createAndWarmUp(newPlans.filter((_, position) => !kept[position]));
-      const added = made.length;
-      const instances = kept.map((instance) => instance ?? made.shift()!);
-      const removed = current.length - (instances.length - added);
-      await serving.changeInstances(config, instances, newPlans);
-      logger.info(
-        { instances: { before: current.length, after: instances.length, added, removed } },
-        `updated the instances of ${label} without reloading it: ${current.length} → ${instances.length} (${added} added, ${removed} removed)`,
-      );
-      return serving;
+      if (await options.serving!.filesUnchanged()) {
+        const added = made.length;
+        const instances = kept.map((instance) => instance ?? made.shift()!);
+        const removed = current.length - (instances.length - added);
+        await serving.changeInstances(config, instances, newPlans);
+        logger.info(
+          { instances: { before: current.length, after: instances.length, added, removed } },
+          `updated the instances of ${label} without reloading it: ${current.length} → ${instances.length} (${added} added, ${removed} removed)`,
+        );
+        return serving;
+      }
+      // Files written while the instances were made: those may hold either version of them, so every instance is made anew.
+      await Promise.allSettled(created.splice(0).map((instance) => instance.release()));
+      logger.info(`${label}: the model's files changed while its instances were being changed; loading it anew`);
     }
     await createAndWarmUp(plans);
     const statistics = options.previousStatistics ?? new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
     const scheduler = config.sequence_batching
-      ? new SequenceBatcher(created, await sequencePolicyOf(config, created.length, options.maxQueueSize, options.readInitialStateFile ?? noInitialStateFolder).catch((error: unknown) => {
+      ? new SequenceBatcher(created, await sequencePolicyOf(config, options.maxQueueSize, options.readInitialStateFile ?? noInitialStateFolder).catch((error: unknown) => {
           throw new ModelConfigError(error);
         }), observer, label, name, logger)
       : new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);

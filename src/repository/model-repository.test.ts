@@ -8,7 +8,7 @@ import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
 import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { buildOnnxModel, buildOnnxModelWithExternalData, type ModelSpec } from '../onnx/onnx-model-builder.js';
-import { addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
+import { accumulatorModel, addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
 import { checkModelName, ModelRepository } from './model-repository.js';
 
 const backend = new OnnxRuntimeBackend();
@@ -603,6 +603,38 @@ test("a load whose config changes only the instance groups changes the instances
   }
   assert.equal(serving.state, 'READY');
   assert.equal((await repo.index()).find((row) => row.name === 'm')?.state, 'READY');
+});
+
+test('a sequence model whose instance count changes keeps its live sequences, and each its state: the version is updated in place', async (t) => {
+  const { root, repo } = await repository(t);
+  const config = (count: number) =>
+    instancesConfig(
+      count,
+      `max_batch_size: 2\nsequence_batching {\n direct { }\n control_input [\n { name: "START" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] },\n` +
+        ` { name: "END" control [ { kind: CONTROL_SEQUENCE_END fp32_false_true: [ 0, 1 ] } ] },\n { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY fp32_false_true: [ 0, 1 ] } ] }\n ]\n` +
+        ` state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 1 ] initial_state: { data_type: TYPE_FP32 dims: [ 1 ] zero_data: true } } ]\n}\n`,
+    );
+  await writeModel(root, 'acc', 1, accumulatorModel(), config(1));
+  await repo.load('acc');
+  const serving = repo.get('acc');
+  const step = async (id: number, value: number, flags: Record<string, boolean> = {}) => {
+    const response = await repo.get('acc').infer({ model: 'acc', parameters: { sequence_id: id, ...flags }, inputs: [{ name: 'INPUT', datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) }], outputs: [{ name: 'OUTPUT' }] });
+    return (response.outputs[0].data as Float32Array)[0];
+  };
+  assert.equal(await step(1, 5, { sequence_start: true }), 5);
+  assert.equal(await step(2, 1, { sequence_start: true }), 1);
+  await writeFile(join(root, 'acc', 'config.pbtxt'), config(2));
+  await repo.load('acc');
+  assert.equal(repo.get('acc'), serving, 'updated, not reloaded');
+  assert.equal(serving.instances.instances.length, 2);
+  assert.equal(await step(3, 10, { sequence_start: true }), 10, 'a new sequence starts');
+  assert.equal(await step(1, 2), 7, 'a sequence live before the change goes on with its state');
+  // Back to one instance: the sequences of the one removed go on to their END.
+  await writeFile(join(root, 'acc', 'config.pbtxt'), config(1));
+  await repo.load('acc');
+  assert.equal(repo.get('acc'), serving);
+  assert.deepEqual([await step(1, 1, { sequence_end: true }), await step(2, 1, { sequence_end: true }), await step(3, 1, { sequence_end: true })], [8, 2, 11]);
+  assert.equal(serving.instances.instances.length, 1);
 });
 
 test('instances are made anew when more than the instance groups changed: another setting, other weights, or a model file added', async (t) => {

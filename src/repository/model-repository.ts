@@ -219,12 +219,14 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
   const refuse = (what: string) => {
     throw new Error(`the config given with a load request may not ${what}`);
   };
-  if (override.default_model_filename !== undefined && override.default_model_filename !== own?.default_model_filename) {
+  // The file the repository's config loads, as the config answer names it, may be sent back as it was answered.
+  const ownFile = own?.default_model_filename ?? ((own?.backend ?? 'onnxruntime') === 'onnxruntime' ? 'model.onnx' : undefined);
+  if (override.default_model_filename !== undefined && override.default_model_filename !== ownFile) {
     refuse(`name a model file (default_model_filename) other than the repository's config does`);
   }
   const declaredLabels = new Set((own?.output ?? []).map((output) => output.label_filename).filter((file) => file !== undefined));
   for (const output of override.output) {
-    if (output.label_filename !== undefined && !declaredLabels.has(output.label_filename)) {
+    if (output.label_filename && !declaredLabels.has(output.label_filename)) {
       refuse(`name a labels file the repository's config does not name ('${output.label_filename}')`);
     }
   }
@@ -391,6 +393,8 @@ export class ModelRepository {
   private readonly duplicates = new Set<string>();
   /** Each resolved repository folder, and the folder as configured (how messages name it). */
   private rootLabels = new Map<string, string>();
+  /** Each configured folder, and where it resolved to when last looked at. */
+  private resolvedOf = new Map<string, string>();
   /** Why the last listing could not read the repository; undefined while it can. */
   private unreadable?: string;
 
@@ -416,12 +420,21 @@ export class ModelRepository {
     return this.rootPaths;
   }
 
-  /** Each configured folder resolved, once: a folder named twice (or through a link to it) is one repository, not a second holding every model again. */
+  /**
+   * Each configured folder resolved, once: a folder named twice (or through a link to it) is one repository, not a
+   * second holding every model again. One inside another is refused: its folder would be a model of the outer one.
+   */
   private async resolveRoots(): Promise<string[]> {
     const resolved = await Promise.all(this.configuredRoots.map(repositoryFolder));
-    this.rootLabels = new Map();
-    for (const [index, root] of resolved.entries()) if (!this.rootLabels.has(root)) this.rootLabels.set(root, this.configuredRoots[index]);
-    return [...this.rootLabels.keys()];
+    const labels = new Map<string, string>();
+    for (const [index, root] of resolved.entries()) if (!labels.has(root)) labels.set(root, this.configuredRoots[index]);
+    for (const inner of labels.keys()) {
+      const outer = [...labels.keys()].find((root) => inner.startsWith(root + sep));
+      if (outer) throw invalidArgument(`model repository ${labels.get(inner)} lies inside model repository ${labels.get(outer)}: its folder would be one of the outer repository's models; name folders side by side`);
+    }
+    this.resolvedOf = new Map(this.configuredRoots.map((configured, index) => [configured, resolved[index]]));
+    this.rootLabels = labels;
+    return [...labels.keys()];
   }
 
   /**
@@ -430,14 +443,12 @@ export class ModelRepository {
    * a root that cannot be resolved now throws and keeps the last targets.
    */
   async refreshRoot(): Promise<{ from: string; to: string } | undefined> {
-    const before = this.rootPaths;
-    const now = await this.resolveRoots();
-    this.rootPaths = now;
+    const before = this.rootPaths === undefined ? undefined : new Map(this.resolvedOf);
+    this.rootPaths = await this.resolveRoots();
     let changed: { from: string; to: string } | undefined;
-    for (const [index, to] of now.entries()) {
-      const from = before?.[index];
+    for (const [configured, to] of this.resolvedOf) {
+      const from = before?.get(configured);
       if (from === undefined || from === to) continue;
-      const configured = this.rootLabels.get(to);
       this.options.logger.info({ repository: configured, from, to }, `model repository ${configured} now points to ${to} (was ${from}); models are compared with what is there`);
       changed ??= { from, to };
     }
@@ -458,7 +469,9 @@ export class ModelRepository {
     checkModelName(name);
     const roots = await this.roots();
     if (roots.length === 1) return { root: roots[0], folder: await this.modelFolder(name, roots[0]) };
-    const holding = (await Promise.all(roots.map(async (root) => ((await exists(join(root, name))) ? root : undefined)))).filter((root) => root !== undefined);
+    const holding = (await Promise.all(roots.map(async (root) => ((await this.modelFolder(name, root).then(() => true, () => false)) ? root : undefined)))).filter(
+      (root) => root !== undefined,
+    );
     if (holding.length > 1) {
       // Triton's reason, word for word (its tests compare it whole); where the folders are is for the log, not for clients.
       // Said once, not at every poll that finds it so again.
@@ -469,7 +482,13 @@ export class ModelRepository {
       throw new DuplicateModelError('model appears in two or more repositories');
     }
     this.duplicates.delete(name);
-    if (holding.length === 0) throw notFound(`model ${quoteName(name)} is not in the model repositories`);
+    if (holding.length === 0) {
+      // A link out of its repository is refused as such, not as a model that is not there.
+      for (const root of roots) await this.modelFolder(name, root).catch((error: unknown) => {
+        if (!(error instanceof NereidError && error.code === 'NOT_FOUND')) throw error;
+      });
+      throw notFound(`model ${quoteName(name)} is not in the model repositories`);
+    }
     return { root: holding[0], folder: await this.modelFolder(name, holding[0]) };
   }
 
@@ -723,7 +742,8 @@ export class ModelRepository {
     const { root, folder } = await this.placeOf(name).catch(async (error: Error) => {
       if (!(error instanceof DuplicateModelError)) logger.warn(`cannot load model '${name}': ${error.message}`);
       if (error instanceof DuplicateModelError) {
-        await this.replaceUnlessServing(name, { versions: new Map(), failures: new Map([['', error.message]]), unloaded: false }, previous, error.message);
+        // As in Triton, a serving model found in a second repository stops serving: which one is meant cannot be told.
+        await this.replace(name, { versions: new Map(), failures: new Map([['', error.message]]), unloaded: false }, previous);
         throw new ModelLoadError('UNAVAILABLE', `failed to load ${quoteName(name)}, ${error.message}`, { cause: error });
       }
       throw error;
@@ -821,6 +841,7 @@ export class ModelRepository {
           const referenceProfile = this.options.monitoring !== false && (await exists(profilePath))
             ? await readReferenceProfile(await containedFile(root, versionFolder, REFERENCE_PROFILE_FILE, 'reference profile'), shown(root, profilePath))
             : undefined;
+          const servingNow = filesAsLoaded ? previous!.versions.get(version) : undefined;
           const loaded = await loadModelVersion({
             signal: this.abandoning.signal,
             name,
@@ -833,7 +854,7 @@ export class ModelRepository {
             previousMonitor: previous?.versions.get(version)?.monitor,
             // Its counters too: a reload (or a load after an unload) of the same version continues its series.
             previousStatistics: previous?.versions.get(version)?.statistics,
-            serving: filesAsLoaded ? previous!.versions.get(version) : undefined,
+            serving: servingNow && { version: servingNow, filesUnchanged: async () => (await folderStamps(folder, CONFIG_FILE_NAMES)) === entry.files },
             // A load request's config is held to the warmup bound on what completion settles (inputs it leaves out, a -1 the model fixes).
             warmupMemoryLimit: configOverride === undefined ? undefined : OVERRIDE_LIMITS.warmupBytes,
             config,
@@ -871,8 +892,10 @@ export class ModelRepository {
       }),
     );
     if (versionErrors.some((error) => error instanceof LoadAbandonedError)) {
-      // Nothing of it is to serve: the versions that did load are released, the model stays as it was until close.
-      await Promise.all([...entry.versions.values()].map((version) => version.unload()));
+      // Nothing of it is to serve: the versions that did load are released, the model stays as it was until close (which
+      // unloads a version updated in place with the rest of the previous load, once).
+      const serving = new Set(previous?.versions.values());
+      await Promise.all([...entry.versions.values()].filter((version) => !serving.has(version)).map((version) => version.unload()));
       throw new LoadAbandonedError(`load of model '${name}'`);
     }
     if (entry.versions.size === 0) {

@@ -22,7 +22,6 @@ function controlInputOf(name: string, control: Control): SequenceControlInput {
 
 export async function sequencePolicyOf(
   config: CompletedModelConfig,
-  instanceCount: number,
   maxQueuedRequests: number,
   readInitialStateFile: (file: string) => Promise<Buffer>,
 ): Promise<SequencePolicy> {
@@ -43,7 +42,7 @@ export async function sequencePolicyOf(
   return {
     strategy: oldest ? 'oldest' : 'direct',
     maxBatchSize: config.max_batch_size,
-    maxCandidateSequences: oldest?.max_candidate_sequences ?? Math.max(1, config.max_batch_size) * instanceCount,
+    maxCandidateSequences: oldest?.max_candidate_sequences,
     preferredBatchSizes: oldest?.preferred_batch_size ?? [],
     maxQueueDelayMicroseconds: (oldest ?? batching.direct)?.max_queue_delay_microseconds ?? 0,
     maxSequenceIdleMicroseconds: batching.max_sequence_idle_microseconds,

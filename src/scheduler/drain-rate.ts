@@ -24,6 +24,12 @@ export class DrainRate {
     return Number.isNaN(this.measured) ? this.estimate() : this.measured;
   }
 
+  /** Forgets what was measured: the instances changed, so the rate is the estimate's until a backlog is measured again. */
+  reset(): void {
+    this.measured = NaN;
+    this.windowStart = -1;
+  }
+
   /**
    * Hears of each batch taken from the queue, and whether requests still wait behind it. A window
    * starts at a take that leaves a backlog, and counts only while the backlog lasts.

@@ -50,8 +50,8 @@ export interface Scheduler {
    */
   readonly admits: number;
   /**
-   * Sends batches to `added` from now on and none to `removed`; settles once no batch runs on a removed instance.
-   * Absent where instances hold state a request depends on (sequences): their instances change by a reload.
+   * Sends work to `added` from now on and no new work to `removed`; settles once no removed instance runs a batch or
+   * holds a live sequence (its caller may then release them). Absent: the scheduler's instances change by a reload.
    */
   changeInstances?(added: readonly BackendInstance[], removed: readonly BackendInstance[]): Promise<void>;
   /** Accepts nothing new, runs what is queued, and settles once every accepted request is answered. */

@@ -84,6 +84,46 @@ describe('SequenceBatcher', () => {
     await assert.rejects(sendToNewLoad(1, 2), /must specify the START flag .*a reload or unload of the model drops the sequences it held/);
   });
 
+  it("changeInstances (direct): new sequences start on the added instance; a removed one takes none but runs its live sequence to its END, with its state, and only then is it let go", async () => {
+    const onFirst: Execution[] = [];
+    const onSecond: Execution[] = [];
+    const [first, second] = [recordingInstance(onFirst), recordingInstance(onSecond)];
+    const batcher = new SequenceBatcher([first], policy({ maxBatchSize: 1 }), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
+    const send = (id: number, value: number, flags: { start?: boolean; end?: boolean } = {}) =>
+      batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id: BigInt(id), start: flags.start ?? false, end: flags.end ?? false } });
+    const started = send(1, 1, { start: true });
+    await settled();
+    onFirst[0].answer();
+    await started;
+    let letGo = false;
+    const changed = batcher.changeInstances([second], [first]).then(() => (letGo = true));
+    const other = send(2, 10, { start: true, end: true });
+    await settled();
+    assert.equal(onSecond.length, 1, 'a new sequence starts on the added instance');
+    onSecond[0].answer();
+    assert.equal(firstOf((await other).outputs.OUTPUT), 10);
+    const last = send(1, 5, { end: true });
+    await settled();
+    assert.equal(onFirst.length, 2, 'the live sequence goes on where it was');
+    assert.equal(letGo, false, 'the removed instance holds a live sequence');
+    onFirst[1].answer();
+    assert.equal(firstOf((await last).outputs.OUTPUT), 6, 'its state came with it');
+    await changed;
+    assert.equal(batcher.capacity, 1, 'one instance serves, with one slot');
+    const next = send(3, 7, { start: true });
+    await settled();
+    assert.deepEqual([onFirst.length, onSecond.length], [2, 2], 'the removed instance runs nothing more');
+    onSecond[1].answer();
+    await next;
+  });
+
+  it('changeInstances (oldest): the capacity follows the instances serving when max_candidate_sequences is not set', async () => {
+    const batcher = new SequenceBatcher([recordingInstance([])], policy({ strategy: 'oldest', maxBatchSize: 2, maxCandidateSequences: undefined }), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
+    assert.equal(batcher.capacity, 2);
+    await batcher.changeInstances([recordingInstance([]), recordingInstance([])], []);
+    assert.equal(batcher.capacity, 6);
+  });
+
   it('direct: each sequence keeps its slot row; rows without a request are padded with READY false', async () => {
     const { executions, send } = setup({});
     const a = send(1, 1, { start: true });

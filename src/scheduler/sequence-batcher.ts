@@ -51,8 +51,8 @@ export interface SequencePolicy {
   strategy: 'direct' | 'oldest';
   /** Rows one execution may hold; 0: the model has no batch dimension, one sequence per execution. */
   maxBatchSize: number;
-  /** Oldest: live sequences at most (direct: one per slot, max_batch_size × instances). */
-  maxCandidateSequences: number;
+  /** Oldest: live sequences at most; absent: max_batch_size × the instances serving (direct: always one per slot, as many). */
+  maxCandidateSequences?: number;
   preferredBatchSizes: readonly number[];
   /** How long an execution that could hold more rows waits for them. */
   maxQueueDelayMicroseconds: number;
@@ -119,7 +119,11 @@ export class SequenceBatcher implements Scheduler {
   /** Direct: which sequence holds each slot. */
   private readonly slotHolders: (Sequence | undefined)[];
   private readonly rowsPerInstance: number;
+  /** By position, which fixes a direct slot's instance; a position whose instance was taken out is empty until one is added. */
+  private readonly instances: (BackendInstance | undefined)[];
   private readonly busy: boolean[];
+  /** Positions of instances taken out (changeInstances) that still run a batch or serve their slots' live sequences. */
+  private readonly retiring = new Map<number, () => void>();
   private liveCount = 0;
   private waitingCount = 0;
   private waitingBytes = 0;
@@ -131,7 +135,7 @@ export class SequenceBatcher implements Scheduler {
   private onIdle?: () => void;
 
   constructor(
-    private readonly instances: readonly BackendInstance[],
+    instances: readonly BackendInstance[],
     private readonly policy: SequencePolicy,
     private readonly observer: ExecutionObserver,
     private readonly label: string,
@@ -139,13 +143,66 @@ export class SequenceBatcher implements Scheduler {
     private readonly logger?: Logger,
   ) {
     this.rowsPerInstance = Math.max(1, policy.maxBatchSize);
+    this.instances = [...instances];
     this.slotHolders = policy.strategy === 'direct' ? new Array(this.rowsPerInstance * instances.length).fill(undefined) : [];
     this.busy = instances.map(() => false);
   }
 
+  /** Whether the instance at `position` takes new work: present and not taken out. */
+  private serving(position: number): boolean {
+    return this.instances[position] !== undefined && !this.retiring.has(position);
+  }
+
   /** Sequences that may be live at once; more wait for one to end. */
   get capacity(): number {
-    return this.policy.strategy === 'direct' ? this.slotHolders.length : this.policy.maxCandidateSequences;
+    const rows = this.instances.filter((_, position) => this.serving(position)).length * this.rowsPerInstance;
+    return this.policy.strategy === 'direct' ? rows : (this.policy.maxCandidateSequences ?? rows);
+  }
+
+  /** A direct slot no sequence holds, of an instance that takes new sequences; -1 when none is free. */
+  private freeSlot(): number {
+    return this.slotHolders.findIndex((holder, slot) => holder === undefined && this.serving(Math.floor(slot / this.rowsPerInstance)));
+  }
+
+  /**
+   * Takes `added` into service and `removed` out of it, as Triton updates a sequence model's instances: new sequences
+   * start on the added ones from now on; a removed instance runs no new batch (oldest strategy) or takes no new sequence
+   * while the live ones of its slots go on to their end or idle timeout (direct), and the promise settles once no
+   * removed instance runs a batch or holds a live sequence.
+   */
+  async changeInstances(added: readonly BackendInstance[], removed: readonly BackendInstance[]): Promise<void> {
+    for (const instance of added) {
+      const empty = this.instances.findIndex((present, position) => present === undefined && !this.retiring.has(position));
+      const position = empty >= 0 ? empty : this.instances.length;
+      this.instances[position] = instance;
+      this.busy[position] = false;
+      if (this.policy.strategy === 'direct') for (let row = 0; row < this.rowsPerInstance; row++) this.slotHolders[position * this.rowsPerInstance + row] ??= undefined;
+    }
+    const retired = removed
+      .map((instance) => this.instances.indexOf(instance))
+      .filter((position) => position >= 0)
+      .map((position) => new Promise<void>((resolve) => this.retiring.set(position, resolve)));
+    this.settleRetiring();
+    this.dispatch();
+    await Promise.all(retired);
+  }
+
+  /** Whether the instance at `position` runs a batch or holds a live sequence in one of its slots. */
+  private holds(position: number): boolean {
+    if (this.busy[position]) return true;
+    if (this.policy.strategy !== 'direct') return false;
+    const first = position * this.rowsPerInstance;
+    return this.slotHolders.slice(first, first + this.rowsPerInstance).some((holder) => holder !== undefined);
+  }
+
+  /** Instances taken out that no longer hold anything leave their position empty; their callers may release them. */
+  private settleRetiring(): void {
+    for (const [position, settle] of [...this.retiring]) {
+      if (this.holds(position)) continue;
+      this.retiring.delete(position);
+      this.instances[position] = undefined;
+      settle();
+    }
   }
 
   /** Sequences holding a slot now. */
@@ -251,13 +308,16 @@ export class SequenceBatcher implements Scheduler {
 
   /** Gives waiting sequences the slots free now, oldest first. */
   private assignSlots(): void {
-    while (this.backlog.length > 0 && this.liveCount < this.capacity) {
-      const sequence = this.backlog.shift()!;
+    while (this.backlog.length > 0) {
       if (this.policy.strategy === 'direct') {
-        sequence.slot = this.slotHolders.indexOf(undefined);
-        this.slotHolders[sequence.slot] = sequence;
+        const slot = this.freeSlot();
+        if (slot < 0) break;
+        const sequence = this.backlog.shift()!;
+        sequence.slot = slot;
+        this.slotHolders[slot] = sequence;
       } else {
-        sequence.slot = 0;
+        if (this.liveCount >= this.capacity) break;
+        this.backlog.shift()!.slot = 0;
       }
       this.liveCount += 1;
     }
@@ -286,7 +346,8 @@ export class SequenceBatcher implements Scheduler {
     this.assignSlots();
     let soonest = Infinity;
     for (let instance = 0; instance < this.instances.length; instance++) {
-      if (this.busy[instance]) continue;
+      // A direct instance taken out still runs its slots' live sequences; an oldest one takes nothing more.
+      if (this.busy[instance] || this.instances[instance] === undefined || (this.policy.strategy !== 'direct' && this.retiring.has(instance))) continue;
       const candidates = this.ready(instance);
       if (candidates.length === 0) continue;
       const limit = this.policy.maxBatchSize === 0 ? 1 : this.batchLimit();
@@ -345,7 +406,7 @@ export class SequenceBatcher implements Scheduler {
       const inputs = this.inputsOf(batch, pendings, rows);
       inputReady = now();
       // Joined tensors are this batcher's own, for the instance to take; unjoined ones are the client's and the initial states.
-      outcome = this.instances[instance].run(inputs, outputNames, { inputsOwned: this.policy.maxBatchSize > 0 });
+      outcome = this.instances[instance]!.run(inputs, outputNames, { inputsOwned: this.policy.maxBatchSize > 0 });
     } catch (error) {
       outcome = Promise.reject(error);
     }
@@ -428,7 +489,7 @@ export class SequenceBatcher implements Scheduler {
       computeInferNs: msToNs(times.inferred - times.inputReady),
       computeOutputNs: msToNs(finished - times.inferred),
     };
-    const threads = this.instances[0]?.threads ?? 1;
+    const threads = this.instances.find((present) => present !== undefined)?.threads ?? 1;
     this.observer.onExecution({ batchSize: batched ? pendings.length : 1, timings: execution, threads });
     // Each request of a sequence batch is one row of it.
     const share = coreSeconds(execution.computeInferNs, threads) / pendings.length;
@@ -448,6 +509,7 @@ export class SequenceBatcher implements Scheduler {
       // A START queued behind the END begins the id's next sequence in the same slot.
       if (pendings[index].flags.end && sequence.waiting.length === 0) this.release(sequence, 'its END request was answered');
     });
+    this.settleRetiring();
     this.watchIdle();
     this.dispatch();
     if (this.running === 0) this.onIdle?.();
@@ -483,6 +545,7 @@ export class SequenceBatcher implements Scheduler {
         `sequence ${describeSequence(sequence.id)} of ${this.label} released after ${Math.round(idleMs)} ms without a request (max_sequence_idle_microseconds ${this.policy.maxSequenceIdleMicroseconds}); its state is freed`,
       );
     }
+    this.settleRetiring();
     this.watchIdle();
     this.dispatch();
   }
@@ -513,5 +576,8 @@ export class SequenceBatcher implements Scheduler {
       this.logger?.warn({ sequences: this.sequences.size }, `${this.label} unloads with ${this.sequences.size} live sequence(s); their state is dropped and their next requests need the START flag`);
     }
     this.sequences.clear();
+    // Nothing runs and no sequence is live: instances taken out are free to go.
+    this.slotHolders.fill(undefined);
+    this.settleRetiring();
   }
 }

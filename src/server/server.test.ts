@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -171,6 +171,18 @@ test("several repositories are served as one, as Triton serves them: a name in t
   await rm(join(team, 'shared'), { recursive: true });
   await server.loadModel('shared');
   assert.deepEqual(await doubledBy(server, 'shared'), [2, 4, 6, 8]);
+  // Found in a second repository again, it stops serving, as in Triton: which one is meant cannot be told.
+  await writeFile(join(team, 'shared'), 'a file is no model folder');
+  await server.loadModel('shared');
+  assert.deepEqual(await doubledBy(server, 'shared'), [2, 4, 6, 8], 'a file of its name in another repository is no second model');
+  await rm(join(team, 'shared'));
+  await cp(join(base, 'shared'), join(team, 'shared'), { recursive: true });
+  await rejectsWith(server.loadModel('shared'), 'INVALID_ARGUMENT', /^failed to load 'shared', model appears in two or more repositories$/);
+  await rejectsWith(server.infer(request('shared')), 'NOT_FOUND', /has no available versions: model appears in two or more repositories/);
+  // A repository inside another would make its folder one of the outer repository's models.
+  const nested = new Server({ modelRepository: [base, join(base, 'base_model')], backends: [doublerBackend()], logger: silent });
+  t.after(() => nested.close());
+  await rejectsWith(nested.start(), 'INVALID_ARGUMENT', /model repository .*base_model lies inside model repository .*: its folder would be one of the outer repository's models/);
 });
 
 test('close() makes infer() UNAVAILABLE, releases the instances and closes the cache store', async (t) => {

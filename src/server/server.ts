@@ -41,7 +41,7 @@ const STARTING_RETRY_AFTER_MS = 1000;
 
 export const serverOptionsSchema = z.object({
   /** The model repository folder, or several (Triton's repeated --model-repository): a model's name must be in one only. */
-  modelRepository: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  modelRepository: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected string (a folder) or an array of them' }),
   /**
    * Triton's --model-control-mode: 'none' loads everything at start and refuses load/unload requests;
    * 'explicit' loads what is asked (--load-model, the load API); 'poll' loads everything at start,

@@ -15,7 +15,7 @@ import {
   type TensorContents,
 } from '../../core/tensor.js';
 import type { ModelStatistics } from '../../observability/model-statistics.js';
-import type { CompletedModelConfig, SequenceBatchingConfig } from '../../config/model-config.js';
+import { answeredModelFilename, type CompletedModelConfig, type SequenceBatchingConfig } from '../../config/model-config.js';
 import type { RepositoryIndexEntry } from '../../repository/model-repository.js';
 import {
   checkSharedMemoryOutputs,
@@ -415,7 +415,7 @@ export function modelConfigToProto(config: CompletedModelConfig) {
       count: group.count,
       gpus: 'gpus' in group && Array.isArray(group.gpus) ? group.gpus : [],
     })),
-    default_model_filename: config.default_model_filename ?? '',
+    default_model_filename: answeredModelFilename(config),
     parameters: Object.fromEntries(
       Object.entries(config.parameters).map(([key, value]) => [key, { string_value: value.string_value }]),
     ),

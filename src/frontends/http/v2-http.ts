@@ -18,7 +18,7 @@ import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observab
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
-import type { CompletedModelConfig } from '../../config/model-config.js';
+import { answeredModelFilename, type CompletedModelConfig } from '../../config/model-config.js';
 import { namedRepositoryRefusal, type Server } from '../../server/server.js';
 import { admitFromHeaders, askForBody, discardRefusedBody, holdContinue, readBody, streamBodies } from './body-admission.js';
 import { registerClassifyRoutes } from './classify-http.js';
@@ -147,10 +147,10 @@ function withTritonDefaults(config: CompletedModelConfig) {
     // Defaults first: what the config sets (its own metric_tags, say) stays as it is.
     runtime: '',
     batch_output: [],
-    default_model_filename: config.backend === 'onnxruntime' ? 'model.onnx' : '',
     cc_model_filenames: {},
     metric_tags: {},
     ...config,
+    default_model_filename: answeredModelFilename(config),
     input: config.input.map((input) => ({ format: 'FORMAT_NONE', is_shape_tensor: false, ...input })),
     output: config.output.map((output) => ({ label_filename: '', is_shape_tensor: false, ...output })),
     optimization: { ...TRITON_OPTIMIZATION_DEFAULTS, ...config.optimization },
