@@ -6,8 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
 
 /** SHA-256 of a file, streamed so a large model is not held in memory twice. */
 export async function fileDigest(path: string): Promise<string> {
@@ -20,25 +20,40 @@ export async function fileDigest(path: string): Promise<string> {
 const MAX_DEPTH = 4;
 const MAX_FILES = 10_000;
 
-/** The files in `folder` and its folders, relative to it, hidden entries aside unless `hidden`; a link counts as what it points to. */
-async function filesIn(folder: string, hidden = false): Promise<string[]> {
+/**
+ * The files in `folder` and its folders, relative to it, hidden entries aside unless `hidden`; a link counts as what it
+ * points to. `complete` is false when folders deeper than MAX_DEPTH or files beyond MAX_FILES were left out.
+ */
+async function filesIn(folder: string, hidden = false): Promise<{ files: string[]; complete: boolean }> {
   const files: string[] = [];
+  let complete = true;
   const collect = async (prefix: string, depth: number): Promise<void> => {
     const entries = await readdir(join(folder, prefix), { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if ((!hidden && entry.name.startsWith('.')) || files.length >= MAX_FILES) continue;
+      if (!hidden && entry.name.startsWith('.')) continue;
+      if (files.length >= MAX_FILES) {
+        complete = false;
+        continue;
+      }
       const relative = prefix ? join(prefix, entry.name) : entry.name;
       // A link counts as what it points to, so a model file linked from elsewhere is followed like the loader follows it.
       const info = entry.isSymbolicLink() ? await stat(join(folder, relative)).catch(() => undefined) : entry;
       if (info?.isDirectory()) {
         if (depth < MAX_DEPTH) await collect(relative, depth + 1);
+        else complete = false;
       } else if (info?.isFile()) {
         files.push(relative);
       }
     }
   };
   await collect('', 0);
-  return files.sort();
+  return { files: files.sort(), complete };
+}
+
+/** Size, mtime, ctime and inode of a file (links followed): what changes when it is written. */
+async function stampOf(path: string): Promise<string> {
+  const info = await stat(path).catch(() => undefined);
+  return info ? `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}` : 'unreadable';
 }
 
 /**
@@ -47,11 +62,22 @@ async function filesIn(folder: string, hidden = false): Promise<string[]> {
  * an editor's swap file). Reads no content.
  */
 export async function folderStamps(folder: string, skip: ReadonlySet<string>): Promise<string> {
+  const { files, complete } = await filesIn(folder, true);
+  // What was left out could have changed unseen: such a folder never stamps equal, so a load reads it all again.
+  if (!complete) return `incomplete ${performance.now()} ${Math.random()}`;
   const hash = createHash('sha256');
-  for (const relative of await filesIn(folder, true)) {
+  for (const relative of files) {
     if (skip.has(relative)) continue;
-    const info = await stat(join(folder, relative)).catch(() => undefined);
-    hash.update(`${relative}\0${info ? `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}` : 'unreadable'}\n`);
+    const path = join(folder, relative);
+    hash.update(`${relative}\0${await stampOf(path)}\n`);
+    // A linked file is read beside its target (an ONNX model's external data): that folder's files count too.
+    if ((await lstat(path).catch(() => undefined))?.isSymbolicLink()) {
+      const target = dirname(await realpath(path).catch(() => path));
+      const beside = await readdir(target, { withFileTypes: true }).catch(() => []);
+      for (const entry of beside.filter((entry) => entry.isFile()).sort((a, b) => a.name.localeCompare(b.name))) {
+        hash.update(`${relative} → ${entry.name}\0${await stampOf(join(target, entry.name))}\n`);
+      }
+    }
   }
   return hash.digest('hex');
 }
@@ -61,7 +87,7 @@ export class FolderFingerprints {
 
   /** The digest of everything in `folder` (hidden entries aside); a file that vanishes while read counts as a change, not an error. */
   async of(folder: string): Promise<string> {
-    const files = await filesIn(folder);
+    const { files } = await filesIn(folder);
     const hash = createHash('sha256');
     const seen = new Set<string>();
     for (const relative of files) {
