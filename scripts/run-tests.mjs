@@ -1,30 +1,22 @@
 // Node 20's test runner does not expand globs, so collect the test files here.
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-
-function collect(dir) {
-  const found = [];
-  for (const entry of readdirSync(dir)) {
-    const path = join(dir, entry);
-    if (statSync(path).isDirectory()) found.push(...collect(path));
-    else if (entry.endsWith('.test.ts')) found.push(path);
-  }
-  return found;
-}
+import { statSync } from 'node:fs';
+import { bundledUnitTests, testFilesIn } from './test-files.mjs';
 
 const roots = process.argv.length > 2 ? process.argv.slice(2) : ['src', 'test'];
-const files = roots.flatMap((root) => (statSync(root).isDirectory() ? collect(root) : [root])).sort();
+const files = roots.flatMap((root) => (statSync(root).isDirectory() ? testFilesIn(root) : [root])).sort();
 // A `.timed.test.ts` file compares measured speeds (the order only); run beside another file on
 // a two-core machine, it measures the contention instead, so those files run after, one at a time.
 const timed = files.filter((file) => file.endsWith('.timed.test.ts'));
-const shared = files.filter((file) => !timed.includes(file));
+const whole = process.argv.length <= 2;
+// The whole suite runs src/'s unit tests in one process, first (the longest file), beside the others.
+const bundled = new Set(whole ? bundledUnitTests() : []);
+const shared = [...(whole ? ['scripts/unit-tests-in-one-process.mjs'] : []), ...files.filter((file) => !timed.includes(file) && !bundled.has(file))];
 // The whole suite builds dist/ first: the suite starts the `nereid` command a few hundred times, and built each start
 // costs about a second of CPU less than through tsx (test/support/cli-server.ts picks dist/ when it is current). The
 // type-check needs nothing of the suite, so it runs beside the shared group, its report held until that group ends so
 // that it does not land inside the test output. Named files run as they are.
-const whole = process.argv.length <= 2;
 let typeCheck;
 if (whole) {
   const build = spawnSync(process.execPath, ['scripts/build-if-stale.mjs'], { stdio: 'inherit' });

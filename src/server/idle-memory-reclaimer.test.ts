@@ -1,3 +1,4 @@
+// test: own process — it measures the heap and resident memory of the process it runs in.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IdleMemoryReclaimer, processMemory } from './idle-memory-reclaimer.js';
