@@ -103,6 +103,18 @@ test('--model-repository given twice: serve takes both (as Triton serves several
   assert.match(same.stderr, /--chunk-size/);
 });
 
+test("tritonserver's flags that serve does not take are answered with Nereid's equivalent, before anything starts", async () => {
+  for (const [args, said] of [
+    [['--exit-timeout-secs=30'], /--exit-timeout-secs is tritonserver's flag; nereid serve takes --shutdown-timeout \(seconds, the same meaning\)/],
+    [['--model-repository', '/tmp/nereid-no-repo', '--allow-grpc', 'false'], /--allow-grpc is tritonserver's flag; nereid serve takes --grpc-port 0 to turn gRPC off/],
+    [['--strict-model-config=false'], /--strict-model-config is tritonserver's flag; nereid serve takes nothing: configs are always completed from the model file/],
+  ] as const) {
+    const { code, stderr } = await runCli(['serve', ...args], 30_000);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, said);
+  }
+});
+
 test("nereid serve's server names its flags, each one serve takes, where a library caller's names the option", async () => {
   const help = (await runCli(['serve', '--help'], 60_000)).stdout;
   // Every option the server's messages name: the flag each is set from.
