@@ -283,7 +283,10 @@ export class ModelVersion {
     this.clientConfig = this.parts.preprocessor?.clientConfig(config) ?? config;
     // Those taken out are released once they hold nothing: after the batch they run, or for a sequence model after the
     // live sequences of their slots end, which may take minutes; the change does not wait for that, an unload does.
-    const retired = this.parts.scheduler.changeInstances!(added, removed).then(() => Promise.allSettled(removed.map((instance) => instance.release())));
+    const retired = this.parts.scheduler
+      .changeInstances!(added, removed)
+      .then(() => Promise.allSettled(removed.map((instance) => instance.release())))
+      .catch((error: unknown) => this.parts.logger.error({ err: error }, `${this.label}: releasing the instances taken out failed: ${(error as Error)?.message ?? String(error)}`));
     this.retirements.add(retired);
     void retired.finally(() => this.retirements.delete(retired));
   }

@@ -70,13 +70,12 @@ export async function folderStamps(folder: string, skip: ReadonlySet<string>): P
     if (skip.has(relative)) continue;
     const path = join(folder, relative);
     hash.update(`${relative}\0${await stampOf(path)}\n`);
-    // A linked file is read beside its target (an ONNX model's external data): that folder's files count too.
+    // A linked file is read beside its target (an ONNX model's external data, in its folder or below): those count too.
     if ((await lstat(path).catch(() => undefined))?.isSymbolicLink()) {
       const target = dirname(await realpath(path).catch(() => path));
-      const beside = await readdir(target, { withFileTypes: true }).catch(() => []);
-      for (const entry of beside.filter((entry) => entry.isFile()).sort((a, b) => a.name.localeCompare(b.name))) {
-        hash.update(`${relative} → ${entry.name}\0${await stampOf(join(target, entry.name))}\n`);
-      }
+      const beside = await filesIn(target, true);
+      if (!beside.complete) return `incomplete ${performance.now()} ${Math.random()}`;
+      for (const file of beside.files) hash.update(`${relative} → ${file}\0${await stampOf(join(target, file))}\n`);
     }
   }
   return hash.digest('hex');

@@ -117,6 +117,29 @@ describe('SequenceBatcher', () => {
     await next;
   });
 
+  it('changeInstances (direct): a START that reuses the id of a sequence on a removed instance begins elsewhere, so the instance can leave', async () => {
+    const onFirst: Execution[] = [];
+    const onSecond: Execution[] = [];
+    const [first, second] = [recordingInstance(onFirst), recordingInstance(onSecond)];
+    const batcher = new SequenceBatcher([first], policy({ maxBatchSize: 1 }), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
+    const send = (id: number, value: number, flags: { start?: boolean; end?: boolean } = {}) =>
+      batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id: BigInt(id), start: flags.start ?? false, end: flags.end ?? false } });
+    const started = send(1, 1, { start: true });
+    await settled();
+    onFirst[0].answer();
+    await started;
+    let letGo = false;
+    const changed = batcher.changeInstances([second], [first]).then(() => (letGo = true));
+    // The same id started again while its sequence is live: a new sequence, which goes to the added instance.
+    const again = send(1, 5, { start: true });
+    await settled();
+    assert.deepEqual([onFirst.length, onSecond.length], [1, 1], 'the new sequence runs on the added instance');
+    onSecond[0].answer();
+    assert.equal(firstOf((await again).outputs.OUTPUT), 5, 'from the initial state');
+    await changed;
+    assert.equal(letGo, true);
+  });
+
   it('changeInstances (oldest): the capacity follows the instances serving when max_candidate_sequences is not set', async () => {
     const batcher = new SequenceBatcher([recordingInstance([])], policy({ strategy: 'oldest', maxBatchSize: 2, maxCandidateSequences: undefined }), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
     assert.equal(batcher.capacity, 2);

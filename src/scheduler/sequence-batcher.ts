@@ -308,6 +308,7 @@ export class SequenceBatcher implements Scheduler {
 
   /** Gives waiting sequences the slots free now, oldest first. */
   private assignSlots(): void {
+    if (this.retiring.size > 0 && this.policy.strategy === 'direct') this.moveNewSequencesOffRetiring();
     while (this.backlog.length > 0) {
       if (this.policy.strategy === 'direct') {
         const slot = this.freeSlot();
@@ -321,6 +322,25 @@ export class SequenceBatcher implements Scheduler {
       }
       this.liveCount += 1;
     }
+  }
+
+  /**
+   * A START for an id whose slot is on an instance taken out begins a new sequence: it waits for a slot elsewhere, or a
+   * client reusing its id would keep that instance from ever leaving.
+   */
+  private moveNewSequencesOffRetiring(): void {
+    let moved = false;
+    for (const sequence of this.sequences.values()) {
+      if (sequence.slot < 0 || sequence.running || !sequence.waiting[0]?.flags.start) continue;
+      if (!this.retiring.has(Math.floor(sequence.slot / this.rowsPerInstance))) continue;
+      this.slotHolders[sequence.slot] = undefined;
+      sequence.slot = -1;
+      sequence.state = undefined;
+      this.liveCount -= 1;
+      this.backlog.unshift(sequence);
+      moved = true;
+    }
+    if (moved) this.settleRetiring();
   }
 
   private release(sequence: Sequence, why: string): void {
@@ -414,7 +434,7 @@ export class SequenceBatcher implements Scheduler {
       const inferred = now();
       try {
         if (error !== undefined) throw error;
-        this.answer(batch, pendings, rows, outputs!, { started, inputReady, inferred });
+        this.answer(batch, pendings, rows, outputs!, { started, inputReady, inferred }, this.instances[instance]?.threads ?? 1);
       } catch (failure) {
         const reported = asNereidError(failure, this.label);
         for (const pending of pendings) pending.reject(reported);
@@ -464,7 +484,7 @@ export class SequenceBatcher implements Scheduler {
     return inputs;
   }
 
-  private answer(batch: readonly Sequence[], pendings: readonly Pending[], rows: readonly number[], outputs: RunOutputs, times: { started: number; inputReady: number; inferred: number }): void {
+  private answer(batch: readonly Sequence[], pendings: readonly Pending[], rows: readonly number[], outputs: RunOutputs, times: { started: number; inputReady: number; inferred: number }, threads: number): void {
     const batched = this.policy.maxBatchSize > 0;
     const results = pendings.map((pending, index) => {
       const own: Record<string, Tensor> = {};
@@ -489,7 +509,6 @@ export class SequenceBatcher implements Scheduler {
       computeInferNs: msToNs(times.inferred - times.inputReady),
       computeOutputNs: msToNs(finished - times.inferred),
     };
-    const threads = this.instances.find((present) => present !== undefined)?.threads ?? 1;
     this.observer.onExecution({ batchSize: batched ? pendings.length : 1, timings: execution, threads });
     // Each request of a sequence batch is one row of it.
     const share = coreSeconds(execution.computeInferNs, threads) / pendings.length;
