@@ -69,6 +69,26 @@ const settled = () => new Promise((resolve) => setImmediate(resolve));
 /** The first element of a numeric output. */
 const firstOf = (tensor: Tensor) => (tensor.data as ArrayLike<number>)[0];
 
+/**
+ * A direct batcher with one slot on one instance, sequence `id` live on it (its START answered), then a change that
+ * adds a second instance and removes the first; `letGo` says whether the change has settled.
+ */
+async function secondInstanceFor(id: number) {
+  const onFirst: Execution[] = [];
+  const onSecond: Execution[] = [];
+  const [first, second] = [recordingInstance(onFirst), recordingInstance(onSecond)];
+  const batcher = new SequenceBatcher([first], policy({ maxBatchSize: 1 }), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
+  const send = (sequence: number, value: number, flags: { start?: boolean; end?: boolean } = {}) =>
+    batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id: BigInt(sequence), start: flags.start ?? false, end: flags.end ?? false } });
+  const started = send(id, 1, { start: true });
+  await settled();
+  onFirst[0].answer();
+  await started;
+  let settledChange = false;
+  const changed = batcher.changeInstances([second], [first]).then(() => void (settledChange = true));
+  return { batcher, onFirst, onSecond, send, changed, letGo: () => settledChange };
+}
+
 describe('SequenceBatcher', () => {
   it('an unload with live sequences says it drops them, and a next request of one is told a reload or unload may be why', async () => {
     const warnings: string[] = [];
@@ -85,18 +105,7 @@ describe('SequenceBatcher', () => {
   });
 
   it("changeInstances (direct): new sequences start on the added instance; a removed one takes none but runs its live sequence to its END, with its state, and only then is it let go", async () => {
-    const onFirst: Execution[] = [];
-    const onSecond: Execution[] = [];
-    const [first, second] = [recordingInstance(onFirst), recordingInstance(onSecond)];
-    const batcher = new SequenceBatcher([first], policy({ maxBatchSize: 1 }), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
-    const send = (id: number, value: number, flags: { start?: boolean; end?: boolean } = {}) =>
-      batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id: BigInt(id), start: flags.start ?? false, end: flags.end ?? false } });
-    const started = send(1, 1, { start: true });
-    await settled();
-    onFirst[0].answer();
-    await started;
-    let letGo = false;
-    const changed = batcher.changeInstances([second], [first]).then(() => (letGo = true));
+    const { batcher, onFirst, onSecond, send, changed, letGo } = await secondInstanceFor(1);
     const other = send(2, 10, { start: true, end: true });
     await settled();
     assert.equal(onSecond.length, 1, 'a new sequence starts on the added instance');
@@ -105,7 +114,7 @@ describe('SequenceBatcher', () => {
     const last = send(1, 5, { end: true });
     await settled();
     assert.equal(onFirst.length, 2, 'the live sequence goes on where it was');
-    assert.equal(letGo, false, 'the removed instance holds a live sequence');
+    assert.equal(letGo(), false, 'the removed instance holds a live sequence');
     onFirst[1].answer();
     assert.equal(firstOf((await last).outputs.OUTPUT), 6, 'its state came with it');
     await changed;
@@ -118,18 +127,7 @@ describe('SequenceBatcher', () => {
   });
 
   it('changeInstances (direct): a START that reuses the id of a sequence on a removed instance begins elsewhere, so the instance can leave', async () => {
-    const onFirst: Execution[] = [];
-    const onSecond: Execution[] = [];
-    const [first, second] = [recordingInstance(onFirst), recordingInstance(onSecond)];
-    const batcher = new SequenceBatcher([first], policy({ maxBatchSize: 1 }), new ModelStatistics('acc', '1'), "model 'acc' version 1", 'acc');
-    const send = (id: number, value: number, flags: { start?: boolean; end?: boolean } = {}) =>
-      batcher.schedule({ inputs: { INPUT: { datatype: 'FP32', shape: [1, 1], data: new Float32Array([value]) } }, batchSize: 1, outputNames: ['OUTPUT'], sequence: { id: BigInt(id), start: flags.start ?? false, end: flags.end ?? false } });
-    const started = send(1, 1, { start: true });
-    await settled();
-    onFirst[0].answer();
-    await started;
-    let letGo = false;
-    const changed = batcher.changeInstances([second], [first]).then(() => (letGo = true));
+    const { onFirst, onSecond, send, changed, letGo } = await secondInstanceFor(1);
     // The same id started again while its sequence is live: a new sequence, which goes to the added instance.
     const again = send(1, 5, { start: true });
     await settled();
@@ -137,7 +135,7 @@ describe('SequenceBatcher', () => {
     onSecond[0].answer();
     assert.equal(firstOf((await again).outputs.OUTPUT), 5, 'from the initial state');
     await changed;
-    assert.equal(letGo, true);
+    assert.equal(letGo(), true);
   });
 
   it('changeInstances (oldest): the capacity follows the instances serving when max_candidate_sequences is not set', async () => {
