@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { TRITON_SERVE_FLAGS } from '../src/tools/triton-flags.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -113,6 +114,10 @@ test("tritonserver's flags that serve does not take are answered with Nereid's e
     assert.equal(code, 1, stderr);
     assert.match(stderr, said);
   }
+  // Each hint is for a flag serve does not take itself (--log-format, say, is Nereid's as well as Triton's).
+  const help = (await runCli(['serve', '--help'], 60_000)).stdout;
+  const hinted = Object.keys(TRITON_SERVE_FLAGS);
+  assert.deepEqual(hinted.filter((flag) => new RegExp(`(^|\\s)${flag}[\\s,=]`).test(help)), []);
 });
 
 test("nereid serve's server names its flags, each one serve takes, where a library caller's names the option", async () => {
