@@ -99,8 +99,6 @@ export interface ModelVersionParts {
   quantization?: QuantizationSummary;
   /** Size of the model file it was loaded from. */
   modelFileBytes?: number;
-  /** The compute threads planned for each instance (a backend parameter such as intra_op_thread_count may override it). */
-  plannedThreadsPerInstance?: number;
   /** The reference profile's out-of-distribution detector: the instances also output `tensor`, each row of which is scored. */
   ood?: OodMonitor;
   /** The reference profile's drift and accuracy windows: each computed row of the first output is recorded. */
@@ -278,7 +276,7 @@ export class ModelVersion {
     const after = new Set(instances);
     const added = instances.filter((instance) => !before.has(instance));
     const removed = this.parts.instances.filter((instance) => !after.has(instance));
-    this.parts = { ...this.parts, config, instances, instancePlans: plans, plannedThreadsPerInstance: plans[0]?.intraOpThreads };
+    this.parts = { ...this.parts, config, instances, instancePlans: plans };
     this.config = config;
     this.clientConfig = this.parts.preprocessor?.clientConfig(config) ?? config;
     // Those taken out are released once they hold nothing: after the batch they run, or for a sequence model after the
@@ -291,8 +289,9 @@ export class ModelVersion {
     void retired.finally(() => this.retirements.delete(retired));
   }
 
+  /** The compute threads planned for each instance (a backend parameter such as intra_op_thread_count may override it). */
   get plannedThreadsPerInstance(): number | undefined {
-    return this.parts.plannedThreadsPerInstance;
+    return this.parts.instancePlans?.[0]?.intraOpThreads;
   }
 
   /** Size of the model file it was loaded from. */

@@ -374,7 +374,6 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       monitor: options.referenceProfile && options.monitoring?.driftWindows !== false ? monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor) : undefined,
       modelFileBytes: (await stat(options.modelPath)).size,
       instancePlans: plans,
-      plannedThreadsPerInstance: plans[0]?.intraOpThreads,
     });
   } catch (error) {
     await Promise.allSettled(created.map((instance) => instance.release()));

@@ -18,7 +18,7 @@ import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
-import { ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import { answeredModelFilename, ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { parsePbtxt } from '../config/pbtxt.js';
 import { EnsembleStepError, loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
@@ -220,7 +220,7 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     throw new Error(`the config given with a load request may not ${what}`);
   };
   // The file the repository's config loads, as the config answer names it, may be sent back as it was answered.
-  const ownFile = own?.default_model_filename ?? ((own?.backend ?? 'onnxruntime') === 'onnxruntime' ? 'model.onnx' : undefined);
+  const ownFile = answeredModelFilename({ backend: own?.backend ?? 'onnxruntime', default_model_filename: own?.default_model_filename });
   if (override.default_model_filename !== undefined && override.default_model_filename !== ownFile) {
     refuse(`name a model file (default_model_filename) other than the repository's config does`);
   }

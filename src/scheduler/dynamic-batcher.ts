@@ -566,10 +566,11 @@ export class DynamicBatcher implements Scheduler {
   async changeInstances(added: readonly BackendInstance[], removed: readonly BackendInstance[]): Promise<void> {
     const leaving = new Set(removed);
     for (let index = this.idle.length - 1; index >= 0; index--) if (leaving.has(this.idle[index])) this.idle.splice(index, 1);
-    this.slots += added.flatMap(slotsOf).length - removed.flatMap(slotsOf).length;
+    const arriving = added.flatMap(slotsOf);
+    this.slots += arriving.length - removed.flatMap(slotsOf).length;
     // The rate measured with the instances before says nothing of these: wait estimates start from the costs again.
     this.drainRate.reset();
-    this.idle.push(...added.flatMap(slotsOf));
+    this.idle.push(...arriving);
     if (added.length > 0) this.dispatch();
     const busy = removed.filter((instance) => (this.holding.get(instance) ?? 0) > 0);
     await Promise.all(busy.map((instance) => new Promise<void>((resolve) => this.retiring.set(instance, resolve))));
