@@ -1024,7 +1024,7 @@ serverConnectionOptions(promote, 'management').action(async (flags) => {
 
 verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could not write the winner')
   .description(
-    "find the serving config that does best for a model on this machine by measuring it: the batch curve first, then instance × thread splits and execution thread, batch size, queue delay, graph optimisation and the model's versions one at a time, each under real requests through the server core; prints the table with the Pareto front, and writes the winner into the config with --write",
+    "find the serving config that does best for a model on this machine by measuring it: the batch curve first, then instance × thread splits and execution thread, batch size, queue delay (fixed, and latency-aware batching), graph optimisation and the model's versions one at a time, each under real requests through the server core; prints the table with the Pareto front, and writes the winner into the config with --write",
   )
   .requiredOption('--model <name>', 'model to tune')
   .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)', oneRepository)

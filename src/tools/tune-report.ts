@@ -8,10 +8,11 @@ import { constants } from 'node:fs';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadSharp } from '../core/sharp.js';
+import { parseDocument } from 'yaml';
 import { setYamlValues } from '../config/yaml-edit.js';
 import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
-import { describeCandidate, judgedLevel, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
-import type { TuneReport } from './tune.js';
+import { batchingFields, describeCandidate, judgedLevel, levelsLost, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
+import type { Confirmation, TuneReport } from './tune.js';
 
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
@@ -60,21 +61,37 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
     const gain = gainOf(report.winner);
     lines.push(`Best: ${describeCandidate(report.results[report.winner].candidate)} — ${gain.ratio} (${gain.at}).`);
     const { confirmation } = report;
-    const againText = confirmation && `${describeCandidate(report.results[confirmation.candidate].candidate)} and the current config measured again in turn, ${confirmation.rounds.length} round(s): ${confirmation.ratios.map((ratio) => `${fixed(ratio, 2)}×`).join(', ')} (median ${fixed(confirmation.ratio, 2)}×; --min-gain asks ${fixed(confirmation.needed, 2)}×)`;
-    if (confirmation && !confirmation.held) {
-      lines.push(`Not confirmed: ${againText}. The search's gain did not hold, so it is taken for noise on this machine; --write leaves the config as it is.`);
-    } else if (confirmation) lines.push(`Confirmed: ${againText}.`);
+    for (const tried of [...(report.notConfirmed ?? []), ...(confirmation ? [confirmation] : [])]) lines.push(confirmationLine(report, tried));
     if (report.best !== undefined && report.best !== report.winner && !(confirmation && !confirmation.held)) {
       const served = `For the version served now (v${report.results[0].candidate.version})`;
       if (report.best === 0) lines.push(`${served} nothing measured beat the current config by the least gain worth a change (--min-gain); --write leaves it.`);
       else {
         const bestGain = gainOf(report.best);
-        lines.push(`${served}: ${describeCandidate(report.results[report.best].candidate)} — ${bestGain.ratio} (${bestGain.at}); that is what --write writes.`);
+        const chosen = report.results[report.best].candidate;
+        const reasons: string[] = [];
+        if (chosen.version === report.results[report.winner].candidate.version) {
+          const lost = levelsLost([{ current: report.results[0], chosen: report.results[report.winner] }], report.objective, report.minGain);
+          if (lost.length) reasons.push(`it kept every level measured where the best gave up ${lost.map((level) => `${fixed(level.ratio, 2)}× at c=${level.concurrency}`).join(', ')}`);
+          if (chosen.targetLatencyUs > 0) reasons.push('latency-aware batching measured within --min-gain of the best and follows the traffic where a fixed delay suits one load');
+        }
+        const why = reasons.length ? `Preferred, as ${reasons.join(', and ')}` : served;
+        lines.push(`${why}: ${describeCandidate(chosen)} — ${bestGain.ratio} (${bestGain.at}); that is what --write writes.`);
       }
     }
   }
   if (report.skipped.length) lines.push(`Not measured (--budget-s reached): ${report.skipped.join('; ')}`);
   return lines.join('\n');
+}
+
+/** What measuring a candidate again against the config as written found. */
+function confirmationLine(report: TuneReport, confirmation: Confirmation): string {
+  const ratios = confirmation.ratios.map((ratio) => (ratio === Number.POSITIVE_INFINITY ? '∞ (the current config met the bound at no level)' : `${fixed(ratio, 2)}×`));
+  const again = `${describeCandidate(report.results[confirmation.candidate].candidate)} and the current config measured again in turn, ${confirmation.rounds.length} round(s): ${ratios.join(', ')} (median ${fixed(confirmation.ratio, 2)}×; --min-gain asks ${fixed(confirmation.needed, 2)}×)`;
+  const lost = confirmation.lost?.map((level) => `${fixed(level.ratio, 2)}× at c=${level.concurrency}`).join(', ');
+  if (confirmation.held) return `Confirmed: ${again}; no level measured lost more than --min-gain.`;
+  const next = confirmation === report.confirmation ? '--write leaves the config as it is.' : 'the next in the search\'s order was tried.';
+  if (confirmation.ratio >= confirmation.needed && lost) return `Not confirmed: ${again}, but its throughput fell at another level measured (median ${lost}). A gain at one level does not pay for a loss at another; ${next}`;
+  return `Not confirmed: ${again}. The search's gain did not hold, so it is taken for noise on this machine; ${next}`;
 }
 
 /** When no config measured met the bound of --p99-ms or --max-cost: which bound, and the config that came closest to it. */
@@ -181,13 +198,19 @@ export async function writeTuneChart(report: TuneReport, path: string): Promise<
   await writeFile(path, chartFormatOf(path) === 'svg' ? svg : await sharp(svg, { density: 144 }).png().toBuffer());
 }
 
-/** The tuned fields as they go into a config written by hand (YAML's plain {key: value} parameters). */
-function tunedFields(candidate: Candidate): Record<string, unknown> {
+/**
+ * The tuned fields as they go into a config written by hand (YAML's plain {key: value} parameters). A fixed delay
+ * leaves target_latency_us out unless the file set one (`hadTarget`), which it then clears with 0.
+ */
+function tunedFields(candidate: Candidate, hadTarget: boolean): Record<string, unknown> {
   const fields: Record<string, unknown> = {
     max_batch_size: candidate.maxBatchSize,
     instance_group: [{ count: candidate.instances, kind: 'KIND_CPU' }],
   };
-  if (candidate.maxBatchSize > 0) fields.dynamic_batching = { max_queue_delay_microseconds: candidate.maxQueueDelayUs };
+  if (candidate.maxBatchSize > 0) {
+    const { max_queue_delay_microseconds, target_latency_us } = batchingFields(candidate);
+    fields.dynamic_batching = target_latency_us > 0 || hadTarget ? { max_queue_delay_microseconds, target_latency_us } : { max_queue_delay_microseconds };
+  }
   return fields;
 }
 
@@ -248,7 +271,7 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
   const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} at concurrency ${before.concurrency} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${basename(backup)}).`;
   if (name === 'config.json') {
     const config = JSON.parse(text) as Record<string, Record<string, unknown> | unknown>;
-    const fields = tunedFields(candidate);
+    const fields = tunedFields(candidate, (config.dynamic_batching as Record<string, unknown> | undefined)?.target_latency_us !== undefined);
     config.max_batch_size = fields.max_batch_size;
     config.instance_group = fields.instance_group;
     if (fields.dynamic_batching) config.dynamic_batching = { ...(config.dynamic_batching as object | undefined), ...(fields.dynamic_batching as object) };
@@ -257,11 +280,11 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
     await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
     return { path, backup };
   }
-  const fields = tunedFields(candidate);
+  const fields = tunedFields(candidate, parseDocument(text).hasIn(['dynamic_batching', 'target_latency_us']));
   const edited = setYamlValues(text, [
     { path: ['max_batch_size'], value: fields.max_batch_size },
     { path: ['instance_group'], value: fields.instance_group, flow: true },
-    ...(fields.dynamic_batching ? [{ path: ['dynamic_batching', 'max_queue_delay_microseconds'], value: candidate.maxQueueDelayUs }] : []),
+    ...Object.entries(fields.dynamic_batching ?? {}).map(([key, value]) => ({ path: ['dynamic_batching', key], value })),
     ...Object.entries(TUNED_PARAMETERS(candidate)).map(([key, value]) => ({ path: ['parameters', key], value })),
   ]);
   // The newest measurement first, above the comments the file had.

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatTuneReport, tuneChartSvg } from './tune-report.js';
-import { batchSizeCandidates, candidateConfig, chooseWinner, confirmedGain, instanceSplits, judgedLevel, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured } from './tune-search.js';
+import { batchSizeCandidates, bestOfServedVersion, candidateConfig, preferredCandidates, chooseWinner, describeCandidate, confirmedGain, instanceSplits, judgedLevel, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured } from './tune-search.js';
 import type { TuneReport } from './tune.js';
 
-const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
+const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, targetLatencyUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
 const level = (concurrency: number, throughput: number, p99Ms: number, cpuSecondsPerInference = 0.001): LevelResult => ({
   concurrency,
   throughput,
@@ -80,7 +80,7 @@ test("the chart draws each config through its levels and names a front point at 
   const results = [measured(level(1, 188, 6), level(8, 491, 29.7)), measured(level(1, 369, 5.3), level(8, 469, 28.2)), measured(level(1, 170, 11), level(8, 440, 32))];
   const front = paretoLevels(results);
   assert.deepEqual(front, [[8], [1, 8], []]);
-  const svg = tuneChartSvg({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: results.map((row, index) => ({ ...row, paretoLevels: front[index] })), winner: 0, best: 0, skipped: [], seconds: 1, date: '2026-12-05' });
+  const svg = tuneChartSvg({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: results.map((row, index) => ({ ...row, paretoLevels: front[index] })), winner: 0, best: 0, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' });
   assert.equal(svg.match(/<polyline[^>]*stroke-opacity/g)?.length, 3, 'one thin line per config');
   assert.match(svg, />1 \(c=1\)</, "row 1's c=1 point is on the front and named with its level");
   assert.doesNotMatch(svg, />2 \(c=/, 'a point off the front is not named beyond its row');
@@ -89,7 +89,7 @@ test("the chart draws each config through its levels and names a front point at 
 
 test('a chart of runs that all failed (no finite p99) draws no NaN coordinate', () => {
   const failed = measured({ ...level(1, 0, Infinity), errors: 5 });
-  const svg = tuneChartSvg({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: [{ ...failed, paretoLevels: [] }], winner: 0, best: 0, skipped: [], seconds: 1, date: '2026-12-05' });
+  const svg = tuneChartSvg({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: [{ ...failed, paretoLevels: [] }], winner: 0, best: 0, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' });
   assert.doesNotMatch(svg, /NaN|Infinity/);
 });
 
@@ -104,17 +104,23 @@ test("a candidate's config changes only the tuned fields, keeping the others and
   assert.deepEqual(tuned, {
     max_batch_size: 16,
     input: [{ name: 'x' }],
-    dynamic_batching: { preferred_batch_size: [4], max_queue_delay_microseconds: 500 },
+    dynamic_batching: { preferred_batch_size: [4], max_queue_delay_microseconds: 500, target_latency_us: 0 },
     instance_group: [{ count: 2, kind: 'KIND_CPU' }],
     parameters: { enable_mem_pattern: 'false', intra_op_thread_count: '1', execution_thread: 'worker', graph_optimization_level: 'basic' },
   });
   assert.equal(candidateConfig(config, { ...candidate, maxBatchSize: 0 }).dynamic_batching, undefined, 'no batching, no dynamic_batching block');
+  const latencyAware = { ...candidate, maxQueueDelayUs: 2000, targetLatencyUs: 20_000 };
+  assert.deepEqual(candidateConfig(config, latencyAware).dynamic_batching, { preferred_batch_size: [4], max_queue_delay_microseconds: 2000, target_latency_us: 20_000 });
+  assert.equal(describeCandidate(latencyAware), 'v1 batch 8 latency-aware 20000 µs (hold ≤ 2000 µs), 1×2 threads (main), graph all');
+  assert.equal(describeCandidate({ ...latencyAware, maxQueueDelayUs: 0 }), 'v1 batch 8 latency-aware 20000 µs (hold ≤ ∞ µs), 1×2 threads (main), graph all');
+  // A fixed delay clears a target the config had: the candidate is what it says.
+  assert.equal((candidateConfig({ ...config, dynamic_batching: { target_latency_us: 5000 } }, candidate).dynamic_batching as { target_latency_us: number }).target_latency_us, 0);
 });
 
 test('under a p99 bound the current config misses at every level, the report says so instead of a throughput ratio against a level it may not use', () => {
   const current = { ...measured(level(1, 372, 30), level(8, 380, 46)), paretoLevels: [] };
   const found = { ...measured(level(1, 356, 12), level(8, 500, 40)), candidate: { ...candidate, maxBatchSize: 4 }, paretoLevels: [1, 8] };
-  const report: TuneReport = { model: 'm', objective: { kind: 'p99', maxMs: 15 }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 1, skipped: [], seconds: 1, date: '2026-12-05' };
+  const report: TuneReport = { model: 'm', objective: { kind: 'p99', maxMs: 15 }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 1, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' };
   const text = formatTuneReport(report, 0.05);
   assert.match(text, /Best: .* — meets the bound, which \(the current config meets at no level measured \(p99 46\.00 ms at c=8\); this one gives 356\.0 inf\/s at c=1\)\./);
   assert.doesNotMatch(text, /0\.9\d× the current config/);
@@ -127,24 +133,80 @@ test("a chosen config's gain is confirmed on the median of the rounds measured a
   const round = (current: number, chosen: number) => ({ current: measured(level(8, current, 10)), chosen: measured(level(8, chosen, 10)) });
   // 1.2×, 0.9×, 1.1×: the median is 1.1, which a 5 % least gain accepts and a 15 % one does not.
   const rounds = [round(100, 120), round(100, 90), round(100, 110)];
-  assert.deepEqual(confirmedGain(rounds, { kind: 'throughput' }, 0.05), { ratios: [1.2, 0.9, 1.1], ratio: 1.1, held: true });
+  assert.deepEqual(confirmedGain(rounds, { kind: 'throughput' }, 0.05), { ratios: [1.2, 0.9, 1.1], ratio: 1.1, held: true, lost: [] });
   assert.equal(confirmedGain(rounds, { kind: 'throughput' }, 0.15).held, false);
   // An even count is judged on the lower middle round: two rounds must both show the gain.
-  assert.deepEqual(confirmedGain([round(100, 130), round(100, 101)], { kind: 'throughput' }, 0.05), { ratios: [1.3, 1.01], ratio: 1.01, held: false });
+  assert.deepEqual(confirmedGain([round(100, 130), round(100, 101)], { kind: 'throughput' }, 0.05), { ratios: [1.3, 1.01], ratio: 1.01, held: false, lost: [] });
   // Under a p99 bound: a chosen config that misses it in a round gains nothing there; one the current config misses, all.
   const bound = { kind: 'p99' as const, maxMs: 15 };
   const slow = (throughput: number) => measured(level(8, throughput, 20));
-  assert.deepEqual(confirmedGain([{ current: measured(level(8, 100, 10)), chosen: slow(200) }], bound, 0.05), { ratios: [0], ratio: 0, held: false });
+  assert.deepEqual(confirmedGain([{ current: measured(level(8, 100, 10)), chosen: slow(200) }], bound, 0.05), { ratios: [0], ratio: 0, held: false, lost: [{ concurrency: 8, ratio: 0 }] });
   assert.equal(confirmedGain([{ current: slow(100), chosen: measured(level(8, 90, 10)) }], bound, 0.05).held, true);
 
   const current = { ...measured(level(8, 100, 10)), paretoLevels: [] };
   const found = { ...measured(level(8, 130, 10)), candidate: { ...candidate, maxBatchSize: 4 }, paretoLevels: [8] };
   const report: TuneReport = {
-    model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 0, skipped: [], seconds: 1, date: '2026-12-05',
-    confirmation: { candidate: 1, rounds: [{ current: 100, chosen: 130 }, { current: 100, chosen: 101 }], ratios: [1.3, 1.01], ratio: 1.01, needed: 1.05, held: false },
+    model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 0, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05',
+    confirmation: { candidate: 1, rounds: [{ current: 100, chosen: 130 }, { current: 100, chosen: 101 }], ratios: [1.3, 1.01], ratio: 1.01, needed: 1.05, held: false, lost: [] },
   };
   const text = formatTuneReport(report, 0.05);
   assert.match(text, /\nNot confirmed: v1 batch 4 .* and the current config measured again in turn, 2 round\(s\): 1\.30×, 1\.01× \(median 1\.01×; --min-gain asks 1\.05×\)\. The search's gain did not hold, so it is taken for noise on this machine; --write leaves the config as it is\./);
   assert.doesNotMatch(text, /For the version served now/);
-  assert.match(formatTuneReport({ ...report, best: 1, confirmation: { ...report.confirmation!, ratios: [1.3, 1.2], ratio: 1.2, held: true } }, 0.05), /\nConfirmed: .* 1\.30×, 1\.20× \(median 1\.20×/);
+  assert.match(formatTuneReport({ ...report, best: 1, confirmation: { ...report.confirmation!, ratios: [1.3, 1.2], ratio: 1.2, held: true } }, 0.05), /\nConfirmed: .* 1\.30×, 1\.20× \(median 1\.20×; --min-gain asks 1\.05×\); no level measured lost more than --min-gain\./);
+  const lostAt16 = { ...report.confirmation!, ratios: [2.1, 1.9], ratio: 1.9, held: false, lost: [{ concurrency: 16, ratio: 0.72 }] };
+  // A candidate that did not hold, then the next in the search's order that did.
+  const tried = formatTuneReport({ ...report, best: 1, notConfirmed: [{ ...lostAt16, candidate: 1 }], confirmation: { ...report.confirmation!, ratios: [1.3, 1.2], ratio: 1.2, held: true } }, 0.05);
+  assert.match(tried, /\nNot confirmed: .*\(median 0\.72× at c=16\)\. A gain at one level does not pay for a loss at another; the next in the search's order was tried\.\nConfirmed: /);
+  assert.match(formatTuneReport({ ...report, confirmation: lostAt16 }, 0.05), /\nNot confirmed: .* \(median 1\.90×; --min-gain asks 1\.05×\), but its throughput fell at another level measured \(median 0\.72× at c=16\)\. A gain at one level does not pay for a loss at another; --write leaves the config as it is\./);
+});
+
+test('a gain at the judged level is not confirmed when another level measured loses more than --min-gain in the rounds', () => {
+  const round = (c1: [number, number], c16: [number, number]) => ({ current: measured(level(1, c1[0], 5), level(16, c16[0], 40)), chosen: measured(level(1, c1[1], 5), level(16, c16[1], 40)) });
+  const bound = { kind: 'p99' as const, maxMs: 20 };
+  // Judged at c=1 (the only level under 20 ms): 2× there, and c=16 0.7× in both rounds.
+  assert.deepEqual(confirmedGain([round([200, 400], [500, 350]), round([200, 400], [500, 360])], bound, 0.05), { ratios: [2, 2], ratio: 2, held: false, lost: [{ concurrency: 16, ratio: 0.7 }] });
+  // c=16 within the noise the least gain allows (0.96×, 0.97×): held.
+  assert.equal(confirmedGain([round([200, 400], [500, 480]), round([200, 400], [500, 485])], bound, 0.05).held, true);
+  // At c=16 only the chosen config meets a 45 ms bound: that level is its gain, whatever the throughputs.
+  assert.equal(confirmedGain([{ current: measured(level(1, 200, 5), level(16, 500, 50)), chosen: measured(level(1, 400, 5), level(16, 300, 40)) }], { kind: 'p99', maxMs: 45 }, 0.05).held, true);
+  // A level the chosen config answered with errors counts as lost.
+  const failing = { current: measured(level(1, 200, 5), level(16, 500, 40)), chosen: measured(level(1, 400, 5), { ...level(16, 500, 40), errors: 3 }) };
+  assert.deepEqual(confirmedGain([failing], bound, 0.05).lost, [{ concurrency: 16, ratio: 0 }]);
+});
+
+test('within --min-gain of the best, a latency-aware config is the one written; never one that does not beat the current config', () => {
+  const at = (throughput: number, targetLatencyUs = 0, version = '1'): Measured => ({ ...measured(level(1, throughput, 5)), candidate: { ...candidate, targetLatencyUs, version, maxQueueDelayUs: targetLatencyUs ? 2000 : 0 } });
+  const current = at(200);
+  assert.equal(bestOfServedVersion([current, at(410), at(395, 10_000)], { kind: 'throughput' }, 0.05), 2, '395 is within 5 % of 410');
+  assert.equal(bestOfServedVersion([current, at(410), at(380, 10_000)], { kind: 'throughput' }, 0.05), 1, '380 is not');
+  assert.equal(bestOfServedVersion([current, at(410), at(395, 10_000), at(400, 20_000)], { kind: 'throughput' }, 0.05), 3, 'the faster of two');
+  assert.equal(bestOfServedVersion([current, at(208), at(205, 10_000)], { kind: 'throughput' }, 0.05), 0, 'no gain worth a change');
+  assert.equal(bestOfServedVersion([current, at(212), at(205, 10_000)], { kind: 'throughput' }, 0.05), 1, 'the best gains; the latency-aware one would not');
+  assert.equal(bestOfServedVersion([current, at(410), at(400, 10_000, '2')], { kind: 'throughput' }, 0.05), 1, 'another version is never the served version\'s best');
+  assert.equal(bestOfServedVersion([current], { kind: 'p99', maxMs: 1 }, 0.05), undefined);
+  const results = [current, at(410), at(395, 10_000)].map((result) => ({ ...result, paretoLevels: [] }));
+  const text = formatTuneReport({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results, winner: 1, best: 2, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' }, 0.05);
+  assert.match(text, /\nPreferred, as latency-aware batching measured within --min-gain of the best and follows the traffic where a fixed delay suits one load: v1 batch 8 latency-aware 10000 µs \(hold ≤ 2000 µs\), .* — 1\.98× the current config's throughput \(both at c=1\); that is what --write writes\./);
+});
+
+test('the config written is one that lost no other level measured, when the search found one; else the fastest, for the confirmation to judge', () => {
+  const at = (c1: number, c16: number, targetLatencyUs = 0): Measured => ({ ...measured(level(1, c1, 5), level(16, c16, 40)), candidate: { ...candidate, targetLatencyUs } });
+  const bound = { kind: 'p99' as const, maxMs: 20 };
+  // Judged at c=1 (c=16 is over 20 ms for all): 450 gives up c=16, 330 keeps it.
+  assert.equal(bestOfServedVersion([at(200, 500), at(450, 400), at(330, 520)], bound, 0.05), 2);
+  assert.equal(bestOfServedVersion([at(200, 500), at(450, 400), at(330, 420)], bound, 0.05), 1, 'none keeps c=16: the fastest');
+  assert.equal(bestOfServedVersion([at(200, 500), at(450, 400), at(330, 520), at(320, 500, 20_000)], bound, 0.05), 3, 'latency-aware within 5 % of the best that keeps its levels');
+  const results = [at(200, 500), at(450, 400), at(330, 520)].map((result) => ({ ...result, paretoLevels: [] }));
+  const text = formatTuneReport({ model: 'm', objective: bound, cores: 2, batchCurve: [], results, winner: 1, best: 2, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' }, 0.05);
+  assert.match(text, /\nPreferred, as it kept every level measured where the best gave up 0\.80× at c=16: v1 batch 8 delay 0 µs, .* — 1\.65× the current config's throughput \(both at c=1\); that is what --write writes\./);
+});
+
+test("the search's order: gains that kept every level first, a latency-aware one within --min-gain of its group's fastest ahead of it, the rest after", () => {
+  const at = (c1: number, c16: number, targetLatencyUs = 0, version = '1'): Measured => ({ ...measured(level(1, c1, 5), level(16, c16, 40)), candidate: { ...candidate, targetLatencyUs, version } });
+  const bound = { kind: 'p99' as const, maxMs: 20 };
+  const results = [at(200, 500), at(450, 400), at(330, 520), at(320, 500, 20_000), at(205, 600), at(420, 410, 20_000), at(500, 600, 0, '2')];
+  // 4 gains too little at c=1; 6 is another version; 1 and 5 gave up c=16.
+  assert.deepEqual(preferredCandidates(results, bound, 0.05), [3, 2, 1, 5]);
+  assert.deepEqual(preferredCandidates([at(200, 500), at(205, 600)], bound, 0.05), []);
+  assert.equal(bestOfServedVersion([at(200, 500), at(205, 600)], bound, 0.05), 0);
 });

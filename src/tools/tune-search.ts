@@ -12,8 +12,10 @@ export type GraphLevel = 'basic' | 'extended' | 'all';
 export interface Candidate {
   version: string;
   maxBatchSize: number;
-  /** Microseconds a batch may wait for company (dynamic_batching.max_queue_delay_microseconds). */
+  /** Microseconds a batch may wait for company (dynamic_batching.max_queue_delay_microseconds); with a target latency, the bound on a hold. */
   maxQueueDelayUs: number;
+  /** Latency-aware batching's goal (dynamic_batching.target_latency_us); 0: the fixed delay above. */
+  targetLatencyUs: number;
   instances: number;
   threadsPerInstance: number;
   executionThread: ExecutionThread;
@@ -37,7 +39,7 @@ export interface LevelResult {
 
 export interface Measured {
   candidate: Candidate;
-  /** Why it was tried: 'current config', 'instances', 'batch size', 'queue delay', 'graph', 'version'. */
+  /** Why it was tried: 'current config', 'instances', 'batch size', 'queue delay', 'latency-aware', 'graph', 'version'. */
   step: string;
   levels: LevelResult[];
 }
@@ -46,21 +48,57 @@ export type Objective = { kind: 'throughput' } | { kind: 'p99'; maxMs: number } 
 
 export const usdPer1000 = (cpuSecondsPerInference: number, usdPerCoreHour: number) => (cpuSecondsPerInference * 1000 * usdPerCoreHour) / 3600;
 
+/** Whether one level's measurement counts under the objective: answered without errors, within its bound. */
+function meetsObjective(level: LevelResult, objective: Objective): boolean {
+  if (level.errors > 0 || level.throughput <= 0) return false;
+  if (objective.kind === 'p99') return level.p99Ms <= objective.maxMs;
+  if (objective.kind === 'cost') return usdPer1000(level.cpuSecondsPerInference, objective.usdPerCoreHour) <= objective.maxUsdPer1000;
+  return true;
+}
+
 /**
  * The level a candidate is judged at under the objective: the one with the highest throughput among
  * those that meet the objective's bound (p99 under the limit, cost under the limit); undefined when
  * none does.
  */
 export function judgedLevel(measured: Measured, objective: Objective): LevelResult | undefined {
-  const eligible = measured.levels.filter((level) => {
-    if (level.errors > 0 || level.throughput <= 0) return false;
-    if (objective.kind === 'p99') return level.p99Ms <= objective.maxMs;
-    if (objective.kind === 'cost') return usdPer1000(level.cpuSecondsPerInference, objective.usdPerCoreHour) <= objective.maxUsdPer1000;
-    return true;
-  });
+  const eligible = measured.levels.filter((level) => meetsObjective(level, objective));
   let best: LevelResult | undefined;
   for (const level of eligible) if (!best || level.throughput > best.throughput) best = level;
   return best;
+}
+
+/** The median of the rounds' ratios: the lower middle one of an even count, so that two rounds must both show a gain. */
+function lowerMedian(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? 0 : sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** A level whose throughput the chosen config gave up in the confirmation rounds: the median ratio there. */
+export interface LostLevel {
+  concurrency: number;
+  ratio: number;
+}
+
+/**
+ * The levels at which the chosen config gave up more than minGain of the written one's throughput, by the median of
+ * the rounds (ratio under 1 / (1 + minGain)). At a level where only one of the two meets the objective's bound,
+ * meeting it is the gain (a round's ratio counts as infinite) and missing it the loss (0).
+ */
+export function levelsLost(rounds: readonly { current: Measured; chosen: Measured }[], objective: Objective, minGain: number): LostLevel[] {
+  const concurrencies = [...new Set(rounds.flatMap((round) => round.current.levels.map((level) => level.concurrency)))].sort((a, b) => a - b);
+  return concurrencies.flatMap((concurrency): LostLevel[] => {
+    const levelRatios = rounds.map(({ current, chosen }) => {
+      const [before, after] = [current, chosen].map((measured) => measured.levels.find((level) => level.concurrency === concurrency));
+      if (!before || before.errors > 0 || before.throughput <= 0) return Number.POSITIVE_INFINITY;
+      if (!after || after.errors > 0) return 0;
+      const [met, meets] = [meetsObjective(before, objective), meetsObjective(after, objective)];
+      if (met !== meets) return meets ? Number.POSITIVE_INFINITY : 0;
+      return after.throughput / before.throughput;
+    });
+    const median = lowerMedian(levelRatios);
+    return median * (1 + minGain) < 1 ? [{ concurrency, ratio: median }] : [];
+  });
 }
 
 /**
@@ -68,16 +106,23 @@ export function judgedLevel(measured: Measured, objective: Objective): LevelResu
  * ratio of their throughputs at the levels the objective judges (0 when the chosen one meets the objective at no level,
  * a gain when only the config as written misses it), and the verdict on the rounds' median (the lower middle one of an
  * even count): at least 1 + minGain. On a shared machine one measurement of each can differ by more than the gain.
+ * A gain at the judged level does not pay for a loss at another level measured: where the chosen config's median
+ * throughput falls below the written one's by more than minGain (ratio under 1 / (1 + minGain)), it is not held, and
+ * `lost` names those levels (levelsLost). A team that measures c=1 and c=16 serves both.
  */
-export function confirmedGain(rounds: readonly { current: Measured; chosen: Measured }[], objective: Objective, minGain: number): { ratios: number[]; ratio: number; held: boolean } {
+export function confirmedGain(
+  rounds: readonly { current: Measured; chosen: Measured }[],
+  objective: Objective,
+  minGain: number,
+): { ratios: number[]; ratio: number; held: boolean; lost: LostLevel[] } {
   const ratios = rounds.map(({ current, chosen }) => {
     const [before, after] = [judgedLevel(current, objective)?.throughput, judgedLevel(chosen, objective)?.throughput];
     if (after === undefined) return 0;
     return before === undefined ? Number.POSITIVE_INFINITY : after / before;
   });
-  const sorted = [...ratios].sort((a, b) => a - b);
-  const ratio = sorted.length === 0 ? 0 : sorted[Math.floor((sorted.length - 1) / 2)];
-  return { ratios, ratio, held: ratio >= 1 + minGain };
+  const ratio = lowerMedian(ratios);
+  const lost = levelsLost(rounds, objective, minGain);
+  return { ratios, ratio, held: ratio >= 1 + minGain && lost.length === 0, lost };
 }
 
 /** The level a candidate is shown and compared at: the one the objective judged, else its highest throughput. */
@@ -97,6 +142,37 @@ export function chooseWinner(results: readonly Measured[], objective: Objective)
     }
   });
   return winner;
+}
+
+/**
+ * The served version's configs worth writing, best first (results[0] is the config as written): those that beat it by
+ * `minGain` at the level the objective judges; empty when none does, undefined when none meets the objective. Those
+ * that lost no other level measured (levelsLost, as the confirmation will judge them) come before those that did, each
+ * group fastest first at the judged level — except that a latency-aware config within `minGain` of its group's fastest
+ * goes first: it measured as well at the levels tried, and it follows the traffic when it leaves them (no hold when
+ * requests are few, holding under load), where a fixed delay suits one load and costs a lone request its whole length.
+ */
+export function preferredCandidates(results: readonly Measured[], objective: Objective, minGain: number): number[] | undefined {
+  const served = results[0]?.candidate.version;
+  const indices = results.flatMap((measured, index) => (measured.candidate.version === served ? [index] : []));
+  if (chooseWinner(indices.map((index) => results[index]), objective) === undefined) return undefined;
+  const throughputOf = (index: number) => judgedLevel(results[index], objective)?.throughput ?? -Infinity;
+  const current = judgedLevel(results[0], objective)?.throughput;
+  // Within minGain of the config as written (which met the objective): keep it.
+  const gaining = indices.filter((index) => index > 0 && throughputOf(index) > -Infinity && (current === undefined || throughputOf(index) >= current * (1 + minGain)));
+  const keepsLevels = (index: number) => levelsLost([{ current: results[0], chosen: results[index] }], objective, minGain).length === 0;
+  const inOrder = (group: number[]) => {
+    const fastestFirst = [...group].sort((a, b) => throughputOf(b) - throughputOf(a) || a - b);
+    const near = (index: number) => results[index].candidate.targetLatencyUs > 0 && throughputOf(index) * (1 + minGain) >= throughputOf(fastestFirst[0]);
+    return [...fastestFirst.filter(near), ...fastestFirst.filter((index) => !near(index))];
+  };
+  return [...inOrder(gaining.filter(keepsLevels)), ...inOrder(gaining.filter((index) => !keepsLevels(index)))];
+}
+
+/** The first of preferredCandidates: the config to write; 0 when none beats the config as written, undefined when none meets the objective. */
+export function bestOfServedVersion(results: readonly Measured[], objective: Objective, minGain: number): number | undefined {
+  const order = preferredCandidates(results, objective, minGain);
+  return order === undefined ? undefined : (order[0] ?? 0);
 }
 
 /**
@@ -160,14 +236,19 @@ export function instanceSplits(cores: number): { instances: number; threadsPerIn
 }
 
 export function describeCandidate(candidate: Candidate): string {
-  const delay = candidate.maxBatchSize > 0 ? ` delay ${candidate.maxQueueDelayUs} µs` : '';
+  const delay =
+    candidate.maxBatchSize === 0
+      ? ''
+      : candidate.targetLatencyUs > 0
+        ? ` latency-aware ${candidate.targetLatencyUs} µs (hold ≤ ${candidate.maxQueueDelayUs || '∞'} µs)`
+        : ` delay ${candidate.maxQueueDelayUs} µs`;
   return `v${candidate.version} batch ${candidate.maxBatchSize}${delay}, ${candidate.instances}×${candidate.threadsPerInstance} threads (${candidate.executionThread}), graph ${candidate.graphLevel}`;
 }
 
 export const sameCandidate = (a: Candidate, b: Candidate) => describeCandidate(a) === describeCandidate(b);
 
 /**
- * The model config with the candidate's settings: max_batch_size, dynamic batching with its delay
+ * The model config with the candidate's settings: max_batch_size, dynamic batching with its delay and target latency
  * (other dynamic_batching fields kept), one CPU instance group, and the ONNX Runtime parameters for
  * threads, execution thread and graph optimisation. The input is the config as written (or as
  * completed); nothing else in it changes.
@@ -183,9 +264,14 @@ export function candidateConfig(config: Record<string, unknown>, candidate: Cand
     instance_group: [{ count: candidate.instances, kind: 'KIND_CPU' }],
     parameters,
   };
-  if (candidate.maxBatchSize > 0) tuned.dynamic_batching = { ...(asRecord(config.dynamic_batching) ?? {}), max_queue_delay_microseconds: candidate.maxQueueDelayUs };
+  if (candidate.maxBatchSize > 0) tuned.dynamic_batching = { ...(asRecord(config.dynamic_batching) ?? {}), ...batchingFields(candidate) };
   else delete tuned.dynamic_batching;
   return tuned;
+}
+
+/** The dynamic_batching fields a candidate sets: its delay, and its target latency (0 clears one the config had). */
+export function batchingFields(candidate: Candidate): { max_queue_delay_microseconds: number; target_latency_us: number } {
+  return { max_queue_delay_microseconds: candidate.maxQueueDelayUs, target_latency_us: candidate.targetLatencyUs };
 }
 
 /** Parameters as a plain map, whichever of Triton's shapes the config used ({key: {string_value}}, [{key, value}], {key: value}). */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -32,7 +32,7 @@ test('a model that refuses the request tune sends stops the search with its reas
 });
 
 const level = (throughput: number): LevelResult => ({ concurrency: 8, throughput, p50Ms: 1, p95Ms: 2, p99Ms: 3, cpuSecondsPerInference: 0.001, meanBatchRows: 1, errors: 0 });
-const candidate = (maxBatchSize: number): Candidate => ({ version: '1', maxBatchSize, maxQueueDelayUs: 100, instances: 1, threadsPerInstance: 1, executionThread: 'main', graphLevel: 'all' });
+const candidate = (maxBatchSize: number): Candidate => ({ version: '1', maxBatchSize, maxQueueDelayUs: 100, targetLatencyUs: 0, instances: 1, threadsPerInstance: 1, executionThread: 'main', graphLevel: 'all' });
 /** A search whose winner raises max_batch_size from 1 to `maxBatchSize`. */
 const report = (maxBatchSize: number): TuneReport => ({
   model: 'm',
@@ -45,6 +45,7 @@ const report = (maxBatchSize: number): TuneReport => ({
   ],
   winner: 1,
   best: 1,
+  minGain: 0.05,
   skipped: [],
   seconds: 1,
   date: '2026-12-04T05:10:00.000Z',
@@ -79,6 +80,32 @@ test('tune --write changes only the lines of the settings it writes: flow collec
   for (const line of kept) assert.ok(written.includes(line), `${line}\nis not a line of\n${written.join('\n')}`);
   assert.ok(written.includes('max_batch_size: 4'));
   assert.ok(written.includes('instance_group: [{count: 1, kind: KIND_CPU}]'), 'new flow collections are written in the style most of the file uses');
+});
+
+test('tune --write writes a latency-aware winner\'s target, and a fixed-delay winner clears the target the file had (YAML and JSON)', async (t) => {
+  const directory = await mkdtemp(join(tmpdir(), 'nereid-tune-target-'));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  const latencyAware = report(8);
+  latencyAware.results[1].candidate = { ...latencyAware.results[1].candidate, maxQueueDelayUs: 2000, targetLatencyUs: 20_000 };
+  await writeFile(join(directory, 'config.yaml'), 'max_batch_size: 1\ndynamic_batching: { max_queue_delay_microseconds: 100 }\n');
+  await writeTunedConfig(directory, latencyAware, await writableConfigOf(directory));
+  const written = await readFile(join(directory, 'config.yaml'), 'utf8');
+  assert.match(written, /dynamic_batching: \{ max_queue_delay_microseconds: 2000, target_latency_us: 20000 \}/);
+  await writeTunedConfig(directory, report(4), await writableConfigOf(directory));
+  assert.match(await readFile(join(directory, 'config.yaml'), 'utf8'), /dynamic_batching: \{ max_queue_delay_microseconds: 100, target_latency_us: 0 \}/);
+  // A fixed delay over a file without a target adds none.
+  await rm(directory, { recursive: true, force: true });
+  await mkdir(directory);
+  await writeFile(join(directory, 'config.yaml'), 'max_batch_size: 1\n');
+  await writeTunedConfig(directory, report(4), await writableConfigOf(directory));
+  assert.doesNotMatch(await readFile(join(directory, 'config.yaml'), 'utf8'), /target_latency_us/);
+
+  await rm(join(directory, 'config.yaml'));
+  await writeFile(join(directory, 'config.json'), JSON.stringify({ max_batch_size: 1, dynamic_batching: { target_latency_us: 5000, preferred_batch_size: [2] } }));
+  await writeTunedConfig(directory, report(4), await writableConfigOf(directory));
+  assert.deepEqual(JSON.parse(await readFile(join(directory, 'config.json'), 'utf8')).dynamic_batching, { target_latency_us: 0, preferred_batch_size: [2], max_queue_delay_microseconds: 100 });
+  await writeTunedConfig(directory, latencyAware, await writableConfigOf(directory));
+  assert.deepEqual(JSON.parse(await readFile(join(directory, 'config.json'), 'utf8')).dynamic_batching, { target_latency_us: 20_000, preferred_batch_size: [2], max_queue_delay_microseconds: 2000 });
 });
 
 test('tune --write refuses to write over a config that changed on disk while it measured, and leaves the change as it is', async (t) => {

@@ -6,8 +6,8 @@
  * process or over HTTP. The search does not try every combination: it measures the batch curve
  * first (what each batch size costs per row, from the backend's compute timings), keeps the batch
  * sizes near its cheapest, then varies one setting at a time from the best so far — instance ×
- * thread splits and execution thread, the batch size, the queue delay, graph optimisation, the
- * other versions — within a time budget.
+ * thread splits and execution thread, the batch size, the queue delay (fixed, or latency-aware
+ * batching toward a target), graph optimisation, the other versions — within a time budget.
  */
 import { versionFolders } from '../repository/model-repository.js';
 import { availableParallelism } from 'node:os';
@@ -38,10 +38,28 @@ import {
   type ExecutionThread,
   type GraphLevel,
   type LevelResult,
+  type LostLevel,
   type Measured,
   type Objective,
   judgedLevel,
+  shownLevel,
+  preferredCandidates,
 } from './tune-search.js';
+
+/** At most this many of the search's best are measured again in turn, until one's gain holds. */
+const CONFIRMED_CANDIDATES = 3;
+
+/** The fixed queue delays the search tries; the largest also bounds a latency-aware candidate's hold. */
+const FIXED_QUEUE_DELAYS_US = [0, 500, 2000];
+
+/**
+ * The goal of the latency-aware candidate: the objective's p99 bound, or else the p99 the config as
+ * written gives where it is judged (a tail its users already live with), in whole milliseconds.
+ */
+function latencyTargetUs(objective: Objective, current: Measured): number {
+  const goalMs = objective.kind === 'p99' ? objective.maxMs : shownLevel(current, objective).p99Ms;
+  return Math.max(1, Math.round(goalMs)) * 1000;
+}
 
 /** The largest max_batch_size the search tries unless told, or the config's own when larger. */
 const DEFAULT_MAX_BATCH_SIZE_LIMIT = 64;
@@ -91,6 +109,17 @@ export interface TuneProgress {
   budgetSeconds: number;
 }
 
+/** One candidate measured again against the config as written: the judged levels' throughputs per round, their ratios and median, the levels it lost, and whether its gain held. */
+export interface Confirmation {
+  candidate: number;
+  rounds: { current: number | null; chosen: number | null }[];
+  ratios: number[];
+  ratio: number;
+  needed: number;
+  held: boolean;
+  lost: LostLevel[];
+}
+
 export interface TuneReport {
   model: string;
   objective: Objective;
@@ -103,11 +132,15 @@ export interface TuneReport {
   winner?: number;
   /** The best of the served version's configs: what --write writes (a different version is reported, never switched to). */
   best?: number;
+  /** --min-gain: the least gain worth a change, and the most loss at another level a change may cost. */
+  minGain: number;
   /**
-   * The served version's best measured again against the config as written (confirmRounds): throughputs at the judged
-   * levels per round, each round's ratio, their median, and whether it held; when it did not, `best` is 0.
+   * The candidate whose measurement again against the config as written (confirmRounds) decided: the first whose gain
+   * held, or the last tried (up to CONFIRMED_CANDIDATES of the search's order, as the budget allows); when none held, `best` is 0.
    */
-  confirmation?: { candidate: number; rounds: { current: number | null; chosen: number | null }[]; ratios: number[]; ratio: number; needed: number; held: boolean };
+  confirmation?: Confirmation;
+  /** Candidates measured again before `confirmation`'s, whose gain did not hold (the next in the search's order was tried). */
+  notConfirmed?: Confirmation[];
   /** Candidates not measured because the budget ran out. */
   skipped: string[];
   seconds: number;
@@ -283,6 +316,7 @@ function currentCandidate(model: ModelVersion, cores: number): Candidate {
     version: model.version,
     maxBatchSize: config.max_batch_size,
     maxQueueDelayUs: config.dynamic_batching?.max_queue_delay_microseconds ?? 0,
+    targetLatencyUs: config.dynamic_batching?.target_latency_us ?? 0,
     instances,
     threadsPerInstance: threads,
     executionThread: (parameterValue(config, 'execution_thread') as ExecutionThread | undefined) ?? 'auto',
@@ -308,18 +342,6 @@ export async function measureConfigs(options: TuneOptions, configs: readonly Rec
   }
 }
 
-/** The index, among all results, of the best config of the version the current config serves. */
-function bestOfServedVersion(results: readonly Measured[], objective: Objective, minGain: number): number | undefined {
-  const served = results[0]?.candidate.version;
-  const indices = results.flatMap((measured, index) => (measured.candidate.version === served ? [index] : []));
-  const best = chooseWinner(indices.map((index) => results[index]), objective);
-  if (best === undefined) return undefined;
-  const current = judgedLevel(results[0], objective)?.throughput;
-  const found = judgedLevel(results[indices[best]], objective)!.throughput;
-  // Within minGain of the config as written (which met the objective): keep it.
-  return current !== undefined && found < current * (1 + minGain) ? 0 : indices[best];
-}
-
 /** Measures the model's current config, then candidates chosen step by step, within the budget. */
 export async function runTune(options: TuneOptions, logger: Logger, onProgress?: (progress: TuneProgress) => void): Promise<TuneReport> {
   const settings = tuneOptionsSchema.parse(options);
@@ -333,7 +355,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
   let planned = 1;
   let curve = new Map<number, number>();
   let chosen: number | undefined;
-  let confirmation: TuneReport['confirmation'];
+  let confirmation: Confirmation | undefined;
+  const notConfirmed: Confirmation[] = [];
   try {
     if (settings.overHttp) await tuner.openHttp();
     const progress = (label: string) => onProgress?.({ done: results.length, planned, label, elapsedSeconds: tuner.elapsedSeconds, budgetSeconds: settings.budgetSeconds });
@@ -379,27 +402,42 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const cheapest = batchSizes.at(-1)!;
     const splits = instanceSplits(cores);
     const threads: ExecutionThread[] = ['main', 'worker'];
-    planned = 1 + splits.length * threads.length + (batchSizes.length - 1) + (batching ? 3 : 0) + 1 + versions.length - 1;
+    planned = 1 + splits.length * threads.length + (batchSizes.length - 1) + (batching ? 5 : 0) + 1 + versions.length - 1;
 
     const writtenDelayUs = results[0].candidate.maxQueueDelayUs;
-    for (const split of splits) for (const executionThread of threads) await tryCandidate({ ...base, ...split, executionThread, maxBatchSize: cheapest, maxQueueDelayUs: writtenDelayUs }, 'instances');
+    const writtenTargetUs = results[0].candidate.targetLatencyUs;
+    for (const split of splits) for (const executionThread of threads) await tryCandidate({ ...base, ...split, executionThread, maxBatchSize: cheapest, maxQueueDelayUs: writtenDelayUs, targetLatencyUs: writtenTargetUs }, 'instances');
     for (const maxBatchSize of batchSizes) await tryCandidate({ ...best(), maxBatchSize }, 'batch size');
-    if (batching) for (const maxQueueDelayUs of [0, 500, 2000]) await tryCandidate({ ...best(), maxQueueDelayUs }, 'queue delay');
+    if (batching) {
+      for (const maxQueueDelayUs of FIXED_QUEUE_DELAYS_US) await tryCandidate({ ...best(), maxQueueDelayUs, targetLatencyUs: 0 }, 'queue delay');
+      // From the best so far, and as the one change to the config as written (whose other settings the search's
+      // first steps left behind, perhaps on one noisy measurement).
+      const targetLatencyUs = latencyTargetUs(objective, results[0]);
+      for (const from of [best(), results[0].candidate]) await tryCandidate({ ...from, maxQueueDelayUs: Math.max(from.maxQueueDelayUs, ...FIXED_QUEUE_DELAYS_US), targetLatencyUs }, 'latency-aware');
+    }
     await tryCandidate({ ...best(), graphLevel: best().graphLevel === 'basic' ? 'all' : 'basic' }, 'graph');
     for (const version of versions) await tryCandidate({ ...best(), version }, 'version');
-    chosen = bestOfServedVersion(results, objective, settings.minGain);
-    if (chosen !== undefined && chosen > 0 && settings.confirmRounds > 0) {
-      const rounds: { current: Measured; chosen: Measured }[] = [];
-      for (let round = 1; round <= settings.confirmRounds; round++) {
-        progress(`confirming: round ${round} of ${settings.confirmRounds}, the config as written, then ${describeCandidate(results[chosen].candidate)}`);
-        // The config as written, loaded as the search loads its candidates: as a load override.
-        const again = { current: { ...results[0], levels: await tuner.measure(await tuner.load(written)) }, chosen: { ...results[chosen], levels: await tuner.measure(await tuner.load(configOf(results[chosen].candidate))) } };
-        rounds.push(again);
+    const order = preferredCandidates(results, objective, settings.minGain);
+    chosen = order === undefined ? undefined : (order[0] ?? 0);
+    if (order?.length && settings.confirmRounds > 0) {
+      // The search's order is one measurement each; the rounds decide. The first candidate's rounds were kept out of
+      // the search's budget; the next ones are measured while what is left allows.
+      for (const candidate of order.slice(0, CONFIRMED_CANDIDATES)) {
+        if (candidate !== order[0] && tuner.elapsedSeconds + confirmationSeconds > settings.budgetSeconds) break;
+        if (confirmation) notConfirmed.push(confirmation);
+        const rounds: { current: Measured; chosen: Measured }[] = [];
+        for (let round = 1; round <= settings.confirmRounds; round++) {
+          progress(`confirming: round ${round} of ${settings.confirmRounds}, the config as written, then ${describeCandidate(results[candidate].candidate)}`);
+          // The config as written, loaded as the search loads its candidates: as a load override.
+          const again = { current: { ...results[0], levels: await tuner.measure(await tuner.load(written)) }, chosen: { ...results[candidate], levels: await tuner.measure(await tuner.load(configOf(results[candidate].candidate))) } };
+          rounds.push(again);
+        }
+        const verdict = confirmedGain(rounds, objective, settings.minGain);
+        const throughputOf = (measured: Measured) => judgedLevel(measured, objective)?.throughput ?? null;
+        confirmation = { candidate, rounds: rounds.map((round) => ({ current: throughputOf(round.current), chosen: throughputOf(round.chosen) })), ...verdict, needed: 1 + settings.minGain };
+        chosen = verdict.held ? candidate : 0;
+        if (verdict.held) break;
       }
-      const verdict = confirmedGain(rounds, objective, settings.minGain);
-      const throughputOf = (measured: Measured) => judgedLevel(measured, objective)?.throughput ?? null;
-      confirmation = { candidate: chosen, rounds: rounds.map((round) => ({ current: throughputOf(round.current), chosen: throughputOf(round.chosen) })), ...verdict, needed: 1 + settings.minGain };
-      if (!verdict.held) chosen = 0;
     }
     progress('done');
   } finally {
@@ -415,7 +453,9 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     results: results.map((measured, index) => ({ ...measured, paretoLevels: front[index] })),
     winner: chooseWinner(results, objective),
     best: chosen,
+    minGain: settings.minGain,
     confirmation,
+    notConfirmed,
     skipped,
     seconds: tuner.elapsedSeconds,
     date: new Date().toISOString(),
