@@ -24,7 +24,7 @@ import { createHttpFrontEnd, dashboardAddress, httpFrontEndOptionsSchema, replac
 import { reloadTlsOnChange } from './frontends/tls-reload.js';
 import { chartFormatOf, DEFAULT_TOP_K, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
 import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
-import { candidateConfig, formatTuneReport, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
+import { formatTuneReport, settingsToWrite, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
 import { Presets, SingleBar } from 'cli-progress';
 import { BATCH_EXIT, batchFailure, batchJobList, batchJobOutcome, batchJobsSource, batchJobStatus, cancelBatchJob, DEFAULT_QUEUE_NAME, formatCancel, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
 import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
@@ -1032,12 +1032,12 @@ verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could n
   .addOption(
     new Option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at').argParser(integerList).default(defaultOf(tuneOptionsSchema, 'concurrency'), defaultOf(tuneOptionsSchema, 'concurrency').join(',')),
   )
-  .option('--p99-ms <ms>', 'objective: the best throughput whose p99 latency stays under this', number(0.001))
+  .option('--p99-ms <ms>', 'objective: the best throughput whose p99 latency stays under this (judged at the levels that meet it; the others must not lose throughput either)', number(0.001))
   .option('--max-cost <usd>', 'objective: the best throughput whose compute cost per 1,000 inferences stays under this', number(0))
   .option('--cost-per-core-hour <usd>', 'price of one core-hour, for costs', number(0), defaultOf(tuneOptionsSchema, 'usdPerCoreHour'))
   .option('--budget-s <seconds>', 'stop starting new measurements after this many seconds', seconds(1), defaultOf(tuneOptionsSchema, 'budgetSeconds'))
-  .option('--min-gain <fraction>', 'write another config only when it beats the current one by this much, a fraction from 0 to 1 (0.05: 5 %)', number(0, 1), defaultOf(tuneOptionsSchema, 'minGain'))
-  .option('--confirm-rounds <n>', 'rounds in which the current config and the chosen one are measured again in turn before the chosen one is written (its gain must hold in their median); 0: trust the search', integer(0), defaultOf(tuneOptionsSchema, 'confirmRounds'))
+  .option('--min-gain <fraction>', 'write another config only when it beats the current one by this much at the level the objective judges, and loses no other level measured by more (below 1/(1 + this)); a fraction from 0 to 1 (0.05: 5 %)', number(0, 1), defaultOf(tuneOptionsSchema, 'minGain'))
+  .option('--confirm-rounds <n>', 'rounds in which the current config and the chosen one are measured again in turn before the chosen one is written (its gain must hold in their median, at every level); when it does not, the next of the search\'s best is tried, up to three; 0: trust the search (then only a config that lost no level in it)', integer(0), defaultOf(tuneOptionsSchema, 'confirmRounds'))
   .option('--warmup-s <seconds>', 'warm-up before each measurement', seconds(0), defaultOf(tuneOptionsSchema, 'warmupSeconds'))
   .option('--duration-s <seconds>', 'length of each measurement', seconds(0.1), defaultOf(tuneOptionsSchema, 'durationSeconds'))
   .option('--repeats <n>', 'measurements per concurrency level (the median is kept)', integer(1), defaultOf(tuneOptionsSchema, 'repeats'))
@@ -1098,7 +1098,11 @@ verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could n
     else {
       console.log(formatTuneReport(report, flags.costPerCoreHour));
       if (written) console.log(`wrote ${written.path} (the old one: ${written.backup})`);
-      else if (changed) console.log(`settings it would write (--write): ${JSON.stringify(candidateConfig({}, report.results[report.best!].candidate))}`);
+      else if (changed) {
+        // config.pbtxt (which --write does not edit) or no file: the settings as a new file would take them.
+        const file = await writableConfigOf(resolve(flags.modelRepository, flags.model)).catch(() => ({ text: '' }));
+        console.log(`settings it would write (--write): ${JSON.stringify(settingsToWrite(report.results[report.best!].candidate, file))}`);
+      }
     }
     if (notWritten) console.error(`nereid: ${notWritten}`);
     // A bound nothing met is a failure a script must see; the text report already says it on stdout.

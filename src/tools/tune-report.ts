@@ -11,7 +11,7 @@ import { loadSharp } from '../core/sharp.js';
 import { parseDocument } from 'yaml';
 import { setYamlValues } from '../config/yaml-edit.js';
 import { chartFormatOf, escapeXml } from '../eval/comparison-chart.js';
-import { batchingFields, describeCandidate, judgedLevel, levelsLost, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
+import { batchingFields, confirmationOrder, describeCandidate, judgedLevel, levelsLost, type LostLevel, shownLevel, usdPer1000, type Candidate, type LevelResult } from './tune-search.js';
 import type { Confirmation, TuneReport } from './tune.js';
 
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
@@ -68,30 +68,51 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
       else {
         const bestGain = gainOf(report.best);
         const chosen = report.results[report.best].candidate;
-        const reasons: string[] = [];
-        if (chosen.version === report.results[report.winner].candidate.version) {
-          const lost = levelsLost([{ current: report.results[0], chosen: report.results[report.winner] }], report.objective, report.minGain);
-          if (lost.length) reasons.push(`it kept every level measured where the best gave up ${lost.map((level) => `${fixed(level.ratio, 2)}× at c=${level.concurrency}`).join(', ')}`);
-          if (chosen.targetLatencyUs > 0) reasons.push('latency-aware batching measured within --min-gain of the best and follows the traffic where a fixed delay suits one load');
-        }
-        const why = reasons.length ? `Preferred, as ${reasons.join(', and ')}` : served;
+        const why = reasonsWritten(report, report.best, report.winner) ?? served;
         lines.push(`${why}: ${describeCandidate(chosen)} — ${bestGain.ratio} (${bestGain.at}); that is what --write writes.`);
       }
     }
   }
-  if (report.skipped.length) lines.push(`Not measured (--budget-s reached): ${report.skipped.join('; ')}`);
+  if (report.skipped.length) lines.push(`Not measured: ${report.skipped.join('; ')}`);
   return lines.join('\n');
+}
+
+/**
+ * Why the config written is not the fastest measured, when it is of the same version, from what decided the order the
+ * confirmation tried (confirmationOrder) and what the rounds found; undefined when another version is the fastest.
+ */
+function reasonsWritten(report: TuneReport, best: number, winner: number): string | undefined {
+  if (report.results[best].candidate.version !== report.results[winner].candidate.version) return undefined;
+  const preference = confirmationOrder(report.results, report.objective, report.minGain)?.find((entry) => entry.index === best);
+  const reasons: string[] = [];
+  if (report.notConfirmed?.length) reasons.push(`the ${report.notConfirmed.length === 1 ? 'config' : `${report.notConfirmed.length} configs`} before it in the search's order did not hold when measured again`);
+  const lostByFastest = levelsLost([{ current: report.results[0], chosen: report.results[winner] }], report.objective, report.minGain);
+  if (preference?.keptLevels && lostByFastest.length) reasons.push(`it kept every level measured where the fastest gave up ${describeLost(lostByFastest)}`);
+  if (preference?.latencyAwareNearFastest) reasons.push('latency-aware batching measured within --min-gain of the fastest that kept the same levels, and follows the traffic where a fixed delay suits one load');
+  return reasons.length ? `Preferred, as ${reasons.join(', and ')}` : undefined;
+}
+
+/** Lost levels as the report names them: the median ratio, or the bound missed or the errors where it fell to 0. */
+function describeLost(levels: readonly LostLevel[]): string {
+  const what = { throughput: (level: LostLevel) => `${fixed(level.ratio, 2)}×`, bound: () => 'missed the bound', errors: () => 'answered with errors' };
+  return levels.map((level) => `${what[level.reason](level)} at c=${level.concurrency}`).join(', ');
 }
 
 /** What measuring a candidate again against the config as written found. */
 function confirmationLine(report: TuneReport, confirmation: Confirmation): string {
-  const ratios = confirmation.ratios.map((ratio) => (ratio === Number.POSITIVE_INFINITY ? '∞ (the current config met the bound at no level)' : `${fixed(ratio, 2)}×`));
-  const again = `${describeCandidate(report.results[confirmation.candidate].candidate)} and the current config measured again in turn, ${confirmation.rounds.length} round(s): ${ratios.join(', ')} (median ${fixed(confirmation.ratio, 2)}×; --min-gain asks ${fixed(confirmation.needed, 2)}×)`;
-  const lost = confirmation.lost?.map((level) => `${fixed(level.ratio, 2)}× at c=${level.concurrency}`).join(', ');
-  if (confirmation.held) return `Confirmed: ${again}; no level measured lost more than --min-gain.`;
-  const next = confirmation === report.confirmation ? '--write leaves the config as it is.' : 'the next in the search\'s order was tried.';
-  if (confirmation.ratio >= confirmation.needed && lost) return `Not confirmed: ${again}, but its throughput fell at another level measured (median ${lost}). A gain at one level does not pay for a loss at another; ${next}`;
-  return `Not confirmed: ${again}. The search's gain did not hold, so it is taken for noise on this machine; ${next}`;
+  // JSON carries an infinite ratio (the config as written met the objective at no level that round) as null.
+  const unbounded = (ratio: number | null) => ratio === null || ratio === Number.POSITIVE_INFINITY;
+  const ratioText = (ratio: number | null) => (unbounded(ratio) ? '∞' : `${fixed(ratio!, 2)}×`);
+  const metNowhere = report.objective.kind === 'throughput' ? 'answered without errors at no level' : 'met the bound at no level';
+  const note = confirmation.ratios.some(unbounded) ? ` (∞: the current config ${metNowhere} that round)` : '';
+  const again = `${describeCandidate(report.results[confirmation.candidate].candidate)} and the current config measured again in turn, ${confirmation.rounds.length} round(s): ${confirmation.ratios.map(ratioText).join(', ')}${note} (median ${ratioText(confirmation.ratio)}; --min-gain asks ${fixed(confirmation.needed, 2)}×)`;
+  if (confirmation.held) return `Confirmed: ${again}; no other level measured fell below 1/${fixed(confirmation.needed, 2)} of the current config's throughput.`;
+  const next = confirmation === report.confirmation ? '--write leaves the config as it is.' : "the next in the search's order was tried.";
+  const lost = confirmation.lost?.length ? describeLost(confirmation.lost) : undefined;
+  if (!unbounded(confirmation.ratio) && confirmation.ratio < confirmation.needed) {
+    return `Not confirmed: ${again}${lost ? `, and it gave up ${lost} (the rounds' median)` : ''}. The search's gain did not hold, so it is taken for noise on this machine; ${next}`;
+  }
+  return `Not confirmed: ${again}, but it gave up another level measured: ${lost} (the rounds' median). A gain at one level does not pay for a loss at another; ${next}`;
 }
 
 /** When no config measured met the bound of --p99-ms or --max-cost: which bound, and the config that came closest to it. */
@@ -220,6 +241,14 @@ const TUNED_PARAMETERS = (candidate: Candidate): Record<string, string> => ({
   graph_optimization_level: candidate.graphLevel,
 });
 
+/** Whether a config file's text (YAML, or JSON, which YAML reads) sets dynamic_batching.target_latency_us. */
+const setsTargetLatency = (text: string) => parseDocument(text).hasIn(['dynamic_batching', 'target_latency_us']);
+
+/** The settings --write sets in `file` for the candidate, as --dry-run prints them. */
+export function settingsToWrite(candidate: Candidate, file: { text: string }): Record<string, unknown> {
+  return { ...tunedFields(candidate, setsTargetLatency(file.text)), parameters: TUNED_PARAMETERS(candidate) };
+}
+
 /** The config file --write would update (config.yaml/.yml or config.json) and its text, or why there is none. */
 export async function writableConfigOf(modelDirectory: string): Promise<{ name: string; text: string }> {
   const files = await readdir(modelDirectory).catch((error: NodeJS.ErrnoException) => {
@@ -271,7 +300,7 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
   const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} at concurrency ${before.concurrency} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${basename(backup)}).`;
   if (name === 'config.json') {
     const config = JSON.parse(text) as Record<string, Record<string, unknown> | unknown>;
-    const fields = tunedFields(candidate, (config.dynamic_batching as Record<string, unknown> | undefined)?.target_latency_us !== undefined);
+    const fields = tunedFields(candidate, setsTargetLatency(text));
     config.max_batch_size = fields.max_batch_size;
     config.instance_group = fields.instance_group;
     if (fields.dynamic_batching) config.dynamic_batching = { ...(config.dynamic_batching as object | undefined), ...(fields.dynamic_batching as object) };
@@ -280,7 +309,7 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
     await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
     return { path, backup };
   }
-  const fields = tunedFields(candidate, parseDocument(text).hasIn(['dynamic_batching', 'target_latency_us']));
+  const fields = tunedFields(candidate, setsTargetLatency(text));
   const edited = setYamlValues(text, [
     { path: ['max_batch_size'], value: fields.max_batch_size },
     { path: ['instance_group'], value: fields.instance_group, flow: true },

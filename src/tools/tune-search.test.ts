@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatTuneReport, tuneChartSvg } from './tune-report.js';
-import { batchSizeCandidates, bestOfServedVersion, candidateConfig, preferredCandidates, chooseWinner, describeCandidate, confirmedGain, instanceSplits, judgedLevel, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured } from './tune-search.js';
+import { batchSizeCandidates, candidateConfig, confirmationOrder, chooseWinner, describeCandidate, confirmedGain, instanceSplits, judgedLevel, latencyTargetUs, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured, type Objective } from './tune-search.js';
 import type { TuneReport } from './tune.js';
 
 const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, targetLatencyUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
@@ -16,6 +16,11 @@ const level = (concurrency: number, throughput: number, p99Ms: number, cpuSecond
   errors: 0,
 });
 const measured = (...levels: LevelResult[]): Measured => ({ candidate, step: 'test', levels });
+/** The config the confirmation tries first: 0 when none gains, undefined when none meets the objective. */
+const firstToConfirm = (results: readonly Measured[], objective: Objective, minGain: number) => {
+  const order = confirmationOrder(results, objective, minGain);
+  return order === undefined ? undefined : (order[0]?.index ?? 0);
+};
 
 test('the batch curve keeps the cheapest batch size and the smallest within 10 % of it; larger ones only add latency', () => {
   const curve = new Map([
@@ -140,7 +145,7 @@ test("a chosen config's gain is confirmed on the median of the rounds measured a
   // Under a p99 bound: a chosen config that misses it in a round gains nothing there; one the current config misses, all.
   const bound = { kind: 'p99' as const, maxMs: 15 };
   const slow = (throughput: number) => measured(level(8, throughput, 20));
-  assert.deepEqual(confirmedGain([{ current: measured(level(8, 100, 10)), chosen: slow(200) }], bound, 0.05), { ratios: [0], ratio: 0, held: false, lost: [{ concurrency: 8, ratio: 0 }] });
+  assert.deepEqual(confirmedGain([{ current: measured(level(8, 100, 10)), chosen: slow(200) }], bound, 0.05), { ratios: [0], ratio: 0, held: false, lost: [{ concurrency: 8, ratio: 0, reason: 'bound' }] });
   assert.equal(confirmedGain([{ current: slow(100), chosen: measured(level(8, 90, 10)) }], bound, 0.05).held, true);
 
   const current = { ...measured(level(8, 100, 10)), paretoLevels: [] };
@@ -152,53 +157,53 @@ test("a chosen config's gain is confirmed on the median of the rounds measured a
   const text = formatTuneReport(report, 0.05);
   assert.match(text, /\nNot confirmed: v1 batch 4 .* and the current config measured again in turn, 2 round\(s\): 1\.30×, 1\.01× \(median 1\.01×; --min-gain asks 1\.05×\)\. The search's gain did not hold, so it is taken for noise on this machine; --write leaves the config as it is\./);
   assert.doesNotMatch(text, /For the version served now/);
-  assert.match(formatTuneReport({ ...report, best: 1, confirmation: { ...report.confirmation!, ratios: [1.3, 1.2], ratio: 1.2, held: true } }, 0.05), /\nConfirmed: .* 1\.30×, 1\.20× \(median 1\.20×; --min-gain asks 1\.05×\); no level measured lost more than --min-gain\./);
-  const lostAt16 = { ...report.confirmation!, ratios: [2.1, 1.9], ratio: 1.9, held: false, lost: [{ concurrency: 16, ratio: 0.72 }] };
+  assert.match(formatTuneReport({ ...report, best: 1, confirmation: { ...report.confirmation!, ratios: [1.3, 1.2], ratio: 1.2, held: true } }, 0.05), /\nConfirmed: .* 1\.30×, 1\.20× \(median 1\.20×; --min-gain asks 1\.05×\); no other level measured fell below 1\/1\.05 of the current config's throughput\./);
+  const lostAt16 = { ...report.confirmation!, ratios: [2.1, 1.9], ratio: 1.9, held: false, lost: [{ concurrency: 16, ratio: 0.72, reason: 'throughput' as const }] };
   // A candidate that did not hold, then the next in the search's order that did.
   const tried = formatTuneReport({ ...report, best: 1, notConfirmed: [{ ...lostAt16, candidate: 1 }], confirmation: { ...report.confirmation!, ratios: [1.3, 1.2], ratio: 1.2, held: true } }, 0.05);
-  assert.match(tried, /\nNot confirmed: .*\(median 0\.72× at c=16\)\. A gain at one level does not pay for a loss at another; the next in the search's order was tried\.\nConfirmed: /);
-  assert.match(formatTuneReport({ ...report, confirmation: lostAt16 }, 0.05), /\nNot confirmed: .* \(median 1\.90×; --min-gain asks 1\.05×\), but its throughput fell at another level measured \(median 0\.72× at c=16\)\. A gain at one level does not pay for a loss at another; --write leaves the config as it is\./);
+  assert.match(tried, /\nNot confirmed: .*0\.72× at c=16 \(the rounds' median\)\. A gain at one level does not pay for a loss at another; the next in the search's order was tried\.\nConfirmed: /);
+  assert.match(formatTuneReport({ ...report, confirmation: lostAt16 }, 0.05), /\nNot confirmed: .* \(median 1\.90×; --min-gain asks 1\.05×\), but it gave up another level measured: 0\.72× at c=16 \(the rounds' median\)\. A gain at one level does not pay for a loss at another; --write leaves the config as it is\./);
 });
 
 test('a gain at the judged level is not confirmed when another level measured loses more than --min-gain in the rounds', () => {
   const round = (c1: [number, number], c16: [number, number]) => ({ current: measured(level(1, c1[0], 5), level(16, c16[0], 40)), chosen: measured(level(1, c1[1], 5), level(16, c16[1], 40)) });
   const bound = { kind: 'p99' as const, maxMs: 20 };
   // Judged at c=1 (the only level under 20 ms): 2× there, and c=16 0.7× in both rounds.
-  assert.deepEqual(confirmedGain([round([200, 400], [500, 350]), round([200, 400], [500, 360])], bound, 0.05), { ratios: [2, 2], ratio: 2, held: false, lost: [{ concurrency: 16, ratio: 0.7 }] });
+  assert.deepEqual(confirmedGain([round([200, 400], [500, 350]), round([200, 400], [500, 360])], bound, 0.05), { ratios: [2, 2], ratio: 2, held: false, lost: [{ concurrency: 16, ratio: 0.7, reason: 'throughput' }] });
   // c=16 within the noise the least gain allows (0.96×, 0.97×): held.
   assert.equal(confirmedGain([round([200, 400], [500, 480]), round([200, 400], [500, 485])], bound, 0.05).held, true);
   // At c=16 only the chosen config meets a 45 ms bound: that level is its gain, whatever the throughputs.
   assert.equal(confirmedGain([{ current: measured(level(1, 200, 5), level(16, 500, 50)), chosen: measured(level(1, 400, 5), level(16, 300, 40)) }], { kind: 'p99', maxMs: 45 }, 0.05).held, true);
   // A level the chosen config answered with errors counts as lost.
   const failing = { current: measured(level(1, 200, 5), level(16, 500, 40)), chosen: measured(level(1, 400, 5), { ...level(16, 500, 40), errors: 3 }) };
-  assert.deepEqual(confirmedGain([failing], bound, 0.05).lost, [{ concurrency: 16, ratio: 0 }]);
+  assert.deepEqual(confirmedGain([failing], bound, 0.05).lost, [{ concurrency: 16, ratio: 0, reason: 'errors' }]);
 });
 
 test('within --min-gain of the best, a latency-aware config is the one written; never one that does not beat the current config', () => {
   const at = (throughput: number, targetLatencyUs = 0, version = '1'): Measured => ({ ...measured(level(1, throughput, 5)), candidate: { ...candidate, targetLatencyUs, version, maxQueueDelayUs: targetLatencyUs ? 2000 : 0 } });
   const current = at(200);
-  assert.equal(bestOfServedVersion([current, at(410), at(395, 10_000)], { kind: 'throughput' }, 0.05), 2, '395 is within 5 % of 410');
-  assert.equal(bestOfServedVersion([current, at(410), at(380, 10_000)], { kind: 'throughput' }, 0.05), 1, '380 is not');
-  assert.equal(bestOfServedVersion([current, at(410), at(395, 10_000), at(400, 20_000)], { kind: 'throughput' }, 0.05), 3, 'the faster of two');
-  assert.equal(bestOfServedVersion([current, at(208), at(205, 10_000)], { kind: 'throughput' }, 0.05), 0, 'no gain worth a change');
-  assert.equal(bestOfServedVersion([current, at(212), at(205, 10_000)], { kind: 'throughput' }, 0.05), 1, 'the best gains; the latency-aware one would not');
-  assert.equal(bestOfServedVersion([current, at(410), at(400, 10_000, '2')], { kind: 'throughput' }, 0.05), 1, 'another version is never the served version\'s best');
-  assert.equal(bestOfServedVersion([current], { kind: 'p99', maxMs: 1 }, 0.05), undefined);
+  assert.equal(firstToConfirm([current, at(410), at(395, 10_000)], { kind: 'throughput' }, 0.05), 2, '395 is within 5 % of 410');
+  assert.equal(firstToConfirm([current, at(410), at(380, 10_000)], { kind: 'throughput' }, 0.05), 1, '380 is not');
+  assert.equal(firstToConfirm([current, at(410), at(395, 10_000), at(400, 20_000)], { kind: 'throughput' }, 0.05), 3, 'the faster of two');
+  assert.equal(firstToConfirm([current, at(208), at(205, 10_000)], { kind: 'throughput' }, 0.05), 0, 'no gain worth a change');
+  assert.equal(firstToConfirm([current, at(212), at(205, 10_000)], { kind: 'throughput' }, 0.05), 1, 'the best gains; the latency-aware one would not');
+  assert.equal(firstToConfirm([current, at(410), at(400, 10_000, '2')], { kind: 'throughput' }, 0.05), 1, 'another version is never the served version\'s best');
+  assert.equal(firstToConfirm([current], { kind: 'p99', maxMs: 1 }, 0.05), undefined);
   const results = [current, at(410), at(395, 10_000)].map((result) => ({ ...result, paretoLevels: [] }));
   const text = formatTuneReport({ model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results, winner: 1, best: 2, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' }, 0.05);
-  assert.match(text, /\nPreferred, as latency-aware batching measured within --min-gain of the best and follows the traffic where a fixed delay suits one load: v1 batch 8 latency-aware 10000 µs \(hold ≤ 2000 µs\), .* — 1\.98× the current config's throughput \(both at c=1\); that is what --write writes\./);
+  assert.match(text, /\nPreferred, as latency-aware batching measured within --min-gain of the fastest that kept the same levels, and follows the traffic where a fixed delay suits one load: v1 batch 8 latency-aware 10000 µs \(hold ≤ 2000 µs\), .* — 1\.98× the current config's throughput \(both at c=1\); that is what --write writes\./);
 });
 
 test('the config written is one that lost no other level measured, when the search found one; else the fastest, for the confirmation to judge', () => {
   const at = (c1: number, c16: number, targetLatencyUs = 0): Measured => ({ ...measured(level(1, c1, 5), level(16, c16, 40)), candidate: { ...candidate, targetLatencyUs } });
   const bound = { kind: 'p99' as const, maxMs: 20 };
   // Judged at c=1 (c=16 is over 20 ms for all): 450 gives up c=16, 330 keeps it.
-  assert.equal(bestOfServedVersion([at(200, 500), at(450, 400), at(330, 520)], bound, 0.05), 2);
-  assert.equal(bestOfServedVersion([at(200, 500), at(450, 400), at(330, 420)], bound, 0.05), 1, 'none keeps c=16: the fastest');
-  assert.equal(bestOfServedVersion([at(200, 500), at(450, 400), at(330, 520), at(320, 500, 20_000)], bound, 0.05), 3, 'latency-aware within 5 % of the best that keeps its levels');
+  assert.equal(firstToConfirm([at(200, 500), at(450, 400), at(330, 520)], bound, 0.05), 2);
+  assert.equal(firstToConfirm([at(200, 500), at(450, 400), at(330, 420)], bound, 0.05), 1, 'none keeps c=16: the fastest');
+  assert.equal(firstToConfirm([at(200, 500), at(450, 400), at(330, 520), at(320, 500, 20_000)], bound, 0.05), 3, 'latency-aware within 5 % of the best that keeps its levels');
   const results = [at(200, 500), at(450, 400), at(330, 520)].map((result) => ({ ...result, paretoLevels: [] }));
   const text = formatTuneReport({ model: 'm', objective: bound, cores: 2, batchCurve: [], results, winner: 1, best: 2, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' }, 0.05);
-  assert.match(text, /\nPreferred, as it kept every level measured where the best gave up 0\.80× at c=16: v1 batch 8 delay 0 µs, .* — 1\.65× the current config's throughput \(both at c=1\); that is what --write writes\./);
+  assert.match(text, /\nPreferred, as it kept every level measured where the fastest gave up 0\.80× at c=16: v1 batch 8 delay 0 µs, .* — 1\.65× the current config's throughput \(both at c=1\); that is what --write writes\./);
 });
 
 test("the search's order: gains that kept every level first, a latency-aware one within --min-gain of its group's fastest ahead of it, the rest after", () => {
@@ -206,7 +211,31 @@ test("the search's order: gains that kept every level first, a latency-aware one
   const bound = { kind: 'p99' as const, maxMs: 20 };
   const results = [at(200, 500), at(450, 400), at(330, 520), at(320, 500, 20_000), at(205, 600), at(420, 410, 20_000), at(500, 600, 0, '2')];
   // 4 gains too little at c=1; 6 is another version; 1 and 5 gave up c=16.
-  assert.deepEqual(preferredCandidates(results, bound, 0.05), [3, 2, 1, 5]);
-  assert.deepEqual(preferredCandidates([at(200, 500), at(205, 600)], bound, 0.05), []);
-  assert.equal(bestOfServedVersion([at(200, 500), at(205, 600)], bound, 0.05), 0);
+  assert.deepEqual(confirmationOrder(results, bound, 0.05), [
+    { index: 3, keptLevels: true, latencyAwareNearFastest: true },
+    { index: 2, keptLevels: true, latencyAwareNearFastest: false },
+    { index: 1, keptLevels: false, latencyAwareNearFastest: false },
+    { index: 5, keptLevels: false, latencyAwareNearFastest: false },
+  ]);
+  assert.deepEqual(confirmationOrder([at(200, 500), at(205, 600)], bound, 0.05), []);
+  assert.equal(firstToConfirm([at(200, 500), at(205, 600)], bound, 0.05), 0);
+});
+
+test("the latency-aware candidate's goal: the p99 bound, never rounded past it, or the written config's p99; none when there is no p99 to aim at", () => {
+  assert.equal(latencyTargetUs({ kind: 'p99', maxMs: 20.6 }, measured(level(1, 100, 5))), 20_600);
+  assert.equal(latencyTargetUs({ kind: 'throughput' }, measured(level(1, 100, 5), level(16, 400, 37.2))), 37_200);
+  assert.equal(latencyTargetUs({ kind: 'throughput' }, measured(level(16, 400, Number.NaN))), undefined);
+});
+
+test('a confirmation line reads an unbounded ratio (null in --json) as ∞ once, and names a level lost to the bound', () => {
+  const current = { ...measured(level(1, 100, 30), level(16, 400, 60)), paretoLevels: [] };
+  const found = { ...measured(level(1, 300, 10), level(16, 300, 25)), candidate: { ...candidate, maxBatchSize: 4 }, paretoLevels: [1] };
+  const base: TuneReport = { model: 'm', objective: { kind: 'p99', maxMs: 20 }, cores: 2, batchCurve: [], results: [current, found], winner: 1, best: 1, minGain: 0.05, skipped: [], seconds: 1, date: '2026-12-05' };
+  const fromJson = JSON.parse(JSON.stringify({ candidate: 1, rounds: [], ratios: [Infinity, 2], ratio: Infinity, needed: 1.05, held: true, lost: [] }));
+  const text = formatTuneReport({ ...base, confirmation: fromJson }, 0.05);
+  assert.match(text, /round\(s\): ∞, 2\.00× \(∞: the current config met the bound at no level that round\) \(median ∞; --min-gain asks 1\.05×\); no other level/);
+  const bound = { candidate: 1, rounds: [], ratios: [1.5], ratio: 1.5, needed: 1.05, held: false, lost: [{ concurrency: 16, ratio: 0, reason: 'bound' as const }] };
+  assert.match(formatTuneReport({ ...base, best: 0, confirmation: bound }, 0.05), /but it gave up another level measured: missed the bound at c=16 \(the rounds' median\)\./);
+  const noise = { ...bound, ratios: [1.01], ratio: 1.01, lost: [{ concurrency: 16, ratio: 0.5, reason: 'throughput' as const }] };
+  assert.match(formatTuneReport({ ...base, best: 0, confirmation: noise }, 0.05), /\(median 1\.01×; --min-gain asks 1\.05×\), and it gave up 0\.50× at c=16 \(the rounds' median\)\. The search's gain did not hold/);
 });

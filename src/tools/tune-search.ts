@@ -74,30 +74,38 @@ function lowerMedian(values: readonly number[]): number {
   return sorted.length === 0 ? 0 : sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
-/** A level whose throughput the chosen config gave up in the confirmation rounds: the median ratio there. */
+/**
+ * A level the chosen config gave up in the confirmation rounds: the median of its throughput ratios there, and why
+ * (`throughput`: fewer inferences/s; at a median of 0, `bound`: it missed the objective's bound where the written
+ * config met it, or `errors`: it answered with errors).
+ */
 export interface LostLevel {
   concurrency: number;
   ratio: number;
+  reason: 'throughput' | 'bound' | 'errors';
 }
 
 /**
  * The levels at which the chosen config gave up more than minGain of the written one's throughput, by the median of
- * the rounds (ratio under 1 / (1 + minGain)). At a level where only one of the two meets the objective's bound,
- * meeting it is the gain (a round's ratio counts as infinite) and missing it the loss (0).
+ * the rounds: a ratio under 1 / (1 + minGain), the mirror of the gain minGain asks (4.8 % at 0.05). At a level where
+ * only one of the two meets the objective's bound, meeting it is the gain (a round's ratio counts as infinite) and
+ * missing it the loss (0).
  */
 export function levelsLost(rounds: readonly { current: Measured; chosen: Measured }[], objective: Objective, minGain: number): LostLevel[] {
   const concurrencies = [...new Set(rounds.flatMap((round) => round.current.levels.map((level) => level.concurrency)))].sort((a, b) => a - b);
   return concurrencies.flatMap((concurrency): LostLevel[] => {
+    let zeroReason: LostLevel['reason'] = 'errors';
     const levelRatios = rounds.map(({ current, chosen }) => {
       const [before, after] = [current, chosen].map((measured) => measured.levels.find((level) => level.concurrency === concurrency));
       if (!before || before.errors > 0 || before.throughput <= 0) return Number.POSITIVE_INFINITY;
-      if (!after || after.errors > 0) return 0;
+      if (!after || after.errors > 0 || after.throughput <= 0) return 0;
       const [met, meets] = [meetsObjective(before, objective), meetsObjective(after, objective)];
-      if (met !== meets) return meets ? Number.POSITIVE_INFINITY : 0;
-      return after.throughput / before.throughput;
+      if (met === meets) return after.throughput / before.throughput;
+      if (!meets) zeroReason = 'bound';
+      return meets ? Number.POSITIVE_INFINITY : 0;
     });
     const median = lowerMedian(levelRatios);
-    return median * (1 + minGain) < 1 ? [{ concurrency, ratio: median }] : [];
+    return median * (1 + minGain) < 1 ? [{ concurrency, ratio: median, reason: median === 0 ? zeroReason : 'throughput' }] : [];
   });
 }
 
@@ -144,35 +152,40 @@ export function chooseWinner(results: readonly Measured[], objective: Objective)
   return winner;
 }
 
+/** A candidate in the order the confirmation tries them, and why it stands where it does. */
+export interface Preference {
+  index: number;
+  /** No level measured in the search fell below 1 / (1 + minGain) of the written config's (levelsLost). */
+  keptLevels: boolean;
+  /** Latency-aware, within minGain of the fastest of its group at the judged level, and so put ahead of it. */
+  latencyAwareNearFastest: boolean;
+}
+
 /**
- * The served version's configs worth writing, best first (results[0] is the config as written): those that beat it by
- * `minGain` at the level the objective judges; empty when none does, undefined when none meets the objective. Those
- * that lost no other level measured (levelsLost, as the confirmation will judge them) come before those that did, each
- * group fastest first at the judged level — except that a latency-aware config within `minGain` of its group's fastest
- * goes first: it measured as well at the levels tried, and it follows the traffic when it leaves them (no hold when
- * requests are few, holding under load), where a fixed delay suits one load and costs a lone request its whole length.
+ * The served version's configs worth writing, in the order the confirmation tries them (results[0] is the config as
+ * written): those that beat it by `minGain` at the level the objective judges; empty when none does, undefined when
+ * none meets the objective. Those that kept every level in the search's own figures (levelsLost, as the confirmation
+ * will judge them) come before those that did not, each group fastest first at the judged level — except that a
+ * latency-aware config within `minGain` of its group's fastest goes first: it measured as well at the levels tried, and
+ * it follows the traffic when it leaves them (no hold when requests are few, holding under load), where a fixed delay
+ * suits one load and costs a lone request its whole length.
  */
-export function preferredCandidates(results: readonly Measured[], objective: Objective, minGain: number): number[] | undefined {
+export function confirmationOrder(results: readonly Measured[], objective: Objective, minGain: number): Preference[] | undefined {
   const served = results[0]?.candidate.version;
   const indices = results.flatMap((measured, index) => (measured.candidate.version === served ? [index] : []));
   if (chooseWinner(indices.map((index) => results[index]), objective) === undefined) return undefined;
-  const throughputOf = (index: number) => judgedLevel(results[index], objective)?.throughput ?? -Infinity;
+  const judgedThroughput = (index: number) => judgedLevel(results[index], objective)?.throughput ?? -Infinity;
   const current = judgedLevel(results[0], objective)?.throughput;
   // Within minGain of the config as written (which met the objective): keep it.
-  const gaining = indices.filter((index) => index > 0 && throughputOf(index) > -Infinity && (current === undefined || throughputOf(index) >= current * (1 + minGain)));
-  const keepsLevels = (index: number) => levelsLost([{ current: results[0], chosen: results[index] }], objective, minGain).length === 0;
-  const inOrder = (group: number[]) => {
-    const fastestFirst = [...group].sort((a, b) => throughputOf(b) - throughputOf(a) || a - b);
-    const near = (index: number) => results[index].candidate.targetLatencyUs > 0 && throughputOf(index) * (1 + minGain) >= throughputOf(fastestFirst[0]);
-    return [...fastestFirst.filter(near), ...fastestFirst.filter((index) => !near(index))];
+  const gaining = indices.filter((index) => index > 0 && judgedThroughput(index) > -Infinity && (current === undefined || judgedThroughput(index) >= current * (1 + minGain)));
+  const keptLevels = (index: number) => levelsLost([{ current: results[0], chosen: results[index] }], objective, minGain).length === 0;
+  const inOrder = (group: number[], kept: boolean): Preference[] => {
+    const fastestFirst = [...group].sort((a, b) => judgedThroughput(b) - judgedThroughput(a) || a - b);
+    const nearFastest = (index: number) => results[index].candidate.targetLatencyUs > 0 && judgedThroughput(index) * (1 + minGain) >= judgedThroughput(fastestFirst[0]);
+    const preference = (index: number) => ({ index, keptLevels: kept, latencyAwareNearFastest: nearFastest(index) && index !== fastestFirst[0] });
+    return [...fastestFirst.filter(nearFastest), ...fastestFirst.filter((index) => !nearFastest(index))].map(preference);
   };
-  return [...inOrder(gaining.filter(keepsLevels)), ...inOrder(gaining.filter((index) => !keepsLevels(index)))];
-}
-
-/** The first of preferredCandidates: the config to write; 0 when none beats the config as written, undefined when none meets the objective. */
-export function bestOfServedVersion(results: readonly Measured[], objective: Objective, minGain: number): number | undefined {
-  const order = preferredCandidates(results, objective, minGain);
-  return order === undefined ? undefined : (order[0] ?? 0);
+  return [...inOrder(gaining.filter(keptLevels), true), ...inOrder(gaining.filter((index) => !keptLevels(index)), false)];
 }
 
 /**
@@ -199,6 +212,16 @@ export function paretoFront(points: readonly { throughput: number; p99Ms: number
         otherIndex === index || !(other.throughput >= point.throughput && other.p99Ms <= point.p99Ms && (other.throughput > point.throughput || other.p99Ms < point.p99Ms)),
     ),
   );
+}
+
+/**
+ * The goal of the latency-aware candidate, in µs: the objective's p99 bound (never rounded past it), or else the p99
+ * the config as written gives where it is judged (a tail its users already live with); undefined when there is none to
+ * aim at (no request of the written config finished inside a measurement).
+ */
+export function latencyTargetUs(objective: Objective, current: Measured): number | undefined {
+  const goalMs = objective.kind === 'p99' ? objective.maxMs : shownLevel(current, objective).p99Ms;
+  return Number.isFinite(goalMs) && goalMs > 0 ? Math.max(1, Math.floor(goalMs * 1000)) : undefined;
 }
 
 /** Powers of two up to `max`, and `max` itself. */

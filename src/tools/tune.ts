@@ -43,23 +43,15 @@ import {
   type Objective,
   judgedLevel,
   shownLevel,
-  preferredCandidates,
+  confirmationOrder,
+  latencyTargetUs,
 } from './tune-search.js';
 
 /** At most this many of the search's best are measured again in turn, until one's gain holds. */
 const CONFIRMED_CANDIDATES = 3;
 
-/** The fixed queue delays the search tries; the largest also bounds a latency-aware candidate's hold. */
+/** The fixed queue delays the search tries; a latency-aware candidate may hold at least as long as the largest (or its config's own delay, when longer). */
 const FIXED_QUEUE_DELAYS_US = [0, 500, 2000];
-
-/**
- * The goal of the latency-aware candidate: the objective's p99 bound, or else the p99 the config as
- * written gives where it is judged (a tail its users already live with), in whole milliseconds.
- */
-function latencyTargetUs(objective: Objective, current: Measured): number {
-  const goalMs = objective.kind === 'p99' ? objective.maxMs : shownLevel(current, objective).p99Ms;
-  return Math.max(1, Math.round(goalMs)) * 1000;
-}
 
 /** The largest max_batch_size the search tries unless told, or the config's own when larger. */
 const DEFAULT_MAX_BATCH_SIZE_LIMIT = 64;
@@ -141,7 +133,7 @@ export interface TuneReport {
   confirmation?: Confirmation;
   /** Candidates measured again before `confirmation`'s, whose gain did not hold (the next in the search's order was tried). */
   notConfirmed?: Confirmation[];
-  /** Candidates not measured because the budget ran out. */
+  /** Candidates (and confirmations) not measured, each with why: the budget ran out, or a latency-aware one had no goal. */
   skipped: string[];
   seconds: number;
   date: string;
@@ -375,7 +367,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const tryCandidate = async (candidate: Candidate, step: string): Promise<Measured | undefined> => {
       if (results.some((measured) => sameCandidate(measured.candidate, candidate))) return undefined;
       if (tuner.elapsedSeconds + tuner.candidateSeconds + confirmationSeconds > settings.budgetSeconds) {
-        skipped.push(`${step}: ${describeCandidate(candidate)}`);
+        skipped.push(`${step}: ${describeCandidate(candidate)} (--budget-s reached)`);
         return undefined;
       }
       progress(describeCandidate(candidate));
@@ -393,7 +385,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
 
     // The batch curve, on one instance with every core, batching up to the limit.
     const batching = current.config.max_batch_size > 0;
-    const base: Candidate = { ...currentCandidate(current, cores), instances: 1, threadsPerInstance: cores, maxQueueDelayUs: 0 };
+    const base: Candidate = { ...currentCandidate(current, cores), instances: 1, threadsPerInstance: cores, maxQueueDelayUs: 0, targetLatencyUs: 0 };
     if (batching) {
       const upper = settings.maxBatchSizeLimit ?? Math.max(current.config.max_batch_size, DEFAULT_MAX_BATCH_SIZE_LIMIT);
       curve = await tuner.batchCurve(await tuner.load(configOf({ ...base, maxBatchSize: upper })));
@@ -413,17 +405,25 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
       // From the best so far, and as the one change to the config as written (whose other settings the search's
       // first steps left behind, perhaps on one noisy measurement).
       const targetLatencyUs = latencyTargetUs(objective, results[0]);
-      for (const from of [best(), results[0].candidate]) await tryCandidate({ ...from, maxQueueDelayUs: Math.max(from.maxQueueDelayUs, ...FIXED_QUEUE_DELAYS_US), targetLatencyUs }, 'latency-aware');
+      if (targetLatencyUs === undefined) skipped.push('latency-aware: no latency goal to aim at (no --p99-ms, and the config as written gave no p99)');
+      else for (const from of [best(), results[0].candidate]) await tryCandidate({ ...from, maxQueueDelayUs: Math.max(from.maxQueueDelayUs, ...FIXED_QUEUE_DELAYS_US), targetLatencyUs }, 'latency-aware');
     }
     await tryCandidate({ ...best(), graphLevel: best().graphLevel === 'basic' ? 'all' : 'basic' }, 'graph');
     for (const version of versions) await tryCandidate({ ...best(), version }, 'version');
-    const order = preferredCandidates(results, objective, settings.minGain);
-    chosen = order === undefined ? undefined : (order[0] ?? 0);
+    const found = confirmationOrder(results, objective, settings.minGain);
+    // Trusting the search's one measurement (no rounds), only a config that kept every level in it may be written.
+    const order = settings.confirmRounds > 0 ? found : found?.filter((preference) => preference.keptLevels);
+    chosen = order === undefined ? undefined : (order[0]?.index ?? 0);
     if (order?.length && settings.confirmRounds > 0) {
       // The search's order is one measurement each; the rounds decide. The first candidate's rounds were kept out of
       // the search's budget; the next ones are measured while what is left allows.
-      for (const candidate of order.slice(0, CONFIRMED_CANDIDATES)) {
-        if (candidate !== order[0] && tuner.elapsedSeconds + confirmationSeconds > settings.budgetSeconds) break;
+      const judgedThroughputOrNull = (measured: Measured) => judgedLevel(measured, objective)?.throughput ?? null;
+      const toConfirm = order.slice(0, CONFIRMED_CANDIDATES);
+      for (const [at, { index: candidate }] of toConfirm.entries()) {
+        if (at > 0 && tuner.elapsedSeconds + confirmationSeconds > settings.budgetSeconds) {
+          skipped.push(...toConfirm.slice(at).map(({ index }) => `confirmation: ${describeCandidate(results[index].candidate)} (--budget-s reached)`));
+          break;
+        }
         if (confirmation) notConfirmed.push(confirmation);
         const rounds: { current: Measured; chosen: Measured }[] = [];
         for (let round = 1; round <= settings.confirmRounds; round++) {
@@ -433,8 +433,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
           rounds.push(again);
         }
         const verdict = confirmedGain(rounds, objective, settings.minGain);
-        const throughputOf = (measured: Measured) => judgedLevel(measured, objective)?.throughput ?? null;
-        confirmation = { candidate, rounds: rounds.map((round) => ({ current: throughputOf(round.current), chosen: throughputOf(round.chosen) })), ...verdict, needed: 1 + settings.minGain };
+        confirmation = { candidate, rounds: rounds.map((round) => ({ current: judgedThroughputOrNull(round.current), chosen: judgedThroughputOrNull(round.chosen) })), ...verdict, needed: 1 + settings.minGain };
         chosen = verdict.held ? candidate : 0;
         if (verdict.held) break;
       }
