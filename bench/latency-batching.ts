@@ -36,13 +36,15 @@ export const LATENCY_BATCHING_HELP = `Usage: npm run bench -- --latency-batching
 
 Serves a generated model where batching pays (FP32 [batch, ${WIDTH}] through --layers MatMuls, max_batch_size
 ${MAX_BATCH_SIZE}, one worker-thread instance) once per batching config: fixed max_queue_delay_microseconds of
-each --delays value, and target_latency_us of each --targets value (max_queue_delay 0: no bound beyond it).
+each --delays value, and target_latency_us of each --targets value (max_queue_delay --target-hold-bound).
 Measures the closed-loop capacity (fixed delay 0, 16 clients), then offers each config the same seeded
 open-loop arrivals: steady Poisson, bursty on-off at the same mean, and low traffic; rounds interleaved.
 
 Options:
   --delays LIST        fixed max_queue_delay_microseconds to compare                    [0,500,2000]
   --targets LIST       target_latency_us values to compare                                  [10000]
+  --target-hold-bound US  max_queue_delay_microseconds of the latency-aware configs: the longest
+                       they may hold (0: no bound beyond the target and the batch's run time)   [0]
   --layers N           MatMuls in the model (cost per row grows with it)                      [384]
   --steady FRACTION    steady and bursty mean rate, as a share of the measured capacity       [0.6]
   --rate RPS           steady and bursty mean rate in requests/s instead (a shared machine's capacity
@@ -60,6 +62,8 @@ Options:
 export interface LatencyBatchingOptions {
   delaysUs: number[];
   targetsUs: number[];
+  /** max_queue_delay_microseconds of the latency-aware configs: the longest they may hold (0: no bound beyond the target). */
+  targetHoldBoundUs: number;
   layers: number;
   steadyShare: number;
   /** Steady and bursty mean rate, requests/s; absent: steadyShare × the measured capacity. */
@@ -80,6 +84,7 @@ export function parseLatencyBatchingOptions(argv: string[]): LatencyBatchingOpti
     options: {
       delays: { type: 'string', default: '0,500,2000' },
       targets: { type: 'string', default: '10000' },
+      'target-hold-bound': { type: 'string', default: '0' },
       layers: { type: 'string', default: '384' },
       steady: { type: 'string', default: '0.6' },
       rate: { type: 'string' },
@@ -94,6 +99,7 @@ export function parseLatencyBatchingOptions(argv: string[]): LatencyBatchingOpti
   return {
     delaysUs: list('delays', values.delays),
     targetsUs: list('targets', values.targets).filter((target) => target > 0),
+    targetHoldBoundUs: numberOption('target-hold-bound', values['target-hold-bound'], { integer: true, zero: true }),
     layers: numberOption('layers', values.layers, { integer: true }),
     steadyShare: numberOption('steady', values.steady),
     rate: values.rate === undefined ? undefined : numberOption('rate', values.rate),
@@ -122,8 +128,8 @@ function configsOf(options: LatencyBatchingOptions): BatchingConfig[] {
     })),
     ...options.targetsUs.map((target) => ({
       model: `target_${target}`,
-      label: `latency-aware, target ${target} µs`,
-      dynamicBatching: `target_latency_us: ${target}`,
+      label: `latency-aware, target ${target} µs${options.targetHoldBoundUs ? `, hold ≤ ${options.targetHoldBoundUs} µs` : ''}`,
+      dynamicBatching: `target_latency_us: ${target}${options.targetHoldBoundUs ? ` max_queue_delay_microseconds: ${options.targetHoldBoundUs}` : ''}`,
     })),
   ];
 }
