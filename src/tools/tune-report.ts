@@ -298,9 +298,9 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
   const winner = shownLevelOf(report, report.best);
   const before = shownLevelOf(report, 0);
   const note = ` nereid tune, ${report.date.slice(0, 10)}, ${report.cores} cores: ${winner.throughput.toFixed(1)} inferences/s at concurrency ${winner.concurrency} (p99 ${winner.p99Ms.toFixed(1)} ms) against ${before.throughput.toFixed(1)} at concurrency ${before.concurrency} (p99 ${before.p99Ms.toFixed(1)} ms) with the settings before (${basename(backup)}).`;
+  const fields = tunedFields(candidate, setsTargetLatency(text));
   if (name === 'config.json') {
     const config = JSON.parse(text) as Record<string, Record<string, unknown> | unknown>;
-    const fields = tunedFields(candidate, setsTargetLatency(text));
     config.max_batch_size = fields.max_batch_size;
     config.instance_group = fields.instance_group;
     if (fields.dynamic_batching) config.dynamic_batching = { ...(config.dynamic_batching as object | undefined), ...(fields.dynamic_batching as object) };
@@ -309,7 +309,6 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
     await writeFile(path, `${JSON.stringify(config, null, 2)}\n`);
     return { path, backup };
   }
-  const fields = tunedFields(candidate, setsTargetLatency(text));
   const edited = setYamlValues(text, [
     { path: ['max_batch_size'], value: fields.max_batch_size },
     { path: ['instance_group'], value: fields.instance_group, flow: true },

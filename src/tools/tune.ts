@@ -42,7 +42,6 @@ import {
   type Measured,
   type Objective,
   judgedLevel,
-  shownLevel,
   confirmationOrder,
   latencyTargetUs,
 } from './tune-search.js';
