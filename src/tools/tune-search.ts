@@ -173,7 +173,7 @@ export interface Preference {
 export function confirmationOrder(results: readonly Measured[], objective: Objective, minGain: number): Preference[] | undefined {
   const served = results[0]?.candidate.version;
   const indices = results.flatMap((measured, index) => (measured.candidate.version === served ? [index] : []));
-  if (chooseWinner(indices.map((index) => results[index]), objective) === undefined) return undefined;
+  if (!indices.some((index) => judgedLevel(results[index], objective))) return undefined;
   const judgedThroughput = (index: number) => judgedLevel(results[index], objective)?.throughput ?? -Infinity;
   const current = judgedLevel(results[0], objective)?.throughput;
   // Within minGain of the config as written (which met the objective): keep it.
