@@ -7,10 +7,13 @@ import { totalmem } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { format } from 'node:util';
-import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
+// Only what the commands' definitions need (their options' schemas and defaults) is imported here: each command
+// loads its own machinery when it runs, so that `nereid --help` or `nereid batch status` does not load the server,
+// ONNX Runtime, Fastify and gRPC first.
+import type { HttpClient } from './client/http-client.js';
 import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
@@ -18,28 +21,32 @@ import { invalidArgument, quote } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
 import { OptionError } from './core/options.js';
 import { readClientTlsFiles, readTlsFiles, TLS_FLAGS, TLS_MIN_VERSIONS, tlsValidityProblems } from './core/tls.js';
-import { ClientError, HttpClient } from './client/http-client.js';
-import { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
-import { createHttpFrontEnd, dashboardAddress, httpFrontEndOptionsSchema, replaceHttpTls } from './frontends/http/v2-http.js';
-import { reloadTlsOnChange } from './frontends/tls-reload.js';
-import { chartFormatOf, DEFAULT_TOP_K, evalOptionsSchema, formatEvalReport, GATE_METRICS, OUTPUT_KINDS, runEval, writeComparisonChart } from './eval/index.js';
-import { DEFAULT_GATES, quantizeOptionsSchema, runQuantize } from './quantize/index.js';
-import { formatTuneReport, settingsToWrite, profileOptionsSchema, runMonitor, runProfile, runTune, tuneOptionsSchema, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart } from './tools/index.js';
-import { Presets, SingleBar } from 'cli-progress';
-import { BATCH_EXIT, batchFailure, batchJobList, batchJobOutcome, batchJobsSource, batchJobStatus, cancelBatchJob, DEFAULT_QUEUE_NAME, formatCancel, formatStatus, formatSummary, runDistributedBatchJob, runLocalBatchJob, startBatchWorker } from './jobs/index.js';
-import { redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
+import { GATE_METRICS } from './eval/accuracy-gate.js';
+import { chartFormatOf } from './eval/chart-format.js';
+import { DEFAULT_TOP_K, evalOptionsSchema } from './eval/eval-options.js';
+import { OUTPUT_KINDS } from './eval/output-comparison.js';
+import { grpcFrontEndOptionsSchema } from './frontends/grpc/grpc-options.js';
+import type { GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
+import { httpFrontEndOptionsSchema } from './frontends/http/http-options.js';
+import { BATCH_EXIT, batchFailure } from './jobs/batch-outcome.js';
+import { DEFAULT_QUEUE_NAME, redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
-import { createLogger, createMetricsListener, createTracing, PrometheusMetrics, registerBatchWorkerMetrics, tracingSettingsSchema } from './observability/index.js';
-import { profileCommand, REFERENCE_PROFILE_FILE, slidingWindowOptionsSchema, versionMonitorOptionsSchema, worstLevel, type DriftLevel } from './monitoring/index.js';
+import type { ImageTimings } from './model/image-classification.js';
+import { worstLevel, type DriftLevel } from './monitoring/drift-report.js';
+import { profileCommand, REFERENCE_PROFILE_FILE } from './monitoring/reference-profile.js';
+import { slidingWindowOptionsSchema } from './monitoring/sliding-window.js';
+import { versionMonitorOptionsSchema } from './monitoring/version-monitor.js';
+import { createLogger } from './observability/log-output.js';
+import { tracingSettingsSchema } from './observability/tracing.js';
+import { DEFAULT_GATES, quantizeOptionsSchema } from './quantize/quantize-options.js';
 import { BUNDLED_REPOSITORY, isBundledRepository, prepareBundledRepository, repositoryForHints } from './repository/bundled-repository.js';
-import { readinessSummary } from './repository/model-repository.js';
 import { parseMemoryBudget } from './server/model-residency.js';
-import { createCommandServer, createServer } from './server/create-server.js';
-import { serveFlagName, serverOptionsSchema, type Server } from './server/server.js';
-import { timingAnswer, type ImageTimings } from './model/image-classification.js';
-import { parseDetectionOptions } from './processing/object-detection.js';
+import { serveFlagName, serverOptionsSchema } from './server/server-options.js';
+import type { Server } from './server/server.js';
+import { profileOptionsSchema } from './tools/profile-options.js';
 import { staleBuildWarning } from './tools/stale-build.js';
 import { TRITON_SERVE_FLAGS } from './tools/triton-flags.js';
+import { tuneOptionsSchema } from './tools/tune-options.js';
 import { VERSION } from './version.js';
 
 function integer(min: number, max = Infinity) {
@@ -329,6 +336,7 @@ async function serverClient(flags: ServerConnectionFlags, scope: 'inference' | '
   // A secret mounted from a file usually ends with a newline: it is not part of the token.
   const token = (flags.token ?? process.env[TOKEN_ENV[scope]] ?? process.env[TOKEN_ENV.all])?.trim();
   const tls = await readClientTlsFiles({ ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey });
+  const { HttpClient } = await import('./client/http-client.js');
   try {
     return new HttpClient({ url: flags.url!, ...(token ? { token } : {}), ...(tls ? { tls } : {}) });
   } catch (error) {
@@ -483,6 +491,17 @@ program
   .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', seconds(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
   .option('--monitor-evaluate-every <rows>', 'rows between two comparisons of the windows with the profile', integer(1), defaultOf(versionMonitorOptionsSchema, 'evaluateEvery'))
   .action(async (flags) => {
+    const [{ setLogger: setGrpcLogger }, { createGrpcFrontEnd }, { createHttpFrontEnd, dashboardAddress, replaceHttpTls }, { reloadTlsOnChange }, { createMetricsListener, createTracing, PrometheusMetrics }, { batchJobsSource }, { readinessSummary }, { createServer }] =
+      await Promise.all([
+        import('@grpc/grpc-js'),
+        import('./frontends/grpc/v2-grpc.js'),
+        import('./frontends/http/v2-http.js'),
+        import('./frontends/tls-reload.js'),
+        import('./observability/index.js'),
+        import('./jobs/batch-status.js'),
+        import('./repository/model-repository.js'),
+        import('./server/create-server.js'),
+      ]);
     if (flags.logFile !== undefined) await prepareLogFile(flags.logFile);
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
@@ -673,6 +692,7 @@ interface ImageCommandFlags extends ServerConnectionFlags {
  */
 async function runImageCommand(files: string[], flags: ImageCommandFlags, command: Command, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
   const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
+  const [{ ClientError }, { createCommandServer }, { timingAnswer }] = await Promise.all([import('./client/http-client.js'), import('./server/create-server.js'), import('./model/image-classification.js')]);
   // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
   const images = await Promise.allSettled(
     files.map((file) =>
@@ -777,6 +797,7 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
     if (flags.threshold !== undefined) options.threshold = flags.threshold;
     if (flags.maxDetections !== undefined) options.max_detections = flags.maxDetections;
     if (flags.iouThreshold !== undefined) options.iou_threshold = flags.iouThreshold;
+    const { parseDetectionOptions } = await import('./processing/object-detection.js');
     const checked = parseDetectionOptions(options);
     if (checked.problem !== undefined) throw new Error(checked.problem);
     const { threshold, max_detections: maxDetections, iou_threshold: iouThreshold } = checked.options;
@@ -808,6 +829,7 @@ verdictCommand('eval', 'the last version failed --gate')
   .action(async (flags) => {
     // Found out now rather than after a long evaluation.
     if (flags.plot) await checkWritableFile('--plot', flags.plot);
+    const { formatEvalReport, runEval, writeComparisonChart } = await import('./eval/index.js');
     const report = await runEval(
       { modelRepository: flags.modelRepository, allowCodeModels: flags.allowCodeModels, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate, minGateExamples: flags.minGateExamples },
       createLogger({ level: 'warn', fd: 2 }),
@@ -833,6 +855,7 @@ program
   .option('--tensor <name>', 'representation to score (default: the tensor the classifier head reads, pooled per channel)')
   .option('--json', 'print the summary as one JSON object')
   .action(async (flags) => {
+    const { runProfile } = await import('./tools/index.js');
     const profile = await runProfile(
       { modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, falsePositiveRate: flags.falsePositiveRate, maxExamples: flags.maxExamples, tensor: flags.tensor },
       createLogger({ level: 'warn', fd: 2 }),
@@ -901,6 +924,7 @@ serverConnectionOptions(monitor, 'inference')
       return;
     }
     if (!flags.data) throw new Error('give --data <examples> to score, or --url <server> to read the state a running server keeps');
+    const { runMonitor } = await import('./tools/index.js');
     const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, createLogger({ level: 'warn', fd: 2 }));
     failOn(report.state);
     if (flags.json) return console.log(JSON.stringify(report));
@@ -1012,6 +1036,7 @@ const promote = program
   .option('--url <url>', 'the server', 'http://127.0.0.1:8000');
 serverConnectionOptions(promote, 'management').action(async (flags) => {
   const client = await serverClient(flags, 'management');
+  const { ClientError } = await import('./client/http-client.js');
   try {
     console.log(JSON.stringify(await client.setTraffic(flags.model, flags.weights)));
   } catch (error) {
@@ -1050,6 +1075,7 @@ verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could n
   .option('--json', 'print the whole report as JSON')
   .action(async (flags) => {
     if (flags.write && flags.dryRun) throw new Error('--write and --dry-run contradict each other: --write writes the winner, --dry-run only prints it');
+    const [{ formatTuneReport, runTune, settingsToWrite, unmetObjective, writableConfigOf, writeTunedConfig, writeTuneChart }, { Presets, SingleBar }] = await Promise.all([import('./tools/index.js'), import('cli-progress')]);
     // Found out now rather than after the whole search; what is read now is what the result may replace.
     const readAtStart = flags.write ? await writableConfigOf(resolve(flags.modelRepository, flags.model)) : undefined;
     if (flags.chart) await checkWritableFile('--chart', flags.chart);
@@ -1131,6 +1157,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
   .option('--threshold <p>', 'probability map: values at or above it form the region compared by IoU', number(0, 1), defaultOf(quantizeOptionsSchema, 'threshold'))
   .option('--json', 'print the report as one JSON object')
   .action(async (flags) => {
+    const { runQuantize } = await import('./quantize/index.js');
     const report = await runQuantize(
       {
         modelRepository: flags.modelRepository,
@@ -1308,6 +1335,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
       signal: controller.signal,
       logger: createLogger({ level: 'warn', fd: 2 }),
     };
+    const { batchJobOutcome, formatSummary, runDistributedBatchJob, runLocalBatchJob } = await import('./jobs/index.js');
     const summary = flags.queue
       ? await runDistributedBatchJob({
           ...common,
@@ -1337,6 +1365,7 @@ batchCommandErrors(batch.command('status'), 'reader')
   .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
   .option('--json', 'print the status as JSON, and a failure as {"error": {"code", "message"}}', false)
   .action(async (flags) => {
+    const { batchJobList, batchJobStatus, formatStatus } = await import('./jobs/batch-status.js');
     if (flags.job === undefined) {
       const jobs = await batchJobList({ queue: flags.queue, queueName: flags.queueName });
       if (flags.json) console.log(JSON.stringify(jobs));
@@ -1355,6 +1384,7 @@ batchCommandErrors(batch.command('cancel'), 'reader')
   .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
   .option('--json', 'print the result as JSON, and a failure as {"error": {"code", "message"}}', false)
   .action(async (flags) => {
+    const { cancelBatchJob, formatCancel } = await import('./jobs/batch-status.js');
     const result = await cancelBatchJob({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
     console.log(flags.json ? JSON.stringify(result) : formatCancel(result));
     process.exit(0);
@@ -1381,6 +1411,7 @@ batchCommandErrors(program.command('worker'), 'worker')
   .action(async (flags) => {
     if (flags.logFile !== undefined) await prepareLogFile(flags.logFile);
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, fd: 2, base: { service: 'nereid-worker' } });
+    const [{ startBatchWorker }, { createMetricsListener, PrometheusMetrics, registerBatchWorkerMetrics }] = await Promise.all([import('./jobs/batch-worker.js'), import('./observability/index.js')]);
     const metrics = flags.metricsPort === undefined ? undefined : new PrometheusMetrics();
     const metricsListener = metrics && createMetricsListener(metrics, { logger, authTokens: await authTokensOf({ metricsAuthToken: flags.metricsAuthToken }) });
     const worker = await startBatchWorker({

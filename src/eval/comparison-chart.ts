@@ -6,9 +6,11 @@
  * SVG rendered by sharp.
  */
 import { writeFile } from 'node:fs/promises';
-import { extname } from 'node:path';
 import { loadSharp } from '../core/sharp.js';
 import { formatPercent, formatRate, formatSize, type EvalReport, type VersionEvaluation } from './run-eval.js';
+import { chartFormatOf, type ChartFormat } from './chart-format.js';
+
+export { chartFormatOf, type ChartFormat } from './chart-format.js';
 
 const WIDTH = 960;
 const MARGIN = 24;
@@ -264,15 +266,6 @@ export function comparisonChartSvg(report: EvalReport): string {
     '</svg>',
     '',
   ].join('\n');
-}
-
-export type ChartFormat = 'svg' | 'png';
-
-/** The chart's format from its file name; anything but .svg or .png is refused, naming both. */
-export function chartFormatOf(path: string): ChartFormat {
-  const extension = extname(path).toLowerCase();
-  if (extension === '.svg' || extension === '.png') return extension.slice(1) as ChartFormat;
-  throw new Error(`A chart is written as .svg (vector) or .png (image); '${path}' ${extension === '' ? 'has no extension' : `ends in '${extension}'`}`);
 }
 
 /** The chart as the bytes of an SVG or PNG file. */

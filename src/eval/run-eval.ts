@@ -20,47 +20,17 @@ import { parseExactJson } from '../protocol/v2-json.js';
 import { activate, DEFAULT_POSTPROCESSING } from '../processing/output-postprocessor.js';
 import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { createCommandServer } from '../server/create-server.js';
-import { serverOptionsSchema } from '../server/server.js';
 import type { Server } from '../server/server.js';
 import { classFolderName, classOfName } from '../monitoring/class-names.js';
-import { COMPARISON_METRICS, judgeGate, MIN_GATE_EXAMPLES, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
+import { COMPARISON_METRICS, judgeGate, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
 import { evaluateClassification, type ClassificationReport } from './classification-metrics.js';
-import { compareOutputs, ctcGreedyText, evaluateText, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
+import { compareOutputs, ctcGreedyText, evaluateText, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
+import { DEFAULT_TOP_K, evalOptionsSchema } from './eval-options.js';
 
-export const evalOptionsSchema = z.object({
-  modelRepository: z.string().min(1),
-  model: z.string().min(1),
-  allowCodeModels: serverOptionsSchema.shape.allowCodeModels,
-  /** Versions to compare, the first being the reference; empty: the versions the model's policy loads. */
-  versions: z
-    .array(z.string())
-    .superRefine((versions, context) => {
-      // Said of the list, quoting what arrived: '--versions.1' names no flag a person typed.
-      const wrong = versions.filter((version) => !/^[1-9]\d*$/.test(version));
-      if (wrong.length > 0) context.addIssue({ code: 'custom', message: `${wrong.map((version) => `'${version}'`).join(', ')} ${wrong.length === 1 ? 'is not a version' : 'are not versions'}: a version is a positive integer, e.g. --versions 1,2` });
-    })
-    .refine((versions) => new Set(versions).size === versions.length, 'a version is named twice; a version compared with itself passes any gate')
-    .default([]),
-  /** A folder of images (one sub-folder per class when labelled), or a JSONL or CSV file of tensors. */
-  data: z.string().min(1),
-  /** The output judged; default: the first the model declares. */
-  output: z.string().optional(),
-  /** What the output means; default: from its declaration (labelled vector: classes, labelled matrix: CTC text, unlabelled: a map). */
-  kind: z.enum(OUTPUT_KINDS).optional(),
-  /** A map's values at or above it form the region compared (PaddleOCR's detection threshold by default). */
-  threshold: z.number().min(0).max(1).default(0.3),
-  /** k of the top-k accuracy; default: DEFAULT_TOP_K, or the number of classes when fewer. More than the classes is refused. */
-  topK: z.number().int().positive().optional(),
-  /** Clauses the last version must meet against the first, e.g. "accuracy_drop<=0.005,agreement>=0.99". */
-  gate: z.string().optional(),
-  /** The gate fails on fewer examples than this, whatever their figures. */
-  minGateExamples: z.number().int().positive().default(MIN_GATE_EXAMPLES),
-});
+export { DEFAULT_TOP_K, evalOptionsSchema } from './eval-options.js';
 
 export type EvalOptions = z.input<typeof evalOptionsSchema>;
 
-/** k of the top-k accuracy unless --top-k says, lowered to the number of classes when there are fewer. */
-export const DEFAULT_TOP_K = 5;
 
 
 export interface LabelledImages {

@@ -13,8 +13,8 @@ import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CompletedModelConfig } from '../config/model-config.js';
-import { GATE_METRICS, judgeGate, MIN_GATE_EXAMPLES, parseGate, type GateClause, type GateMetric, type GateVerdict } from '../eval/accuracy-gate.js';
-import { compareOutputs, OUTPUT_KINDS, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind } from '../eval/output-comparison.js';
+import { GATE_METRICS, judgeGate, parseGate, type GateClause, type GateMetric, type GateVerdict } from '../eval/accuracy-gate.js';
+import { compareOutputs, outputKindOf, type AgreementReport, type ExampleOutput } from '../eval/output-comparison.js';
 import { agreementFigures } from '../eval/run-eval.js';
 import { readModelInputs, type Feed, type ModelInputs } from '../jobs/model-inputs.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
@@ -32,46 +32,12 @@ import { quantizeDynamicMatMul } from './dynamic-int8.js';
 import { storeWeightsAsFp16 } from './fp16-weights.js';
 import type { NodeRewrite } from './graph-rewriting.js';
 import { biasCorrectable, quantizeStaticQdq } from './static-qdq.js';
+import { DEFAULT_GATES, quantizeOptionsSchema } from './quantize-options.js';
 
-export const quantizeOptionsSchema = z.object({
-  modelRepository: z.string().min(1),
-  model: z.string().min(1),
-  /** Default: the version the model's policy serves (its highest ready one). */
-  version: z.string().regex(/^[1-9]\d*$/).optional(),
-  /**
-   * A folder of images (sub-folders included), decoded and normalised by the model's own
-   * pre-processing, or a batch job's JSONL or CSV file of the model's input tensors.
-   */
-  calibration: z.string().min(1),
-  method: z.enum(['static', 'dynamic', 'fp16', 'auto']).default('static'),
-  /** 'minmax', or the percentile of each tensor's values its range keeps. */
-  ranges: z.union([z.literal('minmax'), z.number().gt(50).lte(100)]).default(99.99),
-  /** Correct Conv and Gemm biases for the shift their int8 weights cause, from the calibration inputs' channel means. */
-  biasCorrection: z.boolean().default(true),
-  /** Calibration examples read at most. */
-  maxExamples: z.number().int().positive().default(500),
-  /** Share of the examples held out of calibration to measure agreement and speed on. */
-  holdOut: z.number().gt(0).lt(1).default(0.2),
-  /** Default: one above the highest version folder. */
-  outputVersion: z.string().regex(/^[1-9]\d*$/).optional(),
-  /** What the new version must meet against the source on the held-out examples; auto searches until it holds. Default by output kind (see DEFAULT_GATES). */
-  gate: z.string().optional(),
-  /** What the judged (first) output means; default: from its declaration, as `nereid eval` reads it. */
-  kind: z.enum(OUTPUT_KINDS).optional(),
-  /** A map's values at or above it form the region compared by IoU. */
-  threshold: z.number().min(0).max(1).default(0.3),
-  /** Held-out examples the gate is judged on at least: fewer, and nothing is quantized. */
-  minGateExamples: z.number().int().positive().default(MIN_GATE_EXAMPLES),
-});
+export { DEFAULT_GATES, quantizeOptionsSchema } from './quantize-options.js';
 
 export type QuantizeOptions = z.input<typeof quantizeOptionsSchema>;
 
-/** What a quantized version must meet on the held-out examples unless --gate says otherwise: issue 13's goals for each kind of output. */
-export const DEFAULT_GATES: Readonly<Record<OutputKind, string>> = {
-  classification: 'agreement>=0.99',
-  ctc: 'agreement>=0.95,character_agreement>=0.99',
-  mask: 'agreement>=0.95',
-};
 
 /**
  * The model ready to rewrite: Constant nodes as initializers (Paddle exports keep weights in them),

@@ -49,6 +49,9 @@ import { repositoryForHints } from '../repository/bundled-repository.js';
 import { createCommandServer } from '../server/create-server.js';
 import { requireOnnxRuntimeModel } from './onnx-runtime-model.js';
 import { VERSION } from '../version.js';
+import { profileOptionsSchema } from './profile-options.js';
+
+export { profileOptionsSchema } from './profile-options.js';
 
 /** Layers a classifier head is: float, or as `nereid quantize` rewrites them (dynamic int8 runs a MatMulInteger). */
 const HEAD_OPS = ['Gemm', 'MatMul', 'Conv', 'MatMulInteger'];
@@ -210,19 +213,6 @@ function shuffledIndices(count: number): number[] {
   }
   return indices;
 }
-
-export const profileOptionsSchema = z.object({
-  modelRepository: z.string().min(1),
-  model: z.string().min(1),
-  version: z.string().regex(/^[1-9]\d*$/).optional(),
-  /** In-distribution examples: images (through the model's pre-processing; class folders add calibration) or a JSONL/CSV of tensors. */
-  data: z.string().min(1),
-  /** Share of held-out in-distribution examples the OOD flag may raise. */
-  falsePositiveRate: z.number().gt(0).lt(1).default(0.05),
-  maxExamples: z.number().int().positive().default(5000),
-  /** The representation scored; default: what the classifier head reads. */
-  tensor: z.string().optional(),
-});
 
 export type ProfileOptions = z.input<typeof profileOptionsSchema>;
 

@@ -1,0 +1,96 @@
+/**
+ * The Server's options as a schema with their defaults, and how `nereid serve` names them: kept apart from the Server
+ * so that the CLI can show the defaults (and commands other than serve can start) without loading the core.
+ */
+import { totalmem } from 'node:os';
+import { z } from 'zod';
+import type { SettingName } from '../core/options.js';
+import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
+import { idleMemoryReclaimerOptionsSchema } from './idle-memory-reclaimer.js';
+import { parseMemoryBudget } from './model-residency.js';
+
+export const serverOptionsSchema = z.object({
+  /** The model repository folder, or several (Triton's repeated --model-repository): a model's name must be in one only. */
+  modelRepository: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected string (a folder) or an array of them' }),
+  /**
+   * Triton's --model-control-mode: 'none' loads everything at start and refuses load/unload requests;
+   * 'explicit' loads what is asked (--load-model, the load API); 'poll' loads everything at start,
+   * then follows the repository's changes every repositoryPollSecs and refuses load/unload requests;
+   * 'on_demand' loads only pinned models (and loadModels) at start, every other model on its first
+   * request, unloads the least recently used idle ones to keep within modelMemoryBudget, and takes
+   * load/unload requests as explicit mode does.
+   */
+  modelControlMode: z.enum(['none', 'explicit', 'poll', 'on_demand']).default('none'),
+  /** Triton's --repository-poll-secs: seconds between two scans of the repository in poll mode. */
+  repositoryPollSecs: z.number().positive().default(15),
+  /**
+   * Bytes the models in memory may take, measured as the resident set's growth over each load, or a
+   * fraction of the machine's memory ('0.5'); beyond it on-demand models (modelControlMode
+   * 'on_demand', or config `parameters { residency: on_demand }`) are unloaded, least recently used first.
+   */
+  modelMemoryBudget: z
+    .union([z.number().positive(), z.string()])
+    .optional()
+    .transform((value, context) => {
+      if (value === undefined) return undefined;
+      try {
+        return parseMemoryBudget(value, totalmem());
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  /** In on_demand mode, models loaded at start and never unloaded to make room (as config `parameters { residency: pinned }`). */
+  pinModels: z.array(z.string()).default([]),
+  /** The longest a request waits for its on-demand model to load before a 503 with Retry-After. */
+  modelLoadWaitMs: z.number().int().positive().default(30_000),
+  /** Models to load at start in explicit mode ('*' for all), like Triton's --load-model. */
+  loadModels: z.array(z.string()).default([]),
+  /** Triton's --strict-readiness: the server is ready only while every model it loaded at start is ready. */
+  strictReadiness: z.boolean().default(true),
+  /** max_batch_size for ONNX models whose config leaves it out and whose first dimension is dynamic (Triton's default). */
+  defaultMaxBatchSize: z.number().int().nonnegative().default(4),
+  /** Requests one model version may hold waiting for an instance; beyond it requests are refused with UNAVAILABLE. */
+  maxQueueSize: z.number().int().positive().default(1024),
+  /** Bytes of inputs one model version may hold queued (a config's max_queue_bytes may lower it per priority level). */
+  maxQueueBytes: z.number().int().positive().default(128 * 1024 * 1024),
+  /**
+   * The longest a request may expect to wait in a queue when neither its deadline nor its model's
+   * queue timeout says: under overload, a request that would wait longer is refused at once (503,
+   * Retry-After) instead of being answered after its client has given up. A backlog outlasts the
+   * load that made it by about this plus one batch: 800 ms keeps that under a second.
+   */
+  maxQueueWaitMs: z.number().int().positive().default(800),
+  /** Bytes of request bodies held at once across the server (read, decoded, queued, running); beyond it requests are refused with 503. */
+  maxInflightBytes: z.number().int().positive().default(256 * 1024 * 1024),
+  /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
+  costPerCoreHour: z.number().nonnegative().optional(),
+  /** Drift and accuracy windows of versions with a reference profile; false: profiles are not read (no OOD flags, nothing to /monitor). */
+  monitoring: z.union([z.literal(false), versionMonitorOptionsSchema]).prefault({}),
+  /** Full garbage collections when the server goes quiet after a burst of large requests (see IdleMemoryReclaimer); false: none. */
+  reclaimIdleMemory: z.union([z.literal(false), idleMemoryReclaimerOptionsSchema]).prefault({}),
+  /**
+   * --allow-code-models: models whose backend runs code from the repository (backend "javascript")
+   * may load. Off, such a model (or a load request's config that asks for one) is refused.
+   */
+  allowCodeModels: z.boolean().default(false),
+  /**
+   * --allow-client-shm (Triton's flag): clients may register system shared memory regions and send
+   * tensors through them. Off, the shared memory API and tensors that name a region are refused.
+   */
+  allowClientShm: z.boolean().default(false),
+});
+
+/** Options `nereid serve` sets from a flag that is not the key in kebab case. */
+const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model' };
+/** Flags of `nereid serve` that take no value: given, they turn their option on. */
+const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm']);
+
+/**
+ * The Server's options named as `nereid serve`'s flags, for a server the CLI starts (option settingName):
+ * `--max-inflight-bytes`, `--model-control-mode explicit`, `--allow-client-shm`, `--monitoring false`.
+ */
+export const serveFlagName: SettingName = (key, value) => {
+  const flag = SERVE_FLAGS[key] ?? `--${key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+  return value === undefined || (value === true && SERVE_SWITCHES.has(flag)) ? flag : `${flag} ${value}`;
+};
