@@ -412,7 +412,7 @@ program
   .option('--pin-model <name>', 'in on_demand mode, a model loaded at start and never unloaded to make room; repeatable', collect, [])
   .option('--model-load-wait-ms <ms>', 'the longest a request waits for its on-demand model to load (else 503 with Retry-After)', milliseconds(1), serverDefault('modelLoadWaitMs'))
   .option('--strict-readiness <bool>', 'ready only while every model loaded at start is ready', booleanFlag, serverDefault('strictReadiness'))
-  .option('--exit-on-error', "exit 1 (after a drain) when a model loaded at start fails, as Triton's --exit-on-error does by default, so that a supervisor sees a crash instead of a server that never becomes ready", false)
+  .option('--exit-on-error [bool]', "exit 1 (after a drain) when a model loaded at start fails, as Triton's --exit-on-error does by default, so that a supervisor sees a crash instead of a server that never becomes ready (--exit-on-error=false, Triton's spelling, keeps it off)", booleanFlag, false)
   .option('--allow-code-models', 'load models that run code from the repository (backend "javascript" handlers): off by default, since that is code execution', false)
   .option(
     '--allow-client-shm',

@@ -109,6 +109,9 @@ test("tritonserver's flags that serve does not take are answered with Nereid's e
     [['--exit-timeout-secs=30'], /--exit-timeout-secs is tritonserver's flag; nereid serve takes --shutdown-timeout \(seconds, the same meaning\)/],
     [['--model-repository', '/tmp/nereid-no-repo', '--allow-grpc', 'false'], /--allow-grpc is tritonserver's flag; nereid serve takes --grpc-port 0 to turn gRPC off/],
     [['--strict-model-config=false'], /--strict-model-config is tritonserver's flag; nereid serve takes nothing: configs are always completed from the model file/],
+    // Its common use has an equivalent: following the hint keeps the setting.
+    [['--backend-config=onnxruntime,default-max-batch-size=8'], /--backend-config is tritonserver's flag; nereid serve takes --default-max-batch-size N for its default-max-batch-size=N/],
+    [['--model-store=/models'], /--model-store is tritonserver's flag; nereid serve takes --model-repository/],
   ] as const) {
     const { code, stderr } = await runCli(['serve', ...args], 30_000);
     assert.equal(code, 1, stderr);

@@ -267,11 +267,15 @@ test('a load that leaves a version of the policy unloaded answers 400 naming it,
   }
 });
 
-test('serve --exit-on-error stops and exits 1 when a model fails to load at start, as Triton does by default', async () => {
-  const run = await runCli(['serve', '--model-repository', served.repoDir, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false', '--exit-on-error'], 120_000);
-  assert.equal(run.code, 1, run.stderr);
-  assert.match(run.stdout + run.stderr, /server NOT ready: .*failed/);
-  assert.match(run.stdout + run.stderr, /--exit-on-error: a model failed to load at start; stopping/);
+test('serve --exit-on-error (or Triton\'s --exit-on-error=true) stops and exits 1 when a model fails to load at start, as Triton does by default', async () => {
+  const runs = await Promise.all(
+    ['--exit-on-error', '--exit-on-error=true'].map((flag) => runCli(['serve', '--model-repository', served.repoDir, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false', flag], 120_000)),
+  );
+  for (const run of runs) {
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stdout + run.stderr, /server NOT ready: .*failed/);
+    assert.match(run.stdout + run.stderr, /--exit-on-error: a model failed to load at start; stopping/);
+  }
 });
 
 test('a model whose load failed has a series to alert on: nereid_model_load_failed 1, none for the models that loaded', async () => {

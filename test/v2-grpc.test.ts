@@ -534,6 +534,26 @@ describe('ModelStreamInfer', () => {
     assert.ok(answers[1].error_message.length < 1200, 'the error message is bounded too');
   });
 
+  test("every answer says it is its request's last (triton_final_response), as tritonclient's enable_empty_final_response expects; other triton_ parameters are refused", async () => {
+    const { answers, status } = await streamAll(rpc, [
+      simpleRaw([range16], [ones16], { id: 'asked', parameters: { triton_enable_empty_final_response: { bool_param: true } } }),
+      simpleRaw([range16], [ones16], { id: 'plain' }),
+      { model_name: 'no_such_model', id: 'failed', inputs: [] },
+      simpleRaw([range16], [ones16], { id: 'reserved', parameters: { triton_something: { bool_param: true } } }),
+      simpleRaw([range16], [ones16], { id: 'not-a-flag', parameters: { triton_enable_empty_final_response: { string_param: 'yes' } } }),
+    ]);
+    assert.equal(status.code, grpc.status.OK);
+    assert.deepEqual(
+      answers.map((answer) => [answer.infer_response.id, answer.infer_response.parameters.triton_final_response?.bool_param]),
+      [['asked', true], ['plain', true], ['failed', true], ['reserved', true], ['not-a-flag', true]],
+    );
+    assert.deepEqual(answers.slice(0, 2).map((answer) => answer.error_message), ['', ''], 'both answered');
+    assert.match(answers[3].error_message, /^request: parameter keys starting with 'triton_' are reserved for Triton usage; of those only triton_enable_empty_final_response may be given \(got 'triton_something'\)/);
+    assert.match(answers[4].error_message, /invalid value type for 'triton_enable_empty_final_response' parameter, expected a boolean/);
+    // Over HTTP no triton_ parameter is the client's to give, as in Triton's HTTP front end.
+    assert.match(await httpError('/v2/models/simple/infer', simpleJson([range16], [ones16], { parameters: { triton_enable_empty_final_response: true } })), /reserved for Triton usage and should not be specified/);
+  });
+
   test('a stream that sends nothing ends cleanly', async () => {
     const stream = rpc.client.ModelStreamInfer() as grpc.ClientDuplexStream<Json, Json>;
     const status = await new Promise<grpc.StatusObject>((resolve) => {

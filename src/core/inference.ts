@@ -39,6 +39,24 @@ export function checkSequenceParameters(parameters: Parameters | undefined): voi
   }
 }
 
+/** The request parameter gRPC clients (tritonclient's `enable_empty_final_response`) set on a stream request: a boolean, the front end's business. */
+export const EMPTY_FINAL_RESPONSE_PARAMETER = 'triton_enable_empty_final_response';
+
+/**
+ * Refuses request parameters whose names start with `triton_` (Triton reserves them for itself, and refuses them), but
+ * those the front end reads itself (`allowed`), which must then be booleans, as Triton checks them.
+ */
+export function checkReservedParameters(parameters: Parameters | undefined, allowed: readonly string[] = []): void {
+  for (const key in parameters) {
+    if (!key.startsWith('triton_')) continue;
+    if (!allowed.includes(key)) {
+      const permitted = allowed.length ? `; of those only ${allowed.join(', ')} may be given` : ' and should not be specified';
+      throw invalidArgument(`request: parameter keys starting with 'triton_' are reserved for Triton usage${permitted} (got ${quoteName(key)})`);
+    }
+    if (typeof parameters![key] !== 'boolean') throw invalidArgument(`request: invalid value type for ${quoteName(key)} parameter, expected a boolean, got ${quote(parameters![key])}`);
+  }
+}
+
 /** `parameters` without the `keys` (the wire's business, not the model's); undefined when nothing is left. */
 export function withoutParameters(parameters: Parameters | undefined, keys: readonly string[]): Parameters | undefined {
   if (!parameters) return undefined;

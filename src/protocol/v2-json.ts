@@ -6,7 +6,7 @@
  */
 import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
-import { checkSequenceParameters, requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
+import { checkReservedParameters, checkSequenceParameters, requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
 import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson, type InputShapeCheck } from '../core/tensor.js';
 import {
   checkSharedMemoryOutputs,
@@ -377,6 +377,7 @@ export function decodeInferRequest(
   const parameters = parseParameters(header.parameters, () => 'request');
   const binaryOutputByDefault = switchParameter(parameters, 'binary_data_output', 'request') ?? false;
   checkSequenceParameters(parameters);
+  checkReservedParameters(parameters);
   let offset = jsonLength;
   let readBudget: SharedMemoryReadBudget | undefined;
   const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {

@@ -14,7 +14,7 @@ export const TRITON_SERVE_FLAGS: Readonly<Record<string, string>> = {
   '--http-address': '--host (one address for every port)',
   '--grpc-address': '--host (one address for every port)',
   '--metrics-address': '--host (one address for every port)',
-  '--backend-config': "nothing: ONNX Runtime's settings go in each model's config parameters; leave it out",
+  '--backend-config': "--default-max-batch-size N for its default-max-batch-size=N (the max_batch_size models whose config leaves it out get); ONNX Runtime's other settings go in each model's config parameters",
   '--response-cache-byte-size': "--cache-config local,size=BYTES, Triton's newer spelling of the same",
   '--log-info': 'nothing: info lines are logged unless POST /v2/logging switches them off, as in Triton; leave it out',
   '--log-warning': 'nothing: warnings are logged unless POST /v2/logging switches them off, as in Triton; leave it out',
@@ -28,4 +28,8 @@ export const TRITON_SERVE_FLAGS: Readonly<Record<string, string>> = {
   '--http-thread-count': 'nothing: one event loop serves HTTP; leave it out',
   '--model-load-thread-count': "nothing: models load side by side (each model's loads one after another); leave it out",
   '--rate-limit': 'nothing: there is no rate limiter; leave it out',
+  '--model-store': '--model-repository (the same meaning; --model-store is its older name in Triton)',
+  '--pinned-memory-pool-byte-size': 'nothing: the models run on the CPU, with no pinned memory pool to size; leave it out',
+  '--cuda-memory-pool-byte-size': 'nothing: the models run on the CPU, with no CUDA memory pool to size; leave it out',
+  '--grpc-infer-allocation-pool-size': 'nothing: gRPC answers are not pooled; leave it out',
 };

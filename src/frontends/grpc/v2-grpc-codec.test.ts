@@ -53,6 +53,13 @@ test('InferParameter oneofs become the core parameters; 64-bit values stay exact
   });
 });
 
+test("triton_enable_empty_final_response is the stream's business: checked, and left out of what the model is given", async () => {
+  const message = (parameters: Record<string, unknown>) => ({ model_name: 'm', inputs: [], parameters }) as unknown as Parameters<typeof decodeModelInferRequest>[0];
+  const decoded = await decodeModelInferRequest(message({ triton_enable_empty_final_response: { parameter_choice: 'bool_param', bool_param: true }, keep: { parameter_choice: 'int64_param', int64_param: '1' } }));
+  assert.deepEqual(decoded.parameters, { keep: 1 });
+  await assertInvalid(() => decodeModelInferRequest(message({ triton_other: { parameter_choice: 'bool_param', bool_param: true } })), "reserved for Triton usage; of those only triton_enable_empty_final_response may be given (got 'triton_other')");
+});
+
 test('decodes typed and raw contents, requested outputs with class_count, and refuses mixing', async () => {
   const request = await decodeModelInferRequest({
     model_name: 'm',

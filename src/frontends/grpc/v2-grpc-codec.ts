@@ -4,7 +4,7 @@
  * format lives here; the checks and messages are the core's, shared with HTTP.
  */
 import { invalidArgument, quoteName } from '../../core/errors.js';
-import { checkSequenceParameters, requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
+import { checkReservedParameters, checkSequenceParameters, EMPTY_FINAL_RESPONSE_PARAMETER, requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../../core/inference.js';
 import {
   checkDatatype,
   checkShape,
@@ -163,7 +163,9 @@ const dimOf = (dim: Int64): number | bigint => {
 export async function decodeModelInferRequest(message: ModelInferRequestMessage, sharedMemory?: SharedMemoryRegions, shapeFirst?: InputShapeCheck): Promise<InferenceRequest> {
   const raw = message.raw_input_contents ?? [];
   const inputsMessage = message.inputs ?? [];
-  const parameters = withoutParameters(parametersFromProto(message.parameters, 'request'), TRANSPORT_PARAMETERS);
+  const given = parametersFromProto(message.parameters, 'request');
+  checkReservedParameters(given, [EMPTY_FINAL_RESPONSE_PARAMETER]);
+  const parameters = withoutParameters(given, [...TRANSPORT_PARAMETERS, EMPTY_FINAL_RESPONSE_PARAMETER]);
   checkSequenceParameters(parameters);
   const inputParameters = inputsMessage.map((input, index) => parametersFromProto(input.parameters, input.name ? `input ${quoteName(input.name)}` : `input 'inputs[${index}]'`));
   const references = inputsMessage.map((input, index) => sharedMemoryReferenceOf(inputParameters[index], () => `input ${quoteName(input.name)}`));

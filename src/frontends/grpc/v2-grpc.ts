@@ -24,7 +24,7 @@ import {
   modelStatisticsToProto,
   repositoryIndexToProto,
   repositoryParametersFromProto,
-  type ModelInferRequestMessage,
+  type ModelInferRequestMessage, type ModelInferResponseMessage,
   type ParameterMap,
 } from './v2-grpc-codec.js';
 import { addHealthService } from './grpc-health.js';
@@ -289,7 +289,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
    * The answer to one inference, encoded within the send limit by `prepare`, which the model calls before it counts the
    * request's outcome (RequestContext.prepareAnswer): an answer too large to send is counted as a failure.
    */
-  const answerWithinLimit = (method: string, request: InferenceRequest, reqId: string, wrap: (response: object) => object) => {
+  const answerWithinLimit = (method: string, request: InferenceRequest, reqId: string, wrap: (response: ModelInferResponseMessage) => object) => {
     let encoded: Buffer | undefined;
     const prepare = async (response: InferenceResponse): Promise<Buffer> =>
       (encoded = encodedWithinLimit(method, wrap(await encodeModelInferResponse(response, request.outputs, server.sharedMemory)), reqId));
@@ -418,6 +418,13 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   };
 
   /**
+   * Every answer on a stream is its request's last (no model here is decoupled), and says so as Triton's does: clients
+   * that asked for tritonclient's enable_empty_final_response wait for `triton_final_response` before they move on.
+   */
+  const FINAL_RESPONSE = { triton_final_response: { bool_param: true } };
+  const asFinalResponse = (response: ModelInferResponseMessage): ModelInferResponseMessage => ({ ...response, parameters: { ...response.parameters, ...FINAL_RESPONSE } });
+
+  /**
    * Many requests on one stream, processed concurrently, answered in the order they were sent (as Triton answers a
    * model that is not decoupled: clients pair answers with requests by position); each answer carries its request's
    * id. A failed request is answered with error_message (and the id) in its place and the stream goes on; the stream
@@ -477,7 +484,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
         const reservation = await server.admit(decodable.model_name, decodable.model_version || undefined, tensorBytesOf(decodable));
         try {
           const request = await decodeModelInferRequest(decodable, server.sharedMemory, server.inputShapeCheck(decodable.model_name, decodable.model_version || undefined));
-          const answer = answerWithinLimit('ModelStreamInfer', request, reqId, (infer_response) => ({ error_message: '', infer_response }));
+          const answer = answerWithinLimit('ModelStreamInfer', request, reqId, (infer_response) => ({ error_message: '', infer_response: asFinalResponse(infer_response) }));
           return await answer.encoded(await server.infer(request, { signal: entry.abort, requestId: reqId, traceparent, prepareAnswer: answer.prepare }));
         } finally {
           reservation.release();
@@ -494,6 +501,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
               model_name: shortened(message.model_name ?? '', MAX_ID_CHARS),
               model_version: shortened(message.model_version ?? '', MAX_ID_CHARS),
               id: shortened(message.id ?? '', MAX_ID_CHARS),
+              parameters: FINAL_RESPONSE,
             },
           };
         })
