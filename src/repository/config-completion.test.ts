@@ -1,8 +1,9 @@
 /**
- * completeConfig's dynamic batching, as Triton's auto-complete does it: a max_batch_size the config
- * leaves out, completed from the model file to the server's default (> 0), comes with
- * dynamic_batching at the schema's defaults; a config that says max_batch_size (any value, 0
- * included), that has dynamic_batching already, or that uses the sequence batcher is left as it is.
+ * completeConfig's dynamic batching, as Triton's ONNX Runtime auto-complete does it: a model whose
+ * file shows a batch dimension on every tensor, batched by more than 1 (the config's max_batch_size or
+ * the server's default completed into it), comes with dynamic_batching at the schema's defaults; a
+ * config listing its inputs and outputs (not auto-completed), one that has dynamic_batching already,
+ * or that uses the sequence batcher is left as it is.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -53,14 +54,26 @@ describe('completeConfig: dynamic_batching with an auto-completed max_batch_size
     assert.deepEqual(completed.dynamic_batching, dynamicBatchingSchema.parse({}));
   });
 
-  for (const maxBatchSize of [1, 4, 8, 16]) {
-    it(`a config that names max_batch_size ${maxBatchSize} is left without dynamic_batching: each request runs on its own`, () => {
+  for (const maxBatchSize of [4, 8, 16]) {
+    it(`a config that names max_batch_size ${maxBatchSize} and not its inputs and outputs gets dynamic_batching too, as Triton's ONNX Runtime auto-complete gives it`, () => {
       const completed = complete({ max_batch_size: maxBatchSize });
       assert.equal(completed.max_batch_size, maxBatchSize);
-      assert.equal(completed.dynamic_batching, undefined);
-      assert.equal(batcherPolicyOf(completed, { maxQueuedRequests: 16 }).maxBatchSize, 0);
+      assert.deepEqual(completed.dynamic_batching, dynamicBatchingSchema.parse({}));
+      assert.equal(batcherPolicyOf(completed, { maxQueuedRequests: 16 }).maxBatchSize, maxBatchSize);
     });
   }
+
+  it('max_batch_size 1, or a config listing its inputs and outputs (not auto-completed), is left without dynamic_batching: each request runs on its own', () => {
+    const listed = {
+      input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4] }],
+      output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4] }],
+    };
+    for (const written of [{ max_batch_size: 1 }, { max_batch_size: 8, ...listed }]) {
+      const completed = complete(written);
+      assert.equal(completed.dynamic_batching, undefined, JSON.stringify(written));
+      assert.equal(batcherPolicyOf(completed, { maxQueuedRequests: 16 }).maxBatchSize, 0);
+    }
+  });
 
   it('a config that names max_batch_size 0 stays unbatched', () => {
     const completed = complete({ max_batch_size: 0 });

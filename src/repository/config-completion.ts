@@ -116,7 +116,9 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
   const inputsListed = config.input.length + config.batch_input.length > 0;
   const outputsListed = config.output.length > 0;
   const completesMaxBatchSize = !(inputsListed && outputsListed);
-  const maxBatchSize = config.max_batch_size ?? (completesMaxBatchSize && firstDimDynamic && !all.some((tensor) => tensor.rankUnknown) ? defaults.defaultMaxBatchSize : 0);
+  // The model file itself shows a batch dimension on every tensor (one of unknown rank shows nothing).
+  const batchableByFile = firstDimDynamic && !all.some((tensor) => tensor.rankUnknown);
+  const maxBatchSize = config.max_batch_size ?? (completesMaxBatchSize && batchableByFile ? defaults.defaultMaxBatchSize : 0);
   if (config.max_batch_size === undefined) {
     // The schema's cross-field checks (dynamic_batching needs batching, preferred sizes fit) now have a max_batch_size to check.
     parseModelConfig({ ...config, max_batch_size: maxBatchSize }, `config completed with max_batch_size ${maxBatchSize}`);
@@ -216,8 +218,10 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
       kind: group.kind === 'KIND_AUTO' ? ('KIND_CPU' as const) : group.kind,
       name: group.name || `${defaults.name}_${index}`,
     })),
-    // As Triton's auto-complete does: a batch size the model file allowed (not one the config asked for) comes with the dynamic batcher.
+    // As Triton's ONNX Runtime auto-complete does: a model whose every tensor has a dynamic first dimension, batched by
+    // more than 1 — the config's max_batch_size or the completed one — and given no scheduler gets the dynamic batcher
+    // (a config naming only max_batch_size: 8 batches, as in Triton); a config listing its inputs and outputs is not completed.
     dynamic_batching:
-      config.dynamic_batching ?? (config.max_batch_size === undefined && maxBatchSize > 0 && !('sequence_batching' in config) ? dynamicBatchingSchema.parse({}) : undefined),
+      config.dynamic_batching ?? (completesMaxBatchSize && batchableByFile && maxBatchSize > 1 && !('sequence_batching' in config) ? dynamicBatchingSchema.parse({}) : undefined),
   };
 }

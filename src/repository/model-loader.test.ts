@@ -122,9 +122,18 @@ test('an auto-completed max_batch_size comes with the dynamic batcher: requests 
   answers.forEach((answer, index) => assert.deepEqual(Array.from(answer.outputs.find((output) => output.name === 'OUTPUT0')!.data as Float32Array), Array(4).fill((index + 1) * 2)));
 });
 
-test('a max_batch_size the config names, without dynamic_batching, runs each request on its own, as in Triton', async (t) => {
+test('a config that names max_batch_size but not its tensors is auto-completed with the dynamic batcher too, as Triton\'s ONNX Runtime backend completes it', async (t) => {
   const backend = anyWidth();
   const version = await loadVersion(t, backend, { max_batch_size: DEFAULT_MAX_BATCH_SIZE });
+  assert.deepEqual(version.config.dynamic_batching, dynamicBatchingSchema.parse({}));
+  await Promise.all([1, 2, 3].map((value) => version.infer(doublerRequest([value, value, value, value]))));
+  assert.deepEqual(backend.rows, [3]);
+});
+
+test('a config that lists its inputs and outputs with max_batch_size, without dynamic_batching, runs each request on its own, as in Triton', async (t) => {
+  const backend = anyWidth();
+  const tensor = (name: string) => ({ name, data_type: 'TYPE_FP32', dims: [-1] });
+  const version = await loadVersion(t, backend, { max_batch_size: DEFAULT_MAX_BATCH_SIZE, input: [tensor('INPUT0')], output: [tensor('OUTPUT0'), tensor('OUTPUT1')] });
   assert.equal(version.config.dynamic_batching, undefined);
   await Promise.all([1, 2, 3].map((value) => version.infer(doublerRequest([value, value, value, value]))));
   assert.deepEqual(backend.rows, [1, 1, 1]);
