@@ -186,6 +186,10 @@ test('a labels file shorter than the output is refused naming both counts, and w
   assert.equal(stdout, '');
   assert.match(stderr, /output 'logits' has 10 scores but its labels file labels\.txt names 5 classes; classes 5\.\.9 are answered by their index/);
   assert.match(stderr, /nereid: output 'logits' of 'fashion_mnist' has 10 scores but its labels file labels\.txt has 5 lines; give it one line per score, in index order/);
+  // profile counts class shares by the same labels: refused the same way, before it reads the data.
+  const profiled = await nereid(['profile', '--model', 'fashion_mnist', '--model-repository', short, '--data', data]);
+  assert.notEqual(profiled.code, 0, profiled.stderr);
+  assert.match(profiled.stderr, /nereid: output 'logits' of 'fashion_mnist' has 10 scores but its labels file labels\.txt has 5 lines; give it one line per score, in index order/);
 });
 
 test('class folders and images that are symbolic links are read as what they point to, not left out unsaid', async () => {

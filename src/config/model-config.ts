@@ -826,6 +826,14 @@ export function scoresBeyondLabels(output: { dims: readonly number[] }, labels: 
   return vector && scores !== undefined && scores > labels.length ? scores : undefined;
 }
 
+/** Refuses to judge classes by a labels file that names fewer of them than the output scores (see scoresBeyondLabels). */
+export function requireLabelsForEveryScore(model: string, output: { name: string; dims: readonly number[]; label_filename?: string }, labels: readonly string[]): void {
+  const scores = scoresBeyondLabels(output, labels);
+  if (scores !== undefined) {
+    throw new Error(`output '${output.name}' of '${model}' has ${scores} scores but its labels file ${output.label_filename} has ${labels.length} lines; give it one line per score, in index order`);
+  }
+}
+
 export function parameterValue(config: ModelConfig, key: string): string | undefined {
   return config.parameters[key]?.string_value;
 }

@@ -10,7 +10,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { scoresBeyondLabels } from '../config/model-config.js';
+import { requireLabelsForEveryScore } from '../config/model-config.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { entriesFollowingLinks, IMAGE_EXTENSIONS, openInput } from '../jobs/input-source.js';
 import { RecordProcessor } from '../jobs/record-processor.js';
@@ -247,10 +247,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
     if (settings.topK !== undefined && kind === 'classification' && classes && settings.topK > classes.length) {
       throw new Error(`--top-k ${settings.topK}: output '${declared.name}' of '${settings.model}' has ${classes.length} classes, so top-${settings.topK} accuracy would count every example right; give at most ${classes.length}`);
     }
-    const scores = kind === 'classification' && classes ? scoresBeyondLabels(declared, classes) : undefined;
-    if (scores !== undefined) {
-      throw new Error(`output '${declared.name}' of '${settings.model}' has ${scores} scores but its labels file ${declared.label_filename} has ${classes!.length} lines; give it one line per score, in index order`);
-    }
+    if (kind === 'classification' && classes) requireLabelsForEveryScore(settings.model, declared, classes);
     const isFolder = (
       await stat(settings.data).catch((error: NodeJS.ErrnoException) => {
         throw new Error(error.code === 'ENOENT' ? `--data ${settings.data}: no such file or folder` : `--data ${settings.data}: ${error.message}`);

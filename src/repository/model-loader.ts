@@ -267,7 +267,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const named = labels.get(output.name);
     const scores = named && scoresBeyondLabels(output, named);
     if (scores !== undefined) {
-      logger.warn(`${label}: output '${output.name}' has ${scores} scores but its labels file ${output.label_filename} names ${named!.length} classes; classes ${named!.length}..${scores - 1} are answered by their index`);
+      logger.warn(`${label}: output '${output.name}' has ${scores} scores but its labels file ${output.label_filename} names ${named!.length} classes; ${scores - 1 === named!.length ? `class ${named!.length} is` : `classes ${named!.length}..${scores - 1} are`} answered by their index`);
     }
     // Two classes of one name answer alike, and eval's class folders count both as one: said at load, not left to a low accuracy.
     const firstLine = new Map<string, number>();

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { CompletedModelConfig } from '../config/model-config.js';
+import { requireLabelsForEveryScore, type CompletedModelConfig } from '../config/model-config.js';
 import {
   accuracyCaution,
   categoricalFeatureDrift,
@@ -181,8 +181,11 @@ async function loadData(
     const model = server.model(modelName, version);
     const config = model.config;
     const chosen = model.version;
+    const labels = model.labelsOf(config.output[0].name);
+    // Checked before the data are read: class shares and accuracy are counted by these labels.
+    if (labels) requireLabelsForEveryScore(modelName, config.output[0], labels);
     const read = await readModelInputs(data, limit, server, modelName, config, '--data', skipUnreadable);
-    return { config, version: chosen, labels: model.labelsOf(config.output[0].name), ...read, modelPath: join(modelRepository, modelName, chosen, config.default_model_filename ?? 'model.onnx') };
+    return { config, version: chosen, labels, ...read, modelPath: join(modelRepository, modelName, chosen, config.default_model_filename ?? 'model.onnx') };
   } finally {
     await server.close();
   }
