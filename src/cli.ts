@@ -1196,6 +1196,12 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
         `ms per example (batch 1, 1 thread): source ${msPerExample.source.toFixed(3)}, quantized ${msPerExample.quantized.toFixed(3)} (${msPerExample.speedup.toFixed(2)}x)`,
       ].join('\n'),
     );
+    // Only auto judges speed: a version another method wrote slower than its source is said to be so before it serves.
+    if (report.decision.written && msPerExample.speedup < 1) {
+      console.error(
+        `nereid quantize: warning: version ${report.outputVersion} ran ${msPerExample.speedup.toFixed(2)}x as fast as version ${report.sourceVersion} (batch 1, 1 thread): compare them with nereid eval --versions ${report.sourceVersion},${report.outputVersion} before the model's version_policy serves it (--method auto keeps a model float when int8 is not faster)`,
+      );
+    }
     // The source's profile describes the float model's features: the new version needs its own to be monitored.
     const sourceProfile = report.path && join(dirname(report.path), report.sourceVersion, REFERENCE_PROFILE_FILE);
     if (sourceProfile && (await access(sourceProfile).then(() => true, () => false))) {

@@ -42,13 +42,14 @@ export const psiBeyondChance = (feature: Pick<FeatureDrift, 'psi' | 'chancePsi'>
 /** The drift score of a window: the largest PSI beyond chance of the counted features (0 for none). */
 export const driftScore = (features: readonly FeatureDrift[]): number => Math.max(0, ...countedFeatures(features).map(psiBeyondChance));
 
-const LEVELS: readonly DriftLevel[] = ['ok', 'warning', 'drift'];
+/** The drift levels from least to most severe. */
+export const DRIFT_LEVELS: readonly DriftLevel[] = ['ok', 'warning', 'drift'];
 
 export const levelOf = (value: number, thresholds: { readonly warning: number; readonly drift: number }): DriftLevel =>
   value >= thresholds.drift ? 'drift' : value >= thresholds.warning ? 'warning' : 'ok';
 
 /** The most severe of the levels ('ok' for none). */
-export const worstLevel = (levels: readonly DriftLevel[]): DriftLevel => LEVELS[Math.max(0, ...levels.map((level) => LEVELS.indexOf(level)))];
+export const worstLevel = (levels: readonly DriftLevel[]): DriftLevel => DRIFT_LEVELS[Math.max(0, ...levels.map((level) => DRIFT_LEVELS.indexOf(level)))];
 
 /** A numeric feature's drift: PSI over the reference's bins and KS D against its sample; the level is the worse of the two. */
 export function numericFeatureDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>): FeatureDrift {

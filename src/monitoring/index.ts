@@ -23,5 +23,5 @@ export {
   type OodDetector,
   type ReferenceProfile,
 } from './reference-profile.js';
-export { categoricalFeatureDrift, countedFeatures, driftScore, expectedAccuracyAt, psiBeyondChance, levelOf, numericFeatureDrift, summariseProbabilities, worstLevel, type DriftLevel, type FeatureDrift, type OutputSummary } from './drift-report.js';
+export { categoricalFeatureDrift, countedFeatures, DRIFT_LEVELS, driftScore, expectedAccuracyAt, psiBeyondChance, levelOf, numericFeatureDrift, summariseProbabilities, worstLevel, type DriftLevel, type FeatureDrift, type OutputSummary } from './drift-report.js';
 export { CONFIDENCE_BUCKETS, expectedOodShare, VersionMonitor, versionMonitorOptionsSchema, type MonitoredRow, type MonitorEvaluation, type MonitorSnapshot, type VersionMonitorOptions, type VersionMonitorSettings } from './version-monitor.js';

@@ -22,6 +22,7 @@ import {
   imageProperties,
   imagePropertyFeatures,
   MahalanobisScorer,
+  DRIFT_LEVELS,
   MIN_DRIFT_SAMPLES,
   numericFeatureDrift,
   psiBeyondChance,
@@ -384,13 +385,14 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   const scores = observed.features.map((vector) => scorer.score(vector));
   const outOfDistribution = scores.filter((score) => score > profile.ood!.threshold).length;
   const expected = expectedOodShare(profile);
+  // The worst level first (a row's level is the worse of its PSI and KS verdicts), then the most drifted by PSI.
   const features = [
     ...Object.entries(observed.values)
       .filter(([name, values]) => profile.features[name] && values.length > 0)
       .map(([name, values]) => numericFeatureDrift(name, profile.features[name], values)),
     // The share flagged against the share the detector flags in distribution, as the server's window counts it.
     categoricalFeatureDrift('ood.flagged', [1 - expected, expected], [scores.length - outOfDistribution, outOfDistribution]),
-  ].sort((a, b) => psiBeyondChance(b) - psiBeyondChance(a));
+  ].sort((a, b) => DRIFT_LEVELS.indexOf(b.level) - DRIFT_LEVELS.indexOf(a.level) || psiBeyondChance(b) - psiBeyondChance(a));
   const report: MonitorReport = {
     model: settings.model,
     version: loaded.version,
