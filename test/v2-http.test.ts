@@ -201,7 +201,7 @@ describe('health and metadata', () => {
     assert.equal(simple.output[0].label_filename, 'labels.txt');
     // The defaults Triton's JSON writes for fields left unset, which tools read, and instance groups named as Triton names them.
     assert.equal(simple.output[1].label_filename, '');
-    assert.deepEqual(simple.input.map((input: Json) => [input.format, input.is_shape_tensor]), [['FORMAT_NONE', false], ['FORMAT_NONE', false]]);
+    assert.deepEqual(simple.input.map((input: Json) => [input.format, input.is_shape_tensor, input.allow_ragged_batch, input.optional]), [['FORMAT_NONE', false, false, false], ['FORMAT_NONE', false, false, false]]);
     assert.deepEqual(simple.model_transaction_policy, { decoupled: false });
     assert.deepEqual(simple.instance_group.map((group: Json) => group.name), ['simple_0']);
     // Every field Triton's answer always prints (its JSON for an ONNX model), so clients that index them find them.
