@@ -48,6 +48,10 @@ describe('completeConfig: dynamic_batching with an auto-completed max_batch_size
     assert.equal(policy.maxQueueDelayMicroseconds, 0);
   });
 
+  it('inputs added from the model carry the defaults a declared input gets (optional, allow_ragged_batch), which the config answer prints', () => {
+    assert.deepEqual(complete({}).input, [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4], optional: false, allow_ragged_batch: false }]);
+  });
+
   it('so does a config that says other things but not max_batch_size (inputs, instance_group)', () => {
     const completed = complete({ input: [{ name: 'INPUT0', data_type: 'TYPE_FP32', dims: [4] }], instance_group: [{ kind: 'KIND_CPU', count: 2 }] });
     assert.equal(completed.max_batch_size, 8);

@@ -200,7 +200,8 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     if (declared.length > 0 && kind === 'output') return completed;
     const unlisted = fromModel.filter((tensor) => !tensor.defaulted && !batchTargets.has(tensor.name) && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name));
     const added = unlisted.map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
-    if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false }));
+    // With the defaults a declared input gets from the schema, so that the config answered lists them as Triton's does.
+    if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false, allow_ragged_batch: false }));
     return [...completed, ...added];
   };
   return {

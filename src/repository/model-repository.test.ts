@@ -147,6 +147,23 @@ test('specific { versions: [1, 3] } loads exactly those', async (t) => {
   );
 });
 
+test('a version a later load leaves out stays in the index, UNAVAILABLE and unloaded, as its requests are told', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeVersions(root, 'm', [1, 2, 3], 'version_policy: { all: {} }');
+  await repo.load('m');
+  await repo.load('m', { version_policy: { specific: { versions: ['1', '3'] } } });
+  assert.deepEqual(
+    (await repo.index()).map(({ version, state, reason }) => ({ version, state, reason })),
+    [
+      { version: '1', state: 'READY', reason: '' },
+      { version: '2', state: 'UNAVAILABLE', reason: 'unloaded' },
+      { version: '3', state: 'READY', reason: '' },
+    ],
+  );
+  assert.throws(() => repo.get('m', '2'), isCode('UNAVAILABLE', /version 2 is not at ready state: it was unloaded/));
+  assert.deepEqual((await repo.index(true)).map((row) => row.version), ['1', '3'], 'ready only');
+});
+
 test('a specific version that has no folder is reported UNAVAILABLE while the others load; with none left the model fails naming them', async (t) => {
   const { root, repo } = await repository(t);
   await writeVersions(root, 'm', [1], 'version_policy: { specific: { versions: [1, 5] } }');
@@ -286,7 +303,7 @@ test('no config on a model with fixed dims: max_batch_size 0 and full dims', asy
   assert.deepEqual(fixed.output[1].dims, [16]);
   const strings = repo.get('strings').config;
   assert.equal(strings.max_batch_size, 0);
-  assert.deepEqual(strings.input[0], { name: 'INPUT0', data_type: 'TYPE_STRING', dims: [2, -1], optional: false });
+  assert.deepEqual(strings.input[0], { name: 'INPUT0', data_type: 'TYPE_STRING', dims: [2, -1], optional: false, allow_ragged_batch: false });
 });
 
 test('a partial config is completed: max_batch_size kept, missing tensors added from the model', async (t) => {

@@ -115,7 +115,7 @@ function withTritonDefaults(config: CompletedModelConfig) {
     metric_tags: {},
     ...config,
     default_model_filename: answeredModelFilename(config),
-    input: config.input.map((input) => ({ format: 'FORMAT_NONE', is_shape_tensor: false, allow_ragged_batch: false, optional: false, ...input })),
+    input: config.input.map((input) => ({ format: 'FORMAT_NONE', is_shape_tensor: false, ...input })),
     output: config.output.map((output) => ({ label_filename: '', is_shape_tensor: false, ...output })),
     optimization: { ...TRITON_OPTIMIZATION_DEFAULTS, ...config.optimization },
     instance_group: config.instance_group.map((group) => ({ gpus: [], secondary_devices: [], profile: [], passive: false, host_policy: '', ...group })),
