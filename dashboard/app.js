@@ -310,7 +310,8 @@ const latestRates = (key) => state.history.get(key)?.at(-1)?.rates;
 
 function stateBadge(version) {
   const label = version.state ?? 'NOT LOADED';
-  const kind = label === 'READY' ? 'ok' : label === 'UNAVAILABLE' ? 'bad' : 'idle';
+  // A version unloaded on purpose (an unload, a policy that left it out) is not a failure.
+  const kind = label === 'READY' ? 'ok' : label === 'UNAVAILABLE' && version.reason !== 'unloaded' ? 'bad' : 'idle';
   return html`<span class="badge ${kind}" data-testid="state">${label}</span>`;
 }
 
