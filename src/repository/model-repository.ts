@@ -181,13 +181,13 @@ async function containedFile(root: string, folder: string, file: string, what: s
   const path = resolve(folder, file);
   const rel = relative(folder, path);
   if (isAbsolute(file) || rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
-    throw new Error(`${what} '${file}' must be a relative path inside ${shown(root, folder)}`);
+    throw new RepositoryLayoutError(`${what} '${file}' must be a relative path inside ${shown(root, folder)}`);
   }
   const real = await realpath(path).catch(() => {
-    throw new Error(`${what} '${file}': ${shown(root, path)} does not exist`);
+    throw new RepositoryLayoutError(`${what} '${file}': ${shown(root, path)} does not exist`);
   });
   if (!real.startsWith(within + sep)) {
-    throw new Error(`${what} '${file}' is a link to a file outside ${within === root ? 'the model repository' : shown(root, within)}`);
+    throw new RepositoryLayoutError(`${what} '${file}' is a link to a file outside ${within === root ? 'the model repository' : shown(root, within)}`);
   }
   return real;
 }
