@@ -845,6 +845,7 @@ verdictCommand('eval', 'the last version failed --gate')
 
 program
   .command('profile')
+  .addHelpText('after', ['', 'Exit status:', '  0    the profile was written', '  1    not written: a bad or missing option, a model or data that cannot be read, too few examples, an internal error'].join('\n'))
   .description("build a model version's reference profile from in-distribution data (what it was trained or validated on) and store it beside the version as reference.json: an out-of-distribution detector on the representation its classifier head reads, with the threshold set for --false-positive-rate on held-out examples")
   .requiredOption('--model <name>', 'model to profile')
   .requiredOption('--data <path>', "in-distribution examples: a folder of images (through the model's pre-processing) or a JSONL or CSV file of input tensors")
@@ -1189,7 +1190,10 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
         report.method === 'dynamic' || report.method === 'fp16'
           ? `calibration: none (${report.method === 'dynamic' ? 'dynamic int8 quantizes activations at run time' : 'fp16 keeps activations in float'}); ${report.calibration.heldOut} examples held out judge the gate; sha256 ${report.calibration.sha256.slice(0, 16)}…`
           : `calibration: ${report.calibration.examples} examples${calibrationDetail(report.calibration)}, ${report.calibration.heldOut} held out; sha256 ${report.calibration.sha256.slice(0, 16)}…`,
-        `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
+        // fp16 converts weight tensors, not nodes: its list names initializers.
+        report.method === 'fp16'
+          ? `weights: ${report.quantizedNodes.length} tensor(s) stored as fp16, ${report.floatNodes.length} left float32`
+          : `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
         ...(report.search ? [`search: ${report.search.map((step) => `${step.floatNodes} float -> ${percent(step.agreement)}${step.passed ? (step.floatNodes === keptFloat ? ' (passes, kept)' : ' (passes)') : ''}`).join(', ')}`] : []),
         `size: ${sizes.sourceBytes} -> ${sizes.quantizedBytes} bytes (${sizes.ratio.toFixed(3)}x)`,
         `held-out agreement (${agreement.measure}): ${percent(agreement.agreement)}${agreement.characterAgreement === undefined ? '' : `, characters ${percent(agreement.characterAgreement)}`}, largest delta of the raw output ${agreement.maxAbsDelta.toFixed(4)}; gate "${report.gate.spec}" ${report.gate.passed ? 'passed' : 'FAILED'}`,

@@ -334,7 +334,9 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const tryCandidate = async (candidate: Candidate, step: string): Promise<Measured | undefined> => {
       if (results.some((measured) => sameCandidate(measured.candidate, candidate))) return undefined;
       if (tuner.elapsedSeconds + tuner.candidateSeconds + confirmationSeconds > settings.budgetSeconds) {
-        skipped.push(`${step}: ${describeCandidate(candidate)} (--budget-s reached)`);
+        // The same candidate can come up twice (from the best so far and from the config as written): listed once.
+        const notMeasured = `${step}: ${describeCandidate(candidate)} (--budget-s reached)`;
+        if (!skipped.includes(notMeasured)) skipped.push(notMeasured);
         return undefined;
       }
       progress(describeCandidate(candidate));
