@@ -271,6 +271,13 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, /record 3: label "horse" is neither a class of the model nor an index 0\.\.2/);
 
+  // A label column named otherwise is not guessed at, but said: the data are then judged unlabelled.
+  await writeFile(csv, 'INPUT0.0,INPUT0.1,INPUT0.2,Label\n9,1,1,cat\n1,9,1,dog\n');
+  const misnamed = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1']);
+  assert.equal(misnamed.code, 0, misnamed.stderr);
+  assert.match(misnamed.stderr, /'Label' is not read as the label, which is the field or column named 'label': the data are judged unlabelled/);
+  assert.match(misnamed.stdout, /unlabelled \(agreement only\)/);
+
   // A record the model refuses is named as a label error is, not only by what the model said.
   const jsonl = join(work, 'shapes.jsonl');
   const record = (data: number[]) => JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, data.length], data }], label: 'cat' });

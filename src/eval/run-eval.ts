@@ -168,13 +168,18 @@ function labelOf(value: unknown, kind: OutputKind, classes: readonly string[] | 
   return index;
 }
 
+/** Field names a person may have meant as the label. */
+const LABEL_LIKE = /^(labels?|class(es)?|targets?|y|category|ground_?truth)$/i;
+
 /** The requests of a batch job's JSONL or CSV input, each with its `label` when it has one. */
-async function recordExamples(path: string, server: Server, model: ModelVersion, output: string, kind: OutputKind, classes: readonly string[] | undefined): Promise<Examples> {
+async function recordExamples(path: string, server: Server, model: ModelVersion, output: string, kind: OutputKind, classes: readonly string[] | undefined, logger: Logger): Promise<Examples> {
   const source = await openInput(path);
   const processor = RecordProcessor.create(server, { model: model.name, version: model.version });
   const requests: InferenceRequest[] = [];
   const wheres: string[] = [];
   const labels: (number | string)[] = [];
+  /** Fields named like a label but not `label` (Label, class, target): said when they leave the data unlabelled. */
+  const nearMisses = new Set<string>();
   for await (const entry of source.records()) {
     const record = await entry.load();
     const where = `--data ${path}, record ${record.id}`;
@@ -184,13 +189,20 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
     try {
       if (record.json !== undefined) {
         const value: unknown = parseExactJson(Buffer.from(record.json, 'utf8'), where);
-        if (value && typeof value === 'object' && !Array.isArray(value)) label = (value as Record<string, unknown>).label;
+        if (value && typeof value === 'object' && !Array.isArray(value)) {
+          label = (value as Record<string, unknown>).label;
+          for (const key of Object.keys(value)) if (LABEL_LIKE.test(key) && key !== 'label') nearMisses.add(key);
+        }
       }
       requests.push({ ...processor.request(record), outputs: [{ name: output }] });
     } catch (error) {
       throw new Error(`${where}: ${(error as Error).message}`);
     }
+    for (const key of Object.keys(record.fields ?? {})) if (LABEL_LIKE.test(key) && key !== 'label') nearMisses.add(key);
     if (label !== undefined && label !== '') labels.push(labelOf(label, kind, classes, where));
+  }
+  if (labels.length === 0 && nearMisses.size > 0) {
+    logger.warn(`--data ${path}: ${[...nearMisses].map((key) => `'${key}'`).join(', ')} is not read as the label, which is the field or column named 'label': the data are judged unlabelled (agreement only)`);
   }
   if (requests.length === 0) throw new Error(`--data ${path} has no records`);
   if (labels.length !== 0 && labels.length !== requests.length) throw new Error(`--data ${path}: ${labels.length} of ${requests.length} records have a label; label all of them or none`);
@@ -263,7 +275,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
             : `'${settings.model}' takes images, but its output '${declared.name}' [${declared.dims.join(', ')}] is not one score per class`;
       throw new Error(`--data ${settings.data} is a folder of images, which eval reads for a classifier taking images: ${takes}; give this model a JSONL or CSV file of its input tensors`);
     }
-    const examples = isFolder ? await imageExamples(settings.data, first, classLabels(first) ?? []) : await recordExamples(settings.data, server, first, declared.name, kind, classes);
+    const examples = isFolder ? await imageExamples(settings.data, first, classLabels(first) ?? []) : await recordExamples(settings.data, server, first, declared.name, kind, classes, logger);
     if (examples.labels && kind === 'classification' && !classes) {
       throw new Error(`--data ${settings.data} is labelled, but output '${declared.name}' of '${settings.model}' has no labels file to score against; give it label_filename, or unlabelled data to compare versions by agreement alone`);
     }
