@@ -242,7 +242,11 @@ export class GrpcClient {
     try {
       for await (const message of call) {
         if (message.error_message) yield { id: message.infer_response?.id ?? '', error: message.error_message };
-        else yield decodeResponse(message.infer_response, classification);
+        else {
+          // The stream's own flag (every answer is its request's last): the transport's business, not the answer's, as over HTTP.
+          const { triton_final_response: _final, ...parameters } = message.infer_response.parameters ?? {};
+          yield decodeResponse({ ...message.infer_response, parameters }, classification);
+        }
       }
       answered = true;
     } catch (error) {
