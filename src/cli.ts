@@ -681,6 +681,7 @@ type RemoteImageCall = (client: HttpClient, image: Buffer) => Promise<object>;
 /** The flags of `nereid classify` and `nereid detect` that say where the model runs. */
 interface ImageCommandFlags extends ServerConnectionFlags {
   model: string;
+  modelVersion?: string;
   modelRepository?: string;
   allowCodeModels: boolean;
 }
@@ -739,8 +740,11 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, comman
     process.exit(); // with process.exitCode: keep-alive sockets to the server would hold the process a few seconds
   }
   const logger = createLogger({ level: 'warn', fd: 2 });
-  const server = await createCommandServer({ modelRepository: flags.modelRepository!, loadModels: [model], allowCodeModels: flags.allowCodeModels, logger });
+  // A version named is loaded whatever the model's policy serves (a quantized one left out of it, say), as eval loads it.
+  const version = flags.modelVersion;
+  const server = await createCommandServer({ modelRepository: flags.modelRepository!, loadModels: version ? [] : [model], allowCodeModels: flags.allowCodeModels, logger });
   await server.start();
+  if (version !== undefined) await server.loadVersions(model, [version]);
   try {
     // One call per file, so a bad file is reported on its own line; the batcher still groups them.
     const answers = await Promise.allSettled(images.map((image) => (image.status === 'rejected' ? Promise.reject(image.reason) : local(server, image.value))));

@@ -507,6 +507,13 @@ describe('nereid classify (CLI)', () => {
     const told = await cli(['--model', 'cnn_pbtxt', '--url', srv.url, '--model-repository', srv.repoDir, files.png]);
     assert.match(told.stderr, /nereid classify: --model-repository is for a run in this process; with --url the server's own settings decide/);
   });
+
+  test("in process, --model-version loads the version named even where the model's policy leaves it out (the bundled int8 Fashion-MNIST)", async () => {
+    const named = await cli(['--model', 'fashion_mnist', '--model-version', '2', join(ROOT, 'examples/images/bag.png')]);
+    assert.equal(named.code, 0, named.stderr);
+    assert.equal((JSON.parse(named.stdout) as Json).model_version, '2');
+    assert.equal((JSON.parse(named.stdout) as Json).predictions[0].label, 'Bag');
+  });
 });
 
 test('/classify without a version follows the model\'s traffic policy, as /infer does; a named version is honoured', async () => {
