@@ -941,6 +941,7 @@ serverConnectionOptions(monitor, 'inference')
         ...(report.classShares ? [`predicted class shares: Jensen–Shannon ${report.classShares.divergence.toFixed(4)} bits from the reference (${report.classShares.level})`] : []),
         ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
         ...(report.accuracyCaution ? [`caution: ${report.accuracyCaution}`] : []),
+        ...(report.realisedAccuracyNote ? [report.realisedAccuracyNote] : []),
         ...featureDriftTable(report.features.map((feature) => ({ ...feature, chance: feature.chancePsi }))),
         ...(report.unreadable.length === 0
           ? []

@@ -347,6 +347,19 @@ test('without --versions, a version the policy names that fails to load fails th
   assert.match(stderr, /model 'fashion_mnist': its version policy names a version that did not load[^\n]*version 5: /);
 });
 
+test('monitor says why it gives no realised accuracy when some image folders name no class', async () => {
+  const folder = join(work, 'half-labelled');
+  const [known, other] = (await readdir(data)).slice(0, 2);
+  for (const [source, target] of [[known, known], [other, 'shoes']]) {
+    await mkdir(join(folder, target!), { recursive: true });
+    for (const file of (await readdir(join(data, source!))).slice(0, 5)) await cp(join(data, source!, file), join(folder, target!, file));
+  }
+  const monitored = await nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', repository, '--data', folder]);
+  assert.equal(monitored.code, 0, monitored.stderr);
+  assert.match(monitored.stdout, /no realised accuracy: the folder 'shoes' names no class of the model \(its classes: T-shirt\/top, /);
+  assert.doesNotMatch(monitored.stdout, /realised \(class folders\)/);
+});
+
 test('a corrupt image among many is named by its path: eval stops at it, monitor lists it and scores the others', async () => {
   const folder = join(work, 'with-corrupt');
   await mkdir(folder);

@@ -346,6 +346,8 @@ export interface MonitorReport {
   accuracyCaution?: string;
   /** With class folders in --data: the accuracy actually reached. */
   realisedAccuracy?: number;
+  /** Why there is no realisedAccuracy although some images are in class folders: the folders that name no class. */
+  realisedAccuracyNote?: string;
   /** Files of --data left out because they could not be read or decoded. */
   unreadable: { id: string | number; reason: string }[];
 }
@@ -425,5 +427,20 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   }
   const truth = folderLabels(loaded);
   if (truth) report.realisedAccuracy = observed.predicted.filter((cls, index) => cls === truth[index]).length / truth.length;
+  else {
+    const strays = foldersNamingNoClass(loaded);
+    if (strays.length > 0) {
+      report.realisedAccuracyNote = `no realised accuracy: ${strays.length === 1 ? 'the folder' : 'the folders'} ${strays.slice(0, 5).map((folder) => `'${folder}'`).join(', ')}${strays.length > 5 ? ', …' : ''} ${strays.length === 1 ? 'names' : 'name'} no class of the model (its classes: ${loaded.labels!.slice(0, 10).join(', ')}${loaded.labels!.length > 10 ? ', …' : ''}); every image must be in a class folder for it`;
+    }
+  }
   return report;
+}
+
+/** Where some images are in class folders and others are not: the folders (or '.' for the top) whose name is no class. */
+function foldersNamingNoClass(loaded: LoadedVersion): string[] {
+  if (!loaded.images || !loaded.labels) return [];
+  const classOf = classOfName(loaded.labels);
+  const folders = [...new Set(loaded.ids.map((id) => String(id).split('/').slice(0, -1).join('/')))];
+  const strays = folders.filter((folder) => classOf(folder) === undefined);
+  return strays.length < folders.length ? strays.map((folder) => folder || '.') : [];
 }
