@@ -346,6 +346,12 @@ async function serverClient(flags: ServerConnectionFlags, scope: 'inference' | '
   }
 }
 
+/**
+ * The warnings of a command that runs to its end (eval, quantize, tune, batch…): lines for the person who ran it, on
+ * stderr, whatever stderr is — a server's JSON lines are for a collector, these are read beside the command's report.
+ */
+const commandLogger = () => createLogger({ level: 'warn', fd: 2, format: 'text' });
+
 /** --log-verbose 0 logs at info, 1 at debug, 2 or more at trace, as Triton's verbosity grows. */
 function logLevel(verbose: number): string {
   return verbose >= 2 ? 'trace' : verbose === 1 ? 'debug' : 'info';
@@ -365,7 +371,7 @@ program.hook('preAction', async (_program, command) => {
   if (!command.options.some((option) => option.attributeName() === 'modelRepository')) return;
   if (command.getOptionValue('modelRepository') === undefined) command.setOptionValue('modelRepository', BUNDLED_REPOSITORY);
   if (command.name() !== 'serve' && (await isBundledRepository(command.getOptionValue('modelRepository')))) {
-    await prepareBundledRepository(createLogger({ level: 'warn', fd: 2 }));
+    await prepareBundledRepository(commandLogger());
   }
 });
 
@@ -739,7 +745,7 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, comman
     summarise();
     process.exit(); // with process.exitCode: keep-alive sockets to the server would hold the process a few seconds
   }
-  const logger = createLogger({ level: 'warn', fd: 2 });
+  const logger = commandLogger();
   // A version named is loaded whatever the model's policy serves (a quantized one left out of it, say), as eval loads it.
   const version = flags.modelVersion;
   const server = await createCommandServer({ modelRepository: flags.modelRepository!, loadModels: version ? [] : [model], allowCodeModels: flags.allowCodeModels, logger });
@@ -836,7 +842,7 @@ verdictCommand('eval', 'the last version failed --gate')
     const { formatEvalReport, runEval, writeComparisonChart } = await import('./eval/index.js');
     const report = await runEval(
       { modelRepository: flags.modelRepository, allowCodeModels: flags.allowCodeModels, model: flags.model, versions: flags.versions, data: flags.data, output: flags.output, kind: flags.kind, threshold: flags.threshold, topK: flags.topK, gate: flags.gate, minGateExamples: flags.minGateExamples },
-      createLogger({ level: 'warn', fd: 2 }),
+      commandLogger(),
     );
     console.log(flags.json ? JSON.stringify(report) : formatEvalReport(report));
     if (flags.plot) {
@@ -863,7 +869,7 @@ program
     const { runProfile } = await import('./tools/index.js');
     const profile = await runProfile(
       { modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, falsePositiveRate: flags.falsePositiveRate, maxExamples: flags.maxExamples, tensor: flags.tensor },
-      createLogger({ level: 'warn', fd: 2 }),
+      commandLogger(),
     );
     const ood = profile.ood!;
     const summary = {
@@ -930,7 +936,7 @@ serverConnectionOptions(monitor, 'inference')
     }
     if (!flags.data) throw new Error('give --data <examples> to score, or --url <server> to read the state a running server keeps');
     const { runMonitor } = await import('./tools/index.js');
-    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, createLogger({ level: 'warn', fd: 2 }));
+    const report = await runMonitor({ modelRepository: flags.modelRepository, model: flags.model, version: flags.version, data: flags.data, reference: flags.reference }, commandLogger());
     failOn(report.state);
     if (flags.json) return console.log(JSON.stringify(report));
     const percent = (value: number) => `${(value * 100).toFixed(1)} %`;
@@ -1085,7 +1091,7 @@ verdictCommand('tune', 'no config met --p99-ms or --max-cost, or --write could n
     // Found out now rather than after the whole search; what is read now is what the result may replace.
     const readAtStart = flags.write ? await writableConfigOf(resolve(flags.modelRepository, flags.model)) : undefined;
     if (flags.chart) await checkWritableFile('--chart', flags.chart);
-    const logger = createLogger({ level: 'warn', fd: 2 });
+    const logger = commandLogger();
     const bar = process.stderr.isTTY && !flags.json ? new SingleBar({ format: 'tune |{bar}| {value}/{total} configs | {elapsed} s of {budget} s | {label}', hideCursor: true }, Presets.shades_classic) : undefined;
     bar?.start(1, 0, { label: 'starting', elapsed: 0, budget: flags.budgetS });
     const report = await runTune(
@@ -1181,7 +1187,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
         kind: flags.kind,
         threshold: flags.threshold,
       },
-      createLogger({ level: 'warn', fd: 2 }),
+      commandLogger(),
     );
     process.exitCode = report.decision.written ? 0 : 1;
     if (flags.json) return console.log(JSON.stringify(report));
@@ -1348,7 +1354,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
       retryFailed: flags.retryFailed,
       progress: flags.progress,
       signal: controller.signal,
-      logger: createLogger({ level: 'warn', fd: 2 }),
+      logger: commandLogger(),
     };
     const { batchJobOutcome, formatSummary, runDistributedBatchJob, runLocalBatchJob } = await import('./jobs/index.js');
     const summary = flags.queue
