@@ -80,7 +80,10 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
   try {
     info = await stat(path);
   } catch (error) {
-    throw invalidArgument(`input '${path}' cannot be read: ${(error as Error).message}`);
+    // The system's message repeats the path (ENOENT: no such file or directory, stat '…'): said once, in words.
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file or folder' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw invalidArgument(`input '${path}' cannot be read: ${why}`);
   }
   if (info.isDirectory()) return imageFolder(path);
   const extension = extname(path).toLowerCase();
