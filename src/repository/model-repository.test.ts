@@ -147,23 +147,6 @@ test('specific { versions: [1, 3] } loads exactly those', async (t) => {
   );
 });
 
-test('a version a later load leaves out stays in the index, UNAVAILABLE and unloaded, as its requests are told', async (t) => {
-  const { root, repo } = await repository(t);
-  await writeVersions(root, 'm', [1, 2, 3], 'version_policy: { all: {} }');
-  await repo.load('m');
-  await repo.load('m', { version_policy: { specific: { versions: ['1', '3'] } } });
-  assert.deepEqual(
-    (await repo.index()).map(({ version, state, reason }) => ({ version, state, reason })),
-    [
-      { version: '1', state: 'READY', reason: '' },
-      { version: '2', state: 'UNAVAILABLE', reason: 'unloaded' },
-      { version: '3', state: 'READY', reason: '' },
-    ],
-  );
-  assert.throws(() => repo.get('m', '2'), isCode('UNAVAILABLE', /version 2 is not at ready state: it was unloaded/));
-  assert.deepEqual((await repo.index(true)).map((row) => row.version), ['1', '3'], 'ready only');
-});
-
 test('a specific version that has no folder is reported UNAVAILABLE while the others load; with none left the model fails naming them', async (t) => {
   const { root, repo } = await repository(t);
   await writeVersions(root, 'm', [1], 'version_policy: { specific: { versions: [1, 5] } }');

@@ -1268,8 +1268,7 @@ export class ModelRepository {
         if (!readyOnly) rows.push({ name, state: 'UNAVAILABLE', reason: modelFailure });
         continue;
       }
-      // A version that served and went (a load whose policy left it out, its folder removed) stays listed, as Triton keeps it.
-      const versions = new Set([...entry.versions.keys(), ...entry.failures.keys(), ...(this.servedVersions.get(name) ?? [])]);
+      const versions = new Set([...entry.versions.keys(), ...entry.failures.keys()]);
       for (const version of [...versions].sort((a, b) => Number(a) - Number(b))) {
         const loaded = entry.versions.get(version);
         const state: ModelState = entry.unloaded ? 'UNAVAILABLE' : (loaded?.state ?? 'UNAVAILABLE');
@@ -1278,7 +1277,7 @@ export class ModelRepository {
           ? 'unloaded'
           : loaded
             ? loaded.reason || (entry.reloadFailure ?? entry.failures.get(version) ? `serving; its reload failed: ${entry.reloadFailure ?? entry.failures.get(version)}` : '')
-            : (entry.failures.get(version) ?? 'unloaded');
+            : entry.failures.get(version)!;
         rows.push({ name, version, state, reason });
       }
     }
