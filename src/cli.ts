@@ -699,7 +699,6 @@ interface ImageCommandFlags extends ServerConnectionFlags {
  */
 async function runImageCommand(files: string[], flags: ImageCommandFlags, command: Command, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
   const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
-  const [{ ClientError }, { createCommandServer }, { timingAnswer }] = await Promise.all([import('./client/http-client.js'), import('./server/create-server.js'), import('./model/image-classification.js')]);
   // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
   const images = await Promise.allSettled(
     files.map((file) =>
@@ -727,7 +726,7 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, comman
       // Asked for, not filled in: every command that reads a repository is given the bundled one when none is named.
       if (['cli', 'env'].includes(command.getOptionValueSource(key) ?? '')) console.error(`nereid ${route}: ${flag} is for a run in this process; with --url the server's own settings decide`);
     }
-    const client = await serverClient(flags, 'inference');
+    const [client, { ClientError }] = await Promise.all([serverClient(flags, 'inference'), import('./client/http-client.js')]);
     for (const [index, file] of files.entries()) {
       const image = images[index];
       if (image.status === 'rejected') {
@@ -745,13 +744,13 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, comman
     summarise();
     process.exit(); // with process.exitCode: keep-alive sockets to the server would hold the process a few seconds
   }
-  const logger = commandLogger();
-  // A version named is loaded whatever the model's policy serves (a quantized one left out of it, say), as eval loads it.
-  const version = flags.modelVersion;
-  const server = await createCommandServer({ modelRepository: flags.modelRepository!, loadModels: version ? [] : [model], allowCodeModels: flags.allowCodeModels, logger });
+  const [{ createCommandServer }, { timingAnswer }] = await Promise.all([import('./server/create-server.js'), import('./model/image-classification.js')]);
+  const server = await createCommandServer({ modelRepository: flags.modelRepository!, loadModels: [model], allowCodeModels: flags.allowCodeModels, logger: commandLogger() });
   await server.start();
-  if (version !== undefined) await server.loadVersions(model, [version]);
   try {
+    // A version named that the model's policy leaves out (a quantized one, say) is loaded on its own, as eval loads it.
+    const version = flags.modelVersion;
+    if (version !== undefined && !server.modelReady(model, version)) await server.loadVersions(model, [version]);
     // One call per file, so a bad file is reported on its own line; the batcher still groups them.
     const answers = await Promise.allSettled(images.map((image) => (image.status === 'rejected' ? Promise.reject(image.reason) : local(server, image.value))));
     answers.forEach((answer, index) => {

@@ -1,7 +1,7 @@
 /**
- * Each `nereid` command loads the machinery it runs and no more: help, and the batch commands that only talk to Redis,
- * start without Fastify, gRPC, Prometheus or ONNX Runtime (about a second of start-up each), while serve loads its
- * front ends — the control that shows the check sees a package when it is loaded.
+ * Each `nereid` command loads the machinery it runs when it runs: help, and a command refused for its flags, start
+ * without Fastify, gRPC, Prometheus, ONNX Runtime or the Redis queue (about a second of start-up each), while serve's
+ * action loads its front ends — the control that shows the check sees a package when it is loaded.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -31,7 +31,7 @@ async function heavyPackagesLoadedBy(probe: string, args: string[]): Promise<{ h
   return { heavy: HEAVY.filter((name) => loaded.includes(name)), stderr };
 }
 
-test('help and the Redis-only batch commands load no server, engine or queue machinery; serve loads its front ends', async (t) => {
+test('help and a command refused for its flags load no server, engine or queue machinery; serve loads its front ends', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'nereid-cli-startup-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const probe = join(dir, 'probe.mjs');

@@ -180,6 +180,8 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
   const labels: (number | string)[] = [];
   /** Fields named like a label but not `label` (Label, class, target): said when they leave the data unlabelled. */
   const nearMisses = new Set<string>();
+  // A model input named like a label (y, class) is data, not a label the user misnamed.
+  const inputs = new Set(model.config.input.map((input) => input.name));
   for await (const entry of source.records()) {
     const record = await entry.load();
     const where = `--data ${path}, record ${record.id}`;
@@ -191,14 +193,14 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
         const value: unknown = parseExactJson(Buffer.from(record.json, 'utf8'), where);
         if (value && typeof value === 'object' && !Array.isArray(value)) {
           label = (value as Record<string, unknown>).label;
-          for (const key of Object.keys(value)) if (LABEL_LIKE.test(key) && key !== 'label') nearMisses.add(key);
+          for (const key of Object.keys(value)) if (LABEL_LIKE.test(key) && key !== 'label' && !inputs.has(key)) nearMisses.add(key);
         }
       }
       requests.push({ ...processor.request(record), outputs: [{ name: output }] });
     } catch (error) {
       throw new Error(`${where}: ${(error as Error).message}`);
     }
-    for (const key of Object.keys(record.fields ?? {})) if (LABEL_LIKE.test(key) && key !== 'label') nearMisses.add(key);
+    for (const key of Object.keys(record.fields ?? {})) if (LABEL_LIKE.test(key) && key !== 'label' && !inputs.has(key)) nearMisses.add(key);
     if (label !== undefined && label !== '') labels.push(labelOf(label, kind, classes, where));
   }
   if (labels.length === 0 && nearMisses.size > 0) {

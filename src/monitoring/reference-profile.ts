@@ -20,8 +20,12 @@ const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${
  * the version the policy serves, which may be another whose profile it then replaces) and the repository, when
  * the caller knows it and it is not the bundled one profile reads by default.
  */
+/** The repository a hint to a client names without its path (clients are told no server paths): a placeholder, as the data's. */
+export const UNNAMED_REPOSITORY = '<model repository>';
+
 export function profileCommand(model: string, version: string, repository?: string): string {
-  return `nereid profile --model ${shellWord(model)} --version ${version}${repository === undefined ? '' : ` --model-repository ${shellWord(repository)}`} --data <in-distribution data>`;
+  const named = repository === undefined ? '' : ` --model-repository ${repository === UNNAMED_REPOSITORY ? repository : shellWord(repository)}`;
+  return `nereid profile --model ${shellWord(model)} --version ${version}${named} --data <in-distribution data>`;
 }
 
 /**

@@ -20,6 +20,7 @@ import { classifyImages, imageClassifier } from '../model/image-classification.j
 import { detectObjects, detector } from '../model/object-detection.js';
 import type { ModelVersion, VersionHold } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
+import { UNNAMED_REPOSITORY } from '../monitoring/reference-profile.js';
 import { LogSettings, type LogSettingsAnswer } from '../observability/log-settings.js';
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
@@ -603,7 +604,9 @@ export class Server {
   /** Drift, out-of-distribution share and accuracy of one version over its recent traffic (the served version when none is named). */
   modelMonitor(name: string, version?: string): MonitorAnswer {
     const model = this.model(name, version);
-    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false ? this.settingName('monitoring', false) : undefined, this.repository.hintRepositoryOf(model.name));
+    // The hint names the repository to profile in, but not by its path: clients are told no server paths (the log has it).
+    const repository = this.repository.hintRepositoryOf(model.name) === undefined ? undefined : UNNAMED_REPOSITORY;
+    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false ? this.settingName('monitoring', false) : undefined, repository);
   }
 
   /**
