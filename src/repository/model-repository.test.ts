@@ -1,7 +1,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { OnnxRuntimeBackend } from '../backends/onnx-runtime-backend.js';
@@ -9,7 +9,7 @@ import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { buildOnnxModel, buildOnnxModelWithExternalData, type ModelSpec } from '../onnx/onnx-model-builder.js';
 import { accumulatorModel, addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
-import { checkModelName, ModelRepository } from './model-repository.js';
+import { checkModelName, ModelRepository, RepositoryConfig } from './model-repository.js';
 
 const backend = new OnnxRuntimeBackend();
 const logger = pino({ level: 'silent' });
@@ -738,6 +738,17 @@ test('load and unload of one model are serialised', async (t) => {
   const steps = await Promise.allSettled([repo.load('m'), repo.unload('m'), repo.load('m'), repo.load('m')]);
   assert.deepEqual(steps.map((step) => step.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
   assert.equal(await scaleFactor(repo.get('m')), 2);
+});
+
+test("a config built from the repository's own (a tool loading named versions) is not held to a client's bounds", async (t) => {
+  const { root, repo } = await repository(t);
+  // A config written on a machine with more cores (by nereid tune, say): one thread more than this machine has.
+  const threads = String(availableParallelism() + 1);
+  await writeVersions(root, 'm', [1, 2], `max_batch_size: 0\nparameters: { intra_op_thread_count: { string_value: "${threads}" } }`);
+  const own = { ...(await repo.configOf('m')), version_policy: { specific: { versions: [1, 2] } } };
+  await assert.rejects(repo.load('m', own), isCode('INVALID_ARGUMENT', /may not ask for \d+ intra op thread counts/), 'from a client: refused');
+  await repo.load('m', new RepositoryConfig(own));
+  assert.deepEqual(repo.versionsOf('m'), ['1', '2']);
 });
 
 test('a config override on load replaces the config file', async (t) => {

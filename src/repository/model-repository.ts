@@ -282,9 +282,21 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
   }
 }
 
+/**
+ * A config built from the repository's own for a load (a tool loading named versions side by side: the files' config
+ * with another version_policy). It replaces the files' config as a load request's does, but nothing in it came from a
+ * client: it is not held to a client's bounds (threads, instances, warm-up), and its failures are not the caller's mistake.
+ */
+export class RepositoryConfig {
+  constructor(readonly config: unknown) {}
+}
+
+/** Whether a load's config came from a client (a load request's `config`), not from the repository. */
+const fromClient = (configOverride: unknown): boolean => configOverride !== undefined && !(configOverride instanceof RepositoryConfig);
+
 /** A load that failed on the config a client sent is the client's mistake, logged as a warning; any other failure is an error. */
 function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
-  return configOverride !== undefined && error instanceof ModelConfigError ? 'warn' : 'error';
+  return fromClient(configOverride) && error instanceof ModelConfigError ? 'warn' : 'error';
 }
 
 /** A model folder laid out wrong (no version folders): the operator's to fix, though no config given with a load caused it. */
@@ -542,6 +554,7 @@ export class ModelRepository {
   }
 
   private async readConfig(folder: string, override: unknown, root: string): Promise<ModelConfig> {
+    if (override instanceof RepositoryConfig) return parseModelConfig(override.config, 'config');
     if (override !== undefined) {
       const config = parseModelConfig(override, 'config override');
       checkOverride(config, await this.readConfig(folder, undefined, root).catch(() => undefined));
@@ -863,7 +876,7 @@ export class ModelRepository {
             previousStatistics: previous?.versions.get(version)?.statistics,
             serving: servingNow && { version: servingNow, filesUnchanged: async () => (await folderStamps(folder, CONFIG_FILE_NAMES)) === entry.files },
             // A load request's config is held to the warmup bound on what completion settles (inputs it leaves out, a -1 the model fixes).
-            warmupMemoryLimit: configOverride === undefined ? undefined : OVERRIDE_LIMITS.warmupBytes,
+            warmupMemoryLimit: fromClient(configOverride) ? OVERRIDE_LIMITS.warmupBytes : undefined,
             config,
             backend,
             logger: logger.child({ version }),
@@ -1102,7 +1115,7 @@ export class ModelRepository {
    */
   private loadFailure(name: string, reason: string, configOverride: unknown, errors: readonly unknown[]): NereidError {
     const cause = errors[0] instanceof ModelConfigError ? errors[0].cause : errors[0];
-    const callersMistake = configOverride !== undefined && errors.every((error) => error instanceof ModelConfigError);
+    const callersMistake = fromClient(configOverride) && errors.every((error) => error instanceof ModelConfigError);
     if (callersMistake) return new ModelLoadError('INVALID_ARGUMENT', `load failed for model '${name}' with the config given: ${reason}`, { cause });
     return new ModelLoadError('UNAVAILABLE', `load failed for model '${name}': ${reason}`, { cause });
   }

@@ -25,7 +25,7 @@ import { LogSettings, type LogSettingsAnswer } from '../observability/log-settin
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
-import { checkModelName, ModelLoadError, ModelRepository, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import { checkModelName, ModelLoadError, ModelRepository, RepositoryConfig, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { versionIdentity } from '../repository/ensemble-loader.js';
 import { VERSION } from '../version.js';
@@ -870,7 +870,8 @@ export class Server {
     // asked for, and fail on a broken one.
     const base = this.modelReady(name) ? await this.modelConfig(name) : await this.repository.configOf(name);
     const config = { ...base, version_policy: { specific: { versions: versions.map(Number) } } };
-    await this.loadModel(name, { config: JSON.stringify(config) });
+    // The repository's own config with another policy: loaded as a config given with a load, but not held to a client's bounds.
+    await this.loadWithConfig(name, new RepositoryConfig(config));
   }
 
   /** The backend a model's config files name ('ensemble' for an ensemble), whether or not it is loaded. */
@@ -883,10 +884,8 @@ export class Server {
    * As in Triton, the load fails when a version its policy names did not load, though the others then serve;
    * `everyVersion: false` is for a tool that only needs the version the policy serves.
    */
-  async loadModel(name: string, parameters: Record<string, unknown> = {}, { everyVersion = true }: { everyVersion?: boolean } = {}): Promise<void> {
-    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
-    this.requireExplicitControl('load');
-    checkModelName(name);
+  async loadModel(name: string, parameters: Record<string, unknown> = {}, options: { everyVersion?: boolean } = {}): Promise<void> {
+    this.checkLoadable(name);
     let override: unknown;
     for (const [key, value] of Object.entries(parameters)) {
       if (key === 'config') {
@@ -902,6 +901,19 @@ export class Server {
         throw invalidArgument(`unknown load parameter '${key}' (supported: config)`);
       }
     }
+    await this.loadWithConfig(name, override, options);
+  }
+
+  /** A load is refused while the server shuts down, outside explicit control, and for a name no folder can have. */
+  private checkLoadable(name: string): void {
+    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    this.requireExplicitControl('load');
+    checkModelName(name);
+  }
+
+  /** A load with the config a load request gave (a client's), with one built from the repository's own, or with none. */
+  private async loadWithConfig(name: string, override: unknown, { everyVersion = true }: { everyVersion?: boolean } = {}): Promise<void> {
+    this.checkLoadable(name);
     // As Triton answers every failed load, a model missing from the repository included: 400 / INVALID_ARGUMENT.
     const asLoadFailure = (error: unknown): never => {
       if ((error instanceof ModelLoadError || (error instanceof NereidError && error.code === 'NOT_FOUND')) && error.code !== 'INVALID_ARGUMENT') {
