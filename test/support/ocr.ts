@@ -23,8 +23,20 @@ export interface RenderOptions {
   margin?: number;
 }
 
+/**
+ * Text renderings run one at a time: Pango and fontconfig under libvips' worker threads are not safe to call side by
+ * side (three lines in different fonts rendered at once crashed a test process with SIGSEGV).
+ */
+let rendering: Promise<unknown> = Promise.resolve();
+
 /** Renders one line of black text on white with Pango (sharp's text input), as RGB. */
-export async function renderTextLine(text: string, options: RenderOptions = {}): Promise<RgbImage> {
+export function renderTextLine(text: string, options: RenderOptions = {}): Promise<RgbImage> {
+  const next = rendering.then(() => renderNow(text, options));
+  rendering = next.catch(() => undefined);
+  return next;
+}
+
+async function renderNow(text: string, options: RenderOptions): Promise<RgbImage> {
   const { font = 'DejaVu Sans', dpi = 200, margin = 8 } = options;
   const { data, info } = await sharp({ text: { text: escapePangoMarkup(text), font, dpi, rgba: true } })
     .flatten({ background: '#ffffff' })
