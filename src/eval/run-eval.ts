@@ -182,6 +182,9 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
   const nearMisses = new Set<string>();
   // A model input named like a label (y, class) is data, not a label the user misnamed.
   const inputs = new Set(model.config.input.map((input) => input.name));
+  const noteNearMisses = (fields: object) => {
+    for (const key of Object.keys(fields)) if (LABEL_LIKE.test(key) && key !== 'label' && !inputs.has(key)) nearMisses.add(key);
+  };
   for await (const entry of source.records()) {
     const record = await entry.load();
     const where = `--data ${path}, record ${record.id}`;
@@ -193,14 +196,14 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
         const value: unknown = parseExactJson(Buffer.from(record.json, 'utf8'), where);
         if (value && typeof value === 'object' && !Array.isArray(value)) {
           label = (value as Record<string, unknown>).label;
-          for (const key of Object.keys(value)) if (LABEL_LIKE.test(key) && key !== 'label' && !inputs.has(key)) nearMisses.add(key);
+          noteNearMisses(value);
         }
       }
       requests.push({ ...processor.request(record), outputs: [{ name: output }] });
     } catch (error) {
       throw new Error(`${where}: ${(error as Error).message}`);
     }
-    for (const key of Object.keys(record.fields ?? {})) if (LABEL_LIKE.test(key) && key !== 'label' && !inputs.has(key)) nearMisses.add(key);
+    noteNearMisses(record.fields ?? {});
     if (label !== undefined && label !== '') labels.push(labelOf(label, kind, classes, where));
   }
   if (labels.length === 0 && nearMisses.size > 0) {

@@ -409,8 +409,6 @@ export class ModelRepository {
   private resolvedOf = new Map<string, string>();
   /** Why the last listing could not read the repository; undefined while it can. */
   private unreadable?: string;
-  /** The repository each loaded model's hints (`nereid profile --model-repository …`) name; none for the bundled one. */
-  private readonly hintRepositories = new Map<string, string | undefined>();
 
   constructor(private readonly options: ModelRepositoryOptions) {}
 
@@ -504,11 +502,6 @@ export class ModelRepository {
       throw notFound(`model ${quoteName(name)} is not in the model repositories`);
     }
     return { root: holding[0], folder: await this.modelFolder(name, holding[0]) };
-  }
-
-  /** The repository a hint about a loaded model names (`--model-repository …`); undefined for the bundled one, or a model not loaded. */
-  hintRepositoryOf(name: string): string | undefined {
-    return this.hintRepositories.get(name);
   }
 
   /** A model's folder with every link followed (checked to be inside the repository). */
@@ -928,9 +921,7 @@ export class ModelRepository {
       entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
       entry.pinned = pinnedVersions(config);
     }
-    const hintRepository = await repositoryForHints(this.rootLabels.get(await this.placeOfFolder(folder)) ?? this.configuredRoots[0]);
-    this.hintRepositories.set(name, hintRepository);
-    if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, hintRepository, folder, available, entry, logger);
+    if (this.options.monitoring !== false) await this.warnOfUnmonitoredVersions(name, folder, available, entry, logger);
     // A version that served before and failed to load again keeps serving as it was (the others move on), its failure
     // shown beside it in the index — not one the policy no longer names or whose folder went, nor across a change of
     // kind (a model that became an ensemble, or the reverse).
@@ -949,13 +940,14 @@ export class ModelRepository {
    * another version of the model has one (a quantized version, say, whose profile was not built). The versions named
    * as having one leave out those that failed to load: a version the policy does not serve can still have one.
    */
-  private async warnOfUnmonitoredVersions(name: string, repository: string | undefined, folder: string, onDisk: readonly number[], entry: ModelEntry, logger: Logger): Promise<void> {
+  private async warnOfUnmonitoredVersions(name: string, folder: string, onDisk: readonly number[], entry: ModelEntry, logger: Logger): Promise<void> {
     const unmonitored = [...entry.versions.values()].filter((version) => !version.profiled);
     if (unmonitored.length === 0) return;
     const candidates = onDisk.filter((version) => !entry.failures.has(String(version)));
     const profiled = await Promise.all(candidates.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
     const monitored = candidates.filter((_, index) => profiled[index]);
     if (monitored.length === 0) return;
+    const repository = await repositoryForHints(this.rootLabels.get(await this.placeOfFolder(folder)) ?? this.configuredRoots[0]);
     const have = monitored.length === 1 ? `version ${monitored[0]} has one` : `versions ${monitored.join(', ')} have one`;
     for (const version of unmonitored) {
       logger.warn(

@@ -21,6 +21,7 @@ import { detectObjects, detector } from '../model/object-detection.js';
 import type { ModelVersion, VersionHold } from '../model/model-version.js';
 import { applyFeedback, monitorAnswer, type FeedbackAnswer, type MonitorAnswer } from '../model/monitor-answer.js';
 import { UNNAMED_REPOSITORY } from '../monitoring/reference-profile.js';
+import { isBundledRepository } from '../repository/bundled-repository.js';
 import { LogSettings, type LogSettingsAnswer } from '../observability/log-settings.js';
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
@@ -149,6 +150,8 @@ export class Server {
   readonly logSettings: LogSettings;
   private started = false;
   private startup?: Promise<this>;
+  /** What /monitor's hint to build a profile passes as --model-repository: a placeholder, or none for the bundled repository. */
+  private profileHintRepository?: string;
   private closing = false;
   private draining = false;
   private readonly requiredAtStart = new Set<string>();
@@ -316,6 +319,10 @@ export class Server {
 
   private async loadAtStart(): Promise<this> {
     const { modelControlMode, loadModels } = this.options;
+    // A hint to build a profile names the repository unless it is the bundled one (profile's default), but not by its
+    // path: clients are told no server paths (the load's warning in the log has it).
+    const bundled = await Promise.all([this.options.modelRepository].flat().map(isBundledRepository));
+    this.profileHintRepository = bundled.every(Boolean) ? undefined : UNNAMED_REPOSITORY;
     const discovered = await this.repository.discover();
     await this.checkNamedModels(discovered);
     if (discovered.length === 0) {
@@ -604,9 +611,7 @@ export class Server {
   /** Drift, out-of-distribution share and accuracy of one version over its recent traffic (the served version when none is named). */
   modelMonitor(name: string, version?: string): MonitorAnswer {
     const model = this.model(name, version);
-    // The hint names the repository to profile in, but not by its path: clients are told no server paths (the log has it).
-    const repository = this.repository.hintRepositoryOf(model.name) === undefined ? undefined : UNNAMED_REPOSITORY;
-    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false ? this.settingName('monitoring', false) : undefined, repository);
+    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false ? this.settingName('monitoring', false) : undefined, this.profileHintRepository);
   }
 
   /**
@@ -871,6 +876,7 @@ export class Server {
     const base = this.modelReady(name) ? await this.modelConfig(name) : await this.repository.configOf(name);
     const config = { ...base, version_policy: { specific: { versions: versions.map(Number) } } };
     // The repository's own config with another policy: loaded as a config given with a load, but not held to a client's bounds.
+    this.checkLoadable(name);
     await this.loadWithConfig(name, new RepositoryConfig(config));
   }
 
@@ -911,9 +917,8 @@ export class Server {
     checkModelName(name);
   }
 
-  /** A load with the config a load request gave (a client's), with one built from the repository's own, or with none. */
+  /** A load (checkLoadable first) with the config a load request gave (a client's), with one built from the repository's own, or with none. */
   private async loadWithConfig(name: string, override: unknown, { everyVersion = true }: { everyVersion?: boolean } = {}): Promise<void> {
-    this.checkLoadable(name);
     // As Triton answers every failed load, a model missing from the repository included: 400 / INVALID_ARGUMENT.
     const asLoadFailure = (error: unknown): never => {
       if ((error instanceof ModelLoadError || (error instanceof NereidError && error.code === 'NOT_FOUND')) && error.code !== 'INVALID_ARGUMENT') {
