@@ -185,6 +185,9 @@ const outputSchema = tritonObject('output', ['is_shape_tensor', 'is_non_linear_f
   postprocess: outputPostprocessingSchema.optional(),
 });
 
+/** A tensor entry as a config file's would read, its schema's defaults filled in: for the entries auto-complete adds. */
+export const tensorEntrySchemas = { input: inputSchema, output: outputSchema } as const;
+
 /** The batch_input kinds that describe a ragged batch to an ONNX model (Triton's BatchInput.Kind). */
 export const BATCH_INPUT_KINDS = [
   'BATCH_ELEMENT_COUNT',

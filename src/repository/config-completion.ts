@@ -4,7 +4,7 @@
  * reported at load, not per request.
  */
 import type { ModelSignature, TensorSignature } from '../backends/backend.js';
-import { datatypeOfConfig, dynamicBatchingSchema, parseModelConfig, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig, dynamicBatchingSchema, parseModelConfig, tensorEntrySchemas, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { configTypeOf } from '../core/datatype.js';
 import { describeShape } from '../core/tensor.js';
 
@@ -199,9 +199,8 @@ export function completeConfig(config: ModelConfig, signature: ModelSignature, d
     // out are added, where Triton refuses the config: the model cannot run without them.
     if (declared.length > 0 && kind === 'output') return completed;
     const unlisted = fromModel.filter((tensor) => !tensor.defaulted && !batchTargets.has(tensor.name) && !completed.some((d) => d.name === tensor.name) && !filledBySequenceBatcher.has(tensor.name));
-    const added = unlisted.map((tensor) => ({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as unknown as T);
-    // With the defaults a declared input gets from the schema, so that the config answered lists them as Triton's does.
-    if (kind === 'input') added.forEach((tensor) => Object.assign(tensor, { optional: false, allow_ragged_batch: false }));
+    // Read as a declared entry is, defaults included, so that the config answered lists them as Triton's does.
+    const added = unlisted.map((tensor) => tensorEntrySchemas[kind].parse({ name: tensor.name, data_type: configTypeOf(tensor.datatype), dims: dimsFromSignature(tensor, batched) }) as T);
     return [...completed, ...added];
   };
   return {
