@@ -14,6 +14,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY proto ./proto
+COPY dashboard ./dashboard
 COPY scripts ./scripts
 COPY models ./models
 RUN npm run build \
@@ -29,6 +30,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/proto ./proto
+# The web dashboard's pages (on by default; --dashboard false turns it off).
+COPY --from=build /app/dashboard ./dashboard
 # The example repository fills a new volume on first use; mount your own over it (read-only is enough to serve).
 COPY --from=build --chown=1000:1000 /app/models /models
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (the image's "node" user has this id).

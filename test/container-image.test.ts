@@ -78,6 +78,13 @@ test('two stages on pinned Node 20 slim images: dev dependencies and the build i
   assert.ok(copied.every((copy) => copy.startsWith('--from=build')), 'the runtime takes only the build stage output');
 });
 
+test('the runtime stage has every folder the package ships to run (package.json files, less docs and install scripts)', () => {
+  const files = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { files: string[] }).files;
+  const shipped = files.filter((entry) => !entry.startsWith('!') && !entry.startsWith('scripts/') && entry !== 'docs');
+  const copied = new Set(find(runtime, 'COPY').map((copy) => copy.text.split(/\s+/).find((word) => word.startsWith('/app/'))?.slice('/app/'.length)));
+  for (const entry of shipped) assert.ok(copied.has(entry), `${entry} is in the package but not in the image: the server reads it at run time`);
+});
+
 test("onnxruntime-node's CUDA download is skipped as in .npmrc (no dependency install scripts), before npm ci", () => {
   assert.match(readFileSync(join(ROOT, '.npmrc'), 'utf8'), /^ignore-scripts=true$/m);
   const build = stages[0]!;

@@ -62,7 +62,13 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
     if (!asset) return reply.code(404).send({ error: `no dashboard file ${quoteName(name)} (files: ${[...ASSETS.keys()].join(', ')})` });
     let body = cached.get(name);
     if (!body) {
-      body = await readFile(asset.file());
+      try {
+        body = await readFile(asset.file());
+      } catch (error) {
+        // The path goes to the log only: clients are told no server paths.
+        app.log.error({ err: error }, `dashboard file '${name}' cannot be read`);
+        return reply.code(500).send({ error: `the dashboard's file '${name}' is not installed with this server (a package or image without its dashboard/ folder); the server's log has the path, and --dashboard false turns the dashboard off` });
+      }
       cached.set(name, body);
     }
     return reply
