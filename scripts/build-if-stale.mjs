@@ -16,12 +16,15 @@ function newest(path) {
   return readdirSync(path).reduce((latest, entry) => Math.max(latest, newest(join(path, entry))), stats.mtimeMs);
 }
 
+// --quiet (for `npm run nereid`, whose standard output is the command's): nothing said when up to date, and what a
+// build says goes to stderr.
+const quiet = process.argv.includes('--quiet');
 const sources = Math.max(newest('src'), newest('tsconfig.json'), newest('tsconfig.build.json'), newest('package-lock.json'));
 const built = newest('dist/cli.js');
 if (built > 0 && built >= sources) {
-  console.log('dist/ is up to date with src/; not rebuilding (npm run build forces it)');
+  if (!quiet) console.log('dist/ is up to date with src/; not rebuilding (npm run build forces it)');
 } else {
-  console.log(built === 0 ? 'building dist/ (first start)' : 'src/ changed since the last build; rebuilding dist/');
-  const result = spawnSync('npm', ['run', 'build'], { stdio: 'inherit' });
+  (quiet ? console.error : console.log)(built === 0 ? 'building dist/ (first start)' : 'src/ changed since the last build; rebuilding dist/');
+  const result = spawnSync('npm', ['run', 'build'], { stdio: ['inherit', quiet ? process.stderr : 'inherit', 'inherit'] });
   if (result.status !== 0) process.exit(result.status ?? 1);
 }

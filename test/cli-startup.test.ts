@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -44,4 +44,13 @@ test('help and a command refused for its flags load no server, engine or queue m
   const { heavy, stderr } = await heavyPackagesLoadedBy(probe, ['serve', '--dashboard', 'false', '--dashboard-port', '1']);
   assert.match(stderr, /--dashboard-port serves the dashboard: it cannot go with --dashboard false/);
   for (const name of ['fastify', '@grpc/grpc-js', 'prom-client']) assert.ok(heavy.includes(name), `serve loads ${name}: ${heavy.join(', ')}`);
+});
+
+test('from a clone, `npm run -s nereid -- …` runs the command, with nothing but its output on stdout', { timeout: 180_000 }, async () => {
+  const root = new URL('..', import.meta.url);
+  const { version } = JSON.parse(await readFile(new URL('package.json', root), 'utf8')) as { version: string };
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile('npm', ['run', '-s', 'nereid', '--', '--version'], { cwd: root }, (error, out) => (error ? reject(error) : resolve(out))),
+  );
+  assert.equal(stdout, `${version}\n`);
 });
