@@ -4,6 +4,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
 import type { z } from 'zod';
@@ -351,6 +352,18 @@ describe('decoding', () => {
     const rowMean = (y: number) => pixels.slice(y * 16, (y + 1) * 16).reduce((a, b) => a + b, 0) / 16;
     for (let y = 0; y < 12; y++) assert.ok(rowMean(y) > 240, `row ${y} should be white, mean ${rowMean(y)}`);
     for (let y = 20; y < 32; y++) assert.ok(rowMean(y) < 15, `row ${y} should be black, mean ${rowMean(y)}`);
+  });
+
+  test('a photo sent as JPEG, WebP or as a PNG of the pixels the JPEG decodes to reaches the model the same: no shrink-on-load', async () => {
+    const cat = await readFile(new URL('../../examples/images/cat.jpg', import.meta.url));
+    const { data, info } = await sharp(cat).raw().toBuffer({ resolveWithObject: true });
+    const decoded = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
+    const lossless = [await decoded.clone().png().toBuffer(), await decoded.clone().webp({ lossless: true }).toBuffer()];
+    for (const resize of ['stretch', 'shorter_side_center_crop'] as const) {
+      const fashion = preprocessor({ scale: 1, color: 'grayscale', resize }, [1, 28, 28]);
+      const fromJpeg = values((await fashion.run([cat])).data);
+      for (const other of lossless) assert.deepEqual(values((await fashion.run([other])).data), fromJpeg, resize);
+    }
   });
 
   test('alpha is flattened onto the fill colour (RGB)', async () => {
