@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { InferenceResponse } from '../core/inference.js';
 import { NereidError } from '../core/errors.js';
-import { decodeInferRequest, encodeInferResponse, parseExactJson, stringifyExactJson } from './v2-json.js';
+import { decodeInferRequest, encodeInferResponse, encodeInferResponseInSlices, JSON_SLICE_VALUES, parseExactJson, stringifyExactJson } from './v2-json.js';
 
 /** JSON header + binary tensors, as Triton's clients send them. */
 function binaryBody(header: unknown, ...buffers: ArrayBufferView[]): { body: Buffer; headerLength: string } {
@@ -276,6 +276,32 @@ test('64-bit integers in JSON are written exactly, beyond the 2^53 a double hold
   assert.ok(text.includes('"data":[-9223372036854775808,9007199254740993,0]'), text);
   assert.ok(text.includes('"data":[18446744073709551615]'), text);
   assert.equal(JSON.parse(text).outputs[1].name, 'U', 'still valid JSON');
+});
+
+test('a large numeric answer is written in slices with the event loop served between them, as the same text as at once', async () => {
+  const length = JSON_SLICE_VALUES * 3 + 5;
+  const floats = Float32Array.from({ length }, (_, i) => (i === JSON_SLICE_VALUES + 1 ? NaN : Math.sin(i) * 1e3));
+  const integers = BigInt64Array.from({ length }, (_, i) => BigInt(i) * 2n ** 40n - 7n);
+  const large: InferenceResponse = {
+    model: 'm',
+    version: '1',
+    outputs: [
+      { name: 'F', datatype: 'FP32', shape: [length], data: floats },
+      { name: 'I', datatype: 'INT64', shape: [length], data: integers },
+      { name: 'B', datatype: 'FP32', shape: [length], data: floats },
+    ],
+  };
+  const asked = [{ name: 'F' }, { name: 'I' }, { name: 'B', parameters: { binary_data: true } }];
+  let turns = 0;
+  const counting = setInterval(() => (turns += 1), 0);
+  const sliced = await encodeInferResponseInSlices(large, asked, false).finally(() => clearInterval(counting));
+  assert.ok(turns >= 2, `timers ran while it was written (${turns})`);
+  const atOnce = encodeInferResponse(large, asked, false);
+  assert.deepEqual(Buffer.concat(sliced.chunks), Buffer.concat(atOnce.chunks));
+  assert.equal(sliced.headerLength, atOnce.headerLength);
+  const header = JSON.parse(Buffer.concat(sliced.chunks).subarray(0, sliced.headerLength).toString('utf8').replace(/NaN/g, 'null'));
+  assert.equal(header.outputs[0].data.length, length);
+  assert.equal(header.outputs[0].data[JSON_SLICE_VALUES + 1], null, 'NaN written as Triton writes it, in its slice');
 });
 
 test('encodes binary outputs after the JSON header, BYTES length-prefixed; the default (binary_data_output) is for outputs not listed', () => {

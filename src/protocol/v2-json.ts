@@ -462,6 +462,54 @@ function jsonDataText(datatype: Datatype, data: TensorData): string {
   }
 }
 
+/**
+ * Values written as JSON text between two returns to the event loop. Formatting numbers costs about a microsecond
+ * each, so a recogniser's 2-million-float answer held the loop for seconds: health probes, other answers and the
+ * shutdown timer waited behind it.
+ */
+export const JSON_SLICE_VALUES = 1 << 16;
+
+const NUMERIC_TEXT_TYPES: ReadonlySet<Datatype> = new Set(['FP32', 'FP64', 'INT8', 'INT16', 'INT32', 'INT64', 'UINT8', 'UINT16', 'UINT32', 'UINT64']);
+
+/** jsonDataText of a large numeric tensor, written a slice at a time with the event loop served between slices. */
+async function jsonDataTextInSlices(datatype: Datatype, data: TensorData): Promise<string> {
+  const values = data as NumericArray;
+  let text = '[';
+  for (let start = 0; start < values.length; start += JSON_SLICE_VALUES) {
+    if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const slice = jsonDataText(datatype, values.subarray(start, start + JSON_SLICE_VALUES) as TensorData);
+    text += (start > 0 ? ',' : '') + slice.slice(1, -1);
+  }
+  return `${text}]`;
+}
+
+/** Whether an output is answered in binary: as Triton's, a listed output only when it asks; binary_data_output is the kind of the others. */
+function answeredInBinary(name: string, requestedOutputs: readonly RequestedOutput[] | undefined, binaryOutputByDefault: boolean): boolean {
+  const requested = requestedOutputs?.find((candidate) => candidate.name === name);
+  return requested ? requested.parameters?.binary_data === true : binaryOutputByDefault;
+}
+
+/**
+ * encodeInferResponse for the server's event loop: the JSON text of numeric outputs over JSON_SLICE_VALUES values is
+ * written in slices, the loop served between them (a small answer is encoded at once, as before).
+ */
+export async function encodeInferResponseInSlices(
+  response: InferenceResponse,
+  requestedOutputs: readonly RequestedOutput[] | undefined,
+  binaryOutputByDefault: boolean,
+  sharedMemory?: SharedMemoryRegions,
+): Promise<EncodedResponse> {
+  const texts = new Map<string, string>();
+  for (const output of response.outputs) {
+    const large = NUMERIC_TEXT_TYPES.has(output.datatype) && (output.data as NumericArray).length > JSON_SLICE_VALUES;
+    const inSharedMemory = requestedOutputs?.some((requested) => requested.name === output.name && requested.parameters?.shared_memory_region !== undefined);
+    if (large && !inSharedMemory && !answeredInBinary(output.name, requestedOutputs, binaryOutputByDefault)) {
+      texts.set(output.name, await jsonDataTextInSlices(output.datatype, output.data));
+    }
+  }
+  return encodeInferResponse(response, requestedOutputs, binaryOutputByDefault, sharedMemory, texts);
+}
+
 /** An encoded response: the JSON header first, then each binary output's bytes (views, not copies). */
 export interface EncodedResponse {
   chunks: Buffer[];
@@ -477,6 +525,8 @@ export function encodeInferResponse(
   requestedOutputs: readonly RequestedOutput[] | undefined,
   binaryOutputByDefault: boolean,
   sharedMemory?: SharedMemoryRegions,
+  /** JSON data texts written already, by output name (encodeInferResponseInSlices). */
+  dataTexts?: ReadonlyMap<string, string>,
 ): EncodedResponse {
   const chunks: Buffer[] = [];
   let binaryBytes = 0;
@@ -485,10 +535,7 @@ export function encodeInferResponse(
     const base = `{"name":${JSON.stringify(output.name)},"datatype":"${output.datatype}","shape":[${output.shape.join(',')}]`;
     const sharedMemoryParameters = inSharedMemory?.get(output.name);
     if (sharedMemoryParameters) return `${base},"parameters":${JSON.stringify(sharedMemoryParameters)}}`;
-    const requested = requestedOutputs?.find((candidate) => candidate.name === output.name);
-    // As Triton's: a listed output is binary only when it asks; binary_data_output is the kind of the others.
-    const binary = requested ? requested.parameters?.binary_data === true : binaryOutputByDefault;
-    if (!binary) return `${base},"data":${jsonDataText(output.datatype, output.data)}}`;
+    if (!answeredInBinary(output.name, requestedOutputs, binaryOutputByDefault)) return `${base},"data":${dataTexts?.get(output.name) ?? jsonDataText(output.datatype, output.data)}}`;
     const bytes = tensorDataToBytes(output.datatype, output.data);
     chunks.push(bytes);
     binaryBytes += bytes.length;

@@ -15,7 +15,7 @@ import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMess
 import { ClientCancellation, requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
-import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
+import { decodeInferRequest, decodeRawInferRequest, encodeInferResponseInSlices, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import { answeredModelFilename, type CompletedModelConfig } from '../../config/model-config.js';
@@ -577,7 +577,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const outputsAsked = outputsQueryOf(request.query, headerless, binaryOutputByDefault);
       if (outputsAsked) inference.outputs = outputsAsked;
       const response = await server.infer(inference, contextOf(request, reply));
-      const { chunks, byteLength, headerLength } = encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
+      const { chunks, byteLength, headerLength } = await encodeInferResponseInSlices(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
       const encoding = answerEncodingOf(request.headers['accept-encoding'], byteLength);
       if (encoding) return sendCompressed(reply, chunks, headerLength, encoding);
       if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
