@@ -78,6 +78,27 @@ test('discovery lists model folders only, sorted; index() shows them unloaded', 
   assert.deepEqual(await repo.index(true), []);
 });
 
+test('while a load is under way the index says LOADING and requests are told it is loading, first load and reload after an unload alike', async (t) => {
+  const { root, repo } = await repository(t);
+  // Warmup runs make the load last long enough to be looked at, by the repository's own means.
+  const warmup = 'model_warmup: [ { name: w, batch_size: 8, count: 200, inputs: { INPUT0: { data_type: TYPE_FP32, dims: [4], random_data: true } } } ]\n';
+  await writeModel(root, 'slow', 1, scaleModel(), `max_batch_size: 8\n${warmup}`);
+  for (const round of ['first load', 'after an unload']) {
+    const loading = repo.load('slow');
+    assert.throws(() => repo.get('slow'), isCode('NOT_FOUND', /has no available versions \(it is loading\)/), round);
+    const during = await repo.index();
+    assert.equal(during.length, 1);
+    assert.equal(during[0].state, 'LOADING', `${round}: ${JSON.stringify(during)}`);
+    assert.equal(during[0].reason, 'loading');
+    assert.deepEqual(await repo.index(true), [], 'not ready while it loads');
+    await loading;
+    assert.deepEqual(await repo.index(), [{ name: 'slow', version: '1', state: 'READY', reason: '' }], round);
+    await repo.unload('slow');
+    assert.deepEqual(await repo.index(), [{ name: 'slow', version: '1', state: 'UNAVAILABLE', reason: 'unloaded' }]);
+    assert.throws(() => repo.get('slow'), isCode('NOT_FOUND', /\(it was unloaded\)/));
+  }
+});
+
 test('a repository folder that does not exist is reported', async () => {
   const repo = new ModelRepository({
     root: join(scratch, 'no-such-repo'),

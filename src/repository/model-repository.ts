@@ -395,6 +395,8 @@ export class ModelRepository {
   private readonly servedVersions = new Map<string, Set<string>>();
   /** The config the last load of each model was given, kept for its later loads while its config files stay as they were. */
   private readonly overrides = new Map<string, { config: unknown; files: string }>();
+  /** Loads asked for and not finished, per model (waiting their turn included): the index says LOADING, as Triton's does. */
+  private readonly loadsUnderWay = new Map<string, number>();
   /** Serialises load/unload of one model so a reload never races another. */
   private readonly lifecycle = new Map<string, Promise<unknown>>();
   private closing = false;
@@ -591,7 +593,14 @@ export class ModelRepository {
    * mistake (INVALID_ARGUMENT); a repository whose model cannot load is UNAVAILABLE.
    */
   async load(name: string, configOverride?: unknown, { fromFiles = false }: { fromFiles?: boolean } = {}): Promise<void> {
-    await this.serialise(name, () => this.loadKeepingOverrides(name, configOverride, fromFiles));
+    this.loadsUnderWay.set(name, (this.loadsUnderWay.get(name) ?? 0) + 1);
+    try {
+      await this.serialise(name, () => this.loadKeepingOverrides(name, configOverride, fromFiles));
+    } finally {
+      const left = this.loadsUnderWay.get(name)! - 1;
+      if (left === 0) this.loadsUnderWay.delete(name);
+      else this.loadsUnderWay.set(name, left);
+    }
     // After the model's own turn: an ensemble's load waits for its steps' turns, this one's included.
     // A load may have dropped a version an ensemble names (a version_policy, a version folder gone).
     await this.failEnsemblesUsing(name);
@@ -1160,8 +1169,9 @@ export class ModelRepository {
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
       if (entry?.unloaded && version !== undefined && /^\d+$/.test(version) && this.servedBefore(name, version)) throw this.notReady(name, version, 'it was unloaded');
-      if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it was unloaded)`);
+      if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (${this.loadsUnderWay.has(name) ? 'it is loading' : 'it was unloaded'})`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
+      if (this.loadsUnderWay.has(name)) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it is loading)`);
       const meant = closestName(name, [...this.entries].filter(([, known]) => !known.unloaded).map(([known]) => known));
       throw notFound(`Request for unknown model: ${quoteName(name)} is not found (not in the model repository, or not loaded)${meant ? `; did you mean '${meant}'?` : ''}`);
     }
@@ -1262,23 +1272,28 @@ export class ModelRepository {
     const rows: RepositoryIndexEntry[] = [];
     for (const name of [...names].sort()) {
       const entry = this.entries.get(name);
+      // What is not serving while a load of it is under way is LOADING (Triton's state), not "unloaded" or a failure past.
+      const loading = this.loadsUnderWay.has(name);
       if (!entry) {
-        if (!readyOnly) rows.push({ name });
+        if (!readyOnly) rows.push(loading ? { name, state: 'LOADING', reason: 'loading' } : { name });
         continue;
       }
       // Unloaded and its folder gone (deleted, a poll unloaded it): no longer a model of the repository, as in Triton.
       if (entry.unloaded && unreadable === undefined && !onDisk.has(name)) continue;
       const modelFailure = entry.failures.get('');
       if (modelFailure !== undefined) {
-        if (!readyOnly) rows.push({ name, state: 'UNAVAILABLE', reason: modelFailure });
+        if (!readyOnly) rows.push(loading ? { name, state: 'LOADING', reason: 'loading' } : { name, state: 'UNAVAILABLE', reason: modelFailure });
         continue;
       }
       const versions = new Set([...entry.versions.keys(), ...entry.failures.keys()]);
       for (const version of [...versions].sort((a, b) => Number(a) - Number(b))) {
         const loaded = entry.versions.get(version);
-        const state: ModelState = entry.unloaded ? 'UNAVAILABLE' : (loaded?.state ?? 'UNAVAILABLE');
+        const settled: ModelState = entry.unloaded ? 'UNAVAILABLE' : (loaded?.state ?? 'UNAVAILABLE');
+        const state: ModelState = loading && settled !== 'READY' ? 'LOADING' : settled;
         if (readyOnly && state !== 'READY') continue;
-        const reason = entry.unloaded
+        const reason = state === 'LOADING'
+          ? 'loading'
+          : entry.unloaded
           ? 'unloaded'
           : loaded
             ? loaded.reason || (entry.reloadFailure ?? entry.failures.get(version) ? `serving; its reload failed: ${entry.reloadFailure ?? entry.failures.get(version)}` : '')
