@@ -348,18 +348,28 @@ describe('POST /v2/models/{model}/classify', () => {
     await assertError(await classify('cnn_yaml', images.a.subarray(0, 40)), 400, /truncated or corrupt|not an image/);
     await assertError(await classify('cnn_yaml', Buffer.alloc(0)), 400, 'empty');
     const form = new FormData();
-    form.append('file', new Blob([bytes(images.a)], { type: 'image/png' }), 'good.png');
     form.append('file', new Blob(['not an image']), 'bad.txt');
-    await assertError(await post('/v2/models/cnn_yaml/classify', form), 400, "image 1: it is not an image");
+    form.append('file', new Blob(['nor this']), 'worse.txt');
+    await assertError(await post('/v2/models/cnn_yaml/classify', form), 400, "image 0: it is not an image", "image 1: it is not an image");
     // The server keeps serving.
     await okJson(await classify('cnn_yaml', images.a));
   });
 
-  test('a bad image in a later batch of a multipart form is named by its place in the form', async () => {
+  test("a form's file that is not an image gets its error in its place, the others their results (200)", async () => {
     const form = new FormData();
     for (let i = 0; i < MAX_BATCH * 2; i++) form.append('file', new Blob([bytes(images.a)]), `f${i}.png`);
     form.append('file', new Blob(['not an image']), 'bad.txt');
-    await assertError(await post('/v2/models/cnn_yaml/classify', form), 400, `image ${MAX_BATCH * 2}:`);
+    form.append('file', new Blob([bytes(images.a)]), 'last.png');
+    const answer = await okJson(await post('/v2/models/cnn_yaml/classify', form));
+    assert.equal(answer.results.length, MAX_BATCH * 2 + 2);
+    assert.deepEqual(answer.results[MAX_BATCH * 2].file, 'bad.txt');
+    assert.match(answer.results[MAX_BATCH * 2].error, /^it is not an image/);
+    assert.equal(answer.results[MAX_BATCH * 2].predictions, undefined);
+    for (const index of [0, MAX_BATCH * 2 - 1, MAX_BATCH * 2 + 1]) {
+      assert.equal(answer.results[index].error, undefined);
+      assert.deepEqual(answer.results[index].predictions, answer.results[0].predictions, `file ${answer.results[index].file} answered`);
+    }
+    assert.equal(answer.results.at(-1).file, 'last.png');
   });
 
   test('a model without image pre-processing cannot classify: 400', async () => {

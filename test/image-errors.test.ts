@@ -134,16 +134,24 @@ describe('refusals name the image and the problem, and nothing of the server', (
     }
   });
 
-  test("a multipart form's file is named by its place in the form, one file as well as several, an empty one too", async () => {
+  test("a multipart form's file is named by its place in the form when none can be read, one file as well as several; with a readable one, the others are answered each", async () => {
     for (const { path } of IMAGE_ROUTES) {
       const one = new FormData();
       one.append('file', new Blob([]), 'empty.jpg');
       assert.equal(refusal(await post(path, one)), 'image 0: the image is empty (0 bytes)', path);
       const two = new FormData();
-      two.append('file', new Blob([new Uint8Array(cat)], { type: 'image/jpeg' }), 'cat.jpg');
+      two.append('file', new Blob([]), 'empty.jpg');
       two.append('file', new Blob([truncated()], { type: 'image/jpeg' }), 'cut.jpg');
       // libvips's detail is lost now and then when two images fail at once (its error buffer is shared): the naming is what counts.
-      assert.match(refusal(await post(path, two)), /^image 1: it is truncated or corrupt \((VipsJpeg: premature end of JPEG image|the decoder gave no detail)\)$/, path);
+      assert.match(refusal(await post(path, two)), /^image 0: the image is empty \(0 bytes\); image 1: it is truncated or corrupt \((VipsJpeg: premature end of JPEG image|the decoder gave no detail)\)$/, path);
+      const mixed = new FormData();
+      mixed.append('file', new Blob([new Uint8Array(cat)], { type: 'image/jpeg' }), 'cat.jpg');
+      mixed.append('file', new Blob([truncated()], { type: 'image/jpeg' }), 'cut.jpg');
+      const response = await post(path, mixed);
+      assert.equal(response.status, 200, path);
+      const { results } = JSON.parse(response.body) as { results: { file: string; error?: string }[] };
+      assert.deepEqual(results.map((result) => [result.file, result.error === undefined]), [['cat.jpg', true], ['cut.jpg', false]], path);
+      assert.match(results[1].error!, /^it is truncated or corrupt/, path);
     }
   });
 

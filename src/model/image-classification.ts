@@ -34,8 +34,17 @@ export function timingAnswer(timings: ImageTimings) {
 }
 
 /** One classify call's answer: per image, and where its time went (summed over the images). */
+/** A multipart form's file that is not an image the model can use: its place among the form's files, and why. */
+export interface UnreadableFile {
+  index: number;
+  error: string;
+}
+
 export interface ClassifyResult {
+  /** One per image that could be read, in order. */
   results: ImageClassification[];
+  /** A form's files that could not be read (context.rowsArePartsOfList); elsewhere such an image fails the call. */
+  unreadable?: UnreadableFile[];
   timings: ImageTimings & {
     /** The images' share of the executions they were part of (what a batch job is charged). */
     computeShareMs: number;
@@ -99,7 +108,7 @@ function runImages(model: ModelVersion, images: readonly Buffer[], context: Requ
  * and as "the image" when it is the only one. `postprocess` works on each image's outputs within its
  * request (see ModelVersion.run).
  */
-export function runImagesThrough(
+export async function runImagesThrough(
   model: ModelVersion,
   imageInput: string,
   outputName: string,
@@ -111,7 +120,7 @@ export function runImagesThrough(
   // The images of one request were admitted with it: each waits its turn behind the others rather than seeing
   // its own siblings as a backlog too long to wait out (a form of 30 photos refused its last ones on a busy machine).
   if (images.length > 1) context.patient = true;
-  return Promise.all(
+  const settled = await Promise.allSettled(
     images.map((image, index) =>
       model
         .run(
@@ -127,10 +136,44 @@ export function runImagesThrough(
           { postprocess: postprocess && ((outputs) => postprocess(outputs, index)) },
         )
         .catch((error: unknown) => {
-          throw error instanceof ImageInputError ? invalidArgument(listed ? `image ${index}: ${error.reason}` : aboutTheImage(error.reason)) : error;
+          throw error instanceof ImageInputError ? new UnreadableImage(listed ? `image ${index}: ${error.reason}` : aboutTheImage(error.reason), error.reason) : error;
         }),
     ),
   );
+  // A failure that is not an image's own (overload, the server stopping) fails the request, as does an unreadable image
+  // outside a form; a form's files are answered each, an unreadable one with its error in its place (all unreadable: 400).
+  const other = settled.find((outcome) => outcome.status === 'rejected' && !(outcome.reason instanceof UnreadableImage));
+  if (other) throw (other as PromiseRejectedResult).reason;
+  const unreadable = settled.map((outcome) => (outcome.status === 'rejected' ? (outcome.reason as UnreadableImage) : undefined));
+  const firstUnreadable = unreadable.find((reason) => reason !== undefined);
+  if (firstUnreadable && (context.rowsArePartsOfList !== true || unreadable.every((reason) => reason !== undefined))) {
+    throw invalidArgument(unreadable.filter((reason) => reason !== undefined).map((reason) => reason.message).join('; '));
+  }
+  return settled.map((outcome, index) => (outcome.status === 'fulfilled' ? outcome.value : { unreadable: unreadable[index]!.reason }));
+}
+
+/** An image a request cannot use, with its message as the request would say it and the bare reason a form's file is answered with. */
+class UnreadableImage extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An answer of runImagesThrough: the image's, or why a form's file could not be read. */
+export type ImageAnswer = Awaited<ReturnType<typeof runImagesThrough>>[number];
+
+/** The files of a form that could not be read, when there are any. */
+export function unreadableFilesOf(answers: readonly ({ unreadable: string } | object)[]): { unreadable?: UnreadableFile[] } {
+  const unreadable = answers.flatMap((answer, index) => ('unreadable' in answer ? [{ index, error: (answer as { unreadable: string }).unreadable }] : []));
+  return unreadable.length > 0 ? { unreadable } : {};
+}
+
+/** The answers of the images that could be read. */
+export function answered<Answer>(answers: readonly (Answer | { unreadable: string })[]): Answer[] {
+  return answers.filter((answer): answer is Answer => !(answer as { unreadable?: string }).unreadable);
 }
 
 /** The labels of the output a classifier answers with, in class order; undefined when it has none. */
@@ -141,7 +184,8 @@ export function classLabels(model: ModelVersion): readonly string[] | undefined 
 /** Per image, the scores of every class (after the output's activation: probabilities for softmax): what an evaluation compares. */
 export async function imageScores(model: ModelVersion, images: readonly Buffer[], context: RequestContext = {}): Promise<Float32Array[]> {
   const { output } = imageClassifier(model);
-  const answers = await runImages(model, images, context);
+  // Not a form: an image that cannot be read fails the call, so every image has its answer.
+  const answers = answered(await runImages(model, images, { ...context, rowsArePartsOfList: false }));
   return answers.map(({ outputs }) => Float32Array.from(outputs[output.name].data as ArrayLike<number>));
 }
 
@@ -159,13 +203,15 @@ export async function classifyImages(
   const spec = output.postprocess ?? DEFAULT_POSTPROCESSING;
   const labels = model.labelsOf(output.name);
   const started = performance.now();
-  const answers = await runImages(model, images, context);
+  const outcomes = await runImages(model, images, context);
+  const answers = answered(outcomes);
   const results = answers.flatMap(({ outputs, ood }) =>
     classifyRows(outputs[output.name], spec, model.batched, labels, options.topK).map((result, row) => (ood?.[row] ? { ...result, ood: ood[row] } : result)),
   );
   const sum = (key: TimingKey) => summedMs(answers, key);
   return {
     results,
+    ...unreadableFilesOf(outcomes),
     timings: {
       preprocessMs: sum('preprocessNs'),
       queueMs: sum('queueNs'),

@@ -9,7 +9,7 @@ import type { RequestContext } from '../core/inference.js';
 import type { TimingKey } from '../core/timings.js';
 import { imageGeometry } from '../processing/image-preprocessor.js';
 import { decodeDetections, DETECTION_ROW_VALUES, orientedSize, parseDetectionOptions, type Detection, type DetectionGeometry } from '../processing/object-detection.js';
-import { notAnImageModel, runImagesThrough, summedMs, type ImageTimings } from './image-classification.js';
+import { answered, notAnImageModel, runImagesThrough, summedMs, unreadableFilesOf, type ImageTimings, type UnreadableFile } from './image-classification.js';
 import type { ModelVersion } from './model-version.js';
 
 export interface ImageDetections {
@@ -19,7 +19,10 @@ export interface ImageDetections {
 }
 
 export interface DetectResult {
+  /** One per image that could be read, in order. */
   results: ImageDetections[];
+  /** A form's files that could not be read, as for classifyImages. */
+  unreadable?: UnreadableFile[];
   timings: ImageTimings;
 }
 
@@ -59,15 +62,18 @@ export async function detectObjects(model: ModelVersion, images: readonly Buffer
   const started = performance.now();
   const results: ImageDetections[] = [];
   // The boxes are made on each image's request path: the model's statistics count them as its post-processing.
-  const answers = await runImagesThrough(model, imageInput, output, images, context, async (outputs, index) => {
+  const outcomes = await runImagesThrough(model, imageInput, output, images, context, async (outputs, index) => {
     // The image decoded for the model, so its header reads.
     const size = await orientedSize(images[index]);
     const geometry: DetectionGeometry = { imageWidth: size.width, imageHeight: size.height, inputWidth: input.width, inputHeight: input.height, resize: input.resize };
     results[index] = { image: size, detections: decodeDetections(outputs[output].data as Float32Array, geometry, labels, parsed.options) };
   });
+  const answers = answered(outcomes);
   const sum = (key: TimingKey) => summedMs(answers, key);
   return {
-    results,
+    // Each readable image's, in order: the unreadable left no entry.
+    results: results.filter((result) => result !== undefined),
+    ...unreadableFilesOf(outcomes),
     timings: { preprocessMs: sum('preprocessNs'), queueMs: sum('queueNs'), inferMs: sum('computeInferNs'), postprocessMs: sum('postprocessNs'), totalMs: performance.now() - started },
   };
 }

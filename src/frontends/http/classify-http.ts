@@ -8,7 +8,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { invalidArgument } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
-import { timingAnswer } from '../../model/image-classification.js';
+import { timingAnswer, type UnreadableFile } from '../../model/image-classification.js';
 import { DECIMAL_NUMBER } from '../../core/decimal-number.js';
 import type { Server } from '../../server/server.js';
 
@@ -75,7 +75,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   for (const path of options.modelPaths('/classify')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
       const images = await imagesOf(request, options.maxBodyBytes, maxFiles);
-      const { model, version, results, timings } = await server.classify(
+      const { model, version, results, unreadable, timings } = await server.classify(
         request.params.model,
         images.map((image) => image.data),
         { version: request.params.version, topK: topKOf(request) },
@@ -83,31 +83,35 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
         Object.assign(options.contextOf(request, reply), { rowsArePartsOfList: request.isMultipart() }),
       );
       const timing = timingAnswer(timings);
-      return answerOf(request, model, version, results, images, timing);
+      return answerOf(request, model, version, results, unreadable, images, timing);
     });
   }
   for (const path of options.modelPaths('/detect')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
       const images = await imagesOf(request, options.maxBodyBytes, maxFiles);
-      const { model, version, results, timings } = await server.detect(
+      const { model, version, results, unreadable, timings } = await server.detect(
         request.params.model,
         images.map((image) => image.data),
         { version: request.params.version, query: request.query },
         // As for /classify: a form's files are a list, its rows named by their place in it.
         Object.assign(options.contextOf(request, reply), { rowsArePartsOfList: request.isMultipart() }),
       );
-      return answerOf(request, model, version, results, images, timingAnswer(timings));
+      return answerOf(request, model, version, results, unreadable, images, timingAnswer(timings));
     });
   }
 }
 
-/** One image's result beside the model's name, or, for a multipart form, each file's under `results`. */
-function answerOf(request: FastifyRequest, model: string, version: string, results: object[], images: { file?: string }[], timing: object) {
+/** One image's result beside the model's name, or, for a multipart form, each file's under `results` (its error where it could not be read). */
+function answerOf(request: FastifyRequest, model: string, version: string, results: object[], unreadable: UnreadableFile[] | undefined, images: { file?: string }[], timing: object) {
   if (!request.isMultipart()) return { model_name: model, model_version: version, ...results[0], timing };
+  const readable = results.values();
   return {
     model_name: model,
     model_version: version,
-    results: results.map((result, index) => ({ file: images[index].file, ...result })),
+    results: images.map((image, index) => {
+      const error = unreadable?.find((file) => file.index === index)?.error;
+      return error !== undefined ? { file: image.file, error } : { file: image.file, ...readable.next().value };
+    }),
     timing,
   };
 }
