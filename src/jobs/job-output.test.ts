@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { errorLine, idOfLine, isErrorLine, recordKey } from './job-record.js';
+import { errorLine, idOfLine, isErrorLine, readOutputLine, recordKey } from './job-record.js';
 import { JobOutput } from './job-output.js';
 
 let dir: string;
@@ -26,6 +26,21 @@ describe('output lines', () => {
   test('an error line is told from a result line', () => {
     assert.equal(isErrorLine(errorLine(3, 'bad')), true);
     assert.equal(isErrorLine('{"id":3,"outputs":[],"error":null}'), false);
+  });
+
+  test('a line rewritten by another tool (spaces, keys reordered) reads as the line Nereid wrote', () => {
+    const written = '{"id":"a.png","pass_through":{"label":"x}\\\\","n":[1]},"model_name":"m","model_version":"2","predictions":[],"error":null}';
+    assert.deepEqual(readOutputLine(written), { id: 'a.png', failed: false, answeredBy: 'm version 2' });
+    // As Python's json.dumps writes it: a space after every ':' and ','.
+    assert.deepEqual(readOutputLine('{"id": "a.png", "model_name": "m", "model_version": "2", "predictions": [], "error": null}'), { id: 'a.png', failed: false, answeredBy: 'm version 2' });
+    assert.deepEqual(readOutputLine('{"error": null, "model_version": "2", "id": 7, "model_name": "m"}'), { id: 7, failed: false, answeredBy: 'm version 2' });
+    assert.deepEqual(readOutputLine('{"id": 4, "error": "input \'INPUT0\' expects INT32"}'), { id: 4, failed: true });
+    assert.deepEqual(readOutputLine(errorLine('b', 'bad "quoted" } text', { label: 'y' })), { id: 'b', failed: true });
+    // A pass-through field named like the answer's does not pass for it.
+    assert.deepEqual(readOutputLine('{"id":1,"pass_through":{"model_name":"old","model_version":"9"},"model_name":"m","model_version":"2","error":null}')?.answeredBy, 'm version 2');
+    assert.equal(readOutputLine('{"id":5,"outputs":[]}')?.failed, true, 'no error field: not trusted as answered');
+    assert.equal(readOutputLine('{"id":1,"model_name":"m","model_version":"2","outp'), undefined, 'cut short');
+    assert.equal(readOutputLine('{"id":1,"error":"x"} trailing'), undefined);
   });
 });
 

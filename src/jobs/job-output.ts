@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
-import { answeredByOfLine, idOfLine, isErrorLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
+import { isErrorLine, readOutputLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
 
 export interface OpenOutputOptions {
   /** Start over: the existing output is emptied. */
@@ -239,7 +239,7 @@ export class JobOutput {
 interface ScannedLine {
   id: RecordId;
   failed: boolean;
-  /** Which model and version answered it (answeredByOfLine). */
+  /** Which model and version answered it (readOutputLine). */
   answeredBy?: string;
   /** The line itself, kept only when the output is to be rewritten. */
   text?: string;
@@ -271,15 +271,14 @@ async function scanOutput(path: string, keepText: boolean): Promise<{ lines: Sca
         start = newline + 1;
         lineNumber += 1;
         if (text.trim() === '') continue;
-        const id = idOfLine(text);
-        if (id === undefined) {
+        const facts = readOutputLine(text);
+        if (facts === undefined) {
           throw new NereidError(
             'FAILED_PRECONDITION',
-            `${path} line ${lineNumber} is not a batch record ({"id": ...}); pass --restart to overwrite it, or choose another --output`,
+            `${path} line ${lineNumber} is not a batch record (a JSON object with an "id"); pass --restart to overwrite it, or choose another --output`,
           );
         }
-        const failed = isErrorLine(text);
-        lines.push({ id, failed, answeredBy: failed ? undefined : answeredByOfLine(text), text: keepText ? text : undefined });
+        lines.push({ ...facts, text: keepText ? text : undefined });
       }
       carry = Buffer.from(data.subarray(start));
       data = Buffer.alloc(0);

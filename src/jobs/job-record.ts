@@ -82,48 +82,126 @@ export function errorLine(id: RecordId, message: string, passThrough?: Record<st
 }
 
 /**
- * The id of an output line. Lines are written as `{"id":<id>,...`, so the id is read from the
- * front without parsing the (possibly large) rest; anything else is parsed in full.
- * Returns undefined when the line is not a record.
+ * The index just past the JSON value that starts at `from` (a string, an object or array, or a scalar), or -1 when it
+ * does not end in `text`. Strings are skipped whole, so brackets and quotes inside them do not count.
  */
-export function idOfLine(line: string): RecordId | undefined {
-  const prefix = '{"id":';
-  if (line.startsWith(prefix)) {
-    const rest = line.slice(prefix.length);
-    if (rest.startsWith('"')) {
-      let end = 1;
-      while (end < rest.length && rest[end] !== '"') end += rest[end] === '\\' ? 2 : 1;
-      if (end < rest.length) {
-        try {
-          return JSON.parse(rest.slice(0, end + 1)) as string;
-        } catch {
-          // fall through to the full parse
-        }
-      }
-    } else {
-      const match = /^(-?\d+)[,}]/.exec(rest);
-      if (match) return Number(match[1]);
+function jsonValueEnd(text: string, from: number): number {
+  const first = text.charCodeAt(from);
+  if (first === 0x22 /* " */) {
+    for (let index = from + 1; index < text.length; index++) {
+      const char = text.charCodeAt(index);
+      if (char === 0x5c /* \ */) index += 1;
+      else if (char === 0x22) return index + 1;
     }
+    return -1;
   }
+  if (first === 0x7b /* { */ || first === 0x5b /* [ */) {
+    let depth = 0;
+    for (let index = from; index < text.length; index++) {
+      const char = text.charCodeAt(index);
+      if (char === 0x22) {
+        const end = jsonValueEnd(text, index);
+        if (end < 0) return -1;
+        index = end - 1;
+      } else if (char === 0x7b || char === 0x5b) {
+        depth += 1;
+      } else if (char === 0x7d /* } */ || char === 0x5d /* ] */) {
+        depth -= 1;
+        if (depth === 0) return index + 1;
+      }
+    }
+    return -1;
+  }
+  let index = from;
+  while (index < text.length && !',}]'.includes(text[index]!)) index += 1;
+  return index > from ? index : -1;
+}
+
+/** What resuming a job needs to know of one output line. */
+export interface OutputLineFacts {
+  id: RecordId;
+  /** The record failed: its `error` is not null. */
+  failed: boolean;
+  /** "<model> version <v>" of a line that names the model and version that answered it. */
+  answeredBy?: string;
+}
+
+const answeredBy = (model: unknown, version: unknown): string | undefined =>
+  typeof model === 'string' && (typeof version === 'string' || typeof version === 'number') ? `${model} version ${version}` : undefined;
+
+/**
+ * A line as Nereid writes it (`{"id":…[,"pass_through":{…}],"error":"<message>"}`, or `{"id":…[,"pass_through":{…}],
+ * "model_name":…,"model_version":…,<the answer>,"error":null}`), read from its head and its end without parsing the
+ * answer, which may be large; undefined for any other line.
+ */
+function readLineAsWritten(line: string): OutputLineFacts | undefined {
+  const head = '{"id":';
+  if (!line.startsWith(head)) return undefined;
+  const idEnd = jsonValueEnd(line, head.length);
+  if (idEnd < 0) return undefined;
+  const idText = line.slice(head.length, idEnd);
+  let id: RecordId;
+  if (idText.startsWith('"')) {
+    try {
+      id = JSON.parse(idText) as string;
+    } catch {
+      return undefined;
+    }
+  } else if (/^-?\d+$/.test(idText)) {
+    id = Number(idText);
+  } else {
+    return undefined;
+  }
+  let at = idEnd;
+  if (line.startsWith(',"pass_through":', at)) {
+    at = jsonValueEnd(line, at + ',"pass_through":'.length);
+    if (at < 0) return undefined;
+  }
+  const error = ',"error":"';
+  if (line.startsWith(error, at) && line.endsWith('"}') && jsonValueEnd(line, at + error.length - 1) === line.length - 1) return { id, failed: true };
+  const model = ',"model_name":"';
+  const version = ',"model_version":"';
+  if (!line.startsWith(model, at) || !line.endsWith(',"error":null}')) return undefined;
+  const modelEnd = jsonValueEnd(line, at + model.length - 1);
+  if (modelEnd < 0 || !line.startsWith(version, modelEnd)) return undefined;
+  const versionEnd = jsonValueEnd(line, modelEnd + version.length - 1);
+  if (versionEnd < 0) return undefined;
   try {
-    const parsed = JSON.parse(line) as { id?: unknown };
-    if (typeof parsed === 'object' && parsed !== null && (typeof parsed.id === 'string' || typeof parsed.id === 'number')) return parsed.id;
+    return { id, failed: false, answeredBy: answeredBy(JSON.parse(line.slice(at + model.length - 1, modelEnd)), JSON.parse(line.slice(modelEnd + version.length - 1, versionEnd))) };
   } catch {
-    // not JSON
+    return undefined;
   }
-  return undefined;
 }
 
-/** The model name and version a result line carries, as RecordProcessor writes them. */
-const ANSWERED_BY = /"model_name":("(?:[^"\\]|\\.)*"),"model_version":("(?:[^"\\]|\\.)*")/;
-
-/** The model and version that answered a record's line ("fashion_mnist version 1"), or undefined for a failed record's. */
-export function answeredByOfLine(line: string): string | undefined {
-  const match = ANSWERED_BY.exec(line);
-  return match ? `${JSON.parse(match[1]) as string} version ${JSON.parse(match[2]) as string}` : undefined;
+/**
+ * What an output line says: its record's id, whether the record failed, and which model version answered it. Lines
+ * as Nereid writes them are read without parsing their answers; any other line is parsed whole, so that the same
+ * records rewritten by another tool (Python's json.dumps puts spaces after `:` and `,`; others reorder keys) count as
+ * they did. A line counts as answered only when its `error` is null: one without an `error` is run again by
+ * --retry-failed rather than trusted. Undefined when the line is not a record (not a JSON object with an id).
+ */
+export function readOutputLine(line: string): OutputLineFacts | undefined {
+  const asWritten = readLineAsWritten(line);
+  if (asWritten) return asWritten;
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const record = value as { id?: unknown; error?: unknown; model_name?: unknown; model_version?: unknown };
+  if (typeof record.id !== 'string' && typeof record.id !== 'number') return undefined;
+  const by = answeredBy(record.model_name, record.model_version);
+  return { id: record.id, failed: record.error !== null, ...(by ? { answeredBy: by } : {}) };
 }
 
-/** True when an output line records a failure (`"error": "<message>"` rather than `"error": null`). */
+/** The id of an output line, or undefined when the line is not a record. */
+export function idOfLine(line: string): RecordId | undefined {
+  return readOutputLine(line)?.id;
+}
+
+/** True when an output line records a failure (its `error` is not null), or is not a record at all. */
 export function isErrorLine(line: string): boolean {
-  return !line.endsWith(',"error":null}');
+  return readOutputLine(line)?.failed ?? true;
 }
