@@ -1,15 +1,18 @@
 /**
  * What a rerun finds in an existing output before it resumes it: lines rewritten by other tools read as the lines
- * Nereid wrote, so that their failures and the model version that answered them are counted as they were.
+ * Nereid wrote, so that their failures and the model version that answered them are counted as they were; a rerun
+ * that would answer the rest otherwise (other flags) is refused, through the library and through the CLI.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { runLocalBatchJob } from '../src/jobs/index.js';
-import { addSubJsonLine, readOutput, writeBatchModels } from './support/batch-fixtures.js';
+import { runCli } from './support/cli-server.js';
+import { addSubJsonLine, readOutput, writeBatchModels, writeImageFolder } from './support/batch-fixtures.js';
 
 const silent = pino({ level: 'silent' });
 let dir: string;
@@ -30,6 +33,18 @@ function pythonJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(pythonJson).join(', ')}]`;
   if (typeof value === 'object' && value !== null) return `{${Object.entries(value).map(([key, item]) => `${JSON.stringify(key)}: ${pythonJson(item)}`).join(', ')}}`;
   return JSON.stringify(value);
+}
+
+/** A logger that keeps the messages it is given at warn and above. */
+function recordingLogger(): { logger: pino.Logger; messages: string[] } {
+  const messages: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      messages.push((JSON.parse(chunk.toString()) as { msg: string }).msg);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'warn' }, stream), messages };
 }
 
 const rewriteAsPython = async (path: string, keep: (record: { id: unknown }) => boolean = () => true) => {
@@ -62,4 +77,60 @@ test('an output rewritten by another tool (json.dumps spacing) resumes as writte
   const goOn = await run({ version: '1' });
   assert.deepEqual([goOn.resumed, goOn.processed], [4, 2]);
   assert.ok([...(await readOutput(output)).values()].every((record) => record.error !== null || record.model_version === '1'));
+});
+
+test('a rerun asking another --top-k is refused naming both values; --restart starts over; an output with no manifest is resumed with a warning', async () => {
+  const images = join(dir, 'topk-images');
+  await writeImageFolder(images, 3);
+  const output = join(dir, 'topk.jsonl');
+  const run = (options: { topK?: number; restart?: boolean; logger?: pino.Logger } = {}) =>
+    runLocalBatchJob({ model: 'cnn', input: images, output, modelRepository: repo, progress: 'none', logger: silent, ...options });
+  assert.equal((await run()).processed, 3);
+  const manifest = JSON.parse(await readFile(`${output}.job.json`, 'utf8')) as { answer_options: Record<string, unknown> };
+  assert.deepEqual(manifest.answer_options, { '--model': 'cnn', '--top-k': null, '--csv-input': null, '--input-columns': null, '--id-column': null, '--pass-through': null });
+  const before = await readFile(output, 'utf8');
+  await assert.rejects(
+    run({ topK: 1 }),
+    (error: Error & { code?: string }) =>
+      error.code === 'FAILED_PRECONDITION' &&
+      /topk\.jsonl was written with --top-k not given, and this run asks --top-k 1: the 3 record\(s\) it holds were answered otherwise than this run would answer the rest\. Rerun with the options that wrote it \(.*topk\.jsonl\.job\.json lists them\), choose another --output, or --restart to overwrite it$/.test(error.message),
+  );
+  assert.equal(await readFile(output, 'utf8'), before, 'a refused rerun leaves the output as it was');
+  const restarted = await run({ topK: 1, restart: true });
+  assert.equal(restarted.processed, 3);
+  assert.ok([...(await readOutput(output)).values()].every((record) => record.predictions!.length === 1));
+  await assert.rejects(run(), /written with --top-k 1, and this run asks --top-k not given/);
+
+  // An output written before manifests existed: resumed, with a warning, and recorded from then on.
+  await rm(`${output}.job.json`);
+  const { logger, messages } = recordingLogger();
+  assert.equal((await run({ topK: 1, logger })).resumed, 3);
+  assert.match(messages.join('\n'), /topk\.jsonl has no .*topk\.jsonl\.job\.json \(written by an older nereid, or removed\): whether its records were answered with this run's options cannot be checked/);
+  await assert.rejects(run(), /written with --top-k 1/);
+});
+
+test('CLI: a first run whose every record failed, fixed by a flag, is refused with exit 2 naming the flag; the same command warns that nothing runs again; --retry-failed with the fix runs them', async () => {
+  // 'sample' is numeric, so --csv-input takes it as a fifth feature of a model that takes four: every row fails.
+  const input = join(dir, 'samples.csv');
+  await writeFile(input, 'sample,a,b,c,d\n101,1,2,3,4\n102,5,6,7,8\n103,0,1,0,1\n');
+  const output = join(dir, 'samples.jsonl');
+  const args = ['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', output, '--csv-input', 'INPUT0', '--progress', 'none'];
+  const first = await runCli(args, 120_000);
+  assert.equal(first.code, 1, first.stderr);
+  assert.ok([...(await readOutput(output)).values()].every((record) => /expects FP32 \[1,4\]: 4 value\(s\), got 5/.test(record.error ?? '')));
+
+  const fixed = await runCli([...args, '--id-column', 'sample'], 120_000);
+  assert.equal(fixed.code, 2, fixed.stderr);
+  assert.match(fixed.stderr, /nereid: .*samples\.jsonl was written with --id-column not given, and this run asks --id-column sample: .*--restart to overwrite it; every record it holds is an error, so --retry-failed with this run's options runs them all again/);
+  assert.equal(fixed.stdout, '', 'refused before it ran: no summary');
+
+  const same = await runCli(args, 120_000);
+  assert.match(same.stderr, /samples\.jsonl: all 3 record\(s\) it holds are errors, and a rerun skips the records its output holds, so none of them is run again; --retry-failed runs them again/);
+  assert.equal(JSON.parse(same.stdout.trim().split('\n').at(-1)!).processed, 0);
+
+  const retried = await runCli([...args, '--id-column', 'sample', '--retry-failed'], 120_000);
+  assert.equal(retried.code, 0, retried.stderr);
+  const records = await readOutput(output);
+  assert.deepEqual([...records.keys()].sort(), ['101', '102', '103']);
+  assert.deepEqual(records.get('102')!.outputs![0]!.data, [10, 12, 14, 16]);
 });

@@ -36,6 +36,7 @@ import {
 import { idsOf, openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordBytes, recordKey, toWire, type RecordId } from './job-record.js';
 import { checkAnsweredBy, JobOutput } from './job-output.js';
+import { answerOptionsOf } from './output-manifest.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
@@ -76,6 +77,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     retryFailed: options.retryFailed,
     input: options.input,
     inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
+    job: { answerOptions: answerOptionsOf(options), input: options.input },
+    warn: (message) => logger.warn(message),
   });
   const connection = redisConnection(options.queue);
   let progress: JobProgress | undefined;

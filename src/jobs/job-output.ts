@@ -9,6 +9,7 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } f
 import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
 import { isErrorLine, readOutputLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
+import { checkAnswerOptions, manifestPath, readManifest, removeManifest, writeManifest, type JobDescription } from './output-manifest.js';
 
 export interface OpenOutputOptions {
   /** Start over: the existing output is emptied. */
@@ -23,6 +24,13 @@ export interface OpenOutputOptions {
    * mix two jobs in one file. Every record the output holds must be one of the input's.
    */
   inputRecords?: { count(): Promise<number>; ids(): AsyncIterable<RecordId> };
+  /**
+   * What this run asks (the options that decide what a record's line holds), checked against the manifest beside the
+   * output (OUTPUT.job.json) before the output is resumed, and recorded there for the next run.
+   */
+  job?: JobDescription;
+  /** Said to the person running the job (a resumed output whose records all failed, one with no manifest). */
+  warn?: (message: string) => void;
 }
 
 function processAlive(pid: number): boolean {
@@ -158,6 +166,8 @@ export class JobOutput {
       if (options.restart) {
         await writeFile(path, '');
       } else {
+        // Read before the output: a file there that is no manifest is refused before anything is read or changed.
+        const recorded = options.job ? await readManifest(path) : undefined;
         const scan = await scanOutput(path, Boolean(options.retryFailed));
         const keep = options.retryFailed ? scan.lines.filter((line) => !line.failed) : scan.lines;
         for (const line of keep) {
@@ -168,7 +178,14 @@ export class JobOutput {
           if (line.failed) failed += 1;
           if (line.answeredBy) answeredBy.add(line.answeredBy);
         }
+        // Only records kept count: with --retry-failed an output whose records all failed keeps none, and runs them all again.
+        if (options.job && recorded && done.size > 0) checkAnswerOptions(path, recorded, options.job, { held: records, failed });
         if (options.inputRecords && done.size > 0) await checkRecordsOf(path, done, options.input ?? 'the input', options.inputRecords);
+        if (options.job && !recorded && done.size > 0) {
+          options.warn?.(
+            `${path} has no ${manifestPath(path)} (written by an older nereid, or removed): whether its records were answered with this run's options cannot be checked; they are recorded there from now on`,
+          );
+        }
         if (options.retryFailed && keep.length !== scan.lines.length) {
           // Rewrite without the failed records, atomically: a crash leaves either file, never half of one.
           const temporary = `${path}.retry-${process.pid}`;
@@ -179,6 +196,12 @@ export class JobOutput {
           await handle.truncate(scan.partialFrom);
           await handle.close();
         }
+      }
+      // After the output is emptied or resumed: a job killed in between leaves the old options beside no records, or the
+      // same options beside the records, never new options beside records answered with the old ones.
+      if (options.job) await writeManifest(path, options.job);
+      if (records > 0 && failed === records) {
+        options.warn?.(`${path}: all ${records} record(s) it holds are errors, and a rerun skips the records its output holds, so none of them is run again; --retry-failed runs them again`);
       }
       const handle = await open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
       return new JobOutput(path, handle, lockPath, { records, failed, answeredBy }, done, found === undefined);
@@ -231,7 +254,10 @@ export class JobOutput {
     this.closed = true;
     await this.handle.close();
     // Before the lock goes: a job that takes it next must not lose the file it creates.
-    if (options.discardIfUntouched && this.createdNow && this.done.size === 0) await rm(this.path, { force: true });
+    if (options.discardIfUntouched && this.createdNow && this.done.size === 0) {
+      await rm(this.path, { force: true });
+      await removeManifest(this.path);
+    }
     await releaseLock(this.lockPath);
   }
 }

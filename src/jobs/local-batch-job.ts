@@ -11,6 +11,7 @@ import { createCommandServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { idsOf, openInput, type InputSource } from './input-source.js';
 import { checkAnsweredBy, checkOutputName, JobOutput } from './job-output.js';
+import { answerOptionsOf } from './output-manifest.js';
 import { JobProgress, summarize, type BatchSummary, type ProgressMode } from './job-progress.js';
 import { RecordProcessor } from './record-processor.js';
 import { runPipeline } from './record-pipeline.js';
@@ -113,6 +114,8 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       retryFailed: options.retryFailed,
       input: options.input,
       inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
+      job: { answerOptions: answerOptionsOf(options), input: options.input },
+      warn: (message) => logger.warn(message),
     });
     output = opened;
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
