@@ -4,7 +4,7 @@
  * that would answer the rest otherwise (other flags) is refused, through the library and through the CLI.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { runLocalBatchJob } from '../src/jobs/index.js';
 import { runCli } from './support/cli-server.js';
-import { addSubJsonLine, readOutput, writeBatchModels, writeImageFolder } from './support/batch-fixtures.js';
+import { addSubJsonLine, addSubValues, readOutput, writeBatchModels, writeImageFolder } from './support/batch-fixtures.js';
 
 const silent = pino({ level: 'silent' });
 let dir: string;
@@ -105,7 +105,7 @@ test('a rerun asking another --top-k is refused naming both values; --restart st
   await rm(`${output}.job.json`);
   const { logger, messages } = recordingLogger();
   assert.equal((await run({ topK: 1, logger })).resumed, 3);
-  assert.match(messages.join('\n'), /topk\.jsonl has no .*topk\.jsonl\.job\.json \(written by an older nereid, or removed\): whether its records were answered with this run's options cannot be checked/);
+  assert.match(messages.join('\n'), /topk\.jsonl has no .*topk\.jsonl\.job\.json \(written by an older nereid, or removed\): whether its records were answered with this run's options, from this input as it is, cannot be checked/);
   await assert.rejects(run(), /written with --top-k 1/);
 });
 
@@ -133,4 +133,56 @@ test('CLI: a first run whose every record failed, fixed by a flag, is refused wi
   const records = await readOutput(output);
   assert.deepEqual([...records.keys()].sort(), ['101', '102', '103']);
   assert.deepEqual(records.get('102')!.outputs![0]!.data, [10, 12, 14, 16]);
+});
+
+test('records numbered by line: a rerun over an input edited before its end is refused (lines shifted, or changed in place at the same size); records appended resume', async () => {
+  // The reviewer's case: line 2 is malformed; it is deleted and a corrected record appended, which shifts lines 3-5 up.
+  const input = join(dir, 'shift.jsonl');
+  const line = (n: number) => JSON.stringify({ INPUT0: addSubValues(n).input0, INPUT1: addSubValues(n).input1 });
+  await writeFile(input, `${line(1)}\n{"INPUT0": [2,\n${line(3)}\n${line(4)}\n${line(5)}\n`);
+  const output = join(dir, 'shift-out.jsonl');
+  const run = (options: { retryFailed?: boolean; restart?: boolean } = {}) =>
+    runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, ...options });
+  assert.deepEqual([(await run()).processed, (await readOutput(output)).get(2)!.error !== null], [5, true]);
+  const written = await readFile(output, 'utf8');
+  await writeFile(input, `${[1, 3, 4, 5, 6].map(line).join('\n')}\n`);
+  await assert.rejects(
+    run({ retryFailed: true }),
+    (error: Error & { code?: string }) =>
+      error.code === 'FAILED_PRECONDITION' &&
+      /shift-out\.jsonl holds answers to records numbered by their line, and the input .*shift\.jsonl changed since it was written \(its first \d+ bytes are not those the earlier run read\); other records would now have those numbers .* Give the records ids of their own \(--id-column, with --restart once\), or --restart to run them all again$/.test(error.message),
+  );
+  assert.equal(await readFile(output, 'utf8'), written, 'a refused rerun leaves the output as it was');
+  // --restart runs the edited input afresh: record 5 is the one that holds 6.
+  assert.equal((await run({ restart: true })).processed, 5);
+  assert.deepEqual((await readOutput(output)).get(5)!.outputs![0]!.data, addSubValues(6).input0.map((value, i) => value + addSubValues(6).input1[i]!));
+
+  // Records appended keep every earlier line's number: the rerun runs only them.
+  await appendFile(input, `${line(7)}\n${line(8)}\n`);
+  const grown = await run();
+  assert.deepEqual([grown.resumed, grown.processed], [5, 2]);
+
+  // A digit changed in place keeps the file's size and every line's number, but not the record's values.
+  const text = await readFile(input, 'utf8');
+  await writeFile(input, text.replace('{"INPUT0":[48,', '{"INPUT0":[49,')); // record 2 holds 3: 3 × 16 = 48
+  assert.notEqual(await readFile(input, 'utf8'), text);
+  assert.equal((await readFile(input)).length, Buffer.byteLength(text));
+  await assert.rejects(run(), /changed since it was written \(its first \d+ bytes are not those the earlier run read\)/);
+  await writeFile(input, text);
+  assert.equal((await run()).processed, 0, 'the input as it was resumes');
+});
+
+test('a CSV whose last line had no newline: appending records after a newline resumes; extending that line is refused; another file in its place is named', async () => {
+  const input = join(dir, 'tail.csv');
+  await writeFile(input, 'a,b,c,d\n1,2,3,4\n5,6,7,8');
+  const output = join(dir, 'tail-out.jsonl');
+  const run = (path = input) => runLocalBatchJob({ model: 'scale', input: path, output, csvInput: 'INPUT0', modelRepository: repo, progress: 'none', logger: silent });
+  assert.equal((await run()).processed, 2);
+  await appendFile(input, '0');
+  await assert.rejects(run(), /changed since it was written \(its last line, which had no newline, goes on\)/);
+  await writeFile(input, 'a,b,c,d\n1,2,3,4\n5,6,7,8\n9,9,9,9\n');
+  assert.deepEqual([(await run()).resumed, (await readOutput(output)).get(4)!.outputs![0]!.data], [2, [18, 18, 18, 18]]);
+  const other = join(dir, 'tail-other.csv');
+  await writeFile(other, 'a,b,c,d\n1,2,3,4\n');
+  await assert.rejects(run(other), /and the input .*tail-other\.csv is not the .*tail\.csv it was written from, as it was \(it is 16 bytes long, and was 32\)/);
 });

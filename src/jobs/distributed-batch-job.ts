@@ -77,7 +77,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     retryFailed: options.retryFailed,
     input: options.input,
     inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
-    job: { answerOptions: answerOptionsOf(options), input: options.input },
+    job: { answerOptions: answerOptionsOf(options), input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
     warn: (message) => logger.warn(message),
   });
   const connection = redisConnection(options.queue);

@@ -9,7 +9,7 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } f
 import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
 import { isErrorLine, readOutputLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
-import { checkAnswerOptions, manifestPath, readManifest, removeManifest, writeManifest, type JobDescription } from './output-manifest.js';
+import { checkAnswerOptions, fingerprintInput, manifestPath, readManifest, refuseChangedInput, removeManifest, writeManifest, type InputFingerprint, type JobDescription } from './output-manifest.js';
 
 export interface OpenOutputOptions {
   /** Start over: the existing output is emptied. */
@@ -163,6 +163,7 @@ export class JobOutput {
       const answeredBy = new Set<string>();
       let records = 0;
       let failed = 0;
+      let inputFingerprint: InputFingerprint | undefined;
       if (options.restart) {
         await writeFile(path, '');
       } else {
@@ -180,10 +181,17 @@ export class JobOutput {
         }
         // Only records kept count: with --retry-failed an output whose records all failed keeps none, and runs them all again.
         if (options.job && recorded && done.size > 0) checkAnswerOptions(path, recorded, options.job, { held: records, failed });
+        if (options.job?.lineNumbered) {
+          // Before the records' ids are matched: an input that lost lines would otherwise read as another job's.
+          const earlier = done.size > 0 ? recorded?.input_fingerprint : undefined;
+          const { now, changed } = await fingerprintInput(options.job.input, earlier);
+          if (changed) refuseChangedInput(path, recorded!, options.job.input, changed);
+          inputFingerprint = now;
+        }
         if (options.inputRecords && done.size > 0) await checkRecordsOf(path, done, options.input ?? 'the input', options.inputRecords);
         if (options.job && !recorded && done.size > 0) {
           options.warn?.(
-            `${path} has no ${manifestPath(path)} (written by an older nereid, or removed): whether its records were answered with this run's options cannot be checked; they are recorded there from now on`,
+            `${path} has no ${manifestPath(path)} (written by an older nereid, or removed): whether its records were answered with this run's options, from this input as it is, cannot be checked; both are recorded there from now on`,
           );
         }
         if (options.retryFailed && keep.length !== scan.lines.length) {
@@ -199,7 +207,10 @@ export class JobOutput {
       }
       // After the output is emptied or resumed: a job killed in between leaves the old options beside no records, or the
       // same options beside the records, never new options beside records answered with the old ones.
-      if (options.job) await writeManifest(path, options.job);
+      if (options.job) {
+        if (options.job.lineNumbered && inputFingerprint === undefined) inputFingerprint = (await fingerprintInput(options.job.input)).now;
+        await writeManifest(path, options.job, inputFingerprint);
+      }
       if (records > 0 && failed === records) {
         options.warn?.(`${path}: all ${records} record(s) it holds are errors, and a rerun skips the records its output holds, so none of them is run again; --retry-failed runs them again`);
       }

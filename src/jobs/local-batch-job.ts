@@ -114,7 +114,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       retryFailed: options.retryFailed,
       input: options.input,
       inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
-      job: { answerOptions: answerOptionsOf(options), input: options.input },
+      job: { answerOptions: answerOptionsOf(options), input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
       warn: (message) => logger.warn(message),
     });
     output = opened;

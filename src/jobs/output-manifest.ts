@@ -1,10 +1,14 @@
 /**
  * `<output>.job.json`, beside a batch job's output: what the runs that wrote the output were asked (the options that
- * decide what a record's line holds). A rerun resumes the output only when it asks the same, so that one output never
- * holds records answered two ways (another --top-k, other input columns) under one name. The output's own lines cannot
- * say it: a failed record's line names no model, and no line says which columns were the inputs.
+ * decide what a record's line holds) and, when records are numbered by line, a fingerprint of the input they read. A
+ * rerun resumes the output only when it asks the same of the same records, so that one output never holds records
+ * answered two ways (another --top-k, other input columns) nor answers taken for other records (a line removed from the
+ * input renumbers every later one). The output's own lines cannot say it: a failed record's line names no model, and no
+ * line says which columns were the inputs or what the record held.
  */
-import { rename, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, rename, readFile, rm, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
 
 export const MANIFEST_SUFFIX = '.job.json';
@@ -15,8 +19,16 @@ export type AnswerOptions = Record<string, string | number | null>;
 /** What a run asks of its output, recorded in the manifest and compared with the one there. */
 export interface JobDescription {
   answerOptions: AnswerOptions;
-  /** The input, as given: shown, never compared (a renamed input is the same records). */
+  /** The input (recorded as an absolute path, to be shown; compared only through its fingerprint: a renamed input is the same records). */
   input: string;
+  /** The input's records are numbered by line (a JSONL or CSV file without --id-column): it is fingerprinted. */
+  lineNumbered?: boolean;
+}
+
+/** A file's length and the SHA-256 of its bytes. */
+export interface InputFingerprint {
+  bytes: number;
+  sha256: string;
 }
 
 /** The options of a batch job that decide what its records' lines hold, keyed by their flag, as the manifest records them. */
@@ -44,6 +56,8 @@ interface Manifest {
   format: 1;
   answer_options: AnswerOptions;
   input: string;
+  /** Of the input when the last run began, when its records are numbered by line. */
+  input_fingerprint?: InputFingerprint;
 }
 
 export const manifestPath = (output: string): string => `${output}${MANIFEST_SUFFIX}`;
@@ -75,8 +89,8 @@ export async function readManifest(output: string): Promise<Manifest | undefined
 }
 
 /** Written whole or not at all (a new file renamed over the old), so a killed job never leaves half of one. */
-export async function writeManifest(output: string, job: JobDescription): Promise<void> {
-  const manifest: Manifest = { written_by: 'nereid batch', format: 1, answer_options: job.answerOptions, input: job.input };
+export async function writeManifest(output: string, job: JobDescription, inputFingerprint?: InputFingerprint): Promise<void> {
+  const manifest: Manifest = { written_by: 'nereid batch', format: 1, answer_options: job.answerOptions, input: resolve(job.input), ...(inputFingerprint ? { input_fingerprint: inputFingerprint } : {}) };
   const path = manifestPath(output);
   const temporary = `${path}.tmp-${process.pid}`;
   await writeFile(temporary, `${JSON.stringify(manifest, null, 2)}\n`);
@@ -102,5 +116,71 @@ export function checkAnswerOptions(output: string, recorded: Manifest, job: JobD
     'FAILED_PRECONDITION',
     `${output} was written with ${written}, and this run asks ${asked}: the ${records.held} record(s) it holds were answered otherwise than this run would answer the rest. ` +
       `Rerun with the options that wrote it (${manifestPath(output)} lists them), choose another --output, or --restart to overwrite it${allFailed}`,
+  );
+}
+
+/**
+ * The input's fingerprint now, read in one pass, and why it no longer holds the records `earlier` was taken of, if it
+ * does not: its first `earlier.bytes` bytes must be the same, and a last line that had no newline must not have grown.
+ * Records appended after them keep every earlier record's line number, so an input may grow between runs.
+ */
+export async function fingerprintInput(path: string, earlier?: InputFingerprint): Promise<{ now: InputFingerprint; changed?: string }> {
+  const hash = createHash('sha256');
+  const handle = await open(path, 'r');
+  let bytes = 0;
+  /** The SHA-256 of the input's first earlier.bytes bytes, once read. */
+  let covered = earlier?.bytes === 0 ? hash.copy().digest('hex') : undefined;
+  /** The byte before the end of what `earlier` covered, and the one after it (undefined at the end of the file). */
+  const around = Buffer.alloc(2);
+  let aroundRead = 0;
+  try {
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
+      if (bytesRead === 0) break;
+      const chunk = buffer.subarray(0, bytesRead);
+      if (earlier && covered === undefined && bytes + bytesRead >= earlier.bytes) {
+        const split = earlier.bytes - bytes;
+        hash.update(chunk.subarray(0, split));
+        covered = hash.copy().digest('hex');
+        hash.update(chunk.subarray(split));
+      } else {
+        hash.update(chunk);
+      }
+      bytes += bytesRead;
+    }
+    if (earlier && earlier.bytes > 0) aroundRead = (await handle.read(around, 0, 2, earlier.bytes - 1)).bytesRead;
+  } finally {
+    await handle.close();
+  }
+  const now = { bytes, sha256: hash.digest('hex') };
+  if (!earlier) return { now };
+  const newline = (byte: number) => byte === 0x0a || byte === 0x0d;
+  const changed =
+    bytes < earlier.bytes
+      ? `it is ${bytes} bytes long, and was ${earlier.bytes}`
+      : covered !== earlier.sha256
+        ? `its first ${earlier.bytes} bytes are not those the earlier run read`
+        : aroundRead === 2 && !newline(around[0]!) && !newline(around[1]!)
+          ? 'its last line, which had no newline, goes on'
+          : undefined;
+  return changed ? { now, changed } : { now };
+}
+
+/**
+ * Refuses an input that no longer holds, under the same line numbers, the records an output's answers were given to:
+ * resumed, those answers would be taken for whatever records now have their numbers, and the records that moved would
+ * run twice or never.
+ */
+export function refuseChangedInput(output: string, recorded: Manifest, input: string, changed: string): never {
+  const sameFile = recorded.input === resolve(input);
+  const what = sameFile ? `the input ${input} changed since it was written` : `the input ${input} is not the ${recorded.input} it was written from, as it was`;
+  const remedy = sameFile
+    ? 'Give the records ids of their own (--id-column, with --restart once), or --restart to run them all again'
+    : "If it is another job's input, choose another --output; else give the records ids of their own (--id-column, with --restart once), or --restart to run them all again";
+  throw new NereidError(
+    'FAILED_PRECONDITION',
+    `${output} holds answers to records numbered by their line, and ${what} (${changed}); other records would now have those numbers ` +
+      `(a line removed or inserted renumbers every later one). Records may be appended to the input, but those before must not change. ${remedy}`,
   );
 }
