@@ -1243,7 +1243,7 @@ const BATCH_COMMANDS: ReadonlySet<string> = new Set(['batch', 'worker']);
 function batchExitHelp(kind: 'job' | 'reader' | 'worker'): string {
   const rows = [
     `  ${BATCH_EXIT.ok}    ${kind === 'job' ? "the job ran to its end (records written with their errors included: see the summary's failed)" : kind === 'worker' ? 'stopped by SIGTERM/SIGINT after the chunks in hand' : 'done'}`,
-    ...(kind === 'job' ? [`  ${BATCH_EXIT.incomplete}    the job ran but did not end complete: cancelled, chunks lost from Redis, or every record failed`] : []),
+    ...(kind === 'job' ? [`  ${BATCH_EXIT.incomplete}    the job ran but did not end complete: cancelled, chunks lost from Redis, or every record of the job failed`] : []),
     `  ${BATCH_EXIT.usage}    not done as given: a bad or missing option, ${kind === 'worker' ? 'a model repository that is not one' : 'an unknown job, or one whose state refuses it'}`,
     `  ${BATCH_EXIT.unavailable}    could not run: Redis unreachable${kind === 'job' ? ', a model that does not load' : ''}, an internal error`,
     ...(kind === 'job' ? [`  ${BATCH_EXIT.interrupted}  interrupted (SIGINT/SIGTERM) after the records in flight; the same command resumes`] : []),
@@ -1297,7 +1297,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--pass-through <names>', 'CSV columns (JSONL fields) copied into each output line as "pass_through", e.g. a label; comma-separated', list)
   .option('--restart', 'empty the output (and, with --queue, the job\'s chunks) and start over', false)
   .option('--retry-failed', 'run again the records the output holds with an error', false)
-  .option('--allow-all-failed', 'exit 0 even when every record of the run failed (each is written with its error either way)', false)
+  .option('--allow-all-failed', 'exit 0 even when every record of the job failed, resumed ones included (each is written with its error either way)', false)
   .addOption(
     new Option('--progress <mode>', 'progress on stderr: a bar on a terminal, a line every 2 s otherwise')
       .choices(localJobSettingsSchema.shape.progress.unwrap().options)
@@ -1374,7 +1374,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
     // Records left unwritten (their chunks vanished from Redis, or the job was cancelled) are work not done: a script must not take the run as complete.
     const outcome = batchJobOutcome(summary, { allowAllFailed: flags.allowAllFailed });
     console.log(JSON.stringify(outcome.error ? { ...summary, error: outcome.error } : summary));
-    if (outcome.error?.code === 'ALL_RECORDS_FAILED') console.error(`nereid batch: every record of this run failed (${summary.failed}); exiting 1 (--allow-all-failed exits 0)`);
+    if (outcome.error?.code === 'ALL_RECORDS_FAILED') console.error(`nereid batch: every record of the job failed (${summary.failedTotal}); exiting 1 (--allow-all-failed exits 0)`);
     process.exit(outcome.exitCode);
   });
 

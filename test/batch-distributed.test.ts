@@ -591,7 +591,7 @@ describe('distributed batch jobs', () => {
       '--chunk-size', '4', '--attempts', '2', '--backoff-ms', '50', '--progress', 'none',
     ]);
     assert.equal(code, 1, 'every record failed: the run exits 1 (--allow-all-failed would exit 0)');
-    assert.match(stderr, /every record of this run failed \(10\)/);
+    assert.match(stderr, /every record of the job failed \(10\)/);
     const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as { failed: number; failedChunks: { chunk: number; reason: string }[] };
     assert.equal(summary.failed, 10);
     assert.deepEqual(summary.failedChunks.map((chunk) => chunk.chunk), [0, 1, 2]);

@@ -127,6 +127,7 @@ test('CLI: a first run whose every record failed, fixed by a flag, is refused wi
   const same = await runCli(args, 120_000);
   assert.match(same.stderr, /samples\.jsonl: all 3 record\(s\) it holds are errors, and a rerun skips the records its output holds, so none of them is run again; --retry-failed runs them again/);
   assert.equal(JSON.parse(same.stdout.trim().split('\n').at(-1)!).processed, 0);
+  assert.equal(same.code, 1, 'every record of the job failed, though this run ran none');
 
   const retried = await runCli([...args, '--id-column', 'sample', '--retry-failed'], 120_000);
   assert.equal(retried.code, 0, retried.stderr);
@@ -185,4 +186,29 @@ test('a CSV whose last line had no newline: appending records after a newline re
   const other = join(dir, 'tail-other.csv');
   await writeFile(other, 'a,b,c,d\n1,2,3,4\n');
   await assert.rejects(run(other), /and the input .*tail-other\.csv is not the .*tail\.csv it was written from, as it was \(it is 16 bytes long, and was 32\)/);
+});
+
+test('CLI: "every record failed" (exit 1) is judged on the job: the same command over all-bad data exits 1 each time; a resumed job whose last records are its only bad ones exits 0', async () => {
+  const bad = join(dir, 'all-bad.jsonl');
+  await writeFile(bad, '{"WRONG":[1,2,3,4]}\n{"WRONG":[5,6,7,8]}\n');
+  const args = (input: string, output: string) => ['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', output, '--progress', 'none'];
+  const summaryOf = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!) as { resumed: number; processed: number; failedTotal: number; error?: { code: string } };
+  const badOut = join(dir, 'all-bad-out.jsonl');
+  for (const [run, expected] of [['first', { resumed: 0, processed: 2 }], ['rerun', { resumed: 2, processed: 0 }]] as const) {
+    const result = await runCli(args(bad, badOut), 120_000);
+    assert.equal(result.code, 1, `${run}: ${result.stderr}`);
+    assert.match(result.stderr, /nereid batch: every record of the job failed \(2\); exiting 1 \(--allow-all-failed exits 0\)/);
+    const summary = summaryOf(result.stdout);
+    assert.deepEqual([summary.resumed, summary.processed, summary.failedTotal, summary.error?.code], [expected.resumed, expected.processed, 2, 'ALL_RECORDS_FAILED'], run);
+  }
+
+  const tail = join(dir, 'good-then-bad.jsonl');
+  await writeFile(tail, '{"INPUT0":[1,2,3,4]}\n{"INPUT0":[5,6,7,8]}\n');
+  const tailOut = join(dir, 'good-then-bad-out.jsonl');
+  assert.equal((await runCli(args(tail, tailOut), 120_000)).code, 0);
+  await appendFile(tail, '{"WRONG":[0,0,0,0]}\n');
+  const resumed = await runCli(args(tail, tailOut), 120_000);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  const summary = summaryOf(resumed.stdout);
+  assert.deepEqual([summary.resumed, summary.processed, summary.failedTotal, summary.error], [2, 1, 1, undefined], 'the run\'s only record failed, the job\'s others did not');
 });

@@ -42,10 +42,10 @@ test('a batch job whose records all failed exits 1, and 0 with --allow-all-faile
   const args = ['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--progress', 'none'];
   const failing = await runCli([...args, '--output', join(repo, 'a.jsonl')], 120_000);
   assert.equal(failing.code, 1, failing.stderr);
-  assert.match(failing.stderr, /every record of this run failed \(2\); exiting 1/);
+  assert.match(failing.stderr, /every record of the job failed \(2\); exiting 1/);
   assert.deepEqual(JSON.parse(failing.stdout.trim().split('\n').at(-1)!).error, {
     code: 'ALL_RECORDS_FAILED',
-    message: 'every record of this run failed (2), each written with its error; --allow-all-failed exits 0',
+    message: 'every record of the job failed (2), each written with its error; --retry-failed runs them again once the cause is fixed; --allow-all-failed exits 0',
   });
   const lines = (await readFile(join(repo, 'a.jsonl'), 'utf8')).trim().split('\n');
   assert.equal(lines.length, 2);

@@ -36,11 +36,15 @@ test('a failure exits 2 when the command cannot be done as given, 3 when it coul
 test("a job that ran exits 0, or 130 or 1 with why it is not complete, the first that applies", () => {
   const done: BatchSummary = { output: 'o.jsonl', records: 4, resumed: 0, processed: 4, failed: 1, failedTotal: 1, wallSeconds: 1, recordsPerSecond: 4, computeSeconds: 0.1, computeShare: 0.1 };
   assert.deepEqual(batchJobOutcome(done), { exitCode: 0 });
-  const allFailed = { ...done, failed: 4 };
+  const allFailed = { ...done, failed: 4, failedTotal: 4 };
   assert.deepEqual(batchJobOutcome(allFailed).error?.code, 'ALL_RECORDS_FAILED');
   assert.equal(batchJobOutcome(allFailed).exitCode, 1);
   assert.deepEqual(batchJobOutcome(allFailed, { allowAllFailed: true }), { exitCode: 0 });
-  assert.deepEqual(batchJobOutcome({ ...done, processed: 0, failed: 0 }), { exitCode: 0 }, 'nothing left to run is not a failure');
+  assert.deepEqual(batchJobOutcome({ ...done, processed: 0, failed: 0, resumed: 4, failedTotal: 1 }), { exitCode: 0 }, 'nothing left to run is not a failure');
+  // Judged on the job: a rerun that finds every record done and failed exits 1 again; a resumed tail of bad records does not.
+  assert.equal(batchJobOutcome({ ...done, resumed: 4, processed: 0, failed: 0, failedTotal: 4 }).error?.code, 'ALL_RECORDS_FAILED');
+  assert.deepEqual(batchJobOutcome({ ...done, resumed: 3, processed: 1, failed: 1, failedTotal: 1 }), { exitCode: 0 });
+  assert.deepEqual(batchJobOutcome({ ...done, records: 0, processed: 0, failed: 0, failedTotal: 0 }), { exitCode: 0 }, 'no records: nothing failed');
   const lost = { ...done, lostChunks: [{ chunk: 2, records: 3, reason: 'vanished from Redis' }, { chunk: 5, records: 2, reason: 'vanished from Redis' }] };
   assert.deepEqual(batchJobOutcome(lost), {
     exitCode: 1,

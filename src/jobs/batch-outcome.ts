@@ -10,7 +10,7 @@ import type { BatchSummary } from './job-progress.js';
 export const BATCH_EXIT = {
   /** Done as asked: the job ran to its end (records with errors included), the status was read, the job cancelled. */
   ok: 0,
-  /** The job ran but did not end complete: cancelled, chunks lost from Redis, or every record of the run failed. */
+  /** The job ran but did not end complete: cancelled, chunks lost from Redis, or every record of the job (this run's and those resumed) failed. */
   incomplete: 1,
   /** Not done as given: a bad or missing option, an unknown job, or one whose state refuses it (nothing left to cancel, its --job used for another input). */
   usage: 2,
@@ -53,8 +53,14 @@ export function batchJobOutcome(summary: BatchSummary, options: { allowAllFailed
       error: { code: 'RECORDS_LOST', message: `${records} record(s) of ${summary.lostChunks.length} chunk(s) got no answer (see lostChunks) and are not written; run the same command again to submit them` },
     };
   }
-  if (summary.processed > 0 && summary.failed === summary.processed && !options.allowAllFailed) {
-    return { exitCode: BATCH_EXIT.incomplete, error: { code: 'ALL_RECORDS_FAILED', message: `every record of this run failed (${summary.failed}), each written with its error; --allow-all-failed exits 0` } };
+  // The job's records, not this run's: the same command over the same data ends the same way every time (a rerun that
+  // finds every record done and failed exits 1 again), and a resumed job whose last records are its only bad ones does not.
+  const written = summary.resumed + summary.processed;
+  if (written > 0 && summary.failedTotal >= written && !options.allowAllFailed) {
+    return {
+      exitCode: BATCH_EXIT.incomplete,
+      error: { code: 'ALL_RECORDS_FAILED', message: `every record of the job failed (${summary.failedTotal}), each written with its error; --retry-failed runs them again once the cause is fixed; --allow-all-failed exits 0` },
+    };
   }
   return { exitCode: BATCH_EXIT.ok };
 }
