@@ -104,3 +104,30 @@ test('property: over random score walks, every rise meets its entry level and ev
     }
   }
 });
+
+test('a small sample judged on a test of its own can raise and hold a level, but falls to insufficient_data where a full one would reach ok', () => {
+  const states = new DriftStateMachine({ minSamples: 200 }, () => 0);
+  assert.equal(states.evaluate(0.5, 50, { smallSample: true })?.to, 'drift');
+  assert.deepEqual([0.05, 0.05].map((score) => (states.evaluate(score, 100, { smallSample: true }), states.state)), ['drift', 'drift']);
+  const fall = states.evaluate(0.05, 150, { smallSample: true });
+  assert.deepEqual(fall && { to: fall.to, score: fall.score }, { to: 'insufficient_data', score: undefined }, 'three readings below 0.08 would reach ok: 150 rows cannot say that');
+  // From insufficient_data a small sample's low score says nothing either.
+  assert.equal(states.evaluate(0.05, 150, { smallSample: true }), undefined);
+  assert.equal(states.state, 'insufficient_data');
+});
+
+test('raise moves the state up to the level a score reaches, never down, and is no reading for the hysteresis', () => {
+  const { states, feed } = machine();
+  assert.equal(states.raise(0.05, 5), undefined, 'below warning: nothing to raise');
+  assert.equal(states.raise(0.3, 5)?.to, 'drift');
+  assert.equal(states.raise(0.12, 5), undefined, 'a lower level is no raise');
+  assert.equal(states.state, 'drift');
+  // Two regular readings below drift's exit, a raise that finds drift already, then one more: three regular readings.
+  assert.deepEqual(feed([0.15, 0.15]), ['drift', 'drift']);
+  assert.equal(states.raise(0.3, 5), undefined);
+  assert.deepEqual(feed([0.15]), ['warning']);
+  // A raise that finds its level already there leaves the run of regular readings below the exit as it was.
+  assert.deepEqual(feed([0.05, 0.05]), ['warning', 'warning']);
+  assert.equal(states.raise(0.11, 5), undefined, 'already warning');
+  assert.deepEqual(feed([0.05]), ['ok']);
+});

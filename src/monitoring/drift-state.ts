@@ -8,6 +8,8 @@ import { DRIFT_THRESHOLDS } from './drift-statistics.js';
  */
 export type DriftState = 'insufficient_data' | 'ok' | 'warning' | 'drift';
 
+const LEVEL_RANK: Record<DriftState, number> = { insufficient_data: 0, ok: 1, warning: 2, drift: 3 };
+
 /** Below this many values a drift score is mostly noise (see minSamples). */
 export const MIN_DRIFT_SAMPLES = 200;
 
@@ -54,7 +56,7 @@ export interface DriftTransition {
   to: DriftState;
   /** Clock time of the evaluation that moved the state. */
   at: number;
-  /** The score that moved it; absent for a move to `insufficient_data`, which no score decides. */
+  /** The score that moved it; absent for a move to `insufficient_data`, which the window's size decides (too few rows to judge, or to call `ok`). */
   score?: number;
   sampleCount: number;
 }
@@ -104,7 +106,8 @@ export class DriftStateMachine {
    * Takes the latest score of the window and how many samples it was computed from; returns the transition when the
    * state moved (for the caller to log), otherwise undefined. With fewer than minSamples samples the score is not
    * looked at (it may be NaN: the caller need not compute it), unless `smallSample` says the caller has judged that
-   * few samples enough on a test of its own (the flagged share's binomial tail).
+   * few samples enough on a test of its own (the flagged share's binomial tail); such a sample can hold or raise a
+   * level, and lower it with the usual hysteresis, but where that would reach `ok` it reaches `insufficient_data`.
    */
   evaluate(score: number, sampleCount: number, { smallSample = false } = {}): DriftTransition | undefined {
     if (!Number.isInteger(sampleCount) || sampleCount < 0) throw new RangeError(`sampleCount must be a non-negative whole number, got ${sampleCount}`);
@@ -120,7 +123,28 @@ export class DriftStateMachine {
     const { warningAt, driftAt, exitRatio, exitAfter } = this.options;
     this.belowWarningExit = score < warningAt * exitRatio ? this.belowWarningExit + 1 : 0;
     this.belowDriftExit = score < driftAt * exitRatio ? this.belowDriftExit + 1 : 0;
-    return this.moveTo(this.next(score, warningAt, driftAt, exitAfter), score, sampleCount);
+    const next = this.next(score, warningAt, driftAt, exitAfter);
+    // A small sample's test can show that something is wrong, never that all is well: `ok` needs minSamples rows.
+    if (next === 'ok' && sampleCount < this.options.minSamples) return this.moveTo('insufficient_data', undefined, sampleCount);
+    return this.moveTo(next, score, sampleCount);
+  }
+
+  /**
+   * An alarm checked between the regular evaluations (the caller's small-sample test): moves the state up to the level
+   * the score reaches, never down, and is no evaluation for the hysteresis, whose "three in a row" must stay three of
+   * the regular cadence rather than three records of one burst. Returns the transition, if any.
+   */
+  raise(score: number, sampleCount: number): DriftTransition | undefined {
+    if (Number.isNaN(score)) throw new RangeError('a drift score must be a number, got NaN');
+    const { warningAt, driftAt } = this.options;
+    const level: DriftState | undefined = score >= driftAt ? 'drift' : score >= warningAt ? 'warning' : undefined;
+    if (level === undefined || LEVEL_RANK[level] <= LEVEL_RANK[this.current]) return undefined;
+    this.lastScore = score;
+    this.lastSampleCount = sampleCount;
+    // The score is above the exit threshold of the level reached (and of any below it): a run below it starts afresh.
+    this.belowWarningExit = 0;
+    if (level === 'drift') this.belowDriftExit = 0;
+    return this.moveTo(level, score, sampleCount);
   }
 
   private next(score: number, warningAt: number, driftAt: number, exitAfter: number): DriftState {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { reliabilityBins } from './accuracy-estimate.js';
 import { summariseFeature, type ReferenceProfile } from './reference-profile.js';
+import type { DriftTransition } from './drift-state.js';
 import { binomialTail, VersionMonitor, type MonitoredRow } from './version-monitor.js';
 
 /** A deterministic stream in [0, 1): the same values for the same seed. */
@@ -242,4 +243,48 @@ test('once the rows age out, the scores a scrape reads first are gone in the sam
   // In the order the Prometheus gauges read them: nereid_drift_score, then nereid_drift_state.
   assert.deepEqual(monitor.latest?.features, [], 'no score over an empty window');
   assert.equal(monitor.driftState, 'insufficient_data');
+});
+
+test('the small-sample alarm keeps the regular cadence: 16 foreign rows then in-distribution ones hold drift at 216 rows, and it falls only after three regular evaluations below its exit level', () => {
+  const random = uniform(29);
+  const transitions: DriftTransition[] = [];
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 100 }, { onTransition: (transition) => transitions.push(transition) });
+  const evaluatedAt: number[] = [];
+  let evaluated = monitor.latest;
+  const states: string[] = [];
+  const foreign = rows(16, random).map((row) => ({ ...row, oodScore: 20 }));
+  for (const [index, row] of [...foreign, ...rows(600 - 16, random)].entries()) {
+    monitor.record([row]);
+    states.push(monitor.driftState);
+    if (monitor.latest !== evaluated) {
+      evaluated = monitor.latest;
+      evaluatedAt.push(index + 1);
+    }
+  }
+  assert.deepEqual(evaluatedAt, [30, 100, 200, 300, 400, 500, 600], 'the alarm at row 30 raised the state; the regular evaluations stayed every 100 rows (they came at 177 and 277)');
+  assert.equal(states[215], 'drift', 'at 216 rows, with the 16 flagged rows in the window (it read insufficient_data)');
+  assert.ok(!states.slice(29).includes('insufficient_data'), 'never insufficient_data once judged: the window never held fewer than 30 rows');
+  assert.deepEqual(
+    transitions.map(({ from, to, sampleCount }) => `${from}→${to}@${sampleCount}`),
+    ['insufficient_data→drift@30', 'drift→ok@400'],
+    'scored 0.21 on the flagged share at 100 rows, then below 0.08 at 200, 300 and 400: down only after those three regular evaluations',
+  );
+});
+
+test('a level the alarm raised is judged on the flagged share by the evaluations below minSamples, with the usual hysteresis', () => {
+  const random = uniform(31);
+  const transitions: string[] = [];
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 25 }, { onTransition: ({ from, to, sampleCount }) => transitions.push(`${from}→${to}@${sampleCount}`) });
+  for (const row of rows(16, random)) monitor.record([{ ...row, oodScore: 20 }]);
+  const states: string[] = [];
+  for (const row of rows(159, random)) {
+    monitor.record([row]);
+    states.push(monitor.driftState);
+  }
+  assert.ok(!states.slice(30 - 16 - 1).includes('insufficient_data'), states.join(' '));
+  assert.equal(monitor.latest?.smallSample, true, 'the evaluation at 175 rows judged the flagged share alone');
+  assert.deepEqual(monitor.latest?.features.map((feature) => feature.feature), ['ood.flagged']);
+  assert.deepEqual(transitions, ['insufficient_data→drift@30', 'drift→warning@175'], 'down a level after three evaluations (125, 150, 175) below 0.2, not to insufficient_data');
+  for (const row of rows(25, random)) monitor.record([row]);
+  assert.equal(monitor.latest?.smallSample, undefined, 'the evaluation at 200 rows is a full one');
 });

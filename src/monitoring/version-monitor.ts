@@ -71,8 +71,9 @@ export interface MonitorEvaluation {
   /** Most drifted first (by PSI); features whose window holds fewer than the state's minSamples values are left out. */
   features: FeatureDrift[];
   /**
-   * Fewer rows than minSamples, but a share of flagged rows no chance gives (see OOD_ALARM_P): judged on that share
-   * alone, so a model with little traffic is not blind to plainly foreign inputs for its first 200 rows.
+   * Fewer rows than minSamples, judged on the share of flagged rows alone: a share no chance gives (see OOD_ALARM_P), so
+   * a model with little traffic is not blind to plainly foreign inputs for its first 200 rows, or a level that share
+   * raised, which the regular evaluations keep judging on it until the window reaches minSamples (see VersionMonitor.step).
    */
   smallSample?: true;
 }
@@ -151,7 +152,10 @@ export class VersionMonitor {
   private readonly state: DriftStateMachine;
   private readonly now: () => number;
   private rows = 0;
+  /** Rows since the last regular evaluation (every evaluateEvery rows); the small-sample alarm leaves it alone. */
   private sinceEvaluation = 0;
+  /** The state's level was raised (or last held) on the flagged share of a window below minSamples. */
+  private levelOnFlaggedShare = false;
   private oodChecked = 0;
   private oodFlagged = 0;
   private lastEvaluation?: MonitorEvaluation;
@@ -212,9 +216,31 @@ export class VersionMonitor {
     });
     this.rows += rows.length;
     this.sinceEvaluation += rows.length;
-    // Below the minimum sample the flagged-share alarm is checked on every record, not only every evaluateEvery rows:
-    // a model with little traffic would otherwise stay blind to foreign inputs until its first evaluation.
-    if (this.sinceEvaluation >= this.options.evaluateEvery || this.smallSampleAlarm()) this.step();
+    if (this.sinceEvaluation >= this.options.evaluateEvery) this.step();
+    // Below the minimum sample the flagged-share alarm is also checked on every record: a model with little traffic
+    // would otherwise stay blind to foreign inputs until its first evaluation. It may only raise the state, and keeps
+    // the regular cadence: when it reset that, the next evaluation came at 177 rows instead of 200 and dropped an
+    // alarm's `drift` to insufficient_data while the rows that raised it were still in the window.
+    else if (this.smallSampleAlarm()) this.raiseOnAlarm();
+  }
+
+  private raiseOnAlarm(): void {
+    const evaluation = this.evaluate();
+    const transition = this.state.raise(evaluation.score, this.recent.size);
+    if (!transition) return;
+    this.lastEvaluation = evaluation;
+    this.levelOnFlaggedShare = true;
+    this.hooks.onTransition?.(transition, evaluation);
+  }
+
+  /**
+   * A window below minSamples whose state stands on its flagged share: the alarm raised it, and the regular
+   * evaluations keep judging that share (with the usual hysteresis) rather than dropping to insufficient_data,
+   * which would read as the alarm clearing while the flagged rows are still in the window.
+   */
+  private standsOnFlaggedShare(): boolean {
+    const state = this.state.state;
+    return this.levelOnFlaggedShare && (state === 'warning' || state === 'drift') && (this.flagged?.size ?? 0) >= OOD_ALARM_MIN_ROWS && this.recent.size < this.options.state.minSamples;
   }
 
   /** The share of flagged rows no chance gives, in a window of OOD_ALARM_MIN_ROWS up to minSamples rows (see evaluate). */
@@ -253,7 +279,7 @@ export class VersionMonitor {
     const expected = this.expectedOodShare;
     if (this.flagged && this.flagged.size >= Math.max(1, minSamples)) {
       features.push(categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged.counts()));
-    } else if (this.smallSampleAlarm()) {
+    } else if (this.smallSampleAlarm() || this.standsOnFlaggedShare()) {
       const feature = categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged!.counts());
       return { at: this.now(), score: feature.psi, features: [feature], smallSample: true };
     }
@@ -261,7 +287,7 @@ export class VersionMonitor {
     return { at: this.now(), score: driftScore(features), features };
   }
 
-  /** Evaluates and moves the state with the result; returns the transition, if any. */
+  /** The regular evaluation: evaluates and moves the state with the result; returns the transition, if any. */
   step(): DriftTransition | undefined {
     this.sinceEvaluation = 0;
     const evaluation = this.evaluate();
@@ -269,6 +295,8 @@ export class VersionMonitor {
     // A small window judged on its flagged share alone is judged as a full one (see MonitorEvaluation.smallSample), but
     // reports the rows it really held.
     const transition = this.state.evaluate(evaluation.score, this.recent.size, { smallSample: evaluation.smallSample === true });
+    const state = this.state.state;
+    this.levelOnFlaggedShare = evaluation.smallSample === true && (state === 'warning' || state === 'drift');
     if (transition) this.hooks.onTransition?.(transition, evaluation);
     return transition;
   }
