@@ -343,12 +343,12 @@ function overviewPage() {
           const rates = latestRates(`${version.name}/${version.version}`);
           const link = version.stats ? html`<a href="#/model/${encodeURIComponent(version.name)}/${encodeURIComponent(version.version)}">${version.name}</a>` : html`${version.name}`;
           return html`<tr data-model="${version.name}" data-version="${version.version}">
-            <td>${link}</td><td>${version.version || '–'}</td><td>${stateBadge(version)}</td>
+            <td class="name">${link}</td><td data-label="Version">${version.version || '–'}</td><td class="state">${stateBadge(version)}</td>
             <td class="num wide">${model.shadows?.some((s) => s.shadow_version === version.version) ? 'shadow' : version.traffic_share === undefined ? '' : percent(version.traffic_share)}</td>
-            <td class="num">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
+            <td class="num" data-label="req/s">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
             <td class="num wide">${version.stats ? number(version.stats.inference_stats.success.count, 0) : ''}</td>
-            <td class="num${version.stats?.inference_stats.fail.count ? ' failing' : ''}" data-testid="failures">${version.stats ? number(version.stats.inference_stats.fail.count, 0) : ''}</td>
-            <td data-testid="drift">${driftCell(version.monitor)}</td>
+            <td class="num${version.stats?.inference_stats.fail.count ? ' failing' : ''}" data-testid="failures" data-label="Failures">${version.stats ? number(version.stats.inference_stats.fail.count, 0) : ''}</td>
+            <td data-testid="drift" data-label="Drift">${driftCell(version.monitor)}</td>
             <td class="wide">${version.residency ?? ''}${version.memory_bytes === undefined ? '' : ` · ${bytes(version.memory_bytes)}`}</td>
             <td class="reason" data-testid="reason">${version.reason ?? ''}</td></tr>`;
         }),
