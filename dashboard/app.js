@@ -487,10 +487,20 @@ function costCard(cost) {
   return card(perMillion ? 'Cost / 1M' : 'Cost / 1,000', dollars(perMillion ? cost * 1000 : cost), 'predictions', 'cost');
 }
 
-/** The mean batch of the last second with executions; before the page has seen one, the mean since load. */
+/**
+ * The mean batch of the last second with executions; before the page has seen one, the mean since load. Both are the
+ * rows executed per execution, from batch_stats: inference_count counts successful rows only, so a batch with a request
+ * the model refused would pull it down.
+ */
 function meanBatchDetail(rates, stats) {
   if (rates?.mean_batch_size !== undefined && rates.mean_batch_size !== null) return `mean batch ${number(rates.mean_batch_size)}`;
-  return stats.execution_count > 0 ? `mean batch ${number(stats.inference_count / stats.execution_count)} since load` : 'mean batch –';
+  let executions = 0;
+  let rows = 0;
+  for (const batch of stats.batch_stats ?? []) {
+    executions += batch.compute_infer.count;
+    rows += batch.batch_size * batch.compute_infer.count;
+  }
+  return executions > 0 ? `mean batch ${number(rows / executions)} since load` : 'mean batch –';
 }
 
 /**

@@ -257,6 +257,19 @@ describe('javascript handler models with --allow-code-models', () => {
       assert.deepEqual(answers[index].body.outputs.find((output: Json) => output.name === 'BATCH').data, [3], 'all three were one batch');
     }
     assert.equal((await statistics(served.url, 'picky')).execution_count, 1);
+    // A batch the handler refused whole is no execution (as a failed run is none): counted, it made executions outnumber
+    // inferences, and the dashboard's "mean batch" read 0.7.
+    const refused = await infer(served.url, 'picky', fp32('IN', [[-1, 2, 3, 4]]));
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    const stats = await statistics(served.url, 'picky');
+    assert.equal(stats.inference_stats.fail.count, 2);
+    assert.equal(stats.execution_count, 1);
+    assert.equal(stats.inference_count, 2);
+    assert.deepEqual(
+      stats.batch_stats.map((batch: Json) => [batch.batch_size, batch.compute_infer.count]),
+      [[3, 1]],
+      'the mixed batch of three counts all its rows, as Triton counts a batch that ran',
+    );
   });
 
   test('BYTES in and out: strings upper-cased', async () => {

@@ -33,6 +33,12 @@ export interface ExecutionRecord {
   timings: ExecutionTimings;
   /** Threads the executing instance computes with (for compute-seconds). */
   threads: number;
+  /**
+   * A handler refused every request of the batch: its time is still cost, but the batch counts as no execution, as a run
+   * that fails counts as none (Triton counts only batches that produced an answer). Counted as one, a model whose
+   * requests are refused showed fewer inferences than executions ("mean batch 0.7").
+   */
+  answeredNone?: true;
 }
 
 export interface ExecutionObserver {

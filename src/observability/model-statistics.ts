@@ -59,7 +59,7 @@ export class ModelStatistics implements InferenceObserver {
   ) {}
 
   onExecution(record: ExecutionRecord): void {
-    this.recordExecution(record.batchSize, record.timings);
+    if (!record.answeredNone) this.recordExecution(record.batchSize, record.timings);
     // A handler pipeline's cost is its own compute and what the models it called computed for it, as an ensemble's is its steps'.
     this.computeSeconds += coreSeconds(record.timings.computeInferNs, record.threads) + (record.timings.calledCoreSeconds ?? 0);
   }

@@ -174,7 +174,7 @@ class MetricsObserver implements InferenceObserver {
   }
 
   onExecution(record: ExecutionRecord): void {
-    this.histograms.batchSize.observe(record.batchSize);
+    if (!record.answeredNone) this.histograms.batchSize.observe(record.batchSize);
   }
 }
 

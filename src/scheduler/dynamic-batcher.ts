@@ -523,7 +523,8 @@ export class DynamicBatcher implements Scheduler {
     if (outcome.answers.length !== batch.length) throw new Error(`the instance answered ${outcome.answers.length} requests of a batch of ${batch.length}`);
     const outputs: RunOutputs = {};
     outputs[COMPUTE_NS] = outcome.computeNs;
-    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone, outcome.calledCoreSeconds);
+    const answeredNone = outcome.answers.every((answer) => answer instanceof Error);
+    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone, outcome.calledCoreSeconds, answeredNone);
     const coreSecondsPerRow = (coreSeconds(execution.computeInferNs, instance.threads) + (execution.calledCoreSeconds ?? 0)) / rows;
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index];
@@ -645,6 +646,7 @@ export class DynamicBatcher implements Scheduler {
     inferred: number,
     alone: boolean,
     calledCoreSeconds?: number,
+    answeredNone = false,
   ): ExecutionTimings {
     const finished = now();
     // An engine that timed itself says what computing took; handing the batch over to it (and
@@ -658,13 +660,14 @@ export class DynamicBatcher implements Scheduler {
       computeOutputNs: msToNs(finished - inferred),
     };
     if (calledCoreSeconds) execution.calledCoreSeconds = calledCoreSeconds;
-    const batched = this.policy.maxBatchSize > 0;
+    // A batch refused whole is no measure of what computing a batch of its size costs (a refusal is quick).
+    const batched = this.policy.maxBatchSize > 0 && !answeredNone;
     if (batched) {
       this.costs.record(rows, elements, execution.computeInferNs);
       if (alone) this.costs.recordOverhead(handedOverNs - engineNs);
     }
     // Rows executed, as Triton's batch_stats count them: a batching model without dynamic_batching runs each request alone, with all its rows.
-    this.observer.onExecution({ batchSize: rows, timings: execution, threads: instance.threads });
+    this.observer.onExecution({ batchSize: rows, timings: execution, threads: instance.threads, ...(answeredNone ? { answeredNone } : {}) });
     return execution;
   }
 
