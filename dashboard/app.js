@@ -631,12 +631,21 @@ const IMAGE_MODES = {
   text: { label: 'boxes and text (/infer)', hint: (model) => `send an image and get its lines of text, boxed (POST /v2/models/${model}/infer, the image as its BYTES input)` },
 };
 
+/** Why a model has no version ready, in the server's words (the repository index's reasons), for the try-it panel. */
+function notReadyReason(snapshot, name) {
+  const model = snapshot.models.find((candidate) => candidate.name === name);
+  if (!model) return `the server has no model named '${name}' (the overview lists those it has)`;
+  const reasons = model.versions.map((version) => version.reason || `version ${version.version || '?'} is ${(version.state ?? 'not loaded').toLowerCase()}`);
+  return [...new Set(reasons)].join('; ') || 'it has no version loaded';
+}
+
 function tryPage(chosen) {
   render(
     main,
     html`<h1 class="page-title">Try a model</h1>
     <section class="panel try">
       <label>Model <select id="try-model" data-testid="try-model"></select></label>
+      <div class="alert" role="alert" id="try-unavailable" data-testid="try-unavailable" hidden></div>
       <div class="tabs"><button type="button" data-tab="image" class="current">Image</button><button type="button" data-tab="json">V2 JSON</button></div>
       <div data-pane="image">
         <label class="mode">Answer <select id="try-mode" data-testid="try-mode"></select></label>
@@ -661,22 +670,35 @@ function tryPage(chosen) {
   );
   const select = document.getElementById('try-model');
   const modeSelect = document.getElementById('try-mode');
+  const sendButton = document.getElementById('try-send');
   // The models offered follow the repository index of each snapshot, as the overview does: a model
   // loaded after the page opened is added, one unloaded goes (the choice moves to the first left).
+  // The model the address names (#/try/<name>) is not swapped for another while it is not ready: the
+  // person would be trying a model they did not ask for. It stays chosen, with why it cannot be tried,
+  // until it is ready or they pick another.
+  let named = chosen;
   let listed;
   const fill = (snapshot) => {
     const ready = snapshot.models.filter((model) => model.versions.some((version) => version.state === 'READY')).map((model) => model.name);
-    if (ready.join('\n') === listed) return;
+    const missing = named && !ready.includes(named) ? named : undefined;
+    const why = missing ? notReadyReason(snapshot, missing) : '';
+    const key = [...ready, missing ?? '', why].join('\n');
+    if (key === listed) return;
     const first = listed === undefined;
-    listed = ready.join('\n');
+    listed = key;
     // A model unloaded may come back with another config.
     for (const name of state.configs.keys()) if (!ready.includes(name)) state.configs.delete(name);
     const previous = select.value;
-    render(select, ready.length ? html`${ready.map((name) => html`<option value="${name}">${name}</option>`)}` : html`<option value="">no model is ready</option>`);
+    const wasMissing = select.selectedOptions[0]?.dataset.unavailable !== undefined;
+    const options = [
+      ...(missing ? [html`<option value="${missing}" data-unavailable="${why}" disabled>${missing} (not available)</option>`] : []),
+      ...ready.map((name) => html`<option value="${name}">${name}</option>`),
+    ];
+    render(select, options.length ? html`${options}` : html`<option value="">no model is ready</option>`);
     select.disabled = ready.length === 0;
     const wanted = first ? chosen : previous;
-    if (wanted && ready.includes(wanted)) select.value = wanted;
-    if (select.value !== previous || first) void describe();
+    if (wanted && (ready.includes(wanted) || wanted === missing)) select.value = wanted;
+    if (select.value !== previous || first || wasMissing || missing) void describe();
   };
   const showHint = () => {
     const mode = IMAGE_MODES[modeSelect.value];
@@ -685,11 +707,17 @@ function tryPage(chosen) {
   };
   const describe = async () => {
     const model = select.value;
-    if (!model) {
+    const unavailable = select.selectedOptions[0]?.dataset.unavailable;
+    const alert = document.getElementById('try-unavailable');
+    alert.hidden = unavailable === undefined;
+    sendButton.disabled = !model || unavailable !== undefined;
+    if (!model || unavailable !== undefined) {
       render(modeSelect, html``);
-      document.getElementById('image-hint').textContent = 'No model is ready: load one, and it appears here.';
+      document.getElementById('image-hint').textContent = model ? `Nothing is sent to ${model} until it is ready; pick another model to try that one.` : 'No model is ready: load one, and it appears here.';
       document.getElementById('try-file').disabled = true;
       document.getElementById('try-json').value = '';
+      document.getElementById('try-json-note').hidden = true;
+      if (unavailable !== undefined) render(alert, html`<strong>${model} is not available:</strong> ${unavailable}`);
       return;
     }
     // The inputs as the server takes them on the wire (its metadata), not as the model runs them (its config).
@@ -709,7 +737,10 @@ function tryPage(chosen) {
     note.textContent = notes.join('; ');
     note.hidden = notes.length === 0;
   };
-  select.addEventListener('change', () => void describe());
+  select.addEventListener('change', () => {
+    if (select.value !== named) named = undefined;
+    void describe();
+  });
   modeSelect.addEventListener('change', showHint);
   main.querySelectorAll('[data-tab]').forEach((tab) =>
     tab.addEventListener('click', () => {
@@ -727,7 +758,7 @@ function tryPage(chosen) {
     const dropped = event.dataTransfer?.files[0];
     if (dropped) send(dropped);
   });
-  document.getElementById('try-send').addEventListener('click', () => void infer(select.value, document.getElementById('try-json').value));
+  sendButton.addEventListener('click', () => void infer(select.value, document.getElementById('try-json').value));
   return { name: 'try', leave() {}, update: fill };
 }
 

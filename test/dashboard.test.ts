@@ -549,6 +549,39 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
+  test('a try-it address naming a model that is not ready says why, sends nothing, and tries no other model in its place', async () => {
+    const reason = (await json(`${open.url}/dashboard/api/overview`)).models.find((model: Json) => model.name === 'broken').versions[0].reason;
+    const page = await openPage(`${open.url}/dashboard/#/try/broken`);
+    const sent: string[] = [];
+    page.on('request', (request) => {
+      if (request.method() === 'POST') sent.push(request.url());
+    });
+    const alert = page.locator('[data-testid="try-unavailable"]');
+    await alert.waitFor();
+    assert.equal(await alert.innerText(), `broken is not available: ${reason}`);
+    assert.equal(await page.locator('#try-model').inputValue(), 'broken', 'it was not swapped for the first ready model');
+    assert.equal(await page.locator('#try-model option:checked').textContent(), 'broken (not available)');
+    assert.ok(await page.locator('#try-file').isDisabled());
+    await page.click('[data-tab="json"]');
+    assert.ok(await page.locator('#try-send').isDisabled());
+    assert.equal(await page.locator('#try-json').inputValue(), '');
+    // The snapshots that come meanwhile keep it so.
+    await page.waitForTimeout(1500);
+    assert.equal(await page.locator('#try-model').inputValue(), 'broken');
+    assert.deepEqual(sent, [], 'nothing was sent');
+    // Picking another model tries that one.
+    await page.selectOption('#try-model', 'simple');
+    await alert.waitFor({ state: 'hidden' });
+    await page.locator('#try-send:enabled').waitFor();
+    await page.waitForFunction(() => !document.querySelector('#try-model option[value="broken"]'));
+    await closePage(page);
+    // A name the server has not got at all.
+    const unknown = await openPage(`${open.url}/dashboard/#/try/no_such_model`);
+    await unknown.locator('[data-testid="try-unavailable"]').waitFor();
+    assert.equal(await unknown.locator('[data-testid="try-unavailable"]').innerText(), "no_such_model is not available: the server has no model named 'no_such_model' (the overview lists those it has)");
+    await closePage(unknown);
+  });
+
   test('the try-it panel flags an image unlike the training data above its labels, with its OOD score against the threshold, and says nothing alarming of a garment', async () => {
     // An inverted garment: the model still answers a confident label (Pullover, above its low-confidence
     // threshold), and only the OOD verdict says that a white-on-black garment is not what it was trained on.
