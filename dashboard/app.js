@@ -1,7 +1,7 @@
 // The Nereid dashboard: reads /dashboard/api/stream (Server-Sent Events over fetch, so that a bearer
 // token can travel in a header) and draws the overview, a model's live charts and the try-it panel.
 import { lineChart } from './charts.js';
-import { answerKind, detectionShapes, drawShapes, imageModeOf, requestTemplate, textShapes } from './try-it.js';
+import { answerKind, compactJson, detectionShapes, drawShapes, imageModeOf, requestTemplate, SHOWN_ITEMS, textShapes } from './try-it.js';
 
 const API = new URL('api/', new URL('..', import.meta.url)).pathname;
 const ROOT = new URL('../..', import.meta.url).pathname; // the server's root, for the V2 routes
@@ -899,7 +899,42 @@ function showAnswer(target, overlay, model, answer, size, elapsed) {
       )}</tbody></table>`,
     );
   }
-  render(target, html`${title}<pre>${JSON.stringify(answer, null, 2)}</pre>`);
+  render(target, html`${title}`);
+  showJson(target, model, answer, JSON.stringify(answer));
+}
+
+/** The most characters of an answer "Show all" lays out in the page; a larger one is for downloading (laying out 8 MB took 13 s). */
+const SHOW_ALL_LIMIT = 2_000_000;
+let answerDownload;
+
+/**
+ * Appends a JSON answer (or a text that is not JSON) to `target`, compact and cut (see compactJson); when something
+ * was cut, the whole answer can be shown (up to SHOW_ALL_LIMIT characters) or downloaded.
+ */
+function showJson(target, model, answer, text) {
+  const pre = document.createElement('pre');
+  pre.dataset.testid = 'try-json-answer';
+  const parsed = answer !== undefined;
+  const shown = parsed ? compactJson(answer) : { text: text.length > SHOW_ALL_LIMIT ? `${text.slice(0, SHOW_ALL_LIMIT)} … ${(text.length - SHOW_ALL_LIMIT).toLocaleString('en')} more characters` : text, truncated: text.length > SHOW_ALL_LIMIT };
+  pre.textContent = shown.text;
+  target.append(pre);
+  if (!shown.truncated) return;
+  if (answerDownload) URL.revokeObjectURL(answerDownload);
+  answerDownload = URL.createObjectURL(new Blob([text], { type: parsed ? 'application/json' : 'text/plain' }));
+  const tools = document.createElement('p');
+  tools.className = 'note';
+  tools.dataset.testid = 'try-json-cut';
+  render(
+    tools,
+    html`Arrays are cut to their first ${SHOWN_ITEMS} values and strings to their start (${(text.length / 1e6).toFixed(1)} MB in all).
+      ${parsed && text.length <= SHOW_ALL_LIMIT ? html`<button type="button" data-testid="try-json-all">Show all</button>` : ''}
+      <a href="${answerDownload}" download="${model}-answer.${parsed ? 'json' : 'txt'}" data-testid="try-json-download">Download the whole answer</a>`,
+  );
+  tools.querySelector('button')?.addEventListener('click', () => {
+    pre.textContent = compactJson(answer, { maxItems: Infinity, maxCharacters: Infinity }).text;
+    tools.remove();
+  });
+  target.append(tools);
 }
 
 async function infer(model, body) {
@@ -919,13 +954,15 @@ async function infer(model, body) {
   const elapsed = performance.now() - started;
   document.getElementById('try-result').hidden = false;
   document.getElementById('try-figure').hidden = true;
-  let shown = text;
+  let answer;
   try {
-    shown = JSON.stringify(JSON.parse(text), null, 2);
+    answer = JSON.parse(text);
   } catch {
     // not JSON: shown as it came
   }
-  render(document.getElementById('try-answer'), html`<p class="${response.ok ? 'muted' : 'error'}">${response.status} in ${elapsed.toFixed(1)} ms (round trip)</p><pre>${shown}</pre>`);
+  const target = document.getElementById('try-answer');
+  render(target, html`<p class="${response.ok ? 'muted' : 'error'}">${response.status} in ${elapsed.toFixed(1)} ms (round trip)</p>`);
+  showJson(target, model, answer, text);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -133,3 +133,49 @@ export function drawShapes(svg, shapes, { width, height }, { numbered = false } 
     svg.append(group);
   });
 }
+
+/** Values of an array shown before "… N more": a V2 answer's data can be millions of numbers. */
+export const SHOWN_ITEMS = 64;
+/** Characters of a string shown before "… N more characters" (a BYTES element can be a whole file). */
+export const SHOWN_CHARACTERS = 1000;
+/** A structure whose one-line form is at most this long is kept on one line. */
+const INLINE_WIDTH = 100;
+
+/**
+ * A JSON answer as a person reads it: objects indented, arrays of numbers and other short values on one line, and
+ * arrays and strings past `maxItems` values / `maxCharacters` characters cut, saying how many more there are. Printed
+ * one value per line (JSON.stringify's indentation), an 8 MB answer was 8 million lines and froze the tab for 13 s.
+ * Returns `{ text, truncated }`; the text is the answer's JSON, spacing aside, when nothing was cut.
+ */
+export function compactJson(value, { maxItems = SHOWN_ITEMS, maxCharacters = SHOWN_CHARACTERS } = {}) {
+  let truncated = false;
+  const more = (count, what) => {
+    truncated = true;
+    return `… ${count.toLocaleString('en')} more${what}`;
+  };
+  const format = (item, indent) => {
+    if (typeof item === 'string') return item.length > maxCharacters ? `${JSON.stringify(item.slice(0, maxCharacters))} ${more(item.length - maxCharacters, ' characters')}` : JSON.stringify(item);
+    if (item === null || typeof item !== 'object') return JSON.stringify(item) ?? 'null';
+    const inner = `${indent}  `;
+    let parts;
+    let open;
+    let close;
+    if (Array.isArray(item)) {
+      const shown = item.slice(0, maxItems);
+      parts = shown.map((element) => format(element, inner));
+      if (item.length > maxItems) parts.push(more(item.length - maxItems, ''));
+      [open, close] = ['[', ']'];
+      // Numbers and other scalars stay on one line however many are shown: that is what makes a tensor readable.
+      if (shown.every((element) => element === null || typeof element !== 'object')) return `[${parts.join(', ')}]`;
+    } else {
+      parts = Object.entries(item).map(([key, entry]) => `${JSON.stringify(key)}: ${format(entry, inner)}`);
+      [open, close] = ['{', '}'];
+    }
+    if (parts.length === 0) return `${open}${close}`;
+    const line = `${open}${parts.join(', ')}${close}`;
+    if (line.length <= INLINE_WIDTH && !line.includes('\n')) return line;
+    return `${open}\n${parts.map((part) => `${inner}${part}`).join(',\n')}\n${indent}${close}`;
+  };
+  const text = format(value, '');
+  return { text, truncated };
+}

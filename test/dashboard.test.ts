@@ -546,6 +546,38 @@ describe('dashboard', () => {
     await page.click('#try-send');
     const answer = JSON.parse((await page.locator('#try-answer pre').textContent()) ?? '{}');
     assert.deepEqual(answer.outputs.find((output: Json) => output.name === 'OUTPUT0').data, Array.from({ length: 16 }, (_, i) => i + 1));
+    assert.match((await page.locator('#try-answer pre').textContent())!, /"data": \[1, 2, 3, .*, 16\]/, 'an array of numbers on one line');
+    assert.equal(await page.locator('[data-testid="try-json-cut"]').count(), 0, 'nothing was cut');
+    await closePage(page);
+  });
+
+  test("the try-it panel shows a large V2 answer's arrays cut to their first values, at once, with the whole answer to show or download", async () => {
+    const page = await openPage(`${open.url}/dashboard/#/try/simple`);
+    await page.click('[data-tab="json"]');
+    await page.locator('#try-send:enabled').waitFor();
+    // The answer OCR recognition gave a 320-pixel-wide zero image: 8 MB of numbers, which the page laid out one per line in 13.5 s.
+    const values = (count: number) => JSON.stringify({ model_name: 'simple', model_version: '1', outputs: [{ name: 'OUTPUT0', datatype: 'FP32', shape: [1, count], data: Array.from({ length: count }, (_, i) => i / 3) }] });
+    let body = values(800_000);
+    await page.route('**/v2/models/simple/infer', (route) => route.fulfill({ status: 200, contentType: 'application/json', body }));
+    const started = Date.now();
+    await page.click('#try-send');
+    const cut = page.locator('[data-testid="try-json-cut"]');
+    await cut.waitFor();
+    const shownIn = Date.now() - started;
+    const text = (await page.locator('[data-testid="try-json-answer"]').textContent())!;
+    assert.match(text, /"data": \[0, 0\.3333333333333333, .*, 21, … 799,936 more\]/);
+    assert.ok(text.length < 3000, `${text.length} characters shown`);
+    assert.ok(shownIn < 5000, `shown ${shownIn} ms after the click`);
+    assert.equal(await cut.locator('button').count(), 0, 'too large to lay out: download only');
+    const download = page.waitForEvent('download');
+    await page.click('[data-testid="try-json-download"]');
+    assert.equal(await (await download).suggestedFilename(), 'simple-answer.json');
+    // A smaller one that was cut can be shown whole.
+    body = values(1000);
+    await page.click('#try-send');
+    await page.locator('[data-testid="try-json-all"]').click();
+    await cut.waitFor({ state: 'detached' });
+    assert.deepEqual(JSON.parse((await page.locator('[data-testid="try-json-answer"]').textContent())!), JSON.parse(body));
     await closePage(page);
   });
 
