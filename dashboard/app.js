@@ -798,6 +798,9 @@ function startTry() {
   return () => request !== tryRequests;
 }
 
+/** The server's refusals of a file's bytes as an image (the format, a truncated or empty file), as opposed to its limits or the model's. */
+const UNREADABLE_IMAGE = /not an image|truncated or corrupt|image is empty/i;
+
 async function sendImage(model, mode, image) {
   if (!IMAGE_MODES[mode]) return;
   const replaced = startTry();
@@ -824,7 +827,9 @@ async function sendImage(model, mode, image) {
   try {
     const path = `${ROOT}v2/models/${encodeURIComponent(model)}`;
     if (mode === 'text') response = await call(`${path}/infer`, { method: 'POST', ...(await binaryImageRequest(await configOf(model), image)) });
-    else response = await call(`${path}/${mode}${mode === 'classify' ? '?top_k=5' : ''}`, { method: 'POST', headers: { 'content-type': image.type || 'application/octet-stream' }, body: image });
+    // The server tells the format by the bytes. The browser's type is a guess from the file's name (text/plain for a
+    // scan saved as .txt), which the server would refuse before looking at the bytes.
+    else response = await call(`${path}/${mode}${mode === 'classify' ? '?top_k=5' : ''}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: image });
   } catch (error) {
     if (replaced()) return;
     document.getElementById('try-result').hidden = false;
@@ -842,8 +847,9 @@ async function sendImage(model, mode, image) {
   document.getElementById('try-result').hidden = false;
   const target = document.getElementById('try-answer');
   if (!response.ok) {
-    const verdict = response.status >= 500 ? 'The server failed on this image' : 'The server refused this image';
-    return render(target, html`<div class="alert" role="alert" data-testid="try-error"><strong>${verdict} (${response.status}):</strong> ${answer.error}</div>`);
+    const name = image.name || 'this file';
+    const verdict = response.status >= 500 ? `The server failed on ${name} (${response.status}):` : UNREADABLE_IMAGE.test(answer.error) ? `${name} is not an image the server can read:` : `The server refused ${name} (${response.status}):`;
+    return render(target, html`<div class="alert" role="alert" data-testid="try-error"><strong>${verdict}</strong> ${answer.error}</div>`);
   }
   await displayed;
   if (replaced()) return;

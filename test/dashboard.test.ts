@@ -660,9 +660,26 @@ describe('dashboard', () => {
     await page.setInputFiles('#try-file', corrupt);
     const error = page.locator('[data-testid="try-error"]');
     await error.waitFor();
-    assert.equal(await error.textContent(), `The server refused this image (400): ${reason}`);
+    assert.equal(await error.textContent(), `corrupt.png is not an image the server can read: ${reason}`);
     await page.locator('#try-figure').waitFor({ state: 'hidden' });
     await page.screenshot({ path: join(SCREENSHOTS, 'try-it-corrupt.png') });
+
+    // The server tells the format by the bytes: a garment saved as .txt is classified (the browser's type for it,
+    // text/plain, was sent and refused), and a text file is refused in a page user's words, not curl's.
+    const contentTypes: string[] = [];
+    page.on('request', (request) => {
+      if (request.url().includes('/classify')) contentTypes.push(request.headers()['content-type']);
+    });
+    const scan = join(imagesDir, 'scan.txt');
+    await writeFile(scan, await readFile(join(imagesDir, '0.png')));
+    await page.setInputFiles('#try-file', scan);
+    await page.locator('[data-testid="label"]').first().waitFor();
+    const notes = join(imagesDir, 'notes.txt');
+    await writeFile(notes, 'a shopping list, not a garment\n');
+    await page.setInputFiles('#try-file', notes);
+    await error.waitFor();
+    assert.equal(await error.textContent(), 'notes.txt is not an image the server can read: the file is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
+    assert.deepEqual(contentTypes, ['application/octet-stream', 'application/octet-stream']);
 
     await page.setInputFiles('#try-file', join(imagesDir, '0.png'));
     await page.locator('[data-testid="label"]').first().waitFor();
