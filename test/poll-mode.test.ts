@@ -7,7 +7,7 @@
  * in Triton. Each wait is bounded in polls (the server counts them), not in seconds.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -270,4 +270,56 @@ ensemble_scheduling { step [
   await rename(moved, join(repoDir, 'scaler', '1'));
   await withinPolls(server, 'the ensemble ready again', ready);
   assert.deepEqual((await infer()).body.outputs!.map((output) => output.data[0]), [1, 2]);
+});
+
+test('with two repositories, a copy of a serving model appearing in the second is ignored with a warning; a model first found in both serves from neither', async (t) => {
+  const { logger, lines } = capturingLogger();
+  const base = await mkdtemp(join(tmpdir(), 'nereid-poll-two-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const [repoA, repoB] = [join(base, 'repoA'), join(base, 'repoB')];
+  await writeModel(repoA, 'scale', 1, scaleModel(1), config(8));
+  await writeModel(repoA, 'twin', 1, scaleModel(4));
+  await writeModel(repoB, 'twin', 1, scaleModel(4));
+  const served = await startTestServer({ repoDir: repoA, moreRepoDirs: [repoB], server: { modelControlMode: 'poll', repositoryPollSecs: 0.2, logger } });
+  t.after(() => served.close());
+  const { server, url } = served;
+  const infer = async (model: string) => {
+    const response = await fetch(`${url}/v2/models/${model}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] }) });
+    const body = (await response.json()) as { model_version?: string; outputs?: { data: number[] }[]; error?: string };
+    return { status: response.status, version: body.model_version, factor: body.outputs?.[0].data[0], error: body.error };
+  };
+  const indexRows = async (model: string) =>
+    ((await (await fetch(`${url}/v2/repository/index`, { method: 'POST', body: '{}' })).json()) as { name: string; version?: string; state?: string; reason?: string }[]).filter(
+      (row) => row.name === model,
+    );
+  const said = () => lines.map((line) => `${line.level} ${line.msg}`).join('\n');
+
+  // Found in both at start: Triton's rule, with the repositories named by their folder's name only.
+  assert.deepEqual(await indexRows('twin'), [{ name: 'twin', state: 'UNAVAILABLE', reason: "model appears in two or more repositories: 'repoA' and 'repoB'" }]);
+  assert.equal((await infer('twin')).status, 404);
+
+  const serving = server.model('scale');
+  await cp(join(repoA, 'scale'), join(repoB, 'scale'), { recursive: true });
+  await withinPolls(server, 'the copy warned of', async () => lines.some((line) => line.level === 40 && line.msg.includes("model 'scale' serving from")));
+  await polls(server, 2);
+  const warnings = lines.filter((line) => line.level === 40 && line.model === 'scale');
+  assert.equal(warnings.length, 1, `warned once, not at every poll:\n${said()}`);
+  assert.equal(warnings[0].msg, `model 'scale' serving from ${repoA} also appears in ${repoB}: that copy is ignored and the model keeps serving from ${repoA}; remove one of them (the one left is then the model, and is loaded if it differs)`);
+  assert.equal(server.model('scale'), serving, 'the serving version was neither unloaded nor reloaded');
+  assert.deepEqual(await infer('scale'), { status: 200, version: '1', factor: 1, error: undefined });
+  assert.deepEqual(await indexRows('scale'), [{ name: 'scale', version: '1', state: 'READY', reason: '' }]);
+  assert.ok(!lines.some((line) => line.model === 'scale' && /changed; reloading|unloaded/.test(line.msg)), said());
+
+  // Its own folder still decides while the copy lies there.
+  await writeModel(repoA, 'scale', 2, scaleModel(2));
+  await withinPolls(server, 'version 2 from its own repository served', async () => (await infer('scale')).version === '2');
+
+  await rm(join(repoB, 'scale'), { recursive: true });
+  await withinPolls(server, 'the copy seen gone', async () => lines.some((line) => line.msg === `model 'scale' is now in one model repository only, ${repoA}`));
+  assert.deepEqual(await infer('scale'), { status: 200, version: '2', factor: 2, error: undefined });
+
+  // The model found in both at start loads once one copy is gone.
+  await rm(join(repoA, 'twin'), { recursive: true });
+  await withinPolls(server, 'twin served from repoB', async () => (await infer('twin')).factor === 4);
+  assert.ok(lines.some((line) => line.msg === "repository poll: model 'twin' is in one repository now; loading"), said());
 });

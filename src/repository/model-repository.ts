@@ -118,6 +118,12 @@ export interface ModelRepositoryOptions {
   codeModelsSetting?: string;
   /** Whether a model loads again on its next call (on-demand residency): unloading such a step leaves its ensembles available. */
   loadsOnDemand?: (name: string) => boolean;
+  /**
+   * Poll mode: a serving model that a copy of appears in another repository (a second git-sync, a stray `cp`) keeps
+   * serving from where it was, the copy ignored with a warning, rather than going down for a file the operator did not
+   * mean to deploy. Without it (and for a model not serving) Triton's rule holds: a name in two repositories serves from none.
+   */
+  keepServingBesideCopies?: boolean;
 }
 
 interface ModelEntry {
@@ -146,6 +152,8 @@ interface ModelEntry {
    * files read before.
    */
   files?: string;
+  /** The repository folder (as configured) its versions were loaded from: where it keeps serving from when a copy appears elsewhere. */
+  repository?: string;
 }
 
 const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
@@ -403,8 +411,8 @@ export class ModelRepository {
   /** Aborted at close: loads and warmups under way stop, since what they would serve is to be discarded. */
   private readonly abandoning = new AbortController();
   private rootPaths?: string[];
-  /** Model names found in two or more repository folders when last looked for (said once each). */
-  private readonly duplicates = new Set<string>();
+  /** Model names found in two or more repository folders when last looked for, with what the log said of them (said once each). */
+  private readonly duplicates = new Map<string, string>();
   /** Each resolved repository folder, and the folder as configured (how messages name it). */
   private rootLabels = new Map<string, string>();
   /** Each configured folder, and where it resolved to when last looked at. */
@@ -477,7 +485,7 @@ export class ModelRepository {
 
   /**
    * The repository folder that holds the model and the model's folder in it, links followed. A name found in two or
-   * more repositories is served from none, as in Triton.
+   * more repositories is served from none, as in Triton, unless it serves from one of them and keepServingBesideCopies.
    */
   private async placeOf(name: string): Promise<{ root: string; folder: string }> {
     checkModelName(name);
@@ -486,16 +494,27 @@ export class ModelRepository {
     const holding = (await Promise.all(roots.map(async (root) => ((await this.modelFolder(name, root).then(() => true, () => false)) ? root : undefined)))).filter(
       (root) => root !== undefined,
     );
+    const labelOf = (root: string) => this.rootLabels.get(root) ?? root;
     if (holding.length > 1) {
-      // Triton's reason, word for word (its tests compare it whole); where the folders are is for the log, not for clients.
-      // Said once, not at every poll that finds it so again.
-      if (!this.duplicates.has(name)) {
-        this.options.logger.warn({ model: name, repositories: holding.map((root) => this.rootLabels.get(root)) }, `model '${name}' appears in ${holding.map((root) => this.rootLabels.get(root)).join(' and ')}: it is served from none of them until all but one are renamed or removed`);
-      }
-      this.duplicates.add(name);
-      throw new DuplicateModelError('model appears in two or more repositories');
+      const servingFrom = this.options.keepServingBesideCopies ? this.servingRepository(name) : undefined;
+      const kept = holding.find((root) => labelOf(root) === servingFrom);
+      const copies = holding.filter((root) => root !== kept).map(labelOf);
+      // Said once per situation, not at every poll that finds it so again; the folders' paths are for the log only.
+      const warning = kept
+        ? `model '${name}' serving from ${labelOf(kept)} also appears in ${copies.join(' and ')}: ${copies.length > 1 ? 'those copies are' : 'that copy is'} ignored and the model keeps serving from ${labelOf(kept)}; remove one of them (the one left is then the model, and is loaded if it differs)`
+        : `model '${name}' appears in ${copies.join(' and ')}: it is served from none of them until all but one are renamed or removed`;
+      if (this.duplicates.get(name) !== warning) this.options.logger.warn({ model: name, repositories: holding.map(labelOf) }, warning);
+      this.duplicates.set(name, warning);
+      if (kept) return { root: kept, folder: await this.modelFolder(name, kept) };
+      // Triton's reason in its own words first (its tests compare them), then which repositories, named as clients may see them.
+      throw new DuplicateModelError(`model appears in two or more repositories: ${this.clientRepositoryNames(holding).join(' and ')}`);
     }
-    this.duplicates.delete(name);
+    if (holding.length === 1 && this.duplicates.delete(name)) {
+      this.options.logger.info({ model: name, repository: labelOf(holding[0]) }, `model '${name}' is now in one model repository only, ${labelOf(holding[0])}`);
+    }
+    const entry = this.entries.get(name);
+    // Where its files are now (the other copy of a duplicate removed): a copy appearing later is the ignored one.
+    if (holding.length === 1 && entry?.repository !== undefined) entry.repository = labelOf(holding[0]);
     if (holding.length === 0) {
       // A link out of its repository is refused as such, not as a model that is not there.
       for (const root of roots) await this.modelFolder(name, root).catch((error: unknown) => {
@@ -504,6 +523,29 @@ export class ModelRepository {
       throw notFound(`model ${quoteName(name)} is not in the model repositories`);
     }
     return { root: holding[0], folder: await this.modelFolder(name, holding[0]) };
+  }
+
+  /** The repository folder (as configured) a model serves from; undefined while it has no ready version. */
+  private servingRepository(name: string): string | undefined {
+    const entry = this.entries.get(name);
+    if (!entry || entry.unloaded || ![...entry.versions.values()].some((version) => version.state === 'READY')) return undefined;
+    return entry.repository;
+  }
+
+  /**
+   * Repository folders as a client may be told of them: by their last path segment, never the server's whole path; by
+   * their place among the repositories too when two end alike.
+   */
+  private clientRepositoryNames(roots: readonly string[]): string[] {
+    const nameOf = (label: string) => basename(resolve(label));
+    // One per repository: a folder given twice is one repository, not two of the same name.
+    const labels = [...this.rootLabels.values()];
+    return roots.map((root) => {
+      const label = this.rootLabels.get(root) ?? root;
+      const name = nameOf(label);
+      const alike = labels.filter((other) => nameOf(other) === name).length > 1;
+      return alike ? `'${name}' (repository ${this.configuredRoots.indexOf(label) + 1})` : `'${name}'`;
+    });
   }
 
   /** A model's folder with every link followed (checked to be inside the repository). */
@@ -783,7 +825,7 @@ export class ModelRepository {
   }
 
   private async loadVersions(name: string, configOverride: unknown, logger: Logger, root: string, folder: string, previous: ModelEntry | undefined): Promise<void> {
-    const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false };
+    const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, repository: this.rootLabels.get(root) ?? root };
     let config: ModelConfig;
     let backend: Backend | undefined;
     let versions: number[];

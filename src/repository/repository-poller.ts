@@ -82,7 +82,9 @@ export class RepositoryPoller {
       // The root was swapped to another target: the same content there is the same model, its old files' digests go.
       if (before && before.folder !== current.folder) this.fingerprints.forget(before.folder);
       if (before?.fingerprint === current.fingerprint) continue;
-      logger.info({ model: name }, `repository poll: model '${name}' ${before ? 'changed; reloading' : 'is new; loading'}`);
+      // A name now in two repositories was warned of by the scan; its load only records why it is not served.
+      const what = current.folder === '' ? undefined : before === undefined ? 'is new; loading' : before.folder === '' ? 'is in one repository now; loading' : 'changed; reloading';
+      if (what) logger.info({ model: name }, `repository poll: model '${name}' ${what}`);
       // The repository logs a failed load and keeps it as the model's state (or its reason beside the versions still serving).
       actions.push(load(name).catch(() => undefined));
     }
@@ -103,7 +105,8 @@ export class RepositoryPoller {
     await repository.refreshRoot();
     for (const name of await repository.discover()) {
       // A folder that vanished or turned into a link out of the repository since discover() is simply not there; a name
-      // in two repositories is there, and its load says why it serves from neither.
+      // in two repositories is there, and its load says why it serves from neither (one serving from one of them is
+      // found where it serves, the copy ignored).
       const folder = await repository.folderOf(name).catch((error: unknown) => (error instanceof DuplicateModelError ? error : undefined));
       if (folder instanceof DuplicateModelError) seen.set(name, { folder: '', fingerprint: folder.message });
       else if (folder) seen.set(name, { folder, fingerprint: await this.fingerprints.of(folder) });

@@ -219,6 +219,8 @@ export class Server {
       allowCodeModels: this.options.allowCodeModels,
       codeModelsSetting: this.settingName('allowCodeModels', true),
       loadsOnDemand: (name) => this.residency.residencyOf(name) === 'on_demand',
+      // In poll mode nobody asked for the copy a second repository gained: what serves is not to go down for it.
+      keepServingBesideCopies: this.options.modelControlMode === 'poll',
     });
     this.residency = new ModelResidency({
       repository: this.repository,

@@ -20,6 +20,8 @@ export interface TestServerOptions {
   models?: (repoDir: string) => Promise<void>;
   /** Serve an existing repository instead of creating one (it is then left in place by close()). */
   repoDir?: string;
+  /** Existing repositories served beside it (`--model-repository` repeated), left in place by close(). */
+  moreRepoDirs?: readonly string[];
   /** Server options other than the repository. The logger is silent unless one is given. */
   server?: Omit<CreateServerOptions, 'modelRepository'>;
   /** Options of the HTTP front end (maxBodyBytes, authTokens, tls). */
@@ -127,7 +129,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   let app: FastifyInstance | undefined;
   try {
     if (ownsRepo) await (options.models ?? writeStandardModels)(repoDir);
-    server = await createServer({ logger: pino({ level: 'silent' }), ...options.server, modelRepository: repoDir });
+    server = await createServer({ logger: pino({ level: 'silent' }), ...options.server, modelRepository: options.moreRepoDirs ? [repoDir, ...options.moreRepoDirs] : repoDir });
     await server.start();
     app = createHttpFrontEnd(server, options.http);
     await app.listen({ host: '127.0.0.1', port: 0 });
