@@ -313,6 +313,8 @@ test('with two repositories, a copy of a serving model appearing in the second i
   // Its own folder still decides while the copy lies there.
   await writeModel(repoA, 'scale', 2, scaleModel(2));
   await withinPolls(server, 'version 2 from its own repository served', async () => (await infer('scale')).version === '2');
+  assert.ok(lines.some((line) => line.msg === `loaded model 'scale' version 2 from ${repoA}`), `with several repositories, the load names its own:
+${said()}`);
 
   await rm(join(repoB, 'scale'), { recursive: true });
   await withinPolls(server, 'the copy seen gone', async () => lines.some((line) => line.msg === `model 'scale' is now in one model repository only, ${repoA}`));

@@ -867,7 +867,9 @@ describe('errors: gRPC codes with the messages HTTP answers', () => {
   });
 
   test('a repository call naming a repository is refused as in Triton (UNIMPLEMENTED), over gRPC as over HTTP', async () => {
-    const index = await callError(rpc, 'RepositoryIndex', { repository_name: 'other' }, grpc.status.UNIMPLEMENTED, ["'repository_name' specification is not supported (got 'other')"]);
+    const index = await callError(rpc, 'RepositoryIndex', { repository_name: 'other' }, grpc.status.UNIMPLEMENTED, [
+      "'repository_name' specification is not supported (got 'other'): the repository API covers the models of every model repository the server serves, as one; leave the name out",
+    ]);
     assert.equal(index, await httpError('/v2/repository/other/index', {}));
     const load = await callError(rpc, 'RepositoryModelLoad', { repository_name: 'other', model_name: 'simple' }, grpc.status.UNIMPLEMENTED, ["'repository_name' specification is not supported"]);
     assert.equal(load, await httpError('/v2/repository/other/models/simple/load', {}));

@@ -942,7 +942,9 @@ export class ModelRepository {
           if (loaded === previous?.versions.get(version)) return;
           const loadMs = performance.now() - started;
           loaded.statistics.loadNs = loadMs * 1e6;
-          logger.info({ version, ms: Math.round(loadMs) }, `loaded model '${name}' version ${version}`);
+          // With several repositories, which one it came from is the operator's first question.
+          const from = this.rootLabels.size > 1 ? entry.repository : undefined;
+          logger.info({ version, ms: Math.round(loadMs), ...(from && { repository: from }) }, `loaded model '${name}' version ${version}${from ? ` from ${from}` : ''}`);
         } catch (error) {
           versionErrors.push(error);
           if (error instanceof LoadAbandonedError) {

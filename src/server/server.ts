@@ -90,10 +90,14 @@ export interface DrainableFrontEnd {
 
 /**
  * A repository API call naming a repository (HTTP /v2/repository/<name>/…, gRPC repository_name): refused as Triton
- * refuses it, since a server has one model repository, rather than acting on that one under another name.
+ * refuses it, rather than acting on every repository under one name. True whether the server has one repository or
+ * several (--model-repository repeated), which it serves as one.
  */
 export function namedRepositoryRefusal(repository: string): NereidError {
-  return new NereidError('UNIMPLEMENTED', `'repository_name' specification is not supported (got ${quoteName(repository)}): the server has one model repository; leave the name out`);
+  return new NereidError(
+    'UNIMPLEMENTED',
+    `'repository_name' specification is not supported (got ${quoteName(repository)}): the repository API covers the models of every model repository the server serves, as one; leave the name out`,
+  );
 }
 
 /** An output whose parameters ask for classes (`classification`, `class_count`) that its classCount does not carry yet. */
