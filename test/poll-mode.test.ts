@@ -112,6 +112,7 @@ test('poll mode loads, reloads and unloads as the repository changes; a config t
   assert.deepEqual(await infer(), { status: 200, version: '2', factor: 3, error: undefined }, 'the loaded version keeps serving');
   const warning = lines.find((line) => line.level === 40 && /^reload of model 'scale' failed; the loaded version\(s\) keep serving: config\.pbtxt line 2, column 17/.test(line.msg));
   assert.ok(warning, lines.map((line) => `${line.level} ${line.msg}`).join('\n'));
+  assert.ok(!lines.some((line) => line.level >= 50), 'a model still serving raises no error: the warning says it once');
 
   await writeFile(join(folder, 'config.pbtxt'), config(4));
   await withinPolls(server, 'the fixed config reloaded', async () => server.model('scale').config.max_batch_size === 4);
@@ -160,6 +161,7 @@ test('with version_policy all, a version whose new file does not load keeps serv
   assert.equal(rows[0].reason, '');
   assert.match(rows[1].reason!, /^serving; its reload failed: /);
   assert.ok(lines.some((line) => line.level === 40 && /^reload of model 'both' version 2 failed; the loaded version 2 keeps serving/.test(line.msg)));
+  assert.ok(!lines.some((line) => line.level >= 50), 'the version still serving raises no error');
 });
 
 test('a repository root that is a link swapped to another target (git-sync, a release symlink) is followed by the next poll', async (t) => {

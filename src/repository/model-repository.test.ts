@@ -9,6 +9,7 @@ import { NereidError, type ErrorCode } from '../core/errors.js';
 import type { ModelVersion } from '../model/model-version.js';
 import { buildOnnxModel, buildOnnxModelWithExternalData, type ModelSpec } from '../onnx/onnx-model-builder.js';
 import { accumulatorModel, addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
+import { capturingLogger } from '../../test/support/fake-backend.js';
 import { checkModelName, ModelRepository, RepositoryConfig } from './model-repository.js';
 
 const backend = new OnnxRuntimeBackend();
@@ -710,6 +711,51 @@ test('a reload that fails leaves the loaded version serving (Triton semantics)',
   await writeFile(join(root, 'm', '1', 'model.onnx'), 'garbage');
   await assert.rejects(repo.load('m'), isCode('UNAVAILABLE'));
   assert.equal(await scaleFactor(repo.get('m')), 2);
+});
+
+test('a failed load is one log line with its reason: no stack but at debug, an expected refusal none at all, a reload that keeps serving one warning', async (t) => {
+  const root = join(scratch, `repo${counter++}`);
+  await mkdir(root, { recursive: true });
+  const { logger: capturing, lines } = capturingLogger('debug');
+  const repo = new ModelRepository({ root, backends: [backend], logger: capturing, defaultMaxBatchSize: DEFAULT_MAX_BATCH_SIZE, maxQueueSize: 16 });
+  t.after(() => repo.close());
+  const about = (model: string) => lines.filter((line) => line.model === model && line.level >= 40);
+  const said = () => lines.map((line) => `${line.level} ${line.msg}`).join('\n');
+
+  await writeModel(root, 'corrupt', 1, new Uint8Array(Array.from({ length: 512 }, (_, index) => (index * 37) % 256)));
+  await assert.rejects(repo.load('corrupt'));
+  const [failure, ...others] = about('corrupt');
+  assert.deepEqual(others, [], said());
+  assert.equal(failure.level, 50);
+  assert.equal(failure.err, undefined, 'no stack at error level');
+  assert.match(failure.msg, /^failed to load model 'corrupt' version 1: ONNX Runtime \S+ cannot load model file \S+: /);
+  assert.equal(failure.msg.split(join(root, 'corrupt')).length - 1, 1, `the file's path said once: ${failure.msg}`);
+  const debug = lines.find((line) => line.model === 'corrupt' && line.level === 20);
+  assert.match(String((debug?.err as { stack?: string } | undefined)?.stack), /cannot load model file/, 'the stack at debug');
+
+  const outside = join(scratch, `outside-file-${counter}`);
+  await writeModel(outside, 'm', 1, scaleModel());
+  await mkdir(join(root, 'linked', '1'), { recursive: true });
+  await symlink(join(outside, 'm', '1', 'model.onnx'), join(root, 'linked', '1', 'model.onnx'));
+  await assert.rejects(repo.load('linked'), isCode('UNAVAILABLE', /model file 'model\.onnx' is a link to a file outside the model repository/));
+  assert.deepEqual(
+    lines.filter((line) => line.model === 'linked').map((line) => [line.level, line.err]),
+    [[50, undefined]],
+    'an expected refusal: one line, no stack, nothing at debug',
+  );
+
+  await writeModel(root, 'serving', 1, scaleModel(2));
+  await repo.load('serving');
+  await writeFile(join(root, 'serving', 'config.pbtxt'), 'max_batch_size: -3');
+  await assert.rejects(repo.load('serving'));
+  await writeFile(join(root, 'serving', 'config.pbtxt'), '');
+  await writeFile(join(root, 'serving', '1', 'model.onnx'), 'garbage');
+  await assert.rejects(repo.load('serving'));
+  assert.equal(await scaleFactor(repo.get('serving')), 2);
+  const reloads = about('serving');
+  assert.deepEqual(reloads.map((line) => line.level), [40, 40], `each failed reload once, as a warning:\n${said()}`);
+  assert.match(reloads[0].msg, /^reload of model 'serving' failed; the loaded version\(s\) keep serving: .*max_batch_size/);
+  assert.match(reloads[1].msg, /^reload of model 'serving' failed; the loaded version\(s\) keep serving: version 1: ONNX Runtime/);
 });
 
 test("a version that served and went, or that a failed reload tried to add, is not at ready state (503) as in Triton, with why", async (t) => {

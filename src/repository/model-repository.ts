@@ -310,12 +310,25 @@ function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
 /** A model folder laid out wrong (no version folders): the operator's to fix, though no config given with a load caused it. */
 class RepositoryLayoutError extends Error {}
 
+/** A config or layout mistake, whose message says it all (its stack is ours, not the cause's), or an ensemble step that could not load, whose own load logged its cause. */
+const refusedAsExpected = (error: unknown) => error instanceof ModelConfigError || error instanceof RepositoryLayoutError || error instanceof EnsembleStepError;
+
+/** A bug in the server's own code rather than a model it was given: its stack is what the log line is for. */
+const codeFault = (error: unknown) => error instanceof TypeError || error instanceof ReferenceError || error instanceof RangeError;
+
 /**
- * What a failed load's log line carries beside its message: the error with its stack and causes for a failure of the
- * engine or the server, nothing for a config or layout mistake, whose message says it all (its stack is ours, not the cause's),
- * nor for an ensemble step that could not load, whose own load logged its cause.
+ * A failed load as the log says it: one line at `level` whose message carries the reason. The stack, and an engine's
+ * own error (which repeats the file's path: ONNX Runtime's "Load model from <path> failed:…"), go to a debug line
+ * (--log-verbose 1) beside it, except for a fault of the server's code, whose line carries its stack; an expected
+ * refusal has none to give.
  */
-const failureFields = (error: unknown) => (error instanceof ModelConfigError || error instanceof RepositoryLayoutError || error instanceof EnsembleStepError ? {} : { err: error });
+function logLoadFailure(logger: Logger, level: 'warn' | 'error', fields: Record<string, unknown>, message: string, errors: readonly unknown[]): void {
+  const fault = errors.find(codeFault);
+  logger[level]({ ...fields, ...(fault !== undefined && { err: fault }) }, message);
+  for (const error of errors) {
+    if (!codeFault(error) && !refusedAsExpected(error)) logger.debug({ ...fields, err: error }, `the failure above, with its stack and causes: ${(error as Error)?.message ?? String(error)}`);
+  }
+}
 
 /** The versions a model folder holds, ascending. Like Triton: folders not named by a number, or whose name starts with '0', are not versions. */
 export async function versionFolders(modelFolder: string): Promise<number[]> {
@@ -871,14 +884,25 @@ export class ModelRepository {
       versions = selected.versions;
       for (const version of selected.missing) entry.failures.set(String(version), 'version_policy names this version, which has no folder');
     } catch (error) {
-      const reason = redacted(root, (error as Error).message);
-      logger[levelOf(error, configOverride)](failureFields(error), `failed to load model '${name}': ${(error as Error).message}`);
+      const message = (error as Error).message;
+      const reason = redacted(root, message);
       entry.failures.set('', reason);
-      await this.replaceUnlessServing(name, entry, previous, reason);
+      // Said once: as a reload that failed while the loaded versions serve (a warning), or as the model's failure.
+      const kept = await this.replaceUnlessServing(name, entry, previous, reason);
+      if (kept) logLoadFailure(logger, 'warn', { reason }, `reload of model '${name}' failed; the loaded version(s) keep serving: ${message}`, [error]);
+      else logLoadFailure(logger, levelOf(error, configOverride), {}, `failed to load model '${name}': ${message}`, [error]);
       throw this.loadFailure(name, reason, configOverride, [error]);
     }
     const versionErrors: unknown[] = [];
     const failedToLoad: string[] = [];
+    /** Logged once the load's outcome is known: a failure that leaves a loaded version serving is a warning, not an error. */
+    const versionFailures = new Map<string, unknown>();
+    const logVersionFailures = (versions: Iterable<string>) => {
+      for (const version of versions) {
+        const error = versionFailures.get(version);
+        logLoadFailure(logger, levelOf(error, configOverride), { version }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`, [error]);
+      }
+    };
     // Stamped before any file is read: a file written during the load makes the next load compare unequal.
     entry.files = await folderStamps(folder, CONFIG_FILE_NAMES);
     const filesAsLoaded = previous !== undefined && !previous.unloaded && previous.files === entry.files;
@@ -953,11 +977,12 @@ export class ModelRepository {
           }
           failedToLoad.push(version);
           entry.failures.set(version, redacted(root, (error as Error).message));
-          logger[levelOf(error, configOverride)]({ version, ...failureFields(error) }, `failed to load model '${name}' version ${version}: ${(error as Error).message}`);
+          versionFailures.set(version, error);
         }
       }),
     );
     if (versionErrors.some((error) => error instanceof LoadAbandonedError)) {
+      logVersionFailures(failedToLoad);
       // Nothing of it is to serve: the versions that did load are released, the model stays as it was until close (which
       // unloads a version updated in place with the rest of the previous load, once).
       const serving = new Set(previous?.versions.values());
@@ -965,7 +990,13 @@ export class ModelRepository {
       throw new LoadAbandonedError(`load of model '${name}'`);
     }
     if (entry.versions.size === 0) {
-      await this.replaceUnlessServing(name, entry, previous, [...entry.failures.values()].join('; '));
+      const reason = [...entry.failures.values()].join('; ');
+      if (await this.replaceUnlessServing(name, entry, previous, reason)) {
+        const messages = failedToLoad.map((version) => `version ${version}: ${(versionFailures.get(version) as Error).message}`);
+        logLoadFailure(logger, 'warn', { reason }, `reload of model '${name}' failed; the loaded version(s) keep serving: ${messages.join('; ') || reason}`, [...versionFailures.values()]);
+      } else {
+        logVersionFailures(failedToLoad);
+      }
       // Each version's reason in Triton's words (qa/L0_lifecycle test_model_reload_fail matches them).
       const reasons = [...entry.failures].map(([version, reason]) => (version === '' ? reason : `version ${version} is at UNAVAILABLE state: ${reason}`));
       throw this.loadFailure(name, reasons.join('; '), configOverride, versionErrors);
@@ -983,8 +1014,10 @@ export class ModelRepository {
     if (carried.length > 0) entry.files = undefined;
     for (const version of carried) {
       entry.versions.set(version, previous!.versions.get(version)!);
-      logger.warn({ version, reason: entry.failures.get(version) }, `reload of model '${name}' version ${version} failed; the loaded version ${version} keeps serving: ${entry.failures.get(version)}`);
+      const error = versionFailures.get(version);
+      logLoadFailure(logger, 'warn', { version, reason: entry.failures.get(version) }, `reload of model '${name}' version ${version} failed; the loaded version ${version} keeps serving: ${(error as Error).message}`, [error]);
     }
+    logVersionFailures(failedToLoad.filter((version) => !carried.includes(version)));
     await this.replace(name, entry, previous);
   }
 
@@ -1031,16 +1064,16 @@ export class ModelRepository {
     const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
     const contained = (filename: string) =>
       containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
-        throw new Error(`${error.message}${await this.modelFileHint(versionFolder, filename, backend)}`);
+        throw new RepositoryLayoutError(`${error.message}${await this.modelFileHint(versionFolder, filename, backend)}`);
       });
     let path = await contained(named);
     if (backend.modelFileInFolder !== undefined && (await stat(path)).isDirectory()) path = await contained(join(named, backend.modelFileInFolder));
     // ONNX Runtime would say only "system error number 13".
     await access(path, constants.R_OK).catch((error: NodeJS.ErrnoException) => {
-      throw new Error(`model file ${shown(root, path)} cannot be read by this process (${error.code === 'EACCES' ? 'permission denied' : error.message})`);
+      throw new RepositoryLayoutError(`model file ${shown(root, path)} cannot be read by this process (${error.code === 'EACCES' ? 'permission denied' : error.message})`);
     });
     // An engine would answer with its own internals ("ModelProto does not have a graph"); a copy cut short says so.
-    if ((await stat(path)).size === 0) throw new Error(`model file ${shown(root, path)} is empty (0 bytes)`);
+    if ((await stat(path)).size === 0) throw new RepositoryLayoutError(`model file ${shown(root, path)} is empty (0 bytes)`);
     return path;
   }
 
@@ -1072,14 +1105,14 @@ export class ModelRepository {
   private async modelFilename(backend: Backend, versionFolder: string): Promise<string> {
     const names = backend.modelFilenames ?? [backend.defaultModelFilename];
     for (const name of names) if (await exists(join(versionFolder, name))) return name;
-    if (names.length > 1) throw new Error(`${shown(await this.placeOfFolder(versionFolder), versionFolder)} holds no model file: backend '${backend.name}' reads ${names.join(' or ')}`);
+    if (names.length > 1) throw new RepositoryLayoutError(`${shown(await this.placeOfFolder(versionFolder), versionFolder)} holds no model file: backend '${backend.name}' reads ${names.join(' or ')}`);
     return names[0];
   }
 
   /** A version folder with every link followed, refused when that leaves the repository. */
   private async containedFolder(root: string, folder: string): Promise<string> {
     const real = await realpath(folder);
-    if (!real.startsWith(root + sep)) throw new Error(`${shown(root, folder)} is a link to a folder outside the model repository`);
+    if (!real.startsWith(root + sep)) throw new RepositoryLayoutError(`${shown(root, folder)} is a link to a folder outside the model repository`);
     return real;
   }
 
@@ -1184,17 +1217,20 @@ export class ModelRepository {
     );
   }
 
-  /** Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. */
-  private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined, reason: string): Promise<void> {
+  /**
+   * Like Triton: when a reload fails, the versions already loaded stay loaded and keep serving. Answers whether they
+   * did (the caller says so in the log).
+   */
+  private async replaceUnlessServing(name: string, failed: ModelEntry, previous: ModelEntry | undefined, reason: string): Promise<boolean> {
     if (previous && !previous.unloaded && [...previous.versions.values()].some((version) => version.state === 'READY')) {
       // The index shows why beside the versions that keep serving, until a load replaces them; a version the reload
       // tried that none of them is (a new version that failed) is listed, and answered, as failed.
       previous.reloadFailure = reason;
       for (const [version, why] of failed.failures) if (version !== '' && !previous.versions.has(version)) previous.failures.set(version, why);
-      this.options.logger.warn({ model: name, reason }, `reload of model '${name}' failed; the loaded version(s) keep serving: ${reason}`);
-      return;
+      return true;
     }
     await this.replace(name, failed, previous);
+    return false;
   }
 
   private async unloadNow(name: string): Promise<void> {
