@@ -247,9 +247,17 @@ test('config syntax errors name the config file, for pbtxt, JSON and YAML', asyn
   await writeModel(root, 'p', 1, scaleModel(), 'max_batch_size: 4\ninput { name: "x" \n');
   await writeModel(root, 'j', 1, scaleModel(), undefined, { 'config.json': '{"max_batch_size": 4,' });
   await writeModel(root, 'y', 1, scaleModel(), undefined, { 'config.yaml': 'max_batch_size: [4\n' });
+  await writeModel(root, 'y2', 1, scaleModel(), undefined, { 'config.yaml': 'max_batch_size: [8\ninput: secret_value\n' });
+  await writeModel(root, 'j2', 1, scaleModel(), undefined, { 'config.json': '{"max_batch_size": 4\n "input": []}' });
   await assert.rejects(repo.load('p'), isCode('UNAVAILABLE', /config\.pbtxt line \d+/));
-  await assert.rejects(repo.load('j'), isCode('UNAVAILABLE', /config\.json: /));
-  await assert.rejects(repo.load('y'), isCode('UNAVAILABLE', /config\.yaml: /));
+  await assert.rejects(repo.load('j'), isCode('UNAVAILABLE', /config\.json: |config\.json line 1, column 22: /));
+  await assert.rejects(repo.load('y'), isCode('UNAVAILABLE', /config\.yaml line 2, column 1: /));
+  // One line, as pbtxt's: the file's text is neither sent to clients nor spread over the log.
+  await Promise.allSettled([repo.load('y2'), repo.load('j2')]);
+  const reasons = Object.fromEntries((await repo.index()).map((row) => [row.name, row.reason]));
+  assert.equal(reasons.y2, 'config.yaml line 2, column 1: Flow sequence in block collection must be sufficiently indented and end with a ]');
+  assert.equal(reasons.j2, "config.json line 2, column 2: Expected ',' or '}' after property value");
+  assert.throws(() => repo.get('y2'), (error: Error) => !error.message.includes('secret_value') && !error.message.includes('\n'));
 });
 
 test('a config whose name differs from the folder is refused', async (t) => {

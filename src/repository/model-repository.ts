@@ -171,6 +171,26 @@ export function checkModelName(name: string): void {
   }
 }
 
+/**
+ * A config's syntax error in one line, as pbtxt's reads (`config.yaml line 2, column 1: …`). The YAML parser's own
+ * message goes on over several lines with the file's text and a caret under it: the log would take it in pieces, and
+ * a client (the index, a request's 404) would be sent lines of a file it may have no right to read.
+ */
+function syntaxErrorMessage(file: string, text: string, error: Error): string {
+  const message = error.message;
+  // parsePbtxt already names the file, with the line and column.
+  if (message.startsWith(file)) return message;
+  const yamlPlace = /^([\s\S]*?) at line (\d+), column (\d+)(?::\n[\s\S]*)?$/.exec(message);
+  if (yamlPlace) return `${file} line ${yamlPlace[2]}, column ${yamlPlace[3]}: ${yamlPlace[1]}`;
+  // JSON.parse counts characters ("… in JSON at position 22", Node 22 adds "(line 1 column 23)").
+  const jsonPlace = /^([\s\S]*?)(?: in JSON)? at position (\d+)(?: \(line \d+ column \d+\))?$/.exec(message);
+  if (jsonPlace) {
+    const before = text.slice(0, Number(jsonPlace[2])).split('\n');
+    return `${file} line ${before.length}, column ${before[before.length - 1].length + 1}: ${jsonPlace[1]}`;
+  }
+  return `${file}: ${message.split('\n')[0]}`;
+}
+
 /** A path as clients may see it: relative to the repository, never the server's absolute layout. */
 function shown(root: string, path: string): string {
   return relative(root, path) || '.';
@@ -618,9 +638,7 @@ export class ModelRepository {
       try {
         raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
       } catch (error) {
-        const message = (error as Error).message;
-        // parsePbtxt already names the file; JSON and YAML parsers do not.
-        throw new Error(message.startsWith(file) ? message : `${file}: ${message}`);
+        throw new Error(syntaxErrorMessage(file, text, error as Error));
       }
       return parseModelConfig(raw, file);
     }
