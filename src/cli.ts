@@ -656,8 +656,15 @@ program
     const failed = index.some((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded');
     logger[server.stopping ? 'info' : !server.ready ? 'error' : failed ? 'warn' : 'info']({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
     if (failed && flags.exitOnError && !server.stopping) {
-      logger.error('--exit-on-error: a model failed to load at start; stopping');
+      const failures = index
+        .filter((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded')
+        .map((row) => ({ model: row.name, version: row.version, reason: row.reason }));
+      const named = failures.map(({ model, version }) => (version === undefined ? model : `${model} version ${version}`));
+      logger.error(`--exit-on-error: a model failed to load at start (${named.join(', ')}); stopping`);
       await server.stop({ timeoutMs: flags.shutdownTimeout * 1000 });
+      // The last line, after the drain's own: `kubectl logs --tail` of a crash-looping pod shows which model, and why.
+      const why = failures.map(({ reason }, at) => `${named[at]}: ${reason}`).join('; ');
+      logger.error({ failures }, `--exit-on-error: exiting with status 1 because ${failures.length === 1 ? 'a model' : `${failures.length} models`} failed to load at start: ${why}`);
       process.exit(1);
     }
   });

@@ -274,7 +274,10 @@ test('serve --exit-on-error (or Triton\'s --exit-on-error=true) stops and exits 
   for (const run of runs) {
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stdout + run.stderr, /server NOT ready: .*failed/);
-    assert.match(run.stdout + run.stderr, /--exit-on-error: a model failed to load at start; stopping/);
+    assert.match(run.stdout + run.stderr, /--exit-on-error: a model failed to load at start \(.*typo_pbtxt.*\); stopping/);
+    // The last line names each model that failed, with why: a supervisor's tail of the log shows it.
+    const last = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { msg: string };
+    assert.match(last.msg, /^--exit-on-error: exiting with status 1 because \d+ models failed to load at start: .*typo_pbtxt: invalid config\.pbtxt: unknown field 'max_batch_sise'/);
   }
 });
 
