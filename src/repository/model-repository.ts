@@ -377,17 +377,36 @@ const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.o
 
 /**
  * The repository folder with links followed, checked before a server listens: a path to a file or to
- * nothing would otherwise show only as a raw ENOTDIR, or as a server with no models.
+ * nothing would otherwise show only as a raw ENOTDIR, or as a server with no models. At start a wrong path is the
+ * likely mistake, and the message says what was expected there; later (`atStart` false: a poll) the folder that
+ * served went away, a volume remounting, and the layout is no news. The file system's code stays in the cause.
  */
-export async function repositoryFolder(path: string): Promise<string> {
-  const found = await stat(path).catch(() => undefined);
-  if (!found) throw invalidArgument(`model repository '${path}' does not exist (expected ${LAYOUT})`);
+export async function repositoryFolder(path: string, { atStart = true }: { atStart?: boolean } = {}): Promise<string> {
+  let missing: unknown;
+  const found = await stat(path).catch((error: unknown) => {
+    missing = error;
+    return undefined;
+  });
+  if (!found) {
+    throw new NereidError('INVALID_ARGUMENT', `model repository '${path}' does not exist${atStart ? ` (expected ${LAYOUT})` : ' now'}`, { cause: missing });
+  }
   if (!found.isDirectory()) {
+    const notFolder = Object.assign(new Error(`not a folder: ${path}`), { code: 'ENOTDIR', path });
+    if (!atStart) throw new NereidError('INVALID_ARGUMENT', `model repository '${path}' is not a folder now`, { cause: notFolder });
     const model = basename(path, extname(path));
     const hint = extname(path).toLowerCase() === '.onnx' ? `; to serve this file, move it to <folder>/${model}/1/model.onnx and give <folder> as the model repository` : '';
-    throw invalidArgument(`model repository '${path}' is a file, not a folder (expected ${LAYOUT}${hint})`);
+    throw new NereidError('INVALID_ARGUMENT', `model repository '${path}' is a file, not a folder (expected ${LAYOUT}${hint})`, { cause: notFolder });
   }
   return realpath(path);
+}
+
+/** The file system's error behind `error` (itself or a cause): its code (ENOENT, EACCES, …) and the path it is about. */
+function fileSystemError(error: unknown): { code?: string; path?: string } {
+  for (let at: unknown = error; at instanceof Error; at = at.cause) {
+    const { code, path } = at as NodeJS.ErrnoException;
+    if (code !== undefined && /^E[A-Z]+$/.test(code)) return { code, path };
+  }
+  return {};
 }
 
 /** Files a version folder may hold beside its model: never offered as the model file. */
@@ -479,8 +498,8 @@ export class ModelRepository {
    * Each configured folder resolved, once: a folder named twice (or through a link to it) is one repository, not a
    * second holding every model again. One inside another is refused: its folder would be a model of the outer one.
    */
-  private async resolveRoots(): Promise<string[]> {
-    const resolved = await Promise.all(this.configuredRoots.map(repositoryFolder));
+  private async resolveRoots(atStart = true): Promise<string[]> {
+    const resolved = await Promise.all(this.configuredRoots.map((root) => repositoryFolder(root, { atStart })));
     const labels = new Map<string, string>();
     for (const [index, root] of resolved.entries()) if (!labels.has(root)) labels.set(root, this.configuredRoots[index]);
     for (const inner of labels.keys()) {
@@ -499,7 +518,12 @@ export class ModelRepository {
    */
   async refreshRoot(): Promise<{ from: string; to: string } | undefined> {
     const before = this.rootPaths === undefined ? undefined : new Map(this.resolvedOf);
-    this.rootPaths = await this.resolveRoots();
+    try {
+      this.rootPaths = await this.resolveRoots(this.rootPaths === undefined);
+    } catch (error) {
+      if (before !== undefined) this.noteUnreadable(error);
+      throw error;
+    }
     let changed: { from: string; to: string } | undefined;
     for (const [configured, to] of this.resolvedOf) {
       const from = before?.get(configured);
@@ -586,14 +610,55 @@ export class ModelRepository {
     return (await this.placeOf(name)).folder;
   }
 
-  /** The model folders in the repository, whether loaded or not. */
+  /**
+   * The model folders in the repository, whether loaded or not. A repository that cannot be read, or can be again, is
+   * said in the log whoever looked (a poll, a listing), once each time it turns.
+   */
   async discover(): Promise<string[]> {
+    // At start a wrong path stops the server: it is not a repository that went away.
+    const roots = await this.roots();
     const names = new Set<string>();
-    for (const root of await this.roots()) {
-      // A link to a model folder elsewhere in the repository serves it under the link's name as well.
-      for (const name of await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))) names.add(name);
+    try {
+      for (const root of roots) {
+        // A link to a model folder elsewhere in the repository serves it under the link's name as well.
+        for (const name of await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))) names.add(name);
+      }
+    } catch (error) {
+      this.noteUnreadable(error);
+      throw error;
     }
+    this.noteReadable();
     return [...names].sort();
+  }
+
+  /** Whether the repository could be read when last looked at. */
+  get readable(): boolean {
+    return this.unreadable === undefined;
+  }
+
+  /**
+   * Records that the repository cannot be read, and logs it with the path when it was readable before (or the reason
+   * changed); returns the reason as clients are told it, without the server's paths.
+   */
+  private noteUnreadable(error: unknown): string {
+    const { code, path } = fileSystemError(error);
+    const plain: Record<string, string> = { ENOENT: 'it does not exist now', ENOTDIR: 'it is not a folder now', EACCES: 'permission denied' };
+    const why = code === undefined ? 'it does not exist now or is not a folder' : `${plain[code] ?? 'error'}, ${code}`;
+    const unreadable = `the model repository cannot be read (${why}); listed: the models this server holds`;
+    if (this.unreadable !== unreadable) {
+      this.options.logger.warn(
+        { code, path },
+        `the model repository ${path ?? this.rootsLabel} cannot be read (${why}): the models loaded keep serving as they are, and nothing is loaded or unloaded until it can be read again`,
+      );
+    }
+    this.unreadable = unreadable;
+    return unreadable;
+  }
+
+  private noteReadable(): void {
+    if (this.unreadable === undefined) return;
+    this.unreadable = undefined;
+    this.options.logger.info(`the model repository ${this.rootsLabel} can be read again`);
   }
 
   /**
@@ -1352,18 +1417,9 @@ export class ModelRepository {
     let unreadable: string | undefined;
     try {
       discovered = await this.discover();
-      if (this.unreadable !== undefined) this.options.logger.info(`the model repository ${this.rootsLabel} can be read again`);
-      this.unreadable = undefined;
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const plain: Record<string, string> = { ENOENT: 'it does not exist now', ENOTDIR: 'it is not a folder now', EACCES: 'permission denied' };
-      // The error's message names the server's paths: a client is told only its code.
-      const why = code === undefined ? 'it does not exist now or is not a folder' : `${plain[code] ?? 'error'}, ${code}`;
-      unreadable = `the model repository cannot be read (${why}); listed: the models this server holds`;
-      if (this.unreadable !== unreadable) {
-        this.options.logger.warn({ err: error }, `the model repository ${this.rootsLabel} cannot be read (${(error as Error).message}); listing the models this server holds, which keep serving`);
-      }
-      this.unreadable = unreadable;
+      // discover() has logged it, unless the repository was never read (a listing before start).
+      unreadable = this.unreadable ?? this.noteUnreadable(error);
     }
     const names = new Set([...discovered, ...this.entries.keys()]);
     const onDisk = new Set(discovered);

@@ -29,6 +29,8 @@ export class RepositoryPoller {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopped = false;
+  /** The failure of a scan last logged, while polls keep failing so (not one of a repository that cannot be read). */
+  private failureSaid?: string;
   /** Scans finished since start(), with the loads and unloads they caused. */
   completedPolls = 0;
 
@@ -73,9 +75,14 @@ export class RepositoryPoller {
     try {
       now = await this.scan();
     } catch (error) {
-      logger.warn({ err: error }, `repository poll failed; models stay as they are: ${(error as Error).message}`);
+      // Said once, not at every poll: the repository itself says that it cannot be read, and when it can again.
+      const message = (error as Error).message;
+      if (repository.readable && message !== this.failureSaid) logger.warn(`repository poll failed; models stay as they are: ${message}`);
+      if (repository.readable) this.failureSaid = message;
       return;
     }
+    if (this.failureSaid !== undefined) logger.info('repository poll: the repository is scanned again');
+    this.failureSaid = undefined;
     const actions: Promise<void>[] = [];
     for (const [name, current] of now) {
       const before = this.seen.get(name);
