@@ -530,6 +530,33 @@ test('a symlinked model folder that points outside the repository is refused', a
   await repo.load('real');
 });
 
+test('a model folder that is a link out of the repository, or to nothing, is warned of once in the log, naming the link and its target', async (t) => {
+  const root = join(scratch, `repo${counter++}`);
+  await mkdir(root, { recursive: true });
+  const { logger: capturing, lines } = capturingLogger();
+  const repo = new ModelRepository({ root, backends: [backend], logger: capturing, defaultMaxBatchSize: DEFAULT_MAX_BATCH_SIZE, maxQueueSize: 16 });
+  t.after(() => repo.close());
+  const outside = join(scratch, `shared-store-${counter}`);
+  await writeModel(outside, 'evil', 1, scaleModel());
+  await symlink(join(outside, 'evil'), join(root, 'evil'), 'dir');
+  await symlink(join(scratch, 'nowhere'), join(root, 'dangling'), 'dir');
+  await writeModel(root, 'real', 1, scaleModel());
+  for (let scan = 0; scan < 3; scan++) assert.deepEqual(await repo.discover(), ['real']);
+  const warnings = lines.filter((line) => line.level === 40).map((line) => line.msg);
+  assert.deepEqual(warnings.sort(), [
+    `the folder 'dangling' in the model repository ${root} is a link to nothing (${join(root, 'dangling')} leads to no file): model 'dangling' is not served`,
+    `the folder 'evil' in the model repository ${root} is a link to ${join(outside, 'evil')}, outside the model repository: model 'evil' is not served (a model folder may be a link only to a folder inside the repository; copy or mount it there)`,
+  ]);
+  // A client asking for it is not told where it leads.
+  await assert.rejects(repo.load('evil'), (error: Error) => !error.message.includes(outside) && /resolves outside the model repository/.test(error.message));
+  // Removed and made again: said again.
+  await rm(join(root, 'evil'));
+  await repo.discover();
+  await symlink(join(outside, 'evil'), join(root, 'evil'), 'dir');
+  await repo.discover();
+  assert.equal(lines.filter((line) => line.level === 40 && line.msg.startsWith("the folder 'evil'")).length, 2);
+});
+
 // ---------- quantization records ----------
 
 /** What `nereid quantize` writes beside a version it made from version 1 (its quantized size is version 2's model file), with the fields serving reads. */

@@ -358,16 +358,19 @@ export async function versionFolders(modelFolder: string): Promise<number[]> {
 
 /**
  * The names `accept`s of the folders in `dir`, and of the links in it that lead to a folder inside `root` (every link
- * followed): a link that leaves the repository is not followed.
+ * followed): a link that leaves the repository is not followed. `leaving` hears of each such link (its name, and where
+ * it leads; undefined for a link to nothing).
  */
-async function foldersIn(dir: string, root: string, accept: (name: string) => boolean): Promise<string[]> {
+async function foldersIn(dir: string, root: string, accept: (name: string) => boolean, leaving?: (name: string, target: string | undefined) => void): Promise<string[]> {
   const names: string[] = [];
   for (const dirent of await readdir(dir, { withFileTypes: true })) {
     if (!accept(dirent.name)) continue;
     if (dirent.isDirectory()) names.push(dirent.name);
     else if (dirent.isSymbolicLink()) {
       const real = await realpath(join(dir, dirent.name)).catch(() => undefined);
-      if (real !== undefined && real.startsWith(root + sep) && (await stat(real)).isDirectory()) names.push(dirent.name);
+      if (real !== undefined && !real.startsWith(root + sep)) leaving?.(dirent.name, real);
+      else if (real === undefined) leaving?.(dirent.name, undefined);
+      else if ((await stat(real)).isDirectory()) names.push(dirent.name);
     }
   }
   return names;
@@ -469,6 +472,8 @@ export class ModelRepository {
   private rootLabels = new Map<string, string>();
   /** Each configured folder, and where it resolved to when last looked at. */
   private resolvedOf = new Map<string, string>();
+  /** Model folders that are links leaving the repository, with their targets, as last warned of. */
+  private linksLeaving = new Map<string, string | undefined>();
   /** Why the last listing could not read the repository; undefined while it can. */
   private unreadable?: string;
 
@@ -618,17 +623,40 @@ export class ModelRepository {
     // At start a wrong path stops the server: it is not a repository that went away.
     const roots = await this.roots();
     const names = new Set<string>();
+    const leaving = new Map<string, string | undefined>();
     try {
       for (const root of roots) {
         // A link to a model folder elsewhere in the repository serves it under the link's name as well.
-        for (const name of await foldersIn(root, root, (name) => SAFE_NAME.test(name) && !name.startsWith('.'))) names.add(name);
+        const accept = (name: string) => SAFE_NAME.test(name) && !name.startsWith('.');
+        for (const name of await foldersIn(root, root, accept, (name, target) => leaving.set(join(root, name), target))) names.add(name);
       }
     } catch (error) {
       this.noteUnreadable(error);
       throw error;
     }
     this.noteReadable();
+    this.warnOfLinksLeaving(leaving);
     return [...names].sort();
+  }
+
+  /**
+   * Model folders that are links out of the repository (or to nothing) are not served: said once per link and target,
+   * in the log only (where it leads is the server's layout, not a client's business), so that a model linked in from a
+   * shared store does not vanish without a word. A link removed and made again is said again.
+   */
+  private warnOfLinksLeaving(leaving: ReadonlyMap<string, string | undefined>): void {
+    for (const [link, target] of leaving) {
+      if (this.linksLeaving.has(link) && this.linksLeaving.get(link) === target) continue;
+      const where = this.rootLabels.get(dirname(link)) ?? dirname(link);
+      const model = basename(link);
+      this.options.logger.warn(
+        { model, link, target },
+        target === undefined
+          ? `the folder '${model}' in the model repository ${where} is a link to nothing (${link} leads to no file): model '${model}' is not served`
+          : `the folder '${model}' in the model repository ${where} is a link to ${target}, outside the model repository: model '${model}' is not served (a model folder may be a link only to a folder inside the repository; copy or mount it there)`,
+      );
+    }
+    this.linksLeaving = new Map(leaving);
   }
 
   /** Whether the repository could be read when last looked at. */
