@@ -616,7 +616,11 @@ program
     let stopping = false;
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
     const forceExit = (reason: string) => {
-      logger.warn(`${reason}: closing the connections left and ending the process (SIGTERM, status 143)`);
+      // What the cut fails, for the operator who must tell clients or rerun work: no access-log line follows for them.
+      const unanswered = server.unansweredRequests();
+      const count = unanswered.reduce((sum, { requests }) => sum + requests, 0);
+      const failing = count === 0 ? 'no request unanswered at a model' : `${count} request(s) unanswered (${unanswered.map(({ model, version, requests }) => `${model} version ${version}: ${requests}`).join(', ')}) fail with their connections`;
+      logger.warn({ unanswered }, `${reason}: closing the connections left and ending the process (SIGTERM, status 143); ${failing}`);
       server.cutConnections();
       endBySignal('SIGTERM');
     };

@@ -445,6 +445,14 @@ export class Server {
     return () => void this.frontEnds.delete(frontEnd);
   }
 
+  /** Requests a model holds unanswered (queued or running), per version: what a cut at the shutdown timeout fails. */
+  unansweredRequests(): { model: string; version: string; requests: number }[] {
+    return this.repository
+      .loadedVersions()
+      .filter((version) => version.activity.inFlight > 0)
+      .map((version) => ({ model: version.name, version: version.version, requests: version.activity.inFlight }));
+  }
+
   /** Closes every attached front end's open connections at once: what stop() does when its time is up. Answers whether a request still unanswered was cut. */
   cutConnections(): boolean {
     const cut = [...this.frontEnds].map((frontEnd) => (frontEnd.cut ? (frontEnd.cut() ?? true) : false));
