@@ -272,6 +272,18 @@ describe('logging extension', () => {
     assert.equal(failureLine('quiet-2'), undefined);
   });
 
+  test('a change of a setting leaves an info line naming it, its answer and the client, without the access log; a read does not', async () => {
+    const before = logLines.length;
+    await settingsOk('/v2/logging', { log_verbose_level: 0 });
+    await settingsOk('/v2/logging');
+    const audit = logLines.slice(before).filter((line) => String(line.msg).startsWith('management:'));
+    assert.equal(audit.length, 1, JSON.stringify(audit));
+    assert.equal(audit[0].msg, 'management: POST /v2/logging answered 200');
+    assert.equal(audit[0].level, pino.levels.values.info);
+    assert.match(String(audit[0].remoteAddress), /127\.0\.0\.1/);
+    assert.ok(audit[0].reqId, 'with its request id');
+  });
+
   test('log_format ISO8601 writes ISO 8601 times; default brings back epoch milliseconds', async () => {
     await settingsOk('/v2/logging', { log_format: 'ISO8601', log_verbose_level: 1 });
     await failingRequest('iso-1');
@@ -308,8 +320,12 @@ describe('logging extension', () => {
     const raised = await rpc<Json>('LogSettings', { settings: { log_verbose_level: { uint32_param: 2 } } });
     assert.equal(raised.settings.log_verbose_level.uint32_param, 2);
     assert.equal(traced.server.logger.level, 'trace');
+    const before = logLines.length;
     const lowered = await rpc<Json>('LogSettings', { settings: { log_verbose_level: { uint32_param: 0 } } });
     assert.equal(lowered.settings.log_info.bool_param, true);
+    await rpc<Json>('LogSettings', {});
+    const audit = logLines.slice(before).filter((line) => String(line.msg).startsWith('management:'));
+    assert.deepEqual(audit.map((line) => line.msg), ['management: LogSettings answered OK'], 'the change is logged, the read is not');
     await rpcError('LogSettings', { settings: { log_file: { string_param: '/tmp/owned.log' } } }, grpc.status.INVALID_ARGUMENT, ['CVE-2024-0087']);
     await rpcError('LogSettings', { settings: { log_info: { uint32_param: 1 } } }, grpc.status.INVALID_ARGUMENT, ['log_info must be true or false', 'got 1']);
   });

@@ -60,6 +60,14 @@ const UNIMPLEMENTED_REASONS: Record<string, string> = {
 /** RPCs that change how the server runs (the model repository, trace and log settings): the management scope, as over HTTP. */
 const MANAGEMENT_METHODS = /^(?:Repository|TraceSetting$|LogSettings$)/;
 
+/** Whether a management RPC asks for a change (a load or unload, settings given), not a read. */
+function changesSomething(rpc: string, message: unknown): boolean {
+  if (rpc === 'RepositoryModelLoad' || rpc === 'RepositoryModelUnload') return true;
+  if (rpc !== 'TraceSetting' && rpc !== 'LogSettings') return false;
+  const given = (message as { settings?: Record<string, unknown> } | undefined)?.settings;
+  return given !== undefined && Object.keys(given).length > 0;
+}
+
 /** Health probes stay open when bearer tokens are required, as over HTTP: Triton's health group, a model's readiness included. */
 const OPEN_METHODS = new Set(['ServerLive', 'ServerReady', 'ModelReady']);
 
@@ -298,6 +306,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
 
   /** `status`: the gRPC status code (a number); a failure's line is at warn with the code's name and the reason given. */
   const access = (rpc: string, reqId: string, message: unknown, started: number, status: grpc.status, reason?: string): void => {
+    // A change through the management RPCs leaves a line whether or not the access log is on, as over HTTP.
+    if (changesSomething(rpc, message)) logger.info({ reqId, rpc, status: grpc.status[status], model: modelOf(message) }, `management: ${rpc} answered ${grpc.status[status]}`);
     if (!settings.accessLog) return;
     const ms = Math.round((performance.now() - started) * 1000) / 1000;
     const fields = { reqId, rpc, status, ms, model: modelOf(message), id: requestIdFieldOf(message) };

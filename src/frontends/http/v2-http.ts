@@ -434,6 +434,15 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     }
     done();
   });
+  // A change made through the management API (load, unload, log or trace settings, traffic) leaves a line whether or
+  // not the access log is on: who changed what, and when, is what an operator looks for after an incident.
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? '';
+    if (request.method === 'POST' && MANAGEMENT_ROUTE.test(route) && !route.endsWith('/index')) {
+      request.log.info({ method: request.method, url: request.url, status: reply.statusCode, remoteAddress: request.socket.remoteAddress }, `management: ${request.method} ${request.url} answered ${reply.statusCode}`);
+    }
+    done();
+  });
   if (settings.accessLog) {
     app.addHook('onResponse', (request, reply, done) => {
       // A probe answered as expected says nothing: Kubernetes asks every few seconds per pod. One that fails is logged.
