@@ -4,14 +4,15 @@
  * and repeated or missing ids and unknown column names are refused with what was expected.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import type { NereidError } from '../src/core/errors.js';
 import { runLocalBatchJob } from '../src/jobs/index.js';
-import { identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { addSubModel, identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { ADDSUB_CONFIG } from './support/batch-fixtures.js';
 import { runCli } from './support/cli-server.js';
 
 const silent = pino({ level: 'silent' });
@@ -121,4 +122,43 @@ test('INT64 beyond 2^53 in JSONL named fields, a CSV JSON-array cell and a JSONL
     '{"id":"12345678901234567891","pass_through":{"big":"9007199254740993"},"model_name":"ident64","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT64","shape":[1,4],"data":[9007199254740993,1,2,3]}],"error":null}',
     '{"id":"12345678901234567892","pass_through":{"big":1},"model_name":"ident64","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT64","shape":[1,4],"data":[1,2,3,4]}],"error":null}',
   ]);
+});
+
+test('what the CSV header or the model makes certain to fail is refused before any record runs: no column for an input, --csv-input on a model of two inputs', async () => {
+  const { dir, repo } = await workspace();
+  await writeModel(repo, 'addsub', 1, addSubModel(), undefined, { 'config.yaml': ADDSUB_CONFIG });
+  const refused = async (model: string, csv: string, options: { csvInput?: string; inputColumns?: string[]; idColumn?: string }, message: RegExp) => {
+    const input = join(dir, `${model}-${Object.keys(options).join('-') || 'plain'}.csv`);
+    await writeFile(input, csv);
+    const output = `${input}.out.jsonl`;
+    await assert.rejects(
+      runLocalBatchJob({ model, input, output, modelRepository: repo, progress: 'none', logger: silent, ...options }),
+      (error: NereidError) => error.code === 'INVALID_ARGUMENT' && message.test(error.message),
+    );
+    await assert.rejects(access(output), 'no output is left behind');
+    await assert.rejects(access(`${output}.job.json`), 'nor its manifest');
+  };
+  // As the tensor example's table.csv without --csv-input: every row would fail alone with the same missing input.
+  await refused('scale', 'id,a,b,c,d,label\n1,1,2,3,4,0\n', {}, /scale-plain\.csv has no column for the model's input INPUT0 \(its input columns: id, a, b, c, d, label; model 'scale' takes INPUT0\): name a column after each input \(or NAME\.0, NAME\.1, … one per element\), or --csv-input INPUT0 to form it of every numeric column$/);
+  await refused('addsub', 'INPUT0,other\n1 2,3\n', {}, /has no column for the model's input INPUT1 \(its input columns: INPUT0, other; model 'addsub' takes INPUT0, INPUT1\): name a column after each input \(or NAME\.0, NAME\.1, … one per element\)$/);
+  await refused('addsub', 'INPUT0,INPUT1,key\n1,2,k\n', { inputColumns: ['INPUT0', 'key'] }, /has no column for the model's input INPUT1 \(its input columns: INPUT0, key;/);
+  await refused('addsub', 'a,b\n1,2\n', { csvInput: 'INPUT0' }, /^--csv-input INPUT0 forms one input of every numeric column, and model 'addsub' also needs INPUT1 \(its inputs: INPUT0, INPUT1\): leave --csv-input out and name a column after each input/);
+  // A column per element (NAME.0, NAME.1, …) covers its input.
+  const wide = join(dir, 'wide.csv');
+  await writeFile(wide, 'INPUT0.0,INPUT0.1,INPUT0.2,INPUT0.3\n1,2,3,4\n');
+  await runLocalBatchJob({ model: 'scale', input: wide, output: join(dir, 'wide.jsonl'), modelRepository: repo, progress: 'none', logger: silent });
+  assert.deepEqual((await linesOf(join(dir, 'wide.jsonl')))[0]!.outputs![0]!.data, [2, 4, 6, 8]);
+});
+
+test("JSONL --id-column: a line without the field says it has no such field; one whose value is null or blank says it is empty", async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'ids.jsonl');
+  await writeFile(input, '{"key":"a","INPUT0":[1,1,1,1]}\n{"INPUT0":[2,2,2,2]}\n{"key":null,"INPUT0":[3,3,3,3]}\n{"key":" ","INPUT0":[3,3,3,3]}\n');
+  const output = join(dir, 'ids-out.jsonl');
+  await runLocalBatchJob({ model: 'scale', input, output, modelRepository: repo, idColumn: 'key', progress: 'none', logger: silent });
+  const byId = new Map((await linesOf(output)).map((line) => [line.id, line]));
+  assert.equal(byId.get('a')!.error, null);
+  assert.equal(byId.get(2)!.error, "the line has no field 'key' (--id-column)");
+  assert.equal(byId.get(3)!.error, "the id column 'key' is empty");
+  assert.equal(byId.get(4)!.error, "the id column 'key' is empty");
 });

@@ -32,6 +32,12 @@ export interface InputSource {
   records(): AsyncIterable<InputRecord>;
   /** Files in an image folder that are not images (by extension) and are left out. */
   ignoredFiles: number;
+  /**
+   * A CSV file's columns that become each record's named fields (its header, less the id and pass-through columns, or
+   * the --input-columns): known before any row is read, so a model input none of them holds is refused up front.
+   * Undefined for other inputs and with --csv-input (whose one input takes every numeric column).
+   */
+  fieldColumns?(): Promise<string[] | undefined>;
 }
 
 /** The ids of a source's records, in input order. */
@@ -202,6 +208,8 @@ function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids:
   const passThrough = columns.passThrough.length > 0 ? Object.fromEntries(columns.passThrough.map((name) => [name, carry(object[name])])) : undefined;
   let id: RecordId = line;
   if (columns.idColumn !== undefined) {
+    // A field that is missing is a misspelt --id-column more often than an empty value: said as such.
+    if (!Object.hasOwn(object, columns.idColumn)) return { id: line, error: `the line has no field '${columns.idColumn}' (--id-column)`, passThrough };
     const checked = ids.check(object[columns.idColumn], columns.idColumn, line);
     if ('error' in checked) return { id: line, error: checked.error, passThrough };
     id = checked.id;
@@ -278,6 +286,14 @@ function columnIndexes(header: readonly string[], names: readonly string[], flag
   });
 }
 
+/** The header's indexes of the id column and the pass-through columns; a name the header lacks stops the job. */
+function headerColumns(header: readonly string[], selected: RecordColumns): { idIndex?: number; carried: number[] } {
+  return {
+    idIndex: selected.idColumn === undefined ? undefined : columnIndexes(header, [selected.idColumn], '--id-column')[0],
+    carried: columnIndexes(header, selected.passThrough, '--pass-through'),
+  };
+}
+
 /**
  * With --csv-input and no --input-columns, the columns that are never features: a record's id and its label (as
  * `nereid eval` reads `label`), whatever the case, even when their cells are numbers (a class index).
@@ -322,6 +338,17 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
       }
       return count;
     },
+    async fieldColumns() {
+      if (csvInput !== undefined) return undefined;
+      for await (const row of csvRows(path)) {
+        if (!('cells' in row)) continue;
+        const header = row.cells;
+        const { idIndex, carried } = headerColumns(header, selected);
+        const notInputs = new Set([idIndex, ...carried]);
+        return selected.inputColumns ? [...selected.inputColumns] : header.filter((_, index) => !notInputs.has(index));
+      }
+      return undefined; // no header: no records, nothing to refuse
+    },
     async *records() {
       const ids = new SeenIds();
       let header: string[] | undefined;
@@ -335,8 +362,7 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
           record = { id, error: `malformed CSV row: ${row.error}` };
         } else if (!header) {
           header = row.cells;
-          idIndex = selected.idColumn === undefined ? undefined : columnIndexes(header, [selected.idColumn], '--id-column')[0];
-          carried = columnIndexes(header, selected.passThrough, '--pass-through');
+          ({ idIndex, carried } = headerColumns(header, selected));
           // A numeric id or label is not a feature: only the columns chosen, or all the others, are inputs; with
           // --csv-input, a column named id or label is not one either, though no flag names it.
           const reserved = csvInput ? header.flatMap((name, index) => (RESERVED_CSV_COLUMNS.test(name.trim()) ? [index] : [])) : [];

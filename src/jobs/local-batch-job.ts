@@ -82,10 +82,28 @@ async function requireReady(server: Server, model: string, version?: string): Pr
   throw new NereidError('UNAVAILABLE', `model '${model}'${version ? ` version ${version}` : ''} is not ready${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
 }
 
-export function checkInputFits(source: InputSource, processor: RecordProcessor, csvInput?: string): void {
-  // Found before any record runs: each would otherwise fail on its own with the same missing input.
+export async function checkInputFits(source: InputSource, processor: RecordProcessor, csvInput?: string): Promise<void> {
+  // Found before any record runs: each would otherwise fail on its own with the same missing input, and a rerun with
+  // the mistake fixed would find them all done.
   if (csvInput !== undefined && !processor.inputNames.includes(csvInput)) {
     throw new NereidError('INVALID_ARGUMENT', `--csv-input ${csvInput}: model '${processor.model}' has no such input; its inputs: ${processor.inputNames.join(', ')}`);
+  }
+  const others = processor.requiredInputNames.filter((name) => name !== csvInput);
+  if (csvInput !== undefined && others.length > 0) {
+    throw new NereidError(
+      'INVALID_ARGUMENT',
+      `--csv-input ${csvInput} forms one input of every numeric column, and model '${processor.model}' also needs ${others.join(', ')} (its inputs: ${processor.inputNames.join(', ')}): ` +
+        'leave --csv-input out and name a column after each input (or NAME.0, NAME.1, … one per element)',
+    );
+  }
+  const columns = await source.fieldColumns?.();
+  const uncovered = columns ? processor.requiredInputNames.filter((name) => !columns.includes(name) && !columns.includes(`${name}.0`)) : [];
+  if (columns && uncovered.length > 0) {
+    throw new NereidError(
+      'INVALID_ARGUMENT',
+      `${source.path} has no column for ${uncovered.length === 1 ? "the model's input" : "the model's inputs"} ${uncovered.join(', ')} (its input columns: ${columns.join(', ') || 'none'}; model '${processor.model}' takes ${processor.inputNames.join(', ')}): ` +
+        `name a column after each input (or NAME.0, NAME.1, … one per element)${processor.inputNames.length === 1 ? `, or --csv-input ${processor.inputNames[0]} to form it of every numeric column` : ''}`,
+    );
   }
   if (source.format === 'images' && !processor.takesImages) {
     throw new NereidError(
@@ -124,7 +142,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     if (ownServer && options.version && !server.modelReady(options.model, options.version)) await server.loadVersions(options.model, [options.version]);
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
-    checkInputFits(source, processor, options.csvInput);
+    await checkInputFits(source, processor, options.csvInput);
     checkAnsweredBy(opened, options.output, processor.model, processor.version);
     const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = opened.resumed.records;

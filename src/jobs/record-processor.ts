@@ -85,6 +85,11 @@ export class RecordProcessor {
     return this.inputs.map((input) => input.name);
   }
 
+  /** The inputs every request must carry (those the config does not mark optional). */
+  get requiredInputNames(): string[] {
+    return this.inputs.filter((input) => !input.optional).map((input) => input.name);
+  }
+
   private constructor(
     private readonly server: Server,
     private readonly options: RecordProcessorOptions,
