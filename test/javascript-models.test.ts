@@ -276,6 +276,10 @@ describe('javascript handler models with --allow-code-models', () => {
     const answer = await infer(served.url, 'upper', { inputs: [{ name: 'TEXT', datatype: 'BYTES', shape: [3], data: ['hello', 'wörld', ''] }] });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.deepEqual(answer.body.outputs[0], { name: 'OUT', datatype: 'BYTES', shape: [3], data: ['HELLO', 'WÖRLD', ''] });
+    // nereid profile refuses a handler: /monitor does not send people to it.
+    const monitor = (await (await fetch(`${served.url}/v2/models/upper/monitor`)).json()) as Json;
+    assert.equal(monitor.monitored, false);
+    assert.match(monitor.reason, /^monitoring by reference profile \(OOD flags, drift, feedback\) is not available for backend 'javascript'/);
   });
 
   test('a library caller giving BYTES as strings is refused with what to give, and the handler serves on', async () => {

@@ -4,6 +4,7 @@
  */
 import { basename } from 'node:path';
 import { z } from 'zod';
+import { ONNX_RUNTIME_BACKEND } from '../backends/onnx-runtime-backend.js';
 import { invalidArgument, NereidError } from '../core/errors.js';
 import { accuracyCaution } from '../monitoring/accuracy-estimate.js';
 import { classOfName } from '../monitoring/class-names.js';
@@ -41,13 +42,17 @@ export interface MonitorAnswer {
 /**
  * The version's monitor as clients read it; without one, why not and how to get one. `monitoringOff`: the setting
  * that turned monitoring off, as its reader set it (`monitoring: false`, `--monitoring false`), when it is off.
- * `repository`: the model repository the hint to build a profile names, when it is not the bundled one.
+ * `repository`: the model repository the hint to build a profile names, when it is not the bundled one. `backend`: the
+ * version's backend ('ensemble' for an ensemble), when known: `nereid profile` refuses any but ONNX Runtime's, so the
+ * hint to build a profile is given for those models only.
  */
-export function monitorAnswer(model: string, version: string, monitor: VersionMonitor | undefined, monitoringOff: string | undefined, repository?: string): MonitorAnswer {
+export function monitorAnswer(model: string, version: string, monitor: VersionMonitor | undefined, monitoringOff: string | undefined, repository?: string, backend?: string): MonitorAnswer {
   if (!monitor) {
     const reason = monitoringOff
       ? `the server runs with monitoring off (${monitoringOff})`
-      : `version ${version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with: ${profileCommand(model, version, repository)}`;
+      : backend !== undefined && backend !== ONNX_RUNTIME_BACKEND
+        ? `monitoring by reference profile (OOD flags, drift, feedback) is not available for backend '${backend}': a profile reads a model's intermediate tensors from its ONNX file, so only models of backend '${ONNX_RUNTIME_BACKEND}' have one`
+        : `version ${version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with: ${profileCommand(model, version, repository)}`;
     return { model, version, monitored: false, reason };
   }
   const snapshot = monitor.snapshot();

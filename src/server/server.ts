@@ -625,7 +625,8 @@ export class Server {
   /** Drift, out-of-distribution share and accuracy of one version over its recent traffic (the served version when none is named). */
   modelMonitor(name: string, version?: string): MonitorAnswer {
     const model = this.model(name, version);
-    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false ? this.settingName('monitoring', false) : undefined, this.profileHintRepository);
+    const backend = isEnsembleConfig(model.config) ? 'ensemble' : model.config.backend;
+    return monitorAnswer(model.name, model.version, model.monitor, this.options.monitoring === false ? this.settingName('monitoring', false) : undefined, this.profileHintRepository, backend);
   }
 
   /**
