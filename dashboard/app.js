@@ -555,7 +555,7 @@ function showMonitor(monitor, confidence) {
   render(
     document.getElementById('monitor'),
     html`<div class="cards">
-      ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? `score ${number(monitor.drift_score, 3)} · ${monitor.window.rows} rows` : monitor.reason, 'drift', monitor.state)}
+      ${card('Drift', monitor.monitored ? monitor.state.replace('_', ' ') : 'not monitored', monitor.monitored ? driftDetail(monitor) : monitor.reason, 'drift', monitor.state)}
       ${monitor.ood ? card('Out of distribution', percent(monitor.ood.share), `expected ${percent(monitor.ood.expected_share)}`, 'ood') : ''}
       ${monitor.accuracy ? estimatedAccuracyCard(monitor.accuracy) : ''}
       ${monitor.accuracy?.labelled > 0 ? labelledAccuracyCard(monitor.accuracy) : ''}
@@ -566,6 +566,19 @@ function showMonitor(monitor, confidence) {
     </div>
     ${features.length ? html`<table class="narrow"><thead><tr><th>Top drifting feature</th><th class="num">PSI</th><th class="num" title="the PSI a window this size drawn from the reference scores by chance, taken off: what the level is judged on">beyond chance</th><th>Level</th></tr></thead><tbody>${features.map((f) => html`<tr><td>${f.feature}</td><td class="num">${number(f.psi, 3)}</td><td class="num">${number(Math.max(0, f.psi - (f.chance_psi ?? 0)), 3)}</td><td><span class="level" data-level="${f.level}">${f.level}</span></td></tr>`)}</tbody></table>` : ''}`,
   );
+}
+
+/**
+ * The score of the window now, and, where it differs, the score of the evaluation the state is from: the state moves
+ * only on evaluations every few rows, with hysteresis, so "warning · score 0.277" beside a drift threshold of 0.25
+ * read as a contradiction when nothing said the state was from an evaluation at 0.19.
+ */
+function driftDetail(monitor) {
+  const now = `score ${number(monitor.drift_score, 3)} now · ${monitor.window.rows} rows`;
+  const evaluated = monitor.state_evaluation;
+  if (!evaluated?.at || number(evaluated.drift_score, 3) === number(monitor.drift_score, 3)) return now;
+  const at = new Date(evaluated.at).toLocaleTimeString();
+  return `${now} · the state is from the evaluation at ${at}${evaluated.drift_score === undefined ? ' (too few rows to score)' : ` (score ${number(evaluated.drift_score, 3)})`}`;
 }
 
 /**

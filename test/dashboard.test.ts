@@ -500,8 +500,15 @@ describe('dashboard', () => {
     assert.equal(await windowCard.locator('.card-value').textContent(), shown(accuracy.expected));
     // Twenty inverted garments in fifty rows: not an ok state, so the estimate is shown with the server's caution, not as a figure to trust.
     assert.match(accuracy.caution, /^the estimate assumes the model is as well calibrated as on its reference data/);
+    assert.match(accuracy.caution, new RegExp(`: the accuracy realised on the ${labelledCount} labelled rows measures it$`), 'labels came back: not asked for again');
     assert.equal(await windowCard.locator('.card-detail').textContent(), accuracy.caution);
     assert.equal(await windowCard.getAttribute('data-level'), 'doubtful');
+    // The drift card's score is the window's now; the state is from the last evaluation, whose score it names where they differ.
+    const drifted = await json(`${open.url}/v2/models/fashion_mnist/versions/1/monitor`);
+    const driftDetail = (await page.locator('[data-testid="drift"] .card-detail').textContent())!;
+    assert.match(driftDetail, new RegExp(`^score [\\d.]+ now · ${drifted.window.rows} rows`));
+    const differs = drifted.state_evaluation?.drift_score?.toFixed(3) !== drifted.drift_score?.toFixed(3);
+    assert.equal(driftDetail.includes(' · the state is from the evaluation at '), differs, `${driftDetail} (${JSON.stringify(drifted.state_evaluation)})`);
     // Opened after the traffic: no second of its own to show, so the percentiles since load stand in, said as such.
     const requestRow = page.locator('#phase-table tr[data-phase="request"]');
     await requestRow.locator('td[data-q="measured"]', { hasText: /^since load$/ }).waitFor();

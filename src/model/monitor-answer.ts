@@ -107,7 +107,7 @@ export function monitorAnswer(model: string, version: string, monitor: VersionMo
       realised: rounded(accuracy.realisedAccuracy),
       expected_on_labelled: rounded(accuracy.expectedAccuracyOnLabelled),
       estimate_error: rounded(accuracy.estimateError),
-      ...(accuracy.predictions === 0 ? {} : { caution: accuracyCaution(snapshot.state) }),
+      ...(accuracy.predictions === 0 ? {} : { caution: accuracyCaution(snapshot.state, accuracy.labelled) }),
     },
     transitions: snapshot.transitions.map((transition) => ({
       from: transition.from,

@@ -161,9 +161,11 @@ export function expectedCalibrationError(confidences: ArrayLike<number>, correct
  * reference's calibration holds, which drifted inputs break (measured: 80 % estimated against 55 % realised on noisy
  * garments; inverted ones 75 % against 33 %).
  */
-export function accuracyCaution(state: string): string | undefined {
+export function accuracyCaution(state: string, labelled = 0): string | undefined {
   if (state === 'ok') return undefined;
-  return `the estimate assumes the model is as well calibrated as on its reference data; with the state ${state.replace('_', ' ')}, it may be far from the true accuracy: label some rows (feedback) to measure it`;
+  // Once labels have come back, asking for them again reads as if they had been lost.
+  const measure = labelled > 0 ? `the accuracy realised on the ${labelled} labelled row${labelled === 1 ? '' : 's'} measures it` : 'label some rows (feedback) to measure it';
+  return `the estimate assumes the model is as well calibrated as on its reference data; with the state ${state.replace('_', ' ')}, it may be far from the true accuracy: ${measure}`;
 }
 
 /** What an accuracy window reports. Figures over no predictions are absent rather than 0 or NaN. */
