@@ -712,6 +712,8 @@ function tryPage(chosen) {
     const wanted = first ? chosen : previous;
     if (wanted && (ready.includes(wanted) || wanted === missing)) select.value = wanted;
     if (select.value !== previous || first || wasMissing || missing) void describe();
+    // Once ready it is a model like the others: unloaded later, the choice moves to the first left.
+    if (!missing) named = undefined;
   };
   const showHint = () => {
     const mode = IMAGE_MODES[modeSelect.value];
