@@ -17,7 +17,7 @@ import type { HttpClient } from './client/http-client.js';
 import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
-import { invalidArgument, quote } from './core/errors.js';
+import { invalidArgument, quote, quoteName } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
 import { OptionError } from './core/options.js';
 import { readClientTlsFiles, readTlsFiles, TLS_FLAGS, TLS_MIN_VERSIONS, tlsValidityProblems } from './core/tls.js';
@@ -261,8 +261,19 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
       if (!content) return;
       const [scope, token, ...rest] = content.split(/\s+/);
       // An own property only: `in` would take constructor or __proto__ (Object.prototype's) for a scope.
-      if (!Object.hasOwn(tokens, scope) || !token || rest.length > 0) {
-        throw new Error(`--auth-token-file line ${index + 1}: expected '<scope> <token>' with scope all, inference, management or metrics`);
+      const isScope = (word: string | undefined) => word !== undefined && Object.hasOwn(tokens, word);
+      if (!isScope(scope) || !token || rest.length > 0) {
+        // What was found is quoted where it cannot be the secret itself: a word in the scope's place is, unless a scope follows it.
+        const found = !isScope(scope)
+          ? isScope(token)
+            ? `the token before its scope '${token}'`
+            : token === undefined
+              ? 'one word, not a scope'
+              : `unknown scope ${quoteName(scope)}`
+          : !token
+            ? `scope '${scope}' with no token`
+            : `${rest.length + 2} words`;
+        throw new Error(`--auth-token-file line ${index + 1}: ${found} (expected '<scope> <token>' with scope all, inference, management or metrics)`);
       }
       tokens[scope as keyof typeof tokens].push(checked(token, `--auth-token-file line ${index + 1}`));
     });

@@ -159,15 +159,22 @@ test('an open dashboard stream does not hold the drain: it ends and its connecti
   assert.match(served.output(), /drained; exiting/);
 });
 
-test('a client holding half a request body gets 408 at the request timeout, and one that sends no headers is closed at the headers timeout', async () => {
+test('a client holding half a request body gets 408 at the request timeout, and one that sends no headers 408 at the headers timeout, each naming its flag', async () => {
   const served = await serve(['--http-request-timeout-ms', '1500', '--http-headers-timeout-ms', '1000']);
   const stalledBody = new RawConnection(served.url);
   const answer = await stalledBody.request('POST', '/v2/models/scale/infer', { ...JSON_HEADERS, 'content-length': 1000 }, BODY.slice(0, 10));
   assert.equal(answer.status, 408);
+  // Which limit, and the flag that sets it.
+  assert.equal(JSON.parse(answer.body).error, "the request's body was not received within 1500 ms of its start (the whole request's limit, --http-request-timeout-ms)");
   await stalledBody.closed;
   const silent = new RawConnection(served.url);
+  const silentAnswer = silent.answer().catch(() => undefined);
   silent.send('POST /v2/models/scale/infer HTTP/1.1\r\nhost: x\r\n'); // and never the end of the head
   await silent.closed;
+  const headersLate = await silentAnswer;
+  assert.ok(headersLate, 'answered before the connection closed');
+  assert.equal(headersLate.status, 408);
+  assert.equal(JSON.parse(headersLate.body).error, "the request's headers were not received within 1000 ms (--http-headers-timeout-ms)");
   assert.equal(await stopChild(served), 0);
 });
 

@@ -57,7 +57,7 @@ describe('overload over HTTP', () => {
     refused.close();
     assert.equal(answer.status, 503);
     assert.ok(Number(answer.headers['retry-after']) >= 1, JSON.stringify(answer.headers));
-    assert.match(JSON.parse(answer.body).error, /model 'holding' version 1: Exceeds maximum queue size: the queue is full \(2 requests waiting\); retry in \d+ s/);
+    assert.match(JSON.parse(answer.body).error, /model 'holding' version 1: Exceeds maximum queue size: the queue is full \(2 requests waiting, the most the model config's dynamic_batching\.default_queue_policy\.max_queue_size allows\); retry in \d+ s/);
     // A burst meets the same bound: every request is answered, each either served or refused with a hint.
     const burst = await Promise.all(Array.from({ length: 40 }, () => fetch(url, { method: 'POST', body: inferBody() })));
     for (const response of burst) {
@@ -71,7 +71,7 @@ describe('overload over HTTP', () => {
     // Without an access log too, the operator hears of it: one warning with the reason, not 41 (the rest are summed up later).
     const refusedLines = warnings.filter((message) => message.startsWith("model 'holding' version 1 refused"));
     assert.equal(refusedLines.length, 1, refusedLines.join('\n'));
-    assert.match(refusedLines[0], /^model 'holding' version 1 refused a request: Exceeds maximum queue size: the queue is full \(2 requests waiting\)/);
+    assert.match(refusedLines[0], /^model 'holding' version 1 refused a request: Exceeds maximum queue size: the queue is full \(2 requests waiting, the most the model config's dynamic_batching\.default_queue_policy\.max_queue_size allows\)/);
     for (const response of await Promise.all(waiting)) assert.equal(response.status, 200, await response.text());
     // Recovered: nothing queued or held, and the next request is served.
     assert.equal(holding.queued, 0);

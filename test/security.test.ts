@@ -189,7 +189,23 @@ describe('tokens given to nereid serve', () => {
       await writeFile(file, `# tokens\n${scope} s3cret\n`);
       const refused = await runCli(['serve', '--model-repository', served.repoDir, '--auth-token-file', file, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'], 30_000);
       assert.equal(refused.code, 1, scope);
-      assert.match(refused.stderr, /--auth-token-file line 2: expected '<scope> <token>' with scope all, inference, management or metrics/, scope);
+      assert.match(refused.stderr, new RegExp(`--auth-token-file line 2: unknown scope '${scope}' \\(expected '<scope> <token>' with scope all, inference, management or metrics\\)`), scope);
+    }
+    // What was found is quoted, but never a word that may be the token itself.
+    const found: [string, string][] = [
+      ['admin tok', "unknown scope 'admin'"],
+      ['s3cret inference', "the token before its scope 'inference'"],
+      ['s3cret', 'one word, not a scope'],
+      ['metrics', "scope 'metrics' with no token"],
+      ['all s3cret extra', '3 words'],
+    ];
+    for (const [line, said] of found) {
+      const file = join(outside, 'tokens-found.txt');
+      await writeFile(file, `${line}\n`);
+      const refused = await runCli(['serve', '--model-repository', served.repoDir, '--auth-token-file', file, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'], 30_000);
+      assert.equal(refused.code, 1, line);
+      assert.ok(refused.stderr.includes(`--auth-token-file line 1: ${said} (expected '<scope> <token>'`), refused.stderr);
+      if (line.includes('s3cret')) assert.ok(!refused.stderr.includes('s3cret'), refused.stderr);
     }
   });
 
@@ -492,8 +508,8 @@ describe('files and overrides', () => {
     const refusals: [object, RegExp][] = [
       [{ max_batch_size: 4, output: [{ name: 'OUTPUT0', data_type: 'TYPE_FP32', dims: [4], label_filename: 'config.pbtxt' }] }, /labels file/],
       [{ max_batch_size: 4, default_model_filename: 'other.onnx' }, /model file/],
-      [{ max_batch_size: 4, parameters: { intra_op_thread_count: { string_value: '2000' } } }, /2000 intra op thread counts/],
-      [{ max_batch_size: 4, instance_group: [{ count: 5000, kind: 'KIND_CPU' }] }, /5000 instances/],
+      [{ max_batch_size: 4, parameters: { intra_op_thread_count: { string_value: '2000' } } }, /may not set intra_op_thread_count to 2000: at most \d+ on this machine \(one thread per core, \d+ cores\)$/],
+      [{ max_batch_size: 4, instance_group: [{ count: 5000, kind: 'KIND_CPU' }] }, /may not ask for 5000 instances \(instance_group counts summed\): at most \d+ on this machine \(4 per core, \d+ cores\)$/],
       [{ max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: '1000000000000000' } }, /max_queue_delay_microseconds above/],
       [{ max_batch_size: 1_000_000 }, /max_batch_size above 1024/],
       [{ max_batch_size: 4, parameters: { x: { a: 1 } } }, /parameters\.x: a parameter value must be a string, number or boolean, or \{string_value: string\}, got \{"a":1\}/],

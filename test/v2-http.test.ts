@@ -1022,11 +1022,11 @@ describe('errors', () => {
     const long = await rawRequest(main, 'GET', `/v2/models/${'x'.repeat(1100)}`);
     assert.equal(long.status, 414, long.body);
     const { error } = JSON.parse(long.body);
-    assert.match(error, /^the path "\/v2\/models\/x+… has a segment longer than the 1024 characters any model name may have$/);
+    assert.match(error, /^the path "\/v2\/models\/x+… has a segment over 1024 characters, the limit of any path segment \(a model name's: 255\)$/);
     assert.ok(error.length < 200, error);
     // Names up to the repository's limit reach the core, which answers for them, quoting at most 80 characters.
     await assertError(await get(main, `/v2/models/${'m'.repeat(200)}`), 404, `unknown model: '${'m'.repeat(80)}…'`);
-    await assertError(await get(main, `/v2/models/${'m'.repeat(300)}`), 400, 'invalid model name');
+    await assertError(await get(main, `/v2/models/${'m'.repeat(300)}`), 400, 'a model name has at most 255 characters, this one 300');
   });
 
   test('compressed request bodies (Content-Encoding gzip or deflate, as tritonclient sends them), bounded by the size limit', async () => {

@@ -63,7 +63,17 @@ test('checkModelName refuses paths, parents, URLs and empty names', () => {
   for (const bad of ['..', '.', 'a/b', '/abs', 'http://x', '', 'a\\b', '.hidden', 'a..b', 'name with space', 'x'.repeat(256)]) {
     assert.throws(() => checkModelName(bad), isCode('INVALID_ARGUMENT', /invalid model name/), `'${bad}' must be refused`);
   }
-  for (const good of ['simple', 'model_1.v2', 'a-b', '0', 'ResNet50']) checkModelName(good);
+  for (const good of ['simple', 'model_1.v2', 'a-b', '0', 'ResNet50', 'x'.repeat(255)]) checkModelName(good);
+  // Each says the rule it breaks.
+  const rules: [string, RegExp][] = [
+    ['x'.repeat(300), /: a model name has at most 255 characters, this one 300$/],
+    ['-rf', /^invalid model name '-rf': a model name may not start with '\.' or '-'$/],
+    ['.hidden', /: a model name may not start with '\.' or '-'$/],
+    ['a..b', /: a model name may not contain '\.\.'$/],
+    ['', /: a model name may not be empty$/],
+    ['a/b', /: use letters, digits, '_', '-' and '\.' only \(models are folders directly inside the repository\)$/],
+  ];
+  for (const [bad, rule] of rules) assert.throws(() => checkModelName(bad), isCode('INVALID_ARGUMENT', rule), bad);
 });
 
 test('discovery lists model folders only, sorted; index() shows them unloaded', async (t) => {
@@ -848,7 +858,7 @@ test("a config built from the repository's own (a tool loading named versions) i
   const threads = String(availableParallelism() + 1);
   await writeVersions(root, 'm', [1, 2], `max_batch_size: 0\nparameters: { intra_op_thread_count: { string_value: "${threads}" } }`);
   const own = { ...(await repo.configOf('m')), version_policy: { specific: { versions: [1, 2] } } };
-  await assert.rejects(repo.load('m', own), isCode('INVALID_ARGUMENT', /may not ask for \d+ intra op thread counts/), 'from a client: refused');
+  await assert.rejects(repo.load('m', own), isCode('INVALID_ARGUMENT', /may not set intra_op_thread_count to \d+: at most \d+ on this machine/), 'from a client: refused');
   await repo.load('m', new RepositoryConfig(own));
   assert.deepEqual(repo.versionsOf('m'), ['1', '2']);
 });

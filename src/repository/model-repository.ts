@@ -162,13 +162,24 @@ const CONFIG_FILE_NAMES: ReadonlySet<string> = new Set(CONFIG_FILES);
 const WARMUP_FOLDER = 'warmup';
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
+/** The longest model name: a folder name, as most file systems bound it. */
+const MAX_MODEL_NAME = 255;
+
+/** Which rule of a model's name `name` breaks, in words an operator or client can act on; undefined when it breaks none. */
+export function modelNameProblem(name: string): string | undefined {
+  if (!/^[A-Za-z0-9_.-]*$/.test(name)) return "use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)";
+  if (name === '') return 'a model name may not be empty';
+  // Hidden folders, and names a command line would read as flags.
+  if (name.startsWith('.') || name.startsWith('-')) return "a model name may not start with '.' or '-'";
+  if (name.includes('..')) return "a model name may not contain '..'";
+  if (name.length > MAX_MODEL_NAME) return `a model name has at most ${MAX_MODEL_NAME} characters, this one ${name.length}`;
+  return undefined;
+}
+
 /** Model names come from clients: only plain folder names, never paths, parents or URLs. */
 export function checkModelName(name: string): void {
-  if (!SAFE_NAME.test(name) || name.includes('..') || name.length > 255) {
-    throw invalidArgument(
-      `invalid model name ${quoteName(name)}: use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)`,
-    );
-  }
+  const problem = modelNameProblem(name);
+  if (problem !== undefined) throw invalidArgument(`invalid model name ${quoteName(name)}: ${problem}`);
 }
 
 /**
@@ -284,7 +295,8 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
   if (stateBytes > OVERRIDE_LIMITS.sequenceStateBytes) refuse(`give each sequence state of more than ${OVERRIDE_LIMITS.sequenceStateBytes} bytes (${stateBytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})`);
   for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
     const value = Number(parameterValue(override, key) ?? 0);
-    if (value > cores * OVERRIDE_LIMITS.threadsPerCore) refuse(`ask for ${value} ${key.replace(/_/g, ' ')}s on a machine of ${cores} cores`);
+    const most = cores * OVERRIDE_LIMITS.threadsPerCore;
+    if (value > most) refuse(`set ${key} to ${value}: at most ${most} on this machine (one thread per core, ${cores} cores)`);
   }
   if ((override.max_batch_size ?? 0) > Math.max(OVERRIDE_LIMITS.maxBatchSize, own?.max_batch_size ?? 0)) {
     refuse(`set max_batch_size above ${Math.max(OVERRIDE_LIMITS.maxBatchSize, own?.max_batch_size ?? 0)}`);
@@ -299,7 +311,10 @@ function checkOverride(override: ModelConfig, own: ModelConfig | undefined): voi
     if (image.max_pixels > maxPixels) refuse(`raise input '${input.name}''s max_pixels above ${maxPixels}`);
   }
   const instances = override.instance_group.reduce((sum, group) => sum + group.count, 0);
-  if (instances > cores * OVERRIDE_LIMITS.instancesPerCore) refuse(`ask for ${instances} instances on a machine of ${cores} cores`);
+  const mostInstances = cores * OVERRIDE_LIMITS.instancesPerCore;
+  if (instances > mostInstances) {
+    refuse(`ask for ${instances} instances (instance_group counts summed): at most ${mostInstances} on this machine (${OVERRIDE_LIMITS.instancesPerCore} per core, ${cores} cores)`);
+  }
   const batching = override.dynamic_batching;
   if (batching && batching.max_queue_delay_microseconds > OVERRIDE_LIMITS.maxQueueDelayMicroseconds) {
     refuse(`set max_queue_delay_microseconds above ${OVERRIDE_LIMITS.maxQueueDelayMicroseconds}`);

@@ -173,7 +173,7 @@ describe('PriorityQueue: size limits', () => {
     });
     const first = h.queue.push('h1', { priority: 1 }, now());
     h.queue.push('h2', { priority: 1 }, now());
-    assert.throws(() => h.queue.push('h3', { priority: 1 }, now()), isError('UNAVAILABLE', /model 'q' version 1: Exceeds maximum queue size: the queue is full \(2 requests waiting\)/));
+    assert.throws(() => h.queue.push('h3', { priority: 1 }, now()), isError('UNAVAILABLE', /model 'q' version 1: Exceeds maximum queue size: the queue is full \(2 requests waiting, the most the model config's dynamic_batching\.priority_queue_policy 1\.max_queue_size allows\)/));
     assert.equal(h.queue.size, 2);
     for (let i = 0; i < 5; i++) h.queue.push(`l${i}`, { priority: 2 }, now());
     assert.equal(h.queue.size, 7);
@@ -204,8 +204,8 @@ describe('PriorityQueue: size limits', () => {
     h.queue.push('l2', {}, now());
     h.queue.push('l3', {}, now());
     // Level 2 is below its own 10 and level 1 is empty (its own limit is 2): the cap of 3 refuses both.
-    assert.throws(() => h.queue.push('l4', {}, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting\)/));
-    assert.throws(() => h.queue.push('h1', { priority: 1 }, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting\)/));
+    assert.throws(() => h.queue.push('l4', {}, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting, the most the server's --max-queue-size allows\)/));
+    assert.throws(() => h.queue.push('h1', { priority: 1 }, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting, the most the server's --max-queue-size allows\)/));
     assert.equal(h.queue.size, 3);
     h.queue.remove(h.queue.first()!);
     h.queue.push('h1', { priority: 1 }, now());
@@ -216,7 +216,7 @@ describe('PriorityQueue: size limits', () => {
     const h = new Harness({ maxQueuedRequests: 2 });
     h.queue.push('a', {}, now());
     h.queue.push('b', {}, now());
-    assert.throws(() => h.queue.push('c', {}, now()), isError('UNAVAILABLE', /queue is full \(2 requests waiting\)/));
+    assert.throws(() => h.queue.push('c', {}, now()), isError('UNAVAILABLE', /queue is full \(2 requests waiting, the most the server's --max-queue-size allows\)/));
     assert.deepEqual(h.order(), ['a', 'b']);
   });
 
@@ -224,7 +224,7 @@ describe('PriorityQueue: size limits', () => {
     const h = new Harness({ defaultQueuePolicy: { ...NO_QUEUE_POLICY, maxQueueSize: 2 }, maxQueuedRequests: 2 });
     h.queue.push('a', {}, now());
     h.queue.push('b', {}, now());
-    assert.throws(() => h.queue.push('c', {}, now()), isError('UNAVAILABLE', /\(2 requests waiting\)/));
+    assert.throws(() => h.queue.push('c', {}, now()), isError('UNAVAILABLE', /\(2 requests waiting, the most the model config's dynamic_batching\.default_queue_policy\.max_queue_size allows\)/));
   });
 });
 
@@ -563,7 +563,7 @@ describe('PriorityQueue: admission under overload', () => {
     h.queue.push('patient', { patient: true }, now());
     assert.throws(() => h.queue.push('hurried', { patient: true, deadline: now() + 5 }, now()), isError('UNAVAILABLE', /overloaded — the queue ahead would take about 11 ms, longer than the [45] ms this request may wait/));
     h.queue.push('also patient', { patient: true }, now());
-    assert.throws(() => h.queue.push('one too many', { patient: true }, now()), isError('UNAVAILABLE', /Exceeds maximum queue size: the queue is full \(3 requests waiting\)/));
+    assert.throws(() => h.queue.push('one too many', { patient: true }, now()), isError('UNAVAILABLE', /Exceeds maximum queue size: the queue is full \(3 requests waiting, the most the server's --max-queue-size allows\)/));
     h.clear();
   });
 
@@ -612,7 +612,7 @@ describe('PriorityQueue: admission under overload', () => {
     const h = new Harness({ maxQueuedRequests: 1, maxQueueWaitMs: 1 });
     h.queue.push('a', {}, now());
     assert.ok(Number.isNaN(h.queue.estimatedWaitMs()));
-    assert.throws(() => h.queue.admit({}, now()), isError('UNAVAILABLE', /queue is full \(1 requests waiting\)/));
+    assert.throws(() => h.queue.admit({}, now()), isError('UNAVAILABLE', /queue is full \(1 requests waiting, the most the server's --max-queue-size allows\)/));
     h.clear();
     h.queue.admit({ bytes: 10 }, now());
     assert.equal(h.queue.size, 0);

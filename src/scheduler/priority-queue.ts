@@ -237,9 +237,13 @@ export class PriorityQueue<T> {
     // A refused client is told to come back once the queue ahead of it could have drained.
     const retryAfterMs = Number.isFinite(waitMs) ? waitMs : 1000;
     if (levelFull || capFull) {
-      // The limit that refused it: the level's own, or the cap across levels (the smaller when both are reached).
-      const limit = levelFull && capFull ? Math.min(policy.maxQueueSize, cap) : levelFull ? policy.maxQueueSize : cap;
-      throw overloaded(`${label}: Exceeds maximum queue size: the queue is full (${limit} requests waiting)`, retryAfterMs);
+      // The limit that refused it: the level's own, or the cap across levels (the smaller when both are reached), named
+      // so that an operator knows which setting to raise.
+      const byPolicy = levelFull && (!capFull || policy.maxQueueSize <= cap);
+      const limit = byPolicy ? policy.maxQueueSize : cap;
+      const policyName = this.options.priorityQueuePolicies?.has(level + 1) ? `priority_queue_policy ${level + 1}` : 'default_queue_policy';
+      const setting = byPolicy ? `the model config's dynamic_batching.${policyName}.max_queue_size` : "the server's --max-queue-size";
+      throw overloaded(`${label}: Exceeds maximum queue size: the queue is full (${limit} requests waiting, the most ${setting} allows)`, retryAfterMs);
     }
     // A request larger than a byte cap on its own is still taken into an empty queue, or it could never be served.
     const bytes = admission.bytes ?? 0;

@@ -226,7 +226,7 @@ export class SequenceBatcher implements Scheduler {
 
   admit(_request: Admission): void {
     if (this.policy.maxQueuedRequests > 0 && this.waitingCount >= this.policy.maxQueuedRequests) {
-      throw overloaded(`${this.label} has ${this.waitingCount} requests waiting (its limit)`, 1000);
+      throw overloaded(`${this.label} has ${this.waitingCount} requests waiting, the most the server's --max-queue-size allows`, 1000);
     }
   }
 

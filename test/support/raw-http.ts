@@ -47,6 +47,14 @@ export class RawConnection {
     this.socket.write(bytes);
   }
 
+  /** Resolves with the next answer on the connection, for a request written with send(). */
+  answer(): Promise<RawAnswer> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.deliver();
+    });
+  }
+
   close(): void {
     this.socket.destroy();
   }

@@ -202,20 +202,34 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
 
 /**
  * Node's HTTP parser refusing a request (a malformed chunk size, both Content-Length and Transfer-Encoding, headers
- * past the limit): answered with the {"error"} body of every other refusal, then the connection closed, since the
- * stream cannot be read on from there.
+ * past the limit, a client too slow): answered with the {"error"} body of every other refusal, then the connection
+ * closed, since the stream cannot be read on from there.
  */
-function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Duplex): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, reason, message] =
-    error.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'Request Header Fields Too Large', `the request line and headers exceed ${maxHeaderSize} bytes`]
-      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', 'the request was not received in time']
-        : [400, 'Bad Request', `malformed HTTP request: ${error.message.replace(/^Parse Error: /, '')}`];
-  const body = JSON.stringify({ error: message });
-  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  socket.destroy(error);
+function answerMalformedRequest(timeouts: { headersTimeoutMs: number; requestTimeoutMs: number }) {
+  return (error: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const [status, reason, message] =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', `the request line and headers exceed ${maxHeaderSize} bytes`]
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', requestTimeoutMessage(socket, timeouts)]
+          : [400, 'Bad Request', `malformed HTTP request: ${error.message.replace(/^Parse Error: /, '')}`];
+    const body = JSON.stringify({ error: message });
+    if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.destroy(error);
+  };
+}
+
+/**
+ * Which of its two limits Node's 408 is for (it raises the same error for both): a request whose headers arrived and
+ * whose body did not is past the whole request's; any other, past the headers'. The parser holds the request it is
+ * reading (`incoming`, made once the headers are in) until the next one's headers arrive.
+ */
+function requestTimeoutMessage(socket: Duplex, { headersTimeoutMs, requestTimeoutMs }: { headersTimeoutMs: number; requestTimeoutMs: number }): string {
+  const reading = (socket as Duplex & { parser?: { incoming?: { complete?: boolean } | null } | null }).parser?.incoming;
+  return reading && !reading.complete
+    ? `the request's body was not received within ${requestTimeoutMs} ms of its start (the whole request's limit, --http-request-timeout-ms)`
+    : `the request's headers were not received within ${headersTimeoutMs} ms (--http-headers-timeout-ms)`;
 }
 
 /** The methods each route path takes, learnt from the routes added from now on: `path` → those whose pattern it matches. */
@@ -388,14 +402,14 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     genReqId: (raw) => requestIdOf(raw.headers[REQUEST_ID_HEADER]),
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: MAX_PATH_SEGMENT },
-    clientErrorHandler: answerMalformedRequest,
+    clientErrorHandler: answerMalformedRequest(settings),
     // Errors the router raises before any route runs (a bad %-escape, an over-long path segment) get the same {"error"} body.
     // The path is the client's: quoted within the bound every echoed value keeps, not in Fastify's words, which quote it whole.
     frameworkErrors: (error, request, reply) => {
       const path = quote(request.url);
       const [status, message] =
         error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-          ? [414, `the path ${path} has a segment longer than the ${MAX_PATH_SEGMENT} characters any model name may have`]
+          ? [414, `the path ${path} has a segment over ${MAX_PATH_SEGMENT} characters, the limit of any path segment (a model name's: 255)`]
           : error.code === 'FST_ERR_BAD_URL'
             ? [400, `the path ${path} has a %-escape that does not decode (not percent-encoded UTF-8)`]
             : [500, clientMessage(error.message)];
