@@ -36,5 +36,9 @@ test('every route is in the document, described, with its path parameters; /docs
   assert.equal(page.status, 200);
   assert.match(await page.text(), /swagger/i);
   assert.equal((await fetch(`${served.url}/v2`)).status, 401, 'the API itself still needs its token');
+  // Open by the route matched, not by how the path begins: a path no route answers needs the token like any other.
+  const statusOf = async (path: string) => (await fetch(`${served.url}${path}`, { redirect: 'manual' })).status;
+  for (const open of ['/openapi.json?pretty=1', '/docs', '/docs/json', '/v2/health/live']) assert.ok([200, 302].includes(await statusOf(open)), open);
+  for (const closed of ['/documentation', '/docs-private', '/v2/health/anything', '/openapi.yaml']) assert.equal(await statusOf(closed), 401, closed);
   assert.equal((await fetch(`${served.url}/v2`, { headers: { authorization: 'Bearer secret' } })).status, 200);
 });

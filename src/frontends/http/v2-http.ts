@@ -55,6 +55,17 @@ const MANAGEMENT_ROUTE = /^\/v2\/(?:repository|trace|logging)(?:[/?]|$)|^\/v2\/m
 /** Routes of a model's readiness, open as the health probes are. */
 const MODEL_READY_ROUTES = new Set(['/v2/models/:model/ready', '/v2/models/:model/versions/:version/ready']);
 
+/**
+ * Whether a request's route stays open whatever the tokens: the health probes (the server's, a model's readiness) and
+ * the API's description (/openapi.json, Swagger UI under /docs), which carry nothing a token protects. Judged by the
+ * route the request matched, never by its raw path: a path no route answers (/docs-x, /documentation, /v2/health/x)
+ * needs a token like any other, so that a client without one learns nothing of which paths exist.
+ */
+function openWhateverTheTokens(route: string | undefined): boolean {
+  if (route === undefined) return false;
+  return route === '/v2/health/live' || route === '/v2/health/ready' || MODEL_READY_ROUTES.has(route) || route === OPENAPI_PATH || route === DOCS_PATH || route.startsWith(`${DOCS_PATH}/`);
+}
+
 /** A client that hangs up before its answer frees its place in the queue. */
 function abortOnClientClose(reply: FastifyReply): CancelSignal {
   const cancellation = new ClientCancellation();
@@ -495,11 +506,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     // The dashboard shows every model's statistics: a management token opens it, or an inference one where only those exist.
     const dashboardScope = tokensFor(tokens, 'management').length ? 'management' : 'inference';
     app.addHook('onRequest', async (request, reply) => {
-      // Health probes and the API's description carry nothing a token protects.
-      if (request.url.startsWith('/v2/health/') || request.url === OPENAPI_PATH || request.url.startsWith(DOCS_PATH)) return;
-      const route = request.routeOptions.url ?? request.url;
       // A model's readiness is a health probe too, as in Triton's health group and KServe's V2 spec: load balancers ask it.
-      if (MODEL_READY_ROUTES.has(route)) return;
+      if (openWhateverTheTokens(request.routeOptions.url)) return;
+      const route = request.routeOptions.url ?? request.url;
       const dashboard = settings.dashboard && (route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`));
       // The pages hold no data; they ask for the token that their API calls then carry.
       if (dashboard && !DASHBOARD_API.test(route)) return;
