@@ -625,6 +625,9 @@ program
       server.attachFrontEnd({ drain: async () => reload.stop() });
     }
     let stopping = false;
+    /** Whether the start's loads have ended; a signal before then takes the models' state as it finds them, for the start's summary. */
+    let startEnded = false;
+    let cutShort: { signal: string; index: Promise<Awaited<ReturnType<Server['repositoryIndex']>>> } | undefined;
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
     const forceExit = (reason: string) => {
       // What the cut fails, for the operator who must tell clients or rerun work: no access-log line follows for them.
@@ -638,6 +641,11 @@ program
     const stop = async (signal: string) => {
       if (stopping) return forceExit(`${signal} again during the drain`);
       stopping = true;
+      // The drain abandons the loads under way and then unloads everything: what had loaded or failed is read first.
+      if (!startEnded) {
+        cutShort = { signal, index: server.repositoryIndex().catch(() => []) };
+        await cutShort.index;
+      }
       const timeoutMs = flags.shutdownTimeout * 1000;
       logger.info({ signal, shutdownTimeoutS: flags.shutdownTimeout }, 'draining: not ready any more, answering the requests received, then exiting');
       // Set before stop()'s own: at the timeout the process ends at once, rather than wait for the computations still running.
@@ -666,6 +674,15 @@ program
     }
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
     await server.start();
+    startEnded = true;
+    if (cutShort) {
+      // Not 'NOT ready: 0 ready, 0 failed' from a repository the drain has emptied: the start as the signal found it.
+      const found = await cutShort.index;
+      const loading = found.filter((row) => row.state === undefined).map((row) => row.name);
+      const still = loading.length > 0 ? `; ${loading.length} model(s) still loading were abandoned (${loading.join(', ')})` : '';
+      logger.info({ models: found }, `start cut short by ${cutShort.signal}: when it came, ${readinessSummary(found)}${still}`);
+      return;
+    }
     const index = await server.repositoryIndex();
     // A failed model is worth a warning; one that keeps the server not ready (strict readiness), an error.
     const failed = index.some((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded');

@@ -246,7 +246,8 @@ test('SIGTERM during a warmup abandons the load (at start, and in a poll reload)
   assert.match(served.output(), /load of model 'scale' version 2 \(in its warmup\) abandoned: the server is shutting down/);
   assert.match(served.output(), /drained; exiting/);
 
-  // At start: the same warmup in the initial load.
+  // At start: the same warmup in the initial load, beside a model that fails.
+  await writeModel(warmRepo, 'broken', 1, new TextEncoder().encode('not an ONNX model'));
   const starting = spawnCli(['serve', '--model-repository', warmRepo, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false', '--shutdown-timeout', '20']);
   let output = '';
   starting.stdout!.on('data', (chunk: Buffer) => (output += chunk));
@@ -261,6 +262,10 @@ test('SIGTERM during a warmup abandons the load (at start, and in a poll reload)
   assert.equal(await exited, 0, output);
   assert.ok(performance.now() - stopAt < 8_000, `exited ${Math.round(performance.now() - stopAt)} ms after SIGTERM:\n${output}`);
   assert.match(output, /abandoned: the server is shutting down/);
+  // The start's summary as the signal found it, not the empty repository the drain leaves.
+  assert.match(output, /start cut short by SIGTERM: when it came, 0 model version\(s\) ready, 1 failed \(broken version 1\); 1 model\(s\) still loading were abandoned \(scale\)/);
+  assert.doesNotMatch(output, /server NOT ready/);
+  assert.doesNotMatch(output.slice(output.indexOf('draining')), /"msg":"loaded model/, 'no load finishes once the drain has begun');
 });
 
 test('SIGHUP drains like SIGTERM (exit 0), and --load-model in poll mode is said to have no effect', async () => {

@@ -382,8 +382,8 @@ export class Server {
     await loadAll(names.filter((name) => !ensembles.has(name)));
     await loadAll(names.filter((name) => ensembles.has(name)));
     this.started = true;
-    // A close() during the loads (SIGTERM at start) has stopped what would otherwise start here.
-    if (this.closing) return this;
+    // A stop() or close() during the loads (SIGTERM at start) has stopped what would otherwise start here.
+    if (this.stopping) return this;
     this.poller?.start();
     this.memoryReclaimer?.start();
     return this;
@@ -425,6 +425,9 @@ export class Server {
     const { timeoutMs } = parseOptions('Server.stop', stopOptionsSchema, options);
     this.stopped ??= (async () => {
       this.drain();
+      // A load under way (at start, a poll's reload) would only be discarded at close: it stops now, before its next
+      // warmup run or instance, rather than finishing (and saying it loaded) while the drain waits for requests.
+      this.repository.abandonLoads();
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
       const frontEnds = Promise.all([...this.frontEnds].map((frontEnd) => frontEnd.drain(timeoutMs)));
