@@ -522,8 +522,6 @@ program
     if (flags.logFile !== undefined) await prepareLogFile(flags.logFile);
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
-    // The management scope is always exposed: trace and logging settings can be changed in any control mode.
-    warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, flags.host, logger);
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tlsFiles = { cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa, clientCrl: flags.tlsClientCrl, minVersion: flags.tlsMinVersion, ciphers: flags.tlsCiphers };
     const tls = await readTlsFiles(tlsFiles);
@@ -673,6 +671,9 @@ program
       logger.info(`Prometheus metrics on ${tls ? 'https' : 'http'}://${flags.host.includes(':') ? `[${flags.host}]` : flags.host}:${port}/metrics`);
     }
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
+    // Once the ports are bound: a bind that fails (an address not of this machine) leaves nothing open to warn of.
+    // The management scope is always exposed: trace and logging settings can be changed in any control mode.
+    warnOfOpenScopes(authTokens, { management: true, metrics: flags.allowMetrics }, flags.host, logger);
     await server.start();
     startEnded = true;
     if (cutShort) {

@@ -257,6 +257,11 @@ describe('tokens given to nereid serve', () => {
     } finally {
       await stopChild(child);
     }
+    // Said once the ports are bound: an address that is not this machine's (TEST-NET-1) fails the start with nothing open.
+    const unbound = await runCli(['serve', '--model-repository', repo, '--host', '192.0.2.1', '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'], 30_000);
+    assert.equal(unbound.code, 1, unbound.stdout + unbound.stderr);
+    assert.match(unbound.stderr, /--host 192\.0\.2\.1 is not an address of this machine/);
+    assert.doesNotMatch(unbound.stdout + unbound.stderr, /open to anyone/);
     // A secret file's trailing newline is not part of the token.
     process.env.NEREID_HTTP_AUTH_TOKEN = 'from-a-secret\n';
     // In the token file '#' starts a comment at a line's start or after a space, not inside a token.
