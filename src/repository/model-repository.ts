@@ -489,6 +489,8 @@ export class ModelRepository {
   private resolvedOf = new Map<string, string>();
   /** Model folders that are links leaving the repository, with their targets, as last warned of. */
   private linksLeaving = new Map<string, string | undefined>();
+  /** The repository folder that could not be read (all of them, when the error did not say which), for the log. */
+  private unreadablePath?: string;
   /** Why the last listing could not read the repository; undefined while it can. */
   private unreadable?: string;
 
@@ -688,10 +690,11 @@ export class ModelRepository {
     const plain: Record<string, string> = { ENOENT: 'it does not exist now', ENOTDIR: 'it is not a folder now', EACCES: 'permission denied' };
     const why = code === undefined ? 'it does not exist now or is not a folder' : `${plain[code] ?? 'error'}, ${code}`;
     const unreadable = `the model repository cannot be read (${why}); listed: the models this server holds`;
+    this.unreadablePath = path ?? this.rootsLabel;
     if (this.unreadable !== unreadable) {
       this.options.logger.warn(
         { code, path },
-        `the model repository ${path ?? this.rootsLabel} cannot be read (${why}): the models loaded keep serving as they are, and nothing is loaded or unloaded until it can be read again`,
+        `the model repository ${this.unreadablePath} cannot be read (${why}): the models loaded keep serving as they are, and nothing is loaded or unloaded until it can be read again`,
       );
     }
     this.unreadable = unreadable;
@@ -701,7 +704,7 @@ export class ModelRepository {
   private noteReadable(): void {
     if (this.unreadable === undefined) return;
     this.unreadable = undefined;
-    this.options.logger.info(`the model repository ${this.rootsLabel} can be read again`);
+    this.options.logger.info(`the model repository ${this.unreadablePath ?? this.rootsLabel} can be read again`);
   }
 
   /**
