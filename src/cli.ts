@@ -288,6 +288,15 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
   return tokens;
 }
 
+/** Why a file of secrets (tokens, a private key) is worth a warning: other users of the machine may read it, as ssh would say. */
+async function secretFileExposure(path: string, flag: string): Promise<string | undefined> {
+  const { stat } = await import('node:fs/promises');
+  const { mode } = await stat(path).catch(() => ({ mode: 0 }));
+  if ((mode & 0o077) === 0) return undefined;
+  const readers = mode & 0o004 ? 'every user of this machine' : 'its group';
+  return `${flag} ${path} can be read by ${readers} (mode ${(mode & 0o777).toString(8)}): it holds secrets; chmod 600 it (readable by the server's user only)`;
+}
+
 /**
  * A scope with no token of its own (and no 'all' token) stays open, so that protecting one does not
  * lock the others; when some scope has a token, an operator is told which exposed ones are open.
@@ -522,6 +531,10 @@ program
     if (flags.logFile !== undefined) await prepareLogFile(flags.logFile);
     const logger = createLogger({ level: logLevel(flags.logVerbose), format: flags.logFormat, file: flags.logFile, base: { service: 'nereid' } });
     const authTokens = await authTokensOf(flags);
+    for (const [flag, path] of [['--auth-token-file', flags.authTokenFile], ['--tls-key', flags.tlsKey]] as const) {
+      const exposure = typeof path === 'string' ? await secretFileExposure(path, flag) : undefined;
+      if (exposure) logger.warn(exposure);
+    }
     // Every port gets the same TLS: a port left plain would be the way around it.
     const tlsFiles = { cert: flags.tlsCert, key: flags.tlsKey, clientCa: flags.tlsClientCa, clientCrl: flags.tlsClientCrl, minVersion: flags.tlsMinVersion, ciphers: flags.tlsCiphers };
     const tls = await readTlsFiles(tlsFiles);

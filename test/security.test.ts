@@ -5,7 +5,7 @@
  * that would read other files or starve the machine. Each case is a request that showed a defect.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -266,10 +266,12 @@ describe('tokens given to nereid serve', () => {
     process.env.NEREID_HTTP_AUTH_TOKEN = 'from-a-secret\n';
     // In the token file '#' starts a comment at a line's start or after a space, not inside a token.
     const tokenFile = join(outside, 'tokens-hash.txt');
-    await writeFile(tokenFile, '# the inference token\ninference tok#1 # for the web app\n');
+    await writeFile(tokenFile, '# the inference token\ninference tok#1 # for the web app\n', { mode: 0o644 });
+    await chmod(tokenFile, 0o644);
     try {
       const guarded = await serveChild(repo, ['--allow-metrics', 'false', '--auth-token-file', tokenFile]);
       try {
+        assert.match(guarded.output(), /--auth-token-file \S*tokens-hash\.txt can be read by every user of this machine \(mode 644\): it holds secrets; chmod 600 it/);
         const ready = await fetch(`${guarded.url}/v2/models/scale`, { headers: bearer('from-a-secret') });
         assert.equal(ready.status, 200, await ready.text());
         assert.equal((await fetch(`${guarded.url}/v2/models/scale`, { headers: bearer('tok#1') })).status, 200);
