@@ -269,7 +269,8 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
             ? `the token before its scope '${token}'`
             : token === undefined
               ? 'one word, not a scope'
-              : `unknown scope ${quoteName(scope)}`
+              : // A short word of letters is a misspelt scope; anything else may be a token written first, and is not repeated.
+                /^[a-z_-]{1,16}$/i.test(scope) ? `unknown scope ${quoteName(scope)}` : 'a first word that is not a scope (not repeated here: it may be a token)'
           : !token
             ? `scope '${scope}' with no token`
             : `${rest.length + 2} words`;
@@ -288,13 +289,18 @@ async function authTokensOf(flags: Record<string, unknown>): Promise<AuthTokens>
   return tokens;
 }
 
-/** Why a file of secrets (tokens, a private key) is worth a warning: other users of the machine may read it, as ssh would say. */
+/**
+ * Why a file of secrets (tokens, a private key) is worth a warning, as ssh would say it: every user of the machine may
+ * read it, or its group may and the server's user owns it (so could chmod it). A file another user owns and shares
+ * with the server's group (a Kubernetes secret volume at 0440 with fsGroup) is how it is meant to be read.
+ */
 async function secretFileExposure(path: string, flag: string): Promise<string | undefined> {
   const { stat } = await import('node:fs/promises');
-  const { mode } = await stat(path).catch(() => ({ mode: 0 }));
-  if ((mode & 0o077) === 0) return undefined;
-  const readers = mode & 0o004 ? 'every user of this machine' : 'its group';
-  return `${flag} ${path} can be read by ${readers} (mode ${(mode & 0o777).toString(8)}): it holds secrets; chmod 600 it (readable by the server's user only)`;
+  const { mode, uid } = await stat(path).catch(() => ({ mode: 0, uid: -1 }));
+  const everyone = (mode & 0o004) !== 0;
+  const ownGroup = (mode & 0o040) !== 0 && uid === process.getuid?.();
+  if (!everyone && !ownGroup) return undefined;
+  return `${flag} ${path} can be read by ${everyone ? 'every user of this machine' : 'its group'} (mode ${(mode & 0o777).toString(8)}): it holds secrets; chmod 600 it (readable by the server's user only)`;
 }
 
 /**
@@ -654,7 +660,9 @@ program
       stopping = true;
       // The drain abandons the loads under way and then unloads everything: what had loaded or failed is read first.
       if (!startEnded) {
-        cutShort = { signal, index: server.repositoryIndex().catch(() => []) };
+        // Bounded: a repository on a stalled volume must not keep SIGTERM from draining.
+        const index = server.repositoryIndex().catch(() => []);
+        cutShort = { signal, index: Promise.race([index, new Promise<[]>((resolve) => setTimeout(() => resolve([]), 1000).unref())]) };
         await cutShort.index;
       }
       const timeoutMs = flags.shutdownTimeout * 1000;
@@ -692,8 +700,8 @@ program
     if (cutShort) {
       // Not 'NOT ready: 0 ready, 0 failed' from a repository the drain has emptied: the start as the signal found it.
       const found = await cutShort.index;
-      const loading = found.filter((row) => row.state === undefined).map((row) => row.name);
-      const still = loading.length > 0 ? `; ${loading.length} model(s) still loading were abandoned (${loading.join(', ')})` : '';
+      const loading = [...new Set(found.filter((row) => row.state === 'LOADING').map((row) => row.name))];
+      const still = loading.length > 0 ? `; ${loading.length} model(s) were still loading (${loading.join(', ')}): a load the drain outlasts is abandoned` : '';
       logger.info({ models: found }, `start cut short by ${cutShort.signal}: when it came, ${readinessSummary(found)}${still}`);
       return;
     }

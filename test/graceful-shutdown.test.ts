@@ -263,7 +263,7 @@ test('SIGTERM during a warmup abandons the load (at start, and in a poll reload)
   assert.ok(performance.now() - stopAt < 8_000, `exited ${Math.round(performance.now() - stopAt)} ms after SIGTERM:\n${output}`);
   assert.match(output, /abandoned: the server is shutting down/);
   // The start's summary as the signal found it, not the empty repository the drain leaves.
-  assert.match(output, /start cut short by SIGTERM: when it came, 0 model version\(s\) ready, 1 failed \(broken version 1\); 1 model\(s\) still loading were abandoned \(scale\)/);
+  assert.match(output, /start cut short by SIGTERM: when it came, 0 model version\(s\) ready, 1 failed \(broken version 1\); 1 model\(s\) were still loading \(scale\): a load the drain outlasts is abandoned/);
   assert.doesNotMatch(output, /server NOT ready/);
   assert.doesNotMatch(output.slice(output.indexOf('draining')), /"msg":"loaded model/, 'no load finishes once the drain has begun');
 });

@@ -1375,12 +1375,13 @@ export class ModelRepository {
   /** The version a request addresses: a named one, or the highest ready one. */
   get(name: string, version?: string): ModelVersion {
     const entry = this.entries.get(name);
+    const loading = () => notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it is loading)`);
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
+      if (this.loadsUnderWay.has(name)) throw loading();
       if (entry?.unloaded && version !== undefined && /^\d+$/.test(version) && this.servedBefore(name, version)) throw this.notReady(name, version, 'it was unloaded');
-      if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (${this.loadsUnderWay.has(name) ? 'it is loading' : 'it was unloaded'})`);
+      if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
-      if (this.loadsUnderWay.has(name)) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it is loading)`);
       const meant = closestName(name, [...this.entries].filter(([, known]) => !known.unloaded).map(([known]) => known));
       throw notFound(`Request for unknown model: ${quoteName(name)} is not found (not in the model repository, or not loaded)${meant ? `; did you mean '${meant}'?` : ''}`);
     }
@@ -1398,6 +1399,8 @@ export class ModelRepository {
     }
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
     if (ready.length === 0) {
+      // A failed load being tried again: what it says now is that it loads, not its last failure.
+      if (this.loadsUnderWay.has(name)) throw loading();
       const reasons = [...entry.failures.values()];
       const message = `Request for unknown model: ${quoteName(name)} has no available versions${reasons.length ? `: ${reasons.join('; ')}` : ''}`;
       throw entry.waiting ? unavailable(message) : notFound(message);

@@ -425,9 +425,6 @@ export class Server {
     const { timeoutMs } = parseOptions('Server.stop', stopOptionsSchema, options);
     this.stopped ??= (async () => {
       this.drain();
-      // A load under way (at start, a poll's reload) would only be discarded at close: it stops now, before its next
-      // warmup run or instance, rather than finishing (and saying it loaded) while the drain waits for requests.
-      this.repository.abandonLoads();
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
       const frontEnds = Promise.all([...this.frontEnds].map((frontEnd) => frontEnd.drain(timeoutMs)));

@@ -243,8 +243,23 @@ function requestTimeoutMessage(socket: Duplex, { headersTimeoutMs, requestTimeou
     : `the request's headers were not received within ${headersTimeoutMs} ms (--http-headers-timeout-ms)`;
 }
 
+/** Whether a settings body (raw bytes here, as every body is kept) names no setting: empty, or a JSON object with no keys. */
+function namesNoSetting(body: unknown): boolean {
+  const text = Buffer.isBuffer(body) ? body.toString('utf8').trim() : body === undefined || body === null ? '' : JSON.stringify(body);
+  if (text === '') return true;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'object' && parsed !== null && Object.keys(parsed).length === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** The log line of a change made through the management API. */
 function auditManagementChange(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  // A settings POST naming no setting reads them, as in Triton's API (a load or unload with an empty body is still one).
+  const namesNothing = namesNoSetting(request.body);
+  if (/\/(?:logging|setting)$/.test(request.routeOptions.url ?? '') && namesNothing) return done();
   request.log.info({ method: request.method, url: request.url, status: reply.statusCode, remoteAddress: request.socket.remoteAddress }, `management: ${request.method} ${request.url} answered ${reply.statusCode}`);
   done();
 }
