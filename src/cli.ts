@@ -650,7 +650,8 @@ program
       // What the cut fails, for the operator who must tell clients or rerun work: no access-log line follows for them.
       const unanswered = server.unansweredRequests();
       const count = unanswered.reduce((sum, { requests }) => sum + requests, 0);
-      const failing = count === 0 ? 'no request unanswered at a model' : `${count} request(s) unanswered (${unanswered.map(({ model, version, requests }) => `${model} version ${version}: ${requests}`).join(', ')}) fail with their connections`;
+      // Counted where models hold them: an ensemble's request shows at each of its steps running, a form's images each.
+      const failing = count === 0 ? 'no request in flight at a model' : `requests in flight at models, failed with their connections: ${unanswered.map(({ model, version, requests }) => `${model} version ${version}: ${requests}`).join(', ')}`;
       logger.warn({ unanswered }, `${reason}: closing the connections left and ending the process (SIGTERM, status 143); ${failing}`);
       server.cutConnections();
       endBySignal('SIGTERM');

@@ -33,13 +33,13 @@ export function timingAnswer(timings: ImageTimings) {
   };
 }
 
-/** One classify call's answer: per image, and where its time went (summed over the images). */
 /** A multipart form's file that is not an image the model can use: its place among the form's files, and why. */
 export interface UnreadableFile {
   index: number;
   error: string;
 }
 
+/** One classify call's answer: per image, and where its time went (summed over the images). */
 export interface ClassifyResult {
   /** One per image that could be read, in order. */
   results: ImageClassification[];
@@ -162,18 +162,18 @@ class UnreadableImage extends Error {
   }
 }
 
-/** An answer of runImagesThrough: the image's, or why a form's file could not be read. */
-export type ImageAnswer = Awaited<ReturnType<typeof runImagesThrough>>[number];
+/** Whether an answer of runImagesThrough is a form's file that could not be read. */
+const isUnreadable = (answer: object): answer is { unreadable: string } => 'unreadable' in answer;
 
 /** The files of a form that could not be read, when there are any. */
-export function unreadableFilesOf(answers: readonly ({ unreadable: string } | object)[]): { unreadable?: UnreadableFile[] } {
-  const unreadable = answers.flatMap((answer, index) => ('unreadable' in answer ? [{ index, error: (answer as { unreadable: string }).unreadable }] : []));
+export function unreadableFilesOf(answers: readonly object[]): { unreadable?: UnreadableFile[] } {
+  const unreadable = answers.flatMap((answer, index) => (isUnreadable(answer) ? [{ index, error: answer.unreadable }] : []));
   return unreadable.length > 0 ? { unreadable } : {};
 }
 
 /** The answers of the images that could be read. */
-export function answered<Answer>(answers: readonly (Answer | { unreadable: string })[]): Answer[] {
-  return answers.filter((answer): answer is Answer => !(answer as { unreadable?: string }).unreadable);
+export function answered<Answer extends object>(answers: readonly (Answer | { unreadable: string })[]): Answer[] {
+  return answers.filter((answer): answer is Answer => !isUnreadable(answer));
 }
 
 /** The labels of the output a classifier answers with, in class order; undefined when it has none. */

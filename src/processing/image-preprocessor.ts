@@ -103,10 +103,10 @@ export function aboutTheImage(reason: string): string {
   return reason.replace(/^it is not an image\b/, 'the file is not an image').replace(/^it /, 'the image ');
 }
 
-/** Why a client's encoded image cannot be used, worded to follow "input X image N: " or the like. */
 /** Formats libvips may decode already shrunk when a resize follows. */
 const SHRUNK_ON_LOAD = new Set(['jpeg', 'webp']);
 
+/** Why a client's encoded image cannot be used, worded to follow "input X image N: " or the like. */
 export class ImageRejection extends Error {}
 
 /**

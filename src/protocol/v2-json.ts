@@ -483,6 +483,11 @@ async function jsonDataTextInSlices(datatype: Datatype, data: TensorData): Promi
   return `${text}]`;
 }
 
+/** Whether a response has a numeric output large enough to be written in slices if asked for as JSON (most have none: they take the direct path). */
+export function hasLargeJsonOutput(response: InferenceResponse): boolean {
+  return response.outputs.some((output) => NUMERIC_TEXT_TYPES.has(output.datatype) && (output.data as NumericArray).length > JSON_SLICE_VALUES);
+}
+
 /** Whether an output is answered in binary: as Triton's, a listed output only when it asks; binary_data_output is the kind of the others. */
 function answeredInBinary(name: string, requestedOutputs: readonly RequestedOutput[] | undefined, binaryOutputByDefault: boolean): boolean {
   const requested = requestedOutputs?.find((candidate) => candidate.name === name);

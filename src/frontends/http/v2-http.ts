@@ -15,7 +15,7 @@ import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMess
 import { ClientCancellation, requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
-import { decodeInferRequest, decodeRawInferRequest, encodeInferResponseInSlices, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
+import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import { answeredModelFilename, type CompletedModelConfig } from '../../config/model-config.js';
@@ -520,7 +520,8 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     app.addHook('onRequest', async (request, reply) => {
       // A model's readiness is a health probe too, as in Triton's health group and KServe's V2 spec: load balancers ask it.
       if (openWhateverTheTokens(request.routeOptions.url)) return;
-      const route = request.routeOptions.url ?? request.url;
+      // The route matched, not the URL: a path no route answers is 401 without a token, the dashboard's included.
+      const route = request.routeOptions.url ?? '';
       const dashboard = settings.dashboard && (route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`));
       // The pages hold no data; they ask for the token that their API calls then carry.
       if (dashboard && !DASHBOARD_API.test(route)) return;
@@ -629,7 +630,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const outputsAsked = outputsQueryOf(request.query, headerless, binaryOutputByDefault);
       if (outputsAsked) inference.outputs = outputsAsked;
       const response = await server.infer(inference, contextOf(request, reply));
-      const { chunks, byteLength, headerLength } = await encodeInferResponseInSlices(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
+      const { chunks, byteLength, headerLength } = hasLargeJsonOutput(response)
+        ? await encodeInferResponseInSlices(response, inference.outputs, binaryOutputByDefault, server.sharedMemory)
+        : encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
       const encoding = answerEncodingOf(request.headers['accept-encoding'], byteLength);
       if (encoding) return sendCompressed(reply, chunks, headerLength, encoding);
       if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
