@@ -464,6 +464,11 @@ function selectVersions(config: ModelConfig, available: number[]): { versions: n
   return { versions: sorted.slice(0, policy.latest.num_versions), missing: [] };
 }
 
+/** What a request to a model is told while a load of it is under way and nothing of it serves. */
+function loadingRefusal(name: string): NereidError {
+  return notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it is loading)`);
+}
+
 export class ModelRepository {
   private readonly entries = new Map<string, ModelEntry>();
   /**
@@ -1375,10 +1380,9 @@ export class ModelRepository {
   /** The version a request addresses: a named one, or the highest ready one. */
   get(name: string, version?: string): ModelVersion {
     const entry = this.entries.get(name);
-    const loading = () => notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it is loading)`);
     if (!entry || entry.unloaded) {
       // Triton's clients look for the phrase "Request for unknown model".
-      if (this.loadsUnderWay.has(name)) throw loading();
+      if (this.loadsUnderWay.has(name)) throw loadingRefusal(name);
       if (entry?.unloaded && version !== undefined && /^\d+$/.test(version) && this.servedBefore(name, version)) throw this.notReady(name, version, 'it was unloaded');
       if (entry?.unloaded) throw notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it was unloaded)`);
       // A name in the repository that was never loaded (explicit mode) gets this answer too: the repository is not read per request.
@@ -1400,7 +1404,7 @@ export class ModelRepository {
     const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
     if (ready.length === 0) {
       // A failed load being tried again: what it says now is that it loads, not its last failure.
-      if (this.loadsUnderWay.has(name)) throw loading();
+      if (this.loadsUnderWay.has(name)) throw loadingRefusal(name);
       const reasons = [...entry.failures.values()];
       const message = `Request for unknown model: ${quoteName(name)} has no available versions${reasons.length ? `: ${reasons.join('; ')}` : ''}`;
       throw entry.waiting ? unavailable(message) : notFound(message);
