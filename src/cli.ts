@@ -523,7 +523,7 @@ program
   .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', seconds(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
   .option('--monitor-evaluate-every <rows>', 'rows between two comparisons of the windows with the profile', integer(1), defaultOf(versionMonitorOptionsSchema, 'evaluateEvery'))
   .action(async (flags) => {
-    const [{ setLogger: setGrpcLogger }, { createGrpcFrontEnd }, { createHttpFrontEnd, dashboardAddress, replaceHttpTls }, { reloadTlsOnChange }, { createMetricsListener, createTracing, PrometheusMetrics }, { batchJobsSource }, { readinessSummary }, { createServer }] =
+    const [{ setLogger: setGrpcLogger }, { createGrpcFrontEnd }, { createHttpFrontEnd, dashboardAddress, replaceHttpTls }, { reloadTlsOnChange }, { createMetricsListener, createTracing, PrometheusMetrics }, { batchJobsSource }, { failedRows, readinessSummary, rowLabel }, { createServer }] =
       await Promise.all([
         import('@grpc/grpc-js'),
         import('./frontends/grpc/v2-grpc.js'),
@@ -708,13 +708,12 @@ program
     }
     const index = await server.repositoryIndex();
     // A failed model is worth a warning; one that keeps the server not ready (strict readiness), an error.
-    const failed = index.some((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded');
+    const failedAtStart = failedRows(index);
+    const failed = failedAtStart.length > 0;
     logger[server.stopping ? 'info' : !server.ready ? 'error' : failed ? 'warn' : 'info']({ models: index }, `server ${server.ready ? 'ready' : 'NOT ready'}: ${readinessSummary(index)}`);
     if (failed && flags.exitOnError && !server.stopping) {
-      const failures = index
-        .filter((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded')
-        .map((row) => ({ model: row.name, version: row.version, reason: row.reason }));
-      const named = failures.map(({ model, version }) => (version === undefined ? model : `${model} version ${version}`));
+      const failures = failedAtStart.map((row) => ({ model: row.name, version: row.version, reason: row.reason }));
+      const named = failedAtStart.map(rowLabel);
       logger.error(`--exit-on-error: a model failed to load at start (${named.join(', ')}); stopping`);
       await server.stop({ timeoutMs: flags.shutdownTimeout * 1000 });
       // The last line, after the drain's own: `kubectl logs --tail` of a crash-looping pod shows which model, and why.
