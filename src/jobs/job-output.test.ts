@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { errorLine, idOfLine, isErrorLine, readOutputLine, recordKey } from './job-record.js';
+import { errorLine, isErrorLine, readOutputLine, recordKey } from './job-record.js';
 import { JobOutput } from './job-output.js';
 
 let dir: string;
@@ -16,11 +16,11 @@ after(() => rm(dir, { recursive: true, force: true }));
 
 describe('output lines', () => {
   test('ids are read from the front of a line, strings and numbers kept apart', () => {
-    assert.equal(idOfLine('{"id":12,"outputs":[],"error":null}'), 12);
-    assert.equal(idOfLine('{"id":"a/\\"b\\".png","error":null}'), 'a/"b".png');
-    assert.equal(idOfLine('{"error":null,"id":"late"}'), 'late');
-    assert.equal(idOfLine('{"id":"cut'), undefined);
-    assert.equal(idOfLine('not json'), undefined);
+    assert.equal(readOutputLine('{"id":12,"outputs":[],"error":null}')?.id, 12);
+    assert.equal(readOutputLine('{"id":"a/\\"b\\".png","error":null}')?.id, 'a/"b".png');
+    assert.equal(readOutputLine('{"error":null,"id":"late"}')?.id, 'late');
+    assert.equal(readOutputLine('{"id":"cut')?.id, undefined);
+    assert.equal(readOutputLine('not json')?.id, undefined);
   });
 
   test('an error line is told from a result line', () => {

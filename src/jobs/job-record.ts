@@ -196,11 +196,6 @@ export function readOutputLine(line: string): OutputLineFacts | undefined {
   return { id: record.id, failed: record.error !== null, ...(by ? { answeredBy: by } : {}) };
 }
 
-/** The id of an output line, or undefined when the line is not a record. */
-export function idOfLine(line: string): RecordId | undefined {
-  return readOutputLine(line)?.id;
-}
-
 /** True when an output line records a failure (its `error` is not null), or is not a record at all. */
 export function isErrorLine(line: string): boolean {
   return readOutputLine(line)?.failed ?? true;
