@@ -739,11 +739,17 @@ async function listening<T>(flag: string, host: string, port: number, listen: ()
   }
 }
 
-/** What an image command asks of a server in this process for one image, in the shape both routes answer. */
-type LocalImageCall = (server: Server, image: Buffer) => Promise<{ model: string; version: string; results: object[]; timings: ImageTimings }>;
+/** What an image command asks of a server in this process for one image: the fields of its line, as the route would answer them. */
+type LocalImageCall = (server: Server, image: Buffer) => Promise<object>;
 
-/** The same through a running server's route: its answer, printed as it is. */
+/** The same through a running server: its answer, printed as it is. */
 type RemoteImageCall = (client: HttpClient, image: Buffer) => Promise<object>;
+
+/** `nereid classify` and `nereid detect` answer in process as their routes do: the first (only) image's result with its model, version and timing. */
+async function routeLine(answer: Promise<{ model: string; version: string; results: object[]; timings: ImageTimings }>): Promise<object> {
+  const [{ model, version, results, timings }, { timingAnswer }] = await Promise.all([answer, import('./model/image-classification.js')]);
+  return { model_name: model, model_version: version, ...results[0], timing: timingAnswer(timings) };
+}
 
 /** The flags of `nereid classify` and `nereid detect` that say where the model runs. */
 interface ImageCommandFlags extends ServerConnectionFlags {
@@ -758,8 +764,21 @@ interface ImageCommandFlags extends ServerConnectionFlags {
  * (`--url`), or in this process with the model loaded from the repository. One JSON line per file,
  * a bad file reported on its own line; exit code 1 when any failed.
  */
-async function runImageCommand(files: string[], flags: ImageCommandFlags, command: Command, route: 'classify' | 'detect', remote: RemoteImageCall, local: LocalImageCall) {
-  const print = (file: string, result: unknown) => console.log(JSON.stringify({ file, ...(result as object) }));
+async function runImageCommand(
+  files: string[],
+  flags: ImageCommandFlags,
+  command: Command,
+  route: ImageCommandName,
+  calls: {
+    remote: RemoteImageCall;
+    local: LocalImageCall;
+    /** Refuses a model the command cannot use, once, before any file is sent (an error ends the command). */
+    checkRemote?: (client: HttpClient) => Promise<void>;
+    checkLocal?: (server: Server) => Promise<void>;
+    print?: (file: string, result: object) => void;
+  },
+) {
+  const { remote, local, print = (file: string, result: object) => console.log(JSON.stringify({ file, ...result })) } = calls;
   // A file that cannot be read is reported on its line like one that is not an image; the others are still answered.
   const images = await Promise.allSettled(
     files.map((file) =>
@@ -788,6 +807,7 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, comman
       if (['cli', 'env'].includes(command.getOptionValueSource(key) ?? '')) console.error(`nereid ${route}: ${flag} is for a run in this process; with --url the server's own settings decide`);
     }
     const [client, { ClientError }] = await Promise.all([serverClient(flags, 'inference'), import('./client/http-client.js')]);
+    await calls.checkRemote?.(client);
     for (const [index, file] of files.entries()) {
       const image = images[index];
       if (image.status === 'rejected') {
@@ -805,24 +825,19 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, comman
     summarise();
     process.exit(); // with process.exitCode: keep-alive sockets to the server would hold the process a few seconds
   }
-  const [{ createCommandServer }, { timingAnswer }] = await Promise.all([import('./server/create-server.js'), import('./model/image-classification.js')]);
+  const { createCommandServer } = await import('./server/create-server.js');
   const server = await createCommandServer({ modelRepository: flags.modelRepository!, loadModels: [model], allowCodeModels: flags.allowCodeModels, logger: commandLogger() });
   await server.start();
   try {
     // A version named that the model's policy leaves out (a quantized one, say) is loaded on its own, as eval loads it.
     const version = flags.modelVersion;
     if (version !== undefined && !server.modelReady(model, version)) await server.loadVersions(model, [version]);
+    await calls.checkLocal?.(server);
     // One call per file, so a bad file is reported on its own line; the batcher still groups them.
     const answers = await Promise.allSettled(images.map((image) => (image.status === 'rejected' ? Promise.reject(image.reason) : local(server, image.value))));
     answers.forEach((answer, index) => {
       if (answer.status === 'rejected') return report(files[index], answer.reason);
-      const { model, version, results, timings } = answer.value;
-      print(files[index], {
-        model_name: model,
-        model_version: version,
-        ...results[0],
-        timing: timingAnswer(timings),
-      });
+      print(files[index], answer.value);
     });
     summarise();
   } finally {
@@ -830,10 +845,12 @@ async function runImageCommand(files: string[], flags: ImageCommandFlags, comman
   }
 }
 
-/** The options `classify` and `detect` share: which model, and where it runs. */
-function imageCommand(name: 'classify' | 'detect', description: string, defaultModel?: string): Command {
+type ImageCommandName = 'classify' | 'detect' | 'ocr';
+
+/** The options `classify`, `detect` and `ocr` share: which model, and where it runs. */
+function imageCommand(name: ImageCommandName, description: string, defaultModel?: string): Command {
   const command = program.command(name).description(description);
-  const modelHelp = `model to ${name} with`;
+  const modelHelp = `model to ${name === 'ocr' ? 'read text' : name} with`;
   if (defaultModel) command.option('--model <name>', modelHelp, defaultModel);
   else command.requiredOption('--model <name>', modelHelp);
   command
@@ -852,8 +869,10 @@ imageCommand('classify', 'classify image files with a model that declares image 
       flags,
       command,
       'classify',
-      (client, image) => client.classify(flags.model, image, { version: flags.modelVersion, topK: flags.topK, contentType: 'application/octet-stream' }),
-      (server, image) => server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK }),
+      {
+        remote: (client, image) => client.classify(flags.model, image, { version: flags.modelVersion, topK: flags.topK, contentType: 'application/octet-stream' }),
+        local: (server, image) => routeLine(server.classify(flags.model, [image], { version: flags.modelVersion, topK: flags.topK })),
+      },
     );
   });
 
@@ -876,9 +895,47 @@ imageCommand('detect', 'find objects in image files with a detection model (bund
       flags,
       command,
       'detect',
-      (client, image) => client.detect(flags.model, image, { version: flags.modelVersion, threshold, maxDetections, iouThreshold, contentType: 'application/octet-stream' }),
-      (server, image) => server.detect(flags.model, [image], { version: flags.modelVersion, query: options }),
+      {
+        remote: (client, image) => client.detect(flags.model, image, { version: flags.modelVersion, threshold, maxDetections, iouThreshold, contentType: 'application/octet-stream' }),
+        local: (server, image) => routeLine(server.detect(flags.model, [image], { version: flags.modelVersion, query: options })),
+      },
     );
+  });
+
+imageCommand('ocr', 'read the text in image files with an OCR pipeline (bundled: ocr, PaddleOCR); prints JSON, one line per file: each text line with its confidence and box in the image\'s pixels, and the time of each phase', 'ocr')
+  .option('--text', 'print the text alone: its lines, each file\'s under a "==> file <==" header when there are several')
+  .action(async (files: string[], flags, command: Command) => {
+    const { ocrAnswerOf } = await import('./pipelines/ocr/ocr-answer.js');
+    const model: string = flags.model;
+    // The pipeline's one input is the encoded image; sent under the name its metadata gives, so another OCR pipeline works too.
+    let input = '';
+    const takeImageInput = ({ inputs }: { inputs: readonly { name: string; datatype: string }[] }) => {
+      if (inputs.length !== 1 || inputs[0].datatype !== 'BYTES') {
+        const takes = inputs.map((one) => `${one.name} (${one.datatype})`).join(', ') || 'no input';
+        throw new Error(`model '${model}' takes ${takes}: nereid ocr needs an OCR pipeline, whose one input is the encoded image (BYTES; bundled: ocr)`);
+      }
+      input = inputs[0].name;
+    };
+    const answerLine = (version: string, answer: ReturnType<typeof ocrAnswerOf>) => ({ model_name: model, model_version: version, ...answer });
+    const printText = (file: string, result: object) => {
+      if (files.length > 1) console.log(`==> ${file} <==`);
+      const { lines, error } = result as { lines?: { text: string }[]; error?: string };
+      if (error !== undefined) console.error(`nereid ocr: ${file}: ${error}`);
+      for (const line of lines ?? []) console.log(line.text);
+    };
+    await runImageCommand(files, flags, command, 'ocr', {
+      checkRemote: async (client) => takeImageInput(await client.modelMetadata(model, flags.modelVersion)),
+      checkLocal: async (server) => takeImageInput(await server.modelMetadata(model, flags.modelVersion)),
+      remote: async (client, image) => {
+        const answer = await client.infer(model, { [input]: { datatype: 'BYTES', shape: [1], data: [image] } }, { version: flags.modelVersion });
+        return answerLine(answer.version, ocrAnswerOf(model, answer.outputs));
+      },
+      local: async (server, image) => {
+        const response = await server.infer({ model, version: flags.modelVersion, inputs: [{ name: input, datatype: 'BYTES', shape: [1], data: [image] }] });
+        return answerLine(response.version, ocrAnswerOf(model, Object.fromEntries(response.outputs.map((output) => [output.name, output]))));
+      },
+      print: flags.text ? printText : undefined,
+    });
   });
 
 verdictCommand('eval', 'the last version failed --gate')

@@ -24,6 +24,7 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Tracing } from '../src/observability/tracing.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
+import { runCli } from './support/cli-server.js';
 import { decodeBytesTensor, decodeInferResponse, INFERENCE_HEADER, renderTextLine } from './support/ocr.js';
 
 const MODELS = fileURLToPath(new URL('../models', import.meta.url));
@@ -268,6 +269,49 @@ describe('the bundled OCR pipeline', () => {
     const text = page.outputs!.find((output) => output.name === 'text')!.data as string[];
     assert.ok(characterAccuracy(text, PAGE.slice(0, 1)) >= 0.95, JSON.stringify(text));
     assert.match(lines.find((line) => line.id === 'broken.jpg')!.error!, /input 'image' must be one encoded image/);
+  });
+
+  it('nereid ocr prints each file\'s lines with their confidences and boxes, in process and through --url, as the route reads them', async (t) => {
+    const folder = await mkdtemp(join(tmpdir(), 'nereid-ocr-cli-'));
+    t.after(() => rm(folder, { recursive: true, force: true }));
+    const page = await renderPage(PAGE);
+    const pagePath = join(folder, 'page.png');
+    const broken = join(folder, 'broken.jpg');
+    await writeFile(pagePath, page);
+    await writeFile(broken, 'not a jpeg');
+    const expected = await ocr(page);
+    assert.equal(expected.status, 200, expected.error);
+    const [local, remote, text, notOcr] = await Promise.all([
+      runCli(['ocr', '--model-repository', MODELS, pagePath, broken], 120_000),
+      runCli(['ocr', '--url', base, pagePath, broken], 120_000),
+      runCli(['ocr', '--url', base, '--text', pagePath], 120_000),
+      runCli(['ocr', '--url', base, '--model', 'ocr_recognition', pagePath], 120_000),
+    ]);
+    for (const [run, where] of [[local, 'in process'], [remote, 'through --url']] as const) {
+      assert.equal(run.code, 1, `${where}: ${run.stderr}`);
+      const [read, bad] = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+      assert.equal(read.file, pagePath);
+      assert.equal(read.model_name, 'ocr');
+      assert.deepEqual(
+        read.lines.map((line: { text: string }) => line.text),
+        expected.text,
+        where,
+      );
+      read.lines.forEach((line: { score: number; box: number[][] }, index: number) => {
+        assert.ok(Math.abs(line.score - expected.scores[index]) < 1e-3, `${where}: line ${index} score ${line.score} against ${expected.scores[index]}`);
+        assert.deepEqual(line.box.flat().map(Math.round), expected.boxes[index].flat().map(Math.round), `${where}: line ${index}`);
+      });
+      assert.equal(read.timing.lines, expected.text.length);
+      assert.ok(read.timing.total_ms > 0);
+      assert.equal(bad.file, broken);
+      assert.match(bad.error, /input 'image' must be one encoded image/);
+    }
+    assert.equal(text.code, 0, text.stderr);
+    assert.equal(text.stdout, `${expected.text.join('\n')}\n`);
+    // A model that is not an OCR pipeline is refused before any file is sent, naming what it takes.
+    assert.equal(notOcr.code, 1);
+    assert.equal(notOcr.stdout, '');
+    assert.match(notOcr.stderr, /model 'ocr_recognition' takes x \(FP32\): nereid ocr needs an OCR pipeline/);
   });
 });
 
