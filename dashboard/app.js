@@ -930,7 +930,9 @@ let answerDownload;
 
 /**
  * Appends a JSON answer (or a text that is not JSON) to `target`, compact and cut (see compactJson); when something
- * was cut, the whole answer can be shown (up to SHOW_ALL_LIMIT characters) or downloaded.
+ * was cut, the whole answer can be shown (up to SHOW_ALL_LIMIT characters) or downloaded. A text that is not JSON (a
+ * proxy's HTML error page, a binary answer) is shown as it came, up to SHOW_ALL_LIMIT characters, and says so: the
+ * note on arrays and strings cut would be wrong of it.
  */
 function showJson(target, model, answer, text) {
   const pre = document.createElement('pre');
@@ -938,16 +940,25 @@ function showJson(target, model, answer, text) {
   const parsed = answer !== undefined;
   const shown = parsed ? compactJson(answer) : { text: text.length > SHOW_ALL_LIMIT ? `${text.slice(0, SHOW_ALL_LIMIT)} … ${(text.length - SHOW_ALL_LIMIT).toLocaleString('en')} more characters` : text, truncated: text.length > SHOW_ALL_LIMIT };
   pre.textContent = shown.text;
+  if (!parsed) {
+    const note = document.createElement('p');
+    note.className = 'note';
+    note.dataset.testid = 'try-json-not-json';
+    note.textContent = 'The answer is not JSON: it is shown as the server sent it.';
+    target.append(note);
+  }
   target.append(pre);
   if (!shown.truncated) return;
+  const blob = new Blob([text], { type: parsed ? 'application/json' : 'text/plain' });
   if (answerDownload) URL.revokeObjectURL(answerDownload);
-  answerDownload = URL.createObjectURL(new Blob([text], { type: parsed ? 'application/json' : 'text/plain' }));
+  answerDownload = URL.createObjectURL(blob);
+  const size = `${(blob.size / 1e6).toFixed(1)} MB in all`;
   const tools = document.createElement('p');
   tools.className = 'note';
   tools.dataset.testid = 'try-json-cut';
   render(
     tools,
-    html`Arrays are cut to their first ${SHOWN_ITEMS} values and strings to their start (${(text.length / 1e6).toFixed(1)} MB in all).
+    html`${parsed ? `Arrays are cut to their first ${SHOWN_ITEMS} values and strings to their start (${size}).` : `Only its first ${SHOW_ALL_LIMIT.toLocaleString('en')} characters are shown (${size}).`}
       ${parsed && text.length <= SHOW_ALL_LIMIT ? html`<button type="button" data-testid="try-json-all">Show all</button>` : ''}
       <a href="${answerDownload}" download="${model}-answer.${parsed ? 'json' : 'txt'}" data-testid="try-json-download">Download the whole answer</a>`,
   );

@@ -589,6 +589,30 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
+  test('the try-it panel says an answer that is not JSON is shown as it came, and how much of a long one is shown, in bytes', async () => {
+    const page = await openPage(`${open.url}/dashboard/#/try/simple`, { expectedErrors: /status of 502/ });
+    await page.click('[data-tab="json"]');
+    await page.locator('#try-send:enabled').waitFor();
+    // A proxy's error page in front of the server.
+    let answer = { status: 502, contentType: 'text/html', body: '<html><body><h1>502 Bad Gateway</h1></body></html>' };
+    await page.route('**/v2/models/simple/infer', (route) => route.fulfill(answer));
+    await page.click('#try-send');
+    const notJson = page.locator('[data-testid="try-json-not-json"]');
+    await notJson.waitFor();
+    assert.equal(await notJson.textContent(), 'The answer is not JSON: it is shown as the server sent it.');
+    assert.equal(await page.locator('[data-testid="try-json-answer"]').textContent(), answer.body);
+    assert.equal(await page.locator('[data-testid="try-json-cut"]').count(), 0, 'nothing was cut');
+    // 2.2 million characters of two bytes each: cut by characters, its size told in bytes (4.4 MB, not 2.2).
+    answer = { status: 200, contentType: 'text/plain', body: 'é'.repeat(2_200_000) };
+    await page.click('#try-send');
+    const cut = page.locator('[data-testid="try-json-cut"]');
+    await cut.waitFor();
+    assert.match((await cut.textContent())!, /^Only its first 2,000,000 characters are shown \(4\.4 MB in all\)\.\s+Download the whole answer$/);
+    assert.match((await page.locator('[data-testid="try-json-answer"]').textContent())!, /é … 200,000 more characters$/);
+    assert.equal(await page.locator('[data-testid="try-json-all"]').count(), 0);
+    await closePage(page);
+  });
+
   test('a try-it address naming a model that is not ready says why, sends nothing, and tries no other model in its place', async () => {
     const reason = (await json(`${open.url}/dashboard/api/overview`)).models.find((model: Json) => model.name === 'broken').versions[0].reason;
     const page = await openPage(`${open.url}/dashboard/#/try/broken`);
