@@ -1,7 +1,7 @@
 // The Nereid dashboard: reads /dashboard/api/stream (Server-Sent Events over fetch, so that a bearer
 // token can travel in a header) and draws the overview, a model's live charts and the try-it panel.
 import { lineChart } from './charts.js';
-import { answerKind, compactJson, detectionShapes, drawShapes, imageModeOf, requestTemplate, SHOWN_ITEMS, textShapes } from './try-it.js';
+import { answerKind, compactJson, detectionShapes, drawShapes, imageModeOf, phaseTimings, requestTemplate, SHOWN_ITEMS, textShapes } from './try-it.js';
 
 const API = new URL('api/', new URL('..', import.meta.url)).pathname;
 const ROOT = new URL('../..', import.meta.url).pathname; // the server's root, for the V2 routes
@@ -644,6 +644,14 @@ const IMAGE_MODES = {
   text: { label: 'boxes and text (/infer)', hint: (model) => `send an image and get its lines of text, boxed (POST /v2/models/${model}/infer, the image as its BYTES input)` },
 };
 
+/** What /detect uses when a request names no option (src/processing/object-detection.ts): where the controls start. */
+const DETECT_DEFAULTS = { threshold: 0.3, max_detections: 20 };
+
+/** The detection options the controls are set to, as /detect's query takes them. */
+function detectOptions() {
+  return { threshold: Number(document.getElementById('try-threshold').value), max_detections: Number(document.getElementById('try-max-detections').value) };
+}
+
 /** Why a model has no version ready, in the server's words (the repository index's reasons), for the try-it panel. */
 function notReadyReason(snapshot, name) {
   const model = snapshot.models.find((candidate) => candidate.name === name);
@@ -663,6 +671,10 @@ function tryPage(chosen) {
       <div data-pane="image">
         <label class="mode">Answer <select id="try-mode" data-testid="try-mode"></select></label>
         <p class="muted" id="image-hint"></p>
+        <div class="detect-options" id="detect-options" data-testid="detect-options" hidden>
+          <label>Score threshold <input type="range" id="try-threshold" data-testid="try-threshold" min="0" max="1" step="0.01" value="${DETECT_DEFAULTS.threshold}"> <output id="try-threshold-value" for="try-threshold">${DETECT_DEFAULTS.threshold.toFixed(2)}</output></label>
+          <label>At most <input type="number" id="try-max-detections" data-testid="try-max-detections" min="1" max="1000" step="1" value="${DETECT_DEFAULTS.max_detections}"> boxes</label>
+        </div>
         <label class="drop" id="drop">
           <input type="file" accept="image/*" id="try-file" data-testid="try-file" disabled>
           <span>Drop an image here, or pick one</span>
@@ -719,6 +731,7 @@ function tryPage(chosen) {
     const mode = IMAGE_MODES[modeSelect.value];
     document.getElementById('image-hint').textContent = mode ? `${select.value}: ${mode.hint(select.value)}.` : `${select.value} takes tensors, not images: use the V2 JSON tab.`;
     document.getElementById('try-file').disabled = !mode;
+    document.getElementById('detect-options').hidden = modeSelect.value !== 'detect';
   };
   const describe = async () => {
     const model = select.value;
@@ -765,8 +778,18 @@ function tryPage(chosen) {
   );
   const file = document.getElementById('try-file');
   const drop = document.getElementById('drop');
-  const send = (image) => void sendImage(select.value, modeSelect.value, image);
+  // The image last sent, so that a new threshold or count asks the detector again for the same one.
+  let lastImage;
+  const send = (image) => {
+    lastImage = image;
+    void sendImage(select.value, modeSelect.value, image, detectOptions());
+  };
   file.addEventListener('change', () => file.files[0] && send(file.files[0]));
+  const threshold = document.getElementById('try-threshold');
+  threshold.addEventListener('input', () => (document.getElementById('try-threshold-value').textContent = Number(threshold.value).toFixed(2)));
+  for (const option of [threshold, document.getElementById('try-max-detections')]) {
+    option.addEventListener('change', () => lastImage && modeSelect.value === 'detect' && option.checkValidity() && send(lastImage));
+  }
   drop.addEventListener('dragover', (event) => event.preventDefault());
   drop.addEventListener('drop', (event) => {
     event.preventDefault();
@@ -816,7 +839,7 @@ function startTry() {
 /** The server's refusals of a file's bytes as an image (the format, a truncated or empty file), as opposed to its limits or the model's. */
 const UNREADABLE_IMAGE = /not an image|truncated or corrupt|image is empty/i;
 
-async function sendImage(model, mode, image) {
+async function sendImage(model, mode, image, detection) {
   if (!IMAGE_MODES[mode]) return;
   const replaced = startTry();
   const preview = document.getElementById('try-preview');
@@ -844,7 +867,10 @@ async function sendImage(model, mode, image) {
     if (mode === 'text') response = await call(`${path}/infer`, { method: 'POST', ...(await binaryImageRequest(await configOf(model), image)) });
     // The server tells the format by the bytes. The browser's type is a guess from the file's name (text/plain for a
     // scan saved as .txt), which the server would refuse before looking at the bytes.
-    else response = await call(`${path}/${mode}${mode === 'classify' ? '?top_k=5' : ''}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: image });
+    else {
+      const query = mode === 'classify' ? 'top_k=5' : new URLSearchParams({ threshold: String(detection.threshold), max_detections: String(detection.max_detections) }).toString();
+      response = await call(`${path}/${mode}?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: image });
+    }
   } catch (error) {
     if (replaced()) return;
     document.getElementById('try-result').hidden = false;
@@ -870,7 +896,7 @@ async function sendImage(model, mode, image) {
   if (replaced()) return;
   // A small image shown large keeps its pixels sharp, as the classifier's thumbnail does.
   preview.classList.toggle('pixels', preview.naturalWidth < 200);
-  showAnswer(target, overlay, model, answer, { width: answer.image?.width ?? preview.naturalWidth, height: answer.image?.height ?? preview.naturalHeight }, elapsed);
+  showAnswer(target, overlay, model, answer, { width: answer.image?.width ?? preview.naturalWidth, height: answer.image?.height ?? preview.naturalHeight }, elapsed, detection);
 }
 
 /**
@@ -887,25 +913,38 @@ function oodVerdict(ood) {
   return html`<p class="note" data-testid="ood-score">Like the training data (${figures}).</p>`;
 }
 
+/**
+ * Where the server says the answer's time went (see phaseTimings): /classify's and /detect's phases, or the OCR
+ * pipeline's steps. The round trip beside them is the browser's, which adds the upload and the network.
+ */
+function timingsTable(answer) {
+  const rows = phaseTimings(answer);
+  if (!rows) return '';
+  return html`<table class="timings" data-testid="timings"><tbody>${rows.map(
+    ([phase, ms]) => html`<tr><td>${phase}</td><td class="num">${ms.toFixed(2)} ms</td></tr>`,
+  )}</tbody></table>`;
+}
+
 /** Draws an answer by its shape: detections (boxes and labels), OCR outputs (boxes and text) or predictions (labels). */
-function showAnswer(target, overlay, model, answer, size, elapsed) {
+function showAnswer(target, overlay, model, answer, size, elapsed, detection) {
   const kind = answerKind(answer);
   const title = html`<h2>${model} v${answer.model_version}</h2>`;
   if (kind === 'detections' || kind === 'text') {
     const shapes = kind === 'detections' ? detectionShapes(answer) : textShapes(answer);
     drawShapes(overlay, shapes, size, { numbered: kind === 'text' });
+    const threshold = kind === 'detections' && detection ? ` · score ≥ ${detection.threshold.toFixed(2)}, at most ${detection.max_detections}` : '';
     return render(
       target,
       html`${title}
-      <p class="muted">${shapes.length} ${kind === 'detections' ? 'object(s)' : 'line(s) of text'} · ${elapsed.toFixed(1)} ms (round trip)</p>
+      <p class="muted" data-testid="try-summary">${shapes.length} ${kind === 'detections' ? 'object(s)' : 'line(s) of text'}${threshold} · ${elapsed.toFixed(1)} ms (round trip)</p>
       <ol class="labels ${kind}">${shapes.map(
         (shape) => html`<li data-testid="${kind === 'detections' ? 'detection' : 'text-line'}"><span class="label-name">${shape.label}</span><span class="bar"><span style="width:${((shape.score ?? 0) * 100).toFixed(1)}%"></span></span><span class="num" data-testid="confidence">${percent(shape.score)}</span></li>`,
       )}</ol>
-      ${shapes.length === 0 ? html`<p class="muted">Nothing found${kind === 'detections' ? ' above the threshold' : ''}.</p>` : ''}`,
+      ${shapes.length === 0 ? html`<p class="muted">Nothing found${kind === 'detections' ? ' above the threshold: lower it to see weaker detections' : ''}.</p>` : ''}
+      ${timingsTable(answer)}`,
     );
   }
   if (kind === 'predictions') {
-    const timing = answer.timing ?? {};
     const untrusted = answer.ood?.out_of_distribution === true;
     return render(
       target,
@@ -915,9 +954,7 @@ function showAnswer(target, overlay, model, answer, size, elapsed) {
         (p) => html`<li data-testid="label"><span class="label-name">${p.label}</span><span class="bar"><span style="width:${(p.score * 100).toFixed(1)}%"></span></span><span class="num" data-testid="confidence">${percent(p.score)}</span></li>`,
       )}</ol>
       ${answer.confidence?.low_confidence ? html`<p class="warn">Low confidence: the model is unsure of this one.</p>` : ''}
-      <table class="timings"><tbody>${[['pre-process', timing.preprocess_ms], ['queue', timing.queue_ms], ['inference', timing.inference_ms], ['post-process', timing.postprocess_ms], ['total', timing.total_ms]].map(
-        ([phase, ms]) => html`<tr><td>${phase}</td><td class="num">${ms === undefined ? '–' : `${ms.toFixed(2)} ms`}</td></tr>`,
-      )}</tbody></table>`,
+      ${timingsTable(answer)}`,
     );
   }
   render(target, html`${title}`);

@@ -79,6 +79,33 @@ export function textShapes(answer) {
   }));
 }
 
+/** The phases of a /classify or /detect answer's `timing`, in the order a request goes through them. */
+const IMAGE_PHASES = [['pre-process', 'preprocess_ms'], ['queue', 'queue_ms'], ['inference', 'inference_ms'], ['post-process', 'postprocess_ms'], ['total', 'total_ms']];
+
+/**
+ * Where the server says an answer's time went, as `[phase, ms]` rows: a /classify or /detect answer's `timing`, or
+ * the OCR pipeline's `timings` output (one JSON string: decode_ms, detection_ms, … total_ms, beside counts that are
+ * not times); undefined when the answer carries neither. A phase the answer leaves out is left out.
+ */
+export function phaseTimings(answer) {
+  if (answer?.timing && typeof answer.timing === 'object') {
+    return IMAGE_PHASES.filter(([, key]) => typeof answer.timing[key] === 'number').map(([phase, key]) => [phase, answer.timing[key]]);
+  }
+  const text = answer?.outputs?.find((output) => output.name === 'timings')?.data?.[0];
+  if (typeof text !== 'string') return undefined;
+  let timings;
+  try {
+    timings = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!timings || typeof timings !== 'object') return undefined;
+  const rows = Object.entries(timings)
+    .filter(([key, ms]) => key.endsWith('_ms') && typeof ms === 'number')
+    .map(([key, ms]) => [key.slice(0, -3).replaceAll('_', ' '), ms]);
+  return rows.length > 0 ? rows : undefined;
+}
+
 /** Whether an answer is one the panel draws, and how: 'detections', 'text', 'predictions' or undefined. */
 export function answerKind(answer) {
   if (Array.isArray(answer?.detections)) return 'detections';

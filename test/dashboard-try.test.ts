@@ -5,6 +5,7 @@
  * the server reports of the model, not its name.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -86,6 +87,95 @@ describe('dashboard try-it panel, bundled models', () => {
       await closePage(page);
     }
   });
+  test("a detector's score threshold and box count are sent with the image and redraw its boxes; the answer's phase timings are shown", { timeout: 120_000 }, async () => {
+    const cat = join(process.cwd(), 'examples', 'images', 'cat.jpg');
+    const detect = async (query: string) => {
+      const response = await fetch(`${served.url}/v2/models/object_detection/detect?${query}`, { method: 'POST', body: await readFile(cat), headers: { 'content-type': 'image/jpeg' } });
+      assert.equal(response.status, 200);
+      return ((await response.json()) as { detections: { label: string }[] }).detections.map((detection) => detection.label);
+    };
+    const [atDefault, atTenth] = [await detect('threshold=0.3&max_detections=20'), await detect('threshold=0.1&max_detections=20')];
+    assert.ok(atTenth.length > atDefault.length + 1, `more boxes at 0.1 (${atTenth}) than at 0.3 (${atDefault})`);
+
+    const page = await openTry('object_detection');
+    const options = page.locator('[data-testid=detect-options]');
+    await options.waitFor();
+    assert.equal(await page.locator('#try-threshold').inputValue(), '0.3', "the server's default");
+    assert.equal(await page.locator('#try-max-detections').inputValue(), '20');
+    // Each answer the page gets, read on its way (a body read back through the inspector's cache may have been evicted).
+    const answers: { url: string; answer: { detections: unknown[]; timing: Record<string, number> } }[] = [];
+    await page.route('**/v2/models/object_detection/detect?*', async (route) => {
+      const response = await route.fetch();
+      const body = await response.text();
+      answers.push({ url: route.request().url(), answer: JSON.parse(body) });
+      await route.fulfill({ response, body });
+    });
+    const answerTo = async (act: () => Promise<unknown>) => {
+      const before = answers.length;
+      await act();
+      await page.waitForFunction(() => !document.querySelector('[data-testid=try-sending]'));
+      assert.equal(answers.length, before + 1, 'one request per change');
+      const { url, answer } = answers.at(-1)!;
+      // The page has drawn this answer once its list holds as many rows as the answer boxes.
+      await page.waitForFunction((count) => document.querySelectorAll('[data-testid=detection]').length === count && document.querySelectorAll('#try-overlay polygon').length === count && !document.querySelector('[data-testid=try-sending]'), answer.detections.length);
+      return { query: new URL(url).searchParams, answer };
+    };
+    const labels = () => page.locator('[data-testid=detection] .label-name').allTextContents();
+    const setValue = (selector: string, value: string) =>
+      page.locator(selector).evaluate((input: HTMLInputElement, given) => {
+        input.value = given;
+        input.dispatchEvent(new Event('input', { bubbles: true }));
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      }, value);
+
+    const first = await answerTo(() => page.setInputFiles('#try-file', cat));
+    assert.equal(first.query.get('threshold'), '0.3');
+    assert.equal(first.query.get('max_detections'), '20');
+    assert.deepEqual(await labels(), atDefault);
+    // The server's phases, as /classify's are shown.
+    const timings = await page.locator('[data-testid=timings] tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
+    const { timing } = first.answer;
+    assert.deepEqual(timings, [
+      ['pre-process', `${timing.preprocess_ms!.toFixed(2)} ms`],
+      ['queue', `${timing.queue_ms!.toFixed(2)} ms`],
+      ['inference', `${timing.inference_ms!.toFixed(2)} ms`],
+      ['post-process', `${timing.postprocess_ms!.toFixed(2)} ms`],
+      ['total', `${timing.total_ms!.toFixed(2)} ms`],
+    ]);
+
+    // Lowering the threshold asks again for the same image: the weaker boxes are drawn too.
+    const lowered = await answerTo(() => setValue('#try-threshold', '0.1'));
+    assert.equal(lowered.query.get('threshold'), '0.1');
+    assert.deepEqual(await labels(), atTenth);
+    assert.match(await page.locator('[data-testid=try-summary]').innerText(), new RegExp(`^${atTenth.length} object\\(s\\) · score ≥ 0\\.10, at most 20 · `));
+    assert.equal(await page.locator('#try-threshold-value').innerText(), '0.10');
+    const fewer = await answerTo(() => setValue('#try-max-detections', '2'));
+    assert.equal(fewer.query.get('max_detections'), '2');
+    assert.deepEqual(await labels(), atTenth.slice(0, 2));
+    // A threshold above every score: nothing drawn, and the page says what to do.
+    await answerTo(() => setValue('#try-threshold', '0.99'));
+    assert.match(await page.locator('#try-answer').innerText(), /Nothing found above the threshold: lower it to see weaker detections/);
+    await closePage(page);
+  });
+
+  test("the OCR pipeline's answer shows the time of each of its steps, from its timings output", { timeout: 120_000 }, async () => {
+    const page = await openTry('ocr');
+    await page.locator('#try-mode option[value="text"]:checked').waitFor({ state: 'attached' });
+    assert.ok(await page.locator('[data-testid=detect-options]').isHidden(), 'no detection options for OCR');
+    const answered = page.waitForResponse((response) => response.url().endsWith('/v2/models/ocr/infer'));
+    await page.setInputFiles('#try-file', join(process.cwd(), 'examples', 'images', 'page.png'));
+    const answer = (await (await answered).json()) as { outputs: { name: string; data: string[] }[] };
+    const steps = JSON.parse(answer.outputs.find((output) => output.name === 'timings')!.data[0]!) as Record<string, number>;
+    await page.locator('[data-testid=timings]').waitFor();
+    const shown = await page.locator('[data-testid=timings] tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
+    const expected = Object.entries(steps)
+      .filter(([key]) => key.endsWith('_ms'))
+      .map(([key, ms]) => [key.slice(0, -3).replaceAll('_', ' '), `${ms.toFixed(2)} ms`]);
+    assert.deepEqual(shown, expected);
+    assert.deepEqual(shown.map(([step]) => step).filter((step) => ['detection', 'recognition', 'total'].includes(step!)), ['detection', 'recognition', 'total']);
+    await closePage(page);
+  });
+
   test('the model list follows the repository: a model loaded after the page opened appears, one unloaded goes', { timeout: 120_000 }, async () => {
     const explicit = await startTestServer({ repoDir: join(process.cwd(), 'models'), server: { modelControlMode: 'explicit', loadModels: ['ocr_direction'] } });
     try {
