@@ -4,7 +4,11 @@
  * token when the API does.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
+// Fastify's own validator (a dependency of fastify), used here to hold real answers to the document's schemas.
+import { Ajv } from 'ajv';
 import { openApiDocuments } from '../src/frontends/http/v2-http.js';
 import { startTestServer } from './support/test-server.js';
 
@@ -27,7 +31,7 @@ test('every route is in the document, described, with its path parameters; /docs
     const declared = [...path.matchAll(/\{(\w+)\}/g)].map((match) => match[1]);
     for (const [method, operation] of Object.entries(operations)) {
       assert.ok(operation.summary.length > 10, `${method} ${path} has a summary`);
-      assert.deepEqual(operation.parameters.map((parameter) => parameter.name), declared, `${method} ${path} declares its path parameters`);
+      assert.deepEqual(operation.parameters.filter((parameter) => parameter.in === 'path').map((parameter) => parameter.name), declared, `${method} ${path} declares its path parameters`);
     }
   }
   assert.deepEqual(Object.keys(document.paths['/v2/models/{model}/infer']!.post!.requestBody!.content).sort(), ['application/json', 'application/octet-stream', 'image/*']);
@@ -41,4 +45,66 @@ test('every route is in the document, described, with its path parameters; /docs
   for (const open of ['/openapi.json?pretty=1', '/docs', '/docs/json', '/v2/health/live']) assert.ok([200, 302].includes(await statusOf(open)), open);
   for (const closed of ['/documentation', '/docs-private', '/v2/health/anything', '/openapi.yaml']) assert.equal(await statusOf(closed), 401, closed);
   assert.equal((await fetch(`${served.url}/v2`, { headers: { authorization: 'Bearer secret' } })).status, 200);
+});
+
+/**
+ * The answers a generated client gets types for: real answers of a server with the bundled models (the V2 routes, the
+ * pipelines' raw and multipart forms, errors) each valid against the schema the document declares for its route and
+ * status. The schemas are closed where the server writes every field, so an answer field added without its
+ * description fails here.
+ */
+test('real answers, and their errors, are valid against the response schemas the document declares for their route and status', { timeout: 180_000 }, async (t) => {
+  const served = await startTestServer({ repoDir: join(process.cwd(), 'models') });
+  t.after(() => served.close());
+  const document = (await (await fetch(`${served.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: object }> }> }>>; components: object };
+  // OpenAPI 3.0's schema objects are JSON Schema with a few keywords of their own (example, format binary): not checked.
+  const ajv = new Ajv({ strict: false, validateFormats: false, allErrors: true });
+  ajv.addSchema({ $id: 'openapi.json', components: document.components });
+  const check = async (method: string, path: string, url: string, init: RequestInit = {}) => {
+    const response = await fetch(`${served.url}${url}`, { method, ...init });
+    const body = await response.text();
+    const declared = document.paths[path]?.[method.toLowerCase()]?.responses[String(response.status)];
+    assert.ok(declared, `${method} ${path} declares its ${response.status} (${body.slice(0, 200)})`);
+    const schema = declared.content?.['application/json']?.schema as { $ref?: string } | undefined;
+    assert.ok(schema?.$ref, `${method} ${path} ${response.status} declares the schema of its JSON answer`);
+    const validate = ajv.getSchema(`openapi.json${schema.$ref}`)!;
+    const answer = JSON.parse(body);
+    assert.ok(validate(answer), `${method} ${url} ${response.status} against ${schema.$ref}: ${ajv.errorsText(validate.errors)}\n${body.slice(0, 600)}`);
+    return { status: response.status, answer };
+  };
+  const image = (name: string) => readFile(join(process.cwd(), 'examples', 'images', name));
+  const form = async (files: [string, Buffer | string][]) => {
+    const data = new FormData();
+    for (const [name, content] of files) data.append('file', new Blob([typeof content === 'string' ? content : new Uint8Array(content)]), name);
+    return { body: data };
+  };
+  const cat = await image('cat.jpg');
+  const jpeg = { headers: { 'content-type': 'image/jpeg' }, body: cat };
+
+  await check('GET', '/v2', '/v2');
+  await check('GET', '/v2/models', '/v2/models');
+  await check('GET', '/v2/models/{model}', '/v2/models/ocr');
+  await check('GET', '/v2/models/{model}/versions/{version}', '/v2/models/fashion_mnist/versions/1');
+  // fashion_mnist's answer carries its OOD verdict in the parameters; ocr's its timings as a string output.
+  assert.equal((await check('POST', '/v2/models/{model}/infer', '/v2/models/fashion_mnist/infer', jpeg)).answer.parameters.ood, true);
+  await check('POST', '/v2/models/{model}/infer', '/v2/models/ocr/infer', { headers: { 'content-type': 'image/png' }, body: await image('page.png') });
+  assert.ok((await check('POST', '/v2/models/{model}/classify', '/v2/models/fashion_mnist/classify?top_k=2', jpeg)).answer.ood);
+  const classified = await check('POST', '/v2/models/{model}/classify', '/v2/models/fashion_mnist/classify', await form([['cat.jpg', cat], ['notes.txt', 'not an image'], ['sneaker.png', await image('sneaker.png')]]));
+  assert.deepEqual(classified.answer.results.map((result: { error?: string }) => 'error' in result), [false, true, false]);
+  assert.ok((await check('POST', '/v2/models/{model}/detect', '/v2/models/object_detection/detect?threshold=0.1', jpeg)).answer.detections.length > 1);
+  await check('POST', '/v2/models/{model}/detect', '/v2/models/object_detection/detect', await form([['notes.txt', 'not an image'], ['cat.jpg', cat]]));
+  await check('POST', '/v2/repository/index', '/v2/repository/index');
+  await check('GET', '/v2/models/stats', '/v2/models/stats');
+  await check('GET', '/v2/models/{model}/stats', '/v2/models/ocr/stats');
+  // Errors: the same Error body wherever they come from.
+  assert.equal((await check('GET', '/v2/models/{model}', '/v2/models/no_such_model')).status, 404);
+  assert.equal((await check('POST', '/v2/models/{model}/detect', '/v2/models/object_detection/detect?thresold=0.1', jpeg)).status, 400);
+  assert.equal((await check('POST', '/v2/models/{model}/classify', '/v2/models/fashion_mnist/classify', await form([['notes.txt', 'not an image']]))).status, 400);
+  assert.equal((await check('POST', '/v2/models/{model}/infer', '/v2/models/fashion_mnist/infer', { headers: { 'content-type': 'application/json' }, body: '{"inputs": 3}' })).status, 400);
+  // The query parameters a generated client needs, with the server's defaults.
+  const detectQuery = (document.paths['/v2/models/{model}/detect']!.post as unknown as Operation).parameters.filter((parameter) => parameter.in === 'query');
+  assert.deepEqual(
+    detectQuery.map((parameter) => [parameter.name, (parameter as unknown as { schema: { default?: number } }).schema.default]),
+    [['threshold', 0.3], ['max_detections', 20], ['iou_threshold', 0.5]],
+  );
 });

@@ -7,6 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { VERSION } from '../../version.js';
+import { RESPONSE_SCHEMAS, ROUTE_ANSWERS, ROUTE_QUERIES } from './openapi-schemas.js';
 
 export const DOCS_PATH = '/docs';
 export const OPENAPI_PATH = '/openapi.json';
@@ -88,6 +89,18 @@ const errorResponse = (description: string) => ({
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 });
 
+/** A route's 200: the schema of its answer where ROUTE_ANSWERS names one (and /infer's binary form beside the JSON). */
+function answerResponse(key: string) {
+  const schema = ROUTE_ANSWERS[key];
+  if (!schema) return { description: 'the answer' };
+  const json = { 'application/json': { schema: { $ref: `#/components/schemas/${schema}` } } };
+  if (key !== 'POST /v2/models/{model}/infer') return { description: 'the answer', content: json };
+  return {
+    description: 'the answer: JSON, or (an output asked for with binary_data) a JSON header of Inference-Header-Content-Length bytes followed by the binary outputs',
+    content: { ...json, 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+  };
+}
+
 const REQUEST_BODIES: Record<Body, object> = {
   json: { required: false, content: { 'application/json': { schema: { type: 'object' } } } },
   infer: {
@@ -145,7 +158,8 @@ export function serveOpenApi(app: FastifyInstance): ServedOpenApi {
     paths: {},
     components: {
       schemas: {
-        Error: { type: 'object', required: ['error'], properties: { error: { type: 'string', description: 'what was expected and what arrived' } } },
+        Error: { type: 'object', required: ['error'], properties: { error: { type: 'string', description: 'what was expected and what arrived' } }, additionalProperties: false },
+        ...RESPONSE_SCHEMAS,
         InferenceRequest: {
           type: 'object',
           required: ['inputs'],
@@ -178,15 +192,17 @@ export function serveOpenApi(app: FastifyInstance): ServedOpenApi {
       (document.paths[path] ??= {})[method.toLowerCase()] = {
         summary: doc?.summary ?? '',
         tags: doc ? [doc.tag] : [],
-        parameters: parameters.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } })),
+        parameters: [...parameters.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } })), ...(ROUTE_QUERIES[`${method} ${key}`] ?? [])],
         ...(doc?.body ? { requestBody: REQUEST_BODIES[doc.body] } : {}),
         security: [{}, { bearer: [] }],
         responses: {
-          200: { description: 'the answer' },
+          200: answerResponse(`${method} ${key}`),
           400: errorResponse('the request is malformed; the message says what was expected and what arrived'),
           401: errorResponse('a token is needed (servers started with auth tokens)'),
           403: errorResponse("the token opens another scope than this route's (the message names the one it needs)"),
           404: errorResponse('no such model, version or route'),
+          ...(doc?.body ? { 413: errorResponse('the body is over the size limit (or a form holds too many files); the message names the limit') } : {}),
+          500: errorResponse('the server failed (its log has the cause)'),
           503: errorResponse('not ready, shutting down or overloaded (with Retry-After when retrying helps)'),
         },
       };
