@@ -628,12 +628,23 @@ async function metadataOf(name) {
   return response.ok ? response.json() : undefined;
 }
 
-/** The routes for images this server has, from its OpenAPI document (made from its registered routes). */
+/** The defaults an operation of the OpenAPI document declares for its query parameters, by name. */
+const queryDefaults = (operation) =>
+  Object.fromEntries((operation?.parameters ?? []).filter((parameter) => parameter.in === 'query' && parameter.schema?.default !== undefined).map((parameter) => [parameter.name, parameter.schema.default]));
+
+/**
+ * The routes for images this server has, from its OpenAPI document (made from its registered routes), and the
+ * defaults of /detect's options there (the server's own), where the detection controls start.
+ */
 let imageRoutes;
 async function imageRoutesOf() {
   imageRoutes ??= fetch(`${ROOT}openapi.json`)
     .then((response) => (response.ok ? response.json() : { paths: {} }))
-    .then((document) => ({ classify: Boolean(document.paths?.['/v2/models/{model}/classify']), detect: Boolean(document.paths?.['/v2/models/{model}/detect']) }))
+    .then((document) => ({
+      classify: Boolean(document.paths?.['/v2/models/{model}/classify']),
+      detect: Boolean(document.paths?.['/v2/models/{model}/detect']),
+      detectDefaults: queryDefaults(document.paths?.['/v2/models/{model}/detect']?.post),
+    }))
     .catch(() => ({ classify: true, detect: false }));
   return imageRoutes;
 }
@@ -644,8 +655,14 @@ const IMAGE_MODES = {
   text: { label: 'boxes and text (/infer)', hint: (model) => `send an image and get its lines of text, boxed (POST /v2/models/${model}/infer, the image as its BYTES input)` },
 };
 
-/** What /detect uses when a request names no option (src/processing/object-detection.ts): where the controls start. */
-const DETECT_DEFAULTS = { threshold: 0.3, max_detections: 20 };
+/** Sets the detection controls (threshold, max_detections; each where given). */
+function setDetectOptions({ threshold, max_detections: maxDetections }) {
+  if (threshold !== undefined) {
+    document.getElementById('try-threshold').value = String(threshold);
+    document.getElementById('try-threshold-value').textContent = Number(threshold).toFixed(2);
+  }
+  if (maxDetections !== undefined) document.getElementById('try-max-detections').value = String(maxDetections);
+}
 
 /** The detection options the controls are set to, as /detect's query takes them. */
 function detectOptions() {
@@ -672,8 +689,8 @@ function tryPage(chosen) {
         <label class="mode">Answer <select id="try-mode" data-testid="try-mode"></select></label>
         <p class="muted" id="image-hint"></p>
         <div class="detect-options" id="detect-options" data-testid="detect-options" hidden>
-          <label>Score threshold <input type="range" id="try-threshold" data-testid="try-threshold" min="0" max="1" step="0.01" value="${DETECT_DEFAULTS.threshold}"> <output id="try-threshold-value" for="try-threshold">${DETECT_DEFAULTS.threshold.toFixed(2)}</output></label>
-          <label>At most <input type="number" id="try-max-detections" data-testid="try-max-detections" min="1" max="1000" step="1" value="${DETECT_DEFAULTS.max_detections}"> boxes</label>
+          <label>Score threshold <input type="range" id="try-threshold" data-testid="try-threshold" min="0" max="1" step="0.01"> <output id="try-threshold-value" for="try-threshold"></output></label>
+          <label>At most <input type="number" id="try-max-detections" data-testid="try-max-detections" min="1" max="1000" step="1"> boxes</label>
         </div>
         <label class="drop" id="drop">
           <input type="file" accept="image/*" id="try-file" data-testid="try-file" disabled>
@@ -703,6 +720,7 @@ function tryPage(chosen) {
   // until it is ready or they pick another.
   let named = chosen;
   let listed;
+  let detectionSet = false;
   const fill = (snapshot) => {
     const ready = snapshot.models.filter((model) => model.versions.some((version) => version.state === 'READY')).map((model) => model.name);
     const missing = named && !ready.includes(named) ? named : undefined;
@@ -758,6 +776,11 @@ function tryPage(chosen) {
     const offered = Object.keys(IMAGE_MODES).filter((name) => name === 'text' || routes[name]);
     render(modeSelect, html`${offered.map((name) => html`<option value="${name}">${IMAGE_MODES[name].label}</option>`)}<option value="">none: tensors only</option>`);
     modeSelect.value = mode ?? '';
+    if (!detectionSet) {
+      // Once per page: a value the person chose stays when they try another detector.
+      detectionSet = true;
+      setDetectOptions(routes.detectDefaults ?? {});
+    }
     showHint();
     const { request, notes } = requestTemplate(metadata, config);
     document.getElementById('try-json').value = metadata ? `{\n  "inputs": [\n${request.inputs.map((input) => `    ${JSON.stringify(input)}`).join(',\n')}\n  ]\n}` : '';
