@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -541,5 +541,40 @@ test("changing a handler's instance count adds or removes only the difference, a
     await settled([5, 5]);
   } finally {
     await served.close();
+  }
+});
+
+test("a handler sees a called model's out-of-distribution verdict and the version that answered through context.inferResponse", { timeout: 120_000 }, async (t) => {
+  // The handler of review s31: a garment photo passed on to fashion_mnist, which has a reference profile.
+  const GARMENT = `
+let context;
+export function initialize(given) { context = given; }
+export async function execute(requests) {
+  return Promise.all(requests.map(async (request) => {
+    const answer = await context.inferResponse('fashion_mnist', { image: request.inputs.IMAGE }, { request });
+    const logits = answer.outputs.logits;
+    return { VERDICT: { shape: [1], data: [JSON.stringify({ model_name: answer.model_name, model_version: answer.model_version, parameters: answer.parameters, logits: logits.shape })] } };
+  }));
+}
+`;
+  const served = await startTestServer({
+    models: async (repoDir) => {
+      await cp(join(process.cwd(), 'models', 'fashion_mnist'), join(repoDir, 'fashion_mnist'), { recursive: true });
+      await writeHandler(repoDir, 'garment', `max_batch_size: 0\ninput [ { name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] } ]\noutput [ { name: "VERDICT" data_type: TYPE_STRING dims: [ 1 ] } ]\n`, GARMENT);
+    },
+    server: { allowCodeModels: true },
+  });
+  t.after(() => served.close());
+  const post = async (model: string, file: string) => {
+    const response = await fetch(`${served.url}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': file.endsWith('.png') ? 'image/png' : 'image/jpeg' }, body: await readFile(join(process.cwd(), 'examples', 'images', file)) });
+    const body = await response.json();
+    assert.equal(response.status, 200, JSON.stringify(body));
+    return body;
+  };
+  for (const [file, outOfDistribution] of [['cat.jpg', true], ['sneaker.png', false]] as const) {
+    const direct = await post('fashion_mnist', file);
+    const seen = JSON.parse((await post('garment', file)).outputs[0].data[0]);
+    assert.deepEqual(seen, { model_name: 'fashion_mnist', model_version: '1', parameters: direct.parameters, logits: [1, 10] }, file);
+    assert.equal(seen.parameters.ood, outOfDistribution, `${file}: the verdict the handler saw`);
   }
 });

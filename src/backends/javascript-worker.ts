@@ -38,7 +38,7 @@ export type WorkerAnswer = { outputs: Record<string, Tensor> } | { error: { mess
 
 export type HandlerWorkerRequest =
   | { type: 'execute'; id: number; requests: WorkerBatchRequest[] }
-  | { type: 'answer'; call: number; outputs?: Record<string, Tensor>; error?: { message: string; code: string } }
+  | { type: 'answer'; call: number; outputs?: Record<string, Tensor>; version?: string; parameters?: Parameters; error?: { message: string; code: string } }
   | { type: 'finalize' };
 
 export type HandlerWorkerReply =
@@ -97,7 +97,15 @@ const spec = workerData as HandlerSpec;
 const post = (reply: HandlerWorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
 /** Each request handed to execute(), by the batch and position it came in. */
 const origins = new WeakMap<object, { batch: number; index: number }>();
-const calls = new Map<number, { model: string; resolve: (outputs: Record<string, Tensor>) => void; reject: (error: Error) => void }>();
+/** A called model's whole answer, as context.inferResponse resolves it: the V2 answer's fields, the outputs by name. */
+interface CalledModelAnswer {
+  model_name: string;
+  model_version: string;
+  outputs: Record<string, Tensor>;
+  /** The called model's response parameters: its out-of-distribution verdict (ood, ood_score, ood_threshold), a handler's own. */
+  parameters: Parameters;
+}
+const calls = new Map<number, { model: string; resolve: (answer: CalledModelAnswer) => void; reject: (error: Error) => void }>();
 let nextCall = 0;
 /**
  * Time spent with at least one context.infer call awaiting its answer. A handler's compute time
@@ -144,6 +152,25 @@ function checkInferOptions(model: string, options: InferOptions): void {
   }
 }
 
+/** One context.infer or context.inferResponse call, sent to the main thread, which runs it through the server's path. */
+function callModel(model: string, inputs: Record<string, unknown>, options: InferOptions): Promise<CalledModelAnswer> {
+  return new Promise((resolve, reject) => {
+    if (typeof model !== 'string') throw new Error(`context.infer(model, inputs): model must be a model's name, got ${String(model)}`);
+    if (typeof inputs !== 'object' || inputs === null) throw new Error(`context.infer('${model}', inputs): inputs must be an object of tensors by name`);
+    checkInferOptions(model, options);
+    const sent: Record<string, Tensor> = {};
+    for (const [name, value] of Object.entries(inputs)) sent[name] = tensorFromHandler(`context.infer('${model}') input '${name}'`, value);
+    const call = nextCall++;
+    calls.set(call, { model, resolve, reject });
+    // Copied, not transferred: the handler may still hold the tensors it passes on.
+    // The call is made for `request` (one execute() was given): it carries that request's trace and deadline.
+    const origin = options.request === undefined ? undefined : origins.get(options.request);
+    if (options.request !== undefined && !origin) throw new Error(`context.infer('${model}'): options.request must be one of the requests execute() was given`);
+    if (callsAwaited++ === 0) awaitingSince = performance.now();
+    post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, parameters: options.parameters, origin });
+  });
+}
+
 const context = Object.freeze({
   modelName: spec.modelName,
   version: spec.version,
@@ -156,23 +183,12 @@ const context = Object.freeze({
    * Calls another model through the server (Triton's BLS): `inputs` by name, answers its outputs by name. `parameters`:
    * the called request's own (a stateful model's sequence_id and START/END flags, a handler's custom ones).
    */
-  infer(model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<Record<string, Tensor>> {
-    return new Promise((resolve, reject) => {
-      if (typeof model !== 'string') throw new Error(`context.infer(model, inputs): model must be a model's name, got ${String(model)}`);
-      if (typeof inputs !== 'object' || inputs === null) throw new Error(`context.infer('${model}', inputs): inputs must be an object of tensors by name`);
-      checkInferOptions(model, options);
-      const sent: Record<string, Tensor> = {};
-      for (const [name, value] of Object.entries(inputs)) sent[name] = tensorFromHandler(`context.infer('${model}') input '${name}'`, value);
-      const call = nextCall++;
-      calls.set(call, { model, resolve, reject });
-      // Copied, not transferred: the handler may still hold the tensors it passes on.
-      // The call is made for `request` (one execute() was given): it carries that request's trace and deadline.
-      const origin = options.request === undefined ? undefined : origins.get(options.request);
-      if (options.request !== undefined && !origin) throw new Error(`context.infer('${model}'): options.request must be one of the requests execute() was given`);
-      if (callsAwaited++ === 0) awaitingSince = performance.now();
-      post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, parameters: options.parameters, origin });
-    });
-  },
+  infer: async (model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<Record<string, Tensor>> => (await callModel(model, inputs, options)).outputs,
+  /**
+   * As infer, resolving to the whole answer: { model_name, model_version, outputs, parameters }, the parameters holding
+   * what the called model says beside its outputs (its out-of-distribution verdict: ood, ood_score, ood_threshold).
+   */
+  inferResponse: (model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<CalledModelAnswer> => callModel(model, inputs, options),
 });
 
 async function executeBatch(handler: Handler, id: number, requests: WorkerBatchRequest[]): Promise<void> {
@@ -240,7 +256,7 @@ try {
       if (--callsAwaited === 0) awaitedMs += performance.now() - awaitingSince;
       // Named as the handler's call: a client whose request fails with it learns which model the handler asked.
       if (message.error) waiting.reject(Object.assign(new Error(`context.infer('${waiting.model}'): ${message.error.message}`), { code: message.error.code }));
-      else waiting.resolve(withBuffers(message.outputs!));
+      else waiting.resolve({ model_name: waiting.model, model_version: message.version ?? '', outputs: withBuffers(message.outputs!), parameters: message.parameters ?? {} });
     } else if (message.type === 'finalize') {
       Promise.resolve()
         .then(() => handler.finalize?.())
