@@ -154,6 +154,23 @@ test('a gRPC message over the server\'s size limit fails at once: RESOURCE_EXHAU
   }
 });
 
+test("an answer over the gRPC front end's send limit fails at once: the server's RESOURCE_EXHAUSTED for size is not run again", { timeout: 120_000 }, async () => {
+  const small = await startGrpcEndpoint(served.server, { maxSendMessageBytes: 1024 });
+  const client = new GrpcClient({ address: `127.0.0.1:${small.port}`, retry: { tries: 3, firstDelayMs: 1, maxDelayMs: 1 } });
+  const failures = () => served.server.modelStatistics('identity_fp32').model_stats[0]!.inference_stats.fail.count;
+  const failedBefore = failures();
+  try {
+    // 1 KiB in, within the receive limit; 2 KiB out, over the send limit: the model runs, and its answer is refused.
+    const inputs = { INPUT0: { datatype: 'FP32' as const, shape: [1, 512], data: new Float32Array(512) } };
+    await assert.rejects(client.infer('identity_fp32', inputs, { outputs: ['OUTPUT0'] }), (error: GrpcCallError) => error.code === 8 && /larger than max/.test(error.details));
+    // Each try would run the model again for an answer no later try could send.
+    assert.equal(failures() - failedBefore, 1, 'the model ran once');
+  } finally {
+    client.close();
+    await small.close();
+  }
+});
+
 test('classification comes back as scores, indexes and labels', async () => {
   const inputs = { INPUT0: { datatype: 'INT32', shape: [1, 16], data: Int32Array.from({ length: 16 }, (_, index) => index) }, INPUT1: { datatype: 'INT32', shape: [1, 16], data: new Int32Array(16).fill(1) } } as const;
   for (const client of [http, grpc]) {
