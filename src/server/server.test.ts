@@ -106,6 +106,7 @@ test('while start() is still loading, a model not known yet is UNAVAILABLE with 
   const repo = await fakeRepository(t, { good: undefined });
   const server = new Server({ modelRepository: repo, backends: [doublerBackend()], logger: silent });
   t.after(() => server.close());
+  const starting = server.start();
   const error = await server.infer(request('good')).then(
     () => assert.fail('answered before start()'),
     (caught: unknown) => caught,
@@ -115,9 +116,19 @@ test('while start() is still loading, a model not known yet is UNAVAILABLE with 
   assert.match(error.message, /model 'good' is not available yet: the server is starting and still loading its models; retry in 1 s/);
   assert.equal(error.retryAfterMs, 1000);
   assert.equal(httpStatusOf(error.code), 503);
-  await server.start();
+  await starting;
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
   await rejectsWith(server.infer(request('missing')), 'NOT_FOUND', /unknown model: 'missing'/);
+});
+
+test('a request before start() was called says that start() loads the models, rather than to retry a start nothing runs', async (t) => {
+  const repo = await fakeRepository(t, { good: undefined });
+  const server = new Server({ modelRepository: repo, backends: [doublerBackend()], logger: silent });
+  t.after(() => server.close());
+  // Still UNAVAILABLE with Retry-After: a front end may listen before its composition root calls start() (nereid serve does).
+  await rejectsWith(server.infer(request('good')), 'UNAVAILABLE', /^model 'good' is not available yet: the server's models load at start\(\), which has not been called; retry in 1 s$/);
+  await server.start();
+  assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
 });
 
 test("model control mode 'none' refuses load and unload with UNAVAILABLE and the option that allows them", async (t) => {

@@ -487,7 +487,9 @@ export class Server {
       // known yet may be one still loading, and a 503 tells a proxy to try another replica where a 404 would be final.
       // One whose load failed already keeps its answer and reason.
       if (!this.started && error instanceof NereidError && error.code === 'NOT_FOUND' && !this.repository.hasState(name)) {
-        throw overloaded(`model ${quoteName(name)} is not available yet: the server is starting and still loading its models`, STARTING_RETRY_AFTER_MS);
+        // Before start() a library caller learns what it forgot, rather than to retry a start that nothing runs.
+        const why = this.startup === undefined ? "the server's models load at start(), which has not been called" : 'the server is starting and still loading its models';
+        throw overloaded(`model ${quoteName(name)} is not available yet: ${why}`, STARTING_RETRY_AFTER_MS);
       }
       throw error;
     }
