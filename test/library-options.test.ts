@@ -13,8 +13,9 @@ import { pino } from 'pino';
 import { GrpcClient, HttpClient } from '../src/client/index.js';
 import { PrometheusMetrics, Tracing } from '../src/observability/index.js';
 import { batchJobList, batchJobStatus, cancelBatchJob, createGrpcFrontEnd, createHttpFrontEnd, createServer, runDistributedBatchJob, runLocalBatchJob, Server, startBatchWorker } from '../src/index.js';
-import { OptionError } from '../src/core/options.js';
-import { doublerBackend } from './support/fake-backend.js';
+import { OptionError, type SettingName } from '../src/core/options.js';
+import { serveFlagName } from '../src/server/server.js';
+import { doublerBackend, fakeRepository } from './support/fake-backend.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -199,4 +200,37 @@ test("a Server made without a logger writes nothing to its program's stdout: war
   } finally {
     await rm(repository, { recursive: true, force: true });
   }
+});
+
+test("the front ends' and tracing's refusals name the option a library caller set; a server the CLI starts, serve's flags", async (t) => {
+  const repository = await fakeRepository(t, { m: undefined });
+  const refusals = async (settingName?: SettingName) => {
+    const server = await new Server({ modelRepository: repository, logger, backends: [doublerBackend()], settingName }).start();
+    t.after(() => server.close());
+    const http = createHttpFrontEnd(server, { maxBodyBytes: 64 });
+    const url = await http.listen({ host: '127.0.0.1', port: 0 });
+    const body = await (await fetch(`${url}/v2/models/m/infer`, { method: 'POST', body: ' '.repeat(65), headers: { 'content-type': 'application/json' } })).json();
+    const grpc = createGrpcFrontEnd(server, { maxSendMessageBytes: 16 });
+    const client = new GrpcClient({ address: `127.0.0.1:${await grpc.listen('127.0.0.1', 0)}`, retry: { tries: 1 } });
+    t.after(() => client.close());
+    const send = await client.infer('m', { INPUT0: { datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) } }).catch((error: Error) => error.message);
+    const trace = (() => {
+      try {
+        server.updateTraceSetting({ trace_level: ['TIMESTAMPS'] });
+      } catch (error) {
+        return (error as Error).message;
+      }
+    })();
+    return { body: (body as { error: string }).error, send: String(send).replace(/\d+ bytes/, 'N bytes'), trace };
+  };
+  assert.deepEqual(await refusals(), {
+    body: 'request body is larger than the limit of 64 bytes (maxBodyBytes)',
+    send: 'RESOURCE_EXHAUSTED: the answer is larger than max: N bytes vs. the 16-byte limit on a sent message (maxSendMessageBytes)',
+    trace: "tracing cannot be turned on: the server was started without a trace exporter; start it with a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)",
+  });
+  assert.deepEqual(await refusals(serveFlagName), {
+    body: 'request body is larger than the limit of 64 bytes (--http-max-body-bytes)',
+    send: 'RESOURCE_EXHAUSTED: the answer is larger than max: N bytes vs. the 16-byte limit on a sent message (--grpc-max-message-bytes)',
+    trace: 'tracing cannot be turned on: the server was started without a trace exporter; start it with --trace-exporter otlp',
+  });
 });

@@ -144,7 +144,7 @@ function parseField(name: string, value: unknown): TraceFields[TraceField] {
 export interface TraceSettingsOptions {
   /** Whether spans have somewhere to go; without an exporter tracing stays OFF and cannot be turned on. */
   exporting: boolean;
-  /** The flag an operator starts the server with to have an exporter, for the refusal's message. */
+  /** What the server is started with to have an exporter (a flag, or the library's option), for the refusal's message. */
   exporterHint?: string;
 }
 

@@ -81,8 +81,13 @@ export const serverOptionsSchema = z.object({
   allowClientShm: z.boolean().default(false),
 });
 
-/** Options `nereid serve` sets from a flag that is not the key in kebab case. */
-const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model' };
+/** Options (the Server's and its front ends') that `nereid serve` sets from a flag that is not the key in kebab case. */
+const SERVE_FLAGS: Readonly<Record<string, string>> = {
+  loadModels: '--load-model',
+  pinModels: '--pin-model',
+  maxBodyBytes: '--http-max-body-bytes',
+  maxSendMessageBytes: '--grpc-max-message-bytes',
+};
 /** Flags of `nereid serve` that take no value: given, they turn their option on. */
 const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm']);
 

@@ -196,7 +196,13 @@ export class Server {
       allowing: this.settingName('allowClientShm', true),
     });
     this.bodies = new ByteBudget(this.options.maxInflightBytes, this.settingName('maxInflightBytes'));
-    this.traceSettings = options.traceSettings ?? new TraceSettings({ exporting: false });
+    this.traceSettings =
+      options.traceSettings ??
+      new TraceSettings({
+        exporting: false,
+        // A library caller has no flag to start with: it hands the server a Tracing's settings.
+        exporterHint: options.settingName ? options.settingName('traceExporter', 'otlp') : "a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)",
+      });
     this.logSettings = new LogSettings(this.logger);
     this.repository = new ModelRepository({
       root: this.options.modelRepository,

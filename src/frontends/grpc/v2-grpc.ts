@@ -289,7 +289,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     logger.warn({ reqId, method, bytes: encoded.length, limit: settings.maxSendMessageBytes }, 'answer larger than the send limit, not sent');
     throw new NereidError(
       'RESOURCE_EXHAUSTED',
-      `the answer is larger than max: ${encoded.length} bytes vs. the ${settings.maxSendMessageBytes}-byte limit on a sent message (--grpc-max-message-bytes)`,
+      `the answer is larger than max: ${encoded.length} bytes vs. the ${settings.maxSendMessageBytes}-byte limit on a sent message (${server.settingName('maxSendMessageBytes')})`,
     );
   };
 

@@ -543,7 +543,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       return sendError(reply, error);
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      const message = `request body is larger than the limit of ${maxBodyBytes} bytes (--http-max-body-bytes)`;
+      const message = `request body is larger than the limit of ${maxBodyBytes} bytes (${server.settingName('maxBodyBytes')})`;
       logFailure(request, error.code, 413, message);
       discardRefusedBody(request);
       return reply.code(413).send({ error: message });
