@@ -35,3 +35,10 @@ test('inputs padded together must agree in length within a request', () => {
     /input 'attention_mask' has length 4 but input 'input_ids' has 3: inputs padded together \(pad_value\) are one sequence, of one length in a request/,
   );
 });
+
+test("a library caller's request without inputs, or with a value where data belongs, is told what arrived once, not 'undefined undefined'", () => {
+  const validator = new RequestValidator(config);
+  assert.throws(() => validator.check({ model: 'encoder' } as never), /^NereidError: the request's inputs must be an array of \{ name, datatype, shape, data \}, got undefined$/);
+  assert.throws(() => validator.check({ model: 'encoder', inputs: 'ids' } as never), /, got string "ids"$/);
+  assert.throws(() => validator.check(null as never), /^NereidError: the request must be an object \{ model, inputs \}, got null$/);
+});

@@ -151,7 +151,8 @@ function numericData(input: InferInput, datatype: Exclude<Datatype, 'BYTES'>): T
   throw invalidArgument(`input '${input.name}' is ${datatype}, whose data is a ${expected.name}${hint} (or a plain array of values); got ${describeValue(data)}`);
 }
 
-const describeValue = (value: unknown) => (typeof value === 'object' && value !== null ? `a ${value.constructor?.name ?? 'object'}` : `${typeof value} ${quote(value)}`);
+const describeValue = (value: unknown) =>
+  value === undefined || value === null ? String(value) : typeof value === 'object' ? `a ${value.constructor?.name ?? 'object'}` : `${typeof value} ${quote(value)}`;
 
 /** Refuses a shape whose dims are not multiples of the config's dims_multiple_of, naming the nearest sizes that are. */
 function checkMultiples(name: string, shape: readonly number[], multipleOf: readonly number[], batched: boolean): void {
