@@ -152,7 +152,7 @@ export class OnnxRuntimeBackend implements Backend {
 
   private async sessionSignature(spec: SessionSpec): Promise<ModelSignature> {
     if (await isLargeModel(spec.modelPath)) return describeInWorker(spec);
-    const session = OnnxSession.open(spec, () => undefined);
+    const session = await OnnxSession.open(spec, () => undefined);
     try {
       return session.signature;
     } finally {
@@ -179,6 +179,6 @@ export class OnnxRuntimeBackend implements Backend {
     if ((await executionThread(modelPath, parameters.execution_thread, datatypes)) === 'worker') {
       return WorkerThreadInstance.start(spec, threads, onFallback);
     }
-    return new MainThreadInstance(OnnxSession.open(spec, onFallback), threads);
+    return new MainThreadInstance(await OnnxSession.open(spec, onFallback), threads);
   }
 }

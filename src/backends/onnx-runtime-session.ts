@@ -124,26 +124,30 @@ export class OnnxSession {
     this.fetchTemplate = this.signature.outputs.map((output) => output.name);
   }
 
-  /** Opens the session with the requested providers; if one is missing, reports why and opens it on CPU. */
-  static open(spec: SessionSpec, onFallback: (reason: string) => void): OnnxSession {
+  /**
+   * Opens the session with the requested providers; if one is missing, reports why and opens it on CPU. Asynchronous
+   * because onnxruntime-node's binding loads asynchronously from 1.31 on (loadModel returns a Promise, 1.30's returns
+   * nothing): a load failure left unawaited there is an unhandled rejection, which ends the process.
+   */
+  static async open(spec: SessionSpec, onFallback: (reason: string) => void): Promise<OnnxSession> {
     const { binding } = native();
     const exposed = spec.exposedOutputs?.length ? exposingTensors(readOnnxModel(readFileSync(spec.modelPath)), spec.exposedOutputs) : undefined;
-    const load = (providers: readonly string[]) => {
+    const load = async (providers: readonly string[]) => {
       const session = new binding.InferenceSession();
       const executionProviders = providers.map((name) => (name === 'cpu' ? name : { name, deviceId: spec.deviceId }));
       const options = { ...spec.options, executionProviders } as SessionOptions;
-      if (exposed) session.loadModel(exposed.buffer as ArrayBuffer, exposed.byteOffset, exposed.byteLength, options);
-      else session.loadModel(spec.modelPath, options);
+      const loaded: unknown = exposed ? session.loadModel(exposed.buffer as ArrayBuffer, exposed.byteOffset, exposed.byteLength, options) : session.loadModel(spec.modelPath, options);
+      await loaded;
       return new OnnxSession(session);
     };
     try {
-      return load(spec.providers);
+      return await load(spec.providers);
     } catch (error) {
       if (spec.providers.length === 1) throw engineLoadError(error, spec.modelPath);
       onFallback((error as Error).message);
     }
     try {
-      return load(['cpu']);
+      return await load(['cpu']);
     } catch (error) {
       throw engineLoadError(error, spec.modelPath);
     }

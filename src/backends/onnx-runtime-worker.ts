@@ -22,8 +22,9 @@ export type WorkerReply =
 const port = parentPort!;
 const post = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
 
-try {
-  const session = OnnxSession.open(workerData as SessionSpec, (reason) => post({ type: 'fallback', reason }));
+/** Opens the session, answers 'ready', then serves runs until 'release'. */
+async function serve(): Promise<void> {
+  const session = await OnnxSession.open(workerData as SessionSpec, (reason) => post({ type: 'fallback', reason }));
   post({ type: 'ready', signature: session.signature });
   // A request that cannot be read names no id to answer: exiting fails every request in flight, and a new worker starts.
   port.on('messageerror', () => process.exit(1));
@@ -48,6 +49,6 @@ try {
       post({ type: 'result', id: message.id, error: { message: (error as Error).message, stack: (error as Error).stack } });
     }
   });
-} catch (error) {
-  post({ type: 'failed', message: (error as Error).message, stack: (error as Error).stack });
 }
+
+serve().catch((error: Error) => post({ type: 'failed', message: error.message, stack: error.stack }));
