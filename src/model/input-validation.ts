@@ -151,8 +151,13 @@ function numericData(input: InferInput, datatype: Exclude<Datatype, 'BYTES'>): T
   throw invalidArgument(`input '${input.name}' is ${datatype}, whose data is a ${expected.name}${hint} (or a plain array of values); got ${describeValue(data)}`);
 }
 
-const describeValue = (value: unknown) =>
-  value === undefined || value === null ? String(value) : typeof value === 'object' ? `a ${value.constructor?.name ?? 'object'}` : `${typeof value} ${quote(value)}`;
+/** A value a caller gave where another kind belongs, as a message names it: undefined, null, `string "x"`, a Float64Array, an object. */
+export const describeValue = (value: unknown) => {
+  if (value === undefined || value === null) return String(value);
+  if (typeof value !== 'object') return `${typeof value} ${quote(value)}`;
+  const kind = value.constructor?.name;
+  return kind === undefined || kind === 'Object' ? 'an object' : `a ${kind}`;
+};
 
 /** Refuses a shape whose dims are not multiples of the config's dims_multiple_of, naming the nearest sizes that are. */
 function checkMultiples(name: string, shape: readonly number[], multipleOf: readonly number[], batched: boolean): void {

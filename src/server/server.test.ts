@@ -144,7 +144,8 @@ test("explicit mode: a load whose config is not JSON or does not parse is the ca
   assert.deepEqual(await server.repositoryIndex(), [{ name: 'good' }], 'nothing loads at start without --load-model');
   const refusals: [Record<string, unknown>, RegExp][] = [
     [{ config: 'not json' }, /load parameter 'config' is not valid JSON/],
-    [{ config: 42 }, /load parameter 'config' must be a JSON string/],
+    [{ config: 42 }, /^load parameter 'config' must be a JSON string \(JSON\.stringify\(config\) from a library caller\), got number 42$/],
+    [{ config: { max_batch_size: 4 } }, /^load parameter 'config' must be a JSON string \(JSON\.stringify\(config\) from a library caller\), got an object$/],
     [{ config: JSON.stringify({ max_batch_size: 'many' }) }, /load failed for model 'good' with the config given: invalid config override: max_batch_size/],
     [{ config: JSON.stringify({ input: [{ name: 'NOPE', data_type: 'TYPE_FP32', dims: [4] }] }) }, /unexpected inference input 'NOPE', allowed inputs are: /],
     [{ 'file:1/model.onnx': 'AAAA' }, /uploading model files is disabled/],

@@ -29,6 +29,7 @@ import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/mo
 import { checkModelName, ModelLoadError, modelNameProblem, ModelRepository, RepositoryConfig, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { versionIdentity } from '../repository/ensemble-loader.js';
+import { describeValue } from '../model/input-validation.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
 import { IdleMemoryReclaimer, processMemory, type ServerActivity } from './idle-memory-reclaimer.js';
@@ -919,7 +920,8 @@ export class Server {
     let override: unknown;
     for (const [key, value] of Object.entries(parameters)) {
       if (key === 'config') {
-        if (typeof value !== 'string') throw invalidArgument(`load parameter 'config' must be a JSON string`);
+        // The protocol's form, which in-process callers share: an object is refused rather than read two ways.
+        if (typeof value !== 'string') throw invalidArgument(`load parameter 'config' must be a JSON string (JSON.stringify(config) from a library caller), got ${describeValue(value)}`);
         try {
           override = JSON.parse(value);
         } catch (error) {
