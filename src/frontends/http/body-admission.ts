@@ -43,6 +43,11 @@ function announcedLength(request: FastifyRequest): number | undefined {
   return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 }
 
+/** A body @fastify/multipart's parser takes (its media type, parameters aside): the route reads it from the socket itself. */
+function isMultipartForm(request: FastifyRequest): boolean {
+  return String(request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase() === 'multipart/form-data';
+}
+
 function encodingOf(request: FastifyRequest): string {
   return String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase() || 'identity';
 }
@@ -169,28 +174,44 @@ export function admitFromHeaders(server: Server): onRequestAsyncHookHandler {
  * budget, and the pieces it arrives in: every piece is an object held until the body is whole, so a
  * chunked body of a million one-byte chunks would cost far more memory than its bytes.
  */
-class InflatedBytesCounter extends Transform {
-  /** Fastify compares the announced Content-Length with this rather than with the inflated length. */
-  receivedEncodedLength = 0;
-  private inflated = 0;
+export class BodyTally {
+  private bytes = 0;
   private pieces = 0;
 
   constructor(
     private readonly limit: number,
     private readonly maxPieces: number,
     private readonly reservation: BodyReservation | undefined,
-  ) {
+  ) {}
+
+  /** Throws (413, 400 or 503) when this piece takes the body past a limit. */
+  add(pieceBytes: number): void {
+    this.bytes += pieceBytes;
+    if (this.bytes > this.limit) throw bodyTooLarge();
+    if (++this.pieces > this.maxPieces) {
+      throw invalidArgument(`the request body arrived in more than ${this.maxPieces} pieces (chunks); send it in fewer, larger chunks`);
+    }
+    this.reservation?.holdAtLeast(this.bytes);
+  }
+}
+
+/** The tally of a request's body, holding its bytes in the reservation its admission made. */
+export function bodyTallyOf(request: FastifyRequest, limits: { maxBodyBytes: number; maxBodyChunks: number }): BodyTally {
+  return new BodyTally(limits.maxBodyBytes, limits.maxBodyChunks, reservations.get(request));
+}
+
+/** A body's bytes on their way to the parser, tallied. */
+class InflatedBytesCounter extends Transform {
+  /** Fastify compares the announced Content-Length with this rather than with the inflated length. */
+  receivedEncodedLength = 0;
+
+  constructor(private readonly tally: BodyTally) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.inflated += chunk.length;
-    if (this.inflated > this.limit) return callback(bodyTooLarge());
-    if (++this.pieces > this.maxPieces) {
-      return callback(invalidArgument(`the request body arrived in more than ${this.maxPieces} pieces (chunks); send it in fewer, larger chunks`));
-    }
     try {
-      this.reservation?.holdAtLeast(this.inflated);
+      this.tally.add(chunk.length);
     } catch (error) {
       return callback(error as Error);
     }
@@ -216,6 +237,13 @@ export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookH
   return async function streamBody(request, reply, payload) {
     const encoding = encodingOf(request);
     const identity = encoding === 'identity';
+    // @fastify/multipart reads request.raw itself, never the stream returned here: a counter piped from it would go unread,
+    // stall the form once its buffer filled, and raise the client's disconnect as an error nobody listens to (the process
+    // ended). A form's files are tallied as the route reads them (bodyTallyOf); busboy cannot inflate one.
+    if (isMultipartForm(request)) {
+      if (!identity) throw invalidArgument(`a multipart/form-data body cannot be sent with Content-Encoding ${encoding}: send the form uncompressed (its images are compressed already)`);
+      return payload;
+    }
     // No body at all, or one of announced length that Fastify holds to it: nothing to count.
     if (identity && (announcedLength(request) !== undefined || request.headers['transfer-encoding'] === undefined)) return payload;
     const chunkSize = inflatedChunkBytes(request);
@@ -224,7 +252,7 @@ export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookH
     if (decoder && inflating >= options.maxConcurrentInflations) {
       throw overloaded(`${inflating} compressed request bodies are being inflated, the most the server takes at once`, 100);
     }
-    const counter = new InflatedBytesCounter(options.maxBodyBytes, options.maxBodyChunks, reservations.get(request));
+    const counter = new InflatedBytesCounter(bodyTallyOf(request, options));
     payload.on('data', (chunk: Buffer) => {
       counter.receivedEncodedLength += chunk.length;
     });

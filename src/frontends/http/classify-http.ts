@@ -6,16 +6,18 @@
  */
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { invalidArgument } from '../../core/errors.js';
+import { invalidArgument, NereidError } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
 import { timingAnswer, type UnreadableFile } from '../../model/image-classification.js';
 import { DECIMAL_NUMBER } from '../../core/decimal-number.js';
 import type { Server } from '../../server/server.js';
+import { bodyTallyOf, bodyTooLarge } from './body-admission.js';
 
 type ModelParams = { model: string; version?: string };
 
-export interface ClassifyRouteOptions {
-  maxBodyBytes: number;
+type BodyLimits = { maxBodyBytes: number; maxBodyChunks: number };
+
+export interface ClassifyRouteOptions extends BodyLimits {
   /** Images one multipart request may carry. */
   maxFiles?: number;
   modelPaths: (suffix: string) => string[];
@@ -36,20 +38,27 @@ function topKOf(request: FastifyRequest): number | undefined {
   return topK;
 }
 
-async function imagesOf(request: FastifyRequest, maxBodyBytes: number, maxFiles: number): Promise<{ file?: string; data: Buffer }[]> {
+async function imagesOf(request: FastifyRequest, limits: BodyLimits, maxFiles: number): Promise<{ file?: string; data: Buffer }[]> {
   if (request.isMultipart()) {
     const images: { file?: string; data: Buffer }[] = [];
-    let total = 0;
+    // The form as a whole is held to what any other body is (its size, its pieces, the server's budget), as it arrives.
+    const tally = bodyTallyOf(request, limits);
     try {
       for await (const part of request.parts()) {
         if (part.type !== 'file') continue;
-        const data = await part.toBuffer();
-        // fileSize bounds each file; the form as a whole gets the same limit as any other body.
-        total += data.length;
-        if (total > maxBodyBytes) throw Object.assign(new Error('multipart body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE' });
-        images.push({ file: part.filename, data });
+        const pieces: Buffer[] = [];
+        let length = 0;
+        for await (const piece of part.file as AsyncIterable<Buffer>) {
+          tally.add(piece.length);
+          pieces.push(piece);
+          length += piece.length;
+        }
+        // busboy stops a file at fileSize (the body limit) and marks it cut.
+        if (part.file.truncated) throw bodyTooLarge();
+        images.push({ file: part.filename, data: Buffer.concat(pieces, length) });
       }
     } catch (error) {
+      if (error instanceof NereidError) throw error;
       const { code, statusCode } = error as { code?: string; statusCode?: number };
       if (code === 'FST_FILES_LIMIT') throw Object.assign(new Error(`the form holds more than ${maxFiles} files; send at most ${maxFiles} in one request`), { statusCode: 413 });
       if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || (statusCode !== undefined && statusCode < 500)) throw error;
@@ -74,7 +83,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   });
   for (const path of options.modelPaths('/classify')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
-      const images = await imagesOf(request, options.maxBodyBytes, maxFiles);
+      const images = await imagesOf(request, options, maxFiles);
       const { model, version, results, unreadable, timings } = await server.classify(
         request.params.model,
         images.map((image) => image.data),
@@ -88,7 +97,7 @@ export function registerClassifyRoutes(app: FastifyInstance, server: Server, opt
   }
   for (const path of options.modelPaths('/detect')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: options.admission }, async (request, reply) => {
-      const images = await imagesOf(request, options.maxBodyBytes, maxFiles);
+      const images = await imagesOf(request, options, maxFiles);
       const { model, version, results, unreadable, timings } = await server.detect(
         request.params.model,
         images.map((image) => image.data),

@@ -640,7 +640,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     });
   }
 
-  registerClassifyRoutes(app, server, { maxBodyBytes, modelPaths, contextOf, admission });
+  registerClassifyRoutes(app, server, { maxBodyBytes, maxBodyChunks: settings.maxBodyChunks, modelPaths, contextOf, admission });
 
   app.get<{ Params: { model: string } }>('/v2/models/:model/compare', async (request) => server.modelComparison(request.params.model));
   for (const path of modelPaths('/monitor')) {
