@@ -108,3 +108,16 @@ test('real answers, and their errors, are valid against the response schemas the
     [['threshold', 0.3], ['max_detections', 20], ['iou_threshold', 0.5]],
   );
 });
+
+test('no page of the server may be framed by another site, nor any answer sniffed as another type', async (t) => {
+  // Swagger UI's "Try it out" sends its requests from this origin, which the cross-site guard lets through: framed under
+  // a decoy page, an operator's clicks could load, unload or change settings.
+  const served = await startTestServer({ http: { authTokens: { all: ['secret'] } } });
+  t.after(() => served.close());
+  for (const path of ['/docs/', '/docs/static/swagger-initializer.js', '/openapi.json', '/v2', '/no-such-route', '/dashboard/']) {
+    const response = await fetch(`${served.url}${path}`);
+    await response.arrayBuffer();
+    assert.equal(response.headers.get('x-frame-options'), 'DENY', `${path} (${response.status}) forbids framing`);
+    assert.equal(response.headers.get('x-content-type-options'), 'nosniff', `${path} (${response.status}) forbids sniffing`);
+  }
+});

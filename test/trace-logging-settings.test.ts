@@ -333,6 +333,16 @@ describe('logging extension', () => {
   });
 });
 
+test('a gRPC call logs at most 256 characters of the model name its client sent', async () => {
+  // The management line is written for every load and unload, refused ones too: a 64 MiB name was copied whole into it.
+  const before = logLines.length;
+  // Refused before its name is looked at (this server's control mode is none): the line names it all the same.
+  await rpcError('RepositoryModelLoad', { model_name: 'm'.repeat(100_000) }, grpc.status.UNAVAILABLE);
+  const lines = logLines.slice(before).filter((line) => line.rpc === 'RepositoryModelLoad');
+  assert.ok(lines.some((line) => String(line.msg).startsWith('management:')), 'the refused load is logged');
+  for (const line of lines) assert.ok(String(line.model).length <= 257, `a log line carries ${String(line.model).length} characters of the name`);
+});
+
 describe('bearer tokens: the settings need the management scope', () => {
   test('over HTTP, an inference token opens inference routes but neither trace nor logging settings', async () => {
     for (const path of ['/v2/trace/setting', '/v2/models/traced/trace/setting', '/v2/logging']) {

@@ -108,11 +108,11 @@ function requestIdFieldOf(message: unknown): string | undefined {
   return typeof id === 'string' && id !== '' ? shortened(id, MAX_ID_CHARS) : undefined;
 }
 
-/** The model a request message names, for the access log. */
+/** The model a request message names, for the access log: cut, as the request id is, since the name is not checked yet (a whole message's worth would go to the log). */
 function modelOf(message: unknown): string | undefined {
   const fields = message as { model_name?: unknown; name?: unknown } | undefined;
   const name = fields?.model_name ?? fields?.name;
-  return typeof name === 'string' && name !== '' ? name : undefined;
+  return typeof name === 'string' && name !== '' ? shortened(name, MAX_ID_CHARS) : undefined;
 }
 
 /** A call's deadline on the performance.now() clock the scheduler keeps, or undefined when it has none. */

@@ -466,6 +466,10 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
+    // No page here may be framed by another site: Swagger UI's "Try it out" sends from this origin, which the cross-site
+    // guard below lets through, so a decoy page framing /docs could have an operator's clicks load, unload or reconfigure.
+    reply.header('x-frame-options', 'DENY');
+    reply.header('x-content-type-options', 'nosniff');
     // Draining: this answer is the connection's last, so its client opens its next request elsewhere.
     if (server.stopping) reply.header('connection', 'close');
     // A page of another site may still send a browser's POST here (a "simple" request needs no CORS preflight): one
