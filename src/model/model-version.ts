@@ -488,7 +488,7 @@ export class ModelVersion {
     let properties: Record<string, number>[] | undefined;
     if (preprocessor) {
       const preprocessStart = performance.now();
-      ({ inputs, properties } = await preprocessor.runMeasured(inputs, monitor !== undefined));
+      ({ inputs, properties } = await preprocessor.runMeasured(inputs, monitor !== undefined, context.signal));
       preprocessNs = (performance.now() - preprocessStart) * 1e6;
     }
     // The detector's tensor and the monitored output are computed whether or not the client asked for them, and taken out after.

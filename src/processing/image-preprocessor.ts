@@ -6,7 +6,8 @@
 import type { Metadata, Sharp } from 'sharp';
 import { loadSharp } from '../core/sharp.js';
 import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
-import { NereidError } from '../core/errors.js';
+import { cancelled, NereidError } from '../core/errors.js';
+import type { CancelSignal } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ImagePreprocessing } from '../config/model-config.js';
 import { pixelToneProperties } from '../monitoring/input-properties.js';
@@ -141,6 +142,41 @@ export async function openEncodedImage(
   return { input, width, height, format };
 }
 
+/**
+ * Decodes one preprocessor runs at once: as many as libuv's thread pool, which runs sharp's work
+ * (UV_THREADPOOL_SIZE, 4 by default), runs, so none is slower for waiting here. The others wait
+ * here rather than in libuv's queue, where nothing can take them back: a form of 64 large images
+ * whose client has gone goes on being decoded for minutes unless its images still waiting can be
+ * skipped.
+ */
+const DECODES_AT_ONCE = Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4);
+
+class DecodeSlots {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  /** Resolves once a decode may start, or throws CANCELLED when its request was called off while it waited. */
+  async take(signal: CancelSignal | undefined): Promise<void> {
+    if (signal?.aborted) throw cancelled();
+    if (this.running < DECODES_AT_ONCE) {
+      this.running += 1;
+      return;
+    }
+    // give() hands its slot straight to the first waiter.
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+    if (signal?.aborted) {
+      this.give();
+      throw cancelled();
+    }
+  }
+
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running -= 1;
+  }
+}
+
 /** A client's image that cannot be used, with which one and why, so callers can name it in their own terms. */
 export class ImageInputError extends NereidError {
   constructor(
@@ -157,6 +193,7 @@ export class ImagePreprocessor {
   private readonly mean: number[];
   private readonly std: number[];
   private readonly fill: { r: number; g: number; b: number };
+  private readonly decodes = new DecodeSlots();
 
   constructor(
     readonly inputName: string,
@@ -187,7 +224,16 @@ export class ImagePreprocessor {
   }
 
   /** The pixels, and the encoded image's own width and height (before orientation and resizing). */
-  private async decodeSized(image: Buffer, index: number): Promise<{ pixels: Buffer; width: number; height: number }> {
+  private async decodeSized(image: Buffer, index: number, signal?: CancelSignal): Promise<{ pixels: Buffer; width: number; height: number }> {
+    await this.decodes.take(signal);
+    try {
+      return await this.decodeTaken(image, index);
+    } finally {
+      this.decodes.give();
+    }
+  }
+
+  private async decodeTaken(image: Buffer, index: number): Promise<{ pixels: Buffer; width: number; height: number }> {
     const problem = (what: string) => new ImageInputError(this.inputName, index, what);
     const { channels, height, width } = this.geometry;
     const background = this.fill;
@@ -251,8 +297,8 @@ export class ImagePreprocessor {
    * `input.brightness`, …): its own size, and tones measured on the pixels the model is given, so
    * that no image is decoded twice.
    */
-  async runMeasured(images: readonly Buffer[], measure = true): Promise<{ tensor: Tensor; properties?: Record<string, number>[] }> {
-    const decoded = await Promise.all(images.map((image, index) => this.decodeSized(image, index)));
+  async runMeasured(images: readonly Buffer[], measure = true, signal?: CancelSignal): Promise<{ tensor: Tensor; properties?: Record<string, number>[] }> {
+    const decoded = await Promise.all(images.map((image, index) => this.decodeSized(image, index, signal)));
     const { channels, height, width } = this.geometry;
     const data = allocateTypedArray(this.datatype as Exclude<Datatype, 'BYTES'>, images.length * channels * height * width);
     decoded.forEach(({ pixels }, row) => this.write(pixels, data, row));

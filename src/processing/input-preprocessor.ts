@@ -5,6 +5,7 @@
  */
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
 import { bytesElements } from '../core/datatype.js';
+import type { CancelSignal } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import { ImagePreprocessor } from './image-preprocessor.js';
 
@@ -52,12 +53,13 @@ export class InputPreprocessor {
   }
 
   /** As run, and with `measure` the properties of the first image input's images, per row (see ImagePreprocessor.runMeasured). */
-  async runMeasured(tensors: Record<string, Tensor>, measure = true): Promise<{ inputs: Record<string, Tensor>; properties?: Record<string, number>[] }> {
+  /** `signal`: the request's; its images still waiting for a decode are skipped once it fires. */
+  async runMeasured(tensors: Record<string, Tensor>, measure = true, signal?: CancelSignal): Promise<{ inputs: Record<string, Tensor>; properties?: Record<string, number>[] }> {
     const inputs = { ...tensors };
     let properties: Record<string, number>[] | undefined;
     await Promise.all(
       [...this.images].map(async ([name, preprocessor], index) => {
-        const measured = await preprocessor.runMeasured(bytesElements(tensors[name].data), measure && index === 0);
+        const measured = await preprocessor.runMeasured(bytesElements(tensors[name].data), measure && index === 0, signal);
         inputs[name] = this.withRows.has(name) ? measured.tensor : { ...measured.tensor, shape: measured.tensor.shape.slice(1) };
         if (measured.properties) properties = measured.properties;
       }),
