@@ -16,6 +16,7 @@ import { ZodError } from 'zod';
 import type { HttpClient } from './client/http-client.js';
 import { describeIssues } from './config/model-config.js';
 import { defaultOf } from './config/schema-defaults.js';
+import { hostAndPort } from './core/address.js';
 import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/auth.js';
 import { invalidArgument, quote, quoteName } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
@@ -686,11 +687,11 @@ program
     if (flags.dashboard) logger.info(`Dashboard on ${dashboardAddress(http) ?? address}/dashboard/${flags.jobsQueue ? `, following the batch jobs of queue '${flags.jobsQueueName}'` : ''}`);
     if (grpc) {
       const port = await listening('--grpc-port', flags.host, flags.grpcPort, () => grpc.listen(flags.host, flags.grpcPort), ' (0 turns gRPC off)');
-      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${flags.host}:${port}${tls ? ' (TLS)' : ''}${grpc.reflection ? ', with reflection' : ''}`);
+      logger.info(`gRPC (KServe V2, inference.GRPCInferenceService) listening on ${hostAndPort(flags.host, port)}${tls ? ' (TLS)' : ''}${grpc.reflection ? ', with reflection' : ''}`);
     }
     if (metricsListener) {
       const port = await listening('--metrics-port', flags.host, flags.metricsPort, () => metricsListener.listen(flags.host, flags.metricsPort), ' (--allow-metrics false turns it off)');
-      logger.info(`Prometheus metrics on ${tls ? 'https' : 'http'}://${flags.host.includes(':') ? `[${flags.host}]` : flags.host}:${port}/metrics`);
+      logger.info(`Prometheus metrics on ${tls ? 'https' : 'http'}://${hostAndPort(flags.host, port)}/metrics`);
     }
     if (tracing) logger.info(`OpenTelemetry traces to ${flags.traceEndpoint} (sample rate ${flags.traceRate})`);
     // Once the ports are bound: a bind that fails (an address not of this machine) leaves nothing open to warn of.
@@ -735,7 +736,7 @@ async function listening<T>(flag: string, host: string, port: number, listen: ()
     // The same listen may bind another port too (the dashboard's): the error names the port that failed.
     const failedPort = (error as { port?: number }).port ?? ((error as Error).cause as { port?: number } | undefined)?.port;
     const culprit = alsoBinds.find((other) => other.port === failedPort && failedPort !== port) ?? { flag, port };
-    throw new Error(`${culprit.flag} ${culprit.port}: ${host}:${culprit.port} ${problem}; choose another with ${culprit.flag}${culprit.flag === flag ? alternative : ''}`, { cause: error });
+    throw new Error(`${culprit.flag} ${culprit.port}: ${hostAndPort(host, culprit.port)} ${problem}; choose another with ${culprit.flag}${culprit.flag === flag ? alternative : ''}`, { cause: error });
   }
 }
 

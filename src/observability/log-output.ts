@@ -4,6 +4,7 @@
  */
 import pinoPretty from 'pino-pretty';
 import { pino, type Logger } from 'pino';
+import { LEVEL_BY_NAME } from './library-logger.js';
 
 export type LogOutputFormat = 'text' | 'json';
 
@@ -25,7 +26,7 @@ export function createLogger(options: LogOutputOptions): Logger {
   const format = options.format ?? (terminal ? 'text' : 'json');
   const settings = { level: options.level, base: options.base ?? {} };
   if (format === 'json') {
-    return pino(settings, pino.destination(options.file === undefined ? { dest: fd, sync: true } : { dest: options.file, mkdir: true, sync: true }));
+    return pino({ ...settings, formatters: LEVEL_BY_NAME }, pino.destination(options.file === undefined ? { dest: fd, sync: true } : { dest: options.file, mkdir: true, sync: true }));
   }
   const pretty = pinoPretty({
     colorize: terminal,

@@ -7,6 +7,7 @@ import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { hostAndPort } from '../../core/address.js';
 import { checkBearerToken } from '../../core/auth.js';
 import { parseOptions } from '../../core/options.js';
 import { secureContextOptions, type TlsCredentials } from '../../core/tls.js';
@@ -175,11 +176,6 @@ class ServerTlsCredentials extends grpc.ServerCredentials {
   replace(tls: TlsCredentials): void {
     this.updateSecureContextOptions(secureContextOptions(tls));
   }
-}
-
-/** `host:port` for grpc-js, with brackets around an IPv6 address. */
-function bindAddress(host: string, port: number): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** How long connections with no call left may take to close by themselves once a drain has answered every call. */
@@ -574,7 +570,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     listen(host: string, port: number): Promise<number> {
       if (closed) return Promise.reject(new Error('listen() after close(): a closed gRPC front end cannot listen again; create a new one with createGrpcFrontEnd'));
       return new Promise((resolve, reject) => {
-        grpcServer.bindAsync(bindAddress(host, port), credentials, (error, bound) => {
+        grpcServer.bindAsync(hostAndPort(host, port), credentials, (error, bound) => {
           if (error) return reject(error);
           watchServers();
           resolve(bound);

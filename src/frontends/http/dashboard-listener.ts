@@ -8,6 +8,7 @@
 import type { IncomingMessage, RequestListener, Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { hostAndPort } from '../../core/address.js';
 import { DASHBOARD_PATH } from './dashboard-http.js';
 
 /** The routes the try-it panel calls (model metadata, config, infer, classify, detect; the OpenAPI document, for which of them exist), as route patterns. */
@@ -67,7 +68,7 @@ export function separateDashboard(
   };
   app.addHook('onReady', async () => {
     await new Promise<void>((resolve, reject) => {
-      const failed = (error: Error) => reject(new Error(`the dashboard's port ${where.host}:${where.port} (--dashboard-port) cannot be bound: ${error.message}`, { cause: error }));
+      const failed = (error: Error) => reject(new Error(`the dashboard's port ${hostAndPort(where.host, where.port)} (--dashboard-port) cannot be bound: ${error.message}`, { cause: error }));
       httpServer.once('error', failed);
       httpServer.listen(where.port, where.host, () => {
         httpServer.off('error', failed);
