@@ -182,6 +182,39 @@ test('the Deployment probes readiness and liveness, drains within its grace peri
   assert.equal(pod.automountServiceAccountToken, false);
 });
 
+/** A probe's timing as Kubernetes applies it, its defaults filled in (timeoutSeconds 1, periodSeconds 10, failureThreshold 3). */
+function probeTiming(probe: Json): { timeoutSeconds: number; periodSeconds: number; failureThreshold: number } {
+  return { timeoutSeconds: probe.timeoutSeconds ?? 1, periodSeconds: probe.periodSeconds ?? 10, failureThreshold: probe.failureThreshold ?? 3 };
+}
+
+/**
+ * The probes are answered on the event loop that writes answers and finishes loads, which a busy server holds for about
+ * a second: each probe waits longer than that for an answer, readiness drops a pod only after several misses, and
+ * liveness restarts one only after a long silence.
+ */
+function assertProbesTolerateABusyServer(server: Json): void {
+  const [startup, readiness, liveness] = [server.startupProbe, server.readinessProbe, server.livenessProbe].map(probeTiming);
+  for (const [name, probe] of Object.entries({ startup, readiness, liveness })) {
+    assert.ok(probe.timeoutSeconds >= 3, `${name} probe: timeoutSeconds ${probe.timeoutSeconds} (Kubernetes' default is 1 s)`);
+    assert.ok(probe.timeoutSeconds < probe.periodSeconds, `${name} probe: an answer is waited for within its period`);
+  }
+  assert.ok(readiness.failureThreshold >= 3, 'one or two slow answers do not take a busy pod out of the Service');
+  assert.ok(liveness.periodSeconds * liveness.failureThreshold >= 30, 'a restart only after 30 s without an answer in time');
+  assert.ok(startup.periodSeconds * startup.failureThreshold >= 300, 'five minutes to start answering');
+}
+
+test('the probes wait 3 s or more for an answer and tolerate a few slow ones, over HTTP and TCP alike (KServe\'s runtime too); a value overrides one field', () => {
+  assertProbesTolerateABusyServer(serverContainer(only(renderValid(), 'Deployment')));
+  const mutualTls = serverContainer(only(renderValid({ tls: { existingSecret: 'nereid-tls', requireClientCertificate: true } }), 'Deployment'));
+  assert.deepEqual(mutualTls.livenessProbe.tcpSocket, { port: 'http' });
+  assertProbesTolerateABusyServer(mutualTls);
+  const tuned = serverContainer(only(renderValid({ probes: { liveness: { timeoutSeconds: 8, initialDelaySeconds: 2 } } }), 'Deployment'));
+  assert.deepEqual(
+    { ...tuned.livenessProbe, httpGet: undefined },
+    { httpGet: undefined, periodSeconds: 10, timeoutSeconds: 8, failureThreshold: 3, initialDelaySeconds: 2 },
+  );
+});
+
 test('the Service exposes http, grpc and metrics on the container ports of the same names, and selects only the server pods', () => {
   const manifests = renderValid({ redis: { deploy: true }, cache: { type: 'redis' } });
   const service = only(manifests, 'Service');
@@ -286,6 +319,8 @@ test('KServe: the ServingRuntime serves onnx over v2 on the ports KServe expects
   assert.equal(flagValue(kserveContainer.args, '--grpc-port'), '9000');
   assert.equal(flagValue(kserveContainer.args, '--host'), '0.0.0.0');
   assert.equal(kserveContainer.readinessProbe.httpGet.path, '/v2/health/ready');
+  const readiness = probeTiming(kserveContainer.readinessProbe);
+  assert.ok(readiness.timeoutSeconds >= 3 && readiness.failureThreshold >= 3, `a busy server stays ready: ${JSON.stringify(readiness)}`);
   assert.equal(runtime.spec.annotations['prometheus.kserve.io/port'], flagValue(kserveContainer.args, '--metrics-port'));
   assert.equal(service.spec.predictor.model.runtime, runtime.metadata.name);
   assert.equal(service.spec.predictor.model.modelFormat.name, 'onnx');
