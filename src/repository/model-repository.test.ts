@@ -89,6 +89,18 @@ test('discovery lists model folders only, sorted; index() shows them unloaded', 
   assert.deepEqual(await repo.index(true), []);
 });
 
+test('a folder no client could name is not listed, and unservableFolders says which rule of a name it breaks, worded for a folder', async (t) => {
+  const { root, repo } = await repository(t);
+  await writeModel(root, 'fine', 1, scaleModel());
+  for (const folder of ['has space', '-rf', 'a..b', '.git', 'lost+found']) await mkdir(join(root, folder));
+  assert.deepEqual(await repo.discover(), ['fine'], "the listing keeps to the names a request may have: not 'a..b'");
+  assert.deepEqual(await repo.unservableFolders(), [
+    { folder: '-rf', problem: "a model name may not start with '.' or '-'" },
+    { folder: 'a..b', problem: "a model name may not contain '..'" },
+    { folder: 'has space', problem: "a model's name uses letters, digits, '_', '-' and '.' only, as the folder's name must" },
+  ]);
+});
+
 test('while a load is under way the index says LOADING and requests are told it is loading, first load and reload after an unload alike', async (t) => {
   const { root, repo } = await repository(t);
   // Warmup runs make the load last long enough to be looked at, by the repository's own means.

@@ -170,14 +170,21 @@ const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'
 const CONFIG_FILE_NAMES: ReadonlySet<string> = new Set(CONFIG_FILES);
 /** Triton reads model_warmup input_data_file from this folder of the model. */
 const WARMUP_FOLDER = 'warmup';
-const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 /** The longest model name: a folder name, as most file systems bound it. */
 const MAX_MODEL_NAME = 255;
 
-/** Which rule of a model's name `name` breaks, in words an operator or client can act on; undefined when it breaks none. */
-export function modelNameProblem(name: string): string | undefined {
-  if (!/^[A-Za-z0-9_.-]*$/.test(name)) return "use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)";
+/**
+ * Which rule of a model's name `name` breaks, in words an operator or client can act on; undefined when it breaks none.
+ * `source`: where the name was read, for whom the rule of its letters is worded: a client's request (told that models
+ * are folders), or a folder of the repository (told that a model's name is its folder's).
+ */
+export function modelNameProblem(name: string, source: 'request' | 'folder' = 'request'): string | undefined {
+  if (!/^[A-Za-z0-9_.-]*$/.test(name)) {
+    return source === 'folder'
+      ? "a model's name uses letters, digits, '_', '-' and '.' only, as the folder's name must"
+      : "use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)";
+  }
   if (name === '') return 'a model name may not be empty';
   // Hidden folders, and names a command line would read as flags.
   if (name.startsWith('.') || name.startsWith('-')) return "a model name may not start with '.' or '-'";
@@ -659,7 +666,8 @@ export class ModelRepository {
     try {
       for (const root of roots) {
         // A link to a model folder elsewhere in the repository serves it under the link's name as well.
-        const accept = (name: string) => SAFE_NAME.test(name) && !name.startsWith('.');
+        // Named as a client could ask for it; the others are warned of at start (unservableFolders).
+        const accept = (name: string) => modelNameProblem(name) === undefined;
         for (const name of await foldersIn(root, root, accept, (name, target) => leaving.set(join(root, name), target))) names.add(name);
       }
     } catch (error) {
@@ -723,13 +731,17 @@ export class ModelRepository {
   }
 
   /**
-   * Folders whose names no client could ask for (spaces, other scripts): not served, so worth a word at start. A
-   * volume's lost+found (a repository on its own file system) is no model folder.
+   * Folders whose names no client could ask for (spaces, other scripts, a leading '-', '..', over 255 characters), each
+   * with the rule it breaks: not served, so worth a word at start. Hidden folders (.git) and a volume's lost+found (a
+   * repository on its own file system) are no model folders.
    */
-  async unservableFolders(): Promise<string[]> {
-    const folders: string[] = [];
-    for (const root of await this.roots()) folders.push(...(await foldersIn(root, root, (name) => !SAFE_NAME.test(name) && !name.startsWith('.') && name !== 'lost+found')));
-    return folders.sort();
+  async unservableFolders(): Promise<{ folder: string; problem: string }[]> {
+    const folders: { folder: string; problem: string }[] = [];
+    const unservable = (name: string) => !name.startsWith('.') && name !== 'lost+found' && modelNameProblem(name) !== undefined;
+    for (const root of await this.roots()) {
+      for (const folder of await foldersIn(root, root, unservable)) folders.push({ folder, problem: modelNameProblem(folder, 'folder')! });
+    }
+    return folders.sort((a, b) => (a.folder < b.folder ? -1 : a.folder > b.folder ? 1 : 0));
   }
 
   /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */

@@ -26,7 +26,7 @@ import { LogSettings, type LogSettingsAnswer } from '../observability/log-settin
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
-import { checkModelName, ModelLoadError, modelNameProblem, ModelRepository, RepositoryConfig, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import { checkModelName, ModelLoadError, ModelRepository, RepositoryConfig, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { versionIdentity } from '../repository/ensemble-loader.js';
 import { describeValue } from '../model/input-validation.js';
@@ -347,9 +347,8 @@ export class Server {
     if (modelControlMode !== 'on_demand' && this.options.pinModels.length > 0) {
       this.logger.warn(`${this.settingName('pinModels')} has no effect with ${this.settingName('modelControlMode', modelControlMode)}, which never unloads a model to make room; it is for on_demand`);
     }
-    for (const folder of await this.repository.unservableFolders()) {
-      const rule = /^[A-Za-z0-9_.-]*$/.test(folder) ? modelNameProblem(folder) : "a model's name uses letters, digits, '_', '-' and '.' only, as the folder's name must";
-      this.logger.warn(`the folder ${quoteName(folder)} in the model repository is not served: ${rule}`);
+    for (const { folder, problem } of await this.repository.unservableFolders()) {
+      this.logger.warn(`the folder ${quoteName(folder)} in the model repository is not served: ${problem}`);
     }
     for (const file of await this.repository.looseModelFiles()) {
       const model = file.replace(/\.onnx$/i, '');
