@@ -26,9 +26,9 @@ import { GATE_METRICS } from './eval/accuracy-gate.js';
 import { chartFormatOf } from './eval/chart-format.js';
 import { DEFAULT_TOP_K, evalOptionsSchema } from './eval/eval-options.js';
 import { OUTPUT_KINDS } from './eval/output-comparison.js';
-import { grpcFrontEndOptionsSchema } from './frontends/grpc/grpc-options.js';
+import { grpcFlagName, grpcFrontEndOptionsSchema } from './frontends/grpc/grpc-options.js';
 import type { GrpcFrontEnd } from './frontends/grpc/v2-grpc.js';
-import { httpFrontEndOptionsSchema } from './frontends/http/http-options.js';
+import { httpFlagName, httpFrontEndOptionsSchema } from './frontends/http/http-options.js';
 import { BATCH_EXIT, batchFailure } from './jobs/batch-outcome.js';
 import { DEFAULT_QUEUE_NAME, redisConnection, shownRedisUrl } from './jobs/chunk-queue.js';
 import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from './jobs/job-options.js';
@@ -608,6 +608,7 @@ program
       dashboardHost: flags.host,
       dashboardHistograms: metrics && ((model, version) => metrics.histogramSnapshot(model, version)),
       dashboardJobs: flags.jobsQueue ? batchJobsSource({ queue: flags.jobsQueue, queueName: flags.jobsQueueName }) : undefined,
+      settingName: httpFlagName,
     });
     // grpc-js writes its own errors to stderr (a busy port as "E No address added out of total 1 resolved") beside
     // the server's message saying the same: they go to the log, at debug.
@@ -627,6 +628,7 @@ program
             authTokens,
             accessLog: flags.logAccess,
             tls,
+            settingName: grpcFlagName,
           });
     // server.stop() drains it with the HTTP and gRPC front ends (which attach themselves).
     if (metricsListener) server.attachFrontEnd({ drain: () => metricsListener.close() });

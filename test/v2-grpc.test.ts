@@ -16,6 +16,7 @@ import protobuf from 'protobufjs';
 import { numberToHalf } from '../src/core/datatype.js';
 import { createGrpcFrontEnd, type GrpcFrontEnd, type GrpcFrontEndOptions } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
+import { grpcFlagName } from '../src/frontends/grpc/grpc-options.js';
 import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
 import { VERSION } from '../src/version.js';
 import type { Server } from '../src/server/server.js';
@@ -962,11 +963,21 @@ describe('limits and authentication', () => {
     raw_input_contents: [bytesOf(new Float32Array(elements))],
   });
 
-  test('a request over the receive limit, or an answer over the send limit, is RESOURCE_EXHAUSTED', async () => {
+  test('a request over the receive limit, or an answer over the send limit, is RESOURCE_EXHAUSTED naming the limit and the setting that sets it', async () => {
     assert.equal((await call(limited, 'ModelInfer', fp32Request(1024))).outputs.length, 1); // 4 KiB each way
-    await callError(limited, 'ModelInfer', fp32Request(32 * 1024), grpc.status.RESOURCE_EXHAUSTED); // 128 KiB in
-    await callError(limited, 'ModelInfer', fp32Request(8 * 1024), grpc.status.RESOURCE_EXHAUSTED, ['larger than max']); // 32 KiB out
+    // grpc-js's words (which clients match to tell it from overload) with the limit's setting: an option's key from the library.
+    const received = await callError(limited, 'ModelInfer', fp32Request(32 * 1024), grpc.status.RESOURCE_EXHAUSTED); // 128 KiB in
+    assert.match(received, /^Received message larger than max \(\d+ vs 65536\): a request message may have at most 65536 bytes \(maxReceiveMessageBytes\)$/);
+    await callError(limited, 'ModelInfer', fp32Request(8 * 1024), grpc.status.RESOURCE_EXHAUSTED, ['larger than max', 'limit on a sent message (maxSendMessageBytes)']); // 32 KiB out
     assert.deepEqual(await call(limited, 'ServerLive'), { live: true });
+    // Started by the CLI, whose one flag sets both limits.
+    const flagged = await startGrpc(main.server, { maxReceiveMessageBytes: 64 * 1024, maxSendMessageBytes: 16 * 1024, settingName: grpcFlagName });
+    try {
+      await callError(flagged, 'ModelInfer', fp32Request(32 * 1024), grpc.status.RESOURCE_EXHAUSTED, ['at most 65536 bytes (--grpc-max-message-bytes)']);
+      await callError(flagged, 'ModelInfer', fp32Request(8 * 1024), grpc.status.RESOURCE_EXHAUSTED, ['limit on a sent message (--grpc-max-message-bytes)']);
+    } finally {
+      await stopGrpc(flagged);
+    }
   });
 
   test('on a stream, an answer over the send limit is that request\'s error; the stream and its later answers go on', async () => {

@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { identityModel, writeModel } from '../src/onnx/test-models.js';
 import { VERSION } from '../src/version.js';
 import { CountWaiters } from './support/count-waiters.js';
+import { RawConnection } from './support/raw-http.js';
 import type { LogLine } from './support/fake-backend.js';
 import {
   BROKEN_MODELS,
@@ -1006,9 +1007,22 @@ describe('errors', () => {
     await assertError(await post(main, '/v2/repository/index', '{oops'), 400, 'malformed JSON');
   });
 
-  test('a body over the configured size limit is refused with 413', async () => {
+  test('a body over the configured size limit is refused with 413, naming the option that sets it (the library\'s key)', async () => {
     const big = Buffer.alloc(MAX_BODY_BYTES + 1024, 0x20);
-    await assertError(await inferSimple(big, { 'Content-Type': 'application/json' }), 413, 'larger than the limit', String(MAX_BODY_BYTES));
+    await assertError(await inferSimple(big, { 'Content-Type': 'application/json' }), 413, `larger than the limit of ${MAX_BODY_BYTES} bytes (maxBodyBytes)`);
+  });
+
+  test("a library server's 408 names the option whose time ran out, where the CLI's names its flag", async () => {
+    const quick = await startTestServer({ models: async () => undefined, http: { headersTimeoutMs: 500 } });
+    try {
+      const silent = new RawConnection(quick.url);
+      const answer = silent.answer().catch(() => undefined);
+      silent.send('POST /v2/models/x/infer HTTP/1.1\r\nhost: x\r\n'); // and never the end of the head
+      await silent.closed;
+      assert.equal(JSON.parse((await answer)?.body ?? '{}').error, "the request's headers were not received within 500 ms (headersTimeoutMs)");
+    } finally {
+      await quick.close();
+    }
   });
 
   test('bad URLs and over-long model names get the same JSON error body', async () => {

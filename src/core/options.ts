@@ -152,3 +152,15 @@ export type SettingName = (key: string, value?: string | number | boolean) => st
 
 /** Settings named as option keys: `maxInflightBytes`, `modelControlMode: 'explicit'`, `monitoring: false`. */
 export const optionKeyName: SettingName = (key, value) => (value === undefined ? key : `${key}: ${typeof value === 'string' ? `'${value}'` : String(value)}`);
+
+/**
+ * Settings named as a command's flags, for a composition root that builds the options from them: `--<prefix><key in
+ * kebab case>` (`maxBodyBytes` with prefix 'http-': `--http-max-body-bytes`), or the flag `renamed` gives the key;
+ * a flag in `switches` takes no value, so it alone says `true`. With a value: `--model-control-mode explicit`.
+ */
+export function flagNames(prefix: string, renamed: Readonly<Record<string, string>> = {}, switches: ReadonlySet<string> = new Set()): SettingName {
+  return (key, value) => {
+    const flag = renamed[key] ?? `--${prefix}${key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+    return value === undefined || (value === true && switches.has(flag)) ? flag : `${flag} ${value}`;
+  };
+}

@@ -57,6 +57,8 @@ export interface VersionLoadOptions {
   defaultMaxBatchSize: number;
   /** Requests that may wait for an instance before new ones are refused. */
   maxQueueSize: number;
+  /** How a refusal at maxQueueSize names the server's setting (maxQueueSize, or the CLI's --max-queue-size). */
+  maxQueueSizeSetting?: string;
   /** Bytes of inputs that may wait for an instance before new requests are refused. */
   maxQueueBytes?: number;
   /** The longest wait a request may expect where neither its deadline nor the queue policy says. */
@@ -342,10 +344,15 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
     const statistics = options.previousStatistics ?? new ModelStatistics(name, version);
     const observer = new ObserverGroup([statistics, ...(options.observers ?? []).map((create) => create(name, version))], logger);
     const scheduler = config.sequence_batching
-      ? new SequenceBatcher(created, await sequencePolicyOf(config, options.maxQueueSize, options.readInitialStateFile ?? noInitialStateFolder).catch((error: unknown) => {
+      ? new SequenceBatcher(created, await sequencePolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedRequestsSetting: options.maxQueueSizeSetting }, options.readInitialStateFile ?? noInitialStateFolder).catch((error: unknown) => {
           throw new ModelConfigError(error);
         }), observer, label, name, logger)
-      : new DynamicBatcher(created, batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }), observer, label);
+      : new DynamicBatcher(
+          created,
+          batcherPolicyOf(config, { maxQueuedRequests: options.maxQueueSize, maxQueuedRequestsSetting: options.maxQueueSizeSetting, maxQueuedBytes: options.maxQueueBytes, maxQueueWaitMs: options.maxQueueWaitMs }),
+          observer,
+          label,
+        );
     const sample = scheduler instanceof DynamicBatcher ? calibrationSample(config) : undefined;
     if (sample && scheduler instanceof DynamicBatcher) {
       // The costs only tune where batches are cut; without them the batcher learns from traffic, so a failure here is no reason to refuse the model.

@@ -93,6 +93,8 @@ export interface ModelRepositoryOptions {
   logger: Logger;
   defaultMaxBatchSize: number;
   maxQueueSize: number;
+  /** How a refusal at maxQueueSize names the server's setting (maxQueueSize, or the CLI's --max-queue-size). */
+  maxQueueSizeSetting?: string;
   maxQueueBytes?: number;
   maxQueueWaitMs?: number;
   observers?: readonly InferenceObserverFactory[];
@@ -1106,6 +1108,7 @@ export class ModelRepository {
             logger: logger.child({ version }),
             defaultMaxBatchSize: this.options.defaultMaxBatchSize,
             maxQueueSize: this.options.maxQueueSize,
+            maxQueueSizeSetting: this.options.maxQueueSizeSetting,
             maxQueueBytes: this.options.maxQueueBytes,
             maxQueueWaitMs: this.options.maxQueueWaitMs,
             observers: this.options.observers,

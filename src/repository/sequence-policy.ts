@@ -22,7 +22,7 @@ function controlInputOf(name: string, control: Control): SequenceControlInput {
 
 export async function sequencePolicyOf(
   config: CompletedModelConfig,
-  maxQueuedRequests: number,
+  { maxQueuedRequests, maxQueuedRequestsSetting }: Pick<SequencePolicy, 'maxQueuedRequests' | 'maxQueuedRequestsSetting'>,
   readInitialStateFile: (file: string) => Promise<Buffer>,
 ): Promise<SequencePolicy> {
   const batching = config.sequence_batching!;
@@ -49,5 +49,6 @@ export async function sequencePolicyOf(
     controls: batching.control_input.map(({ name, control }) => controlInputOf(name, control[0])),
     states,
     maxQueuedRequests,
+    maxQueuedRequestsSetting,
   };
 }

@@ -26,7 +26,7 @@ import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.j
 export { NO_QUEUE_POLICY, type QueuePolicy } from './priority-queue.js';
 
 /** What bounds a version's queue, from the server's options: count, bytes and the wait a request may expect. */
-export type QueueLimits = Pick<PriorityQueueOptions, 'maxQueuedRequests' | 'maxQueuedBytes' | 'maxQueueWaitMs'>;
+export type QueueLimits = Pick<PriorityQueueOptions, 'maxQueuedRequests' | 'maxQueuedRequestsSetting' | 'maxQueuedBytes' | 'maxQueueWaitMs'>;
 
 export interface BatcherPolicy extends Omit<PriorityQueueOptions, 'label' | 'drainRate'> {
   /** Rows one execution may hold; 0 runs each request on its own. */

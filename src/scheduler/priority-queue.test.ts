@@ -204,8 +204,8 @@ describe('PriorityQueue: size limits', () => {
     h.queue.push('l2', {}, now());
     h.queue.push('l3', {}, now());
     // Level 2 is below its own 10 and level 1 is empty (its own limit is 2): the cap of 3 refuses both.
-    assert.throws(() => h.queue.push('l4', {}, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting, the most the server's --max-queue-size allows\)/));
-    assert.throws(() => h.queue.push('h1', { priority: 1 }, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting, the most the server's --max-queue-size allows\)/));
+    assert.throws(() => h.queue.push('l4', {}, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting, the most the server's maxQueueSize allows\)/));
+    assert.throws(() => h.queue.push('h1', { priority: 1 }, now()), isError('UNAVAILABLE', /queue is full \(3 requests waiting, the most the server's maxQueueSize allows\)/));
     assert.equal(h.queue.size, 3);
     h.queue.remove(h.queue.first()!);
     h.queue.push('h1', { priority: 1 }, now());
@@ -216,8 +216,15 @@ describe('PriorityQueue: size limits', () => {
     const h = new Harness({ maxQueuedRequests: 2 });
     h.queue.push('a', {}, now());
     h.queue.push('b', {}, now());
-    assert.throws(() => h.queue.push('c', {}, now()), isError('UNAVAILABLE', /queue is full \(2 requests waiting, the most the server's --max-queue-size allows\)/));
+    assert.throws(() => h.queue.push('c', {}, now()), isError('UNAVAILABLE', /queue is full \(2 requests waiting, the most the server's maxQueueSize allows\)/));
     assert.deepEqual(h.order(), ['a', 'b']);
+  });
+
+  it("the hard cap's refusal names the server's setting as whoever started it named it: the option's key, or the CLI's flag", () => {
+    const h = new Harness({ maxQueuedRequests: 1, maxQueuedRequestsSetting: '--max-queue-size' });
+    h.queue.push('a', {}, now());
+    assert.throws(() => h.queue.push('b', {}, now()), isError('UNAVAILABLE', /queue is full \(1 requests waiting, the most the server's --max-queue-size allows\)/));
+    h.clear();
   });
 
   it('when both limits are reached, the message names the smaller', () => {
@@ -563,7 +570,7 @@ describe('PriorityQueue: admission under overload', () => {
     h.queue.push('patient', { patient: true }, now());
     assert.throws(() => h.queue.push('hurried', { patient: true, deadline: now() + 5 }, now()), isError('UNAVAILABLE', /overloaded — the queue ahead would take about 11 ms, longer than the [45] ms this request may wait/));
     h.queue.push('also patient', { patient: true }, now());
-    assert.throws(() => h.queue.push('one too many', { patient: true }, now()), isError('UNAVAILABLE', /Exceeds maximum queue size: the queue is full \(3 requests waiting, the most the server's --max-queue-size allows\)/));
+    assert.throws(() => h.queue.push('one too many', { patient: true }, now()), isError('UNAVAILABLE', /Exceeds maximum queue size: the queue is full \(3 requests waiting, the most the server's maxQueueSize allows\)/));
     h.clear();
   });
 
@@ -612,7 +619,7 @@ describe('PriorityQueue: admission under overload', () => {
     const h = new Harness({ maxQueuedRequests: 1, maxQueueWaitMs: 1 });
     h.queue.push('a', {}, now());
     assert.ok(Number.isNaN(h.queue.estimatedWaitMs()));
-    assert.throws(() => h.queue.admit({}, now()), isError('UNAVAILABLE', /queue is full \(1 requests waiting, the most the server's --max-queue-size allows\)/));
+    assert.throws(() => h.queue.admit({}, now()), isError('UNAVAILABLE', /queue is full \(1 requests waiting, the most the server's maxQueueSize allows\)/));
     h.clear();
     h.queue.admit({ bytes: 10 }, now());
     assert.equal(h.queue.size, 0);

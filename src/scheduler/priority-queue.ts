@@ -31,6 +31,17 @@ export const NO_QUEUE_POLICY: QueuePolicy = {
   allowTimeoutOverride: false,
 };
 
+/**
+ * The server's cap on a version's waiting requests as a refusal names it: by the option's key unless whoever started the
+ * server named it otherwise (the CLI: --max-queue-size).
+ */
+export const SERVER_QUEUE_CAP_SETTING = 'maxQueueSize';
+
+/** "the server's maxQueueSize" (or the setting given): the words both schedulers' refusals at the cap use. */
+export function serverQueueCap(setting = SERVER_QUEUE_CAP_SETTING): string {
+  return `the server's ${setting}`;
+}
+
 export interface PriorityQueueOptions {
   /** 0: a single queue. Otherwise levels 1 (highest) to priorityLevels. */
   priorityLevels: number;
@@ -40,6 +51,8 @@ export interface PriorityQueueOptions {
   priorityQueuePolicies?: ReadonlyMap<number, QueuePolicy>;
   /** Hard cap on entries across all levels, so the queue is never unbounded. */
   maxQueuedRequests: number;
+  /** How a refusal at that cap names the server's setting that sets it (default: the option's key, SERVER_QUEUE_CAP_SETTING). */
+  maxQueuedRequestsSetting?: string;
   /** Hard cap on the bytes of inputs queued across all levels; absent: none. */
   maxQueuedBytes?: number;
   /**
@@ -242,7 +255,7 @@ export class PriorityQueue<T> {
       const byPolicy = levelFull && (!capFull || policy.maxQueueSize <= cap);
       const limit = byPolicy ? policy.maxQueueSize : cap;
       const policyName = this.options.priorityQueuePolicies?.has(level + 1) ? `priority_queue_policy ${level + 1}` : 'default_queue_policy';
-      const setting = byPolicy ? `the model config's dynamic_batching.${policyName}.max_queue_size` : "the server's --max-queue-size";
+      const setting = byPolicy ? `the model config's dynamic_batching.${policyName}.max_queue_size` : serverQueueCap(this.options.maxQueuedRequestsSetting);
       throw overloaded(`${label}: Exceeds maximum queue size: the queue is full (${limit} requests waiting, the most ${setting} allows)`, retryAfterMs);
     }
     // A request larger than a byte cap on its own is still taken into an empty queue, or it could never be served.

@@ -21,7 +21,7 @@ import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
 import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
-import type { Admission } from './priority-queue.js';
+import { serverQueueCap, type Admission } from './priority-queue.js';
 import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
 import { MAX_CORRELATION_ID } from '../core/inference.js';
 import { describeSequence, sequenceKey, type SequenceFlags } from './sequence-control.js';
@@ -61,6 +61,8 @@ export interface SequencePolicy {
   states: readonly SequenceState[];
   /** Requests that may wait, over all sequences, before more are refused (503); 0: no bound. */
   maxQueuedRequests: number;
+  /** How the refusal names the server's setting behind maxQueuedRequests (PriorityQueueOptions.maxQueuedRequestsSetting). */
+  maxQueuedRequestsSetting?: string;
 }
 
 interface Pending {
@@ -226,7 +228,7 @@ export class SequenceBatcher implements Scheduler {
 
   admit(_request: Admission): void {
     if (this.policy.maxQueuedRequests > 0 && this.waitingCount >= this.policy.maxQueuedRequests) {
-      throw overloaded(`${this.label} has ${this.waitingCount} requests waiting, the most the server's --max-queue-size allows`, 1000);
+      throw overloaded(`${this.label} has ${this.waitingCount} requests waiting, the most ${serverQueueCap(this.policy.maxQueuedRequestsSetting)} allows`, 1000);
     }
   }
 

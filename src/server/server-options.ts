@@ -4,7 +4,7 @@
  */
 import { totalmem } from 'node:os';
 import { z } from 'zod';
-import type { SettingName } from '../core/options.js';
+import { flagNames, type SettingName } from '../core/options.js';
 import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import { idleMemoryReclaimerOptionsSchema } from './idle-memory-reclaimer.js';
 import { parseMemoryBudget } from './model-residency.js';
@@ -81,13 +81,8 @@ export const serverOptionsSchema = z.object({
   allowClientShm: z.boolean().default(false),
 });
 
-/** Options (the Server's and its front ends') that `nereid serve` sets from a flag that is not the key in kebab case. */
-const SERVE_FLAGS: Readonly<Record<string, string>> = {
-  loadModels: '--load-model',
-  pinModels: '--pin-model',
-  maxBodyBytes: '--http-max-body-bytes',
-  maxSendMessageBytes: '--grpc-max-message-bytes',
-};
+/** Options of the Server that `nereid serve` sets from a flag that is not the key in kebab case (the front ends name theirs: httpFlagName, grpcFlagName). */
+const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model' };
 /** Flags of `nereid serve` that take no value: given, they turn their option on. */
 const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm']);
 
@@ -95,7 +90,4 @@ const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--a
  * The Server's options named as `nereid serve`'s flags, for a server the CLI starts (option settingName):
  * `--max-inflight-bytes`, `--model-control-mode explicit`, `--allow-client-shm`, `--monitoring false`.
  */
-export const serveFlagName: SettingName = (key, value) => {
-  const flag = SERVE_FLAGS[key] ?? `--${key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
-  return value === undefined || (value === true && SERVE_SWITCHES.has(flag)) ? flag : `${flag} ${value}`;
-};
+export const serveFlagName: SettingName = flagNames('', SERVE_FLAGS, SERVE_SWITCHES);

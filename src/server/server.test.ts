@@ -289,7 +289,8 @@ test("a library caller's server names its options by key in its messages; one th
   const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
   const messages = async (settingName?: ServerOptions['settingName']) => {
     const { logger, lines } = capturingLogger('warn');
-    const server = await started(t, { modelRepository: repo, logger, loadModels: ['m'], pinModels: ['m'], monitoring: false, settingName });
+    const backend = doublerBackend();
+    const server = await started(t, { modelRepository: repo, logger, backends: [backend], loadModels: ['m'], pinModels: ['m'], monitoring: false, maxQueueSize: 1, settingName });
     const load = await rejectsWith(server.loadModel('m'), 'UNAVAILABLE');
     const shm = (() => {
       try {
@@ -298,7 +299,18 @@ test("a library caller's server names its options by key in its messages; one th
         return (error as Error).message;
       }
     })();
-    return { warnings: lines.map((line) => line.msg), load: load.message, shm, monitor: server.modelMonitor('m').reason };
+    // Requests held in the model until one finds the queue full.
+    const gate = backend.hold();
+    const sent: Promise<unknown>[] = [];
+    let queueFull: string | undefined;
+    for (let i = 0; i < 10 && queueFull === undefined; i++) {
+      sent.push(server.infer(request('m')).catch((error: Error) => (queueFull = error.message)));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    gate.open();
+    await Promise.all(sent);
+    const queueCap = /\(1 requests waiting, the most (.*) allows\)/.exec(queueFull ?? '')?.[1] ?? queueFull;
+    return { warnings: lines.filter((line) => !/refused a request/.test(line.msg)).map((line) => line.msg), load: load.message, shm, monitor: server.modelMonitor('m').reason, queueCap };
   };
   assert.deepEqual(await messages(), {
     warnings: [
@@ -308,6 +320,7 @@ test("a library caller's server names its options by key in its messages; one th
     load: "explicit model load / unload is not allowed (load): the server runs with modelControlMode: 'none' (start it with modelControlMode: 'explicit' or on_demand)",
     shm: 'client shared memory is off on this server; start it with allowClientShm: true to register regions, or send tensors in the request',
     monitor: 'the server runs with monitoring off (monitoring: false)',
+    queueCap: "the server's maxQueueSize",
   });
   assert.deepEqual(await messages(serveFlagName), {
     warnings: [
@@ -317,6 +330,7 @@ test("a library caller's server names its options by key in its messages; one th
     load: 'explicit model load / unload is not allowed (load): the server runs with --model-control-mode none (start it with --model-control-mode explicit or on_demand)',
     shm: 'client shared memory is off on this server; start it with --allow-client-shm to register regions, or send tensors in the request',
     monitor: 'the server runs with monitoring off (--monitoring false)',
+    queueCap: "the server's --max-queue-size",
   });
   await assert.rejects(createServer({ modelRepository: repo, logger: silent, backends: [doublerBackend()], cacheConfig: 'memcached' }), /^TypeError: cacheConfig: unknown cache 'memcached'/);
   await assert.rejects(

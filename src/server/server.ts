@@ -211,6 +211,7 @@ export class Server {
       logger: this.logger,
       defaultMaxBatchSize: this.options.defaultMaxBatchSize,
       maxQueueSize: this.options.maxQueueSize,
+      maxQueueSizeSetting: this.settingName('maxQueueSize'),
       maxQueueBytes: this.options.maxQueueBytes,
       maxQueueWaitMs: this.options.maxQueueWaitMs,
       observers: options.observers,

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { authTokensSchema } from '../../core/auth.js';
+import { flagNames, type SettingName } from '../../core/options.js';
 import { tlsOptionSchema } from '../../core/tls.js';
 
 /** Options of the gRPC front end; the defaults are Triton's, and the message limit matches HTTP's body limit. */
@@ -46,4 +47,11 @@ export const grpcFrontEndOptionsSchema = z.object({
   accessLog: z.boolean().default(false),
   /** Serve over TLS with this certificate and key; with `clientCa`, only clients holding a certificate it signed (--tls-*). */
   tls: tlsOptionSchema,
+});
+
+/** The gRPC front end's options named as `nereid serve`'s flags (option settingName): one flag sets both message limits. */
+export const grpcFlagName: SettingName = flagNames('grpc-', {
+  maxReceiveMessageBytes: '--grpc-max-message-bytes',
+  maxSendMessageBytes: '--grpc-max-message-bytes',
+  accessLog: '--log-access',
 });

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostAndPort } from '../../core/address.js';
 import { checkBearerToken } from '../../core/auth.js';
-import { parseOptions } from '../../core/options.js';
+import { optionKeyName, parseOptions, type SettingName } from '../../core/options.js';
 import { secureContextOptions, type TlsCredentials } from '../../core/tls.js';
 import { asNereidError, clientMessage, grpcStatusOf, loggedMessage, NereidError, shortened } from '../../core/errors.js';
 import { ClientCancellation, type InferenceRequest, type InferenceResponse, type RequestContext } from '../../core/inference.js';
@@ -36,7 +36,13 @@ import { grpcFrontEndOptionsSchema } from './grpc-options.js';
 
 export { grpcFrontEndOptionsSchema } from './grpc-options.js';
 
-export type GrpcFrontEndOptions = z.input<typeof grpcFrontEndOptionsSchema>;
+export type GrpcFrontEndOptions = z.input<typeof grpcFrontEndOptionsSchema> & {
+  /** How refusals name these options (the message size limits); default: by their keys. The CLI passes its flags' names (grpcFlagName). */
+  settingName?: SettingName;
+};
+
+/** grpc-js's own refusals of a message over the receive limit (its text, which clients match, is kept as it is). */
+const RECEIVE_LIMIT_REFUSAL = /^Received message (?:larger than max|that decompresses to a size larger than)\b/;
 
 export interface GrpcFrontEnd {
   /** The grpc-js server, for callers that need more than listen/close. */
@@ -217,7 +223,8 @@ class CallsInFlight {
 }
 
 export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions = {}): GrpcFrontEnd {
-  const settings = parseOptions('createGrpcFrontEnd', grpcFrontEndOptionsSchema, options);
+  const settings = parseOptions('createGrpcFrontEnd', grpcFrontEndOptionsSchema, options, ['settingName']);
+  const settingName = options.settingName ?? optionKeyName;
   const logger: Logger = server.logger.child({ frontEnd: 'grpc' });
   const service = withGentleDecoding(loadInferenceProto().service);
   const calls = new CallsInFlight();
@@ -248,8 +255,23 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
       .build();
     return new grpc.ServerInterceptingCall(call, new grpc.ResponderBuilder().withStart((next) => next(listener)).build());
   };
+  /**
+   * grpc-js refuses a message over the receive limit from the call's base, before any interceptor's responder sees
+   * the status, in words that do not say which setting sets the limit: the base call's sendStatus (the first
+   * interceptor is handed the base call) adds it. The code stays RESOURCE_EXHAUSTED, as Triton's gRPC answers.
+   */
+  const nameReceiveLimit: grpc.ServerInterceptor = (_descriptor, call) => {
+    const send = call.sendStatus.bind(call);
+    call.sendStatus = (status) =>
+      send(
+        status.code === grpc.status.RESOURCE_EXHAUSTED && RECEIVE_LIMIT_REFUSAL.test(status.details ?? '')
+          ? { ...status, details: `${status.details}: a request message may have at most ${settings.maxReceiveMessageBytes} bytes (${settingName('maxReceiveMessageBytes')})` }
+          : status,
+      );
+    return new grpc.ServerInterceptingCall(call);
+  };
   const grpcServer = new grpc.Server({
-    interceptors: [calls.interceptor, authorizeFromMetadata],
+    interceptors: [nameReceiveLimit, calls.interceptor, authorizeFromMetadata],
     'grpc.max_receive_message_length': settings.maxReceiveMessageBytes,
     'grpc.max_send_message_length': settings.maxSendMessageBytes,
     'grpc.keepalive_time_ms': settings.keepaliveTimeMs,
@@ -285,7 +307,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     logger.warn({ reqId, method, bytes: encoded.length, limit: settings.maxSendMessageBytes }, 'answer larger than the send limit, not sent');
     throw new NereidError(
       'RESOURCE_EXHAUSTED',
-      `the answer is larger than max: ${encoded.length} bytes vs. the ${settings.maxSendMessageBytes}-byte limit on a sent message (${server.settingName('maxSendMessageBytes')})`,
+      `the answer is larger than max: ${encoded.length} bytes vs. the ${settings.maxSendMessageBytes}-byte limit on a sent message (${settingName('maxSendMessageBytes')})`,
     );
   };
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { authTokensSchema } from '../../core/auth.js';
+import { flagNames, type SettingName } from '../../core/options.js';
 import { tlsOptionSchema } from '../../core/tls.js';
 
 export const httpFrontEndOptionsSchema = z.object({
@@ -43,4 +44,13 @@ export const httpFrontEndOptionsSchema = z.object({
   dashboardPort: z.number().int().min(0).max(65_535).optional(),
   /** The address the dashboard's own port binds (--host): loopback unless told otherwise, like every listener. */
   dashboardHost: z.string().min(1).default('127.0.0.1'),
+});
+
+/** The HTTP front end's options named as `nereid serve`'s flags (option settingName): `--http-max-body-bytes`, `--http-request-timeout-ms`. */
+export const httpFlagName: SettingName = flagNames('http-', {
+  maxConcurrentInflations: '--http-max-inflations',
+  accessLog: '--log-access',
+  dashboard: '--dashboard',
+  dashboardPort: '--dashboard-port',
+  dashboardHost: '--host',
 });

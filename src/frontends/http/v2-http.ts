@@ -2,7 +2,7 @@
  * The KServe Open Inference Protocol (V2) over HTTP, with Triton's extensions, as a thin
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
-import { parseOptions } from '../../core/options.js';
+import { optionKeyName, parseOptions, type SettingName } from '../../core/options.js';
 import { createServer as createHttpServer, maxHeaderSize, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
@@ -39,10 +39,12 @@ export type HttpFrontEndOptions = z.input<typeof httpFrontEndOptionsSchema> & {
   dashboardHistograms?: HistogramSource;
   /** Where the dashboard's batch jobs page reads the jobs of a Redis queue (--jobs-queue); none: the page says how to set one. */
   dashboardJobs?: BatchJobsSource;
+  /** How refusals name these options (a 413's body limit, a 408's timeout); default: by their keys. The CLI passes its flags' names (httpFlagName). */
+  settingName?: SettingName;
 };
 
 /** The options createHttpFrontEnd reads itself, beside its schema's. */
-const HTTP_OTHER_OPTIONS = { dashboardHistograms: true, dashboardJobs: true } satisfies Record<Exclude<keyof HttpFrontEndOptions, keyof z.input<typeof httpFrontEndOptionsSchema>>, true>;
+const HTTP_OTHER_OPTIONS = { dashboardHistograms: true, dashboardJobs: true, settingName: true } satisfies Record<Exclude<keyof HttpFrontEndOptions, keyof z.input<typeof httpFrontEndOptionsSchema>>, true>;
 
 type ModelParams = { model: string; version?: string };
 
@@ -216,7 +218,7 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
  * past the limit, a client too slow): answered with the {"error"} body of every other refusal, then the connection
  * closed, since the stream cannot be read on from there.
  */
-function answerMalformedRequest(timeouts: { headersTimeoutMs: number; requestTimeoutMs: number }) {
+function answerMalformedRequest(timeouts: RequestTimeouts) {
   return (error: NodeJS.ErrnoException, socket: Duplex): void => {
     if (error.code === 'ECONNRESET' || socket.destroyed) return;
     const [status, reason, message] =
@@ -236,11 +238,18 @@ function answerMalformedRequest(timeouts: { headersTimeoutMs: number; requestTim
  * whose body did not is past the whole request's; any other, past the headers'. The parser holds the request it is
  * reading (`incoming`, made once the headers are in) until the next one's headers arrive.
  */
-function requestTimeoutMessage(socket: Duplex, { headersTimeoutMs, requestTimeoutMs }: { headersTimeoutMs: number; requestTimeoutMs: number }): string {
+function requestTimeoutMessage(socket: Duplex, { headersTimeoutMs, requestTimeoutMs, settingName }: RequestTimeouts): string {
   const reading = (socket as Duplex & { parser?: { incoming?: { complete?: boolean } | null } | null }).parser?.incoming;
   return reading && !reading.complete
-    ? `the request's body was not received within ${requestTimeoutMs} ms of its start (the whole request's limit, --http-request-timeout-ms)`
-    : `the request's headers were not received within ${headersTimeoutMs} ms (--http-headers-timeout-ms)`;
+    ? `the request's body was not received within ${requestTimeoutMs} ms of its start (the whole request's limit, ${settingName('requestTimeoutMs')})`
+    : `the request's headers were not received within ${headersTimeoutMs} ms (${settingName('headersTimeoutMs')})`;
+}
+
+/** The two time limits on receiving a request, and how their refusal names them. */
+interface RequestTimeouts {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  settingName: SettingName;
 }
 
 /** Whether a settings body (raw bytes here, as every body is kept) names no setting: empty, or a JSON object with no keys. */
@@ -422,6 +431,7 @@ function originHostIsServers(origin: string, headers: FastifyRequest['headers'])
 export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions = {}): FastifyInstance {
   const settings = parseOptions('createHttpFrontEnd', httpFrontEndOptionsSchema, options, Object.keys(HTTP_OTHER_OPTIONS));
   const maxBodyBytes = settings.maxBodyBytes;
+  const settingName = options.settingName ?? optionKeyName;
   const logger = server.logger.child({ frontEnd: 'http' });
   const tlsServers: HttpsServer[] = [];
   const app: FastifyInstance = Fastify({
@@ -434,7 +444,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     genReqId: (raw) => requestIdOf(raw.headers[REQUEST_ID_HEADER]),
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: MAX_PATH_SEGMENT },
-    clientErrorHandler: answerMalformedRequest(settings),
+    clientErrorHandler: answerMalformedRequest({ ...settings, settingName }),
     // Errors the router raises before any route runs (a bad %-escape, an over-long path segment) get the same {"error"} body.
     // The path is the client's: quoted within the bound every echoed value keeps, not in Fastify's words, which quote it whole.
     frameworkErrors: (error, request, reply) => {
@@ -547,7 +557,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       return sendError(reply, error);
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      const message = `request body is larger than the limit of ${maxBodyBytes} bytes (${server.settingName('maxBodyBytes')})`;
+      const message = `request body is larger than the limit of ${maxBodyBytes} bytes (${settingName('maxBodyBytes')})`;
       logFailure(request, error.code, 413, message);
       discardRefusedBody(request);
       return reply.code(413).send({ error: message });
