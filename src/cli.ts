@@ -651,12 +651,15 @@ program
     /** The drain ran out of time, or the operator asked twice: cut what is left and exit. */
     const forceExit = (reason: string) => {
       // What the cut fails, for the operator who must tell clients or rerun work: no access-log line follows for them.
-      const unanswered = server.unansweredRequests();
-      const count = unanswered.reduce((sum, { requests }) => sum + requests, 0);
-      // Counted where models hold them: an ensemble's request shows at each of its steps running, a form's images each.
-      const failing = count === 0 ? 'no request in flight at a model' : `requests in flight at models, failed with their connections: ${unanswered.map(({ model, version, requests }) => `${model} version ${version}: ${requests}`).join(', ')}`;
-      logger.warn({ unanswered }, `${reason}: closing the connections left and ending the process (SIGTERM, status 143); ${failing}`);
-      server.cutConnections();
+      // The client requests are counted once each, by the front ends; the models they had reached are named beside
+      // them, where an ensemble's request shows at the ensemble and at its step, a form's images each.
+      const atModels = server.unansweredRequests();
+      const cut = server.cutConnections();
+      const held = atModels.length === 0 ? 'none held at a model' : `held at models: ${atModels.map(({ model, version, requests }) => `${model} version ${version}: ${requests}`).join(', ')}`;
+      logger.warn(
+        { unanswered: cut, atModels },
+        `${reason}: closing the connections left and ending the process (SIGTERM, status 143); ${cut} client request(s) (HTTP requests, gRPC calls) failed unanswered with their connections, ${held}`,
+      );
       endBySignal('SIGTERM');
     };
     const stop = async (signal: string) => {

@@ -189,7 +189,7 @@ test('--shutdown-timeout bounds the drain whatever a client holds: a stalled upl
   served.child.kill('SIGTERM');
   assert.equal(await served.exited, null);
   assert.equal(served.child.signalCode, 'SIGTERM', 'ended by SIGTERM (status 143), not by an exit code');
-  assert.match(served.output(), /the drain did not finish within --shutdown-timeout 2 s: closing the connections left and ending the process \(SIGTERM, status 143\); no request in flight at a model/);
+  assert.match(served.output(), /the drain did not finish within --shutdown-timeout 2 s: closing the connections left and ending the process \(SIGTERM, status 143\); 1 client request\(s\) \(HTTP requests, gRPC calls\) failed unanswered with their connections, none held at a model/);
   assert.equal(await outcome, 'cut');
 });
 
@@ -208,7 +208,7 @@ test('a forced end while ONNX Runtime computes ends the process by SIGTERM, not 
   assert.equal(await served.exited, null, served.output());
   assert.equal(served.child.signalCode, 'SIGTERM', served.output());
   assert.doesNotMatch(served.output(), /terminate called|Napi::Error/);
-  assert.match(served.output(), /requests in flight at models, failed with their connections: slow version 1: 1/, 'the log says what the cut failed');
+  assert.match(served.output(), /; 1 client request\(s\) \(HTTP requests, gRPC calls\) failed unanswered with their connections, held at models: slow version 1: 1/, 'the log says what the cut failed');
   assert.equal(await computing, 'cut', served.output());
 });
 

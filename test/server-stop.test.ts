@@ -75,6 +75,32 @@ test('stop() cuts the connections still open at its timeout, then closes the ser
   assert.equal(server.live, false);
 });
 
+test("a cut counts each client request once, an ensemble's too, while the models name where they were held: at the ensemble and at its step", async (t) => {
+  const ensemble = [
+    'platform: ensemble',
+    'max_batch_size: 4',
+    'input: [{ name: IN, data_type: TYPE_FP32, dims: [4] }]',
+    'output: [{ name: OUT, data_type: TYPE_FP32, dims: [4] }]',
+    'ensemble_scheduling: { step: [{ model_name: m, model_version: -1, input_map: { INPUT0: IN }, output_map: { OUTPUT0: OUT } }] }',
+  ].join('\n');
+  const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n', e: ensemble });
+  const backend = doublerBackend();
+  const server = await new Server({ modelRepository: repo, backends: [backend], logger }).start();
+  const http = createHttpFrontEnd(server, {});
+  const url = await http.listen({ host: '127.0.0.1', port: 0 });
+  t.after(async () => void (await server.close()));
+  const gate = backend.hold();
+  const body = JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  const held = new RawConnection(url).request('POST', '/v2/models/e/infer', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, body);
+  await gate.whenWaiting();
+  const atModels = server.unansweredRequests();
+  assert.deepEqual(atModels.map(({ model }) => model).sort(), ['e', 'm'], 'held at the ensemble and at its step');
+  assert.ok(atModels.reduce((sum, { requests }) => sum + requests, 0) >= 2, JSON.stringify(atModels));
+  assert.equal(server.cutConnections(), 1, 'one client request');
+  await assert.rejects(held, /connection closed before an answer/);
+  gate.open();
+});
+
 test('stop() refuses a timeout it cannot wait for, naming it', async (t) => {
   const { server } = await listening(t);
   assert.throws(() => server.stop({ timeoutMs: -1 }), /^TypeError: Server\.stop: option 'timeoutMs' expects number to be >0, got -1$/);

@@ -85,8 +85,12 @@ export const stopOptionsSchema = z.object({
 export interface DrainableFrontEnd {
   /** Stops taking connections; resolves once the open ones have closed, each after its answer. `timeoutMs`: the time stop() gives it. */
   drain(timeoutMs: number): Promise<void>;
-  /** Closes the connections still open, at once: the drain's time is up. Answers whether a request was still unanswered on one (no answer counts as yes). */
-  cut?(): boolean | void;
+  /**
+   * Closes the connections still open, at once: the drain's time is up. Answers how many client requests were still
+   * unanswered on them (HTTP requests, gRPC calls), each counted once however many models it reached; no answer counts
+   * as one.
+   */
+  cut?(): number | void;
 }
 
 /**
@@ -439,7 +443,7 @@ export class Server {
       clearTimeout(timer);
       // Idle keep-alive connections close at their keep-alive timeout, which may be longer than the drain's: cutting
       // them fails no request, so the drain still counts as complete.
-      const drained = closedInTime || !this.cutConnections();
+      const drained = closedInTime || this.cutConnections() === 0;
       if (!closedInTime) await frontEnds;
       await this.close();
       return { drained };
@@ -453,7 +457,10 @@ export class Server {
     return () => void this.frontEnds.delete(frontEnd);
   }
 
-  /** Requests a model holds unanswered (queued or running), per version: what a cut at the shutdown timeout fails. */
+  /**
+   * Requests a model holds unanswered (queued or running), per version: where the requests a cut at the shutdown timeout
+   * fails were. Counted at each model: an ensemble's request at the ensemble and at the step it runs, a form's images each.
+   */
   unansweredRequests(): { model: string; version: string; requests: number }[] {
     return this.repository
       .loadedVersions()
@@ -461,10 +468,9 @@ export class Server {
       .map((version) => ({ model: version.name, version: version.version, requests: version.activity.inFlight }));
   }
 
-  /** Closes every attached front end's open connections at once: what stop() does when its time is up. Answers whether a request still unanswered was cut. */
-  cutConnections(): boolean {
-    const cut = [...this.frontEnds].map((frontEnd) => (frontEnd.cut ? (frontEnd.cut() ?? true) : false));
-    return cut.includes(true);
+  /** Closes every attached front end's open connections at once: what stop() does when its time is up. Answers how many client requests the cut left unanswered. */
+  cutConnections(): number {
+    return [...this.frontEnds].reduce((sum, frontEnd) => sum + (frontEnd.cut ? (frontEnd.cut() ?? 1) : 0), 0);
   }
 
   /** Draining or closed: a front end closes each connection after its current answer. */

@@ -627,7 +627,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   const detach = server.attachFrontEnd({
     drain: (timeoutMs) => frontEnd.close(timeoutMs),
     cut: () => {
-      const unanswered = calls.active > 0;
+      const unanswered = calls.active;
       grpcServer.forceShutdown();
       return unanswered;
     },

@@ -303,12 +303,12 @@ export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
 }
 
 /**
- * Closes every connection of the front end now, answered or not: the end of a drain that ran out of time. Answers whether
- * a request was still unanswered on one (idle keep-alive connections, closed as well, fail nothing).
+ * Closes every connection of the front end now, answered or not: the end of a drain that ran out of time. Answers how
+ * many requests were still unanswered on them (idle keep-alive connections, closed as well, fail nothing).
  */
-export function closeHttpConnections(app: FastifyInstance): boolean {
+export function closeHttpConnections(app: FastifyInstance): number {
   const listeners = listenersOf(app);
-  const unanswered = listeners.some((listener) => (requestsInFlight.get(listener)?.count ?? 0) > 0);
+  const unanswered = listeners.reduce((sum, listener) => sum + (requestsInFlight.get(listener)?.count ?? 0), 0);
   for (const listener of listeners) listener.closeAllConnections();
   return unanswered;
 }
