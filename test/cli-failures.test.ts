@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { httpFlagName } from '../src/frontends/http/http-options.js';
+import { grpcFlagName } from '../src/frontends/grpc/grpc-options.js';
 import { serveFlagName } from '../src/server/server.js';
 import { freePort, runCli } from './support/cli-server.js';
 
@@ -126,9 +128,13 @@ test("tritonserver's flags that serve does not take are answered with Nereid's e
 test("nereid serve's server names its flags, each one serve takes, where a library caller's names the option", async () => {
   const help = (await runCli(['serve', '--help'], 60_000)).stdout;
   // Every option the server's messages name: the flag each is set from.
-  for (const key of ['loadModels', 'pinModels', 'modelControlMode', 'maxInflightBytes', 'modelLoadWaitMs', 'modelMemoryBudget', 'allowClientShm', 'monitoring', 'cacheConfig', 'maxBodyBytes', 'maxSendMessageBytes', 'traceExporter']) {
+  for (const key of ['loadModels', 'pinModels', 'modelControlMode', 'maxInflightBytes', 'modelLoadWaitMs', 'modelMemoryBudget', 'allowClientShm', 'monitoring', 'cacheConfig', 'traceExporter']) {
     const flag = serveFlagName(key).split(' ')[0]!;
     assert.match(help, new RegExp(`(^|\\s)${flag}[ ,\\n]`), `${key} → ${flag}, a flag of serve`);
+  }
+  // And the front ends' refusals, named by their own settingName.
+  for (const [name, keys] of [[httpFlagName, ['maxBodyBytes', 'headersTimeoutMs', 'requestTimeoutMs']], [grpcFlagName, ['maxReceiveMessageBytes', 'maxSendMessageBytes']]] as const) {
+    for (const key of keys) assert.match(help, new RegExp(`(^|\\s)${name(key)}[ ,\\n]`), `${key} → ${name(key)}, a flag of serve`);
   }
   assert.equal(serveFlagName('monitoring', false), '--monitoring false');
   assert.equal(serveFlagName('allowClientShm', true), '--allow-client-shm');

@@ -15,6 +15,8 @@ import { PrometheusMetrics, Tracing } from '../src/observability/index.js';
 import { batchJobList, batchJobStatus, cancelBatchJob, createGrpcFrontEnd, createHttpFrontEnd, createServer, runDistributedBatchJob, runLocalBatchJob, Server, startBatchWorker } from '../src/index.js';
 import { OptionError, type SettingName } from '../src/core/options.js';
 import { serveFlagName } from '../src/server/server.js';
+import { httpFlagName } from '../src/frontends/http/http-options.js';
+import { grpcFlagName } from '../src/frontends/grpc/grpc-options.js';
 import { doublerBackend, fakeRepository } from './support/fake-backend.js';
 
 const logger = pino({ level: 'silent' });
@@ -204,13 +206,13 @@ test("a Server made without a logger writes nothing to its program's stdout: war
 
 test("the front ends' and tracing's refusals name the option a library caller set; a server the CLI starts, serve's flags", async (t) => {
   const repository = await fakeRepository(t, { m: undefined });
-  const refusals = async (settingName?: SettingName) => {
-    const server = await new Server({ modelRepository: repository, logger, backends: [doublerBackend()], settingName }).start();
+  const refusals = async (names: { server?: SettingName; http?: SettingName; grpc?: SettingName } = {}) => {
+    const server = await new Server({ modelRepository: repository, logger, backends: [doublerBackend()], settingName: names.server }).start();
     t.after(() => server.close());
-    const http = createHttpFrontEnd(server, { maxBodyBytes: 64 });
+    const http = createHttpFrontEnd(server, { maxBodyBytes: 64, settingName: names.http });
     const url = await http.listen({ host: '127.0.0.1', port: 0 });
     const body = await (await fetch(`${url}/v2/models/m/infer`, { method: 'POST', body: ' '.repeat(65), headers: { 'content-type': 'application/json' } })).json();
-    const grpc = createGrpcFrontEnd(server, { maxSendMessageBytes: 16 });
+    const grpc = createGrpcFrontEnd(server, { maxSendMessageBytes: 16, settingName: names.grpc });
     const client = new GrpcClient({ address: `127.0.0.1:${await grpc.listen('127.0.0.1', 0)}`, retry: { tries: 1 } });
     t.after(() => client.close());
     const send = await client.infer('m', { INPUT0: { datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) } }).catch((error: Error) => error.message);
@@ -228,7 +230,7 @@ test("the front ends' and tracing's refusals name the option a library caller se
     send: 'RESOURCE_EXHAUSTED: the answer is larger than max: N bytes vs. the 16-byte limit on a sent message (maxSendMessageBytes)',
     trace: "tracing cannot be turned on: the server was started without a trace exporter; start it with a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)",
   });
-  assert.deepEqual(await refusals(serveFlagName), {
+  assert.deepEqual(await refusals({ server: serveFlagName, http: httpFlagName, grpc: grpcFlagName }), {
     body: 'request body is larger than the limit of 64 bytes (--http-max-body-bytes)',
     send: 'RESOURCE_EXHAUSTED: the answer is larger than max: N bytes vs. the 16-byte limit on a sent message (--grpc-max-message-bytes)',
     trace: 'tracing cannot be turned on: the server was started without a trace exporter; start it with --trace-exporter otlp',
