@@ -1410,7 +1410,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--model <name>', 'model to run (required)')
   .option('--model-version <version>', 'model version (default: the latest ready one)')
   .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
-  .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required)')
+  .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required); - writes to stdout (the summary then goes to stderr; not resumable)')
   .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)', oneRepository)
   .addOption(allowCodeModelsOption())
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
@@ -1432,7 +1432,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
   .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
   .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images, JSONL lines or CSV rows end a chunk sooner; one larger than this fails)', integer(1, 256), distributedDefault('chunkMaxMib'))
-  .option('--attempts <n>', 'tries of a chunk before it fails and its records are written with its error', integer(1), distributedDefault('attempts'))
+  .option('--attempts <n>', 'tries of a chunk before it fails (a fault outside its records: the model missing on the workers…); the job then stops and exits 3, its records left for a rerun', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', milliseconds(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
   .option('--keep-finished-s <s>', "seconds a finished job's hash (for batch status) and failed chunks stay in Redis; 0 keeps them", integer(0), distributedDefault('keepFinishedS'))
@@ -1497,7 +1497,10 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
     console.error(formatSummary(summary));
     // Records left unwritten (their chunks vanished from Redis, or the job was cancelled) are work not done: a script must not take the run as complete.
     const outcome = batchJobOutcome(summary, { allowAllFailed: flags.allowAllFailed });
-    console.log(JSON.stringify(outcome.error ? { ...summary, error: outcome.error } : summary));
+    const summaryLine = JSON.stringify(outcome.error ? { ...summary, error: outcome.error } : summary);
+    // With --output - stdout is the answers': the summary line would read as one more record.
+    if (flags.output === '-') console.error(summaryLine);
+    else console.log(summaryLine);
     if (outcome.error?.code === 'ALL_RECORDS_FAILED') console.error(`nereid batch: every record of the job failed (${summary.failedTotal}); exiting 1 (--allow-all-failed exits 0)`);
     process.exit(outcome.exitCode);
   });

@@ -85,7 +85,7 @@ test('a chunk recovered from a dead worker after its job was cancelled is not ru
     const records = await readOutput(output);
     assert.deepEqual([...records.keys()].sort(), [1, 2]);
     for (const record of records.values()) assert.equal(record.error, null, String(record.error));
-    assert.deepEqual(outcomes.map((outcome) => outcome.status), ['completed']);
+    assert.deepEqual(outcomes.map((outcome) => outcome.status), ['completed'], logged.join(''));
   } finally {
     await dead.close(true).catch(() => undefined);
     await live?.close();

@@ -162,3 +162,22 @@ test("JSONL --id-column: a line without the field says it has no such field; one
   assert.equal(byId.get(3)!.error, "the id column 'key' is empty");
   assert.equal(byId.get(4)!.error, "the id column 'key' is empty");
 });
+
+test('--output - writes the answers to stdout and the summary to stderr, saying it cannot be resumed; an output in a folder that does not exist is refused', async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'rows.jsonl');
+  await writeFile(input, '{"INPUT0":[1,1,1,1]}\n{"INPUT0":[2,2,2,2]}\n');
+  const run = await runCli(['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', '-', '--progress', 'none'], 120_000);
+  assert.equal(run.code, 0, run.stderr);
+  const answers = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { id: number; outputs: { data: number[] }[] });
+  assert.deepEqual(answers.map((answer) => [answer.id, answer.outputs[0]!.data]).sort(), [[1, [2, 2, 2, 2]], [2, [4, 4, 4, 4]]]);
+  assert.match(run.stderr, /--output -: the answers go to stdout as they complete; a run stopped early cannot be resumed/);
+  assert.equal((JSON.parse(run.stderr.trim().split('\n').at(-1)!) as { processed: number }).processed, 2, 'the summary line on stderr');
+  await assert.rejects(access(join(dir, '-')), 'no file named -');
+
+  const missing = join(dir, 'no-such-folder', 'out.jsonl');
+  const refused = await runCli(['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', missing, '--progress', 'none'], 120_000);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /--output .*out\.jsonl: the folder .*no-such-folder does not exist; create it first/);
+  await assert.rejects(access(join(dir, 'no-such-folder')), 'the folder is not made');
+});

@@ -121,3 +121,47 @@ test('a worker stopped while Redis is down exits instead of waiting for it', { t
     await redis.restart();
   }
 });
+
+test("chunks queued under other answer-deciding flags, none written yet, are refused on a rerun (exit 2, naming the flag) unless --restart", { timeout: 60_000 }, async () => {
+  const input = join(dir, 'options.jsonl');
+  await writeFile(input, `${[1, 2, 3].map((n) => JSON.stringify({ INPUT0: [n], tag: n })).join('\n')}\n`);
+  const output = join(dir, 'options-out.jsonl');
+  const queueName = 'answer-options';
+  const queue = new Queue(queueName, { connection: { host: '127.0.0.1', port: redis.port } });
+  /** Runs the job with no worker on its queue until its three chunks are queued with its --top-k (or it ends), then stops it. */
+  const submitAndStop = async (extra: { topK: number; passThrough?: string[]; restart?: boolean }) => {
+    const controller = new AbortController();
+    const run = runDistributedBatchJob({ model: 'scaled', input, output, queue: queueUrl, queueName, job: 'options-job', chunkSize: 1, progress: 'none', logger: silent, signal: controller.signal, ...extra });
+    const deadline = Date.now() + 15_000;
+    const watch = (async () => {
+      const queued = async () => (await queue.getWaiting()).filter((chunk) => chunk.data.topK === extra.topK).length;
+      while ((await queued()) < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      controller.abort();
+    })();
+    try {
+      return await run;
+    } finally {
+      controller.abort();
+      await watch;
+    }
+  };
+  try {
+    const first = await submitAndStop({ topK: 1, passThrough: ['tag'] });
+    assert.equal(first.interrupted, true);
+    assert.equal(first.processed, 0);
+    // Nothing was written, so no manifest beside the output can refuse the rerun: the job's hash must.
+    await assert.rejects(submitAndStop({ topK: 2 }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'FAILED_PRECONDITION');
+      assert.match(error.message, /job 'options-job' was submitted with --top-k 1, --pass-through tag, and this run asks --top-k 2, --pass-through not given: its chunks queued and not yet written would be answered otherwise/);
+      assert.match(error.message, /--restart/);
+      return true;
+    });
+    // --restart removes the old chunks and queues new ones with this run's flags.
+    const restarted = await submitAndStop({ topK: 2, restart: true });
+    assert.equal(restarted.interrupted, true);
+    const chunks = await queue.getWaiting();
+    assert.deepEqual(chunks.map((chunk) => chunk.data.topK), [2, 2, 2]);
+  } finally {
+    await queue.close();
+  }
+});

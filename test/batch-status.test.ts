@@ -1,9 +1,14 @@
 /**
  * `nereid batch status` of a job whose chunks failed an attempt and wait for another: each of the first few says why
  * its last attempt failed, cut short, in the status object (what --json prints) and in its text. Against a real
- * redis-server, the chunks failed by a plain BullMQ worker.
+ * redis-server, the chunks failed by a plain BullMQ worker. A chunk held by a worker whose connections are gone, and a
+ * job whose submitter was killed, are named as such.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -11,6 +16,7 @@ import { batchJobStatus, chunkJobId, formatStatus } from '../src/jobs/index.js';
 import { RETRY_REASON_CHARS, RETRYING_CHUNKS_LISTED } from '../src/jobs/batch-status.js';
 import { jobMetaKey } from '../src/jobs/chunk-queue.js';
 import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
+import { NEREID_COMMAND } from './support/cli-server.js';
 
 let redis: RedisTestServer;
 
@@ -69,5 +75,59 @@ test('retrying chunks show their last failure: the first few, each cut short, in
     await worker.close();
     await queue.close();
     client.disconnect();
+  }
+});
+
+test('a chunk held by a worker that died, and a job whose submitter died, are said so by the progress and the status', { timeout: 60_000 }, async () => {
+  const queueName = 'status-dead';
+  const job = 'dead-job';
+  const dir = await mkdtemp(join(tmpdir(), 'nereid-status-dead-'));
+  const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
+  const queue = new Queue(queueName, { connection });
+  // Workers that take a chunk and never finish it, with a lock that outlasts the test: only their connections tell them
+  // dead. The doomed one is a process of its own, killed as a crash would.
+  const holdForever = (name: string): Worker => new Worker(queueName, () => new Promise<unknown>(() => undefined), { connection, name, lockDuration: 120_000 });
+  const doomed = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', `import { Worker } from 'bullmq'; new Worker(${JSON.stringify(queueName)}, () => new Promise(() => {}), { connection: ${JSON.stringify(connection)}, name: 'doomed', lockDuration: 120000 });`],
+    { stdio: 'ignore' },
+  );
+  const doomedExited = new Promise((resolve) => doomed.once('exit', resolve));
+  let alive: Worker | undefined;
+  const input = join(dir, 'in.jsonl');
+  await writeFile(input, `${[1, 2, 3].map((n) => JSON.stringify({ INPUT0: [n] })).join('\n')}\n`);
+  const submitter = spawn(process.execPath, [...NEREID_COMMAND, 'batch', '--model', 'scaled', '--input', input, '--output', join(dir, 'out.jsonl'), '--queue', `redis://127.0.0.1:${redis.port}`, '--queue-name', queueName, '--job', job, '--progress', 'lines'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  submitter.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise((resolve) => submitter.once('exit', resolve));
+  const until = async (what: string, check: () => Promise<boolean> | boolean) => {
+    const deadline = Date.now() + 30_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`${what} did not happen; submitter's stderr:\n${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  const statusText = async () => formatStatus(await batchJobStatus({ queue: `redis://127.0.0.1:${redis.port}`, queueName, job }));
+  try {
+    await until('the chunk taken by doomed', async () => (await queue.getActive()).some((chunk) => chunk.processedBy === 'doomed'));
+    const started = holdForever('alive');
+    alive = started;
+    await started.waitUntilReady();
+    doomed.kill('SIGKILL'); // the chunk stays active until its lock expires
+    await doomedExited;
+    await until('the progress naming the dead worker', () => /held by worker doomed, which is not connected \(stopped or dead\)/.test(stderr));
+    const status = await batchJobStatus({ queue: `redis://127.0.0.1:${redis.port}`, queueName, job });
+    assert.deepEqual(status.activeChunks.map(({ worker, workerConnected }) => ({ worker, workerConnected })), [{ worker: 'doomed', workerConnected: false }]);
+    assert.equal(status.submitterConnected, true);
+    assert.match(await statusText(), new RegExp(`${job}/0 on doomed \\(attempt 1\\): doomed is not connected \\(stopped or dead\\); the chunk goes back to the queue once its lock expires`));
+    assert.doesNotMatch(await statusText(), /no submitter is running/);
+    submitter.kill('SIGKILL');
+    await exited;
+    await until('the status seeing the submitter gone', async () => /no submitter is running .*nothing more is queued or written to the output until the job's command runs again/.test(await statusText()));
+  } finally {
+    submitter.kill('SIGKILL');
+    doomed.kill('SIGKILL');
+    await Promise.all([alive?.close(true), queue.close()]);
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -14,7 +14,7 @@ export const BATCH_EXIT = {
   incomplete: 1,
   /** Not done as given: a bad or missing option, an unknown job, or one whose state refuses it (nothing left to cancel, its --job used for another input). */
   usage: 2,
-  /** Could not run: Redis unreachable, a model that does not load, an internal error; the same command may succeed later. */
+  /** Could not run: Redis unreachable, a model that does not load (locally, or on the workers: chunks that failed after their attempts), an internal error; the same command may succeed later. */
   unavailable: 3,
   /** Stopped by SIGINT or SIGTERM after the records in flight; the same command resumes. */
   interrupted: 130,
@@ -45,6 +45,18 @@ export function batchJobOutcome(summary: BatchSummary, options: { allowAllFailed
   if (summary.cancelled) {
     const { at, recordsLeft } = summary.cancelled;
     return { exitCode: BATCH_EXIT.incomplete, error: { code: 'CANCELLED', message: `the job was cancelled at ${at} (nereid batch cancel): ${recordsLeft} record(s) not written; run the same command again to resume it` } };
+  }
+  if (summary.failedChunks?.length) {
+    // Not the records' fault (theirs are lines of completed chunks): the exit status a local job gives for the same fault.
+    const records = summary.failedChunks.reduce((sum, chunk) => sum + chunk.records, 0);
+    const [first] = summary.failedChunks;
+    return {
+      exitCode: BATCH_EXIT.unavailable,
+      error: {
+        code: 'UNAVAILABLE',
+        message: `${summary.failedChunks.length} chunk(s) failed after their attempts, the first (chunk ${first!.chunk}) with: ${first!.reason}; their ${records} record(s) are not written: run the same command again once the cause is fixed`,
+      },
+    };
   }
   if (summary.lostChunks?.length) {
     const records = summary.lostChunks.reduce((sum, chunk) => sum + chunk.records, 0);

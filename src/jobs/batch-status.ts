@@ -9,7 +9,7 @@ import { NereidError, notFound } from '../core/errors.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { requireRedis } from './redis-reachability.js';
-import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, FINISHED_FIELD, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl } from './chunk-queue.js';
+import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, FINISHED_FIELD, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl, submittersIn, workerNamesIn } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
@@ -41,8 +41,12 @@ export interface BatchStatus {
   chunkSize: number;
   /** Chunks by state. `completed` counts chunks already written to the output (and removed from the queue) too. */
   chunkStates: { waiting: number; active: number; delayed: number; completed: number; failed: number; notQueued: number };
-  /** Chunks being worked on, with the worker holding each; `recovered`: times it was taken back from a worker that stopped. */
-  activeChunks: { chunk: string; worker?: string; attempt: number; recovered: number }[];
+  /**
+   * Chunks being worked on, with the worker holding each; `recovered`: times it was taken back from a worker that stopped;
+   * `workerConnected` false: that worker has no connection to Redis (it died), and the chunk goes back to the queue once
+   * its lock expires (unset where Redis does not show its client list).
+   */
+  activeChunks: { chunk: string; worker?: string; attempt: number; recovered: number; workerConnected?: boolean }[];
   /** Chunks that failed after their attempts, with the last attempt's error (the first 20). */
   failedChunks: { chunk: string; reason: string; attempts: number }[];
   /**
@@ -58,6 +62,22 @@ export interface BatchStatus {
   cancelledAt?: string;
   /** When a run wrote the job's last record; the job's hash expires `--keep-finished-s` after it. */
   finishedAt?: string;
+  /** Workers connected to the queue now (unset where Redis does not show its client list). */
+  workersConnected?: number;
+  /** Whether the job's submitter (`nereid batch --queue`) is connected now: without it nothing more is queued or written. */
+  submitterConnected?: boolean;
+}
+
+/** Who is connected to a queue's Redis now: workers by name, submitters by job; undefined where CLIENT LIST is refused. */
+interface Connected {
+  workers: ReadonlySet<string>;
+  submitters: ReadonlySet<string>;
+}
+
+async function connectedTo(redis: Redis, queueName: string): Promise<Connected | undefined> {
+  // A managed Redis may refuse CLIENT LIST to this user: the status then says nothing of who is connected.
+  const list = await redis.client('LIST').then(String, () => undefined);
+  return list === undefined ? undefined : { workers: workerNamesIn(list, queueName), submitters: submittersIn(list, queueName) };
 }
 
 type StatusQueue = Pick<Queue, 'getJobState' | 'getJob'>;
@@ -89,7 +109,7 @@ export async function batchJobStatus(options: BatchStatusOptions): Promise<Batch
   return readingQueue(options.queue, queueName, async (redis, queue) => {
     const meta = await redis.hgetall(jobMetaKey(queueName, job));
     if (meta.chunks === undefined) throw notFound(`no batch job '${job}' on queue '${queueName}' at ${shownRedisUrl(options.queue)}`);
-    return statusOf(queue, job, meta);
+    return statusOf(queue, job, meta, await connectedTo(redis, queueName));
   });
 }
 
@@ -112,7 +132,8 @@ export async function batchJobList(options: BatchJobListOptions): Promise<BatchS
       .filter(({ meta }) => meta.chunks !== undefined)
       .sort((a, b) => (b.meta.submitted_at ?? '').localeCompare(a.meta.submitted_at ?? '') || a.job.localeCompare(b.job))
       .slice(0, options.limit ?? 20);
-    return Promise.all(recent.map(({ job, meta }) => statusOf(queue, job, meta)));
+    const connected = await connectedTo(redis, queueName);
+    return Promise.all(recent.map(({ job, meta }) => statusOf(queue, job, meta, connected)));
   });
 }
 
@@ -131,7 +152,7 @@ export function batchJobsSource(options: BatchJobListOptions): BatchJobsSource {
 }
 
 /** A job's status from its hash (`meta`) and its chunks' states in the queue. */
-async function statusOf(queue: StatusQueue, job: string, meta: Record<string, string>): Promise<BatchStatus> {
+async function statusOf(queue: StatusQueue, job: string, meta: Record<string, string>, connected: Connected | undefined): Promise<BatchStatus> {
   const chunks = Number(meta.chunks);
   const states = { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, notQueued: 0 };
   const activeIds: string[] = [];
@@ -161,7 +182,14 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
   const activeChunks = await Promise.all(
     activeIds.map(async (id) => {
       const chunk = await queue.getJob(id);
-      return { chunk: id, worker: chunk?.processedBy, attempt: (chunk?.attemptsMade ?? 0) + 1, recovered: chunk?.stalledCounter ?? 0 };
+      const worker = chunk?.processedBy;
+      return {
+        chunk: id,
+        worker,
+        attempt: (chunk?.attemptsMade ?? 0) + 1,
+        recovered: chunk?.stalledCounter ?? 0,
+        ...(connected && worker !== undefined ? { workerConnected: connected.workers.has(worker) } : {}),
+      };
     }),
   );
   const failedChunks = await Promise.all(
@@ -199,6 +227,7 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
     updatedAt: meta.updated_at,
     ...(meta[CANCELLED_FIELD] ? { cancelledAt: meta[CANCELLED_FIELD] } : {}),
     ...(meta[FINISHED_FIELD] ? { finishedAt: meta[FINISHED_FIELD] } : {}),
+    ...(connected ? { workersConnected: connected.workers.size, submitterConnected: connected.submitters.has(job) } : {}),
   };
 }
 
@@ -277,8 +306,10 @@ export function formatStatus(status: BatchStatus): string {
     `chunks: ${s.completed} completed, ${s.active} active, ${s.waiting} waiting, ${s.delayed} retrying, ${s.failed} failed, ${s.notQueued} not queued`,
     ...status.activeChunks.map(
       (chunk) =>
-        `  ${chunk.chunk} on ${chunk.worker ?? 'a worker just starting it'} (attempt ${chunk.attempt}${chunk.recovered ? `; taken back from a stopped worker ${chunk.recovered} time(s)` : ''})`,
+        `  ${chunk.chunk} on ${chunk.worker ?? 'a worker just starting it'} (attempt ${chunk.attempt}${chunk.recovered ? `; taken back from a stopped worker ${chunk.recovered} time(s)` : ''})` +
+        (chunk.workerConnected === false ? `: ${chunk.worker} is not connected (stopped or dead); the chunk goes back to the queue once its lock expires (worker --lock-duration-ms, 30 s by default)` : ''),
     ),
+    ...(status.workersConnected === 0 && s.waiting + s.delayed + s.active > 0 ? [`no worker is connected to the queue: its chunks wait until one starts (nereid worker --queue …)`] : []),
     ...status.retryingChunks.map((chunk) => `  ${chunk.chunk} retrying after ${chunk.failedAttempts} of ${chunk.attempts} attempt(s) failed, the last with: ${chunk.reason}`),
     ...(s.delayed > status.retryingChunks.length ? [`  … and ${s.delayed - status.retryingChunks.length} more chunk(s) retrying`] : []),
     ...status.failedChunks.map((chunk) => `  ${chunk.chunk} failed after ${chunk.attempts} attempt(s): ${chunk.reason}`),
@@ -286,5 +317,8 @@ export function formatStatus(status: BatchStatus): string {
       (status.updatedAt ? ` (as of ${status.updatedAt})` : ''),
     ...(status.cancelledAt ? [`cancelled at ${status.cancelledAt} (nereid batch cancel); the same nereid batch command resumes it`] : []),
     ...(status.finishedAt ? [`finished at ${status.finishedAt}`] : []),
+    ...(status.submitterConnected === false && !status.finishedAt && !status.cancelledAt && status.recordsWritten < status.records
+      ? ["no submitter is running (its `nereid batch --queue` ended or died): nothing more is queued or written to the output until the job's command runs again"]
+      : []),
   ].join('\n');
 }

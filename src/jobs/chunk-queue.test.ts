@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { redisConnection, workerNamesIn } from './chunk-queue.js';
+import { redisConnection, submitterConnectionName, submittersIn, workerNamesIn } from './chunk-queue.js';
 
 test("a --queue URL that is refused is quoted without its password", () => {
   for (const url of ['redis://:Secr3t#pw@127.0.0.1:6379', 'redis://user:Secr3t@127.0.0.1:6379/x']) {
@@ -37,4 +37,14 @@ test("workerNamesIn reads the workers of one queue from Redis's client list, eac
   ].join('\n');
   assert.deepEqual([...workerNamesIn(list, 'nereid-batch')], ['host-a:12', 'host-b:7']);
   assert.deepEqual([...workerNamesIn(list, 'other')], ['host-c:1']);
+});
+
+test('submittersIn reads the jobs whose submitter is connected to one queue', () => {
+  const list = [
+    `id=3 addr=127.0.0.1:5001 fd=8 name=${submitterConnectionName('nereid-batch', 'photos-1')} age=3 idle=0 flags=N db=0`,
+    `id=4 addr=127.0.0.1:5002 fd=9 name=${submitterConnectionName('other', 'photos-2')} age=3 idle=0 flags=N db=0`,
+    `id=5 addr=127.0.0.1:5003 fd=10 name=bull:${Buffer.from('nereid-batch').toString('base64')}:w:host-b:7 age=1 idle=0 flags=N db=0`,
+  ].join('\n');
+  assert.deepEqual([...submittersIn(list, 'nereid-batch')], ['photos-1']);
+  assert.deepEqual([...workerNamesIn(list, 'nereid-batch')], ['host-b:7']);
 });

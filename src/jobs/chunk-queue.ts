@@ -82,13 +82,30 @@ export function chunkIndexOf(job: string, jobId: string | undefined): number | u
  * connections `<prefix>:<base64 of the queue name>:w:<worker name>`.
  */
 export function workerNamesIn(clientList: string, queueName: string, prefix = 'bull'): Set<string> {
-  const marker = `${prefix}:${Buffer.from(queueName).toString('base64')}:w:`;
+  return connectionNamesAfter(clientList, `${prefix}:${Buffer.from(queueName).toString('base64')}:w:`);
+}
+
+/** What follows `marker` in the names of the connections of Redis's client list whose name begins with it. */
+function connectionNamesAfter(clientList: string, marker: string): Set<string> {
   const names = new Set<string>();
   for (const line of clientList.split('\n')) {
     const name = / name=(\S*)/.exec(line)?.[1];
     if (name?.startsWith(marker)) names.add(name.slice(marker.length));
   }
   return names;
+}
+
+/**
+ * The name a job's submitter gives its Redis connection, so that `batch status` can tell from the client list whether
+ * it still runs (a submitter killed with SIGKILL leaves its hash saying nothing of it).
+ */
+export function submitterConnectionName(queueName: string, job: string): string {
+  return `nereid:${Buffer.from(queueName).toString('base64')}:submitter:${job}`;
+}
+
+/** The jobs whose submitter is connected to Redis now, from its client list (see submitterConnectionName). */
+export function submittersIn(clientList: string, queueName: string): Set<string> {
+  return connectionNamesAfter(clientList, submitterConnectionName(queueName, ''));
 }
 
 /** The Redis hash with a job's description and counters. */

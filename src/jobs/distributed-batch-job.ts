@@ -30,13 +30,15 @@ import {
   PINNED_VERSION_FIELD,
   redisConnection,
   shownRedisUrl,
+  submitterConnectionName,
+  workerNamesIn,
   type ChunkData,
   type ChunkResult,
 } from './chunk-queue.js';
 import { idsOf, openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordBytes, recordKey, toWire, type RecordId } from './job-record.js';
-import { checkAnsweredBy, JobOutput } from './job-output.js';
-import { answerOptionsOf } from './output-manifest.js';
+import { checkAnsweredBy, JobOutput, STDOUT_OUTPUT } from './job-output.js';
+import { answerOptionsOf, differingAnswerOptions, type AnswerOptions } from './output-manifest.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
@@ -66,18 +68,22 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const logger = options.logger ?? defaultLibraryLogger();
   // The workers hold the repository; a name no repository can hold is refused here, before any chunk is queued.
   checkModelName(options.model);
+  if (options.output === STDOUT_OUTPUT) {
+    throw new NereidError('INVALID_ARGUMENT', "--output - (stdout) is for a run in this process: a distributed job's chunks are collected into its output file across runs; name a file");
+  }
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
   await requireRedis(options.queue);
   const { Queue, QueueEvents, Redis } = await loadQueueLibrary();
   const source = await openInput(options.input, options);
+  const answerOptions = answerOptionsOf(options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   const output = await JobOutput.open(options.output, {
     restart: options.restart,
     retryFailed: options.retryFailed,
     input: options.input,
     inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
-    job: { answerOptions: answerOptionsOf(options), input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
+    job: { answerOptions, input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
     warn: (message) => logger.warn(message),
   });
   const connection = redisConnection(options.queue);
@@ -85,7 +91,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const outage = new RedisOutage(options.queue, logger, () => progress?.stalledChanged());
   const queue = new Queue<ChunkData, ChunkResult>(queueName, { connection, ...CHUNK_QUEUE_OPTIONS });
   const events = new QueueEvents(queueName, { connection });
-  const redis = new Redis(connection);
+  // Named, so that `batch status` can tell from Redis's client list whether a submitter still runs the job.
+  const redis = new Redis({ ...connection, connectionName: submitterConnectionName(queueName, job) });
   queue.on('error', outage.error);
   events.on('error', outage.error);
   redis.on('error', outage.error);
@@ -114,6 +121,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let collectedEarlier = 0;
   const runStartedAt = Date.now();
   let finished = false;
+  /** Why no more chunks are queued though the job is not done (a chunk failed after its attempts), as a local job stops. */
+  let stopSubmitting: string | undefined;
   /** When `nereid batch cancel` cancelled the job while this run submitted it; then nothing more is queued. */
   let cancelledAt: string | undefined;
   /** The one version that answers the job: named, recorded in the job's hash, or that of the output resumed. */
@@ -131,6 +140,23 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
         updated_at: new Date().toISOString(),
       });
     }
+  };
+
+  /** Why chunks of the job wait on the workers now (none connected, or one holding a chunk died), for the progress. */
+  let fleetNote: string | undefined;
+  /** Reads Redis's client list (undefined where it is refused) and the queue's active chunks of this job with their holders. */
+  const workersNote = async (): Promise<{ text: string; noWorker: boolean } | undefined> => {
+    const list = await redis.client('LIST').then(String, () => undefined);
+    if (list === undefined) return undefined;
+    const workers = workerNamesIn(list, queueName);
+    if (workers.size === 0) return { text: `no worker is connected to queue '${queueName}'`, noWorker: true };
+    const active = (await redis.lrange(queue.toKey('active'), 0, -1)).filter((id) => chunkIndexOf(job, id) !== undefined);
+    // BullMQ keeps a chunk's processedBy in the field 'pb' of its hash.
+    const holders = await Promise.all(active.map((id) => redis.hget(queue.toKey(id), 'pb')));
+    const gone = [...new Set(holders.filter((worker): worker is string => worker !== null && !workers.has(worker)))];
+    if (gone.length === 0) return undefined;
+    const held = holders.filter((worker) => worker !== null && gone.includes(worker)).length;
+    return { text: `${held} chunk(s) held by worker ${gone.join(', ')}, which is not connected (stopped or dead): back in the queue once the lock expires`, noWorker: false };
   };
 
   const leaveForRerun = (index: number, records: number, reason: string) => {
@@ -172,17 +198,18 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
         await queue.remove(id).catch(() => undefined); // its inputs and results now live in the output
         await redis.hincrby(metaKey, 'chunks_collected', 1);
       } else if (failed) {
+        // A chunk fails only for what is outside its records (a record's own failure is its line in a completed chunk):
+        // the model missing or not loading on the workers, a malformed chunk. Its records are left unwritten, as a
+        // local job leaves them when its model fails, so that the same command, rerun once the cause is fixed, runs them;
+        // written as errors, a rerun would take them for answered.
         const reason = failed.failedReason || 'unknown error';
         const attempts = failed.attemptsMade;
-        // Only the records it carried failed: one queued before the input changed carried others than it holds now.
-        const carried = new Set((Array.isArray(failed.data?.records) ? failed.data.records : []).map((record) => recordKey(record.id)));
-        const failedIds = carried.size > 0 ? chunk.ids.filter((record) => carried.has(recordKey(record))) : chunk.ids;
-        await write(failedIds.map((record) => ({ id: record, line: errorLine(record, `chunk ${index} failed after ${attempts} attempt(s): ${reason}`) })));
-        failedChunks.push({ chunk: index, records: failedIds.length, reason });
-        if (failedIds.length < chunk.ids.length) leaveForRerun(index, chunk.ids.length - failedIds.length, 'failed with other records than it holds now (the input changed since it was queued)');
-        // Keep it in the failed set for inspection, without the inputs it carried.
+        stopSubmitting ??= `chunk ${index} failed after ${attempts} attempt(s)`;
+        logger.warn(`chunk ${index} of job '${job}' failed after ${attempts} attempt(s): ${reason}; its ${chunk.ids.length} record(s) are not written, and no more chunks are queued: the same command, run again once the cause is fixed, submits them`);
+        failedChunks.push({ chunk: index, records: chunk.ids.length, reason });
+        // Kept in the failed set for inspection (status), without the inputs it carried; a rerun replaces it.
         await failed.updateData({ ...failed.data, records: [] }).catch(() => undefined);
-        await redis.hincrby(metaKey, 'chunks_failed_written', 1);
+        await redis.hincrby(metaKey, 'chunks_failed', 1);
       } else {
         return; // it came back between the two reads; look again later
       }
@@ -219,14 +246,17 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }
     const runnable = loaded.filter((record) => record.error === undefined && !oversized.includes(record));
     if (runnable.length === 0) return;
-    while (pending.size >= maxPending && !fatal && !options.signal?.aborted && cancelledAt === undefined) await changed();
+    while (pending.size >= maxPending && !fatal && !options.signal?.aborted && cancelledAt === undefined && stopSubmitting === undefined) await changed();
     // The mark is read before each chunk is queued, not only on the poll: a slot freed just after a cancel would
     // otherwise queue a chunk that an idle worker starts at once.
-    if (fatal || options.signal?.aborted || (await cancelled())) return;
+    if (fatal || options.signal?.aborted || stopSubmitting !== undefined || (await cancelled())) return;
     const id = chunkJobId(job, index);
     let state = await queue.getJobState(id);
-    if (state === 'failed' && options.retryFailed) await queue.remove(id);
-    else if (state !== 'unknown' && state !== 'active' && !(await holdsRecords(queue, id, runnable.map((record) => record.id)))) {
+    if (state === 'failed') {
+      // Failed in an earlier run (its records were left unwritten for this one): tried again.
+      await queue.remove(id);
+      state = 'unknown';
+    } else if (state !== 'unknown' && state !== 'active' && !(await holdsRecords(queue, id, runnable.map((record) => record.id)))) {
       // Queued by an earlier run of an input that has changed since (files added or removed move the chunks' bounds):
       // its results would belong to other records. It is done again with the records it holds now.
       logger.warn(`chunk ${index} of job '${job}' was queued with other records (the input changed since); it is submitted again`);
@@ -254,7 +284,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     pending.set(index, { index, ids: runnable.map((record) => record.id) });
     // Cancelled while it was being added: withdrawn as those queued before.
     if (await cancelled()) await queue.remove(id).catch(() => 0);
-    if (state === 'completed' || state === 'failed') void collect(index);
+    if (state === 'completed') void collect(index);
   };
 
   try {
@@ -275,6 +305,17 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       throw new NereidError(
         'FAILED_PRECONDITION',
         `job '${job}' was submitted for model '${meta.model}' version ${submitted.version}, input '${meta.input}', output '${meta.output}', chunk size ${meta.chunk_size}, --chunk-max-mib ${submittedMib}; this run asks for another ${differing.map((key) => `${key} (${asked[key]})`).join(', ')}; use another --job, the same flags, or --restart`,
+      );
+    }
+    // Chunks queued under other flags and not yet collected would be written beside this run's answers (another
+    // --top-k, records read from other columns): refused as the output's manifest refuses them once any is written.
+    const submittedWith = options.restart ? undefined : answerOptionsIn(meta);
+    const differingOptions = submittedWith && differingAnswerOptions(submittedWith, answerOptions);
+    if (differingOptions) {
+      throw new NereidError(
+        'FAILED_PRECONDITION',
+        `job '${job}' was submitted with ${differingOptions.written}, and this run asks ${differingOptions.asked}: its chunks queued and not yet written would be answered otherwise than this run's. ` +
+          'Rerun with the options that submitted it, use another --job, or --restart to remove its chunks and start over',
       );
     }
     // A rerun knows the chunks by count only as far as it has read: an earlier run's larger count (chunks cut by bytes) stays.
@@ -304,6 +345,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       chunks,
       chunk_size: chunkSize,
       chunk_max_mib: chunkMaxMib,
+      [ANSWER_OPTIONS_FIELD]: JSON.stringify(answerOptions),
       records_written: output.doneCount,
       records_failed: output.resumed.failed,
       submitted_at: new Date().toISOString(),
@@ -332,25 +374,29 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
           signalChange();
         },
       );
-      // Chunks waiting with nobody to take them would show as a progress bar that never moves.
-      if (pending.size > 0 && !warnedOfNoWorker) {
-        void queue.getWorkersCount().then((workers) => {
-          if (workers > 0 || warnedOfNoWorker || pending.size === 0) return;
+      if (pending.size === 0) return;
+      // A progress that only stops moving hides a dead fleet: say who is missing while chunks wait on them.
+      void workersNote().then((note) => {
+        if (note?.noWorker && !warnedOfNoWorker) {
           warnedOfNoWorker = true;
           logger.warn(`no worker is listening on queue '${queueName}' at ${shownRedisUrl(options.queue)}; chunks wait until one starts (nereid worker --queue … --queue-name ${queueName})`);
-        }, () => undefined);
-      }
+        }
+        if (note?.text !== fleetNote) {
+          fleetNote = note?.text;
+          progress?.stalledChanged();
+        }
+      }, () => undefined);
     }, pollMs);
 
     const resumed = output.resumed.records;
-    progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress, label: `batch ${job}`, stalled: () => outage.describe() }).start();
+    progress = new JobProgress({ total, alreadyDone: resumed, mode: options.progress, label: `batch ${job}`, stalled: () => outage.describe() ?? fleetNote }).start();
     const started = performance.now();
     let chunkRecords: InputRecord[] = [];
     let chunkIndex = 0;
     let inChunk = 0;
     let chunkBytes = 0;
     for await (const record of source.records()) {
-      if (fatal || options.signal?.aborted || cancelledAt !== undefined) break;
+      if (fatal || options.signal?.aborted || cancelledAt !== undefined || stopSubmitting !== undefined) break;
       const bytes = record.bytes ?? 0;
       if (inChunk > 0 && (inChunk >= chunkSize || chunkBytes + bytes > chunkMaxBytes)) {
         if (chunkRecords.length > 0) await submit(chunkIndex, chunkRecords);
@@ -368,13 +414,13 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       chunkBytes += bytes;
       if (!output.has(record.id)) chunkRecords.push(record);
     }
-    if (chunkRecords.length > 0 && !fatal && !options.signal?.aborted && cancelledAt === undefined) await submit(chunkIndex, chunkRecords);
+    if (chunkRecords.length > 0 && !fatal && !options.signal?.aborted && cancelledAt === undefined && stopSubmitting === undefined) await submit(chunkIndex, chunkRecords);
     while (pending.size > 0 && !fatal && !options.signal?.aborted) await changed();
     if (fatal) throw asNereidError(fatal);
     progress.stop();
     finished = true;
     // Every record written (none lost, none left by a cancel or an interrupt): the job's hash is kept a while for `batch status`.
-    if (!options.signal?.aborted && cancelledAt === undefined && lostChunks.length === 0 && output.doneCount >= total) {
+    if (!options.signal?.aborted && cancelledAt === undefined && lostChunks.length === 0 && failedChunks.length === 0 && output.doneCount >= total) {
       await redis.hset(metaKey, FINISHED_FIELD, new Date().toISOString());
       if (keepFinishedS > 0) await redis.expire(metaKey, keepFinishedS);
     }
@@ -412,6 +458,21 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     await output.close({ discardIfUntouched: !finished });
     await Promise.allSettled([events.close(), queue.close()]);
     redis.disconnect();
+  }
+}
+
+/** The field of a job's hash with the answer-affecting flags its chunks were queued with (answerOptionsOf, as JSON). */
+const ANSWER_OPTIONS_FIELD = 'answer_options';
+
+/** The flags a job's chunks were queued with, undefined for a hash without them (new, or written by an older nereid). */
+function answerOptionsIn(meta: Record<string, string>): AnswerOptions | undefined {
+  const recorded = meta[ANSWER_OPTIONS_FIELD];
+  if (!recorded) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(recorded);
+    return typeof parsed === 'object' && parsed !== null ? (parsed as AnswerOptions) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

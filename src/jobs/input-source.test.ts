@@ -92,3 +92,24 @@ test('a folder link that loops back up the tree is read once, not once per turn 
   const records = await all(await openInput(folder));
   assert.deepEqual(records.map((record) => record.id), ['a.png', 'sub/b.png']);
 });
+
+test('a flag the input kind has no use for is refused, naming it and why, not silently ignored', async () => {
+  const folder = join(dir, 'flag-images');
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'a.png'), 'x');
+  const jsonl = join(dir, 'flags.jsonl');
+  await writeFile(jsonl, '{"INPUT0":[1]}\n');
+  const refused = async (path: string, options: Parameters<typeof openInput>[1], pattern: RegExp) =>
+    assert.rejects(openInput(path, options), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'INVALID_ARGUMENT');
+      assert.match(error.message, pattern);
+      return true;
+    });
+  await refused(folder, { idColumn: 'foo' }, /^--id-column is for a JSONL or CSV input, and the input .*flag-images is a folder of images, whose records are its files .*: leave --id-column out$/);
+  await refused(folder, { passThrough: ['bar'] }, /^--pass-through is for a JSONL or CSV input/);
+  await refused(folder, { csvInput: 'baz' }, /^--csv-input is for a JSONL or CSV input/);
+  await refused(folder, { inputColumns: ['x'] }, /^--input-columns is for a JSONL or CSV input/);
+  await refused(jsonl, { csvInput: 'INPUT0' }, /^--csv-input is for a CSV input, and the input .*flags\.jsonl is a JSONL file/);
+  // What a JSONL input does use stays accepted.
+  assert.equal((await openInput(jsonl, { inputColumns: ['INPUT0'] })).format, 'jsonl');
+});

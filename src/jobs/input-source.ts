@@ -91,12 +91,33 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
     const why = code === 'ENOENT' ? 'no such file or folder' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
     throw invalidArgument(`input '${path}' cannot be read: ${why}`);
   }
-  if (info.isDirectory()) return imageFolder(path);
   const extension = extname(path).toLowerCase();
+  refuseFlagsNotFor(path, info.isDirectory() ? 'images' : JSONL_EXTENSIONS.has(extension) ? 'jsonl' : extension === '.csv' ? 'csv' : undefined, options);
+  if (info.isDirectory()) return imageFolder(path);
   const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns };
   if (JSONL_EXTENSIONS.has(extension)) return countedOnce(jsonlFile(path, columns));
   if (extension === '.csv') return countedOnce(csvFile(path, options.csvInput, columns));
   throw invalidArgument(`input '${path}' must be a folder of images, a .jsonl file or a .csv file`);
+}
+
+/**
+ * Refuses a flag that the input's kind has no use for: ignored, it would leave the user believing it applied (a label
+ * carried through, ids taken from a column), or fail every record for a reason that does not name it.
+ */
+function refuseFlagsNotFor(path: string, kind: 'images' | 'jsonl' | 'csv' | undefined, options: InputOptions): void {
+  if (kind === undefined || kind === 'csv') return;
+  const given: [string, unknown][] = [
+    ['--csv-input', options.csvInput],
+    ['--input-columns', options.inputColumns],
+    ['--id-column', options.idColumn],
+    ['--pass-through', options.passThrough],
+  ];
+  const kindOf = { images: `a folder of images, whose records are its files (each one image, its id its path in the folder)`, jsonl: 'a JSONL file' }[kind];
+  for (const [flag, value] of given) {
+    if (value === undefined) continue;
+    if (kind === 'images') throw invalidArgument(`${flag} is for a JSONL or CSV input, and the input ${path} is ${kindOf}: leave ${flag} out`);
+    if (flag === '--csv-input') throw invalidArgument(`--csv-input is for a CSV input, and the input ${path} is ${kindOf}, whose lines name their inputs as fields (--input-columns picks them): leave --csv-input out`);
+  }
 }
 
 /** A file's records are counted by reading it whole: a job asks more than once (to check a resumed output, then for its progress). */

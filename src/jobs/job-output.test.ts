@@ -48,7 +48,9 @@ describe('JobOutput', () => {
   test('resumes: complete lines are done, a partial last line is cut off, a record is written once', async () => {
     const path = join(dir, 'resume.jsonl');
     await writeFile(path, '{"id":1,"model_name":"m","model_version":"2","error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"outp');
-    const output = await JobOutput.open(path);
+    const warnings: string[] = [];
+    const output = await JobOutput.open(path, { warn: (message) => warnings.push(message) });
+    assert.deepEqual(warnings, [`${path}: its last line was cut short at byte 91 (the job was stopped while writing it); cut off, and its record runs again`]);
     assert.deepEqual(output.resumed, { records: 2, failed: 1, answeredBy: new Set(['m version 2']) });
     assert.equal(output.has(1), true);
     assert.equal(output.has('1'), false);
@@ -105,4 +107,8 @@ describe('JobOutput', () => {
 test('record keys keep line numbers, file names and id values apart, "#2" included', () => {
   const keys = [2, '2', '#2', '##2'].map(recordKey);
   assert.equal(new Set(keys).size, 4, keys.join(' '));
+});
+
+test('--restart with --retry-failed is refused: one runs every record again, the other only the failed ones', async () => {
+  await assert.rejects(JobOutput.open(join(dir, 'both.jsonl'), { restart: true, retryFailed: true }), /--restart runs every record again and --retry-failed only those written with an error: give one of them/);
 });

@@ -5,11 +5,11 @@
  * A lock file beside it keeps two jobs from writing the same output.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
 import { isErrorLine, readOutputLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
-import { checkAnswerOptions, fingerprintInput, manifestPath, readManifest, refuseChangedInput, removeManifest, writeManifest, type InputFingerprint, type JobDescription } from './output-manifest.js';
+import { checkAnswerOptions, fingerprintInput, manifestPath, readManifest, refuseChangedInput, removeManifest, replaceFile, writeManifest, type InputFingerprint, type JobDescription } from './output-manifest.js';
 
 export interface OpenOutputOptions {
   /** Start over: the existing output is emptied. */
@@ -81,6 +81,21 @@ async function takeLockFile(lockPath: string): Promise<void> {
   throw new NereidError('FAILED_PRECONDITION', `could not take the lock ${lockPath}`);
 }
 
+/** The `--output` that writes the answers to stdout instead of a file. */
+export const STDOUT_OUTPUT = '-';
+
+/** Where an output's lines go: its file, or stdout. */
+interface OutputSink {
+  write(text: string): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** stdout as an output: each write resolves once the stream took it (a slow reader slows the job instead of filling memory). */
+const stdoutSink: OutputSink = {
+  write: (text) => new Promise<void>((resolve, reject) => process.stdout.write(text, (error) => (error ? reject(error) : resolve()))),
+  close: async () => undefined,
+};
+
 /** An output named for another format is a mistake a job would otherwise only show by writing JSONL into it. */
 export function checkOutputName(path: string): void {
   const format = /\.(csv|tsv|json|parquet)$/i.exec(path)?.[1];
@@ -135,8 +150,9 @@ export class JobOutput {
 
   private constructor(
     readonly path: string,
-    private readonly handle: FileHandle,
-    private readonly lockPath: string,
+    private readonly handle: OutputSink,
+    /** Undefined for stdout, which no other job can be writing to. */
+    private readonly lockPath: string | undefined,
     resumed: { records: number; failed: number; answeredBy: ReadonlySet<string> },
     done: Iterable<string>,
     /** The file did not exist before this job opened it. */
@@ -148,14 +164,27 @@ export class JobOutput {
 
   static async open(path: string, options: OpenOutputOptions = {}): Promise<JobOutput> {
     checkOutputName(path);
+    if (options.restart && options.retryFailed) {
+      throw new NereidError('INVALID_ARGUMENT', '--restart runs every record again and --retry-failed only those written with an error: give one of them');
+    }
     if (options.input !== undefined && resolve(options.input) === resolve(path)) {
       throw new NereidError('INVALID_ARGUMENT', `--output ${path} is the input itself; write the answers to another file`);
+    }
+    if (path === STDOUT_OUTPUT) {
+      // Nothing to resume from: no lock, no manifest; every record runs.
+      if (options.retryFailed) throw new NereidError('INVALID_ARGUMENT', '--output - writes to stdout, which a rerun cannot read back: --retry-failed needs an output file');
+      options.warn?.('--output -: the answers go to stdout as they complete; a run stopped early cannot be resumed (its rerun runs every record again): give an output file to resume');
+      return new JobOutput(path, stdoutSink, undefined, { records: 0, failed: 0, answeredBy: new Set() }, [], false);
     }
     const found = await stat(path).catch(() => undefined);
     if (found?.isDirectory()) {
       throw new NereidError('INVALID_ARGUMENT', `--output ${path} is a folder; name a file in it, e.g. ${join(path, 'answers.jsonl')}`);
     }
-    await mkdir(dirname(path), { recursive: true });
+    // A folder is not made for the output: a mistyped path would otherwise be written to unseen.
+    const folder = await stat(dirname(resolve(path))).catch(() => undefined);
+    if (!folder?.isDirectory()) {
+      throw new NereidError('INVALID_ARGUMENT', `--output ${path}: the folder ${dirname(resolve(path))} ${folder ? 'is not a folder' : 'does not exist'}; create it first, or name an output in an existing folder`);
+    }
     const lockPath = `${path}.lock`;
     await takeLock(lockPath);
     try {
@@ -196,10 +225,9 @@ export class JobOutput {
         }
         if (options.retryFailed && keep.length !== scan.lines.length) {
           // Rewrite without the failed records, atomically: a crash leaves either file, never half of one.
-          const temporary = `${path}.retry-${process.pid}`;
-          await writeFile(temporary, keep.map((line) => `${line.text}\n`).join(''));
-          await rename(temporary, path);
+          await replaceFile(path, keep.map((line) => `${line.text}\n`).join(''));
         } else if (scan.partialFrom !== undefined) {
+          options.warn?.(`${path}: its last line was cut short at byte ${scan.partialFrom} (the job was stopped while writing it); cut off, and its record runs again`);
           const handle = await open(path, 'r+');
           await handle.truncate(scan.partialFrom);
           await handle.close();
@@ -269,7 +297,7 @@ export class JobOutput {
       await rm(this.path, { force: true });
       await removeManifest(this.path);
     }
-    await releaseLock(this.lockPath);
+    if (this.lockPath !== undefined) await releaseLock(this.lockPath);
   }
 }
 

@@ -119,11 +119,12 @@ export interface BatchSummary {
   computeSeconds: number;
   /** computeSeconds / wallSeconds; over 1 when several instances or workers run at once. */
   computeShare: number;
-  /** Distributed jobs: the job name and the chunks that failed after every attempt. */
+  /** Distributed jobs: the job name. */
   job?: string;
   /** Distributed jobs: the one model version that answers the job's records (unset until a worker resolved it). */
   modelVersion?: string;
   chunks?: number;
+  /** Distributed jobs: chunks that failed after every attempt (a fault outside their records); their records are not written. */
   failedChunks?: { chunk: number; records: number; reason: string }[];
   /**
    * Chunks some of whose records got no answer this run: the chunk vanished from Redis before it finished (a restart
@@ -174,7 +175,7 @@ export function formatSummary(summary: BatchSummary): string {
       (summary.job ? ` (summed over workers), job '${summary.job}', ${summary.chunks} chunk(s)` : ''),
   ];
   for (const chunk of summary.failedChunks ?? []) {
-    lines.push(`chunk ${chunk.chunk} failed (${chunk.records} record(s) written with its error): ${chunk.reason}`);
+    lines.push(`chunk ${chunk.chunk} failed (${chunk.records} record(s) not written; rerun the same command once the cause is fixed): ${chunk.reason}`);
   }
   for (const chunk of summary.lostChunks ?? []) {
     lines.push(`chunk ${chunk.chunk} ${chunk.reason}: ${chunk.records} of its record(s) are not written; rerun the same command to submit them again`);

@@ -7,8 +7,8 @@
  * line says which columns were the inputs or what the record held.
  */
 import { createHash } from 'node:crypto';
-import { open, rename, readFile, rm, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { open, rename, readFile, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
 
 export const MANIFEST_SUFFIX = '.job.json';
@@ -91,13 +91,43 @@ export async function readManifest(output: string): Promise<Manifest | undefined
 /** Written whole or not at all (a new file renamed over the old), so a killed job never leaves half of one. */
 export async function writeManifest(output: string, job: JobDescription, inputFingerprint?: InputFingerprint): Promise<void> {
   const manifest: Manifest = { written_by: 'nereid batch', format: 1, answer_options: job.answerOptions, input: resolve(job.input), ...(inputFingerprint ? { input_fingerprint: inputFingerprint } : {}) };
-  const path = manifestPath(output);
+  await replaceFile(manifestPath(output), `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+/**
+ * Replaces `path` with `text` whole or not at all, a power cut included: a new file, flushed to the disk, renamed over
+ * the old, and the rename flushed with its folder. A rename of unflushed data can leave an empty file after a power cut
+ * on some filesystems (ext4 without auto_da_alloc, XFS), which would lose every answer of an output rewritten this way.
+ */
+export async function replaceFile(path: string, text: string): Promise<void> {
   const temporary = `${path}.tmp-${process.pid}`;
-  await writeFile(temporary, `${JSON.stringify(manifest, null, 2)}\n`);
+  const file = await open(temporary, 'w');
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
   await rename(temporary, path);
+  const folder = await open(dirname(resolve(path)), 'r');
+  try {
+    await folder.sync();
+  } finally {
+    await folder.close();
+  }
 }
 
 export const removeManifest = (output: string): Promise<void> => rm(manifestPath(output), { force: true });
+
+/**
+ * The flags that decide what a line holds whose values differ between what was `recorded` and what is `asked`, each
+ * shown with its value on either side; undefined when none does. Flags not recorded (an older nereid) are not compared.
+ */
+export function differingAnswerOptions(recorded: AnswerOptions, asked: AnswerOptions): { written: string; asked: string } | undefined {
+  const differing = Object.keys(asked).filter((flag) => flag in recorded && recorded[flag] !== asked[flag]);
+  if (differing.length === 0) return undefined;
+  return { written: differing.map((flag) => shown(flag, recorded[flag])).join(', '), asked: differing.map((flag) => shown(flag, asked[flag])).join(', ') };
+}
 
 const shown = (flag: string, value: string | number | null | undefined) => (value === null || value === undefined ? `${flag} not given` : `${flag} ${value}`);
 
@@ -107,10 +137,9 @@ const shown = (flag: string, value: string | number | null | undefined) => (valu
  * record (written by an older nereid) are not compared.
  */
 export function checkAnswerOptions(output: string, recorded: Manifest, job: JobDescription, records: { held: number; failed: number }): void {
-  const differing = Object.keys(job.answerOptions).filter((flag) => flag in recorded.answer_options && recorded.answer_options[flag] !== job.answerOptions[flag]);
-  if (differing.length === 0) return;
-  const written = differing.map((flag) => shown(flag, recorded.answer_options[flag])).join(', ');
-  const asked = differing.map((flag) => shown(flag, job.answerOptions[flag])).join(', ');
+  const differing = differingAnswerOptions(recorded.answer_options, job.answerOptions);
+  if (!differing) return;
+  const { written, asked } = differing;
   const allFailed = records.failed === records.held ? `; every record it holds is an error, so --retry-failed with this run's options runs them all again` : '';
   throw new NereidError(
     'FAILED_PRECONDITION',

@@ -58,7 +58,7 @@ export async function writeTextLinesModel(repoDir: string): Promise<void> {
 /**
  * Runs two jobs to their end on `queue` with a worker over `repoDir` (which must hold the `simple`
  * model): `dashboard-simple`, 7 records in 3 chunks, one refused by the model; `dashboard-ghost`,
- * the same records for a model no worker has, every chunk failing after 2 attempts. `close()` stops
+ * the same records for a model no worker has, its first chunk failing after 2 attempts (which stops the job). `close()` stops
  * the worker and removes the records (the jobs stay on the queue).
  */
 export async function runDashboardJobs(queue: string, repoDir: string): Promise<{ close(): Promise<void> }> {
@@ -78,7 +78,7 @@ export async function runDashboardJobs(queue: string, repoDir: string): Promise<
     await writeFile(input, `${[0, 1, 2, 3, 4, 5].map(record).join('\n')}\n{"WRONG":[1]}\n`);
     const job = { queue, input, chunkSize: 3, progress: 'none' as const, logger, backoffMs: 10 };
     await runDistributedBatchJob({ ...job, model: 'simple', output: join(dir, 'simple.jsonl'), job: 'dashboard-simple' });
-    await runDistributedBatchJob({ ...job, model: 'ghost', output: join(dir, 'ghost.jsonl'), job: 'dashboard-ghost', attempts: 2 });
+    await runDistributedBatchJob({ ...job, model: 'ghost', output: join(dir, 'ghost.jsonl'), job: 'dashboard-ghost', attempts: 2, maxPendingChunks: 1 });
   } catch (error) {
     await close();
     throw error;
