@@ -1539,7 +1539,7 @@ batchCommandErrors(batch.command('cancel'), 'reader')
 
 batchCommandErrors(program.command('worker'), 'worker')
   .description('process chunks of distributed batch jobs from a Redis queue; start any number, anywhere with the model repository')
-  .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port)')
+  .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port) (required)')
   .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
   .option('--model-repository <dir>', 'model repository; models load on demand (default: the example repository that ships with Nereid)', oneRepository)
   .addOption(allowCodeModelsOption())
