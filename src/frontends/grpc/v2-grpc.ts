@@ -258,7 +258,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
   /**
    * grpc-js refuses a message over the receive limit from the call's base, before any interceptor's responder sees
    * the status, in words that do not say which setting sets the limit: the base call's sendStatus (the first
-   * interceptor is handed the base call) adds it. The code stays RESOURCE_EXHAUSTED, as Triton's gRPC answers.
+   * interceptor is handed the base call) adds it. The code stays RESOURCE_EXHAUSTED, as Triton's gRPC answers. The base
+   * call is handed on as it is, not wrapped: a layer more would be crossed by every message of every call.
    */
   const nameReceiveLimit: grpc.ServerInterceptor = (_descriptor, call) => {
     const send = call.sendStatus.bind(call);
@@ -268,7 +269,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
           ? { ...status, details: `${status.details}: a request message may have at most ${settings.maxReceiveMessageBytes} bytes (${settingName('maxReceiveMessageBytes')})` }
           : status,
       );
-    return new grpc.ServerInterceptingCall(call);
+    // grpc-js's type asks for a ServerInterceptingCall; it chains calls only through their common interface.
+    return call as grpc.ServerInterceptingCall;
   };
   const grpcServer = new grpc.Server({
     interceptors: [nameReceiveLimit, calls.interceptor, authorizeFromMetadata],
