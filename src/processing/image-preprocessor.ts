@@ -151,14 +151,21 @@ export async function openEncodedImage(
  */
 const DECODES_AT_ONCE = Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4);
 
-class DecodeSlots {
+export class DecodeSlots {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly size = DECODES_AT_ONCE) {}
+
+  /** Decodes running now. */
+  get busy(): number {
+    return this.running;
+  }
 
   /** Resolves once a decode may start, or throws CANCELLED when its request was called off while it waited. */
   async take(signal: CancelSignal | undefined): Promise<void> {
     if (signal?.aborted) throw cancelled();
-    if (this.running < DECODES_AT_ONCE) {
+    if (this.running < this.size) {
       this.running += 1;
       return;
     }
