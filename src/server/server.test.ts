@@ -125,8 +125,11 @@ test('a request before start() was called says that start() loads the models, ra
   const repo = await fakeRepository(t, { good: undefined });
   const server = new Server({ modelRepository: repo, backends: [doublerBackend()], logger: silent });
   t.after(() => server.close());
-  // Still UNAVAILABLE with Retry-After: a front end may listen before its composition root calls start() (nereid serve does).
-  await rejectsWith(server.infer(request('good')), 'UNAVAILABLE', /^model 'good' is not available yet: the server's models load at start\(\), which has not been called; retry in 1 s$/);
+  await rejectsWith(server.infer(request('good')), 'UNAVAILABLE', /^model 'good' is not available yet: the server's models load at start\(\), which has not been called$/);
+  // A front end listening before its composition root calls start() (nereid serve does) tells its clients the server is starting.
+  const detach = server.attachFrontEnd({ drain: async () => undefined });
+  await rejectsWith(server.infer(request('good')), 'UNAVAILABLE', /^model 'good' is not available yet: the server is starting and still loading its models; retry in 1 s$/);
+  detach();
   await server.start();
   assert.deepEqual(await doubledBy(server, 'good'), [2, 4, 6, 8]);
 });

@@ -9,7 +9,7 @@ import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
-import { asNereidError, invalidArgument, NereidError, notFound, overloaded, quoteName } from '../core/errors.js';
+import { asNereidError, invalidArgument, NereidError, notFound, overloaded, quoteName, unavailable } from '../core/errors.js';
 import { optionKeyName, parseOptions, refuseOptionValue, type SettingName } from '../core/options.js';
 import type { InputShapeCheck } from '../core/tensor.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
@@ -500,9 +500,12 @@ export class Server {
       // known yet may be one still loading, and a 503 tells a proxy to try another replica where a 404 would be final.
       // One whose load failed already keeps its answer and reason.
       if (!this.started && error instanceof NereidError && error.code === 'NOT_FOUND' && !this.repository.hasState(name)) {
-        // Before start() a library caller learns what it forgot, rather than to retry a start that nothing runs.
-        const why = this.startup === undefined ? "the server's models load at start(), which has not been called" : 'the server is starting and still loading its models';
-        throw overloaded(`model ${quoteName(name)} is not available yet: ${why}`, STARTING_RETRY_AFTER_MS);
+        // Before start() a library caller with no front end learns what it forgot, rather than to retry a start that
+        // nothing runs; a server that listens first and starts next (nereid serve) is starting, as its clients are told.
+        if (this.startup === undefined && this.frontEnds.size === 0) {
+          throw unavailable(`model ${quoteName(name)} is not available yet: the server's models load at start(), which has not been called`);
+        }
+        throw overloaded(`model ${quoteName(name)} is not available yet: the server is starting and still loading its models`, STARTING_RETRY_AFTER_MS);
       }
       throw error;
     }
