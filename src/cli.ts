@@ -757,7 +757,7 @@ async function routeLine(answer: Promise<{ model: string; version: string; resul
   return { model_name: model, model_version: version, ...results[0], timing: timingAnswer(timings) };
 }
 
-/** The flags of `nereid classify` and `nereid detect` that say where the model runs. */
+/** The flags of `nereid classify`, `nereid detect` and `nereid ocr` that say where the model runs. */
 interface ImageCommandFlags extends ServerConnectionFlags {
   model: string;
   modelVersion?: string;
@@ -766,7 +766,7 @@ interface ImageCommandFlags extends ServerConnectionFlags {
 }
 
 /**
- * Runs `nereid classify` or `nereid detect` over image files: through a running server's route
+ * Runs `nereid classify`, `nereid detect` or `nereid ocr` over image files: through a running server
  * (`--url`), or in this process with the model loaded from the repository. One JSON line per file,
  * a bad file reported on its own line; exit code 1 when any failed.
  */
@@ -915,10 +915,14 @@ imageCommand('ocr', 'read the text in image files with an OCR pipeline (bundled:
     const model: string = flags.model;
     // The pipeline's one input is the encoded image; sent under the name its metadata gives, so another OCR pipeline works too.
     let input = '';
-    const takeImageInput = ({ inputs }: { inputs: readonly { name: string; datatype: string }[] }) => {
+    const takeImageInput = ({ inputs, outputs }: { inputs: readonly { name: string; datatype: string }[]; outputs: readonly { name: string }[] }) => {
       if (inputs.length !== 1 || inputs[0].datatype !== 'BYTES') {
         const takes = inputs.map((one) => `${one.name} (${one.datatype})`).join(', ') || 'no input';
         throw new Error(`model '${model}' takes ${takes}: nereid ocr needs an OCR pipeline, whose one input is the encoded image (BYTES; bundled: ocr)`);
+      }
+      if (!outputs.some((output) => output.name === 'text')) {
+        const answers = outputs.map((output) => output.name).join(', ') || 'nothing';
+        throw new Error(`model '${model}' answers ${answers}: nereid ocr needs an OCR pipeline, whose answer has a 'text' output (bundled: ocr)`);
       }
       input = inputs[0].name;
     };

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { OnnxSession, type SessionSpec } from './onnx-runtime-session.js';
 
-test("a session that cannot open rejects with ONNX Runtime's reason: onnxruntime-node 1.31's binding loads asynchronously, so a failure is a rejection to await, never one left unhandled", async (t) => {
+test("a session that cannot open rejects with ONNX Runtime's reason, awaited (as it must be once onnxruntime-node's binding loads asynchronously, from 1.31), never left unhandled", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'nereid-ort-session-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const modelPath = join(dir, 'model.onnx');

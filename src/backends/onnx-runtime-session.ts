@@ -126,8 +126,8 @@ export class OnnxSession {
 
   /**
    * Opens the session with the requested providers; if one is missing, reports why and opens it on CPU. Asynchronous
-   * because onnxruntime-node's binding loads asynchronously from 1.31 on (loadModel returns a Promise, 1.30's returns
-   * nothing): a load failure left unawaited there is an unhandled rejection, which ends the process.
+   * for the day the pin on onnxruntime-node (~1.30.0) is lifted: from 1.31 its binding's loadModel returns a Promise
+   * (1.30's throws), and a load failure left unawaited there is an unhandled rejection, which ends the process.
    */
   static async open(spec: SessionSpec, onFallback: (reason: string) => void): Promise<OnnxSession> {
     const { binding } = native();

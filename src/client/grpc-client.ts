@@ -104,8 +104,9 @@ function isServiceError(error: unknown): error is grpc.ServiceError {
 function retryVerdict(error: unknown) {
   if (!(error instanceof GrpcCallError)) return { retry: false };
   // RESOURCE_EXHAUSTED is a server's load (tried again, as HTTP's 429) or a message over the size limit, which no later try changes (as HTTP's 413):
-  // grpc-js's own "message larger than max", or Nereid's "answer is larger than max" for an answer over its send limit, after the model ran.
-  const tooLarge = error.code === grpc.status.RESOURCE_EXHAUSTED && /larger than max/i.test(error.details);
+  // grpc-js's own "message larger than max" (or, compressed, "decompresses to a size larger than"), or Nereid's "answer is larger than max" for
+  // an answer over its send limit, after the model ran.
+  const tooLarge = error.code === grpc.status.RESOURCE_EXHAUSTED && /larger than max|decompresses to a size larger than/i.test(error.details);
   return { retry: error.code === grpc.status.UNAVAILABLE || (error.code === grpc.status.RESOURCE_EXHAUSTED && !tooLarge) };
 }
 

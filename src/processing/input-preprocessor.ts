@@ -52,8 +52,10 @@ export class InputPreprocessor {
     return (await this.runMeasured(tensors, false)).inputs;
   }
 
-  /** As run, and with `measure` the properties of the first image input's images, per row (see ImagePreprocessor.runMeasured). */
-  /** `signal`: the request's; its images still waiting for a decode are skipped once it fires. */
+  /**
+   * As run, and with `measure` the properties of the first image input's images, per row (see ImagePreprocessor.runMeasured).
+   * `signal`: the request's; its images still waiting for a decode are skipped once it fires.
+   */
   async runMeasured(tensors: Record<string, Tensor>, measure = true, signal?: CancelSignal): Promise<{ inputs: Record<string, Tensor>; properties?: Record<string, number>[] }> {
     const inputs = { ...tensors };
     let properties: Record<string, number>[] | undefined;

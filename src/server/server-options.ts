@@ -82,7 +82,7 @@ export const serverOptionsSchema = z.object({
 });
 
 /** Options of the Server that `nereid serve` sets from a flag that is not the key in kebab case (the front ends name theirs: httpFlagName, grpcFlagName). */
-const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model' };
+const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model', traceSettings: '--trace-exporter' };
 /** Flags of `nereid serve` that take no value: given, they turn their option on. */
 const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm']);
 

@@ -205,8 +205,11 @@ export class Server {
       options.traceSettings ??
       new TraceSettings({
         exporting: false,
-        // A library caller has no flag to start with: it hands the server a Tracing's settings.
-        exporterHint: options.settingName ? options.settingName('traceExporter', 'otlp') : "a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)",
+        // Named by key, the option is the Tracing's settings the caller hands the server; a command names its flag.
+        exporterHint:
+          this.settingName('traceSettings', 'otlp') === optionKeyName('traceSettings', 'otlp')
+            ? "a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)"
+            : this.settingName('traceSettings', 'otlp'),
       });
     this.logSettings = new LogSettings(this.logger);
     this.repository = new ModelRepository({

@@ -63,8 +63,7 @@ export function separateDashboard(
   let bound: AddressInfo | undefined;
   const address = () => {
     if (!bound) return undefined;
-    const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-    return `${where.tls ? 'https' : 'http'}://${host}:${bound.port}`;
+    return `${where.tls ? 'https' : 'http'}://${hostAndPort(bound.address, bound.port)}`;
   };
   app.addHook('onReady', async () => {
     await new Promise<void>((resolve, reject) => {
