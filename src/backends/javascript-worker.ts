@@ -105,7 +105,8 @@ interface CalledModelAnswer {
   /** The called model's response parameters: its out-of-distribution verdict (ood, ood_score, ood_threshold), a handler's own. */
   parameters: Parameters;
 }
-const calls = new Map<number, { model: string; resolve: (answer: CalledModelAnswer) => void; reject: (error: Error) => void }>();
+/** `what`: the handler's call as it wrote it (context.infer('m') or context.inferResponse('m')), to name it in errors. */
+const calls = new Map<number, { model: string; what: string; resolve: (answer: CalledModelAnswer) => void; reject: (error: Error) => void }>();
 let nextCall = 0;
 /**
  * Time spent with at least one context.infer call awaiting its answer. A handler's compute time
@@ -140,32 +141,33 @@ interface InferOptions {
 const INFER_OPTIONS: readonly string[] = ['version', 'outputs', 'request', 'parameters'];
 
 /** A misspelt option would otherwise be dropped unsaid, as would a parameter the protocol cannot carry. */
-function checkInferOptions(model: string, options: InferOptions): void {
-  refuseUnknownOptions(`context.infer('${model}')`, options, INFER_OPTIONS);
+function checkInferOptions(what: string, options: InferOptions): void {
+  refuseUnknownOptions(what, options, INFER_OPTIONS);
   if (options.parameters === undefined) return;
   if (typeof options.parameters !== 'object' || options.parameters === null || Array.isArray(options.parameters)) {
-    throw new TypeError(`context.infer('${model}'): options.parameters must be an object of parameters by name, got ${Array.isArray(options.parameters) ? 'an array' : String(options.parameters)}`);
+    throw new TypeError(`${what}: options.parameters must be an object of parameters by name, got ${Array.isArray(options.parameters) ? 'an array' : String(options.parameters)}`);
   }
   for (const [name, value] of Object.entries(options.parameters)) {
     // A bigint as well: a 64-bit sequence id past 2^53, as the server takes it from gRPC.
-    if (!['string', 'number', 'boolean', 'bigint'].includes(typeof value)) throw new TypeError(`context.infer('${model}'): parameter '${name}' must be a string, number, bigint or boolean, got ${value === null ? 'null' : typeof value}`);
+    if (!['string', 'number', 'boolean', 'bigint'].includes(typeof value)) throw new TypeError(`${what}: parameter '${name}' must be a string, number, bigint or boolean, got ${value === null ? 'null' : typeof value}`);
   }
 }
 
 /** One context.infer or context.inferResponse call, sent to the main thread, which runs it through the server's path. */
-function callModel(model: string, inputs: Record<string, unknown>, options: InferOptions): Promise<CalledModelAnswer> {
+function callModel(method: 'infer' | 'inferResponse', model: string, inputs: Record<string, unknown>, options: InferOptions): Promise<CalledModelAnswer> {
   return new Promise((resolve, reject) => {
-    if (typeof model !== 'string') throw new Error(`context.infer(model, inputs): model must be a model's name, got ${String(model)}`);
-    if (typeof inputs !== 'object' || inputs === null) throw new Error(`context.infer('${model}', inputs): inputs must be an object of tensors by name`);
-    checkInferOptions(model, options);
+    if (typeof model !== 'string') throw new Error(`context.${method}(model, inputs): model must be a model's name, got ${String(model)}`);
+    const what = `context.${method}('${model}')`;
+    if (typeof inputs !== 'object' || inputs === null) throw new Error(`context.${method}('${model}', inputs): inputs must be an object of tensors by name`);
+    checkInferOptions(what, options);
     const sent: Record<string, Tensor> = {};
-    for (const [name, value] of Object.entries(inputs)) sent[name] = tensorFromHandler(`context.infer('${model}') input '${name}'`, value);
+    for (const [name, value] of Object.entries(inputs)) sent[name] = tensorFromHandler(`${what} input '${name}'`, value);
     const call = nextCall++;
-    calls.set(call, { model, resolve, reject });
+    calls.set(call, { model, what, resolve, reject });
     // Copied, not transferred: the handler may still hold the tensors it passes on.
     // The call is made for `request` (one execute() was given): it carries that request's trace and deadline.
     const origin = options.request === undefined ? undefined : origins.get(options.request);
-    if (options.request !== undefined && !origin) throw new Error(`context.infer('${model}'): options.request must be one of the requests execute() was given`);
+    if (options.request !== undefined && !origin) throw new Error(`${what}: options.request must be one of the requests execute() was given`);
     if (callsAwaited++ === 0) awaitingSince = performance.now();
     post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, parameters: options.parameters, origin });
   });
@@ -183,12 +185,12 @@ const context = Object.freeze({
    * Calls another model through the server (Triton's BLS): `inputs` by name, answers its outputs by name. `parameters`:
    * the called request's own (a stateful model's sequence_id and START/END flags, a handler's custom ones).
    */
-  infer: async (model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<Record<string, Tensor>> => (await callModel(model, inputs, options)).outputs,
+  infer: async (model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<Record<string, Tensor>> => (await callModel('infer', model, inputs, options)).outputs,
   /**
    * As infer, resolving to the whole answer: { model_name, model_version, outputs, parameters }, the parameters holding
    * what the called model says beside its outputs (its out-of-distribution verdict: ood, ood_score, ood_threshold).
    */
-  inferResponse: (model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<CalledModelAnswer> => callModel(model, inputs, options),
+  inferResponse: (model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<CalledModelAnswer> => callModel('inferResponse', model, inputs, options),
 });
 
 async function executeBatch(handler: Handler, id: number, requests: WorkerBatchRequest[]): Promise<void> {
@@ -255,7 +257,7 @@ try {
       calls.delete(message.call);
       if (--callsAwaited === 0) awaitedMs += performance.now() - awaitingSince;
       // Named as the handler's call: a client whose request fails with it learns which model the handler asked.
-      if (message.error) waiting.reject(Object.assign(new Error(`context.infer('${waiting.model}'): ${message.error.message}`), { code: message.error.code }));
+      if (message.error) waiting.reject(Object.assign(new Error(`${waiting.what}: ${message.error.message}`), { code: message.error.code }));
       else waiting.resolve({ model_name: waiting.model, model_version: message.version ?? '', outputs: withBuffers(message.outputs!), parameters: message.parameters ?? {} });
     } else if (message.type === 'finalize') {
       Promise.resolve()
