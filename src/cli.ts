@@ -1364,6 +1364,26 @@ function jsonAsked(): boolean {
   return (end < 0 ? args : args.slice(0, end)).includes('--json');
 }
 
+/** Whether the command line writes a job's records to stdout (`--output -`): stdout then carries nothing else. */
+function recordsOnStdout(): boolean {
+  const args = process.argv.slice(2);
+  return args.some((arg, index) => arg === '--output=-' || (arg === '--output' && args[index + 1] === '-'));
+}
+
+/**
+ * The exit status of a job whose stdout (`--output -`) was closed by its reader (`| head`): a Unix tool's that SIGPIPE
+ * ends (128 + 13), which a shell's pipefail reads as such. Nothing more can be written; the job is not resumable anyway.
+ */
+const STDOUT_CLOSED_EXIT = 141;
+
+/** Ends the process quietly once its reader closed stdout, instead of a stack for an 'error' no one listens to. */
+function endQuietlyOnClosedStdout(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(STDOUT_CLOSED_EXIT);
+    throw error;
+  });
+}
+
 /** `nereid batch …` and `nereid worker …`, which end by BATCH_EXIT (the other commands exit 1 on any failure). */
 const BATCH_COMMANDS: ReadonlySet<string> = new Set(['batch', 'worker']);
 
@@ -1375,14 +1395,15 @@ function batchExitHelp(kind: 'job' | 'reader' | 'worker'): string {
     `  ${BATCH_EXIT.usage}    not done as given: a bad or missing option, ${kind === 'worker' ? 'a model repository that is not one' : 'an unknown job, or one whose state refuses it'}`,
     `  ${BATCH_EXIT.unavailable}    could not run: Redis unreachable${kind === 'job' ? ', a model that does not load' : ''}, an internal error`,
     ...(kind === 'job' ? [`  ${BATCH_EXIT.interrupted}  interrupted (SIGINT/SIGTERM) after the records in flight; the same command resumes`] : []),
+    ...(kind === 'job' ? [`  ${STDOUT_CLOSED_EXIT}  --output -: stdout closed by its reader (| head), as a tool that SIGPIPE ends`] : []),
   ];
-  const json = kind === 'worker' ? [] : ['With --json a failure prints {"error": {"code": "...", "message": "..."}} on stdout instead of text on stderr.'];
+  const json = kind === 'worker' ? [] : [`With --json a failure prints {"error": {"code": "...", "message": "..."}} on stdout instead of text on stderr${kind === 'job' ? ' (on stderr with --output -, whose stdout holds the records)' : ''}.`];
   return ['', 'Exit status:', ...rows, ...json].join('\n');
 }
 
 /**
  * A batch command's failure: text on stderr (commander has already printed its own refusals), or with --json one
- * `{"error": {code, message}}` on stdout; then its exit status. Help and --version end with 0.
+ * `{"error": {code, message}}` on stdout (on stderr with --output -); then its exit status. Help and --version end with 0.
  */
 function endBatchCommand(error: unknown): never {
   if (error instanceof CommanderError && error.exitCode === 0) process.exit(0);
@@ -1392,8 +1413,10 @@ function endBatchCommand(error: unknown): never {
       : error instanceof ZodError
         ? invalidArgument(describeOptionIssues(error))
         : error;
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE' && recordsOnStdout()) process.exit(STDOUT_CLOSED_EXIT);
   const failure = batchFailure(refused);
-  if (jsonAsked()) console.log(JSON.stringify({ error: failure.error }));
+  // With --output - stdout holds the records: the failure there would read as one more.
+  if (jsonAsked()) (recordsOnStdout() ? console.error : console.log)(JSON.stringify({ error: failure.error }));
   else if (!(error instanceof CommanderError)) console.error(`nereid: ${failure.error.message}`);
   process.exit(failure.exitCode);
 }
@@ -1414,7 +1437,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--model <name>', 'model to run (required)')
   .option('--model-version <version>', 'model version (default: the latest ready one)')
   .option('--input <path>', 'a folder of images (recursive), a .jsonl file or a .csv file (required)')
-  .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required); - writes to stdout (the summary then goes to stderr; not resumable)')
+  .option('--output <path>', 'JSONL output, appended to; rerunning the same command resumes it (required); its folder must exist (it is not created); - writes to stdout (the summary and a --json failure then go to stderr; not resumable; a reader that closes it, as head does, ends the job with exit 141)')
   .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)', oneRepository)
   .addOption(allowCodeModelsOption())
   .option('--concurrency <n>', "records in flight in this process (default: 4 × the model's max_batch_size); the model's batcher forms the batches", integer(1))
@@ -1436,11 +1459,11 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
   .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
   .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
   .option('--chunk-max-mib <n>', 'MiB of record bytes a queued chunk carries at most (large images, JSONL lines or CSV rows end a chunk sooner; one larger than this fails)', integer(1, 256), distributedDefault('chunkMaxMib'))
-  .option('--attempts <n>', 'tries of a chunk before it fails (a fault outside its records: the model missing on the workers…); the job then stops and exits 3, its records left for a rerun', integer(1), distributedDefault('attempts'))
+  .option('--attempts <n>', 'tries of a chunk before it fails; when no worker can run it (the model missing on the workers…) the job then stops and exits 3, its records left for a rerun, else they are written with the error', integer(1), distributedDefault('attempts'))
   .option('--backoff-ms <ms>', 'wait before a failed chunk is tried again', milliseconds(0), distributedDefault('backoffMs'))
   .option('--max-pending-chunks <n>', 'chunks in Redis at once, submitted and not yet written', integer(1), distributedDefault('maxPendingChunks'))
   .option('--keep-finished-s <s>', "seconds a finished job's hash (for batch status) and failed chunks stay in Redis; 0 keeps them", integer(0), distributedDefault('keepFinishedS'))
-  .option('--json', 'a failure before the summary prints {"error": {"code", "message"}} on stdout instead of text on stderr (the summary is a JSON line on stdout either way, with "error" when the exit status is not 0)', false)
+  .option('--json', 'a failure before the summary prints {"error": {"code", "message"}} on stdout instead of text on stderr (the summary is a JSON line on stdout either way, with "error" when the exit status is not 0; both go to stderr with --output -)', false)
   .action(async (flags, command: Command) => {
     for (const required of ['model', 'input', 'output'] as const) {
       if (!flags[required]) throw invalidArgument(`batch needs --${required} (see nereid batch --help)`);
@@ -1467,6 +1490,7 @@ const batch = batchCommandErrors(program.command('batch'), 'job')
     };
     process.on('SIGINT', interrupt);
     process.on('SIGTERM', interrupt);
+    if (flags.output === '-') endQuietlyOnClosedStdout();
     const common = {
       model: flags.model,
       version: flags.modelVersion,
@@ -1552,7 +1576,7 @@ batchCommandErrors(program.command('worker'), 'worker')
   .option('--name <name>', 'worker name shown as the processedBy of its chunks (default host:pid)')
   .option('--lock-duration-ms <ms>', 'a chunk whose worker stops renewing its lock this long is given to another worker', milliseconds(100), workerDefault('lockDurationMs'))
   .option('--stalled-interval-ms <ms>', 'how often to look for chunks of dead workers (default: half the lock duration)', milliseconds(100))
-  .option('--max-stalled-count <n>', 'times a chunk may be recovered from dead workers before it fails', integer(0), workerDefault('maxStalledCount'))
+  .option('--max-stalled-count <n>', 'times a chunk may be recovered from dead workers before it fails (its records then written with the error: a record that crashes every worker cannot block its job)', integer(0), workerDefault('maxStalledCount'))
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   .addOption(new Option('--log-format <format>', 'log lines as text (for a person) or json (for a collector); default: text on a terminal, else json').choices(['text', 'json']))
   .option('--log-file <path>', 'append logs to this file instead of the terminal')

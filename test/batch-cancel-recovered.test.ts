@@ -5,68 +5,42 @@
  * again answers its records. Against a real redis-server, with the submitter and the live worker in this process.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { Worker } from 'bullmq';
+import { test } from 'node:test';
 import { pino } from 'pino';
 import { cancelBatchJob, chunkJobId, runDistributedBatchJob, startBatchWorker, type BatchWorker } from '../src/jobs/index.js';
 import type { ChunkOutcome } from '../src/observability/index.js';
-import { readOutput, writeBatchModels } from './support/batch-fixtures.js';
-import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
+import { readOutput } from './support/batch-fixtures.js';
+import { distributedWorkspace, takeChunkAndDie } from './support/distributed-fixtures.js';
 
 const silent = pino({ level: 'silent' });
-let dir: string;
-let repo: string;
-let redis: RedisTestServer;
-let queueUrl: string;
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'nereid-batch-cancel-recovered-'));
-  repo = join(dir, 'repo');
-  await writeBatchModels(repo);
-  redis = await startRedisServer();
-  queueUrl = `redis://127.0.0.1:${redis.port}`;
-});
-
-after(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const workspace = distributedWorkspace('batch-cancel-recovered');
 
 test('a chunk recovered from a dead worker after its job was cancelled is not run, written or failed; the same job run again answers it', { timeout: 60_000 }, async () => {
+  const { dir, repo, queueUrl } = workspace;
   const input = join(dir, 'in.jsonl');
   await writeFile(input, `${JSON.stringify({ INPUT0: [1, 2, 3, 4] })}\n${JSON.stringify({ INPUT0: [5, 6, 7, 8] })}\n`);
   const output = join(dir, 'out.jsonl');
   const job = 'recovered-after-cancel';
   const queueName = 'cancel-recovered';
   const options = { model: 'scale', input, output, queue: queueUrl, queueName, job, chunkSize: 2, pollMs: 100, progress: 'none', logger: silent } as const;
-  const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
 
   const first = runDistributedBatchJob(options);
-  // The worker that dies: it takes the job's one chunk with a short lock, never renews it and never answers.
-  const dead = new Worker(queueName, null, { connection, lockDuration: 1_000, autorun: false });
   let live: BatchWorker | undefined;
   const outcomes: ChunkOutcome[] = [];
   const logged: string[] = [];
   try {
-    const token = randomUUID();
-    let taken;
-    for (const deadline = Date.now() + 20_000; !taken; await new Promise((resolve) => setTimeout(resolve, 50))) {
-      if (Date.now() > deadline) throw new Error('the chunk was never queued');
-      taken = await dead.getNextJob(token, { block: false });
-    }
-    assert.equal(taken.id, chunkJobId(job, 0));
-    await dead.close(true);
+    // The worker that dies: it takes the job's one chunk with a short lock, never renews it and never answers.
+    assert.equal(await takeChunkAndDie(workspace, queueName), chunkJobId(job, 0));
 
     const cancelled = await cancelBatchJob({ queue: queueUrl, queueName, job });
     assert.deepEqual({ removed: cancelled.removedChunks, running: cancelled.runningChunks }, { removed: 0, running: 1 }, 'the chunk held by the dead worker cannot be taken off');
 
     // The live worker's stalled check gives it the chunk once the dead worker's lock has expired.
     const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
-    live = await startBatchWorker({ queue: queueUrl, queueName, modelRepository: repo, lockDurationMs: 1_000, stalledIntervalMs: 200, logger, onChunk: (outcome) => outcomes.push(outcome) });
+    // Its own lock is long: a 1 s lock lapses under load while it runs the chunk, which then runs twice.
+    live = await startBatchWorker({ queue: queueUrl, queueName, modelRepository: repo, lockDurationMs: 10_000, stalledIntervalMs: 200, logger, onChunk: (outcome) => outcomes.push(outcome) });
 
     const summary = await first;
     assert.deepEqual(summary.cancelled, { at: cancelled.cancelledAt, recordsLeft: 2 }, JSON.stringify(summary));
@@ -87,7 +61,6 @@ test('a chunk recovered from a dead worker after its job was cancelled is not ru
     for (const record of records.values()) assert.equal(record.error, null, String(record.error));
     assert.deepEqual(outcomes.map((outcome) => outcome.status), ['completed'], logged.join(''));
   } finally {
-    await dead.close(true).catch(() => undefined);
     await live?.close();
     await first.catch(() => undefined);
   }

@@ -13,7 +13,7 @@ import type { NereidError } from '../src/core/errors.js';
 import { runLocalBatchJob } from '../src/jobs/index.js';
 import { addSubModel, identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { ADDSUB_CONFIG } from './support/batch-fixtures.js';
-import { runCli } from './support/cli-server.js';
+import { runCli, spawnCli } from './support/cli-server.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -175,9 +175,30 @@ test('--output - writes the answers to stdout and the summary to stderr, saying 
   assert.equal((JSON.parse(run.stderr.trim().split('\n').at(-1)!) as { processed: number }).processed, 2, 'the summary line on stderr');
   await assert.rejects(access(join(dir, '-')), 'no file named -');
 
+  // With --json a failure goes to stderr too: on stdout it would read as one more record.
+  const refusedJson = await runCli(['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', '-', '--retry-failed', '--json', '--progress', 'none'], 120_000);
+  assert.equal(refusedJson.code, 2, refusedJson.stderr);
+  assert.equal(refusedJson.stdout, '');
+  assert.equal((JSON.parse(refusedJson.stderr.trim().split('\n').at(-1)!) as { error: { code: string } }).error.code, 'INVALID_ARGUMENT');
+
   const missing = join(dir, 'no-such-folder', 'out.jsonl');
   const refused = await runCli(['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', missing, '--progress', 'none'], 120_000);
   assert.equal(refused.code, 2, refused.stderr);
   assert.match(refused.stderr, /--output .*out\.jsonl: the folder .*no-such-folder does not exist; create it first/);
   await assert.rejects(access(join(dir, 'no-such-folder')), 'the folder is not made');
+});
+
+test('--output - read by a reader that stops early (| head): the job ends quietly with 141, as a tool that SIGPIPE ends', async () => {
+  const { dir, repo } = await workspace();
+  const input = join(dir, 'many.jsonl');
+  await writeFile(input, `${Array.from({ length: 3000 }, (_, n) => JSON.stringify({ INPUT0: [n, 1, 1, 1] })).join('\n')}\n`);
+  const child = spawnCli(['batch', '--model', 'scale', '--model-repository', repo, '--input', input, '--output', '-', '--progress', 'none']);
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // As head does: one line read, then its end of the pipe closed.
+  await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+  child.stdout!.destroy();
+  assert.equal(await exited, 141, stderr);
+  assert.doesNotMatch(stderr, /EPIPE|\n\s+at /, 'no stack');
 });

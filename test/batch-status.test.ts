@@ -2,7 +2,8 @@
  * `nereid batch status` of a job whose chunks failed an attempt and wait for another: each of the first few says why
  * its last attempt failed, cut short, in the status object (what --json prints) and in its text. Against a real
  * redis-server, the chunks failed by a plain BullMQ worker. A chunk held by a worker whose connections are gone, and a
- * job whose submitter was killed, are named as such.
+ * job whose submitter was killed, are named as such; a job of an older submitter, which does not name its connection, is
+ * not declared without one.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -71,6 +72,11 @@ test('retrying chunks show their last failure: the first few, each cut short, in
     assert.equal(text.match(/ retrying after /g)?.length, RETRYING_CHUNKS_LISTED);
     assert.match(text, /\n  … and 2 more chunk\(s\) retrying\n/);
     assert.ok(text.split('\n').every((line) => line.length < RETRY_REASON_CHARS + 200), 'each line bounded');
+    // The hash was written as an older nereid writes it, whose submitter does not name its connection: not declared dead.
+    assert.equal(status.workersConnected, 0);
+    assert.equal(status.submitterConnected, undefined);
+    assert.doesNotMatch(text, /no submitter is running/);
+    assert.match(text, /whether a submitter is running is unknown: the job was submitted by an older nereid/);
   } finally {
     await worker.close();
     await queue.close();

@@ -50,12 +50,17 @@ test("a job that ran exits 0, or 130 or 1 with why it is not complete, the first
     exitCode: 1,
     error: { code: 'RECORDS_LOST', message: '5 record(s) of 2 chunk(s) got no answer (see lostChunks) and are not written; run the same command again to submit them' },
   });
-  // A chunk failed after its attempts (the model missing on the workers): as a local job whose model does not load, 3.
-  const failedChunks = batchJobOutcome({ ...lost, failedChunks: [{ chunk: 1, records: 4, reason: "model 'ghost' is not in the repository" }] });
+  // A chunk no worker could run (the model missing on the workers): as a local job whose model does not load, 3.
+  const unrun = { chunk: 1, records: 4, reason: "no worker can run this chunk: model 'ghost' is not in the repository", writtenAsErrors: false };
+  const failedChunks = batchJobOutcome({ ...lost, failedChunks: [unrun] });
   assert.equal(failedChunks.exitCode, 3);
   assert.equal(failedChunks.error?.code, 'UNAVAILABLE');
-  assert.match(failedChunks.error!.message, /^1 chunk\(s\) failed after their attempts, the first \(chunk 1\) with: model 'ghost' is not in the repository; their 4 record\(s\) are not written/);
+  assert.match(failedChunks.error!.message, /^1 chunk\(s\) failed after their attempts, no worker able to run them, the first \(chunk 1\) with: no worker can run this chunk: model 'ghost' is not in the repository; their 4 record\(s\) are not written/);
   assert.deepEqual(batchJobOutcome({ ...done, failedChunks: [] }), { exitCode: 0 });
+  // A chunk whose records were written with its error (its workers lost: a record crashing them) counts as its records do.
+  const stalled = { chunk: 2, records: 1, reason: 'job stalled more than allowable limit', writtenAsErrors: true };
+  assert.deepEqual(batchJobOutcome({ ...done, failedChunks: [stalled] }), { exitCode: 0 });
+  assert.equal(batchJobOutcome({ ...done, failedChunks: [stalled, unrun] }).exitCode, 3);
   const cancelled = { ...allFailed, ...lost, cancelled: { at: '2026-01-02T03:04:05.000Z', recordsLeft: 7 } };
   assert.deepEqual(batchJobOutcome(cancelled), {
     exitCode: 1,

@@ -14,7 +14,7 @@ export const BATCH_EXIT = {
   incomplete: 1,
   /** Not done as given: a bad or missing option, an unknown job, or one whose state refuses it (nothing left to cancel, its --job used for another input). */
   usage: 2,
-  /** Could not run: Redis unreachable, a model that does not load (locally, or on the workers: chunks that failed after their attempts), an internal error; the same command may succeed later. */
+  /** Could not run: Redis unreachable, a model that does not load (locally, or on the workers: chunks no worker could run), an internal error; the same command may succeed later. */
   unavailable: 3,
   /** Stopped by SIGINT or SIGTERM after the records in flight; the same command resumes. */
   interrupted: 130,
@@ -37,7 +37,10 @@ export function batchFailure(error: unknown): { exitCode: number; error: BatchEr
   return { exitCode: USAGE_CODES.has(code) ? BATCH_EXIT.usage : BATCH_EXIT.unavailable, error: { code, message } };
 }
 
-/** How a job that ran ends: 0, or why it is not complete (the first that applies: interrupted, cancelled, records lost, all failed). */
+/**
+ * How a job that ran ends: 0, or why it is not complete (the first that applies: interrupted, cancelled, chunks no worker
+ * could run (exit 3), records lost, all failed).
+ */
 export function batchJobOutcome(summary: BatchSummary, options: { allowAllFailed?: boolean } = {}): { exitCode: number; error?: BatchError } {
   if (summary.interrupted) {
     return { exitCode: BATCH_EXIT.interrupted, error: { code: 'INTERRUPTED', message: 'stopped after the records in flight; run the same command again to continue' } };
@@ -46,15 +49,17 @@ export function batchJobOutcome(summary: BatchSummary, options: { allowAllFailed
     const { at, recordsLeft } = summary.cancelled;
     return { exitCode: BATCH_EXIT.incomplete, error: { code: 'CANCELLED', message: `the job was cancelled at ${at} (nereid batch cancel): ${recordsLeft} record(s) not written; run the same command again to resume it` } };
   }
-  if (summary.failedChunks?.length) {
-    // Not the records' fault (theirs are lines of completed chunks): the exit status a local job gives for the same fault.
-    const records = summary.failedChunks.reduce((sum, chunk) => sum + chunk.records, 0);
-    const [first] = summary.failedChunks;
+  // Chunks written with their error count as their records do (below); those no worker could run are not the records'
+  // fault: the exit status a local job gives for the same fault.
+  const unrun = summary.failedChunks?.filter((chunk) => !chunk.writtenAsErrors) ?? [];
+  if (unrun.length > 0) {
+    const records = unrun.reduce((sum, chunk) => sum + chunk.records, 0);
+    const [first] = unrun;
     return {
       exitCode: BATCH_EXIT.unavailable,
       error: {
         code: 'UNAVAILABLE',
-        message: `${summary.failedChunks.length} chunk(s) failed after their attempts, the first (chunk ${first!.chunk}) with: ${first!.reason}; their ${records} record(s) are not written: run the same command again once the cause is fixed`,
+        message: `${unrun.length} chunk(s) failed after their attempts, no worker able to run them, the first (chunk ${first!.chunk}) with: ${first!.reason}; their ${records} record(s) are not written: run the same command again once the cause is fixed`,
       },
     };
   }

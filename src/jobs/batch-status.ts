@@ -9,7 +9,7 @@ import { NereidError, notFound } from '../core/errors.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { requireRedis } from './redis-reachability.js';
-import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, FINISHED_FIELD, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl, submittersIn, workerNamesIn } from './chunk-queue.js';
+import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, FINISHED_FIELD, SUBMITTER_NAMED_FIELD, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl, submittersIn, workerNamesIn } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
@@ -64,7 +64,11 @@ export interface BatchStatus {
   finishedAt?: string;
   /** Workers connected to the queue now (unset where Redis does not show its client list). */
   workersConnected?: number;
-  /** Whether the job's submitter (`nereid batch --queue`) is connected now: without it nothing more is queued or written. */
+  /**
+   * Whether the job's submitter (`nereid batch --queue`) is connected now: without it nothing more is queued or written.
+   * Unset where it cannot be told: Redis shows no client list or no connection names (a proxy), or the job was submitted
+   * by an older nereid, whose submitter does not name its connection.
+   */
   submitterConnected?: boolean;
 }
 
@@ -75,10 +79,15 @@ interface Connected {
 }
 
 async function connectedTo(redis: Redis, queueName: string): Promise<Connected | undefined> {
-  // A managed Redis may refuse CLIENT LIST to this user: the status then says nothing of who is connected.
+  // A managed Redis may refuse CLIENT LIST to this user, and a proxy may show its own connections without their names
+  // (this reader's own name then missing): the status then says nothing of who is connected rather than "nobody".
   const list = await redis.client('LIST').then(String, () => undefined);
-  return list === undefined ? undefined : { workers: workerNamesIn(list, queueName), submitters: submittersIn(list, queueName) };
+  if (list === undefined || !list.includes(` name=${READER_CONNECTION_NAME} `)) return undefined;
+  return { workers: workerNamesIn(list, queueName), submitters: submittersIn(list, queueName) };
 }
+
+/** The name of a status reader's own Redis connection, looked for in the client list to tell that names are shown. */
+const READER_CONNECTION_NAME = `nereid:batch-reader:${process.pid}`;
 
 type StatusQueue = Pick<Queue, 'getJobState' | 'getJob'>;
 
@@ -87,7 +96,7 @@ async function readingQueue<T>(url: string, queueName: string, read: (redis: Red
   await requireRedis(url);
   const { Queue, Redis } = await loadQueueLibrary();
   const connection = redisConnection(url);
-  const redis = new Redis(connection);
+  const redis = new Redis({ ...connection, connectionName: READER_CONNECTION_NAME });
   redis.on('error', () => undefined); // a failure reaches the caller through the command that met it
   // The queue's settings (the event stream's length) stay the submitter's.
   const queue = new Queue(queueName, { connection, skipMetasUpdate: true });
@@ -227,7 +236,8 @@ async function statusOf(queue: StatusQueue, job: string, meta: Record<string, st
     updatedAt: meta.updated_at,
     ...(meta[CANCELLED_FIELD] ? { cancelledAt: meta[CANCELLED_FIELD] } : {}),
     ...(meta[FINISHED_FIELD] ? { finishedAt: meta[FINISHED_FIELD] } : {}),
-    ...(connected ? { workersConnected: connected.workers.size, submitterConnected: connected.submitters.has(job) } : {}),
+    ...(connected ? { workersConnected: connected.workers.size } : {}),
+    ...(connected && meta[SUBMITTER_NAMED_FIELD] ? { submitterConnected: connected.submitters.has(job) } : {}),
   };
 }
 
@@ -319,6 +329,9 @@ export function formatStatus(status: BatchStatus): string {
     ...(status.finishedAt ? [`finished at ${status.finishedAt}`] : []),
     ...(status.submitterConnected === false && !status.finishedAt && !status.cancelledAt && status.recordsWritten < status.records
       ? ["no submitter is running (its `nereid batch --queue` ended or died): nothing more is queued or written to the output until the job's command runs again"]
+      : []),
+    ...(status.submitterConnected === undefined && status.workersConnected !== undefined && !status.finishedAt && !status.cancelledAt && status.recordsWritten < status.records
+      ? ['whether a submitter is running is unknown: the job was submitted by an older nereid, whose submitter Redis does not name']
       : []),
   ].join('\n');
 }

@@ -11,7 +11,8 @@
  * A worker that cannot load a chunk's model (its repository lacks it, or the load fails there) gives the chunk back
  * for the other workers, without counting an attempt, as long as a connected worker has not tried it yet: one
  * misconfigured worker would otherwise take every waiting chunk and spend their attempts in seconds, failing records
- * the others could answer. Once every connected worker has refused it, the chunk fails as any other failure does.
+ * the others could answer. Once every connected worker has refused it, the attempt fails, its reason marked as the
+ * fleet's fault (UNRUNNABLE_CHUNK_REASON), so that the job leaves the records of a chunk that fails so unwritten.
  *
  * Before running a chunk a worker reads its job's cancel mark: a chunk of a job `nereid batch cancel` stopped (one
  * recovered from a dead worker after the cancel, say) is taken off the queue unrun, as the cancel takes off those no
@@ -27,7 +28,7 @@ import type { Server } from '../server/server.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { ChunkOutcome } from '../observability/index.js';
 import { z } from 'zod';
-import { CANCELLED_FIELD, CHUNK_FORMAT, isJobName, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, workerNamesIn, type ChunkData, type ChunkResult } from './chunk-queue.js';
+import { CANCELLED_FIELD, CHUNK_FORMAT, isJobName, jobMetaKey, pinJobVersion, PINNED_VERSION_FIELD, redisConnection, UNRUNNABLE_CHUNK_REASON, workerNamesIn, type ChunkData, type ChunkResult } from './chunk-queue.js';
 import { batchWorkerSettingsSchema, JOB_MONITORING, recordConcurrency } from './job-options.js';
 import { fromWire, isErrorLine, type RecordId } from './job-record.js';
 import { RecordProcessor } from './record-processor.js';
@@ -214,7 +215,11 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     try {
       return await runChunk(job, started);
     } catch (error) {
-      if (error instanceof ModelUnavailableHere && (await givenBack(job, token, error))) throw new DelayedError();
+      if (error instanceof ModelUnavailableHere) {
+        if (await givenBack(job, token, error)) throw new DelayedError();
+        // Marked as the fleet's fault, so that the submitter leaves the chunk's records unwritten instead of failing them.
+        error.message = `${UNRUNNABLE_CHUNK_REASON}${error.message}`;
+      }
       const model = typeof job.data?.model === 'string' ? job.data.model : 'unknown';
       options.onChunk?.({ model, status: 'failed', records: Array.isArray(job.data?.records) ? job.data.records.length : 0, failedRecords: 0, seconds: (performance.now() - started) / 1000 });
       throw error;
@@ -224,7 +229,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
   const runChunk = async (job: Job<ChunkData, ChunkResult>, started: number): Promise<ChunkResult> => {
     const data = job.data;
     if (data?.format !== CHUNK_FORMAT || !Array.isArray(data.records) || typeof data.model !== 'string' || typeof data.job !== 'string') {
-      throw new Error(`chunk ${job.id} is not a Nereid batch chunk of format ${CHUNK_FORMAT}`);
+      throw new Error(`${UNRUNNABLE_CHUNK_REASON}chunk ${job.id} is not a Nereid batch chunk of format ${CHUNK_FORMAT} (a worker of another nereid version?)`);
     }
     const version = await versionFor(data);
     await ensureChunkModel(data, version);

@@ -25,6 +25,20 @@ export interface ChunkData {
   refusedBy?: string[];
 }
 
+/**
+ * How the reason of a chunk that no worker can run begins: its model missing or not loading on every connected worker,
+ * or a chunk the workers cannot read (another nereid's chunk format). Such a fault is the fleet's, not the records':
+ * their job stops with them unwritten, to be run once the fleet is fixed. Any other failure (a chunk recovered from dead
+ * workers more than --max-stalled-count times, as when one of its records crashes every worker that takes it) writes
+ * its records as errors, so that the job ends and a rerun does not meet the same chunk again.
+ */
+export const UNRUNNABLE_CHUNK_REASON = 'no worker can run this chunk: ';
+
+/** Whether a failed chunk's reason (BullMQ's failedReason, the last attempt's error message) is UNRUNNABLE_CHUNK_REASON's. */
+export function isUnrunnableChunk(failedReason: string | undefined): boolean {
+  return failedReason?.startsWith(UNRUNNABLE_CHUNK_REASON) ?? false;
+}
+
 /** What a worker returns for a chunk: one output line per record, in the same order. */
 export interface ChunkResult {
   ids: RecordId[];
@@ -102,6 +116,12 @@ function connectionNamesAfter(clientList: string, marker: string): Set<string> {
 export function submitterConnectionName(queueName: string, job: string): string {
   return `nereid:${Buffer.from(queueName).toString('base64')}:submitter:${job}`;
 }
+
+/**
+ * The field of a job's hash that says its submitter names its Redis connection (submitterConnectionName): without it
+ * (submitted by an older nereid) the client list cannot tell whether a submitter runs.
+ */
+export const SUBMITTER_NAMED_FIELD = 'submitter_named';
 
 /** The jobs whose submitter is connected to Redis now, from its client list (see submitterConnectionName). */
 export function submittersIn(clientList: string, queueName: string): Set<string> {

@@ -26,10 +26,12 @@ import {
   chunkJobId,
   defaultJobName,
   FINISHED_FIELD,
+  isUnrunnableChunk,
   jobMetaKey,
   PINNED_VERSION_FIELD,
   redisConnection,
   shownRedisUrl,
+  SUBMITTER_NAMED_FIELD,
   submitterConnectionName,
   workerNamesIn,
   type ChunkData,
@@ -78,14 +80,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   const source = await openInput(options.input, options);
   const answerOptions = answerOptionsOf(options);
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
-  const output = await JobOutput.open(options.output, {
-    restart: options.restart,
-    retryFailed: options.retryFailed,
-    input: options.input,
-    inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
-    job: { answerOptions, input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
-    warn: (message) => logger.warn(message),
-  });
+  /** Opened once the job's hash allowed this run, in the try below: a refused run leaves the output as it was. */
+  let output!: JobOutput;
   const connection = redisConnection(options.queue);
   let progress: JobProgress | undefined;
   const outage = new RedisOutage(options.queue, logger, () => progress?.stalledChanged());
@@ -147,7 +143,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   /** Reads Redis's client list (undefined where it is refused) and the queue's active chunks of this job with their holders. */
   const workersNote = async (): Promise<{ text: string; noWorker: boolean } | undefined> => {
     const list = await redis.client('LIST').then(String, () => undefined);
-    if (list === undefined) return undefined;
+    // Refused, or names hidden (a proxy; this submitter's own name missing): nothing can be said of the workers.
+    if (list === undefined || !list.includes(` name=${submitterConnectionName(queueName, job)} `)) return undefined;
     const workers = workerNamesIn(list, queueName);
     if (workers.size === 0) return { text: `no worker is connected to queue '${queueName}'`, noWorker: true };
     const active = (await redis.lrange(queue.toKey('active'), 0, -1)).filter((id) => chunkIndexOf(job, id) !== undefined);
@@ -198,18 +195,33 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
         await queue.remove(id).catch(() => undefined); // its inputs and results now live in the output
         await redis.hincrby(metaKey, 'chunks_collected', 1);
       } else if (failed) {
-        // A chunk fails only for what is outside its records (a record's own failure is its line in a completed chunk):
-        // the model missing or not loading on the workers, a malformed chunk. Its records are left unwritten, as a
-        // local job leaves them when its model fails, so that the same command, rerun once the cause is fixed, runs them;
-        // written as errors, a rerun would take them for answered.
         const reason = failed.failedReason || 'unknown error';
         const attempts = failed.attemptsMade;
-        stopSubmitting ??= `chunk ${index} failed after ${attempts} attempt(s)`;
-        logger.warn(`chunk ${index} of job '${job}' failed after ${attempts} attempt(s): ${reason}; its ${chunk.ids.length} record(s) are not written, and no more chunks are queued: the same command, run again once the cause is fixed, submits them`);
-        failedChunks.push({ chunk: index, records: chunk.ids.length, reason });
         // Kept in the failed set for inspection (status), without the inputs it carried; a rerun replaces it.
-        await failed.updateData({ ...failed.data, records: [] }).catch(() => undefined);
-        await redis.hincrby(metaKey, 'chunks_failed', 1);
+        const keepForInspection = () => failed.updateData({ ...failed.data, records: [] }).catch(() => undefined);
+        if (isUnrunnableChunk(reason)) {
+          // No worker can run it (the model missing or not loading on the workers, a chunk they cannot read): the fleet's
+          // fault, not the records'. They are left unwritten, as a local job leaves them when its model fails, so that
+          // the same command, rerun once the cause is fixed, runs them; written as errors, a rerun would take them for answered.
+          stopSubmitting ??= `chunk ${index} failed after ${attempts} attempt(s)`;
+          logger.warn(`chunk ${index} of job '${job}' failed after ${attempts} attempt(s): ${reason}; its ${chunk.ids.length} record(s) are not written, and no more chunks are queued: the same command, run again once the cause is fixed, submits them`);
+          failedChunks.push({ chunk: index, records: chunk.ids.length, reason, writtenAsErrors: false });
+          await keepForInspection();
+        } else {
+          // Any other failure (its workers lost more than --max-stalled-count times: one of its records may crash every
+          // worker that takes it) is its records' errors, as a failed record's: the job ends, and a rerun does not meet
+          // the same chunk again; --retry-failed sends them again.
+          // Only the records it carried failed: one queued before the input changed carried others than it holds now.
+          const carried = new Set((Array.isArray(failed.data?.records) ? failed.data.records : []).map((record) => recordKey(record.id)));
+          const failedIds = carried.size > 0 ? chunk.ids.filter((record) => carried.has(recordKey(record))) : chunk.ids;
+          const lost = failed.stalledCounter > 0 ? `, its worker lost ${failed.stalledCounter} time(s)` : '';
+          const failure = `chunk ${index} failed after ${attempts} attempt(s)${lost}: ${reason}`;
+          await write(failedIds.map((record) => ({ id: record, line: errorLine(record, failure) })));
+          logger.warn(`${failure}; its ${failedIds.length} record(s) of job '${job}' are written with that error (--retry-failed runs them again)`);
+          failedChunks.push({ chunk: index, records: failedIds.length, reason, writtenAsErrors: true });
+          if (failedIds.length < chunk.ids.length) leaveForRerun(index, chunk.ids.length - failedIds.length, 'failed with other records than it holds now (the input changed since it was queued)');
+          await keepForInspection();
+        }
       } else {
         return; // it came back between the two reads; look again later
       }
@@ -252,8 +264,9 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     if (fatal || options.signal?.aborted || stopSubmitting !== undefined || (await cancelled())) return;
     const id = chunkJobId(job, index);
     let state = await queue.getJobState(id);
-    if (state === 'failed') {
-      // Failed in an earlier run (its records were left unwritten for this one): tried again.
+    if (state === 'failed' && (options.retryFailed || isUnrunnableChunk((await queue.getJob(id))?.failedReason))) {
+      // Failed in an earlier run, its records left unwritten for this one (no worker could run it) or written with the
+      // error that --retry-failed runs again: tried again. Any other, failed while no submitter ran, is collected below.
       await queue.remove(id);
       state = 'unknown';
     } else if (state !== 'unknown' && state !== 'active' && !(await holdsRecords(queue, id, runnable.map((record) => record.id)))) {
@@ -278,22 +291,19 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       attempts,
       backoff: { type: 'fixed', delay: backoffMs },
       removeOnComplete: false,
-      // Written with their error once they fail; kept for inspection as long as the job's hash (BullMQ removes them as later chunks fail).
+      // Kept after they fail, for inspection (batch status), as long as the job's hash is: their records are written with the
+      // error or, when no worker could run them, left for a rerun, which replaces them.
       removeOnFail: keepFinishedS > 0 ? { age: keepFinishedS } : false,
     });
     pending.set(index, { index, ids: runnable.map((record) => record.id) });
     // Cancelled while it was being added: withdrawn as those queued before.
     if (await cancelled()) await queue.remove(id).catch(() => 0);
-    if (state === 'completed') void collect(index);
+    if (state === 'completed' || state === 'failed') void collect(index);
   };
 
   try {
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
-    const total = await source.count();
-    let chunks = Math.ceil(total / chunkSize);
-    if (total === 0) logger.warn(`${options.input} holds no records: nothing to submit`);
     const meta = await redis.hgetall(metaKey);
-    if (options.restart && meta.chunks) await removeChunks(queue, job, Number(meta.chunks), logger);
     // The chunk bounds follow the chunk size and byte budget: another of either would renumber every chunk.
     const submittedMib = meta.chunk_max_mib === undefined ? chunkMaxMib : Number(meta.chunk_max_mib);
     // Another output (or version) under the same job name would find the chunks written to the first output collected
@@ -309,15 +319,29 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }
     // Chunks queued under other flags and not yet collected would be written beside this run's answers (another
     // --top-k, records read from other columns): refused as the output's manifest refuses them once any is written.
+    // Read before the output is opened, which may rewrite it (--retry-failed) and records this run's flags beside it.
     const submittedWith = options.restart ? undefined : answerOptionsIn(meta);
     const differingOptions = submittedWith && differingAnswerOptions(submittedWith, answerOptions);
-    if (differingOptions) {
+    const queuedUnder = differingOptions && !meta[FINISHED_FIELD] ? await chunksNotCollected(queue, job, Number(meta.chunks) || 0) : 0;
+    if (differingOptions && queuedUnder > 0) {
       throw new NereidError(
         'FAILED_PRECONDITION',
-        `job '${job}' was submitted with ${differingOptions.written}, and this run asks ${differingOptions.asked}: its chunks queued and not yet written would be answered otherwise than this run's. ` +
-          'Rerun with the options that submitted it, use another --job, or --restart to remove its chunks and start over',
+        `job '${job}' was submitted with ${differingOptions.written}, and this run asks ${differingOptions.asked}: its ${queuedUnder} chunk(s) queued and not yet written would be answered otherwise than this run's. ` +
+          'Rerun with the options that submitted it (once they are written, other options are let through as the output allows), use another --job, or --restart to remove its chunks and start over',
       );
     }
+    output = await JobOutput.open(options.output, {
+      restart: options.restart,
+      retryFailed: options.retryFailed,
+      input: options.input,
+      inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
+      job: { answerOptions, input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
+      warn: (message) => logger.warn(message),
+    });
+    const total = await source.count();
+    let chunks = Math.ceil(total / chunkSize);
+    if (total === 0) logger.warn(`${options.input} holds no records: nothing to submit`);
+    if (options.restart && meta.chunks) await removeChunks(queue, job, Number(meta.chunks), logger);
     // A rerun knows the chunks by count only as far as it has read: an earlier run's larger count (chunks cut by bytes) stays.
     if (!options.restart && meta.chunks !== undefined) chunks = Math.max(chunks, Number(meta.chunks));
     // One version answers the whole job, whatever each worker's repository holds or gains while it runs: the one named,
@@ -346,6 +370,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       chunk_size: chunkSize,
       chunk_max_mib: chunkMaxMib,
       [ANSWER_OPTIONS_FIELD]: JSON.stringify(answerOptions),
+      [SUBMITTER_NAMED_FIELD]: 1,
       records_written: output.doneCount,
       records_failed: output.resumed.failed,
       submitted_at: new Date().toISOString(),
@@ -455,7 +480,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     // Let collections under way finish writing before the output closes.
     while (collecting.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
     // A job that could not run (another job's name, Redis gone) leaves no empty output behind.
-    await output.close({ discardIfUntouched: !finished });
+    if (output) await output.close({ discardIfUntouched: !finished });
     await Promise.allSettled([events.close(), queue.close()]);
     redis.disconnect();
   }
@@ -495,10 +520,21 @@ async function holdsRecords(queue: Queue<ChunkData, ChunkResult>, id: string, id
   const queued = await queue.getJob(id);
   // What is not a chunk of ours fails on the workers as such.
   if (!queued || !Array.isArray(queued.data?.records)) return true;
-  // A failed chunk whose errors were written keeps no records (see collect): its records are all in the output, so any
-  // record this run still has for it is one it never carried.
+  // A failed chunk collected keeps no records (see collect): written with their errors, its records are all in the
+  // output, so any record this run still has for it is one it never carried.
   if (queued.data.records.length === 0) return ids.length === 0;
   return queued.data.records.length === ids.length && queued.data.records.every((record, position) => recordKey(record.id) === recordKey(ids[position]));
+}
+
+/** How many of a job's chunks are in the queue and not yet written to its output (waiting, running, retrying, or done and not collected). */
+async function chunksNotCollected(queue: Queue, job: string, chunks: number): Promise<number> {
+  let count = 0;
+  for (const ids of chunkIdRuns(job, chunks, 200)) {
+    const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
+    // A failed chunk holds no answer to write: its records are written with the error, or run again by this run.
+    count += states.filter((state) => state !== 'unknown' && state !== 'failed').length;
+  }
+  return count;
 }
 
 /** Removes a job's chunks from the queue (for --restart). A chunk a worker holds right now cannot be removed; it is reported. */

@@ -112,4 +112,6 @@ test('a flag the input kind has no use for is refused, naming it and why, not si
   await refused(jsonl, { csvInput: 'INPUT0' }, /^--csv-input is for a CSV input, and the input .*flags\.jsonl is a JSONL file/);
   // What a JSONL input does use stays accepted.
   assert.equal((await openInput(jsonl, { inputColumns: ['INPUT0'] })).format, 'jsonl');
+  // A library caller's empty values ask nothing of the input: not refused as if the flags were given.
+  assert.equal((await openInput(folder, { passThrough: [], inputColumns: [], idColumn: '', csvInput: '' })).format, 'images');
 });

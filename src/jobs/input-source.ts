@@ -114,7 +114,8 @@ function refuseFlagsNotFor(path: string, kind: 'images' | 'jsonl' | 'csv' | unde
   ];
   const kindOf = { images: `a folder of images, whose records are its files (each one image, its id its path in the folder)`, jsonl: 'a JSONL file' }[kind];
   for (const [flag, value] of given) {
-    if (value === undefined) continue;
+    // A library caller's empty list or string asks nothing of the input, as a flag left out.
+    if (value === undefined || value === '' || (Array.isArray(value) && value.length === 0)) continue;
     if (kind === 'images') throw invalidArgument(`${flag} is for a JSONL or CSV input, and the input ${path} is ${kindOf}: leave ${flag} out`);
     if (flag === '--csv-input') throw invalidArgument(`--csv-input is for a CSV input, and the input ${path} is ${kindOf}, whose lines name their inputs as fields (--input-columns picks them): leave --csv-input out`);
   }

@@ -27,7 +27,7 @@ export const distributedJobSettingsSchema = z.object({
    * At most 256: the records travel as base64, a third larger, and V8's strings end at 512 MiB.
    */
   chunkMaxMib: positive.max(256).default(64),
-  /** Tries of a chunk before it fails; the job then stops (exit 3) and leaves the chunk's records for a rerun. */
+  /** Tries of a chunk before it fails: when no worker can run it the job then stops (exit 3) and leaves its records for a rerun; otherwise they are written with the error. */
   attempts: positive.default(3),
   /** Wait before a failed chunk is tried again, in milliseconds. */
   backoffMs: z.number().int().nonnegative().default(1000),

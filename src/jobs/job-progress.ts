@@ -124,8 +124,12 @@ export interface BatchSummary {
   /** Distributed jobs: the one model version that answers the job's records (unset until a worker resolved it). */
   modelVersion?: string;
   chunks?: number;
-  /** Distributed jobs: chunks that failed after every attempt (a fault outside their records); their records are not written. */
-  failedChunks?: { chunk: number; records: number; reason: string }[];
+  /**
+   * Distributed jobs: chunks that failed after every attempt. `writtenAsErrors` false: no worker could run it (its model
+   * missing or not loading on the workers), its records are not written and the job exits 3; true: any other failure
+   * (its workers lost more than --max-stalled-count times), its records are written with the error, as failed records.
+   */
+  failedChunks?: { chunk: number; records: number; reason: string; writtenAsErrors: boolean }[];
   /**
    * Chunks some of whose records got no answer this run: the chunk vanished from Redis before it finished (a restart
    * without persistence, a flush), or ran with other records (the input changed while it was queued). Those records are
@@ -175,7 +179,8 @@ export function formatSummary(summary: BatchSummary): string {
       (summary.job ? ` (summed over workers), job '${summary.job}', ${summary.chunks} chunk(s)` : ''),
   ];
   for (const chunk of summary.failedChunks ?? []) {
-    lines.push(`chunk ${chunk.chunk} failed (${chunk.records} record(s) not written; rerun the same command once the cause is fixed): ${chunk.reason}`);
+    const records = chunk.writtenAsErrors ? `${chunk.records} record(s) written with the error; --retry-failed runs them again` : `${chunk.records} record(s) not written; rerun the same command once the cause is fixed`;
+    lines.push(`chunk ${chunk.chunk} failed (${records}): ${chunk.reason}`);
   }
   for (const chunk of summary.lostChunks ?? []) {
     lines.push(`chunk ${chunk.chunk} ${chunk.reason}: ${chunk.records} of its record(s) are not written; rerun the same command to submit them again`);

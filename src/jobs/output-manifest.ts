@@ -45,9 +45,10 @@ export function answerOptionsOf(options: {
     '--top-k': options.topK ?? null,
     '--csv-input': options.csvInput ?? null,
     // The order of the input columns is the order of the values in the input; that of the pass-through fields is not.
-    '--input-columns': options.inputColumns?.join(',') ?? null,
+    // An empty list (a library caller's) asks what the flag left out asks: recorded the same, a rerun without it matches.
+    '--input-columns': options.inputColumns?.length ? options.inputColumns.join(',') : null,
     '--id-column': options.idColumn ?? null,
-    '--pass-through': options.passThrough ? [...options.passThrough].sort().join(',') : null,
+    '--pass-through': options.passThrough?.length ? [...options.passThrough].sort().join(',') : null,
   };
 }
 
@@ -109,11 +110,27 @@ export async function replaceFile(path: string, text: string): Promise<void> {
     await file.close();
   }
   await rename(temporary, path);
-  const folder = await open(dirname(resolve(path)), 'r');
+  await syncFolder(dirname(resolve(path)));
+}
+
+/**
+ * Errors of opening or flushing a folder from filesystems that do not flush folders (some FUSE and network mounts,
+ * Windows): there the rename is as durable as the filesystem makes it, and the job goes on; the file's own flush, before
+ * the rename, is what keeps its contents.
+ */
+const FOLDER_SYNC_REFUSED: ReadonlySet<string> = new Set(['EINVAL', 'EISDIR', 'EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF']);
+
+/** Flushes a folder's entries (a rename in it) to the disk, where its filesystem allows it. */
+export async function syncFolder(folder: string): Promise<void> {
+  const refused = (error: unknown) => {
+    if (!FOLDER_SYNC_REFUSED.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+  };
+  const handle = await open(folder, 'r').catch(refused);
+  if (!handle) return;
   try {
-    await folder.sync();
+    await handle.sync().catch(refused);
   } finally {
-    await folder.close();
+    await handle.close();
   }
 }
 

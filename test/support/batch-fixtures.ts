@@ -133,6 +133,7 @@ export interface OutputRecord {
   outputs?: { name: string; datatype: string; shape: number[]; data: unknown[] }[];
   predictions?: { label: string; index: number; score: number }[];
   confidence?: { probability: number };
+  pass_through?: Record<string, unknown>;
   error: string | null;
 }
 
