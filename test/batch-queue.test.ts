@@ -152,7 +152,7 @@ test("chunks queued under other answer-deciding flags, none written yet, are ref
     // Nothing was written, so no manifest beside the output can refuse the rerun: the job's hash must.
     await assert.rejects(submitAndStop({ topK: 2 }), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'FAILED_PRECONDITION');
-      assert.match(error.message, /job 'options-job' was submitted with --top-k 1, --pass-through tag, and this run asks --top-k 2, --pass-through not given: its chunks queued and not yet written would be answered otherwise/);
+      assert.match(error.message, /job 'options-job' was submitted with --top-k 1, --pass-through tag, and this run asks --top-k 2, --pass-through not given: its 3 chunk\(s\) queued and not yet written would be answered otherwise/);
       assert.match(error.message, /--restart/);
       return true;
     });
