@@ -259,10 +259,11 @@ describe('javascript handler models with --allow-code-models', () => {
     assert.equal((await statistics(served.url, 'picky')).execution_count, 1);
     // A batch the handler refused whole is no execution (as a failed run is none): counted, it made executions outnumber
     // inferences, and the dashboard's "mean batch" read 0.7.
-    const refused = await infer(served.url, 'picky', fp32('IN', [[-1, 2, 3, 4]]));
-    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    // Three at once, so that the batch fills at once rather than after the model's 30 s queue delay.
+    const refused = await Promise.all([[-1, 2, 3, 4], [-5, 6, 7, 8], [-9, 10, 11, 12]].map((row) => infer(served.url, 'picky', fp32('IN', [row]))));
+    for (const answer of refused) assert.equal(answer.status, 400, JSON.stringify(answer.body));
     const stats = await statistics(served.url, 'picky');
-    assert.equal(stats.inference_stats.fail.count, 2);
+    assert.equal(stats.inference_stats.fail.count, 4);
     assert.equal(stats.execution_count, 1);
     assert.equal(stats.inference_count, 2);
     assert.deepEqual(
