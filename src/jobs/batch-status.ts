@@ -9,7 +9,7 @@ import { NereidError, notFound } from '../core/errors.js';
 import { refuseUnknownOptions } from '../core/options.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { requireRedis } from './redis-reachability.js';
-import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, FINISHED_FIELD, SUBMITTER_NAMED_FIELD, checkJobName, chunkIdRuns, isJobName, jobMetaKey, redisConnection, shownRedisUrl, submittersIn, workerNamesIn } from './chunk-queue.js';
+import { CANCELLED_FIELD, DEFAULT_QUEUE_NAME, FINISHED_FIELD, SUBMITTER_NAMED_FIELD, checkJobName, chunkIdRuns, isJobName, jobMetaKey, namedClientList, redisConnection, shownRedisUrl, submittersIn, workerNamesIn } from './chunk-queue.js';
 
 export interface BatchStatusOptions {
   queue: string;
@@ -79,11 +79,9 @@ interface Connected {
 }
 
 async function connectedTo(redis: Redis, queueName: string): Promise<Connected | undefined> {
-  // A managed Redis may refuse CLIENT LIST to this user, and a proxy may show its own connections without their names
-  // (this reader's own name then missing): the status then says nothing of who is connected rather than "nobody".
-  const list = await redis.client('LIST').then(String, () => undefined);
-  if (list === undefined || !list.includes(` name=${READER_CONNECTION_NAME} `)) return undefined;
-  return { workers: workerNamesIn(list, queueName), submitters: submittersIn(list, queueName) };
+  // Where it cannot be told, the status says nothing of who is connected rather than "nobody".
+  const list = await namedClientList(redis, READER_CONNECTION_NAME);
+  return list === undefined ? undefined : { workers: workerNamesIn(list, queueName), submitters: submittersIn(list, queueName) };
 }
 
 /** The name of a status reader's own Redis connection, looked for in the client list to tell that names are shown. */
@@ -309,6 +307,8 @@ export function formatCancel(result: BatchCancelResult): string {
 
 export function formatStatus(status: BatchStatus): string {
   const { chunkStates: s } = status;
+  // Records left to write and no run ended it: who is (not) submitting it matters.
+  const unfinished = !status.finishedAt && !status.cancelledAt && status.recordsWritten < status.records;
   return [
     `job ${status.job}: model ${status.model}, ${status.records} records in ${status.chunks} chunk(s) of ${status.chunkSize}`,
     `  input ${status.input}`,
@@ -327,10 +327,10 @@ export function formatStatus(status: BatchStatus): string {
       (status.updatedAt ? ` (as of ${status.updatedAt})` : ''),
     ...(status.cancelledAt ? [`cancelled at ${status.cancelledAt} (nereid batch cancel); the same nereid batch command resumes it`] : []),
     ...(status.finishedAt ? [`finished at ${status.finishedAt}`] : []),
-    ...(status.submitterConnected === false && !status.finishedAt && !status.cancelledAt && status.recordsWritten < status.records
+    ...(status.submitterConnected === false && unfinished
       ? ["no submitter is running (its `nereid batch --queue` ended or died): nothing more is queued or written to the output until the job's command runs again"]
       : []),
-    ...(status.submitterConnected === undefined && status.workersConnected !== undefined && !status.finishedAt && !status.cancelledAt && status.recordsWritten < status.records
+    ...(status.submitterConnected === undefined && status.workersConnected !== undefined && unfinished
       ? ['whether a submitter is running is unknown: the job was submitted by an older nereid, whose submitter Redis does not name']
       : []),
   ].join('\n');

@@ -92,6 +92,16 @@ export function chunkIndexOf(job: string, jobId: string | undefined): number | u
 }
 
 /**
+ * Redis's client list, read by a connection named `ownName`; undefined where it cannot tell who is connected: CLIENT LIST
+ * refused (a managed Redis may refuse it to this user), or connection names hidden (a proxy shows its own connections,
+ * and `ownName` is then missing from the list). Who is missing from it is then not known to be gone.
+ */
+export async function namedClientList(redis: { client(subcommand: 'LIST'): Promise<unknown> }, ownName: string): Promise<string | undefined> {
+  const list = await redis.client('LIST').then(String, () => undefined);
+  return list !== undefined && list.includes(` name=${ownName} `) ? list : undefined;
+}
+
+/**
  * The names of the workers connected to a queue, read from Redis's client list: BullMQ names each worker's
  * connections `<prefix>:<base64 of the queue name>:w:<worker name>`.
  */

@@ -28,6 +28,7 @@ import {
   FINISHED_FIELD,
   isUnrunnableChunk,
   jobMetaKey,
+  namedClientList,
   PINNED_VERSION_FIELD,
   redisConnection,
   shownRedisUrl,
@@ -121,6 +122,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let stopSubmitting: string | undefined;
   /** When `nereid batch cancel` cancelled the job while this run submitted it; then nothing more is queued. */
   let cancelledAt: string | undefined;
+  /** Whether this run queues no more chunks: a fatal error, an interrupt, a cancel seen, or a chunk no worker can run. */
+  const submissionOver = () => Boolean(fatal) || options.signal?.aborted === true || cancelledAt !== undefined || stopSubmitting !== undefined;
   /** The one version that answers the job: named, recorded in the job's hash, or that of the output resumed. */
   let pinned: string | undefined;
 
@@ -142,9 +145,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let fleetNote: string | undefined;
   /** Reads Redis's client list (undefined where it is refused) and the queue's active chunks of this job with their holders. */
   const workersNote = async (): Promise<{ text: string; noWorker: boolean } | undefined> => {
-    const list = await redis.client('LIST').then(String, () => undefined);
-    // Refused, or names hidden (a proxy; this submitter's own name missing): nothing can be said of the workers.
-    if (list === undefined || !list.includes(` name=${submitterConnectionName(queueName, job)} `)) return undefined;
+    const list = await namedClientList(redis, submitterConnectionName(queueName, job));
+    if (list === undefined) return undefined;
     const workers = workerNamesIn(list, queueName);
     if (workers.size === 0) return { text: `no worker is connected to queue '${queueName}'`, noWorker: true };
     const active = (await redis.lrange(queue.toKey('active'), 0, -1)).filter((id) => chunkIndexOf(job, id) !== undefined);
@@ -258,10 +260,10 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     }
     const runnable = loaded.filter((record) => record.error === undefined && !oversized.includes(record));
     if (runnable.length === 0) return;
-    while (pending.size >= maxPending && !fatal && !options.signal?.aborted && cancelledAt === undefined && stopSubmitting === undefined) await changed();
+    while (pending.size >= maxPending && !submissionOver()) await changed();
     // The mark is read before each chunk is queued, not only on the poll: a slot freed just after a cancel would
     // otherwise queue a chunk that an idle worker starts at once.
-    if (fatal || options.signal?.aborted || stopSubmitting !== undefined || (await cancelled())) return;
+    if (submissionOver() || (await cancelled())) return;
     const id = chunkJobId(job, index);
     let state = await queue.getJobState(id);
     if (state === 'failed' && (options.retryFailed || isUnrunnableChunk((await queue.getJob(id))?.failedReason))) {
@@ -421,7 +423,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     let inChunk = 0;
     let chunkBytes = 0;
     for await (const record of source.records()) {
-      if (fatal || options.signal?.aborted || cancelledAt !== undefined || stopSubmitting !== undefined) break;
+      if (submissionOver()) break;
       const bytes = record.bytes ?? 0;
       if (inChunk > 0 && (inChunk >= chunkSize || chunkBytes + bytes > chunkMaxBytes)) {
         if (chunkRecords.length > 0) await submit(chunkIndex, chunkRecords);
@@ -439,7 +441,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       chunkBytes += bytes;
       if (!output.has(record.id)) chunkRecords.push(record);
     }
-    if (chunkRecords.length > 0 && !fatal && !options.signal?.aborted && cancelledAt === undefined && stopSubmitting === undefined) await submit(chunkIndex, chunkRecords);
+    if (chunkRecords.length > 0 && !submissionOver()) await submit(chunkIndex, chunkRecords);
     while (pending.size > 0 && !fatal && !options.signal?.aborted) await changed();
     if (fatal) throw asNereidError(fatal);
     progress.stop();
