@@ -174,7 +174,7 @@ const CONFIG_FILE_NAMES: ReadonlySet<string> = new Set(CONFIG_FILES);
 const WARMUP_FOLDER = 'warmup';
 
 /** The longest model name: a folder name, as most file systems bound it. */
-const MAX_MODEL_NAME = 255;
+export const MAX_MODEL_NAME = 255;
 
 /**
  * Which rule of a model's name `name` breaks, in words an operator or client can act on; undefined when it breaks none.

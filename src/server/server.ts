@@ -201,15 +201,14 @@ export class Server {
       allowing: this.settingName('allowClientShm', true),
     });
     this.bodies = new ByteBudget(this.options.maxInflightBytes, this.settingName('maxInflightBytes'));
+    // Named by key, the option is the Tracing's settings the caller hands the server; a command names its flag.
+    const exporterSetting = this.settingName('traceSettings', 'otlp');
     this.traceSettings =
       options.traceSettings ??
       new TraceSettings({
         exporting: false,
-        // Named by key, the option is the Tracing's settings the caller hands the server; a command names its flag.
         exporterHint:
-          this.settingName('traceSettings', 'otlp') === optionKeyName('traceSettings', 'otlp')
-            ? "a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)"
-            : this.settingName('traceSettings', 'otlp'),
+          exporterSetting === optionKeyName('traceSettings', 'otlp') ? "a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)" : exporterSetting,
       });
     this.logSettings = new LogSettings(this.logger);
     this.repository = new ModelRepository({

@@ -18,6 +18,7 @@ import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observab
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
+import { MAX_MODEL_NAME } from '../../repository/model-repository.js';
 import { answeredModelFilename, type CompletedModelConfig } from '../../config/model-config.js';
 import { namedRepositoryRefusal, type Server } from '../../server/server.js';
 import { admitFromHeaders, askForBody, discardRefusedBody, holdContinue, readBody, streamBodies } from './body-admission.js';
@@ -267,8 +268,7 @@ function namesNoSetting(body: unknown): boolean {
 /** The log line of a change made through the management API. */
 function auditManagementChange(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
   // A settings POST naming no setting reads them, as in Triton's API (a load or unload with an empty body is still one).
-  const namesNothing = namesNoSetting(request.body);
-  if (/\/(?:logging|setting)$/.test(request.routeOptions.url ?? '') && namesNothing) return done();
+  if (/\/(?:logging|setting)$/.test(request.routeOptions.url ?? '') && namesNoSetting(request.body)) return done();
   request.log.info({ method: request.method, url: request.url, status: reply.statusCode, remoteAddress: request.socket.remoteAddress }, `management: ${request.method} ${request.url} answered ${reply.statusCode}`);
   done();
 }
@@ -451,7 +451,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const path = quote(request.url);
       const [status, message] =
         error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-          ? [414, `the path ${path} has a segment over ${MAX_PATH_SEGMENT} characters, the limit of any path segment (a model name's: 255)`]
+          ? [414, `the path ${path} has a segment over ${MAX_PATH_SEGMENT} characters, the limit of any path segment (a model name's: ${MAX_MODEL_NAME})`]
           : error.code === 'FST_ERR_BAD_URL'
             ? [400, `the path ${path} has a %-escape that does not decode (not percent-encoded UTF-8)`]
             : [500, clientMessage(error.message)];
