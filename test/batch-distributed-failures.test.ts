@@ -14,17 +14,12 @@ import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import { batchJobOutcome, cancelBatchJob, chunkJobId, runDistributedBatchJob, startBatchWorker, type BatchWorker } from '../src/jobs/index.js';
 import { errorLine } from '../src/jobs/job-record.js';
+import { until } from './support/checks.js';
 import { readOutput } from './support/batch-fixtures.js';
 import { distributedWorkspace, takeChunkAndDie } from './support/distributed-fixtures.js';
 
 const silent = pino({ level: 'silent' });
 const workspace = distributedWorkspace('batch-failures');
-
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (const deadline = Date.now() + 20_000; !(await check()); await new Promise((resolve) => setTimeout(resolve, 50))) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen`);
-  }
-}
 
 test("a chunk whose workers are lost more than --max-stalled-count times is written as its records' errors and the job ends; --retry-failed sends them again", { timeout: 60_000 }, async () => {
   const { dir, repo, queueUrl } = workspace;

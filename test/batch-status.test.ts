@@ -16,6 +16,7 @@ import { Redis } from 'ioredis';
 import { batchJobStatus, chunkJobId, formatStatus } from '../src/jobs/index.js';
 import { RETRY_REASON_CHARS, RETRYING_CHUNKS_LISTED } from '../src/jobs/batch-status.js';
 import { jobMetaKey } from '../src/jobs/chunk-queue.js';
+import { until } from './support/checks.js';
 import { startRedisServer, type RedisTestServer } from './support/redis-server.js';
 import { NEREID_COMMAND } from './support/cli-server.js';
 
@@ -106,22 +107,16 @@ test('a chunk held by a worker that died, and a job whose submitter died, are sa
   let stderr = '';
   submitter.stderr!.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise((resolve) => submitter.once('exit', resolve));
-  const until = async (what: string, check: () => Promise<boolean> | boolean) => {
-    const deadline = Date.now() + 30_000;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`${what} did not happen; submitter's stderr:\n${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  };
+  const untilSeen = (what: string, check: () => Promise<boolean> | boolean) => until(what, check, { timeoutMs: 30_000, everyMs: 100, detail: () => `submitter's stderr:\n${stderr}` });
   const statusText = async () => formatStatus(await batchJobStatus({ queue: `redis://127.0.0.1:${redis.port}`, queueName, job }));
   try {
-    await until('the chunk taken by doomed', async () => (await queue.getActive()).some((chunk) => chunk.processedBy === 'doomed'));
+    await untilSeen('the chunk taken by doomed', async () => (await queue.getActive()).some((chunk) => chunk.processedBy === 'doomed'));
     const started = holdForever('alive');
     alive = started;
     await started.waitUntilReady();
     doomed.kill('SIGKILL'); // the chunk stays active until its lock expires
     await doomedExited;
-    await until('the progress naming the dead worker', () => /held by worker doomed, which is not connected \(stopped or dead\)/.test(stderr));
+    await untilSeen('the progress naming the dead worker', () => /held by worker doomed, which is not connected \(stopped or dead\)/.test(stderr));
     const status = await batchJobStatus({ queue: `redis://127.0.0.1:${redis.port}`, queueName, job });
     assert.deepEqual(status.activeChunks.map(({ worker, workerConnected }) => ({ worker, workerConnected })), [{ worker: 'doomed', workerConnected: false }]);
     assert.equal(status.submitterConnected, true);
@@ -129,7 +124,7 @@ test('a chunk held by a worker that died, and a job whose submitter died, are sa
     assert.doesNotMatch(await statusText(), /no submitter is running/);
     submitter.kill('SIGKILL');
     await exited;
-    await until('the status seeing the submitter gone', async () => /no submitter is running .*nothing more is queued or written to the output until the job's command runs again/.test(await statusText()));
+    await untilSeen('the status seeing the submitter gone', async () => /no submitter is running .*nothing more is queued or written to the output until the job's command runs again/.test(await statusText()));
   } finally {
     submitter.kill('SIGKILL');
     doomed.kill('SIGKILL');

@@ -15,6 +15,7 @@ import { bytesElements } from '../src/core/datatype.js';
 import { RedisCacheStore } from '../src/cache/redis-cache-store.js';
 import type { ResponseCacheStore } from '../src/cache/cache-store.js';
 import { addSubModel, identityModel, scaleModel, writeModel } from '../src/onnx/test-models.js';
+import { until } from './support/checks.js';
 import { freePort, startRedisServer, type RedisTestServer } from './support/redis-server.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -139,13 +140,6 @@ async function counts(server: TestServer, model: string, version?: string) {
   return { executions: s.execution_count, hits: s.inference_stats.cache_hit.count, misses: s.inference_stats.cache_miss.count };
 }
 
-async function until(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await sleep(10);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // In-process LRU cache
@@ -513,7 +507,7 @@ describe('redis cache', () => {
       assert.equal(logged[0].cache, 'redis');
 
       await redis.restart();
-      await until('server A reconnects to redis', () => storeA.healthy, 8000);
+      await until('server A reconnects to redis', () => storeA.healthy, { timeoutMs: 8000 });
       const hitsAtRecovery = storeA.counters.hits;
       await until('hits resume', () => storeA.counters.hits >= hitsAtRecovery + 10);
     } finally {
@@ -530,14 +524,14 @@ describe('redis cache', () => {
 
   test('redis that stops answering (SIGSTOP) is given up on within the command timeout; after SIGCONT hits resume', async () => {
     const storeA = redisStore(serverA);
-    await until('server A is connected', () => storeA.healthy, 8000);
+    await until('server A is connected', () => storeA.healthy, { timeoutMs: 8000 });
     const warningsBefore = warnings(logA).length;
     const traffic = startTraffic(serverA, 'traffic', 30);
     const pid = redis.pid!;
     try {
       await until('some traffic was cached', () => storeA.counters.hits >= 10);
       process.kill(pid, 'SIGSTOP');
-      await until('server A gives up on the silent redis', () => !storeA.healthy, 3000);
+      await until('server A gives up on the silent redis', () => !storeA.healthy, { timeoutMs: 3000 });
       const answeredAtPause = traffic.answered;
       await until('requests went on while redis was silent', () => traffic.answered >= answeredAtPause + 40);
       assert.deepEqual(traffic.failures, []);
@@ -546,7 +540,7 @@ describe('redis cache', () => {
       assert.equal(logged.length, 1, logged.map((w) => w.msg).join('\n'));
       assert.match(logged[0].msg, /unreachable \(no answer within 500 ms\)/);
       process.kill(pid, 'SIGCONT');
-      await until('server A reconnects to redis', () => storeA.healthy, 8000);
+      await until('server A reconnects to redis', () => storeA.healthy, { timeoutMs: 8000 });
       const hitsAtRecovery = storeA.counters.hits;
       await until('hits resume', () => storeA.counters.hits >= hitsAtRecovery + 10);
     } finally {

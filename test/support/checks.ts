@@ -26,3 +26,19 @@ export function watchTimeoutOverflow(): { stop(): string[] } {
     },
   };
 }
+
+/**
+ * Polls `check` until it holds, failing after `timeoutMs` with what was awaited (and `detail()`, e.g. a process's
+ * stderr). For what a loaded machine does late but surely: a closed connection noticed, a queue filled, a log written.
+ */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  { timeoutMs = 20_000, everyMs = 20, detail }: { timeoutMs?: number; everyMs?: number; detail?: () => string } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}${detail ? `\n${detail()}` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
