@@ -30,11 +30,13 @@ if (whole) {
     child.on('exit', (code) => resolve({ code: code ?? 1, report }));
   });
 }
+// TAP as before, then each file's wall time when the group ends (scripts/file-times-reporter.mjs).
+const REPORTERS = ['--test-reporter=tap', '--test-reporter-destination=stdout', '--test-reporter=./scripts/file-times-reporter.mjs', '--test-reporter-destination=stdout'];
 /** Runs a group of test files; its exit status. Not spawnSync: the type-check's output is read while a group runs. */
 function runGroup(group, concurrency) {
   if (group.length === 0) return Promise.resolve(0);
   return new Promise((resolve) =>
-    spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...group], { stdio: 'inherit' }).on('exit', (code) => resolve(code ?? 1)),
+    spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...REPORTERS, ...group], { stdio: 'inherit' }).on('exit', (code) => resolve(code ?? 1)),
   );
 }
 
