@@ -655,18 +655,23 @@ const IMAGE_MODES = {
   text: { label: 'boxes and text (/infer)', hint: (model) => `send an image and get its lines of text, boxed (POST /v2/models/${model}/infer, the image as its BYTES input)` },
 };
 
-/** Sets the detection controls (threshold, max_detections; each where given). */
-function setDetectOptions({ threshold, max_detections: maxDetections }) {
-  if (threshold !== undefined) {
-    document.getElementById('try-threshold').value = String(threshold);
-    document.getElementById('try-threshold-value').textContent = Number(threshold).toFixed(2);
+/** The detection controls' slider ids by /detect's query parameter; each shows its value beside it in `<id>-value`. */
+const DETECT_SLIDERS = { threshold: 'try-threshold', iou_threshold: 'try-iou' };
+
+/** Sets the detection controls (threshold, iou_threshold, max_detections; each where given). */
+function setDetectOptions(defaults) {
+  for (const [parameter, id] of Object.entries(DETECT_SLIDERS)) {
+    if (defaults[parameter] === undefined) continue;
+    document.getElementById(id).value = String(defaults[parameter]);
+    document.getElementById(`${id}-value`).textContent = Number(defaults[parameter]).toFixed(2);
   }
-  if (maxDetections !== undefined) document.getElementById('try-max-detections').value = String(maxDetections);
+  if (defaults.max_detections !== undefined) document.getElementById('try-max-detections').value = String(defaults.max_detections);
 }
 
 /** The detection options the controls are set to, as /detect's query takes them. */
 function detectOptions() {
-  return { threshold: Number(document.getElementById('try-threshold').value), max_detections: Number(document.getElementById('try-max-detections').value) };
+  const value = (id) => Number(document.getElementById(id).value);
+  return { threshold: value('try-threshold'), iou_threshold: value('try-iou'), max_detections: value('try-max-detections') };
 }
 
 /** Why a model has no version ready, in the server's words (the repository index's reasons), for the try-it panel. */
@@ -690,6 +695,7 @@ function tryPage(chosen) {
         <p class="muted" id="image-hint"></p>
         <div class="detect-options" id="detect-options" data-testid="detect-options" hidden>
           <label>Score threshold <input type="range" id="try-threshold" data-testid="try-threshold" min="0" max="1" step="0.01"> <output id="try-threshold-value" for="try-threshold"></output></label>
+          <label title="two boxes of one class that overlap more than this (intersection over union) are taken as one object">Merge overlap above <input type="range" id="try-iou" data-testid="try-iou" min="0" max="1" step="0.05"> <output id="try-iou-value" for="try-iou"></output> IoU</label>
           <label>At most <input type="number" id="try-max-detections" data-testid="try-max-detections" min="1" max="1000" step="1"> boxes</label>
         </div>
         <label class="drop" id="drop">
@@ -808,9 +814,9 @@ function tryPage(chosen) {
     void sendImage(select.value, modeSelect.value, image, detectOptions());
   };
   file.addEventListener('change', () => file.files[0] && send(file.files[0]));
-  const threshold = document.getElementById('try-threshold');
-  threshold.addEventListener('input', () => (document.getElementById('try-threshold-value').textContent = Number(threshold.value).toFixed(2)));
-  for (const option of [threshold, document.getElementById('try-max-detections')]) {
+  const sliders = Object.values(DETECT_SLIDERS).map((id) => document.getElementById(id));
+  for (const slider of sliders) slider.addEventListener('input', () => (document.getElementById(`${slider.id}-value`).textContent = Number(slider.value).toFixed(2)));
+  for (const option of [...sliders, document.getElementById('try-max-detections')]) {
     option.addEventListener('change', () => lastImage && modeSelect.value === 'detect' && option.checkValidity() && send(lastImage));
   }
   drop.addEventListener('dragover', (event) => event.preventDefault());
@@ -891,7 +897,7 @@ async function sendImage(model, mode, image, detection) {
     // The server tells the format by the bytes. The browser's type is a guess from the file's name (text/plain for a
     // scan saved as .txt), which the server would refuse before looking at the bytes.
     else {
-      const query = mode === 'classify' ? 'top_k=5' : new URLSearchParams({ threshold: String(detection.threshold), max_detections: String(detection.max_detections) }).toString();
+      const query = mode === 'classify' ? 'top_k=5' : new URLSearchParams(Object.entries(detection).map(([name, value]) => [name, String(value)])).toString();
       response = await call(`${path}/${mode}?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: image });
     }
   } catch (error) {
@@ -955,7 +961,7 @@ function showAnswer(target, overlay, model, answer, size, elapsed, detection) {
   if (kind === 'detections' || kind === 'text') {
     const shapes = kind === 'detections' ? detectionShapes(answer) : textShapes(answer);
     drawShapes(overlay, shapes, size, { numbered: kind === 'text' });
-    const threshold = kind === 'detections' && detection ? ` · score ≥ ${detection.threshold.toFixed(2)}, at most ${detection.max_detections}` : '';
+    const threshold = kind === 'detections' && detection ? ` · score ≥ ${detection.threshold.toFixed(2)}, merged above ${detection.iou_threshold.toFixed(2)} IoU, at most ${detection.max_detections}` : '';
     return render(
       target,
       html`${title}

@@ -87,20 +87,25 @@ describe('dashboard try-it panel, bundled models', () => {
       await closePage(page);
     }
   });
-  test("a detector's score threshold and box count are sent with the image and redraw its boxes; the answer's phase timings are shown", { timeout: 120_000 }, async () => {
+  test("a detector's score threshold, merge overlap and box count are sent with the image and redraw its boxes; the answer's phase timings are shown", { timeout: 120_000 }, async () => {
     const cat = join(process.cwd(), 'examples', 'images', 'cat.jpg');
     const detect = async (query: string) => {
       const response = await fetch(`${served.url}/v2/models/object_detection/detect?${query}`, { method: 'POST', body: await readFile(cat), headers: { 'content-type': 'image/jpeg' } });
       assert.equal(response.status, 200);
       return ((await response.json()) as { detections: { label: string }[] }).detections.map((detection) => detection.label);
     };
-    const [atDefault, atTenth] = [await detect('threshold=0.3&max_detections=20'), await detect('threshold=0.1&max_detections=20')];
+    const [atDefault, atTenth, unmerged] = [
+      await detect('threshold=0.3&max_detections=20'),
+      await detect('threshold=0.1&max_detections=20'),
+      await detect('threshold=0.05&iou_threshold=0.95&max_detections=20'),
+    ];
     assert.ok(atTenth.length > atDefault.length + 1, `more boxes at 0.1 (${atTenth}) than at 0.3 (${atDefault})`);
 
     const page = await openTry('object_detection');
     const options = page.locator('[data-testid=detect-options]');
     await options.waitFor();
     assert.equal(await page.locator('#try-threshold').inputValue(), '0.3', "the server's default");
+    assert.equal(await page.locator('#try-iou').inputValue(), '0.5');
     assert.equal(await page.locator('#try-max-detections').inputValue(), '20');
     // Each answer the page gets, read on its way (a body read back through the inspector's cache may have been evicted).
     const answers: { url: string; answer: { detections: unknown[]; timing: Record<string, number> } }[] = [];
@@ -131,6 +136,7 @@ describe('dashboard try-it panel, bundled models', () => {
     const first = await answerTo(() => page.setInputFiles('#try-file', cat));
     assert.equal(first.query.get('threshold'), '0.3');
     assert.equal(first.query.get('max_detections'), '20');
+    assert.equal(first.query.get('iou_threshold'), '0.5');
     assert.deepEqual(await labels(), atDefault);
     // The server's phases, as /classify's are shown.
     const timings = await page.locator('[data-testid=timings] tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
@@ -147,11 +153,18 @@ describe('dashboard try-it panel, bundled models', () => {
     const lowered = await answerTo(() => setValue('#try-threshold', '0.1'));
     assert.equal(lowered.query.get('threshold'), '0.1');
     assert.deepEqual(await labels(), atTenth);
-    assert.match(await page.locator('[data-testid=try-summary]').innerText(), new RegExp(`^${atTenth.length} object\\(s\\) · score ≥ 0\\.10, at most 20 · `));
+    assert.match(await page.locator('[data-testid=try-summary]').innerText(), new RegExp(`^${atTenth.length} object\\(s\\) · score ≥ 0\\.10, merged above 0\\.50 IoU, at most 20 · `));
     assert.equal(await page.locator('#try-threshold-value').innerText(), '0.10');
     const fewer = await answerTo(() => setValue('#try-max-detections', '2'));
     assert.equal(fewer.query.get('max_detections'), '2');
     assert.deepEqual(await labels(), atTenth.slice(0, 2));
+    // Raising the merge overlap keeps boxes that overlap a stronger one of their class, as the server answers them.
+    await answerTo(() => setValue('#try-max-detections', '20'));
+    const weaker = await answerTo(() => setValue('#try-threshold', '0.05'));
+    const overlapping = await answerTo(() => setValue('#try-iou', '0.95'));
+    assert.equal(overlapping.query.get('iou_threshold'), '0.95');
+    assert.deepEqual(await labels(), unmerged);
+    assert.ok(unmerged.length > weaker.answer.detections.length, `boxes that only merging removed: ${unmerged.length} at 0.95 IoU, ${weaker.answer.detections.length} at 0.5`);
     // A threshold above every score: nothing drawn, and the page says what to do.
     await answerTo(() => setValue('#try-threshold', '0.99'));
     assert.match(await page.locator('#try-answer').innerText(), /Nothing found above the threshold: lower it to see weaker detections/);
