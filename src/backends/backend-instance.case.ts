@@ -41,11 +41,12 @@ const int32 = (rows: number, value: (index: number) => number): Tensor => ({
 });
 
 /** Add/sub inputs whose every element differs, from `seed`. */
-function addSubInputs(rows: number, seed: number): { INPUT0: Tensor; INPUT1: Tensor } {
+export function addSubInputs(rows: number, seed: number): { INPUT0: Tensor; INPUT1: Tensor } {
   return { INPUT0: int32(rows, (index) => seed * 1000 + index * 3 - 50), INPUT1: int32(rows, (index) => ((index * 7) % 11) - seed) };
 }
 
-function assertAddSub(outputs: Record<string, Tensor>, inputs: { INPUT0: Tensor; INPUT1: Tensor }, names = ['OUTPUT0', 'OUTPUT1']): void {
+/** Checks the add/sub model's answer to `inputs` (OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 − INPUT1): exactly `names`, element by element. */
+export function assertAddSub(outputs: Record<string, Tensor>, inputs: { INPUT0: Tensor; INPUT1: Tensor }, names = ['OUTPUT0', 'OUTPUT1']): void {
   assert.deepEqual(Object.keys(outputs).sort(), names, 'exactly the requested outputs');
   const a = Array.from(inputs.INPUT0.data as Int32Array);
   const b = Array.from(inputs.INPUT1.data as Int32Array);

@@ -23,6 +23,7 @@ import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from './dynamic-batcher.js';
+import { schedulerConformance } from './scheduler.case.js';
 import type { ScheduledRequest, ScheduledResult } from './scheduler.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -2194,4 +2195,8 @@ describe('DynamicBatcher: latency-aware hold (target latency)', () => {
     await release(held, 1);
     await stopped;
   });
+});
+
+schedulerConformance('DynamicBatcher', {
+  make: (instance) => new DynamicBatcher([instance], { ...UNBATCHED_POLICY, maxBatchSize: 8, maxQueuedRequests: 64 }, new ModelStatistics('addsub', '1'), "model 'addsub' version 1"),
 });

@@ -11,6 +11,7 @@ import type { NereidError } from '../core/errors.js';
 import { ClientCancellation } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
+import { schedulerConformance } from './scheduler.case.js';
 import type { ScheduledResult } from './scheduler.js';
 import { SequenceBatcher, type SequencePolicy } from './sequence-batcher.js';
 
@@ -248,3 +249,11 @@ describe('SequenceBatcher', () => {
     assert.equal(firstOf((await kept).outputs.OUTPUT), 3, 'the cancelled request never ran');
   });
 });
+
+for (const strategy of ['direct', 'oldest'] as const) {
+  schedulerConformance(`SequenceBatcher (${strategy})`, {
+    // No control or state inputs: the add/sub model takes none, and each request is a whole sequence of its own.
+    make: (instance) => new SequenceBatcher([instance], policy({ strategy, controls: [], states: [] }), new ModelStatistics('addsub', '1'), "model 'addsub' version 1", 'addsub'),
+    sequenceOf: (index) => ({ id: BigInt(index + 1), start: true, end: true }),
+  });
+}
