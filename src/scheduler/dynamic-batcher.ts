@@ -21,7 +21,7 @@ import { BatchCosts } from './batch-costs.js';
 import { holdBatchUntil } from './batch-hold.js';
 import { DrainRate } from './drain-rate.js';
 import { NO_QUEUE_POLICY, PriorityQueue, type Admission, type PriorityQueueOptions, type QueueEntry } from './priority-queue.js';
-import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
+import { unloadingError, type ScheduledRequest, type ScheduledResult, type Scheduler } from './scheduler.js';
 
 export { NO_QUEUE_POLICY, type QueuePolicy } from './priority-queue.js';
 
@@ -157,6 +157,7 @@ export class DynamicBatcher implements Scheduler {
   }
 
   admit(request: Admission): void {
+    if (this.stopped) throw unloadingError(this.label);
     this.withRoom(() => this.queue.admit(request, now()));
   }
 
@@ -167,7 +168,7 @@ export class DynamicBatcher implements Scheduler {
   readonly liveSequences = 0;
 
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
-    if (this.stopped) return Promise.reject(new NereidError('UNAVAILABLE', `${this.label} is unloading`));
+    if (this.stopped) return Promise.reject(unloadingError(this.label));
     const signal = request.signal;
     if (signal?.aborted) return Promise.reject(cancelled());
     return new Promise<ScheduledResult>((resolve, reject) => {

@@ -110,7 +110,7 @@ export function schedulerConformance(name: string, factory: SchedulerFactory): v
       await scheduler.stop();
     });
 
-    test('stop() answers every request accepted before it, then schedule() refuses UNAVAILABLE', async () => {
+    test('stop() answers every request accepted before it, then admit() and schedule() refuse UNAVAILABLE', async () => {
       const scheduler = factory.make(instance);
       const inputs = Array.from({ length: 6 }, (_, index) => addSubInputs(index + 20));
       const answers = inputs.map((each) => scheduler.schedule(request(each, ['OUTPUT0', 'OUTPUT1'])));
@@ -119,11 +119,15 @@ export function schedulerConformance(name: string, factory: SchedulerFactory): v
       await scheduler.stop();
       assert.deepEqual(answered, inputs.map(() => true), 'stop() settles only once every accepted request is answered');
       (await Promise.all(answers)).forEach(({ outputs }, index) => assertAddSub(outputs, inputs[index], ['OUTPUT0', 'OUTPUT1']));
-      await assert.rejects(scheduler.schedule(request(addSubInputs(30), ['OUTPUT0'])), (error: unknown) => {
+      const refusedUnavailable = (error: unknown) => {
         assert.ok(error instanceof NereidError, `a NereidError, got ${String(error)}`);
         assert.equal(error.code, 'UNAVAILABLE');
         return true;
-      });
+      };
+      const late = request(addSubInputs(30), ['OUTPUT0']);
+      // admit() throws what schedule() would (the interface's promise), so a front end refuses before reading the body.
+      assert.throws(() => scheduler.admit(late), refusedUnavailable);
+      await assert.rejects(scheduler.schedule(late), refusedUnavailable);
     });
   });
 }

@@ -3,6 +3,7 @@
  * and on which instance, and enforces queue limits. It knows nothing of wire formats.
  */
 import type { BackendInstance } from '../backends/backend.js';
+import { NereidError } from '../core/errors.js';
 import type { CancelSignal, Parameters, RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
@@ -56,4 +57,12 @@ export interface Scheduler {
   changeInstances?(added: readonly BackendInstance[], removed: readonly BackendInstance[]): Promise<void>;
   /** Accepts nothing new, runs what is queued, and settles once every accepted request is answered. */
   stop(): Promise<void>;
+}
+
+/**
+ * What a scheduler answers, from admit() and schedule(), once stop() was called: the version is unloading, and the
+ * request may succeed on the version that serves next (a reload, another policy's choice), so UNAVAILABLE.
+ */
+export function unloadingError(label: string): NereidError {
+  return new NereidError('UNAVAILABLE', `${label} is unloading`);
 }

@@ -22,7 +22,7 @@ import type { ExecutionTimings } from '../core/timings.js';
 import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import { serverQueueCap, type Admission } from './priority-queue.js';
-import type { ScheduledRequest, ScheduledResult, Scheduler } from './scheduler.js';
+import { unloadingError, type ScheduledRequest, type ScheduledResult, type Scheduler } from './scheduler.js';
 import { MAX_CORRELATION_ID } from '../core/inference.js';
 import { describeSequence, sequenceKey, type SequenceFlags } from './sequence-control.js';
 
@@ -227,13 +227,14 @@ export class SequenceBatcher implements Scheduler {
   validate(_request: Admission): void {}
 
   admit(_request: Admission): void {
+    if (this.stopped) throw unloadingError(this.label);
     if (this.policy.maxQueuedRequests > 0 && this.waitingCount >= this.policy.maxQueuedRequests) {
       throw overloaded(`${this.label} has ${this.waitingCount} requests waiting, the most ${serverQueueCap(this.policy.maxQueuedRequestsSetting)} allows`, 1000);
     }
   }
 
   schedule(request: ScheduledRequest): Promise<ScheduledResult> {
-    if (this.stopped) return Promise.reject(new NereidError('UNAVAILABLE', `${this.label} is unloading`));
+    if (this.stopped) return Promise.reject(unloadingError(this.label));
     const flags = request.sequence;
     if (!flags) return Promise.reject(new NereidError('INTERNAL', `${this.label} uses sequence batching but the request carries no sequence flags`));
     if (this.policy.maxBatchSize > 0 && request.batchSize !== 1) {
@@ -580,7 +581,7 @@ export class SequenceBatcher implements Scheduler {
     for (const sequence of this.backlog.splice(0)) {
       for (const pending of sequence.waiting.splice(0)) {
         this.unqueue(pending);
-        pending.reject(new NereidError('UNAVAILABLE', `${this.label} is unloading`));
+        pending.reject(unloadingError(this.label));
       }
       this.sequences.delete(sequence.key);
     }
