@@ -17,7 +17,7 @@ import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { BackendInstance } from './backend.js';
 import { backendInstanceConformance, TEST_INSTANCE_OPTIONS } from './backend-instance.case.js';
-import { JavaScriptBackend } from './javascript-backend.js';
+import { HANDLER_ERROR_CODES, handlerError, JavaScriptBackend } from './javascript-backend.js';
 
 const backend = new JavaScriptBackend();
 let root: string;
@@ -64,6 +64,18 @@ backendInstanceConformance('JavaScriptInstance', (modelPath) => {
   }
   const type = CONFIG_TYPES[model.replace('identity_', '')];
   return handlerInstance(IDENTITY, { max_batch_size: 8, input: [{ name: 'INPUT0', data_type: type, dims: [-1] }], output: [{ name: 'OUTPUT0', data_type: type, dims: [-1] }] });
+});
+
+test("a handler's failure keeps a code a handler may give (the client's status); any other code, or none, is INTERNAL", () => {
+  const given = [...HANDLER_ERROR_CODES, 'PERMISSION_DENIED', 'ENOENT', undefined];
+  const errors = given.map((code) => handlerError({ message: 'refused', code, stack: 'Error: refused\n    at execute (model.mjs:1:1)' }, "model 'm' version 1"));
+  assert.deepEqual(
+    errors.map((error) => error.code),
+    given.map((code) => (code !== undefined && HANDLER_ERROR_CODES.has(code) ? code : 'INTERNAL')),
+  );
+  assert.ok(HANDLER_ERROR_CODES.has('NOT_FOUND') && !HANDLER_ERROR_CODES.has('PERMISSION_DENIED'), 'the codes docs/javascript-models.md lists');
+  assert.equal(errors[0].message, "model 'm' version 1: refused");
+  assert.match(String((errors[0].cause as Error).stack), /model\.mjs:1:1/, "the handler's stack stays with its cause, for the log");
 });
 
 describe('JavaScriptInstance beyond the shared suite', () => {

@@ -82,10 +82,15 @@ function stopWorker(worker: Worker): Promise<number> {
   return worker.terminate();
 }
 
-const KNOWN_CODES = new Set<string>(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);
+/**
+ * Error codes a handler may give a failed request (its `code`), so that the client gets the status a client's mistake or
+ * a busy step deserves; any other failure of a request, whatever code it carries (a Node 'ENOENT'), is INTERNAL.
+ */
+export const HANDLER_ERROR_CODES: ReadonlySet<string> = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);
 
-function handlerError(failure: { message: string; code?: string; stack?: string }, label: string): NereidError {
-  const code = (failure.code && KNOWN_CODES.has(failure.code) ? failure.code : 'INTERNAL') as ErrorCode;
+/** A handler's failure (as its worker hands it over) as the error its request or batch fails with. */
+export function handlerError(failure: { message: string; code?: string; stack?: string }, label: string): NereidError {
+  const code = (failure.code && HANDLER_ERROR_CODES.has(failure.code) ? failure.code : 'INTERNAL') as ErrorCode;
   const cause = new Error(failure.message);
   if (failure.stack) cause.stack = failure.stack;
   return new NereidError(code, `${label}: ${failure.message}`, { cause });

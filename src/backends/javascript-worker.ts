@@ -56,9 +56,6 @@ interface Handler {
   finalize?: () => unknown;
 }
 
-/** Error codes a handler may give a failed request; any other failure of a request is INTERNAL. */
-const REQUEST_ERROR_CODES = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);
-
 /** The outputs of one request's answer, checked against the config's declarations. */
 function outputsOf(answer: unknown, request: WorkerBatchRequest, config: CompletedModelConfig): Record<string, Tensor> {
   if (typeof answer !== 'object' || answer === null) throw new Error(`execute() answered ${String(answer)} instead of an object of output tensors`);
@@ -84,10 +81,11 @@ function outputsOf(answer: unknown, request: WorkerBatchRequest, config: Complet
   return outputs;
 }
 
+/** A handler's failure as it crosses to the main thread; its code, whatever it is, is judged there (HANDLER_ERROR_CODES). */
 function failureOf(error: unknown): { message: string; code?: string; stack?: string } {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
-    return { message: error.message, stack: error.stack, code: typeof code === 'string' && REQUEST_ERROR_CODES.has(code) ? code : undefined };
+    return { message: error.message, stack: error.stack, code: typeof code === 'string' ? code : undefined };
   }
   return { message: String(error) };
 }
