@@ -21,7 +21,7 @@ import { AUTH_SCOPES, tokensFor, type AuthScope, type AuthTokens } from './core/
 import { invalidArgument, quote, quoteName } from './core/errors.js';
 import { readNamedFile } from './core/named-file.js';
 import { OptionError } from './core/options.js';
-import { readClientTlsFiles, readTlsFiles, TLS_FLAGS, TLS_MIN_VERSIONS, tlsValidityProblems } from './core/tls.js';
+import { DEFAULT_TLS_CHECK_INTERVAL_S, readClientTlsFiles, readTlsFiles, TLS_FLAGS, TLS_MIN_VERSIONS, tlsValidityProblems } from './core/tls.js';
 import { GATE_METRICS } from './eval/accuracy-gate.js';
 import { chartFormatOf } from './eval/chart-format.js';
 import { DEFAULT_TOP_K, evalOptionsSchema } from './eval/eval-options.js';
@@ -495,7 +495,7 @@ program
   .option('--tls-client-crl <pem>', "mutual TLS: the revocation lists of the --tls-client-ca CAs (PEM file, one per CA): a client certificate they list is refused at the handshake")
   .addOption(new Option('--tls-min-version <version>', 'the oldest TLS version accepted on every port (default: TLSv1.2)').choices(TLS_MIN_VERSIONS))
   .option('--tls-ciphers <list>', "the TLS 1.2 cipher suites offered, an OpenSSL cipher list, e.g. 'ECDHE+AESGCM:ECDHE+CHACHA20' (default: Node's, less those with a SHA-1 MAC)")
-  .option('--tls-check-interval-s <seconds>', 'how often the TLS files are looked at: changed ones are re-read for new connections (a renewed certificate, a fresh revocation list); 0: never', seconds(0), 30)
+  .option('--tls-check-interval-s <seconds>', 'how often the TLS files are looked at: changed ones are re-read for new connections (a renewed certificate, a fresh revocation list); 0: never', seconds(0), DEFAULT_TLS_CHECK_INTERVAL_S)
   .option('--log-verbose <level>', 'log verbosity: 0 info, 1 debug, 2 trace', integer(0), 0)
   .addOption(new Option('--log-format <format>', 'log lines as text (for a person) or json (for a collector); default: text on a terminal, else json').choices(['text', 'json']))
   .option('--log-file <path>', 'append logs to this file instead of the terminal')

@@ -15,6 +15,9 @@ import { readRevocationLists, revocationListsProblem } from './revocation-lists.
 export const TLS_MIN_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
 export type TlsMinVersion = (typeof TLS_MIN_VERSIONS)[number];
 
+/** How often, in seconds, a server looks at its TLS files for renewed ones when not told (serve's --tls-check-interval-s). */
+export const DEFAULT_TLS_CHECK_INTERVAL_S = 30;
+
 export interface TlsCredentials {
   /** The server's certificate chain, PEM: its own certificate first, then intermediates. */
   readonly cert: string | Buffer;

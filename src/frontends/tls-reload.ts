@@ -7,10 +7,10 @@
  */
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { readTlsFiles, TLS_FLAGS, tlsValidityProblems, type TlsCredentials, type TlsFiles, type TlsPartNames } from '../core/tls.js';
+import { DEFAULT_TLS_CHECK_INTERVAL_S, readTlsFiles, TLS_FLAGS, tlsValidityProblems, type TlsCredentials, type TlsFiles, type TlsPartNames } from '../core/tls.js';
 
 export interface TlsReloadOptions {
-  /** How often the files' modification times are looked at (default 30 s). */
+  /** How often the files' modification times are looked at (default DEFAULT_TLS_CHECK_INTERVAL_S). */
   intervalMs?: number;
   logger: Logger;
   /** Gives every listener the credentials just read. */
@@ -75,7 +75,7 @@ export async function reloadTlsOnChange(files: TlsFiles, current: TlsCredentials
   };
 
   const check = () => (running ??= checkOnce().finally(() => (running = undefined)));
-  const timer = setInterval(() => void check().catch((error: Error) => options.logger.error({ err: error }, `looking at the TLS files failed: ${error.message}`)), options.intervalMs ?? 30_000);
+  const timer = setInterval(() => void check().catch((error: Error) => options.logger.error({ err: error }, `looking at the TLS files failed: ${error.message}`)), options.intervalMs ?? DEFAULT_TLS_CHECK_INTERVAL_S * 1000);
   timer.unref();
   return { check, stop: () => clearInterval(timer) };
 }
