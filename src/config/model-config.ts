@@ -767,7 +767,7 @@ function applyProcessingParameters(config: ModelConfig, source: string): void {
     try {
       value = JSON.parse(string_value);
     } catch (error) {
-      throw new Error(`invalid ${source}: parameters.${key}: not valid JSON (${(error as Error).message})`);
+      throw new Error(`invalid ${source}: parameters.${key}: not valid JSON (${(error as Error).message})`, { cause: error });
     }
     const schema = kind === 'preprocess' ? configObject({ image: imagePreprocessingSchema }) : outputPostprocessingSchema;
     const parsed = schema.safeParse(value, { reportInput: true });

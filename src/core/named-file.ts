@@ -12,6 +12,6 @@ export async function readNamedFile(path: string, name: string): Promise<Buffer>
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'a folder, not a file' : (error as Error).message;
-    throw new Error(`${name} ${path}: cannot read it (${why})`);
+    throw new Error(`${name} ${path}: cannot read it (${why})`, { cause: error });
   }
 }

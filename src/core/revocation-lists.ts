@@ -94,7 +94,7 @@ function parseRevocationLists(crlPem: string | Buffer, caPem: string | Buffer, n
     try {
       list = schema.AsnConvert.parse(der, x509.CertificateList);
     } catch (error) {
-      throw new Error(`${names.clientCrl}: revocation list ${index + 1} cannot be read (${(error as Error).message})`);
+      throw new Error(`${names.clientCrl}: revocation list ${index + 1} cannot be read (${(error as Error).message})`, { cause: error });
     }
     const issuerDer = Buffer.from(schema.AsnConvert.serialize(list.tbsCertList.issuer));
     // Two CAs may share a name (an old and a new key while a CA is rotated): the list is the one whose key signed it.

@@ -166,7 +166,7 @@ export async function readCaFile(path: string, name: string): Promise<Buffer> {
   try {
     new X509Certificate(ca);
   } catch (error) {
-    throw new Error(`${name} ${path} does not hold a PEM CA certificate (${reason(error)})`);
+    throw new Error(`${name} ${path} does not hold a PEM CA certificate (${reason(error)})`, { cause: error });
   }
   return ca;
 }

@@ -192,10 +192,15 @@ describe('reading and writing reference profiles', () => {
     await assert.rejects(readReferenceProfile(await planted('stranger.json', stranger), 'stranger.json'), /^Error: stranger\.json is not a reference profile: ([^;]+; ){5}and \d+ more$/);
     const truncated = join(dir, 'truncated.json');
     await writeFile(truncated, JSON.stringify(exampleProfile()).slice(0, 200));
-    await assert.rejects(readReferenceProfile(truncated, 'truncated.json'), /^Error: truncated\.json is not valid JSON: /);
+    await assert.rejects(readReferenceProfile(truncated, 'truncated.json'), (error: Error) => {
+      assert.match(String(error), /^Error: truncated\.json is not valid JSON: /);
+      assert.ok(error.cause instanceof SyntaxError, "the parser's error stays as the cause, for the log");
+      return true;
+    });
     await assert.rejects(readReferenceProfile(join(dir, 'absent.json'), 'models/m/1/reference.json'), (error: NodeJS.ErrnoException) => {
       assert.equal(error.code, 'ENOENT');
       assert.equal(error.message, 'cannot read models/m/1/reference.json: ENOENT');
+      assert.equal((error.cause as NodeJS.ErrnoException).path, join(dir, 'absent.json'), "the system's error, with the path read, stays as the cause");
       return true;
     });
     assert.equal(await readReferenceProfileIfPresent(join(dir, 'absent.json')), undefined);

@@ -311,7 +311,7 @@ export async function readReferenceProfile(path: string, shownAs = path): Promis
   } catch (error) {
     // Keep the code (ENOENT: never profiled) but name the file as callers show it, not by its path here.
     const { code, message } = error as NodeJS.ErrnoException;
-    throw Object.assign(new Error(`cannot read ${shownAs}: ${code ?? message}`), { code });
+    throw Object.assign(new Error(`cannot read ${shownAs}: ${code ?? message}`, { cause: error }), { code });
   }
   let text: string;
   try {
@@ -328,7 +328,7 @@ export async function readReferenceProfile(path: string, shownAs = path): Promis
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new Error(`${shownAs} is not valid JSON: ${(error as Error).message}`);
+    throw new Error(`${shownAs} is not valid JSON: ${(error as Error).message}`, { cause: error });
   }
   const format = (raw as { format?: unknown } | null)?.format;
   if (typeof format === 'number' && format !== REFERENCE_PROFILE_FORMAT) {
