@@ -6,8 +6,9 @@
  * refused by name rather than misread.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { readJsonFile } from '../core/json-file.js';
 
 export const REFERENCE_PROFILE_FILE = 'reference.json';
 export const REFERENCE_PROFILE_FORMAT = 1;
@@ -305,31 +306,7 @@ export async function writeReferenceProfile(path: string, profile: ReferenceProf
  * missing a field; the message names the field.
  */
 export async function readReferenceProfile(path: string, shownAs = path): Promise<ReferenceProfile> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    // Keep the code (ENOENT: never profiled) but name the file as callers show it, not by its path here.
-    const { code, message } = error as NodeJS.ErrnoException;
-    throw Object.assign(new Error(`cannot read ${shownAs}: ${code ?? message}`, { cause: error }), { code });
-  }
-  let text: string;
-  try {
-    // The size of the file opened, not of whatever the path names a moment later; and no more than that is read.
-    const { size } = await handle.stat();
-    if (size > MAX_REFERENCE_PROFILE_BYTES) throw new Error(`${shownAs} is ${size} bytes; a reference profile is at most ${MAX_REFERENCE_PROFILE_BYTES}`);
-    const buffer = Buffer.alloc(size);
-    const { bytesRead } = await handle.read(buffer, 0, size, 0);
-    text = buffer.toString('utf8', 0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`${shownAs} is not valid JSON: ${(error as Error).message}`, { cause: error });
-  }
+  const raw = await readJsonFile(path, { shownAs, maxBytes: MAX_REFERENCE_PROFILE_BYTES, kind: 'a reference profile' });
   const format = (raw as { format?: unknown } | null)?.format;
   if (typeof format === 'number' && format !== REFERENCE_PROFILE_FORMAT) {
     throw new Error(`${shownAs} is a reference profile of format ${format}; this Nereid reads format ${REFERENCE_PROFILE_FORMAT} (profile the version again)`);

@@ -3,9 +3,10 @@
  * version loads, so that the version can say what it is (its metadata names the quantized
  * versions) without anyone opening the repository.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { describeIssues } from '../config/model-config.js';
+import { readJsonFile } from '../core/json-file.js';
 import type { QuantizationSummary } from '../model/model-version.js';
 
 export const QUANTIZATION_RECORD_FILE = 'quantization.json';
@@ -48,14 +49,7 @@ export const quantizationRecordSchema = z.object({
  * the mistake the record exists to prevent.
  */
 export async function readQuantizationRecord(path: string, shownAs: string, modelPath?: string): Promise<QuantizationSummary> {
-  const { size } = await stat(path);
-  if (size > MAX_RECORD_BYTES) throw new Error(`${shownAs} is ${size} bytes; a quantization record is at most ${MAX_RECORD_BYTES}`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(path, 'utf8'));
-  } catch (error) {
-    throw new Error(`${shownAs} is not valid JSON: ${(error as Error).message}`);
-  }
+  const raw = await readJsonFile(path, { shownAs, maxBytes: MAX_RECORD_BYTES, kind: 'a quantization record' });
   const parsed = quantizationRecordSchema.safeParse(raw);
   if (!parsed.success) throw new Error(`${shownAs} is not a quantization record: ${describeIssues(parsed.error, '', '(the record)')}`);
   const { method, sourceVersion, sizes } = parsed.data;
