@@ -14,7 +14,7 @@ import { bytesElements, PackedBytes, type NumericArray } from '../core/datatype.
 import type { Tensor } from '../core/tensor.js';
 import type { OnnxElementType } from '../onnx/onnx-model-builder.js';
 import { addSubModel, identityModel } from '../onnx/test-models.js';
-import type { BackendInstance, InstanceOptions } from './backend.js';
+import type { BackendInstance, InstanceOptions, ModelSignature, TensorSignature } from './backend.js';
 
 /** Options for one small CPU instance. */
 export const TEST_INSTANCE_OPTIONS: InstanceOptions = Object.freeze({
@@ -68,6 +68,11 @@ function snapshot(tensor: Tensor): { byteLength: number; values: unknown[] } {
 export interface ConformanceOptions {
   /** Element types the engine has no tensors of, each with why: their round trips are skipped, saying so. */
   unsupported?: Partial<Record<OnnxElementType, string>>;
+  /**
+   * The backend's describe() of the model file `make` is given (its own file made from it, where the engine reads
+   * another format), so the suite can check that what the repository completes configs from is what instances serve.
+   */
+  describe?: (modelPath: string) => Promise<ModelSignature>;
 }
 
 export function backendInstanceConformance(name: string, make: InstanceFactory, options: ConformanceOptions = {}): void {
@@ -97,6 +102,17 @@ export function backendInstanceConformance(name: string, make: InstanceFactory, 
         const inputs = addSubInputs(rows, rows);
         assertAddSub(await instance.run(inputs, ['OUTPUT0', 'OUTPUT1']), inputs);
       }
+    });
+
+    test("describe() says the add/sub model's tensors as its instance serves them", { skip: options.describe ? false : 'the factory gives no describe()' }, async () => {
+      const signature = await options.describe!(join(dir, 'addsub.onnx'));
+      const shown = (tensors: readonly TensorSignature[]) => tensors.map(({ name, datatype, shape }) => ({ name, datatype, shape })).sort((a, b) => a.name.localeCompare(b.name));
+      const int32Rows = (...names: string[]) => names.map((name) => ({ name, datatype: 'INT32', shape: [-1, 16] }));
+      assert.deepEqual({ inputs: shown(signature.inputs), outputs: shown(signature.outputs) }, { inputs: int32Rows('INPUT0', 'INPUT1'), outputs: int32Rows('OUTPUT0', 'OUTPUT1') });
+      // The instance takes what describe() says: a batch of rows of those tensors, under those names.
+      const instance = await instanceOf('addsub');
+      const inputs = addSubInputs(3, 4);
+      assertAddSub(await instance.run(inputs, signature.outputs.map((output) => output.name).sort()), inputs);
     });
 
     test('returns only the requested outputs', async () => {

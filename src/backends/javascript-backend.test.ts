@@ -56,15 +56,20 @@ const IDENTITY = `export const execute = (requests) => requests.map(({ inputs })
 const INT32_16 = (name: string) => ({ name, data_type: 'TYPE_INT32', dims: [16] });
 const CONFIG_TYPES: Record<string, string> = { float16: 'TYPE_FP16', int64: 'TYPE_INT64', bool: 'TYPE_BOOL', string: 'TYPE_STRING' };
 
+const ADD_SUB_CONFIG = { max_batch_size: 8, input: [INT32_16('INPUT0'), INT32_16('INPUT1')], output: [INT32_16('OUTPUT0'), INT32_16('OUTPUT1')] };
+
 /** The suite names ONNX files; each becomes the handler that computes what that model computes. */
-backendInstanceConformance('JavaScriptInstance', (modelPath) => {
-  const model = basename(modelPath, '.onnx');
-  if (model === 'addsub') {
-    return handlerInstance(ADD_SUB, { max_batch_size: 8, input: [INT32_16('INPUT0'), INT32_16('INPUT1')], output: [INT32_16('OUTPUT0'), INT32_16('OUTPUT1')] });
-  }
-  const type = CONFIG_TYPES[model.replace('identity_', '')];
-  return handlerInstance(IDENTITY, { max_batch_size: 8, input: [{ name: 'INPUT0', data_type: type, dims: [-1] }], output: [{ name: 'OUTPUT0', data_type: type, dims: [-1] }] });
-});
+backendInstanceConformance(
+  'JavaScriptInstance',
+  (modelPath) => {
+    const model = basename(modelPath, '.onnx');
+    if (model === 'addsub') return handlerInstance(ADD_SUB, ADD_SUB_CONFIG);
+    const type = CONFIG_TYPES[model.replace('identity_', '')];
+    return handlerInstance(IDENTITY, { max_batch_size: 8, input: [{ name: 'INPUT0', data_type: type, dims: [-1] }], output: [{ name: 'OUTPUT0', data_type: type, dims: [-1] }] });
+  },
+  // A handler's config is its declaration: describe() reads it, not the file.
+  { describe: (modelPath) => backend.describe(modelPath, parseModelConfig({ backend: 'javascript', ...ADD_SUB_CONFIG }, 'test config')) },
+);
 
 test("a handler's failure keeps a code a handler may give (the client's status); any other code, or none, is INTERNAL", () => {
   const given = [...HANDLER_ERROR_CODES, 'PERMISSION_DENIED', 'ENOENT', undefined];

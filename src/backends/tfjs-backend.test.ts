@@ -39,7 +39,7 @@ for (const engine of ['wasm', 'cpu']) {
   backendInstanceConformance(
     `TF.js (${engine}) instance`,
     async (modelPath) => backend.createInstance(await writeTfjsModel(join(root, String(made++)), tfjsModelFor(modelPath)), configFor(engine), TEST_INSTANCE_OPTIONS),
-    { unsupported: UNSUPPORTED },
+    { unsupported: UNSUPPORTED, describe: async (modelPath) => backend.describe(await writeTfjsModel(join(root, String(made++)), tfjsModelFor(modelPath))) },
   );
 }
 

@@ -5,9 +5,13 @@ import { backendInstanceConformance, TEST_INSTANCE_OPTIONS } from './backend-ins
 import { OnnxRuntimeBackend } from './onnx-runtime-backend.js';
 import { WorkerThreadInstance } from './onnx-runtime-worker-instance.js';
 
-backendInstanceConformance('WorkerThreadInstance', async (modelPath) => {
-  const config = parseModelConfig({ parameters: { execution_thread: 'worker' } }, 'test');
-  const instance = await new OnnxRuntimeBackend().createInstance(modelPath, config, TEST_INSTANCE_OPTIONS);
-  assert.ok(instance instanceof WorkerThreadInstance, 'execution_thread worker runs in a worker thread');
-  return instance;
-});
+backendInstanceConformance(
+  'WorkerThreadInstance',
+  async (modelPath) => {
+    const config = parseModelConfig({ parameters: { execution_thread: 'worker' } }, 'test');
+    const instance = await new OnnxRuntimeBackend().createInstance(modelPath, config, TEST_INSTANCE_OPTIONS);
+    assert.ok(instance instanceof WorkerThreadInstance, 'execution_thread worker runs in a worker thread');
+    return instance;
+  },
+  { describe: (modelPath) => new OnnxRuntimeBackend().describe(modelPath) },
+);
