@@ -1,12 +1,14 @@
 /**
  * Inputs are read in a fixed order with stable ids: sorted image paths, JSONL line numbers,
- * CSV line numbers with malformed rows in their place.
+ * CSV line numbers with malformed rows in their place, Parquet row indexes; gzipped text as the plain file.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { HF_IMAGE_SCHEMA, schemaOf, writeParquet } from '../../test/support/parquet-fixtures.js';
 import { openInput, type InputSource } from './input-source.js';
 
 let dir: string;
@@ -71,9 +73,20 @@ test('CSV with --csv-input: the mostly numeric columns, in order', async () => {
   assert.match(records[1].error!, /column 'b' is "oops", not a number/);
 });
 
-test('other files are refused with what is accepted', async () => {
-  await writeFile(join(dir, 'data.parquet'), '');
-  await assert.rejects(openInput(join(dir, 'data.parquet')), /must be a folder of images, a \.jsonl file or a \.csv file/);
+test('a folder of data files and no image (a dataset split in Parquet files) is refused, asking for a job per file', async () => {
+  const split = join(dir, 'split');
+  await mkdir(split, { recursive: true });
+  await writeFile(join(split, 'train-00000-of-00002.parquet'), '');
+  await writeFile(join(split, 'train-00001-of-00002.parquet'), '');
+  await writeFile(join(split, 'README.md'), '');
+  await assert.rejects(openInput(split), /^NereidError: input .*split is a folder, which a job reads as images, and it holds no image but 2 data file\(s\) \(train-00000-of-00002\.parquet, train-00001-of-00002\.parquet\): give each file as --input, with an --output of its own$/);
+});
+
+test('other files are refused with what is accepted; a gzipped Parquet file is told to be gunzipped', async () => {
+  await writeFile(join(dir, 'data.xlsx'), '');
+  await writeFile(join(dir, 'data.parquet.gz'), '');
+  await assert.rejects(openInput(join(dir, 'data.xlsx')), /must be a folder of images, a \.jsonl file, a \.csv file \(either may be gzipped: \.jsonl\.gz, \.csv\.gz\) or a \.parquet file$/);
+  await assert.rejects(openInput(join(dir, 'data.parquet.gz')), /or a \.parquet file \(not gzipped: Parquet compresses its own pages; gunzip it first\)$/);
 });
 
 test('a JSONL file that starts with a UTF-8 byte order mark reads its first record as the others', async () => {
@@ -105,13 +118,113 @@ test('a flag the input kind has no use for is refused, naming it and why, not si
       assert.match(error.message, pattern);
       return true;
     });
-  await refused(folder, { idColumn: 'foo' }, /^--id-column is for a JSONL or CSV input, and the input .*flag-images is a folder of images, whose records are its files .*: leave --id-column out$/);
-  await refused(folder, { passThrough: ['bar'] }, /^--pass-through is for a JSONL or CSV input/);
-  await refused(folder, { csvInput: 'baz' }, /^--csv-input is for a JSONL or CSV input/);
-  await refused(folder, { inputColumns: ['x'] }, /^--input-columns is for a JSONL or CSV input/);
-  await refused(jsonl, { csvInput: 'INPUT0' }, /^--csv-input is for a CSV input, and the input .*flags\.jsonl is a JSONL file/);
+  await refused(folder, { idColumn: 'foo' }, /^--id-column is for a JSONL, CSV or Parquet input, and the input .*flag-images is a folder of images, whose records are its files .*: leave --id-column out$/);
+  await refused(folder, { passThrough: ['bar'] }, /^--pass-through is for a JSONL, CSV or Parquet input/);
+  await refused(folder, { csvInput: 'baz' }, /^--csv-input is for a JSONL, CSV or Parquet input/);
+  await refused(folder, { inputColumns: ['x'] }, /^--input-columns is for a JSONL, CSV or Parquet input/);
+  await refused(jsonl, { csvInput: 'INPUT0' }, /^--csv-input is for a CSV or Parquet input, and the input .*flags\.jsonl is a JSONL file/);
   // What a JSONL input does use stays accepted.
   assert.equal((await openInput(jsonl, { inputColumns: ['INPUT0'] })).format, 'jsonl');
   // A library caller's empty values ask nothing of the input: not refused as if the flags were given.
   assert.equal((await openInput(folder, { passThrough: [], inputColumns: [], idColumn: '', csvInput: '' })).format, 'images');
+});
+
+test('Parquet in the Hugging Face image layout: a record per row, read a row group at a time, each the image of its struct; a row with only a path is its error', async () => {
+  const images: { bytes: Uint8Array | null; path: string }[] = ['a', 'b', 'c', 'd', 'e'].map((text) => ({ bytes: new Uint8Array(Buffer.from(text)), path: `${text}.png` }));
+  images[3] = { bytes: null, path: 'd.png' };
+  const path = await writeParquet(join(dir, 'hf.parquet'), [
+    { name: 'image', data: images },
+    { name: 'label', data: [0n, 1n, 2n, 3n, 4n] },
+  ], { schema: HF_IMAGE_SCHEMA, rowGroupSize: 2 });
+  const source = await openInput(path, { passThrough: ['label'] });
+  assert.equal(source.format, 'parquet');
+  assert.equal(source.imageColumn, 'image');
+  assert.equal(await source.count(), 5);
+  const records = await all(source);
+  assert.deepEqual(records.map((record) => [record.id, record.image?.toString(), record.passThrough]), [
+    [0, 'a', { label: 0 }],
+    [1, 'b', { label: 1 }],
+    [2, 'c', { label: 2 }],
+    [3, undefined, { label: 3 }],
+    [4, 'e', { label: 4 }],
+  ]);
+  assert.match(records[3].error!, /^column 'image' holds no image bytes, only a path \(d\.png\): the images must be in the file/);
+  assert.equal(await source.fieldColumns?.(), undefined, 'an image record has no fields to match to inputs');
+});
+
+test('Parquet numbers: lists are tensors, scalars are values, INT64 beyond 2^53 keeps its digits; --id-column, --pass-through and --csv-input as for CSV', async () => {
+  const path = await writeParquet(join(dir, 'numbers.parquet'), [
+    { name: 'id', data: ['r1', 'r2'] },
+    { name: 'x', data: [[1, 2], [3, 4.5]] },
+    { name: 'big', data: [9007199254740993n, 1n] },
+    { name: 'a', data: [1.5, 2] },
+    { name: 'label', data: [7, 8] },
+  ], { schema: schemaOf({ id: 'STRING', x: 'LIST<DOUBLE>', big: 'INT64', a: 'DOUBLE', label: 'INT32' }) });
+  const named = await all(await openInput(path, { idColumn: 'id', passThrough: ['label'] }));
+  assert.deepEqual(named.map((record) => [record.id, record.json, record.passThrough]), [
+    ['r1', '{"x":[1,2],"big":9007199254740993,"a":1.5}', { label: 7 }],
+    ['r2', '{"x":[3,4.5],"big":1,"a":2}', { label: 8 }],
+  ]);
+  // --csv-input: the number columns but id and label, in column order.
+  const formed = await all(await openInput(path, { csvInput: 'v' }));
+  assert.deepEqual(formed.map((record) => [record.id, record.json]), [[0, '{"v":[9007199254740993,1.5]}'], [1, '{"v":[1,2]}']]);
+  await assert.rejects(openInput(path, { csvInput: 'v', inputColumns: ['a', 'x'] }), /^NereidError: --input-columns names column 'x' of .*numbers\.parquet, which is LIST<DOUBLE>: with --csv-input v, each column is one number of the input$/);
+  await assert.rejects(openInput(path, { idColumn: 'nope' }), /--id-column names column 'nope', which .*numbers\.parquet does not have \(columns: id, x, big, a, label\)/);
+});
+
+test('Parquet columns no input takes are refused naming the column, its type and what is taken; two image columns ask which', async () => {
+  const path = await writeParquet(join(dir, 'kinds.parquet'), [
+    { name: 'when', data: [new Date(0)], type: 'TIMESTAMP' },
+    { name: 'x', data: ['[1]'], type: 'JSON' },
+    { name: 'photo', data: [new Uint8Array([1])], type: 'BYTE_ARRAY' },
+    { name: 'scan', data: [new Uint8Array([2])], type: 'BYTE_ARRAY' },
+  ]);
+  await assert.rejects(openInput(path), /kinds\.parquet has 2 columns of encoded images \(photo BINARY, scan BINARY\), and a record is one image: name the one the model reads with --input-columns/);
+  await assert.rejects(openInput(path, { inputColumns: ['when'] }), /--input-columns names column 'when' of .*, which is TIMESTAMP_MILLIS: input columns hold numbers, lists of numbers \(a tensor\), text, or encoded images/);
+  const source = await openInput(path, { inputColumns: ['photo'] });
+  assert.equal(source.imageColumn, 'photo');
+  const tensors = await openInput(path, { passThrough: ['photo', 'scan'] });
+  assert.throws(() => tensors.checkInputColumns!(['when']), /^NereidError: column 'when' of .*kinds\.parquet is TIMESTAMP_MILLIS, which no model input takes: input columns hold numbers/);
+  assert.throws(() => tensors.checkInputColumns!(['x']), /column 'x' of .* is JSON, which no model input takes/);
+  tensors.checkInputColumns!(['y']);
+  assert.deepEqual((await all(tensors))[0].passThrough, { photo: 'AQ==', scan: 'Ag==' });
+});
+
+test('Parquet: a file cut short is refused for its missing footer; ZSTD pages are refused naming the codec and column; GZIP pages are read', async () => {
+  const whole = await writeParquet(join(dir, 'whole.parquet'), [{ name: 'x', data: [[1, 2]] }], { schema: schemaOf({ x: 'LIST<INT32>' }), codec: 'GZIP', compressors: { GZIP: (input) => gzipSync(input) } });
+  assert.deepEqual((await all(await openInput(whole))).map((record) => record.json), ['{"x":[1,2]}']);
+  const bytes = await readFile(whole);
+  const cut = join(dir, 'cut.parquet');
+  await writeFile(cut, bytes.subarray(0, bytes.length - 20));
+  await assert.rejects(openInput(cut), /^NereidError: input .*cut\.parquet is not a readable Parquet file \(.*\): it does not end with the footer every Parquet file ends with, as a file cut short .* does; fetch it again$/);
+  // The pages are stored as they are: the codec's name in the metadata is what a reader decides on.
+  const zstd = await writeParquet(join(dir, 'zstd.parquet'), [{ name: 'x', data: [[1, 2]] }, { name: 'y', data: [1] }], { schema: schemaOf({ x: 'LIST<INT32>', y: 'INT32' }), codec: 'ZSTD', compressors: { ZSTD: (input) => input } });
+  await assert.rejects(openInput(zstd), /zstd\.parquet is compressed with ZSTD \(columns x\.list\.element, y\), which nereid does not read: it reads Parquet pages uncompressed or compressed with SNAPPY, GZIP or BROTLI\. Write the file again/);
+  // Only the columns read count.
+  assert.equal((await openInput(zstd, { inputColumns: [] })).format, 'parquet');
+});
+
+test('gzipped JSONL and CSV read as the plain files; one cut short fails its reading naming the file and the byte', async () => {
+  const jsonl = '{"a":1}\n\n{"a":2}\n';
+  const csv = 'x,y\n1,2\n3\n';
+  await writeFile(join(dir, 'plain.jsonl'), jsonl);
+  await writeFile(join(dir, 'packed.jsonl.gz'), gzipSync(jsonl));
+  await writeFile(join(dir, 'plain.csv'), csv);
+  await writeFile(join(dir, 'packed.CSV.GZ'), gzipSync(csv));
+  const plainJsonl = await openInput(join(dir, 'plain.jsonl'));
+  const packedJsonl = await openInput(join(dir, 'packed.jsonl.gz'));
+  assert.equal(packedJsonl.format, 'jsonl');
+  assert.equal(await packedJsonl.count(), 2);
+  assert.deepEqual(await all(packedJsonl), await all(plainJsonl));
+  const packedCsv = await openInput(join(dir, 'packed.CSV.GZ'));
+  assert.equal(packedCsv.format, 'csv');
+  assert.deepEqual(await all(packedCsv), await all(await openInput(join(dir, 'plain.csv'))));
+  const long = gzipSync(Array.from({ length: 2000 }, (_, index) => `{"a":${index}}`).join('\n'));
+  const cut = join(dir, 'cut.jsonl.gz');
+  await writeFile(cut, long.subarray(0, 300));
+  await assert.rejects(all(await openInput(cut)), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    assert.match(error.message, /^input .*cut\.jsonl\.gz is not a whole gzip file: it ends in the middle of its compressed data at byte 300 of 300, after \d+ byte\(s\) of text; a file cut short/);
+    return true;
+  });
 });

@@ -1,44 +1,22 @@
 /**
  * The input of a batch job, read lazily and always in the same order (so a rerun, and chunk
  * numbering in a distributed job, see the same records): a folder of images (recursively, sorted
- * by path), a JSONL file (one record per non-blank line) or a CSV file (header row, then one
- * record per row). Nothing is held beyond what the caller asks for next.
+ * by path), a JSONL file (one record per non-blank line), a CSV file (header row, then one
+ * record per row), either gzipped, or a Parquet file (one record per row, a row group at a time).
+ * Nothing is held beyond what the caller asks for next.
  */
-import { createReadStream } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseCsv, type CsvError } from 'csv-parse';
 import { invalidArgument } from '../core/errors.js';
 import { parseExactJson, stringifyExactJson } from '../protocol/v2-json.js';
-import type { JobRecord, RecordId } from './job-record.js';
+import { contentExtension, inputBytes } from './input-bytes.js';
+import type { InputFormat, InputSource, JobRecord, RecordId } from './job-record.js';
+import { parquetFile } from './parquet-input.js';
+import { columnIndexes, idAndCarriedColumns, RESERVED_CSV_COLUMNS, SeenIds, type RecordColumns } from './record-columns.js';
 
-export type InputFormat = 'images' | 'jsonl' | 'csv';
-
-/** A record not yet loaded: its id is known, its bytes are read by `load()`. */
-export interface InputRecord {
-  id: RecordId;
-  /** Its size before loading (an image file's, a JSONL line's, a CSV row's cells'): what a distributed chunk will carry. */
-  bytes?: number;
-  load(): Promise<JobRecord>;
-}
-
-export interface InputSource {
-  format: InputFormat;
-  path: string;
-  /** Records in the input, read errors included (one pass over the file for JSONL and CSV). */
-  count(): Promise<number>;
-  /** Records in input order. */
-  records(): AsyncIterable<InputRecord>;
-  /** Files in an image folder that are not images (by extension) and are left out. */
-  ignoredFiles: number;
-  /**
-   * A CSV file's columns that become each record's named fields (its header, less the id and pass-through columns, or
-   * the --input-columns): known before any row is read, so a model input none of them holds is refused up front.
-   * Undefined for other inputs and with --csv-input (whose one input takes every numeric column).
-   */
-  fieldColumns?(): Promise<string[] | undefined>;
-}
+export type { InputFormat, InputRecord, InputSource } from './job-record.js';
 
 /** The ids of a source's records, in input order. */
 export async function* idsOf(source: InputSource): AsyncGenerator<RecordId> {
@@ -56,30 +34,9 @@ export interface InputOptions {
   passThrough?: readonly string[];
 }
 
-/** What of a record is not an input: its id and the values carried through to its output. */
-interface RecordColumns {
-  idColumn?: string;
-  passThrough: readonly string[];
-  inputColumns?: readonly string[];
-}
-
-/** Ids given by a column must be unique: resuming a job finds its records by id. */
-class SeenIds {
-  private readonly lines = new Map<string, number>();
-
-  /** The id of `line`, or why it cannot be one. */
-  check(value: unknown, column: string, line: number): { id: string } | { error: string } {
-    if (value === undefined || value === null || String(value).trim() === '') return { error: `the id column '${column}' is empty` };
-    const id = typeof value === 'object' ? JSON.stringify(value) : String(value);
-    const first = this.lines.get(id);
-    if (first !== undefined) return { error: `id ${JSON.stringify(id)} (column '${column}') was already used on line ${first}; ids must be unique` };
-    this.lines.set(id, line);
-    return { id };
-  }
-}
-
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 const JSONL_EXTENSIONS: ReadonlySet<string> = new Set(['.jsonl', '.ndjson']);
+const DATA_EXTENSIONS: ReadonlySet<string> = new Set([...JSONL_EXTENSIONS, '.csv', '.parquet']);
 
 export async function openInput(path: string, options: InputOptions = {}): Promise<InputSource> {
   let info;
@@ -91,21 +48,26 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
     const why = code === 'ENOENT' ? 'no such file or folder' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
     throw invalidArgument(`input '${path}' cannot be read: ${why}`);
   }
-  const extension = extname(path).toLowerCase();
-  refuseFlagsNotFor(path, info.isDirectory() ? 'images' : JSONL_EXTENSIONS.has(extension) ? 'jsonl' : extension === '.csv' ? 'csv' : undefined, options);
+  const extension = contentExtension(path);
+  const kind = info.isDirectory() ? 'images' : JSONL_EXTENSIONS.has(extension) ? 'jsonl' : extension === '.csv' ? 'csv' : extension === '.parquet' ? 'parquet' : undefined;
+  refuseFlagsNotFor(path, kind, options);
   if (info.isDirectory()) return imageFolder(path);
   const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns };
-  if (JSONL_EXTENSIONS.has(extension)) return countedOnce(jsonlFile(path, columns));
-  if (extension === '.csv') return countedOnce(csvFile(path, options.csvInput, columns));
-  throw invalidArgument(`input '${path}' must be a folder of images, a .jsonl file or a .csv file`);
+  if (kind === 'jsonl') return countedOnce(jsonlFile(path, columns));
+  if (kind === 'csv') return countedOnce(csvFile(path, options.csvInput, columns));
+  // Compressed inside (its pages), not around: a gzipped Parquet file would be read whole to find its footer.
+  if (kind === 'parquet' && !path.toLowerCase().endsWith('.gz')) return parquetFile(path, options.csvInput, columns);
+  throw invalidArgument(
+    `input '${path}' must be a folder of images, a .jsonl file, a .csv file (either may be gzipped: .jsonl.gz, .csv.gz) or a .parquet file${kind === 'parquet' ? ' (not gzipped: Parquet compresses its own pages; gunzip it first)' : ''}`,
+  );
 }
 
 /**
  * Refuses a flag that the input's kind has no use for: ignored, it would leave the user believing it applied (a label
  * carried through, ids taken from a column), or fail every record for a reason that does not name it.
  */
-function refuseFlagsNotFor(path: string, kind: 'images' | 'jsonl' | 'csv' | undefined, options: InputOptions): void {
-  if (kind === undefined || kind === 'csv') return;
+function refuseFlagsNotFor(path: string, kind: InputFormat | undefined, options: InputOptions): void {
+  if (kind === undefined || kind === 'csv' || kind === 'parquet') return;
   const given: [string, unknown][] = [
     ['--csv-input', options.csvInput],
     ['--input-columns', options.inputColumns],
@@ -116,8 +78,8 @@ function refuseFlagsNotFor(path: string, kind: 'images' | 'jsonl' | 'csv' | unde
   for (const [flag, value] of given) {
     // A library caller's empty list or string asks nothing of the input, as a flag left out.
     if (value === undefined || value === '' || (Array.isArray(value) && value.length === 0)) continue;
-    if (kind === 'images') throw invalidArgument(`${flag} is for a JSONL or CSV input, and the input ${path} is ${kindOf}: leave ${flag} out`);
-    if (flag === '--csv-input') throw invalidArgument(`--csv-input is for a CSV input, and the input ${path} is ${kindOf}, whose lines name their inputs as fields (--input-columns picks them): leave --csv-input out`);
+    if (kind === 'images') throw invalidArgument(`${flag} is for a JSONL, CSV or Parquet input, and the input ${path} is ${kindOf}: leave ${flag} out`);
+    if (flag === '--csv-input') throw invalidArgument(`--csv-input is for a CSV or Parquet input, and the input ${path} is ${kindOf}, whose lines name their inputs as fields (--input-columns picks them): leave --csv-input out`);
   }
 }
 
@@ -175,6 +137,14 @@ async function listFiles(root: string): Promise<string[]> {
 async function imageFolder(root: string): Promise<InputSource> {
   const files = await listFiles(root);
   const images = files.filter((file) => IMAGE_EXTENSIONS.has(extname(file).toLowerCase()));
+  // A dataset split into files (train-00000-of-00004.parquet, …) is not a folder of images: said, not run as no records.
+  const dataFiles = images.length === 0 ? files.filter((file) => DATA_EXTENSIONS.has(contentExtension(file))) : [];
+  if (dataFiles.length > 0) {
+    throw invalidArgument(
+      `input ${root} is a folder, which a job reads as images, and it holds no image but ${dataFiles.length} data file(s) (${dataFiles.slice(0, 3).join(', ')}${dataFiles.length > 3 ? ', …' : ''}): ` +
+        'give each file as --input, with an --output of its own',
+    );
+  }
   return {
     format: 'images',
     path: root,
@@ -199,7 +169,7 @@ async function imageFolder(root: string): Promise<InputSource> {
 }
 
 async function* jsonlLines(path: string): AsyncGenerator<{ line: number; text: string }> {
-  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+  const lines = createInterface({ input: inputBytes(path), crlfDelay: Infinity });
   let number = 0;
   for await (const line of lines) {
     number += 1;
@@ -232,7 +202,7 @@ function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids:
   if (columns.idColumn !== undefined) {
     // A field that is missing is a misspelt --id-column more often than an empty value: said as such.
     if (!Object.hasOwn(object, columns.idColumn)) return { id: line, error: `the line has no field '${columns.idColumn}' (--id-column)`, passThrough };
-    const checked = ids.check(object[columns.idColumn], columns.idColumn, line);
+    const checked = ids.check(object[columns.idColumn], columns.idColumn, `line ${line}`);
     if ('error' in checked) return { id: line, error: checked.error, passThrough };
     id = checked.id;
   }
@@ -274,9 +244,10 @@ type CsvRow = { line: number; cells: string[] } | { line: number; error: string 
  */
 async function* csvRows(path: string): AsyncGenerator<CsvRow> {
   const skipped: { line: number; error: string }[] = [];
-  const parser = createReadStream(path).pipe(
-    parseCsv({ bom: true, skip_empty_lines: true, skip_records_with_error: true, info: true }),
-  );
+  const bytes = inputBytes(path);
+  const parser = bytes.pipe(parseCsv({ bom: true, skip_empty_lines: true, skip_records_with_error: true, info: true }));
+  // pipe() does not pass on a failure of its source (a gzip file cut short): the rows would just stop.
+  bytes.on('error', (error) => parser.destroy(error));
   // One bad row can raise several errors (a stray quote, then the wrong number of fields): it is one record, with both.
   let lastErrorLine = -1;
   parser.on('skip', (error: CsvError & { lines?: number }) => {
@@ -298,29 +269,6 @@ async function* csvRows(path: string): AsyncGenerator<CsvRow> {
 }
 
 const isNumber = (cell: string) => cell.trim() !== '' && Number.isFinite(Number(cell));
-
-/** The header's index of each named column; a name the header lacks stops the job before any record runs. */
-function columnIndexes(header: readonly string[], names: readonly string[], flag: string): number[] {
-  return names.map((name) => {
-    const index = header.indexOf(name);
-    if (index < 0) throw invalidArgument(`${flag} names column '${name}', which the CSV header does not have (columns: ${header.join(', ')})`);
-    return index;
-  });
-}
-
-/** The header's indexes of the id column and the pass-through columns; a name the header lacks stops the job. */
-function headerColumns(header: readonly string[], selected: RecordColumns): { idIndex?: number; carried: number[] } {
-  return {
-    idIndex: selected.idColumn === undefined ? undefined : columnIndexes(header, [selected.idColumn], '--id-column')[0],
-    carried: columnIndexes(header, selected.passThrough, '--pass-through'),
-  };
-}
-
-/**
- * With --csv-input and no --input-columns, the columns that are never features: a record's id and its label (as
- * `nereid eval` reads `label`), whatever the case, even when their cells are numbers (a class index).
- */
-const RESERVED_CSV_COLUMNS = /^(id|label)$/i;
 
 function csvFile(path: string, csvInput: string | undefined, selected: RecordColumns): InputSource {
   let numericColumns: number[] | undefined;
@@ -365,7 +313,7 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
       for await (const row of csvRows(path)) {
         if (!('cells' in row)) continue;
         const header = row.cells;
-        const { idIndex, carried } = headerColumns(header, selected);
+        const { idIndex, carried } = idAndCarriedColumns(header, selected, 'the CSV header');
         const notInputs = new Set([idIndex, ...carried]);
         return selected.inputColumns ? [...selected.inputColumns] : header.filter((_, index) => !notInputs.has(index));
       }
@@ -384,19 +332,19 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
           record = { id, error: `malformed CSV row: ${row.error}` };
         } else if (!header) {
           header = row.cells;
-          ({ idIndex, carried } = headerColumns(header, selected));
+          ({ idIndex, carried } = idAndCarriedColumns(header, selected, 'the CSV header'));
           // A numeric id or label is not a feature: only the columns chosen, or all the others, are inputs; with
           // --csv-input, a column named id or label is not one either, though no flag names it.
           const reserved = csvInput ? header.flatMap((name, index) => (RESERVED_CSV_COLUMNS.test(name.trim()) ? [index] : [])) : [];
           const notInputs = new Set([idIndex, ...carried, ...reserved]);
           inputs = selected.inputColumns
-            ? columnIndexes(header, selected.inputColumns, '--input-columns')
+            ? columnIndexes(header, selected.inputColumns, '--input-columns', 'the CSV header')
             : (csvInput ? await findNumericColumns() : header.map((_, index) => index)).filter((index) => !notInputs.has(index));
           continue;
         } else {
           const cells = row.cells;
           const passThrough = carried.length > 0 ? Object.fromEntries(carried.map((index) => [header![index], cells[index] ?? null])) : undefined;
-          const checked = idIndex === undefined ? { id } : ids.check(cells[idIndex], header[idIndex]!, row.line);
+          const checked = idIndex === undefined ? { id } : ids.check(cells[idIndex], header[idIndex]!, `line ${row.line}`);
           if ('id' in checked) id = checked.id;
           const bad = csvInput ? inputs.findIndex((index) => !isNumber(cells[index] ?? '')) : -1;
           record =

@@ -1,7 +1,7 @@
 /**
  * One input record of a batch job, as it is read (locally) or as it travels in a queued chunk
  * (distributed), and the one output line it becomes. Every record has an id: the image's path
- * relative to the input folder, or the line number in a JSONL or CSV file.
+ * relative to the input folder, the line number in a JSONL or CSV file, or the row index in a Parquet file.
  */
 
 export type RecordId = string | number;
@@ -19,6 +19,46 @@ export interface JobRecord {
   error?: string;
   /** Columns or fields copied into the output line as they are (--pass-through: e.g. a label to score against). */
   passThrough?: Record<string, unknown>;
+}
+
+/** What kind of input a batch job reads. */
+export type InputFormat = 'images' | 'jsonl' | 'csv' | 'parquet';
+
+/** A record not yet loaded: its id is known, its bytes are read by `load()`. */
+export interface InputRecord {
+  id: RecordId;
+  /** Its size before loading (an image file's, a JSONL line's, a CSV row's cells', a Parquet row's image or JSON fields): what a distributed chunk will carry. */
+  bytes?: number;
+  load(): Promise<JobRecord>;
+}
+
+export interface InputSource {
+  format: InputFormat;
+  path: string;
+  /** Records in the input, read errors included (one pass over the file for JSONL and CSV). */
+  count(): Promise<number>;
+  /** Records in input order. */
+  records(): AsyncIterable<InputRecord>;
+  /** Files in an image folder that are not images (by extension) and are left out. */
+  ignoredFiles: number;
+  /**
+   * A CSV file's columns that become each record's named fields (its header, less the id and pass-through columns, or
+   * the --input-columns): known before any row is read, so a model input none of them holds is refused up front.
+   * Undefined for other inputs and with --csv-input (whose one input takes every numeric column).
+   */
+  fieldColumns?(): Promise<string[] | undefined>;
+  /**
+   * A Parquet file whose records are images: the column that holds them (encoded bytes, or a struct {bytes, path} as
+   * Hugging Face datasets write images).
+   */
+  imageColumn?: string;
+  /**
+   * Refuses, before any record runs, an input column the model reads (one named like an input, or `NAME.0`) whose type
+   * no input can take, naming it, its type and what is taken: every record would otherwise fail for the same reason.
+   */
+  checkInputColumns?(inputNames: readonly string[]): void;
+  /** The columns with their types, for a refusal that lists them. */
+  describeColumns?(): string;
 }
 
 /** The JSON form a record has inside a queued chunk: image bytes as base64, the rest as is. */

@@ -20,7 +20,7 @@ import { JOB_MONITORING, localJobSettingsSchema, recordConcurrency } from './job
 export interface BatchInputOptions {
   model: string;
   version?: string;
-  /** A folder of images, a .jsonl file or a .csv file. */
+  /** A folder of images, a .jsonl or .csv file (either may be gzipped) or a .parquet file. */
   input: string;
   /** The JSONL output, appended to and resumed. */
   output: string;
@@ -96,6 +96,21 @@ export async function checkInputFits(source: InputSource, processor: RecordProce
         'leave --csv-input out and name a column after each input (or NAME.0, NAME.1, … one per element)',
     );
   }
+  if (source.format === 'parquet' && processor.takesImages && source.imageColumn === undefined) {
+    throw new NereidError(
+      'INVALID_ARGUMENT',
+      `model '${processor.model}' takes images, and ${source.path} has no column of them among its input columns (its columns: ${source.describeColumns?.()}): ` +
+        'an image column holds encoded images (PNG, JPEG, …) as BINARY, or as a struct {bytes, path} as Hugging Face datasets write them',
+    );
+  }
+  if (source.imageColumn !== undefined && !processor.takesImages) {
+    throw new NereidError(
+      'FAILED_PRECONDITION',
+      `model '${processor.model}' does not take images, and column '${source.imageColumn}' of ${source.path} holds encoded images: ` +
+        `name the columns that are the model's inputs (${processor.inputNames.join(', ')}) with --input-columns, or choose a model whose input declares preprocess.image`,
+    );
+  }
+  if (source.imageColumn === undefined) source.checkInputColumns?.(processor.inputNames);
   const columns = await source.fieldColumns?.();
   const uncovered = columns ? processor.requiredInputNames.filter((name) => !columns.includes(name) && !columns.includes(`${name}.0`)) : [];
   if (columns && uncovered.length > 0) {

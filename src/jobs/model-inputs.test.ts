@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { writeFashionMnistPngs } from '../../test/support/fashion-mnist.js';
+import { HF_IMAGE_SCHEMA, writeParquet } from '../../test/support/parquet-fixtures.js';
 import { identityModel, writeModel } from '../onnx/test-models.js';
 import { createServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
@@ -39,6 +40,16 @@ test('images go through the model pre-processing; past the limit they are taken 
   assert.equal(all.feeds.length, 30);
   assert.match(all.sha256, /^[0-9a-f]{64}$/);
   await assert.rejects(readModelInputs(join(work, 'x.jsonl'), 5, server, 'fashion_mnist', model.config, '--calibration'), /^Error: --calibration: input '.*x\.jsonl' cannot be read/);
+  // The same images as a Parquet file in Hugging Face's layout: the same tensors, by row.
+  const files = all.ids;
+  const parquet = await writeParquet(join(work, 'images.parquet'), [
+    { name: 'image', data: await Promise.all(files.map(async (file) => ({ bytes: new Uint8Array(await readFile(join(work, 'images', String(file)))), path: String(file) }))) },
+    { name: 'label', data: files.map(() => 0n) },
+  ], { schema: HF_IMAGE_SCHEMA });
+  const rows = await readModelInputs(parquet, 100, server, 'fashion_mnist', model.config);
+  assert.deepEqual(rows.ids, files.map((_, index) => index));
+  assert.deepEqual(rows.feeds.map((feed) => Array.from(feed.image.data as Float32Array)), all.feeds.map((feed) => Array.from(feed.image.data as Float32Array)));
+  assert.equal(rows.images?.length, 30);
 });
 
 test('JSONL records become the tensors nereid batch would send, and a bad record names itself', async () => {

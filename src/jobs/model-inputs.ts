@@ -27,7 +27,7 @@ export interface ModelInputs {
 }
 
 /**
- * At most `limit` examples of a folder of images, a JSONL or a CSV file (evenly spaced through it
+ * At most `limit` examples of a folder of images, a JSONL, CSV or Parquet file (evenly spaced through it
  * when it holds more) as the model's input tensors: images through the model's own pre-processing, JSONL and CSV records read as `nereid
  * batch` reads them. Each example is one row. `flag` names the option the path came from, in errors.
  * An image that cannot be read or decoded stops the reading, or with `skipUnreadable` is left out and listed.
@@ -51,13 +51,16 @@ export async function readModelInputs(
   const unreadable: ModelInputs['unreadable'] = [];
   const preprocessor = InputPreprocessor.of(config);
   const [imageInput, ...otherImages] = preprocessor ? [...preprocessor.imageInputs] : [];
-  if (source.format === 'images' && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
-    throw new Error(`${flag} ${path} is a folder of images, but model '${model}' does not take a single image input with preprocess.image; give a JSONL or CSV file of its input tensors`);
+  // A Parquet file whose column holds encoded images (Hugging Face's layout) is read as a folder of them is.
+  const holdsImages = source.format === 'images' || source.imageColumn !== undefined;
+  const whatHoldsImages = source.format === 'images' ? 'is a folder of images' : `holds images (column '${source.imageColumn}')`;
+  if (holdsImages && (!preprocessor || !imageInput || otherImages.length > 0 || config.input.length !== 1)) {
+    throw new Error(`${flag} ${path} ${whatHoldsImages}, but model '${model}' does not take a single image input with preprocess.image; give a JSONL, CSV or Parquet file of its input tensors`);
   }
-  if (source.format !== 'images' && preprocessor) {
-    throw new Error(`${flag} ${path} is a ${source.format} file, but model '${model}' takes encoded images (preprocess.image); give a folder of images`);
+  if (!holdsImages && preprocessor) {
+    throw new Error(`${flag} ${path} is a ${source.format} file of tensors, but model '${model}' takes encoded images (preprocess.image); give a folder of images, or a Parquet file with a column of them`);
   }
-  const processor = source.format === 'images' ? undefined : RecordProcessor.create(server, { model });
+  const processor = holdsImages ? undefined : RecordProcessor.create(server, { model });
   // Records are checked as the model's requests are: a tool that runs ONNX Runtime on them directly (quantize's
   // calibration) would otherwise take tensors the model, served, refuses.
   const checkShape = server.inputShapeCheck(model);
@@ -73,7 +76,7 @@ export async function readModelInputs(
     next += stride;
     const record = await entry.load();
     const where = `${flag} ${path}, record ${record.id}`;
-    if (record.error !== undefined && skipUnreadable && source.format === 'images') {
+    if (record.error !== undefined && skipUnreadable && holdsImages) {
       unreadable.push({ id: record.id, reason: record.error });
       continue;
     }
@@ -104,5 +107,5 @@ export async function readModelInputs(
     feeds.push(Object.fromEntries(request.inputs.map((input) => [input.name, asOrt(input.datatype, input.data, input.shape)])));
     ids.push(record.id);
   }
-  return { feeds, ids, images: source.format === 'images' ? images : undefined, sha256: digest.digest('hex'), unreadable };
+  return { feeds, ids, images: holdsImages ? images : undefined, sha256: digest.digest('hex'), unreadable };
 }

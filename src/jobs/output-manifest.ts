@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { open, rename, readFile, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
+import { inputBytes } from './input-bytes.js';
 
 export const MANIFEST_SUFFIX = '.job.json';
 
@@ -172,33 +173,26 @@ export function checkAnswerOptions(output: string, recorded: Manifest, job: JobD
  */
 export async function fingerprintInput(path: string, earlier?: InputFingerprint): Promise<{ now: InputFingerprint; changed?: string }> {
   const hash = createHash('sha256');
-  const handle = await open(path, 'r');
   let bytes = 0;
   /** The SHA-256 of the input's first earlier.bytes bytes, once read. */
   let covered = earlier?.bytes === 0 ? hash.copy().digest('hex') : undefined;
-  /** The byte before the end of what `earlier` covered, and the one after it (undefined at the end of the file). */
-  const around = Buffer.alloc(2);
-  let aroundRead = 0;
-  try {
-    const buffer = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
-      if (bytesRead === 0) break;
-      const chunk = buffer.subarray(0, bytesRead);
-      if (earlier && covered === undefined && bytes + bytesRead >= earlier.bytes) {
-        const split = earlier.bytes - bytes;
-        hash.update(chunk.subarray(0, split));
-        covered = hash.copy().digest('hex');
-        hash.update(chunk.subarray(split));
-      } else {
-        hash.update(chunk);
-      }
-      bytes += bytesRead;
+  /** The byte before the end of what `earlier` covered, and the one after it (absent at the end of the input). */
+  const around: number[] = [];
+  const aroundFrom = earlier && earlier.bytes > 0 ? earlier.bytes - 1 : Infinity;
+  // A gzipped input is fingerprinted by its text: records appended to it (another gzip member) keep the ones before.
+  for await (const chunk of inputBytes(path) as AsyncIterable<Buffer>) {
+    if (earlier && covered === undefined && bytes + chunk.length >= earlier.bytes) {
+      const split = earlier.bytes - bytes;
+      hash.update(chunk.subarray(0, split));
+      covered = hash.copy().digest('hex');
+      hash.update(chunk.subarray(split));
+    } else {
+      hash.update(chunk);
     }
-    if (earlier && earlier.bytes > 0) aroundRead = (await handle.read(around, 0, 2, earlier.bytes - 1)).bytesRead;
-  } finally {
-    await handle.close();
+    for (let at = Math.max(aroundFrom, bytes); around.length < 2 && at < bytes + chunk.length; at++) around.push(chunk[at - bytes]!);
+    bytes += chunk.length;
   }
+  const aroundRead = around.length;
   const now = { bytes, sha256: hash.digest('hex') };
   if (!earlier) return { now };
   const newline = (byte: number) => byte === 0x0a || byte === 0x0d;
