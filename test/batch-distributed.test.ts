@@ -11,15 +11,17 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { chunkJobId, DEFAULT_QUEUE_NAME } from '../src/jobs/index.js';
+import { chunkJobId, DEFAULT_QUEUE_NAME, runDistributedBatchJob } from '../src/jobs/index.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
 import sharp from 'sharp';
 import { CNN_LABELS, patternImage, readOutput, writeBatchModels, writeImageFolder, type OutputRecord } from './support/batch-fixtures.js';
+import { HF_IMAGE_SCHEMA, writeParquet } from './support/parquet-fixtures.js';
 import { freePort, startRedisServer, type RedisTestServer } from './support/redis-server.js';
 import { NEREID_COMMAND } from './support/cli-server.js';
 
@@ -272,6 +274,29 @@ describe('distributed batch jobs', () => {
     const local = await cli(['batch', '--model', 'scale', '--input', jsonl, '--output', join(dir, 'large-local.jsonl'), '--model-repository', repo, '--chunk-max-mib', '1', '--progress', 'none']);
     assert.equal(local.code, 0, local.stderr);
     assert.match(local.stderr, /--chunk-max-mib is for a distributed job \(--queue\); a run in this process queues no chunks and ignores it/);
+  });
+
+  test('a Parquet file of images (the Hugging Face layout) and a gzipped CSV go through the queue as they run locally: images as images, rows as their fields', { timeout: 60_000 }, async () => {
+    const images = await Promise.all(Array.from({ length: 6 }, (_, n) => patternImage(n, 'png')));
+    const parquet = await writeParquet(join(dir, 'hf.parquet'), [
+      { name: 'image', data: images.map((image, n) => ({ bytes: new Uint8Array(image), path: `${n}.png` })) },
+      { name: 'label', data: images.map((_, n) => BigInt(n)) },
+    ], { schema: HF_IMAGE_SCHEMA, rowGroupSize: 4 });
+    const csv = join(dir, 'rows.csv.gz');
+    await writeFile(csv, gzipSync('id,INPUT0\na,1 2 3 4\nb,5 6 7 8\n'));
+    const submit = (model: string, input: string, options: { idColumn?: string; passThrough?: string[] } = {}) =>
+      runDistributedBatchJob({ model, input, output: `${input}.out.jsonl`, queue: queueUrl, chunkSize: 4, pollMs: 100, progress: 'none', logger: pino({ level: 'silent' }), ...options });
+    const [imagesRun, rowsRun] = await Promise.all([submit('cnn', parquet, { passThrough: ['label'] }), submit('scale', csv, { idColumn: 'id' })]);
+    assert.deepEqual([imagesRun.processed, imagesRun.failed, imagesRun.chunks], [6, 0, 2]);
+    const answered = await readOutput(`${parquet}.out.jsonl`);
+    for (const [n, image] of images.entries()) {
+      const response = await reference.infer({ model: 'cnn', inputs: [{ name: 'image', datatype: 'BYTES', shape: [1, 1], data: [image] }] });
+      assertClassification(answered.get(n)!, Array.from(response.outputs[0]!.data as Float32Array));
+      assert.deepEqual(answered.get(n)!.pass_through, { label: n });
+    }
+    assert.deepEqual([rowsRun.processed, rowsRun.failed], [2, 0]);
+    const rows = await readOutput(`${csv}.out.jsonl`);
+    assert.deepEqual(rows.get('b')!.outputs![0]!.data, [10, 12, 14, 16]);
   });
 
   test('files added to the input between runs: chunks queued with other records are submitted again, and every record is answered', { timeout: 60_000 }, async () => {
