@@ -411,7 +411,7 @@ describe('POST /v2/models/{model}/classify', () => {
     }
   });
 
-  // That the images still waiting are skipped is decode slots' unit test (src/processing): timed here, on a shared machine, it would measure the machine.
+  // That the images still waiting are skipped is decode slots' unit test (src/core/decode-slots.test.ts): timed here, on a shared machine, it would measure the machine.
   test('a form whose client leaves while its images decode: the next client is answered', async () => {
     // Large images decode for a long time each (WebP of 2400x2400: a third of a second): a form of 16 is seconds of both cores.
     const large = await sharp({ create: { width: 2400, height: 2400, channels: 3, background: '#606060' } }).webp().toBuffer();

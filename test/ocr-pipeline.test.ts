@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import sharp from 'sharp';
+import { imageDecodeSlots } from '../src/core/decode-slots.js';
 import { editDistance } from '../src/core/edit-distance.js';
 import { normaliseText } from '../src/eval/output-comparison.js';
 import { createHttpFrontEnd } from '../src/frontends/http/v2-http.js';
@@ -238,6 +239,39 @@ describe('the bundled OCR pipeline', () => {
     const huge = await ocr(await sharp({ create: { width: 6500, height: 6500, channels: 3, background: '#ffffff' } }).png().toBuffer());
     assert.equal(huge.status, 400, huge.error);
     assert.match(huge.error!, /40000000 .*max_pixels/);
+  });
+
+  it("decodes its photo in one of the process's decode slots: it waits while the server's decodes hold them all, and a photo whose client left while it waited is never decoded", async () => {
+    const blank = await sharp({ create: { width: 64, height: 32, channels: 3, background: '#ffffff' } }).png().toBuffer();
+    for (let held = 0; held < imageDecodeSlots.size; held++) await imageDecodeSlots.take(undefined);
+    let given = 0;
+    const giveOne = () => (given++ < imageDecodeSlots.size ? imageDecodeSlots.give() : undefined);
+    try {
+      const leaving = new AbortController();
+      let answered = false;
+      const request = fetch(`${base}/v2/models/ocr/infer`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(blank), signal: leaving.signal }).then(
+        () => (answered = true),
+        () => undefined,
+      );
+      while (imageDecodeSlots.queued === 0 && !answered) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(answered, false, 'the photo was decoded and answered although every decode slot was taken');
+      const failures = async () =>
+        ((await (await fetch(`${base}/v2/models/ocr/stats`)).json()) as { model_stats: { inference_stats: { fail: { count: number } } }[] }).model_stats[0].inference_stats.fail.count;
+      const failedBefore = await failures();
+      leaving.abort();
+      await request;
+      // Once the server has answered the request CANCELLED, the slot handed to it comes straight back: its photo is not decoded.
+      for (let tries = 0; tries < 200 && (await failures()) === failedBefore; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+      giveOne();
+      for (let tries = 0; tries < 200 && imageDecodeSlots.busy === imageDecodeSlots.size; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(imageDecodeSlots.queued, 0);
+      assert.equal(imageDecodeSlots.busy, imageDecodeSlots.size - 1);
+      while (given < imageDecodeSlots.size) giveOne();
+      const next = await ocr(blank);
+      assert.equal(next.status, 200, next.error);
+    } finally {
+      while (given < imageDecodeSlots.size) giveOne();
+    }
   });
 
   it('the step models count the calls, and the recogniser batched lines together', async () => {

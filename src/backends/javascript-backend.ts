@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { declaredParameters, parameterStrings, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
 import { cancelled, NereidError, type ErrorCode } from '../core/errors.js';
+import { imageDecodeSlots } from '../core/decode-slots.js';
 import { ClientCancellation, type InferenceRequest, type RequestContext } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
@@ -405,7 +406,61 @@ function whenAllCancelled(requests: readonly BatchRequest[], onCancelled: () => 
   };
 }
 
-/** A worker's log line or context.infer call, answered on the main thread. */
+/**
+ * What a worker's call (context.infer, a wait for a decode slot) is cancelled by: the request it is made for, and the
+ * worker's being stopped (stopWorker). `ended` stops following them once the call is over.
+ */
+function callCancellation(worker: Worker, origin: RequestContext | undefined): { cancellation: ClientCancellation; ended: () => void } {
+  const cancellation = new ClientCancellation();
+  const followOrigin = () => cancellation.abort();
+  if (origin?.signal?.aborted) cancellation.abort();
+  else origin?.signal?.addEventListener('abort', followOrigin, { once: true });
+  const underWay = callsUnderWay.get(worker) ?? callsUnderWay.set(worker, new Set()).get(worker)!;
+  underWay.add(cancellation);
+  return {
+    cancellation,
+    ended: () => {
+      underWay.delete(cancellation);
+      origin?.signal?.removeEventListener('abort', followOrigin);
+    },
+  };
+}
+
+/**
+ * The process's decode slots each worker holds (context.withDecodeSlot). A worker that is stopped or dies while it
+ * holds some gives them back with its exit, or every decode of the process would wait for them for ever.
+ */
+const decodeSlotsHeld = new WeakMap<Worker, { held: number; exited: boolean }>();
+
+/** Records a slot taken for `worker`; false (and the slot given back) when the worker is gone. */
+function holdDecodeSlot(worker: Worker): boolean {
+  let holding = decodeSlotsHeld.get(worker);
+  if (!holding) {
+    const state = { held: 0, exited: false };
+    holding = state;
+    decodeSlotsHeld.set(worker, state);
+    worker.once('exit', () => {
+      state.exited = true;
+      for (; state.held > 0; state.held--) imageDecodeSlots.give();
+    });
+  }
+  if (holding.exited || worker.threadId < 0) {
+    imageDecodeSlots.give();
+    return false;
+  }
+  holding.held += 1;
+  return true;
+}
+
+function giveDecodeSlot(worker: Worker): void {
+  const holding = decodeSlotsHeld.get(worker);
+  // A worker cannot give back more than it holds: the slots are the whole process's.
+  if (!holding || holding.held === 0) return;
+  holding.held -= 1;
+  imageDecodeSlots.give();
+}
+
+/** A worker's log line, context.infer call or decode-slot wait, answered on the main thread. */
 function serveWorkerCall(
   worker: Worker,
   reply: HandlerWorkerReply,
@@ -418,7 +473,6 @@ function serveWorkerCall(
     logger[reply.level](reply.message);
     return;
   }
-  if (reply.type !== 'infer') return;
   const answer = (message: HandlerWorkerRequest, transfer: ArrayBuffer[] = []) => {
     // The worker may have been stopped (a timeout) while the call ran: nobody waits for the answer then.
     try {
@@ -427,7 +481,26 @@ function serveWorkerCall(
       /* the worker is gone */
     }
   };
+  if (reply.type === 'decode-slot-given') return giveDecodeSlot(worker);
+  if (reply.type !== 'infer' && reply.type !== 'decode-slot') return;
+  const origin = contextOf(reply.origin);
+  const { cancellation, ended } = callCancellation(worker, origin);
+  if (reply.type === 'decode-slot') {
+    imageDecodeSlots.take(cancellation).then(
+      () => {
+        ended();
+        if (!holdDecodeSlot(worker)) return;
+        answer({ type: 'decode-slot', call: reply.call });
+      },
+      (error: NereidError) => {
+        ended();
+        answer({ type: 'decode-slot', call: reply.call, error: { message: error.message, code: error.code } });
+      },
+    );
+    return;
+  }
   if (!callModel) {
+    ended();
     answer({ type: 'answer', call: reply.call, error: { message: 'context.infer is not available: this instance was created without a way to call other models', code: 'UNAVAILABLE' } });
     return;
   }
@@ -439,19 +512,7 @@ function serveWorkerCall(
     ...(reply.parameters && { parameters: reply.parameters }),
   };
   // A copy: what the called model writes into its context (its OOD counts) is its own, not the handler's request's.
-  const origin = contextOf(reply.origin);
-  // Called off when the request it is made for is, or when its worker is stopped (stopWorker).
-  const cancellation = new ClientCancellation();
-  const followOrigin = () => cancellation.abort();
-  if (origin?.signal?.aborted) cancellation.abort();
-  else origin?.signal?.addEventListener('abort', followOrigin, { once: true });
-  const underWay = callsUnderWay.get(worker) ?? callsUnderWay.set(worker, new Set()).get(worker)!;
-  underWay.add(cancellation);
   const context: RequestContext = { ...(origin && { requestId: origin.requestId, traceparent: origin.traceparent, deadline: origin.deadline }), signal: cancellation, patient: true };
-  const ended = () => {
-    underWay.delete(cancellation);
-    origin?.signal?.removeEventListener('abort', followOrigin);
-  };
   callModel(request, context).then(
     (response) => {
       ended();

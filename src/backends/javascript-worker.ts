@@ -2,8 +2,9 @@
  * A worker thread that hosts one instance of a JavaScript handler model: it imports the handler's
  * file, calls initialize(context) once, execute(requests) per batch and finalize() on release.
  * context.infer is sent to the main thread, which runs it through the server's inference path.
- * Messages: 'execute', 'answer' (to an infer call) and 'finalize' in; 'ready', 'failed',
- * 'result', 'infer', 'log' and 'finalized' out.
+ * Messages: 'execute', 'answer' (to an infer call), 'decode-slot' (one granted) and 'finalize' in;
+ * 'ready', 'failed', 'result', 'infer', 'decode-slot' (one asked for), 'decode-slot-given', 'log'
+ * and 'finalized' out.
  */
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -39,6 +40,7 @@ export type WorkerAnswer = { outputs: Record<string, Tensor> } | { error: { mess
 export type HandlerWorkerRequest =
   | { type: 'execute'; id: number; requests: WorkerBatchRequest[] }
   | { type: 'answer'; call: number; outputs?: Record<string, Tensor>; version?: string; parameters?: Parameters; error?: { message: string; code: string } }
+  | { type: 'decode-slot'; call: number; error?: { message: string; code: string } }
   | { type: 'finalize' };
 
 export type HandlerWorkerReply =
@@ -47,6 +49,8 @@ export type HandlerWorkerReply =
   | { type: 'failed'; message: string; stack?: string }
   | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; error?: { message: string; stack?: string } }
   | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; parameters?: Parameters; origin?: { batch: number; index: number } }
+  | { type: 'decode-slot'; call: number; origin?: { batch: number; index: number } }
+  | { type: 'decode-slot-given' }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   | { type: 'finalized'; error?: string };
 
@@ -171,6 +175,30 @@ function callModel(method: 'infer' | 'inferResponse', model: string, inputs: Rec
   });
 }
 
+/** Waits for a decode slot, by call. */
+const slotWaits = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+
+/**
+ * Runs `decode` in one of the process's image-decode slots, the ones the server's own preprocessing takes: sharp
+ * decodes on the process's one libuv pool, which the workers share. A slot waited for on behalf of `request` is
+ * not waited for once that request's client has gone: the promise rejects with code CANCELLED and `decode` never runs.
+ */
+async function withDecodeSlot<T>(request: object | undefined, decode: () => Promise<T>): Promise<T> {
+  const origin = request === undefined ? undefined : origins.get(request);
+  if (request !== undefined && !origin) throw new Error('context.withDecodeSlot(request, decode): request must be one of the requests execute() was given');
+  if (typeof decode !== 'function') throw new TypeError('context.withDecodeSlot(request, decode): decode must be a function that decodes');
+  const call = nextCall++;
+  await new Promise<void>((resolve, reject) => {
+    slotWaits.set(call, { resolve, reject });
+    post({ type: 'decode-slot', call, origin });
+  });
+  try {
+    return await decode();
+  } finally {
+    post({ type: 'decode-slot-given' });
+  }
+}
+
 const context = Object.freeze({
   modelName: spec.modelName,
   version: spec.version,
@@ -189,6 +217,7 @@ const context = Object.freeze({
    * what the called model says beside its outputs (its out-of-distribution verdict: ood, ood_score, ood_threshold).
    */
   inferResponse: (model: string, inputs: Record<string, unknown>, options: InferOptions = {}): Promise<CalledModelAnswer> => callModel('inferResponse', model, inputs, options),
+  withDecodeSlot,
 });
 
 async function executeBatch(handler: Handler, id: number, requests: WorkerBatchRequest[]): Promise<void> {
@@ -257,6 +286,12 @@ try {
       // Named as the handler's call: a client whose request fails with it learns which model the handler asked.
       if (message.error) waiting.reject(Object.assign(new Error(`${waiting.what}: ${message.error.message}`), { code: message.error.code }));
       else waiting.resolve({ model_name: waiting.model, model_version: message.version ?? '', outputs: withBuffers(message.outputs!), parameters: message.parameters ?? {} });
+    } else if (message.type === 'decode-slot') {
+      const waiting = slotWaits.get(message.call);
+      if (!waiting) return;
+      slotWaits.delete(message.call);
+      if (message.error) waiting.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+      else waiting.resolve();
     } else if (message.type === 'finalize') {
       Promise.resolve()
         .then(() => handler.finalize?.())

@@ -12,7 +12,7 @@ import type { Datatype } from '../core/datatype.js';
 import { NereidError } from '../core/errors.js';
 import { imagePreprocessingSchema } from '../config/model-config.js';
 import { ClientCancellation } from '../core/inference.js';
-import { DecodeSlots, describeDecodeError, ImagePreprocessor, imageGeometry } from './image-preprocessor.js';
+import { describeDecodeError, ImagePreprocessor, imageGeometry } from './image-preprocessor.js';
 
 type SpecInput = z.input<typeof imagePreprocessingSchema>;
 const spec = (input: SpecInput = {}) => imagePreprocessingSchema.parse(input);
@@ -552,33 +552,6 @@ test("a decode failure sharp reports only as 'Unknown error' (libvips's shared e
 });
 
 describe('decode slots', () => {
-  test('a request called off while its images wait for a slot decodes none of them; the slots go on to the next request', async () => {
-    const slots = new DecodeSlots(2);
-    const left = new ClientCancellation();
-    await slots.take(undefined);
-    await slots.take(undefined);
-    const order: string[] = [];
-    // Two images of a request that will be called off, then one of another request, all waiting for the two slots.
-    const leaving = [slots.take(left), slots.take(left)].map((waiting, index) =>
-      waiting.then(
-        () => order.push(`left ${index} decoded`),
-        (error: NereidError) => order.push(`left ${index} ${error.code}`),
-      ),
-    );
-    const next = slots.take(undefined).then(() => order.push('next decoded'));
-    left.abort();
-    slots.give();
-    await Promise.all([...leaving, next]);
-    assert.deepEqual(order, ['left 0 CANCELLED', 'left 1 CANCELLED', 'next decoded']);
-    assert.equal(slots.busy, 2, 'the first request\'s other slot and the next request\'s');
-    slots.give();
-    slots.give();
-    assert.equal(slots.busy, 0);
-    // A request already called off takes no slot at all.
-    await assert.rejects(slots.take(left), (error: NereidError) => error.code === 'CANCELLED');
-    assert.equal(slots.busy, 0);
-  });
-
   test('a preprocessor asked for a request already called off decodes nothing and says CANCELLED', async () => {
     const left = new ClientCancellation();
     left.abort();

@@ -6,7 +6,8 @@
 import type { Metadata, Sharp } from 'sharp';
 import { loadSharp } from '../core/sharp.js';
 import { allocateTypedArray, numberToHalf, type Datatype, type NumericArray } from '../core/datatype.js';
-import { cancelled, NereidError } from '../core/errors.js';
+import { NereidError } from '../core/errors.js';
+import { imageDecodeSlots } from '../core/decode-slots.js';
 import type { CancelSignal } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ImagePreprocessing } from '../config/model-config.js';
@@ -142,48 +143,6 @@ export async function openEncodedImage(
   return { input, width, height, format };
 }
 
-/**
- * Decodes one preprocessor runs at once: as many as libuv's thread pool, which runs sharp's work
- * (UV_THREADPOOL_SIZE, 4 by default), runs, so none is slower for waiting here. The others wait
- * here rather than in libuv's queue, where nothing can take them back: a form of 64 large images
- * whose client has gone goes on being decoded for minutes unless its images still waiting can be
- * skipped.
- */
-const DECODES_AT_ONCE = Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4);
-
-export class DecodeSlots {
-  private running = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly size = DECODES_AT_ONCE) {}
-
-  /** Decodes running now. */
-  get busy(): number {
-    return this.running;
-  }
-
-  /** Resolves once a decode may start, or throws CANCELLED when its request was called off while it waited. */
-  async take(signal: CancelSignal | undefined): Promise<void> {
-    if (signal?.aborted) throw cancelled();
-    if (this.running < this.size) {
-      this.running += 1;
-      return;
-    }
-    // give() hands its slot straight to the first waiter.
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-    if (signal?.aborted) {
-      this.give();
-      throw cancelled();
-    }
-  }
-
-  give(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.running -= 1;
-  }
-}
-
 /** A client's image that cannot be used, with which one and why, so callers can name it in their own terms. */
 export class ImageInputError extends NereidError {
   constructor(
@@ -200,7 +159,6 @@ export class ImagePreprocessor {
   private readonly mean: number[];
   private readonly std: number[];
   private readonly fill: { r: number; g: number; b: number };
-  private readonly decodes = new DecodeSlots();
 
   constructor(
     readonly inputName: string,
@@ -232,12 +190,7 @@ export class ImagePreprocessor {
 
   /** The pixels, and the encoded image's own width and height (before orientation and resizing). */
   private async decodeSized(image: Buffer, index: number, signal?: CancelSignal): Promise<{ pixels: Buffer; width: number; height: number }> {
-    await this.decodes.take(signal);
-    try {
-      return await this.decodeTaken(image, index);
-    } finally {
-      this.decodes.give();
-    }
+    return imageDecodeSlots.run(signal, () => this.decodeTaken(image, index));
   }
 
   private async decodeTaken(image: Buffer, index: number): Promise<{ pixels: Buffer; width: number; height: number }> {

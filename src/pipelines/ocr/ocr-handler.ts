@@ -34,6 +34,7 @@ interface HandlerContext {
   parameters: Record<string, string>;
   labels: Record<string, string[]>;
   infer(model: string, inputs: Record<string, HandlerTensor>, options: { request: object }): Promise<Record<string, HandlerTensor>>;
+  withDecodeSlot<T>(request: object, decode: () => Promise<T>): Promise<T>;
 }
 
 /** PaddleOCR's line height for the direction classifier and the recogniser, the classifier's width, and the recogniser's least width. */
@@ -90,7 +91,7 @@ const round = (ms: number) => Math.round(ms * 100) / 100;
 async function readText(request: HandlerRequest): Promise<Record<string, HandlerTensor>> {
   const clock = new PhaseClock();
   const encoded = (request.inputs.image.data as Buffer[])[0];
-  const image = await clock.time('decode', () => decodeImage(encoded));
+  const image = await clock.time('decode', () => context.withDecodeSlot(request, () => decodeImage(encoded)));
   const map = await clock.time('detection', () => detect(image, request));
   const boxes = await clock.time('boxes', () => toImageBoxes(findTextBoxes(map.data, map.width, map.height, boxSettings()), map, image));
   let lines = await clock.time('crop', () => boxes.map((box) => cropQuad(image, box.points)));
