@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 // Fastify's own validator (a dependency of fastify), used here to hold real answers to the document's schemas.
 import { Ajv } from 'ajv';
-import { openApiDocuments } from '../src/frontends/http/v2-http.js';
+import { connect } from 'node:net';
+import { dashboardAddress, openApiDocuments } from '../src/frontends/http/v2-http.js';
+import { createMetricsListener, PrometheusMetrics } from '../src/observability/index.js';
+import { RawConnection } from './support/raw-http.js';
 import { startTestServer } from './support/test-server.js';
 
 type Operation = { summary: string; tags: string[]; parameters: { name: string; in: string }[]; requestBody?: { content: Record<string, unknown> } };
@@ -109,15 +112,81 @@ test('real answers, and their errors, are valid against the response schemas the
   );
 });
 
-test('no page of the server may be framed by another site, nor any answer sniffed as another type', async (t) => {
+test('no page of the server may be framed by another site, nor any answer sniffed as another type: refusals made before any route runs included, on every listener', async (t) => {
   // Swagger UI's "Try it out" sends its requests from this origin, which the cross-site guard lets through: framed under
   // a decoy page, an operator's clicks could load, unload or change settings.
-  const served = await startTestServer({ http: { authTokens: { all: ['secret'] } } });
-  t.after(() => served.close());
-  for (const path of ['/docs/', '/docs/static/swagger-initializer.js', '/openapi.json', '/v2', '/no-such-route', '/dashboard/']) {
-    const response = await fetch(`${served.url}${path}`);
+  const served = await startTestServer({
+    server: { maxInflightBytes: 4096 },
+    http: { authTokens: { all: ['secret'] }, maxBodyBytes: 64 * 1024, dashboardPort: 0 },
+  });
+  const metrics = createMetricsListener(new PrometheusMetrics().attach(served.server), { authTokens: { all: ['secret'] } });
+  const metricsUrl = `http://127.0.0.1:${await metrics.listen('127.0.0.1', 0)}`;
+  t.after(async () => {
+    await metrics.close();
+    await served.close();
+  });
+  const auth = { authorization: 'Bearer secret' };
+  const json = { ...auth, 'content-type': 'application/json' };
+  const asks: [string, string, RequestInit, number][] = [
+    ['the API', '/docs/', {}, 200],
+    ['the API', '/docs/static/swagger-initializer.js', {}, 200],
+    ['the API', '/openapi.json', {}, 200],
+    ['the API', '/v2', {}, 401],
+    ['the API', '/no-such-route', {}, 401],
+    ['the API', '/no-such-route', { headers: auth }, 404],
+    ['the API', '/v2/health/live', { method: 'DELETE', headers: auth }, 405],
+    ['the API', `/v2/models/${'m'.repeat(2000)}/ready`, {}, 414],
+    ['the API', '/v2/models/%E0%A4%A/ready', {}, 400],
+    ['the API', '/v2/models/simple/infer', { method: 'POST', headers: json, body: '{' }, 400],
+    ['the API', '/v2/models/simple/infer', { method: 'POST', headers: json, body: ' '.repeat(65 * 1024) }, 413],
+    ['the API', '/v2/models/simple/infer', { method: 'POST', headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'br' }, body: '{}' }, 400],
+    ['the API', '/v2/repository/index', { method: 'POST', headers: { ...json, 'sec-fetch-site': 'cross-site' }, body: '{}' }, 403],
+    ['the dashboard', '/dashboard/', {}, 200],
+    ['the dashboard', '/no-such-route', {}, 401],
+    ['the dashboard', `/v2/models/${'m'.repeat(2000)}/ready`, {}, 414],
+    ['metrics', '/metrics', {}, 401],
+    ['metrics', '/no-such-route', { headers: auth }, 404],
+    ['metrics', '/metrics', { headers: auth }, 200],
+  ];
+  const bases: Record<string, string> = { 'the API': served.url, 'the dashboard': dashboardAddress(served.app)!.replace(/\/dashboard\/?$/, ''), metrics: metricsUrl };
+  for (const [listener, path, init, status] of asks) {
+    const response = await fetch(`${bases[listener]}${path}`, init).catch((error: Error) => assert.fail(`${listener} ${path.slice(0, 40)}: ${error.message} (${String((error.cause as Error)?.message)})`));
     await response.arrayBuffer();
-    assert.equal(response.headers.get('x-frame-options'), 'DENY', `${path} (${response.status}) forbids framing`);
-    assert.equal(response.headers.get('x-content-type-options'), 'nosniff', `${path} (${response.status}) forbids sniffing`);
+    const what = `${listener} ${init.method ?? 'GET'} ${path.slice(0, 40)} (${response.status})`;
+    assert.equal(response.status, status, what);
+    assert.equal(response.headers.get('x-frame-options'), 'DENY', `${what} forbids framing`);
+    assert.equal(response.headers.get('x-content-type-options'), 'nosniff', `${what} forbids sniffing`);
+  }
+  // The server's body budget refuses a body while others hold it.
+  const held = new RawConnection(served.url);
+  const heldAnswer = held.request('POST', '/v2/models/simple/infer', { ...json, 'content-length': 3000 });
+  while (served.server.bodies.inUse === 0) await new Promise((resolve) => setImmediate(resolve));
+  const refused = await fetch(`${served.url}/v2/models/simple/infer`, { method: 'POST', headers: json, body: ' '.repeat(2000) });
+  await refused.arrayBuffer();
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers.get('x-frame-options'), 'DENY', 'a refusal by the body budget forbids framing');
+  assert.equal(refused.headers.get('x-content-type-options'), 'nosniff', 'a refusal by the body budget forbids sniffing');
+  held.send(' '.repeat(3000));
+  await heldAnswer;
+  held.close();
+  // Node's HTTP parser refuses a malformed request before any of the front end's code sees it.
+  for (const listener of ['the API', 'the dashboard']) {
+    const base = bases[listener];
+    const answer = await rawRequest(base, 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n');
+    assert.match(answer, /^HTTP\/1\.1 400 /, listener);
+    assert.match(answer, /\r\nX-Frame-Options: DENY\r\n/i, `${listener}: ${answer}`);
+    assert.match(answer, /\r\nX-Content-Type-Options: nosniff\r\n/i, answer);
   }
 });
+
+/** What a server answers to `request` written as it is, up to its closing the connection. */
+function rawRequest(base: string, request: string): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    let received = '';
+    const socket = connect(Number(port), hostname, () => socket.write(request));
+    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(received));
+  });
+}

@@ -12,6 +12,7 @@ import { httpStatusOf, shortened, type NereidError } from '../core/errors.js';
 import { httpsServerOptions, secureContextOptions, tlsOptionSchema, type TlsCredentials } from '../core/tls.js';
 import type { PrometheusMetrics } from './prometheus-metrics.js';
 import { logFailedHandshakes } from './tls-handshake-log.js';
+import { protectAnswer } from '../core/protective-headers.js';
 
 export interface MetricsListener {
   readonly httpServer: HttpServer;
@@ -32,6 +33,7 @@ export interface MetricsListenerOptions {
 export function createMetricsListener(metrics: PrometheusMetrics, options: MetricsListenerOptions = {}): MetricsListener {
   const tls = tlsOptionSchema.parse(options.tls);
   const answer: RequestListener = (request, response) => {
+    protectAnswer(response);
     const path = (request.url ?? '/').split('?')[0];
     try {
       checkBearerToken(request.headers.authorization, options.authTokens, 'metrics');

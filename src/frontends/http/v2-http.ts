@@ -27,6 +27,7 @@ import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './ope
 import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
 import { answerEncodingOf, compressAnswer, type ResponseEncoding } from './response-compression.js';
+import { PROTECTIVE_HEAD_LINES, protectAnswer } from '../../core/protective-headers.js';
 import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
 import { httpFrontEndOptionsSchema } from './http-options.js';
 
@@ -192,6 +193,7 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
   return (handler: RequestListener): HttpServer => {
     const inFlight = { count: 0 };
     const counted: RequestListener = (request, response) => {
+      protectAnswer(response);
       inFlight.count += 1;
       response.once('close', () => (inFlight.count -= 1));
       handler(request, response);
@@ -229,7 +231,7 @@ function answerMalformedRequest(timeouts: RequestTimeouts) {
           ? [408, 'Request Timeout', requestTimeoutMessage(socket, timeouts)]
           : [400, 'Bad Request', `malformed HTTP request: ${error.message.replace(/^Parse Error: /, '')}`];
     const body = JSON.stringify({ error: message });
-    if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n${PROTECTIVE_HEAD_LINES}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     socket.destroy(error);
   };
 }
@@ -434,6 +436,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const settingName = options.settingName ?? optionKeyName;
   const logger = server.logger.child({ frontEnd: 'http' });
   const tlsServers: HttpsServer[] = [];
+  const answerMalformed = answerMalformedRequest({ ...settings, settingName });
   const app: FastifyInstance = Fastify({
     serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers),
     // The server comes from serverFactory; this tells Fastify it speaks HTTPS (the address it reports).
@@ -444,7 +447,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     genReqId: (raw) => requestIdOf(raw.headers[REQUEST_ID_HEADER]),
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: MAX_PATH_SEGMENT },
-    clientErrorHandler: answerMalformedRequest({ ...settings, settingName }),
+    clientErrorHandler: answerMalformed,
     // Errors the router raises before any route runs (a bad %-escape, an over-long path segment) get the same {"error"} body.
     // The path is the client's: quoted within the bound every echoed value keeps, not in Fastify's words, which quote it whole.
     frameworkErrors: (error, request, reply) => {
@@ -476,10 +479,6 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
-    // No page here may be framed by another site: Swagger UI's "Try it out" sends from this origin, which the cross-site
-    // guard below lets through, so a decoy page framing /docs could have an operator's clicks load, unload or reconfigure.
-    reply.header('x-frame-options', 'DENY');
-    reply.header('x-content-type-options', 'nosniff');
     // Draining: this answer is the connection's last, so its client opens its next request elsewhere.
     if (server.stopping) reply.header('connection', 'close');
     // A page of another site may still send a browser's POST here (a "simple" request needs no CORS preflight): one
@@ -524,7 +523,10 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   // The dashboard on its own port: that port answers the dashboard and the model routes its pages call, this one the rest.
   let dashboardListener: DashboardListener | undefined;
   if (settings.dashboard && settings.dashboardPort !== undefined) {
-    dashboardListener = separateDashboard(app, httpServerWith(settings, logger, 'dashboard', tlsServers), { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
+    const dashboardServer = httpServerWith(settings, logger, 'dashboard', tlsServers);
+    // Fastify answers its own listener's malformed requests with answerMalformed; this one is not Fastify's.
+    const withMalformedAnswered = (handler: RequestListener) => dashboardServer(handler).on('clientError', answerMalformed);
+    dashboardListener = separateDashboard(app, withMalformedAnswered, { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
   }
 
   const tokens = settings.authTokens;
