@@ -827,6 +827,21 @@ describe('errors', () => {
     await assertError(await get(main, '/v2/models/no_such_model/config'), 404, 'no_such_model');
   });
 
+  test("a client's names are quoted with the characters that would act (controls, line separators, bidi overrides) escaped", async () => {
+    const acts = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+    const quoted = async (response: Response, status: number, fragment: string) => {
+      const message = await assertError(response, status, fragment);
+      assert.doesNotMatch(message, acts, JSON.stringify(message));
+    };
+    // ESC [2J clears a terminal that shows the message; a newline forges a second log line; U+202E reverses what follows.
+    await quoted(await get(main, '/v2/models/a%1B%5B2Jb'), 400, "'a\\u001b[2Jb'");
+    await quoted(await post(main, '/v2/models/simple/versions/1%0Aforged/infer', simpleRequest([range16], [ones])), 400, '1\\u000aforged');
+    await quoted(await inferSimple({ ...simpleRequest([range16], [ones]), parameters: { 'key\u202etxt.exe': null } }), 400, "parameter 'key\\u202etxt.exe'");
+    const stranger = simpleRequest([range16], [ones]) as { inputs: { name: string }[] };
+    stranger.inputs[0].name = 'INPUT0\u001b]8;;http://x\u0007';
+    await quoted(await inferSimple(stranger), 400, "'INPUT0\\u001b]8;;http://x\\u0007'");
+  });
+
   test('unknown version', async () => {
     await assertError(await post(main, '/v2/models/simple/versions/7/infer', simpleRequest([range16], [ones])), 404, "Request for unknown model: 'simple' version 7 is not found", 'loaded: 1');
     await assertError(await get(main, '/v2/models/simple/versions/7/config'), 404, 'version 7 is not found');

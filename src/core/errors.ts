@@ -113,9 +113,21 @@ export function loggedMessage(error: NereidError): string {
 /** The most characters of one client value a message shows. */
 const MAX_QUOTED_CHARS = 80;
 
-/** Client text in a message, cut to `max` characters. */
+/**
+ * Characters that would act rather than show where a message or log line is read: C0 and C1 controls (a newline forging a
+ * line, ESC starting a terminal's escape sequence), DEL, Unicode's line and paragraph separators, and the bidirectional
+ * overrides and isolates that make text read otherwise than it is written.
+ */
+const ACTING_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const escaped = (character: string) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * Client text in a message or log line: cut to `max` characters, and its characters that would act (ACTING_CHARACTERS)
+ * written as \u escapes. Every quoting of a client's value goes through here (quote, quoteName).
+ */
 export function shortened(text: string, max = MAX_QUOTED_CHARS): string {
-  return text.length <= max ? text : `${text.slice(0, max)}…`;
+  const cut = text.length <= max ? text : `${text.slice(0, max)}…`;
+  return cut.replace(ACTING_CHARACTERS, escaped);
 }
 
 /**

@@ -97,7 +97,7 @@ function checkRequestFields(request: InferenceRequest): void {
     if (key.length > MAX_PARAMETER_KEY_CHARS) throw invalidArgument(`request parameter ${quote(key)} has a name longer than ${MAX_PARAMETER_KEY_CHARS} characters`);
     const value = parameters[key];
     if (typeof value === 'string' && value.length > MAX_PARAMETER_VALUE_CHARS) {
-      throw invalidArgument(`request parameter '${key}' has ${value.length} characters; at most ${MAX_PARAMETER_VALUE_CHARS} are accepted`);
+      throw invalidArgument(`request parameter ${quoteName(key)} has ${value.length} characters; at most ${MAX_PARAMETER_VALUE_CHARS} are accepted`);
     }
   }
 }

@@ -310,10 +310,10 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
     // A correlation id is a uint64 (Triton reads the JSON number exactly): kept as the bigint it was read as.
     if (type === 'bigint' && key === 'sequence_id') continue;
     if (type === 'bigint') {
-      throw invalidArgument(`${where()}: parameter '${key}' is an integer beyond 2^53, which a JSON number cannot carry exactly; send it as a string`);
+      throw invalidArgument(`${where()}: parameter ${quoteName(key)} is an integer beyond 2^53, which a JSON number cannot carry exactly; send it as a string`);
     }
     if (type !== 'string' && type !== 'number' && type !== 'boolean') {
-      throw invalidArgument(`${where()}: parameter '${key}' must be a string, number or boolean`);
+      throw invalidArgument(`${where()}: parameter ${quoteName(key)} must be a string, number or boolean`);
     }
   }
   return value as Parameters;
@@ -323,7 +323,7 @@ function parseParameters(value: unknown, where: () => string): Parameters | unde
 function switchParameter(parameters: Parameters | undefined, key: 'binary_data' | 'binary_data_output', where: string): boolean | undefined {
   const value = parameters?.[key];
   if (value === undefined || typeof value === 'boolean') return value;
-  throw invalidArgument(`${where}: parameter '${key}' must be a boolean (true or false), got ${quote(value)}`);
+  throw invalidArgument(`${where}: parameter ${quoteName(key)} must be a boolean (true or false), got ${quote(value)}`);
 }
 
 
@@ -371,7 +371,7 @@ export function decodeInferRequest(
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
   if (!Array.isArray(header.inputs)) {
     const misnamed = header.inputs === undefined ? Object.keys(header).find((key) => /^inputs?$/i.test(key) || key === 'instances') : undefined;
-    throw invalidArgument(`the inference request needs 'inputs', an array of tensors${misnamed ? `; it has '${misnamed}'` : ''}`);
+    throw invalidArgument(`the inference request needs 'inputs', an array of tensors${misnamed ? `; it has ${quoteName(misnamed)}` : ''}`);
   }
   if (header.id !== undefined && typeof header.id !== 'string') throw invalidArgument(`'id' must be a string`);
   const parameters = parseParameters(header.parameters, () => 'request');

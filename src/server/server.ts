@@ -939,9 +939,9 @@ export class Server {
           throw invalidArgument(`load parameter 'config' is not valid JSON: ${(error as Error).message}`);
         }
       } else if (key.startsWith('file:')) {
-        throw invalidArgument(`load parameter '${key}': uploading model files is disabled; models load only from the repository`);
+        throw invalidArgument(`load parameter ${quoteName(key)}: uploading model files is disabled; models load only from the repository`);
       } else {
-        throw invalidArgument(`unknown load parameter '${key}' (supported: config)`);
+        throw invalidArgument(`unknown load parameter ${quoteName(key)} (supported: config)`);
       }
     }
     await this.loadWithConfig(name, override, options);
@@ -983,7 +983,7 @@ export class Server {
     this.requireExplicitControl('unload');
     checkModelName(name);
     for (const [key, value] of Object.entries(parameters)) {
-      if (key !== 'unload_dependents') throw invalidArgument(`unknown unload parameter '${key}' (supported: unload_dependents)`);
+      if (key !== 'unload_dependents') throw invalidArgument(`unknown unload parameter ${quoteName(key)} (supported: unload_dependents)`);
       if (typeof value !== 'boolean') throw invalidArgument(`unload parameter 'unload_dependents' must be true or false, got ${JSON.stringify(value)}`);
     }
     const unloaded = await this.repository.unload(name, { dependents: parameters.unload_dependents === true });

@@ -84,7 +84,7 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     }
     try {
       const stats = fstatSync(descriptor);
-      if (!stats.isFile()) throw invalidArgument(`'${key}' is not a shared memory object`);
+      if (!stats.isFile()) throw invalidArgument(`${quoteName(key)} is not a shared memory object`);
       if (stats.size < offset + byteSize) {
         throw invalidArgument(
           `failed to register shared memory region ${quoteName(name)}: invalid args: the object ${quoteName(key)} holds ${stats.size} bytes, less than offset ${offset} + byte_size ${byteSize} = ${offset + byteSize}`,

@@ -128,7 +128,7 @@ export function parametersFromProto(map: ParameterMap | undefined, where: string
     }
     const value = parameterValueOf(parameter);
     if (value === undefined || Buffer.isBuffer(value)) {
-      throw invalidArgument(`${where}: parameter '${key}' must be a string, number or boolean`);
+      throw invalidArgument(`${where}: parameter ${quoteName(key)} must be a string, number or boolean`);
     }
     parameters[key] = value;
   }
@@ -253,7 +253,7 @@ export function repositoryParametersFromProto(map: ParameterMap | undefined, act
   const parameters: Record<string, unknown> = {};
   for (const [key, parameter] of Object.entries(map ?? {})) {
     const value = parameterValueOf(parameter);
-    if (value === undefined) throw invalidArgument(`${action} parameter '${key}' has no value`);
+    if (value === undefined) throw invalidArgument(`${action} parameter ${quoteName(key)} has no value`);
     parameters[key] = value;
   }
   return parameters;

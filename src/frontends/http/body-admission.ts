@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler, preParsingHookHandler } from 'fastify';
-import { invalidArgument, overloaded } from '../../core/errors.js';
+import { invalidArgument, overloaded, quoteName } from '../../core/errors.js';
 import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
 
@@ -248,7 +248,7 @@ export function streamBodies(options: StreamedBodyOptions): preParsingAsyncHookH
     if (identity && (announcedLength(request) !== undefined || request.headers['transfer-encoding'] === undefined)) return payload;
     const chunkSize = inflatedChunkBytes(request);
     const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip({ chunkSize }) : encoding === 'deflate' ? createInflate({ chunkSize }) : identity ? undefined : null;
-    if (decoder === null) throw invalidArgument(`unsupported Content-Encoding '${encoding}' (supported: gzip, deflate, identity)`);
+    if (decoder === null) throw invalidArgument(`unsupported Content-Encoding ${quoteName(encoding)} (supported: gzip, deflate, identity)`);
     if (decoder && inflating >= options.maxConcurrentInflations) {
       throw overloaded(`${inflating} compressed request bodies are being inflated, the most the server takes at once`, 100);
     }

@@ -6,7 +6,7 @@
  */
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { invalidArgument, NereidError } from '../../core/errors.js';
+import { invalidArgument, NereidError, quoteName } from '../../core/errors.js';
 import type { RequestContext } from '../../core/inference.js';
 import { timingAnswer, type UnreadableFile } from '../../model/image-classification.js';
 import { DECIMAL_NUMBER } from '../../core/decimal-number.js';
@@ -29,12 +29,12 @@ export interface ClassifyRouteOptions extends BodyLimits {
 function topKOf(request: FastifyRequest): number | undefined {
   const query = request.query as Record<string, string | string[] | undefined>;
   const unknown = Object.keys(query).filter((key) => key !== 'top_k');
-  if (unknown.length > 0) throw invalidArgument(`unknown option ${unknown.map((key) => `'${key}'`).join(', ')}; /classify takes top_k`);
+  if (unknown.length > 0) throw invalidArgument(`unknown option ${unknown.map(quoteName).join(', ')}; /classify takes top_k`);
   const raw = query.top_k;
   if (raw === undefined) return undefined;
   if (Array.isArray(raw)) throw invalidArgument(`top_k is given ${raw.length} times; give it once`);
   const topK = Number(raw);
-  if (!DECIMAL_NUMBER.test(raw) || !Number.isInteger(topK) || topK < 1) throw invalidArgument(`top_k must be a positive integer, got '${raw}'`);
+  if (!DECIMAL_NUMBER.test(raw) || !Number.isInteger(topK) || topK < 1) throw invalidArgument(`top_k must be a positive integer, got ${quoteName(raw)}`);
   return topK;
 }
 
@@ -70,7 +70,7 @@ async function imagesOf(request: FastifyRequest, limits: BodyLimits, maxFiles: n
   }
   const type = String(request.headers['content-type'] ?? '');
   if (!/^(image\/|application\/octet-stream)/i.test(type)) {
-    throw invalidArgument(`send the image as the body with Content-Type image/* or application/octet-stream (got '${type || 'none'}'), or as multipart/form-data files`);
+    throw invalidArgument(`send the image as the body with Content-Type image/* or application/octet-stream (got ${type ? quoteName(type) : 'none'}), or as multipart/form-data files`);
   }
   return [{ data: (request.body as Buffer | undefined) ?? Buffer.alloc(0) }];
 }

@@ -403,12 +403,12 @@ function imageAlternatives(server: Server, model: string, version: string | unde
 function crossOriginRefusal(headers: FastifyRequest['headers']): string | undefined {
   const site = headers['sec-fetch-site'];
   const origin = headers.origin;
-  const host = `Host '${headers.host ?? ''}'`;
-  if (site === 'cross-site') return `Sec-Fetch-Site is 'cross-site'${origin === undefined ? '' : ` (Origin '${origin}')`}: the request comes from a page of another site`;
-  if (site === 'same-site') return `Sec-Fetch-Site is 'same-site'${origin === undefined ? '' : ` (Origin '${origin}')`}: the request comes from a page of another origin on this site (another port or subdomain)`;
+  const host = `Host ${quoteName(headers.host ?? '')}`;
+  if (site === 'cross-site') return `Sec-Fetch-Site is 'cross-site'${origin === undefined ? '' : ` (Origin ${quoteName(origin)})`}: the request comes from a page of another site`;
+  if (site === 'same-site') return `Sec-Fetch-Site is 'same-site'${origin === undefined ? '' : ` (Origin ${quoteName(origin)})`}: the request comes from a page of another origin on this site (another port or subdomain)`;
   if (site === 'same-origin' || site === 'none') return undefined;
   if (origin === undefined) return undefined;
-  return originHostIsServers(origin, headers) ? undefined : `Origin '${origin}' is not this server (${host})`;
+  return originHostIsServers(origin, headers) ? undefined : `Origin ${quoteName(origin)} is not this server (${host})`;
 }
 
 function originHostIsServers(origin: string, headers: FastifyRequest['headers']): boolean {
