@@ -452,6 +452,11 @@ program
     "let clients register system shared memory regions (/dev/shm objects) and send tensors through them, as Triton's flag: off by default, since the server then reads and writes objects a client names",
     false,
   )
+  .option(
+    '--client-shm-from-any-address',
+    'with --allow-client-shm, let clients at any address register regions (a container sharing this machine\'s IPC namespace but not its network); by default only loopback clients may, since a client elsewhere that names an object has the server read and write another program\'s shared memory',
+    false,
+  )
   .option('--default-max-batch-size <n>', 'max_batch_size given to models whose config leaves it out', integer(0), serverDefault('defaultMaxBatchSize'))
   .option('--max-queue-size <n>', 'requests a model version may queue before refusing more', integer(1), serverDefault('maxQueueSize'))
   .option('--max-queue-bytes <n>', 'bytes of inputs a model version may queue before refusing more (config max_queue_bytes may lower it)', integer(1), serverDefault('maxQueueBytes'))
@@ -581,6 +586,7 @@ program
       strictReadiness: flags.strictReadiness,
       allowCodeModels: flags.allowCodeModels,
       allowClientShm: flags.allowClientShm,
+      clientShmFromAnyAddress: flags.clientShmFromAnyAddress,
       defaultMaxBatchSize: flags.defaultMaxBatchSize,
       maxQueueSize: flags.maxQueueSize,
       maxQueueBytes: flags.maxQueueBytes,

@@ -79,12 +79,17 @@ export const serverOptionsSchema = z.object({
    * tensors through them. Off, the shared memory API and tensors that name a region are refused.
    */
   allowClientShm: z.boolean().default(false),
+  /**
+   * --client-shm-from-any-address: with allowClientShm, clients at any address may register regions, not only loopback
+   * ones (a client in a container sharing this machine's IPC namespace but not its network).
+   */
+  clientShmFromAnyAddress: z.boolean().default(false),
 });
 
 /** Options of the Server that `nereid serve` sets from a flag that is not the key in kebab case (the front ends name theirs: httpFlagName, grpcFlagName). */
 const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model', traceSettings: '--trace-exporter' };
 /** Flags of `nereid serve` that take no value: given, they turn their option on. */
-const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm']);
+const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm', '--client-shm-from-any-address']);
 
 /**
  * The Server's options named as `nereid serve`'s flags, for a server the CLI starts (option settingName):

@@ -199,6 +199,8 @@ export class Server {
       allowed: this.options.allowClientShm,
       maxRequestBytes: Math.min(64 * 1024 * 1024, this.options.maxInflightBytes),
       allowing: this.settingName('allowClientShm', true),
+      anyAddress: this.options.clientShmFromAnyAddress,
+      allowingAnyAddress: this.settingName('clientShmFromAnyAddress', true),
     });
     this.bodies = new ByteBudget(this.options.maxInflightBytes, this.settingName('maxInflightBytes'));
     // Named by key, the option is the Tracing's settings the caller hands the server; a command names its flag.

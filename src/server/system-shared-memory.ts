@@ -9,6 +9,7 @@
  * registers a region makes the server read and write that object with the server's permissions.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { isLoopbackPeer } from '../core/address.js';
 import { invalidArgument, NereidError, notFound, quoteName } from '../core/errors.js';
 import { byteCount, sharedMemoryObjectPath, type SharedMemoryReference, type SharedMemoryRegions } from '../protocol/shared-memory-tensors.js';
 
@@ -33,6 +34,14 @@ export interface SystemSharedMemoryOptions {
   maxRequestBytes: number;
   /** The setting that turns it on, as a refusal names it (default `allowClientShm: true`; the CLI's `--allow-client-shm`). */
   allowing?: string;
+  /**
+   * Clients on other machines may register regions too (--client-shm-from-any-address). Off, a region is registered only
+   * from a loopback peer: a client that made an object under /dev/shm is on this machine, and one elsewhere that
+   * names an object would have the server read and write another program's shared memory with its permissions.
+   */
+  anyAddress?: boolean;
+  /** The setting that lets them, as a refusal names it. */
+  allowingAnyAddress?: string;
 }
 
 /** What both front ends answer for Triton's CUDA shared memory API (UNIMPLEMENTED). */
@@ -62,9 +71,19 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     }
   }
 
-  /** Registers `byte_size` bytes from `offset` of the shared memory object `key` as region `name`. */
-  register(name: string, request: { key?: unknown; offset?: unknown; byte_size?: unknown }): void {
+  /**
+   * Registers `byte_size` bytes from `offset` of the shared memory object `key` as region `name`. `peer`: the client's
+   * address as its front end sees it (undefined: an in-process caller, this machine's own).
+   */
+  register(name: string, request: { key?: unknown; offset?: unknown; byte_size?: unknown }, peer?: string): void {
     this.checkAllowed();
+    if (peer !== undefined && !this.options.anyAddress && !isLoopbackPeer(peer)) {
+      const allowing = this.options.allowingAnyAddress ?? 'clientShmFromAnyAddress: true';
+      throw new NereidError(
+        'PERMISSION_DENIED',
+        `shared memory is registered from this machine only (loopback), and this client is at ${quoteName(peer)}: a client elsewhere cannot have made an object under /dev/shm, and naming one would have the server read and write another program's; connect through localhost, or start the server with ${allowing} where clients share this machine's /dev/shm from another address (a container with --ipc)`,
+      );
+    }
     if (typeof name !== 'string' || name === '' || name.length > 256) throw invalidArgument(`a shared memory region needs a name of 1 to 256 characters`);
     if (typeof request.key !== 'string') throw invalidArgument(`registering shared memory region ${quoteName(name)} needs 'key', the shared memory object's name, e.g. '/input0'`);
     const key = request.key;

@@ -427,8 +427,8 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     SystemSharedMemoryStatus: unary('SystemSharedMemoryStatus', (request: { name?: string }) => ({
       regions: Object.fromEntries(server.sharedMemory.status(request.name || undefined).map((region) => [region.name, region])),
     })),
-    SystemSharedMemoryRegister: unary('SystemSharedMemoryRegister', (request: { name: string; key: string; offset?: string | number; byte_size?: string | number }) => {
-      server.sharedMemory.register(request.name, { key: request.key, offset: Number(request.offset ?? 0), byte_size: Number(request.byte_size ?? 0) });
+    SystemSharedMemoryRegister: unary('SystemSharedMemoryRegister', (request: { name: string; key: string; offset?: string | number; byte_size?: string | number }, call) => {
+      server.sharedMemory.register(request.name, { key: request.key, offset: Number(request.offset ?? 0), byte_size: Number(request.byte_size ?? 0) }, call.getPeer());
       return {};
     }),
     SystemSharedMemoryUnregister: unary('SystemSharedMemoryUnregister', (request: { name?: string }) => {

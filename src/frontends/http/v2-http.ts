@@ -704,7 +704,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   app.get('/v2/systemsharedmemory/status', async () => sharedMemory.status());
   app.get<{ Params: RegionParams }>('/v2/systemsharedmemory/region/:region/status', async (request) => sharedMemory.status(request.params.region));
   app.post<{ Params: RegionParams }>('/v2/systemsharedmemory/region/:region/register', async (request, reply) => {
-    sharedMemory.register(request.params.region, bodyObject(request, 'shared memory register request'));
+    sharedMemory.register(request.params.region, bodyObject(request, 'shared memory register request'), request.socket.remoteAddress ?? '');
     return reply.code(200).send();
   });
   app.post('/v2/systemsharedmemory/unregister', async (_request, reply) => {
