@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { pino, type Logger } from 'pino';
 import { parseModelConfig, type CompletedModelConfig } from '../config/model-config.js';
 import { halfToNumber } from '../core/datatype.js';
+import { imageDecodeSlots } from '../core/decode-slots.js';
 import { NereidError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { BackendInstance } from './backend.js';
@@ -268,6 +269,31 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
       assert.deepEqual(Array.from((answers[0] as Record<string, Tensor>).OUT.data as Float32Array), [3, 4]);
       assert.ok(performance.now() - started >= 390, 'the next batch waited for the worker to finish the cancelled one');
     } finally {
+      await instance.release();
+    }
+  });
+
+  test("a decode slot a handler holds comes back when its worker is stopped (its timeout), and one it waits for is never handed to it", async () => {
+    const instance = await handlerInstance(
+      `let context;
+      export const initialize = (given) => { context = given; };
+      export const execute = (requests) => requests.map((request) => context.withDecodeSlot(request, () => new Promise(() => {})));`,
+      { ...FP32, parameters: { execute_timeout_ms: { string_value: '300' } } },
+    );
+    try {
+      // All slots but one held here: the handler takes the last; a second batch waits, then its worker is stopped too.
+      for (let held = 0; held < imageDecodeSlots.size - 1; held++) await imageDecodeSlots.take(undefined);
+      await assert.rejects(instance.runRequests!([{ inputs: input([1, 2]), outputNames: ['OUT'] }]), /did not answer within 300 ms/);
+      for (let tries = 0; tries < 100 && imageDecodeSlots.busy > imageDecodeSlots.size - 1; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(imageDecodeSlots.busy, imageDecodeSlots.size - 1, 'the stopped worker gave its slot back');
+      await imageDecodeSlots.take(undefined);
+      await assert.rejects(instance.runRequests!([{ inputs: input([1, 2]), outputNames: ['OUT'] }]), /did not answer within 300 ms/);
+      assert.equal(imageDecodeSlots.queued, 1, "the stopped worker's wait is still queued until a slot comes free");
+      imageDecodeSlots.give();
+      for (let tries = 0; tries < 100 && imageDecodeSlots.busy === imageDecodeSlots.size; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(imageDecodeSlots.busy, imageDecodeSlots.size - 1, 'the slot it would have had went straight back');
+    } finally {
+      while (imageDecodeSlots.busy > 0) imageDecodeSlots.give();
       await instance.release();
     }
   });
