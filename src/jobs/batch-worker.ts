@@ -22,6 +22,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
+import { quoteName, shortened } from '../core/errors.js';
 import { parseOptions } from '../core/options.js';
 import { createCommandServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
@@ -128,7 +129,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
         await under;
         continue;
       }
-      logger.info({ model, version }, `loading model '${model}'${version ? ` version ${version}` : ''}`);
+      logger.info({ model, version }, `loading model ${quoteName(model)}${version ? ` version ${shortened(version)}` : ''}`);
       const load = loadFor(model, version).finally(() => loading.delete(model));
       loading.set(model, load);
       await load;
@@ -141,7 +142,7 @@ export async function startBatchWorker(options: BatchWorkerOptions): Promise<Bat
     try {
       await ensureModel(data.model, version);
     } catch (error) {
-      throw new ModelUnavailableHere(`job '${data.job}' is answered by model '${data.model}'${version === undefined ? '' : ` version ${version}`}, which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
+      throw new ModelUnavailableHere(`job ${quoteName(data.job)} is answered by model ${quoteName(data.model)}${version === undefined ? '' : ` version ${shortened(version)}`}, which worker ${name} cannot load: ${(error as Error).message}`, { cause: error });
     }
   };
 

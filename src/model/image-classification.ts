@@ -3,7 +3,7 @@
  * one request on the model's path (the batcher batches them), and its answer the top predictions
  * with a confidence a person can act on.
  */
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument, quote } from '../core/errors.js';
 import type { RequestContext } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import { computeShareNs, type TimingKey } from '../core/timings.js';
@@ -198,7 +198,7 @@ export async function classifyImages(
   const { output } = imageClassifier(model);
   if (images.length === 0) throw invalidArgument('no images to classify');
   if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
-    throw invalidArgument(`top_k must be a positive integer, got ${options.topK}`);
+    throw invalidArgument(`top_k must be a positive integer, got ${quote(options.topK)}`);
   }
   const spec = output.postprocess ?? DEFAULT_POSTPROCESSING;
   const labels = model.labelsOf(output.name);
