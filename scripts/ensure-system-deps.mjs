@@ -23,6 +23,8 @@ const needed = [
   { pkg: 'espeak-ng', provides: '/usr/bin/espeak-ng' },
   // The dashboard's end-to-end tests drive a headless Chromium (playwright-core, no downloaded browser).
   { pkg: 'chromium', provides: '/usr/bin/chromium' },
+  // The Parquet reader's test compresses a file's pages as polars does by default, with the zstd command.
+  { pkg: 'zstd', provides: '/usr/bin/zstd' },
 ];
 
 /** Waits for the dpkg lock rather than failing when another apt (e.g. unattended upgrades) holds it. */

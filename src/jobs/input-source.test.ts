@@ -2,6 +2,7 @@
  * Inputs are read in a fixed order with stable ids: sorted image paths, JSONL line numbers,
  * CSV line numbers with malformed rows in their place, Parquet row indexes; gzipped text as the plain file.
  */
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -190,18 +191,21 @@ test('Parquet columns no input takes are refused naming the column, its type and
   assert.deepEqual((await all(tensors))[0].passThrough, { photo: 'AQ==', scan: 'Ag==' });
 });
 
-test('Parquet: a file cut short is refused for its missing footer; ZSTD pages are refused naming the codec and column; GZIP pages are read', async () => {
+test('Parquet: a file cut short is refused for its missing footer; GZIP and ZSTD pages are read; LZO pages are refused naming the codec and column', async () => {
   const whole = await writeParquet(join(dir, 'whole.parquet'), [{ name: 'x', data: [[1, 2]] }], { schema: schemaOf({ x: 'LIST<INT32>' }), codec: 'GZIP', compressors: { GZIP: (input) => gzipSync(input) } });
   assert.deepEqual((await all(await openInput(whole))).map((record) => record.json), ['{"x":[1,2]}']);
   const bytes = await readFile(whole);
   const cut = join(dir, 'cut.parquet');
   await writeFile(cut, bytes.subarray(0, bytes.length - 20));
   await assert.rejects(openInput(cut), /^NereidError: input .*cut\.parquet is not a readable Parquet file \(.*\): it does not end with the footer every Parquet file ends with, as a file cut short .* does; fetch it again$/);
-  // The pages are stored as they are: the codec's name in the metadata is what a reader decides on.
-  const zstd = await writeParquet(join(dir, 'zstd.parquet'), [{ name: 'x', data: [[1, 2]] }, { name: 'y', data: [1] }], { schema: schemaOf({ x: 'LIST<INT32>', y: 'INT32' }), codec: 'ZSTD', compressors: { ZSTD: (input) => input } });
-  await assert.rejects(openInput(zstd), /zstd\.parquet is compressed with ZSTD \(columns x\.list\.element, y\), which nereid does not read: it reads Parquet pages uncompressed or compressed with SNAPPY, GZIP or BROTLI\. Write the file again/);
+  // ZSTD (polars' default), compressed by the zstd command.
+  const zstd = await writeParquet(join(dir, 'zstd.parquet'), [{ name: 'x', data: [[1, 2], [3, 4]] }], { schema: schemaOf({ x: 'LIST<INT32>' }), codec: 'ZSTD', compressors: { ZSTD: (input) => execFileSync('zstd', ['-q', '-c'], { input }) } });
+  assert.deepEqual((await all(await openInput(zstd))).map((record) => record.json), ['{"x":[1,2]}', '{"x":[3,4]}']);
+  // LZO, which no reader here has. The pages are stored as they are: the codec's name in the metadata is what a reader decides on.
+  const lzo = await writeParquet(join(dir, 'lzo.parquet'), [{ name: 'x', data: [[1, 2]] }, { name: 'y', data: [1] }], { schema: schemaOf({ x: 'LIST<INT32>', y: 'INT32' }), codec: 'LZO', compressors: { LZO: (input) => input } });
+  await assert.rejects(openInput(lzo), /lzo\.parquet is compressed with LZO \(columns x\.list\.element, y\), which nereid does not read: it reads Parquet pages uncompressed or compressed with SNAPPY, ZSTD, LZ4, LZ4_RAW, GZIP, BROTLI\. Write the file again/);
   // Only the columns read count.
-  assert.equal((await openInput(zstd, { inputColumns: [] })).format, 'parquet');
+  assert.equal((await openInput(lzo, { inputColumns: [] })).format, 'parquet');
 });
 
 test('gzipped JSONL and CSV read as the plain files; one cut short fails its reading naming the file and the byte', async () => {

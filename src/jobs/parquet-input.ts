@@ -6,6 +6,7 @@
  */
 import { brotliDecompressSync, unzipSync } from 'node:zlib';
 import type { Compressors, FileMetaData, SchemaTree } from 'hyparquet';
+import { compressors as parquetCompressors } from 'hyparquet-compressors';
 import { invalidArgument } from '../core/errors.js';
 import { stringifyExactJson } from '../protocol/v2-json.js';
 import type { InputSource, JobRecord } from './job-record.js';
@@ -27,7 +28,12 @@ interface Column {
 const ACCEPTED = 'input columns hold numbers, lists of numbers (a tensor), text, or encoded images (BINARY, or a struct {bytes, path} as Hugging Face datasets write them)';
 
 /** Codecs read without a package of their own: hyparquet's (SNAPPY) and node:zlib's. */
+// Node's zlib for GZIP and BROTLI (native); hyparquet-compressors for the codecs Node 20 lacks (polars writes ZSTD by
+// default). SNAPPY is hyparquet's own.
 const COMPRESSORS: Compressors = {
+  ZSTD: parquetCompressors.ZSTD,
+  LZ4: parquetCompressors.LZ4,
+  LZ4_RAW: parquetCompressors.LZ4_RAW,
   GZIP: (input) => unzipSync(input),
   BROTLI: (input) => brotliDecompressSync(input),
 };
@@ -211,7 +217,7 @@ function refuseUnreadableCodecs(path: string, metadata: FileMetaData, read: Read
   if (unread.size === 0) return;
   const which = [...unread].map(([codec, columns]) => `${codec} (column${columns.size > 1 ? 's' : ''} ${[...columns].join(', ')})`).join(', ');
   throw invalidArgument(
-    `${path} is compressed with ${which}, which nereid does not read: it reads Parquet pages uncompressed or compressed with SNAPPY, GZIP or BROTLI. ` +
+    `${path} is compressed with ${which}, which nereid does not read: it reads Parquet pages uncompressed or compressed with ${[...READABLE_CODECS].filter((codec) => codec !== 'UNCOMPRESSED').join(', ')}. ` +
       `Write the file again with one of those (pyarrow: pq.write_table(table, path, compression="snappy"); pandas: df.to_parquet(path, compression="snappy"); polars: df.write_parquet(path, compression="snappy"))`,
   );
 }
