@@ -54,6 +54,8 @@ test('quantize writes a smaller int8 version beside the original with its report
   assert.equal(written.method, 'static');
   assert.equal(written.calibration.sha256, report.calibration.sha256);
   assert.equal((await readFile(join(repository, 'fashion_mnist', '2', 'model.onnx'))).length, report.sizes.quantizedBytes);
+  const permissions = async (path: string) => ((await stat(path)).mode & 0o777).toString(8);
+  assert.equal(await permissions(join(repository, 'fashion_mnist', '2')), await permissions(join(repository, 'fashion_mnist')), 'readable by whoever can read the model');
 
   const evaluated = await nereid(['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', join(work, 'test'), '--versions', '1,2', '--json', '--gate', 'agreement>=0.97,accuracy_drop<=0.02']);
   assert.equal(evaluated.code, 0, evaluated.stdout + evaluated.stderr);

@@ -6,7 +6,7 @@
  * calibration set's digest and size, the nodes quantized and left float, sizes, and agreement and
  * speed against the source version on calibration examples held out from the ranges.
  */
-import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -369,6 +369,9 @@ async function writeVersionFolder(
   const temporary = await mkdtemp(join(modelDir, `${VERSION_TEMP_PREFIX}${target.version}-`));
   let version = target.version;
   try {
+    // mkdtemp makes the folder private (0700): renamed into place as it is, a server running as another user (a
+    // container reading a shared repository) could not read the new version. It gets its model folder's permissions.
+    await chmod(temporary, (await stat(modelDir)).mode & 0o777);
     await writeFile(join(temporary, fileName), bytes);
     for (;;) {
       await writeFile(join(temporary, QUANTIZATION_RECORD_FILE), `${JSON.stringify(record(version), null, 2)}\n`);
