@@ -221,10 +221,15 @@ test("the search's order: gains that kept every level first, a latency-aware one
   assert.equal(firstToConfirm([at(200, 500), at(205, 600)], bound, 0.05), 0);
 });
 
-test("the latency-aware candidate's goal: the p99 bound, never rounded past it, or the written config's p99; none when there is no p99 to aim at", () => {
+test("the latency-aware candidate's goal: the p99 bound, never rounded past it, or the written config's target_latency_us, or its p99; none when there is no p99 to aim at", () => {
   assert.equal(latencyTargetUs({ kind: 'p99', maxMs: 20.6 }, measured(level(1, 100, 5))), 20_600);
   assert.equal(latencyTargetUs({ kind: 'throughput' }, measured(level(1, 100, 5), level(16, 400, 37.2))), 37_200);
   assert.equal(latencyTargetUs({ kind: 'throughput' }, measured(level(16, 400, Number.NaN))), undefined);
+  // A written goal is kept: a busy machine's p99 of 241 ms must not replace a team's 20 ms; --p99-ms still overrides it.
+  const withGoal = { ...measured(level(16, 400, 241.2)), candidate: { ...candidate, targetLatencyUs: 20_000 } };
+  assert.equal(latencyTargetUs({ kind: 'throughput' }, withGoal), 20_000);
+  assert.equal(latencyTargetUs({ kind: 'cost', maxUsdPer1000: 1, usdPerCoreHour: 0.05 }, withGoal), 20_000);
+  assert.equal(latencyTargetUs({ kind: 'p99', maxMs: 50 }, withGoal), 50_000);
 });
 
 test('a confirmation line reads an unbounded ratio (null in --json) as ∞ once, and names a level lost to the bound', () => {

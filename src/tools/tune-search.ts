@@ -215,11 +215,13 @@ export function paretoFront(points: readonly { throughput: number; p99Ms: number
 }
 
 /**
- * The goal of the latency-aware candidate, in µs: the objective's p99 bound (never rounded past it), or else the p99
- * the config as written gives where it is judged (a tail its users already live with); undefined when there is none to
- * aim at (no request of the written config finished inside a measurement).
+ * The goal of the latency-aware candidate, in µs: the objective's p99 bound (never rounded past it), or else the
+ * config's own `target_latency_us` (a goal a team set, which one noisy measurement of its p99 on a busy machine must not
+ * loosen), or else the p99 the config as written gives where it is judged (a tail its users already live with);
+ * undefined when there is none to aim at (no request of the written config finished inside a measurement).
  */
 export function latencyTargetUs(objective: Objective, current: Measured): number | undefined {
+  if (objective.kind !== 'p99' && current.candidate.targetLatencyUs > 0) return current.candidate.targetLatencyUs;
   const goalMs = objective.kind === 'p99' ? objective.maxMs : shownLevel(current, objective).p99Ms;
   return Number.isFinite(goalMs) && goalMs > 0 ? Math.max(1, Math.floor(goalMs * 1000)) : undefined;
 }
