@@ -55,7 +55,8 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
     return { ratio: `${(found.throughput / current.throughput).toFixed(2)}× the current config's throughput`, at };
   };
   if (report.winner === undefined) lines.push(`${unmetObjective(report)?.replace(/^n/, 'N') ?? 'No config met the objective'}.`);
-  else if (report.winner === 0 && report.results.length === 1) lines.push('Only the current config was measured before --budget-s ran out: nothing to compare it with.');
+  else if (report.winner === 0 && report.results.length === 1)
+    lines.push(report.budgetTooShort ? `Only the current config was measured: ${report.budgetTooShort}.` : 'Only the current config was measured before --budget-s ran out: nothing to compare it with.');
   else if (report.winner === 0) lines.push('The current config is the best measured: nothing to change.');
   else {
     const gain = gainOf(report.winner);
@@ -73,7 +74,8 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
       }
     }
   }
-  if (report.skipped.length) lines.push(`Not measured: ${report.skipped.join('; ')}`);
+  // One a line: a dozen configs of a hundred characters each in one line were unreadable.
+  if (report.skipped.length) lines.push('Not measured:', ...report.skipped.map((line) => `- ${line}`));
   return lines.join('\n');
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatTuneReport, tuneChartSvg } from './tune-report.js';
-import { batchSizeCandidates, candidateConfig, confirmationOrder, chooseWinner, describeCandidate, confirmedGain, instanceSplits, judgedLevel, latencyTargetUs, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured, type Objective } from './tune-search.js';
+import { batchSizeCandidates, budgetTooShort, candidateConfig, candidateSeconds, confirmationOrder, chooseWinner, describeCandidate, confirmedGain, instanceSplits, judgedLevel, latencyTargetUs, paretoFront, paretoLevels, type Candidate, type LevelResult, type Measured, type Objective } from './tune-search.js';
 import type { TuneReport } from './tune.js';
 
 const candidate: Candidate = { version: '1', maxBatchSize: 8, maxQueueDelayUs: 0, targetLatencyUs: 0, instances: 1, threadsPerInstance: 2, executionThread: 'main', graphLevel: 'all' };
@@ -243,4 +243,25 @@ test('a confirmation line reads an unbounded ratio (null in --json) as ∞ once,
   assert.match(formatTuneReport({ ...base, best: 0, confirmation: bound }, 0.05), /but it gave up another level measured: missed the bound at c=16 \(the rounds' median\)\./);
   const noise = { ...bound, ratios: [1.01], ratio: 1.01, lost: [{ concurrency: 16, ratio: 0.5, reason: 'throughput' as const }] };
   assert.match(formatTuneReport({ ...base, best: 0, confirmation: noise }, 0.05), /\(median 1\.01×; --min-gain asks 1\.05×\), and it gave up 0\.50× at c=16 \(the rounds' median\)\. The search's gain did not hold/);
+});
+
+test('a --budget-s that leaves no time to compare anything is named with its arithmetic and the budget that would; the report lists what was not measured one a line', () => {
+  const defaults = { concurrency: [1, 16], repeats: 1, warmupSeconds: 1, durationSeconds: 3, confirmRounds: 2 };
+  assert.equal(candidateSeconds({ ...defaults, budgetSeconds: 60 }), 10);
+  // The config as written and one candidate (10 s each), the batch curve of 7 sizes (2.8 s), two rounds of two configs (40 s).
+  const tooShort = budgetTooShort({ ...defaults, budgetSeconds: 60 }, 7);
+  assert.match(
+    tooShort ?? '',
+    /^--budget-s 60 is too short to compare any config with the one as written: each config takes about 10 s to measure \(2 --concurrency level\(s\) × \(--warmup-s 1 \+ --duration-s 3\) × --repeats 1, and 2 s to load\), the batch curve up to 2\.8 s and confirming a winner 40 s \(--confirm-rounds 2 × 2 configs\), so the config as written and one candidate need 63 s; give --budget-s 63 or more/,
+  );
+  assert.equal(budgetTooShort({ ...defaults, budgetSeconds: 63 }, 7), undefined);
+  assert.equal(budgetTooShort({ ...defaults, budgetSeconds: 60, warmupSeconds: 0.5, durationSeconds: 1 }, 7), undefined, 'shorter measurements fit');
+  assert.doesNotMatch(budgetTooShort({ ...defaults, budgetSeconds: 10, confirmRounds: 0 }, 7) ?? '', /confirm/);
+
+  const current = { ...measured(level(16, 400, 40)), paretoLevels: [16] };
+  const skipped = ['graph: v1 batch 8 delay 0 µs, 1×2 threads (main), graph basic (--budget-s reached)', 'version: v2 batch 8 delay 0 µs, 1×2 threads (main), graph all (--budget-s reached)'];
+  const base: TuneReport = { model: 'm', objective: { kind: 'throughput' }, cores: 2, batchCurve: [], results: [current], winner: 0, best: 0, minGain: 0.05, skipped, seconds: 13, date: '2026-12-06' };
+  const text = formatTuneReport({ ...base, budgetTooShort: tooShort }, 0.05);
+  assert.ok(text.includes(`Only the current config was measured: ${tooShort}.`), text);
+  assert.ok(text.includes(`Not measured:\n- ${skipped[0]}\n- ${skipped[1]}`), text);
 });

@@ -226,6 +226,50 @@ export function latencyTargetUs(objective: Objective, current: Measured): number
   return Number.isFinite(goalMs) && goalMs > 0 ? Math.max(1, Math.floor(goalMs * 1000)) : undefined;
 }
 
+/** The settings a search's time follows from (tune's options). */
+export interface SearchTimes {
+  concurrency: readonly number[];
+  repeats: number;
+  warmupSeconds: number;
+  durationSeconds: number;
+  confirmRounds: number;
+  budgetSeconds: number;
+}
+
+/** Loading a candidate (sessions, warm-up) is allowed this much on top of its measurement. */
+const CANDIDATE_LOAD_SECONDS = 2;
+
+/** The batch curve times each batch size for at most this long. */
+export const BATCH_CURVE_MS_PER_SIZE = 400;
+
+/** Seconds one candidate takes to measure, load included. */
+export function candidateSeconds({ concurrency, repeats, warmupSeconds, durationSeconds }: SearchTimes): number {
+  return concurrency.length * repeats * (warmupSeconds + durationSeconds) + CANDIDATE_LOAD_SECONDS;
+}
+
+/**
+ * Why `--budget-s` cannot compare a single config with the one as written, or undefined when it can: the search
+ * keeps the confirmation rounds' time out of its share, so a budget below the config as written, the batch curve,
+ * one candidate and its confirmation measures the written config alone — and a report of one row answers nothing.
+ * `batchSizes`: how many sizes the batch curve times.
+ */
+export function budgetTooShort(times: SearchTimes, batchSizes: number): string | undefined {
+  const perConfig = candidateSeconds(times);
+  const curve = (batchSizes * BATCH_CURVE_MS_PER_SIZE) / 1000;
+  const confirmation = 2 * times.confirmRounds * perConfig;
+  const needed = Math.ceil(2 * perConfig + curve + confirmation);
+  if (times.budgetSeconds >= needed) return undefined;
+  const seconds = (value: number) => `${Number(value.toFixed(1))} s`;
+  return (
+    `--budget-s ${times.budgetSeconds} is too short to compare any config with the one as written: each config takes about ${seconds(perConfig)} to measure ` +
+    `(${times.concurrency.length} --concurrency level(s) × (--warmup-s ${times.warmupSeconds} + --duration-s ${times.durationSeconds}) × --repeats ${times.repeats}, and ${CANDIDATE_LOAD_SECONDS} s to load), ` +
+    `the batch curve up to ${seconds(curve)}` +
+    (times.confirmRounds > 0 ? ` and confirming a winner ${seconds(confirmation)} (--confirm-rounds ${times.confirmRounds} × 2 configs)` : '') +
+    `, so the config as written and one candidate need ${needed} s; give --budget-s ${needed} or more (each further config ${seconds(perConfig)}), ` +
+    `or shorten each measurement (--warmup-s, --duration-s)${times.confirmRounds > 0 ? ' or the confirmation (--confirm-rounds)' : ''}`
+  );
+}
+
 /** Powers of two up to `max`, and `max` itself. */
 export function batchSizesUpTo(max: number): number[] {
   const sizes: number[] = [];

@@ -25,8 +25,11 @@ import { createCommandServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { runClosedLoop, type LoadResult } from './closed-loop.js';
 import {
+  BATCH_CURVE_MS_PER_SIZE,
   batchSizeCandidates,
   batchSizesUpTo,
+  budgetTooShort,
+  candidateSeconds,
   candidateConfig,
   chooseWinner,
   confirmedGain,
@@ -102,6 +105,8 @@ export interface TuneReport {
   notConfirmed?: Confirmation[];
   /** Candidates (and confirmations) not measured, each with why: the budget ran out, or a latency-aware one had no goal. */
   skipped: string[];
+  /** Why --budget-s could measure nothing but the config as written (it keeps the confirmation's time out of the search's), when that was so from the start. */
+  budgetTooShort?: string;
   seconds: number;
   date: string;
 }
@@ -199,7 +204,7 @@ class Tuner {
     for (const rows of batchSizesUpTo(model.config.max_batch_size)) {
       const request = await syntheticRequest(model, rows, this.settings.inputShapes);
       const samples: number[] = [];
-      const until = performance.now() + 400;
+      const until = performance.now() + BATCH_CURVE_MS_PER_SIZE;
       while (samples.length < 3 || (performance.now() < until && samples.length < 50)) {
         const answer = await model.infer(request);
         samples.push(answer.timings!.computeInferNs);
@@ -260,8 +265,7 @@ class Tuner {
 
   /** Seconds one candidate takes to measure, load included. */
   get candidateSeconds(): number {
-    const { concurrency, repeats, warmupSeconds, durationSeconds } = this.settings;
-    return concurrency.length * repeats * (warmupSeconds + durationSeconds) + 2;
+    return candidateSeconds(this.settings);
   }
 }
 
@@ -306,6 +310,9 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
   const settings = tuneOptionsSchema.parse(options);
   const objective = objectiveOf(settings);
   const cores = settings.cores ?? availableParallelism();
+  // Said before anything is measured (the search would stop after the config as written), and again in the report.
+  const tooShort = budgetTooShort(settings, batchSizesUpTo(settings.maxBatchSizeLimit ?? DEFAULT_MAX_BATCH_SIZE_LIMIT).length);
+  if (tooShort) logger.warn(`${tooShort}; only the config as written will be measured`);
   const server = await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, logger, monitoring: false });
   await server.start();
   const tuner = new Tuner(server, settings, logger);
@@ -425,6 +432,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     confirmation,
     notConfirmed,
     skipped,
+    ...(tooShort ? { budgetTooShort: tooShort } : {}),
     seconds: tuner.elapsedSeconds,
     date: new Date().toISOString(),
   };
