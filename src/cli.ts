@@ -1163,6 +1163,19 @@ const integerList = (value: string): number[] => {
   return values;
 };
 
+/** Which nodes stayed float and why, while the list is short enough to read on one line (quantization.json has them all). */
+function floatNodesShown(floatNodes: readonly { node: string; reason: string }[]): string {
+  if (floatNodes.length === 0 || floatNodes.length > 8) return floatNodes.length === 0 ? '' : ' (quantization.json lists them)';
+  return ` (${floatNodes.map(({ node, reason }) => `${node}: ${reason}`).join('; ')})`;
+}
+
+/** Names separated by commas, from each time the flag is given. */
+const nodeNames = (value: string, previous: string[]): string[] => {
+  const names = value.split(',').map((name) => name.trim());
+  if (names.some((name) => name === '')) throw new InvalidArgumentError(`expected node names separated by commas, got '${value}'`);
+  return [...previous, ...names];
+};
+
 /** 1=90,2=10: version → weight. */
 function versionWeights(value: string): Record<string, number> {
   const weights: Record<string, number> = {};
@@ -1295,6 +1308,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
   .addOption(new Option('--method <method>', 'quantization method').choices(quantizeOptionsSchema.shape.method.unwrap().options).default(defaultOf(quantizeOptionsSchema, 'method')))
   .option('--ranges <how>', "activation ranges: 'minmax' or a percentile of the values kept, e.g. 99.99", (value: string) => (value === 'minmax' ? value : number(50, 100, { min: true })(value)), defaultOf(quantizeOptionsSchema, 'ranges'))
   .option('--no-bias-correction', "static and auto: keep Conv and Gemm biases as they are instead of correcting them for the shift their int8 weights cause (from the calibration inputs' channel means)")
+  .option('--keep-float <nodes>', "nodes to leave float whatever the method (ONNX Runtime's nodes_to_exclude), by name, comma-separated or repeated; auto's search keeps others float on top of them", nodeNames, [])
   .option('--max-examples <n>', 'calibration examples read at most (--hold-out of them, spread over the data, held out to measure agreement and speed)', integer(5), defaultOf(quantizeOptionsSchema, 'maxExamples'))
   .option('--hold-out <share>', 'share of the examples held out of calibration to judge the gate on', number(0, 1, { min: true, max: true }), defaultOf(quantizeOptionsSchema, 'holdOut'))
   .option('--min-gate-examples <n>', 'held-out examples the gate needs at least; fewer, and nothing is quantized', integer(1), defaultOf(quantizeOptionsSchema, 'minGateExamples'))
@@ -1315,6 +1329,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
         ranges: flags.ranges,
         biasCorrection: flags.biasCorrection,
         maxExamples: flags.maxExamples,
+        keepFloat: flags.keepFloat,
         holdOut: flags.holdOut,
         minGateExamples: flags.minGateExamples,
         gate: flags.gate,
@@ -1338,7 +1353,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
         // fp16 converts weight tensors, not nodes: its list names initializers.
         report.method === 'fp16'
           ? `weights: ${report.quantizedNodes.length} tensor(s) stored as fp16, ${report.floatNodes.length} left float32`
-          : `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float`,
+          : `nodes: ${report.quantizedNodes.length} quantized, ${report.floatNodes.length} left float${floatNodesShown(report.floatNodes)}`,
         ...(report.search ? [`search: ${report.search.map((step) => `${step.floatNodes} float -> ${percent(step.agreement)}${step.passed ? (step.floatNodes === keptFloat ? ' (passes, kept)' : ' (passes)') : ''}`).join(', ')}`] : []),
         `size: ${sizes.sourceBytes} -> ${sizes.quantizedBytes} bytes (${sizes.ratio.toFixed(3)}x)`,
         `held-out agreement (${agreement.measure}): ${percent(agreement.agreement)}${agreement.characterAgreement === undefined ? '' : `, characters ${percent(agreement.characterAgreement)}`}, largest delta of the raw output ${agreement.maxAbsDelta.toFixed(4)}; gate "${report.gate.spec}" ${report.gate.passed ? 'passed' : 'FAILED'}`,

@@ -244,3 +244,25 @@ test('a version another run writes while this one quantizes is left alone: the n
   assert.deepEqual(await readdir(join(model, '2')), ['model.onnx']);
   assert.deepEqual((await readdir(model)).sort(), ['1', '2', '3']);
 });
+
+test("--keep-float leaves the named nodes float whatever the method (ONNX Runtime's nodes_to_exclude), and a name the model lacks is refused listing the nodes it has", async () => {
+  const { repo, calibration, model } = await tinyRepository('keep-float');
+  const options = { modelRepository: repo, model: 'cnn', calibration, minGateExamples: 1, gate: 'agreement>=0' };
+  const refused = await runQuantize({ ...options, keepFloat: ['conv9'] }, pino({ level: 'silent' })).then(
+    () => assert.fail('an unknown node was accepted'),
+    (error: Error) => error.message,
+  );
+  const listed = /^--keep-float 'conv9': no such node in 'cnn' version 1; its Conv, MatMul and Gemm nodes: (.+)$/.exec(refused);
+  assert.ok(listed, refused);
+  const nodes = listed[1].split(', ');
+  assert.ok(nodes.length >= 2, refused);
+  assert.deepEqual(await readdir(model), ['1'], 'refused before anything was written');
+
+  // Comma-separated and repeated, the flag adds up (the tiny CNN has a Conv and a Gemm: the first is kept float).
+  const [kept, ...others] = nodes;
+  const written = await nereid([...tinyFlags(repo, calibration), '--keep-float', `${kept},${kept}`, '--keep-float', kept, '--json']);
+  assert.equal(written.code, 0, written.stderr);
+  const report = JSON.parse(written.stdout) as QuantizeReport;
+  assert.deepEqual(report.floatNodes, [{ node: kept, reason: 'kept float by --keep-float' }]);
+  assert.deepEqual(report.quantizedNodes, others);
+});

@@ -21,6 +21,11 @@ export const quantizeOptionsSchema = z.object({
   ranges: z.union([z.literal('minmax'), z.number().gt(50).lte(100)]).default(99.99),
   /** Correct Conv and Gemm biases for the shift their int8 weights cause, from the calibration inputs' channel means. */
   biasCorrection: z.boolean().default(true),
+  /**
+   * Nodes never rewritten, whatever the method (ONNX Runtime's `nodes_to_exclude`): what a team already knows must stay
+   * float; auto's search keeps others float on top of them.
+   */
+  keepFloat: z.array(z.string().min(1)).default([]),
   /** Calibration examples read at most. */
   maxExamples: z.number().int().positive().default(500),
   /** Share of the examples held out of calibration to measure agreement and speed on. */

@@ -30,7 +30,7 @@ import { foldAffineIntoConv } from './affine-folding.js';
 import { calibrate, type Calibration } from './calibration.js';
 import { quantizeDynamicMatMul } from './dynamic-int8.js';
 import { storeWeightsAsFp16 } from './fp16-weights.js';
-import type { NodeRewrite } from './graph-rewriting.js';
+import { nodeLabel, type NodeRewrite } from './graph-rewriting.js';
 import { biasCorrectable, quantizeStaticQdq } from './static-qdq.js';
 import { DEFAULT_GATES, quantizeOptionsSchema } from './quantize-options.js';
 
@@ -171,15 +171,34 @@ interface Candidate {
 }
 
 /** The normalised model rewritten by one of the methods that need no calibration. */
-function uncalibratedCandidate(base: Uint8Array, method: 'dynamic' | 'fp16'): Candidate {
+function uncalibratedCandidate(base: Uint8Array, method: 'dynamic' | 'fp16', keepFloat: ReadonlySet<string>): Candidate {
   const model = readOnnxModel(base);
   let result: NodeRewrite;
-  if (method === 'dynamic') result = quantizeDynamicMatMul(model);
+  if (method === 'dynamic') result = quantizeDynamicMatMul(model, keepFloat);
   else {
-    const converted = storeWeightsAsFp16(model);
+    const converted = storeWeightsAsFp16(model, keepFloat);
     result = { quantized: converted.converted, skipped: converted.skipped.map(({ tensor, reason }) => ({ node: tensor, reason })) };
   }
   return { bytes: writeOnnxModel(model), result };
+}
+
+const KEPT_FLOAT_REASON = 'kept float by --keep-float';
+
+/**
+ * The --keep-float names as nodes of the model quantize rewrites (after its normalisation, whose node names stay
+ * those of the file): a misspelt name would otherwise keep nothing float without a word.
+ */
+function keptFloatNodes(base: Uint8Array, names: readonly string[], model: string, version: string): ReadonlySet<string> {
+  if (names.length === 0) return new Set();
+  const nodes = readOnnxModel(base).graph.node;
+  const labels = new Set(nodes.map((node, index) => nodeLabel(node, index)));
+  const unknown = names.filter((name) => !labels.has(name));
+  if (unknown.length > 0) {
+    const rewritable = nodes.flatMap((node, index) => (['Conv', 'MatMul', 'Gemm'].includes(node.op_type ?? '') ? [nodeLabel(node, index)] : []));
+    const shown = rewritable.length > 20 ? `${rewritable.slice(0, 20).join(', ')} … and ${rewritable.length - 20} more` : rewritable.join(', ');
+    throw new Error(`--keep-float ${unknown.map((name) => `'${name}'`).join(', ')}: no such node in '${model}' version ${version}; its Conv, MatMul and Gemm nodes: ${shown || 'none'}`);
+  }
+  return new Set(names);
 }
 
 /** The figures a comparison of two versions' outputs yields (see agreementFigures): labels are not read. */
@@ -284,15 +303,16 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   const fileName = config.default_model_filename ?? 'model.onnx';
   const source = new Uint8Array(await readFile(join(modelDir, sourceVersion, fileName)));
   const { bytes: base, opset } = await normalised(source, calibrationFeeds, output);
+  const keepFloat = keptFloatNodes(base, settings.keepFloat, settings.model, sourceVersion);
   let candidate: Candidate;
   let search: QuantizeReport['search'];
   if (settings.method === 'dynamic' || settings.method === 'fp16') {
-    candidate = uncalibratedCandidate(base, settings.method);
+    candidate = uncalibratedCandidate(base, settings.method, keepFloat);
   } else {
     const { ranges, channelMeans } = await calibrateActivations(base, calibrationFeeds, settings.ranges, settings.biasCorrection);
     const staticCandidate = (exclude: ReadonlySet<string>): Candidate => {
       const model: OnnxModel = readOnnxModel(base);
-      const result = quantizeStaticQdq(model, ranges, { exclude, inputMeans: channelMeans });
+      const result = quantizeStaticQdq(model, ranges, { exclude: new Set([...keepFloat, ...exclude]), inputMeans: channelMeans });
       return { bytes: writeOnnxModel(model), result };
     };
     candidate = staticCandidate(new Set());
@@ -302,6 +322,9 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
       search = found.steps;
     }
   }
+  // The rewriters say 'excluded' of both; auto's decision counts the nodes its search kept float, not the user's.
+  const skipped = candidate.result.skipped.map((entry) => (keepFloat.has(entry.node) && entry.reason === 'excluded' ? { ...entry, reason: KEPT_FLOAT_REASON } : entry));
+  candidate = { ...candidate, result: { ...candidate.result, skipped } };
   if (candidate.result.quantized.length === 0 && settings.method !== 'auto') throw new Error(`--method ${settings.method} found nothing to rewrite in '${settings.model}': ${candidate.result.skipped.map((entry) => `${entry.node} (${entry.reason})`).join(', ') || 'no Conv, MatMul or Gemm'}`);
 
   const [sourceRun, quantizedRun] = await runSideBySide([source, candidate.bytes], evaluationFeeds, output, { intraOpNumThreads: 1 });
