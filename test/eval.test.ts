@@ -155,7 +155,7 @@ test('images without class folders are compared by agreement alone; a gate on ac
   assert.equal(report.examples, images);
   assert.ok(report.versions.every((version) => version.classification === undefined));
   assert.equal(report.versions[1].agreement?.agreement, 1);
-  assert.deepEqual(report.gate?.failures, ["accuracy_drop<=0: accuracy_drop was not measured (reference's accuracy minus the candidate's (needs labels))"]);
+  assert.deepEqual(report.gate?.failures, ["accuracy_drop<=0: accuracy_drop was not measured (the data are unlabelled (images directly in the --data folder, or records without a 'label' field), so nothing was scored against labels; give a sub-folder per class or a 'label' field to measure it)"]);
 });
 
 test('a classifier without a labels file is compared by top-1 agreement on unlabelled images; class folders are refused, saying why', async () => {

@@ -23,6 +23,8 @@ export type GateMetric = keyof typeof GATE_METRICS;
 
 /** Figures that compare the candidate with the reference: a run of one version measures none of them. */
 export const COMPARISON_METRICS: readonly GateMetric[] = ['accuracy_drop', 'agreement', 'character_agreement', 'ece_increase', 'max_abs_delta'];
+/** Figures scored against labels: data without labels measures none of them. */
+export const LABEL_METRICS: readonly GateMetric[] = ['accuracy', 'accuracy_drop', 'top_k_accuracy', 'character_accuracy', 'ece', 'ece_increase'];
 type Comparison = '<=' | '>=' | '<' | '>';
 
 export interface GateClause {

@@ -22,7 +22,7 @@ import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { createCommandServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { classFolderName, classOfName } from '../monitoring/class-names.js';
-import { COMPARISON_METRICS, judgeGate, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
+import { COMPARISON_METRICS, judgeGate, LABEL_METRICS, parseGate, type GateMetric, type GateVerdict } from './accuracy-gate.js';
 import { evaluateClassification, type ClassificationReport } from './classification-metrics.js';
 import { compareOutputs, ctcGreedyText, evaluateText, outputKindOf, type AgreementReport, type ExampleOutput, type OutputKind, type TextReport } from './output-comparison.js';
 import { DEFAULT_TOP_K, evalOptionsSchema } from './eval-options.js';
@@ -304,7 +304,7 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
       reference ??= outputs;
     }
     const report: EvalReport = { model: settings.model, output: declared.name, kind, examples: examples.count, classes, versions: evaluations };
-    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations, onDisk), { examples: examples.count, minimum: settings.minGateExamples }) };
+    if (gate) report.gate = { spec: settings.gate!, ...judgeGate(gate, ...gateFigures(evaluations, onDisk, kind), { examples: examples.count, minimum: settings.minGateExamples }) };
     return report;
   } finally {
     await server.close();
@@ -323,7 +323,7 @@ export function agreementFigures(agreement: AgreementReport | undefined): Partia
  * those not measured are missing: a run of one version compares nothing, so a clause on agreement
  * or a drop then fails instead of passing against the version itself.
  */
-function gateFigures(evaluations: readonly VersionEvaluation[], onDisk: readonly number[]): [Partial<Record<GateMetric, number>>, Partial<Record<GateMetric, string>>] {
+function gateFigures(evaluations: readonly VersionEvaluation[], onDisk: readonly number[], kind: OutputKind): [Partial<Record<GateMetric, number>>, Partial<Record<GateMetric, string>>] {
   const first = evaluations[0];
   const last = evaluations[evaluations.length - 1];
   const figures = ((): Partial<Record<GateMetric, number>> => {
@@ -342,8 +342,16 @@ function gateFigures(evaluations: readonly VersionEvaluation[], onDisk: readonly
       ece_increase: candidate.ece - reference.ece,
     };
   })();
-  if (evaluations.length > 1) return [figures, {}];
   const unmeasured: Partial<Record<GateMetric, string>> = {};
+  // Said of the run, not of the metric ("needs labels"): the data had none, or the output is never scored against any.
+  if (figures.accuracy === undefined) {
+    const why =
+      kind === 'mask'
+        ? 'a probability map is compared between versions only (mean IoU of its regions), never scored against labels; gate it on agreement'
+        : "the data are unlabelled (images directly in the --data folder, or records without a 'label' field), so nothing was scored against labels; give a sub-folder per class or a 'label' field to measure it";
+    for (const metric of LABEL_METRICS) unmeasured[metric] = why;
+  }
+  if (evaluations.length > 1) return [figures, unmeasured];
   for (const metric of COMPARISON_METRICS) {
     delete figures[metric];
     unmeasured[metric] = `it compares two versions, and only version ${first.version} was evaluated; ${compareWith(Number(first.version), onDisk)}`;
