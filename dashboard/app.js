@@ -343,7 +343,7 @@ function overviewPage() {
           const rates = latestRates(`${version.name}/${version.version}`);
           const link = version.stats ? html`<a href="#/model/${encodeURIComponent(version.name)}/${encodeURIComponent(version.version)}">${version.name}</a>` : html`${version.name}`;
           return html`<tr data-model="${version.name}" data-version="${version.version}">
-            <td class="name">${link}</td><td data-label="Version">${version.version || '–'}</td><td class="state">${stateBadge(version)}</td>
+            <td class="name">${link}</td><td data-label="Version">${version.version || '–'}${version.quantization ? html` <span class="quantized" data-testid="quantized" title="${version.quantization.description}, quantized from version ${version.quantization.from_version}: ${version.quantization.size_ratio.toFixed(2)}× its file">${quantizedLabel(version.quantization)}</span>` : ''}</td><td class="state">${stateBadge(version)}</td>
             <td class="num wide">${model.shadows?.some((s) => s.shadow_version === version.version) ? 'shadow' : version.traffic_share === undefined ? '' : percent(version.traffic_share)}</td>
             <td class="num" data-label="req/s">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
             <td class="num wide">${version.stats ? number(version.stats.inference_stats.success.count, 0) : ''}</td>
@@ -433,7 +433,8 @@ function modelPage(name, versionName) {
       const shown = key();
       const model = snapshot.models.find((m) => m.name === name);
       const version = model?.versions.find((v) => `${v.name}/${v.version}` === shown);
-      document.getElementById('version-label').textContent = version ? `version ${version.version}` : '';
+      const quantized = version?.quantization ? ` · ${version.quantization.description} from version ${version.quantization.from_version} (${version.quantization.size_ratio.toFixed(2)}× its file)` : '';
+      document.getElementById('version-label').textContent = version ? `version ${version.version}${quantized}` : '';
       if (!version?.stats) {
         render(document.getElementById('model-cards'), html`<p class="reason">${version?.reason ?? `model '${name}' has no loaded version`}</p>`);
         return;
@@ -598,14 +599,19 @@ function labelledAccuracyCard(accuracy) {
   return card('Accuracy on labelled rows', percent(accuracy.realised), `realised on ${number(accuracy.labelled, 0)} labelled rows; estimated ${percent(accuracy.expected_on_labelled)} on them`, 'labelled-accuracy');
 }
 
+/** 'int8 ← v1' or 'fp16 ← v1': what a quantized version is and where it came from, short enough for the version column. */
+function quantizedLabel(quantization) {
+  return `${quantization.method === 'fp16' ? 'fp16' : 'int8'} ← v${quantization.from_version}`;
+}
+
 function showShadows(shadows) {
   const panel = document.getElementById('shadow-panel');
   panel.hidden = !shadows?.length;
   if (!shadows?.length) return;
   render(
     document.getElementById('shadows'),
-    html`<table class="narrow"><thead><tr><th>Primary → shadow</th><th class="num">Compared</th><th class="num">Top-1 agreement</th><th class="num">Mean |Δ|</th><th class="num">Failed</th></tr></thead><tbody>${shadows.map(
-      (s) => html`<tr><td>v${s.primary_version} → v${s.shadow_version}</td><td class="num">${s.compared}</td><td class="num">${percent(s.top1_agreement)}</td><td class="num">${number(s.mean_abs_delta, 4)}</td><td class="num">${s.failed}</td></tr>`,
+    html`<table class="narrow"><thead><tr><th>Primary → shadow</th><th class="num">Compared</th><th class="num">Top-1 agreement</th><th class="num">Mean |Δ|</th><th class="num" title="each version's mean answer time over the copies compared: the speed a quantized shadow is meant to buy">Mean ms (primary / shadow)</th><th class="num">Failed</th></tr></thead><tbody>${shadows.map(
+      (s) => html`<tr><td>v${s.primary_version} → v${s.shadow_version}</td><td class="num">${s.compared}</td><td class="num">${percent(s.top1_agreement)}</td><td class="num">${number(s.mean_abs_delta, 4)}</td><td class="num" data-testid="shadow-ms">${number(s.primary_mean_ms, 2)} / ${number(s.shadow_mean_ms, 2)}</td><td class="num">${s.failed}</td></tr>`,
     )}</tbody></table>`,
   );
 }

@@ -107,6 +107,14 @@ test('a version whose quantization.json is broken is UNAVAILABLE naming the file
   assert.match(copiedOver.error, /version 4 is not at ready state: fashion_mnist\/4\/quantization\.json records a quantized model of \d+ bytes, but the version's model file is \d+ bytes/);
 });
 
+test("the dashboard's overview says which version is quantized, from which and at what size, as the metadata does", async () => {
+  const overview = await getJson('/dashboard/api/overview');
+  const versions = overview.models.find((model: Json) => model.name === MODEL).versions as Json[];
+  const byVersion = new Map(versions.map((version) => [version.version, version]));
+  assert.deepEqual(byVersion.get('2')!.quantization, { method: 'static', description: 'int8 static QDQ', from_version: '1', size_ratio: report.sizes.ratio });
+  assert.equal(byVersion.get('1')!.quantization, undefined, 'the float version is not marked');
+});
+
 test('statistics and metrics are per version, with each version model file size', async () => {
   const image = await readFile(join(work, 'test', '0.png'));
   for (const version of ['1', '2', '2']) {

@@ -38,6 +38,8 @@ export interface VersionSnapshot {
   takes_images?: boolean;
   /** Which of /classify and /detect take its photos: the checks those endpoints make, passed or not. */
   image_routes?: ImageRoutes;
+  /** What its quantization record says, when the version is a quantized one (the metadata's `parameters` say the same): a shadow or canary of int8 is told from its float source at a glance. */
+  quantization?: { method: string; description: string; from_version: string; size_ratio: number };
   /** The /v2/models/{m}/versions/{v}/monitor answer, when the version has a reference profile. */
   monitor?: Record<string, unknown>;
   /** Top-1 confidence of the computed predictions since load, as nereid_prediction_confidence exposes it (versions with a reference profile). */
@@ -130,6 +132,9 @@ function versionSnapshot(
     image_routes: imageRoutesOf(model),
     monitor,
     confidence: model.monitor && snapshotOf(model.monitor.confidence),
+    ...(model.quantization && {
+      quantization: { method: model.quantization.method, description: model.quantization.description, from_version: model.quantization.sourceVersion, size_ratio: model.quantization.sizeRatio },
+    }),
   };
 }
 
