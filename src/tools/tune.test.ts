@@ -63,7 +63,17 @@ test('two tune --write runs in the same second keep the original config: each ba
   assert.match(await readFile(second.backup, 'utf8'), /max_batch_size: 4/);
   const written = await readFile(join(directory, 'config.yaml'), 'utf8');
   assert.match(written, /max_batch_size: 8/);
-  assert.ok(written.includes(`(${basename(second.backup)})`), written);
+  assert.ok(written.includes(`(${basename(second.backup)}).`), written);
+});
+
+test("the note of a written config gives the confirmation rounds' ratios beside the search's one measurement", async (t) => {
+  const directory = await mkdtemp(join(tmpdir(), 'nereid-tune-note-'));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  await writeFile(join(directory, 'config.yaml'), 'max_batch_size: 1\n');
+  const confirmed: TuneReport = { ...report(4), confirmation: { candidate: 1, rounds: [{ current: 100, chosen: 205 }, { current: 100, chosen: 179 }], ratios: [2.05, 1.79], ratio: 1.79, needed: 1.05, held: true, lost: [] } };
+  const { backup } = await writeTunedConfig(directory, confirmed, await writableConfigOf(directory));
+  const note = (await readFile(join(directory, 'config.yaml'), 'utf8')).split('\n')[0];
+  assert.equal(note, `# nereid tune, 2026-12-04, 2 cores: 200.0 inferences/s at concurrency 8 (p99 3.0 ms) against 100.0 at concurrency 8 (p99 3.0 ms) with the settings before (${basename(backup)}); measured again in turn, 2 round(s): 2.05×, 1.79× (median 1.79×).`);
 });
 
 test('tune --write changes only the lines of the settings it writes: flow collections keep their one line and their spacing', async (t) => {
