@@ -1318,6 +1318,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
   .option('--json', 'print the report as one JSON object')
   .action(async (flags) => {
     const { runQuantize } = await import('./quantize/index.js');
+    const started = performance.now();
     const report = await runQuantize(
       {
         modelRepository: flags.modelRepository,
@@ -1337,6 +1338,7 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
         threshold: flags.threshold,
       },
       commandLogger(),
+      (phase) => process.stderr.write(`nereid quantize: [${((performance.now() - started) / 1000).toFixed(0)} s] ${phase}\n`),
     );
     process.exitCode = report.decision.written ? 0 : 1;
     if (flags.json) return console.log(JSON.stringify(report));

@@ -229,8 +229,14 @@ test('a version another run writes while this one quantizes is left alone: the n
       },
     });
   const options = { modelRepository: repo, model: 'cnn', calibration, minGateExamples: 1, gate: 'agreement>=0' };
-  const report = await runQuantize(options, otherRunWritesVersion2());
+  const phases: string[] = [];
+  const report = await runQuantize(options, otherRunWritesVersion2(), (phase) => phases.push(phase));
   assert.equal(report.outputVersion, '3');
+  // Each step is said as it starts (the CLI prints them on stderr): a long run is not silent.
+  assert.deepEqual(
+    phases.map((phase) => phase.replace(/\d+/g, 'N').split(' ').slice(0, 3).join(' ')),
+    ['reading up to', 'N examples: N', 'calibrating activation ranges', 'comparing and timing'],
+  );
   assert.ok(logged.some((line) => line.includes("version 2 of 'cnn' was written by another run meanwhile; this one is version 3")), logged.join(''));
   assert.equal(report.path, join(model, '3'));
   assert.deepEqual(await readdir(join(model, '2')), ['model.onnx'], "the other run's version is untouched");

@@ -247,7 +247,11 @@ async function newestFloatServed(server: Server, name: string): Promise<ModelVer
   return served.find((version) => !version.quantization) ?? server.model(name);
 }
 
-export async function runQuantize(options: QuantizeOptions, logger: Logger): Promise<QuantizeReport> {
+/**
+ * `onPhase` hears each step as it starts: a recogniser's run takes minutes on a busy machine, and a command silent
+ * that long looks hung.
+ */
+export async function runQuantize(options: QuantizeOptions, logger: Logger, onPhase: (phase: string) => void = () => {}): Promise<QuantizeReport> {
   const settings = quantizeOptionsSchema.parse(options);
   if (settings.gate !== undefined) measurableGate(settings.gate);
   const modelDir = join(settings.modelRepository, settings.model);
@@ -277,6 +281,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     }
     config = model.config;
     labels = model.labelsOf(config.output[0].name);
+    onPhase(`reading up to ${settings.maxExamples} examples from ${settings.calibration} (version ${sourceVersion}'s pre-processing)`);
     calibration = await readModelInputs(settings.calibration, settings.maxExamples, server, settings.model, config, '--calibration');
   } finally {
     await server.close();
@@ -302,6 +307,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
 
   const fileName = config.default_model_filename ?? 'model.onnx';
   const source = new Uint8Array(await readFile(join(modelDir, sourceVersion, fileName)));
+  onPhase(`${feeds.length} examples: ${calibrationFeeds.length} to calibrate on, ${evaluationFeeds.length} held out; preparing the model (opset, folding)`);
   const { bytes: base, opset } = await normalised(source, calibrationFeeds, output);
   const keepFloat = keptFloatNodes(base, settings.keepFloat, settings.model, sourceVersion);
   let candidate: Candidate;
@@ -309,6 +315,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   if (settings.method === 'dynamic' || settings.method === 'fp16') {
     candidate = uncalibratedCandidate(base, settings.method, keepFloat);
   } else {
+    onPhase(`calibrating activation ranges on ${calibrationFeeds.length} examples`);
     const { ranges, channelMeans } = await calibrateActivations(base, calibrationFeeds, settings.ranges, settings.biasCorrection);
     const staticCandidate = (exclude: ReadonlySet<string>): Candidate => {
       const model: OnnxModel = readOnnxModel(base);
@@ -317,7 +324,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
     };
     candidate = staticCandidate(new Set());
     if (settings.method === 'auto') {
-      const found = await searchFloatNodes(candidate, staticCandidate, evaluationFeeds, output, source, compare, gate);
+      const found = await searchFloatNodes(candidate, staticCandidate, evaluationFeeds, output, source, compare, gate, onPhase);
       candidate = found.candidate;
       search = found.steps;
     }
@@ -327,6 +334,7 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger): Pro
   candidate = { ...candidate, result: { ...candidate.result, skipped } };
   if (candidate.result.quantized.length === 0 && settings.method !== 'auto') throw new Error(`--method ${settings.method} found nothing to rewrite in '${settings.model}': ${candidate.result.skipped.map((entry) => `${entry.node} (${entry.reason})`).join(', ') || 'no Conv, MatMul or Gemm'}`);
 
+  onPhase(`comparing and timing version ${sourceVersion} and the new one on ${evaluationFeeds.length} held-out examples`);
   const [sourceRun, quantizedRun] = await runSideBySide([source, candidate.bytes], evaluationFeeds, output, { intraOpNumThreads: 1 });
   const agreement = compare(sourceRun.outputs, quantizedRun.outputs);
   const verdict = judgeGate(gate, agreementFigures(agreement), {}, { examples: evaluationFeeds.length, minimum: settings.minGateExamples });
@@ -461,6 +469,7 @@ async function searchFloatNodes(
   source: Uint8Array,
   compare: (reference: readonly ExampleOutput[], candidate: readonly ExampleOutput[]) => AgreementReport,
   gate: readonly GateClause[],
+  onPhase: (phase: string) => void,
 ): Promise<{ candidate: Candidate; steps: NonNullable<QuantizeReport['search']> }> {
   // The source answers the same feeds every time: run it once. No step is timed (speed is measured once, on the winner).
   const reference = await outputsOf(source, feeds, output);
@@ -472,6 +481,7 @@ async function searchFloatNodes(
   const nodes = full.result.quantized;
   if (nodes.length === 0) return { candidate: full, steps };
   const cost: { node: string; agreement: number; error: number }[] = [];
+  onPhase(`auto: all int8 agrees ${(fullAgreement.agreement * 100).toFixed(2)} %, short of the gate; ranking ${nodes.length} nodes by what each costs quantized alone`);
   for (const node of nodes) {
     const alone = await judge(make(new Set(nodes.filter((other) => other !== node))), PROBE_EXAMPLES);
     cost.push({ node, agreement: alone.agreement, error: alone.meanAbsDelta });
@@ -484,6 +494,7 @@ async function searchFloatNodes(
     const agreement = await judge(last);
     const passed = judgeGate(gate, agreementFigures(agreement)).passed;
     steps.push({ floatNodes: count, agreement: agreement.agreement, passed });
+    onPhase(`auto: ${count} float -> ${(agreement.agreement * 100).toFixed(2)} %${passed ? ' (passes)' : ''}`);
     if (passed) best = last;
     return passed;
   };
