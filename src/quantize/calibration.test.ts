@@ -27,10 +27,12 @@ const AFFINE = readOnnxModel(
 
 const feed = (values: number[]) => ({ x: new ort.Tensor('float32', Float32Array.from(values), [values.length]) });
 
-test('min-max ranges of inputs and intermediate tensors over every run', async () => {
-  const ranges = await calibrateRanges(AFFINE, ['x', 'm'], [feed([0, 0.25, 0.5, 1]), feed([-1, 0, 3, 0.5])], { method: { kind: 'minmax' } });
+test('min-max ranges of inputs and intermediate tensors over every run, telling each example done', async () => {
+  const done: number[] = [];
+  const ranges = await calibrateRanges(AFFINE, ['x', 'm'], [feed([0, 0.25, 0.5, 1]), feed([-1, 0, 3, 0.5])], { method: { kind: 'minmax' }, onExample: (count) => done.push(count) });
   assert.deepEqual(ranges.get('x'), { min: -1, max: 3 });
   assert.deepEqual(ranges.get('m'), { min: -2, max: 6 });
+  assert.deepEqual(done, [1, 2], 'told after each example');
 });
 
 test('a percentile range clips a rare outlier that min-max keeps', async () => {

@@ -19,6 +19,8 @@ export interface CalibrationOptions {
   sampleSize?: number;
   /** Tensors to average per channel, each with its channel axis. */
   channelAxes?: ReadonlyMap<string, number>;
+  /** Told after each example with how many are done: a large model's pass takes minutes. */
+  onExample?: (done: number) => void;
 }
 
 export interface Calibration {
@@ -104,6 +106,7 @@ export async function calibrate(model: OnnxModel, names: readonly string[], feed
         samples?.get(name)!.add(data);
       }
       runs += 1;
+      options.onExample?.(runs);
     }
   } finally {
     await session.release();

@@ -316,7 +316,14 @@ export async function runQuantize(options: QuantizeOptions, logger: Logger, onPh
     candidate = uncalibratedCandidate(base, settings.method, keepFloat);
   } else {
     onPhase(`calibrating activation ranges on ${calibrationFeeds.length} examples`);
-    const { ranges, channelMeans } = await calibrateActivations(base, calibrationFeeds, settings.ranges, settings.biasCorrection);
+    // Every CALIBRATION_PROGRESS_MS at most: a recogniser's pass took minutes on a busy machine, a small CNN's a second.
+    let said = performance.now();
+    const calibrated = (done: number) => {
+      if (performance.now() - said < CALIBRATION_PROGRESS_MS || done === calibrationFeeds.length) return;
+      said = performance.now();
+      onPhase(`calibrated ${done} of ${calibrationFeeds.length} examples`);
+    };
+    const { ranges, channelMeans } = await calibrateActivations(base, calibrationFeeds, settings.ranges, settings.biasCorrection, calibrated);
     const staticCandidate = (exclude: ReadonlySet<string>): Candidate => {
       const model: OnnxModel = readOnnxModel(base);
       const result = quantizeStaticQdq(model, ranges, { exclude: new Set([...keepFloat, ...exclude]), inputMeans: channelMeans });
@@ -435,7 +442,10 @@ async function renamedUnlessTaken(from: string, to: string): Promise<boolean> {
  * input and output) and, for bias correction, the channel means of the inputs of the nodes whose
  * bias can be corrected (a Conv's NCHW input and a plain Gemm's [rows, K] both have them on axis 1).
  */
-async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ranges: 'minmax' | number, biasCorrection: boolean): Promise<Calibration> {
+/** How often the calibration pass says how far it is. */
+const CALIBRATION_PROGRESS_MS = 15_000;
+
+async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ranges: 'minmax' | number, biasCorrection: boolean, onExample: (done: number) => void): Promise<Calibration> {
   const model = readOnnxModel(base);
   const tensors = new Set<string>();
   const channelAxes = new Map<string, number>();
@@ -445,7 +455,7 @@ async function calibrateActivations(base: Uint8Array, feeds: readonly Feed[], ra
     if (biasCorrection && biasCorrectable(node)) channelAxes.set(node.input[0], 1);
   }
   const method = ranges === 'minmax' ? ({ kind: 'minmax' } as const) : ({ kind: 'percentile', percentile: ranges } as const);
-  return calibrate(model, [...tensors], feeds, { method, channelAxes });
+  return calibrate(model, [...tensors], feeds, { method, channelAxes, onExample });
 }
 
 /** Held-out examples the sensitivity of each node is measured on: enough to rank nodes, few enough to try every one. */
