@@ -1341,6 +1341,12 @@ verdictCommand('quantize', 'no version was written (the gate failed, or auto fou
       (phase) => process.stderr.write(`nereid quantize: [${((performance.now() - started) / 1000).toFixed(0)} s] ${phase}\n`),
     );
     process.exitCode = report.decision.written ? 0 : 1;
+    // On stderr even with --json: the held-out agreement cannot show it, and a script serving the version should see it.
+    if (report.decision.written && report.method === 'dynamic') {
+      console.error(
+        `nereid quantize: warning: version ${report.outputVersion} is dynamic int8: each batch's activations are quantized with that batch's own range, so behind the dynamic batcher a request's answer can change with the requests batched with it (the agreement above was measured one example at a time); use --method static where answers must not depend on traffic`,
+      );
+    }
     if (flags.json) return console.log(JSON.stringify(report));
     const { agreement, msPerExample, sizes } = report;
     const percent = (value: number | undefined) => (value === undefined ? '—' : `${(value * 100).toFixed(2)} %`);

@@ -144,7 +144,7 @@ test('the hint to profile the new version names it and the repository written in
   );
 });
 
-test('fp16 halves the file and agrees entirely; dynamic quantizes only the classifier, leaving the convolutions float', async () => {
+test('fp16 halves the file and agrees entirely; dynamic quantizes only the classifier, leaving the convolutions float, and warns that batch-mates change its answers', async () => {
   const fp16 = await nereid(['quantize', '--model', 'fashion_mnist', '--model-repository', repository, '--calibration', join(work, 'calibration'), '--version', '1', '--method', 'fp16', '--output-version', '3', '--json']);
   assert.equal(fp16.code, 0, fp16.stderr);
   const halved = JSON.parse(fp16.stdout) as QuantizeReport;
@@ -160,6 +160,8 @@ test('fp16 halves the file and agrees entirely; dynamic quantizes only the class
   assert.match(report.quantizedNodes[0], /Gemm/);
   assert.equal(report.floatNodes.length, 2);
   assert.ok(report.floatNodes.every((entry) => /Conv/.test(entry.node)));
+  assert.match(dynamic.stderr, /warning: version 4 is dynamic int8: .* a request's answer can change with the requests batched with it/);
+  assert.doesNotMatch(fp16.stderr, /dynamic int8/);
 });
 
 test('auto keeps the costliest nodes float until the gate holds, and writes nothing when only an all-float model meets it', async () => {
