@@ -215,7 +215,9 @@ test('the published type declarations check in a consumer under bundler, CommonJ
   for (const [name, compilerOptions] of Object.entries(settings)) {
     const config = { compilerOptions: { ...compilerOptions, target: 'es2022', strict: true, skipLibCheck: false, noEmit: true }, files: ['consumer.ts'] };
     await writeFile(join(project, `tsconfig.${name}.json`), JSON.stringify(config));
-    const checked = await run(process.execPath, [tsc, '-p', `tsconfig.${name}.json`], project, 300_000);
-    assert.equal(checked.code, 0, `${name} (${JSON.stringify(compilerOptions)}): tsc found errors:\n${checked.stdout}${checked.stderr}`);
   }
+  // One build of the three projects: the declarations they share are read once (a third of the CPU of three runs).
+  // --verbose names the project before its errors.
+  const checked = await run(process.execPath, [tsc, '-b', '--verbose', ...Object.keys(settings).map((name) => `tsconfig.${name}.json`)], project, 300_000);
+  assert.equal(checked.code, 0, `tsc found errors (the project named before them has the settings ${JSON.stringify(settings)}):\n${checked.stdout}${checked.stderr}`);
 });
