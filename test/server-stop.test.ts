@@ -6,6 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { once } from 'node:events';
+import * as http2 from 'node:http2';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { GrpcClient } from '../src/client/index.js';
 import { createGrpcFrontEnd, createHttpFrontEnd, Server } from '../src/index.js';
 import { doublerBackend, fakeRepository } from './support/fake-backend.js';
@@ -32,7 +35,7 @@ async function accepted(url: string): Promise<RawConnection> {
   return connection;
 }
 
-test('stop() drains the HTTP front end: not ready, the request in flight is answered, one sent after with Connection: close, no new connection is taken, then the server closes', async (t) => {
+test('stop() drains the HTTP front end: not ready, the request in flight is answered, one sent after with Connection: close, a connection that reaches it after is refused with 503 and the reason (not reset), then the server closes', async (t) => {
   // A connection idle after its answer closes at its keep-alive timeout, which its client was told.
   const { server, backend, url } = await listening(t, 3000);
   const idle = await accepted(url);
@@ -43,8 +46,14 @@ test('stop() drains the HTTP front end: not ready, the request in flight is answ
 
   const stopped = server.stop({ timeoutMs: 20_000 });
   assert.equal(server.ready, false, 'not ready once stopping');
-  // New connections are not taken; one already open is answered, and that answer is its last.
-  await assert.rejects(fetch(`${url}/v2/health/live`));
+  // A connection made as stop() begins is in the kernel's accept queue, not yet taken: closing the listener at once
+  // would reset it, its request written. The drain takes it and refuses the request, saying why. One already open is
+  // answered, and that answer is its last.
+  const late = new RawConnection(url);
+  const refused = await late.request('POST', '/v2/models/m/infer', JSON_HEADERS, BODY);
+  assert.equal(refused.status, 503, refused.body);
+  assert.match(JSON.parse(refused.body).error, /^the server is shutting down: this connection reached it after its stop began, so it runs no request on it; send the request to another replica/);
+  await late.closed;
   gate.open();
   const after = await idle.request('POST', '/v2/models/m/infer', JSON_HEADERS, BODY);
   assert.equal(after.status, 200, after.body);
@@ -54,6 +63,7 @@ test('stop() drains the HTTP front end: not ready, the request in flight is answ
   assert.deepEqual(JSON.parse(answer.body).outputs[0].data, [2, 4, 6, 8]);
   await Promise.all([idle.closed, holder.closed]);
   assert.deepEqual(await stopped, { drained: true });
+  await assert.rejects(fetch(`${url}/v2/health/live`), 'nothing listens after the drain');
   assert.equal(server.live, false, 'closed after the drain');
   assert.equal(await server.stop(), await stopped, 'a second stop() waits for the first');
 });
@@ -116,7 +126,7 @@ test('an idle keep-alive connection still open when stop() times out is closed w
   await idle.closed;
 });
 
-test('a gRPC front end joins stop() by itself: its calls in flight are answered, then its listener is gone', async (t) => {
+test('a gRPC front end joins stop() by itself: its calls in flight are answered, a call on a connection made as stop() begins is refused UNAVAILABLE with the reason, then its listener is gone', async (t) => {
   const repo = await fakeRepository(t, { m: 'max_batch_size: 4\n' });
   const backend = doublerBackend();
   const server = await new Server({ modelRepository: repo, backends: [backend], logger }).start();
@@ -131,7 +141,18 @@ test('a gRPC front end joins stop() by itself: its calls in flight are answered,
   const gate = backend.hold();
   const held = client.infer('m', { INPUT0: { datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] } });
   await gate.whenWaiting();
+  // A connection made as stop() begins, in the kernel's queue when it does (a plain HTTP/2 client dials at once, where
+  // a grpc-js channel takes turns of the event loop first): its call is refused with the reason, not reset.
+  const late = http2.connect(`http://127.0.0.1:${port}`);
+  late.on('error', () => undefined);
+  t.after(() => late.destroy());
+  const lateCall = late.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers' });
+  lateCall.on('error', () => undefined);
+  lateCall.end(Buffer.alloc(5)); // one empty message
   const stopped = server.stop({ timeoutMs: 20_000 });
+  const [trailers] = (await once(lateCall, 'trailers')) as [http2.IncomingHttpHeaders];
+  assert.equal(trailers['grpc-status'], String(grpcStatus.UNAVAILABLE));
+  assert.match(decodeURIComponent(String(trailers['grpc-message'])), /^the server is shutting down: this connection reached it after its stop began/);
   gate.open();
   assert.deepEqual([...(Object.values((await held).outputs)[0]!.data as Float32Array)], [2, 4, 6, 8]);
   assert.deepEqual(await stopped, { drained: true });

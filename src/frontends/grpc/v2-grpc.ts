@@ -3,7 +3,7 @@
  * as a thin translator over the Server core, beside the HTTP front end: each RPC decodes its
  * message, calls the core, and encodes the answer. Errors map to gRPC codes in core/errors.ts.
  */
-import type { EventEmitter } from 'node:events';
+import type { Server as NetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -33,6 +33,7 @@ import { addReflectionService } from './grpc-reflection.js';
 import { loadInferenceProto } from './v2-grpc-proto.js';
 import { logChangesFromProto, logSettingsToProto, traceChangesFromProto, traceSettingToProto, type TraceSettingRequestMessage } from './v2-grpc-settings.js';
 import { grpcFrontEndOptionsSchema } from './grpc-options.js';
+import { acceptQueueGraceMs, ConnectionsTakenWhileStopping, stopRefusal, takeQueuedConnections } from '../accept-queue.js';
 
 export { grpcFrontEndOptionsSchema } from './grpc-options.js';
 
@@ -222,12 +223,19 @@ class CallsInFlight {
   }
 }
 
+/** grpc-js makes its HTTP/2 servers itself and exposes none: its (internal) list of them, empty in a grpc-js without it. */
+function http2ServersOf(grpcServer: grpc.Server): NetServer[] {
+  const servers = (grpcServer as unknown as { http2Servers?: Map<NetServer, unknown> }).http2Servers;
+  return [...(servers?.keys() ?? [])];
+}
+
 export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions = {}): GrpcFrontEnd {
   const settings = parseOptions('createGrpcFrontEnd', grpcFrontEndOptionsSchema, options, ['settingName']);
   const settingName = options.settingName ?? optionKeyName;
   const logger: Logger = server.logger.child({ frontEnd: 'grpc' });
   const service = withGentleDecoding(loadInferenceProto().service);
   const calls = new CallsInFlight();
+  const late = new ConnectionsTakenWhileStopping(() => server.stopping);
   /**
    * Tokens checked from a call's metadata, before its message is read: grpc-js receives a whole message (up to
    * --grpc-max-message-bytes) before a handler runs, so a caller holding no token could otherwise make the server hold
@@ -238,7 +246,10 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         try {
-          if (method !== undefined) authorize(method, metadata);
+          if (method !== undefined) {
+            if (late.has(call.getPeer())) throw stopRefusal();
+            authorize(method, metadata);
+          }
         } catch (error) {
           const reqId = requestIdOf(metadataString(metadata, REQUEST_ID_HEADER));
           const status = failure(method!, error, reqId);
@@ -571,13 +582,13 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
 
   // grpc-js makes its HTTP/2 servers itself and exposes none: the connection cap is set, and a TLS server's failed
   // handshakes logged, through its (internal) list of them, each once; a grpc-js without that list gets neither.
-  const watched = new WeakSet<EventEmitter>();
+  const watched = new WeakSet<NetServer>();
   const watchServers = () => {
-    const servers = (grpcServer as unknown as { http2Servers?: Map<EventEmitter & { maxConnections?: number }, unknown> }).http2Servers;
-    for (const http2Server of servers?.keys() ?? []) {
+    for (const http2Server of http2ServersOf(grpcServer)) {
       if (watched.has(http2Server)) continue;
       watched.add(http2Server);
       http2Server.maxConnections = settings.maxConnections;
+      late.watch(http2Server);
       if (settings.tls) logFailedHandshakes(http2Server, logger, 'gRPC');
     }
   };
@@ -616,12 +627,15 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
           resolve();
         };
         timers.push(setTimeout(() => finish(true), graceMs).unref());
-        // Every call answered, a connection that stays (a client that never reads the GOAWAY, or never sent anything)
-        // holds nothing: after a second for the last answers to leave, it is cut rather than waited for to the end.
-        void calls.idle().then(() => {
-          if (!done) timers.push(setTimeout(() => finish(true), IDLE_CONNECTIONS_GRACE_MS).unref());
+        // The connections the kernel completed before the listeners close are taken first, and their calls answered.
+        void takeQueuedConnections(http2ServersOf(grpcServer), acceptQueueGraceMs(graceMs)).then(() => {
+          grpcServer.tryShutdown(() => finish(false));
+          // Every call answered, a connection that stays (a client that never reads the GOAWAY, or never sent anything)
+          // holds nothing: after a second for the last answers to leave, it is cut rather than waited for to the end.
+          void calls.idle().then(() => {
+            if (!done) timers.push(setTimeout(() => finish(true), IDLE_CONNECTIONS_GRACE_MS).unref());
+          });
         });
-        grpcServer.tryShutdown(() => finish(false));
       });
     },
   };

@@ -30,6 +30,7 @@ import { answerEncodingOf, compressAnswer, type ResponseEncoding } from './respo
 import { PROTECTIVE_HEAD_LINES, protectAnswer } from '../../core/protective-headers.js';
 import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
 import { httpFrontEndOptionsSchema } from './http-options.js';
+import { acceptQueueGraceMs, ConnectionsTakenWhileStopping, stopRefusal, takeQueuedConnections } from '../accept-queue.js';
 
 export { httpFrontEndOptionsSchema } from './http-options.js';
 
@@ -189,7 +190,7 @@ export function replaceHttpTls(app: FastifyInstance, tls: TlsCredentials): void 
 }
 
 /** Node's HTTP(S) server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
-function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, logger: HandshakeFailureLogger, listener: string, made: HttpsServer[]) {
+function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, logger: HandshakeFailureLogger, listener: string, made: HttpsServer[], late: ConnectionsTakenWhileStopping) {
   return (handler: RequestListener): HttpServer => {
     const inFlight = { count: 0 };
     const counted: RequestListener = (request, response) => {
@@ -208,6 +209,7 @@ function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, lo
       server = createHttpServer(timeouts, counted);
     }
     requestsInFlight.set(server, inFlight);
+    late.watch(server);
     if (settings.tls) logFailedHandshakes(server, logger, listener);
     server.keepAliveTimeout = settings.keepAliveTimeoutMs;
     server.maxConnections = settings.maxConnections;
@@ -296,10 +298,12 @@ function listenersOf(app: FastifyInstance): HttpServer[] {
  * connection closes at its keep-alive timeout, which its client was told and so does not send on
  * it as it closes, and one that never sent a request (a browser's preconnect) at the headers
  * timeout. (http.Server.close() would close idle connections at once, racing a client that is
- * writing a request on one.) Then the front end closes.
+ * writing a request on one.) Connections the kernel had completed but Node not yet taken are taken first and
+ * answered like the others (takeQueuedConnections). Then the front end closes.
  */
-export async function drainHttpFrontEnd(app: FastifyInstance): Promise<void> {
+export async function drainHttpFrontEnd(app: FastifyInstance, timeoutMs: number): Promise<void> {
   const listeners = listenersOf(app).filter((listener) => listener.listening);
+  await takeQueuedConnections(listeners, acceptQueueGraceMs(timeoutMs));
   await Promise.all(listeners.map((listener) => new Promise<void>((resolve) => NetServer.prototype.close.call(listener, () => resolve()))));
   await app.close();
 }
@@ -437,8 +441,9 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const logger = server.logger.child({ frontEnd: 'http' });
   const tlsServers: HttpsServer[] = [];
   const answerMalformed = answerMalformedRequest({ ...settings, settingName });
+  const late = new ConnectionsTakenWhileStopping(() => server.stopping);
   const app: FastifyInstance = Fastify({
-    serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers),
+    serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers, late),
     // The server comes from serverFactory; this tells Fastify it speaks HTTPS (the address it reports).
     ...(settings.tls ? { https: httpsServerOptions(settings.tls) } : {}),
     loggerInstance: logger as FastifyBaseLogger,
@@ -464,7 +469,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   // server.stop() drains it with the server, until it is closed on its own.
   secureServers.set(app, tlsServers);
-  const detach = server.attachFrontEnd({ drain: () => drainHttpFrontEnd(app), cut: () => closeHttpConnections(app) });
+  const detach = server.attachFrontEnd({ drain: (timeoutMs) => drainHttpFrontEnd(app, timeoutMs), cut: () => closeHttpConnections(app) });
   app.addHook('onClose', (_instance, done) => {
     detach();
     done();
@@ -481,6 +486,12 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     reply.header(REQUEST_ID_HEADER, request.id);
     // Draining: this answer is the connection's last, so its client opens its next request elsewhere.
     if (server.stopping) reply.header('connection', 'close');
+    if (late.has(request.raw.socket)) {
+      const refusal = stopRefusal();
+      logFailure(request, refusal.code, 503, refusal.message);
+      reply.code(503).type('application/json').send({ error: refusal.message });
+      return;
+    }
     // A page of another site may still send a browser's POST here (a "simple" request needs no CORS preflight): one
     // that its browser or its Origin says comes from another origin may not change anything (load, unload, settings)
     // or spend the server's compute.
@@ -523,7 +534,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   // The dashboard on its own port: that port answers the dashboard and the model routes its pages call, this one the rest.
   let dashboardListener: DashboardListener | undefined;
   if (settings.dashboard && settings.dashboardPort !== undefined) {
-    const dashboardServer = httpServerWith(settings, logger, 'dashboard', tlsServers);
+    const dashboardServer = httpServerWith(settings, logger, 'dashboard', tlsServers, late);
     // Fastify answers its own listener's malformed requests with answerMalformed; this one is not Fastify's.
     const withMalformedAnswered = (handler: RequestListener) => dashboardServer(handler).on('clientError', answerMalformed);
     dashboardListener = separateDashboard(app, withMalformedAnswered, { host: settings.dashboardHost, port: settings.dashboardPort, tls: Boolean(settings.tls) });
