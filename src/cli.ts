@@ -398,7 +398,7 @@ program.hook('preAction', async (_program, command) => {
   if (!command.options.some((option) => option.attributeName() === 'modelRepository')) return;
   if (command.getOptionValue('modelRepository') === undefined) command.setOptionValue('modelRepository', BUNDLED_REPOSITORY);
   if (command.name() !== 'serve' && (await isBundledRepository(command.getOptionValue('modelRepository')))) {
-    await prepareBundledRepository(commandLogger());
+    await prepareBundledRepository(commandLogger(), serveFlagName);
   }
 });
 
@@ -566,7 +566,7 @@ program
       flags.allowMetrics || flags.dashboard
         ? new PrometheusMetrics({ usdPerCoreHour: flags.costPerCoreHour, tritonNames: flags.metricsCompat === 'triton', processMetrics: flags.allowMetrics })
         : undefined;
-    const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate });
+    const tracing = createTracing({ exporter: flags.traceExporter, endpoint: flags.traceEndpoint, sampleRate: flags.traceRate, settingName: serveFlagName });
     const metricsListener = metrics && flags.allowMetrics ? createMetricsListener(metrics, { logger, authTokens, tls }) : undefined;
     // createServer prepares the bundled repository, so that its log shows what was copied.
     // The preAction hook puts the bundled repository's path in as a string when none was given.

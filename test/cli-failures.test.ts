@@ -128,7 +128,7 @@ test("tritonserver's flags that serve does not take are answered with Nereid's e
 test("nereid serve's server names its flags, each one serve takes, where a library caller's names the option", async () => {
   const help = (await runCli(['serve', '--help'], 60_000)).stdout;
   // Every option the server's messages name: the flag each is set from.
-  for (const key of ['loadModels', 'pinModels', 'modelControlMode', 'maxInflightBytes', 'modelLoadWaitMs', 'modelMemoryBudget', 'allowClientShm', 'monitoring', 'cacheConfig', 'traceSettings']) {
+  for (const key of ['loadModels', 'pinModels', 'modelControlMode', 'maxInflightBytes', 'modelLoadWaitMs', 'modelMemoryBudget', 'allowClientShm', 'monitoring', 'cacheConfig', 'traceSettings', 'traceEndpoint', 'modelRepository', 'monitoring.window.capacity', 'monitoring.evaluateEvery']) {
     const flag = serveFlagName(key).split(' ')[0]!;
     assert.match(help, new RegExp(`(^|\\s)${flag}[ ,\\n]`), `${key} → ${flag}, a flag of serve`);
   }

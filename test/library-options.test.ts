@@ -13,7 +13,8 @@ import { pino } from 'pino';
 import { GrpcClient, HttpClient } from '../src/client/index.js';
 import { PrometheusMetrics, Tracing } from '../src/observability/index.js';
 import { batchJobList, batchJobStatus, cancelBatchJob, createGrpcFrontEnd, createHttpFrontEnd, createServer, runDistributedBatchJob, runLocalBatchJob, Server, startBatchWorker } from '../src/index.js';
-import { OptionError, type SettingName } from '../src/core/options.js';
+import { OptionError, optionKeyName, type SettingName } from '../src/core/options.js';
+import { unpreparedRepositoryMessage } from '../src/repository/bundled-repository.js';
 import { serveFlagName } from '../src/server/server.js';
 import { httpFlagName } from '../src/frontends/http/http-options.js';
 import { grpcFlagName } from '../src/frontends/grpc/grpc-options.js';
@@ -98,7 +99,7 @@ test("the clients refuse a missing address, a compression they do not speak and 
 });
 
 test('Tracing and PrometheusMetrics refuse a misspelt option, and Tracing an exporter that is neither otlp nor an exporter', () => {
-  assert.throws(() => new Tracing({ exporter: 'otlp', endpiont: 'http://127.0.0.1:4318/v1/traces' } as never), /^TypeError: Tracing: unknown option 'endpiont' \(known: endpoint, exporter, processor, sampleRate, serviceName; did you mean 'endpoint'\?\)$/);
+  assert.throws(() => new Tracing({ exporter: 'otlp', endpiont: 'http://127.0.0.1:4318/v1/traces' } as never), /^TypeError: Tracing: unknown option 'endpiont' \(known: endpoint, exporter, processor, sampleRate, serviceName, settingName; did you mean 'endpoint'\?\)$/);
   assert.throws(() => new Tracing({ exporter: 'otlpp' } as never), /^TypeError: Tracing: option 'exporter' expects 'otlp' or a SpanExporter \(an object with export\(\) and shutdown\(\)\), got 'otlpp'$/);
   assert.throws(() => new (Tracing as new (options?: unknown) => unknown)(), /^TypeError: Tracing: option 'exporter' expects 'otlp' or a SpanExporter .*, got undefined$/);
   assert.throws(() => new Tracing({ exporter: 'otlp', sampleRate: 2 }), /^TypeError: Tracing: option 'sampleRate' is invalid: trace sample rate must be between 0 and 1, got 2$/);
@@ -204,7 +205,7 @@ test("a Server made without a logger writes nothing to its program's stdout: war
   }
 });
 
-test("the front ends' and tracing's refusals name the option a library caller set; a server the CLI starts, serve's flags", async (t) => {
+test("the front ends', tracing's, shared memory's, monitoring's and the bundled repository's refusals name the option a library caller set; a server the CLI starts, serve's flags", async (t) => {
   const repository = await fakeRepository(t, { m: undefined });
   const refusals = async (names: { server?: SettingName; http?: SettingName; grpc?: SettingName } = {}) => {
     const server = await new Server({ modelRepository: repository, logger, backends: [doublerBackend()], settingName: names.server }).start();
@@ -216,23 +217,42 @@ test("the front ends' and tracing's refusals name the option a library caller se
     const client = new GrpcClient({ address: `127.0.0.1:${await grpc.listen('127.0.0.1', 0)}`, retry: { tries: 1 } });
     t.after(() => client.close());
     const send = await client.infer('m', { INPUT0: { datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) } }).catch((error: Error) => error.message);
-    const trace = (() => {
+    const refusalOf = (call: () => unknown) => {
       try {
-        server.updateTraceSetting({ trace_level: ['TIMESTAMPS'] });
+        call();
       } catch (error) {
         return (error as Error).message;
       }
-    })();
-    return { body: (body as { error: string }).error, send: String(send).replace(/\d+ bytes/, 'N bytes'), trace };
+    };
+    const trace = refusalOf(() => server.updateTraceSetting({ trace_level: ['TIMESTAMPS'] }));
+    const traceFile = refusalOf(() => server.updateTraceSetting({ trace_file: '/tmp/x' }))?.replace(/^.*; Nereid exports spans over OTLP /, '');
+    const cuda = ((await (await fetch(`${url}/v2/cudasharedmemory/status`)).json()) as { error: string }).error;
+    const monitor = refusalOf(() => new Server({ modelRepository: repository, logger, backends: [doublerBackend()], settingName: names.server, monitoring: { window: { capacity: 300 }, evaluateEvery: 400 } }));
+    return { body: (body as { error: string }).error, send: String(send).replace(/\d+ bytes/, 'N bytes'), trace, traceFile, cuda, monitor };
   };
   assert.deepEqual(await refusals(), {
     body: 'request body is larger than the limit of 64 bytes (maxBodyBytes)',
     send: 'RESOURCE_EXHAUSTED: the answer is larger than max: N bytes vs. the 16-byte limit on a sent message (maxSendMessageBytes)',
     trace: "tracing cannot be turned on: the server was started without a trace exporter; start it with a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)",
+    traceFile: "(a Tracing that sends them to your collector (new Tracing({ exporter: 'otlp', endpoint: <url> })))",
+    cuda: 'CUDA shared memory is not supported by Nereid; use system shared memory (allowClientShm: true) or send tensors in the request',
+    monitor:
+      'Server: evaluating every 400 rows (monitoring.evaluateEvery) is more than the 300-row drift window (monitoring.window.capacity) holds: rows would leave the window without ever being judged; give at most 300',
   });
   assert.deepEqual(await refusals({ server: serveFlagName, http: httpFlagName, grpc: grpcFlagName }), {
     body: 'request body is larger than the limit of 64 bytes (--http-max-body-bytes)',
     send: 'RESOURCE_EXHAUSTED: the answer is larger than max: N bytes vs. the 16-byte limit on a sent message (--grpc-max-message-bytes)',
     trace: 'tracing cannot be turned on: the server was started without a trace exporter; start it with --trace-exporter otlp',
+    traceFile: '(--trace-exporter otlp --trace-endpoint <url>)',
+    cuda: 'CUDA shared memory is not supported by Nereid; use system shared memory (--allow-client-shm) or send tensors in the request',
+    monitor:
+      'Server: evaluating every 400 rows (--monitor-evaluate-every) is more than the 300-row drift window (--monitor-window) holds: rows would leave the window without ever being judged; give at most 300',
   });
+  // A Tracing's own settings (tracing is on): trace_file names how spans leave, as its maker named its options.
+  const exporter = { export: () => undefined, shutdown: () => Promise.resolve() } as never;
+  assert.throws(() => new Tracing({ exporter, processor: 'simple' }).settings.update({ trace_file: '/tmp/x' }), /over OTLP \(a Tracing that sends them to your collector \(new Tracing\(\{ exporter: 'otlp', endpoint: <url> \}\)\)\)$/);
+  assert.throws(() => new Tracing({ exporter, processor: 'simple', settingName: serveFlagName }).settings.update({ trace_file: '/tmp/x' }), /over OTLP \(--trace-exporter otlp --trace-endpoint <url>\)$/);
+  // The bundled repository that cannot be prepared (a package installed by another user) names the option to serve another.
+  assert.match(unpreparedRepositoryMessage('EACCES', optionKeyName), /or serve a repository of your own with modelRepository: 'DIR'$/);
+  assert.match(unpreparedRepositoryMessage('EACCES', serveFlagName), /or serve a repository of your own with --model-repository DIR$/);
 });

@@ -200,7 +200,7 @@ test('with little traffic, the flagged-share alarm is checked on every record: f
 test('evaluating less often than the window holds rows is refused, naming both sizes', () => {
   assert.throws(
     () => new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 600 }),
-    /evaluating every 600 rows \(--monitor-evaluate-every\) is more than the 500-row drift window \(--monitor-window\) holds: .*give at most 500/,
+    /evaluating every 600 rows \(evaluateEvery\) is more than the 500-row drift window \(window\.capacity\) holds: .*give at most 500/,
   );
   assert.equal(new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 500 }).driftState, 'insufficient_data');
 });
@@ -219,7 +219,7 @@ test('reads do not step a state that a small window holds on its flagged share',
 test('a window smaller than the minimum sample is refused, naming both sizes; one as large is taken', () => {
   assert.throws(
     () => new VersionMonitor(profile(), { window: { capacity: 150 } }),
-    /a drift window of 150 rows \(--monitor-window\) is below the 200 rows the drift state needs to judge; give at least 200/,
+    /a drift window of 150 rows \(window\.capacity\) is below the 200 rows the drift state needs to judge; give at least 200/,
   );
   assert.throws(() => new VersionMonitor(profile(), { window: { capacity: 50 }, state: { minSamples: 100 } }), /below the 100 rows/);
   assert.equal(new VersionMonitor(profile(), { window: { capacity: 200 } }).driftState, 'insufficient_data');

@@ -6,6 +6,7 @@
  * calibrated confidence beside the accuracy realised on labels fed back.
  */
 import { z } from 'zod';
+import { OptionError, parseOptions } from '../core/options.js';
 import { BucketCounts } from '../observability/collected-metric.js';
 import { AccuracyWindow, type AccuracySummary, type LabelOutcome } from './accuracy-estimate.js';
 import { categoricalFeatureDrift, driftScore, expectedAccuracyAt, psiBeyondChance, numericFeatureDrift, summariseProbabilities, type FeatureDrift } from './drift-report.js';
@@ -29,26 +30,29 @@ export const versionMonitorOptionsSchema = z.object({
    * whose records come in the data's order (a folder sorted by class), which windows over traffic would call drift.
    */
   driftWindows: z.boolean().default(true),
-})
-  // A window that cannot hold the state's minimum sample would leave the state at insufficient_data forever, which
-  // looks like a quiet model rather than a monitor that cannot judge: refuse it where it is set.
-  .refine((options) => options.window.capacity >= options.state.minSamples, {
-    error: (issue) => {
-      const { window, state } = issue.input as { window: { capacity: number }; state: { minSamples: number } };
-      return `a drift window of ${window.capacity} rows (--monitor-window) is below the ${state.minSamples} rows the drift state needs to judge; give at least ${state.minSamples} (400 or more avoids false warnings, see docs/monitoring.md)`;
-    },
-    path: ['window', 'capacity'],
-  })
-  // Rows between evaluations beyond the window's size would leave it before any evaluation saw them.
-  .refine((options) => options.evaluateEvery <= options.window.capacity, {
-    error: (issue) => {
-      const { window, evaluateEvery } = issue.input as { window: { capacity: number }; evaluateEvery: number };
-      return `evaluating every ${evaluateEvery} rows (--monitor-evaluate-every) is more than the ${window.capacity}-row drift window (--monitor-window) holds: rows would leave the window without ever being judged; give at most ${window.capacity}`;
-    },
-    path: ['evaluateEvery'],
-  });
+});
 export type VersionMonitorOptions = z.infer<typeof versionMonitorOptionsSchema>;
 export type VersionMonitorSettings = z.input<typeof versionMonitorOptionsSchema>;
+
+/** The two settings the monitor's checks name, by their keys below the monitor's options. */
+export type MonitorSettingKey = 'window.capacity' | 'evaluateEvery';
+
+/**
+ * What is wrong with settings each valid alone, named as `name` gives them (a Server names them below its `monitoring`
+ * option, the CLI by its flags): a window that cannot hold the state's minimum sample would leave the state at
+ * insufficient_data for ever, which looks like a quiet model rather than a monitor that cannot judge; rows between
+ * evaluations beyond the window's size would leave it before any evaluation saw them.
+ */
+export function monitorSettingsProblem(options: VersionMonitorOptions, name: (key: MonitorSettingKey) => string): string | undefined {
+  const { window, state, evaluateEvery } = options;
+  if (window.capacity < state.minSamples) {
+    return `a drift window of ${window.capacity} rows (${name('window.capacity')}) is below the ${state.minSamples} rows the drift state needs to judge; give at least ${state.minSamples} (400 or more avoids false warnings, see docs/monitoring.md)`;
+  }
+  if (evaluateEvery > window.capacity) {
+    return `evaluating every ${evaluateEvery} rows (${name('evaluateEvery')}) is more than the ${window.capacity}-row drift window (${name('window.capacity')}) holds: rows would leave the window without ever being judged; give at most ${window.capacity}`;
+  }
+  return undefined;
+}
 
 /** What one answered row tells the monitor. */
 export interface MonitoredRow {
@@ -165,7 +169,9 @@ export class VersionMonitor {
     options: VersionMonitorSettings = {},
     private readonly hooks: VersionMonitorHooks = {},
   ) {
-    this.options = versionMonitorOptionsSchema.parse(options);
+    this.options = parseOptions('VersionMonitor', versionMonitorOptionsSchema, options);
+    const problem = monitorSettingsProblem(this.options, (key) => key);
+    if (problem !== undefined) throw new OptionError(`VersionMonitor: ${problem}`);
     this.now = hooks.now ?? Date.now;
     const window = this.options.window;
     for (const name of Object.keys(profile.features)) this.numeric.set(name, new NumericWindow(window, this.now));

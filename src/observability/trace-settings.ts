@@ -9,6 +9,7 @@
  * anyone who could reach the endpoint write files on the server. Spans leave over OTLP instead.
  */
 import { invalidArgument, quote } from '../core/errors.js';
+import { optionKeyName, type SettingName } from '../core/options.js';
 
 export type TraceLevel = 'OFF' | 'TIMESTAMPS';
 
@@ -39,11 +40,27 @@ const FIELD_OF: Readonly<Record<string, TraceField>> = {
   log_frequency: 'logFrequency',
 };
 
-const REFUSED: Readonly<Record<string, string>> = {
-  trace_file:
-    "trace_file cannot be set over the API: a file path chosen by a client would let anyone who can reach this endpoint write files on the server (Triton's CVE-2024-0087); Nereid exports spans over OTLP (--trace-exporter otlp --trace-endpoint <url>)",
-  trace_mode: "trace_mode is fixed when the server starts: Nereid traces with OpenTelemetry ('opentelemetry') only",
-};
+/**
+ * How the refusals name the way to export spans: a command's flags (settingName gives `traceSettings` as
+ * --trace-exporter and `traceEndpoint` as --trace-endpoint), or, for a library caller, a Tracing.
+ */
+function exporterHints(settingName: SettingName): { start: string; otlp: string } {
+  if (settingName('traceSettings') === optionKeyName('traceSettings')) {
+    return {
+      start: "a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)",
+      otlp: "a Tracing that sends them to your collector (new Tracing({ exporter: 'otlp', endpoint: <url> }))",
+    };
+  }
+  return { start: settingName('traceSettings', 'otlp'), otlp: `${settingName('traceSettings', 'otlp')} ${settingName('traceEndpoint')} <url>` };
+}
+
+/** The fields that are never set over the API, and why. */
+function refusals(otlpHint: string): Readonly<Record<string, string>> {
+  return {
+    trace_file: `trace_file cannot be set over the API: a file path chosen by a client would let anyone who can reach this endpoint write files on the server (Triton's CVE-2024-0087); Nereid exports spans over OTLP (${otlpHint})`,
+    trace_mode: "trace_mode is fixed when the server starts: Nereid traces with OpenTelemetry ('opentelemetry') only",
+  };
+}
 
 /**
  * One set of values in effect, with its counters. `sample` runs on every request of the models it
@@ -144,20 +161,24 @@ function parseField(name: string, value: unknown): TraceFields[TraceField] {
 export interface TraceSettingsOptions {
   /** Whether spans have somewhere to go; without an exporter tracing stays OFF and cannot be turned on. */
   exporting: boolean;
-  /** What the server is started with to have an exporter (a flag, or the library's option), for the refusal's message. */
-  exporterHint?: string;
+  /** How refusals name the settings that export spans (`traceSettings`, `traceEndpoint`): by default as a library caller sets them. */
+  settingName?: SettingName;
 }
 
 export class TraceSettings {
   readonly exporting: boolean;
+  /** What the server is started with to have an exporter, for the refusal's message. */
   private readonly exporterHint: string;
+  private readonly refused: Readonly<Record<string, string>>;
   private readonly global: TracePolicy;
   /** Models with settings of their own: the fields they set, and the policy in effect for them. */
   private readonly models = new Map<string, { own: Partial<TraceFields>; policy: TracePolicy }>();
 
   constructor(options: TraceSettingsOptions) {
     this.exporting = options.exporting;
-    this.exporterHint = options.exporterHint ?? '--trace-exporter otlp';
+    const hints = exporterHints(options.settingName ?? optionKeyName);
+    this.exporterHint = hints.start;
+    this.refused = refusals(hints.otlp);
     this.global = new TracePolicy({ level: this.exporting ? 'TIMESTAMPS' : 'OFF', rate: 1, count: -1, logFrequency: 0 });
   }
 
@@ -204,7 +225,7 @@ export class TraceSettings {
   private parse(changes: Readonly<Record<string, unknown>>, forModel: boolean): [TraceField, TraceFields[TraceField] | null][] {
     const parsed: [TraceField, TraceFields[TraceField] | null][] = [];
     for (const [name, value] of Object.entries(changes)) {
-      if (REFUSED[name]) throw invalidArgument(REFUSED[name]);
+      if (Object.hasOwn(this.refused, name)) throw invalidArgument(this.refused[name]!);
       const field = FIELD_OF[name];
       if (!field) throw invalidArgument(`unknown trace setting '${name.slice(0, 60)}' (settable: ${Object.keys(FIELD_OF).join(', ')})`);
       if (value === null) {

@@ -20,7 +20,7 @@ import type * as OtelTraceSdk from '@opentelemetry/sdk-trace-base';
 import type { BasicTracerProvider, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type * as OtelSemanticConventions from '@opentelemetry/semantic-conventions';
 import { z } from 'zod';
-import { parseOptions } from '../core/options.js';
+import { parseOptions, type SettingName } from '../core/options.js';
 import type { ExecutionRecord, InferenceObserver, InferenceObserverFactory, RequestRecord } from '../core/inference-observer.js';
 import type { TimingKey } from '../core/timings.js';
 import { VERSION } from '../version.js';
@@ -61,6 +61,8 @@ export const tracingSettingsSchema = z.object({
 export type TracingOptions = z.input<typeof tracingSettingsSchema> & {
   /** Where spans go: OTLP/HTTP to `endpoint`, or any SpanExporter (tests pass an InMemorySpanExporter). */
   exporter: 'otlp' | SpanExporter;
+  /** How the trace settings' refusals name the exporter's settings: by default as here (a command passes its flags' names). */
+  settingName?: SettingName;
 };
 
 /** The phases of RequestTimings in the order a request goes through them, with their span names. */
@@ -86,14 +88,15 @@ function nanoseconds(ns: number): HrTime {
 export class Tracing {
   readonly provider: BasicTracerProvider;
   /** The trace extension's settings, which the front ends read and change (GET/POST /v2/trace/setting). */
-  readonly settings = new TraceSettings({ exporting: true });
+  readonly settings: TraceSettings;
   private readonly propagator = new (otel().core.W3CTraceContextPropagator)();
 
   /** Pass to ServerOptions.observers. */
   readonly observer: InferenceObserverFactory = (model, version) => new TracingObserver(this, model, version);
 
   constructor(options: TracingOptions) {
-    const settings = parseOptions('Tracing', tracingSettingsSchema, options, ['exporter']);
+    const settings = parseOptions('Tracing', tracingSettingsSchema, options, ['exporter', 'settingName']);
+    this.settings = new TraceSettings({ exporting: true, settingName: options?.settingName });
     const given = options?.exporter as unknown;
     // A misspelt 'otlp' would otherwise stand in for an exporter object and fail only at the first export or shutdown.
     if (given !== 'otlp' && (typeof given !== 'object' || given === null || typeof (given as SpanExporter).export !== 'function')) {

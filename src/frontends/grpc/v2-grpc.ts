@@ -17,7 +17,6 @@ import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.j
 import { logFailedHandshakes } from '../../observability/tls-handshake-log.js';
 import { MAX_ID_CHARS } from '../../model/input-validation.js';
 import { namedRepositoryRefusal, type Server } from '../../server/server.js';
-import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import {
   decodeModelInferRequest,
   encodeModelInferResponse,
@@ -58,12 +57,8 @@ export interface GrpcFrontEnd {
   replaceTls(tls: TlsCredentials): void;
 }
 
-/** RPCs of the service that Nereid does not implement, with what to do instead. */
-const UNIMPLEMENTED_REASONS: Record<string, string> = {
-  CudaSharedMemoryStatus: CUDA_SHARED_MEMORY_UNSUPPORTED,
-  CudaSharedMemoryRegister: CUDA_SHARED_MEMORY_UNSUPPORTED,
-  CudaSharedMemoryUnregister: CUDA_SHARED_MEMORY_UNSUPPORTED,
-};
+/** RPCs of Triton's CUDA shared memory API, which Nereid does not implement (the server's sharedMemory says what to do instead). */
+const CUDA_SHARED_MEMORY_METHODS: ReadonlySet<string> = new Set(['CudaSharedMemoryStatus', 'CudaSharedMemoryRegister', 'CudaSharedMemoryUnregister']);
 
 /** RPCs that change how the server runs (the model repository, trace and log settings): the management scope, as over HTTP. */
 const MANAGEMENT_METHODS = /^(?:Repository|TraceSetting$|LogSettings$)/;
@@ -565,7 +560,7 @@ export function createGrpcFrontEnd(server: Server, options: GrpcFrontEndOptions 
 
   for (const [method, definition] of Object.entries(service)) {
     if (handlers[method]) continue;
-    const reason = UNIMPLEMENTED_REASONS[method] ?? 'this RPC is not supported by Nereid';
+    const reason = CUDA_SHARED_MEMORY_METHODS.has(method) ? server.sharedMemory.cudaUnsupported : 'this RPC is not supported by Nereid';
     const refusal = new NereidError('UNIMPLEMENTED', `${method} is not implemented: ${reason}`);
     if (!definition.requestStream && !definition.responseStream) {
       handlers[method] = unary(method, () => {

@@ -17,7 +17,6 @@ import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.j
 import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
-import { CUDA_SHARED_MEMORY_UNSUPPORTED } from '../../server/system-shared-memory.js';
 import { MAX_MODEL_NAME } from '../../repository/model-repository.js';
 import { answeredModelFilename, type CompletedModelConfig } from '../../config/model-config.js';
 import { namedRepositoryRefusal, type Server } from '../../server/server.js';
@@ -727,7 +726,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
     return reply.code(200).send();
   });
   const noCudaSharedMemory = async () => {
-    throw new NereidError('UNIMPLEMENTED', CUDA_SHARED_MEMORY_UNSUPPORTED);
+    throw new NereidError('UNIMPLEMENTED', sharedMemory.cudaUnsupported);
   };
   app.get('/v2/cudasharedmemory/status', noCudaSharedMemory);
   app.get('/v2/cudasharedmemory/region/:region/status', noCudaSharedMemory);
