@@ -166,15 +166,17 @@ test('a request waits at most loadWaitMs for its model, then gets a 503 with a r
 });
 
 test("a server the CLI started names its flags in these refusals", async () => {
-  const { residency } = residencyOf({ slow: 10 * MB }, { loadMs: 300, loadWaitMs: 50, settingName: serveFlagName });
-  await assert.rejects(async () => (await residency.lease('slow')!)(), /not ready within 50 ms \(--model-load-wait-ms\)/);
+  const { residency } = residencyOf({ slow: 10 * MB }, { loadMs: 300, loadWaitMs: 50, maxWaiting: 1, settingName: serveFlagName });
+  const waiting = residency.lease('slow')!;
+  await assert.rejects(async () => residency.lease('slow')!, /already waiting for model 'slow' to load, the most one model may have \(--max-queue-size\)/);
+  await assert.rejects(async () => (await waiting)(), /not ready within 50 ms \(--model-load-wait-ms\)/);
   await new Promise((resolve) => setTimeout(resolve, 300));
 });
 
 test('more requests waiting for one load than maxWaiting are refused at once', async () => {
   const { residency } = residencyOf({ a: 10 * MB }, { loadMs: 100, maxWaiting: 2 });
   const waiting = [residency.lease('a')!, residency.lease('a')!];
-  await assert.rejects(async () => residency.lease('a')!, /2 requests are already waiting for model 'a'/);
+  await assert.rejects(async () => residency.lease('a')!, /^NereidError: 2 requests are already waiting for model 'a' to load, the most one model may have \(maxQueueSize\); retry in \d+ s$/);
   for (const lease of await Promise.all(waiting)) lease();
 });
 

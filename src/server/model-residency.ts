@@ -25,7 +25,7 @@ export interface ModelResidencyOptions {
   loadWaitMs: number;
   /** How a refusal names the options behind it (modelLoadWaitMs, modelMemoryBudget); default: by key. */
   settingName?: SettingName;
-  /** Requests one model may have waiting for its load; more are refused with a 503. */
+  /** Requests one model may have waiting for its load; more are refused with a 503 naming the Server's maxQueueSize, which sets it. */
   maxWaiting: number;
   logger: Logger;
   /** The process's resident set outside the JS heap, in bytes (a parameter so that a test can measure with its own). */
@@ -164,7 +164,7 @@ export class ModelResidency {
   private async waitForLoad(name: string, tenant: Tenant): Promise<void> {
     const { loadWaitMs, maxWaiting } = this.options;
     if (tenant.waiting >= maxWaiting) {
-      throw overloaded(`${tenant.waiting} requests are already waiting for model '${name}' to load, the most one model may have`, loadWaitMs);
+      throw overloaded(`${tenant.waiting} requests are already waiting for model '${name}' to load, the most one model may have (${this.named('maxQueueSize')})`, loadWaitMs);
     }
     tenant.waiting++;
     let timer: NodeJS.Timeout | undefined;
@@ -284,7 +284,12 @@ export class ModelResidency {
       // Every model that could make room is serving requests or keeping sequences: wait for a request to
       // finish, looking again now and then for a sequence that ended, which no lease announces.
       const remaining = deadline - performance.now();
-      if (remaining <= 0) throw overloaded(`no room to load model '${loading}' within ${this.options.loadWaitMs} ms: every model that could be unloaded is serving requests or keeping live sequences`, this.options.loadWaitMs);
+      if (remaining <= 0) {
+        throw overloaded(
+          `no room to load model '${loading}' within ${this.options.loadWaitMs} ms (${this.named('modelLoadWaitMs')}): every model that could be unloaded is serving requests or keeping live sequences`,
+          this.options.loadWaitMs,
+        );
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(remaining, SEQUENCE_RECHECK_MS));
         this.leaseEnded = () => {
