@@ -739,9 +739,15 @@ export class ModelRepository {
    */
   async unservableFolders(): Promise<{ folder: string; problem: string }[]> {
     const folders: { folder: string; problem: string }[] = [];
-    const unservable = (name: string) => !name.startsWith('.') && name !== 'lost+found' && modelNameProblem(name) !== undefined;
+    // Each folder's name is judged once, worded for a folder; the folders kept are those with a problem.
+    const problems = new Map<string, string>();
+    const unservable = (name: string) => {
+      const problem = name.startsWith('.') || name === 'lost+found' ? undefined : modelNameProblem(name, 'folder');
+      if (problem !== undefined) problems.set(name, problem);
+      return problem !== undefined;
+    };
     for (const root of await this.roots()) {
-      for (const folder of await foldersIn(root, root, unservable)) folders.push({ folder, problem: modelNameProblem(folder, 'folder')! });
+      for (const folder of await foldersIn(root, root, unservable)) folders.push({ folder, problem: problems.get(folder)! });
     }
     return folders.sort((a, b) => (a.folder < b.folder ? -1 : a.folder > b.folder ? 1 : 0));
   }
