@@ -178,7 +178,7 @@ export class ModelVersion {
   private readonly refusals: RefusalLog;
   /** Outputs the config reshapes: answered in the config's dims rather than the model's. */
   private readonly outputDims: ReadonlyMap<string, readonly number[]>;
-  /** Requests past the readiness check and not yet answered; unload waits for them. */
+  /** Requests past the readiness check and not yet answered, and holds for requests to come (an ensemble's step, counted once); unload waits for them. */
   private inFlight = 0;
   /** Instances taken out by changeInstances and not yet released: an unload waits for them. */
   private readonly retirements = new Set<Promise<unknown>>();
@@ -414,7 +414,8 @@ export class ModelVersion {
     const spanTraceparent = observer.traceStart?.(record);
     // Work done for this request (an ensemble's steps, a handler's calls) is traced as its span's children.
     const workContext: RequestContext = spanTraceparent ? { ...context, traceparent: spanTraceparent } : context;
-    this.inFlight++;
+    // A call through a hold is counted by its hold, taken when its ensemble accepted the request: once, not twice.
+    if (!held) this.inFlight++;
     this.started++;
     let result: RunResult | undefined;
     let failure: NereidError | undefined;
@@ -471,7 +472,7 @@ export class ModelVersion {
       record.errorCode = failure.code;
       record.errorReason = loggedMessage(failure);
     } finally {
-      this.leave();
+      if (!held) this.leave();
     }
     // Reported once, when the outcome is known; the observers cannot change it.
     record.totalNs = (performance.now() - started) * 1e6;
