@@ -4,16 +4,18 @@
  * HttpAbortError (ConnectionErrors) and GrpcTimeoutError / GrpcAbortError (GrpcCallErrors), messages unchanged.
  */
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { ConnectionError, GrpcAbortError, GrpcCallError, GrpcClient, GrpcTimeoutError, HttpAbortError, HttpClient, HttpTimeoutError } from '../src/client/index.js';
 import { createGrpcFrontEnd, createHttpFrontEnd, Server } from '../src/index.js';
+import { checkInferOptions } from '../src/client/http-client.js';
 import { doublerBackend, fakeRepository, Gate } from './support/fake-backend.js';
 
 test('a timeout and an abort are told apart by class over HTTP and gRPC, in flight and before the call', async (t) => {
   // A model per call that reaches it: a held run keeps its model's one instance busy, so a later call would only queue.
-  const repo = await fakeRepository(t, { http_timeout: undefined, grpc_timeout: undefined, http_abort: undefined, grpc_abort: undefined });
+  const repo = await fakeRepository(t, { http_timeout: undefined, grpc_timeout: undefined, grpc_call_timeout: undefined, http_abort: undefined, grpc_abort: undefined });
   const backend = doublerBackend();
   const server = await new Server({ modelRepository: repo, backends: [backend], logger: pino({ level: 'silent' }) }).start();
   const gate = new Gate();
@@ -45,6 +47,29 @@ test('a timeout and an abort are told apart by class over HTTP and gRPC, in flig
   const grpcTimeout = await clients.grpcTimed.infer('grpc_timeout', inputs).then(() => undefined, (error: unknown) => error);
   assert.ok(grpcTimeout instanceof GrpcTimeoutError && grpcTimeout instanceof GrpcCallError, `gRPC timeout: ${String(grpcTimeout)}`);
   assert.equal(grpcTimeout.code, 4);
+
+  // A call's own timeoutMs, on clients that have none: the same classes, and the gRPC call's deadline is its own.
+  const grpcCallTimeout = await clients.grpc.infer('grpc_call_timeout', inputs, { timeoutMs: 50 }).then(() => undefined, (error: unknown) => error);
+  assert.ok(grpcCallTimeout instanceof GrpcTimeoutError, `gRPC call timeout: ${String(grpcCallTimeout)}`);
+  // Over HTTP the server is told the call's time as the V2 timeout parameter in microseconds, as tritonclient sends it:
+  // a listener that reads the request and never answers shows what was sent.
+  const sent: { headerLength?: number; chunks: Buffer[] } = { chunks: [] };
+  const silent = createHttpServer((request) => {
+    sent.headerLength = Number(request.headers['inference-header-content-length']);
+    request.on('data', (chunk: Buffer) => sent.chunks.push(chunk));
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    silent.closeAllConnections();
+    silent.close();
+  });
+  const silentClient = new HttpClient({ url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, retry: { tries: 1 } });
+  t.after(() => silentClient.close());
+  const httpCallTimeout = await silentClient.infer('m', inputs, { timeoutMs: 50, outputs: ['OUTPUT0'] }).then(() => undefined, (error: unknown) => error);
+  assert.ok(httpCallTimeout instanceof HttpTimeoutError, `HTTP call timeout: ${String(httpCallTimeout)}`);
+  const header = JSON.parse(Buffer.concat(sent.chunks).subarray(0, sent.headerLength).toString('utf8'));
+  assert.equal(header.parameters.timeout, 50_000);
+  assert.throws(() => checkInferOptions('HttpClient.infer', { timeoutMs: -1 }), /^TypeError: HttpClient\.infer: option 'timeoutMs' expects a number of milliseconds above 0 and at most \d+, got -1$/);
 
   // An abort once the request is held at the model, and one before the call goes.
   for (const [name, client, model] of [['HTTP', clients.http, 'http_abort'], ['gRPC', clients.grpc, 'grpc_abort']] as const) {

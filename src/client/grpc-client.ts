@@ -19,6 +19,7 @@ import {
 } from './client-tensors.js';
 import { sharedMemoryParameters } from '../protocol/shared-memory-tensors.js';
 import {
+  callTimeoutMs,
   checkInferOptions,
   clientTimeoutSchema,
   type Compression,
@@ -110,11 +111,11 @@ function retryVerdict(error: unknown) {
   return { retry: error.code === grpc.status.UNAVAILABLE || (error.code === grpc.status.RESOURCE_EXHAUSTED && !tooLarge) };
 }
 
-/** One request on a stream: its options are infer's, less `signal` (the stream cannot cancel one request). */
+/** One request on a stream: its options are infer's, less `signal` and `timeoutMs` (the stream cannot end one request; the client's timeoutMs bounds the stream). */
 export interface StreamRequest {
   model: string;
   inputs: Record<string, ClientInput>;
-  options?: Omit<InferOptions, 'signal'>;
+  options?: Omit<InferOptions, 'signal' | 'timeoutMs'>;
 }
 
 export class GrpcClient {
@@ -212,7 +213,7 @@ export class GrpcClient {
 
   /** Runs a model on named inputs; outputs come back by name, decoded to typed arrays. */
   async infer(model: string, inputs: Record<string, ClientInput>, options: InferOptions = {}): Promise<InferResult> {
-    const response = (await this.unary('ModelInfer', await this.request(model, inputs, options), options.signal)) as InferResponseMessage;
+    const response = (await this.unary('ModelInfer', await this.request(model, inputs, options), options.signal, callTimeoutMs(options, this.options.timeoutMs))) as InferResponseMessage;
     return decodeResponse(response, options.classification !== undefined);
   }
 
@@ -232,6 +233,9 @@ export class GrpcClient {
         if (abandoned) return; // leaving this loop ends the caller's generator (its finally runs)
         // The V2 stream has no way to cancel one request on it: a signal given for one would be silently ignored.
         if ((options as InferOptions | undefined)?.signal) throw new OptionError(`a request on a stream cannot take its own signal (model '${model}'); end the whole stream by returning from the loop over its answers`);
+        if ((options as InferOptions | undefined)?.timeoutMs !== undefined) {
+          throw new OptionError(`a request on a stream cannot take its own timeoutMs (model '${model}'): the stream's deadline is the client's timeoutMs`);
+        }
         classification ||= options?.classification !== undefined;
         call.write(await this.request(model, inputs, options ?? {}));
       }
@@ -255,7 +259,7 @@ export class GrpcClient {
       answered = true;
       await writing; // a request that could not be sent cancelled the stream: its error is the one to see
       // The stream's own failure (UNAVAILABLE, a deadline, a cancel) as a unary call's: a GrpcCallError with its code.
-      throw isServiceError(error) ? this.callError(error) : error;
+      throw isServiceError(error) ? this.callError(error, undefined, this.options.timeoutMs) : error;
     } finally {
       // A `break` or `return` out of the caller's loop: the call is cancelled and its source stops being read, or both
       // would keep the process alive (a source that waits between requests, a stream the server keeps open).
@@ -302,29 +306,29 @@ export class GrpcClient {
     return metadata;
   }
 
-  private callOptions(): grpc.CallOptions {
-    return this.options.timeoutMs ? { deadline: Date.now() + this.options.timeoutMs } : {};
+  private callOptions(timeoutMs = this.options.timeoutMs): grpc.CallOptions {
+    return timeoutMs ? { deadline: Date.now() + timeoutMs } : {};
   }
 
-  /** A failed call as the error the caller sees: stopped by its signal, ended by timeoutMs, or as the server stated it. */
-  private callError(error: grpc.ServiceError, signal?: AbortSignal): GrpcCallError {
+  /** A failed call as the error the caller sees: stopped by its signal, ended by its timeoutMs, or as the server stated it. */
+  private callError(error: grpc.ServiceError, signal: AbortSignal | undefined, timeoutMs: number | undefined): GrpcCallError {
     if (error.code === grpc.status.CANCELLED && signal?.aborted) return new GrpcAbortError(error.code, error.details);
     // The deadline timeoutMs set: passed here, or at the server, which reads it as the request's deadline.
-    if (error.code === grpc.status.DEADLINE_EXCEEDED && this.options.timeoutMs) return new GrpcTimeoutError(error.code, error.details);
+    if (error.code === grpc.status.DEADLINE_EXCEEDED && timeoutMs) return new GrpcTimeoutError(error.code, error.details);
     return new GrpcCallError(error.code, error.details);
   }
 
-  private unary(method: string, request: unknown, signal?: AbortSignal): Promise<unknown> {
+  private unary(method: string, request: unknown, signal?: AbortSignal, timeoutMs = this.options.timeoutMs): Promise<unknown> {
     const tried = retryingCall(this.options.retry, signal, retryVerdict, () => {
       return new Promise((resolve, reject) => {
         // An abort before the call starts is the caller's answer: the call never goes.
         if (signal?.aborted) return reject(new GrpcAbortError(grpc.status.CANCELLED, 'Cancelled on client'));
         const cancel = () => call.cancel();
-        const call = this.client[method]!(request, this.metadata(), this.callOptions(), (error: grpc.ServiceError | null, response: unknown) => {
+        const call = this.client[method]!(request, this.metadata(), this.callOptions(timeoutMs), (error: grpc.ServiceError | null, response: unknown) => {
           // A signal shared by many calls must not gather one listener per finished call.
           signal?.removeEventListener('abort', cancel);
           if (!error) resolve(response);
-          else reject(this.callError(error, signal));
+          else reject(this.callError(error, signal, timeoutMs));
         }) as grpc.ClientUnaryCall;
         signal?.addEventListener('abort', cancel, { once: true });
       });

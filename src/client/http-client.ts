@@ -65,6 +65,12 @@ export interface InferOptions {
   parameters?: Record<string, string | number | boolean>;
   id?: string;
   signal?: AbortSignal;
+  /**
+   * Abandons this call (each try) after this long, in place of the client's `timeoutMs`. The server is told: over HTTP
+   * as the V2 `timeout` parameter in microseconds, as tritonclient sends it (unless `parameters.timeout` is given),
+   * over gRPC as the call's deadline.
+   */
+  timeoutMs?: number;
   /** Send the request body compressed (Content-Encoding), as tritonclient's request_compression_algorithm. */
   requestCompression?: Compression;
   /**
@@ -85,6 +91,7 @@ const INFER_OPTIONS = {
   parameters: true,
   id: true,
   signal: true,
+  timeoutMs: true,
   requestCompression: true,
   responseCompression: true,
 } satisfies Record<keyof InferOptions, true>;
@@ -101,7 +108,11 @@ export function checkInferOptions(what: string, options: InferOptions | undefine
   refuseUnknownOptions(what, options, INFER_OPTION_KEYS);
   checkCompression(what, 'requestCompression', options?.requestCompression);
   checkCompression(what, 'responseCompression', options?.responseCompression);
+  if (!clientTimeoutSchema.safeParse(options?.timeoutMs).success) refuseOptionValue(what, 'timeoutMs', `a number of milliseconds above 0 and at most ${MAX_TIMER_MS}`, options?.timeoutMs);
 }
+
+/** A call's time limit, for both clients: its own `timeoutMs`, else the client's. */
+export const callTimeoutMs = (options: Pick<InferOptions, 'timeoutMs'> | undefined, clientTimeoutMs: number | undefined) => options?.timeoutMs ?? clientTimeoutMs;
 
 export interface InferResult {
   model: string;
@@ -334,7 +345,13 @@ export class HttpClient {
       name,
       parameters: inSharedMemory[name] ? sharedMemoryParameters(inSharedMemory[name]) : outputParameters,
     }));
-    const parameters = { ...options.parameters, ...(binary && !requested ? { binary_data_output: true } : {}) };
+    const timeoutMs = callTimeoutMs(options, this.options.timeoutMs);
+    const parameters = {
+      // The server's V2 request timeout, in microseconds (the model's queue policy applies it where it allows overrides).
+      ...(timeoutMs !== undefined ? { timeout: Math.ceil(timeoutMs * 1000) } : {}),
+      ...options.parameters,
+      ...(binary && !requested ? { binary_data_output: true } : {}),
+    };
     const rest = JSON.stringify({
       ...(options.id !== undefined ? { id: options.id } : {}),
       ...(Object.keys(parameters).length ? { parameters } : {}),
@@ -352,7 +369,7 @@ export class HttpClient {
       body = await compress(plainBody, options.requestCompression);
       headers['content-encoding'] = options.requestCompression;
     }
-    const response = await this.call('POST', `${this.modelPath(model, options.version)}/infer`, body, headers, options.signal);
+    const response = await this.call('POST', `${this.modelPath(model, options.version)}/infer`, body, headers, options.signal, timeoutMs);
     return this.decodeInferResponse(response, options.classification !== undefined);
   }
 
@@ -426,8 +443,8 @@ export class HttpClient {
   }
 
   /** One call, tried again after a 503 or 429 (waiting what Retry-After says) or a refused connection. */
-  private call(method: string, path: string, body?: Buffer, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Answer> {
-    const { token, timeoutMs } = this.options;
+  private call(method: string, path: string, body?: Buffer, headers: Record<string, string> = {}, signal?: AbortSignal, timeoutMs = this.options.timeoutMs): Promise<Answer> {
+    const { token } = this.options;
     const failed = (why: unknown) => `${method} ${this.base}${path} failed: ${String((why as Error | undefined)?.message ?? why)}`;
     const tried = retryingCall(this.options.retry, signal, retryVerdict, async () => {
       const timeout = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
