@@ -1,14 +1,15 @@
 /**
  * The clients tell a call their own `timeoutMs` ended from one the caller's `signal` stopped, by class, over HTTP and
  * gRPC, against a real server whose model holds every run (so nothing answers first): HttpTimeoutError /
- * HttpAbortError (ConnectionErrors) and GrpcTimeoutError / GrpcAbortError (GrpcCallErrors), messages unchanged.
+ * HttpAbortError (ConnectionErrors) and GrpcTimeoutError / GrpcAbortError (GrpcCallErrors), messages unchanged; a
+ * call's own timeoutMs; and the protocol-neutral codeName both clients' errors carry.
  */
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { ConnectionError, GrpcAbortError, GrpcCallError, GrpcClient, GrpcTimeoutError, HttpAbortError, HttpClient, HttpTimeoutError } from '../src/client/index.js';
+import { ClientError, ConnectionError, GrpcAbortError, GrpcCallError, GrpcClient, GrpcTimeoutError, HttpAbortError, HttpClient, HttpTimeoutError } from '../src/client/index.js';
 import { createGrpcFrontEnd, createHttpFrontEnd, Server } from '../src/index.js';
 import { checkInferOptions } from '../src/client/http-client.js';
 import { doublerBackend, fakeRepository, Gate } from './support/fake-backend.js';
@@ -47,6 +48,22 @@ test('a timeout and an abort are told apart by class over HTTP and gRPC, in flig
   const grpcTimeout = await clients.grpcTimed.infer('grpc_timeout', inputs).then(() => undefined, (error: unknown) => error);
   assert.ok(grpcTimeout instanceof GrpcTimeoutError && grpcTimeout instanceof GrpcCallError, `gRPC timeout: ${String(grpcTimeout)}`);
   assert.equal(grpcTimeout.code, 4);
+
+  // Both clients' errors carry a protocol-neutral code: a timeout, and a model the server does not have.
+  assert.equal(grpcTimeout.codeName, 'DEADLINE_EXCEEDED');
+  for (const client of [clients.http, clients.grpc]) {
+    const missing = await client.infer('no_such_model', inputs, { outputs: ['OUTPUT0'] }).then(() => undefined, (error: unknown) => error);
+    assert.ok(missing instanceof ClientError || missing instanceof GrpcCallError, String(missing));
+    assert.equal(missing.codeName, 'NOT_FOUND', String(missing));
+  }
+  assert.deepEqual(
+    [400, 404, 409, 413, 429, 500, 502, 503, 504].map((status) => new ClientError(status, '').codeName),
+    ['INVALID_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED', 'INTERNAL', 'UNAVAILABLE', 'UNAVAILABLE', 'DEADLINE_EXCEEDED'],
+  );
+  assert.deepEqual(
+    [3, 5, 8, 9, 14, 2].map((code) => new GrpcCallError(code, '').codeName),
+    ['INVALID_ARGUMENT', 'NOT_FOUND', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNAVAILABLE', 'INTERNAL'],
+  );
 
   // A call's own timeoutMs, on clients that have none: the same classes, and the gRPC call's deadline is its own.
   const grpcCallTimeout = await clients.grpc.infer('grpc_call_timeout', inputs, { timeoutMs: 50 }).then(() => undefined, (error: unknown) => error);

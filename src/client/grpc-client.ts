@@ -4,6 +4,7 @@
  * RESOURCE_EXHAUSTED (but not a message over the size limit) are tried again with backoff; ModelStreamInfer is an async iterable of answers.
  */
 import * as grpc from '@grpc/grpc-js';
+import { errorCodeOfGrpcStatus, type ErrorCode } from '../core/errors.js';
 import { parametersToProto, parameterValueOf, type ParameterMessage } from '../frontends/grpc/v2-grpc-codec.js';
 import { loadInferenceProto } from '../frontends/grpc/v2-grpc-proto.js';
 import {
@@ -72,12 +73,16 @@ interface InferResponseMessage {
 
 /** A gRPC failure as the server stated it: its status code and details. */
 export class GrpcCallError extends Error {
+  /** The status as a protocol-neutral code ('NOT_FOUND', 'UNAVAILABLE', …), comparable without @grpc/grpc-js, as ClientError's codeName. */
+  readonly codeName: ErrorCode;
+
   constructor(
     readonly code: grpc.status,
     readonly details: string,
   ) {
     super(`${grpc.status[code] ?? code}: ${details}`);
     this.name = 'GrpcCallError';
+    this.codeName = errorCodeOfGrpcStatus(code);
   }
 }
 

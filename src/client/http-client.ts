@@ -4,6 +4,7 @@
  * numbers), classification decoding, and retries with backoff where the server said to retry.
  */
 import { z } from 'zod';
+import { errorCodeOfHttpStatus, type ErrorCode } from '../core/errors.js';
 import { OptionError, parseOptions, refuseOptionValue, refuseUnknownOptions } from '../core/options.js';
 import { MAX_TIMER_MS, retryingCall, retryOptionsSchema } from '../core/retry.js';
 import {
@@ -151,6 +152,9 @@ export interface SharedMemoryRegionStatus {
 
 /** A call the server answered with an error: its HTTP status and message. */
 export class ClientError extends Error {
+  /** The status as a protocol-neutral code ('NOT_FOUND', 'UNAVAILABLE', …), as GrpcCallError's codeName names its status. */
+  readonly codeName: ErrorCode;
+
   constructor(
     readonly status: number,
     message: string,
@@ -159,6 +163,7 @@ export class ClientError extends Error {
   ) {
     super(message);
     this.name = 'ClientError';
+    this.codeName = errorCodeOfHttpStatus(status);
   }
 }
 

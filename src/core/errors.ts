@@ -76,6 +76,32 @@ export function grpcStatusOf(code: ErrorCode): number {
   return STATUS[code].grpc;
 }
 
+/** The codes in the table's order: where two share an HTTP status (400), the first is the one a client is told. */
+const CODES = Object.keys(STATUS) as ErrorCode[];
+
+/**
+ * The code an HTTP status stands for, as a client names a server's answer whatever the protocol: the table above read
+ * backwards (400 is INVALID_ARGUMENT: FAILED_PRECONDITION shares it), then the statuses servers and proxies answer
+ * outside it; any other 4xx is the request's fault, any other 5xx the server's.
+ */
+export function errorCodeOfHttpStatus(status: number): ErrorCode {
+  const known = CODES.find((code) => STATUS[code].http === status);
+  if (known) return known;
+  if (status === 408) return 'DEADLINE_EXCEEDED';
+  if (status === 413 || status === 431) return 'RESOURCE_EXHAUSTED';
+  if (status === 502) return 'UNAVAILABLE';
+  return status < 500 ? 'INVALID_ARGUMENT' : 'INTERNAL';
+}
+
+/** The code a gRPC status number stands for: the table read backwards; gRPC's others (UNKNOWN, ABORTED, OUT_OF_RANGE, DATA_LOSS) as the nearest. */
+export function errorCodeOfGrpcStatus(status: number): ErrorCode {
+  const known = CODES.find((code) => STATUS[code].grpc === status);
+  if (known) return known;
+  if (status === 10) return 'UNAVAILABLE'; // ABORTED: a conflict a retry may get past
+  if (status === 11) return 'INVALID_ARGUMENT'; // OUT_OF_RANGE
+  return 'INTERNAL'; // UNKNOWN, DATA_LOSS
+}
+
 /**
  * Whether a failure is the server declining work under load — a full queue, a wait longer than allowed, the bytes in
  * flight, a timeout run out in the queue — rather than the request's fault or a fault of the server's own.
