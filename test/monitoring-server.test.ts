@@ -174,7 +174,8 @@ test('a stream of test images is ok, turns to drift within one window of inverte
 });
 
 test('a feature the reference never varied (aspect ratio 1) is judged by the share of rows that differ: 5 % of 28×30 garments stay ok, 25 % drift', async () => {
-  const served = await garmentServer({ server: { monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } } });
+  const logged: Record<string, unknown>[] = [];
+  const served = await garmentServer({ server: { logger: capturingLogger(logged), monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } } });
   const stretch = (image: Buffer) => sharp(image).resize(28, 30, { fit: 'fill' }).png().toBuffer();
   const aspect = async () => {
     const body = (await (await fetch(`${served.url}/v2/models/fashion_mnist/monitor`)).json()) as MonitorBody & { features: { feature: string; psi: number; ks: number; level: string }[] };
@@ -194,6 +195,11 @@ test('a feature the reference never varied (aspect ratio 1) is judged by the sha
     assert.equal(shifted.feature.ks, 0.25);
     assert.equal(shifted.feature.level, 'drift');
     assert.equal(shifted.body.state, 'drift', 'a quarter of the images stretched still moves the state');
+    // The warning names what moved the state: the aspect ratio, not the height, which drifted as much but does not count.
+    const warning = logged.find((line) => String(line.msg).includes('→ drift')) as { drift: { top: { feature: string }[] }; msg: string } | undefined;
+    assert.ok(warning, JSON.stringify(logged));
+    assert.equal(warning.drift.top[0].feature, 'input.aspectRatio', warning.msg);
+    assert.ok(!warning.drift.top.some((feature) => /input\.(width|height)/.test(feature.feature)), warning.msg);
   } finally {
     await served.close();
   }

@@ -15,7 +15,7 @@ import { datatypeOfConfig, scoresBeyondLabels, type CompletedModelConfig, type M
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
-import { psiBeyondChance } from '../monitoring/drift-report.js';
+import { countedFeatures, psiBeyondChance } from '../monitoring/drift-report.js';
 import type { ReferenceProfile } from '../monitoring/reference-profile.js';
 import { MahalanobisScorer } from '../monitoring/representation-ood.js';
 import { exposedName, type ExposedTensor } from '../onnx/onnx-model-file.js';
@@ -119,8 +119,9 @@ function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings |
   }
   return new VersionMonitor(profile, settings, {
     onTransition: (transition, evaluation) => {
-      // The score and levels count PSI beyond chance: that is what the line quotes, the raw PSI beside it.
-      const top = evaluation.features.slice(0, 3).map((feature) => ({ feature: feature.feature, psi: Number(feature.psi.toFixed(4)), beyondChance: Number(psiBeyondChance(feature).toFixed(4)), level: feature.level }));
+      // The score and levels count PSI beyond chance: that is what the line quotes, the raw PSI beside it. Features that
+      // do not count (the image's width and height) are left out: named as "most drifted" they read as the cause.
+      const top = countedFeatures(evaluation.features).slice(0, 3).map((feature) => ({ feature: feature.feature, psi: Number(feature.psi.toFixed(4)), beyondChance: Number(psiBeyondChance(feature).toFixed(4)), level: feature.level }));
       logger[transition.to === 'ok' ? 'info' : 'warn'](
         { drift: { from: transition.from, to: transition.to, score: transition.score, samples: transition.sampleCount, top } },
         `${label} drift state ${transition.from} → ${transition.to}${top.length ? ` (most drifted: ${top.map((feature) => `${feature.feature} PSI ${feature.beyondChance} beyond chance (${feature.psi} raw)`).join(', ')})` : ''}`,
