@@ -31,6 +31,9 @@ after(() => rm(work, { recursive: true, force: true }));
 
 const nereid = (args: string[]) => runCli(args, 180_000);
 
+/** A 640×480 JPEG of pure black: a camera with its lens covered. */
+const blackPhoto = () => sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 0, g: 0, b: 0 } } }).jpeg().toBuffer();
+
 async function monitor(data: string): Promise<MonitorReport> {
   const { code, stdout, stderr } = await nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--data', data, '--json']);
   assert.equal(code, 0, stderr);
@@ -98,6 +101,12 @@ test('the bundled profile flags few test images and nearly every real photo, and
   assert.ok(report.share >= 0.9, `photos flagged ${report.share} (${report.outOfDistribution} of ${report.examples})`);
   assert.equal(report.state, 'drift');
   assert.equal(report.classShares!.level, 'drift', JSON.stringify(report.classShares));
+
+  // Judged as the server judges each answer: a blank image is out of distribution whatever its score.
+  const covered = join(work, 'covered');
+  await mkdir(covered);
+  await writeFile(join(covered, 'covered-lens.jpg'), await blackPhoto());
+  assert.equal((await monitor(covered)).outOfDistribution, 1);
 });
 
 test('test images made unlike the training set are flagged: inverted and brightened; a milder shift drifts in its inputs', async () => {
@@ -146,7 +155,7 @@ test('served with its profile, each answer carries its OOD verdict: /classify pe
     const classify = async (image: Buffer) => {
       const response = await fetch(`${served.url}/v2/models/fashion_mnist/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(image) });
       assert.equal(response.status, 200);
-      return (await response.json()) as { ood: { score: number; out_of_distribution: boolean; threshold: number }; confidence: { low_confidence: boolean } };
+      return (await response.json()) as { ood: { score: number; out_of_distribution: boolean; threshold: number; blank?: true }; confidence: { low_confidence: boolean } };
     };
     const inDistribution = await classify(garment);
     assert.equal(inDistribution.ood.out_of_distribution, false);
@@ -154,6 +163,10 @@ test('served with its profile, each answer carries its OOD verdict: /classify pe
     const cat = await classify(photo);
     assert.equal(cat.ood.out_of_distribution, true, `a cat photo scored ${cat.ood.score}`);
     assert.ok(cat.ood.score > inDistribution.ood.score);
+    assert.equal(inDistribution.ood.blank, undefined);
+    // A covered lens: its representation scores just under the threshold (121.1), yet it shows the model nothing.
+    const dark = await classify(await blackPhoto());
+    assert.deepEqual({ ...dark.ood, score: undefined }, { score: undefined, out_of_distribution: true, threshold: profile.ood.threshold, blank: true }, `an all-black photo scored ${dark.ood.score}`);
 
     // Two encoded images as one V2 request (BYTES, binary extension: each element length-prefixed).
     const element = (bytes: Buffer) => Buffer.concat([Buffer.from(Uint32Array.of(bytes.length).buffer), bytes]);
@@ -204,6 +217,7 @@ test('a batch job over images writes each record its OOD verdict, and reads no d
   const input = join(work, 'batch-input');
   await writeFashionMnistPngs(input, 't10k', 1);
   await cp(join(PHOTOS, 'chelsea.png'), join(input, 'cat.png'));
+  await writeFile(join(input, 'covered-lens.jpg'), await blackPhoto());
   const output = join(work, 'batch-output.jsonl');
   const { code, stderr } = await nereid(['batch', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--input', input, '--output', output]);
   assert.equal(code, 0, stderr);
@@ -223,6 +237,7 @@ test('a batch job over images writes each record its OOD verdict, and reads no d
     [
       ['0.png', false],
       ['cat.png', true],
+      ['covered-lens.jpg', true],
     ],
   );
 });

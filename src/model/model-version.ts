@@ -12,7 +12,7 @@ import type { InferenceObserver, RequestRecord } from '../core/inference-observe
 import type { InferenceRequest, InferenceResponse, InferOutput, Parameters, RequestContext } from '../core/inference.js';
 import { concreteDims, type InputDeclaration, type Tensor } from '../core/tensor.js';
 import type { RequestTimings } from '../core/timings.js';
-import { pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
+import { isBlankRow, isOutOfDistribution, pooledFeatures, type MahalanobisScorer, type Pooling } from '../monitoring/representation-ood.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
 import { RefusalLog } from '../observability/refusal-log.js';
 import type { VersionMonitor } from '../monitoring/version-monitor.js';
@@ -110,6 +110,8 @@ export interface OodMonitor {
   pooling: Pooling;
   threshold: number;
   scorer: MahalanobisScorer;
+  /** The model input a blank row of which is out of distribution whatever its score (see blankIsForeign); absent: scores alone decide. */
+  blankForeignIn?: string;
 }
 
 
@@ -508,7 +510,7 @@ export class ModelVersion {
       context,
       sequence,
     });
-    const verdicts = ood ? this.judge(scheduled.outputs, ood) : undefined;
+    const verdicts = ood ? this.judge(scheduled.outputs, inputs, ood) : undefined;
     if (monitor) this.observe(monitor, scheduled.outputs[watched!], verdicts, properties, requestId);
     for (const name of extra) delete scheduled.outputs[name];
     if (this.outputDims.size > 0) this.reshapeOutputs(scheduled.outputs);
@@ -540,7 +542,7 @@ export class ModelVersion {
     try {
       const probabilities = rowProbabilities(scores, this.config.output[0].postprocess ?? DEFAULT_POSTPROCESSING, this.batched);
       monitor.record(
-        probabilities.map((row, index) => ({ probabilities: row, oodScore: verdicts?.[index]?.score, inputs: properties?.[index] })),
+        probabilities.map((row, index) => ({ probabilities: row, oodScore: verdicts?.[index]?.score, oodFlagged: verdicts?.[index]?.out_of_distribution, inputs: properties?.[index] })),
         requestId,
       );
     } catch (error) {
@@ -548,16 +550,20 @@ export class ModelVersion {
     }
   }
 
-  /** Scores each row of the detector's tensor. */
-  private judge(outputs: Record<string, Tensor>, ood: OodMonitor): OutOfDistribution[] {
+  /** Scores each row of the detector's tensor; a blank input row is out of distribution when the profile had none. */
+  private judge(outputs: Record<string, Tensor>, inputs: Record<string, Tensor>, ood: OodMonitor): OutOfDistribution[] {
     const representation = outputs[ood.tensor];
     const rows = this.batched ? representation.shape[0] : 1;
     const dims = this.batched ? representation.shape.slice(1) : representation.shape;
     const width = (representation.data as ArrayLike<number>).length / rows;
     const data = representation.data as Float32Array;
+    const watchedInput = ood.blankForeignIn === undefined ? undefined : inputs[ood.blankForeignIn];
+    const inputData = watchedInput && watchedInput.datatype !== 'BYTES' ? (watchedInput.data as Float32Array) : undefined;
+    const inputWidth = inputData ? inputData.length / rows : 0;
     return Array.from({ length: rows }, (_, row) => {
       const score = ood.scorer.score(pooledFeatures(data.subarray(row * width, (row + 1) * width), dims, ood.pooling));
-      return { score, out_of_distribution: score > ood.threshold, threshold: ood.threshold };
+      const blank = inputData !== undefined && isBlankRow(inputData.subarray(row * inputWidth, (row + 1) * inputWidth));
+      return { score, out_of_distribution: isOutOfDistribution(score, ood.threshold, blank), threshold: ood.threshold, ...(blank ? { blank: true as const } : {}) };
     });
   }
 

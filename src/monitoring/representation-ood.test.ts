@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fitMahalanobis, invertMatrix, MahalanobisScorer, pooledFeatures, thresholdForFalsePositiveRate } from './representation-ood.js';
+import { blankIsForeign, fitMahalanobis, invertMatrix, isBlankRow, isOutOfDistribution, MahalanobisScorer, pooledFeatures, thresholdForFalsePositiveRate } from './representation-ood.js';
 
 const close = (actual: number, expected: number, tolerance = 1e-9) => assert.ok(Math.abs(actual - expected) <= tolerance, `${actual} ≠ ${expected}`);
 
@@ -43,4 +43,16 @@ test('the threshold lets at most the stated share of in-distribution scores abov
   assert.equal(scores.filter((score) => score > threshold).length, 5);
   assert.equal(thresholdForFalsePositiveRate([3, 1, 2], 0.1), 3, 'too few scores to spare one: the largest');
   assert.throws(() => thresholdForFalsePositiveRate(scores, 0), /between 0 and 1/);
+});
+
+test('a blank input is out of distribution whatever its score, where the reference held no blank image', () => {
+  assert.equal(isBlankRow(new Float32Array(784).fill(-0.81)), true, 'an all-black 28×28 image after normalisation');
+  assert.equal(isBlankRow(Float32Array.of(-0.81, -0.81, 0.2)), false);
+  const contrast = (min: number) => ({ features: { 'input.contrast': { min } } }) as unknown as Parameters<typeof blankIsForeign>[0];
+  assert.equal(blankIsForeign(contrast(2.5)), true, "Fashion-MNIST's least contrast is well above 0");
+  assert.equal(blankIsForeign(contrast(0)), false, 'a reference with a blank image among its examples: the score decides');
+  assert.equal(blankIsForeign({ features: {} }), false, 'tensor inputs: no image properties, a constant row may be ordinary');
+  assert.equal(isOutOfDistribution(121.1, 122.9, true), true);
+  assert.equal(isOutOfDistribution(121.1, 122.9, false), false);
+  assert.equal(isOutOfDistribution(130, 122.9, false), true);
 });

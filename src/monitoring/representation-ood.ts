@@ -8,6 +8,8 @@
  * false-positive rate is stated rather than hoped for.
  */
 
+import type { ReferenceProfile } from './reference-profile.js';
+
 /** How a representation tensor's row becomes a feature vector. */
 export type Pooling = 'spatial-mean' | 'none';
 
@@ -151,3 +153,23 @@ export function thresholdForFalsePositiveRate(inDistributionScores: readonly num
   const allowed = Math.floor(sorted.length * falsePositiveRate);
   return sorted[sorted.length - 1 - allowed];
 }
+
+/**
+ * Whether a model's input row is blank: every value the same (an image of one colour, say, a capture from a covered lens
+ * or a failed upload). It shows the model nothing, yet its representation can sit among the reference's: the bundled
+ * Fashion-MNIST model scores an all-black photo 121.1 against a threshold of 122.9, "Sneaker" and in distribution.
+ */
+export function isBlankRow(row: ArrayLike<number>): boolean {
+  for (let index = 1; index < row.length; index++) if (row[index] !== row[0]) return false;
+  return true;
+}
+
+/**
+ * Whether a blank input is out of distribution for a profile whatever its score: when the profile knows its images' contrast
+ * and none of them was blank (its least contrast above 0). A profile without image properties (tensor inputs) decides by
+ * score alone, since a constant row may be ordinary data there.
+ */
+export const blankIsForeign = (profile: Pick<ReferenceProfile, 'features'>): boolean => (profile.features['input.contrast']?.min ?? 0) > 0;
+
+/** The verdict on one row: its score past the threshold, or a blank input where the reference held none. */
+export const isOutOfDistribution = (score: number, threshold: number, blankAndForeign: boolean): boolean => blankAndForeign || score > threshold;

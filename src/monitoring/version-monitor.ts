@@ -60,6 +60,8 @@ export interface MonitoredRow {
   probabilities: ArrayLike<number>;
   /** The detector's score, when the profile has one. */
   oodScore?: number;
+  /** The served verdict, when it was not the score against the threshold alone (a blank input, see blankIsForeign). */
+  oodFlagged?: boolean;
   /** Input properties by feature name (`input.brightness`, …), when the input is an image. */
   inputs?: Readonly<Record<string, number>>;
 }
@@ -210,7 +212,7 @@ export class VersionMonitor {
         this.predictedTotals[summary.predicted] += 1;
       }
       if (this.flagged && row.oodScore !== undefined && threshold !== undefined) {
-        const flagged = row.oodScore > threshold;
+        const flagged = row.oodFlagged ?? row.oodScore > threshold;
         this.flagged.push(flagged ? 1 : 0);
         this.oodChecked += 1;
         if (flagged) this.oodFlagged += 1;

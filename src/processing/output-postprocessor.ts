@@ -35,6 +35,8 @@ export interface OutOfDistribution {
   /** The score is above the profile's threshold (set for a stated false-positive rate on in-distribution data). */
   out_of_distribution: boolean;
   threshold: number;
+  /** The input was blank (every value the same) and the reference held no blank image: out of distribution whatever the score. */
+  blank?: true;
 }
 
 export interface ImageClassification {

@@ -17,7 +17,7 @@ import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
 import { countedFeatures, psiBeyondChance } from '../monitoring/drift-report.js';
 import type { ReferenceProfile } from '../monitoring/reference-profile.js';
-import { MahalanobisScorer } from '../monitoring/representation-ood.js';
+import { blankIsForeign, MahalanobisScorer } from '../monitoring/representation-ood.js';
 import { exposedName, type ExposedTensor } from '../onnx/onnx-model-file.js';
 import { VersionMonitor, versionMonitorOptionsSchema, type VersionMonitorSettings } from '../monitoring/version-monitor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
@@ -378,7 +378,15 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
       defaultedInputs: new Set(signature.inputs.filter((input) => input.defaulted).map((input) => input.name)),
       quantization: options.quantization,
       // Pooled inside the engine when the detector pools: the rows arrive as the features it scores.
-      ood: ood ? { tensor: exposedName(exposed!), pooling: 'none', threshold: ood.threshold, scorer: new MahalanobisScorer(ood) } : undefined,
+      ood: ood
+        ? {
+            tensor: exposedName(exposed!),
+            pooling: 'none',
+            threshold: ood.threshold,
+            scorer: new MahalanobisScorer(ood),
+            blankForeignIn: blankIsForeign(options.referenceProfile!) ? config.input.find((input) => input.preprocess?.image)?.name : undefined,
+          }
+        : undefined,
       monitor: options.referenceProfile && options.monitoring?.driftWindows !== false ? monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor) : undefined,
       modelFileBytes: (await stat(options.modelPath)).size,
       instancePlans: plans,

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { requireLabelsForEveryScore, type CompletedModelConfig } from '../config/model-config.js';
 import {
   accuracyCaution,
+  blankIsForeign,
   categoricalFeatureDrift,
   countedFeatures,
   expectedAccuracyAt,
@@ -21,6 +22,8 @@ import {
   fitMahalanobis,
   imageProperties,
   imagePropertyFeatures,
+  isBlankRow,
+  isOutOfDistribution,
   MahalanobisScorer,
   DRIFT_LEVELS,
   MIN_DRIFT_SAMPLES,
@@ -385,7 +388,10 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   const observed = await observe(readOnnxModel(new Uint8Array(await readFile(loaded.modelPath))), loaded, profile.ood.tensor, profile.ood.pooling);
   const scorer = new MahalanobisScorer(profile.ood);
   const scores = observed.features.map((vector) => scorer.score(vector));
-  const outOfDistribution = scores.filter((score) => score > profile.ood!.threshold).length;
+  // As the server judges: a blank image is out of distribution whatever its score when the reference held none.
+  const imageInput = blankIsForeign(profile) ? loaded.config.input.find((input) => input.preprocess?.image)?.name : undefined;
+  const blank = loaded.feeds.map((feed) => imageInput !== undefined && feed[imageInput] !== undefined && isBlankRow(feed[imageInput].data as Float32Array));
+  const outOfDistribution = scores.filter((score, index) => isOutOfDistribution(score, profile.ood!.threshold, blank[index])).length;
   const expected = expectedOodShare(profile);
   // The worst level first (a row's level is the worse of its PSI and KS verdicts), then the most drifted by PSI.
   const features = [

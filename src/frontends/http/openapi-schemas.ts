@@ -101,8 +101,9 @@ export const RESPONSE_SCHEMAS: Record<string, object> = {
       score: { type: 'number', description: 'squared Mahalanobis distance to the nearest class of the reference data' },
       out_of_distribution: { type: 'boolean' },
       threshold: { type: 'number' },
+      blank: { type: 'boolean', enum: [true], description: 'present when the input was blank (one colour) and the reference held no blank image: out of distribution whatever the score' },
     },
-    undefined,
+    ['score', 'out_of_distribution', 'threshold'],
     'present for a version with a reference profile (not on a cache hit)',
   ),
   Detection: closed({
