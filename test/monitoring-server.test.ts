@@ -158,6 +158,10 @@ test('a stream of test images is ok, turns to drift within one window of inverte
     assert.ok(Math.abs(evaluatedAt - Date.now() / 1000) < 600, `the scores' age: evaluated at ${evaluatedAt}`);
     assert.match(scrape, /nereid_prediction_confidence_count\{model="fashion_mnist",version="1"\} \d+/);
     assert.match(scrape, /nereid_predicted_class_total\{model="fashion_mnist",version="1",class="Bag"\} \d+/);
+    // The baseline an alert on the flagged ratio compares with: the bundled profile's held-out false-positive rate.
+    const expectedRatio = Number(/^nereid_ood_expected_ratio\{model="fashion_mnist",version="1"\} (\S+)$/m.exec(scrape)?.[1]);
+    assert.ok(Math.abs(expectedRatio - drifted.ood.expected_share) < 1e-5, `${expectedRatio} against /monitor's ${drifted.ood.expected_share}`);
+    assert.ok(expectedRatio > 0.03 && expectedRatio < 0.06, `expected ratio ${expectedRatio}`);
     assert.match(scrape, /nereid_expected_accuracy\{model="fashion_mnist",version="1"\} 0\.\d+/);
 
     const backAfter = await streamUntil(served, garments.slice(WINDOW, 1400), (body) => body.state === 'ok');

@@ -81,7 +81,7 @@ export interface ObservedVersion {
   /** Size of the model file the version was loaded from, where the version knows it. */
   readonly modelFileBytes?: number | undefined;
   /** The version's drift and accuracy windows, when it has a reference profile. */
-  readonly monitor?: Pick<VersionMonitor, 'latest' | 'driftState' | 'confidence' | 'classNames' | 'predictedTotals' | 'accuracySummary'> | undefined;
+  readonly monitor?: Pick<VersionMonitor, 'latest' | 'driftState' | 'confidence' | 'classNames' | 'predictedTotals' | 'accuracySummary' | 'expectedOodShare'> | undefined;
 }
 
 /** The server's repository, as far as the metrics read it. */
@@ -336,6 +336,17 @@ export class PrometheusMetrics {
       'gauge',
       monitored((labels, monitor, samples) => {
         for (const state of DRIFT_STATES) samples.push({ labels: { ...labels, state }, value: monitor.driftState === state ? 1 : 0 });
+      }),
+    );
+    // What an alert on nereid_ood_total / nereid_ood_checked_total compares with: the share the detector flags on
+    // in-distribution data (measured on held-out profiling examples), which differs from model to model and profile to profile.
+    this.register(
+      'nereid_ood_expected_ratio',
+      "Share of in-distribution rows the version's out-of-distribution detector flags (its reference profile's held-out false-positive rate): the baseline for nereid_ood_total / nereid_ood_checked_total",
+      'gauge',
+      monitored((labels, monitor, samples) => {
+        // 0 for a profile without a detector, whose versions have no OOD series either.
+        if (monitor.expectedOodShare > 0) samples.push({ labels, value: monitor.expectedOodShare });
       }),
     );
     this.register(
