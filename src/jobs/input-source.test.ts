@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { HF_IMAGE_SCHEMA, schemaOf, writeParquet } from '../../test/support/parquet-fixtures.js';
-import { openInput, type InputSource } from './input-source.js';
+import { MAX_JSONL_LINE_BYTES, openInput, type InputSource } from './input-source.js';
 
 let dir: string;
 before(async () => (dir = await mkdtemp(join(tmpdir(), 'nereid-input-'))));
@@ -206,6 +206,16 @@ test('Parquet: a file cut short is refused for its missing footer; GZIP and ZSTD
   await assert.rejects(openInput(lzo), /lzo\.parquet is compressed with LZO \(columns x\.list\.element, y\), which nereid does not read: it reads Parquet pages uncompressed or compressed with SNAPPY, ZSTD, LZ4, LZ4_RAW, GZIP, BROTLI\. Write the file again/);
   // Only the columns read count.
   assert.equal((await openInput(lzo, { inputColumns: [] })).format, 'parquet');
+});
+
+test('a JSONL line longer than one request body is that record\'s error, not read; the lines around it, CRLF ends and blank lines are as before', async () => {
+  const path = join(dir, 'one-huge-line.jsonl');
+  await writeFile(path, Buffer.concat([Buffer.from('{"x": [1]}\r\n\n'), Buffer.alloc(MAX_JSONL_LINE_BYTES + 1, 0x78), Buffer.from('\n{"x": [2]}')]));
+  const records = await all(await openInput(path));
+  assert.deepEqual(records.map((record) => record.id), [1, 3, 4]);
+  assert.deepEqual([records[0]!.json, records[2]!.json], ['{"x": [1]}', '{"x": [2]}']);
+  assert.equal(records[1]!.error, `line 3 holds ${MAX_JSONL_LINE_BYTES + 1} bytes, more than the ${MAX_JSONL_LINE_BYTES} one record may (as much as one HTTP request body); it was not read`);
+  await rm(path);
 });
 
 test('gzipped JSONL and CSV read as the plain files; one cut short fails its reading naming the file and the byte', async () => {

@@ -7,7 +7,6 @@
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parse as parseCsv, type CsvError } from 'csv-parse';
 import { invalidArgument } from '../core/errors.js';
 import { parseExactJson, stringifyExactJson } from '../protocol/v2-json.js';
@@ -168,15 +167,52 @@ async function imageFolder(root: string): Promise<InputSource> {
   };
 }
 
-async function* jsonlLines(path: string): AsyncGenerator<{ line: number; text: string }> {
-  const lines = createInterface({ input: inputBytes(path), crlfDelay: Infinity });
+/**
+ * The most bytes one JSONL line may hold: as much as one HTTP request body may (the HTTP front end's default). A longer
+ * line is that record's error, its bytes dropped as they pass, so a file with no line breaks (a binary file named
+ * .jsonl, a dump on one line) costs no more memory than one record.
+ */
+export const MAX_JSONL_LINE_BYTES = 64 * 1024 * 1024;
+
+type JsonlLine = { line: number; text: string } | { line: number; tooLong: number };
+
+async function* jsonlLines(path: string, maxLineBytes = MAX_JSONL_LINE_BYTES): AsyncGenerator<JsonlLine> {
   let number = 0;
-  for await (const line of lines) {
+  let parts: Buffer[] = [];
+  let size = 0;
+  const finished = (): JsonlLine | undefined => {
     number += 1;
-    // A UTF-8 byte order mark (as some editors write) is no part of the first record, as in a CSV file.
-    const text = number === 1 && line.startsWith('\uFEFF') ? line.slice(1) : line;
-    if (text.trim() !== '') yield { line: number, text };
+    const line = size > maxLineBytes ? ({ line: number, tooLong: size } as const) : lineText(number, Buffer.concat(parts));
+    parts = [];
+    size = 0;
+    return line;
+  };
+  for await (const chunk of inputBytes(path) as AsyncIterable<Buffer>) {
+    for (let start = 0; start < chunk.length; ) {
+      const end = chunk.indexOf(0x0a, start);
+      const piece = chunk.subarray(start, end === -1 ? chunk.length : end);
+      size += piece.length;
+      if (size <= maxLineBytes) parts.push(piece);
+      else parts = [];
+      if (end === -1) break;
+      const line = finished();
+      if (line) yield line;
+      start = end + 1;
+    }
   }
+  if (size > 0) {
+    const line = finished();
+    if (line) yield line;
+  }
+}
+
+/** A line's text, its CR (of a CRLF file) and a first line's UTF-8 byte order mark left out; undefined when blank. */
+function lineText(number: number, bytes: Buffer): JsonlLine | undefined {
+  let text = bytes.toString('utf8');
+  if (text.endsWith('\r')) text = text.slice(0, -1);
+  // A UTF-8 byte order mark (as some editors write) is no part of the first record, as in a CSV file.
+  if (number === 1 && text.startsWith('\uFEFF')) text = text.slice(1);
+  return text.trim() === '' ? undefined : { line: number, text };
 }
 
 /**
@@ -228,7 +264,13 @@ function jsonlFile(path: string, columns: RecordColumns): InputSource {
     },
     async *records() {
       const ids = new SeenIds();
-      for await (const { line, text } of jsonlLines(path)) {
+      for await (const found of jsonlLines(path)) {
+        if ('tooLong' in found) {
+          const error = `line ${found.line} holds ${found.tooLong} bytes, more than the ${MAX_JSONL_LINE_BYTES} one record may (as much as one HTTP request body); it was not read`;
+          yield { id: found.line, bytes: 0, load: async () => ({ id: found.line, error }) };
+          continue;
+        }
+        const { line, text } = found;
         const record: JobRecord = split ? splitJsonlLine(line, text, columns, ids) : { id: line, json: text };
         yield { id: record.id, bytes: Buffer.byteLength(text), load: async () => record };
       }
