@@ -1,22 +1,17 @@
-// A test reporter beside TAP: when the run ends, each file's wall time from its first event to its last, longest first,
-// and when it started — to see which files the suite's time goes to, and whether one runs alone at the end.
+// A test reporter beside TAP: when the run ends, the time each file's top-level tests took (their duration_ms summed;
+// a file-level before() hook is outside them), longest first — to see which files the suite's minutes go to. Not wall
+// spans: the runner reports a file's events only after the files before it, so their timestamps say little.
 import { relative } from 'node:path';
 
 export default async function* fileTimes(source) {
-  const spans = new Map();
-  let first = Infinity;
+  const seconds = new Map();
   for await (const event of source) {
-    const file = event.data?.file;
-    // A file is enqueued when the run starts; it starts when it is dequeued, which its first other event marks.
-    if (!file || event.type === 'test:enqueue') continue;
-    const now = Date.now();
-    first = Math.min(first, now);
-    const span = spans.get(file) ?? { start: now, end: now };
-    span.end = now;
-    spans.set(file, span);
+    if ((event.type !== 'test:pass' && event.type !== 'test:fail') || event.data.nesting !== 0 || !event.data.file) continue;
+    const file = relative(process.cwd(), event.data.file);
+    seconds.set(file, (seconds.get(file) ?? 0) + (event.data.details?.duration_ms ?? 0) / 1000);
   }
-  const rows = [...spans].map(([file, { start, end }]) => ({ file: relative(process.cwd(), file), seconds: (end - start) / 1000, from: (start - first) / 1000 }));
-  rows.sort((a, b) => b.seconds - a.seconds);
-  yield `# file wall times (s, started at s), ${rows.length} files:\n`;
-  for (const { file, seconds, from } of rows) yield `#   ${seconds.toFixed(1).padStart(6)} ${from.toFixed(0).padStart(5)} ${file}\n`;
+  const rows = [...seconds].sort((a, b) => b[1] - a[1]);
+  const total = rows.reduce((sum, [, taken]) => sum + taken, 0);
+  yield `# time in each file's tests (s), ${rows.length} files, ${total.toFixed(0)} s in all:\n`;
+  for (const [file, taken] of rows) yield `#   ${taken.toFixed(1).padStart(6)} ${file}\n`;
 }
