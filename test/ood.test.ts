@@ -240,4 +240,8 @@ test('a batch job over images writes each record its OOD verdict, and reads no d
       ['covered-lens.jpg', true],
     ],
   );
+  // The summary counts them, as it counts failures.
+  assert.match(stderr, /done: 3 record\(s\) in .*, 0 failed, 2 out of distribution \(their "ood" verdicts\)/);
+  const sortedFlagged = sortedRecords.filter((record) => record.ood?.out_of_distribution).length;
+  if (sortedFlagged > 0) assert.match(sortedRun.stderr, new RegExp(`, 0 failed, ${sortedFlagged} out of distribution`));
 });

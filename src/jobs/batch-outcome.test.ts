@@ -34,7 +34,7 @@ test('a failure exits 2 when the command cannot be done as given, 3 when it coul
 });
 
 test("a job that ran exits 0, or 130 or 1 with why it is not complete, the first that applies", () => {
-  const done: BatchSummary = { output: 'o.jsonl', records: 4, resumed: 0, processed: 4, failed: 1, failedTotal: 1, wallSeconds: 1, recordsPerSecond: 4, computeSeconds: 0.1, computeShare: 0.1 };
+  const done: BatchSummary = { output: 'o.jsonl', records: 4, resumed: 0, processed: 4, failed: 1, outOfDistribution: 0, failedTotal: 1, wallSeconds: 1, recordsPerSecond: 4, computeSeconds: 0.1, computeShare: 0.1 };
   assert.deepEqual(batchJobOutcome(done), { exitCode: 0 });
   const allFailed = { ...done, failed: 4, failedTotal: 4 };
   assert.deepEqual(batchJobOutcome(allFailed).error?.code, 'ALL_RECORDS_FAILED');

@@ -113,6 +113,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   let fatal: unknown;
   let processed = 0;
   let failed = 0;
+  let outOfDistribution = 0;
   let executionNs = 0;
   /** Records of chunks that finished before this run began (a submitter killed, a cancel): written now, computed earlier. */
   let collectedEarlier = 0;
@@ -131,6 +132,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     const written = await output.append(entries);
     processed += written.written;
     failed += written.failed;
+    outOfDistribution += written.outOfDistribution;
     progress?.add(written.written, written.failed);
     if (written.written > 0) {
       await redis.hset(metaKey, {
@@ -462,6 +464,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
         resumed,
         processed,
         failed,
+        outOfDistribution,
         failedBefore: output.resumed.failed,
         wallSeconds: (performance.now() - started) / 1000,
         computeSeconds: executionNs / 1e9,

@@ -60,7 +60,7 @@ describe('JobOutput', () => {
       { id: 1, line: '{"id":1,"error":null}' },
       { id: 3, line: '{"id":3,"error":null}' },
     ]);
-    assert.deepEqual(written, { written: 1, failed: 0 });
+    assert.deepEqual(written, { written: 1, failed: 0, outOfDistribution: 0 });
     await output.close();
     assert.equal(await readFile(path, 'utf8'), '{"id":1,"model_name":"m","model_version":"2","error":null}\n{"id":"x.png","error":"broken"}\n{"id":3,"error":null}\n');
   });

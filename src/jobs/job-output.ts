@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
-import { isErrorLine, readOutputLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
+import { isErrorLine, isOutOfDistributionLine, readOutputLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
 import { checkAnswerOptions, fingerprintInput, manifestPath, readManifest, refuseChangedInput, removeManifest, replaceFile, writeManifest, type InputFingerprint, type JobDescription } from './output-manifest.js';
 
 export interface OpenOutputOptions {
@@ -262,10 +262,11 @@ export class JobOutput {
    * Appends the lines of records not written yet (a record is written once, however often it is
    * offered) in one write, so they reach the file together. Resolves when the write is done.
    */
-  append(entries: readonly { id: RecordId; line: string }[]): Promise<{ written: number; failed: number }> {
+  append(entries: readonly { id: RecordId; line: string }[]): Promise<{ written: number; failed: number; outOfDistribution: number }> {
     let text = '';
     let written = 0;
     let failed = 0;
+    let outOfDistribution = 0;
     for (const { id, line } of entries) {
       const key = recordKey(id);
       if (this.done.has(key)) continue;
@@ -273,14 +274,15 @@ export class JobOutput {
       text += `${line}\n`;
       written += 1;
       if (isErrorLine(line)) failed += 1;
+      else if (isOutOfDistributionLine(line)) outOfDistribution += 1;
     }
-    if (written === 0) return Promise.resolve({ written, failed });
+    if (written === 0) return Promise.resolve({ written, failed, outOfDistribution });
     const write = this.writes.then(async () => {
       if (this.closed) throw new Error(`the output ${this.path} is closed`);
       await this.handle.write(text);
     });
     this.writes = write.catch(() => undefined);
-    return write.then(() => ({ written, failed }));
+    return write.then(() => ({ written, failed, outOfDistribution }));
   }
 
   /**

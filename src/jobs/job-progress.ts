@@ -110,6 +110,8 @@ export interface BatchSummary {
   processed: number;
   /** Of those, records written with an error. */
   failed: number;
+  /** Of those, images the version's reference profile judged out of distribution (their `ood` verdict). */
+  outOfDistribution: number;
   /** Records in the output with an error, earlier runs included. */
   failedTotal: number;
   wallSeconds: number;
@@ -151,6 +153,7 @@ export function summarize(counted: {
   resumed: number;
   processed: number;
   failed: number;
+  outOfDistribution: number;
   failedBefore: number;
   wallSeconds: number;
   computeSeconds: number;
@@ -172,6 +175,7 @@ export function formatSummary(summary: BatchSummary): string {
   const lines = [
     `${summary.interrupted ? 'interrupted' : summary.cancelled ? 'cancelled' : 'done'}: ${summary.processed} record(s) in ${formatSeconds(summary.wallSeconds)} ` +
       `(${summary.recordsPerSecond.toFixed(1)} records/s${summary.collectedEarlier ? `, leaving out ${summary.collectedEarlier} whose chunks finished before this run` : ''}), ${summary.failed} failed` +
+      (summary.outOfDistribution > 0 ? `, ${summary.outOfDistribution} out of distribution (their "ood" verdicts)` : '') +
       (summary.resumed > 0 ? `; ${summary.resumed} already in the output` : '') +
       `; ${summary.resumed + summary.processed}/${summary.records} records written to ${summary.output}` +
       (summary.failedTotal > summary.failed ? ` (${summary.failedTotal} with errors in all)` : ''),

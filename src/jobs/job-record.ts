@@ -236,6 +236,14 @@ export function readOutputLine(line: string): OutputLineFacts | undefined {
   return { id: record.id, failed: record.error !== null, ...(by ? { answeredBy: by } : {}) };
 }
 
+/**
+ * True when an answered line's image was judged out of distribution (its `ood` verdict). Read from the text: inside a
+ * JSON string a quote is escaped, so `"out_of_distribution":true` can only be the verdict's own key and value.
+ */
+export function isOutOfDistributionLine(line: string): boolean {
+  return line.includes('"out_of_distribution":true');
+}
+
 /** True when an output line records a failure (its `error` is not null), or is not a record at all. */
 export function isErrorLine(line: string): boolean {
   return readOutputLine(line)?.failed ?? true;

@@ -165,6 +165,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     const started = performance.now();
     let processed = 0;
     let failed = 0;
+    let outOfDistribution = 0;
     let computeNs = 0;
     async function* pending() {
       for await (const record of source.records()) if (!opened.has(record.id)) yield record;
@@ -176,6 +177,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
         const written = await opened.append(results);
         processed += written.written;
         failed += written.failed;
+        outOfDistribution += written.outOfDistribution;
         progress!.add(written.written, written.failed);
       });
       interrupted = options.signal?.aborted ?? false;
@@ -188,6 +190,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       resumed,
       processed,
       failed,
+      outOfDistribution,
       failedBefore: opened.resumed.failed,
       wallSeconds: (performance.now() - started) / 1000,
       computeSeconds: computeNs / 1e9,
