@@ -5,7 +5,7 @@
  * YAML, a comment that says what was measured and when.
  */
 import { constants } from 'node:fs';
-import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadSharp } from '../core/sharp.js';
 import { parseDocument } from 'yaml';
@@ -306,6 +306,10 @@ export async function writeTunedConfig(modelDirectory: string, report: TuneRepor
   if (name !== readAtStart.name || text !== readAtStart.text) {
     const what = name === readAtStart.name ? `${path} changed on disk` : `${join(modelDirectory, readAtStart.name)} was replaced by ${name}`;
     throw new Error(`${what} while tune measured, so it was not written (the change is kept): the winner was measured against the config read at the start; run tune again, or copy the settings by hand`);
+  }
+  // Written through a link, the settings would land in whatever file it names (another model's config).
+  if ((await lstat(path)).isSymbolicLink()) {
+    throw new Error(`${path} is a link to ${await readlink(path)}, so it was not written: tune writes only a model's own config file; copy the settings into the file it names by hand, or replace the link with a copy of it`);
   }
   const backup = await backUp(path, `${path}.bak-${report.date.replace(/[-:]/g, '').replace(/\..*$/, '')}`);
   const winner = shownLevelOf(report, report.best);

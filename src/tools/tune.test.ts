@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -64,6 +64,17 @@ test('two tune --write runs in the same second keep the original config: each ba
   const written = await readFile(join(directory, 'config.yaml'), 'utf8');
   assert.match(written, /max_batch_size: 8/);
   assert.ok(written.includes(`(${basename(second.backup)}).`), written);
+});
+
+test('tune --write refuses a config that is a link, leaving the file it names as it was', async (t) => {
+  const directory = await mkdtemp(join(tmpdir(), 'nereid-tune-link-'));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  const other = join(directory, 'other-model-config.yaml');
+  await writeFile(other, 'max_batch_size: 1\n');
+  await symlink(other, join(directory, 'config.yaml'));
+  await assert.rejects(writeTunedConfig(directory, report(4), await writableConfigOf(directory)), /config\.yaml is a link to .*other-model-config\.yaml, so it was not written/);
+  assert.equal(await readFile(other, 'utf8'), 'max_batch_size: 1\n');
+  assert.deepEqual((await readdir(directory)).sort(), ['config.yaml', 'other-model-config.yaml'], 'no backup written');
 });
 
 test("the note of a written config gives the confirmation rounds' ratios beside the search's one measurement", async (t) => {
