@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 /** Top to bottom; a name is a folder directly under src/, or a file there. */
 const LAYERS: readonly (readonly string[])[] = [
-  ['cli.ts', 'index.ts'],
+  ['cli.ts', 'cli', 'index.ts'],
   ['frontends', 'jobs', 'tools', 'eval', 'quantize', 'client'],
   ['server'],
   ['repository'],
