@@ -52,7 +52,7 @@ test('--csv-input naming no input of the model is refused before any record runs
   const output = join(dir, 'never.jsonl');
   await assert.rejects(
     runLocalBatchJob({ model: 'scale', input, output, modelRepository: repo, csvInput: 'NOPE', progress: 'none', logger: silent }),
-    (error: NereidError) => error.code === 'INVALID_ARGUMENT' && /^--csv-input NOPE: model 'scale' has no such input; its inputs: INPUT0$/.test(error.message),
+    (error: NereidError) => error.code === 'INVALID_ARGUMENT' && /^csvInput: 'NOPE': model 'scale' has no such input; its inputs: INPUT0$/.test(error.message),
   );
   assert.equal(await readFile(output, 'utf8').catch(() => ''), '', 'no record was written');
 });
@@ -139,10 +139,10 @@ test('what the CSV header or the model makes certain to fail is refused before a
     await assert.rejects(access(`${output}.job.json`), 'nor its manifest');
   };
   // As the tensor example's table.csv without --csv-input: every row would fail alone with the same missing input.
-  await refused('scale', 'id,a,b,c,d,label\n1,1,2,3,4,0\n', {}, /scale-plain\.csv has no column for the model's input INPUT0 \(its input columns: id, a, b, c, d, label; model 'scale' takes INPUT0\): name a column after each input \(or NAME\.0, NAME\.1, … one per element\), or --csv-input INPUT0 to form it of every numeric column$/);
+  await refused('scale', 'id,a,b,c,d,label\n1,1,2,3,4,0\n', {}, /scale-plain\.csv has no column for the model's input INPUT0 \(its input columns: id, a, b, c, d, label; model 'scale' takes INPUT0\): name a column after each input \(or NAME\.0, NAME\.1, … one per element\), or csvInput: 'INPUT0' to form it of every numeric column$/);
   await refused('addsub', 'INPUT0,other\n1 2,3\n', {}, /has no column for the model's input INPUT1 \(its input columns: INPUT0, other; model 'addsub' takes INPUT0, INPUT1\): name a column after each input \(or NAME\.0, NAME\.1, … one per element\)$/);
   await refused('addsub', 'INPUT0,INPUT1,key\n1,2,k\n', { inputColumns: ['INPUT0', 'key'] }, /has no column for the model's input INPUT1 \(its input columns: INPUT0, key;/);
-  await refused('addsub', 'a,b\n1,2\n', { csvInput: 'INPUT0' }, /^--csv-input INPUT0 forms one input of every numeric column, and model 'addsub' also needs INPUT1 \(its inputs: INPUT0, INPUT1\): leave --csv-input out and name a column after each input/);
+  await refused('addsub', 'a,b\n1,2\n', { csvInput: 'INPUT0' }, /^csvInput: 'INPUT0' forms one input of every numeric column, and model 'addsub' also needs INPUT1 \(its inputs: INPUT0, INPUT1\): leave csvInput out and name a column after each input/);
   // A column per element (NAME.0, NAME.1, …) covers its input.
   const wide = join(dir, 'wide.csv');
   await writeFile(wide, 'INPUT0.0,INPUT0.1,INPUT0.2,INPUT0.3\n1,2,3,4\n');

@@ -225,7 +225,7 @@ describe('local batch jobs', () => {
     assert.ok([...(await readOutput(output)).values()].every((record) => record.model_version === '1'));
     await assert.rejects(
       runLocalBatchJob({ model: 'addsub', input, output, modelRepository: versioned, progress: 'none', logger: silent }),
-      new RegExp(`${output.replace(/[/.]/g, '\\$&')} holds answers of addsub version 1, and this run answers with addsub version 2: choose another --output, or --restart to overwrite it, or --model-version 1 to go on with the version that answered it`),
+      new RegExp(`${output.replace(/[/.]/g, '\\$&')} holds answers of addsub version 1, and this run answers with addsub version 2: choose another output, or restart: true to overwrite it, or version: '1' to go on with the version that answered it`),
     );
     // Naming the version that answered it goes on with it.
     assert.equal((await runLocalBatchJob({ model: 'addsub', version: '1', input, output, modelRepository: versioned, progress: 'none', logger: silent })).resumed, 6);
@@ -238,7 +238,7 @@ describe('local batch jobs', () => {
     await writeFile(shorter, `${addSubJsonLine(0)}\n`);
     await assert.rejects(
       runLocalBatchJob({ model: 'addsub', version: '1', input: shorter, output, modelRepository: versioned, progress: 'none', logger: silent }),
-      /versions-out\.jsonl holds answers to records numbered by their line, and the input .*versions-short\.jsonl is not the .*versions\.jsonl it was written from, as it was \(it is \d+ bytes long, and was \d+\); .* If it is another job's input, choose another --output/,
+      /versions-out\.jsonl holds answers to records numbered by their line, and the input .*versions-short\.jsonl is not the .*versions\.jsonl it was written from, as it was \(it is \d+ bytes long, and was \d+\); .* If it is another job's input, choose another output;/,
     );
     const restarted = await runLocalBatchJob({ model: 'addsub', input: shorter, output, modelRepository: versioned, progress: 'none', logger: silent, restart: true });
     assert.equal(restarted.processed, 1);
@@ -257,7 +257,7 @@ describe('local batch jobs', () => {
     await writeFile(other, keyed(['c', 'd', 'e', 'f']));
     await assert.rejects(
       run(other, output),
-      /keys-out\.jsonl holds a record with id "a", which the input .*keys-cdef\.jsonl does not have \(2 of its 2 records are not the input's\): it is another job's output; choose another --output, or --restart to overwrite it/,
+      /keys-out\.jsonl holds a record with id "a", which the input .*keys-cdef\.jsonl does not have \(2 of its 2 records are not the input's\): it is another job's output; choose another output, or restart: true to overwrite it/,
     );
     const overlapping = join(dir, 'keys-acd.jsonl');
     await writeFile(overlapping, keyed(['a', 'c', 'd']));

@@ -40,7 +40,7 @@ test("an output holding a record the input does not have is another job's: refus
   await writeFile(output, foreign);
   await assert.rejects(
     runDistributedBatchJob({ model: 'cnn', input: images, output, queue: queueUrl, queueName: 'foreign', progress: 'none', logger: silent }),
-    /out\.jsonl holds a record with id "photos\/elsewhere\.png", which the input .*images does not have \(1 of its 1 records are not the input's\): it is another job's output; choose another --output, or --restart/,
+    /out\.jsonl holds a record with id "photos\/elsewhere\.png", which the input .*images does not have \(1 of its 1 records are not the input's\): it is another job's output; choose another output, or restart: true/,
   );
   const queue = new Queue('foreign', { connection: { host: '127.0.0.1', port: redis.port } });
   try {
@@ -152,8 +152,8 @@ test("chunks queued under other answer-deciding flags, none written yet, are ref
     // Nothing was written, so no manifest beside the output can refuse the rerun: the job's hash must.
     await assert.rejects(submitAndStop({ topK: 2 }), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'FAILED_PRECONDITION');
-      assert.match(error.message, /job 'options-job' was submitted with --top-k 1, --pass-through tag, and this run asks --top-k 2, --pass-through not given: its 3 chunk\(s\) queued and not yet written would be answered otherwise/);
-      assert.match(error.message, /--restart/);
+      assert.match(error.message, /job 'options-job' was submitted with topK: 1, passThrough: 'tag', and this run asks topK: 2, passThrough not given: its 3 chunk\(s\) queued and not yet written would be answered otherwise/);
+      assert.match(error.message, /use another job, or restart: true to remove its chunks/);
       return true;
     });
     // --restart removes the old chunks and queues new ones with this run's flags.

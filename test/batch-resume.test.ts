@@ -11,6 +11,8 @@ import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { runLocalBatchJob } from '../src/jobs/index.js';
+// Messages name the CLI's flags here, as `nereid batch` has them: the job functions' own naming is tested in batch-local.
+import { batchFlagName } from '../src/jobs/job-options.js';
 import { runCli } from './support/cli-server.js';
 import { addSubJsonLine, addSubValues, readOutput, writeBatchModels, writeImageFolder } from './support/batch-fixtures.js';
 
@@ -59,7 +61,7 @@ test('an output rewritten by another tool (json.dumps spacing) resumes as writte
   await writeFile(input, `${lines.join('\n')}\n`);
   const output = join(dir, 'python-out.jsonl');
   const run = (options: { version?: string; retryFailed?: boolean } = {}) =>
-    runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, ...options });
+    runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, settingName: batchFlagName, ...options });
   const first = await run({ version: '1' });
   assert.deepEqual([first.processed, first.failed], [6, 1]);
   await rewriteAsPython(output);
@@ -84,7 +86,7 @@ test('a rerun asking another --top-k is refused naming both values; --restart st
   await writeImageFolder(images, 3);
   const output = join(dir, 'topk.jsonl');
   const run = (options: { topK?: number; restart?: boolean; logger?: pino.Logger } = {}) =>
-    runLocalBatchJob({ model: 'cnn', input: images, output, modelRepository: repo, progress: 'none', logger: silent, ...options });
+    runLocalBatchJob({ model: 'cnn', input: images, output, modelRepository: repo, progress: 'none', logger: silent, settingName: batchFlagName, ...options });
   assert.equal((await run()).processed, 3);
   const manifest = JSON.parse(await readFile(`${output}.job.json`, 'utf8')) as { answer_options: Record<string, unknown> };
   assert.deepEqual(manifest.answer_options, { '--model': 'cnn', '--top-k': null, '--csv-input': null, '--input-columns': null, '--id-column': null, '--pass-through': null });
@@ -143,7 +145,7 @@ test('records numbered by line: a rerun over an input edited before its end is r
   await writeFile(input, `${line(1)}\n{"INPUT0": [2,\n${line(3)}\n${line(4)}\n${line(5)}\n`);
   const output = join(dir, 'shift-out.jsonl');
   const run = (options: { retryFailed?: boolean; restart?: boolean } = {}) =>
-    runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, ...options });
+    runLocalBatchJob({ model: 'addsub', input, output, modelRepository: repo, progress: 'none', logger: silent, settingName: batchFlagName, ...options });
   assert.deepEqual([(await run()).processed, (await readOutput(output)).get(2)!.error !== null], [5, true]);
   const written = await readFile(output, 'utf8');
   await writeFile(input, `${[1, 3, 4, 5, 6].map(line).join('\n')}\n`);

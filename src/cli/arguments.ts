@@ -52,7 +52,7 @@ export function port(value: string): number {
 /** A redis:// URL, refused before anything starts when it is not one. */
 export function redisUrl(value: string): string {
   try {
-    redisConnection(value);
+    redisConnection(value, '--queue');
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message.replace(/^--queue /, ''));
   }

@@ -9,9 +9,9 @@ import { defaultOf } from '../config/schema-defaults.js';
 import { invalidArgument } from '../core/errors.js';
 import { BATCH_EXIT, batchFailure } from '../jobs/batch-outcome.js';
 import { shownRedisUrl } from '../jobs/chunk-queue.js';
-import { batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from '../jobs/job-options.js';
+import { batchFlagName, batchWorkerSettingsSchema, distributedJobSettingsSchema, localJobSettingsSchema } from '../jobs/job-options.js';
 import { createLogger } from '../observability/log-output.js';
-import { collect, integer, list, milliseconds, oneRepository, port } from './arguments.js';
+import { collect, integer, list, milliseconds, oneRepository, port, redisUrl } from './arguments.js';
 import { authTokensOf } from './auth-tokens.js';
 import { allowCodeModelsOption, commandLogger, describeOptionIssues, endBySignal, listening, logLevel } from './command-support.js';
 import { prepareLogFile } from './output-files.js';
@@ -119,7 +119,7 @@ export function addBatchCommands(program: Command): void {
         .choices(localJobSettingsSchema.shape.progress.unwrap().options)
         .default(defaultOf(localJobSettingsSchema, 'progress')),
     )
-    .option('--queue <url>', 'distribute over workers through this Redis (redis://host:port); see `nereid worker`')
+    .option('--queue <url>', 'distribute over workers through this Redis (redis://host:port); see `nereid worker`', redisUrl)
     .option('--queue-name <name>', 'BullMQ queue the workers listen to', distributedDefault('queueName'))
     .option('--job <name>', 'distributed job name (default: the model and a hash of input, output and version)')
     .option('--chunk-size <n>', 'records per queued chunk', integer(1), distributedDefault('chunkSize'))
@@ -171,6 +171,7 @@ export function addBatchCommands(program: Command): void {
         progress: flags.progress,
         signal: controller.signal,
         logger: commandLogger(),
+        settingName: batchFlagName,
       };
       const { batchJobOutcome, formatSummary, runDistributedBatchJob, runLocalBatchJob } = await import('../jobs/index.js');
       const summary = flags.queue
@@ -200,7 +201,7 @@ export function addBatchCommands(program: Command): void {
 
   batchCommandErrors(batch.command('status'), 'reader')
     .description('progress of a distributed batch job: chunks waiting/active/completed/failed, records written; without --job, the queue\'s recent jobs')
-    .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
+    .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)', redisUrl)
     .option('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`); default: list the 20 most recently submitted jobs')
     .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
     .option('--json', 'print the status as JSON, and a failure as {"error": {"code", "message"}}', false)
@@ -219,7 +220,7 @@ export function addBatchCommands(program: Command): void {
 
   batchCommandErrors(batch.command('cancel'), 'reader')
     .description("cancel a distributed batch job: its waiting chunks leave the queue, chunks workers hold run to the end, its submitter stops; nothing written is lost, and the same `nereid batch` command resumes the job")
-    .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)')
+    .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)', redisUrl)
     .requiredOption('--job <name>', 'the job name (printed by `nereid batch --queue` and listed by `nereid batch status`)')
     .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
     .option('--json', 'print the result as JSON, and a failure as {"error": {"code", "message"}}', false)
@@ -232,7 +233,7 @@ export function addBatchCommands(program: Command): void {
 
   batchCommandErrors(program.command('worker'), 'worker')
     .description('process chunks of distributed batch jobs from a Redis queue; start any number, anywhere with the model repository')
-    .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port) (required)')
+    .requiredOption('--queue <url>', 'Redis to take chunks from (redis://host:port) (required)', redisUrl)
     .option('--queue-name <name>', 'BullMQ queue to listen to', workerDefault('queueName'))
     .option('--model-repository <dir>', 'model repository; models load on demand (default: the example repository that ships with Nereid)', oneRepository)
     .addOption(allowCodeModelsOption())

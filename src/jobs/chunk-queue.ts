@@ -208,17 +208,18 @@ function quotedRedisUrl(url: string): string {
 /**
  * Connection options from redis://[user:password@]host[:port][/db] (rediss:// for TLS). Without a
  * password in the URL it comes from NEREID_REDIS_PASSWORD when set, as the response cache's does, so
- * that it need not be on a command line other users can read (`ps`).
+ * that it need not be on a command line other users can read (`ps`). `settingName` is how a refusal names the URL's
+ * setting (the CLI's flag, or a library caller's option).
  */
-export function redisConnection(url: string): RedisConnectionOptions {
+export function redisConnection(url: string, settingName = 'queue'): RedisConnectionOptions {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw invalidArgument(`--queue must be a Redis URL like redis://127.0.0.1:6379, got '${quotedRedisUrl(url)}'`);
+    throw invalidArgument(`${settingName} must be a Redis URL like redis://127.0.0.1:6379, got '${quotedRedisUrl(url)}'`);
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw invalidArgument(`--queue must be a redis:// or rediss:// URL, got '${shownRedisUrl(url)}'`);
+    throw invalidArgument(`${settingName} must be a redis:// or rediss:// URL, got '${shownRedisUrl(url)}'`);
   }
   const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : undefined;
   if (db !== undefined && !Number.isInteger(db)) throw invalidArgument(`the database in '${shownRedisUrl(url)}' must be a number`);

@@ -14,7 +14,7 @@ import type { Redis } from 'ioredis';
 import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
-import { parseOptions } from '../core/options.js';
+import { optionKeyName, parseOptions, type SettingName } from '../core/options.js';
 import { checkModelName } from '../repository/model-repository.js';
 import {
   CANCELLED_FIELD,
@@ -41,7 +41,7 @@ import {
 import { idsOf, openInput, type InputRecord } from './input-source.js';
 import { errorLine, recordBytes, recordKey, toWire, type RecordId } from './job-record.js';
 import { checkAnsweredBy, JobOutput, STDOUT_OUTPUT } from './job-output.js';
-import { answerOptionsOf, differingAnswerOptions, type AnswerOptions } from './output-manifest.js';
+import { answerOptionsOf, chooseAnotherOutput, differingAnswerOptions, type AnswerOptions } from './output-manifest.js';
 import { JobProgress, summarize, type BatchSummary } from './job-progress.js';
 import { loadQueueLibrary } from './queue-library.js';
 import { RedisOutage, requireRedis } from './redis-reachability.js';
@@ -69,13 +69,15 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     'job',
   ]);
   const logger = options.logger ?? defaultLibraryLogger();
+  const named = options.settingName ?? optionKeyName;
   // The workers hold the repository; a name no repository can hold is refused here, before any chunk is queued.
   checkModelName(options.model);
   if (options.output === STDOUT_OUTPUT) {
-    throw new NereidError('INVALID_ARGUMENT', "--output - (stdout) is for a run in this process: a distributed job's chunks are collected into its output file across runs; name a file");
+    throw new NereidError('INVALID_ARGUMENT', `${named('output', STDOUT_OUTPUT)} (stdout) is for a run in this process: a distributed job's chunks are collected into its output file across runs; name a file`);
   }
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
+  redisConnection(options.queue, named('queue')); // a URL that is not Redis's is refused naming the option it came in
   await requireRedis(options.queue);
   const { Queue, QueueEvents, Redis } = await loadQueueLibrary();
   const source = await openInput(options.input, options);
@@ -221,7 +223,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
           const lost = failed.stalledCounter > 0 ? `, its worker lost ${failed.stalledCounter} time(s)` : '';
           const failure = `chunk ${index} failed after ${attempts} attempt(s)${lost}: ${reason}`;
           await write(failedIds.map((record) => ({ id: record, line: errorLine(record, failure) })));
-          logger.warn(`${failure}; its ${failedIds.length} record(s) of job '${job}' are written with that error (--retry-failed runs them again)`);
+          logger.warn(`${failure}; its ${failedIds.length} record(s) of job '${job}' are written with that error (${named('retryFailed', true)} runs them again)`);
           failedChunks.push({ chunk: index, records: failedIds.length, reason, writtenAsErrors: true });
           if (failedIds.length < chunk.ids.length) leaveForRerun(index, chunk.ids.length - failedIds.length, 'failed with other records than it holds now (the input changed since it was queued)');
           await keepForInspection();
@@ -258,7 +260,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     if (unreadable.length > 0) await write(unreadable.map((record) => ({ id: record.id, line: errorLine(record.id, record.error!, record.passThrough) })));
     const oversized = loaded.filter((record) => record.error === undefined && recordBytes(record) > chunkMaxBytes);
     if (oversized.length > 0) {
-      await write(oversized.map((record) => ({ id: record.id, line: errorLine(record.id, `the record is ${(recordBytes(record) / 1024 / 1024).toFixed(1)} MiB, more than a chunk carries through Redis (--chunk-max-mib ${chunkMaxMib}); run it in a local job`, record.passThrough) })));
+      await write(oversized.map((record) => ({ id: record.id, line: errorLine(record.id, `the record is ${(recordBytes(record) / 1024 / 1024).toFixed(1)} MiB, more than a chunk carries through Redis (${named('chunkMaxMib', chunkMaxMib)}); run it in a local job`, record.passThrough) })));
     }
     const runnable = loaded.filter((record) => record.error === undefined && !oversized.includes(record));
     if (runnable.length === 0) return;
@@ -318,20 +320,20 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     if (!options.restart && meta.input !== undefined && differing.length > 0) {
       throw new NereidError(
         'FAILED_PRECONDITION',
-        `job '${job}' was submitted for model '${meta.model}' version ${submitted.version}, input '${meta.input}', output '${meta.output}', chunk size ${meta.chunk_size}, --chunk-max-mib ${submittedMib}; this run asks for another ${differing.map((key) => `${key} (${asked[key]})`).join(', ')}; use another --job, the same flags, or --restart`,
+        `job '${job}' was submitted for model '${meta.model}' version ${submitted.version}, input '${meta.input}', output '${meta.output}', ${named('chunkSize', meta.chunk_size)}, ${named('chunkMaxMib', submittedMib)}; this run asks for another ${differing.map((key) => named(key, asked[key])).join(', ')}; use another ${named('job')}, the same options, or ${named('restart', true)}`,
       );
     }
     // Chunks queued under other flags and not yet collected would be written beside this run's answers (another
     // --top-k, records read from other columns): refused as the output's manifest refuses them once any is written.
     // Read before the output is opened, which may rewrite it (--retry-failed) and records this run's flags beside it.
     const submittedWith = options.restart ? undefined : answerOptionsIn(meta);
-    const differingOptions = submittedWith && differingAnswerOptions(submittedWith, answerOptions);
+    const differingOptions = submittedWith && differingAnswerOptions(submittedWith, answerOptions, named);
     const queuedUnder = differingOptions && !meta[FINISHED_FIELD] ? await chunksNotCollected(queue, job, Number(meta.chunks) || 0) : 0;
     if (differingOptions && queuedUnder > 0) {
       throw new NereidError(
         'FAILED_PRECONDITION',
         `job '${job}' was submitted with ${differingOptions.written}, and this run asks ${differingOptions.asked}: its ${queuedUnder} chunk(s) queued and not yet written would be answered otherwise than this run's. ` +
-          'Rerun with the options that submitted it (once they are written, other options are let through as the output allows), use another --job, or --restart to remove its chunks and start over',
+          `Rerun with the options that submitted it (once they are written, other options are let through as the output allows), use another ${named('job')}, or ${named('restart', true)} to remove its chunks and start over`,
       );
     }
     output = await JobOutput.open(options.output, {
@@ -341,6 +343,7 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
       inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
       job: { answerOptions, input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
       warn: (message) => logger.warn(message),
+      settingName: named,
     });
     const total = await source.count();
     let chunks = Math.ceil(total / chunkSize);
@@ -352,11 +355,11 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
     // else the one recorded for the job (the first worker to take a chunk records the version its policy serves), else
     // that of the output resumed (the job's hash lost with a flushed Redis).
     pinned = options.version ?? (options.restart ? undefined : meta[PINNED_VERSION_FIELD] || undefined) ?? versionOfOutput(output, options.model);
-    if (pinned !== undefined) checkAnsweredBy(output, options.output, options.model, pinned);
+    if (pinned !== undefined) checkAnsweredBy(output, options.output, options.model, pinned, named);
     else if (output.resumed.answeredBy.size > 0) {
       throw new NereidError(
         'FAILED_PRECONDITION',
-        `${options.output} holds answers of ${[...output.resumed.answeredBy].join(', ')}, and a job's output holds the answers of one version of its model: choose another --output, or --restart to overwrite it`,
+        `${options.output} holds answers of ${[...output.resumed.answeredBy].join(', ')}, and a job's output holds the answers of one version of its model: ${chooseAnotherOutput(named)}`,
       );
     }
     if (options.restart) await redis.del(metaKey);

@@ -3,9 +3,16 @@
  * the CLI's --help shows them, from here.
  */
 import { z } from 'zod';
+import { flagNames, type SettingName } from '../core/options.js';
 import { DEFAULT_QUEUE_NAME } from './chunk-queue.js';
 
 const positive = z.number().int().positive();
+
+/**
+ * A batch job's options named as `nereid batch`'s flags, for a job the CLI starts (option settingName): `--restart`,
+ * `--output out.jsonl`, `--model-version 2`; a library caller's messages name the option keys (`restart: true`).
+ */
+export const batchFlagName: SettingName = flagNames('', { version: '--model-version' }, new Set(['--restart', '--retry-failed']));
 
 export const localJobSettingsSchema = z.object({
   /** The repository to load the model from when no server is given. */

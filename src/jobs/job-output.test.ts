@@ -93,8 +93,8 @@ describe('JobOutput', () => {
   test('the input itself or a folder is refused as the output, saying what to give instead', async () => {
     const path = join(dir, 'requests.jsonl');
     await writeFile(path, '{"id": "a", "INPUT0": [1]}\n');
-    await assert.rejects(JobOutput.open(path, { input: join(dir, '.', 'requests.jsonl') }), /--output .*requests\.jsonl is the input itself; write the answers to another file/);
-    await assert.rejects(JobOutput.open(dir), /--output .* is a folder; name a file in it, e\.g\. .*answers\.jsonl/);
+    await assert.rejects(JobOutput.open(path, { input: join(dir, '.', 'requests.jsonl') }), /: output: '.*requests\.jsonl' is the input itself; write the answers to another file/);
+    await assert.rejects(JobOutput.open(dir), /: output: '.*' is a folder; name a file in it, e\.g\. .*answers\.jsonl/);
   });
 
   test('a file that is not a batch output is not appended to', async () => {
@@ -110,5 +110,5 @@ test('record keys keep line numbers, file names and id values apart, "#2" includ
 });
 
 test('--restart with --retry-failed is refused: one runs every record again, the other only the failed ones', async () => {
-  await assert.rejects(JobOutput.open(join(dir, 'both.jsonl'), { restart: true, retryFailed: true }), /--restart runs every record again and --retry-failed only those written with an error: give one of them/);
+  await assert.rejects(JobOutput.open(join(dir, 'both.jsonl'), { restart: true, retryFailed: true }), /: restart: true runs every record again and retryFailed: true only those written with an error: give one of them/);
 });

@@ -8,8 +8,9 @@ import { constants } from 'node:fs';
 import { open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
+import { optionKeyName, type SettingName } from '../core/options.js';
 import { isErrorLine, isOutOfDistributionLine, readOutputLine, recordIdOfKey, recordKey, type RecordId } from './job-record.js';
-import { checkAnswerOptions, fingerprintInput, manifestPath, readManifest, refuseChangedInput, removeManifest, replaceFile, writeManifest, type InputFingerprint, type JobDescription } from './output-manifest.js';
+import { checkAnswerOptions, chooseAnotherOutput, fingerprintInput, manifestPath, readManifest, refuseChangedInput, removeManifest, replaceFile, writeManifest, type InputFingerprint, type JobDescription } from './output-manifest.js';
 
 export interface OpenOutputOptions {
   /** Start over: the existing output is emptied. */
@@ -31,6 +32,8 @@ export interface OpenOutputOptions {
   job?: JobDescription;
   /** Said to the person running the job (a resumed output whose records all failed, one with no manifest). */
   warn?: (message: string) => void;
+  /** How messages name the job's options (default: as option keys; the CLI's names its flags). */
+  settingName?: SettingName;
 }
 
 function processAlive(pid: number): boolean {
@@ -103,8 +106,8 @@ export function checkOutputName(path: string): void {
 }
 
 /** Refuses an output holding a record that is not one of the input's (see OpenOutputOptions.inputRecords); reads the input only until all are found. */
-async function checkRecordsOf(path: string, done: ReadonlySet<string>, input: string, inputRecords: NonNullable<OpenOutputOptions['inputRecords']>): Promise<void> {
-  const startOver = "it is another job's output; choose another --output, or --restart to overwrite it";
+async function checkRecordsOf(path: string, done: ReadonlySet<string>, input: string, inputRecords: NonNullable<OpenOutputOptions['inputRecords']>, settingName: SettingName): Promise<void> {
+  const startOver = `it is another job's output; ${chooseAnotherOutput(settingName)}`;
   const total = await inputRecords.count();
   if (done.size > total) {
     throw new NereidError('FAILED_PRECONDITION', `${path} holds ${done.size} records, more than the ${total} of the input: ${startOver}`);
@@ -125,7 +128,7 @@ async function checkRecordsOf(path: string, done: ReadonlySet<string>, input: st
  * An output resumed must be this job's: answered by the model version that answers this run (a distributed job's
  * pinned one), so that one output never mixes two versions' answers. The input's records are checked when it opens.
  */
-export function checkAnsweredBy(output: JobOutput, path: string, model: string, version: string): void {
+export function checkAnsweredBy(output: JobOutput, path: string, model: string, version: string, settingName: SettingName = optionKeyName): void {
   const serving = `${model} version ${version}`;
   const others = [...output.resumed.answeredBy].filter((answeredBy) => answeredBy !== serving);
   if (others.length === 0) return;
@@ -133,8 +136,8 @@ export function checkAnsweredBy(output: JobOutput, path: string, model: string, 
   const sameModel = others.length === 1 && others[0].startsWith(prefix) ? others[0].slice(prefix.length) : undefined;
   throw new NereidError(
     'FAILED_PRECONDITION',
-    `${path} holds answers of ${others.join(', ')}, and this run answers with ${serving}: choose another --output, or --restart to overwrite it${
-      sameModel === undefined ? '' : `, or --model-version ${sameModel} to go on with the version that answered it`
+    `${path} holds answers of ${others.join(', ')}, and this run answers with ${serving}: ${chooseAnotherOutput(settingName)}${
+      sameModel === undefined ? '' : `, or ${settingName('version', sameModel)} to go on with the version that answered it`
     }`,
   );
 }
@@ -163,27 +166,29 @@ export class JobOutput {
   }
 
   static async open(path: string, options: OpenOutputOptions = {}): Promise<JobOutput> {
+    const named = options.settingName ?? optionKeyName;
+    const output = named('output', path);
     checkOutputName(path);
     if (options.restart && options.retryFailed) {
-      throw new NereidError('INVALID_ARGUMENT', '--restart runs every record again and --retry-failed only those written with an error: give one of them');
+      throw new NereidError('INVALID_ARGUMENT', `${named('restart', true)} runs every record again and ${named('retryFailed', true)} only those written with an error: give one of them`);
     }
     if (options.input !== undefined && resolve(options.input) === resolve(path)) {
-      throw new NereidError('INVALID_ARGUMENT', `--output ${path} is the input itself; write the answers to another file`);
+      throw new NereidError('INVALID_ARGUMENT', `${output} is the input itself; write the answers to another file`);
     }
     if (path === STDOUT_OUTPUT) {
       // Nothing to resume from: no lock, no manifest; every record runs.
-      if (options.retryFailed) throw new NereidError('INVALID_ARGUMENT', '--output - writes to stdout, which a rerun cannot read back: --retry-failed needs an output file');
-      options.warn?.('--output -: the answers go to stdout as they complete; a run stopped early cannot be resumed (its rerun runs every record again): give an output file to resume');
+      if (options.retryFailed) throw new NereidError('INVALID_ARGUMENT', `${output} writes to stdout, which a rerun cannot read back: ${named('retryFailed', true)} needs an output file`);
+      options.warn?.(`${output}: the answers go to stdout as they complete; a run stopped early cannot be resumed (its rerun runs every record again): give an output file to resume`);
       return new JobOutput(path, stdoutSink, undefined, { records: 0, failed: 0, answeredBy: new Set() }, [], false);
     }
     const found = await stat(path).catch(() => undefined);
     if (found?.isDirectory()) {
-      throw new NereidError('INVALID_ARGUMENT', `--output ${path} is a folder; name a file in it, e.g. ${join(path, 'answers.jsonl')}`);
+      throw new NereidError('INVALID_ARGUMENT', `${output} is a folder; name a file in it, e.g. ${join(path, 'answers.jsonl')}`);
     }
     // A folder is not made for the output: a mistyped path would otherwise be written to unseen.
     const folder = await stat(dirname(resolve(path))).catch(() => undefined);
     if (!folder?.isDirectory()) {
-      throw new NereidError('INVALID_ARGUMENT', `--output ${path}: the folder ${dirname(resolve(path))} ${folder ? 'is not a folder' : 'does not exist'}; create it first, or name an output in an existing folder`);
+      throw new NereidError('INVALID_ARGUMENT', `${output}: the folder ${dirname(resolve(path))} ${folder ? 'is not a folder' : 'does not exist'}; create it first, or name an output in an existing folder`);
     }
     const lockPath = `${path}.lock`;
     await takeLock(lockPath);
@@ -197,8 +202,8 @@ export class JobOutput {
         await writeFile(path, '');
       } else {
         // Read before the output: a file there that is no manifest is refused before anything is read or changed.
-        const recorded = options.job ? await readManifest(path) : undefined;
-        const scan = await scanOutput(path, Boolean(options.retryFailed));
+        const recorded = options.job ? await readManifest(path, named) : undefined;
+        const scan = await scanOutput(path, Boolean(options.retryFailed), named);
         const keep = options.retryFailed ? scan.lines.filter((line) => !line.failed) : scan.lines;
         for (const line of keep) {
           const key = recordKey(line.id);
@@ -209,15 +214,15 @@ export class JobOutput {
           if (line.answeredBy) answeredBy.add(line.answeredBy);
         }
         // Only records kept count: with --retry-failed an output whose records all failed keeps none, and runs them all again.
-        if (options.job && recorded && done.size > 0) checkAnswerOptions(path, recorded, options.job, { held: records, failed });
+        if (options.job && recorded && done.size > 0) checkAnswerOptions(path, recorded, options.job, { held: records, failed }, named);
         if (options.job?.lineNumbered) {
           // Before the records' ids are matched: an input that lost lines would otherwise read as another job's.
           const earlier = done.size > 0 ? recorded?.input_fingerprint : undefined;
           const { now, changed } = await fingerprintInput(options.job.input, earlier);
-          if (changed) refuseChangedInput(path, recorded!, options.job.input, changed);
+          if (changed) refuseChangedInput(path, recorded!, options.job.input, changed, named);
           inputFingerprint = now;
         }
-        if (options.inputRecords && done.size > 0) await checkRecordsOf(path, done, options.input ?? 'the input', options.inputRecords);
+        if (options.inputRecords && done.size > 0) await checkRecordsOf(path, done, options.input ?? 'the input', options.inputRecords, named);
         if (options.job && !recorded && done.size > 0) {
           options.warn?.(
             `${path} has no ${manifestPath(path)} (written by an older nereid, or removed): whether its records were answered with this run's options, from this input as it is, cannot be checked; both are recorded there from now on`,
@@ -240,7 +245,7 @@ export class JobOutput {
         await writeManifest(path, options.job, inputFingerprint);
       }
       if (records > 0 && failed === records) {
-        options.warn?.(`${path}: all ${records} record(s) it holds are errors, and a rerun skips the records its output holds, so none of them is run again; --retry-failed runs them again`);
+        options.warn?.(`${path}: all ${records} record(s) it holds are errors, and a rerun skips the records its output holds, so none of them is run again; ${named('retryFailed', true)} runs them again`);
       }
       const handle = await open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
       return new JobOutput(path, handle, lockPath, { records, failed, answeredBy }, done, found === undefined);
@@ -313,7 +318,7 @@ interface ScannedLine {
 }
 
 /** Every complete line of an existing output with its record id; where a partial last line starts. */
-async function scanOutput(path: string, keepText: boolean): Promise<{ lines: ScannedLine[]; partialFrom?: number }> {
+async function scanOutput(path: string, keepText: boolean, settingName: SettingName): Promise<{ lines: ScannedLine[]; partialFrom?: number }> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -342,7 +347,7 @@ async function scanOutput(path: string, keepText: boolean): Promise<{ lines: Sca
         if (facts === undefined) {
           throw new NereidError(
             'FAILED_PRECONDITION',
-            `${path} line ${lineNumber} is not a batch record (a JSON object with an "id"); pass --restart to overwrite it, or choose another --output`,
+            `${path} line ${lineNumber} is not a batch record (a JSON object with an "id"); ${chooseAnotherOutput(settingName)}`,
           );
         }
         lines.push({ ...facts, text: keepText ? text : undefined });

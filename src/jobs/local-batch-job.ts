@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { NereidError } from '../core/errors.js';
-import { parseOptions } from '../core/options.js';
+import { optionKeyName, parseOptions, type SettingName } from '../core/options.js';
 import { createCommandServer } from '../server/create-server.js';
 import type { Server } from '../server/server.js';
 import { idsOf, openInput, type InputSource } from './input-source.js';
@@ -42,6 +42,8 @@ export interface BatchInputOptions {
   logger?: Logger;
   /** Stops taking records; those in flight are written, and a rerun continues. */
   signal?: AbortSignal;
+  /** How messages name these options (default: as their keys, `restart: true`; the CLI passes batchFlagName, `--restart`). */
+  settingName?: SettingName;
 }
 
 /** Every key of BatchInputOptions, so that a misspelt option is refused by name instead of ignored. */
@@ -60,6 +62,7 @@ const BATCH_INPUT_OPTIONS: Record<keyof BatchInputOptions, true> = {
   progress: true,
   logger: true,
   signal: true,
+  settingName: true,
 };
 export const BATCH_INPUT_OPTION_KEYS = Object.keys(BATCH_INPUT_OPTIONS);
 
@@ -82,18 +85,19 @@ async function requireReady(server: Server, model: string, version?: string): Pr
   throw new NereidError('UNAVAILABLE', `model '${model}'${version ? ` version ${version}` : ''} is not ready${reasons.length ? `: ${reasons.join('; ')}` : ''}`);
 }
 
-export async function checkInputFits(source: InputSource, processor: RecordProcessor, csvInput?: string): Promise<void> {
+export async function checkInputFits(source: InputSource, processor: RecordProcessor, csvInput?: string, settingName: SettingName = optionKeyName): Promise<void> {
+  const csvInputNamed = settingName('csvInput', csvInput);
   // Found before any record runs: each would otherwise fail on its own with the same missing input, and a rerun with
   // the mistake fixed would find them all done.
   if (csvInput !== undefined && !processor.inputNames.includes(csvInput)) {
-    throw new NereidError('INVALID_ARGUMENT', `--csv-input ${csvInput}: model '${processor.model}' has no such input; its inputs: ${processor.inputNames.join(', ')}`);
+    throw new NereidError('INVALID_ARGUMENT', `${csvInputNamed}: model '${processor.model}' has no such input; its inputs: ${processor.inputNames.join(', ')}`);
   }
   const others = processor.requiredInputNames.filter((name) => name !== csvInput);
   if (csvInput !== undefined && others.length > 0) {
     throw new NereidError(
       'INVALID_ARGUMENT',
-      `--csv-input ${csvInput} forms one input of every numeric column, and model '${processor.model}' also needs ${others.join(', ')} (its inputs: ${processor.inputNames.join(', ')}): ` +
-        'leave --csv-input out and name a column after each input (or NAME.0, NAME.1, … one per element)',
+      `${csvInputNamed} forms one input of every numeric column, and model '${processor.model}' also needs ${others.join(', ')} (its inputs: ${processor.inputNames.join(', ')}): ` +
+        `leave ${settingName('csvInput')} out and name a column after each input (or NAME.0, NAME.1, … one per element)`,
     );
   }
   if (source.format === 'parquet' && processor.takesImages && source.imageColumn === undefined) {
@@ -107,7 +111,7 @@ export async function checkInputFits(source: InputSource, processor: RecordProce
     throw new NereidError(
       'FAILED_PRECONDITION',
       `model '${processor.model}' does not take images, and column '${source.imageColumn}' of ${source.path} holds encoded images: ` +
-        `name the columns that are the model's inputs (${processor.inputNames.join(', ')}) with --input-columns, or choose a model whose input declares preprocess.image`,
+        `name the columns that are the model's inputs (${processor.inputNames.join(', ')}) with ${settingName('inputColumns')}, or choose a model whose input declares preprocess.image`,
     );
   }
   if (source.imageColumn === undefined) source.checkInputColumns?.(processor.inputNames);
@@ -117,7 +121,7 @@ export async function checkInputFits(source: InputSource, processor: RecordProce
     throw new NereidError(
       'INVALID_ARGUMENT',
       `${source.path} has no column for ${uncovered.length === 1 ? "the model's input" : "the model's inputs"} ${uncovered.join(', ')} (its input columns: ${columns.join(', ') || 'none'}; model '${processor.model}' takes ${processor.inputNames.join(', ')}): ` +
-        `name a column after each input (or NAME.0, NAME.1, … one per element)${processor.inputNames.length === 1 ? `, or --csv-input ${processor.inputNames[0]} to form it of every numeric column` : ''}`,
+        `name a column after each input (or NAME.0, NAME.1, … one per element)${processor.inputNames.length === 1 ? `, or ${settingName('csvInput', processor.inputNames[0])} to form it of every numeric column` : ''}`,
     );
   }
   if (source.format === 'images' && !processor.takesImages) {
@@ -149,6 +153,7 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
       inputRecords: { count: () => source.count(), ids: () => idsOf(source) },
       job: { answerOptions: answerOptionsOf(options), input: options.input, lineNumbered: source.format !== 'images' && options.idColumn === undefined },
       warn: (message) => logger.warn(message),
+      settingName: options.settingName,
     });
     output = opened;
     const [total] = await Promise.all([source.count(), ownServer ? server.start() : undefined]);
@@ -157,8 +162,8 @@ export async function runLocalBatchJob(options: LocalBatchOptions): Promise<Batc
     if (ownServer && options.version && !server.modelReady(options.model, options.version)) await server.loadVersions(options.model, [options.version]);
     await requireReady(server, options.model, options.version);
     const processor = RecordProcessor.create(server, { model: options.model, version: options.version, topK: options.topK });
-    await checkInputFits(source, processor, options.csvInput);
-    checkAnsweredBy(opened, options.output, processor.model, processor.version);
+    await checkInputFits(source, processor, options.csvInput, options.settingName);
+    checkAnsweredBy(opened, options.output, processor.model, processor.version, options.settingName);
     const concurrency = recordConcurrency(processor, options.concurrency);
     const resumed = opened.resumed.records;
     progress = new JobProgress({ total, alreadyDone: resumed, mode: settings.progress }).start();

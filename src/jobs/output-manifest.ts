@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { open, rename, readFile, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { NereidError } from '../core/errors.js';
+import { optionKeyName, type SettingName } from '../core/options.js';
 import { inputBytes } from './input-bytes.js';
 
 export const MANIFEST_SUFFIX = '.job.json';
@@ -31,6 +32,9 @@ export interface InputFingerprint {
   bytes: number;
   sha256: string;
 }
+
+/** The option of a batch job each key of AnswerOptions records (the manifest's keys are `nereid batch`'s flags). */
+const OPTION_OF_FLAG: Readonly<Record<string, string>> = { '--model': 'model', '--top-k': 'topK', '--csv-input': 'csvInput', '--input-columns': 'inputColumns', '--id-column': 'idColumn', '--pass-through': 'passThrough' };
 
 /** The options of a batch job that decide what its records' lines hold, keyed by their flag, as the manifest records them. */
 export function answerOptionsOf(options: {
@@ -64,8 +68,11 @@ interface Manifest {
 
 export const manifestPath = (output: string): string => `${output}${MANIFEST_SUFFIX}`;
 
+/** The way out of an output that is another job's (or was answered otherwise), named as the job's caller sets options. */
+export const chooseAnotherOutput = (settingName: SettingName): string => `choose another ${settingName('output')}, or ${settingName('restart', true)} to overwrite it`;
+
 /** The manifest beside `output`, undefined when there is none; one that is not a manifest is refused, not overwritten. */
-export async function readManifest(output: string): Promise<Manifest | undefined> {
+export async function readManifest(output: string, settingName: SettingName = optionKeyName): Promise<Manifest | undefined> {
   const path = manifestPath(output);
   let text: string;
   try {
@@ -84,7 +91,7 @@ export async function readManifest(output: string): Promise<Manifest | undefined
   if (typeof answerOptions !== 'object' || answerOptions === null) {
     throw new NereidError(
       'FAILED_PRECONDITION',
-      `${path} is not the description of a batch job that nereid writes beside ${output}; remove it (the rerun then cannot check that ${output} was written with the same options), or --restart to overwrite both`,
+      `${path} is not the description of a batch job that nereid writes beside ${output}; remove it (the rerun then cannot check that ${output} was written with the same options), or ${settingName('restart', true)} to overwrite both`,
     );
   }
   return manifest as Manifest;
@@ -141,28 +148,30 @@ export const removeManifest = (output: string): Promise<void> => rm(manifestPath
  * The flags that decide what a line holds whose values differ between what was `recorded` and what is `asked`, each
  * shown with its value on either side; undefined when none does. Flags not recorded (an older nereid) are not compared.
  */
-export function differingAnswerOptions(recorded: AnswerOptions, asked: AnswerOptions): { written: string; asked: string } | undefined {
+export function differingAnswerOptions(recorded: AnswerOptions, asked: AnswerOptions, settingName: SettingName = optionKeyName): { written: string; asked: string } | undefined {
   const differing = Object.keys(asked).filter((flag) => flag in recorded && recorded[flag] !== asked[flag]);
   if (differing.length === 0) return undefined;
+  const shown = (flag: string, value: string | number | null | undefined) => {
+    const option = OPTION_OF_FLAG[flag] ?? flag;
+    return value === null || value === undefined ? `${settingName(option)} not given` : settingName(option, value);
+  };
   return { written: differing.map((flag) => shown(flag, recorded[flag])).join(', '), asked: differing.map((flag) => shown(flag, asked[flag])).join(', ') };
 }
-
-const shown = (flag: string, value: string | number | null | undefined) => (value === null || value === undefined ? `${flag} not given` : `${flag} ${value}`);
 
 /**
  * Refuses a run that asks its output's records to be answered otherwise than the runs that wrote them (a flag that
  * decides what a line holds, given another value), naming each flag with both values. Flags the manifest does not
  * record (written by an older nereid) are not compared.
  */
-export function checkAnswerOptions(output: string, recorded: Manifest, job: JobDescription, records: { held: number; failed: number }): void {
-  const differing = differingAnswerOptions(recorded.answer_options, job.answerOptions);
+export function checkAnswerOptions(output: string, recorded: Manifest, job: JobDescription, records: { held: number; failed: number }, settingName: SettingName = optionKeyName): void {
+  const differing = differingAnswerOptions(recorded.answer_options, job.answerOptions, settingName);
   if (!differing) return;
   const { written, asked } = differing;
-  const allFailed = records.failed === records.held ? `; every record it holds is an error, so --retry-failed with this run's options runs them all again` : '';
+  const allFailed = records.failed === records.held ? `; every record it holds is an error, so ${settingName('retryFailed', true)} with this run's options runs them all again` : '';
   throw new NereidError(
     'FAILED_PRECONDITION',
     `${output} was written with ${written}, and this run asks ${asked}: the ${records.held} record(s) it holds were answered otherwise than this run would answer the rest. ` +
-      `Rerun with the options that wrote it (${manifestPath(output)} lists them), choose another --output, or --restart to overwrite it${allFailed}`,
+      `Rerun with the options that wrote it (${manifestPath(output)} lists them), ${chooseAnotherOutput(settingName)}${allFailed}`,
   );
 }
 
@@ -212,12 +221,12 @@ export async function fingerprintInput(path: string, earlier?: InputFingerprint)
  * resumed, those answers would be taken for whatever records now have their numbers, and the records that moved would
  * run twice or never.
  */
-export function refuseChangedInput(output: string, recorded: Manifest, input: string, changed: string): never {
+export function refuseChangedInput(output: string, recorded: Manifest, input: string, changed: string, settingName: SettingName = optionKeyName): never {
   const sameFile = recorded.input === resolve(input);
   const what = sameFile ? `the input ${input} changed since it was written` : `the input ${input} is not the ${recorded.input} it was written from, as it was`;
-  const remedy = sameFile
-    ? 'Give the records ids of their own (--id-column, with --restart once), or --restart to run them all again'
-    : "If it is another job's input, choose another --output; else give the records ids of their own (--id-column, with --restart once), or --restart to run them all again";
+  const restart = settingName('restart', true);
+  const ownIds = `give the records ids of their own (${settingName('idColumn')}, with ${restart} once), or ${restart} to run them all again`;
+  const remedy = sameFile ? `${ownIds[0]!.toUpperCase()}${ownIds.slice(1)}` : `If it is another job's input, choose another ${settingName('output')}; else ${ownIds}`;
   throw new NereidError(
     'FAILED_PRECONDITION',
     `${output} holds answers to records numbered by their line, and ${what} (${changed}); other records would now have those numbers ` +
