@@ -5,7 +5,7 @@
  * replaced, and context.infer answered through the callModel the server gives.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -249,26 +249,38 @@ export const execute = (requests) => requests.map(({ inputs }) => ({ OUT: inputs
   });
 
   test('a batch whose callers all cancel is answered CANCELLED at once; the next batch waits until the worker has finished it', async () => {
+    // The handler holds its batch until the test opens a gate (a file), and logs when each batch starts and ends: the
+    // cancelled caller must be answered while the gate is still shut, and the next batch must start after the first ends.
+    const folder = await mkdtemp(join(root, 'gate-'));
+    const gate = join(folder, 'open');
+    const log = join(folder, 'log');
     const instance = await handlerInstance(
-      `let running = false;
+      `import { appendFileSync, existsSync } from 'node:fs';
       export const execute = async (requests) => {
-        if (running) throw new Error('execute() was called while the previous call ran');
-        running = true;
-        await new Promise((resolve) => setTimeout(resolve, 400));
-        running = false;
+        const batch = requests[0].inputs.IN.data[0];
+        appendFileSync(${JSON.stringify(log)}, 'start ' + batch + '\\n');
+        while (!existsSync(${JSON.stringify(gate)})) await new Promise((resolve) => setTimeout(resolve, 5));
+        appendFileSync(${JSON.stringify(log)}, 'end ' + batch + '\\n');
         return requests.map(({ inputs }) => ({ OUT: inputs.IN }));
       };`,
-      FP32,
+      // The timeout only ends a broken build's wait (its error is then INTERNAL, not CANCELLED); a sound one never nears it.
+      { ...FP32, parameters: { execute_timeout_ms: { string_value: '10000' } } },
     );
+    const logged = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
     try {
-      const started = performance.now();
-      const abandoned = instance.runRequests!([{ inputs: input([1, 2]), outputNames: ['OUT'], context: { signal: AbortSignal.timeout(50) } }]);
+      const caller = new AbortController();
+      const abandoned = instance.runRequests!([{ inputs: input([1, 2]), outputNames: ['OUT'], context: { signal: caller.signal } }]);
+      while (!(await logged()).includes('start 1')) await new Promise((resolve) => setTimeout(resolve, 5));
+      caller.abort();
       await assert.rejects(abandoned, (error: NereidError) => error.code === 'CANCELLED');
-      assert.ok(performance.now() - started < 300, `cancelled after ${Math.round(performance.now() - started)} ms`);
-      const { answers } = await instance.runRequests!([{ inputs: input([3, 4]), outputNames: ['OUT'] }]);
+      assert.deepEqual(await logged(), ['start 1'], 'answered while the handler still held the batch');
+      const next = instance.runRequests!([{ inputs: input([3, 4]), outputNames: ['OUT'] }]);
+      await writeFile(gate, '');
+      const { answers } = await next;
       assert.deepEqual(Array.from((answers[0] as Record<string, Tensor>).OUT.data as Float32Array), [3, 4]);
-      assert.ok(performance.now() - started >= 390, 'the next batch waited for the worker to finish the cancelled one');
+      assert.deepEqual(await logged(), ['start 1', 'end 1', 'start 3', 'end 3'], 'the next batch started after the worker finished the cancelled one');
     } finally {
+      await writeFile(gate, '');
       await instance.release();
     }
   });
