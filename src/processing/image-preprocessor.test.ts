@@ -5,7 +5,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { deflateSync } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
 import type { z } from 'zod';
 import type { Datatype } from '../core/datatype.js';
@@ -484,7 +483,7 @@ describe('invalid images', () => {
     await preprocessor({ max_pixels: 100 }, [3, 8, 8]).run([image]); // at the limit is fine
   });
 
-  test('a PNG whose header claims 100000x100000 pixels is refused quickly, without allocating them', async () => {
+  test('a PNG whose header claims 100000x100000 pixels is refused from its header, without decoding or allocating them', async () => {
     const chunk = (type: string, data: Buffer) => {
       const length = Buffer.alloc(4);
       length.writeUInt32BE(data.length);
@@ -500,14 +499,13 @@ describe('invalid images', () => {
     const bomb = Buffer.concat([
       Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
       chunk('IHDR', header),
-      chunk('IDAT', deflateSync(Buffer.alloc(1024))),
+      // Not deflate data: a preprocessor that began decoding would fail on it, with another message than the limit's.
+      chunk('IDAT', Buffer.from('these bytes are not deflate data')),
       chunk('IEND', Buffer.alloc(0)),
     ]);
     const metadata = await sharp(bomb, { limitInputPixels: false }).metadata();
     assert.deepEqual([metadata.width, metadata.height], [100_000, 100_000], 'the crafted header is read as such');
-    const started = performance.now();
     await assert.rejects(pre().run([bomb]), isInvalidImage('larger than the limit of 40000000 pixels (max_pixels)'));
-    assert.ok(performance.now() - started < 1000, 'refused from the header, not by decoding');
   });
 
   test('the message names which image of the batch is bad', async () => {
