@@ -16,11 +16,16 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import sharp from 'sharp';
+import { backendInstanceContract, TEST_INSTANCE_OPTIONS } from '../src/backends/backend-instance.case.js';
+import type { CompletedModelConfig } from '../src/config/model-config.js';
+import { bytesElements } from '../src/core/datatype.js';
 import { imageDecodeSlots } from '../src/core/decode-slots.js';
+import type { Tensor } from '../src/core/tensor.js';
 import { editDistance } from '../src/core/edit-distance.js';
 import { normaliseText } from '../src/eval/output-comparison.js';
 import { createHttpFrontEnd } from '../src/frontends/http/v2-http.js';
 import { runLocalBatchJob } from '../src/jobs/local-batch-job.js';
+import { BuiltinBackend } from '../src/pipelines/builtin-backend.js';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Tracing } from '../src/observability/tracing.js';
 import { createServer } from '../src/server/create-server.js';
@@ -346,6 +351,55 @@ describe('the bundled OCR pipeline', () => {
     assert.equal(notOcr.code, 1);
     assert.equal(notOcr.stdout, '');
     assert.match(notOcr.stderr, /model 'ocr_recognition' takes x \(FP32\): nereid ocr needs an OCR pipeline/);
+  });
+
+  /**
+   * The OCR handler's instances run only their own code, so they cannot serve the add/sub and identity models of the
+   * engine suite (src/backends/backend-instance.case.ts): they keep the BackendInstance contract over their own model,
+   * calling the real step models through this server, as the repository wires them. Last: its calls add to the step
+   * models' statistics.
+   */
+  describe('an instance of the builtin ocr handler', () => {
+    /** PNGs of a blank page and of one rendered line, made once. */
+    const pages: Buffer[] = [];
+    const LINE = 'Nereid reads 42 lines';
+    const expected = [[], [LINE]];
+    before(async () => {
+      pages.push(await sharp({ create: { width: 96, height: 48, channels: 3, background: '#ffffff' } }).png().toBuffer());
+      const line = await renderTextLine(LINE, { margin: 16 });
+      pages.push(await sharp(line.data, { raw: { width: line.width, height: line.height, channels: 3 } }).png().toBuffer());
+    });
+    const image = (data: Buffer[]): Record<string, Tensor> => ({ image: { datatype: 'BYTES', shape: [data.length], data } });
+    const builtin = new BuiltinBackend();
+    backendInstanceContract(
+      'the builtin ocr handler',
+      async () => {
+        const config = (await server.modelConfig('ocr')) as CompletedModelConfig;
+        const labels = (await readFile(join(MODELS, 'ocr', 'labels.txt'), 'utf8')).replace(/\n$/, '').split('\n');
+        return builtin.createInstance(builtin.builtinModelPath(config), config, {
+          ...TEST_INSTANCE_OPTIONS,
+          callModel: (request, context) => server.infer(request, context),
+          labels: new Map([['text', labels]]),
+        });
+      },
+      {
+        requests: [() => image([Buffer.from(pages[0])]), () => image([Buffer.from(pages[1])])],
+        outputs: ['text', 'boxes', 'scores', 'timings'],
+        check: (answer, index, outputs) => {
+          assert.deepEqual(Object.keys(answer).sort(), [...outputs].sort(), 'exactly the requested outputs');
+          const lines = expected[index].length;
+          if (answer.text) assert.deepEqual(bytesElements(answer.text.data).map(String), expected[index]);
+          if (answer.boxes) assert.deepEqual(answer.boxes.shape, [lines, 4, 2]);
+          if (answer.scores) assert.deepEqual(answer.scores.shape, [lines]);
+          if (answer.timings) assert.equal(typeof JSON.parse(String(bytesElements(answer.timings.data)[0])).total_ms, 'number');
+        },
+        refused: [
+          { inputs: () => ({}), says: [/input 'image' is missing/] },
+          { inputs: () => image([Buffer.from(pages[0]), Buffer.from(pages[0])]), says: [/input 'image' expects BYTES \[1\], got BYTES \[2\]/] },
+          { inputs: () => image([Buffer.from('not an image')]), says: [/not an image|unsupported image format/] },
+        ],
+      },
+    );
   });
 });
 

@@ -129,7 +129,9 @@ export interface Backend {
   /**
    * The backend runs code that ships with the server, picked by the config from the backend's own
    * table: the file it runs, instead of a model file in the version folder (which then holds none).
-   * Throws when the config names nothing in the table.
+   * Throws when the config names nothing in the table. Such instances serve only that code's model,
+   * so they keep the instance contract over it (backendInstanceContract) but cannot run the engine
+   * suite's generated models (backendInstanceConformance).
    */
   builtinModelPath?(config: ModelConfig): string;
   /** Models the model's code calls, which the repository loads before it (as it loads an ensemble's steps). */
