@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -302,12 +303,14 @@ describe('dashboard', () => {
   });
 
   test('a dashboard port already taken fails the front end\'s listen, saying which port', async () => {
-    const holder = await startTestServer({ models: writeSimpleModel });
+    // Any listener takes the port: a bare socket server, not a second Nereid.
+    const holder = createNetServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     try {
-      const taken = Number(new URL(holder.url).port);
+      const taken = (holder.address() as AddressInfo).port;
       await assert.rejects(startTestServer({ models: writeSimpleModel, http: { dashboardPort: taken } }), new RegExp(`dashboard's port 127\\.0\\.0\\.1:${taken} \\(--dashboard-port\\) cannot be bound: .*EADDRINUSE`));
     } finally {
-      await holder.close();
+      await new Promise((resolve) => holder.close(resolve));
     }
   });
 
@@ -633,8 +636,19 @@ describe('dashboard', () => {
     await page.click('[data-tab="json"]');
     assert.ok(await page.locator('#try-send').isDisabled());
     assert.equal(await page.locator('#try-json').inputValue(), '');
-    // The snapshots that come meanwhile keep it so.
-    await page.waitForTimeout(1500);
+    // The snapshots that come meanwhile keep it so: the tab reading the stream draws each event, then passes it on
+    // over its BroadcastChannel, where a listener of the same name in the page hears it (the server has no tokens).
+    await page.evaluate(
+      () =>
+        new Promise<void>((resolve) => {
+          const listener = new BroadcastChannel('nereid-dashboard:none');
+          listener.onmessage = ({ data }) => {
+            if (!data.event) return;
+            listener.close();
+            resolve();
+          };
+        }),
+    );
     assert.equal(await page.locator('#try-model').inputValue(), 'broken');
     assert.deepEqual(sent, [], 'nothing was sent');
     // Picking another model tries that one.
