@@ -15,7 +15,7 @@ import { defaultLibraryLogger } from '../observability/library-logger.js';
 import { z } from 'zod';
 import { asNereidError, NereidError } from '../core/errors.js';
 import { optionKeyName, parseOptions, type SettingName } from '../core/options.js';
-import { checkModelName } from '../repository/model-repository.js';
+import { checkModelName } from '../repository/model-name.js';
 import {
   CANCELLED_FIELD,
   CHUNK_FORMAT,

@@ -19,7 +19,7 @@ import { agreementFigures } from '../eval/run-eval.js';
 import { readModelInputs, type Feed, type ModelInputs } from '../jobs/model-inputs.js';
 import { constantsToInitializers, readOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/onnx-model-file.js';
 import { upgradeOpset, type OpsetUpgrade } from '../onnx/opset-upgrade.js';
-import { versionFolders } from '../repository/model-repository.js';
+import { versionFolders } from '../repository/repository-layout.js';
 import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { QUANTIZATION_RECORD_FILE } from '../repository/quantization-record.js';
 import type { ModelVersion } from '../model/model-version.js';

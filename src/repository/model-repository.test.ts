@@ -10,7 +10,9 @@ import type { ModelVersion } from '../model/model-version.js';
 import { buildOnnxModel, buildOnnxModelWithExternalData, type ModelSpec } from '../onnx/onnx-model-builder.js';
 import { accumulatorModel, addSubModel, identityModel, scaleModel, writeModel } from '../onnx/test-models.js';
 import { capturingLogger } from '../../test/support/fake-backend.js';
-import { checkModelName, ModelRepository, RepositoryConfig } from './model-repository.js';
+import { RepositoryConfig } from './config-override.js';
+import { checkModelName } from './model-name.js';
+import { ModelRepository } from './model-repository.js';
 
 const backend = new OnnxRuntimeBackend();
 const logger = pino({ level: 'silent' });

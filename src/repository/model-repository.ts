@@ -1,14 +1,13 @@
 /**
- * The model repository: discovery, configs, versions and lifecycle of the models in one folder laid
- * out as Triton lays it out (<repo>/<model>/<version>/model.onnx, config beside the versions).
- * A model that fails to load is UNAVAILABLE with its reason; the others keep serving.
+ * The model repository: the lifecycle of the models in one folder laid out as Triton lays it out
+ * (<repo>/<model>/<version>/model.onnx, config beside the versions) — load, reload, unload, evict —,
+ * the version each request reaches, and the index. A model that fails to load is UNAVAILABLE with its
+ * reason; the others keep serving. Finding the folders is RepositoryRoots'; reading a model's files,
+ * repository-layout, config-files and model-file.
  */
-import { constants } from 'node:fs';
-import { access, readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
-import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backends/backend.js';
 import { closestName } from '../core/edit-distance.js';
 import { invalidArgument, NereidError, notFound, quoteName, shortened, unavailable } from '../core/errors.js';
@@ -18,73 +17,34 @@ import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler.js';
 import type { ModelState, ModelVersion } from '../model/model-version.js';
-import { answeredModelFilename, ignoredTritonFields, imagePreprocessingSchema, parameterValue, parseModelConfig, type ModelConfig } from '../config/model-config.js';
-import { parsePbtxt } from '../config/pbtxt.js';
-import { EnsembleStepError, loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
+import { ignoredTritonFields, type ModelConfig } from '../config/model-config.js';
+import { CONFIG_FILE_NAMES, CONFIG_FILES, readModelConfig } from './config-files.js';
+import { fromClient, OVERRIDE_LIMITS } from './config-override.js';
+import { missingReason, pinnedVersions, stepServes, type Readiness } from './ensemble-dependencies.js';
+import { loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
+import { DuplicateModelError, levelOf, loadFailure, logLoadFailure, ModelLoadError } from './load-failure.js';
+import { modelFile } from './model-file.js';
 import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
+import { checkModelName } from './model-name.js';
 import { folderStamps } from './model-fingerprint.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
-import { BYTES_ELEMENT_MEMORY, declaredWarmupMemory, LoadAbandonedError, tensorMemory, warmupMemoryProblem } from './model-warmup.js';
+import { LoadAbandonedError } from './model-warmup.js';
 import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization-record.js';
 import { profileCommand, readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 import { isBundledModelName, repositoryForHints } from './bundled-repository.js';
 import type { VersionMonitorSettings } from '../monitoring/version-monitor.js';
+import type { RepositoryIndexEntry } from './repository-index.js';
+import { containedFile, exists, otherOnnxFiles, redacted, RepositoryLayoutError, shown, versionFolders } from './repository-layout.js';
+import { RepositoryRoots } from './repository-roots.js';
+import { selectVersions } from './version-policy.js';
 
-export interface RepositoryIndexEntry {
-  name: string;
-  version?: string;
-  state?: ModelState;
-  reason?: string;
-}
-
-/**
- * A model that failed to load, with why. Found on a request's path (a model loading on demand), it is
- * UNAVAILABLE unless the request's own config was at fault; the load API answers it as the caller's
- * problem to fix, as Triton does (INVALID_ARGUMENT), so that no client retries a broken model's load.
- */
-export class ModelLoadError extends NereidError {}
-
-/** A model name found in two or more of the server's repositories: served from none, as in Triton. */
-export class DuplicateModelError extends NereidError {
-  constructor(message: string) {
-    super('UNAVAILABLE', message);
-  }
-}
-
-/** Triton's words for an ensemble whose steps are gone; `missing`: the models, or a model's versions (`scaler version 1`). */
-function ensembleMissingReason(ensemble: string, missing: Iterable<string>): string {
-  return `ensemble '${ensemble}' contains models that are not available: ${[...missing].join(', ')}`;
-}
-
-/** The versions each step model of an ensemble's config names (model_version ≥ 1). */
-function pinnedVersions(config: ModelConfig): Map<string, string[]> {
-  const pinned = new Map<string, string[]>();
-  for (const step of config.ensemble_scheduling?.step ?? []) {
-    if (step.model_version < 1) continue;
-    const versions = pinned.get(step.model_name) ?? [];
-    if (!versions.includes(String(step.model_version))) versions.push(String(step.model_version));
-    pinned.set(step.model_name, versions);
-  }
-  return pinned;
-}
-
-/** The index's rows of what failed to load (not what was unloaded on purpose). */
-export function failedRows(index: readonly RepositoryIndexEntry[]): RepositoryIndexEntry[] {
-  return index.filter((row) => row.state === 'UNAVAILABLE' && row.reason !== 'unloaded');
-}
-
-/** A row as a log line names it: the model, and its version when the row has one. */
-export function rowLabel(row: RepositoryIndexEntry): string {
-  return row.version === undefined ? row.name : `${row.name} version ${row.version}`;
-}
-
-/** The start's one line: how many versions are ready, how many failed and which (their reasons are in the index). */
-export function readinessSummary(index: readonly RepositoryIndexEntry[]): string {
-  const ready = index.filter((row) => row.state === 'READY').length;
-  const failed = failedRows(index);
-  const names = failed.map(rowLabel);
-  return `${ready} model version(s) ready, ${failed.length} failed${names.length > 0 ? ` (${names.join(', ')})` : ''}`;
-}
+// What importers found here before the repository's parts had their own modules (the CLI's start summary, the
+// server's load API): kept so that their imports need not change with the split.
+export { ModelLoadError, DuplicateModelError } from './load-failure.js';
+export { RepositoryConfig } from './config-override.js';
+export { checkModelName, MAX_MODEL_NAME, modelNameProblem } from './model-name.js';
+export { failedRows, readinessSummary, rowLabel, type RepositoryIndexEntry } from './repository-index.js';
+export { repositoryFolder, versionFolders } from './repository-layout.js';
 
 export interface ModelRepositoryOptions {
   /** The repository folder, or several, as Triton serves several: a model's name must then be in one of them only. */
@@ -168,321 +128,8 @@ interface ModelEntry {
   repository?: string;
 }
 
-const CONFIG_FILES = ['config.pbtxt', 'config.yaml', 'config.yml', 'config.json'] as const;
-const CONFIG_FILE_NAMES: ReadonlySet<string> = new Set(CONFIG_FILES);
 /** Triton reads model_warmup input_data_file from this folder of the model. */
 const WARMUP_FOLDER = 'warmup';
-
-/** The longest model name: a folder name, as most file systems bound it. */
-export const MAX_MODEL_NAME = 255;
-
-/**
- * Which rule of a model's name `name` breaks, in words an operator or client can act on; undefined when it breaks none.
- * `source`: where the name was read, for whom the rule of its letters is worded: a client's request (told that models
- * are folders), or a folder of the repository (told that a model's name is its folder's).
- */
-export function modelNameProblem(name: string, source: 'request' | 'folder' = 'request'): string | undefined {
-  if (!/^[A-Za-z0-9_.-]*$/.test(name)) {
-    return source === 'folder'
-      ? "a model's name uses letters, digits, '_', '-' and '.' only, as the folder's name must"
-      : "use letters, digits, '_', '-' and '.' only (models are folders directly inside the repository)";
-  }
-  if (name === '') return 'a model name may not be empty';
-  // Hidden folders, and names a command line would read as flags.
-  if (name.startsWith('.') || name.startsWith('-')) return "a model name may not start with '.' or '-'";
-  if (name.includes('..')) return "a model name may not contain '..'";
-  if (name.length > MAX_MODEL_NAME) return `a model name has at most ${MAX_MODEL_NAME} characters, this one ${name.length}`;
-  return undefined;
-}
-
-/** Model names come from clients: only plain folder names, never paths, parents or URLs. */
-export function checkModelName(name: string): void {
-  const problem = modelNameProblem(name);
-  if (problem !== undefined) throw invalidArgument(`invalid model name ${quoteName(name)}: ${problem}`);
-}
-
-/**
- * A config's syntax error in one line, as pbtxt's reads (`config.yaml line 2, column 1: …`). The YAML parser's own
- * message goes on over several lines with the file's text and a caret under it: the log would take it in pieces, and
- * a client (the index, a request's 404) would be sent lines of a file it may have no right to read.
- */
-function syntaxErrorMessage(file: string, text: string, error: Error): string {
-  const message = error.message;
-  // parsePbtxt already names the file, with the line and column.
-  if (message.startsWith(file)) return message;
-  const yamlPlace = /^([\s\S]*?) at line (\d+), column (\d+)(?::\n[\s\S]*)?$/.exec(message);
-  if (yamlPlace) return `${file} line ${yamlPlace[2]}, column ${yamlPlace[3]}: ${yamlPlace[1]}`;
-  // JSON.parse counts characters ("… in JSON at position 22", Node 22 adds "(line 1 column 23)").
-  const jsonPlace = /^([\s\S]*?)(?: in JSON)? at position (\d+)(?: \(line \d+ column \d+\))?$/.exec(message);
-  if (jsonPlace) {
-    const before = text.slice(0, Number(jsonPlace[2])).split('\n');
-    return `${file} line ${before.length}, column ${before[before.length - 1].length + 1}: ${jsonPlace[1]}`;
-  }
-  return `${file}: ${message.split('\n')[0]}`;
-}
-
-/** A path as clients may see it: relative to the repository, never the server's absolute layout. */
-function shown(root: string, path: string): string {
-  return relative(root, path) || '.';
-}
-
-/** Absolute paths of the server's file system taken out of a message a client will read (they stay in the log). */
-function redacted(root: string, message: string): string {
-  return message.split(root + sep).join('').split(root).join('<model repository>');
-}
-
-/**
- * A file named inside a config: a relative path inside its folder that, with every symbolic link
- * followed, still ends inside the model repository (or inside `within`, a narrower folder). Returns the real path.
- */
-async function containedFile(root: string, folder: string, file: string, what: string, within = root): Promise<string> {
-  const path = resolve(folder, file);
-  const rel = relative(folder, path);
-  if (isAbsolute(file) || rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
-    throw new RepositoryLayoutError(`${what} '${file}' must be a relative path inside ${shown(root, folder)}`);
-  }
-  const real = await realpath(path).catch(() => {
-    throw new RepositoryLayoutError(`${what} '${file}': ${shown(root, path)} does not exist`);
-  });
-  if (!real.startsWith(within + sep)) {
-    throw new RepositoryLayoutError(`${what} '${file}' is a link to a file outside ${within === root ? 'the model repository' : shown(root, within)}`);
-  }
-  return real;
-}
-
-/** The most an override from the load API may ask for: a client must not be able to starve the machine with it. */
-const OVERRIDE_LIMITS = {
-  threadsPerCore: 1,
-  instancesPerCore: 4,
-  maxQueueDelayMicroseconds: 10_000_000,
-  maxTimeoutMicroseconds: 3_600_000_000,
-  maxBatchSize: 1024,
-  /** Rows of every warmup entry together (count × batch_size, summed), and the memory their tensors take. */
-  warmupRows: 10_000,
-  warmupBytes: 64 * 1024 * 1024,
-  /** Memory one sequence's state takes (every state tensor, and each initial value): each live sequence holds its own. */
-  sequenceStateBytes: 16 * 1024 * 1024,
-  /** An image input's limits may be raised up to these, the schema's defaults. */
-  imageBytes: imagePreprocessingSchema.shape.max_bytes.parse(undefined),
-  imagePixels: imagePreprocessingSchema.shape.max_pixels.parse(undefined),
-};
-
-/**
- * A config sent with a load request may change how a model is served, within bounds, but not which
- * files it reads: those come from the repository's own config (a client could otherwise read back
- * any file of the model folder as labels).
- */
-function checkOverride(override: ModelConfig, own: ModelConfig | undefined): void {
-  const cores = availableParallelism();
-  const refuse = (what: string) => {
-    throw new Error(`the config given with a load request may not ${what}`);
-  };
-  // The file the repository's config loads, as the config answer names it, may be sent back as it was answered.
-  const ownFile = answeredModelFilename({ backend: own?.backend ?? 'onnxruntime', default_model_filename: own?.default_model_filename });
-  if (override.default_model_filename !== undefined && override.default_model_filename !== ownFile) {
-    refuse(`name a model file (default_model_filename) other than the repository's config does`);
-  }
-  const declaredLabels = new Set((own?.output ?? []).map((output) => output.label_filename).filter((file) => file !== undefined));
-  for (const output of override.output) {
-    if (output.label_filename && !declaredLabels.has(output.label_filename)) {
-      refuse(`name a labels file the repository's config does not name ('${output.label_filename}')`);
-    }
-  }
-  const declaredWarmupFiles = new Set((own?.model_warmup ?? []).flatMap((entry) => Object.values(entry.inputs).map((input) => input.input_data_file)));
-  let warmupRows = 0;
-  for (const entry of override.model_warmup) {
-    for (const input of Object.values(entry.inputs)) {
-      if (input.input_data_file !== undefined && !declaredWarmupFiles.has(input.input_data_file)) {
-        refuse(`name a warmup input_data_file the repository's config does not name ('${input.input_data_file}')`);
-      }
-    }
-    // Summed over entries: a limit per entry alone would let two hundred entries through.
-    warmupRows += entry.count * Math.max(1, entry.batch_size);
-  }
-  if (warmupRows > OVERRIDE_LIMITS.warmupRows) refuse(`ask its warmup for more than ${OVERRIDE_LIMITS.warmupRows} rows in all (count × batch_size over every entry: ${warmupRows})`);
-  // The entries alone, before the model is read; the automatic samples count too once completion settles their dims (the loader).
-  const warmupProblem = warmupMemoryProblem(declaredWarmupMemory(override.model_warmup), OVERRIDE_LIMITS.warmupBytes);
-  if (warmupProblem) refuse(warmupProblem);
-  const declaredStateFiles = new Set((own?.sequence_batching?.state ?? []).flatMap((state) => state.initial_state.map((initial) => initial.data_file)));
-  let stateBytes = 0;
-  for (const state of override.sequence_batching?.state ?? []) {
-    stateBytes += tensorMemory(state) + state.initial_state.reduce((sum, initial) => sum + tensorMemory(initial), 0);
-    for (const initial of state.initial_state) {
-      if (initial.data_file !== undefined && !declaredStateFiles.has(initial.data_file)) refuse(`name an initial_state data_file the repository's config does not name ('${initial.data_file}')`);
-    }
-  }
-  if (stateBytes > OVERRIDE_LIMITS.sequenceStateBytes) refuse(`give each sequence state of more than ${OVERRIDE_LIMITS.sequenceStateBytes} bytes (${stateBytes}, a BYTES element counted as ${BYTES_ELEMENT_MEMORY})`);
-  for (const key of ['intra_op_thread_count', 'inter_op_thread_count']) {
-    const value = Number(parameterValue(override, key) ?? 0);
-    const most = cores * OVERRIDE_LIMITS.threadsPerCore;
-    if (value > most) refuse(`set ${key} to ${value}: at most ${most} on this machine (one thread per core, ${cores} cores)`);
-  }
-  if ((override.max_batch_size ?? 0) > Math.max(OVERRIDE_LIMITS.maxBatchSize, own?.max_batch_size ?? 0)) {
-    refuse(`set max_batch_size above ${Math.max(OVERRIDE_LIMITS.maxBatchSize, own?.max_batch_size ?? 0)}`);
-  }
-  for (const input of override.input) {
-    const image = input.preprocess?.image;
-    if (!image) continue;
-    const ownImage = own?.input.find((candidate) => candidate.name === input.name)?.preprocess?.image;
-    const maxBytes = Math.max(OVERRIDE_LIMITS.imageBytes, ownImage?.max_bytes ?? 0);
-    const maxPixels = Math.max(OVERRIDE_LIMITS.imagePixels, ownImage?.max_pixels ?? 0);
-    if (image.max_bytes > maxBytes) refuse(`raise input '${input.name}''s max_bytes above ${maxBytes}`);
-    if (image.max_pixels > maxPixels) refuse(`raise input '${input.name}''s max_pixels above ${maxPixels}`);
-  }
-  const instances = override.instance_group.reduce((sum, group) => sum + group.count, 0);
-  const mostInstances = cores * OVERRIDE_LIMITS.instancesPerCore;
-  if (instances > mostInstances) {
-    refuse(`ask for ${instances} instances (instance_group counts summed): at most ${mostInstances} on this machine (${OVERRIDE_LIMITS.instancesPerCore} per core, ${cores} cores)`);
-  }
-  const batching = override.dynamic_batching;
-  if (batching && batching.max_queue_delay_microseconds > OVERRIDE_LIMITS.maxQueueDelayMicroseconds) {
-    refuse(`set max_queue_delay_microseconds above ${OVERRIDE_LIMITS.maxQueueDelayMicroseconds}`);
-  }
-  const policies = batching ? [batching.default_queue_policy, ...Object.values(batching.priority_queue_policy ?? {})] : [];
-  if (policies.some((policy) => policy.default_timeout_microseconds > OVERRIDE_LIMITS.maxTimeoutMicroseconds)) {
-    refuse(`set a queue timeout above ${OVERRIDE_LIMITS.maxTimeoutMicroseconds} microseconds`);
-  }
-}
-
-/**
- * A config built from the repository's own for a load (a tool loading named versions side by side: the files' config
- * with another version_policy). It replaces the files' config as a load request's does, but nothing in it came from a
- * client: it is not held to a client's bounds (threads, instances, warm-up), and its failures are not the caller's mistake.
- */
-export class RepositoryConfig {
-  constructor(readonly config: unknown) {}
-}
-
-/** Whether a load's config came from a client (a load request's `config`), not from the repository. */
-const fromClient = (configOverride: unknown): boolean => configOverride !== undefined && !(configOverride instanceof RepositoryConfig);
-
-/** A load that failed on the config a client sent is the client's mistake, logged as a warning; any other failure is an error. */
-function levelOf(error: unknown, configOverride: unknown): 'warn' | 'error' {
-  return fromClient(configOverride) && error instanceof ModelConfigError ? 'warn' : 'error';
-}
-
-/** A model folder laid out wrong (no version folders): the operator's to fix, though no config given with a load caused it. */
-class RepositoryLayoutError extends Error {}
-
-/** A config or layout mistake, whose message says it all (its stack is ours, not the cause's), or an ensemble step that could not load, whose own load logged its cause. */
-const refusedAsExpected = (error: unknown) => error instanceof ModelConfigError || error instanceof RepositoryLayoutError || error instanceof EnsembleStepError;
-
-/** A bug in the server's own code rather than a model it was given: its stack is what the log line is for. */
-const codeFault = (error: unknown) => error instanceof TypeError || error instanceof ReferenceError || error instanceof RangeError;
-
-/**
- * A failed load as the log says it: one line at `level` whose message carries the reason. The stack, and an engine's
- * own error (which repeats the file's path: ONNX Runtime's "Load model from <path> failed:…"), go to a debug line
- * (--log-verbose 1) beside it, except for a fault of the server's code, whose line carries its stack; an expected
- * refusal has none to give.
- */
-function logLoadFailure(logger: Logger, level: 'warn' | 'error', fields: Record<string, unknown>, message: string, errors: readonly unknown[]): void {
-  const fault = errors.find(codeFault);
-  logger[level]({ ...fields, ...(fault !== undefined && { err: fault }) }, message);
-  for (const error of errors) {
-    if (!codeFault(error) && !refusedAsExpected(error)) logger.debug({ ...fields, err: error }, `the failure above, with its stack and causes: ${(error as Error)?.message ?? String(error)}`);
-  }
-}
-
-/** The versions a model folder holds, ascending. Like Triton: folders not named by a number, or whose name starts with '0', are not versions. */
-export async function versionFolders(modelFolder: string): Promise<number[]> {
-  const versions = await foldersIn(modelFolder, dirname(await realpath(modelFolder)), (name) => /^[1-9]\d*$/.test(name));
-  return versions.map(Number).sort((a, b) => a - b);
-}
-
-/**
- * The names `accept`s of the folders in `dir`, and of the links in it that lead to a folder inside `root` (every link
- * followed): a link that leaves the repository is not followed. `leaving` hears of each such link (its name, and where
- * it leads; undefined for a link to nothing).
- */
-async function foldersIn(dir: string, root: string, accept: (name: string) => boolean, leaving?: (name: string, target: string | undefined) => void): Promise<string[]> {
-  const names: string[] = [];
-  for (const dirent of await readdir(dir, { withFileTypes: true })) {
-    if (!accept(dirent.name)) continue;
-    if (dirent.isDirectory()) names.push(dirent.name);
-    else if (dirent.isSymbolicLink()) {
-      const real = await realpath(join(dir, dirent.name)).catch(() => undefined);
-      if (real !== undefined && !real.startsWith(root + sep)) leaving?.(dirent.name, real);
-      else if (real === undefined) leaving?.(dirent.name, undefined);
-      else if ((await stat(real)).isDirectory()) names.push(dirent.name);
-    }
-  }
-  return names;
-}
-
-const LAYOUT = 'a folder holding one folder per model: <model>/<version>/model.onnx';
-
-/**
- * The repository folder with links followed, checked before a server listens: a path to a file or to
- * nothing would otherwise show only as a raw ENOTDIR, or as a server with no models. At start a wrong path is the
- * likely mistake, and the message says what was expected there; later (`atStart` false: a poll) the folder that
- * served went away, a volume remounting, and the layout is no news. The file system's code stays in the cause.
- */
-export async function repositoryFolder(path: string, { atStart = true }: { atStart?: boolean } = {}): Promise<string> {
-  let missing: unknown;
-  const found = await stat(path).catch((error: unknown) => {
-    missing = error;
-    return undefined;
-  });
-  if (!found) {
-    throw new NereidError('INVALID_ARGUMENT', `model repository '${path}' does not exist${atStart ? ` (expected ${LAYOUT})` : ' now'}`, { cause: missing });
-  }
-  if (!found.isDirectory()) {
-    const notFolder = Object.assign(new Error(`not a folder: ${path}`), { code: 'ENOTDIR', path });
-    if (!atStart) throw new NereidError('INVALID_ARGUMENT', `model repository '${path}' is not a folder now`, { cause: notFolder });
-    const model = basename(path, extname(path));
-    const hint = extname(path).toLowerCase() === '.onnx' ? `; to serve this file, move it to <folder>/${model}/1/model.onnx and give <folder> as the model repository` : '';
-    throw new NereidError('INVALID_ARGUMENT', `model repository '${path}' is a file, not a folder (expected ${LAYOUT}${hint})`, { cause: notFolder });
-  }
-  return realpath(path);
-}
-
-/** The file system's error behind `error` (itself or a cause): its code (ENOENT, EACCES, …) and the path it is about. */
-function fileSystemError(error: unknown): { code?: string; path?: string } {
-  for (let at: unknown = error; at instanceof Error; at = at.cause) {
-    const { code, path } = at as NodeJS.ErrnoException;
-    if (code !== undefined && /^E[A-Z]+$/.test(code)) return { code, path };
-  }
-  return {};
-}
-
-/** Files a version folder may hold beside its model: never offered as the model file. */
-const NOT_MODEL_FILES = new Set([QUANTIZATION_RECORD_FILE, REFERENCE_PROFILE_FILE]);
-
-/** Extensions too common to say which backend reads a file (a TF.js model.json, a handler's model.js): only the backend's own file names count. */
-const GENERIC_EXTENSIONS = new Set(['.json', '.js', '.mjs', '.cjs']);
-
-/** ONNX files in a folder other than `expected`, for hints when a model file is not where it is looked for. */
-async function otherOnnxFiles(folder: string, expected?: string): Promise<string[]> {
-  const dirents = await readdir(folder, { withFileTypes: true }).catch(() => []);
-  return dirents.filter((dirent) => dirent.isFile() && extname(dirent.name).toLowerCase() === '.onnx' && dirent.name !== expected).map((dirent) => dirent.name).sort();
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/**
- * The versions the policy serves, and those it names that have no folder: as in Triton, a missing
- * version is reported (UNAVAILABLE in the index) while the others load; only when none is left does
- * the model fail.
- */
-function selectVersions(config: ModelConfig, available: number[]): { versions: number[]; missing: number[] } {
-  const sorted = [...available].sort((a, b) => b - a);
-  const policy = config.version_policy;
-  if ('all' in policy) return { versions: sorted, missing: [] };
-  if ('specific' in policy) {
-    const missing = policy.specific.versions.filter((version) => !available.includes(version));
-    const versions = sorted.filter((version) => policy.specific.versions.includes(version));
-    if (versions.length === 0) throw new Error(`version_policy names version(s) ${missing.join(', ')}, which have no folder`);
-    return { versions, missing };
-  }
-  return { versions: sorted.slice(0, policy.latest.num_versions), missing: [] };
-}
-
 /** What a request to a model is told while a load of it is under way and nothing of it serves. */
 function loadingRefusal(name: string): NereidError {
   return notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it is loading)`);
@@ -504,128 +151,48 @@ export class ModelRepository {
   private closing = false;
   /** Aborted at close: loads and warmups under way stop, since what they would serve is to be discarded. */
   private readonly abandoning = new AbortController();
-  private rootPaths?: string[];
-  /** Model names found in two or more repository folders when last looked for, with what the log said of them (said once each). */
-  private readonly duplicates = new Map<string, string>();
-  /** Each resolved repository folder, and the folder as configured (how messages name it). */
-  private rootLabels = new Map<string, string>();
-  /** Each configured folder, and where it resolved to when last looked at. */
-  private resolvedOf = new Map<string, string>();
-  /** Model folders that are links leaving the repository, with their targets, as last warned of. */
-  private linksLeaving = new Map<string, string | undefined>();
-  /** The repository folder that could not be read (all of them, when the error did not say which), for the log. */
-  private unreadablePath?: string;
-  /** Why the last listing could not read the repository; undefined while it can. */
-  private unreadable?: string;
+  /** The repository folders, and which of them holds each model. */
+  private readonly roots: RepositoryRoots;
 
-  constructor(private readonly options: ModelRepositoryOptions) {}
-
-  /** The repository folders as configured. */
-  private get configuredRoots(): readonly string[] {
-    return typeof this.options.root === 'string' ? [this.options.root] : this.options.root;
-  }
-
-  /** How messages name the repository: its folder, or every folder when there are several. */
-  private get rootsLabel(): string {
-    return this.configuredRoots.join(', ');
-  }
-
-  /**
-   * The repository folders with every link followed, as last resolved. Resolved once and kept (a poll resolves them
-   * again, refreshRoot): files a model reads are checked against its own repository folder with their own links
-   * followed, so that none is read from outside it; a root itself being a link is the operator's choice.
-   */
-  private async roots(): Promise<string[]> {
-    this.rootPaths ??= await this.resolveRoots();
-    return this.rootPaths;
-  }
-
-  /**
-   * Each configured folder resolved, once: a folder named twice (or through a link to it) is one repository, not a
-   * second holding every model again. One inside another is refused: its folder would be a model of the outer one.
-   */
-  private async resolveRoots(atStart = true): Promise<string[]> {
-    const resolved = await Promise.all(this.configuredRoots.map((root) => repositoryFolder(root, { atStart })));
-    const labels = new Map<string, string>();
-    for (const [index, root] of resolved.entries()) if (!labels.has(root)) labels.set(root, this.configuredRoots[index]);
-    for (const inner of labels.keys()) {
-      const outer = [...labels.keys()].find((root) => inner.startsWith(root + sep));
-      if (outer) throw invalidArgument(`model repository ${labels.get(inner)} lies inside model repository ${labels.get(outer)}: its folder would be one of the outer repository's models; name folders side by side`);
-    }
-    this.resolvedOf = new Map(this.configuredRoots.map((configured, index) => [configured, resolved[index]]));
-    this.rootLabels = labels;
-    return [...labels.keys()];
+  constructor(private readonly options: ModelRepositoryOptions) {
+    this.roots = new RepositoryRoots({
+      root: options.root,
+      logger: options.logger,
+      keepServingBesideCopies: options.keepServingBesideCopies,
+      servingRepository: (name) => this.servingRepository(name),
+      foundIn: (name, repository) => {
+        const entry = this.entries.get(name);
+        if (entry?.repository !== undefined) entry.repository = repository;
+      },
+    });
   }
 
   /**
    * Resolves the repository folders again, as each poll does first: a root that is a link swapped to another target
-   * (Kubernetes git-sync, a release symlink) is followed to where it points now. Logged when a target changed;
-   * a root that cannot be resolved now throws and keeps the last targets.
+   * is followed to where it points now (RepositoryRoots.refreshRoot).
    */
-  async refreshRoot(): Promise<{ from: string; to: string } | undefined> {
-    const before = this.rootPaths === undefined ? undefined : new Map(this.resolvedOf);
-    try {
-      this.rootPaths = await this.resolveRoots(this.rootPaths === undefined);
-    } catch (error) {
-      if (before !== undefined) this.noteUnreadable(error);
-      throw error;
-    }
-    let changed: { from: string; to: string } | undefined;
-    for (const [configured, to] of this.resolvedOf) {
-      const from = before?.get(configured);
-      if (from === undefined || from === to) continue;
-      this.options.logger.info({ repository: configured, from, to }, `model repository ${configured} now points to ${to} (was ${from}); models are compared with what is there`);
-      changed ??= { from, to };
-    }
-    return changed;
+  refreshRoot(): Promise<{ from: string; to: string } | undefined> {
+    return this.roots.refreshRoot();
   }
 
-  /** The repository folder a path (links followed) lies in; the first folder for one in none. */
-  private async placeOfFolder(path: string): Promise<string> {
-    const roots = await this.roots();
-    return roots.find((root) => path === root || path.startsWith(root + sep)) ?? roots[0];
+  /** The model folders in the repository, whether loaded or not (RepositoryRoots.discover). */
+  discover(): Promise<string[]> {
+    return this.roots.discover();
   }
 
-  /**
-   * The repository folder that holds the model and the model's folder in it, links followed. A name found in two or
-   * more repositories is served from none, as in Triton, unless it serves from one of them and keepServingBesideCopies.
-   */
-  private async placeOf(name: string): Promise<{ root: string; folder: string }> {
-    checkModelName(name);
-    const roots = await this.roots();
-    if (roots.length === 1) return { root: roots[0], folder: await this.modelFolder(name, roots[0]) };
-    const holding = (await Promise.all(roots.map(async (root) => ((await this.modelFolder(name, root).then(() => true, () => false)) ? root : undefined)))).filter(
-      (root) => root !== undefined,
-    );
-    const labelOf = (root: string) => this.rootLabels.get(root) ?? root;
-    if (holding.length > 1) {
-      const servingFrom = this.options.keepServingBesideCopies ? this.servingRepository(name) : undefined;
-      const kept = holding.find((root) => labelOf(root) === servingFrom);
-      const copies = holding.filter((root) => root !== kept).map(labelOf);
-      // Said once per situation, not at every poll that finds it so again; the folders' paths are for the log only.
-      const warning = kept
-        ? `model '${name}' serving from ${labelOf(kept)} also appears in ${copies.join(' and ')}: ${copies.length > 1 ? 'those copies are' : 'that copy is'} ignored and the model keeps serving from ${labelOf(kept)}; remove one of them (the one left is then the model, and is loaded if it differs)`
-        : `model '${name}' appears in ${copies.join(' and ')}: it is served from none of them until all but one are renamed or removed`;
-      if (this.duplicates.get(name) !== warning) this.options.logger.warn({ model: name, repositories: holding.map(labelOf) }, warning);
-      this.duplicates.set(name, warning);
-      if (kept) return { root: kept, folder: await this.modelFolder(name, kept) };
-      // Triton's reason in its own words first (its tests compare them), then which repositories, named as clients may see them.
-      throw new DuplicateModelError(`model appears in two or more repositories: ${this.clientRepositoryNames(holding).join(' and ')}`);
-    }
-    if (holding.length === 1 && this.duplicates.delete(name)) {
-      this.options.logger.info({ model: name, repository: labelOf(holding[0]) }, `model '${name}' is now in one model repository only, ${labelOf(holding[0])}`);
-    }
-    const entry = this.entries.get(name);
-    // Where its files are now (the other copy of a duplicate removed): a copy appearing later is the ignored one.
-    if (holding.length === 1 && entry?.repository !== undefined) entry.repository = labelOf(holding[0]);
-    if (holding.length === 0) {
-      // A link out of its repository is refused as such, not as a model that is not there.
-      for (const root of roots) await this.modelFolder(name, root).catch((error: unknown) => {
-        if (!(error instanceof NereidError && error.code === 'NOT_FOUND')) throw error;
-      });
-      throw notFound(`model ${quoteName(name)} is not in the model repositories`);
-    }
-    return { root: holding[0], folder: await this.modelFolder(name, holding[0]) };
+  /** Whether the repository could be read when last looked at. */
+  get readable(): boolean {
+    return this.roots.readable;
+  }
+
+  /** Folders whose names no client could ask for, each with the rule it breaks (RepositoryRoots.unservableFolders). */
+  unservableFolders(): Promise<{ folder: string; problem: string }[]> {
+    return this.roots.unservableFolders();
+  }
+
+  /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */
+  looseModelFiles(): Promise<string[]> {
+    return this.roots.looseModelFiles();
   }
 
   /** The repository folder (as configured) a model serves from; undefined while it has no ready version. */
@@ -635,160 +202,9 @@ export class ModelRepository {
     return entry.repository;
   }
 
-  /**
-   * Repository folders as a client may be told of them: by their last path segment, never the server's whole path; by
-   * their place among the repositories too when two end alike.
-   */
-  private clientRepositoryNames(roots: readonly string[]): string[] {
-    const nameOf = (label: string) => basename(resolve(label));
-    // One per repository: a folder given twice is one repository, not two of the same name.
-    const labels = [...this.rootLabels.values()];
-    return roots.map((root) => {
-      const label = this.rootLabels.get(root) ?? root;
-      const name = nameOf(label);
-      const alike = labels.filter((other) => nameOf(other) === name).length > 1;
-      return alike ? `'${name}' (repository ${this.configuredRoots.indexOf(label) + 1})` : `'${name}'`;
-    });
-  }
-
   /** A model's folder with every link followed (checked to be inside the repository). */
   async folderOf(name: string): Promise<string> {
-    return (await this.placeOf(name)).folder;
-  }
-
-  /**
-   * The model folders in the repository, whether loaded or not. A repository that cannot be read, or can be again, is
-   * said in the log whoever looked (a poll, a listing), once each time it turns.
-   */
-  async discover(): Promise<string[]> {
-    // At start a wrong path stops the server: it is not a repository that went away.
-    const roots = await this.roots();
-    const names = new Set<string>();
-    const leaving = new Map<string, string | undefined>();
-    try {
-      for (const root of roots) {
-        // A link to a model folder elsewhere in the repository serves it under the link's name as well.
-        // Named as a client could ask for it; the others are warned of at start (unservableFolders).
-        const accept = (name: string) => modelNameProblem(name) === undefined;
-        for (const name of await foldersIn(root, root, accept, (name, target) => leaving.set(join(root, name), target))) names.add(name);
-      }
-    } catch (error) {
-      this.noteUnreadable(error);
-      throw error;
-    }
-    this.noteReadable();
-    this.warnOfLinksLeaving(leaving);
-    return [...names].sort();
-  }
-
-  /**
-   * Model folders that are links out of the repository (or to nothing) are not served: said once per link and target,
-   * in the log only (where it leads is the server's layout, not a client's business), so that a model linked in from a
-   * shared store does not vanish without a word. A link removed and made again is said again.
-   */
-  private warnOfLinksLeaving(leaving: ReadonlyMap<string, string | undefined>): void {
-    for (const [link, target] of leaving) {
-      if (this.linksLeaving.has(link) && this.linksLeaving.get(link) === target) continue;
-      const where = this.rootLabels.get(dirname(link)) ?? dirname(link);
-      const model = basename(link);
-      this.options.logger.warn(
-        { model, link, target },
-        target === undefined
-          ? `the folder '${model}' in the model repository ${where} is a link to nothing (${link} leads to no file): model '${model}' is not served`
-          : `the folder '${model}' in the model repository ${where} is a link to ${target}, outside the model repository: model '${model}' is not served (a model folder may be a link only to a folder inside the repository; copy or mount it there)`,
-      );
-    }
-    this.linksLeaving = new Map(leaving);
-  }
-
-  /** Whether the repository could be read when last looked at. */
-  get readable(): boolean {
-    return this.unreadable === undefined;
-  }
-
-  /**
-   * Records that the repository cannot be read, and logs it with the path when it was readable before (or the reason
-   * changed); returns the reason as clients are told it, without the server's paths.
-   */
-  private noteUnreadable(error: unknown): string {
-    const { code, path } = fileSystemError(error);
-    const plain: Record<string, string> = { ENOENT: 'it does not exist now', ENOTDIR: 'it is not a folder now', EACCES: 'permission denied' };
-    const why = code === undefined ? 'it does not exist now or is not a folder' : `${plain[code] ?? 'error'}, ${code}`;
-    const unreadable = `the model repository cannot be read (${why}); listed: the models this server holds`;
-    this.unreadablePath = path ?? this.rootsLabel;
-    if (this.unreadable !== unreadable) {
-      this.options.logger.warn(
-        { code, path },
-        `the model repository ${this.unreadablePath} cannot be read (${why}): the models loaded keep serving as they are, and nothing is loaded or unloaded until it can be read again`,
-      );
-    }
-    this.unreadable = unreadable;
-    return unreadable;
-  }
-
-  private noteReadable(): void {
-    if (this.unreadable === undefined) return;
-    this.unreadable = undefined;
-    this.options.logger.info(`the model repository ${this.unreadablePath ?? this.rootsLabel} can be read again`);
-  }
-
-  /**
-   * Folders whose names no client could ask for (spaces, other scripts, a leading '-', '..', over 255 characters), each
-   * with the rule it breaks: not served, so worth a word at start. Hidden folders (.git) and a volume's lost+found (a
-   * repository on its own file system) are no model folders.
-   */
-  async unservableFolders(): Promise<{ folder: string; problem: string }[]> {
-    const folders: { folder: string; problem: string }[] = [];
-    // Each folder's name is judged once, worded for a folder; the folders kept are those with a problem.
-    const problems = new Map<string, string>();
-    const unservable = (name: string) => {
-      const problem = name.startsWith('.') || name === 'lost+found' ? undefined : modelNameProblem(name, 'folder');
-      if (problem !== undefined) problems.set(name, problem);
-      return problem !== undefined;
-    };
-    for (const root of await this.roots()) {
-      for (const folder of await foldersIn(root, root, unservable)) folders.push({ folder, problem: problems.get(folder)! });
-    }
-    return folders.sort((a, b) => (a.folder < b.folder ? -1 : a.folder > b.folder ? 1 : 0));
-  }
-
-  /** ONNX files lying directly in the repository: not served (a model is a folder), so worth a word at start. */
-  async looseModelFiles(): Promise<string[]> {
-    return (await Promise.all((await this.roots()).map((root) => otherOnnxFiles(root)))).flat();
-  }
-
-  /** `root`: the repository folder as a load resolved it at its start (a poll may resolve it again meanwhile). */
-  private async modelFolder(name: string, root: string): Promise<string> {
-    checkModelName(name);
-    const folder = join(root, name);
-    const real = await realpath(folder).catch(() => {
-      throw notFound(`model ${quoteName(name)} is not in the model repository`);
-    });
-    if (!real.startsWith(root + sep)) throw invalidArgument(`model ${quoteName(name)} resolves outside the model repository`);
-    if (!(await stat(real)).isDirectory()) throw notFound(`model ${quoteName(name)} is not in the model repository`);
-    return real;
-  }
-
-  private async readConfig(folder: string, override: unknown, root: string): Promise<ModelConfig> {
-    if (override instanceof RepositoryConfig) return parseModelConfig(override.config, 'config');
-    if (override !== undefined) {
-      const config = parseModelConfig(override, 'config override');
-      checkOverride(config, await this.readConfig(folder, undefined, root).catch(() => undefined));
-      return config;
-    }
-    for (const file of CONFIG_FILES) {
-      if (!(await exists(join(folder, file)))) continue;
-      // A config that is a link out of the repository is refused like any other file a model reads.
-      const text = await readFile(await containedFile(root, folder, file, 'config file'), 'utf8');
-      let raw: unknown;
-      try {
-        raw = file === 'config.pbtxt' ? parsePbtxt(text, file) : file === 'config.json' ? JSON.parse(text) : parseYaml(text);
-      } catch (error) {
-        throw new Error(syntaxErrorMessage(file, text, error as Error));
-      }
-      return parseModelConfig(raw, file);
-    }
-    return parseModelConfig({}, 'default config');
+    return (await this.roots.placeOf(name)).folder;
   }
 
   private backendFor(config: ModelConfig, name: string): Backend {
@@ -844,7 +260,7 @@ export class ModelRepository {
   /** The model folder's config files as they are now, to tell whether they changed since a load; '' when unreadable. */
   private async configFilesText(name: string): Promise<string> {
     try {
-      const { folder } = await this.placeOf(name);
+      const { folder } = await this.roots.placeOf(name);
       const texts = await Promise.all(CONFIG_FILES.map((file) => readFile(join(folder, file), 'utf8').catch(() => '')));
       return texts.join('\u0000');
     } catch {
@@ -875,22 +291,6 @@ export class ModelRepository {
     return unloaded;
   }
 
-  /** Whether `step` serves what the ensemble's `entry` needs of it: a ready version, and every version the ensemble names. */
-  private stepServes(step: string, entry: ModelEntry): boolean {
-    return this.isReady(step) && (entry.pinned?.get(step) ?? []).every((version) => this.isReady(step, version));
-  }
-
-  /** How a missing step reads in the reason: the model, or the versions of it the ensemble names that are not loaded. */
-  private missingStepLabel(step: string, entry: ModelEntry): string {
-    if (!this.isReady(step)) return step;
-    const versions = (entry.pinned?.get(step) ?? []).filter((version) => !this.isReady(step, version));
-    return versions.length === 0 ? step : `${step} version ${versions.join(', ')}`;
-  }
-
-  private missingReason(ensemble: string, entry: ModelEntry): string {
-    return ensembleMissingReason(ensemble, [...(entry.missingSteps ?? [])].map((step) => this.missingStepLabel(step, entry)));
-  }
-
   /**
    * Ensembles loaded with `step` among their steps, now that it is unloaded or no longer has a version they name:
    * UNAVAILABLE, with why, until it is back.
@@ -899,7 +299,7 @@ export class ModelRepository {
     if (this.closing || this.options.loadsOnDemand?.(step)) return;
     // An ensemble whose own load is under way checks its steps itself (and may be the one loading this step).
     const lost = (entry: ModelEntry | undefined): entry is ModelEntry =>
-      entry !== undefined && !entry.unloaded && !entry.loading && entry.steps?.includes(step) === true && !this.stepServes(step, entry);
+      entry !== undefined && !entry.unloaded && !entry.loading && entry.steps?.includes(step) === true && !stepServes(step, entry, this.readiness);
     const users = () => [...this.entries].filter(([, entry]) => lost(entry)).map(([name]) => name);
     for (const ensemble of users()) {
       await this.serialise(ensemble, async () => {
@@ -908,7 +308,7 @@ export class ModelRepository {
         if (!lost(entry)) return;
         const missingSteps = new Set([...(entry.missingSteps ?? []), step]);
         const failed: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, steps: entry.steps, pinned: entry.pinned, missingSteps, waiting: true };
-        const reason = this.missingReason(ensemble, failed);
+        const reason = missingReason(ensemble, failed, this.readiness);
         failed.failures.set('', reason);
         await this.replace(ensemble, failed, entry);
         this.options.logger.warn({ model: ensemble, missing: [...missingSteps] }, `${reason}; it loads again when they do`);
@@ -930,9 +330,9 @@ export class ModelRepository {
         const entry = this.entries.get(ensemble);
         if (!entry || entry.unloaded || !entry.missingSteps?.has(step)) return;
         // Back without a version the ensemble names: it still waits, for that version now.
-        if (this.stepServes(step, entry)) entry.missingSteps.delete(step);
+        if (stepServes(step, entry, this.readiness)) entry.missingSteps.delete(step);
         if (entry.missingSteps.size > 0) {
-          entry.failures.set('', this.missingReason(ensemble, entry));
+          entry.failures.set('', missingReason(ensemble, entry, this.readiness));
           return;
         }
         this.options.logger.info({ model: ensemble }, `ensemble '${ensemble}': its steps are available again; loading it`);
@@ -954,8 +354,8 @@ export class ModelRepository {
 
   /** A model's config as its files say now (not the one a load request may have given). */
   async configOf(name: string): Promise<ModelConfig> {
-    const { root, folder } = await this.placeOf(name);
-    return this.readConfig(folder, undefined, root);
+    const { root, folder } = await this.roots.placeOf(name);
+    return readModelConfig(folder, undefined, root);
   }
 
   /** The backend that would load `name` ('ensemble' for an ensemble), resolved from its config files as loading does, without loading it. */
@@ -980,7 +380,7 @@ export class ModelRepository {
     const logger = this.options.logger.child({ model: name });
     const previous = this.entries.get(name);
     // A name with no folder is the caller's mistake (NOT_FOUND), not the server's; one in two repositories fails to load.
-    const { root, folder } = await this.placeOf(name).catch(async (error: Error) => {
+    const { root, folder } = await this.roots.placeOf(name).catch(async (error: Error) => {
       if (!(error instanceof DuplicateModelError)) logger.warn(`cannot load model '${name}': ${error.message}`);
       if (error instanceof DuplicateModelError) {
         // As in Triton, a serving model found in a second repository stops serving: which one is meant cannot be told.
@@ -1002,13 +402,13 @@ export class ModelRepository {
   }
 
   private async loadVersions(name: string, configOverride: unknown, logger: Logger, root: string, folder: string, previous: ModelEntry | undefined): Promise<void> {
-    const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, repository: this.rootLabels.get(root) ?? root };
+    const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, repository: this.roots.labelOf(root) };
     let config: ModelConfig;
     let backend: Backend | undefined;
     let versions: number[];
     let available: number[];
     try {
-      config = await this.readConfig(folder, configOverride, root).catch((error: unknown) => {
+      config = await readModelConfig(folder, configOverride, root).catch((error: unknown) => {
         throw new ModelConfigError(error);
       });
       const ignored = ignoredTritonFields(config);
@@ -1055,7 +455,7 @@ export class ModelRepository {
       const kept = await this.replaceUnlessServing(name, entry, previous, reason);
       if (kept) logLoadFailure(logger, 'warn', { reason }, `reload of model '${name}' failed; the loaded version(s) keep serving: ${message}`, [error]);
       else logLoadFailure(logger, levelOf(error, configOverride), {}, `failed to load model '${name}': ${message}`, [error]);
-      throw this.loadFailure(name, reason, configOverride, [error]);
+      throw loadFailure(name, reason, configOverride, [error]);
     }
     const versionErrors: unknown[] = [];
     const failedToLoad: string[] = [];
@@ -1084,7 +484,7 @@ export class ModelRepository {
           const versionFolder = join(folder, version);
           const modelPath = backend.builtinModelPath
             ? checkingConfig(() => backend!.builtinModelPath!(config))
-            : await this.modelFile(root, backend, config, versionFolder);
+            : await modelFile({ root, backend, config, versionFolder, backends: this.options.backends, rootOf: (path) => this.roots.placeOfFolder(path) });
           const recordPath = join(versionFolder, QUANTIZATION_RECORD_FILE);
           const quantization = (await exists(recordPath))
             ? await readQuantizationRecord(await containedFile(root, versionFolder, QUANTIZATION_RECORD_FILE, 'quantization record'), shown(root, recordPath), modelPath)
@@ -1132,7 +532,7 @@ export class ModelRepository {
           const loadMs = performance.now() - started;
           loaded.statistics.loadNs = loadMs * 1e6;
           // With several repositories, which one it came from is the operator's first question.
-          const from = this.rootLabels.size > 1 ? entry.repository : undefined;
+          const from = this.roots.several ? entry.repository : undefined;
           logger.info({ version, ms: Math.round(loadMs), ...(from && { repository: from }) }, `loaded model '${name}' version ${version}${from ? ` from ${from}` : ''}`);
         } catch (error) {
           versionErrors.push(error);
@@ -1164,7 +564,7 @@ export class ModelRepository {
       }
       // Each version's reason in Triton's words (qa/L0_lifecycle test_model_reload_fail matches them).
       const reasons = [...entry.failures].map(([version, reason]) => (version === '' ? reason : `version ${version} is at UNAVAILABLE state: ${reason}`));
-      throw this.loadFailure(name, reasons.join('; '), configOverride, versionErrors);
+      throw loadFailure(name, reasons.join('; '), configOverride, versionErrors);
     }
     if (!backend) {
       entry.steps = [...new Set(config.ensemble_scheduling?.step.map((step) => step.model_name) ?? [])];
@@ -1198,7 +598,7 @@ export class ModelRepository {
     const profiled = await Promise.all(candidates.map((version) => exists(join(folder, String(version), REFERENCE_PROFILE_FILE))));
     const monitored = candidates.filter((_, index) => profiled[index]);
     if (monitored.length === 0) return;
-    const repository = await repositoryForHints(this.rootLabels.get(await this.placeOfFolder(folder)) ?? this.configuredRoots[0]);
+    const repository = await repositoryForHints(await this.roots.repositoryOf(folder));
     const have = monitored.length === 1 ? `version ${monitored[0]} has one` : `versions ${monitored.join(', ')} have one`;
     for (const version of unmonitored) {
       logger.warn(
@@ -1219,67 +619,11 @@ export class ModelRepository {
     return hold && { call: hold.infer, release: hold.release };
   }
 
+  /** Whether a model (or one version) serves now, as what an ensemble needs of its steps is judged. */
+  private readonly readiness: Readiness = (name, version) => this.isReady(name, version);
+
   /** Without the server's path: a call goes straight to the version the repository serves. */
   private readonly directCall: StepCall = (request: InferenceRequest, context) => this.get(request.model, request.version).infer(request, context);
-
-  /** The version's model file: the one the config names, else the first the backend reads that the folder holds. */
-  private async modelFile(root: string, backend: Backend, config: ModelConfig, versionFolder: string): Promise<string> {
-    const named = config.default_model_filename ?? (await this.modelFilename(backend, versionFolder));
-    // Code is read only from inside its own version folder, links included.
-    const within = backend.runsRepositoryCode ? await this.containedFolder(root, versionFolder) : root;
-    const contained = (filename: string) =>
-      containedFile(root, versionFolder, filename, config.default_model_filename ? 'default_model_filename' : 'model file', within).catch(async (error: Error) => {
-        throw new RepositoryLayoutError(`${error.message}${await this.modelFileHint(versionFolder, filename, backend)}`);
-      });
-    let path = await contained(named);
-    if (backend.modelFileInFolder !== undefined && (await stat(path)).isDirectory()) path = await contained(join(named, backend.modelFileInFolder));
-    // ONNX Runtime would say only "system error number 13".
-    await access(path, constants.R_OK).catch((error: NodeJS.ErrnoException) => {
-      throw new RepositoryLayoutError(`model file ${shown(root, path)} cannot be read by this process (${error.code === 'EACCES' ? 'permission denied' : error.message})`);
-    });
-    // An engine would answer with its own internals ("ModelProto does not have a graph"); a copy cut short says so.
-    if ((await stat(path)).size === 0) throw new RepositoryLayoutError(`model file ${shown(root, path)} is empty (0 bytes)`);
-    return path;
-  }
-
-  /**
-   * What a version folder without the model file holds instead: a file of the same format under another name (rename
-   * it, or name it in default_model_filename), else one that another backend reads (set that backend; a file of
-   * another format is never offered to this one). '' when it holds neither.
-   */
-  private async modelFileHint(versionFolder: string, filename: string, backend: Backend): Promise<string> {
-    const dirents = await readdir(versionFolder, { withFileTypes: true }).catch(() => []);
-    const files = dirents.filter((dirent) => dirent.isFile() && !NOT_MODEL_FILES.has(dirent.name)).map((dirent) => dirent.name).sort();
-    const extension = extname(filename).toLowerCase();
-    const sameFormat = files.filter((file) => file !== filename && extension !== '' && extname(file).toLowerCase() === extension);
-    if (sameFormat.length > 0) return `; the folder holds ${sameFormat.join(', ')}: rename it to ${filename} or set default_model_filename: ${sameFormat[0]} in the config`;
-    for (const other of this.options.backends) {
-      const names = other.modelFilenames ?? (other.defaultModelFilename ? [other.defaultModelFilename] : []);
-      if (other === backend || names.length === 0) continue;
-      // A file of a format only that backend reads (any *.onnx); a name as common as *.json or *.js counts only as the backend's own name.
-      const distinct = names.map((name) => extname(name).toLowerCase()).filter((ext) => ext !== '' && !GENERIC_EXTENSIONS.has(ext));
-      const found = files.filter((file) => names.includes(file) || distinct.includes(extname(file).toLowerCase()));
-      if (found.length > 0) {
-        return `; the folder holds ${found.join(', ')}, which backend '${other.name}' reads, not '${backend.name}': set backend: "${other.name}" in the model's config`;
-      }
-    }
-    return '';
-  }
-
-  /** The first of the backend's model file names the version folder holds (the first name when it holds none, for the message). */
-  private async modelFilename(backend: Backend, versionFolder: string): Promise<string> {
-    const names = backend.modelFilenames ?? [backend.defaultModelFilename];
-    for (const name of names) if (await exists(join(versionFolder, name))) return name;
-    if (names.length > 1) throw new RepositoryLayoutError(`${shown(await this.placeOfFolder(versionFolder), versionFolder)} holds no model file: backend '${backend.name}' reads ${names.join(' or ')}`);
-    return names[0];
-  }
-
-  /** A version folder with every link followed, refused when that leaves the repository. */
-  private async containedFolder(root: string, folder: string): Promise<string> {
-    const real = await realpath(folder);
-    if (!real.startsWith(root + sep)) throw new RepositoryLayoutError(`${shown(root, folder)} is a link to a folder outside the model repository`);
-    return real;
-  }
 
   private loadEnsembleVersion(
     name: string,
@@ -1349,20 +693,6 @@ export class ModelRepository {
     };
     await visit(config, [name]);
   }
-
-
-  /**
-   * With a config given, a config that does not parse, is refused or does not fit the model is the
-   * caller's mistake (INVALID_ARGUMENT); a model the engine cannot open or run is not (UNAVAILABLE),
-   * whichever config came with it. `errors`: why the load failed (one per version once it got that far).
-   */
-  private loadFailure(name: string, reason: string, configOverride: unknown, errors: readonly unknown[]): NereidError {
-    const cause = errors[0] instanceof ModelConfigError ? errors[0].cause : errors[0];
-    const callersMistake = fromClient(configOverride) && errors.every((error) => error instanceof ModelConfigError);
-    if (callersMistake) return new ModelLoadError('INVALID_ARGUMENT', `load failed for model '${name}' with the config given: ${reason}`, { cause });
-    return new ModelLoadError('UNAVAILABLE', `load failed for model '${name}': ${reason}`, { cause });
-  }
-
   private async replace(name: string, entry: ModelEntry, previous: ModelEntry | undefined): Promise<void> {
     this.entries.set(name, entry);
     const served = this.servedVersions.get(name) ?? new Set<string>();
@@ -1503,7 +833,7 @@ export class ModelRepository {
       discovered = await this.discover();
     } catch (error) {
       // discover() has logged it, unless the repository was never read (a listing before start).
-      unreadable = this.unreadable ?? this.noteUnreadable(error);
+      unreadable = this.roots.unreadableReason ?? this.roots.noteUnreadable(error);
     }
     const names = new Set([...discovered, ...this.entries.keys()]);
     const onDisk = new Set(discovered);

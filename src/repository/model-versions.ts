@@ -1,7 +1,7 @@
 /** A model's versions as a command that works on the files (quantize, eval) reads them, before any server loads it. */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { repositoryFolder, versionFolders } from './model-repository.js';
+import { repositoryFolder, versionFolders } from './repository-layout.js';
 
 /**
  * The versions of `model`'s folder in `repository`, ascending; a model the repository lacks is refused naming the ones

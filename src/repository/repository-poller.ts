@@ -6,7 +6,8 @@
  */
 import type { Logger } from 'pino';
 import { FolderFingerprints } from './model-fingerprint.js';
-import { DuplicateModelError, type ModelRepository } from './model-repository.js';
+import { DuplicateModelError } from './load-failure.js';
+import type { ModelRepository } from './model-repository.js';
 
 export interface RepositoryPollerOptions {
   repository: ModelRepository;

@@ -9,7 +9,7 @@ import { defaultLibraryLogger } from '../observability/library-logger.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
-import { repositoryFolder } from '../repository/model-repository.js';
+import { repositoryFolder } from '../repository/repository-layout.js';
 import { optionKeyName, parseOptions } from '../core/options.js';
 import { checkLoggerOption, checkMonitoringOptions, serveFlagName, Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
 

@@ -26,7 +26,12 @@ import { LogSettings, type LogSettingsAnswer } from '../observability/log-settin
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
 import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
-import { checkModelName, ModelLoadError, ModelRepository, RepositoryConfig, versionFolders, type RepositoryIndexEntry } from '../repository/model-repository.js';
+import { RepositoryConfig } from '../repository/config-override.js';
+import { ModelLoadError } from '../repository/load-failure.js';
+import { checkModelName } from '../repository/model-name.js';
+import { ModelRepository } from '../repository/model-repository.js';
+import type { RepositoryIndexEntry } from '../repository/repository-index.js';
+import { versionFolders } from '../repository/repository-layout.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { versionIdentity } from '../repository/ensemble-loader.js';
 import { describeValue } from '../model/input-validation.js';

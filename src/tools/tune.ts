@@ -9,7 +9,7 @@
  * thread splits and execution thread, the batch size, the queue delay (fixed, or latency-aware
  * batching toward a target), graph optimisation, the other versions — within a time budget.
  */
-import { versionFolders } from '../repository/model-repository.js';
+import { versionFolders } from '../repository/repository-layout.js';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { loadSharp } from '../core/sharp.js';

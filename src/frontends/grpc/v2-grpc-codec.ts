@@ -16,7 +16,7 @@ import {
 } from '../../core/tensor.js';
 import type { ModelStatistics } from '../../observability/model-statistics.js';
 import { answeredModelFilename, type CompletedModelConfig, type SequenceBatchingConfig } from '../../config/model-config.js';
-import type { RepositoryIndexEntry } from '../../repository/model-repository.js';
+import type { RepositoryIndexEntry } from '../../repository/repository-index.js';
 import {
   checkSharedMemoryOutputs,
   sharedMemoryInputData,

@@ -17,7 +17,7 @@ import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.j
 import { logFailedHandshakes, type HandshakeFailureLogger } from '../../observability/tls-handshake-log.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, parseJson, type RawInputModel } from '../../protocol/v2-json.js';
 import type { BatchJobsSource } from '../../jobs/batch-status.js';
-import { MAX_MODEL_NAME } from '../../repository/model-repository.js';
+import { MAX_MODEL_NAME } from '../../repository/model-name.js';
 import { answeredModelFilename, type CompletedModelConfig } from '../../config/model-config.js';
 import { namedRepositoryRefusal, type Server } from '../../server/server.js';
 import { admitFromHeaders, askForBody, discardRefusedBody, holdContinue, readBody, streamBodies } from './body-admission.js';
