@@ -11,7 +11,8 @@ import { parseCacheConfig, type CacheConfig } from '../cache/cache-config.js';
 import { isBundledRepository, prepareBundledRepository } from '../repository/bundled-repository.js';
 import { repositoryFolder } from '../repository/repository-layout.js';
 import { optionKeyName, parseOptions } from '../core/options.js';
-import { checkLoggerOption, checkMonitoringOptions, serveFlagName, Server, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server.js';
+import { Server } from './server.js';
+import { checkLoggerOption, checkMonitoringOptions, serveFlagName, SERVER_OTHER_OPTIONS, serverOptionsSchema, type ServerOptions } from './server-options.js';
 
 export type CreateServerOptions = Omit<ServerOptions, 'backends'> & {
   /** Default: ONNX Runtime, JavaScript handlers (which load only with allowCodeModels), TF.js and the built-in pipelines. */

@@ -3,8 +3,13 @@
  * so that the CLI can show the defaults (and commands other than serve can start) without loading the core.
  */
 import { totalmem } from 'node:os';
+import type { Logger } from 'pino';
 import { z } from 'zod';
-import { flagNames, OptionError, type SettingName } from '../core/options.js';
+import type { Backend } from '../backends/backend.js';
+import type { ResponseCacheStore } from '../cache/cache-store.js';
+import type { InferenceObserverFactory } from '../core/inference-observer.js';
+import { flagNames, OptionError, refuseOptionValue, type SettingName } from '../core/options.js';
+import type { TraceSettings } from '../observability/trace-settings.js';
 import { monitorSettingsProblem, versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
 import { idleMemoryReclaimerOptionsSchema } from './idle-memory-reclaimer.js';
 import { parseMemoryBudget } from './model-residency.js';
@@ -109,3 +114,41 @@ export function checkMonitoringOptions(what: string, monitoring: z.output<typeof
   const problem = monitorSettingsProblem(monitoring, (key) => settingName(`monitoring.${key}`));
   if (problem !== undefined) throw new OptionError(`${what}: ${problem}`);
 }
+
+export type ServerOptions = z.input<typeof serverOptionsSchema> & {
+  /** The execution engines models may ask for; the first serves models whose config names none. */
+  backends: readonly Backend[];
+  logger?: Logger;
+  /** Services that watch every model version's requests (metrics, tracing), beside its statistics. */
+  observers?: InferenceObserverFactory[];
+  /** Where responses are cached for models whose config enables response_cache; none: no caching. */
+  responseCache?: ResponseCacheStore;
+  /** The tracing's settings (Tracing.settings), for the trace extension; none: tracing is off and cannot be turned on. */
+  traceSettings?: TraceSettings;
+  /** How messages name these options (a refusal's "start it with …"); default: by their keys. The CLI passes its flags' names. */
+  settingName?: SettingName;
+};
+
+/** The options a Server reads itself, beside its schema's. */
+export const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: true, responseCache: true, traceSettings: true, settingName: true } satisfies Record<
+  Exclude<keyof ServerOptions, keyof z.input<typeof serverOptionsSchema>>,
+  true
+>;
+
+/** What the server and its front ends call on a logger (child loggers per component, the levels): a pino Logger has them all. */
+const LOGGER_METHODS = ['child', 'info', 'warn', 'error', 'debug'] as const;
+
+/** Refuses a `logger` that is not pino-like when it is given, not when a front end first calls `logger.child`. */
+export function checkLoggerOption(what: string, logger: unknown): void {
+  if (logger === undefined) return;
+  const methods = typeof logger === 'object' && logger !== null ? (logger as Record<string, unknown>) : {};
+  if (LOGGER_METHODS.some((method) => typeof methods[method] !== 'function')) {
+    refuseOptionValue(what, 'logger', `a pino Logger (with ${LOGGER_METHODS.join(', ')} functions)`, logger);
+  }
+}
+
+/** What stop() takes: how long the front ends may take to answer what they have received. */
+export const stopOptionsSchema = z.object({
+  /** After this, the connections still open are cut (the CLI's --shutdown-timeout, in ms); at most what a timer can wait. */
+  timeoutMs: z.number().int().positive().max(2_147_483_647).default(30_000),
+});

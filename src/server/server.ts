@@ -10,9 +10,8 @@ import { z } from 'zod';
 import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { asNereidError, invalidArgument, NereidError, notFound, overloaded, quoteName, unavailable } from '../core/errors.js';
-import { optionKeyName, parseOptions, refuseOptionValue, type SettingName } from '../core/options.js';
+import { optionKeyName, parseOptions, type SettingName } from '../core/options.js';
 import type { InputShapeCheck } from '../core/tensor.js';
-import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type RequestContext, type RequestedOutput } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep } from '../model/ensemble-scheduler.js';
@@ -25,66 +24,29 @@ import { isBundledRepository } from '../repository/bundled-repository.js';
 import { LogSettings, type LogSettingsAnswer } from '../observability/log-settings.js';
 import { TraceSettings, type TraceSettingAnswer } from '../observability/trace-settings.js';
 import type { RawInputModel } from '../protocol/v2-json.js';
-import { datatypeOfConfig, parameterValue, type ModelConfig } from '../config/model-config.js';
+import { datatypeOfConfig } from '../config/model-config.js';
 import { RepositoryConfig } from '../repository/config-override.js';
-import { ModelLoadError } from '../repository/load-failure.js';
 import { checkModelName } from '../repository/model-name.js';
 import { ModelRepository } from '../repository/model-repository.js';
-import type { RepositoryIndexEntry } from '../repository/repository-index.js';
 import { versionFolders } from '../repository/repository-layout.js';
 import { RepositoryPoller } from '../repository/repository-poller.js';
 import { versionIdentity } from '../repository/ensemble-loader.js';
-import { describeValue } from '../model/input-validation.js';
 import { VERSION } from '../version.js';
 import { ByteBudget, type BodyReservation } from './byte-budget.js';
 import { IdleMemoryReclaimer, processMemory, type ServerActivity } from './idle-memory-reclaimer.js';
-import { ModelResidency, type Residency, type ResidencySummary } from './model-residency.js';
-import { chooseVersion, ShadowComparison, type ShadowSummary } from './traffic.js';
-import { checkMonitoringOptions, serverOptionsSchema } from './server-options.js';
+import { ModelResidency, type ResidencySummary } from './model-residency.js';
+import { modelListOf, withResidency, type IndexRow, type ModelListEntry } from './model-listing.js';
+import { asLoadFailure, loadRequestConfig, requireExplicitControl, unloadsDependents } from './model-control.js';
+import { callsOtherModels, planResidency } from './residency-plan.js';
+import { chooseVersion, type ShadowSummary } from './traffic.js';
+import { TrafficRouter } from './traffic-router.js';
+import { checkLoggerOption, checkMonitoringOptions, SERVER_OTHER_OPTIONS, serverOptionsSchema, stopOptionsSchema, type ServerOptions } from './server-options.js';
 import { SystemSharedMemory } from './system-shared-memory.js';
 
-export { checkMonitoringOptions, serveFlagName, serverOptionsSchema } from './server-options.js';
+export { checkLoggerOption, checkMonitoringOptions, serveFlagName, SERVER_OTHER_OPTIONS, serverOptionsSchema, stopOptionsSchema, type ServerOptions } from './server-options.js';
 
 /** Retry-After of a request that arrives while the server is still loading its models at start. */
 const STARTING_RETRY_AFTER_MS = 1000;
-
-export type ServerOptions = z.input<typeof serverOptionsSchema> & {
-  /** The execution engines models may ask for; the first serves models whose config names none. */
-  backends: readonly Backend[];
-  logger?: Logger;
-  /** Services that watch every model version's requests (metrics, tracing), beside its statistics. */
-  observers?: InferenceObserverFactory[];
-  /** Where responses are cached for models whose config enables response_cache; none: no caching. */
-  responseCache?: ResponseCacheStore;
-  /** The tracing's settings (Tracing.settings), for the trace extension; none: tracing is off and cannot be turned on. */
-  traceSettings?: TraceSettings;
-  /** How messages name these options (a refusal's "start it with …"); default: by their keys. The CLI passes its flags' names. */
-  settingName?: SettingName;
-};
-
-/** The options a Server reads itself, beside its schema's. */
-export const SERVER_OTHER_OPTIONS = { backends: true, logger: true, observers: true, responseCache: true, traceSettings: true, settingName: true } satisfies Record<
-  Exclude<keyof ServerOptions, keyof z.input<typeof serverOptionsSchema>>,
-  true
->;
-
-/** What the server and its front ends call on a logger (child loggers per component, the levels): a pino Logger has them all. */
-const LOGGER_METHODS = ['child', 'info', 'warn', 'error', 'debug'] as const;
-
-/** Refuses a `logger` that is not pino-like when it is given, not when a front end first calls `logger.child`. */
-export function checkLoggerOption(what: string, logger: unknown): void {
-  if (logger === undefined) return;
-  const methods = typeof logger === 'object' && logger !== null ? (logger as Record<string, unknown>) : {};
-  if (LOGGER_METHODS.some((method) => typeof methods[method] !== 'function')) {
-    refuseOptionValue(what, 'logger', `a pino Logger (with ${LOGGER_METHODS.join(', ')} functions)`, logger);
-  }
-}
-
-/** What stop() takes: how long the front ends may take to answer what they have received. */
-export const stopOptionsSchema = z.object({
-  /** After this, the connections still open are cut (the CLI's --shutdown-timeout, in ms); at most what a timer can wait. */
-  timeoutMs: z.number().int().positive().max(2_147_483_647).default(30_000),
-});
 
 /** A front end (or any listener over a Server) as stop() drains it: createHttpFrontEnd attaches its own (attachFrontEnd). */
 export interface DrainableFrontEnd {
@@ -113,9 +75,6 @@ export function namedRepositoryRefusal(repository: string): NereidError {
 /** An output whose parameters ask for classes (`classification`, `class_count`) that its classCount does not carry yet. */
 const asksClassesByParameter = (output: RequestedOutput) =>
   output.classCount === undefined && (output.parameters?.classification !== undefined || output.parameters?.class_count !== undefined);
-
-/** A row of the repository index as the server answers it. */
-type IndexRow = RepositoryIndexEntry & { traffic_share?: number; residency?: Residency; memory_bytes?: number };
 
 export const SERVER_EXTENSIONS = [
   'classification',
@@ -169,10 +128,8 @@ export class Server {
   private closing = false;
   private draining = false;
   private readonly requiredAtStart = new Set<string>();
-  /** Traffic weights set at run time (setTrafficWeights), over the config's. */
-  private readonly trafficWeights = new Map<string, Record<string, number>>();
-  /** Per model, the shadow comparisons by primary and shadow version. */
-  private readonly shadows = new Map<string, Map<string, ShadowComparison>>();
+  /** Run-time traffic weights over the configs', and shadow comparisons. */
+  private readonly traffic: TrafficRouter;
   /** In poll mode, what follows the repository's changes. */
   readonly poller?: RepositoryPoller;
   /** Which models are in memory: on-demand loads and unloads under the memory budget. */
@@ -211,6 +168,7 @@ export class Server {
     this.bodies = new ByteBudget(this.options.maxInflightBytes, this.settingName('maxInflightBytes'));
     this.traceSettings = options.traceSettings ?? new TraceSettings({ exporting: false, settingName: this.settingName });
     this.logSettings = new LogSettings(this.logger);
+    this.traffic = new TrafficRouter((name, version) => this.repository.get(name, version), this.logger);
     this.repository = new ModelRepository({
       root: this.options.modelRepository,
       backends: options.backends,
@@ -230,7 +188,7 @@ export class Server {
         versionIdentity(() => {
           const served = this.model(step.model, step.version);
           // A version that traffic weights draw per request cannot be named before the call.
-          return step.version === undefined && this.weightsOf(served) ? undefined : served;
+          return step.version === undefined && this.traffic.weightsOf(served) ? undefined : served;
         }),
       holdStepVersion: (step) => this.holdStepVersion(step),
       holdStep: (name) => this.hold(name),
@@ -278,35 +236,6 @@ export class Server {
   private reloadChanged(name: string): Promise<void> {
     if (this.residency.residencyOf(name) === 'on_demand' && !this.residency.isResident(name)) return Promise.resolve();
     return this.residency.load(name, () => this.repository.load(name));
-  }
-
-  /**
-   * How each model is kept. In on_demand mode every model loads on demand unless pinned; in none and
-   * poll modes only those whose config says `residency: on_demand`, the others (declared pinned only
-   * when there is something to share memory with) load at start. Explicit mode keeps its own rules.
-   */
-  private planResidency(models: readonly string[], configs: ReadonlyMap<string, ModelConfig | undefined>): Map<string, Residency> {
-    const { modelControlMode: mode, pinModels, modelMemoryBudget } = this.options;
-    const plan = new Map<string, Residency>();
-    if (mode === 'explicit') return plan;
-    const declared = new Map<string, string | undefined>();
-    for (const name of models) {
-      // A config that does not parse fails at its load, with its reason; here it only lacks a residency.
-      const config = configs.get(name);
-      const residency = config && parameterValue(config, 'residency');
-      if (residency !== undefined && residency !== 'pinned' && residency !== 'on_demand') {
-        this.logger.warn({ model: name }, `model '${name}': parameters.residency must be 'pinned' or 'on_demand', got '${residency}'; treated as ${mode === 'on_demand' ? 'on_demand' : 'pinned'}`);
-      }
-      declared.set(name, residency);
-    }
-    if (mode === 'on_demand') {
-      for (const name of models) plan.set(name, pinModels.includes(name) || declared.get(name) === 'pinned' ? 'pinned' : 'on_demand');
-      return plan;
-    }
-    const onDemand = models.filter((name) => declared.get(name) === 'on_demand');
-    if (onDemand.length === 0 && modelMemoryBudget === undefined) return plan;
-    for (const name of models) plan.set(name, onDemand.includes(name) ? 'on_demand' : 'pinned');
-    return plan;
   }
 
   /**
@@ -367,8 +296,8 @@ export class Server {
     // held by the requests that reach it. (Its load, which loads its steps, must also stay out of the
     // one-at-a-time loads its steps go through.) A model whose code calls others (a built-in pipeline)
     // loads its steps too, and is kept the same way.
-    const ensembles = new Set(discovered.filter((name) => this.callsOtherModels(configs.get(name))));
-    const plan = this.planResidency(discovered.filter((name) => !ensembles.has(name)), configs);
+    const ensembles = new Set(discovered.filter((name) => callsOtherModels(configs.get(name), this.backends)));
+    const plan = planResidency(this.options, discovered.filter((name) => !ensembles.has(name)), configs, this.logger);
     for (const [name, residency] of plan) this.residency.declare(name, residency);
     const names =
       modelControlMode === 'on_demand'
@@ -400,18 +329,6 @@ export class Server {
     this.poller?.start();
     this.memoryReclaimer?.start();
     return this;
-  }
-
-  /** An ensemble, or a model whose backend says its code calls other models (a built-in pipeline); false for a config it refuses. */
-  private callsOtherModels(config: ModelConfig | undefined): boolean {
-    if (config === undefined) return false;
-    if (isEnsembleConfig(config)) return true;
-    const backend = config.backend === undefined ? undefined : this.backends.find((candidate) => candidate.name === config.backend);
-    try {
-      return (backend?.stepModels?.(config) ?? []).length > 0;
-    } catch {
-      return false; // the load says what is wrong with it
-    }
   }
 
   get live(): boolean {
@@ -526,7 +443,7 @@ export class Server {
     const letGo = () => undefined;
     return this.repository.folderOf(name).then(
       async () => {
-        if (this.callsOtherModels(await this.repository.configOf(name).catch(() => undefined))) {
+        if (callsOtherModels(await this.repository.configOf(name).catch(() => undefined), this.backends)) {
           await this.loadUnmanaged(name);
           return letGo;
         }
@@ -552,7 +469,7 @@ export class Server {
     } catch {
       return undefined;
     }
-    if (step.version === undefined && this.weightsOf(served)) return undefined;
+    if (step.version === undefined && this.traffic.weightsOf(served)) return undefined;
     const hold = served.hold();
     if (!hold) return undefined;
     return {
@@ -755,7 +672,7 @@ export class Server {
       if (!traffic?.shadow || request.version || traffic.shadow.version === model.version) return answer;
       const started = performance.now();
       return answer.then((response) => {
-        this.copyToShadow(model, traffic.shadow!, request, response, performance.now() - started);
+        this.traffic.copyToShadow(model, traffic.shadow!, request, response, performance.now() - started);
         return response;
       });
     } catch (error) {
@@ -768,14 +685,9 @@ export class Server {
     const served = this.model(request.model, request.version);
     if (request.version) return served;
     // Most models weigh no versions: their requests skip the draw (and the list of loaded versions) entirely.
-    const weights = this.weightsOf(served);
+    const weights = this.traffic.weightsOf(served);
     if (!weights) return served;
     return chooseVersion({ ...served.config.traffic, weights }, this.repository.loadedVersions(request.model), request) ?? served;
-  }
-
-  /** The traffic weights of a version's model: those set at run time, else its config's. */
-  private weightsOf(version: ModelVersion): Record<string, number> | undefined {
-    return this.trafficWeights.get(version.name) ?? version.config.traffic?.weights;
   }
 
   /**
@@ -784,67 +696,32 @@ export class Server {
    * allowed in explicit model-control mode.
    */
   setTrafficWeights(name: string, weights: unknown): { model: string; weights: Record<string, number> } {
-    this.requireExplicitControl('traffic change');
+    requireExplicitControl(this.options.modelControlMode, this.settingName, 'traffic change');
     checkModelName(name);
     const loaded = this.repository.loadedVersions(name).map((version) => version.version);
     if (loaded.length === 0) this.repository.get(name); // throws why it has none
-    if (!weights || typeof weights !== 'object' || Array.isArray(weights)) throw invalidArgument(`'weights' must be an object of version → weight, e.g. {"1": 90, "2": 10}`);
-    const entries = Object.entries(weights as Record<string, unknown>);
-    for (const [version, weight] of entries) {
-      if (!loaded.includes(version)) throw invalidArgument(`version ${version} of '${name}' is not loaded (loaded: ${loaded.join(', ')})`);
-      if (typeof weight !== 'number' || !(weight >= 0)) throw invalidArgument(`the weight of version ${version} must be a number ≥ 0, got ${JSON.stringify(weight)}`);
-    }
-    if (!entries.some(([, weight]) => (weight as number) > 0)) throw invalidArgument('at least one version needs a weight above 0');
-    const accepted = Object.fromEntries(entries) as Record<string, number>;
-    this.trafficWeights.set(name, accepted);
-    this.logger.info({ model: name, weights: accepted }, `traffic of model '${name}' set to ${entries.map(([version, weight]) => `v${version}: ${weight}`).join(', ')}`);
-    return { model: name, weights: accepted };
-  }
-
-  private copyToShadow(primary: ModelVersion, shadow: { version: string; max_in_flight: number }, request: InferenceRequest, response: InferenceResponse, primaryMs: number): void {
-    let target: ModelVersion;
-    try {
-      target = this.repository.get(primary.name, shadow.version);
-    } catch {
-      return; // the shadow version is not loaded (the policy does not serve it): nothing to copy to
-    }
-    if (target.state !== 'READY') return;
-    const comparisons = this.shadows.get(primary.name) ?? new Map<string, ShadowComparison>();
-    this.shadows.set(primary.name, comparisons);
-    const key = `${primary.version}>${target.version}`;
-    const comparison = comparisons.get(key) ?? new ShadowComparison(primary.version, target.version);
-    comparisons.set(key, comparison);
-    comparison.copy(target, request, response, primaryMs, shadow.max_in_flight, (error) =>
-      this.logger.debug({ err: error, model: primary.name, version: target.version }, 'shadow request failed'),
-    );
+    return this.traffic.setWeights(name, weights, loaded);
   }
 
   /** Every model's shadow comparisons, for metrics. */
   shadowComparisons(): (ShadowSummary & { model: string })[] {
-    return [...this.shadows].flatMap(([model, comparisons]) => [...comparisons.values()].map((comparison) => ({ model, ...comparison.summary() })));
+    return this.traffic.shadowComparisons();
   }
 
   /** The shadow comparisons of a model (its `traffic.shadow`): per primary and shadow version, how their answers differ. */
   modelComparison(name: string): { model: string; shadows: ShadowSummary[] } {
     checkModelName(name);
     this.repository.get(name); // unknown or unloaded: its error
-    return { model: name, shadows: [...(this.shadows.get(name)?.values() ?? [])].map((comparison) => comparison.summary()) };
+    return { model: name, shadows: this.traffic.comparisonsOf(name) };
   }
 
   /**
    * Every model of the repository at a glance (GET /v2/models): its ready versions and one state,
    * READY when a version is, with why not otherwise. The repository index has the per-version detail.
    */
-  async modelList(): Promise<{ models: { name: string; state: 'READY' | 'UNAVAILABLE'; versions: string[]; reason?: string }[]; repository_error?: string }> {
-    const byName = new Map<string, RepositoryIndexEntry[]>();
+  async modelList(): Promise<{ models: ModelListEntry[]; repository_error?: string }> {
     const { rows, unreadable } = await this.repositoryListing();
-    for (const row of rows) byName.set(row.name, [...(byName.get(row.name) ?? []), row]);
-    const models = [...byName].map(([name, rows]) => {
-      const versions = rows.filter((row) => row.state === 'READY' && row.version !== undefined).map((row) => row.version!);
-      if (versions.length > 0) return { name, state: 'READY' as const, versions };
-      const reason = rows.map((row) => row.reason).find((text) => text) ?? 'not loaded';
-      return { name, state: 'UNAVAILABLE' as const, versions, reason };
-    });
+    const models = modelListOf(rows);
     return unreadable === undefined ? { models } : { models, repository_error: unreadable };
   }
 
@@ -862,39 +739,11 @@ export class Server {
     const residency = new Map(this.residency.summary().map((tenant) => [tenant.model, tenant]));
     return { unreadable, rows: rows.map((row) => {
       const tenant = residency.get(row.name);
-      if (tenant) row = this.withResidency(row, tenant);
+      if (tenant) row = withResidency(row, tenant, (name) => this.residency.evicted(name));
       if (row.version === undefined || row.state !== 'READY') return row;
-      const weights = this.weightsOf(this.repository.get(row.name, row.version));
-      if (!weights) return row;
-      const ready = this.repository.loadedVersions(row.name).filter((version) => version.state === 'READY');
-      const total = ready.reduce((sum, version) => sum + (weights[version.version] ?? 0), 0);
-      return total > 0 ? { ...row, traffic_share: (weights[row.version] ?? 0) / total } : row;
+      const share = this.traffic.shareOf(this.repository.get(row.name, row.version), () => this.repository.loadedVersions(row.name));
+      return share === undefined ? row : { ...row, traffic_share: share };
     }) };
-  }
-
-  /** An index row of a model whose residency is managed: how it is kept, what it is charged, and why an on-demand one is not in memory. */
-  private withResidency(row: RepositoryIndexEntry, tenant: ResidencySummary): RepositoryIndexEntry & { residency: Residency; memory_bytes?: number } {
-    const shown = { ...row, residency: tenant.residency, ...(tenant.resident && row.state === 'READY' ? { memory_bytes: tenant.charged_bytes } : {}) };
-    if (tenant.resident || tenant.residency !== 'on_demand' || (row.state !== undefined && row.reason !== 'unloaded')) return shown;
-    const reason = this.residency.evicted(row.name)
-      ? 'unloaded to keep within the memory budget (least recently used); loads again on its next request'
-      : row.state === undefined
-        ? 'not loaded; loads on its first request'
-        : 'unloaded; loads again on its next request';
-    return { ...shown, reason };
-  }
-
-  /** As in Triton, only explicit mode takes load/unload requests: in poll mode the repository's files decide what is loaded. */
-  private requireExplicitControl(action: string): void {
-    const mode = this.options.modelControlMode;
-    if (mode !== 'explicit' && mode !== 'on_demand') {
-      throw new NereidError(
-        'UNAVAILABLE',
-        `explicit model load / unload is not allowed (${action}): the server runs with ${this.settingName('modelControlMode', mode)} (${
-          mode === 'poll' ? 'change the model repository and the next poll applies it, or ' : ''
-        }start it with ${this.settingName('modelControlMode', 'explicit')} or on_demand)`,
-      );
-    }
   }
 
   /**
@@ -928,49 +777,25 @@ export class Server {
    */
   async loadModel(name: string, parameters: Record<string, unknown> = {}, options: { everyVersion?: boolean } = {}): Promise<void> {
     this.checkLoadable(name);
-    let override: unknown;
-    for (const [key, value] of Object.entries(parameters)) {
-      if (key === 'config') {
-        // The protocol's form, which in-process callers share: an object is refused rather than read two ways.
-        if (typeof value !== 'string') throw invalidArgument(`load parameter 'config' must be a JSON string (JSON.stringify(config) from a library caller), got ${describeValue(value)}`);
-        try {
-          override = JSON.parse(value);
-        } catch (error) {
-          throw invalidArgument(`load parameter 'config' is not valid JSON: ${(error as Error).message}`);
-        }
-      } else if (key.startsWith('file:')) {
-        throw invalidArgument(`load parameter ${quoteName(key)}: uploading model files is disabled; models load only from the repository`);
-      } else {
-        throw invalidArgument(`unknown load parameter ${quoteName(key)} (supported: config)`);
-      }
-    }
-    await this.loadWithConfig(name, override, options);
+    await this.loadWithConfig(name, loadRequestConfig(parameters), options);
   }
 
   /** A load is refused while the server shuts down, outside explicit control, and for a name no folder can have. */
   private checkLoadable(name: string): void {
     if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
-    this.requireExplicitControl('load');
+    requireExplicitControl(this.options.modelControlMode, this.settingName, 'load');
     checkModelName(name);
   }
 
   /** A load (checkLoadable first) with the config a load request gave (a client's), with one built from the repository's own, or with none. */
   private async loadWithConfig(name: string, override: unknown, { everyVersion = true }: { everyVersion?: boolean } = {}): Promise<void> {
-    // As Triton answers every failed load, a model missing from the repository included: 400 / INVALID_ARGUMENT.
-    const asLoadFailure = (error: unknown): never => {
-      if ((error instanceof ModelLoadError || (error instanceof NereidError && error.code === 'NOT_FOUND')) && error.code !== 'INVALID_ARGUMENT') {
-        // Triton's phrase for a model it cannot find, which its tests and tools look for, before Nereid's reason.
-        const message = error.code === 'NOT_FOUND' ? `failed to load ${quoteName(name)}, failed to poll from model repository: ${error.message}` : error.message;
-        throw new NereidError('INVALID_ARGUMENT', message, { cause: error instanceof ModelLoadError ? error.cause : error });
-      }
-      throw error;
-    };
+    const failed = (error: unknown) => asLoadFailure(name, error);
     if (this.options.modelControlMode === 'on_demand' && this.residency.residencyOf(name) === undefined) {
-      await this.repository.folderOf(name).catch(asLoadFailure);
+      await this.repository.folderOf(name).catch(failed);
       this.residency.declare(name, 'on_demand');
     }
     // A request without a config loads the repository's files, as Triton does, even after one with a config.
-    await this.residency.load(name, () => this.repository.load(name, override, { fromFiles: true })).catch(asLoadFailure);
+    await this.residency.load(name, () => this.repository.load(name, override, { fromFiles: true })).catch(failed);
     // A failure of the whole model threw above: what is left here are versions of a model that serves.
     const failures = everyVersion ? this.repository.loadFailures(name).filter((failure) => failure.version !== undefined) : [];
     if (failures.length > 0) {
@@ -980,13 +805,9 @@ export class Server {
 
   /** Unloads a model; `unload_dependents: true` unloads an ensemble's steps too (those no other loaded ensemble uses), as in Triton. */
   async unloadModel(name: string, parameters: Record<string, unknown> = {}): Promise<void> {
-    this.requireExplicitControl('unload');
+    requireExplicitControl(this.options.modelControlMode, this.settingName, 'unload');
     checkModelName(name);
-    for (const [key, value] of Object.entries(parameters)) {
-      if (key !== 'unload_dependents') throw invalidArgument(`unknown unload parameter ${quoteName(key)} (supported: unload_dependents)`);
-      if (typeof value !== 'boolean') throw invalidArgument(`unload parameter 'unload_dependents' must be true or false, got ${JSON.stringify(value)}`);
-    }
-    const unloaded = await this.repository.unload(name, { dependents: parameters.unload_dependents === true });
+    const unloaded = await this.repository.unload(name, { dependents: unloadsDependents(parameters) });
     for (const model of unloaded) this.residency.unloaded(model);
   }
 
