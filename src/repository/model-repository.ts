@@ -130,6 +130,11 @@ interface ModelEntry {
 
 /** Triton reads model_warmup input_data_file from this folder of the model. */
 const WARMUP_FOLDER = 'warmup';
+/** A labels file a config names (label_filename): one label a line, read from inside the model's folder. */
+async function readLabelsFile(root: string, folder: string, file: string): Promise<string[]> {
+  return (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/);
+}
+
 /** What a request to a model is told while a load of it is under way and nothing of it serves. */
 function loadingRefusal(name: string): NereidError {
   return notFound(`Request for unknown model: ${quoteName(name)} has no available versions (it is loading)`);
@@ -524,8 +529,7 @@ export class ModelRepository {
             callModel: this.options.callStep ?? this.directCall,
             readWarmupFile: async (file) => readFile(await containedFile(root, join(folder, WARMUP_FOLDER), file, 'input_data_file', folder)),
             readInitialStateFile: async (file) => readFile(await containedFile(root, join(folder, 'initial_state'), file, 'data_file', folder)),
-            readLabels: async (file) =>
-              (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
+            readLabels: (file) => readLabelsFile(root, folder, file),
           });
           entry.versions.set(version, loaded);
           if (loaded === previous?.versions.get(version)) return;
@@ -652,7 +656,7 @@ export class ModelRepository {
         return this.get(step.model, step.version).clientConfig;
       },
       stepIdentity: this.options.stepIdentity ?? ((step: EnsembleStep) => versionIdentity(() => this.get(step.model, step.version))),
-      readLabels: async (file) => (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/),
+      readLabels: (file) => readLabelsFile(root, folder, file),
     });
   }
 

@@ -45,6 +45,9 @@ import { SystemSharedMemory } from './system-shared-memory.js';
 
 export { checkLoggerOption, checkMonitoringOptions, serveFlagName, SERVER_OTHER_OPTIONS, serverOptionsSchema, stopOptionsSchema, type ServerOptions } from './server-options.js';
 
+/** What a call is answered once close() has begun: a replica that is going away, so another may be tried. */
+const shuttingDown = () => new NereidError('UNAVAILABLE', 'server is shutting down');
+
 /** Retry-After of a request that arrives while the server is still loading its models at start. */
 const STARTING_RETRY_AFTER_MS = 1000;
 
@@ -595,7 +598,7 @@ export class Server {
 
   /** Runs `work` on the version that answers (named, or drawn by the traffic policy), the model held in memory until it ends. */
   private async withRouted<T extends object>(name: string, version: string | undefined, work: (model: ModelVersion) => Promise<T>) {
-    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    if (this.closing) throw shuttingDown();
     const release = await this.hold(name);
     try {
       const model = this.routed({ model: name, version });
@@ -611,7 +614,7 @@ export class Server {
    * a retry hint where waiting helps — and otherwise reserves the body's `bytes` until the answer.
    */
   admit(name: string, version: string | undefined, bytes: number, deadline?: number): BodyReservation | Promise<BodyReservation> {
-    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    if (this.closing) throw shuttingDown();
     this.requestsStarted += 1;
     const held = this.hold(name);
     if (held === undefined) return this.admitNow(name, version, bytes, deadline);
@@ -643,7 +646,7 @@ export class Server {
   }
 
   infer(request: InferenceRequest, context: RequestContext = {}): Promise<InferenceResponse> {
-    if (this.closing) return Promise.reject(new NereidError('UNAVAILABLE', 'server is shutting down'));
+    if (this.closing) return Promise.reject(shuttingDown());
     // A library caller may ask for classes as the wire does, in an output's parameters: read as the codecs read them.
     if (request.outputs?.some(asksClassesByParameter)) {
       try {
@@ -782,7 +785,7 @@ export class Server {
 
   /** A load is refused while the server shuts down, outside explicit control, and for a name no folder can have. */
   private checkLoadable(name: string): void {
-    if (this.closing) throw new NereidError('UNAVAILABLE', 'server is shutting down');
+    if (this.closing) throw shuttingDown();
     requireExplicitControl(this.options.modelControlMode, this.settingName, 'load');
     checkModelName(name);
   }
