@@ -16,7 +16,7 @@ import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler.js';
-import type { ModelState, ModelVersion } from '../model/model-version.js';
+import type { ModelVersion } from '../model/model-version.js';
 import { ignoredTritonFields, type ModelConfig } from '../config/model-config.js';
 import { CONFIG_FILE_NAMES, CONFIG_FILES, readModelConfig } from './config-files.js';
 import { fromClient, OVERRIDE_LIMITS } from './config-override.js';
@@ -33,7 +33,7 @@ import { QUANTIZATION_RECORD_FILE, readQuantizationRecord } from './quantization
 import { profileCommand, readReferenceProfile, REFERENCE_PROFILE_FILE } from '../monitoring/reference-profile.js';
 import { isBundledModelName, repositoryForHints } from './bundled-repository.js';
 import type { VersionMonitorSettings } from '../monitoring/version-monitor.js';
-import type { RepositoryIndexEntry } from './repository-index.js';
+import { modelRows, type RepositoryIndexEntry } from './repository-index.js';
 import { containedFile, exists, otherOnnxFiles, redacted, RepositoryLayoutError, shown, versionFolders } from './repository-layout.js';
 import { RepositoryRoots } from './repository-roots.js';
 import { selectVersions } from './version-policy.js';
@@ -130,6 +130,7 @@ interface ModelEntry {
 
 /** Triton reads model_warmup input_data_file from this folder of the model. */
 const WARMUP_FOLDER = 'warmup';
+
 /** A labels file a config names (label_filename): one label a line, read from inside the model's folder. */
 async function readLabelsFile(root: string, folder: string, file: string): Promise<string[]> {
   return (await readFile(await containedFile(root, folder, file, 'label_filename'), 'utf8')).replace(/\r?\n$/, '').split(/\r?\n/);
@@ -841,38 +842,9 @@ export class ModelRepository {
     }
     const names = new Set([...discovered, ...this.entries.keys()]);
     const onDisk = new Set(discovered);
-    const rows: RepositoryIndexEntry[] = [];
-    for (const name of [...names].sort()) {
-      const entry = this.entries.get(name);
-      // What is not serving while a load of it is under way is LOADING (Triton's state), not "unloaded" or a failure past.
-      const loading = this.loadsUnderWay.has(name);
-      if (!entry) {
-        if (!readyOnly) rows.push(loading ? { name, state: 'LOADING', reason: 'loading' } : { name });
-        continue;
-      }
-      // Unloaded and its folder gone (deleted, a poll unloaded it): no longer a model of the repository, as in Triton.
-      if (entry.unloaded && unreadable === undefined && !onDisk.has(name)) continue;
-      const modelFailure = entry.failures.get('');
-      if (modelFailure !== undefined) {
-        if (!readyOnly) rows.push(loading ? { name, state: 'LOADING', reason: 'loading' } : { name, state: 'UNAVAILABLE', reason: modelFailure });
-        continue;
-      }
-      const versions = new Set([...entry.versions.keys(), ...entry.failures.keys()]);
-      for (const version of [...versions].sort((a, b) => Number(a) - Number(b))) {
-        const loaded = entry.versions.get(version);
-        const settled: ModelState = entry.unloaded ? 'UNAVAILABLE' : (loaded?.state ?? 'UNAVAILABLE');
-        const state: ModelState = loading && settled !== 'READY' ? 'LOADING' : settled;
-        if (readyOnly && state !== 'READY') continue;
-        const reason = state === 'LOADING'
-          ? 'loading'
-          : entry.unloaded
-          ? 'unloaded'
-          : loaded
-            ? loaded.reason || (entry.reloadFailure ?? entry.failures.get(version) ? `serving; its reload failed: ${entry.reloadFailure ?? entry.failures.get(version)}` : '')
-            : entry.failures.get(version)!;
-        rows.push({ name, version, state, reason });
-      }
-    }
+    const rows = [...names].sort().flatMap((name) =>
+      modelRows(name, this.entries.get(name), { loading: this.loadsUnderWay.has(name), folderGone: unreadable === undefined && !onDisk.has(name), readyOnly }),
+    );
     return { rows, unreadable };
   }
 
