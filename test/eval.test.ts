@@ -10,10 +10,13 @@ import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { classFolderName, comparisonChartSvg, readLabelledImages, type EvalReport } from '../src/eval/index.js';
+import { gzipSync } from 'node:zlib';
+import { pino } from 'pino';
+import { classFolderName, comparisonChartSvg, readLabelledImages, runEval, type ClassificationReport, type EvalReport } from '../src/eval/index.js';
 import { identityModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli } from './support/cli-server.js';
-import { writeFashionMnistPngs } from './support/fashion-mnist.js';
+import { readFashionMnist, writeFashionMnistPngs } from './support/fashion-mnist.js';
+import { HF_IMAGE_SCHEMA, writeParquet } from './support/parquet-fixtures.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const COUNT = 200;
@@ -37,6 +40,9 @@ before(async () => {
 after(() => rm(work, { recursive: true, force: true }));
 
 const nereid = (args: string[]) => runCli(args, 120_000);
+
+/** Version 1's scores on the folder of images, kept by the first test for the Parquet file of the same images. */
+let folderScores: ClassificationReport | undefined;
 
 const evalArgs = (...more: string[]) => ['eval', '--model', 'fashion_mnist', '--model-repository', repository, '--data', data, '--versions', '1,2', ...more];
 
@@ -63,9 +69,35 @@ test('two versions scored on real labelled images: consistent figures, full agre
     assert.ok(classification.ece >= 0 && classification.ece < 0.1, `ECE ${classification.ece}`);
   }
   assert.equal(report.versions[0].classification!.top1Accuracy, report.versions[1].classification!.top1Accuracy);
+  folderScores = report.versions[0].classification;
   assert.equal(report.versions[1].agreement?.agreement, 1);
   assert.equal(report.versions[1].agreement?.maxAbsDelta, 0);
   assert.deepEqual(report.gate, { spec: 'agreement>=0.99,accuracy_drop<=0', passed: true, failures: [], measured: { 'agreement>=0.99': 1, 'accuracy_drop<=0': 0 } });
+});
+
+test('the same images as a Hugging Face Parquet file (image struct, int64 label, several row groups) score exactly as the folder does', async () => {
+  const { labels } = await readFashionMnist('t10k', COUNT);
+  const names = (await readFile(join(repository, 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
+  // The very PNG files of the folder, so that any difference is the reader's.
+  const pngs = await Promise.all(labels.map((label, index) => readFile(join(data, classFolderName(names[label]), `${index}.png`))));
+  const parquet = await writeParquet(
+    join(work, 'test-00000-of-00001.parquet'),
+    [
+      { name: 'image', data: pngs.map((png, index) => ({ bytes: new Uint8Array(png), path: `${index}.png` })) },
+      { name: 'label', data: labels.map(BigInt) },
+    ],
+    { schema: HF_IMAGE_SCHEMA, rowGroupSize: 64 },
+  );
+  const silent = pino({ level: 'silent' });
+  const evaluate = (from: string) => runEval({ model: 'fashion_mnist', modelRepository: repository, data: from, versions: ['1'] }, silent);
+  const fromParquet = await evaluate(parquet);
+  assert.equal(fromParquet.examples, COUNT);
+  folderScores ??= (await evaluate(data)).versions[0].classification!;
+  const parquetScores = fromParquet.versions[0].classification!;
+  assert.ok(parquetScores.top1Accuracy > 0.85, `top-1 ${parquetScores.top1Accuracy}`);
+  assert.equal(parquetScores.top1Accuracy, folderScores.top1Accuracy);
+  assert.deepEqual(parquetScores.confusion, folderScores.confusion);
+  assert.ok(Math.abs(parquetScores.ece - folderScores.ece) < 1e-6, `ECE ${parquetScores.ece} against ${folderScores.ece}`);
 });
 
 test('a gate the candidate misses exits 1 and says which clause; the table names every class; --plot still writes the chart', async () => {
@@ -262,6 +294,10 @@ test('a CSV of tensors with a label column is scored exactly: an identity "class
   const few = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '1,2', '--json', '--gate', 'accuracy>=0.75,agreement>=1']);
   assert.equal(few.code, 1);
   assert.match((JSON.parse(few.stdout) as EvalReport).gate!.failures[0], /^judged on 4 example\(s\), fewer than the 30 a gate needs/);
+  // Gzipped, the same file scores the same.
+  await writeFile(`${csv}.gz`, gzipSync(await readFile(csv)));
+  const gzipped = await runEval({ model: 'pick', modelRepository: csvRepository, data: `${csv}.gz`, versions: ['1'] }, pino({ level: 'silent' }));
+  assert.deepEqual(gzipped.versions[0].classification, report.versions[0].classification);
   const itself = await nereid(['eval', '--model', 'pick', '--model-repository', csvRepository, '--data', csv, '--versions', '2,2']);
   assert.equal(itself.code, 2);
   assert.equal(itself.stderr.trim(), 'nereid: --versions: a version is named twice; a version compared with itself passes any gate');

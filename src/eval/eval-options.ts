@@ -21,7 +21,7 @@ export const evalOptionsSchema = z.object({
     })
     .refine((versions) => new Set(versions).size === versions.length, 'a version is named twice; a version compared with itself passes any gate')
     .default([]),
-  /** A folder of images (one sub-folder per class when labelled), or a JSONL or CSV file of tensors. */
+  /** A folder of images (one sub-folder per class when labelled), or a batch job's input file (JSONL, CSV, Parquet). */
   data: z.string().min(1),
   /** The output judged; default: the first the model declares. */
   output: z.string().optional(),

@@ -3,7 +3,8 @@
  * path production requests take (the model's pre-processing, batcher and activation), and is scored
  * against the labels and against the first version, timed in the same run. Examples are a folder of
  * labelled images (one sub-folder per class, named by label, '/' written '_'), a folder of images
- * without labels, or a batch job's JSONL or CSV file of tensors with an optional `label` field.
+ * without labels, or a batch job's input file with an optional `label` field or column: JSONL or CSV of tensors
+ * (either gzipped), or Parquet of tensors or of encoded images (Hugging Face's image layout).
  * What a label and an agreement mean follows the output's kind: classes, CTC text, or a map.
  */
 import { readFile, stat } from 'node:fs/promises';
@@ -12,7 +13,8 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { requireLabelsForEveryScore } from '../config/model-config.js';
 import type { InferenceRequest } from '../core/inference.js';
-import { entriesFollowingLinks, IMAGE_EXTENSIONS, openInput } from '../jobs/input-source.js';
+import { entriesFollowingLinks, IMAGE_EXTENSIONS, openInput, type InputSource } from '../jobs/input-source.js';
+import { checkInputFits } from '../jobs/local-batch-job.js';
 import { RecordProcessor } from '../jobs/record-processor.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
@@ -127,23 +129,31 @@ interface Examples {
 /** Examples run untimed on each version first, so that the first version timed does not also pay for warming up the process. */
 const WARM_UP_EXAMPLES = 16;
 
-async function imageExamples(dir: string, model: ModelVersion, labels: readonly string[]): Promise<Examples> {
+async function imageExamples(dir: string, labels: readonly string[]): Promise<Examples> {
   const data = await readLabelledImages(dir, labels);
   const images = await Promise.all(data.files.map((file) => readFile(file.path)));
   const labelled = data.files.every((file) => file.label !== undefined);
+  return encodedImageExamples(images, data.files.map((file) => `--data ${file.path}`), labelled ? data.files.map((file) => file.label!) : undefined);
+}
+
+/**
+ * Encoded images (a folder's files, a Parquet file's image column) scored through the model's own pre-processing, as
+ * /classify scores them, whichever the images came from; `wheres` names each in an error.
+ */
+function encodedImageExamples(images: readonly Buffer[], wheres: readonly string[], labels: number[] | undefined): Examples {
   return {
     count: images.length,
-    labels: labelled ? data.files.map((file) => file.label!) : undefined,
+    labels,
     async run(version, count = images.length) {
       const scores: ExampleOutput[] = [];
       for (let start = 0; start < count; start += CHUNK) {
         const chunk = images.slice(start, Math.min(count, start + CHUNK));
         const chunkScores = await imageScores(version, chunk).catch(async (error: Error) => {
-          // Which file failed: the chunk's error counts images within the chunk, so each is tried alone to name it.
+          // Which image failed: the chunk's error counts images within the chunk, so each is tried alone to name it.
           for (const [offset, image] of chunk.entries()) {
             await imageScores(version, [image]).catch((single: Error) => {
               // One image alone: imageScores says what is wrong with it without an index.
-              throw new Error(`--data ${data.files[start + offset].path}: ${single.message}`, { cause: single });
+              throw new Error(`${wheres[start + offset]}: ${single.message}`, { cause: single });
             });
           }
           throw error;
@@ -168,13 +178,22 @@ function labelOf(value: unknown, kind: OutputKind, classes: readonly string[] | 
   return index;
 }
 
+/** The field or column read as each record's label. */
+const LABEL_COLUMN = 'label';
+
 /** Field names a person may have meant as the label. */
 const LABEL_LIKE = /^(labels?|class(es)?|targets?|y|category|ground_?truth)$/i;
 
-/** The requests of a batch job's JSONL or CSV input, each with its `label` when it has one. */
-async function recordExamples(path: string, server: Server, model: ModelVersion, output: string, kind: OutputKind, classes: readonly string[] | undefined, logger: Logger): Promise<Examples> {
-  const source = await openInput(path);
+/**
+ * The records of a batch job's input (JSONL, CSV or Parquet, gzipped or not), each with its `label` when it has one:
+ * requests of tensors, or the images of a Parquet file's image column.
+ */
+async function recordExamples(source: InputSource, server: Server, model: ModelVersion, output: string, kind: OutputKind, classes: readonly string[] | undefined, logger: Logger): Promise<Examples> {
+  const { path } = source;
   const processor = RecordProcessor.create(server, { model: model.name, version: model.version });
+  // What a batch job refuses before any record runs (no column for an input, one of a type no input takes), eval refuses too.
+  await checkInputFits(source, processor);
+  const images: Buffer[] = [];
   const requests: InferenceRequest[] = [];
   const wheres: string[] = [];
   const labels: (number | string)[] = [];
@@ -182,35 +201,44 @@ async function recordExamples(path: string, server: Server, model: ModelVersion,
   const nearMisses = new Set<string>();
   // A model input named like a label (y, class) is data, not a label the user misnamed.
   const inputs = new Set(model.config.input.map((input) => input.name));
-  const noteNearMisses = (fields: object) => {
-    for (const key of Object.keys(fields)) if (LABEL_LIKE.test(key) && key !== 'label' && !inputs.has(key)) nearMisses.add(key);
+  const noteNearMisses = (names: readonly string[]) => {
+    for (const key of names) if (LABEL_LIKE.test(key) && key !== LABEL_COLUMN && !inputs.has(key)) nearMisses.add(key);
   };
+  // A Parquet file's image records carry no fields: its columns say what the label may have been called.
+  noteNearMisses(source.columnNames ?? []);
   for await (const entry of source.records()) {
     const record = await entry.load();
     const where = `--data ${path}, record ${record.id}`;
     wheres.push(where);
     if (record.error !== undefined) throw new Error(`${where}: ${record.error}`);
-    let label: unknown = record.fields?.label;
-    try {
-      if (record.json !== undefined) {
-        const value: unknown = parseExactJson(Buffer.from(record.json, 'utf8'), where);
-        if (value && typeof value === 'object' && !Array.isArray(value)) {
-          label = (value as Record<string, unknown>).label;
-          noteNearMisses(value);
+    // A CSV or Parquet file's label column is read apart from the inputs; a JSONL line keeps its label as a field.
+    let label: unknown = record.label;
+    if (record.image) {
+      images.push(record.image);
+    } else {
+      try {
+        if (record.json !== undefined) {
+          const value: unknown = parseExactJson(Buffer.from(record.json, 'utf8'), where);
+          if (value && typeof value === 'object' && !Array.isArray(value)) {
+            label ??= (value as Record<string, unknown>)[LABEL_COLUMN];
+            noteNearMisses(Object.keys(value));
+          }
         }
+        requests.push({ ...processor.request(record), outputs: [{ name: output }] });
+      } catch (error) {
+        throw new Error(`${where}: ${(error as Error).message}`);
       }
-      requests.push({ ...processor.request(record), outputs: [{ name: output }] });
-    } catch (error) {
-      throw new Error(`${where}: ${(error as Error).message}`);
     }
-    noteNearMisses(record.fields ?? {});
-    if (label !== undefined && label !== '') labels.push(labelOf(label, kind, classes, where));
+    noteNearMisses(Object.keys(record.fields ?? {}));
+    if (label !== undefined && label !== null && label !== '') labels.push(labelOf(label, kind, classes, where));
   }
   if (labels.length === 0 && nearMisses.size > 0) {
     logger.warn(`--data ${path}: ${[...nearMisses].map((key) => `'${key}'`).join(', ')} is not read as the label, which is the field or column named 'label': the data are judged unlabelled (agreement only)`);
   }
-  if (requests.length === 0) throw new Error(`--data ${path} has no records`);
-  if (labels.length !== 0 && labels.length !== requests.length) throw new Error(`--data ${path}: ${labels.length} of ${requests.length} records have a label; label all of them or none`);
+  const count = wheres.length;
+  if (count === 0) throw new Error(`--data ${path} has no records`);
+  if (labels.length !== 0 && labels.length !== count) throw new Error(`--data ${path}: ${labels.length} of ${count} records have a label; label all of them or none`);
+  if (images.length > 0) return encodedImageExamples(images, wheres, labels.length > 0 ? (labels as number[]) : undefined);
   const declared = model.config.output.find((candidate) => candidate.name === output)!;
   return {
     count: requests.length,
@@ -270,7 +298,9 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
         throw new Error(error.code === 'ENOENT' ? `--data ${settings.data}: no such file or folder` : `--data ${settings.data}: ${error.message}`);
       })
     ).isDirectory();
-    if (isFolder && (first.imageInputs.size !== 1 || kind !== 'classification')) {
+    const source = isFolder ? undefined : await openInput(settings.data, { labelColumn: LABEL_COLUMN });
+    const holdsImages = isFolder ? 'is a folder of images' : source?.imageColumn !== undefined ? `holds images (column '${source.imageColumn}')` : undefined;
+    if (holdsImages && (first.imageInputs.size !== 1 || kind !== 'classification')) {
       // Said of what the model is: one taking images whose output is not a classifier's (a detector) is not "no images".
       const takes =
         first.imageInputs.size !== 1
@@ -278,9 +308,9 @@ export async function runEval(options: EvalOptions, logger: Logger): Promise<Eva
           : settings.kind !== undefined
             ? `--kind ${settings.kind} reads its output '${declared.name}' as ${settings.kind === 'ctc' ? 'CTC text' : 'a probability map'}, not classes (leave --kind out for a classifier)`
             : `'${settings.model}' takes images, but its output '${declared.name}' [${declared.dims.join(', ')}] is not one score per class`;
-      throw new Error(`--data ${settings.data} is a folder of images, which eval reads for a classifier taking images: ${takes}; give this model a JSONL or CSV file of its input tensors`);
+      throw new Error(`--data ${settings.data} ${holdsImages}, which eval reads for a classifier taking images: ${takes}; give this model a JSONL, CSV or Parquet file of its input tensors`);
     }
-    const examples = isFolder ? await imageExamples(settings.data, first, classLabels(first) ?? []) : await recordExamples(settings.data, server, first, declared.name, kind, classes, logger);
+    const examples = source ? await recordExamples(source, server, first, declared.name, kind, classes, logger) : await imageExamples(settings.data, classLabels(first) ?? []);
     if (examples.labels && kind === 'classification' && !classes) {
       throw new Error(`--data ${settings.data} is labelled, but output '${declared.name}' of '${settings.model}' has no labels file to score against; give it label_filename, or unlabelled data to compare versions by agreement alone`);
     }

@@ -56,6 +56,18 @@ test('CSV: rows by line, a wrong-length row and an unclosed quote become errors 
   assert.match(records[3].error!, /malformed CSV row: Quote Not Closed/);
 });
 
+test('CSV and Parquet label columns are the records\' labels, never inputs', async () => {
+  const csv = join(dir, 'labelled.csv');
+  await writeFile(csv, 'x,label\n1,cat\n2,dog\n');
+  const source = await openInput(csv, { labelColumn: 'label' });
+  assert.deepEqual(await source.fieldColumns?.(), ['x']);
+  assert.deepEqual((await all(source)).map((record) => [record.fields, record.label]), [[{ x: '1' }, 'cat'], [{ x: '2' }, 'dog']]);
+  const parquet = await writeParquet(join(dir, 'labelled.parquet'), [{ name: 'x', data: [1, 2] }, { name: 'label', data: ['cat', 'dog'] }], { schema: schemaOf({ x: 'DOUBLE', label: 'STRING' }) });
+  const rows = await openInput(parquet, { labelColumn: 'label' });
+  assert.deepEqual(await rows.fieldColumns?.(), ['x']);
+  assert.deepEqual((await all(rows)).map((record) => [record.json, record.label]), [['{"x":1}', 'cat'], ['{"x":2}', 'dog']]);
+});
+
 test('CSV: a row with a stray quote is one record with both of its errors, counted once', async () => {
   const path = join(dir, 'stray.csv');
   await writeFile(path, 'id,x,y\n1,"0 1","2 3"\n100,"0 1 2,"0 1 2"\n3,"4 5","6 7"\n');
@@ -151,6 +163,10 @@ test('Parquet in the Hugging Face image layout: a record per row, read a row gro
   ]);
   assert.match(records[3].error!, /^column 'image' holds no image bytes, only a path \(d\.png\): the images must be in the file/);
   assert.equal(await source.fieldColumns?.(), undefined, 'an image record has no fields to match to inputs');
+  // Read as the label (as eval reads it): the int64 a number, beside the image, carried or not.
+  const labelled = await all(await openInput(path, { labelColumn: 'label' }));
+  assert.deepEqual(labelled.map((record) => [record.image?.toString(), record.label]), [['a', 0], ['b', 1], ['c', 2], [undefined, 3], ['e', 4]]);
+  assert.equal((await all(await openInput(path, { labelColumn: 'class' })))[0].label, undefined, 'a file without the label column is unlabelled, not refused');
 });
 
 test('Parquet numbers: lists are tensors, scalars are values, INT64 beyond 2^53 keeps its digits; --id-column, --pass-through and --csv-input as for CSV', async () => {

@@ -13,7 +13,7 @@ import { parseExactJson, stringifyExactJson } from '../protocol/v2-json.js';
 import { contentExtension, inputBytes } from './input-bytes.js';
 import type { InputFormat, InputSource, JobRecord, RecordId } from './job-record.js';
 import { parquetFile } from './parquet-input.js';
-import { columnIndexes, idAndCarriedColumns, RESERVED_CSV_COLUMNS, SeenIds, type RecordColumns } from './record-columns.js';
+import { columnIndexes, idAndCarriedColumns, labelIndexIn, RESERVED_CSV_COLUMNS, SeenIds, type RecordColumns } from './record-columns.js';
 
 export type { InputFormat, InputRecord, InputSource } from './job-record.js';
 
@@ -31,6 +31,8 @@ export interface InputOptions {
   idColumn?: string;
   /** CSV columns (or JSONL fields) copied into each output line as they are, e.g. a label. */
   passThrough?: readonly string[];
+  /** The CSV or Parquet column read as each record's label when the file has it (see RecordColumns); a JSONL line keeps its label field. */
+  labelColumn?: string;
 }
 
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
@@ -51,7 +53,7 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
   const kind = info.isDirectory() ? 'images' : JSONL_EXTENSIONS.has(extension) ? 'jsonl' : extension === '.csv' ? 'csv' : extension === '.parquet' ? 'parquet' : undefined;
   refuseFlagsNotFor(path, kind, options);
   if (info.isDirectory()) return imageFolder(path);
-  const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns };
+  const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns, labelColumn: options.labelColumn };
   if (kind === 'jsonl') return countedOnce(jsonlFile(path, columns));
   if (kind === 'csv') return countedOnce(csvFile(path, options.csvInput, columns));
   // Compressed inside (its pages), not around: a gzipped Parquet file would be read whole to find its footer.
@@ -356,7 +358,7 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
         if (!('cells' in row)) continue;
         const header = row.cells;
         const { idIndex, carried } = idAndCarriedColumns(header, selected, 'the CSV header');
-        const notInputs = new Set([idIndex, ...carried]);
+        const notInputs = new Set([idIndex, ...carried, labelIndexIn(header, selected)]);
         return selected.inputColumns ? [...selected.inputColumns] : header.filter((_, index) => !notInputs.has(index));
       }
       return undefined; // no header: no records, nothing to refuse
@@ -366,6 +368,7 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
       let header: string[] | undefined;
       let idIndex: number | undefined;
       let carried: number[] = [];
+      let labelIndex: number | undefined;
       let inputs: number[] = [];
       for await (const row of csvRows(path)) {
         let id: RecordId = row.line;
@@ -375,10 +378,11 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
         } else if (!header) {
           header = row.cells;
           ({ idIndex, carried } = idAndCarriedColumns(header, selected, 'the CSV header'));
+          labelIndex = labelIndexIn(header, selected);
           // A numeric id or label is not a feature: only the columns chosen, or all the others, are inputs; with
           // --csv-input, a column named id or label is not one either, though no flag names it.
           const reserved = csvInput ? header.flatMap((name, index) => (RESERVED_CSV_COLUMNS.test(name.trim()) ? [index] : [])) : [];
-          const notInputs = new Set([idIndex, ...carried, ...reserved]);
+          const notInputs = new Set([idIndex, ...carried, ...reserved, labelIndex]);
           inputs = selected.inputColumns
             ? columnIndexes(header, selected.inputColumns, '--input-columns', 'the CSV header')
             : (csvInput ? await findNumericColumns() : header.map((_, index) => index)).filter((index) => !notInputs.has(index));
@@ -398,6 +402,7 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
                   ? { id, fields: { [csvInput]: inputs.map((index) => cells[index]!) } }
                   : { id, fields: Object.fromEntries(inputs.map((index) => [header![index], cells[index]!])) };
           if (passThrough) record.passThrough = passThrough;
+          if (labelIndex !== undefined) record.label = cells[labelIndex];
         }
         const loaded = record;
         // A row's size ends a queued chunk sooner as an image's does (--chunk-max-mib).

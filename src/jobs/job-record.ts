@@ -19,6 +19,8 @@ export interface JobRecord {
   error?: string;
   /** Columns or fields copied into the output line as they are (--pass-through: e.g. a label to score against). */
   passThrough?: Record<string, unknown>;
+  /** The value of the label column (RecordColumns.labelColumn) of a CSV or Parquet file that has one; local only, never queued. */
+  label?: unknown;
 }
 
 /** What kind of input a batch job reads. */
@@ -59,6 +61,8 @@ export interface InputSource {
   checkInputColumns?(inputNames: readonly string[]): void;
   /** The columns with their types, for a refusal that lists them. */
   describeColumns?(): string;
+  /** A Parquet file's column names, all of them (read or not). */
+  columnNames?: readonly string[];
 }
 
 /** The JSON form a record has inside a queued chunk: image bytes as base64, the rest as is. */

@@ -10,7 +10,7 @@ import { compressors as parquetCompressors } from 'hyparquet-compressors';
 import { invalidArgument } from '../core/errors.js';
 import { stringifyExactJson } from '../protocol/v2-json.js';
 import type { InputSource, JobRecord } from './job-record.js';
-import { columnIndexes, idAndCarriedColumns, RESERVED_CSV_COLUMNS, SeenIds, type RecordColumns } from './record-columns.js';
+import { columnIndexes, idAndCarriedColumns, labelIndexIn, RESERVED_CSV_COLUMNS, SeenIds, type RecordColumns } from './record-columns.js';
 
 /**
  * What a column holds, as a model input sees it: a number, a (nested) list of numbers, text, encoded images, or
@@ -112,7 +112,8 @@ export async function parquetFile(path: string, csvInput: string | undefined, se
   const refuse = (column: Column, flag: string, accepted: string) =>
     invalidArgument(`${flag} names column '${column.name}' of ${path}, which is ${column.type}: ${accepted}`);
   if (idIndex !== undefined && !['number', 'text'].includes(columns[idIndex]!.kind)) throw refuse(columns[idIndex]!, '--id-column', 'an id column holds numbers or text');
-  const notInputs = new Set([idIndex, ...carriedIndexes]);
+  const labelIndex = labelIndexIn(names, selected);
+  const notInputs = new Set([idIndex, ...carriedIndexes, labelIndex]);
   const reserved = csvInput ? columns.flatMap((column, index) => (RESERVED_CSV_COLUMNS.test(column.name.trim()) ? [index] : [])) : [];
   const chosen = selected.inputColumns ? columnIndexes(names, selected.inputColumns, '--input-columns', path) : undefined;
   for (const index of chosen ?? []) {
@@ -131,13 +132,14 @@ export async function parquetFile(path: string, csvInput: string | undefined, se
   const imageIndex = images[0];
   // Fields of kinds no input takes are left out of the records: a model that reads one is refused up front (checkInputColumns).
   const fieldIndexes = imageIndex !== undefined ? [] : inputIndexes.filter((index) => columns[index]!.kind !== 'other' && columns[index]!.kind !== 'image');
-  const read = [...new Set([...(imageIndex !== undefined ? [imageIndex] : fieldIndexes), ...(idIndex !== undefined ? [idIndex] : []), ...carriedIndexes])].map((index) => names[index]!);
+  const read = [...new Set([...(imageIndex !== undefined ? [imageIndex] : fieldIndexes), ...(idIndex !== undefined ? [idIndex] : []), ...carriedIndexes, ...(labelIndex !== undefined ? [labelIndex] : [])])].map((index) => names[index]!);
   refuseUnreadableCodecs(path, metadata, new Set(read));
   const describeColumns = () => columns.map((column) => `${column.name} ${column.type}`).join(', ');
 
   const recordOf = (row: Record<string, unknown>, index: number, ids: SeenIds): JobRecord => {
     const passThrough = carriedIndexes.length > 0 ? Object.fromEntries(carriedIndexes.map((at) => [names[at]!, carried(row[names[at]!])])) : undefined;
-    const withCarried = (record: JobRecord): JobRecord => (passThrough ? { ...record, passThrough } : record);
+    const label = labelIndex !== undefined ? { label: carried(row[names[labelIndex]!]) } : {};
+    const withCarried = (record: JobRecord): JobRecord => ({ ...record, ...(passThrough ? { passThrough } : {}), ...label });
     let id: JobRecord['id'] = index;
     if (idIndex !== undefined) {
       const checked = ids.check(row[names[idIndex]!], names[idIndex]!, `row ${index}`);
@@ -165,6 +167,7 @@ export async function parquetFile(path: string, csvInput: string | undefined, se
     count: async () => Number(metadata.num_rows),
     ...(imageIndex !== undefined ? { imageColumn: names[imageIndex] } : {}),
     describeColumns,
+    columnNames: names,
     async fieldColumns() {
       return imageIndex !== undefined || csvInput !== undefined ? undefined : fieldIndexes.map((index) => names[index]!);
     },

@@ -9,6 +9,11 @@ export interface RecordColumns {
   idColumn?: string;
   passThrough: readonly string[];
   inputColumns?: readonly string[];
+  /**
+   * The column whose value is each record's label (what `nereid eval` scores against), when the file has it: never an
+   * input, its value on the record's `label`. A file without it is read as unlabelled, not refused.
+   */
+  labelColumn?: string;
 }
 
 /** Ids given by a column must be unique: resuming a job finds its records by id. */
@@ -50,4 +55,10 @@ export function idAndCarriedColumns(columns: readonly string[], selected: Record
     idIndex: selected.idColumn === undefined ? undefined : columnIndexes(columns, [selected.idColumn], '--id-column', holder)[0],
     carried: columnIndexes(columns, selected.passThrough, '--pass-through', holder),
   };
+}
+
+/** The index of the label column when `columns` has it (RecordColumns.labelColumn), else undefined: a file without it is unlabelled. */
+export function labelIndexIn(columns: readonly string[], selected: RecordColumns): number | undefined {
+  const index = selected.labelColumn === undefined ? -1 : columns.indexOf(selected.labelColumn);
+  return index < 0 ? undefined : index;
 }
