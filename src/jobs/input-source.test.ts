@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { HF_IMAGE_SCHEMA, schemaOf, writeParquet } from '../../test/support/parquet-fixtures.js';
-import { MAX_JSONL_LINE_BYTES, openInput, type InputSource } from './input-source.js';
+import { MAX_RECORD_BYTES, openInput, type InputSource } from './input-source.js';
 
 let dir: string;
 before(async () => (dir = await mkdtemp(join(tmpdir(), 'nereid-input-'))));
@@ -226,11 +226,26 @@ test('Parquet: a file cut short is refused for its missing footer; GZIP and ZSTD
 
 test('a JSONL line longer than one request body is that record\'s error, not read; the lines around it, CRLF ends and blank lines are as before', async () => {
   const path = join(dir, 'one-huge-line.jsonl');
-  await writeFile(path, Buffer.concat([Buffer.from('{"x": [1]}\r\n\n'), Buffer.alloc(MAX_JSONL_LINE_BYTES + 1, 0x78), Buffer.from('\n{"x": [2]}')]));
+  await writeFile(path, Buffer.concat([Buffer.from('{"x": [1]}\r\n\n'), Buffer.alloc(MAX_RECORD_BYTES + 1, 0x78), Buffer.from('\n{"x": [2]}')]));
   const records = await all(await openInput(path));
   assert.deepEqual(records.map((record) => record.id), [1, 3, 4]);
   assert.deepEqual([records[0]!.json, records[2]!.json], ['{"x": [1]}', '{"x": [2]}']);
-  assert.equal(records[1]!.error, `line 3 holds ${MAX_JSONL_LINE_BYTES + 1} bytes, more than the ${MAX_JSONL_LINE_BYTES} one record may (as much as one HTTP request body); it was not read`);
+  assert.equal(records[1]!.error, `line 3 holds ${MAX_RECORD_BYTES + 1} bytes, more than the ${MAX_RECORD_BYTES} one record may (as much as one HTTP request body); it was not read`);
+  await rm(path);
+});
+
+test('a CSV row longer than one request body is that record\'s error, not read; the rows after it keep their line numbers', async () => {
+  const path = join(dir, 'one-huge-row.csv');
+  // The huge row spans two lines (a quoted line break), as a pasted text cell would.
+  const huge = Buffer.concat([Buffer.from('"'), Buffer.alloc(MAX_RECORD_BYTES, 0x78), Buffer.from('\ny",3')]);
+  await writeFile(path, Buffer.concat([Buffer.from('x,y\n1,2\n'), huge, Buffer.from('\n4,5\n6\n')]));
+  const source = await openInput(path);
+  const records = await all(source);
+  assert.deepEqual(records.map((record) => record.id), [2, 4, 5, 6]);
+  assert.deepEqual([records[0]!.fields, records[2]!.fields], [{ x: '1', y: '2' }, { x: '4', y: '5' }]);
+  assert.equal(records[1]!.error, `the row ending on line 4 holds ${huge.length} bytes, more than the ${MAX_RECORD_BYTES} one record may (as much as one HTTP request body); it was not read`);
+  assert.match(records[3]!.error!, /^malformed CSV row: Invalid Record Length: expect 2, got 1 on line 6/);
+  assert.equal(await source.count(), 4);
   await rm(path);
 });
 

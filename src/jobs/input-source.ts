@@ -7,9 +7,11 @@
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
+import { Readable } from 'node:stream';
 import { parse as parseCsv, type CsvError } from 'csv-parse';
 import { invalidArgument } from '../core/errors.js';
 import { parseExactJson, stringifyExactJson } from '../protocol/v2-json.js';
+import { boundCsvRecords, type TooLongRecord } from './csv-record-bound.js';
 import { contentExtension, inputBytes } from './input-bytes.js';
 import type { InputFormat, InputSource, JobRecord, RecordId } from './job-record.js';
 import { parquetFile } from './parquet-input.js';
@@ -170,15 +172,18 @@ async function imageFolder(root: string): Promise<InputSource> {
 }
 
 /**
- * The most bytes one JSONL line may hold: as much as one HTTP request body may (the HTTP front end's default). A longer
- * line is that record's error, its bytes dropped as they pass, so a file with no line breaks (a binary file named
- * .jsonl, a dump on one line) costs no more memory than one record.
+ * The most bytes one JSONL line or CSV row may hold: as much as one HTTP request body may (the HTTP front end's
+ * default). A longer one is that record's error, its bytes dropped as they pass, so a file with no line breaks (a binary
+ * file named .jsonl or .csv, a dump on one line) costs no more memory than one record.
  */
-export const MAX_JSONL_LINE_BYTES = 64 * 1024 * 1024;
+export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+
+/** Why a record longer than MAX_RECORD_BYTES was not read; `what` names it ("line 3"). */
+const recordTooLong = (what: string, bytes: number) => `${what} holds ${bytes} bytes, more than the ${MAX_RECORD_BYTES} one record may (as much as one HTTP request body); it was not read`;
 
 type JsonlLine = { line: number; text: string } | { line: number; tooLong: number };
 
-async function* jsonlLines(path: string, maxLineBytes = MAX_JSONL_LINE_BYTES): AsyncGenerator<JsonlLine> {
+async function* jsonlLines(path: string, maxLineBytes = MAX_RECORD_BYTES): AsyncGenerator<JsonlLine> {
   let number = 0;
   let parts: Buffer[] = [];
   let size = 0;
@@ -268,7 +273,7 @@ function jsonlFile(path: string, columns: RecordColumns): InputSource {
       const ids = new SeenIds();
       for await (const found of jsonlLines(path)) {
         if ('tooLong' in found) {
-          const error = `line ${found.line} holds ${found.tooLong} bytes, more than the ${MAX_JSONL_LINE_BYTES} one record may (as much as one HTTP request body); it was not read`;
+          const error = recordTooLong(`line ${found.line}`, found.tooLong);
           yield { id: found.line, bytes: 0, load: async () => ({ id: found.line, error }) };
           continue;
         }
@@ -284,11 +289,13 @@ type CsvRow = { line: number; cells: string[] } | { line: number; error: string 
 
 /**
  * The rows of a CSV file, header included, each with the line it ends on. A row the parser
- * rejects (wrong number of fields, a quote never closed) comes out as an error in its place.
+ * rejects (wrong number of fields, a quote never closed) comes out as an error in its place, and so does one longer
+ * than a record may be (`maxRecordBytes`), its bytes never held.
  */
-async function* csvRows(path: string): AsyncGenerator<CsvRow> {
-  const skipped: { line: number; error: string }[] = [];
-  const bytes = inputBytes(path);
+async function* csvRows(path: string, maxRecordBytes = MAX_RECORD_BYTES): AsyncGenerator<CsvRow> {
+  const errors: { line: number; error: string }[] = [];
+  const tooLong: TooLongRecord[] = [];
+  const bytes = Readable.from(boundCsvRecords(inputBytes(path), maxRecordBytes, tooLong));
   const parser = bytes.pipe(parseCsv({ bom: true, skip_empty_lines: true, skip_records_with_error: true, info: true }));
   // pipe() does not pass on a failure of its source (a gzip file cut short): the rows would just stop.
   bytes.on('error', (error) => parser.destroy(error));
@@ -296,20 +303,31 @@ async function* csvRows(path: string): AsyncGenerator<CsvRow> {
   let lastErrorLine = -1;
   parser.on('skip', (error: CsvError & { lines?: number }) => {
     const line = error.lines ?? 0;
-    const previous = skipped.at(-1);
+    const previous = errors.at(-1);
     if (previous?.line === line) previous.error += `; ${error.message}`;
-    else if (line !== lastErrorLine) skipped.push({ line, error: error.message });
+    else if (line !== lastErrorLine) errors.push({ line, error: `malformed CSV row: ${error.message}` });
   });
-  const nextSkipped = () => {
-    const row = skipped.shift()!;
-    lastErrorLine = row.line;
-    return row;
-  };
+  // The parser's errors and the rows held back for their size, in line order, up to `line` (or all).
+  function* failedBefore(line = Infinity): Generator<CsvRow> {
+    for (;;) {
+      const parsed = errors[0]?.line ?? Infinity;
+      const long = tooLong[0]?.line ?? Infinity;
+      if (Math.min(parsed, long) >= line || (parsed === Infinity && long === Infinity)) return;
+      if (parsed <= long) {
+        const row = errors.shift()!;
+        lastErrorLine = row.line;
+        yield row;
+      } else {
+        const row = tooLong.shift()!;
+        yield { line: row.line, error: recordTooLong(`the row ending on line ${row.line}`, row.bytes) };
+      }
+    }
+  }
   for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-    while (skipped.length > 0 && skipped[0].line < info.lines) yield nextSkipped();
+    yield* failedBefore(info.lines);
     yield { line: info.lines, cells: record };
   }
-  while (skipped.length > 0) yield nextSkipped();
+  yield* failedBefore();
 }
 
 const isNumber = (cell: string) => cell.trim() !== '' && Number.isFinite(Number(cell));
@@ -374,7 +392,7 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
         let id: RecordId = row.line;
         let record: JobRecord;
         if ('error' in row) {
-          record = { id, error: `malformed CSV row: ${row.error}` };
+          record = { id, error: row.error };
         } else if (!header) {
           header = row.cells;
           ({ idIndex, carried } = idAndCarriedColumns(header, selected, 'the CSV header'));
