@@ -217,6 +217,8 @@ async function recordExamples(source: InputSource, server: Server, model: ModelV
       images.push(record.image);
     } else {
       try {
+        // The request first: it refuses a record the cap refuses before parsing it.
+        requests.push({ ...processor.request(record), outputs: [{ name: output }] });
         if (record.json !== undefined) {
           const value: unknown = parseExactJson(Buffer.from(record.json, 'utf8'), where);
           if (value && typeof value === 'object' && !Array.isArray(value)) {
@@ -224,7 +226,6 @@ async function recordExamples(source: InputSource, server: Server, model: ModelV
             noteNearMisses(Object.keys(value));
           }
         }
-        requests.push({ ...processor.request(record), outputs: [{ name: output }] });
       } catch (error) {
         throw new Error(`${where}: ${(error as Error).message}`);
       }

@@ -10,7 +10,7 @@ import { retryingCall, type RetryOptions } from '../core/retry.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.js';
 import { computeShareNs } from '../core/timings.js';
-import { decodeInferRequest, encodeInferResponse, parseExactJson } from '../protocol/v2-json.js';
+import { decodeInferRequest, encodeInferResponse, parseExactJson, refuseBytesBeyondCap } from '../protocol/v2-json.js';
 import { detectionsOutput } from '../model/object-detection.js';
 import type { Server } from '../server/server.js';
 import { errorLine, lineHead, type JobRecord } from './job-record.js';
@@ -193,8 +193,11 @@ export class RecordProcessor {
       return { model: this.model, version: this.options.version, inputs: [input] };
     }
     if (record.fields) return this.fromFields(record.fields, true);
+    const bytes = Buffer.from(record.json ?? '', 'utf8');
+    // Before the parse, which costs seconds on a line of millions of strings that the cap then refuses.
+    refuseBytesBeyondCap(bytes, (field) => this.inputs.find((input) => input.name === field)?.datatype);
     // Named fields are read as exactly as the V2 forms are: INT64 beyond 2^53 kept digit for digit.
-    const value = parseExactJson(Buffer.from(record.json ?? '', 'utf8'), 'the record');
+    const value = parseExactJson(bytes, 'the record');
     if (Array.isArray(value) || (isObject(value) && Array.isArray(value.inputs))) {
       // V2 JSON, read by the HTTP front end's own codec.
       const body = Array.isArray(value) ? `{"inputs":${record.json}}` : record.json!;

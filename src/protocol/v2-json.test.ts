@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { InferenceResponse } from '../core/inference.js';
 import { NereidError } from '../core/errors.js';
-import { decodeInferRequest, encodeInferResponse, encodeInferResponseInSlices, JSON_SLICE_VALUES, parseExactJson, stringifyExactJson } from './v2-json.js';
+import { MAX_BYTES_ELEMENTS } from '../core/tensor.js';
+import { decodeInferRequest, encodeInferResponse, encodeInferResponseInSlices, JSON_SLICE_VALUES, parseExactJson, refuseBytesBeyondCap, stringifyExactJson } from './v2-json.js';
 
 /** JSON header + binary tensors, as Triton's clients send them. */
 function binaryBody(header: unknown, ...buffers: ArrayBufferView[]): { body: Buffer; headerLength: string } {
@@ -422,4 +423,29 @@ test('parseExactJson reads NaN, Infinity and Inf outside strings (boxed, so a li
   assert.equal(stringifyExactJson({ data: value.data.slice(0, 3), n: value.data[6] }, 'the test'), '{"data":[NaN,Infinity,-Infinity],"n":9007199254740993}');
   assert.throws(() => parseExactJson(Buffer.from('[nan]'), 'the test'), /malformed JSON in the test/);
   assert.throws(() => parseExactJson(Buffer.from('[NaNa]'), 'the test'), /malformed JSON in the test/);
+});
+
+test('a BYTES input beyond the element cap is refused from the bytes, before parsing, with the message the parse then gives', () => {
+  const over = MAX_BYTES_ELEMENTS + 1;
+  const strings = (count: number) => `"a",`.repeat(count - 1) + '"a\\"b"';
+  // V2 tensors, the name after the data and the data nested, as a batch job's line or a request body holds them.
+  const v2 = Buffer.from(`{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]},{"shape":[${over}],"data":[[${strings(over - 1)}],["b"]],"datatype":"BYTES","name":"text"}]}`);
+  const refusal = (() => {
+    try {
+      decodeInferRequest(v2, undefined, 'm', undefined);
+    } catch (error) {
+      return (error as Error).message;
+    }
+  })();
+  assert.equal(refusal, `input 'text' has ${over} BYTES elements; at most ${MAX_BYTES_ELEMENTS} are accepted per input`);
+  assert.throws(() => refuseBytesBeyondCap(v2), (error: Error) => error.message === refusal);
+  // Named fields: by what the model says the field's input takes.
+  const fields = Buffer.from(`{"label":"a","text":[${strings(over)}]}`);
+  assert.throws(() => refuseBytesBeyondCap(fields, (name) => (name === 'text' ? 'BYTES' : undefined)), (error: Error) => error.message === refusal);
+  assert.doesNotThrow(() => refuseBytesBeyondCap(fields, () => 'FP32'), 'strings for a numeric input are left to the parse');
+  assert.doesNotThrow(() => refuseBytesBeyondCap(fields), 'a field no input names');
+  // At the cap, or FP32 data, or inside an object in the array: nothing refused.
+  assert.doesNotThrow(() => refuseBytesBeyondCap(Buffer.from(`{"text":[${strings(MAX_BYTES_ELEMENTS)}]}`), () => 'BYTES'));
+  assert.doesNotThrow(() => refuseBytesBeyondCap(Buffer.from(`{"inputs":[{"name":"t","datatype":"FP32","shape":[1],"data":[${strings(over)}]}]}`)));
+  assert.doesNotThrow(() => refuseBytesBeyondCap(Buffer.from(`{"text":[{"nested":[${strings(over)}]}]}`), () => 'BYTES'));
 });

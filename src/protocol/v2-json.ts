@@ -7,7 +7,7 @@
 import { byteSize, type Datatype, type NumericArray, type TensorData } from '../core/datatype.js';
 import { invalidArgument, NereidError, quote, quoteName } from '../core/errors.js';
 import { checkReservedParameters, checkSequenceParameters, requestedOutputOf, TRANSPORT_PARAMETERS, withoutParameters, type InferenceRequest, type InferenceResponse, type InferInput, type Parameters, type RequestedOutput } from '../core/inference.js';
-import { checkDatatype, checkShape, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson, type InputShapeCheck } from '../core/tensor.js';
+import { checkBytesElementCount, checkDatatype, checkShape, MAX_BYTES_ELEMENTS, tensorDataFromBytes, tensorDataFromJson, tensorDataToBytes, tensorDataToJson, type InputShapeCheck } from '../core/tensor.js';
 import {
   checkSharedMemoryOutputs,
   sharedMemoryInputData,
@@ -182,6 +182,129 @@ function markedLiteralReviver(mark: number) {
     const exact = BigInt(literal);
     return Number.isSafeInteger(Number(exact)) ? Number(exact) : exact;
   };
+}
+
+/**
+ * Refuses, from the bytes before they are parsed, JSON whose BYTES input holds more elements than MAX_BYTES_ELEMENTS,
+ * with the message the cap gives once the JSON is parsed: parsing a line of millions of strings costs seconds and
+ * hundreds of MB before the cap is reached (a 24 MB line of 6 million, ~5 s each time it is parsed). An input is a V2
+ * tensor's `data` whose tensor says BYTES (its name and datatype read from the tensor with its data left out), or a
+ * top-level field of named fields that `datatypeOfField` says is BYTES. Anything else, and any JSON this scan cannot
+ * follow, is left to the parse, which says what is wrong.
+ */
+export function refuseBytesBeyondCap(bytes: Buffer, datatypeOfField: (name: string) => Datatype | undefined = () => undefined): void {
+  // Each element takes at least two bytes (a one-character value and a comma), and a BYTES element, as a string, at
+  // least three ("" and a comma): shorter JSON, or JSON with fewer quotes, cannot hold more elements than the cap.
+  if (bytes.length <= 2 * MAX_BYTES_ELEMENTS) return;
+  let quotes = 0;
+  for (let at = bytes.indexOf(0x22); at !== -1 && quotes <= 2 * MAX_BYTES_ELEMENTS; at = bytes.indexOf(0x22, at + 1)) quotes += 1;
+  if (quotes <= 2 * MAX_BYTES_ELEMENTS) return;
+  const over = largeArrayOf(bytes);
+  if (!over) return;
+  const key = parseOr(bytes.subarray(over.keyStart, over.keyEnd));
+  if (key === 'data') {
+    // The tensor without its data: a few bytes, parsed to learn its name and datatype.
+    const tensor = parseOr(Buffer.concat([bytes.subarray(over.ownerStart, over.arrayStart), Buffer.from('[]'), bytes.subarray(over.arrayEnd, over.ownerEnd)]));
+    if (isObject(tensor) && typeof tensor.name === 'string' && tensor.datatype === 'BYTES') checkBytesElementCount(tensor.name, over.elements);
+  } else if (over.ownerDepth === 1 && typeof key === 'string' && datatypeOfField(key) === 'BYTES') {
+    checkBytesElementCount(key, over.elements);
+  }
+}
+
+function parseOr(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+interface LargeArray {
+  /** The elements it holds, nested arrays flattened (as tensor data is read). */
+  elements: number;
+  /** Its key's string literal (quotes included), the array's bytes, and the bytes of the object that holds it. */
+  keyStart: number;
+  keyEnd: number;
+  arrayStart: number;
+  arrayEnd: number;
+  ownerStart: number;
+  ownerEnd: number;
+  /** 1 for a member of the top-level object. */
+  ownerDepth: number;
+}
+
+/** Whether the quote at `at` is escaped: an odd number of backslashes before it. */
+function escapedQuote(bytes: Buffer, at: number): boolean {
+  let backslashes = 0;
+  while (at - 1 - backslashes >= 0 && bytes[at - 1 - backslashes] === 0x5c) backslashes++;
+  return backslashes % 2 === 1;
+}
+
+/**
+ * The first array that is an object member's value and holds more than MAX_BYTES_ELEMENTS elements, with where its key
+ * and its object are; undefined when there is none or the JSON is not well formed enough to tell.
+ */
+function largeArrayOf(bytes: Buffer): LargeArray | undefined {
+  /** Open containers, 0x7b for an object and 0x5b for an array, with where each starts. */
+  const kinds: number[] = [];
+  const starts: number[] = [];
+  /** Depths (1-based, as kinds.length once pushed) of the open objects. */
+  const objects: number[] = [];
+  /** The open arrays that are object members, innermost last: their elements are counted until they close. */
+  const counted: { depth: number; keyStart: number; keyEnd: number; start: number; elements: number }[] = [];
+  let found: LargeArray | undefined;
+  /** In an object, the next string is a key; in an array, the next byte that is not a bracket starts an element. */
+  let expectKey = false;
+  let valueNext = false;
+  let keyStart = -1;
+  let keyEnd = -1;
+  for (let at = 0; at < bytes.length; at++) {
+    const byte = bytes[at]!;
+    if (byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09) continue;
+    if (valueNext && byte !== 0x5d && byte !== 0x5b) {
+      valueNext = false;
+      // An element of the innermost member array, or of an array nested in it (no object between: flattened as tensor data is).
+      const array = counted.at(-1);
+      if (array && (objects.at(-1) ?? 0) < array.depth) array.elements += 1;
+    }
+    if (byte === 0x22) {
+      let end = bytes.indexOf(0x22, at + 1);
+      while (end !== -1 && escapedQuote(bytes, end)) end = bytes.indexOf(0x22, end + 1);
+      if (end === -1) return undefined;
+      if (expectKey) {
+        keyStart = at;
+        keyEnd = end + 1;
+        expectKey = false;
+      }
+      at = end;
+    } else if (byte === 0x7b || byte === 0x5b) {
+      if (byte === 0x5b && kinds.at(-1) === 0x7b) counted.push({ depth: kinds.length + 1, keyStart, keyEnd, start: at, elements: 0 });
+      kinds.push(byte);
+      starts.push(at);
+      if (byte === 0x7b) objects.push(kinds.length);
+      expectKey = byte === 0x7b;
+      valueNext = byte === 0x5b;
+    } else if (byte === 0x7d || byte === 0x5d) {
+      const depth = kinds.length;
+      if (kinds.pop() !== (byte === 0x7d ? 0x7b : 0x5b)) return undefined;
+      starts.pop();
+      expectKey = false;
+      valueNext = false;
+      if (byte === 0x7d) {
+        objects.pop();
+        if (found && depth === found.ownerDepth) return { ...found, ownerEnd: at + 1 };
+      } else if (counted.at(-1)?.depth === depth) {
+        const array = counted.pop()!;
+        if (!found && array.elements > MAX_BYTES_ELEMENTS) {
+          found = { elements: array.elements, keyStart: array.keyStart, keyEnd: array.keyEnd, arrayStart: array.start, arrayEnd: at + 1, ownerStart: starts.at(-1)!, ownerEnd: -1, ownerDepth: depth - 1 };
+        }
+      }
+    } else if (byte === 0x2c) {
+      expectKey = kinds.at(-1) === 0x7b;
+      valueNext = kinds.at(-1) === 0x5b;
+    }
+  }
+  return undefined;
 }
 
 /**
