@@ -15,6 +15,7 @@ import { pino } from 'pino';
 import { classFolderName, comparisonChartSvg, readLabelledImages, runEval, type ClassificationReport, type EvalReport } from '../src/eval/index.js';
 import { identityModel, writeModel } from '../src/onnx/test-models.js';
 import { runCli } from './support/cli-server.js';
+import { runMonitor } from '../src/tools/reference-profiling.js';
 import { readFashionMnist, writeFashionMnistPngs } from './support/fashion-mnist.js';
 import { HF_IMAGE_SCHEMA, writeParquet } from './support/parquet-fixtures.js';
 
@@ -98,6 +99,10 @@ test('the same images as a Hugging Face Parquet file (image struct, int64 label,
   assert.equal(parquetScores.top1Accuracy, folderScores.top1Accuracy);
   assert.deepEqual(parquetScores.confusion, folderScores.confusion);
   assert.ok(Math.abs(parquetScores.ece - folderScores.ece) < 1e-6, `ECE ${parquetScores.ece} against ${folderScores.ece}`);
+  // monitor reads the label column as it reads class folders: the accuracy reached, said as from the label column.
+  const monitored = await runMonitor({ model: 'fashion_mnist', modelRepository: repository, version: '1', data: parquet }, silent);
+  assert.equal(monitored.realisedAccuracy, parquetScores.top1Accuracy);
+  assert.equal(monitored.realisedAccuracyFrom, 'label column');
 });
 
 test('a gate the candidate misses exits 1 and says which clause; the table names every class; --plot still writes the chart', async () => {

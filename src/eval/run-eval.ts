@@ -15,6 +15,7 @@ import { requireLabelsForEveryScore } from '../config/model-config.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { entriesFollowingLinks, IMAGE_EXTENSIONS, openInput, type InputSource } from '../jobs/input-source.js';
 import { checkInputFits } from '../jobs/local-batch-job.js';
+import { LABEL_COLUMN } from '../jobs/record-columns.js';
 import { RecordProcessor } from '../jobs/record-processor.js';
 import { classLabels, imageScores } from '../model/image-classification.js';
 import type { ModelVersion } from '../model/model-version.js';
@@ -177,9 +178,6 @@ function labelOf(value: unknown, kind: OutputKind, classes: readonly string[] | 
   }
   return index;
 }
-
-/** The field or column read as each record's label. */
-const LABEL_COLUMN = 'label';
 
 /** Field names a person may have meant as the label. */
 const LABEL_LIKE = /^(labels?|class(es)?|targets?|y|category|ground_?truth)$/i;

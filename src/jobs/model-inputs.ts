@@ -11,6 +11,7 @@ import { ImageInputError } from '../processing/image-preprocessor.js';
 import { InputPreprocessor } from '../processing/input-preprocessor.js';
 import type { Server } from '../server/server.js';
 import { openInput } from './input-source.js';
+import { LABEL_COLUMN } from './record-columns.js';
 import { RecordProcessor } from './record-processor.js';
 
 export type Feed = Record<string, ort.Tensor>;
@@ -22,6 +23,11 @@ export interface ModelInputs {
   /** Encoded images, in the order of `feeds`, when the data is a folder of images. */
   images?: Buffer[];
   sha256: string;
+  /**
+   * Each example's value of the data's label column (LABEL_COLUMN of a CSV or Parquet file, e.g. a Hugging Face image
+   * dataset's `label`), in the order of `feeds`; absent when the data have no such column.
+   */
+  labelValues?: unknown[];
   /** Images left out because they could not be read or decoded (only with `skipUnreadable`), by record id. */
   unreadable: { id: string | number; reason: string }[];
 }
@@ -41,13 +47,14 @@ export async function readModelInputs(
   flag = '--data',
   skipUnreadable = false,
 ): Promise<ModelInputs> {
-  const source = await openInput(path).catch((error: Error) => {
+  const source = await openInput(path, { labelColumn: LABEL_COLUMN }).catch((error: Error) => {
     throw new Error(`${flag}: ${error.message}`);
   });
   const digest = createHash('sha256');
   const feeds: Feed[] = [];
   const ids: (string | number)[] = [];
   const images: Buffer[] = [];
+  const labelValues: unknown[] = [];
   const unreadable: ModelInputs['unreadable'] = [];
   const preprocessor = InputPreprocessor.of(config);
   const [imageInput, ...otherImages] = preprocessor ? [...preprocessor.imageInputs] : [];
@@ -93,6 +100,7 @@ export async function readModelInputs(
       const tensor = prepared[imageInput];
       feeds.push({ [imageInput]: asOrt(tensor.datatype, tensor.data, config.max_batch_size > 0 ? tensor.shape : [1, ...tensor.shape]) });
       ids.push(record.id);
+      labelValues.push(record.label);
       images.push(record.image);
       continue;
     }
@@ -106,6 +114,8 @@ export async function readModelInputs(
     }
     feeds.push(Object.fromEntries(request.inputs.map((input) => [input.name, asOrt(input.datatype, input.data, input.shape)])));
     ids.push(record.id);
+    labelValues.push(record.label);
   }
-  return { feeds, ids, images: holdsImages ? images : undefined, sha256: digest.digest('hex'), unreadable };
+  const labelled = labelValues.some((label) => label !== undefined);
+  return { feeds, ids, images: holdsImages ? images : undefined, ...(labelled ? { labelValues } : {}), sha256: digest.digest('hex'), unreadable };
 }

@@ -31,6 +31,9 @@ export class SeenIds {
   }
 }
 
+/** The field or column that tools scoring against labels (eval, profile, monitor) read as each record's label. */
+export const LABEL_COLUMN = 'label';
+
 /**
  * With --csv-input and no --input-columns, the columns that are never features: a record's id and its label (as
  * `nereid eval` reads `label`), whatever the case, even when their cells are numbers (a class index).

@@ -158,6 +158,8 @@ interface LoadedVersion {
   feeds: Feed[];
   ids: (string | number)[];
   images?: Buffer[];
+  /** Each example's label column value, when the data have one (ModelInputs.labelValues). */
+  labelValues?: unknown[];
   sha256: string;
   modelPath: string;
   unreadable: { id: string | number; reason: string }[];
@@ -195,12 +197,21 @@ async function loadData(
   }
 }
 
-/** Each example's true class from the class folder its image is in (named by label, '/' written '_', or by index); undefined unless every image has one. */
-function folderLabels(loaded: LoadedVersion): number[] | undefined {
-  if (!loaded.images || !loaded.labels) return undefined;
+/**
+ * Each example's true class: from the data's label column (a class name or index, as eval reads it) when it has one,
+ * else from the class folder its image is in (named by label, '/' written '_', or by index); undefined unless every
+ * example has one.
+ */
+function trueClasses(loaded: LoadedVersion): { classes: number[]; from: 'label column' | 'class folders' } | undefined {
+  if (!loaded.labels) return undefined;
   const classOf = classOfName(loaded.labels);
-  const classes = loaded.ids.map((id) => classOf(String(id).split('/').slice(0, -1).join('/')));
-  return classes.every((cls) => cls !== undefined) ? (classes as number[]) : undefined;
+  const classes = loaded.labelValues
+    ? loaded.labelValues.map((value) => (typeof value === 'number' ? classOf(String(value)) : typeof value === 'string' ? classOf(value) : undefined))
+    : loaded.images
+      ? loaded.ids.map((id) => classOf(String(id).split('/').slice(0, -1).join('/')))
+      : [];
+  if (classes.length === 0 || !classes.every((cls) => cls !== undefined)) return undefined;
+  return { classes: classes as number[], from: loaded.labelValues ? 'label column' : 'class folders' };
 }
 
 const shares = (classes: readonly number[], names: readonly string[]): Record<string, number> => {
@@ -281,7 +292,7 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
   const threshold = thresholdForFalsePositiveRate(features.slice(fitted, thresholdEnd).map((vector) => scorer.score(vector)), settings.falsePositiveRate);
   const check = features.slice(thresholdEnd);
   const heldOutFalsePositiveRate = check.filter((vector) => scorer.score(vector) > threshold).length / check.length;
-  const truth = folderLabels(loaded);
+  const truth = trueClasses(loaded)?.classes;
   const confidences = observed.values['output.confidence'];
   const names = loaded.labels ?? Array.from({ length: classCount }, (_, index) => String(index));
   const profile: ReferenceProfile = {
@@ -347,8 +358,10 @@ export interface MonitorReport {
   expectedAccuracy?: number;
   /** Why expectedAccuracy is not to be trusted, when the state is not ok (the server's /monitor gives the same). */
   accuracyCaution?: string;
-  /** With class folders in --data: the accuracy actually reached. */
+  /** With class folders in --data, or a label column: the accuracy actually reached. */
   realisedAccuracy?: number;
+  /** What gave the true classes realisedAccuracy is counted against. */
+  realisedAccuracyFrom?: 'label column' | 'class folders';
   /** Why there is no realisedAccuracy although some images are in class folders: the folders that name no class. */
   realisedAccuracyNote?: string;
   /** Files of --data left out because they could not be read or decoded. */
@@ -431,9 +444,15 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     const caution = accuracyCaution(report.state);
     if (caution) report.accuracyCaution = caution;
   }
-  const truth = folderLabels(loaded);
-  if (truth) report.realisedAccuracy = observed.predicted.filter((cls, index) => cls === truth[index]).length / truth.length;
-  else {
+  const truth = trueClasses(loaded);
+  if (truth) {
+    report.realisedAccuracy = observed.predicted.filter((cls, index) => cls === truth.classes[index]).length / truth.classes.length;
+    report.realisedAccuracyFrom = truth.from;
+  } else if (loaded.labelValues && loaded.labels) {
+    const classOf = classOfName(loaded.labels);
+    const unknown = [...new Set(loaded.labelValues.filter((value) => classOf(String(value ?? '')) === undefined).map((value) => JSON.stringify(value ?? null)))];
+    report.realisedAccuracyNote = `no realised accuracy: the label column holds ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}, which ${unknown.length === 1 ? 'names' : 'name'} no class of the model (a label or an index 0..${loaded.labels.length - 1}); every example must have one for it`;
+  } else {
     const strays = foldersNamingNoClass(loaded);
     if (strays.length > 0) {
       report.realisedAccuracyNote = `no realised accuracy: ${strays.length === 1 ? 'the folder' : 'the folders'} ${strays.slice(0, 5).map((folder) => `'${folder}'`).join(', ')}${strays.length > 5 ? ', …' : ''} ${strays.length === 1 ? 'names' : 'name'} no class of the model (its classes: ${loaded.labels!.slice(0, 10).join(', ')}${loaded.labels!.length > 10 ? ', …' : ''}); every image must be in a class folder for it`;
