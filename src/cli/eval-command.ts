@@ -12,7 +12,7 @@ export function addEvalCommand(program: Command): void {
   verdictCommand(program, 'eval', 'the last version failed --gate')
     .description("score a model's versions side by side on the same examples: against labels (accuracy, per-class figures, calibration; text accuracy for CTC recognisers) and against the first version (agreement, output deltas), with size and speed; with --gate, exit 1 when the last version fails it")
     .requiredOption('--model <name>', 'model to evaluate')
-    .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), or a JSONL or CSV file of input tensors with an optional label field")
+    .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), a Parquet file with a column of images, or a JSONL, CSV or Parquet file of input tensors; an optional label field or column")
     .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', (value: string) => value.split(',').map((part) => part.trim()))
     .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)', oneRepository)
     .addOption(allowCodeModelsOption())

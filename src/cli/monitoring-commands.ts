@@ -105,13 +105,13 @@ export function addMonitoringCommands(program: Command): void {
               ...(summary.replaced ? [`replaced ${summary.path} ${'unreadable' in summary.replaced ? `(unreadable: ${summary.replaced.unreadable})` : `(built from ${summary.replaced.examples} examples on ${summary.replaced.created})`}`] : []),
               `OOD detector on '${summary.tensor}' (${summary.features} features): threshold ${summary.threshold.toFixed(2)} for ${(summary.targetFalsePositiveRate * 100).toFixed(1)} % false positives, ${(summary.heldOutFalsePositiveRate * 100).toFixed(1)} % measured on held-out examples`,
               `monitored values: ${summary.monitored.join(', ')}`,
-              summary.calibration ? `calibration from the class folders: ECE ${(summary.calibration.ece * 100).toFixed(2)} % over ${summary.calibration.examples} examples` : 'no class folders: no calibration (the accuracy estimate needs one)',
+              summary.calibration ? `calibration from the labels: ECE ${(summary.calibration.ece * 100).toFixed(2)} % over ${summary.calibration.examples} examples` : 'no labels (class folders or a label column): no calibration (the accuracy estimate needs one)',
             ].join('\n'),
       );
     });
 
   const monitor = verdictCommand(program, 'monitor', `the state is at or beyond --fail-on; ${EXIT_NOT_MONITORED}: --fail-on with --url, and the version is not monitored`)
-    .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders)")
+    .description("score new data against a model version's reference profile (nereid profile): how many examples are out of distribution, how far each monitored value (output confidence, entropy, margin, image properties, predicted class shares) has drifted, and the accuracy expected from confidence (realised too when --data has class folders or a label column)")
     .requiredOption('--model <name>', 'model whose profile to use')
     .option('--data <path>', 'examples to check: a folder of images, a Parquet file with a column of images, or a JSONL, CSV or Parquet file of input tensors (or --url)')
     .option('--url <url>', "instead of --data: read the live state a running server keeps for the version (its /monitor), e.g. http://127.0.0.1:8000");
@@ -153,7 +153,7 @@ export function addMonitoringCommands(program: Command): void {
           `${report.model} version ${report.version}: ${report.examples} examples, state ${report.state.toUpperCase()}`,
           `out of distribution: ${report.outOfDistribution} (${percent(report.share)}, score above ${report.threshold.toFixed(2)})`,
           ...(report.classShares ? [`predicted class shares: Jensen–Shannon ${report.classShares.divergence.toFixed(4)} bits from the reference (${report.classShares.level})`] : []),
-          ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (class folders): ${percent(report.realisedAccuracy)}`}`]),
+          ...(report.expectedAccuracy === undefined ? [] : [`accuracy expected from confidence: ${percent(report.expectedAccuracy)}${report.realisedAccuracy === undefined ? '' : `; realised (${report.realisedAccuracyFrom ?? 'class folders'}): ${percent(report.realisedAccuracy)}`}`]),
           ...(report.accuracyCaution ? [`caution: ${report.accuracyCaution}`] : []),
           ...(report.realisedAccuracyNote ? [report.realisedAccuracyNote] : []),
           ...featureDriftTable(report.features.map((feature) => ({ ...feature, chance: feature.chancePsi }))),
