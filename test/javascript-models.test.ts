@@ -579,7 +579,7 @@ test("changing a handler's instance count adds or removes only the difference, a
   }
 });
 
-test("a handler sees a called model's out-of-distribution verdict and the version that answered through context.inferResponse", { timeout: 120_000 }, async (t) => {
+test("a handler sees a called model's out-of-distribution verdict, the version that answered and its labels through context.inferResponse", { timeout: 120_000 }, async (t) => {
   // The handler of review s31: a garment photo passed on to fashion_mnist, which has a reference profile.
   const GARMENT = `
 let context;
@@ -588,7 +588,9 @@ export async function execute(requests) {
   return Promise.all(requests.map(async (request) => {
     const answer = await context.inferResponse('fashion_mnist', { image: request.inputs.IMAGE }, { request });
     const logits = answer.outputs.logits;
-    return { VERDICT: { shape: [1], data: [JSON.stringify({ model_name: answer.model_name, model_version: answer.model_version, parameters: answer.parameters, logits: logits.shape })] } };
+    const best = logits.data.indexOf(Math.max(...logits.data));
+    const seen = { model_name: answer.model_name, model_version: answer.model_version, parameters: answer.parameters, logits: logits.shape, labels: answer.labels, label: answer.labels.logits[best] };
+    return { VERDICT: { shape: [1], data: [JSON.stringify(seen)] } };
   }));
 }
 `;
@@ -606,10 +608,13 @@ export async function execute(requests) {
     assert.equal(response.status, 200, JSON.stringify(body));
     return body;
   };
+  const labels = (await readFile(join(process.cwd(), 'models', 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
   for (const [file, outOfDistribution] of [['cat.jpg', true], ['sneaker.png', false]] as const) {
     const direct = await post('fashion_mnist', file);
     const seen = JSON.parse((await post('garment', file)).outputs[0].data[0]);
-    assert.deepEqual(seen, { model_name: 'fashion_mnist', model_version: '1', parameters: direct.parameters, logits: [1, 10] }, file);
+    // The label /classify answers is the one the handler decodes with the labels of the model it called.
+    const classified = await (await fetch(`${served.url}/v2/models/fashion_mnist/classify?top_k=1`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: await readFile(join(process.cwd(), 'examples', 'images', file)) })).json();
+    assert.deepEqual(seen, { model_name: 'fashion_mnist', model_version: '1', parameters: direct.parameters, logits: [1, 10], labels: { logits: labels }, label: classified.predictions[0].label }, file);
     assert.equal(seen.parameters.ood, outOfDistribution, `${file}: the verdict the handler saw`);
   }
 });

@@ -519,8 +519,9 @@ function serveWorkerCall(
       onCalledCost?.(response.timings?.coreSeconds ?? 0);
       const outputs = Object.fromEntries(response.outputs.map((output) => [output.name, { datatype: output.datatype, shape: output.shape, data: output.data } as Tensor]));
       // The response's buffers may be shared (a cached answer, a view into a batch): copied, not moved.
-      // With the version that answered and its parameters (its OOD verdict), for context.inferResponse.
-      answer({ type: 'answer', call: reply.call, outputs: cloneable(outputs), version: response.version, ...(response.parameters && { parameters: response.parameters }) });
+      // With the version that answered, its parameters (its OOD verdict) and its outputs' labels, for context.inferResponse.
+      const labels = reply.whole && response.labels;
+      answer({ type: 'answer', call: reply.call, outputs: cloneable(outputs), version: response.version, ...(response.parameters && { parameters: response.parameters }), ...(labels && { labels }) });
     },
     (error: unknown) => {
       ended();

@@ -39,7 +39,15 @@ export type WorkerAnswer = { outputs: Record<string, Tensor> } | { error: { mess
 
 export type HandlerWorkerRequest =
   | { type: 'execute'; id: number; requests: WorkerBatchRequest[] }
-  | { type: 'answer'; call: number; outputs?: Record<string, Tensor>; version?: string; parameters?: Parameters; error?: { message: string; code: string } }
+  | {
+      type: 'answer';
+      call: number;
+      outputs?: Record<string, Tensor>;
+      version?: string;
+      parameters?: Parameters;
+      labels?: Record<string, readonly string[]>;
+      error?: { message: string; code: string };
+    }
   | { type: 'decode-slot'; call: number; error?: { message: string; code: string } }
   | { type: 'finalize' };
 
@@ -48,7 +56,18 @@ export type HandlerWorkerReply =
   | { type: 'ready' }
   | { type: 'failed'; message: string; stack?: string }
   | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; error?: { message: string; stack?: string } }
-  | { type: 'infer'; call: number; model: string; version?: string; inputs: Record<string, Tensor>; outputs?: string[]; parameters?: Parameters; origin?: { batch: number; index: number } }
+  | {
+      type: 'infer';
+      call: number;
+      model: string;
+      version?: string;
+      inputs: Record<string, Tensor>;
+      outputs?: string[];
+      parameters?: Parameters;
+      origin?: { batch: number; index: number };
+      /** The whole answer is wanted (context.inferResponse): the called outputs' labels cross too, which infer leaves. */
+      whole?: boolean;
+    }
   | { type: 'decode-slot'; call: number; origin?: { batch: number; index: number } }
   | { type: 'decode-slot-given' }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
@@ -106,6 +125,8 @@ interface CalledModelAnswer {
   outputs: Record<string, Tensor>;
   /** The called model's response parameters: its out-of-distribution verdict (ood, ood_score, ood_threshold), a handler's own. */
   parameters: Parameters;
+  /** The class names of the answered outputs whose config names a label_filename, by output name, in index order. */
+  labels: Record<string, string[]>;
 }
 /** `what`: the handler's call as it wrote it (context.infer('m') or context.inferResponse('m')), to name it in errors. */
 const calls = new Map<number, { model: string; what: string; resolve: (answer: CalledModelAnswer) => void; reject: (error: Error) => void }>();
@@ -171,7 +192,8 @@ function callModel(method: 'infer' | 'inferResponse', model: string, inputs: Rec
     const origin = options.request === undefined ? undefined : origins.get(options.request);
     if (options.request !== undefined && !origin) throw new Error(`${what}: options.request must be one of the requests execute() was given`);
     if (callsAwaited++ === 0) awaitingSince = performance.now();
-    post({ type: 'infer', call, model, version: options.version === undefined ? undefined : String(options.version), inputs: sent, outputs: options.outputs, parameters: options.parameters, origin });
+    const version = options.version === undefined ? undefined : String(options.version);
+    post({ type: 'infer', call, model, version, inputs: sent, outputs: options.outputs, parameters: options.parameters, origin, ...(method === 'inferResponse' && { whole: true }) });
   });
 }
 
@@ -285,7 +307,10 @@ try {
       if (--callsAwaited === 0) awaitedMs += performance.now() - awaitingSince;
       // Named as the handler's call: a client whose request fails with it learns which model the handler asked.
       if (message.error) waiting.reject(Object.assign(new Error(`${waiting.what}: ${message.error.message}`), { code: message.error.code }));
-      else waiting.resolve({ model_name: waiting.model, model_version: message.version ?? '', outputs: withBuffers(message.outputs!), parameters: message.parameters ?? {} });
+      else {
+        const labels = (message.labels ?? {}) as Record<string, string[]>;
+        waiting.resolve({ model_name: waiting.model, model_version: message.version ?? '', outputs: withBuffers(message.outputs!), parameters: message.parameters ?? {}, labels });
+      }
     } else if (message.type === 'decode-slot') {
       const waiting = slotWaits.get(message.call);
       if (!waiting) return;

@@ -183,4 +183,10 @@ export interface InferenceResponse {
   outputs: InferOutput[];
   /** Where the request's time went; for in-process callers (jobs, tools), never sent on the wire. */
   timings?: RequestTimings;
+  /**
+   * The class names of the answered outputs whose config names a label_filename, by output name, in index order: the
+   * version that answered read them, so a caller in process (a handler's context.inferResponse) decodes with the
+   * labels of the model it called. Never sent on the wire (a V2 client asks for classification instead).
+   */
+  labels?: Record<string, readonly string[]>;
 }

@@ -386,13 +386,18 @@ export class ModelVersion {
 
   private response(request: InferenceRequest, { outputs, timings, ood }: RunResult): InferenceResponse {
     const answered: InferOutput[] = [];
+    const labels: Record<string, readonly string[]> = {};
     for (const name in outputs) {
       const requested = request.outputs?.find((output) => output.name === name);
       const tensor =
         requested?.classCount !== undefined ? classify(outputs[name], requested.classCount, this.batched, this.labelsOf(name)) : outputs[name];
       answered.push({ name, datatype: tensor.datatype, shape: tensor.shape, data: tensor.data });
+      // A classified output's elements name their labels already; its scores are no longer in index order.
+      const outputLabels = requested?.classCount === undefined ? this.labelsOf(name) : undefined;
+      if (outputLabels) labels[name] = outputLabels;
     }
     const response: InferenceResponse = { model: this.name, version: this.version, id: request.id, outputs: answered, timings };
+    if (Object.keys(labels).length > 0) response.labels = labels;
     if (ood) response.parameters = oodParameters(ood);
     return response;
   }
