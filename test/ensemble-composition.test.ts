@@ -11,7 +11,9 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dashboardSnapshot } from '../src/frontends/http/dashboard-data.js';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { PrometheusMetrics } from '../src/observability/prometheus-metrics.js';
+import { Tracing } from '../src/observability/tracing.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -88,19 +90,22 @@ ensemble_scheduling { step [ { model_name: "fashion_mnist" model_version: -1 inp
 
 let served: TestServer;
 let metrics: PrometheusMetrics;
+const spans = new InMemorySpanExporter();
+const tracing = new Tracing({ exporter: spans, processor: 'simple' });
 
 before(async () => {
   metrics = new PrometheusMetrics({ usdPerCoreHour: PRICE, processMetrics: false });
-  served = await startTestServer({ models: writeModels, server: { cacheConfig: 'local,size=1048576', costPerCoreHour: PRICE, observers: [metrics.observer] } });
+  served = await startTestServer({ models: writeModels, server: { cacheConfig: 'local,size=1048576', costPerCoreHour: PRICE, observers: [metrics.observer, tracing.observer] } });
   metrics.attach(served.server);
 });
 
 after(async () => {
   await served?.close();
+  await tracing.shutdown();
 });
 
-async function infer(model: string, body: unknown): Promise<{ status: number; body: Json }> {
-  const response = await fetch(`${served.url}/v2/models/${model}/infer`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+async function infer(model: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Json }> {
+  const response = await fetch(`${served.url}/v2/models/${model}/infer`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } });
   return { status: response.status, body: await response.json() };
 }
 
@@ -225,10 +230,23 @@ describe("the request's priority and timeout reach every step", () => {
     assert.ok(left > 0 && left < 200_000, `${left} us`);
   });
 
-  test("the priority picks the step's queue level: level 1 times out after its 1 ms, where level 2 would wait for company", async () => {
-    const answer = await infer('gated', row([1, 2, 3, 4], { priority: 1 }));
+  test("the priority picks the step's queue level: level 1 times out after its 1 ms, where level 2 would wait for company; the failed request's trace holds the step that answered and the one that failed", async () => {
+    const traceId = 'f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2';
+    const answer = await infer('gated', row([1, 2, 3, 4], { priority: 1 }), { traceparent: `00-${traceId}-c2c2c2c2c2c2c2c2-01` });
     assert.equal(answer.status, 503, JSON.stringify(answer.body));
     assert.match(answer.body.error, /model 'gate' version 1: Request timeout expired after 1000 us in the queue/);
+    const traced = spans.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+    const ensemble = traced.find((span) => span.name === 'infer gated')!;
+    assert.equal(ensemble.status.code, 2, 'the ensemble span is an error');
+    const steps = traced.filter((span) => span.parentSpanContext?.spanId === ensemble.spanContext().spanId && span.name.startsWith('step '));
+    // Each step once, as in a successful request's trace; the one that failed says with what.
+    assert.deepEqual(
+      steps.map((span) => [span.name, span.status.code, span.attributes['error.type']]).sort(),
+      [
+        ['step 0 scale2', 0, undefined],
+        ['step 1 gate', 2, 'UNAVAILABLE'],
+      ],
+    );
   });
 
   test("a priority past a step's last level runs at its default level, as Triton runs it", async () => {

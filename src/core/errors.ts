@@ -3,6 +3,8 @@
  * failures, the cause. The codes follow gRPC's status names, which is also how Triton classifies its
  * errors; the one table below maps them to HTTP statuses and gRPC codes.
  */
+import type { RequestTimings } from './timings.js';
+
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'NOT_FOUND'
@@ -22,16 +24,22 @@ export class NereidError extends Error {
   readonly retryAfterMs?: number;
   /** What the log says instead of the message, when the message quotes the request's tensor data (which stays out of logs). */
   readonly logged?: string;
+  /**
+   * What the request had spent when it failed, where a failure has parts worth showing: an ensemble's steps that
+   * answered and the one that failed, so the failed request's trace holds them as a successful one's does.
+   */
+  readonly timings?: RequestTimings;
 
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; retryAfterMs?: number; logged?: string },
+    options?: { cause?: unknown; retryAfterMs?: number; logged?: string; timings?: RequestTimings },
   ) {
     super(message, options);
     this.name = 'NereidError';
     if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
     if (options?.logged !== undefined) this.logged = options.logged;
+    if (options?.timings !== undefined) this.timings = options.timings;
   }
 
   /** The server refused for its load, not for the request: the same request may succeed once the load has eased. */

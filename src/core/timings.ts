@@ -20,6 +20,8 @@ export interface StepTiming {
   /** Wall-clock time it was sent, milliseconds since the epoch (fractional). */
   startedAt: number;
   totalNs: number;
+  /** The code the step failed with, when it failed (its span in the trace says so). */
+  errorCode?: string;
 }
 
 /** One request's phases; the compute phases are those of the execution it was part of. */

@@ -184,7 +184,8 @@ export class EnsembleScheduler implements Scheduler {
         // Steps that will not start now let their versions go; those running let theirs go when they answer.
         for (const unstarted of waiting.keys()) letGo(unstarted);
         // The step's code stands (a step's bad input is the client's, a full queue is a retry), with the step named.
-        reject(new NereidError(cause.code, `ensemble '${plan.name}' ${step.label}: ${cause.message}`, { cause, retryAfterMs: cause.retryAfterMs }));
+        const spent = summedTimings(timings, stepTimings.sort((a, b) => a.step - b.step));
+        reject(new NereidError(cause.code, `ensemble '${plan.name}' ${step.label}: ${cause.message}`, { cause, retryAfterMs: cause.retryAfterMs, timings: spent }));
       };
       const start = (step: EnsembleStep) => {
         waiting.delete(step);
@@ -205,13 +206,14 @@ export class EnsembleScheduler implements Scheduler {
           outputs: steps.get(step)!.map((name) => ({ name })),
         };
         const sent = performance.now();
+        const timing = (): StepTiming => ({ step: step.index, model: step.model, startedAt: performance.timeOrigin + sent, totalNs: (performance.now() - sent) * 1e6 });
         const hold = held.get(step);
         (hold ? hold.call(stepRequest, context) : this.callStep(stepRequest, context))
           .finally(() => letGo(step))
           .then((response) => {
             if (failed) return;
             timings.push(response.timings);
-            stepTimings.push({ step: step.index, model: step.model, startedAt: performance.timeOrigin + sent, totalNs: (performance.now() - sent) * 1e6 });
+            stepTimings.push(timing());
             const answered = new Map(response.outputs.map((output) => [output.name, output]));
             for (const name of stepRequest.outputs!.map((output) => output.name)) {
               const output = answered.get(name);
@@ -224,7 +226,15 @@ export class EnsembleScheduler implements Scheduler {
               if (missing.size === 0) start(next);
             }
           })
-          .catch((error: unknown) => fail(step, asNereidError(error)));
+          .catch((error: unknown) => {
+            const failure = asNereidError(error);
+            if (!failed) {
+              // A step that answered without an output it owed was timed as answered; it failed all the same.
+              const timed = stepTimings.find((entry) => entry.step === step.index) ?? stepTimings[stepTimings.push(timing()) - 1];
+              timed.errorCode = failure.code;
+            }
+            fail(step, failure);
+          });
       };
       if (left === 0) return finish();
       for (const [step, missing] of [...waiting]) if (missing.size === 0) start(step);

@@ -478,6 +478,8 @@ export class ModelVersion {
       else if (isRefusal(failure.code)) this.refusals.note(failure.code, failure.message);
       record.errorCode = failure.code;
       record.errorReason = loggedMessage(failure);
+      // Statistics and metrics count a failure's time only; its trace shows the parts it had run (an ensemble's steps).
+      if (failure.timings) record.timings = failure.timings;
     } finally {
       if (!held) this.leave();
     }

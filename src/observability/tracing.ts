@@ -203,9 +203,16 @@ class TracingObserver implements InferenceObserver {
       const parent = api.trace.setSpan(api.ROOT_CONTEXT, span);
       for (const step of timings.steps) {
         const stepStart = millisToHrTime(step.startedAt);
-        this.tracer
-          .startSpan(`step ${step.step} ${step.model}`, { kind: api.SpanKind.INTERNAL, startTime: stepStart, attributes: { 'nereid.ensemble.step': step.step, 'nereid.model.name': step.model } }, parent)
-          .end(addHrTimes(stepStart, nanoseconds(step.totalNs)));
+        const stepSpan = this.tracer.startSpan(
+          `step ${step.step} ${step.model}`,
+          { kind: api.SpanKind.INTERNAL, startTime: stepStart, attributes: { 'nereid.ensemble.step': step.step, 'nereid.model.name': step.model } },
+          parent,
+        );
+        if (step.errorCode) {
+          stepSpan.setAttribute(conventions.ATTR_ERROR_TYPE, step.errorCode);
+          stepSpan.setStatus({ code: api.SpanStatusCode.ERROR, message: step.errorCode });
+        }
+        stepSpan.end(addHrTimes(stepStart, nanoseconds(step.totalNs)));
       }
     } else if (timings && !record.cache?.hit) {
       const parent = api.trace.setSpan(api.ROOT_CONTEXT, span);
