@@ -138,6 +138,17 @@ output [ ${FP32_4('OUT')}, { name: "BATCH" data_type: TYPE_FP32 dims: [ 1 ] } ]
 dynamic_batching { preferred_batch_size: [ ${preferred} ] max_queue_delay_microseconds: 30000000 }
 `;
 
+/** An ensemble: times2 on IN, then `second` (a handler taking IN, giving OUT) on that. */
+async function writeTimesTwoThen(repoDir: string, name: string, second: string): Promise<void> {
+  await mkdir(join(repoDir, name, '1'), { recursive: true });
+  await writeFile(
+    join(repoDir, name, 'config.pbtxt'),
+    `name: "${name}"\nplatform: "ensemble"\nmax_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n` +
+      `ensemble_scheduling { step [ { model_name: "times2" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "DOUBLED" } }, ` +
+      `{ model_name: "${second}" model_version: -1 input_map { key: "IN" value: "DOUBLED" } output_map { key: "OUT" value: "OUT" } } ] }\n`,
+  );
+}
+
 async function writeModels(repoDir: string): Promise<void> {
   await writeModel(repoDir, 'times2', 1, scaleModel(2), 'max_batch_size: 8\n');
   await writeModel(repoDir, 'times3', 1, scaleModel(3), 'max_batch_size: 8\n');
@@ -175,13 +186,10 @@ async function writeModels(repoDir: string): Promise<void> {
     HELD,
   );
   // An ensemble whose second step is a handler (which itself calls two ONNX models): 2·IN, then 5·that.
-  await mkdir(join(repoDir, 'js_pipeline', '1'), { recursive: true });
-  await writeFile(
-    join(repoDir, 'js_pipeline', 'config.pbtxt'),
-    `name: "js_pipeline"\nplatform: "ensemble"\nmax_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n` +
-      `ensemble_scheduling { step [ { model_name: "times2" model_version: -1 input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "DOUBLED" } }, ` +
-      `{ model_name: "combine" model_version: -1 input_map { key: "IN" value: "DOUBLED" } output_map { key: "OUT" value: "OUT" } } ] }\n`,
-  );
+  await writeTimesTwoThen(repoDir, 'js_pipeline', 'combine');
+  // An ensemble whose second step fails as the server's fault (an Error without a client's code).
+  await writeHandler(repoDir, 'broken', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, `export const execute = (requests) => requests.map(() => new Error('the broken step broke'));`);
+  await writeTimesTwoThen(repoDir, 'broken_pipeline', 'broken');
   await writeHandler(repoDir, 'no_file', `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, '', 'README.txt');
   await writeHandler(repoDir, 'no_outputs', `max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\n`, UPPER);
   // A handler file that is a link to code outside its version folder (still inside the repository).
@@ -407,6 +415,20 @@ describe('javascript handler models with --allow-code-models', () => {
     const answer = await infer(served.url, 'js_pipeline', fp32('IN', [[1, -2, 0.5, 3]]));
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.deepEqual(answer.body.outputs[0].data, [10, -20, 5, 30]);
+  });
+
+  test("a step that fails as the server's fault fails its ensemble naming the step, and is logged at error level once, by the step's model", async () => {
+    const answer = await infer(served.url, 'broken_pipeline', fp32('IN', [[1, 2, 3, 4]]));
+    assert.equal(answer.status, 500, JSON.stringify(answer.body));
+    assert.match(answer.body.error, /^ensemble 'broken_pipeline' step 1 \(model 'broken'\): handler of model 'broken' version 1 \(instance 0\): request failed: the broken step broke$/);
+    const errorLines = logged.filter((line) => line.level === 50 && /the broken step broke/.test(line.msg));
+    assert.deepEqual(errorLines.map((line) => line.model), ['broken'], JSON.stringify(errorLines));
+    // Its stack is the handler's own, where the failure was made.
+    assert.match(errorLines[0].err.stack, /model\.mjs/);
+    // The ensemble's view, naming the step, stays in the log at debug, with the same request id.
+    const ensembleLine = logged.find((line) => line.model === 'broken_pipeline' && /^inference failed: ensemble 'broken_pipeline' step 1/.test(line.msg));
+    assert.equal(ensembleLine?.level, 20);
+    assert.equal(ensembleLine?.reqId, errorLines[0].reqId);
   });
 
   test('a javascript config without outputs is refused at load, saying what to declare', async () => {

@@ -42,6 +42,12 @@ export class NereidError extends Error {
     if (options?.timings !== undefined) this.timings = options.timings;
   }
 
+  /**
+   * Set once a model has logged this internal failure at error level with its stack: an error that wraps it (an
+   * ensemble naming the step that failed) is the same failure, not logged at error level a second time.
+   */
+  reported = false;
+
   /** The server refused for its load, not for the request: the same request may succeed once the load has eased. */
   get overloaded(): boolean {
     return this.retryAfterMs !== undefined;
@@ -123,6 +129,12 @@ export function isRefusal(code: ErrorCode): boolean {
  * failure that keeps the original as its cause (stack included), its message prefixed with where it
  * happened when `context` says so.
  */
+/** Whether a model has logged this failure, or one it wraps, at error level already (NereidError.reported). */
+export function reportedAlready(error: unknown): boolean {
+  for (let part: unknown = error; part instanceof Error; part = part.cause) if (part instanceof NereidError && part.reported) return true;
+  return false;
+}
+
 export function asNereidError(error: unknown, context?: string): NereidError {
   if (error instanceof NereidError) return error;
   const message = error instanceof Error ? error.message : String(error);

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { BackendInstance, InstanceOptions } from '../backends/backend.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, type CompletedModelConfig } from '../config/model-config.js';
-import { asNereidError, isRefusal, loggedMessage, NereidError } from '../core/errors.js';
+import { asNereidError, isRefusal, loggedMessage, NereidError, reportedAlready } from '../core/errors.js';
 import type { InferenceObserver, RequestRecord } from '../core/inference-observer.js';
 import type { InferenceRequest, InferenceResponse, InferOutput, Parameters, RequestContext } from '../core/inference.js';
 import { concreteDims, type InputDeclaration, type Tensor } from '../core/tensor.js';
@@ -473,9 +473,14 @@ export class ModelVersion {
       }
     } catch (error) {
       failure = asNereidError(error, this.label);
-      // Logged once, here, with the original error's stack; the front ends log internal failures only at debug.
-      if (failure.code === 'INTERNAL') this.parts.logger.error({ err: failure.cause ?? failure, reqId: record.requestId }, `inference failed: ${failure.message}`);
-      else if (isRefusal(failure.code)) this.refusals.note(failure.code, failure.message);
+      // Logged once, here, with the original error's stack; the front ends log internal failures only at debug, and so
+      // does an ensemble whose step's model logged the failure it wraps (one failure, one error line for an alert to count).
+      if (failure.code === 'INTERNAL') {
+        const logged = { err: failure.cause ?? failure, reqId: record.requestId };
+        if (reportedAlready(failure)) this.parts.logger.debug(logged, `inference failed: ${failure.message}`);
+        else this.parts.logger.error(logged, `inference failed: ${failure.message}`);
+        failure.reported = true;
+      } else if (isRefusal(failure.code)) this.refusals.note(failure.code, failure.message);
       record.errorCode = failure.code;
       record.errorReason = loggedMessage(failure);
       // Statistics and metrics count a failure's time only; its trace shows the parts it had run (an ensemble's steps).
