@@ -72,6 +72,8 @@ export interface RequestAnswers {
   answers: (Record<string, Tensor> | Error)[];
   /** How long the engine itself computed the batch, as COMPUTE_NS says for run(). */
   computeNs?: number;
+  /** Of computeNs, the time spent waiting on the models the batch called (a handler's context.infer): no core of its own. */
+  awaitedNs?: number;
   /** Core-seconds the models the batch called (a handler's context.infer) computed for it: part of its cost. */
   calledCoreSeconds?: number;
 }

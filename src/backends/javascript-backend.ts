@@ -207,7 +207,7 @@ export class JavaScriptInstance implements BackendInstance {
       const answers = reply.answers!.map((answer) =>
         'outputs' in answer ? withBuffers(answer.outputs) : this.requestFailure(answer.error),
       );
-      running.resolve({ answers, computeNs: reply.computeNs, calledCoreSeconds: this.calledCoreSeconds });
+      running.resolve({ answers, computeNs: reply.computeNs, awaitedNs: reply.awaitedNs, calledCoreSeconds: this.calledCoreSeconds });
     });
     const fail = (error: Error) => {
       if (this.retired.has(worker)) return;
@@ -304,7 +304,7 @@ export class JavaScriptInstance implements BackendInstance {
       const answer = handled.answers[next++];
       return requests[index].context?.signal?.aborted ? cancelled() : answer;
     });
-    return { answers, computeNs: handled.computeNs, calledCoreSeconds: handled.calledCoreSeconds };
+    return { answers, computeNs: handled.computeNs, awaitedNs: handled.awaitedNs, calledCoreSeconds: handled.calledCoreSeconds };
   }
 
   private inputMismatch(inputs: Record<string, Tensor>): Error | undefined {

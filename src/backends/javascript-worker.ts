@@ -55,7 +55,8 @@ export type HandlerWorkerReply =
   | { type: 'started' }
   | { type: 'ready' }
   | { type: 'failed'; message: string; stack?: string }
-  | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; error?: { message: string; stack?: string } }
+  /** computeNs: execute()'s whole time; awaitedNs: the part of it spent waiting on context.infer calls. */
+  | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; awaitedNs: number; error?: { message: string; stack?: string } }
   | {
       type: 'infer';
       call: number;
@@ -132,9 +133,10 @@ interface CalledModelAnswer {
 const calls = new Map<number, { model: string; what: string; resolve: (answer: CalledModelAnswer) => void; reject: (error: Error) => void }>();
 let nextCall = 0;
 /**
- * Time spent with at least one context.infer call awaiting its answer. A handler's compute time
- * leaves it out: the models it calls count their own compute, and a pipeline waiting on them uses
- * no core (otherwise the ocr pipeline's cost would count its steps' time a second time).
+ * Time spent with at least one context.infer call awaiting its answer. A handler's cost leaves it out:
+ * the models it calls count their own compute, and a pipeline waiting on them uses no core (otherwise
+ * the ocr pipeline's cost would count its steps' time a second time). Its compute_infer holds it, as
+ * Triton's Python backend times a BLS model's whole execute().
  */
 let callsAwaited = 0;
 let awaitingSince = 0;
@@ -245,7 +247,7 @@ const context = Object.freeze({
 async function executeBatch(handler: Handler, id: number, requests: WorkerBatchRequest[]): Promise<void> {
   const started = performance.now();
   const awaitedBefore = awaitedUntilNow();
-  const ownNs = () => (performance.now() - started - (awaitedUntilNow() - awaitedBefore)) * 1e6;
+  const spent = () => ({ computeNs: (performance.now() - started) * 1e6, awaitedNs: (awaitedUntilNow() - awaitedBefore) * 1e6 });
   const given = requests.map((request, index) => {
     const handed = { inputs: withBuffers(request.inputs), parameters: request.parameters, outputs: request.outputNames };
     origins.set(handed, { batch: id, index });
@@ -256,7 +258,7 @@ async function executeBatch(handler: Handler, id: number, requests: WorkerBatchR
     answers = await handler.execute(given);
   } catch (error) {
     const failure = failureOf(error);
-    return post({ type: 'result', id, computeNs: ownNs(), error: { ...failure, message: `execute() threw: ${failure.message}` } });
+    return post({ type: 'result', id, ...spent(), error: { ...failure, message: `execute() threw: ${failure.message}` } });
   }
   if (!Array.isArray(answers) || answers.length !== requests.length) {
     const got = Array.isArray(answers)
@@ -264,11 +266,11 @@ async function executeBatch(handler: Handler, id: number, requests: WorkerBatchR
       : typeof answers === 'object' && answers !== null
         ? `an object with keys ${Object.keys(answers).slice(0, 5).join(', ') || 'none'}`
         : `${typeof answers} ${String(answers)}`;
-    return post({ type: 'result', id, computeNs: ownNs(), error: { message: `execute() must return one answer per request (an array of ${requests.length}), got ${got}` } });
+    return post({ type: 'result', id, ...spent(), error: { message: `execute() must return one answer per request (an array of ${requests.length}), got ${got}` } });
   }
   // An answer may be a promise (execute mapped its requests through an async function): one that rejects fails its request alone.
   const settled = await Promise.allSettled(answers);
-  const computeNs = ownNs();
+  const measured = spent();
   const replies: WorkerAnswer[] = settled.map((outcome, index) => {
     try {
       if (outcome.status === 'rejected') throw outcome.reason;
@@ -280,10 +282,10 @@ async function executeBatch(handler: Handler, id: number, requests: WorkerBatchR
   });
   const tensors = replies.flatMap((reply) => ('outputs' in reply ? Object.values(reply.outputs) : []));
   try {
-    post({ type: 'result', id, answers: replies, computeNs }, transferable(tensors));
+    post({ type: 'result', id, answers: replies, ...measured }, transferable(tensors));
   } catch {
     // A buffer listed twice or one that cannot move: send copies instead.
-    post({ type: 'result', id, answers: replies, computeNs });
+    post({ type: 'result', id, answers: replies, ...measured });
   }
 }
 

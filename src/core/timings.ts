@@ -10,6 +10,11 @@ export interface ExecutionTimings {
   computeOutputNs: number;
   /** Core-seconds of the models the execution called (a handler's context.infer), counted in its cost beside its own. */
   calledCoreSeconds?: number;
+  /**
+   * Of computeInferNs, the time the execution waited on the models it called (a handler's context.infer): part of
+   * its compute_infer, as Triton counts a BLS model's whole execute(), but no core of its own, so not of its cost.
+   */
+  awaitedNs?: number;
 }
 
 /** One step of an ensemble's request: its model, when it was sent and how long its answer took. */

@@ -3,9 +3,13 @@
  * the executing instance's threads), spread over the inferences it answered, and, given a price
  * per core-hour, dollars per 1,000 predictions. Statistics (JSON) and metrics share these formulas.
  */
+import type { ExecutionTimings } from '../core/timings.js';
 
 export interface CostSummary {
-  /** Core-seconds of compute_infer time: Σ over executions of duration × instance threads. */
+  /**
+   * Core-seconds of compute_infer time: Σ over executions of duration × instance threads (a handler's: less its waits
+   * on the models it called, plus what they computed for it).
+   */
   compute_seconds: number;
   /** compute_seconds / inference_count (0 before the first inference). */
   compute_seconds_per_inference: number;
@@ -18,6 +22,11 @@ export interface CostSummary {
 /** Core-seconds of one execution: its compute_infer time on every thread of its instance. */
 export function coreSeconds(computeInferNs: number, threads: number): number {
   return (computeInferNs * threads) / 1e9;
+}
+
+/** Core-seconds an execution cost: its own compute (compute_infer less its waits on called models) and theirs for it. */
+export function executionCoreSeconds(timings: ExecutionTimings, threads: number): number {
+  return coreSeconds(timings.computeInferNs - (timings.awaitedNs ?? 0), threads) + (timings.calledCoreSeconds ?? 0);
 }
 
 export function usdOf(coreSecondsUsed: number, usdPerCoreHour: number): number {

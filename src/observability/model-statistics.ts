@@ -7,7 +7,7 @@
 import type { ErrorCode } from '../core/errors.js';
 import type { ExecutionRecord, InferenceObserver, RequestRecord } from '../core/inference-observer.js';
 import type { ExecutionTimings, RequestTimings } from '../core/timings.js';
-import { coreSeconds, costSummary } from './cost.js';
+import { costSummary, executionCoreSeconds } from './cost.js';
 
 export interface Duration {
   count: number;
@@ -61,7 +61,7 @@ export class ModelStatistics implements InferenceObserver {
   onExecution(record: ExecutionRecord): void {
     if (!record.answeredNone) this.recordExecution(record.batchSize, record.timings);
     // A handler pipeline's cost is its own compute and what the models it called computed for it, as an ensemble's is its steps'.
-    this.computeSeconds += coreSeconds(record.timings.computeInferNs, record.threads) + (record.timings.calledCoreSeconds ?? 0);
+    this.computeSeconds += executionCoreSeconds(record.timings, record.threads);
   }
 
   onRequestStart(): void {

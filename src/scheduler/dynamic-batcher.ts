@@ -14,7 +14,7 @@ import { asNereidError, cancelled, NereidError } from '../core/errors.js';
 import type { ExecutionObserver } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import type { ExecutionTimings } from '../core/timings.js';
-import { coreSeconds } from '../observability/cost.js';
+import { executionCoreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows, type RaggedBatching, type SequencePadding } from './batch-tensors.js';
 import { ArrivalRate } from './arrival-rate.js';
 import { BatchCosts } from './batch-costs.js';
@@ -525,8 +525,9 @@ export class DynamicBatcher implements Scheduler {
     const outputs: RunOutputs = {};
     outputs[COMPUTE_NS] = outcome.computeNs;
     const answeredNone = outcome.answers.every((answer) => answer instanceof Error);
-    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone, outcome.calledCoreSeconds, answeredNone);
-    const coreSecondsPerRow = (coreSeconds(execution.computeInferNs, instance.threads) + (execution.calledCoreSeconds ?? 0)) / rows;
+    const called = { coreSeconds: outcome.calledCoreSeconds, awaitedNs: outcome.awaitedNs };
+    const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, now(), alone, called, answeredNone);
+    const coreSecondsPerRow = executionCoreSeconds(execution, instance.threads) / rows;
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index];
       const answer = outcome.answers[index];
@@ -627,7 +628,7 @@ export class DynamicBatcher implements Scheduler {
       }
     }
     const execution = this.executionTimings(instance, outputs, rows, elements, started, inputReady, inferred, alone);
-    const coreSecondsPerRow = coreSeconds(execution.computeInferNs, instance.threads) / rows;
+    const coreSecondsPerRow = executionCoreSeconds(execution, instance.threads) / rows;
     for (let index = 0; index < batch.length; index++) {
       const pending = batch[index];
       const timings = { queueNs: msToNs(started - pending.entry!.enqueuedAt), ...execution, batchRows: rows, coreSeconds: coreSecondsPerRow * pending.rows };
@@ -646,7 +647,7 @@ export class DynamicBatcher implements Scheduler {
     inputReady: number,
     inferred: number,
     alone: boolean,
-    calledCoreSeconds?: number,
+    called: { coreSeconds?: number; awaitedNs?: number } = {},
     answeredNone = false,
   ): ExecutionTimings {
     const finished = now();
@@ -660,7 +661,8 @@ export class DynamicBatcher implements Scheduler {
       computeInferNs: engineNs,
       computeOutputNs: msToNs(finished - inferred),
     };
-    if (calledCoreSeconds) execution.calledCoreSeconds = calledCoreSeconds;
+    if (called.coreSeconds) execution.calledCoreSeconds = called.coreSeconds;
+    if (called.awaitedNs) execution.awaitedNs = Math.min(called.awaitedNs, engineNs);
     // A batch refused whole is no measure of what computing a batch of its size costs (a refusal is quick).
     const batched = this.policy.maxBatchSize > 0 && !answeredNone;
     if (batched) {
