@@ -343,7 +343,7 @@ function overviewPage() {
           const rates = latestRates(`${version.name}/${version.version}`);
           const link = version.stats ? html`<a href="#/model/${encodeURIComponent(version.name)}/${encodeURIComponent(version.version)}">${version.name}</a>` : html`${version.name}`;
           return html`<tr data-model="${version.name}" data-version="${version.version}">
-            <td class="name">${link}</td><td data-label="Version">${version.version || '–'}${version.quantization ? html` <span class="quantized" data-testid="quantized" title="${version.quantization.description}, quantized from version ${version.quantization.from_version}: ${version.quantization.size_ratio.toFixed(2)}× its file">${quantizedLabel(version.quantization)}</span>` : ''}</td><td class="state">${stateBadge(version)}</td>
+            <td class="name">${link}${pipelineNote(snapshot, version)}</td><td data-label="Version">${version.version || '–'}${version.quantization ? html` <span class="quantized" data-testid="quantized" title="${version.quantization.description}, quantized from version ${version.quantization.from_version}: ${version.quantization.size_ratio.toFixed(2)}× its file">${quantizedLabel(version.quantization)}</span>` : ''}</td><td class="state">${stateBadge(version)}</td>
             <td class="num wide">${model.shadows?.some((s) => s.shadow_version === version.version) ? 'shadow' : version.traffic_share === undefined ? '' : percent(version.traffic_share)}</td>
             <td class="num" data-label="req/s">${version.stats ? number(rates?.requests_per_s) : ''}</td><td class="num wide">${version.stats ? number(rates?.inferences_per_s) : ''}</td>
             <td class="num wide">${version.stats ? number(version.stats.inference_stats.success.count, 0) : ''}</td>
@@ -434,7 +434,8 @@ function modelPage(name, versionName) {
       const model = snapshot.models.find((m) => m.name === name);
       const version = model?.versions.find((v) => `${v.name}/${v.version}` === shown);
       const quantized = version?.quantization ? ` · ${version.quantization.description} from version ${version.quantization.from_version} (${version.quantization.size_ratio.toFixed(2)}× its file)` : '';
-      document.getElementById('version-label').textContent = version ? `version ${version.version}${quantized}` : '';
+      const steps = version?.steps ? ` · an ensemble of ${version.steps.join(', ')}` : '';
+      document.getElementById('version-label').textContent = version ? `version ${version.version}${quantized}${steps}` : '';
       if (!version?.stats) {
         render(document.getElementById('model-cards'), html`<p class="reason">${version?.reason ?? `model '${name}' has no loaded version`}</p>`);
         return;
@@ -600,6 +601,16 @@ function labelledAccuracyCard(accuracy) {
 }
 
 /** 'int8 ← v1' or 'fp16 ← v1': what a quantized version is and where it came from, short enough for the version column. */
+/**
+ * Where a model stands in the pipelines: an ensemble's steps, or the ensembles a model is a step of, so that the
+ * steps' traffic (counted in their own rows as well) is read as the pipeline's.
+ */
+function pipelineNote(snapshot, version) {
+  if (version.steps) return html`<div class="pipeline" data-testid="pipeline">steps: ${version.steps.join(', ')}</div>`;
+  const ensembles = [...new Set(snapshot.models.flatMap((model) => model.versions.filter((v) => v.steps?.includes(version.name)).map((v) => v.name)))];
+  return ensembles.length > 0 ? html`<div class="pipeline" data-testid="pipeline">step of ${ensembles.join(', ')}</div>` : '';
+}
+
 function quantizedLabel(quantization) {
   return `${quantization.method === 'fp16' ? 'fp16' : 'int8'} ← v${quantization.from_version}`;
 }

@@ -314,6 +314,14 @@ describe("an ensemble's cost per prediction", () => {
     near(shown.cost.usd_per_1000_inferences!, chain.cost.usd_per_1000_inferences, 'the dashboard');
   });
 
+  test("the dashboard's overview names an ensemble's steps, so its rows and its steps' read as one pipeline", async () => {
+    const overview = await (await fetch(`${served.url}/dashboard/api/overview`)).json();
+    const stepsOf = (name: string) => overview.models.find((model: Json) => model.name === name).versions[0].steps;
+    assert.deepEqual(stepsOf('cost_chain'), ['scale2', 'scale3']);
+    assert.deepEqual(stepsOf('garments'), ['fashion_mnist']);
+    assert.equal(stepsOf('scale2'), undefined, 'a model that is no ensemble has no steps');
+  });
+
   test('counts only its share of an execution it shared with other traffic', async () => {
     const [pairingBefore, ensembleBefore] = await Promise.all([statsOf('pairing'), statsOf('via_pairing')]);
     const [viaEnsemble, direct] = await Promise.all([infer('via_pairing', row([1, 2, 3, 4])), infer('pairing', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 1, 1, 1] }] })]);

@@ -42,6 +42,8 @@ export interface VersionSnapshot {
   quantization?: { method: string; description: string; from_version: string; size_ratio: number };
   /** The /v2/models/{m}/versions/{v}/monitor answer, when the version has a reference profile. */
   monitor?: Record<string, unknown>;
+  /** An ensemble's step models, in its config's order, each once: the page shows a pipeline with its parts. */
+  steps?: string[];
   /** Top-1 confidence of the computed predictions since load, as nereid_prediction_confidence exposes it (versions with a reference profile). */
   confidence?: HistogramSnapshot;
 }
@@ -132,6 +134,7 @@ function versionSnapshot(
     image_routes: imageRoutesOf(model),
     monitor,
     confidence: model.monitor && snapshotOf(model.monitor.confidence),
+    ...(model.config.ensemble_scheduling && { steps: [...new Set(model.config.ensemble_scheduling.step.map((step) => step.model_name))] }),
     ...(model.quantization && {
       quantization: { method: model.quantization.method, description: model.quantization.description, from_version: model.quantization.sourceVersion, size_ratio: model.quantization.sizeRatio },
     }),
