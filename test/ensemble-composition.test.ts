@@ -84,6 +84,7 @@ max_batch_size: 8
 input [ { name: "PHOTO" data_type: TYPE_STRING dims: [ 1 ] } ]
 output [ { name: "SCORES" data_type: TYPE_FP32 dims: [ 10 ] } ]
 ensemble_scheduling { step [ { model_name: "fashion_mnist" model_version: -1 input_map { key: "image" value: "PHOTO" } output_map { key: "logits" value: "SCORES" } } ] }
+response_cache { enable: true }
 `,
   );
 }
@@ -370,5 +371,26 @@ describe('a monitored step model', () => {
     assert.equal(statsAfter.inference_count - statsBefore.inference_count, 3);
     // The cat is no garment: the step's detector flags it, as it would a direct request.
     assert.equal(after.ood.flagged_since_load - before.ood.flagged_since_load, 1);
+  });
+
+  test("lends the ensemble's answer its out-of-distribution verdict, named, as a direct request gets it: a cat is not answered as a bag unflagged", async () => {
+    const post = async (model: string, file: string) => {
+      const response = await fetch(`${served.url}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: await readFile(join(ROOT, 'examples', 'images', file)) });
+      const body = await response.json();
+      assert.equal(response.status, 200, JSON.stringify(body));
+      return body;
+    };
+    for (const [file, outOfDistribution] of [['cat.jpg', true], ['sneaker.png', false]] as const) {
+      const direct = await post('fashion_mnist', file);
+      const viaEnsemble = await post('garments', file);
+      assert.equal(direct.parameters.ood, outOfDistribution, file);
+      assert.deepEqual(viaEnsemble.parameters, { ...direct.parameters, ood_model: 'fashion_mnist' }, file);
+      // A hit of the ensemble's response cache answers with the verdict stored beside its outputs.
+      const hitsBefore = (await statsOf('garments')).inference_stats.cache_hit.count;
+      assert.deepEqual((await post('garments', file)).parameters, viaEnsemble.parameters, `${file}, from the cache`);
+      assert.equal((await statsOf('garments')).inference_stats.cache_hit.count, hitsBefore + 1);
+    }
+    // The ensemble itself judges nothing: the rows are counted once, by the step.
+    assert.equal((await metric('nereid_ood_total', 'garments')) ?? 0, 0);
   });
 });

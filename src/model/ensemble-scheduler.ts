@@ -70,6 +70,24 @@ function summedTimings(parts: readonly (RequestTimings | undefined)[], steps: St
   return sum;
 }
 
+/** A step's answer's out-of-distribution verdict (its response parameters named ood…), or undefined when it judged none. */
+function verdictOf(parameters: Parameters | undefined): Parameters | undefined {
+  if (parameters?.ood === undefined) return undefined;
+  return Object.fromEntries(Object.entries(parameters).filter(([key]) => key.startsWith('ood')));
+}
+
+/**
+ * The verdict an ensemble's answer carries, as a client of its monitored step would get it: the first step (by its
+ * place in the config) that flagged its rows, else the first that judged them, with `ood_model` naming that step's
+ * model (an inner ensemble's answer names its own step already). Only the answer: the step's monitor counted the rows.
+ */
+function stepsVerdict(verdicts: { step: number; model: string; verdict: Parameters }[]): Parameters | undefined {
+  if (verdicts.length === 0) return undefined;
+  const ordered = [...verdicts].sort((a, b) => a.step - b.step);
+  const chosen = ordered.find((entry) => entry.verdict.ood === true) ?? ordered[0];
+  return { ood_model: chosen.model, ...chosen.verdict };
+}
+
 export class EnsembleScheduler implements Scheduler {
   readonly queued = 0;
   readonly queuedBytes = 0;
@@ -147,6 +165,7 @@ export class EnsembleScheduler implements Scheduler {
     const waiting = new Map([...steps.keys()].map((step) => [step, new Set([...step.inputs.values()].filter((tensor) => plan.producers.has(tensor)))]));
     const timings: (RequestTimings | undefined)[] = [];
     const stepTimings: StepTiming[] = [];
+    const verdicts: { step: number; model: string; verdict: Parameters }[] = [];
     const context: RequestContext = {
       signal: request.signal,
       deadline: request.deadline,
@@ -176,7 +195,8 @@ export class EnsembleScheduler implements Scheduler {
           const misfit = this.checkOutput(name, outputs[name]);
           if (misfit) return reject(misfit);
         }
-        resolve({ outputs, timings: summedTimings(timings, stepTimings.sort((a, b) => a.step - b.step)) });
+        const parameters = stepsVerdict(verdicts);
+        resolve({ outputs, timings: summedTimings(timings, stepTimings.sort((a, b) => a.step - b.step)), ...(parameters && { parameters }) });
       };
       const fail = (step: EnsembleStep, cause: NereidError) => {
         if (failed) return;
@@ -214,6 +234,8 @@ export class EnsembleScheduler implements Scheduler {
             if (failed) return;
             timings.push(response.timings);
             stepTimings.push(timing());
+            const verdict = verdictOf(response.parameters);
+            if (verdict) verdicts.push({ step: step.index, model: step.model, verdict });
             const answered = new Map(response.outputs.map((output) => [output.name, output]));
             for (const name of stepRequest.outputs!.map((output) => output.name)) {
               const output = answered.get(name);

@@ -148,6 +148,8 @@ export interface RunResult {
   timings: RequestTimings;
   /** Per row, when the version has a reference profile (a cache hit carries the verdict stored with its outputs). */
   ood?: OutOfDistribution[];
+  /** Response parameters from the scheduled work (an ensemble's monitored step's verdict); a hit carries them too. */
+  parameters?: Parameters;
 }
 
 const NO_INPUTS: ReadonlySet<string> = new Set();
@@ -384,7 +386,7 @@ export class ModelVersion {
     return response;
   }
 
-  private response(request: InferenceRequest, { outputs, timings, ood }: RunResult): InferenceResponse {
+  private response(request: InferenceRequest, { outputs, timings, ood, parameters }: RunResult): InferenceResponse {
     const answered: InferOutput[] = [];
     const labels: Record<string, readonly string[]> = {};
     for (const name in outputs) {
@@ -398,7 +400,7 @@ export class ModelVersion {
     }
     const response: InferenceResponse = { model: this.name, version: this.version, id: request.id, outputs: answered, timings };
     if (Object.keys(labels).length > 0) response.labels = labels;
-    if (ood) response.parameters = oodParameters(ood);
+    if (ood || parameters) response.parameters = { ...parameters, ...(ood && oodParameters(ood)) };
     return response;
   }
 
@@ -438,10 +440,16 @@ export class ModelVersion {
         const outcome = await cache.respond(
           { inputs: validated.tensors, outputNames: validated.outputNames, parameters: request.parameters, signal: context.signal },
           () => this.compute(validated, workContext, record.requestId, sequence, request.parameters),
-          (computed) => (computed.ood ? { ood: computed.ood } : undefined),
+          (computed) => (computed.ood || computed.parameters ? { ...(computed.ood && { ood: computed.ood }), ...(computed.parameters && { parameters: computed.parameters }) } : undefined),
         );
         record.cache = { hit: outcome.hit, ns: outcome.ns };
-        result = outcome.computed ?? { outputs: outcome.outputs, timings: HIT_TIMINGS, ...(outcome.annotations?.ood ? { ood: outcome.annotations.ood as OutOfDistribution[] } : {}) };
+        const stored = outcome.annotations;
+        result = outcome.computed ?? {
+          outputs: outcome.outputs,
+          timings: HIT_TIMINGS,
+          ...(stored?.ood ? { ood: stored.ood as OutOfDistribution[] } : {}),
+          ...(stored?.parameters ? { parameters: stored.parameters as Parameters } : {}),
+        };
       } else {
         result = await this.compute(validated, workContext, record.requestId, sequence, request.parameters);
       }
@@ -528,11 +536,12 @@ export class ModelVersion {
     if (this.outputDims.size > 0) this.reshapeOutputs(scheduled.outputs);
     if (!preprocessor && !postprocessor) return verdicts ? { ...scheduled, ood: verdicts } : scheduled;
     const timings: RequestTimings = { ...scheduled.timings, preprocessNs };
-    if (!postprocessor) return { outputs: scheduled.outputs, timings, ood: verdicts };
+    const carried = scheduled.parameters && { parameters: scheduled.parameters };
+    if (!postprocessor) return { outputs: scheduled.outputs, timings, ood: verdicts, ...carried };
     const postprocessStart = performance.now();
     const outputs = postprocessor.apply(scheduled.outputs);
     timings.postprocessNs = (performance.now() - postprocessStart) * 1e6;
-    return { outputs, timings, ood: verdicts };
+    return { outputs, timings, ood: verdicts, ...carried };
   }
 
   /** Outputs the config reshapes, from the model's shape to the config's dims (a -1 there taken from the row's size). */

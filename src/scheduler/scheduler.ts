@@ -28,6 +28,8 @@ export interface ScheduledRequest extends Admission {
 export interface ScheduledResult {
   outputs: Record<string, Tensor>;
   timings: RequestTimings;
+  /** Response parameters the work produced beside its outputs: an ensemble's, its monitored step's out-of-distribution verdict. */
+  parameters?: Parameters;
 }
 
 export interface Scheduler {
