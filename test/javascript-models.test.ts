@@ -190,6 +190,13 @@ async function writeModels(repoDir: string): Promise<void> {
   // An ensemble whose second step fails as the server's fault (an Error without a client's code).
   await writeHandler(repoDir, 'broken', `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, `export const execute = (requests) => requests.map(() => new Error('the broken step broke'));`);
   await writeTimesTwoThen(repoDir, 'broken_pipeline', 'broken');
+  // A handler that calls `broken` and lets its failure escape.
+  await writeHandler(
+    repoDir,
+    'broken_caller',
+    `max_batch_size: 8\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`,
+    `let context;\nexport function initialize(given) { context = given; }\nexport const execute = (requests) => requests.map(async (request) => ({ OUT: (await context.infer('broken', { IN: request.inputs.IN }, { request })).OUT }));`,
+  );
   await writeHandler(repoDir, 'no_file', `max_batch_size: 0\ninput [ ${FP32_4('IN')} ]\noutput [ ${FP32_4('OUT')} ]\n`, '', 'README.txt');
   await writeHandler(repoDir, 'no_outputs', `max_batch_size: 0\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]\n`, UPPER);
   // A handler file that is a link to code outside its version folder (still inside the repository).
@@ -431,6 +438,16 @@ describe('javascript handler models with --allow-code-models', () => {
     const ensembleLine = logged.find((line) => line.model === 'broken_pipeline' && /^inference failed: ensemble 'broken_pipeline' step 1/.test(line.msg));
     assert.equal(ensembleLine?.level, 20);
     assert.equal(ensembleLine?.reqId, errorLines[0].reqId);
+  });
+
+  test("a called model's internal failure that a handler lets escape is logged at error level once, by the called model", async () => {
+    const before = logged.length;
+    const answer = await infer(served.url, 'broken_caller', fp32('IN', [[1, 2, 3, 4]]));
+    assert.equal(answer.status, 500, JSON.stringify(answer.body));
+    assert.match(answer.body.error, /^handler of model 'broken_caller' version 1 \(instance 0\): request failed: context\.infer\('broken'\): handler of model 'broken' version 1 \(instance 0\): request failed: the broken step broke$/);
+    const errorLines = logged.slice(before).filter((line) => line.level === 50 && /the broken step broke/.test(line.msg));
+    assert.deepEqual(errorLines.map((line) => line.model), ['broken'], JSON.stringify(errorLines));
+    assert.ok(logged.slice(before).some((line) => line.model === 'broken_caller' && line.level === 20 && /^inference failed: handler of model 'broken_caller'/.test(line.msg)));
   });
 
   test('a javascript config without outputs is refused at load, saying what to declare', async () => {

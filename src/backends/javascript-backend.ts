@@ -10,13 +10,13 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { declaredParameters, parameterStrings, type CompletedModelConfig, type ModelConfig } from '../config/model-config.js';
 import { datatypeFromConfig } from '../core/datatype.js';
-import { cancelled, NereidError, type ErrorCode } from '../core/errors.js';
+import { cancelled, NereidError, reportedAlready, type ErrorCode } from '../core/errors.js';
 import { imageDecodeSlots } from '../core/decode-slots.js';
 import { ClientCancellation, type InferenceRequest, type RequestContext } from '../core/inference.js';
 import { describeShape, type Tensor } from '../core/tensor.js';
 import type { Backend, BackendInstance, BatchRequest, InstanceOptions, ModelCall, ModelSignature, RequestAnswers, RunOutputs } from './backend.js';
 import { cloneable, withBuffers } from './handler-tensors.js';
-import type { HandlerSpec, HandlerWorkerReply, HandlerWorkerRequest } from './javascript-worker.js';
+import type { HandlerFailure, HandlerSpec, HandlerWorkerReply, HandlerWorkerRequest } from './javascript-worker.js';
 import { siblingWorkerEntry, startWorkerThread } from './worker-entry.js';
 
 const megabytes = (fallback: number, max: number) =>
@@ -90,11 +90,14 @@ function stopWorker(worker: Worker): Promise<number> {
 export const HANDLER_ERROR_CODES: ReadonlySet<string> = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'UNIMPLEMENTED', 'INTERNAL']);
 
 /** A handler's failure (as its worker hands it over) as the error its request or batch fails with. */
-export function handlerError(failure: { message: string; code?: string; stack?: string }, label: string): NereidError {
+export function handlerError(failure: HandlerFailure, label: string): NereidError {
   const code = (failure.code && HANDLER_ERROR_CODES.has(failure.code) ? failure.code : 'INTERNAL') as ErrorCode;
   const cause = new Error(failure.message);
   if (failure.stack) cause.stack = failure.stack;
-  return new NereidError(code, `${label}: ${failure.message}`, { cause });
+  const error = new NereidError(code, `${label}: ${failure.message}`, { cause });
+  // A called model's failure the handler let escape: that model logged it at error level, with its own stack.
+  if (failure.reported) error.reported = true;
+  return error;
 }
 
 interface Running {
@@ -234,7 +237,7 @@ export class JavaScriptInstance implements BackendInstance {
    * step is unavailable) is told in the handler's own words: the client is not helped by the
    * instance's name, which the log keeps. Any other is the server's fault and names the instance.
    */
-  private requestFailure(failure: { message: string; code?: string; stack?: string }): NereidError {
+  private requestFailure(failure: HandlerFailure): NereidError {
     const error = handlerError(failure, `${this.label}: request failed`);
     if (error.code === 'INTERNAL') return error;
     this.logger.debug({ code: error.code }, error.message);
@@ -525,7 +528,10 @@ function serveWorkerCall(
     },
     (error: unknown) => {
       ended();
-      const failure = error instanceof NereidError ? { message: error.message, code: error.code } : { message: (error as Error)?.message ?? String(error), code: 'INTERNAL' };
+      const failure =
+        error instanceof NereidError
+          ? { message: error.message, code: error.code, ...(reportedAlready(error) && { reported: true as const }) }
+          : { message: (error as Error)?.message ?? String(error), code: 'INTERNAL' };
       answer({ type: 'answer', call: reply.call, error: failure });
     },
   );

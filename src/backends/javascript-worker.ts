@@ -35,7 +35,18 @@ export interface WorkerBatchRequest {
 }
 
 /** What a handler's request answers in a result: its outputs, or why it failed. */
-export type WorkerAnswer = { outputs: Record<string, Tensor> } | { error: { message: string; code?: string; stack?: string } };
+/**
+ * A handler's failure as it crosses to the main thread. `reported`: it is a called model's failure that model logged at
+ * error level already (the handler let its context.infer rejection escape), so it is not logged there a second time.
+ */
+export interface HandlerFailure {
+  message: string;
+  code?: string;
+  stack?: string;
+  reported?: true;
+}
+
+export type WorkerAnswer = { outputs: Record<string, Tensor> } | { error: HandlerFailure };
 
 export type HandlerWorkerRequest =
   | { type: 'execute'; id: number; requests: WorkerBatchRequest[] }
@@ -46,7 +57,7 @@ export type HandlerWorkerRequest =
       version?: string;
       parameters?: Parameters;
       labels?: Record<string, readonly string[]>;
-      error?: { message: string; code: string };
+      error?: { message: string; code: string; reported?: true };
     }
   | { type: 'decode-slot'; call: number; error?: { message: string; code: string } }
   | { type: 'finalize' };
@@ -56,7 +67,7 @@ export type HandlerWorkerReply =
   | { type: 'ready' }
   | { type: 'failed'; message: string; stack?: string }
   /** computeNs: execute()'s whole time; awaitedNs: the part of it spent waiting on context.infer calls. */
-  | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; awaitedNs: number; error?: { message: string; stack?: string } }
+  | { type: 'result'; id: number; answers?: WorkerAnswer[]; computeNs: number; awaitedNs: number; error?: HandlerFailure }
   | {
       type: 'infer';
       call: number;
@@ -106,10 +117,10 @@ function outputsOf(answer: unknown, request: WorkerBatchRequest, config: Complet
 }
 
 /** A handler's failure as it crosses to the main thread; its code, whatever it is, is judged there (HANDLER_ERROR_CODES). */
-function failureOf(error: unknown): { message: string; code?: string; stack?: string } {
+function failureOf(error: unknown): HandlerFailure {
   if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return { message: error.message, stack: error.stack, code: typeof code === 'string' ? code : undefined };
+    const { code, reported } = error as { code?: unknown; reported?: unknown };
+    return { message: error.message, stack: error.stack, code: typeof code === 'string' ? code : undefined, ...(reported === true && { reported }) };
   }
   return { message: String(error) };
 }
@@ -308,7 +319,10 @@ try {
       calls.delete(message.call);
       if (--callsAwaited === 0) awaitedMs += performance.now() - awaitingSince;
       // Named as the handler's call: a client whose request fails with it learns which model the handler asked.
-      if (message.error) waiting.reject(Object.assign(new Error(`${waiting.what}: ${message.error.message}`), { code: message.error.code }));
+      if (message.error) {
+        const { code, reported } = message.error;
+        waiting.reject(Object.assign(new Error(`${waiting.what}: ${message.error.message}`), { code, ...(reported && { reported }) }));
+      }
       else {
         const labels = (message.labels ?? {}) as Record<string, string[]>;
         waiting.resolve({ model_name: waiting.model, model_version: message.version ?? '', outputs: withBuffers(message.outputs!), parameters: message.parameters ?? {}, labels });
