@@ -1,10 +1,12 @@
 /** The library API: the same core the server's front ends and batch jobs use. */
-export { Server, serverOptionsSchema, SERVER_EXTENSIONS, type ServerOptions } from './server/server.js';
+export { Server, SERVER_EXTENSIONS } from './server/server.js';
+export { serverOptionsSchema, type ServerOptions } from './server/server-options.js';
 export { createServer, createCacheStore, type CreateServerOptions } from './server/create-server.js';
 export { createHttpFrontEnd, dashboardAddress, type HttpFrontEndOptions } from './frontends/http/v2-http.js';
 export { createGrpcFrontEnd, grpcFrontEndOptionsSchema, type GrpcFrontEnd, type GrpcFrontEndOptions } from './frontends/grpc/v2-grpc.js';
 export { loadInferenceProto, PROTO_DIR, PROTO_LOADER_OPTIONS, type InferenceProto } from './frontends/grpc/v2-grpc-proto.js';
-export { ModelRepository, type RepositoryIndexEntry } from './repository/model-repository.js';
+export { ModelRepository } from './repository/model-repository.js';
+export { type RepositoryIndexEntry } from './repository/repository-index.js';
 export { BUNDLED_REPOSITORY } from './repository/bundled-repository.js';
 export {
   createMetricsListener,

@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { httpFlagName } from '../src/frontends/http/http-options.js';
 import { grpcFlagName } from '../src/frontends/grpc/grpc-options.js';
-import { serveFlagName } from '../src/server/server.js';
+import { serveFlagName } from '../src/server/server-options.js';
 import { freePort, runCli } from './support/cli-server.js';
 
 test('every command that needs Redis exits non-zero (3) with the address when Redis is unreachable', async () => {

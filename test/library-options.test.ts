@@ -15,7 +15,7 @@ import { PrometheusMetrics, Tracing } from '../src/observability/index.js';
 import { batchJobList, batchJobStatus, cancelBatchJob, createGrpcFrontEnd, createHttpFrontEnd, createServer, runDistributedBatchJob, runLocalBatchJob, Server, startBatchWorker } from '../src/index.js';
 import { OptionError, optionKeyName, type SettingName } from '../src/core/options.js';
 import { unpreparedRepositoryMessage } from '../src/repository/bundled-repository.js';
-import { serveFlagName } from '../src/server/server.js';
+import { serveFlagName } from '../src/server/server-options.js';
 import { httpFlagName } from '../src/frontends/http/http-options.js';
 import { grpcFlagName } from '../src/frontends/grpc/grpc-options.js';
 import { doublerBackend, fakeRepository } from './support/fake-backend.js';

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
-import { serveFlagName, type Server } from '../src/server/server.js';
+import type { Server } from '../src/server/server.js';
+import { serveFlagName } from '../src/server/server-options.js';
 import { capturingLogger } from './support/fake-backend.js';
 import { startTestServer } from './support/test-server.js';
 

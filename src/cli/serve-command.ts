@@ -164,7 +164,7 @@ export function addServeCommand(program: Command): void {
           import('../frontends/tls-reload.js'),
           import('../observability/index.js'),
           import('../jobs/batch-status.js'),
-          import('../repository/model-repository.js'),
+          import('../repository/repository-index.js'),
           import('../server/create-server.js'),
         ]);
       if (flags.logFile !== undefined) await prepareLogFile(flags.logFile);

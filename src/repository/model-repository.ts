@@ -38,14 +38,6 @@ import { containedFile, exists, otherOnnxFiles, redacted, RepositoryLayoutError,
 import { RepositoryRoots } from './repository-roots.js';
 import { selectVersions } from './version-policy.js';
 
-// What importers found here before the repository's parts had their own modules (the CLI's start summary, the
-// server's load API): kept so that their imports need not change with the split.
-export { ModelLoadError, DuplicateModelError } from './load-failure.js';
-export { RepositoryConfig } from './config-override.js';
-export { checkModelName, MAX_MODEL_NAME, modelNameProblem } from './model-name.js';
-export { failedRows, readinessSummary, rowLabel, type RepositoryIndexEntry } from './repository-index.js';
-export { repositoryFolder, versionFolders } from './repository-layout.js';
-
 export interface ModelRepositoryOptions {
   /** The repository folder, or several, as Triton serves several: a model's name must then be in one of them only. */
   root: string | readonly string[];

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { NereidError } from '../core/errors.js';
 import { ModelResidency, parseMemoryBudget, type ModelResidencyOptions } from './model-residency.js';
-import { serveFlagName } from './server.js';
+import { serveFlagName } from './server-options.js';
 
 const MB = 1_000_000;
 

@@ -19,7 +19,8 @@ import type { InferenceRequest } from '../core/inference.js';
 import { addSubModel } from '../onnx/test-models.js';
 import { bytesElements } from '../core/datatype.js';
 import { createServer } from './create-server.js';
-import { serveFlagName, Server, type ServerOptions } from './server.js';
+import { Server } from './server.js';
+import { serveFlagName, type ServerOptions } from './server-options.js';
 
 const silent = pino({ level: 'silent' });
 

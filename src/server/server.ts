@@ -43,8 +43,6 @@ import { TrafficRouter } from './traffic-router.js';
 import { checkLoggerOption, checkMonitoringOptions, SERVER_OTHER_OPTIONS, serverOptionsSchema, stopOptionsSchema, type ServerOptions } from './server-options.js';
 import { SystemSharedMemory } from './system-shared-memory.js';
 
-export { checkLoggerOption, checkMonitoringOptions, serveFlagName, SERVER_OTHER_OPTIONS, serverOptionsSchema, stopOptionsSchema, type ServerOptions } from './server-options.js';
-
 /** What a call is answered once close() has begun: a replica that is going away, so another may be tried. */
 const shuttingDown = () => new NereidError('UNAVAILABLE', 'server is shutting down');
 
