@@ -167,10 +167,10 @@ export class ModelRepository {
 
   /**
    * Resolves the repository folders again, as each poll does first: a root that is a link swapped to another target
-   * is followed to where it points now (RepositoryRoots.refreshRoot).
+   * is followed to where it points now (RepositoryRoots.resolveRootsAgain).
    */
-  refreshRoot(): Promise<{ from: string; to: string } | undefined> {
-    return this.roots.refreshRoot();
+  resolveRootsAgain(): Promise<{ from: string; to: string } | undefined> {
+    return this.roots.resolveRootsAgain();
   }
 
   /** The model folders in the repository, whether loaded or not (RepositoryRoots.discover). */
@@ -393,13 +393,14 @@ export class ModelRepository {
       previous.loading = true;
     }
     try {
-      await this.loadVersions(name, configOverride, logger, root, folder, previous);
+      await this.loadSelectedVersions(name, configOverride, logger, root, folder, previous);
     } finally {
       if (previous) previous.loading = undefined;
     }
   }
 
-  private async loadVersions(name: string, configOverride: unknown, logger: Logger, root: string, folder: string, previous: ModelEntry | undefined): Promise<void> {
+  /** Reads the model's config and loads the versions its version_policy selects (Server.loadVersions loads named ones, whatever the policy). */
+  private async loadSelectedVersions(name: string, configOverride: unknown, logger: Logger, root: string, folder: string, previous: ModelEntry | undefined): Promise<void> {
     const entry: ModelEntry = { versions: new Map(), failures: new Map(), unloaded: false, repository: this.roots.labelOf(root) };
     let config: ModelConfig;
     let backend: Backend | undefined;

@@ -110,7 +110,7 @@ export class RepositoryPoller {
     const { repository } = this.options;
     const seen = new Map<string, Seen>();
     // Each scan follows the root anew: a root that is a link (git-sync, a release symlink) may point elsewhere now.
-    await repository.refreshRoot();
+    await repository.resolveRootsAgain();
     for (const name of await repository.discover()) {
       // A folder that vanished or turned into a link out of the repository since discover() is simply not there; a name
       // in two repositories is there, and its load says why it serves from neither (one serving from one of them is

@@ -72,7 +72,7 @@ export class RepositoryRoots {
 
   /**
    * The repository folders with every link followed, as last resolved. Resolved once and kept (a poll resolves them
-   * again, refreshRoot): files a model reads are checked against its own repository folder with their own links
+   * again, resolveRootsAgain): files a model reads are checked against its own repository folder with their own links
    * followed, so that none is read from outside it; a root itself being a link is the operator's choice.
    */
   async roots(): Promise<string[]> {
@@ -102,7 +102,7 @@ export class RepositoryRoots {
    * (Kubernetes git-sync, a release symlink) is followed to where it points now. Logged when a target changed;
    * a root that cannot be resolved now throws and keeps the last targets.
    */
-  async refreshRoot(): Promise<{ from: string; to: string } | undefined> {
+  async resolveRootsAgain(): Promise<{ from: string; to: string } | undefined> {
     const before = this.rootPaths === undefined ? undefined : new Map(this.resolvedOf);
     try {
       this.rootPaths = await this.resolveRoots(this.rootPaths === undefined);
