@@ -95,7 +95,7 @@ test('other answer flags: refused while chunks queued with the old ones wait, be
     // Every record an error, so the output alone would let --retry-failed with new flags through; the queued chunks do not.
     await assert.rejects(runDistributedBatchJob({ ...options, passThrough: ['other'], retryFailed: true }), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'FAILED_PRECONDITION');
-      assert.match(error.message, /^job 'flags-job' was submitted with --pass-through label, and this run asks --pass-through other: its 2 chunk\(s\) queued and not yet written/);
+      assert.match(error.message, /^job 'flags-job' was submitted with passThrough: 'label', and this run asks passThrough: 'other': its 2 chunk\(s\) queued and not yet written/);
       return true;
     });
     assert.deepEqual({ output: await readFile(output, 'utf8'), manifest: await readFile(manifest, 'utf8') }, before, 'the output and OUTPUT.job.json as they were');

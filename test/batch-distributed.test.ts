@@ -372,7 +372,7 @@ describe('distributed batch jobs', () => {
     assert.equal(first.code, 0, first.stderr);
     const second = await cli(args(join(dir, 'same-job-b.jsonl')));
     assert.notEqual(second.code, 0, second.stderr);
-    assert.match(second.stderr, /job 'same-job' was submitted for .*output '[^']*same-job-a\.jsonl'.*; this run asks for another output \([^)]*same-job-b\.jsonl\); use another --job, the same flags, or --restart/);
+    assert.match(second.stderr, /job 'same-job' was submitted for .*output '[^']*same-job-a\.jsonl'.*; this run asks for another --output [^;]*same-job-b\.jsonl; use another --job, the same options, or --restart/);
     assert.doesNotMatch(second.stderr, /vanished from Redis/);
     assert.equal((await readOutput(join(dir, 'same-job-a.jsonl'))).size, 4);
   });

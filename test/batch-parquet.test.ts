@@ -150,7 +150,7 @@ test('what a Parquet file and the model make certain to fail is refused before a
   };
   const dated = await addSubParquet(join(dir, 'dated.parquet'), 2, 'TIMESTAMP_MILLIS', [new Date(0), new Date(1)]);
   await refused('addsub', dated, 'INVALID_ARGUMENT', /^column 'INPUT1' of .*dated\.parquet is TIMESTAMP_MILLIS, which no model input takes: input columns hold numbers, lists of numbers \(a tensor\), text, or encoded images/);
-  await refused('addsub', parquet, 'FAILED_PRECONDITION', /^model 'addsub' does not take images, and column 'image' of .*\.parquet holds encoded images: name the columns that are the model's inputs \(INPUT0, INPUT1\) with --input-columns/);
+  await refused('addsub', parquet, 'FAILED_PRECONDITION', /^model 'addsub' does not take images, and column 'image' of .*\.parquet holds encoded images: name the columns that are the model's inputs \(INPUT0, INPUT1\) with inputColumns/);
   await refused('cnn', dated, 'INVALID_ARGUMENT', /^model 'cnn' takes images, and .*dated\.parquet has no column of them among its input columns \(its columns: id STRING, INPUT0 LIST<INT32>, INPUT1 TIMESTAMP_MILLIS, label INT64\): an image column holds encoded images/);
 });
 
