@@ -144,6 +144,9 @@ test('statistics and metrics are per version, with each version model file size'
   }
   assert.equal(sample('nereid_model_file_bytes', '2'), report.sizes.quantizedBytes);
   assert.equal(sample('nereid_model_file_bytes', '1'), report.sizes.sourceBytes);
+  // Which served version is int8, as docs/monitoring.md's query joins it: read from the version's quantization record.
+  assert.ok(text.includes(`nereid_model_info{model="${MODEL}",version="2",precision="int8",quantization="static",quantized_from_version="1"} 1`), 'the quantized version is labelled int8');
+  assert.ok(text.includes(`nereid_model_info{model="${MODEL}",version="1",precision="float",quantization="none",quantized_from_version=""} 1`), 'its float source is labelled float');
   assert.equal(sample('nereid_inference_count_total', '2'), 2);
   // Version 1 was copied with the bundled reference profile, so its answers were checked for being out of distribution (a test garment is not).
   assert.equal(sample('nereid_ood_checked_total', '1'), 1);

@@ -37,6 +37,8 @@ export interface QuantizationSummary {
   method: string;
   /** The method for people, e.g. 'int8 static QDQ'. */
   description: string;
+  /** The weights' number format the method leaves: 'int8', 'fp16', or 'unknown' for a method this release does not know. */
+  precision: string;
   /** The version it was quantized from. */
   sourceVersion: string;
   /** Its model file's size over the source version's. */

@@ -25,6 +25,21 @@ test('a value on a bucket bound counts in that bucket (le is inclusive); above t
   assert.equal(histogram.sum, 15);
 });
 
+test('nereid_model_info says which loaded version is quantized, to what precision and from which version; a float one is "float"', async () => {
+  const metrics = new PrometheusMetrics({ processMetrics: false });
+  metrics.attach({
+    repository: {
+      loadedVersions: () => [
+        { name: 'm', version: '1', statistics: new ModelStatistics('m', '1') },
+        { name: 'm', version: '2', statistics: new ModelStatistics('m', '2'), quantization: { method: 'static', precision: 'int8', sourceVersion: '1' } },
+      ],
+    },
+  });
+  const text = await metrics.metrics();
+  assert.equal(line(text, 'nereid_model_info{model="m",version="1"'), 'nereid_model_info{model="m",version="1",precision="float",quantization="none",quantized_from_version=""} 1');
+  assert.equal(line(text, 'nereid_model_info{model="m",version="2"'), 'nereid_model_info{model="m",version="2",precision="int8",quantization="static",quantized_from_version="1"} 1');
+});
+
 test("counters come from the loaded version's statistics, counted once; histograms are shared by successive loads; cache hits add no queue or compute time", async () => {
   const metrics = new PrometheusMetrics({ processMetrics: false });
   const statistics = new ModelStatistics('m', '1');

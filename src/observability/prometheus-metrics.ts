@@ -80,6 +80,8 @@ export interface ObservedVersion {
   readonly queued?: number | undefined;
   /** Size of the model file the version was loaded from, where the version knows it. */
   readonly modelFileBytes?: number | undefined;
+  /** What the version's quantization record says, when it is a quantized one. */
+  readonly quantization?: { readonly method: string; readonly precision: string; readonly sourceVersion: string } | undefined;
   /** The version's drift and accuracy windows, when it has a reference profile. */
   readonly monitor?: Pick<VersionMonitor, 'latest' | 'driftState' | 'confidence' | 'classNames' | 'predictedTotals' | 'accuracySummary' | 'expectedOodShare'> | undefined;
 }
@@ -530,6 +532,18 @@ export class PrometheusMetrics {
     );
     // Beside the cost per inference, the size a quantized version saves, per version.
     gauge('nereid_model_file_bytes', 'Size of the model file the version was loaded from', (v) => v.modelFileBytes);
+    // An info metric (value 1, facts as labels), so that any per-version series can be joined with its precision: a canary
+    // of int8 beside its float source is told apart in a query, not only on the dashboard.
+    this.register(
+      'nereid_model_info',
+      "1 per loaded version, labelled with its weights' precision ('float': no quantization record, the precision the model was exported at) and, for a quantized version, its quantization method and the version it was quantized from",
+      'gauge',
+      () =>
+        (this.server?.repository.loadedVersions() ?? []).map(({ name, version, quantization }) => ({
+          labels: { model: name, version, precision: quantization?.precision ?? 'float', quantization: quantization?.method ?? 'none', quantized_from_version: quantization?.sourceVersion ?? '' },
+          value: 1,
+        })),
+    );
 
     this.histogram('nereid_inference_request_duration_seconds', 'End-to-end time of successful requests in the model (validation to answer)', (h) => h.request);
     this.histogram('nereid_inference_queue_duration_seconds', 'Time successful requests waited in the scheduler queue', (h) => h.queue);

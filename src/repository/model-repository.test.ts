@@ -599,7 +599,7 @@ test('a version with a quantization record says so; the others do not, and the m
   await writeFile(join(root, 'm', '2', 'quantization.json'), QUANTIZATION_RECORD);
   await repo.load('m');
   assert.equal(repo.get('m', '1').quantization, undefined);
-  assert.deepEqual(repo.get('m', '2').quantization, { method: 'static', description: 'int8 static QDQ', sourceVersion: '1', sizeRatio: 0.283 });
+  assert.deepEqual(repo.get('m', '2').quantization, { method: 'static', description: 'int8 static QDQ', precision: 'int8', sourceVersion: '1', sizeRatio: 0.283 });
   assert.equal(repo.get('m', '2').modelFileBytes, scaleModel(2).length);
   const [one, two] = repo.loadedVersions('m');
   assert.deepEqual(two.metadata([one, two]).parameters, { quantized_versions: '2', quantization: 'int8 static QDQ', quantized_from_version: '1', quantized_size_ratio: 0.283 });

@@ -21,6 +21,9 @@ const METHOD_DESCRIPTIONS: Readonly<Record<string, string>> = {
   fp16: 'fp16 weights',
 };
 
+/** The number format a method leaves the weights in, as a metric label (`nereid_model_info{precision}`) can be queried by. */
+const METHOD_PRECISIONS: Readonly<Record<string, string>> = { static: 'int8', auto: 'int8', dynamic: 'int8', fp16: 'fp16' };
+
 /**
  * The fields serving reads; the rest of the record (calibration, nodes, agreement, speed) is for
  * people and `nereid eval`, and is let through unchecked so that a record from a newer `nereid
@@ -59,5 +62,5 @@ export async function readQuantizationRecord(path: string, shownAs: string, mode
   if (modelBytes !== undefined && modelBytes !== sizes.quantizedBytes) {
     throw new Error(`${shownAs} records a quantized model of ${sizes.quantizedBytes} bytes, but the version's model file is ${modelBytes} bytes: it is not the file nereid quantize wrote beside the record`);
   }
-  return { method, description: METHOD_DESCRIPTIONS[method] ?? method, sourceVersion, sizeRatio: sizes.ratio };
+  return { method, description: METHOD_DESCRIPTIONS[method] ?? method, precision: METHOD_PRECISIONS[method] ?? 'unknown', sourceVersion, sizeRatio: sizes.ratio };
 }
