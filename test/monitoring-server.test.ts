@@ -26,6 +26,8 @@ const REPOSITORY = join(ROOT, 'models');
 const PER_REQUEST = 25;
 /** Below about 400 rows, the largest of a dozen features' PSI reaches the warning level by noise alone (docs/monitoring.md). */
 const WINDOW = 400;
+/** A served OOD threshold above the bundled profile's 122.92 (a model config's monitoring.ood.threshold). */
+const TUNED_OOD_THRESHOLD = 150;
 
 interface MonitorBody {
   monitored: boolean;
@@ -66,10 +68,10 @@ function garmentServer(options: Pick<TestServerOptions, 'server' | 'http'> = {})
   return startTestServer({ ...options, repoDir: REPOSITORY, server: { modelControlMode: 'explicit', loadModels: ['fashion_mnist'], ...options.server } });
 }
 
-async function classify(served: TestServer, images: readonly Buffer[], requestId?: string): Promise<void> {
+async function classify(served: TestServer, images: readonly Buffer[], requestId?: string, model = 'fashion_mnist'): Promise<void> {
   const form = new FormData();
   images.forEach((image, index) => form.append('image', new Blob([new Uint8Array(image)], { type: 'image/png' }), `${index}.png`));
-  const response = await fetch(`${served.url}/v2/models/fashion_mnist/classify`, { method: 'POST', body: form, headers: requestId ? { 'x-request-id': requestId } : {} });
+  const response = await fetch(`${served.url}/v2/models/${model}/classify`, { method: 'POST', body: form, headers: requestId ? { 'x-request-id': requestId } : {} });
   assert.equal(response.status, 200, await response.clone().text());
   await response.arrayBuffer();
 }
@@ -177,12 +179,25 @@ test('a stream of test images is ok, turns to drift within one window of inverte
   }
 });
 
-test('a feature the reference never varied (aspect ratio 1) is judged by the share of rows that differ: 5 % of 28×30 garments stay ok, 25 % drift', async () => {
+test('a feature the reference never varied (aspect ratio 1) is judged by the share of rows that differ: 5 % of 28×30 garments stay ok, 25 % drift; a model whose config ignores it, silences the log line and raises the OOD threshold stays ok, unlogged, flagging at the rate its profile gives that threshold', async (t) => {
   const logged: Record<string, unknown>[] = [];
-  const served = await garmentServer({ server: { logger: capturingLogger(logged), monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } } });
+  // Beside the garment classifier, a copy whose config sets its own monitoring (docs/monitoring.md, "Per-model settings").
+  const { repository, model } = await garmentRepository(t);
+  const tuned = join(repository, 'fashion_mnist_tuned');
+  await cp(model, tuned, { recursive: true });
+  await writeFile(
+    join(tuned, 'config.yaml'),
+    `${await readFile(join(model, 'config.yaml'), 'utf8')}\nmonitoring:\n  drift: { ignore_features: [input.aspectRatio], log_state_changes: false }\n  ood: { threshold: ${TUNED_OOD_THRESHOLD} }\n`,
+  );
+  const metrics = new PrometheusMetrics({ processMetrics: false });
+  const served = await startTestServer({
+    repoDir: repository,
+    server: { logger: capturingLogger(logged), observers: [metrics.observer], monitoring: { window: { capacity: WINDOW }, evaluateEvery: PER_REQUEST } },
+  });
+  metrics.attach(served.server);
   const stretch = (image: Buffer) => sharp(image).resize(28, 30, { fit: 'fill' }).png().toBuffer();
-  const aspect = async () => {
-    const body = (await (await fetch(`${served.url}/v2/models/fashion_mnist/monitor`)).json()) as MonitorBody & { features: { feature: string; psi: number; ks: number; level: string }[] };
+  const aspect = async (name = 'fashion_mnist') => {
+    const body = (await (await fetch(`${served.url}/v2/models/${name}/monitor`)).json()) as MonitorBody & { features: { feature: string; psi: number; ks: number; level: string; informational?: true }[]; ood: { threshold: number } };
     return { body, feature: body.features.find((feature) => feature.feature === 'input.aspectRatio')! };
   };
   try {
@@ -204,6 +219,26 @@ test('a feature the reference never varied (aspect ratio 1) is judged by the sha
     assert.ok(warning, JSON.stringify(logged));
     assert.equal(warning.drift.top[0].feature, 'input.aspectRatio', warning.msg);
     assert.ok(!warning.drift.top.some((feature) => /input\.(width|height)/.test(feature.feature)), warning.msg);
+
+    // The same quarter stretched, to the copy that ignores the aspect ratio: reported with its level, not counted.
+    for (let start = 0; start < WINDOW; start += PER_REQUEST) await classify(served, many.slice(start, start + PER_REQUEST), undefined, 'fashion_mnist_tuned');
+    const ignored = await aspect('fashion_mnist_tuned');
+    assert.deepEqual([ignored.feature.level, ignored.feature.informational], ['drift', true]);
+    assert.equal(ignored.body.state, 'ok', JSON.stringify(ignored.body.top_features));
+    // Its state changes are not logged (the other model's are, above); /monitor still lists them.
+    assert.deepEqual(ignored.body.transitions.map((move) => move.to), ['ok']);
+    assert.ok(!logged.some((line) => String(line.msg).includes('fashion_mnist_tuned')), JSON.stringify(logged.map((line) => line.msg)));
+    // Its OOD threshold: in each answer, /monitor and the metrics, with the in-distribution rate the profile's held-out scores give it.
+    const profile = JSON.parse(await readFile(join(tuned, '1', 'reference.json'), 'utf8')) as { ood: { heldOutScores: number[]; heldOutFalsePositiveRate: number } };
+    const expected = profile.ood.heldOutScores.filter((score) => score > TUNED_OOD_THRESHOLD).length / profile.ood.heldOutScores.length;
+    assert.ok(expected < profile.ood.heldOutFalsePositiveRate, `${expected}: a higher threshold flags fewer`);
+    assert.equal(ignored.body.ood.threshold, TUNED_OOD_THRESHOLD);
+    assert.equal(ignored.body.ood.expected_share, expected);
+    const answer = (await (await fetch(`${served.url}/v2/models/fashion_mnist_tuned/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(garments[0]) })).json()) as { ood: { threshold: number } };
+    assert.equal(answer.ood.threshold, TUNED_OOD_THRESHOLD);
+    const text = await metrics.metrics();
+    assert.ok(text.includes(`nereid_ood_expected_ratio{model="fashion_mnist_tuned",version="1"} ${expected}`), text.split('\n').filter((line) => line.startsWith('nereid_ood_expected_ratio')).join('\n'));
+    assert.ok(text.includes(`nereid_ood_expected_ratio{model="fashion_mnist",version="1"} ${profile.ood.heldOutFalsePositiveRate}`));
   } finally {
     await served.close();
   }

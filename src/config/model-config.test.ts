@@ -702,3 +702,31 @@ test('pad_value: an input with one -1 dimension and a value its type holds, outp
   assert.throws(() => parseModelConfig(config({ pad_value: 0 }, { name: 'tokens', data_type: 'TYPE_STRING', dims: [-1], padded: true }), 'c'), /output 'tokens' is TYPE_STRING and padded/);
   assert.throws(() => parseModelConfig(config({}), 'c'), /output 'y' says padded, but no input has a pad_value/);
 });
+
+test("a model's monitoring settings read alike from YAML and from config.pbtxt's `monitoring` parameter, with the schema's defaults; bad ones are refused naming the setting, what it expects and what came", async () => {
+  const settings = { drift: { thresholds: { psi: { warning: 0.15, drift: 0.3 } }, ignore_features: ['input.aspectRatio'], log_state_changes: false }, ood: { threshold: 150 } };
+  const parsed = await parseFiles({
+    'config.yaml': 'monitoring:\n  drift: { thresholds: { psi: { warning: 0.15, drift: 0.3 } }, ignore_features: [input.aspectRatio], log_state_changes: false }\n  ood: { threshold: 150 }\n',
+    'config.pbtxt': `parameters { key: "monitoring" value: { string_value: ${JSON.stringify(JSON.stringify(settings))} } }`,
+  });
+  const expected = {
+    drift: { thresholds: { psi: { warning: 0.15, drift: 0.3 }, ks: { warning: 0.12, drift: 0.2 }, jensen_shannon: { warning: 0.02, drift: 0.05 } }, ignore_features: ['input.aspectRatio'], log_state_changes: false },
+    ood: { threshold: 150 },
+  };
+  assert.deepEqual(parsed['config.yaml'].monitoring, expected);
+  assert.deepEqual(parsed['config.pbtxt'].monitoring, expected);
+  assert.equal(parseModelConfig({}, 'x').monitoring, undefined, 'none given: the defaults apply where it is read (monitoringSettingsOf)');
+  const refusal = (monitoring: unknown, source = 'config.yaml') => {
+    try {
+      parseModelConfig({ monitoring }, source);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    assert.fail(`${JSON.stringify(monitoring)} was accepted`);
+  };
+  assert.equal(refusal({ drift: { thresholds: { psi: { warning: 0.3, drift: 0.25 } } } }), 'invalid config.yaml: monitoring.drift.thresholds.psi.warning: expected a warning level below the drift level, got warning 0.3 and drift 0.25');
+  assert.equal(refusal({ ood: { threshold: -5 } }), 'invalid config.yaml: monitoring.ood.threshold: expected a number above 0, got -5');
+  assert.equal(refusal({ drift: { log_state_changes: 'quiet' } }), 'invalid config.yaml: monitoring.drift.log_state_changes: expected true or false, got "quiet"');
+  assert.throws(() => parseModelConfig({ monitoring: { drift: { ignore: ['input.aspectRatio'] } } }, 'config.yaml'), /monitoring\.drift: unknown field 'ignore' \(did you mean 'ignore_features'\?\)/);
+  assert.throws(() => parseModelConfig({ parameters: { monitoring: '{"ood": {"threshold": "high"}}' } }, 'config.pbtxt'), /invalid config\.pbtxt: parameters\.monitoring\.ood\.threshold: expected a number, got "high"/);
+});

@@ -128,6 +128,47 @@ export const outputPostprocessingSchema = configObject({
   low_confidence_threshold: z.number().min(0).max(1).default(0.5),
 });
 
+/** A number above 0, refused with what came instead. */
+const positiveNumber = z.number({ error: (issue) => `expected a number, got ${quote(issue.input)}` }).positive({ error: (issue) => `expected a number above 0, got ${quote(issue.input)}` });
+
+/** A statistic's two levels: at or above `warning` a feature warns, at or above `drift` it drifts. */
+const driftLevels = (warning: number, drift: number) =>
+  configObject({ warning: positiveNumber.default(warning), drift: positiveNumber.default(drift) }).superRefine((levels, ctx) => {
+    if (!(levels.warning < levels.drift)) ctx.addIssue({ code: 'custom', path: ['warning'], message: `expected a warning level below the drift level, got warning ${levels.warning} and drift ${levels.drift}` });
+  });
+
+/**
+ * The levels each drift statistic is judged by (PSI's also move the drift state). The defaults and why they are what
+ * they are: src/monitoring/drift-statistics.ts (DRIFT_THRESHOLDS, which reads them from here).
+ */
+export const driftThresholdsSchema = configObject({
+  psi: driftLevels(0.1, 0.25).prefault({}),
+  ks: driftLevels(0.12, 0.2).prefault({}),
+  jensen_shannon: driftLevels(0.02, 0.05).prefault({}),
+});
+
+/**
+ * Nereid: how a version's reference profile is judged while it serves (docs/monitoring.md, "Per-model settings").
+ * config.pbtxt has no nested Nereid fields: there it is the parameter `monitoring`, holding the same object as JSON.
+ */
+export const modelMonitoringSchema = configObject({
+  drift: configObject({
+    thresholds: driftThresholdsSchema.prefault({}),
+    /** Features reported but not counted in the drift score or state (as the image's width and height always are), e.g. input.aspectRatio. */
+    ignore_features: repeated(z.string().min(1)).default([]),
+    /** false: a drift state change is not logged; /monitor, its transitions and the metrics still say it. */
+    log_state_changes: z.boolean({ error: (issue) => `expected true or false, got ${quote(issue.input)}` }).default(true),
+  }).prefault({}),
+  ood: configObject({
+    /** The score above which a row is out of distribution, instead of the profile's (which was set for its false-positive rate). */
+    threshold: positiveNumber.optional(),
+  }).prefault({}),
+});
+export type ModelMonitoring = z.output<typeof modelMonitoringSchema>;
+
+/** A config's monitoring settings, the schema's defaults where it gives none. */
+export const monitoringSettingsOf = (config: Pick<ModelConfig, 'monitoring'>): ModelMonitoring => config.monitoring ?? modelMonitoringSchema.parse({});
+
 /** Triton's ModelInput.Format in number order (protobuf's text format may write the number). */
 const INPUT_FORMATS = ['FORMAT_NONE', 'FORMAT_NHWC', 'FORMAT_NCHW'] as const;
 
@@ -625,6 +666,8 @@ export const modelConfigSchema = tritonObject('', TRITON_ONLY_CONFIG_FIELDS, {
           .optional(),
       })
       .optional(),
+    /** Absent: every default (see monitoringSettingsOf). */
+    monitoring: modelMonitoringSchema.optional(),
     response_cache: configObject({
         enable: z.boolean().default(false),
         /** Nereid: seconds an entry lives; 0 keeps it until evicted. */
@@ -753,25 +796,35 @@ export function describeIssues(error: z.ZodError, prefix = '', whole = '(config)
 }
 
 const PROCESSING_PARAMETER = /^(preprocess|postprocess)\.(.+)$/;
+/** config.pbtxt's form of the `monitoring` field (its JSON). */
+const MONITORING_PARAMETER = 'monitoring';
 
 /**
  * config.pbtxt has no nested Nereid fields, so pre/post-processing arrive there as parameters
- * `preprocess.<input>` / `postprocess.<output>` holding the same object as JSON.
+ * `preprocess.<input>` / `postprocess.<output>`, and monitoring as `monitoring`, holding the same object as JSON.
  */
 function applyProcessingParameters(config: ModelConfig, source: string): void {
-  for (const [key, { string_value }] of Object.entries(config.parameters)) {
-    const match = PROCESSING_PARAMETER.exec(key);
-    if (!match) continue;
-    const [, kind, tensorName] = match;
+  const parsedParameter = <Schema extends z.ZodType>(key: string, string_value: string, schema: Schema): z.output<Schema> => {
     let value: unknown;
     try {
       value = JSON.parse(string_value);
     } catch (error) {
       throw new Error(`invalid ${source}: parameters.${key}: not valid JSON (${(error as Error).message})`, { cause: error });
     }
-    const schema = kind === 'preprocess' ? configObject({ image: imagePreprocessingSchema }) : outputPostprocessingSchema;
     const parsed = schema.safeParse(value, { reportInput: true });
     if (!parsed.success) throw new Error(`invalid ${source}: ${describeIssues(parsed.error, `parameters.${key}`)}`);
+    return parsed.data;
+  };
+  for (const [key, { string_value }] of Object.entries(config.parameters)) {
+    if (key === MONITORING_PARAMETER) {
+      config.monitoring = parsedParameter(key, string_value, modelMonitoringSchema);
+      continue;
+    }
+    const match = PROCESSING_PARAMETER.exec(key);
+    if (!match) continue;
+    const [, kind, tensorName] = match;
+    const schema = kind === 'preprocess' ? configObject({ image: imagePreprocessingSchema }) : outputPostprocessingSchema;
+    const parsed = { data: parsedParameter(key, string_value, schema) };
     const tensors: { name: string; preprocess?: unknown; postprocess?: unknown }[] = kind === 'preprocess' ? config.input : config.output;
     const tensor = tensors.find((candidate) => candidate.name === tensorName);
     if (!tensor) {

@@ -3,7 +3,7 @@
  * figures for the offline `nereid monitor` report and the server's sliding windows, so that a
  * batch job's records and live traffic are judged alike.
  */
-import { chanceKs, chancePsi, DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi, psiEquivalentOfKs } from './drift-statistics.js';
+import { chanceKs, chancePsi, DRIFT_THRESHOLDS, jensenShannon, ksStatistic, psi, psiEquivalentOfKs, type DriftThresholds } from './drift-statistics.js';
 import { featureBin, type Calibration, type FeatureSummary } from './reference-profile.js';
 
 export type DriftLevel = 'ok' | 'warning' | 'drift';
@@ -33,6 +33,25 @@ export interface FeatureDrift {
  */
 export const INFORMATIONAL_FEATURES: ReadonlySet<string> = new Set(['input.width', 'input.height']);
 
+/**
+ * How features are judged: the levels of each statistic, and the features reported but not counted (the informational
+ * ones, and those a model's config ignores: monitoring.drift.ignore_features).
+ */
+export interface DriftJudgement {
+  thresholds: DriftThresholds;
+  notCounted: ReadonlySet<string>;
+}
+
+export const DEFAULT_JUDGEMENT: DriftJudgement = { thresholds: DRIFT_THRESHOLDS, notCounted: INFORMATIONAL_FEATURES };
+
+/** The judgement a model's config asks for: its thresholds, and its ignored features besides the informational ones. */
+export const driftJudgement = (thresholds: DriftThresholds, ignored: readonly string[]): DriftJudgement => ({
+  thresholds,
+  notCounted: new Set([...INFORMATIONAL_FEATURES, ...ignored]),
+});
+
+const judged = (drift: FeatureDrift, judgement: DriftJudgement): FeatureDrift => (judgement.notCounted.has(drift.feature) ? { ...drift, informational: true } : drift);
+
 /** The features that move a drift score or state: every one but the informational ones. */
 export const countedFeatures = (features: readonly FeatureDrift[]): FeatureDrift[] => features.filter((feature) => !feature.informational);
 
@@ -52,12 +71,11 @@ export const levelOf = (value: number, thresholds: { readonly warning: number; r
 export const worstLevel = (levels: readonly DriftLevel[]): DriftLevel => DRIFT_LEVELS[Math.max(0, ...levels.map((level) => DRIFT_LEVELS.indexOf(level)))];
 
 /** A numeric feature's drift: PSI over the reference's bins and KS D against its sample; the level is the worse of the two. */
-export function numericFeatureDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>): FeatureDrift {
-  const drift = numericDrift(feature, reference, values);
-  return INFORMATIONAL_FEATURES.has(feature) ? { ...drift, informational: true } : drift;
+export function numericFeatureDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>, judgement = DEFAULT_JUDGEMENT): FeatureDrift {
+  return judged(numericDrift(feature, reference, values, judgement.thresholds), judgement);
 }
 
-function numericDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>): FeatureDrift {
+function numericDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>, thresholds: DriftThresholds): FeatureDrift {
   // A feature that never varied on the reference (every image 28 wide) has one bin and a sample of one value: what can
   // drift is the share of values that differ from it, which is KS D exactly. PSI over (same, different) would put the
   // reference's empty bin at 1e-4 and call 5 % of differing rows drift (PSI 0.3), so the share is scored on PSI's
@@ -67,7 +85,7 @@ function numericDrift(feature: string, reference: FeatureSummary, values: ArrayL
     for (let index = 0; index < values.length; index++) if (values[index] !== reference.min) different += 1;
     const share = values.length > 0 ? different / values.length : 0;
     const stability = Math.min(psi([1, 0], [values.length - different, different]), psiEquivalentOfKs(share));
-    return { feature, psi: stability, ks: share, level: worstLevel([levelOf(stability, DRIFT_THRESHOLDS.psi), levelOf(share, DRIFT_THRESHOLDS.ks)]) };
+    return { feature, psi: stability, ks: share, level: worstLevel([levelOf(stability, thresholds.psi), levelOf(share, thresholds.ks)]) };
   }
   const counts = new Array<number>(reference.binCounts.length).fill(0);
   for (let index = 0; index < values.length; index++) counts[featureBin(reference.binEdges, values[index])] += 1;
@@ -78,7 +96,7 @@ function numericDrift(feature: string, reference: FeatureSummary, values: ArrayL
   // (quantiles, not a random draw), so its distribution function is within 1/sample of the reference's, far below the
   // random error a random sample of that size would add.
   const ksChance = chanceKs(values.length, reference.count);
-  const level = worstLevel([levelOf(Math.max(0, stability - chance), DRIFT_THRESHOLDS.psi), levelOf(Math.max(0, ks - ksChance), DRIFT_THRESHOLDS.ks)]);
+  const level = worstLevel([levelOf(Math.max(0, stability - chance), thresholds.psi), levelOf(Math.max(0, ks - ksChance), thresholds.ks)]);
   return { feature, psi: stability, chancePsi: chance, ks, chanceKs: ksChance, level };
 }
 
@@ -92,20 +110,25 @@ export function categoricalFeatureDrift(
   currentCounts: ArrayLike<number>,
   /** The rows behind each side (by default: the current counts' sum, and a reference known exactly), which chance depends on. */
   rows: { current?: number; reference?: number } = {},
+  judgement = DEFAULT_JUDGEMENT,
 ): FeatureDrift {
+  const { thresholds } = judgement;
   const stability = psi(referenceShares, currentCounts);
   let counted = 0;
   for (let index = 0; index < currentCounts.length; index++) counted += currentCounts[index];
   const chance = chancePsi(referenceShares.length, rows.current ?? counted, rows.reference);
   const divergence = jensenShannon(referenceShares, currentCounts);
   const divergenceChance = chance / (8 * Math.LN2);
-  return {
-    feature,
-    psi: stability,
-    chancePsi: chance,
-    jensenShannon: divergence,
-    level: worstLevel([levelOf(Math.max(0, stability - chance), DRIFT_THRESHOLDS.psi), levelOf(Math.max(0, divergence - divergenceChance), DRIFT_THRESHOLDS.jensenShannon)]),
-  };
+  return judged(
+    {
+      feature,
+      psi: stability,
+      chancePsi: chance,
+      jensenShannon: divergence,
+      level: worstLevel([levelOf(Math.max(0, stability - chance), thresholds.psi), levelOf(Math.max(0, divergence - divergenceChance), thresholds.jensenShannon)]),
+    },
+    judgement,
+  );
 }
 
 /**

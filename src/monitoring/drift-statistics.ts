@@ -10,6 +10,8 @@
  *   a reference spread (standard deviation, interquartile range) before comparing features with each other.
  * - Jensen–Shannon: categorical distributions (class shares), in bits, in [0, 1].
  */
+import type { z } from 'zod';
+import { driftThresholdsSchema } from '../config/model-config.js';
 
 /**
  * Alarm levels for each distance. A window whose score reaches `warning` is worth a look; `drift` means the inputs
@@ -28,11 +30,23 @@
  * under no drift is about χ²(9)/m (mean 9/m; 99th percentile ≈ 21.7/m, which is 0.1 at m ≈ 220), and D's 1 % critical
  * value is ≈ 1.63/√m (0.12 at m ≈ 185). Hence the drift state's default minimum of 200 samples.
  */
-export const DRIFT_THRESHOLDS = {
-  psi: { warning: 0.1, drift: 0.25 },
-  ks: { warning: 0.12, drift: 0.2 },
-  jensenShannon: { warning: 0.02, drift: 0.05 },
-} as const;
+export const DRIFT_THRESHOLDS: DriftThresholds = driftThresholdsOf(driftThresholdsSchema.parse({}));
+
+/** Alarm levels per statistic; a model's config may set its own (monitoring.drift.thresholds), these are the defaults. */
+export interface DriftThresholds {
+  readonly psi: DriftLevels;
+  readonly ks: DriftLevels;
+  readonly jensenShannon: DriftLevels;
+}
+export interface DriftLevels {
+  readonly warning: number;
+  readonly drift: number;
+}
+
+/** A model config's thresholds (snake_case, as configs are written) as the statistics read them. */
+export function driftThresholdsOf(config: z.output<typeof driftThresholdsSchema>): DriftThresholds {
+  return { psi: config.psi, ks: config.ks, jensenShannon: config.jensen_shannon };
+}
 
 /**
  * The PSI a window scores by chance alone: over `bins` bins, m current values and n reference values drawn from one

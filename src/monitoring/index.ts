@@ -23,5 +23,6 @@ export {
   type OodDetector,
   type ReferenceProfile,
 } from './reference-profile.js';
-export { categoricalFeatureDrift, countedFeatures, DRIFT_LEVELS, driftScore, expectedAccuracyAt, psiBeyondChance, levelOf, numericFeatureDrift, summariseProbabilities, worstLevel, type DriftLevel, type FeatureDrift, type OutputSummary } from './drift-report.js';
-export { CONFIDENCE_BUCKETS, expectedOodShare, VersionMonitor, versionMonitorOptionsSchema, type MonitoredRow, type MonitorEvaluation, type MonitorSnapshot, type VersionMonitorOptions, type VersionMonitorSettings } from './version-monitor.js';
+export { categoricalFeatureDrift, countedFeatures, DRIFT_LEVELS, driftJudgement, type DriftJudgement, driftScore, expectedAccuracyAt, psiBeyondChance, levelOf, numericFeatureDrift, summariseProbabilities, worstLevel, type DriftLevel, type FeatureDrift, type OutputSummary } from './drift-report.js';
+export { CONFIDENCE_BUCKETS, expectedOodShare, expectedOodShareAt, VersionMonitor, versionMonitorOptionsSchema, type MonitoredRow, type MonitorEvaluation, type MonitorSnapshot, type VersionMonitorOptions, type VersionMonitorSettings } from './version-monitor.js';
+export { judgedFeatures, modelJudging, type ModelJudging } from './model-monitoring.js';

@@ -96,6 +96,12 @@ const mahalanobisSchema = z
     threshold: z.number(),
     targetFalsePositiveRate: z.number().gt(0).lt(1),
     heldOutFalsePositiveRate: z.number().min(0).max(1),
+    /**
+     * The scores of the held-out examples the false-positive rate was measured on (ascending; evenly spaced through them
+     * when there are more than MAX_FEATURE_SAMPLE), so that the rate another threshold gives can be read off (a model's
+     * monitoring.ood.threshold). Absent from profiles built before it was kept.
+     */
+    heldOutScores: z.array(z.number()).min(1).max(MAX_FEATURE_SAMPLE).optional(),
   })
   .superRefine((detector, context) => {
     const width = detector.precision.length;

@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import { reliabilityBins } from './accuracy-estimate.js';
 import { summariseFeature, type ReferenceProfile } from './reference-profile.js';
 import type { DriftTransition } from './drift-state.js';
-import { binomialTail, VersionMonitor, type MonitoredRow } from './version-monitor.js';
+import { binomialTail, expectedOodShareAt, VersionMonitor, type MonitoredRow } from './version-monitor.js';
+import { modelJudging } from './model-monitoring.js';
+import { modelMonitoringSchema } from '../config/model-config.js';
 
 /** A deterministic stream in [0, 1): the same values for the same seed. */
 function uniform(seed: number): () => number {
@@ -287,4 +289,49 @@ test('a level the alarm raised is judged on the flagged share by the evaluations
   assert.deepEqual(transitions, ['insufficient_data→drift@30', 'drift→warning@175'], 'down a level after three evaluations (125, 150, 175) below 0.2, not to insufficient_data');
   for (const row of rows(25, random)) monitor.record([row]);
   assert.equal(monitor.latest?.smallSample, undefined, 'the evaluation at 200 rows is a full one');
+});
+
+test("a model's own drift settings: its thresholds judge the features and move the state, an ignored feature is reported but not counted, and its OOD threshold flags with the rate the profile's held-out scores give it", () => {
+  const random = uniform(17);
+  // Brightness shifted by 0.15 (clipped at 1): PSI 0.88, drift at the default levels.
+  const shifted = () => rows(50, random).map((row) => ({ ...row, inputs: { 'input.brightness': Math.min(1, row.inputs!['input.brightness'] + 0.15) } }));
+  const feed = (monitor: VersionMonitor) => {
+    for (let batch = 0; batch < 10; batch++) monitor.record(shifted());
+    return monitor.latest!.features.find((feature) => feature.feature === 'input.brightness')!;
+  };
+  const byDefault = new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 50 });
+  assert.equal(feed(byDefault).level, 'drift');
+  assert.equal(byDefault.driftState, 'drift');
+  const lenient = { psi: { warning: 1, drift: 2 }, ks: { warning: 0.5, drift: 0.9 }, jensenShannon: { warning: 0.02, drift: 0.05 } };
+  const relaxed = new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 50, state: { warningAt: 1, driftAt: 2 }, drift: { thresholds: lenient } });
+  assert.equal(feed(relaxed).level, 'ok', 'PSI 0.88 is below a warning level of 1');
+  assert.equal(relaxed.driftState, 'ok');
+  const ignoring = new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 50, drift: { ignoreFeatures: ['input.brightness'] } });
+  const ignored = feed(ignoring);
+  assert.equal(ignored.level, 'drift', 'still reported with its level');
+  assert.equal(ignored.informational, true);
+  assert.equal(ignoring.driftState, 'ok');
+
+  // Held-out scores 1…100: a threshold of 90 flags 10 % of in-distribution rows; the profile's own (10) keeps its measured rate.
+  const reference = profile();
+  reference.ood = { ...reference.ood!, heldOutScores: Array.from({ length: 100 }, (_, index) => index + 1) };
+  assert.equal(expectedOodShareAt(reference, 90), 0.1);
+  assert.equal(expectedOodShareAt(reference, 10), 0.05, "the profile's threshold: its measured held-out rate");
+  assert.equal(expectedOodShareAt(profile(), 90), undefined, 'no held-out scores: no rate to give');
+  const judging = modelJudging(reference, modelMonitoringSchema.parse({ ood: { threshold: 90 } }), '1');
+  assert.deepEqual(judging.monitor.ood, { threshold: 90, expectedShare: 0.1 });
+  const overridden = new VersionMonitor(reference, { window: { capacity: 500 }, evaluateEvery: 50, ...judging.monitor });
+  overridden.record([{ probabilities: [0.9, 0.1], oodScore: 50 }]);
+  const snapshot = overridden.snapshot();
+  assert.deepEqual({ threshold: snapshot.ood!.threshold, flagged: snapshot.ood!.flagged, expected: snapshot.ood!.expectedShare }, { threshold: 90, flagged: 0, expected: 0.1 }, 'a score of 50 is above the profile threshold, below the override');
+});
+
+test("a model's monitoring settings the profile cannot honour are refused, naming the setting, what it expects and what came", () => {
+  const settings = (monitoring: unknown) => modelMonitoringSchema.parse(monitoring);
+  assert.throws(
+    () => modelJudging(profile(), settings({ drift: { ignore_features: ['input.aspect_ratio'] } }), '1'),
+    { message: "monitoring.drift.ignore_features: expected features version 1's reference profile monitors (output.confidence, input.brightness, output.class, ood.flagged), got 'input.aspect_ratio'" },
+  );
+  assert.throws(() => modelJudging(profile(), settings({ ood: { threshold: 90 } }), '1'), /^Error: monitoring\.ood\.threshold: expected a reference profile that records its held-out scores .* to say what share of in-distribution rows 90 flags; got version 1's profile built 2026-12-02T00:00:00.000Z without them \(its own threshold is 10\)/);
+  assert.deepEqual(modelJudging(profile(), settings({ ood: { threshold: 10 } }), '1').monitor.ood, { threshold: 10, expectedShare: 0.05 }, "the profile's own threshold needs no held-out scores");
 });

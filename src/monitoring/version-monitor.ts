@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { OptionError, parseOptions } from '../core/options.js';
 import { BucketCounts } from '../observability/collected-metric.js';
 import { AccuracyWindow, type AccuracySummary, type LabelOutcome } from './accuracy-estimate.js';
-import { categoricalFeatureDrift, driftScore, expectedAccuracyAt, psiBeyondChance, numericFeatureDrift, summariseProbabilities, type FeatureDrift } from './drift-report.js';
+import { categoricalFeatureDrift, driftJudgement, driftScore, expectedAccuracyAt, psiBeyondChance, numericFeatureDrift, summariseProbabilities, type DriftJudgement, type FeatureDrift } from './drift-report.js';
+import { DRIFT_THRESHOLDS, type DriftThresholds } from './drift-statistics.js';
 import { DriftStateMachine, driftStateOptionsSchema, type DriftState, type DriftTransition } from './drift-state.js';
 import type { ReferenceProfile } from './reference-profile.js';
 import { CategoricalWindow, NumericWindow, slidingWindowOptionsSchema, type WindowSpan } from './sliding-window.js';
@@ -30,6 +31,20 @@ export const versionMonitorOptionsSchema = z.object({
    * whose records come in the data's order (a folder sorted by class), which windows over traffic would call drift.
    */
   driftWindows: z.boolean().default(true),
+  /** Per model, from its config's monitoring.drift: the levels each statistic is judged by, and features reported but not counted. */
+  drift: z
+    .object({
+      thresholds: z.custom<DriftThresholds>((value) => typeof value === 'object' && value !== null).default(DRIFT_THRESHOLDS),
+      ignoreFeatures: z.array(z.string()).default([]),
+      /** false: the server does not log the state's changes (the model's monitoring.drift.log_state_changes); they are still reported. */
+      logStateChanges: z.boolean().default(true),
+    })
+    .prefault({}),
+  /**
+   * Per model, from its config's monitoring.ood.threshold: the score above which a row is flagged instead of the profile's,
+   * with the share of in-distribution rows it flags (see expectedOodShareAt), which the flagged share is compared with.
+   */
+  ood: z.object({ threshold: z.number(), expectedShare: z.number().min(0).max(1) }).optional(),
 });
 export type VersionMonitorOptions = z.infer<typeof versionMonitorOptionsSchema>;
 export type VersionMonitorSettings = z.input<typeof versionMonitorOptionsSchema>;
@@ -142,6 +157,20 @@ export function expectedOodShare(profile: Pick<ReferenceProfile, 'ood'>): number
   return ood.heldOutFalsePositiveRate > 0 ? ood.heldOutFalsePositiveRate : ood.targetFalsePositiveRate;
 }
 
+/**
+ * The share of in-distribution rows another threshold than the profile's flags: the share of the held-out scores the
+ * profile records above it. Undefined when the profile records none (built before it kept them): the rate a threshold
+ * gives cannot be told from the one it was set for.
+ */
+export function expectedOodShareAt(profile: Pick<ReferenceProfile, 'ood'>, threshold: number): number | undefined {
+  const ood = profile.ood;
+  if (!ood) return undefined;
+  if (threshold === ood.threshold) return expectedOodShare(profile);
+  const scores = ood.heldOutScores;
+  if (!scores) return undefined;
+  return scores.filter((score) => score > threshold).length / scores.length;
+}
+
 export class VersionMonitor {
   readonly options: VersionMonitorOptions;
   /** Predicted classes in profile order (label or index), the names class counts and shares use. */
@@ -165,6 +194,7 @@ export class VersionMonitor {
   private oodChecked = 0;
   private oodFlagged = 0;
   private lastEvaluation?: MonitorEvaluation;
+  private readonly judgement: DriftJudgement;
 
   constructor(
     readonly profile: ReferenceProfile,
@@ -175,6 +205,7 @@ export class VersionMonitor {
     const problem = monitorSettingsProblem(this.options, (key) => key);
     if (problem !== undefined) throw new OptionError(`VersionMonitor: ${problem}`);
     this.now = hooks.now ?? Date.now;
+    this.judgement = driftJudgement(this.options.drift.thresholds, this.options.drift.ignoreFeatures);
     const window = this.options.window;
     for (const name of Object.keys(profile.features)) this.numeric.set(name, new NumericWindow(window, this.now));
     this.recent = new CategoricalWindow(1, window, this.now);
@@ -186,9 +217,14 @@ export class VersionMonitor {
     this.state = new DriftStateMachine(this.options.state, this.now);
   }
 
-  /** See expectedOodShare. */
+  /** See expectedOodShare; with a threshold the model's config sets, the share that one flags (expectedOodShareAt). */
   get expectedOodShare(): number {
-    return expectedOodShare(this.profile);
+    return this.options.ood?.expectedShare ?? expectedOodShare(this.profile);
+  }
+
+  /** The score above which a row is flagged: the model config's, else the profile's. */
+  get oodThreshold(): number | undefined {
+    return this.options.ood?.threshold ?? this.profile.ood?.threshold;
   }
 
   /**
@@ -196,7 +232,7 @@ export class VersionMonitor {
    * id itself for a one-row request, `<id>/<row>` for each row of a batch.
    */
   record(rows: readonly MonitoredRow[], requestId?: string): void {
-    const threshold = this.profile.ood?.threshold;
+    const threshold = this.oodThreshold;
     rows.forEach((row, index) => {
       const summary = summariseProbabilities(row.probabilities);
       this.recent.push(0);
@@ -254,6 +290,7 @@ export class VersionMonitor {
   /** The share of flagged rows no chance gives, in a window of OOD_ALARM_MIN_ROWS up to minSamples rows (see evaluate). */
   private smallSampleAlarm(): boolean {
     const size = this.flagged?.size ?? 0;
+    if (this.judgement.notCounted.has('ood.flagged')) return false;
     if (size < OOD_ALARM_MIN_ROWS || size >= Math.max(1, this.options.state.minSamples)) return false;
     const [kept, flagged] = this.flagged!.counts();
     return binomialTail(flagged, kept + flagged, this.expectedOodShare) < OOD_ALARM_P;
@@ -279,16 +316,16 @@ export class VersionMonitor {
     const features: FeatureDrift[] = [];
     for (const [name, window] of this.numeric) {
       if (window.size < Math.max(1, minSamples)) continue;
-      features.push(numericFeatureDrift(name, this.profile.features[name], window.values()));
+      features.push(numericFeatureDrift(name, this.profile.features[name], window.values(), this.judgement));
     }
     if (this.classes && this.classes.size >= Math.max(1, minSamples)) {
-      features.push(categoricalFeatureDrift('output.class', Object.values(this.profile.classShares!), this.classes.counts(), { reference: this.profile.provenance.data.examples }));
+      features.push(categoricalFeatureDrift('output.class', Object.values(this.profile.classShares!), this.classes.counts(), { reference: this.profile.provenance.data.examples }, this.judgement));
     }
     const expected = this.expectedOodShare;
     if (this.flagged && this.flagged.size >= Math.max(1, minSamples)) {
-      features.push(categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged.counts()));
+      features.push(categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged.counts(), {}, this.judgement));
     } else if (this.smallSampleAlarm() || this.standsOnFlaggedShare()) {
-      const feature = categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged!.counts());
+      const feature = categoricalFeatureDrift('ood.flagged', [1 - expected, expected], this.flagged!.counts(), {}, this.judgement);
       return { at: this.now(), score: feature.psi, features: [feature], smallSample: true };
     }
     features.sort((a, b) => psiBeyondChance(b) - psiBeyondChance(a));
@@ -355,7 +392,7 @@ export class VersionMonitor {
     if (this.profile.ood) {
       const counts = this.flagged?.counts() ?? [0, 0];
       const inWindow = counts[0] + counts[1];
-      snapshot.ood = { threshold: this.profile.ood.threshold, checked: this.oodChecked, flagged: this.oodFlagged, expectedShare: this.expectedOodShare };
+      snapshot.ood = { threshold: this.oodThreshold!, checked: this.oodChecked, flagged: this.oodFlagged, expectedShare: this.expectedOodShare };
       if (inWindow > 0) snapshot.ood.share = counts[1] / inWindow;
     }
     const accuracy = this.accuracySummary();

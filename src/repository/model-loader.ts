@@ -11,11 +11,12 @@ import type { Backend, BackendInstance, InstanceOptions, ModelCall } from '../ba
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { answerDecidingConfig, fingerprint } from '../cache/cache-key.js';
 import { ResponseCache } from '../cache/response-cache.js';
-import { datatypeOfConfig, scoresBeyondLabels, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
+import { datatypeOfConfig, monitoringSettingsOf, scoresBeyondLabels, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
 import { countedFeatures, psiBeyondChance } from '../monitoring/drift-report.js';
+import { modelJudging, type ModelJudging } from '../monitoring/model-monitoring.js';
 import type { ReferenceProfile } from '../monitoring/reference-profile.js';
 import { blankIsForeign, MahalanobisScorer } from '../monitoring/representation-ood.js';
 import { exposedName, type ExposedTensor } from '../onnx/onnx-model-file.js';
@@ -108,17 +109,29 @@ function onlyInstancesDiffer(before: CompletedModelConfig, after: CompletedModel
 }
 
 /**
+ * The server's monitoring settings with the model's own (its config's `monitoring`): its drift thresholds — PSI's also
+ * move the drift state, when the config has a monitoring section — ignored features and OOD threshold.
+ */
+function withModelSettings(settings: VersionMonitorSettings | undefined, config: CompletedModelConfig, judging: ModelJudging): VersionMonitorSettings {
+  const psi = judging.monitor.drift?.thresholds?.psi;
+  const state = config.monitoring && psi ? { ...settings?.state, warningAt: psi.warning, driftAt: psi.drift } : settings?.state;
+  return { ...settings, ...(state && { state }), ...judging.monitor };
+}
+
+/**
  * The version's live monitor, which logs each change of its drift state with the features that moved it: a warning
  * when it worsens, info when it settles to ok. A reload of the same version with the same profile and settings keeps
  * the monitor it had.
  */
-function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings | undefined, label: string, logger: Logger, previous?: VersionMonitor): VersionMonitor {
+function monitorOf(profile: ReferenceProfile, settings: VersionMonitorSettings, label: string, logger: Logger, previous?: VersionMonitor): VersionMonitor {
   if (previous && isDeepStrictEqual(previous.profile, profile) && isDeepStrictEqual(previous.options, versionMonitorOptionsSchema.parse(settings ?? {}))) {
     logger.info({ rows: previous.snapshot().window.size, state: previous.driftState }, `${label}: monitoring carries on from the previous load (same reference profile)`);
     return previous;
   }
   return new VersionMonitor(profile, settings, {
     onTransition: (transition, evaluation) => {
+      // Silenced by the model's config (monitoring.drift.log_state_changes: false): /monitor and the metrics still say it.
+      if (settings.drift?.logStateChanges === false) return;
       // The score and levels count PSI beyond chance: that is what the line quotes, the raw PSI beside it. Features that
       // do not count (the image's width and height) are left out: named as "most drifted" they read as the cause.
       const top = countedFeatures(evaluation.features).slice(0, 3).map((feature) => ({ feature: feature.feature, psi: Number(feature.psi.toFixed(4)), beyondChance: Number(psiBeyondChance(feature).toFixed(4)), level: feature.level }));
@@ -284,6 +297,8 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
   const samples = await warmupSamples(config, options.readWarmupFile ?? noWarmupFolder, logger, label).catch((error: unknown) => {
     throw new ModelConfigError(error);
   });
+  // The model's own monitoring settings, checked against the profile before any instance starts: a mistake is the config's.
+  const judging = options.referenceProfile && checkingConfig(() => modelJudging(options.referenceProfile!, monitoringSettingsOf(config), version));
   const created: BackendInstance[] = [];
   try {
     const ood = options.referenceProfile?.ood;
@@ -382,12 +397,12 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
         ? {
             tensor: exposedName(exposed!),
             pooling: 'none',
-            threshold: ood.threshold,
+            threshold: judging!.oodThreshold!,
             scorer: new MahalanobisScorer(ood),
             blankForeignIn: blankIsForeign(options.referenceProfile!) ? config.input.find((input) => input.preprocess?.image)?.name : undefined,
           }
         : undefined,
-      monitor: options.referenceProfile && options.monitoring?.driftWindows !== false ? monitorOf(options.referenceProfile, options.monitoring, label, logger, options.previousMonitor) : undefined,
+      monitor: options.referenceProfile && options.monitoring?.driftWindows !== false ? monitorOf(options.referenceProfile, withModelSettings(options.monitoring, config, judging!), label, logger, options.previousMonitor) : undefined,
       modelFileBytes: (await stat(options.modelPath)).size,
       instancePlans: plans,
     });

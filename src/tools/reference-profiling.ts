@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { requireLabelsForEveryScore, type CompletedModelConfig } from '../config/model-config.js';
+import { monitoringSettingsOf, requireLabelsForEveryScore, type CompletedModelConfig } from '../config/model-config.js';
 import {
   accuracyCaution,
   blankIsForeign,
@@ -26,6 +26,8 @@ import {
   isOutOfDistribution,
   MahalanobisScorer,
   DRIFT_LEVELS,
+  driftJudgement,
+  modelJudging,
   MIN_DRIFT_SAMPLES,
   numericFeatureDrift,
   psiBeyondChance,
@@ -290,8 +292,10 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
   const fit = fitMahalanobis(features.slice(0, fitted), order.slice(0, fitted).map((index) => predicted[index]), classCount);
   const scorer = new MahalanobisScorer(fit);
   const threshold = thresholdForFalsePositiveRate(features.slice(fitted, thresholdEnd).map((vector) => scorer.score(vector)), settings.falsePositiveRate);
-  const check = features.slice(thresholdEnd);
-  const heldOutFalsePositiveRate = check.filter((vector) => scorer.score(vector) > threshold).length / check.length;
+  const checkScores = features.slice(thresholdEnd).map((vector) => scorer.score(vector));
+  const heldOutFalsePositiveRate = checkScores.filter((score) => score > threshold).length / checkScores.length;
+  // Kept (sorted, sampled as a feature's values are) so that a served threshold other than this one can say what it flags.
+  const heldOutScores = summariseFeature(checkScores).sample;
   const truth = trueClasses(loaded)?.classes;
   const confidences = observed.values['output.confidence'];
   const names = loaded.labels ?? Array.from({ length: classCount }, (_, index) => String(index));
@@ -306,7 +310,7 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
     },
     features: Object.fromEntries(Object.entries(observed.values).map(([name, values]) => [name, summariseFeature(values)])),
     classShares: shares(predicted, names),
-    ood: { method: 'mahalanobis', tensor, pooling, ...fit, threshold, targetFalsePositiveRate: settings.falsePositiveRate, heldOutFalsePositiveRate },
+    ood: { method: 'mahalanobis', tensor, pooling, ...fit, threshold, targetFalsePositiveRate: settings.falsePositiveRate, heldOutFalsePositiveRate, heldOutScores },
   };
   if (truth) {
     const correct = predicted.map((cls, index) => cls === truth[index]);
@@ -339,7 +343,7 @@ export interface MonitorReport {
   model: string;
   version: string;
   examples: number;
-  /** Examples whose OOD score exceeds the profile's threshold. */
+  /** Examples whose OOD score exceeds the threshold (the model config's monitoring.ood.threshold, else the profile's), or blank. */
   outOfDistribution: number;
   share: number;
   threshold: number;
@@ -398,21 +402,25 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     if (!profile) throw new Error(`'${settings.model}' version ${loaded.version} has no reference profile (${REFERENCE_PROFILE_FILE}); build one with ${command}`);
     throw new Error(`the reference profile of '${settings.model}' version ${loaded.version} has no OOD detector; rebuild it with ${command}`);
   }
+  // The model's own settings (its config's monitoring), as the server judges with them.
+  const judging = modelJudging(profile, monitoringSettingsOf(loaded.config), loaded.version);
+  const threshold = judging.oodThreshold!;
+  const judgement = driftJudgement(judging.monitor.drift!.thresholds!, judging.monitor.drift!.ignoreFeatures!);
   const observed = await observe(readOnnxModel(new Uint8Array(await readFile(loaded.modelPath))), loaded, profile.ood.tensor, profile.ood.pooling);
   const scorer = new MahalanobisScorer(profile.ood);
   const scores = observed.features.map((vector) => scorer.score(vector));
   // As the server judges: a blank image is out of distribution whatever its score when the reference held none.
   const imageInput = blankIsForeign(profile) ? loaded.config.input.find((input) => input.preprocess?.image)?.name : undefined;
   const blank = loaded.feeds.map((feed) => imageInput !== undefined && feed[imageInput] !== undefined && isBlankRow(feed[imageInput].data as Float32Array));
-  const outOfDistribution = scores.filter((score, index) => isOutOfDistribution(score, profile.ood!.threshold, blank[index])).length;
-  const expected = expectedOodShare(profile);
+  const outOfDistribution = scores.filter((score, index) => isOutOfDistribution(score, threshold, blank[index])).length;
+  const expected = judging.monitor.ood?.expectedShare ?? expectedOodShare(profile);
   // The worst level first (a row's level is the worse of its PSI and KS verdicts), then the most drifted by PSI.
   const features = [
     ...Object.entries(observed.values)
       .filter(([name, values]) => profile.features[name] && values.length > 0)
-      .map(([name, values]) => numericFeatureDrift(name, profile.features[name], values)),
+      .map(([name, values]) => numericFeatureDrift(name, profile.features[name], values, judgement)),
     // The share flagged against the share the detector flags in distribution, as the server's window counts it.
-    categoricalFeatureDrift('ood.flagged', [1 - expected, expected], [scores.length - outOfDistribution, outOfDistribution]),
+    categoricalFeatureDrift('ood.flagged', [1 - expected, expected], [scores.length - outOfDistribution, outOfDistribution], {}, judgement),
   ].sort((a, b) => DRIFT_LEVELS.indexOf(b.level) - DRIFT_LEVELS.indexOf(a.level) || psiBeyondChance(b) - psiBeyondChance(a));
   const report: MonitorReport = {
     model: settings.model,
@@ -420,7 +428,7 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     examples: scores.length,
     outOfDistribution,
     share: outOfDistribution / scores.length,
-    threshold: profile.ood.threshold,
+    threshold,
     scores,
     features,
     state: stateOf(features, scores.length),
@@ -432,10 +440,10 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
     const drift = categoricalFeatureDrift('output.class', names.map((name) => profile.classShares![name]), names.map((name) => current[name]), {
       current: observed.predicted.length,
       reference: profile.provenance.data.examples,
-    });
+    }, judgement);
     report.classShares = { divergence: drift.jensenShannon!, psi: drift.psi, level: drift.level, current };
     // The class shares have no significance test here: below MIN_DRIFT_SAMPLES they do not move the state (see stateOf).
-    if (scores.length >= MIN_DRIFT_SAMPLES) report.state = worstLevel([report.state as DriftLevel, drift.level]);
+    if (scores.length >= MIN_DRIFT_SAMPLES && !drift.informational) report.state = worstLevel([report.state as DriftLevel, drift.level]);
   }
   if (profile.calibration) {
     const calibration = profile.calibration;
