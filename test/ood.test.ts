@@ -34,6 +34,10 @@ const nereid = (args: string[]) => runCli(args, 180_000);
 
 /** A 640×480 JPEG of pure black: a camera with its lens covered. */
 const blackPhoto = () => sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 0, g: 0, b: 0 } } }).jpeg().toBuffer();
+/** The same with a sensor's noise: levels around 4 of 255, σ 3. Not blank to the exact rule; near-blank to the profile's spread. */
+const noisyBlackPhoto = () => sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 4, sigma: 3 } } }).jpeg().toBuffer();
+/** scikit-image's 16-bit chessboard holding 8-bit values: levels 0 and 1 of 255, near-black (it scored 117.7, in distribution, under the exact rule). */
+const NEAR_BLACK_SCAN = join(PHOTOS, 'chessboard_GRAY_U16.tif');
 
 /**
  * The bundled profile's verdict on `data`, in process: what `nereid monitor --json` prints (the first test runs the
@@ -109,7 +113,11 @@ test('the bundled profile flags few test images and nearly every real photo, and
   const covered = join(work, 'covered');
   await mkdir(covered);
   await writeFile(join(covered, 'covered-lens.jpg'), await blackPhoto());
-  assert.equal((await monitor(covered)).outOfDistribution, 1);
+  // Near-blank alike: values spread far less than the flattest profiled image's (the profile's leastInputSpread).
+  await writeFile(join(covered, 'noisy-covered-lens.jpg'), await noisyBlackPhoto());
+  await cp(NEAR_BLACK_SCAN, join(covered, 'near-black-scan.tif'));
+  const coveredReport = await monitor(covered);
+  assert.deepEqual([coveredReport.examples, coveredReport.outOfDistribution], [3, 3], JSON.stringify(coveredReport.scores));
 });
 
 test('test images made unlike the training set are flagged: inverted and brightened; a milder shift drifts in its inputs', async () => {
@@ -170,6 +178,11 @@ test('served with its profile, each answer carries its OOD verdict: /classify pe
     // A covered lens: its representation scores just under the threshold (121.1), yet it shows the model nothing.
     const dark = await classify(await blackPhoto());
     assert.deepEqual({ ...dark.ood, score: undefined }, { score: undefined, out_of_distribution: true, threshold: profile.ood.threshold, blank: true }, `an all-black photo scored ${dark.ood.score}`);
+    // Near-blank: a covered lens with sensor noise, a 16-bit scan of levels 0 and 1 (which scores under the threshold).
+    for (const nearBlank of [await noisyBlackPhoto(), await readFile(NEAR_BLACK_SCAN)]) {
+      const verdict = (await classify(nearBlank)).ood;
+      assert.deepEqual([verdict.out_of_distribution, verdict.blank], [true, true], `scored ${verdict.score}`);
+    }
 
     // Two encoded images as one V2 request (BYTES, binary extension: each element length-prefixed).
     const element = (bytes: Buffer) => Buffer.concat([Buffer.from(Uint32Array.of(bytes.length).buffer), bytes]);
@@ -221,6 +234,7 @@ test('a batch job over images writes each record its OOD verdict, and reads no d
   await writeFashionMnistPngs(input, 't10k', 1);
   await cp(join(PHOTOS, 'chelsea.png'), join(input, 'cat.png'));
   await writeFile(join(input, 'covered-lens.jpg'), await blackPhoto());
+  await cp(NEAR_BLACK_SCAN, join(input, 'near-black-scan.tif'));
   const output = join(work, 'batch-output.jsonl');
   const { code, stderr } = await nereid(['batch', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--input', input, '--output', output]);
   assert.equal(code, 0, stderr);
@@ -241,10 +255,11 @@ test('a batch job over images writes each record its OOD verdict, and reads no d
       ['0.png', false],
       ['cat.png', true],
       ['covered-lens.jpg', true],
+      ['near-black-scan.tif', true],
     ],
   );
   // The summary counts them, as it counts failures.
-  assert.match(stderr, /done: 3 record\(s\) in .*, 0 failed, 2 out of distribution \(their "ood" verdicts\)/);
+  assert.match(stderr, /done: 4 record\(s\) in .*, 0 failed, 3 out of distribution \(their "ood" verdicts\)/);
   const sortedFlagged = sortedRecords.filter((record) => record.ood?.out_of_distribution).length;
   if (sortedFlagged > 0) assert.match(sortedRun.stderr, new RegExp(`, 0 failed, ${sortedFlagged} out of distribution`));
 });

@@ -112,8 +112,8 @@ export interface OodMonitor {
   pooling: Pooling;
   threshold: number;
   scorer: MahalanobisScorer;
-  /** The model input a blank row of which is out of distribution whatever its score (see blankIsForeign); absent: scores alone decide. */
-  blankForeignIn?: string;
+  /** The model input a blank row of which (values spread no further than `floor`) is out of distribution whatever its score (see blankFloor); absent: scores alone decide. */
+  blank?: { input: string; floor: number };
 }
 
 
@@ -580,12 +580,12 @@ export class ModelVersion {
     const dims = this.batched ? representation.shape.slice(1) : representation.shape;
     const width = (representation.data as ArrayLike<number>).length / rows;
     const data = representation.data as Float32Array;
-    const watchedInput = ood.blankForeignIn === undefined ? undefined : inputs[ood.blankForeignIn];
+    const watchedInput = ood.blank === undefined ? undefined : inputs[ood.blank.input];
     const inputData = watchedInput && watchedInput.datatype !== 'BYTES' ? (watchedInput.data as Float32Array) : undefined;
     const inputWidth = inputData ? inputData.length / rows : 0;
     return Array.from({ length: rows }, (_, row) => {
       const score = ood.scorer.score(pooledFeatures(data.subarray(row * width, (row + 1) * width), dims, ood.pooling));
-      const blank = inputData !== undefined && isBlankRow(inputData.subarray(row * inputWidth, (row + 1) * inputWidth));
+      const blank = inputData !== undefined && isBlankRow(inputData.subarray(row * inputWidth, (row + 1) * inputWidth), ood.blank!.floor);
       return { score, out_of_distribution: isOutOfDistribution(score, ood.threshold, blank), threshold: ood.threshold, ...(blank ? { blank: true as const } : {}) };
     });
   }

@@ -1,5 +1,5 @@
 /** Monitoring's public surface: how far inputs and outputs are from what a model was shown, per example and over time. */
-export { blankIsForeign, fitMahalanobis, invertMatrix, isBlankRow, isOutOfDistribution, MahalanobisScorer, pooledFeatures, thresholdForFalsePositiveRate, type MahalanobisFit, type Pooling } from './representation-ood.js';
+export { BLANK_SPREAD_FRACTION, blankFloor, fitMahalanobis, invertMatrix, isBlankRow, rowSpread, isOutOfDistribution, MahalanobisScorer, pooledFeatures, thresholdForFalsePositiveRate, type MahalanobisFit, type Pooling } from './representation-ood.js';
 export { binEdgesFromQuantiles, DRIFT_THRESHOLDS, histogram, jensenShannon, ksPValue, ksStatistic, psi, PSI_EMPTY_BIN_SHARE, sortedCopy, wasserstein1 } from './drift-statistics.js';
 export { CategoricalWindow, NumericWindow, slidingWindowOptionsSchema, TimedWindow, type SlidingWindowOptions, type SlidingWindowSettings, type WindowSpan } from './sliding-window.js';
 export { DriftStateMachine, driftStateOptionsSchema, MIN_DRIFT_SAMPLES, type DriftState, type DriftStateOptions, type DriftStateSnapshot, type DriftTransition } from './drift-state.js';

@@ -102,6 +102,12 @@ const mahalanobisSchema = z
      * monitoring.ood.threshold). Absent from profiles built before it was kept.
      */
     heldOutScores: z.array(z.number()).min(1).max(MAX_FEATURE_SAMPLE).optional(),
+    /**
+     * For an image input: the least standard deviation of the model input's values (after pre-processing) over the
+     * profiled images, below a fraction of which an input is blank (see blankFloor). Absent from profiles of tensor
+     * inputs and from those built before it was kept.
+     */
+    leastInputSpread: z.number().nonnegative().optional(),
   })
   .superRefine((detector, context) => {
     const width = detector.precision.length;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { blankIsForeign, fitMahalanobis, invertMatrix, isBlankRow, isOutOfDistribution, MahalanobisScorer, pooledFeatures, thresholdForFalsePositiveRate } from './representation-ood.js';
+import { blankFloor, fitMahalanobis, invertMatrix, isBlankRow, isOutOfDistribution, MahalanobisScorer, pooledFeatures, rowSpread, thresholdForFalsePositiveRate } from './representation-ood.js';
 
 const close = (actual: number, expected: number, tolerance = 1e-9) => assert.ok(Math.abs(actual - expected) <= tolerance, `${actual} ≠ ${expected}`);
 
@@ -48,11 +48,28 @@ test('the threshold lets at most the stated share of in-distribution scores abov
 test('a blank input is out of distribution whatever its score, where the reference held no blank image', () => {
   assert.equal(isBlankRow(new Float32Array(784).fill(-0.81)), true, 'an all-black 28×28 image after normalisation');
   assert.equal(isBlankRow(Float32Array.of(-0.81, -0.81, 0.2)), false);
-  const contrast = (min: number) => ({ features: { 'input.contrast': { min } } }) as unknown as Parameters<typeof blankIsForeign>[0];
-  assert.equal(blankIsForeign(contrast(2.5)), true, "Fashion-MNIST's least contrast is well above 0");
-  assert.equal(blankIsForeign(contrast(0)), false, 'a reference with a blank image among its examples: the score decides');
-  assert.equal(blankIsForeign({ features: {} }), false, 'tensor inputs: no image properties, a constant row may be ordinary');
+  const contrast = (min: number) => ({ features: { 'input.contrast': { min } } }) as unknown as Parameters<typeof blankFloor>[0];
+  assert.equal(blankFloor(contrast(2.5)), 0, "a profile without leastInputSpread whose least contrast is above 0 (the old rule): exact blanks only");
+  assert.equal(blankFloor(contrast(0)), undefined, 'a reference with a blank image among its examples: the score decides');
+  assert.equal(blankFloor({ features: {} }), undefined, 'tensor inputs: no image properties, a constant row may be ordinary');
   assert.equal(isOutOfDistribution(121.1, 122.9, true), true);
   assert.equal(isOutOfDistribution(121.1, 122.9, false), false);
   assert.equal(isOutOfDistribution(130, 122.9, false), true);
+});
+
+test('a near-blank input (values spread far less than the flattest profiled image\'s) is blank where the profile records that spread', () => {
+  // Fashion-MNIST normalises by std 0.353: levels 0 and 1 of 255 in a checkerboard (a 16-bit scan of 8-bit values) spread 0.0056.
+  const levels = (values: readonly number[]) => Float32Array.from({ length: 784 }, (_, index) => (values[index % values.length] / 255 - 0.2858) / 0.3529);
+  const nearBlack = levels([0, 1]);
+  assert.ok(Math.abs(rowSpread(nearBlack) - 0.0056) < 0.0001, String(rowSpread(nearBlack)));
+  assert.equal(isBlankRow(nearBlack), false, 'not every value the same');
+  const profile = (leastInputSpread?: number) => ({ features: { 'input.contrast': { min: 0.075 } }, ood: { leastInputSpread } }) as unknown as Parameters<typeof blankFloor>[0];
+  // The 12,000 bundled training images' least spread is 0.2123: the floor is a quarter of it.
+  const floor = blankFloor(profile(0.2123))!;
+  assert.ok(Math.abs(floor - 0.053) < 0.001, String(floor));
+  assert.equal(isBlankRow(nearBlack, floor), true);
+  assert.equal(isBlankRow(new Float32Array(784).fill(-0.81), floor), true, 'an exact blank is still blank');
+  assert.equal(isBlankRow(levels([0, 40]), floor), false, 'a faint garment (levels 0 and 40 spread 0.22) is not');
+  assert.equal(blankFloor(profile(0)), undefined, 'a profile with a blank image among its own: the score decides');
+  assert.equal(blankFloor(profile(undefined)), 0, 'an older profile: exact blanks, by its contrast');
 });

@@ -155,21 +155,50 @@ export function thresholdForFalsePositiveRate(inDistributionScores: readonly num
 }
 
 /**
- * Whether a model's input row is blank: every value the same (an image of one colour, say, a capture from a covered lens
- * or a failed upload). It shows the model nothing, yet its representation can sit among the reference's: the bundled
- * Fashion-MNIST model scores an all-black photo 121.1 against a threshold of 122.9, "Sneaker" and in distribution.
+ * How far below the flattest image of a profile a row's spread must be to count as blank: a quarter of the least
+ * standard deviation any profiled image's model input had. Far enough below the reference that in-distribution images
+ * stay clear of it (measured on Fashion-MNIST: the least of its 10,000 test images is 0.95 of the least of the 12,000
+ * training images profiled, the least of all 60,000 training images 0.86: 3.4 times the floor), near enough to catch
+ * what shows the model nearly nothing: a covered lens (its sensor noise averaged away by the resize), a nearly white
+ * page, a 16-bit scan of 8-bit values (levels 0 and 1 of 255: 0.026 of the least, a tenth of the floor).
  */
-export function isBlankRow(row: ArrayLike<number>): boolean {
+export const BLANK_SPREAD_FRACTION = 0.25;
+
+/** The standard deviation of a row's values (a model input's, after pre-processing). */
+export function rowSpread(row: ArrayLike<number>): number {
+  let sum = 0;
+  for (let index = 0; index < row.length; index++) sum += row[index];
+  const mean = sum / row.length;
+  let squares = 0;
+  for (let index = 0; index < row.length; index++) squares += (row[index] - mean) ** 2;
+  return Math.sqrt(squares / row.length);
+}
+
+/**
+ * Whether a model's input row is blank: every value the same (an image of one colour, say, a capture from a covered lens
+ * or a failed upload), or with a `floor` (see blankFloor), values spread no further than it. It shows the model nothing,
+ * yet its representation can sit among the reference's: the bundled Fashion-MNIST model scores an all-black photo 121.1
+ * against a threshold of 122.9, "Sneaker" and in distribution.
+ */
+export function isBlankRow(row: ArrayLike<number>, floor = 0): boolean {
+  // Exact for floor 0: a constant row's computed spread may be a rounding error above 0.
+  if (floor > 0) return rowSpread(row) <= floor;
   for (let index = 1; index < row.length; index++) if (row[index] !== row[0]) return false;
   return true;
 }
 
 /**
- * Whether a blank input is out of distribution for a profile whatever its score: when the profile knows its images' contrast
- * and none of them was blank (its least contrast above 0). A profile without image properties (tensor inputs) decides by
+ * The spread at or below which an input row is blank and out of distribution whatever its score, or undefined when
+ * scores alone decide. A profile that records its images' least spread (ood.leastInputSpread) gives BLANK_SPREAD_FRACTION
+ * of it; an older one that knows its images' contrast and held no blank image (least contrast above 0) gives 0, exact
+ * blanks only. A profile without image properties (tensor inputs), or whose images included a blank one, decides by
  * score alone, since a constant row may be ordinary data there.
  */
-export const blankIsForeign = (profile: Pick<ReferenceProfile, 'features'>): boolean => (profile.features['input.contrast']?.min ?? 0) > 0;
+export function blankFloor(profile: Pick<ReferenceProfile, 'features' | 'ood'>): number | undefined {
+  const least = profile.ood?.leastInputSpread;
+  if (least !== undefined) return least > 0 ? least * BLANK_SPREAD_FRACTION : undefined;
+  return (profile.features['input.contrast']?.min ?? 0) > 0 ? 0 : undefined;
+}
 
 /** The verdict on one row: its score past the threshold, or a blank input where the reference held none. */
 export const isOutOfDistribution = (score: number, threshold: number, blankAndForeign: boolean): boolean => blankAndForeign || score > threshold;

@@ -14,11 +14,11 @@ import { ResponseCache } from '../cache/response-cache.js';
 import { datatypeOfConfig, monitoringSettingsOf, scoresBeyondLabels, type CompletedModelConfig, type ModelConfig, type QueuePolicyConfig } from '../config/model-config.js';
 import { ObserverGroup, type InferenceObserverFactory } from '../core/inference-observer.js';
 import type { Tensor } from '../core/tensor.js';
-import { ModelVersion, type QuantizationSummary } from '../model/model-version.js';
+import { ModelVersion, type OodMonitor, type QuantizationSummary } from '../model/model-version.js';
 import { countedFeatures, psiBeyondChance } from '../monitoring/drift-report.js';
 import { modelJudging, type ModelJudging } from '../monitoring/model-monitoring.js';
 import type { ReferenceProfile } from '../monitoring/reference-profile.js';
-import { blankIsForeign, MahalanobisScorer } from '../monitoring/representation-ood.js';
+import { blankFloor, MahalanobisScorer } from '../monitoring/representation-ood.js';
 import { exposedName, type ExposedTensor } from '../onnx/onnx-model-file.js';
 import { VersionMonitor, versionMonitorOptionsSchema, type VersionMonitorSettings } from '../monitoring/version-monitor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
@@ -106,6 +106,13 @@ function planKey(backend: Backend, config: ModelConfig, plan: InstanceOptions): 
 /** The completed configs differ in their instance groups and nothing else. */
 function onlyInstancesDiffer(before: CompletedModelConfig, after: CompletedModelConfig): boolean {
   return !isDeepStrictEqual(before.instance_group, after.instance_group) && isDeepStrictEqual({ ...before, instance_group: [] }, { ...after, instance_group: [] });
+}
+
+/** The image input whose blank rows are out of distribution whatever their score, and the spread at or below which a row is blank (see blankFloor). */
+function blankInputOf(profile: ReferenceProfile, config: CompletedModelConfig): OodMonitor['blank'] {
+  const floor = blankFloor(profile);
+  const input = floor === undefined ? undefined : config.input.find((candidate) => candidate.preprocess?.image)?.name;
+  return input === undefined ? undefined : { input, floor: floor! };
 }
 
 /**
@@ -399,7 +406,7 @@ export async function loadModelVersion(options: VersionLoadOptions): Promise<Mod
             pooling: 'none',
             threshold: judging!.oodThreshold!,
             scorer: new MahalanobisScorer(ood),
-            blankForeignIn: blankIsForeign(options.referenceProfile!) ? config.input.find((input) => input.preprocess?.image)?.name : undefined,
+            blank: blankInputOf(options.referenceProfile!, config),
           }
         : undefined,
       monitor: options.referenceProfile && options.monitoring?.driftWindows !== false ? monitorOf(options.referenceProfile, withModelSettings(options.monitoring, config, judging!), label, logger, options.previousMonitor) : undefined,

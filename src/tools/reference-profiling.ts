@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { monitoringSettingsOf, requireLabelsForEveryScore, type CompletedModelConfig } from '../config/model-config.js';
 import {
   accuracyCaution,
-  blankIsForeign,
+  blankFloor,
   categoricalFeatureDrift,
   countedFeatures,
   expectedAccuracyAt,
@@ -37,6 +37,7 @@ import {
   readReferenceProfileIfPresent,
   REFERENCE_PROFILE_FILE,
   reliabilityBins,
+  rowSpread,
   summariseFeature,
   summariseProbabilities,
   thresholdForFalsePositiveRate,
@@ -296,6 +297,10 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
   const heldOutFalsePositiveRate = checkScores.filter((score) => score > threshold).length / checkScores.length;
   // Kept (sorted, sampled as a feature's values are) so that a served threshold other than this one can say what it flags.
   const heldOutScores = summariseFeature(checkScores).sample;
+  // How flat the flattest profiled image was, as the model is given it: what a blank input is told by (see blankFloor).
+  const imageInput = loaded.config.input.find((input) => input.preprocess?.image)?.name;
+  const spreads = imageInput === undefined ? [] : loaded.feeds.flatMap((feed) => (feed[imageInput] ? [rowSpread(feed[imageInput].data as Float32Array)] : []));
+  const leastInputSpread = spreads.length > 0 ? spreads.reduce((least, spread) => Math.min(least, spread)) : undefined;
   const truth = trueClasses(loaded)?.classes;
   const confidences = observed.values['output.confidence'];
   const names = loaded.labels ?? Array.from({ length: classCount }, (_, index) => String(index));
@@ -310,7 +315,7 @@ export async function runProfile(options: ProfileOptions, logger: Logger): Promi
     },
     features: Object.fromEntries(Object.entries(observed.values).map(([name, values]) => [name, summariseFeature(values)])),
     classShares: shares(predicted, names),
-    ood: { method: 'mahalanobis', tensor, pooling, ...fit, threshold, targetFalsePositiveRate: settings.falsePositiveRate, heldOutFalsePositiveRate, heldOutScores },
+    ood: { method: 'mahalanobis', tensor, pooling, ...fit, threshold, targetFalsePositiveRate: settings.falsePositiveRate, heldOutFalsePositiveRate, heldOutScores, ...(leastInputSpread !== undefined && { leastInputSpread }) },
   };
   if (truth) {
     const correct = predicted.map((cls, index) => cls === truth[index]);
@@ -409,9 +414,10 @@ export async function runMonitor(options: MonitorOptions, logger: Logger): Promi
   const observed = await observe(readOnnxModel(new Uint8Array(await readFile(loaded.modelPath))), loaded, profile.ood.tensor, profile.ood.pooling);
   const scorer = new MahalanobisScorer(profile.ood);
   const scores = observed.features.map((vector) => scorer.score(vector));
-  // As the server judges: a blank image is out of distribution whatever its score when the reference held none.
-  const imageInput = blankIsForeign(profile) ? loaded.config.input.find((input) => input.preprocess?.image)?.name : undefined;
-  const blank = loaded.feeds.map((feed) => imageInput !== undefined && feed[imageInput] !== undefined && isBlankRow(feed[imageInput].data as Float32Array));
+  // As the server judges: a blank or near-blank image is out of distribution whatever its score when the reference held none.
+  const floor = blankFloor(profile);
+  const imageInput = floor === undefined ? undefined : loaded.config.input.find((input) => input.preprocess?.image)?.name;
+  const blank = loaded.feeds.map((feed) => imageInput !== undefined && feed[imageInput] !== undefined && isBlankRow(feed[imageInput].data as Float32Array, floor));
   const outOfDistribution = scores.filter((score, index) => isOutOfDistribution(score, threshold, blank[index])).length;
   const expected = judging.monitor.ood?.expectedShare ?? expectedOodShare(profile);
   // The worst level first (a row's level is the worse of its PSI and KS verdicts), then the most drifted by PSI.
