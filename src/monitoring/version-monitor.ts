@@ -58,7 +58,7 @@ export type MonitorSettingKey = 'window.capacity' | 'evaluateEvery';
  * insufficient_data for ever, which looks like a quiet model rather than a monitor that cannot judge; rows between
  * evaluations beyond the window's size would leave it before any evaluation saw them.
  */
-export function monitorSettingsProblem(options: VersionMonitorOptions, name: (key: MonitorSettingKey) => string): string | undefined {
+export function monitorSettingsProblem(options: Pick<VersionMonitorOptions, 'window' | 'state' | 'evaluateEvery'>, name: (key: MonitorSettingKey) => string): string | undefined {
   const { window, state, evaluateEvery } = options;
   if (window.capacity < state.minSamples) {
     return `a drift window of ${window.capacity} rows (${name('window.capacity')}) is below the ${state.minSamples} rows the drift state needs to judge; give at least ${state.minSamples} (400 or more avoids false warnings, see docs/monitoring.md)`;

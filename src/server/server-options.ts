@@ -71,7 +71,8 @@ export const serverOptionsSchema = z.object({
   /** Price of one core-hour in dollars (--cost-per-core-hour): statistics then price each model's predictions. */
   costPerCoreHour: z.number().nonnegative().optional(),
   /** Drift and accuracy windows of versions with a reference profile; false: profiles are not read (no OOD flags, nothing to /monitor). */
-  monitoring: z.union([z.literal(false), versionMonitorOptionsSchema]).prefault({}),
+  // drift and ood are each model's own (its config's monitoring section, checked against its profile), not the server's.
+  monitoring: z.union([z.literal(false), versionMonitorOptionsSchema.omit({ drift: true, ood: true })]).prefault({}),
   /** Full garbage collections when the server goes quiet after a burst of large requests (see IdleMemoryReclaimer); false: none. */
   reclaimIdleMemory: z.union([z.literal(false), idleMemoryReclaimerOptionsSchema]).prefault({}),
   /**
