@@ -256,7 +256,7 @@ test('every option on: HPA on CPU and a Prometheus-adapter pods metric, ServiceM
   // The cache flag parses with the server's own parser, and points at the chart's Redis Service.
   assert.deepEqual(parseCacheConfig(flagValue(server.args, '--cache-config')!), { kind: 'redis', host: 'demo-nereid-redis', port: 6379, prefix: 'nereid:' });
   // Tokens and the Redis password arrive as the environment variables the CLI reads.
-  const cliSource = readFileSync(join(ROOT, 'src/cli.ts'), 'utf8') + readFileSync(join(ROOT, 'src/cache/cache-config.ts'), 'utf8');
+  const cliSource = readFileSync(join(ROOT, 'src/cli/auth-tokens.ts'), 'utf8') + readFileSync(join(ROOT, 'src/cache/cache-config.ts'), 'utf8');
   const fromSecrets = server.env.filter((variable: Json) => variable.valueFrom?.secretKeyRef);
   assert.deepEqual(
     fromSecrets.map((variable: Json) => variable.name),
