@@ -80,7 +80,7 @@ test('--input-columns picks and orders the features; a column the header lacks s
   assert.deepEqual((await linesOf(output))[0]!.outputs![0]!.data, [2, 4, 6, 8]);
   await assert.rejects(
     runLocalBatchJob({ model: 'scale', input, output: join(dir, 'other.jsonl'), modelRepository: repo, csvInput: 'INPUT0', idColumn: 'sample', progress: 'none', logger: silent }),
-    /--id-column names column 'sample', which the CSV header does not have \(columns: d, c, b, a, noise\)/,
+    /idColumn names column 'sample', which the CSV header does not have \(columns: d, c, b, a, noise\)/,
   );
 });
 
@@ -158,7 +158,7 @@ test("JSONL --id-column: a line without the field says it has no such field; one
   await runLocalBatchJob({ model: 'scale', input, output, modelRepository: repo, idColumn: 'key', progress: 'none', logger: silent });
   const byId = new Map((await linesOf(output)).map((line) => [line.id, line]));
   assert.equal(byId.get('a')!.error, null);
-  assert.equal(byId.get(2)!.error, "the line has no field 'key' (--id-column)");
+  assert.equal(byId.get(2)!.error, "the line has no field 'key' (idColumn)");
   assert.equal(byId.get(3)!.error, "the id column 'key' is empty");
   assert.equal(byId.get(4)!.error, "the id column 'key' is empty");
 });

@@ -92,7 +92,7 @@ test('a folder of data files and no image (a dataset split in Parquet files) is 
   await writeFile(join(split, 'train-00000-of-00002.parquet'), '');
   await writeFile(join(split, 'train-00001-of-00002.parquet'), '');
   await writeFile(join(split, 'README.md'), '');
-  await assert.rejects(openInput(split), /^NereidError: input .*split is a folder, which a job reads as images, and it holds no image but 2 data file\(s\) \(train-00000-of-00002\.parquet, train-00001-of-00002\.parquet\): give each file as --input, with an --output of its own$/);
+  await assert.rejects(openInput(split), /^NereidError: input .*split is a folder, which a job reads as images, and it holds no image but 2 data file\(s\) \(train-00000-of-00002\.parquet, train-00001-of-00002\.parquet\): give each file as the input of a run of its own$/);
 });
 
 test('other files are refused with what is accepted; a gzipped Parquet file is told to be gunzipped', async () => {
@@ -131,11 +131,11 @@ test('a flag the input kind has no use for is refused, naming it and why, not si
       assert.match(error.message, pattern);
       return true;
     });
-  await refused(folder, { idColumn: 'foo' }, /^--id-column is for a JSONL, CSV or Parquet input, and the input .*flag-images is a folder of images, whose records are its files .*: leave --id-column out$/);
-  await refused(folder, { passThrough: ['bar'] }, /^--pass-through is for a JSONL, CSV or Parquet input/);
-  await refused(folder, { csvInput: 'baz' }, /^--csv-input is for a JSONL, CSV or Parquet input/);
-  await refused(folder, { inputColumns: ['x'] }, /^--input-columns is for a JSONL, CSV or Parquet input/);
-  await refused(jsonl, { csvInput: 'INPUT0' }, /^--csv-input is for a CSV or Parquet input, and the input .*flags\.jsonl is a JSONL file/);
+  await refused(folder, { idColumn: 'foo' }, /^idColumn is for a JSONL, CSV or Parquet input, and the input .*flag-images is a folder of images, whose records are its files .*: leave idColumn out$/);
+  await refused(folder, { passThrough: ['bar'] }, /^passThrough is for a JSONL, CSV or Parquet input/);
+  await refused(folder, { csvInput: 'baz' }, /^csvInput is for a JSONL, CSV or Parquet input/);
+  await refused(folder, { inputColumns: ['x'] }, /^inputColumns is for a JSONL, CSV or Parquet input/);
+  await refused(jsonl, { csvInput: 'INPUT0' }, /^csvInput is for a CSV or Parquet input, and the input .*flags\.jsonl is a JSONL file/);
   // What a JSONL input does use stays accepted.
   assert.equal((await openInput(jsonl, { inputColumns: ['INPUT0'] })).format, 'jsonl');
   // A library caller's empty values ask nothing of the input: not refused as if the flags were given.
@@ -185,8 +185,8 @@ test('Parquet numbers: lists are tensors, scalars are values, INT64 beyond 2^53 
   // --csv-input: the number columns but id and label, in column order.
   const formed = await all(await openInput(path, { csvInput: 'v' }));
   assert.deepEqual(formed.map((record) => [record.id, record.json]), [[0, '{"v":[9007199254740993,1.5]}'], [1, '{"v":[1,2]}']]);
-  await assert.rejects(openInput(path, { csvInput: 'v', inputColumns: ['a', 'x'] }), /^NereidError: --input-columns names column 'x' of .*numbers\.parquet, which is LIST<DOUBLE>: with --csv-input v, each column is one number of the input$/);
-  await assert.rejects(openInput(path, { idColumn: 'nope' }), /--id-column names column 'nope', which .*numbers\.parquet does not have \(columns: id, x, big, a, label\)/);
+  await assert.rejects(openInput(path, { csvInput: 'v', inputColumns: ['a', 'x'] }), /^NereidError: inputColumns names column 'x' of .*numbers\.parquet, which is LIST<DOUBLE>: with csvInput: 'v', each column is one number of the input$/);
+  await assert.rejects(openInput(path, { idColumn: 'nope' }), /idColumn names column 'nope', which .*numbers\.parquet does not have \(columns: id, x, big, a, label\)/);
 });
 
 test('Parquet columns no input takes are refused naming the column, its type and what is taken; two image columns ask which', async () => {
@@ -196,8 +196,8 @@ test('Parquet columns no input takes are refused naming the column, its type and
     { name: 'photo', data: [new Uint8Array([1])], type: 'BYTE_ARRAY' },
     { name: 'scan', data: [new Uint8Array([2])], type: 'BYTE_ARRAY' },
   ]);
-  await assert.rejects(openInput(path), /kinds\.parquet has 2 columns of encoded images \(photo BINARY, scan BINARY\), and a record is one image: name the one the model reads with --input-columns/);
-  await assert.rejects(openInput(path, { inputColumns: ['when'] }), /--input-columns names column 'when' of .*, which is TIMESTAMP_MILLIS: input columns hold numbers, lists of numbers \(a tensor\), text, or encoded images/);
+  await assert.rejects(openInput(path), /kinds\.parquet has 2 columns of encoded images \(photo BINARY, scan BINARY\), and a record is one image: name the one the model reads with inputColumns/);
+  await assert.rejects(openInput(path, { inputColumns: ['when'] }), /inputColumns names column 'when' of .*, which is TIMESTAMP_MILLIS: input columns hold numbers, lists of numbers \(a tensor\), text, or encoded images/);
   const source = await openInput(path, { inputColumns: ['photo'] });
   assert.equal(source.imageColumn, 'photo');
   const tensors = await openInput(path, { passThrough: ['photo', 'scan'] });

@@ -10,6 +10,7 @@ import { extname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { parse as parseCsv, type CsvError } from 'csv-parse';
 import { invalidArgument } from '../core/errors.js';
+import { optionKeyName, type SettingName } from '../core/options.js';
 import { parseExactJson, stringifyExactJson } from '../protocol/v2-json.js';
 import { boundCsvRecords, type TooLongRecord } from './csv-record-bound.js';
 import { contentExtension, inputBytes } from './input-bytes.js';
@@ -35,6 +36,8 @@ export interface InputOptions {
   passThrough?: readonly string[];
   /** The CSV or Parquet column read as each record's label when the file has it (see RecordColumns); a JSONL line keeps its label field. */
   labelColumn?: string;
+  /** How messages name these options (default: as their keys; `nereid batch` passes its flags' names). */
+  settingName?: SettingName;
 }
 
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
@@ -55,7 +58,7 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
   const kind = info.isDirectory() ? 'images' : JSONL_EXTENSIONS.has(extension) ? 'jsonl' : extension === '.csv' ? 'csv' : extension === '.parquet' ? 'parquet' : undefined;
   refuseFlagsNotFor(path, kind, options);
   if (info.isDirectory()) return imageFolder(path);
-  const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns, labelColumn: options.labelColumn };
+  const columns: RecordColumns = { idColumn: options.idColumn, passThrough: options.passThrough ?? [], inputColumns: options.inputColumns, labelColumn: options.labelColumn, settingName: options.settingName ?? optionKeyName };
   if (kind === 'jsonl') return countedOnce(jsonlFile(path, columns));
   if (kind === 'csv') return countedOnce(csvFile(path, options.csvInput, columns));
   // Compressed inside (its pages), not around: a gzipped Parquet file would be read whole to find its footer.
@@ -71,18 +74,20 @@ export async function openInput(path: string, options: InputOptions = {}): Promi
  */
 function refuseFlagsNotFor(path: string, kind: InputFormat | undefined, options: InputOptions): void {
   if (kind === undefined || kind === 'csv' || kind === 'parquet') return;
-  const given: [string, unknown][] = [
-    ['--csv-input', options.csvInput],
-    ['--input-columns', options.inputColumns],
-    ['--id-column', options.idColumn],
-    ['--pass-through', options.passThrough],
+  const named = options.settingName ?? optionKeyName;
+  const given: [keyof InputOptions, unknown][] = [
+    ['csvInput', options.csvInput],
+    ['inputColumns', options.inputColumns],
+    ['idColumn', options.idColumn],
+    ['passThrough', options.passThrough],
   ];
   const kindOf = { images: `a folder of images, whose records are its files (each one image, its id its path in the folder)`, jsonl: 'a JSONL file' }[kind];
-  for (const [flag, value] of given) {
+  for (const [key, value] of given) {
     // A library caller's empty list or string asks nothing of the input, as a flag left out.
     if (value === undefined || value === '' || (Array.isArray(value) && value.length === 0)) continue;
-    if (kind === 'images') throw invalidArgument(`${flag} is for a JSONL, CSV or Parquet input, and the input ${path} is ${kindOf}: leave ${flag} out`);
-    if (flag === '--csv-input') throw invalidArgument(`--csv-input is for a CSV or Parquet input, and the input ${path} is ${kindOf}, whose lines name their inputs as fields (--input-columns picks them): leave --csv-input out`);
+    const setting = named(key);
+    if (kind === 'images') throw invalidArgument(`${setting} is for a JSONL, CSV or Parquet input, and the input ${path} is ${kindOf}: leave ${setting} out`);
+    if (key === 'csvInput') throw invalidArgument(`${setting} is for a CSV or Parquet input, and the input ${path} is ${kindOf}, whose lines name their inputs as fields (${named('inputColumns')} picks them): leave ${setting} out`);
   }
 }
 
@@ -145,7 +150,7 @@ async function imageFolder(root: string): Promise<InputSource> {
   if (dataFiles.length > 0) {
     throw invalidArgument(
       `input ${root} is a folder, which a job reads as images, and it holds no image but ${dataFiles.length} data file(s) (${dataFiles.slice(0, 3).join(', ')}${dataFiles.length > 3 ? ', …' : ''}): ` +
-        'give each file as --input, with an --output of its own',
+        'give each file as the input of a run of its own',
     );
   }
   return {
@@ -235,7 +240,7 @@ function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids:
     return { id: line, error: (error as Error).message };
   }
   if (!value || typeof value !== 'object' || Array.isArray(value) || 'inputs' in value) {
-    return { id: line, error: `--id-column, --pass-through and --input-columns need each line to be an object of named fields, e.g. {"id": "a", "x": [1, 2]}` };
+    return { id: line, error: `${columns.settingName('idColumn')}, ${columns.settingName('passThrough')} and ${columns.settingName('inputColumns')} need each line to be an object of named fields, e.g. {"id": "a", "x": [1, 2]}` };
   }
   const object = value as Record<string, unknown>;
   // A queued chunk is plain JSON, which has no bigint: a carried integer beyond 2^53 keeps its digits as a string.
@@ -244,7 +249,7 @@ function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids:
   let id: RecordId = line;
   if (columns.idColumn !== undefined) {
     // A field that is missing is a misspelt --id-column more often than an empty value: said as such.
-    if (!Object.hasOwn(object, columns.idColumn)) return { id: line, error: `the line has no field '${columns.idColumn}' (--id-column)`, passThrough };
+    if (!Object.hasOwn(object, columns.idColumn)) return { id: line, error: `the line has no field '${columns.idColumn}' (${columns.settingName('idColumn')})`, passThrough };
     const checked = ids.check(object[columns.idColumn], columns.idColumn, `line ${line}`);
     if ('error' in checked) return { id: line, error: checked.error, passThrough };
     id = checked.id;
@@ -254,7 +259,7 @@ function splitJsonlLine(line: number, text: string, columns: RecordColumns, ids:
     ? Object.fromEntries(columns.inputColumns.map((name) => [name, object[name]]))
     : Object.fromEntries(Object.entries(object).filter(([name]) => !notInputs.has(name)));
   const missing = columns.inputColumns?.find((name) => object[name] === undefined);
-  if (missing !== undefined) return { id, error: `the line has no field '${missing}' (--input-columns)`, passThrough };
+  if (missing !== undefined) return { id, error: `the line has no field '${missing}' (${columns.settingName('inputColumns')})`, passThrough };
   return { id, json: stringifyExactJson(inputs, `line ${line}`), ...(passThrough ? { passThrough } : {}) };
 }
 
@@ -402,7 +407,7 @@ function csvFile(path: string, csvInput: string | undefined, selected: RecordCol
           const reserved = csvInput ? header.flatMap((name, index) => (RESERVED_CSV_COLUMNS.test(name.trim()) ? [index] : [])) : [];
           const notInputs = new Set([idIndex, ...carried, ...reserved, labelIndex]);
           inputs = selected.inputColumns
-            ? columnIndexes(header, selected.inputColumns, '--input-columns', 'the CSV header')
+            ? columnIndexes(header, selected.inputColumns, selected.settingName('inputColumns'), 'the CSV header')
             : (csvInput ? await findNumericColumns() : header.map((_, index) => index)).filter((index) => !notInputs.has(index));
           continue;
         } else {

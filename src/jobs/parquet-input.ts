@@ -111,22 +111,22 @@ export async function parquetFile(path: string, csvInput: string | undefined, se
   const { idIndex, carried: carriedIndexes } = idAndCarriedColumns(names, selected, path);
   const refuse = (column: Column, flag: string, accepted: string) =>
     invalidArgument(`${flag} names column '${column.name}' of ${path}, which is ${column.type}: ${accepted}`);
-  if (idIndex !== undefined && !['number', 'text'].includes(columns[idIndex]!.kind)) throw refuse(columns[idIndex]!, '--id-column', 'an id column holds numbers or text');
+  if (idIndex !== undefined && !['number', 'text'].includes(columns[idIndex]!.kind)) throw refuse(columns[idIndex]!, selected.settingName('idColumn'), 'an id column holds numbers or text');
   const labelIndex = labelIndexIn(names, selected);
   const notInputs = new Set([idIndex, ...carriedIndexes, labelIndex]);
   const reserved = csvInput ? columns.flatMap((column, index) => (RESERVED_CSV_COLUMNS.test(column.name.trim()) ? [index] : [])) : [];
-  const chosen = selected.inputColumns ? columnIndexes(names, selected.inputColumns, '--input-columns', path) : undefined;
+  const chosen = selected.inputColumns ? columnIndexes(names, selected.inputColumns, selected.settingName('inputColumns'), path) : undefined;
   for (const index of chosen ?? []) {
     const column = columns[index]!;
-    if (csvInput && column.kind !== 'number') throw refuse(column, '--input-columns', `with --csv-input ${csvInput}, each column is one number of the input`);
-    if (column.kind === 'other') throw refuse(column, '--input-columns', ACCEPTED);
+    if (csvInput && column.kind !== 'number') throw refuse(column, selected.settingName('inputColumns'), `with ${selected.settingName('csvInput', csvInput)}, each column is one number of the input`);
+    if (column.kind === 'other') throw refuse(column, selected.settingName('inputColumns'), ACCEPTED);
   }
   // With --csv-input, the number columns form the one input, as a CSV file's numeric columns do.
   const inputIndexes = chosen ?? columns.flatMap((column, index) => (notInputs.has(index) || reserved.includes(index) || (csvInput && column.kind !== 'number') ? [] : [index]));
   const images = csvInput ? [] : inputIndexes.filter((index) => columns[index]!.kind === 'image');
   if (images.length > 1) {
     throw invalidArgument(
-      `${path} has ${images.length} columns of encoded images (${images.map((index) => `${names[index]} ${columns[index]!.type}`).join(', ')}), and a record is one image: name the one the model reads with --input-columns`,
+      `${path} has ${images.length} columns of encoded images (${images.map((index) => `${names[index]} ${columns[index]!.type}`).join(', ')}), and a record is one image: name the one the model reads with ${selected.settingName('inputColumns')}`,
     );
   }
   const imageIndex = images[0];

@@ -3,6 +3,7 @@
  * record's id, which are carried through, which are inputs, and the rules ids must keep.
  */
 import { invalidArgument } from '../core/errors.js';
+import type { SettingName } from '../core/options.js';
 
 /** What of a record is not an input: its id and the values carried through to its output. */
 export interface RecordColumns {
@@ -14,6 +15,8 @@ export interface RecordColumns {
    * input, its value on the record's `label`. A file without it is read as unlabelled, not refused.
    */
   labelColumn?: string;
+  /** How messages name the options that chose these columns: their keys for a library caller, `nereid batch`'s flags for it. */
+  settingName: SettingName;
 }
 
 /** Ids given by a column must be unique: resuming a job finds its records by id. */
@@ -44,10 +47,10 @@ export const RESERVED_CSV_COLUMNS = /^(id|label)$/i;
  * The index of each named column among `columns`; a name missing stops the job before any record runs. `holder` says
  * what lists the columns ("the CSV header", "data.parquet").
  */
-export function columnIndexes(columns: readonly string[], names: readonly string[], flag: string, holder: string): number[] {
+export function columnIndexes(columns: readonly string[], names: readonly string[], setting: string, holder: string): number[] {
   return names.map((name) => {
     const index = columns.indexOf(name);
-    if (index < 0) throw invalidArgument(`${flag} names column '${name}', which ${holder} does not have (columns: ${columns.join(', ')})`);
+    if (index < 0) throw invalidArgument(`${setting} names column '${name}', which ${holder} does not have (columns: ${columns.join(', ')})`);
     return index;
   });
 }
@@ -55,8 +58,8 @@ export function columnIndexes(columns: readonly string[], names: readonly string
 /** The indexes of the id column and the pass-through columns; a name missing stops the job. */
 export function idAndCarriedColumns(columns: readonly string[], selected: RecordColumns, holder: string): { idIndex?: number; carried: number[] } {
   return {
-    idIndex: selected.idColumn === undefined ? undefined : columnIndexes(columns, [selected.idColumn], '--id-column', holder)[0],
-    carried: columnIndexes(columns, selected.passThrough, '--pass-through', holder),
+    idIndex: selected.idColumn === undefined ? undefined : columnIndexes(columns, [selected.idColumn], selected.settingName('idColumn'), holder)[0],
+    carried: columnIndexes(columns, selected.passThrough, selected.settingName('passThrough'), holder),
   };
 }
 
