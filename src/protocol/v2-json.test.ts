@@ -448,4 +448,9 @@ test('a BYTES input beyond the element cap is refused from the bytes, before par
   assert.doesNotThrow(() => refuseBytesBeyondCap(Buffer.from(`{"text":[${strings(MAX_BYTES_ELEMENTS)}]}`), () => 'BYTES'));
   assert.doesNotThrow(() => refuseBytesBeyondCap(Buffer.from(`{"inputs":[{"name":"t","datatype":"FP32","shape":[1],"data":[${strings(over)}]}]}`)));
   assert.doesNotThrow(() => refuseBytesBeyondCap(Buffer.from(`{"text":[{"nested":[${strings(over)}]}]}`), () => 'BYTES'));
+  // A request body (HTTP, a batch job's V2 line) is scanned before it is parsed: with an 'id' that the parsed request
+  // would refuse first, the cap's refusal shows the scan came before the parse.
+  const numericId = Buffer.from(`{"id":5,"inputs":[{"name":"text","datatype":"BYTES","shape":[${over}],"data":[${strings(over)}]}]}`);
+  assert.throws(() => decodeInferRequest(numericId, undefined, 'm', undefined), (error: Error) => error.message === refusal);
+  assert.throws(() => decodeInferRequest(Buffer.from('{"id":5,"inputs":[]}'), undefined, 'm', undefined), /'id' must be a string/);
 });

@@ -490,6 +490,8 @@ export function decodeInferRequest(
       );
     }
   }
+  // Before the parse: a body of millions of strings costs seconds of this thread to parse before the cap refuses it.
+  refuseBytesBeyondCap(headerLength === undefined ? body : body.subarray(0, jsonLength));
   const header = headerLength === undefined ? parseWholeBodyAsHeader(body) : parseExactJson(body.subarray(0, jsonLength), 'the inference request');
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
   if (!Array.isArray(header.inputs)) {
