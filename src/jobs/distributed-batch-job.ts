@@ -77,7 +77,8 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   }
   const job = checkJobName(options.job ?? defaultJobName(options.model, options.version, options.input, options.output));
   const chunkMaxBytes = chunkMaxMib * 1024 * 1024;
-  redisConnection(options.queue, named('queue')); // a URL that is not Redis's is refused naming the option it came in
+  // A URL that is not Redis's is refused here, naming the option it came in.
+  const connection = redisConnection(options.queue, named('queue'));
   await requireRedis(options.queue);
   const { Queue, QueueEvents, Redis } = await loadQueueLibrary();
   const source = await openInput(options.input, options);
@@ -85,7 +86,6 @@ export async function runDistributedBatchJob(options: DistributedBatchOptions): 
   if (source.ignoredFiles > 0) logger.warn(`${source.ignoredFiles} file(s) in ${options.input} are not images (by extension) and are left out`);
   /** Opened once the job's hash allowed this run, in the try below: a refused run leaves the output as it was. */
   let output!: JobOutput;
-  const connection = redisConnection(options.queue);
   let progress: JobProgress | undefined;
   const outage = new RedisOutage(options.queue, logger, () => progress?.stalledChanged());
   const queue = new Queue<ChunkData, ChunkResult>(queueName, { connection, ...CHUNK_QUEUE_OPTIONS });

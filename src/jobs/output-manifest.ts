@@ -33,8 +33,8 @@ export interface InputFingerprint {
   sha256: string;
 }
 
-/** The option of a batch job each key of AnswerOptions records (the manifest's keys are `nereid batch`'s flags). */
-const OPTION_OF_FLAG: Readonly<Record<string, string>> = { '--model': 'model', '--top-k': 'topK', '--csv-input': 'csvInput', '--input-columns': 'inputColumns', '--id-column': 'idColumn', '--pass-through': 'passThrough' };
+/** The option of a batch job a key of AnswerOptions records: the manifest's keys are `nereid batch`'s flags, each its option's key in kebab case. */
+const optionOfFlag = (flag: string): string => flag.replace(/^--/, '').replace(/-([a-z])/g, (_dash, letter: string) => letter.toUpperCase());
 
 /** The options of a batch job that decide what its records' lines hold, keyed by their flag, as the manifest records them. */
 export function answerOptionsOf(options: {
@@ -152,7 +152,7 @@ export function differingAnswerOptions(recorded: AnswerOptions, asked: AnswerOpt
   const differing = Object.keys(asked).filter((flag) => flag in recorded && recorded[flag] !== asked[flag]);
   if (differing.length === 0) return undefined;
   const shown = (flag: string, value: string | number | null | undefined) => {
-    const option = OPTION_OF_FLAG[flag] ?? flag;
+    const option = optionOfFlag(flag);
     return value === null || value === undefined ? `${settingName(option)} not given` : settingName(option, value);
   };
   return { written: differing.map((flag) => shown(flag, recorded[flag])).join(', '), asked: differing.map((flag) => shown(flag, asked[flag])).join(', ') };
