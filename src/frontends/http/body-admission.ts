@@ -6,7 +6,7 @@
  * inflated bytes counted against the body limit and the budget as they arrive, with a cap on how
  * many inflate at once.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
@@ -16,6 +16,9 @@ import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
 
 type ModelParams = { model: string; version?: string };
+
+/** A request as far as its headers: Fastify's, or Node's own (the direct inference path). */
+type WithHeaders = { headers: IncomingHttpHeaders };
 
 /**
  * The size of an inflating body's output buffers: zlib's 16 KiB for a small body, up to 1 MiB for a
@@ -36,7 +39,7 @@ export function bodyTooLarge(): Error {
   return Object.assign(new Error('request body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 });
 }
 
-function announcedLength(request: FastifyRequest): number | undefined {
+function announcedLength(request: WithHeaders): number | undefined {
   const header = request.headers['content-length'];
   if (header === undefined) return undefined;
   const length = Number(header);
@@ -48,7 +51,7 @@ function isMultipartForm(request: FastifyRequest): boolean {
   return String(request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase() === 'multipart/form-data';
 }
 
-function encodingOf(request: FastifyRequest): string {
+function encodingOf(request: WithHeaders): string {
   return String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase() || 'identity';
 }
 
@@ -63,7 +66,7 @@ function lengthMismatch(announced: number, received: number): Error {
  * buffer of that length chunk by chunk as it arrives: joining a 48 MiB body's chunks at the end
  * holds the event loop for ~100 ms in one go, and 64 KiB at a time never does.
  */
-export function readBody(request: FastifyRequest, payload: Readable, limit: number): Promise<Buffer> {
+export function readBody(request: WithHeaders, payload: Readable, limit: number): Promise<Buffer> {
   const announced = encodingOf(request) === 'identity' ? announcedLength(request) : undefined;
   return new Promise<Buffer>((resolve, reject) => {
     if (announced !== undefined && announced > limit) return reject(bodyTooLarge());

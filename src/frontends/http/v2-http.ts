@@ -3,7 +3,7 @@
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
 import { optionKeyName, parseOptions, type SettingName } from '../../core/options.js';
-import { createServer as createHttpServer, maxHeaderSize, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, maxHeaderSize, type OutgoingHttpHeaders, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
@@ -25,7 +25,8 @@ import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
-import { answerEncodingOf, compressAnswer, type ResponseEncoding } from './response-compression.js';
+import { answerInference, failureHeaders, httpFailureOf, writeAnswer, type HttpFailure } from './infer-answer.js';
+import { cancelledOnClose, directInference, type DirectInference } from './direct-inference.js';
 import { PROTECTIVE_HEAD_LINES, protectAnswer } from '../../core/protective-headers.js';
 import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
 import { httpFrontEndOptionsSchema } from './http-options.js';
@@ -70,41 +71,6 @@ function openWhateverTheTokens(route: string | undefined): boolean {
   return route === '/v2/health/live' || route === '/v2/health/ready' || MODEL_READY_ROUTES.has(route) || route === OPENAPI_PATH || route === DOCS_PATH || route.startsWith(`${DOCS_PATH}/`);
 }
 
-/** A client that hangs up before its answer frees its place in the queue. */
-function abortOnClientClose(reply: FastifyReply): CancelSignal {
-  const cancellation = new ClientCancellation();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) cancellation.abort();
-  });
-  return cancellation;
-}
-
-/**
- * A binary answer: the JSON header and each tensor's bytes written as they are, in one corked
- * write, instead of copied into one buffer first (a megabyte per answer for the OCR recogniser).
- */
-function sendChunks(reply: FastifyReply, chunks: readonly Buffer[], byteLength: number, headerLength: number): FastifyReply {
-  reply.hijack();
-  const raw = reply.raw;
-  raw.writeHead(200, {
-    ...(reply.getHeaders() as Record<string, string | number | string[]>),
-    'content-type': 'application/octet-stream',
-    'content-length': byteLength,
-    'inference-header-content-length': headerLength,
-  });
-  raw.cork();
-  for (const chunk of chunks) raw.write(chunk);
-  raw.end();
-  return reply;
-}
-
-/** An inference answer compressed as the client asked (Accept-Encoding), binary or JSON as it was encoded. */
-async function sendCompressed(reply: FastifyReply, chunks: readonly Buffer[], headerLength: number | undefined, encoding: ResponseEncoding): Promise<FastifyReply> {
-  const body = await compressAnswer(chunks, encoding);
-  reply.header('content-encoding', encoding).header('vary', 'Accept-Encoding');
-  if (headerLength === undefined) return reply.type('application/json').send(body);
-  return reply.header('inference-header-content-length', headerLength).type('application/octet-stream').send(body);
-}
 
 /** The optimization block Triton's JSON prints for a config that sets none (protobuf defaults and Triton's own). */
 const TRITON_OPTIMIZATION_DEFAULTS = {
@@ -144,7 +110,7 @@ const contexts = new WeakMap<FastifyRequest, RequestContext>();
 /** What travels beside an HTTP request into the core. */
 function contextOf(request: FastifyRequest, reply: FastifyReply): RequestContext {
   const traceparent = request.headers.traceparent;
-  const context = { signal: abortOnClientClose(reply), requestId: request.id, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+  const context = { signal: cancelledOnClose(reply.raw), requestId: request.id, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
   contexts.set(request, context);
   return context;
 }
@@ -162,9 +128,12 @@ function logFailure(request: FastifyRequest, code: string, status: number, reaso
 /** A failed request's code and the reason it was given, for its access line. */
 const failures = new WeakMap<FastifyRequest, { code: string; reason: string }>();
 
+function sendFailure(reply: FastifyReply, failure: HttpFailure): FastifyReply {
+  return reply.code(failure.status).headers(failureHeaders(failure)).type('application/json').send({ error: failure.message });
+}
+
 function sendError(reply: FastifyReply, error: NereidError): FastifyReply {
-  if (error.retryAfterMs !== undefined) reply.header('retry-after', retryAfterSeconds(error.retryAfterMs));
-  return reply.code(httpStatusOf(error.code)).type('application/json').send({ error: clientMessage(error) });
+  return sendFailure(reply, httpFailureOf(error));
 }
 
 function bodyObject(request: FastifyRequest, what: string): Record<string, unknown> {
@@ -189,13 +158,21 @@ export function replaceHttpTls(app: FastifyInstance, tls: TlsCredentials): void 
 }
 
 /** Node's HTTP(S) server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
-function httpServerWith(settings: z.output<typeof httpFrontEndOptionsSchema>, logger: HandshakeFailureLogger, listener: string, made: HttpsServer[], late: ConnectionsTakenWhileStopping) {
+function httpServerWith(
+  settings: z.output<typeof httpFrontEndOptionsSchema>,
+  logger: HandshakeFailureLogger,
+  listener: string,
+  made: HttpsServer[],
+  late: ConnectionsTakenWhileStopping,
+  direct?: DirectInference,
+) {
   return (handler: RequestListener): HttpServer => {
     const inFlight = { count: 0 };
     const counted: RequestListener = (request, response) => {
       protectAnswer(response);
       inFlight.count += 1;
       response.once('close', () => (inFlight.count -= 1));
+      if (direct?.take(request, response)) return;
       handler(request, response);
     };
     const timeouts = { headersTimeout: settings.headersTimeoutMs, requestTimeout: settings.requestTimeoutMs, connectionsCheckingInterval: 1000 };
@@ -323,76 +300,17 @@ export function dashboardAddress(app: FastifyInstance): string | undefined {
   return dashboardListenerOf(app)?.address();
 }
 
+/** Each front end's direct inference path, when it has one. */
+const directPaths = new WeakMap<FastifyInstance, DirectInference>();
+
+/** Inference requests the front end answered without Fastify (direct-inference.ts), for tests and tools. */
+export function directlyAnswered(app: FastifyInstance): number {
+  return directPaths.get(app)?.taken ?? 0;
+}
+
 /** Each front end's OpenAPI document and the routes it could not document, for tests and tools. */
 // Typed here, not inferred: the inferred type names the `Fastify` default import, which the declaration output drops.
 export const openApiDocuments: WeakMap<FastifyInstance, ServedOpenApi> = new WeakMap();
-
-/**
- * A body for /infer with neither the binary extension's header nor an image Content-Type must be
- * V2 JSON; one that plainly is not (an image sent as octet-stream, a multipart upload) is told
- * what /infer takes instead of JSON's parse error on its first byte.
- */
-function checkJsonBody(body: Buffer, contentType: string | undefined, server: Server, model: string, version: string | undefined): void {
-  const sent = contentType ? `Content-Type '${contentType.split(';')[0]}'` : 'no Content-Type';
-  if (/^multipart\/form-data/i.test(contentType ?? '')) {
-    throw invalidArgument(`/infer does not take multipart uploads (${sent}): ${imageAlternatives(server, model, version, true).join(', or ')}`);
-  }
-  const first = body.find((byte) => byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09);
-  // '{' or '[' (JSON's own error says an array is not a request), or a body declared JSON: the JSON parser's message is the one to give.
-  if (first === undefined || first === 0x7b || first === 0x5b || /json/i.test(contentType ?? '')) return;
-  throw invalidArgument(
-    `the body is not V2 JSON (${sent}, first byte 0x${first.toString(16).padStart(2, '0')}): /infer takes a JSON request, a binary tensor request with the Inference-Header-Content-Length header, or one image with Content-Type image/*`,
-  );
-}
-
-/**
- * `?outputs=a,b`: the outputs a body without a JSON header (an image, or Inference-Header-Content-Length: 0) asks for,
- * where a JSON request names them in its 'outputs'. Without it every output is answered, as Triton does.
- */
-function outputsQueryOf(query: unknown, headerless: boolean, binary: boolean): RequestedOutput[] | undefined {
-  const given = (query as Record<string, unknown> | undefined)?.outputs;
-  if (given === undefined) return undefined;
-  if (!headerless) throw invalidArgument(`?outputs is for a body without a JSON header (an image, or Inference-Header-Content-Length: 0); a JSON request names its outputs in 'outputs'`);
-  const names = [given].flat().flatMap((value) => String(value).split(',')).map((name) => name.trim()).filter(Boolean);
-  if (names.length === 0) throw invalidArgument(`?outputs names no output; give their names, comma-separated: ?outputs=name1,name2`);
-  // Of the kind the body's other outputs get (binary for raw binary data): a listed output is binary only when it asks.
-  return names.map((name) => requestedOutputOf(name, binary ? { binary_data: true } : undefined));
-}
-
-/** Whether an image body (Content-Type image/*) suits the model: its one input takes an encoded image as BYTES. */
-function takesImageBody(model: RawInputModel): boolean {
-  const [input, ...others] = model.inputs;
-  return others.length === 0 && input?.datatype === 'BYTES' && holdsOneElement(input.dims);
-}
-
-/** An image body is one encoded image: only for a model whose one input takes it as BYTES. */
-function imageInputModel(server: Server, model: RawInputModel, name: string, version: string | undefined, imageBody: boolean): RawInputModel {
-  if (imageBody && !takesImageBody(model)) {
-    throw invalidArgument(
-      `an image body (Content-Type image/*) is for models whose one input is an encoded image (BYTES); '${name}' takes ${model.inputs.map((tensor) => `${tensor.name} ${tensor.datatype}`).join(', ')}: ${imageAlternatives(server, name, version, false).join(', or ')}`,
-    );
-  }
-  return model;
-}
-
-/**
- * What a client that sent images the wrong way may do instead, naming only the endpoints that take
- * this model: /classify or /detect for a model they serve (both take multipart forms), the image as
- * the body of /infer for a model whose one input is an encoded image, and V2 JSON otherwise.
- */
-function imageAlternatives(server: Server, model: string, version: string | undefined, imageBodyFits: boolean): string[] {
-  const ways: string[] = [];
-  try {
-    const routes = server.imageRoutes(model, version);
-    const files = [routes.classify && 'classify', routes.detect && 'detect'].filter((route): route is string => Boolean(route));
-    if (files.length > 0) ways.push(`send the images as multipart/form-data files to ${files.map((route) => `/v2/models/${model}/${route}`).join(' or ')}`);
-    if (imageBodyFits && takesImageBody(server.rawInputModel(model, version))) ways.push('send one image as the body with Content-Type image/*');
-  } catch {
-    // A model not loaded (yet): the request itself will say so.
-  }
-  ways.push(`send a V2 JSON request naming the inputs of '${model}'`);
-  return ways;
-}
 
 /**
  * Why a browser's request that may change or run something comes from a page of another origin, or undefined when it
@@ -441,8 +359,12 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const tlsServers: HttpsServer[] = [];
   const answerMalformed = answerMalformedRequest({ ...settings, settingName });
   const late = new ConnectionsTakenWhileStopping(() => server.stopping);
+  // The access log's line is written by Fastify's hook: with it on, every request goes through Fastify.
+  const direct = settings.accessLog
+    ? undefined
+    : directInference(server, { maxBodyBytes, authTokens: settings.authTokens, maxPathSegment: MAX_PATH_SEGMENT, logger, passOn: (request) => late.has(request.socket) });
   const app: FastifyInstance = Fastify({
-    serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers, late),
+    serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers, late, direct),
     // The server comes from serverFactory; this tells Fastify it speaks HTTPS (the address it reports).
     ...(settings.tls ? { https: httpsServerOptions(settings.tls) } : {}),
     loggerInstance: logger as FastifyBaseLogger,
@@ -468,6 +390,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   // server.stop() drains it with the server, until it is closed on its own.
   secureServers.set(app, tlsServers);
+  if (direct) directPaths.set(app, direct);
   const detach = server.attachFrontEnd({ drain: (timeoutMs) => drainHttpFrontEnd(app, timeoutMs), cut: () => closeHttpConnections(app) });
   app.addHook('onClose', (_instance, done) => {
     detach();
@@ -564,24 +487,16 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   }
 
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
-    if (error instanceof NereidError) {
-      logFailure(request, error.code, httpStatusOf(error.code), loggedMessage(error));
-      return sendError(reply, error);
-    }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       const message = `request body is larger than the limit of ${maxBodyBytes} bytes (${settingName('maxBodyBytes')})`;
       logFailure(request, error.code, 413, message);
       discardRefusedBody(request);
       return reply.code(413).send({ error: message });
     }
-    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
-      logFailure(request, error.code ?? 'CLIENT_ERROR', error.statusCode, clientMessage(error.message));
-      return reply.code(error.statusCode).send({ error: clientMessage(error.message) });
-    }
-    request.log.error({ err: error }, 'request failed');
-    const failure = asNereidError(error);
-    logFailure(request, failure.code, httpStatusOf(failure.code), loggedMessage(failure));
-    return sendError(reply, failure);
+    const failure = httpFailureOf(error);
+    if (failure.unexpected) request.log.error({ err: error }, 'request failed');
+    logFailure(request, failure.code, failure.status, failure.logged);
+    return sendFailure(reply, failure);
   });
 
   // Before any route: the document and the methods of each path learn of each route as it is added.
@@ -641,28 +556,12 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const admission = admitFromHeaders(server);
   for (const path of modelPaths('/infer')) {
     app.post<{ Params: ModelParams }>(path, { onRequest: admission }, async (request, reply) => {
-      const lengthHeader = request.headers[HEADER_LENGTH];
-      const requestHeaderLength = Array.isArray(lengthHeader) ? lengthHeader[0] : lengthHeader;
-      const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
       const { model, version } = request.params;
-      // Triton's raw binary request: no JSON header at all, the body is the model's one input; the answer comes back binary.
-      // Nereid's image body (Content-Type image/*) is the same for a model whose one input is an encoded image, answered in JSON.
-      const imageBody = requestHeaderLength === undefined && /^image\//i.test(request.headers['content-type'] ?? '');
-      if (requestHeaderLength === undefined && !imageBody) checkJsonBody(body, request.headers['content-type'], server, model, version);
-      const headerless = requestHeaderLength === '0' || imageBody;
-      const { request: inference, binaryOutputByDefault } = headerless
-        ? { request: decodeRawInferRequest(body, imageInputModel(server, server.rawInputModel(model, version), model, version, imageBody), model, version), binaryOutputByDefault: !imageBody }
-        : decodeInferRequest(body, requestHeaderLength, model, version, server.sharedMemory, server.inputShapeCheck(model, version));
-      const outputsAsked = outputsQueryOf(request.query, headerless, binaryOutputByDefault);
-      if (outputsAsked) inference.outputs = outputsAsked;
-      const response = await server.infer(inference, contextOf(request, reply));
-      const { chunks, byteLength, headerLength } = hasLargeJsonOutput(response)
-        ? await encodeInferResponseInSlices(response, inference.outputs, binaryOutputByDefault, server.sharedMemory)
-        : encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
-      const encoding = answerEncodingOf(request.headers['accept-encoding'], byteLength);
-      if (encoding) return sendCompressed(reply, chunks, headerLength, encoding);
-      if (headerLength === undefined) return reply.type('application/json').send(chunks[0]);
-      return sendChunks(reply, chunks, byteLength, headerLength);
+      const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
+      const answer = await answerInference(server, { body, headers: request.headers, model, version, query: request.query }, contextOf(request, reply));
+      reply.hijack();
+      writeAnswer(reply.raw, reply.getHeaders() as OutgoingHttpHeaders, answer);
+      return reply;
     });
   }
 

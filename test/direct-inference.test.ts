@@ -1,0 +1,196 @@
+/**
+ * The direct inference path (src/frontends/http/direct-inference.ts) answers the common /infer request from Node's
+ * request listener, without Fastify. Each request here is sent twice over real HTTP: as a client sends it (taken by the
+ * direct path) and with a same-origin `Origin` header, which passes the cross-site check unchanged but sends the
+ * request through Fastify's route and hooks. Both answers must be the same status, headers and bytes; the front end's
+ * count of direct answers shows which way each one went.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { gzipSync } from 'node:zlib';
+import { pino } from 'pino';
+import { directlyAnswered } from '../src/frontends/http/v2-http.js';
+import { inferPathOf } from '../src/frontends/http/direct-inference.js';
+import { binaryBody, startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+function send(base: TestServer, path: string, body: Buffer | string, headers: Record<string, string | number> = {}, method = 'POST'): Promise<Answer> {
+  const url = new URL(base.url);
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: url.hostname, port: url.port, path, method, headers: { 'content-length': Buffer.byteLength(body), ...headers }, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) }));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** The headers two answers to the same request must share: all but the date. */
+function comparable(headers: Answer['headers']): Answer['headers'] {
+  const { date: _date, ...rest } = headers;
+  return rest;
+}
+
+/** Sends the request both ways; asserts the direct path took exactly the first and both answers are the same. */
+async function bothWays(base: TestServer, path: string, body: Buffer | string, headers: Record<string, string | number> = {}): Promise<Answer> {
+  const fixed = { 'x-request-id': 'same-id-both-ways', ...headers };
+  const before = directlyAnswered(base.app);
+  const direct = await send(base, path, body, fixed);
+  assert.equal(directlyAnswered(base.app), before + 1, `${path} as a client sends it is answered directly`);
+  const throughFastify = await send(base, path, body, { ...fixed, origin: base.url });
+  assert.equal(directlyAnswered(base.app), before + 1, `${path} with an Origin goes through Fastify`);
+  assert.equal(direct.status, throughFastify.status, `status of ${path}: ${direct.body.toString().slice(0, 200)}`);
+  assert.deepEqual(comparable(direct.headers), comparable(throughFastify.headers), `headers of ${path}`);
+  assert.ok(direct.body.equals(throughFastify.body), `body of ${path}: ${direct.body.toString().slice(0, 200)} against ${throughFastify.body.toString().slice(0, 200)}`);
+  return direct;
+}
+
+const SIMPLE_REQUEST = {
+  inputs: [
+    { name: 'INPUT0', datatype: 'INT32', shape: [1, 16], data: Array.from({ length: 16 }, (_, index) => index) },
+    { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: Array.from({ length: 16 }, () => 1) },
+  ],
+};
+
+describe('the direct inference path answers as the Fastify route does', () => {
+  let base: TestServer;
+  before(async () => {
+    base = await startTestServer({ server: { strictReadiness: false }, http: { maxBodyBytes: 64 * 1024 } });
+  });
+  after(async () => {
+    await base?.close();
+  });
+
+  test('a JSON request, by model and by version, with the id and outputs it names', async () => {
+    const answer = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { 'content-type': 'application/json' });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers['x-request-id'], 'same-id-both-ways');
+    assert.equal(answer.headers['x-frame-options'], 'DENY');
+    assert.deepEqual(JSON.parse(answer.body.toString()).outputs[0].data, Array.from({ length: 16 }, (_, index) => index + 1));
+    const named = { id: 'r-7', ...SIMPLE_REQUEST, outputs: [{ name: 'OUTPUT1' }] };
+    const byVersion = await bothWays(base, '/v2/models/simple/versions/1/infer', JSON.stringify(named));
+    assert.deepEqual(
+      JSON.parse(byVersion.body.toString()).outputs.map((output: { name: string }) => output.name),
+      ['OUTPUT1'],
+    );
+  });
+
+  test('binary tensors in and out, and a raw binary body (Inference-Header-Content-Length: 0)', async () => {
+    const rows = new Int32Array(16).map((_, index) => index * 3);
+    const { body, headerLength } = binaryBody(
+      {
+        inputs: [
+          { name: 'INPUT0', datatype: 'INT32', shape: [1, 16], parameters: { binary_data_size: 64 } },
+          { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], parameters: { binary_data_size: 64 } },
+        ],
+        outputs: [{ name: 'OUTPUT0', parameters: { binary_data: true } }, { name: 'OUTPUT1' }],
+      },
+      [new Uint8Array(rows.buffer), new Uint8Array(rows.buffer)],
+    );
+    const answer = await bothWays(base, '/v2/models/simple/infer', body, { 'inference-header-content-length': headerLength, 'content-type': 'application/octet-stream' });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers['content-type'], 'application/octet-stream');
+    const raw = await bothWays(base, '/v2/models/identity_fp32/infer', Buffer.from(new Float32Array([1.5, -2]).buffer), { 'inference-header-content-length': 0 });
+    assert.equal(raw.status, 200, raw.body.toString());
+  });
+
+  test('an answer compressed as the client asks', async () => {
+    const data = Array.from({ length: 600 }, (_, index) => index / 7);
+    const answer = await bothWays(base, '/v2/models/fp32_identity/infer', JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [600], data }] }), { 'accept-encoding': 'gzip' });
+    assert.equal(answer.status, 200, answer.body.toString());
+    assert.equal(answer.headers['content-encoding'], 'gzip');
+  });
+
+  test('refusals: unknown model, missing input, malformed JSON, a form, an image to a tensor model, a model that failed to load', async () => {
+    const refusals: [string, string, Record<string, string>, number][] = [
+      ['/v2/models/nope/infer', JSON.stringify(SIMPLE_REQUEST), {}, 404],
+      ['/v2/models/simple/versions/9/infer', JSON.stringify(SIMPLE_REQUEST), {}, 404],
+      ['/v2/models/simple/infer', JSON.stringify({ inputs: [] }), {}, 400],
+      ['/v2/models/simple/infer', '{"inputs": [', {}, 400],
+      ['/v2/models/simple/infer', 'GIF89a....', {}, 400],
+      ['/v2/models/simple/infer', 'GIF89a....', { 'content-type': 'image/gif' }, 400],
+      ['/v2/models/broken/infer', JSON.stringify(SIMPLE_REQUEST), {}, 400],
+    ];
+    for (const [path, body, headers, status] of refusals) {
+      const answer = await bothWays(base, path, body, headers);
+      assert.equal(answer.status >= 400 && answer.status < 500, true, `${path}: ${answer.status} ${answer.body.toString()}`);
+      if (status !== 400) assert.equal(answer.status, status, `${path}: ${answer.body.toString()}`);
+      assert.deepEqual(Object.keys(JSON.parse(answer.body.toString())), ['error']);
+    }
+  });
+
+  test('requests of other shapes go on to Fastify and are answered there', async () => {
+    const before = directlyAnswered(base.app);
+    const compressed = await send(base, '/v2/models/simple/infer', gzipSync(JSON.stringify(SIMPLE_REQUEST)), { 'content-encoding': 'gzip' });
+    assert.equal(compressed.status, 200, compressed.body.toString());
+    const escaped = await send(base, '/v2/models/simp%6ce/infer', JSON.stringify(SIMPLE_REQUEST));
+    assert.equal(escaped.status, 200, escaped.body.toString());
+    const withQuery = await send(base, '/v2/models/simple/infer?outputs=OUTPUT0', JSON.stringify(SIMPLE_REQUEST));
+    assert.equal(withQuery.status, 400, 'a JSON request names its outputs in the body');
+    const browser = await send(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { 'sec-fetch-site': 'cross-site' });
+    assert.equal(browser.status, 403);
+    const tooLong = await send(base, '/v2/models/simple/infer', Buffer.alloc(65 * 1024, 0x20));
+    assert.equal(tooLong.status, 413);
+    const get = await send(base, '/v2/models/simple/infer', '', {}, 'GET');
+    assert.equal(get.status, 405);
+    assert.equal(directlyAnswered(base.app), before, 'none of these was taken directly');
+  });
+});
+
+test('with tokens, the direct path asks for the inference scope as the Fastify hook does', async (t) => {
+  const base = await startTestServer({ http: { authTokens: { inference: ['infer-token'], management: ['admin-token'] } } });
+  t.after(() => base.close());
+  const missing = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST));
+  assert.equal(missing.status, 401);
+  assert.equal(missing.headers['www-authenticate'], 'Bearer');
+  const wrong = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { authorization: 'Bearer nope' });
+  assert.equal(wrong.status, 401);
+  const right = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { authorization: 'Bearer infer-token' });
+  assert.equal(right.status, 200);
+});
+
+test('with the access log on, every request goes through Fastify, whose hook writes its line', async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const base = await startTestServer({ models: writeSimpleModel, server: { logger }, http: { accessLog: true } });
+  t.after(() => base.close());
+  const answer = await send(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST));
+  assert.equal(answer.status, 200);
+  assert.equal(directlyAnswered(base.app), 0);
+  assert.ok(lines.some((line) => line.msg === 'request completed' && line.model === 'simple'), 'the access line is written');
+});
+
+test('an internal failure answered directly is logged once at error with its cause', async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const base = await startTestServer({ models: writeSimpleModel, server: { logger } });
+  t.after(() => base.close());
+  const original = base.server.infer.bind(base.server);
+  base.server.infer = () => Promise.reject(new TypeError('the engine lost its way'));
+  t.after(() => (base.server.infer = original));
+  const answer = await send(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { 'x-request-id': 'broken-1' });
+  assert.equal(answer.status, 500);
+  assert.equal(directlyAnswered(base.app), 1);
+  const errors = lines.filter((line) => line.level === 50);
+  assert.equal(errors.length, 1, JSON.stringify(lines));
+  assert.equal(errors[0]!.reqId, 'broken-1');
+  assert.match(JSON.stringify(errors[0]!.err), /the engine lost its way/);
+});
+
+test('inferPathOf reads the two /infer paths and nothing else', () => {
+  assert.deepEqual(inferPathOf('/v2/models/simple/infer', 1024), { model: 'simple', version: undefined });
+  assert.deepEqual(inferPathOf('/v2/models/simple/versions/2/infer', 1024), { model: 'simple', version: '2' });
+  assert.deepEqual(inferPathOf('/v2/models/versions/infer', 1024), { model: 'versions', version: undefined });
+  for (const path of ['/v2/models//infer', '/v2/models/infer', '/v2/models/a/b/infer', '/v2/models/a/versions//infer', '/v2/models/a%20b/infer', '/v2/models/a/infer?x=1', '/v2/models/a/infer/', `/v2/models/${'m'.repeat(1025)}/infer`]) {
+    assert.equal(inferPathOf(path, 1024), undefined, path);
+  }
+});
