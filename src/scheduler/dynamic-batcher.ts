@@ -174,8 +174,12 @@ export class DynamicBatcher implements Scheduler {
     return new Promise<ScheduledResult>((resolve, reject) => {
       const pending: Pending = { request, rows: Math.max(1, request.batchSize), sequence: 0, resolve, reject };
       const admission = {
-        ...{ priority: request.priority, timeoutMicroseconds: request.timeoutMicroseconds, deadline: request.deadline },
-        ...{ rows: pending.rows, bytes: bytesOf(request.inputs), patient: request.context?.patient },
+        priority: request.priority,
+        timeoutMicroseconds: request.timeoutMicroseconds,
+        deadline: request.deadline,
+        rows: pending.rows,
+        bytes: bytesOf(request.inputs),
+        patient: request.context?.patient,
       };
       pending.entry = this.withRoom(() => this.queue.push(pending, admission, now())); // throws when full: the promise rejects with it
       pending.sequence = this.nextSequence++;

@@ -87,10 +87,10 @@ export function directInference(server: Server, options: DirectInferenceOptions)
     }
     const admitted = server.admit(path.model, path.version, announced);
     const reservation: BodyReservation = admitted instanceof Promise ? await admitted : admitted;
-    response.once('close', () => reservation.release());
+    const signal = cancelledOnClose(response, () => reservation.release());
     const body = await readBody(request, request, maxBodyBytes);
     const traceparent = request.headers.traceparent;
-    const context: RequestContext = { signal: cancelledOnClose(response), requestId, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+    const context: RequestContext = { signal, requestId, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
     const answered = await answerInference(server, { body, headers: request.headers, model: path.model, version: path.version }, context);
     writeAnswer(response, {}, answered);
   };
@@ -116,10 +116,11 @@ export function directInference(server: Server, options: DirectInferenceOptions)
   };
 }
 
-/** A client that hangs up before its answer frees its place in the queue. */
-export function cancelledOnClose(response: ServerResponse): ClientCancellation {
+/** A client that hangs up before its answer frees its place in the queue. `closed` runs as the response closes, answered or not. */
+export function cancelledOnClose(response: ServerResponse, closed?: () => void): ClientCancellation {
   const cancellation = new ClientCancellation();
   response.once('close', () => {
+    closed?.();
     if (!response.writableFinished) cancellation.abort();
   });
   return cancellation;
