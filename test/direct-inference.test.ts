@@ -158,15 +158,33 @@ test('with tokens, the direct path asks for the inference scope as the Fastify h
   assert.equal(right.status, 200);
 });
 
-test('with the access log on, every request goes through Fastify, whose hook writes its line', async (t) => {
+test('with the access log on, a request answered directly leaves the line that Fastify\'s hook writes', async (t) => {
   const lines: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   const base = await startTestServer({ models: writeSimpleModel, server: { logger }, http: { accessLog: true } });
   t.after(() => base.close());
-  const answer = await send(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST));
-  assert.equal(answer.status, 200);
-  assert.equal(directlyAnswered(base.app), 0);
-  assert.ok(lines.some((line) => line.msg === 'request completed' && line.model === 'simple'), 'the access line is written');
+  const accessLines = () => lines.filter((line) => line.msg === 'request completed');
+  /** A line as both paths must write it: all but its time and duration. */
+  const comparable = ({ time: _time, ms, ...rest }: Record<string, unknown>): Record<string, unknown> => ({ ...rest, ms: typeof ms });
+  for (const [body, status] of [
+    [JSON.stringify(SIMPLE_REQUEST), 200],
+    [JSON.stringify({ inputs: [] }), 400],
+  ] as const) {
+    const answer = await bothWays(base, '/v2/models/simple/versions/1/infer', body);
+    assert.equal(answer.status, status);
+    // The line is written once the answer is sent; the client may read it first.
+    while (accessLines().length < 2) await new Promise((resolve) => setImmediate(resolve));
+    const [direct, throughFastify] = accessLines().splice(-2).map(comparable);
+    lines.length = 0;
+    assert.deepEqual(direct, throughFastify);
+    assert.equal(direct!.status, status);
+    assert.equal(direct!.level, status === 200 ? 30 : 40, 'a failure is logged at warn');
+    assert.equal(direct!.reqId, 'same-id-both-ways');
+    assert.equal(direct!.model, 'simple');
+    assert.equal(direct!.version, '1');
+    if (status === 400) assert.equal(direct!.code, 'INVALID_ARGUMENT');
+    assert.ok(Number(direct!.bytesOut) > 0, 'bytesOut is read from the answer sent');
+  }
 });
 
 test('an internal failure answered directly is logged once at error with its cause', async (t) => {

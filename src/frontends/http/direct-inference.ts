@@ -4,8 +4,9 @@
  * browser. Fastify's routing, hook chain, request and reply objects and per-request child logger cost a tiny model more
  * than its forward pass (docs/performance.md); this path does what the Fastify route and its hooks do for such a
  * request, in the same order and with the same functions — bearer token, admission from the headers, the body read
- * into a buffer of its announced length, the core, the answer — and answers the same bytes (the front end's tests send
- * the same requests both ways). Every other request, and every one this path is unsure of, goes on to Fastify.
+ * into a buffer of its announced length, the core, the answer, the access log's line — and answers the same bytes (the
+ * front end's tests send the same requests both ways). Every other request, and every one this path is unsure of, goes
+ * on to Fastify.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -17,6 +18,7 @@ import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
 import { readBody } from './body-admission.js';
 import { answerInference, failureHeaders, httpFailureOf, writeAnswer } from './infer-answer.js';
+import { logAccess } from './access-log.js';
 
 const MODELS_PREFIX = '/v2/models/';
 const INFER_SUFFIX = '/infer';
@@ -27,8 +29,17 @@ export interface DirectInferenceOptions {
   /** The longest path segment the router takes: a longer one goes to Fastify, which refuses it. */
   maxPathSegment: number;
   logger: Logger;
-  /** Requests that must go through Fastify (a connection taken while the server stops, the access log on). */
+  /** One line per answered request (--log-access), as Fastify's hook writes it. */
+  accessLog: boolean;
+  /** Requests that must go through Fastify (a connection taken while the server stops). */
   passOn: (request: IncomingMessage) => boolean;
+}
+
+/** What the access log's line needs of a request answered here, beyond the request and the response. */
+interface Exchange {
+  started: number;
+  failure?: { code: string; reason: string };
+  context?: RequestContext;
 }
 
 /** The request listener's first look at a request: true when this path answers it, false to hand it to Fastify. */
@@ -38,8 +49,10 @@ export interface DirectInference {
   readonly taken: number;
 }
 
+type InferPath = { model: string; version: string | undefined };
+
 /** `{model, version}` of a plain /infer path (no query, no %-escape, no empty or over-long segment), else undefined. */
-export function inferPathOf(url: string, maxSegment: number): { model: string; version: string | undefined } | undefined {
+export function inferPathOf(url: string, maxSegment: number): InferPath | undefined {
   if (!url.startsWith(MODELS_PREFIX) || !url.endsWith(INFER_SUFFIX)) return undefined;
   const middle = url.slice(MODELS_PREFIX.length, url.length - INFER_SUFFIX.length);
   if (middle.length === 0 || middle.length > 2 * maxSegment + 10 || /[%?#]/.test(middle)) return undefined;
@@ -66,8 +79,9 @@ export function directInference(server: Server, options: DirectInferenceOptions)
   const tokensNeeded = tokensFor(authTokens, 'inference').length > 0;
   let taken = 0;
 
-  const fail = (response: ServerResponse, requestId: string, error: Error) => {
+  const fail = (response: ServerResponse, requestId: string, error: Error, exchange: Exchange | undefined) => {
     const failure = httpFailureOf(error);
+    if (exchange) exchange.failure = { code: failure.code, reason: failure.logged };
     if (failure.unexpected) logger.error({ reqId: requestId, err: error }, 'request failed');
     logger.debug({ reqId: requestId, code: failure.code, status: failure.status, reason: failure.logged }, 'request failed');
     if (response.headersSent || response.destroyed) return;
@@ -76,7 +90,7 @@ export function directInference(server: Server, options: DirectInferenceOptions)
     response.writeHead(failure.status, headers).end(body);
   };
 
-  const answer = async (request: IncomingMessage, response: ServerResponse, requestId: string, path: { model: string; version: string | undefined }, announced: number) => {
+  const answer = async (request: IncomingMessage, response: ServerResponse, requestId: string, path: InferPath, announced: number, exchange: Exchange | undefined) => {
     if (tokensNeeded) {
       try {
         checkBearerToken(request.headers.authorization, authTokens, 'inference');
@@ -91,9 +105,24 @@ export function directInference(server: Server, options: DirectInferenceOptions)
     const body = await readBody(request, request, maxBodyBytes);
     const traceparent = request.headers.traceparent;
     const context: RequestContext = { signal, requestId, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+    if (exchange) exchange.context = context;
     const answered = await answerInference(server, { body, headers: request.headers, model: path.model, version: path.version }, context);
     writeAnswer(response, {}, answered);
   };
+
+  const logAccessOf = (request: IncomingMessage, response: ServerResponse, reqId: string, path: InferPath, exchange: Exchange) =>
+    logAccess(logger, {
+      reqId,
+      method: request.method,
+      url: request.url,
+      response,
+      failure: exchange.failure,
+      ms: performance.now() - exchange.started,
+      remoteAddress: request.socket.remoteAddress,
+      model: path.model,
+      version: path.version,
+      ood: exchange.context?.ood,
+    });
 
   return {
     get taken() {
@@ -110,7 +139,9 @@ export function directInference(server: Server, options: DirectInferenceOptions)
       response.setHeader(REQUEST_ID_HEADER, requestId);
       // Draining: this answer is the connection's last, so its client opens its next request elsewhere.
       if (server.stopping) response.setHeader('connection', 'close');
-      answer(request, response, requestId, path, announced).catch((error: Error) => fail(response, requestId, error));
+      const exchange = options.accessLog ? { started: performance.now() } : undefined;
+      if (exchange) response.once('finish', () => logAccessOf(request, response, requestId, path, exchange));
+      answer(request, response, requestId, path, announced, exchange).catch((error: Error) => fail(response, requestId, error, exchange));
       return true;
     },
   };

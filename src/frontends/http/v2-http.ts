@@ -27,6 +27,7 @@ import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
 import { answerInference, failureHeaders, httpFailureOf, writeAnswer, type HttpFailure } from './infer-answer.js';
 import { cancelledOnClose, directInference, type DirectInference } from './direct-inference.js';
+import { logAccess } from './access-log.js';
 import { PROTECTIVE_HEAD_LINES, protectAnswer } from '../../core/protective-headers.js';
 import { dashboardListenerOf, separateDashboard, type DashboardListener } from './dashboard-listener.js';
 import { httpFrontEndOptionsSchema } from './http-options.js';
@@ -359,10 +360,14 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const tlsServers: HttpsServer[] = [];
   const answerMalformed = answerMalformedRequest({ ...settings, settingName });
   const late = new ConnectionsTakenWhileStopping(() => server.stopping);
-  // The access log's line is written by Fastify's hook: with it on, every request goes through Fastify.
-  const direct = settings.accessLog
-    ? undefined
-    : directInference(server, { maxBodyBytes, authTokens: settings.authTokens, maxPathSegment: MAX_PATH_SEGMENT, logger, passOn: (request) => late.has(request.socket) });
+  const direct = directInference(server, {
+    maxBodyBytes,
+    authTokens: settings.authTokens,
+    maxPathSegment: MAX_PATH_SEGMENT,
+    logger,
+    accessLog: settings.accessLog,
+    passOn: (request) => late.has(request.socket),
+  });
   const app: FastifyInstance = Fastify({
     serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers, late, direct),
     // The server comes from serverFactory; this tells Fastify it speaks HTTPS (the address it reports).
@@ -390,7 +395,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
 
   // server.stop() drains it with the server, until it is closed on its own.
   secureServers.set(app, tlsServers);
-  if (direct) directPaths.set(app, direct);
+  directPaths.set(app, direct);
   const detach = server.attachFrontEnd({ drain: (timeoutMs) => drainHttpFrontEnd(app, timeoutMs), cut: () => closeHttpConnections(app) });
   app.addHook('onClose', (_instance, done) => {
     detach();
@@ -431,24 +436,17 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       // A probe answered as expected says nothing: Kubernetes asks every few seconds per pod. One that fails is logged.
       if (request.url.startsWith('/v2/health/') && reply.statusCode === 200) return done();
       const params = request.params as Partial<ModelParams> | undefined;
-      // A failure's line at warn, with its code and reason: a filter on the level finds every refused or failed request.
-      const failed = reply.statusCode >= 400 ? (failures.get(request) ?? {}) : undefined;
-      request.log[failed ? 'warn' : 'info'](
-        {
-          method: request.method,
-          url: request.url,
-          status: reply.statusCode,
-          ...failed,
-          ms: Math.round(reply.elapsedTime * 1000) / 1000,
-          // Whom a 401 or 503 went to (behind a proxy, the proxy: its own log has the client).
-          remoteAddress: request.socket.remoteAddress,
-          bytesOut: Number(reply.getHeader('content-length')) || undefined,
-          model: params?.model,
-          version: params?.version,
-          ood: contexts.get(request)?.ood,
-        },
-        'request completed',
-      );
+      logAccess(request.log, {
+        method: request.method,
+        url: request.url,
+        response: reply.raw,
+        failure: failures.get(request),
+        ms: reply.elapsedTime,
+        remoteAddress: request.socket.remoteAddress,
+        model: params?.model,
+        version: params?.version,
+        ood: contexts.get(request)?.ood,
+      });
       done();
     });
   }
