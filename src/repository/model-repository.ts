@@ -760,15 +760,19 @@ export class ModelRepository {
       if (this.servedBefore(name, version)) throw this.notReady(name, version, 'it was unloaded (a load that left it out, or its folder gone)');
       throw notFound(`Request for unknown model: ${quoteName(name)} version ${shortened(version)} is not found (loaded: ${this.versionList(entry).join(', ') || 'none'})`);
     }
-    const ready = [...entry.versions.values()].filter((candidate) => candidate.state === 'READY');
-    if (ready.length === 0) {
+    // Asked twice for every request (admission, then inference): a loop, not arrays built and dropped each time.
+    let highest: ModelVersion | undefined;
+    for (const candidate of entry.versions.values()) {
+      if (candidate.state === 'READY' && (highest === undefined || Number(candidate.version) > Number(highest.version))) highest = candidate;
+    }
+    if (highest === undefined) {
       // A failed load being tried again: what it says now is that it loads, not its last failure.
       if (this.loadsUnderWay.has(name)) throw loadingRefusal(name);
       const reasons = [...entry.failures.values()];
       const message = `Request for unknown model: ${quoteName(name)} has no available versions${reasons.length ? `: ${reasons.join('; ')}` : ''}`;
       throw entry.waiting ? unavailable(message) : notFound(message);
     }
-    return ready.reduce((best, candidate) => (Number(candidate.version) > Number(best.version) ? candidate : best));
+    return highest;
   }
 
   /** Whether a version number (digits) is one the model has served since start. */
