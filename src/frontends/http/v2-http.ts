@@ -301,7 +301,7 @@ export function dashboardAddress(app: FastifyInstance): string | undefined {
   return dashboardListenerOf(app)?.address();
 }
 
-/** Each front end's direct inference path, when it has one. */
+/** Each front end's direct inference path. */
 const directPaths = new WeakMap<FastifyInstance, DirectInference>();
 
 /** Inference requests the front end answered without Fastify (direct-inference.ts), for tests and tools. */
