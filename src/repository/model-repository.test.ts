@@ -866,6 +866,32 @@ test('load and unload of one model are serialised', async (t) => {
   assert.equal(await scaleFactor(repo.get('m')), 2);
 });
 
+test('an ensemble whose steps run one model twice loads that model once, not once per step', async (t) => {
+  const root = join(scratch, `repo${counter++}`);
+  const { logger: capturing, lines } = capturingLogger();
+  const repo = new ModelRepository({ root, backends: [backend], logger: capturing, defaultMaxBatchSize: DEFAULT_MAX_BATCH_SIZE, maxQueueSize: 16 });
+  t.after(() => repo.close());
+  await writeModel(root, 'double', 1, scaleModel(2));
+  await mkdir(join(root, 'quadruple', '1'), { recursive: true });
+  const chain = {
+    platform: 'ensemble',
+    max_batch_size: 4,
+    input: [{ name: 'IN', data_type: 'TYPE_FP32', dims: [4] }],
+    output: [{ name: 'OUT', data_type: 'TYPE_FP32', dims: [4] }],
+    ensemble_scheduling: {
+      step: [
+        { model_name: 'double', model_version: -1, input_map: { INPUT0: 'IN' }, output_map: { OUTPUT0: 'TWICE' } },
+        { model_name: 'double', model_version: -1, input_map: { INPUT0: 'TWICE' }, output_map: { OUTPUT0: 'OUT' } },
+      ],
+    },
+  };
+  await writeFile(join(root, 'quadruple', 'config.json'), JSON.stringify(chain));
+  await repo.load('quadruple');
+  const stepLoads = lines.filter((line) => line.msg === "loaded model 'double' version 1");
+  assert.equal(stepLoads.length, 1, lines.map((line) => line.msg).join('\n'));
+  assert.ok(repo.isReady('quadruple'));
+});
+
 test("a config built from the repository's own (a tool loading named versions) is not held to a client's bounds", async (t) => {
   const { root, repo } = await repository(t);
   // A config written on a machine with more cores (by nereid tune, say): one thread more than this machine has.

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import { closestName } from '../core/edit-distance.js';
 import { invalidArgument, NereidError, notFound, quoteName, shortened, unavailable } from '../core/errors.js';
+import { SingleFlight } from '../core/single-flight.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest } from '../core/inference.js';
@@ -146,6 +147,8 @@ export class ModelRepository {
   private readonly loadsUnderWay = new Map<string, number>();
   /** Serialises load/unload of one model so a reload never races another. */
   private readonly lifecycle = new Map<string, Promise<unknown>>();
+  /** Loads of models ensembles need, each shared by the ensembles that need it at once. */
+  private readonly stepLoads = new SingleFlight<string>();
   private closing = false;
   /** Aborted at close: loads and warmups under way stop, since what they would serve is to be discarded. */
   private readonly abandoning = new AbortController();
@@ -661,9 +664,11 @@ export class ModelRepository {
   private async ensureLoaded(name: string): Promise<void> {
     const held = this.options.holdStep?.(name);
     if (held !== undefined) return (await held)();
-    await this.lifecycle.get(name);
-    if (this.isReady(name)) return;
-    await this.load(name);
+    // An ensemble's steps are configured at once: two naming one model would each find it not ready and load it.
+    return this.stepLoads.run(name, async () => {
+      await this.lifecycle.get(name);
+      if (!this.isReady(name)) await this.load(name);
+    });
   }
 
   /** The models a model's code calls, loaded first when they are not; one that cannot load fails the model with its reason. */

@@ -11,6 +11,7 @@ import type { Backend } from '../backends/backend.js';
 import type { ResponseCacheStore } from '../cache/cache-store.js';
 import { asNereidError, invalidArgument, NereidError, notFound, overloaded, quoteName, unavailable } from '../core/errors.js';
 import { optionKeyName, parseOptions, type SettingName } from '../core/options.js';
+import { SingleFlight } from '../core/single-flight.js';
 import type { InputShapeCheck } from '../core/tensor.js';
 import { requestedOutputOf, type InferenceRequest, type InferenceResponse, type RequestContext, type RequestedOutput } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
@@ -136,7 +137,7 @@ export class Server {
   /** Which models are in memory: on-demand loads and unloads under the memory budget. */
   readonly residency: ModelResidency;
   /** Loads under way of models residency does not manage (ensembles, pipelines), shared by the requests waiting for them. */
-  private readonly unmanagedLoads = new Map<string, Promise<void>>();
+  private readonly unmanagedLoads = new SingleFlight<string>();
   private readonly backends: readonly Backend[];
   private requestsStarted = 0;
   /** The front ends stop() drains. */
@@ -484,12 +485,7 @@ export class Server {
 
   /** One load of a model residency does not manage (an ensemble) for every request that finds it not loaded. */
   private loadUnmanaged(name: string): Promise<void> {
-    let loading = this.unmanagedLoads.get(name);
-    if (!loading) {
-      loading = this.repository.load(name).finally(() => this.unmanagedLoads.delete(name));
-      this.unmanagedLoads.set(name, loading);
-    }
-    return loading;
+    return this.unmanagedLoads.run(name, () => this.repository.load(name));
   }
 
   async modelMetadata(name: string, version?: string) {
