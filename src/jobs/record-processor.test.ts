@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { doublerBackend, fakeRepository, rejectsWith, type FakeBackend } from '../../test/support/fake-backend.js';
 import type { ExecutionRecord, RequestRecord } from '../core/inference-observer.js';
+import { MAX_BYTES_ELEMENTS } from '../core/tensor.js';
 import { Server } from '../server/server.js';
 import { isErrorLine, type JobRecord } from './job-record.js';
 import { recordConcurrency } from './job-options.js';
@@ -79,6 +80,11 @@ test('a V2 inputs array, an {"inputs"} object, named fields and CSV fields each 
   const statistics = server.modelStatistics('doubler').model_stats[0];
   assert.equal(statistics.inference_stats.success.count, 4, 'one request per record');
   assert.deepEqual(backend.rows, [4], "the model's batcher ran them together");
+  // The codec reads a V2 line from the job's parse of it: a line of a million values is not parsed a second time.
+  const parses = t.mock.method(JSON, 'parse');
+  for (const record of records.slice(0, 2)) processor.request(record);
+  parses.mock.restore();
+  assert.equal(parses.mock.callCount(), 2, 'one parse per V2 line');
 });
 
 test("a bad record's line carries its own error while the others succeed", async (t) => {
@@ -102,6 +108,12 @@ test("a bad record's line carries its own error while the others succeed", async
   assert.deepEqual(outputOf(lines[0])?.data, [2, 4, 6, 8]);
   assert.deepEqual(outputOf(lines[5])?.data, [10, 12, 14, 16]);
   assert.deepEqual(results.filter((result) => isErrorLine(result.line)).map((result) => result.computeNs), [0, 0, 0, 0]);
+  // Read once, a V2 line is still held to the BYTES cap from its bytes, before the parse: the cap answers, not the
+  // numeric 'id' that the parsed request would refuse first.
+  const strings = Array.from({ length: MAX_BYTES_ELEMENTS + 1 }, () => '"a"').join(',');
+  const huge = `{"id":5,"inputs":[{"name":"INPUT0","datatype":"BYTES","shape":[${MAX_BYTES_ELEMENTS + 1}],"data":[${strings}]}]}`;
+  const refused = parse((await processor.run({ id: 'huge', json: huge })).line);
+  assert.equal(refused.error, `input 'INPUT0' has ${MAX_BYTES_ELEMENTS + 1} BYTES elements; at most ${MAX_BYTES_ELEMENTS} are accepted per input`);
 });
 
 test("an engine failure on a record's data is that record's error line; the next record is served", async (t) => {

@@ -10,7 +10,7 @@ import { retryingCall, type RetryOptions } from '../core/retry.js';
 import type { InferenceRequest, InferInput } from '../core/inference.js';
 import { describeShape, tensorDataFromJson, type Tensor } from '../core/tensor.js';
 import { computeShareNs } from '../core/timings.js';
-import { decodeInferRequest, encodeInferResponse, parseExactJson, refuseBytesBeyondCap } from '../protocol/v2-json.js';
+import { encodeInferResponse, inferRequestOf, parseExactJson, refuseBytesBeyondCap } from '../protocol/v2-json.js';
 import { detectionsOutput } from '../model/object-detection.js';
 import type { Server } from '../server/server.js';
 import { errorLine, lineHead, type JobRecord } from './job-record.js';
@@ -49,6 +49,9 @@ interface InputSpec {
   shape: number[];
   optional: boolean;
 }
+
+/** A line of a file carries no binary tensors after its JSON (HTTP's binary extension needs a body). */
+const NO_BINARY_TENSORS = Buffer.alloc(0);
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -199,9 +202,8 @@ export class RecordProcessor {
     // Named fields are read as exactly as the V2 forms are: INT64 beyond 2^53 kept digit for digit.
     const value = parseExactJson(bytes, 'the record');
     if (Array.isArray(value) || (isObject(value) && Array.isArray(value.inputs))) {
-      // V2 JSON, read by the HTTP front end's own codec.
-      const body = Array.isArray(value) ? `{"inputs":${record.json}}` : record.json!;
-      return decodeInferRequest(Buffer.from(body, 'utf8'), undefined, this.model, this.options.version).request;
+      // V2 JSON, read by the HTTP front end's own codec from the value parsed above: the line is scanned and parsed once.
+      return inferRequestOf(Array.isArray(value) ? { inputs: value } : value, NO_BINARY_TENSORS, this.model, this.options.version).request;
     }
     if (isObject(value)) return this.fromFields(value, false);
     throw invalidArgument('a JSONL record must be a V2 inputs array, an object with "inputs", or an object of named fields');

@@ -457,10 +457,6 @@ function binaryTensorData(name: string, datatype: Datatype, shape: number[], byt
   return tensorDataFromBytes(name, datatype, shape, bytes, 'binary_data_size', shapeFirst);
 }
 
-/**
- * Reads an infer request body. With `Inference-Header-Content-Length`, the JSON header is followed
- * by the binary tensors in input order, each as long as its `binary_data_size`.
- */
 /** Bytes after the JSON that ends a body sent without Inference-Header-Content-Length: likely binary tensors, so said. */
 function parseWholeBodyAsHeader(body: Buffer): unknown {
   try {
@@ -472,6 +468,10 @@ function parseWholeBodyAsHeader(body: Buffer): unknown {
   }
 }
 
+/**
+ * Reads an infer request body. With `Inference-Header-Content-Length`, the JSON header is followed
+ * by the binary tensors in input order, each as long as its `binary_data_size`.
+ */
 export function decodeInferRequest(
   body: Buffer,
   headerLength: string | undefined,
@@ -493,6 +493,22 @@ export function decodeInferRequest(
   // Before the parse: a body of millions of strings costs seconds of this thread to parse before the cap refuses it.
   refuseBytesBeyondCap(headerLength === undefined ? body : body.subarray(0, jsonLength));
   const header = headerLength === undefined ? parseWholeBodyAsHeader(body) : parseExactJson(body.subarray(0, jsonLength), 'the inference request');
+  return inferRequestOf(header, body.subarray(jsonLength), model, version, sharedMemory, shapeFirst);
+}
+
+/**
+ * An infer request from its JSON header, parsed already (by decodeInferRequest, or a batch job's V2 line by the job,
+ * which has scanned its bytes against the BYTES cap before parsing them), and the binary tensors that followed the
+ * header in the body (none for a line of a file).
+ */
+export function inferRequestOf(
+  header: unknown,
+  binary: Buffer,
+  model: string,
+  version: string | undefined,
+  sharedMemory?: SharedMemoryRegions,
+  shapeFirst?: InputShapeCheck,
+): { request: InferenceRequest; binaryOutputByDefault: boolean } {
   if (!isObject(header)) throw invalidArgument('the inference request must be a JSON object');
   if (!Array.isArray(header.inputs)) {
     const misnamed = header.inputs === undefined ? Object.keys(header).find((key) => /^inputs?$/i.test(key) || key === 'instances') : undefined;
@@ -503,7 +519,7 @@ export function decodeInferRequest(
   const binaryOutputByDefault = switchParameter(parameters, 'binary_data_output', 'request') ?? false;
   checkSequenceParameters(parameters);
   checkReservedParameters(parameters);
-  let offset = jsonLength;
+  let offset = 0;
   let readBudget: SharedMemoryReadBudget | undefined;
   const inputs: InferInput[] = header.inputs.map((raw: unknown, index: number) => {
     if (!isObject(raw)) throw invalidArgument(`inputs[${index}] must be an object`);
@@ -525,12 +541,12 @@ export function decodeInferRequest(
       }
       if (raw.data !== undefined) throw invalidArgument(`input ${quoteName(name)} has both 'data' and binary_data_size; send one`);
       const end = offset + (binarySize as number);
-      if (end > body.length) {
+      if (end > binary.length) {
         throw invalidArgument(
-          `input ${quoteName(name)}: binary_data_size ${binarySize} runs past the end of the body (${body.length - offset} binary bytes left)`,
+          `input ${quoteName(name)}: binary_data_size ${binarySize} runs past the end of the body (${binary.length - offset} binary bytes left)`,
         );
       }
-      data = binaryTensorData(name, datatype, shape, body.subarray(offset, end), shapeFirst);
+      data = binaryTensorData(name, datatype, shape, binary.subarray(offset, end), shapeFirst);
       offset = end;
     } else {
       if (raw.data === undefined) throw invalidArgument(`input ${quoteName(name)} has no 'data' (and no binary_data_size)`);
@@ -538,9 +554,9 @@ export function decodeInferRequest(
     }
     return { name, datatype, shape, data, parameters: withoutParameters(inputParameters, BINARY_SIZE) };
   });
-  if (offset !== body.length) {
+  if (offset !== binary.length) {
     throw invalidArgument(
-      `the body has ${body.length - offset} bytes after the JSON header and binary inputs that no binary_data_size accounts for`,
+      `the body has ${binary.length - offset} bytes after the JSON header and binary inputs that no binary_data_size accounts for`,
     );
   }
   let outputs: RequestedOutput[] | undefined;
