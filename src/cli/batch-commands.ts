@@ -92,6 +92,18 @@ function batchCommandErrors(command: Command, kind: 'job' | 'reader' | 'worker')
     .addHelpText('after', batchExitHelp(kind));
 }
 
+/**
+ * `batch status` and `batch cancel`: both name a job of a queue and answer in text or JSON, with the same options in
+ * the same order; `job` differs (optional for status, which then lists the queue's jobs).
+ */
+function jobReaderCommand(command: Command, { job, printed }: { job: Option; printed: string }): Command {
+  return batchCommandErrors(command, 'reader')
+    .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)', redisUrl)
+    .addOption(job)
+    .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
+    .option('--json', `print ${printed} as JSON, and a failure as {"error": {"code", "message"}}`, false);
+}
+
 /** `nereid batch` (and its status, cancel) and `nereid worker`. */
 export function addBatchCommands(program: Command): void {
   // `batch status` takes --queue and --job as `batch` does; positional options hand them to the subcommand.
@@ -199,12 +211,11 @@ export function addBatchCommands(program: Command): void {
       process.exit(outcome.exitCode);
     });
 
-  batchCommandErrors(batch.command('status'), 'reader')
+  jobReaderCommand(batch.command('status'), {
+    job: new Option('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`); default: list the 20 most recently submitted jobs'),
+    printed: 'the status',
+  })
     .description('progress of a distributed batch job: chunks waiting/active/completed/failed, records written; without --job, the queue\'s recent jobs')
-    .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)', redisUrl)
-    .option('--job <name>', 'the job name (printed in the summary of `nereid batch --queue`); default: list the 20 most recently submitted jobs')
-    .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
-    .option('--json', 'print the status as JSON, and a failure as {"error": {"code", "message"}}', false)
     .action(async (flags) => {
       const { batchJobList, batchJobStatus, formatStatus } = await import('../jobs/batch-status.js');
       if (flags.job === undefined) {
@@ -218,12 +229,11 @@ export function addBatchCommands(program: Command): void {
       process.exit(0);
     });
 
-  batchCommandErrors(batch.command('cancel'), 'reader')
+  jobReaderCommand(batch.command('cancel'), {
+    job: new Option('--job <name>', 'the job name (printed by `nereid batch --queue` and listed by `nereid batch status`)').makeOptionMandatory(),
+    printed: 'the result',
+  })
     .description("cancel a distributed batch job: its waiting chunks leave the queue, chunks workers hold run to the end, its submitter stops; nothing written is lost, and the same `nereid batch` command resumes the job")
-    .requiredOption('--queue <url>', 'the Redis of the job (redis://host:port)', redisUrl)
-    .requiredOption('--job <name>', 'the job name (printed by `nereid batch --queue` and listed by `nereid batch status`)')
-    .option('--queue-name <name>', 'BullMQ queue of the job', distributedDefault('queueName'))
-    .option('--json', 'print the result as JSON, and a failure as {"error": {"code", "message"}}', false)
     .action(async (flags) => {
       const { cancelBatchJob, formatCancel } = await import('../jobs/batch-status.js');
       const result = await cancelBatchJob({ queue: flags.queue, queueName: flags.queueName, job: flags.job });
