@@ -66,7 +66,7 @@ export interface VersionLoadOptions {
   maxQueueWaitMs?: number;
   /** The server's response cache store; used when the model's config enables response_cache. */
   responseCacheStore?: ResponseCacheStore;
-  /** How the warning of a cache asked for without a store names the setting that gives one (see responseCacheOf). */
+  /** How the warning of a cache asked for without a store names the setting that gives one (cacheConfig, --cache-config; see responseCacheOf). */
   cacheSetting?: string;
   /** Services that watch this version's requests and executions besides its statistics (metrics, tracing). */
   observers?: readonly InferenceObserverFactory[];

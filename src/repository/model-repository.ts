@@ -12,8 +12,6 @@ import type { Backend } from '../backends/backend.js';
 import { closestName } from '../core/edit-distance.js';
 import { invalidArgument, NereidError, notFound, quoteName, shortened, unavailable } from '../core/errors.js';
 import { SingleFlight } from '../core/single-flight.js';
-import type { ResponseCacheStore } from '../cache/cache-store.js';
-import type { InferenceObserverFactory } from '../core/inference-observer.js';
 import type { InferenceRequest } from '../core/inference.js';
 import { isEnsembleConfig, type EnsembleStep } from '../model/ensemble-plan.js';
 import type { HeldStep, StepCall, StepHolder } from '../model/ensemble-scheduler.js';
@@ -25,7 +23,7 @@ import { missingReason, pinnedVersions, stepServes, type Readiness } from './ens
 import { loadEnsembleVersion, versionIdentity } from './ensemble-loader.js';
 import { DuplicateModelError, levelOf, loadFailure, logLoadFailure, ModelLoadError } from './load-failure.js';
 import { modelFile } from './model-file.js';
-import { checkingConfig, loadModelVersion, ModelConfigError } from './model-loader.js';
+import { checkingConfig, loadModelVersion, ModelConfigError, type VersionLoadOptions } from './model-loader.js';
 import { checkModelName } from './model-name.js';
 import { folderStamps } from './model-fingerprint.js';
 import type { ModelStatistics } from '../observability/model-statistics.js';
@@ -39,21 +37,16 @@ import { containedFile, exists, otherOnnxFiles, redacted, RepositoryLayoutError,
 import { RepositoryRoots } from './repository-roots.js';
 import { selectVersions } from './version-policy.js';
 
-export interface ModelRepositoryOptions {
+/** The settings every version's load is given as they are, declared (and explained) where the load takes them. */
+type VersionSettings = Pick<
+  VersionLoadOptions,
+  'logger' | 'defaultMaxBatchSize' | 'maxQueueSize' | 'maxQueueSizeSetting' | 'maxQueueBytes' | 'maxQueueWaitMs' | 'observers' | 'responseCacheStore' | 'cacheSetting'
+>;
+
+export interface ModelRepositoryOptions extends VersionSettings {
   /** The repository folder, or several, as Triton serves several: a model's name must then be in one of them only. */
   root: string | readonly string[];
   backends: readonly Backend[];
-  logger: Logger;
-  defaultMaxBatchSize: number;
-  maxQueueSize: number;
-  /** How a refusal at maxQueueSize names the server's setting (maxQueueSize, or the CLI's --max-queue-size). */
-  maxQueueSizeSetting?: string;
-  maxQueueBytes?: number;
-  maxQueueWaitMs?: number;
-  observers?: readonly InferenceObserverFactory[];
-  responseCacheStore?: ResponseCacheStore;
-  /** How a version's warning that it asks for a cache the server lacks names the setting that gives one (cacheConfig, --cache-config). */
-  cacheSetting?: string;
   /** How versions with a reference profile are monitored; false: their profiles are not read (no OOD flags, no drift windows). */
   monitoring?: VersionMonitorSettings | false;
   /**
