@@ -147,19 +147,13 @@ export interface BatchSummary {
 }
 
 /** The summary's derived figures (rates and shares) from what a run counted. */
-export function summarize(counted: {
-  output: string;
-  records: number;
-  resumed: number;
-  processed: number;
-  failed: number;
-  outOfDistribution: number;
-  failedBefore: number;
-  wallSeconds: number;
-  computeSeconds: number;
-  interrupted: boolean;
-  collectedEarlier?: number;
-}): BatchSummary {
+export function summarize(
+  counted: Pick<BatchSummary, 'output' | 'records' | 'resumed' | 'processed' | 'failed' | 'outOfDistribution' | 'wallSeconds' | 'computeSeconds' | 'collectedEarlier'> & {
+    /** Records in the output with an error before this run (failedTotal adds this run's). */
+    failedBefore: number;
+    interrupted: boolean;
+  },
+): BatchSummary {
   const { failedBefore, interrupted, collectedEarlier = 0, ...rest } = counted;
   return {
     ...rest,
