@@ -77,7 +77,7 @@ describe('the direct inference path answers as the Fastify route does', () => {
     assert.equal(answer.headers['x-frame-options'], 'DENY');
     assert.deepEqual(JSON.parse(answer.body.toString()).outputs[0].data, Array.from({ length: 16 }, (_, index) => index + 1));
     const named = { id: 'r-7', ...SIMPLE_REQUEST, outputs: [{ name: 'OUTPUT1' }] };
-    const byVersion = await bothWays(base, '/v2/models/simple/versions/1/infer', JSON.stringify(named));
+    const byVersion = await bothWays(base, '/v2/models/simple/versions/1/infer', JSON.stringify(named), { 'content-type': 'Application/JSON ; charset=utf-8' });
     assert.deepEqual(
       JSON.parse(byVersion.body.toString()).outputs.map((output: { name: string }) => output.name),
       ['OUTPUT1'],
@@ -140,6 +140,12 @@ describe('the direct inference path answers as the Fastify route does', () => {
     assert.equal(browser.status, 403);
     const tooLong = await send(base, '/v2/models/simple/infer', Buffer.alloc(65 * 1024, 0x20));
     assert.equal(tooLong.status, 413);
+    // A Content-Type that is no media type is Fastify's 415, which the direct path must not answer 200.
+    for (const contentType of ['', 'json', 'application/json garbage', 'undefined']) {
+      const unreadable = await send(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { 'content-type': contentType });
+      assert.equal(unreadable.status, 415, `Content-Type '${contentType}': ${unreadable.body.toString()}`);
+      assert.match(JSON.parse(unreadable.body.toString()).error, /^the Content-Type ".*" is not a media type: send type\/subtype/);
+    }
     const get = await send(base, '/v2/models/simple/infer', '', {}, 'GET');
     assert.equal(get.status, 405);
     assert.equal(directlyAnswered(base.app), before, 'none of these was taken directly');

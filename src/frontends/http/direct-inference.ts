@@ -22,6 +22,11 @@ import { logAccess } from './access-log.js';
 
 const MODELS_PREFIX = '/v2/models/';
 const INFER_SUFFIX = '/infer';
+/**
+ * A Content-Type that Fastify reads as a media type (`type/subtype`, parameters aside; lib/content-type.js): one it
+ * cannot read (empty, no '/', a space inside) it answers 415, so such a request goes on to it.
+ */
+const MEDIA_TYPE = /^\s*[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(?:;|$)/;
 
 export interface DirectInferenceOptions {
   maxBodyBytes: number;
@@ -69,7 +74,9 @@ function announcedPlainBody(request: IncomingMessage, maxBodyBytes: number): num
   // A chunked, compressed or held-back body (Expect: 100-continue), a browser's request (cross-site check), or a form: Fastify's hooks handle those.
   if (headers['transfer-encoding'] !== undefined || headers['content-encoding'] !== undefined || headers.expect !== undefined) return undefined;
   if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined) return undefined;
-  if (/^multipart\//i.test(headers['content-type'] ?? '')) return undefined;
+  const contentType = headers['content-type'];
+  if (contentType !== undefined && !MEDIA_TYPE.test(contentType)) return undefined;
+  if (/^multipart\//i.test(contentType ?? '')) return undefined;
   const length = Number(headers['content-length']);
   return headers['content-length'] !== undefined && Number.isSafeInteger(length) && length >= 0 && length <= maxBodyBytes ? length : undefined;
 }

@@ -491,6 +491,11 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       discardRefusedBody(request);
       return reply.code(413).send({ error: message });
     }
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      const message = `the Content-Type ${quote(request.headers['content-type'] ?? '')} is not a media type: send type/subtype, e.g. application/json, application/octet-stream or image/png`;
+      logFailure(request, error.code, 415, message);
+      return reply.code(415).send({ error: message });
+    }
     const failure = httpFailureOf(error);
     if (failure.unexpected) request.log.error({ err: error }, 'request failed');
     logFailure(request, failure.code, failure.status, failure.logged);
