@@ -8,6 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { directlyAnswered } from '../src/frontends/http/v2-http.js';
@@ -52,6 +53,24 @@ async function bothWays(base: TestServer, path: string, body: Buffer | string, h
   assert.deepEqual(comparable(direct.headers), comparable(throughFastify.headers), `headers of ${path}`);
   assert.ok(direct.body.equals(throughFastify.body), `body of ${path}: ${direct.body.toString().slice(0, 200)} against ${throughFastify.body.toString().slice(0, 200)}`);
   return direct;
+}
+
+/** Waits for `done` to hold, two seconds at most: what a server does after a client hangs up has no answer to wait for. */
+async function until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!(await done())) {
+    if (Date.now() > deadline) assert.fail(`${what}, within 2 s`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** A connection that writes `requests` as they are (pipelined, or cut short) and whose answers nobody reads. */
+function rawConnection(base: TestServer, requests: string): net.Socket {
+  const url = new URL(base.url);
+  const socket = net.connect(Number(url.port), url.hostname);
+  socket.on('error', () => undefined);
+  socket.write(requests);
+  return socket;
 }
 
 const SIMPLE_REQUEST = {
@@ -149,6 +168,47 @@ describe('the direct inference path answers as the Fastify route does', () => {
     const get = await send(base, '/v2/models/simple/infer', '', {}, 'GET');
     assert.equal(get.status, 405);
     assert.equal(directlyAnswered(base.app), before, 'none of these was taken directly');
+  });
+
+  test("a client that hangs up frees its bodies' bytes: requests pipelined behind an unanswered one, one whose admission waits", async () => {
+    const { server } = base;
+    const body = JSON.stringify(SIMPLE_REQUEST);
+    const host = new URL(base.url).host;
+    const infer = server.infer.bind(server);
+    const admit = server.admit.bind(server);
+    try {
+      for (const origin of ['', `Origin: ${base.url}\r\n`]) {
+        const way = origin ? 'through Fastify' : 'directly';
+        const request = `POST /v2/models/simple/infer HTTP/1.1\r\nHost: ${host}\r\n${origin}Content-Length: ${body.length}\r\n\r\n${body}`;
+        const taken = directlyAnswered(base.app);
+        // Node gives a pipelined request's answer no socket until its turn, and closed none of them with the connection.
+        let runInference!: () => void;
+        const inferenceHeld = new Promise<void>((resolve) => (runInference = resolve));
+        server.infer = (...args) => inferenceHeld.then(() => infer(...args));
+        const pipelined = rawConnection(base, request.repeat(3));
+        await until(() => server.bodies.inUse === 3 * body.length, `${way}: the three bodies reserved`);
+        pipelined.destroy();
+        await until(() => server.bodies.inUse === 0, `${way}: the three bodies released once the client hung up`);
+        runInference();
+        server.infer = infer;
+        // An admission that waits (an on-demand model loading) and ends after the client left.
+        let admitNow!: () => void;
+        const admissionHeld = new Promise<void>((resolve) => (admitNow = resolve));
+        let asked = 0;
+        server.admit = (...args) => ((asked += 1), admissionHeld.then(() => admit(...args)));
+        const waiting = rawConnection(base, request);
+        await until(() => asked === 1, `${way}: admission asked`);
+        waiting.destroy();
+        await until(() => new Promise((resolve) => base.app.server.getConnections((_error, open) => resolve(open === 0))), `${way}: the connection closed`);
+        admitNow();
+        await until(() => server.bodies.inUse === 0, `${way}: the body admitted after its client left released`);
+        server.admit = admit;
+        assert.equal(directlyAnswered(base.app), taken + (origin ? 0 : 4), `${way}: which path took them`);
+      }
+    } finally {
+      server.infer = infer;
+      server.admit = admit;
+    }
   });
 });
 

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler, preParsingHookHandler } from 'fastify';
-import { invalidArgument, overloaded, quoteName } from '../../core/errors.js';
+import { cancelled, invalidArgument, overloaded, quoteName } from '../../core/errors.js';
 import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
 
@@ -162,11 +162,27 @@ export function discardRefusedBody(request: FastifyRequest): void {
   };
 }
 
+/**
+ * server.admit for a request whose answer is `response`. An admission that waited (an on-demand model loading) may
+ * end after the client left: the answer's close, which releases the reservation otherwise, has passed then, so the
+ * reservation is released here and the request ends as cancelled (its body budget and the model's hold were kept
+ * for good before).
+ */
+export function admitWhileOpen(server: Server, model: string, version: string | undefined, bytes: number, response: ServerResponse): BodyReservation | Promise<BodyReservation> {
+  const admitted = server.admit(model, version, bytes);
+  if (!(admitted instanceof Promise)) return admitted;
+  return admitted.then((reservation) => {
+    if (!response.destroyed) return reservation;
+    reservation.release();
+    throw cancelled();
+  });
+}
+
 /** The onRequest hook of inference routes: asks the server whether the request could be served now, and holds its body's bytes until the answer. */
 export function admitFromHeaders(server: Server): onRequestAsyncHookHandler {
   return async function admitRequest(request: FastifyRequest, reply: FastifyReply) {
     const { model, version } = request.params as ModelParams;
-    const reservation = await server.admit(model, version, announcedLength(request) ?? 0);
+    const reservation = await admitWhileOpen(server, model, version, announcedLength(request) ?? 0, reply.raw);
     reservations.set(request, reservation);
     reply.raw.once('close', () => reservation.release());
   };

@@ -16,7 +16,7 @@ import { NereidError } from '../../core/errors.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
-import { readBody } from './body-admission.js';
+import { admitWhileOpen, readBody } from './body-admission.js';
 import { answerInference, failureHeaders, httpFailureOf, writeAnswer } from './infer-answer.js';
 import { logAccess } from './access-log.js';
 
@@ -106,7 +106,7 @@ export function directInference(server: Server, options: DirectInferenceOptions)
         throw error;
       }
     }
-    const admitted = server.admit(path.model, path.version, announced);
+    const admitted = admitWhileOpen(server, path.model, path.version, announced, response);
     const reservation: BodyReservation = admitted instanceof Promise ? await admitted : admitted;
     const signal = cancelledOnClose(response, () => reservation.release());
     const body = await readBody(request, request, maxBodyBytes);

@@ -3,7 +3,7 @@
  * translator over the Server core: routes parse the wire format, call the core and write back.
  */
 import { optionKeyName, parseOptions, type SettingName } from '../../core/options.js';
-import { createServer as createHttpServer, maxHeaderSize, type OutgoingHttpHeaders, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, maxHeaderSize, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
@@ -158,6 +158,24 @@ export function replaceHttpTls(app: FastifyInstance, tls: TlsCredentials): void 
   for (const server of secureServers.get(app) ?? []) server.setSecureContext(secureContextOptions(tls));
 }
 
+/**
+ * The answer to a pipelined request (one behind another still unanswered on its connection) has no socket until its
+ * turn, and Node never closes it when the connection closes before then: what waits on its 'close' (the body
+ * reservation, the queued work's cancellation, the in-flight count) would wait for good, and a client pipelining
+ * requests and hanging up would keep their bodies' bytes of the server's budget. It is closed here with the connection.
+ */
+function closeWithConnection(request: IncomingMessage, response: ServerResponse): void {
+  const connection = request.socket;
+  const closeUnanswered = () => {
+    // Its turn came (it has the socket, or had it and finished): Node closes it itself.
+    if (response.socket || response.writableFinished) return;
+    response.destroy();
+    response.emit('close');
+  };
+  connection.once('close', closeUnanswered);
+  response.once('close', () => connection.off('close', closeUnanswered));
+}
+
 /** Node's HTTP(S) server with the front end's timeouts and connection cap, checked every second rather than Node's 30. */
 function httpServerWith(
   settings: z.output<typeof httpFrontEndOptionsSchema>,
@@ -173,6 +191,7 @@ function httpServerWith(
       protectAnswer(response);
       inFlight.count += 1;
       response.once('close', () => (inFlight.count -= 1));
+      if (!response.socket) closeWithConnection(request, response);
       if (direct?.take(request, response)) return;
       handler(request, response);
     };
