@@ -39,7 +39,8 @@ export function bodyTooLarge(): Error {
   return Object.assign(new Error('request body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 });
 }
 
-function announcedLength(request: WithHeaders): number | undefined {
+/** The body length a request's Content-Length announces, when it is a readable one. */
+export function announcedLength(request: WithHeaders): number | undefined {
   const header = request.headers['content-length'];
   if (header === undefined) return undefined;
   const length = Number(header);

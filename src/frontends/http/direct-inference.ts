@@ -16,7 +16,7 @@ import { NereidError } from '../../core/errors.js';
 import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.js';
 import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
-import { admitWhileOpen, readBody } from './body-admission.js';
+import { admitWhileOpen, announcedLength, readBody } from './body-admission.js';
 import { answerInference, failureHeaders, httpFailureOf, writeAnswer } from './infer-answer.js';
 import { logAccess } from './access-log.js';
 
@@ -36,7 +36,7 @@ export interface DirectInferenceOptions {
   logger: Logger;
   /** One line per answered request (--log-access), as Fastify's hook writes it. */
   accessLog: boolean;
-  /** Requests that must go through Fastify (a connection taken while the server stops). */
+  /** Requests that must go through Fastify (one on a connection taken while the server stops). */
   passOn: (request: IncomingMessage) => boolean;
 }
 
@@ -77,8 +77,8 @@ function announcedPlainBody(request: IncomingMessage, maxBodyBytes: number): num
   const contentType = headers['content-type'];
   if (contentType !== undefined && !MEDIA_TYPE.test(contentType)) return undefined;
   if (/^multipart\//i.test(contentType ?? '')) return undefined;
-  const length = Number(headers['content-length']);
-  return headers['content-length'] !== undefined && Number.isSafeInteger(length) && length >= 0 && length <= maxBodyBytes ? length : undefined;
+  const length = announcedLength(request);
+  return length !== undefined && length <= maxBodyBytes ? length : undefined;
 }
 
 export function directInference(server: Server, options: DirectInferenceOptions): DirectInference {
