@@ -11,6 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { pino } from 'pino';
+import { overloaded } from '../src/core/errors.js';
 import { directlyAnswered } from '../src/frontends/http/v2-http.js';
 import { inferPathOf } from '../src/frontends/http/direct-inference.js';
 import { binaryBody, startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
@@ -147,6 +148,20 @@ describe('the direct inference path answers as the Fastify route does', () => {
     }
   });
 
+  test('an overloaded model: 503 with Retry-After, the same both ways', async () => {
+    const admit = base.server.admit.bind(base.server);
+    base.server.admit = () => {
+      throw overloaded(`the queue of 'simple' is full`, 1500);
+    };
+    try {
+      const refused = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST));
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers['retry-after'], '2');
+    } finally {
+      base.server.admit = admit;
+    }
+  });
+
   test('requests of other shapes go on to Fastify and are answered there', async () => {
     const before = directlyAnswered(base.app);
     const compressed = await send(base, '/v2/models/simple/infer', gzipSync(JSON.stringify(SIMPLE_REQUEST)), { 'content-encoding': 'gzip' });
@@ -268,6 +283,34 @@ test('an internal failure answered directly is logged once at error with its cau
   assert.equal(errors.length, 1, JSON.stringify(lines));
   assert.equal(errors[0]!.reqId, 'broken-1');
   assert.match(JSON.stringify(errors[0]!.err), /the engine lost its way/);
+});
+
+test("a request that arrives as the front end closes is Fastify's 503 with Connection: close, not answered directly", async (t) => {
+  const base = await startTestServer({ models: writeSimpleModel });
+  t.after(() => base.close());
+  const infer = base.server.infer.bind(base.server);
+  let runInference!: () => void;
+  const inferenceHeld = new Promise<void>((resolve) => (runInference = resolve));
+  base.server.infer = (...args) => inferenceHeld.then(() => infer(...args));
+  const body = JSON.stringify(SIMPLE_REQUEST);
+  const request = `POST /v2/models/simple/infer HTTP/1.1\r\nHost: ${new URL(base.url).host}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  // A busy keep-alive connection outlives app.close()'s closing of idle ones; the request sent on it next is the one that arrives as it closes.
+  const connection = rawConnection(base, request);
+  let answers = '';
+  connection.on('data', (chunk: Buffer) => (answers += chunk.toString()));
+  await until(() => directlyAnswered(base.app) === 1, 'the first request taken directly');
+  const closed = base.app.close();
+  await until(() => !base.app.server.listening, 'the front end closing');
+  connection.write(request);
+  runInference();
+  await until(() => answers.split('HTTP/1.1 ').length === 3, 'both requests answered');
+  connection.destroy();
+  await closed;
+  const [, first, second] = answers.split('HTTP/1.1 ');
+  assert.match(first!, /^200 /);
+  assert.match(second!, /^503 /, second);
+  assert.match(second!, /\r\nconnection: close\r\n/i, second);
+  assert.equal(directlyAnswered(base.app), 1);
 });
 
 test('inferPathOf reads the two /infer paths and nothing else', () => {

@@ -36,7 +36,7 @@ export interface DirectInferenceOptions {
   logger: Logger;
   /** One line per answered request (--log-access), as Fastify's hook writes it. */
   accessLog: boolean;
-  /** Requests that must go through Fastify (one on a connection taken while the server stops). */
+  /** Requests that must go through Fastify (one on a connection taken while the server stops, any once the front end closes). */
   passOn: (request: IncomingMessage) => boolean;
 }
 

@@ -379,13 +379,16 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const tlsServers: HttpsServer[] = [];
   const answerMalformed = answerMalformedRequest({ ...settings, settingName });
   const late = new ConnectionsTakenWhileStopping(() => server.stopping);
+  // Set once app.close() begins: Fastify then answers what still arrives on a busy connection 503 with Connection: close
+  // (return503OnClosing), so that the close ends; a direct answer would keep the connection, and the close, going.
+  let closing = false;
   const direct = directInference(server, {
     maxBodyBytes,
     authTokens: settings.authTokens,
     maxPathSegment: MAX_PATH_SEGMENT,
     logger,
     accessLog: settings.accessLog,
-    passOn: (request) => late.has(request.socket),
+    passOn: (request) => closing || late.has(request.socket),
   });
   const app: FastifyInstance = Fastify({
     serverFactory: httpServerWith(settings, logger, 'HTTP', tlsServers, late, direct),
@@ -418,6 +421,10 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   const detach = server.attachFrontEnd({ drain: (timeoutMs) => drainHttpFrontEnd(app, timeoutMs), cut: () => closeHttpConnections(app) });
   app.addHook('onClose', (_instance, done) => {
     detach();
+    done();
+  });
+  app.addHook('preClose', (done) => {
+    closing = true;
     done();
   });
 
