@@ -179,6 +179,8 @@ Goodput mode (overload; issue 12):
                              npm run bench -- --monitoring-overhead --help
   --padding                  instead of all the above, text of varied lengths batched with pad_value against
                              without; see npm run bench -- --padding --help
+  --core-cost                instead of all the above, what the core costs a request of the tiny model in
+                             process, without a transport; see npm run bench -- --core-cost --help
 
 Any --max-batch-size, --queue-delay-us, --instances, --intra-op-threads or --parameter copies the model folder into a temporary
 repository whose config.yaml is the original config plus those fields (and dynamic_batching).

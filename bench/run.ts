@@ -739,6 +739,10 @@ const OWN_BENCHMARKS: Record<string, (flag: string) => Promise<void>> = {
     const { PADDING_HELP, parsePaddingOptions, runPadding } = await import('./padding.js');
     await runOwnBenchmark(flag, { help: PADDING_HELP, parse: parsePaddingOptions, run: runPadding });
   },
+  '--core-cost': async (flag) => {
+    const { CORE_COST_HELP, parseCoreCostOptions, runCoreCost } = await import('./core-cost.js');
+    await runOwnBenchmark(flag, { help: CORE_COST_HELP, parse: parseCoreCostOptions, run: runCoreCost });
+  },
   '--monitoring-overhead': async (flag) => {
     const { MONITORING_OVERHEAD_HELP, parseMonitoringOverheadOptions, runMonitoringOverhead } = await import('./monitoring-overhead.js');
     await runOwnBenchmark(flag, { help: MONITORING_OVERHEAD_HELP, parse: parseMonitoringOverheadOptions, run: runMonitoringOverhead });
