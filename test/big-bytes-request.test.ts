@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from '../src/frontends/grpc/v2-grpc.js';
 import { loadInferenceProto } from '../src/frontends/grpc/v2-grpc-proto.js';
+import { PackedBytes } from '../src/core/datatype.js';
 import { addSubModel, identityModel, writeModel } from '../src/onnx/test-models.js';
 import { binaryBody, readInferResponse, startTestServer, type TestServer } from './support/test-server.js';
 
@@ -54,16 +55,34 @@ function bigRaw(): Buffer {
   return raw;
 }
 
-/** Resolves once the server has decoded the big request and handed it to the model; restore() ends the watch. */
-function watchBigRequest(): { reachedModel: Promise<void>; restore: () => void } {
+/**
+ * `reachedModel` resolves once the server has decoded the big request and handed it to the model; `carried` holds its
+ * input's data as the front end handed it over and its output's data as the model answered it. restore() ends the watch.
+ */
+function watchBigRequest(): { reachedModel: Promise<void>; carried: { input?: unknown; output?: unknown }; restore: () => void } {
   let bigReachedModel!: () => void;
   const reachedModel = new Promise<void>((resolve) => (bigReachedModel = resolve));
+  const carried: { input?: unknown; output?: unknown } = {};
   const infer0 = server.server.infer.bind(server.server);
   server.server.infer = (request, context) => {
-    if (request.model === 'strings') bigReachedModel();
-    return infer0(request, context);
+    if (request.model !== 'strings') return infer0(request, context);
+    carried.input = request.inputs[0].data;
+    bigReachedModel();
+    return infer0(request, context).then((response) => ((carried.output = response.outputs[0].data), response));
   };
-  return { reachedModel, restore: () => (server.server.infer = infer0) };
+  return { reachedModel, carried, restore: () => (server.server.infer = infer0) };
+}
+
+/**
+ * What kept the loop free, told by the state it leaves rather than by times (a loaded machine stretches those): the
+ * elements crossed the server packed in one buffer each way, not as an object per element for the collector to walk
+ * (with which its pauses held the loop for a quarter of the request or more).
+ */
+function assertCarriedPacked(carried: { input?: unknown; output?: unknown }): void {
+  assert.ok(carried.input instanceof PackedBytes, `the request's elements reached the model as ${carried.input?.constructor.name}, not packed`);
+  assert.equal(carried.input.length, ELEMENTS);
+  assert.ok(carried.output instanceof PackedBytes, `the answer's elements left the model as ${carried.output?.constructor.name}, not packed`);
+  assert.equal(carried.output.length, ELEMENTS);
 }
 
 function newClient() {
@@ -84,7 +103,7 @@ test('while a big BYTES request is in flight, a new connection is answered and t
     ],
   };
   // The small request starts once the server has decoded the big one and handed it to the model.
-  const { reachedModel, restore } = watchBigRequest();
+  const { reachedModel, carried, restore } = watchBigRequest();
   const bigClient = newClient();
   const smallClient = newClient();
   const delay = monitorEventLoopDelay({ resolution: 1 });
@@ -104,13 +123,9 @@ test('while a big BYTES request is in flight, a new connection is answered and t
     assert.deepEqual(smallAnswer.raw_output_contents[0].readInt32LE(0), 3);
     assert.equal(bigReply.outputs[0].datatype, 'BYTES');
     assert.deepEqual(bigReply.raw_output_contents[0], big.raw_input_contents[0], 'the identity model answers every element as sent');
-    // Relative to the request's own duration on this machine under its present load: with a Buffer per
-    // element the collector's pauses over them held the loop for a quarter of it or more (the whole of
-    // it with the model on the JS thread); packed, the longest holds are the front end's copies of the
-    // message, as for a numeric request of the same size.
-    const longestBlockMs = delay.max / 1e6;
-    t.diagnostic(`longest event-loop hold ${longestBlockMs.toFixed(1)} ms during the ${bigMs.toFixed(0)} ms request`);
-    assert.ok(longestBlockMs < bigMs / 8, `the event loop was held for ${longestBlockMs.toFixed(0)} ms at once during a ${bigMs.toFixed(0)} ms request`);
+    assertCarriedPacked(carried);
+    // Shown, not asserted: the longest holds are the front end's copies of the message, as for a numeric request.
+    t.diagnostic(`longest event-loop hold ${(delay.max / 1e6).toFixed(1)} ms during the ${bigMs.toFixed(0)} ms request`);
   } finally {
     restore();
     bigClient.close();
@@ -124,7 +139,7 @@ test('over HTTP (binary tensor extension) too, a big BYTES request leaves the ev
     { inputs: [{ name: 'INPUT0', datatype: 'BYTES', shape: [1, ELEMENTS], parameters: { binary_data_size: raw.length } }], parameters: { binary_data_output: true } },
     [raw],
   );
-  const { reachedModel, restore } = watchBigRequest();
+  const { reachedModel, carried, restore } = watchBigRequest();
   const delay = monitorEventLoopDelay({ resolution: 1 });
   const order: string[] = [];
   try {
@@ -156,9 +171,8 @@ test('over HTTP (binary tensor extension) too, a big BYTES request leaves the ev
     assert.deepEqual(order, ['small', 'big'], 'the small request was answered while the big one was in flight');
     assert.equal(big.status, 200);
     assert.ok(big.answer.binary.OUTPUT0.equals(raw), 'the identity model answers every element as sent');
-    const longestBlockMs = delay.max / 1e6;
-    t.diagnostic(`longest event-loop hold ${longestBlockMs.toFixed(1)} ms during the ${bigMs.toFixed(0)} ms request`);
-    assert.ok(longestBlockMs < bigMs / 8, `the event loop was held for ${longestBlockMs.toFixed(0)} ms at once during a ${bigMs.toFixed(0)} ms request`);
+    assertCarriedPacked(carried);
+    t.diagnostic(`longest event-loop hold ${(delay.max / 1e6).toFixed(1)} ms during the ${bigMs.toFixed(0)} ms request`);
   } finally {
     restore();
   }
