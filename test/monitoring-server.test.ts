@@ -154,10 +154,14 @@ test('a stream of test images is ok, turns to drift within one window of inverte
     assert.equal(warning.level, 40);
 
     const scrape = await metrics.metrics();
+    const scrapedAt = Date.now();
     assert.match(scrape, /nereid_drift_state\{model="fashion_mnist",version="1",state="drift"\} 1/);
     assert.match(scrape, /nereid_drift_score\{model="fashion_mnist",version="1",feature="ood\.flagged"\} \d/);
+    // In seconds, and as new as the scores: no older than the evaluation that moved the state to drift, and not after
+    // the scrape (an order of events, not a window of wall-clock time).
     const evaluatedAt = Number(/^nereid_drift_evaluated_timestamp_seconds\{model="fashion_mnist",version="1"\} (\S+)$/m.exec(scrape)?.[1]);
-    assert.ok(Math.abs(evaluatedAt - Date.now() / 1000) < 600, `the scores' age: evaluated at ${evaluatedAt}`);
+    const toDrift = Date.parse([...drifted.transitions].reverse().find((transition) => transition.to === 'drift')!.at);
+    assert.ok(toDrift <= evaluatedAt * 1000 && evaluatedAt * 1000 <= scrapedAt, `scores evaluated at ${evaluatedAt} s; the move to drift at ${toDrift} ms, the scrape at ${scrapedAt} ms`);
     assert.match(scrape, /nereid_prediction_confidence_count\{model="fashion_mnist",version="1"\} \d+/);
     assert.match(scrape, /nereid_predicted_class_total\{model="fashion_mnist",version="1",class="Bag"\} \d+/);
     // The baseline an alert on the flagged ratio compares with: the bundled profile's held-out false-positive rate.
