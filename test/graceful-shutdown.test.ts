@@ -221,13 +221,16 @@ test('a duration longer than a timer can wait is refused at start, not turned in
   assert.match(poll.stderr, /expected a number from 0\.001 to 2147483/);
 });
 
-/** A warmup of a million runs: far longer than any drain should wait (minutes on this machine). */
+/**
+ * A warmup of a hundred million runs: hours, far past the --shutdown-timeout below, so a drain that waited for it would
+ * end in the forced exit (status 143 and its warning) instead of "drained; exiting" and status 0.
+ */
 const LONG_WARMUP_CONFIG = `
 max_batch_size: 8
-model_warmup [ { name: "long" batch_size: 1 count: 1000000 inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]
+model_warmup [ { name: "long" batch_size: 1 count: 100000000 inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]
 `;
 
-test('SIGTERM during a warmup abandons the load (at start, and in a poll reload) instead of waiting for it: exit 0 soon after', async (t) => {
+test('SIGTERM during a warmup abandons the load (at start, and in a poll reload) instead of waiting for it: the drain ends by itself, exit 0', async (t) => {
   const warmRepo = await mkdtemp(join(tmpdir(), 'nereid-shutdown-warm-'));
   t.after(() => rm(warmRepo, { recursive: true, force: true }));
   await writeModel(warmRepo, 'scale', 1, scaleModel(2), 'max_batch_size: 8\n');
@@ -238,13 +241,11 @@ test('SIGTERM during a warmup abandons the load (at start, and in a poll reload)
   await writeModel(warmRepo, 'scale', 2, scaleModel(3), LONG_WARMUP_CONFIG);
   await served.waitFor("model 'scale' changed; reloading");
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const signalled = performance.now();
   served.child.kill('SIGTERM');
   assert.equal(await served.exited, 0, served.output());
-  const afterSignalMs = performance.now() - signalled;
-  assert.ok(afterSignalMs < 8_000, `exited ${Math.round(afterSignalMs)} ms after SIGTERM:\n${served.output()}`);
   assert.match(served.output(), /load of model 'scale' version 2 \(in its warmup\) abandoned: the server is shutting down/);
   assert.match(served.output(), /drained; exiting/);
+  assert.doesNotMatch(served.output(), /the drain did not finish within --shutdown-timeout/);
 
   // At start: the same warmup in the initial load, beside a model that fails.
   await writeModel(warmRepo, 'broken', 1, new TextEncoder().encode('not an ONNX model'));
@@ -254,14 +255,14 @@ test('SIGTERM during a warmup abandons the load (at start, and in a poll reload)
   starting.stderr!.on('data', (chunk: Buffer) => (output += chunk));
   const exited = new Promise<number | null>((resolve) => starting.once('exit', (code) => resolve(code)));
   t.after(() => void (starting.exitCode === null && starting.kill('SIGKILL')));
-  // Nothing is logged while version 2 warms (about 25 s of runs here): SIGTERM a while after the listener opens.
+  // Nothing is logged while version 2 warms: SIGTERM a while after the listener opens.
   while (!/HTTP \(KServe V2\) listening/.test(output) && starting.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
   await new Promise((resolve) => setTimeout(resolve, 1_500));
-  const stopAt = performance.now();
   starting.kill('SIGTERM');
   assert.equal(await exited, 0, output);
-  assert.ok(performance.now() - stopAt < 8_000, `exited ${Math.round(performance.now() - stopAt)} ms after SIGTERM:\n${output}`);
   assert.match(output, /abandoned: the server is shutting down/);
+  assert.match(output, /drained; exiting/);
+  assert.doesNotMatch(output, /the drain did not finish within --shutdown-timeout/);
   // The start's summary as the signal found it, not the empty repository the drain leaves.
   assert.match(output, /start cut short by SIGTERM: when it came, 0 model version\(s\) ready, 1 failed \(broken version 1\); 1 model\(s\) were still loading \(scale\): a load the drain outlasts is abandoned/);
   assert.doesNotMatch(output, /server NOT ready/);
