@@ -59,19 +59,19 @@ test('a batch job whose records all failed exits 1, and 0 with --allow-all-faile
 
 test('tune --chart to a missing folder or to a folder is refused before the search, which would otherwise run its whole budget first', async () => {
   const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-chart-'));
-  await writeModel(repository, 'scale', 1, scaleModel(), undefined, { 'config.yaml': 'max_batch_size: 8\n' });
+  // A model file that cannot load: a search run before the check would fail on it, so the --chart refusal can only
+  // come from the check made before the search (no clock needed to tell the order).
+  await writeModel(repository, 'scale', 1, new TextEncoder().encode('not an ONNX model'), undefined, { 'config.yaml': 'max_batch_size: 8\n' });
   await mkdir(join(repository, 'chart.svg'));
   const tune = ['tune', '--model', 'scale', '--model-repository', repository, '--concurrency', '1', '--warmup-s', '0', '--budget-s', '600', '--write'];
   for (const [chart, why] of [
     [join(repository, 'no-such-folder', 't.svg'), /no-such-folder\/t\.svg: its folder does not exist or cannot be written/],
     [join(repository, 'chart.svg'), /chart\.svg: is a folder; expected a file name/],
   ] as const) {
-    const started = performance.now();
     const { code, stdout, stderr } = await runCli([...tune, '--chart', chart], 60_000);
-    assert.equal(code, 2);
+    assert.equal(code, 2, stderr);
     assert.match(stderr, new RegExp(`--chart .*${why.source}`));
     assert.equal(stdout, '');
-    assert.ok(performance.now() - started < 30_000, 'refused before the search, not after it');
   }
   assert.equal(await readFile(join(repository, 'scale', 'config.yaml'), 'utf8'), 'max_batch_size: 8\n', 'nothing written');
 });
