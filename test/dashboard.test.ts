@@ -11,7 +11,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { quantileBetween } from '../src/frontends/http/dashboard-data.js';
 import { JOBS_HINT } from '../src/frontends/http/dashboard-http.js';
@@ -27,7 +27,18 @@ import { startTestServer, writeSimpleModel, type TestServer } from './support/te
 
 type Json = Record<string, any>;
 
-const SCREENSHOTS = join(process.cwd(), '.scratch', 'dashboard');
+/**
+ * Where the pages' screenshots go for a person to look at, when NEREID_DASHBOARD_SCREENSHOTS is set: nothing asserts on
+ * them, and each costs the browser an image encode, so the suite takes none.
+ */
+const SCREENSHOTS = process.env.NEREID_DASHBOARD_SCREENSHOTS ? join(process.cwd(), '.scratch', 'dashboard') : undefined;
+
+/** Saves `target` as `name` when screenshots were asked for; an element is waited for either way, as its screenshot would. */
+async function screenshot(target: Page | Locator, name: string, options: { fullPage?: boolean } = {}): Promise<void> {
+  const page = 'goto' in target;
+  if (!SCREENSHOTS) return page ? undefined : target.waitFor();
+  await (page ? target.screenshot({ path: join(SCREENSHOTS, name), ...options }) : target.screenshot({ path: join(SCREENSHOTS, name) }));
+}
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const MANAGEMENT_TOKEN = 'dashboard-management-token';
 const INFERENCE_TOKEN = 'dashboard-inference-token';
@@ -100,7 +111,7 @@ describe('dashboard', () => {
     imagesDir = join(repoDir, '..', `${repoDir.split('/').pop()}-images`);
     await writeRepository(repoDir);
     await writeFashionMnistPngs(imagesDir, 't10k', 2);
-    await mkdir(SCREENSHOTS, { recursive: true });
+    if (SCREENSHOTS) await mkdir(SCREENSHOTS, { recursive: true });
     metrics = new PrometheusMetrics({ processMetrics: false, usdPerCoreHour: 0.05 });
     open = await startTestServer({
       repoDir,
@@ -415,7 +426,7 @@ describe('dashboard', () => {
       return new URL(href).protocol;
     });
     assert.equal(iconScheme, 'data:');
-    await page.screenshot({ path: join(SCREENSHOTS, 'overview.png') });
+    await screenshot(page, 'overview.png');
     await closePage(page);
     const phone = await openPage(`${open.url}/dashboard/`, { width: 390, dark: true });
     await phone.locator('tr[data-model="broken"]').waitFor();
@@ -440,7 +451,7 @@ describe('dashboard', () => {
     assert.deepEqual(new Set(values.map((cell) => cell.header)), new Set(['Version', 'req/s', 'Failures', 'Drift']), 'the essential columns');
     for (const cell of values) assert.equal(cell.label, `"${cell.header}"`, `${cell.model}: the value under ${cell.header} is labelled with it`);
     assert.deepEqual(new Set(layout.cells.filter((cell) => cell.role !== 'value').map((cell) => cell.header)), new Set(['Model', 'State', 'Reason']));
-    await phone.screenshot({ path: join(SCREENSHOTS, 'overview-phone-dark.png'), fullPage: true });
+    await screenshot(phone, 'overview-phone-dark.png', { fullPage: true });
     await closePage(phone);
   });
 
@@ -467,11 +478,11 @@ describe('dashboard', () => {
     for (const phase of ['request', 'queue', 'preprocess', 'compute', 'postprocess']) {
       await page.locator(`#phase-table tr[data-phase="${phase}"] td[data-q="p95"]`, { hasText: /\d/ }).waitFor();
     }
-    await page.screenshot({ path: join(SCREENSHOTS, 'model.png'), fullPage: true });
+    await screenshot(page, 'model.png', { fullPage: true });
     await closePage(page);
     const phone = await openPage(`${open.url}/dashboard/#/model/fashion_mnist/1`, { width: 390, dark: true });
     await phone.locator('[data-testid="confidence-histogram"]').waitFor();
-    await phone.screenshot({ path: join(SCREENSHOTS, 'model-phone-dark.png'), fullPage: true });
+    await screenshot(phone, 'model-phone-dark.png', { fullPage: true });
     await closePage(phone);
   });
 
@@ -533,7 +544,7 @@ describe('dashboard', () => {
     assert.match(batchDetail, /^mean batch [\d.]+ since load$/);
     // To one decimal, as the browser rounds it (2.05 reads 2.1 there, where toFixed gives 2.0).
     assert.ok(Math.abs(Number(batchDetail.split(' ')[2]) - meanBatch) <= 0.05 + 1e-9, `${batchDetail}: ${meanBatch} rows per execution`);
-    await page.locator('#monitor-panel').screenshot({ path: join(SCREENSHOTS, 'model-accuracy.png') });
+    await screenshot(page.locator('#monitor-panel'), 'model-accuracy.png');
     await closePage(page);
     // The overview says it too: a model failing politely does not look healthy until someone opens its page.
     const monitor = await json(`${open.url}/v2/models/fashion_mnist/versions/1/monitor`);
@@ -555,7 +566,7 @@ describe('dashboard', () => {
     assert.equal(await top.locator('.label-name').textContent(), expected.predictions[0].label);
     assert.ok(LABELS.includes(expected.predictions[0].label));
     assert.equal(await top.locator('[data-testid="confidence"]').textContent(), `${(expected.predictions[0].score * 100).toFixed(1)} %`);
-    await page.screenshot({ path: join(SCREENSHOTS, 'try-it.png') });
+    await screenshot(page, 'try-it.png');
     // A model that takes tensors: a pasted V2 request goes to /infer and its answer is shown.
     await page.selectOption('#try-model', 'simple');
     await page.locator('#try-file:disabled').waitFor();
@@ -688,7 +699,7 @@ describe('dashboard', () => {
     assert.equal(await warning.locator('[data-testid="ood-score"]').textContent(), `OOD score ${figure(invertedVerdict.score)}, above the threshold ${figure(invertedVerdict.threshold)}.`);
     // Above the labels, where a reader looks first.
     assert.equal(await page.locator('#try-answer [data-testid="ood-warning"] + ol.labels.untrusted [data-testid="label"]').count(), 5);
-    await page.screenshot({ path: join(SCREENSHOTS, 'try-it-ood.png') });
+    await screenshot(page, 'try-it-ood.png');
 
     await page.setInputFiles('#try-file', garment);
     await page.locator('#try-answer ol.labels:not(.untrusted)').waitFor();
@@ -712,7 +723,7 @@ describe('dashboard', () => {
     await error.waitFor();
     assert.equal(await error.textContent(), `corrupt.png is not an image the server can read: ${reason}`);
     await page.locator('#try-figure').waitFor({ state: 'hidden' });
-    await page.screenshot({ path: join(SCREENSHOTS, 'try-it-corrupt.png') });
+    await screenshot(page, 'try-it-corrupt.png');
 
     // The server tells the format by the bytes: a garment saved as .txt is classified (the browser's type for it,
     // text/plain, was sent and refused), and a text file is refused in a page user's words, not curl's.
@@ -761,7 +772,7 @@ describe('dashboard', () => {
     // Clockwise from top-left, in pixels.
     const expected = TEXT_LINES.map(({ x: [x0, x1], y: [y0, y1] }) => [x0, y0, x1, y0, x1, y1, x0, y1].map((fraction, index) => fraction * (index % 2 ? height! : width!)));
     overlay.polygons.forEach((points, line) => points.forEach((value, index) => assert.ok(Math.abs(value - expected[line][index]) < 1e-3, `line ${line} point ${index}: ${value}`)));
-    await page.screenshot({ path: join(SCREENSHOTS, 'try-it-text.png') });
+    await screenshot(page, 'try-it-text.png');
     await closePage(page);
   });
 
@@ -875,11 +886,11 @@ describe('dashboard', () => {
       assert.equal(await ghostJob.locator('[data-testid="job-failed-chunks"] .card-value').textContent(), '1');
       assert.equal(await ghostJob.locator('[data-testid="failed-chunks"] tbody tr').count(), 1);
       assert.match((await ghostJob.locator('[data-testid="failed-chunks"] td.reason').first().textContent()) ?? '', /ghost/);
-      await page.screenshot({ path: join(SCREENSHOTS, 'jobs.png'), fullPage: true });
+      await screenshot(page, 'jobs.png', { fullPage: true });
       await closePage(page);
       const phone = await openPage(`${following.url}/dashboard/#/jobs`, { width: 390, dark: true });
       await phone.locator('section[data-job="dashboard-ghost"]').waitFor();
-      await phone.screenshot({ path: join(SCREENSHOTS, 'jobs-phone-dark.png'), fullPage: true });
+      await screenshot(phone, 'jobs-phone-dark.png', { fullPage: true });
       await closePage(phone);
 
       // Redis gone: the page says so instead of showing stale jobs.
@@ -921,7 +932,7 @@ describe('dashboard', () => {
   test('with a token set, the dashboard asks for it and then shows the models', async () => {
     const page = await openPage(`${guarded.url}/dashboard/`, { expectedErrors: TOKEN_ASKED });
     await page.locator('#token-dialog[open]').waitFor();
-    await page.screenshot({ path: join(SCREENSHOTS, 'token.png') });
+    await screenshot(page, 'token.png');
     await page.fill('#token-input', MANAGEMENT_TOKEN);
     await page.click('#token-form button[type="submit"]');
     await page.locator('tr[data-model="simple"]').waitFor();
