@@ -382,25 +382,39 @@ describe('dashboard', () => {
     const context = await browser.newContext();
     const errors: string[] = [];
     try {
-      const pages = [];
-      for (let n = 0; n < 8; n++) {
-        const page = await context.newPage();
-        page.on('pageerror', (error) => errors.push(error.message));
-        await page.goto(`${open.url}/dashboard/`);
-        pages.push(page);
-      }
-      for (const page of pages) {
-        await page.locator('#connection[data-state="live"]').waitFor({ timeout: 10_000 });
-        await page.locator('tr[data-model="simple"]').waitFor({ timeout: 10_000 });
-      }
-      // Each tab redraws on the next snapshot; then the first tab (the one that took the stream) closes.
+      // The tabs open together, as a browser restoring a session opens them; each then waits to go live on its own.
+      // Which of them reads the stream is seen from their requests.
+      const streamReaders: Page[] = [];
+      const pages = await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const page = await context.newPage();
+          page.on('pageerror', (error) => errors.push(error.message));
+          page.on('request', (request) => {
+            if (new URL(request.url()).pathname === '/dashboard/api/stream' && !streamReaders.includes(page)) streamReaders.push(page);
+          });
+          await page.goto(`${open.url}/dashboard/`);
+          return page;
+        }),
+      );
+      await Promise.all(
+        pages.map(async (page) => {
+          await page.locator('#connection[data-state="live"]').waitFor({ timeout: 10_000 });
+          await page.locator('tr[data-model="simple"]').waitFor({ timeout: 10_000 });
+        }),
+      );
+      // Each tab redraws on the next snapshot; then the tab that took the stream closes.
       const redrawn = async (page: Page) => {
         await page.evaluate(() => ((document.querySelector('tr[data-model="simple"]') as HTMLElement).dataset.drawn = 'before'));
         await page.waitForFunction(() => (document.querySelector('tr[data-model="simple"]') as HTMLElement).dataset.drawn === undefined, undefined, { timeout: 10_000 });
       };
       await Promise.all(pages.map(redrawn));
-      await pages.shift()!.close();
+      assert.equal(streamReaders.length, 1, 'one tab reads the stream for all eight');
+      const reader = streamReaders[0]!;
+      pages.splice(pages.indexOf(reader), 1);
+      await reader.close();
       await Promise.all(pages.map(redrawn));
+      assert.equal(streamReaders.length, 2, 'another tab took the stream over');
+      assert.ok(pages.includes(streamReaders[1]!));
       assert.deepEqual(errors, []);
     } finally {
       await context.close();
