@@ -47,10 +47,19 @@ describe('dashboard try-it panel, bundled models', () => {
     assert.deepEqual(pageErrors.splice(0), [], 'the page threw or logged an error');
   };
 
-  test("the V2 JSON template of every bundled model is the model's wire inputs, which the server takes as they stand (an image input: a clear word on the empty image)", async () => {
+  // One page per bundled model for both checks: opening a page is most of each model's time here.
+  test("each bundled model's panel: what it does with an image follows what the server reports of the model, not its name (ocr_detection is no object detector); its V2 JSON template is the model's wire inputs, which the server takes as they stand (an image input: a clear word on the empty image)", async () => {
+    const overview = (await (await fetch(`${served.url}/dashboard/api/overview`)).json()) as { models: { name: string; versions: { image_routes?: unknown }[] }[] };
+    const expected: Record<string, string> = { fashion_mnist: 'classify', object_detection: 'detect', ocr: 'text', ocr_detection: '', ocr_direction: '', ocr_recognition: '' };
     for (const model of BUNDLED) {
+      const reported = overview.models.find((candidate) => candidate.name === model)!.versions[0]!.image_routes;
+      assert.deepEqual(reported, served.server.imageRoutes(model), `${model}: the snapshot's image routes are the server's`);
       const metadata = (await (await fetch(`${served.url}/v2/models/${model}`)).json()) as { inputs: { name: string; datatype: string }[] };
       const page = await openTry(model, IMAGE_MODELS.has(model) ? /status of 400/ : undefined);
+      await page.waitForFunction(() => document.querySelectorAll('#try-mode option').length > 0);
+      assert.equal(await page.locator('#try-mode').inputValue(), expected[model], `${model}: its image mode`);
+      assert.equal(await page.locator('#try-file').isDisabled(), expected[model] === '', `${model}: the file picker is open to images only where a route takes them`);
+
       await page.waitForFunction(() => (document.getElementById('try-json') as HTMLTextAreaElement).value !== '');
       const template = JSON.parse(await page.locator('#try-json').inputValue());
       assert.deepEqual(
@@ -74,19 +83,7 @@ describe('dashboard try-it panel, bundled models', () => {
       await closePage(page);
     }
   });
-  test('what the panel does with an image follows what the server reports of the model, not its name: ocr_detection is no object detector', async () => {
-    const overview = (await (await fetch(`${served.url}/dashboard/api/overview`)).json()) as { models: { name: string; versions: { image_routes?: unknown }[] }[] };
-    const expected: Record<string, string> = { fashion_mnist: 'classify', object_detection: 'detect', ocr: 'text', ocr_detection: '', ocr_direction: '', ocr_recognition: '' };
-    for (const model of BUNDLED) {
-      const reported = overview.models.find((candidate) => candidate.name === model)!.versions[0]!.image_routes;
-      assert.deepEqual(reported, served.server.imageRoutes(model), `${model}: the snapshot's image routes are the server's`);
-      const page = await openTry(model);
-      await page.waitForFunction(() => document.querySelectorAll('#try-mode option').length > 0);
-      assert.equal(await page.locator('#try-mode').inputValue(), expected[model], `${model}: its image mode`);
-      assert.equal(await page.locator('#try-file').isDisabled(), expected[model] === '', `${model}: the file picker is open to images only where a route takes them`);
-      await closePage(page);
-    }
-  });
+
   test("a detector's score threshold, merge overlap and box count are sent with the image and redraw its boxes; the answer's phase timings are shown", { timeout: 120_000 }, async () => {
     const cat = join(process.cwd(), 'examples', 'images', 'cat.jpg');
     const detect = async (query: string) => {
