@@ -139,12 +139,11 @@ test('test images made unlike the training set are flagged: inverted and brighte
   assert.equal(two.examples, 2);
   assert.equal(two.outOfDistribution, 2);
   assert.equal(two.state, 'insufficient_data');
-  // For CI: --fail-on exits 1 at that state or worse; too little data never fails.
-  const failOn = (data: string) => nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--data', data, '--fail-on', 'drift']);
-  const failed = await failOn(join(work, 'inverted'));
+  // For CI: --fail-on exits 1 at that state or worse (which states fail, too little data never among them: failsAt's
+  // test in src/monitoring/drift-report.test.ts).
+  const failed = await nereid(['monitor', '--model', 'fashion_mnist', '--model-repository', join(ROOT, 'models'), '--data', join(work, 'inverted'), '--fail-on', 'drift']);
   assert.equal(failed.code, 1);
   assert.match(failed.stderr, /state drift, at or beyond --fail-on drift; exiting 1/);
-  assert.equal((await failOn(join(work, 'two'))).code, 0);
   // Darker images look like garments to the network (few flagged) but their brightness has drifted, and the estimate follows the accuracy down.
   const labels = (await readFile(join(ROOT, 'models', 'fashion_mnist', 'labels.txt'), 'utf8')).trim().split('\n');
   await writeFashionMnistPngs(join(work, 'faded'), 't10k', 1000, (label) => classFolderName(labels[label]), (image) => image.linear(0.85, 20));

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { defaultOf } from '../config/schema-defaults.js';
-import { type DriftLevel, worstLevel } from '../monitoring/drift-report.js';
+import { type DriftLevel, failsAt } from '../monitoring/drift-report.js';
 import { profileOptionsSchema } from '../tools/profile-options.js';
 import { integer, number, oneRepository, versionNumber } from './arguments.js';
 import { commandLogger, serverClient, serverConnectionOptions, verdictCommand } from './command-support.js';
@@ -125,7 +125,7 @@ export function addMonitoringCommands(program: Command): void {
     )
     .action(async (flags) => {
       const failOn = (state: string) => {
-        if (!flags.failOn || state === 'insufficient_data' || worstLevel([state as DriftLevel, flags.failOn]) !== state) return;
+        if (!flags.failOn || !failsAt(state as DriftLevel | 'insufficient_data', flags.failOn)) return;
         process.exitCode = 1;
         console.error(`nereid monitor: state ${state}, at or beyond --fail-on ${flags.failOn}; exiting 1`);
       };

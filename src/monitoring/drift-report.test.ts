@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { mulberry32 } from '../onnx/test-models.js';
-import { numericFeatureDrift } from './drift-report.js';
+import { failsAt, numericFeatureDrift } from './drift-report.js';
 import { summariseFeature } from './reference-profile.js';
 
 function normalSource(seed: number): () => number {
@@ -26,4 +26,10 @@ test("a numeric feature's level counts KS D and PSI beyond chance: 300 in-distri
   const shifted = numericFeatureDrift('input.value', reference, window(0.8));
   assert.equal(shifted.level, 'drift', JSON.stringify(shifted));
   assert.ok(shifted.chanceKs! > 0.06 && shifted.chanceKs! < 0.063, String(shifted.chanceKs));
+});
+
+test('monitor --fail-on fails at its level or worse, and never on too little data to judge', () => {
+  const states = ['insufficient_data', 'ok', 'warning', 'drift'] as const;
+  assert.deepEqual(states.filter((state) => failsAt(state, 'warning')), ['warning', 'drift']);
+  assert.deepEqual(states.filter((state) => failsAt(state, 'drift')), ['drift']);
 });

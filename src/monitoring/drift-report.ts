@@ -70,6 +70,9 @@ export const levelOf = (value: number, thresholds: { readonly warning: number; r
 /** The most severe of the levels ('ok' for none). */
 export const worstLevel = (levels: readonly DriftLevel[]): DriftLevel => DRIFT_LEVELS[Math.max(0, ...levels.map((level) => DRIFT_LEVELS.indexOf(level)))];
 
+/** Whether `state` fails a gate set at `failOn` (monitor --fail-on): that level or worse; too little data to judge never fails. */
+export const failsAt = (state: DriftLevel | 'insufficient_data', failOn: DriftLevel): boolean => state !== 'insufficient_data' && worstLevel([state, failOn]) === state;
+
 /** A numeric feature's drift: PSI over the reference's bins and KS D against its sample; the level is the worse of the two. */
 export function numericFeatureDrift(feature: string, reference: FeatureSummary, values: ArrayLike<number>, judgement = DEFAULT_JUDGEMENT): FeatureDrift {
   return judged(numericDrift(feature, reference, values, judgement.thresholds), judgement);
