@@ -15,7 +15,7 @@ import { gzipSync } from 'node:zlib';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { batchJobStatus, chunkJobId, DEFAULT_QUEUE_NAME, runDistributedBatchJob } from '../src/jobs/index.js';
+import { batchJobStatus, cancelBatchJob, chunkJobId, DEFAULT_QUEUE_NAME, formatStatus, runDistributedBatchJob } from '../src/jobs/index.js';
 import { scaleModel, writeModel } from '../src/onnx/test-models.js';
 import { createServer } from '../src/server/create-server.js';
 import type { Server } from '../src/server/server.js';
@@ -440,8 +440,9 @@ describe('distributed batch jobs', () => {
       assert.equal(summary.lostChunks, undefined);
       assert.equal((await readOutput(output)).size, 0);
 
-      const status = await cli(['batch', 'status', '--queue', queueUrl, '--queue-name', 'cancel', '--job', job]);
-      assert.match(status.stdout, /cancelled at .* \(nereid batch cancel\); the same nereid batch command resumes it/);
+      // What `nereid batch status` prints, read in process (test/batch-cli-exit.test.ts runs the command on a cancelled job).
+      const status = formatStatus(await batchJobStatus({ queue: queueUrl, queueName: 'cancel', job }));
+      assert.match(status, /cancelled at .* \(nereid batch cancel\); the same nereid batch command resumes it/);
 
       startWorker('w-cancel', ['--queue-name', 'cancel']);
       const resumed = await cli(args);
@@ -449,17 +450,14 @@ describe('distributed batch jobs', () => {
       const records = await readOutput(output);
       assert.equal(records.size, 8);
       for (const record of records.values()) assert.equal(record.error, null, String(record.error));
-      const after = JSON.parse((await cli(['batch', 'status', '--queue', queueUrl, '--queue-name', 'cancel', '--job', job, '--json'])).stdout) as { cancelledAt?: string; recordsWritten: number };
+      const after = await batchJobStatus({ queue: queueUrl, queueName: 'cancel', job });
       assert.equal(after.cancelledAt, undefined, 'the rerun cleared the cancel');
       assert.equal(after.recordsWritten, 8);
 
-      // A finished job has nothing to cancel, and an unknown one is named.
-      const again = await cli(['batch', 'cancel', '--queue', queueUrl, '--queue-name', 'cancel', '--job', job]);
-      assert.notEqual(again.code, 0);
-      assert.match(again.stderr, /batch job 'to-cancel' has written all its 8 record\(s\): nothing is left to cancel/);
-      const unknown = await cli(['batch', 'cancel', '--queue', queueUrl, '--queue-name', 'cancel', '--job', 'nope']);
-      assert.notEqual(unknown.code, 0);
-      assert.match(unknown.stderr, /no batch job 'nope' on queue 'cancel'/);
+      // A finished job has nothing to cancel, and an unknown one is named: what the command refuses with (its exit
+      // statuses for both are test/batch-cli-exit.test.ts's), in process.
+      await assert.rejects(cancelBatchJob({ queue: queueUrl, queueName: 'cancel', job }), /batch job 'to-cancel' has written all its 8 record\(s\): nothing is left to cancel/);
+      await assert.rejects(cancelBatchJob({ queue: queueUrl, queueName: 'cancel', job: 'nope' }), /no batch job 'nope' on queue 'cancel'/);
     } finally {
       await cancelQueue.close();
     }
@@ -634,8 +632,8 @@ describe('distributed batch jobs', () => {
       assert.ok(ttl > 0 && ttl <= 600, `ttl ${ttl}`);
       const finishedAt = await client.hget(hash('kept-job'), 'finished_at');
       assert.ok(finishedAt && Date.parse(finishedAt) <= Date.now(), String(finishedAt));
-      const status = await cli(['batch', 'status', '--queue', queueUrl, '--job', 'kept-job']);
-      assert.match(status.stdout + status.stderr, new RegExp(`finished at ${finishedAt}`));
+      // What `nereid batch status` prints, read in process.
+      assert.match(formatStatus(await batchJobStatus({ queue: queueUrl, job: 'kept-job' })), new RegExp(`finished at ${finishedAt}`));
       // Run again with 0: the hash stays for good.
       const kept = await run('kept', 'kept-job', ['--keep-finished-s', '0', '--restart']);
       assert.equal(kept.code, 0, kept.stderr);
