@@ -33,8 +33,15 @@ test('nereid tune searches within its budget, writes a config the server loads, 
     assert.equal(code, 0, stderr);
     const report = JSON.parse(stdout) as TuneReport & { written: { path: string; backup: string } | null };
     assert.equal(report.written?.path, join(repository, 'cnn', 'config.yaml'));
-    // The budget stops new measurements from starting; one already started may finish past it (2 levels × 0.7 s, and its load).
-    assert.ok(report.seconds <= budget + 5, `searched for ${report.seconds} s with a budget of ${budget} s`);
+    // The budget decides which measurements start: each candidate only while what it and a confirmation are planned to
+    // take still fits, each later confirmation only while its own does (the time a measurement then takes is the machine's).
+    const planned = report.candidateSeconds! + report.confirmationSeconds!;
+    for (const measured of report.results.slice(1)) {
+      assert.ok(measured.startedAtSeconds! + planned <= budget, `${measured.step} started at ${measured.startedAtSeconds} s, with ${planned} s planned and a budget of ${budget} s`);
+    }
+    for (const later of [...(report.notConfirmed ?? []), report.confirmation].slice(1)) {
+      if (later) assert.ok(later.startedAtSeconds! + report.confirmationSeconds! <= budget, `a confirmation started at ${later.startedAtSeconds} s`);
+    }
     assert.equal(report.results[0].step, 'current config');
     assert.ok(report.results.length >= 3, `${report.results.length} configs measured`);
     assert.deepEqual(report.batchCurve.map((point) => point.batchSize), [1, 2, 4, 8, 16, 32]);
@@ -125,7 +132,11 @@ test('tune exits 1 when no config meets --p99-ms, naming the bound and the confi
     const unmet = await runCli([...quick, '--p99-ms', '0.001', '--json'], 60_000);
     assert.equal(unmet.code, 1, unmet.stderr);
     assert.match(unmet.stderr, /nereid: no configuration met p99 ≤ 0\.001 ms \(--p99-ms\); the best seen: #0 v1 .*, p99 \d+\.\d\d ms at c=1 \(\d+\.\d inferences\/s\)/);
-    assert.equal((JSON.parse(unmet.stdout) as TuneReport).winner, undefined);
+    const unmetReport = JSON.parse(unmet.stdout) as TuneReport;
+    assert.equal(unmetReport.winner, undefined);
+    // A candidate (0.2 s) and its confirmation (3 rounds of two) do not fit --budget-s 1: none starts, each is listed.
+    assert.deepEqual(unmetReport.results.map((measured) => measured.step), ['current config']);
+    assert.ok(unmetReport.skipped.length > 0 && unmetReport.skipped.every((line) => line.endsWith('(--budget-s reached)')), unmetReport.skipped.join('\n'));
 
     const percent = await runCli([...quick, '--min-gain', '5'], 60_000);
     assert.equal(percent.code, 2);

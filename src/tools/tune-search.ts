@@ -42,6 +42,8 @@ export interface Measured {
   /** Why it was tried: 'current config', 'instances', 'batch size', 'queue delay', 'latency-aware', 'graph', 'version'. */
   step: string;
   levels: LevelResult[];
+  /** Seconds into the search when its measurement began: the budget is checked then, for what it is planned to take. */
+  startedAtSeconds?: number;
 }
 
 export type Objective = { kind: 'throughput' } | { kind: 'p99'; maxMs: number } | { kind: 'cost'; maxUsdPer1000: number; usdPerCoreHour: number };

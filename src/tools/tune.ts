@@ -80,6 +80,8 @@ export interface Confirmation {
   needed: number;
   held: boolean;
   lost: LostLevel[];
+  /** Seconds into the search when its first round began. */
+  startedAtSeconds?: number;
 }
 
 export interface TuneReport {
@@ -107,6 +109,12 @@ export interface TuneReport {
   skipped: string[];
   /** Why --budget-s could measure nothing but the config as written (it keeps the confirmation's time out of the search's), when that was so from the start. */
   budgetTooShort?: string;
+  /**
+   * What the search plans for one candidate's measurement and for a confirmation, in seconds: a candidate starts only
+   * while its start plus both still fit --budget-s, a later confirmation while its start plus its own do.
+   */
+  candidateSeconds?: number;
+  confirmationSeconds?: number;
   seconds: number;
   date: string;
 }
@@ -313,6 +321,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
   // Said before anything is measured (the search would stop after the config as written), and again in the report.
   const tooShort = budgetTooShort(settings, batchSizesUpTo(settings.maxBatchSizeLimit ?? DEFAULT_MAX_BATCH_SIZE_LIMIT).length);
   if (tooShort) logger.warn(`${tooShort}; only the config as written will be measured`);
+  // The confirmation of a winner is measured within the budget too: the search leaves it its time.
+  const confirmationSeconds = 2 * settings.confirmRounds * candidateSeconds(settings);
   const server = await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, logger, monitoring: false });
   await server.start();
   const tuner = new Tuner(server, settings, logger);
@@ -333,14 +343,13 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const written = current.config as unknown as Record<string, unknown>;
     // Every version folder, served or not (an int8 version the policy leaves out is worth measuring too).
     const versions = (await versionFolders(join(settings.modelRepository, settings.model))).map(String);
-    results.push({ candidate: currentCandidate(current, cores), step: 'current config', levels: await tuner.measure(current) });
+    results.push({ candidate: currentCandidate(current, cores), step: 'current config', startedAtSeconds: tuner.elapsedSeconds, levels: await tuner.measure(current) });
 
     const configOf = (candidate: Candidate) => ({ ...candidateConfig(written, candidate), version_policy: { specific: { versions: [Number(candidate.version)] } } });
-    // The confirmation of a winner is measured within the budget too: the search leaves it its time.
-    const confirmationSeconds = 2 * settings.confirmRounds * tuner.candidateSeconds;
     const tryCandidate = async (candidate: Candidate, step: string): Promise<Measured | undefined> => {
       if (results.some((measured) => sameCandidate(measured.candidate, candidate))) return undefined;
-      if (tuner.elapsedSeconds + tuner.candidateSeconds + confirmationSeconds > settings.budgetSeconds) {
+      const startedAtSeconds = tuner.elapsedSeconds;
+      if (startedAtSeconds + tuner.candidateSeconds + confirmationSeconds > settings.budgetSeconds) {
         // The same candidate can come up twice (from the best so far and from the config as written): listed once.
         const notMeasured = `${step}: ${describeCandidate(candidate)} (--budget-s reached)`;
         if (!skipped.includes(notMeasured)) skipped.push(notMeasured);
@@ -349,7 +358,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
       progress(describeCandidate(candidate));
       try {
         const model = await tuner.load(configOf(candidate));
-        const measured = { candidate, step, levels: await tuner.measure(model) };
+        const measured = { candidate, step, startedAtSeconds, levels: await tuner.measure(model) };
         results.push(measured);
         return measured;
       } catch (error) {
@@ -396,7 +405,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
       const judgedThroughputOrNull = (measured: Measured) => judgedLevel(measured, objective)?.throughput ?? null;
       const toConfirm = order.slice(0, CONFIRMED_CANDIDATES);
       for (const [at, { index: candidate }] of toConfirm.entries()) {
-        if (at > 0 && tuner.elapsedSeconds + confirmationSeconds > settings.budgetSeconds) {
+        const startedAtSeconds = tuner.elapsedSeconds;
+        if (at > 0 && startedAtSeconds + confirmationSeconds > settings.budgetSeconds) {
           skipped.push(...toConfirm.slice(at).map(({ index }) => `confirmation: ${describeCandidate(results[index].candidate)} (--budget-s reached)`));
           break;
         }
@@ -409,7 +419,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
           rounds.push(again);
         }
         const verdict = confirmedGain(rounds, objective, settings.minGain);
-        confirmation = { candidate, rounds: rounds.map((round) => ({ current: judgedThroughputOrNull(round.current), chosen: judgedThroughputOrNull(round.chosen) })), ...verdict, needed: 1 + settings.minGain };
+        confirmation = { candidate, startedAtSeconds, rounds: rounds.map((round) => ({ current: judgedThroughputOrNull(round.current), chosen: judgedThroughputOrNull(round.chosen) })), ...verdict, needed: 1 + settings.minGain };
         chosen = verdict.held ? candidate : 0;
         if (verdict.held) break;
       }
@@ -433,6 +443,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     notConfirmed,
     skipped,
     ...(tooShort ? { budgetTooShort: tooShort } : {}),
+    candidateSeconds: candidateSeconds(settings),
+    confirmationSeconds,
     seconds: tuner.elapsedSeconds,
     date: new Date().toISOString(),
   };
