@@ -18,6 +18,7 @@ import { addSubModel, writeModel } from '../src/onnx/test-models.js';
 import type { InferenceRequest } from '../src/core/inference.js';
 import { SIMPLE_BENCH_CONFIG } from './model-setup.js';
 import { numberOption } from './options.js';
+import { finiteMedian } from './rounds.js';
 import { describeSource, sourceState } from './environment.js';
 import { markdownTable } from './report.js';
 
@@ -70,8 +71,6 @@ function simpleRequest(): InferenceRequest {
   };
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
 export async function runCoreCost(options: CoreCostOptions): Promise<void> {
   const repository = await mkdtemp(join(tmpdir(), 'nereid-core-cost-'));
   try {
@@ -102,7 +101,7 @@ export async function runCoreCost(options: CoreCostOptions): Promise<void> {
         const after = (await server.modelStatistics('simple')).model_stats[0]!;
         const meanBatch = (after.inference_count - before.inference_count) / Math.max(1, after.execution_count - before.execution_count);
         const cpu = measured.map((each) => each.cpuUs);
-        rows.push([String(concurrency), median(cpu).toFixed(2), Math.min(...cpu).toFixed(2), median(measured.map((each) => each.wallUs)).toFixed(2), meanBatch.toFixed(2)]);
+        rows.push([String(concurrency), finiteMedian(cpu).toFixed(2), Math.min(...cpu).toFixed(2), finiteMedian(measured.map((each) => each.wallUs)).toFixed(2), meanBatch.toFixed(2)]);
       }
       console.log(`npm run bench -- --core-cost --concurrency ${options.concurrency.join(',')} --requests ${options.requests} --rounds ${options.rounds}`);
       console.log(`${new Date().toISOString()}; ${describeSource(sourceState())}\n`);

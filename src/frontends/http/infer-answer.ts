@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, retryAfterSeconds } from '../../core/errors.js';
-import { requestedOutputOf, type RequestContext, type RequestedOutput } from '../../core/inference.js';
+import { requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, type RawInputModel } from '../../protocol/v2-json.js';
 import type { Server } from '../../server/server.js';
 import { answerEncodingOf, compressAnswer } from './response-compression.js';
@@ -18,6 +18,12 @@ export interface HttpInferRequest {
   version: string | undefined;
   /** The parsed query string, when there is one (`?outputs=`). */
   query?: unknown;
+}
+
+/** What travels beside an HTTP inference request into the core: its cancel signal, its id, and the client's trace context. */
+export function httpRequestContext(headers: IncomingHttpHeaders, signal: CancelSignal, requestId: string): RequestContext {
+  const traceparent = headers.traceparent;
+  return { signal, requestId, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
 }
 
 /** An answer ready to write: its bytes in order, and the headers that describe them. */

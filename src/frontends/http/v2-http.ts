@@ -25,7 +25,7 @@ import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
 import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
-import { answerInference, failureHeaders, httpFailureOf, writeAnswer, type HttpFailure } from './infer-answer.js';
+import { answerInference, failureHeaders, httpFailureOf, httpRequestContext, writeAnswer, type HttpFailure } from './infer-answer.js';
 import { cancelledOnClose, directInference, type DirectInference } from './direct-inference.js';
 import { logAccess } from './access-log.js';
 import { PROTECTIVE_HEAD_LINES, protectAnswer } from '../../core/protective-headers.js';
@@ -110,8 +110,7 @@ const contexts = new WeakMap<FastifyRequest, RequestContext>();
 
 /** What travels beside an HTTP request into the core. */
 function contextOf(request: FastifyRequest, reply: FastifyReply): RequestContext {
-  const traceparent = request.headers.traceparent;
-  const context = { signal: cancelledOnClose(reply.raw), requestId: request.id, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+  const context = httpRequestContext(request.headers, cancelledOnClose(reply.raw), request.id);
   contexts.set(request, context);
   return context;
 }
