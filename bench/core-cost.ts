@@ -15,7 +15,7 @@ import { pino } from 'pino';
 import { stringify as stringifyYaml } from 'yaml';
 import { createServer } from '../src/server/create-server.js';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
-import type { InferenceRequest } from '../src/core/inference.js';
+import { ClientCancellation, type InferenceRequest } from '../src/core/inference.js';
 import { SIMPLE_BENCH_CONFIG } from './model-setup.js';
 import { numberOption } from './options.js';
 import { finiteMedian } from './rounds.js';
@@ -26,7 +26,8 @@ export const CORE_COST_HELP = `Usage: npm run bench -- --core-cost [options]
 
 Calls server.infer in this process (no HTTP, no gRPC) on the tiny 'simple' model (add/sub INT32 [1,16],
 max_batch_size 64, dynamic batching) from --concurrency callers in a closed loop, and prints the CPU and wall
-microseconds per request: the core's cost alone, to set beside the HTTP cells of --model simple.
+microseconds per request: the core's cost alone, to set beside the HTTP cells of --model simple. Each request
+carries a cancel signal, as the HTTP and gRPC front ends' requests do.
 
 Options:
   --concurrency LIST   callers in flight, comma-separated                         [1,64]
@@ -83,7 +84,8 @@ export async function runCoreCost(options: CoreCostOptions): Promise<void> {
         const caller = async () => {
           while (sent < total) {
             sent += 1;
-            await server.infer(simpleRequest());
+            // As the HTTP and gRPC front ends call it: with the client's cancel signal.
+            await server.infer(simpleRequest(), { signal: new ClientCancellation() });
           }
         };
         const cpu = process.cpuUsage();

@@ -93,26 +93,32 @@ export function requestedOutputOf(name: string, parameters: Parameters | undefin
 }
 
 /**
+ * What hears a cancellation: a function, or an object whose handleEvent is called (as EventTarget takes). A queued
+ * request listens as itself, so that queuing it allocates no closure.
+ */
+export type AbortListener = (() => void) | { handleEvent(): void };
+
+/**
  * What the core needs of an AbortSignal: whether it fired, and a way to hear when it does. An
  * AbortSignal is one; ClientCancellation is a cheaper one for the per-request hot path.
  */
 export interface CancelSignal {
   readonly aborted: boolean;
-  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
-  removeEventListener(type: 'abort', listener: () => void): void;
+  addEventListener(type: 'abort', listener: AbortListener, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: AbortListener): void;
 }
 
 /** A CancelSignal without EventTarget's cost: creating an AbortController per request shows in profiles. */
 export class ClientCancellation implements CancelSignal {
   aborted = false;
-  private readonly listeners: (() => void)[] = [];
+  private readonly listeners: AbortListener[] = [];
 
-  addEventListener(_type: 'abort', listener: () => void): void {
-    if (this.aborted) listener();
+  addEventListener(_type: 'abort', listener: AbortListener): void {
+    if (this.aborted) hear(listener);
     else this.listeners.push(listener);
   }
 
-  removeEventListener(_type: 'abort', listener: () => void): void {
+  removeEventListener(_type: 'abort', listener: AbortListener): void {
     const index = this.listeners.indexOf(listener);
     if (index >= 0) this.listeners.splice(index, 1);
   }
@@ -120,8 +126,13 @@ export class ClientCancellation implements CancelSignal {
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
-    for (const listener of this.listeners.splice(0)) listener();
+    for (const listener of this.listeners.splice(0)) hear(listener);
   }
+}
+
+function hear(listener: AbortListener): void {
+  if (typeof listener === 'function') listener();
+  else listener.handleEvent();
 }
 
 export interface InferenceRequest {

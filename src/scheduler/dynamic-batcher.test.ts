@@ -20,6 +20,7 @@ import { isError, watchTimeoutOverflow } from '../../test/support/checks.js';
 import { CountWaiters } from '../../test/support/count-waiters.js';
 import { COMPUTE_NS, type BackendInstance, type ModelSignature, type RunOptions, type RunOutputs } from '../backends/backend.js';
 import { NereidError } from '../core/errors.js';
+import { ClientCancellation } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import { ModelStatistics } from '../observability/model-statistics.js';
 import { DynamicBatcher, UNBATCHED_POLICY, type BatcherPolicy, type QueuePolicy } from './dynamic-batcher.js';
@@ -1329,6 +1330,27 @@ describe('DynamicBatcher: cancellation', () => {
     assertOwnResult(await blocker, [0]);
     assertOwnResult(await a, [1]);
     assertOwnResult(await c, [3]);
+  });
+
+  it("the core's ClientCancellation cancels a queued request too, and a request that left the queue stops listening", async () => {
+    const h = new Harness({ maxBatchSize: 8 });
+    const blocker = h.schedule(fp32Request([0]));
+    await flush();
+    const gone = new ClientCancellation();
+    const staying = new ClientCancellation();
+    const cancelled = h.schedule(fp32Request([1], { signal: gone }));
+    const kept = h.schedule(fp32Request([2], { signal: staying }));
+    gone.abort();
+    await assert.rejects(cancelled, isError('CANCELLED'));
+    assert.equal(h.batcher.queued, 1);
+    await release(h, 0);
+    assert.deepEqual(h.batches(), [[0], [2]]);
+    // Its batch has left the queue: a client leaving now changes nothing for the batch under way.
+    assert.equal((staying as unknown as { listeners: unknown[] }).listeners.length, 0);
+    staying.abort();
+    await release(h, 1);
+    assertOwnResult(await blocker, [0]);
+    assertOwnResult(await kept, [2]);
   });
 
   it('aborting a request in the turn it was scheduled drops it before the dispatch', async () => {
