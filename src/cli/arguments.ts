@@ -99,6 +99,9 @@ export function versionNumber(value: string): string {
   if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a version number: 1, 2, …');
   return value;
 }
+/** 1,2: versions separated by commas, each checked by the command's schema (which names what is not a version). */
+export const versionList = (value: string): string[] => value.split(',').map((part) => part.trim());
+
 /** NAME=D1,D2,…: one input's dims after the batch dimension. */
 export function inputShape(value: string, previous: Record<string, number[]> | undefined): Record<string, number[]> {
   const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value);

@@ -3,7 +3,7 @@ import { defaultOf } from '../config/schema-defaults.js';
 import { GATE_METRICS } from '../eval/accuracy-gate.js';
 import { DEFAULT_TOP_K, evalOptionsSchema } from '../eval/eval-options.js';
 import { OUTPUT_KINDS } from '../eval/output-comparison.js';
-import { chartPath, integer, number, oneRepository } from './arguments.js';
+import { chartPath, integer, number, oneRepository, versionList } from './arguments.js';
 import { allowCodeModelsOption, commandLogger, verdictCommand } from './command-support.js';
 import { checkWritableFile } from './output-files.js';
 
@@ -13,7 +13,7 @@ export function addEvalCommand(program: Command): void {
     .description("score a model's versions side by side on the same examples: against labels (accuracy, per-class figures, calibration; text accuracy for CTC recognisers) and against the first version (agreement, output deltas), with size and speed; with --gate, exit 1 when the last version fails it")
     .requiredOption('--model <name>', 'model to evaluate')
     .requiredOption('--data <path>', "a folder of images (one sub-folder per class, named as the model's labels, or none: unlabelled), a Parquet file with a column of images, or a JSONL, CSV or Parquet file of input tensors; an optional label field or column")
-    .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', (value: string) => value.split(',').map((part) => part.trim()))
+    .option('--versions <list>', 'versions to compare, the first as the reference, e.g. 1,2 (default: those the model\'s policy loads)', versionList)
     .option('--model-repository <dir>', 'model repository to load the model from, in this process (default: the example repository that ships with Nereid)', oneRepository)
     .addOption(allowCodeModelsOption())
     .option('--output <name>', 'output to judge (default: the first)')

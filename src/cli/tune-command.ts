@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { defaultOf } from '../config/schema-defaults.js';
 import { tuneOptionsSchema } from '../tools/tune-options.js';
-import { chartPath, inputShape, integer, integerList, number, oneRepository, seconds } from './arguments.js';
+import { chartPath, inputShape, integer, integerList, number, oneRepository, seconds, versionList } from './arguments.js';
 import { allowCodeModelsOption, commandLogger, verdictCommand } from './command-support.js';
 import { checkWritableFile } from './output-files.js';
 
@@ -15,6 +15,7 @@ export function addTuneCommand(program: Command): void {
     .requiredOption('--model <name>', 'model to tune')
     .option('--model-repository <dir>', 'model repository (default: the example repository that ships with Nereid)', oneRepository)
     .addOption(allowCodeModelsOption())
+    .option('--versions <list>', "the versions the version step measures, e.g. 1,2 (default: every version folder, served by the model's policy or not; the report says which it serves)", versionList)
     .addOption(
       new Option('--concurrency <list>', 'closed-loop client concurrency levels each config is measured at').argParser(integerList).default(defaultOf(tuneOptionsSchema, 'concurrency'), defaultOf(tuneOptionsSchema, 'concurrency').join(',')),
     )
@@ -48,6 +49,7 @@ export function addTuneCommand(program: Command): void {
           modelRepository: flags.modelRepository,
           allowCodeModels: flags.allowCodeModels,
           model: flags.model,
+          versions: flags.versions,
           concurrency: flags.concurrency,
           p99Ms: flags.p99Ms,
           maxCostUsd: flags.maxCost,

@@ -3,6 +3,7 @@
  * loading the core.
  */
 import { z } from 'zod';
+import { versionListSchema } from '../config/version-list.js';
 import { serverOptionsSchema } from '../server/server-options.js';
 import { MIN_GATE_EXAMPLES } from './accuracy-gate.js';
 import { OUTPUT_KINDS } from './output-comparison.js';
@@ -12,13 +13,7 @@ export const evalOptionsSchema = z.object({
   model: z.string().min(1),
   allowCodeModels: serverOptionsSchema.shape.allowCodeModels,
   /** Versions to compare, the first being the reference; empty: the versions the model's policy loads. */
-  versions: z
-    .array(z.string())
-    .superRefine((versions, context) => {
-      // Said of the list, quoting what arrived: '--versions.1' names no flag a person typed.
-      const wrong = versions.filter((version) => !/^[1-9]\d*$/.test(version));
-      if (wrong.length > 0) context.addIssue({ code: 'custom', message: `${wrong.map((version) => `'${version}'`).join(', ')} ${wrong.length === 1 ? 'is not a version' : 'are not versions'}: a version is a positive integer, e.g. --versions 1,2` });
-    })
+  versions: versionListSchema
     .refine((versions) => new Set(versions).size === versions.length, 'a version is named twice; a version compared with itself passes any gate')
     .default([]),
   /** A folder of images (one sub-folder per class when labelled), or a batch job's input file (JSONL, CSV, Parquet). */

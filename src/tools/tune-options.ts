@@ -3,12 +3,18 @@
  * loading the core.
  */
 import { z } from 'zod';
+import { versionListSchema } from '../config/version-list.js';
 import { serverOptionsSchema } from '../server/server-options.js';
 
 export const tuneOptionsSchema = z.object({
   modelRepository: z.string().min(1),
   model: z.string().min(1),
   allowCodeModels: serverOptionsSchema.shape.allowCodeModels,
+  /**
+   * The versions the search's version step measures; empty: every version folder, served or not (an int8 version the
+   * policy leaves out is worth knowing about). Each must have a folder.
+   */
+  versions: versionListSchema.default([]),
   /** Client concurrency levels each candidate is measured at (closed loop). */
   concurrency: z.array(z.int().positive()).min(1).default([1, 16]),
   warmupSeconds: z.number().nonnegative().default(1),

@@ -31,6 +31,7 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   if (report.batchCurve.length) {
     lines.push(`batch curve (compute per row, one instance, ${report.cores} threads): ${report.batchCurve.map((point) => `${point.batchSize}: ${(point.computeNsPerRow / 1e6).toFixed(3)} ms`).join(', ')}`);
   }
+  if (report.servedVersions && report.versions) lines.push(versionsLine(report.servedVersions, report.versions));
   const levels = report.results[0].levels.map((level) => level.concurrency);
   lines.push('');
   lines.push(`| # | step | config | ${levels.map((c) => `c=${c} inf/s`).join(' | ')} | p50 / p95 / p99 ms | CPU ms/inf | $/1k inf | rows/batch | front |`);
@@ -38,8 +39,9 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   report.results.forEach((measured, index) => {
     const shown = shownLevelOf(report, index);
     const marks = `${measured.paretoLevels.length ? `● c=${measured.paretoLevels.join(',')}` : ''}${index === report.winner ? ' ← best' : ''}${index === report.best && index !== report.winner ? ' ← best of the served version' : ''}`;
+    const unserved = report.servedVersions && !report.servedVersions.includes(measured.candidate.version) ? ' (not served)' : '';
     lines.push(
-      `| ${index} | ${measured.step} | ${describeCandidate(measured.candidate)} | ${measured.levels.map((level) => fixed(level.throughput, 1)).join(' | ')} | ${fixed(shown.p50Ms, 2)} / ${fixed(shown.p95Ms, 2)} / ${fixed(shown.p99Ms, 2)} (c=${shown.concurrency}) | ${fixed(shown.cpuSecondsPerInference * 1000, 3)} | ${fixed(usdPer1000(shown.cpuSecondsPerInference, usdPerCoreHour), 6)} | ${fixed(shown.meanBatchRows, 1)} | ${marks} |`,
+      `| ${index} | ${measured.step}${unserved} | ${describeCandidate(measured.candidate)} | ${measured.levels.map((level) => fixed(level.throughput, 1)).join(' | ')} | ${fixed(shown.p50Ms, 2)} / ${fixed(shown.p95Ms, 2)} / ${fixed(shown.p99Ms, 2)} (c=${shown.concurrency}) | ${fixed(shown.cpuSecondsPerInference * 1000, 3)} | ${fixed(usdPer1000(shown.cpuSecondsPerInference, usdPerCoreHour), 6)} | ${fixed(shown.meanBatchRows, 1)} | ${marks} |`,
     );
   });
   lines.push('');
@@ -77,6 +79,19 @@ export function formatTuneReport(report: TuneReport, usdPerCoreHour: number): st
   // One a line: a dozen configs of a hundred characters each in one line were unreadable.
   if (report.skipped.length) lines.push('Not measured:', ...report.skipped.map((line) => `- ${line}`));
   return lines.join('\n');
+}
+
+/**
+ * Which versions serve and which the version step measures: a faster version the policy leaves out is a finding for
+ * the team (switching is theirs to decide), not something --write does.
+ */
+function versionsLine(served: readonly string[], measured: readonly string[]): string {
+  const list = (versions: readonly string[]) => versions.map((version) => `v${version}`).join(', ') || 'none';
+  const unserved = measured.filter((version) => !served.includes(version));
+  return (
+    `versions: the policy serves ${list(served)}; the version step measures ${list(measured)}` +
+    (unserved.length ? `, of which ${list(unserved)} ${unserved.length === 1 ? 'is' : 'are'} not served (reported, never written; --versions chooses which are measured)` : '')
+  );
 }
 
 /**

@@ -272,6 +272,19 @@ export function budgetTooShort(times: SearchTimes, batchSizes: number): string |
   );
 }
 
+/**
+ * The versions the search's version step measures: those `named` (--versions), once each, or every folder when none
+ * is. A named version without a folder is refused before anything is measured, naming the folders there are.
+ */
+export function versionsToMeasure(named: readonly string[], folders: readonly string[], model: string): string[] {
+  if (named.length === 0) return [...folders];
+  const missing = named.filter((version) => !folders.includes(version));
+  if (missing.length > 0) {
+    throw new Error(`--versions ${named.join(',')}: '${model}' has no folder for version ${missing.join(', ')} (its version folders: ${folders.join(', ') || 'none'})`);
+  }
+  return [...new Set(named)];
+}
+
 /** Powers of two up to `max`, and `max` itself. */
 export function batchSizesUpTo(max: number): number[] {
   const sizes: number[] = [];

@@ -22,6 +22,23 @@ test('the config as written is read with its parameters, as tune --write writes 
   for (const line of report.skipped) assert.doesNotMatch(line, /object Object/);
 });
 
+test('tune --versions measures only the versions named, refuses one without a folder, and the report says which versions the policy serves', async (t) => {
+  const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-versions-'));
+  t.after(() => rm(repository, { recursive: true, force: true }));
+  const config = 'max_batch_size: 1\nversion_policy: { specific: { versions: [1] } }\n';
+  for (const version of [1, 2, 3]) await writeModel(repository, 'cnn', version, smallCnnModel(), undefined, { 'config.yaml': config });
+  const options = { modelRepository: repository, model: 'cnn', concurrency: [1], warmupSeconds: 0, durationSeconds: 0.1, budgetSeconds: 0.01, maxBatchSizeLimit: 1, cores: 2 };
+  await assert.rejects(runTune({ ...options, versions: ['2', '4'] }, pino({ level: 'silent' })), /^Error: --versions 2,4: 'cnn' has no folder for version 4 \(its version folders: 1, 2, 3\)$/);
+  // The budget measures the config as written only; what the version step would have measured is listed as not measured.
+  const report = await runTune({ ...options, versions: ['2'] }, pino({ level: 'silent' }));
+  assert.deepEqual([report.servedVersions, report.versions], [['1'], ['2']]);
+  assert.deepEqual(report.skipped.filter((line) => line.startsWith('version:')).map((line) => line.split(' ')[1]), ['v2'], report.skipped.join('\n'));
+  const text = formatTuneReport(report, 0.05);
+  assert.ok(text.includes('\nversions: the policy serves v1; the version step measures v2, of which v2 is not served (reported, never written; --versions chooses which are measured)\n'), text);
+  assert.match(text, /\n\| 0 \| current config \| v1 /, 'the served version\'s row is not marked');
+  assert.match(formatTuneReport({ ...report, versions: ['1', '2', '3'], results: [...report.results, { ...report.results[0], step: 'version', candidate: { ...report.results[0].candidate, version: '3' } }] }, 0.05), /\n\| 1 \| version \(not served\) \| v3 /);
+});
+
 test('a model that refuses the request tune sends stops the search with its reason, instead of measuring a config that serves nothing', async (t) => {
   const repository = await mkdtemp(join(tmpdir(), 'nereid-tune-refused-'));
   t.after(() => rm(repository, { recursive: true, force: true }));

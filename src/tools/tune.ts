@@ -9,9 +9,8 @@
  * thread splits and execution thread, the batch size, the queue delay (fixed, or latency-aware
  * batching toward a target), graph optimisation, the other versions — within a time budget.
  */
-import { versionFolders } from '../repository/repository-layout.js';
+import { modelVersionsOnDisk } from '../repository/model-versions.js';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { loadSharp } from '../core/sharp.js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -47,6 +46,7 @@ import {
   judgedLevel,
   confirmationOrder,
   latencyTargetUs,
+  versionsToMeasure,
 } from './tune-search.js';
 import { tuneOptionsSchema } from './tune-options.js';
 
@@ -90,6 +90,10 @@ export interface TuneReport {
   cores: number;
   /** Measured compute per row of each batch size (ns), on one instance with every core. */
   batchCurve: { batchSize: number; computeNsPerRow: number }[];
+  /** The versions the model's policy loaded with the config as written: those that serve; --write never switches version. (Always set by runTune.) */
+  servedVersions?: string[];
+  /** The versions the version step measures (--versions, or every version folder). (Always set by runTune.) */
+  versions?: string[];
   /** The first is the config as it is. */
   /** `paretoLevels`: the concurrency levels at which the candidate is on the front of every operating point measured. */
   results: (Measured & { paretoLevels: number[] })[];
@@ -323,6 +327,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
   if (tooShort) logger.warn(`${tooShort}; only the config as written will be measured`);
   // The confirmation of a winner is measured within the budget too: the search leaves it its time.
   const confirmationSeconds = 2 * settings.confirmRounds * candidateSeconds(settings);
+  // A version named without a folder is refused before anything is measured.
+  const versions = versionsToMeasure(settings.versions, (await modelVersionsOnDisk(settings.modelRepository, settings.model)).map(String), settings.model);
   const server = await createCommandServer({ modelRepository: settings.modelRepository, allowCodeModels: settings.allowCodeModels, logger, monitoring: false });
   await server.start();
   const tuner = new Tuner(server, settings, logger);
@@ -333,6 +339,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
   let chosen: number | undefined;
   let confirmation: Confirmation | undefined;
   const notConfirmed: Confirmation[] = [];
+  let servedVersions: string[] = [];
   try {
     if (settings.overHttp) await tuner.openHttp();
     const progress = (label: string) => onProgress?.({ done: results.length, planned, label, elapsedSeconds: tuner.elapsedSeconds, budgetSeconds: settings.budgetSeconds });
@@ -341,8 +348,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const unknownShapes = Object.keys(settings.inputShapes).filter((name) => !current.config.input.some((input) => input.name === name));
     if (unknownShapes.length > 0) throw new Error(`--input-shape ${unknownShapes.join(', ')}: '${settings.model}' has no such input; its inputs: ${current.config.input.map((input) => input.name).join(', ')}`);
     const written = current.config as unknown as Record<string, unknown>;
-    // Every version folder, served or not (an int8 version the policy leaves out is worth measuring too).
-    const versions = (await versionFolders(join(settings.modelRepository, settings.model))).map(String);
+    servedVersions = server.repository.loadedVersions(settings.model).map((version) => version.version).sort((a, b) => Number(a) - Number(b));
     results.push({ candidate: currentCandidate(current, cores), step: 'current config', startedAtSeconds: tuner.elapsedSeconds, levels: await tuner.measure(current) });
 
     const configOf = (candidate: Candidate) => ({ ...candidateConfig(written, candidate), version_policy: { specific: { versions: [Number(candidate.version)] } } });
@@ -379,7 +385,7 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     const cheapest = batchSizes.at(-1)!;
     const splits = instanceSplits(cores);
     const threads: ExecutionThread[] = ['main', 'worker'];
-    planned = 1 + splits.length * threads.length + (batchSizes.length - 1) + (batching ? 5 : 0) + 1 + versions.length - 1;
+    planned = 1 + splits.length * threads.length + (batchSizes.length - 1) + (batching ? 5 : 0) + 1 + versions.filter((version) => version !== results[0].candidate.version).length;
 
     const writtenDelayUs = results[0].candidate.maxQueueDelayUs;
     const writtenTargetUs = results[0].candidate.targetLatencyUs;
@@ -435,6 +441,8 @@ export async function runTune(options: TuneOptions, logger: Logger, onProgress?:
     objective,
     cores,
     batchCurve: [...curve].map(([batchSize, computeNsPerRow]) => ({ batchSize, computeNsPerRow })),
+    servedVersions,
+    versions,
     results: results.map((measured, index) => ({ ...measured, paretoLevels: front[index] })),
     winner: chooseWinner(results, objective),
     best: chosen,
