@@ -148,6 +148,9 @@ test('statistics and metrics are per version, with each version model file size'
   assert.ok(text.includes(`nereid_model_info{model="${MODEL}",version="2",precision="int8",quantization="static",quantized_from_version="1"} 1`), 'the quantized version is labelled int8');
   assert.ok(text.includes(`nereid_model_info{model="${MODEL}",version="1",precision="float",quantization="none",quantized_from_version=""} 1`), 'its float source is labelled float');
   assert.equal(sample('nereid_inference_count_total', '2'), 2);
+  // docs/quantization.md's end-to-end query divides the pre-processing histogram's sum by the inferences: both count the same computed requests (of one row here).
+  assert.equal(sample('nereid_inference_preprocess_duration_seconds_count', '2'), sample('nereid_inference_count_total', '2'));
+  assert.ok(sample('nereid_inference_preprocess_duration_seconds_sum', '2') > 0, 'the PNGs were decoded in the model');
   // Version 1 was copied with the bundled reference profile, so its answers were checked for being out of distribution (a test garment is not).
   assert.equal(sample('nereid_ood_checked_total', '1'), 1);
   assert.equal(sample('nereid_ood_total', '1'), 0);
