@@ -81,7 +81,7 @@ export async function dashboardSnapshot(server: Server, histograms?: HistogramSo
   for (const row of index) {
     const model = models.get(row.name) ?? { name: row.name, versions: [] };
     models.set(row.name, model);
-    model.versions.push(versionSnapshot(server, row, statsOf, loaded, histograms));
+    model.versions.push(versionSnapshot(row, statsOf, loaded, histograms));
   }
   for (const model of models.values()) {
     if (!model.versions.some((version) => version.stats)) continue;
@@ -107,7 +107,6 @@ export async function dashboardSnapshot(server: Server, histograms?: HistogramSo
 }
 
 function versionSnapshot(
-  server: Server,
   row: IndexRow,
   statsOf: Map<string, VersionStatistics>,
   loaded: Map<string, ReturnType<Server['repository']['loadedVersions']>[number]>,
