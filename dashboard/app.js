@@ -5,7 +5,8 @@ import { answerKind, compactJson, detectionShapes, drawShapes, imageModeOf, phas
 
 const API = new URL('api/', new URL('..', import.meta.url)).pathname;
 const ROOT = new URL('../..', import.meta.url).pathname; // the server's root, for the V2 routes
-const HISTORY_POINTS = 300; // five minutes at one event a second
+/** Seconds of intervals a version's charts keep: five minutes, at whatever pace the server streams (--dashboard-interval-ms). */
+const HISTORY_S = 300;
 const TOKEN_KEY = 'nereid-dashboard-token';
 
 const main = document.getElementById('main');
@@ -37,7 +38,7 @@ function focusPlace(element) {
   return { selector, index: [...scope.querySelectorAll(FOCUSABLE)].indexOf(focused) };
 }
 /**
- * Replaces an element's markup. The pages redraw every second, and focus would fall back to the
+ * Replaces an element's markup. The pages redraw on every event of the stream, and focus would fall back to the
  * page's start each time: a person tabbing through the models table would lose their place, so the
  * same logical element (the same place in the same model version's row or job) takes it back.
  */
@@ -180,7 +181,7 @@ function record({ snapshot, interval }) {
       if (!rates) continue;
       const points = state.history.get(key) ?? [];
       points.push({ at, rates, queued: version.queued, inFlight: version.in_flight });
-      if (points.length > HISTORY_POINTS) points.shift();
+      while (points[0].at < at - HISTORY_S) points.shift();
       state.history.set(key, points);
     }
   }
@@ -421,7 +422,7 @@ function modelPage(name, versionName) {
     <section class="panel"><h2>Errors by code</h2><div id="errors"></div></section>
     <section class="panel" id="monitor-panel" hidden><h2>Drift and accuracy</h2><div id="monitor"></div></section>
     <section class="panel" id="shadow-panel" hidden><h2>Shadow agreement</h2><div id="shadows" class="table-wrap"></div></section>
-    <p class="note">Rates and means are taken between successive statistics (one a second); percentiles from the metrics' histograms of the same second (interpolated inside their buckets, as Prometheus's histogram_quantile does).</p>`,
+    <p class="note">Rates and means are taken between successive statistics (one each update); percentiles from the metrics' histograms of the same interval (interpolated inside their buckets, as Prometheus's histogram_quantile does).</p>`,
   );
   const charts = [...CHARTS, ...PHASE_CHARTS].map((chart) => ({ ...chart, view: lineChart(document.getElementById(`chart-${chart.id}`), chart) }));
   return {
@@ -471,7 +472,7 @@ function modelPage(name, versionName) {
       render(
         document.getElementById('errors'),
         failures.length
-          ? html`<table class="narrow"><thead><tr><th>Code</th><th class="num">Since load</th><th class="num">Last second</th></tr></thead><tbody>${failures.map(
+          ? html`<table class="narrow"><thead><tr><th>Code</th><th class="num">Since load</th><th class="num">Last update</th></tr></thead><tbody>${failures.map(
               ([code, count]) => html`<tr><td>${code}</td><td class="num">${count}</td><td class="num">${rates?.failures[code] ?? 0}</td></tr>`,
             )}</tbody></table>`
           : html`<p class="muted">No failed requests since load.</p>`,
@@ -490,7 +491,7 @@ function costCard(cost) {
 }
 
 /**
- * The mean batch of the last second with executions; before the page has seen one, the mean since load. Both are the
+ * The mean batch of the last interval with executions; before the page has seen one, the mean since load. Both are the
  * rows executed per execution, from batch_stats: inference_count counts successful rows only, so a batch with a request
  * the model refused would pull it down.
  */
@@ -506,7 +507,7 @@ function meanBatchDetail(rates, stats) {
 }
 
 /**
- * The latest percentiles of each phase, from the last second that had requests through it: the
+ * The latest percentiles of each phase, from the last interval that had requests through it: the
  * numbers the charts end on, for a reader who wants figures.
  */
 function showPhaseTable(points, stats, sinceLoad) {
@@ -522,7 +523,7 @@ function showPhaseTable(points, stats, sinceLoad) {
     .filter((phase) => stats.inference_stats[phase.field].count > 0)
     .map((phase) => {
       const found = latest((point) => point.rates.percentiles[phase.histogram]);
-      // Opened after the traffic it is asked about, the page has no second with requests: the percentiles since load stand
+      // Opened after the traffic it is asked about, the page has no interval with requests: the percentiles since load stand
       // in, or for a phase without a histogram (compute input and output) the mean since load.
       const fromLoad = found ? undefined : sinceLoad?.[phase.histogram];
       const shown = found?.value ?? fromLoad;

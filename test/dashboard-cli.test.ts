@@ -1,7 +1,8 @@
 /**
  * The dashboard's flags of `nereid serve`, as a whole process: --dashboard-port moves the dashboard
  * to a port of its own, the latency percentiles stay without the metrics port (--allow-metrics
- * false), and a bad --dashboard-port or --jobs-queue is refused before anything starts, naming it.
+ * false), --dashboard-interval-ms sets the stream's pace, and a bad --dashboard-port, --dashboard-interval-ms or
+ * --jobs-queue is refused before anything starts, naming it.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -26,8 +27,8 @@ const simpleRequest = JSON.stringify({
   inputs: ['INPUT0', 'INPUT1'].map((name) => ({ name, shape: [1, 16], datatype: 'INT32', data: Array.from({ length: 16 }, (_, i) => i) })),
 });
 
-test('--dashboard-port serves the dashboard there and not on the HTTP port; its percentiles need no metrics port', async () => {
-  const served = await serveChild(repo, ['--dashboard-port', '0', '--allow-metrics', 'false']);
+test('--dashboard-port serves the dashboard there and not on the HTTP port; its percentiles need no metrics port; --dashboard-interval-ms sets the pace of its stream', async () => {
+  const served = await serveChild(repo, ['--dashboard-port', '0', '--allow-metrics', 'false', '--dashboard-interval-ms', '100']);
   try {
     const dashboard = /Dashboard on (http:\/\/127\.0\.0\.1:\d+)\/dashboard\//.exec(served.output())?.[1];
     assert.ok(dashboard, served.output());
@@ -45,7 +46,7 @@ test('--dashboard-port serves the dashboard there and not on the HTTP port; its 
     const withTraffic = () => events.find((event) => event.interval?.versions['simple/1']?.percentiles.request);
     try {
       while (!withTraffic()) {
-        assert.ok(events.length < 20, 'no interval with percentiles in 20 events');
+        assert.ok(events.length < 200, 'no interval with percentiles in 200 events (20 s)');
         const { value, done } = await reader.read();
         assert.equal(done, false, 'the stream ended');
         buffered += value;
@@ -65,19 +66,23 @@ test('--dashboard-port serves the dashboard there and not on the HTTP port; its 
     }
     const percentiles = withTraffic()!.interval.versions['simple/1'].percentiles;
     assert.ok(percentiles.request.p50 > 0 && percentiles.compute_infer.p99 > 0, JSON.stringify(percentiles));
+    // The default's events are a second apart; at 100 ms, a loaded machine may delay some ticks, but not every one by 0.5 s.
+    const seconds = events.slice(1).map((event) => event.interval.seconds);
+    assert.ok(Math.min(...seconds) < 0.5, `intervals of ${seconds.join(', ')} s`);
   } finally {
     assert.equal(await stopChild(served), 0);
   }
 });
 
-test('a bad port (any of them), --jobs-queue, or --dashboard-port with --dashboard false, is refused with what was expected', async () => {
+test('a bad port (any of them), --jobs-queue, --dashboard-interval-ms, or --dashboard-port with --dashboard false, is refused with what was expected', async () => {
   const serve = ['serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'];
-  const [tooHigh, notAUrl, off, httpTooHigh, metricsNegative] = await Promise.all([
+  const [tooHigh, notAUrl, off, httpTooHigh, metricsNegative, tooOften] = await Promise.all([
     runCli([...serve, '--dashboard-port', '70000'], 60_000),
     runCli([...serve, '--jobs-queue', 'localhost:6379'], 60_000),
     runCli([...serve, '--dashboard', 'false', '--dashboard-port', '8003'], 60_000),
     runCli([...serve, '--http-port', '65536'], 60_000),
     runCli([...serve, '--metrics-port', '-1'], 60_000),
+    runCli([...serve, '--dashboard-interval-ms', '50'], 60_000),
   ]);
   for (const [run, flag, value] of [[httpTooHigh, '--http-port', '65536'], [metricsNegative, '--metrics-port', '-1']] as const) {
     assert.notEqual(run.code, 0);
@@ -87,6 +92,8 @@ test('a bad port (any of them), --jobs-queue, or --dashboard-port with --dashboa
   assert.match(tooHigh.stderr, /--dashboard-port <port>' argument '70000' is invalid\. expected a port number from 0 to 65535/);
   assert.notEqual(notAUrl.code, 0);
   assert.match(notAUrl.stderr, /--jobs-queue <url>' argument 'localhost:6379' is invalid\. must be a redis:\/\/ or rediss:\/\/ URL/);
+  assert.notEqual(tooOften.code, 0);
+  assert.match(tooOften.stderr, /--dashboard-interval-ms <ms>' argument '50' is invalid\. expected an integer from 100 to 60000/);
   assert.notEqual(off.code, 0);
   assert.match(off.stderr, /nereid: --dashboard-port serves the dashboard: it cannot go with --dashboard false/);
 });

@@ -187,7 +187,8 @@ describe('dashboard try-it panel, bundled models', () => {
   });
 
   test('the model list follows the repository: a model loaded after the page opened appears, one unloaded goes', { timeout: 120_000 }, async () => {
-    const explicit = await startTestServer({ repoDir: join(process.cwd(), 'models'), server: { modelControlMode: 'explicit', loadModels: ['ocr_direction'] } });
+    // A short stream interval: each step waits for the snapshot that shows the repository's change.
+    const explicit = await startTestServer({ repoDir: join(process.cwd(), 'models'), server: { modelControlMode: 'explicit', loadModels: ['ocr_direction'] }, http: { dashboardIntervalMs: 100 } });
     try {
       const page = await browser.newPage();
       page.on('pageerror', (error) => pageErrors.push(`${page.url()}: ${error.message}`));

@@ -15,7 +15,7 @@ import { chromium, type Browser, type Locator, type Page } from 'playwright-core
 import sharp from 'sharp';
 import { quantileBetween } from '../src/frontends/http/dashboard-data.js';
 import { JOBS_HINT } from '../src/frontends/http/dashboard-http.js';
-import { dashboardAddress } from '../src/frontends/http/v2-http.js';
+import { createHttpFrontEnd, dashboardAddress } from '../src/frontends/http/v2-http.js';
 import { batchJobsSource, batchJobStatus } from '../src/jobs/index.js';
 import { PrometheusMetrics } from '../src/observability/index.js';
 import { writeModel } from '../src/onnx/test-models.js';
@@ -44,6 +44,11 @@ const MANAGEMENT_TOKEN = 'dashboard-management-token';
 const INFERENCE_TOKEN = 'dashboard-inference-token';
 /** The browser's log of the 401 (no token) or 403 (a token of another scope) that makes a page ask for a token. */
 const TOKEN_ASKED = /status of (?:401 \(Unauthorized\)|403 \(Forbidden\)) \(.*\/dashboard\/api\/stream\)$/;
+/**
+ * The open server's stream interval: short, so that a test waiting for the next snapshot waits little; each test waits
+ * for the snapshot that shows what it needs, never for a number of events.
+ */
+const STREAM_INTERVAL_MS = 200;
 const LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 async function writeRepository(dir: string): Promise<void> {
@@ -116,7 +121,7 @@ describe('dashboard', () => {
     open = await startTestServer({
       repoDir,
       server: { observers: [metrics.observer], costPerCoreHour: 0.05, allowCodeModels: true },
-      http: { dashboardHistograms: (model, version) => metrics.histogramSnapshot(model, version) },
+      http: { dashboardHistograms: (model, version) => metrics.histogramSnapshot(model, version), dashboardIntervalMs: STREAM_INTERVAL_MS },
     });
     metrics.attach(open.server);
     guarded = await startTestServer({ models: writeSimpleModel, http: { authTokens: { management: [MANAGEMENT_TOKEN], inference: [INFERENCE_TOKEN] } } });
@@ -159,22 +164,29 @@ describe('dashboard', () => {
     assert.ok(overview.server.rss_bytes > 0 && overview.server.uptime_s > 0 && overview.server.cpu_s > 0);
   });
 
-  test('the stream sends a snapshot a second and, from the second on, what happened in between', async () => {
+  test('the stream sends a snapshot as it opens, then one an interval with what happened since the one before', async () => {
     const stream = await openStream(`${open.url}/dashboard/api/stream`);
     try {
       const first = await stream.next();
       assert.equal(first.interval, undefined, 'the first event has nothing to compare with');
-      await infer(5);
-      const second = await stream.next();
-      const simple = second.interval.versions['simple/1'];
       const counted = (event: Json) => event.snapshot.models.find((model: Json) => model.name === 'simple').versions[0].stats.inference_stats.success.count;
-      assert.equal(Math.round(simple.requests_per_s * second.interval.seconds), counted(second) - counted(first));
+      await infer(5);
+      // The requests may straddle several intervals: the event that counts the last of them, and the one before it.
+      let [before, last] = [first, await stream.next()];
+      while (counted(last) < counted(first) + 5) [before, last] = [last, await stream.next()];
+      const simple = last.interval.versions['simple/1'];
+      assert.equal(Math.round(simple.requests_per_s * last.interval.seconds), counted(last) - counted(before));
       assert.ok(simple.requests_per_s > 0);
       assert.ok(simple.percentiles.request.p50 > 0 && simple.percentiles.request.p50 <= simple.percentiles.request.p99);
       assert.ok(simple.mean_ms.compute_infer > 0);
     } finally {
       stream.close();
     }
+  });
+
+  test('the stream interval is bounded: outside 100 ms to 60 s, createHttpFrontEnd refuses it, naming the option and the range', () => {
+    assert.throws(() => createHttpFrontEnd(open.server, { dashboardIntervalMs: 99 }), /option 'dashboardIntervalMs' expects number to be >=100, got 99$/);
+    assert.throws(() => createHttpFrontEnd(open.server, { dashboardIntervalMs: 60_001 }), /option 'dashboardIntervalMs' expects number to be <=60000, got 60001$/);
   });
 
   test('streams are bounded: past 64 open at once a new one is refused with 503 and Retry-After', async () => {

@@ -6,7 +6,7 @@ import { hostAndPort } from '../core/address.js';
 import { DEFAULT_TLS_CHECK_INTERVAL_S, TLS_FLAGS, TLS_MIN_VERSIONS, readTlsFiles, tlsValidityProblems } from '../core/tls.js';
 import { grpcFlagName, grpcFrontEndOptionsSchema } from '../frontends/grpc/grpc-options.js';
 import type { GrpcFrontEnd } from '../frontends/grpc/v2-grpc.js';
-import { httpFlagName, httpFrontEndOptionsSchema } from '../frontends/http/http-options.js';
+import { DASHBOARD_INTERVAL_MS, httpFlagName, httpFrontEndOptionsSchema } from '../frontends/http/http-options.js';
 import { DEFAULT_QUEUE_NAME } from '../jobs/chunk-queue.js';
 import { slidingWindowOptionsSchema } from '../monitoring/sliding-window.js';
 import { versionMonitorOptionsSchema } from '../monitoring/version-monitor.js';
@@ -145,6 +145,12 @@ export function addServeCommand(program: Command): void {
     .option('--trace-rate <fraction>', "fraction of new traces recorded, 0..1 (a client traceparent's sampled flag is followed)", number(0, 1), defaultOf(tracingSettingsSchema, 'sampleRate'))
     .option('--dashboard <bool>', 'serve the web dashboard on the HTTP port under /dashboard (behind the management tokens when set)', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'dashboard'))
     .option('--dashboard-port <port>', 'serve the dashboard on this port of its own (on --host, same tokens and TLS) instead of under /dashboard on the HTTP port; 0 picks a free one', port)
+    .option(
+      '--dashboard-interval-ms <ms>',
+      `milliseconds between two updates of the dashboard's live data (${DASHBOARD_INTERVAL_MS.min} to ${DASHBOARD_INTERVAL_MS.max}): each reads every model's numbers once, for all the open pages, and each page redraws`,
+      integer(DASHBOARD_INTERVAL_MS.min, DASHBOARD_INTERVAL_MS.max),
+      defaultOf(httpFrontEndOptionsSchema, 'dashboardIntervalMs'),
+    )
     .option('--jobs-queue <url>', "the Redis queue of batch jobs (redis://host:6379, as `nereid batch --queue`) whose progress and failures the dashboard's jobs page shows", redisUrl)
     .option('--jobs-queue-name <name>', 'the BullMQ queue name of --jobs-queue', DEFAULT_QUEUE_NAME)
     .option('--log-access [bool]', 'log one line per request: method, url, status, ms, request id, model, rows checked and flagged out of distribution', booleanFlag, defaultOf(httpFrontEndOptionsSchema, 'accessLog'))
@@ -238,6 +244,7 @@ export function addServeCommand(program: Command): void {
         dashboard: flags.dashboard,
         dashboardPort: flags.dashboardPort,
         dashboardHost: flags.host,
+        dashboardIntervalMs: flags.dashboardIntervalMs,
         dashboardHistograms: metrics && ((model, version) => metrics.histogramSnapshot(model, version)),
         dashboardJobs: flags.jobsQueue ? batchJobsSource({ queue: flags.jobsQueue, queueName: flags.jobsQueueName }) : undefined,
         settingName: httpFlagName,

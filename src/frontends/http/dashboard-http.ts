@@ -13,7 +13,7 @@ import type { BatchJobsSource } from '../../jobs/batch-status.js';
 import type { Server } from '../../server/server.js';
 import { dashboardSnapshot, intervalOf, type DashboardSnapshot, type HistogramSource } from './dashboard-data.js';
 
-/** Dashboard streams open at once: each is a connection and a write a second. */
+/** Dashboard streams open at once: each is a connection and a write per event. */
 const MAX_STREAMS = 64;
 
 /** Bytes a stream may have waiting for its client before it is closed (a few snapshots of a large repository). */
@@ -48,12 +48,11 @@ export interface DashboardOptions {
   histograms?: HistogramSource;
   /** The Redis queue of batch jobs the jobs page follows (--jobs-queue; batchJobsSource). */
   jobs?: BatchJobsSource;
-  /** Milliseconds between two events of the stream. */
-  streamIntervalMs?: number;
+  /** Milliseconds between two events of the stream (the front end's dashboardIntervalMs, whose schema holds the default). */
+  streamIntervalMs: number;
 }
 
-export function registerDashboardRoutes(app: FastifyInstance, server: Server, options: DashboardOptions = {}): void {
-  const intervalMs = options.streamIntervalMs ?? 1000;
+export function registerDashboardRoutes(app: FastifyInstance, server: Server, options: DashboardOptions): void {
   const cached = new Map<string, Buffer>();
 
   const sendAsset = async (name: string, reply: FastifyReply) => {
@@ -161,7 +160,7 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
       if (server.stopping) socket.end();
     };
     streams.set(send, stop);
-    ticker ??= setInterval(tick, intervalMs);
+    ticker ??= setInterval(tick, options.streamIntervalMs);
     raw.once('close', stop);
     send(await dashboardSnapshot(server, options.histograms));
   });

@@ -7,6 +7,9 @@ import { authTokensSchema } from '../../core/auth.js';
 import { flagNames, type SettingName } from '../../core/options.js';
 import { tlsOptionSchema } from '../../core/tls.js';
 
+/** The bounds of dashboardIntervalMs, which --dashboard-interval-ms checks too. */
+export const DASHBOARD_INTERVAL_MS = { min: 100, max: 60_000 } as const;
+
 export const httpFrontEndOptionsSchema = z.object({
   /** Largest request body accepted, in bytes (decompressed bodies too). */
   maxBodyBytes: z.number().int().positive().default(64 * 1024 * 1024),
@@ -44,6 +47,12 @@ export const httpFrontEndOptionsSchema = z.object({
   dashboardPort: z.number().int().min(0).max(65_535).optional(),
   /** The address the dashboard's own port binds (--host): loopback unless told otherwise, like every listener. */
   dashboardHost: z.string().min(1).default('127.0.0.1'),
+  /**
+   * Milliseconds between two events of the dashboard's stream (--dashboard-interval-ms): each reads one snapshot of every
+   * model for all the open streams, and each open page redraws. Below 100 ms that work takes CPU the models need; above
+   * a minute the page is no longer live, and a proxy's read timeout (nginx's is 60 s) cuts a stream that long silent.
+   */
+  dashboardIntervalMs: z.number().int().min(DASHBOARD_INTERVAL_MS.min).max(DASHBOARD_INTERVAL_MS.max).default(1000),
 });
 
 /** The HTTP front end's options named as `nereid serve`'s flags (option settingName): `--http-max-body-bytes`, `--http-request-timeout-ms`. */
@@ -53,4 +62,5 @@ export const httpFlagName: SettingName = flagNames('http-', {
   dashboard: '--dashboard',
   dashboardPort: '--dashboard-port',
   dashboardHost: '--host',
+  dashboardIntervalMs: '--dashboard-interval-ms',
 });

@@ -671,7 +671,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
   app.get('/v2/logging', async () => server.logging());
   app.post('/v2/logging', async (request) => server.updateLogging(bodyObject(request, 'log setting request')));
 
-  if (settings.dashboard) registerDashboardRoutes(app, server, { histograms: options.dashboardHistograms, jobs: options.dashboardJobs });
+  if (settings.dashboard) registerDashboardRoutes(app, server, { histograms: options.dashboardHistograms, jobs: options.dashboardJobs, streamIntervalMs: settings.dashboardIntervalMs });
 
   return app;
 }
