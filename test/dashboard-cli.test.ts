@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runCli, serveChild, stopChild } from './support/cli-server.js';
+import { openDashboardStream } from './support/dashboard-stream.js';
 import { writeSimpleModel } from './support/test-server.js';
 
 let repo: string;
@@ -38,31 +39,20 @@ test('--dashboard-port serves the dashboard there and not on the HTTP port; its 
     assert.doesNotMatch(served.output(), /Prometheus metrics on/);
 
     // An interval with the traffic holds its percentiles: the histograms are kept for the dashboard.
-    const controller = new AbortController();
-    const response = await fetch(`${dashboard}/dashboard/api/stream`, { signal: controller.signal });
-    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let buffered = '';
-    const events: Record<string, any>[] = [];
+    const stream = await openDashboardStream(`${dashboard}/dashboard/api/stream`);
+    const events = [await stream.next()];
     const withTraffic = () => events.find((event) => event.interval?.versions['simple/1']?.percentiles.request);
     try {
+      const answers = await Promise.all(
+        Array.from({ length: 4 }, () => fetch(`${served.url}/v2/models/simple/infer`, { method: 'POST', body: simpleRequest, headers: { 'content-type': 'application/json' } })),
+      );
+      assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200, 200]);
       while (!withTraffic()) {
         assert.ok(events.length < 200, 'no interval with percentiles in 200 events (20 s)');
-        const { value, done } = await reader.read();
-        assert.equal(done, false, 'the stream ended');
-        buffered += value;
-        for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
-          events.push(JSON.parse(buffered.slice(0, end).split('\n').find((line) => line.startsWith('data: '))!.slice(6)));
-          buffered = buffered.slice(end + 2);
-          if (events.length === 1) {
-            const answers = await Promise.all(
-              Array.from({ length: 4 }, () => fetch(`${served.url}/v2/models/simple/infer`, { method: 'POST', body: simpleRequest, headers: { 'content-type': 'application/json' } })),
-            );
-            assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200, 200]);
-          }
-        }
+        events.push(await stream.next());
       }
     } finally {
-      controller.abort();
+      stream.close();
     }
     const percentiles = withTraffic()!.interval.versions['simple/1'].percentiles;
     assert.ok(percentiles.request.p50 > 0 && percentiles.compute_infer.p99 > 0, JSON.stringify(percentiles));

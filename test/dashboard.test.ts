@@ -23,6 +23,7 @@ import { readFashionMnist, writeFashionMnistPngs } from './support/fashion-mnist
 import { runDashboardJobs, TEXT_LINES, writeTextLinesModel } from './support/dashboard-fixtures.js';
 import { startRedisServer } from './support/redis-server.js';
 import { until } from './support/checks.js';
+import { openDashboardStream } from './support/dashboard-stream.js';
 import { startTestServer, writeSimpleModel, type TestServer } from './support/test-server.js';
 
 type Json = Record<string, any>;
@@ -75,32 +76,6 @@ async function json(url: string, init?: RequestInit): Promise<Json> {
   const response = await fetch(url, init);
   assert.equal(response.status, 200, `${url}: ${await response.clone().text()}`);
   return (await response.json()) as Json;
-}
-
-/** Reads Server-Sent Events from the stream, one `data` object per call. */
-async function openStream(url: string, headers: Record<string, string> = {}) {
-  const controller = new AbortController();
-  const response = await fetch(url, { headers, signal: controller.signal });
-  assert.equal(response.status, 200);
-  assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = '';
-  return {
-    async next(): Promise<Json> {
-      for (;;) {
-        const end = buffered.indexOf('\n\n');
-        if (end >= 0) {
-          const event = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          return JSON.parse(event.split('\n').find((line) => line.startsWith('data: '))!.slice(6)) as Json;
-        }
-        const { value, done } = await reader.read();
-        if (done) throw new Error('the stream ended');
-        buffered += value;
-      }
-    },
-    close: () => controller.abort(),
-  };
 }
 
 describe('dashboard', () => {
@@ -165,7 +140,7 @@ describe('dashboard', () => {
   });
 
   test('the stream sends a snapshot as it opens, then one an interval with what happened since the one before', async () => {
-    const stream = await openStream(`${open.url}/dashboard/api/stream`);
+    const stream = await openDashboardStream(`${open.url}/dashboard/api/stream`);
     try {
       const first = await stream.next();
       assert.equal(first.interval, undefined, 'the first event has nothing to compare with');
@@ -190,7 +165,7 @@ describe('dashboard', () => {
   });
 
   test('streams are bounded: past 64 open at once a new one is refused with 503 and Retry-After', async () => {
-    const opened = await Promise.all(Array.from({ length: 64 }, () => openStream(`${open.url}/dashboard/api/stream`)));
+    const opened = await Promise.all(Array.from({ length: 64 }, () => openDashboardStream(`${open.url}/dashboard/api/stream`)));
     try {
       const refused = await fetch(`${open.url}/dashboard/api/stream`);
       assert.equal(refused.status, 503);
@@ -208,7 +183,7 @@ describe('dashboard', () => {
   });
 
   test("each phase's percentiles come from the histograms /metrics exposes, bucket for bucket", async () => {
-    const stream = await openStream(`${open.url}/dashboard/api/stream`);
+    const stream = await openDashboardStream(`${open.url}/dashboard/api/stream`);
     try {
       await stream.next();
       await classify(6);
@@ -235,7 +210,7 @@ describe('dashboard', () => {
   test('a draining server ends its streams, so that they do not hold the drain', async () => {
     const draining = await startTestServer({ models: writeSimpleModel });
     try {
-      const stream = await openStream(`${draining.url}/dashboard/api/stream`);
+      const stream = await openDashboardStream(`${draining.url}/dashboard/api/stream`);
       await stream.next();
       draining.server.drain();
       await assert.rejects(async () => {

@@ -13,6 +13,10 @@ import { imageRoutesOf, type ImageRoutes, type Server } from '../../server/serve
 export type HistogramSource = (model: string, version: string) => Record<HistogramName, HistogramSnapshot> | undefined;
 
 type VersionStatistics = ReturnType<Server['modelStatistics']>['model_stats'][number];
+type LoadedVersion = ReturnType<Server['repository']['loadedVersions']>[number];
+
+/** A version's key in the maps a snapshot is read through: no model name holds a NUL, so no two versions share one. */
+const versionKey = (name: string, version: string | undefined) => `${name}\u0000${version}`;
 type IndexRow = Awaited<ReturnType<Server['repositoryIndex']>>[number];
 
 export interface VersionSnapshot {
@@ -75,8 +79,8 @@ export interface DashboardSnapshot {
 
 export async function dashboardSnapshot(server: Server, histograms?: HistogramSource): Promise<DashboardSnapshot> {
   const [index, statistics] = [await server.repositoryIndex(), server.modelStatistics().model_stats];
-  const statsOf = new Map(statistics.map((entry) => [`${entry.name}\u0000${entry.version}`, entry]));
-  const loaded = new Map(server.repository.loadedVersions().map((version) => [`${version.name}\u0000${version.version}`, version]));
+  const statsOf = new Map(statistics.map((entry) => [versionKey(entry.name, entry.version), entry]));
+  const loaded = new Map(server.repository.loadedVersions().map((version) => [versionKey(version.name, version.version), version]));
   const models = new Map<string, ModelSnapshot>();
   for (const row of index) {
     const model = models.get(row.name) ?? { name: row.name, versions: [] };
@@ -109,12 +113,12 @@ export async function dashboardSnapshot(server: Server, histograms?: HistogramSo
 function versionSnapshot(
   row: IndexRow,
   statsOf: Map<string, VersionStatistics>,
-  loaded: Map<string, ReturnType<Server['repository']['loadedVersions']>[number]>,
+  loaded: Map<string, LoadedVersion>,
   histograms?: HistogramSource,
 ): VersionSnapshot {
   const { name, version, state, reason, traffic_share, residency, memory_bytes } = row;
   const shown: VersionSnapshot = { name, version: version ?? '', state, reason, traffic_share, residency, memory_bytes };
-  const key = `${name}\u0000${version}`;
+  const key = versionKey(name, version);
   const model = loaded.get(key);
   if (version === undefined || !model) return shown;
   // The answer /monitor gives, read from the version in hand: a version loading or unloading has no lookup to throw from.
@@ -225,15 +229,18 @@ const PHASES: readonly [DurationName, keyof NonNullable<VersionStatistics>['infe
   ['postprocess', 'postprocess'],
 ];
 
+/** How an interval names a version: `<model>/<version>`, the key the page reads its rates by. */
+const intervalKey = (version: VersionSnapshot) => `${version.name}/${version.version}`;
+
 /** Rates, means and percentiles between two snapshots, keyed `<model>/<version>`. */
 export function intervalOf(before: DashboardSnapshot, after: DashboardSnapshot): DashboardInterval {
   const seconds = Math.max((after.at - before.at) / 1000, 1e-3);
-  const earlier = new Map<string, VersionSnapshot>(before.models.flatMap((model) => model.versions.map((version) => [`${version.name}/${version.version}`, version] as const)));
+  const earlier = new Map<string, VersionSnapshot>(before.models.flatMap((model) => model.versions.map((version) => [intervalKey(version), version] as const)));
   const versions: Record<string, VersionInterval> = {};
   for (const version of after.models.flatMap((model) => model.versions)) {
     const now = version.stats;
     if (!now) continue;
-    const key = `${version.name}/${version.version}`;
+    const key = intervalKey(version);
     const was = earlier.get(key);
     // A version reloaded since (its counters restarted) is read from zero.
     const then = was?.stats && was.stats.inference_stats.success.count <= now.inference_stats.success.count ? was : undefined;

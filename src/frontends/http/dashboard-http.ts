@@ -22,6 +22,9 @@ const MAX_UNREAD_BYTES = 4 * 1024 * 1024;
 export const DASHBOARD_PATH = '/dashboard';
 export const DASHBOARD_API = /^\/dashboard\/api(?:[/?]|$)/;
 
+/** Whether a route pattern is one of the dashboard's (its pages, files and data). */
+export const isDashboardRoute = (route: string) => route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`);
+
 /** The same folder from src/frontends/http (tsx) and dist/frontends/http (built). */
 const ASSETS_DIR = fileURLToPath(new URL('../../../dashboard/', import.meta.url));
 
@@ -53,13 +56,14 @@ export interface DashboardOptions {
 }
 
 export function registerDashboardRoutes(app: FastifyInstance, server: Server, options: DashboardOptions): void {
-  const cached = new Map<string, Buffer>();
+  // Each file read once, at its first request: the files ship with the package and do not change under a running server.
+  const assetBodies = new Map<string, Buffer>();
 
   const sendAsset = async (name: string, reply: FastifyReply) => {
     // A Map, so that a name of an Object.prototype member (constructor, __proto__) is no file either.
     const asset = ASSETS.get(name);
     if (!asset) return reply.code(404).send({ error: `no dashboard file ${quoteName(name)} (files: ${[...ASSETS.keys()].join(', ')})` });
-    let body = cached.get(name);
+    let body = assetBodies.get(name);
     if (!body) {
       try {
         body = await readFile(asset.file());
@@ -68,7 +72,7 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
         app.log.error({ err: error }, `dashboard file '${name}' cannot be read`);
         return reply.code(500).send({ error: `the dashboard's file '${name}' is not installed with this server (a package or image without its dashboard/ folder); the server's log has the path, and --dashboard false turns the dashboard off` });
       }
-      cached.set(name, body);
+      assetBodies.set(name, body);
     }
     return reply
       .header('content-security-policy', CONTENT_SECURITY_POLICY)
@@ -91,9 +95,13 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
     jobs ? { configured: true, queue: jobs.queue, queue_name: jobs.queueName, jobs: await jobs.jobs() } : { configured: false, hint: JOBS_HINT },
   );
 
-  // One snapshot a tick, shared by every open stream: each dashboard costs a write, not a snapshot.
-  const streams = new Map<(snapshot: DashboardSnapshot) => void, () => void>();
+  // One snapshot a tick, shared by every open stream, and one event of it for all the streams that sent the same snapshot
+  // before (all but those opened since the last tick): each dashboard costs a write, not a snapshot and its JSON.
+  const streams = new Map<SendSnapshot, () => void>();
   let ticker: NodeJS.Timeout | undefined;
+  // A tick that comes while the last one's snapshot is still being read is skipped: slow reads (a large repository, a
+  // short interval, a busy machine) would otherwise pile up, and one finishing before an earlier one would go out first.
+  let reading = false;
   const tick = () => {
     if (streams.size === 0 || server.stopping) {
       // A draining server ends its streams, so that their connections do not hold the drain.
@@ -102,12 +110,19 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
       ticker = undefined;
       return;
     }
-    dashboardSnapshot(server, options.histograms).then(
-      (snapshot) => {
-        for (const send of streams.keys()) send(snapshot);
-      },
-      (error: unknown) => app.log.warn({ err: error }, 'dashboard snapshot failed'),
-    );
+    if (reading) return;
+    reading = true;
+    dashboardSnapshot(server, options.histograms)
+      .then(
+        (snapshot) => {
+          const eventAfter = eventsOf(snapshot);
+          for (const send of streams.keys()) send(snapshot, eventAfter);
+        },
+        (error: unknown) => app.log.warn({ err: error }, 'dashboard snapshot failed'),
+      )
+      .finally(() => {
+        reading = false;
+      });
   };
 
   app.get(`${DASHBOARD_PATH}/api/stream`, async (request, reply) => {
@@ -135,10 +150,9 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
     });
     let previous: DashboardSnapshot | undefined;
     let closed = false;
-    const send = (snapshot: DashboardSnapshot) => {
-      if (closed) return;
-      const interval = previous ? intervalOf(previous, snapshot) : undefined;
-      previous = snapshot;
+    const send: SendSnapshot = (snapshot, eventAfter) => {
+      // The stream's first snapshot, read as it opened, may come after a tick's read later: its counts would go backwards.
+      if (closed || (previous && snapshot.at < previous.at)) return;
       // A client that does not read would have every snapshot pile up in the server's memory: it is let go instead (a
       // browser's EventSource that was only slow reconnects by itself).
       if (raw.writableLength > MAX_UNREAD_BYTES) {
@@ -148,7 +162,8 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
         socket.destroy();
         return;
       }
-      raw.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot, interval })}\n\n`);
+      raw.write(eventAfter(previous));
+      previous = snapshot;
     };
     const socket = request.raw.socket;
     const stop = () => {
@@ -162,6 +177,26 @@ export function registerDashboardRoutes(app: FastifyInstance, server: Server, op
     streams.set(send, stop);
     ticker ??= setInterval(tick, options.streamIntervalMs);
     raw.once('close', stop);
-    send(await dashboardSnapshot(server, options.histograms));
+    const first = await dashboardSnapshot(server, options.histograms);
+    send(first, eventsOf(first));
   });
+}
+
+/** Writes a snapshot to one stream, as the event `eventAfter` makes of it and the snapshot the stream sent before. */
+type SendSnapshot = (snapshot: DashboardSnapshot, eventAfter: (previous: DashboardSnapshot | undefined) => string) => void;
+
+/**
+ * The stream's events of `snapshot`: with the interval since the snapshot a stream sent before (none for its first), each
+ * made once for all the streams that sent the same one.
+ */
+function eventsOf(snapshot: DashboardSnapshot): (previous: DashboardSnapshot | undefined) => string {
+  const made = new Map<DashboardSnapshot | undefined, string>();
+  return (previous) => {
+    let event = made.get(previous);
+    if (event === undefined) {
+      event = `event: snapshot\ndata: ${JSON.stringify({ snapshot, interval: previous && intervalOf(previous, snapshot) })}\n\n`;
+      made.set(previous, event);
+    }
+    return event;
+  };
 }

@@ -9,7 +9,7 @@ import type { IncomingMessage, RequestListener, Server as HttpServer } from 'nod
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { hostAndPort } from '../../core/address.js';
-import { DASHBOARD_PATH } from './dashboard-http.js';
+import { DASHBOARD_PATH, isDashboardRoute } from './dashboard-http.js';
 
 /** The routes the try-it panel calls (model metadata, config, infer, classify, detect; the OpenAPI document, for which of them exist), as route patterns. */
 const TRY_IT_ROUTE = /^\/v2\/models\/:model(?:\/versions\/:version)?(?:\/(?:config|infer|classify|detect))?$|^\/openapi\.json$/;
@@ -25,8 +25,6 @@ const listeners = new WeakMap<FastifyInstance, DashboardListener>();
 export function dashboardListenerOf(app: FastifyInstance): DashboardListener | undefined {
   return listeners.get(app);
 }
-
-const isDashboardRoute = (route: string) => route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`);
 
 /**
  * Moves the dashboard of `app` to `where`: registers the hook that splits the routes between the

@@ -24,7 +24,7 @@ import { admitFromHeaders, askForBody, discardRefusedBody, holdContinue, readBod
 import { registerClassifyRoutes } from './classify-http.js';
 import { DOCS_PATH, OPENAPI_PATH, serveOpenApi, type ServedOpenApi } from './openapi.js';
 import type { HistogramSource } from './dashboard-data.js';
-import { DASHBOARD_API, DASHBOARD_PATH, registerDashboardRoutes } from './dashboard-http.js';
+import { DASHBOARD_API, DASHBOARD_PATH, isDashboardRoute, registerDashboardRoutes } from './dashboard-http.js';
 import { answerInference, failureHeaders, httpFailureOf, httpRequestContext, writeAnswer, type HttpFailure } from './infer-answer.js';
 import { cancelledOnClose, directInference, type DirectInference } from './direct-inference.js';
 import { logAccess } from './access-log.js';
@@ -494,7 +494,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       if (openWhateverTheTokens(request.routeOptions.url)) return;
       // The route matched, not the URL: a path no route answers is 401 without a token, the dashboard's included.
       const route = request.routeOptions.url ?? '';
-      const dashboard = settings.dashboard && (route === DASHBOARD_PATH || route.startsWith(`${DASHBOARD_PATH}/`));
+      const dashboard = settings.dashboard && isDashboardRoute(route);
       // The pages hold no data; they ask for the token that their API calls then carry.
       if (dashboard && !DASHBOARD_API.test(route)) return;
       const scope = dashboard ? dashboardScope : MANAGEMENT_ROUTE.test(route) ? 'management' : 'inference';
