@@ -83,6 +83,9 @@ export interface InferOptions {
 
 export type Compression = ContentCoding;
 
+/** What classify and detect send an image as when the caller names no type. */
+export const IMAGE_BODY_TYPE = 'application/octet-stream';
+
 const INFER_OPTIONS = {
   version: true,
   outputs: true,
@@ -378,16 +381,20 @@ export class HttpClient {
     return this.decodeInferResponse(response, options.classification !== undefined);
   }
 
-  /** Images to labels through /classify (Nereid's own route): the top k labels of each, with confidence. */
+  /**
+   * Images to labels through /classify (Nereid's own route): the top k labels of each, with confidence. The image goes
+   * as application/octet-stream unless `contentType` names its type: the server tells the format by the bytes, and a
+   * fixed image/png would mislabel a JPEG to every proxy and log on the way.
+   */
   async classify(model: string, image: Buffer, options: { version?: string; topK?: number; contentType?: string } = {}): Promise<ClassifyAnswer> {
     const query = options.topK !== undefined ? `?top_k=${options.topK}` : '';
-    const response = await this.call('POST', `${this.modelPath(model, options.version)}/classify${query}`, image, { 'content-type': options.contentType ?? 'image/png' });
+    const response = await this.call('POST', `${this.modelPath(model, options.version)}/classify${query}`, image, { 'content-type': options.contentType ?? IMAGE_BODY_TYPE });
     return JSON.parse(response.body.toString('utf8'));
   }
 
   /**
    * Objects in an image through /detect (Nereid's own route): each with its label, score and box
-   * ([x_min, y_min, x_max, y_max] in the image's pixels), the best first.
+   * ([x_min, y_min, x_max, y_max] in the image's pixels), the best first. The image goes as classify's does.
    */
   async detect(
     model: string,
@@ -399,7 +406,7 @@ export class HttpClient {
     if (options.maxDetections !== undefined) query.set('max_detections', String(options.maxDetections));
     if (options.iouThreshold !== undefined) query.set('iou_threshold', String(options.iouThreshold));
     const search = query.size > 0 ? `?${query}` : '';
-    const response = await this.call('POST', `${this.modelPath(model, options.version)}/detect${search}`, image, { 'content-type': options.contentType ?? 'image/png' });
+    const response = await this.call('POST', `${this.modelPath(model, options.version)}/detect${search}`, image, { 'content-type': options.contentType ?? IMAGE_BODY_TYPE });
     return JSON.parse(response.body.toString('utf8'));
   }
 
