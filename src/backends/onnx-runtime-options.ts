@@ -27,7 +27,8 @@ export const onnxRuntimeParametersSchema = z.object({
   execution_providers: z.string().optional(),
   /**
    * Where the forward pass runs: the JS thread (no hand-off; the event loop waits while it computes)
-   * or a worker thread (the event loop keeps serving). auto: a worker for models over 1 MiB.
+   * or a worker thread (the event loop keeps serving). auto: a worker for models of 256 KiB or more (external data
+   * counted) or taking or giving BYTES, as WORKER_THREAD_MIN_MODEL_BYTES in onnx-runtime-backend.ts decides.
    */
   execution_thread: oneOf(['auto', 'main', 'worker']).default('auto'),
   /** Intra-op threads spin-wait between tasks (ONNX Runtime's default; turning it off cost 20 % throughput on the OCR recogniser). */
