@@ -511,7 +511,8 @@ function meanBatchDetail(rates, stats) {
  * numbers the charts end on, for a reader who wants figures.
  */
 function showPhaseTable(points, stats, sinceLoad) {
-  const ago = (seconds) => (seconds < 1 ? 'this second' : `${duration(seconds)} ago`);
+  // Counted from the latest update (--dashboard-interval-ms apart), which may be more or less than a second.
+  const ago = (seconds) => (seconds <= 0 ? 'latest update' : seconds < 1 ? `${Math.round(seconds * 1000)} ms before the latest` : `${duration(seconds)} before the latest`);
   const latest = (pick) => {
     for (let index = points.length - 1; index >= 0; index -= 1) {
       const value = pick(points[index]);

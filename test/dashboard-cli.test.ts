@@ -64,15 +64,16 @@ test('--dashboard-port serves the dashboard there and not on the HTTP port; its 
   }
 });
 
-test('a bad port (any of them), --jobs-queue, --dashboard-interval-ms, or --dashboard-port with --dashboard false, is refused with what was expected', async () => {
+test('a bad port (any of them), --jobs-queue, --dashboard-interval-ms, or --dashboard-port or --dashboard-interval-ms with --dashboard false, is refused with what was expected', async () => {
   const serve = ['serve', '--model-repository', repo, '--http-port', '0', '--grpc-port', '0', '--allow-metrics', 'false'];
-  const [tooHigh, notAUrl, off, httpTooHigh, metricsNegative, tooOften] = await Promise.all([
+  const [tooHigh, notAUrl, off, httpTooHigh, metricsNegative, tooOften, pacedOff] = await Promise.all([
     runCli([...serve, '--dashboard-port', '70000'], 60_000),
     runCli([...serve, '--jobs-queue', 'localhost:6379'], 60_000),
     runCli([...serve, '--dashboard', 'false', '--dashboard-port', '8003'], 60_000),
     runCli([...serve, '--http-port', '65536'], 60_000),
     runCli([...serve, '--metrics-port', '-1'], 60_000),
     runCli([...serve, '--dashboard-interval-ms', '50'], 60_000),
+    runCli([...serve, '--dashboard', 'false', '--dashboard-interval-ms', '500'], 60_000),
   ]);
   for (const [run, flag, value] of [[httpTooHigh, '--http-port', '65536'], [metricsNegative, '--metrics-port', '-1']] as const) {
     assert.notEqual(run.code, 0);
@@ -86,4 +87,6 @@ test('a bad port (any of them), --jobs-queue, --dashboard-interval-ms, or --dash
   assert.match(tooOften.stderr, /--dashboard-interval-ms <ms>' argument '50' is invalid\. expected an integer from 100 to 60000/);
   assert.notEqual(off.code, 0);
   assert.match(off.stderr, /nereid: --dashboard-port serves the dashboard: it cannot go with --dashboard false/);
+  assert.notEqual(pacedOff.code, 0);
+  assert.match(pacedOff.stderr, /nereid: --dashboard-interval-ms paces the dashboard: it cannot go with --dashboard false/);
 });

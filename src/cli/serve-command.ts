@@ -159,7 +159,7 @@ export function addServeCommand(program: Command): void {
     .option('--monitor-window <rows>', 'rows each drift window holds (the most recent)', integer(1), defaultOf(slidingWindowOptionsSchema, 'capacity'))
     .option('--monitor-max-age-s <seconds>', 'rows older than this leave the drift windows', seconds(0.001), defaultOf(slidingWindowOptionsSchema, 'maxAgeMs') / 1000)
     .option('--monitor-evaluate-every <rows>', 'rows between two comparisons of the windows with the profile', integer(1), defaultOf(versionMonitorOptionsSchema, 'evaluateEvery'))
-    .action(async (flags) => {
+    .action(async (flags, command: Command) => {
       // Tokens first: a refused token is answered before the server's modules load (a second of CPU).
       const authTokens = await authTokensOf(flags);
       const [{ setLogger: setGrpcLogger }, { createGrpcFrontEnd }, { createHttpFrontEnd, dashboardAddress, replaceHttpTls }, { reloadTlsOnChange }, { createMetricsListener, createTracing, PrometheusMetrics }, { batchJobsSource }, { failedRows, readinessSummary, rowLabel }, { createServer }] =
@@ -184,6 +184,7 @@ export function addServeCommand(program: Command): void {
       const tls = await readTlsFiles(tlsFiles);
       for (const problem of tls ? tlsValidityProblems(tls, new Date(), TLS_FLAGS) : []) logger.warn(problem);
       if (flags.dashboardPort !== undefined && !flags.dashboard) throw new Error('--dashboard-port serves the dashboard: it cannot go with --dashboard false');
+      if (command.getOptionValueSource('dashboardIntervalMs') === 'cli' && !flags.dashboard) throw new Error('--dashboard-interval-ms paces the dashboard: it cannot go with --dashboard false');
       const fixedPorts = [['--http-port', flags.httpPort], ['--grpc-port', flags.grpcPort], ['--metrics-port', flags.allowMetrics ? flags.metricsPort : 0]].filter(([, port]) => port !== 0);
       for (const [index, [flag, port]] of fixedPorts.entries()) {
         const same = fixedPorts.slice(index + 1).find(([, other]) => other === port);
