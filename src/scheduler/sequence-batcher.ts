@@ -65,14 +65,25 @@ export interface SequencePolicy {
   maxQueuedRequestsSetting?: string;
 }
 
-interface Pending {
-  request: ScheduledRequest;
-  flags: SequenceFlags;
-  enqueuedAt: number;
-  bytes: number;
-  onAbort?: () => void;
-  resolve: (result: ScheduledResult) => void;
-  reject: (error: Error) => void;
+/** A request waiting in its sequence; its own listener for its client's cancellation, as the dynamic batcher's are (no closure per request). */
+class Pending {
+  /** Registered with the request's signal until the request leaves its sequence's queue. */
+  listening = false;
+
+  constructor(
+    private readonly batcher: SequenceBatcher,
+    readonly sequence: Sequence,
+    readonly request: ScheduledRequest,
+    readonly flags: SequenceFlags,
+    readonly enqueuedAt: number,
+    readonly bytes: number,
+    readonly resolve: (result: ScheduledResult) => void,
+    readonly reject: (error: Error) => void,
+  ) {}
+
+  handleEvent(): void {
+    this.batcher.cancelWaiting(this);
+  }
 }
 
 interface Sequence {
@@ -264,19 +275,10 @@ export class SequenceBatcher implements Scheduler {
     }
     const owner = sequence;
     return new Promise<ScheduledResult>((resolve, reject) => {
-      const pending: Pending = { request, flags, enqueuedAt: now(), bytes: bytesOf(request.inputs), resolve, reject };
+      const pending = new Pending(this, owner, request, flags, now(), bytesOf(request.inputs), resolve, reject);
       if (request.signal) {
-        pending.onAbort = () => {
-          const index = owner.waiting.indexOf(pending);
-          if (index < 0) return;
-          owner.waiting.splice(index, 1);
-          this.unqueue(pending);
-          reject(cancelled());
-          this.forgetIfEmpty(owner);
-          // A live sequence left with nothing to run is released once idle, like any other.
-          this.watchIdle();
-        };
-        request.signal.addEventListener('abort', pending.onAbort, { once: true });
+        pending.listening = true;
+        request.signal.addEventListener('abort', pending, { once: true });
       }
       owner.waiting.push(pending);
       this.waitingCount += 1;
@@ -294,11 +296,24 @@ export class SequenceBatcher implements Scheduler {
     return id > largest ? `model '${this.model}' takes correlation ids up to ${largest} (its CORRID control is ${control.datatype}), got sequence_id ${id}` : undefined;
   }
 
+  /** A waiting request whose client has gone: answered cancelled, and its sequence forgotten or watched as it is left. */
+  cancelWaiting(pending: Pending): void {
+    const owner = pending.sequence;
+    const index = owner.waiting.indexOf(pending);
+    if (index < 0) return;
+    owner.waiting.splice(index, 1);
+    this.unqueue(pending);
+    pending.reject(cancelled());
+    this.forgetIfEmpty(owner);
+    // A live sequence left with nothing to run is released once idle, like any other.
+    this.watchIdle();
+  }
+
   private unqueue(pending: Pending): void {
     this.waitingCount -= 1;
     this.waitingBytes -= pending.bytes;
-    if (pending.onAbort) pending.request.signal!.removeEventListener('abort', pending.onAbort);
-    pending.onAbort = undefined;
+    if (pending.listening) pending.request.signal!.removeEventListener('abort', pending);
+    pending.listening = false;
   }
 
   /** A sequence with nothing left to run whose only request was cancelled before it ever ran is forgotten. */
