@@ -22,6 +22,7 @@ import { holdBatchUntil } from './batch-hold.js';
 import { DrainRate } from './drain-rate.js';
 import { NO_QUEUE_POLICY, PriorityQueue, type Admission, type PriorityQueueOptions, type QueueEntry } from './priority-queue.js';
 import { unloadingError, type ScheduledRequest, type ScheduledResult, type Scheduler } from './scheduler.js';
+import { WaitingRequest } from './waiting-request.js';
 
 export { NO_QUEUE_POLICY, type QueuePolicy } from './priority-queue.js';
 
@@ -62,25 +63,20 @@ export const UNBATCHED_POLICY: Omit<BatcherPolicy, keyof QueueLimits> = {
   defaultQueuePolicy: NO_QUEUE_POLICY,
 };
 
-/**
- * A queued request. It is its own listener for its client's cancellation: with a closure per request kept on it (the
- * way this was first written) V8's scavenger promoted requests' objects to the old generation, and the tiny model cost
- * 19-22 µs of CPU per request in process instead of 5, 0.09-0.16 ms per inference over HTTP instead of 0.08
- * (docs/performance.md, "A closure per queued request").
- */
-class Pending {
+/** A queued request of the dynamic batcher. */
+class Pending extends WaitingRequest {
   sequence = 0;
   entry: QueueEntry<Pending> | undefined = undefined;
-  /** Registered with the request's signal until the request leaves the queue. */
-  listening = false;
 
   constructor(
     private readonly batcher: DynamicBatcher,
-    readonly request: ScheduledRequest,
+    request: ScheduledRequest,
     readonly rows: number,
-    readonly resolve: (result: ScheduledResult) => void,
-    readonly reject: (error: Error) => void,
-  ) {}
+    resolve: (result: ScheduledResult) => void,
+    reject: (error: Error) => void,
+  ) {
+    super(request, resolve, reject);
+  }
 
   handleEvent(): void {
     this.batcher.cancelQueued(this);
@@ -199,10 +195,7 @@ export class DynamicBatcher implements Scheduler {
       pending.entry = this.withRoom(() => this.queue.push(pending, admission, now())); // throws when full: the promise rejects with it
       pending.sequence = this.nextSequence++;
       this.arrivals?.arrived(pending.rows, pending.entry.enqueuedAt);
-      if (signal) {
-        pending.listening = true;
-        signal.addEventListener('abort', pending, { once: true });
-      }
+      pending.listen();
       this.dispatchSoon();
     });
   }
@@ -248,7 +241,7 @@ export class DynamicBatcher implements Scheduler {
 
   /** A request the queue gave up on (timeout, deadline, client gone): answered, in order when ordering is preserved. */
   private settleDropped(pending: Pending, error: NereidError): void {
-    this.detach(pending);
+    pending.stopListening();
     this.deliver(pending, () => pending.reject(error));
     this.dispatch(); // the request behind it may now be able to go
   }
@@ -256,11 +249,6 @@ export class DynamicBatcher implements Scheduler {
   /** A queued request whose client has gone: answered cancelled, its place freed. */
   cancelQueued(pending: Pending): void {
     if (pending.entry && this.queue.remove(pending.entry)) this.settleDropped(pending, cancelled());
-  }
-
-  private detach(pending: Pending): void {
-    if (pending.listening) pending.request.signal!.removeEventListener('abort', pending);
-    pending.listening = false;
   }
 
   /** With preserve_ordering, answers leave in the order requests arrived. */
@@ -400,7 +388,7 @@ export class DynamicBatcher implements Scheduler {
       let rows = 0;
       for (const pending of batch) {
         this.queue.remove(pending.entry!);
-        this.detach(pending);
+        pending.stopListening();
         rows += pending.rows;
       }
       this.drainRate.taken(rows, now(), this.queue.size > 0);

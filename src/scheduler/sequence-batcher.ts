@@ -23,6 +23,7 @@ import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import { serverQueueCap, type Admission } from './priority-queue.js';
 import { unloadingError, type ScheduledRequest, type ScheduledResult, type Scheduler } from './scheduler.js';
+import { WaitingRequest } from './waiting-request.js';
 import { MAX_CORRELATION_ID } from '../core/inference.js';
 import { describeSequence, sequenceKey, type SequenceFlags } from './sequence-control.js';
 
@@ -65,21 +66,20 @@ export interface SequencePolicy {
   maxQueuedRequestsSetting?: string;
 }
 
-/** A request waiting in its sequence; its own listener for its client's cancellation, as the dynamic batcher's are (no closure per request). */
-class Pending {
-  /** Registered with the request's signal until the request leaves its sequence's queue. */
-  listening = false;
-
+/** A request waiting in its sequence. */
+class Pending extends WaitingRequest {
   constructor(
     private readonly batcher: SequenceBatcher,
     readonly sequence: Sequence,
-    readonly request: ScheduledRequest,
+    request: ScheduledRequest,
     readonly flags: SequenceFlags,
     readonly enqueuedAt: number,
     readonly bytes: number,
-    readonly resolve: (result: ScheduledResult) => void,
-    readonly reject: (error: Error) => void,
-  ) {}
+    resolve: (result: ScheduledResult) => void,
+    reject: (error: Error) => void,
+  ) {
+    super(request, resolve, reject);
+  }
 
   handleEvent(): void {
     this.batcher.cancelWaiting(this);
@@ -276,10 +276,7 @@ export class SequenceBatcher implements Scheduler {
     const owner = sequence;
     return new Promise<ScheduledResult>((resolve, reject) => {
       const pending = new Pending(this, owner, request, flags, now(), bytesOf(request.inputs), resolve, reject);
-      if (request.signal) {
-        pending.listening = true;
-        request.signal.addEventListener('abort', pending, { once: true });
-      }
+      pending.listen();
       owner.waiting.push(pending);
       this.waitingCount += 1;
       this.waitingBytes += pending.bytes;
@@ -312,8 +309,7 @@ export class SequenceBatcher implements Scheduler {
   private unqueue(pending: Pending): void {
     this.waitingCount -= 1;
     this.waitingBytes -= pending.bytes;
-    if (pending.listening) pending.request.signal!.removeEventListener('abort', pending);
-    pending.listening = false;
+    pending.stopListening();
   }
 
   /** A sequence with nothing left to run whose only request was cancelled before it ever ran is forgotten. */

@@ -1,0 +1,34 @@
+/**
+ * A request waiting in a scheduler's queue, which hears its client's cancellation as itself (`handleEvent`, as
+ * EventTarget calls it) rather than through a closure kept on it: with a closure per request the dynamic batcher's
+ * queued requests were promoted by V8's scavenger, and the tiny model cost 19-22 µs of CPU per request in process
+ * instead of 5 (docs/performance.md, "A closure per queued request").
+ */
+import type { ScheduledRequest, ScheduledResult } from './scheduler.js';
+
+export abstract class WaitingRequest {
+  private listening = false;
+
+  constructor(
+    readonly request: ScheduledRequest,
+    readonly resolve: (result: ScheduledResult) => void,
+    readonly reject: (error: Error) => void,
+  ) {}
+
+  /** Hears the request's cancel signal, if it has one, until it stops listening. */
+  listen(): void {
+    const signal = this.request.signal;
+    if (!signal) return;
+    this.listening = true;
+    signal.addEventListener('abort', this, { once: true });
+  }
+
+  /** The request left the queue: a client leaving now changes nothing here. */
+  stopListening(): void {
+    if (this.listening) this.request.signal!.removeEventListener('abort', this);
+    this.listening = false;
+  }
+
+  /** The client has gone while the request waited. */
+  abstract handleEvent(): void;
+}
