@@ -22,7 +22,7 @@ import { holdBatchUntil } from './batch-hold.js';
 import { DrainRate } from './drain-rate.js';
 import { NO_QUEUE_POLICY, PriorityQueue, type Admission, type PriorityQueueOptions, type QueueEntry } from './priority-queue.js';
 import { unloadingError, type ScheduledRequest, type ScheduledResult, type Scheduler } from './scheduler.js';
-import { WaitingRequest } from './waiting-request.js';
+import { WaitingRequest, type WaitingQueue } from './waiting-request.js';
 
 export { NO_QUEUE_POLICY, type QueuePolicy } from './priority-queue.js';
 
@@ -69,17 +69,13 @@ class Pending extends WaitingRequest {
   entry: QueueEntry<Pending> | undefined = undefined;
 
   constructor(
-    private readonly batcher: DynamicBatcher,
+    batcher: DynamicBatcher,
     request: ScheduledRequest,
     readonly rows: number,
     resolve: (result: ScheduledResult) => void,
     reject: (error: Error) => void,
   ) {
-    super(request, resolve, reject);
-  }
-
-  handleEvent(): void {
-    this.batcher.cancelQueued(this);
+    super(batcher, request, resolve, reject);
   }
 }
 
@@ -99,7 +95,7 @@ function slotsOf(instance: BackendInstance): BackendInstance[] {
   return Array.from({ length: Math.max(1, instance.concurrency ?? 1) }, () => instance);
 }
 
-export class DynamicBatcher implements Scheduler {
+export class DynamicBatcher implements Scheduler, WaitingQueue {
   /** What each batch size costs this model, as measured; the batcher cuts batches by it. */
   readonly costs: BatchCosts;
   /** How fast the queue drains under a backlog; the queue refuses requests it could not answer in time by it. */
@@ -247,7 +243,7 @@ export class DynamicBatcher implements Scheduler {
   }
 
   /** A queued request whose client has gone: answered cancelled, its place freed. */
-  cancelQueued(pending: Pending): void {
+  cancelWaiting(pending: Pending): void {
     if (pending.entry && this.queue.remove(pending.entry)) this.settleDropped(pending, cancelled());
   }
 

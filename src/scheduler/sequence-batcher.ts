@@ -23,7 +23,7 @@ import { coreSeconds } from '../observability/cost.js';
 import { bytesOf, concatRows, sameRowShape, sliceRows } from './batch-tensors.js';
 import { serverQueueCap, type Admission } from './priority-queue.js';
 import { unloadingError, type ScheduledRequest, type ScheduledResult, type Scheduler } from './scheduler.js';
-import { WaitingRequest } from './waiting-request.js';
+import { WaitingRequest, type WaitingQueue } from './waiting-request.js';
 import { MAX_CORRELATION_ID } from '../core/inference.js';
 import { describeSequence, sequenceKey, type SequenceFlags } from './sequence-control.js';
 
@@ -69,7 +69,7 @@ export interface SequencePolicy {
 /** A request waiting in its sequence. */
 class Pending extends WaitingRequest {
   constructor(
-    private readonly batcher: SequenceBatcher,
+    batcher: SequenceBatcher,
     readonly sequence: Sequence,
     request: ScheduledRequest,
     readonly flags: SequenceFlags,
@@ -78,11 +78,7 @@ class Pending extends WaitingRequest {
     resolve: (result: ScheduledResult) => void,
     reject: (error: Error) => void,
   ) {
-    super(request, resolve, reject);
-  }
-
-  handleEvent(): void {
-    this.batcher.cancelWaiting(this);
+    super(batcher, request, resolve, reject);
   }
 }
 
@@ -125,7 +121,7 @@ function owned(tensor: Tensor, shape: readonly number[]): Tensor {
   return { datatype: tensor.datatype, shape: [...shape], data } as Tensor;
 }
 
-export class SequenceBatcher implements Scheduler {
+export class SequenceBatcher implements Scheduler, WaitingQueue {
   private readonly sequences = new Map<string, Sequence>();
   /** Sequences waiting for a slot, oldest first. */
   private readonly backlog: Sequence[] = [];

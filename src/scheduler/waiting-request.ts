@@ -6,10 +6,16 @@
  */
 import type { ScheduledRequest, ScheduledResult } from './scheduler.js';
 
-export abstract class WaitingRequest {
+/** The scheduler a request waits in, which takes it back when its client leaves. */
+export interface WaitingQueue {
+  cancelWaiting(request: WaitingRequest): void;
+}
+
+export class WaitingRequest {
   private listening = false;
 
   constructor(
+    private readonly queue: WaitingQueue,
     readonly request: ScheduledRequest,
     readonly resolve: (result: ScheduledResult) => void,
     readonly reject: (error: Error) => void,
@@ -29,6 +35,8 @@ export abstract class WaitingRequest {
     this.listening = false;
   }
 
-  /** The client has gone while the request waited. */
-  abstract handleEvent(): void;
+  /** The client has gone while the request waited: its scheduler takes it back. */
+  handleEvent(): void {
+    this.queue.cancelWaiting(this);
+  }
 }
