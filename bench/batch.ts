@@ -27,10 +27,10 @@ import { parse as parseYaml } from 'yaml';
 import { smallCnnModel, writeModel } from '../src/onnx/test-models.js';
 import { ImagePreprocessor } from '../src/processing/image-preprocessor.js';
 import { imagePreprocessingSchema } from '../src/config/model-config.js';
-import { freePort } from './child-process.js';
+import { buildNereid, freePort, NEREID_CLI } from './child-process.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const CLI = join(ROOT, 'src', 'cli.ts');
+const CLI = join(ROOT, NEREID_CLI);
 const DATASET = '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz';
 
 const argv = process.argv.slice(2);
@@ -89,7 +89,7 @@ function labelsFile(modelPath: string): Record<string, Buffer> {
 
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; seconds: number }> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -106,6 +106,7 @@ async function batchJob(args: string[]): Promise<JobSummary & { processSeconds: 
 }
 
 async function main(): Promise<void> {
+  buildNereid(ROOT);
   const work = await mkdtemp(join(tmpdir(), 'nereid-bench-batch-'));
   const children: ChildProcess[] = [];
   try {
@@ -212,7 +213,7 @@ async function main(): Promise<void> {
       const queue = `redis://127.0.0.1:${port}`;
       for (const count of [1, 2]) {
         const workers = Array.from({ length: count }, (_, index) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'worker', '--queue', queue, '--model-repository', model.repository, '--name', `bench-w${index}`], {
+          const child = spawn(process.execPath, [CLI, 'worker', '--queue', queue, '--model-repository', model.repository, '--name', `bench-w${index}`], {
             cwd: ROOT,
             stdio: ['ignore', 'ignore', 'ignore'],
           });

@@ -1,9 +1,11 @@
 /**
- * Servers under test run as child processes (`node --import tsx <script>`), one at a time, on a
- * loopback port picked here. Their output goes to a log file shown when they fail to start.
+ * Servers under test run as child processes, one at a time, on a loopback port picked here. Their output goes to a log
+ * file shown when they fail to start. Nereid runs as users run it, compiled (dist/cli.js, built first when src/ is
+ * newer): through tsx it spent 6-14 % more CPU per request (docs/performance.md). The bench's own TypeScript servers
+ * (peer, floor) run through tsx.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -20,6 +22,7 @@ export interface ChildServer {
 
 export interface ChildSpec {
   name: string;
+  /** Run by node: a .ts file through tsx; NEREID_CLI after building it in `cwd` when stale. */
   script: string;
   args: (port: number) => string[];
   nodeFlags?: string[];
@@ -104,8 +107,27 @@ export async function inferenceCounts(origin: string, model: string): Promise<{ 
   return { inferences: body.model_stats[0].inference_count, executions: body.model_stats[0].execution_count };
 }
 
+/** Nereid's command line as built by `npm run build`, relative to a checkout. */
+export const NEREID_CLI = 'dist/cli.js';
+
+const builtCheckouts = new Set<string>();
+
 /**
- * `nereid serve` (src/cli.ts of whichever checkout the child runs in) on one model in explicit
+ * Builds dist/ in the checkout `cwd` unless it is newer than src/ (scripts/build-if-stale.mjs, or tsc in a checkout
+ * older than that script), once per checkout per bench run.
+ */
+export function buildNereid(cwd: string): void {
+  if (builtCheckouts.has(cwd)) return;
+  const [command, args] = existsSync(join(cwd, 'scripts/build-if-stale.mjs'))
+    ? [process.execPath, ['scripts/build-if-stale.mjs', '--quiet']]
+    : ['npx', ['tsc', '-p', 'tsconfig.build.json']];
+  const result = spawnSync(command, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (result.status !== 0) throw new Error(`building Nereid in ${cwd} failed (${command} ${args.join(' ')}: exit ${result.status ?? result.signal})`);
+  builtCheckouts.add(cwd);
+}
+
+/**
+ * `nereid serve` (dist/cli.js of whichever checkout the child runs in, built there first when stale) on one model in explicit
  * control mode, with gRPC off unless a port is given and Prometheus on the port given, else a free one instead of 8002.
  * The repository path must be absolute: the child may run in another checkout.
  */
@@ -115,7 +137,7 @@ export function nereidServeSpec(
   options: { grpcPort?: number; metricsPort?: number; extraArgs?: string[] } = {},
 ): Pick<ChildSpec, 'script' | 'args' | 'readyPath'> {
   return {
-    script: 'src/cli.ts',
+    script: NEREID_CLI,
     args: (port: number) => [
       'serve',
       '--model-repository',
@@ -158,7 +180,9 @@ export async function startChild(spec: ChildSpec): Promise<ChildServer> {
   const origin = `http://${HOST}:${port}`;
   const logPath = join(spec.logDir, `${spec.name}.log`);
   const log = openSync(logPath, 'w');
-  const child = spawn(process.execPath, [...(spec.nodeFlags ?? []), '--import', 'tsx', spec.script, ...spec.args(port)], {
+  if (spec.script === NEREID_CLI) buildNereid(spec.cwd);
+  const loader = spec.script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...(spec.nodeFlags ?? []), ...loader, spec.script, ...spec.args(port)], {
     cwd: spec.cwd,
     stdio: ['ignore', log, log],
     env: { ...process.env },

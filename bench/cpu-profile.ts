@@ -52,14 +52,17 @@ function shortUrl(url: string): string {
   return path;
 }
 
+/** Nereid's own code: src/ as tsx loads it, dist/ as the bench and users run it. */
+function isNereidSource(url: string): boolean {
+  return url.startsWith('src/') || url.startsWith('dist/');
+}
+
 function areaOf(frame: ProfileNode['callFrame']): string {
   const url = shortUrl(frame.url);
   if (!url) return frame.functionName.startsWith('(') ? frame.functionName : '(native / builtins)';
   if (url.startsWith('node:')) return 'node internals';
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return `pkg ${pkg[1]}`;
-  if (url.startsWith('src/')) return url;
-  if (url.startsWith('bench/')) return url;
   return url;
 }
 
@@ -119,7 +122,7 @@ export function summariseProfile(file: string, windows: readonly Window[], limit
     const seen = new Set<string>();
     for (let current: number | undefined = id; current !== undefined; current = parent.get(current)) {
       const frame = byId.get(current)!.callFrame;
-      if (!shortUrl(frame.url).startsWith('src/')) continue;
+      if (!isNereidSource(shortUrl(frame.url))) continue;
       const name = functionKey(frame);
       if (seen.has(name)) continue;
       seen.add(name);
@@ -143,7 +146,7 @@ export function formatProfile(summary: ProfileSummary): string {
     `CPU profile ${summary.file}: ${summary.windowMs.toFixed(0)} ms of main-thread time${summary.windowed ? ' inside the measured windows' : ' (whole profile)'}`,
     table('self time by area', summary.selfByArea),
     table('self time by function', summary.selfByFunction),
-    table("inclusive time of Nereid's src/ functions", summary.inclusiveNereid),
+    table("inclusive time of Nereid's own functions (src/ or dist/)", summary.inclusiveNereid),
   ].join('\n');
 }
 

@@ -25,7 +25,7 @@ import { Agent, request } from 'undici';
 import { buildOnnxModel } from '../src/onnx/onnx-model-builder.js';
 import { writeModel } from '../src/onnx/test-models.js';
 import { binaryBody } from '../test/support/test-server.js';
-import { freePort, nereidServeSpec, procMemory, resetPeakRss, startChild, type ChildServer } from './child-process.js';
+import { freePort, NEREID_CLI, nereidServeSpec, procMemory, resetPeakRss, startChild, type ChildServer } from './child-process.js';
 import { checkNereidBefore } from './options.js';
 import { markdownTable } from './report.js';
 import { httpCall, type HttpRequest } from './soak-traffic.js';
@@ -61,7 +61,7 @@ const REQUEST_TIMEOUT_MS = 120_000;
 
 export const MEMORY_ATTACKS_HELP = `Usage: npm run bench -- --memory-attacks [options]
 
-Starts a server child (node --import tsx src/cli.ts serve, default limits) on a generated model
+Starts a server child (node dist/cli.js serve, built when stale, default limits) on a generated model
 '${MODEL}' (FP32 [${ELEMENTS}] -> its max, max_batch_size 256, a ${QUEUE_DELAY_US / 1e6} s batching delay, so the
 queue holds requests) and runs the attacks one after another, sampling the server's RSS (VmRSS, and
 VmHWM reset before each attack) every ${SAMPLE_EVERY_MS} ms:
@@ -73,7 +73,7 @@ VmHWM reset before each attack) every ${SAMPLE_EVERY_MS} ms:
 Prints per attack: RSS before, peak, --settle-s after; answers 200/413/503/other/reset.
 
 Options:
-  --nereid-before DIR        also attack DIR/src/cli.ts run in DIR (another checkout with its node_modules)
+  --nereid-before DIR        also attack DIR/dist/cli.js run in DIR (another checkout with its node_modules)
   --attacks LIST             which of ${ATTACKS.join(',')}                 [all]
   --slow-body-checks LIST    seconds after the slow bodies were sent to count open connections  [15,65]
   --settle-s SECONDS         wait after an attack before the "after" RSS                         [3]
@@ -464,7 +464,7 @@ export async function runMemoryAttacks(options: MemoryAttackOptions): Promise<vo
     const targetLabels = new Map(targets.map((target) => [target.name, `${target.name} (${target.source.commit})`]));
     const results: AttackResult[] = [];
     for (const target of targets) {
-      console.log(`\n${target.name}: ${target.cwd}/src/cli.ts, ${describeSource(target.source)}`);
+      console.log(`\n${target.name}: ${target.cwd}/${NEREID_CLI}, ${describeSource(target.source)}`);
       const metricsPort = await freePort();
       const metricsOrigin = `http://127.0.0.1:${metricsPort}`;
       const server = await startChild({ name: target.name, cwd: target.cwd, logDir, ...nereidServeSpec(repository, MODEL, { metricsPort }) });

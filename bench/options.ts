@@ -82,11 +82,11 @@ export const HELP = `Usage: npm run bench -- [options]
 
 Measures one model four ways in one run and prints one table:
   ceiling       in-process ONNX Runtime (intraOpNumThreads = cores), batch 1, 2, 4, … max_batch_size
-  nereid        Nereid over HTTP (child process: src/cli.ts serve), JSON and binary tensor data, and over
+  nereid        Nereid over HTTP (child process: dist/cli.js serve, built when stale), JSON and binary tensor data, and over
                 gRPC (encoding 'grpc': ModelInfer with raw_input_contents)
   peer          a plain fastify server calling session.run once per request (bench/peer-server.ts)
   floor         fastify answering a constant small JSON to the same request bodies (bench/floor-server.ts)
-  before        (only with --nereid-before DIR) the same as nereid, but DIR/src/cli.ts run in DIR: another
+  before        (only with --nereid-before DIR) the same as nereid, but DIR/dist/cli.js run in DIR: another
                 checkout (e.g. a git worktree of an older commit), measured in the same cells for before/after
   nereid-cache  (only when named) Nereid with --cache-config and the model's response_cache enabled: the
                 request is computed once (warm), then every measured request is a cache hit; each answer
@@ -124,7 +124,7 @@ Options:
   --batch-sizes LIST         in-process batch sizes                       [1,2,4,… max_batch_size]
   --targets LIST             which of ceiling,nereid,before,nereid-cache,peer,floor to run
                                                                          [ceiling,nereid,peer,floor]
-  --nereid-before DIR        also run the target 'before': node --import tsx src/cli.ts serve in DIR (another
+  --nereid-before DIR        also run the target 'before': node dist/cli.js serve in DIR (built when stale; another
                              checkout of this repository with its node_modules), same repository and flags
   --cpu-prof LIST            run these server children (nereid,before,nereid-cache,peer,floor) under node --cpu-prof and
                              summarise self/inclusive time inside each measured window (not with --rounds > 1:
@@ -198,7 +198,7 @@ Examples:
   npm run bench -- --memory-attacks --nereid-before /tmp/nereid-before
 `;
 
-/** Throws unless `dir` looks like a checkout of this repository that can serve: src/cli.ts and node_modules. */
+/** Throws unless `dir` looks like a checkout of this repository that can build and serve: src/cli.ts and node_modules. */
 export function checkNereidBefore(dir: string): void {
   for (const needed of ['src/cli.ts', 'node_modules']) {
     if (!existsSync(join(dir, needed))) throw new Error(`--nereid-before ${dir}: no ${needed} there (a checkout of this repository with its node_modules)`);

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
-import { freePort, machineBusySeconds, nereidServeSpec, startChild, waitForQuiet, type ChildServer } from './child-process.js';
+import { freePort, machineBusySeconds, NEREID_CLI, nereidServeSpec, startChild, waitForQuiet, type ChildServer } from './child-process.js';
 import { describeSource, machine, resultPath, ROOT, sourceState } from './environment.js';
 import { runGoodput } from './goodput.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './cpu-profile.js';
@@ -381,7 +381,7 @@ async function main(options: BenchOptions): Promise<void> {
     /** Starts a target's child (nereid-cache: with its own copy of the model, response cache on). */
     const startTarget = async (target: ServerTarget): Promise<RunningServer> => {
       const profileDir = options.cpuProf.includes(target) ? join(scratch, `${target}-prof`) : undefined;
-      // No --cpu-prof-name: tsx's loader runs on a worker thread, which writes a profile too; the
+      // No --cpu-prof-name: tsx's loader (peer, floor) runs on a worker thread, which writes a profile too; the
       // default names (CPU.<date>.<time>.<pid>.<tid>.<seq>) keep the main thread's (tid 0) apart.
       const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
       // Nereid listens for gRPC only when a gRPC column is measured (--grpc-port 0 disables it), and
@@ -389,8 +389,8 @@ async function main(options: BenchOptions): Promise<void> {
       const grpcPort = NEREID_TARGETS.includes(target) ? (encodingsOf(target).includes('grpc') ? await freePort() : 0) : undefined;
       if (target === 'nereid-cache') cachedModel ??= await prepareModel(options, RESPONSE_CACHE_CONFIG);
       const served = target === 'nereid-cache' ? cachedModel! : model;
-      // The same command for nereid and before; before runs the other checkout's src/cli.ts in that
-      // checkout (its tsconfig, its node_modules).
+      // The same command for nereid and before; before runs the other checkout's dist/cli.js in that
+      // checkout (built there from its src/, with its node_modules).
       const nereidSpec = nereidServeSpec(resolve(served.repository), model.name, {
         grpcPort: grpcPort ?? 0,
         extraArgs: [
@@ -407,7 +407,7 @@ async function main(options: BenchOptions): Promise<void> {
         floor: { script: 'bench/floor-server.ts', args: (port: number) => ['--port', String(port)], readyPath: '/v2/health/ready' },
       }[target];
       if (target === 'nereid-cache') console.log(`nereid-cache serves ${served.repository} (${served.configSource}) with --cache-config ${options.cacheConfig}`);
-      if (target === 'before') console.log(`before: ${options.nereidBefore}/src/cli.ts (commit ${sourceState(options.nereidBefore).commit}) serves ${resolve(served.repository)}`);
+      if (target === 'before') console.log(`before: ${options.nereidBefore}/${NEREID_CLI} (commit ${sourceState(options.nereidBefore).commit}) serves ${resolve(served.repository)}`);
       const child = await startChild({ name: target, cwd: ROOT, logDir: scratch, nodeFlags, ...spec });
       if (sharedMemory && NEREID_TARGETS.includes(target)) {
         const registered = await request(`${child.origin}/v2/systemsharedmemory/region/${BENCH_SHM_REGION}/register`, {

@@ -22,7 +22,7 @@ import { httpFrontEndOptionsSchema } from '../src/frontends/http/v2-http.js';
 import { addSubModel, writeModel } from '../src/onnx/test-models.js';
 import { readLabels, recognitionInput, renderTextLine } from '../test/support/ocr.js';
 import { freePort, startRedisServer, type RedisTestServer } from '../test/support/redis-server.js';
-import { procMemory, startChild, type ChildServer } from './child-process.js';
+import { NEREID_CLI, procMemory, startChild, type ChildServer } from './child-process.js';
 import { SIMPLE_BENCH_CONFIG } from './model-setup.js';
 import { categoryOf, durationSeconds, formatTable, goodputOf, isInternalError, latencySummary, Tally, validFailures, type KindTally, type Role } from './soak-tally.js';
 import {
@@ -291,7 +291,7 @@ async function main(): Promise<number> {
       '--metrics-auth-token', tokens.metrics,
     ];
     const logName = `${(options.report.split('/').pop() ?? 'soak').replace(/\.json$/, '')}-server`;
-    server = await startChild({ name: logName, script: 'src/cli.ts', args: serverArgs, readyPath: '/v2/health/ready', cwd: ROOT, logDir });
+    server = await startChild({ name: logName, script: NEREID_CLI, args: serverArgs, readyPath: '/v2/health/ready', cwd: ROOT, logDir });
     const serverPid = server.pid;
     console.log(`server pid ${serverPid} at ${server.origin} (gRPC ${grpcPort}, metrics ${metricsPort}), Redis on ${redisPort}; log ${relative(process.cwd(), server.logPath)}`);
 
