@@ -17,6 +17,8 @@ export interface ChildServer {
   logPath: string;
   /** User + system CPU seconds of the whole process (all threads) so far, from /proc; undefined off Linux. */
   cpuSeconds(): number | undefined;
+  /** The same for its main thread alone (the event loop; the rest is ONNX Runtime's and libuv's threads, and GC helpers). */
+  mainThreadCpuSeconds(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -49,8 +51,17 @@ export function freePort(): Promise<number> {
 }
 
 function procCpuSeconds(pid: number): number | undefined {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** A process's main thread (its thread id is the process id). */
+function mainThreadCpuSeconds(pid: number): number | undefined {
+  return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuSeconds(path: string): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
   } catch {
@@ -215,7 +226,7 @@ export async function startChild(spec: ChildSpec): Promise<ChildServer> {
     await sleep(100);
   }
   const pid = child.pid!;
-  return { name: spec.name, pid, origin, logPath, cpuSeconds: () => procCpuSeconds(pid), stop };
+  return { name: spec.name, pid, origin, logPath, cpuSeconds: () => procCpuSeconds(pid), mainThreadCpuSeconds: () => mainThreadCpuSeconds(pid), stop };
 }
 
 /**

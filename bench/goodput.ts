@@ -26,6 +26,18 @@ export interface GoodputContext {
   startServer(target: ServerTarget): Promise<ChildServer>;
 }
 
+/**
+ * Where the server's CPU went while a load ran (warm-up included): its event loop's thread against the others
+ * (ONNX Runtime's, libuv's, GC helpers). On a machine whose cores the model shares with the event loop and the load
+ * generator, what the loop spends on requests it refuses comes out of the forward passes.
+ */
+interface ServerCpu {
+  mainThreadCores: number;
+  otherThreadsCores: number;
+  /** All threads' CPU over the load ÷ (answers per second × its seconds). */
+  msPerSuccess: number;
+}
+
 interface Capacity {
   target: ServerTarget;
   concurrency: number;
@@ -34,7 +46,32 @@ interface Capacity {
   errors: number;
   /** p50 of requests sent one at a time to the idle server. */
   unloadedP50Ms: number;
+  serverCpu?: ServerCpu;
 }
+
+/**
+ * Starts counting a server's CPU. Calling what it returns stops the count; calling what that returns, with the answers
+ * per second the load got, says where the CPU went (undefined off Linux).
+ */
+function startCpuCount(server: ChildServer): () => (successesPerSecond: number) => ServerCpu | undefined {
+  const startedMs = performance.now();
+  const all = server.cpuSeconds();
+  const main = server.mainThreadCpuSeconds();
+  return () => {
+    const seconds = (performance.now() - startedMs) / 1000;
+    const allNow = server.cpuSeconds();
+    const mainNow = server.mainThreadCpuSeconds();
+    return (successesPerSecond) => {
+      if (all === undefined || main === undefined || allNow === undefined || mainNow === undefined || seconds <= 0) return undefined;
+      const mainThreadCores = (mainNow - main) / seconds;
+      const allCores = (allNow - all) / seconds;
+      return { mainThreadCores, otherThreadsCores: allCores - mainThreadCores, msPerSuccess: successesPerSecond > 0 ? (allCores * 1000) / successesPerSecond : NaN };
+    };
+  };
+}
+
+const cpuText = (cpu: ServerCpu | undefined) =>
+  cpu ? `${(cpu.mainThreadCores * 100).toFixed(0)}% / ${(cpu.otherThreadsCores * 100).toFixed(0)}% | ${cpu.msPerSuccess.toFixed(1)}` : '– | –';
 
 interface GoodputCell {
   target: ServerTarget;
@@ -52,6 +89,7 @@ interface GoodputCell {
   recovery: RecoveryResult;
   /** Whether the server had gone idle before this cell started (it may still be serving abandoned requests). */
   idleBefore: boolean;
+  serverCpu?: ServerCpu;
 }
 
 /**
@@ -104,7 +142,7 @@ function cellLine(cell: GoodputCell): string {
     `connection errors ${r.connectionErrors}; RSS before ${mb(cell.rssBeforeBytes)} MB, peak ${mb(cell.rssPeakBytes)} MB, +2 s ${mb(cell.rssAfterBytes)} MB; ` +
     `recovery ${recoveryText(cell.recovery)} (${cell.recovery.probes} probes, first ${cell.recovery.firstProbe}); ` +
     `generator: sent ${(cell.sentShare * 100).toFixed(0)}% of the window's schedule, send lag p99 ${ms(r.sendLagP99Ms)} ms, event loop busy ${(r.generatorBusy * 100).toFixed(0)}%, ` +
-    `client queue max ${r.clientQueuedMax}` +
+    `client queue max ${r.clientQueuedMax}; server CPU main / other threads | ms per success: ${cpuText(cell.serverCpu)}` +
     (cell.generatorBehind ? ' — GENERATOR BEHIND' : '') +
     (cell.idleBefore ? '' : ' — the server was still busy with earlier load when this started')
   );
@@ -112,19 +150,19 @@ function cellLine(cell: GoodputCell): string {
 
 function capacityTable(capacities: Capacity[]): string {
   return [
-    '| target | closed-loop capacity req/s | concurrency | p50 ms | p99 ms | errors | unloaded p50 ms | recovered within ms |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| target | closed-loop capacity req/s | concurrency | p50 ms | p99 ms | errors | unloaded p50 ms | recovered within ms | server CPU main / other threads | server CPU ms per success |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...capacities.map(
       (c) =>
-        `| ${c.target} | ${c.requestsPerSecond.toFixed(1)} | ${c.concurrency} | ${ms(c.latency.p50)} | ${ms(c.latency.p99)} | ${c.errors} | ${c.unloadedP50Ms.toFixed(2)} | ${recoveryThresholdMs(c.unloadedP50Ms).toFixed(1)} |`,
+        `| ${c.target} | ${c.requestsPerSecond.toFixed(1)} | ${c.concurrency} | ${ms(c.latency.p50)} | ${ms(c.latency.p99)} | ${c.errors} | ${c.unloadedP50Ms.toFixed(2)} | ${recoveryThresholdMs(c.unloadedP50Ms).toFixed(1)} | ${cpuText(c.serverCpu)} |`,
     ),
   ].join('\n');
 }
 
 function goodputTable(cells: GoodputCell[], connections: number): string {
   return [
-    '| target | × | offered/s | achieved/s | goodput/s | ÷ capacity | success p50 ms | success p99 ms | refused | Retry-After | refusal p50 ms | client timeouts | conn. errors | RSS before / peak / +2 s MB | recovery | client queue max | notes |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---|',
+    '| target | × | offered/s | achieved/s | goodput/s | ÷ capacity | success p50 ms | success p99 ms | refused | Retry-After | refusal p50 ms | client timeouts | conn. errors | RSS before / peak / +2 s MB | recovery | client queue max | server CPU main / other threads | server CPU ms per success | notes |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|',
     ...cells.map((cell) => {
       const r = cell.result;
       const notes = [
@@ -136,7 +174,7 @@ function goodputTable(cells: GoodputCell[], connections: number): string {
       return (
         `| ${cell.target} | ${cell.multiple} | ${r.targetRatePerSecond.toFixed(1)} | ${r.achievedRatePerSecond.toFixed(1)} | ${r.goodputPerSecond.toFixed(1)} | ${cell.goodputOverCapacity.toFixed(2)} | ` +
         `${ms(r.successLatency.p50)} | ${ms(r.successLatency.p99)} | ${refusals(r)} | ${retryAfter(r)} | ${ms(r.refusalLatency.p50)} | ${r.clientTimeouts} | ${r.connectionErrors} | ` +
-        `${mb(cell.rssBeforeBytes)} / ${mb(cell.rssPeakBytes)} / ${mb(cell.rssAfterBytes)} | ${recoveryText(cell.recovery)} | ${r.clientQueuedMax} | ${notes.join('; ')} |`
+        `${mb(cell.rssBeforeBytes)} / ${mb(cell.rssPeakBytes)} / ${mb(cell.rssAfterBytes)} | ${recoveryText(cell.recovery)} | ${r.clientQueuedMax} | ${cpuText(cell.serverCpu)} | ${notes.join('; ')} |`
       );
     }),
   ].join('\n');
@@ -176,6 +214,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
   for (const target of targets) {
     const server = servers.get(target)!;
     await waitForIdle();
+    const cpuCount = startCpuCount(server);
     const closed = await runLoad({
       origin: server.origin,
       path,
@@ -187,13 +226,14 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
       durationSeconds: options.duration,
       verifyEvery: options.verifyEvery,
     });
+    const serverCpu = cpuCount()(closed.requestsPerSecond);
     await waitForIdle();
     const unloadedP50Ms = await unloadedLatencyMs(probeOf(server), UNLOADED_REQUESTS);
-    const capacity = { target, concurrency, requestsPerSecond: closed.requestsPerSecond, latency: closed.latency, errors: closed.errors, unloadedP50Ms };
+    const capacity = { target, concurrency, requestsPerSecond: closed.requestsPerSecond, latency: closed.latency, errors: closed.errors, unloadedP50Ms, serverCpu };
     capacities.set(target, capacity);
     console.log(
       `${target} capacity: ${closed.requestsPerSecond.toFixed(1)} req/s at c=${concurrency} (p50 ${ms(closed.latency.p50)} p99 ${ms(closed.latency.p99)} ms, ${closed.errors} errors); ` +
-        `unloaded p50 ${unloadedP50Ms.toFixed(2)} ms`,
+        `unloaded p50 ${unloadedP50Ms.toFixed(2)} ms; server CPU main / other threads | ms per success: ${cpuText(serverCpu)}`,
     );
     for (const sample of closed.errorSamples) console.log(`    error: ${sample}`);
     for (const failure of closed.verifyFailures) console.log(`    WRONG RESPONSE: ${failure}`);
@@ -213,6 +253,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
       const idleBefore = await waitForIdle();
       const rssBeforeBytes = rssBytes(server.pid);
       const sampler = new RssSampler(server.pid);
+      const cpuCount = startCpuCount(server);
       try {
         const load = await startOpenLoop(
           {
@@ -235,6 +276,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
           options.generatorThreads,
         );
         const loadStopMs = (await load.stopped) - performance.timeOrigin;
+        const cpuUntilStop = cpuCount();
         const loadStartMs = load.startEpochMs - performance.timeOrigin;
         const [result, recovery] = await Promise.all([
           load.result,
@@ -261,6 +303,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
           rssAfterBytes: sampler.at(loadStopMs + RSS_AFTER_MS),
           recovery,
           idleBefore,
+          serverCpu: cpuUntilStop(result.goodputPerSecond),
         };
         cells.push(cell);
         console.log(cellLine(cell));
@@ -306,7 +349,9 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
       `RSS: the server child's VmRSS just before the load, its peak while the load was sent (read every 100 ms), and ${RSS_AFTER_MS / 1000} s after the last request was sent. ` +
       `recovery: seconds from the last request sent until a probe (one request at a time on a connection of its own, one every ${RECOVERY_PROBE_EVERY_MS} ms) ` +
       `was answered 200 within max(2 × unloaded p50, unloaded p50 + 5 ms) (the capacity table's last column); >${RECOVERY_LIMIT_SECONDS} s: none was. ` +
-      `Before each row the benchmark waits (up to ${IDLE_WAIT_SECONDS} s) until every server uses < 5% of a core.`,
+      `Before each row the benchmark waits (up to ${IDLE_WAIT_SECONDS} s) until every server uses < 5% of a core. ` +
+      'server CPU: cores the server process used while the load was sent (warm-up included), its main thread (the event loop: HTTP, decoding, ' +
+      'refusals, answers) and its other threads (ONNX Runtime, libuv, GC helpers); ms per success: all of it ÷ the answers per second.',
     '',
   ].join('\n');
   console.log(`\n${markdown}`);

@@ -96,6 +96,9 @@ export interface OpenLoopResult extends OpenLoopCounts {
 }
 
 /** performance.now() as wall-clock ms, comparable between threads (each has its own timeOrigin). */
+/** Requests due this soon are sent now: the dispatcher sleeps on timers, whose grain is a millisecond, and never spins. */
+const SEND_AHEAD_MS = 1;
+
 export const epochNow = () => performance.timeOrigin + performance.now();
 
 const addInto = (into: Record<string, number>, from: Record<string, number>) => {
@@ -369,18 +372,19 @@ async function runPrepared(
     }
   }, 20);
 
-  // The dispatcher: sends every request whose time has come, then sleeps until the next one is
-  // due (a timer when it is a millisecond or more away; otherwise it yields to I/O and looks again).
+  // The dispatcher: sends every request due within SEND_AHEAD_MS, then sleeps on a timer until the next one is. It
+  // used to yield to I/O and look again until a request less than a millisecond away was due: up to a millisecond of
+  // spinning per request. The dispatch loop alone (no requests sent) used 14 % of a core at 300 arrivals a second and
+  // 42 % at 1,000 that way, 4-5 % sleeping on timers: CPU taken from the server on the same cores.
+  // Latency still counts from the scheduled time, so a request sent early is at most SEND_AHEAD_MS in the server's favour.
   let next = 0;
   let loopAtStart = performance.eventLoopUtilization();
   await new Promise<void>((resolve) => {
     const dispatch = () => {
       const nowOffset = performance.now() - startMs;
-      while (next < schedule.length && schedule[next] <= nowOffset) send(next++);
+      while (next < schedule.length && schedule[next] <= nowOffset + SEND_AHEAD_MS) send(next++);
       if (next >= schedule.length) return resolve();
-      const waitMs = schedule[next] - (performance.now() - startMs);
-      if (waitMs >= 1) setTimeout(dispatch, Math.floor(waitMs));
-      else setImmediate(dispatch);
+      setTimeout(dispatch, Math.max(0, Math.floor(schedule[next] - SEND_AHEAD_MS - (performance.now() - startMs))));
     };
     setTimeout(() => {
       loopAtStart = performance.eventLoopUtilization();
