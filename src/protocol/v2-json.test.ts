@@ -4,7 +4,7 @@ import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { InferenceResponse } from '../core/inference.js';
 import { NereidError } from '../core/errors.js';
 import { MAX_BYTES_ELEMENTS } from '../core/tensor.js';
-import { decodeInferRequest, encodeInferResponse, encodeInferResponseInSlices, JSON_SLICE_VALUES, parseExactJson, refuseBytesBeyondCap, stringifyExactJson } from './v2-json.js';
+import { decodeInferRequest, encodeInferResponse, encodeInferResponseInSlices, JSON_SLICE_VALUES, MAX_JSON_DEPTH, parseExactJson, refuseBytesBeyondCap, stringifyExactJson } from './v2-json.js';
 
 /** JSON header + binary tensors, as Triton's clients send them. */
 function binaryBody(header: unknown, ...buffers: ArrayBufferView[]): { body: Buffer; headerLength: string } {
@@ -453,4 +453,19 @@ test('a BYTES input beyond the element cap is refused from the bytes, before par
   const numericId = Buffer.from(`{"id":5,"inputs":[{"name":"text","datatype":"BYTES","shape":[${over}],"data":[${strings(over)}]}]}`);
   assert.throws(() => decodeInferRequest(numericId, undefined, 'm', undefined), (error: Error) => error.message === refusal);
   assert.throws(() => decodeInferRequest(Buffer.from('{"id":5,"inputs":[]}'), undefined, 'm', undefined), /'id' must be a string/);
+});
+
+test('the BYTES scan follows JSON no deeper than the parse takes: a deeper body is left to the parse, which refuses it', () => {
+  // A scan that followed every level kept a record of each: a 62 MB body of '[' held 2.9 GB before the parse refused it.
+  const over = MAX_BYTES_ELEMENTS + 1;
+  const nested = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`;
+  const input = `"inputs":[{"name":"text","datatype":"BYTES","shape":[${over}],"data":[${'"",'.repeat(over - 1)}""]}]`;
+  // Arrays one level past the limit, inside the request's object, before an input over the cap: a scan that went on would
+  // reach the input and refuse it by the cap; the parse refuses the depth.
+  const tooDeep = Buffer.from(`{"pad":${nested(MAX_JSON_DEPTH)},${input}}`);
+  assert.doesNotThrow(() => refuseBytesBeyondCap(tooDeep));
+  assert.throws(() => decodeInferRequest(tooDeep, undefined, 'm', undefined), /JSON nesting depth exceeds maximum allowed limit \(100\): the JSON of the inference request nests deeper/);
+  // At the limit, the scan goes on to the input.
+  const atLimit = Buffer.from(`{"pad":${nested(MAX_JSON_DEPTH - 1)},${input}}`);
+  assert.throws(() => refuseBytesBeyondCap(atLimit), (error: Error) => error.message === `input 'text' has ${over} BYTES elements; at most ${MAX_BYTES_ELEMENTS} are accepted per input`);
 });
