@@ -148,6 +148,12 @@ describe('the direct inference path answers as the Fastify route does', () => {
     }
   });
 
+  test('a Content-Type quoted in a refusal is cut to 80 characters, as every client value is', async () => {
+    const answer = await bothWays(base, '/v2/models/simple/infer', 'GIF89a....', { 'content-type': `text/${'x'.repeat(2000)}` });
+    assert.equal(answer.status, 400);
+    assert.match(JSON.parse(answer.body.toString()).error, /^the body is not V2 JSON \(Content-Type 'text\/x{75}…', first byte 0x47\)/);
+  });
+
   test('an overloaded model: 503 with Retry-After, the same both ways', async () => {
     const admit = base.server.admit.bind(base.server);
     base.server.admit = () => {

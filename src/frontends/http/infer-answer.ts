@@ -4,7 +4,7 @@
  * client asks, compressed, then written in one corked write; and how a failure is answered.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, retryAfterSeconds } from '../../core/errors.js';
+import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quoteName, retryAfterSeconds } from '../../core/errors.js';
 import { requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
 import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, type RawInputModel } from '../../protocol/v2-json.js';
 import type { Server } from '../../server/server.js';
@@ -38,7 +38,7 @@ export interface HttpInferAnswer {
  * what /infer takes instead of JSON's parse error on its first byte.
  */
 function checkJsonBody(body: Buffer, contentType: string | undefined, server: Server, model: string, version: string | undefined): void {
-  const sent = contentType ? `Content-Type '${contentType.split(';')[0]}'` : 'no Content-Type';
+  const sent = contentType ? `Content-Type ${quoteName(contentType.split(';')[0]!)}` : 'no Content-Type';
   if (/^multipart\/form-data/i.test(contentType ?? '')) {
     throw invalidArgument(`/infer does not take multipart uploads (${sent}): ${imageAlternatives(server, model, version, true).join(', or ')}`);
   }
