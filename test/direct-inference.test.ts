@@ -243,6 +243,15 @@ test('with tokens, the direct path asks for the inference scope as the Fastify h
   assert.equal(wrong.status, 401);
   const right = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { authorization: 'Bearer infer-token' });
   assert.equal(right.status, 200);
+  // The scheme in any case (RFC 7235); a token of another scope is 403 naming the scope it lacks, with insufficient_scope.
+  for (const scheme of ['bearer', 'BEARER']) {
+    const cased = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { authorization: `${scheme} infer-token` });
+    assert.equal(cased.status, 200, `${scheme}: ${cased.body.toString()}`);
+  }
+  const otherScope = await bothWays(base, '/v2/models/simple/infer', JSON.stringify(SIMPLE_REQUEST), { authorization: 'Bearer admin-token' });
+  assert.equal(otherScope.status, 403);
+  assert.equal(otherScope.headers['www-authenticate'], 'Bearer error="insufficient_scope"');
+  assert.match(JSON.parse(otherScope.body.toString()).error, /^this token opens the management scope, not the inference scope this needs/);
 });
 
 test('with the access log on, a request answered directly leaves the line that Fastify\'s hook writes', async (t) => {
