@@ -92,8 +92,16 @@ function tooDeep(what: string) {
   return invalidArgument(`JSON nesting depth exceeds maximum allowed limit (${MAX_JSON_DEPTH}): the JSON of ${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
 }
 
-export function parseJson(bytes: Buffer, what: string): unknown {
+/**
+ * Refuses JSON nested deeper than MAX_JSON_DEPTH from its bytes, for a caller that parses it itself: JSON.parse builds
+ * any depth, and what reads the value back (JSON.stringify for an answer) then overflows the stack.
+ */
+export function refuseTooDeepJson(bytes: Buffer, what: string): void {
   if (scanJson(bytes, MAX_JSON_DEPTH).tooDeep) throw tooDeep(what);
+}
+
+export function parseJson(bytes: Buffer, what: string): unknown {
+  refuseTooDeepJson(bytes, what);
   return parseJsonText(bytes.toString('utf8'), what);
 }
 

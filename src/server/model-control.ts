@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { invalidArgument, NereidError, quoteName } from '../core/errors.js';
 import type { SettingName } from '../core/options.js';
 import { describeValue } from '../model/input-validation.js';
+import { refuseTooDeepJson } from '../protocol/v2-json.js';
 import { ModelLoadError } from '../repository/load-failure.js';
 import type { serverOptionsSchema } from './server-options.js';
 
@@ -30,6 +31,8 @@ export function loadRequestConfig(parameters: Record<string, unknown>): unknown 
     if (key === 'config') {
       // The protocol's form, which in-process callers share: an object is refused rather than read two ways.
       if (typeof value !== 'string') throw invalidArgument(`load parameter 'config' must be a JSON string (JSON.stringify(config) from a library caller), got ${describeValue(value)}`);
+      // A field the config keeps as it is (Triton's metric_tags) would hold any depth, and the model's config answer then failed (500).
+      refuseTooDeepJson(Buffer.from(value, 'utf8'), "load parameter 'config'");
       try {
         override = JSON.parse(value);
       } catch (error) {

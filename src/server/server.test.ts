@@ -148,6 +148,8 @@ test("explicit mode: a load whose config is not JSON or does not parse is the ca
   assert.deepEqual(await server.repositoryIndex(), [{ name: 'good' }], 'nothing loads at start without --load-model');
   const refusals: [Record<string, unknown>, RegExp][] = [
     [{ config: 'not json' }, /load parameter 'config' is not valid JSON/],
+    // Deeper than any request may nest: a field kept as it is (metric_tags) held it, and the config answer overflowed the stack.
+    [{ config: `{"metric_tags":{"a":${'['.repeat(100)}${']'.repeat(100)}}}` }, /^JSON nesting depth exceeds maximum allowed limit \(100\): the JSON of load parameter 'config' nests deeper than 100 levels$/],
     [{ config: 42 }, /^load parameter 'config' must be a JSON string \(JSON\.stringify\(config\) from a library caller\), got number 42$/],
     [{ config: { max_batch_size: 4 } }, /^load parameter 'config' must be a JSON string \(JSON\.stringify\(config\) from a library caller\), got an object$/],
     [{ config: JSON.stringify({ max_batch_size: 'many' }) }, /load failed for model 'good' with the config given: invalid config override: max_batch_size/],
