@@ -6,14 +6,14 @@
  * page go to .scratch/dashboard/ for a person to look at.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import sharp from 'sharp';
-import { quantileBetween } from '../src/frontends/http/dashboard-data.js';
+import { intervalOf, quantileBetween, type DashboardSnapshot } from '../src/frontends/http/dashboard-data.js';
 import { JOBS_HINT } from '../src/frontends/http/dashboard-http.js';
 import { createHttpFrontEnd, dashboardAddress } from '../src/frontends/http/v2-http.js';
 import { batchJobsSource, batchJobStatus } from '../src/jobs/index.js';
@@ -157,6 +157,40 @@ describe('dashboard', () => {
     } finally {
       stream.close();
     }
+  });
+
+  test('counters that started again between two snapshots are read from zero, though they then passed the old ones; a reload that keeps them counting is read on', async () => {
+    const overview = async () => (await json(`${open.url}/dashboard/api/overview`)) as DashboardSnapshot;
+    const statsOf = (snapshot: DashboardSnapshot) => snapshot.models.find((model) => model.name === 'simple')!.versions[0].stats!;
+    const requestsBetween = (before: DashboardSnapshot, after: DashboardSnapshot) => {
+      const interval = intervalOf(before, after);
+      return Math.round(interval.versions['simple/1'].requests_per_s * interval.seconds);
+    };
+    await infer(1);
+    const first = await overview();
+    await open.server.repository.load('simple');
+    await infer(1);
+    const reloaded = await overview();
+    assert.equal(statsOf(reloaded).counting_since, statsOf(first).counting_since);
+    assert.equal(requestsBetween(first, reloaded), 1);
+
+    // Version 1 leaves the model (its folder served as version 2 for a load), then comes back with counters from 0.
+    const [one, two] = [join(repoDir, 'simple', '1'), join(repoDir, 'simple', '2')];
+    await rename(one, two);
+    try {
+      await open.server.repository.load('simple');
+    } finally {
+      await rename(two, one);
+    }
+    await open.server.repository.load('simple');
+    const more = statsOf(reloaded).inference_stats.success.count + 2;
+    await infer(more);
+    const restarted = await overview();
+    assert.notEqual(statsOf(restarted).counting_since, statsOf(reloaded).counting_since);
+    assert.equal(statsOf(restarted).inference_stats.success.count, more);
+    assert.equal(requestsBetween(reloaded, restarted), more, 'every request of the new counters, not the difference from the old ones');
+    const simple = intervalOf(reloaded, restarted).versions['simple/1'];
+    for (const [name, value] of Object.entries({ ...simple, ...simple.mean_ms })) if (typeof value === 'number') assert.ok(value >= 0, `${name} ${value}`);
   });
 
   test('the stream interval is bounded: outside 100 ms to 60 s, createHttpFrontEnd refuses it, naming the option and the range', () => {

@@ -22,6 +22,12 @@ function add(duration: Duration, ns: number): void {
 }
 
 export class ModelStatistics implements InferenceObserver {
+  /**
+   * When these counters started (ms since the epoch): the version's first load, since its reloads keep counting. Two
+   * readings with the same value count from the same start; another value means the counts started again from 0 (the
+   * version left the model and came back), which a count that grew since cannot tell.
+   */
+  readonly countingSince = Date.now();
   lastInference = 0;
   /** Rows computed for successful requests; as in Triton, cache hits are not counted (see cachedRows). */
   inferenceCount = 0;
@@ -126,7 +132,7 @@ export class ModelStatistics implements InferenceObserver {
 
   /**
    * Triton's JSON form of one model_stats entry, plus Nereid's `cost` (priced when `usdPerCoreHour`
-   * is given). JSON.stringify passes a key string here, which prices nothing.
+   * is given) and `counting_since`. JSON.stringify passes a key string here, which prices nothing.
    */
   toJSON(pricing: { usdPerCoreHour?: number } | string = {}) {
     const usdPerCoreHour = typeof pricing === 'string' ? undefined : pricing.usdPerCoreHour;
@@ -159,6 +165,7 @@ export class ModelStatistics implements InferenceObserver {
         })),
       memory_usage: [],
       cost: costSummary(this.computeSeconds, this.inferenceCount, usdPerCoreHour),
+      counting_since: this.countingSince,
     };
   }
 }

@@ -242,15 +242,17 @@ export function intervalOf(before: DashboardSnapshot, after: DashboardSnapshot):
     if (!now) continue;
     const key = intervalKey(version);
     const was = earlier.get(key);
-    // A version reloaded since (its counters restarted) is read from zero.
-    const then = was?.stats && was.stats.inference_stats.success.count <= now.inference_stats.success.count ? was : undefined;
+    // Counters that started again since (the version left the model and came back) are read from zero, though they may
+    // have passed the old ones by now; a reload keeps them counting, from the same counting_since.
+    const then = was?.stats?.counting_since === now.counting_since ? was : undefined;
     const delta = (pick: (stats: VersionStatistics) => number) => pick(now) - (then?.stats ? pick(then.stats) : 0);
     const mean_ms: VersionInterval['mean_ms'] = {};
     for (const [name, field] of PHASES) {
       const count = delta((stats) => stats.inference_stats[field].count);
       if (count > 0) mean_ms[name] = delta((stats) => stats.inference_stats[field].ns) / count / 1e6;
     }
-    const percentiles = percentilesOf(then?.histograms, version.histograms ?? {});
+    // The metrics' histograms are the version's for the server's life, across its counters' restarts.
+    const percentiles = percentilesOf(was?.histograms, version.histograms ?? {});
     const executions = delta((stats) => stats.execution_count);
     const rowsExecuted = delta((stats) => stats.batch_stats.reduce((sum, batch) => sum + batch.batch_size * batch.compute_infer.count, 0));
     const hits = delta((stats) => stats.inference_stats.cache_hit.count);

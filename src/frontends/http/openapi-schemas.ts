@@ -185,6 +185,7 @@ export const RESPONSE_SCHEMAS: Record<string, object> = {
           execution_count: { type: 'integer' },
           inference_stats: { type: 'object', additionalProperties: ref('StatisticDuration') },
           batch_stats: { type: 'array', items: { type: 'object', required: ['batch_size'], properties: { batch_size: { type: 'integer' } }, additionalProperties: ref('StatisticDuration') } },
+          counting_since: { type: 'integer', description: "Nereid's: when these counts started, milliseconds since the epoch (the version's first load: a reload keeps counting; another value than before means they started again from 0)" },
         },
       },
     },
