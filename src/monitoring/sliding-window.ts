@@ -41,6 +41,8 @@ export abstract class TimedWindow {
   private first = 0;
   private count = 0;
   private latest = -Infinity;
+  /** Arrivals and departures so far (see changeCount). */
+  private changes = 0;
 
   constructor(
     options: SlidingWindowSettings,
@@ -63,6 +65,7 @@ export abstract class TimedWindow {
     const slot = (this.first + this.count) % this.capacity;
     this.arrivedAt[slot] = at;
     this.count += 1;
+    this.changes += 1;
     return slot;
   }
 
@@ -75,6 +78,15 @@ export abstract class TimedWindow {
   /** How many entries the window holds now. */
   get size(): number {
     return this.expireNow();
+  }
+
+  /**
+   * How many entries have arrived and left so far, those aged out by now included: while it stays the same, the window
+   * holds what it held, so what was computed from it then still holds (VersionMonitor.snapshot).
+   */
+  get changeCount(): number {
+    this.expireNow();
+    return this.changes;
   }
 
   /** Drops the entries that have aged out by now; returns how many remain. */
@@ -106,6 +118,7 @@ export abstract class TimedWindow {
     this.dropped(this.first);
     this.first = (this.first + 1) % this.capacity;
     this.count -= 1;
+    this.changes += 1;
   }
 }
 

@@ -101,6 +101,30 @@ test('features with too few rows are left out; a quiet window ages empty', () =>
   assert.equal(monitor.snapshot().window.size, 0);
 });
 
+test('a snapshot is read again only once it could differ (a row in, a label, a row aged out); until then the same one comes back, its evaluation what evaluating gives', () => {
+  let now = 0;
+  const monitor = new VersionMonitor(profile(), { window: { capacity: 500, maxAgeMs: 60_000 }, evaluateEvery: 50 }, { now: () => now });
+  const random = uniform(5);
+  for (let batch = 0; batch < 6; batch++) monitor.record(rows(50, random), `r${batch}`);
+  const first = monitor.snapshot();
+  now += 1000;
+  assert.equal(monitor.snapshot(), first, 'nothing changed: not evaluated again');
+  assert.deepEqual(first.evaluation!.features, monitor.evaluate().features);
+  monitor.record(rows(1, random), 'one');
+  const recorded = monitor.snapshot();
+  assert.notEqual(recorded, first);
+  assert.equal(recorded.window.size, 301);
+  assert.equal(monitor.feedback('one', 0), 'applied');
+  const labelled = monitor.snapshot();
+  assert.notEqual(labelled, recorded);
+  assert.equal(labelled.accuracy!.labelled, 1);
+  // The first 300 rows, recorded at 0, are past the age bound; the last, recorded at 1000, is not.
+  now = 60_500;
+  const aged = monitor.snapshot();
+  assert.notEqual(aged, labelled);
+  assert.deepEqual([aged.window.size, aged.state, aged.evaluation!.features], [1, 'insufficient_data', []]);
+});
+
 test('labels fed back by request id give realised accuracy beside the calibrated estimate; unknown ids are reported', () => {
   const monitor = new VersionMonitor(profile(), { window: { capacity: 5000 } });
   const random = uniform(11);

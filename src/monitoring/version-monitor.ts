@@ -132,7 +132,7 @@ export interface MonitorSnapshot {
   state: DriftState;
   /** Clock time the state began. */
   since: number;
-  /** The windows evaluated now. */
+  /** The windows as they are now, evaluated (at `at`: the first read since they last changed). */
   evaluation?: MonitorEvaluation;
   /** The evaluation the state last stepped on (every evaluateEvery rows): the score the state reflects, hysteresis aside. */
   stateEvaluation?: MonitorEvaluation;
@@ -195,6 +195,11 @@ export class VersionMonitor {
   private oodFlagged = 0;
   private lastEvaluation?: MonitorEvaluation;
   private readonly judgement: DriftJudgement;
+  /** Labels applied and steps of the state so far: with the windows' changes, what a snapshot is a function of. */
+  private labelsApplied = 0;
+  private stateSteps = 0;
+  /** The last snapshot, and the changes it was read at (see snapshot). */
+  private lastSnapshot?: { changes: number; snapshot: MonitorSnapshot };
 
   constructor(
     readonly profile: ReferenceProfile,
@@ -269,6 +274,7 @@ export class VersionMonitor {
   }
 
   private raiseOnAlarm(): void {
+    this.stateSteps += 1;
     const evaluation = this.evaluate();
     const transition = this.state.raise(evaluation.score, this.recent.size);
     if (!transition) return;
@@ -302,7 +308,9 @@ export class VersionMonitor {
    * has no calibration to compare with); 'ambiguous' when several predictions in it carry the id.
    */
   feedback(predictionId: string, trueClass: number): LabelOutcome {
-    return this.accuracy?.recordLabel(predictionId, trueClass) ?? 'unknown';
+    const outcome = this.accuracy?.recordLabel(predictionId, trueClass) ?? 'unknown';
+    if (outcome === 'applied') this.labelsApplied += 1;
+    return outcome;
   }
 
   /** How many predictions awaiting labels carry the id: what tells, among a model's versions, which one made it. */
@@ -334,6 +342,7 @@ export class VersionMonitor {
 
   /** The regular evaluation: evaluates and moves the state with the result; returns the transition, if any. */
   step(): DriftTransition | undefined {
+    this.stateSteps += 1;
     this.sinceEvaluation = 0;
     const evaluation = this.evaluate();
     this.lastEvaluation = evaluation;
@@ -376,9 +385,27 @@ export class VersionMonitor {
     this.step();
   }
 
-  /** What `/monitor` reports: the windows evaluated now, and the state as the last step left it (with that step's evaluation). */
+  /**
+   * What `/monitor` reports: the windows evaluated now, and the state as the last step left it (with that step's
+   * evaluation). The same object comes back until a window changes (a row arrives or ages out, a label is applied) or
+   * the state steps: the dashboard reads it every interval, and evaluating full windows of a dozen features takes about
+   * a millisecond.
+   */
   snapshot(): MonitorSnapshot {
     this.settleIfAged();
+    const changes = this.changes();
+    if (this.lastSnapshot?.changes !== changes) this.lastSnapshot = { changes, snapshot: this.readSnapshot() };
+    return this.lastSnapshot.snapshot;
+  }
+
+  /** Every arrival and departure of every window, label applied and step of the state so far: each only grows, so an unchanged sum means none moved. */
+  private changes(): number {
+    let changes = this.recent.changeCount + (this.classes?.changeCount ?? 0) + (this.flagged?.changeCount ?? 0) + (this.accuracy?.changeCount ?? 0);
+    for (const window of this.numeric.values()) changes += window.changeCount;
+    return changes + this.labelsApplied + this.stateSteps;
+  }
+
+  private readSnapshot(): MonitorSnapshot {
     const state = this.state.snapshot();
     const snapshot: MonitorSnapshot = {
       window: this.recent.span(),
