@@ -49,25 +49,22 @@ interface Capacity {
   serverCpu?: ServerCpu;
 }
 
-/**
- * Starts counting a server's CPU. Calling what it returns stops the count; calling what that returns, with the answers
- * per second the load got, says where the CPU went (undefined off Linux).
- */
-function startCpuCount(server: ChildServer): () => (successesPerSecond: number) => ServerCpu | undefined {
-  const startedMs = performance.now();
-  const all = server.cpuSeconds();
-  const main = server.mainThreadCpuSeconds();
-  return () => {
-    const seconds = (performance.now() - startedMs) / 1000;
-    const allNow = server.cpuSeconds();
-    const mainNow = server.mainThreadCpuSeconds();
-    return (successesPerSecond) => {
-      if (all === undefined || main === undefined || allNow === undefined || mainNow === undefined || seconds <= 0) return undefined;
-      const mainThreadCores = (mainNow - main) / seconds;
-      const allCores = (allNow - all) / seconds;
-      return { mainThreadCores, otherThreadsCores: allCores - mainThreadCores, msPerSuccess: successesPerSecond > 0 ? (allCores * 1000) / successesPerSecond : NaN };
-    };
-  };
+/** A server's CPU seconds so far, all threads and its main thread's, and when they were read (undefined off Linux). */
+interface CpuReading {
+  atMs: number;
+  all?: number;
+  main?: number;
+}
+
+const readCpu = (server: ChildServer): CpuReading => ({ atMs: performance.now(), all: server.cpuSeconds(), main: server.mainThreadCpuSeconds() });
+
+/** Where a server's CPU went between two readings, given the answers per second the load got. */
+function serverCpuBetween(start: CpuReading, end: CpuReading, successesPerSecond: number): ServerCpu | undefined {
+  const seconds = (end.atMs - start.atMs) / 1000;
+  if (start.all === undefined || start.main === undefined || end.all === undefined || end.main === undefined || seconds <= 0) return undefined;
+  const mainThreadCores = (end.main - start.main) / seconds;
+  const allCores = (end.all - start.all) / seconds;
+  return { mainThreadCores, otherThreadsCores: allCores - mainThreadCores, msPerSuccess: successesPerSecond > 0 ? (allCores * 1000) / successesPerSecond : NaN };
 }
 
 const cpuText = (cpu: ServerCpu | undefined) =>
@@ -214,7 +211,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
   for (const target of targets) {
     const server = servers.get(target)!;
     await waitForIdle();
-    const cpuCount = startCpuCount(server);
+    const cpuAtStart = readCpu(server);
     const closed = await runLoad({
       origin: server.origin,
       path,
@@ -226,7 +223,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
       durationSeconds: options.duration,
       verifyEvery: options.verifyEvery,
     });
-    const serverCpu = cpuCount()(closed.requestsPerSecond);
+    const serverCpu = serverCpuBetween(cpuAtStart, readCpu(server), closed.requestsPerSecond);
     await waitForIdle();
     const unloadedP50Ms = await unloadedLatencyMs(probeOf(server), UNLOADED_REQUESTS);
     const capacity = { target, concurrency, requestsPerSecond: closed.requestsPerSecond, latency: closed.latency, errors: closed.errors, unloadedP50Ms, serverCpu };
@@ -253,7 +250,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
       const idleBefore = await waitForIdle();
       const rssBeforeBytes = rssBytes(server.pid);
       const sampler = new RssSampler(server.pid);
-      const cpuCount = startCpuCount(server);
+      const cpuAtStart = readCpu(server);
       try {
         const load = await startOpenLoop(
           {
@@ -276,7 +273,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
           options.generatorThreads,
         );
         const loadStopMs = (await load.stopped) - performance.timeOrigin;
-        const cpuUntilStop = cpuCount();
+        const cpuAtStop = readCpu(server);
         const loadStartMs = load.startEpochMs - performance.timeOrigin;
         const [result, recovery] = await Promise.all([
           load.result,
@@ -303,7 +300,7 @@ export async function runGoodput(context: GoodputContext): Promise<void> {
           rssAfterBytes: sampler.at(loadStopMs + RSS_AFTER_MS),
           recovery,
           idleBefore,
-          serverCpu: cpuUntilStop(result.goodputPerSecond),
+          serverCpu: serverCpuBetween(cpuAtStart, cpuAtStop, result.goodputPerSecond),
         };
         cells.push(cell);
         console.log(cellLine(cell));

@@ -95,10 +95,10 @@ export interface OpenLoopResult extends OpenLoopCounts {
   sendLagMaxMs: number;
 }
 
-/** performance.now() as wall-clock ms, comparable between threads (each has its own timeOrigin). */
 /** Requests due this soon are sent now: the dispatcher sleeps on timers, whose grain is a millisecond, and never spins. */
 const SEND_AHEAD_MS = 1;
 
+/** performance.now() as wall-clock ms, comparable between threads (each has its own timeOrigin). */
 export const epochNow = () => performance.timeOrigin + performance.now();
 
 const addInto = (into: Record<string, number>, from: Record<string, number>) => {
