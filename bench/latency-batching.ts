@@ -142,6 +142,19 @@ dynamic_batching { ${config.dynamicBatching} }
 
 
 
+/**
+ * How hard the bursts press on the server: their rate while on, as a share of the capacity, and where
+ * that share is above 1 the queue a burst leaves behind — the same for any batching, since while a
+ * backlog lasts every config runs the batches its cost model picks back to back.
+ */
+export function burstLoad(meanRate: number, capacity: number, onOff: OnOff): string {
+  const burstRate = (meanRate * (onOff.onMs + onOff.offMs)) / onOff.onMs;
+  const share = burstRate / capacity;
+  const described = `${burstRate.toFixed(0)} req/s while on, ${share.toFixed(2)} × capacity`;
+  if (share <= 1) return described;
+  return `${described}: each burst leaves ~${((share - 1) * onOff.onMs).toFixed(0)} ms of work queued past its end whatever the batching, which the bursty p99 includes`;
+}
+
 interface Cell {
   traffic: Traffic;
   config: string;
@@ -285,7 +298,7 @@ export async function runLatencyBatching(options: LatencyBatchingOptions): Promi
       `Source: ${describeSource(source)}.`,
       `Model: FP32 [batch, ${WIDTH}] through ${options.layers} MatMuls, max_batch_size ${MAX_BATCH_SIZE}, one worker-thread instance. ` +
         `Capacity (${configs[0].label}, 16 clients closed-loop): ${capacity.requestsPerSecond.toFixed(0)} req/s.`,
-      `Traffic: steady Poisson at ${steadyRate.toFixed(0)} req/s${options.rate ? '' : ` (${options.steadyShare} × capacity)`}; bursty at the same mean, on ${options.onOff.onMs} ms / off ${options.onOff.offMs} ms; low ${options.lowRate} req/s. ` +
+      `Traffic: steady Poisson at ${steadyRate.toFixed(0)} req/s${options.rate ? '' : ` (${options.steadyShare} × capacity)`}; bursty at the same mean, on ${options.onOff.onMs} ms / off ${options.onOff.offMs} ms (${burstLoad(steadyRate, capacity.requestsPerSecond, options.onOff)}); low ${options.lowRate} req/s. ` +
         `${options.rounds} interleaved rounds of ${options.warmup} s + ${options.duration} s per cell; medians over rounds; latency from the scheduled arrival; ` +
         `'p99 ÷ latency-aware': the median over rounds of each config's p99 over the latency-aware config's in the same round.`,
       '',
