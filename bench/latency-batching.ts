@@ -47,6 +47,8 @@ Options:
                        they may hold (0: no bound beyond the target and the batch's run time)   [0]
   --layers N           MatMuls in the model (cost per row grows with it)                      [384]
   --steady FRACTION    steady and bursty mean rate, as a share of the measured capacity       [0.6]
+                       (bursty arrives at (on+off)/on times that while on: 1.8x capacity by default,
+                       where every batching drains the same backlog; 0.3 keeps bursts within capacity)
   --rate RPS           steady and bursty mean rate in requests/s instead (a shared machine's capacity
                        moves from minute to minute; a fixed rate keeps the load equal across runs)
   --on-ms MS           bursty: arrivals during MS of every on+off                             [100]
@@ -147,7 +149,7 @@ dynamic_batching { ${config.dynamicBatching} }
  * that share is above 1 the queue a burst leaves behind — the same for any batching, since while a
  * backlog lasts every config runs the batches its cost model picks back to back.
  */
-export function burstLoad(meanRate: number, capacity: number, onOff: OnOff): string {
+function burstLoad(meanRate: number, capacity: number, onOff: OnOff): string {
   const burstRate = (meanRate * (onOff.onMs + onOff.offMs)) / onOff.onMs;
   const share = burstRate / capacity;
   const described = `${burstRate.toFixed(0)} req/s while on, ${share.toFixed(2)} × capacity`;
