@@ -184,7 +184,7 @@ export class RecordProcessor {
     const request = this.request(record);
     const response = await this.server.infer(request);
     // Every output as JSON data: binary_data and binary_data_output ask for HTTP's binary extension, which a line of a file cannot carry.
-    const json = encodeInferResponse({ model: response.model, version: response.version, outputs: response.outputs }, undefined, false).chunks[0].toString('utf8');
+    const json = encodeInferResponse({ model: response.model, version: response.version, outputs: response.outputs }, undefined, false).header;
     const rows = this.batched ? (request.inputs[0]?.shape[0] ?? 1) : 1;
     return { line: `${lineHead(record.id, record.passThrough)},${json.slice(1, -1)},"error":null}`, computeNs: response.timings ? computeShareNs(response.timings, rows) : 0 };
   }

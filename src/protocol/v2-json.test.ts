@@ -4,7 +4,7 @@ import { bytesElements, PackedBytes } from '../core/datatype.js';
 import type { InferenceResponse } from '../core/inference.js';
 import { NereidError } from '../core/errors.js';
 import { MAX_BYTES_ELEMENTS } from '../core/tensor.js';
-import { decodeInferRequest, encodeInferResponse, encodeInferResponseInSlices, JSON_SLICE_VALUES, MAX_JSON_DEPTH, parseExactJson, refuseBytesBeyondCap, stringifyExactJson } from './v2-json.js';
+import { decodeInferRequest, encodedBytes, encodeInferResponse, encodeInferResponseInSlices, JSON_SLICE_VALUES, MAX_JSON_DEPTH, parseExactJson, refuseBytesBeyondCap, stringifyExactJson } from './v2-json.js';
 
 /** JSON header + binary tensors, as Triton's clients send them. */
 function binaryBody(header: unknown, ...buffers: ArrayBufferView[]): { body: Buffer; headerLength: string } {
@@ -248,7 +248,7 @@ const response: InferenceResponse = {
 test('encodes a JSON response with model, version, id and flat data', () => {
   const encoded = encodeInferResponse(response, undefined, false);
   assert.equal(encoded.headerLength, undefined);
-  assert.deepEqual(JSON.parse(Buffer.concat(encoded.chunks).toString('utf8')), {
+  assert.deepEqual(JSON.parse(encodedBytes(encoded).toString('utf8')), {
     model_name: 'm',
     model_version: '3',
     id: 'abc',
@@ -273,7 +273,7 @@ test('64-bit integers in JSON are written exactly, beyond the 2^53 a double hold
     undefined,
     false,
   );
-  const text = Buffer.concat(encoded.chunks).toString('utf8');
+  const text = encodedBytes(encoded).toString('utf8');
   assert.ok(text.includes('"data":[-9223372036854775808,9007199254740993,0]'), text);
   assert.ok(text.includes('"data":[18446744073709551615]'), text);
   assert.equal(JSON.parse(text).outputs[1].name, 'U', 'still valid JSON');
@@ -298,9 +298,9 @@ test('a large numeric answer is written in slices with the event loop served bet
   const sliced = await encodeInferResponseInSlices(large, asked, false).finally(() => clearInterval(counting));
   assert.ok(turns >= 2, `timers ran while it was written (${turns})`);
   const atOnce = encodeInferResponse(large, asked, false);
-  assert.deepEqual(Buffer.concat(sliced.chunks), Buffer.concat(atOnce.chunks));
+  assert.deepEqual(encodedBytes(sliced), encodedBytes(atOnce));
   assert.equal(sliced.headerLength, atOnce.headerLength);
-  const header = JSON.parse(Buffer.concat(sliced.chunks).subarray(0, sliced.headerLength).toString('utf8').replace(/NaN/g, 'null'));
+  const header = JSON.parse(encodedBytes(sliced).subarray(0, sliced.headerLength).toString('utf8').replace(/NaN/g, 'null'));
   assert.equal(header.outputs[0].data.length, length);
   assert.equal(header.outputs[0].data[JSON_SLICE_VALUES + 1], null, 'NaN written as Triton writes it, in its slice');
 });
@@ -308,19 +308,19 @@ test('a large numeric answer is written in slices with the event loop served bet
 test('encodes binary outputs after the JSON header, BYTES length-prefixed; the default (binary_data_output) is for outputs not listed', () => {
   const listed = encodeInferResponse(response, [{ name: 'F', parameters: { binary_data: true } }, { name: 'T' }], true);
   assert.deepEqual(
-    JSON.parse(Buffer.concat(listed.chunks).subarray(0, listed.headerLength).toString('utf8')).outputs.map((output: { data?: unknown }) => output.data !== undefined),
+    JSON.parse(encodedBytes(listed).subarray(0, listed.headerLength).toString('utf8')).outputs.map((output: { data?: unknown }) => output.data !== undefined),
     [false, true, false],
     'a listed output without binary_data is JSON, as Triton answers it; one not listed takes the default',
   );
   const encoded = encodeInferResponse(response, undefined, true);
   assert.ok(encoded.headerLength !== undefined);
-  const header = JSON.parse(Buffer.concat(encoded.chunks).subarray(0, encoded.headerLength).toString('utf8'));
+  const header = JSON.parse(encodedBytes(encoded).subarray(0, encoded.headerLength).toString('utf8'));
   assert.deepEqual(header.outputs, [
     { name: 'F', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } },
     { name: 'T', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 10 } },
     { name: 'I', datatype: 'INT64', shape: [1], parameters: { binary_data_size: 8 } },
   ]);
-  const binary = Buffer.concat(encoded.chunks).subarray(encoded.headerLength);
+  const binary = encodedBytes(encoded).subarray(encoded.headerLength);
   assert.equal(binary.length, 26);
   assert.deepEqual(Array.from(new Float32Array(binary.buffer.slice(binary.byteOffset, binary.byteOffset + 8))), [0.5, -1]);
   assert.deepEqual(binary.subarray(8, 18), lengthPrefixed('hi', ''));
@@ -329,13 +329,13 @@ test('encodes binary outputs after the JSON header, BYTES length-prefixed; the d
 
 test('a binary response decodes back to the same tensors (round trip through the request decoder)', () => {
   const encoded = encodeInferResponse(response, [{ name: 'F', parameters: { binary_data: true } }, { name: 'I', parameters: { binary_data: true } }], false);
-  const header = JSON.parse(Buffer.concat(encoded.chunks).subarray(0, encoded.headerLength).toString('utf8'));
+  const header = JSON.parse(encodedBytes(encoded).subarray(0, encoded.headerLength).toString('utf8'));
   // Feed the response's outputs back in as inputs: the same wire format in the other direction.
   const inputs = header.outputs.map((output: { name: string; datatype: string; shape: number[]; data?: unknown; parameters?: unknown }) =>
     output.data !== undefined ? output : { name: output.name, datatype: output.datatype, shape: output.shape, parameters: output.parameters },
   );
   const json = Buffer.from(JSON.stringify({ inputs }));
-  const body = Buffer.concat([json, Buffer.concat(encoded.chunks).subarray(encoded.headerLength)]);
+  const body = Buffer.concat([json, encodedBytes(encoded).subarray(encoded.headerLength)]);
   const { request } = decodeInferRequest(body, String(json.length), 'm', undefined);
   const byName = Object.fromEntries(request.inputs.map((input) => [input.name, input]));
   assert.deepEqual(Array.from(byName.F.data as Float32Array), [0.5, -1]);
@@ -389,7 +389,7 @@ test('INT64 and UINT64 outputs are written as exact JSON numbers', () => {
       { name: 'b', datatype: 'UINT64', shape: [1], data: BigUint64Array.from([2n ** 64n - 1n]) },
     ],
   };
-  const text = Buffer.concat(encodeInferResponse(response, undefined, false).chunks).toString();
+  const text = encodedBytes(encodeInferResponse(response, undefined, false)).toString();
   assert.ok(text.includes('"data":[9007199254740993,-9223372036854775808]'), text);
   assert.ok(text.includes('"data":[18446744073709551615]'), text);
 });

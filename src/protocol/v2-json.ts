@@ -667,13 +667,24 @@ export async function encodeInferResponseInSlices(
   return encodeInferResponse(response, requestedOutputs, binaryOutputByDefault, sharedMemory, texts);
 }
 
-/** An encoded response: the JSON header first, then each binary output's bytes (views, not copies). */
+/**
+ * An encoded response: the JSON header, as text, then each binary output's bytes (views, not copies). The header stays
+ * text so that a transport writes it as it is (Node writes a string to a socket without an ArrayBuffer of its own, and
+ * a small JSON answer is one write with the HTTP head).
+ */
 export interface EncodedResponse {
-  chunks: Buffer[];
-  /** Bytes of all chunks together. */
+  header: string;
+  binary: Buffer[];
+  /** Bytes of the header (UTF-8) and the binary outputs together. */
   byteLength: number;
   /** Length of the JSON header when binary outputs follow it (Inference-Header-Content-Length); undefined for plain JSON. */
   headerLength?: number;
+}
+
+/** An encoded response's bytes in one buffer (a compressor's input). */
+export function encodedBytes(encoded: EncodedResponse): Buffer {
+  const header = Buffer.from(encoded.header, 'utf8');
+  return encoded.binary.length === 0 ? header : Buffer.concat([header, ...encoded.binary], encoded.byteLength);
 }
 
 /** Writes a response as JSON, or as a JSON header followed by binary outputs when any output asks for binary. */
@@ -685,7 +696,7 @@ export function encodeInferResponse(
   /** JSON data texts written already, by output name (encodeInferResponseInSlices). */
   dataTexts?: ReadonlyMap<string, string>,
 ): EncodedResponse {
-  const chunks: Buffer[] = [];
+  const binary: Buffer[] = [];
   let binaryBytes = 0;
   const inSharedMemory = writeSharedMemoryOutputs(response, requestedOutputs, sharedMemory);
   const outputs = response.outputs.map((output) => {
@@ -694,7 +705,7 @@ export function encodeInferResponse(
     if (sharedMemoryParameters) return `${base},"parameters":${JSON.stringify(sharedMemoryParameters)}}`;
     if (!answeredInBinary(output.name, requestedOutputs, binaryOutputByDefault)) return `${base},"data":${dataTexts?.get(output.name) ?? jsonDataText(output.datatype, output.data)}}`;
     const bytes = tensorDataToBytes(output.datatype, output.data);
-    chunks.push(bytes);
+    binary.push(bytes);
     binaryBytes += bytes.length;
     return `${base},"parameters":{"binary_data_size":${bytes.length}}}`;
   });
@@ -704,7 +715,7 @@ export function encodeInferResponse(
     ...(response.id !== undefined ? { id: response.id } : {}),
     ...(response.parameters ? { parameters: response.parameters } : {}),
   });
-  const header = Buffer.from(`${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`);
-  chunks.unshift(header);
-  return { chunks, byteLength: header.length + binaryBytes, headerLength: chunks.length > 1 ? header.length : undefined };
+  const header = `${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`;
+  const headerBytes = Buffer.byteLength(header, 'utf8');
+  return { header, binary, byteLength: headerBytes + binaryBytes, headerLength: binary.length > 0 ? headerBytes : undefined };
 }

@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { asNereidError, clientMessage, httpStatusOf, invalidArgument, loggedMessage, NereidError, quoteName, retryAfterSeconds } from '../../core/errors.js';
 import { requestedOutputOf, type CancelSignal, type RequestContext, type RequestedOutput } from '../../core/inference.js';
-import { decodeInferRequest, decodeRawInferRequest, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, type RawInputModel } from '../../protocol/v2-json.js';
+import { decodeInferRequest, decodeRawInferRequest, encodedBytes, encodeInferResponse, encodeInferResponseInSlices, hasLargeJsonOutput, HEADER_LENGTH, holdsOneElement, type RawInputModel } from '../../protocol/v2-json.js';
 import type { Server } from '../../server/server.js';
 import { answerEncodingOf, compressAnswer } from './response-compression.js';
 
@@ -26,9 +26,9 @@ export function httpRequestContext(headers: IncomingHttpHeaders, signal: CancelS
   return { signal, requestId, traceparent: typeof traceparent === 'string' ? traceparent : undefined };
 }
 
-/** An answer ready to write: its bytes in order, and the headers that describe them. */
+/** An answer ready to write: its parts in order (the JSON header as text, tensors' bytes), and the headers that describe them. */
 export interface HttpInferAnswer {
-  chunks: readonly Buffer[];
+  chunks: readonly (string | Buffer)[];
   headers: OutgoingHttpHeaders;
 }
 
@@ -38,15 +38,15 @@ export interface HttpInferAnswer {
  * what /infer takes instead of JSON's parse error on its first byte.
  */
 function checkJsonBody(body: Buffer, contentType: string | undefined, server: Server, model: string, version: string | undefined): void {
-  const sent = contentType ? `Content-Type ${quoteName(contentType.split(';')[0]!)}` : 'no Content-Type';
+  const sent = () => (contentType ? `Content-Type ${quoteName(contentType.split(';')[0]!)}` : 'no Content-Type');
   if (/^multipart\/form-data/i.test(contentType ?? '')) {
-    throw invalidArgument(`/infer does not take multipart uploads (${sent}): ${imageAlternatives(server, model, version, true).join(', or ')}`);
+    throw invalidArgument(`/infer does not take multipart uploads (${sent()}): ${imageAlternatives(server, model, version, true).join(', or ')}`);
   }
   const first = body.find((byte) => byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09);
   // '{' or '[' (JSON's own error says an array is not a request), or a body declared JSON: the JSON parser's message is the one to give.
   if (first === undefined || first === 0x7b || first === 0x5b || /json/i.test(contentType ?? '')) return;
   throw invalidArgument(
-    `the body is not V2 JSON (${sent}, first byte 0x${first.toString(16).padStart(2, '0')}): /infer takes a JSON request, a binary tensor request with the Inference-Header-Content-Length header, or one image with Content-Type image/*`,
+    `the body is not V2 JSON (${sent()}, first byte 0x${first.toString(16).padStart(2, '0')}): /infer takes a JSON request, a binary tensor request with the Inference-Header-Content-Length header, or one image with Content-Type image/*`,
   );
 }
 
@@ -116,14 +116,18 @@ export async function answerInference(server: Server, request: HttpInferRequest,
   const outputsAsked = outputsQueryOf(request.query, headerless, binaryOutputByDefault);
   if (outputsAsked) inference.outputs = outputsAsked;
   const response = await server.infer(inference, context);
-  const { chunks, byteLength, headerLength } = hasLargeJsonOutput(response)
+  const encoded = hasLargeJsonOutput(response)
     ? await encodeInferResponseInSlices(response, inference.outputs, binaryOutputByDefault, server.sharedMemory)
     : encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
+  const { byteLength, headerLength } = encoded;
+  const encoding = answerEncodingOf(headers['accept-encoding'], byteLength);
+  if (!encoding) {
+    const chunks = encoded.binary.length === 0 ? [encoded.header] : [encoded.header, ...encoded.binary];
+    return { chunks, headers: headerLength === undefined ? { 'content-type': 'application/json', 'content-length': byteLength } : { 'content-type': 'application/octet-stream', 'inference-header-content-length': headerLength, 'content-length': byteLength } };
+  }
   const type = headerLength === undefined ? 'application/json' : 'application/octet-stream';
   const described: OutgoingHttpHeaders = headerLength === undefined ? { 'content-type': type } : { 'content-type': type, 'inference-header-content-length': headerLength };
-  const encoding = answerEncodingOf(headers['accept-encoding'], byteLength);
-  if (!encoding) return { chunks, headers: { ...described, 'content-length': byteLength } };
-  const compressed = await compressAnswer(chunks, encoding);
+  const compressed = await compressAnswer(encodedBytes(encoded), encoding);
   return { chunks: [compressed], headers: { ...described, 'content-length': compressed.length, 'content-encoding': encoding, vary: 'Accept-Encoding' } };
 }
 
@@ -132,11 +136,17 @@ export async function answerInference(server: Server, request: HttpInferRequest,
  * buffer first (a megabyte per answer for the OCR recogniser). `headers` are those already decided (the request id).
  */
 export function writeAnswer(response: ServerResponse, headers: OutgoingHttpHeaders, answer: HttpInferAnswer): void {
-  response.writeHead(200, { ...headers, ...answer.headers });
+  response.writeHead(200, headers === NO_HEADERS ? answer.headers : { ...headers, ...answer.headers });
+  const { chunks } = answer;
+  // One part (a JSON answer): Node writes the HTTP head and the text in one write, with no buffer of their own.
+  if (chunks.length === 1) return void response.end(chunks[0]);
   response.cork();
-  for (const chunk of answer.chunks) response.write(chunk);
+  for (const chunk of chunks) response.write(chunk);
   response.end();
 }
+
+/** No headers decided before the answer (the direct path's: the request id is set on the response already). */
+export const NO_HEADERS: OutgoingHttpHeaders = Object.freeze({});
 
 /** How a failed request is answered: its status, the client's message, and what its log line says. */
 export interface HttpFailure {

@@ -56,13 +56,13 @@ export function answerEncodingOf(acceptEncoding: string | string[] | undefined, 
 }
 
 /**
- * The answer's chunks compressed in one piece, on libuv's thread pool rather than the event loop
+ * The answer compressed in one piece, on libuv's thread pool rather than the event loop
  * (an OCR recogniser's answer is a megabyte).
  */
-export async function compressAnswer(chunks: readonly Buffer[], encoding: ResponseEncoding): Promise<Buffer> {
+export async function compressAnswer(answer: Buffer, encoding: ResponseEncoding): Promise<Buffer> {
   compressing += 1;
   try {
-    return await compress(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), encoding);
+    return await compress(answer, encoding);
   } finally {
     compressing -= 1;
   }
