@@ -505,9 +505,33 @@ export class ModelVersion {
     return result!;
   }
 
-  /** Pre-processing, the scheduler and post-processing: everything a cache hit skips. */
-  private async compute(request: ValidatedRequest, context: RequestContext, requestId?: string, sequence?: SequenceFlags, parameters?: Parameters): Promise<RunResult> {
-    const { preprocessor, postprocessor, scheduler, ood, monitor } = this.parts;
+  /**
+   * Pre-processing, the scheduler and post-processing: everything a cache hit skips. A version with none of them, no
+   * profile and no reshaped output (most) answers with the scheduler's own promise: no async step of its own on the path.
+   */
+  private compute(request: ValidatedRequest, context: RequestContext, requestId?: string, sequence?: SequenceFlags, parameters?: Parameters): Promise<RunResult> {
+    const { preprocessor, postprocessor, ood, monitor } = this.parts;
+    if (preprocessor || postprocessor || ood || monitor || this.outputDims.size > 0) return this.computeAround(request, context, requestId, sequence, parameters);
+    return this.schedule(request.tensors, request, request.outputNames, context, sequence, parameters);
+  }
+
+  private schedule(inputs: Record<string, Tensor>, request: ValidatedRequest, outputNames: readonly string[], context: RequestContext, sequence?: SequenceFlags, parameters?: Parameters) {
+    return this.parts.scheduler.schedule({
+      inputs,
+      batchSize: request.batchSize,
+      outputNames,
+      priority: request.priority,
+      timeoutMicroseconds: request.timeoutMicroseconds,
+      signal: context.signal,
+      deadline: context.deadline,
+      parameters,
+      context,
+      sequence,
+    });
+  }
+
+  private async computeAround(request: ValidatedRequest, context: RequestContext, requestId?: string, sequence?: SequenceFlags, parameters?: Parameters): Promise<RunResult> {
+    const { preprocessor, postprocessor, ood, monitor } = this.parts;
     let inputs = request.tensors;
     let preprocessNs: number | undefined;
     let properties: Record<string, number>[] | undefined;
@@ -520,18 +544,7 @@ export class ModelVersion {
     const watched = monitor ? this.config.output[0].name : undefined;
     // Versions without a profile (most) allocate nothing here on each request.
     const extra = ood || monitor ? [ood?.tensor, watched].filter((name): name is string => name !== undefined && !request.outputNames.includes(name)) : NO_EXTRA_OUTPUTS;
-    const scheduled = await scheduler.schedule({
-      inputs,
-      batchSize: request.batchSize,
-      outputNames: extra.length > 0 ? [...request.outputNames, ...extra] : request.outputNames,
-      priority: request.priority,
-      timeoutMicroseconds: request.timeoutMicroseconds,
-      signal: context.signal,
-      deadline: context.deadline,
-      parameters,
-      context,
-      sequence,
-    });
+    const scheduled = await this.schedule(inputs, request, extra.length > 0 ? [...request.outputNames, ...extra] : request.outputNames, context, sequence, parameters);
     const verdicts = ood ? this.judge(scheduled.outputs, inputs, ood) : undefined;
     if (monitor) this.observe(monitor, scheduled.outputs[watched!], verdicts, properties, requestId);
     for (const name of extra) delete scheduled.outputs[name];

@@ -88,9 +88,13 @@ export function readBody(request: WithHeaders, payload: Readable, limit: number)
       if (received > limit || encodedLength > limit) return stop(bodyTooLarge());
       if (announced === undefined) return void chunks.push(chunk);
       if (received > announced) return stop(lengthMismatch(announced, received));
-      if (at === 0 && received === announced) return void (whole = chunk);
-      whole ??= Buffer.allocUnsafe(announced);
-      chunk.copy(whole, at);
+      if (at === 0 && received === announced) whole = chunk;
+      else chunk.copy((whole ??= Buffer.allocUnsafe(announced)), at);
+      // Its last byte: the body is whole, and the stream's end (a turn of its own) is not waited for.
+      if (received === announced) {
+        stop();
+        resolve(whole);
+      }
     };
     const onEnd = () => {
       stop();
