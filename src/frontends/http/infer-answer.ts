@@ -120,13 +120,10 @@ export async function answerInference(server: Server, request: HttpInferRequest,
     ? await encodeInferResponseInSlices(response, inference.outputs, binaryOutputByDefault, server.sharedMemory)
     : encodeInferResponse(response, inference.outputs, binaryOutputByDefault, server.sharedMemory);
   const { byteLength, headerLength } = encoded;
-  const encoding = answerEncodingOf(headers['accept-encoding'], byteLength);
-  if (!encoding) {
-    const chunks = encoded.binary.length === 0 ? [encoded.header] : [encoded.header, ...encoded.binary];
-    return { chunks, headers: headerLength === undefined ? { 'content-type': 'application/json', 'content-length': byteLength } : { 'content-type': 'application/octet-stream', 'inference-header-content-length': headerLength, 'content-length': byteLength } };
-  }
   const type = headerLength === undefined ? 'application/json' : 'application/octet-stream';
   const described: OutgoingHttpHeaders = headerLength === undefined ? { 'content-type': type } : { 'content-type': type, 'inference-header-content-length': headerLength };
+  const encoding = answerEncodingOf(headers['accept-encoding'], byteLength);
+  if (!encoding) return { chunks: encoded.binary.length === 0 ? [encoded.header] : [encoded.header, ...encoded.binary], headers: { ...described, 'content-length': byteLength } };
   const compressed = await compressAnswer(encodedBytes(encoded), encoding);
   return { chunks: [compressed], headers: { ...described, 'content-length': compressed.length, 'content-encoding': encoding, vary: 'Accept-Encoding' } };
 }
