@@ -109,14 +109,14 @@ export class DriftStateMachine {
    * few samples enough on a test of its own (the flagged share's binomial tail); such a sample can hold or raise a
    * level, and lower it with the usual hysteresis, but where that would reach `ok` it reaches `insufficient_data`.
    */
-  evaluate(score: number, sampleCount: number, { smallSample = false } = {}): DriftTransition | undefined {
+  evaluate(score: number, sampleCount: number, { smallSample = false, at }: { smallSample?: boolean; at?: number } = {}): DriftTransition | undefined {
     if (!Number.isInteger(sampleCount) || sampleCount < 0) throw new RangeError(`sampleCount must be a non-negative whole number, got ${sampleCount}`);
     this.lastSampleCount = sampleCount;
     if (sampleCount < this.options.minSamples && !smallSample) {
       this.lastScore = undefined;
       this.belowWarningExit = 0;
       this.belowDriftExit = 0;
-      return this.moveTo('insufficient_data', undefined, sampleCount);
+      return this.moveTo('insufficient_data', undefined, sampleCount, at);
     }
     if (Number.isNaN(score)) throw new RangeError('a drift score must be a number, got NaN');
     this.lastScore = score;
@@ -125,8 +125,8 @@ export class DriftStateMachine {
     this.belowDriftExit = score < driftAt * exitRatio ? this.belowDriftExit + 1 : 0;
     const next = this.next(score, warningAt, driftAt, exitAfter);
     // A small sample's test can show that something is wrong, never that all is well: `ok` needs minSamples rows.
-    if (next === 'ok' && sampleCount < this.options.minSamples) return this.moveTo('insufficient_data', undefined, sampleCount);
-    return this.moveTo(next, score, sampleCount);
+    if (next === 'ok' && sampleCount < this.options.minSamples) return this.moveTo('insufficient_data', undefined, sampleCount, at);
+    return this.moveTo(next, score, sampleCount, at);
   }
 
   /**
@@ -134,7 +134,7 @@ export class DriftStateMachine {
    * the score reaches, never down, and is no evaluation for the hysteresis, whose "three in a row" must stay three of
    * the regular cadence rather than three records of one burst. Returns the transition, if any.
    */
-  raise(score: number, sampleCount: number): DriftTransition | undefined {
+  raise(score: number, sampleCount: number, at?: number): DriftTransition | undefined {
     if (Number.isNaN(score)) throw new RangeError('a drift score must be a number, got NaN');
     const { warningAt, driftAt } = this.options;
     const level: DriftState | undefined = score >= driftAt ? 'drift' : score >= warningAt ? 'warning' : undefined;
@@ -144,7 +144,7 @@ export class DriftStateMachine {
     // The score is above the exit threshold of the level reached (and of any below it): a run below it starts afresh.
     this.belowWarningExit = 0;
     if (level === 'drift') this.belowDriftExit = 0;
-    return this.moveTo(level, score, sampleCount);
+    return this.moveTo(level, score, sampleCount, at);
   }
 
   private next(score: number, warningAt: number, driftAt: number, exitAfter: number): DriftState {
@@ -161,9 +161,10 @@ export class DriftStateMachine {
     }
   }
 
-  private moveTo(state: DriftState, score: number | undefined, sampleCount: number): DriftTransition | undefined {
+  /** `at`: when the score that moves it was computed (a transition is never stamped later than its evaluation); now by default. */
+  private moveTo(state: DriftState, score: number | undefined, sampleCount: number, at = this.now()): DriftTransition | undefined {
     if (state === this.current) return undefined;
-    const transition: DriftTransition = { from: this.current, to: state, at: this.now(), sampleCount };
+    const transition: DriftTransition = { from: this.current, to: state, at, sampleCount };
     if (score !== undefined) transition.score = score;
     this.current = state;
     this.since = transition.at;

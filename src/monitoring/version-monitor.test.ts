@@ -223,6 +223,28 @@ test('with little traffic, the flagged-share alarm is checked on every record: f
   }
 });
 
+test('a move of the state is stamped with the time of the evaluation that made it, never later (a clock that ticks on every reading)', () => {
+  let ticks = 0;
+  const seen: { transition: DriftTransition; evaluatedAt: number }[] = [];
+  const monitor = new VersionMonitor(
+    profile(),
+    { window: { capacity: 500 }, evaluateEvery: 50 },
+    { now: () => ++ticks, onTransition: (transition, evaluation) => seen.push({ transition, evaluatedAt: evaluation.at }) },
+  );
+  const random = uniform(31);
+  for (let batch = 0; batch < 10; batch++) monitor.record(rows(50, random));
+  while (monitor.driftState !== 'drift' && seen.length < 10) monitor.record(rows(50, random, 0.5));
+  const toDrift = seen.at(-1)!;
+  assert.equal(toDrift.transition.to, 'drift');
+  assert.equal(monitor.latest!.at, toDrift.transition.at, 'the scores a scrape reads are those of the move to drift');
+  // And the small-sample alarm's move, between evaluations.
+  const alarmed = new VersionMonitor(profile(), { window: { capacity: 1000 }, evaluateEvery: 100 }, { now: () => ++ticks, onTransition: (transition, evaluation) => seen.push({ transition, evaluatedAt: evaluation.at }) });
+  for (const row of rows(30, random)) alarmed.record([{ ...row, oodScore: 20 }]);
+  assert.equal(seen.at(-1)!.transition.to, 'drift', 'the alarm moved it');
+  assert.ok(seen.length >= 3, seen.map(({ transition }) => transition.to).join(', '));
+  for (const { transition, evaluatedAt } of seen) assert.equal(transition.at, evaluatedAt, `${transition.from}→${transition.to}`);
+});
+
 test('evaluating less often than the window holds rows is refused, naming both sizes', () => {
   assert.throws(
     () => new VersionMonitor(profile(), { window: { capacity: 500 }, evaluateEvery: 600 }),

@@ -276,7 +276,7 @@ export class VersionMonitor {
   private raiseOnAlarm(): void {
     this.stateSteps += 1;
     const evaluation = this.evaluate();
-    const transition = this.state.raise(evaluation.score, this.recent.size);
+    const transition = this.state.raise(evaluation.score, this.recent.size, evaluation.at);
     if (!transition) return;
     this.lastEvaluation = evaluation;
     this.levelOnFlaggedShare = true;
@@ -348,7 +348,7 @@ export class VersionMonitor {
     this.lastEvaluation = evaluation;
     // A small window judged on its flagged share alone is judged as a full one (see MonitorEvaluation.smallSample), but
     // reports the rows it really held.
-    const transition = this.state.evaluate(evaluation.score, this.recent.size, { smallSample: evaluation.smallSample === true });
+    const transition = this.state.evaluate(evaluation.score, this.recent.size, { smallSample: evaluation.smallSample === true, at: evaluation.at });
     const state = this.state.state;
     this.levelOnFlaggedShare = evaluation.smallSample === true && (state === 'warning' || state === 'drift');
     if (transition) this.hooks.onTransition?.(transition, evaluation);
