@@ -72,7 +72,7 @@ export function readBody(request: WithHeaders, payload: Readable, limit: number)
   const announced = encodingOf(request) === 'identity' ? announcedLength(request) : undefined;
   return new Promise<Buffer>((resolve, reject) => {
     if (announced !== undefined && announced > limit) return reject(bodyTooLarge());
-    let whole: Buffer | undefined = announced === 0 ? Buffer.alloc(0) : undefined;
+    let whole: Buffer | undefined;
     const chunks: Buffer[] = [];
     let received = 0;
     const stop = (error?: Error) => {

@@ -17,7 +17,7 @@ import { REQUEST_ID_HEADER, requestIdOf } from '../../observability/request-id.j
 import type { BodyReservation } from '../../server/byte-budget.js';
 import type { Server } from '../../server/server.js';
 import { admitWhileOpen, announcedLength, readBody } from './body-admission.js';
-import { answerInference, failureHeaders, httpFailureOf, httpRequestContext, NO_HEADERS, writeAnswer } from './infer-answer.js';
+import { answerInference, failureHeaders, httpFailureOf, httpRequestContext, writeAnswer } from './infer-answer.js';
 import { logAccess } from './access-log.js';
 
 const MODELS_PREFIX = '/v2/models/';
@@ -113,7 +113,7 @@ export function directInference(server: Server, options: DirectInferenceOptions)
     const context = httpRequestContext(request.headers, signal, requestId);
     if (exchange) exchange.context = context;
     const answered = await answerInference(server, { body, headers: request.headers, model: path.model, version: path.version }, context);
-    writeAnswer(response, NO_HEADERS, answered);
+    writeAnswer(response, answered);
   };
 
   const logAccessOf = (request: IncomingMessage, response: ServerResponse, reqId: string, path: InferPath, exchange: Exchange) =>

@@ -123,17 +123,17 @@ export async function answerInference(server: Server, request: HttpInferRequest,
   const type = headerLength === undefined ? 'application/json' : 'application/octet-stream';
   const described: OutgoingHttpHeaders = headerLength === undefined ? { 'content-type': type } : { 'content-type': type, 'inference-header-content-length': headerLength };
   const encoding = answerEncodingOf(headers['accept-encoding'], byteLength);
-  if (!encoding) return { chunks: encoded.binary.length === 0 ? [encoded.header] : [encoded.header, ...encoded.binary], headers: { ...described, 'content-length': byteLength } };
+  if (!encoding) return { chunks: [encoded.header, ...encoded.binary], headers: { ...described, 'content-length': byteLength } };
   const compressed = await compressAnswer(encodedBytes(encoded), encoding);
   return { chunks: [compressed], headers: { ...described, 'content-length': compressed.length, 'content-encoding': encoding, vary: 'Accept-Encoding' } };
 }
 
 /**
  * Writes an answer as it is, in one corked write: the JSON header and each tensor's bytes are not copied into one
- * buffer first (a megabyte per answer for the OCR recogniser). `headers` are those already decided (the request id).
+ * buffer first (a megabyte per answer for the OCR recogniser). `decided`: headers decided before it (Fastify's reply's).
  */
-export function writeAnswer(response: ServerResponse, headers: OutgoingHttpHeaders, answer: HttpInferAnswer): void {
-  response.writeHead(200, headers === NO_HEADERS ? answer.headers : { ...headers, ...answer.headers });
+export function writeAnswer(response: ServerResponse, answer: HttpInferAnswer, decided?: OutgoingHttpHeaders): void {
+  response.writeHead(200, decided ? { ...decided, ...answer.headers } : answer.headers);
   const { chunks } = answer;
   // One part (a JSON answer): Node writes the HTTP head and the text in one write, with no buffer of their own.
   if (chunks.length === 1) return void response.end(chunks[0]);
@@ -141,9 +141,6 @@ export function writeAnswer(response: ServerResponse, headers: OutgoingHttpHeade
   for (const chunk of chunks) response.write(chunk);
   response.end();
 }
-
-/** No headers decided before the answer (the direct path's: the request id is set on the response already). */
-export const NO_HEADERS: OutgoingHttpHeaders = Object.freeze({});
 
 /** How a failed request is answered: its status, the client's message, and what its log line says. */
 export interface HttpFailure {

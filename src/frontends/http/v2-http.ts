@@ -588,7 +588,7 @@ export function createHttpFrontEnd(server: Server, options: HttpFrontEndOptions 
       const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
       const answer = await answerInference(server, { body, headers: request.headers, model, version, query: request.query }, contextOf(request, reply));
       reply.hijack();
-      writeAnswer(reply.raw, reply.getHeaders() as OutgoingHttpHeaders, answer);
+      writeAnswer(reply.raw, answer, reply.getHeaders() as OutgoingHttpHeaders);
       return reply;
     });
   }
