@@ -139,6 +139,35 @@ test('binary and JSON inputs mix; binary parts are consumed in input order', () 
   );
 });
 
+test('requests repeating one JSON header each decode their own tensors, and none can change what the next one reads', () => {
+  const header = {
+    inputs: [
+      { name: 'A', datatype: 'INT32', shape: [2], parameters: { binary_data_size: 8, tag: 'x' } },
+      { name: 'J', datatype: 'BYTES', shape: [1], data: ['kept'] },
+    ],
+    outputs: [{ name: 'OUT', parameters: { binary_data: true } }],
+  };
+  const decoded = [new Int32Array([1, 2]), new Int32Array([3, 4])].map((data) => {
+    const { body, headerLength } = binaryBody(header, data);
+    return decodeInferRequest(body, headerLength, 'm', undefined).request;
+  });
+  assert.deepEqual(decoded.map((request) => Array.from(request.inputs[0].data as Int32Array)), [[1, 2], [3, 4]]);
+  const [first, second] = decoded;
+  assert.throws(() => (first.inputs[0].shape as number[]).push(5), TypeError);
+  (first.inputs[1].data as Buffer[])[0] = Buffer.from('changed');
+  assert.deepEqual(second.inputs.map((input) => [input.shape, input.parameters]), [[[2], { tag: 'x' }], [[1], undefined]]);
+  assert.deepEqual(second.inputs[1].data, [Buffer.from('kept')]);
+  assert.deepEqual(second.outputs, first.outputs);
+  // A header whose literals JSON.parse cannot take as they are is read exactly on every request.
+  const exact = { inputs: [{ name: 'L', datatype: 'INT64', shape: [1], data: [9007199254740993] }, { name: 'A', datatype: 'INT32', shape: [1], parameters: { binary_data_size: 4 } }] };
+  const exactText = JSON.stringify(exact).replace('9007199254740992', '9007199254740993');
+  for (let round = 0; round < 2; round++) {
+    const json = Buffer.from(exactText);
+    const { request } = decodeInferRequest(Buffer.concat([json, Buffer.from(new Int32Array([7]).buffer)]), String(json.length), 'm', undefined);
+    assert.deepEqual(Array.from(request.inputs[0].data as BigInt64Array), [9007199254740993n]);
+  }
+});
+
 test('decodes binary BYTES as 4-byte little-endian length-prefixed elements', () => {
   const bytes = lengthPrefixed('hello', '', 'wörld');
   const { body, headerLength } = binaryBody(

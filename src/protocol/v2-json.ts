@@ -326,15 +326,54 @@ function largeArrayOf(bytes: Buffer): LargeArray | undefined {
  * bigints and the non-finite values boxed. Other bodies take the plain, fast parse.
  */
 export function parseExactJson(bytes: Buffer, what: string): unknown {
+  return parseExactText(bytes, bytes.toString('utf8'), what).value;
+}
+
+/** parseExactJson of bytes whose text is at hand; `plain` says whether JSON.parse read it as it is (no literal marked). */
+function parseExactText(bytes: Buffer, text: string, what: string): { value: unknown; plain: boolean } {
   const scan = scanJson(bytes, MAX_JSON_DEPTH);
   if (scan.tooDeep) throw tooDeep(what);
-  const text = bytes.toString('utf8');
-  if (!scan.longInteger && !scan.nonFinite) return parseJsonText(text, what);
+  if (!scan.longInteger && !scan.nonFinite) return { value: parseJsonText(text, what), plain: true };
   const mark = freeMark(text);
   if (mark === undefined) {
     throw invalidArgument(`${what} has integers of 16 digits or more, or NaN or Infinity, and strings holding every control character from \\u0001 to \\u001f; send such integers as strings ("9007199254740993")`);
   }
-  return parseJsonText(markLiterals(text, mark), what, markedLiteralReviver(mark));
+  return { value: parseJsonText(markLiterals(text, mark), what, markedLiteralReviver(mark)), plain: false };
+}
+
+/** A binary request's JSON header up to this long is remembered parsed; a longer one is rare and costs little to parse beside its tensors. */
+const REMEMBERED_HEADER_BYTES = 2048;
+/** How many parsed headers are remembered: a few per client and tensor shape. The oldest goes first. */
+const REMEMBERED_HEADERS = 256;
+const parsedHeaders = new Map<string, unknown>();
+
+/**
+ * The JSON header of a binary request, parsed. A client sending tensors of one shape sends the same header, byte for
+ * byte, with every request (the tensors' names, datatypes, shapes and sizes; their data follows it), and parsing it
+ * was the largest part of decoding a small binary request: so a short header's parse is remembered by its text,
+ * frozen, so that no request can change what the next one reads. One holding literals that JSON.parse cannot read as
+ * they are (integers beyond 2^53, NaN, Infinity) is parsed again each time.
+ */
+function parseRequestHeader(bytes: Buffer): unknown {
+  const what = 'the inference request';
+  if (bytes.length > REMEMBERED_HEADER_BYTES) {
+    refuseBytesBeyondCap(bytes);
+    return parseExactJson(bytes, what);
+  }
+  const text = bytes.toString('utf8');
+  const remembered = parsedHeaders.get(text);
+  if (remembered !== undefined) return remembered;
+  const { value, plain } = parseExactText(bytes, text, what);
+  if (!plain) return value;
+  if (parsedHeaders.size >= REMEMBERED_HEADERS) parsedHeaders.delete(parsedHeaders.keys().next().value!);
+  parsedHeaders.set(text, deepFreeze(value));
+  return value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value;
+  for (const member of Object.values(value)) deepFreeze(member);
+  return Object.freeze(value);
 }
 
 /**
@@ -491,20 +530,19 @@ export function decodeInferRequest(
   sharedMemory?: SharedMemoryRegions,
   shapeFirst?: InputShapeCheck,
 ): { request: InferenceRequest; binaryOutputByDefault: boolean } {
-  let jsonLength = body.length;
-  if (headerLength !== undefined) {
-    // A plain decimal only: Number() would also take '0xd2', '1e2' or ' 12 '.
-    jsonLength = /^\d{1,15}$/.test(headerLength) ? Number(headerLength) : NaN;
-    if (!Number.isInteger(jsonLength) || jsonLength > body.length) {
-      throw invalidArgument(
-        `Inference-Header-Content-Length is ${quote(headerLength)} but the body has ${body.length} bytes; it must be the length of the JSON header, a decimal number`,
-      );
-    }
+  if (headerLength === undefined) {
+    // Before the parse: a body of millions of strings costs seconds of this thread to parse before the cap refuses it.
+    refuseBytesBeyondCap(body);
+    return inferRequestOf(parseWholeBodyAsHeader(body), body.subarray(body.length), model, version, sharedMemory, shapeFirst);
   }
-  // Before the parse: a body of millions of strings costs seconds of this thread to parse before the cap refuses it.
-  refuseBytesBeyondCap(headerLength === undefined ? body : body.subarray(0, jsonLength));
-  const header = headerLength === undefined ? parseWholeBodyAsHeader(body) : parseExactJson(body.subarray(0, jsonLength), 'the inference request');
-  return inferRequestOf(header, body.subarray(jsonLength), model, version, sharedMemory, shapeFirst);
+  // A plain decimal only: Number() would also take '0xd2', '1e2' or ' 12 '.
+  const jsonLength = /^\d{1,15}$/.test(headerLength) ? Number(headerLength) : NaN;
+  if (!Number.isInteger(jsonLength) || jsonLength > body.length) {
+    throw invalidArgument(
+      `Inference-Header-Content-Length is ${quote(headerLength)} but the body has ${body.length} bytes; it must be the length of the JSON header, a decimal number`,
+    );
+  }
+  return inferRequestOf(parseRequestHeader(body.subarray(0, jsonLength)), body.subarray(jsonLength), model, version, sharedMemory, shapeFirst);
 }
 
 /**
