@@ -341,7 +341,10 @@ function parseExactText(bytes: Buffer, text: string, what: string): { value: unk
   return { value: parseJsonText(markLiterals(text, mark), what, markedLiteralReviver(mark)), plain: false };
 }
 
-/** A binary request's JSON header up to this long is remembered parsed; a longer one is rare and costs little to parse beside its tensors. */
+/**
+ * A binary request's JSON header up to this long is remembered parsed; a longer one is rare and costs little to parse
+ * beside its tensors. So short a header cannot hold more BYTES elements than the cap, so it needs no scan for them.
+ */
 const REMEMBERED_HEADER_BYTES = 2048;
 /** How many parsed headers are remembered: a few per client and tensor shape. The oldest goes first. */
 const REMEMBERED_HEADERS = 256;
